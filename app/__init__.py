@@ -1,1 +1,46 @@
-"""abvoc app."""
+"""The Flask application factory and the `abvoc` command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from core.errors import AbvocError
+from core.settings import Settings, load_settings
+from core.startup import Services, connect
+
+
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    test_config: dict[str, Any] | None = None,
+) -> Flask:
+    """Build the app; tests pass their own settings or ready-made services."""
+    app = Flask(__name__)
+    if test_config:
+        app.config.update(test_config)
+    if services is None:
+        services = connect(settings or load_settings())
+    app.extensions["abvoc"] = services
+    _register_errors(app)
+
+    from app.api import health
+
+    app.register_blueprint(health.bp)
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["abvoc"]
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(AbvocError)
+    def _abvoc_error(exc: AbvocError):  # noqa: ANN202
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # noqa: ANN202
+        return jsonify({"error": exc.description, "status": exc.code}), exc.code

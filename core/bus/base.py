@@ -1,0 +1,100 @@
+"""The bus interface both transports implement, and the contract tests in tests/core/bus check.
+
+Semantics shared by both:
+- topics have a fixed number of partitions; a record's key picks its partition, so records with
+  one key stay in order;
+- consumers join a group; the group's partitions are shared among its live members;
+- a consumer reads from its group's committed offsets and commits explicitly: offsets are
+  committed only after the consumer's work is durable (at-least-once; apply is idempotent).
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+class BusUnavailable(Exception):
+    """The transport cannot take or give records right now (e.g. the broker is down)."""
+
+
+@dataclass(frozen=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+def partition_for(key: str | None, partitions: int) -> int:
+    """A stable partition for a key (the same in every process)."""
+    if key is None:
+        return 0
+    return zlib.crc32(key.encode()) % partitions
+
+
+class Producer(ABC):
+    @abstractmethod
+    def send_many(self, records: Iterable[tuple[str, str | None, bytes]]) -> None:
+        """Publish (topic, key, value) records; returns only when all are durable on the bus.
+
+        Raises BusUnavailable if any could not be delivered; some may have been (the outbox
+        retries, and consumers deduplicate by event id)."""
+
+    def send(self, topic: str, key: str | None, value: bytes) -> None:
+        self.send_many([(topic, key, value)])
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class Consumer(ABC):
+    @abstractmethod
+    def poll(self, timeout_ms: int = 1000, max_records: int = 500) -> list[Record]:
+        """Records after the position, from the partitions this member holds."""
+
+    @abstractmethod
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit next-offsets (default: the position after everything polled so far)."""
+
+    @abstractmethod
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member currently holds."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class Bus(ABC):
+    """A transport: makes producers and group consumers, and creates topics."""
+
+    partitions: int
+
+    @abstractmethod
+    def ensure_topics(self, topics: Iterable[str]) -> None: ...
+
+    @abstractmethod
+    def producer(self) -> Producer: ...
+
+    @abstractmethod
+    def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise BusUnavailable if the transport cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,165 @@
+"""The Kafka transport, on kafka-python against a real Apache Kafka broker.
+
+The producer is idempotent with acks=all, so a record the broker acknowledged is on every in-sync
+replica and a retry never writes it twice within one producer session. Consumers never auto-commit:
+the caller commits after its work is durable in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KTopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from core.bus.base import Bus, BusUnavailable, Consumer, Producer, Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class KafkaBusProducer(Producer):
+    def __init__(self, brokers: list[str], delivery_timeout_s: float) -> None:
+        self.brokers = brokers
+        self.delivery_timeout_s = delivery_timeout_s
+        self._producer: KafkaProducer | None = None
+
+    def _client(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.brokers,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=5,
+                    batch_size=256 * 1024,
+                    max_block_ms=int(self.delivery_timeout_s * 1000),
+                    request_timeout_ms=int(self.delivery_timeout_s * 1000) - 1000,
+                    delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
+                    reconnect_backoff_max_ms=1000,
+                )
+            except (NoBrokersAvailable, KafkaError) as exc:
+                raise BusUnavailable(f"Kafka at {self.brokers} unavailable: {exc!r}") from exc
+        return self._producer
+
+    def send_many(self, records: Iterable[tuple[str, str | None, bytes]]) -> None:
+        producer = self._client()
+        try:
+            futures = [
+                producer.send(topic, key=key.encode() if key is not None else None, value=value)
+                for topic, key, value in records
+            ]
+            producer.flush(timeout=self.delivery_timeout_s)
+            for future in futures:
+                future.get(timeout=0)
+        except KafkaError as exc:
+            # The client may be wedged after a broker outage; start afresh next time.
+            self.close()
+            raise BusUnavailable(f"Kafka delivery failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                producer.close(timeout=1)
+            except KafkaError:
+                log.warning("Kafka producer did not close cleanly", exc_info=True)
+
+
+class KafkaBusConsumer(Consumer):
+    def __init__(self, brokers: list[str], group_id: str, topics: Iterable[str]) -> None:
+        try:
+            self._consumer = KafkaConsumer(
+                *sorted(set(topics)),
+                bootstrap_servers=brokers,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=10000,
+                heartbeat_interval_ms=1000,
+                max_poll_interval_ms=300000,
+                reconnect_backoff_max_ms=1000,
+            )
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise BusUnavailable(f"Kafka at {brokers} unavailable: {exc!r}") from exc
+
+    def poll(self, timeout_ms: int = 1000, max_records: int = 500) -> list[Record]:
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka poll failed: {exc!r}") from exc
+        out = []
+        for tp, messages in batches.items():
+            for m in messages:
+                key = m.key.decode() if m.key is not None else None
+                out.append(Record(tp.topic, tp.partition, m.offset, key, m.value))
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        try:
+            if offsets is None:
+                self._consumer.commit()
+            else:
+                self._consumer.commit(
+                    {
+                        KTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
+                        for tp, off in offsets.items()
+                    }
+                )
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka commit failed: {exc!r}") from exc
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except KafkaError:
+            log.warning("Kafka consumer did not close cleanly", exc_info=True)
+
+
+class KafkaBus(Bus):
+    def __init__(
+        self, brokers: Iterable[str], partitions: int = 3, *, delivery_timeout_s: float = 10.0
+    ) -> None:
+        self.brokers = list(brokers)
+        self.partitions = partitions
+        self.delivery_timeout_s = delivery_timeout_s
+
+    def _admin(self) -> KafkaAdminClient:
+        try:
+            return KafkaAdminClient(bootstrap_servers=self.brokers, request_timeout_ms=10000)
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise BusUnavailable(f"Kafka at {self.brokers} unavailable: {exc!r}") from exc
+
+    def ensure_topics(self, topics: Iterable[str]) -> None:
+        admin = self._admin()
+        try:
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(name=t, num_partitions=self.partitions, replication_factor=1)
+                for t in topics
+                if t not in existing
+            ]
+            if new:
+                try:
+                    admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass
+        except KafkaError as exc:
+            raise BusUnavailable(f"Kafka topic creation failed: {exc!r}") from exc
+        finally:
+            admin.close()
+
+    def producer(self) -> Producer:
+        return KafkaBusProducer(self.brokers, self.delivery_timeout_s)
+
+    def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer:
+        return KafkaBusConsumer(self.brokers, group_id, topics)
+
+    def check(self) -> None:
+        self._admin().close()

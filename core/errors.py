@@ -1,0 +1,48 @@
+"""One error type that carries its HTTP status, so every transport maps it once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AbvocError(Exception):
+    """An error a caller can act on: the message says what to fix, `status` how HTTP reports it."""
+
+    status: int = 400
+
+    def __init__(self, message: str, *, status: int | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "status": self.status}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ConfigError(AbvocError):
+    """A setting is malformed or names something unreachable; raised at start-up."""
+
+    status = 500
+
+
+class NotFound(AbvocError):
+    status = 404
+
+
+class Forbidden(AbvocError):
+    status = 403
+
+
+class Conflict(AbvocError):
+    status = 409
+
+
+class EventSchemaError(AbvocError):
+    """An event does not match its JSON Schema; producers refuse it, consumers park it."""
+
+    status = 400

@@ -1,0 +1,101 @@
+"""Versioned JSON events and their schemas (the files in core/schemas/ are the documentation).
+
+An event is a plain dict; `make_event` stamps the envelope (id, type, version, time) and validates,
+so a producer can never emit an event that fails its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from core.errors import EventSchemaError
+from core.store.db import utcnow
+
+PREDICTION_MADE = "PredictionMade"
+CORRECTION_SUBMITTED = "CorrectionSubmitted"
+EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED)
+CURRENT_VERSION = {PREDICTION_MADE: 1, CORRECTION_SUBMITTED: 1}
+
+# Which topic (after the configured prefix) carries each event type, and which field keys it:
+# both are keyed by prediction id, so one prediction's events stay in one partition, in order.
+TOPIC_OF = {PREDICTION_MADE: "predictions", CORRECTION_SUBMITTED: "corrections"}
+KEY_FIELD = {PREDICTION_MADE: "prediction_id", CORRECTION_SUBMITTED: "prediction_id"}
+
+
+@cache
+def _validator(event_type: str, version: int) -> Draft202012Validator:
+    name = f"{event_type}.v{version}.json"
+    text = resources.files("core.schemas").joinpath(name).read_text()
+    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
+
+
+def schema(event_type: str, version: int | None = None) -> dict[str, Any]:
+    return _validator(event_type, version or CURRENT_VERSION[event_type]).schema
+
+
+def validate_event(event: Any) -> dict[str, Any]:
+    """Return the event if it matches its schema, else raise EventSchemaError saying why."""
+    if not isinstance(event, dict):
+        raise EventSchemaError("an event must be a JSON object")
+    event_type = event.get("event_type")
+    if event_type not in CURRENT_VERSION:
+        raise EventSchemaError(
+            f"unknown event_type {event_type!r}; expected one of {list(EVENT_TYPES)}"
+        )
+    version = event.get("schema_version")
+    if not isinstance(version, int) or version < 1 or version > CURRENT_VERSION[event_type]:
+        raise EventSchemaError(f"unsupported schema_version {version!r} for {event_type}")
+    errors = sorted(_validator(event_type, version).iter_errors(event), key=lambda e: e.path)
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        raise EventSchemaError(f"{event_type} invalid at {where}: {first.message}")
+    return event
+
+
+def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
+    """A new, validated event with a unique id, the current schema version and a UTC timestamp."""
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "event_type": event_type,
+        "schema_version": CURRENT_VERSION.get(event_type, 0),
+        "occurred_at": utcnow().isoformat(),
+        **fields,
+    }
+    return validate_event(event)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Parse and validate bytes from the bus; raises EventSchemaError for anything unusable."""
+    try:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventSchemaError(f"not JSON: {exc}") from exc
+    return validate_event(event)
+
+
+@dataclass(frozen=True)
+class Route:
+    topic: str
+    key: str
+
+
+def route(event: dict[str, Any], prefix: str) -> Route:
+    """The topic and partition key an event travels under."""
+    event_type = event["event_type"]
+    return Route(f"{prefix}.{TOPIC_OF[event_type]}", str(event[KEY_FIELD[event_type]]))
+
+
+def topics(prefix: str) -> list[str]:
+    return [f"{prefix}.{name}" for name in dict.fromkeys(TOPIC_OF.values())]

@@ -1,0 +1,1 @@
+"""JSON Schema files for abvoc events, one per event type and version."""

@@ -1,0 +1,46 @@
+"""Start-up checks: open the store and the bus the settings name, or fail naming the variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.bus import Bus, BusUnavailable, open_bus
+from core.errors import ConfigError
+from core.events import topics
+from core.settings import Settings
+from core.store import schema
+from core.store.db import Database
+
+
+@dataclass
+class Services:
+    """The long-lived handles a process needs, built once from settings."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+
+    @property
+    def topics(self) -> list[str]:
+        return topics(self.settings.topic_prefix)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.db.dispose()
+
+
+def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True) -> Services:
+    """Open (and by default migrate) the store, open the bus, and check both are reachable."""
+    db = Database(settings.database_url)
+    db.check()
+    if migrate:
+        schema.upgrade(db)
+    bus = open_bus(settings, db)
+    if check_bus:
+        try:
+            bus.check()
+            bus.ensure_topics(topics(settings.topic_prefix))
+        except BusUnavailable as exc:
+            db.dispose()
+            raise ConfigError(f"ABVOC_BUS_URL={settings.bus} is unreachable: {exc}") from exc
+    return Services(settings, db, bus)

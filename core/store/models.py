@@ -1,0 +1,260 @@
+"""SQLAlchemy models for every table abvoc keeps.
+
+There are no foreign keys between event tables on purpose: a correction may arrive before its
+prediction, and both must be kept.
+
+A naming convention on the MetaData gives constraints the same names on SQLite and PostgreSQL,
+so Alembic migrations stay portable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: Timestamp}
+
+
+class Candidate(Base):
+    """A candidate pipeline: what it is, how it is served, what it promised offline."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str] = mapped_column(Text, default="")
+    pipeline: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    backend: Mapped[str] = mapped_column(String(30), default="torch")
+    artifacts: Mapped[str] = mapped_column(Text, default="")
+    requirements: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    offline_results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Experiment(Base):
+    """An experiment owns one traffic scope while running; arms, allocation and rules are data."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    scope: Mapped[str] = mapped_column(String(100), default="default")
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    unit: Mapped[str] = mapped_column(String(20), default="user")
+    salt: Mapped[str] = mapped_column(String(64))
+    arms: Mapped[list[Any]] = mapped_column(default=list)
+    allocation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    shadows: Mapped[list[Any]] = mapped_column(default=list)
+    canary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    guardrails: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    primary_metric: Mapped[str] = mapped_column(String(50), default="correction_rate")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+
+
+class Prediction(Base):
+    """One served (or shadow) prediction as the evaluation worker recorded it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index(None, "experiment_id", "candidate", "slice"),
+        Index(None, "created_at"),
+    )
+
+    prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    experiment_id: Mapped[int | None] = mapped_column(BigInteger)
+    candidate: Mapped[str] = mapped_column(String(100))
+    arm: Mapped[str | None] = mapped_column(String(100))
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False)
+    unit_id: Mapped[str | None] = mapped_column(String(200))
+    slice: Mapped[str] = mapped_column(String(100), default="all")
+    input_hash: Mapped[str] = mapped_column(String(64))
+    output: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    stages: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class Correction(Base):
+    """A customer's correction of one prediction (the voice-of-customer channel)."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (Index(None, "prediction_id"),)
+
+    correction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    prediction_id: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    corrected_output: Mapped[str] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class MetricAggregate(Base):
+    """Additive sufficient statistics per experiment × candidate × slice × hour × metric."""
+
+    __tablename__ = "metric_aggregates"
+
+    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(100), primary_key=True)
+    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(50), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum: Mapped[float] = mapped_column(Float, default=0.0)
+    sum_squares: Mapped[float] = mapped_column(Float, default=0.0)
+    sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class RelabelItem(Base):
+    """A prediction queued for an annotator, with why it was picked and the label it got."""
+
+    __tablename__ = "relabel_items"
+    __table_args__ = (UniqueConstraint("queue", "prediction_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(100), default="default")
+    prediction_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    label: Mapped[str | None] = mapped_column(Text)
+    annotator: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    labeled_at: Mapped[datetime | None]
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the change it describes; the relay sends it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class BusRecord(Base):
+    """The embedded bus: an append-only log per topic and partition, durable in the SQL store."""
+
+    __tablename__ = "bus_log"
+    __table_args__ = (Index(None, "topic", "partition", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class BusMember(Base):
+    """A live consumer of the embedded bus; partitions are shared among a group's members."""
+
+    __tablename__ = "bus_members"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    topics: Mapped[list[Any]] = mapped_column(default=list)
+    heartbeat_at: Mapped[datetime]
+
+
+class ConsumerOffset(Base):
+    """The next offset a consumer group reads, per topic and partition (embedded bus)."""
+
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class ProcessedEvent(Base):
+    """Event ids a consumer group has applied: the guard that makes apply idempotent."""
+
+    __tablename__ = "processed_events"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime]
+
+
+class ParkedEvent(Base):
+    """An event that could not be applied (bad schema, bad JSON): kept with the reason."""
+
+    __tablename__ = "parked_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(200))
+    topic: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "offset"),)
+
+
+__all__ = [
+    "Base",
+    "BusMember",
+    "BusRecord",
+    "Candidate",
+    "ConsumerOffset",
+    "Correction",
+    "Experiment",
+    "MetricAggregate",
+    "OutboxEvent",
+    "ParkedEvent",
+    "Prediction",
+    "ProcessedEvent",
+    "RelabelItem",
+]
