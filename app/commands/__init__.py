@@ -1,0 +1,5 @@
+"""Every `abvoc` subcommand, grouped by the part of abvoc it drives."""
+
+from app.commands.system import SYSTEM_COMMANDS
+
+ALL_COMMANDS = [*SYSTEM_COMMANDS]
