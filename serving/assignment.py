@@ -127,6 +127,7 @@ class Allocation:
         if abs(math.fsum(weights) - 1.0) > 1e-9:
             raise ValueError(f"weights must sum to 1, got {weights}; allocate() normalises them")
         object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "table", bytes(self.table))
         top = max(self.table)
         if top >= len(weights):
             raise ValueError(f"bucket table names arm {top} but only {len(weights)} have weights")
@@ -163,7 +164,8 @@ class Allocation:
                 raise ValueError(f"unsupported allocation format version {doc['v']!r}")
             table = bytearray()
             for arm, length in doc["runs"]:
-                if not (isinstance(arm, int) and isinstance(length, int)) or length <= 0:
+                valid = isinstance(arm, int) and isinstance(length, int)
+                if not valid or not 0 <= arm < _MAX_ARMS or length <= 0:
                     raise ValueError(f"bad run [{arm!r}, {length!r}]")
                 table += bytes([arm]) * length
             return cls(tuple(doc["weights"]), bytes(table))

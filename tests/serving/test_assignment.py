@@ -195,6 +195,8 @@ def test_json_round_trip_is_exact_and_compact() -> None:
         ('{"v": 1, "weights": [1]}', "not an allocation document"),
         ('{"v": 1, "weights": [1], "runs": [[0, -1]]}', "bad run"),
         ('{"v": 1, "weights": [1], "runs": [[1, 10]]}', "names arm 1"),
+        ('{"v": 1, "weights": [1], "runs": [[-1, 10]]}', "bad run"),
+        ('{"v": 1, "weights": [1], "runs": [[300, 10]]}', "bad run"),
         ('{"v": 1, "weights": [0.5, 0.2], "runs": [[0, 10]]}', "sum to 1"),
         ('{"v": 1, "weights": [1], "runs": []}', "at least one bucket"),
     ],
