@@ -1,0 +1,211 @@
+"""The TensorRT backend: an engine per network, built from its ONNX export, on a CUDA GPU.
+
+Engines are built with the TensorRT Python API (``trt.Builder``, a network parsed by
+``trt.OnnxParser``, a builder config with one optimisation profile covering batch sizes
+1..``max_engine_batch``) and serialized to ``cache_dir/tensorrt``; the file name carries the
+weights hash, the GPU name and the TensorRT version, because an engine runs only on the GPU model
+and TensorRT release it was built for. Buffers are torch CUDA tensors, so no pycuda is needed.
+
+This backend is used only where ``tensorrt`` imports and torch sees a CUDA GPU; elsewhere
+:meth:`load` raises :class:`BackendUnavailable` with the reason. It is never emulated.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from serving.backends.base import (
+    Backend,
+    BackendError,
+    BackendNotReady,
+    BackendSettings,
+    BackendUnavailable,
+    Networks,
+)
+from serving.backends.onnx_backend import INPUT_NAME, OUTPUT_NAME, cached_onnx, weights_digest
+
+__all__ = ["TensorRTBackend", "tensorrt_unavailable_reason"]
+
+
+def _import_tensorrt() -> tuple[ModuleType | None, str | None]:
+    try:
+        return importlib.import_module("tensorrt"), None
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not here"
+        return None, f"tensorrt not importable ({type(exc).__name__}: {exc})"
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """Why the TensorRT backend cannot run on this host, or None when it can."""
+    prefix = "TensorRT backend needs the tensorrt package and a CUDA GPU: "
+    _, problem = _import_tensorrt()
+    if problem is not None:
+        return prefix + problem
+    if not torch.cuda.is_available():
+        return prefix + "torch sees no CUDA GPU"
+    return None
+
+
+def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int32: torch.int32,
+        trt.int8: torch.int8,
+        trt.bool: torch.bool,
+    }
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
+    try:
+        return table[dtype]
+    except KeyError:
+        raise BackendError(f"TensorRT tensor type {dtype} has no torch equivalent") from None
+
+
+@dataclass
+class _Engine:
+    """One deserialized engine, its execution context and the lock that serializes its use."""
+
+    engine: Any
+    context: Any
+    input_dtype: torch.dtype
+    output_dtype: torch.dtype
+    max_batch: int
+    lock: threading.Lock
+
+
+class TensorRTBackend(Backend):
+    """TensorRT engines on one CUDA GPU; each engine's context is used by one thread at a time."""
+
+    name = "tensorrt"
+
+    def __init__(self, settings: BackendSettings | None = None) -> None:
+        super().__init__(settings)
+        self._engines: dict[str, _Engine] = {}
+        self._scratch: Path | None = None
+        self._device = torch.device("cuda")
+        self.engine_files: dict[str, Path] = {}
+
+    def _load(self, networks: Networks, cache_dir: Path | None) -> None:
+        reason = tensorrt_unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailable(reason)
+        trt, _ = _import_tensorrt()
+        assert trt is not None
+        device = self.settings.torch_device()
+        if device.type != "cuda":
+            raise BackendUnavailable(
+                f"TensorRT backend runs on a CUDA GPU, but settings ask for device {device}"
+            )
+        if cache_dir is None:
+            self._scratch = cache_dir = Path(tempfile.mkdtemp(prefix="abvoc-trt-"))
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name(device)).strip("-")
+        engines, files = {}, {}
+        with torch.cuda.device(device):
+            for name, (module, example) in networks.items():
+                onnx_file = cached_onnx(name, module, example, cache_dir, self.settings.opset)
+                digest = weights_digest(module, example, self.settings.opset)
+                precision = "fp16" if self.settings.fp16 else "fp32"
+                files[name] = (
+                    cache_dir
+                    / "tensorrt"
+                    / f"{name}-{digest}-{gpu}-trt{trt.__version__}-{precision}"
+                    f"-b{self.settings.max_engine_batch}.engine"
+                )
+                if not files[name].exists():
+                    self._build(trt, logger, name, onnx_file, example, files[name])
+                engine = runtime.deserialize_cuda_engine(files[name].read_bytes())
+                if engine is None:
+                    raise BackendError(f"TensorRT could not deserialize the engine of {name!r}")
+                engines[name] = _Engine(
+                    engine=engine,
+                    context=engine.create_execution_context(),
+                    input_dtype=_torch_dtype(trt, engine.get_tensor_dtype(INPUT_NAME)),
+                    output_dtype=_torch_dtype(trt, engine.get_tensor_dtype(OUTPUT_NAME)),
+                    max_batch=self.settings.max_engine_batch,
+                    lock=threading.Lock(),
+                )
+        self._device, self._engines, self.engine_files = device, engines, files
+
+    def _build(
+        self, trt: ModuleType, logger: Any, name: str, onnx_file: Path, example: np.ndarray,
+        target: Path,
+    ) -> None:
+        """Parse the ONNX file, build a serialized engine for batch 1..max, write it atomically."""
+        builder = trt.Builder(logger)
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_file.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BackendError(f"TensorRT could not parse the ONNX export of {name!r}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.settings.workspace_bytes)
+        if self.settings.fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        item = tuple(int(d) for d in example.shape[1:])
+        top = self.settings.max_engine_batch
+        profile = builder.create_optimization_profile()
+        profile.set_shape(
+            INPUT_NAME, (1, *item), (max(1, min(top, self.settings.max_batch_size)), *item),
+            (top, *item),
+        )
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BackendError(f"TensorRT could not build an engine for {name!r} (see its log)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_bytes(bytes(serialized))
+        tmp.replace(target)
+
+    def _infer(self, name: str, batch: np.ndarray) -> np.ndarray:
+        entry = self._engines.get(name)
+        if entry is None:
+            raise BackendNotReady(f"tensorrt backend has no loaded network {name!r}")
+        outputs = [
+            self._execute(entry, batch[start : start + entry.max_batch])
+            for start in range(0, len(batch), entry.max_batch)
+        ]
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _execute(self, entry: _Engine, chunk: np.ndarray) -> np.ndarray:
+        with entry.lock, torch.cuda.device(self._device):
+            source = torch.from_numpy(np.array(chunk, order="C"))
+            inputs = source.to(self._device, entry.input_dtype).contiguous()
+            context = entry.context
+            context.set_input_shape(INPUT_NAME, tuple(inputs.shape))
+            shape = tuple(context.get_tensor_shape(OUTPUT_NAME))
+            output = torch.empty(shape, dtype=entry.output_dtype, device=self._device)
+            context.set_tensor_address(INPUT_NAME, inputs.data_ptr())
+            context.set_tensor_address(OUTPUT_NAME, output.data_ptr())
+            stream = torch.cuda.current_stream(self._device)
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise BackendError("TensorRT execution failed (see its log)")
+            stream.synchronize()
+            return output.float().cpu().numpy() if output.dtype == torch.float16 else (
+                output.cpu().numpy()
+            )
+
+    def _unload(self) -> None:
+        self._engines = {}
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        torch.cuda.empty_cache()

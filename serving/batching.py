@@ -1,0 +1,210 @@
+"""Dynamic batching: merge concurrent requests into one batch call, hand each caller its own rows.
+
+Request threads (the Flask app's) call :meth:`DynamicBatcher.submit` with a batch of one or more
+items and block. One worker thread takes the oldest request, waits until either the queued items
+reach ``max_batch_size`` or ``max_batch_time_ms`` has passed since that request arrived, then
+concatenates the requests along the first axis, calls the batch function once and splits its
+output back by each request's item count.
+
+Only requests with the same item shape and dtype are merged; others wait for the next batch, in
+arrival order. A request bigger than ``max_batch_size`` runs as a batch of its own.
+
+Failure isolation: when the batch call raises (or returns the wrong number of rows), each request
+of that batch is retried on its own, so a poisoned input fails only its own caller and its
+batch-mates still get their results.
+
+Shutdown: :meth:`close` refuses new requests, runs everything already queued without waiting for
+the delay, then stops the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import AbvocError
+
+__all__ = ["BatchOutputError", "BatcherClosed", "DynamicBatcher"]
+
+BatchFn = Callable[[np.ndarray], np.ndarray]
+
+
+class BatcherClosed(AbvocError):
+    """The batcher is shutting down and takes no new requests."""
+
+    status = 503
+
+
+class BatchOutputError(AbvocError):
+    """The batch function returned something that cannot be split back per request."""
+
+    status = 500
+
+
+@dataclass(eq=False)
+class _Request:
+    inputs: np.ndarray
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @property
+    def signature(self) -> tuple:
+        return self.inputs.dtype.str, self.inputs.shape[1:]
+
+    def finish(self, result: np.ndarray | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class DynamicBatcher:
+    """Collects concurrent `submit` calls into batches for one batch function (one network)."""
+
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        max_batch_size: int,
+        max_batch_time_ms: float = 0.0,
+        name: str = "batcher",
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_batch_time_ms < 0:
+            raise ValueError(f"max_batch_time_ms must be >= 0, got {max_batch_time_ms}")
+        self._fn = fn
+        self.max_batch_size = max_batch_size
+        self.max_batch_time = max_batch_time_ms / 1000.0
+        self.name = name
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._queued_items = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        """How many batches of each item count ran (retries of single requests not counted)."""
+        self.retried_batches = 0
+        self._worker = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._worker.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, inputs: np.ndarray) -> np.ndarray:
+        """This request's rows of the batch output; blocks until its batch has run."""
+        if not isinstance(inputs, np.ndarray) or inputs.ndim < 1 or len(inputs) == 0:
+            raise ValueError("submit() takes a numpy array with at least one item on axis 0")
+        request = _Request(inputs, time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed(f"batcher {self.name!r} is shut down")
+            self._queue.append(request)
+            self._queued_items += len(inputs)
+            self._cond.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, finish the queued ones, stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
+
+    def __enter__(self) -> DynamicBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- worker ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _next_batch(self) -> list[_Request] | None:
+        """Wait for a full batch or the head request's deadline; None once closed and drained."""
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            deadline = self._queue[0].arrived + self.max_batch_time
+            while self._queued_items < self.max_batch_size and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._take()
+
+    def _take(self) -> list[_Request]:
+        """The head request plus later ones of the same signature, up to the size limit."""
+        head = self._queue.popleft()
+        taken, size, keep = [head], len(head.inputs), collections.deque()
+        while self._queue:
+            request = self._queue.popleft()
+            fits = size + len(request.inputs) <= self.max_batch_size
+            if fits and request.signature == head.signature:
+                taken.append(request)
+                size += len(request.inputs)
+            else:
+                keep.append(request)
+            if size >= self.max_batch_size:
+                break
+        keep.extend(self._queue)
+        self._queue = keep
+        self._queued_items -= size
+        return taken
+
+    def _run(self, requests: list[_Request]) -> None:
+        counts = [len(r.inputs) for r in requests]
+        self.batch_sizes[sum(counts)] += 1
+        try:
+            inputs = (
+                requests[0].inputs
+                if len(requests) == 1
+                else np.concatenate([r.inputs for r in requests])
+            )
+            outputs = self._call(inputs)
+        except Exception as exc:  # noqa: BLE001 - the error belongs to the callers
+            if len(requests) == 1:
+                requests[0].finish(error=exc)
+                return
+            self.retried_batches += 1
+            for request in requests:
+                self._run_alone(request)
+            return
+        start = 0
+        for request, count in zip(requests, counts, strict=True):
+            request.finish(result=outputs[start : start + count])
+            start += count
+
+    def _run_alone(self, request: _Request) -> None:
+        try:
+            request.finish(result=self._call(request.inputs))
+        except Exception as exc:  # noqa: BLE001 - handed to this request's caller
+            request.finish(error=exc)
+
+    def _call(self, inputs: np.ndarray) -> np.ndarray:
+        outputs = self._fn(inputs)
+        if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(inputs):
+            shape = getattr(outputs, "shape", type(outputs).__name__)
+            raise BatchOutputError(
+                f"batch function of {self.name!r} returned {shape} for {len(inputs)} input rows; "
+                "it must return one row per input row"
+            )
+        return outputs
