@@ -1,0 +1,167 @@
+"""Dynamic batching under real thread concurrency: sizes, delay, ordering, isolation, shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serving.batching import BatcherClosed, BatchOutputError, DynamicBatcher
+
+
+def concurrently(count: int, target) -> dict[int, object]:
+    """Run target(i) for i in range(count) on as many threads released together."""
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(count)
+
+    def call(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return results
+
+
+class Recorder:
+    """A batch function that records each call's size and answers row -> 10 * row."""
+
+    def __init__(self, delay: float = 0.0, poison: float | None = None) -> None:
+        self.delay, self.poison = delay, poison
+        self.calls: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(len(batch))
+        time.sleep(self.delay)
+        if self.poison is not None and (batch == self.poison).any():
+            raise ValueError(f"poisoned input {self.poison}")
+        return batch * 10
+
+
+def test_concurrent_requests_form_full_batches_and_get_their_own_rows():
+    fn = Recorder(delay=0.01)
+    with DynamicBatcher(fn, max_batch_size=8, max_batch_time_ms=200) as batcher:
+        results = concurrently(32, lambda i: batcher.submit(np.array([[i, -i]], np.float32)))
+    for i in range(32):
+        np.testing.assert_array_equal(results[i], [[10 * i, -10 * i]])
+    assert sum(fn.calls) == 32 and max(fn.calls) == 8
+    assert len(fn.calls) <= 6  # 32 single-item requests in ~4 batches, not 32 calls
+    assert batcher.batch_sizes[8] >= 3
+
+
+def test_multi_item_requests_keep_their_rows_in_order():
+    fn = Recorder()
+    with DynamicBatcher(fn, max_batch_size=16, max_batch_time_ms=50) as batcher:
+        results = concurrently(
+            12, lambda i: batcher.submit(np.arange(i * 3, i * 3 + 3, dtype=np.int64)[:, None])
+        )
+    for i in range(12):
+        np.testing.assert_array_equal(results[i][:, 0], np.arange(i * 3, i * 3 + 3) * 10)
+    assert all(size <= 16 for size in fn.calls) and sum(fn.calls) == 36
+
+
+def test_lone_request_waits_at_most_the_max_delay():
+    with DynamicBatcher(Recorder(), max_batch_size=32, max_batch_time_ms=100) as batcher:
+        start = time.monotonic()
+        batcher.submit(np.ones((1, 2)))
+        waited = time.monotonic() - start
+    assert 0.09 <= waited < 0.6
+
+
+def test_full_batch_does_not_wait_for_the_delay():
+    with DynamicBatcher(Recorder(), max_batch_size=4, max_batch_time_ms=5000) as batcher:
+        start = time.monotonic()
+        results = concurrently(4, lambda i: batcher.submit(np.full((1, 1), i)))
+        elapsed = time.monotonic() - start
+    assert elapsed < 2.0 and all(isinstance(r, np.ndarray) for r in results.values())
+
+
+def test_zero_delay_batches_only_what_is_already_queued():
+    fn = Recorder(delay=0.02)
+    with DynamicBatcher(fn, max_batch_size=64, max_batch_time_ms=0) as batcher:
+        start = time.monotonic()
+        batcher.submit(np.ones((1, 1)))
+        assert time.monotonic() - start < 0.5
+        concurrently(16, lambda i: batcher.submit(np.full((1, 1), i)))
+    assert sum(fn.calls) == 17 and max(fn.calls) > 1
+
+
+def test_one_poisoned_input_fails_alone_among_16_concurrent_requests():
+    fn = Recorder(delay=0.005, poison=7.0)
+    with DynamicBatcher(fn, max_batch_size=16, max_batch_time_ms=500) as batcher:
+        results = concurrently(16, lambda i: batcher.submit(np.full((1, 3), float(i))))
+    bad = results.pop(7)
+    assert isinstance(bad, ValueError) and "poisoned input 7" in str(bad)
+    assert len(results) == 15
+    for i, result in results.items():
+        np.testing.assert_array_equal(result, np.full((1, 3), 10.0 * i))
+    assert batcher.retried_batches >= 1
+
+
+def test_a_batch_function_returning_wrong_rows_fails_each_caller_clearly():
+    def broken(batch: np.ndarray) -> np.ndarray:
+        return batch[:1]
+
+    with DynamicBatcher(broken, max_batch_size=4, max_batch_time_ms=50) as batcher:
+        results = concurrently(4, lambda i: batcher.submit(np.full((2, 1), i)))
+    assert all(isinstance(r, BatchOutputError) for r in results.values())
+    assert "one row per input row" in str(results[0])
+
+
+def test_requests_of_different_shapes_are_never_merged():
+    fn = Recorder()
+    with DynamicBatcher(fn, max_batch_size=8, max_batch_time_ms=100) as batcher:
+        results = concurrently(
+            8,
+            lambda i: batcher.submit(np.full((1, 2 if i % 2 else 3), i, dtype=np.float32)),
+        )
+    for i, result in results.items():
+        assert result.shape == (1, 2 if i % 2 else 3) and (result == 10 * i).all()
+    assert sorted(fn.calls) == [4, 4]
+
+
+def test_oversized_request_runs_as_its_own_batch():
+    fn = Recorder()
+    with DynamicBatcher(fn, max_batch_size=4, max_batch_time_ms=10) as batcher:
+        out = batcher.submit(np.arange(10)[:, None])
+    np.testing.assert_array_equal(out[:, 0], np.arange(10) * 10)
+    assert fn.calls == [10]
+
+
+def test_close_finishes_queued_requests_then_refuses_new_ones():
+    fn = Recorder(delay=0.01)
+    batcher = DynamicBatcher(fn, max_batch_size=4, max_batch_time_ms=10_000)
+    results: dict[int, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit(np.full((1, 1), i))))
+        for i in range(6)
+    ]
+    for t in threads:
+        t.start()
+    while batcher._queued_items + sum(fn.calls) < 6:
+        time.sleep(0.001)
+    start = time.monotonic()
+    batcher.close()
+    for t in threads:
+        t.join(5)
+    assert time.monotonic() - start < 2.0  # did not sit out the 10 s delay
+    assert sorted(int(r[0, 0]) for r in results.values()) == [10 * i for i in range(6)]
+    with pytest.raises(BatcherClosed):
+        batcher.submit(np.ones((1, 1)))
+
+
+def test_rejects_bad_configuration_and_inputs():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        DynamicBatcher(Recorder(), max_batch_size=0)
+    with pytest.raises(ValueError, match="max_batch_time_ms"):
+        DynamicBatcher(Recorder(), max_batch_size=2, max_batch_time_ms=-1)
+    with DynamicBatcher(Recorder(), max_batch_size=2) as batcher, pytest.raises(ValueError):
+        batcher.submit(np.ones((0, 2)))
