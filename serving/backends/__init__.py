@@ -57,9 +57,7 @@ class UnknownBackend(BackendError):
 def _canonical(name: str) -> str:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _REGISTRY:
-        raise UnknownBackend(
-            f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}"
-        )
+        raise UnknownBackend(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
     return key
 
 

@@ -152,9 +152,7 @@ class NetworkSpec:
             raise BadBatch(f"network {self.name!r} got an empty batch")
         if batch.dtype != self.dtype:
             if not np.can_cast(batch.dtype, self.dtype, casting="same_kind"):
-                raise BadBatch(
-                    f"network {self.name!r} expects {self.dtype}, got {batch.dtype}"
-                )
+                raise BadBatch(f"network {self.name!r} expects {self.dtype}, got {batch.dtype}")
             batch = batch.astype(self.dtype)
         return np.ascontiguousarray(batch)
 

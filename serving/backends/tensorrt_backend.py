@@ -142,7 +142,12 @@ class TensorRTBackend(Backend):
         self._device, self._engines, self.engine_files = device, engines, files
 
     def _build(
-        self, trt: ModuleType, logger: Any, name: str, onnx_file: Path, example: np.ndarray,
+        self,
+        trt: ModuleType,
+        logger: Any,
+        name: str,
+        onnx_file: Path,
+        example: np.ndarray,
         target: Path,
     ) -> None:
         """Parse the ONNX file, build a serialized engine for batch 1..max, write it atomically."""
@@ -163,7 +168,9 @@ class TensorRTBackend(Backend):
         top = self.settings.max_engine_batch
         profile = builder.create_optimization_profile()
         profile.set_shape(
-            INPUT_NAME, (1, *item), (max(1, min(top, self.settings.max_batch_size)), *item),
+            INPUT_NAME,
+            (1, *item),
+            (max(1, min(top, self.settings.max_batch_size)), *item),
             (top, *item),
         )
         config.add_optimization_profile(profile)
@@ -199,9 +206,9 @@ class TensorRTBackend(Backend):
             if not context.execute_async_v3(stream.cuda_stream):
                 raise BackendError("TensorRT execution failed (see its log)")
             stream.synchronize()
-            return output.float().cpu().numpy() if output.dtype == torch.float16 else (
-                output.cpu().numpy()
-            )
+            if output.dtype in (torch.float16, torch.bfloat16):
+                output = output.float()
+            return output.cpu().numpy()
 
     def _unload(self) -> None:
         self._engines = {}

@@ -59,7 +59,7 @@ class TorchBackend(Backend):
 
 
 def as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A CPU tensor sharing the array's memory where torch allows it (read-only arrays are copied)."""
+    """A CPU tensor sharing the array's memory where torch can; read-only arrays are copied."""
     if not array.flags.writeable or not array.flags.c_contiguous:
         array = np.array(array, order="C")
     return torch.from_numpy(array)

@@ -140,10 +140,11 @@ def test_close_finishes_queued_requests_then_refuses_new_ones():
     fn = Recorder(delay=0.01)
     batcher = DynamicBatcher(fn, max_batch_size=4, max_batch_time_ms=10_000)
     results: dict[int, np.ndarray] = {}
-    threads = [
-        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit(np.full((1, 1), i))))
-        for i in range(6)
-    ]
+
+    def call(i: int) -> None:
+        results[i] = batcher.submit(np.full((1, 1), i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     while batcher._queued_items + sum(fn.calls) < 6:

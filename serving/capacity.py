@@ -1,0 +1,354 @@
+"""Capacity planning: how many instances of each candidate fit on a GPU and what QPS they serve.
+
+The founding example's rule: instances = floor((GPU memory - reserve) / footprint), and
+QPS = instances x batch / latency(batch) at the batch size that serves the most requests per
+second while its latency stays within the p99 target. Model size therefore moves QPS only in
+steps, at the footprints where one instance more or fewer fits: a 10 GB GPU holds one model of
+5.1 GB and one of 9 GB alike, so shrinking a 9 GB model to 5.1 GB gains nothing, and the next
+step is at 5 GB. Each row says where that next step is.
+
+The planning math (:func:`plan_capacity`) is pure. Profiles come from the registry's offline
+results (``latency_by_batch`` {batch: ms}, ``model_size_bytes``), from a JSON file, or from
+:func:`measure_latency_by_batch` run against a loaded backend. QPS assumes instances do not slow
+each other down; on one GPU they share compute, so read it as an upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import AbvocError
+
+__all__ = [
+    "CandidateProfile",
+    "CapacityRow",
+    "best_batch",
+    "format_size",
+    "format_table",
+    "instances_that_fit",
+    "load_profiles",
+    "measure_latency_by_batch",
+    "module_size_bytes",
+    "parse_size",
+    "plan_capacity",
+    "profile_from_record",
+]
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 10**3,
+    "KB": 10**3,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "T": 10**12,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+
+
+class CapacityError(AbvocError):
+    """A size, profile or target that cannot be planned with; the message says what to fix."""
+
+    status = 400
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes from "10GB", "512MiB", "1.5 GB" or a plain number (decimal GB, binary GiB)."""
+    if isinstance(text, bool):
+        raise CapacityError(f"size {text!r} is not a size")
+    if isinstance(text, int | float):
+        if text < 0 or not math.isfinite(text):
+            raise CapacityError(f"size {text!r} must be a finite number of bytes >= 0")
+        return int(text)
+    match = _SIZE.match(str(text))
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _UNITS:
+        raise CapacityError(
+            f"size {text!r} is not understood; write a number with a unit such as "
+            "10GB, 512MiB, 1.5GiB or 800MB"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_size(n: int) -> str:
+    """Decimal units, as GPU vendors state memory ("10.00 GB")."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class CandidateProfile:
+    """What planning needs to know about one candidate, measured offline."""
+
+    name: str
+    footprint_bytes: int
+    """GPU memory one serving instance holds: weights, activations at its batch size, workspace."""
+    latency_ms_by_batch: Mapping[int, float]
+    """Time to serve one batch of each size, in ms (p99 where measured)."""
+    model_size_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.footprint_bytes <= 0:
+            raise CapacityError(f"candidate {self.name!r}: footprint must be positive")
+        if not self.latency_ms_by_batch:
+            raise CapacityError(f"candidate {self.name!r} has no latency by batch size")
+        for batch, ms in self.latency_ms_by_batch.items():
+            if int(batch) < 1 or not ms > 0 or not math.isfinite(ms):
+                raise CapacityError(
+                    f"candidate {self.name!r}: latency at batch {batch} must be a positive "
+                    f"number of ms, got {ms!r}"
+                )
+
+
+@dataclass(frozen=True)
+class CapacityRow:
+    """One candidate's plan; `note` says why QPS is zero or what limits it."""
+
+    candidate: str
+    footprint_bytes: int
+    instances: int
+    batch_size: int | None
+    latency_ms: float | None
+    qps_per_instance: float
+    qps: float
+    next_step_bytes: int | None
+    """The footprint at or below which one more instance would fit (None if none fits now)."""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def instances_that_fit(gpu_mem_bytes: int, footprint_bytes: int, reserve_bytes: int = 0) -> int:
+    """floor((GPU memory - reserve) / footprint), never negative."""
+    usable = gpu_mem_bytes - reserve_bytes
+    if footprint_bytes <= 0:
+        raise CapacityError("footprint must be positive")
+    return max(usable, 0) // footprint_bytes
+
+
+def best_batch(
+    latency_ms_by_batch: Mapping[int, float], p99_target_ms: float | None = None
+) -> tuple[int, float] | None:
+    """The batch size with the highest items/s whose latency meets the target (ties: smaller)."""
+    allowed = [
+        (int(b), float(ms))
+        for b, ms in latency_ms_by_batch.items()
+        if p99_target_ms is None or ms <= p99_target_ms
+    ]
+    if not allowed:
+        return None
+    return max(sorted(allowed), key=lambda bm: bm[0] / bm[1])
+
+
+def plan_capacity(
+    profiles: Iterable[CandidateProfile],
+    gpu_mem_bytes: int,
+    *,
+    reserve_bytes: int = 0,
+    p99_target_ms: float | None = None,
+) -> list[CapacityRow]:
+    """One row per candidate, in the order given; pure, no measurement and no I/O."""
+    if gpu_mem_bytes <= 0:
+        raise CapacityError("GPU memory must be positive")
+    if not 0 <= reserve_bytes < gpu_mem_bytes:
+        raise CapacityError(
+            f"reserve {format_size(reserve_bytes)} must be at least 0 and less than the GPU's "
+            f"{format_size(gpu_mem_bytes)}"
+        )
+    if p99_target_ms is not None and not p99_target_ms > 0:
+        raise CapacityError(f"p99 target must be a positive number of ms, got {p99_target_ms}")
+    usable = gpu_mem_bytes - reserve_bytes
+    rows = []
+    for profile in profiles:
+        instances = instances_that_fit(gpu_mem_bytes, profile.footprint_bytes, reserve_bytes)
+        next_step = usable // (instances + 1) if instances else None
+        chosen = best_batch(profile.latency_ms_by_batch, p99_target_ms)
+        note = ""
+        if instances == 0:
+            note = (
+                f"does not fit: needs {format_size(profile.footprint_bytes)}, "
+                f"{format_size(usable)} usable"
+            )
+        elif chosen is None:
+            fastest = min(profile.latency_ms_by_batch.values())
+            note = f"no batch size meets the {p99_target_ms:g} ms target (fastest {fastest:g} ms)"
+        if chosen is None:
+            rows.append(
+                CapacityRow(
+                    candidate=profile.name,
+                    footprint_bytes=profile.footprint_bytes,
+                    instances=instances,
+                    batch_size=None,
+                    latency_ms=None,
+                    qps_per_instance=0.0,
+                    qps=0.0,
+                    next_step_bytes=next_step,
+                    note=note,
+                )
+            )
+            continue
+        batch, latency = chosen
+        per_instance = batch * 1000.0 / latency
+        largest = max(int(b) for b in profile.latency_ms_by_batch)
+        if not note and batch == largest:
+            note = "largest batch measured; a larger one may serve more"
+        rows.append(
+            CapacityRow(
+                candidate=profile.name,
+                footprint_bytes=profile.footprint_bytes,
+                instances=instances,
+                batch_size=batch,
+                latency_ms=latency,
+                qps_per_instance=per_instance,
+                qps=instances * per_instance,
+                next_step_bytes=next_step,
+                note=note,
+            )
+        )
+    return rows
+
+
+def format_table(
+    rows: Sequence[CapacityRow],
+    gpu_mem_bytes: int,
+    reserve_bytes: int = 0,
+    p99_target_ms: float | None = None,
+) -> str:
+    """The plan as a fixed-width text table with a one-line header saying what was assumed."""
+    target = f", p99 target {p99_target_ms:g} ms" if p99_target_ms else ""
+    lines = [
+        f"GPU memory {format_size(gpu_mem_bytes)}, reserve {format_size(reserve_bytes)}{target}",
+    ]
+    header = (
+        "candidate",
+        "footprint",
+        "instances",
+        "batch",
+        "latency ms",
+        "QPS/inst",
+        "QPS",
+        "+1 instance at",
+        "note",
+    )
+    body = [
+        (
+            row.candidate,
+            format_size(row.footprint_bytes),
+            str(row.instances),
+            "-" if row.batch_size is None else str(row.batch_size),
+            "-" if row.latency_ms is None else f"{row.latency_ms:.2f}",
+            f"{row.qps_per_instance:,.0f}",
+            f"{row.qps:,.0f}",
+            "-" if row.next_step_bytes is None else f"<= {format_size(row.next_step_bytes)}",
+            row.note,
+        )
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    numeric = {2, 3, 4, 5, 6}
+    for r in [header, *body]:
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(r)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    if not body:
+        lines.append("(no candidates)")
+    return "\n".join(lines)
+
+
+def profile_from_record(name: str, record: Mapping[str, Any]) -> CandidateProfile:
+    """A profile from a registry candidate's offline results or a profiles-file entry.
+
+    Reads ``latency_by_batch`` {batch: ms} and ``footprint_bytes`` (or ``memory_footprint_bytes``),
+    falling back to ``model_size_bytes`` when no footprint was measured. Sizes may be numbers or
+    strings such as "5.5GB".
+    """
+    latency = record.get("latency_by_batch") or record.get("latency_ms_by_batch")
+    if not isinstance(latency, Mapping) or not latency:
+        raise CapacityError(
+            f"candidate {name!r} has no latency_by_batch {{batch: ms}} in its offline results; "
+            "run its offline test or benchmark first"
+        )
+    try:
+        by_batch = {int(b): float(ms) for b, ms in latency.items()}
+    except (TypeError, ValueError) as exc:
+        raise CapacityError(f"candidate {name!r}: latency_by_batch is malformed ({exc})") from exc
+    size = record.get("model_size_bytes")
+    footprint = record.get("footprint_bytes", record.get("memory_footprint_bytes", size))
+    if footprint is None:
+        raise CapacityError(f"candidate {name!r} has neither footprint_bytes nor model_size_bytes")
+    return CandidateProfile(
+        name=name,
+        footprint_bytes=parse_size(footprint),
+        latency_ms_by_batch=by_batch,
+        model_size_bytes=None if size is None else parse_size(size),
+    )
+
+
+def load_profiles(path: str | Path) -> list[CandidateProfile]:
+    """Profiles from JSON: a list of records with "name", or an object {name: record}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CapacityError(f"profiles file {str(path)!r} cannot be read: {exc}") from exc
+    if isinstance(data, Mapping) and isinstance(data.get("candidates"), list):
+        data = data["candidates"]
+    if isinstance(data, Mapping):
+        return [profile_from_record(str(name), rec) for name, rec in data.items()]
+    if isinstance(data, list) and all(isinstance(r, Mapping) and "name" in r for r in data):
+        return [profile_from_record(str(r["name"]), r) for r in data]
+    raise CapacityError(
+        f"profiles file {str(path)!r} must hold a list of records with a name, or {{name: record}}"
+    )
+
+
+def module_size_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the module's parameters and buffers: the weights an instance must hold."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def measure_latency_by_batch(
+    run: Callable[[np.ndarray], Any],
+    example: np.ndarray,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    *,
+    repeats: int = 20,
+    warmup: int = 3,
+    quantile: float = 0.99,
+) -> dict[int, float]:
+    """ms per batch at each size (the `quantile` of `repeats` timed calls), for planning."""
+    out = {}
+    for size in batch_sizes:
+        reps = -(-size // len(example))
+        batch = np.ascontiguousarray(np.concatenate([example] * reps)[:size])
+        for _ in range(warmup):
+            run(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(batch)
+            times.append((time.perf_counter() - start) * 1000.0)
+        out[int(size)] = float(np.quantile(times, quantile))
+    return out
