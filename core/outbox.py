@@ -56,34 +56,59 @@ class OutboxRelay:
         self.batch_size = batch_size
         self._producer: Producer | None = None
 
-    def relay_once(self) -> int:
-        """Publish one batch; return how many rows were sent (0 when nothing waits)."""
+    def _pending(self):  # noqa: ANN202 - a Select
+        return (
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload)
+            .where(OutboxEvent.sent_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(self.batch_size)
+        )
+
+    def _publish(self, rows: list) -> list[int]:
         if self._producer is None:
             self._producer = self.bus.producer()
-        with self.db.session() as s:
-            query = (
-                select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload)
-                .where(OutboxEvent.sent_at.is_(None))
-                .order_by(OutboxEvent.id)
-                .limit(self.batch_size)
-            )
-            if self.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = s.execute(query).all()
-            if not rows:
-                return 0
-            ids = [r.id for r in rows]
-            try:
-                self._producer.send_many((r.topic, r.key, bytes(r.payload)) for r in rows)
-            except BusUnavailable as exc:
-                s.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(ids))
-                    .values(attempts=OutboxEvent.attempts + 1, last_error=str(exc)[:2000])
-                )
-                raise
-            s.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(sent_at=utcnow()))
-            return len(rows)
+        self._producer.send_many((r.topic, r.key, bytes(r.payload)) for r in rows)
+        return [r.id for r in rows]
+
+    @staticmethod
+    def _mark(s: Session, ids: list[int], error: BusUnavailable | None) -> None:
+        if error is None:
+            values: dict[str, Any] = {"sent_at": utcnow()}
+        else:
+            values = {"attempts": OutboxEvent.attempts + 1, "last_error": str(error)[:2000]}
+        s.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(**values))
+
+    def relay_once(self) -> int:
+        """Publish one batch; return how many rows were sent (0 when nothing waits).
+
+        Raises BusUnavailable after recording the failed attempt on the rows."""
+        if self.db.dialect == "postgresql":
+            # Row locks with SKIP LOCKED let several relays share the outbox safely.
+            with self.db.session() as s:
+                rows = s.execute(self._pending().with_for_update(skip_locked=True)).all()
+                error = self._relay(s, rows)
+        else:
+            # SQLite has one writer at a time: hold no transaction while publishing, since the
+            # embedded bus may be writing to this same file.
+            with self.db.session() as s:
+                rows = s.execute(self._pending()).all()
+            with self.db.session() as s:
+                error = self._relay(s, rows)
+        if error is not None:
+            raise error
+        return len(rows)
+
+    def _relay(self, s: Session, rows: list) -> BusUnavailable | None:
+        if not rows:
+            return None
+        ids = [r.id for r in rows]
+        try:
+            self._publish(rows)
+        except BusUnavailable as exc:
+            self._mark(s, ids, exc)
+            return exc
+        self._mark(s, ids, None)
+        return None
 
     def run(
         self,

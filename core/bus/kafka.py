@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from core.bus.base import Bus, BusUnavailable, Consumer, Producer, Record, TopicPartition
@@ -40,8 +40,9 @@ class KafkaBusProducer(Producer):
                     request_timeout_ms=int(self.delivery_timeout_s * 1000) - 1000,
                     delivery_timeout_ms=int(self.delivery_timeout_s * 1000),
                     reconnect_backoff_max_ms=1000,
+                    bootstrap_timeout_ms=int(self.delivery_timeout_s * 1000),
                 )
-            except (NoBrokersAvailable, KafkaError) as exc:
+            except KafkaError as exc:
                 raise BusUnavailable(f"Kafka at {self.brokers} unavailable: {exc!r}") from exc
         return self._producer
 
@@ -82,8 +83,9 @@ class KafkaBusConsumer(Consumer):
                 heartbeat_interval_ms=1000,
                 max_poll_interval_ms=300000,
                 reconnect_backoff_max_ms=1000,
+                bootstrap_timeout_ms=10000,
             )
-        except (NoBrokersAvailable, KafkaError) as exc:
+        except KafkaError as exc:
             raise BusUnavailable(f"Kafka at {brokers} unavailable: {exc!r}") from exc
 
     def poll(self, timeout_ms: int = 1000, max_records: int = 500) -> list[Record]:
@@ -132,8 +134,10 @@ class KafkaBus(Bus):
 
     def _admin(self) -> KafkaAdminClient:
         try:
-            return KafkaAdminClient(bootstrap_servers=self.brokers, request_timeout_ms=10000)
-        except (NoBrokersAvailable, KafkaError) as exc:
+            return KafkaAdminClient(
+                bootstrap_servers=self.brokers, request_timeout_ms=10000, bootstrap_timeout_ms=5000
+            )
+        except KafkaError as exc:
             raise BusUnavailable(f"Kafka at {self.brokers} unavailable: {exc!r}") from exc
 
     def ensure_topics(self, topics: Iterable[str]) -> None:

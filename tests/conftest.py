@@ -1,0 +1,63 @@
+"""Shared fixtures: a fresh database per test on SQLite and on PostgreSQL, and real services.
+
+PostgreSQL and Kafka are started once per session on free loopback ports. They are required:
+a missing server is an error, never a skip (scripts/install-system.sh installs both).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, load_settings
+from core.store import schema
+from core.store.db import Database
+from tests.support.kafka import KafkaBroker
+from tests.support.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker().start()
+    yield broker
+    broker.kill()
+    shutil.rmtree(broker.workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'abvoc.db'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated store, fresh for each test."""
+    database = Database(database_url)
+    schema.upgrade(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return load_settings(
+        env={
+            "ABVOC_DATA_DIR": str(tmp_path / "data"),
+            "ABVOC_DATABASE_URL": database_url,
+            "ABVOC_SECRET_KEY": "test-secret",
+            "ABVOC_TOPIC_PREFIX": f"t{tmp_path.name[-12:].replace('-', '')}",
+        }
+    )

@@ -1,0 +1,59 @@
+"""Helpers that drive events through outbox → bus → store in tests and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from core import events
+from core.outbox import add_event
+from core.store.db import Database
+from core.store.models import Prediction
+
+
+def prediction_event(i: int, run: str = "r") -> dict:
+    """A realistic PredictionMade event (about 230 bytes of JSON)."""
+    return events.make_event(
+        events.PREDICTION_MADE,
+        prediction_id=f"{run}-{i}",
+        experiment_id=1,
+        arm="treatment",
+        candidate="small-mixed",
+        unit_id=f"user-{i % 997}",
+        slice="handwritten/middle",
+        input_hash=f"{i:016x}",
+        output="\\frac{x^{2}}{3}",
+        confidence=0.87,
+        latency_ms=11.5,
+    )
+
+
+def write_outbox(db: Database, n: int, prefix: str, *, run: str = "r", batch: int = 100,
+                 start: int = 0, pause_s: float = 0.0) -> None:
+    """Accept `n` predictions the way the API does: each batch in one transaction."""
+    for lo in range(start, start + n, batch):
+        with db.session() as s:
+            for i in range(lo, min(lo + batch, start + n)):
+                add_event(s, prediction_event(i, run), prefix)
+        if pause_s:
+            time.sleep(pause_s)
+
+
+def count_predictions(db: Database) -> tuple[int, int]:
+    """(rows, distinct prediction ids) in the evaluation store."""
+    with db.session() as s:
+        rows = s.scalar(select(func.count()).select_from(Prediction)) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Prediction.prediction_id)))) or 0
+    return rows, distinct
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
+               interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
