@@ -1,0 +1,151 @@
+"""Sufficient statistics of a whole experiment: arms x metrics x slices, as numpy arrays.
+
+This is the array form of :mod:`~evaluation.stats.sufficient`: the worker sums one of these per
+hour, and :func:`~evaluation.stats.full_results.analyze` reads it in one vectorised pass. Arm 0 is
+the control. For a proportion metric ``sums`` holds the successes and ``sum_squares`` equals
+``sums`` (0 and 1 are their own squares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _names(given: Sequence[str], count: int, default: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(str(x) for x in given) if given else tuple(default)
+    if len(names) != count:
+        raise ValueError(f"expected {count} names, got {len(names)}")
+    if len(set(names)) != count:
+        raise ValueError("names must be unique")
+    return names
+
+
+def _frozen(values: ArrayLike) -> np.ndarray:
+    array = np.array(values, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class ExperimentAggregates:
+    """n, sum and sum of squares per (arm, metric, slice); arm 0 is the control."""
+
+    n: np.ndarray
+    sums: np.ndarray
+    sum_squares: np.ndarray
+    is_proportion: np.ndarray
+    arm_names: tuple[str, ...] = ()
+    metric_names: tuple[str, ...] = ()
+    slice_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = _frozen(self.n)
+        if n.ndim != 3 or n.shape[0] < 2:
+            raise ValueError("n must have shape (arms >= 2, metrics, slices)")
+        sums = _frozen(self.sums)
+        is_prop = np.array(self.is_proportion, dtype=bool)
+        is_prop.flags.writeable = False
+        if sums.shape != n.shape:
+            raise ValueError("sums must have the shape of n")
+        if is_prop.shape != (n.shape[1],):
+            raise ValueError("is_proportion needs one flag per metric")
+        squares = np.where(is_prop[None, :, None], sums, np.asarray(self.sum_squares, float))
+        squares = _frozen(squares)
+        if squares.shape != n.shape:
+            raise ValueError("sum_squares must have the shape of n")
+        if not (np.isfinite(n).all() and np.isfinite(sums).all() and np.isfinite(squares).all()):
+            raise ValueError("aggregates must be finite")
+        if (n < 0).any():
+            raise ValueError("n cannot be negative")
+        props = np.broadcast_to(is_prop[None, :, None], n.shape)
+        if ((sums < 0) | (sums > n))[props].any():
+            raise ValueError("a proportion metric needs 0 <= successes <= n")
+        arms, metrics, slices = n.shape
+        arm_default = ["control", *(f"treatment_{i}" for i in range(1, arms))]
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "sums", sums)
+        object.__setattr__(self, "sum_squares", squares)
+        object.__setattr__(self, "is_proportion", is_prop)
+        object.__setattr__(self, "arm_names", _names(self.arm_names, arms, arm_default))
+        object.__setattr__(
+            self, "metric_names",
+            _names(self.metric_names, metrics, [f"metric_{i}" for i in range(metrics)]),
+        )
+        object.__setattr__(
+            self, "slice_names",
+            _names(self.slice_names, slices, [f"slice_{i}" for i in range(slices)]),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(arms, metrics, slices)."""
+        arms, metrics, slices = self.n.shape
+        return arms, metrics, slices
+
+    @classmethod
+    def from_long_rows(
+        cls,
+        arm: ArrayLike,
+        metric: ArrayLike,
+        slice_: ArrayLike,
+        value: ArrayLike,
+        is_proportion: Sequence[bool] | ArrayLike,
+        *,
+        n_arms: int,
+        n_slices: int,
+        arm_names: Sequence[str] = (),
+        metric_names: Sequence[str] = (),
+        slice_names: Sequence[str] = (),
+    ) -> ExperimentAggregates:
+        """Aggregate raw rows (one observation of one metric each) with three ``np.bincount``.
+
+        ``arm``, ``metric`` and ``slice_`` are integer codes starting at 0.
+        """
+        flags = np.asarray(is_proportion, dtype=bool)
+        n_metrics = flags.size
+        arms = np.asarray(arm)
+        metrics = np.asarray(metric)
+        slices = np.asarray(slice_)
+        values = np.asarray(value, dtype=np.float64)
+        if not (arms.shape == metrics.shape == slices.shape == values.shape):
+            raise ValueError("arm, metric, slice and value must have the same length")
+        for name, codes, bound in (("arm", arms, n_arms), ("metric", metrics, n_metrics),
+                                   ("slice", slices, n_slices)):
+            if codes.size and (codes.min() < 0 or codes.max() >= bound):
+                raise ValueError(f"{name} codes must be in [0, {bound})")
+        key = arms.astype(np.intp) * n_metrics
+        key += metrics
+        key *= n_slices
+        key += slices
+        size = n_arms * n_metrics * n_slices
+        shape = (n_arms, n_metrics, n_slices)
+        counts = np.bincount(key, minlength=size).reshape(shape)
+        sums = np.bincount(key, weights=values, minlength=size).reshape(shape)
+        squares = np.bincount(key, weights=values * values, minlength=size).reshape(shape)
+        return cls(counts, sums, squares, flags, tuple(arm_names), tuple(metric_names),
+                   tuple(slice_names))
+
+    def __add__(self, other: object) -> ExperimentAggregates:
+        if not isinstance(other, ExperimentAggregates):
+            return NotImplemented
+        if (
+            other.shape != self.shape
+            or other.arm_names != self.arm_names
+            or other.metric_names != self.metric_names
+            or other.slice_names != self.slice_names
+            or not np.array_equal(other.is_proportion, self.is_proportion)
+        ):
+            raise ValueError("aggregates of different layouts cannot be merged")
+        return ExperimentAggregates(
+            self.n + other.n,
+            self.sums + other.sums,
+            self.sum_squares + other.sum_squares,
+            self.is_proportion,
+            self.arm_names,
+            self.metric_names,
+            self.slice_names,
+        )
