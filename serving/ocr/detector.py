@@ -1,0 +1,173 @@
+"""Stage 1, the detector: symbol boxes from connected components of ink.
+
+Algorithmic because it is the better candidate here: the symbols of this workload are drawn
+apart, so connected components find them exactly, and the few symbols made of several strokes
+that do not touch (=, ÷) are merged by geometry. Specks of scan noise are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+INK_THRESHOLD = 0.4
+MIN_AREA = 4  # pixels; smaller lone components are noise
+
+
+@dataclass
+class Detection:
+    boxes: list[tuple[int, int, int, int]]  # x0, y0, x1, y1 (exclusive), left to right
+    patches: list[np.ndarray]  # each symbol's own ink (other symbols masked out), float 0..1
+
+
+def ink_of(image: np.ndarray) -> np.ndarray:
+    """Ink in [0, 1] relative to the paper's brightness (the image's median)."""
+    img = image.astype(np.float32)
+    paper = max(float(np.median(img)), 1.0)
+    return np.clip((paper - img) / paper, 0.0, 1.0)
+
+
+@dataclass
+class _Comp:
+    labels: list[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+
+    @property
+    def w(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def h(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def flat(self) -> bool:
+        return self.w >= 2.2 * self.h
+
+    def absorb(self, other: _Comp) -> None:
+        self.labels += other.labels
+        self.x0, self.y0 = min(self.x0, other.x0), min(self.y0, other.y0)
+        self.x1, self.y1 = max(self.x1, other.x1), max(self.y1, other.y1)
+        self.area += other.area
+
+
+def _gap_y(a: _Comp, b: _Comp) -> int:
+    return max(a.y0, b.y0) - min(a.y1, b.y1)
+
+
+def _overlap_x(a: _Comp, b: _Comp) -> int:
+    return min(a.x1, b.x1) - max(a.x0, b.x0)
+
+
+def _nothing_between(a: _Comp, b: _Comp, comps: list[_Comp]) -> bool:
+    top, bottom = (a, b) if a.y0 < b.y0 else (b, a)
+    x0, x1 = max(a.x0, b.x0), min(a.x1, b.x1)
+    for c in comps:
+        if c is a or c is b:
+            continue
+        if c.x1 > x0 and c.x0 < x1 and c.y1 > top.y1 and c.y0 < bottom.y0:
+            return False
+    return True
+
+
+def _equals_pair(a: _Comp, b: _Comp, comps: list[_Comp]) -> bool:
+    """Two flat strokes of about the same length, one just above the other: "="."""
+    gap = _gap_y(a, b)
+    if gap <= 0 or not (a.flat and b.flat):
+        return False
+    narrow, wide = sorted((a.w, b.w))
+    return (_overlap_x(a, b) >= 0.6 * narrow and narrow >= 0.55 * wide
+            and gap <= 0.6 * narrow and _nothing_between(a, b, comps))
+
+
+def _is_dot_of(dot: _Comp, line: _Comp) -> bool:
+    """A dot of "÷": a few stroke-widths across, centred on the line, close to it."""
+    if dot.flat or not line.flat:
+        return False
+    size = max(dot.w, dot.h)
+    cx = (dot.x0 + dot.x1) / 2
+    return (size <= 3 * line.h + 1 and size <= 0.45 * line.w
+            and abs(cx - (line.x0 + line.x1) / 2) <= 0.2 * line.w
+            and 0 < _gap_y(dot, line) <= max(2.5 * size, 0.5 * line.w))
+
+
+def _merge_divides(comps: list[_Comp]) -> list[_Comp]:
+    """Join a line with one dot above and one below; a lone line with one dot stays apart."""
+    gone: set[int] = set()
+    for line in comps:
+        if not line.flat or id(line) in gone:
+            continue
+        above = [c for c in comps if id(c) not in gone and c.y1 <= line.y0 and _is_dot_of(c, line)]
+        below = [c for c in comps if id(c) not in gone and c.y0 >= line.y1 and _is_dot_of(c, line)]
+        if len(above) == 1 and len(below) == 1:
+            for dot in (above[0], below[0]):
+                line.absorb(dot)
+                gone.add(id(dot))
+    return [c for c in comps if id(c) not in gone]
+
+
+def _merge_equals(comps: list[_Comp]) -> list[_Comp]:
+    gone: set[int] = set()
+    for i, a in enumerate(comps):
+        if id(a) in gone or not a.flat:
+            continue
+        for b in comps[i + 1:]:
+            if id(b) not in gone and _equals_pair(a, b, comps):
+                a.absorb(b)
+                gone.add(id(b))
+                break
+    return [c for c in comps if id(c) not in gone]
+
+
+def detect(image: np.ndarray) -> Detection:
+    ink = ink_of(image)
+    # Relative to the darkest ink, so faint scans and bold pens binarize alike.
+    threshold = max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
+    labels, n = ndimage.label(ink > threshold, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return Detection([], [])
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    comps = []
+    for k, sl in enumerate(ndimage.find_objects(labels)):
+        ys, xs = sl
+        comps.append(_Comp([k + 1], xs.start, ys.start, xs.stop, ys.stop, int(areas[k])))
+    comps = _merge_equals(_merge_divides(comps))
+    comps = [c for c in comps if c.area >= MIN_AREA]
+    comps.sort(key=lambda c: (c.x0, c.y0))
+    boxes, patches = [], []
+    for c in comps:
+        window = labels[c.y0:c.y1, c.x0:c.x1]
+        mask = np.isin(window, c.labels)
+        patches.append(np.where(mask, ink[c.y0:c.y1, c.x0:c.x1], 0.0).astype(np.float32))
+        boxes.append((c.x0, c.y0, c.x1, c.y1))
+    return Detection(boxes, patches)
+
+
+def iou(a: Sequence[int], b: Sequence[int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(predicted: list, truth: list, threshold: float = 0.5) -> dict[int, int]:
+    """Greedy one-to-one matching of predicted to true boxes by IoU: {truth index: pred index}."""
+    pairs = sorted(((iou(p, t), ti, pi) for pi, p in enumerate(predicted)
+                    for ti, t in enumerate(truth)), reverse=True)
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for score, ti, pi in pairs:
+        if score < threshold:
+            break
+        if ti not in out and pi not in used:
+            out[ti] = pi
+            used.add(pi)
+    return out
