@@ -58,7 +58,9 @@ def run_processes(
         threads.append(_thread("relay", lambda: run_relay(services, stop)))
     if worker:
         prefix = services.settings.topic_prefix
-        threads.append(_thread("worker", lambda: run_worker(services.db, services.bus, prefix, stop)))
+        threads.append(
+            _thread("worker", lambda: run_worker(services.db, services.bus, prefix, stop))
+        )
     if api:
         server = make_server(api[0], api[1], create_app(services=services), threaded=True)
         log.info("abvoc API listening on http://%s:%d", api[0], server.server_port)

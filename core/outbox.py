@@ -41,9 +41,12 @@ def add_event(session: Session, event: dict[str, Any], prefix: str) -> None:
 
 def pending_count(db: Database) -> int:
     with db.session() as s:
-        return s.scalar(
-            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
-        ) or 0
+        return (
+            s.scalar(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
+            )
+            or 0
+        )
 
 
 class OutboxRelay:

@@ -34,7 +34,11 @@ Handler = Callable[[Session, list[dict[str, Any]]], None]
 def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
     log.warning(
         "parked %s[%d]@%d for group %s: %s",
-        record.topic, record.partition, record.offset, group_id, reason,
+        record.topic,
+        record.partition,
+        record.offset,
+        group_id,
+        reason,
     )
     insert_ignore(
         session,
@@ -75,7 +79,10 @@ def _mark(session: Session, group_id: str, applied: list[tuple[Record, dict]]) -
     now = utcnow()
     session.execute(
         ProcessedEvent.__table__.insert(),
-        [{"group_id": group_id, "event_id": e["event_id"], "processed_at": now} for _, e in applied],
+        [
+            {"group_id": group_id, "event_id": e["event_id"], "processed_at": now}
+            for _, e in applied
+        ],
     )
 
 

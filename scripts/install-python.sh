@@ -3,16 +3,17 @@
 # into it, editable, with the extras named in $1 (default: test). Idempotent.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-extras="${1:-test}"
+extras="${1-test}"
 if [ ! -x "$ABVOC_VENV/bin/python" ]; then
   echo "[install-python] creating virtual environment at $ABVOC_VENV"
   python3 -m venv "$ABVOC_VENV"
   "$ABVOC_VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 fi
-stamp="$ABVOC_VENV/.abvoc-installed"
+stamp="$ABVOC_VENV/.abvoc-installed-${extras:-base}"
 want="$(cat "$ABVOC_REPO/setup.cfg" "$ABVOC_REPO/pyproject.toml" | sha256sum | cut -c1-16)-$extras-$ABVOC_REPO"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[install-python] installing abvoc[$extras] (first run downloads torch, a few minutes)"
-  "$ABVOC_VENV/bin/python" -m pip install --progress-bar off -e "$ABVOC_REPO[$extras]"
+  target="$ABVOC_REPO"; [ -n "$extras" ] && target="$ABVOC_REPO[$extras]"
+  echo "[install-python] installing $target (the first run downloads torch: a few minutes)"
+  "$ABVOC_VENV/bin/python" -m pip install --progress-bar off -e "$target"
   echo "$want" > "$stamp"
 fi

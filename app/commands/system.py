@@ -84,8 +84,12 @@ def serve(ctx: Context, host: str, port: int) -> None:
 
 
 @click.command()
-@click.option("--relay/--no-relay", default=True, show_default=True,
-              help="Also relay the outbox to the bus from this process.")
+@click.option(
+    "--relay/--no-relay",
+    default=True,
+    show_default=True,
+    help="Also relay the outbox to the bus from this process.",
+)
 @pass_ctx
 def worker(ctx: Context, relay: bool) -> None:
     """Consume events into the evaluation store (one member of the consumer group)."""

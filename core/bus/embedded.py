@@ -102,8 +102,7 @@ class EmbeddedConsumer(Consumer):
                 TopicPartition(t, p) for t in self.topics for p in range(self.bus.partitions)
             ]
             mine = {
-                tp for i, tp in enumerate(everything)
-                if members[i % len(members)] == self.member_id
+                tp for i, tp in enumerate(everything) if members[i % len(members)] == self.member_id
             }
             for tp in mine - self._assigned:
                 committed = s.scalar(

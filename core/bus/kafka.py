@@ -7,6 +7,7 @@ the caller commits after its work is durable in the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -150,10 +151,8 @@ class KafkaBus(Bus):
                 if t not in existing
             ]
             if new:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka topic creation failed: {exc!r}") from exc
         finally:

@@ -39,7 +39,10 @@ def upsert(
 
 
 def upsert_add(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
     additive: Sequence[str],
 ) -> None:
     """Insert rows, or add their `additive` columns onto the existing row (mergeable aggregates)."""

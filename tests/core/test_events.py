@@ -12,8 +12,13 @@ from core.errors import EventSchemaError
 
 def prediction(**overrides) -> dict:  # noqa: ANN003
     fields = {
-        "prediction_id": "p-1", "candidate": "small-mixed", "input_hash": "ab12",
-        "output": "x^{2}", "confidence": 0.9, "latency_ms": 12.5, "slice": "printed/middle",
+        "prediction_id": "p-1",
+        "candidate": "small-mixed",
+        "input_hash": "ab12",
+        "output": "x^{2}",
+        "confidence": 0.9,
+        "latency_ms": 12.5,
+        "slice": "printed/middle",
     }
     fields.update(overrides)
     return events.make_event(events.PREDICTION_MADE, **fields)
@@ -61,7 +66,9 @@ def test_decode_rejects_garbage() -> None:
 def test_routes_keep_a_predictions_events_together() -> None:
     p = prediction(prediction_id="same")
     c = events.make_event(
-        events.CORRECTION_SUBMITTED, correction_id="c1", prediction_id="same",
+        events.CORRECTION_SUBMITTED,
+        correction_id="c1",
+        prediction_id="same",
         corrected_output="x^{3}",
     )
     assert events.route(p, "abvoc").key == events.route(c, "abvoc").key == "same"

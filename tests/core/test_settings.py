@@ -57,6 +57,6 @@ def test_config_file_is_overlaid_by_environment(tmp_path) -> None:  # noqa: ANN0
     path.write_text('topic_prefix = "fromfile"\nbus_partitions = 5\n')
     s = load_settings(env={"ABVOC_CONFIG": str(path), "ABVOC_BUS_PARTITIONS": "2"})
     assert (s.topic_prefix, s.bus_partitions) == ("fromfile", 2)
-    path.write_text('nonsense = 1\n')
+    path.write_text("nonsense = 1\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_settings(env={"ABVOC_CONFIG": str(path)})

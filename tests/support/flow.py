@@ -30,8 +30,16 @@ def prediction_event(i: int, run: str = "r") -> dict:
     )
 
 
-def write_outbox(db: Database, n: int, prefix: str, *, run: str = "r", batch: int = 100,
-                 start: int = 0, pause_s: float = 0.0) -> None:
+def write_outbox(
+    db: Database,
+    n: int,
+    prefix: str,
+    *,
+    run: str = "r",
+    batch: int = 100,
+    start: int = 0,
+    pause_s: float = 0.0,
+) -> None:
     """Accept `n` predictions the way the API does: each batch in one transaction."""
     for lo in range(start, start + n, batch):
         with db.session() as s:
@@ -49,8 +57,9 @@ def count_predictions(db: Database) -> tuple[int, int]:
     return rows, distinct
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
-               interval_s: float = 0.2) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

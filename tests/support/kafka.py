@@ -72,17 +72,25 @@ class KafkaBroker:
 
     def _java(self, *args: str) -> list[str]:
         return [
-            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-            "-cp", self.classpath, *args,
+            "-cp",
+            self.classpath,
+            *args,
         ]
 
     def _format(self) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                       "-c", str(self.config)),
-            check=True, capture_output=True, timeout=120,
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
 
     def start(self, timeout_s: float = 90) -> KafkaBroker:
@@ -91,7 +99,9 @@ class KafkaBroker:
         log = open(self.log_file, "ab")  # noqa: SIM115 - the broker owns it while it runs
         self.proc = subprocess.Popen(
             self._java("kafka.Kafka", str(self.config)),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         try:

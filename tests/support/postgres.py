@@ -29,9 +29,22 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
-            check=True, capture_output=True, timeout=120,
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
 
     def start(self) -> PostgresServer:
@@ -40,9 +53,22 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-o", options,
-                          "-l", str(self.workdir / "server.log"), "-w", "start"]),
-            check=True, capture_output=True, timeout=120,
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.workdir / "server.log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         wait_for_port(self.port, 30)
         return self
@@ -63,8 +89,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate",
-                          "stop"]),
-            capture_output=True, timeout=60,
+            _as_postgres(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]
+            ),
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(self.workdir, ignore_errors=True)
