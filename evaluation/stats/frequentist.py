@@ -118,7 +118,7 @@ def relative_lift(
     Controlled Experiments*, 2020, ch. 18). NaN where the control mean is zero.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        lift = mean_t / mean_c - 1.0
+        lift = np.where(mean_c != 0, mean_t / mean_c - 1.0, np.nan)
         var = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
         half = z * np.sqrt(var)
     return lift, lift - half, lift + half
