@@ -1,0 +1,133 @@
+"""Stage 2, the recognizer: a trained CNN that names each detected symbol.
+
+Inputs are the detector's masked ink patches, scaled (aspect kept) into a 32×32 square, so the
+recognizer sees exactly what it will see in service. Training crops come from running the
+detector on training images and keeping the detections that match a true box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from serving.ocr.dataset import Sample
+from serving.ocr.detector import detect, match
+from serving.ocr.formulas import CLASS_INDEX, SYMBOL_CLASSES
+
+SIZE = 32
+INNER = 28
+
+
+def crop_tensor(patch: np.ndarray) -> np.ndarray:
+    """A symbol patch centred in a SIZE×SIZE float32 square, longer side scaled to INNER."""
+    h, w = patch.shape
+    scale = INNER / max(h, w)
+    nw, nh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
+    img = Image.fromarray(patch.astype(np.float32), mode="F").resize((nw, nh), Image.BILINEAR)
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    y, x = (SIZE - nh) // 2, (SIZE - nw) // 2
+    out[y: y + nh, x: x + nw] = np.asarray(img)
+    return out
+
+
+def crops_batch(patches: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 1, SIZE, SIZE) float32, the recognizer's input."""
+    if not patches:
+        return np.zeros((0, 1, SIZE, SIZE), dtype=np.float32)
+    return np.stack([crop_tensor(p) for p in patches])[:, None]
+
+
+class SymbolCNN(nn.Module):
+    """Conv-ReLU-pool stages then a small classifier head; sizes set per candidate."""
+
+    def __init__(self, channels: Sequence[int] = (8, 16), hidden: int = 64,
+                 dropout: float = 0.0, n_classes: int = len(SYMBOL_CLASSES)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        side = SIZE // 2 ** len(channels)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(c_in * side * side, hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, n_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass
+class CropSet:
+    x: np.ndarray  # (N, 1, SIZE, SIZE)
+    y: np.ndarray  # (N,) class indices
+
+
+def crop_set(samples: Sequence[Sample]) -> CropSet:
+    """Detector crops of the samples, labelled by the true symbol they match."""
+    xs, ys = [], []
+    for s in samples:
+        det = detect(s.image)
+        for ti, pi in match(det.boxes, s.boxes).items():
+            xs.append(crop_tensor(det.patches[pi]))
+            ys.append(CLASS_INDEX[s.classes[ti]])
+    return CropSet(np.stack(xs)[:, None], np.asarray(ys, dtype=np.int64))
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to two pixels and ink gain: cheap, and it helps small nets."""
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    gain = 0.7 + 0.6 * torch.rand((x.shape[0], 1, 1, 1), generator=gen)
+    return (x * gain).clamp(0.0, 1.0)
+
+
+def train_classifier(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int,
+                     lr: float = 2e-3, batch_size: int = 128, seed: int = 0,
+                     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[float]:
+    """Adam with cross-entropy; returns the mean training loss per epoch."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(xt), generator=gen)
+        total = 0.0
+        for start in range(0, len(xt), batch_size):
+            idx = order[start: start + batch_size]
+            xb = xt[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        losses.append(total / max(len(xt), 1))
+        if progress is not None:
+            progress(f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.4f}")
+    model.eval()
+    return losses
+
+
+def train_recognizer(model: SymbolCNN, crops: CropSet, epochs: int, seed: int = 0,
+                     progress: Callable[[str], None] | None = None) -> list[float]:
+    return train_classifier(model, crops.x, crops.y, epochs, seed=seed, augment=_augment,
+                            progress=progress)
+
+
+def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == y).mean()) if len(y) else 0.0

@@ -1,0 +1,185 @@
+"""The model registry: candidates with their pipeline, artifacts, backend, requirements and
+offline results by slice, kept in the SQL store.
+
+Requirements are data so that online results can be held against them: p99 processing time,
+target accuracy, target QPS, model size, serving method and hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from core.errors import AbvocError, ConfigError, NotFound
+from core.store import Database, utcnow
+from core.store.models import Candidate
+
+REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "p99_ms": (int, float),
+    "target_accuracy": (int, float),
+    "target_qps": (int, float),
+    "model_size_mb": (int, float),
+    "serving_method": str,
+    "hardware": str,
+}
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
+    """The requirements if every key is known and typed right; an error that says what to fix."""
+    unknown = set(requirements) - set(REQUIREMENT_KEYS)
+    if unknown:
+        raise AbvocError(
+            f"unknown requirement(s) {sorted(unknown)}; use {sorted(REQUIREMENT_KEYS)}"
+        )
+    for key, kind in REQUIREMENT_KEYS.items():
+        value = requirements.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise AbvocError(f"requirement {key!r} must be a {_kind_name(kind)}, got {value!r}")
+        if kind is not str and value <= 0:
+            raise AbvocError(f"requirement {key!r} must be positive, got {value!r}")
+    acc = requirements.get("target_accuracy")
+    if acc is not None and acc > 1:
+        raise AbvocError("requirement 'target_accuracy' is a share between 0 and 1")
+    return dict(requirements)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return "number" if isinstance(kind, tuple) else "string"
+
+
+@dataclass
+class CandidateInfo:
+    name: str
+    version: str
+    description: str
+    pipeline: dict[str, Any]
+    backend: str
+    artifacts: str
+    requirements: dict[str, Any]
+    offline_results: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Candidate) -> CandidateInfo:
+        return cls(row.name, row.version, row.description, dict(row.pipeline or {}), row.backend,
+                   row.artifacts, dict(row.requirements or {}), dict(row.offline_results or {}),
+                   row.created_at, row.updated_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        out["updated_at"] = self.updated_at.isoformat()
+        return out
+
+
+class Registry:
+    """Candidates in the SQL store; one row per (name, version)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def register(self, name: str, version: str, *, description: str = "",
+                 pipeline: dict[str, Any] | None = None, backend: str = "torch",
+                 artifacts: str = "", requirements: dict[str, Any] | None = None) -> CandidateInfo:
+        """Create the candidate or update it in place (offline results are kept)."""
+        if not name or not version:
+            raise AbvocError("a candidate needs a name and a version")
+        if backend not in BACKENDS:
+            raise AbvocError(f"backend {backend!r} is unknown; use one of {BACKENDS}")
+        reqs = validate_requirements(requirements or {})
+        with self._session() as s:
+            row = self._find(s, name, version)
+            now = utcnow()
+            if row is None:
+                row = Candidate(name=name, version=version, created_at=now, offline_results={})
+                s.add(row)
+            row.description = description
+            row.pipeline = pipeline or {}
+            row.backend = backend
+            row.artifacts = artifacts
+            row.requirements = reqs
+            row.updated_at = now
+            s.flush()
+            return CandidateInfo.of(row)
+
+    def get(self, name: str, version: str | None = None) -> CandidateInfo:
+        """One candidate; the most recently created version when none is named."""
+        with self._session() as s:
+            row = self._find(s, name, version)
+            if row is None:
+                what = f"{name!r}" + (f" version {version!r}" if version else "")
+                raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
+            return CandidateInfo.of(row)
+
+    def list(self) -> list[CandidateInfo]:
+        with self._session() as s:
+            rows = s.scalars(select(Candidate).order_by(Candidate.name, Candidate.id)).all()
+            return [CandidateInfo.of(r) for r in rows]
+
+    def set_offline_results(self, name: str, version: str,
+                            results: dict[str, Any]) -> CandidateInfo:
+        with self._session() as s:
+            row = self._find(s, name, version)
+            if row is None:
+                raise NotFound(f"candidate {name!r} version {version!r} is not registered")
+            row.offline_results = results
+            row.updated_at = utcnow()
+            s.flush()
+            return CandidateInfo.of(row)
+
+    def set_backend(self, name: str, version: str, backend: str) -> CandidateInfo:
+        if backend not in BACKENDS:
+            raise AbvocError(f"backend {backend!r} is unknown; use one of {BACKENDS}")
+        with self._session() as s:
+            row = self._find(s, name, version)
+            if row is None:
+                raise NotFound(f"candidate {name!r} version {version!r} is not registered")
+            row.backend = backend
+            row.updated_at = utcnow()
+            s.flush()
+            return CandidateInfo.of(row)
+
+    @staticmethod
+    def _find(s, name: str, version: str | None) -> Candidate | None:  # noqa: ANN001
+        query = select(Candidate).where(Candidate.name == name)
+        if version is not None:
+            query = query.where(Candidate.version == version)
+        return s.scalars(query.order_by(Candidate.id.desc()).limit(1)).first()
+
+    def _session(self):  # noqa: ANN202 - a context manager
+        return _TableGuard(self.db)
+
+
+class _TableGuard:
+    """A unit of work that turns a missing table into an error that says what to run."""
+
+    def __init__(self, db: Database) -> None:
+        self._cm = db.session()
+
+    def __enter__(self):  # noqa: ANN204
+        return self._cm.__enter__()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # noqa: ANN001
+        try:
+            handled = self._cm.__exit__(exc_type, exc, tb)
+        except (OperationalError, ProgrammingError) as err:
+            raise _missing(err) from err
+        if isinstance(exc, OperationalError | ProgrammingError):
+            raise _missing(exc) from exc
+        return bool(handled)
+
+
+def _missing(err: Exception) -> AbvocError:
+    text = str(err).lower()
+    if "candidates" in text and ("no such table" in text or "does not exist" in text):
+        return ConfigError("the candidates table does not exist: apply the database migrations "
+                           "(alembic upgrade head) first")
+    return ConfigError(f"the model registry could not be read: {err}")
