@@ -50,8 +50,9 @@ def random_aggregates(seed: int = 0) -> ExperimentAggregates:
     """Aggregates whose n is shared by all metrics of an (arm, slice), as gbstats expects."""
     rng = np.random.default_rng(seed)
     n = np.repeat(rng.integers(5_000, 20_000, (ARMS, 1, SLICES)), METRICS, axis=1).astype(float)
-    rate = rng.uniform(0.05, 0.3, (1, METRICS, SLICES)) * (1 + 0.03 * np.arange(ARMS))[:, None,
-                                                                                      None]
+    rate = (
+        rng.uniform(0.05, 0.3, (1, METRICS, SLICES)) * (1 + 0.03 * np.arange(ARMS))[:, None, None]
+    )
     successes = rng.binomial(n.astype(np.int64), rate).astype(float)
     shape, scale = 2.0, rng.uniform(20, 60, (1, METRICS, SLICES))
     # Sums of n gamma(shape, scale) draws are gamma(n * shape, scale); the sum of squares is
@@ -75,28 +76,43 @@ def gbstats_payloads(aggregates: ExperimentAggregates) -> dict[str, dict[str, An
     for s in range(SLICES):
         for a in range(ARMS):
             n = int(aggregates.n[a, 0, s])
-            row: dict[str, Any] = {"dimension": f"s{s}", "variation": str(a), "users": n,
-                                   "count": n}
+            row: dict[str, Any] = {
+                "dimension": f"s{s}",
+                "variation": str(a),
+                "users": n,
+                "count": n,
+            }
             for m in range(METRICS):
                 row[f"m{m}_main_sum"] = float(aggregates.sums[a, m, s])
                 row[f"m{m}_main_sum_squares"] = float(aggregates.sum_squares[a, m, s])
             rows.append(row)
     metrics = {
-        f"m{m}": {"id": f"m{m}", "name": f"m{m}", "statistic_type": "mean",
-                  "main_metric_type": "binomial" if IS_PROPORTION[m] else "count"}
+        f"m{m}": {
+            "id": f"m{m}",
+            "name": f"m{m}",
+            "statistic_type": "mean",
+            "main_metric_type": "binomial" if IS_PROPORTION[m] else "count",
+        }
         for m in range(METRICS)
     }
     payloads = {}
-    for label, engine, sequential in (("frequentist", "frequentist", False),
-                                      ("bayesian", "bayesian", False),
-                                      ("sequential", "frequentist", True)):
+    for label, engine, sequential in (
+        ("frequentist", "frequentist", False),
+        ("bayesian", "bayesian", False),
+        ("sequential", "frequentist", True),
+    ):
         payloads[label] = {
             "metrics": metrics,
-            "analyses": [{
-                "var_names": list(aggregates.arm_names), "var_ids": ["0", "1", "2"],
-                "weights": [1 / 3] * 3, "stats_engine": engine,
-                "sequential_testing_enabled": sequential, "max_dimensions": SLICES,
-            }],
+            "analyses": [
+                {
+                    "var_names": list(aggregates.arm_names),
+                    "var_ids": ["0", "1", "2"],
+                    "weights": [1 / 3] * 3,
+                    "stats_engine": engine,
+                    "sequential_testing_enabled": sequential,
+                    "max_dimensions": SLICES,
+                }
+            ],
             "query_results": [{"rows": rows, "metrics": list(metrics)}],
         }
     return payloads
@@ -109,10 +125,13 @@ def bench_aggregates(repeats: int) -> None:
     ours = median_time(lambda: analyze(aggregates, config), repeats)
     results = analyze(aggregates, config)
     records = median_time(results.to_records, repeats)
-    say(f"abvoc analyze (frequentist + Bayesian + mSPRT + Holm + BH, "
-        f"{results.p_value.size} comparisons): {ours * 1e3:8.2f} ms  (target < 20 ms)")
-    say(f"abvoc to_records (JSON-ready dicts):                              "
-        f"{records * 1e3:8.2f} ms")
+    say(
+        f"abvoc analyze (frequentist + Bayesian + mSPRT + Holm + BH, "
+        f"{results.p_value.size} comparisons): {ours * 1e3:8.2f} ms  (target < 20 ms)"
+    )
+    say(
+        f"abvoc to_records (JSON-ready dicts):                              {records * 1e3:8.2f} ms"
+    )
     try:
         from gbstats.gbstats import process_experiment_results
     except ImportError:
@@ -125,10 +144,14 @@ def bench_aggregates(repeats: int) -> None:
         say(f"  timing gbstats {label} (median of {anchor_repeats}) ...")
         elapsed = median_time(lambda p=payload: process_experiment_results(p), anchor_repeats)
         total += elapsed
-        say(f"gbstats process_experiment_results, {label:11s}: {elapsed * 1e3:8.1f} ms  "
-            f"ratio {elapsed / ours:7.1f}x  (our single pass does all three)")
-    say(f"gbstats, all three engines:                    {total * 1e3:8.1f} ms  "
-        f"ratio {total / ours:7.1f}x  (target >= 50x)")
+        say(
+            f"gbstats process_experiment_results, {label:11s}: {elapsed * 1e3:8.1f} ms  "
+            f"ratio {elapsed / ours:7.1f}x  (our single pass does all three)"
+        )
+    say(
+        f"gbstats, all three engines:                    {total * 1e3:8.1f} ms  "
+        f"ratio {total / ours:7.1f}x  (target >= 50x)"
+    )
 
 
 def raw_rows(rows: int, seed: int = 1) -> tuple[np.ndarray, ...]:
@@ -162,7 +185,7 @@ def anchor_from_rows(arm, metric, slice_, value):
 
     def group(a: int, m: int, s: int) -> np.ndarray:
         i = (a * METRICS + m) * SLICES + s
-        return sorted_values[bounds[i]:bounds[i + 1]]
+        return sorted_values[bounds[i] : bounds[i + 1]]
 
     p_values = []
     for t in range(1, ARMS):
@@ -173,8 +196,9 @@ def anchor_from_rows(arm, metric, slice_, value):
                     counts = [int(treatment.sum()), int(control.sum())]
                     nobs = [treatment.size, control.size]
                     _, p = proportions_ztest(counts, nobs)
-                    confint_proportions_2indep(counts[0], nobs[0], counts[1], nobs[1],
-                                               method="wald")
+                    confint_proportions_2indep(
+                        counts[0], nobs[0], counts[1], nobs[1], method="wald"
+                    )
                 else:
                     res = stats.ttest_ind(treatment, control, equal_var=False)
                     res.confidence_interval()
@@ -195,19 +219,21 @@ def bench_raw(rows: int, repeats: int) -> None:
     ours = median_time(lambda: ours_from_rows(*data), repeats)
     key_only = median_time(
         lambda: ExperimentAggregates.from_long_rows(
-            *data, IS_PROPORTION, n_arms=ARMS, n_slices=SLICES), repeats
+            *data, IS_PROPORTION, n_arms=ARMS, n_slices=SLICES
+        ),
+        repeats,
     )
     anchor_repeats = max(1, min(3, repeats))
-    say(f"  timing numpy grouping + scipy/statsmodels per test (median of {anchor_repeats}) "
-        "...")
+    say(f"  timing numpy grouping + scipy/statsmodels per test (median of {anchor_repeats}) ...")
     anchor = median_time(lambda: anchor_from_rows(*data), anchor_repeats)
     ours_p = ours_from_rows(*data).p_value.ravel()
     anchor_p = np.asarray(anchor_from_rows(*data))
     agree = np.allclose(ours_p, anchor_p, rtol=1e-6, atol=1e-12)
-    say(f"abvoc: np.bincount aggregation + full results: {ours:8.3f} s  (target < 1 s; "
-        f"aggregation alone {key_only:.3f} s)")
-    say(f"anchor: numpy grouping + scipy/statsmodels per test (frequentist only): "
-        f"{anchor:8.3f} s")
+    say(
+        f"abvoc: np.bincount aggregation + full results: {ours:8.3f} s  (target < 1 s; "
+        f"aggregation alone {key_only:.3f} s)"
+    )
+    say(f"anchor: numpy grouping + scipy/statsmodels per test (frequentist only): {anchor:8.3f} s")
     say(f"ratio anchor / abvoc: {anchor / ours:.1f}x; p-values agree with the anchor: {agree}")
 
 

@@ -72,11 +72,13 @@ class ExperimentAggregates:
         object.__setattr__(self, "is_proportion", is_prop)
         object.__setattr__(self, "arm_names", _names(self.arm_names, arms, arm_default))
         object.__setattr__(
-            self, "metric_names",
+            self,
+            "metric_names",
             _names(self.metric_names, metrics, [f"metric_{i}" for i in range(metrics)]),
         )
         object.__setattr__(
-            self, "slice_names",
+            self,
+            "slice_names",
             _names(self.slice_names, slices, [f"slice_{i}" for i in range(slices)]),
         )
 
@@ -113,8 +115,11 @@ class ExperimentAggregates:
         values = np.asarray(value, dtype=np.float64)
         if not (arms.shape == metrics.shape == slices.shape == values.shape):
             raise ValueError("arm, metric, slice and value must have the same length")
-        for name, codes, bound in (("arm", arms, n_arms), ("metric", metrics, n_metrics),
-                                   ("slice", slices, n_slices)):
+        for name, codes, bound in (
+            ("arm", arms, n_arms),
+            ("metric", metrics, n_metrics),
+            ("slice", slices, n_slices),
+        ):
             if codes.size and (codes.min() < 0 or codes.max() >= bound):
                 raise ValueError(f"{name} codes must be in [0, {bound})")
         key = arms.astype(np.intp) * n_metrics
@@ -126,8 +131,9 @@ class ExperimentAggregates:
         counts = np.bincount(key, minlength=size).reshape(shape)
         sums = np.bincount(key, weights=values, minlength=size).reshape(shape)
         squares = np.bincount(key, weights=values * values, minlength=size).reshape(shape)
-        return cls(counts, sums, squares, flags, tuple(arm_names), tuple(metric_names),
-                   tuple(slice_names))
+        return cls(
+            counts, sums, squares, flags, tuple(arm_names), tuple(metric_names), tuple(slice_names)
+        )
 
     def __add__(self, other: object) -> ExperimentAggregates:
         if not isinstance(other, ExperimentAggregates):

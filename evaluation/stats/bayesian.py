@@ -92,8 +92,10 @@ def beta_binomial_arrays(
     """Chance to win and expected losses for many comparisons at once."""
     prior = prior if prior is not None else BetaPrior()
     n_c, s_c, n_t, s_t = np.broadcast_arrays(
-        *(np.asarray(x, dtype=np.float64) for x in (n_control, successes_control, n_treatment,
-                                                     successes_treatment))
+        *(
+            np.asarray(x, dtype=np.float64)
+            for x in (n_control, successes_control, n_treatment, successes_treatment)
+        )
     )
     a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
     a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
@@ -104,8 +106,9 @@ def beta_binomial_arrays(
     t_narrow = sd_t <= sd_c
     a_n, b_n = np.where(t_narrow, a_t, a_c), np.where(t_narrow, b_t, b_c)
     a_w, b_w = np.where(t_narrow, a_c, a_t), np.where(t_narrow, b_c, b_t)
-    mu_n, sd_n, skew_n = (np.where(t_narrow, x, y) for x, y in
-                          ((mu_t, mu_c), (sd_t, sd_c), (skew_t, skew_c)))
+    mu_n, sd_n, skew_n = (
+        np.where(t_narrow, x, y) for x, y in ((mu_t, mu_c), (sd_t, sd_c), (skew_t, skew_c))
+    )
     mu_w = np.where(t_narrow, mu_c, mu_t)
 
     lo = np.maximum(mu_n - WINDOW_SDS * sd_n * (1.0 + np.maximum(-skew_n, 0.0)), 0.0)
@@ -164,9 +167,13 @@ def beta_binomial_test(
         chance_to_win=float(arrays.chance_to_win[0]),
         expected_loss=float(arrays.expected_loss[0]),
         expected_loss_control=float(arrays.expected_loss_control[0]),
-        control_posterior=(prior.alpha + control.successes,
-                           prior.beta + control.n - control.successes),
-        treatment_posterior=(prior.alpha + treatment.successes,
-                             prior.beta + treatment.n - treatment.successes),
+        control_posterior=(
+            prior.alpha + control.successes,
+            prior.beta + control.n - control.successes,
+        ),
+        treatment_posterior=(
+            prior.alpha + treatment.successes,
+            prior.beta + treatment.n - treatment.successes,
+        ),
         error=message(int(arrays.reason[0])),
     )

@@ -77,10 +77,14 @@ def bootstrap_ci(
     c = np.asarray(control, dtype=np.float64).ravel()
     t = np.asarray(treatment, dtype=np.float64).ravel()
     code = (
-        Reason.CONTROL_EMPTY if c.size == 0
-        else Reason.TREATMENT_EMPTY if t.size == 0
-        else Reason.CONTROL_TOO_FEW if c.size < 2
-        else Reason.TREATMENT_TOO_FEW if t.size < 2
+        Reason.CONTROL_EMPTY
+        if c.size == 0
+        else Reason.TREATMENT_EMPTY
+        if t.size == 0
+        else Reason.CONTROL_TOO_FEW
+        if c.size < 2
+        else Reason.TREATMENT_TOO_FEW
+        if t.size < 2
         else Reason.OK
     )
     if code != Reason.OK:
@@ -101,8 +105,14 @@ def bootstrap_ci(
     finite = draws[np.isfinite(draws)]
     if finite.size < n_resamples:
         nan = float("nan")
-        return BootstrapResult(estimate, nan, nan, confidence, n_resamples, kind,
-                               "the control statistic is zero in some resamples, so the "
-                               "relative lift is undefined")
+        return BootstrapResult(
+            estimate,
+            nan,
+            nan,
+            confidence,
+            n_resamples,
+            kind,
+            "the control statistic is zero in some resamples, so the relative lift is undefined",
+        )
     low, high = np.quantile(finite, [tail, 1.0 - tail])
     return BootstrapResult(float(estimate), float(low), float(high), confidence, n_resamples, kind)

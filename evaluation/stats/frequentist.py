@@ -148,8 +148,10 @@ def proportion_arrays(
     """
     z = normal_critical(alpha)
     n_c, s_c, n_t, s_t = np.broadcast_arrays(
-        *(np.asarray(a, dtype=np.float64) for a in (n_control, successes_control, n_treatment,
-                                                     successes_treatment))
+        *(
+            np.asarray(a, dtype=np.float64)
+            for a in (n_control, successes_control, n_treatment, successes_treatment)
+        )
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         p_c = s_c / n_c
@@ -210,8 +212,14 @@ def welch_arrays(
     n_c, sum_c, ss_c, n_t, sum_t, ss_t = np.broadcast_arrays(
         *(
             np.asarray(a, dtype=np.float64)
-            for a in (n_control, sum_control, sum_squares_control, n_treatment, sum_treatment,
-                      sum_squares_treatment)
+            for a in (
+                n_control,
+                sum_control,
+                sum_squares_control,
+                n_treatment,
+                sum_treatment,
+                sum_squares_treatment,
+            )
         )
     )
     with np.errstate(divide="ignore", invalid="ignore"):

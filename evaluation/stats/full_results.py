@@ -63,11 +63,30 @@ class AnalysisConfig:
 
 # Array fields of FullResults that to_records() writes, in order; all have shape (K, M, S).
 _RECORD_FIELDS = (
-    "n_control", "n_treatment", "control_mean", "treatment_mean", "difference", "ci_low",
-    "ci_high", "relative_lift", "relative_ci_low", "relative_ci_high", "statistic", "p_value",
-    "p_holm", "p_bh", "reject_holm", "reject_bh", "chance_to_win", "expected_loss",
-    "expected_loss_control", "sequential_p_value", "sequential_ci_low", "sequential_ci_high",
-    "mde", "error",
+    "n_control",
+    "n_treatment",
+    "control_mean",
+    "treatment_mean",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "relative_lift",
+    "relative_ci_low",
+    "relative_ci_high",
+    "statistic",
+    "p_value",
+    "p_holm",
+    "p_bh",
+    "reject_holm",
+    "reject_bh",
+    "chance_to_win",
+    "expected_loss",
+    "expected_loss_control",
+    "sequential_p_value",
+    "sequential_ci_low",
+    "sequential_ci_high",
+    "mde",
+    "error",
 )
 
 
@@ -124,8 +143,9 @@ class FullResults:
         treatment = np.repeat(np.asarray(self.treatment_names, dtype=object), m * s)
         metric = np.tile(np.repeat(np.asarray(self.metric_names, dtype=object), s), k)
         slice_ = np.tile(np.asarray(self.slice_names, dtype=object), k * m)
-        kind = np.tile(np.repeat(np.where(self.is_proportion, "proportion", "mean")
-                                 .astype(object), s), k)
+        kind = np.tile(
+            np.repeat(np.where(self.is_proportion, "proportion", "mean").astype(object), s), k
+        )
         columns: dict[str, list[Any]] = {
             "control": [self.control_name] * (k * m * s),
             "treatment": treatment.tolist(),
@@ -174,41 +194,80 @@ def analyze(
     pi, mi = np.flatnonzero(props), np.flatnonzero(~props)
 
     size = n_c.size
-    out = {name: np.full(size, np.nan) for name in (
-        "control_mean", "treatment_mean", "control_variance", "treatment_variance",
-        "difference", "ci_low", "ci_high", "relative_lift", "relative_ci_low",
-        "relative_ci_high", "statistic", "p_value", "chance_to_win", "expected_loss",
-        "expected_loss_control", "mde",
-    )}
+    out = {
+        name: np.full(size, np.nan)
+        for name in (
+            "control_mean",
+            "treatment_mean",
+            "control_variance",
+            "treatment_variance",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "relative_lift",
+            "relative_ci_low",
+            "relative_ci_high",
+            "statistic",
+            "p_value",
+            "chance_to_win",
+            "expected_loss",
+            "expected_loss_control",
+            "mde",
+        )
+    }
     reason = np.zeros(size, dtype=np.int8)
 
     for index, arrays in (
         (pi, proportion_arrays(n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], alpha)),
         (mi, welch_arrays(n_c[mi], sum_c[mi], ss_c[mi], n_t[mi], sum_t[mi], ss_t[mi], alpha)),
     ):
-        for name in ("control_mean", "treatment_mean", "control_variance",
-                     "treatment_variance", "difference", "ci_low", "ci_high", "relative_lift",
-                     "relative_ci_low", "relative_ci_high", "statistic", "p_value"):
+        for name in (
+            "control_mean",
+            "treatment_mean",
+            "control_variance",
+            "treatment_variance",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "relative_lift",
+            "relative_ci_low",
+            "relative_ci_high",
+            "statistic",
+            "p_value",
+        ):
             out[name][index] = getattr(arrays, name)
         reason[index] = arrays.reason
 
     if pi.size:
-        bayes = beta_binomial_arrays(n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], config.prior,
-                                     config.quadrature_nodes)
+        bayes = beta_binomial_arrays(
+            n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], config.prior, config.quadrature_nodes
+        )
         out["chance_to_win"][pi] = bayes.chance_to_win
         out["expected_loss"][pi] = bayes.expected_loss
         out["expected_loss_control"][pi] = bayes.expected_loss_control
-        out["mde"][pi] = mde_proportion_arrays(out["control_mean"][pi], n_c[pi], n_t[pi],
-                                               alpha, config.power)[0]
+        out["mde"][pi] = mde_proportion_arrays(
+            out["control_mean"][pi], n_c[pi], n_t[pi], alpha, config.power
+        )[0]
     if mi.size:
-        out["mde"][mi] = mde_mean_arrays(out["control_variance"][mi], n_c[mi],
-                                         out["treatment_variance"][mi], n_t[mi],
-                                         alpha, config.power)
+        out["mde"][mi] = mde_mean_arrays(
+            out["control_variance"][mi],
+            n_c[mi],
+            out["treatment_variance"][mi],
+            n_t[mi],
+            alpha,
+            config.power,
+        )
     valid = reason == 0
     out["mde"][~valid] = np.nan
 
-    seq = msprt_arrays(out["difference"], out["control_variance"], n_c,
-                       out["treatment_variance"], n_t, config.sequential)
+    seq = msprt_arrays(
+        out["difference"],
+        out["control_variance"],
+        n_c,
+        out["treatment_variance"],
+        n_t,
+        config.sequential,
+    )
     adjusted_holm = holm(out["p_value"], alpha)
     adjusted_bh = benjamini_hochberg(out["p_value"], alpha)
 
@@ -259,4 +318,3 @@ def analyze(
         srm_p_value=srm_p,
         srm_mismatch=srm_flag,
     )
-

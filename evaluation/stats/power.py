@@ -123,8 +123,10 @@ def mde_mean_arrays(
 
 def _size_reason(n_control: float, n_treatment: float) -> str | None:
     code = first_reason(
-        [(np.asarray(n_control) <= 0, Reason.CONTROL_EMPTY),
-         (np.asarray(n_treatment) <= 0, Reason.TREATMENT_EMPTY)]
+        [
+            (np.asarray(n_control) <= 0, Reason.CONTROL_EMPTY),
+            (np.asarray(n_treatment) <= 0, Reason.TREATMENT_EMPTY),
+        ]
     )
     return message(int(code))
 
@@ -141,8 +143,9 @@ def mde_proportion(
         raise ValueError("baseline_rate must be in [0, 1]")
     error = _size_reason(n_control, n_treatment)
     if error is None:
-        absolute, h = mde_proportion_arrays([baseline_rate], [n_control], [n_treatment], alpha,
-                                            power)
+        absolute, h = mde_proportion_arrays(
+            [baseline_rate], [n_control], [n_treatment], alpha, power
+        )
         abs_mde, std_mde = float(absolute[0]), float(h[0])
         if math.isnan(abs_mde):
             error = "no rate up to 1 is detectable at these sample sizes"
@@ -169,15 +172,14 @@ def mde_mean(
     if error is None and std == 0 and t_std == 0:
         error = message(Reason.NO_VARIANCE)
     if error is None:
-        absolute = float(mde_mean_arrays([std**2], [n_control], [t_std**2], [n_treatment],
-                                         alpha, power)[0])
+        absolute = float(
+            mde_mean_arrays([std**2], [n_control], [t_std**2], [n_treatment], alpha, power)[0]
+        )
         pooled = math.sqrt((std**2 + t_std**2) / 2)
         standardized = absolute / pooled
     else:
         absolute = standardized = math.nan
-    relative = (
-        absolute / abs(baseline_mean) if baseline_mean not in (None, 0) else math.nan
-    )
+    relative = absolute / abs(baseline_mean) if baseline_mean not in (None, 0) else math.nan
     return MinimumDetectableEffect(absolute, relative, standardized, alpha, power, error)
 
 
@@ -186,8 +188,15 @@ def _sample_size(effect: float, alpha: float, power: float, ratio: float) -> Sam
         raise ValueError("ratio (n_treatment / n_control) must be positive")
     x = detectable_z(alpha, power)
     if effect == 0 or math.isnan(effect):
-        return SampleSize(0, 0, math.inf, alpha, power, ratio,
-                          "a zero effect cannot be detected at any sample size")
+        return SampleSize(
+            0,
+            0,
+            math.inf,
+            alpha,
+            power,
+            ratio,
+            "a zero effect cannot be detected at any sample size",
+        )
     exact = x * x * (1.0 + 1.0 / ratio) / (effect * effect)
     # Round the exact figure first so a value like 392.00000000001 does not become 393.
     control = math.ceil(round(exact, 8))

@@ -130,8 +130,13 @@ def msprt_arrays(
     d, var_c, n_c, var_t, n_t = np.broadcast_arrays(
         *(
             np.asarray(a, dtype=np.float64)
-            for a in (difference, unit_variance_control, n_control, unit_variance_treatment,
-                      n_treatment)
+            for a in (
+                difference,
+                unit_variance_control,
+                n_control,
+                unit_variance_treatment,
+                n_treatment,
+            )
         )
     )
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

@@ -17,8 +17,12 @@ def evan_miller_probability(a_c: int, b_c: int, a_t: int, b_t: int) -> float:
     sum_{i=0}^{a_t - 1} B(a_c + i, b_c + b_t) / ((b_t + i) B(1 + i, b_t) B(a_c, b_c)).
     """
     i = np.arange(a_t)
-    terms = (special.betaln(a_c + i, b_c + b_t) - np.log(b_t + i)
-             - special.betaln(1 + i, b_t) - special.betaln(a_c, b_c))
+    terms = (
+        special.betaln(a_c + i, b_c + b_t)
+        - np.log(b_t + i)
+        - special.betaln(1 + i, b_t)
+        - special.betaln(a_c, b_c)
+    )
     return float(np.exp(terms).sum())
 
 
@@ -33,8 +37,14 @@ def test_published_chance_to_win():
 
 @pytest.mark.parametrize(
     ("control", "treatment"),
-    [((100, 10), (120, 17)), ((2000, 200), (2100, 190)), ((5, 0), (7, 7)), ((40, 39), (3, 1)),
-     ((1000, 1), (50, 0)), ((3000, 1500), (10, 6))],
+    [
+        ((100, 10), (120, 17)),
+        ((2000, 200), (2100, 190)),
+        ((5, 0), (7, 7)),
+        ((40, 39), (3, 1)),
+        ((1000, 1), (50, 0)),
+        ((3000, 1500), (10, 6)),
+    ],
 )
 def test_chance_to_win_matches_evan_millers_closed_form(control, treatment):
     result = beta_binomial_test(ProportionStats(*control), ProportionStats(*treatment))
@@ -49,7 +59,11 @@ def test_expected_loss_matches_direct_integration():
     result = beta_binomial_test(control, treatment)
     c_post, t_post = stats.beta(31, 271), stats.beta(36, 246)
     loss, _ = integrate.dblquad(
-        lambda c, t: (c - t) * c_post.pdf(c) * t_post.pdf(t), 0.0, 0.4, lambda t: t, 0.4,
+        lambda c, t: (c - t) * c_post.pdf(c) * t_post.pdf(t),
+        0.0,
+        0.4,
+        lambda t: t,
+        0.4,
         epsabs=1e-13,
     )
     assert result.expected_loss == pytest.approx(loss, rel=1e-6)
@@ -95,8 +109,9 @@ def test_prior_is_configurable():
 
 def test_large_counts_stay_accurate():
     # A million units per arm: posteriors are narrow; compare to the normal limit.
-    result = beta_binomial_test(ProportionStats(1_000_000, 100_000),
-                                ProportionStats(1_000_000, 100_600))
+    result = beta_binomial_test(
+        ProportionStats(1_000_000, 100_000), ProportionStats(1_000_000, 100_600)
+    )
     sd = math.sqrt(2 * 0.1003 * 0.8997 / 1_000_002)
     assert result.chance_to_win == pytest.approx(stats.norm.cdf(0.0006 / sd), abs=2e-3)
 
@@ -106,8 +121,9 @@ def test_vectorised_matches_scalar():
     s_c = np.array([10, 190, 5_100])
     arrays = beta_binomial_arrays(n_c, s_c, n_c, s_c + 7)
     for i in range(3):
-        single = beta_binomial_test(ProportionStats(int(n_c[i]), int(s_c[i])),
-                                    ProportionStats(int(n_c[i]), int(s_c[i] + 7)))
+        single = beta_binomial_test(
+            ProportionStats(int(n_c[i]), int(s_c[i])), ProportionStats(int(n_c[i]), int(s_c[i] + 7))
+        )
         assert arrays.chance_to_win[i] == single.chance_to_win
 
 

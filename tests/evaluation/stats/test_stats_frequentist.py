@@ -205,8 +205,7 @@ def test_welch_zero_variance_in_both_arms():
 
 
 def test_degenerate_elements_do_not_spoil_their_neighbours():
-    arrays = welch_arrays([0, 10], [0, 50.0], [0, 300.0], [10, 10], [60.0, 60.0],
-                          [400.0, 400.0])
+    arrays = welch_arrays([0, 10], [0, 50.0], [0, 300.0], [10, 10], [60.0, 60.0], [400.0, 400.0])
     assert np.isnan(arrays.p_value[0]) and np.isfinite(arrays.p_value[1])
     assert arrays.reason.tolist() == [1, 0]
 

@@ -47,7 +47,13 @@ def _raw_rows(seed: int = 0, rows: int = 40_000):
 def aggregates() -> ExperimentAggregates:
     arm, metric, slice_, value = _raw_rows()
     return ExperimentAggregates.from_long_rows(
-        arm, metric, slice_, value, IS_PROPORTION, n_arms=ARMS, n_slices=SLICES,
+        arm,
+        metric,
+        slice_,
+        value,
+        IS_PROPORTION,
+        n_arms=ARMS,
+        n_slices=SLICES,
         metric_names=["accepted", "latency_ms", "exact_match", "edit_distance"],
     )
 
@@ -66,8 +72,14 @@ def test_aggregates_merge_by_addition(aggregates):
     half = arm.size // 2
     parts = [
         ExperimentAggregates.from_long_rows(
-            arm[sl], metric[sl], slice_[sl], value[sl], IS_PROPORTION, n_arms=ARMS,
-            n_slices=SLICES, metric_names=aggregates.metric_names,
+            arm[sl],
+            metric[sl],
+            slice_[sl],
+            value[sl],
+            IS_PROPORTION,
+            n_arms=ARMS,
+            n_slices=SLICES,
+            metric_names=aggregates.metric_names,
         )
         for sl in (slice(0, half), slice(half, None))
     ]
@@ -85,20 +97,22 @@ def test_every_element_matches_the_scalar_functions(aggregates):
     for k, m, s in np.ndindex(results.shape):
         if IS_PROPORTION[m]:
             control = ProportionStats(int(aggregates.n[0, m, s]), int(aggregates.sums[0, m, s]))
-            treatment = ProportionStats(int(aggregates.n[k + 1, m, s]),
-                                        int(aggregates.sums[k + 1, m, s]))
+            treatment = ProportionStats(
+                int(aggregates.n[k + 1, m, s]), int(aggregates.sums[k + 1, m, s])
+            )
             single = two_proportion_ztest(control, treatment)
             bayes = beta_binomial_test(control, treatment)
             seq = msprt_proportions(control, treatment, sequential)
             mde = mde_proportion(control.mean, control.n, treatment.n).absolute
-            assert results.chance_to_win[k, m, s] == pytest.approx(bayes.chance_to_win,
-                                                                   rel=1e-12)
-            assert results.expected_loss[k, m, s] == pytest.approx(bayes.expected_loss,
-                                                                   rel=1e-9)
+            assert results.chance_to_win[k, m, s] == pytest.approx(bayes.chance_to_win, rel=1e-12)
+            assert results.expected_loss[k, m, s] == pytest.approx(bayes.expected_loss, rel=1e-9)
         else:
             control, treatment = (
-                MeanStats(int(aggregates.n[a, m, s]), aggregates.sums[a, m, s],
-                          aggregates.sum_squares[a, m, s])
+                MeanStats(
+                    int(aggregates.n[a, m, s]),
+                    aggregates.sums[a, m, s],
+                    aggregates.sum_squares[a, m, s],
+                )
                 for a in (0, k + 1)
             )
             single = welch_ttest(control, treatment)
@@ -108,8 +122,9 @@ def test_every_element_matches_the_scalar_functions(aggregates):
             assert np.isnan(results.chance_to_win[k, m, s])
         assert results.p_value[k, m, s] == pytest.approx(single.p_value, rel=1e-10)
         assert results.ci_low[k, m, s] == pytest.approx(single.ci_low, rel=1e-10)
-        assert results.relative_ci_high[k, m, s] == pytest.approx(single.relative_ci_high,
-                                                                  rel=1e-10)
+        assert results.relative_ci_high[k, m, s] == pytest.approx(
+            single.relative_ci_high, rel=1e-10
+        )
         assert results.sequential_p_value[k, m, s] == pytest.approx(seq.p_value, rel=1e-10)
         assert results.sequential_ci_low[k, m, s] == pytest.approx(seq.ci_low, rel=1e-10)
         assert results.mde[k, m, s] == pytest.approx(mde, rel=1e-10)
@@ -119,10 +134,12 @@ def test_every_element_matches_the_scalar_functions(aggregates):
 def test_adjustments_span_all_comparisons(aggregates):
     results = analyze(aggregates)
     p = results.p_value.ravel()
-    np.testing.assert_allclose(results.p_holm.ravel(), multipletests(p, method="holm")[1],
-                               rtol=1e-12)
-    np.testing.assert_allclose(results.p_bh.ravel(), multipletests(p, method="fdr_bh")[1],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        results.p_holm.ravel(), multipletests(p, method="holm")[1], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        results.p_bh.ravel(), multipletests(p, method="fdr_bh")[1], rtol=1e-12
+    )
     assert results.reject_bh.sum() >= results.reject_holm.sum()
 
 
@@ -175,13 +192,16 @@ def test_aggregates_validation():
     with pytest.raises(ValueError):
         ExperimentAggregates(np.ones((1, 1, 1)), np.ones((1, 1, 1)), np.ones((1, 1, 1)), [True])
     with pytest.raises(ValueError, match="successes"):
-        ExperimentAggregates(np.ones((2, 1, 1)), np.full((2, 1, 1), 2.0), np.ones((2, 1, 1)),
-                             [True])
+        ExperimentAggregates(
+            np.ones((2, 1, 1)), np.full((2, 1, 1), 2.0), np.ones((2, 1, 1)), [True]
+        )
     with pytest.raises(ValueError, match="names"):
-        ExperimentAggregates(np.ones((2, 1, 1)), np.ones((2, 1, 1)), np.ones((2, 1, 1)), [True],
-                             arm_names=("a", "a"))
+        ExperimentAggregates(
+            np.ones((2, 1, 1)), np.ones((2, 1, 1)), np.ones((2, 1, 1)), [True], arm_names=("a", "a")
+        )
     with pytest.raises(ValueError, match="codes"):
-        ExperimentAggregates.from_long_rows([0, 2], [0, 0], [0, 0], [1.0, 0.0], [True],
-                                            n_arms=2, n_slices=1)
+        ExperimentAggregates.from_long_rows(
+            [0, 2], [0, 0], [0, 0], [1.0, 0.0], [True], n_arms=2, n_slices=1
+        )
     with pytest.raises(ValueError):
         AnalysisConfig(power=0.01)

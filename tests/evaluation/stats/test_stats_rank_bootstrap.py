@@ -56,8 +56,9 @@ def test_mann_whitney_histograms_equal_scipy_on_bucketed_data(alternative):
     )
     rounded_c = layout.representatives[layout.bucket_of(control)]
     rounded_t = layout.representatives[layout.bucket_of(treatment)]
-    expected = stats.mannwhitneyu(rounded_t, rounded_c, alternative=alternative,
-                                  method="asymptotic")
+    expected = stats.mannwhitneyu(
+        rounded_t, rounded_c, alternative=alternative, method="asymptotic"
+    )
     assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
     # And within the documented bound of the raw statistic.

@@ -56,8 +56,9 @@ def test_interval_is_the_set_of_unrejected_differences():
 
     def log_lr_minus_threshold(theta0: float) -> float:
         d = result.difference - theta0
-        return (0.5 * math.log(v / (v + tau2)) + tau2 * d * d / (2 * v * (v + tau2))
-                - math.log(1 / 0.1))
+        return (
+            0.5 * math.log(v / (v + tau2)) + tau2 * d * d / (2 * v * (v + tau2)) - math.log(1 / 0.1)
+        )
 
     upper = optimize.brentq(log_lr_minus_threshold, result.difference, 1.0, xtol=1e-15)
     lower = optimize.brentq(log_lr_minus_threshold, -1.0, result.difference, xtol=1e-15)
@@ -78,6 +79,7 @@ def test_p_value_below_alpha_exactly_when_zero_is_outside_the_interval():
 def test_optimal_mixture_ratio_is_the_fixed_point():
     r = optimal_mixture_ratio(0.05)
     assert r == pytest.approx(2 * math.log(20) + math.log1p(r), abs=1e-12)
+
     # And the half-width at a fixed V is smallest there.
     def width(ratio: float) -> float:
         return (1 + ratio) / ratio * (2 * math.log(20) + math.log1p(ratio))
@@ -88,8 +90,9 @@ def test_optimal_mixture_ratio_is_the_fixed_point():
 def test_running_minimum_and_intersection_with_previous_look():
     config = SequentialConfig(mixture_variance=1e-4)
     first = msprt_proportions(ProportionStats(2000, 200), ProportionStats(2000, 260), config)
-    second = msprt_proportions(ProportionStats(4000, 400), ProportionStats(4000, 430), config,
-                               previous=first)
+    second = msprt_proportions(
+        ProportionStats(4000, 400), ProportionStats(4000, 430), config, previous=first
+    )
     alone = msprt_proportions(ProportionStats(4000, 400), ProportionStats(4000, 430), config)
     assert second.p_value == min(first.p_value, alone.p_value)
     assert second.ci_low == max(first.ci_low, alone.ci_low)
@@ -98,8 +101,9 @@ def test_running_minimum_and_intersection_with_previous_look():
 
 def test_msprt_means_uses_the_sample_variances():
     rng = np.random.default_rng(1)
-    control, treatment = MeanStats.from_values(rng.normal(100, 15, 3000)), MeanStats.from_values(
-        rng.normal(103, 15, 3000)
+    control, treatment = (
+        MeanStats.from_values(rng.normal(100, 15, 3000)),
+        MeanStats.from_values(rng.normal(103, 15, 3000)),
     )
     result = msprt_means(control, treatment)
     assert result.standard_error == pytest.approx(
@@ -143,8 +147,14 @@ def test_aa_proportions_stay_below_alpha_while_naive_peeking_does_not():
     n = per_hour * np.arange(1, LOOKS + 1)[None, :]
     naive = proportion_arrays(n, s_c, n, s_t, ALPHA)
     p_c, p_t = s_c / n, s_t / n
-    sequential = msprt_arrays(p_t - p_c, p_c * (1 - p_c), n, p_t * (1 - p_t), n,
-                              SequentialConfig(alpha=ALPHA, tuning_n=5000))
+    sequential = msprt_arrays(
+        p_t - p_c,
+        p_c * (1 - p_c),
+        n,
+        p_t * (1 - p_t),
+        n,
+        SequentialConfig(alpha=ALPHA, tuning_n=5000),
+    )
     naive_rate = _ever_rejected(naive.p_value)
     sequential_rate = _ever_rejected(sequential.p_value)
     # The last look alone is a valid fixed-horizon test.
@@ -165,8 +175,14 @@ def test_aa_means_stay_below_alpha_while_naive_peeking_does_not():
     (sum_c, ss_c), (sum_t, ss_t) = arm(), arm()
     n = per_hour * np.arange(1, LOOKS + 1)[None, :].astype(float)
     naive = welch_arrays(n, sum_c, ss_c, n, sum_t, ss_t, ALPHA)
-    sequential = msprt_arrays(naive.difference, naive.control_variance, n,
-                              naive.treatment_variance, n, SequentialConfig(alpha=ALPHA))
+    sequential = msprt_arrays(
+        naive.difference,
+        naive.control_variance,
+        n,
+        naive.treatment_variance,
+        n,
+        SequentialConfig(alpha=ALPHA),
+    )
     assert _ever_rejected(sequential.p_value) <= ALPHA + TOLERANCE
     assert _ever_rejected(naive.p_value) > 2 * ALPHA
 

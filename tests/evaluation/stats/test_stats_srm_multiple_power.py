@@ -118,8 +118,9 @@ def test_adjustments_skip_nan_p_values():
     p = np.array([0.01, np.nan, 0.02, 0.03])
     result = holm(p)
     assert np.isnan(result.p_adjusted[1]) and not result.reject[1]
-    np.testing.assert_allclose(result.p_adjusted[[0, 2, 3]],
-                               multipletests([0.01, 0.02, 0.03], method="holm")[1])
+    np.testing.assert_allclose(
+        result.p_adjusted[[0, 2, 3]], multipletests([0.01, 0.02, 0.03], method="holm")[1]
+    )
     assert result.n_tests == 3
     assert holm([np.nan, np.nan]).n_tests == 0
 
