@@ -74,7 +74,8 @@ class BackendSettings:
 
     ``max_batch_size > 1`` switches dynamic batching on: concurrent `run` calls for one network
     are merged into batches of up to that many items, waiting at most ``max_batch_time_ms`` after
-    the first request of a batch arrived (0 batches only what is already queued).
+    the first request of a batch arrived (0 batches only what is already queued);
+    ``batch_workers`` batches may run at once per network.
     ``max_engine_batch`` bounds the batch a compiled engine (TensorRT profile) accepts; bigger
     batches are split into chunks of that size.
     """
@@ -82,6 +83,7 @@ class BackendSettings:
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
     max_batch_size: int = 1
     max_batch_time_ms: float = 0.0
+    batch_workers: int = 1
     cache_dir: Path | None = None
     max_engine_batch: int = 64
     fp16: bool = False
@@ -96,6 +98,8 @@ class BackendSettings:
             raise ConfigError(
                 f"max_batch_time_ms must be zero or positive, got {self.max_batch_time_ms}"
             )
+        if self.batch_workers < 1:
+            raise ConfigError(f"batch_workers must be at least 1, got {self.batch_workers}")
         if self.max_engine_batch < 1:
             raise ConfigError(f"max_engine_batch must be at least 1, got {self.max_engine_batch}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
@@ -204,6 +208,7 @@ class Backend(abc.ABC):
                         self._batch_fn(name),
                         max_batch_size=self.settings.max_batch_size,
                         max_batch_time_ms=self.settings.max_batch_time_ms,
+                        workers=self.settings.batch_workers,
                         name=f"{self.name}:{name}",
                     )
             self._ready = True
