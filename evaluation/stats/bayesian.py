@@ -91,6 +91,8 @@ def beta_binomial_arrays(
 ) -> BayesianArrays:
     """Chance to win and expected losses for many comparisons at once."""
     prior = prior if prior is not None else BetaPrior()
+    if nodes < 8:
+        raise ValueError("use at least 8 quadrature nodes")
     n_c, s_c, n_t, s_t = np.broadcast_arrays(
         *(
             np.asarray(x, dtype=np.float64)
@@ -118,18 +120,21 @@ def beta_binomial_arrays(
     x = (lo + hi)[..., None] / 2.0 + half * points
     w = half * weights
 
-    a_n_, b_n_, a_w_, b_w_ = (v[..., None] for v in (a_n, b_n, a_w, b_w))
-    log_x, log_1mx = np.log(x), np.log1p(-x)
-    density = np.exp((a_n_ - 1.0) * log_x + (b_n_ - 1.0) * log_1mx - special.betaln(a_n_, b_n_))
-    cdf_w = special.betainc(a_w_, b_w_, x)
-    cdf_w_plus = cdf_w - np.exp(
-        a_w_ * log_x + b_w_ * log_1mx - np.log(a_w_) - special.betaln(a_w_, b_w_)
-    )
-    weighted = w * density
-    # Dividing by the quadrature's own mass makes small window truncation cancel out.
-    mass = weighted.sum(axis=-1)
-    p_w_below_n = (weighted * cdf_w).sum(axis=-1) / mass
-    loss_n_over_w = (weighted * (x * cdf_w - mu_w[..., None] * cdf_w_plus)).sum(axis=-1) / mass
+    # Nodes lie strictly inside (0, 1); the guard only silences overflow/underflow of
+    # negligible terms at extreme counts.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        a_n_, b_n_, a_w_, b_w_ = (v[..., None] for v in (a_n, b_n, a_w, b_w))
+        log_x, log_1mx = np.log(x), np.log1p(-x)
+        density = np.exp((a_n_ - 1.0) * log_x + (b_n_ - 1.0) * log_1mx - special.betaln(a_n_, b_n_))
+        cdf_w = special.betainc(a_w_, b_w_, x)
+        cdf_w_plus = cdf_w - np.exp(
+            a_w_ * log_x + b_w_ * log_1mx - np.log(a_w_) - special.betaln(a_w_, b_w_)
+        )
+        weighted = w * density
+        # Dividing by the quadrature's own mass makes small window truncation cancel out.
+        mass = weighted.sum(axis=-1)
+        p_w_below_n = (weighted * cdf_w).sum(axis=-1) / mass
+        loss_n_over_w = (weighted * (x * cdf_w - mu_w[..., None] * cdf_w_plus)).sum(axis=-1) / mass
     loss_n_over_w = np.maximum(loss_n_over_w, 0.0)
 
     gain = mu_t - mu_c
