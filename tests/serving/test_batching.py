@@ -166,3 +166,16 @@ def test_rejects_bad_configuration_and_inputs():
         DynamicBatcher(Recorder(), max_batch_size=2, max_batch_time_ms=-1)
     with DynamicBatcher(Recorder(), max_batch_size=2) as batcher, pytest.raises(ValueError):
         batcher.submit(np.ones((0, 2)))
+
+
+def test_two_workers_run_batches_at_once_and_keep_rows_straight():
+    fn = Recorder(delay=0.1)
+    with DynamicBatcher(fn, max_batch_size=4, max_batch_time_ms=20, workers=2) as batcher:
+        start = time.monotonic()
+        results = concurrently(16, lambda i: batcher.submit(np.full((1, 1), i)))
+        elapsed = time.monotonic() - start
+    assert all(int(results[i][0, 0]) == 10 * i for i in range(16))
+    assert sum(fn.calls) == 16 and max(fn.calls) <= 4
+    assert elapsed < 0.38  # four batches of 0.1 s in two lanes, not 0.4 s in one
+    with pytest.raises(ValueError, match="workers"):
+        DynamicBatcher(Recorder(), max_batch_size=2, workers=0)
