@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+import jsonschema_rs
 
 from core.errors import EventSchemaError
 from core.store.db import utcnow
@@ -30,14 +30,16 @@ KEY_FIELD = {PREDICTION_MADE: "prediction_id", CORRECTION_SUBMITTED: "prediction
 
 
 @cache
-def _validator(event_type: str, version: int) -> Draft202012Validator:
-    name = f"{event_type}.v{version}.json"
-    text = resources.files("core.schemas").joinpath(name).read_text()
-    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
-
-
 def schema(event_type: str, version: int | None = None) -> dict[str, Any]:
-    return _validator(event_type, version or CURRENT_VERSION[event_type]).schema
+    """The JSON Schema document of an event type (current version by default)."""
+    name = f"{event_type}.v{version or CURRENT_VERSION[event_type]}.json"
+    return json.loads(resources.files("core.schemas").joinpath(name).read_text())
+
+
+@cache
+def _validator(event_type: str, version: int) -> Any:
+    # jsonschema-rs validates in about a microsecond; every event is checked twice on its way.
+    return jsonschema_rs.validator_for(schema(event_type, version), validate_formats=True)
 
 
 def validate_event(event: Any) -> dict[str, Any]:
@@ -52,10 +54,10 @@ def validate_event(event: Any) -> dict[str, Any]:
     version = event.get("schema_version")
     if not isinstance(version, int) or version < 1 or version > CURRENT_VERSION[event_type]:
         raise EventSchemaError(f"unsupported schema_version {version!r} for {event_type}")
-    errors = sorted(_validator(event_type, version).iter_errors(event), key=lambda e: e.path)
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+    validator = _validator(event_type, version)
+    if not validator.is_valid(event):
+        first = next(iter(validator.iter_errors(event)))
+        where = "/".join(str(p) for p in first.instance_path) or "(root)"
         raise EventSchemaError(f"{event_type} invalid at {where}: {first.message}")
     return event
 

@@ -25,18 +25,28 @@ log = logging.getLogger(__name__)
 
 def add_event(session: Session, event: dict[str, Any], prefix: str) -> None:
     """Validate `event` and queue it in the caller's transaction."""
-    events.validate_event(event)
-    where = events.route(event, prefix)
-    session.add(
-        OutboxEvent(
-            event_id=event["event_id"],
-            topic=where.topic,
-            key=where.key,
-            payload=events.encode(event),
-            created_at=utcnow(),
-            attempts=0,
+    add_events(session, [event], prefix)
+
+
+def add_events(session: Session, batch: list[dict[str, Any]], prefix: str) -> None:
+    """Validate every event first, then queue them all in one statement (all or none)."""
+    now = utcnow()
+    rows = []
+    for event in batch:
+        events.validate_event(event)
+        where = events.route(event, prefix)
+        rows.append(
+            {
+                "event_id": event["event_id"],
+                "topic": where.topic,
+                "key": where.key,
+                "payload": events.encode(event),
+                "created_at": now,
+                "attempts": 0,
+            }
         )
-    )
+    if rows:
+        session.execute(OutboxEvent.__table__.insert(), rows)
 
 
 def pending_count(db: Database) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from core import events
-from core.outbox import add_event
+from core.outbox import add_events
 from core.store.db import Database
 from core.store.models import Prediction
 
@@ -43,8 +43,9 @@ def write_outbox(
     """Accept `n` predictions the way the API does: each batch in one transaction."""
     for lo in range(start, start + n, batch):
         with db.session() as s:
-            for i in range(lo, min(lo + batch, start + n)):
-                add_event(s, prediction_event(i, run), prefix)
+            add_events(
+                s, [prediction_event(i, run) for i in range(lo, min(lo + batch, start + n))], prefix
+            )
         if pause_s:
             time.sleep(pause_s)
 

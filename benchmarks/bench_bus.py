@@ -1,0 +1,159 @@
+"""Events per second, outbox → bus → store, on each transport, beside raw kafka-python.
+
+End to end means: the events are written to the outbox (in transactions of 100, as the API would
+accept them), the relay publishes them, and the evaluation worker applies them to the store; the
+clock stops when the last one is stored. As deployed, the worker is a process of its own
+(`abvoc worker --no-relay`) while the writer and the relay share this one. The anchor is kafka-python producing (acks=all) and then
+consuming the same number of same-size records on the same broker, in the same run.
+
+    python benchmarks/bench_bus.py [--events 20000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
+
+from core import events  # noqa: E402
+from core.bus.embedded import EmbeddedBus  # noqa: E402
+from core.bus.kafka import KafkaBus  # noqa: E402
+from core.outbox import OutboxRelay  # noqa: E402
+from core.store import schema  # noqa: E402
+from core.store.db import Database  # noqa: E402
+from tests.support.flow import count_predictions, prediction_event, write_outbox  # noqa: E402
+from tests.support.kafka import KafkaBroker  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
+
+
+def raw_kafka(bootstrap: str, n: int, run: int) -> tuple[float, float]:
+    """(produce/s, consume/s) for kafka-python alone."""
+    topic = f"raw{run}"
+    payload = events.encode(prediction_event(0))
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], acks="all", linger_ms=5, batch_size=256 * 1024
+    )
+    start = time.perf_counter()
+    for i in range(n):
+        producer.send(topic, key=str(i).encode(), value=payload)
+    producer.flush()
+    produce = n / (time.perf_counter() - start)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[bootstrap],
+        group_id=f"raw{run}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    got = 0
+    start = time.perf_counter()
+    while got < n:
+        got += sum(len(v) for v in consumer.poll(timeout_ms=500, max_records=5000).values())
+    consumer.commit()
+    consume = n / (time.perf_counter() - start)
+    consumer.close()
+    return produce, consume
+
+
+def _worker(db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ABVOC_DATABASE_URL": db_url,
+        "ABVOC_BUS_URL": bus_url,
+        "ABVOC_TOPIC_PREFIX": prefix,
+        "ABVOC_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "app", "worker", "--no-relay"], env=env)
+    time.sleep(2.0)  # let it join the group before the clock starts
+    return proc
+
+
+def end_to_end(db_url: str, transport: str, bootstrap: str, n: int, run: int) -> float:
+    db = Database(db_url)
+    schema.upgrade(db)
+    bus = KafkaBus([bootstrap]) if transport == "kafka" else EmbeddedBus(db)
+    prefix = f"bench{run}{transport}{db.dialect}"
+    bus.ensure_topics(events.topics(prefix))
+    worker = _worker(
+        db_url, f"kafka://{bootstrap}" if transport == "kafka" else "embedded://", prefix
+    )
+    stop = threading.Event()
+    relay = OutboxRelay(db, bus, batch_size=2000)
+    start = time.perf_counter()
+    threads = [
+        threading.Thread(target=write_outbox, args=(db, n, prefix), kwargs={"run": prefix}),
+        threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_s": 0.01}),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while count_predictions(db)[0] < n:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert count_predictions(db) == (n, n)
+    db.dispose()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    n = args.events
+    print(f"event size: {len(events.encode(prediction_event(0)))} bytes; {n} events per run")
+    print("starting Kafka broker and PostgreSQL ...", flush=True)
+    broker, pg = KafkaBroker().start(), PostgresServer().start()
+    tmp = Path(broker.workdir)
+    results: dict[str, list[float]] = {}
+    try:
+        for run in range(args.repeats):
+            print(f"run {run + 1}/{args.repeats}", flush=True)
+            produce, consume = raw_kafka(broker.bootstrap, n, run)
+            results.setdefault("raw kafka-python produce", []).append(produce)
+            results.setdefault("raw kafka-python consume", []).append(consume)
+            results.setdefault("raw kafka-python produce+consume", []).append(
+                n / (n / produce + n / consume)
+            )
+            for transport in ("kafka", "embedded"):
+                for store in ("sqlite", "postgresql"):
+                    url = (
+                        f"sqlite:///{tmp / f'bench-{transport}-{run}.db'}"
+                        if store == "sqlite"
+                        else pg.create_database()
+                    )
+                    rate = end_to_end(url, transport, broker.bootstrap, n, run)
+                    name = f"abvoc {transport} bus + {store} store, outbox→bus→store"
+                    results.setdefault(name, []).append(rate)
+                    print(f"  {name}: {rate:,.0f} events/s", flush=True)
+    finally:
+        broker.kill()
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    anchor = statistics.median(results["raw kafka-python produce+consume"])
+    print(f"\nmedians of {args.repeats} runs ({n} events each):")
+    for name, values in results.items():
+        median = statistics.median(values)
+        ratio = f"  ratio to raw produce+consume: {median / anchor:.2f}" if "abvoc" in name else ""
+        print(f"  {name:58s} {median:10,.0f} events/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
