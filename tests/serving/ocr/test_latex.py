@@ -1,0 +1,41 @@
+import pytest
+
+from serving.ocr.latex import TokenVocabulary, token_edit_distance, tokenize, validate_latex
+
+
+def test_tokenize_commands_braces_and_spaces() -> None:
+    assert tokenize(r"\frac{1}{x^{2}}") == ["\\frac", "{", "1", "}", "{", "x", "^", "{", "2",
+                                           "}", "}"]
+    assert tokenize(r"\alpha x + 1") == ["\\alpha", "x", "+", "1"]
+
+
+@pytest.mark.parametrize("latex", [r"\frac{1}{2}+x^{2}", r"\sqrt{\alpha}-\beta_{n}", "3\\div4=1"])
+def test_valid_latex_has_no_problems(latex: str) -> None:
+    assert validate_latex(latex) == []
+
+
+@pytest.mark.parametrize(("latex", "fragment"), [
+    (r"\frac{1}{2", "never closed"),
+    (r"x}+1", "closes nothing"),
+    (r"\gamma+1", "unknown command"),
+    (r"x^", "nothing to attach"),
+    (r"\frac 12", "braced argument"),
+    ("   ", "empty"),
+])
+def test_malformed_latex_says_what_is_wrong(latex: str, fragment: str) -> None:
+    problems = validate_latex(latex)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_token_edit_distance_counts_tokens_not_characters() -> None:
+    assert token_edit_distance(r"\alpha+1", r"\alpha+1") == 0.0
+    # one of four tokens substituted: \alpha -> \beta is one edit, not several characters
+    assert token_edit_distance(r"\alpha+1", r"\beta+1") == pytest.approx(1 / 3)
+    assert token_edit_distance("", "1+1") == 1.0
+
+
+def test_vocabulary_assigns_each_token_one_character_once() -> None:
+    vocab = TokenVocabulary()
+    a = vocab.encode(r"\frac{1}{1}")
+    assert len(a) == 7 and a[2] == a[5]
+    assert vocab.encode(["\\frac"]) == a[0]

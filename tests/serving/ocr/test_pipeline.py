@@ -1,0 +1,100 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from core.store import Base, Database
+from serving.ocr.dataset import OFFLINE_MIX, Mix, generate
+from serving.ocr.offline import evaluate, offline_test
+from serving.ocr.pipeline import Pipeline, TorchRunner
+from serving.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_candidate: Path) -> Pipeline:
+    return Pipeline.load(tiny_candidate)
+
+
+def test_pipeline_reads_printed_formulas(pipe: Pipeline) -> None:
+    samples = generate(30, Mix.of({"printed/elementary": 1.0}), seed=11, split="offline-test")
+    results = pipe.predict([s.image for s in samples])
+    exact = np.mean([r.latex == s.latex for r, s in zip(results, samples, strict=True)])
+    assert exact >= 0.6
+
+
+def test_batch_and_single_predictions_agree_and_keep_stages(pipe: Pipeline) -> None:
+    samples = generate(6, OFFLINE_MIX, seed=2, split="offline-test")
+    batch = pipe.predict([s.image for s in samples])
+    for s, r in zip(samples, batch, strict=True):
+        one = pipe.predict_one(s.image)
+        assert one.latex == r.latex
+        assert 0.0 <= r.confidence <= 1.0
+        stages = json.loads(json.dumps(r.stages))
+        n = len(stages["detector"]["boxes"])
+        assert len(stages["recognizer"]["classes"]) == len(stages["recognizer"]["scores"]) == n
+        assert len(stages["aligner"]["relations"]) == n
+        assert stages["converter"]["latex"] == r.latex
+
+
+def test_networks_run_through_any_runner(pipe: Pipeline) -> None:
+    nets = pipe.networks()
+    assert set(nets) == {"recognizer", "aligner"}
+    runner = TorchRunner(nets)
+    for name, (module, example) in nets.items():
+        assert example.dtype == np.float32 and not module.training
+        assert runner.run(name, example).shape[0] == example.shape[0]
+
+    calls = []
+
+    class Spy(TorchRunner):
+        def run(self, name: str, batch: np.ndarray) -> np.ndarray:
+            calls.append((name, len(batch)))
+            return super().run(name, batch)
+
+    image = generate(1, OFFLINE_MIX, seed=9)[0].image
+    assert pipe.with_runner(Spy(nets)).predict_one(image).latex == pipe.predict_one(image).latex
+    assert [c[0] for c in calls] == ["recognizer", "aligner"]
+
+
+def test_bad_input_is_refused(pipe: Pipeline) -> None:
+    with pytest.raises(ValueError, match="grayscale uint8"):
+        pipe.predict([np.zeros((32, 32, 3), dtype=np.uint8)])
+    assert pipe.predict_one(np.full((32, 48), 255, dtype=np.uint8)).latex == ""
+
+
+def test_offline_evaluation_reports_every_slice(pipe: Pipeline, tiny_candidate: Path) -> None:
+    results = offline_test(tiny_candidate, n=40, seed=1)
+    assert set(results["slices"]) >= {"printed/elementary", "handwritten/middle", "noise/clean"}
+    overall = results["overall"]
+    for key in ("exact_match", "token_edit_distance", "detection_recall", "symbol_accuracy",
+                "latency_p50_ms", "latency_p99_ms", "throughput_ips", "model_size_mb"):
+        assert overall[key] is not None, key
+    assert overall["n"] == 40 and results["model"]["size_bytes"] > 0
+    assert sum(overall["error_stage"].values()) == round(40 * (1 - overall["exact_match"]))
+    again = evaluate(pipe, generate(40, OFFLINE_MIX, seed=1, split="offline-test"))
+    assert again["overall"]["exact_match"] == overall["exact_match"]
+
+
+def test_cli_offline_test_and_candidates(tiny_candidate: Path, tmp_path: Path) -> None:
+    from app.cli import main
+
+    url = f"sqlite:///{tmp_path / 'abvoc.db'}"
+    db = Database(url)
+    Base.metadata.create_all(db.engine)
+    Registry(db).register("ocr-small-mixed", "1", description="tiny",
+                          artifacts=str(tiny_candidate), requirements={"p99_ms": 50.0})
+    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url}
+    runner = CliRunner()
+    res = runner.invoke(main, ["offline-test", "ocr-small-mixed", "--n", "8"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "overall" in res.output and "printed/elementary" in res.output
+    res = runner.invoke(main, ["candidates", "list", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert listed[0]["offline_results"]["overall"]["n"] == 8
+    res = runner.invoke(main, ["candidates", "show", "nope"], env=env)
+    assert res.exit_code == 2 and "not registered" in res.output
+    for args in (["train", "--help"], ["offline-test", "--help"], ["candidates", "show", "-h"]):
+        assert runner.invoke(main, args).exit_code == 0
