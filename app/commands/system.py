@@ -38,10 +38,10 @@ def db() -> None:
 @pass_ctx
 def upgrade(ctx: Context, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    database = Database(ctx.settings.database_url)
-    database.check()
-    schema.upgrade(database, revision)
-    click.echo(f"database at revision {schema.current(database)}")
+    with Database(ctx.settings.database_url) as database:
+        database.check()
+        schema.upgrade(database, revision)
+        click.echo(f"database at revision {schema.current(database)}")
 
 
 @db.command()
@@ -49,10 +49,10 @@ def upgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def downgrade(ctx: Context, revision: str) -> None:
     """Downgrade the schema to REVISION (default: one step; 'base' removes every table)."""
-    database = Database(ctx.settings.database_url)
-    database.check()
-    schema.downgrade(database, revision)
-    click.echo(f"database at revision {schema.current(database) or 'base'}")
+    with Database(ctx.settings.database_url) as database:
+        database.check()
+        schema.downgrade(database, revision)
+        click.echo(f"database at revision {schema.current(database) or 'base'}")
 
 
 @db.command()
@@ -60,9 +60,9 @@ def downgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def current(ctx: Context, as_json: bool) -> None:
     """Show the schema's current and head revisions."""
-    database = Database(ctx.settings.database_url)
-    database.check()
-    data = {"current": schema.current(database), "head": schema.head(database)}
+    with Database(ctx.settings.database_url) as database:
+        database.check()
+        data = {"current": schema.current(database), "head": schema.head(database)}
     emit(data, as_json, f"current {data['current'] or 'base'}, head {data['head']}")
 
 

@@ -77,3 +77,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.dispose()

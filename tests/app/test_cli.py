@@ -1,0 +1,77 @@
+"""The `abvoc` command line: every subcommand has --help; config and db work end to end."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+
+
+def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, command in group.commands.items():
+        out.append((*prefix, name))
+        if isinstance(command, click.Group):
+            out += _all_commands(command, (*prefix, name))
+    return out
+
+
+@pytest.mark.parametrize("path", _all_commands(main), ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ABVOC_DATABASE_URL", "postgresql://u:topsecret@db.internal/abvoc")
+    monkeypatch.setenv("ABVOC_SECRET_KEY", "alsosecret")
+    result = CliRunner().invoke(main, ["config", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["database_url"] == "postgresql+psycopg://u:***@db.internal/abvoc"
+    assert data["secret_key"] == "****"
+    assert "topsecret" not in result.output and "alsosecret" not in result.output
+
+
+def test_malformed_url_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_BUS_URL", "kafka:/oops")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code != 0
+    assert "ABVOC_BUS_URL" in result.output
+
+
+def test_unreachable_database_fails_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    postgres,  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", postgres.url("no_such_database"))
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code != 0
+    assert "ABVOC_DATABASE_URL" in result.output and "unreachable" in result.output
+
+
+def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    from tests.support.ports import free_port
+
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ABVOC_BUS_URL", f"kafka://127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code != 0
+    assert "ABVOC_BUS_URL" in result.output and "unreachable" in result.output
+
+
+def test_db_upgrade_current_downgrade(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    current = json.loads(runner.invoke(main, ["db", "current", "--json"]).output)
+    assert current["current"] == current["head"] is not None
+    assert "base" in runner.invoke(main, ["db", "downgrade", "base"]).output
+    current = json.loads(runner.invoke(main, ["db", "current", "--json"]).output)
+    assert current["current"] is None
