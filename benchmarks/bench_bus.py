@@ -4,7 +4,8 @@ End to end means: the events are written to the outbox (in transactions of 100, 
 accept them), the relay publishes them, and the evaluation worker applies them to the store; the
 clock stops when the last one is stored. As deployed, the worker is a process of its own
 (`abvoc worker --no-relay`) while the writer and the relay share this one.
-The anchor is kafka-python producing (acks=all) and then consuming the same number of same-size records on the same broker, in the same run.
+The anchor is kafka-python producing (acks=all) and then consuming the same number of
+same-size records on the same broker, in the same run.
 
     python benchmarks/bench_bus.py [--events 20000] [--repeats 3]
 """
