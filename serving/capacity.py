@@ -166,8 +166,13 @@ def plan_capacity(
     *,
     reserve_bytes: int = 0,
     p99_target_ms: float | None = None,
+    instance_overhead_bytes: int = 0,
 ) -> list[CapacityRow]:
-    """One row per candidate, in the order given; pure, no measurement and no I/O."""
+    """One row per candidate, in the order given; pure, no measurement and no I/O.
+
+    ``instance_overhead_bytes`` is added to every footprint: what each serving process holds
+    besides its model (CUDA context, allocator pools), when the profiles count weights only.
+    """
     if gpu_mem_bytes <= 0:
         raise CapacityError("GPU memory must be positive")
     if not 0 <= reserve_bytes < gpu_mem_bytes:
@@ -177,18 +182,18 @@ def plan_capacity(
         )
     if p99_target_ms is not None and not p99_target_ms > 0:
         raise CapacityError(f"p99 target must be a positive number of ms, got {p99_target_ms}")
+    if instance_overhead_bytes < 0:
+        raise CapacityError("the per-instance overhead must be zero or positive")
     usable = gpu_mem_bytes - reserve_bytes
     rows = []
     for profile in profiles:
-        instances = instances_that_fit(gpu_mem_bytes, profile.footprint_bytes, reserve_bytes)
+        footprint = profile.footprint_bytes + instance_overhead_bytes
+        instances = instances_that_fit(gpu_mem_bytes, footprint, reserve_bytes)
         next_step = usable // (instances + 1) if instances else None
         chosen = best_batch(profile.latency_ms_by_batch, p99_target_ms)
         note = ""
         if instances == 0:
-            note = (
-                f"does not fit: needs {format_size(profile.footprint_bytes)}, "
-                f"{format_size(usable)} usable"
-            )
+            note = f"does not fit: needs {format_size(footprint)}, {format_size(usable)} usable"
         elif chosen is None:
             fastest = min(profile.latency_ms_by_batch.values())
             note = f"no batch size meets the {p99_target_ms:g} ms target (fastest {fastest:g} ms)"
@@ -196,7 +201,7 @@ def plan_capacity(
             rows.append(
                 CapacityRow(
                     candidate=profile.name,
-                    footprint_bytes=profile.footprint_bytes,
+                    footprint_bytes=footprint,
                     instances=instances,
                     batch_size=None,
                     latency_ms=None,
@@ -215,7 +220,7 @@ def plan_capacity(
         rows.append(
             CapacityRow(
                 candidate=profile.name,
-                footprint_bytes=profile.footprint_bytes,
+                footprint_bytes=footprint,
                 instances=instances,
                 batch_size=batch,
                 latency_ms=latency,
@@ -233,11 +238,18 @@ def format_table(
     gpu_mem_bytes: int,
     reserve_bytes: int = 0,
     p99_target_ms: float | None = None,
+    instance_overhead_bytes: int = 0,
 ) -> str:
     """The plan as a fixed-width text table with a one-line header saying what was assumed."""
     target = f", p99 target {p99_target_ms:g} ms" if p99_target_ms else ""
+    overhead = (
+        f", {format_size(instance_overhead_bytes)} per instance on top of the model"
+        if instance_overhead_bytes
+        else ""
+    )
     lines = [
-        f"GPU memory {format_size(gpu_mem_bytes)}, reserve {format_size(reserve_bytes)}{target}",
+        f"GPU memory {format_size(gpu_mem_bytes)}, reserve {format_size(reserve_bytes)}"
+        f"{overhead}{target}",
     ]
     header = (
         "candidate",
@@ -281,8 +293,8 @@ def profile_from_record(name: str, record: Mapping[str, Any]) -> CandidateProfil
     """A profile from a registry candidate's offline results or a profiles-file entry.
 
     Reads ``latency_by_batch`` {batch: ms} and ``footprint_bytes`` (or ``memory_footprint_bytes``),
-    falling back to ``model_size_bytes`` when no footprint was measured. Sizes may be numbers or
-    strings such as "5.5GB".
+    falling back to ``model_size_bytes`` (or ``model.size_bytes``, as the offline test stores it)
+    when no footprint was measured. Sizes may be numbers or strings such as "5.5GB".
     """
     latency = record.get("latency_by_batch") or record.get("latency_ms_by_batch")
     if not isinstance(latency, Mapping) or not latency:
@@ -295,6 +307,8 @@ def profile_from_record(name: str, record: Mapping[str, Any]) -> CandidateProfil
     except (TypeError, ValueError) as exc:
         raise CapacityError(f"candidate {name!r}: latency_by_batch is malformed ({exc})") from exc
     size = record.get("model_size_bytes")
+    if size is None and isinstance(record.get("model"), Mapping):  # `abvoc offline-test` output
+        size = record["model"].get("size_bytes")
     footprint = record.get("footprint_bytes", record.get("memory_footprint_bytes", size))
     if footprint is None:
         raise CapacityError(f"candidate {name!r} has neither footprint_bytes nor model_size_bytes")
@@ -330,19 +344,22 @@ def module_size_bytes(module: torch.nn.Module) -> int:
 
 
 def measure_latency_by_batch(
-    run: Callable[[np.ndarray], Any],
-    example: np.ndarray,
+    run: Callable[[Any], Any],
+    make_batch: Callable[[int], Any],
     batch_sizes: Sequence[int] = (1, 8, 32),
     *,
     repeats: int = 20,
     warmup: int = 3,
     quantile: float = 0.99,
 ) -> dict[int, float]:
-    """ms per batch at each size (the `quantile` of `repeats` timed calls), for planning."""
+    """ms per batch at each size (the `quantile` of `repeats` timed calls), for planning.
+
+    `make_batch(size)` builds the input (a numpy batch for a network, a list of images for a
+    whole pipeline); `run` serves it.
+    """
     out = {}
     for size in batch_sizes:
-        reps = -(-size // len(example))
-        batch = np.ascontiguousarray(np.concatenate([example] * reps)[:size])
+        batch = make_batch(size)
         for _ in range(warmup):
             run(batch)
         times = []

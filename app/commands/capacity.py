@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from app.cli import Context, emit, json_option, pass_ctx
@@ -10,8 +12,11 @@ from serving.capacity import (
     CapacityError,
     format_table,
     load_profiles,
+    measure_latency_by_batch,
+    module_size_bytes,
     parse_size,
     plan_capacity,
+    profile_from_record,
 )
 
 
@@ -29,12 +34,61 @@ def parse_reserve(text: str, gpu_mem_bytes: int) -> int:
     return parse_size(stripped)
 
 
-def registry_profiles(ctx: Context) -> list[CandidateProfile]:
-    """Profiles from the registered candidates' offline results."""
-    raise CapacityError(
-        "no candidate profiles: pass --profiles FILE (JSON: [{name, model_size_bytes, "
-        "latency_by_batch: {batch: ms}}])"
-    )
+def registry_profiles(
+    ctx: Context, backend_name: str | None, measure_batches: tuple[int, ...]
+) -> list[CandidateProfile]:
+    """Profiles of the registered candidates (latest version of each).
+
+    A candidate whose offline results lack ``latency_by_batch`` is measured here: its trained
+    pipeline is loaded on its backend and timed on generated online-traffic images.
+    """
+    from core.store import Database
+    from serving.registry import Registry
+
+    latest = {info.name: info for info in Registry(Database(ctx.settings.database_url)).list()}
+    if not latest:
+        raise CapacityError(
+            "no candidates are registered: run `abvoc train`, or pass --profiles FILE "
+            "(JSON: [{name, model_size_bytes, latency_by_batch: {batch: ms}}])"
+        )
+    profiles = []
+    for name, info in latest.items():
+        record = dict(info.offline_results)
+        if not record.get("latency_by_batch"):
+            folder = Path(info.artifacts) if info.artifacts else ctx.settings.models_dir / name
+            record.update(measure_candidate(folder, backend_name or info.backend, measure_batches))
+        profiles.append(profile_from_record(name, record))
+    return profiles
+
+
+def measure_candidate(
+    folder: Path, backend_name: str, batch_sizes: tuple[int, ...]
+) -> dict[str, object]:
+    """Latency by batch of a trained pipeline on a backend, and the size of its weights."""
+    from serving.backends import get_backend
+    from serving.ocr.dataset import ONLINE_MIX, generate
+    from serving.ocr.pipeline import Pipeline
+
+    if not (folder / "candidate.json").exists():
+        raise CapacityError(
+            f"{folder.name!r} has no latency_by_batch and no trained artifacts in {folder}: "
+            f"run `abvoc train {folder.name}` or pass --profiles FILE"
+        )
+    click.echo(f"measuring {folder.name} on {backend_name} ...", err=True)
+    pipe = Pipeline.load(folder)
+    networks = pipe.networks()
+    backend = get_backend(backend_name)
+    backend.load(networks)
+    try:
+        served = pipe.with_runner(backend)
+        images = [s.image for s in generate(max(batch_sizes), ONLINE_MIX, 0, "online")]
+        latency = measure_latency_by_batch(
+            served.predict, lambda n: images[:n], batch_sizes, repeats=10, warmup=1
+        )
+    finally:
+        backend.unload()
+    size = sum(module_size_bytes(module) for module, _ in networks.values())
+    return {"latency_by_batch": latency, "model_size_bytes": size}
 
 
 @click.command()
@@ -45,6 +99,12 @@ def registry_profiles(ctx: Context) -> list[CandidateProfile]:
     show_default=True,
     help="Memory kept free for the CUDA context and other processes: a size or a share (10%).",
 )
+@click.option(
+    "--per-instance",
+    default="0",
+    show_default=True,
+    help="Memory each instance holds besides its model (CUDA context, pools), e.g. 500MB.",
+)
 @click.option("--p99-ms", type=float, default=None, help="Latency target a batch must meet (ms).")
 @click.option(
     "--profiles",
@@ -53,28 +113,47 @@ def registry_profiles(ctx: Context) -> list[CandidateProfile]:
     default=None,
     help="JSON file of candidate profiles instead of the registry's offline results.",
 )
+@click.option(
+    "--backend",
+    "backend_name",
+    default=None,
+    help="Backend to measure unmeasured candidates on (default: each candidate's own).",
+)
 @json_option
 @pass_ctx
 def capacity(
     ctx: Context,
     gpu_mem: str,
     reserve: str,
+    per_instance: str,
     p99_ms: float | None,
     profiles_path: str | None,
+    backend_name: str | None,
     as_json: bool,
 ) -> None:
     """Instances that fit on one GPU and the QPS they serve, per candidate."""
     gpu_bytes = parse_size(gpu_mem)
     reserve_bytes = parse_reserve(reserve, gpu_bytes)
-    profiles = load_profiles(profiles_path) if profiles_path else registry_profiles(ctx)
-    rows = plan_capacity(profiles, gpu_bytes, reserve_bytes=reserve_bytes, p99_target_ms=p99_ms)
+    overhead = parse_size(per_instance)
+    if profiles_path:
+        profiles = load_profiles(profiles_path)
+    else:
+        profiles = registry_profiles(ctx, backend_name, (1, 8, 32))
+    rows = plan_capacity(
+        profiles,
+        gpu_bytes,
+        reserve_bytes=reserve_bytes,
+        p99_target_ms=p99_ms,
+        instance_overhead_bytes=overhead,
+    )
     data = {
         "gpu_mem_bytes": gpu_bytes,
         "reserve_bytes": reserve_bytes,
         "p99_target_ms": p99_ms,
+        "instance_overhead_bytes": overhead,
         "rows": [row.to_dict() for row in rows],
     }
-    emit(data, as_json, format_table(rows, gpu_bytes, reserve_bytes, p99_ms))
+    emit(data, as_json, format_table(rows, gpu_bytes, reserve_bytes, p99_ms, overhead))
 
 
 CAPACITY_COMMANDS = [capacity]

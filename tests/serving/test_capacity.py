@@ -125,6 +125,8 @@ def test_profiles_from_registry_records_and_files(tmp_path):
     assert prof.footprint_bytes == 5_500_000_000 and prof.latency_ms_by_batch == {1: 3.0, 8: 9.0}
     measured = profile_from_record("cand", {**record, "footprint_bytes": "6GB"})
     assert measured.footprint_bytes == 6 * GB and measured.model_size_bytes == 5_500_000_000
+    offline = {"model": {"size_bytes": 300_000}, "latency_by_batch": {"1": 2.0}}
+    assert profile_from_record("ocr", offline).footprint_bytes == 300_000
     with pytest.raises(CapacityError, match="no latency_by_batch"):
         profile_from_record("cand", {"model_size_bytes": 1})
     with pytest.raises(CapacityError, match="neither footprint_bytes nor model_size_bytes"):
@@ -148,7 +150,7 @@ def test_measured_latency_and_size_of_a_real_network():
     import torch
 
     net = ProbeCNN(width=8).eval()
-    example = np.zeros((2, 1, 32, 32), np.float32)
+    example = np.zeros((1, 1, 32, 32), np.float32)
     seen: list[int] = []
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -156,7 +158,9 @@ def test_measured_latency_and_size_of_a_real_network():
         with torch.inference_mode():
             return net(torch.from_numpy(batch)).numpy()
 
-    latency = measure_latency_by_batch(run, example, (1, 8), repeats=5, warmup=1)
+    latency = measure_latency_by_batch(
+        run, lambda n: np.repeat(example[:1], n, axis=0), (1, 8), repeats=5, warmup=1
+    )
     assert set(latency) == {1, 8} and all(ms > 0 for ms in latency.values())
     assert set(seen) == {1, 8}
     params = sum(p.numel() for p in net.parameters())
@@ -201,3 +205,38 @@ def test_capacity_command_errors_say_what_to_fix(tmp_path):
         main, ["capacity", "--gpu-mem", "10GB", "--reserve", "120%", "--profiles", "x.json"]
     )
     assert result.exit_code == 2 and "below 100%" in result.output
+
+
+def test_per_instance_overhead_counts_against_every_instance():
+    rows = plan_capacity([profile("m", 2 * GB)], 10 * GB, instance_overhead_bytes=GB // 2)
+    assert rows[0].footprint_bytes == 2.5 * GB and rows[0].instances == 4
+    with pytest.raises(CapacityError, match="overhead"):
+        plan_capacity([profile("m", GB)], 10 * GB, instance_overhead_bytes=-1)
+
+
+def test_capacity_command_reads_the_registry(tmp_path):
+    from app.cli import Context
+    from app.commands.capacity import capacity
+    from core.settings import load_settings
+    from core.store import Database, schema
+    from serving.registry import Registry
+
+    env = {"ABVOC_DATA_DIR": str(tmp_path)}
+    settings = load_settings(env=env)
+    database = Database(settings.database_url)
+    schema.upgrade(database, "head")
+    registry = Registry(database)
+    for name, size in (("ocr-large", 6 * GB), ("ocr-small", 4 * GB)):
+        registry.register(name, "1")
+        registry.set_offline_results(
+            name, "1", {"model": {"size_bytes": size}, "latency_by_batch": {"1": 5, "8": 20}}
+        )
+    ctx = Context(None)
+    ctx._settings = settings
+    result = CliRunner().invoke(capacity, ["--gpu-mem", "10GB", "--json"], obj=ctx)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [(r["candidate"], r["instances"], r["qps"]) for r in rows] == [
+        ("ocr-large", 1, 400.0),
+        ("ocr-small", 2, 800.0),
+    ]
