@@ -243,18 +243,59 @@ class ParkedEvent(Base):
     __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "offset"),)
 
 
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; `prefix` lets people recognise it in lists."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ServedPrediction(Base):
+    """The API's own ledger of prediction ids it issued, written with the PredictionMade event, so
+    a correction can be checked (404) before the worker has seen the prediction."""
+
+    __tablename__ = "served_predictions"
+
+    prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(BigInteger)
+    candidate: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class CorrectionRequest(Base):
+    """An accepted correction request, by idempotency key: the same request twice is one."""
+
+    __tablename__ = "correction_requests"
+
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    correction_id: Mapped[str] = mapped_column(String(64), unique=True)
+    prediction_id: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
 __all__ = [
+    "ApiKey",
     "Base",
     "BusMember",
     "BusRecord",
     "Candidate",
     "ConsumerOffset",
     "Correction",
+    "CorrectionRequest",
     "Experiment",
     "MetricAggregate",
     "OutboxEvent",
     "ParkedEvent",
     "Prediction",
     "ProcessedEvent",
+    "ServedPrediction",
     "RelabelItem",
 ]
