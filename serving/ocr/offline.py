@@ -19,7 +19,7 @@ import numpy as np
 from serving.ocr.candidates import artifact_bytes
 from serving.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
 from serving.ocr.detector import match
-from serving.ocr.latex import token_edit_distance
+from core.latex import token_edit_distance
 from serving.ocr.pipeline import Pipeline, PredictionResult
 
 DEFAULT_TEST_SIZE = 600

@@ -1,6 +1,6 @@
 import pytest
 
-from serving.ocr.latex import TokenVocabulary, token_edit_distance, tokenize, validate_latex
+from core.latex import TokenVocabulary, token_edit_distance, tokenize, validate_latex
 
 
 def test_tokenize_commands_braces_and_spaces() -> None:
@@ -39,3 +39,11 @@ def test_vocabulary_assigns_each_token_one_character_once() -> None:
     a = vocab.encode(r"\frac{1}{1}")
     assert len(a) == 7 and a[2] == a[5]
     assert vocab.encode(["\\frac"]) == a[0]
+
+
+def test_core_knows_every_command_the_workload_writes() -> None:
+    from core.latex import COMMANDS
+    from serving.ocr.formulas import GREEK, OPERATORS, SQRT
+
+    written = {c for c in (*GREEK, *OPERATORS, SQRT, "\\frac") if c.startswith("\\")}
+    assert written <= set(COMMANDS)

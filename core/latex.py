@@ -1,4 +1,7 @@
-"""LaTeX tokens for the formula workload: tokenizer, validator and token edit distance.
+"""LaTeX tokens: tokenizer, validator and token edit distance.
+
+Shared ground: serving writes LaTeX, the corrections endpoint validates it, and evaluation
+compares it with the truth, so the one definition of a token lives here.
 
 The edit distance maps every token to one character once (a growing vocabulary) so that
 RapidFuzz compares plain strings, which is what makes a million pairs a second possible.
@@ -11,15 +14,18 @@ from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
-from serving.ocr.formulas import GREEK, OPERATORS, SQRT
-
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")
-# Commands a formula of this workload may contain, with how many braced arguments each takes.
+# Commands abvoc's formulas may contain, with how many braced arguments each takes
+# (tests/serving/ocr checks the workload's generator uses no other).
 COMMANDS: dict[str, int] = {
-    **{c: 0 for c in GREEK},
-    **{c: 0 for c in OPERATORS if c.startswith("\\")},
+    "\\alpha": 0,
+    "\\beta": 0,
+    "\\pi": 0,
+    "\\theta": 0,
+    "\\times": 0,
+    "\\div": 0,
     "\\frac": 2,
-    SQRT: 1,
+    "\\sqrt": 1,
 }
 
 
