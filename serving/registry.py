@@ -181,5 +181,5 @@ def _missing(err: Exception) -> AbvocError:
     text = str(err).lower()
     if "candidates" in text and ("no such table" in text or "does not exist" in text):
         return ConfigError("the candidates table does not exist: apply the database migrations "
-                           "(alembic upgrade head) first")
+                           "(`abvoc db upgrade`) first")
     return ConfigError(f"the model registry could not be read: {err}")

@@ -8,6 +8,8 @@ pipeline; nothing is estimated.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -15,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from core.latex import token_edit_distance
 from serving.ocr.candidates import artifact_bytes
 from serving.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
 from serving.ocr.detector import match
-from core.latex import token_edit_distance
 from serving.ocr.pipeline import Pipeline, PredictionResult
 
 DEFAULT_TEST_SIZE = 600
@@ -128,8 +131,14 @@ def evaluate(pipe: Pipeline, samples: Sequence[Sample], batch_size: int = 32,
 
 def offline_test(candidate_dir: str | Path, n: int = DEFAULT_TEST_SIZE, seed: int = 0,
                  mix: Mix = OFFLINE_MIX, runner_factory: Callable | None = None,
+                 threads: int | None = 1,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Load a trained candidate and evaluate it on the offline test split."""
+    """Load a trained candidate and evaluate it on the offline test split.
+
+    `threads` sets torch's intra-op threads for this process: one per request is how a CPU
+    server runs, and on a shared machine more threads only add waiting to the latency tail."""
+    if threads:
+        torch.set_num_threads(threads)
     pipe = Pipeline.load(candidate_dir)
     if runner_factory is not None:
         pipe = pipe.with_runner(runner_factory(pipe.networks()))
@@ -140,4 +149,7 @@ def offline_test(candidate_dir: str | Path, n: int = DEFAULT_TEST_SIZE, seed: in
                         "parameters": pipe.parameter_count()}
     results["overall"]["model_size_mb"] = results["model"]["size_mb"]
     results["test_set"] = {"split": "offline-test", "n": n, "seed": seed, **mix.as_dict()}
+    results["environment"] = {"runner": type(pipe.runner).__name__,
+                              "torch_threads": torch.get_num_threads(),
+                              "cpu_count": os.cpu_count(), "machine": platform.machine()}
     return results
