@@ -145,6 +145,58 @@ class MetricAggregate(Base):
     sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class OnlineAggregate(Base):
+    """The evaluation worker's additive online statistics, one row per experiment × arm ×
+    candidate × shadow × slice × hour × metric × label.
+
+    ``label`` is empty except for per-class metrics (output and truth classes, calibration bins).
+    ``sketch`` holds a serialised latency histogram on the ``latency_ms`` rows. Arm is empty for
+    shadow copies and for predictions outside an experiment (experiment_id 0).
+    """
+
+    __tablename__ = "online_aggregates"
+
+    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    arm: Mapped[str] = mapped_column(String(100), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(100), primary_key=True)
+    shadow: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(50), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum: Mapped[float] = mapped_column(Float, default=0.0)
+    sum_squares: Mapped[float] = mapped_column(Float, default=0.0)
+    sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ExperimentUnit(Base):
+    """Units (users) seen per experiment and slice with their arm: the counts SRM is tested on."""
+
+    __tablename__ = "experiment_units"
+
+    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(100))
+    first_seen: Mapped[datetime]
+
+
+class PredictionTruth(Base):
+    """The truth counted for a prediction: the first correction the worker joined to it.
+
+    Its presence is what makes a prediction count as corrected exactly once, whichever of the
+    prediction and its corrections arrives first and however many corrections it gets.
+    """
+
+    __tablename__ = "prediction_truths"
+
+    prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    correction_id: Mapped[str] = mapped_column(String(64))
+    truth: Mapped[str] = mapped_column(Text)
+    counted_at: Mapped[datetime]
+
+
 class RelabelItem(Base):
     """A prediction queued for an annotator, with why it was picked and the label it got."""
 
@@ -291,10 +343,13 @@ __all__ = [
     "Correction",
     "CorrectionRequest",
     "Experiment",
+    "ExperimentUnit",
     "MetricAggregate",
+    "OnlineAggregate",
     "OutboxEvent",
     "ParkedEvent",
     "Prediction",
+    "PredictionTruth",
     "ProcessedEvent",
     "ServedPrediction",
     "RelabelItem",
