@@ -1,17 +1,19 @@
 """Serving throughput and latency per candidate and backend, and the dynamic batching gain.
 
-Run: python benchmarks/bench_serving.py [--rounds 3] [--backends torch,onnxruntime,tensorrt]
-         [--seconds 1.0] [--json out.json]
+Run: python benchmarks/bench_serving.py [--rounds 3] [--seconds 1.0] [--models-dir DIR]
+         [--backends torch,onnxruntime,tensorrt] [--no-probes] [--json out.json]
 
-For each candidate's neural networks and each backend that runs on this host: images/s and batch
-latency p50/p99 at batch sizes 1, 8 and 32 (medians over rounds). Then the batching gain, measured
-in the same run: 32 client threads send single-image requests to one backend without batching and
-then with the dynamic batcher (max batch 8 and 32, 2 ms max delay), interleaved round by round;
-the ratio of their images/s is the gain.
+Candidates are the trained OCR pipelines in the model store (``--models-dir``, default the
+settings' model store); where none are trained, small ones are trained into a temporary folder
+first (300 formulas, 2 epochs: accuracy is poor, speed is what the network size makes it). Two
+probe classifiers (serving/backends/probe.py) run as well, as single-network reference points.
+
+For each candidate and each backend that runs on this host:
+  * images/s and latency p50/p99 per call at batch sizes 1, 8 and 32 (whole pipeline for OCR
+    candidates: detector, recognizer, aligner, converter), medians over rounds;
+  * the batching gain, in the same run: 32 client threads each send one image at a time, to
+    the backend without batching and with the dynamic batcher, interleaved round by round.
 Target (shared/PERFORMANCE.md): >= 3x with 32 concurrent requests.
-
-Candidates: the trained OCR candidates where serving/registry.py can load them, else two probe
-classifiers (a small trained one and a wider one) from serving/backends/probe.py.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,32 +52,77 @@ def progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-def probe_candidates() -> dict[str, Networks]:
-    """Two real classifiers standing in for candidates: small and trained, wider and random."""
+@dataclass
+class Workload:
+    """A candidate as the benchmark drives it: its networks, inputs and how one call runs."""
+
+    name: str
+    networks: Networks
+    make_batch: Callable[[int], Any]
+    bind: Callable[[Backend], Callable[[Any], int]]  # backend -> (batch -> images served)
+    batch_settings: dict[str, BackendSettings]  # the batched configurations to compare
+
+
+def probe_workloads() -> list[Workload]:
+    """Two real classifiers on 32x32 crops: small and trained, wider and random."""
     images, _ = make_shapes(64, seed=99)
     small, accuracy = train_probe(width=16, steps=150)
     progress(f"trained probe-small (held-out accuracy {accuracy:.3f})")
-    wide = ProbeCNN(width=48).eval()
-    return {
-        "probe-small": {"classifier": (small, images[:1])},
-        "probe-wide": {"classifier": (wide, images[:1])},
+    configs = {
+        "max 8": BackendSettings(max_batch_size=8, max_batch_time_ms=2.0),
+        "max 32": BackendSettings(max_batch_size=32, max_batch_time_ms=2.0),
     }
 
+    def bind(backend: Backend) -> Callable[[np.ndarray], int]:
+        return lambda batch: len(backend.run("classifier", batch))
 
-def registry_candidates() -> dict[str, Networks]:
-    """The trained OCR candidates' networks, where the registry and their artifacts exist."""
+    return [
+        Workload(
+            name,
+            {"classifier": (module, images[:1])},
+            lambda n: np.ascontiguousarray(images[:n]),
+            bind,
+            configs,
+        )
+        for name, module in (("probe-small", small), ("probe-wide", ProbeCNN(width=48).eval()))
+    ]
+
+
+def ocr_workloads(models_dir: Path | None, scratch: Path) -> list[Workload]:
+    """The OCR candidates as whole pipelines on generated online-traffic formula images."""
     try:
-        from serving import registry  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    loader = getattr(registry, "benchmark_networks", None)
-    if loader is None:
-        return {}
-    return dict(loader())
+        from serving.ocr.candidates import candidate_names, train_candidate
+        from serving.ocr.dataset import ONLINE_MIX, generate
+        from serving.ocr.pipeline import Pipeline
+    except ImportError as exc:
+        progress(f"OCR pipeline not importable ({exc}); probes only")
+        return []
+    names = candidate_names()
+    if models_dir is None or not all((models_dir / n / "candidate.json").exists() for n in names):
+        models_dir = scratch / "models"
+        for name in names:
+            progress(f"training {name} quickly for the benchmark (300 formulas, 2 epochs)")
+            train_candidate(name, models_dir, 300, 2, 0, None)
+    images = [s.image for s in generate(64, ONLINE_MIX, 0, "online")]
+    # A request's crops count as items: ~10 symbols per formula, so 32 requests ~ 320 crops.
+    configs = {
+        "max 256": BackendSettings(max_batch_size=256, max_batch_time_ms=2.0),
+        "max 1024": BackendSettings(max_batch_size=1024, max_batch_time_ms=2.0),
+    }
+    out = []
+    for name in names:
+        pipe = Pipeline.load(models_dir / name)
+
+        def bind(backend: Backend, pipe: Pipeline = pipe) -> Callable[[list], int]:
+            served = pipe.with_runner(backend)
+            return lambda batch: len(served.predict(batch))
+
+        out.append(Workload(name, pipe.networks(), lambda n: images[:n], bind, configs))
+    return out
 
 
 def timed_rate(call: Callable[[], int], seconds: float) -> tuple[float, list[float]]:
-    """Items/s over repeated calls for about `seconds`, and each call's latency in ms."""
+    """Images/s over repeated calls for about `seconds`, and each call's latency in ms."""
     latencies, items = [], 0
     start = time.perf_counter()
     while True:
@@ -87,39 +135,43 @@ def timed_rate(call: Callable[[], int], seconds: float) -> tuple[float, list[flo
 
 
 def batch_figures(
-    backend: Backend, network: str, example: np.ndarray, rounds: int, seconds: float
+    work: Workload, backend_name: str, cache: Path, rounds: int, seconds: float
 ) -> dict[int, dict[str, float]]:
+    backend = get_backend(backend_name, BackendSettings())
+    backend.load(work.networks, cache)
+    run = work.bind(backend)
     out = {}
-    for size in BATCH_SIZES:
-        batch = np.ascontiguousarray(np.concatenate([example] * size)[:size])
-        for _ in range(3):
-            backend.run(network, batch)
-        rates, p50s, p99s = [], [], []
-        for _ in range(rounds):
-            rate, latencies = timed_rate(lambda b=batch: len(backend.run(network, b)), seconds)
-            rates.append(rate)
-            p50s.append(float(np.percentile(latencies, 50)))
-            p99s.append(float(np.percentile(latencies, 99)))
-        out[size] = {
-            "images_per_s": statistics.median(rates),
-            "p50_ms": statistics.median(p50s),
-            "p99_ms": statistics.median(p99s),
-        }
+    try:
+        for size in BATCH_SIZES:
+            batch = work.make_batch(size)
+            for _ in range(2):
+                run(batch)
+            rates, p50s, p99s = [], [], []
+            for _ in range(rounds):
+                rate, latencies = timed_rate(lambda b=batch: run(b), seconds)
+                rates.append(rate)
+                p50s.append(float(np.percentile(latencies, 50)))
+                p99s.append(float(np.percentile(latencies, 99)))
+            out[size] = {
+                "images_per_s": statistics.median(rates),
+                "p50_ms": statistics.median(p50s),
+                "p99_ms": statistics.median(p99s),
+            }
+    finally:
+        backend.unload()
     return out
 
 
-def concurrent_rate(backend: Backend, network: str, example: np.ndarray, seconds: float) -> float:
+def concurrent_rate(run: Callable[[Any], int], one: Any, seconds: float) -> float:
     """Images/s when CLIENTS threads each send one-image requests back to back."""
     stop = threading.Event()
     counts = [0] * CLIENTS
     barrier = threading.Barrier(CLIENTS + 1)
 
     def client(i: int) -> None:
-        image = example[:1]
         barrier.wait()
         while not stop.is_set():
-            backend.run(network, image)
-            counts[i] += 1
+            counts[i] += run(one)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
     for t in threads:
@@ -136,120 +188,106 @@ def concurrent_rate(backend: Backend, network: str, example: np.ndarray, seconds
 
 
 def batching_gain(
-    name: str, networks: Networks, network: str, rounds: int, seconds: float, cache: Path
+    work: Workload, backend_name: str, cache: Path, rounds: int, seconds: float
 ) -> dict[str, Any]:
-    """Unbatched vs batched images/s with CLIENTS concurrent threads, interleaved per round.
-
-    Batched runs twice, with max batch 8 and 32 (a per-candidate setting): on a CPU a mid-sized
-    batch can beat the largest one, and both figures are printed.
-    """
-    example = networks[network][1]
-    configs = {
-        "unbatched": BackendSettings(),
-        "max8": BackendSettings(max_batch_size=8, max_batch_time_ms=2.0),
-        "max32": BackendSettings(max_batch_size=CLIENTS, max_batch_time_ms=2.0),
-    }
-    backends = {key: get_backend(name, settings) for key, settings in configs.items()}
+    """Unbatched vs each batched configuration, CLIENTS concurrent clients, interleaved."""
+    configs = {"unbatched": BackendSettings(), **work.batch_settings}
+    backends = {key: get_backend(backend_name, s) for key, s in configs.items()}
     for backend in backends.values():
-        backend.load(networks, cache)
+        backend.load(work.networks, cache)
+    runs = {key: work.bind(backend) for key, backend in backends.items()}
+    one = work.make_batch(1)
     rates: dict[str, list[float]] = {key: [] for key in configs}
     try:
-        for backend in backends.values():  # warm every configuration
-            concurrent_rate(backend, network, example, 0.2)
+        for run in runs.values():  # warm every configuration
+            concurrent_rate(run, one, 0.2)
         for r in range(rounds):
-            for key, backend in backends.items():
-                rates[key].append(concurrent_rate(backend, network, example, seconds))
+            for key, run in runs.items():
+                rates[key].append(concurrent_rate(run, one, seconds))
             progress(
                 f"round {r + 1}: "
                 + ", ".join(f"{key} {values[-1]:,.0f}/s" for key, values in rates.items())
             )
         mean_batch = {}
-        for key in ("max8", "max32"):
-            sizes = backends[key]._batchers[network].batch_sizes
-            mean_batch[key] = sum(k * v for k, v in sizes.items()) / max(sum(sizes.values()), 1)
+        for key in work.batch_settings:
+            counts: dict[int, int] = {}
+            for batcher in backends[key]._batchers.values():
+                for size, n in batcher.batch_sizes.items():
+                    counts[size] = counts.get(size, 0) + n
+            mean_batch[key] = sum(k * v for k, v in counts.items()) / max(sum(counts.values()), 1)
     finally:
         for backend in backends.values():
             backend.unload()
     medians = {key: statistics.median(values) for key, values in rates.items()}
-    best = max(("max8", "max32"), key=medians.__getitem__)
+    best = max(work.batch_settings, key=medians.__getitem__)
     return {
-        "unbatched_images_per_s": medians["unbatched"],
-        "batched_max8_images_per_s": medians["max8"],
-        "batched_max32_images_per_s": medians["max32"],
-        "mean_batch": mean_batch,
+        "images_per_s": medians,
+        "mean_items_per_batch": mean_batch,
         "best": best,
-        "gain_max8": medians["max8"] / medians["unbatched"],
-        "gain_max32": medians["max32"] / medians["unbatched"],
         "gain": medians[best] / medians["unbatched"],
     }
 
 
+def print_row(row: dict[str, Any]) -> None:
+    print(f"{row['candidate']} [{row['backend']}]")
+    for size, f in row["by_batch"].items():
+        print(
+            f"    batch {size:>2}: {f['images_per_s']:>9,.0f} img/s  "
+            f"p50 {f['p50_ms']:8.2f} ms  p99 {f['p99_ms']:8.2f} ms"
+        )
+    g = row["batching"]
+    rates = g["images_per_s"]
+    parts = [f"unbatched {rates['unbatched']:,.0f}"] + [
+        f"{key} {rates[key]:,.0f} (mean batch {g['mean_items_per_batch'][key]:.0f})"
+        for key in g["mean_items_per_batch"]
+    ]
+    print(f"    {CLIENTS} concurrent clients, img/s: " + "; ".join(parts))
+    print(f"    batching gain {g['gain']:.2f}x with {g['best']} (target >= 3x)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--backends", default=",".join(BACKEND_NAMES))
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--no-probes", action="store_true")
+    parser.add_argument("--no-ocr", action="store_true")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
 
-    candidates = registry_candidates() or probe_candidates()
+    models_dir = args.models_dir
+    if models_dir is None:
+        from core.settings import load_settings
+
+        models_dir = load_settings().models_dir
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="abvoc-bench-") as tmp:
         cache = Path(tmp)
+        workloads = [] if args.no_ocr else ocr_workloads(models_dir, cache)
+        if not args.no_probes:
+            workloads += probe_workloads()
         for backend_name in args.backends.split(","):
             reason = unavailable_reason(backend_name)
             if reason is not None:
-                print(f"[skip] {backend_name}: {reason}")
+                print(f"[skip] {backend_name}: {reason}", flush=True)
                 continue
-            for candidate, networks in candidates.items():
-                for network, (_, example) in networks.items():
-                    progress(f"{candidate}/{network} on {backend_name}: batch sizes")
-                    backend = get_backend(backend_name, BackendSettings())
-                    backend.load(networks, cache)
-                    try:
-                        figures = batch_figures(
-                            backend, network, example, args.rounds, args.seconds
-                        )
-                    finally:
-                        backend.unload()
-                    progress(f"{candidate}/{network} on {backend_name}: {CLIENTS} clients")
-                    gain = batching_gain(
-                        backend_name, networks, network, args.rounds, args.seconds, cache
-                    )
-                    row = {
-                        "candidate": candidate,
-                        "network": network,
-                        "backend": backend_name,
-                        "by_batch": figures,
-                        "batching": gain,
-                    }
-                    results.append(row)
-                    print_row(row)
+            for work in workloads:
+                progress(f"{work.name} on {backend_name}: batch sizes {BATCH_SIZES}")
+                figures = batch_figures(work, backend_name, cache, args.rounds, args.seconds)
+                progress(f"{work.name} on {backend_name}: {CLIENTS} concurrent clients")
+                gain = batching_gain(work, backend_name, cache, args.rounds, args.seconds)
+                row = {
+                    "candidate": work.name,
+                    "backend": backend_name,
+                    "by_batch": figures,
+                    "batching": gain,
+                }
+                results.append(row)
+                print_row(row)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
     return 0
-
-
-def print_row(row: dict[str, Any]) -> None:
-    head = f"{row['candidate']}/{row['network']} [{row['backend']}]"
-    cells = [
-        f"b={size}: {f['images_per_s']:,.0f} img/s, "
-        f"p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms"
-        for size, f in row["by_batch"].items()
-    ]
-    g = row["batching"]
-    print(head)
-    for cell in cells:
-        print(f"    {cell}")
-    print(
-        f"    {CLIENTS} concurrent clients: unbatched {g['unbatched_images_per_s']:,.0f} img/s; "
-        f"batched max 8: {g['batched_max8_images_per_s']:,.0f} img/s "
-        f"(mean batch {g['mean_batch']['max8']:.1f}, {g['gain_max8']:.2f}x); "
-        f"max 32: {g['batched_max32_images_per_s']:,.0f} img/s "
-        f"(mean batch {g['mean_batch']['max32']:.1f}, {g['gain_max32']:.2f}x) "
-        f"-> gain {g['gain']:.2f}x (target >= 3x)",
-        flush=True,
-    )
 
 
 if __name__ == "__main__":
