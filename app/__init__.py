@@ -26,10 +26,25 @@ def create_app(
     app.extensions["abvoc"] = services
     _register_errors(app)
 
-    from app.api import health
+    from app import metrics
+    from app.api import corrections, experiments, health, meta, predict
+    from app.auth import KeyCache
+    from app.serving import Serving
 
-    app.register_blueprint(health.bp)
+    app.extensions["abvoc_keys"] = KeyCache(services.db)
+    app.extensions["abvoc_serving"] = Serving.build(
+        services, router_refresh_s=app.config.get("ROUTER_REFRESH_S", 1.0)
+    )
+    metrics.init_app(app)
+    for module in (health, meta, predict, corrections, experiments):
+        app.register_blueprint(module.bp)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop what the app started (shadow pool, loaded candidates) and close its services."""
+    app.extensions["abvoc_serving"].close()
+    app.extensions["abvoc"].close()
 
 
 def services_of(app: Flask) -> Services:

@@ -86,6 +86,7 @@ class Settings:
     bus_partitions: int = 3
     model_store: Path | None = None
     log_level: str = "INFO"
+    default_candidate: str | None = None
 
     @property
     def models_dir(self) -> Path:
@@ -114,6 +115,7 @@ ENV_KEYS = {
     "ABVOC_BUS_PARTITIONS": "bus_partitions",
     "ABVOC_MODEL_STORE": "model_store",
     "ABVOC_LOG_LEVEL": "log_level",
+    "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
 }
 
 
@@ -174,4 +176,5 @@ def load_settings(
         bus_partitions=partitions,
         model_store=Path(model_store).expanduser() if model_store else None,
         log_level=str(values.get("log_level", "INFO")).upper(),
+        default_candidate=values.get("default_candidate") or None,
     )

@@ -61,3 +61,17 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             "ABVOC_TOPIC_PREFIX": f"t{tmp_path.name[-12:].replace('-', '')}",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three reference candidates, trained small (seconds each) once per test session."""
+    import torch
+
+    from serving.ocr.candidates import train_candidate
+
+    torch.set_num_threads(1)
+    models = tmp_path_factory.mktemp("models")
+    for name in ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed"):
+        train_candidate(name, models, n_train=300, epochs=3, seed=0)
+    return models

@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from app import create_app
-from core.settings import Settings
-
-
-@pytest.fixture
-def client(settings: Settings):  # noqa: ANN201
-    app = create_app(settings)
-    yield app.test_client()
-    app.extensions["abvoc"].close()
-
 
 def test_healthz(client) -> None:  # noqa: ANN001
     assert client.get("/healthz").get_json() == {"status": "ok"}

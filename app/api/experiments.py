@@ -1,0 +1,83 @@
+"""The admin API for experiments: create, list, show, and steer (start, pause, resume, kill,
+stop, advance the canary, pause or resume one arm)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.auth import require
+from core.errors import AbvocError
+
+bp = Blueprint("experiments", __name__)
+
+
+def _experiments():  # noqa: ANN202
+    return current_app.extensions["abvoc_serving"].experiments
+
+
+def _changed(view: dict):  # noqa: ANN202
+    current_app.extensions["abvoc_serving"].router.refresh()
+    return jsonify(view)
+
+
+@bp.get("/v1/experiments")
+@require("admin")
+def list_experiments():  # noqa: ANN201
+    status = request.args.get("status")
+    return jsonify({"experiments": _experiments().list(status)})
+
+
+@bp.post("/v1/experiments")
+@require("admin")
+def create_experiment():  # noqa: ANN201
+    spec = request.get_json(silent=True)
+    if spec is None:
+        raise AbvocError("send the experiment as a JSON object")
+    return _changed(_experiments().create(spec)), 201
+
+
+@bp.get("/v1/experiments/<int:experiment_id>")
+@require("admin")
+def show_experiment(experiment_id: int):  # noqa: ANN201
+    return jsonify(_experiments().get(experiment_id))
+
+
+ACTIONS = {
+    "start": lambda e, i, body: e.start(i),
+    "pause": lambda e, i, body: e.pause(i, body.get("reason") or "paused by an operator"),
+    "resume": lambda e, i, body: e.resume(i),
+    "kill": lambda e, i, body: e.kill(i, body.get("reason") or "kill switch"),
+    "stop": lambda e, i, body: e.stop(i),
+    "advance": lambda e, i, body: e.advance(i),
+}
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise AbvocError("the body, if any, must be a JSON object")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise AbvocError("'reason' must be a string of at most 500 characters")
+    return body
+
+
+ACTION_RULE = (
+    "/v1/experiments/<int:experiment_id>/<any(start, pause, resume, kill, stop, advance):action>"
+)
+
+
+@bp.post(ACTION_RULE)
+@require("admin")
+def act(experiment_id: int, action: str):  # noqa: ANN201
+    return _changed(ACTIONS[action](_experiments(), experiment_id, _body()))
+
+
+@bp.post("/v1/experiments/<int:experiment_id>/arms/<arm>/<any(pause, resume):action>")
+@require("admin")
+def act_on_arm(experiment_id: int, arm: str, action: str):  # noqa: ANN201
+    experiments = _experiments()
+    if action == "pause":
+        reason = _body().get("reason") or "paused by an operator"
+        return _changed(experiments.pause_arm(experiment_id, arm, reason))
+    return _changed(experiments.resume_arm(experiment_id, arm))

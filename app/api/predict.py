@@ -1,0 +1,80 @@
+"""POST /v1/predict: an image and a unit id in, a LaTeX answer, a prediction id and a receipt out.
+
+Which candidate served (and the arm and experiment) is shown only to admin keys. Admin keys may
+also force an arm with the `X-Abvoc-Force-Arm` header, for QA.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.auth import current_scopes, require
+from core.errors import AbvocError
+from serving.images import decode_image, input_hash
+from serving.predict import PredictRequest
+
+bp = Blueprint("predict", __name__)
+FORCE_HEADER = "X-Abvoc-Force-Arm"
+PUBLIC_FIELDS = ("prediction_id", "output", "confidence", "receipt")
+
+
+def _text(value: object, name: str, limit: int, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise AbvocError(f"'{name}' is required")
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise AbvocError(f"'{name}' must be a string of at most {limit} characters")
+    return value
+
+
+def _read_request() -> tuple[bytes, dict]:
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise AbvocError("multipart requests need a file field named 'image'")
+        return upload.read(), request.form.to_dict()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise AbvocError("send multipart/form-data with an 'image' file, or JSON with "
+                         "'image_base64' and 'unit_id'")
+    unknown = set(body) - {"image_base64", "unit_id", "scope", "slice"}
+    if unknown:
+        raise AbvocError(f"unknown fields {sorted(unknown)}")
+    encoded = body.get("image_base64")
+    if not isinstance(encoded, str) or not encoded:
+        raise AbvocError("'image_base64' must be a base64 string of a PNG or JPEG image")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AbvocError(f"'image_base64' is not valid base64: {exc}") from exc
+    return data, body
+
+
+@bp.post("/v1/predict")
+@require("predict")
+def predict():  # noqa: ANN201
+    data, fields = _read_request()
+    unit_id = _text(fields.get("unit_id"), "unit_id", 200, required=True)
+    scope = _text(fields.get("scope"), "scope", 100) or "default"
+    slice_ = _text(fields.get("slice"), "slice", 100)
+    force = request.headers.get(FORCE_HEADER)
+    admin = "admin" in current_scopes()
+    if force and not admin:
+        raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
+    image = decode_image(data)
+    serving = current_app.extensions["abvoc_serving"]
+    answer = serving.predict.predict(PredictRequest(
+        image=image, input_hash=input_hash(data), unit_id=unit_id, scope=scope, slice=slice_,
+        force_arm=force or None))
+    metrics = current_app.extensions["abvoc_metrics"]
+    metrics.predictions.labels(answer["candidate"], "ok").inc()
+    metrics.prediction_latency.labels(answer["candidate"]).observe(answer["latency_ms"] / 1000)
+    body = {k: answer[k] for k in PUBLIC_FIELDS}
+    if admin:
+        body.update({k: answer[k] for k in ("candidate", "arm", "experiment_id", "slice",
+                                            "latency_ms")})
+    return jsonify(body)

@@ -1,0 +1,125 @@
+"""API keys with scopes (`predict`, `correct`, `admin`), stored as SHA-256 hashes.
+
+A key is shown once, when created. Requests carry it as `Authorization: Bearer <key>` or
+`X-API-Key: <key>`. `admin` includes the other scopes. Look-ups are cached for a few seconds,
+so a revoked key stops working within `CACHE_S`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import current_app, g, request
+from sqlalchemy import select
+
+from core.errors import AbvocError, Forbidden, NotFound
+from core.store.db import Database, utcnow
+from core.store.models import ApiKey
+
+SCOPES = ("predict", "correct", "admin")
+CACHE_S = 5.0
+
+
+class Unauthorized(AbvocError):
+    status = 401
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(db: Database, scopes: Iterable[str], name: str = "") -> dict[str, Any]:
+    """A new key; the returned `key` is the only time its secret is shown."""
+    scopes = sorted(set(scopes))
+    unknown = set(scopes) - set(SCOPES)
+    if not scopes or unknown:
+        raise AbvocError(f"scopes must be some of {list(SCOPES)}, got {scopes}")
+    prefix = secrets.token_hex(4)
+    key = f"abv_{prefix}_{secrets.token_urlsafe(24)}"
+    with db.session() as s:
+        row = ApiKey(name=name, prefix=prefix, key_hash=_hash(key), scopes=scopes,
+                     created_at=utcnow())
+        s.add(row)
+        s.flush()
+        return {"id": row.id, "name": name, "prefix": prefix, "scopes": scopes, "key": key}
+
+
+def list_keys(db: Database) -> list[dict[str, Any]]:
+    with db.session() as s:
+        return [
+            {"id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
+             "created_at": k.created_at.isoformat(),
+             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+            for k in s.scalars(select(ApiKey).order_by(ApiKey.id))
+        ]
+
+
+def revoke_key(db: Database, prefix: str) -> None:
+    with db.session() as s:
+        row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        if row is None:
+            raise NotFound(f"no API key with prefix {prefix!r}; see `abvoc keys list`")
+        row.revoked_at = utcnow()
+
+
+class KeyCache:
+    """Scopes by presented key, looked up in the store at most every CACHE_S seconds."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def scopes(self, key: str) -> frozenset[str]:
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+        with self.db.session() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
+            found = frozenset(row.scopes) if row is not None and row.revoked_at is None \
+                else frozenset()
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic(), found)
+        return found
+
+
+def presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+def current_scopes() -> frozenset[str]:
+    """The scopes of the request's key (empty without a valid key); admin includes all."""
+    if "scopes" not in g:
+        key = presented_key()
+        scopes = current_app.extensions["abvoc_keys"].scopes(key) if key else frozenset()
+        g.scopes = frozenset(SCOPES) if "admin" in scopes else scopes
+    return g.scopes
+
+
+def require(scope: str) -> Callable:
+    """A view decorator: 401 without a valid key, 403 without `scope`."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if presented_key() is None:
+                raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+            scopes = current_scopes()
+            if not scopes:
+                raise Unauthorized("the API key is unknown or revoked")
+            if scope not in scopes:
+                raise Forbidden(f"this API key lacks the {scope!r} scope")
+            return view(*args, **kwargs)
+
+        wrapped.required_scope = scope  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate

@@ -1,0 +1,66 @@
+"""Prometheus metrics: request counts and latency histograms, per endpoint and per candidate.
+
+Each app has its own registry (tests build many apps). Under gunicorn with several workers, set
+PROMETHEUS_MULTIPROC_DIR and /metrics aggregates every worker's samples.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("abvoc_http_requests", "HTTP requests",
+                                ["endpoint", "method", "status"], registry=self.registry)
+        self.latency = Histogram("abvoc_http_request_duration_seconds", "HTTP request latency",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.predictions = Counter("abvoc_predictions", "Predictions served",
+                                   ["candidate", "outcome"], registry=self.registry)
+        self.prediction_latency = Histogram(
+            "abvoc_prediction_duration_seconds", "Candidate latency per prediction",
+            ["candidate"], buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+def init_app(app: Flask) -> Metrics:
+    metrics = Metrics()
+    app.extensions["abvoc_metrics"] = metrics
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -1,0 +1,229 @@
+"""The OpenAPI 3 document for every endpoint, served at /openapi.json (schemathesis checks it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad input; the message says what to fix", 401: "No valid API key",
+            403: "The key lacks the scope, or the receipt does not match",
+            404: "Not found", 409: "Conflicts with the current state",
+            413: "Too large", 503: "Not ready or the candidate failed"}
+    return {str(c): {"description": text[c],
+                     "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
+                 "schema": {"type": "integer"}}
+ARM = {"name": "arm", "in": "path", "required": True, "schema": {"type": "string"}}
+ADMIN = [{"apiKey": []}, {"bearer": []}]
+REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}}
+
+ARM_SCHEMA = {
+    "type": "object", "required": ["name", "candidate", "weight"],
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                   "candidate": {"type": "string", "minLength": 1},
+                   "weight": {"type": "number", "minimum": 0},
+                   "control": {"type": "boolean"}},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "status"],
+              "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
+                             "details": {}}},
+    "PredictJSON": {
+        "type": "object", "required": ["image_base64", "unit_id"], "additionalProperties": False,
+        "properties": {
+            "image_base64": {"type": "string", "description": "PNG or JPEG, base64"},
+            "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "scope": {"type": "string", "maxLength": 100},
+            "slice": {"type": "string", "maxLength": 100}}},
+    "PredictMultipart": {
+        "type": "object", "required": ["image", "unit_id"],
+        "properties": {"image": {"type": "string", "format": "binary"},
+                       "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "scope": {"type": "string", "maxLength": 100},
+                       "slice": {"type": "string", "maxLength": 100}}},
+    "Prediction": {
+        "type": "object", "required": ["prediction_id", "output", "confidence", "receipt"],
+        "properties": {
+            "prediction_id": {"type": "string"}, "output": {"type": "string"},
+            "confidence": {"type": ["number", "null"]}, "receipt": {"type": "string"},
+            "candidate": {"type": "string", "description": "admin keys only"},
+            "arm": {"type": ["string", "null"]}, "experiment_id": {"type": ["integer", "null"]},
+            "slice": {"type": "string"}, "latency_ms": {"type": "number"}}},
+    "CorrectionRequest": {
+        "type": "object", "required": ["prediction_id", "receipt", "corrected_output"],
+        "additionalProperties": False,
+        "properties": {"prediction_id": {"type": "string", "maxLength": 64},
+                       "receipt": {"type": "string", "maxLength": 128},
+                       "corrected_output": {"type": "string", "maxLength": 2000},
+                       "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+                       "comment": {"type": ["string", "null"], "maxLength": 2000}}},
+    "CorrectionAccepted": {
+        "type": "object", "required": ["correction_id", "prediction_id", "duplicate"],
+        "properties": {"correction_id": {"type": "string"}, "prediction_id": {"type": "string"},
+                       "duplicate": {"type": "boolean"}}},
+    "ExperimentSpec": {
+        "type": "object", "required": ["name", "arms"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "scope": {"type": "string", "minLength": 1, "maxLength": 100},
+            "unit": {"type": "string", "enum": ["user", "session", "request"]},
+            "salt": {"type": "string", "maxLength": 64},
+            "arms": {"type": "array", "minItems": 2, "items": ARM_SCHEMA},
+            "shadows": {"type": "array", "items": {
+                "type": "object", "required": ["candidate"],
+                "properties": {"candidate": {"type": "string"}}}},
+            "canary": {"type": "object", "properties": {
+                "treatment": {"type": "string"},
+                "steps": {"type": "array", "items": {"type": "number"}},
+                "advance_after_s": {"type": ["number", "null"]},
+                "advance_after_n": {"type": ["number", "null"]}}},
+            "guardrails": {"type": "object", "properties": {
+                "p99_latency_ms": {"type": ["number", "null"]},
+                "error_rate": {"type": ["number", "null"]},
+                "correction_rate": {"type": ["number", "null"]},
+                "min_samples": {"type": "integer"}}},
+            "primary_metric": {"type": "string",
+                               "enum": ["correction_rate", "error_rate", "latency_p99_ms"]}}},
+    "Experiment": {
+        "type": "object",
+        "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "scope": {"type": "string"},
+            "status": {"type": "string",
+                       "enum": ["draft", "running", "paused", "killed", "stopped"]},
+            "status_reason": {"type": "string"}, "unit": {"type": "string"},
+            "salt": {"type": "string"}, "arms": {"type": "array", "items": {"type": "object"}},
+            "weights": {"type": "array", "items": {"type": "number"}},
+            "shadows": {"type": "array"}, "canary": {"type": "object"},
+            "guardrails": {"type": "object"}, "primary_metric": {"type": "string"},
+            "allocation_table": {"type": ["string", "null"]},
+            "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
+            "stopped_at": {"type": ["string", "null"]}}},
+    "Candidate": {"type": "object", "required": ["name", "version", "backend"],
+                  "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                 "backend": {"type": "string"},
+                                 "requirements": {"type": "object"},
+                                 "offline_results": {"type": "object"}}},
+    "Report": {"type": "object", "description": "results or divergence report"},
+}
+
+
+def _action(summary: str, reason: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary, "security": ADMIN, "parameters": [EXPERIMENT_ID],
+        "responses": {"200": _json({"$ref": "#/components/schemas/Experiment"}),
+                      **_errors(400, 401, 403, 404, 409)}}
+    if reason:
+        op["requestBody"] = REASON_BODY
+    return {"post": op}
+
+
+def _arm_action(summary: str) -> dict[str, Any]:
+    op = _action(summary, reason=True)
+    op["post"]["parameters"] = [EXPERIMENT_ID, ARM]
+    return op
+
+
+def _report(summary: str) -> dict[str, Any]:
+    return {"get": {"summary": summary, "security": ADMIN, "parameters": [EXPERIMENT_ID],
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Report"}),
+                                  **_errors(401, 403, 404)}}}
+
+
+def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
+    """The document; `paths_wanted` limits it to the routes an app really has."""
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {"summary": "Liveness", "responses": {
+            "200": _json({"type": "object", "required": ["status"],
+                          "properties": {"status": {"type": "string"}}})}}},
+        "/readyz": {"get": {"summary": "Readiness of the store and the bus", "responses": {
+            "200": _json({"type": "object"}),
+            "503": _json({"type": "object"}, "Not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": _json({"type": "object"})}}},
+        "/v1/predict": {"post": {
+            "summary": "Predict the LaTeX of a formula image",
+            "security": [{"apiKey": []}, {"bearer": []}],
+            "parameters": [{"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
+                            "schema": {"type": "string"},
+                            "description": "admin keys only: serve this arm"}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictJSON"}},
+                "multipart/form-data": {
+                    "schema": {"$ref": "#/components/schemas/PredictMultipart"}}}},
+            "responses": {"200": _json({"$ref": "#/components/schemas/Prediction"}),
+                          **_errors(400, 401, 403, 413, 503)}}},
+        "/v1/corrections": {"post": {
+            "summary": "Correct a prediction (voice of the customer)",
+            "security": [{"apiKey": []}, {"bearer": []}],
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "maxLength": 128}}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/CorrectionRequest"}}}},
+            "responses": {"202": _json({"$ref": "#/components/schemas/CorrectionAccepted"},
+                                       "Accepted"),
+                          **_errors(400, 401, 403, 404, 409, 413)}}},
+        "/v1/experiments": {
+            "get": {"summary": "List experiments", "security": ADMIN,
+                    "parameters": [{"name": "status", "in": "query", "required": False,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": _json({"type": "object", "required": ["experiments"],
+                                                "properties": {"experiments": {
+                                                    "type": "array", "items": {
+                                                        "$ref": "#/components/schemas/Experiment"}
+                                                }}}),
+                                  **_errors(401, 403)}},
+            "post": {"summary": "Create an experiment (draft)", "security": ADMIN,
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/ExperimentSpec"}}}},
+                     "responses": {"201": _json({"$ref": "#/components/schemas/Experiment"},
+                                                "Created"),
+                                   **_errors(400, 401, 403, 409)}}},
+        "/v1/experiments/{experiment_id}": {"get": {
+            "summary": "Show an experiment", "security": ADMIN, "parameters": [EXPERIMENT_ID],
+            "responses": {"200": _json({"$ref": "#/components/schemas/Experiment"}),
+                          **_errors(401, 403, 404)}}},
+        "/v1/experiments/{experiment_id}/start": _action("Start (take the scope)"),
+        "/v1/experiments/{experiment_id}/pause": _action("Pause: all traffic to control", True),
+        "/v1/experiments/{experiment_id}/resume": _action("Resume after pause or kill"),
+        "/v1/experiments/{experiment_id}/kill": _action("Kill switch: all to control", True),
+        "/v1/experiments/{experiment_id}/stop": _action("Stop for good"),
+        "/v1/experiments/{experiment_id}/advance": _action("Advance the canary one step"),
+        "/v1/experiments/{experiment_id}/arms/{arm}/pause": _arm_action("Pause one arm"),
+        "/v1/experiments/{experiment_id}/arms/{arm}/resume": _arm_action("Resume one arm"),
+        "/v1/experiments/{experiment_id}/results": _report("Online results and statistics"),
+        "/v1/experiments/{experiment_id}/divergence": _report("Offline-vs-online divergence"),
+        "/v1/candidates": {"get": {
+            "summary": "Registered candidates", "security": ADMIN,
+            "responses": {"200": _json({"type": "object", "required": ["candidates"],
+                                        "properties": {"candidates": {"type": "array", "items": {
+                                            "$ref": "#/components/schemas/Candidate"}}}}),
+                          **_errors(401, 403)}}},
+    }
+    if paths_wanted is not None:
+        paths = {p: v for p, v in paths.items() if p in paths_wanted}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "abvoc", "version": "1",
+                 "description": "Online A/B evaluation and voice-of-customer feedback"},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,38 @@
+"""The serving objects one app process holds, built once from its services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.startup import Services
+from serving.experiments import Experiments
+from serving.guardrails import GuardrailMonitor
+from serving.pool import CandidatePool
+from serving.predict import PredictService
+from serving.registry import Registry
+from serving.router import Router
+
+
+@dataclass
+class Serving:
+    registry: Registry
+    experiments: Experiments
+    router: Router
+    pool: CandidatePool
+    monitor: GuardrailMonitor
+    predict: PredictService
+
+    @classmethod
+    def build(cls, services: Services, *, router_refresh_s: float = 1.0) -> Serving:
+        db, settings = services.db, services.settings
+        registry = Registry(db)
+        experiments = Experiments(db)
+        router = Router(experiments, refresh_s=router_refresh_s)
+        pool = CandidatePool(registry, settings.models_dir)
+        monitor = GuardrailMonitor(experiments, db)
+        return cls(registry, experiments, router, pool, monitor,
+                   PredictService(db, settings, router, pool, monitor))
+
+    def close(self) -> None:
+        self.predict.close()
+        self.pool.close()

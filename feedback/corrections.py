@@ -1,0 +1,114 @@
+"""Correction intake, the voice-of-customer channel: check a customer's correction and accept it
+once, as a CorrectionSubmitted event through the outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core import events, receipts
+from core.errors import AbvocError, Conflict, Forbidden, NotFound
+from core.latex import validate_latex
+from core.outbox import add_event
+from core.settings import Settings
+from core.store.db import Database, utcnow
+from core.store.models import CorrectionRequest, ServedPrediction
+
+MAX_OUTPUT_CHARS = 2000
+MAX_COMMENT_CHARS = 2000
+FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
+
+
+def _check(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise AbvocError("the body must be a JSON object with prediction_id, receipt and "
+                         "corrected_output")
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    for key in ("prediction_id", "receipt", "corrected_output"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise AbvocError(f"'{key}' is required and must be a non-empty string")
+    if len(body["prediction_id"]) > 64 or len(body["receipt"]) > 128:
+        raise AbvocError("'prediction_id' or 'receipt' is longer than any abvoc issues")
+    if len(body["corrected_output"]) > MAX_OUTPUT_CHARS:
+        raise AbvocError(f"'corrected_output' is {len(body['corrected_output'])} characters; "
+                         f"the limit is {MAX_OUTPUT_CHARS}", status=413)
+    rating = body.get("rating")
+    if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int)
+                               or not 1 <= rating <= 5):
+        raise AbvocError("'rating' must be an integer from 1 to 5")
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise AbvocError("'comment' must be a string")
+    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+        raise AbvocError(f"'comment' is {len(comment)} characters; the limit is "
+                         f"{MAX_COMMENT_CHARS}", status=413)
+    problems = validate_latex(body["corrected_output"])
+    if problems:
+        raise AbvocError("'corrected_output' is not valid LaTeX: " + "; ".join(problems),
+                         details={"problems": problems})
+    return {k: body.get(k) for k in FIELDS}
+
+
+def _request_hash(body: dict[str, Any]) -> str:
+    fields = {k: body[k] for k in ("prediction_id", "corrected_output", "rating", "comment")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def submit_correction(db: Database, settings: Settings, body: Any,
+                      idempotency_key: str | None = None) -> dict[str, Any]:
+    """Accept a correction once; the same request again returns the first one's id."""
+    checked = _check(body)
+    digest = _request_hash(checked)
+    key = idempotency_key or digest
+    if len(key) > 128:
+        raise AbvocError("the Idempotency-Key header must be at most 128 characters")
+    with db.session() as s:
+        if s.get(ServedPrediction, checked["prediction_id"]) is None:
+            raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; correct a "
+                           "prediction_id that /v1/predict returned")
+    if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
+        raise Forbidden("the receipt does not match the prediction; send the receipt that came "
+                        "with it")
+    existing = _existing(db, key, digest)
+    if existing is not None:
+        return existing
+    correction_id = uuid.uuid4().hex
+    try:
+        with db.session() as s:
+            s.add(CorrectionRequest(idempotency_key=key, correction_id=correction_id,
+                                    prediction_id=checked["prediction_id"],
+                                    request_hash=digest, created_at=utcnow()))
+            s.flush()
+            add_event(s, events.make_event(
+                events.CORRECTION_SUBMITTED, correction_id=correction_id,
+                prediction_id=checked["prediction_id"],
+                corrected_output=checked["corrected_output"], rating=checked["rating"],
+                comment=checked["comment"]), settings.topic_prefix)
+    except IntegrityError:
+        # The same request raced us here; the first one won and this one is that one.
+        existing = _existing(db, key, digest)
+        if existing is None:
+            raise
+        return existing
+    return {"correction_id": correction_id, "prediction_id": checked["prediction_id"],
+            "duplicate": False}
+
+
+def _existing(db: Database, key: str, digest: str) -> dict[str, Any] | None:
+    with db.session() as s:
+        row = s.scalars(select(CorrectionRequest).where(
+            CorrectionRequest.idempotency_key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise Conflict("this Idempotency-Key was used for a different correction; use a "
+                           "new key for a new correction")
+        return {"correction_id": row.correction_id, "prediction_id": row.prediction_id,
+                "duplicate": True}

@@ -1,0 +1,110 @@
+"""Guardrails: pause a treatment arm whose p99 latency, error rate or correction rate breaches
+the experiment's limits, and record why.
+
+Latency and errors are watched in a rolling window per arm in each serving process (a breach in
+any process pauses the arm for all, through the store). Correction rates come from the store's
+ledgers of served predictions and accepted corrections, checked every `correction_check_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from core.store.db import Database
+from core.store.models import CorrectionRequest, ServedPrediction
+from serving.experiments import Experiments
+
+log = logging.getLogger(__name__)
+
+
+class GuardrailMonitor:
+    def __init__(self, experiments: Experiments, db: Database, *, window: int = 500,
+                 check_every: int = 20, correction_check_s: float = 10.0) -> None:
+        self.experiments = experiments
+        self.db = db
+        self.window = window
+        self.check_every = check_every
+        self.correction_check_s = correction_check_s
+        self._samples: dict[tuple[int, str], deque[tuple[float, bool]]] = {}
+        self._seen: dict[tuple[int, str], int] = {}
+        self._last_correction_check: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, experiment: dict[str, Any], arm: str, latency_ms: float,
+                error: bool) -> None:
+        """Record one served request of `arm`; check the limits every few requests."""
+        rails = experiment.get("guardrails") or {}
+        if not any(rails.get(k) for k in ("p99_latency_ms", "error_rate", "correction_rate")):
+            return
+        key = (experiment["id"], arm)
+        with self._lock:
+            samples = self._samples.setdefault(key, deque(maxlen=self.window))
+            samples.append((latency_ms, error))
+            self._seen[key] = self._seen.get(key, 0) + 1
+            due = self._seen[key] % self.check_every == 0
+            snapshot = list(samples) if due else []
+        if due:
+            self._check_window(experiment, arm, snapshot, rails)
+        now = time.monotonic()
+        if rails.get("correction_rate") and now - self._last_correction_check.get(
+            experiment["id"], 0.0
+        ) > self.correction_check_s:
+            self._last_correction_check[experiment["id"]] = now
+            self.check_corrections(experiment)
+
+    def _breach(self, experiment: dict[str, Any], arm: str, reason: str) -> None:
+        control = next(a for a in experiment["arms"] if a["control"])
+        if arm == control["name"]:
+            log.warning("guardrail breached on the control arm of %s: %s", experiment["id"],
+                        reason)
+            return
+        log.warning("pausing arm %r of experiment %s: %s", arm, experiment["id"], reason)
+        self.experiments.pause_arm(experiment["id"], arm, reason)
+
+    def _check_window(self, experiment: dict[str, Any], arm: str,
+                      samples: list[tuple[float, bool]], rails: dict[str, Any]) -> None:
+        if len(samples) < rails.get("min_samples", 50):
+            return
+        latencies = np.fromiter((s[0] for s in samples), float, len(samples))
+        errors = sum(s[1] for s in samples) / len(samples)
+        p99 = float(np.percentile(latencies, 99))
+        if rails.get("p99_latency_ms") and p99 > rails["p99_latency_ms"]:
+            self._breach(experiment, arm, f"p99 latency {p99:.1f} ms over the last "
+                         f"{len(samples)} requests exceeds the limit of "
+                         f"{rails['p99_latency_ms']} ms")
+        elif rails.get("error_rate") and errors > rails["error_rate"]:
+            self._breach(experiment, arm, f"error rate {errors:.1%} over the last "
+                         f"{len(samples)} requests exceeds the limit of {rails['error_rate']:.1%}")
+
+    def check_corrections(self, experiment: dict[str, Any]) -> None:
+        """Pause any treatment whose share of corrected predictions is over the limit."""
+        rails = experiment.get("guardrails") or {}
+        limit = rails.get("correction_rate")
+        if not limit:
+            return
+        with self.db.session() as s:
+            served = dict(s.execute(
+                select(ServedPrediction.candidate, func.count())
+                .where(ServedPrediction.experiment_id == experiment["id"])
+                .group_by(ServedPrediction.candidate)).all())
+            corrected = dict(s.execute(
+                select(ServedPrediction.candidate,
+                       func.count(func.distinct(CorrectionRequest.prediction_id)))
+                .join(CorrectionRequest,
+                      CorrectionRequest.prediction_id == ServedPrediction.prediction_id)
+                .where(ServedPrediction.experiment_id == experiment["id"])
+                .group_by(ServedPrediction.candidate)).all())
+        for arm in experiment["arms"]:
+            n = served.get(arm["candidate"], 0)
+            if n >= rails.get("min_samples", 50) and not arm.get("paused"):
+                rate = corrected.get(arm["candidate"], 0) / n
+                if rate > limit:
+                    self._breach(experiment, arm["name"], f"correction rate {rate:.1%} of {n} "
+                                 f"predictions exceeds the limit of {limit:.1%}")

@@ -1,0 +1,53 @@
+"""Request images: decoded once, checked against size and pixel limits, made grayscale uint8."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from core.errors import AbvocError
+
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+MAX_PIXELS = 4_000_000
+MAX_SIDE = 4096
+MIN_SIDE = 8
+
+
+def input_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """A grayscale uint8 array, or a 400/413 error saying what to fix."""
+    if not data:
+        raise AbvocError("the image is empty; send a PNG or JPEG formula image")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise AbvocError(f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}",
+                         status=413)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+                raise AbvocError(f"the image is {width}x{height} pixels; the limit is "
+                                 f"{MAX_PIXELS} pixels and {MAX_SIDE} per side", status=413)
+            if min(width, height) < MIN_SIDE:
+                raise AbvocError(f"the image is {width}x{height} pixels; each side must be at "
+                                 f"least {MIN_SIDE}")
+            gray = image.convert("L")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError, ValueError) as exc:
+        raise AbvocError(f"the image could not be decoded ({exc}); send a PNG or JPEG") from exc
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a grayscale array (for clients, tests and traffic simulation)."""
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(out, format="PNG")
+    return out.getvalue()

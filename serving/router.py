@@ -1,0 +1,94 @@
+"""The traffic router: which arm (and so which candidate) serves a unit, and which shadows run.
+
+It keeps the active experiments in memory and reloads them from the store every `refresh_s`
+seconds, so every process (gunicorn workers included) converges on the same state; the decision
+itself is a hash and a table look-up, with no I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import AbvocError
+from serving.assignment import Allocation, Assigner
+from serving.experiments import Experiments
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes."""
+
+    candidate: str
+    experiment_id: int | None = None
+    arm: str | None = None
+    forced: bool = False
+    shadows: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class _Active:
+    experiment: dict[str, Any]
+    assigner: Assigner
+    control: int
+
+    @property
+    def id(self) -> int:
+        return self.experiment["id"]
+
+
+class Router:
+    def __init__(self, experiments: Experiments, *, refresh_s: float = 1.0) -> None:
+        self.experiments = experiments
+        self.refresh_s = refresh_s
+        self._by_scope: dict[str, _Active] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Reload active experiments now (also advances canaries that are due)."""
+        by_scope: dict[str, _Active] = {}
+        for exp in self.experiments.active():
+            if exp["canary"] and exp["status"] == "running":
+                exp = self.experiments.advance(exp["id"], only_if_due=True)
+            control = next(i for i, a in enumerate(exp["arms"]) if a["control"])
+            table = Allocation.from_json(exp["allocation_table"])
+            by_scope[exp["scope"]] = _Active(exp, Assigner(table, exp["salt"], control), control)
+        self._by_scope = by_scope
+        self._loaded_at = time.monotonic()
+
+    def _current(self, scope: str) -> _Active | None:
+        if time.monotonic() - self._loaded_at > self.refresh_s:
+            with self._lock:
+                if time.monotonic() - self._loaded_at > self.refresh_s:
+                    self.refresh()
+        return self._by_scope.get(scope)
+
+    def experiment(self, scope: str) -> dict[str, Any] | None:
+        active = self._current(scope)
+        return active.experiment if active else None
+
+    def route(self, scope: str, unit_id: str, default_candidate: str,
+              force_arm: str | None = None) -> Route:
+        """The route for one unit; the default candidate when no experiment owns the scope."""
+        active = self._current(scope)
+        if active is None:
+            if force_arm:
+                raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an arm")
+            return Route(default_candidate)
+        exp = active.experiment
+        arms = exp["arms"]
+        forced = None
+        if force_arm is not None:
+            forced = next((i for i, a in enumerate(arms) if a["name"] == force_arm), None)
+            if forced is None:
+                names = [a["name"] for a in arms]
+                raise AbvocError(f"arm {force_arm!r} is not in experiment {exp['id']}: {names}")
+        index = active.assigner.assign(unit_id, force=forced,
+                                       killed=exp["status"] != "running")
+        arm = arms[index]
+        shadows = tuple(s["candidate"] for s in exp["shadows"]) if exp["status"] == "running" \
+            else ()
+        return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows)

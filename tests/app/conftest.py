@@ -1,0 +1,61 @@
+"""An app with registered, trained candidates and API keys for each scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import close_app, create_app
+from app.auth import create_key
+from core.settings import Settings
+from serving.ocr.candidates import pipeline_description, spec_for
+from serving.registry import Registry
+
+CANDIDATES = ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed")
+
+
+@pytest.fixture
+def app(settings: Settings, trained_models: Path) -> Iterator[Flask]:
+    settings = settings.with_overrides(model_store=trained_models)
+    flask_app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    registry = flask_app.extensions["abvoc_serving"].registry
+    register(registry, trained_models)
+    yield flask_app
+    close_app(flask_app)
+
+
+def register(registry: Registry, models: Path) -> None:
+    for name in CANDIDATES:
+        spec = spec_for(name, 300, 3, 0)
+        registry.register(name, spec["version"], description=spec["description"],
+                          pipeline=pipeline_description(spec), backend="torch",
+                          artifacts=str(models / name), requirements=spec["requirements"])
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _key(app: Flask, *scopes: str) -> dict[str, str]:
+    key = create_key(app.extensions["abvoc"].db, scopes, name="test")["key"]
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def admin(app: Flask) -> dict[str, str]:
+    return _key(app, "admin")
+
+
+@pytest.fixture
+def predictor(app: Flask) -> dict[str, str]:
+    return _key(app, "predict")
+
+
+@pytest.fixture
+def corrector(app: Flask) -> dict[str, str]:
+    return _key(app, "correct")
