@@ -1,8 +1,20 @@
 """The evaluation worker: applies PredictionMade and CorrectionSubmitted events to the store.
 
 It runs as a member of the `evaluation` consumer group; several workers share the partitions.
-Apply is idempotent twice over: the stream layer skips event ids already applied, and rows are
-inserted with ON CONFLICT DO NOTHING on their natural keys.
+For each batch, in the stream's one transaction (see :mod:`core.stream` for the commit order):
+
+1. insert the new predictions and corrections (ON CONFLICT DO NOTHING ... RETURNING, so a row
+   already stored under its natural key is neither stored nor counted again);
+2. count units first seen per experiment and slice (the SRM counts), the same way;
+3. join truths: every prediction touched by the batch that has a correction and no
+   ``prediction_truths`` row gets one, from its earliest correction. Whichever of a prediction
+   and its corrections arrives first, the join happens when the second arrives, exactly once;
+4. add the batch's sums to ``online_aggregates``: additive rows in one executemany upsert, then
+   the latency rows, whose histogram sketch is merged under a row lock.
+
+Exactness under replay comes from the stream's event-id dedupe in the same transaction. Rows are
+written in one fixed key order (additive rows, then latency rows, each sorted) so that workers
+sharing a group's rows lock them in the same order and never deadlock.
 """
 
 from __future__ import annotations
@@ -11,16 +23,42 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import events
 from core.bus.base import Bus
-from core.store.db import Database
-from core.store.models import Correction, Prediction
-from core.store.upsert import insert_ignore
+from core.store.db import Database, utcnow
+from core.store.models import (
+    Correction,
+    ExperimentUnit,
+    OnlineAggregate,
+    Prediction,
+    PredictionTruth,
+)
 from core.stream import StreamConsumer
+from evaluation import sketch
+from evaluation.aggregation import LATENCY, Accumulator, PredictionFacts, first_by
 
 GROUP_ID = "evaluation"
+_ADDITIVE = ("n", "sum", "sum_squares")
+_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def _insert_new(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str],
+                returning: str) -> set[Any]:
+    """Insert rows, skipping existing keys; the ``returning`` values of the rows inserted."""
+    if not rows:
+        return set()
+    stmt = (_insert(session, table).on_conflict_do_nothing(index_elements=keys)
+            .returning(table.c[returning]))
+    return set(session.scalars(stmt, rows))
 
 
 def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
@@ -54,14 +92,130 @@ def _correction_row(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
-    """Store a batch of validated events in the caller's transaction."""
-    predictions = [_prediction_row(e) for e in batch if e["event_type"] == events.PREDICTION_MADE]
-    corrections = [
-        _correction_row(e) for e in batch if e["event_type"] == events.CORRECTION_SUBMITTED
+def _unique(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return sorted({r[key]: r for r in reversed(rows)}.values(), key=lambda r: r[key])
+
+
+def _count_units(session: Session, facts: list[PredictionFacts], acc: Accumulator) -> None:
+    now = utcnow()
+    rows: dict[tuple, dict[str, Any]] = {}
+    for p in facts:
+        g = p.group
+        if g.experiment_id and not g.shadow and g.arm and p.unit_id:
+            rows.setdefault((g.experiment_id, g.slice, p.unit_id), {
+                "experiment_id": g.experiment_id, "slice": g.slice, "unit_id": p.unit_id,
+                "arm": g.arm, "first_seen": now, "_group": g})
+    if not rows:
+        return
+    ordered = [rows[k] for k in sorted(rows)]
+    t = ExperimentUnit.__table__
+    stmt = (_insert(session, t)
+            .on_conflict_do_nothing(index_elements=["experiment_id", "slice", "unit_id"])
+            .returning(t.c.experiment_id, t.c.slice, t.c.unit_id))
+    fresh = session.execute(stmt, [{k: v for k, v in r.items() if k != "_group"}
+                                   for r in ordered]).all()
+    for key in fresh:
+        acc.add_unit(rows[tuple(key)]["_group"])
+
+
+def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]:
+    if not ids:
+        return {}
+    rows = session.execute(select(Prediction).where(Prediction.prediction_id.in_(ids))).scalars()
+    return {
+        p.prediction_id: PredictionFacts.of(
+            prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
+            candidate=p.candidate, shadow=p.shadow, slice_=p.slice, created_at=p.created_at,
+            output=p.output, confidence=p.confidence, latency_ms=p.latency_ms,
+            stages=p.stages, unit_id=p.unit_id)
+        for p in rows
+    }
+
+
+def _join_truths(session: Session, touched: set[str], new_facts: dict[str, PredictionFacts],
+                 acc: Accumulator) -> None:
+    if not touched:
+        return
+    counted = set(session.scalars(select(PredictionTruth.prediction_id)
+                                  .where(PredictionTruth.prediction_id.in_(touched))))
+    pending = touched - counted
+    if not pending:
+        return
+    corrections = session.execute(
+        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output)
+        .where(Correction.prediction_id.in_(pending))
+        .order_by(Correction.created_at, Correction.correction_id)
+    ).all()
+    first = first_by(corrections, "prediction_id")
+    if not first:
+        return
+    facts = {pid: new_facts[pid] for pid in first if pid in new_facts}
+    facts.update(_stored_facts(session, set(first) - set(facts)))
+    now = utcnow()
+    truths = [
+        {"prediction_id": pid, "correction_id": first[pid].correction_id,
+         "truth": first[pid].corrected_output, "counted_at": now}
+        for pid in sorted(facts)
     ]
-    insert_ignore(session, Prediction.__table__, predictions, keys=["prediction_id"])
-    insert_ignore(session, Correction.__table__, corrections, keys=["correction_id"])
+    joined = _insert_new(session, PredictionTruth.__table__, truths, ["prediction_id"],
+                         "prediction_id")
+    for pid in sorted(joined):
+        acc.add_truth(facts[pid], first[pid].corrected_output)
+
+
+def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    t = OnlineAggregate.__table__
+    stmt = _insert(session, t)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(_KEYS), set_={c: t.c[c] + stmt.excluded[c] for c in _ADDITIVE})
+    session.execute(stmt, rows)
+
+
+def _add_latencies(session: Session, groups: list[tuple[Any, list[float]]]) -> None:
+    """Per group, in key order: create the row if missing, lock it, merge the histogram."""
+    t = OnlineAggregate.__table__
+    ensure = _insert(session, t).on_conflict_do_nothing(index_elements=list(_KEYS))
+    where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _KEYS))
+    updates = []
+    for group, values in groups:
+        key = {**group._asdict(), "metric": LATENCY, "label": ""}
+        session.execute(ensure, [{**key, "n": 0, "sum": 0.0, "sum_squares": 0.0}])
+        old = session.execute(select(t.c.sketch).where(
+            and_(*(t.c[k] == v for k, v in key.items()))).with_for_update()).scalar_one()
+        merged = sketch.decode(old) + sketch.from_values(values)
+        updates.append({**{f"k_{k}": v for k, v in key.items()},
+                        "d_n": len(values), "d_sum": sum(values),
+                        "d_ss": sum(v * v for v in values), "sk": sketch.encode(merged)})
+    if updates:
+        stmt = update(t).where(where).values(
+            n=t.c.n + bindparam("d_n"), sum=t.c.sum + bindparam("d_sum"),
+            sum_squares=t.c.sum_squares + bindparam("d_ss"), sketch=bindparam("sk"))
+        session.connection().execute(stmt, updates)
+
+
+def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
+    """Store a batch of validated events and add it to the online aggregates, in the caller's
+    transaction."""
+    predictions = _unique([_prediction_row(e) for e in batch
+                           if e["event_type"] == events.PREDICTION_MADE], "prediction_id")
+    corrections = _unique([_correction_row(e) for e in batch
+                           if e["event_type"] == events.CORRECTION_SUBMITTED], "correction_id")
+    new_p = _insert_new(session, Prediction.__table__, predictions, ["prediction_id"],
+                        "prediction_id")
+    new_c = _insert_new(session, Correction.__table__, corrections, ["correction_id"],
+                        "correction_id")
+    acc = Accumulator()
+    facts = {e["prediction_id"]: PredictionFacts.from_event(e) for e in batch
+             if e["event_type"] == events.PREDICTION_MADE and e["prediction_id"] in new_p}
+    for p in facts.values():
+        acc.add_prediction(p)
+    _count_units(session, list(facts.values()), acc)
+    touched = set(facts) | {c["prediction_id"] for c in corrections if c["correction_id"] in new_c}
+    _join_truths(session, touched, facts, acc)
+    _add_sums(session, acc.rows())
+    _add_latencies(session, acc.latency_groups())
 
 
 def make_worker(db: Database, bus: Bus, prefix: str, **kwargs: Any) -> StreamConsumer:

@@ -1,0 +1,232 @@
+"""What the worker adds to the online aggregates for each prediction and each joined truth.
+
+Pure accumulation, no I/O: :class:`Accumulator` sums a batch into one row per key so that the
+store sees each key once per batch (an upsert may not touch a row twice in one statement).
+
+Every row is keyed by a :class:`Group` (experiment x arm x candidate x shadow x slice x hour,
+the hour being the prediction's), a metric and a label. The metrics:
+
+========================  =======  ==========================================================
+metric                    label    n / sum / sum_squares
+========================  =======  ==========================================================
+``predictions``           -        predictions / same / same
+``errors``                -        predictions / those that failed
+``confidence``            -        with a confidence / sum / sum of squares
+``latency_ms``            -        with a latency / sum / sum of squares; ``sketch`` histogram
+``units``                 -        units first seen in this experiment and slice (arms only)
+``output``                class    predictions answering that class
+``corrected``             -        predictions with a joined truth / same
+``exact_match``           -        with a truth / outputs equal to it (token by token)
+``token_edit_distance``   -        with a truth / sum / sum of squares
+``truth``                 class    joined truths of that class
+``corrected_output``      class    predictions with a joined truth that had answered that class
+``calibration``           bin      with a truth and a confidence in the bin / correct / sum of
+                                   confidences
+========================  =======  ==========================================================
+
+Class metrics are kept for *classification* predictions only: those with no ``stages`` and an
+output of at most :data:`MAX_LABEL` characters. A multi-stage pipeline's free-text output (a
+LaTeX formula) has no useful class distribution and would add a row per distinct string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from core.latex import token_edit_distance, tokenize
+
+PREDICTIONS = "predictions"
+ERRORS = "errors"
+CONFIDENCE = "confidence"
+LATENCY = "latency_ms"
+UNITS = "units"
+OUTPUT = "output"
+CORRECTED = "corrected"
+EXACT_MATCH = "exact_match"
+TOKEN_EDIT_DISTANCE = "token_edit_distance"
+TRUTH = "truth"
+CORRECTED_OUTPUT = "corrected_output"
+CALIBRATION = "calibration"
+
+MAX_LABEL = 100
+CALIBRATION_BINS = 10
+
+
+class Group(NamedTuple):
+    """Where a prediction's statistics are summed."""
+
+    experiment_id: int
+    arm: str
+    candidate: str
+    shadow: bool
+    slice: str
+    hour: datetime
+
+
+class Key(NamedTuple):
+    group: Group
+    metric: str
+    label: str
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The UTC hour a moment falls in (naive moments are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class PredictionFacts:
+    """The fields of a prediction the aggregates need, from an event or from a stored row."""
+
+    prediction_id: str
+    group: Group
+    output: str
+    confidence: float | None
+    latency_ms: float | None
+    error: bool
+    classification: bool
+    unit_id: str | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        prediction_id: str,
+        experiment_id: int | None,
+        arm: str | None,
+        candidate: str,
+        shadow: bool,
+        slice_: str | None,
+        created_at: datetime,
+        output: str,
+        confidence: float | None = None,
+        latency_ms: float | None = None,
+        error: Any = None,
+        stages: dict[str, Any] | None = None,
+        unit_id: str | None = None,
+    ) -> PredictionFacts:
+        group = Group(
+            int(experiment_id or 0),
+            "" if shadow else (arm or ""),
+            candidate,
+            bool(shadow),
+            slice_ or "all",
+            hour_of(created_at),
+        )
+        return cls(
+            prediction_id,
+            group,
+            output,
+            confidence,
+            latency_ms,
+            bool(error),
+            not stages and len(output) <= MAX_LABEL,
+            unit_id,
+        )
+
+    @classmethod
+    def from_event(cls, e: dict[str, Any]) -> PredictionFacts:
+        return cls.of(
+            prediction_id=e["prediction_id"],
+            experiment_id=e.get("experiment_id"),
+            arm=e.get("arm"),
+            candidate=e["candidate"],
+            shadow=bool(e.get("shadow", False)),
+            slice_=e.get("slice"),
+            created_at=datetime.fromisoformat(e["occurred_at"]),
+            output=e["output"],
+            confidence=e.get("confidence"),
+            latency_ms=e.get("latency_ms"),
+            error=e.get("error"),
+            stages=e.get("stages"),
+            unit_id=e.get("unit_id"),
+        )
+
+
+def same_output(output: str, truth: str) -> bool:
+    """Exact match: the same LaTeX tokens (spacing never counts)."""
+    return output == truth or tokenize(output) == tokenize(truth)
+
+
+def calibration_bin(confidence: float) -> str:
+    """Equal-width confidence bin ``0`` .. ``9`` (1.0 falls in the last)."""
+    return str(min(int(confidence * CALIBRATION_BINS), CALIBRATION_BINS - 1))
+
+
+class Accumulator:
+    """Sums of one batch, one entry per key; latencies kept raw per group until flushed."""
+
+    def __init__(self) -> None:
+        self.sums: dict[Key, list[float]] = {}
+        self.latencies: dict[Group, list[float]] = {}
+
+    def add(self, group: Group, metric: str, value: float = 1.0, label: str = "",
+            square: float | None = None) -> None:
+        row = self.sums.setdefault(Key(group, metric, label), [0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += value
+        row[2] += value * value if square is None else square
+
+    def add_prediction(self, p: PredictionFacts) -> None:
+        g = p.group
+        self.add(g, PREDICTIONS)
+        self.add(g, ERRORS, 1.0 if p.error else 0.0)
+        if p.confidence is not None and math.isfinite(p.confidence):
+            self.add(g, CONFIDENCE, float(p.confidence))
+        if p.latency_ms is not None and math.isfinite(p.latency_ms):
+            self.latencies.setdefault(g, []).append(float(p.latency_ms))
+        if p.classification and not p.error:
+            self.add(g, OUTPUT, label=p.output)
+
+    def add_unit(self, group: Group) -> None:
+        self.add(group, UNITS)
+
+    def add_truth(self, p: PredictionFacts, truth: str) -> None:
+        """Count a prediction's truth; the caller guarantees once per prediction."""
+        g = p.group
+        exact = same_output(p.output, truth)
+        self.add(g, CORRECTED)
+        self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
+        self.add(g, TOKEN_EDIT_DISTANCE, 0.0 if exact else token_edit_distance(p.output, truth))
+        if p.classification and len(truth) <= MAX_LABEL:
+            self.add(g, TRUTH, label=truth)
+            self.add(g, CORRECTED_OUTPUT, label=p.output)
+        if p.confidence is not None and math.isfinite(p.confidence):
+            c = float(p.confidence)
+            self.add(g, CALIBRATION, 1.0 if exact else 0.0, calibration_bin(c), square=c)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Additive rows, sorted by key (a fixed lock order across workers)."""
+        out = [
+            {**k.group._asdict(), "metric": k.metric, "label": k.label,
+             "n": int(v[0]), "sum": v[1], "sum_squares": v[2]}
+            for k, v in self.sums.items()
+        ]
+        out.sort(key=_sort_key)
+        return out
+
+    def latency_groups(self) -> list[tuple[Group, list[float]]]:
+        return sorted(self.latencies.items(), key=lambda kv: _group_sort(kv[0]))
+
+
+def _group_sort(g: Group) -> tuple:
+    return (g.experiment_id, g.arm, g.candidate, g.shadow, g.slice, g.hour.isoformat())
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    return (row["experiment_id"], row["arm"], row["candidate"], row["shadow"], row["slice"],
+            row["hour"].isoformat(), row["metric"], row["label"])
+
+
+def first_by(rows: Iterable[Any], key: str) -> dict[str, Any]:
+    """The first row per value of attribute ``key`` (rows come in the order that decides)."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        out.setdefault(getattr(row, key), row)
+    return out

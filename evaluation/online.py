@@ -1,0 +1,216 @@
+"""Online metrics per variant and slice, read from the aggregates (never from every row).
+
+A *variant* is what served: an arm's traffic ``(arm, candidate, shadow=False)`` or a shadow
+candidate ``("", candidate, True)``. :func:`load_cells` sums the hourly aggregates of an
+experiment into one :class:`Cell` per variant and slice, adding truths from relabeled items that
+no correction already covered; :func:`metrics` turns a cell into the figures people read.
+
+Truth comes from corrections (biased towards wrong outputs: customers correct what is wrong) and
+from relabels. So ``exact_match`` is the accuracy *among predictions with a known truth*, and
+``accuracy_bound = 1 - correction_rate`` is an upper bound of the accuracy on all traffic when
+customers correct only wrong outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import stats
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from core.store.models import OnlineAggregate, Prediction, PredictionTruth, RelabelItem
+from evaluation import aggregation as agg
+from evaluation import sketch
+from evaluation.stats import LatencyHistogram
+
+ALL = "all"
+
+
+class Variant(NamedTuple):
+    arm: str
+    candidate: str
+    shadow: bool
+
+    @property
+    def name(self) -> str:
+        return f"shadow:{self.candidate}" if self.shadow else self.arm or self.candidate
+
+
+@dataclass
+class Cell:
+    """Summed statistics of one variant in one slice."""
+
+    sums: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    latency: LatencyHistogram = field(default_factory=lambda: LatencyHistogram.empty(sketch.LAYOUT))
+    first_hour: datetime | None = None
+    last_hour: datetime | None = None
+
+    def get(self, metric: str, label: str = "") -> np.ndarray:
+        """``[n, sum, sum_squares]`` (zeros when absent)."""
+        return self.sums.get((metric, label), np.zeros(3))
+
+    def labels(self, metric: str) -> dict[str, np.ndarray]:
+        return {lb: v for (m, lb), v in self.sums.items() if m == metric}
+
+    def add(self, metric: str, label: str, values: Iterable[float]) -> None:
+        row = np.asarray(list(values), dtype=np.float64)
+        key = (metric, label)
+        self.sums[key] = self.sums[key] + row if key in self.sums else row
+
+    def merge(self, other: Cell) -> None:
+        for (m, lb), v in other.sums.items():
+            self.add(m, lb, v)
+        self.latency = self.latency + other.latency
+        hours = [h for h in (self.first_hour, other.first_hour) if h is not None]
+        self.first_hour = min(hours) if hours else None
+        hours = [h for h in (self.last_hour, other.last_hour) if h is not None]
+        self.last_hour = max(hours) if hours else None
+
+
+Cells = dict[tuple[Variant, str], Cell]
+
+
+def _naive(moment: datetime) -> datetime:
+    return agg.hour_of(moment).replace(tzinfo=None)
+
+
+def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True) -> Cells:
+    """Every variant x slice of an experiment (0: predictions outside any experiment), plus a
+    slice ``all`` per variant."""
+    t = OnlineAggregate
+    cells: Cells = defaultdict(Cell)
+    rows = session.execute(
+        select(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label, func.sum(t.n),
+               func.sum(t.sum), func.sum(t.sum_squares), func.min(t.hour), func.max(t.hour))
+        .where(t.experiment_id == experiment_id)
+        .group_by(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label)
+    )
+    for arm, cand, shadow, slice_, metric, label, n, s, ss, lo, hi in rows:
+        cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
+        cell.add(metric, label, (n or 0, s or 0.0, ss or 0.0))
+        if metric == agg.PREDICTIONS:
+            cell.first_hour, cell.last_hour = _naive(lo), _naive(hi)
+    sketches = session.execute(
+        select(t.arm, t.candidate, t.shadow, t.slice, t.sketch)
+        .where(t.experiment_id == experiment_id, t.metric == agg.LATENCY)
+    )
+    for arm, cand, shadow, slice_, data in sketches:
+        cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
+        cell.latency = cell.latency + sketch.decode(data)
+    if with_relabels:
+        _add_relabels(session, experiment_id, cells)
+    for (variant, slice_), cell in list(cells.items()):
+        if slice_ != ALL:
+            cells[(variant, ALL)].merge(cell)
+    return dict(cells)
+
+
+def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
+    """Truths from labeled relabel items whose prediction has no counted correction."""
+    p, r, tr = Prediction, RelabelItem, PredictionTruth
+    labels = (select(r.prediction_id, func.min(r.label).label("label"))
+              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
+    rows = session.execute(
+        select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
+               p.confidence, p.stages, labels.c.label)
+        .join(labels, labels.c.prediction_id == p.prediction_id)
+        .outerjoin(tr, tr.prediction_id == p.prediction_id)
+        .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id,
+                    tr.prediction_id.is_(None)))
+    )
+    acc = agg.Accumulator()
+    for pid, arm, cand, shadow, slice_, created, output, conf, stages, label in rows:
+        facts = agg.PredictionFacts.of(
+            prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
+            shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
+            stages=stages)
+        acc.add_truth(facts, label)
+    for row in acc.rows():
+        variant = Variant(row["arm"], row["candidate"], row["shadow"])
+        cells[(variant, row["slice"])].add(
+            row["metric"], row["label"], (row["n"], row["sum"], row["sum_squares"]))
+
+
+def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a proportion (statsmodels ``proportion_confint(method="wilson")``)."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def expected_calibration_error(cell: Cell) -> float | None:
+    """ECE over equal-width confidence bins: ``sum_b n_b / N * |accuracy_b - confidence_b|``
+    (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017)."""
+    bins = cell.labels(agg.CALIBRATION)
+    total = sum(v[0] for v in bins.values())
+    if total == 0:
+        return None
+    return float(sum(v[0] / total * abs(v[1] / v[0] - v[2] / v[0]) for v in bins.values()
+                     if v[0] > 0))
+
+
+def output_shares(cell: Cell) -> dict[str, float]:
+    counts = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
+    total = sum(counts.values())
+    return {lb: c / total for lb, c in sorted(counts.items())} if total else {}
+
+
+def estimated_label_counts(cell: Cell) -> dict[str, float]:
+    """Online class counts with each corrected output replaced by its truth (uncorrected outputs
+    taken as right): ``output - corrected_output + truth`` per class."""
+    out: dict[str, float] = defaultdict(float)
+    for metric, sign in ((agg.OUTPUT, 1), (agg.CORRECTED_OUTPUT, -1), (agg.TRUTH, 1)):
+        for lb, v in cell.labels(metric).items():
+            out[lb] += sign * v[0]
+    return {lb: c for lb, c in sorted(out.items()) if c > 0}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a / b) if b > 0 else None
+
+
+def metrics(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
+    """The online figures of one variant x slice, JSON-ready (None where there is no data)."""
+    n = float(cell.get(agg.PREDICTIONS)[0])
+    corrected = float(cell.get(agg.CORRECTED)[1])
+    truth_n, exact, _ = cell.get(agg.EXACT_MATCH)
+    ted_n, ted_sum, _ = cell.get(agg.TOKEN_EDIT_DISTANCE)
+    conf_n, conf_sum, _ = cell.get(agg.CONFIDENCE)
+    lat_n, lat_sum, _ = cell.get(agg.LATENCY)
+    q = cell.latency.quantile([0.5, 0.95, 0.99]) if cell.latency.count else [None] * 3
+    hours = 0.0
+    if cell.first_hour is not None and cell.last_hour is not None:
+        hours = (cell.last_hour - cell.first_hour).total_seconds() / 3600 + 1
+    low, high = wilson_interval(corrected, n, alpha)
+    return {
+        "predictions": int(n),
+        "units": int(cell.get(agg.UNITS)[0]),
+        "errors": int(cell.get(agg.ERRORS)[1]),
+        "error_rate": _ratio(cell.get(agg.ERRORS)[1], n),
+        "corrections": int(corrected),
+        "correction_rate": _ratio(corrected, n),
+        "correction_rate_ci": [low, high] if n else None,
+        "accuracy_bound": None if n == 0 else 1 - corrected / n,
+        "truth_known": int(truth_n),
+        "exact_match": _ratio(exact, truth_n),
+        "token_edit_distance": _ratio(ted_sum, ted_n),
+        "mean_confidence": _ratio(conf_sum, conf_n),
+        "expected_calibration_error": expected_calibration_error(cell),
+        "latency_mean_ms": _ratio(lat_sum, lat_n),
+        "latency_p50_ms": None if q[0] is None else float(q[0]),
+        "latency_p95_ms": None if q[1] is None else float(q[1]),
+        "latency_p99_ms": None if q[2] is None else float(q[2]),
+        "throughput_per_hour": n / hours if hours else None,
+        "output_shares": output_shares(cell),
+    }

@@ -1,0 +1,99 @@
+"""The worker's aggregates: exact counts, corrections joined in either order, once each."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core.store.db import Database
+from core.store.models import OnlineAggregate, PredictionTruth
+from evaluation import sketch
+from evaluation.online import Variant, load_cells, metrics
+from tests.evaluation.helpers import T0, aggregate_totals, apply, correction, prediction
+
+
+def test_predictions_are_summed_per_group_and_hour(db: Database) -> None:
+    rng = np.random.default_rng(1)
+    latencies = rng.lognormal(2.5, 0.5, 300)
+    batch = [prediction(f"p{i}", latency_ms=float(latencies[i]), confidence=0.5 + i / 1000,
+                        arm="control" if i % 2 else "treatment",
+                        candidate="cand-a" if i % 2 else "cand-b",
+                        at=T0 + timedelta(minutes=i // 3), unit_id=f"u{i % 50}")
+             for i in range(300)]
+    assert apply(db, batch[:150]) == 150
+    assert apply(db, batch[150:]) == 150
+    totals = aggregate_totals(db)
+    assert totals["predictions"] == 300
+    assert totals["latency_ms"] == 300
+    assert totals["latency_ms.sum"] == pytest.approx(latencies.sum())
+    assert totals["confidence.sum"] == pytest.approx(sum(0.5 + i / 1000 for i in range(300)))
+    # 50 units, each on one arm only (u_k has the parity of k).
+    assert totals["units"] == 50
+    with db.session() as s:
+        hours = set(s.scalars(select(OnlineAggregate.hour)))
+        cells = load_cells(s, 1)
+    assert len(hours) == 2  # 10:15 + 100 minutes crosses into 11:00
+    control = cells[(Variant("control", "cand-a", False), "printed/middle")]
+    assert control.latency.count == 150
+    exact = np.quantile(latencies[1::2], 0.99, method="lower")
+    assert metrics(control)["latency_p99_ms"] == pytest.approx(exact, rel=sketch.LAYOUT.relative_error)
+
+
+def test_replayed_batches_and_duplicate_ids_count_once(db: Database) -> None:
+    batch = [prediction(f"p{i}") for i in range(20)]
+    apply(db, batch)
+    assert apply(db, batch) == 0  # same event ids: the stream skips them
+    again = [prediction(f"p{i}") for i in range(20)]  # new event ids, same prediction ids
+    assert apply(db, again) == 20
+    assert aggregate_totals(db)["predictions"] == 20
+
+
+@pytest.mark.parametrize("order", ["prediction_first", "correction_first", "same_batch"])
+def test_correction_joins_in_either_order_once(db: Database, order: str) -> None:
+    p = prediction("p1", output="x^{2}", confidence=0.8)
+    c1 = correction("p1", "x_{2}", at=T0 + timedelta(days=2))
+    c2 = correction("p1", "x_{3}", at=T0 + timedelta(days=3))
+    other = prediction("p2", output="y")
+    if order == "prediction_first":
+        apply(db, [p, other])
+        apply(db, [c1])
+        apply(db, [c2])
+    elif order == "correction_first":
+        apply(db, [c2])
+        apply(db, [c1])
+        apply(db, [p, other])
+    else:
+        apply(db, [c2, p, c1, other])
+    totals = aggregate_totals(db)
+    assert totals["predictions"] == 2
+    assert totals["corrected"] == 1
+    assert totals["exact_match"] == 1 and totals["exact_match.sum"] == 0
+    with db.session() as s:
+        truth = s.scalar(select(PredictionTruth.truth))
+        cell = load_cells(s, 1)[(Variant("control", "cand-a", False), "all")]
+    assert truth == "x_{2}"  # the earliest correction is the truth
+    m = metrics(cell)
+    assert m["correction_rate"] == 0.5
+    assert m["token_edit_distance"] == pytest.approx(1 / 5)  # one of five tokens differs
+    # One prediction with a truth, confidence 0.8, wrong: ECE = |0 - 0.8|.
+    assert m["expected_calibration_error"] == pytest.approx(0.8)
+
+
+def test_shadow_and_classification_outputs(db: Database) -> None:
+    batch = [prediction(f"s{i}", shadow=True, arm=None, candidate="cand-s",
+                        output="idle" if i < 8 else "jump") for i in range(10)]
+    batch += [prediction("o1", stages={"converter": {"latex": "x"}}, output="x")]
+    apply(db, batch + [correction("s0", "jump"), correction("s1", "jump")])
+    with db.session() as s:
+        cells = load_cells(s, 1)
+    shadow = cells[(Variant("", "cand-s", True), "all")]
+    m = metrics(shadow)
+    assert m["output_shares"] == {"idle": 0.8, "jump": 0.2}
+    assert m["units"] == 0  # shadow copies are not arm traffic
+    from evaluation.online import estimated_label_counts
+    assert estimated_label_counts(shadow) == {"idle": 6, "jump": 4}
+    staged = metrics(cells[(Variant("control", "cand-a", False), "all")])
+    assert staged["output_shares"] == {}  # multi-stage LaTeX outputs are not classes
