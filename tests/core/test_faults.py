@@ -23,7 +23,8 @@ from core.bus.kafka import KafkaBus
 from core.outbox import OutboxRelay, pending_count
 from core.store import schema
 from core.store.db import Database
-from core.store.models import ProcessedEvent
+from core.store.models import OnlineAggregate, ProcessedEvent
+from evaluation import sketch
 from evaluation.worker import GROUP_ID, make_worker
 from tests.support.flow import count_predictions, wait_until, write_outbox
 from tests.support.kafka import KafkaBroker
@@ -49,8 +50,23 @@ def assert_exactly_once(db: Database) -> None:
             .select_from(ProcessedEvent)
             .where(ProcessedEvent.group_id == GROUP_ID)
         )
+        totals = dict(
+            s.execute(
+                select(OnlineAggregate.metric, func.sum(OnlineAggregate.n)).group_by(
+                    OnlineAggregate.metric
+                )
+            ).all()
+        )
+        sketches = s.scalars(
+            select(OnlineAggregate.sketch).where(OnlineAggregate.metric == "latency_ms")
+        ).all()
     assert applied == N
     assert pending_count(db) == 0
+    # The aggregates saw every prediction exactly once too, latency histograms included.
+    assert totals["predictions"] == N
+    assert totals["latency_ms"] == N
+    assert totals["confidence"] == N
+    assert sum(sketch.decode(data).count for data in sketches) == N
 
 
 def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> None:  # noqa: ANN001

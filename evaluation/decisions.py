@@ -1,0 +1,114 @@
+"""Ship, keep running, or stop: the decision on an experiment, with the reasons.
+
+Read from a results dict of :func:`evaluation.results.experiment_results`, in this order:
+
+1. **Sample ratio mismatch** flagged: stop. The split or the logging is broken, so no comparison
+   can be trusted; fix it and restart.
+2. A treatment arm breaches a **guardrail** (p99 latency above its limit over at least
+   ``MIN_GUARDRAIL_N`` predictions; an error or correction rate whose 95 % Wilson interval lies
+   above its limit): stop that arm.
+3. **Significant harm** on the primary metric (the always-valid mSPRT interval lies wholly on the
+   bad side): stop that arm.
+4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
+   with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
+5. Otherwise keep running, saying how many more units per arm the target effect needs.
+
+The always-valid interval is used throughout because people look at results every hour; the
+fixed-horizon p-values would overstate certainty under that peeking. Shadow candidates are never
+shipped by this rule: they served nobody, so their traffic cannot show harm to users.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evaluation.online import ALL, wilson_interval
+
+SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
+MIN_GUARDRAIL_N = 100
+
+
+def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any]) -> list[str]:
+    out = []
+    p99_limit = limits.get("p99_latency_ms")
+    p99 = figures.get("latency_p99_ms")
+    if p99_limit is not None and p99 is not None and figures["predictions"] >= MIN_GUARDRAIL_N \
+            and p99 > p99_limit:
+        out.append(f"arm {arm!r}: p99 latency {p99:.1f} ms is above the guardrail "
+                   f"{p99_limit:g} ms")
+    for metric, limit_key in (("error_rate", "error_rate"), ("correction_rate", "correction_rate")):
+        limit = limits.get(limit_key)
+        low = _wilson_low(figures, metric)
+        if limit is not None and low is not None and low > limit:
+            out.append(f"arm {arm!r}: {metric.replace('_', ' ')} {figures[metric]:.2%} is "
+                       f"significantly above the guardrail {limit:.2%}")
+    return out
+
+
+def _wilson_low(figures: dict[str, Any], metric: str) -> float | None:
+    n = figures.get("predictions") or 0
+    rate = figures.get(metric)
+    if not n or rate is None:
+        return None
+    return wilson_interval(rate * n, n)[0]
+
+
+def decide(results: dict[str, Any]) -> dict[str, Any]:
+    """``{"action", "arm", "reasons", "arms": {arm: verdict}}`` for a results dict."""
+    reasons: list[str] = []
+    if results.get("error"):
+        return {"action": KEEP_RUNNING, "arm": None, "reasons": [results["error"]], "arms": {}}
+    srm = results.get("srm")
+    if srm and srm["flagged"]:
+        where = "overall" if srm["mismatch"] else "in " + ", ".join(srm["mismatched_slices"])
+        return {"action": STOP, "arm": None, "arms": {}, "reasons": [
+            f"sample ratio mismatch {where} (p < {srm['threshold']:g}): units do not follow the "
+            "configured weights, so the results are untrustworthy; fix assignment or logging "
+            "and restart"]}
+    primary = results["experiment"]["primary_metric"]
+    limits = results["experiment"].get("guardrails") or {}
+    arms = [v["name"] for v in results["variants"][1:] if not v["shadow"]]
+    verdicts: dict[str, str] = {}
+    winners: list[tuple[float, str]] = []
+    for arm in arms:
+        figures = results["metrics"].get(arm, {}).get(ALL)
+        breaches = _guardrail_breaches(arm, figures, limits) if figures else []
+        rec = next((r for r in results["comparisons"] if r["treatment"] == arm
+                    and r["metric"] == primary and r["slice"] == ALL), None)
+        if breaches:
+            verdicts[arm] = STOP
+            reasons += breaches
+        elif rec is not None and rec["verdict"] == "worse":
+            verdicts[arm] = STOP
+            reasons.append(f"arm {arm!r} is significantly worse on {primary} "
+                           f"({_lift(rec)}; always-valid p = {rec['sequential_p_value']:.3g})")
+        elif rec is not None and rec["verdict"] == "better":
+            verdicts[arm] = SHIP
+            gain = -rec["difference"] if rec["lower_is_better"] else rec["difference"]
+            winners.append((gain, arm))
+            reasons.append(f"arm {arm!r} is significantly better on {primary} "
+                           f"({_lift(rec)}; always-valid p = {rec['sequential_p_value']:.3g}) "
+                           "and its guardrails hold")
+        else:
+            verdicts[arm] = KEEP_RUNNING
+            power = results.get("power", {}).get(arm, {})
+            need = power.get("still_needed")
+            if need:
+                reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
+                               f"more predictions per arm to detect a "
+                               f"{power['target_relative_effect']:.0%} change")
+            else:
+                reasons.append(f"arm {arm!r}: no significant difference on {primary} yet"
+                               + (f" ({power['error']})" if power.get("error") else ""))
+    if winners:
+        best = max(winners)[1]
+        return {"action": SHIP, "arm": best, "reasons": reasons, "arms": verdicts}
+    if arms and all(v == STOP for v in verdicts.values()):
+        return {"action": STOP, "arm": None, "reasons": reasons, "arms": verdicts}
+    return {"action": KEEP_RUNNING, "arm": None, "reasons": reasons, "arms": verdicts}
+
+
+def _lift(rec: dict[str, Any]) -> str:
+    if rec.get("relative_lift") is None:
+        return f"difference {rec['difference']:+.4g}"
+    return f"{rec['relative_lift']:+.1%} relative to control"

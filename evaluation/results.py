@@ -1,0 +1,224 @@
+"""Experiment results from the online aggregates: the Python API behind
+``GET /v1/experiments/{id}/results``.
+
+The comparisons are every treatment (the other arms, then shadow candidates) against the control
+arm, for each metric in :data:`METRICS` and each slice (``all`` first), computed by
+:func:`evaluation.stats.analyze` in one pass: z / Welch tests with absolute and relative
+intervals, Beta-Binomial chance to win, mSPRT always-valid p-values and intervals, MDE, and Holm
+and Benjamini-Hochberg across all comparisons. Beside them: sample ratio mismatch of the arms'
+units against the configured weights (overall and per slice; a flag makes the results
+untrustworthy), Mann-Whitney U on the latency histograms, the sample still needed for the
+primary metric, and the decision of :mod:`evaluation.decisions`.
+
+Shadow candidates answer the same requests as the arms, so they are compared but never count as
+an arm's traffic, and they take no part in the SRM check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from core.store.models import Experiment, ExperimentUnit
+from evaluation import aggregation as agg
+from evaluation import decisions
+from evaluation.online import ALL, Cell, Cells, Variant, load_cells, metrics
+from evaluation.stats import (
+    AnalysisConfig,
+    ExperimentAggregates,
+    analyze,
+    mann_whitney_histograms,
+    sample_ratio_mismatch,
+    sample_size_mean,
+    sample_size_proportion,
+)
+from evaluation.stats.srm import srm_arrays
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    is_proportion: bool
+    lower_is_better: bool
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("correction_rate", True, True),
+    MetricSpec("error_rate", True, True),
+    MetricSpec("exact_match", True, False),
+    MetricSpec("token_edit_distance", False, True),
+    MetricSpec("latency_ms", False, True),
+    MetricSpec("confidence", False, False),
+)
+METRIC_BY_NAME = {m.name: m for m in METRICS}
+
+
+def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
+    """``(n, sum, sum_squares)`` of a metric in a cell, from the aggregate rows."""
+    n_pred = float(cell.get(agg.PREDICTIONS)[0])
+    if metric == "correction_rate":
+        corrected = float(cell.get(agg.CORRECTED)[1])
+        return n_pred, corrected, corrected
+    if metric == "error_rate":
+        errors = float(cell.get(agg.ERRORS)[1])
+        return n_pred, errors, errors
+    source = {"exact_match": agg.EXACT_MATCH, "token_edit_distance": agg.TOKEN_EDIT_DISTANCE,
+              "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE}[metric]
+    n, s, ss = cell.get(source)
+    return float(n), float(s), float(ss)
+
+
+def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
+    """Control arm first, then the other arms, then the shadows; weights of the arms."""
+    arms = sorted(experiment.arms or [], key=lambda a: not a.get("control"))
+    variants = [Variant(a["name"], a["candidate"], False) for a in arms]
+    variants += [Variant("", s["candidate"], True) for s in experiment.shadows or []]
+    return variants, [float(a.get("weight", 0.0)) for a in arms]
+
+
+def build_aggregates(cells: Cells, variants: list[Variant],
+                     slices: list[str]) -> ExperimentAggregates:
+    """The :class:`ExperimentAggregates` (variants x METRICS x slices) of an experiment."""
+    shape = (len(variants), len(METRICS), len(slices))
+    n, sums, squares = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    empty = Cell()
+    for i, variant in enumerate(variants):
+        for k, slice_ in enumerate(slices):
+            cell = cells.get((variant, slice_), empty)
+            for j, spec in enumerate(METRICS):
+                n[i, j, k], sums[i, j, k], squares[i, j, k] = metric_stats(cell, spec.name)
+    return ExperimentAggregates(
+        n, sums, squares, [m.is_proportion for m in METRICS],
+        tuple(v.name for v in variants), tuple(m.name for m in METRICS), tuple(slices))
+
+
+def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
+         weights: list[float], slices: list[str], threshold: float) -> dict[str, Any]:
+    rows = dict(session.execute(
+        select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
+        .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
+    ).all())
+    overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
+    per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
+                          for s in slices[1:]]).reshape(len(slices) - 1, len(arms))
+    _, p = srm_arrays(per_slice, weights) if len(slices) > 1 else (None, np.zeros(0))
+    slice_p = {s: (None if math.isnan(v) else float(v)) for s, v in zip(slices[1:], p, strict=True)}
+    flagged = [s for s, v in slice_p.items() if v is not None and v < threshold]
+    return {
+        "units": dict(zip([a.arm for a in arms], overall.observed, strict=True)),
+        "expected": dict(zip([a.arm for a in arms], overall.expected, strict=True)),
+        "statistic": None if math.isnan(overall.statistic) else overall.statistic,
+        "p_value": None if math.isnan(overall.p_value) else overall.p_value,
+        "threshold": threshold,
+        "mismatch": overall.mismatch,
+        "slice_p_values": slice_p,
+        "mismatched_slices": flagged,
+        "flagged": overall.mismatch or bool(flagged),
+        "error": overall.error,
+    }
+
+
+def _sample_needed(record: dict[str, Any], spec: MetricSpec, control: Cell,
+                   target_relative_effect: float, alpha: float, power: float) -> dict[str, Any]:
+    """Per-arm sample for the target relative effect on the primary metric, and what is left."""
+    n, s, ss = metric_stats(control, spec.name)
+    baseline = s / n if n else math.nan
+    if not n or math.isnan(baseline) or baseline == 0:
+        return {"target_relative_effect": target_relative_effect, "per_arm": None,
+                "still_needed": None, "error": "no baseline yet on the control arm"}
+    change = -target_relative_effect if spec.lower_is_better else target_relative_effect
+    if spec.is_proportion:
+        target = min(max(baseline * (1 + change), 0.0), 1.0)
+        size = sample_size_proportion(baseline, target, alpha, power)
+    else:
+        variance = max(ss / n - baseline * baseline, 0.0) * n / max(n - 1, 1)
+        if variance <= 0:
+            return {"target_relative_effect": target_relative_effect, "per_arm": None,
+                    "still_needed": None, "error": "the control arm shows no variance yet"}
+        size = sample_size_mean(abs(baseline * change), math.sqrt(variance), alpha, power)
+    if size.error:
+        return {"target_relative_effect": target_relative_effect, "per_arm": None,
+                "still_needed": None, "error": size.error}
+    have = min(record["n_control"], record["n_treatment"])
+    return {"target_relative_effect": target_relative_effect, "per_arm": size.control,
+            "still_needed": max(size.control - int(have), 0), "error": None}
+
+
+def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
+    """From the always-valid interval: better / worse / inconclusive for the treatment."""
+    low, high = record["sequential_ci_low"], record["sequential_ci_high"]
+    if low is None or high is None:
+        return "inconclusive"
+    if low > 0:
+        return "worse" if spec.lower_is_better else "better"
+    if high < 0:
+        return "better" if spec.lower_is_better else "worse"
+    return "inconclusive"
+
+
+def experiment_results(session: Session, experiment_id: int, *,
+                       config: AnalysisConfig | None = None,
+                       target_relative_effect: float = 0.1) -> dict[str, Any]:
+    """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id."""
+    config = config or AnalysisConfig()
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    variants, weights = variants_of(experiment)
+    arms = variants[: len(weights)]
+    cells = load_cells(session, experiment_id)
+    slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
+    primary = METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
+    out: dict[str, Any] = {
+        "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
+                       "primary_metric": primary.name, "guardrails": experiment.guardrails or {}},
+        "alpha": config.alpha,
+        "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
+                      "shadow": v.shadow,
+                      "weight": weights[i] if i < len(weights) else None}
+                     for i, v in enumerate(variants)],
+        "metrics": {v.name: {s: metrics(cells[(v, s)], config.alpha)
+                             for s in slices if (v, s) in cells} for v in variants},
+    }
+    if len(arms) < 1 or len(variants) < 2:
+        out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
+                   error="an experiment needs a control and at least one other arm or shadow")
+        out["decision"] = decisions.decide(out)
+        return out
+    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold) \
+        if len(arms) >= 2 else None
+    full = analyze(build_aggregates(cells, variants, slices), config)
+    records = full.to_records()
+    for r in records:
+        r["lower_is_better"] = METRIC_BY_NAME[r["metric"]].lower_is_better
+        r["verdict"] = _verdict(r, METRIC_BY_NAME[r["metric"]])
+    control_cell = cells.get((variants[0], ALL), Cell())
+    latency, power = [], {}
+    for v in variants[1:]:
+        for s in slices:
+            c, t = cells.get((variants[0], s)), cells.get((v, s))
+            if c is None or t is None:
+                continue
+            mw = mann_whitney_histograms(c.latency, t.latency)
+            latency.append({"treatment": v.name, "slice": s, "u": _num(mw.statistic),
+                            "p_value": _num(mw.p_value),
+                            "probability_of_superiority": _num(mw.probability_of_superiority),
+                            "max_statistic_error": mw.max_statistic_error, "error": mw.error})
+        rec = next(r for r in records if r["treatment"] == v.name and r["metric"] == primary.name
+                   and r["slice"] == ALL)
+        power[v.name] = {"mde": rec["mde"], **_sample_needed(
+            rec, primary, control_cell, target_relative_effect, config.alpha, config.power)}
+    out.update(trustworthy=not (srm and srm["flagged"]), srm=srm, comparisons=records,
+               latency=latency, power=power, error=None)
+    out["decision"] = decisions.decide(out)
+    return out
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
