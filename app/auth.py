@@ -89,10 +89,13 @@ class KeyCache:
 
 
 def presented_key() -> str | None:
+    """The key the request carries; two different keys in the two headers are refused."""
     header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:].strip() or None
-    return request.headers.get("X-API-Key") or None
+    bearer = header[7:].strip() if header.startswith("Bearer ") else None
+    api_key = request.headers.get("X-API-Key") or None
+    if bearer and api_key and bearer != api_key:
+        raise Unauthorized("two different API keys were sent; send one, in one header")
+    return bearer or api_key
 
 
 def current_scopes() -> frozenset[str]:

@@ -21,7 +21,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
-                 "schema": {"type": "integer"}}
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 ARM = {"name": "arm", "in": "path", "required": True, "schema": {"type": "string"}}
 ADMIN = [{"apiKey": []}, {"bearer": []}]
 REASON_BODY = {"required": False, "content": {"application/json": {"schema": {

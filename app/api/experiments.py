@@ -9,6 +9,8 @@ from app.auth import require
 from core.errors import AbvocError
 
 bp = Blueprint("experiments", __name__)
+# Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
+EXP = "<int(min=1, max=9223372036854775807):experiment_id>"
 
 
 def _experiments():  # noqa: ANN202
@@ -36,7 +38,7 @@ def create_experiment():  # noqa: ANN201
     return _changed(_experiments().create(spec)), 201
 
 
-@bp.get("/v1/experiments/<int:experiment_id>")
+@bp.get(f"/v1/experiments/{EXP}")
 @require("admin")
 def show_experiment(experiment_id: int):  # noqa: ANN201
     return jsonify(_experiments().get(experiment_id))
@@ -62,9 +64,7 @@ def _body() -> dict:
     return body
 
 
-ACTION_RULE = (
-    "/v1/experiments/<int:experiment_id>/<any(start, pause, resume, kill, stop, advance):action>"
-)
+ACTION_RULE = f"/v1/experiments/{EXP}/<any(start, pause, resume, kill, stop, advance):action>"
 
 
 @bp.post(ACTION_RULE)
@@ -73,7 +73,7 @@ def act(experiment_id: int, action: str):  # noqa: ANN201
     return _changed(ACTIONS[action](_experiments(), experiment_id, _body()))
 
 
-@bp.post("/v1/experiments/<int:experiment_id>/arms/<arm>/<any(pause, resume):action>")
+@bp.post(f"/v1/experiments/{EXP}/arms/<arm>/<any(pause, resume):action>")
 @require("admin")
 def act_on_arm(experiment_id: int, arm: str, action: str):  # noqa: ANN201
     experiments = _experiments()

@@ -1,0 +1,171 @@
+"""`abvoc experiment …` and `abvoc keys …`: thin commands over serving.experiments and app.auth."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from app.auth import SCOPES, create_key, list_keys, revoke_key
+from app.cli import Context, emit, json_option, pass_ctx
+from core.errors import AbvocError
+from core.store.db import Database
+from serving.experiments import Experiments
+
+
+def _db(ctx: Context) -> Database:
+    db = Database(ctx.settings.database_url)
+    db.check()
+    return db
+
+
+def _arm(text: str, control: bool) -> dict[str, Any]:
+    name, sep, rest = text.partition("=")
+    candidate, _, weight = rest.partition(":")
+    if not sep or not name or not candidate:
+        raise AbvocError(f"--arm {text!r}: write NAME=CANDIDATE[:WEIGHT]")
+    try:
+        value = float(weight) if weight else 1.0
+    except ValueError as exc:
+        raise AbvocError(f"--arm {text!r}: the weight must be a number") from exc
+    return {"name": name, "candidate": candidate, "weight": value, "control": control}
+
+
+def _summary(exp: dict[str, Any]) -> str:
+    arms = ", ".join(
+        f"{a['name']}={a['candidate']} {w:.1%}" + (" (control)" if a["control"] else "")
+        + (f" [paused: {a['paused']}]" if a.get("paused") else "")
+        for a, w in zip(exp["arms"], exp["weights"], strict=True)
+    )
+    line = f"#{exp['id']} {exp['name']} [{exp['status']}] scope={exp['scope']}: {arms}"
+    if exp["shadows"]:
+        line += " shadows=" + ",".join(s["candidate"] for s in exp["shadows"])
+    return line + (f"\n    {exp['status_reason']}" if exp["status_reason"] else "")
+
+
+@click.group()
+def experiment() -> None:
+    """Create, list and steer experiments."""
+
+
+@experiment.command()
+@click.option("--spec", type=click.File("r"), help="The whole experiment as JSON (- for stdin).")
+@click.option("--name")
+@click.option("--scope", default="default", show_default=True)
+@click.option("--unit", type=click.Choice(["user", "session", "request"]), default="user",
+              show_default=True)
+@click.option("--arm", "arms", multiple=True, metavar="NAME=CANDIDATE[:WEIGHT]",
+              help="An arm; the first one is the control. Repeat for each arm.")
+@click.option("--shadow", "shadows", multiple=True, metavar="CANDIDATE")
+@click.option("--canary", metavar="ARM:STEP,STEP,...", help="e.g. big:0.01,0.05,0.25,0.5")
+@click.option("--advance-after-s", type=float)
+@click.option("--guardrail", "guardrails", multiple=True, metavar="NAME=LIMIT",
+              help="p99_latency_ms, error_rate, correction_rate or min_samples")
+@json_option
+@pass_ctx
+def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
+           arms: tuple[str, ...], shadows: tuple[str, ...], canary: str | None,
+           advance_after_s: float | None, guardrails: tuple[str, ...], as_json: bool) -> None:
+    """Create an experiment (as a draft; `start` it to take traffic)."""
+    if spec is not None:
+        body = json.load(spec)
+    else:
+        body = {"name": name, "scope": scope, "unit": unit,
+                "arms": [_arm(a, i == 0) for i, a in enumerate(arms)],
+                "shadows": [{"candidate": c} for c in shadows]}
+        if canary:
+            arm, _, steps = canary.partition(":")
+            body["canary"] = {"treatment": arm, "advance_after_s": advance_after_s,
+                              "steps": [float(x) for x in steps.split(",") if x]}
+        rails: dict[str, float] = {}
+        for item in guardrails:
+            key, _, value = item.partition("=")
+            rails[key] = float(value)
+        body["guardrails"] = rails
+    exp = Experiments(_db(ctx)).create(body)
+    emit(exp, as_json, _summary(exp))
+
+
+def _action(verb: str, doc: str) -> click.Command:
+    @click.command(name=verb, help=doc)
+    @click.argument("experiment_id", type=int)
+    @click.option("--reason", default=None)
+    @json_option
+    @pass_ctx
+    def command(ctx: Context, experiment_id: int, reason: str | None, as_json: bool) -> None:
+        experiments = Experiments(_db(ctx))
+        method = getattr(experiments, verb)
+        exp = method(experiment_id, reason) if reason and verb in ("pause", "kill") \
+            else method(experiment_id)
+        emit(exp, as_json, _summary(exp))
+
+    return command
+
+
+for _verb, _doc in (("start", "Start: the experiment takes its traffic scope."),
+                    ("pause", "Pause: all its traffic goes to control until resumed."),
+                    ("resume", "Resume after a pause or the kill switch."),
+                    ("kill", "Kill switch: all traffic to control at once."),
+                    ("stop", "Stop for good."),
+                    ("advance", "Advance the canary ramp one step.")):
+    experiment.add_command(_action(_verb, _doc))
+
+
+@experiment.command(name="list")
+@click.option("--status", default=None)
+@json_option
+@pass_ctx
+def list_(ctx: Context, status: str | None, as_json: bool) -> None:
+    """List experiments."""
+    rows = Experiments(_db(ctx)).list(status)
+    emit(rows, as_json, "\n".join(_summary(e) for e in rows) or "no experiments")
+
+
+@experiment.command()
+@click.argument("experiment_id", type=int)
+@json_option
+@pass_ctx
+def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
+    """Show one experiment."""
+    exp = Experiments(_db(ctx)).get(experiment_id)
+    emit(exp, as_json, _summary(exp))
+
+
+@click.group()
+def keys() -> None:
+    """API keys with scopes."""
+
+
+@keys.command(name="create")
+@click.option("--scopes", required=True, help=f"Comma-separated, of {', '.join(SCOPES)}.")
+@click.option("--name", default="")
+@json_option
+@pass_ctx
+def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> None:
+    """Create a key; its secret is printed this once."""
+    key = create_key(_db(ctx), [s.strip() for s in scopes.split(",") if s.strip()], name)
+    emit(key, as_json, f"{key['key']}\n(scopes: {', '.join(key['scopes'])}; shown only once)")
+
+
+@keys.command(name="list")
+@json_option
+@pass_ctx
+def list_keys_command(ctx: Context, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    rows = list_keys(_db(ctx))
+    human = "\n".join(f"{k['prefix']} {k['name'] or '-'} {','.join(k['scopes'])}"
+                      + (" (revoked)" if k["revoked_at"] else "") for k in rows)
+    emit(rows, as_json, human or "no keys")
+
+
+@keys.command()
+@click.argument("prefix")
+@pass_ctx
+def revoke(ctx: Context, prefix: str) -> None:
+    """Revoke the key with this prefix."""
+    revoke_key(_db(ctx), prefix)
+    click.echo(f"revoked {prefix}")
+
+
+EXPERIMENT_COMMANDS = [experiment, keys]
