@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -14,16 +16,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app.openapi import openapi_document
+
 # What the API promises: no server error, only documented status codes and content types,
 # responses that match their schemas, and schema-invalid input refused. (Route-by-route auth
 # refusals are checked in tests/app/test_auth.py; a schema-valid body can still be refused for
 # what JSON Schema cannot say, such as malformed LaTeX.)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]
-from flask import Flask
-from hypothesis import HealthCheck, given, settings
-
-from app.openapi import openapi_document
 
 
 def _as_openapi(rule: str) -> list[str]:
