@@ -1,0 +1,90 @@
+"""Guardrails pause a slow treatment; a three-arm experiment with a shadow runs end to end, its
+events landing in the evaluation store through the outbox, the bus and the worker."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from core.outbox import OutboxRelay
+from core.store.models import Prediction
+from evaluation.worker import make_worker
+from tests.app.test_experiments_api import ARMS, act, create
+from tests.app.test_predict_flow import predict
+
+
+class SlowPipeline:
+    """A real candidate that answers 60 ms late, as a model on an overloaded host would."""
+
+    def __init__(self, pipeline) -> None:  # noqa: ANN001
+        self.pipeline = pipeline
+
+    def predict_one(self, image):  # noqa: ANN001, ANN201
+        time.sleep(0.06)
+        return self.pipeline.predict_one(image)
+
+
+def test_slow_treatment_is_paused_by_its_guardrail(app: Flask, client: FlaskClient,
+                                                    admin: dict) -> None:
+    pool = app.extensions["abvoc_serving"].pool
+    pool.get("ocr-large-mixed")
+    pipeline, backend = pool._loaded["ocr-large-mixed"]
+    pool._loaded["ocr-large-mixed"] = (SlowPipeline(pipeline), backend)
+
+    exp = create(client, admin, guardrails={"p99_latency_ms": 40, "min_samples": 20})
+    act(client, admin, exp["id"], "start")
+    served = Counter(predict(client, admin, unit=f"g{u}").get_json()["arm"] for u in range(150))
+    shown = client.get(f"/v1/experiments/{exp['id']}", headers=admin).get_json()
+    large = next(a for a in shown["arms"] if a["name"] == "large")
+    assert large["paused"] and "p99 latency" in large["paused"]
+    assert "large" in shown["status_reason"]
+    assert shown["weights"][2] == 0.0
+    # Paused after its first window: the slow arm stopped getting traffic.
+    assert 20 <= served["large"] < 50
+    after = Counter(predict(client, admin, unit=f"g{u}").get_json()["arm"] for u in range(40))
+    assert "large" not in after
+    # The healthy treatment kept its traffic.
+    assert after["mixed"] > 0
+
+
+def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient,
+                                            admin: dict, predictor: dict) -> None:
+    exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}],
+                 arms=[ARMS[0], ARMS[1], dict(ARMS[2], candidate="ocr-small-mixed", name="b")])
+    act(client, admin, exp["id"], "start")
+    answers = [predict(client, predictor, unit=f"user-{u}", seed=u,
+                       slice="handwritten/middle").get_json() for u in range(45)]
+    assert all("candidate" not in a for a in answers)  # never shown without admin
+    serving = app.extensions["abvoc_serving"]
+    serving.predict.close()  # wait for the shadow runs to be recorded
+
+    services = app.extensions["abvoc"]
+    OutboxRelay(services.db, services.bus).relay_once()
+    worker = make_worker(services.db, services.bus, services.settings.topic_prefix)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        worker.step(timeout_ms=200)
+        with services.db.session() as s:
+            rows = s.execute(select(Prediction.arm, Prediction.shadow, Prediction.candidate,
+                                    Prediction.prediction_id)).all()
+        if len(rows) >= 90:
+            break
+    worker.close()
+    served = [r for r in rows if not r.shadow]
+    shadows = [r for r in rows if r.shadow]
+    assert len(served) == 45 and len(shadows) == 45
+    assert {r.arm for r in served} == {"control", "mixed", "b"}
+    assert {r.candidate for r in shadows} == {"ocr-large-mixed"}
+    assert {a["prediction_id"] for a in answers} == {r.prediction_id for r in served}
+
+
+def test_metrics_count_requests_per_candidate(client: FlaskClient, predictor: dict) -> None:
+    predict(client, predictor)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'abvoc_http_requests_total{endpoint="/v1/predict",method="POST",status="200"} 1.0' \
+        in text
+    assert "abvoc_prediction_duration_seconds_bucket{candidate=" in text
