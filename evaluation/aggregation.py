@@ -18,8 +18,8 @@ metric                    label    n / sum / sum_squares
 ``corrected``             -        predictions with a joined truth / same
 ``exact_match``           -        with a truth / outputs equal to it (token by token)
 ``token_edit_distance``   -        with a truth / sum / sum of squares
-``truth``                 class    joined truths of that class
-``corrected_output``      class    predictions with a joined truth that had answered that class
+``truth``                 class    joined truths of that class, where the output differed
+``corrected_output``      class    predictions with a different truth that had answered it
 ``calibration``           bin      with a truth and a confidence in the bin / correct / sum of
                                    confidences
 ========================  =======  ==========================================================
@@ -194,7 +194,9 @@ class Accumulator:
         self.add(g, CORRECTED)
         self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
         self.add(g, TOKEN_EDIT_DISTANCE, 0.0 if exact else token_edit_distance(p.output, truth))
-        if p.classification and len(truth) <= MAX_LABEL:
+        if p.classification and not exact and len(truth) <= MAX_LABEL:
+            # Changed classes only: per class, corrected_output and truth are then McNemar's
+            # discordant counts (answered L but truth is another / truth L but answered another).
             self.add(g, TRUTH, label=truth)
             self.add(g, CORRECTED_OUTPUT, label=p.output)
         if p.confidence is not None and math.isfinite(p.confidence):

@@ -139,7 +139,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
 
 
 def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval of a proportion (statsmodels ``proportion_confint(method="wilson")``)."""
+    """Wilson score interval (statsmodels ``proportion_confint(method="wilson")``)."""
     if n <= 0:
         return math.nan, math.nan
     z = float(stats.norm.ppf(1 - alpha / 2))

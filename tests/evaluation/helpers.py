@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core import events
-from core.bus.base import Record
+from core.bus.base import Bus, Record
+from core.outbox import OutboxRelay, add_events
 from core.store.db import Database
-from core.store.models import Experiment, OnlineAggregate
+from core.store.models import Candidate, Experiment, OnlineAggregate
 from core.stream import apply_records
-from evaluation.worker import GROUP_ID, apply_events
+from evaluation.worker import GROUP_ID, apply_events, make_worker
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 
@@ -80,3 +81,30 @@ def add_experiment(db: Database, *, name: str = "exp", arms: list[dict[str, Any]
         s.add(exp)
         s.flush()
         return int(exp.id)
+
+
+def add_candidate(db: Database, name: str, offline_results: dict[str, Any]) -> None:
+    with db.session() as s:
+        s.add(Candidate(name=name, version="1", offline_results=offline_results,
+                        created_at=T0, updated_at=T0))
+
+
+def flow(db: Database, bus: Bus, batch: list[dict[str, Any]], prefix: str,
+         chunk: int = 500) -> int:
+    """Send events the way the service does: outbox (one transaction per chunk) → relay → bus →
+    the evaluation worker. Returns how many events the worker applied."""
+    bus.ensure_topics(events.topics(prefix))
+    for lo in range(0, len(batch), chunk):
+        with db.session() as s:
+            add_events(s, batch[lo: lo + chunk], prefix)
+    relay = OutboxRelay(db, bus, batch_size=1000)
+    while relay.relay_once():
+        pass
+    worker = make_worker(db, bus, prefix, max_records=1000)
+    try:
+        idle = 0
+        while worker.applied < len(batch) and idle < 20:
+            idle = 0 if worker.step(timeout_ms=300) else idle + 1
+    finally:
+        worker.close()
+    return worker.applied

@@ -39,7 +39,8 @@ def test_predictions_are_summed_per_group_and_hour(db: Database) -> None:
     control = cells[(Variant("control", "cand-a", False), "printed/middle")]
     assert control.latency.count == 150
     exact = np.quantile(latencies[1::2], 0.99, method="lower")
-    assert metrics(control)["latency_p99_ms"] == pytest.approx(exact, rel=sketch.LAYOUT.relative_error)
+    error = sketch.LAYOUT.relative_error
+    assert metrics(control)["latency_p99_ms"] == pytest.approx(exact, rel=error)
 
 
 def test_replayed_batches_and_duplicate_ids_count_once(db: Database) -> None:

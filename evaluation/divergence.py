@@ -1,0 +1,241 @@
+"""Where online results diverge from what a candidate's offline test promised: the Python API
+behind ``GET /v1/experiments/{id}/divergence``.
+
+For every candidate of an experiment (arms and shadows; a candidate's arm and shadow traffic are
+pooled, both being real online inputs) and every slice:
+
+* **Accuracy gap.** Offline ``exact_match`` beside the online accuracy bound
+  ``1 - correction_rate`` with its Wilson interval. Flagged when online is significantly worse
+  than offline by more than ``tolerance``: the one-sided Wald test of
+  ``H0: online - offline >= -tolerance`` (statsmodels ``test_proportions_2indep(..., value=
+  -tolerance, method="wald", alternative="smaller")``), both samples' variances counted.
+* **Traffic-mix shift.** Slice shares offline vs online: chi-square test of homogeneity on the
+  two count vectors and the population stability index ``PSI = sum (q - p) ln(q / p)`` over
+  shares smoothed by ``1e-4``. The overall gap is split (Kitagawa decomposition) into the part the
+  mix explains, ``sum (w_on - w_off) a_off``, and the part within slices, ``sum w_on (a_on -
+  a_off)``; the two add up to the overall gap exactly, which tells a mix shift from a real drop.
+* **Prediction-distribution shift** (classification outputs). Online output shares against
+  (a) the online label shares estimated from corrections (``output - corrected_output + truth``
+  per class), tested per class with McNemar's test on the discordant counts; and (b) the offline
+  label shares, ``offline_results["label_shares"] = {label: share}`` with the offline test's
+  ``overall.n``, tested with the chi-square test of homogeneity and PSI.
+
+The offline mix is ``offline_results["slices"][s]["n"]`` over the slices named in
+``offline_results["mix_slices"]`` when given, else over the offline slices whose family (the
+part before ``/``) appears online, so overlapping offline groupings (e.g. ``noise/*``) stay out.
+
+Findings are ranked by *severity*, the share of online predictions a finding touches: the excess
+share of an over-predicted class, the accuracy points lost, the accuracy points a mix shift
+explains. A prediction shift that explains at least half of its candidate's accuracy gap is the
+cause and is ranked with the gap's severity, ahead of the symptom.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from core.store.models import Candidate, Experiment
+from evaluation import aggregation as agg
+from evaluation.findings import rank_findings
+from evaluation.online import (
+    ALL,
+    Cell,
+    estimated_label_counts,
+    load_cells,
+    metrics,
+    wilson_interval,
+)
+from evaluation.results import variants_of
+
+PSI_EPSILON = 1e-4
+PSI_SHIFT = 0.1  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 major shift
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of two count (or share) vectors over the same categories."""
+    p = np.asarray(expected, float) / max(float(np.sum(expected)), 1e-300)
+    q = np.asarray(actual, float) / max(float(np.sum(actual)), 1e-300)
+    p, q = np.maximum(p, epsilon), np.maximum(q, epsilon)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def homogeneity(offline: np.ndarray, online: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity of two count vectors (categories empty in both dropped)."""
+    table = np.vstack([offline, online]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return math.nan, math.nan
+    res = stats.chi2_contingency(table, correction=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def non_inferiority(on_hits: float, on_n: float, off_rate: float, off_n: float,
+                    tolerance: float) -> tuple[float, float]:
+    """z and one-sided p of ``H0: p_on - p_off >= -tolerance`` (Wald, unpooled variances)."""
+    if on_n <= 0 or off_n <= 0:
+        return math.nan, math.nan
+    p_on = on_hits / on_n
+    var = p_on * (1 - p_on) / on_n + off_rate * (1 - off_rate) / off_n
+    if var <= 0:
+        return math.nan, math.nan
+    z = (p_on - off_rate + tolerance) / math.sqrt(var)
+    return z, float(special.ndtr(z))
+
+
+def mcnemar(b: float, c: float) -> float:
+    """McNemar's test with continuity correction on discordant counts b and c (p-value)."""
+    if b + c == 0:
+        return 1.0
+    return float(special.chdtrc(1, (abs(b - c) - 1) ** 2 / (b + c)))
+
+
+def _offline(session: Session, name: str) -> dict[str, Any]:
+    row = session.scalars(select(Candidate).where(Candidate.name == name)
+                          .order_by(Candidate.created_at.desc()).limit(1)).first()
+    return dict(row.offline_results or {}) if row is not None else {}
+
+
+def _mix_slices(offline: dict[str, Any], online: list[str]) -> list[str]:
+    listed = offline.get("mix_slices")
+    if listed:
+        return list(listed)
+    families = {s.split("/")[0] for s in online}
+    return [s for s in offline.get("slices", {}) if s.split("/")[0] in families]
+
+
+def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
+                tolerance: float) -> list[dict[str, Any]]:
+    rows = []
+    for slice_ in sorted(cells, key=lambda s: (s != ALL, s)):
+        off = offline.get("overall" if slice_ == ALL else "slices", {})
+        off = off if slice_ == ALL else off.get(slice_, {})
+        m = metrics(cells[slice_], alpha)
+        n_on = m["predictions"]
+        hits = n_on - m["corrections"]
+        low, high = wilson_interval(hits, n_on, alpha)
+        rate, n_off = off.get("exact_match"), off.get("n") or 0
+        z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance) if rate is not None
+                else (math.nan, math.nan))
+        rows.append({
+            "candidate": cand, "slice": slice_,
+            "offline": {k: off.get(k) for k in ("n", "exact_match", "token_edit_distance",
+                                                "latency_p50_ms", "latency_p99_ms")},
+            "online": {"n": n_on, "accuracy_bound": m["accuracy_bound"],
+                       "accuracy_ci": [low, high] if n_on else None,
+                       "exact_match_with_truth": m["exact_match"],
+                       "token_edit_distance": m["token_edit_distance"],
+                       "latency_p50_ms": m["latency_p50_ms"],
+                       "latency_p99_ms": m["latency_p99_ms"]},
+            "gap": None if rate is None or not n_on else m["accuracy_bound"] - rate,
+            "z": None if math.isnan(z) else z, "p_value": None if math.isnan(p) else p,
+            "flagged": bool(p < alpha) if not math.isnan(p) else False,
+        })
+    return rows
+
+
+def _mix(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
+         rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    online = [s for s in cells if s != ALL]
+    names = sorted(set(_mix_slices(offline, online)) | set(online))
+    off_slices = offline.get("slices", {})
+    off_n = np.array([float(off_slices.get(s, {}).get("n") or 0) if s in
+                      _mix_slices(offline, online) else 0.0 for s in names])
+    on_n = np.array([float(cells[s].get(agg.PREDICTIONS)[0]) if s in cells else 0.0
+                     for s in names])
+    if off_n.sum() == 0 or on_n.sum() == 0:
+        return None
+    chi2, p = homogeneity(off_n, on_n)
+    w_off, w_on = off_n / off_n.sum(), on_n / on_n.sum()
+    by_slice = {r["slice"]: r for r in rows}
+    a_off = np.array([off_slices.get(s, {}).get("exact_match") for s in names], dtype=float)
+    a_on = np.array([by_slice[s]["online"]["accuracy_bound"] if s in by_slice else np.nan
+                     for s in names], dtype=float)
+    both = ~np.isnan(a_off) & ~np.isnan(a_on) & (w_on > 0)
+    decomposition = None
+    if both.any():
+        wo, wn = w_off[both] / w_off[both].sum(), w_on[both] / w_on[both].sum()
+        mix_effect = float(np.sum((wn - wo) * a_off[both]))
+        within = float(np.sum(wn * (a_on[both] - a_off[both])))
+        decomposition = {"offline": float(np.sum(wo * a_off[both])),
+                         "online": float(np.sum(wn * a_on[both])),
+                         "mix_effect": mix_effect, "within_slices": within}
+    return {"candidate": cand, "slices": names,
+            "offline_shares": dict(zip(names, w_off.tolist(), strict=True)),
+            "online_shares": dict(zip(names, w_on.tolist(), strict=True)),
+            "chi_square": None if math.isnan(chi2) else chi2,
+            "p_value": None if math.isnan(p) else p, "psi": psi(off_n, on_n),
+            "decomposition": decomposition,
+            "shifted": bool(not math.isnan(p) and p < alpha and psi(off_n, on_n) >= PSI_SHIFT)}
+
+
+def _prediction_shift(cand: str, offline: dict[str, Any], cell: Cell,
+                      alpha: float) -> dict[str, Any] | None:
+    outputs = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
+    total = sum(outputs.values())
+    if not total:
+        return None
+    labels = estimated_label_counts(cell)
+    out: dict[str, Any] = {"candidate": cand, "output_shares": {k: v / total for k, v in
+                                                               sorted(outputs.items())}}
+    classes = sorted(set(outputs) | set(labels))
+    per_class = []
+    for lb in classes:
+        b = cell.get(agg.CORRECTED_OUTPUT, lb)[0]
+        c = cell.get(agg.TRUTH, lb)[0]
+        per_class.append({"label": lb, "output_share": outputs.get(lb, 0) / total,
+                          "label_share": labels.get(lb, 0) / total,
+                          "excess": (outputs.get(lb, 0) - labels.get(lb, 0)) / total,
+                          "p_value": mcnemar(b, c)})
+    out["online_labels"] = sorted(per_class, key=lambda r: -r["excess"])
+    shares = offline.get("label_shares") or {}
+    if shares:
+        n_off = float((offline.get("overall") or {}).get("n") or 0)
+        names = sorted(set(shares) | set(outputs))
+        off = np.array([float(shares.get(k, 0.0)) for k in names])
+        on = np.array([float(outputs.get(k, 0)) for k in names])
+        chi2, p = homogeneity(off * n_off, on) if n_off else (math.nan, math.nan)
+        excess = on / total - off / off.sum()
+        top = int(np.argmax(excess))
+        out["offline_labels"] = {
+            "label_shares": dict(zip(names, (off / off.sum()).tolist(), strict=True)),
+            "chi_square": None if math.isnan(chi2) else chi2,
+            "p_value": None if math.isnan(p) else p, "psi": psi(off, on),
+            "top_label": names[top], "excess": float(excess[top]),
+            "shifted": bool(not math.isnan(p) and p < alpha and psi(off, on) >= PSI_SHIFT)}
+    return out
+
+
+def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
+                      tolerance: float = 0.02) -> dict[str, Any]:
+    """Offline-vs-online divergence of an experiment's candidates, with ranked findings."""
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    by_cand: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
+    for (variant, slice_), cell in load_cells(session, experiment_id).items():
+        by_cand[variant.candidate][slice_].merge(cell)
+    candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))
+    candidates += [c for c in sorted(by_cand) if c not in candidates]
+    slices, mixes, shifts = [], [], []
+    for cand in candidates:
+        cells = by_cand.get(cand)
+        if not cells:
+            continue
+        offline = _offline(session, cand)
+        rows = _slice_rows(cand, offline, cells, alpha, tolerance)
+        slices += rows
+        if (mix := _mix(cand, offline, cells, alpha, rows)) is not None:
+            mixes.append(mix)
+        if (shift := _prediction_shift(cand, offline, cells[ALL], alpha)) is not None:
+            shifts.append(shift)
+    return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
+            "slices": slices, "traffic_mix": mixes, "prediction_shift": shifts,
+            "findings": rank_findings(slices, mixes, shifts, alpha)}
