@@ -1,0 +1,170 @@
+"""Which stage of the OCR pipeline caused an error, for every prediction with a known truth.
+
+The pipeline records each stage's intermediate output in the prediction's ``stages``: detector
+boxes, recognizer classes, aligner relations ``[parent, relation, probability]`` and the
+converter's LaTeX. Against the truth (a correction or a relabel), the first stage that went
+wrong is blamed:
+
+1. **detector**: the number of detected symbols differs from the truth's (a missed or extra
+   symbol; a fraction bar counts as one symbol, ``-``);
+2. **recognizer**: as many symbols, but not the same multiset of classes (a wrong symbol);
+3. **aligner**: the right symbols, but the structure their relations describe (superscript,
+   subscript, fraction, root, reading order) is not the truth's;
+4. **converter**: the structure is the truth's, yet the string is not.
+
+Structures are compared in one canonical form: every group braced, parsed from the truth and
+rendered from the relations by the same small grammar, so ``x^2`` and ``x^{2}`` are equal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.latex import tokenize
+from core.store.models import Prediction, PredictionTruth, RelabelItem
+
+STAGES = ("detector", "recognizer", "aligner", "converter")
+_MARKUP = {"{", "}", "^", "_"}
+_TWO_GROUPS, _ONE_GROUP = {"\\frac"}, {"\\sqrt"}
+
+
+def canonical(latex: str) -> list[str]:
+    """The tokens of a formula with every script, fraction and root argument braced."""
+    tokens = tokenize(latex)
+    out, _ = _row(tokens, 0)
+    return out
+
+
+def _group(tokens: list[str], i: int) -> tuple[list[str], int]:
+    if i < len(tokens) and tokens[i] == "{":
+        inner, i = _row(tokens, i + 1)
+        return inner, i + 1  # skip the closing brace (or the end)
+    if i < len(tokens):
+        return [tokens[i]], i + 1
+    return [], i
+
+
+def _row(tokens: list[str], i: int) -> tuple[list[str], int]:
+    out: list[str] = []
+    while i < len(tokens) and tokens[i] != "}":
+        tok = tokens[i]
+        if tok in ("^", "_"):
+            arg, i = _group(tokens, i + 1)
+            out += [tok, "{", *arg, "}"]
+            continue
+        if tok in _TWO_GROUPS:
+            num, i = _group(tokens, i + 1)
+            den, i = _group(tokens, i)
+            out += [tok, "{", *num, "}", "{", *den, "}"]
+        elif tok in _ONE_GROUP:
+            body, i = _group(tokens, i + 1)
+            out += [tok, "{", *body, "}"]
+        elif tok == "{":
+            inner, i = _row(tokens, i + 1)
+            out += inner
+            i += 1
+        else:
+            out.append(tok)
+            i += 1
+    return out, i
+
+
+def truth_symbols(latex: str) -> list[str]:
+    """The symbols a detector should find: a fraction is its bar, ``-``; markup is nothing."""
+    return ["-" if t == "\\frac" else t for t in canonical(latex) if t not in _MARKUP]
+
+
+def render(classes: Sequence[str], relations: Sequence[Sequence[Any]]) -> list[str]:
+    """Canonical tokens of the structure the aligner's relations describe."""
+    children: dict[int, dict[str, int]] = defaultdict(dict)
+    roots = []
+    for i, rel in enumerate(relations):
+        parent, kind = int(rel[0]), str(rel[1])
+        if parent < 0 or parent >= len(classes) or parent == i or kind in children[parent]:
+            roots.append(i)
+        else:
+            children[parent][kind] = i
+    seen: set[int] = set()
+    out: list[str] = []
+    for root in roots:
+        out += _render_row(root, classes, children, seen)
+    return out
+
+
+def _render_row(node: int | None, classes: Sequence[str], children: dict[int, dict[str, int]],
+                seen: set[int]) -> list[str]:
+    out: list[str] = []
+    while node is not None and node not in seen:
+        seen.add(node)
+        kids = children.get(node, {})
+        if "num" in kids or "den" in kids:
+            out += ["\\frac", "{", *_render_row(kids.get("num"), classes, children, seen), "}",
+                    "{", *_render_row(kids.get("den"), classes, children, seen), "}"]
+        elif classes[node] in _ONE_GROUP:
+            out += [classes[node], "{",
+                    *_render_row(kids.get("body"), classes, children, seen), "}"]
+        else:
+            out.append(classes[node])
+        for script, mark in (("sub", "_"), ("sup", "^")):
+            if script in kids:
+                out += [mark, "{", *_render_row(kids[script], classes, children, seen), "}"]
+        node = kids.get("right")
+    return out
+
+
+def attribute(output: str, stages: dict[str, Any] | None, truth: str) -> str | None:
+    """The stage to blame, ``"correct"`` when the output is right, None without stages."""
+    want = canonical(truth)
+    if canonical(output) == want:
+        return "correct"
+    if not stages or "recognizer" not in stages:
+        return None
+    classes = list(stages["recognizer"].get("classes", []))
+    boxes = (stages.get("detector") or {}).get("boxes", classes)
+    symbols = truth_symbols(truth)
+    if len(boxes) != len(symbols):
+        return "detector"
+    if Counter(classes) != Counter(symbols):
+        return "recognizer"
+    relations = (stages.get("aligner") or {}).get("relations", [])
+    if len(relations) != len(classes) or render(classes, relations) != want:
+        return "aligner"
+    return "converter"
+
+
+def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
+    """Error counts and shares by stage, per candidate and slice (and per candidate overall),
+    over every prediction with a truth; ``experiment_id`` None covers all predictions."""
+    p, tr, r = Prediction, PredictionTruth, RelabelItem
+    where = [] if experiment_id is None else [p.experiment_id == experiment_id]
+    corrected = select(p.candidate, p.slice, p.output, p.stages, tr.truth).join(
+        tr, tr.prediction_id == p.prediction_id).where(*where)
+    labels = (select(r.prediction_id, func.min(r.label).label("label"))
+              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
+    relabeled = (select(p.candidate, p.slice, p.output, p.stages, labels.c.label)
+                 .join(labels, labels.c.prediction_id == p.prediction_id)
+                 .outerjoin(tr, tr.prediction_id == p.prediction_id)
+                 .where(tr.prediction_id.is_(None), *where))
+    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for query in (corrected, relabeled):
+        for cand, slice_, output, stages, truth in session.execute(query):
+            stage = attribute(output, stages, truth)
+            if stage is not None:
+                counts[(cand, slice_)][stage] += 1
+                counts[(cand, "all")][stage] += 1
+    rows = []
+    for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
+                                                                    kv[0][1])):
+        errors = sum(c[s] for s in STAGES)
+        rows.append({
+            "candidate": cand, "slice": slice_, "with_truth": errors + c["correct"],
+            "errors": errors, "counts": {s: c[s] for s in STAGES},
+            "shares": {s: (c[s] / errors if errors else None) for s in STAGES},
+            "top_stage": max(STAGES, key=lambda s: c[s]) if errors else None,
+        })
+    return {"experiment_id": experiment_id, "stages": list(STAGES), "rows": rows}

@@ -1,0 +1,86 @@
+"""Stage attribution on the OCR workload's own formulas: the renderer agrees with the real
+converter, and each kind of injected fault is blamed on the stage that made it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from core.store.db import Database
+from evaluation.attribution import attribute, canonical, render, stage_attribution
+from serving.ocr.converter import to_latex
+from serving.ocr.dataset import OFFLINE_MIX, Sample, generate
+from tests.evaluation.helpers import apply, correction, prediction
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Sample]:
+    return generate(300, OFFLINE_MIX, 3, "validation")
+
+
+def _stages(s: Sample) -> dict[str, Any]:
+    return {"detector": {"boxes": [list(b) for b in s.boxes]},
+            "recognizer": {"classes": list(s.classes)},
+            "aligner": {"relations": [[p, r, 1.0] for p, r in s.relations]},
+            "converter": {"latex": s.latex}}
+
+
+def test_canonical_form_braces_every_group() -> None:
+    assert canonical("x^2+\\frac12") == canonical("x^{2}+\\frac{1}{2}")
+    assert canonical("\\sqrt{a_n}") == ["\\sqrt", "{", "a", "_", "{", "n", "}", "}"]
+
+
+def test_render_agrees_with_the_pipelines_converter(samples: list[Sample]) -> None:
+    for s in samples:
+        relations = [(p, r) for p, r in s.relations]
+        assert render(s.classes, [[p, r] for p, r in relations]) == canonical(s.latex)
+        assert canonical(to_latex(s.classes, relations, s.boxes)) == canonical(s.latex)
+
+
+def test_each_fault_is_blamed_on_its_stage(samples: list[Sample]) -> None:
+    for s in samples[:100]:
+        stages = _stages(s)
+        assert attribute(s.latex, stages, s.latex) == "correct"
+        missing = copy.deepcopy(stages)
+        missing["detector"]["boxes"].pop()
+        missing["recognizer"]["classes"].pop()
+        assert attribute("?", missing, s.latex) == "detector"
+        wrong = copy.deepcopy(stages)
+        wrong["recognizer"]["classes"][0] = "\\theta" if s.classes[0] != "\\theta" else "x"
+        assert attribute("?", wrong, s.latex) == "recognizer"
+        assert attribute("?", stages, s.latex) == "converter"
+    # A superscript read as a subscript is the aligner's error.
+    scripted = next(s for s in samples if any(r == "sup" for _, r in s.relations))
+    bad = _stages(scripted)
+    for rel in bad["aligner"]["relations"]:
+        if rel[1] == "sup":
+            rel[1] = "sub"
+    assert attribute(scripted.latex.replace("^", "_"), bad, scripted.latex) == "aligner"
+
+
+def test_report_shares_by_candidate_and_slice(db: Database, samples: list[Sample]) -> None:
+    batch = []
+    for i, s in enumerate(samples[:40]):
+        stages = _stages(s)
+        output = s.latex
+        if i % 4 == 0:  # detector: one symbol lost
+            stages["detector"]["boxes"].pop()
+            stages["recognizer"]["classes"].pop()
+            output = "?"
+        elif i % 4 == 1:  # recognizer
+            stages["recognizer"]["classes"][0] = "\\theta" if s.classes[0] != "\\theta" else "x"
+            output = "?"
+        pid = f"p{i}"
+        batch.append(prediction(pid, output=output, stages=stages, slice_=s.category))
+        if i % 2 == 0 or i % 4 == 1:
+            batch.append(correction(pid, s.latex))
+    apply(db, batch)
+    with db.session() as sess:
+        report = stage_attribution(sess, 1)
+    overall = next(r for r in report["rows"] if r["slice"] == "all")
+    assert overall["counts"] == {"detector": 10, "recognizer": 10, "aligner": 0, "converter": 0}
+    assert overall["with_truth"] == 30  # 10 correct outputs got a (same) correction
+    assert overall["shares"]["detector"] == 0.5
+    assert sum(r["errors"] for r in report["rows"] if r["slice"] != "all") == 20
