@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError
@@ -23,6 +24,7 @@ from core.latex import tokenize
 from core.outbox import add_event
 from core.settings import Settings
 from core.store.db import Database, utcnow
+from core.store.groupcommit import GroupCommitter
 from core.store.models import ServedPrediction
 from serving.guardrails import GuardrailMonitor
 from serving.pool import CandidatePool
@@ -30,6 +32,7 @@ from serving.router import Route, Router
 
 log = logging.getLogger(__name__)
 
+DEFAULT_REFRESH_S = 5.0
 _MIDDLE_SCHOOL = {"^", "_", "\\sqrt", "(", ")", "\\alpha", "\\beta", "\\pi", "\\theta"}
 
 
@@ -60,14 +63,22 @@ class PredictService:
         self.pool = pool
         self.monitor = monitor
         self._shadows = ThreadPoolExecutor(shadow_workers, thread_name_prefix="shadow")
+        self._writes = GroupCommitter(db)
+        self._default: tuple[float, str] | None = None
 
     def default_candidate(self) -> str:
+        """The configured default, else the newest registered candidate (looked up at most
+        every DEFAULT_REFRESH_S seconds, not on every request)."""
         if self.settings.default_candidate:
             return self.settings.default_candidate
-        listed = self.pool.registry.list()
-        if not listed:
-            raise AbvocError("no candidate is registered; run `abvoc train --all`", status=503)
-        return max(listed, key=lambda c: c.created_at).name
+        now = time.monotonic()
+        if self._default is None or now - self._default[0] > DEFAULT_REFRESH_S:
+            listed = self.pool.registry.list()
+            if not listed:
+                raise AbvocError("no candidate is registered; run `abvoc train --all`",
+                                 status=503)
+            self._default = (now, max(listed, key=lambda c: c.created_at).name)
+        return self._default[1]
 
     def _run(self, candidate: str, image: np.ndarray) -> tuple[Any, float, str | None]:
         start = time.perf_counter()
@@ -101,11 +112,15 @@ class PredictService:
         )
 
     def _record(self, event: dict[str, Any]) -> None:
-        with self.db.session() as s:
+        """Commit the event and the ledger row together; returns once they are durable."""
+
+        def unit(s: Session) -> None:
             add_event(s, event, self.settings.topic_prefix)
-            s.add(ServedPrediction(prediction_id=event["prediction_id"],
-                                   experiment_id=event["experiment_id"],
-                                   candidate=event["candidate"], created_at=utcnow()))
+            s.execute(ServedPrediction.__table__.insert(), {
+                "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
+                "candidate": event["candidate"], "created_at": utcnow()})
+
+        self._writes.run(unit)
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         route = self.router.route(req.scope, req.unit_id, self.default_candidate(),
@@ -142,3 +157,4 @@ class PredictService:
 
     def close(self) -> None:
         self._shadows.shutdown(wait=True)
+        self._writes.close()

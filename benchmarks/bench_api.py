@@ -1,0 +1,135 @@
+"""/v1/predict with the router and events on, against the same candidate called bare.
+
+Both run in one server process (werkzeug, threaded) in the same run: `/v1/predict` (auth, router,
+candidate, PredictionMade event and served-ledger row committed to the outbox in SQLite) and a
+bare route that decodes the same image and calls the same loaded candidate. A separate client
+process sends the same images with C concurrent connections; the figure is the throughput
+overhead of the full path over the bare one, with p50/p99 latencies. Medians of the rounds.
+
+    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+CANDIDATE = "ocr-small-mixed"
+
+
+def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
+    import torch
+    from flask import jsonify, request
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from app.auth import create_key
+    from core.settings import load_settings
+    from serving.images import decode_image
+    from serving.ocr.candidates import pipeline_description, spec_for, train_candidate
+
+    torch.set_num_threads(1)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    models = Path(models_dir) if models_dir else settings.models_dir
+    if not (models / CANDIDATE / "candidate.json").exists():
+        print(f"training {CANDIDATE} (small, for timing only) ...", flush=True)
+        train_candidate(CANDIDATE, models, n_train=300, epochs=3, seed=0)
+    settings = settings.with_overrides(model_store=models)
+    app = create_app(settings)
+    spec = spec_for(CANDIDATE)
+    serving = app.extensions["abvoc_serving"]
+    serving.registry.register(CANDIDATE, spec["version"], pipeline=pipeline_description(spec),
+                              artifacts=str(models / CANDIDATE))
+    key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
+
+    @app.post("/bench/bare")
+    def bare():  # noqa: ANN202
+        body = request.get_json()
+        image = decode_image(base64.b64decode(body["image_base64"]))
+        result = serving.pool.get(CANDIDATE).predict_one(image)
+        return jsonify({"output": result.latex, "confidence": result.confidence})
+
+    serving.pool.get(CANDIDATE)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port_queue.put((server.server_port, key))
+    server.serve_forever()
+
+
+def load(url: str, headers: dict, bodies: list[dict], concurrency: int) -> tuple[float, list]:
+    import requests
+
+    local = threading.local()
+
+    def one(body: dict) -> float:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        start = time.perf_counter()
+        response = session.post(url, json=body, headers=headers, timeout=30)
+        response.raise_for_status()
+        return (time.perf_counter() - start) * 1000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, bodies))
+    return len(bodies) / (time.perf_counter() - start), latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--models", default=None, help="a model store with trained candidates")
+    args = parser.parse_args()
+
+    from serving.images import encode_png
+    from serving.ocr.dataset import ONLINE_MIX, sample_requests
+
+    ctx = mp.get_context("spawn")
+    ports: mp.Queue = ctx.Queue()
+    data_dir = tempfile.mkdtemp(prefix="abvoc-bench-api-")
+    server = ctx.Process(target=serve, args=(ports, data_dir, args.models), daemon=True)
+    server.start()
+    port, key = ports.get(timeout=600)
+    images = [encode_png(s.image) for s in sample_requests(args.requests, ONLINE_MIX, seed=1)]
+    bodies = [{"image_base64": base64.b64encode(img).decode(), "unit_id": f"user-{i}",
+               "slice": "handwritten/middle"} for i, img in enumerate(images)]
+    headers = {"Authorization": f"Bearer {key}"}
+    base = f"http://127.0.0.1:{port}"
+    load(f"{base}/bench/bare", headers, bodies[:50], args.concurrency)  # warm up
+    load(f"{base}/v1/predict", headers, bodies[:50], args.concurrency)
+    figures: dict[str, list] = {"bare": [], "full": []}
+    for r in range(args.rounds):
+        for name, path in (("bare", "/bench/bare"), ("full", "/v1/predict")):
+            rate, lat = load(base + path, headers, bodies, args.concurrency)
+            figures[name].append((rate, np.percentile(lat, 50), np.percentile(lat, 99)))
+            print(f"round {r + 1} {name:4s}: {rate:7.1f} req/s  p50 {np.percentile(lat, 50):6.2f} "
+                  f"ms  p99 {np.percentile(lat, 99):6.2f} ms", flush=True)
+    server.terminate()
+    med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in figures.items()}
+    print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
+          f"{args.concurrency} concurrent, candidate {CANDIDATE}:")
+    for name, label in (("bare", "candidate called bare"),
+                        ("full", "/v1/predict, router + events on")):
+        rate, p50, p99 = med[name]
+        print(f"  {label:34s} {rate:7.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    overhead = 1 - med["full"][0] / med["bare"][0]
+    print(f"  throughput overhead of router + events: {overhead:.1%} (goal < 5%)")
+
+
+if __name__ == "__main__":
+    main()
