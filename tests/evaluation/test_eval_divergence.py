@@ -1,0 +1,81 @@
+"""Divergence statistics against statsmodels and scipy, and the mix-vs-drop decomposition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+from statsmodels.stats.proportion import proportion_confint
+from statsmodels.stats.proportion import test_proportions_2indep as sm_two_proportions
+
+from core.store.db import Database
+from evaluation.divergence import divergence_report, homogeneity, mcnemar, non_inferiority, psi
+from evaluation.online import wilson_interval
+from tests.evaluation.helpers import add_candidate, add_experiment, apply, correction, prediction
+
+
+def test_non_inferiority_matches_statsmodels_wald() -> None:
+    z, p = non_inferiority(812, 1000, 0.86, 600, 0.02)
+    ref = sm_two_proportions(812, 1000, 516, 600, value=-0.02, method="wald",
+                                  compare="diff", alternative="smaller")
+    assert z == pytest.approx(ref.statistic, rel=1e-9)
+    assert p == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_wilson_interval_matches_statsmodels() -> None:
+    low, high = wilson_interval(37, 250)
+    assert (low, high) == pytest.approx(proportion_confint(37, 250, method="wilson"), rel=1e-9)
+
+
+def test_mcnemar_matches_statsmodels() -> None:
+    ref = sm_mcnemar([[500, 42], [17, 300]], exact=False, correction=True)
+    assert mcnemar(42, 17) == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_homogeneity_and_psi() -> None:
+    off, on = np.array([300, 150, 50]), np.array([100, 200, 200])
+    chi2, p = homogeneity(off, on)
+    ref = stats.chi2_contingency(np.vstack([off, on]), correction=False)
+    assert (chi2, p) == pytest.approx((ref.statistic, ref.pvalue))
+    # PSI by its definition, shares 0.6/0.3/0.1 against 0.2/0.4/0.4.
+    expected = sum((q - e) * np.log(q / e) for e, q in ((0.6, 0.2), (0.3, 0.4), (0.1, 0.4)))
+    assert psi(off, on) == pytest.approx(expected)
+    assert psi(off, off * 3) == pytest.approx(0.0)
+
+
+def test_mix_shift_is_told_apart_from_drops_within_slices(db: Database) -> None:
+    """Offline: 80% printed (acc .95), 20% handwritten (acc .70). Online the accuracies per
+    slice hold but the mix flips to 20/80: the whole drop is the mix, none within slices."""
+    add_candidate(db, "ocr", {
+        "overall": {"n": 1000, "exact_match": 0.9},
+        "slices": {"printed/middle": {"n": 800, "exact_match": 0.95},
+                   "handwritten/middle": {"n": 200, "exact_match": 0.70},
+                   "noise/noisy": {"n": 100, "exact_match": 0.5}},
+    })
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "ocr", "weight": 1.0, "control": True}])
+    batch = []
+    for slice_, n, wrong in (("printed/middle", 400, 20), ("handwritten/middle", 1600, 480)):
+        for i in range(n):
+            pid = f"{slice_}-{i}"
+            batch.append(prediction(pid, experiment_id=exp, candidate="ocr", slice_=slice_,
+                                    stages={"converter": {}}))
+            if i < wrong:
+                batch.append(correction(pid, "y"))
+    apply(db, batch)
+    with db.session() as s:
+        report = divergence_report(s, exp)
+    mix = report["traffic_mix"][0]
+    assert "noise/noisy" not in mix["slices"]  # an overlapping offline grouping stays out
+    assert mix["shifted"] and mix["psi"] > 0.25
+    d = mix["decomposition"]
+    assert d["within_slices"] == pytest.approx(0.0, abs=1e-12)
+    assert d["mix_effect"] == pytest.approx(0.2 * 0.95 + 0.8 * 0.70 - (0.8 * 0.95 + 0.2 * 0.70))
+    assert d["online"] - d["offline"] == pytest.approx(d["mix_effect"] + d["within_slices"])
+    top = report["findings"][0]
+    assert top["kind"] == "traffic_mix" and top["slice"] == "handwritten/middle"
+    by_slice = {r["slice"]: r for r in report["slices"]}
+    assert not by_slice["printed/middle"]["flagged"]
+    assert not by_slice["handwritten/middle"]["flagged"]
+    assert by_slice["all"]["flagged"]  # overall it is worse than its offline figure
