@@ -103,12 +103,33 @@ def relay(ctx: Context) -> None:
     _run(ctx, relay=True)
 
 
+def ensure_candidates(ctx: Context) -> None:
+    """On a fresh store, train and offline-test the reference candidates (about a minute)."""
+    from serving.ocr.candidates import candidate_names
+    from serving.ocr.workflow import offline_test_and_store, train_and_register
+    from serving.registry import Registry
+
+    with Database(ctx.settings.database_url) as database:
+        schema.upgrade(database)
+        if Registry(database).list():
+            return
+    names = candidate_names()
+    click.echo(f"no candidates registered: training {', '.join(names)} (once, about a minute)")
+    train_and_register(ctx.settings, names, progress=click.echo)
+    for name in names:
+        offline_test_and_store(ctx.settings, name, progress=click.echo)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--train/--no-train", default=True, show_default=True,
+              help="Train the reference candidates first if none is registered.")
 @pass_ctx
-def up(ctx: Context, host: str, port: int) -> None:
+def up(ctx: Context, host: str, port: int, train: bool) -> None:
     """Run everything on one machine: API, outbox relay and evaluation worker."""
+    if train:
+        ensure_candidates(ctx)
     _run(ctx, api=(host, port), relay=True, worker=True)
 
 
