@@ -174,16 +174,18 @@ def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _add_latencies(session: Session, groups: list[tuple[Any, list[float]]]) -> None:
-    """Per group, in key order: create the row if missing, lock it, merge the histogram."""
+    """Per group, in key order: create the row if missing and lock it, merge the histogram."""
     t = OnlineAggregate.__table__
-    ensure = _insert(session, t).on_conflict_do_nothing(index_elements=list(_KEYS))
+    # A no-op DO UPDATE creates the row when missing and locks it either way, in one statement;
+    # RETURNING gives the sketch as it stands under the lock.
+    lock = _insert(session, t)
+    lock = lock.on_conflict_do_update(index_elements=list(_KEYS),
+                                      set_={"n": t.c.n}).returning(t.c.sketch)
     where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _KEYS))
     updates = []
     for group, values in groups:
         key = {**group._asdict(), "metric": LATENCY, "label": ""}
-        session.execute(ensure, [{**key, "n": 0, "sum": 0.0, "sum_squares": 0.0}])
-        old = session.execute(select(t.c.sketch).where(
-            and_(*(t.c[k] == v for k, v in key.items()))).with_for_update()).scalar_one()
+        old = session.execute(lock.values(**key, n=0, sum=0.0, sum_squares=0.0)).scalar_one()
         merged = sketch.decode(old) + sketch.from_values(values)
         updates.append({**{f"k_{k}": v for k, v in key.items()},
                         "d_n": len(values), "d_sum": sum(values),
