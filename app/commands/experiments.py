@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -14,10 +16,11 @@ from core.store.db import Database
 from serving.experiments import Experiments
 
 
-def _db(ctx: Context) -> Database:
-    db = Database(ctx.settings.database_url)
-    db.check()
-    return db
+@contextmanager
+def _db(ctx: Context) -> Iterator[Database]:
+    with Database(ctx.settings.database_url) as db:
+        db.check()
+        yield db
 
 
 def _arm(text: str, control: bool) -> dict[str, Any]:
@@ -83,7 +86,8 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
             key, _, value = item.partition("=")
             rails[key] = float(value)
         body["guardrails"] = rails
-    exp = Experiments(_db(ctx)).create(body)
+    with _db(ctx) as db:
+        exp = Experiments(db).create(body)
     emit(exp, as_json, _summary(exp))
 
 
@@ -94,10 +98,10 @@ def _action(verb: str, doc: str) -> click.Command:
     @json_option
     @pass_ctx
     def command(ctx: Context, experiment_id: int, reason: str | None, as_json: bool) -> None:
-        experiments = Experiments(_db(ctx))
-        method = getattr(experiments, verb)
-        exp = method(experiment_id, reason) if reason and verb in ("pause", "kill") \
-            else method(experiment_id)
+        with _db(ctx) as db:
+            method = getattr(Experiments(db), verb)
+            exp = method(experiment_id, reason) if reason and verb in ("pause", "kill") \
+                else method(experiment_id)
         emit(exp, as_json, _summary(exp))
 
     return command
@@ -118,7 +122,8 @@ for _verb, _doc in (("start", "Start: the experiment takes its traffic scope."),
 @pass_ctx
 def list_(ctx: Context, status: str | None, as_json: bool) -> None:
     """List experiments."""
-    rows = Experiments(_db(ctx)).list(status)
+    with _db(ctx) as db:
+        rows = Experiments(db).list(status)
     emit(rows, as_json, "\n".join(_summary(e) for e in rows) or "no experiments")
 
 
@@ -128,7 +133,8 @@ def list_(ctx: Context, status: str | None, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
     """Show one experiment."""
-    exp = Experiments(_db(ctx)).get(experiment_id)
+    with _db(ctx) as db:
+        exp = Experiments(db).get(experiment_id)
     emit(exp, as_json, _summary(exp))
 
 
@@ -144,7 +150,8 @@ def keys() -> None:
 @pass_ctx
 def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> None:
     """Create a key; its secret is printed this once."""
-    key = create_key(_db(ctx), [s.strip() for s in scopes.split(",") if s.strip()], name)
+    with _db(ctx) as db:
+        key = create_key(db, [s.strip() for s in scopes.split(",") if s.strip()], name)
     emit(key, as_json, f"{key['key']}\n(scopes: {', '.join(key['scopes'])}; shown only once)")
 
 
@@ -153,7 +160,8 @@ def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> N
 @pass_ctx
 def list_keys_command(ctx: Context, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    rows = list_keys(_db(ctx))
+    with _db(ctx) as db:
+        rows = list_keys(db)
     human = "\n".join(f"{k['prefix']} {k['name'] or '-'} {','.join(k['scopes'])}"
                       + (" (revoked)" if k["revoked_at"] else "") for k in rows)
     emit(rows, as_json, human or "no keys")
@@ -164,7 +172,8 @@ def list_keys_command(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def revoke(ctx: Context, prefix: str) -> None:
     """Revoke the key with this prefix."""
-    revoke_key(_db(ctx), prefix)
+    with _db(ctx) as db:
+        revoke_key(db, prefix)
     click.echo(f"revoked {prefix}")
 
 

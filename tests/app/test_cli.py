@@ -75,3 +75,41 @@ def test_db_upgrade_current_downgrade(database_url: str, monkeypatch: pytest.Mon
     assert "base" in runner.invoke(main, ["db", "downgrade", "base"]).output
     current = json.loads(runner.invoke(main, ["db", "current", "--json"]).output)
     assert current["current"] is None
+
+
+def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.store import schema
+    from core.store.db import Database
+    from serving.registry import Registry
+
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    with Database(database_url) as db:
+        schema.upgrade(db)
+        for name in ("ocr-small-printed", "ocr-small-mixed"):
+            Registry(db).register(name, "1")
+    runner = CliRunner()
+    key = json.loads(runner.invoke(main, ["keys", "create", "--scopes", "predict,correct",
+                                          "--json"]).output)
+    assert key["scopes"] == ["correct", "predict"] and key["key"].startswith("abv_")
+    listed = runner.invoke(main, ["keys", "list", "--json"]).output
+    assert key["prefix"] in listed and key["key"] not in listed
+    bad = runner.invoke(main, ["keys", "create", "--scopes", "root"])
+    assert bad.exit_code != 0 and "scopes" in bad.output
+
+    created = runner.invoke(main, [
+        "experiment", "create", "--name", "cli", "--arm", "control=ocr-small-printed:0.5",
+        "--arm", "treat=ocr-small-mixed:0.5", "--canary", "treat:0.1,0.5", "--json"])
+    assert created.exit_code == 0, created.output
+    exp = json.loads(created.output)
+    assert exp["weights"] == [0.9, 0.1] and exp["status"] == "draft"
+    assert "running" in runner.invoke(main, ["experiment", "start", str(exp["id"])]).output
+    advanced = json.loads(runner.invoke(main, ["experiment", "advance", str(exp["id"]),
+                                               "--json"]).output)
+    assert advanced["weights"] == [0.5, 0.5]
+    shown = runner.invoke(main, ["experiment", "list"]).output
+    assert "#1 cli [running]" in shown and "treat=ocr-small-mixed 50.0%" in shown
+    killed = json.loads(runner.invoke(main, ["experiment", "kill", str(exp["id"]), "--reason",
+                                             "bad", "--json"]).output)
+    assert killed["status"] == "killed" and killed["status_reason"] == "bad"
+    missing = runner.invoke(main, ["experiment", "show", "99"])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
