@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
+from core.store.db import Database
 
 
 class Context:
@@ -27,6 +30,14 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+@contextmanager
+def open_db(ctx: Context) -> Iterator[Database]:
+    """The configured store, checked reachable, closed when the command is done."""
+    with Database(ctx.settings.database_url) as db:
+        db.check()
+        yield db
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from app.auth import SCOPES, create_key, list_keys, revoke_key
-from app.cli import Context, emit, json_option, pass_ctx
+from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.errors import AbvocError
-from core.store.db import Database
 from serving.experiments import Experiments
-
-
-@contextmanager
-def _db(ctx: Context) -> Iterator[Database]:
-    with Database(ctx.settings.database_url) as db:
-        db.check()
-        yield db
 
 
 def _arm(text: str, control: bool) -> dict[str, Any]:
@@ -86,7 +76,7 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
             key, _, value = item.partition("=")
             rails[key] = float(value)
         body["guardrails"] = rails
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         exp = Experiments(db).create(body)
     emit(exp, as_json, _summary(exp))
 
@@ -98,7 +88,7 @@ def _action(verb: str, doc: str) -> click.Command:
     @json_option
     @pass_ctx
     def command(ctx: Context, experiment_id: int, reason: str | None, as_json: bool) -> None:
-        with _db(ctx) as db:
+        with open_db(ctx) as db:
             method = getattr(Experiments(db), verb)
             exp = method(experiment_id, reason) if reason and verb in ("pause", "kill") \
                 else method(experiment_id)
@@ -122,7 +112,7 @@ for _verb, _doc in (("start", "Start: the experiment takes its traffic scope."),
 @pass_ctx
 def list_(ctx: Context, status: str | None, as_json: bool) -> None:
     """List experiments."""
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         rows = Experiments(db).list(status)
     emit(rows, as_json, "\n".join(_summary(e) for e in rows) or "no experiments")
 
@@ -133,7 +123,7 @@ def list_(ctx: Context, status: str | None, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
     """Show one experiment."""
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         exp = Experiments(db).get(experiment_id)
     emit(exp, as_json, _summary(exp))
 
@@ -150,7 +140,7 @@ def keys() -> None:
 @pass_ctx
 def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> None:
     """Create a key; its secret is printed this once."""
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         key = create_key(db, [s.strip() for s in scopes.split(",") if s.strip()], name)
     emit(key, as_json, f"{key['key']}\n(scopes: {', '.join(key['scopes'])}; shown only once)")
 
@@ -160,7 +150,7 @@ def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> N
 @pass_ctx
 def list_keys_command(ctx: Context, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         rows = list_keys(db)
     human = "\n".join(f"{k['prefix']} {k['name'] or '-'} {','.join(k['scopes'])}"
                       + (" (revoked)" if k["revoked_at"] else "") for k in rows)
@@ -172,7 +162,7 @@ def list_keys_command(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def revoke(ctx: Context, prefix: str) -> None:
     """Revoke the key with this prefix."""
-    with _db(ctx) as db:
+    with open_db(ctx) as db:
         revoke_key(db, prefix)
     click.echo(f"revoked {prefix}")
 

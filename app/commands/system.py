@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from app.cli import Context, emit, json_option, pass_ctx
+from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.startup import connect
 from core.store import schema
 from core.store.db import Database
@@ -38,8 +38,7 @@ def db() -> None:
 @pass_ctx
 def upgrade(ctx: Context, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    with Database(ctx.settings.database_url) as database:
-        database.check()
+    with open_db(ctx) as database:
         schema.upgrade(database, revision)
         click.echo(f"database at revision {schema.current(database)}")
 
@@ -49,8 +48,7 @@ def upgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def downgrade(ctx: Context, revision: str) -> None:
     """Downgrade the schema to REVISION (default: one step; 'base' removes every table)."""
-    with Database(ctx.settings.database_url) as database:
-        database.check()
+    with open_db(ctx) as database:
         schema.downgrade(database, revision)
         click.echo(f"database at revision {schema.current(database) or 'base'}")
 
@@ -60,8 +58,7 @@ def downgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def current(ctx: Context, as_json: bool) -> None:
     """Show the schema's current and head revisions."""
-    with Database(ctx.settings.database_url) as database:
-        database.check()
+    with open_db(ctx) as database:
         data = {"current": schema.current(database), "head": schema.head(database)}
     emit(data, as_json, f"current {data['current'] or 'base'}, head {data['head']}")
 
