@@ -135,10 +135,14 @@ def _arm_action(summary: str) -> dict[str, Any]:
     return op
 
 
-def _report(summary: str) -> dict[str, Any]:
-    return {"get": {"summary": summary, "security": ADMIN, "parameters": [EXPERIMENT_ID],
+def _report(summary: str, *shares: str) -> dict[str, Any]:
+    params = [EXPERIMENT_ID] + [
+        {"name": name, "in": "query", "required": False,
+         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
+        for name in shares]
+    return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
                     "responses": {"200": _json({"$ref": "#/components/schemas/Report"}),
-                                  **_errors(401, 403, 404)}}}
+                                  **_errors(400, 401, 403, 404)}}}
 
 
 def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
@@ -206,7 +210,8 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/arms/{arm}/pause": _arm_action("Pause one arm"),
         "/v1/experiments/{experiment_id}/arms/{arm}/resume": _arm_action("Resume one arm"),
         "/v1/experiments/{experiment_id}/results": _report("Online results and statistics"),
-        "/v1/experiments/{experiment_id}/divergence": _report("Offline-vs-online divergence"),
+        "/v1/experiments/{experiment_id}/divergence": _report("Offline-vs-online divergence",
+                                                              "alpha", "tolerance"),
         "/v1/candidates": {"get": {
             "summary": "Registered candidates", "security": ADMIN,
             "responses": {"200": _json({"type": "object", "required": ["candidates"],

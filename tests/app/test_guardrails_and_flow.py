@@ -51,14 +51,19 @@ def test_slow_treatment_is_paused_by_its_guardrail(app: Flask, client: FlaskClie
     assert after["mixed"] > 0
 
 
-def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient,
-                                            admin: dict, predictor: dict) -> None:
+def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient, admin: dict,
+                                            predictor: dict, corrector: dict) -> None:
     exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}],
                  arms=[ARMS[0], ARMS[1], dict(ARMS[2], candidate="ocr-small-mixed", name="b")])
     act(client, admin, exp["id"], "start")
     answers = [predict(client, predictor, unit=f"user-{u}", seed=u,
                        slice="handwritten/middle").get_json() for u in range(45)]
     assert all("candidate" not in a for a in answers)  # never shown without admin
+    for a in answers[::3]:
+        accepted = client.post("/v1/corrections", headers=corrector, json={
+            "prediction_id": a["prediction_id"], "receipt": a["receipt"],
+            "corrected_output": "x^{2}"})
+        assert accepted.status_code == 202
     serving = app.extensions["abvoc_serving"]
     serving.predict.close()  # wait for the shadow runs to be recorded
 
@@ -80,6 +85,19 @@ def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient,
     assert {r.arm for r in served} == {"control", "mixed", "b"}
     assert {r.candidate for r in shadows} == {"ocr-large-mixed"}
     assert {a["prediction_id"] for a in answers} == {r.prediction_id for r in served}
+
+    results = client.get(f"/v1/experiments/{exp['id']}/results", headers=admin)
+    assert results.status_code == 200, results.get_json()
+    body = results.get_json()
+    assert {v["name"] for v in body["variants"] if not v["shadow"]} == {"control", "mixed", "b"}
+    assert body["comparisons"] and body["decision"]["action"] in ("ship", "keep_running", "stop")
+    corrected = sum(m["all"]["corrections"] for m in body["metrics"].values()
+                    if "all" in m and "corrections" in m["all"])
+    assert corrected == 15
+    divergence = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin)
+    assert divergence.status_code == 200 and "findings" in divergence.get_json()
+    refused = client.get(f"/v1/experiments/{exp['id']}/divergence?alpha=2", headers=admin)
+    assert refused.status_code == 400
 
 
 def test_metrics_count_requests_per_candidate(client: FlaskClient, predictor: dict) -> None:
