@@ -129,22 +129,6 @@ class Correction(Base):
     created_at: Mapped[datetime]
 
 
-class MetricAggregate(Base):
-    """Additive sufficient statistics per experiment × candidate × slice × hour × metric."""
-
-    __tablename__ = "metric_aggregates"
-
-    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    candidate: Mapped[str] = mapped_column(String(100), primary_key=True)
-    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
-    hour: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
-    metric: Mapped[str] = mapped_column(String(50), primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger, default=0)
-    sum: Mapped[float] = mapped_column(Float, default=0.0)
-    sum_squares: Mapped[float] = mapped_column(Float, default=0.0)
-    sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
-
-
 class OnlineAggregate(Base):
     """The evaluation worker's additive online statistics, one row per experiment × arm ×
     candidate × shadow × slice × hour × metric × label.
@@ -344,7 +328,6 @@ __all__ = [
     "CorrectionRequest",
     "Experiment",
     "ExperimentUnit",
-    "MetricAggregate",
     "OnlineAggregate",
     "OutboxEvent",
     "ParkedEvent",
