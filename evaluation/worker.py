@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import events
@@ -37,6 +36,7 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
+from core.store.upsert import dialect_insert
 from core.stream import StreamConsumer
 from evaluation import sketch
 from evaluation.aggregation import LATENCY, Accumulator, PredictionFacts, first_by
@@ -46,17 +46,12 @@ _ADDITIVE = ("n", "sum", "sum_squares")
 _KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
 
 
-def _insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
 def _insert_new(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str],
                 returning: str) -> set[Any]:
     """Insert rows, skipping existing keys; the ``returning`` values of the rows inserted."""
     if not rows:
         return set()
-    stmt = (_insert(session, table).on_conflict_do_nothing(index_elements=keys)
+    stmt = (dialect_insert(session, table).on_conflict_do_nothing(index_elements=keys)
             .returning(table.c[returning]))
     return set(session.scalars(stmt, rows))
 
@@ -109,7 +104,7 @@ def _count_units(session: Session, facts: list[PredictionFacts], acc: Accumulato
         return
     ordered = [rows[k] for k in sorted(rows)]
     t = ExperimentUnit.__table__
-    stmt = (_insert(session, t)
+    stmt = (dialect_insert(session, t)
             .on_conflict_do_nothing(index_elements=["experiment_id", "slice", "unit_id"])
             .returning(t.c.experiment_id, t.c.slice, t.c.unit_id))
     fresh = session.execute(stmt, [{k: v for k, v in r.items() if k != "_group"}
@@ -167,7 +162,7 @@ def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     t = OnlineAggregate.__table__
-    stmt = _insert(session, t)
+    stmt = dialect_insert(session, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(_KEYS), set_={c: t.c[c] + stmt.excluded[c] for c in _ADDITIVE})
     session.execute(stmt, rows)
@@ -178,7 +173,7 @@ def _add_latencies(session: Session, groups: list[tuple[Any, list[float]]]) -> N
     t = OnlineAggregate.__table__
     # A no-op DO UPDATE creates the row when missing and locks it either way, in one statement;
     # RETURNING gives the sketch as it stands under the lock.
-    lock = _insert(session, t)
+    lock = dialect_insert(session, t)
     lock = lock.on_conflict_do_update(index_elements=list(_KEYS),
                                       set_={"n": t.c.n}).returning(t.c.sketch)
     where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _KEYS))

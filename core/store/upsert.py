@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
 
-def _insert(session: Session, table: Table) -> Any:
+def dialect_insert(session: Session, table: Table) -> Any:
+    """An INSERT with the dialect's ON CONFLICT clauses (SQLite and PostgreSQL share them)."""
     dialect = session.get_bind().dialect.name
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
@@ -21,7 +22,9 @@ def insert_ignore(
 ) -> None:
     """Insert rows, silently keeping the existing row where `keys` already match."""
     if rows:
-        stmt: Insert = _insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
+        stmt: Insert = dialect_insert(session, table).on_conflict_do_nothing(
+            index_elements=list(keys)
+        )
         session.execute(stmt, list(rows))
 
 
@@ -33,20 +36,7 @@ def upsert(
     update: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert a row, or on conflict set `update` (default: the row's non-key values)."""
-    stmt = _insert(session, table).values(**row)
+    stmt = dialect_insert(session, table).values(**row)
     values = update if update is not None else {k: v for k, v in row.items() if k not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
 
-
-def upsert_add(
-    session: Session,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    keys: Sequence[str],
-    additive: Sequence[str],
-) -> None:
-    """Insert rows, or add their `additive` columns onto the existing row (mergeable aggregates)."""
-    for row in rows:
-        stmt = _insert(session, table).values(**row)
-        set_ = {c: table.c[c] + stmt.excluded[c] for c in additive}
-        session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=set_))
