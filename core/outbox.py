@@ -28,23 +28,23 @@ def add_event(session: Session, event: dict[str, Any], prefix: str) -> None:
     add_events(session, [event], prefix)
 
 
+def outbox_row(event: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The validated outbox row of an event, ready to insert (raises EventSchemaError)."""
+    events.validate_event(event)
+    where = events.route(event, prefix)
+    return {
+        "event_id": event["event_id"],
+        "topic": where.topic,
+        "key": where.key,
+        "payload": events.encode(event),
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
+
+
 def add_events(session: Session, batch: list[dict[str, Any]], prefix: str) -> None:
     """Validate every event first, then queue them all in one statement (all or none)."""
-    now = utcnow()
-    rows = []
-    for event in batch:
-        events.validate_event(event)
-        where = events.route(event, prefix)
-        rows.append(
-            {
-                "event_id": event["event_id"],
-                "topic": where.topic,
-                "key": where.key,
-                "payload": events.encode(event),
-                "created_at": now,
-                "attempts": 0,
-            }
-        )
+    rows = [outbox_row(event, prefix) for event in batch]
     if rows:
         session.execute(OutboxEvent.__table__.insert(), rows)
 

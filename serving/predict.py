@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError
 from core.latex import tokenize
-from core.outbox import add_event
+from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
-from core.store.models import ServedPrediction
+from core.store.models import OutboxEvent, ServedPrediction
 from serving.guardrails import GuardrailMonitor
 from serving.pool import CandidatePool
 from serving.router import Route, Router
@@ -113,14 +112,12 @@ class PredictService:
 
     def _record(self, event: dict[str, Any]) -> None:
         """Commit the event and the ledger row together; returns once they are durable."""
-
-        def unit(s: Session) -> None:
-            add_event(s, event, self.settings.topic_prefix)
-            s.execute(ServedPrediction.__table__.insert(), {
+        self._writes.insert({
+            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix)],
+            ServedPrediction.__table__: [{
                 "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
-                "candidate": event["candidate"], "created_at": utcnow()})
-
-        self._writes.run(unit)
+                "candidate": event["candidate"], "created_at": utcnow()}],
+        })
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         route = self.router.route(req.scope, req.unit_id, self.default_candidate(),

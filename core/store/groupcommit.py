@@ -1,35 +1,34 @@
-"""Group commit: small write units from many request threads share one transaction.
+"""Group commit: rows from many request threads share one transaction and one INSERT per table.
 
-A request thread hands its unit (a function of a Session) to `run` and blocks until the unit is
+A request thread hands its rows (table → row dicts) to `insert` and blocks until they are
 committed, so the caller still answers only after its writes are durable. One writer thread
-takes every unit queued meanwhile and commits them together: one commit per batch instead of one
-per request, and no lock contention between the process's threads (SQLite has one writer at a
-time). If a unit fails, the batch is rolled back and its units run again one by one, so only the
-failing unit's caller gets the error and its batch-mates are still committed.
+takes everything queued meanwhile and writes it with one executemany per table: one commit per
+batch instead of one per request, and no lock contention between the process's threads (SQLite
+has one writer at a time). If the batch fails, its units are written again one by one, so only
+the failing unit's caller gets the error and its batch-mates are still committed.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Table
 
 from core.store.db import Database
 
-Unit = Callable[[Session], Any]
+Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
 
 
 class _Pending:
-    __slots__ = ("unit", "done", "result", "error")
+    __slots__ = ("rows", "done", "error")
 
-    def __init__(self, unit: Unit) -> None:
-        self.unit = unit
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
         self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
 
 
 class GroupCommitter:
@@ -42,9 +41,9 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
         self._thread.start()
 
-    def run(self, unit: Unit) -> Any:
-        """Run `unit` in a shared transaction; return its result once committed."""
-        pending = _Pending(unit)
+    def insert(self, rows: Rows) -> None:
+        """Insert `rows` (all or none) in a shared transaction; return once committed."""
+        pending = _Pending(rows)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
@@ -53,7 +52,6 @@ class GroupCommitter:
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.result
 
     def _loop(self) -> None:
         while True:
@@ -67,19 +65,21 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        merged: dict[Table, list[Mapping[str, Any]]] = {}
+        for pending in batch:
+            for table, rows in pending.rows.items():
+                merged.setdefault(table, []).extend(rows)
         try:
             with self.db.session() as s:
-                results = [p.unit(s) for p in batch]
+                for table, rows in merged.items():
+                    s.execute(table.insert(), rows)
         except Exception as exc:
             if len(batch) > 1:
                 for pending in batch:
                     self._commit([pending])
                 return
             batch[0].error = exc
-            batch[0].done.set()
-            return
-        for pending, result in zip(batch, results, strict=True):
-            pending.result = result
+        for pending in batch:
             pending.done.set()
 
     def close(self) -> None:
@@ -88,4 +88,3 @@ class GroupCommitter:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=30)
-

@@ -1,4 +1,4 @@
-"""Group commit: concurrent units share commits; a failing unit fails alone."""
+"""Group commit: concurrent writers share commits; a failing unit fails alone."""
 
 from __future__ import annotations
 
@@ -12,14 +12,10 @@ from core.store.groupcommit import GroupCommitter
 from core.store.models import ServedPrediction
 
 
-def _unit(i: int):  # noqa: ANN202
-    def unit(s) -> int:  # noqa: ANN001
-        s.execute(ServedPrediction.__table__.insert(), {
-            "prediction_id": f"p{i}", "experiment_id": None, "candidate": "c",
-            "created_at": utcnow()})
-        return i
-
-    return unit
+def _unit(i: int) -> dict:
+    return {ServedPrediction.__table__: [{
+        "prediction_id": f"p{i}", "experiment_id": None, "candidate": "c",
+        "created_at": utcnow()}]}
 
 
 def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None:
@@ -29,7 +25,8 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
     def call(i: int) -> None:
         try:
             # unit 7 repeats unit 3's key: a constraint violation inside a shared batch
-            results[i] = committer.run(_unit(3 if i == 7 else i))
+            committer.insert(_unit(3 if i == 7 else i))
+            results[i] = i
         except Exception as exc:  # noqa: BLE001 - the error is the result under test
             results[i] = exc
 
@@ -44,4 +41,4 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 39
     with pytest.raises(RuntimeError, match="closed"):
-        committer.run(_unit(99))
+        committer.insert(_unit(99))
