@@ -1,0 +1,50 @@
+"""Several workers share the load: two members of the consumer group split the partitions, and
+together they count every event exactly once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core import events
+from core.bus.embedded import EmbeddedBus
+from core.bus.kafka import KafkaBus
+from core.outbox import OutboxRelay
+from core.store import schema
+from core.store.db import Database
+from evaluation.worker import make_worker
+from tests.core.test_faults import N, assert_exactly_once
+from tests.support.flow import count_predictions, wait_until, write_outbox
+
+
+@pytest.mark.parametrize("transport", ["kafka", "embedded"])
+def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureRequest,
+                                      tmp_path) -> None:  # noqa: ANN001
+    if transport == "kafka":
+        db = Database(request.getfixturevalue("postgres").create_database())
+        bus = KafkaBus([request.getfixturevalue("kafka").bootstrap])
+    else:
+        db = Database(f"sqlite:///{tmp_path / 'abvoc.db'}")
+        bus = EmbeddedBus(db, heartbeat_s=0.2)
+    schema.upgrade(db)
+    prefix = f"share{tmp_path.name[-8:]}"
+    bus.ensure_topics(events.topics(prefix))
+    write_outbox(db, N, prefix)
+    stop = threading.Event()
+    workers = [make_worker(db, bus, prefix, max_records=200) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
+    threads.append(threading.Thread(target=OutboxRelay(db, bus, batch_size=250).run,
+                                    args=(stop,)))
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: count_predictions(db)[0] >= N, 180, f"all {N} events")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert all(w.applied > 0 for w in workers), [w.applied for w in workers]
+    assert sum(w.applied for w in workers) == N
+    assert_exactly_once(db)
+    db.dispose()
