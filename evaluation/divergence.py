@@ -213,6 +213,18 @@ def _prediction_shift(cand: str, offline: dict[str, Any], cell: Cell,
     return out
 
 
+def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Cell],
+                         alpha: float, tolerance: float
+                         ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
+                                    dict[str, Any] | None]:
+    """One candidate's slice rows, traffic mix and prediction shift from its offline results and
+    its online cells per slice (``all`` included): one definition for the store-based report and
+    the raw-array path (:mod:`evaluation.divergence_arrays`)."""
+    rows = _slice_rows(cand, offline, cells, alpha, tolerance)
+    return (rows, _mix(cand, offline, cells, alpha, rows),
+            _prediction_shift(cand, offline, cells[ALL], alpha))
+
+
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
                       tolerance: float = 0.02) -> dict[str, Any]:
     """Offline-vs-online divergence of an experiment's candidates, with ranked findings."""
@@ -229,12 +241,12 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         cells = by_cand.get(cand)
         if not cells:
             continue
-        offline = _offline(session, cand)
-        rows = _slice_rows(cand, offline, cells, alpha, tolerance)
+        rows, mix, shift = candidate_divergence(cand, _offline(session, cand), cells, alpha,
+                                                tolerance)
         slices += rows
-        if (mix := _mix(cand, offline, cells, alpha, rows)) is not None:
+        if mix is not None:
             mixes.append(mix)
-        if (shift := _prediction_shift(cand, offline, cells[ALL], alpha)) is not None:
+        if shift is not None:
             shifts.append(shift)
     return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
             "slices": slices, "traffic_mix": mixes, "prediction_shift": shifts,
