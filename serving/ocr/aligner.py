@@ -129,15 +129,51 @@ def pair_features(base: Element, cand: Element, scale: float,
     return out
 
 
-def all_pair_features(region: Region, classes: Sequence[str], rows: list[np.ndarray]) -> None:
-    """Append features for every ordered pair of this region and its sub-regions to `rows`."""
+def region_pair_features(region: Region, classes: Sequence[str]) -> np.ndarray:
+    """`pair_features` for every ordered pair (i < j) of one region's elements at once, in
+    np.triu_indices order: one set of array operations per region instead of one per pair,
+    with the same float64 arithmetic, so every row equals `pair_features` exactly."""
     els = region.elements
+    first, second = np.triu_indices(len(els), 1)
+    out = np.zeros((len(first), N_FEATURES), dtype=np.float32)
+    if not len(first):
+        return out
+    boxes = np.array([el.box for el in els], dtype=np.float64)
+    kinds = np.array([_kind_index(el, classes) for el in els], dtype=np.intp)
+    b, c = boxes[first].T, boxes[second].T
+    r = region.scale
+    bh, ch = np.maximum(b[3] - b[1], 1.0), np.maximum(c[3] - c[1], 1.0)
+    geo = np.stack([((c[1] + c[3]) - (b[1] + b[3])) / 2 / r, (c[3] - b[3]) / r,
+                    (c[1] - b[1]) / r, ch / r, bh / r, (c[0] - b[2]) / r, (c[2] - c[0]) / r,
+                    (b[2] - b[0]) / r, np.log(ch / bh), (c[3] - (b[1] + b[3]) / 2) / r], axis=1)
+    out[:, :GEOMETRY] = np.clip(geo, -6.0, 6.0)
+    rows = np.arange(len(first))
+    out[rows, GEOMETRY + kinds[first]] = 1.0
+    out[rows, GEOMETRY + KINDS + kinds[second]] = 1.0
+    return out
+
+
+def all_pair_features(region: Region, classes: Sequence[str], rows: list[np.ndarray],
+                      start: int = 0) -> int:
+    """Append feature blocks for every ordered pair of this region and its sub-regions to
+    `rows` and number each pair in `pair_rows`, counting from `start`; returns the next row.
+
+    Rows come in the order of the former per-pair loop (a region's pairs of element i, then
+    i's sub-regions, then i + 1), so the network sees the very same batch."""
+    els = region.elements
+    block = region_pair_features(region, classes)
+    at = 0
     for i in range(len(els)):
-        for j in range(i + 1, len(els)):
-            region.pair_rows[(i, j)] = len(rows)
-            rows.append(pair_features(els[i], els[j], region.scale, classes))
+        count = len(els) - i - 1
+        if count:
+            for j in range(i + 1, len(els)):
+                region.pair_rows[(i, j)] = start + j - i - 1
+            rows.append(block[at: at + count])
+            at += count
+            start += count
         for part in els[i].parts.values():
-            all_pair_features(part, classes, rows)
+            start = all_pair_features(part, classes, rows, start)
+    return start
 
 
 # decide(region, base position, candidate position) -> (relation, probability)

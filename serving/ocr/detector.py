@@ -15,6 +15,7 @@ from scipy import ndimage
 
 INK_THRESHOLD = 0.4
 MIN_AREA = 4  # pixels; smaller lone components are noise
+_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
@@ -130,22 +131,32 @@ def detect(image: np.ndarray) -> Detection:
     ink = ink_of(image)
     # Relative to the darkest ink, so faint scans and bold pens binarize alike.
     threshold = max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
-    labels, n = ndimage.label(ink > threshold, structure=np.ones((3, 3), dtype=bool))
+    labels, n = ndimage.label(ink > threshold, structure=_EIGHT_NEIGHBOURS)
     if n == 0:
         return Detection([], [])
-    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    # One pass over the label image instead of scipy's per-label reduction.
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:].tolist()
     comps = []
     for k, sl in enumerate(ndimage.find_objects(labels)):
         ys, xs = sl
-        comps.append(_Comp([k + 1], xs.start, ys.start, xs.stop, ys.stop, int(areas[k])))
-    comps = _merge_equals(_merge_divides(comps))
+        comps.append(_Comp([k + 1], xs.start, ys.start, xs.stop, ys.stop, areas[k]))
+    if len(comps) > 1 and any(c.flat for c in comps):  # only flat strokes start a merge
+        comps = _merge_equals(_merge_divides(comps))
     comps = [c for c in comps if c.area >= MIN_AREA]
     comps.sort(key=lambda c: (c.x0, c.y0))
+    merged = [c for c in comps if len(c.labels) > 1]
+    if merged:
+        # Relabel the strokes of a merged symbol as its first label, once for the whole image,
+        # so each symbol's mask below is one comparison (no np.isin per component).
+        lut = np.arange(n + 1, dtype=labels.dtype)
+        for c in merged:
+            lut[c.labels] = c.labels[0]
+        labels = lut[labels]
     boxes, patches = [], []
+    zero = np.float32(0.0)
     for c in comps:
         window = labels[c.y0:c.y1, c.x0:c.x1]
-        mask = np.isin(window, c.labels)
-        patches.append(np.where(mask, ink[c.y0:c.y1, c.x0:c.x1], 0.0).astype(np.float32))
+        patches.append(np.where(window == c.labels[0], ink[c.y0:c.y1, c.x0:c.x1], zero))
         boxes.append((c.x0, c.y0, c.x1, c.y1))
     return Detection(boxes, patches)
 

@@ -155,12 +155,13 @@ class Pipeline:
                            scores: list) -> list[PredictionResult]:
         rows: list[np.ndarray] = []
         regions = []
+        count = 0
         for d, cls in zip(detections, classes, strict=True):
             region = group(list(range(len(cls))), d.boxes, cls)
-            all_pair_features(region, cls, rows)
+            count = all_pair_features(region, cls, rows, count)
             regions.append(region)
-        if rows:
-            feats = np.stack(rows)
+        if count:
+            feats = np.concatenate(rows)
             probs = _softmax(self.runner.run("aligner", feats))
         else:
             probs = np.zeros((0, 3), dtype=np.float32)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from serving.ocr.dataset import Sample
@@ -23,23 +23,63 @@ SIZE = 32
 INNER = 28
 
 
-def crop_tensor(patch: np.ndarray) -> np.ndarray:
-    """A symbol patch centred in a SIZE×SIZE float32 square, longer side scaled to INNER."""
+@lru_cache(maxsize=4096)
+def _bilinear_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) float64 weights of Pillow's BILINEAR resize along one axis.
+
+    The same coefficients Pillow computes (a triangle filter widened by the scale when
+    shrinking, normalised per output pixel), so a crop is Pillow's bit for bit while costing
+    two small matrix products instead of a PIL image per symbol. Cached: sizes repeat.
+    """
+    scale = size_in / size_out
+    support = max(scale, 1.0)  # the triangle's support is 1, scaled when shrinking
+    centers = (np.arange(size_out, dtype=np.float64) + 0.5) * scale
+    lo = np.maximum((centers - support + 0.5).astype(np.int64), 0)
+    hi = np.minimum((centers + support + 0.5).astype(np.int64), size_in)
+    x = np.arange(size_in, dtype=np.float64)
+    # Pillow multiplies by the reciprocal and sums the taps in order: so do these lines.
+    weights = np.maximum(1.0 - np.abs((x[None, :] - centers[:, None] + 0.5) * (1.0 / support)),
+                         0.0)
+    weights[(x[None, :] < lo[:, None]) | (x[None, :] >= hi[:, None])] = 0.0
+    total = np.cumsum(weights, axis=1)[:, -1:]
+    np.divide(weights, total, out=weights, where=total != 0.0)
+    weights.setflags(write=False)
+    return weights
+
+
+def _resized(patch: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """Pillow's BILINEAR resize of a float32 patch: horizontal pass, float32, vertical pass."""
     h, w = patch.shape
+    out = patch
+    if nw != w:
+        out = (out.astype(np.float64) @ _bilinear_weights(w, nw).T).astype(np.float32)
+    if nh != h:
+        out = (_bilinear_weights(h, nh) @ out.astype(np.float64)).astype(np.float32)
+    return out
+
+
+def _placement(h: int, w: int) -> tuple[int, int, int, int]:
+    """Scaled height and width (longer side INNER, aspect kept) and the top-left offset."""
     scale = INNER / max(h, w)
     nw, nh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
-    img = Image.fromarray(patch.astype(np.float32), mode="F").resize((nw, nh), Image.BILINEAR)
+    return nh, nw, (SIZE - nh) // 2, (SIZE - nw) // 2
+
+
+def crop_tensor(patch: np.ndarray) -> np.ndarray:
+    """A symbol patch centred in a SIZE×SIZE float32 square, longer side scaled to INNER."""
+    nh, nw, y, x = _placement(*patch.shape)
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
-    y, x = (SIZE - nh) // 2, (SIZE - nw) // 2
-    out[y: y + nh, x: x + nw] = np.asarray(img)
+    out[y: y + nh, x: x + nw] = _resized(patch.astype(np.float32, copy=False), nh, nw)
     return out
 
 
 def crops_batch(patches: Sequence[np.ndarray]) -> np.ndarray:
-    """(N, 1, SIZE, SIZE) float32, the recognizer's input."""
-    if not patches:
-        return np.zeros((0, 1, SIZE, SIZE), dtype=np.float32)
-    return np.stack([crop_tensor(p) for p in patches])[:, None]
+    """(N, 1, SIZE, SIZE) float32, the recognizer's input, written in place into one array."""
+    out = np.zeros((len(patches), 1, SIZE, SIZE), dtype=np.float32)
+    for k, patch in enumerate(patches):
+        nh, nw, y, x = _placement(*patch.shape)
+        out[k, 0, y: y + nh, x: x + nw] = _resized(patch.astype(np.float32, copy=False), nh, nw)
+    return out
 
 
 class SymbolCNN(nn.Module):
