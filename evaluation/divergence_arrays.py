@@ -194,13 +194,18 @@ def _offline_figures(n: int, right: float, latency: np.ndarray,
             "latency_p50_ms": p50, "latency_p99_ms": p99}
 
 
+def _check_reference(reference: PredictionArrays, slices: Sequence[str],
+                     labels: Sequence[str]) -> None:
+    reference.check(len(slices), len(labels))
+    if len(reference) and reference.correct.min() < 0:
+        raise ValueError("the reference needs a truth on every row (an offline test)")
+
+
 def offline_results(reference: PredictionArrays, slices: Sequence[str],
                     labels: Sequence[str]) -> dict[str, Any]:
     """A candidate's ``offline_results`` (as the registry stores them) from its offline test's
     raw predictions: what the store-based report compares online traffic with."""
-    reference.check(len(slices), len(labels))
-    if len(reference) and np.asarray(reference.correct).min() < 0:
-        raise ValueError("the reference needs a truth on every row")
+    _check_reference(reference, slices, labels)
     return _offline_from(_tally(reference, len(slices), labels, {}), slices, labels)
 
 
@@ -296,10 +301,8 @@ def divergence_from_arrays(reference: PredictionArrays, online: PredictionArrays
     predictions, laid out as the store-based report, plus ``distributions``."""
     if ALL in slices:
         raise ValueError(f"{ALL!r} is the report's name for every slice together")
-    reference.check(len(slices), len(labels))
+    _check_reference(reference, slices, labels)
     online.check(len(slices), len(labels))
-    if len(reference) and np.asarray(reference.correct).min() < 0:
-        raise ValueError("the reference needs a truth on every row")
     distances: dict[int, float] = {}
     ref = _tally(reference, len(slices), labels, distances)
     on = _tally(online, len(slices), labels, distances)
