@@ -2,8 +2,8 @@
 
 Commit order, per batch of records:
 1. decode and validate each record; a record that fails is parked with its reason, not dropped;
-2. skip events whose id this group has already applied (`processed_events`);
-3. apply the rest and record their ids, all in one store transaction, and commit it;
+2. record the events' ids for this group (`processed_events`), keeping those not recorded before;
+3. apply those, in the same store transaction as step 2, and commit it;
 4. only then commit the bus offsets.
 A crash between 3 and 4 replays the batch, and step 2 makes the replay a no-op.
 """
@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import events
@@ -23,9 +22,10 @@ from core.bus.base import Bus, BusUnavailable, Consumer, Record, TopicPartition
 from core.errors import AbvocError, EventSchemaError
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent, ProcessedEvent
-from core.store.upsert import insert_ignore
+from core.store.upsert import insert_ignore, insert_rows
 
 log = logging.getLogger(__name__)
+_PROCESSED = ProcessedEvent.__table__
 
 Handler = Callable[[Session, list[dict[str, Any]]], None]
 """Applies a batch of validated, not-yet-applied events inside the given transaction."""
@@ -58,61 +58,72 @@ def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
     )
 
 
-def _fresh(session: Session, group_id: str, batch: list[tuple[Record, dict]]) -> list:
-    ids = [e["event_id"] for _, e in batch]
-    seen = set(
-        session.scalars(
-            select(ProcessedEvent.event_id).where(
-                ProcessedEvent.group_id == group_id, ProcessedEvent.event_id.in_(ids)
-            )
+def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) -> list:
+    """Record the batch's event ids for the group and return the events not recorded before
+    (first occurrence of each id), in one INSERT ... ON CONFLICT DO NOTHING RETURNING.
+
+    Ids are inserted sorted, so concurrent members lock the same ids in the same order; a
+    member that meets an id another one is applying waits for that transaction to end.
+    """
+    now = utcnow()
+    rows = [
+        {"group_id": group_id, "event_id": event_id, "processed_at": now}
+        for event_id in sorted({e["event_id"] for _, e in batch})
+    ]
+    claimed = {
+        row.event_id
+        for row in insert_rows(
+            session, _PROCESSED, rows, keys=["group_id", "event_id"], returning=["event_id"]
         )
-    )
+    }
     fresh = []
     for record, event in batch:
-        if event["event_id"] not in seen:
-            seen.add(event["event_id"])
+        if event["event_id"] in claimed:
+            claimed.discard(event["event_id"])
             fresh.append((record, event))
     return fresh
 
 
-def _mark(session: Session, group_id: str, applied: list[tuple[Record, dict]]) -> None:
-    now = utcnow()
-    session.execute(
-        ProcessedEvent.__table__.insert(),
-        [
-            {"group_id": group_id, "event_id": e["event_id"], "processed_at": now}
-            for _, e in applied
-        ],
-    )
+def _decode(records: list[Record]) -> tuple[list[tuple[Record, dict]], list[tuple[Record, str]]]:
+    decoded: list[tuple[Record, dict]] = []
+    bad: list[tuple[Record, str]] = []
+    for record in records:
+        try:
+            decoded.append((record, events.decode(record.value)))
+        except EventSchemaError as exc:
+            bad.append((record, exc.message))
+    return decoded, bad
 
 
 def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler) -> int:
-    """Apply a batch exactly once in effect; return how many events were newly applied."""
-    with db.session() as s:
-        decoded: list[tuple[Record, dict]] = []
-        for record in records:
-            try:
-                decoded.append((record, events.decode(record.value)))
-            except EventSchemaError as exc:
-                _park(s, group_id, record, exc.message)
-        fresh = _fresh(s, group_id, decoded)
-        if not fresh:
-            return 0
-        try:
-            with s.begin_nested():
+    """Apply a batch exactly once in effect; return how many events were newly applied.
+
+    The whole batch goes in one transaction without a savepoint (two round trips fewer). When
+    the handler refuses an event, that transaction is rolled back and the batch is applied
+    again one event at a time, each under a savepoint, so only the bad event is parked.
+    """
+    decoded, bad = _decode(records)
+    try:
+        with db.session() as s:
+            for record, reason in bad:
+                _park(s, group_id, record, reason)
+            fresh = _claim(s, group_id, decoded) if decoded else []
+            if fresh:
                 handler(s, [e for _, e in fresh])
-                _mark(s, group_id, fresh)
             return len(fresh)
-        except AbvocError:
-            pass
-        # One event spoiled the batch: apply one by one so only the bad one is parked.
+    except AbvocError:
+        pass
+    with db.session() as s:
+        for record, reason in bad:
+            _park(s, group_id, record, reason)
         applied = 0
-        for record, event in fresh:
+        for record, event in decoded:
             try:
                 with s.begin_nested():
-                    handler(s, [event])
-                    _mark(s, group_id, [(record, event)])
-                applied += 1
+                    fresh = _claim(s, group_id, [(record, event)])
+                    if fresh:
+                        handler(s, [event])
+                applied += len(fresh)
             except AbvocError as exc:
                 _park(s, group_id, record, exc.message)
         return applied

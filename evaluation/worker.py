@@ -9,8 +9,12 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
 3. join truths: every prediction touched by the batch that has a correction and no
    ``prediction_truths`` row gets one, from its earliest correction. Whichever of a prediction
    and its corrections arrives first, the join happens when the second arrives, exactly once;
-4. add the batch's sums to ``online_aggregates``: additive rows in one executemany upsert, then
-   the latency rows, whose histogram sketch is merged under a row lock.
+4. add the batch's sums to ``online_aggregates``, one row per key (summed in Python first):
+   additive rows in one upsert, then the latency rows in one upsert that locks them and returns
+   their sketches, which are merged in Python and written back in one executemany UPDATE.
+
+Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
+:func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
 
 Exactness under replay comes from the stream's event-id dedupe in the same transaction. Rows are
 written in one fixed key order (additive rows, then latency rows, each sorted) so that workers
@@ -19,6 +23,7 @@ sharing a group's rows lock them in the same order and never deadlock.
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import datetime
 from typing import Any
@@ -36,24 +41,29 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
-from core.store.upsert import dialect_insert
+from core.store.upsert import in_values, insert_rows
 from core.stream import StreamConsumer
 from evaluation import sketch
-from evaluation.aggregation import LATENCY, Accumulator, PredictionFacts, first_by
+from evaluation.aggregation import (
+    LATENCY,
+    Accumulator,
+    Group,
+    PredictionFacts,
+    first_by,
+    hour_of,
+)
 
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
-_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
+_GROUP_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour")
+_KEYS = (*_GROUP_KEYS, "metric", "label")
+_AGGREGATES = OnlineAggregate.__table__
 
 
 def _insert_new(session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str],
                 returning: str) -> set[Any]:
     """Insert rows, skipping existing keys; the ``returning`` values of the rows inserted."""
-    if not rows:
-        return set()
-    stmt = (dialect_insert(session, table).on_conflict_do_nothing(index_elements=keys)
-            .returning(table.c[returning]))
-    return set(session.scalars(stmt, rows))
+    return {row[0] for row in insert_rows(session, table, rows, keys, returning=[returning])}
 
 
 def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
@@ -93,30 +103,28 @@ def _unique(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 def _count_units(session: Session, facts: list[PredictionFacts], acc: Accumulator) -> None:
     now = utcnow()
-    rows: dict[tuple, dict[str, Any]] = {}
+    groups: dict[tuple, Group] = {}
     for p in facts:
         g = p.group
         if g.experiment_id and not g.shadow and g.arm and p.unit_id:
-            rows.setdefault((g.experiment_id, g.slice, p.unit_id), {
-                "experiment_id": g.experiment_id, "slice": g.slice, "unit_id": p.unit_id,
-                "arm": g.arm, "first_seen": now, "_group": g})
-    if not rows:
+            groups.setdefault((g.experiment_id, g.slice, p.unit_id), g)
+    if not groups:
         return
-    ordered = [rows[k] for k in sorted(rows)]
-    t = ExperimentUnit.__table__
-    stmt = (dialect_insert(session, t)
-            .on_conflict_do_nothing(index_elements=["experiment_id", "slice", "unit_id"])
-            .returning(t.c.experiment_id, t.c.slice, t.c.unit_id))
-    fresh = session.execute(stmt, [{k: v for k, v in r.items() if k != "_group"}
-                                   for r in ordered]).all()
+    rows = [{"experiment_id": key[0], "slice": key[1], "unit_id": key[2],
+             "arm": groups[key].arm, "first_seen": now} for key in sorted(groups)]
+    fresh = insert_rows(session, ExperimentUnit.__table__, rows,
+                        ["experiment_id", "slice", "unit_id"],
+                        returning=["experiment_id", "slice", "unit_id"])
     for key in fresh:
-        acc.add_unit(rows[tuple(key)]["_group"])
+        acc.add_unit(groups[tuple(key)])
 
 
 def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]:
     if not ids:
         return {}
-    rows = session.execute(select(Prediction).where(Prediction.prediction_id.in_(ids))).scalars()
+    rows = session.execute(
+        select(Prediction).where(in_values(session, Prediction.prediction_id, sorted(ids)))
+    ).scalars()
     return {
         p.prediction_id: PredictionFacts.of(
             prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
@@ -131,14 +139,12 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
                  acc: Accumulator) -> None:
     if not touched:
         return
-    counted = set(session.scalars(select(PredictionTruth.prediction_id)
-                                  .where(PredictionTruth.prediction_id.in_(touched))))
-    pending = touched - counted
-    if not pending:
-        return
+    # Corrections of touched predictions that have no truth yet, earliest first, in one query.
+    has_truth = (select(PredictionTruth.prediction_id)
+                 .where(PredictionTruth.prediction_id == Correction.prediction_id).exists())
     corrections = session.execute(
         select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output)
-        .where(Correction.prediction_id.in_(pending))
+        .where(in_values(session, Correction.prediction_id, sorted(touched)), ~has_truth)
         .order_by(Correction.created_at, Correction.correction_id)
     ).all()
     first = first_by(corrections, "prediction_id")
@@ -159,37 +165,40 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
 
 
 def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
+    insert_rows(session, _AGGREGATES, rows, _KEYS, add=_ADDITIVE)
+
+
+def _add_latencies(session: Session, groups: list[tuple[Group, list[float]]]) -> None:
+    """Add the latency rows' sums and merge their histograms, in two statements.
+
+    The first creates missing rows and adds n / sum / sum_squares (ON CONFLICT DO UPDATE, rows
+    in key order), which locks every row until the transaction ends; its RETURNING gives each
+    sketch as it stands under that lock. The merged sketches then go back in one executemany
+    UPDATE, so no other worker can merge in between.
+    """
+    if not groups:
         return
-    t = OnlineAggregate.__table__
-    stmt = dialect_insert(session, t)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(_KEYS), set_={c: t.c[c] + stmt.excluded[c] for c in _ADDITIVE})
-    session.execute(stmt, rows)
-
-
-def _add_latencies(session: Session, groups: list[tuple[Any, list[float]]]) -> None:
-    """Per group, in key order: create the row if missing and lock it, merge the histogram."""
-    t = OnlineAggregate.__table__
-    # A no-op DO UPDATE creates the row when missing and locks it either way, in one statement;
-    # RETURNING gives the sketch as it stands under the lock.
-    lock = dialect_insert(session, t)
-    lock = lock.on_conflict_do_update(index_elements=list(_KEYS),
-                                      set_={"n": t.c.n}).returning(t.c.sketch)
-    where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _KEYS))
+    rows = [{**g._asdict(), "metric": LATENCY, "label": "", "n": len(values),
+             "sum": math.fsum(values), "sum_squares": math.fsum(v * v for v in values)}
+            for g, values in groups]
+    t = _AGGREGATES
+    returned = insert_rows(session, t, rows, _KEYS, add=_ADDITIVE,
+                           returning=[*_GROUP_KEYS, "sketch"])
+    stored = {_stored_group(r): r.sketch for r in returned}
     updates = []
     for group, values in groups:
-        key = {**group._asdict(), "metric": LATENCY, "label": ""}
-        old = session.execute(lock.values(**key, n=0, sum=0.0, sum_squares=0.0)).scalar_one()
-        merged = sketch.decode(old) + sketch.from_values(values)
-        updates.append({**{f"k_{k}": v for k, v in key.items()},
-                        "d_n": len(values), "d_sum": sum(values),
-                        "d_ss": sum(v * v for v in values), "sk": sketch.encode(merged)})
-    if updates:
-        stmt = update(t).where(where).values(
-            n=t.c.n + bindparam("d_n"), sum=t.c.sum + bindparam("d_sum"),
-            sum_squares=t.c.sum_squares + bindparam("d_ss"), sketch=bindparam("sk"))
-        session.connection().execute(stmt, updates)
+        merged = sketch.decode(stored[group]) + sketch.from_values(values)
+        updates.append({**{f"k_{k}": v for k, v in group._asdict().items()},
+                        "sk": sketch.encode(merged)})
+    where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _GROUP_KEYS), t.c.metric == LATENCY,
+                 t.c.label == "")
+    session.connection().execute(update(t).where(where).values(sketch=bindparam("sk")), updates)
+
+
+def _stored_group(row: Any) -> Group:
+    """The group of a returned row; SQLite gives the hour back without its time zone."""
+    return Group(row.experiment_id, row.arm, row.candidate, bool(row.shadow), row.slice,
+                 hour_of(row.hour))
 
 
 def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Float, Row, Table, any_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
@@ -40,3 +42,98 @@ def upsert(
     values = update if update is not None else {k: v for k, v in row.items() if k not in keys}
     session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
 
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    *,
+    add: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> Sequence[Row[Any]]:
+    """Insert many rows in one statement: where `keys` already match, keep the existing row, or
+    add the `add` columns onto it. Returns the `returning` columns of the rows written.
+
+    Rows are written in the order given (callers sort them so that concurrent writers lock keys
+    in one order). On PostgreSQL the rows travel as one array per column through ``unnest``:
+    a multi-row VALUES list costs the driver a parse of every placeholder, per batch.
+    """
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    if session.get_bind().dialect.name != "postgresql":
+        stmt = _values_insert(table, columns, tuple(keys), tuple(add), tuple(returning))
+        if returning:
+            return session.execute(stmt, list(rows)).all()
+        session.execute(stmt, list(rows))
+        return []
+    stmt = _unnest_insert(table, columns, tuple(keys), tuple(add), tuple(returning))
+    params = {f"a_{c}": _column_values(table, c, rows) for c in columns}
+    result = session.execute(stmt, params)
+    return result.all() if returning else []
+
+
+def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One column as an array parameter: JSON as text, floats as floats (the driver refuses an
+    array that mixes ``int`` and ``float``)."""
+    type_ = table.c[column].type
+    if isinstance(type_, JSON):
+        return [json.dumps(r[column]) for r in rows]
+    if isinstance(type_, Float):
+        return [None if (v := r[column]) is None else float(v) for r in rows]
+    return [r[column] for r in rows]
+
+
+def _on_conflict(stmt: Any, table: Table, keys: tuple[str, ...], add: tuple[str, ...]) -> Any:
+    if not add:
+        return stmt.on_conflict_do_nothing(index_elements=list(keys))
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in add}
+    )
+
+
+@lru_cache(maxsize=64)
+def _values_insert(
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    add: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> Any:
+    stmt = _on_conflict(sqlite.insert(table), table, keys, add)
+    return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
+
+
+@lru_cache(maxsize=64)
+def _unnest_insert(
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    add: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> Any:
+    """``INSERT INTO t (cols) SELECT * FROM unnest(:a_col::type[], ...) ON CONFLICT ...``."""
+    arrays = []
+    for c in columns:
+        type_ = table.c[c].type
+        element = postgresql.TEXT() if isinstance(type_, JSON) else type_
+        # psycopg's dialect renders the bind with its cast: %(a_col)s::TYPE[]
+        arrays.append(bindparam(f"a_{c}", type_=postgresql.ARRAY(element)))
+    # WITH ORDINALITY and ORDER BY keep the caller's row order: it is the order rows are locked.
+    source = func.unnest(*arrays).table_valued(*columns, with_ordinality="ord").render_derived()
+    picked = [
+        cast(source.c[c], table.c[c].type) if isinstance(table.c[c].type, JSON) else source.c[c]
+        for c in columns
+    ]
+    rows = select(*picked).order_by(source.c.ord)
+    stmt = _on_conflict(postgresql.insert(table).from_select(columns, rows), table, keys, add)
+    return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
+
+
+def in_values(session: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values`` as one array parameter on PostgreSQL (``= ANY``): an expanded IN
+    list of a thousand placeholders costs the driver a parse per statement."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
