@@ -233,7 +233,7 @@ def main() -> None:
                 anchor = why
             else:
                 say(f"anchor: evidently, pandas {why} — DataDriftPreset on {len(COLUMNS)} "
-                    f"columns (median of {args.repeats}; ~20 s a run) ...")
+                    f"columns (median of {args.repeats}; seconds a run) ...")
                 anchor = run_child(python, "evidently", folder, args.repeats)
                 if not isinstance(anchor, str):
                     _print_side("anchor", anchor)
