@@ -6,12 +6,18 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from core import events
+from core.bus.base import Record
+from core.errors import AbvocError
 from core.store.db import Database
-from core.store.models import OnlineAggregate, PredictionTruth
+from core.store.models import OnlineAggregate, ParkedEvent, PredictionTruth, ProcessedEvent
+from core.stream import apply_records
 from evaluation import sketch
 from evaluation.online import Variant, load_cells, metrics
+from evaluation.worker import GROUP_ID, apply_events
 from tests.evaluation.helpers import T0, aggregate_totals, apply, correction, prediction
 
 
@@ -98,3 +104,31 @@ def test_shadow_and_classification_outputs(db: Database) -> None:
     assert estimated_label_counts(shadow) == {"idle": 6, "jump": 4}
     staged = metrics(cells[(Variant("control", "cand-a", False), "all")])
     assert staged["output_shares"] == {}  # multi-stage LaTeX outputs are not classes
+
+
+def test_a_refused_event_rolls_back_the_batch_and_only_it_is_parked(db: Database) -> None:
+    """The batch goes in one transaction; when the handler refuses an event, the batch is
+    applied again event by event, so the good ones count once and the bad one is parked."""
+
+    def refuse_p3(session: Session, batch: list[dict]) -> None:
+        apply_events(session, batch)
+        if any(e.get("prediction_id") == "p3" for e in batch):
+            raise AbvocError("p3 is refused")
+
+    batch = [prediction(f"p{i}", latency_ms=10.0 + i) for i in range(6)]
+    payloads = [events.encode(e) for e in batch]
+    payloads.insert(2, b"not json")
+    payloads.append(payloads[0])  # the same event id twice in one batch
+    records = [Record("t.predictions", 0, i, "k", v) for i, v in enumerate(payloads)]
+    assert apply_records(db, GROUP_ID, records, refuse_p3) == 5
+    assert apply_records(db, GROUP_ID, records, refuse_p3) == 0  # a replay changes nothing
+    totals = aggregate_totals(db)
+    assert totals["predictions"] == 5
+    assert totals["latency_ms"] == 5
+    assert totals["latency_ms.sum"] == pytest.approx(sum(10.0 + i for i in (0, 1, 2, 4, 5)))
+    with db.session() as s:
+        parked = list(s.scalars(select(ParkedEvent.reason).order_by(ParkedEvent.offset)))
+        done = s.scalar(select(func.count()).select_from(ProcessedEvent))
+    assert len(parked) == 2  # the bad JSON once, p3 once
+    assert parked[0].startswith("not JSON") and parked[1] == "p3 is refused"
+    assert done == 5
