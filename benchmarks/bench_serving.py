@@ -13,6 +13,11 @@ For each candidate and each backend that runs on this host:
     candidates: detector, recognizer, aligner, converter), medians over rounds;
   * the batching gain, in the same run: 32 client threads each send one image at a time, to
     the backend without batching and with the dynamic batcher, interleaved round by round.
+    OCR candidates are batched as the service batches them: whole requests (images) merged
+    into one pipeline call over an unbatched backend ("requests <= N"); batching only their
+    networks ("networks <= N crops") is shown beside it. On ONNX Runtime the configurations
+    also run with one intra-op thread per session, and the unbatched one too, so the gain is
+    also given against the best unbatched configuration.
 Target (shared/PERFORMANCE.md): >= 3x with 32 concurrent requests.
 """
 
@@ -26,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,24 @@ def progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class Config:
+    """One way to serve a workload: the backend's settings and, for OCR, request batching."""
+
+    backend: BackendSettings
+    requests: tuple[int, float] | None = None  # whole requests: max images, max wait (ms)
+    backends: tuple[str, ...] | None = None  # only on these backends (None: every one)
+
+
+@dataclass
+class Bound:
+    """A workload served one way: how one call runs, the batchers to read, how to stop."""
+
+    run: Callable[[Any], int]  # batch -> images served
+    batchers: list[Any]
+    close: Callable[[], None]
+
+
 @dataclass
 class Workload:
     """A candidate as the benchmark drives it: its networks, inputs and how one call runs."""
@@ -59,8 +82,10 @@ class Workload:
     name: str
     networks: Networks
     make_batch: Callable[[int], Any]
-    bind: Callable[[Backend], Callable[[Any], int]]  # backend -> (batch -> images served)
-    batch_settings: dict[str, BackendSettings]  # the batched configurations to compare
+    bind: Callable[[Backend, Config], Bound]
+    batch_settings: dict[str, Config]  # the batched configurations to compare
+    unbatched: dict[str, Config] = field(
+        default_factory=lambda: {"unbatched": Config(BackendSettings())})
 
 
 def probe_workloads() -> list[Workload]:
@@ -69,12 +94,13 @@ def probe_workloads() -> list[Workload]:
     small, accuracy = train_probe(width=16, steps=150)
     progress(f"trained probe-small (held-out accuracy {accuracy:.3f})")
     configs = {
-        "max 8": BackendSettings(max_batch_size=8, max_batch_time_ms=2.0),
-        "max 32": BackendSettings(max_batch_size=32, max_batch_time_ms=2.0),
+        "max 8": Config(BackendSettings(max_batch_size=8, max_batch_time_ms=2.0)),
+        "max 32": Config(BackendSettings(max_batch_size=32, max_batch_time_ms=2.0)),
     }
 
-    def bind(backend: Backend) -> Callable[[np.ndarray], int]:
-        return lambda batch: len(backend.run("classifier", batch))
+    def bind(backend: Backend, config: Config) -> Bound:
+        return Bound(lambda batch: len(backend.run("classifier", batch)),
+                     list(backend._batchers.values()), lambda: None)
 
     return [
         Workload(
@@ -104,20 +130,34 @@ def ocr_workloads(models_dir: Path | None, scratch: Path) -> list[Workload]:
             progress(f"training {name} quickly for the benchmark (300 formulas, 2 epochs)")
             train_candidate(name, models_dir, 300, 2, 0, None)
     images = [s.image for s in generate(64, ONLINE_MIX, 0, "online")]
-    # A request's crops count as items: ~10 symbols per formula, so 32 requests ~ 320 crops.
+    one_thread = BackendSettings(intra_op_threads=1)
     configs = {
-        "max 256": BackendSettings(max_batch_size=256, max_batch_time_ms=2.0),
-        "max 1024": BackendSettings(max_batch_size=1024, max_batch_time_ms=2.0),
+        # Whole requests, as serving/pool.py serves them: images merged into one predict().
+        "requests <= 8": Config(BackendSettings(), (8, 2.0)),
+        "requests <= 32": Config(BackendSettings(), (32, 2.0)),
+        "requests <= 32, 1 thread": Config(one_thread, (32, 2.0), ("onnxruntime",)),
+        # Only the networks: a request's crops are the items (~7 a formula, 32 requests ~ 220).
+        "networks <= 1024 crops": Config(BackendSettings(max_batch_size=1024,
+                                                         max_batch_time_ms=2.0)),
+    }
+    unbatched = {
+        "unbatched": Config(BackendSettings()),
+        "unbatched, 1 thread": Config(one_thread, None, ("onnxruntime",)),
     }
     out = []
     for name in names:
         pipe = Pipeline.load(models_dir / name)
 
-        def bind(backend: Backend, pipe: Pipeline = pipe) -> Callable[[list], int]:
+        def bind(backend: Backend, config: Config, pipe: Pipeline = pipe) -> Bound:
             served = pipe.with_runner(backend)
-            return lambda batch: len(served.predict(batch))
+            batchers = list(backend._batchers.values())
+            if config.requests is not None:
+                served = served.batched(*config.requests)
+                batchers = [served.batcher]
+            return Bound(lambda batch: len(served.predict(batch)), batchers, served.close)
 
-        out.append(Workload(name, pipe.networks(), lambda n: images[:n], bind, configs))
+        out.append(Workload(name, pipe.networks(), lambda n: images[:n], bind, configs,
+                            unbatched))
     return out
 
 
@@ -139,7 +179,8 @@ def batch_figures(
 ) -> dict[int, dict[str, float]]:
     backend = get_backend(backend_name, BackendSettings())
     backend.load(work.networks, cache)
-    run = work.bind(backend)
+    bound = work.bind(backend, Config(BackendSettings()))
+    run = bound.run
     out = {}
     try:
         for size in BATCH_SIZES:
@@ -191,40 +232,53 @@ def batching_gain(
     work: Workload, backend_name: str, cache: Path, rounds: int, seconds: float
 ) -> dict[str, Any]:
     """Unbatched vs each batched configuration, CLIENTS concurrent clients, interleaved."""
-    configs = {"unbatched": BackendSettings(), **work.batch_settings}
-    backends = {key: get_backend(backend_name, s) for key, s in configs.items()}
+    configs = {
+        key: config
+        for key, config in {**work.unbatched, **work.batch_settings}.items()
+        if config.backends is None or backend_name in config.backends
+    }
+    backends = {key: get_backend(backend_name, c.backend) for key, c in configs.items()}
     for backend in backends.values():
         backend.load(work.networks, cache)
-    runs = {key: work.bind(backend) for key, backend in backends.items()}
+    bound = {key: work.bind(backend, configs[key]) for key, backend in backends.items()}
     one = work.make_batch(1)
     rates: dict[str, list[float]] = {key: [] for key in configs}
     try:
-        for run in runs.values():  # warm every configuration
-            concurrent_rate(run, one, 0.2)
+        for b in bound.values():  # warm every configuration
+            concurrent_rate(b.run, one, 0.2)
+        for b in bound.values():
+            for batcher in b.batchers:
+                batcher.batch_sizes.clear()
         for r in range(rounds):
-            for key, run in runs.items():
-                rates[key].append(concurrent_rate(run, one, seconds))
+            for key, b in bound.items():
+                rates[key].append(concurrent_rate(b.run, one, seconds))
             progress(
                 f"round {r + 1}: "
                 + ", ".join(f"{key} {values[-1]:,.0f}/s" for key, values in rates.items())
             )
         mean_batch = {}
-        for key in work.batch_settings:
+        for key in configs:
+            if key in work.unbatched:
+                continue
             counts: dict[int, int] = {}
-            for batcher in backends[key]._batchers.values():
+            for batcher in bound[key].batchers:
                 for size, n in batcher.batch_sizes.items():
                     counts[size] = counts.get(size, 0) + n
             mean_batch[key] = sum(k * v for k, v in counts.items()) / max(sum(counts.values()), 1)
     finally:
-        for backend in backends.values():
+        for key, backend in backends.items():
+            bound[key].close()
             backend.unload()
     medians = {key: statistics.median(values) for key, values in rates.items()}
-    best = max(work.batch_settings, key=medians.__getitem__)
+    best = max(mean_batch, key=medians.__getitem__)
+    best_unbatched = max((k for k in configs if k in work.unbatched), key=medians.__getitem__)
     return {
         "images_per_s": medians,
         "mean_items_per_batch": mean_batch,
         "best": best,
         "gain": medians[best] / medians["unbatched"],
+        "best_unbatched": best_unbatched,
+        "gain_vs_best_unbatched": medians[best] / medians[best_unbatched],
     }
 
 
@@ -237,12 +291,16 @@ def print_row(row: dict[str, Any]) -> None:
         )
     g = row["batching"]
     rates = g["images_per_s"]
-    parts = [f"unbatched {rates['unbatched']:,.0f}"] + [
+    parts = [f"{key} {rates[key]:,.0f}" for key in rates
+             if key not in g["mean_items_per_batch"]] + [
         f"{key} {rates[key]:,.0f} (mean batch {g['mean_items_per_batch'][key]:.0f})"
         for key in g["mean_items_per_batch"]
     ]
     print(f"    {CLIENTS} concurrent clients, img/s: " + "; ".join(parts))
-    print(f"    batching gain {g['gain']:.2f}x with {g['best']} (target >= 3x)", flush=True)
+    line = f"    batching gain {g['gain']:.2f}x with {g['best']} (target >= 3x)"
+    if g["best_unbatched"] != "unbatched":
+        line += f"; {g['gain_vs_best_unbatched']:.2f}x against {g['best_unbatched']}"
+    print(line, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

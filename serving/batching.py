@@ -17,6 +17,10 @@ batch-mates still get their results.
 
 Shutdown: :meth:`close` refuses new requests, runs everything already queued without waiting for
 the delay, then stops the worker.
+
+:class:`ItemBatcher` does the same for whole requests of any Python objects (``fn(list) ->
+list``), e.g. one OCR pipeline call for the images of many concurrent requests: batching only a
+pipeline's networks leaves its per-request work (detection, crops, alignment) unbatched.
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from core.errors import AbvocError
 
-__all__ = ["BatchOutputError", "BatcherClosed", "DynamicBatcher"]
+__all__ = ["BatchOutputError", "BatcherClosed", "DynamicBatcher", "ItemBatcher"]
 
 BatchFn = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class BatcherClosed(AbvocError):
@@ -56,16 +63,16 @@ class _Request:
 
     __slots__ = ("inputs", "arrived", "signature", "result", "error", "_done")
 
-    def __init__(self, inputs: np.ndarray, arrived: float) -> None:
+    def __init__(self, inputs: Any, arrived: float, signature: object) -> None:
         self.inputs = inputs
         self.arrived = arrived
-        self.signature = (inputs.dtype.str, inputs.shape[1:])
-        self.result: np.ndarray | None = None
+        self.signature = signature
+        self.result: Any = None
         self.error: BaseException | None = None
         self._done = threading.Lock()
         self._done.acquire()
 
-    def finish(self, result: np.ndarray | None = None, error: BaseException | None = None) -> None:
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self._done.release()
 
@@ -73,12 +80,12 @@ class _Request:
         self._done.acquire()
 
 
-class DynamicBatcher:
-    """Collects concurrent `submit` calls into batches for one batch function (one network)."""
+class _Batcher:
+    """The queue and workers shared by both batchers; subclasses say how requests merge."""
 
     def __init__(
         self,
-        fn: BatchFn,
+        fn: Callable[[Any], Any],
         *,
         max_batch_size: int,
         max_batch_time_ms: float = 0.0,
@@ -114,11 +121,9 @@ class DynamicBatcher:
     def closed(self) -> bool:
         return self._closed
 
-    def submit(self, inputs: np.ndarray) -> np.ndarray:
-        """This request's rows of the batch output; blocks until its batch has run."""
-        if not isinstance(inputs, np.ndarray) or inputs.ndim < 1 or len(inputs) == 0:
-            raise ValueError("submit() takes a numpy array with at least one item on axis 0")
-        request = _Request(inputs, time.monotonic())
+    def _submit(self, inputs: Any, signature: object) -> Any:
+        """This request's share of the batch output; blocks until its batch has run."""
+        request = _Request(inputs, time.monotonic(), signature)
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"batcher {self.name!r} is shut down")
@@ -144,7 +149,7 @@ class DynamicBatcher:
             if worker is not threading.current_thread():
                 worker.join(timeout)
 
-    def __enter__(self) -> DynamicBatcher:
+    def __enter__(self) -> _Batcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,11 +203,9 @@ class DynamicBatcher:
     def _run(self, requests: list[_Request]) -> None:
         counts = [len(r.inputs) for r in requests]
         try:
-            inputs = (
-                requests[0].inputs
-                if len(requests) == 1
-                else np.concatenate([r.inputs for r in requests])
-            )
+            inputs = requests[0].inputs
+            if len(requests) > 1:
+                inputs = self._merge([r.inputs for r in requests])
             outputs = self._call(inputs)
         except Exception as exc:  # noqa: BLE001 - the error belongs to the callers
             if len(requests) == 1:
@@ -224,6 +227,30 @@ class DynamicBatcher:
         except Exception as exc:  # noqa: BLE001 - handed to this request's caller
             request.finish(error=exc)
 
+    def _merge(self, inputs: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def _call(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+
+class DynamicBatcher(_Batcher):
+    """Collects concurrent `submit` calls into batches for one batch function (one network)."""
+
+    def __init__(self, fn: BatchFn, *, max_batch_size: int, max_batch_time_ms: float = 0.0,
+                 workers: int = 1, name: str = "batcher") -> None:
+        super().__init__(fn, max_batch_size=max_batch_size, max_batch_time_ms=max_batch_time_ms,
+                         workers=workers, name=name)
+
+    def submit(self, inputs: np.ndarray) -> np.ndarray:
+        """This request's rows of the batch output; blocks until its batch has run."""
+        if not isinstance(inputs, np.ndarray) or inputs.ndim < 1 or len(inputs) == 0:
+            raise ValueError("submit() takes a numpy array with at least one item on axis 0")
+        return self._submit(inputs, (inputs.dtype.str, inputs.shape[1:]))
+
+    def _merge(self, inputs: list[Any]) -> np.ndarray:
+        return np.concatenate(inputs)
+
     def _call(self, inputs: np.ndarray) -> np.ndarray:
         outputs = self._fn(inputs)
         if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(inputs):
@@ -233,3 +260,42 @@ class DynamicBatcher:
                 "it must return one row per input row"
             )
         return outputs
+
+
+class ItemBatcher(_Batcher, Generic[T, R]):
+    """Batches whole requests of any Python objects: ``fn(list of items) -> list of results``.
+
+    For work whose per-call cost is more than one network: an OCR pipeline whose `predict`
+    takes a list of images of different sizes and shares its per-call work (one recognizer
+    and one aligner batch, one dispatch) among them. Items are never concatenated, so any
+    item shape merges with any other.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int,
+                 max_batch_time_ms: float = 0.0, workers: int = 1,
+                 name: str = "batcher") -> None:
+        super().__init__(fn, max_batch_size=max_batch_size, max_batch_time_ms=max_batch_time_ms,
+                         workers=workers, name=name)
+
+    def submit(self, item: T) -> R:
+        """The result for one item; blocks until its batch has run."""
+        return self._submit([item], None)[0]
+
+    def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Results for several items of one caller, in order; they stay in one batch."""
+        if len(items) == 0:
+            raise ValueError("submit_many() takes at least one item")
+        return self._submit(list(items), None)
+
+    def _merge(self, inputs: list[Any]) -> list[T]:
+        return [item for items in inputs for item in items]
+
+    def _call(self, inputs: list[T]) -> list[R]:
+        outputs = self._fn(inputs)
+        if not isinstance(outputs, Sequence) or len(outputs) != len(inputs):
+            size = len(outputs) if isinstance(outputs, Sequence) else type(outputs).__name__
+            raise BatchOutputError(
+                f"batch function of {self.name!r} returned {size} results for {len(inputs)} "
+                "items; it must return one result per item"
+            )
+        return list(outputs)

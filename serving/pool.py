@@ -42,19 +42,20 @@ class CandidatePool:
         pipeline = Pipeline.load(folder)
         batching: dict[str, Any] = {**DEFAULT_BATCHING,
                                     **(info.pipeline.get("serving") or {})}
+        # Whole requests are batched (images), so the networks run unbatched underneath.
         backend = get_backend(info.backend, BackendSettings(
-            max_batch_size=int(batching["max_batch_size"]),
-            max_batch_time_ms=float(batching["max_batch_time_ms"]),
             cache_dir=self.models_dir / ".backend-cache",
         ))
         backend.load(pipeline.networks())
-        return pipeline.with_runner(backend), backend
+        return pipeline.with_runner(backend).batched(
+            int(batching["max_batch_size"]), float(batching["max_batch_time_ms"])), backend
 
     def names(self) -> list[str]:
         return sorted(self._loaded)
 
     def close(self) -> None:
         with self._lock:
-            for _, backend in self._loaded.values():
+            for pipeline, backend in self._loaded.values():
+                getattr(pipeline, "close", lambda: None)()  # stops its request batcher
                 backend.unload()
             self._loaded.clear()

@@ -101,7 +101,16 @@ def group(indices: Sequence[int], boxes: Sequence[Box], classes: Sequence[str]) 
                if e.kind == "sym" and classes[e.head] not in FLAT]
     if not heights:
         heights = [e.box[3] - e.box[1] for e in elements] or [1.0]
-    return Region(elements, max(float(np.median(heights)), 1.0))
+    return Region(elements, max(_median(heights), 1.0))
+
+
+def _median(values: Sequence[float]) -> float:
+    """np.median of a short list, exactly, without numpy's per-call overhead."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[mid])
+    return float(ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _kind_index(el: Element, classes: Sequence[str]) -> int:

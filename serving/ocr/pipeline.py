@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from serving.batching import ItemBatcher
 from serving.ocr import converter
 from serving.ocr.aligner import (
     N_FEATURES,
@@ -63,6 +64,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_images(images: Sequence[np.ndarray]) -> None:
+    for img in images:
+        if not isinstance(img, np.ndarray) or img.ndim != 2 or img.dtype != np.uint8:
+            raise ValueError("each image must be a 2-D grayscale uint8 array")
 
 
 class Pipeline:
@@ -120,6 +127,19 @@ class Pipeline:
         """The same stages served through another runner (e.g. an ONNX Runtime backend)."""
         return Pipeline(self.spec, self.recognizer, self.aligner, runner)
 
+    def batched(self, max_batch_size: int, max_batch_time_ms: float = 0.0,
+                workers: int = 1) -> BatchedPipeline:
+        """The same stages, with concurrent `predict_one` calls merged into one `predict`.
+
+        Batching the whole request, not only its networks, is what pays on a CPU: most of a
+        request's time is per-call work (stage dispatch, one network call per stage, array
+        set-up) that one `predict` over many images shares. Run it on an unbatched runner.
+        """
+        return BatchedPipeline(self, max_batch_size, max_batch_time_ms, workers)
+
+    def close(self) -> None:
+        """Nothing to stop here; `BatchedPipeline` stops its batcher."""
+
     def parameter_count(self) -> int:
         return sum(p.numel() for m in (self.recognizer, self.aligner) for p in m.parameters())
 
@@ -129,9 +149,7 @@ class Pipeline:
         return self.predict([image])[0]
 
     def predict(self, images: Sequence[np.ndarray]) -> list[PredictionResult]:
-        for img in images:
-            if img.ndim != 2 or img.dtype != np.uint8:
-                raise ValueError("each image must be a 2-D grayscale uint8 array")
+        _check_images(images)
         detections = [detect(img) for img in images]
         classes, scores = self._recognize(detections)
         return self._align_and_convert(detections, classes, scores)
@@ -193,3 +211,42 @@ class Pipeline:
             "converter": {"latex": latex},
         }
         return PredictionResult(latex, round(confidence, 6), stages)
+
+
+class BatchedPipeline(Pipeline):
+    """A pipeline whose `predict_one`/`predict` calls from many threads run as shared batches.
+
+    An `ItemBatcher` merges the images of concurrent calls, up to ``max_batch_size`` images or
+    ``max_batch_time_ms`` after the oldest arrived, into one `Pipeline.predict`; each caller
+    gets its own results. Inputs are checked in the caller's thread, so a bad image fails its
+    own request before it can join a batch. `close` stops the batcher after the queued calls.
+    """
+
+    def __init__(self, pipeline: Pipeline, max_batch_size: int, max_batch_time_ms: float = 0.0,
+                 workers: int = 1) -> None:
+        super().__init__(pipeline.spec, pipeline.recognizer, pipeline.aligner, pipeline.runner)
+        self.batcher: ItemBatcher[np.ndarray, PredictionResult] = ItemBatcher(
+            self._predict_now, max_batch_size=max_batch_size,
+            max_batch_time_ms=max_batch_time_ms, workers=workers, name=f"pipeline:{self.name}")
+
+    def _predict_now(self, images: list[np.ndarray]) -> list[PredictionResult]:
+        return Pipeline.predict(self, images)
+
+    def predict_one(self, image: np.ndarray) -> PredictionResult:
+        _check_images([image])
+        return self.batcher.submit(image)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[PredictionResult]:
+        _check_images(images)
+        return self.batcher.submit_many(images) if len(images) else []
+
+    def with_runner(self, runner: Runner) -> Pipeline:
+        return Pipeline(self.spec, self.recognizer, self.aligner, runner)
+
+    def batched(self, max_batch_size: int, max_batch_time_ms: float = 0.0,
+                workers: int = 1) -> BatchedPipeline:
+        return Pipeline(self.spec, self.recognizer, self.aligner, self.runner).batched(
+            max_batch_size, max_batch_time_ms, workers)
+
+    def close(self) -> None:
+        self.batcher.close()

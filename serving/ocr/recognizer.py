@@ -82,6 +82,27 @@ def crops_batch(patches: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """`nn.MaxPool2d(2)` with the same outputs, bit for bit, several times faster on the CPU.
+
+    Eager torch's CPU max-pool kernel is slow for these small maps (it cost more than the
+    convolutions); the elementwise maximum of the four strided 2×2 phases is the same maximum.
+    ONNX export keeps the MaxPool operator, which ONNX Runtime and TensorRT run well.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.onnx.is_in_onnx_export() or x.dim() != 4 or x.shape[-1] % 2
+                or x.shape[-2] % 2 or x.requires_grad):
+            return super().forward(x)
+        n, c, h, w = x.shape
+        v = x.view(n, c, h // 2, 2, w // 2, 2) if x.is_contiguous() else x.reshape(
+            n, c, h // 2, 2, w // 2, 2)
+        return torch.maximum(v[:, :, :, 0], v[:, :, :, 1]).amax(dim=-1)
+
+
 class SymbolCNN(nn.Module):
     """Conv-ReLU-pool stages then a small classifier head; sizes set per candidate."""
 
@@ -91,7 +112,7 @@ class SymbolCNN(nn.Module):
         layers: list[nn.Module] = []
         c_in = 1
         for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), MaxPool2x2()]
             c_in = c
         self.features = nn.Sequential(*layers)
         side = SIZE // 2 ** len(channels)

@@ -179,3 +179,40 @@ def test_two_workers_run_batches_at_once_and_keep_rows_straight():
     assert elapsed < 0.38  # four batches of 0.1 s in two lanes, not 0.4 s in one
     with pytest.raises(ValueError, match="workers"):
         DynamicBatcher(Recorder(), max_batch_size=2, workers=0)
+
+
+def test_item_batcher_merges_requests_of_any_shape_and_isolates_failures():
+    from serving.batching import ItemBatcher
+
+    calls: list[int] = []
+
+    def fn(items: list[np.ndarray]) -> list[int]:
+        calls.append(len(items))
+        time.sleep(0.01)
+        if any(item.size == 0 for item in items):
+            raise ValueError("empty image")
+        return [int(item.sum()) for item in items]
+
+    with ItemBatcher(fn, max_batch_size=8, max_batch_time_ms=50) as batcher:
+        shapes = [np.ones((i + 1, 2 * i + 3)) for i in range(16)]
+        shapes[5] = np.ones((0, 4))
+        results = concurrently(16, lambda i: batcher.submit(shapes[i]))
+        for i in range(16):
+            if i == 5:
+                assert isinstance(results[i], ValueError)
+            else:
+                assert results[i] == shapes[i].size
+        assert max(calls) == 8  # different item shapes still merged
+        assert batcher.submit_many([np.ones((2, 2)), np.ones((1, 3))]) == [4, 3]
+        with pytest.raises(ValueError):
+            batcher.submit_many([])
+    with pytest.raises(BatcherClosed):
+        batcher.submit(np.ones(1))
+
+
+def test_item_batcher_refuses_a_wrong_number_of_results():
+    from serving.batching import ItemBatcher
+
+    with (ItemBatcher(lambda items: items[:-1], max_batch_size=4) as batcher,
+          pytest.raises(BatchOutputError, match="one result per item")):
+        batcher.submit(1)

@@ -98,3 +98,33 @@ def test_cli_offline_test_and_candidates(tiny_candidate: Path, tmp_path: Path) -
     assert res.exit_code == 2 and "not registered" in res.output
     for args in (["train", "--help"], ["offline-test", "--help"], ["candidates", "show", "-h"]):
         assert runner.invoke(main, args).exit_code == 0
+
+
+def test_batched_pipeline_merges_concurrent_requests_with_the_same_answers(
+        pipe: Pipeline) -> None:
+    import threading
+
+    images = [s.image for s in generate(24, OFFLINE_MIX, seed=5, split="offline-test")]
+    expected = [r.latex for r in pipe.predict(images)]
+    served = pipe.batched(max_batch_size=8, max_batch_time_ms=20)
+    got: dict[int, str] = {}
+    barrier = threading.Barrier(len(images))
+
+    def call(i: int) -> None:
+        barrier.wait()
+        got[i] = served.predict_one(images[i]).latex
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert [got[i] for i in range(len(images))] == expected
+        assert sum(served.batcher.batch_sizes.values()) < len(images)  # requests were merged
+        assert max(served.batcher.batch_sizes) <= 8
+        assert [r.latex for r in served.predict(images[:3])] == expected[:3]
+        with pytest.raises(ValueError, match="grayscale uint8"):
+            served.predict_one(np.zeros((8, 8, 3), dtype=np.uint8))
+    finally:
+        served.close()

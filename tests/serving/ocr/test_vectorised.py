@@ -146,3 +146,20 @@ def test_latex_of_200_offline_images_is_unchanged(tiny_candidate: Path,
     np.testing.assert_allclose([r.confidence for r in new], [r.confidence for r in ref],
                                rtol=1e-5, atol=1e-6)
     assert [r.latex for r in singles] == [r.latex for r in ref[:40]]
+
+
+def test_fast_max_pool_equals_torch_max_pool_bit_for_bit() -> None:
+    import torch
+
+    from serving.ocr.recognizer import MaxPool2x2
+
+    gen = torch.Generator().manual_seed(0)
+    fast, slow = MaxPool2x2(), torch.nn.MaxPool2d(2)
+    for shape in [(5, 8, 32, 32), (1, 16, 16, 16), (3, 4, 7, 9), (2, 3, 6, 6)]:
+        x = torch.randn(shape, generator=gen)
+        with torch.inference_mode():
+            assert torch.equal(fast(x), slow(x))
+            assert torch.equal(fast(x.transpose(2, 3)), slow(x.transpose(2, 3)))
+    ties = torch.zeros((1, 1, 4, 4), requires_grad=True)  # training keeps torch's gradients
+    fast(ties).sum().backward()
+    assert ties.grad is not None and ties.grad.sum().item() == 4.0
