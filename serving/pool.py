@@ -1,5 +1,6 @@
 """Loaded candidates, ready to serve: one pipeline per candidate on its registered backend, with
-dynamic batching of its networks set from the candidate's `pipeline.serving` settings."""
+concurrent requests batched whole (images) as the candidate's `pipeline.serving` settings say
+(`max_batch_size` images, waiting at most `max_batch_time_ms`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from core.errors import AbvocError
 from serving.backends import BackendSettings, get_backend
 from serving.backends.base import Backend
-from serving.ocr.pipeline import Pipeline
+from serving.ocr.pipeline import BatchedPipeline, Pipeline
 from serving.registry import Registry
 
 DEFAULT_BATCHING = {"max_batch_size": 16, "max_batch_time_ms": 2.0}
@@ -22,10 +23,10 @@ class CandidatePool:
     def __init__(self, registry: Registry, models_dir: Path) -> None:
         self.registry = registry
         self.models_dir = Path(models_dir)
-        self._loaded: dict[str, tuple[Pipeline, Backend]] = {}
+        self._loaded: dict[str, tuple[BatchedPipeline, Backend]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Pipeline:
+    def get(self, name: str) -> BatchedPipeline:
         loaded = self._loaded.get(name)
         if loaded is None:
             with self._lock:
@@ -33,7 +34,7 @@ class CandidatePool:
                 self._loaded[name] = loaded
         return loaded[0]
 
-    def _load(self, name: str) -> tuple[Pipeline, Backend]:
+    def _load(self, name: str) -> tuple[BatchedPipeline, Backend]:
         info = self.registry.get(name)
         folder = Path(info.artifacts) if info.artifacts else self.models_dir / name
         if not (folder / "candidate.json").exists():
@@ -56,6 +57,6 @@ class CandidatePool:
     def close(self) -> None:
         with self._lock:
             for pipeline, backend in self._loaded.values():
-                getattr(pipeline, "close", lambda: None)()  # stops its request batcher
+                pipeline.close()  # stops its request batcher
                 backend.unload()
             self._loaded.clear()

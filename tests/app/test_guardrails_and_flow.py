@@ -27,6 +27,9 @@ class SlowPipeline:
         time.sleep(0.06)
         return self.pipeline.predict_one(image)
 
+    def close(self) -> None:
+        self.pipeline.close()
+
 
 def test_slow_treatment_is_paused_by_its_guardrail(app: Flask, client: FlaskClient,
                                                     admin: dict) -> None:
