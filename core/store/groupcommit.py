@@ -70,9 +70,11 @@ class GroupCommitter:
             for table, rows in pending.rows.items():
                 merged.setdefault(table, []).extend(rows)
         try:
-            with self.db.session() as s:
+            # A Core connection: no ORM session is needed to insert plain rows, and it is
+            # several times cheaper per batch on this hot path.
+            with self.db.engine.begin() as conn:
                 for table, rows in merged.items():
-                    s.execute(table.insert(), rows)
+                    conn.execute(table.insert(), rows)
         except Exception as exc:
             if len(batch) > 1:
                 for pending in batch:
