@@ -32,9 +32,10 @@ class _Pending:
 
 
 class GroupCommitter:
-    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, linger_s: float = 0.001) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.linger_s = linger_s
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -54,14 +55,20 @@ class GroupCommitter:
             raise pending.error
 
     def _loop(self) -> None:
+        last = 1
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if not self._queue:
                     return
+                if last > 1 and len(self._queue) < last and not self._closed:
+                    # Requests are arriving concurrently: wait a moment for the rest of them,
+                    # so one commit serves several (a lone client never waits here).
+                    self._cond.wait(self.linger_s)
                 batch = [self._queue.popleft()
                          for _ in range(min(self.max_batch, len(self._queue)))]
+            last = len(batch)
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
