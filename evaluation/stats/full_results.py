@@ -167,6 +167,23 @@ class FullResults:
         return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
+# What the frequentist kernels (proportions and Welch) return for each comparison.
+_COMPARISON_FIELDS = (
+    "control_mean",
+    "treatment_mean",
+    "control_variance",
+    "treatment_variance",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "relative_lift",
+    "relative_ci_low",
+    "relative_ci_high",
+    "statistic",
+    "p_value",
+)
+
+
 def analyze(
     aggregates: ExperimentAggregates,
     config: AnalysisConfig | None = None,
@@ -197,18 +214,7 @@ def analyze(
     out = {
         name: np.full(size, np.nan)
         for name in (
-            "control_mean",
-            "treatment_mean",
-            "control_variance",
-            "treatment_variance",
-            "difference",
-            "ci_low",
-            "ci_high",
-            "relative_lift",
-            "relative_ci_low",
-            "relative_ci_high",
-            "statistic",
-            "p_value",
+            *_COMPARISON_FIELDS,
             "chance_to_win",
             "expected_loss",
             "expected_loss_control",
@@ -221,20 +227,7 @@ def analyze(
         (pi, proportion_arrays(n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], alpha)),
         (mi, welch_arrays(n_c[mi], sum_c[mi], ss_c[mi], n_t[mi], sum_t[mi], ss_t[mi], alpha)),
     ):
-        for name in (
-            "control_mean",
-            "treatment_mean",
-            "control_variance",
-            "treatment_variance",
-            "difference",
-            "ci_low",
-            "ci_high",
-            "relative_lift",
-            "relative_ci_low",
-            "relative_ci_high",
-            "statistic",
-            "p_value",
-        ):
+        for name in _COMPARISON_FIELDS:
             out[name][index] = getattr(arrays, name)
         reason[index] = arrays.reason
 
