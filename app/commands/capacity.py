@@ -101,9 +101,10 @@ def measure_candidate(
 )
 @click.option(
     "--per-instance",
-    default="0",
+    default="500MB",
     show_default=True,
-    help="Memory each instance holds besides its model (CUDA context, pools), e.g. 500MB.",
+    help="Memory each instance holds besides its weights (CUDA context, framework pools); "
+    "0 counts the weights alone.",
 )
 @click.option("--p99-ms", type=float, default=None, help="Latency target a batch must meet (ms).")
 @click.option(

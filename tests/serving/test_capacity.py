@@ -181,7 +181,7 @@ def test_capacity_command(tmp_path):
         )
     )
     runner = CliRunner()
-    args = ["--gpu-mem", "10GB", "--profiles", str(profiles)]
+    args = ["--gpu-mem", "10GB", "--profiles", str(profiles), "--per-instance", "0"]
     result = runner.invoke(capacity, [*args, "--json"], obj=Context(None))
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -190,6 +190,10 @@ def test_capacity_command(tmp_path):
         ("big", 1, 800.0),
         ("small", 2, 500.0),
     ]
+    # By default each instance also holds 500 MB of runtime: two 5 GB models no longer fit.
+    default = runner.invoke(capacity, [*args[:4], "--json"], obj=Context(None))
+    rows = json.loads(default.output)["rows"]
+    assert [(r["candidate"], r["instances"]) for r in rows] == [("big", 1), ("small", 1)]
     human = runner.invoke(capacity, [*args, "--reserve", "10%"], obj=Context(None))
     assert human.exit_code == 0 and "reserve 1.00 GB" in human.output
     assert "small" in human.output.splitlines()[-1]
