@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import AbvocError
@@ -51,7 +51,30 @@ def services_of(app: Flask) -> Services:
     return app.extensions["abvoc"]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul_characters() -> None:
+    """Text with NUL characters cannot be stored (PostgreSQL refuses it): say so up front."""
+    parts: list[Any] = [list(request.args.values()), request.view_args or {}]
+    if request.is_json:
+        parts.append(request.get_json(silent=True))
+    elif request.mimetype == "multipart/form-data":
+        parts.append(list(request.form.values()))
+    if any(_has_nul(p) for p in parts):
+        raise AbvocError("text fields must not contain NUL (\\u0000) characters")
+
+
 def _register_errors(app: Flask) -> None:
+    app.before_request(_refuse_nul_characters)
+
     @app.errorhandler(AbvocError)
     def _abvoc_error(exc: AbvocError):  # noqa: ANN202
         return jsonify(exc.to_dict()), exc.status

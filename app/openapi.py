@@ -184,13 +184,14 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments": {
             "get": {"summary": "List experiments", "security": ADMIN,
                     "parameters": [{"name": "status", "in": "query", "required": False,
-                                    "schema": {"type": "string"}}],
+                                    "schema": {"type": "string", "enum": [
+                                        "draft", "running", "paused", "killed", "stopped"]}}],
                     "responses": {"200": _json({"type": "object", "required": ["experiments"],
                                                 "properties": {"experiments": {
                                                     "type": "array", "items": {
                                                         "$ref": "#/components/schemas/Experiment"}
                                                 }}}),
-                                  **_errors(401, 403)}},
+                                  **_errors(400, 401, 403)}},
             "post": {"summary": "Create an experiment (draft)", "security": ADMIN,
                      "requestBody": {"required": True, "content": {"application/json": {
                          "schema": {"$ref": "#/components/schemas/ExperimentSpec"}}}},

@@ -78,10 +78,11 @@ def _check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
     if steps[-1] + others_share > 1:
         raise _fail("canary.steps leave no traffic for the control arm")
     out: dict[str, Any] = {"treatment": treatment, "steps": [float(x) for x in steps], "step": 0}
-    for key in ("advance_after_s", "advance_after_n"):
+    for key, limit in (("advance_after_s", 10 * 365 * 86400), ("advance_after_n", 10**12)):
         value = canary.get(key)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise _fail(f"canary.{key} must be a positive number")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 < value <= limit):
+            raise _fail(f"canary.{key} must be a positive number of at most {limit}")
         out[key] = value
     return out
 
@@ -93,10 +94,16 @@ def _check_guardrails(guardrails: Any) -> dict[str, Any]:
     unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
     if unknown:
         raise _fail(f"unknown guardrails {sorted(unknown)}; use {list(GUARDRAILS)}, min_samples")
-    out: dict[str, Any] = {"min_samples": int(guardrails.get("min_samples", 50))}
+    min_samples = guardrails.get("min_samples", 50)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
+        1 <= min_samples <= 10**9
+    ):
+        raise _fail("guardrails.min_samples must be a whole number from 1 to 10^9")
+    out: dict[str, Any] = {"min_samples": min_samples}
     for key in GUARDRAILS:
         value = guardrails.get(key)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value) or value <= 0):
             raise _fail(f"guardrails.{key} must be a positive number")
         out[key] = value
     return out

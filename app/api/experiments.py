@@ -11,6 +11,7 @@ from core.errors import AbvocError
 bp = Blueprint("experiments", __name__)
 # Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
 EXP = "<int(min=1, max=9223372036854775807):experiment_id>"
+STATUSES = ("draft", "running", "paused", "killed", "stopped")
 
 
 def _experiments():  # noqa: ANN202
@@ -26,6 +27,8 @@ def _changed(view: dict):  # noqa: ANN202
 @require("admin")
 def list_experiments():  # noqa: ANN201
     status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise AbvocError(f"'status' must be one of {list(STATUSES)}")
     return jsonify({"experiments": _experiments().list(status)})
 
 

@@ -66,7 +66,9 @@ class KafkaBusProducer(Producer):
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
-                producer.close(timeout=1)
+                # Long enough for undeliverable batches to expire (delivery timeout), so the
+                # client really closes and never flushes again from its finaliser.
+                producer.close(timeout=self.delivery_timeout_s + 2)
             except KafkaError:
                 log.warning("Kafka producer did not close cleanly", exc_info=True)
 

@@ -91,3 +91,15 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
                        json={**body, "corrected_output": "x" * 5000})
     assert huge.status_code == 413
     assert pending_count(app.extensions["abvoc"].db) == 2  # nothing partial stored
+
+
+def test_nul_characters_are_refused_before_the_store(client: FlaskClient, admin: dict) -> None:
+    spec = {"name": "n", "arms": [
+        {"name": "c", "candidate": "ocr-small-printed", "weight": 1, "control": True},
+        {"name": "t", "candidate": "\u0000", "weight": 1}]}
+    response = client.post("/v1/experiments", json=spec, headers=admin)
+    assert response.status_code == 400 and "NUL" in response.get_json()["error"]
+    listed = client.get("/v1/experiments?status=%00", headers=admin)
+    assert listed.status_code == 400
+    unknown = client.get("/v1/experiments?status=asleep", headers=admin)
+    assert unknown.status_code == 400 and "status" in unknown.get_json()["error"]
