@@ -1,1 +1,0 @@
-"""abvoc dashboards."""
