@@ -181,6 +181,11 @@ class StreamConsumer:
                 backoff = min(max_backoff_s, backoff * 2)
         self.close()
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now (empty before its first poll)."""
+        consumer = self._consumer
+        return consumer.assignment() if consumer is not None else set()
+
     def close(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None

@@ -34,16 +34,22 @@ def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureReq
     stop = threading.Event()
     workers = [make_worker(db, bus, prefix, max_records=200) for _ in range(2)]
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
-    threads.append(threading.Thread(target=OutboxRelay(db, bus, batch_size=250).run,
-                                    args=(stop,)))
     for t in threads:
         t.start()
+    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=250).run, args=(stop,))
+    threads.append(relay)
     try:
+        # Publish only once the group has shared its partitions between the two members.
+        wait_until(lambda: all(w.assignment() for w in workers)
+                   and not set.intersection(*(w.assignment() for w in workers)),
+                   90, "both workers to hold partitions")
+        relay.start()
         wait_until(lambda: count_predictions(db)[0] >= N, 180, f"all {N} events")
     finally:
         stop.set()
         for t in threads:
-            t.join()
+            if t.is_alive():
+                t.join()
     assert all(w.applied > 0 for w in workers), [w.applied for w in workers]
     assert sum(w.applied for w in workers) == N
     assert_exactly_once(db)
