@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install, once, what the tests need from outside PyPI: PostgreSQL 15 and Chromium from Debian's
-# packages, and the Apache Kafka 4.4.0 broker jars from Maven Central into the cache folder.
+# Install, once, what the tests need from outside PyPI: PostgreSQL 15 from Debian's packages, and
+# the Apache Kafka 4.4.0 broker jars from Maven Central into the cache folder.
 # Each step checks first, so running it again costs a few seconds.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -8,8 +8,6 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 need_apt=()
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need_apt+=(postgresql)
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[install-system] apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
