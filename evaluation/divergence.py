@@ -233,7 +233,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         raise NotFound(f"experiment {experiment_id} does not exist")
     by_cand: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
     for (variant, slice_), cell in load_cells(session, experiment_id).items():
-        by_cand[variant.candidate][slice_].merge(cell)
+        if not variant.shadow:  # accuracy online is read from corrections: served answers only
+            by_cand[variant.candidate][slice_].merge(cell)
     candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))
     candidates += [c for c in sorted(by_cand) if c not in candidates]
     slices, mixes, shifts = [], [], []

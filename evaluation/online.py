@@ -180,8 +180,16 @@ def _ratio(a: float, b: float) -> float | None:
     return float(a / b) if b > 0 else None
 
 
-def metrics(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
-    """The online figures of one variant x slice, JSON-ready (None where there is no data)."""
+_UNOBSERVED_FOR_SHADOWS: dict[str, Any] = {
+    "corrections": None, "correction_rate": None, "correction_rate_ci": None,
+    "accuracy_bound": None,
+}
+
+
+def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[str, Any]:
+    """The online figures of one variant x slice, JSON-ready (None where there is no data).
+
+    A shadow's answers reach no customer, so nothing about corrections is observed for it."""
     n = float(cell.get(agg.PREDICTIONS)[0])
     corrected = float(cell.get(agg.CORRECTED)[1])
     truth_n, exact, _ = cell.get(agg.EXACT_MATCH)
@@ -213,4 +221,4 @@ def metrics(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
         "latency_p99_ms": None if q[2] is None else float(q[2]),
         "throughput_per_hour": n / hours if hours else None,
         "output_shares": output_shares(cell),
-    }
+    } | (_UNOBSERVED_FOR_SHADOWS if shadow else {})

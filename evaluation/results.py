@@ -57,6 +57,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("confidence", False, False),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
+# Metrics that exist only where a customer saw the answer: never observed for a shadow.
+CUSTOMER_METRICS = frozenset({"correction_rate"})
 
 
 def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
@@ -92,6 +94,8 @@ def build_aggregates(cells: Cells, variants: list[Variant],
         for k, slice_ in enumerate(slices):
             cell = cells.get((variant, slice_), empty)
             for j, spec in enumerate(METRICS):
+                if variant.shadow and spec.name in CUSTOMER_METRICS:
+                    continue  # nobody sees a shadow's answer: left at n = 0, "no data"
                 n[i, j, k], sums[i, j, k], squares[i, j, k] = metric_stats(cell, spec.name)
     return ExperimentAggregates(
         n, sums, squares, [m.is_proportion for m in METRICS],
@@ -183,7 +187,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                       "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None}
                      for i, v in enumerate(variants)],
-        "metrics": {v.name: {s: metrics(cells[(v, s)], config.alpha)
+        "metrics": {v.name: {s: metrics(cells[(v, s)], config.alpha, shadow=v.shadow)
                              for s in slices if (v, s) in cells} for v in variants},
     }
     if len(arms) < 1 or len(variants) < 2:

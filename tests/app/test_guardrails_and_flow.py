@@ -94,9 +94,12 @@ def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient, adm
     body = results.get_json()
     assert {v["name"] for v in body["variants"] if not v["shadow"]} == {"control", "mixed", "b"}
     assert body["comparisons"] and body["decision"]["action"] in ("ship", "keep_running", "stop")
-    corrected = sum(m["all"]["corrections"] for m in body["metrics"].values()
-                    if "all" in m and "corrections" in m["all"])
-    assert corrected == 15
+    served_metrics = {v["name"]: body["metrics"][v["name"]]["all"] for v in body["variants"]
+                      if not v["shadow"]}
+    assert sum(m["corrections"] for m in served_metrics.values()) == 15
+    shadow = next(v["name"] for v in body["variants"] if v["shadow"])
+    assert body["metrics"][shadow]["all"]["correction_rate"] is None  # nobody saw its answers
+    assert body["metrics"][shadow]["all"]["predictions"] == 45
     divergence = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin)
     assert divergence.status_code == 200 and "findings" in divergence.get_json()
     refused = client.get(f"/v1/experiments/{exp['id']}/divergence?alpha=2", headers=admin)
