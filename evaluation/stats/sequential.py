@@ -219,16 +219,7 @@ def msprt_proportions(
     previous: SequentialResult | None = None,
 ) -> SequentialResult:
     """mSPRT for a difference of proportions; pass the last look's result as ``previous``."""
-    config = config if config is not None else SequentialConfig()
-    arrays = msprt_arrays(
-        [treatment.mean - control.mean],
-        [control.variance],
-        [control.n],
-        [treatment.variance],
-        [treatment.n],
-        config,
-    )
-    return _result(arrays, config, previous)
+    return _msprt(control, treatment, config, previous)
 
 
 def msprt_means(
@@ -238,6 +229,16 @@ def msprt_means(
     previous: SequentialResult | None = None,
 ) -> SequentialResult:
     """mSPRT for a difference of means; pass the last look's result as ``previous``."""
+    return _msprt(control, treatment, config, previous)
+
+
+def _msprt(
+    control: ProportionStats | MeanStats,
+    treatment: ProportionStats | MeanStats,
+    config: SequentialConfig | None,
+    previous: SequentialResult | None,
+) -> SequentialResult:
+    # Both statistics expose mean, (unit) variance and n, which is all the mixture needs.
     config = config if config is not None else SequentialConfig()
     arrays = msprt_arrays(
         [treatment.mean - control.mean],
