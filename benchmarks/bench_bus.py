@@ -4,8 +4,9 @@ End to end means: the events are written to the outbox (in transactions of 100, 
 accept them), the relay publishes them, and the evaluation worker applies them to the store; the
 clock stops when the last one is stored. As deployed, the worker is a process of its own
 (`abvoc worker --no-relay`) while the writer and the relay share this one.
-The anchor is kafka-python producing (acks=all) and then consuming the same number of
-same-size records on the same broker, in the same run.
+The anchor is kafka-python producing (acks=all) while a consumer in its own process consumes the
+same number of same-size records on the same broker, in the same run: its topic (as many
+partitions as abvoc's) is created and its group joined before the clock starts, as abvoc's are.
 
     python benchmarks/bench_bus.py [--events 20000] [--repeats 3]
 """
@@ -13,6 +14,7 @@ same-size records on the same broker, in the same run.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -24,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
+from kafka.admin import NewTopic  # noqa: E402
 
 from core import events  # noqa: E402
 from core.bus.embedded import EmbeddedBus  # noqa: E402
@@ -36,11 +39,46 @@ from tests.support.flow import count_predictions, prediction_event, write_outbox
 from tests.support.kafka import KafkaBroker  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 
+ANCHOR = "raw kafka-python, producing and consuming at once"
 
-def raw_kafka(bootstrap: str, n: int, run: int) -> tuple[float, float]:
-    """(produce/s, consume/s) for kafka-python alone."""
+
+def _raw_consumer(bootstrap: str, topic: str, n: int, ready, done) -> None:  # noqa: ANN001
+    """The anchor's consumer, in its own process: join the group, then consume n and commit."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[bootstrap],
+        group_id=f"{topic}-group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    got = 0
+    while not consumer.assignment():  # the group is joined before the clock starts
+        got += sum(len(v) for v in consumer.poll(timeout_ms=100).values())
+    ready.set()
+    while got < n:
+        got += sum(len(v) for v in consumer.poll(timeout_ms=500, max_records=5000).values())
+        consumer.commit()
+    consumer.close()
+    done.set()
+
+
+def raw_kafka(bootstrap: str, n: int, run: int, partitions: int) -> float:
+    """Events/s for kafka-python producing (acks=all) while a consumer process consumes them.
+
+    Like abvoc's side: the topic exists and the consumer has joined its group before the clock
+    starts, and the clock stops when the consumer has read and committed the last record."""
     topic = f"raw{run}"
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    admin.close()
     payload = events.encode(prediction_event(0))
+    ctx = multiprocessing.get_context("spawn")
+    ready, done = ctx.Event(), ctx.Event()
+    consumer = ctx.Process(target=_raw_consumer, args=(bootstrap, topic, n, ready, done))
+    consumer.start()
+    if not ready.wait(60):
+        consumer.kill()
+        raise RuntimeError("the anchor's consumer did not join its group within 60 s")
     producer = KafkaProducer(
         bootstrap_servers=[bootstrap], acks="all", linger_ms=5, batch_size=256 * 1024
     )
@@ -48,23 +86,13 @@ def raw_kafka(bootstrap: str, n: int, run: int) -> tuple[float, float]:
     for i in range(n):
         producer.send(topic, key=str(i).encode(), value=payload)
     producer.flush()
-    produce = n / (time.perf_counter() - start)
+    if not done.wait(300):
+        consumer.kill()
+        raise RuntimeError("the anchor's consumer did not read every record within 300 s")
+    elapsed = time.perf_counter() - start
     producer.close()
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=[bootstrap],
-        group_id=f"raw{run}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    got = 0
-    start = time.perf_counter()
-    while got < n:
-        got += sum(len(v) for v in consumer.poll(timeout_ms=500, max_records=5000).values())
-    consumer.commit()
-    consume = n / (time.perf_counter() - start)
-    consumer.close()
-    return produce, consume
+    consumer.join()
+    return n / elapsed
 
 
 def _worker(db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
@@ -80,10 +108,12 @@ def _worker(db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
     return proc
 
 
-def end_to_end(db_url: str, transport: str, bootstrap: str, n: int, run: int) -> float:
+def end_to_end(
+    db_url: str, transport: str, bootstrap: str, n: int, run: int, partitions: int
+) -> float:
     db = Database(db_url)
     schema.upgrade(db)
-    bus = KafkaBus([bootstrap]) if transport == "kafka" else EmbeddedBus(db)
+    bus = KafkaBus([bootstrap], partitions) if transport == "kafka" else EmbeddedBus(db)
     prefix = f"bench{run}{transport}{db.dialect}"
     bus.ensure_topics(events.topics(prefix))
     worker = _worker(
@@ -117,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=3, help="as ABVOC_BUS_PARTITIONS")
     args = parser.parse_args()
     n = args.events
     print(f"event size: {len(events.encode(prediction_event(0)))} bytes; {n} events per run")
@@ -127,12 +158,9 @@ def main() -> None:
     try:
         for run in range(args.repeats):
             print(f"run {run + 1}/{args.repeats}", flush=True)
-            produce, consume = raw_kafka(broker.bootstrap, n, run)
-            results.setdefault("raw kafka-python produce", []).append(produce)
-            results.setdefault("raw kafka-python consume", []).append(consume)
-            results.setdefault("raw kafka-python produce+consume", []).append(
-                n / (n / produce + n / consume)
-            )
+            anchor_rate = raw_kafka(broker.bootstrap, n, run, args.partitions)
+            results.setdefault(ANCHOR, []).append(anchor_rate)
+            print(f"  {ANCHOR}: {anchor_rate:,.0f} events/s", flush=True)
             for transport in ("kafka", "embedded"):
                 for store in ("sqlite", "postgresql"):
                     url = (
@@ -140,7 +168,7 @@ def main() -> None:
                         if store == "sqlite"
                         else pg.create_database()
                     )
-                    rate = end_to_end(url, transport, broker.bootstrap, n, run)
+                    rate = end_to_end(url, transport, broker.bootstrap, n, run, args.partitions)
                     name = f"abvoc {transport} bus + {store} store, outbox→bus→store"
                     results.setdefault(name, []).append(rate)
                     print(f"  {name}: {rate:,.0f} events/s", flush=True)
@@ -148,11 +176,11 @@ def main() -> None:
         broker.kill()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    anchor = statistics.median(results["raw kafka-python produce+consume"])
+    anchor = statistics.median(results[ANCHOR])
     print(f"\nmedians of {args.repeats} runs ({n} events each):")
     for name, values in results.items():
         median = statistics.median(values)
-        ratio = f"  ratio to raw produce+consume: {median / anchor:.2f}" if "abvoc" in name else ""
+        ratio = f"  ratio to raw kafka-python: {median / anchor:.2f}" if "abvoc" in name else ""
         print(f"  {name:58s} {median:10,.0f} events/s{ratio}")
 
 
