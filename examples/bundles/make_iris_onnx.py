@@ -5,7 +5,7 @@ class means of Fisher's iris data. A two-layer network is trained with torch for
 steps (seconds on a CPU) and exported with a variable batch axis, input "features" [-1, 4] FP32,
 output "probabilities" [-1, 3]. Run it from the repository root:
 
-    python examples/bundles/make_iris_onnx.py            # writes examples/bundles/iris-onnx/model.onnx
+    python examples/bundles/make_iris_onnx.py   # writes examples/bundles/iris-onnx/model.onnx
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ SPREADS = np.array([[0.35, 0.38, 0.17, 0.10], [0.52, 0.31, 0.47, 0.20], [0.64, 0
 def make_flowers(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Features (n, 4) float32 and class indices (n,) int64, deterministic from the seed."""
     rng = np.random.default_rng(seed)
-    x = np.concatenate([rng.normal(m, s, size=(n_per_class, 4)) for m, s in zip(MEANS, SPREADS)])
+    x = np.concatenate([rng.normal(m, s, size=(n_per_class, 4))
+                        for m, s in zip(MEANS, SPREADS, strict=True)])
     y = np.repeat(np.arange(len(CLASSES)), n_per_class)
     return x.astype(np.float32), y.astype(np.int64)
 

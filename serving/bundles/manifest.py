@@ -73,12 +73,14 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: an artifact file (`path`) or a `module:function` shipped in the bundle."""
+    """One step: an artifact file (`path`) or a `module:function` shipped in the bundle.
+    `outputs` names a TorchScript stage's results in order (ONNX graphs name their own)."""
 
     name: str
     kind: str
     path: str | None = None
     callable: str | None = None
+    outputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ class Manifest:
         if self.output.schema is not None:
             out["output"]["schema"] = self.output.schema
         if self.stages:
-            out["stages"] = [{k: v for k, v in vars(s).items() if v is not None}
+            out["stages"] = [{k: list(v) if isinstance(v, tuple) else v
+                              for k, v in vars(s).items() if v is not None}
                              for s in self.stages]
         if self.remote is not None:
             out["remote"] = {k: v for k, v in vars(self.remote).items() if v is not None}
@@ -249,7 +252,7 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
     where = f"stages[{i}]"
     if not isinstance(data, dict):
         raise ManifestError(f"{where} must be a table")
-    _no_unknown(data, {"name", "kind", "path", "callable"}, where)
+    _no_unknown(data, {"name", "kind", "path", "callable", "outputs"}, where)
     name = _string(data, "name", where, required=True)
     kind = _string(data, "kind", where, required=True)
     if kind not in STAGE_KINDS:
@@ -263,9 +266,18 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
         return Stage(name, kind, callable=target)
     if "callable" in data:
         raise ManifestError(f"{where}: a {kind} stage names a 'path', not a 'callable'")
+    outputs = _get(data, "outputs", list, where)
+    if outputs is not None:
+        if kind != "torchscript":
+            raise ManifestError(f"{where}.outputs is only for torchscript stages; {kind} "
+                                "artifacts name their own outputs")
+        if not outputs or not all(isinstance(o, str) and o for o in outputs) \
+                or len(set(outputs)) != len(outputs):
+            raise ManifestError(f"{where}.outputs must list distinct output names")
     if kind not in KINDS_BY_BACKEND.get(backend, set()):
         raise ManifestError(f"{where} is a {kind} stage, which backend {backend!r} cannot run")
-    return Stage(name, kind, path=_relative(_string(data, "path", where, required=True), where))
+    return Stage(name, kind, path=_relative(_string(data, "path", where, required=True), where),
+                 outputs=tuple(outputs) if outputs is not None else None)
 
 
 def _relative(path: str, where: str) -> str:

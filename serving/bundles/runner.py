@@ -72,9 +72,8 @@ class BundleRunner:
                 array = array.astype(want)
             if array.ndim != len(spec.shape) or any(
                     d != -1 and d != n for d, n in zip(spec.shape, array.shape, strict=True)):
-                shown = [d if d != -1 else "-1" for d in spec.shape]
-                raise TensorError(f"input {name!r} must have shape {shown} (-1: any size), got "
-                                  f"{list(array.shape)}")
+                raise TensorError(f"input {name!r} must have shape {list(spec.shape)} (-1: any "
+                                  f"size), got {list(array.shape)}")
             out[name] = array
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +93,14 @@ def _onnx(stage: Stage, path: Path) -> LoadedStage:
 def _torchscript(stage: Stage, path: Path) -> LoadedStage:
     import torch
 
+    from serving.backends import BackendError
+
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            # torch 2.15 marks TorchScript deprecated; it is still what many teams ship.
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated",
+                                    category=FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
         arguments = module.forward.schema.arguments[1:]  # the first is `self`
     except Exception as exc:  # torch raises RuntimeError or ValueError for a bad file
         raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as "
@@ -105,6 +112,12 @@ def _torchscript(stage: Stage, path: Path) -> LoadedStage:
                 for n in _present(stage, names, tensors)]
         with torch.inference_mode():
             out = module(*args)
+        if stage.outputs:
+            results = out if isinstance(out, tuple | list) else (out,)
+            if len(results) != len(stage.outputs):
+                raise BackendError(f"stage {stage.name!r} returned {len(results)} results; its "
+                                   f"manifest names {len(stage.outputs)}: {list(stage.outputs)}")
+            return {n: _array(r) for n, r in zip(stage.outputs, results, strict=True)}
         return _as_tensors(stage, out)
 
     return LoadedStage(stage.name, run, tuple(InputInfo(n) for n in names))

@@ -29,7 +29,7 @@ class OnnxModel(Model):
         feed = {i.name: i.as_numpy() for i in payload.inputs}
         results = self._session.run(self._outputs, feed)
         outputs = []
-        for name, array in zip(self._outputs, results):
+        for name, array in zip(self._outputs, results, strict=True):
             out = InferOutput(name=name, shape=list(array.shape), datatype=V2[array.dtype.name])
             out.set_data_from_numpy(array, binary_data=False)
             outputs.append(out)

@@ -18,8 +18,6 @@ class OnnxModel(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         feed = {i.name: NumpyCodec.decode_input(i) for i in payload.inputs}
         results = self._session.run(self._outputs, feed)
-        return InferenceResponse(
-            model_name=self.name,
-            model_version=self.version,
-            outputs=[NumpyCodec.encode_output(n, a) for n, a in zip(self._outputs, results)],
-        )
+        outputs = [NumpyCodec.encode_output(name, array)
+                   for name, array in zip(self._outputs, results, strict=True)]
+        return InferenceResponse(model_name=self.name, model_version=self.version, outputs=outputs)
