@@ -173,6 +173,8 @@ class RemoteClient:
             response = self._pool.request(method, url, body=body, headers=headers,
                                           timeout=urllib3.Timeout(connect=left, read=left),
                                           preload_content=False, redirect=False)
+        except urllib3.exceptions.NewConnectionError as exc:  # a TimeoutError subclass, but not
+            raise RemoteUnavailable(f"{self._what()} is unreachable: {_reason(exc)}") from exc
         except (urllib3.exceptions.TimeoutError, _Deadline):
             raise self._timeout() from None
         except urllib3.exceptions.HTTPError as exc:
@@ -227,7 +229,7 @@ def _read(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         sock = getattr(getattr(response, "connection", None), "sock", None)
         if sock is not None:
             sock.settimeout(left)
-        chunk = response.read(65536)
+        chunk = response.read1(65536)  # whatever has arrived: read() would wait for it all
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
