@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from core.errors import AbvocError, ConfigError, NotFound
+from core.errors import AbvocError, ConfigError, Conflict, NotFound
 from core.store import Database, utcnow
 from core.store.models import Candidate
 
@@ -96,8 +96,10 @@ class Registry:
 
     def register(self, name: str, version: str, *, description: str = "",
                  pipeline: dict[str, Any] | None = None, backend: str = "torch",
-                 artifacts: str = "", requirements: dict[str, Any] | None = None) -> CandidateInfo:
-        """Create the candidate or update it in place (offline results are kept)."""
+                 artifacts: str = "", requirements: dict[str, Any] | None = None,
+                 create_only: bool = False) -> CandidateInfo:
+        """Create the candidate or update it in place (offline results are kept); with
+        `create_only`, an existing (name, version) is a Conflict instead."""
         if not name or not version:
             raise AbvocError("a candidate needs a name and a version")
         if backend not in CANDIDATE_BACKENDS:
@@ -105,6 +107,9 @@ class Registry:
         reqs = validate_requirements(requirements or {})
         with self._session() as s:
             row = self._find(s, name, version)
+            if row is not None and create_only:
+                raise Conflict(f"candidate {name!r} version {version!r} is already registered; "
+                               "give the changed bundle a new version")
             now = utcnow()
             if row is None:
                 row = Candidate(name=name, version=version, created_at=now, offline_results={})

@@ -1,8 +1,8 @@
 """Registering a bundle: check it whole, then store its files and its registry row, or nothing.
 
 The bundle is unpacked (an archive) into a scratch folder inside the model store, validated
-there, copied to ``<models>/bundles/<name>/<version>`` under a temporary name and moved into
-place in one rename; the registry row is written last, and the files are removed again when
+there, copied to ``<models>/bundles/<name>/<version>/<token>`` under a temporary name and moved
+into place in one rename; the registry row is written last, and the files are removed again when
 that write fails. A (name, version) already registered is refused: a registered version never
 changes under a running experiment — a changed bundle is a new version.
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import Conflict
 from serving.bundles.archive import Limits, bundle_root, check_folder, is_archive, unpack
@@ -22,6 +25,7 @@ from serving.registry import CandidateInfo, Registry
 
 
 def bundle_dir(models_dir: Path, name: str, version: str) -> Path:
+    """Where registrations of this (name, version) put their files, one sub-folder each."""
     return Path(models_dir) / "bundles" / name / version
 
 
@@ -46,11 +50,16 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
             check_folder(root, limits)
         manifest, _ = validate_bundle(root)
         if registry.exists(manifest.name, manifest.version):
-            raise Conflict(f"candidate {manifest.name!r} version {manifest.version!r} is already "
-                           "registered; give the changed bundle a new version")
-        dest = _install(root, scratch, bundle_dir(models_dir, manifest.name, manifest.version))
+            raise _conflict(manifest)
+        # A folder of its own per registration: a racing registration of the same version
+        # can never overwrite the files of the one whose row wins.
+        dest = bundle_dir(models_dir, manifest.name, manifest.version) / uuid.uuid4().hex[:12]
+        _install(root, scratch, dest)
         try:
             return _register_row(registry, manifest, dest)
+        except IntegrityError as exc:  # the racing registration committed its row first
+            shutil.rmtree(dest, ignore_errors=True)
+            raise _conflict(manifest) from exc
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
@@ -58,21 +67,24 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _install(root: Path, scratch: Path, dest: Path) -> Path:
+def _install(root: Path, scratch: Path, dest: Path) -> None:
     staged = scratch / "staged"
     # Links were checked to stay inside; copying their targets leaves a bundle with no links.
     shutil.copytree(root, staged, symlinks=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():  # left by a registration whose row was never written
-        shutil.rmtree(dest)
     os.replace(staged, dest)
-    return dest
 
 
 def _register_row(registry: Registry, manifest: Manifest, dest: Path) -> CandidateInfo:
     return registry.register(manifest.name, manifest.version, description=manifest.description,
                              pipeline=manifest.describe(), backend=manifest.backend,
-                             artifacts=str(dest), requirements=manifest.requirements)
+                             artifacts=str(dest), requirements=manifest.requirements,
+                             create_only=True)
+
+
+def _conflict(manifest: Manifest) -> Conflict:
+    return Conflict(f"candidate {manifest.name!r} version {manifest.version!r} is already "
+                    "registered; give the changed bundle a new version")
 
 
 def retire_candidate(registry: Registry, name: str,

@@ -310,6 +310,33 @@ def test_duplicate_version_is_a_conflict_and_changes_nothing(registry: Registry,
         register_bundle(registry, models, bundle)
     assert "CLASSES" in (Path(first.artifacts) / "post.py").read_text()
     assert [d.name for d in (models / "bundles").iterdir()] == ["iris-onnx"]
+    assert [d for d in (models / "bundles" / "iris-onnx" / "1").iterdir()] == \
+        [Path(first.artifacts)]
+
+
+def test_racing_registrations_of_one_version_leave_one_winner(registry: Registry, models: Path,
+                                                              bundle: Path) -> None:
+    outcomes: list[object] = []
+    barrier = threading.Barrier(3)
+
+    def register() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(register_bundle(registry, models, bundle))
+        except AbvocError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [o for o in outcomes if not isinstance(o, AbvocError)]
+    assert len(winners) == 1 and len(outcomes) == 3
+    assert all(isinstance(o, Conflict) for o in outcomes if o not in winners), outcomes
+    stored = list((models / "bundles" / "iris-onnx" / "1").iterdir())
+    assert stored == [Path(winners[0].artifacts)]
+    assert registry.get("iris-onnx", "1").artifacts == winners[0].artifacts
 
 
 def test_tarred_bundle_registers(registry: Registry, models: Path, bundle: Path,
