@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import tarfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -19,53 +17,26 @@ from click.testing import CliRunner
 from app.cli import main
 from core.errors import AbvocError, Conflict, NotFound
 from core.store import Database
-from serving.bundles import BundleRunner, Limits, ManifestError, register_bundle
+from serving.bundles import BundleRunner, ManifestError, register_bundle
 from serving.bundles.manifest import parse_manifest
 from serving.bundles.tensors import TensorError, from_v2, to_v2
 from serving.registry import Registry
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bundles" / "iris-onnx"
-FLOWERS = np.array([[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]], np.float32)
+from tests.support.bundles import FLOWERS, copy_example, edit, refused, sqlite_registry
 
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    """A fresh copy of the example bundle, free to be broken."""
-    return Path(shutil.copytree(EXAMPLE, tmp_path / "iris-onnx"))
+    return copy_example(tmp_path)
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
-    """A migrated SQLite registry: refusals and storage do not depend on the database; the CLI
-    test below covers the store on SQLite and PostgreSQL."""
-    from core.store import schema
-
-    db = Database(f"sqlite:///{tmp_path / 'bundles.db'}")
-    schema.upgrade(db)
-    yield Registry(db)
-    db.dispose()
+    yield from sqlite_registry(tmp_path)
 
 
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
     return tmp_path / "models"
-
-
-def _edit(bundle: Path, old: str, new: str) -> None:
-    path = bundle / "candidate.toml"
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
-
-
-def _refused(registry: Registry, models: Path, source: Path, fragment: str,
-             limits: Limits | None = None, kind: type[AbvocError] = ManifestError) -> AbvocError:
-    with pytest.raises(kind, match=fragment) as info:
-        register_bundle(registry, models, source, limits)
-    assert info.value.status == kind.status
-    assert registry.list(include_retired=True) == []
-    assert not any((models / "bundles").iterdir()), "a refused bundle left files behind"
-    return info.value
 
 
 # --- the manifest and the files it names ---------------------------------------------------
@@ -110,36 +81,36 @@ MANIFEST_CASES = [
                          ids=[c[2][:40] for c in MANIFEST_CASES])
 def test_manifest_refusals_name_what_to_fix(registry: Registry, models: Path, bundle: Path,
                                             old: str, new: str, fragment: str) -> None:
-    _edit(bundle, old, new)
-    _refused(registry, models, bundle, fragment)
+    edit(bundle, old, new)
+    refused(registry, models, bundle, fragment)
 
 
-def test_artifacts_that_do_not_load_are_refused(registry: Registry, models: Path,
+def test_artifacts_that_do_not_load_arerefused(registry: Registry, models: Path,
                                                 bundle: Path) -> None:
     (bundle / "model.onnx").write_bytes(b"not an onnx graph")
-    _refused(registry, models, bundle, r"'model.onnx' does not load as ONNX")
-    _edit(bundle, 'backend = "onnxruntime"', 'backend = "torch"')
-    _edit(bundle, 'kind = "onnx"', 'kind = "torchscript"')
-    _refused(registry, models, bundle, r"'model.onnx' does not load as TorchScript")
+    refused(registry, models, bundle, r"'model.onnx' does not load as ONNX")
+    edit(bundle, 'backend = "onnxruntime"', 'backend = "torch"')
+    edit(bundle, 'kind = "onnx"', 'kind = "torchscript"')
+    refused(registry, models, bundle, r"'model.onnx' does not load as TorchScript")
 
 
-def test_broken_python_stage_is_refused(registry: Registry, models: Path, bundle: Path) -> None:
+def test_broken_python_stage_isrefused(registry: Registry, models: Path, bundle: Path) -> None:
     (bundle / "post.py").write_text("raise ImportError('numpy2 needed')\n")
-    _refused(registry, models, bundle, r"importing post.py failed: ImportError: numpy2 needed")
+    refused(registry, models, bundle, r"importing post.py failed: ImportError: numpy2 needed")
 
 
 def test_tensorrt_without_tensorrt_says_the_backend_is_unavailable(
         registry: Registry, models: Path, bundle: Path) -> None:
     from serving.backends import unavailable_reason
 
-    _edit(bundle, 'backend = "onnxruntime"', 'backend = "tensorrt"')
-    _edit(bundle, 'kind = "onnx"\npath = "model.onnx"', 'kind = "tensorrt"\npath = "model.onnx"')
+    edit(bundle, 'backend = "onnxruntime"', 'backend = "tensorrt"')
+    edit(bundle, 'kind = "onnx"\npath = "model.onnx"', 'kind = "tensorrt"\npath = "model.onnx"')
     if unavailable_reason("tensorrt") is None:  # a TensorRT host: the ONNX file is no engine
-        _refused(registry, models, bundle, r"is not a TensorRT engine")
+        refused(registry, models, bundle, r"is not a TensorRT engine")
     else:
         from serving.backends import BackendUnavailable
 
-        _refused(registry, models, bundle, r"tensorrt backend is unavailable on this host",
+        refused(registry, models, bundle, r"tensorrt backend is unavailable on this host",
                  kind=BackendUnavailable)
 
 
@@ -154,12 +125,12 @@ def test_torchscript_bundle_checks_argument_names(registry: Registry, models: Pa
     with warnings.catch_warnings():  # torch 2.15 marks TorchScript deprecated; teams still ship it
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.script(Net()).save(str(bundle / "model.pt"))
-    _edit(bundle, 'backend = "onnxruntime"', 'backend = "torch"')
-    _edit(bundle, 'kind = "onnx"\npath = "model.onnx"',
+    edit(bundle, 'backend = "onnxruntime"', 'backend = "torch"')
+    edit(bundle, 'kind = "onnx"\npath = "model.onnx"',
           'kind = "torchscript"\npath = "model.pt"\noutputs = ["probabilities"]')
-    _edit(bundle, 'name = "features"', 'name = "measurements"')
-    _refused(registry, models, bundle, r"\['measurements'\] do not match .* \['features'\]")
-    _edit(bundle, 'name = "measurements"', 'name = "features"')
+    edit(bundle, 'name = "features"', 'name = "measurements"')
+    refused(registry, models, bundle, r"\['measurements'\] do not match .* \['features'\]")
+    edit(bundle, 'name = "measurements"', 'name = "features"')
     info = register_bundle(registry, models, bundle)
     with BundleRunner.open(Path(info.artifacts)) as runner:
         assert runner.predict({"features": FLOWERS})["label"].shape == (3,)
@@ -167,94 +138,23 @@ def test_torchscript_bundle_checks_argument_names(registry: Registry, models: Pa
 
 def test_no_manifest_and_not_a_bundle(registry: Registry, models: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    _refused(registry, models, tmp_path / "empty", r"no candidate.toml")
+    refused(registry, models, tmp_path / "empty", r"no candidate.toml")
     (tmp_path / "model.zip").write_bytes(b"PK")
-    _refused(registry, models, tmp_path / "model.zip", r"neither a folder nor a .tar.gz")
+    refused(registry, models, tmp_path / "model.zip", r"neither a folder nor a .tar.gz")
     (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b garbage")
-    _refused(registry, models, tmp_path / "broken.tar.gz", r"not a readable .tar.gz")
+    refused(registry, models, tmp_path / "broken.tar.gz", r"not a readable .tar.gz")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "candidate.toml").write_text("name = ")
-    _refused(registry, models, tmp_path / "bad", r"not valid TOML")
+    refused(registry, models, tmp_path / "bad", r"not valid TOML")
 
 
-def test_folder_links_outside_the_bundle_are_refused(registry: Registry, models: Path,
+def test_folder_links_outside_the_bundle_arerefused(registry: Registry, models: Path,
                                                      bundle: Path, tmp_path: Path) -> None:
     outside = tmp_path / "secret.onnx"
     shutil.copy(bundle / "model.onnx", outside)
     (bundle / "model.onnx").unlink()
     (bundle / "model.onnx").symlink_to(outside)
-    _refused(registry, models, bundle, r"'model.onnx' links to .*outside the bundle")
-
-
-# --- archives -----------------------------------------------------------------------------------
-
-def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, target
-    return info, None
-
-
-def _bundle_members(bundle: Path, prefix: str = "iris/") -> list[tuple[tarfile.TarInfo, bytes]]:
-    return [_file(prefix + p.name, p.read_bytes()) for p in sorted(bundle.iterdir())
-            if p.is_file()]
-
-
-ARCHIVE_CASES = [
-    ([_file("/etc/cron.d/evil", b"x")], r"'/etc/cron.d/evil' is an absolute path"),
-    ([_file("iris/../../evil.py", b"x")], r"contains '\.\.'"),
-    ([_link("iris/model.onnx", "/etc/passwd", tarfile.SYMTYPE)], r"links to the absolute path"),
-    ([_link("iris/model.onnx", "../../etc/passwd", tarfile.SYMTYPE)], r"outside the bundle"),
-    ([_link("iris/model.onnx", "/etc/passwd", tarfile.LNKTYPE)], r"is an absolute path"),
-    ([_link("iris/model.onnx", "iris/elsewhere", tarfile.LNKTYPE)], r"not a file of the bundle"),
-    ([_link("iris/tty", "", tarfile.CHRTYPE)], r"not a file or folder"),
-]
-
-
-@pytest.mark.parametrize(("bad", "fragment"), ARCHIVE_CASES,
-                         ids=[c[1][:30] for c in ARCHIVE_CASES])
-def test_archive_members_that_escape_are_refused(registry: Registry, models: Path, bundle: Path,
-                                                 tmp_path: Path, bad: list, fragment: str) -> None:
-    archive = _tar(tmp_path / "evil.tar.gz", [*bad, *_bundle_members(bundle)])
-    _refused(registry, models, archive, fragment)
-    assert not (tmp_path / "etc").exists()
-
-
-def test_archive_limits_stop_bombs(registry: Registry, models: Path, bundle: Path,
-                                   tmp_path: Path) -> None:
-    bomb = _tar(tmp_path / "bomb.tar.gz", [_file("iris/zeros.bin", bytes(8 << 20)),
-                                           *_bundle_members(bundle)])
-    assert bomb.stat().st_size < 64 << 10  # small on disk, 8 MiB unpacked
-    _refused(registry, models, bomb, r"unpacks to more than 1048576 bytes",
-             Limits(max_unpacked_bytes=1 << 20))
-    _refused(registry, models, bomb, r"more than 3 members", Limits(max_members=3))
-    _refused(registry, models, bomb, r"bundles are limited to 1000 bytes",
-             Limits(max_archive_bytes=1000))
-
-
-def test_archive_with_internal_links_registers(registry: Registry, models: Path, bundle: Path,
-                                               tmp_path: Path) -> None:
-    members = [m for m in _bundle_members(bundle) if m[0].name != "iris/model.onnx"]
-    members += [_file("iris/weights/model-v1.onnx", (bundle / "model.onnx").read_bytes()),
-                _link("iris/model.onnx", "weights/model-v1.onnx", tarfile.SYMTYPE)]
-    info = register_bundle(registry, models, _tar(tmp_path / "ok.tar.gz", members))
-    stored = Path(info.artifacts)
-    assert not (stored / "model.onnx").is_symlink()  # stored as a plain file
-    with BundleRunner.open(stored) as runner:
-        assert list(runner.predict({"features": FLOWERS})["label"]) == \
-            ["setosa", "versicolor", "virginica"]
+    refused(registry, models, bundle, r"'model.onnx' links to .*outside the bundle")
 
 
 # --- registering, versions, retiring -------------------------------------------------------
@@ -284,7 +184,7 @@ def test_register_by_cli_then_run_version_and_retire(settings, bundle: Path,  # 
 
     again = runner.invoke(main, ["candidates", "register", str(bundle)])
     assert again.exit_code != 0 and "already registered" in again.output
-    _edit(bundle, 'version = "1"', 'version = "2"')
+    edit(bundle, 'version = "1"', 'version = "2"')
     assert runner.invoke(main, ["candidates", "register", str(bundle)]).exit_code == 0
     database = Database(settings.database_url)
     request.addfinalizer(database.dispose)
@@ -337,15 +237,6 @@ def test_racing_registrations_of_one_version_leave_one_winner(registry: Registry
     stored = list((models / "bundles" / "iris-onnx" / "1").iterdir())
     assert stored == [Path(winners[0].artifacts)]
     assert registry.get("iris-onnx", "1").artifacts == winners[0].artifacts
-
-
-def test_tarred_bundle_registers(registry: Registry, models: Path, bundle: Path,
-                                 tmp_path: Path) -> None:
-    archive = tmp_path / "iris.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(bundle, arcname="iris-onnx")
-    info = register_bundle(registry, models, archive)
-    assert info.name == "iris-onnx" and Path(info.artifacts, "candidate.toml").is_file()
 
 
 def test_retire_unknown_is_not_found(registry: Registry) -> None:
