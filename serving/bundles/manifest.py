@@ -13,6 +13,7 @@ setting.
     name = "classifier"; kind = "onnx"; path = "model.onnx"
     [[stages]]
     name = "to_label"; kind = "python"; callable = "post:to_label"
+    # kind = "torchscript" stages may name their results: outputs = ["probabilities"]
     [batching]
     max_batch_size = 16; max_batch_time_ms = 2
     [requirements]                   # the registry's requirement keys

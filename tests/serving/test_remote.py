@@ -53,6 +53,41 @@ def test_real_servers_answer_like_onnxruntime_bare(
     np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-6, atol=1e-8)
 
 
+def test_registered_remote_candidate_reaches_the_real_server(
+        server: inference_servers.InferenceServer, tmp_path: Path) -> None:
+    """A [remote] manifest, registered like any bundle, gives a working client."""
+    from core.store import Database, schema
+    from serving.bundles import load_manifest, register_bundle
+    from serving.registry import Registry
+
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    (folder / "candidate.toml").write_text(f"""name = "iris-{server.kind.lower()}"
+version = "1"
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 4]
+[output]
+type = "label"
+classes = ["setosa", "versicolor", "virginica"]
+[remote]
+url = "{server.url}"
+model = "iris"
+timeout_ms = 5000
+retries = 1
+""")
+    with Database(f"sqlite:///{tmp_path / 'r.db'}") as db:
+        schema.upgrade(db)
+        info = register_bundle(Registry(db), tmp_path / "models", folder)
+    assert info.backend == "remote" and info.pipeline["remote"]["url"] == server.url
+    spec = load_manifest(Path(info.artifacts)).remote
+    assert spec is not None
+    with RemoteClient.from_spec(spec) as client:
+        labels = client.infer({"features": _flowers(8)})["probabilities"].argmax(-1)
+    assert labels.shape == (8,)
+
+
 def test_real_server_from_many_threads(server: inference_servers.InferenceServer) -> None:
     bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     client = RemoteClient(server.url, "iris", timeout_ms=10_000, pool_size=4)
