@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from core.errors import AbvocError, ConfigError, NotFound
+from core.errors import AbvocError, ConfigError, Conflict, NotFound
 from core.store import Database, utcnow
 from core.store.models import Candidate
 
@@ -27,6 +27,8 @@ REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "hardware": str,
 }
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# A remote candidate is served by an Open Inference Protocol endpoint the team runs.
+CANDIDATE_BACKENDS = (*BACKENDS, "remote")
 
 
 def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
@@ -66,17 +68,23 @@ class CandidateInfo:
     offline_results: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    retired_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Candidate) -> CandidateInfo:
         return cls(row.name, row.version, row.description, dict(row.pipeline or {}), row.backend,
                    row.artifacts, dict(row.requirements or {}), dict(row.offline_results or {}),
-                   row.created_at, row.updated_at)
+                   row.created_at, row.updated_at, row.retired_at)
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
+        out["retired_at"] = self.retired_at.isoformat() if self.retired_at else None
         return out
 
 
@@ -88,15 +96,20 @@ class Registry:
 
     def register(self, name: str, version: str, *, description: str = "",
                  pipeline: dict[str, Any] | None = None, backend: str = "torch",
-                 artifacts: str = "", requirements: dict[str, Any] | None = None) -> CandidateInfo:
-        """Create the candidate or update it in place (offline results are kept)."""
+                 artifacts: str = "", requirements: dict[str, Any] | None = None,
+                 create_only: bool = False) -> CandidateInfo:
+        """Create the candidate or update it in place (offline results are kept); with
+        `create_only`, an existing (name, version) is a Conflict instead."""
         if not name or not version:
             raise AbvocError("a candidate needs a name and a version")
-        if backend not in BACKENDS:
-            raise AbvocError(f"backend {backend!r} is unknown; use one of {BACKENDS}")
+        if backend not in CANDIDATE_BACKENDS:
+            raise AbvocError(f"backend {backend!r} is unknown; use one of {CANDIDATE_BACKENDS}")
         reqs = validate_requirements(requirements or {})
         with self._session() as s:
             row = self._find(s, name, version)
+            if row is not None and create_only:
+                raise Conflict(f"candidate {name!r} version {version!r} is already registered; "
+                               "give the changed bundle a new version")
             now = utcnow()
             if row is None:
                 row = Candidate(name=name, version=version, created_at=now, offline_results={})
@@ -110,19 +123,44 @@ class Registry:
             s.flush()
             return CandidateInfo.of(row)
 
-    def get(self, name: str, version: str | None = None) -> CandidateInfo:
-        """One candidate; the most recently created version when none is named."""
+    def exists(self, name: str, version: str) -> bool:
         with self._session() as s:
-            row = self._find(s, name, version)
+            return self._find(s, name, version) is not None
+
+    def get(self, name: str, version: str | None = None) -> CandidateInfo:
+        """One candidate; when no version is named, the most recently created one not retired
+        (a named version is found even when retired: experiments keep theirs)."""
+        with self._session() as s:
+            row = self._find(s, name, version, active=version is None)
             if row is None:
                 what = f"{name!r}" + (f" version {version!r}" if version else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             return CandidateInfo.of(row)
 
-    def list(self) -> list[CandidateInfo]:
+    def list(self, *, include_retired: bool = False) -> list[CandidateInfo]:
         with self._session() as s:
-            rows = s.scalars(select(Candidate).order_by(Candidate.name, Candidate.id)).all()
-            return [CandidateInfo.of(r) for r in rows]
+            query = select(Candidate).order_by(Candidate.name, Candidate.id)
+            if not include_retired:
+                query = query.where(Candidate.retired_at.is_(None))
+            return [CandidateInfo.of(r) for r in s.scalars(query).all()]
+
+    def retire(self, name: str, version: str | None = None) -> list[CandidateInfo]:
+        """Retire one version, or every active version of `name`; rows are kept."""
+        with self._session() as s:
+            query = select(Candidate).where(Candidate.name == name)
+            if version is not None:
+                query = query.where(Candidate.version == version)
+            rows = s.scalars(query.order_by(Candidate.id)).all()
+            if not rows:
+                what = f"{name!r}" + (f" version {version!r}" if version else "")
+                raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
+            now = utcnow()
+            changed = [r for r in rows if r.retired_at is None]
+            for row in changed:
+                row.retired_at = now
+                row.updated_at = now
+            s.flush()
+            return [CandidateInfo.of(r) for r in changed]
 
     def set_offline_results(self, name: str, version: str,
                             results: dict[str, Any]) -> CandidateInfo:
@@ -148,10 +186,13 @@ class Registry:
             return CandidateInfo.of(row)
 
     @staticmethod
-    def _find(s, name: str, version: str | None) -> Candidate | None:  # noqa: ANN001
+    def _find(s, name: str, version: str | None,  # noqa: ANN001
+              active: bool = False) -> Candidate | None:
         query = select(Candidate).where(Candidate.name == name)
         if version is not None:
             query = query.where(Candidate.version == version)
+        if active:
+            query = query.where(Candidate.retired_at.is_(None))
         return s.scalars(query.order_by(Candidate.id.desc()).limit(1)).first()
 
     def _session(self):  # noqa: ANN202 - a context manager

@@ -1,10 +1,13 @@
-"""Commands for candidate pipelines: train them, test them offline, list and show them."""
+"""Commands for candidate pipelines: train them, test them offline, register a team's bundle,
+list, show and retire them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from app.cli import emit, json_option, pass_ctx
+from app.cli import emit, json_option, open_db, pass_ctx
 
 
 @click.command("train")
@@ -55,15 +58,48 @@ def candidates_group() -> None:
     """Registered candidate pipelines."""
 
 
-@candidates_group.command("list")
+@candidates_group.command("register")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @json_option
 @pass_ctx
-def list_cmd(ctx, as_json) -> None:  # noqa: ANN001
-    """List registered candidates with their headline offline figures."""
-    from core.store import Database
+def register_cmd(ctx, path, as_json) -> None:  # noqa: ANN001
+    """Validate the bundle at PATH (a folder or a .tar.gz with candidate.toml) and register it."""
+    from serving.bundles import register_bundle
     from serving.registry import Registry
 
-    items = Registry(Database(ctx.settings.database_url)).list()
+    with open_db(ctx) as db:
+        info = register_bundle(Registry(db), ctx.settings.models_dir, path)
+    emit(info.to_dict(), as_json,
+         f"registered {info.name} v{info.version} ({info.backend}) -> {info.artifacts}")
+
+
+@candidates_group.command("retire")
+@click.argument("name")
+@click.option("--version", default=None, help="One version (default: every active version).")
+@json_option
+@pass_ctx
+def retire_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
+    """Retire candidate NAME: it takes no new experiments; its rows and files are kept."""
+    from serving.bundles import retire_candidate
+    from serving.registry import Registry
+
+    with open_db(ctx) as db:
+        retired = retire_candidate(Registry(db), name, version)
+    human = "\n".join(f"retired {c.name} v{c.version}" for c in retired) or \
+        f"{name} has no active version{' ' + version if version else ''} to retire"
+    emit([c.to_dict() for c in retired], as_json, human)
+
+
+@candidates_group.command("list")
+@click.option("--all", "include_retired", is_flag=True, help="Include retired candidates.")
+@json_option
+@pass_ctx
+def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
+    """List registered candidates with their headline offline figures."""
+    from serving.registry import Registry
+
+    with open_db(ctx) as db:
+        items = Registry(db).list(include_retired=include_retired)
     lines = [f"{'name':<22}{'version':>8}{'backend':>12}{'exact':>8}{'p99 ms':>9}  description"]
     for c in items:
         overall = c.offline_results.get("overall", {})
@@ -82,11 +118,11 @@ def list_cmd(ctx, as_json) -> None:  # noqa: ANN001
 @pass_ctx
 def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
     """Show one candidate: pipeline, requirements and offline results by slice."""
-    from core.store import Database
     from serving.ocr.workflow import format_table
     from serving.registry import Registry
 
-    info = Registry(Database(ctx.settings.database_url)).get(name, version)
+    with open_db(ctx) as db:
+        info = Registry(db).get(name, version)
     lines = [f"{info.name} v{info.version} ({info.backend}): {info.description}",
              f"artifacts: {info.artifacts}",
              "requirements: " + ", ".join(f"{k}={v}" for k, v in info.requirements.items())]

@@ -63,6 +63,8 @@ class Candidate(Base):
     offline_results: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Retired candidates stay (experiments that ran them keep their rows) but take no new work.
+    retired_at: Mapped[datetime | None]
 
 
 class Experiment(Base):

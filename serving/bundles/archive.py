@@ -1,0 +1,135 @@
+"""Bundles arrive as a folder or a `.tar.gz` of one; both are checked before anything is read.
+
+An archive is untrusted: every member is checked while the stream is read, before extraction —
+no absolute paths, no `..`, no links (symbolic or hard) that leave the bundle, no devices — and
+the member count and the unpacked size are capped so a small archive cannot unpack into a huge
+one (a decompression bomb stops at the limit, not at the end of the stream). Extraction then
+runs with tarfile's own "data" filter as a second line. A folder gets the same link and size
+checks, so a bundle never reaches outside itself either way.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from serving.bundles.manifest import MANIFEST_NAME, ManifestError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a bundle may hold; the defaults fit models of a few hundred megabytes."""
+
+    max_archive_bytes: int = 512 << 20
+    max_unpacked_bytes: int = 2 << 30
+    max_members: int = 2000
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def unpack(archive: Path, dest: Path, limits: Limits) -> Path:
+    """Extract a checked archive into `dest` (empty); the bundle folder inside it."""
+    size = archive.stat().st_size
+    if size > limits.max_archive_bytes:
+        raise ManifestError(f"{archive.name} is {size} bytes; bundles are limited to "
+                            f"{limits.max_archive_bytes} bytes")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = _checked_members(tar, limits)
+            dest.mkdir(parents=True, exist_ok=True)
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ManifestError(f"{archive.name} is not a readable .tar.gz: {exc}") from exc
+    return bundle_root(dest)
+
+
+def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    files: set[str] = set()
+    total = 0
+    for member in tar:  # reads headers one at a time, so limits stop a bomb early
+        if len(members) >= limits.max_members:
+            raise ManifestError(f"the archive has more than {limits.max_members} members")
+        path = _member_path(member.name)
+        if member.issym():
+            _check_symlink(member.name, member.linkname)
+        elif member.islnk():
+            target = _member_path(member.linkname, f"hard link {member.name!r} points to")
+            if str(target) not in files:
+                raise ManifestError(f"archive member {member.name!r} is a hard link to "
+                                    f"{member.linkname!r}, which is not a file of the bundle")
+        elif not (member.isfile() or member.isdir()):
+            raise ManifestError(f"archive member {member.name!r} is not a file or folder")
+        total += max(member.size, 0)
+        if total > limits.max_unpacked_bytes:
+            raise ManifestError(f"the archive unpacks to more than {limits.max_unpacked_bytes} "
+                                "bytes")
+        if member.isfile():
+            files.add(str(path))
+        members.append(member)
+    if not members:
+        raise ManifestError("the archive is empty")
+    return members
+
+
+def _member_path(name: str, what: str = "archive member") -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith("\\") or (path.parts and path.parts[0].endswith(":")):
+        raise ManifestError(f"{what} {name!r} is an absolute path")
+    if ".." in path.parts:
+        raise ManifestError(f"{what} {name!r} contains '..'")
+    return PurePosixPath(*[p for p in path.parts if p != "."])
+
+
+def _check_symlink(name: str, target: str) -> None:
+    if PurePosixPath(target).is_absolute():
+        raise ManifestError(f"archive member {name!r} links to the absolute path {target!r}")
+    joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
+    if joined == ".." or joined.startswith("../") or os.path.isabs(joined):
+        raise ManifestError(f"archive member {name!r} links to {target!r}, outside the bundle")
+
+
+def check_folder(folder: Path, limits: Limits) -> None:
+    """Refuse a folder whose links leave it, or that exceeds the limits."""
+    root = folder.resolve()
+    count = total = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for entry in [*dirnames, *filenames]:
+            path = Path(dirpath) / entry
+            rel = path.relative_to(folder)
+            count += 1
+            if count > limits.max_members:
+                raise ManifestError(f"the bundle has more than {limits.max_members} files")
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise ManifestError(f"bundle file {str(rel)!r} links to {os.readlink(path)!r}"
+                                        ", outside the bundle")
+                if not target.exists():
+                    raise ManifestError(f"bundle file {str(rel)!r} is a broken link")
+            elif not (path.is_file() or path.is_dir()):
+                raise ManifestError(f"bundle file {str(rel)!r} is not a file or folder")
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+                if total > limits.max_unpacked_bytes:
+                    raise ManifestError(f"the bundle holds more than {limits.max_unpacked_bytes}"
+                                        " bytes")
+
+
+def bundle_root(folder: Path) -> Path:
+    """The folder holding `candidate.toml`: the top, or its only sub-folder (a tarred folder)."""
+    if (folder / MANIFEST_NAME).is_file():
+        return folder
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
+            and (entries[0] / MANIFEST_NAME).is_file():
+        return entries[0]
+    raise ManifestError(f"the bundle has no {MANIFEST_NAME} at its top level (or in its one "
+                        "top-level folder)")

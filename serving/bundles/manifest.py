@@ -1,0 +1,364 @@
+"""The bundle manifest, `candidate.toml`: what a team says about its candidate, parsed into frozen
+dataclasses. Every refusal is a 400 that names the key to fix, so a typo never silently drops a
+setting.
+
+    name = "iris-onnx"
+    version = "1"
+    backend = "onnxruntime"          # torch | onnxruntime | tensorrt | remote
+    [[inputs]]                       # the Open Inference Protocol V2 signature
+    name = "features"; datatype = "FP32"; shape = [-1, 4]
+    [output]
+    type = "label"; classes = ["a", "b"]
+    [[stages]]                       # in order; an artifact or a Python callable
+    name = "classifier"; kind = "onnx"; path = "model.onnx"
+    [[stages]]
+    name = "to_label"; kind = "python"; callable = "post:to_label"
+    # kind = "torchscript" stages may name their results: outputs = ["probabilities"]
+    [batching]
+    max_batch_size = 16; max_batch_time_ms = 2
+    [requirements]                   # the registry's requirement keys
+    p99_ms = 10
+    [remote]                         # instead of stages: an OIP V2 endpoint the team runs
+    url = "http://10.0.0.5:8080"; model = "iris"; version = "1"; timeout_ms = 500; retries = 1
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.errors import AbvocError
+from serving.registry import BACKENDS, validate_requirements
+
+MANIFEST_NAME = "candidate.toml"
+DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+             "FP16", "FP32", "FP64", "BYTES")
+OUTPUT_TYPES = ("label", "text", "latex", "number", "json")
+STAGE_KINDS = ("onnx", "torchscript", "tensorrt", "python")
+REMOTE = "remote"
+# Which stage kinds each backend can run: ONNX files also feed TensorRT engine builds.
+KINDS_BY_BACKEND = {"onnxruntime": {"onnx"}, "torch": {"torchscript"},
+                    "tensorrt": {"tensorrt", "onnx"}}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ManifestError(AbvocError):
+    """The manifest or the bundle's files are not what they must be; the message names which."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named V2 tensor: datatype and shape, -1 for a dimension of any size."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the candidate answers: the type drives corrections and metrics."""
+
+    type: str
+    classes: tuple[str, ...] = ()
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: an artifact file (`path`) or a `module:function` shipped in the bundle.
+    `outputs` names a TorchScript stage's results in order (ONNX graphs name their own)."""
+
+    name: str
+    kind: str
+    path: str | None = None
+    callable: str | None = None
+    outputs: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 1
+    max_batch_time_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """An Open Inference Protocol V2 REST endpoint that serves the candidate."""
+
+    url: str
+    model: str
+    version: str | None = None
+    timeout_ms: float = 1000.0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    backend: str
+    inputs: tuple[TensorSpec, ...]
+    output: OutputSpec
+    description: str = ""
+    stages: tuple[Stage, ...] = ()
+    batching: Batching = field(default_factory=Batching)
+    requirements: dict[str, Any] = field(default_factory=dict)
+    remote: RemoteSpec | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest as plain data for the registry's `pipeline` column."""
+        out: dict[str, Any] = {
+            "kind": "remote" if self.is_remote else "bundle",
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                       for t in self.inputs],
+            "output": {"type": self.output.type},
+            "serving": {"max_batch_size": self.batching.max_batch_size,
+                        "max_batch_time_ms": self.batching.max_batch_time_ms},
+        }
+        if self.output.classes:
+            out["output"]["classes"] = list(self.output.classes)
+        if self.output.schema is not None:
+            out["output"]["schema"] = self.output.schema
+        if self.stages:
+            out["stages"] = [{k: list(v) if isinstance(v, tuple) else v
+                              for k, v in vars(s).items() if v is not None}
+                             for s in self.stages]
+        if self.remote is not None:
+            out["remote"] = {k: v for k, v in vars(self.remote).items() if v is not None}
+        return out
+
+
+_TOP_KEYS = {"name", "version", "description", "backend", "inputs", "output", "stages",
+             "batching", "requirements", "remote"}
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """The bundle's parsed manifest, or a ManifestError naming the file or key to fix."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"the bundle has no {MANIFEST_NAME} at its top level")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
+    return parse_manifest(data)
+
+
+def parse_manifest(data: dict[str, Any]) -> Manifest:
+    """A Manifest from the TOML's data; pure, so it is tested without files."""
+    _no_unknown(data, _TOP_KEYS, "")
+    name = _string(data, "name", required=True)
+    if not _NAME.match(name):
+        raise ManifestError(f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
+                            " (at most 100, starting with a letter or digit)")
+    version = str(_get(data, "version", (str, int), required=True))
+    if not _VERSION.match(version):
+        raise ManifestError(f"version {version!r} must be letters, digits, '.', '_', '+' or '-'")
+    remote = _remote(data["remote"]) if "remote" in data else None
+    backend = _string(data, "backend", required=remote is None) or REMOTE
+    allowed = (REMOTE,) if remote is not None else BACKENDS
+    if backend not in allowed:
+        hint = "a [remote] candidate's backend is 'remote'" if remote else f"use one of {BACKENDS}"
+        raise ManifestError(f"backend {backend!r} is unknown here; {hint}")
+    stages = tuple(_stage(s, i, backend) for i, s in enumerate(_tables(data, "stages")))
+    if remote is not None and stages:
+        raise ManifestError("a [remote] candidate has no [[stages]]: its server runs them")
+    if remote is None and not stages:
+        raise ManifestError("[[stages]] is missing: a bundle needs at least one stage")
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"stages must have distinct names, got {names}")
+    inputs = tuple(_tensor(t, i) for i, t in enumerate(_tables(data, "inputs")))
+    if not inputs:
+        raise ManifestError("[[inputs]] is missing: declare each input tensor's name, datatype "
+                            "and shape")
+    if len({t.name for t in inputs}) != len(inputs):
+        raise ManifestError("inputs must have distinct names")
+    if "output" not in data:
+        raise ManifestError(f"[output] is missing: give its type, one of {OUTPUT_TYPES}")
+    requirements = _table(data, "requirements")
+    try:
+        requirements = validate_requirements(requirements)
+    except AbvocError as exc:
+        raise ManifestError(f"[requirements]: {exc.message}") from exc
+    return Manifest(name=name, version=version, backend=backend, inputs=inputs,
+                    output=_output(_table(data, "output")),
+                    description=_string(data, "description") or "", stages=stages,
+                    batching=_batching(_table(data, "batching")), requirements=requirements,
+                    remote=remote)
+
+
+def _tensor(data: dict[str, Any], i: int) -> TensorSpec:
+    where = f"inputs[{i}]"
+    _no_unknown(data, {"name", "datatype", "shape"}, where)
+    name = _string(data, "name", where, required=True)
+    datatype = _string(data, "datatype", where, required=True)
+    if datatype not in DATATYPES:
+        raise ManifestError(f"{where}.datatype {datatype!r} is not a V2 datatype; "
+                            f"use one of {DATATYPES}")
+    shape = _get(data, "shape", list, where, required=True)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1)
+                            for d in shape):
+        raise ManifestError(f"{where}.shape must be a non-empty list of positive sizes or -1 "
+                            f"(any size), got {shape!r}")
+    return TensorSpec(name, datatype, tuple(shape))
+
+
+def _output(data: dict[str, Any]) -> OutputSpec:
+    _no_unknown(data, {"type", "classes", "schema"}, "output")
+    kind = _string(data, "type", "output", required=True)
+    if kind not in OUTPUT_TYPES:
+        raise ManifestError(f"output.type {kind!r} is unknown; use one of {OUTPUT_TYPES}")
+    classes = _get(data, "classes", list, "output")
+    schema = _get(data, "schema", dict, "output")
+    if kind == "label":
+        if not classes or not all(isinstance(c, str) and c for c in classes):
+            raise ManifestError("output.classes must list the label output's classes as strings")
+        if len(set(classes)) != len(classes):
+            raise ManifestError("output.classes must be distinct")
+    elif classes is not None:
+        raise ManifestError(f"output.classes is only for type 'label', not {kind!r}")
+    if kind == "json":
+        if schema is None:
+            raise ManifestError("output.schema is missing: a 'json' output needs a JSON Schema")
+        _check_schema(schema)
+    elif schema is not None:
+        raise ManifestError(f"output.schema is only for type 'json', not {kind!r}")
+    return OutputSpec(kind, tuple(classes or ()), schema)
+
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    import jsonschema_rs
+
+    try:
+        jsonschema_rs.validator_for(schema)
+    except Exception as exc:  # the library raises ValidationError or ValueError by version
+        raise ManifestError(f"output.schema is not a valid JSON Schema: {exc}") from exc
+
+
+def _stage(data: Any, i: int, backend: str) -> Stage:
+    where = f"stages[{i}]"
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where} must be a table")
+    _no_unknown(data, {"name", "kind", "path", "callable", "outputs"}, where)
+    name = _string(data, "name", where, required=True)
+    kind = _string(data, "kind", where, required=True)
+    if kind not in STAGE_KINDS:
+        raise ManifestError(f"{where}.kind {kind!r} is unknown; use one of {STAGE_KINDS}")
+    if kind == "python":
+        target = _string(data, "callable", where, required=True)
+        if "path" in data:
+            raise ManifestError(f"{where}: a python stage names a 'callable', not a 'path'")
+        if not _CALLABLE.match(target):
+            raise ManifestError(f"{where}.callable {target!r} must be 'module:function'")
+        return Stage(name, kind, callable=target)
+    if "callable" in data:
+        raise ManifestError(f"{where}: a {kind} stage names a 'path', not a 'callable'")
+    outputs = _get(data, "outputs", list, where)
+    if outputs is not None:
+        if kind != "torchscript":
+            raise ManifestError(f"{where}.outputs is only for torchscript stages; {kind} "
+                                "artifacts name their own outputs")
+        if not outputs or not all(isinstance(o, str) and o for o in outputs) \
+                or len(set(outputs)) != len(outputs):
+            raise ManifestError(f"{where}.outputs must list distinct output names")
+    if kind not in KINDS_BY_BACKEND.get(backend, set()):
+        raise ManifestError(f"{where} is a {kind} stage, which backend {backend!r} cannot run")
+    return Stage(name, kind, path=_relative(_string(data, "path", where, required=True), where),
+                 outputs=tuple(outputs) if outputs is not None else None)
+
+
+def _relative(path: str, where: str) -> str:
+    parts = Path(path).parts
+    if Path(path).is_absolute() or ".." in parts or not parts:
+        raise ManifestError(f"{where}.path {path!r} must be a relative path inside the bundle")
+    return path
+
+
+def _batching(data: dict[str, Any]) -> Batching:
+    _no_unknown(data, {"max_batch_size", "max_batch_time_ms"}, "batching")
+    size = _get(data, "max_batch_size", int, "batching")
+    wait = _get(data, "max_batch_time_ms", (int, float), "batching")
+    if size is not None and not 1 <= size <= 4096:
+        raise ManifestError(f"batching.max_batch_size must be between 1 and 4096, got {size}")
+    if wait is not None and not 0 <= wait <= 10_000:
+        raise ManifestError(f"batching.max_batch_time_ms must be between 0 and 10000, got {wait}")
+    return Batching(size or 1, float(wait or 0.0))
+
+
+def _remote(data: Any) -> RemoteSpec:
+    if not isinstance(data, dict):
+        raise ManifestError("[remote] must be a table")
+    _no_unknown(data, {"url", "model", "version", "timeout_ms", "retries"}, "remote")
+    url = _string(data, "url", "remote", required=True)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ManifestError(f"remote.url {url!r} must be an http:// or https:// URL with a host")
+    model = _string(data, "model", "remote", required=True)
+    version = _get(data, "version", (str, int), "remote")
+    timeout = _get(data, "timeout_ms", (int, float), "remote")
+    retries = _get(data, "retries", int, "remote")
+    if timeout is not None and not 1 <= timeout <= 120_000:
+        raise ManifestError(f"remote.timeout_ms must be between 1 and 120000, got {timeout}")
+    if retries is not None and not 0 <= retries <= 10:
+        raise ManifestError(f"remote.retries must be between 0 and 10, got {retries}")
+    return RemoteSpec(url.rstrip("/"), model, None if version is None else str(version),
+                      float(timeout or 1000.0), retries or 0)
+
+
+def _no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ManifestError(f"{prefix}unknown key(s) {unknown}; known keys are {sorted(known)}")
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ManifestError(f"[{key}] must be a table")
+    return value
+
+
+def _tables(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ManifestError(f"{key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def _string(data: dict[str, Any], key: str, where: str = "", *, required: bool = False) -> str:
+    value = _get(data, key, str, where, required=required)
+    if required and not value:
+        raise ManifestError(f"{_at(where, key)} must not be empty")
+    return value
+
+
+def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *,
+         required: bool = False) -> Any:
+    if key not in data:
+        if required:
+            raise ManifestError(f"{_at(where, key)} is missing")
+        return None
+    value = data[key]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ManifestError(f"{_at(where, key)} must be a {names}, got {value!r}")
+    return value
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

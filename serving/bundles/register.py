@@ -1,0 +1,94 @@
+"""Registering a bundle: check it whole, then store its files and its registry row, or nothing.
+
+The bundle is unpacked (an archive) into a scratch folder inside the model store, validated
+there, copied to ``<models>/bundles/<name>/<version>/<token>`` under a temporary name and moved
+into place in one rename; the registry row is written last, and the files are removed again when
+that write fails. A (name, version) already registered is refused: a registered version never
+changes under a running experiment — a changed bundle is a new version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import Conflict
+from serving.bundles.archive import Limits, bundle_root, check_folder, is_archive, unpack
+from serving.bundles.manifest import Manifest, ManifestError
+from serving.bundles.validate import validate_bundle
+from serving.registry import CandidateInfo, Registry
+
+
+def bundle_dir(models_dir: Path, name: str, version: str) -> Path:
+    """Where registrations of this (name, version) put their files, one sub-folder each."""
+    return Path(models_dir) / "bundles" / name / version
+
+
+def register_bundle(registry: Registry, models_dir: Path, source: Path,
+                    limits: Limits | None = None) -> CandidateInfo:
+    """Validate the bundle at `source` (folder or .tar.gz) and register it as a new version."""
+    limits = limits or Limits()
+    source = Path(source)
+    if not source.exists():
+        raise ManifestError(f"{source} does not exist: give a bundle folder or a .tar.gz of one")
+    if not (source.is_dir() or is_archive(source)):
+        raise ManifestError(f"{source.name} is neither a folder nor a .tar.gz archive")
+    models_dir = Path(models_dir)
+    (models_dir / "bundles").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir / "bundles"))
+    try:
+        if source.is_dir():
+            check_folder(source, limits)
+            root = bundle_root(source)
+        else:
+            root = unpack(source, scratch / "unpacked", limits)
+            check_folder(root, limits)
+        manifest, _ = validate_bundle(root)
+        if registry.exists(manifest.name, manifest.version):
+            raise _conflict(manifest)
+        # A folder of its own per registration: a racing registration of the same version
+        # can never overwrite the files of the one whose row wins.
+        dest = bundle_dir(models_dir, manifest.name, manifest.version) / uuid.uuid4().hex[:12]
+        _install(root, scratch, dest)
+        try:
+            return _register_row(registry, manifest, dest)
+        except IntegrityError as exc:  # the racing registration committed its row first
+            shutil.rmtree(dest, ignore_errors=True)
+            raise _conflict(manifest) from exc
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _install(root: Path, scratch: Path, dest: Path) -> None:
+    staged = scratch / "staged"
+    # Links were checked to stay inside; copying their targets leaves a bundle with no links.
+    shutil.copytree(root, staged, symlinks=False)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, dest)
+
+
+def _register_row(registry: Registry, manifest: Manifest, dest: Path) -> CandidateInfo:
+    return registry.register(manifest.name, manifest.version, description=manifest.description,
+                             pipeline=manifest.describe(), backend=manifest.backend,
+                             artifacts=str(dest), requirements=manifest.requirements,
+                             create_only=True)
+
+
+def _conflict(manifest: Manifest) -> Conflict:
+    return Conflict(f"candidate {manifest.name!r} version {manifest.version!r} is already "
+                    "registered; give the changed bundle a new version")
+
+
+def retire_candidate(registry: Registry, name: str,
+                     version: str | None = None) -> list[CandidateInfo]:
+    """Retire a version (or every active version) of a candidate; its files and rows stay, so
+    experiments that ran it can still be reported."""
+    return registry.retire(name, version)

@@ -1,0 +1,124 @@
+"""Running a local bundle: V2-style named numpy inputs through its stages, in order.
+
+    runner = BundleRunner.open(folder)
+    outputs = runner.predict({"features": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)})
+    runner.close()
+
+Inputs are checked against the manifest's signature first (names, datatype, sizes), so a bad
+request is a 400 that names the tensor instead of an error from inside a stage. With
+``max_batch_size > 1`` concurrent requests are merged whole through serving's ItemBatcher:
+requests whose items agree in shape are concatenated along the first axis, run once, and
+split back; a batch that fails is retried request by request, so one bad input fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from serving.batching import ItemBatcher
+from serving.bundles.manifest import Manifest, ManifestError
+from serving.bundles.stages import LoadedStage, Tensors
+from serving.bundles.tensors import V2_TO_NUMPY, TensorError
+from serving.bundles.validate import validate_bundle
+
+
+class BundleRunner:
+    """A loaded bundle; `predict` is safe to call from many threads."""
+
+    def __init__(self, manifest: Manifest, stages: Sequence[LoadedStage]) -> None:
+        if manifest.is_remote or not stages:
+            raise ManifestError(f"candidate {manifest.name!r} has no local stages to run")
+        self.manifest = manifest
+        self.stages = list(stages)
+        self._batcher: ItemBatcher[Tensors, Tensors] | None = None
+        if manifest.batching.max_batch_size > 1:
+            self._batcher = ItemBatcher(self._run_many,
+                                        max_batch_size=manifest.batching.max_batch_size,
+                                        max_batch_time_ms=manifest.batching.max_batch_time_ms,
+                                        name=f"bundle:{manifest.name}")
+
+    @classmethod
+    def open(cls, folder: Path) -> BundleRunner:
+        manifest, stages = validate_bundle(Path(folder))
+        return cls(manifest, stages)
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
+        """The last stage's named outputs for these named inputs."""
+        tensors = self.check_inputs(inputs)
+        if self._batcher is None:
+            return self.run_stages(tensors)
+        return self._batcher.submit(tensors)
+
+    def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
+        """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""
+        declared = {t.name: t for t in self.manifest.inputs}
+        if set(inputs) != set(declared):
+            raise TensorError(f"inputs must be {sorted(declared)}, got {sorted(inputs)}")
+        out: Tensors = {}
+        for name, spec in declared.items():
+            array = np.asarray(inputs[name])
+            want = V2_TO_NUMPY[spec.datatype]
+            if spec.datatype == "BYTES":
+                if array.dtype.kind not in "OSU":
+                    raise TensorError(f"input {name!r} must be BYTES, got {array.dtype}")
+                array = array.astype(object)
+            elif array.dtype != want:
+                if not np.can_cast(array.dtype, want, casting="same_kind"):
+                    raise TensorError(f"input {name!r} must be {spec.datatype}, got "
+                                      f"{array.dtype}")
+                array = array.astype(want)
+            if array.ndim != len(spec.shape) or any(
+                    d != -1 and d != n for d, n in zip(spec.shape, array.shape, strict=True)):
+                raise TensorError(f"input {name!r} must have shape {list(spec.shape)} (-1: any "
+                                  f"size), got {list(array.shape)}")
+            out[name] = array
+        return out
+
+    def run_stages(self, tensors: Tensors) -> Tensors:
+        for stage in self.stages:
+            tensors = stage.run(tensors)
+        return tensors
+
+    def _run_many(self, requests: list[Tensors]) -> list[Tensors]:
+        """One stage run per group of requests with equal item shapes; split back by rows."""
+        results: list[Tensors | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, req in enumerate(requests):
+            key = tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(req.items())
+                        if a.ndim >= 1)
+            if len(key) != len(req):  # a scalar input cannot be concatenated
+                results[i] = self.run_stages(req)
+                continue
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            rows = [len(next(iter(requests[i].values()))) for i in members]
+            if any(len(a) != rows[k] for k, i in enumerate(members) for a in requests[i].values()):
+                for i in members:  # inputs of unequal lengths: no common batch axis
+                    results[i] = self.run_stages(requests[i])
+                continue
+            merged = {n: np.concatenate([requests[i][n] for i in members])
+                      for n in requests[members[0]]}
+            out = self.run_stages(merged)
+            total = sum(rows)
+            if any(np.ndim(a) == 0 or len(a) != total for a in out.values()):
+                for i in members:  # the outputs have no batch axis to split by
+                    results[i] = self.run_stages(requests[i])
+                continue
+            start = 0
+            for i, n in zip(members, rows, strict=True):
+                results[i] = {k: a[start:start + n] for k, a in out.items()}
+                start += n
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def __enter__(self) -> BundleRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

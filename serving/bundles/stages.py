@@ -1,0 +1,217 @@
+"""Loading one bundle stage into something that maps named numpy arrays to named numpy arrays.
+
+Every stage takes the previous stage's outputs (the request's inputs for the first) as a dict of
+name -> array and returns such a dict: ONNX stages take the inputs their graph names, TorchScript
+stages the arguments of `forward` by name, Python stages the whole dict. A stage that cannot be
+loaded raises a ManifestError naming the stage and its file, so registration refuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from serving.bundles.manifest import ManifestError, Stage
+
+Tensors = dict[str, np.ndarray]
+StageFn = Callable[[Tensors], Tensors]
+
+# ONNX Runtime's type strings and their Open Inference Protocol V2 datatypes.
+ORT_TO_V2 = {
+    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What a loaded stage says it takes: a name, and where known a V2 datatype and a shape
+    (None for a dimension the artifact leaves open)."""
+
+    name: str
+    datatype: str | None = None
+    shape: tuple[int | None, ...] | None = None
+
+
+@dataclass
+class LoadedStage:
+    name: str
+    run: StageFn
+    inputs: tuple[InputInfo, ...] | None  # None: takes whatever it is given (Python stages)
+
+
+def load_stage(stage: Stage, folder: Path) -> LoadedStage:
+    """The stage ready to run; a ManifestError naming the stage and file when it will not load."""
+    if stage.kind == "python":
+        return _python(stage, folder)
+    path = folder / (stage.path or "")
+    if not path.is_file():
+        raise ManifestError(f"stage {stage.name!r}: file {stage.path!r} is missing from the "
+                            "bundle")
+    if stage.kind == "onnx":
+        return _onnx(stage, path)
+    if stage.kind == "torchscript":
+        return _torchscript(stage, path)
+    return _tensorrt(stage, path)
+
+
+def _onnx(stage: Stage, path: Path) -> LoadedStage:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as ONNX: "
+                            f"{_first_line(exc)}") from exc
+    inputs = tuple(InputInfo(i.name, ORT_TO_V2.get(i.type, i.type),
+                             tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape))
+                   for i in session.get_inputs())
+    names = [i.name for i in inputs]
+    outputs = [o.name for o in session.get_outputs()]
+
+    def run(tensors: Tensors) -> Tensors:
+        feed = {n: tensors[n] for n in _present(stage, names, tensors)}
+        return dict(zip(outputs, session.run(outputs, feed), strict=True))
+
+    return LoadedStage(stage.name, run, inputs)
+
+
+def _torchscript(stage: Stage, path: Path) -> LoadedStage:
+    import torch
+
+    from serving.backends import BackendError
+
+    try:
+        with warnings.catch_warnings():
+            # torch 2.15 marks TorchScript deprecated; it is still what many teams ship.
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated",
+                                    category=FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+        arguments = module.forward.schema.arguments[1:]  # the first is `self`
+    except Exception as exc:  # torch raises RuntimeError or ValueError for a bad file
+        raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as "
+                            f"TorchScript: {_first_line(exc)}") from exc
+    names = [a.name for a in arguments]
+
+    def run(tensors: Tensors) -> Tensors:
+        args = [torch.from_numpy(np.ascontiguousarray(tensors[n]))
+                for n in _present(stage, names, tensors)]
+        with torch.inference_mode():
+            out = module(*args)
+        if stage.outputs:
+            results = out if isinstance(out, tuple | list) else (out,)
+            if len(results) != len(stage.outputs):
+                raise BackendError(f"stage {stage.name!r} returned {len(results)} results; its "
+                                   f"manifest names {len(stage.outputs)}: {list(stage.outputs)}")
+            return {n: _array(r) for n, r in zip(stage.outputs, results, strict=True)}
+        return _as_tensors(stage, out)
+
+    return LoadedStage(stage.name, run, tuple(InputInfo(n) for n in names))
+
+
+def _tensorrt(stage: Stage, path: Path) -> LoadedStage:
+    from serving.backends import BackendUnavailable, unavailable_reason
+
+    reason = unavailable_reason("tensorrt")
+    if reason is not None:
+        raise BackendUnavailable(f"stage {stage.name!r}: the tensorrt backend is unavailable "
+                                 f"on this host ({reason}); register this bundle where "
+                                 "TensorRT is installed")
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise ManifestError(f"stage {stage.name!r}: {stage.path!r} is not a TensorRT engine "
+                            f"this TensorRT ({trt.__version__}) can load")
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = tuple(InputInfo(n, None, tuple(d if d > 0 else None
+                                            for d in engine.get_tensor_shape(n)))
+                   for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+
+    def run(tensors: Tensors) -> Tensors:
+        raise BackendUnavailable(f"stage {stage.name!r}: running TensorRT engines from a bundle "
+                                 "is not wired yet; use its ONNX file on onnxruntime")
+
+    return LoadedStage(stage.name, run, inputs)
+
+
+def _python(stage: Stage, folder: Path) -> LoadedStage:
+    module_name, _, func_name = (stage.callable or "").partition(":")
+    module = _import_from(folder, module_name, stage)
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise ManifestError(f"stage {stage.name!r}: {module_name!r} has no function "
+                            f"{func_name!r}")
+
+    def run(tensors: Tensors) -> Tensors:
+        return _as_tensors(stage, fn(dict(tensors)))
+
+    return LoadedStage(stage.name, run, None)
+
+
+def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
+    """Import `module_name` from the bundle's own files under a private name, so two bundles
+    (or two versions of one) with a `post.py` each never see each other's."""
+    rel = Path(*module_name.split("."))
+    path = next((p for p in (folder / f"{rel}.py", folder / rel / "__init__.py") if p.is_file()),
+                None)
+    if path is None:
+        raise ManifestError(f"stage {stage.name!r}: module {module_name!r} is missing from the "
+                            f"bundle (expected {rel}.py)")
+    tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    private = f"_abvoc_bundle_{tag}_{module_name.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(private, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the team's code may raise anything while importing
+        raise ManifestError(f"stage {stage.name!r}: importing {rel}.py failed: "
+                            f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    sys.modules.pop(private, None)
+    return module
+
+
+def _present(stage: Stage, names: list[str], tensors: Tensors) -> list[str]:
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        from serving.backends import BadBatch
+
+        raise BadBatch(f"stage {stage.name!r} needs input(s) {missing}; it was given "
+                       f"{sorted(tensors)}")
+    return names
+
+
+def _as_tensors(stage: Stage, out: Any) -> Tensors:
+    """A stage's result as named arrays: a dict as is, a tuple numbered, else one "output"."""
+    if isinstance(out, dict):
+        return {str(k): _array(v) for k, v in out.items()}
+    if isinstance(out, tuple):
+        return {f"output_{i}": _array(v) for i, v in enumerate(out)}
+    return {"output": _array(out)}
+
+
+def _array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

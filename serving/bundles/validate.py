@@ -1,0 +1,58 @@
+"""Checking a bundle before it is registered: the manifest parses, every stage's file is there
+and loads, and the declared input signature is what the first stage takes.
+
+The signature check compares names, V2 datatypes and shapes where the artifact says them: a
+declared size must equal a fixed one, and a declared -1 (any size) must meet a dimension the
+artifact leaves open — otherwise requests the manifest promises to accept would fail inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.bundles.manifest import Manifest, ManifestError, load_manifest
+from serving.bundles.stages import InputInfo, LoadedStage, load_stage
+
+
+def validate_bundle(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
+    """The manifest and its loaded stages, or a ManifestError naming the field or file."""
+    manifest = load_manifest(folder)
+    stages = [load_stage(stage, folder) for stage in manifest.stages]
+    if stages:
+        check_signature(manifest, stages[0])
+    return manifest, stages
+
+
+def check_signature(manifest: Manifest, first: LoadedStage) -> None:
+    """Refuse a manifest whose inputs are not what the first stage takes."""
+    if first.inputs is None:
+        return  # a Python stage takes whatever it is given
+    declared = {t.name: t for t in manifest.inputs}
+    taken = {i.name: i for i in first.inputs}
+    if set(declared) != set(taken):
+        raise ManifestError(f"inputs {sorted(declared)} do not match the inputs of the first "
+                            f"stage {first.name!r}: {sorted(taken)}")
+    for name, spec in declared.items():
+        _check_one(first.name, name, spec.datatype, spec.shape, taken[name])
+
+
+def _check_one(stage: str, name: str, datatype: str, shape: tuple[int, ...],
+               info: InputInfo) -> None:
+    where = f"input {name!r}"
+    if info.datatype is not None and info.datatype != datatype:
+        raise ManifestError(f"{where} is declared {datatype} but stage {stage!r} takes "
+                            f"{info.datatype}")
+    if info.shape is None:
+        return
+    if len(info.shape) != len(shape):
+        raise ManifestError(f"{where} is declared with shape {list(shape)} but stage {stage!r} "
+                            f"takes {len(info.shape)} dimensions {_show(info.shape)}")
+    for axis, (want, has) in enumerate(zip(shape, info.shape, strict=True)):
+        if has is not None and want != has:
+            raise ManifestError(f"{where} dimension {axis} is declared "
+                                f"{'-1 (any size)' if want == -1 else want} but stage {stage!r} "
+                                f"fixes it at {has} (shape {_show(info.shape)})")
+
+
+def _show(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"

@@ -1,0 +1,259 @@
+"""A client for a candidate served by an Open Inference Protocol (V2) REST endpoint the team runs
+(Triton, KServe, Seldon MLServer, ...), so abvoc can split traffic in front of it.
+
+    client = RemoteClient("http://10.0.0.5:8080", "iris", timeout_ms=500, retries=1)
+    outputs = client.infer({"features": batch})          # {"probabilities": array}
+    client.close()
+
+It speaks V2 JSON (not the binary tensor extension) over one urllib3 PoolManager: thread-safe,
+connections kept alive and reused, never more than ``pool_size`` kept per host; a burst beyond
+that opens extra connections rather than waiting for a free one. ``timeout_ms`` is a deadline
+for the whole call, retries included: each attempt gets only what is left, and the response is
+read chunk by chunk with the socket's timeout shrunk to the time remaining, so a server that
+hangs or trickles its answer is cut off at the deadline.
+
+Errors are AbvocErrors: :class:`RemoteTimeout` (504) for a deadline passed, so a guardrail can
+count timeouts apart; :class:`RemoteUnavailable` (503) when nothing answers; :class:`RemoteError`
+(502) for a server error, carrying the server's status and message; :class:`RemoteBadInput`
+(400) when the server refused the input itself. Only connection failures and 502/503/504
+answers are retried: a model error would only repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import urllib3
+
+from core.errors import AbvocError
+from serving.bundles.manifest import RemoteSpec
+from serving.bundles.tensors import TensorError, from_v2, to_v2
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+_MAX_BODY = 64 << 20
+_MAX_BACKOFF_S = 0.1
+
+
+class RemoteError(AbvocError):
+    """The remote candidate failed; `remote_status` is the server's HTTP status when it sent one."""
+
+    status = 502
+    timed_out = False
+
+    def __init__(self, message: str, *, remote_status: int | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.remote_status = remote_status
+
+
+class RemoteTimeout(RemoteError):
+    """The call's deadline passed; counted as an error by the guardrails."""
+
+    status = 504
+    timed_out = True
+
+
+class RemoteUnavailable(RemoteError):
+    """The server could not be reached (refused, reset, name not resolved)."""
+
+    status = 503
+
+
+class RemoteBadInput(RemoteError):
+    """The server refused the request's input (its 400 or 422): the caller's to fix."""
+
+    status = 400
+
+
+class _Deadline(Exception):
+    """Internal: the time ran out mid-attempt."""
+
+
+class RemoteClient:
+    """One remote model (and version); `infer` is safe to call from many threads at once."""
+
+    def __init__(self, url: str, model: str, version: str | None = None, *,
+                 timeout_ms: float = 1000.0, retries: int = 0, pool_size: int = 16) -> None:
+        if timeout_ms <= 0 or retries < 0 or pool_size < 1:
+            raise ValueError("timeout_ms must be positive, retries >= 0, pool_size >= 1")
+        self.url = url.rstrip("/")
+        self.model = model
+        self.version = version
+        self.timeout_s = timeout_ms / 1000.0
+        self.retries = retries
+        base = f"{self.url}/v2/models/{quote(model, safe='')}"
+        if version is not None:
+            base += f"/versions/{quote(str(version), safe='')}"
+        self._model_url = base
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, block=False,
+                                         retries=False)
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_spec(cls, spec: RemoteSpec, pool_size: int = 16) -> RemoteClient:
+        return cls(spec.url, spec.model, spec.version, timeout_ms=spec.timeout_ms,
+                   retries=spec.retries, pool_size=pool_size)
+
+    def infer(self, inputs: Mapping[str, np.ndarray], *, outputs: list[str] | None = None,
+              parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """The model's named outputs for these named inputs, within the deadline."""
+        try:
+            body: dict[str, Any] = {"inputs": [to_v2(n, np.asarray(a)) for n, a in inputs.items()]}
+        except TensorError as exc:
+            raise RemoteBadInput(exc.message) from exc
+        if outputs:
+            body["outputs"] = [{"name": n} for n in outputs]
+        if parameters:
+            body["parameters"] = dict(parameters)
+        answer = self._call("POST", "/infer", json.dumps(body).encode())
+        try:
+            return {t["name"]: from_v2(t) for t in answer["outputs"]}
+        except (KeyError, TypeError, TensorError) as exc:
+            raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}") from exc
+
+    def metadata(self) -> dict[str, Any]:
+        """The model's V2 metadata: its inputs, outputs, platform and versions."""
+        return self._call("GET", "", None)
+
+    def ready(self) -> bool:
+        """True when the server says the model is ready; False on any error or timeout."""
+        try:
+            self._call("GET", "/ready", None, retry=False)
+        except RemoteError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pool.clear()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one call: attempts within one deadline ------------------------------------------------
+
+    def _call(self, method: str, path: str, body: bytes | None, *,
+              retry: bool = True) -> dict[str, Any]:
+        if self._closed.is_set():
+            raise RemoteUnavailable(f"{self._what()}: the client is closed")
+        deadline = time.monotonic() + self.timeout_s
+        attempts = 1 + (self.retries if retry else 0)
+        last: RemoteError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                pause = min(_MAX_BACKOFF_S, 0.01 * 2 ** (attempt - 1))
+                if deadline - time.monotonic() <= pause:
+                    break
+                time.sleep(pause)
+            try:
+                return self._attempt(method, self._model_url + path, body, deadline)
+            except RemoteError as exc:
+                last = exc
+                if isinstance(exc, RemoteTimeout) or not _retryable(exc):
+                    raise
+        assert last is not None
+        raise last
+
+    def _attempt(self, method: str, url: str, body: bytes | None,
+                 deadline: float) -> dict[str, Any]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timeout()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            response = self._pool.request(method, url, body=body, headers=headers,
+                                          timeout=urllib3.Timeout(connect=left, read=left),
+                                          preload_content=False, redirect=False)
+        except urllib3.exceptions.NewConnectionError as exc:  # a TimeoutError subclass, but not
+            raise RemoteUnavailable(f"{self._what()} is unreachable: {_reason(exc)}") from exc
+        except (urllib3.exceptions.TimeoutError, _Deadline):
+            raise self._timeout() from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise RemoteUnavailable(f"{self._what()} is unreachable: {_reason(exc)}") from exc
+        complete = False
+        try:
+            data = _read(response, deadline)
+            complete = True
+        except (urllib3.exceptions.TimeoutError, _Deadline, TimeoutError):
+            raise self._timeout() from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise RemoteUnavailable(f"{self._what()} broke off its answer: {_reason(exc)}") \
+                from exc
+        finally:
+            if not complete:  # unread bytes would poison the next request on this connection
+                response.close()
+            response.release_conn()
+        return self._decode(response.status, data)
+
+    def _decode(self, status: int, data: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError:
+            payload = None
+        if status >= 400:
+            message = _message(payload, data)
+            cls = {400: RemoteBadInput, 422: RemoteBadInput, 503: RemoteUnavailable}.get(
+                status, RemoteError)
+            raise cls(f"{self._what()} answered {status}: {message}", remote_status=status)
+        if not isinstance(payload, dict):
+            raise RemoteError(f"{self._what()} answered {status} with a body that is not a JSON "
+                              "object", remote_status=status)
+        return payload
+
+    def _timeout(self) -> RemoteTimeout:
+        return RemoteTimeout(f"{self._what()} did not answer within {self.timeout_s * 1000:g} ms"
+                             f" ({1 + self.retries} attempt(s) allowed)")
+
+    def _what(self) -> str:
+        version = f" version {self.version}" if self.version is not None else ""
+        return f"remote model {self.model!r}{version} at {self.url}"
+
+
+def _read(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """The whole body, each read given only the time left; a _Deadline when it runs out."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+        chunk = response.read1(65536)  # whatever has arrived: read() would wait for it all
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > _MAX_BODY:
+            raise RemoteError(f"the remote answer is larger than {_MAX_BODY} bytes")
+        chunks.append(chunk)
+
+
+def _retryable(exc: RemoteError) -> bool:
+    if exc.remote_status is None:
+        return isinstance(exc, RemoteUnavailable)
+    return exc.remote_status in RETRY_STATUSES
+
+
+def _message(payload: Any, data: bytes) -> str:
+    """The server's own words: V2's {"error": ...}, FastAPI's {"detail": ...}, or the text."""
+    if isinstance(payload, dict):
+        for key in ("error", "detail", "message"):
+            if payload.get(key):
+                return str(payload[key])[:500]
+    text = data.decode("utf-8", "replace").strip()
+    return text[:500] or "(empty body)"
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)[:300]

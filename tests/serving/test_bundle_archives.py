@@ -1,0 +1,108 @@
+"""Bundle archives: members that would escape the bundle and decompression bombs are refused
+while the archive is read, before anything is extracted or stored."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.bundles import BundleRunner, Limits, register_bundle
+from serving.registry import Registry
+from tests.support.bundles import FLOWERS, copy_example, refused, sqlite_registry
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return copy_example(tmp_path)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    yield from sqlite_registry(tmp_path)
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def _bundle_members(bundle: Path, prefix: str = "iris/") -> list[tuple[tarfile.TarInfo, bytes]]:
+    return [_file(prefix + p.name, p.read_bytes()) for p in sorted(bundle.iterdir())
+            if p.is_file()]
+
+
+ARCHIVE_CASES = [
+    ([_file("/etc/cron.d/evil", b"x")], r"'/etc/cron.d/evil' is an absolute path"),
+    ([_file("iris/../../evil.py", b"x")], r"contains '\.\.'"),
+    ([_link("iris/model.onnx", "/etc/passwd", tarfile.SYMTYPE)], r"links to the absolute path"),
+    ([_link("iris/model.onnx", "../../etc/passwd", tarfile.SYMTYPE)], r"outside the bundle"),
+    ([_link("iris/model.onnx", "/etc/passwd", tarfile.LNKTYPE)], r"is an absolute path"),
+    ([_link("iris/model.onnx", "iris/elsewhere", tarfile.LNKTYPE)], r"not a file of the bundle"),
+    ([_link("iris/tty", "", tarfile.CHRTYPE)], r"not a file or folder"),
+]
+
+
+@pytest.mark.parametrize(("bad", "fragment"), ARCHIVE_CASES,
+                         ids=[c[1][:30] for c in ARCHIVE_CASES])
+def test_archive_members_that_escape_arerefused(registry: Registry, models: Path, bundle: Path,
+                                                 tmp_path: Path, bad: list, fragment: str) -> None:
+    archive = _tar(tmp_path / "evil.tar.gz", [*bad, *_bundle_members(bundle)])
+    refused(registry, models, archive, fragment)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_archive_limits_stop_bombs(registry: Registry, models: Path, bundle: Path,
+                                   tmp_path: Path) -> None:
+    bomb = _tar(tmp_path / "bomb.tar.gz", [_file("iris/zeros.bin", bytes(8 << 20)),
+                                           *_bundle_members(bundle)])
+    assert bomb.stat().st_size < 64 << 10  # small on disk, 8 MiB unpacked
+    refused(registry, models, bomb, r"unpacks to more than 1048576 bytes",
+             Limits(max_unpacked_bytes=1 << 20))
+    refused(registry, models, bomb, r"more than 3 members", Limits(max_members=3))
+    refused(registry, models, bomb, r"bundles are limited to 1000 bytes",
+             Limits(max_archive_bytes=1000))
+
+
+def test_archive_with_internal_links_registers(registry: Registry, models: Path, bundle: Path,
+                                               tmp_path: Path) -> None:
+    members = [m for m in _bundle_members(bundle) if m[0].name != "iris/model.onnx"]
+    members += [_file("iris/weights/model-v1.onnx", (bundle / "model.onnx").read_bytes()),
+                _link("iris/model.onnx", "weights/model-v1.onnx", tarfile.SYMTYPE)]
+    info = register_bundle(registry, models, _tar(tmp_path / "ok.tar.gz", members))
+    stored = Path(info.artifacts)
+    assert not (stored / "model.onnx").is_symlink()  # stored as a plain file
+    with BundleRunner.open(stored) as runner:
+        assert list(runner.predict({"features": FLOWERS})["label"]) == \
+            ["setosa", "versicolor", "virginica"]
+
+
+def test_tarred_bundle_registers(registry: Registry, models: Path, bundle: Path,
+                                 tmp_path: Path) -> None:
+    archive = tmp_path / "iris.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(bundle, arcname="iris-onnx")
+    info = register_bundle(registry, models, archive)
+    assert info.name == "iris-onnx" and Path(info.artifacts, "candidate.toml").is_file()

@@ -1,0 +1,285 @@
+"""The remote-candidate client against real MLServer 1.7.1 and KServe 0.21 (same answers as
+onnxruntime called bare), and against tiny local servers that hang, trickle, fail or echo:
+latency stays within the deadline and every error carries its status."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving.bundles.manifest import RemoteSpec
+from serving.remote import (
+    RemoteBadInput,
+    RemoteClient,
+    RemoteError,
+    RemoteTimeout,
+    RemoteUnavailable,
+)
+from tests.support import inference_servers
+from tests.support.ports import free_port
+
+MODEL = Path(__file__).resolve().parents[2] / "examples" / "bundles" / "iris-onnx" / "model.onnx"
+
+
+def _flowers(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(5.0, 1.8, size=(n, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=["mlserver", "kserve"])
+def server(request: pytest.FixtureRequest) -> Iterator[inference_servers.InferenceServer]:
+    running = getattr(inference_servers, request.param)(MODEL).start()
+    yield running
+    running.stop()
+
+
+def test_real_servers_answer_like_onnxruntime_bare(
+        server: inference_servers.InferenceServer) -> None:
+    bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    batch = _flowers(64)
+    (expected,) = bare.run(["probabilities"], {"features": batch})
+    with RemoteClient(server.url, "iris", timeout_ms=5000, retries=1) as client:
+        assert client.ready()
+        got = client.infer({"features": batch})
+        assert client.metadata()["name"] == "iris"
+    assert got["probabilities"].dtype == np.float32
+    np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_registered_remote_candidate_reaches_the_real_server(
+        server: inference_servers.InferenceServer, tmp_path: Path) -> None:
+    """A [remote] manifest, registered like any bundle, gives a working client."""
+    from core.store import Database, schema
+    from serving.bundles import load_manifest, register_bundle
+    from serving.registry import Registry
+
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    (folder / "candidate.toml").write_text(f"""name = "iris-{server.kind.lower()}"
+version = "1"
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 4]
+[output]
+type = "label"
+classes = ["setosa", "versicolor", "virginica"]
+[remote]
+url = "{server.url}"
+model = "iris"
+timeout_ms = 5000
+retries = 1
+""")
+    with Database(f"sqlite:///{tmp_path / 'r.db'}") as db:
+        schema.upgrade(db)
+        info = register_bundle(Registry(db), tmp_path / "models", folder)
+    assert info.backend == "remote" and info.pipeline["remote"]["url"] == server.url
+    spec = load_manifest(Path(info.artifacts)).remote
+    assert spec is not None
+    with RemoteClient.from_spec(spec) as client:
+        labels = client.infer({"features": _flowers(8)})["probabilities"].argmax(-1)
+    assert labels.shape == (8,)
+
+
+def test_real_server_from_many_threads(server: inference_servers.InferenceServer) -> None:
+    bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    client = RemoteClient(server.url, "iris", timeout_ms=10_000, pool_size=4)
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        try:
+            for k in range(5):
+                batch = _flowers(1 + k, seed * 10 + k)
+                (expected,) = bare.run(["probabilities"], {"features": batch})
+                out = client.infer({"features": batch})["probabilities"]
+                np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-8)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    client.close()
+    assert errors == []
+
+
+def test_real_server_errors_carry_the_servers_words(
+        server: inference_servers.InferenceServer) -> None:
+    with RemoteClient(server.url, "no-such-model", timeout_ms=5000) as client:
+        with pytest.raises(RemoteError) as info:
+            client.infer({"features": _flowers(1)})
+        assert not client.ready()
+    assert info.value.remote_status == 404 and info.value.status == 502
+    assert "no-such-model" in info.value.message
+    with RemoteClient(server.url, "iris", timeout_ms=5000) as client, \
+            pytest.raises(RemoteError) as info:
+        client.infer({"wrong_name": _flowers(2)})
+    assert info.value.remote_status is not None and info.value.remote_status >= 400
+    assert "answered" in info.value.message
+
+
+# --- tiny local servers that misbehave on purpose ------------------------------------------------
+
+class _Stub:
+    """A ThreadingHTTPServer on 127.0.0.1 whose POST handler is `behave(handler, body)`."""
+
+    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> None:
+        self.hits = 0
+        self.release = threading.Event()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                stub.hits += 1
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                behave(self, body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., _Stub]]:
+    made: list[_Stub] = []
+
+    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> _Stub:
+        made.append(_Stub(behave))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _reply(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def _timed(fn: Callable[[], object]) -> tuple[BaseException | None, float]:
+    start = time.monotonic()
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - returned to the test
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_hanging_server_is_cut_at_the_deadline_across_retries(stub: Callable[..., _Stub]) -> None:
+    hanging = stub(lambda h, body: hanging.release.wait(10))
+    client = RemoteClient(hanging.url, "iris", timeout_ms=300, retries=3)
+    error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
+    client.close()
+    assert isinstance(error, RemoteTimeout) and error.timed_out and error.status == 504
+    assert 0.28 <= took < 0.8, took
+    assert "did not answer within 300 ms" in error.message
+
+
+def test_trickling_server_is_cut_at_the_deadline(stub: Callable[..., _Stub]) -> None:
+    def trickle(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(100):
+            if stub_server.release.wait(0.05):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+
+    stub_server = stub(trickle)
+    with RemoteClient(stub_server.url, "iris", timeout_ms=400) as client:
+        error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
+    assert isinstance(error, RemoteTimeout)
+    assert took < 0.9, took
+
+
+def test_server_error_500_carries_status_and_message_and_is_not_retried(
+        stub: Callable[..., _Stub]) -> None:
+    failing = stub(lambda h, body: _reply(h, 500, {"error": "model exploded on row 3"}))
+    with RemoteClient(failing.url, "iris", timeout_ms=2000, retries=3) as client:
+        error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
+    assert isinstance(error, RemoteError) and not error.timed_out
+    assert error.status == 502 and error.remote_status == 500
+    assert "answered 500: model exploded on row 3" in error.message
+    assert failing.hits == 1 and took < 1.0
+
+
+def test_unavailable_server_is_retried_then_reported(stub: Callable[..., _Stub]) -> None:
+    busy = stub(lambda h, body: _reply(h, 503, {"detail": "overloaded"}))
+    with RemoteClient(busy.url, "iris", timeout_ms=2000, retries=2) as client:
+        error, _ = _timed(lambda: client.infer({"features": _flowers(1)}))
+    assert isinstance(error, RemoteUnavailable) and error.remote_status == 503
+    assert "overloaded" in error.message and busy.hits == 3
+
+
+def test_bad_input_answer_is_a_400(stub: Callable[..., _Stub]) -> None:
+    picky = stub(lambda h, body: _reply(h, 422, {"error": "features must be [-1, 4]"}))
+    with RemoteClient(picky.url, "iris", timeout_ms=2000, retries=2) as client, \
+            pytest.raises(RemoteBadInput, match=r"features must be \[-1, 4\]") as info:
+        client.infer({"features": _flowers(1)})
+    assert info.value.status == 400 and picky.hits == 1
+
+
+def test_nothing_listening_is_unavailable_quickly() -> None:
+    with RemoteClient(f"http://127.0.0.1:{free_port()}", "iris", timeout_ms=2000,
+                      retries=2) as client:
+        error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
+    assert isinstance(error, RemoteUnavailable) and error.status == 503
+    assert "unreachable" in error.message and took < 1.0
+
+
+def test_bytes_and_versions_travel_as_v2_json(stub: Callable[..., _Stub]) -> None:
+    seen: list[tuple[str, dict]] = []
+
+    def echo(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        request = json.loads(body)
+        seen.append((handler.path, request))
+        _reply(handler, 200, {"model_name": "echo", "outputs": request["inputs"]})
+
+    echoing = stub(echo)
+    words = np.array([b"\x00\x01binary", "naïve".encode()], dtype=object)
+    spec = RemoteSpec(echoing.url, "echo", version="7", timeout_ms=2000)
+    with RemoteClient.from_spec(spec) as client:
+        out = client.infer({"words": words, "n": np.array([[1, 2]], np.int64)},
+                           outputs=["words"])
+    path, request = seen[0]
+    assert path == "/v2/models/echo/versions/7/infer"
+    assert request["inputs"][0]["parameters"] == {"content_type": "base64"}
+    assert request["outputs"] == [{"name": "words"}]
+    assert out["words"].tolist() == words.tolist()
+    assert out["n"].dtype == np.int64 and out["n"].tolist() == [[1, 2]]
+
+
+def test_malformed_answer_is_a_remote_error(stub: Callable[..., _Stub]) -> None:
+    odd = stub(lambda h, body: _reply(h, 200, {"outputs": [{"name": "p", "datatype": "FP32",
+                                                            "shape": [2], "data": [1.0]}]}))
+    with RemoteClient(odd.url, "iris", timeout_ms=2000) as client, \
+            pytest.raises(RemoteError, match="malformed outputs") as info:
+        client.infer({"features": _flowers(1)})
+    assert info.value.status == 502

@@ -1,0 +1,137 @@
+"""Real third-party Open Inference Protocol servers for the remote-candidate tests: Seldon
+MLServer 1.7.1 and KServe 0.21, each run from its own virtual environment (made by
+scripts/install-inference-servers.sh) on free 127.0.0.1 ports, serving an ONNX model through
+the small runtimes in tests/support/inference_runtimes/.
+
+A missing virtual environment is an error that says what to run, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.ports import free_port
+
+RUNTIMES = Path(__file__).resolve().parent / "inference_runtimes"
+SERVERS = Path(os.environ.get("ABVOC_CACHE", Path.home() / ".cache" / "abvoc")) / "servers"
+MLSERVER_VENV = SERVERS / "mlserver-1.7.1"
+KSERVE_VENV = SERVERS / "kserve-0.21"
+
+
+class InferenceServer:
+    """One server process on 127.0.0.1; `url` is its base URL for V2 REST calls."""
+
+    def __init__(self, kind: str, cmd: list[str], workdir: Path, port: int, model: str,
+                 env: dict[str, str]) -> None:
+        self.kind = kind
+        self.port = port
+        self.model = model
+        self.workdir = workdir
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = workdir / "server.log"
+        self._cmd, self._env = cmd, env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120.0) -> InferenceServer:
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self._cmd, cwd=self.workdir, env=self._env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        ready = f"{self.url}/v2/models/{self.model}/ready"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} before it was"
+                                   f" ready:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(ready, timeout=1.0) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"{self.kind} not ready after {timeout_s}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _venv_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"{venv} is missing: run scripts/install-inference-servers.sh")
+    return python
+
+
+def _clean_env(extra_path: Path) -> dict[str, str]:
+    """The server's own environment: abvoc's PYTHONPATH and virtualenv left out."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(extra_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def mlserver(model_path: Path, model: str = "iris", version: str = "1") -> InferenceServer:
+    """MLServer serving `model_path` (ONNX) as `model`; not yet started."""
+    python = _venv_python(MLSERVER_VENV)
+    workdir = Path(tempfile.mkdtemp(prefix="abvoc-mlserver-"))
+    folder = workdir / "models"
+    model_dir = folder / model
+    model_dir.mkdir(parents=True)
+    shutil.copy(model_path, model_dir / "model.onnx")
+    shutil.copy(RUNTIMES / "mlserver_onnx.py", model_dir / "mlserver_onnx.py")
+    port = free_port()
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
+        "metrics_endpoint": None, "metrics_port": free_port(),
+        # MLServer 1.7.1's parallel inference workers crash at start with uvloop >= 0.22.
+        "parallel_workers": 0,
+    }))
+    (model_dir / "model-settings.json").write_text(json.dumps({
+        "name": model, "implementation": "mlserver_onnx.OnnxModel",
+        "parameters": {"uri": "./model.onnx", "version": version},
+    }))
+    cmd = [str(python.parent / "mlserver"), "start", str(folder)]
+    return InferenceServer("MLServer", cmd, workdir, port, model, _clean_env(model_dir))
+
+
+def kserve(model_path: Path, model: str = "iris") -> InferenceServer:
+    """KServe's Python model server serving `model_path` (ONNX) as `model`; not yet started.
+    It binds 0.0.0.0; the tests send their traffic to 127.0.0.1 only."""
+    python = _venv_python(KSERVE_VENV)
+    workdir = Path(tempfile.mkdtemp(prefix="abvoc-kserve-"))
+    shutil.copy(model_path, workdir / "model.onnx")
+    shutil.copy(RUNTIMES / "kserve_onnx.py", workdir / "kserve_onnx.py")
+    port = free_port()
+    cmd = [str(python), "kserve_onnx.py", "--model_name", model, "--model_path", "model.onnx",
+           "--http_port", str(port), "--grpc_port", str(free_port()), "--enable_grpc", "false",
+           "--workers", "1", "--configure_logging", "false"]
+    return InferenceServer("KServe", cmd, workdir, port, model, _clean_env(workdir))
