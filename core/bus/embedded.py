@@ -205,7 +205,8 @@ class EmbeddedConsumer(Consumer):
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             try:
-                if time.monotonic() - self._last_heartbeat > self.bus.heartbeat_s:
+                since = time.monotonic() - self._last_heartbeat
+                if not self._last_heartbeat or since > self.bus.heartbeat_s:
                     self._rebalance()
                 records = self._fetch(max_records)
             except OperationalError as exc:
