@@ -53,12 +53,15 @@ def readyz():  # noqa: ANN201
             checks["outbox"] = ("ok" if lag <= max_lag_s else
                                 f"lagging: oldest unsent event is {lag:.0f}s old "
                                 f"(limit {max_lag_s:.0f}s)")
-            checks.update(health.component_checks(services.db, stale_s=stale_s,
-                                                   max_lag_s=max_lag_s))
             body["outbox_pending"] = pending_count(services.db)
             body["outbox_lag_s"] = round(lag, 3)
         except SQLAlchemyError as exc:
-            checks["database"] = f"store read failed: {type(exc).__name__}"
+            checks["outbox"] = f"unreadable: {type(exc).__name__}"
+        try:
+            checks.update(health.component_checks(services.db, stale_s=stale_s,
+                                                   max_lag_s=max_lag_s))
+        except SQLAlchemyError as exc:
+            checks["components"] = f"unreadable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return jsonify(body), 200 if ready else 503
