@@ -98,6 +98,9 @@ class EmbeddedConsumer(Consumer):
         now = utcnow()
         db = self.bus.db
         with db.session() as s:
+            # Every rebalance of the group queues on its row first, so two members never lock
+            # each other's member rows in opposite orders.
+            group = self._lock_group(s)
             upsert(
                 s,
                 BusMember.__table__,
@@ -115,7 +118,6 @@ class EmbeddedConsumer(Consumer):
                     BusMember.group_id == self.group_id, BusMember.heartbeat_at < cutoff
                 )
             )
-            group = self._lock_group(s)
             members = sorted(
                 s.scalars(select(BusMember.member_id).where(BusMember.group_id == self.group_id))
             )

@@ -79,6 +79,20 @@ class KafkaBusProducer(Producer):
                 producer.close(timeout=self.delivery_timeout_s + 2)
             except KafkaError:
                 log.warning("Kafka producer did not close cleanly", exc_info=True)
+                _force_close(producer)
+
+
+def _force_close(producer: KafkaProducer) -> None:
+    """Give up a producer whose close timed out (batches still waiting on a dead broker).
+
+    kafka-python flushes before it closes and leaves the producer open when the flush times out;
+    its finaliser then flushes again and raises from garbage collection, at some later moment.
+    The records were already reported undelivered (the outbox sends them again), so drop them.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    producer._closed = True  # noqa: SLF001 - see the docstring
 
 
 class KafkaBusConsumer(Consumer):
