@@ -125,3 +125,18 @@ def test_a_failing_loop_is_restarted_counted_logged_and_recorded(
     assert seen[0].last_error == "RuntimeError: boom 3"
     with db.session() as s:  # a clean stop removes the row: stopped on purpose is not down
         assert s.scalar(select(func.count()).select_from(ComponentHeartbeat)) == 0
+
+
+def test_a_value_the_database_refuses_is_parked(db: Database) -> None:
+    """PostgreSQL refuses NUL in text (a DataError from the database, not an AbvocError);
+    SQLite stores it. Either way the event is settled once and the batch's others apply."""
+    nul = prediction_event(7)
+    nul["output"] = "x\x00y"
+    records = [Record("t.predictions", 0, i, "k", events.encode(e))
+               for i, e in enumerate([prediction_event(6), nul, prediction_event(8)])]
+    applied = apply_records(db, GROUP_ID, records, apply_events)
+    rows = parked(db)
+    if db.dialect == "postgresql":
+        assert applied == 2 and len(rows) == 1 and "NUL" in rows[0].reason
+    else:
+        assert applied == 3 and rows == []
