@@ -59,7 +59,8 @@ def run_processes(
     if worker:
         prefix = services.settings.topic_prefix
         threads.append(
-            _thread("worker", lambda: run_worker(services.db, services.bus, prefix, stop))
+            _thread("worker", lambda: run_worker(services.db, services.bus, prefix, stop,
+                                                 secret=services.settings.secret_key))
         )
     if api:
         server = make_server(api[0], api[1], create_app(services=services), threaded=True)

@@ -21,7 +21,7 @@ from core.store.db import utcnow
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
 EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED)
-CURRENT_VERSION = {PREDICTION_MADE: 1, CORRECTION_SUBMITTED: 1}
+CURRENT_VERSION = {PREDICTION_MADE: 1, CORRECTION_SUBMITTED: 2}
 
 # Which topic (after the configured prefix) carries each event type, and which field keys it:
 # both are keyed by prediction id, so one prediction's events stay in one partition, in order.

@@ -4,21 +4,30 @@ A producer adds its event to the `outbox` table inside the same transaction as i
 so an accepted request and its event are stored together or not at all. The relay then publishes
 unsent rows to the bus in id order and marks them sent. With the bus down, rows simply wait; a row
 published but not yet marked may be published again, which consumers absorb by event id.
+
+Several relays may run. On PostgreSQL each locks its batch with SKIP LOCKED for the length of
+the publish (a relay that dies releases its locks with its connection). On SQLite a relay first
+claims its batch in one short write (`claimed_by`, `claimed_until`), publishes with no
+transaction open (the embedded bus may write to the same file), then marks the rows sent; a
+claim whose relay died expires after `claim_ttl_s` and another relay sends the rows.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
 from core.bus.base import Bus, BusUnavailable, Producer
 from core.store.db import Database, utcnow
 from core.store.models import OutboxEvent
+from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +59,7 @@ def add_events(session: Session, batch: list[dict[str, Any]], prefix: str) -> No
 
 
 def pending_count(db: Database) -> int:
-    with db.session() as s:
+    with db.reading() as s:
         return (
             s.scalar(
                 select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
@@ -60,13 +69,16 @@ def pending_count(db: Database) -> int:
 
 
 class OutboxRelay:
-    """Moves outbox rows to the bus. Several relays may run: on PostgreSQL each locks its batch
-    with SKIP LOCKED; on SQLite writers are serialised by the database."""
+    """Moves outbox rows to the bus; several may run at once (see the module docstring)."""
 
-    def __init__(self, db: Database, bus: Bus, *, batch_size: int = 1000) -> None:
+    def __init__(self, db: Database, bus: Bus, *, batch_size: int = 1000,
+                 claim_ttl_s: float = 60.0) -> None:
         self.db = db
         self.bus = bus
         self.batch_size = batch_size
+        self.claim_ttl_s = claim_ttl_s
+        self.relay_id = uuid.uuid4().hex
+        self.supervisor = Supervisor("relay", db)
         self._producer: Producer | None = None
 
     def _pending(self):  # noqa: ANN202 - a Select
@@ -88,8 +100,31 @@ class OutboxRelay:
         if error is None:
             values: dict[str, Any] = {"sent_at": utcnow()}
         else:
-            values = {"attempts": OutboxEvent.attempts + 1, "last_error": str(error)[:2000]}
+            values = {"attempts": OutboxEvent.attempts + 1, "last_error": str(error)[:2000],
+                      "claimed_by": None, "claimed_until": None}
         s.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(**values))
+
+    def _claim(self) -> list:
+        """Claim the next batch for this relay in one write; rows another relay holds under a
+        live claim are passed over."""
+        now = utcnow()
+        batch = (
+            select(OutboxEvent.id)
+            .where(OutboxEvent.sent_at.is_(None),
+                   or_(OutboxEvent.claimed_until.is_(None), OutboxEvent.claimed_until < now))
+            .order_by(OutboxEvent.id)
+            .limit(self.batch_size)
+        )
+        with self.db.session() as s:
+            rows = s.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(batch.scalar_subquery()))
+                .values(claimed_by=self.relay_id,
+                        claimed_until=now + timedelta(seconds=self.claim_ttl_s))
+                .returning(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key,
+                           OutboxEvent.payload)
+            ).all()
+        return sorted(rows, key=lambda r: r.id)
 
     def relay_once(self) -> int:
         """Publish one batch; return how many rows were sent (0 when nothing waits).
@@ -101,12 +136,15 @@ class OutboxRelay:
                 rows = s.execute(self._pending().with_for_update(skip_locked=True)).all()
                 error = self._relay(s, rows)
         else:
-            # SQLite has one writer at a time: hold no transaction while publishing, since the
-            # embedded bus may be writing to this same file.
-            with self.db.session() as s:
-                rows = s.execute(self._pending()).all()
-            with self.db.session() as s:
-                error = self._relay(s, rows)
+            rows = self._claim()
+            error = None
+            if rows:
+                try:
+                    self._publish(rows)
+                except BusUnavailable as exc:
+                    error = exc
+                with self.db.session() as s:
+                    self._mark(s, [r.id for r in rows], error)
         if error is not None:
             raise error
         return len(rows)
@@ -130,22 +168,17 @@ class OutboxRelay:
         idle_s: float = 0.05,
         max_backoff_s: float = 5.0,
     ) -> None:
-        """Relay until `stop` is set, backing off while the bus is unavailable."""
-        backoff = idle_s
-        while not stop.is_set():
-            try:
-                sent = self.relay_once()
-                backoff = idle_s
-            except BusUnavailable as exc:
-                log.warning("outbox relay: bus unavailable, retrying in %.1fs: %s", backoff, exc)
-                stop.wait(backoff)
-                backoff = min(max_backoff_s, backoff * 2)
-                continue
-            if not sent:
+        """Relay until `stop` is set, supervised: any error (the bus down, the store restarting)
+        is logged, counted and retried with backoff (see core.supervision)."""
+        self.supervisor.max_backoff_s = max_backoff_s
+
+        def step() -> None:
+            if not self.relay_once():
                 stop.wait(idle_s)
-        self.close()
+
+        self.supervisor.run(stop, step, self.close)
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            producer.close()

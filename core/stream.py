@@ -1,34 +1,64 @@
 """The consume loop every event consumer shares.
 
 Commit order, per batch of records:
-1. decode and validate each record; a record that fails is parked with its reason, not dropped;
+1. decode and validate each record (schema, then the consumer's own check, e.g. a receipt); a
+   record that fails is parked with its reason, not dropped;
 2. record the events' ids for this group (`processed_events`), keeping those not recorded before;
 3. apply those, in the same store transaction as step 2, and commit it;
 4. only then commit the bus offsets.
 A crash between 3 and 4 replays the batch, and step 2 makes the replay a no-op.
+
+An event the handler cannot apply, for any reason (an AbvocError, a lone surrogate the driver
+cannot encode, a value the database refuses), is parked and the stream goes on. Errors that say
+the store itself is unreachable (connection lost, server restarting) park nothing: they end the
+round, and the supervisor (:mod:`core.supervision`) retries it from the committed offsets.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from core import events
-from core.bus.base import Bus, BusUnavailable, Consumer, Record, TopicPartition
-from core.errors import AbvocError, EventSchemaError
+from core.bus.base import Bus, CommitRefused, Consumer, Record, TopicPartition
+from core.errors import AbvocError
+from core.health import safe_text
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent, ProcessedEvent
 from core.store.upsert import insert_ignore, insert_rows
+from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 _PROCESSED = ProcessedEvent.__table__
+PARKED_PAYLOAD_BYTES = 64 * 1024
+"""A parked event keeps at most this much of its payload (and its original size)."""
 
 Handler = Callable[[Session, list[dict[str, Any]]], None]
 """Applies a batch of validated, not-yet-applied events inside the given transaction."""
+Check = Callable[[dict[str, Any]], None]
+"""Raises AbvocError for a decoded event this consumer must not apply (e.g. a bad receipt)."""
+
+_STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+               sa_exc.TimeoutError)
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether an error says the store is unreachable rather than that this event is bad."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _STORE_DOWN)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, AbvocError):
+        return exc.message
+    return f"cannot apply: {type(exc).__name__}: {exc}"
 
 
 def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
@@ -38,7 +68,7 @@ def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
         record.partition,
         record.offset,
         group_id,
-        reason,
+        safe_text(reason, 500),
     )
     insert_ignore(
         session,
@@ -49,8 +79,9 @@ def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
                 "topic": record.topic,
                 "partition": record.partition,
                 "offset": record.offset,
-                "payload": record.value,
-                "reason": reason[:2000],
+                "payload": record.value[:PARKED_PAYLOAD_BYTES],
+                "payload_size": len(record.value),
+                "reason": safe_text(reason, 2000),
                 "created_at": utcnow(),
             }
         ],
@@ -84,25 +115,34 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
     return fresh
 
 
-def _decode(records: list[Record]) -> tuple[list[tuple[Record, dict]], list[tuple[Record, str]]]:
+def _decode(
+    records: list[Record], check: Check | None = None
+) -> tuple[list[tuple[Record, dict]], list[tuple[Record, str]]]:
     decoded: list[tuple[Record, dict]] = []
     bad: list[tuple[Record, str]] = []
     for record in records:
         try:
-            decoded.append((record, events.decode(record.value)))
-        except EventSchemaError as exc:
+            event = events.decode(record.value)
+            if check is not None:
+                check(event)
+            decoded.append((record, event))
+        except AbvocError as exc:
             bad.append((record, exc.message))
+        except (ValueError, TypeError, RecursionError) as exc:
+            bad.append((record, _reason(exc)))
     return decoded, bad
 
 
-def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler) -> int:
+def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler,
+                  *, check: Check | None = None) -> int:
     """Apply a batch exactly once in effect; return how many events were newly applied.
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
-    the handler refuses an event, that transaction is rolled back and the batch is applied
-    again one event at a time, each under a savepoint, so only the bad event is parked.
+    the handler fails on an event, that transaction is rolled back and the batch is applied
+    again one event at a time, each under a savepoint, so only the bad event is parked. An
+    error that says the store is unreachable is raised instead (nothing is parked for it).
     """
-    decoded, bad = _decode(records)
+    decoded, bad = _decode(records, check)
     try:
         with db.session() as s:
             for record, reason in bad:
@@ -111,8 +151,11 @@ def apply_records(db: Database, group_id: str, records: list[Record], handler: H
             if fresh:
                 handler(s, [e for _, e in fresh])
             return len(fresh)
-    except AbvocError:
-        pass
+    except Exception as exc:
+        if store_unreachable(exc):
+            raise
+        log.info("batch for group %s failed (%s); applying it event by event", group_id,
+                 type(exc).__name__)
     with db.session() as s:
         for record, reason in bad:
             _park(s, group_id, record, reason)
@@ -124,9 +167,17 @@ def apply_records(db: Database, group_id: str, records: list[Record], handler: H
                     if fresh:
                         handler(s, [event])
                 applied += len(fresh)
-            except AbvocError as exc:
-                _park(s, group_id, record, exc.message)
+            except Exception as exc:
+                if store_unreachable(exc):
+                    raise
+                _park(s, group_id, record, _reason(exc))
         return applied
+
+
+def _lag_s(records: list[Record]) -> float:
+    """How long the oldest record just read waited on the bus (0 when nothing waited)."""
+    stamps = [r.timestamp for r in records if r.timestamp is not None]
+    return max(0.0, time.time() - min(stamps)) if stamps else 0.0
 
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
@@ -148,38 +199,49 @@ class StreamConsumer:
         handler: Handler,
         *,
         max_records: int = 1000,
+        check: Check | None = None,
+        component: str | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
         self.group_id = group_id
         self.topics = topics
         self.handler = handler
+        self.check = check
         self.max_records = max_records
         self.applied = 0
+        self.lag_s: float | None = None
+        self.supervisor = Supervisor(component or f"consumer:{group_id}", db)
         self._consumer: Consumer | None = None
 
     def step(self, timeout_ms: int = 500) -> int:
         """One poll-apply-commit round; returns how many records it read."""
         if self._consumer is None:
+            self.bus.ensure_topics(self.topics)
             self._consumer = self.bus.consumer(self.group_id, self.topics)
         records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
         if records:
-            self.applied += apply_records(self.db, self.group_id, records, self.handler)
-            self._consumer.commit(next_offsets(records))
+            self.applied += apply_records(self.db, self.group_id, records, self.handler,
+                                          check=self.check)
+            try:
+                self._consumer.commit(next_offsets(records))
+            except CommitRefused as exc:
+                # The group rebalanced meanwhile: whoever holds these partitions now reads the
+                # batch again and finds it applied. Not an error of this member.
+                log.info("consumer %s: %s", self.group_id, exc)
+        self.lag_s = _lag_s(records)
         return len(records)
 
     def run(self, stop: threading.Event, *, max_backoff_s: float = 5.0) -> None:
-        backoff = 0.2
-        while not stop.is_set():
-            try:
-                self.step()
-                backoff = 0.2
-            except BusUnavailable as exc:
-                log.warning("consumer %s: bus unavailable, retrying: %s", self.group_id, exc)
-                self.close()
-                stop.wait(backoff)
-                backoff = min(max_backoff_s, backoff * 2)
-        self.close()
+        """Consume until `stop` is set, supervised: any error closes the consumer and the loop
+        starts again from the committed offsets after a backoff (see core.supervision)."""
+        self.supervisor.max_backoff_s = max_backoff_s
+
+        def step() -> float | None:
+            self.step()
+            return self.lag_s
+
+        self.supervisor.run(stop, step, self.close)
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member holds now (empty before its first poll)."""

@@ -16,6 +16,11 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
 Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
 :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
 
+Before any of that, each CorrectionSubmitted event must carry the receipt issued with its
+prediction (an HMAC of the prediction id under the service's secret, given to the worker by its
+constructor): whoever can write to the corrections topic must not set the truth of predictions
+whose receipts they never saw. An event without a valid receipt is parked with the reason.
+
 Exactness under replay comes from the stream's event-id dedupe in the same transaction. Rows are
 written in one fixed key order (additive rows, then latency rows, each sorted) so that workers
 sharing a group's rows lock them in the same order and never deadlock.
@@ -31,8 +36,10 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from core import events
+from core import events, receipts
 from core.bus.base import Bus
+from core.errors import Forbidden
+from core.settings import Secret
 from core.store.db import Database, utcnow
 from core.store.models import (
     Correction,
@@ -42,7 +49,7 @@ from core.store.models import (
     PredictionTruth,
 )
 from core.store.upsert import in_values, insert_rows
-from core.stream import StreamConsumer
+from core.stream import Check, StreamConsumer
 from evaluation import sketch
 from evaluation.aggregation import (
     LATENCY,
@@ -224,11 +231,36 @@ def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
     _add_latencies(session, acc.latency_groups())
 
 
-def make_worker(db: Database, bus: Bus, prefix: str, **kwargs: Any) -> StreamConsumer:
-    return StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events, **kwargs)
+def receipt_check(secret: Secret | str | None) -> Check:
+    """A check that refuses a correction event unless it carries its prediction's receipt.
+
+    Without a secret nothing can be verified, so every correction is refused (fail closed)."""
+
+    def check(event: dict[str, Any]) -> None:
+        if event["event_type"] != events.CORRECTION_SUBMITTED:
+            return
+        receipt = event.get("receipt")
+        prediction_id = event["prediction_id"]
+        if secret is None:
+            raise Forbidden(f"correction {event['correction_id']!r}: this worker has no secret "
+                            "to verify receipts with; start it with the service's secret key")
+        if not isinstance(receipt, str) or not receipts.verify(secret, prediction_id, receipt):
+            raise Forbidden(f"correction {event['correction_id']!r} carries no valid receipt "
+                            f"for prediction {prediction_id!r}; only the receipt issued with "
+                            "the prediction lets a correction count")
+
+    return check
 
 
-def run_worker(db: Database, bus: Bus, prefix: str, stop: threading.Event) -> None:
-    """Consume until `stop` is set (the `abvoc worker` command sets it on SIGTERM/SIGINT)."""
-    bus.ensure_topics(events.topics(prefix))
-    make_worker(db, bus, prefix).run(stop)
+def make_worker(db: Database, bus: Bus, prefix: str, *, secret: Secret | str | None = None,
+                **kwargs: Any) -> StreamConsumer:
+    """A group member that applies events; `secret` verifies correction receipts."""
+    return StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events,
+                          check=receipt_check(secret), component="worker", **kwargs)
+
+
+def run_worker(db: Database, bus: Bus, prefix: str, stop: threading.Event, *,
+               secret: Secret | str | None = None) -> None:
+    """Consume until `stop` is set (the `abvoc worker` command sets it on SIGTERM/SIGINT),
+    supervised: errors restart the loop with backoff, they never end it."""
+    make_worker(db, bus, prefix, secret=secret).run(stop)

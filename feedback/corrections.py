@@ -88,7 +88,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             s.flush()
             add_event(s, events.make_event(
                 events.CORRECTION_SUBMITTED, correction_id=correction_id,
-                prediction_id=checked["prediction_id"],
+                prediction_id=checked["prediction_id"], receipt=checked["receipt"],
                 corrected_output=checked["corrected_output"], rating=checked["rating"],
                 comment=checked["comment"]), settings.topic_prefix)
     except IntegrityError:

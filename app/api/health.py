@@ -1,9 +1,22 @@
-"""Liveness and readiness: /healthz says the process runs; /readyz that its store and bus answer."""
+"""Liveness and readiness.
+
+/healthz says the process runs. /readyz says the service can do its work: the store and the bus
+answer, events do not wait in the outbox past a limit, and every part that keeps a heartbeat in
+the store (the outbox relay, the evaluation workers, in whatever process they run) is alive, not
+restarting and not lagging past the limit. The rule for parts is in :mod:`core.health`: a part
+with no heartbeat row is not judged (an API-only deployment stays meaningful), one whose rows
+all went stale is down until an instance of it beats again.
+
+Limits: ``READY_STALE_S`` (heartbeat age, default 15 s) and ``READY_MAX_LAG_S`` (outbox age and
+consumer lag, default 120 s) in the app config.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 
+from core import health
 from core.bus import BusUnavailable
 from core.errors import ConfigError
 from core.outbox import pending_count
@@ -20,6 +33,8 @@ def healthz():  # noqa: ANN201
 @bp.get("/readyz")
 def readyz():  # noqa: ANN201
     services = current_app.extensions["abvoc"]
+    stale_s = float(current_app.config.get("READY_STALE_S", health.HEARTBEAT_STALE_S))
+    max_lag_s = float(current_app.config.get("READY_MAX_LAG_S", health.MAX_LAG_S))
     checks: dict[str, str] = {}
     try:
         services.db.check()
@@ -31,8 +46,22 @@ def readyz():  # noqa: ANN201
         checks["bus"] = "ok"
     except BusUnavailable as exc:
         checks["bus"] = str(exc)
-    ready = all(v == "ok" for v in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body: dict = {}
     if checks["database"] == "ok":
-        body["outbox_pending"] = pending_count(services.db)
+        try:
+            lag = health.outbox_lag_s(services.db)
+            checks["outbox"] = ("ok" if lag <= max_lag_s else
+                                f"lagging: oldest unsent event is {lag:.0f}s old "
+                                f"(limit {max_lag_s:.0f}s)")
+            body["outbox_pending"] = pending_count(services.db)
+            body["outbox_lag_s"] = round(lag, 3)
+        except SQLAlchemyError as exc:
+            checks["outbox"] = f"unreadable: {type(exc).__name__}"
+        try:
+            checks.update(health.component_checks(services.db, stale_s=stale_s,
+                                                   max_lag_s=max_lag_s))
+        except SQLAlchemyError as exc:
+            checks["components"] = f"unreadable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return jsonify(body), 200 if ready else 503

@@ -3,9 +3,14 @@
 Semantics shared by both:
 - topics have a fixed number of partitions; a record's key picks its partition, so records with
   one key stay in order;
-- consumers join a group; the group's partitions are shared among its live members;
+- consumers join a group; the group's partitions are shared among its live members, and every
+  change of membership starts a new generation: a member still on an older one has its commits
+  refused (CommitRefused), so a member that lost its partitions cannot commit for them;
 - a consumer reads from its group's committed offsets and commits explicitly: offsets are
-  committed only after the consumer's work is durable (at-least-once; apply is idempotent).
+  committed only after the consumer's work is durable (at-least-once; apply is idempotent);
+- a committed offset never moves backwards: committing a lower one leaves it where it is;
+- a poll shares its records among the member's partitions, so one busy partition cannot starve
+  the others.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ from dataclasses import dataclass
 
 class BusUnavailable(Exception):
     """The transport cannot take or give records right now (e.g. the broker is down)."""
+
+
+class CommitRefused(BusUnavailable):
+    """The group moved to a new generation (a member joined or left) after this member last
+    joined, so its commit was refused: it may no longer hold those partitions. The member has
+    rejoined; records it read but could not commit are read again (apply is idempotent)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -33,6 +44,8 @@ class Record:
     offset: int
     key: str | None
     value: bytes
+    timestamp: float | None = None
+    """When the record was appended to the bus (seconds since the epoch), if known."""
 
     @property
     def tp(self) -> TopicPartition:

@@ -4,21 +4,29 @@ Durable across restarts and shared by several processes on one machine through t
 Offsets are the log's row ids (increasing within a partition, not contiguous). Group members
 heartbeat into `bus_members`; each poll shares the group's partitions round-robin among the live
 members, so adding a worker process spreads the load the way a Kafka consumer group does.
+
+Every change of a group's membership moves its generation on (`bus_groups`); a member commits
+only under the generation it last joined, and only for partitions it holds, else the commit is
+refused and the member rejoins. Committed offsets only move forwards. Reads (polls, checks) run
+in read-only transactions, which on SQLite take no write lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from core.bus.base import (
     Bus,
     BusUnavailable,
+    CommitRefused,
     Consumer,
     Producer,
     Record,
@@ -26,8 +34,8 @@ from core.bus.base import (
     partition_for,
 )
 from core.store.db import Database, utcnow
-from core.store.models import BusMember, BusRecord, ConsumerOffset
-from core.store.upsert import upsert
+from core.store.models import BusGroup, BusMember, BusRecord, ConsumerOffset
+from core.store.upsert import dialect_insert, insert_ignore, upsert
 
 # Producers on PostgreSQL take this advisory lock so log ids become visible in id order; otherwise
 # a reader could pass over an id whose transaction had not committed yet and never see it.
@@ -67,17 +75,32 @@ class EmbeddedConsumer(Consumer):
         self.group_id = group_id
         self.topics = sorted(set(topics))
         self.member_id = uuid.uuid4().hex
+        self.generation = 0
         self._positions: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._last_heartbeat = 0.0
+        self._turn = 0
         self._closed = False
 
     # -- group membership -------------------------------------------------------------------
+    def _lock_group(self, s: Session) -> BusGroup:
+        """The group's row, locked until the transaction ends (created on first use)."""
+        insert_ignore(s, BusGroup.__table__, [{"group_id": self.group_id, "generation": 0,
+                                               "members": "", "updated_at": utcnow()}],
+                      keys=["group_id"])
+        return s.execute(
+            select(BusGroup).where(BusGroup.group_id == self.group_id).with_for_update()
+        ).scalar_one()
+
     def _rebalance(self) -> None:
-        """Heartbeat, forget dead members, and recompute this member's share of partitions."""
+        """Heartbeat, forget dead members, move the generation on if membership changed, and
+        recompute this member's share of partitions."""
         now = utcnow()
         db = self.bus.db
         with db.session() as s:
+            # Every rebalance of the group queues on its row first, so two members never lock
+            # each other's member rows in opposite orders.
+            group = self._lock_group(s)
             upsert(
                 s,
                 BusMember.__table__,
@@ -98,25 +121,40 @@ class EmbeddedConsumer(Consumer):
             members = sorted(
                 s.scalars(select(BusMember.member_id).where(BusMember.group_id == self.group_id))
             )
+            signature = hashlib.sha256(",".join(members).encode()).hexdigest()
+            if group.members != signature:
+                group.generation += 1
+                group.members = signature
+                group.updated_at = now
             everything = [
                 TopicPartition(t, p) for t in self.topics for p in range(self.bus.partitions)
             ]
             mine = {
                 tp for i, tp in enumerate(everything) if members[i % len(members)] == self.member_id
             }
-            for tp in mine - self._assigned:
-                committed = s.scalar(
-                    select(ConsumerOffset.next_offset).where(
-                        ConsumerOffset.group_id == self.group_id,
-                        ConsumerOffset.topic == tp.topic,
-                        ConsumerOffset.partition == tp.partition,
-                    )
-                )
-                self._positions[tp] = committed or 0
+            if group.generation != self.generation:
+                # A new generation: read every held partition from its committed offset, since
+                # what this member read but did not commit may have been refused.
+                self._positions = self._committed(s, mine)
+            else:
+                for tp in mine - self._assigned:
+                    self._positions[tp] = self._committed(s, {tp})[tp]
+            self.generation = group.generation
         for tp in self._assigned - mine:
             self._positions.pop(tp, None)
         self._assigned = mine
         self._last_heartbeat = time.monotonic()
+
+    def _committed(self, s: Session, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+        if not tps:
+            return {}
+        rows = s.execute(
+            select(ConsumerOffset.topic, ConsumerOffset.partition, ConsumerOffset.next_offset)
+            .where(ConsumerOffset.group_id == self.group_id,
+                   ConsumerOffset.topic.in_({tp.topic for tp in tps}))
+        ).all()
+        stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+        return {tp: stored.get(tp, 0) for tp in tps}
 
     def assignment(self) -> set[TopicPartition]:
         if not self._last_heartbeat:
@@ -124,33 +162,53 @@ class EmbeddedConsumer(Consumer):
         return set(self._assigned)
 
     # -- reading ------------------------------------------------------------------------------
+    def _read(self, s: Session, tp: TopicPartition, limit: int) -> list[Record]:
+        rows = s.execute(
+            select(BusRecord.id, BusRecord.key, BusRecord.value, BusRecord.created_at)
+            .where(
+                BusRecord.topic == tp.topic,
+                BusRecord.partition == tp.partition,
+                BusRecord.id >= self._positions[tp],
+            )
+            .order_by(BusRecord.id)
+            .limit(limit)
+        ).all()
+        if rows:
+            self._positions[tp] = rows[-1].id + 1
+        return [Record(tp.topic, tp.partition, r.id, r.key, bytes(r.value), _epoch(r.created_at))
+                for r in rows]
+
     def _fetch(self, max_records: int) -> list[Record]:
+        """Up to `max_records`, shared fairly: each held partition gets an equal share first
+        (starting from a different partition each poll), then the busy ones fill what is left."""
+        assigned = sorted(self._assigned)
+        if not assigned:
+            return []
+        self._turn = (self._turn + 1) % len(assigned)
+        order = assigned[self._turn:] + assigned[: self._turn]
+        share = max(1, max_records // len(order))
         out: list[Record] = []
-        with self.bus.db.session() as s:
-            for tp in sorted(self._assigned):
+        with self.bus.db.reading() as s:
+            full = []
+            for tp in order:
                 if len(out) >= max_records:
                     break
-                rows = s.execute(
-                    select(BusRecord.id, BusRecord.key, BusRecord.value)
-                    .where(
-                        BusRecord.topic == tp.topic,
-                        BusRecord.partition == tp.partition,
-                        BusRecord.id >= self._positions[tp],
-                    )
-                    .order_by(BusRecord.id)
-                    .limit(max_records - len(out))
-                ).all()
-                for row in rows:
-                    out.append(Record(tp.topic, tp.partition, row.id, row.key, bytes(row.value)))
-                if rows:
-                    self._positions[tp] = rows[-1].id + 1
+                got = self._read(s, tp, min(share, max_records - len(out)))
+                out += got
+                if len(got) == share:
+                    full.append(tp)
+            for tp in full:
+                if len(out) >= max_records:
+                    break
+                out += self._read(s, tp, max_records - len(out))
         return out
 
     def poll(self, timeout_ms: int = 1000, max_records: int = 500) -> list[Record]:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             try:
-                if time.monotonic() - self._last_heartbeat > self.bus.heartbeat_s:
+                since = time.monotonic() - self._last_heartbeat
+                if not self._last_heartbeat or since > self.bus.heartbeat_s:
                     self._rebalance()
                 records = self._fetch(max_records)
             except OperationalError as exc:
@@ -160,25 +218,50 @@ class EmbeddedConsumer(Consumer):
             time.sleep(min(self.bus.poll_interval_s, max(0.0, deadline - time.monotonic())))
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit under this member's generation; never moves an offset backwards."""
         offsets = dict(self._positions) if offsets is None else dict(offsets)
+        if not offsets:
+            return
         now = utcnow()
         try:
             with self.bus.db.session() as s:
-                for tp, next_offset in offsets.items():
-                    upsert(
-                        s,
-                        ConsumerOffset.__table__,
-                        {
-                            "group_id": self.group_id,
-                            "topic": tp.topic,
-                            "partition": tp.partition,
-                            "next_offset": next_offset,
-                            "updated_at": now,
-                        },
-                        keys=["group_id", "topic", "partition"],
-                    )
+                group = s.execute(
+                    select(BusGroup.generation).where(BusGroup.group_id == self.group_id)
+                    .with_for_update(read=True)
+                ).scalar_one_or_none()
+                foreign = set(offsets) - self._assigned
+                if group != self.generation or foreign:
+                    refused = (f"generation {self.generation} is stale (group at {group})"
+                               if group != self.generation
+                               else f"partitions {sorted(foreign)} are not held")
+                else:
+                    refused = None
+                    self._store_offsets(s, offsets, now)
         except OperationalError as exc:
             raise BusUnavailable(f"embedded bus commit failed: {exc.orig}") from exc
+        if refused is not None:
+            self._last_heartbeat = 0.0  # rejoin on the next poll
+            raise CommitRefused(f"commit by member {self.member_id} of group {self.group_id} "
+                                f"refused: {refused}; it rejoins and reads them again")
+
+    def _store_offsets(self, s: Session, offsets: Mapping[TopicPartition, int], now) -> None:  # noqa: ANN001
+        table = ConsumerOffset.__table__
+        stmt = dialect_insert(s, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["group_id", "topic", "partition"],
+            set_={
+                "next_offset": case(
+                    (stmt.excluded.next_offset > table.c.next_offset, stmt.excluded.next_offset),
+                    else_=table.c.next_offset,
+                ),
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        s.execute(stmt, [
+            {"group_id": self.group_id, "topic": tp.topic, "partition": tp.partition,
+             "next_offset": next_offset, "updated_at": now}
+            for tp, next_offset in sorted(offsets.items())
+        ])
 
     def close(self) -> None:
         if self._closed:
@@ -193,6 +276,14 @@ class EmbeddedConsumer(Consumer):
                 )
         except OperationalError:
             pass  # the member expires by its heartbeat anyway
+
+
+def _epoch(value: object) -> float | None:
+    if value is None or not hasattr(value, "timestamp"):
+        return None
+    if value.tzinfo is None:  # type: ignore[attr-defined] - SQLite drops the zone; it is UTC
+        value = value.replace(tzinfo=utcnow().tzinfo)  # type: ignore[attr-defined]
+    return value.timestamp()  # type: ignore[attr-defined]
 
 
 class EmbeddedBus(Bus):
@@ -222,7 +313,7 @@ class EmbeddedBus(Bus):
 
     def check(self) -> None:
         try:
-            with self.db.session() as s:
+            with self.db.reading() as s:
                 s.scalar(select(func.count()).select_from(BusMember))
         except OperationalError as exc:
             raise BusUnavailable(f"embedded bus store unreachable: {exc.orig}") from exc

@@ -14,10 +14,18 @@ from collections.abc import Iterable, Mapping
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from core.bus.base import Bus, BusUnavailable, Consumer, Producer, Record, TopicPartition
+from core.bus.base import (
+    Bus,
+    BusUnavailable,
+    CommitRefused,
+    Consumer,
+    Producer,
+    Record,
+    TopicPartition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,20 @@ class KafkaBusProducer(Producer):
                 producer.close(timeout=self.delivery_timeout_s + 2)
             except KafkaError:
                 log.warning("Kafka producer did not close cleanly", exc_info=True)
+                _force_close(producer)
+
+
+def _force_close(producer: KafkaProducer) -> None:
+    """Give up a producer whose close timed out (batches still waiting on a dead broker).
+
+    kafka-python flushes before it closes and leaves the producer open when the flush times out;
+    its finaliser then flushes again and raises from garbage collection, at some later moment.
+    The records were already reported undelivered (the outbox sends them again), so drop them.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    producer._closed = True  # noqa: SLF001 - see the docstring
 
 
 class KafkaBusConsumer(Consumer):
@@ -90,32 +112,58 @@ class KafkaBusConsumer(Consumer):
             )
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka at {brokers} unavailable: {exc!r}") from exc
+        self._committed: dict[TopicPartition, int] = {}
+        self._held: set[TopicPartition] = set()
 
     def poll(self, timeout_ms: int = 1000, max_records: int = 500) -> list[Record]:
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka poll failed: {exc!r}") from exc
+        held = self.assignment()
+        if held != self._held:  # partitions moved: what was committed may have moved too
+            self._held = held
+            self._committed.clear()
         out = []
         for tp, messages in batches.items():
             for m in messages:
                 key = m.key.decode() if m.key is not None else None
-                out.append(Record(tp.topic, tp.partition, m.offset, key, m.value))
+                stamp = m.timestamp / 1000 if m.timestamp and m.timestamp > 0 else None
+                out.append(Record(tp.topic, tp.partition, m.offset, key, m.value, stamp))
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit next-offsets; an offset lower than the group's committed one is left out, so
+        a committed offset never moves backwards (Kafka itself would accept it). The broker
+        refuses a commit from a member of an older generation (CommitRefused)."""
         try:
             if offsets is None:
-                self._consumer.commit()
-            else:
-                self._consumer.commit(
-                    {
-                        KTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
-                        for tp, off in offsets.items()
-                    }
-                )
+                offsets = {
+                    TopicPartition(tp.topic, tp.partition): self._consumer.position(tp)
+                    for tp in self._consumer.assignment()
+                }
+            forward = {tp: off for tp, off in offsets.items() if off > self._last_committed(tp)}
+            if not forward:
+                return
+            self._consumer.commit(
+                {
+                    KTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
+                    for tp, off in forward.items()
+                }
+            )
+            self._committed.update(forward)
+        except CommitFailedError as exc:
+            raise CommitRefused(f"Kafka refused the commit after a rebalance: {exc!r}") from exc
         except KafkaError as exc:
             raise BusUnavailable(f"Kafka commit failed: {exc!r}") from exc
+
+    def _last_committed(self, tp: TopicPartition) -> int:
+        if tp not in self._committed:
+            committed = self._consumer.committed(
+                KTopicPartition(tp.topic, tp.partition), timeout_ms=10000
+            )
+            self._committed[tp] = committed if committed is not None else -1
+        return self._committed[tp]
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}

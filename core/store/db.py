@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ConfigError
 from core.settings import mask_url
 
+READ_ONLY = "abvoc_read_only"
+"""Execution option marking a connection whose transaction only reads."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -28,6 +31,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook
     cur.close()
 
 
+def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
+    # Write transactions start eagerly (BEGIN IMMEDIATE), so two writers never deadlock upgrading
+    # a read lock. Read-only units of work begin deferred: under WAL they read a snapshot and
+    # never wait for, or block, a writer.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine with the settings abvoc relies on for each backend."""
     if url.startswith("sqlite"):
@@ -36,8 +49,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Start write transactions eagerly so two writers never deadlock upgrading a read lock.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -55,6 +67,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -63,6 +78,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads: on SQLite it takes no write lock, so polls, health
+        checks and outbox scans never queue behind (or hold up) a writer."""
+        with self._readers.begin() as session:
             yield session
 
     def check(self, variable: str = "ABVOC_DATABASE_URL") -> None:

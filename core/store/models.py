@@ -216,6 +216,10 @@ class OutboxEvent(Base):
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A relay on SQLite claims its batch before publishing, so two relays never send one row;
+    # a claim whose relay died expires at `claimed_until` and the row is sent again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
 
 
 class BusRecord(Base):
@@ -243,6 +247,18 @@ class BusMember(Base):
     heartbeat_at: Mapped[datetime]
 
 
+class BusGroup(Base):
+    """A consumer group of the embedded bus: its generation moves on whenever its membership
+    changes, and a commit from a member of an older generation is refused (fencing)."""
+
+    __tablename__ = "bus_groups"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    members: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime]
+
+
 class ConsumerOffset(Base):
     """The next offset a consumer group reads, per topic and partition (embedded bus)."""
 
@@ -266,7 +282,9 @@ class ProcessedEvent(Base):
 
 
 class ParkedEvent(Base):
-    """An event that could not be applied (bad schema, bad JSON): kept with the reason."""
+    """An event that could not be applied (bad schema, bad JSON, no valid receipt, a value the
+    store refuses): kept with the reason. `payload` holds at most the first 64 KiB of it;
+    `payload_size` is the size it had on the bus."""
 
     __tablename__ = "parked_events"
 
@@ -276,9 +294,27 @@ class ParkedEvent(Base):
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "offset"),)
+
+
+class ComponentHeartbeat(Base):
+    """A supervised loop (relay, worker) says it is alive, how far behind it is, and how it last
+    failed; /readyz reads these rows, whichever process wrote them."""
+
+    __tablename__ = "component_heartbeats"
+
+    component: Mapped[str] = mapped_column(String(50), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    failing: Mapped[bool] = mapped_column(Boolean, default=False)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    lag_s: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
 
 
 class ApiKey(Base):
@@ -322,9 +358,11 @@ class CorrectionRequest(Base):
 __all__ = [
     "ApiKey",
     "Base",
+    "BusGroup",
     "BusMember",
     "BusRecord",
     "Candidate",
+    "ComponentHeartbeat",
     "ConsumerOffset",
     "Correction",
     "CorrectionRequest",

@@ -72,7 +72,8 @@ def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient, adm
 
     services = app.extensions["abvoc"]
     OutboxRelay(services.db, services.bus).relay_once()
-    worker = make_worker(services.db, services.bus, services.settings.topic_prefix)
+    worker = make_worker(services.db, services.bus, services.settings.topic_prefix,
+                         secret=services.settings.secret_key)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         worker.step(timeout_ms=200)

@@ -11,7 +11,7 @@ def test_readyz_reports_store_and_bus(client) -> None:  # noqa: ANN001
     response = client.get("/readyz")
     body = response.get_json()
     assert response.status_code == 200, body
-    assert body["checks"] == {"database": "ok", "bus": "ok"}
+    assert body["checks"] == {"database": "ok", "bus": "ok", "outbox": "ok"}
     assert body["outbox_pending"] == 0
 
 

@@ -152,3 +152,25 @@ def test_records_survive_a_new_handle(make_bus: BusFactory, topic: str) -> None:
     consumer = make_bus().consumer("late", [topic])
     assert len(drain(consumer, 25)) == 25
     consumer.close()
+
+
+def test_a_committed_offset_never_moves_backwards(make_bus: BusFactory, topic: str) -> None:
+    """A late commit of a lower offset (a slow member, a replayed batch) leaves the group's
+    position where it was: nothing already applied is read again, nothing is skipped."""
+    bus = make_bus()
+    bus.ensure_topics([topic])
+    produce(bus, topic, 30, keys=1)  # one key: one partition
+    first = bus.consumer("mono", [topic])
+    records = drain(first, 30)
+    assert len(records) == 30
+    tp = records[0].tp
+    first.commit({tp: records[-1].offset + 1})
+    first.commit({tp: records[4].offset + 1})  # late and lower
+    first.close()
+    producer = bus.producer()
+    producer.send_many((topic, "key-0", f"after-{i}".encode()) for i in range(5))
+    producer.close()
+    second = make_bus().consumer("mono", [topic])
+    rest = drain(second, 5)
+    second.close()
+    assert sorted(r.value for r in rest) == sorted(f"after-{i}".encode() for i in range(5))

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core import events
+from core import events, receipts
 from core.bus.base import Bus, Record
 from core.outbox import OutboxRelay, add_events
 from core.store.db import Database
@@ -18,6 +18,8 @@ from core.stream import apply_records
 from evaluation.worker import GROUP_ID, apply_events, make_worker
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+SECRET = "evaluation-test-secret"
+"""The secret the test corrections' receipts are signed with, and the worker verifies."""
 
 
 def prediction(pid: str, *, experiment_id: int | None = 1, arm: str | None = "control",
@@ -38,7 +40,8 @@ def prediction(pid: str, *, experiment_id: int | None = 1, arm: str | None = "co
 def correction(pid: str, truth: str, *, at: datetime = T0,
                cid: str | None = None) -> dict[str, Any]:
     event = events.make_event(events.CORRECTION_SUBMITTED, correction_id=cid or uuid.uuid4().hex,
-                              prediction_id=pid, corrected_output=truth)
+                              prediction_id=pid, corrected_output=truth,
+                              receipt=receipts.sign(SECRET, pid))
     event["occurred_at"] = at.isoformat()
     return event
 
@@ -100,7 +103,7 @@ def flow(db: Database, bus: Bus, batch: list[dict[str, Any]], prefix: str,
     relay = OutboxRelay(db, bus, batch_size=1000)
     while relay.relay_once():
         pass
-    worker = make_worker(db, bus, prefix, max_records=1000)
+    worker = make_worker(db, bus, prefix, secret=SECRET, max_records=1000)
     try:
         idle = 0
         while worker.applied < len(batch) and idle < 20:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import events
+from core import events, receipts
 from core.bus.base import Record
 from core.errors import AbvocError
 from core.store.db import Database
@@ -17,8 +17,8 @@ from core.store.models import OnlineAggregate, ParkedEvent, PredictionTruth, Pro
 from core.stream import apply_records
 from evaluation import sketch
 from evaluation.online import Variant, load_cells, metrics
-from evaluation.worker import GROUP_ID, apply_events
-from tests.evaluation.helpers import T0, aggregate_totals, apply, correction, prediction
+from evaluation.worker import GROUP_ID, apply_events, receipt_check
+from tests.evaluation.helpers import SECRET, T0, aggregate_totals, apply, correction, prediction
 
 
 def test_predictions_are_summed_per_group_and_hour(db: Database) -> None:
@@ -132,3 +132,33 @@ def test_a_refused_event_rolls_back_the_batch_and_only_it_is_parked(db: Database
     assert len(parked) == 2  # the bad JSON once, p3 once
     assert parked[0].startswith("not JSON") and parked[1] == "p3 is refused"
     assert done == 5
+
+
+def test_corrections_on_the_bus_count_only_with_their_predictions_receipt(db: Database) -> None:
+    """Whoever can write to the corrections topic must not set the truth of a prediction whose
+    receipt they never saw: such events are parked with the reason."""
+    forged = correction("p1", "y_{1}")
+    forged["receipt"] = receipts.sign("someone-elses-secret", "p1")
+    missing = correction("p1", "y_{2}")
+    del missing["receipt"]
+    old = {**correction("p1", "y_{3}"), "schema_version": 1}  # v1: before receipts travelled
+    del old["receipt"]
+    borrowed = correction("p1", "y_{4}")
+    borrowed["receipt"] = receipts.sign(SECRET, "p2")  # a valid receipt, of another prediction
+    batch = [prediction("p1", output="x"), forged, missing, old, borrowed,
+             correction("p1", "x_{2}")]
+    records = [Record("t", 0, i, "p1", events.encode(e)) for i, e in enumerate(batch)]
+    assert apply_records(db, GROUP_ID, records, apply_events, check=receipt_check(SECRET)) == 2
+    with db.session() as s:
+        reasons = list(s.scalars(select(ParkedEvent.reason).order_by(ParkedEvent.offset)))
+        truth = s.scalar(select(PredictionTruth.truth))
+    assert len(reasons) == 4 and all("no valid receipt for prediction 'p1'" in r for r in reasons)
+    assert truth == "x_{2}"
+    assert aggregate_totals(db)["corrected"] == 1
+
+
+def test_a_worker_without_the_secret_refuses_every_correction(db: Database) -> None:
+    records = [Record("t", 0, 0, "p1", events.encode(correction("p1", "x")))]
+    assert apply_records(db, GROUP_ID, records, apply_events, check=receipt_check(None)) == 0
+    with db.session() as s:
+        assert "no secret" in s.scalar(select(ParkedEvent.reason))

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -86,6 +87,19 @@ class PostgresServer:
         ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def restart(self, mode: str = "fast", down_s: float = 0.0) -> None:
+        """Stop the server (every connection is cut) and start it again on the same port, as an
+        operator's restart or a failover does; `down_s` keeps it down that long."""
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w",
+                          "stop"]),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        time.sleep(down_s)
+        self.start()
 
     def stop(self) -> None:
         subprocess.run(

@@ -1,0 +1,93 @@
+"""Supervision for the long-running loops (outbox relay, stream consumers).
+
+A loop is a `step` that does one round and a `reset` that drops its connections. Any exception
+from a step — the bus gone, PostgreSQL restarting, a bug — is logged, counted
+(`abvoc_component_restarts_total`), recorded in the component's heartbeat row, and followed by a
+reset and a retry after an exponential backoff with jitter. Only the stop event ends the loop, so
+one bad moment can never stop the stream for good while the process looks alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client import Counter
+
+from core.health import Heartbeat, safe_text
+from core.store.db import Database
+
+log = logging.getLogger(__name__)
+
+RESTARTS = Counter(
+    "abvoc_component_restarts", "Supervised loop restarts after an error", ["component", "error"]
+)
+
+Step = Callable[[], float | None]
+"""One round of a loop; returns the loop's current lag in seconds, if it knows it."""
+
+
+class Supervisor:
+    """Runs a step function until stopped, restarting it with backoff on any error."""
+
+    def __init__(self, component: str, db: Database | None = None, *,
+                 min_backoff_s: float = 0.2, max_backoff_s: float = 5.0,
+                 beat_interval_s: float = 1.0) -> None:
+        self.component = component
+        self.heartbeat = Heartbeat(db, component) if db is not None else None
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.beat_interval_s = beat_interval_s
+        self.restarts = 0
+        self._last_beat = 0.0
+        self._failing = False
+
+    def run(self, stop: threading.Event, step: Step, reset: Callable[[], None]) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.clear_stale()
+            self._beat(None, force=True)
+        backoff = self.min_backoff_s
+        try:
+            while not stop.is_set():
+                try:
+                    lag_s = step()
+                except Exception as exc:  # noqa: BLE001 - supervision: any error restarts
+                    self._failed(exc, backoff)
+                    self._quietly(reset)
+                    stop.wait(backoff * random.uniform(0.75, 1.25))
+                    backoff = min(self.max_backoff_s, backoff * 2)
+                    continue
+                backoff = self.min_backoff_s
+                recovered, self._failing = self._failing, False
+                self._beat(lag_s, force=recovered)
+        finally:
+            self._quietly(reset)
+            if self.heartbeat is not None:
+                self.heartbeat.forget()
+
+    def _failed(self, exc: Exception, backoff: float) -> None:
+        self.restarts += 1
+        self._failing = True
+        RESTARTS.labels(self.component, type(exc).__name__).inc()
+        error = safe_text(f"{type(exc).__name__}: {exc}", 500)
+        log.warning("%s failed (restart %d, next try in %.1fs): %s", self.component,
+                    self.restarts, backoff, error, exc_info=log.isEnabledFor(logging.DEBUG))
+        if self.heartbeat is not None:
+            self.heartbeat.beat(failing=True, restarts=self.restarts, error=error)
+            self._last_beat = time.monotonic()
+
+    def _beat(self, lag_s: float | None, *, force: bool = False) -> None:
+        if self.heartbeat is None:
+            return
+        if force or time.monotonic() - self._last_beat >= self.beat_interval_s:
+            self.heartbeat.beat(restarts=self.restarts, lag_s=lag_s)
+            self._last_beat = time.monotonic()
+
+    def _quietly(self, reset: Callable[[], None]) -> None:
+        try:
+            reset()
+        except Exception as exc:  # noqa: BLE001 - a half-broken client may fail to close
+            log.debug("%s: reset failed: %s", self.component, exc)

@@ -1,0 +1,110 @@
+"""/readyz sees the parts that keep heartbeats in the store, whichever process runs them.
+
+The rule (core.health): no heartbeat rows for a part, no judgement (API-only is ready); rows but
+none fresh, down; a live instance restarting, failing; lag past the limit, lagging. The outbox
+is lagging when its oldest unsent event is older than the limit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text, update
+
+from app import close_app, create_app
+from core.health import Heartbeat
+from core.outbox import OutboxRelay, pending_count
+from core.settings import Settings
+from core.store.db import Database, utcnow
+from core.store.models import ComponentHeartbeat, OutboxEvent
+from tests.support.flow import wait_until, write_outbox
+
+
+@pytest.fixture
+def ready_app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings, test_config={"TESTING": True, "READY_STALE_S": 5,
+                                            "READY_MAX_LAG_S": 60})
+    yield app
+    close_app(app)
+
+
+def ready(client: FlaskClient) -> tuple[int, dict[str, str]]:
+    response = client.get("/readyz")
+    return response.status_code, response.get_json()["checks"]
+
+
+def age_rows(db: Database, seconds: float) -> None:
+    with db.session() as s:
+        s.execute(update(ComponentHeartbeat)
+                  .values(beat_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_parts_down_failing_or_lagging_make_the_service_not_ready(ready_app: Flask) -> None:
+    db = ready_app.extensions["abvoc"].db
+    client = ready_app.test_client()
+    assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok"})
+    worker = Heartbeat(db, "worker")
+    worker.beat(lag_s=0.5)
+    assert ready(client)[1]["worker"] == "ok"
+    worker.beat(lag_s=300.0)
+    status, checks = ready(client)
+    assert status == 503 and checks["worker"].startswith("lagging: 300s behind")
+    worker.beat(failing=True, restarts=2, error="OperationalError: server closed the connection")
+    status, checks = ready(client)
+    assert status == 503 and "server closed the connection" in checks["worker"]
+    age_rows(db, 60)  # the process died (kill -9): its row stops moving
+    status, checks = ready(client)
+    assert status == 503 and checks["worker"].startswith("down: no heartbeat for 60s")
+    replacement = Heartbeat(db, "worker")
+    replacement.clear_stale()
+    replacement.beat()
+    assert ready(client)[0] == 200
+    replacement.forget()  # a clean stop: the part is no longer judged
+    assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok"})
+
+
+def test_an_old_outbox_backlog_is_not_ready(ready_app: Flask) -> None:
+    db = ready_app.extensions["abvoc"].db
+    client = ready_app.test_client()
+    write_outbox(db, 3, "t")
+    assert ready(client)[0] == 200  # waiting briefly is normal
+    with db.session() as s:
+        s.execute(update(OutboxEvent).values(created_at=utcnow() - timedelta(seconds=90)))
+    status, checks = ready(client)
+    assert status == 503 and checks["outbox"].startswith("lagging: oldest unsent event is 90s")
+
+
+def test_a_relay_that_hits_a_store_error_keeps_running_and_readyz_shows_it(
+    ready_app: Flask,
+) -> None:
+    """Before, any error but 'bus unavailable' ended the relay thread for good while /readyz
+    still said ready. Here the store loses the outbox table for a while."""
+    services = ready_app.extensions["abvoc"]
+    db = services.db
+    client = ready_app.test_client()
+    relay = OutboxRelay(db, services.bus, batch_size=50)
+    relay.supervisor.min_backoff_s = 0.05
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"max_backoff_s": 0.2})
+    thread.start()
+    try:
+        wait_until(lambda: ready(client)[1].get("relay") == "ok", 30, "the relay's heartbeat")
+        with db.session() as s:
+            s.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
+        wait_until(lambda: ready(client)[1].get("relay", "").startswith("failing"), 30,
+                   "readyz to report the failing relay")
+        with db.session() as s:
+            s.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))
+        write_outbox(db, 120, "t")
+        wait_until(lambda: pending_count(db) == 0, 30, "the relay to recover and drain")
+        wait_until(lambda: ready(client)[0] == 200, 30, "readyz to say ready again")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and relay.supervisor.restarts >= 1
+    assert "relay" not in ready(client)[1]

@@ -1,0 +1,183 @@
+"""The embedded log's group protocol and the relay on one store: generations fence a member that
+lost its partitions, a poll is fair to every partition, several relays never publish a row
+twice, and reads on SQLite never wait for (or block) a writer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from core.bus.base import CommitRefused, TopicPartition, partition_for
+from core.bus.embedded import EmbeddedBus
+from core.health import outbox_lag_s
+from core.outbox import OutboxRelay, pending_count
+from core.store.db import Database
+from core.store.models import BusRecord, ConsumerOffset
+from core.stream import next_offsets
+from tests.support.flow import write_outbox
+
+TOPIC = "log.t"
+
+
+def key_for(partition: int, partitions: int = 3) -> str:
+    return next(f"k{i}" for i in range(1000) if partition_for(f"k{i}", partitions) == partition)
+
+
+def produce(bus: EmbeddedBus, counts: dict[int, int]) -> None:
+    bus.producer().send_many(
+        (TOPIC, key_for(p), f"{p}-{i}".encode()) for p, n in counts.items() for i in range(n)
+    )
+
+
+def committed(db: Database, group: str) -> dict[int, int]:
+    with db.session() as s:
+        rows = s.execute(select(ConsumerOffset.partition, ConsumerOffset.next_offset)
+                         .where(ConsumerOffset.group_id == group)).all()
+    return dict(rows)
+
+
+def test_a_member_that_lost_its_partitions_cannot_commit(db: Database) -> None:
+    slow = EmbeddedBus(db, heartbeat_s=3600, session_timeout_s=3600)
+    produce(slow, {0: 10, 1: 10, 2: 10})
+    a = slow.consumer("g", [TOPIC])
+    records = a.poll(timeout_ms=500, max_records=100)
+    assert len(records) == 30 and len(a.assignment()) == 3
+    # a stops heartbeating; b's bus forgets it after a short session timeout and takes it all.
+    quick = EmbeddedBus(db, heartbeat_s=0.0, session_timeout_s=0.3)
+    time.sleep(0.5)
+    b = quick.consumer("g", [TOPIC])
+    assert len(b.poll(timeout_ms=500, max_records=100)) == 30
+    assert b.assignment() == {TopicPartition(TOPIC, p) for p in range(3)}
+    with pytest.raises(CommitRefused, match="stale"):
+        a.commit(next_offsets(records))
+    assert committed(db, "g") == {}  # the fenced member wrote nothing
+    b.commit()
+    assert committed(db, "g") == {p: max(r.offset for r in records if r.partition == p) + 1
+                                  for p in range(3)}
+    a.close()
+    b.close()
+
+
+def test_a_join_moves_the_generation_and_the_old_member_rejoins(db: Database) -> None:
+    bus = EmbeddedBus(db, heartbeat_s=3600, session_timeout_s=3600)
+    produce(bus, {0: 5, 1: 5, 2: 5})
+    a = bus.consumer("g", [TOPIC])
+    records = a.poll(timeout_ms=500, max_records=100)
+    b = bus.consumer("g", [TOPIC])
+    b.poll(timeout_ms=100)
+    assert b.generation == a.generation + 1
+    with pytest.raises(CommitRefused):
+        a.commit(next_offsets(records))
+    # a rejoins on its next poll, holds only its share, and reads it again from the committed
+    # offsets (nothing was committed), so nothing it read is lost.
+    again = a.poll(timeout_ms=500, max_records=100)
+    assert a.generation == b.generation
+    assert a.assignment() and not a.assignment() & b.assignment()
+    assert {r.tp for r in again} == a.assignment()
+    assert len(again) == 5 * len(a.assignment())
+    a.commit(next_offsets(again))  # the current generation commits
+    a.close()
+    b.close()
+
+
+def test_committed_offsets_never_move_backwards(db: Database) -> None:
+    bus = EmbeddedBus(db, heartbeat_s=3600)
+    produce(bus, {1: 20})
+    consumer = bus.consumer("g", [TOPIC])
+    records = consumer.poll(timeout_ms=500)
+    tp = TopicPartition(TOPIC, 1)
+    consumer.commit({tp: records[-1].offset + 1})
+    consumer.commit({tp: records[3].offset})  # a late, lower commit
+    assert committed(db, "g") == {1: records[-1].offset + 1}
+    consumer.close()
+
+
+def test_one_busy_partition_does_not_starve_the_others(db: Database) -> None:
+    bus = EmbeddedBus(db, heartbeat_s=3600)
+    produce(bus, {0: 600, 2: 5})
+    consumer = bus.consumer("g", [TOPIC])
+    first = consumer.poll(timeout_ms=500, max_records=100)
+    assert len(first) == 100
+    assert Counter(r.partition for r in first)[2] == 5  # the quiet partition is not kept waiting
+    consumer.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reads_on_sqlite_take_no_write_lock(db: Database) -> None:
+    bus = EmbeddedBus(db, heartbeat_s=3600)
+    produce(bus, {0: 3})
+    write_outbox(db, 5, "t")
+    consumer = bus.consumer("g", [TOPIC])
+    consumer.poll(timeout_ms=200)  # joined; no rebalance due for an hour
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db.session() as s:
+            s.execute(BusRecord.__table__.insert(), [{
+                "topic": TOPIC, "partition": 1, "key": "x", "value": b"v",
+                "created_at": s.scalar(select(BusRecord.created_at).limit(1))}])
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        start = time.monotonic()
+        consumer.poll(timeout_ms=0)
+        bus.check()
+        assert pending_count(db) == 5
+        assert outbox_lag_s(db) >= 0
+        assert time.monotonic() - start < 2.0  # busy_timeout is 30 s: no read waited for it
+    finally:
+        release.set()
+        thread.join()
+        consumer.close()
+
+
+def _event_ids(db: Database) -> list[str]:
+    with db.session() as s:
+        return [json.loads(v)["event_id"] for v in s.scalars(select(BusRecord.value))]
+
+
+def test_several_relays_never_publish_a_row_twice(db: Database) -> None:
+    write_outbox(db, 1200, "t")
+    handles = [Database(db.url) for _ in range(4)]
+    relays = [OutboxRelay(h, EmbeddedBus(h), batch_size=40) for h in handles]
+    go = threading.Barrier(len(relays))
+
+    def drain(relay: OutboxRelay) -> None:
+        go.wait()
+        idle = 0
+        while idle < 3:
+            idle = 0 if relay.relay_once() else idle + 1
+
+    threads = [threading.Thread(target=drain, args=(r,)) for r in relays]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for h in handles:
+        h.dispose()
+    ids = _event_ids(db)
+    assert pending_count(db) == 0
+    assert len(ids) == 1200 and len(set(ids)) == 1200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_dead_relays_claim_expires_and_its_rows_are_sent(db: Database) -> None:
+    write_outbox(db, 30, "t")
+    dead = OutboxRelay(db, EmbeddedBus(db), batch_size=20, claim_ttl_s=0.5)
+    assert len(dead._claim()) == 20  # claimed, then the relay died before publishing
+    live = OutboxRelay(db, EmbeddedBus(db))
+    assert live.relay_once() == 10  # the claimed rows are left alone while the claim lives
+    time.sleep(0.6)
+    assert live.relay_once() == 20
+    assert pending_count(db) == 0
+    ids = _event_ids(db)
+    assert len(ids) == len(set(ids)) == 30
