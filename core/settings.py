@@ -138,6 +138,7 @@ class Settings:
     log_level: str = "INFO"
     default_candidate: str | None = None
     environment: str = "development"
+    retention_days: float = 7.0
 
     @property
     def production(self) -> bool:
@@ -176,6 +177,7 @@ ENV_KEYS = {
     "ABVOC_LOG_LEVEL": "log_level",
     "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
     "ABVOC_ENV": "environment",
+    "ABVOC_RETENTION_DAYS": "retention_days",
 }
 
 
@@ -227,6 +229,12 @@ def load_settings(
         raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer") from exc
     if partitions < 1:
         raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer")
+    try:
+        retention_days = float(values.get("retention_days", 7))
+    except (TypeError, ValueError):
+        retention_days = -1.0
+    if not 0 < retention_days < 36500:
+        raise ConfigError("ABVOC_RETENTION_DAYS must be a positive number of days")
     model_store = values.get("model_store")
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
@@ -242,6 +250,7 @@ def load_settings(
         log_level=str(values.get("log_level", "INFO")).upper(),
         default_candidate=values.get("default_candidate") or None,
         environment=str(values.get("environment") or "development").lower(),
+        retention_days=retention_days,
     )
 
 

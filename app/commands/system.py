@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import click
 
@@ -10,6 +11,7 @@ from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.startup import connect
 from core.store import schema
 from core.store.db import Database
+from core.store.retention import prune as prune_store
 
 
 def _logging(ctx: Context) -> None:
@@ -61,6 +63,23 @@ def current(ctx: Context, as_json: bool) -> None:
     with open_db(ctx) as database:
         data = {"current": schema.current(database), "head": schema.head(database)}
     emit(data, as_json, f"current {data['current'] or 'base'}, head {data['head']}")
+
+
+@db.command()
+@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Keep this many days (default: ABVOC_RETENTION_DAYS, 7).")
+@json_option
+@pass_ctx
+def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
+    """Delete sent outbox rows, consumed bus-log records and event ids no replay can bring back.
+
+    `abvoc up` runs this every hour; see core/store/retention.py for what is kept and why."""
+    days = retention_days or ctx.settings.retention_days
+    with open_db(ctx) as database:
+        pruned = prune_store(database, timedelta(days=days),
+                             embedded=ctx.settings.bus.kind == "embedded").as_dict()
+    emit(pruned, as_json, f"pruned {pruned['outbox']} outbox rows, {pruned['bus_log']} bus-log "
+         f"records, {pruned['processed_events']} processed event ids (kept {days:g} days)")
 
 
 def _run(ctx: Context, **parts: object) -> None:
