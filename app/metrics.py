@@ -72,3 +72,10 @@ def init_app(app: Flask) -> Metrics:
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+def part_restarts() -> Counter:
+    """Restarts of `abvoc up`'s supervised parts (api, relay, worker), counted by the
+    supervisor; in multiprocess mode they appear in every API worker's /metrics."""
+    return Counter("abvoc_part_restarts", "Supervised parts restarted after they died",
+                   ["part"], registry=CollectorRegistry())
