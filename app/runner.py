@@ -51,7 +51,13 @@ def stop_on_signals() -> threading.Event:
 
 
 def _thread(name: str, target: Callable[[], None]) -> threading.Thread:
-    thread = threading.Thread(target=target, name=name, daemon=True)
+    def run() -> None:
+        try:
+            target()
+        except Exception:  # logged here; run_processes sees the thread gone and exits non-zero
+            log.exception("%s failed", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
 
