@@ -90,7 +90,7 @@ class BusURL:
         parts = urlsplit(text)
         if parts.scheme != "kafka" or not parts.netloc:
             raise ConfigError(
-                f"{variable}={raw!r} is malformed: use 'embedded://' or "
+                f"{variable}={mask_url(raw)!r} is malformed: use 'embedded://' or "
                 "'kafka://host:port[,host:port]'"
             )
         brokers = []
@@ -98,7 +98,8 @@ class BusURL:
             host, sep, port = hostport.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(
-                    f"{variable}={raw!r} is malformed: broker {hostport!r} must be host:port"
+                    f"{variable}={mask_url(raw)!r} is malformed: broker "
+                    f"{mask_url(hostport)!r} must be host:port"
                 )
             brokers.append(f"{host}:{int(port)}")
         return cls("kafka", tuple(brokers))

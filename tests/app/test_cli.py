@@ -134,3 +134,18 @@ def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.Mon
     assert killed["status"] == "killed" and killed["status_reason"] == "bad"
     missing = runner.invoke(main, ["experiment", "show", "99"])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_up_refuses_a_port_in_use(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["up", "--no-train", "--port", str(port)])
+    assert result.exit_code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    # The fresh data folder got its key all the same, owner-only.
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0

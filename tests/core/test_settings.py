@@ -128,3 +128,10 @@ def test_production_without_a_key_refuses_to_start(tmp_path) -> None:  # noqa: A
     assert not (tmp_path / "secret_key").exists()
     ready = ensure_secret_key(load_settings(env={**env, "ABVOC_SECRET_KEY": "k"}))
     assert ready.secret_key == Secret("k") and ready.production
+
+
+@pytest.mark.parametrize("url", ["kafka://u:hunter2@broker", "rabbit://u:hunter2@h:1"])
+def test_bus_url_errors_mask_passwords(url: str) -> None:
+    with pytest.raises(ConfigError, match="ABVOC_BUS_URL") as info:
+        load_settings(env={"ABVOC_BUS_URL": url})
+    assert "hunter2" not in info.value.message
