@@ -1,6 +1,6 @@
 """`abvoc up` as a user runs it: gunicorn workers, a supervised relay and worker, a secret key
-made for the data folder, metrics summed over processes, a killed worker restarted, and SIGTERM
-stopping everything."""
+made for the data folder, metrics summed over processes, a killed worker restarted, retention on
+a schedule, and SIGTERM stopping everything."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "up", "--no-train", "--workers", "2", "--port",
-             str(port), "--threads", "4"], cwd=tmp_path, env=env, stdout=out,
+             str(port), "--threads", "4", "--prune-every", "5"], cwd=tmp_path, env=env, stdout=out,
             stderr=subprocess.STDOUT)
     try:
         _wait(lambda: _up(f"{base}/healthz"), 240, "the API", proc, log)
@@ -175,6 +175,9 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
                 return s.scalar(select(Prediction.prediction_id).where(
                     Prediction.prediction_id == body["prediction_id"])) is not None
         _wait(stored, 120, "the prediction in the evaluation store", proc, log)
+
+        # Retention runs on its schedule (every 5 s here, hourly by default).
+        _wait(lambda: "retention: pruned" in log.read_text(), 60, "a prune", proc, log)
 
         family = _family(proc.pid)
         assert new in family and len(family) == 6  # up, gunicorn + 2 workers, relay, worker
