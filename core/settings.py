@@ -237,6 +237,7 @@ def load_settings(
     if not 0 < retention_days < 36500:
         raise ConfigError("ABVOC_RETENTION_DAYS must be a positive number of days")
     model_store = values.get("model_store")
+    environment = str(values.get("environment") or "development").lower()
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")
@@ -244,13 +245,14 @@ def load_settings(
         data_dir=data_dir,
         database_url=_validate_database_url(str(database_url)),
         bus=BusURL.parse(str(values.get("bus", EMBEDDED_BUS))),
-        secret_key=Secret(key) if key else _read_key_file(data_dir / SECRET_KEY_FILE),
+        secret_key=Secret(key) if key else (
+            None if environment == PRODUCTION else _read_key_file(data_dir / SECRET_KEY_FILE)),
         topic_prefix=str(values.get("topic_prefix", "abvoc")),
         bus_partitions=partitions,
         model_store=Path(model_store).expanduser() if model_store else None,
         log_level=str(values.get("log_level", "INFO")).upper(),
         default_candidate=values.get("default_candidate") or None,
-        environment=str(values.get("environment") or "development").lower(),
+        environment=environment,
         retention_days=retention_days,
     )
 
@@ -266,7 +268,10 @@ def _read_key_file(path: Path) -> Secret | None:
     if mode & 0o077:
         raise ConfigError(f"the secret key file {path} is readable by others; "
                           f"run `chmod 600 {path}` (or delete it to make a new key)")
-    value = path.read_text().strip()
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"the secret key file {path} cannot be read: {exc.strerror}") from None
     if not value:
         raise ConfigError(f"the secret key file {path} is empty; delete it to make a new key")
     return Secret(value)
@@ -276,7 +281,8 @@ def ensure_secret_key(settings: Settings) -> Settings:
     """Settings with a secret key, for a process that signs or verifies receipts.
 
     ABVOC_SECRET_KEY wins. In production (ABVOC_ENV=production) it is required, so that every
-    process and machine signs with the same operator-chosen key. Elsewhere the key kept in the
+    process and machine signs with the same operator-chosen key (a key file is ignored there).
+    Elsewhere the key kept in the
     data folder (`<data_dir>/secret_key`, mode 0600) is used, and made on the first start: a
     random key no one else knows, so receipts cannot be forged, stable across restarts.
     """
@@ -292,9 +298,13 @@ def ensure_secret_key(settings: Settings) -> Settings:
     existing = _read_key_file(path)
     if existing is not None:
         return replace(settings, secret_key=existing)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot keep a secret key in {path} ({exc.strerror}): make "
+                          "ABVOC_DATA_DIR writable or set ABVOC_SECRET_KEY") from None
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48) + "\n")

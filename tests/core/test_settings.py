@@ -126,6 +126,10 @@ def test_production_without_a_key_refuses_to_start(tmp_path) -> None:  # noqa: A
     with pytest.raises(ConfigError, match="ABVOC_SECRET_KEY"):
         ensure_secret_key(load_settings(env=env))
     assert not (tmp_path / "secret_key").exists()
+    # A key file left in the data folder does not stand in for the operator's key.
+    ensure_secret_key(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="ABVOC_SECRET_KEY"):
+        ensure_secret_key(load_settings(env=env))
     ready = ensure_secret_key(load_settings(env={**env, "ABVOC_SECRET_KEY": "k"}))
     assert ready.secret_key == Secret("k") and ready.production
 
