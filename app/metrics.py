@@ -1,7 +1,9 @@
-"""Prometheus metrics: request counts and latency histograms, per endpoint and per candidate.
+"""Prometheus metrics: request counts and latency histograms, per endpoint and per candidate,
+and shadow runs dropped because the shadow queue was full.
 
-Each app has its own registry (tests build many apps). Under gunicorn with several workers, set
-PROMETHEUS_MULTIPROC_DIR and /metrics aggregates every worker's samples.
+Each app has its own registry (tests build many apps). With PROMETHEUS_MULTIPROC_DIR set before
+the process starts (`abvoc up` sets it to `<data_dir>/prometheus` for every process it runs),
+each process writes its samples there and /metrics sums every process's counts.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Metrics:
         self.prediction_latency = Histogram(
             "abvoc_prediction_duration_seconds", "Candidate latency per prediction",
             ["candidate"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.shadow_dropped = Counter(
+            "abvoc_shadow_dropped", "Shadow runs dropped because the shadow queue was full",
+            registry=self.registry)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -46,6 +51,9 @@ class Metrics:
 def init_app(app: Flask) -> Metrics:
     metrics = Metrics()
     app.extensions["abvoc_metrics"] = metrics
+    serving = app.extensions.get("abvoc_serving")
+    if serving is not None:
+        serving.predict.shadows.on_drop = metrics.shadow_dropped.inc
 
     @app.before_request
     def _start() -> None:
@@ -64,3 +72,10 @@ def init_app(app: Flask) -> Metrics:
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+def part_restarts() -> Counter:
+    """Restarts of `abvoc up`'s supervised parts (api, relay, worker), counted by the
+    supervisor; in multiprocess mode they appear in every API worker's /metrics."""
+    return Counter("abvoc_part_restarts", "Supervised parts restarted after they died",
+                   ["part"], registry=CollectorRegistry())

@@ -1,24 +1,43 @@
 """Long-running processes: the API server, the outbox relay and the evaluation worker.
 
-Each runs until a shared stop event is set; SIGINT/SIGTERM set it, so shutdown is clean and the
-consumer commits nothing it has not applied.
+`abvoc serve` runs the API under gunicorn (several worker processes, each with its own app and
+store connections, forked before anything connects); `--dev` keeps Werkzeug's server for local
+debugging. `abvoc worker` and `abvoc relay` run their loop until SIGINT/SIGTERM, so shutdown is
+clean and the consumer commits nothing it has not applied; if a loop dies the process exits
+non-zero, so whoever supervises it (`abvoc up`, systemd, Kubernetes) restarts it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+from gunicorn.app.base import BaseApplication
 from werkzeug.serving import make_server
 
-from app import create_app
+import app as app_package
+from app import close_app, create_app
+from app.supervisor import Child, Supervisor, child_env
+from core.errors import ConfigError
 from core.outbox import OutboxRelay
+from core.settings import Settings
 from core.startup import Services
+from core.store.db import Database
+from core.store.retention import prune
 from evaluation.worker import run_worker
 
 log = logging.getLogger("abvoc")
+
+PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def stop_on_signals() -> threading.Event:
@@ -34,7 +53,13 @@ def stop_on_signals() -> threading.Event:
 
 
 def _thread(name: str, target: Callable[[], None]) -> threading.Thread:
-    thread = threading.Thread(target=target, name=name, daemon=True)
+    def run() -> None:
+        try:
+            target()
+        except Exception:  # logged here; run_processes sees the thread gone and exits non-zero
+            log.exception("%s failed", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
 
@@ -50,8 +75,8 @@ def run_processes(
     api: tuple[str, int] | None = None,
     relay: bool = False,
     worker: bool = False,
-) -> None:
-    """Run the chosen parts in this process until `stop` is set."""
+) -> int:
+    """Run the chosen parts in this process until `stop` is set; 1 when a part died first."""
     threads = []
     server = None
     if relay:
@@ -64,11 +89,137 @@ def run_processes(
         )
     if api:
         server = make_server(api[0], api[1], create_app(services=services), threaded=True)
-        log.info("abvoc API listening on http://%s:%d", api[0], server.server_port)
+        log.info("abvoc API listening on http://%s:%d (development server)", api[0],
+                 server.server_port)
         threads.append(_thread("api", server.serve_forever))
-    stop.wait()
+    status = 0
+    while not stop.wait(0.5):
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead:
+            log.error("%s stopped unexpectedly; exiting so that it is restarted", ", ".join(dead))
+            status = 1
+            stop.set()
     if server is not None:
         server.shutdown()
     for thread in threads:
         thread.join(timeout=15)
     services.close()
+    return status
+
+
+def prometheus_dir(settings: Settings, *, fresh: bool) -> Path:
+    """The folder every process writes its Prometheus samples to (multiprocess mode); emptied
+    when a new set of processes starts, as prometheus_client requires."""
+    folder = settings.data_dir / "prometheus"
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class GunicornServer(BaseApplication):
+    """The API under gunicorn, configured in-process; each worker builds its own app."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25 opens a control socket in $HOME by default; two servers on one
+            # machine would share it, and abvoc does not use it.
+            self.cfg.set("control_socket_disable", True)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def _worker_exit(_server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "abvoc" in getattr(app, "extensions", {}):
+        close_app(app)  # runs the queued shadows, flushes writes, closes connections
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    if os.environ.get(PROMETHEUS_DIR_VAR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
+              threads: int = 8, timeout_s: int = 60) -> None:
+    """Serve the API under gunicorn until SIGTERM (graceful) or SIGINT."""
+    if workers > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
+        # Before any worker imports prometheus_client, so every worker writes to the folder.
+        os.environ[PROMETHEUS_DIR_VAR] = str(prometheus_dir(settings, fresh=True))
+    log.info("abvoc API on http://%s:%d: gunicorn, %d workers × %d threads", host, port,
+             workers, threads)
+    GunicornServer(settings, {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout_s,
+        "graceful_timeout": 20,
+        "preload_app": False,
+        "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "abvoc-api",
+    }).run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, not in a restart loop of the API child, when the port is taken."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                              "choose another with --port") from None
+
+
+def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: int = 8,
+           config_file: str | None = None, prune_every_s: float = 3600.0) -> None:
+    """Run the API (gunicorn), the relay and the worker as supervised child processes, and
+    prune on a schedule, until SIGTERM/SIGINT. Prometheus samples of every process go to
+    `<data_dir>/prometheus`, so /metrics counts across all of them."""
+    _check_port_free(host, port)
+    metrics_dir = str(prometheus_dir(settings, fresh=True))
+    os.environ[PROMETHEUS_DIR_VAR] = metrics_dir  # this process's restart counter too
+    root = str(Path(app_package.__file__).resolve().parent.parent)
+    extra = {PROMETHEUS_DIR_VAR: metrics_dir,
+             "PYTHONPATH": os.pathsep.join(
+                 p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    if config_file:
+        extra["ABVOC_CONFIG"] = config_file
+    cli = [sys.executable, "-m", "app"]
+    children = [
+        Child("api", [*cli, "serve", "--host", host, "--port", str(port),
+                      "--workers", str(workers), "--threads", str(threads)]),
+        Child("relay", [*cli, "relay"]),
+        Child("worker", [*cli, "worker", "--no-relay"]),
+    ]
+    from app.metrics import part_restarts
+
+    restarts = part_restarts()
+    db = Database(settings.database_url)
+    retention = timedelta(days=settings.retention_days)
+    embedded = settings.bus.kind == "embedded"
+
+    def prune_now() -> None:
+        log.info("retention: pruned %s", prune(db, retention, embedded=embedded).as_dict())
+
+    log.info("abvoc up: API on http://%s:%d (%d workers), relay and worker supervised; "
+             "data in %s", host, port, workers, settings.data_dir)
+    try:
+        Supervisor(children, child_env(os.environ, **extra),
+                   on_restart=lambda name: restarts.labels(name).inc(),
+                   periodic=[(prune_every_s, prune_now)]).run(stop_on_signals())
+    finally:
+        db.dispose()

@@ -5,7 +5,10 @@ Settings are passed through constructors; nothing else in abvoc reads the enviro
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -21,17 +24,55 @@ from core.errors import ConfigError
 EMBEDDED_BUS = "embedded://"
 
 
-class Secret(str):
-    """A string that never prints its value (repr, str formatting in logs, `abvoc config`)."""
+SECRET_KEY_FILE = "secret_key"
+PRODUCTION = "production"
+
+
+class Secret:
+    """A secret value that never prints: repr, str, f-strings, %-formatting and logging all show
+    '****'. It is deliberately not a str, so no string operation can leak it by accident; the
+    value comes out only through `reveal()`, at the one place that needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise TypeError("a Secret wraps a str")
+        object.__setattr__(self, "_value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret is immutable")
 
     def __repr__(self) -> str:
         return "Secret('****')"
+
+    def __str__(self) -> str:
+        return "****"
+
+    def __format__(self, spec: str) -> str:
+        return format("****", spec)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
 
     def masked(self) -> str:
         return "****" if self else ""
 
     def reveal(self) -> str:
-        return str.__str__(self)
+        return self._value
 
 
 @dataclass(frozen=True)
@@ -49,7 +90,7 @@ class BusURL:
         parts = urlsplit(text)
         if parts.scheme != "kafka" or not parts.netloc:
             raise ConfigError(
-                f"{variable}={raw!r} is malformed: use 'embedded://' or "
+                f"{variable}={mask_url(raw)!r} is malformed: use 'embedded://' or "
                 "'kafka://host:port[,host:port]'"
             )
         brokers = []
@@ -57,7 +98,8 @@ class BusURL:
             host, sep, port = hostport.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(
-                    f"{variable}={raw!r} is malformed: broker {hostport!r} must be host:port"
+                    f"{variable}={mask_url(raw)!r} is malformed: broker "
+                    f"{mask_url(hostport)!r} must be host:port"
                 )
             brokers.append(f"{host}:{int(port)}")
         return cls("kafka", tuple(brokers))
@@ -67,11 +109,20 @@ class BusURL:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced, for printing."""
+    """The URL with any password replaced, for printing; a URL that does not parse is masked
+    too (everything between the first ':' of the user part and the last '@')."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        pass
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
         return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{head}{sep}{user}{':***' if colon else ''}@{hostpart}"
 
 
 @dataclass(frozen=True)
@@ -81,12 +132,22 @@ class Settings:
     data_dir: Path
     database_url: str
     bus: BusURL
-    secret_key: Secret = field(repr=False)
+    secret_key: Secret | None = field(default=None, repr=False)
     topic_prefix: str = "abvoc"
     bus_partitions: int = 3
     model_store: Path | None = None
     log_level: str = "INFO"
     default_candidate: str | None = None
+    environment: str = "development"
+    retention_days: float = 7.0
+
+    @property
+    def production(self) -> bool:
+        return self.environment == PRODUCTION
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / SECRET_KEY_FILE
 
     @property
     def models_dir(self) -> Path:
@@ -102,7 +163,7 @@ class Settings:
         out["model_store"] = str(self.models_dir)
         out["database_url"] = mask_url(self.database_url)
         out["bus"] = str(self.bus)
-        out["secret_key"] = self.secret_key.masked()
+        out["secret_key"] = self.secret_key.masked() if self.secret_key else "(unset)"
         return out
 
 
@@ -116,17 +177,20 @@ ENV_KEYS = {
     "ABVOC_MODEL_STORE": "model_store",
     "ABVOC_LOG_LEVEL": "log_level",
     "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
+    "ABVOC_ENV": "environment",
+    "ABVOC_RETENTION_DAYS": "retention_days",
 }
 
 
 def _validate_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError):
+        # The parser's own message quotes the whole URL, password included: leave it out.
         raise ConfigError(
-            f"ABVOC_DATABASE_URL={mask_url(url)!r} is malformed ({exc}); use e.g. "
+            f"ABVOC_DATABASE_URL={mask_url(url)!r} is malformed; use e.g. "
             "'sqlite:///path/abvoc.db' or 'postgresql+psycopg://user:pass@host:5432/db'"
-        ) from exc
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
@@ -166,15 +230,88 @@ def load_settings(
         raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer") from exc
     if partitions < 1:
         raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer")
+    try:
+        retention_days = float(values.get("retention_days", 7))
+    except (TypeError, ValueError):
+        retention_days = -1.0
+    if not 0 < retention_days < 36500:
+        raise ConfigError("ABVOC_RETENTION_DAYS must be a positive number of days")
     model_store = values.get("model_store")
+    environment = str(values.get("environment") or "development").lower()
+    key = values.get("secret_key")
+    if key is not None and not isinstance(key, str):
+        raise ConfigError("ABVOC_SECRET_KEY must be a string")
     return Settings(
         data_dir=data_dir,
         database_url=_validate_database_url(str(database_url)),
         bus=BusURL.parse(str(values.get("bus", EMBEDDED_BUS))),
-        secret_key=Secret(values.get("secret_key") or "abvoc-dev-secret-change-me"),
+        secret_key=Secret(key) if key else (
+            None if environment == PRODUCTION else _read_key_file(data_dir / SECRET_KEY_FILE)),
         topic_prefix=str(values.get("topic_prefix", "abvoc")),
         bus_partitions=partitions,
         model_store=Path(model_store).expanduser() if model_store else None,
         log_level=str(values.get("log_level", "INFO")).upper(),
         default_candidate=values.get("default_candidate") or None,
+        environment=environment,
+        retention_days=retention_days,
     )
+
+
+def _read_key_file(path: Path) -> Secret | None:
+    """The key kept in the data folder, if there is one; refused if others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"the secret key file {path} cannot be read: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"the secret key file {path} is readable by others; "
+                          f"run `chmod 600 {path}` (or delete it to make a new key)")
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"the secret key file {path} cannot be read: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"the secret key file {path} is empty; delete it to make a new key")
+    return Secret(value)
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Settings with a secret key, for a process that signs or verifies receipts.
+
+    ABVOC_SECRET_KEY wins. In production (ABVOC_ENV=production) it is required, so that every
+    process and machine signs with the same operator-chosen key (a key file is ignored there).
+    Elsewhere the key kept in the
+    data folder (`<data_dir>/secret_key`, mode 0600) is used, and made on the first start: a
+    random key no one else knows, so receipts cannot be forged, stable across restarts.
+    """
+    if settings.secret_key:
+        return settings
+    if settings.production:
+        raise ConfigError(
+            "ABVOC_ENV=production needs ABVOC_SECRET_KEY: set it to a long random value, the "
+            "same for every process (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`)"
+        )
+    path = settings.secret_key_file
+    existing = _read_key_file(path)
+    if existing is not None:
+        return replace(settings, secret_key=existing)
+    tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot keep a secret key in {path} ({exc.strerror}): make "
+                          "ABVOC_DATA_DIR writable or set ABVOC_SECRET_KEY") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic: of two first starts, one key wins and both use it
+    finally:
+        tmp.unlink(missing_ok=True)
+    key = _read_key_file(path)
+    assert key is not None
+    return replace(settings, secret_key=key)

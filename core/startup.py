@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from core.bus import Bus, BusUnavailable, open_bus
 from core.errors import ConfigError
 from core.events import topics
-from core.settings import Settings
+from core.settings import Settings, ensure_secret_key
 from core.store import schema
 from core.store.db import Database
 
@@ -30,7 +30,12 @@ class Services:
 
 
 def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True) -> Services:
-    """Open (and by default migrate) the store, open the bus, and check both are reachable."""
+    """Open (and by default migrate) the store, open the bus, and check both are reachable.
+
+    The secret key is settled first (see `ensure_secret_key`): a service without one in
+    production refuses to start before it touches anything.
+    """
+    settings = ensure_secret_key(settings)
     db = Database(settings.database_url)
     db.check()
     if migrate:

@@ -29,6 +29,9 @@ from core.latex import tokenize
 from core.store.models import Prediction, PredictionTruth, RelabelItem
 
 STAGES = ("detector", "recognizer", "aligner", "converter")
+# Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
+# predictions have a truth, since only the counts are kept.
+CHUNK = 100
 _MARKUP = {"{", "}", "^", "_"}
 _TWO_GROUPS, _ONE_GROUP = {"\\frac"}, {"\\sqrt"}
 
@@ -139,7 +142,10 @@ def attribute(output: str, stages: dict[str, Any] | None, truth: str) -> str | N
 
 def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
     """Error counts and shares by stage, per candidate and slice (and per candidate overall),
-    over every prediction with a truth; ``experiment_id`` None covers all predictions."""
+    over every prediction with a truth; ``experiment_id`` None covers all predictions.
+
+    Blame needs each prediction's stages in Python, so rows stream through in chunks and only
+    the counts per candidate, slice and stage are kept."""
     p, tr, r = Prediction, PredictionTruth, RelabelItem
     where = [] if experiment_id is None else [p.experiment_id == experiment_id]
     corrected = select(p.candidate, p.slice, p.output, p.stages, tr.truth).join(
@@ -152,7 +158,10 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
                  .where(tr.prediction_id.is_(None), *where))
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for query in (corrected, relabeled):
-        for cand, slice_, output, stages, truth in session.execute(query):
+        # Core rows through the session's connection: the ORM would buffer the whole result.
+        rows = session.connection().execute(
+            query.execution_options(stream_results=True, max_row_buffer=CHUNK))
+        for cand, slice_, output, stages, truth in rows:
             stage = attribute(output, stages, truth)
             if stage is not None:
                 counts[(cand, slice_)][stage] += 1

@@ -117,13 +117,15 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
     p, r, tr = Prediction, RelabelItem, PredictionTruth
     labels = (select(r.prediction_id, func.min(r.label).label("label"))
               .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
-    rows = session.execute(
+    # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
+    rows = session.connection().execute(
         select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
                p.confidence, p.stages, labels.c.label)
         .join(labels, labels.c.prediction_id == p.prediction_id)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id,
                     tr.prediction_id.is_(None)))
+        .execution_options(stream_results=True, max_row_buffer=100)
     )
     acc = agg.Accumulator()
     for pid, arm, cand, shadow, slice_, created, output, conf, stages, label in rows:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError, Conflict, NotFound
@@ -242,8 +243,17 @@ class Experiments:
                     exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
             if status == "stopped":
                 exp.stopped_at = utcnow()
+            scope = exp.scope
             exp.status = status
             exp.status_reason = reason
+            try:
+                # The store's partial unique index on an active scope decides a race between
+                # two starts the check above could not see (on PostgreSQL, the loser waits for
+                # the winner's commit, then fails here).
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"scope {scope!r} was just taken by another experiment; "
+                               "stop it first") from None
             return _view(exp)
 
     def start(self, experiment_id: int) -> dict[str, Any]:

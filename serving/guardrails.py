@@ -1,9 +1,12 @@
 """Guardrails: pause a treatment arm whose p99 latency, error rate or correction rate breaches
 the experiment's limits, and record why.
 
-Latency and errors are watched in a rolling window per arm in each serving process (a breach in
-any process pauses the arm for all, through the store). Correction rates come from the store's
-ledgers of served predictions and accepted corrections, checked every `correction_check_s`.
+Every serving process writes each watched request's latency and failure to the store's ledger
+(`served_predictions`, with the prediction event), and the window is read back from there: the
+last `window` requests of the arm across all processes, so four gunicorn workers see one window,
+not four partial ones. Each process checks it every `check_every` of its own requests of the arm.
+Correction rates come from the same ledger and the accepted corrections, checked every
+`correction_check_s`. A breach pauses the arm for every process through the store.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -32,32 +34,40 @@ class GuardrailMonitor:
         self.window = window
         self.check_every = check_every
         self.correction_check_s = correction_check_s
-        self._samples: dict[tuple[int, str], deque[tuple[float, bool]]] = {}
         self._seen: dict[tuple[int, str], int] = {}
         self._last_correction_check: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def observe(self, experiment: dict[str, Any], arm: str, latency_ms: float,
                 error: bool) -> None:
-        """Record one served request of `arm`; check the limits every few requests."""
+        """Note one served request of `arm` (already in the ledger); check the limits every
+        few requests. `latency_ms` and `error` are in the ledger row the window is read from."""
         rails = experiment.get("guardrails") or {}
         if not any(rails.get(k) for k in ("p99_latency_ms", "error_rate", "correction_rate")):
             return
         key = (experiment["id"], arm)
         with self._lock:
-            samples = self._samples.setdefault(key, deque(maxlen=self.window))
-            samples.append((latency_ms, error))
             self._seen[key] = self._seen.get(key, 0) + 1
             due = self._seen[key] % self.check_every == 0
-            snapshot = list(samples) if due else []
-        if due:
-            self._check_window(experiment, arm, snapshot, rails)
+        if due and (rails.get("p99_latency_ms") or rails.get("error_rate")):
+            self._check_window(experiment, arm, self.window_of(experiment["id"], arm), rails)
         now = time.monotonic()
         if rails.get("correction_rate") and now - self._last_correction_check.get(
             experiment["id"], 0.0
         ) > self.correction_check_s:
             self._last_correction_check[experiment["id"]] = now
             self.check_corrections(experiment)
+
+    def window_of(self, experiment_id: int, arm: str) -> list[tuple[float, bool]]:
+        """The arm's last `window` watched requests, from every serving process."""
+        sp = ServedPrediction
+        with self.db.session() as s:
+            rows = s.execute(
+                select(sp.latency_ms, sp.error)
+                .where(sp.experiment_id == experiment_id, sp.arm == arm,
+                       sp.latency_ms.is_not(None))
+                .order_by(sp.created_at.desc()).limit(self.window)).all()
+        return [(float(latency), bool(error)) for latency, error in rows]
 
     def _breach(self, experiment: dict[str, Any], arm: str, reason: str) -> None:
         control = next(a for a in experiment["arms"] if a["control"])
@@ -89,22 +99,19 @@ class GuardrailMonitor:
         limit = rails.get("correction_rate")
         if not limit:
             return
+        sp = ServedPrediction
+        served_here = (sp.experiment_id == experiment["id"], sp.arm.is_not(None))
         with self.db.session() as s:
             served = dict(s.execute(
-                select(ServedPrediction.candidate, func.count())
-                .where(ServedPrediction.experiment_id == experiment["id"])
-                .group_by(ServedPrediction.candidate)).all())
+                select(sp.arm, func.count()).where(*served_here).group_by(sp.arm)).all())
             corrected = dict(s.execute(
-                select(ServedPrediction.candidate,
-                       func.count(func.distinct(CorrectionRequest.prediction_id)))
-                .join(CorrectionRequest,
-                      CorrectionRequest.prediction_id == ServedPrediction.prediction_id)
-                .where(ServedPrediction.experiment_id == experiment["id"])
-                .group_by(ServedPrediction.candidate)).all())
+                select(sp.arm, func.count(func.distinct(CorrectionRequest.prediction_id)))
+                .join(CorrectionRequest, CorrectionRequest.prediction_id == sp.prediction_id)
+                .where(*served_here).group_by(sp.arm)).all())
         for arm in experiment["arms"]:
-            n = served.get(arm["candidate"], 0)
+            n = served.get(arm["name"], 0)
             if n >= rails.get("min_samples", 50) and not arm.get("paused"):
-                rate = corrected.get(arm["candidate"], 0) / n
+                rate = corrected.get(arm["name"], 0) / n
                 if rate > limit:
                     self._breach(experiment, arm["name"], f"correction rate {rate:.1%} of {n} "
                                  f"predictions exceeds the limit of {limit:.1%}")

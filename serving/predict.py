@@ -3,7 +3,8 @@
 The PredictionMade event and the served-prediction ledger row are written in one transaction
 (the outbox), so an answer the caller got is an event the evaluation will see. Shadow candidates
 run on a copy of the input after the answer is ready, on a small thread pool, and are recorded
-as events of their own (shadow=true); their outputs never reach the caller.
+as events of their own (shadow=true); their outputs never reach the caller. The shadow queue is
+bounded: when shadows fall behind, new shadow runs are dropped (and counted), never the answer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, ServedPrediction
 from serving.guardrails import GuardrailMonitor
-from serving.pool import CandidatePool
+from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
 from serving.router import Route, Router
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,14 @@ class PredictRequest:
 
 class PredictService:
     def __init__(self, db: Database, settings: Settings, router: Router, pool: CandidatePool,
-                 monitor: GuardrailMonitor, *, shadow_workers: int = 2) -> None:
+                 monitor: GuardrailMonitor, *, shadow_workers: int = 2,
+                 shadow_queue: int = DEFAULT_SHADOW_QUEUE) -> None:
         self.db = db
         self.settings = settings
         self.router = router
         self.pool = pool
         self.monitor = monitor
-        self._shadows = ThreadPoolExecutor(shadow_workers, thread_name_prefix="shadow")
+        self.shadows = ShadowQueue(shadow_workers, shadow_queue)
         self._writes = GroupCommitter(db)
         self._default: tuple[float, str] | None = None
 
@@ -110,13 +111,18 @@ class PredictService:
             stages=result.stages if result is not None else {},
         )
 
-    def _record(self, event: dict[str, Any]) -> None:
-        """Commit the event and the ledger row together; returns once they are durable."""
+    def _record(self, event: dict[str, Any], watched: bool = False) -> None:
+        """Commit the event and the ledger row together; returns once they are durable.
+
+        A `watched` row (served within an experiment, not forced) carries its latency and
+        failure: the guardrails' window, shared by every serving process through the store."""
         self._writes.insert({
             OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix)],
             ServedPrediction.__table__: [{
                 "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
-                "candidate": event["candidate"], "created_at": utcnow()}],
+                "candidate": event["candidate"], "created_at": utcnow(), "arm": event["arm"],
+                "latency_ms": event["latency_ms"] if watched else None,
+                "error": (event["error"] is not None) if watched else None}],
         })
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
@@ -124,12 +130,13 @@ class PredictService:
                                   req.force_arm)
         result, latency_ms, error = self._run(route.candidate, req.image)
         event = self._event(req, route, route.candidate, result, latency_ms, error, False)
-        self._record(event)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
-        if experiment is not None and not route.forced:
+        watched = experiment is not None and not route.forced
+        self._record(event, watched)
+        if watched:
             self.monitor.observe(experiment, route.arm or "", latency_ms, error is not None)
         for shadow in route.shadows:
-            self._shadows.submit(self._shadow, req, route, shadow)
+            self.shadows.submit(self._shadow, req, route, shadow)
         if error is not None:
             raise AbvocError(f"the candidate failed to answer (prediction {event['prediction_id']}"
                              " recorded); try again", status=503)
@@ -153,5 +160,5 @@ class PredictService:
             log.exception("shadow candidate %s failed to record", candidate)
 
     def close(self) -> None:
-        self._shadows.shutdown(wait=True)
+        self.shadows.close()
         self._writes.close()

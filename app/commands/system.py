@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from datetime import timedelta
 
 import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
+from core.settings import Settings, ensure_secret_key
 from core.startup import connect
 from core.store import schema
 from core.store.db import Database
+from core.store.retention import prune as prune_store
 
 
 def _logging(ctx: Context) -> None:
@@ -63,21 +68,70 @@ def current(ctx: Context, as_json: bool) -> None:
     emit(data, as_json, f"current {data['current'] or 'base'}, head {data['head']}")
 
 
+@db.command()
+@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Keep this many days (default: ABVOC_RETENTION_DAYS, 7).")
+@json_option
+@pass_ctx
+def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
+    """Delete sent outbox rows, consumed bus-log records and event ids no replay can bring back.
+
+    `abvoc up` runs this every hour; see core/store/retention.py for what is kept and why."""
+    days = retention_days or ctx.settings.retention_days
+    with open_db(ctx) as database:
+        pruned = prune_store(database, timedelta(days=days),
+                             embedded=ctx.settings.bus.kind == "embedded").as_dict()
+    emit(pruned, as_json, f"pruned {pruned['outbox']} outbox rows, {pruned['bus_log']} bus-log "
+         f"records, {pruned['processed_events']} processed event ids (kept {days:g} days)")
+
+
 def _run(ctx: Context, **parts: object) -> None:
     from app.runner import run_processes, stop_on_signals
 
     _logging(ctx)
     services = connect(ctx.settings)
-    run_processes(services, stop_on_signals(), **parts)  # type: ignore[arg-type]
+    status = run_processes(services, stop_on_signals(), **parts)  # type: ignore[arg-type]
+    if status:
+        sys.exit(status)
+
+
+def _ready_settings(ctx: Context) -> Settings:
+    """Settings with the secret key settled, after checking the store and the bus (and
+    migrating the store) once, so a broken setup fails here and not in every child."""
+    settings = ensure_secret_key(ctx.settings)
+    connect(settings).close()
+    return settings
+
+
+def default_workers() -> int:
+    return max(2, min(4, os.cpu_count() or 1))
+
+
+workers_option = click.option(
+    "--workers", type=click.IntRange(1, 64), default=None,
+    help="API worker processes (default: 1 for serve; 2-4 by CPU count for up).")
+threads_option = click.option("--threads", type=click.IntRange(1, 256), default=8,
+                              show_default=True, help="Request threads per API worker.")
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@workers_option
+@threads_option
+@click.option("--dev", is_flag=True,
+              help="Werkzeug's development server in this one process, for debugging.")
 @pass_ctx
-def serve(ctx: Context, host: str, port: int) -> None:
-    """Serve the HTTP API in one process (use gunicorn for several, see README)."""
-    _run(ctx, api=(host, port))
+def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
+          dev: bool) -> None:
+    """Serve the HTTP API under gunicorn (add --workers for several processes)."""
+    if dev:
+        _run(ctx, api=(host, port))
+        return
+    from app.runner import serve_api
+
+    _logging(ctx)
+    serve_api(_ready_settings(ctx), host, port, workers=workers or 1, threads=threads)
 
 
 @click.command()
@@ -120,14 +174,26 @@ def ensure_candidates(ctx: Context) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@workers_option
+@threads_option
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Train the reference candidates first if none is registered.")
+@click.option("--prune-every", "prune_every_s", type=click.FloatRange(min=1), default=3600,
+              show_default=True, help="Seconds between retention prunes (see `db prune`).")
 @pass_ctx
-def up(ctx: Context, host: str, port: int, train: bool) -> None:
-    """Run everything on one machine: API, outbox relay and evaluation worker."""
+def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, train: bool,
+       prune_every_s: float) -> None:
+    """Run everything on one machine: the API under gunicorn, the outbox relay and the
+    evaluation worker as supervised processes (restarted if they die), and retention."""
+    from app.runner import run_up
+
+    _logging(ctx)
+    ensure_secret_key(ctx.settings)  # fail before training when production lacks a key
     if train:
         ensure_candidates(ctx)
-    _run(ctx, api=(host, port), relay=True, worker=True)
+    settings = _ready_settings(ctx)
+    run_up(settings, host, port, workers=workers or default_workers(), threads=threads,
+           config_file=ctx.config_file, prune_every_s=prune_every_s)
 
 
 SYSTEM_COMMANDS = [config, db, serve, worker, relay, up]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -67,10 +68,22 @@ class Candidate(Base):
     retired_at: Mapped[datetime | None]
 
 
+# Statuses in which an experiment owns its traffic scope (serving/experiments.py ACTIVE).
+_OWNS_SCOPE = text("status IN ('running', 'paused', 'killed')")
+
+
 class Experiment(Base):
-    """An experiment owns one traffic scope while running; arms, allocation and rules are data."""
+    """An experiment owns one traffic scope while running; arms, allocation and rules are data.
+
+    A partial unique index lets at most one experiment per scope be running, paused or killed,
+    so two concurrent starts cannot both win, whatever the isolation level.
+    """
 
     __tablename__ = "experiments"
+    __table_args__ = (
+        Index("ux_experiments_active_scope", "scope", unique=True,
+              sqlite_where=_OWNS_SCOPE, postgresql_where=_OWNS_SCOPE),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -275,6 +288,7 @@ class ProcessedEvent(Base):
     """Event ids a consumer group has applied: the guard that makes apply idempotent."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index(None, "processed_at"),)
 
     group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -336,11 +350,17 @@ class ServedPrediction(Base):
     a correction can be checked (404) before the worker has seen the prediction."""
 
     __tablename__ = "served_predictions"
+    __table_args__ = (Index(None, "experiment_id", "arm", "created_at"),)
 
     prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     experiment_id: Mapped[int | None] = mapped_column(BigInteger)
     candidate: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    # The arm served (empty for shadow copies), its latency and whether it failed: the
+    # guardrails' rolling window, shared by every serving process through the store.
+    arm: Mapped[str | None] = mapped_column(String(100))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class CorrectionRequest(Base):

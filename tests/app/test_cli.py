@@ -56,6 +56,27 @@ def test_unreachable_database_fails_naming_the_variable(
     assert "ABVOC_DATABASE_URL" in result.output and "unreachable" in result.output
 
 
+@pytest.mark.parametrize("command", ["worker", "relay", "serve", "up"])
+def test_production_without_a_secret_key_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, command: str  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ABVOC_ENV", "production")
+    monkeypatch.delenv("ABVOC_SECRET_KEY", raising=False)
+    args = [command, "--no-train"] if command == "up" else [command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "ABVOC_ENV=production needs ABVOC_SECRET_KEY" in result.output
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_malformed_database_url_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", "postgresql://u:hunter2@db:notaport/abvoc")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code != 0
+    assert "ABVOC_DATABASE_URL" in result.output and "hunter2" not in result.output
+
+
 def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     from tests.support.ports import free_port
 
@@ -113,3 +134,18 @@ def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.Mon
     assert killed["status"] == "killed" and killed["status_reason"] == "bad"
     missing = runner.invoke(main, ["experiment", "show", "99"])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_up_refuses_a_port_in_use(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["up", "--no-train", "--port", str(port)])
+    assert result.exit_code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    # The fresh data folder got its key all the same, owner-only.
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+
 import pytest
 
 from core.errors import ConfigError
-from core.settings import BusURL, Secret, load_settings
+from core.settings import BusURL, Secret, ensure_secret_key, load_settings, mask_url
 
 
 def test_embedded_defaults(tmp_path) -> None:  # noqa: ANN001
@@ -60,3 +64,78 @@ def test_config_file_is_overlaid_by_environment(tmp_path) -> None:  # noqa: ANN0
     path.write_text("nonsense = 1\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_settings(env={"ABVOC_CONFIG": str(path)})
+
+
+def test_secret_never_prints_through_str_format_or_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = Secret("s3cr3t")
+    shown = [str(secret), f"{secret}", f"{secret!s}", f"{secret:>10}", "%s" % secret,  # noqa: UP031
+             "{}".format(secret),  # noqa: UP032
+             repr(secret), str([secret]), str({"k": secret})]
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("abvoc.test").info("key %s %r %s", secret, secret, secret)
+    assert not any("s3cr3t" in text for text in [*shown, caplog.text])
+    assert secret.reveal() == "s3cr3t" and not isinstance(secret, str)
+    assert Secret("a") == Secret("a") != Secret("b")
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:hunter2@h:notaport/db",  # the parser raises ValueError
+    "postgres ql://u:hunter2@h/db",  # does not parse at all
+    "postgresql://u:hunter2@[::1/db",
+])
+def test_unparseable_database_url_never_echoes_its_password(url: str) -> None:
+    assert "hunter2" not in mask_url(url)
+    with pytest.raises(ConfigError, match="ABVOC_DATABASE_URL") as info:
+        load_settings(env={"ABVOC_DATABASE_URL": url})
+    assert "hunter2" not in str(info.value) and "hunter2" not in info.value.message
+
+
+def test_no_public_default_key(tmp_path) -> None:  # noqa: ANN001
+    s = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)})
+    assert s.secret_key is None
+    assert s.describe()["secret_key"] == "(unset)"
+
+
+def test_a_fresh_data_folder_gets_a_private_random_key_kept_across_starts(tmp_path) -> None:  # noqa: ANN001
+    env = {"ABVOC_DATA_DIR": str(tmp_path / "data")}
+    first = ensure_secret_key(load_settings(env=env))
+    path = tmp_path / "data" / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first.secret_key.reveal()) >= 32
+    # The next start (and every other command on that folder) reads the same key.
+    assert load_settings(env=env).secret_key == first.secret_key
+    assert ensure_secret_key(load_settings(env=env)).secret_key == first.secret_key
+    other = ensure_secret_key(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path / "other")}))
+    assert other.secret_key != first.secret_key
+    # A key set in the environment wins over the file.
+    assert load_settings(env={**env, "ABVOC_SECRET_KEY": "k"}).secret_key == Secret("k")
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "secret_key"
+    path.write_text("abc\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)})
+
+
+def test_production_without_a_key_refuses_to_start(tmp_path) -> None:  # noqa: ANN001
+    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_ENV": "production"}
+    with pytest.raises(ConfigError, match="ABVOC_SECRET_KEY"):
+        ensure_secret_key(load_settings(env=env))
+    assert not (tmp_path / "secret_key").exists()
+    # A key file left in the data folder does not stand in for the operator's key.
+    ensure_secret_key(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(ConfigError, match="ABVOC_SECRET_KEY"):
+        ensure_secret_key(load_settings(env=env))
+    ready = ensure_secret_key(load_settings(env={**env, "ABVOC_SECRET_KEY": "k"}))
+    assert ready.secret_key == Secret("k") and ready.production
+
+
+@pytest.mark.parametrize("url", ["kafka://u:hunter2@broker", "rabbit://u:hunter2@h:1"])
+def test_bus_url_errors_mask_passwords(url: str) -> None:
+    with pytest.raises(ConfigError, match="ABVOC_BUS_URL") as info:
+        load_settings(env={"ABVOC_BUS_URL": url})
+    assert "hunter2" not in info.value.message

@@ -1,0 +1,134 @@
+"""`abvoc up`'s process supervisor: the API (gunicorn), the outbox relay and the evaluation
+worker each run as a child process; one that dies is restarted with backoff and logged.
+
+A child's backoff doubles on each quick death (1 s, 2 s, 4 s … 30 s) and starts again at 1 s
+once it has run a minute. SIGTERM or SIGINT stops the children with SIGTERM (each shuts down
+cleanly: gunicorn finishes its requests, the worker commits nothing it has not applied), waits,
+then kills what is left. Retention pruning runs here too, on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger("abvoc.supervisor")
+
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+STABLE_AFTER_S = 60.0
+
+
+@dataclass
+class Child:
+    """One supervised command and its current process."""
+
+    name: str
+    argv: Sequence[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = FIRST_BACKOFF_S
+    restart_at: float | None = None
+    history: list[int] = field(default_factory=list)  # every pid it has had
+
+
+class Supervisor:
+    def __init__(self, children: Sequence[Child], env: Mapping[str, str], *,
+                 on_restart: Callable[[str], None] | None = None,
+                 periodic: Sequence[tuple[float, Callable[[], None]]] = (),
+                 stop_timeout_s: float = 30.0) -> None:
+        self.children = list(children)
+        self.env = dict(env)
+        self.on_restart = on_restart
+        self.periodic = [(every, task, time.monotonic() + every) for every, task in periodic]
+        self.stop_timeout_s = stop_timeout_s
+
+    def _start(self, child: Child) -> None:
+        child.process = subprocess.Popen(child.argv, env=self.env)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        child.history.append(child.process.pid)
+        log.info("%s started (pid %d)", child.name, child.process.pid)
+
+    def _check(self, child: Child, now: float) -> None:
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restarts += 1
+                self._start(child)
+                if self.on_restart is not None:
+                    self.on_restart(child.name)
+            return
+        code = child.process.poll() if child.process else None
+        if code is None:
+            return
+        if now - child.started_at >= STABLE_AFTER_S:
+            child.backoff_s = FIRST_BACKOFF_S
+        log.error("%s (pid %d) exited with %s; restarting in %.0f s (restart %d)", child.name,
+                  child.process.pid, _describe(code), child.backoff_s, child.restarts + 1)
+        child.restart_at = now + child.backoff_s
+        child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
+
+    def _run_due(self, now: float) -> None:
+        for i, (every, task, due) in enumerate(self.periodic):
+            if now >= due:
+                self.periodic[i] = (every, task, now + every)
+                threading.Thread(target=_logged(task), name="periodic", daemon=True).start()
+
+    def run(self, stop: threading.Event) -> None:
+        """Start every child, keep them running until `stop` is set, then stop them."""
+        for child in self.children:
+            self._start(child)
+        while not stop.wait(0.2):
+            now = time.monotonic()
+            for child in self.children:
+                self._check(child, now)
+            self._run_due(now)
+        self.stop()
+
+    def stop(self) -> None:
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("pid %d did not stop in %.0f s; killing it", process.pid,
+                          self.stop_timeout_s)
+                process.kill()
+                process.wait()
+        log.info("all parts stopped")
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _logged(task: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            task()
+        except Exception:  # a failed periodic task must not stop the supervisor; next time
+            log.exception("periodic task failed")
+    return run
+
+
+def child_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """The environment children get: this one, plus what `up` set up for them."""
+    env = dict(base)
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return {k: v for k, v in env.items() if v is not None}
+

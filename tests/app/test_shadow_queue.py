@@ -1,0 +1,66 @@
+"""The shadow queue is bounded: a slow shadow never holds up a served answer; its runs beyond
+the queue's room are dropped and counted in /metrics."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from serving.pool import ShadowQueue
+from tests.app.test_experiments_api import ARMS, act, create
+from tests.app.test_predict_flow import predict
+
+
+class StuckPipeline:
+    """A real shadow candidate that hangs until released, as one on a dead GPU would."""
+
+    def __init__(self, pipeline, release: threading.Event) -> None:  # noqa: ANN001
+        self.pipeline = pipeline
+        self.release = release
+
+    def predict_one(self, image):  # noqa: ANN001, ANN201
+        self.release.wait(60)
+        return self.pipeline.predict_one(image)
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+
+def _dropped(client: FlaskClient) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    return float(re.search(r"^abvoc_shadow_dropped_total (\S+)$", text, re.M).group(1))
+
+
+def test_a_stuck_shadow_drops_runs_and_never_slows_the_answer(
+    app: Flask, client: FlaskClient, admin: dict
+) -> None:
+    serving = app.extensions["abvoc_serving"]
+    old = serving.predict.shadows
+    old.close()
+    serving.predict.shadows = ShadowQueue(workers=1, capacity=3, on_drop=old.on_drop)
+    release = threading.Event()
+    pool = serving.pool
+    pool.get("ocr-large-mixed")
+    pipeline, backend = pool._loaded["ocr-large-mixed"]
+    pool._loaded["ocr-large-mixed"] = (StuckPipeline(pipeline, release), backend)
+    exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}], arms=ARMS[:2])
+    act(client, admin, exp["id"], "start")
+    assert _dropped(client) == 0
+
+    took = []
+    for u in range(20):
+        started = time.perf_counter()
+        response = predict(client, admin, unit=f"s{u}")
+        took.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.get_json()
+    # One run is stuck in the worker, three wait in the queue, the other sixteen are dropped.
+    assert serving.predict.shadows.dropped == 16
+    assert _dropped(client) == 16
+    assert max(took) < 5.0  # the shadow hangs for a minute; answers never wait for it
+    release.set()
+    serving.predict.shadows.close()  # the queued four run and are recorded
+    assert serving.predict.shadows.depth() == 0

@@ -1,0 +1,57 @@
+"""The supervisor restarts a dying part with growing backoff and stops every part on request;
+a process whose loop dies exits non-zero so that it is restarted."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from app import supervisor
+from app.runner import run_processes
+from app.supervisor import Child, Supervisor
+from core.startup import connect
+
+
+def test_a_dying_part_is_restarted_with_growing_backoff(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(supervisor, "FIRST_BACKOFF_S", 0.2)
+    crashing = Child("crashing", [sys.executable, "-c", "raise SystemExit(3)"])
+    steady = Child("steady", [sys.executable, "-c", "import time; time.sleep(600)"])
+    restarted: list[str] = []
+    ticks: list[float] = []
+    stop = threading.Event()
+    sup = Supervisor([crashing, steady], os.environ, on_restart=restarted.append,
+                     periodic=[(0.3, lambda: ticks.append(time.monotonic()))],
+                     stop_timeout_s=10)
+    runner = threading.Thread(target=sup.run, args=(stop,))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while crashing.restarts < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    runner.join(timeout=30)
+    assert crashing.restarts >= 3 and set(restarted) == {"crashing"}
+    # 0.2 s, 0.4 s, 0.8 s ...: each quick death doubles the wait.
+    assert crashing.backoff_s >= 1.6
+    assert "crashing (pid" in caplog.text and "exited with code 3; restarting" in caplog.text
+    assert steady.restarts == 0 and len(steady.history) == 1
+    assert steady.process.poll() is not None  # stopped with the supervisor
+    assert ticks  # the periodic task (retention prune in `abvoc up`) ran
+
+
+def test_a_dead_loop_makes_its_process_exit_non_zero(settings, monkeypatch) -> None:  # noqa: ANN001
+    import app.runner as runner
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the relay loop died")
+
+    monkeypatch.setattr(runner, "run_relay", broken)
+    services = connect(settings)
+    stop = threading.Event()
+    assert run_processes(services, stop, relay=True) == 1
+    assert stop.is_set()

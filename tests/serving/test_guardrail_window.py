@@ -1,0 +1,43 @@
+"""Guardrail windows are shared by every serving process: they are read from the store."""
+
+from __future__ import annotations
+
+from core.store.db import Database, utcnow
+from core.store.models import ServedPrediction
+from serving.experiments import Experiments
+from serving.guardrails import GuardrailMonitor
+from serving.registry import Registry
+
+ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
+        {"name": "slow", "candidate": "b", "weight": 1}]
+
+
+def _serve(db: Database, monitor: GuardrailMonitor, exp: dict, n: int, latency: float,
+           start: int) -> None:
+    """What PredictService does per request: the ledger row, then observe."""
+    for i in range(start, start + n):
+        with db.session() as s:
+            s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=exp["id"], candidate="b",
+                                   arm="slow", latency_ms=latency, error=False,
+                                   created_at=utcnow()))
+        monitor.observe(exp, "slow", latency, False)
+
+
+def test_two_processes_fill_one_window(db: Database) -> None:
+    registry = Registry(db)
+    registry.register("a", "1")
+    registry.register("b", "1")
+    experiments = Experiments(db)
+    exp = experiments.create({"name": "e", "arms": ARMS,
+                              "guardrails": {"p99_latency_ms": 50, "min_samples": 40}})
+    exp = experiments.start(exp["id"])
+    # Two serving processes, each with its own monitor; each sees only 20 slow requests, under
+    # min_samples alone, but the window they share holds 40.
+    first = GuardrailMonitor(experiments, db, check_every=20)
+    second = GuardrailMonitor(experiments, db, check_every=20)
+    _serve(db, first, exp, 20, 80.0, 0)
+    assert not experiments.get(exp["id"])["arms"][1]["paused"]
+    _serve(db, second, exp, 20, 80.0, 20)
+    paused = experiments.get(exp["id"])["arms"][1]["paused"]
+    assert paused and "p99 latency 80.0 ms over the last 40 requests" in paused
+    assert len(first.window_of(exp["id"], "slow")) == 40
