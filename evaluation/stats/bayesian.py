@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from evaluation.stats import checks
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import ProportionStats
 
@@ -99,6 +100,8 @@ def beta_binomial_arrays(
             for x in (n_control, successes_control, n_treatment, successes_treatment)
         )
     )
+    checks.proportions("n_control", n_c, "successes_control", s_c)
+    checks.proportions("n_treatment", n_t, "successes_treatment", s_t)
     a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
     a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
     mu_c, sd_c, skew_c = _beta_moments(a_c, b_c)

@@ -1,4 +1,5 @@
-"""Power: the smallest effect the current sample can detect, and the sample a target effect needs.
+"""Power: the chance to detect an effect at a sample size, the smallest effect the current sample
+can detect (absolute, and relative by the delta method), and the sample a target effect needs.
 
 All formulas are two-sided normal approximations on a standardized effect ``e``: with
 ``n_eff = 1 / (1/n_c + 1/n_t)`` and ``z = z_{1-alpha/2}``, the power is
@@ -29,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from evaluation.stats import checks
 from evaluation.stats.frequentist import check_alpha
 from evaluation.stats.reasons import Reason, first_reason, message
 
@@ -97,6 +99,10 @@ def mde_proportion_arrays(
     p, n_c, n_t = np.broadcast_arrays(
         *(np.asarray(a, dtype=np.float64) for a in (baseline_rate, n_control, n_treatment))
     )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    if (np.isnan(p) & (n_c > 0)).any():
+        raise ValueError("baseline_rate is NaN although the control has observations")
     with np.errstate(divide="ignore", invalid="ignore"):
         h = x * np.sqrt(1.0 / n_c + 1.0 / n_t)
         angle = np.arcsin(np.sqrt(p)) + h / 2.0
@@ -112,13 +118,22 @@ def mde_mean_arrays(
     alpha: float = 0.05,
     power: float = 0.8,
 ) -> np.ndarray:
-    """MDE (absolute difference of means) ``x sqrt(v_c/n_c + v_t/n_t)``, element-wise."""
+    """MDE (absolute difference of means) ``x sqrt(v_c/n_c + v_t/n_t)``, element-wise.
+
+    NaN exactly where an arm has fewer than two observations (no variance estimate); NaN counts
+    or a NaN variance beside enough observations raise.
+    """
     x = detectable_z(alpha, power)
+    v_c, n_c, v_t, n_t = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64)
+          for a in (variance_control, n_control, variance_treatment, n_treatment))
+    )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    if (np.isnan(v_c) & (n_c >= 2)).any() or (np.isnan(v_t) & (n_t >= 2)).any():
+        raise ValueError("a variance is NaN although its arm has at least two observations")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return x * np.sqrt(
-            np.asarray(variance_control, dtype=np.float64) / np.asarray(n_control, np.float64)
-            + np.asarray(variance_treatment, np.float64) / np.asarray(n_treatment, np.float64)
-        )
+        return x * np.sqrt(v_c / n_c + v_t / n_t)
 
 
 def _size_reason(n_control: float, n_treatment: float) -> str | None:
@@ -229,3 +244,163 @@ def sample_size_mean(
     if not std > 0:
         raise ValueError("std must be positive")
     return _sample_size(abs(difference) / std, alpha, power, ratio)
+
+
+@dataclass(frozen=True)
+class Power:
+    """Chance of a significant result at a true effect and sample size."""
+
+    power: float
+    effect: float
+    standardized: float
+    n_control: float
+    n_treatment: float
+    alpha: float
+    alternative: str
+    method: str
+    error: str | None = None
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ("two-sided", "larger", "smaller"):
+        raise ValueError(f"alternative must be two-sided, larger or smaller, got {alternative!r}")
+
+
+def _normal_power(x: float, alpha: float, alternative: str) -> float:
+    """Power of a z-test whose statistic is ``N(x, 1)`` under the alternative."""
+    if alternative == "two-sided":
+        z = float(special.ndtri(1 - alpha / 2))
+        return float(special.ndtr(x - z) + special.ndtr(-x - z))
+    z = float(special.ndtri(1 - alpha))
+    return float(special.ndtr(x - z) if alternative == "larger" else special.ndtr(-x - z))
+
+
+def power_proportion(
+    baseline_rate: float,
+    target_rate: float,
+    n_control: float,
+    n_treatment: float,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+) -> Power:
+    """Power to detect ``baseline_rate -> target_rate`` with the given arms (Cohen's h).
+
+    ``x = h sqrt(n_c n_t / (n_c + n_t))`` and the normal power above: statsmodels'
+    ``NormalIndPower().power(h, nobs1=n_t, ratio=n_c / n_t, alpha, alternative)``.
+    ``larger`` asks for a significant increase, ``smaller`` for a decrease.
+    """
+    alpha = check_alpha(alpha)
+    _check_alternative(alternative)
+    for value in (baseline_rate, target_rate):
+        if not 0 <= value <= 1:
+            raise ValueError("rates must be in [0, 1]")
+    h = 2 * math.asin(math.sqrt(target_rate)) - 2 * math.asin(math.sqrt(baseline_rate))
+    error = _size_reason(n_control, n_treatment)
+    if error is not None:
+        return Power(math.nan, target_rate - baseline_rate, h, n_control, n_treatment, alpha,
+                     alternative, "normal (arcsine)", error)
+    x = h * math.sqrt(n_control * n_treatment / (n_control + n_treatment))
+    return Power(_normal_power(x, alpha, alternative), target_rate - baseline_rate, h,
+                 n_control, n_treatment, alpha, alternative, "normal (arcsine)")
+
+
+def power_mean(
+    difference: float,
+    std: float,
+    n_control: float,
+    n_treatment: float,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    treatment_std: float | None = None,
+) -> Power:
+    """Power of the two-sample t-test to detect a difference of means of ``difference``.
+
+    The exact power under normal data: the statistic follows a noncentral t with noncentrality
+    ``delta / sqrt(s_c^2/n_c + s_t^2/n_t)``. With one common ``std`` the degrees of freedom are
+    ``n_c + n_t - 2`` (statsmodels ``TTestIndPower``); with two standard deviations they are
+    Welch-Satterthwaite's, as in the test the results run. At large n this is the normal power.
+    """
+    alpha = check_alpha(alpha)
+    _check_alternative(alternative)
+    t_std = std if treatment_std is None else treatment_std
+    if not (std > 0 and t_std > 0):
+        raise ValueError("standard deviations must be positive")
+    error = _size_reason(n_control, n_treatment)
+    if error is None and n_control + n_treatment < 3:
+        error = "a t-test needs at least three observations in all"
+    pooled = math.sqrt((std**2 + t_std**2) / 2)
+    if error is not None:
+        return Power(math.nan, difference, difference / pooled, n_control, n_treatment, alpha,
+                     alternative, "noncentral t", error)
+    vc, vt = std**2 / n_control, t_std**2 / n_treatment
+    if treatment_std is None:
+        df = n_control + n_treatment - 2.0
+    else:
+        df = (vc + vt) ** 2 / (vc**2 / max(n_control - 1, 1) + vt**2 / max(n_treatment - 1, 1))
+    nc = difference / math.sqrt(vc + vt)
+    if alternative == "two-sided":
+        crit = float(special.stdtrit(df, 1 - alpha / 2))
+        value = float(special.nctdtr(df, -nc, -crit) + special.nctdtr(df, nc, -crit))
+    elif alternative == "larger":
+        value = float(special.nctdtr(df, -nc, -float(special.stdtrit(df, 1 - alpha))))
+    else:
+        value = float(special.nctdtr(df, nc, -float(special.stdtrit(df, 1 - alpha))))
+    return Power(value, difference, difference / pooled, n_control, n_treatment, alpha,
+                 alternative, "noncentral t")
+
+
+def mde_relative(
+    baseline_mean: float,
+    variance_control: float,
+    n_control: float,
+    variance_treatment: float | None,
+    n_treatment: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    is_proportion: bool = False,
+) -> MinimumDetectableEffect:
+    """Smallest detectable relative lift ``r`` (upwards), by the delta method.
+
+    The relative lift ``(T - C) / |C|`` has variance ``a + (1 + r)^2 b`` with
+    ``a = v_t / (n_t C^2)`` and ``b = v_c / (n_c C^2)``, so ``r = x sqrt(a + (1 + r)^2 b)``
+    (``x`` from :func:`detectable_z`) is the quadratic
+    ``(1 - x^2 b) r^2 - 2 x^2 b r - x^2 (a + b) = 0``, whose positive root is the MDE. For a
+    proportion the treatment's variance is ``p(1+r)(1 - p(1+r))`` at the root, found by fixed-point
+    iteration. No root (``x^2 b >= 1``) means no lift is detectable.
+    """
+    x = detectable_z(alpha, power)
+    for name, value in (("baseline_mean", baseline_mean), ("variance_control", variance_control),
+                        ("n_control", n_control), ("n_treatment", n_treatment)):
+        if math.isnan(value):
+            raise ValueError(f"{name} is NaN")
+    error = _size_reason(n_control, n_treatment)
+    if error is None and baseline_mean == 0:
+        error = "the baseline is zero, so no relative effect is defined"
+    if error is None and variance_control < 0:
+        raise ValueError("variances must be non-negative")
+    r = math.nan
+    if error is None:
+        c2 = baseline_mean * baseline_mean
+        b = variance_control / (n_control * c2)
+        v_t = variance_control if variance_treatment is None else variance_treatment
+        r = 0.0
+        for _ in range(100 if is_proportion else 1):
+            if is_proportion:
+                p_t = min(baseline_mean * (1 + r), 1.0)
+                v_t = p_t * (1 - p_t)
+            a = v_t / (n_treatment * c2)
+            lead = 1.0 - x * x * b
+            if lead <= 0:
+                error = "no relative effect is detectable: the control's own noise is too large"
+                r = math.nan
+                break
+            nxt = (x * x * b + math.sqrt((x * x * b) ** 2 + lead * x * x * (a + b))) / lead
+            if abs(nxt - r) < 1e-14:
+                r = nxt
+                break
+            r = nxt
+        if is_proportion and error is None and baseline_mean * (1 + r) > 1:
+            error = "no rate up to 1 is detectable at these sample sizes"
+            r = math.nan
+    absolute = r * abs(baseline_mean) if error is None else math.nan
+    return MinimumDetectableEffect(absolute, r, math.nan, alpha, power, error)
