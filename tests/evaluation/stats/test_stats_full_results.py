@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from evaluation.stats.bayesian_means import gaussian_test
 from evaluation.stats import (
     AnalysisConfig,
     ExperimentAggregates,
@@ -25,6 +24,7 @@ from evaluation.stats import (
     two_proportion_ztest,
     welch_ttest,
 )
+from evaluation.stats.bayesian_means import gaussian_test
 
 ARMS, METRICS, SLICES = 3, 4, 5
 IS_PROPORTION = np.array([True, False, True, False])
