@@ -51,16 +51,14 @@ from evaluation.stats.multiple import (
 )
 from evaluation.stats.power import (
     MinimumDetectableEffect,
-    Power,
     SampleSize,
     mde_mean,
     mde_proportion,
     mde_relative,
-    power_mean,
-    power_proportion,
     sample_size_mean,
     sample_size_proportion,
 )
+from evaluation.stats.power_effect import Power, power_mean, power_proportion
 from evaluation.stats.rank import RankTestResult, mann_whitney_histograms, mann_whitney_u
 from evaluation.stats.reasons import Reason
 from evaluation.stats.sequential import (

@@ -27,6 +27,7 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from evaluation.stats import checks
+from evaluation.stats.frequentist import normal_critical
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import ProportionStats
 
@@ -185,3 +186,20 @@ def beta_binomial_test(
         ),
         error=message(int(arrays.reason[0])),
     )
+
+
+def beta_credible_interval(
+    n_c: np.ndarray, s_c: np.ndarray, n_t: np.ndarray, s_t: np.ndarray, prior: BetaPrior,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Credible interval of ``p_t - p_c`` from the Beta posteriors' means and variances (normal
+    approximation of the difference, which the tests check against Monte Carlo draws)."""
+    z = normal_critical(alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
+        a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
+        mean = a_t / (a_t + b_t) - a_c / (a_c + b_c)
+        var = (a_t * b_t / ((a_t + b_t) ** 2 * (a_t + b_t + 1))
+               + a_c * b_c / ((a_c + b_c) ** 2 * (a_c + b_c + 1)))
+    half = z * np.sqrt(var)
+    return mean - half, mean + half

@@ -28,11 +28,15 @@ from numpy.typing import ArrayLike
 
 from evaluation.stats import checks
 from evaluation.stats.aggregates import ExperimentAggregates
-from evaluation.stats.bayesian import DEFAULT_NODES, BetaPrior, beta_binomial_arrays
+from evaluation.stats.bayesian import (
+    DEFAULT_NODES,
+    BetaPrior,
+    beta_binomial_arrays,
+    beta_credible_interval,
+)
 from evaluation.stats.bayesian_means import gaussian_arrays
 from evaluation.stats.frequentist import (
     check_alpha,
-    normal_critical,
     proportion_arrays,
     welch_arrays,
 )
@@ -279,7 +283,7 @@ def analyze(
         out["chance_to_win"][pi] = bayes.chance_to_win
         out["expected_loss"][pi] = bayes.expected_loss
         out["expected_loss_control"][pi] = bayes.expected_loss_control
-        out["credible_ci_low"][pi], out["credible_ci_high"][pi] = _beta_interval(
+        out["credible_ci_low"][pi], out["credible_ci_high"][pi] = beta_credible_interval(
             n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], config.prior, alpha)
         out["mde"][pi] = mde_proportion_arrays(
             out["control_mean"][pi], n_c[pi], n_t[pi], alpha, config.power
@@ -383,19 +387,3 @@ def analyze(
         srm_mismatch=srm_flag,
     )
 
-
-def _beta_interval(
-    n_c: np.ndarray, s_c: np.ndarray, n_t: np.ndarray, s_t: np.ndarray, prior: BetaPrior,
-    alpha: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Credible interval of ``p_t - p_c`` from the Beta posteriors' means and variances (normal
-    approximation of the difference, which the tests check against Monte Carlo draws)."""
-    z = normal_critical(alpha)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
-        a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
-        mean = a_t / (a_t + b_t) - a_c / (a_c + b_c)
-        var = (a_t * b_t / ((a_t + b_t) ** 2 * (a_t + b_t + 1))
-               + a_c * b_c / ((a_c + b_c) ** 2 * (a_c + b_c + 1)))
-    half = z * np.sqrt(var)
-    return mean - half, mean + half

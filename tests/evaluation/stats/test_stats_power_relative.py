@@ -13,7 +13,8 @@ from statsmodels.stats.proportion import proportion_effectsize
 
 from evaluation.stats import MeanStats, SequentialConfig, welch_arrays, welch_ttest
 from evaluation.stats.bayesian_means import gaussian_test
-from evaluation.stats.power import detectable_z, mde_relative, power_mean, power_proportion
+from evaluation.stats.power import detectable_z, mde_relative
+from evaluation.stats.power_effect import power_mean, power_proportion
 from evaluation.stats.sequential import msprt_arrays, msprt_relative_arrays
 
 
