@@ -125,27 +125,39 @@ def offline_results(ref: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def online_records(on: dict[str, np.ndarray], experiment_id: int) -> list[Any]:
-    """The online predictions (and a correction per known wrong answer) as bus records."""
+    """The online predictions (and a correction per known wrong answer) as bus records.
+
+    One event of each type is made (and validated) by ``make_event``; the rest copy it with
+    their own fields, which keeps encoding a million events to seconds. The worker validates
+    every event again as it decodes it, as it does in the service.
+    """
     from core import events
     from core.bus.base import Record
 
+    pred = events.make_event(
+        events.PREDICTION_MADE, prediction_id="p", experiment_id=experiment_id, arm="control",
+        candidate=CANDIDATE, shadow=False, unit_id="u", slice=SLICES[0], input_hash="0" * 16,
+        output=LABELS[0], confidence=0.5, latency_ms=1.0, error=None, stages={})
+    corr = events.make_event(events.CORRECTION_SUBMITTED, correction_id="c", prediction_id="p",
+                             corrected_output=LABELS[0])
     out: list[Any] = []
     n = on["slice"].size
     step = 4 * 3600 / max(n, 1)  # spread over four hours
+    slices, outputs, truths = (on[k].tolist() for k in ("slice", "output", "truth"))
+    confidence, latency, correct = (on[k].tolist() for k in ("confidence", "latency_ms",
+                                                             "correct"))
     for i in range(n):
         pid = f"p{i}"
-        e = events.make_event(
-            events.PREDICTION_MADE, prediction_id=pid, experiment_id=experiment_id,
-            arm="control", candidate=CANDIDATE, shadow=False, unit_id=f"u{i % 50_000}",
-            slice=SLICES[on["slice"][i]], input_hash=f"{i:016x}",
-            output=LABELS[on["output"][i]], confidence=float(on["confidence"][i]),
-            latency_ms=float(on["latency_ms"][i]), error=None, stages={})
-        e["occurred_at"] = (T0 + timedelta(seconds=i * step)).isoformat()
+        moment = T0 + timedelta(seconds=i * step)
+        e = {**pred, "event_id": f"{2 * i:032x}", "prediction_id": pid, "unit_id": f"u{i % 50_000}",
+             "slice": SLICES[slices[i]], "input_hash": f"{i:016x}", "output": LABELS[outputs[i]],
+             "confidence": confidence[i], "latency_ms": latency[i],
+             "occurred_at": moment.isoformat()}
         out.append(Record("bench", 0, len(out), pid, events.encode(e)))
-        if on["correct"][i] == 0:
-            c = events.make_event(events.CORRECTION_SUBMITTED, correction_id=f"c{i}",
-                                  prediction_id=pid, corrected_output=LABELS[on["truth"][i]])
-            c["occurred_at"] = (T0 + timedelta(seconds=i * step + 1)).isoformat()
+        if correct[i] == 0:
+            c = {**corr, "event_id": f"{2 * i + 1:032x}", "correction_id": f"c{i}",
+                 "prediction_id": pid, "corrected_output": LABELS[truths[i]],
+                 "occurred_at": (moment + timedelta(seconds=1)).isoformat()}
             out.append(Record("bench", 0, len(out), pid, events.encode(c)))
     return out
 
