@@ -1,5 +1,6 @@
-"""Power: the chance to detect an effect at a sample size, the smallest effect the current sample
-can detect (absolute, and relative by the delta method), and the sample a target effect needs.
+"""The smallest effect the current sample can detect (absolute, and relative by the delta
+method) and the sample a target effect needs; the power at a given effect and sample size is in
+:mod:`~evaluation.stats.power_effect`.
 
 All formulas are two-sided normal approximations on a standardized effect ``e``: with
 ``n_eff = 1 / (1/n_c + 1/n_t)`` and ``z = z_{1-alpha/2}``, the power is
