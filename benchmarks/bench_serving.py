@@ -15,9 +15,11 @@ For each candidate and each backend that runs on this host:
     the backend without batching and with the dynamic batcher, interleaved round by round.
     OCR candidates are batched as the service batches them: whole requests (images) merged
     into one pipeline call over an unbatched backend ("requests <= N"); batching only their
-    networks ("networks <= N crops") is shown beside it. On ONNX Runtime the configurations
-    also run with one intra-op thread per session, and the unbatched one too, so the gain is
-    also given against the best unbatched configuration.
+    networks ("networks <= N crops") is shown beside it. Every batched configuration is
+    compared with the unbatched one that has the same intra-op threads per call, on every
+    backend: ONNX Runtime sets them per session, torch per process (``torch.set_num_threads``,
+    switched before each measurement), so "1 thread" means one thread a call on both. The gain
+    against the best unbatched configuration of any thread count is shown beside it.
 Target (shared/PERFORMANCE.md): >= 3x with 32 concurrent requests.
 """
 
@@ -63,7 +65,11 @@ class Config:
 
     backend: BackendSettings
     requests: tuple[int, float] | None = None  # whole requests: max images, max wait (ms)
-    backends: tuple[str, ...] | None = None  # only on these backends (None: every one)
+
+    @property
+    def threads(self) -> int | None:
+        """Intra-op threads per call (None: the library's default)."""
+        return self.backend.intra_op_threads
 
 
 @dataclass
@@ -96,6 +102,12 @@ def probe_workloads() -> list[Workload]:
     configs = {
         "max 8": Config(BackendSettings(max_batch_size=8, max_batch_time_ms=2.0)),
         "max 32": Config(BackendSettings(max_batch_size=32, max_batch_time_ms=2.0)),
+        "max 32, 1 thread": Config(BackendSettings(max_batch_size=32, max_batch_time_ms=2.0,
+                                                   intra_op_threads=1)),
+    }
+    unbatched = {
+        "unbatched": Config(BackendSettings()),
+        "unbatched, 1 thread": Config(BackendSettings(intra_op_threads=1)),
     }
 
     def bind(backend: Backend, config: Config) -> Bound:
@@ -109,6 +121,7 @@ def probe_workloads() -> list[Workload]:
             lambda n: np.ascontiguousarray(images[:n]),
             bind,
             configs,
+            unbatched,
         )
         for name, module in (("probe-small", small), ("probe-wide", ProbeCNN(width=48).eval()))
     ]
@@ -135,14 +148,14 @@ def ocr_workloads(models_dir: Path | None, scratch: Path) -> list[Workload]:
         # Whole requests, as serving/pool.py serves them: images merged into one predict().
         "requests <= 8": Config(BackendSettings(), (8, 2.0)),
         "requests <= 32": Config(BackendSettings(), (32, 2.0)),
-        "requests <= 32, 1 thread": Config(one_thread, (32, 2.0), ("onnxruntime",)),
+        "requests <= 32, 1 thread": Config(one_thread, (32, 2.0)),
         # Only the networks: a request's crops are the items (~7 a formula, 32 requests ~ 220).
         "networks <= 1024 crops": Config(BackendSettings(max_batch_size=1024,
                                                          max_batch_time_ms=2.0)),
     }
     unbatched = {
         "unbatched": Config(BackendSettings()),
-        "unbatched, 1 thread": Config(one_thread, None, ("onnxruntime",)),
+        "unbatched, 1 thread": Config(one_thread, None),
     }
     out = []
     for name in names:
@@ -228,29 +241,51 @@ def concurrent_rate(run: Callable[[Any], int], one: Any, seconds: float) -> floa
     return done / elapsed
 
 
+class TorchThreads:
+    """Sets torch's intra-op threads per configuration, as ONNX Runtime sets them per session.
+
+    torch keeps one intra-op pool per process, so the setting is switched before each
+    measurement and restored afterwards; on other backends this does nothing.
+    """
+
+    def __init__(self, backend_name: str) -> None:
+        self.torch: Any = None
+        if backend_name == "torch":
+            import torch
+
+            self.torch = torch
+            self.default = torch.get_num_threads()
+
+    def use(self, threads: int | None) -> None:
+        if self.torch is not None:
+            self.torch.set_num_threads(threads or self.default)
+
+    def restore(self) -> None:
+        self.use(None)
+
+
 def batching_gain(
     work: Workload, backend_name: str, cache: Path, rounds: int, seconds: float
 ) -> dict[str, Any]:
     """Unbatched vs each batched configuration, CLIENTS concurrent clients, interleaved."""
-    configs = {
-        key: config
-        for key, config in {**work.unbatched, **work.batch_settings}.items()
-        if config.backends is None or backend_name in config.backends
-    }
+    configs = {**work.unbatched, **work.batch_settings}
     backends = {key: get_backend(backend_name, c.backend) for key, c in configs.items()}
     for backend in backends.values():
         backend.load(work.networks, cache)
     bound = {key: work.bind(backend, configs[key]) for key, backend in backends.items()}
     one = work.make_batch(1)
     rates: dict[str, list[float]] = {key: [] for key in configs}
+    threads = TorchThreads(backend_name)
     try:
-        for b in bound.values():  # warm every configuration
+        for key, b in bound.items():  # warm every configuration
+            threads.use(configs[key].threads)
             concurrent_rate(b.run, one, 0.2)
         for b in bound.values():
             for batcher in b.batchers:
                 batcher.batch_sizes.clear()
         for r in range(rounds):
             for key, b in bound.items():
+                threads.use(configs[key].threads)
                 rates[key].append(concurrent_rate(b.run, one, seconds))
             progress(
                 f"round {r + 1}: "
@@ -266,17 +301,25 @@ def batching_gain(
                     counts[size] = counts.get(size, 0) + n
             mean_batch[key] = sum(k * v for k, v in counts.items()) / max(sum(counts.values()), 1)
     finally:
+        threads.restore()
         for key, backend in backends.items():
             bound[key].close()
             backend.unload()
     medians = {key: statistics.median(values) for key, values in rates.items()}
+    unbatched_keys = [k for k in configs if k in work.unbatched]
+    # Like for like: each batched configuration against the unbatched one with its threads.
+    baseline = {key: next((u for u in unbatched_keys if configs[u].threads
+                           == configs[key].threads), "unbatched") for key in mean_batch}
+    gains = {key: medians[key] / medians[baseline[key]] for key in mean_batch}
     best = max(mean_batch, key=medians.__getitem__)
-    best_unbatched = max((k for k in configs if k in work.unbatched), key=medians.__getitem__)
+    best_unbatched = max(unbatched_keys, key=medians.__getitem__)
     return {
         "images_per_s": medians,
         "mean_items_per_batch": mean_batch,
+        "baseline": baseline,
+        "gains_same_threads": gains,
         "best": best,
-        "gain": medians[best] / medians["unbatched"],
+        "gain": gains[best],
         "best_unbatched": best_unbatched,
         "gain_vs_best_unbatched": medians[best] / medians[best_unbatched],
     }
@@ -297,8 +340,12 @@ def print_row(row: dict[str, Any]) -> None:
         for key in g["mean_items_per_batch"]
     ]
     print(f"    {CLIENTS} concurrent clients, img/s: " + "; ".join(parts))
-    line = f"    batching gain {g['gain']:.2f}x with {g['best']} (target >= 3x)"
-    if g["best_unbatched"] != "unbatched":
+    same = ", ".join(f"{key} {gain:.2f}x vs {g['baseline'][key]}"
+                     for key, gain in g["gains_same_threads"].items())
+    print(f"    gains at the same threads per call: {same}")
+    base = g["baseline"][g["best"]]
+    line = f"    batching gain {g['gain']:.2f}x with {g['best']} against {base} (target >= 3x)"
+    if g["best_unbatched"] != g["baseline"][g["best"]]:
         line += f"; {g['gain_vs_best_unbatched']:.2f}x against {g['best_unbatched']}"
     print(line, flush=True)
 

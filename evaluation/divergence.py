@@ -24,10 +24,11 @@ The offline mix is ``offline_results["slices"][s]["n"]`` over the slices named i
 ``offline_results["mix_slices"]`` when given, else over the offline slices whose family (the
 part before ``/``) appears online, so overlapping offline groupings (e.g. ``noise/*``) stay out.
 
-Findings are ranked by *severity*, the share of online predictions a finding touches: the excess
-share of an over-predicted class, the accuracy points lost, the accuracy points a mix shift
-explains. A prediction shift that explains at least half of its candidate's accuracy gap is the
-cause and is ranked with the gap's severity, ahead of the symptom.
+Findings are ranked by the rules of :mod:`evaluation.findings`: by *severity*, the share of
+online predictions a finding touches (the excess share of an over-predicted class, the accuracy
+points lost, the accuracy points a mix shift explains), with a cause that explains at least half
+of its candidate's accuracy gap (a prediction shift, or a mix shift the decomposition blames)
+ranked ahead of the gap, whose sentence then names it.
 """
 
 from __future__ import annotations
@@ -218,8 +219,8 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate's slice rows, traffic mix and prediction shift from its offline results and
-    its online cells per slice (``all`` included): one definition for the store-based report and
-    the raw-array path (:mod:`evaluation.divergence_arrays`)."""
+    its online cells per slice (``all`` included); pure, so the findings' rules are tested on
+    cells built in memory."""
     rows = _slice_rows(cand, offline, cells, alpha, tolerance)
     return (rows, _mix(cand, offline, cells, alpha, rows),
             _prediction_shift(cand, offline, cells[ALL], alpha))

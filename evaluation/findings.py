@@ -1,45 +1,97 @@
 """Divergence findings: one ranked list, each with a sentence a person can act on.
 
 Severity is the share of online predictions a finding touches (see
-:mod:`evaluation.divergence`); ties go to causes before symptoms (prediction shift, then traffic
-mix, then accuracy gap).
+:mod:`evaluation.divergence`). The order is decided by rules, never by which of two nearly equal
+floats happens to be larger:
+
+1. **Causes before symptoms.** A cause that explains at least half of its candidate's overall
+   accuracy gap takes the gap's severity (exactly, so the two tie by construction) and ranks
+   ahead of it: a prediction shift (over-predicting one class), or a traffic-mix shift whose
+   Kitagawa decomposition puts the drop on the mix. The gap finding then says what explains it,
+   and advises relabeling only when the drop lies within slices.
+2. **Then severity**, compared at :data:`SEVERITY_DIGITS` decimals (a hundredth of a percentage
+   point), so sampling noise below that cannot reorder findings.
+3. **Then kind** (prediction shift, traffic mix, accuracy gap), candidate, slice and label.
+
+A candidate whose online traffic is a single slice has one accuracy finding, not two: the
+overall row and the slice row are the same predictions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+SEVERITY_DIGITS = 4
+EXPLAINS = 0.5  # a cause explains a gap when it accounts for at least this share of it
 _KIND_ORDER = {"prediction_shift": 0, "traffic_mix": 1, "accuracy_gap": 2}
 
 
-def _gap_findings(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _single_slices(slices: list[dict[str, Any]]) -> dict[str, str]:
+    """Candidates whose online traffic is one slice, and that slice."""
+    seen: dict[str, list[str]] = {}
+    for r in slices:
+        if r["slice"] != "all":
+            seen.setdefault(r["candidate"], []).append(r["slice"])
+    return {cand: names[0] for cand, names in seen.items() if len(names) == 1}
+
+
+def _mix_explains(mix: dict[str, Any] | None, gap: float | None) -> bool:
+    """Whether the mix accounts for at least half of a (negative) overall gap."""
+    if mix is None or mix["decomposition"] is None or gap is None or gap >= 0:
+        return False
+    effect = mix["decomposition"]["mix_effect"]
+    return bool(mix["shifted"] and effect < 0 and effect <= EXPLAINS * gap)
+
+
+def _gap_findings(slices: list[dict[str, Any]],
+                  mixes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     totals = {r["candidate"]: r["online"]["n"] for r in slices if r["slice"] == "all"}
+    single = _single_slices(slices)
+    overall_flagged = {r["candidate"] for r in slices if r["slice"] == "all" and r["flagged"]}
     for r in slices:
-        if not r["flagged"]:
-            continue
-        share = 1.0 if r["slice"] == "all" else r["online"]["n"] / max(totals[r["candidate"]], 1)
+        cand = r["candidate"]
+        if not r["flagged"] or (r["slice"] != "all" and single.get(cand) == r["slice"]
+                                and cand in overall_flagged):
+            continue  # one slice: the overall finding already covers these predictions
+        share = 1.0 if r["slice"] == "all" else r["online"]["n"] / max(totals[cand], 1)
         low, high = r["online"]["accuracy_ci"]
-        where = "overall" if r["slice"] == "all" else f"on slice {r['slice']!r}"
+        if r["slice"] != "all":
+            where = f"on slice {r['slice']!r}"
+        elif cand in single:
+            where = f"overall (all its online traffic is slice {single[cand]!r})"
+        else:
+            where = "overall"
+        head = (f"{cand} {where} is right at most {r['online']['accuracy_bound']:.1%} of the "
+                f"time online (95% CI {low:.1%}-{high:.1%}, from its correction rate) against "
+                f"{r['offline']['exact_match']:.1%} offline")
+        mix = mixes.get(cand)
+        explained = r["slice"] == "all" and _mix_explains(mix, r["gap"])
+        if explained and mix is not None:
+            d = mix["decomposition"]
+            advice = (f": the traffic mix explains {d['mix_effect']:+.1%} of this "
+                      f"{r['gap']:+.1%} and the slices themselves change by "
+                      f"{d['within_slices']:+.1%}, so the model holds up slice by slice; "
+                      "reweight the offline test to the online mix before relabeling anything.")
+        else:
+            advice = (": relabel this slice's corrected predictions and add them to the "
+                      "training and offline-test data.")
         out.append({
-            "kind": "accuracy_gap", "candidate": r["candidate"], "slice": r["slice"],
+            "kind": "accuracy_gap", "candidate": cand, "slice": r["slice"],
             "severity": -r["gap"] * share, "p_value": r["p_value"],
-            "explanation": (
-                f"{r['candidate']} {where} is right at most {r['online']['accuracy_bound']:.1%} "
-                f"of the time online (95% CI {low:.1%}-{high:.1%}, from its correction rate) "
-                f"against {r['offline']['exact_match']:.1%} offline: relabel this slice's "
-                "corrected predictions and add them to the training and offline-test data."),
+            "explained_by": "traffic_mix" if explained else None,
+            "explanation": head + advice,
         })
     return out
 
 
-def _mix_findings(mixes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[str, float]) -> list[dict[str, Any]]:
     out = []
     for m in mixes:
         if not m["shifted"]:
             continue
         diff = {s: m["online_shares"][s] - m["offline_shares"][s] for s in m["slices"]}
-        top = max(diff, key=lambda s: abs(diff[s]))
+        top = max(sorted(diff), key=lambda s: abs(diff[s]))
         d = m["decomposition"]
         tail = ""
         severity = 0.0
@@ -47,9 +99,14 @@ def _mix_findings(mixes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             severity = abs(d["mix_effect"])
             tail = (f"; the mix accounts for {d['mix_effect']:+.1%} of the accuracy change and "
                     f"drops within slices for {d['within_slices']:+.1%}")
+        gap = gaps.get(m["candidate"])
+        explains = _mix_explains(m, -gap if gap is not None else None)
+        if explains and gap is not None:
+            severity = max(severity, gap)
+            tail += ", so the mix, not the model, explains most of the overall gap"
         out.append({
             "kind": "traffic_mix", "candidate": m["candidate"], "slice": top,
-            "severity": severity, "p_value": m["p_value"],
+            "severity": severity, "p_value": m["p_value"], "explains_gap": explains,
             "explanation": (
                 f"Online traffic for {m['candidate']} is not its offline test's mix (PSI "
                 f"{m['psi']:.2f}): {top!r} is {m['online_shares'][top]:.0%} of online requests "
@@ -67,10 +124,11 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[str, float],
         top = s["online_labels"][0] if s["online_labels"] else None
         if top is not None and top["excess"] > 0 and top["p_value"] < alpha:
             gap = gaps.get(cand, 0.0)
-            severity = max(top["excess"], gap) if top["excess"] >= 0.5 * gap else top["excess"]
+            explains = top["excess"] >= EXPLAINS * gap
             out.append({
                 "kind": "prediction_shift", "candidate": cand, "slice": "all",
-                "label": top["label"], "severity": severity, "p_value": top["p_value"],
+                "label": top["label"], "severity": max(top["excess"], gap) if explains
+                else top["excess"], "p_value": top["p_value"],
                 "explanation": (
                     f"{cand} answers {top['label']!r} on {top['output_share']:.0%} of online "
                     f"requests, but corrections put the true share of {top['label']!r} at about "
@@ -93,13 +151,20 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[str, float],
     return out
 
 
+def _order(f: dict[str, Any]) -> tuple[Any, ...]:
+    return (-round(f["severity"], SEVERITY_DIGITS), _KIND_ORDER[f["kind"]], f["candidate"],
+            f["slice"], f.get("label") or "")
+
+
 def rank_findings(slices: list[dict[str, Any]], mixes: list[dict[str, Any]],
                   shifts: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
-    """Every finding, most severe first."""
+    """Every finding, in the order of the rules in the module docstring."""
     gaps = {r["candidate"]: -r["gap"] for r in slices
             if r["slice"] == "all" and r["flagged"] and r["gap"] is not None}
-    findings = _gap_findings(slices) + _mix_findings(mixes) + _shift_findings(shifts, gaps, alpha)
-    findings.sort(key=lambda f: (-f["severity"], _KIND_ORDER[f["kind"]]))
+    by_cand = {m["candidate"]: m for m in mixes}
+    findings = (_gap_findings(slices, by_cand) + _mix_findings(mixes, gaps)
+                + _shift_findings(shifts, gaps, alpha))
+    findings.sort(key=_order)
     for rank, f in enumerate(findings, 1):
         f["rank"] = rank
     return findings

@@ -8,7 +8,8 @@ intervals, Beta-Binomial chance to win, mSPRT always-valid p-values and interval
 and Benjamini-Hochberg across all comparisons. Beside them: sample ratio mismatch of the arms'
 units against the configured weights (overall and per slice; a flag makes the results
 untrustworthy), Mann-Whitney U on the latency histograms, the sample still needed for the
-primary metric, and the decision of :mod:`evaluation.decisions`.
+primary metric with the power the arms have now and the relative MDE, and the decision of
+:mod:`evaluation.decisions`.
 
 Shadow candidates answer the same requests as the arms, so they are compared but never count as
 an arm's traffic, and they take no part in the SRM check.
@@ -34,6 +35,9 @@ from evaluation.stats import (
     ExperimentAggregates,
     analyze,
     mann_whitney_histograms,
+    mde_relative,
+    power_mean,
+    power_proportion,
     sample_ratio_mismatch,
     sample_size_mean,
     sample_size_proportion,
@@ -62,7 +66,13 @@ CUSTOMER_METRICS = frozenset({"correction_rate"})
 
 
 def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
-    """``(n, sum, sum_squares)`` of a metric in a cell, from the aggregate rows."""
+    """``(n, sum, sum_squares)`` of a metric in a cell, from the aggregate rows.
+
+    The store keeps plain sums (no shift): its mean metrics (latency in ms, confidence, token
+    edit distance) have means within a few hundred spreads of zero, where plain sums lose less
+    than 1e-10 of the variance. Data whose mean dwarfs its spread goes through
+    :class:`~evaluation.stats.ExperimentAggregates`, which centres such cells itself.
+    """
     n_pred = float(cell.get(agg.PREDICTIONS)[0])
     if metric == "correction_rate":
         corrected = float(cell.get(agg.CORRECTED)[1])
@@ -130,28 +140,36 @@ def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Vari
 
 def _sample_needed(record: dict[str, Any], spec: MetricSpec, control: Cell,
                    target_relative_effect: float, alpha: float, power: float) -> dict[str, Any]:
-    """Per-arm sample for the target relative effect on the primary metric, and what is left."""
+    """Per-arm sample for the target relative effect on the primary metric and what is left;
+    the power the current arms have against that effect; the relative MDE (delta method)."""
     n, s, ss = metric_stats(control, spec.name)
     baseline = s / n if n else math.nan
+    blank = {"target_relative_effect": target_relative_effect, "per_arm": None,
+             "still_needed": None, "power_at_target": None, "mde_relative": None}
     if not n or math.isnan(baseline) or baseline == 0:
-        return {"target_relative_effect": target_relative_effect, "per_arm": None,
-                "still_needed": None, "error": "no baseline yet on the control arm"}
+        return {**blank, "error": "no baseline yet on the control arm"}
     change = -target_relative_effect if spec.lower_is_better else target_relative_effect
+    n_c, n_t = float(record["n_control"]), float(record["n_treatment"])
     if spec.is_proportion:
         target = min(max(baseline * (1 + change), 0.0), 1.0)
         size = sample_size_proportion(baseline, target, alpha, power)
+        variance = baseline * (1 - baseline)
+        now = power_proportion(baseline, target, n_c, n_t, alpha)
     else:
         variance = max(ss / n - baseline * baseline, 0.0) * n / max(n - 1, 1)
         if variance <= 0:
-            return {"target_relative_effect": target_relative_effect, "per_arm": None,
-                    "still_needed": None, "error": "the control arm shows no variance yet"}
+            return {**blank, "error": "the control arm shows no variance yet"}
         size = sample_size_mean(abs(baseline * change), math.sqrt(variance), alpha, power)
+        now = power_mean(abs(baseline * change), math.sqrt(variance), n_c, n_t, alpha)
     if size.error:
-        return {"target_relative_effect": target_relative_effect, "per_arm": None,
-                "still_needed": None, "error": size.error}
+        return {**blank, "error": size.error}
+    relative = mde_relative(baseline, variance, n_c, None, n_t, alpha, power,
+                            is_proportion=spec.is_proportion)
     have = min(record["n_control"], record["n_treatment"])
     return {"target_relative_effect": target_relative_effect, "per_arm": size.control,
-            "still_needed": max(size.control - int(have), 0), "error": None}
+            "still_needed": max(size.control - int(have), 0),
+            "power_at_target": _num(now.power), "mde_relative": _num(relative.relative),
+            "error": None}
 
 
 def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:

@@ -10,12 +10,17 @@ everything else reads them:
 * :mod:`.srm` - sample ratio mismatch;
 * :mod:`.sequential` - mSPRT, valid under continuous peeking;
 * :mod:`.multiple` - Holm and Benjamini-Hochberg;
-* :mod:`.power` - minimum detectable effect and sample size;
+* :mod:`.power` - power at an effect and sample size, minimum detectable effect (absolute and
+  relative) and sample size;
 * :mod:`.bayesian` - Beta-Binomial chance to win and expected loss;
+* :mod:`.bayesian_means` - Gaussian posterior for means and for the relative lift;
+* :mod:`.checks` - impossible aggregates (NaN counts, sums of squares below their floor) refused;
 * :mod:`.full_results` - all of the above for a whole experiment in one vectorised pass.
 
-Degenerate data never raises: results carry an ``error`` message saying why they are empty.
-Invalid arguments (alpha outside (0, 1), negative counts) are bugs and raise ``ValueError``.
+Degenerate data never raises: results carry an ``error`` message saying why they are empty, and
+a ``note`` where one figure is missing or computed another way. Invalid arguments and impossible
+aggregates (alpha outside (0, 1), negative or NaN counts, more successes than observations) are
+bugs and raise ``ValueError``.
 """
 
 from evaluation.stats.aggregates import ExperimentAggregates
@@ -25,6 +30,7 @@ from evaluation.stats.bayesian import (
     beta_binomial_arrays,
     beta_binomial_test,
 )
+from evaluation.stats.bayesian_means import GaussianResult, gaussian_arrays, gaussian_test
 from evaluation.stats.bootstrap import BootstrapResult, bootstrap_ci
 from evaluation.stats.frequentist import (
     ComparisonArrays,
@@ -48,9 +54,11 @@ from evaluation.stats.power import (
     SampleSize,
     mde_mean,
     mde_proportion,
+    mde_relative,
     sample_size_mean,
     sample_size_proportion,
 )
+from evaluation.stats.power_effect import Power, power_mean, power_proportion
 from evaluation.stats.rank import RankTestResult, mann_whitney_histograms, mann_whitney_u
 from evaluation.stats.reasons import Reason
 from evaluation.stats.sequential import (
@@ -59,6 +67,7 @@ from evaluation.stats.sequential import (
     msprt_arrays,
     msprt_means,
     msprt_proportions,
+    msprt_relative_arrays,
 )
 from evaluation.stats.srm import SampleRatioResult, sample_ratio_mismatch
 from evaluation.stats.sufficient import MeanStats, ProportionStats
@@ -73,10 +82,12 @@ __all__ = [
     "ComparisonResult",
     "ExperimentAggregates",
     "FullResults",
+    "GaussianResult",
     "HistogramLayout",
     "LatencyHistogram",
     "MeanStats",
     "MinimumDetectableEffect",
+    "Power",
     "ProportionStats",
     "RankTestResult",
     "Reason",
@@ -91,14 +102,20 @@ __all__ = [
     "beta_binomial_test",
     "bootstrap_ci",
     "chi_square_test",
+    "gaussian_arrays",
+    "gaussian_test",
     "holm",
     "mann_whitney_histograms",
     "mann_whitney_u",
     "mde_mean",
     "mde_proportion",
+    "mde_relative",
     "msprt_arrays",
     "msprt_means",
     "msprt_proportions",
+    "msprt_relative_arrays",
+    "power_mean",
+    "power_proportion",
     "proportion_arrays",
     "sample_ratio_mismatch",
     "sample_size_mean",

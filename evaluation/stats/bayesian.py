@@ -26,6 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from evaluation.stats import checks
+from evaluation.stats.frequentist import normal_critical
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import ProportionStats
 
@@ -99,6 +101,8 @@ def beta_binomial_arrays(
             for x in (n_control, successes_control, n_treatment, successes_treatment)
         )
     )
+    checks.proportions("n_control", n_c, "successes_control", s_c)
+    checks.proportions("n_treatment", n_t, "successes_treatment", s_t)
     a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
     a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
     mu_c, sd_c, skew_c = _beta_moments(a_c, b_c)
@@ -182,3 +186,20 @@ def beta_binomial_test(
         ),
         error=message(int(arrays.reason[0])),
     )
+
+
+def beta_credible_interval(
+    n_c: np.ndarray, s_c: np.ndarray, n_t: np.ndarray, s_t: np.ndarray, prior: BetaPrior,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Credible interval of ``p_t - p_c`` from the Beta posteriors' means and variances (normal
+    approximation of the difference, which the tests check against Monte Carlo draws)."""
+    z = normal_critical(alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
+        a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
+        mean = a_t / (a_t + b_t) - a_c / (a_c + b_c)
+        var = (a_t * b_t / ((a_t + b_t) ** 2 * (a_t + b_t + 1))
+               + a_c * b_c / ((a_c + b_c) ** 2 * (a_c + b_c + 1)))
+    half = z * np.sqrt(var)
+    return mean - half, mean + half

@@ -76,6 +76,9 @@ def bootstrap_ci(
     stat = statistic if statistic is not None else _mean
     c = np.asarray(control, dtype=np.float64).ravel()
     t = np.asarray(treatment, dtype=np.float64).ravel()
+    for name, values in (("control", c), ("treatment", t)):
+        if np.isnan(values).any():
+            raise ValueError(f"{name} contains NaN; drop missing values before resampling")
     code = (
         Reason.CONTROL_EMPTY
         if c.size == 0
@@ -94,25 +97,27 @@ def bootstrap_ci(
     boot_c = _resampled(c, stat, n_resamples, rng)
     boot_t = _resampled(t, stat, n_resamples, rng)
     point_c, point_t = float(stat(c[None, :], axis=-1)[0]), float(stat(t[None, :], axis=-1)[0])
+    nan = float("nan")
+    if not (np.isfinite(point_c) and np.isfinite(point_t)):
+        return BootstrapResult(nan, nan, nan, confidence, n_resamples, kind,
+                               "the statistic is not finite on the observed data")
+    if kind == "relative" and point_c == 0:
+        return BootstrapResult(nan, nan, nan, confidence, n_resamples, kind,
+                               "the control's statistic is zero, so there is no relative lift")
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "difference":
             estimate = point_t - point_c
             draws = boot_t - boot_c
-        else:
-            estimate = point_t / point_c - 1.0 if point_c != 0 else float("nan")
-            draws = boot_t / boot_c - 1.0
+        else:  # divided by |control| so a less negative treatment reads as a rise
+            estimate = (point_t - point_c) / abs(point_c)
+            draws = (boot_t - boot_c) / np.abs(boot_c)
     tail = (1.0 - confidence) / 2.0
     finite = draws[np.isfinite(draws)]
     if finite.size < n_resamples:
-        nan = float("nan")
-        return BootstrapResult(
-            estimate,
-            nan,
-            nan,
-            confidence,
-            n_resamples,
-            kind,
-            "the control statistic is zero in some resamples, so the relative lift is undefined",
-        )
+        why = ("the control's statistic is zero in some resamples, so the relative lift is "
+               "undefined there" if kind == "relative" and (boot_c == 0).any() and
+               np.isfinite(boot_t).all() and np.isfinite(boot_c).all()
+               else "the statistic is not finite in some resamples")
+        return BootstrapResult(estimate, nan, nan, confidence, n_resamples, kind, why)
     low, high = np.quantile(finite, [tail, 1.0 - tail])
     return BootstrapResult(float(estimate), float(low), float(high), confidence, n_resamples, kind)

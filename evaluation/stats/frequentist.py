@@ -5,8 +5,17 @@ full-results pass) and a scalar function over :mod:`~evaluation.stats.sufficient
 calls the kernel, so both forms give the same numbers.
 
 Conventions: the difference is ``treatment - control``; the confidence interval of the absolute
-difference is two-sided at level ``1 - alpha``; the relative lift is ``treatment / control - 1``
-with a delta-method interval, NaN when the control mean is zero.
+difference is two-sided at level ``1 - alpha``; the relative lift is ``(treatment - control) /
+|control|`` (so a rise from -10 to -5 reads +50 %, not -50 %) with a delta-method interval and
+p-value taken from the same distribution as the test (normal for proportions, Welch's t with its
+degrees of freedom for means), so the relative interval excludes 0 exactly when its p-value is
+below ``alpha``.
+
+Where a figure cannot be given or a method had to change, ``note`` says so: a zero control mean
+(no relative lift), or a 2x2 table too small for the normal approximation (fewer than
+:data:`MIN_EXPECTED` expected successes or failures in an arm), where the p-value is Fisher's
+exact test and the interval Newcombe's hybrid score interval instead of a Wald interval that can
+have zero width (0/1 against 1/1).
 """
 
 from __future__ import annotations
@@ -15,10 +24,20 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special
+from scipy import special, stats
 
+from evaluation.stats import checks
 from evaluation.stats.reasons import Reason, first_reason, message
+from evaluation.stats.small_samples import newcombe_interval
 from evaluation.stats.sufficient import MeanStats, ProportionStats
+
+MIN_EXPECTED = 5.0
+ZERO_CONTROL_NOTE = "the control mean is zero, so there is no relative lift"
+SMALL_SAMPLE_NOTE = (
+    f"fewer than {MIN_EXPECTED:g} expected successes or failures in an arm: the normal "
+    "approximation does not hold, so the p-value is Fisher's exact test, the interval Newcombe's "
+    "score interval, and no relative interval is given"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,8 @@ class ComparisonResult:
     df: float
     alpha: float
     error: str | None = None
+    relative_p_value: float = float("nan")
+    note: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -68,6 +89,8 @@ class ComparisonArrays:
     p_value: np.ndarray
     df: np.ndarray
     reason: np.ndarray
+    relative_p_value: np.ndarray
+    note: np.ndarray
 
     def result(self, index: int | tuple[int, ...], test: str, alpha: float) -> ComparisonResult:
         """One element as a :class:`ComparisonResult`."""
@@ -87,6 +110,8 @@ class ComparisonArrays:
             df=float(self.df[index]),
             alpha=alpha,
             error=message(code),
+            relative_p_value=float(self.relative_p_value[index]),
+            note=self.note[index],
         )
 
 
@@ -108,20 +133,33 @@ def relative_lift(
     mean_t: np.ndarray,
     var_mean_c: np.ndarray,
     var_mean_t: np.ndarray,
-    z: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relative lift ``mean_t / mean_c - 1`` and its delta-method interval.
+    alpha: float,
+    df: np.ndarray | float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Relative lift ``(mean_t - mean_c) / |mean_c|``, its interval, p-value and standard error.
 
     ``var_mean_*`` are variances of the arm means (already divided by n). First-order Taylor
     expansion of the ratio of two independent means:
-    ``Var(T/C) ~ Var(T)/C^2 + T^2 Var(C)/C^4`` (e.g. Kohavi, Tang and Xu, *Trustworthy Online
-    Controlled Experiments*, 2020, ch. 18). NaN where the control mean is zero.
+    ``Var(T/|C|) ~ Var(T)/C^2 + T^2 Var(C)/C^4`` (e.g. Kohavi, Tang and Xu, *Trustworthy Online
+    Controlled Experiments*, 2020, ch. 18); dividing by ``|C|`` flips no sign and leaves the
+    variance as it is. Interval and p-value use Student's t with ``df`` (``inf``: the normal), the
+    distribution of the arm test. NaN where the control mean is zero.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        lift = np.where(mean_c != 0, mean_t / mean_c - 1.0, np.nan)
-        var = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
-        half = z * np.sqrt(var)
-    return lift, lift - half, lift + half
+        scale = np.abs(mean_c)
+        lift = np.where(mean_c != 0, (mean_t - mean_c) / scale, np.nan)
+        se = np.sqrt(var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4)
+        dof = np.broadcast_to(np.asarray(df, dtype=np.float64), np.shape(lift))
+        ok = np.isfinite(lift) & (se > 0) & (dof > 0)
+        safe_df = np.where(ok, dof, 1.0)
+        crit = special.stdtrit(safe_df, 1.0 - check_alpha(alpha) / 2.0)
+        p_value = np.where(ok, 2.0 * special.stdtr(safe_df, -np.abs(lift / se)), np.nan)
+        half = crit * se
+    return lift, lift - half, lift + half, p_value, se
+
+
+def _notes(shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, None, dtype=object)
 
 
 def _blank_invalid(reason: np.ndarray, *arrays: np.ndarray) -> None:
@@ -144,7 +182,8 @@ def proportion_arrays(
     ``p``; this is statsmodels' ``proportions_ztest`` and, squared, the Pearson chi-square of the
     2x2 table without continuity correction. The interval uses the unpooled standard error
     ``sqrt(p_c(1-p_c)/n_c + p_t(1-p_t)/n_t)`` (statsmodels ``confint_proportions_2indep``,
-    ``method="wald"``), because under the alternative the two rates differ.
+    ``method="wald"``), because under the alternative the two rates differ. Tables too small for
+    either (see the module docstring) get Fisher's exact p-value and Newcombe's interval instead.
     """
     z = normal_critical(alpha)
     n_c, s_c, n_t, s_t = np.broadcast_arrays(
@@ -153,6 +192,8 @@ def proportion_arrays(
             for a in (n_control, successes_control, n_treatment, successes_treatment)
         )
     )
+    checks.proportions("n_control", n_c, "successes_control", s_c)
+    checks.proportions("n_treatment", n_t, "successes_treatment", s_t)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_c = s_c / n_c
         p_t = s_t / n_t
@@ -164,7 +205,7 @@ def proportion_arrays(
         var_t = p_t * (1.0 - p_t) / n_t
         half = z * np.sqrt(var_c + var_t)
     p_value = 2.0 * special.ndtr(-np.abs(stat))
-    rel, rel_lo, rel_hi = relative_lift(p_c, p_t, var_c, var_t, z)
+    rel, rel_lo, rel_hi, rel_p, _ = relative_lift(p_c, p_t, var_c, var_t, alpha)
     reason = first_reason(
         [
             (n_c == 0, Reason.CONTROL_EMPTY),
@@ -173,7 +214,22 @@ def proportion_arrays(
         ]
     )
     ci_low, ci_high = diff - half, diff + half
-    _blank_invalid(reason, stat, p_value, ci_low, ci_high, rel, rel_lo, rel_hi)
+    note = _notes(stat.shape)
+    note[(reason == Reason.OK) & (p_c == 0)] = ZERO_CONTROL_NOTE
+    with np.errstate(invalid="ignore"):
+        expected = np.minimum(n_c, n_t) * np.minimum(pooled, 1.0 - pooled)
+    small = (reason == Reason.OK) & (expected < MIN_EXPECTED)
+    if small.any():
+        low, high = newcombe_interval(s_c[small], n_c[small], s_t[small], n_t[small], z)
+        ci_low[small], ci_high[small] = low, high
+        p_value[small] = [
+            stats.fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue
+            for a, n1, b, n2 in zip(s_t[small], n_t[small], s_c[small], n_c[small], strict=True)
+        ]
+        for array in (rel_lo, rel_hi, rel_p):
+            array[small] = np.nan
+        note[small] = SMALL_SAMPLE_NOTE
+    _blank_invalid(reason, stat, p_value, ci_low, ci_high, rel, rel_lo, rel_hi, rel_p)
     return ComparisonArrays(
         control_mean=p_c,
         treatment_mean=p_t,
@@ -189,6 +245,8 @@ def proportion_arrays(
         p_value=p_value,
         df=np.full(stat.shape, np.inf),
         reason=reason,
+        relative_p_value=rel_p,
+        note=note,
     )
 
 
@@ -200,16 +258,20 @@ def welch_arrays(
     sum_treatment: ArrayLike,
     sum_squares_treatment: ArrayLike,
     alpha: float = 0.05,
+    shift_control: ArrayLike = 0.0,
+    shift_treatment: ArrayLike = 0.0,
 ) -> ComparisonArrays:
     """Welch's unequal-variance t-test and its t interval, from n, sum and sum of squares.
 
     ``t = (m_t - m_c) / sqrt(v_t/n_t + v_c/n_c)`` with the Welch–Satterthwaite degrees of
     freedom ``(v_t/n_t + v_c/n_c)^2 / ((v_t/n_t)^2/(n_t-1) + (v_c/n_c)^2/(n_c-1))`` (Welch,
     Biometrika 1947); the same numbers as scipy's ``ttest_ind(equal_var=False)``. The relative
-    interval uses the normal quantile (the delta method is itself a large-sample argument).
+    interval and p-value use the same t distribution, so they agree with the test's small-sample
+    caution. Sums may be shifted (``sum(x - shift)``), which keeps the variance exact when the
+    mean is large next to the spread.
     """
-    z = normal_critical(alpha)
-    n_c, sum_c, ss_c, n_t, sum_t, ss_t = np.broadcast_arrays(
+    check_alpha(alpha)
+    n_c, sum_c, ss_c, n_t, sum_t, ss_t, k_c, k_t = np.broadcast_arrays(
         *(
             np.asarray(a, dtype=np.float64)
             for a in (
@@ -219,19 +281,26 @@ def welch_arrays(
                 n_treatment,
                 sum_treatment,
                 sum_squares_treatment,
+                shift_control,
+                shift_treatment,
             )
         )
     )
+    checks.moments("control", n_c, sum_c, ss_c)
+    checks.moments("treatment", n_t, sum_t, ss_t)
+    checks.finite("shift", np.concatenate([k_c.ravel(), k_t.ravel()]))
     with np.errstate(divide="ignore", invalid="ignore"):
-        m_c = sum_c / n_c
-        m_t = sum_t / n_t
-        var_c = np.maximum(ss_c - sum_c * m_c, 0.0) / (n_c - 1.0)
-        var_t = np.maximum(ss_t - sum_t * m_t, 0.0) / (n_t - 1.0)
+        d_c = sum_c / n_c  # mean - shift
+        d_t = sum_t / n_t
+        m_c = k_c + d_c
+        m_t = k_t + d_t
+        var_c = np.maximum(ss_c - sum_c * d_c, 0.0) / (n_c - 1.0)
+        var_t = np.maximum(ss_t - sum_t * d_t, 0.0) / (n_t - 1.0)
         vm_c = var_c / n_c
         vm_t = var_t / n_t
         se2 = vm_c + vm_t
         se = np.sqrt(se2)
-        diff = m_t - m_c
+        diff = (k_t - k_c) + (d_t - d_c)
         stat = diff / se
         df = se2**2 / (vm_c**2 / (n_c - 1.0) + vm_t**2 / (n_t - 1.0))
     reason = first_reason(
@@ -247,9 +316,11 @@ def welch_arrays(
     safe_df = np.where(valid, df, 1.0)
     p_value = 2.0 * special.stdtr(safe_df, -np.abs(np.where(valid, stat, 0.0)))
     half = special.stdtrit(safe_df, 1.0 - alpha / 2.0) * np.where(valid, se, 0.0)
-    rel, rel_lo, rel_hi = relative_lift(m_c, m_t, vm_c, vm_t, z)
+    rel, rel_lo, rel_hi, rel_p, _ = relative_lift(m_c, m_t, vm_c, vm_t, alpha, safe_df)
     ci_low, ci_high = diff - half, diff + half
-    _blank_invalid(reason, stat, p_value, ci_low, ci_high, rel, rel_lo, rel_hi, df)
+    note = _notes(stat.shape)
+    note[valid & (m_c == 0)] = ZERO_CONTROL_NOTE
+    _blank_invalid(reason, stat, p_value, ci_low, ci_high, rel, rel_lo, rel_hi, rel_p, df)
     return ComparisonArrays(
         control_mean=m_c,
         treatment_mean=m_t,
@@ -265,6 +336,8 @@ def welch_arrays(
         p_value=p_value,
         df=df,
         reason=reason,
+        relative_p_value=rel_p,
+        note=note,
     )
 
 
@@ -299,6 +372,8 @@ def chi_square_test(
     chi2 = total * (a * d - b * c) ** 2 / ((a + b) * (c + d) * (a + c) * (b + d))
     p_value = float(special.chdtrc(1, chi2))
     base = arrays.result(0, "chi-square", alpha)
+    if base.note == SMALL_SAMPLE_NOTE:  # keep Fisher's exact p-value, as the note says
+        return replace(base, statistic=float(chi2), df=1.0)
     return replace(base, statistic=float(chi2), p_value=p_value, df=1.0)
 
 
@@ -312,5 +387,7 @@ def welch_ttest(control: MeanStats, treatment: MeanStats, alpha: float = 0.05) -
         [treatment.sum],
         [treatment.sum_squares],
         alpha,
+        [control.shift],
+        [treatment.shift],
     )
     return arrays.result(0, "welch t", alpha)

@@ -2,9 +2,13 @@
 
 For each treatment x metric x slice against the control in the same slice this computes the
 fixed-horizon test (two-proportion z for proportion metrics, Welch t for mean metrics) with
-absolute and relative intervals, the Beta-Binomial chance to win and expected losses (proportion
-metrics only; NaN for means), the mSPRT always-valid p-value and interval, the MDE at the
-current sample sizes, and Holm and Benjamini–Hochberg adjustments across all comparisons. The
+absolute and relative intervals (the relative ones with their own p-value), the chance to win and
+expected losses (Beta-Binomial for proportion metrics, Gaussian posterior for means) with
+credible intervals of the difference (means) and of the relative lift (both, normal
+approximation), the mSPRT always-valid p-value and intervals (absolute and relative), the MDE at
+the current sample sizes, and Holm and Benjamini–Hochberg adjustments across all comparisons.
+``error`` says why a row is empty; ``note`` says why a figure in a valid row is missing or how it
+was computed (a zero control mean, an exact test on a small table). The
 kernels are the same ones the scalar functions use, so a single comparison gives identical numbers
 either way.
 
@@ -22,13 +26,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from evaluation.stats import checks
 from evaluation.stats.aggregates import ExperimentAggregates
-from evaluation.stats.bayesian import DEFAULT_NODES, BetaPrior, beta_binomial_arrays
-from evaluation.stats.frequentist import check_alpha, proportion_arrays, welch_arrays
+from evaluation.stats.bayesian import (
+    DEFAULT_NODES,
+    BetaPrior,
+    beta_binomial_arrays,
+    beta_credible_interval,
+)
+from evaluation.stats.bayesian_means import gaussian_arrays
+from evaluation.stats.frequentist import (
+    check_alpha,
+    proportion_arrays,
+    welch_arrays,
+)
 from evaluation.stats.multiple import benjamini_hochberg, holm
 from evaluation.stats.power import mde_mean_arrays, mde_proportion_arrays
 from evaluation.stats.reasons import messages
-from evaluation.stats.sequential import SequentialConfig, msprt_arrays
+from evaluation.stats.sequential import SequentialConfig, msprt_arrays, msprt_relative_arrays
 from evaluation.stats.srm import DEFAULT_SRM_THRESHOLD, srm_arrays
 
 
@@ -73,6 +88,7 @@ _RECORD_FIELDS = (
     "relative_lift",
     "relative_ci_low",
     "relative_ci_high",
+    "relative_p_value",
     "statistic",
     "p_value",
     "p_holm",
@@ -82,11 +98,18 @@ _RECORD_FIELDS = (
     "chance_to_win",
     "expected_loss",
     "expected_loss_control",
+    "credible_ci_low",
+    "credible_ci_high",
+    "credible_relative_ci_low",
+    "credible_relative_ci_high",
     "sequential_p_value",
     "sequential_ci_low",
     "sequential_ci_high",
+    "sequential_relative_ci_low",
+    "sequential_relative_ci_high",
     "mde",
     "error",
+    "note",
 )
 
 
@@ -114,6 +137,7 @@ class FullResults:
     relative_lift: np.ndarray
     relative_ci_low: np.ndarray
     relative_ci_high: np.ndarray
+    relative_p_value: np.ndarray
     statistic: np.ndarray
     p_value: np.ndarray
     p_holm: np.ndarray
@@ -123,11 +147,18 @@ class FullResults:
     chance_to_win: np.ndarray
     expected_loss: np.ndarray
     expected_loss_control: np.ndarray
+    credible_ci_low: np.ndarray
+    credible_ci_high: np.ndarray
+    credible_relative_ci_low: np.ndarray
+    credible_relative_ci_high: np.ndarray
     sequential_p_value: np.ndarray
     sequential_ci_low: np.ndarray
     sequential_ci_high: np.ndarray
+    sequential_relative_ci_low: np.ndarray
+    sequential_relative_ci_high: np.ndarray
     mde: np.ndarray
     error: np.ndarray
+    note: np.ndarray
     srm_p_value: np.ndarray | None = None
     srm_mismatch: np.ndarray | None = None
 
@@ -155,7 +186,7 @@ class FullResults:
         }
         for name in _RECORD_FIELDS:
             values = getattr(self, name).ravel().tolist()
-            if name.startswith(("n_", "reject_")) or name == "error":
+            if name.startswith(("n_", "reject_")) or name in ("error", "note"):
                 columns[name] = values
             else:
                 columns[name] = [None if math.isnan(v) else v for v in values]
@@ -179,6 +210,7 @@ _COMPARISON_FIELDS = (
     "relative_lift",
     "relative_ci_low",
     "relative_ci_high",
+    "relative_p_value",
     "statistic",
     "p_value",
 )
@@ -207,6 +239,7 @@ def analyze(
     n_c, n_t = pair(aggregates.n)
     sum_c, sum_t = pair(aggregates.sums)
     ss_c, ss_t = pair(aggregates.sum_squares)
+    k_c, k_t = pair(aggregates.shift)
     props = np.broadcast_to(aggregates.is_proportion[None, :, None], shape).ravel()
     pi, mi = np.flatnonzero(props), np.flatnonzero(~props)
 
@@ -218,18 +251,30 @@ def analyze(
             "chance_to_win",
             "expected_loss",
             "expected_loss_control",
+            "credible_ci_low",
+            "credible_ci_high",
+            "credible_relative_ci_low",
+            "credible_relative_ci_high",
             "mde",
         )
     }
     reason = np.zeros(size, dtype=np.int8)
+    note = np.full(size, None, dtype=object)
 
     for index, arrays in (
         (pi, proportion_arrays(n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], alpha)),
-        (mi, welch_arrays(n_c[mi], sum_c[mi], ss_c[mi], n_t[mi], sum_t[mi], ss_t[mi], alpha)),
+        (mi, welch_arrays(n_c[mi], sum_c[mi], ss_c[mi], n_t[mi], sum_t[mi], ss_t[mi], alpha,
+                          k_c[mi], k_t[mi])),
     ):
         for name in _COMPARISON_FIELDS:
             out[name][index] = getattr(arrays, name)
         reason[index] = arrays.reason
+        note[index] = arrays.note
+    gauss = gaussian_arrays(out["control_mean"], out["control_variance"], n_c,
+                            out["treatment_mean"], out["treatment_variance"], n_t, alpha)
+    for name in ("ci_low", "ci_high", "relative_ci_low", "relative_ci_high"):
+        out["credible_" + name][:] = getattr(gauss, name)
+    out["credible_ci_low"][pi] = out["credible_ci_high"][pi] = np.nan  # Beta posteriors below
 
     if pi.size:
         bayes = beta_binomial_arrays(
@@ -238,10 +283,15 @@ def analyze(
         out["chance_to_win"][pi] = bayes.chance_to_win
         out["expected_loss"][pi] = bayes.expected_loss
         out["expected_loss_control"][pi] = bayes.expected_loss_control
+        out["credible_ci_low"][pi], out["credible_ci_high"][pi] = beta_credible_interval(
+            n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], config.prior, alpha)
         out["mde"][pi] = mde_proportion_arrays(
             out["control_mean"][pi], n_c[pi], n_t[pi], alpha, config.power
         )[0]
     if mi.size:
+        out["chance_to_win"][mi] = gauss.chance_to_win[mi]
+        out["expected_loss"][mi] = gauss.expected_loss[mi]
+        out["expected_loss_control"][mi] = gauss.expected_loss_control[mi]
         out["mde"][mi] = mde_mean_arrays(
             out["control_variance"][mi],
             n_c[mi],
@@ -252,6 +302,11 @@ def analyze(
         )
     valid = reason == 0
     out["mde"][~valid] = np.nan
+    for name in ("chance_to_win", "expected_loss", "expected_loss_control", "credible_ci_low",
+                 "credible_ci_high", "credible_relative_ci_low", "credible_relative_ci_high"):
+        out[name][~valid] = np.nan
+    undetectable = valid & np.isnan(out["mde"])
+    note[undetectable & (note == None)] = "no effect is detectable at these sample sizes"  # noqa: E711
 
     seq = msprt_arrays(
         out["difference"],
@@ -261,12 +316,24 @@ def analyze(
         n_t,
         config.sequential,
     )
+    seq_rel = msprt_relative_arrays(
+        np.where(valid, out["control_mean"], 1.0),
+        out["control_variance"],
+        n_c,
+        out["treatment_mean"],
+        out["treatment_variance"],
+        n_t,
+        config.sequential,
+    )
+    for array in (seq_rel.ci_low, seq_rel.ci_high):
+        array[~valid | (out["control_mean"] == 0)] = np.nan
     adjusted_holm = holm(out["p_value"], alpha)
     adjusted_bh = benjamini_hochberg(out["p_value"], alpha)
 
     srm_p = srm_flag = None
     if units is not None and weights is not None:
         counts = np.asarray(units, dtype=np.float64)
+        checks.counts("units", counts)
         if counts.shape != (arms, n_slices):
             raise ValueError(f"units must have shape (arms, slices) = {(arms, n_slices)}")
         _, srm_p = srm_arrays(counts.T, weights)
@@ -294,6 +361,7 @@ def analyze(
         relative_lift=shaped(out["relative_lift"]),
         relative_ci_low=shaped(out["relative_ci_low"]),
         relative_ci_high=shaped(out["relative_ci_high"]),
+        relative_p_value=shaped(out["relative_p_value"]),
         statistic=shaped(out["statistic"]),
         p_value=shaped(out["p_value"]),
         p_holm=shaped(adjusted_holm.p_adjusted),
@@ -303,11 +371,19 @@ def analyze(
         chance_to_win=shaped(out["chance_to_win"]),
         expected_loss=shaped(out["expected_loss"]),
         expected_loss_control=shaped(out["expected_loss_control"]),
+        credible_ci_low=shaped(out["credible_ci_low"]),
+        credible_ci_high=shaped(out["credible_ci_high"]),
+        credible_relative_ci_low=shaped(out["credible_relative_ci_low"]),
+        credible_relative_ci_high=shaped(out["credible_relative_ci_high"]),
         sequential_p_value=shaped(seq.p_value),
         sequential_ci_low=shaped(seq.ci_low),
         sequential_ci_high=shaped(seq.ci_high),
+        sequential_relative_ci_low=shaped(seq_rel.ci_low),
+        sequential_relative_ci_high=shaped(seq_rel.ci_high),
         mde=shaped(out["mde"]),
         error=shaped(messages(reason)),
+        note=shaped(note),
         srm_p_value=srm_p,
         srm_mismatch=srm_flag,
     )
+

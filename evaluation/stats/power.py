@@ -1,4 +1,6 @@
-"""Power: the smallest effect the current sample can detect, and the sample a target effect needs.
+"""The smallest effect the current sample can detect (absolute, and relative by the delta
+method) and the sample a target effect needs; the power at a given effect and sample size is in
+:mod:`~evaluation.stats.power_effect`.
 
 All formulas are two-sided normal approximations on a standardized effect ``e``: with
 ``n_eff = 1 / (1/n_c + 1/n_t)`` and ``z = z_{1-alpha/2}``, the power is
@@ -29,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from evaluation.stats import checks
 from evaluation.stats.frequentist import check_alpha
 from evaluation.stats.reasons import Reason, first_reason, message
 
@@ -97,6 +100,10 @@ def mde_proportion_arrays(
     p, n_c, n_t = np.broadcast_arrays(
         *(np.asarray(a, dtype=np.float64) for a in (baseline_rate, n_control, n_treatment))
     )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    if (np.isnan(p) & (n_c > 0)).any():
+        raise ValueError("baseline_rate is NaN although the control has observations")
     with np.errstate(divide="ignore", invalid="ignore"):
         h = x * np.sqrt(1.0 / n_c + 1.0 / n_t)
         angle = np.arcsin(np.sqrt(p)) + h / 2.0
@@ -112,16 +119,25 @@ def mde_mean_arrays(
     alpha: float = 0.05,
     power: float = 0.8,
 ) -> np.ndarray:
-    """MDE (absolute difference of means) ``x sqrt(v_c/n_c + v_t/n_t)``, element-wise."""
+    """MDE (absolute difference of means) ``x sqrt(v_c/n_c + v_t/n_t)``, element-wise.
+
+    NaN exactly where an arm has fewer than two observations (no variance estimate); NaN counts
+    or a NaN variance beside enough observations raise.
+    """
     x = detectable_z(alpha, power)
+    v_c, n_c, v_t, n_t = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.float64)
+          for a in (variance_control, n_control, variance_treatment, n_treatment))
+    )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    if (np.isnan(v_c) & (n_c >= 2)).any() or (np.isnan(v_t) & (n_t >= 2)).any():
+        raise ValueError("a variance is NaN although its arm has at least two observations")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return x * np.sqrt(
-            np.asarray(variance_control, dtype=np.float64) / np.asarray(n_control, np.float64)
-            + np.asarray(variance_treatment, np.float64) / np.asarray(n_treatment, np.float64)
-        )
+        return x * np.sqrt(v_c / n_c + v_t / n_t)
 
 
-def _size_reason(n_control: float, n_treatment: float) -> str | None:
+def size_reason(n_control: float, n_treatment: float) -> str | None:
     code = first_reason(
         [
             (np.asarray(n_control) <= 0, Reason.CONTROL_EMPTY),
@@ -141,7 +157,7 @@ def mde_proportion(
     """Smallest detectable increase of a rate at the current sample sizes (arcsine formula)."""
     if not 0 <= baseline_rate <= 1:
         raise ValueError("baseline_rate must be in [0, 1]")
-    error = _size_reason(n_control, n_treatment)
+    error = size_reason(n_control, n_treatment)
     if error is None:
         absolute, h = mde_proportion_arrays(
             [baseline_rate], [n_control], [n_treatment], alpha, power
@@ -168,7 +184,7 @@ def mde_mean(
     t_std = std if treatment_std is None else treatment_std
     if not (std >= 0 and t_std >= 0):
         raise ValueError("standard deviations must be non-negative")
-    error = _size_reason(n_control, n_treatment)
+    error = size_reason(n_control, n_treatment)
     if error is None and std == 0 and t_std == 0:
         error = message(Reason.NO_VARIANCE)
     if error is None:
@@ -229,3 +245,60 @@ def sample_size_mean(
     if not std > 0:
         raise ValueError("std must be positive")
     return _sample_size(abs(difference) / std, alpha, power, ratio)
+
+
+def mde_relative(
+    baseline_mean: float,
+    variance_control: float,
+    n_control: float,
+    variance_treatment: float | None,
+    n_treatment: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    is_proportion: bool = False,
+) -> MinimumDetectableEffect:
+    """Smallest detectable relative lift ``r`` (upwards), by the delta method.
+
+    The relative lift ``(T - C) / |C|`` has variance ``a + (1 + r)^2 b`` with
+    ``a = v_t / (n_t C^2)`` and ``b = v_c / (n_c C^2)``, so ``r = x sqrt(a + (1 + r)^2 b)``
+    (``x`` from :func:`detectable_z`) is the quadratic
+    ``(1 - x^2 b) r^2 - 2 x^2 b r - x^2 (a + b) = 0``, whose positive root is the MDE. For a
+    proportion the treatment's variance is ``p(1+r)(1 - p(1+r))`` at the root, found by fixed-point
+    iteration. No root (``x^2 b >= 1``) means no lift is detectable.
+    """
+    x = detectable_z(alpha, power)
+    for name, value in (("baseline_mean", baseline_mean), ("variance_control", variance_control),
+                        ("n_control", n_control), ("n_treatment", n_treatment)):
+        if math.isnan(value):
+            raise ValueError(f"{name} is NaN")
+    error = size_reason(n_control, n_treatment)
+    if error is None and baseline_mean == 0:
+        error = "the baseline is zero, so no relative effect is defined"
+    if error is None and variance_control < 0:
+        raise ValueError("variances must be non-negative")
+    r = math.nan
+    if error is None:
+        c2 = baseline_mean * baseline_mean
+        b = variance_control / (n_control * c2)
+        v_t = variance_control if variance_treatment is None else variance_treatment
+        r = 0.0
+        for _ in range(100 if is_proportion else 1):
+            if is_proportion:
+                p_t = min(baseline_mean * (1 + r), 1.0)
+                v_t = p_t * (1 - p_t)
+            a = v_t / (n_treatment * c2)
+            lead = 1.0 - x * x * b
+            if lead <= 0:
+                error = "no relative effect is detectable: the control's own noise is too large"
+                r = math.nan
+                break
+            nxt = (x * x * b + math.sqrt((x * x * b) ** 2 + lead * x * x * (a + b))) / lead
+            if abs(nxt - r) < 1e-14:
+                r = nxt
+                break
+            r = nxt
+        if is_proportion and error is None and baseline_mean * (1 + r) > 1:
+            error = "no rate up to 1 is detectable at these sample sizes"
+            r = math.nan
+    absolute = r * abs(baseline_mean) if error is None else math.nan
+    return MinimumDetectableEffect(absolute, r, math.nan, alpha, power, error)

@@ -75,6 +75,9 @@ def mann_whitney_u(
     _check_alternative(alternative)
     c = np.asarray(control, dtype=np.float64).ravel()
     t = np.asarray(treatment, dtype=np.float64).ravel()
+    for name, values in (("control", c), ("treatment", t)):
+        if np.isnan(values).any():
+            raise ValueError(f"{name} contains NaN, which has no rank; drop missing values first")
     if c.size == 0:
         return _degenerate(0, t.size, alternative, Reason.CONTROL_EMPTY)
     if t.size == 0:

@@ -23,6 +23,7 @@ class Reason(IntEnum):
     TREATMENT_TOO_FEW = 4
     NO_VARIANCE = 5
     ALL_TIED = 6
+    CONTROL_ZERO = 7
 
 
 _MESSAGES: dict[Reason, str | None] = {
@@ -33,6 +34,7 @@ _MESSAGES: dict[Reason, str | None] = {
     Reason.TREATMENT_TOO_FEW: "treatment needs at least two observations to estimate a variance",
     Reason.NO_VARIANCE: "both arms have zero variance (every observation is the same)",
     Reason.ALL_TIED: "all observations are tied, so there is nothing to rank",
+    Reason.CONTROL_ZERO: "the control mean is zero, so there is no relative lift",
 }
 
 # Indexed by code, so that ``_MESSAGE_TABLE[codes]`` maps a whole array at once.

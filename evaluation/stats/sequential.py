@@ -27,6 +27,11 @@ The interval excludes 0 exactly when the p-value is below ``alpha``.
 solves ``r = 2 log(1/alpha) + log(1 + r)``. Unless ``mixture_variance`` is given, ``tau2`` is
 ``r`` times the variance the difference would have with ``tuning_n`` observations per arm, using
 the current per-observation variances (a plug-in, as the paper's unknown-variance case does).
+
+**Relative lift.** :func:`msprt_relative_arrays` runs the same mixture on the relative lift
+``(T - C) / |C|`` with its delta-method variance (see :mod:`~evaluation.stats.frequentist`), so
+the always-valid interval exists on the scale people read; its ``tau2`` is ``r`` times the
+relative variance at ``tuning_n`` observations per arm.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
+from evaluation.stats import checks
 from evaluation.stats.frequentist import check_alpha
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import MeanStats, ProportionStats
@@ -126,7 +132,6 @@ def msprt_arrays(
     variance for a mean), so ``V = var_c / n_c + var_t / n_t``.
     """
     config = config if config is not None else SequentialConfig()
-    log_inv_alpha = math.log(1.0 / config.alpha)
     d, var_c, n_c, var_t, n_t = np.broadcast_arrays(
         *(
             np.asarray(a, dtype=np.float64)
@@ -139,18 +144,15 @@ def msprt_arrays(
             )
         )
     )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    _check_data(d, var_c, n_c, var_t, n_t)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         v = var_c / n_c + var_t / n_t
         if config.mixture_variance is None:
             tau2 = optimal_mixture_ratio(config.alpha) * (var_c + var_t) / config.tuning_n
         else:
             tau2 = np.full(v.shape, float(config.mixture_variance))
-        vt = v + tau2
-        log_lr = 0.5 * np.log(v / vt) + tau2 * d * d / (2.0 * v * vt)
-        p_value = np.minimum(1.0, np.exp(-np.maximum(log_lr, 0.0)))
-        spread = vt / tau2 * (2.0 * log_inv_alpha + np.log(vt / v))
-        z_boundary = np.sqrt(spread)
-        half = np.sqrt(v * spread)
     reason = first_reason(
         [
             (n_c == 0, Reason.CONTROL_EMPTY),
@@ -160,6 +162,34 @@ def msprt_arrays(
             (~(v > 0), Reason.NO_VARIANCE),
         ]
     )
+    return _mixture(d, v, tau2, config, reason)
+
+
+def _check_data(
+    d: np.ndarray, var_c: np.ndarray, n_c: np.ndarray, var_t: np.ndarray, n_t: np.ndarray
+) -> None:
+    """NaN where the arms hold data is a caller's bug, not a degenerate look: refuse it."""
+    both = (n_c > 0) & (n_t > 0)
+    if np.isnan(d[both]).any():
+        raise ValueError("difference is NaN although both arms have observations")
+    if (np.isnan(var_c) & (n_c >= 2)).any() or (np.isnan(var_t) & (n_t >= 2)).any():
+        raise ValueError("a variance is NaN although its arm has at least two observations")
+    if (var_c < 0).any() or (var_t < 0).any():
+        raise ValueError("variances cannot be negative")
+
+
+def _mixture(
+    d: np.ndarray, v: np.ndarray, tau2: np.ndarray, config: SequentialConfig, reason: np.ndarray
+) -> SequentialArrays:
+    """The mixture likelihood ratio, p-value and interval of an estimate ``d`` of variance ``v``."""
+    log_inv_alpha = math.log(1.0 / config.alpha)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vt = v + tau2
+        log_lr = 0.5 * np.log(v / vt) + tau2 * d * d / (2.0 * v * vt)
+        p_value = np.minimum(1.0, np.exp(-np.maximum(log_lr, 0.0)))
+        spread = vt / tau2 * (2.0 * log_inv_alpha + np.log(vt / v))
+        z_boundary = np.sqrt(spread)
+        half = np.sqrt(v * spread)
     ci_low, ci_high = d - half, d + half
     bad = reason != Reason.OK
     if bad.any():
@@ -176,6 +206,53 @@ def msprt_arrays(
         ci_high=ci_high,
         reason=reason,
     )
+
+
+def msprt_relative_arrays(
+    mean_control: ArrayLike,
+    unit_variance_control: ArrayLike,
+    n_control: ArrayLike,
+    mean_treatment: ArrayLike,
+    unit_variance_treatment: ArrayLike,
+    n_treatment: ArrayLike,
+    config: SequentialConfig | None = None,
+) -> SequentialArrays:
+    """mSPRT of ``relative lift = 0``: ``difference`` and the interval are on the relative scale.
+
+    A zero control mean leaves no relative lift; it is reported as ``NO_VARIANCE`` would be, with
+    the reason ``CONTROL_ZERO``.
+    """
+    config = config if config is not None else SequentialConfig()
+    m_c, var_c, n_c, m_t, var_t, n_t = np.broadcast_arrays(
+        *(
+            np.asarray(a, dtype=np.float64)
+            for a in (mean_control, unit_variance_control, n_control, mean_treatment,
+                      unit_variance_treatment, n_treatment)
+        )
+    )
+    checks.counts("n_control", n_c)
+    checks.counts("n_treatment", n_t)
+    _check_data(m_t - m_c, var_c, n_c, var_t, n_t)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        c2 = m_c * m_c
+        lift = (m_t - m_c) / np.abs(m_c)
+        v = var_t / (n_t * c2) + m_t * m_t * var_c / (n_c * c2 * c2)
+        unit = var_t / c2 + m_t * m_t * var_c / (c2 * c2)
+        if config.mixture_variance is None:
+            tau2 = optimal_mixture_ratio(config.alpha) * unit / config.tuning_n
+        else:
+            tau2 = np.full(v.shape, float(config.mixture_variance))
+    reason = first_reason(
+        [
+            (n_c == 0, Reason.CONTROL_EMPTY),
+            (n_t == 0, Reason.TREATMENT_EMPTY),
+            (~np.isfinite(var_c), Reason.CONTROL_TOO_FEW),
+            (~np.isfinite(var_t), Reason.TREATMENT_TOO_FEW),
+            (m_c == 0, Reason.CONTROL_ZERO),
+            (~(v > 0), Reason.NO_VARIANCE),
+        ]
+    )
+    return _mixture(lift, v, tau2, config, reason)
 
 
 def _result(

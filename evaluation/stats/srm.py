@@ -17,6 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
+from evaluation.stats import checks
+
 DEFAULT_SRM_THRESHOLD = 0.001
 
 
@@ -48,10 +50,12 @@ def srm_arrays(counts: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.nd
     """Statistic and p-value for many count vectors at once (arms on the last axis).
 
     An arm with weight zero is left out while it is empty; if it has units, the split is
-    certainly broken and the result is ``(inf, 0)``. Rows with no units give NaN.
+    certainly broken and the result is ``(inf, 0)``. Rows with no units give NaN (nothing to
+    check yet); NaN or negative counts raise, so a broken count never reads as "no mismatch".
     """
     share = normalise_weights(weights)
     observed = np.asarray(counts, dtype=np.float64)
+    checks.counts("unit counts", observed)
     if observed.shape[-1] != share.size:
         raise ValueError(f"counts have {observed.shape[-1]} arms, weights {share.size}")
     total = observed.sum(axis=-1, keepdims=True)
@@ -83,8 +87,7 @@ def sample_ratio_mismatch(
     share = normalise_weights(weights)
     if observed.shape != share.shape:
         raise ValueError("need one count per weight")
-    if (observed < 0).any() or not np.isfinite(observed).all():
-        raise ValueError("counts must be finite and non-negative")
+    checks.counts("unit counts", observed)
     statistic, p_value = srm_arrays(observed, share)
     total = float(observed.sum())
     live = int((share > 0).sum())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from evaluation.stats import checks
+
 
 @dataclass(frozen=True, slots=True)
 class ProportionStats:
@@ -63,42 +65,50 @@ class ProportionStats:
 
 @dataclass(frozen=True, slots=True)
 class MeanStats:
-    """Count, sum and sum of squares of a numeric metric (latency, edit distance, score).
+    """Count and *shifted* sum and sum of squares of a numeric metric (latency, edit distance).
 
-    The variance is derived as ``(sum_squares - sum**2 / n) / (n - 1)``. That difference loses
-    precision when the mean is very large next to the spread (values near 1e8 with a spread of 1),
-    which is far from the metrics this service records.
+    ``sum`` is ``sum(x - shift)`` and ``sum_squares`` is ``sum((x - shift)**2)``. With ``shift``
+    near the mean the variance ``(sum_squares - sum**2 / n) / (n - 1)`` keeps its precision
+    however large the mean is next to the spread (values near 1e8 with a spread of a few units);
+    with ``shift = 0`` these are the plain sums. :meth:`from_values` shifts by the data's own mean
+    (centred moments), and ``+`` re-expresses the right operand about the left one's shift before
+    adding, which is Chan, Golub and LeVeque's pairwise merge ("Algorithms for computing the
+    sample variance", The American Statistician, 1983) written on shifted sums.
     """
 
     n: int
     sum: float
     sum_squares: float
+    shift: float = 0.0
 
     def __post_init__(self) -> None:
         n = int(self.n)
         if n != self.n or n < 0:
             raise ValueError(f"n must be a whole number >= 0, got {self.n}")
-        total, squares = float(self.sum), float(self.sum_squares)
-        if not (math.isfinite(total) and math.isfinite(squares)):
-            raise ValueError("sum and sum_squares must be finite")
-        if squares < 0:
-            raise ValueError("sum_squares cannot be negative")
-        if n == 0 and (total != 0 or squares != 0):
-            raise ValueError("an empty aggregate must have zero sums")
+        total, squares, shift = float(self.sum), float(self.sum_squares), float(self.shift)
+        if not math.isfinite(shift):
+            raise ValueError("shift must be finite")
+        checks.moments("MeanStats", np.array([n]), np.array([total]), np.array([squares]))
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "sum", total)
         object.__setattr__(self, "sum_squares", squares)
+        object.__setattr__(self, "shift", shift)
 
     @classmethod
     def from_values(cls, values: ArrayLike) -> MeanStats:
-        """Build from raw observations."""
+        """Build from raw observations, centred on their mean (two passes, no cancellation)."""
         data = np.asarray(values, dtype=np.float64).ravel()
-        return cls(n=int(data.size), sum=float(data.sum()), sum_squares=float(np.dot(data, data)))
+        checks.finite("values", data)
+        if data.size == 0:
+            return cls(0, 0.0, 0.0)
+        centre = float(data.mean())
+        dev = data - centre
+        return cls(int(data.size), float(dev.sum()), float(np.dot(dev, dev)), centre)
 
     @property
     def mean(self) -> float:
         """Arithmetic mean; NaN when there are no observations."""
-        return self.sum / self.n if self.n else math.nan
+        return self.shift + self.sum / self.n if self.n else math.nan
 
     @property
     def variance(self) -> float:
@@ -113,11 +123,27 @@ class MeanStats:
         """Sample standard deviation (ddof=1)."""
         return math.sqrt(self.variance)
 
+    def shifted(self, shift: float) -> MeanStats:
+        """The same statistic expressed about another shift."""
+        delta = self.shift - float(shift)  # x - new = (x - old) + delta
+        return MeanStats(
+            self.n,
+            self.sum + self.n * delta,
+            self.sum_squares + 2.0 * delta * self.sum + self.n * delta * delta,
+            shift,
+        )
+
     def __add__(self, other: object) -> MeanStats:
         if not isinstance(other, MeanStats):
             return NotImplemented
+        if self.n == 0:
+            return other
+        if other.n == 0:
+            return self
+        right = other if other.shift == self.shift else other.shifted(self.shift)
         return MeanStats(
-            self.n + other.n, self.sum + other.sum, self.sum_squares + other.sum_squares
+            self.n + right.n, self.sum + right.sum, self.sum_squares + right.sum_squares,
+            self.shift,
         )
 
     def __radd__(self, other: object) -> MeanStats:

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import proportions_ztest
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
 from core.store.db import Database
 from evaluation import sketch
@@ -108,6 +109,15 @@ def test_little_data_keeps_running_with_sample_still_needed(db: Database) -> Non
     assert res["decision"]["action"] == "keep_running"
     power = res["power"]["treatment"]
     assert power["still_needed"] > 1000
+    # The power the 150 + 150 have against the target effect, as statsmodels computes it.
+    rec = next(r for r in res["comparisons"] if r["treatment"] == "treatment"
+               and r["metric"] == res["experiment"]["primary_metric"] and r["slice"] == "all")
+    base = rec["control_mean"]
+    h = proportion_effectsize(base * (1 - power["target_relative_effect"]), base)
+    expected = NormalIndPower().power(abs(h), nobs1=rec["n_treatment"],
+                                      ratio=rec["n_control"] / rec["n_treatment"], alpha=0.05)
+    assert power["power_at_target"] == pytest.approx(expected, rel=1e-9)
+    assert power["mde_relative"] > power["target_relative_effect"]  # hence still_needed > 0
     assert "more predictions per arm" in res["decision"]["reasons"][0]
 
 

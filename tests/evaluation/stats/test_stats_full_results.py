@@ -24,6 +24,7 @@ from evaluation.stats import (
     two_proportion_ztest,
     welch_ttest,
 )
+from evaluation.stats.bayesian_means import gaussian_test
 
 ARMS, METRICS, SLICES = 3, 4, 5
 IS_PROPORTION = np.array([True, False, True, False])
@@ -63,8 +64,11 @@ def test_from_long_rows_matches_a_plain_loop(aggregates):
     for a, m, s in [(0, 0, 0), (2, 1, 4), (1, 3, 2)]:
         chosen = value[(arm == a) & (metric == m) & (slice_ == s)]
         assert aggregates.n[a, m, s] == chosen.size
-        assert aggregates.sums[a, m, s] == pytest.approx(chosen.sum(), rel=1e-12)
-        assert aggregates.sum_squares[a, m, s] == pytest.approx((chosen**2).sum(), rel=1e-12)
+        assert aggregates.means[a, m, s] == pytest.approx(chosen.mean(), rel=1e-12)
+        n, total, squares = (x[a, m, s] for x in (aggregates.n, aggregates.sums,
+                                                  aggregates.sum_squares))
+        variance = (squares - total * total / n) / (n - 1)
+        assert variance == pytest.approx(chosen.var(ddof=1), rel=1e-10)
 
 
 def test_aggregates_merge_by_addition(aggregates):
@@ -85,8 +89,13 @@ def test_aggregates_merge_by_addition(aggregates):
     ]
     merged = parts[0] + parts[1]
     np.testing.assert_array_equal(merged.n, aggregates.n)
-    np.testing.assert_allclose(merged.sums, aggregates.sums, rtol=1e-12)
-    np.testing.assert_allclose(merged.sum_squares, aggregates.sum_squares, rtol=1e-12)
+    np.testing.assert_allclose(merged.means, aggregates.means, rtol=1e-12)
+    # Both hold sums about their own shifts; the centred second moments must agree.
+    def m2(x: ExperimentAggregates) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(x.n > 0, x.sum_squares - x.sums**2 / x.n, 0.0)
+
+    np.testing.assert_allclose(m2(merged), m2(aggregates), rtol=1e-10, atol=1e-9)
 
 
 def test_every_element_matches_the_scalar_functions(aggregates):
@@ -112,6 +121,7 @@ def test_every_element_matches_the_scalar_functions(aggregates):
                     int(aggregates.n[a, m, s]),
                     aggregates.sums[a, m, s],
                     aggregates.sum_squares[a, m, s],
+                    aggregates.shift[a, m, s],
                 )
                 for a in (0, k + 1)
             )
@@ -119,7 +129,9 @@ def test_every_element_matches_the_scalar_functions(aggregates):
             seq = msprt_means(control, treatment, sequential)
             mde = mde_mean(control.n, treatment.n, control.std, treatment_std=treatment.std)
             mde = mde.absolute
-            assert np.isnan(results.chance_to_win[k, m, s])
+            gauss = gaussian_test(control, treatment)
+            assert results.chance_to_win[k, m, s] == pytest.approx(gauss.chance_to_win, rel=1e-12)
+            assert results.credible_ci_low[k, m, s] == pytest.approx(gauss.ci_low, rel=1e-12)
         assert results.p_value[k, m, s] == pytest.approx(single.p_value, rel=1e-10)
         assert results.ci_low[k, m, s] == pytest.approx(single.ci_low, rel=1e-10)
         assert results.relative_ci_high[k, m, s] == pytest.approx(
@@ -172,7 +184,7 @@ def test_records_are_json_ready(aggregates):
     assert first["slice"] == "slice_0"
     assert first["p_value"] == results.p_value[0, 0, 0]
     latency = next(r for r in records if r["metric"] == "latency_ms")
-    assert latency["chance_to_win"] is None and latency["kind"] == "mean"
+    assert 0 < latency["chance_to_win"] < 1 and latency["kind"] == "mean"
 
 
 def test_srm_per_slice():

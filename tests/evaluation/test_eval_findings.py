@@ -1,0 +1,84 @@
+"""Findings that say what happened: a mix shift is the cause, one slice is one finding, and the
+order is a rule that random draws cannot flip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation import aggregation as agg
+from evaluation.divergence import candidate_divergence
+from evaluation.findings import rank_findings
+from evaluation.online import ALL, Cell
+
+OFFLINE = {
+    "overall": {"n": 1000, "exact_match": 0.9},
+    "slices": {"printed/middle": {"n": 800, "exact_match": 0.95},
+               "handwritten/middle": {"n": 200, "exact_match": 0.70}},
+}
+
+
+def _cells(counts: dict[str, tuple[int, int]]) -> dict[str, Cell]:
+    """One cell per slice from (predictions, corrections), plus ``all``."""
+    cells: dict[str, Cell] = {}
+    total = Cell()
+    for slice_, (n, wrong) in counts.items():
+        cell = Cell()
+        cell.add(agg.PREDICTIONS, "", (n, n, n))
+        cell.add(agg.CORRECTED, "", (wrong, wrong, wrong))
+        cells[slice_] = cell
+        total.merge(cell)
+    cells[ALL] = total
+    return cells
+
+
+def _report(offline: dict, counts: dict[str, tuple[int, int]]) -> list[dict]:
+    rows, mix, shift = candidate_divergence("ocr", offline, _cells(counts), 0.05, 0.02)
+    return rank_findings(rows, [mix] if mix else [], [shift] if shift else [], 0.05)
+
+
+def test_a_pure_mix_shift_always_ranks_the_mix_first() -> None:
+    # Per-slice accuracy as offline (.95 and .70); the online mix flips from 80/20 to 20/80.
+    # Each draw moves the within-slice part a little either way; the top finding must not move.
+    rng = np.random.default_rng(2026)
+    for _ in range(300):
+        printed, hand = 400, 1600
+        counts = {"printed/middle": (printed, int(rng.binomial(printed, 0.05))),
+                  "handwritten/middle": (hand, int(rng.binomial(hand, 0.30)))}
+        findings = _report(OFFLINE, counts)
+        kinds = [f["kind"] for f in findings]
+        assert kinds[0] == "traffic_mix", kinds
+        gap = next(f for f in findings if f["kind"] == "accuracy_gap" and f["slice"] == ALL)
+        assert kinds.index("traffic_mix") < findings.index(gap)
+        assert gap["explained_by"] == "traffic_mix"
+        assert "traffic mix explains" in gap["explanation"]
+        assert "relabel this slice" not in gap["explanation"]
+
+
+def test_a_real_drop_within_slices_still_advises_relabeling() -> None:
+    # Same mix as offline, handwritten drops from .70 to .40: nothing for the mix to explain.
+    findings = _report(OFFLINE, {"printed/middle": (1600, 80), "handwritten/middle": (400, 240)})
+    assert findings[0]["kind"] == "accuracy_gap"
+    assert all(f["kind"] != "traffic_mix" for f in findings)
+    assert all("relabel" in f["explanation"] for f in findings)
+    assert all(f["explained_by"] is None for f in findings)
+
+
+def test_one_slice_gives_one_accuracy_finding() -> None:
+    offline = {"overall": {"n": 1000, "exact_match": 0.95},
+               "slices": {"printed/middle": {"n": 1000, "exact_match": 0.95}}}
+    findings = _report(offline, {"printed/middle": (1000, 200)})
+    gaps = [f for f in findings if f["kind"] == "accuracy_gap"]
+    assert len(gaps) == 1
+    assert gaps[0]["slice"] == ALL and "'printed/middle'" in gaps[0]["explanation"]
+
+
+def test_equal_severities_are_ordered_by_kind_then_name() -> None:
+    mix = {"candidate": "b", "shifted": True, "slices": ["x", "y"], "psi": 0.5, "p_value": 0.0,
+           "online_shares": {"x": 0.5, "y": 0.5}, "offline_shares": {"x": 0.5, "y": 0.5},
+           "decomposition": {"mix_effect": -0.1, "within_slices": 0.0}}
+    row = {"candidate": "a", "slice": ALL, "flagged": True, "gap": -0.1, "p_value": 0.0,
+           "online": {"n": 100, "accuracy_bound": 0.8, "accuracy_ci": [0.7, 0.9]},
+           "offline": {"exact_match": 0.9}}
+    findings = rank_findings([row], [mix], [], 0.05)
+    assert [f["kind"] for f in findings] == ["traffic_mix", "accuracy_gap"]
+    assert [f["rank"] for f in findings] == [1, 2]
