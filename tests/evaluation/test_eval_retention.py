@@ -41,9 +41,11 @@ def test_a_copy_republished_before_a_prune_is_absorbed(db: Database) -> None:
     try:
         _drain(worker)
         assert _count(db, Prediction) == 1 and _count(db, ProcessedEvent) == 1
-        # The relay published but lost its mark: the row is unsent and goes out a second time.
+        # The relay published but lost its mark, and its claim expired: the row is unsent and
+        # goes out a second time.
         with db.session() as s:
-            s.execute(update(OutboxEvent).values(sent_at=None))
+            s.execute(update(OutboxEvent).values(sent_at=None, claimed_by=None,
+                                                 claimed_until=None))
         assert relay.relay_once() == 1
         assert _count(db, BusRecord) == 2
 
