@@ -223,7 +223,7 @@ def answer_of(output: OutputSpec, outputs: Mapping[str, np.ndarray]) -> Any:
         raise OfflineError(f"the candidate answered {sorted(outputs)}; name the answer tensor "
                            f"{output.type!r} or answer one tensor")
     if array.ndim >= 1 and array.shape[0] == 1:
-        array = array[0]
+        array = array.reshape(array.shape[1:])  # the batch axis of one; the dtype kept
     if output.type == "label" and array.ndim == 1 and array.dtype.kind in "fiu" \
             and len(array) == len(output.classes):
         return output.classes[int(np.argmax(array))]
