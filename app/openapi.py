@@ -176,7 +176,9 @@ def candidate_paths() -> dict[str, Any]:
                                     "properties": {"bundle": {"type": "string",
                                                               "format": "binary"}}}}}},
                      "responses": {"201": _json(CANDIDATE, "Registered"),
-                                   **_errors(400, 401, 403, 409, 413)}}},
+                                   **_errors(400, 401, 403, 409, 413),
+                                   "411": _json(ERROR, "No Content-Length: chunked uploads "
+                                                       "are refused unread")}}},
         "/v1/candidates/{name}": {"get": {
             "summary": "One candidate: the latest active version, or the version asked for",
             "security": ADMIN, "parameters": [CANDIDATE_NAME, VERSION],

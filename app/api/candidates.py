@@ -5,9 +5,10 @@
     GET  /v1/candidates/<name>     the latest active version; `?version=` any version
     POST /v1/candidates/<name>/retire   every active version; `?version=` one
 
-An upload is bounded before it is read: the per-request body limit and the admin check are set
-in a URL-value preprocessor, which Flask runs before any `before_request` hook, so no hook that
-reads the form can pull in an oversized body or an anonymous caller's upload first.
+An upload is bounded before it is read: it must say its Content-Length, and the admin check and
+the size limit run in a URL-value preprocessor, which Flask runs before any `before_request`
+hook, so no hook that reads the form can pull in an oversized body or an anonymous caller's
+upload first.
 """
 
 from __future__ import annotations
@@ -54,9 +55,14 @@ def _bound_uploads(endpoint: str | None, values: dict[str, Any] | None) -> None:
     if endpoint != "candidates.register" or request.method != "POST":
         return
     _admin_only()  # refuse a caller without the scope before a byte of the body is read
+    if request.content_length is None:
+        # A chunked body could only be measured by reading it; werkzeug's parser would also
+        # leave its half-written temporary file open when cut off at the limit.
+        raise AbvocError("an upload needs a Content-Length header: send the bundle as a plain "
+                         "(not chunked) multipart body", status=411)
     limit = bundle_limit() + FORM_OVERHEAD
-    request.max_content_length = limit  # a chunked body is cut off here while it is read
-    if request.content_length is not None and request.content_length > limit:
+    request.max_content_length = limit
+    if request.content_length > limit:
         raise _too_large()
 
 
