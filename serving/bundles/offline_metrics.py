@@ -6,8 +6,8 @@ A row holds ``n`` and the metric of the output type:
 =============  ==============================================================================
 ``label``      ``accuracy`` (also as ``exact_match``, the key the divergence report compares),
                ``label_shares`` (the true labels) and ``output_shares`` (the answers)
-``text``       ``exact_match`` and ``token_edit_distance`` (words, normalized 0..1)
-``latex``      ``exact_match`` and ``token_edit_distance`` (LaTeX tokens, normalized 0..1)
+``text``       ``exact_match`` (the same words) and ``token_edit_distance`` (over words, 0..1)
+``latex``      ``exact_match`` (the same LaTeX tokens) and ``token_edit_distance`` (over them)
 ``number``     ``mae``, ``rmse`` and ``mean_error`` (answer minus truth)
 ``json``       ``exact_match`` (equal after canonical encoding)
 =============  ==============================================================================
