@@ -110,11 +110,6 @@ SCHEMAS: dict[str, Any] = {
             "allocation_table": {"type": ["string", "null"]},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]}}},
-    "Candidate": {"type": "object", "required": ["name", "version", "backend"],
-                  "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                                 "backend": {"type": "string"},
-                                 "requirements": {"type": "object"},
-                                 "offline_results": {"type": "object"}}},
     "Report": {"type": "object", "description": "results or divergence report"},
 }
 
@@ -143,6 +138,60 @@ def _report(summary: str, *shares: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
                     "responses": {"200": _json({"$ref": "#/components/schemas/Report"}),
                                   **_errors(400, 401, 403, 404)}}}
+
+
+# --- candidates (app/api/candidates.py) -------------------------------------------------------
+
+SCHEMAS["Candidate"] = {
+    "type": "object", "required": ["name", "version", "backend"],
+    "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                   "description": {"type": "string"}, "backend": {"type": "string"},
+                   "pipeline": {"type": "object"}, "artifacts": {"type": "string"},
+                   "requirements": {"type": "object"}, "offline_results": {"type": "object"},
+                   "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+                   "retired_at": {"type": ["string", "null"]}}}
+CANDIDATE = {"$ref": "#/components/schemas/Candidate"}
+CANDIDATE_NAME = {"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+VERSION = {"name": "version", "in": "query", "required": False,
+           "schema": {"type": "string", "minLength": 1, "maxLength": 50}}
+
+
+def candidate_paths() -> dict[str, Any]:
+    """List, register (multipart upload of a .tar.gz bundle), show and retire candidates."""
+    return {
+        "/v1/candidates": {
+            "get": {"summary": "Registered candidates (retired ones left out)",
+                    "security": ADMIN,
+                    "responses": {"200": _json({"type": "object", "required": ["candidates"],
+                                                "properties": {"candidates": {
+                                                    "type": "array", "items": CANDIDATE}}}),
+                                  **_errors(401, 403)}},
+            "post": {"summary": "Register a bundle: a .tar.gz of its folder, in the field "
+                                "'bundle'; a new name or a new version of one",
+                     "security": ADMIN,
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {
+                         "schema": {"type": "object", "required": ["bundle"],
+                                    "additionalProperties": False,
+                                    "properties": {"bundle": {"type": "string",
+                                                              "format": "binary"}}}}}},
+                     "responses": {"201": _json(CANDIDATE, "Registered"),
+                                   **_errors(400, 401, 403, 409, 413),
+                                   "411": _json(ERROR, "No Content-Length: chunked uploads "
+                                                       "are refused unread")}}},
+        "/v1/candidates/{name}": {"get": {
+            "summary": "One candidate: the latest active version, or the version asked for",
+            "security": ADMIN, "parameters": [CANDIDATE_NAME, VERSION],
+            "responses": {"200": _json(CANDIDATE), **_errors(400, 401, 403, 404)}}},
+        "/v1/candidates/{name}/retire": {"post": {
+            "summary": "Retire every active version, or the version asked for; rows and files "
+                       "stay for the experiments that ran them",
+            "security": ADMIN, "parameters": [CANDIDATE_NAME, VERSION],
+            "responses": {"200": _json({"type": "object", "required": ["retired"],
+                                        "properties": {"retired": {"type": "array",
+                                                                   "items": CANDIDATE}}}),
+                          **_errors(400, 401, 403, 404)}}},
+    }
 
 
 def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
@@ -213,13 +262,8 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/results": _report("Online results and statistics"),
         "/v1/experiments/{experiment_id}/divergence": _report("Offline-vs-online divergence",
                                                               "alpha", "tolerance"),
-        "/v1/candidates": {"get": {
-            "summary": "Registered candidates", "security": ADMIN,
-            "responses": {"200": _json({"type": "object", "required": ["candidates"],
-                                        "properties": {"candidates": {"type": "array", "items": {
-                                            "$ref": "#/components/schemas/Candidate"}}}}),
-                          **_errors(401, 403)}}},
     }
+    paths.update(candidate_paths())
     if paths_wanted is not None:
         paths = {p: v for p, v in paths.items() if p in paths_wanted}
     return {

@@ -1,10 +1,9 @@
-"""The API's own description and the candidate list."""
+"""The API's own description (the candidate routes live in app/api/candidates.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-from app.auth import require
 from app.openapi import openapi_document
 
 bp = Blueprint("meta", __name__)
@@ -14,9 +13,3 @@ bp = Blueprint("meta", __name__)
 def openapi():  # noqa: ANN201
     return jsonify(openapi_document())
 
-
-@bp.get("/v1/candidates")
-@require("admin")
-def candidates():  # noqa: ANN201
-    registry = current_app.extensions["abvoc_serving"].registry
-    return jsonify({"candidates": [c.to_dict() for c in registry.list()]})

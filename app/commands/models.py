@@ -1,5 +1,5 @@
-"""Commands for candidate pipelines: train them, test them offline, register a team's bundle,
-list, show and retire them."""
+"""Commands for candidate pipelines: train them, test them offline (built-in test set or a
+team's own dataset), import offline results, register a team's bundle, list, show and retire."""
 
 from __future__ import annotations
 
@@ -37,13 +37,33 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
 
 @click.command("offline-test")
 @click.argument("candidate")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="A bundle candidate's own labeled test set: a JSONL manifest, "
+                                 "one {inputs, label, slice} a line.")
+@click.option("--version", default=None, help="A version (default: the latest active one).")
 @click.option("--n", "n_test", type=click.IntRange(min=4), default=None,
-              help="Offline test formulas (default 600).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Test-set seed.")
+              help="Built-in candidates: offline test formulas (default 600).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Built-in candidates: test-set seed.")
 @json_option
 @pass_ctx
-def offline_test_cmd(ctx, candidate, n_test, seed, as_json) -> None:  # noqa: ANN001
-    """Evaluate CANDIDATE on the offline test set and store the results in the registry."""
+def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: ANN001
+                     as_json) -> None:
+    """Evaluate CANDIDATE offline and store the results by slice in the registry: a bundle on
+    --dataset, or a built-in OCR candidate on its generated offline test set."""
+    if dataset is not None:
+        if n_test is not None:
+            raise click.UsageError("--n is for the built-in test set; --dataset sets the examples")
+        from serving.bundles.offline import offline_test
+        from serving.registry import Registry
+
+        with open_db(ctx) as db:
+            results = offline_test(Registry(db), candidate, dataset, version,
+                                   progress=ProgressLine(f"{candidate} on {dataset.name}"))
+        emit(results, as_json, format_offline(results))
+        return
+    if version is not None:
+        raise click.UsageError("--version is for bundle candidates tested with --dataset")
     from serving.ocr.offline import DEFAULT_TEST_SIZE
     from serving.ocr.workflow import format_table, offline_test_and_store
 
@@ -51,6 +71,54 @@ def offline_test_cmd(ctx, candidate, n_test, seed, as_json) -> None:  # noqa: AN
     results = offline_test_and_store(ctx.settings, candidate, n_test or DEFAULT_TEST_SIZE, seed,
                                      progress=say)
     emit(results, as_json, format_table(results))
+
+
+class ProgressLine:
+    """A one-line textual progress bar on stderr, redrawn about fifty times in all."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __call__(self, done: int, total: int) -> None:
+        if done != total and done % max(total // 50, 1):
+            return
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        click.echo(f"\r{self.label} [{bar}] {done}/{total}", err=True, nl=done == total)
+
+
+METRIC_COLUMNS = {
+    "label": [("accuracy", "accuracy", "{:.3f}")],
+    "text": [("exact_match", "exact", "{:.3f}"), ("token_edit_distance", "TED", "{:.3f}")],
+    "latex": [("exact_match", "exact", "{:.3f}"), ("token_edit_distance", "TED", "{:.3f}")],
+    "number": [("mae", "MAE", "{:.4g}"), ("rmse", "RMSE", "{:.4g}")],
+    "json": [("exact_match", "exact", "{:.3f}")],
+}
+
+
+def format_offline(results: dict) -> str:
+    """A bundle candidate's offline results as a table: overall, then one row per slice."""
+    kind = results.get("output_type")
+    if kind not in METRIC_COLUMNS:  # the built-in OCR test's own figures
+        from serving.ocr.workflow import format_table
+
+        return format_table(results)
+    cols = [*METRIC_COLUMNS[kind], ("latency_p50_ms", "p50 ms", "{:.2f}"),
+            ("latency_p99_ms", "p99 ms", "{:.2f}")]
+    lines = [f"{'slice':<24}{'n':>6}" + "".join(f"{label:>10}" for _, label, _ in cols)]
+    for name, row in [("overall", results["overall"]), *results.get("slices", {}).items()]:
+        cells = "".join(f"{(fmt.format(row[k]) if row.get(k) is not None else '-'):>10}"
+                        for k, _, fmt in cols)
+        lines.append(f"{name:<24}{row['n']:>6}{cells}")
+    if results.get("label_shares"):
+        lines.append("label shares: " + ", ".join(f"{k} {v:.3f}"
+                                                   for k, v in results["label_shares"].items()))
+    source = results.get("test_set", {})
+    if source:
+        lines.append(f"test set ({source.get('source')}): {source.get('path')}")
+    return "\n".join(lines)
 
 
 @click.group("candidates")
@@ -118,7 +186,6 @@ def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
 @pass_ctx
 def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
     """Show one candidate: pipeline, requirements and offline results by slice."""
-    from serving.ocr.workflow import format_table
     from serving.registry import Registry
 
     with open_db(ctx) as db:
@@ -126,11 +193,31 @@ def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
     lines = [f"{info.name} v{info.version} ({info.backend}): {info.description}",
              f"artifacts: {info.artifacts}",
              "requirements: " + ", ".join(f"{k}={v}" for k, v in info.requirements.items())]
+    if info.retired:
+        lines.append(f"retired at {info.retired_at.isoformat()}")
     if info.offline_results:
-        lines.append(format_table(info.offline_results))
+        lines.append(format_offline(info.offline_results))
     else:
-        lines.append(f"no offline results yet: run `abvoc offline-test {info.name}`")
+        lines.append(f"no offline results yet: run `abvoc offline-test {info.name}` (bundles: "
+                     "with --dataset) or import them with `abvoc candidates offline-results`")
     emit(info.to_dict(), as_json, "\n".join(lines))
+
+
+@candidates_group.command("offline-results")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", default=None, help="A version (default: the latest active one).")
+@json_option
+@pass_ctx
+def offline_results_cmd(ctx, name, file, version, as_json) -> None:  # noqa: ANN001
+    """Import offline results computed elsewhere for bundle candidate NAME: a JSON FILE with, per
+    slice, n and the output type's metric (label shares for a label output)."""
+    from serving.bundles.offline import import_results
+    from serving.registry import Registry
+
+    with open_db(ctx) as db:
+        results = import_results(Registry(db), name, file, version)
+    emit(results, as_json, f"imported offline results for {name}\n" + format_offline(results))
 
 
 MODEL_COMMANDS = [train_cmd, offline_test_cmd, candidates_group]

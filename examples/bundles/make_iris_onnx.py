@@ -6,11 +6,18 @@ steps (seconds on a CPU) and exported with a variable batch axis, input "feature
 output "probabilities" [-1, 3]. Run it from the repository root:
 
     python examples/bundles/make_iris_onnx.py   # writes examples/bundles/iris-onnx/model.onnx
+    python examples/bundles/make_iris_onnx.py --dataset   # writes iris-onnx/offline.jsonl
+
+The offline dataset is the bundle's own labeled test set for `abvoc offline-test iris-onnx
+--dataset examples/bundles/iris-onnx/offline.jsonl`: one flower a line, measurements rounded to
+millimetres as a ruler gives them, in two slices — "lab" (drawn like the training data) and
+"field" (measured in the field: twice the spread, so harder to tell apart).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
@@ -68,12 +75,33 @@ def export(net: IrisNet, path: Path) -> None:
                           dynamic_axes={"features": {0: "batch"}, "probabilities": {0: "batch"}})
 
 
+def write_dataset(path: Path, n_per_class: int = 10, seed: int = 7) -> int:
+    """The labeled JSONL test set; returns the number of lines written."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for slice_, spread in (("lab", 1.0), ("field", 2.0)):
+        for k, name in enumerate(CLASSES):
+            x = np.clip(rng.normal(MEANS[k], SPREADS[k] * spread, size=(n_per_class, 4)), 0.1,
+                        None)
+            lines += [json.dumps({"inputs": {"features": [round(float(v), 1) for v in row]},
+                                  "label": name, "slice": slice_}) for row in x]
+    order = rng.permutation(len(lines))
+    path.write_text("".join(lines[i] + "\n" for i in order))
+    return len(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parent / "iris-onnx" / "model.onnx")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", action="store_true",
+                        help="write only the labeled offline test set (offline.jsonl)")
     args = parser.parse_args()
+    if args.dataset:
+        path = Path(__file__).resolve().parent / "iris-onnx" / "offline.jsonl"
+        print(f"wrote {path} ({write_dataset(path)} examples)")
+        return
     net, accuracy = train(args.seed)
     export(net, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes); held-out accuracy {accuracy:.3f}")

@@ -1,0 +1,137 @@
+"""The admin API for candidates: list, register a bundle by upload, show one, retire.
+
+    POST /v1/candidates            multipart/form-data, one file field `bundle` (a .tar.gz)
+    GET  /v1/candidates            the active candidates
+    GET  /v1/candidates/<name>     the latest active version; `?version=` any version
+    POST /v1/candidates/<name>/retire   every active version; `?version=` one
+
+An upload is bounded before it is read: it must say its Content-Length, and the admin check and
+the size limit run in a URL-value preprocessor, which Flask runs before any `before_request`
+hook, so no hook that reads the form can pull in an oversized body or an anonymous caller's
+upload first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import secure_filename
+
+from app.auth import require
+from core.errors import AbvocError
+from serving.bundles import Limits, register_bundle, retire_candidate
+from serving.bundles.archive import ARCHIVE_SUFFIXES
+
+bp = Blueprint("candidates", __name__)
+FIELD = "bundle"
+# Multipart framing around the archive: boundaries and part headers.
+FORM_OVERHEAD = 64 << 10
+
+
+class TooLarge(AbvocError):
+    status = 413
+
+
+def bundle_limit() -> int:
+    """The largest bundle archive an upload may carry (app config `MAX_BUNDLE_BYTES`)."""
+    return int(current_app.config.get("MAX_BUNDLE_BYTES") or Limits().max_archive_bytes)
+
+
+_admin_only = require("admin")(lambda: None)
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(f"the upload is larger than the bundle limit of {bundle_limit()} bytes; "
+                    "make the bundle smaller or ask an operator to raise MAX_BUNDLE_BYTES")
+
+
+@bp.url_value_preprocessor
+def _bound_uploads(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if endpoint != "candidates.register" or request.method != "POST":
+        return
+    _admin_only()  # refuse a caller without the scope before a byte of the body is read
+    if request.content_length is None:
+        # A chunked body could only be measured by reading it; werkzeug's parser would also
+        # leave its half-written temporary file open when cut off at the limit.
+        raise AbvocError("an upload needs a Content-Length header: send the bundle as a plain "
+                         "(not chunked) multipart body", status=411)
+    limit = bundle_limit() + FORM_OVERHEAD
+    request.max_content_length = limit
+    if request.content_length > limit:
+        raise _too_large()
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _entity_too_large(_exc: RequestEntityTooLarge):  # noqa: ANN202
+    err = _too_large()
+    return jsonify(err.to_dict()), err.status
+
+
+def _registry():  # noqa: ANN202
+    return current_app.extensions["abvoc_serving"].registry
+
+
+@bp.get("/v1/candidates")
+@require("admin")
+def list_candidates():  # noqa: ANN201
+    return jsonify({"candidates": [c.to_dict() for c in _registry().list()]})
+
+
+@bp.post("/v1/candidates")
+@require("admin")
+def register():  # noqa: ANN201
+    if request.mimetype != "multipart/form-data":
+        raise AbvocError(f"send multipart/form-data with the bundle as a .tar.gz file in the "
+                         f"field '{FIELD}'")
+    unknown = sorted((set(request.form) | set(request.files)) - {FIELD})
+    if unknown:
+        raise AbvocError(f"unknown form field(s) {unknown}; send only the file field '{FIELD}'")
+    uploads = request.files.getlist(FIELD)
+    if len(uploads) != 1:
+        raise AbvocError(f"send exactly one file in the field '{FIELD}' (a .tar.gz of the bundle "
+                         f"folder), got {len(uploads)}")
+    upload = uploads[0]
+    name = secure_filename(upload.filename or "") or "bundle.tar.gz"
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        raise AbvocError(f"field '{FIELD}': {upload.filename!r} is not a .tar.gz; upload the "
+                         "bundle folder as a gzipped tar archive")
+    models = Path(current_app.extensions["abvoc"].settings.models_dir)
+    (models / "bundles").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=models / "bundles"))
+    try:
+        archive = scratch / name
+        upload.save(archive)
+        if archive.stat().st_size > bundle_limit():
+            raise _too_large()
+        info = register_bundle(_registry(), models, archive,
+                               Limits(max_archive_bytes=bundle_limit()))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    response = jsonify(info.to_dict())
+    response.headers["Location"] = f"/v1/candidates/{info.name}?version={info.version}"
+    return response, 201
+
+
+@bp.get("/v1/candidates/<name>")
+@require("admin")
+def show(name: str):  # noqa: ANN201
+    return jsonify(_registry().get(name, _version()).to_dict())
+
+
+@bp.post("/v1/candidates/<name>/retire")
+@require("admin")
+def retire(name: str):  # noqa: ANN201
+    retired = retire_candidate(_registry(), name, _version())
+    return jsonify({"retired": [c.to_dict() for c in retired]})
+
+
+def _version() -> str | None:
+    version = request.args.get("version")
+    if version is not None and (not version or len(version) > 50):
+        raise AbvocError("'version' must be a candidate version of 1 to 50 characters")
+    return version

@@ -1,0 +1,356 @@
+"""Your own offline test: a registered bundle candidate — a local bundle, or a remote Open
+Inference Protocol endpoint — run on a labeled dataset the team provides, and the results stored
+by slice in the shape the built-in test stores (see :mod:`serving.bundles.offline_metrics`).
+
+The dataset is a JSONL manifest, one example a line::
+
+    {"inputs": {"features": [5.1, 3.5, 1.4, 0.2]}, "label": "setosa", "slice": "field"}
+    {"inputs": {"features": "arrays/17.npy"}, "label": "virginica", "slice": "lab"}
+    {"inputs": {"image": {"file": "images/17.png"}}, "label": "x^{2}", "slice": "scans"}
+
+Inputs are V2-style named tensors, one example each: a nested list (or a number or string) in
+the declared datatype, with or without the batch axis; a ``.npy`` file beside the manifest; or
+``{"file": ...}`` whose raw bytes are one item of a BYTES input. ``label`` is the truth in the
+output type (a class, a string, a number, a JSON value); ``slice`` is optional (an example
+without one counts in the overall row only). The whole file is read and checked before the
+candidate runs once, so a bad line costs no model time; nothing is stored unless every example
+ran. Examples run one at a time, so the latencies are the candidate's own per-request times
+(a local bundle's stages are called directly, without the batcher's wait).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from core.errors import AbvocError
+from core.latex import TokenVocabulary
+from serving.bundles.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    OutputSpec,
+    TensorSpec,
+    load_manifest,
+)
+from serving.bundles.offline_metrics import ALL, OfflineError, check_imported, summarize
+from serving.bundles.tensors import V2_TO_NUMPY
+from serving.registry import CandidateInfo, Registry
+
+Predict = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+Progress = Callable[[int, int], None]
+MAX_LINE = 64 << 20
+
+
+@dataclass(frozen=True)
+class Example:
+    line: int
+    inputs: dict[str, np.ndarray]
+    label: Any
+    slice: str | None
+
+
+def candidate_manifest(info: CandidateInfo) -> Manifest:
+    """The registered bundle's manifest; a clear error for a candidate that is not a bundle."""
+    folder = Path(info.artifacts) if info.artifacts else None
+    if folder is None or not (folder / MANIFEST_NAME).is_file():
+        raise OfflineError(f"candidate {info.name!r} v{info.version} is not a registered bundle "
+                           f"(no {MANIFEST_NAME} in its artifacts); the built-in candidates are "
+                           f"tested with `abvoc offline-test {info.name}` without --dataset")
+    return load_manifest(folder)
+
+
+# --- the dataset --------------------------------------------------------------------------------
+
+def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
+    """Every example of the JSONL file, checked against the manifest's inputs and output type."""
+    path = Path(path)
+    if not path.is_file():
+        raise OfflineError(f"dataset {path} does not exist: give a JSONL file, one example a line")
+    examples = []
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if len(raw) > MAX_LINE:
+                raise OfflineError(f"{path.name} line {number} is over {MAX_LINE} bytes; put "
+                                   "large inputs in .npy files beside the manifest")
+            if not raw.strip():
+                continue
+            examples.append(_example(raw, number, path, manifest))
+    if not examples:
+        raise OfflineError(f"{path.name} holds no examples")
+    return examples
+
+
+def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example:
+    where = f"{path.name} line {number}"
+    try:
+        item = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OfflineError(f"{where} is not JSON: {exc}") from exc
+    if not isinstance(item, dict):
+        raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
+    unknown = sorted(set(item) - {"inputs", "label", "slice", "id"})
+    if unknown:
+        raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
+                           "(and optionally 'id')")
+    inputs = item.get("inputs")
+    declared = {t.name: t for t in manifest.inputs}
+    if not isinstance(inputs, dict) or set(inputs) != set(declared):
+        got = sorted(inputs) if isinstance(inputs, dict) else inputs
+        raise OfflineError(f"{where}: 'inputs' must name the inputs {sorted(declared)}, got "
+                           f"{got!r}")
+    if "label" not in item:
+        raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
+    slice_ = item.get("slice")
+    if slice_ is not None and (not isinstance(slice_, str) or not slice_ or len(slice_) > 100
+                               or slice_ == ALL):
+        raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
+                           f"{ALL!r}, got {slice_!r}")
+    arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}")
+              for name, spec in declared.items()}
+    return Example(number, arrays, truth(manifest.output, item["label"], where), slice_)
+
+
+def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+    if isinstance(value, str) and value.endswith(".npy"):
+        value = {"file": value}
+    if isinstance(value, dict):
+        array = _from_file(value, spec, folder, where)
+    elif spec.datatype == "BYTES":
+        array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
+                           dtype=object)
+        if any(not isinstance(v, bytes) for v in array.flat):
+            raise OfflineError(f"{where} is BYTES: give strings")
+    else:
+        try:
+            array = np.asarray(value, dtype=V2_TO_NUMPY[spec.datatype])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise OfflineError(f"{where} is not a regular nested list of {spec.datatype} "
+                               f"values: {exc}") from exc
+    want = len(spec.shape)
+    if array.ndim == want - 1 and spec.shape[0] == -1:
+        array = array[np.newaxis]  # one example: the batch axis of one
+    if array.ndim != want or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape,
+                                                                  strict=True)):
+        raise OfflineError(f"{where} has shape {list(array.shape)}; the candidate takes "
+                           f"{list(spec.shape)} (-1: any size; the batch axis may be left out)")
+    if want and spec.shape[0] == -1 and array.shape[0] != 1:
+        raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
+                           "example per line")
+    return array
+
+
+def _nested(value: Any, convert: Callable[[Any], Any]) -> Any:
+    return [_nested(v, convert) for v in value] if isinstance(value, list) else convert(value)
+
+
+def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+    name = value.get("file")
+    if set(value) != {"file"} or not isinstance(name, str) or not name:
+        raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
+    path = folder / rel
+    if not path.is_file():
+        raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
+    if name.endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise OfflineError(f"{where}: {name!r} is not a .npy array file: {exc}") from exc
+    if spec.datatype != "BYTES":
+        raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
+                           f"takes; this input is {spec.datatype} (use a .npy file)")
+    array = np.empty(1, dtype=object)
+    array[0] = path.read_bytes()
+    return array
+
+
+def truth(output: OutputSpec, label: Any, where: str) -> Any:
+    """The label as the output type holds it; an error naming the line otherwise."""
+    kind = output.type
+    if kind == "label":
+        if label not in output.classes:
+            raise OfflineError(f"{where}: label {label!r} is not one of the candidate's classes "
+                               f"{list(output.classes)}")
+    elif kind in ("text", "latex"):
+        if not isinstance(label, str):
+            raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
+    elif kind == "number":
+        if isinstance(label, bool) or not isinstance(label, int | float) \
+                or not math.isfinite(label):
+            raise OfflineError(f"{where}: label must be a finite number, got {label!r}")
+        label = float(label)
+    else:
+        _check_json(output, label, where)
+        label = json.dumps(label, sort_keys=True)
+    return label
+
+
+def _check_json(output: OutputSpec, value: Any, where: str) -> None:
+    import jsonschema_rs
+
+    try:
+        jsonschema_rs.validator_for(output.schema or {}).validate(value)
+    except jsonschema_rs.ValidationError as exc:
+        raise OfflineError(f"{where}: label does not match the output schema: {exc}") from exc
+
+
+# --- the candidate's answer ---------------------------------------------------------------------
+
+def answer_of(output: OutputSpec, outputs: Mapping[str, np.ndarray]) -> Any:
+    """One example's answer from the candidate's named outputs: the tensor named after the output
+    type (``label``, ``text`` ...), or the only one; for a label, class probabilities too."""
+    if output.type in outputs:
+        array = np.asarray(outputs[output.type])
+    elif output.type == "label" and "probabilities" in outputs:
+        array = np.asarray(outputs["probabilities"])
+    elif len(outputs) == 1:
+        array = np.asarray(next(iter(outputs.values())))
+    else:
+        raise OfflineError(f"the candidate answered {sorted(outputs)}; name the answer tensor "
+                           f"{output.type!r} or answer one tensor")
+    if array.ndim >= 1 and array.shape[0] == 1:
+        array = array.reshape(array.shape[1:])  # the batch axis of one; the dtype kept
+    if output.type == "label" and array.ndim == 1 and array.dtype.kind in "fiu" \
+            and len(array) == len(output.classes):
+        return output.classes[int(np.argmax(array))]
+    if array.ndim != 0:
+        raise OfflineError(f"the candidate answered shape {list(array.shape)} for one example; a "
+                           f"{output.type!r} answer is one value")
+    value = array.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if output.type == "number":
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise OfflineError(f"the candidate's answer {value!r} is not a number") from exc
+    if output.type == "json":
+        try:
+            value = json.loads(value) if isinstance(value, str) else value
+            return json.dumps(value, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise OfflineError(f"the candidate's answer is not JSON: {exc}") from exc
+    return str(value)
+
+
+# --- running and storing ------------------------------------------------------------------------
+
+@contextmanager
+def predictor(manifest: Manifest, folder: Path) -> Iterator[Predict]:
+    """Call the candidate one example at a time: a local bundle's stages, or the remote client."""
+    if manifest.remote is not None:
+        from serving.remote import RemoteClient
+
+        with RemoteClient.from_spec(manifest.remote, pool_size=1) as client:
+            yield client.infer
+        return
+    from serving.bundles.runner import BundleRunner
+
+    runner = BundleRunner.open(folder)
+    try:
+        yield lambda inputs: runner.run_stages(runner.check_inputs(inputs))
+    finally:
+        runner.close()
+
+
+def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Run the candidate on every example and score the answers, overall and by slice."""
+    answers, latencies = [], []
+    started = time.perf_counter()
+    with predictor(manifest, folder) as predict:
+        for done, ex in enumerate(examples, 1):
+            start = time.perf_counter()
+            try:
+                outputs = predict(ex.inputs)
+            except AbvocError as exc:
+                raise OfflineError(f"line {ex.line}: the candidate failed: {exc.message}",
+                                   status=exc.status) from exc
+            except Exception as exc:  # the team's own stage code may raise anything
+                raise OfflineError(f"line {ex.line}: the candidate failed: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            latencies.append((time.perf_counter() - start) * 1000.0)
+            try:
+                answers.append(answer_of(manifest.output, outputs))
+            except OfflineError as exc:
+                raise OfflineError(f"line {ex.line}: {exc.message}") from exc
+            if progress is not None:
+                progress(done, len(examples))
+    seconds = time.perf_counter() - started
+    vocabulary = TokenVocabulary()
+    by_slice: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        if ex.slice is not None:
+            by_slice[ex.slice].append(i)
+
+    def row(idx: list[int]) -> dict[str, Any]:
+        return summarize(manifest.output, [examples[i].label for i in idx],
+                         [answers[i] for i in idx], [latencies[i] for i in idx], vocabulary)
+
+    overall = row(list(range(len(examples))))
+    overall["throughput_ips"] = round(len(examples) / seconds, 1) if seconds > 0 else None
+    results: dict[str, Any] = {"output_type": manifest.output.type, "overall": overall,
+                               "slices": {s: row(by_slice[s]) for s in sorted(by_slice)}}
+    if manifest.output.type == "label":
+        results["label_shares"] = overall["label_shares"]
+    return results
+
+
+def offline_test(registry: Registry, name: str, dataset: Path, version: str | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Test the candidate (latest active version, or `version`) on the team's dataset and store
+    the results with it; nothing is stored when a line or a call fails."""
+    info = registry.get(name, version)
+    manifest = candidate_manifest(info)
+    dataset = Path(dataset)
+    examples = read_dataset(dataset, manifest)
+    results = evaluate(manifest, Path(info.artifacts), examples, progress)
+    results["test_set"] = {"source": "dataset", "path": str(dataset.resolve()),
+                           "sha256": _sha256(dataset), "n": len(examples)}
+    results["environment"] = {"runner": "remote" if manifest.is_remote else "bundle",
+                              "backend": manifest.backend, "cpu_count": os.cpu_count(),
+                              "machine": platform.machine()}
+    registry.set_offline_results(info.name, info.version, results)
+    return results
+
+
+def import_results(registry: Registry, name: str, path: Path,
+                   version: str | None = None) -> dict[str, Any]:
+    """Store results computed elsewhere (a JSON file: per slice n, the metric, label shares)
+    after checking them against the candidate's output type."""
+    info = registry.get(name, version)
+    output = candidate_manifest(info).output
+    path = Path(path)
+    if not path.is_file():
+        raise OfflineError(f"results file {path} does not exist")
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OfflineError(f"{path.name} is not JSON: {exc}") from exc
+    results = check_imported(output, data)
+    results["test_set"] = {"source": "import", "path": str(path.resolve()),
+                           "sha256": _sha256(path), "n": results["overall"]["n"]}
+    registry.set_offline_results(info.name, info.version, results)
+    return results
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

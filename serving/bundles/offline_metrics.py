@@ -1,0 +1,237 @@
+"""Offline results of a bundle candidate, by slice, in the shape the built-in OCR test stores
+and the divergence report reads: ``{"overall": row, "slices": {name: row}, "label_shares"}``.
+
+A row holds ``n`` and the metric of the output type:
+
+=============  ==============================================================================
+``label``      ``accuracy`` (also as ``exact_match``, the key the divergence report compares),
+               ``label_shares`` (the true labels) and ``output_shares`` (the answers)
+``text``       ``exact_match`` (the same words) and ``token_edit_distance`` (over words, 0..1)
+``latex``      ``exact_match`` (the same LaTeX tokens) and ``token_edit_distance`` (over them)
+``number``     ``mae``, ``rmse`` and ``mean_error`` (answer minus truth)
+``json``       ``exact_match`` (equal after canonical encoding)
+=============  ==============================================================================
+
+plus ``latency_p50_ms``/``latency_p99_ms`` when the test timed the examples. Results computed
+elsewhere are checked against the same table by :func:`check_imported`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from core.errors import AbvocError
+from core.latex import TokenVocabulary, tokenize
+from serving.bundles.manifest import OutputSpec
+
+ALL = "all"  # the online name of the whole; an offline slice may not take it
+SHARE_TOLERANCE = 1e-3
+_UNIT = {"accuracy", "exact_match", "token_edit_distance"}
+METRICS: dict[str, tuple[str, ...]] = {
+    "label": ("accuracy",), "text": ("exact_match",), "latex": ("exact_match",),
+    "number": ("mae", "rmse"), "json": ("exact_match",),
+}
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "label": ("exact_match", "label_shares", "output_shares"),
+    "text": ("token_edit_distance",), "latex": ("token_edit_distance",),
+    "number": ("mean_error",), "json": (),
+}
+TIMINGS = ("latency_p50_ms", "latency_p99_ms", "throughput_ips")
+
+
+class OfflineError(AbvocError):
+    """The dataset or the imported results are not what they must be; the message says where."""
+
+    status = 400
+
+
+def tokens(output: OutputSpec, value: str) -> list[str]:
+    return tokenize(value) if output.type == "latex" else value.split()
+
+
+def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
+              latencies_ms: Sequence[float] = (),
+              vocabulary: TokenVocabulary | None = None) -> dict[str, Any]:
+    """One row: n and the type's metric for these (truth, answer) pairs."""
+    n = len(truths)
+    row: dict[str, Any] = {"n": n}
+    kind = output.type
+    if kind == "label":
+        accuracy = sum(a == t for a, t in zip(answers, truths, strict=True)) / n if n else None
+        row["accuracy"] = row["exact_match"] = _round(accuracy)
+        row["label_shares"] = shares(truths, output.classes)
+        row["output_shares"] = shares(answers, output.classes)
+    elif kind in ("text", "latex"):
+        vocabulary = vocabulary or TokenVocabulary()
+        pairs = [(tokens(output, a), tokens(output, t)) for a, t in zip(answers, truths,
+                                                                        strict=True)]
+        row["exact_match"] = _round(sum(a == t for a, t in pairs) / n) if n else None
+        row["token_edit_distance"] = _round(float(np.mean(
+            [_distance(vocabulary, a, t) for a, t in pairs]))) if n else None
+    elif kind == "number":
+        errors = np.asarray(answers, float) - np.asarray(truths, float)
+        row["mae"] = _round(float(np.mean(np.abs(errors)))) if n else None
+        row["rmse"] = _round(float(np.sqrt(np.mean(errors ** 2)))) if n else None
+        row["mean_error"] = _round(float(np.mean(errors))) if n else None
+    else:
+        row["exact_match"] = _round(sum(a == t for a, t in zip(answers, truths, strict=True))
+                                    / n) if n else None
+    if len(latencies_ms):
+        lat = np.asarray(latencies_ms, float)
+        row["latency_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
+        row["latency_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
+    return row
+
+
+def _distance(vocabulary: TokenVocabulary, answer: list[str], truth: list[str]) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    return float(Levenshtein.normalized_distance(vocabulary.encode(answer),
+                                                 vocabulary.encode(truth)))
+
+
+def shares(values: Sequence[Any], classes: Sequence[str]) -> dict[str, float]:
+    """Each class's share of `values`, every class listed (answers outside them too)."""
+    counts = Counter(values)
+    total = len(values) or 1
+    names = list(classes) + sorted(str(v) for v in counts if v not in classes)
+    return {c: round(counts.get(c, 0) / total, 6) for c in names}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# --- results computed elsewhere -----------------------------------------------------------------
+
+def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
+    """Imported results in the stored shape, or an OfflineError naming the slice and key.
+
+    Accepted: ``{"slices": {name: row}}`` with an optional ``"overall"`` row (made from the
+    slices, which must then partition the test set, when absent), optional top-level
+    ``"label_shares"`` (the overall row's, when absent), ``"mix_slices"`` and ``"notes"``."""
+    if not isinstance(data, dict):
+        raise OfflineError("the results file must hold a JSON object with 'slices'")
+    unknown = sorted(set(data) - {"overall", "slices", "label_shares", "mix_slices", "notes"})
+    if unknown:
+        raise OfflineError(f"unknown key(s) {unknown}; use 'slices' (and optionally 'overall', "
+                           "'label_shares', 'mix_slices', 'notes')")
+    slices = data.get("slices")
+    if not isinstance(slices, dict) or not slices:
+        raise OfflineError("'slices' must be an object of slice name -> {\"n\": ..., "
+                           f"{', '.join(repr(m) for m in METRICS[output.type])}: ...}}")
+    rows = {_slice_name(name): check_row(output, row, f"slices[{name!r}]")
+            for name, row in slices.items()}
+    overall = (check_row(output, data["overall"], "overall") if "overall" in data
+               else combine(output, list(rows.values())))
+    out: dict[str, Any] = {"output_type": output.type, "overall": overall, "slices": rows}
+    if output.type == "label":
+        top = data.get("label_shares", overall.get("label_shares"))
+        if top is not None:
+            out["label_shares"] = _shares(output, top, "label_shares")
+    elif "label_shares" in data:
+        raise OfflineError(f"'label_shares' is only for label outputs, not {output.type!r}")
+    if "mix_slices" in data:
+        mix = data["mix_slices"]
+        if not isinstance(mix, list) or not mix or any(m not in rows for m in mix):
+            raise OfflineError(f"'mix_slices' must list some of the slices {sorted(rows)}")
+        out["mix_slices"] = list(mix)
+    if "notes" in data:
+        if not isinstance(data["notes"], str) or len(data["notes"]) > 2000:
+            raise OfflineError("'notes' must be a string of at most 2000 characters")
+        out["notes"] = data["notes"]
+    return out
+
+
+def _slice_name(name: str) -> str:
+    if not name or len(name) > 100 or name == ALL:
+        raise OfflineError(f"slice name {name!r} must be 1 to 100 characters and not {ALL!r} "
+                           "(the online name of the whole)")
+    return name
+
+
+def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
+    """One imported row: n, the type's metrics in range, optional timings and shares."""
+    kind = output.type
+    if not isinstance(row, dict):
+        raise OfflineError(f"{where} must be an object with 'n' and {list(METRICS[kind])}")
+    known = {"n", *METRICS[kind], *OPTIONAL[kind], *TIMINGS}
+    unknown = sorted(set(row) - known)
+    if unknown:
+        raise OfflineError(f"{where}: unknown key(s) {unknown} for a {kind!r} output; known: "
+                           f"{sorted(known)}")
+    n = row.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise OfflineError(f"{where}.n must be a positive whole number of examples, got {n!r}")
+    out: dict[str, Any] = {"n": n}
+    if kind == "label" and "accuracy" not in row and "exact_match" in row:
+        row = {**row, "accuracy": row["exact_match"]}  # either name is the share right
+    for key in METRICS[kind]:
+        if key not in row:
+            raise OfflineError(f"{where}.{key} is missing: a {kind!r} output's offline results "
+                               f"give {list(METRICS[kind])}")
+    for key in [k for k in row if k not in ("n", "label_shares", "output_shares")]:
+        out[key] = _number(row[key], f"{where}.{key}", unit=key in _UNIT)
+    if kind == "label":
+        if "exact_match" in out and out["exact_match"] != out["accuracy"]:
+            raise OfflineError(f"{where}: exact_match and accuracy are the same figure for a "
+                               "label output; give one")
+        out["exact_match"] = out["accuracy"]
+        for key in ("label_shares", "output_shares"):
+            if key in row:
+                out[key] = _shares(output, row[key], f"{where}.{key}")
+    if kind == "number" and out["rmse"] + 1e-9 < out["mae"]:
+        raise OfflineError(f"{where}: rmse {out['rmse']} is below mae {out['mae']}, which no "
+                           "set of errors gives; check the two figures")
+    return out
+
+
+def _number(value: Any, where: str, *, unit: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise OfflineError(f"{where} must be a finite number, got {value!r}")
+    if unit and not 0 <= value <= 1:
+        raise OfflineError(f"{where} is a share between 0 and 1, got {value!r}")
+    if where.endswith((".mae", ".rmse", "_ms", ".throughput_ips")) and value < 0:
+        raise OfflineError(f"{where} must not be negative, got {value!r}")
+    return float(value)
+
+
+def _shares(output: OutputSpec, value: Any, where: str) -> dict[str, float]:
+    if not isinstance(value, dict) or not value:
+        raise OfflineError(f"{where} must be an object of class -> share")
+    unknown = sorted(set(value) - set(output.classes))
+    if unknown:
+        raise OfflineError(f"{where} names {unknown}, which are not among the candidate's "
+                           f"classes {list(output.classes)}")
+    out = {c: _number(value.get(c, 0.0), f"{where}[{c!r}]", unit=True) for c in output.classes}
+    if abs(sum(out.values()) - 1) > SHARE_TOLERANCE:
+        raise OfflineError(f"{where} must add up to 1, got {sum(out.values()):.4f}")
+    return out
+
+
+def combine(output: OutputSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The overall row from slice rows that partition the test set: n-weighted means (RMSE
+    through its mean square)."""
+    n = sum(r["n"] for r in rows)
+    out: dict[str, Any] = {"n": n}
+
+    def mean(key: str) -> float | None:
+        if not all(key in r for r in rows):
+            return None
+        return sum(r[key] * r["n"] for r in rows) / n
+
+    for key in (*METRICS[output.type], *OPTIONAL[output.type]):
+        if key.endswith("_shares"):
+            if all(key in r for r in rows):
+                out[key] = {c: round(sum(r[key][c] * r["n"] for r in rows) / n, 6)
+                            for c in output.classes}
+        elif key == "rmse":
+            out[key] = _round(math.sqrt(sum(r["rmse"] ** 2 * r["n"] for r in rows) / n))
+        elif (value := mean(key)) is not None:
+            out[key] = _round(value)
+    return out

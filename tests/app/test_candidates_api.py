@@ -1,0 +1,208 @@
+"""The candidate API: a team's bundle uploaded as a .tar.gz, registered, versioned, shown and
+retired; every refusal is a 400 naming the field or file with nothing stored, and an oversized
+upload is a 413 (one without a length a 411) before its body is read."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from serving.bundles import BundleRunner
+from tests.support.bundles import EXAMPLE, FLOWERS
+
+
+def targz(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A gzipped tar of `files` (and symbolic `links`), built in memory."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return out.getvalue()
+
+
+def example_files(**replace: tuple[str, str]) -> dict[str, bytes]:
+    """The example bundle's files under `iris/`; `candidate_toml=(old, new)` edits the manifest."""
+    files = {f"iris/{p.name}": p.read_bytes() for p in sorted(EXAMPLE.iterdir()) if p.is_file()}
+    for _, (old, new) in replace.items():
+        text = files["iris/candidate.toml"].decode()
+        assert old in text, old
+        files["iris/candidate.toml"] = text.replace(old, new, 1).encode()
+    return files
+
+
+def upload(client: FlaskClient, headers: dict, data: bytes, filename: str = "iris.tar.gz",
+           field: str = "bundle"):  # noqa: ANN201
+    return client.post("/v1/candidates", headers=headers,
+                       data={field: (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
+
+
+def stored(app: Flask) -> tuple[list[tuple[str, str]], list[Path]]:
+    """The registry's rows and the files under the bundle store: what a refusal must not change."""
+    registry = app.extensions["abvoc_serving"].registry
+    rows = [(c.name, c.version) for c in registry.list(include_retired=True)]
+    folder = Path(app.extensions["abvoc"].settings.models_dir) / "bundles"
+    return rows, sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def test_register_show_version_and_retire(app: Flask, client: FlaskClient, admin: dict) -> None:
+    response = upload(client, admin, targz(example_files()))
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert (body["name"], body["version"], body["backend"]) == ("iris-onnx", "1", "onnxruntime")
+    assert body["pipeline"]["output"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert response.headers["Location"] == "/v1/candidates/iris-onnx?version=1"
+    with BundleRunner.open(Path(body["artifacts"])) as runner:
+        assert list(runner.predict({"features": FLOWERS})["label"]) == \
+            ["setosa", "versicolor", "virginica"]
+    listed = client.get("/v1/candidates", headers=admin).get_json()["candidates"]
+    assert ("iris-onnx", "1") in [(c["name"], c["version"]) for c in listed]
+
+    again = upload(client, admin, targz(example_files()))
+    assert again.status_code == 409 and "new version" in again.get_json()["error"]
+    v2 = upload(client, admin, targz(example_files(v=('version = "1"', 'version = "2"'))))
+    assert v2.status_code == 201
+    assert client.get("/v1/candidates/iris-onnx", headers=admin).get_json()["version"] == "2"
+    one = client.get("/v1/candidates/iris-onnx?version=1", headers=admin).get_json()
+    assert one["version"] == "1" and one["retired_at"] is None
+
+    retired = client.post("/v1/candidates/iris-onnx/retire?version=2", headers=admin)
+    assert retired.status_code == 200
+    assert [(c["name"], c["version"]) for c in retired.get_json()["retired"]] == \
+        [("iris-onnx", "2")]
+    assert client.get("/v1/candidates/iris-onnx", headers=admin).get_json()["version"] == "1"
+    kept = client.get("/v1/candidates/iris-onnx?version=2", headers=admin).get_json()
+    assert kept["retired_at"] is not None  # still shown: experiments that ran it keep it
+    listed = client.get("/v1/candidates", headers=admin).get_json()["candidates"]
+    assert ("iris-onnx", "2") not in [(c["name"], c["version"]) for c in listed]
+    everything = client.post("/v1/candidates/iris-onnx/retire", headers=admin).get_json()
+    assert [c["version"] for c in everything["retired"]] == ["1"]
+    gone = client.get("/v1/candidates/iris-onnx", headers=admin)
+    assert gone.status_code == 404 and "not registered" in gone.get_json()["error"]
+    assert client.post("/v1/candidates/nope/retire", headers=admin).status_code == 404
+    assert client.get("/v1/candidates/iris-onnx?version=9", headers=admin).status_code == 404
+
+
+REFUSALS = [
+    ("no archive", b"\x1f\x8b not gzip at all", r"iris.tar.gz is not a readable .tar.gz"),
+    ("dotdot", targz({**example_files(), "iris/../../evil.py": b"x"}), r"contains '\.\.'"),
+    ("absolute", targz({**example_files(), "/tmp/evil.py": b"x"}), r"is an absolute path"),
+    ("link out", targz({k: v for k, v in example_files().items() if k != "iris/model.onnx"},
+                       {"iris/model.onnx": "../../etc/passwd"}), r"outside the bundle"),
+    ("unknown key", targz(example_files(k=('name = "iris-onnx"', 'name = "iris-onnx"\nx = 1'))),
+     r"unknown key\(s\) \['x'\]"),
+    ("missing file", targz(example_files(k=('path = "model.onnx"', 'path = "gone.onnx"'))),
+     r"'gone.onnx' is missing"),
+    ("not onnx", targz({**example_files(), "iris/model.onnx": b"not a graph"}),
+     r"'model.onnx' does not load as ONNX"),
+    ("signature", targz(example_files(k=("shape = [-1, 4]", "shape = [-1, 5]"))),
+     r"input 'features' dimension 1 is declared 5 but stage 'classifier'"),
+    ("no manifest", targz({"iris/model.onnx": b"x"}), r"no candidate.toml"),
+]
+
+
+@pytest.mark.parametrize(("data", "fragment"), [c[1:] for c in REFUSALS],
+                         ids=[c[0] for c in REFUSALS])
+def test_refusals_name_the_field_or_file_and_store_nothing(
+        app: Flask, client: FlaskClient, admin: dict, data: bytes, fragment: str) -> None:
+    before = stored(app)
+    response = upload(client, admin, data)
+    assert response.status_code == 400, response.get_json()
+    assert re.search(fragment, response.get_json()["error"]), \
+        response.get_json()
+    assert stored(app) == before
+
+
+def test_form_refusals(app: Flask, client: FlaskClient, admin: dict) -> None:
+    before = stored(app)
+    cases = [
+        (dict(json={"bundle": "x"}), r"send multipart/form-data"),
+        (dict(data={"file": (io.BytesIO(b"x"), "a.tar.gz")}, content_type="multipart/form-data"),
+         r"unknown form field\(s\) \['file'\]"),
+        (dict(data={}, content_type="multipart/form-data"), r"exactly one file in the field"),
+        (dict(data={"bundle": "not a file"}, content_type="multipart/form-data"),
+         r"exactly one file in the field 'bundle'"),
+        (dict(data={"bundle": (io.BytesIO(targz(example_files())), "iris.zip")},
+              content_type="multipart/form-data"), r"field 'bundle': 'iris.zip' is not a .tar.gz"),
+    ]
+    for kwargs, fragment in cases:
+        response = client.post("/v1/candidates", headers=admin, **kwargs)
+        assert response.status_code == 400, (kwargs, response.get_json())
+        assert re.search(fragment, response.get_json()["error"])
+    assert stored(app) == before
+
+FILE_PART = (b'--xyzzy\r\nContent-Disposition: form-data; name="bundle"; filename="b.tar.gz"\r\n'
+             b"Content-Type: application/gzip\r\n\r\n")
+
+
+class CountingStream(io.RawIOBase):
+    """A multipart body of `size` bytes, one file part that never ends, produced on demand and
+    counting what the server reads."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.pos, self.read_bytes = size, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:  # the test client measures the body by seeking
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: 0, 1: self.pos, 2: self.size}[whence] + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        n = max(min(len(buffer), self.size - self.pos), 0)
+        data = (FILE_PART[self.pos:] + b"x" * n)[:n]
+        buffer[:n] = data
+        self.pos += n
+        self.read_bytes += n
+        return n
+
+
+MULTIPART = "multipart/form-data; boundary=xyzzy"
+
+
+def test_oversized_upload_is_413_before_the_body_is_read(app: Flask, client: FlaskClient,
+                                                         admin: dict) -> None:
+    app.config["MAX_BUNDLE_BYTES"] = 100_000
+    body = CountingStream(50 << 20)
+    response = client.post("/v1/candidates", headers=admin, input_stream=body,
+                           content_type=MULTIPART)
+    assert response.status_code == 413
+    assert "larger than the bundle limit of 100000 bytes" in response.get_json()["error"]
+    assert body.read_bytes == 0
+
+    chunked = CountingStream(50 << 20)  # no Content-Length: nothing to check it against
+    response = client.post("/v1/candidates", headers={**admin, "Transfer-Encoding": "chunked"},
+                           input_stream=chunked, content_type=MULTIPART,
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 411, response.get_json()
+    assert "needs a Content-Length header" in response.get_json()["error"]
+    assert chunked.read_bytes == 0
+
+    anonymous = CountingStream(1 << 20)
+    response = client.post("/v1/candidates", input_stream=anonymous, content_type=MULTIPART)
+    assert response.status_code == 401 and anonymous.read_bytes == 0
+
+    app.config["MAX_BUNDLE_BYTES"] = 1000  # the framing fits, the archive itself does not
+    before = stored(app)
+    response = upload(client, admin, targz(example_files()))
+    assert response.status_code == 413 and "1000 bytes" in response.get_json()["error"]
+    assert stored(app) == before
