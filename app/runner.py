@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -26,7 +25,7 @@ from werkzeug.serving import make_server
 
 import app as app_package
 from app import close_app, create_app
-from app.supervisor import Child, Supervisor, child_env
+from app.supervisor import PROMETHEUS_DIR_VAR, Child, Supervisor, child_env, use_prometheus_dir
 from core.errors import ConfigError
 from core.outbox import OutboxRelay
 from core.settings import Settings
@@ -37,7 +36,6 @@ from evaluation.worker import run_worker
 
 log = logging.getLogger("abvoc")
 
-PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def stop_on_signals() -> threading.Event:
@@ -107,16 +105,6 @@ def run_processes(
     return status
 
 
-def prometheus_dir(settings: Settings, *, fresh: bool) -> Path:
-    """The folder every process writes its Prometheus samples to (multiprocess mode); emptied
-    when a new set of processes starts, as prometheus_client requires."""
-    folder = settings.data_dir / "prometheus"
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 class GunicornServer(BaseApplication):
     """The API under gunicorn, configured in-process; each worker builds its own app."""
 
@@ -152,10 +140,8 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
               threads: int = 8, timeout_s: int = 60) -> None:
-    """Serve the API under gunicorn until SIGTERM (graceful) or SIGINT."""
-    if workers > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
-        # Before any worker imports prometheus_client, so every worker writes to the folder.
-        os.environ[PROMETHEUS_DIR_VAR] = str(prometheus_dir(settings, fresh=True))
+    """Serve the API under gunicorn until SIGTERM (graceful) or SIGINT. With several workers,
+    the caller has pointed Prometheus at a shared folder first (`use_prometheus_dir`)."""
     log.info("abvoc API on http://%s:%d: gunicorn, %d workers × %d threads", host, port,
              workers, threads)
     GunicornServer(settings, {
@@ -190,8 +176,7 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
     prune on a schedule, until SIGTERM/SIGINT. Prometheus samples of every process go to
     `<data_dir>/prometheus`, so /metrics counts across all of them."""
     _check_port_free(host, port)
-    metrics_dir = str(prometheus_dir(settings, fresh=True))
-    os.environ[PROMETHEUS_DIR_VAR] = metrics_dir  # this process's restart counter too
+    metrics_dir = os.environ.get(PROMETHEUS_DIR_VAR) or use_prometheus_dir(settings.data_dir)
     root = str(Path(app_package.__file__).resolve().parent.parent)
     extra = {PROMETHEUS_DIR_VAR: metrics_dir,
              "PYTHONPATH": os.pathsep.join(

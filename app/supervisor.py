@@ -10,14 +10,33 @@ then kills what is left. Retention pruning runs here too, on a schedule.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger("abvoc.supervisor")
+
+PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def use_prometheus_dir(data_dir: Path) -> str:
+    """Send this process's (and its children's) Prometheus samples to `<data_dir>/prometheus`,
+    emptied first as prometheus_client requires of a new set of processes.
+
+    prometheus_client reads the variable once, when it is first imported, so this must run
+    before anything in the process imports it (app.runner does, through the loops)."""
+    folder = Path(data_dir) / "prometheus"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[PROMETHEUS_DIR_VAR] = str(folder)
+    return str(folder)
 
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0

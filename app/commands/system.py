@@ -10,6 +10,7 @@ from datetime import timedelta
 import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.supervisor import PROMETHEUS_DIR_VAR, use_prometheus_dir
 from core.settings import Settings, ensure_secret_key
 from core.startup import connect
 from core.store import schema
@@ -128,6 +129,8 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
     if dev:
         _run(ctx, api=(host, port))
         return
+    if (workers or 1) > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
+        use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported
     from app.runner import serve_api
 
     _logging(ctx)
@@ -185,6 +188,7 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
        prune_every_s: float) -> None:
     """Run everything on one machine: the API under gunicorn, the outbox relay and the
     evaluation worker as supervised processes (restarted if they die), and retention."""
+    use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported
     from app.runner import run_up
 
     _logging(ctx)
