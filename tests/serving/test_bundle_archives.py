@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from serving.bundles import BundleRunner, Limits, register_bundle
 from serving.registry import Registry
-from tests.support.bundles import FLOWERS, copy_example, refused, sqlite_registry
-
-
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    return copy_example(tmp_path)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    yield from sqlite_registry(tmp_path)
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    return tmp_path / "models"
+from tests.support.bundles import FLOWERS, refused
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:

@@ -23,20 +23,12 @@ from serving.bundles.offline import import_results, offline_test
 from serving.bundles.offline_metrics import OfflineError
 from serving.registry import Registry
 from tests.support import inference_servers
-from tests.support.bundles import EXAMPLE, copy_example, sqlite_registry
+from tests.support.bundles import EXAMPLE, copy_example
 
 DATASET = EXAMPLE / "offline.jsonl"
 CLASSES = ("setosa", "versicolor", "virginica")
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    yield from sqlite_registry(tmp_path)
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    return tmp_path / "models"
 
 
 @pytest.fixture

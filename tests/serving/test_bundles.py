@@ -7,7 +7,6 @@ import json
 import shutil
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,7 @@ from serving.bundles import BundleRunner, ManifestError, register_bundle
 from serving.bundles.manifest import parse_manifest
 from serving.bundles.tensors import TensorError, from_v2, to_v2
 from serving.registry import Registry
-from tests.support.bundles import FLOWERS, copy_example, edit, refused, sqlite_registry
-
-
-@pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    return copy_example(tmp_path)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    yield from sqlite_registry(tmp_path)
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
+from tests.support.bundles import FLOWERS, edit, refused
 
 # --- the manifest and the files it names ---------------------------------------------------
 

@@ -1,0 +1,26 @@
+"""Fixtures the bundle tests share: the example bundle, a SQLite registry, a model store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.registry import Registry
+from tests.support.bundles import copy_example, sqlite_registry
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return copy_example(tmp_path)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    yield from sqlite_registry(tmp_path)
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    return tmp_path / "models"
