@@ -25,6 +25,7 @@ import numpy as np
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
 
@@ -155,11 +156,25 @@ def refuse_hostile_input() -> None:
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
     if request.is_json:
+        request.get_data(cache=True)
+        _refuse_cut_off_body()
         request.get_json(silent=True)  # parse_json refuses what must not pass
     elif request.mimetype == "multipart/form-data":
-        for name, value in request.form.items(multi=True):
+        form = request.form
+        _refuse_cut_off_body()
+        for name, value in form.items(multi=True):
             check_text(name, "a form field name")
             check_text(value, f"form field '{name}'")
+
+
+def _refuse_cut_off_body() -> None:
+    """A body without a Content-Length is read up to the limit and no further; one that
+    reached it is refused rather than parsed cut off."""
+    stream = request.stream
+    if request.content_length is None and isinstance(stream, LimitedStream) \
+            and stream.is_exhausted:
+        raise BodyTooLarge(f"the request body reached the limit of {MAX_BODY_BYTES} bytes "
+                           "(images at most 2 MiB)")
 
 
 def _too_large(exc: RequestEntityTooLarge) -> tuple[dict[str, Any], int]:
