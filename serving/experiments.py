@@ -59,8 +59,11 @@ def _check_arms(arms: Any) -> list[dict[str, Any]]:
             0 <= weight <= MAX_WEIGHT
         ):
             raise _fail(f"arms[{i}].weight must be a number from 0 to {MAX_WEIGHT:,}")
+        control = arm.get("control", False)
+        if not isinstance(control, bool):
+            raise _fail(f"arms[{i}].control must be true or false")
         out.append({"name": name, "candidate": candidate, "weight": float(weight),
-                    "control": bool(arm.get("control", False)), "paused": None})
+                    "control": control, "paused": None})
     if sum(a["control"] for a in out) != 1:
         raise _fail("exactly one arm must have \"control\": true")
     if sum(a["weight"] for a in out) <= 0:
