@@ -181,3 +181,7 @@ def test_error_bodies_keep_headers_and_carry_no_addresses(client: FlaskClient) -
     response = client.open("/healthz", method="TRACE")
     assert response.status_code == 405 and "GET" in response.headers["Allow"]
     assert response.is_json
+    from app import _without_addresses
+
+    echoed = "cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e50>"
+    assert _without_addresses(echoed) == "cannot identify image file <object>"
