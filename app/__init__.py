@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app import inputs
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
+
+_ADDRESS = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
 
 
 def create_app(
@@ -51,34 +55,23 @@ def services_of(app: Flask) -> Services:
     return app.extensions["abvoc"]
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _refuse_nul_characters() -> None:
-    """Text with NUL characters cannot be stored (PostgreSQL refuses it): say so up front."""
-    parts: list[Any] = [list(request.args.values()), request.view_args or {}]
-    if request.is_json:
-        parts.append(request.get_json(silent=True))
-    elif request.mimetype == "multipart/form-data":
-        parts.append(list(request.form.values()))
-    if any(_has_nul(p) for p in parts):
-        raise AbvocError("text fields must not contain NUL (\\u0000) characters")
+def _without_addresses(message: str) -> str:
+    """A last guard: no Python object repr with a memory address leaves in an error body."""
+    return _ADDRESS.sub("<object>", message)
 
 
 def _register_errors(app: Flask) -> None:
-    app.before_request(_refuse_nul_characters)
+    inputs.init_app(app)
 
     @app.errorhandler(AbvocError)
     def _abvoc_error(exc: AbvocError):  # noqa: ANN202
-        return jsonify(exc.to_dict()), exc.status
+        body = exc.to_dict()
+        body["error"] = _without_addresses(body["error"])
+        return jsonify(body), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202
-        return jsonify({"error": exc.description, "status": exc.code}), exc.code
+        # Keep the exception's headers (Allow on a 405), not its HTML content type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        body = {"error": _without_addresses(exc.description or exc.name), "status": exc.code}
+        return jsonify(body), exc.code, headers

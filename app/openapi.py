@@ -1,8 +1,22 @@
-"""The OpenAPI 3 document for every endpoint, served at /openapi.json (schemathesis checks it)."""
+"""The OpenAPI 3 document for every endpoint, served at /openapi.json (schemathesis checks it).
+
+Links chain the operations the way a session uses them — candidates → create an experiment →
+start it → predict in its scope → correct the prediction → read the results — so a stateful
+test (schemathesis' stateful phase) walks that path with real ids and receipts.
+"""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+
+import numpy as np
+
+from serving.experiments import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
+from serving.images import encode_png
+
+# A blank 16x16 PNG: small enough for the document, a valid image for the examples and links.
+SAMPLE_IMAGE = base64.b64encode(encode_png(np.full((16, 16), 255, np.uint8))).decode()
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -10,7 +24,8 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad input; the message says what to fix", 401: "No valid API key",
             403: "The key lacks the scope, or the receipt does not match",
-            404: "Not found", 409: "Conflicts with the current state",
+            404: "Not found", 405: "Method not allowed",
+            409: "Conflicts with the current state",
             413: "Too large", 503: "Not ready or the candidate failed"}
     return {str(c): {"description": text[c],
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}
@@ -22,18 +37,26 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
-ARM = {"name": "arm", "in": "path", "required": True, "schema": {"type": "string"}}
+ARM = {"name": "arm", "in": "path", "required": True,
+       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 ADMIN = [{"apiKey": []}, {"bearer": []}]
 REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}}
+    "type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
 
 ARM_SCHEMA = {
     "type": "object", "required": ["name", "candidate", "weight"],
-    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
-                   "candidate": {"type": "string", "minLength": 1},
-                   "weight": {"type": "number", "minimum": 0},
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100,
+                            "not": {"pattern": f"^{SHADOW_PREFIX}"}},
+                   "candidate": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
                    "control": {"type": "boolean"}},
 }
+GUARDRAIL_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        **{name: {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": limit}
+           for name, limit in GUARDRAILS.items()},
+        "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**9}}}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "status"],
@@ -44,8 +67,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "image_base64": {"type": "string", "description": "PNG or JPEG, base64"},
             "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
-            "scope": {"type": "string", "maxLength": 100},
-            "slice": {"type": "string", "maxLength": 100}}},
+            "scope": {"type": ["string", "null"], "maxLength": 100},
+            "slice": {"type": ["string", "null"], "maxLength": 100}}},
     "PredictMultipart": {
         "type": "object", "required": ["image", "unit_id"],
         "properties": {"image": {"type": "string", "format": "binary"},
@@ -75,24 +98,20 @@ SCHEMAS: dict[str, Any] = {
     "ExperimentSpec": {
         "type": "object", "required": ["name", "arms"], "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
             "scope": {"type": "string", "minLength": 1, "maxLength": 100},
             "unit": {"type": "string", "enum": ["user", "session", "request"]},
-            "salt": {"type": "string", "maxLength": 64},
-            "arms": {"type": "array", "minItems": 2, "items": ARM_SCHEMA},
-            "shadows": {"type": "array", "items": {
-                "type": "object", "required": ["candidate"],
+            "salt": {"type": ["string", "null"], "maxLength": 64},
+            "arms": {"type": "array", "minItems": 2, "maxItems": MAX_ARMS, "items": ARM_SCHEMA},
+            "shadows": {"type": ["array", "null"], "uniqueItems": True, "items": {
+                "type": "object", "required": ["candidate"], "additionalProperties": False,
                 "properties": {"candidate": {"type": "string"}}}},
-            "canary": {"type": "object", "properties": {
+            "canary": {"type": ["object", "null"], "properties": {
                 "treatment": {"type": "string"},
                 "steps": {"type": "array", "items": {"type": "number"}},
                 "advance_after_s": {"type": ["number", "null"]},
                 "advance_after_n": {"type": ["number", "null"]}}},
-            "guardrails": {"type": "object", "properties": {
-                "p99_latency_ms": {"type": ["number", "null"]},
-                "error_rate": {"type": ["number", "null"]},
-                "correction_rate": {"type": ["number", "null"]},
-                "min_samples": {"type": "integer"}}},
+            "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
             "primary_metric": {"type": "string",
                                "enum": ["correction_rate", "error_rate", "latency_p99_ms"]}}},
     "Experiment": {
@@ -194,6 +213,75 @@ def candidate_paths() -> dict[str, Any]:
     }
 
 
+OPERATION_IDS = {
+    ("get", "/v1/candidates"): "listCandidates",
+    ("post", "/v1/experiments"): "createExperiment",
+    ("get", "/v1/experiments"): "listExperiments",
+    ("get", "/v1/experiments/{experiment_id}"): "showExperiment",
+    ("post", "/v1/experiments/{experiment_id}/start"): "startExperiment",
+    ("post", "/v1/predict"): "predict",
+    ("post", "/v1/corrections"): "correct",
+    ("get", "/v1/experiments/{experiment_id}/results"): "experimentResults",
+    ("get", "/v1/experiments/{experiment_id}/divergence"): "experimentDivergence",
+}
+# Whole bodies, not merged into generated ones, where the flow needs them exactly. (Predict
+# takes JSON or multipart, so its link bodies are merged into a generated JSON one instead.)
+_WHOLE = {"x-schemathesis": {"merge_body": False}}
+_BY_ID = {"experiment_id": "$response.body#/id"}
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("get", "/v1/candidates", "200"): {
+        "Predict": {"operationId": "predict", "requestBody": {
+            "image_base64": SAMPLE_IMAGE, "unit_id": "flow-user"}}},
+    ("post", "/v1/experiments", "201"): {
+        "StartExperiment": {"operationId": "startExperiment", "parameters": _BY_ID},
+        "ShowExperiment": {"operationId": "showExperiment", "parameters": _BY_ID},
+        "ExperimentResults": {"operationId": "experimentResults", "parameters": _BY_ID}},
+    ("post", "/v1/experiments/{experiment_id}/start", "200"): {
+        "PredictInScope": {"operationId": "predict", "requestBody": {
+            "image_base64": SAMPLE_IMAGE, "unit_id": "flow-user",
+            "scope": "$response.body#/scope"}},
+        "ExperimentResults": {"operationId": "experimentResults", "parameters": _BY_ID},
+        "ExperimentDivergence": {"operationId": "experimentDivergence",
+                                 "parameters": _BY_ID}},
+    ("post", "/v1/predict", "200"): {
+        # A fresh name and scope from the prediction id; both arms on the candidate that served.
+        "CreateExperiment": {"operationId": "createExperiment", **_WHOLE, "requestBody": {
+            "name": "flow-{$response.body#/prediction_id}",
+            "scope": "flow-{$response.body#/prediction_id}",
+            "arms": [{"name": "control", "candidate": "$response.body#/candidate",
+                      "weight": 1, "control": True},
+                     {"name": "treatment", "candidate": "$response.body#/candidate",
+                      "weight": 1}]}},
+        "CorrectPrediction": {"operationId": "correct", **_WHOLE, "requestBody": {
+            "prediction_id": "$response.body#/prediction_id",
+            "receipt": "$response.body#/receipt", "corrected_output": "x^{2}", "rating": 2}},
+        "ExperimentResults": {"operationId": "experimentResults",
+                              "parameters": {"experiment_id": "$response.body#/experiment_id"}}},
+    ("post", "/v1/corrections", "202"): {
+        "ListExperiments": {"operationId": "listExperiments"}},
+    ("get", "/v1/experiments", "200"): {
+        "ExperimentResults": {"operationId": "experimentResults",
+                              "parameters": {"experiment_id":
+                                             "$response.body#/experiments/0/id"}}},
+}
+
+
+def _finish(paths: dict[str, Any]) -> dict[str, Any]:
+    """Operation ids and links; 400 (text that cannot be stored, JSON too deep) and 413 (body
+    over the limit) can answer any request, so every operation documents them."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            if (method, path) in OPERATION_IDS:
+                op["operationId"] = OPERATION_IDS[method, path]
+            for code in ("400", "413"):
+                op["responses"].setdefault(code, _errors(int(code))[code])
+            for status, response in op["responses"].items():
+                links = LINKS.get((method, path, status))
+                if links:
+                    response["links"] = links
+    return paths
+
+
 def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
     """The document; `paths_wanted` limits it to the routes an app really has."""
     paths: dict[str, Any] = {
@@ -215,7 +303,9 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                             "schema": {"type": "string"},
                             "description": "admin keys only: serve this arm"}],
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/PredictJSON"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictJSON"},
+                                     "example": {"image_base64": SAMPLE_IMAGE,
+                                                 "unit_id": "user-42"}},
                 "multipart/form-data": {
                     "schema": {"$ref": "#/components/schemas/PredictMultipart"}}}},
             "responses": {"200": _json({"$ref": "#/components/schemas/Prediction"}),
@@ -264,6 +354,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                                                               "alpha", "tolerance"),
     }
     paths.update(candidate_paths())
+    paths = _finish(paths)
     if paths_wanted is not None:
         paths = {p: v for p, v in paths.items() if p in paths_wanted}
     return {

@@ -15,4 +15,12 @@ def sign(secret: Secret | str, prediction_id: str) -> str:
 
 
 def verify(secret: Secret | str, prediction_id: str, receipt: str) -> bool:
-    return hmac.compare_digest(sign(secret, prediction_id), receipt)
+    """Whether `receipt` is the one abvoc issued for `prediction_id`; never raises on odd text
+    (`hmac.compare_digest` refuses non-ASCII str, and a lone surrogate cannot be encoded)."""
+    if not isinstance(receipt, str) or not receipt.isascii():
+        return False
+    try:
+        expected = sign(secret, prediction_id)
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, receipt)

@@ -22,6 +22,9 @@ from core.store.models import CorrectionRequest, ServedPrediction
 MAX_OUTPUT_CHARS = 2000
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
+# Text fields and their lengths: ids and receipts are never longer than abvoc issues them.
+LIMITS = {"prediction_id": 64, "receipt": 128, "corrected_output": MAX_OUTPUT_CHARS,
+          "comment": MAX_COMMENT_CHARS}
 
 
 def _check(body: Any) -> dict[str, Any]:
@@ -34,21 +37,15 @@ def _check(body: Any) -> dict[str, Any]:
     for key in ("prediction_id", "receipt", "corrected_output"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise AbvocError(f"'{key}' is required and must be a non-empty string")
-    if len(body["prediction_id"]) > 64 or len(body["receipt"]) > 128:
-        raise AbvocError("'prediction_id' or 'receipt' is longer than any abvoc issues")
-    if len(body["corrected_output"]) > MAX_OUTPUT_CHARS:
-        raise AbvocError(f"'corrected_output' is {len(body['corrected_output'])} characters; "
-                         f"the limit is {MAX_OUTPUT_CHARS}", status=413)
+    if body.get("comment") is not None and not isinstance(body["comment"], str):
+        raise AbvocError("'comment' must be a string")
+    for key, limit in LIMITS.items():
+        if len(body.get(key) or "") > limit:
+            raise AbvocError(f"'{key}' is {len(body[key])} characters; the limit is {limit}")
     rating = body.get("rating")
     if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int)
                                or not 1 <= rating <= 5):
         raise AbvocError("'rating' must be an integer from 1 to 5")
-    comment = body.get("comment")
-    if comment is not None and not isinstance(comment, str):
-        raise AbvocError("'comment' must be a string")
-    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
-        raise AbvocError(f"'comment' is {len(comment)} characters; the limit is "
-                         f"{MAX_COMMENT_CHARS}", status=413)
     problems = validate_latex(body["corrected_output"])
     if problems:
         raise AbvocError("'corrected_output' is not valid LaTeX: " + "; ".join(problems),
@@ -69,13 +66,15 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     key = idempotency_key or digest
     if len(key) > 128:
         raise AbvocError("the Idempotency-Key header must be at most 128 characters")
+    # The receipt first: it needs no lookup, so a caller without one learns nothing about which
+    # prediction ids exist.
+    if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
+        raise Forbidden("the receipt does not match the prediction; send the receipt that came "
+                        "with it")
     with db.session() as s:
         if s.get(ServedPrediction, checked["prediction_id"]) is None:
             raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; correct a "
                            "prediction_id that /v1/predict returned")
-    if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
-        raise Forbidden("the receipt does not match the prediction; send the receipt that came "
-                        "with it")
     existing = _existing(db, key, digest)
     if existing is not None:
         return existing

@@ -8,7 +8,6 @@ units that must move change arm.
 
 from __future__ import annotations
 
-import math
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,11 @@ from serving.assignment import Allocation, allocate, reallocate
 UNITS = ("user", "session", "request")
 ACTIVE = ("running", "paused", "killed")
 METRICS = ("correction_rate", "error_rate", "latency_p99_ms")
-GUARDRAILS = ("p99_latency_ms", "error_rate", "correction_rate")
+# Each guardrail's largest sensible limit: an hour of latency, rates as shares.
+GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
+MAX_WEIGHT = 1_000_000
+MAX_ARMS = 20
+SHADOW_PREFIX = "shadow:"
 
 
 def _fail(message: str) -> AbvocError:
@@ -33,8 +36,9 @@ def _fail(message: str) -> AbvocError:
 
 
 def _check_arms(arms: Any) -> list[dict[str, Any]]:
-    if not isinstance(arms, list) or len(arms) < 2:
-        raise _fail("'arms' must be a list of at least two arms (one control, one treatment)")
+    if not isinstance(arms, list) or not 2 <= len(arms) <= MAX_ARMS:
+        raise _fail(f"'arms' must be a list of at least two arms (one control, one treatment) "
+                    f"and at most {MAX_ARMS}")
     out, names = [], set()
     for i, arm in enumerate(arms):
         if not isinstance(arm, dict):
@@ -45,14 +49,22 @@ def _check_arms(arms: Any) -> list[dict[str, Any]]:
         if name in names:
             raise _fail(f"arm name {name!r} is used twice")
         names.add(name)
-        if not isinstance(candidate, str) or not candidate:
+        if not isinstance(candidate, str) or not candidate or len(candidate) > 200:
             raise _fail(f"arms[{i}].candidate must name a registered candidate")
+        if name.startswith(SHADOW_PREFIX):
+            raise _fail(f"arms[{i}].name must not start with {SHADOW_PREFIX!r}: results name "
+                        "shadow candidates that way")
+        # Compared as Python numbers first: float() of a huge int raises, and weights near the
+        # float limit would sum to infinity and store a different split than was asked for.
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
-            math.isfinite(weight) and weight >= 0
+            0 <= weight <= MAX_WEIGHT
         ):
-            raise _fail(f"arms[{i}].weight must be a number >= 0")
+            raise _fail(f"arms[{i}].weight must be a number from 0 to {MAX_WEIGHT:,}")
+        control = arm.get("control", False)
+        if not isinstance(control, bool):
+            raise _fail(f"arms[{i}].control must be true or false")
         out.append({"name": name, "candidate": candidate, "weight": float(weight),
-                    "control": bool(arm.get("control", False)), "paused": None})
+                    "control": control, "paused": None})
     if sum(a["control"] for a in out) != 1:
         raise _fail("exactly one arm must have \"control\": true")
     if sum(a["weight"] for a in out) <= 0:
@@ -101,11 +113,11 @@ def _check_guardrails(guardrails: Any) -> dict[str, Any]:
     ):
         raise _fail("guardrails.min_samples must be a whole number from 1 to 10^9")
     out: dict[str, Any] = {"min_samples": min_samples}
-    for key in GUARDRAILS:
+    for key, limit in GUARDRAILS.items():
         value = guardrails.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value) or value <= 0):
-            raise _fail(f"guardrails.{key} must be a positive number")
+                                  or not 0 < value <= limit):
+            raise _fail(f"guardrails.{key} must be a number above 0 and at most {limit:,}")
         out[key] = value
     return out
 
@@ -175,6 +187,9 @@ class Experiments:
         ):
             raise _fail("'shadows' must be a list of {\"candidate\": name}")
         shadows = [{"candidate": s["candidate"]} for s in shadows]
+        names = [s["candidate"] for s in shadows]
+        if len(set(names)) != len(names):
+            raise _fail("'shadows' names a candidate twice; list each shadow once")
         canary = _check_canary(spec.get("canary"), arms)
         guardrails = _check_guardrails(spec.get("guardrails"))
         primary = spec.get("primary_metric", "correction_rate")
@@ -275,14 +290,24 @@ class Experiments:
         old = Allocation.from_json(exp.allocation["table"])
         exp.allocation = {"table": reallocate(old, effective_weights(exp)).to_json()}
 
+    @staticmethod
+    def _treatment(exp: Experiment, arms: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        """The treatment arm called `name`: 404 when there is none, 400 for the control."""
+        arm = next((a for a in arms if a["name"] == name), None)
+        if arm is None:
+            raise NotFound(f"experiment {exp.id} has no arm {name!r}; its arms are "
+                           f"{[a['name'] for a in arms]}")
+        if arm["control"]:
+            raise _fail(f"{name!r} is the control arm of experiment {exp.id}; only treatment "
+                        "arms are paused and resumed")
+        return arm
+
     def pause_arm(self, experiment_id: int, arm_name: str, reason: str) -> dict[str, Any]:
         """Send a treatment's traffic to control (a guardrail breach), recording why."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
-            arm = next((a for a in arms if a["name"] == arm_name), None)
-            if arm is None or arm["control"]:
-                raise _fail(f"{arm_name!r} is not a treatment arm of experiment {experiment_id}")
+            arm = self._treatment(exp, arms, arm_name)
             if arm.get("paused"):
                 return _view(exp)
             arm["paused"] = reason
@@ -294,6 +319,7 @@ class Experiments:
     def resume_arm(self, experiment_id: int, arm_name: str) -> dict[str, Any]:
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
+            self._treatment(exp, exp.arms, arm_name)
             exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
             exp.status_reason = ""
             self._set_weights(exp)

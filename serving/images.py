@@ -15,6 +15,7 @@ MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_PIXELS = 4_000_000
 MAX_SIDE = 4096
 MIN_SIDE = 8
+FORMATS = ("PNG", "JPEG")
 
 
 def input_hash(data: bytes) -> str:
@@ -31,7 +32,9 @@ def decode_image(data: bytes) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            # Only these two decoders ever see request bytes: Pillow would otherwise hand an
+            # EPS upload to Ghostscript, or try any of its other formats.
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
             if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
                 raise AbvocError(f"the image is {width}x{height} pixels; the limit is "
@@ -40,9 +43,15 @@ def decode_image(data: bytes) -> np.ndarray:
                 raise AbvocError(f"the image is {width}x{height} pixels; each side must be at "
                                  f"least {MIN_SIDE}")
             gray = image.convert("L")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError, ValueError) as exc:
-        raise AbvocError(f"the image could not be decoded ({exc}); send a PNG or JPEG") from exc
+    except UnidentifiedImageError as exc:
+        raise AbvocError("the image is not a PNG or JPEG file; send a PNG or JPEG") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise AbvocError(f"the image declares more than {MAX_PIXELS} pixels; send a smaller "
+                         "PNG or JPEG", status=413) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        # Pillow's messages can carry object reprs; the caller needs only what to do.
+        raise AbvocError("the image data is damaged or truncated and could not be decoded; "
+                         "send a whole PNG or JPEG") from exc
     return np.asarray(gray, dtype=np.uint8)
 
 

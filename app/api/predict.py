@@ -24,10 +24,10 @@ PUBLIC_FIELDS = ("prediction_id", "output", "confidence", "receipt")
 def _text(value: object, name: str, limit: int, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
-            raise AbvocError(f"'{name}' is required")
+            raise AbvocError(f"{name} is required")
         return None
     if not isinstance(value, str) or len(value) > limit:
-        raise AbvocError(f"'{name}' must be a string of at most {limit} characters")
+        raise AbvocError(f"{name} must be a string of at most {limit} characters")
     return value
 
 
@@ -58,10 +58,10 @@ def _read_request() -> tuple[bytes, dict]:
 @require("predict")
 def predict():  # noqa: ANN201
     data, fields = _read_request()
-    unit_id = _text(fields.get("unit_id"), "unit_id", 200, required=True)
-    scope = _text(fields.get("scope"), "scope", 100) or "default"
-    slice_ = _text(fields.get("slice"), "slice", 100)
-    force = request.headers.get(FORCE_HEADER)
+    unit_id = _text(fields.get("unit_id"), "'unit_id'", 200, required=True)
+    scope = _text(fields.get("scope"), "'scope'", 100) or "default"
+    slice_ = _text(fields.get("slice"), "'slice'", 100)
+    force = _text(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)
     admin = "admin" in current_scopes()
     if force and not admin:
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)

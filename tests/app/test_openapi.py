@@ -1,34 +1,39 @@
-"""The OpenAPI document covers every route, and schemathesis finds no server error and no
-response that breaks the document."""
+"""The OpenAPI document covers every route, and schemathesis, in all its phases (examples,
+coverage, fuzzing, and the stateful phase that follows the document's links), finds no server
+error, no undocumented status or content type, no response that breaks the document, and no
+schema-invalid input accepted."""
 
 from __future__ import annotations
 
 import os
 import re
+import threading
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis import engine
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events
+from werkzeug.serving import make_server
 
-from app.openapi import openapi_document
+from app.openapi import OPERATION_IDS, openapi_document
 
-# What the API promises: no server error, only documented status codes and content types,
-# responses that match their schemas, and schema-invalid input refused. (Route-by-route auth
-# refusals are checked in tests/app/test_auth.py; a schema-valid body can still be refused for
-# what JSON Schema cannot say, such as malformed LaTeX.)
-# A fixed sample by default, so a run is repeatable; ABVOC_SCHEMATHESIS_EXPLORE=1 draws fresh
-# cases each run (and ABVOC_SCHEMATHESIS_EXAMPLES sets how many per operation) to hunt for more.
-EXPLORE = os.environ.get("ABVOC_SCHEMATHESIS_EXPLORE") == "1"
-EXAMPLES = int(os.environ.get("ABVOC_SCHEMATHESIS_EXAMPLES", "30"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, negative_data_rejection]
+# A fixed seed by default, so a run is repeatable; ABVOC_SCHEMATHESIS_SEED picks another and
+# ABVOC_SCHEMATHESIS_EXAMPLES / _SECONDS make a longer hunt (the run stops at the time limit).
+SEED = int(os.environ.get("ABVOC_SCHEMATHESIS_SEED", "20261130"))
+EXAMPLES = int(os.environ.get("ABVOC_SCHEMATHESIS_EXAMPLES", "15"))
+SECONDS = int(os.environ.get("ABVOC_SCHEMATHESIS_SECONDS", "20"))
+# What the API promises. Off: positive_data_acceptance (a schema-valid body can still be refused
+# for what JSON Schema cannot say: an unregistered candidate, malformed LaTeX, a bad receipt) and
+# ignored_auth (every request carries the admin key; auth refusals are tested in test_auth.py).
+CHECKS = {name: {"enabled": on} for name, on in (
+    ("not_a_server_error", True), ("status_code_conformance", True),
+    ("content_type_conformance", True), ("response_schema_conformance", True),
+    ("negative_data_rejection", True), ("unsupported_method", True),
+    ("positive_data_acceptance", False), ("ignored_auth", False))}
 
 
 def _as_openapi(rule: str) -> list[str]:
@@ -50,16 +55,85 @@ def test_document_lists_every_route(app: Flask) -> None:
                 assert method.lower() in documented[path], f"{method} {path} undocumented"
 
 
-def test_schemathesis_finds_nothing(app: Flask, admin: dict) -> None:
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 15
-    for operation in operations:
+@pytest.fixture
+def served(app: Flask) -> Iterator[str]:
+    """The app behind a real HTTP server on a free loopback port, as a client would meet it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.shutdown()
+    thread.join()
 
-        @settings(max_examples=EXAMPLES, derandomize=not EXPLORE, deadline=None,
-                  database=None, suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def check(case) -> None:  # noqa: ANN001
-            case.call_and_validate(headers=admin, checks=CHECKS)
 
-        check()
+def _failures(event: Any) -> list[str]:
+    found = []
+    if isinstance(event, events.ScenarioFinished):
+        for case_id, checks in event.recorder.checks.items():
+            case = event.recorder.cases[case_id].value
+            found += [f"[{event.phase.value}] {check.name}: {case.method} {case.formatted_path} "
+                      f"query={case.query} body={str(case.body)[:300]}\n"
+                      f"{str(check.failure_info.failure)[:600] if check.failure_info else ''}"
+                      for check in checks if check.status.value == "failure"]
+    elif isinstance(event, events.NonFatalError | events.FatalError):
+        found.append(f"schemathesis error: {event}")
+    return found
+
+
+def _stateful_steps(event: Any) -> list[tuple[str, str, int]]:
+    """(operation, link that led to it, status) of each stateful step."""
+    if not (isinstance(event, events.ScenarioFinished) and event.phase.value == "stateful"):
+        return []
+    steps = []
+    for case_id, node in event.recorder.cases.items():
+        interaction = event.recorder.interactions.get(case_id)
+        if interaction is not None and interaction.response is not None:
+            link = node.transition.id if node.transition is not None else ""
+            steps.append((node.value.operation.label, link, interaction.response.status_code))
+    return steps
+
+
+def _run(served: str, admin: dict, phases: dict[str, Any], seconds: int,
+         operation_ids: list[str] | None = None) -> tuple[list[str], dict[str, set], list]:
+    config = SchemathesisConfig.from_dict({
+        "seed": SEED, "max-time": seconds, "headers": admin, "base-url": served,
+        "suppress-health-check": ["all"], "checks": CHECKS, "phases": phases,
+        "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
+    })
+    schema = schemathesis.openapi.from_url(f"{served}/openapi.json", config=config)
+    if operation_ids:
+        schema = schema.include(operation_id=operation_ids)
+    failures: list[str] = []
+    statuses: dict[str, set[str]] = {}  # elastic phases repeat until the time limit
+    steps: list[tuple[str, str, int]] = []
+    for event in engine.from_schema(schema).execute():
+        failures += _failures(event)
+        steps += _stateful_steps(event)
+        if isinstance(event, events.PhaseFinished):
+            statuses.setdefault(event.phase.name.value, set()).add(event.status.value)
+    return list(dict.fromkeys(failures)), statuses, steps
+
+
+def test_schemathesis_all_phases_find_nothing(served: str, admin: dict) -> None:
+    # Examples, coverage and fuzzing on every operation ...
+    admin = {**admin, "X-API-Key": admin["Authorization"].removeprefix("Bearer ")}
+    failures, statuses, _ = _run(served, admin, {"stateful": {"enabled": False}}, SECONDS)
+    assert not failures, f"{len(failures)} failures:\n" + "\n\n".join(failures[:15])
+    for phase in ("examples", "coverage", "fuzzing"):
+        assert "success" in statuses.get(phase, ()), (phase, statuses)
+    # ... then the stateful phase on the operations the links chain, so it walks the flow.
+    flow = list(OPERATION_IDS.values())
+    failures, statuses, steps = _run(served, admin, {
+        "examples": {"enabled": False}, "coverage": {"enabled": False},
+        "fuzzing": {"enabled": False}, "stateful": {"max-steps": 10}}, SECONDS + 10, flow)
+    assert not failures, f"{len(failures)} failures:\n" + "\n\n".join(failures[:15])
+    assert "success" in statuses.get("stateful", ()), statuses
+    reached = {(op, status) for op, _, status in steps}
+    for wanted in (("POST /v1/experiments", 201), ("POST /v1/experiments/{experiment_id}/start",
+                   200), ("POST /v1/predict", 200), ("POST /v1/corrections", 202),
+                   ("GET /v1/experiments/{experiment_id}/results", 200)):
+        assert wanted in reached, "; ".join(map(str, sorted(reached)))
+    followed = {(link.split(" -> ")[1], status) for _, link, status in steps if link}
+    # Ids and receipts came through the document's own links (beside ones schemathesis infers).
+    for wanted in (("[200] CreateExperiment", 201), ("[200] CorrectPrediction", 202)):
+        assert wanted in followed, "; ".join(map(str, sorted(followed)))

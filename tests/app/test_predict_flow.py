@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from core import receipts
 from core.outbox import pending_count
 from core.store.models import OutboxEvent
 from serving.images import encode_png
@@ -55,7 +56,8 @@ def test_bad_images_are_refused_with_a_reason(client: FlaskClient, predictor: di
     junk = base64.b64encode(b"not an image").decode()
     bad = client.post("/v1/predict", json={"image_base64": junk, "unit_id": "u"},
                       headers=predictor)
-    assert bad.status_code == 400 and "decoded" in bad.get_json()["error"]
+    assert bad.status_code == 400 and "PNG or JPEG" in bad.get_json()["error"]
+    assert "0x" not in bad.get_json()["error"]
     big = base64.b64encode(b"0" * (3 * 1024 * 1024)).decode()
     bad = client.post("/v1/predict", json={"image_base64": big, "unit_id": "u"},
                       headers=predictor)
@@ -78,7 +80,8 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     assert pending_count(app.extensions["abvoc"].db) == 2  # one prediction, one correction
 
     unknown = client.post("/v1/corrections", headers=corrector,
-                          json={**body, "prediction_id": "nope"})
+                          json={**body, "prediction_id": "nope",
+                                "receipt": receipts.sign("test-secret", "nope")})
     assert unknown.status_code == 404
     forged = client.post("/v1/corrections", headers=corrector, json={**body, "receipt": "0" * 64})
     assert forged.status_code == 403
@@ -89,7 +92,7 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     assert wrong_type.status_code == 400 and "rating" in wrong_type.get_json()["error"]
     huge = client.post("/v1/corrections", headers=corrector,
                        json={**body, "corrected_output": "x" * 5000})
-    assert huge.status_code == 413
+    assert huge.status_code == 400 and "'corrected_output'" in huge.get_json()["error"]
     assert pending_count(app.extensions["abvoc"].db) == 2  # nothing partial stored
 
 

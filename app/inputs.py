@@ -1,0 +1,192 @@
+"""Hostile input stops at the door: every request's text, JSON and size is checked here, once,
+before a view runs, so nothing the worker cannot handle reaches the store or the bus.
+
+- Text (query arguments, path parameters, the headers the app reads, form fields, JSON keys and
+  strings) must be UTF-8-encodable and free of NUL: a lone UTF-16 surrogate such as the valid
+  JSON ``"\\ud800"`` cannot be stored in PostgreSQL nor written to the bus.
+- JSON is parsed with bounds: nesting deeper than ``MAX_DEPTH`` is refused before the parser
+  recurses, and numbers must be finite and at most 2^53 in size (beyond it they are not exact
+  as floats, and no field needs them).
+- A body over ``MAX_BODY_BYTES`` is refused from its Content-Length before it is read, and a
+  body without one is cut off when it passes the limit (Werkzeug's ``MAX_CONTENT_LENGTH``).
+
+Each refusal is a 400 (413 for size) whose message names the field. Per-field length limits
+live with the fields (the views and the services that own them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import numpy as np
+from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
+
+from core.errors import AbvocError
+
+# A 2 MiB image is 2.7 MiB as base64 in JSON; multipart carries it as it is.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_NUMBER = 2**53
+MAX_HEADER_CHARS = 1000
+# The headers the app reads; others are the server's business, never stored.
+READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm")
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+class InputRefused(AbvocError):
+    """A request part that must not go further; not a ValueError, so silent parsing keeps it."""
+
+
+class BodyTooLarge(AbvocError):
+    status = 413
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text, or None when it can."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it holds a lone UTF-16 surrogate such as \\ud800)"
+    return None
+
+
+def check_text(value: str, name: str) -> None:
+    problem = text_problem(value)
+    if problem is not None:
+        raise InputRefused(f"{name} {problem}")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in `text`, counted without parsing (no recursion)."""
+    data = _STRING.sub(b'""', text.encode("utf-8", "surrogatepass"))
+    brackets = data.translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = ((codes == ord("[")) | (codes == ord("{"))).astype(np.int32) * 2 - 1
+    return int(np.cumsum(steps, dtype=np.int32).max())
+
+
+class _OutOfRange:
+    """A number the parser met that no field accepts; reported with its place by `_walk`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text if len(text) <= 24 else text[:20] + "..."
+
+
+def _parse_int(text: str) -> int | _OutOfRange:
+    if len(text) > 17:
+        return _OutOfRange(text)
+    value = int(text)
+    return value if abs(value) <= MAX_NUMBER else _OutOfRange(text)
+
+
+def _parse_float(text: str) -> float | _OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) and abs(value) <= MAX_NUMBER else _OutOfRange(text)
+
+
+def _field(path: str) -> str:
+    return f"'{path}'" if path else "the JSON body"
+
+
+def _walk(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        check_text(value, _field(path))
+    elif isinstance(value, _OutOfRange):
+        raise InputRefused(f"{_field(path)} holds the number {value.text}, which is out of range: "
+                           f"numbers must be finite and at most 2^53 ({MAX_NUMBER}) in size")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if text_problem(key) is not None:
+                raise InputRefused(f"a field name in {_field(path)} {text_problem(key)}")
+            _walk(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, f"{path}[{i}]")
+
+
+def parse_json(data: str | bytes) -> Any:
+    """JSON with bounded depth and numbers and storable text; InputRefused says what is wrong.
+    Malformed JSON raises ValueError, as `json.loads` does."""
+    text = data if isinstance(data, str) else data.decode(json.detect_encoding(data),
+                                                          "surrogatepass")
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise InputRefused(f"the JSON body nests {depth} levels deep; the limit is {MAX_DEPTH}")
+    value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                       parse_constant=_OutOfRange)
+    _walk(value, "")
+    return value
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, parsing request bodies with :func:`parse_json`."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return parse_json(s)
+
+
+def refuse_hostile_input() -> None:
+    """Runs before every view: size first (unread), then every text part of the request."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
+                           "(images at most 2 MiB)")
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            check_text(value, f"path parameter '{name}'")
+    for name, value in request.args.items(multi=True):
+        check_text(name, "a query parameter name")
+        check_text(value, f"query parameter '{name}'")
+    for name in READ_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            check_text(value, f"header '{name}'")
+            if len(value) > MAX_HEADER_CHARS:
+                raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
+    if request.is_json:
+        request.get_data(cache=True)
+        _refuse_cut_off_body()
+        request.get_json(silent=True)  # parse_json refuses what must not pass
+    elif request.mimetype == "multipart/form-data":
+        form = request.form
+        _refuse_cut_off_body()
+        for name, value in form.items(multi=True):
+            if name is None:  # a part without a name: no view reads it
+                continue
+            check_text(name, "a form field name")
+            check_text(value, f"form field '{name}'")
+
+
+def _refuse_cut_off_body() -> None:
+    """A body without a Content-Length is read up to the limit and no further; one that
+    reached it is refused rather than parsed cut off."""
+    stream = request.stream
+    if request.content_length is None and isinstance(stream, LimitedStream) \
+            and stream.is_exhausted:
+        raise BodyTooLarge(f"the request body reached the limit of {MAX_BODY_BYTES} bytes "
+                           "(images at most 2 MiB)")
+
+
+def _too_large(exc: RequestEntityTooLarge) -> tuple[dict[str, Any], int]:
+    return BodyTooLarge(f"the request body is over the limit of {MAX_BODY_BYTES} bytes "
+                        "(images at most 2 MiB, form fields 500 kB)").to_dict(), 413
+
+
+def init_app(app: Flask) -> None:
+    app.json = BoundedJSONProvider(app)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.before_request(refuse_hostile_input)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
