@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -25,8 +24,14 @@ from werkzeug.serving import make_server
 
 import app as app_package
 from app import close_app, create_app
-from app.supervisor import PROMETHEUS_DIR_VAR, Child, Supervisor, child_env, use_prometheus_dir
-from core.errors import ConfigError
+from app.supervisor import (
+    PROMETHEUS_DIR_VAR,
+    Child,
+    Supervisor,
+    check_port_free,
+    child_env,
+    use_prometheus_dir,
+)
 from core.outbox import OutboxRelay
 from core.settings import Settings
 from core.startup import Services
@@ -159,23 +164,12 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
     }).run()
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Fail now, not in a restart loop of the API child, when the port is taken."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                              "choose another with --port") from None
-
-
 def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: int = 8,
            config_file: str | None = None, prune_every_s: float = 3600.0) -> None:
     """Run the API (gunicorn), the relay and the worker as supervised child processes, and
     prune on a schedule, until SIGTERM/SIGINT. Prometheus samples of every process go to
     `<data_dir>/prometheus`, so /metrics counts across all of them."""
-    _check_port_free(host, port)
+    check_port_free(host, port)
     metrics_dir = os.environ.get(PROMETHEUS_DIR_VAR) or use_prometheus_dir(settings.data_dir)
     root = str(Path(app_package.__file__).resolve().parent.parent)
     extra = {PROMETHEUS_DIR_VAR: metrics_dir,

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -20,7 +21,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import ConfigError
+
 log = logging.getLogger("abvoc.supervisor")
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail now, not in a restart loop of the API child, when the port is taken."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
+                              "choose another with --port") from None
+
 
 PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 

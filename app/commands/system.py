@@ -10,7 +10,7 @@ from datetime import timedelta
 import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
-from app.supervisor import PROMETHEUS_DIR_VAR, use_prometheus_dir
+from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
 from core.settings import Settings, ensure_secret_key
 from core.startup import connect
 from core.store import schema
@@ -129,12 +129,13 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
     if dev:
         _run(ctx, api=(host, port))
         return
+    settings = _ready_settings(ctx)
     if (workers or 1) > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
-        use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported
+        use_prometheus_dir(settings.data_dir)  # before prometheus_client is imported
     from app.runner import serve_api
 
     _logging(ctx)
-    serve_api(_ready_settings(ctx), host, port, workers=workers or 1, threads=threads)
+    serve_api(settings, host, port, workers=workers or 1, threads=threads)
 
 
 @click.command()
@@ -188,11 +189,12 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
        prune_every_s: float) -> None:
     """Run everything on one machine: the API under gunicorn, the outbox relay and the
     evaluation worker as supervised processes (restarted if they die), and retention."""
+    ensure_secret_key(ctx.settings)  # fail before training when production lacks a key
+    check_port_free(host, port)
     use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported
     from app.runner import run_up
 
     _logging(ctx)
-    ensure_secret_key(ctx.settings)  # fail before training when production lacks a key
     if train:
         ensure_candidates(ctx)
     settings = _ready_settings(ctx)
