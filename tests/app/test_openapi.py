@@ -101,6 +101,10 @@ def _run(served: str, admin: dict, phases: dict[str, Any], seconds: int,
         "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
     })
     schema = schemathesis.openapi.from_url(f"{served}/openapi.json", config=config)
+    # Retiring the registered candidates leaves every later predict with an honest 503 ("no
+    # candidate is registered"), which would read as a server error; retire is tested in
+    # test_candidates_api.py.
+    schema = schema.exclude(path_regex=r"/retire$")
     if operation_ids:
         schema = schema.include(operation_id=operation_ids)
     failures: list[str] = []
