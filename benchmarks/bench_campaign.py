@@ -4,8 +4,8 @@
 outbox relay) run on PostgreSQL and a Kafka broker (3 partitions). Locust (headless) drives
 customers at 8, 32 and 128 users, each level taking a third of the events; every customer
 predicts and corrects a share of the answers with their receipts. While the load runs, the Kafka
-broker is killed (SIGKILL) and restarted, PostgreSQL is restarted and a worker is killed with
-`kill -9` and started again, each at a fixed share of the events. Then the campaign waits for the
+broker is killed (SIGKILL) and restarted, a worker is killed with `kill -9` and started again,
+and PostgreSQL is restarted, at 15%, 45% and 70% of the events. Then the campaign waits for the
 stream to drain and compares, as sets, the accepted event ids (outbox rows and the ids the API
 answered with) with the applied ones (processed_events and the evaluation tables); see
 benchmarks/campaign_audit.py. It prints accepted, applied, replayed, lost and duplicated events,
@@ -126,16 +126,29 @@ class Campaign:
         self.workers = [self._spawn([sys.executable, "-m", "app", "worker"], f"worker-{i}.log")
                         for i in range(2)]
         wait_for_port(self.port, 120, self.api)
+        self._wait_ready(300)
         admin = {"Authorization": f"Bearer {self.keys['admin']}"}
         arms = [{"name": a, "candidate": c, "weight": 0.5, "control": i == 0}
                 for i, (a, c) in enumerate(ARMS)]
-        exp = requests.post(f"{self.base}/v1/experiments", headers=admin, timeout=30,
+        exp = requests.post(f"{self.base}/v1/experiments", headers=admin, timeout=120,
                             json={"name": "campaign", "arms": arms})
         exp.raise_for_status()
         requests.post(f"{self.base}/v1/experiments/{exp.json()['id']}/start", headers=admin,
-                      timeout=30).raise_for_status()
+                      timeout=120).raise_for_status()
         time.sleep(1.5)  # every API process reloads its router within a second
         self._warm_up()
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Until the API answers /readyz (gunicorn binds before its workers have imported)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=10).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1.0)
+        raise RuntimeError(f"the API was not ready after {timeout_s:.0f}s; see api.log")
 
     def _warm_up(self, n: int = 16) -> None:
         """A few predictions so each API process has loaded its candidates (ids kept too)."""
@@ -143,7 +156,7 @@ class Campaign:
         headers = {"Authorization": f"Bearer {self.keys['predict']}"}
         with open(self.folder / "accepted-warmup.txt", "w") as ledger:
             for i in range(n):
-                r = requests.post(f"{self.base}/v1/predict", headers=headers, timeout=60,
+                r = requests.post(f"{self.base}/v1/predict", headers=headers, timeout=120,
                                   json={"image_base64": images[i % len(images)],
                                         "unit_id": f"warm-{i}"})
                 r.raise_for_status()
@@ -175,8 +188,8 @@ class Campaign:
         say(f"worker started again as pid {self.workers[0].pid}")
 
     def faults(self) -> None:
-        plan = [(0.15, "broker", self._kill_broker), (0.45, "postgres", self._restart_postgres),
-                (0.75, "worker", self._kill_worker)]
+        plan = [(0.15, "broker", self._kill_broker), (0.45, "worker", self._kill_worker),
+                (0.70, "postgres", self._restart_postgres)]
         for share, name, act in plan:
             if name not in self.args.faults:
                 continue

@@ -18,7 +18,9 @@ import os
 import random
 from pathlib import Path
 
+import gevent
 from locust import FastHttpUser, constant, task
+from locust.exception import StopUser
 
 FOLDER = Path(os.environ.get("ABVOC_CAMPAIGN_DIR", "."))
 QUOTA = int(os.environ.get("ABVOC_CAMPAIGN_QUOTA", "1000"))
@@ -52,11 +54,14 @@ class Customer(FastHttpUser):
     connection_timeout = 10.0
 
     def _accepted(self, kind: str, ident: str) -> None:
-        if LEDGER.accept(kind, ident) >= QUOTA:
-            self.environment.runner.quit()
+        if LEDGER.accept(kind, ident) == QUOTA:
+            # Quit from a greenlet of its own: the runner stops every user, this one included.
+            gevent.spawn(self.environment.runner.quit)
 
     @task
     def predict_and_correct(self) -> None:
+        if LEDGER.count >= QUOTA:
+            raise StopUser()
         body = {"image_base64": random.choice(IMAGES),
                 "unit_id": f"user-{random.randrange(1_000_000)}"}
         headers = {"Authorization": f"Bearer {KEYS['predict']}"}
