@@ -240,7 +240,8 @@ class Campaign:
     def log_counts(self) -> dict[str, int]:
         """What the API and worker logs say about the faults (lines per kind)."""
         kinds = {"bus unavailable, retrying": "bus unavailable", "Traceback": "Traceback",
-                 "parked": "parked", "OperationalError": "OperationalError"}
+                 "parked": "parked", "OperationalError": "OperationalError",
+                 "Exception in thread": "threads died"}
         counts = dict.fromkeys(kinds.values(), 0)
         for path in [*self.folder.glob("worker-*.log"), self.folder / "api.log"]:
             text = path.read_text(errors="replace")

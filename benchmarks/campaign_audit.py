@@ -56,6 +56,7 @@ class Audit:
     lost_predictions: set[str] = field(default_factory=set)
     lost_corrections: set[str] = field(default_factory=set)
     tables_unlike_processed: int = 0
+    unanswered: int = 0
     duplicated_predictions: int = 0
     duplicated_truths: int = 0
     bus_records: int = 0
@@ -80,6 +81,7 @@ class Audit:
             f"events accepted (outbox)            {self.accepted_events}",
             f"  of which API responses            {self.response_predictions} predictions, "
             f"{self.response_corrections} corrections",
+            f"  committed, caller got an error    {self.unanswered} (applied like the rest)",
             f"events applied (processed_events)   {self.applied_events}",
             f"replayed: published again by relay  {self.republished} "
             f"(bus holds {self.bus_records} records)",
@@ -147,6 +149,7 @@ def audit(db: Database, folder: Path, bootstrap: str, topics: list[str]) -> Audi
         applied_events=len(processed),
         lost_events=outbox - processed,
         extra_events=processed - outbox,
+        unanswered=len(outbox) - len(response_p) - len(response_c),
         response_predictions=len(response_p),
         response_corrections=len(response_c),
         lost_predictions=response_p - set(stored_p),
