@@ -112,6 +112,7 @@ class Campaign:
         self.api: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.fired: list[str] = []
+        self.restarts: list[threading.Thread] = []
         self.stop = threading.Event()
 
     def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
@@ -168,11 +169,18 @@ class Campaign:
     # -- the faults ------------------------------------------------------------------------
 
     def _kill_broker(self) -> None:
+        """Kill the broker now and start it again `broker_down_s` later, in the background, so
+        the next faults land on time (a broker takes a while to start on a busy machine)."""
         self.broker.kill()
         say("Kafka broker killed (SIGKILL); the API keeps accepting into the outbox")
-        self.stop.wait(self.args.broker_down_s)
-        self.broker.start()
-        say("Kafka broker restarted")
+
+        def back() -> None:
+            time.sleep(self.args.broker_down_s)
+            self.broker.start()
+            say("Kafka broker restarted")
+
+        self.restarts.append(threading.Thread(target=back, daemon=True))
+        self.restarts[-1].start()
 
     def _restart_postgres(self) -> None:
         self.pg.restart(down_s=self.args.postgres_down_s)
@@ -183,7 +191,7 @@ class Campaign:
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         say(f"worker pid {victim.pid} killed with kill -9")
-        self.stop.wait(3.0)
+        time.sleep(3.0)  # as a supervisor would, a moment later
         self.workers[0] = self._spawn([sys.executable, "-m", "app", "worker"], "worker-0.log")
         say(f"worker started again as pid {self.workers[0].pid}")
 
@@ -196,6 +204,8 @@ class Campaign:
             while self.progress() < share * self.args.events:
                 if self.stop.wait(0.5):
                     return
+            if self.stop.is_set():
+                return  # the load is over: a fault now would not be one under load
             say(f"fault at {self.progress()} events: {name}")
             act()
             self.fired.append(name)
@@ -302,14 +312,18 @@ def main() -> None:
             say(f"{users} users: {figures[users]}")
         campaign.stop.set()
         injector.join()
+        for thread in campaign.restarts:
+            thread.join()
         say(f"load done at {campaign.progress()} events; faults fired: {campaign.fired}")
+        drain_start = time.monotonic()
         drained = campaign.drain(max(180.0, campaign.deadline - time.monotonic()))
+        drain_s = time.monotonic() - drain_start
         result = audit(campaign.db, folder, campaign.broker.bootstrap, campaign.topics)
         logs = campaign.log_counts()
     finally:
         campaign.close()
-    print(f"\nfault campaign: {args.events} events asked, faults {campaign.fired}, "
-          f"stream drained: {drained}")
+    print(f"\nfault campaign: {args.events} events asked, faults {campaign.fired}; the stream "
+          f"{'drained' if drained else 'did not drain'} {drain_s:.0f}s after the load ended")
     for line in result.lines():
         print("  " + line)
     print("  log lines (API + workers): " + ", ".join(f"{k} {v}" for k, v in logs.items()))
