@@ -113,6 +113,8 @@ class Campaign:
         self.workers: list[subprocess.Popen] = []
         self.fired: list[str] = []
         self.restarts: list[threading.Thread] = []
+        self.supervised = 0
+        self.done = threading.Event()
         self.stop = threading.Event()
 
     def _spawn(self, cmd: list[str], log_name: str) -> subprocess.Popen:
@@ -195,6 +197,17 @@ class Campaign:
         self.workers[0] = self._spawn([sys.executable, "-m", "app", "worker"], "worker-0.log")
         say(f"worker started again as pid {self.workers[0].pid}")
 
+    def supervise(self) -> None:
+        """Start again a worker process that exited (as systemd or `abvoc up` would): a worker
+        started while the broker is down exits at its start-up check."""
+        while not self.done.wait(2.0):
+            for i, proc in enumerate(self.workers):
+                if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
+                    say(f"worker pid {proc.pid} exited with {proc.returncode}; starting it again")
+                    self.workers[i] = self._spawn([sys.executable, "-m", "app", "worker"],
+                                                  f"worker-{i}.log")
+                    self.supervised += 1
+
     def faults(self) -> None:
         plan = [(0.15, "broker", self._kill_broker), (0.45, "worker", self._kill_worker),
                 (0.70, "postgres", self._restart_postgres)]
@@ -261,6 +274,7 @@ class Campaign:
 
     def close(self) -> None:
         self.stop.set()
+        self.done.set()
         for proc in [*self.workers, self.api]:
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -300,6 +314,7 @@ def main() -> None:
         say(f"4 API processes on {campaign.base}, 2 workers; faults: {args.faults}")
         injector = threading.Thread(target=campaign.faults, daemon=True)
         injector.start()
+        threading.Thread(target=campaign.supervise, daemon=True).start()
         for i, users in enumerate(levels):
             left = campaign.deadline - time.monotonic()
             quota = args.events * (i + 1) // len(levels) - campaign.progress()
@@ -326,6 +341,7 @@ def main() -> None:
           f"{'drained' if drained else 'did not drain'} {drain_s:.0f}s after the load ended")
     for line in result.lines():
         print("  " + line)
+    print(f"  worker processes started again after exiting: {campaign.supervised}")
     print("  log lines (API + workers): " + ", ".join(f"{k} {v}" for k, v in logs.items()))
     print("  Locust, per user level (faults included where they fell):")
     for users, f in figures.items():
