@@ -347,7 +347,7 @@ def main() -> None:
     for users, f in figures.items():
         print(f"    {users:4d} users: {f['rps']:7.1f} req/s  p50 {f['p50']:6.0f} ms  "
               f"p99 {f['p99']:6.0f} ms  ({f['requests']} requests, {f['failures']} failed)")
-    exact = result.lost == 0 and result.duplicated == 0
+    exact = result.lost == 0 and result.unstored == 0 and result.duplicated == 0
     print(f"  applied set == accepted set: {exact}")
     if args.keep:
         print(f"  logs kept in {folder}")

@@ -64,8 +64,13 @@ class Audit:
 
     @property
     def lost(self) -> int:
-        return (len(self.lost_events) + len(self.lost_predictions) + len(self.lost_corrections)
-                + self.tables_unlike_processed)
+        """Accepted events not applied (the answered ids are checked apart, in `unstored`)."""
+        return len(self.lost_events) + self.tables_unlike_processed
+
+    @property
+    def unstored(self) -> int:
+        """Ids the API answered with that the evaluation tables lack."""
+        return len(self.lost_predictions) + len(self.lost_corrections)
 
     @property
     def duplicated(self) -> int:
@@ -74,7 +79,8 @@ class Audit:
 
     @property
     def republished(self) -> int:
-        return self.bus_records - self.accepted_events
+        """Records beyond one per event (exact once the outbox has drained)."""
+        return max(0, self.bus_records - self.accepted_events)
 
     def lines(self) -> list[str]:
         return [
@@ -87,6 +93,7 @@ class Audit:
             f"(bus holds {self.bus_records} records)",
             f"replayed: handed to workers again   {self.redelivered} (absorbed by event id)",
             f"lost                                {self.lost}",
+            f"  answered ids missing from tables  {self.unstored}",
             f"duplicated                          {self.duplicated}",
         ]
 
