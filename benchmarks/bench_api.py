@@ -3,10 +3,14 @@
 Both run in one server process (werkzeug, threaded) in the same run: `/v1/predict` (auth, router,
 candidate, PredictionMade event and served-ledger row committed to the outbox in SQLite) and a
 bare route that decodes the same image and calls the same loaded candidate. A separate client
-process sends the same images with C concurrent connections; the figure is the throughput
-overhead of the full path over the bare one, with p50/p99 latencies. Medians of the rounds.
+process sends the same bodies to both with the same C concurrent connections, after a warm-up of
+each; rounds alternate which goes first (ABBA), so drift in a shared machine's load falls on both.
+Per round it records requests/s, p50/p99 latency and the server's CPU time per request (all its
+threads: the batcher and the group-commit writer included). The figures are medians of the rounds:
+the throughput overhead of the full path over the bare one, and the CPU-per-request overhead,
+which is the steadier of the two where other processes share the cores.
 
-    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 3]
+    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
         result = serving.pool.get(CANDIDATE).predict_one(image)
         return jsonify({"output": result.latex, "confidence": result.confidence})
 
+    @app.get("/bench/cpu")
+    def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
+        return jsonify({"cpu_s": time.process_time()})
+
     serving.pool.get(CANDIDATE)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port_queue.put((server.server_port, key))
@@ -88,11 +96,23 @@ def load(url: str, headers: dict, bodies: list[dict], concurrency: int) -> tuple
     return len(bodies) / (time.perf_counter() - start), latencies
 
 
+def measured(base: str, path: str, headers: dict, bodies: list[dict],
+             concurrency: int) -> tuple[float, float, float, float]:
+    """(requests/s, p50 ms, p99 ms, server CPU ms per request) for one pass over `bodies`."""
+    import requests
+
+    before = requests.get(f"{base}/bench/cpu", timeout=30).json()["cpu_s"]
+    rate, lat = load(base + path, headers, bodies, concurrency)
+    after = requests.get(f"{base}/bench/cpu", timeout=30).json()["cpu_s"]
+    return (rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
+            (after - before) * 1000 / len(bodies))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--models", default=None, help="a model store with trained candidates")
     args = parser.parse_args()
 
@@ -110,25 +130,30 @@ def main() -> None:
                "slice": "handwritten/middle"} for i, img in enumerate(images)]
     headers = {"Authorization": f"Bearer {key}"}
     base = f"http://127.0.0.1:{port}"
-    load(f"{base}/bench/bare", headers, bodies[:50], args.concurrency)  # warm up
-    load(f"{base}/v1/predict", headers, bodies[:50], args.concurrency)
+    paths = {"bare": "/bench/bare", "full": "/v1/predict"}
+    for path in paths.values():  # warm up both: caches, the batcher, the group-commit writer
+        load(base + path, headers, bodies[:100], args.concurrency)
     figures: dict[str, list] = {"bare": [], "full": []}
     for r in range(args.rounds):
-        for name, path in (("bare", "/bench/bare"), ("full", "/v1/predict")):
-            rate, lat = load(base + path, headers, bodies, args.concurrency)
-            figures[name].append((rate, np.percentile(lat, 50), np.percentile(lat, 99)))
-            print(f"round {r + 1} {name:4s}: {rate:7.1f} req/s  p50 {np.percentile(lat, 50):6.2f} "
-                  f"ms  p99 {np.percentile(lat, 99):6.2f} ms", flush=True)
+        for name in ("bare", "full") if r % 2 == 0 else ("full", "bare"):
+            f = measured(base, paths[name], headers, bodies, args.concurrency)
+            figures[name].append(f)
+            print(f"round {r + 1} {name:4s}: {f[0]:7.1f} req/s  p50 {f[1]:6.2f} ms  "
+                  f"p99 {f[2]:6.2f} ms  server CPU {f[3]:5.2f} ms/request", flush=True)
     server.terminate()
-    med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in figures.items()}
+    med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in figures.items()}
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
           f"{args.concurrency} concurrent, candidate {CANDIDATE}:")
     for name, label in (("bare", "candidate called bare"),
                         ("full", "/v1/predict, router + events on")):
-        rate, p50, p99 = med[name]
-        print(f"  {label:34s} {rate:7.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    overhead = 1 - med["full"][0] / med["bare"][0]
-    print(f"  throughput overhead of router + events: {overhead:.1%} (goal < 5%)")
+        rate, p50, p99, cpu = med[name]
+        print(f"  {label:34s} {rate:7.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+              f"CPU {cpu:5.2f} ms/request")
+    pairs = list(zip(figures["full"], figures["bare"], strict=True))  # the same round's two
+    ratio = statistics.median(f[0] / b[0] for f, b in pairs)
+    cpu_ratio = statistics.median(f[3] / b[3] for f, b in pairs)
+    print(f"  throughput ratio full/bare {ratio:.3f}: overhead {1 - ratio:.1%} (goal < 5%)")
+    print(f"  server CPU per request full/bare {cpu_ratio:.3f}: overhead {cpu_ratio - 1:.1%}")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,36 @@
 """Group commit: rows from many request threads share one transaction and one INSERT per table.
 
 A request thread hands its rows (table → row dicts) to `insert` and blocks until they are
-committed, so the caller still answers only after its writes are durable. One writer thread
-takes everything queued meanwhile and writes it with one executemany per table: one commit per
-batch instead of one per request, and no lock contention between the process's threads (SQLite
-has one writer at a time). If the batch fails, its units are written again one by one, so only
-the failing unit's caller gets the error and its batch-mates are still committed.
+committed, so the caller still answers only after its writes are durable. The threads take turns
+as the leader (leader/follower, as in database group commit): a thread that finds no commit in
+progress writes everything queued so far, its own rows included, with one executemany per table
+and one commit; the threads that queued rows meanwhile wait, and the first of them that finds
+its rows still unwritten leads the next commit. A lone request writes on its own thread with no
+hand-off to another, and concurrent ones share commits; one writer at a time also means no lock
+contention between the process's threads (SQLite has one writer at a time). If a batch fails, its
+units are written again one by one, so only the failing unit's caller gets the error and its
+batch-mates are still committed.
+
+The leaders share one held connection and one prebuilt INSERT per table: on this hot path the
+pool check-out, its reset on return and building the statement each time cost as much as the
+write itself. A connection that fails is dropped, and the next batch checks out a fresh one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
 
 from core.store.db import Database
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
+_Statement = tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any] | None]]
 
 
 class _Pending:
@@ -27,7 +38,7 @@ class _Pending:
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        self.done = threading.Event()
+        self.done = False
         self.error: Exception | None = None
 
 
@@ -36,11 +47,13 @@ class GroupCommitter:
         self.db = db
         self.max_batch = max_batch
         self.linger_s = linger_s
+        self._busy = False
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
+        self._leading = False
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="group-commit", daemon=True)
-        self._thread.start()
+        self._conn: Connection | None = None
+        self._statements: dict[tuple[Table, tuple[str, ...]], _Statement] = {}
 
     def insert(self, rows: Rows) -> None:
         """Insert `rows` (all or none) in a shared transaction; return once committed."""
@@ -49,27 +62,31 @@ class GroupCommitter:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
             self._queue.append(pending)
-            self._cond.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-
-    def _loop(self) -> None:
-        last = 1
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
+            while True:
+                while self._leading and not pending.done:
                     self._cond.wait()
-                if not self._queue:
-                    return
-                if last > 1 and len(self._queue) < last and not self._closed:
-                    # Requests are arriving concurrently: wait a moment for the rest of them,
-                    # so one commit serves several (a lone client never waits here).
+                if pending.done:
+                    break
+                # No commit in progress and these rows are unwritten: lead the next one.
+                self._leading = True
+                if self._busy and self.linger_s:
+                    # Others wrote alongside the last commit: wait a moment for the rest of
+                    # them, so one commit serves several (a lone client never waits here).
                     self._cond.wait(self.linger_s)
                 batch = [self._queue.popleft()
                          for _ in range(min(self.max_batch, len(self._queue)))]
-            last = len(batch)
-            self._commit(batch)
+                self._cond.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._cond.acquire()
+                    for done in batch:
+                        done.done = True
+                    self._busy = len(batch) > 1 or bool(self._queue)
+                    self._leading = False
+                    self._cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
 
     def _commit(self, batch: list[_Pending]) -> None:
         merged: dict[Table, list[Mapping[str, Any]]] = {}
@@ -77,23 +94,84 @@ class GroupCommitter:
             for table, rows in pending.rows.items():
                 merged.setdefault(table, []).extend(rows)
         try:
-            # A Core connection: no ORM session is needed to insert plain rows, and it is
-            # several times cheaper per batch on this hot path.
-            with self.db.engine.begin() as conn:
-                for table, rows in merged.items():
-                    conn.execute(table.insert(), rows)
+            self._write(merged)
         except Exception as exc:
             if len(batch) > 1:
                 for pending in batch:
                     self._commit([pending])
                 return
             batch[0].error = exc
-        for pending in batch:
-            pending.done.set()
+
+    def _write(self, merged: Mapping[Table, Sequence[Mapping[str, Any]]]) -> None:
+        """One transaction on the held connection; once more on a fresh connection when the
+        held one turns out to be gone (the server restarted since the last commit)."""
+        for attempt in range(2):
+            conn = self._connection()
+            try:
+                with conn.begin():
+                    for table, rows in merged.items():
+                        for columns, params in self._params(table, rows).items():
+                            conn.exec_driver_sql(self._sql(table, columns), params)
+                return
+            except DBAPIError as exc:
+                if exc.connection_invalidated or conn.invalidated:
+                    self._drop_connection()
+                    if attempt == 0:
+                        continue
+                raise
+            except Exception:
+                self._drop_connection()
+                raise
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.db.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # A broken connection may fail to say so too; it is gone either way.
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
+    def _sql(self, table: Table, columns: tuple[str, ...]) -> str:
+        return self._statement(table, columns)[0]
+
+    def _statement(self, table: Table, columns: tuple[str, ...]) -> _Statement:
+        """The INSERT of these columns in the dialect's own SQL, its parameter order (None for
+        named parameters) and each column's conversion to the driver's value, built once."""
+        key = (table, columns)
+        statement = self._statements.get(key)
+        if statement is None:
+            dialect = self.db.engine.dialect
+            compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
+            convert = {c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                       for c in columns}
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            statement = self._statements[key] = (str(compiled), order, convert)
+        return statement
+
+    def _params(self, table: Table, rows: Sequence[Mapping[str, Any]]
+                ) -> dict[tuple[str, ...], list]:
+        """The rows as driver parameters, grouped by the columns they set."""
+        out: dict[tuple[str, ...], list] = {}
+        for row in rows:
+            columns = tuple(row)
+            _, order, convert = self._statement(table, columns)
+            values = {c: (f(v) if (f := convert[c]) is not None and v is not None else v)
+                      for c, v in row.items()}
+            out.setdefault(columns, []).append(
+                tuple(values[c] for c in order) if order is not None else values)
+        return out
 
     def close(self) -> None:
-        """Commit what is queued, then stop the writer."""
+        """Refuse new rows, wait until the rows already queued are committed, and return the
+        connection."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=30)
+            while self._leading or self._queue:
+                self._cond.wait()
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

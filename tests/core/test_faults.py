@@ -1,6 +1,7 @@
 """Fault tests against the real broker: an outage mid-stream and a consumer killed with SIGKILL.
 
-Both must end with every accepted event in the store exactly once.
+5,000 events each, predictions and their corrections. Both must end with the set of applied
+event ids equal to the set of accepted ones, and every prediction and truth counted once.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ from core.bus.kafka import KafkaBus
 from core.outbox import OutboxRelay, pending_count
 from core.store import schema
 from core.store.db import Database
-from core.store.models import OnlineAggregate, ProcessedEvent
+from core.store.models import (
+    Correction,
+    OnlineAggregate,
+    OutboxEvent,
+    Prediction,
+    PredictionTruth,
+    ProcessedEvent,
+)
 from evaluation import sketch
 from evaluation.worker import GROUP_ID, make_worker
-from tests.support.flow import count_predictions, wait_until, write_outbox
+from tests.support.flow import corrected, wait_until, write_outbox
 from tests.support.kafka import KafkaBroker
 
-N = 5000
+PREDICTIONS = 4012
+CORRECT_EVERY = 4
+CORRECTED = corrected(PREDICTIONS, CORRECT_EVERY)
+N = PREDICTIONS + len(CORRECTED)  # 5,000 events: 4,012 predictions and 988 corrections
+WRITE = {"batch": 50, "correct_every": CORRECT_EVERY}
 pytestmark = pytest.mark.slow
 
 
@@ -42,31 +54,42 @@ def own_broker() -> Iterator[KafkaBroker]:
     shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
-def assert_exactly_once(db: Database) -> None:
-    assert count_predictions(db) == (N, N)
+def applied(db: Database) -> int:
     with db.session() as s:
-        applied = s.scalar(
-            select(func.count())
-            .select_from(ProcessedEvent)
-            .where(ProcessedEvent.group_id == GROUP_ID)
-        )
-        totals = dict(
-            s.execute(
-                select(OnlineAggregate.metric, func.sum(OnlineAggregate.n)).group_by(
-                    OnlineAggregate.metric
-                )
-            ).all()
-        )
+        return s.scalar(select(func.count()).select_from(ProcessedEvent)
+                        .where(ProcessedEvent.group_id == GROUP_ID)) or 0
+
+
+def assert_exactly_once(db: Database) -> None:
+    """The applied ids are the accepted ones, as sets, and every sum counted each once."""
+    with db.session() as s:
+        outbox = set(s.scalars(select(OutboxEvent.event_id)))
+        processed = set(s.scalars(select(ProcessedEvent.event_id)
+                                  .where(ProcessedEvent.group_id == GROUP_ID)))
+        predictions = dict(s.execute(select(Prediction.prediction_id, Prediction.event_id)).all())
+        corrections = dict(s.execute(select(Correction.correction_id, Correction.event_id)).all())
+        truths = set(s.scalars(select(PredictionTruth.prediction_id)))
+        totals = dict(s.execute(select(OnlineAggregate.metric, func.sum(OnlineAggregate.n))
+                                .group_by(OnlineAggregate.metric)).all())
         sketches = s.scalars(
             select(OnlineAggregate.sketch).where(OnlineAggregate.metric == "latency_ms")
         ).all()
-    assert applied == N
+    assert len(outbox) == N
     assert pending_count(db) == 0
-    # The aggregates saw every prediction exactly once too, latency histograms included.
-    assert totals["predictions"] == N
-    assert totals["latency_ms"] == N
-    assert totals["confidence"] == N
-    assert sum(sketch.decode(data).count for data in sketches) == N
+    assert processed - outbox == set(), "applied events that were never accepted"
+    assert outbox - processed == set(), "accepted events that were never applied"
+    assert set(predictions.values()) | set(corrections.values()) == outbox
+    assert set(predictions) == {f"r-{i}" for i in range(PREDICTIONS)}
+    assert set(corrections) == {f"r-c{j}" for j in CORRECTED}
+    assert truths == {f"r-{j}" for j in CORRECTED}
+    # The aggregates saw every prediction and every joined truth exactly once, latency
+    # histograms included.
+    assert totals["predictions"] == PREDICTIONS
+    assert totals["latency_ms"] == PREDICTIONS
+    assert totals["confidence"] == PREDICTIONS
+    assert sum(sketch.decode(data).count for data in sketches) == PREDICTIONS
+    assert totals["corrected"] == len(CORRECTED)
+    assert totals["exact_match"] == len(CORRECTED)
 
 
 def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> None:  # noqa: ANN001
@@ -80,26 +103,25 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     worker = make_worker(db, bus, prefix)
     consumer = threading.Thread(target=worker.run, args=(stop,))
     writer = threading.Thread(
-        target=write_outbox, args=(db, N, prefix), kwargs={"batch": 50, "pause_s": 0.04}
+        target=write_outbox, args=(db, PREDICTIONS, prefix), kwargs={**WRITE, "pause_s": 0.04}
     )
     relay.start()
     consumer.start()
     writer.start()
     try:
-        wait_until(lambda: count_predictions(db)[0] >= 800, 120, "the first events to arrive")
+        wait_until(lambda: applied(db) >= 800, 120, "the first events to arrive")
         own_broker.kill()
-        accepted_during_outage = N - pending_count(db)
+        # The writer goes on accepting: those events wait in the outbox for the broker.
         wait_until(lambda: pending_count(db) >= 300, 60, "events to queue during the outage")
         own_broker.start()
         writer.join()
-        wait_until(lambda: count_predictions(db)[0] >= N, 240, f"all {N} events to arrive")
+        wait_until(lambda: applied(db) >= N, 240, f"all {N} events to arrive")
         wait_until(lambda: pending_count(db) == 0, 60, "the outbox to drain")
     finally:
         stop.set()
         writer.join()
         relay.join()
         consumer.join()
-    assert accepted_during_outage > 0
     assert_exactly_once(db)
     db.dispose()
 
@@ -143,19 +165,19 @@ def test_consumer_killed_mid_stream(
     stop = threading.Event()
     relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
     writer = threading.Thread(
-        target=write_outbox, args=(db, N, prefix), kwargs={"batch": 50, "pause_s": 0.03}
+        target=write_outbox, args=(db, PREDICTIONS, prefix), kwargs={**WRITE, "pause_s": 0.03}
     )
     relay.start()
     writer.start()
     proc = _worker_process(env, log)
     try:
-        wait_until(lambda: count_predictions(db)[0] >= 1000, 120, "the worker to apply 1000")
+        wait_until(lambda: applied(db) >= 1000, 120, "the worker to apply 1000")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        killed_at = count_predictions(db)[0]
+        killed_at = applied(db)
         proc = _worker_process(env, log)
         writer.join()
-        wait_until(lambda: count_predictions(db)[0] >= N, 240, f"all {N} events to arrive")
+        wait_until(lambda: applied(db) >= N, 240, f"all {N} events to arrive")
     finally:
         stop.set()
         writer.join()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from core.store import schema
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import ServedPrediction
@@ -42,3 +43,33 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 39
     with pytest.raises(RuntimeError, match="closed"):
         committer.insert(_unit(99))
+
+
+def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
+    """No writer thread to hand rows to and wait for: the caller leads its own commit."""
+    threads = threading.active_count()
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    assert threading.active_count() == threads
+    committer.close()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 1
+
+
+def test_a_connection_lost_between_commits_is_replaced(postgres) -> None:  # noqa: ANN001
+    """The committer keeps one connection; when the server drops it (a restart, an idle
+    timeout), the next insert reconnects instead of failing its caller."""
+    db = Database(postgres.create_database())
+    schema.upgrade(db)
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    with Database(db.url) as other, other.engine.connect() as conn:  # not from db's pool
+        dropped = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    assert dropped >= 1
+    committer.insert(_unit(2))
+    committer.close()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
+    db.dispose()

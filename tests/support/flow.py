@@ -30,6 +30,41 @@ def prediction_event(i: int, run: str = "r") -> dict:
     )
 
 
+def correction_event(i: int, run: str = "r") -> dict:
+    """A CorrectionSubmitted event for prediction `i` of `run` (keyed like it, so after it)."""
+    return events.make_event(
+        events.CORRECTION_SUBMITTED,
+        correction_id=f"{run}-c{i}",
+        prediction_id=f"{run}-{i}",
+        corrected_output="\\frac{x^{2}}{4}",
+        rating=2,
+    )
+
+
+CORRECTION_LAG = 60
+"""A correction follows its prediction this many predictions later (another transaction)."""
+
+
+def corrected(n: int, correct_every: int, start: int = 0) -> list[int]:
+    """Which of predictions start..start+n-1 `write_outbox` corrects."""
+    if not correct_every:
+        return []
+    return [j for j in range(start, start + n - CORRECTION_LAG) if j % correct_every == 0]
+
+
+def stream_events(lo: int, hi: int, run: str = "r", correct_every: int = 0,
+                  start: int = 0) -> list[dict]:
+    """Predictions lo..hi-1, each after the correction of prediction i - CORRECTION_LAG when
+    that one is corrected (every `correct_every`-th from `start`)."""
+    out = []
+    for i in range(lo, hi):
+        j = i - CORRECTION_LAG
+        if correct_every and j >= start and j % correct_every == 0:
+            out.append(correction_event(j, run))
+        out.append(prediction_event(i, run))
+    return out
+
+
 def write_outbox(
     db: Database,
     n: int,
@@ -39,13 +74,15 @@ def write_outbox(
     batch: int = 100,
     start: int = 0,
     pause_s: float = 0.0,
+    correct_every: int = 0,
 ) -> None:
-    """Accept `n` predictions the way the API does: each batch in one transaction."""
+    """Accept `n` predictions the way the API does, each batch in one transaction; with
+    `correct_every`, every so many predictions also get a correction a little later (see
+    :func:`corrected`)."""
     for lo in range(start, start + n, batch):
         with db.session() as s:
-            add_events(
-                s, [prediction_event(i, run) for i in range(lo, min(lo + batch, start + n))], prefix
-            )
+            add_events(s, stream_events(lo, min(lo + batch, start + n), run, correct_every, start),
+                       prefix)
         if pause_s:
             time.sleep(pause_s)
 
