@@ -15,7 +15,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app import close_app, create_app
