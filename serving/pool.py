@@ -44,6 +44,7 @@ class ImageCandidate:
     """An image pipeline (images in, LaTeX out) and the backend its networks run on."""
 
     accepts = IMAGE
+    output_type = "latex"
 
     def __init__(self, pipeline: BatchedPipeline, backend: Backend) -> None:
         self.pipeline = pipeline

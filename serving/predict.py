@@ -65,6 +65,7 @@ class PredictRequest:
 
 @dataclass(frozen=True)
 class _Run:
+    output_type: str
     answer: Answer | None
     latency_ms: float
     error: str | None = None
@@ -107,7 +108,7 @@ class PredictService:
         start = time.perf_counter()
         try:
             answer = model.predict(req.payload)
-            return _Run(answer, (time.perf_counter() - start) * 1000)
+            return _Run(model.output_type, answer, (time.perf_counter() - start) * 1000)
         except AbvocError as exc:
             if exc.status < 500:
                 raise
@@ -115,12 +116,13 @@ class PredictService:
         except Exception as exc:  # a candidate's failure is data for its guardrails
             log.exception("candidate %s failed", candidate)
             failure = CandidateFailed(f"{type(exc).__name__}: {exc}")
-        return _Run(None, (time.perf_counter() - start) * 1000, failure.message[:2000], failure)
+        return _Run(model.output_type, None, (time.perf_counter() - start) * 1000,
+                    failure.message[:2000], failure)
 
     def _event(self, req: PredictRequest, route: Route, candidate: str, run: _Run,
                shadow: bool) -> dict[str, Any]:
         answer = run.answer
-        output_type = answer.output_type if answer else self._output_type(candidate)
+        output_type = answer.output_type if answer else run.output_type
         fields: dict[str, Any] = {}
         if req.request_id is not None:
             fields["request_id"] = req.request_id[:200]
@@ -142,10 +144,6 @@ class PredictService:
             stages=answer.stages if answer else {},
             **fields,
         )
-
-    def _output_type(self, candidate: str) -> str:
-        described = self.pool.registry.get(candidate).pipeline.get("output") or {}
-        return str(described.get("type") or "latex")
 
     def _record(self, event: dict[str, Any], watched: bool = False) -> None:
         """Commit the event and the ledger row together; returns once they are durable.

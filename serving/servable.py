@@ -41,6 +41,7 @@ class Answer:
 
 class Servable(Protocol):
     accepts: str
+    output_type: str
 
     def predict(self, payload: Any) -> Answer: ...
 
@@ -67,6 +68,7 @@ class _TensorCandidate:
         self.manifest = manifest
         self.kind = OutputType(manifest.output.type, manifest.output.classes,
                                manifest.output.schema)
+        self.output_type = self.kind.type
 
     def _checked(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = check_inputs(self.manifest.inputs, inputs)

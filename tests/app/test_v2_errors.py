@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -184,3 +185,29 @@ def test_failing_remote_arm_is_bounded_counted_and_paused(
                          json=infer_body(row[None], f"later-{i}")).status_code
              for i, row in enumerate(flowers(20, seed=3))]
     assert after == [200] * 20  # the paused arm gets no more traffic
+
+
+def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
+        v2app: Flask, stubs: Callable[..., _Stub], tmp_path: Path) -> None:  # noqa: F811
+    bad = stubs(lambda h, body: _reply(h, 500, {"error": "shadow crashed"}))
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500))
+    experiment(client, admin, "flowers", "iris-onnx", "iris-onnx",
+               shadows=[{"candidate": "iris-shadow"}])
+    for i, row in enumerate(flowers(10, seed=4)):
+        response = client.post("/v2/models/flowers/infer", headers=admin,
+                               json=infer_body(row[None], f"s{i}"))
+        assert response.status_code == 200, response.get_json()
+    v2app.extensions["abvoc_serving"].predict.shadows.close()  # wait for the shadow runs
+    with v2app.extensions["abvoc"].db.session() as s:
+        rows = s.execute(select(ServedPrediction.candidate, ServedPrediction.arm)).all()
+    assert Counter(r.candidate for r in rows) == {"iris-onnx": 10, "iris-shadow": 10}
+    assert all(r.arm is None for r in rows if r.candidate == "iris-shadow")
+    assert bad.hits == 10
+    with v2app.extensions["abvoc"].db.session() as s:
+        shadows = [e for e in map(json.loads, s.scalars(select(OutboxEvent.payload)).all())
+                   if e["shadow"]]
+    assert len(shadows) == 10 and all("shadow crashed" in e["error"] for e in shadows)
+    assert all(e["output"] == "" and e["output_type"] == "label" for e in shadows)
