@@ -3,11 +3,12 @@
 The answer is what a prediction event records and what a correction is held against: a class
 name for `label`, a string for `text`/`latex`, a float for `number`, a JSON value for `json`.
 Where it is read from, in order: a tensor named `output` or after the type (`label`, `text`,
-...), else the first tensor that fits. A `label` can also come from class scores (the argmax of
-a tensor with one score per class, e.g. a remote ONNX model's `probabilities`) or a class index.
-The confidence is a one-value tensor named `confidence`, else the top score of a label's
-probabilities. A candidate whose outputs fit none of this has failed (a CandidateOutputError,
-502): its own fault, not the caller's.
+...), else the first tensor that fits; a `json` answer is the JSON text of a tensor named
+`output` or `json` (or of the only tensor), else all the tensors as an object of lists. A
+`label` can also come from class scores (the argmax of a tensor with one score per class, e.g.
+a remote ONNX model's `probabilities`) or a class index. The confidence is a one-value tensor
+named `confidence`, else the top score of a label's probabilities. A candidate whose outputs
+fit none of this has failed (a CandidateOutputError, 502): its own fault, not the caller's.
 """
 
 from __future__ import annotations
@@ -123,8 +124,12 @@ def _number(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float
 
 
 def _json(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
-    found = _pick(kind, arrays, _is_bytes)
-    if found is not None:
+    # JSON text in a tensor named `output` or `json`, or in the only tensor; else every tensor.
+    named = [arrays[n] for n in ("output", "json") if n in arrays]
+    if not named and len(arrays) == 1:
+        named = list(arrays.values())
+    found = named[0] if named else None
+    if found is not None and _is_bytes(found):
         try:
             value = json.loads(_one_string(found))
         except ValueError as exc:
