@@ -131,6 +131,8 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["parameters"]["candidate"] == "iris-onnx"
+    meta = client.get("/v2/models/default", headers=admin).get_json()
+    assert meta["parameters"] == {"candidate": "iris-onnx"} and meta["versions"] == ["1"]
     with v2app.extensions["abvoc"].db.session() as s:
         (payload,) = s.scalars(select(OutboxEvent.payload)).all()
     event = json.loads(payload)
