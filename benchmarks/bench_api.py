@@ -60,8 +60,8 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     def bare():  # noqa: ANN202
         body = request.get_json()
         image = decode_image(base64.b64decode(body["image_base64"]))
-        result = serving.pool.get(CANDIDATE).predict_one(image)
-        return jsonify({"output": result.latex, "confidence": result.confidence})
+        answer = serving.pool.get(CANDIDATE).predict(image)
+        return jsonify({"output": answer.output, "confidence": answer.confidence})
 
     serving.pool.get(CANDIDATE)
     server = make_server("127.0.0.1", 0, app, threaded=True)
