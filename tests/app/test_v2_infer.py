@@ -119,6 +119,11 @@ def test_bundle_and_remote_server_split_in_one_experiment(
     counted = {arm: metrics[arm]["all"]["predictions"] for arm in ("control", "treatment")}
     assert counted == {"control": served["control"], "treatment": served["treatment"]}
     assert sum(metrics[arm]["all"]["corrections"] for arm in counted) == 60
+    cells = [metrics[arm]["all"] for arm in counted]
+    assert sum(c["truth_known"] for c in cells) == 60
+    assert round(sum(c["exact_match"] * c["truth_known"] for c in cells)) == 60 - wrong
+    divergence = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin)
+    assert divergence.status_code == 200 and "findings" in divergence.get_json()
 
 
 def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: Path) -> None:
