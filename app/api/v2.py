@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ from serving.servable import TENSORS
 bp = Blueprint("v2", __name__)
 UNIT_HEADER = "X-Abvoc-Unit-Id"
 MAX_BODY_BYTES = 32 << 20
+# No request body of MAX_BODY_BYTES can hold more values than this.
+MAX_VALUES = MAX_BODY_BYTES // 2
 _BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
 _PARAMETER_KEYS = {"unit_id", "slice"}
 _OUTPUT_DATATYPE = {"number": "FP64"}
@@ -195,6 +198,10 @@ def _inputs(raw: Any) -> dict[str, np.ndarray]:
         shape = tensor.get("shape")
         if isinstance(shape, list) and any(isinstance(d, bool) for d in shape):
             raise TensorError(f"input {name!r}: shape must be a list of integer sizes")
+        if isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) \
+                and math.prod(shape) > MAX_VALUES:
+            raise TensorError(f"input {name!r}: shape {shape} holds more than {MAX_VALUES} "
+                              "values; send a smaller tensor")
         inputs[name] = from_v2(tensor)
     return inputs
 
