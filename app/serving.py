@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
 
 from core.startup import Services
 from serving.experiments import Experiments
 from serving.guardrails import GuardrailMonitor
 from serving.pool import CandidatePool
-from serving.predict import PredictService
+from serving.predict import CandidateFailed, PredictRequest, PredictService
 from serving.registry import Registry
 from serving.router import Router
 
@@ -36,3 +39,18 @@ class Serving:
     def close(self) -> None:
         self.predict.close()
         self.pool.close()
+
+
+def serve(req: PredictRequest) -> dict[str, Any]:
+    """Serve one request through the app's serving path and count it in the Prometheus metrics
+    (every endpoint, every candidate kind)."""
+    serving: Serving = current_app.extensions["abvoc_serving"]
+    metrics = current_app.extensions["abvoc_metrics"]
+    try:
+        answer = serving.predict.predict(req)
+    except CandidateFailed as failed:
+        metrics.predictions.labels(failed.candidate, "error").inc()
+        raise
+    metrics.predictions.labels(answer["candidate"], "ok").inc()
+    metrics.prediction_latency.labels(answer["candidate"]).observe(answer["latency_ms"] / 1000)
+    return answer

@@ -64,8 +64,8 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     def bare():  # noqa: ANN202
         body = request.get_json()
         image = decode_image(base64.b64decode(body["image_base64"]))
-        result = serving.pool.get(CANDIDATE).predict_one(image)
-        return jsonify({"output": result.latex, "confidence": result.confidence})
+        answer = serving.pool.get(CANDIDATE).predict(image)
+        return jsonify({"output": answer.output, "confidence": answer.confidence})
 
     @app.get("/bench/cpu")
     def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads

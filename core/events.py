@@ -21,7 +21,8 @@ from core.store.db import utcnow
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
 EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED)
-CURRENT_VERSION = {PREDICTION_MADE: 1, CORRECTION_SUBMITTED: 2}
+# PredictionMade v2: an output of any output type (v1: LaTeX text only); both are read.
+CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 2}
 
 # Which topic (after the configured prefix) carries each event type, and which field keys it:
 # both are keyed by prediction id, so one prediction's events stay in one partition, in order.
@@ -72,6 +73,15 @@ def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
         **fields,
     }
     return validate_event(event)
+
+
+def output_text(event: dict[str, Any]) -> str:
+    """A prediction's output as the text the store keeps: strings as they are, numbers and JSON
+    values as compact JSON (v1 outputs are always strings)."""
+    output = event["output"]
+    if isinstance(output, str):
+        return output
+    return json.dumps(output, separators=(",", ":"), sort_keys=True)
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from core.events import output_text
 from core.latex import token_edit_distance, tokenize
 
 PREDICTIONS = "predictions"
@@ -140,7 +141,7 @@ class PredictionFacts:
             shadow=bool(e.get("shadow", False)),
             slice_=e.get("slice"),
             created_at=datetime.fromisoformat(e["occurred_at"]),
-            output=e["output"],
+            output=output_text(e),
             confidence=e.get("confidence"),
             latency_ms=e.get("latency_ms"),
             error=e.get("error"),

@@ -84,7 +84,7 @@ def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
         "unit_id": e.get("unit_id"),
         "slice": e.get("slice") or "all",
         "input_hash": e["input_hash"],
-        "output": e["output"],
+        "output": events.output_text(e),
         "confidence": e.get("confidence"),
         "latency_ms": e.get("latency_ms"),
         "stages": e.get("stages") or {},

@@ -1,6 +1,8 @@
-"""Loaded candidates, ready to serve: one pipeline per candidate on its registered backend, with
-concurrent requests batched whole (images) as the candidate's `pipeline.serving` settings say
-(`max_batch_size` images, waiting at most `max_batch_time_ms`)."""
+"""Loaded candidates, ready to serve, each behind the one Servable interface (serving.servable):
+a local bundle run by its stages, a remote Open Inference Protocol endpoint called over a pooled
+client, or an image pipeline on its registered backend, whose concurrent requests are batched
+whole (images) as its `pipeline.serving` settings say (`max_batch_size` images, waiting at most
+`max_batch_time_ms`)."""
 
 from __future__ import annotations
 
@@ -12,36 +14,89 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AbvocError
+from core.latex import tokenize
 from serving.backends import BackendSettings, get_backend
 from serving.backends.base import Backend
+from serving.bundles import BundleRunner, load_manifest
 from serving.ocr.pipeline import BatchedPipeline, Pipeline
-from serving.registry import Registry
+from serving.registry import CandidateInfo, Registry
+from serving.remote import RemoteClient
+from serving.servable import IMAGE, Answer, BundleCandidate, RemoteCandidate, Servable
 
 DEFAULT_BATCHING = {"max_batch_size": 16, "max_batch_time_ms": 2.0}
 DEFAULT_SHADOW_QUEUE = 64
+# Registry `pipeline.kind` of candidates registered from a bundle manifest.
+BUNDLE_KINDS = ("bundle", "remote")
+_MIDDLE_SCHOOL = {"^", "_", "\\sqrt", "(", ")", "\\alpha", "\\beta", "\\pi", "\\theta"}
 
 log = logging.getLogger(__name__)
+
+
+def infer_level(latex: str) -> str:
+    """'middle' when the output uses middle-school structure, else 'elementary'."""
+    tokens = tokenize(latex)
+    if _MIDDLE_SCHOOL.intersection(tokens) or tokens.count("\\frac") > 1:
+        return "middle"
+    return "elementary"
+
+
+class ImageCandidate:
+    """An image pipeline (images in, LaTeX out) and the backend its networks run on."""
+
+    accepts = IMAGE
+    output_type = "latex"
+
+    def __init__(self, pipeline: BatchedPipeline, backend: Backend) -> None:
+        self.pipeline = pipeline
+        self.backend = backend
+
+    def predict(self, payload: Any) -> Answer:
+        result = self.pipeline.predict_one(payload)
+        return Answer(result.latex, "latex", result.confidence, result.stages,
+                      slice=f"unknown/{infer_level(result.latex)}")
+
+    def close(self) -> None:
+        self.pipeline.close()  # stops its request batcher
+        self.backend.unload()
 
 
 class CandidatePool:
     """Loads each candidate once, on first use, and keeps it; thread-safe."""
 
-    def __init__(self, registry: Registry, models_dir: Path) -> None:
+    def __init__(self, registry: Registry, models_dir: Path, *, remote_pool_size: int = 16) -> None:
         self.registry = registry
         self.models_dir = Path(models_dir)
-        self._loaded: dict[str, tuple[BatchedPipeline, Backend]] = {}
+        self.remote_pool_size = remote_pool_size
+        self._loaded: dict[str, Servable] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> BatchedPipeline:
+    def get(self, name: str) -> Servable:
         loaded = self._loaded.get(name)
         if loaded is None:
             with self._lock:
                 loaded = self._loaded.get(name) or self._load(name)
                 self._loaded[name] = loaded
-        return loaded[0]
+        return loaded
 
-    def _load(self, name: str) -> tuple[BatchedPipeline, Backend]:
+    def _load(self, name: str) -> Servable:
         info = self.registry.get(name)
+        if info.pipeline.get("kind") in BUNDLE_KINDS:
+            return self._load_bundle(info)
+        return self._load_image_pipeline(info)
+
+    def _load_bundle(self, info: CandidateInfo) -> Servable:
+        folder = Path(info.artifacts)
+        if not folder.is_dir():
+            raise AbvocError(f"candidate {info.name!r} version {info.version!r}: its bundle "
+                             f"folder {folder} is missing; register the bundle again", status=503)
+        manifest = load_manifest(folder)
+        if manifest.remote is not None:
+            return RemoteCandidate(manifest, RemoteClient.from_spec(manifest.remote,
+                                                                    self.remote_pool_size))
+        return BundleCandidate(BundleRunner.open(folder))
+
+    def _load_image_pipeline(self, info: CandidateInfo) -> Servable:
+        name = info.name
         folder = Path(info.artifacts) if info.artifacts else self.models_dir / name
         if not (folder / "candidate.json").exists():
             raise AbvocError(f"candidate {name!r} has no trained artifacts in {folder}; "
@@ -54,17 +109,16 @@ class CandidatePool:
             cache_dir=self.models_dir / ".backend-cache",
         ))
         backend.load(pipeline.networks())
-        return pipeline.with_runner(backend).batched(
-            int(batching["max_batch_size"]), float(batching["max_batch_time_ms"])), backend
+        return ImageCandidate(pipeline.with_runner(backend).batched(
+            int(batching["max_batch_size"]), float(batching["max_batch_time_ms"])), backend)
 
     def names(self) -> list[str]:
         return sorted(self._loaded)
 
     def close(self) -> None:
         with self._lock:
-            for pipeline, backend in self._loaded.values():
-                pipeline.close()  # stops its request batcher
-                backend.unload()
+            for candidate in self._loaded.values():
+                candidate.close()
             self._loaded.clear()
 
 

@@ -1,9 +1,15 @@
-"""Serving one prediction: route, run the candidate, record the event, run the shadows.
+"""Serving one prediction, for every endpoint and every kind of candidate: route, run the
+candidate, record the event, run the shadows, feed the guardrails.
 
+/v1/predict (an image) and /v2/models/{scope}/infer (V2 tensors) both call `predict`; what
+differs is only the payload, and each loaded candidate says which kind it accepts (Servable).
 The PredictionMade event and the served-prediction ledger row are written in one transaction
-(the outbox), so an answer the caller got is an event the evaluation will see. Shadow candidates
-run on a copy of the input after the answer is ready, on a small thread pool, and are recorded
-as events of their own (shadow=true); their outputs never reach the caller. The shadow queue is
+(the outbox), so an answer the caller got is an event the evaluation will see. A candidate that
+fails (a model error, a remote server's 5xx or timeout) is recorded too, with its latency and
+error, and counted by the error-rate guardrail; the caller gets the failure's status (502, 503,
+504). Bad input (a 4xx) is the caller's and is neither recorded nor counted. Shadow candidates
+run on the same payload after the answer is ready, on a small thread pool, and are recorded as
+events of their own (shadow=true); their outputs never reach the caller. The shadow queue is
 bounded: when shadows fall behind, new shadow runs are dropped (and counted), never the answer.
 """
 
@@ -15,11 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from core import events, receipts
 from core.errors import AbvocError
-from core.latex import tokenize
 from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
@@ -28,29 +31,45 @@ from core.store.models import OutboxEvent, ServedPrediction
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
 from serving.router import Route, Router
+from serving.servable import IMAGE, Answer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
-_MIDDLE_SCHOOL = {"^", "_", "\\sqrt", "(", ")", "\\alpha", "\\beta", "\\pi", "\\theta"}
+_STRING_TYPES = ("label", "text", "latex")
+_TAKES = {IMAGE: "an image: send it to POST /v1/predict",
+          "tensors": "V2 tensors: send them to POST /v2/models/{scope}/infer"}
 
 
-def infer_level(latex: str) -> str:
-    """'middle' when the output uses middle-school structure, else 'elementary'."""
-    tokens = tokenize(latex)
-    if _MIDDLE_SCHOOL.intersection(tokens) or tokens.count("\\frac") > 1:
-        return "middle"
-    return "elementary"
+class CandidateFailed(AbvocError):
+    """The candidate failed to answer; recorded, counted by the guardrails. Its status is the
+    failure's: 502 for a remote server's error, 504 for its timeout, 503 otherwise."""
+
+    status = 503
+    candidate = ""
 
 
 @dataclass(frozen=True)
 class PredictRequest:
-    image: np.ndarray
+    """One request: the payload (a decoded image, or named numpy arrays) and who sent it."""
+
+    payload: Any
     input_hash: str
     unit_id: str
     scope: str = "default"
     slice: str | None = None
     force_arm: str | None = None
+    kind: str = IMAGE
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    output_type: str
+    answer: Answer | None
+    latency_ms: float
+    error: str | None = None
+    failure: AbvocError | None = None
 
 
 class PredictService:
@@ -80,20 +99,33 @@ class PredictService:
             self._default = (now, max(listed, key=lambda c: c.created_at).name)
         return self._default[1]
 
-    def _run(self, candidate: str, image: np.ndarray) -> tuple[Any, float, str | None]:
+    def _run(self, candidate: str, req: PredictRequest) -> _Run:
+        """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
+        model = self.pool.get(candidate)
+        if model.accepts != req.kind:
+            raise AbvocError(f"candidate {candidate!r} (serving scope {req.scope!r}) takes "
+                             + _TAKES.get(model.accepts, model.accepts).format(scope=req.scope))
         start = time.perf_counter()
         try:
-            result = self.pool.get(candidate).predict_one(image)
-            return result, (time.perf_counter() - start) * 1000, None
-        except AbvocError:
-            raise
+            answer = model.predict(req.payload)
+            return _Run(model.output_type, answer, (time.perf_counter() - start) * 1000)
+        except AbvocError as exc:
+            if exc.status < 500:
+                raise
+            failure: AbvocError = exc
         except Exception as exc:  # a candidate's failure is data for its guardrails
             log.exception("candidate %s failed", candidate)
-            return None, (time.perf_counter() - start) * 1000, f"{type(exc).__name__}: {exc}"
+            failure = CandidateFailed(f"{type(exc).__name__}: {exc}")
+        return _Run(model.output_type, None, (time.perf_counter() - start) * 1000,
+                    failure.message[:2000], failure)
 
-    def _event(self, req: PredictRequest, route: Route, candidate: str, result: Any,
-               latency_ms: float, error: str | None, shadow: bool) -> dict[str, Any]:
-        output = result.latex if result is not None else ""
+    def _event(self, req: PredictRequest, route: Route, candidate: str, run: _Run,
+               shadow: bool) -> dict[str, Any]:
+        answer = run.answer
+        output_type = answer.output_type if answer else run.output_type
+        fields: dict[str, Any] = {}
+        if req.request_id is not None:
+            fields["request_id"] = req.request_id[:200]
         return events.make_event(
             events.PREDICTION_MADE,
             prediction_id=uuid.uuid4().hex,
@@ -102,13 +134,15 @@ class PredictService:
             candidate=candidate,
             shadow=shadow,
             unit_id=req.unit_id,
-            slice=req.slice or f"unknown/{infer_level(output)}",
+            slice=req.slice or (answer.slice if answer else None) or "all",
             input_hash=req.input_hash,
-            output=output,
-            confidence=result.confidence if result is not None else None,
-            latency_ms=round(latency_ms, 3),
-            error=error,
-            stages=result.stages if result is not None else {},
+            output=answer.output if answer else ("" if output_type in _STRING_TYPES else None),
+            output_type=output_type,
+            confidence=answer.confidence if answer else None,
+            latency_ms=round(run.latency_ms, 3),
+            error=run.error,
+            stages=answer.stages if answer else {},
+            **fields,
         )
 
     def _record(self, event: dict[str, Any], watched: bool = False) -> None:
@@ -126,23 +160,31 @@ class PredictService:
         })
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
+        """Serve one request; the answer with its prediction id and receipt, or the candidate's
+        failure (recorded first) raised with its status."""
         route = self.router.route(req.scope, req.unit_id, self.default_candidate(),
                                   req.force_arm)
-        result, latency_ms, error = self._run(route.candidate, req.image)
-        event = self._event(req, route, route.candidate, result, latency_ms, error, False)
+        run = self._run(route.candidate, req)
+        event = self._event(req, route, route.candidate, run, False)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
         self._record(event, watched)
         if watched:
-            self.monitor.observe(experiment, route.arm or "", latency_ms, error is not None)
+            self.monitor.observe(experiment, route.arm or "", run.latency_ms,
+                                 run.error is not None)
         for shadow in route.shadows:
             self.shadows.submit(self._shadow, req, route, shadow)
-        if error is not None:
-            raise AbvocError(f"the candidate failed to answer (prediction {event['prediction_id']}"
-                             " recorded); try again", status=503)
+        if run.failure is not None:
+            failed = CandidateFailed(f"the candidate failed to answer: {run.failure.message} "
+                                     f"(prediction {event['prediction_id']} recorded); try "
+                                     "again", status=run.failure.status)
+            failed.candidate = route.candidate
+            raise failed
+        assert run.answer is not None
         return {
             "prediction_id": event["prediction_id"],
             "output": event["output"],
+            "output_type": event["output_type"],
             "confidence": event["confidence"],
             "receipt": receipts.sign(self.settings.secret_key, event["prediction_id"]),
             "slice": event["slice"],
@@ -150,12 +192,13 @@ class PredictService:
             "candidate": route.candidate,
             "arm": route.arm,
             "experiment_id": route.experiment_id,
+            "tensors": run.answer.tensors,
         }
 
     def _shadow(self, req: PredictRequest, route: Route, candidate: str) -> None:
         try:
-            result, latency_ms, error = self._run(candidate, req.image)
-            self._record(self._event(req, route, candidate, result, latency_ms, error, True))
+            run = self._run(candidate, req)
+            self._record(self._event(req, route, candidate, run, True))
         except Exception:
             log.exception("shadow candidate %s failed to record", candidate)
 

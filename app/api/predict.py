@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from app.auth import current_scopes, require
+from app.serving import serve
 from core.errors import AbvocError
 from serving.images import decode_image, input_hash
 from serving.predict import PredictRequest
@@ -66,13 +67,8 @@ def predict():  # noqa: ANN201
     if force and not admin:
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
     image = decode_image(data)
-    serving = current_app.extensions["abvoc_serving"]
-    answer = serving.predict.predict(PredictRequest(
-        image=image, input_hash=input_hash(data), unit_id=unit_id, scope=scope, slice=slice_,
-        force_arm=force or None))
-    metrics = current_app.extensions["abvoc_metrics"]
-    metrics.predictions.labels(answer["candidate"], "ok").inc()
-    metrics.prediction_latency.labels(answer["candidate"]).observe(answer["latency_ms"] / 1000)
+    answer = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
+                                  scope=scope, slice=slice_, force_arm=force or None))
     body = {k: answer[k] for k in PUBLIC_FIELDS}
     if admin:
         body.update({k: answer[k] for k in ("candidate", "arm", "experiment_id", "slice",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.batching import ItemBatcher
-from serving.bundles.manifest import Manifest, ManifestError
+from serving.bundles.manifest import Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError
 from serving.bundles.validate import validate_bundle
@@ -54,28 +54,7 @@ class BundleRunner:
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""
-        declared = {t.name: t for t in self.manifest.inputs}
-        if set(inputs) != set(declared):
-            raise TensorError(f"inputs must be {sorted(declared)}, got {sorted(inputs)}")
-        out: Tensors = {}
-        for name, spec in declared.items():
-            array = np.asarray(inputs[name])
-            want = V2_TO_NUMPY[spec.datatype]
-            if spec.datatype == "BYTES":
-                if array.dtype.kind not in "OSU":
-                    raise TensorError(f"input {name!r} must be BYTES, got {array.dtype}")
-                array = array.astype(object)
-            elif array.dtype != want:
-                if not np.can_cast(array.dtype, want, casting="same_kind"):
-                    raise TensorError(f"input {name!r} must be {spec.datatype}, got "
-                                      f"{array.dtype}")
-                array = array.astype(want)
-            if array.ndim != len(spec.shape) or any(
-                    d != -1 and d != n for d, n in zip(spec.shape, array.shape, strict=True)):
-                raise TensorError(f"input {name!r} must have shape {list(spec.shape)} (-1: any "
-                                  f"size), got {list(array.shape)}")
-            out[name] = array
-        return out
+        return check_inputs(self.manifest.inputs, inputs)
 
     def run_stages(self, tensors: Tensors) -> Tensors:
         for stage in self.stages:
@@ -122,3 +101,30 @@ class BundleRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> Tensors:
+    """The inputs as arrays of the declared datatypes (a local bundle's or a remote candidate's
+    signature), or a TensorError naming the tensor."""
+    declared = {t.name: t for t in specs}
+    if set(inputs) != set(declared):
+        raise TensorError(f"inputs must be {sorted(declared)}, got {sorted(inputs)}")
+    out: Tensors = {}
+    for name, spec in declared.items():
+        array = np.asarray(inputs[name])
+        want = V2_TO_NUMPY[spec.datatype]
+        if spec.datatype == "BYTES":
+            if array.dtype.kind not in "OSU":
+                raise TensorError(f"input {name!r} must be BYTES, got {array.dtype}")
+            array = array.astype(object)
+        elif array.dtype != want:
+            if not np.can_cast(array.dtype, want, casting="same_kind"):
+                raise TensorError(f"input {name!r} must be {spec.datatype}, got "
+                                  f"{array.dtype}")
+            array = array.astype(want)
+        if array.ndim != len(spec.shape) or any(
+                d != -1 and d != n for d, n in zip(spec.shape, array.shape, strict=True)):
+            raise TensorError(f"input {name!r} must have shape {list(spec.shape)} (-1: any "
+                              f"size), got {list(array.shape)}")
+        out[name] = array
+    return out

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from app.auth import SCOPES, create_key, revoke_key
 from core.store.models import ApiKey
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/static/<path:filename>"}
+# Probes are open, as /healthz and /readyz are; the V2 model routes need a key.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/static/<path:filename>",
+          "/v2/health/live", "/v2/health/ready"}
 
 
 def concrete(rule: str) -> list[str]:

@@ -36,8 +36,8 @@ def test_slow_treatment_is_paused_by_its_guardrail(app: Flask, client: FlaskClie
                                                     admin: dict) -> None:
     pool = app.extensions["abvoc_serving"].pool
     pool.get("ocr-large-mixed")
-    pipeline, backend = pool._loaded["ocr-large-mixed"]
-    pool._loaded["ocr-large-mixed"] = (SlowPipeline(pipeline), backend)
+    loaded = pool._loaded["ocr-large-mixed"]
+    loaded.pipeline = SlowPipeline(loaded.pipeline)
 
     exp = create(client, admin, guardrails={"p99_latency_ms": 200, "min_samples": 20})
     act(client, admin, exp["id"], "start")

@@ -45,8 +45,8 @@ def test_a_stuck_shadow_drops_runs_and_never_slows_the_answer(
     release = threading.Event()
     pool = serving.pool
     pool.get("ocr-large-mixed")
-    pipeline, backend = pool._loaded["ocr-large-mixed"]
-    pool._loaded["ocr-large-mixed"] = (StuckPipeline(pipeline, release), backend)
+    loaded = pool._loaded["ocr-large-mixed"]
+    loaded.pipeline = StuckPipeline(loaded.pipeline, release)
     exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}], arms=ARMS[:2])
     act(client, admin, exp["id"], "start")
     assert _dropped(client) == 0

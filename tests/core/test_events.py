@@ -26,7 +26,7 @@ def prediction(**overrides) -> dict:  # noqa: ANN003
 
 def test_envelope_is_stamped() -> None:
     e = prediction()
-    assert e["schema_version"] == 1 and e["event_type"] == "PredictionMade"
+    assert e["schema_version"] == 2 and e["event_type"] == "PredictionMade"
     assert len(e["event_id"]) == 32 and e["occurred_at"].endswith("+00:00")
     assert events.decode(events.encode(e)) == e
 
@@ -74,3 +74,22 @@ def test_routes_keep_a_predictions_events_together() -> None:
     assert events.route(p, "abvoc").key == events.route(c, "abvoc").key == "same"
     assert events.route(p, "abvoc").topic == "abvoc.predictions"
     assert events.topics("abvoc") == ["abvoc.predictions", "abvoc.corrections"]
+
+
+@pytest.mark.parametrize(("output_type", "output", "text"), [
+    ("label", "setosa", "setosa"), ("number", 3.25, "3.25"), ("text", "hi", "hi"),
+    ("json", {"b": [1, 2], "a": None}, '{"a":null,"b":[1,2]}'), ("latex", "x^{2}", "x^{2}")])
+def test_v2_outputs_of_any_type_are_stored_as_text(output_type: str, output: object,
+                                                   text: str) -> None:
+    e = prediction(output=output, output_type=output_type)
+    assert events.decode(events.encode(e))["output"] == output
+    assert events.output_text(e) == text
+
+
+def test_v1_prediction_events_are_still_read() -> None:
+    old = {**prediction(), "schema_version": 1}
+    assert events.decode(events.encode(old)) == old
+    with pytest.raises(EventSchemaError, match="output"):  # v1 outputs are LaTeX text only
+        events.validate_event({**old, "output": 3.0})
+    with pytest.raises(EventSchemaError):
+        events.validate_event({**prediction(), "output_type": "image"})

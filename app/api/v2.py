@@ -1,0 +1,245 @@
+"""The Open Inference Protocol (V2 REST) in front of abvoc's experiments, so a client of Triton,
+KServe or MLServer switches to abvoc by changing its base URL. The "model" is the traffic scope:
+
+    POST /v2/models/{scope}/infer   V2 tensors in; the router picks the candidate
+    GET  /v2/models/{scope}         the inputs and outputs of the candidate the scope serves
+    GET  /v2/models/{scope}/ready   that candidate is loaded (a remote one: its server answers)
+    GET  /v2/health/live, /v2/health/ready
+
+A request names its unit (for sticky assignment) in `parameters.unit_id` or the
+`X-Abvoc-Unit-Id` header; its `id` is echoed. The answer holds an `output` tensor (the
+prediction, of the candidate's output type) and the candidate's own output tensors; its
+`parameters` carry `prediction_id` and `receipt` (to correct it through /v1/corrections), and
+for admin keys the candidate, arm and experiment. The health routes are open, as probes are;
+the model routes need a `predict` key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.predict import FORCE_HEADER
+from app.auth import current_scopes, require
+from app.serving import serve
+from core.errors import AbvocError, ConfigError
+from core.store import schema
+from serving.bundles.tensors import TensorError, from_v2, to_v2
+from serving.predict import PredictRequest
+from serving.servable import TENSORS
+
+bp = Blueprint("v2", __name__)
+UNIT_HEADER = "X-Abvoc-Unit-Id"
+MAX_BODY_BYTES = 32 << 20
+# No request body of MAX_BODY_BYTES can hold more values than this.
+MAX_VALUES = MAX_BODY_BYTES // 2
+_BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
+_PARAMETER_KEYS = {"unit_id", "slice"}
+_OUTPUT_DATATYPE = {"number": "FP64"}
+
+
+class NotReady(AbvocError):
+    status = 503
+
+
+def _serving():  # noqa: ANN202
+    return current_app.extensions["abvoc_serving"]
+
+
+def _text(value: Any, where: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise AbvocError(f"{where} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _scope(scope: str) -> str:
+    return _text(scope, "the model name (the experiment's traffic scope)", 100)
+
+
+@bp.get("/v2/health/live")
+def live():  # noqa: ANN201
+    return jsonify({"live": True})
+
+
+@bp.get("/v2/health/ready")
+def ready():  # noqa: ANN201
+    """Ready to take inference requests: the store that records them answers, migrated."""
+    try:
+        db = current_app.extensions["abvoc"].db
+        db.check()
+        if not schema.is_current(db):
+            raise NotReady("the database schema is not migrated; run `abvoc db upgrade`")
+    except (ConfigError, SQLAlchemyError) as exc:
+        raise NotReady(f"the store is unreachable: {getattr(exc, 'message', exc)}") from exc
+    return jsonify({"ready": True})
+
+
+def _candidate_of(scope: str) -> str:
+    """The candidate the scope serves by default: its experiment's control arm, else the
+    service's default candidate (as the router would route a request outside experiments)."""
+    serving = _serving()
+    experiment = serving.router.experiment(scope)
+    if experiment is not None:
+        return next(a["candidate"] for a in experiment["arms"] if a["control"])
+    return serving.predict.default_candidate()
+
+
+@bp.get("/v2/models/<scope>")
+@require("predict")
+def metadata(scope: str):  # noqa: ANN201
+    scope = _scope(scope)
+    info = _serving().registry.get(_candidate_of(scope))
+    described = info.pipeline
+    if described.get("kind") not in ("bundle", "remote"):
+        raise AbvocError(f"scope {scope!r} serves images (candidate of kind "
+                         f"{described.get('kind') or 'image pipeline'}): use POST /v1/predict")
+    output = described.get("output") or {}
+    kind = output.get("type", "json")
+    body: dict[str, Any] = {
+        "name": scope, "platform": "abvoc",
+        "inputs": described.get("inputs") or [],
+        "outputs": [{"name": "output", "datatype": _OUTPUT_DATATYPE.get(kind, "BYTES"),
+                     "shape": [1], "parameters": {"output_type": kind,
+                                                  **({"classes": output["classes"]}
+                                                     if output.get("classes") else {})}}],
+    }
+    if "admin" in current_scopes():
+        body["versions"] = [info.version]
+        body["parameters"] = {"candidate": info.name}
+    return jsonify(body)
+
+
+@bp.get("/v2/models/<scope>/ready")
+@require("predict")
+def model_ready(scope: str):  # noqa: ANN201
+    scope = _scope(scope)
+    candidate = _serving().pool.get(_candidate_of(scope))
+    if candidate.accepts != TENSORS:
+        raise AbvocError(f"scope {scope!r} serves images, not V2 tensors: use POST /v1/predict")
+    client = getattr(candidate, "client", None)
+    if client is not None and not client.ready():
+        raise NotReady(f"scope {scope!r}: the remote server of its candidate does not answer "
+                       "ready")
+    return jsonify({"name": scope, "ready": True})
+
+
+@bp.post("/v2/models/<scope>/infer")
+@require("predict")
+def infer(scope: str):  # noqa: ANN201
+    scope = _scope(scope)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise AbvocError(f"the request is larger than {MAX_BODY_BYTES} bytes; send fewer or "
+                         "smaller tensors", status=413)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
+                         "tensors) and the unit in 'parameters.unit_id'")
+    unknown = sorted(set(body) - _BODY_KEYS)
+    if unknown:
+        raise AbvocError(f"unknown field(s) {unknown}; a V2 request has {sorted(_BODY_KEYS)}")
+    request_id = None if body.get("id") is None else _text(body["id"], "'id'", 200)
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise AbvocError("'parameters' must be an object")
+    unknown = sorted(set(params) - _PARAMETER_KEYS)
+    if unknown:
+        raise AbvocError(f"unknown parameter(s) {unknown}; use {sorted(_PARAMETER_KEYS)}")
+    unit_id = params.get("unit_id") or request.headers.get(UNIT_HEADER)
+    if unit_id is None:
+        raise AbvocError(f"give the unit (user or session) this request is for: "
+                         f"'parameters.unit_id' or the {UNIT_HEADER} header")
+    unit_id = _text(unit_id, "the unit id", 200)
+    slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
+    inputs = _inputs(body.get("inputs"))
+    wanted = _wanted(body.get("outputs"))
+    force = request.headers.get(FORCE_HEADER)
+    admin = "admin" in current_scopes()
+    if force and not admin:
+        raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
+    answer = serve(PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
+                                  scope=scope, slice=slice_, force_arm=force or None,
+                                  kind=TENSORS, request_id=request_id))
+    parameters: dict[str, Any] = {"prediction_id": answer["prediction_id"],
+                                  "receipt": answer["receipt"]}
+    if admin:
+        parameters.update({k: answer[k] for k in ("candidate", "arm", "experiment_id",
+                                                  "latency_ms")})
+    out: dict[str, Any] = {"model_name": scope, "parameters": parameters,
+                           "outputs": _outputs(answer, wanted)}
+    if request_id is not None:
+        out["id"] = request_id
+    return jsonify(out)
+
+
+def _inputs(raw: Any) -> dict[str, np.ndarray]:
+    if not isinstance(raw, list) or not raw:
+        raise AbvocError("'inputs' must be a non-empty list of V2 tensors "
+                         "({name, datatype, shape, data})")
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(raw):
+        if not isinstance(tensor, dict):
+            raise TensorError(f"inputs[{i}] must be a tensor object")
+        name = tensor.get("name")
+        if not isinstance(name, str) or not name:
+            raise TensorError(f"inputs[{i}] needs a 'name'")
+        if name in inputs:
+            raise TensorError(f"input {name!r} is given twice")
+        unknown = sorted(set(tensor) - {"name", "datatype", "shape", "data", "parameters"})
+        if unknown:
+            raise TensorError(f"input {name!r}: unknown key(s) {unknown}")
+        if not isinstance(tensor.get("parameters", {}), dict):
+            raise TensorError(f"input {name!r}: 'parameters' must be an object")
+        shape = tensor.get("shape")
+        if isinstance(shape, list) and any(isinstance(d, bool) for d in shape):
+            raise TensorError(f"input {name!r}: shape must be a list of integer sizes")
+        if isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) \
+                and math.prod(shape) > MAX_VALUES:
+            raise TensorError(f"input {name!r}: shape {shape} holds more than {MAX_VALUES} "
+                              "values; send a smaller tensor")
+        inputs[name] = from_v2(tensor)
+    return inputs
+
+
+def _wanted(raw: Any) -> set[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
+        raise AbvocError("'outputs' must be a list of {\"name\": ...} objects")
+    return {o["name"] for o in raw}
+
+
+def _hash(inputs: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(inputs):
+        array = inputs[name]
+        digest.update(f"{name}|{array.dtype.kind}|{list(array.shape)}|".encode())
+        if array.dtype == object:
+            for v in array.flat:
+                digest.update(v if isinstance(v, bytes) else str(v).encode())
+                digest.update(b"\x00")
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _outputs(answer: dict[str, Any], wanted: set[str] | None) -> list[dict[str, Any]]:
+    """The prediction as the `output` tensor, then the candidate's own tensors; only those
+    asked for when the request names its `outputs`."""
+    value = answer["output"]
+    if answer["output_type"] == "number":
+        first = np.array([value], dtype=np.float64)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        first = np.array([text], dtype=object)
+    tensors = [to_v2("output", first)]
+    tensors += [to_v2(n, a) for n, a in answer["tensors"].items() if n != "output"]
+    if wanted is not None:
+        tensors = [t for t in tensors if t["name"] in wanted]
+    return tensors

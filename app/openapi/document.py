@@ -1,0 +1,110 @@
+"""The whole document, served at /openapi.json (schemathesis checks it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.openapi.candidates import candidate_paths
+from app.openapi.links import finish
+from app.openapi.parts import (
+    ADMIN,
+    EXPERIMENT_ID,
+    SAMPLE_IMAGE,
+    SCHEMAS,
+    action,
+    arm_action,
+    error_responses,
+    json_response,
+    report,
+)
+from app.openapi.v2 import v2_paths
+
+
+def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
+    """The document; `paths_wanted` limits it to the routes an app really has."""
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {"summary": "Liveness", "responses": {
+            "200": json_response({"type": "object", "required": ["status"],
+                          "properties": {"status": {"type": "string"}}})}}},
+        "/readyz": {"get": {"summary": "Readiness of the store and the bus", "responses": {
+            "200": json_response({"type": "object"}),
+            "503": json_response({"type": "object"}, "Not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": json_response({"type": "object"})}}},
+        "/v1/predict": {"post": {
+            "summary": "Predict the LaTeX of a formula image",
+            "security": [{"apiKey": []}, {"bearer": []}],
+            "parameters": [{"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
+                            "schema": {"type": "string"},
+                            "description": "admin keys only: serve this arm"}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictJSON"},
+                                     "example": {"image_base64": SAMPLE_IMAGE,
+                                                 "unit_id": "user-42"}},
+                "multipart/form-data": {
+                    "schema": {"$ref": "#/components/schemas/PredictMultipart"}}}},
+            "responses": {"200": json_response({"$ref": "#/components/schemas/Prediction"}),
+                          **error_responses(400, 401, 403, 413, 503)}}},
+        "/v1/corrections": {"post": {
+            "summary": "Correct a prediction (voice of the customer)",
+            "security": [{"apiKey": []}, {"bearer": []}],
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "maxLength": 128}}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/CorrectionRequest"}}}},
+            "responses": {"202": json_response({"$ref": "#/components/schemas/CorrectionAccepted"},
+                                       "Accepted"),
+                          **error_responses(400, 401, 403, 404, 409, 413)}}},
+        "/v1/experiments": {
+            "get": {"summary": "List experiments", "security": ADMIN,
+                    "parameters": [{"name": "status", "in": "query", "required": False,
+                                    "schema": {"type": "string", "enum": [
+                                        "draft", "running", "paused", "killed", "stopped"]}}],
+                    "responses": {"200": json_response({"type": "object",
+                                                        "required": ["experiments"],
+                                                "properties": {"experiments": {
+                                                    "type": "array", "items": {
+                                                        "$ref": "#/components/schemas/Experiment"}
+                                                }}}),
+                                  **error_responses(400, 401, 403)}},
+            "post": {"summary": "Create an experiment (draft)", "security": ADMIN,
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/ExperimentSpec"}}}},
+                     "responses": {"201": json_response({"$ref": "#/components/schemas/Experiment"},
+                                                "Created"),
+                                   **error_responses(400, 401, 403, 409)}}},
+        "/v1/experiments/{experiment_id}": {"get": {
+            "summary": "Show an experiment", "security": ADMIN, "parameters": [EXPERIMENT_ID],
+            "responses": {"200": json_response({"$ref": "#/components/schemas/Experiment"}),
+                          **error_responses(401, 403, 404)}}},
+        "/v1/experiments/{experiment_id}/start": action("Start (take the scope)"),
+        "/v1/experiments/{experiment_id}/pause": action("Pause: all traffic to control", True),
+        "/v1/experiments/{experiment_id}/resume": action("Resume after pause or kill"),
+        "/v1/experiments/{experiment_id}/kill": action("Kill switch: all to control", True),
+        "/v1/experiments/{experiment_id}/stop": action("Stop for good"),
+        "/v1/experiments/{experiment_id}/advance": action("Advance the canary one step"),
+        "/v1/experiments/{experiment_id}/arms/{arm}/pause": arm_action("Pause one arm"),
+        "/v1/experiments/{experiment_id}/arms/{arm}/resume": arm_action("Resume one arm"),
+        "/v1/experiments/{experiment_id}/results": report("Online results and statistics"),
+        "/v1/experiments/{experiment_id}/divergence": report("Offline-vs-online divergence",
+                                                              "alpha", "tolerance"),
+    }
+    paths.update(candidate_paths())
+    paths.update(v2_paths())
+    paths = finish(paths)
+    if paths_wanted is not None:
+        paths = {p: v for p, v in paths.items() if p in paths_wanted}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "abvoc", "version": "1",
+                 "description": "Online A/B evaluation and voice-of-customer feedback"},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"}}},
+    }

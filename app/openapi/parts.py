@@ -1,0 +1,154 @@
+"""Building blocks of the OpenAPI document: shared schemas, parameters and responses."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from serving.experiments import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
+from serving.images import encode_png
+
+# A blank 16x16 PNG: small enough for the document, a valid image for the examples and links.
+SAMPLE_IMAGE = base64.b64encode(encode_png(np.full((16, 16), 255, np.uint8))).decode()
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def error_responses(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad input; the message says what to fix", 401: "No valid API key",
+            403: "The key lacks the scope, or the receipt does not match",
+            404: "Not found", 405: "Method not allowed",
+            409: "Conflicts with the current state",
+            413: "Too large", 503: "Not ready or the candidate failed"}
+    return {str(c): {"description": text[c],
+                     "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+ARM = {"name": "arm", "in": "path", "required": True,
+       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+ADMIN = [{"apiKey": []}, {"bearer": []}]
+REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
+
+ARM_SCHEMA = {
+    "type": "object", "required": ["name", "candidate", "weight"],
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100,
+                            "not": {"pattern": f"^{SHADOW_PREFIX}"}},
+                   "candidate": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
+                   "control": {"type": "boolean"}},
+}
+GUARDRAIL_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        **{name: {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": limit}
+           for name, limit in GUARDRAILS.items()},
+        "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**9}}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "status"],
+              "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
+                             "details": {}}},
+    "PredictJSON": {
+        "type": "object", "required": ["image_base64", "unit_id"], "additionalProperties": False,
+        "properties": {
+            "image_base64": {"type": "string", "description": "PNG or JPEG, base64"},
+            "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "scope": {"type": ["string", "null"], "maxLength": 100},
+            "slice": {"type": ["string", "null"], "maxLength": 100}}},
+    "PredictMultipart": {
+        "type": "object", "required": ["image", "unit_id"],
+        "properties": {"image": {"type": "string", "format": "binary"},
+                       "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "scope": {"type": "string", "maxLength": 100},
+                       "slice": {"type": "string", "maxLength": 100}}},
+    "Prediction": {
+        "type": "object", "required": ["prediction_id", "output", "confidence", "receipt"],
+        "properties": {
+            "prediction_id": {"type": "string"}, "output": {"type": "string"},
+            "confidence": {"type": ["number", "null"]}, "receipt": {"type": "string"},
+            "candidate": {"type": "string", "description": "admin keys only"},
+            "arm": {"type": ["string", "null"]}, "experiment_id": {"type": ["integer", "null"]},
+            "slice": {"type": "string"}, "latency_ms": {"type": "number"}}},
+    "CorrectionRequest": {
+        "type": "object", "required": ["prediction_id", "receipt", "corrected_output"],
+        "additionalProperties": False,
+        "properties": {"prediction_id": {"type": "string", "maxLength": 64},
+                       "receipt": {"type": "string", "maxLength": 128},
+                       "corrected_output": {"type": "string", "maxLength": 2000},
+                       "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+                       "comment": {"type": ["string", "null"], "maxLength": 2000}}},
+    "CorrectionAccepted": {
+        "type": "object", "required": ["correction_id", "prediction_id", "duplicate"],
+        "properties": {"correction_id": {"type": "string"}, "prediction_id": {"type": "string"},
+                       "duplicate": {"type": "boolean"}}},
+    "ExperimentSpec": {
+        "type": "object", "required": ["name", "arms"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+            "scope": {"type": "string", "minLength": 1, "maxLength": 100},
+            "unit": {"type": "string", "enum": ["user", "session", "request"]},
+            "salt": {"type": ["string", "null"], "maxLength": 64},
+            "arms": {"type": "array", "minItems": 2, "maxItems": MAX_ARMS, "items": ARM_SCHEMA},
+            "shadows": {"type": ["array", "null"], "uniqueItems": True, "items": {
+                "type": "object", "required": ["candidate"], "additionalProperties": False,
+                "properties": {"candidate": {"type": "string"}}}},
+            "canary": {"type": ["object", "null"], "properties": {
+                "treatment": {"type": "string"},
+                "steps": {"type": "array", "items": {"type": "number"}},
+                "advance_after_s": {"type": ["number", "null"]},
+                "advance_after_n": {"type": ["number", "null"]}}},
+            "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
+            "primary_metric": {"type": "string",
+                               "enum": ["correction_rate", "error_rate", "latency_p99_ms"]}}},
+    "Experiment": {
+        "type": "object",
+        "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "scope": {"type": "string"},
+            "status": {"type": "string",
+                       "enum": ["draft", "running", "paused", "killed", "stopped"]},
+            "status_reason": {"type": "string"}, "unit": {"type": "string"},
+            "salt": {"type": "string"}, "arms": {"type": "array", "items": {"type": "object"}},
+            "weights": {"type": "array", "items": {"type": "number"}},
+            "shadows": {"type": "array"}, "canary": {"type": "object"},
+            "guardrails": {"type": "object"}, "primary_metric": {"type": "string"},
+            "allocation_table": {"type": ["string", "null"]},
+            "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
+            "stopped_at": {"type": ["string", "null"]}}},
+    "Report": {"type": "object", "description": "results or divergence report"},
+}
+
+
+def action(summary: str, reason: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary, "security": ADMIN, "parameters": [EXPERIMENT_ID],
+        "responses": {"200": json_response({"$ref": "#/components/schemas/Experiment"}),
+                      **error_responses(400, 401, 403, 404, 409)}}
+    if reason:
+        op["requestBody"] = REASON_BODY
+    return {"post": op}
+
+
+def arm_action(summary: str) -> dict[str, Any]:
+    op = action(summary, reason=True)
+    op["post"]["parameters"] = [EXPERIMENT_ID, ARM]
+    return op
+
+
+def report(summary: str, *shares: str) -> dict[str, Any]:
+    params = [EXPERIMENT_ID] + [
+        {"name": name, "in": "query", "required": False,
+         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
+        for name in shares]
+    return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
+                    "responses": {"200": json_response({"$ref": "#/components/schemas/Report"}),
+                                  **error_responses(400, 401, 403, 404)}}}

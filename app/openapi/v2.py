@@ -1,0 +1,97 @@
+"""The Open Inference Protocol (V2 REST) routes of app/api/v2.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.openapi.parts import ERROR, error_responses, json_response
+
+V2_TENSOR = {
+    "type": "object", "required": ["name", "datatype", "shape", "data"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "datatype": {"enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+                              "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"description": "row-major values; BYTES as strings, base64 when "
+                                "parameters.content_type is 'base64'"},
+        "parameters": {"type": "object"}},
+}
+SCOPE = {"name": "scope", "in": "path", "required": True,
+         "description": "the experiment's traffic scope (the V2 model name)",
+         "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+
+
+def v2_paths() -> dict[str, Any]:
+    """The Open Inference Protocol (V2 REST) routes: the model name is the traffic scope."""
+    failed = {code: json_response(ERROR, text) for code, text in (
+        ("502", "The candidate (a remote server) failed; recorded as an error"),
+        ("504", "The candidate (a remote server) did not answer within its timeout"))}
+    request_body = {
+        "type": "object", "required": ["inputs"], "additionalProperties": False,
+        "properties": {
+            "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+            "parameters": {"type": ["object", "null"], "additionalProperties": False,
+                           "properties": {
+                               "unit_id": {"type": ["string", "null"], "maxLength": 200},
+                               "slice": {"type": ["string", "null"], "minLength": 1,
+                                         "maxLength": 100}}},
+            "inputs": {"type": "array", "minItems": 1, "items": V2_TENSOR},
+            "outputs": {"type": ["array", "null"], "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string"}}}}}}
+    response = {
+        "type": "object", "required": ["model_name", "outputs", "parameters"],
+        "properties": {
+            "model_name": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+            "parameters": {"type": "object", "required": ["prediction_id", "receipt"],
+                           "properties": {"prediction_id": {"type": "string"},
+                                          "receipt": {"type": "string"},
+                                          "candidate": {"type": "string"},
+                                          "arm": {"type": ["string", "null"]},
+                                          "experiment_id": {"type": ["integer", "null"]},
+                                          "latency_ms": {"type": "number"}}}}}
+    header = [{"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
+               "schema": {"type": "string"},
+               "description": "the unit (user, session), when not in parameters.unit_id"},
+              {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
+               "schema": {"type": "string"}, "description": "admin keys only: serve this arm"}]
+    return {
+        "/v2/health/live": {"get": {"summary": "V2 liveness", "responses": {
+            "200": json_response({"type": "object", "required": ["live"],
+                          "properties": {"live": {"type": "boolean"}}})}}},
+        "/v2/health/ready": {"get": {"summary": "V2 readiness: the store records predictions",
+                                     "responses": {"200": json_response({
+                                         "type": "object", "required": ["ready"],
+                                         "properties": {"ready": {"type": "boolean"}}}),
+                                         **error_responses(503)}}},
+        "/v2/models/{scope}": {"get": {
+            "summary": "V2 model metadata: the inputs and output of the candidate the scope's "
+                       "control arm (or the default) serves",
+            "security": [{"apiKey": []}, {"bearer": []}], "parameters": [SCOPE],
+            "responses": {"200": json_response({"type": "object", "required": ["name", "inputs",
+                                                                       "outputs"],
+                                        "properties": {"name": {"type": "string"},
+                                                       "platform": {"type": "string"},
+                                                       "inputs": {"type": "array"},
+                                                       "outputs": {"type": "array"}}}),
+                          **error_responses(400, 401, 403, 404, 503)}}},
+        "/v2/models/{scope}/ready": {"get": {
+            "summary": "The scope's candidate is loaded (a remote one: its server is ready)",
+            "security": [{"apiKey": []}, {"bearer": []}], "parameters": [SCOPE],
+            "responses": {"200": json_response({"type": "object", "required": ["name", "ready"],
+                                        "properties": {"name": {"type": "string"},
+                                                       "ready": {"type": "boolean"}}}),
+                          **error_responses(400, 401, 403, 404, 503)}}},
+        "/v2/models/{scope}/infer": {"post": {
+            "summary": "V2 inference: the router picks the candidate for the unit; the answer "
+                       "carries the prediction id and the receipt to correct it",
+            "security": [{"apiKey": []}, {"bearer": []}], "parameters": [SCOPE, *header],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": request_body}}},
+            "responses": {"200": json_response(response),
+                          **error_responses(400, 401, 403, 404, 413, 503),
+                          **failed}}},
+    }

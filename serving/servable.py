@@ -1,0 +1,109 @@
+"""The one interface every loaded candidate has, whatever runs it, so the serving path (route,
+run, record, shadows, guardrails) is written once:
+
+    answer = candidate.predict(payload)   # an Answer; raises for bad input or a failed model
+    candidate.close()
+
+`accepts` says what payload a candidate takes: "tensors" (named numpy arrays checked against
+the bundle's V2 signature: a local bundle or a remote endpoint) or "image" (a decoded image,
+the image pipelines behind /v1/predict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from serving.bundles.manifest import Manifest, TensorSpec
+from serving.bundles.runner import BundleRunner, check_inputs
+from serving.bundles.tensors import TensorError
+from serving.outputs import OutputType, read_answer
+from serving.remote import RemoteClient
+
+TENSORS = "tensors"
+IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One prediction as the event records it, and what the caller gets back (`tensors`)."""
+
+    output: Any
+    output_type: str
+    confidence: float | None = None
+    stages: dict[str, Any] = field(default_factory=dict)
+    slice: str | None = None
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Servable(Protocol):
+    accepts: str
+    output_type: str
+
+    def predict(self, payload: Any) -> Answer: ...
+
+    def close(self) -> None: ...
+
+
+def one_item(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray],
+             kind: OutputType) -> None:
+    """A prediction is one item a customer can correct: inputs with a batch axis (-1 first)
+    must hold one row, unless the output is JSON (which can describe many)."""
+    if kind.type == "json":
+        return
+    for spec in specs:
+        if spec.shape[0] == -1 and inputs[spec.name].shape[0] != 1:
+            raise TensorError(f"input {spec.name!r} holds {inputs[spec.name].shape[0]} rows; "
+                              f"send one item per request (shape [1, ...]): each answer of a "
+                              f"{kind.type!r} candidate is one prediction")
+
+
+class _TensorCandidate:
+    accepts = TENSORS
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.kind = OutputType(manifest.output.type, manifest.output.classes,
+                               manifest.output.schema)
+        self.output_type = self.kind.type
+
+    def _checked(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = check_inputs(self.manifest.inputs, inputs)
+        one_item(self.manifest.inputs, tensors, self.kind)
+        return tensors
+
+    def _answer(self, outputs: Mapping[str, np.ndarray]) -> Answer:
+        output, confidence = read_answer(self.kind, outputs)
+        return Answer(output, self.kind.type, confidence, tensors=dict(outputs))
+
+
+class BundleCandidate(_TensorCandidate):
+    """A local bundle, run in this process by its stages."""
+
+    def __init__(self, runner: BundleRunner) -> None:
+        super().__init__(runner.manifest)
+        self.runner = runner
+
+    def predict(self, payload: Any) -> Answer:
+        return self._answer(self.runner.predict(self._checked(payload)))
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class RemoteCandidate(_TensorCandidate):
+    """A remote Open Inference Protocol endpoint; its errors (RemoteError: 502, 503, 504) and
+    the time they took are the candidate's, as a local model's failure would be."""
+
+    def __init__(self, manifest: Manifest, client: RemoteClient) -> None:
+        super().__init__(manifest)
+        self.client = client
+
+    def predict(self, payload: Any) -> Answer:
+        return self._answer(self.client.infer(self._checked(payload)))
+
+    def close(self) -> None:
+        self.client.close()

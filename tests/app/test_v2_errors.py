@@ -1,0 +1,217 @@
+"""/v2 refusals (every 4xx, nothing recorded) and remote candidates that fail: a server that
+answers 500 or hangs costs the caller at most the remote timeout, gets a 502/504, is recorded
+as an error, and the error-rate guardrail pauses its arm."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask import Flask
+from PIL import Image
+from sqlalchemy import func, select
+
+from core.store.models import OutboxEvent, ServedPrediction
+from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
+from tests.serving.test_remote import _reply, _Stub
+from tests.support.bundles import EXAMPLE
+from tests.support.v2 import experiment, flowers, infer_body, remote_bundle, upload
+
+ROW = flowers(1)[0]
+
+
+def _count(app: Flask, table: type) -> int:
+    with app.extensions["abvoc"].db.session() as s:
+        return s.scalar(select(func.count()).select_from(table)) or 0
+
+
+def _tensor(**changes: object) -> dict:
+    tensor = {"name": "features", "datatype": "FP32", "shape": [1, 4], "data": ROW.tolist()}
+    tensor.update(changes)
+    return {k: v for k, v in tensor.items() if v is not None}
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 48), 255, np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:  # noqa: F811
+    client = v2app.test_client()
+    admin, predictor, corrector = (keys(v2app, s) for s in ("admin", "predict", "correct"))
+    upload(client, admin, EXAMPLE)
+    url = "/v2/models/default/infer"
+    unit = {"unit_id": "u"}
+    cases: list[tuple[dict, object, int, str]] = [
+        ({}, {"inputs": [_tensor()], "parameters": unit}, 401, "API key"),
+        (corrector, {"inputs": [_tensor()], "parameters": unit}, 403, "predict"),
+        (predictor, "not json", 400, "V2 inference request"),
+        (predictor, [1], 400, "V2 inference request"),
+        (predictor, {"inputs": [_tensor()], "parameters": unit, "x": 1}, 400, "unknown field"),
+        (predictor, {"inputs": [_tensor()], "parameters": unit, "id": 5}, 400, "'id'"),
+        (predictor, {"inputs": [_tensor()], "parameters": [1]}, 400, "'parameters'"),
+        (predictor, {"inputs": [_tensor()], "parameters": {**unit, "k": 1}}, 400, "parameter"),
+        (predictor, {"inputs": [_tensor()]}, 400, "unit_id"),
+        (predictor, {"inputs": [_tensor()], "parameters": {"unit_id": 7}}, 400, "unit id"),
+        (predictor, {"inputs": [_tensor()], "parameters": {**unit, "slice": ""}}, 400, "slice"),
+        (predictor, {"inputs": [], "parameters": unit}, 400, "non-empty list"),
+        (predictor, {"parameters": unit}, 400, "'inputs'"),
+        (predictor, {"inputs": [3], "parameters": unit}, 400, "tensor object"),
+        (predictor, {"inputs": [_tensor(name="")], "parameters": unit}, 400, "'name'"),
+        (predictor, {"inputs": [_tensor(), _tensor()], "parameters": unit}, 400, "twice"),
+        (predictor, {"inputs": [{**_tensor(), "extra": 1}], "parameters": unit}, 400,
+         "unknown key"),
+        (predictor, {"inputs": [_tensor(parameters=[1])], "parameters": unit}, 400,
+         "'parameters' must be an object"),
+        (predictor, {"inputs": [_tensor(shape=[True, 4])], "parameters": unit}, 400, "shape"),
+        (predictor, {"inputs": [_tensor(shape=[2**32, 2**32], data=[], datatype="BYTES")],
+                     "parameters": unit}, 400, "holds more than"),
+        (predictor, {"inputs": [_tensor(shape=[2**70], data=[])], "parameters": unit}, 400,
+         "holds more than"),
+        (predictor, {"inputs": [_tensor(datatype="FP128")], "parameters": unit}, 400,
+         "not a V2 datatype"),
+        (predictor, {"inputs": [_tensor(shape=[2, 4])], "parameters": unit}, 400, "holds 8"),
+        (predictor, {"inputs": [_tensor(data=["a"] * 4)], "parameters": unit}, 400,
+         "not FP32"),
+        (predictor, {"inputs": [_tensor(name="petals")], "parameters": unit}, 400,
+         "inputs must be ['features']"),
+        (predictor, {"inputs": [_tensor(datatype="BYTES", data=["x"] * 4)],
+                     "parameters": unit}, 400, "must be FP32"),
+        (predictor, {"inputs": [_tensor(shape=[1, 3], data=ROW[:3].tolist())],
+                     "parameters": unit}, 400, "must have shape [-1, 4]"),
+        (predictor, {"inputs": [_tensor(shape=[2, 4], data=ROW.tolist() * 2)],
+                     "parameters": unit}, 400, "one item per request"),
+        (predictor, {"inputs": [_tensor(datatype="BYTES", shape=[1], data=["%%"],
+                                        parameters={"content_type": "base64"})],
+                     "parameters": unit}, 400, "not base64"),
+        (predictor, {"inputs": [_tensor()], "parameters": unit, "outputs": ["label"]}, 400,
+         "'outputs'"),
+    ]
+    for headers, body, status, words in cases:
+        kwargs = {"json": body} if not isinstance(body, str) else {"data": body}
+        response = client.post(url, headers=headers, **kwargs)
+        assert response.status_code == status, (body, response.get_json())
+        assert words in response.get_json()["error"], (body, response.get_json())
+
+    forced = client.post(url, headers={**predictor, "X-Abvoc-Force-Arm": "control"},
+                         json={"inputs": [_tensor()], "parameters": unit})
+    assert forced.status_code == 403 and "admin" in forced.get_json()["error"]
+    no_exp = client.post(url, headers={**admin, "X-Abvoc-Force-Arm": "control"},
+                         json={"inputs": [_tensor()], "parameters": unit})
+    assert no_exp.status_code == 400 and "no experiment" in no_exp.get_json()["error"]
+    long_scope = client.post(f"/v2/models/{'s' * 101}/infer", headers=predictor,
+                             json={"inputs": [_tensor()], "parameters": unit})
+    assert long_scope.status_code == 400 and "model name" in long_scope.get_json()["error"]
+    huge = client.post(url, headers=predictor, data=b"{" + b" " * (33 << 20) + b"}",
+                       content_type="application/json")
+    assert huge.status_code == 413
+    assert client.post("/v2/models/a/b/infer", headers=predictor, json={}).status_code == 404
+    for path in ("/v2/models/default", "/v2/models/default/ready"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=corrector).status_code == 403
+    # An image sent to /v1/predict for a scope that serves tensors: told where to go.
+    image = client.post("/v1/predict", headers=predictor, json={
+        "image_base64": base64.b64encode(_png()).decode(), "unit_id": "u"})
+    assert image.status_code == 400 and "/v2/models/default/infer" in image.get_json()["error"]
+    assert _count(v2app, OutboxEvent) == 0 and _count(v2app, ServedPrediction) == 0
+
+    # The unit may come in a header instead; the request id is echoed; `outputs` filters.
+    ok = client.post(url, headers={**predictor, "X-Abvoc-Unit-Id": "u9"}, json={
+        "id": "r1", "inputs": [_tensor()], "outputs": [{"name": "output"}]})
+    assert ok.status_code == 200, ok.get_json()
+    assert ok.get_json()["id"] == "r1"
+    assert [t["name"] for t in ok.get_json()["outputs"]] == ["output"]
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+
+
+@pytest.fixture
+def stubs() -> Iterator[Callable[..., _Stub]]:
+    made: list[_Stub] = []
+
+    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> _Stub:
+        made.append(_Stub(behave))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.mark.parametrize("failure", ["500", "hang"])
+def test_failing_remote_arm_is_bounded_counted_and_paused(
+        v2app: Flask, stubs: Callable[..., _Stub], tmp_path: Path,  # noqa: F811
+        failure: str) -> None:
+    if failure == "500":
+        bad = stubs(lambda h, body: _reply(h, 500, {"error": "model crashed"}))
+    else:
+        bad = stubs(lambda h, body: bad.release.wait(10))
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200))
+    exp = experiment(client, admin, "flowers", "iris-onnx", "iris-broken",
+                     guardrails={"error_rate": 0.2, "min_samples": 20})
+    statuses: Counter = Counter()
+    slowest = 0.0
+    for i, row in enumerate(flowers(120, seed=2)):
+        started = time.monotonic()
+        response = client.post("/v2/models/flowers/infer", headers=admin,
+                               json=infer_body(row[None], f"unit-{i}"))
+        took = time.monotonic() - started
+        statuses[response.status_code] += 1
+        if response.status_code != 200:
+            slowest = max(slowest, took)
+            error = response.get_json()["error"]
+            assert response.status_code == (502 if failure == "500" else 504), error
+            assert ("model crashed" if failure == "500" else "within 200 ms") in error
+            assert "recorded" in error
+    assert statuses[200] > 0 and sum(statuses.values()) - statuses[200] >= 20
+    assert slowest < 0.6, slowest  # the 200 ms timeout bounds what the caller waits
+    with v2app.extensions["abvoc"].db.session() as s:
+        errors = dict(s.execute(select(ServedPrediction.arm, func.count())
+                                .where(ServedPrediction.error).group_by(ServedPrediction.arm))
+                      .all())
+    assert errors == {"treatment": sum(statuses.values()) - statuses[200]}
+    shown = client.get(f"/v1/experiments/{exp['id']}", headers=admin).get_json()
+    treatment = next(a for a in shown["arms"] if a["name"] == "treatment")
+    assert treatment["paused"] and "error rate" in treatment["paused"]
+    after = [client.post("/v2/models/flowers/infer", headers=admin,
+                         json=infer_body(row[None], f"later-{i}")).status_code
+             for i, row in enumerate(flowers(20, seed=3))]
+    assert after == [200] * 20  # the paused arm gets no more traffic
+
+
+def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
+        v2app: Flask, stubs: Callable[..., _Stub], tmp_path: Path) -> None:  # noqa: F811
+    bad = stubs(lambda h, body: _reply(h, 500, {"error": "shadow crashed"}))
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500))
+    experiment(client, admin, "flowers", "iris-onnx", "iris-onnx",
+               shadows=[{"candidate": "iris-shadow"}])
+    for i, row in enumerate(flowers(10, seed=4)):
+        response = client.post("/v2/models/flowers/infer", headers=admin,
+                               json=infer_body(row[None], f"s{i}"))
+        assert response.status_code == 200, response.get_json()
+    v2app.extensions["abvoc_serving"].predict.shadows.close()  # wait for the shadow runs
+    with v2app.extensions["abvoc"].db.session() as s:
+        rows = s.execute(select(ServedPrediction.candidate, ServedPrediction.arm)).all()
+    assert Counter(r.candidate for r in rows) == {"iris-onnx": 10, "iris-shadow": 10}
+    assert all(r.arm is None for r in rows if r.candidate == "iris-shadow")
+    assert bad.hits == 10
+    with v2app.extensions["abvoc"].db.session() as s:
+        shadows = [e for e in map(json.loads, s.scalars(select(OutboxEvent.payload)).all())
+                   if e["shadow"]]
+    assert len(shadows) == 10 and all("shadow crashed" in e["error"] for e in shadows)
+    assert all(e["output"] == "" and e["output_type"] == "label" for e in shadows)

@@ -1,0 +1,151 @@
+"""A team's ONNX bundle and the same model on their own inference server (real MLServer 1.7.1
+and KServe 0.21), registered through the API and split 50/50 in one experiment, driven through
+POST /v2/models/{scope}/infer; corrections through /v1/corrections; the events reach /results
+through the outbox, the bus and the worker."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app import close_app, create_app
+from app.auth import create_key
+from core.settings import Settings
+from core.store.models import OutboxEvent, ServedPrediction
+from tests.support import inference_servers
+from tests.support.bundles import EXAMPLE
+from tests.support.v2 import (
+    CLASSES,
+    drain,
+    experiment,
+    flowers,
+    infer_body,
+    output_of,
+    remote_bundle,
+    upload,
+)
+
+REQUESTS = 300
+
+
+@pytest.fixture(scope="module", params=["mlserver", "kserve"])
+def server(request: pytest.FixtureRequest) -> Iterator[inference_servers.InferenceServer]:
+    running = getattr(inference_servers, request.param)(EXAMPLE / "model.onnx").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def v2app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    yield app
+    close_app(app)
+
+
+def keys(app: Flask, *scopes: str) -> dict[str, str]:
+    key = create_key(app.extensions["abvoc"].db, scopes, name="t")["key"]
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_bundle_and_remote_server_split_in_one_experiment(
+        v2app: Flask, server: inference_servers.InferenceServer, tmp_path: Path) -> None:
+    client = v2app.test_client()
+    admin, predictor, corrector = (keys(v2app, s) for s in ("admin", "predict", "correct"))
+    remote_name = f"iris-{server.kind.lower()}"
+    upload(client, admin, EXAMPLE)
+    upload(client, admin, remote_bundle(tmp_path, remote_name, server.url))
+    exp = experiment(client, admin, "flowers", "iris-onnx", remote_name)
+
+    meta = client.get("/v2/models/flowers", headers=predictor)
+    assert meta.status_code == 200, meta.get_json()
+    assert meta.get_json()["inputs"] == [{"name": "features", "datatype": "FP32",
+                                          "shape": [-1, 4]}]
+    assert meta.get_json()["outputs"][0]["parameters"] == {"output_type": "label",
+                                                           "classes": CLASSES}
+    assert "parameters" not in meta.get_json()  # which candidate: admin keys only
+    assert client.get("/v2/models/flowers/ready", headers=predictor).status_code == 200
+
+    rows = flowers(REQUESTS, seed=1)
+    bare = ort.InferenceSession(str(EXAMPLE / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = bare.run(["probabilities"], {"features": rows})[0].argmax(axis=1)
+    answers, arms = [], Counter()
+    for i, row in enumerate(rows):
+        unit = f"user-{i}"
+        headers = admin if i % 10 == 0 else predictor
+        response = client.post("/v2/models/flowers/infer", headers=headers,
+                               json=infer_body(row[None], unit, id=f"req-{i}"))
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["id"] == f"req-{i}" and body["model_name"] == "flowers"
+        # Both arms serve the same model: the same label, whichever answered.
+        assert output_of(body) == CLASSES[expected[i]], (i, body)
+        assert set(body["parameters"]) >= {"prediction_id", "receipt"}
+        if headers is admin:
+            arms[body["parameters"]["arm"]] += 1
+        else:
+            assert "arm" not in body["parameters"] and "candidate" not in body["parameters"]
+        answers.append(body["parameters"])
+    assert set(arms) == {"control", "treatment"}
+
+    services = v2app.extensions["abvoc"]
+    with services.db.session() as s:
+        served = Counter(s.scalars(select(ServedPrediction.arm)).all())
+        errors = s.scalar(select(ServedPrediction.error).where(ServedPrediction.error))
+    assert sum(served.values()) == REQUESTS and errors is None
+    assert 110 <= served["treatment"] <= 190, served  # 50/50: ±4.6 standard deviations
+
+    wrong = 0
+    for i, a in enumerate(answers[:60]):
+        truth = CLASSES[(expected[i] + (i % 3 == 0)) % 3]
+        wrong += truth != CLASSES[expected[i]]
+        accepted = client.post("/v1/corrections", headers=corrector, json={
+            "prediction_id": a["prediction_id"], "receipt": a["receipt"],
+            "corrected_output": truth})
+        assert accepted.status_code == 202, accepted.get_json()
+
+    drain(v2app, REQUESTS)
+    results = client.get(f"/v1/experiments/{exp['id']}/results", headers=admin)
+    assert results.status_code == 200, results.get_json()
+    metrics = results.get_json()["metrics"]
+    counted = {arm: metrics[arm]["all"]["predictions"] for arm in ("control", "treatment")}
+    assert counted == {"control": served["control"], "treatment": served["treatment"]}
+    assert sum(metrics[arm]["all"]["corrections"] for arm in counted) == 60
+    cells = [metrics[arm]["all"] for arm in counted]
+    assert sum(c["truth_known"] for c in cells) == 60
+    assert round(sum(c["exact_match"] * c["truth_known"] for c in cells)) == 60 - wrong
+    divergence = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin)
+    assert divergence.status_code == 200 and "findings" in divergence.get_json()
+
+
+def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: Path) -> None:
+    """The event is v2: a label, its type and the confidence from the bundle's own tensor."""
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    response = client.post("/v2/models/default/infer", headers=admin,
+                           json=infer_body(flowers(1)[:1], "u1"))
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["parameters"]["candidate"] == "iris-onnx"
+    meta = client.get("/v2/models/default", headers=admin).get_json()
+    assert meta["parameters"] == {"candidate": "iris-onnx"} and meta["versions"] == ["1"]
+    with v2app.extensions["abvoc"].db.session() as s:
+        (payload,) = s.scalars(select(OutboxEvent.payload)).all()
+    event = json.loads(payload)
+    assert event["schema_version"] == 2 and event["output_type"] == "label"
+    assert event["output"] == output_of(body)
+    probabilities = next(t for t in body["outputs"] if t["name"] == "probabilities")
+    assert event["confidence"] == pytest.approx(max(probabilities["data"]), rel=1e-6)
+    assert base64.b64decode(
+        next(t for t in body["outputs"] if t["name"] == "label")["data"][0]).decode() \
+        == event["output"]
+    assert np.isclose(sum(probabilities["data"]), 1.0, atol=1e-5)

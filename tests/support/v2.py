@@ -1,0 +1,112 @@
+"""Helpers for the /v2 tests: an app with no built-in candidates, bundles uploaded through the
+public API, V2 requests, and the outbox → bus → worker drain."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from core.outbox import OutboxRelay
+from core.store.models import Prediction
+from evaluation.worker import make_worker
+
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+def flowers(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(5.0, 1.8, size=(n, 4)).astype(np.float32)
+
+
+def upload(client: FlaskClient, admin: dict, folder: Path) -> dict[str, Any]:
+    """Register a bundle folder through POST /v1/candidates, as a team would."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    response = client.post("/v1/candidates", headers=admin, content_type="multipart/form-data",
+                           data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def remote_bundle(root: Path, name: str, url: str, *, timeout_ms: int = 5000,
+                  retries: int = 0) -> Path:
+    """A [remote] bundle: the iris model behind an Open Inference Protocol endpoint."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "candidate.toml").write_text(f"""name = "{name}"
+version = "1"
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 4]
+[output]
+type = "label"
+classes = {CLASSES!r}
+[remote]
+url = "{url}"
+model = "iris"
+timeout_ms = {timeout_ms}
+retries = {retries}
+""".replace("'", '"'))
+    return folder
+
+
+def experiment(client: FlaskClient, admin: dict, scope: str, control: str, treatment: str,
+               **spec: Any) -> dict[str, Any]:
+    body = {"name": f"{scope}-test", "scope": scope, **spec, "arms": [
+        {"name": "control", "candidate": control, "weight": 0.5, "control": True},
+        {"name": "treatment", "candidate": treatment, "weight": 0.5}]}
+    created = client.post("/v1/experiments", json=body, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    exp = created.get_json()
+    started = client.post(f"/v1/experiments/{exp['id']}/start", headers=admin)
+    assert started.status_code == 200, started.get_json()
+    return exp
+
+
+def infer_body(row: np.ndarray, unit: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"inputs": [{"name": "features", "datatype": "FP32",
+                                        "shape": [1, 4], "data": row.tolist()}], **extra}
+    if unit is not None:
+        body.setdefault("parameters", {})["unit_id"] = unit
+    return body
+
+
+def output_of(answer: dict[str, Any]) -> str:
+    """The `output` tensor's one value (a label: BYTES, base64)."""
+    import base64
+
+    tensor = next(t for t in answer["outputs"] if t["name"] == "output")
+    assert tensor["parameters"]["content_type"] == "base64"
+    return base64.b64decode(tensor["data"][0]).decode()
+
+
+def drain(app: Flask, expected: int, timeout_s: float = 90.0) -> None:
+    """Relay the outbox and run the evaluation worker until `expected` predictions landed."""
+    services = app.extensions["abvoc"]
+    relay = OutboxRelay(services.db, services.bus)
+    worker = make_worker(services.db, services.bus, services.settings.topic_prefix,
+                         secret=services.settings.secret_key)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            while relay.relay_once():
+                pass
+            worker.step(timeout_ms=200)
+            with services.db.session() as s:
+                stored = s.scalar(select(func.count()).select_from(Prediction)) or 0
+            if stored >= expected:
+                for _ in range(5):  # let the corrections, on their own topic, catch up
+                    worker.step(timeout_ms=200)
+                return
+    finally:
+        worker.close()
+    raise AssertionError(f"only {stored} of {expected} predictions reached the store")
