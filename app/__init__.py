@@ -6,12 +6,14 @@ import re
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app import inputs
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
+from core.stream import store_unreachable
 
 _ADDRESS = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
 
@@ -68,6 +70,17 @@ def _register_errors(app: Flask) -> None:
         body = exc.to_dict()
         body["error"] = _without_addresses(body["error"])
         return jsonify(body), exc.status
+
+    @app.errorhandler(sa_exc.SQLAlchemyError)
+    def _store_error(exc: sa_exc.SQLAlchemyError):  # noqa: ANN202
+        # A store that is restarting or unreachable is the service's state, not a bug: 503 with
+        # a hint to retry. Anything else from the store is a real server error.
+        if not store_unreachable(exc):
+            raise exc
+        app.logger.warning("store unavailable: %s", type(exc).__name__)
+        body = {"error": "the store is unavailable (restarting or unreachable); try again "
+                         "shortly", "status": 503}
+        return jsonify(body), 503, [("Retry-After", "2")]
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202

@@ -92,9 +92,13 @@ class PostgresServer:
         """Stop the server (fast mode: open connections are cut, transactions in flight roll
         back) and start it again on the same port and data. Not immediate mode: with this
         server's synchronous_commit=off that would lose the last acknowledged commits."""
-        self._ctl("-m", "fast", "stop")
+        self.halt()
         time.sleep(down_s)
         self.start()
+
+    def halt(self) -> None:
+        """Stop the server (fast mode), keeping its data and port for `start()`."""
+        self._ctl("-m", "fast", "stop")
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-w",
