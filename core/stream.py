@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 _PROCESSED = ProcessedEvent.__table__
 PARKED_PAYLOAD_BYTES = 64 * 1024
 """A parked event keeps at most this much of its payload (and its original size)."""
-POLL_RECORDS = 5000
+POLL_RECORDS = 2000
 """Records read per poll, and so applied per store transaction: each batch costs about ten
-statements and two commits whatever its size, so larger batches spend less per event."""
+statements and two commits whatever its size, so larger batches spend less per event (past a
+few thousand the gain is small, and a batch holds SQLite's write lock for its length)."""
 
 Handler = Callable[[Session, list[dict[str, Any]]], None]
 """Applies a batch of validated, not-yet-applied events inside the given transaction."""
