@@ -2,10 +2,11 @@
 PostgreSQL, beside the same stream applied by an insert-only handler in the same run.
 
 The records are encoded events held in memory and applied through the stream's exactly-once path
-(decode, validate, event-id dedupe, apply, record the ids) in batches of 1,000, one transaction
-each, as the worker does after a poll; the bus itself is measured by bench_bus.py. The traffic:
-3 arms, 20 slices, 4 hours, a confidence and latency on every prediction, one correction for
-every tenth (some arriving before their prediction).
+(decode, validate, event-id dedupe, apply, record the ids) in batches of one poll's records
+(core.stream.POLL_RECORDS), one transaction each, as the worker does after a poll; the bus
+itself is measured by bench_bus.py. The traffic: 3 arms, 20 slices, 4 hours, a confidence and
+latency on every prediction, one correction for every tenth (some arriving before their
+prediction).
 
     python benchmarks/bench_worker.py [--events 20000] [--repeats 3]
 """
@@ -30,11 +31,11 @@ from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
 from core.store.models import Correction, Prediction  # noqa: E402
 from core.store.upsert import insert_ignore  # noqa: E402
-from core.stream import apply_records  # noqa: E402
+from core.stream import POLL_RECORDS, apply_records  # noqa: E402
 from evaluation.worker import _correction_row, _prediction_row, apply_events  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 
-BATCH = 1000
+BATCH = POLL_RECORDS
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 
