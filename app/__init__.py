@@ -13,7 +13,7 @@ from app import inputs
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
-from core.stream import store_unreachable
+from core.store.db import store_unreachable
 
 _ADDRESS = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
 

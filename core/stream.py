@@ -24,7 +24,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -32,7 +31,7 @@ from core import events
 from core.bus.base import Bus, CommitRefused, Consumer, Record, TopicPartition
 from core.errors import AbvocError
 from core.health import safe_text
-from core.store.db import Database, utcnow
+from core.store.db import Database, store_unreachable, utcnow
 from core.store.models import ParkedEvent, ProcessedEvent
 from core.store.upsert import insert_ignore, insert_rows
 from core.supervision import Supervisor
@@ -50,17 +49,6 @@ Handler = Callable[[Session, list[dict[str, Any]]], None]
 """Applies a batch of validated, not-yet-applied events inside the given transaction."""
 Check = Callable[[dict[str, Any]], None]
 """Raises AbvocError for a decoded event this consumer must not apply (e.g. a bad receipt)."""
-
-_STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-               sa_exc.TimeoutError)
-
-
-def store_unreachable(exc: BaseException) -> bool:
-    """Whether an error says the store is unreachable rather than that this event is bad."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, _STORE_DOWN)
-
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, AbvocError):

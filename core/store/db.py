@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +17,18 @@ from core.settings import mask_url
 
 READ_ONLY = "abvoc_read_only"
 """Execution option marking a connection whose transaction only reads."""
+
+
+_STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+               sa_exc.TimeoutError)
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether an error says the store is unreachable (down, restarting, connection lost) rather
+    than that a request or an event is bad."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _STORE_DOWN)
 
 
 def utcnow() -> datetime:

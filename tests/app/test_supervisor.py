@@ -55,3 +55,15 @@ def test_a_dead_loop_makes_its_process_exit_non_zero(settings, monkeypatch) -> N
     stop = threading.Event()
     assert run_processes(services, stop, relay=True) == 1
     assert stop.is_set()
+
+
+def test_the_command_line_does_not_import_prometheus_client() -> None:
+    """prometheus_client picks its multiprocess mode when first imported, so `abvoc up` and
+    `abvoc serve --workers N` must set the folder before anything imports it."""
+    import subprocess
+    from pathlib import Path
+
+    probe = "import sys, app.cli; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
