@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import multiprocessing as mp
+import re
 import shutil
 import statistics
 import sys
@@ -41,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bundles" / "iris-onnx"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
 MODEL = EXAMPLE / "model.onnx"
 
 
@@ -96,7 +98,7 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
     import pstats
 
     import onnxruntime as ort
-    from flask import jsonify
+    from flask import jsonify, request
     from werkzeug.serving import make_server
 
     from app import create_app
@@ -112,17 +114,20 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
 
     @app.post("/bench/profile")
     def run_profile():  # noqa: ANN202 - cProfile of `profile` requests through the app
+        scope = request.args.get("scope", "flowers")
         headers = {"Authorization": f"Bearer {key}"}
         rows = np.random.default_rng(7).normal(5.0, 1.8, size=(profile, 4)).astype(np.float32)
         profiler = cProfile.Profile()
         profiler.enable()
         for i, row in enumerate(rows):
-            client.post("/v2/models/flowers/infer", headers=headers, json={
+            client.post(f"/v2/models/{scope}/infer", headers=headers, json={
                 "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
                             "data": row.tolist()}], "parameters": {"unit_id": f"p-{i}"}})
         profiler.disable()
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(18)
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(10)
+        stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
 
     client = app.test_client()
@@ -285,9 +290,11 @@ def main() -> None:
             for run in remote.values():
                 run()
             b = rounds(remote, args.rounds, "(b)")
-        profile_text = None
-        if args.profile:
-            profile_text = requests.post(f"{base}/bench/profile", timeout=600).json()["text"]
+        profiles = {}
+        for scope in ("flowers", "remote") if mlserver else ("flowers",):
+            if args.profile:
+                profiles[scope] = requests.post(f"{base}/bench/profile?scope={scope}",
+                                                timeout=600).json()["text"]
         server.terminate()
     finally:
         if mlserver:
@@ -311,9 +318,10 @@ def main() -> None:
         added = statistics.median(x[1] - y[1] for x, y in zip(
             b["abvoc /v2 -> MLServer"], b["MLServer direct"], strict=True))
         print(f"  p50 added by routing through abvoc {added:.3f} ms (goal < 1 ms)")
-    if profile_text:
-        print(f"\ncProfile of {args.profile} /v2 requests through the app (test client, the "
-              f"request thread only), by own time:\n{profile_text}")
+    for scope, text in profiles.items():
+        print(f"\ncProfile of {args.profile} /v2/models/{scope}/infer requests through the app "
+              f"(test client, the request thread only), by own time, then abvoc's code by "
+              f"cumulative time:\n{text}")
 
 
 if __name__ == "__main__":
