@@ -6,7 +6,9 @@ of it registered through POST /v1/candidates and split 50/50 by a running experi
 event and served-ledger row committed to the outbox in SQLite. The same process also serves a bare
 WSGI wrapper (no Flask) around one onnxruntime InferenceSession on another port. The anchor is
 that InferenceSession called bare in the client process, HTTP-free, on the same rows with the
-same C threads. Rounds alternate the order (ABC, CBA, ...); figures are medians of the rounds.
+same C threads. A second pair of copies with batching off (max_batch_size 1, scope
+`flowers-unbatched`) shows what the batching window costs. Rounds alternate the order (ABCD,
+DCBA, ...); figures are medians of the rounds.
 
 (b) Real Seldon MLServer 1.7.1 serves the same model; two [remote] bundles point at it, split by
 an experiment on scope `remote`. The same V2 request goes to MLServer directly and through
@@ -47,11 +49,13 @@ EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
 MODEL = EXAMPLE / "model.onnx"
 
 
-def _bundle_copy(root: Path, name: str) -> Path:
-    """The example bundle under another candidate name (an experiment needs two candidates)."""
+def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
+    """The example bundle under another candidate name (an experiment needs two candidates);
+    `batch` 1 turns its dynamic batching off."""
     folder = Path(shutil.copytree(EXAMPLE, root / name))
     toml = folder / "candidate.toml"
-    toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"'))
+    toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
+                    .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
     return folder
 
 
@@ -135,6 +139,9 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
     _upload(client, admin, EXAMPLE)
     _upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
     _experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
+    for name in ("iris-unbatched-a", "iris-unbatched-b"):
+        _upload(client, admin, _bundle_copy(root, name, batch=1))
+    _experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
     if remote_url:
         from tests.support.v2 import remote_bundle
 
@@ -271,6 +278,8 @@ def main() -> None:
                                                  {}, bodies, args.concurrency),
             "abvoc /v2 (router+ev)": lambda: http_load(f"{base}/v2/models/flowers/infer",
                                                        headers, bodies, args.concurrency),
+            "abvoc /v2, batch size 1": lambda: http_load(
+                f"{base}/v2/models/flowers-unbatched/infer", headers, bodies, args.concurrency),
         }
         for run in runs.values():  # the same warm-up for each: sessions, the batcher, the writer
             run()
@@ -309,6 +318,8 @@ def main() -> None:
     r_wsgi = ratio(a, "abvoc /v2 (router+ev)", "bare WSGI + ort")
     print(f"  throughput abvoc/onnxruntime bare {r_ort:.4f}: {1 - r_ort:.1%} below (goal < 5%)")
     print(f"  throughput abvoc/bare WSGI wrapper {r_wsgi:.3f}: {1 - r_wsgi:.1%} below")
+    r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
+    print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     if b:
         med_b = medians(b)
         print(f"\n(b) medians of {args.rounds} rounds, {args.remote_requests} requests, "
