@@ -221,7 +221,7 @@ def rounds(runs: dict[str, Callable[[], tuple[float, list[float]]]], n: int,
         for name in names if r % 2 == 0 else names[::-1]:
             f = summary(*runs[name]())
             figures[name].append(f)
-            print(f"{label} round {r + 1} {name:22s}: {f[0]:8.1f} req/s  p50 {f[1]:7.3f} ms  "
+            print(f"{label} round {r + 1} {name:23s}: {f[0]:8.1f} req/s  p50 {f[1]:7.3f} ms  "
                   f"p99 {f[2]:7.3f} ms", flush=True)
     return figures
 
