@@ -34,7 +34,7 @@ from core.store.models import (
 )
 from evaluation import sketch
 from evaluation.worker import GROUP_ID, make_worker
-from tests.support.flow import corrected, wait_until, write_outbox
+from tests.support.flow import SECRET, corrected, wait_until, write_outbox
 from tests.support.kafka import KafkaBroker
 
 PREDICTIONS = 4012
@@ -100,7 +100,7 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     bus.ensure_topics(events.topics(prefix))
     stop = threading.Event()
     relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
-    worker = make_worker(db, bus, prefix)
+    worker = make_worker(db, bus, prefix, secret=SECRET)
     consumer = threading.Thread(target=worker.run, args=(stop,))
     writer = threading.Thread(
         target=write_outbox, args=(db, PREDICTIONS, prefix), kwargs={**WRITE, "pause_s": 0.04}
@@ -159,6 +159,7 @@ def test_consumer_killed_mid_stream(
         "ABVOC_BUS_URL": bus_url,
         "ABVOC_TOPIC_PREFIX": prefix,
         "ABVOC_DATA_DIR": str(tmp_path),
+        "ABVOC_SECRET_KEY": SECRET,
     }
     log = tmp_path / "worker.log"
 

@@ -14,8 +14,8 @@ from core.outbox import OutboxRelay
 from core.store import schema
 from core.store.db import Database
 from evaluation.worker import make_worker
-from tests.core.test_faults import N, assert_exactly_once
-from tests.support.flow import count_predictions, wait_until, write_outbox
+from tests.core.test_faults import PREDICTIONS, WRITE, N, assert_exactly_once
+from tests.support.flow import SECRET, wait_until, write_outbox
 
 
 @pytest.mark.parametrize("transport", ["kafka", "embedded"])
@@ -30,9 +30,9 @@ def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureReq
     schema.upgrade(db)
     prefix = f"share{tmp_path.name[-8:]}"
     bus.ensure_topics(events.topics(prefix))
-    write_outbox(db, N, prefix)
+    write_outbox(db, PREDICTIONS, prefix, **WRITE)  # predictions and their corrections
     stop = threading.Event()
-    workers = [make_worker(db, bus, prefix, max_records=200) for _ in range(2)]
+    workers = [make_worker(db, bus, prefix, secret=SECRET, max_records=200) for _ in range(2)]
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
     for t in threads:
         t.start()
@@ -44,7 +44,7 @@ def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureReq
                    and not set.intersection(*(w.assignment() for w in workers)),
                    90, "both workers to hold partitions")
         relay.start()
-        wait_until(lambda: count_predictions(db)[0] >= N, 180, f"all {N} events")
+        wait_until(lambda: sum(w.applied for w in workers) >= N, 180, f"all {N} events")
     finally:
         stop.set()
         for t in threads:

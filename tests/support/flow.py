@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from core import events
+from core import events, receipts
 from core.outbox import add_events
 from core.store.db import Database
 from core.store.models import Prediction
@@ -30,12 +30,17 @@ def prediction_event(i: int, run: str = "r") -> dict:
     )
 
 
+SECRET = "flow-test-secret"
+"""The key the corrections' receipts are signed with: give it to the worker that applies them."""
+
+
 def correction_event(i: int, run: str = "r") -> dict:
     """A CorrectionSubmitted event for prediction `i` of `run` (keyed like it, so after it)."""
     return events.make_event(
         events.CORRECTION_SUBMITTED,
         correction_id=f"{run}-c{i}",
         prediction_id=f"{run}-{i}",
+        receipt=receipts.sign(SECRET, f"{run}-{i}"),
         corrected_output="\\frac{x^{2}}{4}",
         rating=2,
     )
