@@ -97,7 +97,7 @@ def _correction_row(e: dict[str, Any]) -> dict[str, Any]:
         "correction_id": e["correction_id"],
         "event_id": e["event_id"],
         "prediction_id": e["prediction_id"],
-        "corrected_output": e["corrected_output"],
+        "corrected_output": events.corrected_text(e),
         "rating": e.get("rating"),
         "comment": e.get("comment"),
         "created_at": datetime.fromisoformat(e["occurred_at"]),
