@@ -85,7 +85,8 @@ def _json(kind: OutputKind, value: Any) -> Any:
     validator = _validator(json.dumps(kind.schema, sort_keys=True))
     error = next(iter(validator.iter_errors(value)), None)
     if error is not None:
-        where = "/".join(str(p) for p in error.instance_path) or "(root)"
+        path = "/".join(str(p) for p in error.instance_path)
+        where = f"/{path}" if path else "(root)"
         raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema at "
                          f"{where}: {error.message}")
     return value

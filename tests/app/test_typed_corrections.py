@@ -70,7 +70,7 @@ CASES = [
      [(float("nan"), "finite"), ("3.5", "number"), (True, "number"), (None, "number")],
      3, 3.0),
     ("point", {"kind": "bundle", "output": {"type": "json", "schema": POINT}},
-     [({"x": 1}, "'y' is a required property"), ({"x": 1, "y": "2"}, "/y"), ([1, 2], "object")],
+     [({"x": 1}, '"y" is a required property'), ({"x": 1, "y": "2"}, "at /y"), ([1, 2], "object")],
      {"y": 2, "x": 1.5}, {"x": 1.5, "y": 2}),
     ("ocr-like", {"detector": {}},
      [("\\frac{x}{", "braces"), (7, "string"), ("", "non-empty")], "\\frac{x}{2}", "\\frac{x}{2}"),
