@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound

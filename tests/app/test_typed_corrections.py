@@ -98,7 +98,8 @@ def test_the_candidate_output_type_decides_what_a_correction_may_carry(
         assert words in response.get_json()["error"], (value, response.get_json())
         assert "corrected_output" in response.get_json()["error"]
     assert stored(v2app) == before  # nothing partial stored
-    ok = client.post("/v1/corrections", headers=corrector, json={**ids, "corrected_output": accepted})
+    ok = client.post("/v1/corrections", headers=corrector,
+                     json={**ids, "corrected_output": accepted})
     assert ok.status_code == 202, ok.get_json()
     event = last_event(v2app)
     assert event["schema_version"] == 3 and event["event_type"] == "CorrectionSubmitted"
