@@ -98,6 +98,7 @@ def _correction_row(e: dict[str, Any]) -> dict[str, Any]:
         "event_id": e["event_id"],
         "prediction_id": e["prediction_id"],
         "corrected_output": events.corrected_text(e),
+        "output_type": e.get("output_type"),
         "rating": e.get("rating"),
         "comment": e.get("comment"),
         "created_at": datetime.fromisoformat(e["occurred_at"]),
@@ -150,7 +151,8 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     has_truth = (select(PredictionTruth.prediction_id)
                  .where(PredictionTruth.prediction_id == Correction.prediction_id).exists())
     corrections = session.execute(
-        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output)
+        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output,
+               Correction.output_type)
         .where(in_values(session, Correction.prediction_id, sorted(touched)), ~has_truth)
         .order_by(Correction.created_at, Correction.correction_id)
     ).all()
@@ -168,7 +170,7 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     joined = _insert_new(session, PredictionTruth.__table__, truths, ["prediction_id"],
                          "prediction_id")
     for pid in sorted(joined):
-        acc.add_truth(facts[pid], first[pid].corrected_output)
+        acc.add_truth(facts[pid], first[pid].corrected_output, first[pid].output_type)
 
 
 def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:

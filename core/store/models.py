@@ -139,6 +139,9 @@ class Correction(Base):
     prediction_id: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     corrected_output: Mapped[str] = mapped_column(Text)
+    # The candidate's output type when it was corrected (null: before types, LaTeX): which
+    # online metrics the truth feeds (absolute and squared error for numbers).
+    output_type: Mapped[str | None] = mapped_column(String(16))
     rating: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
