@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+from app import close_app, create_app
+from app.auth import create_key
 from core import events, receipts
+from core.settings import Settings
 from core.store.db import Database
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import SECRET, T0, add_experiment, aggregate_totals, apply, prediction
+from tests.support.v2 import drain, flowers, infer_body, upload
 
 
 def number_prediction(pid: str, value: float, arm: str = "control") -> dict[str, Any]:
@@ -56,3 +64,65 @@ def test_number_truths_give_mae_and_rmse_with_intervals(db: Database) -> None:
     assert low == 0.0  # clipped: an error is never negative
     assert control["rmse_interval"][0] <= control["rmse"] <= control["rmse_interval"][1]
     assert "mae" not in results["metrics"]["treatment"]["all"]
+
+
+def number_bundle(root: Path) -> Path:
+    """A team's `number` bundle: an ONNX model that answers the sum of its four features."""
+    folder = root / "sum-onnx"
+    folder.mkdir()
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["features", "axes"], ["output"], keepdims=1)], "sum",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 1])],
+        [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    (folder / "candidate.toml").write_text("""name = "sum-onnx"
+version = "1"
+backend = "onnxruntime"
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 4]
+[output]
+type = "number"
+[[stages]]
+name = "sum"
+kind = "onnx"
+path = "model.onnx"
+""")
+    return folder
+
+
+def test_number_corrections_through_v2_reach_the_results(settings: Settings,
+                                                         tmp_path: Path) -> None:
+    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    try:
+        client = app.test_client()
+        key = create_key(app.extensions["abvoc"].db, ["admin", "correct"])["key"]
+        admin = {"Authorization": f"Bearer {key}"}
+        upload(client, admin, number_bundle(tmp_path))
+        rows = flowers(6, seed=5)
+        answers = []
+        for i, row in enumerate(rows):
+            response = client.post("/v2/models/default/infer", headers=admin,
+                                   json=infer_body(row[None], f"u{i}"))
+            assert response.status_code == 200, response.get_json()
+            answers.append(response.get_json()["parameters"])
+        for value, words in ((float("nan"), "finite"), ("1.5", "number")):
+            refused = client.post("/v1/corrections", headers=admin, json={
+                "prediction_id": answers[0]["prediction_id"], "receipt": answers[0]["receipt"],
+                "corrected_output": value})
+            assert refused.status_code == 400 and words in refused.get_json()["error"]
+        for i, a in enumerate(answers):
+            accepted = client.post("/v1/corrections", headers=admin, json={
+                "prediction_id": a["prediction_id"], "receipt": a["receipt"],
+                "corrected_output": float(rows[i].sum()) + (1 if i % 2 else -1)})
+            assert accepted.status_code == 202, accepted.get_json()
+        drain(app, len(rows))
+        totals = aggregate_totals(app.extensions["abvoc"].db)
+        assert totals["absolute_error"] == len(rows)
+        assert totals["absolute_error.sum"] == pytest.approx(len(rows), rel=1e-5)
+    finally:
+        close_app(app)
