@@ -26,8 +26,9 @@ metric                    label    n / sum / sum_squares
 ``squared_error``         -        numbers with a truth / sum of (output - truth)^2 / of squares
 ========================  =======  ==========================================================
 
-Class metrics are kept for *classification* predictions only: those with no ``stages`` and an
-output of at most :data:`MAX_LABEL` characters. A multi-stage pipeline's free-text output (a
+Class metrics are kept for *classification* predictions only: those of a ``label`` candidate or,
+for untyped (v1) events, those with no ``stages`` and an output of at most :data:`MAX_LABEL`
+characters. A multi-stage pipeline's free-text output (a
 LaTeX formula) has no useful class distribution and would add a row per distinct string.
 """
 
@@ -116,6 +117,7 @@ class PredictionFacts:
         error: Any = None,
         stages: dict[str, Any] | None = None,
         unit_id: str | None = None,
+        output_type: str | None = None,
     ) -> PredictionFacts:
         group = Group(
             int(experiment_id or 0),
@@ -132,7 +134,9 @@ class PredictionFacts:
             confidence,
             latency_ms,
             bool(error),
-            not stages and len(output) <= MAX_LABEL,
+            # A typed output is a class only when it is a label (a number or JSON never is,
+            # whatever its length); untyped ones (v1, LaTeX) by their shape, as before.
+            output_type == "label" if output_type else not stages and len(output) <= MAX_LABEL,
             unit_id,
         )
 
@@ -152,6 +156,7 @@ class PredictionFacts:
             error=e.get("error"),
             stages=e.get("stages"),
             unit_id=e.get("unit_id"),
+            output_type=e.get("output_type"),
         )
 
 

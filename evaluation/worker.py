@@ -85,6 +85,7 @@ def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
         "slice": e.get("slice") or "all",
         "input_hash": e["input_hash"],
         "output": events.output_text(e),
+        "output_type": e.get("output_type"),
         "confidence": e.get("confidence"),
         "latency_ms": e.get("latency_ms"),
         "stages": e.get("stages") or {},
@@ -138,7 +139,7 @@ def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]
             prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
             candidate=p.candidate, shadow=p.shadow, slice_=p.slice, created_at=p.created_at,
             output=p.output, confidence=p.confidence, latency_ms=p.latency_ms,
-            stages=p.stages, unit_id=p.unit_id)
+            stages=p.stages, unit_id=p.unit_id, output_type=p.output_type)
         for p in rows
     }
 

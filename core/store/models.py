@@ -122,6 +122,8 @@ class Prediction(Base):
     slice: Mapped[str] = mapped_column(String(100), default="all")
     input_hash: Mapped[str] = mapped_column(String(64))
     output: Mapped[str] = mapped_column(Text)
+    # The candidate's output type (null: a v1 event, LaTeX): which metrics the output feeds.
+    output_type: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     stages: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -24,6 +24,7 @@ from core.store.models import (
     PredictionTruth,
     ServedPrediction,
 )
+from tests.evaluation.helpers import aggregate_totals
 from tests.support.bundles import EXAMPLE
 from tests.support.v2 import CLASSES, drain, flowers, infer_body, output_of, upload
 
@@ -152,3 +153,10 @@ def test_a_label_correction_of_a_v2_prediction_reaches_the_worker(v2app: Flask) 
                                        PredictionTruth.truth)).all())
     expected = {first["prediction_id"]: other, second["prediction_id"]: answers[1][0]}
     assert corrections == expected and truths == expected
+    # A label bundle's answers are classes even though its pipeline has stages: output shares
+    # and the changed class (McNemar's discordant counts) are kept.
+    totals = aggregate_totals(v2app.extensions["abvoc"].db)
+    assert sum(n for k, n in totals.items() if k.startswith("output:")) == 4
+    assert totals[f"output:{label}"] >= 1
+    assert totals[f"truth:{other}"] == 1 and totals[f"corrected_output:{label}"] == 1
+    assert totals["exact_match"] == 2 and totals["exact_match.sum"] == 1
