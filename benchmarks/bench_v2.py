@@ -1,0 +1,339 @@
+"""/v2/models/{scope}/infer against onnxruntime bare, and the latency added by a remote candidate.
+
+(a) One server process (werkzeug, threaded) runs the app with the example ONNX bundle and a copy
+of it registered through POST /v1/candidates and split 50/50 by a running experiment on scope
+`flowers`: auth, router, bundle (ONNX + the Python label stage, dynamic batching), PredictionMade
+event and served-ledger row committed to the outbox in SQLite. The same process also serves a bare
+WSGI wrapper (no Flask) around one onnxruntime InferenceSession on another port. The anchor is
+that InferenceSession called bare in the client process, HTTP-free, on the same rows with the
+same C threads. A second pair of copies with batching off (max_batch_size 1, scope
+`flowers-unbatched`) shows what the batching window costs. Rounds alternate the order (ABCD,
+DCBA, ...); figures are medians of the rounds.
+
+(b) Real Seldon MLServer 1.7.1 serves the same model; two [remote] bundles point at it, split by
+an experiment on scope `remote`. The same V2 request goes to MLServer directly and through
+abvoc's /v2 route (one at a time by default: the added p50 is the figure that matters).
+
+Last, a cProfile of --profile requests through the app (test client, this thread only: time the
+request spends waiting on the batcher shows as a wait) says where abvoc's time goes.
+
+    python benchmarks/bench_v2.py [--requests 400] [--concurrency 8] [--rounds 4]
+                                  [--remote-requests 300] [--remote-concurrency 1] [--profile 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import multiprocessing as mp
+import re
+import shutil
+import statistics
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
+MODEL = EXAMPLE / "model.onnx"
+
+
+def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
+    """The example bundle under another candidate name (an experiment needs two candidates);
+    `batch` 1 turns its dynamic batching off."""
+    folder = Path(shutil.copytree(EXAMPLE, root / name))
+    toml = folder / "candidate.toml"
+    toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
+                    .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
+    return folder
+
+
+def _upload(client, admin: dict, folder: Path) -> None:  # noqa: ANN001
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    response = client.post("/v1/candidates", headers=admin, content_type="multipart/form-data",
+                           data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
+    assert response.status_code == 201, response.get_json()
+
+
+def _experiment(client, admin: dict, scope: str, control: str, treatment: str) -> None:  # noqa: ANN001
+    body = {"name": f"{scope}-bench", "scope": scope, "arms": [
+        {"name": "control", "candidate": control, "weight": 0.5, "control": True},
+        {"name": "treatment", "candidate": treatment, "weight": 0.5}]}
+    created = client.post("/v1/experiments", json=body, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    started = client.post(f"/v1/experiments/{created.get_json()['id']}/start", headers=admin)
+    assert started.status_code == 200, started.get_json()
+
+
+def _bare_wsgi(session) -> Callable:  # noqa: ANN001
+    """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON."""
+    classes = ["setosa", "versicolor", "virginica"]
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        tensor = json.loads(environ["wsgi.input"].read(size))["inputs"][0]
+        rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
+        probs = session.run(["probabilities"], {"features": rows})[0]
+        out = json.dumps({"model_name": "bare", "outputs": [
+            {"name": "output", "datatype": "BYTES", "shape": [len(probs)],
+             "data": [classes[i] for i in probs.argmax(axis=1)]}]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(out)))])
+        return [out]
+
+    return app
+
+
+def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: int) -> None:
+    import cProfile
+    import pstats
+
+    import onnxruntime as ort
+    from flask import jsonify, request
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from app.auth import create_key
+    from core.settings import load_settings
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    app = create_app(settings)
+    db = app.extensions["abvoc"].db
+    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+    key = create_key(db, ["predict"])["key"]
+
+    @app.post("/bench/profile")
+    def run_profile():  # noqa: ANN202 - cProfile of `profile` requests through the app
+        scope = request.args.get("scope", "flowers")
+        headers = {"Authorization": f"Bearer {key}"}
+        rows = np.random.default_rng(7).normal(5.0, 1.8, size=(profile, 4)).astype(np.float32)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for i, row in enumerate(rows):
+            client.post(f"/v2/models/{scope}/infer", headers=headers, json={
+                "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                            "data": row.tolist()}], "parameters": {"unit_id": f"p-{i}"}})
+        profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(10)
+        stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
+        return jsonify({"text": text.getvalue()})
+
+    client = app.test_client()
+    root = Path(tempfile.mkdtemp(prefix="abvoc-bench-v2-bundles-"))
+    _upload(client, admin, EXAMPLE)
+    _upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
+    _experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
+    for name in ("iris-unbatched-a", "iris-unbatched-b"):
+        _upload(client, admin, _bundle_copy(root, name, batch=1))
+    _experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
+    if remote_url:
+        from tests.support.v2 import remote_bundle
+
+        for name in ("iris-mlserver-a", "iris-mlserver-b"):
+            _upload(client, admin, remote_bundle(root, name, remote_url))
+        _experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    bare_server = make_server("127.0.0.1", 0, _bare_wsgi(bare), threaded=True)
+    threading.Thread(target=bare_server.serve_forever, daemon=True).start()
+    port_queue.put((server.server_port, bare_server.server_port, key, admin))
+    server.serve_forever()
+
+
+def _started(ports: mp.Queue, server: mp.Process) -> tuple:
+    """The server's ports and keys, or an error as soon as it dies while setting up."""
+    import queue
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            return ports.get(timeout=1)
+        except queue.Empty:
+            if not server.is_alive():
+                raise RuntimeError("the server process died while setting up") from None
+    raise TimeoutError("the server was not up after 300 s")
+
+
+def body_of(row: np.ndarray, unit: str) -> dict:
+    return {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                        "data": row.tolist()}], "parameters": {"unit_id": unit}}
+
+
+def http_load(url: str, headers: dict, bodies: list[dict],
+              concurrency: int) -> tuple[float, list[float]]:
+    import requests
+
+    local = threading.local()
+
+    def one(body: dict) -> float:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        start = time.perf_counter()
+        response = session.post(url, json=body, headers=headers, timeout=30)
+        response.raise_for_status()
+        return (time.perf_counter() - start) * 1000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, bodies))
+    return len(bodies) / (time.perf_counter() - start), latencies
+
+
+def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
+    def one(row: np.ndarray) -> float:
+        start = time.perf_counter()
+        session.run(["probabilities"], {"features": row[None, :]})
+        return (time.perf_counter() - start) * 1000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, rows))
+    return len(rows) / (time.perf_counter() - start), latencies
+
+
+def summary(rate: float, lat: list[float]) -> tuple[float, float, float]:
+    return rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+
+
+def rounds(runs: dict[str, Callable[[], tuple[float, list[float]]]], n: int,
+           label: str) -> dict[str, list[tuple[float, float, float]]]:
+    """`n` rounds of every run, the order reversed every other round."""
+    names = list(runs)
+    figures: dict[str, list] = {name: [] for name in names}
+    for r in range(n):
+        for name in names if r % 2 == 0 else names[::-1]:
+            f = summary(*runs[name]())
+            figures[name].append(f)
+            print(f"{label} round {r + 1} {name:23s}: {f[0]:8.1f} req/s  p50 {f[1]:7.3f} ms  "
+                  f"p99 {f[2]:7.3f} ms", flush=True)
+    return figures
+
+
+def medians(figures: dict[str, list]) -> dict[str, list[float]]:
+    return {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in figures.items()}
+
+
+def ratio(figures: dict[str, list], a: str, b: str, i: int = 0) -> float:
+    """Median over rounds of a/b for figure i, each round's two taken together."""
+    return statistics.median(x[i] / y[i] for x, y in zip(figures[a], figures[b], strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--remote-requests", type=int, default=300)
+    parser.add_argument("--remote-concurrency", type=int, default=1)
+    parser.add_argument("--no-remote", action="store_true", help="skip (b), MLServer")
+    parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+    import requests
+
+    mlserver = None
+    if not args.no_remote:
+        from tests.support.inference_servers import mlserver as make_mlserver
+
+        print("starting MLServer 1.7.1 ...", flush=True)
+        mlserver = make_mlserver(MODEL).start()
+    try:
+        ctx = mp.get_context("spawn")
+        ports: mp.Queue = ctx.Queue()
+        data_dir = tempfile.mkdtemp(prefix="abvoc-bench-v2-")
+        server = ctx.Process(target=serve, daemon=True, args=(
+            ports, data_dir, mlserver.url if mlserver else None, args.profile))
+        server.start()
+        port, bare_port, key, admin = _started(ports, server)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        rows = np.random.default_rng(1).normal(5.0, 1.8, size=(args.requests, 4)).astype(np.float32)
+        bodies = [body_of(row, f"user-{i}") for i, row in enumerate(rows)]
+        check = requests.post(f"{base}/v2/models/flowers/infer", json=bodies[0], headers=admin,
+                              timeout=30).json()["parameters"]
+        print(f"flowers is served by {check['candidate']} ({check['arm']} arm, experiment "
+              f"{check['experiment_id']})", flush=True)
+        session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+        runs = {
+            "onnxruntime bare": lambda: ort_load(session, rows, args.concurrency),
+            "bare WSGI + ort": lambda: http_load(f"http://127.0.0.1:{bare_port}/",
+                                                 {}, bodies, args.concurrency),
+            "abvoc /v2 (router+ev)": lambda: http_load(f"{base}/v2/models/flowers/infer",
+                                                       headers, bodies, args.concurrency),
+            "abvoc /v2, batch size 1": lambda: http_load(
+                f"{base}/v2/models/flowers-unbatched/infer", headers, bodies, args.concurrency),
+        }
+        for run in runs.values():  # the same warm-up for each: sessions, the batcher, the writer
+            run()
+        a = rounds(runs, args.rounds, "(a)")
+        b = None
+        if mlserver:
+            remote_bodies = bodies[:args.remote_requests]
+            direct_bodies = [{"inputs": x["inputs"]} for x in remote_bodies]
+            remote = {
+                "MLServer direct": lambda: http_load(
+                    f"{mlserver.url}/v2/models/iris/infer", {}, direct_bodies,
+                    args.remote_concurrency),
+                "abvoc /v2 -> MLServer": lambda: http_load(
+                    f"{base}/v2/models/remote/infer", headers, remote_bodies,
+                    args.remote_concurrency),
+            }
+            for run in remote.values():
+                run()
+            b = rounds(remote, args.rounds, "(b)")
+        profiles = {}
+        for scope in ("flowers", "remote") if mlserver else ("flowers",):
+            if args.profile:
+                profiles[scope] = requests.post(f"{base}/bench/profile?scope={scope}",
+                                                timeout=600).json()["text"]
+        server.terminate()
+    finally:
+        if mlserver:
+            mlserver.stop()
+
+    med = medians(a)
+    print(f"\n(a) medians of {args.rounds} rounds, {args.requests} requests of 1 row, "
+          f"{args.concurrency} concurrent:")
+    for name, (rate, p50, p99) in med.items():
+        print(f"  {name:24s} {rate:8.1f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
+    r_ort = ratio(a, "abvoc /v2 (router+ev)", "onnxruntime bare")
+    r_wsgi = ratio(a, "abvoc /v2 (router+ev)", "bare WSGI + ort")
+    print(f"  throughput abvoc/onnxruntime bare {r_ort:.4f}: {1 - r_ort:.1%} below (goal < 5%)")
+    print(f"  throughput abvoc/bare WSGI wrapper {r_wsgi:.3f}: {1 - r_wsgi:.1%} below")
+    r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
+    print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
+    if b:
+        med_b = medians(b)
+        print(f"\n(b) medians of {args.rounds} rounds, {args.remote_requests} requests, "
+              f"{args.remote_concurrency} concurrent:")
+        for name, (rate, p50, p99) in med_b.items():
+            print(f"  {name:24s} {rate:8.1f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
+        added = statistics.median(x[1] - y[1] for x, y in zip(
+            b["abvoc /v2 -> MLServer"], b["MLServer direct"], strict=True))
+        print(f"  p50 added by routing through abvoc {added:.3f} ms (goal < 1 ms)")
+    for scope, text in profiles.items():
+        print(f"\ncProfile of {args.profile} /v2/models/{scope}/infer requests through the app "
+              f"(test client, the request thread only), by own time, then abvoc's code by "
+              f"cumulative time:\n{text}")
+
+
+if __name__ == "__main__":
+    main()
