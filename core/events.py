@@ -21,8 +21,9 @@ from core.store.db import utcnow
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
 EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED)
-# PredictionMade v2: an output of any output type (v1: LaTeX text only); both are read.
-CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 2}
+# PredictionMade v2 and CorrectionSubmitted v3: an output of any output type (earlier versions:
+# LaTeX text only); every version is read.
+CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 3}
 
 # Which topic (after the configured prefix) carries each event type, and which field keys it:
 # both are keyed by prediction id, so one prediction's events stay in one partition, in order.
@@ -78,10 +79,24 @@ def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
 def output_text(event: dict[str, Any]) -> str:
     """A prediction's output as the text the store keeps: strings as they are, numbers and JSON
     values as compact JSON (v1 outputs are always strings)."""
-    output = event["output"]
-    if isinstance(output, str):
-        return output
-    return json.dumps(output, separators=(",", ":"), sort_keys=True)
+    return value_text(event["output"])
+
+
+def corrected_text(event: dict[str, Any]) -> str:
+    """A correction's output as the store keeps it, in the same form as `output_text`, so a
+    truth and an answer of the same value compare equal (numbers as floats: 3 and 3.0 agree)."""
+    value = event["corrected_output"]
+    if event.get("output_type") == "number" and isinstance(value, int | float) \
+            and not isinstance(value, bool):
+        value = float(value)
+    return value_text(value)
+
+
+def value_text(value: Any) -> str:
+    """Strings as they are, anything else as compact JSON with sorted keys."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def encode(event: dict[str, Any]) -> bytes:

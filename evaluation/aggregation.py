@@ -22,15 +22,19 @@ metric                    label    n / sum / sum_squares
 ``corrected_output``      class    predictions with a different truth that had answered it
 ``calibration``           bin      with a truth and a confidence in the bin / correct / sum of
                                    confidences
+``absolute_error``        -        numbers with a truth / sum of |output - truth| / of squares
+``squared_error``         -        numbers with a truth / sum of (output - truth)^2 / of squares
 ========================  =======  ==========================================================
 
-Class metrics are kept for *classification* predictions only: those with no ``stages`` and an
-output of at most :data:`MAX_LABEL` characters. A multi-stage pipeline's free-text output (a
+Class metrics are kept for *classification* predictions only: those of a ``label`` candidate or,
+for untyped (v1) events, those with no ``stages`` and an output of at most :data:`MAX_LABEL`
+characters. A multi-stage pipeline's free-text output (a
 LaTeX formula) has no useful class distribution and would add a row per distinct string.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,6 +56,8 @@ TOKEN_EDIT_DISTANCE = "token_edit_distance"
 TRUTH = "truth"
 CORRECTED_OUTPUT = "corrected_output"
 CALIBRATION = "calibration"
+ABSOLUTE_ERROR = "absolute_error"
+SQUARED_ERROR = "squared_error"
 
 MAX_LABEL = 100
 CALIBRATION_BINS = 10
@@ -111,6 +117,7 @@ class PredictionFacts:
         error: Any = None,
         stages: dict[str, Any] | None = None,
         unit_id: str | None = None,
+        output_type: str | None = None,
     ) -> PredictionFacts:
         group = Group(
             int(experiment_id or 0),
@@ -127,7 +134,9 @@ class PredictionFacts:
             confidence,
             latency_ms,
             bool(error),
-            not stages and len(output) <= MAX_LABEL,
+            # A typed output is a class only when it is a label (a number or JSON never is,
+            # whatever its length); untyped ones (v1, LaTeX) by their shape, as before.
+            output_type == "label" if output_type else not stages and len(output) <= MAX_LABEL,
             unit_id,
         )
 
@@ -147,6 +156,7 @@ class PredictionFacts:
             error=e.get("error"),
             stages=e.get("stages"),
             unit_id=e.get("unit_id"),
+            output_type=e.get("output_type"),
         )
 
 
@@ -188,9 +198,11 @@ class Accumulator:
     def add_unit(self, group: Group) -> None:
         self.add(group, UNITS)
 
-    def add_truth(self, p: PredictionFacts, truth: str) -> None:
+    def add_truth(self, p: PredictionFacts, truth: str, output_type: str | None = None) -> None:
         """Count a prediction's truth; the caller guarantees once per prediction."""
         g = p.group
+        if output_type == "number":
+            self._add_error(g, p.output, truth)
         exact = same_output(p.output, truth)
         self.add(g, CORRECTED)
         self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
@@ -204,6 +216,14 @@ class Accumulator:
             c = float(p.confidence)
             self.add(g, CALIBRATION, 1.0 if exact else 0.0, calibration_bin(c), square=c)
 
+    def _add_error(self, g: Group, output: str, truth: str) -> None:
+        """A number's error, when both sides are finite numbers (a failed prediction is not)."""
+        answered, true = _number(output), _number(truth)
+        if answered is not None and true is not None:
+            error = answered - true
+            self.add(g, ABSOLUTE_ERROR, abs(error))
+            self.add(g, SQUARED_ERROR, error * error)
+
     def rows(self) -> list[dict[str, Any]]:
         """Additive rows, sorted by key (a fixed lock order across workers)."""
         out = [
@@ -216,6 +236,16 @@ class Accumulator:
 
     def latency_groups(self) -> list[tuple[Group, list[float]]]:
         return sorted(self.latencies.items(), key=lambda kv: _group_sort(kv[0]))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _group_sort(g: Group) -> tuple:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm as stats_norm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -205,7 +206,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                       "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None}
                      for i, v in enumerate(variants)],
-        "metrics": {v.name: {s: metrics(cells[(v, s)], config.alpha, shadow=v.shadow)
+        "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
+                                 **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
     }
     if len(arms) < 1 or len(variants) < 2:
@@ -240,6 +242,36 @@ def experiment_results(session: Session, experiment_id: int, *,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)
     return out
+
+
+def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
+    """MAE and RMSE of a `number` candidate's corrected predictions, each with a normal
+    (1 - alpha) interval (RMSE's: the square roots of the mean squared error's bounds); empty
+    for other output types."""
+    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
+    if n < 1:
+        return {}
+    _, sq_total, sq_squares = (float(x) for x in cell.get(agg.SQUARED_ERROR))
+    z = float(stats_norm.ppf(1 - alpha / 2))
+
+    def interval(s: float, ss: float) -> tuple[float, float, float]:
+        mean = s / n
+        if n < 2:
+            return mean, 0.0, math.inf
+        variance = max(ss - n * mean * mean, 0.0) / (n - 1)
+        half = z * math.sqrt(variance / n)
+        return mean, max(mean - half, 0.0), mean + half
+
+    mae, mae_low, mae_high = interval(total, squares)
+    mse, mse_low, mse_high = interval(sq_total, sq_squares)
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    return {"numbers_corrected": int(n),
+            "mae": mae, "mae_interval": [mae_low, finite(mae_high)],
+            "rmse": math.sqrt(mse),
+            "rmse_interval": [math.sqrt(mse_low), finite(math.sqrt(mse_high))]}
 
 
 def _num(value: float) -> float | None:

@@ -85,6 +85,7 @@ def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
         "slice": e.get("slice") or "all",
         "input_hash": e["input_hash"],
         "output": events.output_text(e),
+        "output_type": e.get("output_type"),
         "confidence": e.get("confidence"),
         "latency_ms": e.get("latency_ms"),
         "stages": e.get("stages") or {},
@@ -97,7 +98,8 @@ def _correction_row(e: dict[str, Any]) -> dict[str, Any]:
         "correction_id": e["correction_id"],
         "event_id": e["event_id"],
         "prediction_id": e["prediction_id"],
-        "corrected_output": e["corrected_output"],
+        "corrected_output": events.corrected_text(e),
+        "output_type": e.get("output_type"),
         "rating": e.get("rating"),
         "comment": e.get("comment"),
         "created_at": datetime.fromisoformat(e["occurred_at"]),
@@ -137,7 +139,7 @@ def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]
             prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
             candidate=p.candidate, shadow=p.shadow, slice_=p.slice, created_at=p.created_at,
             output=p.output, confidence=p.confidence, latency_ms=p.latency_ms,
-            stages=p.stages, unit_id=p.unit_id)
+            stages=p.stages, unit_id=p.unit_id, output_type=p.output_type)
         for p in rows
     }
 
@@ -150,7 +152,8 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     has_truth = (select(PredictionTruth.prediction_id)
                  .where(PredictionTruth.prediction_id == Correction.prediction_id).exists())
     corrections = session.execute(
-        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output)
+        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output,
+               Correction.output_type)
         .where(in_values(session, Correction.prediction_id, sorted(touched)), ~has_truth)
         .order_by(Correction.created_at, Correction.correction_id)
     ).all()
@@ -168,7 +171,7 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     joined = _insert_new(session, PredictionTruth.__table__, truths, ["prediction_id"],
                          "prediction_id")
     for pid in sorted(joined):
-        acc.add_truth(facts[pid], first[pid].corrected_output)
+        acc.add_truth(facts[pid], first[pid].corrected_output, first[pid].output_type)
 
 
 def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:

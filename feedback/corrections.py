@@ -8,23 +8,23 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound
-from core.latex import validate_latex
 from core.outbox import add_event
+from core.output_types import OutputKind, check_output
 from core.settings import Settings
 from core.store.db import Database, utcnow
-from core.store.models import CorrectionRequest, ServedPrediction
+from core.store.models import Candidate, CorrectionRequest, ServedPrediction
 
-MAX_OUTPUT_CHARS = 2000
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
-# Text fields and their lengths: ids and receipts are never longer than abvoc issues them.
-LIMITS = {"prediction_id": 64, "receipt": 128, "corrected_output": MAX_OUTPUT_CHARS,
-          "comment": MAX_COMMENT_CHARS}
+# Text fields and their lengths: ids and receipts are never longer than abvoc issues them (the
+# corrected output's limits depend on its type: core/output_types.py).
+LIMITS = {"prediction_id": 64, "receipt": 128, "comment": MAX_COMMENT_CHARS}
 
 
 def _check(body: Any) -> dict[str, Any]:
@@ -34,9 +34,12 @@ def _check(body: Any) -> dict[str, Any]:
     unknown = set(body) - FIELDS
     if unknown:
         raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
-    for key in ("prediction_id", "receipt", "corrected_output"):
+    for key in ("prediction_id", "receipt"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise AbvocError(f"'{key}' is required and must be a non-empty string")
+    if "corrected_output" not in body:
+        raise AbvocError("'corrected_output' is required: the output the prediction should "
+                         "have had, of the candidate's output type")
     if body.get("comment") is not None and not isinstance(body["comment"], str):
         raise AbvocError("'comment' must be a string")
     for key, limit in LIMITS.items():
@@ -46,11 +49,20 @@ def _check(body: Any) -> dict[str, Any]:
     if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int)
                                or not 1 <= rating <= 5):
         raise AbvocError("'rating' must be an integer from 1 to 5")
-    problems = validate_latex(body["corrected_output"])
-    if problems:
-        raise AbvocError("'corrected_output' is not valid LaTeX: " + "; ".join(problems),
-                         details={"problems": problems})
     return {k: body.get(k) for k in FIELDS}
+
+
+def _output_kind(s: Session, served: ServedPrediction) -> OutputKind:
+    """The output type of the candidate version that served the prediction: the newest one of
+    its name registered before it and not retired by then (the registry's pick at the time)."""
+    same_name = select(Candidate.pipeline).where(Candidate.name == served.candidate)
+    pipeline = s.scalars(same_name.where(
+        Candidate.created_at <= served.created_at,
+        or_(Candidate.retired_at.is_(None), Candidate.retired_at > served.created_at),
+    ).order_by(Candidate.id.desc()).limit(1)).first()
+    if pipeline is None:  # e.g. clocks apart: the newest of that name
+        pipeline = s.scalars(same_name.order_by(Candidate.id.desc()).limit(1)).first()
+    return OutputKind.of_pipeline(pipeline)
 
 
 def _request_hash(body: dict[str, Any]) -> str:
@@ -72,9 +84,12 @@ def submit_correction(db: Database, settings: Settings, body: Any,
         raise Forbidden("the receipt does not match the prediction; send the receipt that came "
                         "with it")
     with db.session() as s:
-        if s.get(ServedPrediction, checked["prediction_id"]) is None:
+        served = s.get(ServedPrediction, checked["prediction_id"])
+        if served is None:
             raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; correct a "
-                           "prediction_id that /v1/predict returned")
+                           "prediction_id that /v1/predict or /v2 infer returned")
+        kind = _output_kind(s, served)
+    checked["corrected_output"] = check_output(kind, checked["corrected_output"])
     existing = _existing(db, key, digest)
     if existing is not None:
         return existing
@@ -88,7 +103,8 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             add_event(s, events.make_event(
                 events.CORRECTION_SUBMITTED, correction_id=correction_id,
                 prediction_id=checked["prediction_id"], receipt=checked["receipt"],
-                corrected_output=checked["corrected_output"], rating=checked["rating"],
+                corrected_output=checked["corrected_output"], output_type=kind.type,
+                rating=checked["rating"],
                 comment=checked["comment"]), settings.topic_prefix)
     except IntegrityError:
         # The same request raced us here; the first one won and this one is that one.

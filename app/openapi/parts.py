@@ -83,7 +83,11 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {"prediction_id": {"type": "string", "maxLength": 64},
                        "receipt": {"type": "string", "maxLength": 128},
-                       "corrected_output": {"type": "string", "maxLength": 2000},
+                       "corrected_output": {
+                           "description": "the right answer in the candidate's output type: "
+                                          "one of its classes (label), a string (text, latex; "
+                                          "the OCR candidates take LaTeX), a finite number "
+                                          "(number), a value valid against its schema (json)"},
                        "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
                        "comment": {"type": ["string", "null"], "maxLength": 2000}}},
     "CorrectionAccepted": {

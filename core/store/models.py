@@ -122,6 +122,8 @@ class Prediction(Base):
     slice: Mapped[str] = mapped_column(String(100), default="all")
     input_hash: Mapped[str] = mapped_column(String(64))
     output: Mapped[str] = mapped_column(Text)
+    # The candidate's output type (null: a v1 event, LaTeX): which metrics the output feeds.
+    output_type: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     stages: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -139,6 +141,9 @@ class Correction(Base):
     prediction_id: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     corrected_output: Mapped[str] = mapped_column(Text)
+    # The candidate's output type when it was corrected (null: before types, LaTeX): which
+    # online metrics the truth feeds (absolute and squared error for numbers).
+    output_type: Mapped[str | None] = mapped_column(String(16))
     rating: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

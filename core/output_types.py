@@ -1,0 +1,102 @@
+"""A corrected output checked against the output type of the candidate that made the prediction.
+
+Corrections are truth for the online metrics, so one that cannot be compared with the candidate's
+answers (a label outside its classes, a number that is not finite, JSON its schema refuses) is
+refused at the door instead of skewing the metrics later. The type is read from the candidate's
+registry description (`pipeline.output`, written from a bundle's manifest); candidates without
+one are the reference OCR pipelines, whose answers are LaTeX.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jsonschema_rs
+
+from core.errors import AbvocError
+from core.latex import validate_latex
+
+STRING_TYPES = ("label", "text", "latex")
+OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
+MAX_STRING_CHARS = 2000
+MAX_JSON_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """What a candidate answers: its type, a label's classes, a JSON answer's schema."""
+
+    type: str
+    classes: tuple[str, ...] = ()
+    schema: dict[str, Any] | None = None
+
+    @classmethod
+    def of_pipeline(cls, pipeline: Mapping[str, Any] | None) -> OutputKind:
+        described = (pipeline or {}).get("output")
+        if not isinstance(described, Mapping) or described.get("type") not in OUTPUT_TYPES:
+            return cls("latex")
+        schema = described.get("schema")
+        return cls(str(described["type"]), tuple(described.get("classes") or ()),
+                   schema if isinstance(schema, dict) else None)
+
+
+def check_output(kind: OutputKind, value: Any) -> Any:
+    """The corrected output as the event carries it (a string, a float or a JSON value), or an
+    AbvocError (400) that says what a correction of this candidate must look like."""
+    if kind.type in STRING_TYPES:
+        return _string(kind, value)
+    if kind.type == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
+            raise AbvocError(f"'corrected_output' must be a finite JSON number: the candidate "
+                             f"answers numbers; got {_show(value)}")
+        return float(value)
+    return _json(kind, value)
+
+
+def _string(kind: OutputKind, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise AbvocError(f"'corrected_output' must be a non-empty string: the candidate answers "
+                         f"{kind.type}; got {_show(value)}")
+    if len(value) > MAX_STRING_CHARS:
+        raise AbvocError(f"'corrected_output' is {len(value)} characters; the limit is "
+                         f"{MAX_STRING_CHARS}")
+    if kind.type == "label" and value not in kind.classes:
+        raise AbvocError(f"'corrected_output' {value!r} is not one of the candidate's classes "
+                         f"{list(kind.classes)}")
+    if kind.type == "latex":
+        problems = validate_latex(value)
+        if problems:
+            raise AbvocError("'corrected_output' is not valid LaTeX: " + "; ".join(problems),
+                             details={"problems": problems})
+    return value
+
+
+def _json(kind: OutputKind, value: Any) -> Any:
+    if len(json.dumps(value)) > MAX_JSON_CHARS:
+        raise AbvocError(f"'corrected_output' is longer than {MAX_JSON_CHARS} characters as JSON")
+    if kind.schema is None:
+        return value
+    validator = _validator(json.dumps(kind.schema, sort_keys=True))
+    error = next(iter(validator.iter_errors(value)), None)
+    if error is not None:
+        path = "/".join(str(p) for p in error.instance_path)
+        where = f"/{path}" if path else "(root)"
+        raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema at "
+                         f"{where}: {error.message}")
+    return value
+
+
+@lru_cache(maxsize=32)
+def _validator(schema_text: str) -> Any:
+    return jsonschema_rs.validator_for(json.loads(schema_text))
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text[:60]}"

@@ -1,0 +1,162 @@
+"""Corrections carry an output of the candidate's type: a label from its classes, a finite
+number, JSON its schema accepts, LaTeX that parses. Anything else is a 400 that says why and
+stores nothing; a valid label correction of a /v2 prediction reaches the worker's tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app import close_app, create_app
+from app.auth import create_key
+from core import receipts
+from core.settings import Settings
+from core.store.db import utcnow
+from core.store.models import (
+    Correction,
+    CorrectionRequest,
+    OutboxEvent,
+    PredictionTruth,
+    ServedPrediction,
+)
+from tests.evaluation.helpers import aggregate_totals
+from tests.support.bundles import EXAMPLE
+from tests.support.v2 import CLASSES, drain, flowers, infer_body, output_of, upload
+
+POINT = {"type": "object", "required": ["x", "y"], "additionalProperties": False,
+         "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}
+
+
+@pytest.fixture
+def v2app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    yield app
+    close_app(app)
+
+
+def keys(app: Flask, scope: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_key(app.extensions['abvoc'].db, [scope])['key']}"}
+
+
+def served(app: Flask, candidate: str, pipeline: dict[str, Any]) -> dict[str, str]:
+    """A registered candidate and one prediction in the API's ledger (as serving writes it),
+    with its receipt: all a correction is checked against."""
+    app.extensions["abvoc_serving"].registry.register(candidate, "1", pipeline=pipeline)
+    pid = f"p-{candidate}"
+    with app.extensions["abvoc"].db.session() as s:
+        s.add(ServedPrediction(prediction_id=pid, candidate=candidate, created_at=utcnow()))
+    return {"prediction_id": pid, "receipt": receipts.sign("test-secret", pid)}
+
+
+def stored(app: Flask) -> tuple[int, int]:
+    with app.extensions["abvoc"].db.session() as s:
+        return (s.scalar(select(func.count()).select_from(CorrectionRequest)) or 0,
+                s.scalar(select(func.count()).select_from(OutboxEvent)) or 0)
+
+
+def last_event(app: Flask) -> dict[str, Any]:
+    with app.extensions["abvoc"].db.session() as s:
+        payload = s.scalars(select(OutboxEvent.payload).order_by(OutboxEvent.id.desc())).first()
+    return json.loads(payload)
+
+
+CASES = [
+    # candidate, its pipeline description, refused outputs (value, words in the error), accepted
+    ("price", {"kind": "bundle", "output": {"type": "number"}},
+     [(float("nan"), "finite"), ("3.5", "number"), (True, "number"), (None, "number")],
+     3, 3.0),
+    ("point", {"kind": "bundle", "output": {"type": "json", "schema": POINT}},
+     [({"x": 1}, '"y" is a required property'), ({"x": 1, "y": "2"}, "at /y"), ([1, 2], "object")],
+     {"y": 2, "x": 1.5}, {"x": 1.5, "y": 2}),
+    ("ocr-like", {"detector": {}},
+     [("\\frac{x}{", "braces"), (7, "string"), ("", "non-empty")], "\\frac{x}{2}", "\\frac{x}{2}"),
+    ("flower", {"kind": "bundle", "output": {"type": "label", "classes": CLASSES}},
+     [("rose", "not one of the candidate's classes"), (["setosa"], "string")],
+     "virginica", "virginica"),
+    ("caption", {"kind": "remote", "output": {"type": "text"}},
+     [("x" * 2001, "limit is 2000"), ({"t": "a"}, "string")], "a cat {", "a cat {"),
+]
+
+
+@pytest.mark.parametrize(("candidate", "pipeline", "refused", "accepted", "carried"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_the_candidate_output_type_decides_what_a_correction_may_carry(
+        v2app: Flask, candidate: str, pipeline: dict[str, Any], refused: list[tuple[Any, str]],
+        accepted: Any, carried: Any) -> None:
+    client = v2app.test_client()
+    corrector = keys(v2app, "correct")
+    ids = served(v2app, candidate, pipeline)
+    before = stored(v2app)
+    for value, words in refused:
+        response = client.post("/v1/corrections", headers=corrector,
+                               json={**ids, "corrected_output": value})
+        assert response.status_code == 400, (value, response.get_json())
+        assert words in response.get_json()["error"], (value, response.get_json())
+        assert "corrected_output" in response.get_json()["error"]
+    assert stored(v2app) == before  # nothing partial stored
+    ok = client.post("/v1/corrections", headers=corrector,
+                     json={**ids, "corrected_output": accepted})
+    assert ok.status_code == 202, ok.get_json()
+    event = last_event(v2app)
+    assert event["schema_version"] == 3 and event["event_type"] == "CorrectionSubmitted"
+    assert event["corrected_output"] == carried and type(event["corrected_output"]) is type(carried)
+    assert event["output_type"] == pipeline.get("output", {}).get("type", "latex")
+
+
+def test_receipt_is_checked_before_the_prediction_is_looked_up(v2app: Flask) -> None:
+    client = v2app.test_client()
+    corrector = keys(v2app, "correct")
+    forged = client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": "nope", "receipt": "0" * 64, "corrected_output": 3})
+    assert forged.status_code == 403
+    unknown = client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": "nope", "receipt": receipts.sign("test-secret", "nope"),
+        "corrected_output": 3})
+    assert unknown.status_code == 404
+    missing = client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": "nope", "receipt": receipts.sign("test-secret", "nope")})
+    assert missing.status_code == 400 and "corrected_output" in missing.get_json()["error"]
+    assert stored(v2app) == (0, 0)
+
+
+def test_a_label_correction_of_a_v2_prediction_reaches_the_worker(v2app: Flask) -> None:
+    client = v2app.test_client()
+    admin, corrector = keys(v2app, "admin"), keys(v2app, "correct")
+    upload(client, admin, EXAMPLE)
+    answers = []
+    for i, row in enumerate(flowers(4, seed=3)):
+        response = client.post("/v2/models/default/infer", headers=admin,
+                               json=infer_body(row[None], f"u{i}"))
+        assert response.status_code == 200, response.get_json()
+        answers.append((output_of(response.get_json()), response.get_json()["parameters"]))
+    (label, first), (_, second) = answers[0], answers[1]
+    ids = {"prediction_id": first["prediction_id"], "receipt": first["receipt"]}
+    wrong = client.post("/v1/corrections", headers=corrector,
+                        json={**ids, "corrected_output": "\\frac{x}{2}"})
+    assert wrong.status_code == 400 and "classes" in wrong.get_json()["error"]
+    other = next(c for c in CLASSES if c != label)
+    assert client.post("/v1/corrections", headers=corrector,
+                       json={**ids, "corrected_output": other}).status_code == 202
+    assert client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": second["prediction_id"], "receipt": second["receipt"],
+        "corrected_output": answers[1][0]}).status_code == 202
+    drain(v2app, 4)
+    with v2app.extensions["abvoc"].db.session() as s:
+        corrections = dict(s.execute(select(Correction.prediction_id,
+                                            Correction.corrected_output)).all())
+        truths = dict(s.execute(select(PredictionTruth.prediction_id,
+                                       PredictionTruth.truth)).all())
+    expected = {first["prediction_id"]: other, second["prediction_id"]: answers[1][0]}
+    assert corrections == expected and truths == expected
+    # A label bundle's answers are classes even though its pipeline has stages: output shares
+    # and the changed class (McNemar's discordant counts) are kept.
+    totals = aggregate_totals(v2app.extensions["abvoc"].db)
+    assert sum(n for k, n in totals.items() if k.startswith("output:")) == 4
+    assert totals[f"output:{label}"] >= 1
+    assert totals[f"truth:{other}"] == 1 and totals[f"corrected_output:{label}"] == 1
+    assert totals["exact_match"] == 2 and totals["exact_match.sum"] == 1
