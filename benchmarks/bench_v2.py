@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
 MODEL = EXAMPLE / "model.onnx"
@@ -176,26 +178,6 @@ def body_of(row: np.ndarray, unit: str) -> dict:
                         "data": row.tolist()}], "parameters": {"unit_id": unit}}
 
 
-def http_load(url: str, headers: dict, bodies: list[dict],
-              concurrency: int) -> tuple[float, list[float]]:
-    import requests
-
-    local = threading.local()
-
-    def one(body: dict) -> float:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        start = time.perf_counter()
-        response = session.post(url, json=body, headers=headers, timeout=30)
-        response.raise_for_status()
-        return (time.perf_counter() - start) * 1000
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(one, bodies))
-    return len(bodies) / (time.perf_counter() - start), latencies
-
-
 def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
     def one(row: np.ndarray) -> float:
         start = time.perf_counter()
@@ -274,11 +256,11 @@ def main() -> None:
         session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
         runs = {
             "onnxruntime bare": lambda: ort_load(session, rows, args.concurrency),
-            "bare WSGI + ort": lambda: http_load(f"http://127.0.0.1:{bare_port}/",
+            "bare WSGI + ort": lambda: load(f"http://127.0.0.1:{bare_port}/",
                                                  {}, bodies, args.concurrency),
-            "abvoc /v2 (router+ev)": lambda: http_load(f"{base}/v2/models/flowers/infer",
+            "abvoc /v2 (router+ev)": lambda: load(f"{base}/v2/models/flowers/infer",
                                                        headers, bodies, args.concurrency),
-            "abvoc /v2, batch size 1": lambda: http_load(
+            "abvoc /v2, batch size 1": lambda: load(
                 f"{base}/v2/models/flowers-unbatched/infer", headers, bodies, args.concurrency),
         }
         for run in runs.values():  # the same warm-up for each: sessions, the batcher, the writer
@@ -289,10 +271,10 @@ def main() -> None:
             remote_bodies = bodies[:args.remote_requests]
             direct_bodies = [{"inputs": x["inputs"]} for x in remote_bodies]
             remote = {
-                "MLServer direct": lambda: http_load(
+                "MLServer direct": lambda: load(
                     f"{mlserver.url}/v2/models/iris/infer", {}, direct_bodies,
                     args.remote_concurrency),
-                "abvoc /v2 -> MLServer": lambda: http_load(
+                "abvoc /v2 -> MLServer": lambda: load(
                     f"{base}/v2/models/remote/infer", headers, remote_bodies,
                     args.remote_concurrency),
             }

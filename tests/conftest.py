@@ -18,6 +18,9 @@ from core.store.db import Database
 from tests.support.kafka import KafkaBroker
 from tests.support.postgres import PostgresServer
 
+# Fixtures kept beside the helpers they serve.
+pytest_plugins = ["tests.support.stub_server"]
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:

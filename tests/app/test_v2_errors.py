@@ -9,8 +9,7 @@ import io
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,8 @@ from sqlalchemy import func, select
 
 from core.store.models import OutboxEvent, ServedPrediction
 from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
-from tests.serving.test_remote import _reply, _Stub
 from tests.support.bundles import EXAMPLE
+from tests.support.stub_server import StubServer, reply
 from tests.support.v2 import experiment, flowers, infer_body, remote_bundle, upload
 
 ROW = flowers(1)[0]
@@ -135,27 +134,14 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:  # 
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
 
 
-@pytest.fixture
-def stubs() -> Iterator[Callable[..., _Stub]]:
-    made: list[_Stub] = []
-
-    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> _Stub:
-        made.append(_Stub(behave))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
-
-
 @pytest.mark.parametrize("failure", ["500", "hang"])
 def test_failing_remote_arm_is_bounded_counted_and_paused(
-        v2app: Flask, stubs: Callable[..., _Stub], tmp_path: Path,  # noqa: F811
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path,  # noqa: F811
         failure: str) -> None:
     if failure == "500":
-        bad = stubs(lambda h, body: _reply(h, 500, {"error": "model crashed"}))
+        bad = stub_server(lambda h, body: reply(h, 500, {"error": "model crashed"}))
     else:
-        bad = stubs(lambda h, body: bad.release.wait(10))
+        bad = stub_server(lambda h, body: bad.release.wait(10))
     client = v2app.test_client()
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)
@@ -193,8 +179,8 @@ def test_failing_remote_arm_is_bounded_counted_and_paused(
 
 
 def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
-        v2app: Flask, stubs: Callable[..., _Stub], tmp_path: Path) -> None:  # noqa: F811
-    bad = stubs(lambda h, body: _reply(h, 500, {"error": "shadow crashed"}))
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path) -> None:  # noqa: F811
+    bad = stub_server(lambda h, body: reply(h, 500, {"error": "shadow crashed"}))
     client = v2app.test_client()
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)

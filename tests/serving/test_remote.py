@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from serving.remote import (
 )
 from tests.support import inference_servers
 from tests.support.ports import free_port
+from tests.support.stub_server import StubServer, reply
 
 MODEL = Path(__file__).resolve().parents[2] / "examples" / "bundles" / "iris-onnx" / "model.onnx"
 
@@ -129,59 +130,6 @@ def test_real_server_errors_carry_the_servers_words(
 
 # --- tiny local servers that misbehave on purpose ------------------------------------------------
 
-class _Stub:
-    """A ThreadingHTTPServer on 127.0.0.1 whose POST handler is `behave(handler, body)`."""
-
-    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> None:
-        self.hits = 0
-        self.release = threading.Event()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                stub.hits += 1
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                behave(self, body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def stub() -> Iterator[Callable[..., _Stub]]:
-    made: list[_Stub] = []
-
-    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> _Stub:
-        made.append(_Stub(behave))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
-
-
-def _reply(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
-    data = json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 def _timed(fn: Callable[[], object]) -> tuple[BaseException | None, float]:
     start = time.monotonic()
     try:
@@ -191,8 +139,9 @@ def _timed(fn: Callable[[], object]) -> tuple[BaseException | None, float]:
     return None, time.monotonic() - start
 
 
-def test_hanging_server_is_cut_at_the_deadline_across_retries(stub: Callable[..., _Stub]) -> None:
-    hanging = stub(lambda h, body: hanging.release.wait(10))
+def test_hanging_server_is_cut_at_the_deadline_across_retries(
+        stub_server: Callable[..., StubServer]) -> None:
+    hanging = stub_server(lambda h, body: hanging.release.wait(10))
     client = RemoteClient(hanging.url, "iris", timeout_ms=300, retries=3)
     error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
     client.close()
@@ -201,27 +150,28 @@ def test_hanging_server_is_cut_at_the_deadline_across_retries(stub: Callable[...
     assert "did not answer within 300 ms" in error.message
 
 
-def test_trickling_server_is_cut_at_the_deadline(stub: Callable[..., _Stub]) -> None:
+def test_trickling_server_is_cut_at_the_deadline(
+        stub_server: Callable[..., StubServer]) -> None:
     def trickle(handler: BaseHTTPRequestHandler, body: bytes) -> None:
         handler.send_response(200)
         handler.send_header("Content-Length", "1000")
         handler.end_headers()
         for _ in range(100):
-            if stub_server.release.wait(0.05):
+            if trickling.release.wait(0.05):
                 return
             handler.wfile.write(b" ")
             handler.wfile.flush()
 
-    stub_server = stub(trickle)
-    with RemoteClient(stub_server.url, "iris", timeout_ms=400) as client:
+    trickling = stub_server(trickle)
+    with RemoteClient(trickling.url, "iris", timeout_ms=400) as client:
         error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
     assert isinstance(error, RemoteTimeout)
     assert took < 0.9, took
 
 
 def test_server_error_500_carries_status_and_message_and_is_not_retried(
-        stub: Callable[..., _Stub]) -> None:
-    failing = stub(lambda h, body: _reply(h, 500, {"error": "model exploded on row 3"}))
+        stub_server: Callable[..., StubServer]) -> None:
+    failing = stub_server(lambda h, body: reply(h, 500, {"error": "model exploded on row 3"}))
     with RemoteClient(failing.url, "iris", timeout_ms=2000, retries=3) as client:
         error, took = _timed(lambda: client.infer({"features": _flowers(1)}))
     assert isinstance(error, RemoteError) and not error.timed_out
@@ -230,16 +180,18 @@ def test_server_error_500_carries_status_and_message_and_is_not_retried(
     assert failing.hits == 1 and took < 1.0
 
 
-def test_unavailable_server_is_retried_then_reported(stub: Callable[..., _Stub]) -> None:
-    busy = stub(lambda h, body: _reply(h, 503, {"detail": "overloaded"}))
+def test_unavailable_server_is_retried_then_reported(
+        stub_server: Callable[..., StubServer]) -> None:
+    busy = stub_server(lambda h, body: reply(h, 503, {"detail": "overloaded"}))
     with RemoteClient(busy.url, "iris", timeout_ms=2000, retries=2) as client:
         error, _ = _timed(lambda: client.infer({"features": _flowers(1)}))
     assert isinstance(error, RemoteUnavailable) and error.remote_status == 503
     assert "overloaded" in error.message and busy.hits == 3
 
 
-def test_bad_input_answer_is_a_400(stub: Callable[..., _Stub]) -> None:
-    picky = stub(lambda h, body: _reply(h, 422, {"error": "features must be [-1, 4]"}))
+def test_bad_input_answer_is_a_400(
+        stub_server: Callable[..., StubServer]) -> None:
+    picky = stub_server(lambda h, body: reply(h, 422, {"error": "features must be [-1, 4]"}))
     with RemoteClient(picky.url, "iris", timeout_ms=2000, retries=2) as client, \
             pytest.raises(RemoteBadInput, match=r"features must be \[-1, 4\]") as info:
         client.infer({"features": _flowers(1)})
@@ -254,15 +206,16 @@ def test_nothing_listening_is_unavailable_quickly() -> None:
     assert "unreachable" in error.message and took < 1.0
 
 
-def test_bytes_and_versions_travel_as_v2_json(stub: Callable[..., _Stub]) -> None:
+def test_bytes_and_versions_travel_as_v2_json(
+        stub_server: Callable[..., StubServer]) -> None:
     seen: list[tuple[str, dict]] = []
 
     def echo(handler: BaseHTTPRequestHandler, body: bytes) -> None:
         request = json.loads(body)
         seen.append((handler.path, request))
-        _reply(handler, 200, {"model_name": "echo", "outputs": request["inputs"]})
+        reply(handler, 200, {"model_name": "echo", "outputs": request["inputs"]})
 
-    echoing = stub(echo)
+    echoing = stub_server(echo)
     words = np.array([b"\x00\x01binary", "naïve".encode()], dtype=object)
     spec = RemoteSpec(echoing.url, "echo", version="7", timeout_ms=2000)
     with RemoteClient.from_spec(spec) as client:
@@ -276,8 +229,9 @@ def test_bytes_and_versions_travel_as_v2_json(stub: Callable[..., _Stub]) -> Non
     assert out["n"].dtype == np.int64 and out["n"].tolist() == [[1, 2]]
 
 
-def test_malformed_answer_is_a_remote_error(stub: Callable[..., _Stub]) -> None:
-    odd = stub(lambda h, body: _reply(h, 200, {"outputs": [{"name": "p", "datatype": "FP32",
+def test_malformed_answer_is_a_remote_error(
+        stub_server: Callable[..., StubServer]) -> None:
+    odd = stub_server(lambda h, body: reply(h, 200, {"outputs": [{"name": "p", "datatype": "FP32",
                                                             "shape": [2], "data": [1.0]}]}))
     with RemoteClient(odd.url, "iris", timeout_ms=2000) as client, \
             pytest.raises(RemoteError, match="malformed outputs") as info:
