@@ -32,7 +32,6 @@ import re
 import shutil
 import statistics
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -59,15 +58,6 @@ def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
     toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
                     .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
     return folder
-
-
-def _upload(client, admin: dict, folder: Path) -> None:  # noqa: ANN001
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
-    response = client.post("/v1/candidates", headers=admin, content_type="multipart/form-data",
-                           data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
-    assert response.status_code == 201, response.get_json()
 
 
 def _experiment(client, admin: dict, scope: str, control: str, treatment: str) -> None:  # noqa: ANN001
@@ -136,19 +126,19 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
         stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
 
+    from tests.support.v2 import remote_bundle, upload
+
     client = app.test_client()
     root = Path(tempfile.mkdtemp(prefix="abvoc-bench-v2-bundles-"))
-    _upload(client, admin, EXAMPLE)
-    _upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
+    upload(client, admin, EXAMPLE)
+    upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
     _experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
     for name in ("iris-unbatched-a", "iris-unbatched-b"):
-        _upload(client, admin, _bundle_copy(root, name, batch=1))
+        upload(client, admin, _bundle_copy(root, name, batch=1))
     _experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
     if remote_url:
-        from tests.support.v2 import remote_bundle
-
         for name in ("iris-mlserver-a", "iris-mlserver-b"):
-            _upload(client, admin, remote_bundle(root, name, remote_url))
+            upload(client, admin, remote_bundle(root, name, remote_url))
         _experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
 
     server = make_server("127.0.0.1", 0, app, threaded=True)

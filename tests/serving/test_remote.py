@@ -60,24 +60,9 @@ def test_registered_remote_candidate_reaches_the_real_server(
     from core.store import Database, schema
     from serving.bundles import load_manifest, register_bundle
     from serving.registry import Registry
+    from tests.support.v2 import remote_bundle
 
-    folder = tmp_path / "remote"
-    folder.mkdir()
-    (folder / "candidate.toml").write_text(f"""name = "iris-{server.kind.lower()}"
-version = "1"
-[[inputs]]
-name = "features"
-datatype = "FP32"
-shape = [-1, 4]
-[output]
-type = "label"
-classes = ["setosa", "versicolor", "virginica"]
-[remote]
-url = "{server.url}"
-model = "iris"
-timeout_ms = 5000
-retries = 1
-""")
+    folder = remote_bundle(tmp_path, f"iris-{server.kind.lower()}", server.url, retries=1)
     with Database(f"sqlite:///{tmp_path / 'r.db'}") as db:
         schema.upgrade(db)
         info = register_bundle(Registry(db), tmp_path / "models", folder)
