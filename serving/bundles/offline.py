@@ -163,6 +163,8 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
     if rel.is_absolute() or ".." in rel.parts:
         raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
     path = folder / rel
+    if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
+        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
     if not path.is_file():
         raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
     if name.endswith(".npy"):

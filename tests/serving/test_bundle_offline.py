@@ -122,6 +122,7 @@ DATASET_REFUSALS = [
     ({**GOOD, "inputs": {"features": [1, 2, "x", 4]}}, r"not a regular nested list of FP32"),
     ({**GOOD, "inputs": {"features": "gone.npy"}}, r"file 'gone.npy' does not exist beside"),
     ({**GOOD, "inputs": {"features": "/etc/x.npy"}}, r"must be a relative path beside"),
+    ({**GOOD, "inputs": {"features": "out.npy"}}, r"must be a relative path beside"),
     ({**GOOD, "inputs": {"features": {"file": "post.txt"}}}, r"only a BYTES input takes"),
     ({**GOOD, "label": "rose"}, r"line 2: label 'rose' is not one of the candidate's classes"),
     ({k: v for k, v in GOOD.items() if k != "label"}, r"line 2: 'label' is missing"),
@@ -136,6 +137,9 @@ def test_dataset_refusals_name_the_line_and_store_nothing(
         registry: Registry, iris: str, tmp_path: Path, bad: object, fragment: str) -> None:
     path = tmp_path / "set.jsonl"
     (tmp_path / "post.txt").write_text("bytes")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.npy"
+    np.save(outside, np.array([5.0, 3.4, 1.5, 0.2], np.float32))
+    (tmp_path / "out.npy").symlink_to(outside)  # a link that leads out of the dataset's folder
     second = bad if isinstance(bad, str) else json.dumps(bad)
     path.write_text(json.dumps(GOOD) + "\n" + second + "\n")
     with pytest.raises(OfflineError, match=fragment):
