@@ -29,7 +29,8 @@ MAX_JSON_CHARS = 10_000
 
 @dataclass(frozen=True)
 class OutputKind:
-    """What a candidate answers: its type, a label's classes, a JSON answer's schema."""
+    """What a candidate answers: its type, a label's classes, a JSON answer's schema (read by
+    serving to make answers and by feedback to check corrections)."""
 
     type: str
     classes: tuple[str, ...] = ()
@@ -80,16 +81,21 @@ def _string(kind: OutputKind, value: Any) -> str:
 def _json(kind: OutputKind, value: Any) -> Any:
     if len(json.dumps(value)) > MAX_JSON_CHARS:
         raise AbvocError(f"'corrected_output' is longer than {MAX_JSON_CHARS} characters as JSON")
-    if kind.schema is None:
-        return value
-    validator = _validator(json.dumps(kind.schema, sort_keys=True))
-    error = next(iter(validator.iter_errors(value)), None)
+    error = schema_error(kind.schema, value)
     if error is not None:
         path = "/".join(str(p) for p in error.instance_path)
         where = f"/{path}" if path else "(root)"
         raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema at "
                          f"{where}: {error.message}")
     return value
+
+
+def schema_error(schema: dict[str, Any] | None, value: Any) -> Any:
+    """The first way `value` breaks `schema` (a jsonschema-rs ValidationError), or None; the
+    compiled validator is kept per schema, since answers and corrections check it per request."""
+    if schema is None:
+        return None
+    return next(iter(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value)), None)
 
 
 @lru_cache(maxsize=32)

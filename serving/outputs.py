@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.errors import AbvocError
-
-MAX_OUTPUT_CHARS = 10_000
+from core.output_types import MAX_JSON_CHARS, OutputKind, schema_error
 
 
 class CandidateOutputError(AbvocError):
@@ -32,22 +30,7 @@ class CandidateOutputError(AbvocError):
     status = 502
 
 
-@dataclass(frozen=True)
-class OutputType:
-    """What a candidate answers, from its registry description (`pipeline.output`)."""
-
-    type: str
-    classes: tuple[str, ...] = ()
-    schema: dict[str, Any] | None = None
-
-    @classmethod
-    def of(cls, described: Mapping[str, Any] | None) -> OutputType:
-        described = described or {}
-        return cls(str(described.get("type") or "json"), tuple(described.get("classes") or ()),
-                   described.get("schema"))
-
-
-def read_answer(kind: OutputType, outputs: Mapping[str, np.ndarray]) -> tuple[Any, float | None]:
+def read_answer(kind: OutputKind, outputs: Mapping[str, np.ndarray]) -> tuple[Any, float | None]:
     """(the answer, its confidence or None) from one item's output tensors."""
     arrays = {name: np.asarray(a) for name, a in outputs.items()}
     if not arrays:
@@ -62,7 +45,7 @@ def read_answer(kind: OutputType, outputs: Mapping[str, np.ndarray]) -> tuple[An
     return value, confidence
 
 
-def _pick(kind: OutputType, arrays: dict[str, np.ndarray], fits: Any) -> np.ndarray | None:
+def _pick(kind: OutputKind, arrays: dict[str, np.ndarray], fits: Any) -> np.ndarray | None:
     for name in ("output", kind.type):
         if name in arrays and fits(arrays[name]):
             return arrays[name]
@@ -76,13 +59,13 @@ def _is_bytes(a: np.ndarray) -> bool:
 def _one_string(a: np.ndarray) -> str:
     value = a.reshape(-1)[0]
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    if len(text) > MAX_OUTPUT_CHARS:
-        raise CandidateOutputError(f"the candidate's output is longer than {MAX_OUTPUT_CHARS} "
+    if len(text) > MAX_JSON_CHARS:
+        raise CandidateOutputError(f"the candidate's output is longer than {MAX_JSON_CHARS} "
                                    "characters")
     return text
 
 
-def _text(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
+def _text(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
     found = _pick(kind, arrays, _is_bytes)
     if found is None:
         raise CandidateOutputError(f"a {kind.type!r} candidate must answer with one string "
@@ -90,7 +73,7 @@ def _text(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
     return _one_string(found), None
 
 
-def _label(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
+def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
     found = _pick(kind, arrays, _is_bytes)
     if found is not None:
         label = _one_string(found)
@@ -112,7 +95,7 @@ def _label(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
                                f"{n} class scores or a class index; got {_shapes(arrays)}")
 
 
-def _number(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
+def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
     found = _pick(kind, arrays, lambda a: a.dtype.kind in "fiu" and a.size == 1)
     if found is None:
         raise CandidateOutputError(f"a 'number' candidate must answer with one numeric value; "
@@ -123,7 +106,7 @@ def _number(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float
     return value, None
 
 
-def _json(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
+def _json(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
     # JSON text in a tensor named `output` or `json`, or in the only tensor; else every tensor.
     named = [arrays[n] for n in ("output", "json") if n in arrays]
     if not named and len(arrays) == 1:
@@ -137,17 +120,13 @@ def _json(kind: OutputType, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
                 from exc
     else:
         value = {n: _plain(a) for n, a in arrays.items()}
-    if len(json.dumps(value)) > MAX_OUTPUT_CHARS:
+    if len(json.dumps(value)) > MAX_JSON_CHARS:
         raise CandidateOutputError(f"the candidate's JSON output is longer than "
-                                   f"{MAX_OUTPUT_CHARS} characters")
-    if kind.schema is not None:
-        import jsonschema_rs
-
-        validator = jsonschema_rs.validator_for(kind.schema)
-        if not validator.is_valid(value):
-            first = next(iter(validator.iter_errors(value)))
-            raise CandidateOutputError(f"the candidate's JSON output does not match its schema:"
-                                       f" {first.message}")
+                                   f"{MAX_JSON_CHARS} characters")
+    first = schema_error(kind.schema, value)
+    if first is not None:
+        raise CandidateOutputError(f"the candidate's JSON output does not match its schema:"
+                                   f" {first.message}")
     return value, None
 
 

@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.output_types import OutputKind
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.runner import BundleRunner, check_inputs
 from serving.bundles.tensors import TensorError
-from serving.outputs import OutputType, read_answer
+from serving.outputs import read_answer
 from serving.remote import RemoteClient
 
 TENSORS = "tensors"
@@ -49,7 +50,7 @@ class Servable(Protocol):
 
 
 def one_item(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray],
-             kind: OutputType) -> None:
+             kind: OutputKind) -> None:
     """A prediction is one item a customer can correct: inputs with a batch axis (-1 first)
     must hold one row, unless the output is JSON (which can describe many)."""
     if kind.type == "json":
@@ -66,7 +67,7 @@ class _TensorCandidate:
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        self.kind = OutputType(manifest.output.type, manifest.output.classes,
+        self.kind = OutputKind(manifest.output.type, manifest.output.classes,
                                manifest.output.schema)
         self.output_type = self.kind.type
 
