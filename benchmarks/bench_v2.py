@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
@@ -58,16 +59,6 @@ def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
     toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
                     .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
     return folder
-
-
-def _experiment(client, admin: dict, scope: str, control: str, treatment: str) -> None:  # noqa: ANN001
-    body = {"name": f"{scope}-bench", "scope": scope, "arms": [
-        {"name": "control", "candidate": control, "weight": 0.5, "control": True},
-        {"name": "treatment", "candidate": treatment, "weight": 0.5}]}
-    created = client.post("/v1/experiments", json=body, headers=admin)
-    assert created.status_code == 201, created.get_json()
-    started = client.post(f"/v1/experiments/{created.get_json()['id']}/start", headers=admin)
-    assert started.status_code == 200, started.get_json()
 
 
 def _bare_wsgi(session) -> Callable:  # noqa: ANN001
@@ -116,9 +107,8 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
         profiler = cProfile.Profile()
         profiler.enable()
         for i, row in enumerate(rows):
-            client.post(f"/v2/models/{scope}/infer", headers=headers, json={
-                "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
-                            "data": row.tolist()}], "parameters": {"unit_id": f"p-{i}"}})
+            client.post(f"/v2/models/{scope}/infer", headers=headers,
+                        json=infer_body(row, f"p-{i}"))
         profiler.disable()
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
@@ -126,20 +116,18 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
         stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
 
-    from tests.support.v2 import remote_bundle, upload
-
     client = app.test_client()
     root = Path(tempfile.mkdtemp(prefix="abvoc-bench-v2-bundles-"))
     upload(client, admin, EXAMPLE)
     upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
-    _experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
+    experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
     for name in ("iris-unbatched-a", "iris-unbatched-b"):
         upload(client, admin, _bundle_copy(root, name, batch=1))
-    _experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
+    experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
     if remote_url:
         for name in ("iris-mlserver-a", "iris-mlserver-b"):
             upload(client, admin, remote_bundle(root, name, remote_url))
-        _experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
+        experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
@@ -161,11 +149,6 @@ def _started(ports: mp.Queue, server: mp.Process) -> tuple:
             if not server.is_alive():
                 raise RuntimeError("the server process died while setting up") from None
     raise TimeoutError("the server was not up after 300 s")
-
-
-def body_of(row: np.ndarray, unit: str) -> dict:
-    return {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
-                        "data": row.tolist()}], "parameters": {"unit_id": unit}}
 
 
 def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
@@ -238,7 +221,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         rows = np.random.default_rng(1).normal(5.0, 1.8, size=(args.requests, 4)).astype(np.float32)
-        bodies = [body_of(row, f"user-{i}") for i, row in enumerate(rows)]
+        bodies = [infer_body(row, f"user-{i}") for i, row in enumerate(rows)]
         check = requests.post(f"{base}/v2/models/flowers/infer", json=bodies[0], headers=admin,
                               timeout=30).json()["parameters"]
         print(f"flowers is served by {check['candidate']} ({check['arm']} arm, experiment "
