@@ -43,21 +43,20 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     from app.auth import create_key
     from core.settings import load_settings
     from serving.images import decode_image
-    from serving.ocr.candidates import pipeline_description, spec_for, train_candidate
+    from workloads.ocr.bundle import register_trained
+    from workloads.ocr.candidates import train_candidate
 
     torch.set_num_threads(1)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
     models = Path(models_dir) if models_dir else settings.models_dir
-    if not (models / CANDIDATE / "candidate.json").exists():
+    if not (models / CANDIDATE / "candidate.toml").exists():
         print(f"training {CANDIDATE} (small, for timing only) ...", flush=True)
         train_candidate(CANDIDATE, models, n_train=300, epochs=3, seed=0)
     settings = settings.with_overrides(model_store=models)
     app = create_app(settings)
-    spec = spec_for(CANDIDATE)
     serving = app.extensions["abvoc_serving"]
-    serving.registry.register(CANDIDATE, spec["version"], pipeline=pipeline_description(spec),
-                              artifacts=str(models / CANDIDATE))
+    register_trained(serving.registry, models, models / CANDIDATE)
     key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
 
     @app.post("/bench/bare")
@@ -117,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from serving.images import encode_png
-    from serving.ocr.dataset import ONLINE_MIX, sample_requests
+    from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
     ctx = mp.get_context("spawn")
     ports: mp.Queue = ctx.Queue()

@@ -58,22 +58,21 @@ def say(message: str) -> None:
 
 def prepare_models(folder: Path, db: Database) -> None:
     """Train the arms' candidates small (seconds each) unless `folder` has them; register them."""
-    from serving.ocr.candidates import pipeline_description, spec_for, train_candidate
     from serving.registry import Registry
+    from workloads.ocr.bundle import register_trained
+    from workloads.ocr.candidates import train_candidate
 
     for _, name in ARMS:
-        if not (folder / name / "candidate.json").exists():
+        if not (folder / name / "candidate.toml").exists():
             say(f"training {name} (small, for the campaign only)")
             train_candidate(name, folder, n_train=300, epochs=3, seed=0)
-        spec = spec_for(name, 300, 3, 0)
-        Registry(db).register(name, spec["version"], pipeline=pipeline_description(spec),
-                              artifacts=str(folder / name))
+        register_trained(Registry(db), folder, folder / name)
 
 
 def write_inputs(folder: Path, db: Database, n_images: int = 64) -> dict[str, str]:
     from app.auth import create_key
     from serving.images import encode_png
-    from serving.ocr.dataset import ONLINE_MIX, sample_requests
+    from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
     images = [base64.b64encode(encode_png(s.image)).decode()
               for s in sample_requests(n_images, ONLINE_MIX, seed=7)]

@@ -130,9 +130,9 @@ def probe_workloads() -> list[Workload]:
 def ocr_workloads(models_dir: Path | None, scratch: Path) -> list[Workload]:
     """The OCR candidates as whole pipelines on generated online-traffic formula images."""
     try:
-        from serving.ocr.candidates import candidate_names, train_candidate
-        from serving.ocr.dataset import ONLINE_MIX, generate
-        from serving.ocr.pipeline import Pipeline
+        from workloads.ocr.candidates import candidate_names, train_candidate
+        from workloads.ocr.dataset import ONLINE_MIX, generate
+        from workloads.ocr.pipeline import Pipeline
     except ImportError as exc:
         progress(f"OCR pipeline not importable ({exc}); probes only")
         return []

@@ -16,7 +16,7 @@ from rapidfuzz.distance import Levenshtein
 
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")
 # Commands abvoc's formulas may contain, with how many braced arguments each takes
-# (tests/serving/ocr checks the workload's generator uses no other).
+# (tests/workloads/ocr checks the workload's generator uses no other).
 COMMANDS: dict[str, int] = {
     "\\alpha": 0,
     "\\beta": 0,

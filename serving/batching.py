@@ -19,8 +19,8 @@ Shutdown: :meth:`close` refuses new requests, runs everything already queued wit
 the delay, then stops the worker.
 
 :class:`ItemBatcher` does the same for whole requests of any Python objects (``fn(list) ->
-list``), e.g. one OCR pipeline call for the images of many concurrent requests: batching only a
-pipeline's networks leaves its per-request work (detection, crops, alignment) unbatched.
+list``), e.g. one image pipeline call for the images of many concurrent requests: batching only a
+pipeline's networks leaves its per-request work (finding regions, cropping, decoding) unbatched.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ class DynamicBatcher(_Batcher):
 class ItemBatcher(_Batcher, Generic[T, R]):
     """Batches whole requests of any Python objects: ``fn(list of items) -> list of results``.
 
-    For work whose per-call cost is more than one network: an OCR pipeline whose `predict`
+    For work whose per-call cost is more than one network: an image pipeline whose `predict`
     takes a list of images of different sizes and shares its per-call work (one recognizer
     and one aligner batch, one dispatch) among them. Items are never concatenated, so any
     item shape merges with any other.

@@ -63,13 +63,43 @@ def _check_arms(arms: Any) -> list[dict[str, Any]]:
         control = arm.get("control", False)
         if not isinstance(control, bool):
             raise _fail(f"arms[{i}].control must be true or false")
-        out.append({"name": name, "candidate": candidate, "weight": float(weight),
-                    "control": control, "paused": None})
+        out.append({"name": name, "candidate": candidate,
+                    "version": _check_version(arm.get("version"), f"arms[{i}]"),
+                    "weight": float(weight), "control": control, "paused": None})
     if sum(a["control"] for a in out) != 1:
         raise _fail("exactly one arm must have \"control\": true")
     if sum(a["weight"] for a in out) <= 0:
         raise _fail("arm weights must not all be zero")
     return out
+
+
+def _check_version(version: Any, where: str) -> str | None:
+    """An arm's or shadow's candidate version; None: the newest at creation."""
+    if version is None:
+        return None
+    if not isinstance(version, str) or not version or len(version) > 50:
+        raise _fail(f"{where}.version must be a registered version of its candidate (a string)")
+    return version
+
+
+def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
+    """Give each arm and shadow the version it runs for the experiment's life: the one named,
+    else the newest active version now. Registering a newer version later changes nothing here."""
+    for ref in refs:
+        query = select(Candidate.version, Candidate.retired_at).where(
+            Candidate.name == ref["candidate"])
+        if ref.get("version") is not None:
+            row = s.execute(query.where(Candidate.version == ref["version"])).first()
+            if row is None or row.retired_at is not None:
+                state = "is retired" if row is not None else "is not registered"
+                raise _fail(f"candidate {ref['candidate']!r} version {ref['version']!r} {state}; "
+                            "see `abvoc candidates list`")
+            continue
+        row = s.execute(query.where(Candidate.retired_at.is_(None))
+                        .order_by(Candidate.id.desc()).limit(1)).first()
+        if row is None:
+            raise _fail(f"candidate {ref['candidate']!r} has no active version; register one")
+        ref["version"] = row.version
 
 
 def _check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
@@ -186,7 +216,9 @@ class Experiments:
             isinstance(s, dict) and isinstance(s.get("candidate"), str) for s in shadows
         ):
             raise _fail("'shadows' must be a list of {\"candidate\": name}")
-        shadows = [{"candidate": s["candidate"]} for s in shadows]
+        shadows = [{"candidate": x["candidate"],
+                    "version": _check_version(x.get("version"), f"shadows[{i}]")}
+                   for i, x in enumerate(shadows)]
         names = [s["candidate"] for s in shadows]
         if len(set(names)) != len(names):
             raise _fail("'shadows' names a candidate twice; list each shadow once")
@@ -201,6 +233,7 @@ class Experiments:
             if wanted - known:
                 raise _fail(f"candidates not registered: {sorted(wanted - known)}; "
                             "see `abvoc candidates list`")
+            _pin_versions(s, [*arms, *shadows])
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {name!r} exists already")
             exp = Experiment(

@@ -1,88 +1,77 @@
 """Loaded candidates, ready to serve, each behind the one Servable interface (serving.servable):
-a local bundle run by its stages, a remote Open Inference Protocol endpoint called over a pooled
-client, or an image pipeline on its registered backend, whose concurrent requests are batched
-whole (images) as its `pipeline.serving` settings say (`max_batch_size` images, waiting at most
-`max_batch_time_ms`)."""
+a local bundle run by its stages, an image pipeline bundle whose networks run on the manifest's
+backend (serving.pipelines), or a remote Open Inference Protocol endpoint called over a pooled
+client. Every candidate is a registered bundle; the pool names no particular workload."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.errors import AbvocError
-from core.latex import tokenize
 from serving.backends import BackendSettings, get_backend
-from serving.backends.base import Backend
 from serving.bundles import BundleRunner, load_manifest
-from serving.ocr.pipeline import BatchedPipeline, Pipeline
+from serving.bundles.validate import validate_bundle
+from serving.pipelines import ImageCandidate
 from serving.registry import CandidateInfo, Registry
 from serving.remote import RemoteClient
-from serving.servable import IMAGE, Answer, BundleCandidate, RemoteCandidate, Servable
+from serving.servable import BundleCandidate, RemoteCandidate, Servable
 
-DEFAULT_BATCHING = {"max_batch_size": 16, "max_batch_time_ms": 2.0}
 DEFAULT_SHADOW_QUEUE = 64
+DEFAULT_REFRESH_S = 5.0
 # Registry `pipeline.kind` of candidates registered from a bundle manifest.
 BUNDLE_KINDS = ("bundle", "remote")
-_MIDDLE_SCHOOL = {"^", "_", "\\sqrt", "(", ")", "\\alpha", "\\beta", "\\pi", "\\theta"}
 
 log = logging.getLogger(__name__)
 
 
-def infer_level(latex: str) -> str:
-    """'middle' when the output uses middle-school structure, else 'elementary'."""
-    tokens = tokenize(latex)
-    if _MIDDLE_SCHOOL.intersection(tokens) or tokens.count("\\frac") > 1:
-        return "middle"
-    return "elementary"
-
-
-class ImageCandidate:
-    """An image pipeline (images in, LaTeX out) and the backend its networks run on."""
-
-    accepts = IMAGE
-    output_type = "latex"
-
-    def __init__(self, pipeline: BatchedPipeline, backend: Backend) -> None:
-        self.pipeline = pipeline
-        self.backend = backend
-
-    def predict(self, payload: Any) -> Answer:
-        result = self.pipeline.predict_one(payload)
-        return Answer(result.latex, "latex", result.confidence, result.stages,
-                      slice=f"unknown/{infer_level(result.latex)}")
-
-    def close(self) -> None:
-        self.pipeline.close()  # stops its request batcher
-        self.backend.unload()
-
-
 class CandidatePool:
-    """Loads each candidate once, on first use, and keeps it; thread-safe."""
+    """Loads each candidate version once, on first use, and keeps it; thread-safe.
 
-    def __init__(self, registry: Registry, models_dir: Path, *, remote_pool_size: int = 16) -> None:
+    `get(name, version)` serves that version (an experiment's pinned one); `get(name)` the
+    newest active version, looked up again at most every `refresh_s` seconds, so a newly
+    registered version is served without a restart while versions in use stay loaded.
+    """
+
+    def __init__(self, registry: Registry, models_dir: Path, *, remote_pool_size: int = 16,
+                 refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.registry = registry
         self.models_dir = Path(models_dir)
         self.remote_pool_size = remote_pool_size
-        self._loaded: dict[str, Servable] = {}
+        self.refresh_s = refresh_s
+        self._loaded: dict[tuple[str, str], Servable] = {}
+        self._newest: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Servable:
-        loaded = self._loaded.get(name)
+    def get(self, name: str, version: str | None = None) -> Servable:
+        key = (name, version or self._newest_version(name))
+        loaded = self._loaded.get(key)
         if loaded is None:
             with self._lock:
-                loaded = self._loaded.get(name) or self._load(name)
-                self._loaded[name] = loaded
+                loaded = self._loaded.get(key) or self._load(*key)
+                self._loaded[key] = loaded
         return loaded
 
-    def _load(self, name: str) -> Servable:
-        info = self.registry.get(name)
-        if info.pipeline.get("kind") in BUNDLE_KINDS:
-            return self._load_bundle(info)
-        return self._load_image_pipeline(info)
+    def _newest_version(self, name: str) -> str:
+        now = time.monotonic()
+        known = self._newest.get(name)
+        if known is None or now - known[0] > self.refresh_s:
+            known = (now, self.registry.get(name).version)
+            self._newest[name] = known
+        return known[1]
+
+    def _load(self, name: str, version: str) -> Servable:
+        info = self.registry.get(name, version)
+        if info.pipeline.get("kind") not in BUNDLE_KINDS:
+            raise AbvocError(f"candidate {name!r} version {info.version!r} was registered "
+                             "before bundles; register it again as a bundle (`abvoc train "
+                             "NAME` for a reference workload)", status=503)
+        return self._load_bundle(info)
 
     def _load_bundle(self, info: CandidateInfo) -> Servable:
         folder = Path(info.artifacts)
@@ -93,27 +82,15 @@ class CandidatePool:
         if manifest.remote is not None:
             return RemoteCandidate(manifest, RemoteClient.from_spec(manifest.remote,
                                                                     self.remote_pool_size))
+        if manifest.takes_images:
+            _, stages = validate_bundle(folder)
+            backend = get_backend(manifest.backend, BackendSettings(
+                cache_dir=self.models_dir / ".backend-cache"))
+            return ImageCandidate(manifest, stages[0].pipeline, backend)
         return BundleCandidate(BundleRunner.open(folder))
 
-    def _load_image_pipeline(self, info: CandidateInfo) -> Servable:
-        name = info.name
-        folder = Path(info.artifacts) if info.artifacts else self.models_dir / name
-        if not (folder / "candidate.json").exists():
-            raise AbvocError(f"candidate {name!r} has no trained artifacts in {folder}; "
-                             f"run `abvoc train {name}`", status=503)
-        pipeline = Pipeline.load(folder)
-        batching: dict[str, Any] = {**DEFAULT_BATCHING,
-                                    **(info.pipeline.get("serving") or {})}
-        # Whole requests are batched (images), so the networks run unbatched underneath.
-        backend = get_backend(info.backend, BackendSettings(
-            cache_dir=self.models_dir / ".backend-cache",
-        ))
-        backend.load(pipeline.networks())
-        return ImageCandidate(pipeline.with_runner(backend).batched(
-            int(batching["max_batch_size"]), float(batching["max_batch_time_ms"])), backend)
-
     def names(self) -> list[str]:
-        return sorted(self._loaded)
+        return sorted({name for name, _ in self._loaded})
 
     def close(self) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, ServedPrediction
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
-from serving.router import Route, Router
+from serving.router import Route, Router, Shadow
 from serving.servable import IMAGE, Answer
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,9 @@ class PredictService:
             self._default = (now, max(listed, key=lambda c: c.created_at).name)
         return self._default[1]
 
-    def _run(self, candidate: str, req: PredictRequest) -> _Run:
+    def _run(self, candidate: str, req: PredictRequest, version: str | None = None) -> _Run:
         """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
-        model = self.pool.get(candidate)
+        model = self.pool.get(candidate, version)
         if model.accepts != req.kind:
             raise AbvocError(f"candidate {candidate!r} (serving scope {req.scope!r}) takes "
                              + _TAKES.get(model.accepts, model.accepts).format(scope=req.scope))
@@ -164,7 +164,7 @@ class PredictService:
         failure (recorded first) raised with its status."""
         route = self.router.route(req.scope, req.unit_id, self.default_candidate(),
                                   req.force_arm)
-        run = self._run(route.candidate, req)
+        run = self._run(route.candidate, req, route.version)
         event = self._event(req, route, route.candidate, run, False)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
@@ -195,12 +195,12 @@ class PredictService:
             "tensors": run.answer.tensors,
         }
 
-    def _shadow(self, req: PredictRequest, route: Route, candidate: str) -> None:
+    def _shadow(self, req: PredictRequest, route: Route, shadow: Shadow) -> None:
         try:
-            run = self._run(candidate, req)
-            self._record(self._event(req, route, candidate, run, True))
+            run = self._run(shadow.candidate, req, shadow.version)
+            self._record(self._event(req, route, shadow.candidate, run, True))
         except Exception:
-            log.exception("shadow candidate %s failed to record", candidate)
+            log.exception("shadow candidate %s failed to record", shadow.candidate)
 
     def close(self) -> None:
         self.shadows.close()

@@ -18,14 +18,24 @@ from serving.experiments import Experiments
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """A candidate run beside the served one; `version` None: its newest."""
+
+    candidate: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class Route:
-    """Where one request goes."""
+    """Where one request goes: a candidate, and the version an experiment pinned (None outside
+    experiments, and for experiments made before versions were pinned: the newest)."""
 
     candidate: str
     experiment_id: int | None = None
     arm: str | None = None
     forced: bool = False
-    shadows: tuple[str, ...] = field(default_factory=tuple)
+    shadows: tuple[Shadow, ...] = field(default_factory=tuple)
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Router:
         index = active.assigner.assign(unit_id, force=forced,
                                        killed=exp["status"] != "running")
         arm = arms[index]
-        shadows = tuple(s["candidate"] for s in exp["shadows"]) if exp["status"] == "running" \
-            else ()
-        return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows)
+        shadows = tuple(Shadow(s["candidate"], s.get("version")) for s in exp["shadows"]) \
+            if exp["status"] == "running" else ()
+        return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows,
+                     arm.get("version"))

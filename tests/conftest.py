@@ -71,7 +71,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The three reference candidates, trained small (seconds each) once per test session."""
     import torch
 
-    from serving.ocr.candidates import train_candidate
+    from workloads.ocr.candidates import train_candidate
 
     torch.set_num_threads(1)
     models = tmp_path_factory.mktemp("models")

@@ -96,7 +96,7 @@ def metadata(scope: str):  # noqa: ANN201
     scope = _scope(scope)
     info = _serving().registry.get(_candidate_of(scope))
     described = info.pipeline
-    if described.get("kind") not in ("bundle", "remote"):
+    if described.get("kind") not in ("bundle", "remote") or described.get("takes") == "image":
         raise AbvocError(f"scope {scope!r} serves images (candidate of kind "
                          f"{described.get('kind') or 'image pipeline'}): use POST /v1/predict")
     output = described.get("output") or {}

@@ -66,8 +66,8 @@ def measure_candidate(
 ) -> dict[str, object]:
     """Latency by batch of a trained pipeline on a backend, and the size of its weights."""
     from serving.backends import get_backend
-    from serving.ocr.dataset import ONLINE_MIX, generate
-    from serving.ocr.pipeline import Pipeline
+    from workloads.ocr.dataset import ONLINE_MIX, generate
+    from workloads.ocr.pipeline import Pipeline
 
     if not (folder / "candidate.json").exists():
         raise CapacityError(

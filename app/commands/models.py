@@ -22,8 +22,8 @@ from app.cli import emit, json_option, open_db, pass_ctx
 @pass_ctx
 def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> None:  # noqa: ANN001
     """Train CANDIDATES (or --all) on the CPU into the model store and register them."""
-    from serving.ocr.candidates import DEFAULT_TRAIN, candidate_names
-    from serving.ocr.workflow import train_and_register
+    from workloads.ocr.candidates import DEFAULT_TRAIN, candidate_names
+    from workloads.ocr.workflow import train_and_register
 
     names = candidate_names() if train_all else list(candidates)
     if not names:
@@ -64,8 +64,8 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
         return
     if version is not None:
         raise click.UsageError("--version is for bundle candidates tested with --dataset")
-    from serving.ocr.offline import DEFAULT_TEST_SIZE
-    from serving.ocr.workflow import format_table, offline_test_and_store
+    from workloads.ocr.offline import DEFAULT_TEST_SIZE
+    from workloads.ocr.workflow import format_table, offline_test_and_store
 
     say = None if as_json else click.echo
     results = offline_test_and_store(ctx.settings, candidate, n_test or DEFAULT_TEST_SIZE, seed,
@@ -102,7 +102,7 @@ def format_offline(results: dict) -> str:
     """A bundle candidate's offline results as a table: overall, then one row per slice."""
     kind = results.get("output_type")
     if kind not in METRIC_COLUMNS:  # the built-in OCR test's own figures
-        from serving.ocr.workflow import format_table
+        from workloads.ocr.workflow import format_table
 
         return format_table(results)
     cols = [*METRIC_COLUMNS[kind], ("latency_p50_ms", "p50 ms", "{:.2f}"),

@@ -160,9 +160,9 @@ def relay(ctx: Context) -> None:
 
 def ensure_candidates(ctx: Context) -> None:
     """On a fresh store, train and offline-test the reference candidates (about a minute)."""
-    from serving.ocr.candidates import candidate_names
-    from serving.ocr.workflow import offline_test_and_store, train_and_register
     from serving.registry import Registry
+    from workloads.ocr.candidates import candidate_names
+    from workloads.ocr.workflow import offline_test_and_store, train_and_register
 
     with Database(ctx.settings.database_url) as database:
         schema.upgrade(database)

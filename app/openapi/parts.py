@@ -43,6 +43,9 @@ ARM_SCHEMA = {
     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100,
                             "not": {"pattern": f"^{SHADOW_PREFIX}"}},
                    "candidate": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "version": {"type": ["string", "null"], "minLength": 1, "maxLength": 50,
+                               "description": "a registered, active version; omitted: the "
+                                              "newest now, kept for the experiment's life"},
                    "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
                    "control": {"type": "boolean"}},
 }
@@ -104,7 +107,9 @@ SCHEMAS: dict[str, Any] = {
             "arms": {"type": "array", "minItems": 2, "maxItems": MAX_ARMS, "items": ARM_SCHEMA},
             "shadows": {"type": ["array", "null"], "uniqueItems": True, "items": {
                 "type": "object", "required": ["candidate"], "additionalProperties": False,
-                "properties": {"candidate": {"type": "string"}}}},
+                "properties": {"candidate": {"type": "string"},
+                               "version": {"type": ["string", "null"], "minLength": 1,
+                                           "maxLength": 50}}}},
             "canary": {"type": ["object", "null"], "properties": {
                 "treatment": {"type": "string"},
                 "steps": {"type": "array", "items": {"type": "number"}},

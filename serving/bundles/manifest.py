@@ -14,6 +14,8 @@ setting.
     [[stages]]
     name = "to_label"; kind = "python"; callable = "post:to_label"
     # kind = "torchscript" stages may name their results: outputs = ["probabilities"]
+    # kind = "pipeline": the only stage, `callable = "module:factory"`; factory(folder) returns an
+    # image pipeline (serving.pipelines) whose networks run on the backend, served by /v1/predict
     [batching]
     max_batch_size = 16; max_batch_time_ms = 2
     [requirements]                   # the registry's requirement keys
@@ -38,11 +40,13 @@ MANIFEST_NAME = "candidate.toml"
 DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BYTES")
 OUTPUT_TYPES = ("label", "text", "latex", "number", "json")
-STAGE_KINDS = ("onnx", "torchscript", "tensorrt", "python")
+STAGE_KINDS = ("onnx", "torchscript", "tensorrt", "python", "pipeline")
+CALLABLE_KINDS = ("python", "pipeline")
 REMOTE = "remote"
 # Which stage kinds each backend can run: ONNX files also feed TensorRT engine builds.
-KINDS_BY_BACKEND = {"onnxruntime": {"onnx"}, "torch": {"torchscript"},
-                    "tensorrt": {"tensorrt", "onnx"}}
+# A pipeline stage hands its networks to whichever backend the manifest names.
+KINDS_BY_BACKEND = {"onnxruntime": {"onnx", "pipeline"}, "torch": {"torchscript", "pipeline"},
+                    "tensorrt": {"tensorrt", "onnx", "pipeline"}}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -118,6 +122,11 @@ class Manifest:
     def is_remote(self) -> bool:
         return self.remote is not None
 
+    @property
+    def takes_images(self) -> bool:
+        """An image pipeline bundle: served through /v1/predict, not V2 tensors."""
+        return bool(self.stages) and self.stages[0].kind == "pipeline"
+
     def describe(self) -> dict[str, Any]:
         """The manifest as plain data for the registry's `pipeline` column."""
         out: dict[str, Any] = {
@@ -125,6 +134,7 @@ class Manifest:
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                        for t in self.inputs],
             "output": {"type": self.output.type},
+            "takes": "image" if self.takes_images else "tensors",
             "serving": {"max_batch_size": self.batching.max_batch_size,
                         "max_batch_time_ms": self.batching.max_batch_time_ms},
         }
@@ -178,6 +188,9 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
         raise ManifestError("a [remote] candidate has no [[stages]]: its server runs them")
     if remote is None and not stages:
         raise ManifestError("[[stages]] is missing: a bundle needs at least one stage")
+    if any(s.kind == "pipeline" for s in stages) and len(stages) > 1:
+        raise ManifestError("a 'pipeline' stage is the bundle's only stage: it runs the whole "
+                            "image pipeline")
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ManifestError(f"stages must have distinct names, got {names}")
@@ -187,6 +200,10 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
                             "and shape")
     if len({t.name for t in inputs}) != len(inputs):
         raise ManifestError("inputs must have distinct names")
+    if any(s.kind == "pipeline" for s in stages) and (
+            len(inputs) != 1 or inputs[0].datatype == "BYTES"):
+        raise ManifestError("a 'pipeline' bundle takes one image: declare one [[inputs]] "
+                            "tensor of a numeric datatype (e.g. UINT8, shape [-1, -1])")
     if "output" not in data:
         raise ManifestError(f"[output] is missing: give its type, one of {OUTPUT_TYPES}")
     requirements = _table(data, "requirements")
@@ -258,10 +275,10 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
     kind = _string(data, "kind", where, required=True)
     if kind not in STAGE_KINDS:
         raise ManifestError(f"{where}.kind {kind!r} is unknown; use one of {STAGE_KINDS}")
-    if kind == "python":
+    if kind in CALLABLE_KINDS:
         target = _string(data, "callable", where, required=True)
-        if "path" in data:
-            raise ManifestError(f"{where}: a python stage names a 'callable', not a 'path'")
+        if "path" in data or "outputs" in data:
+            raise ManifestError(f"{where}: a {kind} stage names a 'callable' only")
         if not _CALLABLE.match(target):
             raise ManifestError(f"{where}.callable {target!r} must be 'module:function'")
         return Stage(name, kind, callable=target)

@@ -1,4 +1,4 @@
-"""Offline results of a bundle candidate, by slice, in the shape the built-in OCR test stores
+"""Offline results of a bundle candidate, by slice, in the shape every offline test stores
 and the divergence report reads: ``{"overall": row, "slices": {name: row}, "label_shares"}``.
 
 A row holds ``n`` and the metric of the output type:

@@ -50,12 +50,15 @@ class LoadedStage:
     name: str
     run: StageFn
     inputs: tuple[InputInfo, ...] | None  # None: takes whatever it is given (Python stages)
+    pipeline: Any = None  # a "pipeline" stage's image pipeline (serving.pipelines)
 
 
 def load_stage(stage: Stage, folder: Path) -> LoadedStage:
     """The stage ready to run; a ManifestError naming the stage and file when it will not load."""
     if stage.kind == "python":
         return _python(stage, folder)
+    if stage.kind == "pipeline":
+        return _pipeline(stage, folder)
     path = folder / (stage.path or "")
     if not path.is_file():
         raise ManifestError(f"stage {stage.name!r}: file {stage.path!r} is missing from the "
@@ -162,6 +165,34 @@ def _python(stage: Stage, folder: Path) -> LoadedStage:
         return _as_tensors(stage, fn(dict(tensors)))
 
     return LoadedStage(stage.name, run, None)
+
+
+def _pipeline(stage: Stage, folder: Path) -> LoadedStage:
+    """Build the image pipeline with the bundle's factory; serving.pipelines serves it."""
+    from serving.pipelines import REQUIRED
+
+    module_name, _, func_name = (stage.callable or "").partition(":")
+    factory = getattr(_import_from(folder, module_name, stage), func_name, None)
+    if not callable(factory):
+        raise ManifestError(f"stage {stage.name!r}: {module_name!r} has no function "
+                            f"{func_name!r}")
+    try:
+        pipeline = factory(folder)
+    except Exception as exc:  # the team's factory may raise anything while loading
+        raise ManifestError(f"stage {stage.name!r}: {stage.callable}(folder) failed: "
+                            f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    missing = [m for m in REQUIRED if not callable(getattr(pipeline, m, None))]
+    if missing:
+        raise ManifestError(f"stage {stage.name!r}: {stage.callable} returned a "
+                            f"{type(pipeline).__name__} without {missing}")
+
+    def run(tensors: Tensors) -> Tensors:
+        from serving.backends import BadBatch
+
+        raise BadBatch(f"stage {stage.name!r} is an image pipeline: send images to "
+                       "POST /v1/predict")
+
+    return LoadedStage(stage.name, run, None, pipeline)
 
 
 def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:

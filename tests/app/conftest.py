@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from app import close_app, create_app
 from app.auth import create_key
 from core.settings import Settings
-from serving.ocr.candidates import pipeline_description, spec_for
 from serving.registry import Registry
+from workloads.ocr.bundle import register_trained
 
 CANDIDATES = ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed")
 
@@ -30,10 +30,7 @@ def app(settings: Settings, trained_models: Path) -> Iterator[Flask]:
 
 def register(registry: Registry, models: Path) -> None:
     for name in CANDIDATES:
-        spec = spec_for(name, 300, 3, 0)
-        registry.register(name, spec["version"], description=spec["description"],
-                          pipeline=pipeline_description(spec), backend="torch",
-                          artifacts=str(models / name), requirements=spec["requirements"])
+        register_trained(registry, models, models / name)
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def _body() -> dict:
     import base64
 
     from serving.images import encode_png
-    from serving.ocr.dataset import ONLINE_MIX, sample_requests
+    from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
     image = next(sample_requests(1, ONLINE_MIX, seed=1)).image
     return {"image_base64": base64.b64encode(encode_png(image)).decode(), "unit_id": "qa"}

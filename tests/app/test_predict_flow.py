@@ -12,7 +12,7 @@ from core import receipts
 from core.outbox import pending_count
 from core.store.models import OutboxEvent
 from serving.images import encode_png
-from serving.ocr.dataset import ONLINE_MIX, sample_requests
+from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
 
 def _image(seed: int = 0):  # noqa: ANN202

@@ -10,9 +10,9 @@ import pytest
 
 from core.store.db import Database
 from evaluation.attribution import attribute, canonical, render, stage_attribution
-from serving.ocr.converter import to_latex
-from serving.ocr.dataset import OFFLINE_MIX, Sample, generate
 from tests.evaluation.helpers import apply, correction, prediction
+from workloads.ocr.converter import to_latex
+from workloads.ocr.dataset import OFFLINE_MIX, Sample, generate
 
 
 @pytest.fixture(scope="module")

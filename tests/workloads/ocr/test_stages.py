@@ -1,12 +1,12 @@
 import numpy as np
 
-from serving.ocr import converter
-from serving.ocr.aligner import grouping_is_exact, relation_examples
-from serving.ocr.dataset import BALANCED_MIX, Mix, generate
-from serving.ocr.detector import detect, match
-from serving.ocr.formulas import SYMBOL_CLASSES, Frac, Sym, to_latex
-from serving.ocr.recognizer import SIZE, SymbolCNN, crop_set, crops_batch
-from serving.ocr.render import render
+from workloads.ocr import converter
+from workloads.ocr.aligner import grouping_is_exact, relation_examples
+from workloads.ocr.dataset import BALANCED_MIX, Mix, generate
+from workloads.ocr.detector import detect, match
+from workloads.ocr.formulas import SYMBOL_CLASSES, Frac, Sym, to_latex
+from workloads.ocr.recognizer import SIZE, SymbolCNN, crop_set, crops_batch
+from workloads.ocr.render import render
 
 CLEAN_PRINTED = Mix.of({"printed/elementary": 1.0, "printed/middle": 1.0})
 

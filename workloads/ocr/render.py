@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from serving.ocr.formulas import Frac, Node, Script, Sqrt, Sym
-from serving.ocr.glyphs import FONT_FAMILIES, Hand, printed_glyph
+from workloads.ocr.formulas import Frac, Node, Script, Sqrt, Sym
+from workloads.ocr.glyphs import FONT_FAMILIES, Hand, printed_glyph
 
 # cls -> (bottom, top, width) in em at scale 1; operators sit on the math axis (0.25 em).
 NOMINAL: dict[str, tuple[float, float, float]] = {

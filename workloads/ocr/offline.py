@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from core.latex import token_edit_distance
-from serving.ocr.candidates import artifact_bytes
-from serving.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
-from serving.ocr.detector import match
-from serving.ocr.pipeline import Pipeline, PredictionResult
+from workloads.ocr.candidates import artifact_bytes
+from workloads.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
+from workloads.ocr.detector import match
+from workloads.ocr.pipeline import Pipeline, PredictionResult
 
 DEFAULT_TEST_SIZE = 600
 STAGES = ("detector", "recognizer", "aligner", "converter")

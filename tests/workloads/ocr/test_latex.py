@@ -43,7 +43,7 @@ def test_vocabulary_assigns_each_token_one_character_once() -> None:
 
 def test_core_knows_every_command_the_workload_writes() -> None:
     from core.latex import COMMANDS
-    from serving.ocr.formulas import GREEK, OPERATORS, SQRT
+    from workloads.ocr.formulas import GREEK, OPERATORS, SQRT
 
     written = {c for c in (*GREEK, *OPERATORS, SQRT, "\\frac") if c.startswith("\\")}
     assert written <= set(COMMANDS)

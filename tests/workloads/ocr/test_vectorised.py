@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from serving.ocr import detector, pipeline
-from serving.ocr.aligner import Region, all_pair_features, group, pair_features
-from serving.ocr.dataset import OFFLINE_MIX, ONLINE_MIX, generate
-from serving.ocr.detector import Detection, detect, ink_of
-from serving.ocr.formulas import Frac, Sym
-from serving.ocr.pipeline import Pipeline
-from serving.ocr.recognizer import INNER, SIZE, crop_tensor, crops_batch
-from serving.ocr.render import render
+from workloads.ocr import detector, pipeline
+from workloads.ocr.aligner import Region, all_pair_features, group, pair_features
+from workloads.ocr.dataset import OFFLINE_MIX, ONLINE_MIX, generate
+from workloads.ocr.detector import Detection, detect, ink_of
+from workloads.ocr.formulas import Frac, Sym
+from workloads.ocr.pipeline import Pipeline
+from workloads.ocr.recognizer import INNER, SIZE, crop_tensor, crops_batch
+from workloads.ocr.render import render
 
 
 def reference_detect(image: np.ndarray) -> Detection:
@@ -151,7 +151,7 @@ def test_latex_of_200_offline_images_is_unchanged(tiny_candidate: Path,
 def test_fast_max_pool_equals_torch_max_pool_bit_for_bit() -> None:
     import torch
 
-    from serving.ocr.recognizer import MaxPool2x2
+    from workloads.ocr.recognizer import MaxPool2x2
 
     gen = torch.Generator().manual_seed(0)
     fast, slow = MaxPool2x2(), torch.nn.MaxPool2d(2)

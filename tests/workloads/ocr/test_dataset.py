@@ -3,8 +3,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from serving.ocr import converter
-from serving.ocr.dataset import (
+from workloads.ocr import converter
+from workloads.ocr.dataset import (
     BALANCED_MIX,
     CATEGORIES,
     OFFLINE_MIX,

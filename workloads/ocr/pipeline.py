@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from serving.batching import ItemBatcher
-from serving.ocr import converter
-from serving.ocr.aligner import (
+from workloads.ocr import converter
+from workloads.ocr.aligner import (
     N_FEATURES,
     RelationMLP,
     all_pair_features,
@@ -28,9 +28,9 @@ from serving.ocr.aligner import (
     scan,
     table_decider,
 )
-from serving.ocr.detector import Detection, detect
-from serving.ocr.formulas import SYMBOL_CLASSES
-from serving.ocr.recognizer import SIZE, SymbolCNN, crops_batch
+from workloads.ocr.detector import Detection, detect
+from workloads.ocr.formulas import SYMBOL_CLASSES
+from workloads.ocr.recognizer import SIZE, SymbolCNN, crops_batch
 
 SPEC_FILE = "candidate.json"
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.ocr.formulas import random_formula, to_latex
-from serving.ocr.render import render
+from workloads.ocr.formulas import random_formula, to_latex
+from workloads.ocr.render import render
 
 STYLES = ("printed", "handwritten")
 LEVELS = ("elementary", "middle")

@@ -9,8 +9,8 @@ from serving.backends import get_backend
 
 @pytest.fixture(scope="module")
 def ocr_pipeline(tmp_path_factory):
-    from serving.ocr.candidates import train_candidate
-    from serving.ocr.pipeline import Pipeline
+    from workloads.ocr.candidates import train_candidate
+    from workloads.ocr.pipeline import Pipeline
 
     models = tmp_path_factory.mktemp("models")
     train_candidate("ocr-small-mixed", models, 200, 1, 0, None)  # quick: agreement, not accuracy
@@ -18,7 +18,7 @@ def ocr_pipeline(tmp_path_factory):
 
 
 def test_torch_and_onnxruntime_give_the_same_latex(ocr_pipeline, tmp_path):
-    from serving.ocr.dataset import OFFLINE_MIX, generate
+    from workloads.ocr.dataset import OFFLINE_MIX, generate
 
     images = [s.image for s in generate(200, OFFLINE_MIX, 0, "offline-test")]
     latex = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from serving.ocr.formulas import CLASS_INDEX, SCRIPT_RELATIONS, SQRT, SYMBOL_CLASSES
+from workloads.ocr.formulas import CLASS_INDEX, SCRIPT_RELATIONS, SQRT, SYMBOL_CLASSES
 
 Box = Sequence[float]
 FLAT = {"-", "=", "\\div", "+", "\\times"}

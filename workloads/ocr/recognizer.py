@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.ocr.dataset import Sample
-from serving.ocr.detector import detect, match
-from serving.ocr.formulas import CLASS_INDEX, SYMBOL_CLASSES
+from workloads.ocr.dataset import Sample
+from workloads.ocr.detector import detect, match
+from workloads.ocr.formulas import CLASS_INDEX, SYMBOL_CLASSES
 
 SIZE = 32
 INNER = 28

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from serving.ocr.aligner import relation_examples
-from serving.ocr.dataset import BALANCED_MIX, PRINTED_ONLY_MIX, Mix, Sample, generate
-from serving.ocr.pipeline import Pipeline
-from serving.ocr.recognizer import accuracy, crop_set, train_classifier, train_recognizer
+from workloads.ocr.aligner import relation_examples
+from workloads.ocr.bundle import write_bundle
+from workloads.ocr.dataset import BALANCED_MIX, PRINTED_ONLY_MIX, Mix, Sample, generate
+from workloads.ocr.pipeline import Pipeline
+from workloads.ocr.recognizer import accuracy, crop_set, train_classifier, train_recognizer
 
 VERSION = "1"
 DETECTOR = "connected components of ink; '=' and '÷' strokes merged by geometry; specks dropped"
@@ -84,11 +85,6 @@ def spec_for(name: str, n_train: int = DEFAULT_TRAIN, epochs: int | None = None,
     }
 
 
-def pipeline_description(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the registry keeps as the candidate's pipeline description."""
-    return {k: spec[k] for k in ("detector", "recognizer", "aligner", "converter", "training")}
-
-
 @lru_cache(maxsize=8)
 def _samples(n: int, mix: Mix, seed: int, split: str) -> tuple[Sample, ...]:
     return tuple(generate(n, mix, seed, split))
@@ -131,8 +127,9 @@ def train_candidate(name: str, models_dir: str | Path, n_train: int = DEFAULT_TR
     folder = Path(models_dir) / name
     pipe.spec = spec
     pipe.save(folder)
-    say(f"[{name}] saved to {folder}")
-    return {"name": name, "version": spec["version"], "artifacts": str(folder),
+    version = write_bundle(folder, spec)
+    say(f"[{name}] saved to {folder} as bundle version {version}")
+    return {"name": name, "version": version, "artifacts": str(folder),
             "validation": spec["validation"], "parameters": pipe.parameter_count()}
 
 
@@ -150,5 +147,4 @@ def artifact_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).glob("*.pt"))
 
 
-__all__ = ["CANDIDATES", "artifact_bytes", "candidate_names", "spec_for", "train_candidate",
-           "pipeline_description"]
+__all__ = ["CANDIDATES", "artifact_bytes", "candidate_names", "spec_for", "train_candidate"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from serving.ocr.candidates import train_candidate
+from workloads.ocr.candidates import train_candidate
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from core.store import Base, Database
-from serving.ocr.dataset import OFFLINE_MIX, Mix, generate
-from serving.ocr.offline import evaluate, offline_test
-from serving.ocr.pipeline import Pipeline, TorchRunner
 from serving.registry import Registry
+from workloads.ocr.dataset import OFFLINE_MIX, Mix, generate
+from workloads.ocr.offline import evaluate, offline_test
+from workloads.ocr.pipeline import Pipeline, TorchRunner
 
 
 @pytest.fixture(scope="module")

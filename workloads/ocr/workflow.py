@@ -9,16 +9,11 @@ from typing import Any
 from core.errors import AbvocError, NotFound
 from core.settings import Settings
 from core.store import Database
-from serving.ocr.candidates import (
-    CANDIDATES,
-    DEFAULT_TRAIN,
-    pipeline_description,
-    spec_for,
-    train_candidate,
-)
-from serving.ocr.dataset import OFFLINE_MIX, Mix
-from serving.ocr.offline import DEFAULT_TEST_SIZE, offline_test
 from serving.registry import Registry
+from workloads.ocr.bundle import register_trained
+from workloads.ocr.candidates import CANDIDATES, DEFAULT_TRAIN, train_candidate
+from workloads.ocr.dataset import OFFLINE_MIX, Mix
+from workloads.ocr.offline import DEFAULT_TEST_SIZE, offline_test
 
 Say = Callable[[str], None]
 
@@ -38,11 +33,8 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
     out = []
     for name in names:
         summary = train_candidate(name, settings.models_dir, n_train, epochs, seed, progress)
-        spec = spec_for(name, n_train, epochs, seed)
-        registry.register(name, spec["version"], description=spec["description"],
-                          pipeline=pipeline_description(spec), backend="torch",
-                          artifacts=summary["artifacts"], requirements=spec["requirements"])
-        out.append(summary)
+        info = register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
+        out.append({**summary, "version": info.version, "artifacts": info.artifacts})
     return out
 
 

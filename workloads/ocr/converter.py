@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from serving.ocr.formulas import SQRT, _token_join
+from workloads.ocr.formulas import SQRT, _token_join
 
 
 def to_latex(classes: Sequence[str], relations: Sequence[tuple[int, str]],

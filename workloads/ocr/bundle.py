@@ -1,0 +1,62 @@
+"""A trained OCR candidate as an ordinary bundle, registered through the path any team uses.
+
+The trained folder (networks, `candidate.json`) gets a `candidate.toml` and a one-line entry
+module: the manifest's only stage is a "pipeline" whose factory, `workloads.ocr.served`'s
+`open_pipeline`, loads the networks from the folder. The version is the spec's version plus a
+digest of the trained files, so training again with other data is a new candidate version and
+registering the same files twice finds the version already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from serving.bundles import MANIFEST_NAME, load_manifest, register_bundle
+from serving.registry import CandidateInfo, Registry
+
+ENTRY_MODULE = "ocr_entry"
+_ENTRY_SOURCE = ('"""The OCR bundle\'s pipeline factory: the reference workload\'s loader."""\n\n'
+                 "from workloads.ocr.served import open_pipeline\n\n"
+                 '__all__ = ["open_pipeline"]\n')
+_TRAINED_FILES = ("candidate.json", "recognizer.pt", "aligner.pt")
+BATCHING = {"max_batch_size": 16, "max_batch_time_ms": 2.0}
+
+
+def bundle_version(folder: Path, spec_version: str) -> str:
+    digest = hashlib.sha256()
+    for name in _TRAINED_FILES:
+        digest.update((Path(folder) / name).read_bytes())
+    return f"{spec_version}+{digest.hexdigest()[:10]}"
+
+
+def write_bundle(folder: Path, spec: dict[str, Any], backend: str = "torch") -> str:
+    """Make the trained folder a bundle (manifest and entry module); returns its version."""
+    folder = Path(folder)
+    version = bundle_version(folder, str(spec["version"]))
+    manifest = {
+        "name": spec["name"],
+        "version": version,
+        "description": spec["description"],
+        "backend": backend,
+        "inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, -1]}],
+        "output": {"type": "latex"},
+        "stages": [{"name": "ocr", "kind": "pipeline",
+                    "callable": f"{ENTRY_MODULE}:open_pipeline"}],
+        "batching": BATCHING,
+        "requirements": spec["requirements"],
+    }
+    (folder / f"{ENTRY_MODULE}.py").write_text(_ENTRY_SOURCE)
+    (folder / MANIFEST_NAME).write_text(tomli_w.dumps(manifest))
+    return version
+
+
+def register_trained(registry: Registry, models_dir: Path, folder: Path) -> CandidateInfo:
+    """Register a trained candidate's bundle; the version already registered when it is."""
+    manifest = load_manifest(Path(folder))
+    if registry.exists(manifest.name, manifest.version):
+        return registry.get(manifest.name, manifest.version)
+    return register_bundle(registry, models_dir, Path(folder))
