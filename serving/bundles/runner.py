@@ -31,6 +31,10 @@ class BundleRunner:
     def __init__(self, manifest: Manifest, stages: Sequence[LoadedStage]) -> None:
         if manifest.is_remote or not stages:
             raise ManifestError(f"candidate {manifest.name!r} has no local stages to run")
+        if manifest.takes_images:
+            raise ManifestError(f"candidate {manifest.name!r} is an image pipeline: it is "
+                                "served by POST /v1/predict and tested by its workload's own "
+                                "offline test")
         self.manifest = manifest
         self.stages = list(stages)
         self._batcher: ItemBatcher[Tensors, Tensors] | None = None

@@ -15,29 +15,28 @@ from core.store.models import Prediction
 from evaluation.worker import make_worker
 from tests.app.test_experiments_api import ARMS, act, create
 from tests.app.test_predict_flow import predict
+from tests.support.flow import swap_loaded
 
 
-class SlowPipeline:
+class SlowCandidate:
     """A real candidate that answers 300 ms late, as a model on an overloaded host would (far
     enough past the 200 ms limit that a busy test machine cannot blur the two arms)."""
 
-    def __init__(self, pipeline) -> None:  # noqa: ANN001
-        self.pipeline = pipeline
+    def __init__(self, candidate) -> None:  # noqa: ANN001
+        self.candidate = candidate
+        self.accepts, self.output_type = candidate.accepts, candidate.output_type
 
-    def predict_one(self, image):  # noqa: ANN001, ANN201
+    def predict(self, image):  # noqa: ANN001, ANN201
         time.sleep(0.3)
-        return self.pipeline.predict_one(image)
+        return self.candidate.predict(image)
 
     def close(self) -> None:
-        self.pipeline.close()
+        self.candidate.close()
 
 
 def test_slow_treatment_is_paused_by_its_guardrail(app: Flask, client: FlaskClient,
                                                     admin: dict) -> None:
-    pool = app.extensions["abvoc_serving"].pool
-    pool.get("ocr-large-mixed")
-    loaded = pool._loaded["ocr-large-mixed"]
-    loaded.pipeline = SlowPipeline(loaded.pipeline)
+    swap_loaded(app.extensions["abvoc_serving"].pool, "ocr-large-mixed", SlowCandidate)
 
     exp = create(client, admin, guardrails={"p99_latency_ms": 200, "min_samples": 20})
     act(client, admin, exp["id"], "start")

@@ -13,21 +13,23 @@ from flask.testing import FlaskClient
 from serving.pool import ShadowQueue
 from tests.app.test_experiments_api import ARMS, act, create
 from tests.app.test_predict_flow import predict
+from tests.support.flow import swap_loaded
 
 
-class StuckPipeline:
+class StuckCandidate:
     """A real shadow candidate that hangs until released, as one on a dead GPU would."""
 
-    def __init__(self, pipeline, release: threading.Event) -> None:  # noqa: ANN001
-        self.pipeline = pipeline
+    def __init__(self, candidate, release: threading.Event) -> None:  # noqa: ANN001
+        self.candidate = candidate
         self.release = release
+        self.accepts, self.output_type = candidate.accepts, candidate.output_type
 
-    def predict_one(self, image):  # noqa: ANN001, ANN201
+    def predict(self, image):  # noqa: ANN001, ANN201
         self.release.wait(60)
-        return self.pipeline.predict_one(image)
+        return self.candidate.predict(image)
 
     def close(self) -> None:
-        self.pipeline.close()
+        self.candidate.close()
 
 
 def _dropped(client: FlaskClient) -> float:
@@ -43,10 +45,7 @@ def test_a_stuck_shadow_drops_runs_and_never_slows_the_answer(
     old.close()
     serving.predict.shadows = ShadowQueue(workers=1, capacity=3, on_drop=old.on_drop)
     release = threading.Event()
-    pool = serving.pool
-    pool.get("ocr-large-mixed")
-    loaded = pool._loaded["ocr-large-mixed"]
-    loaded.pipeline = StuckPipeline(loaded.pipeline, release)
+    swap_loaded(serving.pool, "ocr-large-mixed", lambda c: StuckCandidate(c, release))
     exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}], arms=ARMS[:2])
     act(client, admin, exp["id"], "start")
     assert _dropped(client) == 0

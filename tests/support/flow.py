@@ -109,3 +109,11 @@ def wait_until(
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def swap_loaded(pool, name: str, wrap: Callable) -> None:  # noqa: ANN001 - a CandidatePool
+    """Load candidate `name` (its newest version) and serve it wrapped: `wrap(candidate)` takes
+    the loaded Servable and returns one that behaves differently (slow, stuck, ...)."""
+    candidate = pool.get(name)
+    key = next(k for k, v in pool._loaded.items() if v is candidate)
+    pool._loaded[key] = wrap(candidate)
