@@ -112,7 +112,8 @@ SCHEMAS: dict[str, Any] = {
                 "advance_after_n": {"type": ["number", "null"]}}},
             "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
             "primary_metric": {"type": "string",
-                               "enum": ["correction_rate", "error_rate", "latency_p99_ms"]}}},
+                               "enum": ["correction_rate", "error_rate", "latency_p99_ms",
+                                        "absolute_error"]}}},
     "Experiment": {
         "type": "object",
         "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],
