@@ -67,7 +67,7 @@ TREATMENT = ["a"] * 36 + ["b"] * 3 + ["c"]
 TREATMENT_TRUTHS = {0: "b", 1: "b", 2: "b", 3: "b"}
 
 
-def _load(db: Database) -> int:
+def load_label_experiment(db: Database) -> int:
     add_label_candidate(db, "cand-a")
     add_label_candidate(db, "cand-b")
     exp = add_experiment(db)
@@ -93,7 +93,7 @@ def _expected_shift(online: list[str]) -> dict[str, Any]:
 
 
 def test_confusion_counts_and_shift_in_results(db: Database) -> None:
-    exp = _load(db)
+    exp = load_label_experiment(db)
     with db.session() as s:
         res = experiment_results(s, exp)
     assert [v["output_type"] for v in res["variants"]] == ["label", "label"]
@@ -142,7 +142,7 @@ def test_confusion_counts_and_shift_in_results(db: Database) -> None:
 
 
 def test_divergence_has_confusion_and_per_class_shift_findings(db: Database) -> None:
-    exp = _load(db)
+    exp = load_label_experiment(db)
     with db.session() as s:
         report = divergence_report(s, exp)
     by_cand = {m["candidate"]: m for m in report["label_metrics"]}

@@ -58,7 +58,7 @@ def test_text_corrections_feed_word_metrics(db: Database) -> None:
     assert figures["exact_match"] == 0.5 and figures["token_edit_distance"] == pytest.approx(0.25)
 
 
-def _numbers(db: Database, primary: str = "correction_rate",
+def load_numbers(db: Database, primary: str = "correction_rate",
              offline: dict[str, Any] | None = None) -> tuple[int, np.ndarray, np.ndarray]:
     """Control answers within N(0, 1) of the truth, treatment within N(0, 3): 80 each."""
     rng = np.random.default_rng(3)
@@ -79,7 +79,7 @@ def _numbers(db: Database, primary: str = "correction_rate",
 
 
 def test_absolute_error_is_compared_with_welch_and_stops_a_worse_arm(db: Database) -> None:
-    exp, control, treatment = _numbers(db)
+    exp, control, treatment = load_numbers(db)
     with db.session() as s:
         res = experiment_results(s, exp)
     assert [v["output_type"] for v in res["variants"]] == ["number", "number"]
@@ -101,7 +101,7 @@ def test_absolute_error_is_compared_with_welch_and_stops_a_worse_arm(db: Databas
 
 
 def test_absolute_error_as_the_primary_metric(db: Database) -> None:
-    exp, _, _ = _numbers(db, primary="absolute_error")
+    exp, _, _ = load_numbers(db, primary="absolute_error")
     with db.session() as s:
         res = experiment_results(s, exp)
     assert res["experiment"]["primary_metric"] == "absolute_error"
@@ -116,7 +116,7 @@ def test_online_mae_against_offline_mae(db: Database) -> None:
     rmse = float(np.sqrt(np.mean(offline_errors ** 2)))
     row = {"n": 50, "mae": mae, "rmse": rmse}
     offline = {"output_type": "number", "overall": row, "slices": {"printed/middle": row}}
-    exp, control, _ = _numbers(db, offline=offline)
+    exp, control, _ = load_numbers(db, offline=offline)
     with db.session() as s:
         report = divergence_report(s, exp, tolerance=0.0)
     overall = next(r for r in report["slices"] if r["candidate"] == "cand-a"
