@@ -213,8 +213,8 @@ class Accumulator:
     def add_truth(self, p: PredictionFacts, truth: str, output_type: str | None = None) -> None:
         """Count a prediction's truth; the caller guarantees once per prediction."""
         g = p.group
-        kind = output_type or p.output_type
-        if kind == "number":
+        kind = output_type or p.output_type  # tokens: the correction's type, else the answer's
+        if output_type == "number":  # only a correction checked as a number is one (v3)
             self._add_error(g, p.output, truth)
         exact = same_output(p.output, truth, kind)
         self.add(g, CORRECTED)
