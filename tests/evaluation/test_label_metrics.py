@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 
 from core import events, receipts
 from core.store.db import Database
-from core.store.models import Candidate
+from core.store.models import Candidate, RelabelItem
 from evaluation import aggregation as agg
 from evaluation.divergence import divergence_report
 from evaluation.label_metrics import confusion, prediction_shift
@@ -45,8 +45,9 @@ def add_label_candidate(db: Database, name: str, classes: list[str] = CLASSES) -
 
 def label_prediction(pid: str, answer: str, arm: str, candidate: str,
                      shadow: bool = False) -> dict[str, Any]:
+    # A bundle's stages are named: the answer is a class by its type, not by its shape.
     event = prediction(pid, arm=None if shadow else arm, candidate=candidate, shadow=shadow,
-                       output=answer, slice_=SLICE)
+                       output=answer, slice_=SLICE, stages={"classify": {"latency_ms": 1.0}})
     event["output_type"] = "label"
     return events.validate_event(event)
 
@@ -161,6 +162,22 @@ def test_divergence_has_confusion_and_per_class_shift_findings(db: Database) -> 
     assert found[0]["severity"] == pytest.approx(0.4)
     assert found[0]["p_value"] == pytest.approx(want["holm"][0], rel=1e-9)
     assert [f["rank"] for f in report["findings"]] == list(range(1, len(report["findings"]) + 1))
+
+
+def test_a_relabel_of_an_uncorrected_answer_counts_at_its_label(db: Database) -> None:
+    exp = load_label_experiment(db)
+    with db.session() as s:  # c2 answered a; no one corrected it; an annotator says c
+        s.add(RelabelItem(prediction_id="c2", status="done", label="c", created_at=T0,
+                          labeled_at=T0))
+        # c0 has a correction already: its relabel does not count twice
+        s.add(RelabelItem(prediction_id="c0", status="done", label="a", created_at=T0,
+                          labeled_at=T0))
+    with db.session() as s:
+        table = experiment_results(s, exp)["label_metrics"]["control"]["slices"]["all"][
+            "confusion"]
+    assert table["with_truth"] == [[0, 1, 2], [1, 0, 0], [0, 0, 1]]
+    assert table["counts"] == [[2, 1, 2], [1, 2, 0], [0, 0, 2]]
+    assert table["truths"] == 5 and table["accuracy"] == pytest.approx(0.6)
 
 
 def _cell(outputs: dict[str, int], pairs: dict[tuple[str, str], int]) -> Cell:
