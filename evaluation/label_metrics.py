@@ -149,9 +149,15 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
 def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] | None,
                 alpha: float, *, shadow: bool = False) -> dict[str, Any]:
     """Confusion counts and prediction shift of one variant x slice; ``offline`` is the offline
-    row of that slice (``label_shares`` and ``n``), or None."""
+    row of that slice (``n``, ``label_shares``, ``output_shares``), or None.
+
+    ``answer_shift`` holds the online answers against the offline *answers* (``output_shares``,
+    when the offline test kept them) by the same test: where ``prediction_shift`` mixes a change
+    of inputs with the model's own errors, this one moves only when the inputs changed."""
     outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
-    shares = (offline or {}).get("label_shares") or {}
+    offline = offline or {}
     return {"confusion": confusion(cell, declared, shadow=shadow),
-            "prediction_shift": prediction_shift(outputs, shares, (offline or {}).get("n"),
-                                                 declared, alpha)}
+            "prediction_shift": prediction_shift(outputs, offline.get("label_shares") or {},
+                                                 offline.get("n"), declared, alpha),
+            "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},
+                                             offline.get("n"), declared, alpha)}

@@ -293,8 +293,9 @@ def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
             if (v, s) not in cells:
                 continue
             if s == ALL:
-                offline = {"label_shares": f.offline.get("label_shares"),
-                           "n": (f.offline.get("overall") or {}).get("n")}
+                overall = f.offline.get("overall") or {}
+                offline = {**overall, "label_shares": f.offline.get("label_shares")
+                           or overall.get("label_shares")}
             else:
                 offline = (f.offline.get("slices") or {}).get(s)
             per_slice[s] = label_block(cells[(v, s)], f.kind.classes, offline, alpha,

@@ -60,7 +60,8 @@ LABEL_VARIANT = _object({
     "candidate": STR, "classes": {"type": "array", "items": STR},
     "slices": {"type": "object", "additionalProperties": _object({
         "confusion": _ref("Confusion"),
-        "prediction_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]}})},
+        "prediction_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]},
+        "answer_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]}})},
 })
 
 COMPARISON = _object({

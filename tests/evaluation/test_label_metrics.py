@@ -29,11 +29,13 @@ CLASSES = ["a", "b", "c"]
 SLICE = "printed/middle"
 OFFLINE_SHARES = {"a": 0.5, "b": 0.3, "c": 0.2}
 OFFLINE_N = 200
+OFFLINE_ANSWERS = {"a": 0.45, "b": 0.35, "c": 0.2}  # what the candidate answered offline
 
 
 def add_label_candidate(db: Database, name: str, classes: list[str] = CLASSES) -> None:
     offline = {"output_type": "label",
-               "overall": {"n": OFFLINE_N, "accuracy": 0.9, "exact_match": 0.9},
+               "overall": {"n": OFFLINE_N, "accuracy": 0.9, "exact_match": 0.9,
+                           "output_shares": OFFLINE_ANSWERS},
                "slices": {SLICE: {"n": OFFLINE_N, "accuracy": 0.9, "exact_match": 0.9,
                                   "label_shares": OFFLINE_SHARES}},
                "label_shares": OFFLINE_SHARES}
@@ -132,6 +134,13 @@ def test_confusion_counts_and_shift_in_results(db: Database) -> None:
             assert rows[c]["p_value_holm"] == pytest.approx(want["holm"][i], rel=1e-9)
             low, high = rows[c]["difference_ci"]
             assert low < rows[c]["difference"] < high
+    # Against the offline answers, by the same test.
+    answers = res["label_metrics"]["treatment"]["slices"]["all"]["answer_shift"]
+    table = np.vstack([np.array([OFFLINE_ANSWERS[c] for c in CLASSES]) * OFFLINE_N,
+                       [TREATMENT.count(c) for c in CLASSES]])
+    assert answers["chi_square"] == pytest.approx(
+        stats.chi2_contingency(table, correction=False).statistic, rel=1e-12)
+    assert control["slices"][SLICE]["answer_shift"] is None  # the slice row kept no answers
     treatment = res["label_metrics"]["treatment"]["slices"]["all"]["prediction_shift"]
     assert treatment["shifted"]
     want = _expected_shift(TREATMENT)
