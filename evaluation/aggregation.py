@@ -20,6 +20,7 @@ metric                    label    n / sum / sum_squares
 ``token_edit_distance``   -        with a truth / sum / sum of squares
 ``truth``                 class    joined truths of that class, where the output differed
 ``corrected_output``      class    predictions with a different truth that had answered it
+``confusion``             pair     class predictions with a truth, by ``["answer", "truth"]``
 ``calibration``           bin      with a truth and a confidence in the bin / correct / sum of
                                    confidences
 ``absolute_error``        -        numbers with a truth / sum of |output - truth| / of squares
@@ -30,6 +31,10 @@ Class metrics are kept for *classification* predictions only: those of a ``label
 for untyped (v1) events, those with no ``stages`` and an output of at most :data:`MAX_LABEL`
 characters. A multi-stage pipeline's free-text output (a
 LaTeX formula) has no useful class distribution and would add a row per distinct string.
+
+Tokens follow the output type (:mod:`evaluation.token_metrics`): words for ``text``, LaTeX
+tokens for ``latex`` and untyped answers. The type is the correction's when it names one (v3),
+else the prediction's.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from core.events import output_text
-from core.latex import token_edit_distance, tokenize
+from evaluation.token_metrics import edit_distance, same_output
 
 PREDICTIONS = "predictions"
 ERRORS = "errors"
@@ -58,6 +63,7 @@ CORRECTED_OUTPUT = "corrected_output"
 CALIBRATION = "calibration"
 ABSOLUTE_ERROR = "absolute_error"
 SQUARED_ERROR = "squared_error"
+CONFUSION = "confusion"
 
 MAX_LABEL = 100
 CALIBRATION_BINS = 10
@@ -99,6 +105,7 @@ class PredictionFacts:
     error: bool
     classification: bool
     unit_id: str | None
+    output_type: str | None = None
 
     @classmethod
     def of(
@@ -138,6 +145,7 @@ class PredictionFacts:
             # whatever its length); untyped ones (v1, LaTeX) by their shape, as before.
             output_type == "label" if output_type else not stages and len(output) <= MAX_LABEL,
             unit_id,
+            output_type,
         )
 
     @classmethod
@@ -160,9 +168,13 @@ class PredictionFacts:
         )
 
 
-def same_output(output: str, truth: str) -> bool:
-    """Exact match: the same LaTeX tokens (spacing never counts)."""
-    return output == truth or tokenize(output) == tokenize(truth)
+def confusion_label(output: str, truth: str) -> str | None:
+    """The ``confusion`` row's label of an (answer, truth) pair; None when there was no answer
+    (a failed prediction) or the pair does not fit the column."""
+    if not output:
+        return None
+    label = json.dumps([output, truth], ensure_ascii=False, separators=(",", ":"))
+    return label if len(label) <= MAX_LABEL else None
 
 
 def calibration_bin(confidence: float) -> str:
@@ -201,12 +213,16 @@ class Accumulator:
     def add_truth(self, p: PredictionFacts, truth: str, output_type: str | None = None) -> None:
         """Count a prediction's truth; the caller guarantees once per prediction."""
         g = p.group
-        if output_type == "number":
+        kind = output_type or p.output_type  # tokens: the correction's type, else the answer's
+        if output_type == "number":  # only a correction checked as a number is one (v3)
             self._add_error(g, p.output, truth)
-        exact = same_output(p.output, truth)
+        exact = same_output(p.output, truth, kind)
         self.add(g, CORRECTED)
         self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
-        self.add(g, TOKEN_EDIT_DISTANCE, 0.0 if exact else token_edit_distance(p.output, truth))
+        self.add(g, TOKEN_EDIT_DISTANCE, 0.0 if exact else edit_distance(p.output, truth, kind))
+        pair = confusion_label(p.output, truth) if p.classification and not p.error else None
+        if pair is not None:
+            self.add(g, CONFUSION, label=pair)
         if p.classification and not exact and len(truth) <= MAX_LABEL:
             # Changed classes only: per class, corrected_output and truth are then McNemar's
             # discordant counts (answered L but truth is another / truth L but answered another).

@@ -8,7 +8,9 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
    ``MIN_GUARDRAIL_N`` predictions; an error or correction rate whose 95 % Wilson interval lies
    above its limit): stop that arm.
 3. **Significant harm** on the primary metric (the always-valid mSPRT interval lies wholly on the
-   bad side): stop that arm.
+   bad side): stop that arm. For candidates that answer numbers, a significantly larger absolute
+   error than the control's (Welch, always-valid interval wholly above zero) is harm too, whatever
+   the primary metric: answers further from the truth hurt users even if no one corrects them.
 4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
    with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
 5. Otherwise keep running, saying how many more units per arm the target effect needs.
@@ -26,6 +28,7 @@ from evaluation.online import ALL, wilson_interval
 
 SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
 MIN_GUARDRAIL_N = 100
+ERROR_METRIC = "absolute_error"  # compared only where the candidates answer numbers
 
 
 def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any]) -> list[str]:
@@ -73,11 +76,16 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     for arm in arms:
         figures = results["metrics"].get(arm, {}).get(ALL)
         breaches = _guardrail_breaches(arm, figures, limits) if figures else []
-        rec = next((r for r in results["comparisons"] if r["treatment"] == arm
-                    and r["metric"] == primary and r["slice"] == ALL), None)
+        rec = _record(results, arm, primary)
+        error = _record(results, arm, ERROR_METRIC) if primary != ERROR_METRIC else None
         if breaches:
             verdicts[arm] = STOP
             reasons += breaches
+        elif error is not None and error["verdict"] == "worse":
+            verdicts[arm] = STOP
+            reasons.append(f"arm {arm!r} answers significantly further from the truth: mean "
+                           f"absolute error {_lift(error)} (Welch; always-valid p = "
+                           f"{error['sequential_p_value']:.3g})")
         elif rec is not None and rec["verdict"] == "worse":
             verdicts[arm] = STOP
             reasons.append(f"arm {arm!r} is significantly worse on {primary} "
@@ -106,6 +114,11 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     if arms and all(v == STOP for v in verdicts.values()):
         return {"action": STOP, "arm": None, "reasons": reasons, "arms": verdicts}
     return {"action": KEEP_RUNNING, "arm": None, "reasons": reasons, "arms": verdicts}
+
+
+def _record(results: dict[str, Any], arm: str, metric: str) -> dict[str, Any] | None:
+    return next((r for r in results["comparisons"] if r["treatment"] == arm
+                 and r["metric"] == metric and r["slice"] == ALL), None)
 
 
 def _lift(rec: dict[str, Any]) -> str:

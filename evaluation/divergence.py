@@ -18,7 +18,15 @@ pooled, both being real online inputs) and every slice:
   (a) the online label shares estimated from corrections (``output - corrected_output + truth``
   per class), tested per class with McNemar's test on the discordant counts; and (b) the offline
   label shares, ``offline_results["label_shares"] = {label: share}`` with the offline test's
-  ``overall.n``, tested with the chi-square test of homogeneity and PSI.
+  ``overall.n``, tested with the chi-square test of homogeneity and PSI, and per class by its
+  difference of shares and Holm-adjusted residual
+  (:func:`evaluation.label_metrics.prediction_shift`).
+* **Label candidates** (declared ``label``, or undeclared with offline label shares) also get
+  their confusion counts per slice under ``label_metrics``
+  (:func:`evaluation.label_metrics.confusion`).
+* **Number candidates.** Online MAE and RMSE beside the offline ones, and the online MAE tested
+  against ``(1 + tolerance) x`` the offline MAE (Welch, one-sided; ``mae_gap``, see
+  :mod:`evaluation.number_metrics`).
 
 The offline mix is ``offline_results["slices"][s]["n"]`` over the slices named in
 ``offline_results["mix_slices"]`` when given, else over the offline slices whose family (the
@@ -38,14 +46,16 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
-from sqlalchemy import select
+from scipy import special
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from core.store.models import Candidate, Experiment
+from core.store.models import Experiment
 from evaluation import aggregation as agg
+from evaluation.candidate_facts import UNKNOWN, candidate_facts
 from evaluation.findings import rank_findings
+from evaluation.label_metrics import confusion, prediction_shift
+from evaluation.number_metrics import mae_against_offline, number_errors
 from evaluation.online import (
     ALL,
     Cell,
@@ -55,27 +65,10 @@ from evaluation.online import (
     wilson_interval,
 )
 from evaluation.results import variants_of
+from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 
-PSI_EPSILON = 1e-4
-PSI_SHIFT = 0.1  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 major shift
-
-
-def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
-    """Population stability index of two count (or share) vectors over the same categories."""
-    p = np.asarray(expected, float) / max(float(np.sum(expected)), 1e-300)
-    q = np.asarray(actual, float) / max(float(np.sum(actual)), 1e-300)
-    p, q = np.maximum(p, epsilon), np.maximum(q, epsilon)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def homogeneity(offline: np.ndarray, online: np.ndarray) -> tuple[float, float]:
-    """Chi-square test of homogeneity of two count vectors (categories empty in both dropped)."""
-    table = np.vstack([offline, online]).astype(float)
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
-        return math.nan, math.nan
-    res = stats.chi2_contingency(table, correction=False)
-    return float(res.statistic), float(res.pvalue)
+__all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
+           "non_inferiority", "psi"]
 
 
 def non_inferiority(on_hits: float, on_n: float, off_rate: float, off_n: float,
@@ -98,12 +91,6 @@ def mcnemar(b: float, c: float) -> float:
     return float(special.chdtrc(1, (abs(b - c) - 1) ** 2 / (b + c)))
 
 
-def _offline(session: Session, name: str) -> dict[str, Any]:
-    row = session.scalars(select(Candidate).where(Candidate.name == name)
-                          .order_by(Candidate.created_at.desc()).limit(1)).first()
-    return dict(row.offline_results or {}) if row is not None else {}
-
-
 def _mix_slices(offline: dict[str, Any], online: list[str]) -> list[str]:
     listed = offline.get("mix_slices")
     if listed:
@@ -119,6 +106,7 @@ def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alph
         off = offline.get("overall" if slice_ == ALL else "slices", {})
         off = off if slice_ == ALL else off.get(slice_, {})
         m = metrics(cells[slice_], alpha)
+        number = number_errors(cells[slice_], alpha)
         n_on = m["predictions"]
         hits = n_on - m["corrections"]
         low, high = wilson_interval(hits, n_on, alpha)
@@ -128,13 +116,16 @@ def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alph
         rows.append({
             "candidate": cand, "slice": slice_,
             "offline": {k: off.get(k) for k in ("n", "exact_match", "token_edit_distance",
-                                                "latency_p50_ms", "latency_p99_ms")},
+                                                "mae", "rmse", "latency_p50_ms",
+                                                "latency_p99_ms")},
             "online": {"n": n_on, "accuracy_bound": m["accuracy_bound"],
                        "accuracy_ci": [low, high] if n_on else None,
                        "exact_match_with_truth": m["exact_match"],
                        "token_edit_distance": m["token_edit_distance"],
                        "latency_p50_ms": m["latency_p50_ms"],
-                       "latency_p99_ms": m["latency_p99_ms"]},
+                       "latency_p99_ms": m["latency_p99_ms"],
+                       **{k: number.get(k) for k in ("mae", "mae_interval", "rmse")}},
+            "mae_gap": mae_against_offline(cells[slice_], off, alpha, tolerance),
             "gap": None if rate is None or not n_on else m["accuracy_bound"] - rate,
             "z": None if math.isnan(z) else z, "p_value": None if math.isnan(p) else p,
             "flagged": bool(p < alpha) if not math.isnan(p) else False,
@@ -196,21 +187,13 @@ def _prediction_shift(cand: str, offline: dict[str, Any], cell: Cell,
                           "excess": (outputs.get(lb, 0) - labels.get(lb, 0)) / total,
                           "p_value": mcnemar(b, c)})
     out["online_labels"] = sorted(per_class, key=lambda r: -r["excess"])
-    shares = offline.get("label_shares") or {}
-    if shares:
-        n_off = float((offline.get("overall") or {}).get("n") or 0)
-        names = sorted(set(shares) | set(outputs))
-        off = np.array([float(shares.get(k, 0.0)) for k in names])
-        on = np.array([float(outputs.get(k, 0)) for k in names])
-        chi2, p = homogeneity(off * n_off, on) if n_off else (math.nan, math.nan)
-        excess = on / total - off / off.sum()
-        top = int(np.argmax(excess))
+    shift = prediction_shift(outputs, offline.get("label_shares") or {},
+                             (offline.get("overall") or {}).get("n"), (), alpha)
+    if shift is not None:
+        top = max(shift["classes"], key=lambda r: (r["difference"], r["label"]))
         out["offline_labels"] = {
-            "label_shares": dict(zip(names, (off / off.sum()).tolist(), strict=True)),
-            "chi_square": None if math.isnan(chi2) else chi2,
-            "p_value": None if math.isnan(p) else p, "psi": psi(off, on),
-            "top_label": names[top], "excess": float(excess[top]),
-            "shifted": bool(not math.isnan(p) and p < alpha and psi(off, on) >= PSI_SHIFT)}
+            **shift, "label_shares": {r["label"]: r["offline_share"] for r in shift["classes"]},
+            "top_label": top["label"], "excess": top["difference"]}
     return out
 
 
@@ -238,13 +221,18 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             by_cand[variant.candidate][slice_].merge(cell)
     candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))
     candidates += [c for c in sorted(by_cand) if c not in candidates]
-    slices, mixes, shifts = [], [], []
+    facts = candidate_facts(session, candidates)
+    slices, mixes, shifts, labels = [], [], [], []
     for cand in candidates:
         cells = by_cand.get(cand)
         if not cells:
             continue
-        rows, mix, shift = candidate_divergence(cand, _offline(session, cand), cells, alpha,
-                                                tolerance)
+        f = facts.get(cand, UNKNOWN)
+        rows, mix, shift = candidate_divergence(cand, dict(f.offline), cells, alpha, tolerance)
+        if f.is_label:
+            labels.append({"candidate": cand, "confusion": {
+                s: confusion(cells[s], f.kind.classes) for s in sorted(
+                    cells, key=lambda s: (s != ALL, s))}})
         slices += rows
         if mix is not None:
             mixes.append(mix)
@@ -252,4 +240,4 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             shifts.append(shift)
     return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
             "slices": slices, "traffic_mix": mixes, "prediction_shift": shifts,
-            "findings": rank_findings(slices, mixes, shifts, alpha)}
+            "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha)}

@@ -11,7 +11,13 @@ floats happens to be larger:
    and advises relabeling only when the drop lies within slices.
 2. **Then severity**, compared at :data:`SEVERITY_DIGITS` decimals (a hundredth of a percentage
    point), so sampling noise below that cannot reorder findings.
-3. **Then kind** (prediction shift, traffic mix, accuracy gap), candidate, slice and label.
+3. **Then kind** (prediction shift, traffic mix, accuracy gap, error gap), candidate, slice and
+   label.
+
+Per output type: a label candidate's shift against its offline label shares gives one finding
+per class it significantly over-predicts (severity: the excess share); a number candidate whose
+online MAE is significantly above its offline MAE gives an ``error_gap`` finding, whose severity
+is the share of the online MAE the offline test did not show, ``(online - offline) / online``.
 
 A candidate whose online traffic is a single slice has one accuracy finding, not two: the
 overall row and the slice row are the same predictions.
@@ -23,7 +29,7 @@ from typing import Any
 
 SEVERITY_DIGITS = 4
 EXPLAINS = 0.5  # a cause explains a gap when it accounts for at least this share of it
-_KIND_ORDER = {"prediction_shift": 0, "traffic_mix": 1, "accuracy_gap": 2}
+_KIND_ORDER = {"prediction_shift": 0, "traffic_mix": 1, "accuracy_gap": 2, "error_gap": 3}
 
 
 def _single_slices(slices: list[dict[str, Any]]) -> dict[str, str]:
@@ -136,18 +142,53 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[str, float],
                     f"inputs, so relabel its {top['label']!r} answers and retrain on online-like "
                     "data."),
             })
-        off = s.get("offline_labels")
-        if off and off["shifted"] and off["excess"] > 0:
-            lb = off["top_label"]
-            out.append({
-                "kind": "prediction_shift", "candidate": cand, "slice": "all", "label": lb,
-                "severity": off["excess"], "p_value": off["p_value"],
-                "explanation": (
-                    f"{cand} answers {lb!r} on {s['output_shares'].get(lb, 0):.0%} of online "
-                    f"requests while {lb!r} is {off['label_shares'].get(lb, 0):.0%} of its "
-                    f"offline labels (PSI {off['psi']:.2f}): online inputs differ from the "
-                    "offline test; sample them for relabeling and add them to the test set."),
-            })
+        out += _offline_shift_findings(cand, s.get("offline_labels"))
+    return out
+
+
+def _offline_shift_findings(cand: str, off: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One finding per class over-predicted against the offline labels (each class's own
+    Holm-adjusted test); the top class alone when only the whole table is significant."""
+    if not off or not off["shifted"]:
+        return []
+    rows = [r for r in off.get("classes", []) if r["shifted"] and r["difference"] > 0]
+    if not rows and off["excess"] > 0:
+        top = off["top_label"]
+        rows = [{**r, "p_value_holm": off["p_value"]} for r in off.get("classes", [])
+                if r["label"] == top]
+    return [{
+        "kind": "prediction_shift", "candidate": cand, "slice": "all", "label": r["label"],
+        "severity": r["difference"], "p_value": r["p_value_holm"],
+        "explanation": (
+            f"{cand} answers {r['label']!r} on {r['online_share']:.0%} of online requests while "
+            f"{r['label']!r} is {r['offline_share']:.0%} of its offline labels (PSI "
+            f"{off['psi']:.2f}): online inputs differ from the offline test; sample them for "
+            "relabeling and add them to the test set."),
+    } for r in rows]
+
+
+def _error_findings(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Number candidates whose online MAE is significantly above the offline one."""
+    single = _single_slices(slices)
+    flagged = {r["candidate"] for r in slices if r["slice"] == "all"
+               and (r.get("mae_gap") or {}).get("flagged")}
+    out = []
+    for r in slices:
+        gap, cand = r.get("mae_gap"), r["candidate"]
+        if not gap or not gap["flagged"] or (r["slice"] != "all" and cand in flagged
+                                            and single.get(cand) == r["slice"]):
+            continue
+        where = "overall" if r["slice"] == "all" else f"on slice {r['slice']!r}"
+        out.append({
+            "kind": "error_gap", "candidate": cand, "slice": r["slice"],
+            "severity": max(gap["difference"], 0.0) / gap["online_mae"],
+            "p_value": gap["p_value"],
+            "explanation": (
+                f"{cand} {where} is off by {gap['online_mae']:.4g} on average online "
+                f"(mean absolute error over {gap['online_n']} corrected answers) against "
+                f"{gap['offline_mae']:.4g} offline: relabel this slice's corrected predictions "
+                "and add them to the training and offline-test data."),
+        })
     return out
 
 
@@ -163,7 +204,7 @@ def rank_findings(slices: list[dict[str, Any]], mixes: list[dict[str, Any]],
             if r["slice"] == "all" and r["flagged"] and r["gap"] is not None}
     by_cand = {m["candidate"]: m for m in mixes}
     findings = (_gap_findings(slices, by_cand) + _mix_findings(mixes, gaps)
-                + _shift_findings(shifts, gaps, alpha))
+                + _shift_findings(shifts, gaps, alpha) + _error_findings(slices))
     findings.sort(key=_order)
     for rank, f in enumerate(findings, 1):
         f["rank"] = rank

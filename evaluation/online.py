@@ -120,7 +120,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
     # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
     rows = session.connection().execute(
         select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
-               p.confidence, p.stages, labels.c.label)
+               p.confidence, p.stages, p.output_type, labels.c.label)
         .join(labels, labels.c.prediction_id == p.prediction_id)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id,
@@ -128,11 +128,11 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
         .execution_options(stream_results=True, max_row_buffer=100)
     )
     acc = agg.Accumulator()
-    for pid, arm, cand, shadow, slice_, created, output, conf, stages, label in rows:
+    for pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, label in rows:
         facts = agg.PredictionFacts.of(
             prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
             shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
-            stages=stages)
+            stages=stages, output_type=kind)
         acc.add_truth(facts, label)
     for row in acc.rows():
         variant = Variant(row["arm"], row["candidate"], row["shadow"])

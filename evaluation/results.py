@@ -11,6 +11,13 @@ untrustworthy), Mann-Whitney U on the latency histograms, the sample still neede
 primary metric with the power the arms have now and the relative MDE, and the decision of
 :mod:`evaluation.decisions`.
 
+The output type of each variant's candidate adds its own figures: a ``number`` candidate's MAE
+and RMSE with intervals in its metrics, and its absolute and squared errors as two more compared
+metrics (:data:`NUMBER_METRICS`, Welch's t, lower is better) whenever a variant answers numbers
+or the primary metric is one of them; a ``label`` candidate's confusion counts and prediction
+shift against its offline label shares, per slice, under ``label_metrics``
+(:mod:`evaluation.label_metrics`).
+
 Shadow candidates answer the same requests as the arms, so they are compared but never count as
 an arm's traffic, and they take no part in the SRM check.
 """
@@ -22,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm as stats_norm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +36,9 @@ from core.errors import NotFound
 from core.store.models import Experiment, ExperimentUnit
 from evaluation import aggregation as agg
 from evaluation import decisions
+from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
+from evaluation.label_metrics import label_block
+from evaluation.number_metrics import number_errors
 from evaluation.online import ALL, Cell, Cells, Variant, load_cells, metrics
 from evaluation.stats import (
     AnalysisConfig,
@@ -61,7 +70,12 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("latency_ms", False, True),
     MetricSpec("confidence", False, False),
 )
-METRIC_BY_NAME = {m.name: m for m in METRICS}
+# Compared only where a variant answers numbers (or one of them is the primary metric).
+NUMBER_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("absolute_error", False, True),
+    MetricSpec("squared_error", False, True),
+)
+METRIC_BY_NAME = {m.name: m for m in (*METRICS, *NUMBER_METRICS)}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
 CUSTOMER_METRICS = frozenset({"correction_rate"})
 
@@ -82,7 +96,8 @@ def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
         errors = float(cell.get(agg.ERRORS)[1])
         return n_pred, errors, errors
     source = {"exact_match": agg.EXACT_MATCH, "token_edit_distance": agg.TOKEN_EDIT_DISTANCE,
-              "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE}[metric]
+              "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE,
+              "absolute_error": agg.ABSOLUTE_ERROR, "squared_error": agg.SQUARED_ERROR}[metric]
     n, s, ss = cell.get(source)
     return float(n), float(s), float(ss)
 
@@ -95,22 +110,32 @@ def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
     return variants, [float(a.get("weight", 0.0)) for a in arms]
 
 
-def build_aggregates(cells: Cells, variants: list[Variant],
-                     slices: list[str]) -> ExperimentAggregates:
-    """The :class:`ExperimentAggregates` (variants x METRICS x slices) of an experiment."""
-    shape = (len(variants), len(METRICS), len(slices))
+def metrics_compared(cells: Cells, primary: str,
+                     facts: dict[str, CandidateFacts]) -> tuple[MetricSpec, ...]:
+    """:data:`METRICS`, plus :data:`NUMBER_METRICS` when a variant answers numbers (declared,
+    or with absolute errors counted) or the primary metric is one of them."""
+    numbers = (primary in {m.name for m in NUMBER_METRICS}
+               or any(f.is_number for f in facts.values())
+               or any(c.get(agg.ABSOLUTE_ERROR)[0] > 0 for c in cells.values()))
+    return (*METRICS, *NUMBER_METRICS) if numbers else METRICS
+
+
+def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
+                     specs: tuple[MetricSpec, ...] = METRICS) -> ExperimentAggregates:
+    """The :class:`ExperimentAggregates` (variants x specs x slices) of an experiment."""
+    shape = (len(variants), len(specs), len(slices))
     n, sums, squares = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     empty = Cell()
     for i, variant in enumerate(variants):
         for k, slice_ in enumerate(slices):
             cell = cells.get((variant, slice_), empty)
-            for j, spec in enumerate(METRICS):
+            for j, spec in enumerate(specs):
                 if variant.shadow and spec.name in CUSTOMER_METRICS:
                     continue  # nobody sees a shadow's answer: left at n = 0, "no data"
                 n[i, j, k], sums[i, j, k], squares[i, j, k] = metric_stats(cell, spec.name)
     return ExperimentAggregates(
-        n, sums, squares, [m.is_proportion for m in METRICS],
-        tuple(v.name for v in variants), tuple(m.name for m in METRICS), tuple(slices))
+        n, sums, squares, [m.is_proportion for m in specs],
+        tuple(v.name for v in variants), tuple(m.name for m in specs), tuple(slices))
 
 
 def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
@@ -198,17 +223,21 @@ def experiment_results(session: Session, experiment_id: int, *,
     cells = load_cells(session, experiment_id)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
     primary = METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
+    facts = candidate_facts(session, [v.candidate for v in variants])
+    specs = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
                        "primary_metric": primary.name, "guardrails": experiment.guardrails or {}},
         "alpha": config.alpha,
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "shadow": v.shadow,
-                      "weight": weights[i] if i < len(weights) else None}
+                      "weight": weights[i] if i < len(weights) else None,
+                      "output_type": _output_type(facts.get(v.candidate, UNKNOWN))}
                      for i, v in enumerate(variants)],
         "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
                                  **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
+        "label_metrics": _label_metrics(cells, variants, slices, facts, config.alpha),
     }
     if len(arms) < 1 or len(variants) < 2:
         out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
@@ -217,7 +246,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         return out
     srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold) \
         if len(arms) >= 2 else None
-    full = analyze(build_aggregates(cells, variants, slices), config)
+    full = analyze(build_aggregates(cells, variants, slices, specs), config)
     records = full.to_records()
     for r in records:
         r["lower_is_better"] = METRIC_BY_NAME[r["metric"]].lower_is_better
@@ -244,34 +273,36 @@ def experiment_results(session: Session, experiment_id: int, *,
     return out
 
 
-def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
-    """MAE and RMSE of a `number` candidate's corrected predictions, each with a normal
-    (1 - alpha) interval (RMSE's: the square roots of the mean squared error's bounds); empty
-    for other output types."""
-    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
-    if n < 1:
-        return {}
-    _, sq_total, sq_squares = (float(x) for x in cell.get(agg.SQUARED_ERROR))
-    z = float(stats_norm.ppf(1 - alpha / 2))
+def _output_type(f: CandidateFacts) -> str | None:
+    if f.described:
+        return f.kind.type
+    return "label" if f.is_label else None
 
-    def interval(s: float, ss: float) -> tuple[float, float, float]:
-        mean = s / n
-        if n < 2:
-            return mean, 0.0, math.inf
-        variance = max(ss - n * mean * mean, 0.0) / (n - 1)
-        half = z * math.sqrt(variance / n)
-        return mean, max(mean - half, 0.0), mean + half
 
-    mae, mae_low, mae_high = interval(total, squares)
-    mse, mse_low, mse_high = interval(sq_total, sq_squares)
-
-    def finite(x: float) -> float | None:
-        return x if math.isfinite(x) else None
-
-    return {"numbers_corrected": int(n),
-            "mae": mae, "mae_interval": [mae_low, finite(mae_high)],
-            "rmse": math.sqrt(mse),
-            "rmse_interval": [math.sqrt(mse_low), finite(math.sqrt(mse_high))]}
+def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
+                   facts: dict[str, CandidateFacts], alpha: float) -> dict[str, Any]:
+    """Per label variant: its classes and, per slice, confusion counts and prediction shift
+    against the offline label shares of the same slice (``all``: the whole offline test)."""
+    out: dict[str, Any] = {}
+    for v in variants:
+        f = facts.get(v.candidate, UNKNOWN)
+        if not f.is_label:
+            continue
+        per_slice = {}
+        for s in slices:
+            if (v, s) not in cells:
+                continue
+            if s == ALL:
+                overall = f.offline.get("overall") or {}
+                offline = {**overall, "label_shares": f.offline.get("label_shares")
+                           or overall.get("label_shares")}
+            else:
+                offline = (f.offline.get("slices") or {}).get(s)
+            per_slice[s] = label_block(cells[(v, s)], f.kind.classes, offline, alpha,
+                                       shadow=v.shadow)
+        out[v.name] = {"candidate": v.candidate, "classes": list(f.kind.classes),
+                       "slices": per_slice}
+    return out
 
 
 def _num(value: float) -> float | None:

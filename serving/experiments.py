@@ -23,7 +23,7 @@ from serving.assignment import Allocation, allocate, reallocate
 
 UNITS = ("user", "session", "request")
 ACTIVE = ("running", "paused", "killed")
-METRICS = ("correction_rate", "error_rate", "latency_p99_ms")
+METRICS = ("correction_rate", "error_rate", "latency_p99_ms", "absolute_error")
 # Each guardrail's largest sensible limit: an hour of latency, rates as shares.
 GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
 MAX_WEIGHT = 1_000_000

@@ -17,6 +17,7 @@ from app.openapi.parts import (
     json_response,
     report,
 )
+from app.openapi.reports import REPORT_SCHEMAS
 from app.openapi.v2 import v2_paths
 
 
@@ -88,8 +89,10 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/advance": action("Advance the canary one step"),
         "/v1/experiments/{experiment_id}/arms/{arm}/pause": arm_action("Pause one arm"),
         "/v1/experiments/{experiment_id}/arms/{arm}/resume": arm_action("Resume one arm"),
-        "/v1/experiments/{experiment_id}/results": report("Online results and statistics"),
+        "/v1/experiments/{experiment_id}/results": report("Online results and statistics",
+                                                           "ResultsReport"),
         "/v1/experiments/{experiment_id}/divergence": report("Offline-vs-online divergence",
+                                                              "DivergenceReport",
                                                               "alpha", "tolerance"),
     }
     paths.update(candidate_paths())
@@ -103,7 +106,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                  "description": "Online A/B evaluation and voice-of-customer feedback"},
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **REPORT_SCHEMAS},
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "bearer": {"type": "http", "scheme": "bearer"}}},

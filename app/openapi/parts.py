@@ -117,7 +117,8 @@ SCHEMAS: dict[str, Any] = {
                 "advance_after_n": {"type": ["number", "null"]}}},
             "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
             "primary_metric": {"type": "string",
-                               "enum": ["correction_rate", "error_rate", "latency_p99_ms"]}}},
+                               "enum": ["correction_rate", "error_rate", "latency_p99_ms",
+                                        "absolute_error"]}}},
     "Experiment": {
         "type": "object",
         "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],
@@ -133,7 +134,6 @@ SCHEMAS: dict[str, Any] = {
             "allocation_table": {"type": ["string", "null"]},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]}}},
-    "Report": {"type": "object", "description": "results or divergence report"},
 }
 
 
@@ -153,11 +153,11 @@ def arm_action(summary: str) -> dict[str, Any]:
     return op
 
 
-def report(summary: str, *shares: str) -> dict[str, Any]:
+def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
     params = [EXPERIMENT_ID] + [
         {"name": name, "in": "query", "required": False,
          "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
         for name in shares]
     return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
-                    "responses": {"200": json_response({"$ref": "#/components/schemas/Report"}),
+                    "responses": {"200": json_response({"$ref": f"#/components/schemas/{schema}"}),
                                   **error_responses(400, 401, 403, 404)}}}

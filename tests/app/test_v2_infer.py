@@ -122,8 +122,18 @@ def test_bundle_and_remote_server_split_in_one_experiment(
     cells = [metrics[arm]["all"] for arm in counted]
     assert sum(c["truth_known"] for c in cells) == 60
     assert round(sum(c["exact_match"] * c["truth_known"] for c in cells)) == 60 - wrong
+    # Label candidates: confusion counts per arm, corrected answers at (answer, truth) and the
+    # uncorrected ones on the diagonal (as the accuracy bound counts them).
+    tables = [results.get_json()["label_metrics"][arm]["slices"]["all"]["confusion"]
+              for arm in counted]
+    assert all(t["classes"] == CLASSES for t in tables)
+    assert sum(np.sum(t["with_truth"]) for t in tables) == 60
+    assert sum(np.trace(t["with_truth"]) for t in tables) == 60 - wrong
+    assert [int(np.sum(t["counts"])) for t in tables] == [served[arm] for arm in counted]
     divergence = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin)
     assert divergence.status_code == 200 and "findings" in divergence.get_json()
+    assert {m["candidate"] for m in divergence.get_json()["label_metrics"]} == {
+        "iris-onnx", remote_name}
 
 
 def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: Path) -> None:

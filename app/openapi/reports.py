@@ -1,0 +1,132 @@
+"""Schemas of the two evaluation reports, /results and /divergence: the figures each output type
+adds (a label candidate's confusion counts and prediction shift, a number candidate's error
+comparisons and MAE against offline) are spelled out; the rest stays an open object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUM = {"type": "number"}
+NUM_OR_NULL = {"type": ["number", "null"]}
+INT = {"type": "integer"}
+STR = {"type": "string"}
+STR_OR_NULL = {"type": ["string", "null"]}
+OPEN = {"type": "object"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None,
+            description: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "required": list(required),
+                           "properties": {**required, **(optional or {})}}
+    if description:
+        out["description"] = description
+    return out
+
+
+_MATRIX = {"type": "array", "items": {"type": "array", "items": INT}}
+
+CONFUSION = _object({
+    "classes": {"type": "array", "items": STR},
+    "counts": {**_MATRIX, "description": "rows: predicted class; columns: true class"},
+    "with_truth": {**_MATRIX, "description": "predictions with a truth only"},
+    "uncorrected": {"type": ["object", "null"], "additionalProperties": INT},
+    "uncorrected_counted_as": {"enum": ["right", None]},
+    "assumption": STR, "predictions": INT, "truths": INT, "truths_outside_table": INT,
+    "accuracy": NUM_OR_NULL, "accuracy_with_truth": NUM_OR_NULL,
+}, description="a label candidate's confusion counts; uncorrected served answers count as "
+               "right, as accuracy_bound does (null for shadows)")
+
+SHIFT_CLASS = _object({
+    "label": STR, "online_count": INT, "online_share": NUM, "offline_share": NUM,
+    "difference": NUM,
+    "difference_ci": {"type": ["array", "null"], "items": NUM, "minItems": 2, "maxItems": 2},
+    "residual": NUM_OR_NULL, "p_value": NUM_OR_NULL, "p_value_holm": NUM_OR_NULL,
+    "shifted": {"type": "boolean"},
+})
+
+PREDICTION_SHIFT = _object({
+    "test": STR, "online_n": INT, "offline_n": {"type": ["integer", "null"]},
+    "chi_square": NUM_OR_NULL, "dof": {"type": ["integer", "null"]}, "p_value": NUM_OR_NULL,
+    "psi": NUM, "shifted": {"type": "boolean"}, "error": STR_OR_NULL,
+    "classes": {"type": "array", "items": _ref("ShiftClass")},
+}, description="online predicted-class shares against the offline label shares: chi-square "
+               "test of homogeneity, PSI, per-class differences with Holm-adjusted residuals")
+
+LABEL_VARIANT = _object({
+    "candidate": STR, "classes": {"type": "array", "items": STR},
+    "slices": {"type": "object", "additionalProperties": _object({
+        "confusion": _ref("Confusion"),
+        "prediction_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]},
+        "answer_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]}})},
+})
+
+COMPARISON = _object({
+    "control": STR, "treatment": STR, "metric": STR, "kind": {"enum": ["proportion", "mean"]},
+    "slice": STR, "difference": NUM_OR_NULL, "ci_low": NUM_OR_NULL, "ci_high": NUM_OR_NULL,
+    "p_value": NUM_OR_NULL, "lower_is_better": {"type": "boolean"},
+    "verdict": {"enum": ["better", "worse", "inconclusive"]},
+}, description="one treatment x metric x slice against the control; number candidates add "
+               "absolute_error and squared_error (Welch, lower is better)")
+
+VARIANT = _object({
+    "name": STR, "arm": STR_OR_NULL, "candidate": STR, "shadow": {"type": "boolean"},
+    "weight": NUM_OR_NULL,
+    "output_type": {"enum": ["label", "text", "latex", "number", "json", None]},
+})
+
+RESULTS = _object({
+    "experiment": OPEN, "alpha": NUM,
+    "variants": {"type": "array", "items": _ref("ResultsVariant")},
+    "metrics": {"type": "object", "additionalProperties": {
+        "type": "object", "additionalProperties": OPEN}},
+    "label_metrics": {"type": "object", "additionalProperties": _ref("LabelVariantMetrics")},
+    "trustworthy": {"type": "boolean"}, "srm": {"type": ["object", "null"]},
+    "comparisons": {"type": "array", "items": _ref("Comparison")},
+    "latency": {"type": "array"}, "power": OPEN, "error": STR_OR_NULL,
+    "decision": _object({"action": {"enum": ["ship", "keep_running", "stop"]},
+                         "arm": STR_OR_NULL, "reasons": {"type": "array", "items": STR},
+                         "arms": {"type": "object", "additionalProperties": STR}}),
+})
+
+MAE_GAP = _object({
+    "online_mae": NUM, "offline_mae": NUM, "online_n": INT, "offline_n": INT,
+    "difference": NUM, "relative": NUM_OR_NULL, "tolerance": NUM, "t": NUM_OR_NULL,
+    "df": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},
+    "error": STR_OR_NULL,
+}, description="a number candidate's online MAE against (1 + tolerance) x its offline MAE: "
+               "Welch's one-sided t test")
+
+FINDING = _object({
+    "kind": {"enum": ["prediction_shift", "traffic_mix", "accuracy_gap", "error_gap"]},
+    "candidate": STR, "slice": STR, "severity": NUM, "p_value": NUM_OR_NULL,
+    "explanation": STR, "rank": INT,
+}, {"label": STR})
+
+DIVERGENCE = _object({
+    "experiment_id": INT, "alpha": NUM, "tolerance": NUM,
+    "slices": {"type": "array", "items": _object({
+        "candidate": STR, "slice": STR, "offline": OPEN, "online": OPEN,
+        "gap": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},
+        "mae_gap": {"oneOf": [_ref("MaeGap"), {"type": "null"}]}})},
+    "traffic_mix": {"type": "array", "items": OPEN},
+    "prediction_shift": {"type": "array", "items": _object(
+        {"candidate": STR, "output_shares": OPEN,
+         "online_labels": {"type": "array", "items": OPEN}},
+        {"offline_labels": {"allOf": [_ref("PredictionShift"), _object({
+            "label_shares": OPEN, "top_label": STR, "excess": NUM})]}})},
+    "label_metrics": {"type": "array", "items": _object({
+        "candidate": STR,
+        "confusion": {"type": "object", "additionalProperties": _ref("Confusion")}})},
+    "findings": {"type": "array", "items": _ref("Finding")},
+})
+
+REPORT_SCHEMAS: dict[str, Any] = {
+    "Confusion": CONFUSION, "ShiftClass": SHIFT_CLASS, "PredictionShift": PREDICTION_SHIFT,
+    "LabelVariantMetrics": LABEL_VARIANT, "Comparison": COMPARISON, "ResultsVariant": VARIANT,
+    "ResultsReport": RESULTS, "MaeGap": MAE_GAP, "Finding": FINDING,
+    "DivergenceReport": DIVERGENCE,
+}

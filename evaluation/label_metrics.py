@@ -1,0 +1,163 @@
+"""Online metrics of a ``label`` candidate: the confusion counts and the shift of its predicted
+classes against its offline test's labels.
+
+**Confusion counts.** Rows are the predicted class, columns the true class. A prediction with a
+known truth (a correction, or a relabel no correction covered) counts at (answer, truth), from
+the ``confusion`` aggregate rows. A served prediction nobody corrected counts as right, on the
+diagonal: the assumption behind the results' ``accuracy_bound = 1 - correction_rate`` and the
+divergence report's estimated label counts (customers correct what is wrong). So ``accuracy``
+here is ``trace / predictions`` under that assumption; it can exceed ``accuracy_bound`` by the
+corrections that confirmed the answer, which the bound counts as wrong. A shadow's answers reach
+nobody, so nothing is assumed for them: only its predictions with a truth are counted.
+
+**Prediction shift.** The online shares of the predicted classes against the offline label
+shares (``label_shares`` of the candidate's offline results, with the offline test's ``n``):
+Pearson's chi-square test of homogeneity of the 2 x K table of counts (scipy
+``chi2_contingency(correction=False)``; offline counts are ``share x n``), the population
+stability index, and per class the difference of shares with its Wald interval (unpooled) and
+the cell's adjusted standardized residual (Haberman 1973) with its two-sided normal p-value,
+Holm-adjusted across the classes. A class is ``shifted`` when the whole table is (p < alpha and
+PSI >= 0.1) and its own adjusted p-value is below alpha.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from evaluation import aggregation as agg
+from evaluation.online import Cell
+from evaluation.share_tests import PSI_SHIFT, psi
+from evaluation.stats import holm
+
+ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
+              "accuracy_bound = 1 - correction_rate")
+SHADOW_ASSUMPTION = "a shadow's answers reach nobody: only predictions with a truth are counted"
+
+
+def pairs(cell: Cell) -> dict[tuple[str, str], float]:
+    """(answer, truth) -> predictions, from the cell's ``confusion`` rows."""
+    out: dict[tuple[str, str], float] = {}
+    for label, v in cell.labels(agg.CONFUSION).items():
+        answer, truth = json.loads(label)
+        out[(answer, truth)] = out.get((answer, truth), 0.0) + float(v[0])
+    return out
+
+
+def class_order(declared: Sequence[str], *seen: Any) -> list[str]:
+    """The declared classes in their order, then any other class seen, sorted."""
+    extra = {str(c) for names in seen for c in names} - set(declared)
+    return [*declared, *sorted(extra)]
+
+
+def confusion(cell: Cell, declared: Sequence[str] = (), *, shadow: bool = False
+              ) -> dict[str, Any]:
+    """The confusion counts of one variant x slice, JSON-ready (see the module docstring)."""
+    known = pairs(cell)
+    outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
+    classes = class_order(declared, outputs, [a for a, _ in known], [t for _, t in known])
+    index = {c: i for i, c in enumerate(classes)}
+    corrected = np.zeros((len(classes), len(classes)))
+    for (answer, truth), n in known.items():
+        corrected[index[answer], index[truth]] += n
+    with_truth = corrected.sum(axis=1)
+    answered = np.array([outputs.get(c, 0.0) for c in classes])
+    uncorrected = np.zeros(len(classes)) if shadow else np.maximum(answered - with_truth, 0.0)
+    table = corrected + np.diag(uncorrected)
+    total = float(table.sum())
+    truths = float(corrected.sum())
+    return {
+        "classes": classes,
+        "counts": table.astype(int).tolist(),
+        "with_truth": corrected.astype(int).tolist(),
+        "uncorrected": None if shadow else dict(zip(classes, uncorrected.astype(int).tolist(),
+                                                    strict=True)),
+        "uncorrected_counted_as": None if shadow else "right",
+        "assumption": SHADOW_ASSUMPTION if shadow else ASSUMPTION,
+        "predictions": int(answered.sum()),
+        "truths": int(truths),
+        # Truths the table cannot place: of failed predictions, or pairs too long to keep.
+        "truths_outside_table": max(int(cell.get(agg.CORRECTED)[0] - truths), 0),
+        "accuracy": None if shadow or not total else float(np.trace(table) / total),
+        "accuracy_with_truth": float(np.trace(corrected) / truths) if truths else None,
+    }
+
+
+def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, float],
+                     offline_n: float | None, declared: Sequence[str] = (),
+                     alpha: float = 0.05) -> dict[str, Any] | None:
+    """Online predicted-class counts against offline label shares (see the module docstring);
+    None without offline shares or online predictions."""
+    total = float(sum(online.values()))
+    off_sum = float(sum(offline_shares.values()))
+    if not offline_shares or total <= 0 or off_sum <= 0:
+        return None
+    classes = class_order(declared, offline_shares, online)
+    on = np.array([float(online.get(c, 0.0)) for c in classes])
+    off = np.array([float(offline_shares.get(c, 0.0)) for c in classes]) / off_sum
+    q = on / total
+    index = psi(off, on)
+    out: dict[str, Any] = {
+        "test": "pearson chi-square of homogeneity (offline counts = share x n)",
+        "online_n": int(total), "offline_n": int(offline_n) if offline_n else None,
+        "chi_square": None, "dof": None, "p_value": None, "psi": index, "shifted": False,
+        "error": None,
+    }
+    per_class = [{"label": c, "online_count": int(on[i]), "online_share": float(q[i]),
+                  "offline_share": float(off[i]), "difference": float(q[i] - off[i]),
+                  "difference_ci": None, "residual": None, "p_value": None,
+                  "p_value_holm": None, "shifted": False} for i, c in enumerate(classes)]
+    out["classes"] = per_class
+    if not offline_n or offline_n <= 0:
+        out["error"] = "the offline results give no n, so the offline shares have no sample size"
+        return out
+    table = np.vstack([off * float(offline_n), on])
+    keep = table.sum(axis=0) > 0
+    if keep.sum() < 2:
+        out["error"] = "fewer than two classes were seen offline or online"
+        return out
+    res = stats.chi2_contingency(table[:, keep], correction=False)
+    expected = np.zeros_like(table)
+    expected[:, keep] = res.expected_freq
+    grand = table.sum()
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    residual = np.full(len(classes), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.sqrt(expected[1] * (1 - rows[1] / grand) * (1 - cols / grand))
+        residual[keep] = ((table[1] - expected[1]) / scale)[keep]
+    p_each = np.where(np.isfinite(residual), 2 * stats.norm.sf(np.abs(residual)), np.nan)
+    adjusted = holm(p_each, alpha).p_adjusted
+    shifted = bool(res.pvalue < alpha and index >= PSI_SHIFT)
+    for i, row in enumerate(per_class):
+        half = z * math.sqrt(q[i] * (1 - q[i]) / total + off[i] * (1 - off[i]) / offline_n)
+        row["difference_ci"] = [row["difference"] - half, row["difference"] + half]
+        if math.isfinite(residual[i]):
+            row.update(residual=float(residual[i]), p_value=float(p_each[i]),
+                       p_value_holm=float(adjusted[i]),
+                       shifted=bool(shifted and adjusted[i] < alpha))
+    out.update(chi_square=float(res.statistic), dof=int(res.dof), p_value=float(res.pvalue),
+               shifted=shifted)
+    return out
+
+
+def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] | None,
+                alpha: float, *, shadow: bool = False) -> dict[str, Any]:
+    """Confusion counts and prediction shift of one variant x slice; ``offline`` is the offline
+    row of that slice (``n``, ``label_shares``, ``output_shares``), or None.
+
+    ``answer_shift`` holds the online answers against the offline *answers* (``output_shares``,
+    when the offline test kept them) by the same test: where ``prediction_shift`` mixes a change
+    of inputs with the model's own errors, this one moves only when the inputs changed."""
+    outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
+    offline = offline or {}
+    return {"confusion": confusion(cell, declared, shadow=shadow),
+            "prediction_shift": prediction_shift(outputs, offline.get("label_shares") or {},
+                                                 offline.get("n"), declared, alpha),
+            "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},
+                                             offline.get("n"), declared, alpha)}

@@ -1,0 +1,91 @@
+"""Online metrics of a ``number`` candidate: MAE and RMSE with intervals, and the online MAE held
+against the offline test's.
+
+The worker keeps, per group, the additive sums of ``|answer - truth|`` and ``(answer - truth)^2``
+over predictions with a numeric truth (:mod:`evaluation.aggregation`). Arm against arm, the
+absolute error is a mean metric of the results' comparisons (Welch's t, lower is better).
+
+**Against offline.** An offline row gives ``n``, ``mae`` and ``rmse``, which fix the sample
+variance of its absolute errors: ``(rmse^2 - mae^2) * n / (n - 1)``. The online MAE is tested
+against ``(1 + tolerance) x`` the offline MAE with Welch's one-sided t test (scipy
+``ttest_ind_from_stats(equal_var=False, alternative="greater")``): flagged when the online error
+is significantly larger than the offline test promised, beyond the relative tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from scipy import stats
+
+from evaluation import aggregation as agg
+from evaluation.online import Cell
+
+
+def _mean_variance(n: float, total: float, squares: float) -> tuple[float, float]:
+    mean = total / n
+    return mean, (max(squares - n * mean * mean, 0.0) / (n - 1) if n > 1 else math.nan)
+
+
+def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
+    """MAE and RMSE of a `number` candidate's corrected predictions, each with a normal
+    (1 - alpha) interval (RMSE's: the square roots of the mean squared error's bounds); empty
+    for other output types."""
+    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
+    if n < 1:
+        return {}
+    _, sq_total, sq_squares = (float(x) for x in cell.get(agg.SQUARED_ERROR))
+    z = float(stats.norm.ppf(1 - alpha / 2))
+
+    def interval(s: float, ss: float) -> tuple[float, float, float]:
+        mean, variance = _mean_variance(n, s, ss)
+        if n < 2:
+            return mean, 0.0, math.inf
+        half = z * math.sqrt(variance / n)
+        return mean, max(mean - half, 0.0), mean + half
+
+    mae, mae_low, mae_high = interval(total, squares)
+    mse, mse_low, mse_high = interval(sq_total, sq_squares)
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    return {"numbers_corrected": int(n),
+            "mae": mae, "mae_interval": [mae_low, finite(mae_high)],
+            "rmse": math.sqrt(mse),
+            "rmse_interval": [math.sqrt(mse_low), finite(math.sqrt(mse_high))]}
+
+
+def mae_against_offline(cell: Cell, offline: Mapping[str, Any], alpha: float,
+                        tolerance: float) -> dict[str, Any] | None:
+    """Online against offline MAE of one slice (see the module docstring); None when either
+    side has no MAE."""
+    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
+    off_mae, off_rmse, off_n = offline.get("mae"), offline.get("rmse"), offline.get("n") or 0
+    if n < 1 or off_mae is None:
+        return None
+    mae, variance = _mean_variance(n, total, squares)
+    out: dict[str, Any] = {
+        "online_mae": mae, "offline_mae": float(off_mae), "online_n": int(n),
+        "offline_n": int(off_n), "difference": mae - float(off_mae),
+        "relative": (mae - off_mae) / off_mae if off_mae > 0 else None,
+        "tolerance": tolerance, "t": None, "df": None, "p_value": None, "flagged": False,
+        "error": None,
+    }
+    if off_rmse is None or off_n < 2 or n < 2:
+        out["error"] = "a Welch test needs at least two errors on each side and the offline rmse"
+        return out
+    off_var = max(float(off_rmse) ** 2 - float(off_mae) ** 2, 0.0) * off_n / (off_n - 1)
+    if variance <= 0 and off_var <= 0:
+        out["error"] = "the absolute errors show no variance on either side"
+        return out
+    bound = float(off_mae) * (1 + tolerance)
+    res = stats.ttest_ind_from_stats(mae, math.sqrt(variance), n, bound, math.sqrt(off_var),
+                                     off_n, equal_var=False, alternative="greater")
+    se2 = variance / n + off_var / off_n
+    df = se2 ** 2 / ((variance / n) ** 2 / (n - 1) + (off_var / off_n) ** 2 / (off_n - 1))
+    out.update(t=float(res.statistic), df=float(df), p_value=float(res.pvalue),
+               flagged=bool(res.pvalue < alpha))
+    return out

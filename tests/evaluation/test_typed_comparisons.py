@@ -1,0 +1,139 @@
+"""Metrics that follow the output type beyond labels: `text` answers are compared word by word;
+a `number` candidate's absolute error is compared between arms (Welch, checked against scipy),
+enters the decision, and is held against the offline MAE in the divergence report."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from core import events, receipts
+from core.store.db import Database
+from core.store.models import Candidate
+from evaluation.divergence import divergence_report
+from evaluation.results import experiment_results
+from evaluation.token_metrics import edit_distance, same_output
+from tests.evaluation.helpers import SECRET, T0, add_experiment, aggregate_totals, apply, prediction
+
+
+def typed_prediction(pid: str, value: Any, kind: str, arm: str = "control") -> dict[str, Any]:
+    event = prediction(pid, arm=arm, candidate="cand-a" if arm == "control" else "cand-b",
+                       confidence=None)
+    event.update(output=value, output_type=kind)
+    return events.validate_event(event)
+
+
+def typed_correction(pid: str, truth: Any, kind: str) -> dict[str, Any]:
+    event = events.make_event(events.CORRECTION_SUBMITTED, correction_id=uuid.uuid4().hex,
+                              prediction_id=pid, corrected_output=truth, output_type=kind,
+                              receipt=receipts.sign(SECRET, pid))
+    event["occurred_at"] = T0.isoformat()
+    return event
+
+
+def test_text_is_compared_by_words() -> None:
+    assert same_output("the cat  sat", "the cat sat", "text")
+    assert edit_distance("the cat sat", "the dog sat on", "text") == pytest.approx(2 / 4)
+    # LaTeX keeps its own tokens: a brace is a token, spacing is not.
+    assert same_output("x ^ { 2 }", "x^{2}", "latex") and not same_output("x^2", "x^{2}")
+    assert edit_distance("x^2", "x^{2}", "latex") == pytest.approx(2 / 5)
+    assert edit_distance("3.5", "3.0", "number") == 1.0
+
+
+def test_text_corrections_feed_word_metrics(db: Database) -> None:
+    exp = add_experiment(db)
+    apply(db, [typed_prediction("p0", "the cat sat", "text"),
+               typed_prediction("p1", "the cat sat", "text")])
+    apply(db, [typed_correction("p0", "the  cat   sat", "text"),
+               typed_correction("p1", "the dog sat on", "text")])
+    totals = aggregate_totals(db, exp)
+    assert totals["exact_match.sum"] == 1
+    assert totals["token_edit_distance.sum"] == pytest.approx(0.5)  # by characters: 5/11
+    with db.session() as s:
+        figures = experiment_results(s, exp)["metrics"]["control"]["all"]
+    assert figures["exact_match"] == 0.5 and figures["token_edit_distance"] == pytest.approx(0.25)
+
+
+def load_numbers(db: Database, primary: str = "correction_rate",
+             offline: dict[str, Any] | None = None) -> tuple[int, np.ndarray, np.ndarray]:
+    """Control answers within N(0, 1) of the truth, treatment within N(0, 3): 80 each."""
+    rng = np.random.default_rng(3)
+    with db.session() as s:
+        for name in ("cand-a", "cand-b"):
+            s.add(Candidate(name=name, version="1", pipeline={"output": {"type": "number"}},
+                            offline_results=offline if name == "cand-a" else {},
+                            created_at=T0, updated_at=T0))
+    exp = add_experiment(db, primary_metric=primary)
+    truths = np.round(rng.uniform(0, 100, 160), 3)
+    answers = truths + np.concatenate([rng.normal(0, 1, 80), rng.normal(0, 3, 80)])
+    arms = ["control"] * 80 + ["treatment"] * 80
+    apply(db, [typed_prediction(f"p{i}", float(a), "number", arm)
+               for i, (a, arm) in enumerate(zip(answers, arms, strict=True))])
+    apply(db, [typed_correction(f"p{i}", float(t), "number") for i, t in enumerate(truths)])
+    errors = np.abs(answers - truths)
+    return exp, errors[:80], errors[80:]
+
+
+def test_absolute_error_is_compared_with_welch_and_stops_a_worse_arm(db: Database) -> None:
+    exp, control, treatment = load_numbers(db)
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    assert [v["output_type"] for v in res["variants"]] == ["number", "number"]
+    rec = next(r for r in res["comparisons"] if r["metric"] == "absolute_error"
+               and r["slice"] == "all")
+    want = stats.ttest_ind(treatment, control, equal_var=False)
+    ci = want.confidence_interval(0.95)
+    assert rec["kind"] == "mean" and rec["lower_is_better"]
+    assert rec["difference"] == pytest.approx(treatment.mean() - control.mean(), rel=1e-9)
+    assert rec["statistic"] == pytest.approx(want.statistic, rel=1e-9)
+    assert rec["p_value"] == pytest.approx(want.pvalue, rel=1e-6)
+    assert rec["ci_low"] == pytest.approx(ci.low, rel=1e-9)
+    assert rec["ci_high"] == pytest.approx(ci.high, rel=1e-9)
+    assert rec["verdict"] == "worse"
+    assert {r["metric"] for r in res["comparisons"]} >= {"absolute_error", "squared_error"}
+    decision = res["decision"]
+    assert decision["arms"] == {"treatment": "stop"} and decision["action"] == "stop"
+    assert any("absolute error" in r for r in decision["reasons"])
+
+
+def test_absolute_error_as_the_primary_metric(db: Database) -> None:
+    exp, _, _ = load_numbers(db, primary="absolute_error")
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    assert res["experiment"]["primary_metric"] == "absolute_error"
+    assert res["decision"]["arms"] == {"treatment": "stop"}
+    assert "significantly worse on absolute_error" in " ".join(res["decision"]["reasons"])
+    assert res["power"]["treatment"]["error"] is None
+
+
+def test_online_mae_against_offline_mae(db: Database) -> None:
+    offline_errors = np.abs(np.random.default_rng(9).normal(0, 0.5, 50))
+    mae = float(offline_errors.mean())
+    rmse = float(np.sqrt(np.mean(offline_errors ** 2)))
+    row = {"n": 50, "mae": mae, "rmse": rmse}
+    offline = {"output_type": "number", "overall": row, "slices": {"printed/middle": row}}
+    exp, control, _ = load_numbers(db, offline=offline)
+    with db.session() as s:
+        report = divergence_report(s, exp, tolerance=0.0)
+    overall = next(r for r in report["slices"] if r["candidate"] == "cand-a"
+                   and r["slice"] == "all")
+    gap = overall["mae_gap"]
+    want = stats.ttest_ind(control, offline_errors, equal_var=False, alternative="greater")
+    assert gap["online_mae"] == pytest.approx(control.mean(), rel=1e-9)
+    assert gap["t"] == pytest.approx(want.statistic, rel=1e-9)
+    assert gap["p_value"] == pytest.approx(want.pvalue, rel=1e-6)
+    assert gap["df"] == pytest.approx(want.df, rel=1e-9)
+    assert gap["flagged"] and overall["offline"]["mae"] == mae
+    assert overall["online"]["mae"] == pytest.approx(control.mean(), rel=1e-9)
+    found = [f for f in report["findings"] if f["kind"] == "error_gap"]
+    assert [(f["candidate"], f["slice"]) for f in found] == [("cand-a", "all")]
+    assert found[0]["severity"] == pytest.approx((control.mean() - mae) / control.mean())
+    # Within a 200% tolerance the online MAE is no longer significantly worse.
+    with db.session() as s:
+        loose = divergence_report(s, exp, tolerance=2.0)
+    assert not next(r for r in loose["slices"] if r["candidate"] == "cand-a"
+                    and r["slice"] == "all")["mae_gap"]["flagged"]
