@@ -62,6 +62,10 @@ def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
     if old is None and len(others) >= MAX_METRICS:
         raise AbvocError(f"an experiment holds at most {MAX_METRICS} metrics")
     if spec["kind"] == RATIO:
+        used = [o.name for o in others.values() if name in (o.numerator, o.denominator)]
+        if used:
+            raise Conflict(f"{name!r} is a part of the ratio {used[0]!r}, so it cannot become "
+                           "a ratio itself")
         for part in ("numerator", "denominator"):
             other = others.get(spec[part])
             if other is None:
@@ -70,10 +74,6 @@ def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
             if other.kind == RATIO:
                 raise AbvocError(f"the {part} {spec[part]!r} is itself a ratio; a ratio "
                                  "divides sums of plain metrics")
-        used = [o.name for o in others.values() if name in (o.numerator, o.denominator)]
-        if used:
-            raise Conflict(f"{name!r} is a part of the ratio {used[0]!r}, so it cannot become "
-                           "a ratio itself")
     if old is not None and old.kind != spec["kind"]:
         counted = session.scalar(select(Outcome.outcome_id).where(
             Outcome.experiment_id == experiment_id, Outcome.metric == name).limit(1))
