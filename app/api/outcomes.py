@@ -27,18 +27,16 @@ def record_outcome():  # noqa: ANN201
     return jsonify(accepted), 202
 
 
-@bp.get(f"/v1/experiments/{EXP}/metrics")
+@bp.route(f"/v1/experiments/{EXP}/metrics", methods=["GET", "POST"])
 @require("admin")
 def experiment_metrics(experiment_id: int):  # noqa: ANN201
+    # One rule for both methods: with two, werkzeug answers 405 rather than 404 to a POST on an
+    # id the converter refuses (0, or past 64 bits).
     db = current_app.extensions["abvoc"].db
-    return jsonify({"metrics": list_metrics(db, experiment_id)})
-
-
-@bp.post(f"/v1/experiments/{EXP}/metrics")
-@require("admin")
-def define_experiment_metric(experiment_id: int):  # noqa: ANN201
+    if request.method == "GET":
+        return jsonify({"metrics": list_metrics(db, experiment_id)})
     body = request.get_json(silent=True)
     if body is None:
         raise AbvocError("send the metric as a JSON object with name, kind and direction")
-    defined, created = define_metric(current_app.extensions["abvoc"].db, experiment_id, body)
+    defined, created = define_metric(db, experiment_id, body)
     return jsonify(defined), 201 if created else 200

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app import close_app, create_app
