@@ -42,7 +42,7 @@ def load(session: Session, experiment_id: int) -> list[ExperimentMetric]:
 
 
 def list_metrics(db: Database, experiment_id: int) -> list[dict[str, Any]]:
-    with db.session() as s:
+    with db.reading() as s:
         _experiment(s, experiment_id)
         return [view(r) for r in load(s, experiment_id)]
 

@@ -5,6 +5,8 @@ by the delta method, and the decision on the primary metric and the guardrails."
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from itertools import count
@@ -19,9 +21,10 @@ from core import events, receipts
 from core.bus.base import Record
 from core.errors import AbvocError, Conflict, Forbidden
 from core.store.db import Database
-from core.store.models import Outcome, OutcomeUnitValue
+from core.store.models import Outcome, OutcomeUnitValue, Prediction
 from core.stream import apply_records
 from evaluation.metric_definitions import define_metric, list_metrics
+from evaluation.outcomes import apply_outcomes
 from evaluation.results import experiment_results
 from evaluation.stats import ratio_stats
 from evaluation.worker import GROUP_ID, apply_events, receipt_check
@@ -78,6 +81,41 @@ def test_outcome_joins_its_prediction_in_either_order_days_late(db: Database,
     again = dict(late, event_id=uuid.uuid4().hex)
     assert apply(db, [again, prediction("p2", experiment_id=exp, arm="treatment",
                                         unit_id="u1")]) == 2
+    assert unit_rows(db) == {("treatment", "won", "u1"): (1, 1.0)}
+
+
+def test_two_workers_joining_one_outcome_count_it_once(db: Database) -> None:
+    """Two workers both see a waiting outcome whose prediction just arrived: the first claims
+    it, the second's claim waits for the first to commit and then finds it counted."""
+    exp = add_experiment(db)
+    define(db, exp, "won", "proportion")
+    apply(db, [outcome("won", 1, pid="p1", exp=exp, oid="o1")])
+    with db.session() as s:  # the prediction, stored by a worker that has not joined it yet
+        s.add(Prediction(prediction_id="p1", event_id="e-p1", experiment_id=exp, candidate="c",
+                         arm="treatment", unit_id="u1", input_hash="h", output="x",
+                         created_at=T0))
+    claimed, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with db.session() as s:
+            apply_outcomes(s, [])
+            claimed.set()
+            release.wait(10)
+
+    def second() -> None:
+        with db.session() as s:
+            apply_outcomes(s, [])
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert claimed.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    time.sleep(0.5)
+    assert two.is_alive()  # held behind the first one's claim (row lock or SQLite's writer)
+    release.set()
+    one.join(10)
+    two.join(10)
     assert unit_rows(db) == {("treatment", "won", "u1"): (1, 1.0)}
 
 
