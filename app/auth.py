@@ -21,7 +21,7 @@ from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
 
-SCOPES = ("predict", "correct", "admin")
+SCOPES = ("predict", "correct", "outcome", "admin")
 CACHE_S = 5.0
 
 

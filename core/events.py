@@ -20,15 +20,19 @@ from core.store.db import utcnow
 
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
-EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED)
+OUTCOME_RECORDED = "OutcomeRecorded"
+EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED, OUTCOME_RECORDED)
 # PredictionMade v2 and CorrectionSubmitted v3: an output of any output type (earlier versions:
 # LaTeX text only); every version is read.
-CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 3}
+CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 3, OUTCOME_RECORDED: 1}
 
-# Which topic (after the configured prefix) carries each event type, and which field keys it:
-# both are keyed by prediction id, so one prediction's events stay in one partition, in order.
-TOPIC_OF = {PREDICTION_MADE: "predictions", CORRECTION_SUBMITTED: "corrections"}
-KEY_FIELD = {PREDICTION_MADE: "prediction_id", CORRECTION_SUBMITTED: "prediction_id"}
+# Which topic (after the configured prefix) carries each event type, and which fields key it
+# (the first one present): predictions and corrections are keyed by prediction id, so one
+# prediction's events stay in one partition, in order; an outcome by its prediction or its unit.
+TOPIC_OF = {PREDICTION_MADE: "predictions", CORRECTION_SUBMITTED: "corrections",
+            OUTCOME_RECORDED: "outcomes"}
+KEY_FIELD = {PREDICTION_MADE: ("prediction_id",), CORRECTION_SUBMITTED: ("prediction_id",),
+             OUTCOME_RECORDED: ("prediction_id", "unit_id")}
 
 
 @cache
@@ -121,7 +125,8 @@ class Route:
 def route(event: dict[str, Any], prefix: str) -> Route:
     """The topic and partition key an event travels under."""
     event_type = event["event_type"]
-    return Route(f"{prefix}.{TOPIC_OF[event_type]}", str(event[KEY_FIELD[event_type]]))
+    key = next(event[f] for f in KEY_FIELD[event_type] if event.get(f) is not None)
+    return Route(f"{prefix}.{TOPIC_OF[event_type]}", str(key))
 
 
 def topics(prefix: str) -> list[str]:

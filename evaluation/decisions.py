@@ -6,11 +6,12 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
    can be trusted; fix it and restart.
 2. A treatment arm breaches a **guardrail** (p99 latency above its limit over at least
    ``MIN_GUARDRAIL_N`` predictions; an error or correction rate whose 95 % Wilson interval lies
-   above its limit): stop that arm.
+   above its limit; an outcome metric's guardrail when the arm's interval of its per-unit
+   mean lies wholly on the bad side of the limit): stop that arm.
 3. **Significant harm** on the primary metric (the always-valid mSPRT interval lies wholly on the
-   bad side): stop that arm. For candidates that answer numbers, a significantly larger absolute
-   error than the control's (Welch, always-valid interval wholly above zero) is harm too, whatever
-   the primary metric: answers further from the truth hurt users even if no one corrects them.
+        breaches += _outcome_breaches(arm, results.get("outcomes") or {})
+        rec = _record(results, arm, primary)
+        error = _record(results, arm, ERROR_METRIC) if primary != ERROR_METRIC else None
 4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
    with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
 5. Otherwise keep running, saying how many more units per arm the target effect needs.
@@ -48,6 +49,26 @@ def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any
     return out
 
 
+def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
+    """Outcome guardrails: the arm's (1 - alpha) interval of the metric's per-unit mean lies
+    wholly below the limit of a higher-is-better metric, or above that of a lower-is-better one.
+    """
+    out = []
+    for name, metric in outcomes.items():
+        limit = metric.get("guardrail")
+        figures = metric["arms"].get(arm)
+        if limit is None or not figures or None in figures["interval"]:
+            continue
+        low, high = figures["interval"]
+        if metric["direction"] == "higher" and high < limit:
+            out.append(f"arm {arm!r}: {name} {figures['mean']:.4g} per unit is significantly "
+                       f"below the guardrail {limit:g}")
+        elif metric["direction"] == "lower" and low > limit:
+            out.append(f"arm {arm!r}: {name} {figures['mean']:.4g} per unit is significantly "
+                       f"above the guardrail {limit:g}")
+    return out
+
+
 def _wilson_low(figures: dict[str, Any], metric: str) -> float | None:
     n = figures.get("predictions") or 0
     rate = figures.get(metric)
@@ -76,6 +97,7 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     for arm in arms:
         figures = results["metrics"].get(arm, {}).get(ALL)
         breaches = _guardrail_breaches(arm, figures, limits) if figures else []
+        breaches += _outcome_breaches(arm, results.get("outcomes") or {})
         rec = _record(results, arm, primary)
         error = _record(results, arm, ERROR_METRIC) if primary != ERROR_METRIC else None
         if breaches:
@@ -102,8 +124,9 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
             power = results.get("power", {}).get(arm, {})
             need = power.get("still_needed")
             if need:
+                per = "units" if primary in (results.get("outcomes") or {}) else "predictions"
                 reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
-                               f"more predictions per arm to detect a "
+                               f"more {per} per arm to detect a "
                                f"{power['target_relative_effect']:.0%} change")
             else:
                 reasons.append(f"arm {arm!r}: no significant difference on {primary} yet"

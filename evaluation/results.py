@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
+from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment, ExperimentUnit
 from evaluation import aggregation as agg
 from evaluation import decisions
@@ -40,6 +41,7 @@ from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
 from evaluation.online import ALL, Cell, Cells, Variant, load_cells, metrics
+from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.stats import (
     AnalysisConfig,
     ExperimentAggregates,
@@ -164,11 +166,13 @@ def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Vari
     }
 
 
-def _sample_needed(record: dict[str, Any], spec: MetricSpec, control: Cell,
-                   target_relative_effect: float, alpha: float, power: float) -> dict[str, Any]:
+def _sample_needed(record: dict[str, Any], spec: MetricSpec,
+                   control: tuple[float, float, float], target_relative_effect: float,
+                   alpha: float, power: float) -> dict[str, Any]:
     """Per-arm sample for the target relative effect on the primary metric and what is left;
-    the power the current arms have against that effect; the relative MDE (delta method)."""
-    n, s, ss = metric_stats(control, spec.name)
+    the power the current arms have against that effect; the relative MDE (delta method).
+    `control` is the control arm's plain ``(n, sum, sum_squares)`` of the metric."""
+    n, s, ss = control
     baseline = s / n if n else math.nan
     blank = {"target_relative_effect": target_relative_effect, "per_arm": None,
              "still_needed": None, "power_at_target": None, "mde_relative": None}
@@ -222,9 +226,13 @@ def experiment_results(session: Session, experiment_id: int, *,
     arms = variants[: len(weights)]
     cells = load_cells(session, experiment_id)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
-    primary = METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
+    outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha)
+    specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
+    chosen = outcomes.primary
+    primary = specs[chosen.name] if chosen is not None \
+        else METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
     facts = candidate_facts(session, [v.candidate for v in variants])
-    specs = metrics_compared(cells, primary.name, facts)
+    compared = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
                        "primary_metric": primary.name, "guardrails": experiment.guardrails or {}},
@@ -238,6 +246,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                                  **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
         "label_metrics": _label_metrics(cells, variants, slices, facts, config.alpha),
+        "outcomes": outcomes.figures,
     }
     if len(arms) < 1 or len(variants) < 2:
         out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
@@ -246,12 +255,14 @@ def experiment_results(session: Session, experiment_id: int, *,
         return out
     srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold) \
         if len(arms) >= 2 else None
-    full = analyze(build_aggregates(cells, variants, slices, specs), config)
-    records = full.to_records()
+    full = analyze(with_outcomes(build_aggregates(cells, variants, slices, compared), outcomes,
+                                 list(range(len(arms)))), config)
+    records = _outcome_records_kept(full.to_records(), outcomes, {a.name for a in arms})
     for r in records:
-        r["lower_is_better"] = METRIC_BY_NAME[r["metric"]].lower_is_better
-        r["verdict"] = _verdict(r, METRIC_BY_NAME[r["metric"]])
-    control_cell = cells.get((variants[0], ALL), Cell())
+        r["lower_is_better"] = specs[r["metric"]].lower_is_better
+        r["verdict"] = _verdict(r, specs[r["metric"]])
+    control = outcomes.control_sums(primary.name) if chosen is not None \
+        else metric_stats(cells.get((variants[0], ALL), Cell()), primary.name)
     latency, power = [], {}
     for v in variants[1:]:
         for s in slices:
@@ -263,10 +274,12 @@ def experiment_results(session: Session, experiment_id: int, *,
                             "p_value": _num(mw.p_value),
                             "probability_of_superiority": _num(mw.probability_of_superiority),
                             "max_statistic_error": mw.max_statistic_error, "error": mw.error})
-        rec = next(r for r in records if r["treatment"] == v.name and r["metric"] == primary.name
-                   and r["slice"] == ALL)
+        rec = next((r for r in records if r["treatment"] == v.name
+                    and r["metric"] == primary.name and r["slice"] == ALL), None)
+        if rec is None:  # a shadow has no outcomes
+            continue
         power[v.name] = {"mde": rec["mde"], **_sample_needed(
-            rec, primary, control_cell, target_relative_effect, config.alpha, config.power)}
+            rec, primary, control, target_relative_effect, config.alpha, config.power)}
     out.update(trustworthy=not (srm and srm["flagged"]), srm=srm, comparisons=records,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)
@@ -277,6 +290,25 @@ def _output_type(f: CandidateFacts) -> str | None:
     if f.described:
         return f.kind.type
     return "label" if f.is_label else None
+
+
+def _outcome_specs(outcomes: OutcomeAggregates) -> dict[str, MetricSpec]:
+    return {d.name: MetricSpec(d.name, d.kind == PROPORTION, d.direction == "lower")
+            for d in outcomes.definitions}
+
+
+def _outcome_records_kept(records: list[dict[str, Any]], outcomes: OutcomeAggregates,
+                          arm_names: set[str]) -> list[dict[str, Any]]:
+    """Outcome metrics are compared between arms in slice ``all`` only (they have no slices,
+    and shadows served nobody, so nobody reported outcomes of them); a ratio says so."""
+    ratios = {d.name for d in outcomes.definitions if d.kind == RATIO}
+    kept = []
+    for r in records:
+        if r["metric"] in METRIC_BY_NAME:
+            kept.append(r)
+        elif r["slice"] == ALL and r["treatment"] in arm_names:
+            kept.append({**r, "kind": "ratio"} if r["metric"] in ratios else r)
+    return kept
 
 
 def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],

@@ -1,4 +1,5 @@
-"""The evaluation worker: applies PredictionMade and CorrectionSubmitted events to the store.
+"""The evaluation worker: applies PredictionMade, CorrectionSubmitted and OutcomeRecorded events
+to the store.
 
 It runs as a member of the `evaluation` consumer group; several workers share the partitions.
 For each batch, in the stream's one transaction (see :mod:`core.stream` for the commit order):
@@ -11,7 +12,9 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
    and its corrections arrives first, the join happens when the second arrives, exactly once;
 4. add the batch's sums to ``online_aggregates``, one row per key (summed in Python first):
    additive rows in one upsert, then the latency rows in one upsert that locks them and returns
-   their sketches, which are merged in Python and written back in one executemany UPDATE.
+   their sketches, which are merged in Python and written back in one executemany UPDATE;
+5. store the batch's outcomes and count those waiting outcomes whose prediction or unit is now
+   known (see :mod:`evaluation.outcomes`).
 
 Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
 :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
@@ -59,6 +62,7 @@ from evaluation.aggregation import (
     first_by,
     hour_of,
 )
+from evaluation.outcomes import apply_outcomes
 
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
@@ -232,23 +236,29 @@ def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
     _join_truths(session, touched, facts, acc)
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
+    apply_outcomes(session, batch)
 
 
 def receipt_check(secret: Secret | str | None) -> Check:
-    """A check that refuses a correction event unless it carries its prediction's receipt.
+    """A check that refuses a correction, or an outcome tied to a prediction, unless it carries
+    the prediction's receipt.
 
     Without a secret nothing can be verified, so every correction is refused (fail closed)."""
 
     def check(event: dict[str, Any]) -> None:
-        if event["event_type"] != events.CORRECTION_SUBMITTED:
+        if event["event_type"] == events.CORRECTION_SUBMITTED:
+            what = f"correction {event['correction_id']!r}"
+        elif event["event_type"] == events.OUTCOME_RECORDED and event.get("prediction_id"):
+            what = f"outcome {event['outcome_id']!r}"
+        else:
             return
         receipt = event.get("receipt")
         prediction_id = event["prediction_id"]
         if secret is None:
-            raise Forbidden(f"correction {event['correction_id']!r}: this worker has no secret "
+            raise Forbidden(f"{what}: this worker has no secret "
                             "to verify receipts with; start it with the service's secret key")
         if not isinstance(receipt, str) or not receipts.verify(secret, prediction_id, receipt):
-            raise Forbidden(f"correction {event['correction_id']!r} carries no valid receipt "
+            raise Forbidden(f"{what} carries no valid receipt "
                             f"for prediction {prediction_id!r}; only the receipt issued with "
                             "the prediction lets a correction count")
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.openapi.candidates import candidate_paths
 from app.openapi.links import finish
+from app.openapi.outcomes import outcome_paths
 from app.openapi.parts import (
     ADMIN,
     EXPERIMENT_ID,
@@ -96,6 +97,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                                                               "alpha", "tolerance"),
     }
     paths.update(candidate_paths())
+    paths.update(outcome_paths())
     paths.update(v2_paths())
     paths = finish(paths)
     if paths_wanted is not None:

@@ -392,8 +392,12 @@ __all__ = [
     "Correction",
     "CorrectionRequest",
     "Experiment",
+    "ExperimentMetric",
     "ExperimentUnit",
     "OnlineAggregate",
+    "Outcome",
+    "OutcomeRequest",
+    "OutcomeUnitValue",
     "OutboxEvent",
     "ParkedEvent",
     "Prediction",
@@ -402,3 +406,12 @@ __all__ = [
     "ServedPrediction",
     "RelabelItem",
 ]
+
+# The outcome tables live in their own module (this one would pass 400 lines); importing them
+# here puts them on Base.metadata wherever the models are loaded.
+from core.store.outcome_models import (  # noqa: E402
+    ExperimentMetric,
+    Outcome,
+    OutcomeRequest,
+    OutcomeUnitValue,
+)

@@ -7,6 +7,7 @@ everything else reads them:
   (delta-method) intervals;
 * :mod:`.rank` - Mann-Whitney U on raw samples or approximately on two histograms;
 * :mod:`.bootstrap` - percentile bootstrap where no closed form fits;
+* :mod:`.ratio` - ratio-of-sums metrics per unit by the delta method;
 * :mod:`.srm` - sample ratio mismatch;
 * :mod:`.sequential` - mSPRT, valid under continuous peeking;
 * :mod:`.multiple` - Holm and Benjamini-Hochberg;
@@ -60,6 +61,7 @@ from evaluation.stats.power import (
 )
 from evaluation.stats.power_effect import Power, power_mean, power_proportion
 from evaluation.stats.rank import RankTestResult, mann_whitney_histograms, mann_whitney_u
+from evaluation.stats.ratio import RatioStats, ratio_stats
 from evaluation.stats.reasons import Reason
 from evaluation.stats.sequential import (
     SequentialConfig,
@@ -90,6 +92,7 @@ __all__ = [
     "Power",
     "ProportionStats",
     "RankTestResult",
+    "RatioStats",
     "Reason",
     "SampleRatioResult",
     "SampleSize",
@@ -117,6 +120,7 @@ __all__ = [
     "power_mean",
     "power_proportion",
     "proportion_arrays",
+    "ratio_stats",
     "sample_ratio_mismatch",
     "sample_size_mean",
     "sample_size_proportion",

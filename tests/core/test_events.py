@@ -73,7 +73,22 @@ def test_routes_keep_a_predictions_events_together() -> None:
     )
     assert events.route(p, "abvoc").key == events.route(c, "abvoc").key == "same"
     assert events.route(p, "abvoc").topic == "abvoc.predictions"
-    assert events.topics("abvoc") == ["abvoc.predictions", "abvoc.corrections"]
+    assert events.topics("abvoc") == ["abvoc.predictions", "abvoc.corrections",
+                                      "abvoc.outcomes"]
+
+
+def test_outcome_events_route_by_prediction_else_unit_and_tie_to_exactly_one() -> None:
+    base = {"outcome_id": "o1", "experiment_id": 1, "metric": "won", "value": 1.0,
+            "observed_at": "2026-11-30T08:00:00+00:00"}
+    by_unit = events.make_event(events.OUTCOME_RECORDED, unit_id="u1", **base)
+    by_prediction = events.make_event(events.OUTCOME_RECORDED, prediction_id="p1",
+                                      receipt="a" * 64, **base)
+    assert events.route(by_unit, "x") == events.Route("x.outcomes", "u1")
+    assert events.route(by_prediction, "x") == events.Route("x.outcomes", "p1")
+    for bad in ({"unit_id": "u1", "prediction_id": "p1", "receipt": "a" * 64},
+                {"prediction_id": "p1"}, {}, {"unit_id": "u1", "value": True}):
+        with pytest.raises(EventSchemaError):
+            events.make_event(events.OUTCOME_RECORDED, **{**base, **bad})
 
 
 @pytest.mark.parametrize(("output_type", "output", "text"), [

@@ -1,0 +1,42 @@
+"""POST /v1/outcomes: what happened after an answer, reported by the product; and the outcome
+metrics an experiment defines (GET/POST /v1/experiments/{id}/metrics, admin)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.api.experiments import EXP
+from app.auth import require
+from core.errors import AbvocError
+from evaluation.metric_definitions import define_metric, list_metrics
+from feedback.outcomes import submit_outcome
+
+bp = Blueprint("outcomes", __name__)
+
+
+@bp.post("/v1/outcomes")
+@require("outcome")
+def record_outcome():  # noqa: ANN201
+    body = request.get_json(silent=True)
+    if body is None:
+        raise AbvocError("send a JSON object with metric, value and either prediction_id and "
+                         "receipt, or unit_id and experiment_id")
+    services = current_app.extensions["abvoc"]
+    accepted = submit_outcome(services.db, services.settings, body,
+                              request.headers.get("Idempotency-Key"))
+    return jsonify(accepted), 202
+
+
+@bp.route(f"/v1/experiments/{EXP}/metrics", methods=["GET", "POST"])
+@require("admin")
+def experiment_metrics(experiment_id: int):  # noqa: ANN201
+    # One rule for both methods: with two, werkzeug answers 405 rather than 404 to a POST on an
+    # id the converter refuses (0, or past 64 bits).
+    db = current_app.extensions["abvoc"].db
+    if request.method == "GET":
+        return jsonify({"metrics": list_metrics(db, experiment_id)})
+    body = request.get_json(silent=True)
+    if body is None:
+        raise AbvocError("send the metric as a JSON object with name, kind and direction")
+    defined, created = define_metric(db, experiment_id, body)
+    return jsonify(defined), 201 if created else 200

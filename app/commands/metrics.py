@@ -1,0 +1,69 @@
+"""`abvoc metrics define|list`: thin commands over evaluation.metric_definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from app.cli import Context, emit, json_option, open_db, pass_ctx
+from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS
+from evaluation.metric_definitions import define_metric, list_metrics
+
+
+def _line(m: dict[str, Any]) -> str:
+    what = f"{m['numerator']}/{m['denominator']}" if m["kind"] == "ratio" else m["combine"]
+    line = f"{m['name']}: {m['kind']} ({what}), {m['direction']} is better"
+    if m["guardrail"] is not None:
+        line += f", guardrail {m['guardrail']:g}"
+    return line + (" [primary]" if m["primary"] else "")
+
+
+@click.group()
+def metrics() -> None:
+    """Outcome metrics of an experiment (what POST /v1/outcomes may report)."""
+
+
+@metrics.command()
+@click.argument("experiment_id", type=int)
+@click.option("--name", required=True)
+@click.option("--kind", type=click.Choice(KINDS), required=True)
+@click.option("--direction", type=click.Choice(DIRECTIONS), required=True,
+              help="Whether a higher or a lower value is better.")
+@click.option("--combine", type=click.Choice(COMBINES), default=None,
+              help="How a unit's outcomes combine (default: first for proportions, mean for "
+                   "means, sum for ratios).")
+@click.option("--numerator", default=None, help="Ratio metrics: the metric summed on top.")
+@click.option("--denominator", default=None, help="Ratio metrics: the metric summed below.")
+@click.option("--guardrail", type=float, default=None,
+              help="An arm whose per-unit mean is significantly on the bad side of this fails.")
+@click.option("--primary", is_flag=True, help="Decide the experiment on this metric.")
+@json_option
+@pass_ctx
+def define(ctx: Context, experiment_id: int, name: str, kind: str, direction: str,
+           combine: str | None, numerator: str | None, denominator: str | None,
+           guardrail: float | None, primary: bool, as_json: bool) -> None:
+    """Define (or change) an outcome metric of an experiment."""
+    body: dict[str, Any] = {"name": name, "kind": kind, "direction": direction,
+                            "guardrail": guardrail, "primary": primary}
+    for key, value in (("combine", combine), ("numerator", numerator),
+                       ("denominator", denominator)):
+        if value is not None:
+            body[key] = value
+    with open_db(ctx) as db:
+        defined, _ = define_metric(db, experiment_id, body)
+    emit(defined, as_json, _line(defined))
+
+
+@metrics.command(name="list")
+@click.argument("experiment_id", type=int)
+@json_option
+@pass_ctx
+def list_(ctx: Context, experiment_id: int, as_json: bool) -> None:
+    """List an experiment's outcome metrics."""
+    with open_db(ctx) as db:
+        rows = list_metrics(db, experiment_id)
+    emit(rows, as_json, "\n".join(_line(m) for m in rows) or "no outcome metrics")
+
+
+METRIC_COMMANDS = [metrics]

@@ -1,0 +1,107 @@
+"""Outcome metric definitions and outcome values: the checks the API, the command line and the
+worker share, so a definition or a value means the same thing wherever it is read.
+
+A metric is defined per experiment. Its kind says what a unit's value is: ``proportion`` (0 or 1
+per unit), ``mean`` (any number per unit) or ``ratio`` (the sum of a numerator metric over the sum
+of a denominator metric, both taken per unit, tested by the delta method). ``combine`` says how
+one unit's outcomes of the metric become its value: the ``first`` one (by the time it happened),
+their ``sum``, their ``mean`` or their ``max``. A proportion combines by first or max (max reads
+"any"), so every unit's value stays 0 or 1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from core.errors import AbvocError
+
+PROPORTION, MEAN, RATIO = "proportion", "mean", "ratio"
+KINDS = (PROPORTION, MEAN, RATIO)
+COMBINES = ("first", "sum", "mean", "max")
+DIRECTIONS = ("higher", "lower")
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
+FIELDS = {"name", "kind", "direction", "combine", "guardrail", "primary", "numerator",
+          "denominator"}
+DEFAULT_COMBINE = {PROPORTION: "first", MEAN: "mean", RATIO: "sum"}
+PROPORTION_COMBINES = ("first", "max")
+# Values past this size lose their units digit as floats; nothing real is that large.
+MAX_ABS_VALUE = 2.0**53
+
+
+def _name(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not re.match(NAME_PATTERN, value):
+        raise AbvocError(f"'{key}' must be a metric name: a lower-case letter, then up to 49 "
+                         "lower-case letters, digits or underscores")
+    return value
+
+
+def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...], default: str | None) -> str:
+    value = body.get(key, default)
+    if value is None and default is not None:
+        value = default
+    if value not in allowed:
+        raise AbvocError(f"'{key}' must be one of {list(allowed)}")
+    return str(value)
+
+
+def check_definition(body: Any) -> dict[str, Any]:
+    """A metric definition with its defaults filled in, or AbvocError (400) saying what to fix."""
+    if not isinstance(body, dict):
+        raise AbvocError("send the metric as a JSON object with name, kind and direction")
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    name = _name(body, "name")
+    kind = _choice(body, "kind", KINDS, None)
+    direction = _choice(body, "direction", DIRECTIONS, None)
+    combine = _choice(body, "combine", COMBINES, DEFAULT_COMBINE[kind])
+    if kind == PROPORTION and combine not in PROPORTION_COMBINES:
+        raise AbvocError(f"a proportion metric combines a unit's outcomes by "
+                         f"{' or '.join(PROPORTION_COMBINES)} so that each unit counts 0 or 1; "
+                         f"for a per-unit rate define a 'mean' metric with combine '{combine}'")
+    if kind == RATIO and combine != "sum":
+        raise AbvocError("a ratio metric divides the per-unit sums of its numerator and "
+                         "denominator; its combine is 'sum'")
+    numerator = denominator = None
+    if kind == RATIO:
+        numerator, denominator = _name(body, "numerator"), _name(body, "denominator")
+        if len({name, numerator, denominator}) < 3:
+            raise AbvocError("a ratio's numerator and denominator must be two other metrics")
+    elif body.get("numerator") is not None or body.get("denominator") is not None:
+        raise AbvocError("'numerator' and 'denominator' belong to ratio metrics only")
+    guardrail = body.get("guardrail")
+    if guardrail is not None and (isinstance(guardrail, bool)
+                                  or not isinstance(guardrail, int | float)
+                                  or not math.isfinite(guardrail)
+                                  or abs(guardrail) > MAX_ABS_VALUE):
+        raise AbvocError("'guardrail' must be a finite number (the limit an arm's mean must "
+                         "not cross in the bad direction) or null")
+    if kind == PROPORTION and guardrail is not None and not 0 <= guardrail <= 1:
+        raise AbvocError("a proportion metric's 'guardrail' is a share from 0 to 1")
+    primary = body.get("primary", False)
+    if not isinstance(primary, bool):
+        raise AbvocError("'primary' must be true or false")
+    return {"name": name, "kind": kind, "direction": direction, "combine": combine,
+            "numerator": numerator, "denominator": denominator,
+            "guardrail": None if guardrail is None else float(guardrail), "primary": primary}
+
+
+def check_value(name: str, kind: str, value: Any) -> float:
+    """An outcome's value as a float, or AbvocError (400) when it is of the wrong kind."""
+    if kind == RATIO:
+        raise AbvocError(f"metric {name!r} is a ratio: send outcomes of its numerator and "
+                         "denominator metrics instead")
+    if kind == PROPORTION:
+        if isinstance(value, bool):
+            return 1.0 if value else 0.0
+        if isinstance(value, int | float) and value in (0, 1):
+            return float(value)
+        raise AbvocError(f"metric {name!r} is a proportion: 'value' must be 0, 1, true or false")
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+        raise AbvocError(f"metric {name!r} takes a finite number as 'value' (at most 2^53 in "
+                         "size)")
+    return float(value)

@@ -1,0 +1,111 @@
+"""Outcome metric definitions per experiment: the plain functions behind
+``POST/GET /v1/experiments/{id}/metrics`` and ``abvoc metrics define/list``.
+
+A definition may be changed at any time: the worker keeps each unit's count, sum, max and first
+value of every metric (see :mod:`evaluation.outcomes`), so a new combine rule, direction,
+guardrail or primary flag reads the same stored outcomes again, and nothing is counted twice.
+Only the kind is fixed once outcomes of the metric arrived (they were checked against it), and a
+metric that a ratio divides cannot become a ratio itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import AbvocError, Conflict, NotFound
+from core.outcome_metrics import RATIO, check_definition
+from core.store.db import Database, utcnow
+from core.store.models import Experiment, ExperimentMetric, Outcome
+
+# The names the results already use for their built-in metrics.
+BUILT_IN = frozenset({"correction_rate", "error_rate", "exact_match", "token_edit_distance",
+                      "latency_ms", "confidence", "latency_p99_ms"})
+MAX_METRICS = 50
+
+
+def view(row: ExperimentMetric) -> dict[str, Any]:
+    """A definition as the API shows it."""
+    return {"name": row.name, "kind": row.kind, "direction": row.direction,
+            "combine": row.combine, "numerator": row.numerator, "denominator": row.denominator,
+            "guardrail": row.guardrail, "primary": bool(row.is_primary),
+            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+
+
+def load(session: Session, experiment_id: int) -> list[ExperimentMetric]:
+    """An experiment's definitions by name."""
+    return list(session.scalars(select(ExperimentMetric).where(
+        ExperimentMetric.experiment_id == experiment_id).order_by(ExperimentMetric.name)))
+
+
+def list_metrics(db: Database, experiment_id: int) -> list[dict[str, Any]]:
+    with db.reading() as s:
+        _experiment(s, experiment_id)
+        return [view(r) for r in load(s, experiment_id)]
+
+
+def _experiment(session: Session, experiment_id: int) -> Experiment:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    return experiment
+
+
+def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
+                   others: dict[str, ExperimentMetric], old: ExperimentMetric | None) -> None:
+    name = spec["name"]
+    if name in BUILT_IN:
+        raise AbvocError(f"{name!r} is a built-in metric of the results; choose another name")
+    if old is None and len(others) >= MAX_METRICS:
+        raise AbvocError(f"an experiment holds at most {MAX_METRICS} metrics")
+    if spec["kind"] == RATIO:
+        used = [o.name for o in others.values() if name in (o.numerator, o.denominator)]
+        if used:
+            raise Conflict(f"{name!r} is a part of the ratio {used[0]!r}, so it cannot become "
+                           "a ratio itself")
+        for part in ("numerator", "denominator"):
+            other = others.get(spec[part])
+            if other is None:
+                raise AbvocError(f"the {part} {spec[part]!r} is not defined on experiment "
+                                 f"{experiment_id}; define it first (kind mean or proportion)")
+            if other.kind == RATIO:
+                raise AbvocError(f"the {part} {spec[part]!r} is itself a ratio; a ratio "
+                                 "divides sums of plain metrics")
+    if old is not None and old.kind != spec["kind"]:
+        counted = session.scalar(select(Outcome.outcome_id).where(
+            Outcome.experiment_id == experiment_id, Outcome.metric == name).limit(1))
+        if counted is not None:
+            raise Conflict(f"metric {name!r} already has outcomes checked as {old.kind}; its "
+                           "kind cannot change (define a new metric instead)")
+    primary = next((o.name for o in others.values() if o.is_primary), None)
+    if spec["primary"] and primary is not None:
+        raise Conflict(f"{primary!r} is already the primary metric; define it again with "
+                       "\"primary\": false first")
+
+
+def define_metric(db: Database, experiment_id: int, body: Any) -> tuple[dict[str, Any], bool]:
+    """Create or change one definition; returns it and whether it is new."""
+    spec = check_definition(body)
+    try:
+        with db.session() as s:
+            _experiment(s, experiment_id)
+            rows = {r.name: r for r in load(s, experiment_id)}
+            old = rows.pop(spec["name"], None)
+            _check_against(s, experiment_id, spec, rows, old)
+            now = utcnow()
+            row = old or ExperimentMetric(experiment_id=experiment_id, name=spec["name"],
+                                          created_at=now)
+            row.kind, row.direction, row.combine = spec["kind"], spec["direction"], spec["combine"]
+            row.numerator, row.denominator = spec["numerator"], spec["denominator"]
+            row.guardrail, row.is_primary, row.updated_at = spec["guardrail"], spec["primary"], now
+            if old is None:
+                s.add(row)
+            s.flush()
+            return view(row), old is None
+    except IntegrityError as exc:
+        # Two definitions raced: the same new name, or two primaries at once.
+        raise Conflict("another definition of this experiment's metrics was saved at the same "
+                       "time; read them and try again") from exc

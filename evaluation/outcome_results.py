@@ -1,0 +1,165 @@
+"""Outcome metrics in the results, tested per randomisation unit (users, not requests).
+
+Each unit's value of a metric comes from ``outcome_unit_values`` under the metric's combine rule
+(first, sum, mean or max of its outcomes); a ratio metric takes each unit's sums of its numerator
+and denominator (a unit with only one of them counts 0 for the other) and is linearised by the
+delta method (:mod:`evaluation.stats.ratio`). Per arm this gives n units, a mean and a variance,
+which join the built-in metrics' aggregates as extra metrics of slice ``all``, so the same pass
+of :func:`evaluation.stats.analyze` tests them (Welch or two-proportion z, mSPRT, Bayesian,
+MDE, and Holm / Benjamini-Hochberg over every comparison together).
+
+Units with no outcome of a metric are not in its sample: a metric is the mean over the units
+that reported it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+from sqlalchemy import Float, cast, select
+from sqlalchemy.orm import Session
+
+from core.outcome_metrics import PROPORTION, RATIO
+from core.store.models import ExperimentMetric, OutcomeUnitValue
+from evaluation import metric_definitions
+from evaluation.online import wilson_interval
+from evaluation.stats import ExperimentAggregates, MeanStats, ratio_stats
+
+
+@dataclass(frozen=True)
+class OutcomeAggregates:
+    """Per arm (rows, in the results' arm order) and outcome metric (columns): n units and the
+    shifted sums the stats package reads; ``figures`` is what the results show of them."""
+
+    definitions: list[ExperimentMetric]
+    n: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+    shift: np.ndarray
+    figures: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.definitions]
+
+    @property
+    def primary(self) -> ExperimentMetric | None:
+        return next((d for d in self.definitions if d.is_primary), None)
+
+    def control_sums(self, name: str) -> tuple[float, float, float]:
+        """Plain ``(n, sum, sum_squares)`` of the control arm's unit values of a metric."""
+        j = self.names.index(name)
+        n, s, ss, k = self.n[0, j], self.sums[0, j], self.squares[0, j], self.shift[0, j]
+        return float(n), float(s + n * k), float(ss + 2 * k * s + n * k * k)
+
+
+def _unit_column(combine: str) -> Any:
+    t = OutcomeUnitValue
+    return {"first": t.first_value, "sum": t.total, "mean": t.total / cast(t.n, Float),
+            "max": t.maximum}[combine]
+
+
+def _values(session: Session, experiment_id: int, metric: str,
+            combine: str) -> dict[str, np.ndarray]:
+    t = OutcomeUnitValue
+    found: dict[str, list[float]] = defaultdict(list)
+    for arm, value in session.execute(
+            select(t.arm, _unit_column(combine))
+            .where(t.experiment_id == experiment_id, t.metric == metric)):
+        found[arm].append(float(value))
+    return {arm: np.array(v) for arm, v in found.items()}
+
+
+def _ratio_units(session: Session, experiment_id: int, numerator: str,
+                 denominator: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    t = OutcomeUnitValue
+    units: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for arm, unit, metric, total in session.execute(
+            select(t.arm, t.unit_id, t.metric, t.total)
+            .where(t.experiment_id == experiment_id, t.metric.in_([numerator, denominator]))):
+        units[(arm, unit)][0 if metric == numerator else 1] += float(total)
+    by_arm: dict[str, list[list[float]]] = defaultdict(list)
+    for (arm, _), pair in sorted(units.items()):
+        by_arm[arm].append(pair)
+    return {arm: (np.array(p)[:, 0], np.array(p)[:, 1]) for arm, p in by_arm.items()}
+
+
+def _interval(kind: str, stat: MeanStats, alpha: float) -> list[float | None]:
+    if stat.n == 0:
+        return [None, None]
+    if kind == PROPORTION:
+        low, high = wilson_interval(stat.mean * stat.n, stat.n, alpha)
+        return [low, high]
+    if stat.n < 2:
+        return [None, None]
+    half = float(scipy_stats.t.ppf(1 - alpha / 2, stat.n - 1)) * math.sqrt(stat.variance / stat.n)
+    return [stat.mean - half, stat.mean + half]
+
+
+def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric,
+              arms: list[str]) -> tuple[list[MeanStats], list[str | None]]:
+    if d.kind == RATIO:
+        units = _ratio_units(session, experiment_id, d.numerator or "", d.denominator or "")
+        ratios = [ratio_stats(*units[a]) if a in units else None for a in arms]
+        return ([r.as_mean_stats() if r else MeanStats(0, 0.0, 0.0) for r in ratios],
+                [r.error if r else None for r in ratios])
+    values = _values(session, experiment_id, d.name, d.combine)
+    return [MeanStats.from_values(values.get(a, np.zeros(0))) for a in arms], [None] * len(arms)
+
+
+def load_outcomes(session: Session, experiment_id: int, arms: list[str],
+                  alpha: float) -> OutcomeAggregates:
+    """Every outcome metric of the experiment, per arm (``arms`` in the results' order)."""
+    definitions = metric_definitions.load(session, experiment_id)
+    shape = (len(arms), len(definitions))
+    n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
+    figures: dict[str, Any] = {}
+    for j, d in enumerate(definitions):
+        arm_stats, errors = _arm_stat(session, experiment_id, d, arms)
+        per_arm = {}
+        for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
+            if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift
+                successes = round(stat.mean * stat.n) if stat.n else 0
+                n[i, j], sums[i, j], squares[i, j] = stat.n, successes, successes
+                variance = stat.mean * (1 - stat.mean) if stat.n else math.nan
+            else:
+                n[i, j], sums[i, j], squares[i, j], shift[i, j] = (
+                    stat.n, stat.sum, stat.sum_squares, stat.shift)
+                variance = stat.variance
+            per_arm[arm] = {"units": stat.n, "mean": _num(stat.mean), "variance": _num(variance),
+                            "interval": _interval(d.kind, stat, alpha), "error": errors[i]}
+        figures[d.name] = {**metric_definitions.view(d), "arms": per_arm}
+    return OutcomeAggregates(definitions, n, sums, squares, shift, figures)
+
+
+def with_outcomes(base: ExperimentAggregates, outcomes: OutcomeAggregates,
+                  arm_rows: list[int]) -> ExperimentAggregates:
+    """`base` (variants x metrics x slices) with the outcome metrics added as more metrics,
+    filled for the arms (variant rows `arm_rows`) in slice 0 (``all``) and empty elsewhere."""
+    if not outcomes.definitions:
+        return base
+    variants, _, slices = base.shape
+    extra = (variants, len(outcomes.definitions), slices)
+    arrays = []
+    for source in (outcomes.n, outcomes.sums, outcomes.squares, outcomes.shift):
+        block = np.zeros(extra)
+        block[arm_rows, :, 0] = source
+        arrays.append(block)
+    base_shift = base.shift if base.shift is not None else np.zeros(base.n.shape)
+    flags = [d.kind == PROPORTION for d in outcomes.definitions]
+    return ExperimentAggregates(
+        np.concatenate([base.n, arrays[0]], axis=1),
+        np.concatenate([base.sums, arrays[1]], axis=1),
+        np.concatenate([base.sum_squares, arrays[2]], axis=1),
+        np.concatenate([base.is_proportion, flags]),
+        base.arm_names, (*base.metric_names, *outcomes.names), base.slice_names,
+        np.concatenate([base_shift, arrays[3]], axis=1))
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)

@@ -1,0 +1,181 @@
+"""Outcome intake: what happened after an answer (a game won, a session kept), reported by the
+product, checked against the experiment's metric definitions and accepted once, as an
+OutcomeRecorded event through the outbox.
+
+An outcome is tied to a prediction (its id and the receipt issued with it) or to a randomisation
+unit of an experiment (unit id and experiment id). The worker joins it to the arm that served
+the prediction or the unit, whichever reaches it first, however late.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core import events, receipts
+from core.errors import AbvocError, Conflict, Forbidden, NotFound
+from core.outbox import add_event
+from core.outcome_metrics import check_value
+from core.settings import Settings
+from core.store.db import Database, utcnow
+from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
+
+FIELDS = {"prediction_id", "receipt", "unit_id", "experiment_id", "metric", "value",
+          "observed_at", "event_id"}
+LIMITS = {"prediction_id": 64, "receipt": 128, "unit_id": 200, "metric": 50, "event_id": 64,
+          "observed_at": 64}
+EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# RFC 3339 date-time (what the OpenAPI document's "date-time" format means), offset required.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+MAX_ID = 2**63 - 1
+# A clock a little ahead is forgiven; an outcome from the future is a bug in the sender.
+FUTURE_SLACK = timedelta(hours=1)
+
+
+def _strings(body: dict[str, Any]) -> None:
+    for key, limit in LIMITS.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise AbvocError(f"'{key}' must be a non-empty string")
+        if len(value) > limit:
+            raise AbvocError(f"'{key}' is {len(value)} characters; the limit is {limit}")
+
+
+def _observed_at(text: str | None) -> datetime:
+    if text is None:
+        return utcnow()
+    if not RFC3339.match(text):
+        raise AbvocError("'observed_at' must be an RFC 3339 time with its offset, e.g. "
+                         "2026-11-30T08:00:00Z")
+    try:
+        when = datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise AbvocError(f"'observed_at' {text!r} is not a real time; send e.g. "
+                         "2026-11-30T08:00:00Z") from exc
+    if when > utcnow() + FUTURE_SLACK:
+        raise AbvocError("'observed_at' lies in the future; send when the outcome happened")
+    return when
+
+
+def _check(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise AbvocError("the body must be a JSON object with metric, value and either "
+                         "prediction_id and receipt, or unit_id and experiment_id")
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    _strings(body)
+    by_prediction = body.get("prediction_id") is not None or body.get("receipt") is not None
+    by_unit = body.get("unit_id") is not None or body.get("experiment_id") is not None
+    if by_prediction == by_unit:
+        raise AbvocError("tie the outcome to a prediction ('prediction_id' and 'receipt') or to "
+                         "a unit ('unit_id' and 'experiment_id'), not both and not neither")
+    if by_prediction and not (body.get("prediction_id") and body.get("receipt")):
+        raise AbvocError("'prediction_id' and 'receipt' go together: send the receipt that "
+                         "came with the prediction")
+    if by_unit:
+        exp = body.get("experiment_id")
+        if isinstance(exp, bool) or not isinstance(exp, int) or not 1 <= exp <= MAX_ID:
+            raise AbvocError("'experiment_id' must be the integer id of an experiment")
+        if not body.get("unit_id"):
+            raise AbvocError("'unit_id' is required with 'experiment_id': the id the unit's "
+                             "predictions were routed by")
+    if not isinstance(body.get("metric"), str):
+        raise AbvocError("'metric' is required: the name of a metric defined on the experiment")
+    if "value" not in body:
+        raise AbvocError("'value' is required: a number (0/1 or true/false for a proportion)")
+    event_id = body.get("event_id")
+    if event_id is not None and not EVENT_ID.match(event_id):
+        raise AbvocError("'event_id' may hold letters, digits and . _ : - only")
+    checked = {k: body.get(k) for k in FIELDS}
+    checked["observed_at"] = _observed_at(body.get("observed_at"))
+    return checked
+
+
+def _request_hash(checked: dict[str, Any]) -> str:
+    fields = {k: checked[k] for k in ("prediction_id", "unit_id", "experiment_id", "metric",
+                                      "value", "event_id")}
+    fields["observed_at"] = checked["observed_at"].isoformat() if checked["given_time"] else None
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def submit_outcome(db: Database, settings: Settings, body: Any,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+    """Accept an outcome once; the same request again (same Idempotency-Key, same event_id, or
+    the same body) returns the first one's id."""
+    checked = _check(body)
+    checked["given_time"] = body.get("observed_at") is not None
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise AbvocError("the Idempotency-Key header must be 1 to 128 characters")
+    if checked["prediction_id"] is not None and not receipts.verify(
+            settings.secret_key, checked["prediction_id"], checked["receipt"]):
+        # Checked before any lookup, so a caller without receipts learns nothing about ids.
+        raise Forbidden("the receipt does not match the prediction; send the receipt that came "
+                        "with it")
+    with db.session() as s:
+        if checked["prediction_id"] is not None:
+            served = s.get(ServedPrediction, checked["prediction_id"])
+            if served is None:
+                raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; send a "
+                               "prediction_id that /v1/predict or /v2 infer returned")
+            if served.experiment_id is None or not served.arm:
+                raise AbvocError(f"prediction {checked['prediction_id']!r} was not served in an "
+                                 "experiment's arm, so no metric of it can count")
+            experiment_id = int(served.experiment_id)
+        else:
+            experiment_id = int(checked["experiment_id"])
+            if s.get(Experiment, experiment_id) is None:
+                raise NotFound(f"experiment {experiment_id} does not exist")
+        metric = s.get(ExperimentMetric, (experiment_id, checked["metric"]))
+        if metric is None:
+            known = sorted(s.scalars(select(ExperimentMetric.name).where(
+                ExperimentMetric.experiment_id == experiment_id)).all())
+            raise AbvocError(f"metric {checked['metric']!r} is not defined on experiment "
+                             f"{experiment_id}; defined: {known or 'none'} (define it with "
+                             f"POST /v1/experiments/{experiment_id}/metrics)")
+        value = check_value(metric.name, metric.kind, checked["value"])
+    checked["value"] = value
+    digest = _request_hash(checked)
+    key = idempotency_key or (f"event:{checked['event_id']}" if checked["event_id"] else digest)
+    existing = _existing(db, key, digest)
+    if existing is not None:
+        return existing
+    outcome_id = uuid.uuid4().hex
+    link = ({"prediction_id": checked["prediction_id"], "receipt": checked["receipt"]}
+            if checked["prediction_id"] is not None else {"unit_id": checked["unit_id"]})
+    try:
+        with db.session() as s:
+            s.add(OutcomeRequest(idempotency_key=key, outcome_id=outcome_id, request_hash=digest,
+                                 created_at=utcnow()))
+            s.flush()
+            add_event(s, events.make_event(
+                events.OUTCOME_RECORDED, outcome_id=outcome_id, experiment_id=experiment_id,
+                metric=checked["metric"], value=value,
+                observed_at=checked["observed_at"].isoformat(), **link), settings.topic_prefix)
+    except IntegrityError:
+        # The same request raced us here; the first one won and this one is that one.
+        existing = _existing(db, key, digest)
+        if existing is None:
+            raise
+        return existing
+    return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
+
+
+def _existing(db: Database, key: str, digest: str) -> dict[str, Any] | None:
+    with db.session() as s:
+        row = s.get(OutcomeRequest, key)
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise Conflict("this Idempotency-Key (or event_id) was used for a different outcome; "
+                           "use a new one for a new outcome")
+        return {"outcome_id": row.outcome_id, "duplicate": True}
