@@ -19,7 +19,7 @@ import numpy as np
 import tomli_w
 
 from serving.bundles import MANIFEST_NAME, BundleRunner
-from workloads.gameplay.features import FEATURES, FEATURE_NAMES
+from workloads.gameplay.features import FEATURE_NAMES, FEATURES
 from workloads.gameplay.game import ACTIONS
 from workloads.gameplay.logs import INPUT_NAME
 from workloads.gameplay.matches import BatchBot
