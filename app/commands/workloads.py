@@ -70,11 +70,12 @@ def play_cmd(bundle, matches, seed, as_json) -> None:  # noqa: ANN001
     with bundle_bot(bundle) as bot:
         summary = summarize(play_matches(bot, schedule(matches, seed)))
     lines = [f"{'opponent':<12}{'matches':>8}{'win':>5}{'loss':>5}{'draw':>5}{'win rate':>10}"
-             f"{'idle':>7}{'length':>8}"]
+             f"{'95% interval':>16}{'idle':>7}{'length':>8}"]
     for name, row in [*summary["by_opponent"].items(), ("overall", summary["overall"])]:
+        low, high = row["win_rate_ci95"]
         lines.append(f"{name:<12}{row['matches']:>8}{row['wins']:>5}{row['losses']:>5}"
-                     f"{row['draws']:>5}{row['win_rate']:>10.3f}{row['idle_share']:>7.3f}"
-                     f"{row['mean_length']:>8.1f}")
+                     f"{row['draws']:>5}{row['win_rate']:>10.3f}{f'{low:.3f}-{high:.3f}':>16}"
+                     f"{row['idle_share']:>7.3f}{row['mean_length']:>8.1f}")
     emit(summary, as_json, "\n".join(lines))
 
 

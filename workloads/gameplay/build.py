@@ -104,9 +104,11 @@ def build(out: Path, config: BuildConfig | None = None, say: Say | None = None,
             with bundle_bot(folder) as bot:
                 row["online"] = summarize(play_matches(bot, games))
             overall = row["online"]["overall"]
+            low, high = overall["win_rate_ci95"]
             say(f"{name}: {overall['matches']} matches against the scripted opponents: "
-                f"win rate {overall['win_rate']:.3f} ({overall['wins']}W {overall['losses']}L "
-                f"{overall['draws']}D), idle share {overall['idle_share']:.3f}")
+                f"win rate {overall['win_rate']:.3f} (95% {low:.3f}-{high:.3f}; "
+                f"{overall['wins']}W {overall['losses']}L {overall['draws']}D), idle share "
+                f"{overall['idle_share']:.3f}")
         summary["candidates"][name] = row
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary

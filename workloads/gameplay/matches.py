@@ -122,9 +122,19 @@ def schedule(n: int, seed: int = 0, opponents: Sequence[str] = tuple(OPPONENTS))
     return [(opponents[i % len(opponents)], seed * 1_000_003 + i) for i in range(n)]
 
 
+def wilson(successes: int, n: int) -> list[float] | None:
+    """The Wilson score 95% interval of a proportion (statsmodels), None without matches."""
+    if n == 0:
+        return None
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def summarize(outcomes: Sequence[Outcome]) -> dict:
-    """Win/loss/draw counts and rates, the move-weighted idle share and the mean length, in all
-    and by opponent style."""
+    """Win/loss/draw counts, the win rate with its Wilson 95% interval, the move-weighted idle
+    share and the mean length, in all and by opponent style."""
     def row(items: Sequence[Outcome]) -> dict:
         n = len(items)
         moves = sum(o.length for o in items)
@@ -132,6 +142,7 @@ def summarize(outcomes: Sequence[Outcome]) -> dict:
         return {"matches": n, "wins": counts["win"], "losses": counts["loss"],
                 "draws": counts["draw"],
                 "win_rate": counts["win"] / n if n else None,
+                "win_rate_ci95": wilson(counts["win"], n),
                 "idle_share": sum(o.idle_share * o.length for o in items) / moves if moves
                 else None,
                 "mean_length": moves / n if n else None}

@@ -38,6 +38,7 @@ def test_it_loses_more_than_the_playing_candidate(built: tuple[Path, dict[str, A
     idle = summary["candidates"][IDLE]["online"]["overall"]
     play = summary["candidates"][PLAY]["online"]["overall"]
     assert play["win_rate"] - idle["win_rate"] >= 0.25
+    assert idle["win_rate_ci95"][1] < play["win_rate_ci95"][0]  # the intervals do not meet
     assert idle["losses"] >= play["losses"] + 50
 
 

@@ -3,6 +3,8 @@ callable (one move at a time, or many matches in lockstep)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -131,7 +133,8 @@ def test_outcome_figures() -> None:
     assert calm.result == "draw" and calm.length == RULES.max_turns
     summary = summarize([outcome, calm])
     assert summary["overall"] == {"matches": 2, "wins": 0, "losses": 1, "draws": 1,
-                                  "win_rate": 0.0, "idle_share": 1.0,
+                                  "win_rate": 0.0, "win_rate_ci95": [0.0, 0.6576],
+                                  "idle_share": 1.0,
                                   "mean_length": (outcome.length + calm.length) / 2}
     assert set(summary["by_opponent"]) == {"aggressive", "defensive"}
 
@@ -163,6 +166,18 @@ def test_scripted_styles_differ_in_strength() -> None:
                 result = match.outcome().result
                 if name != "random":
                     assert result != bad, (name, player.__name__, seed)
+
+
+def test_the_game_is_fast() -> None:
+    """Thousands of moves a second in plain Python (CPU time, so a busy machine does not
+    matter): a league's cost is its inference calls, not the game."""
+    def bot(x: np.ndarray) -> int:
+        return IDLE
+
+    started, moves = time.process_time(), 0
+    for seed in range(40):
+        moves += play_match(bot, "defensive", seed).length
+    assert moves / (time.process_time() - started) > 2000
 
 
 def test_the_post_stage_maps_logits_to_actions() -> None:
