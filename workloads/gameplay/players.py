@@ -22,6 +22,7 @@ from workloads.gameplay.game import (
     distance,
 )
 
+# How often a wanderer steps toward the other player: 0.1 makes the idle-heavy logs ~90% idle.
 WANDER_DRIFT = 0.1
 Player = Callable[[State, int, np.random.Generator], int]
 
