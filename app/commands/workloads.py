@@ -1,0 +1,82 @@
+"""Commands for the reference workloads that build their candidates as any team would:
+`abvoc workloads gameplay build` and `abvoc workloads gameplay play`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli import emit, json_option, open_db, pass_ctx
+from app.commands.models import ProgressLine
+
+
+@click.group("workloads")
+def workloads_group() -> None:
+    """The reference workloads: build their bundles, play them."""
+
+
+@workloads_group.group("gameplay")
+def gameplay_group() -> None:
+    """The 1v1 game player: idle-heavy logs, two policy candidates, scripted opponents."""
+
+
+@gameplay_group.command("build")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the bundles, the held-out JSONL log and summary.json.")
+@click.option("--train-matches", type=click.IntRange(min=10), default=400, show_default=True,
+              help="Logged matches to train each candidate on.")
+@click.option("--heldout-matches", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Idle-heavy matches in the held-out offline-test log.")
+@click.option("--eval-matches", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Matches each bundle plays against the scripted opponents (0: none).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--register", is_flag=True,
+              help="Register both bundles and store their offline tests on the held-out log.")
+@json_option
+@pass_ctx
+def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, seed,  # noqa: ANN001
+              register, as_json) -> None:
+    """Log play, train the candidates, export them as label bundles into OUT and play them."""
+    import torch
+
+    from workloads.gameplay.build import BuildConfig, build, register_and_test
+
+    torch.set_num_threads(min(torch.get_num_threads(), 4))
+    say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    config = BuildConfig(train_matches, heldout_matches, eval_matches, epochs, seed)
+    summary = build(out, config, say, epoch_progress=ProgressLine)
+    if register:
+        from serving.registry import Registry
+
+        with open_db(ctx) as db:
+            summary["registered"] = register_and_test(Registry(db), ctx.settings.models_dir,
+                                                      out, say, progress=ProgressLine)
+    emit(summary, as_json, f"built {', '.join(summary['candidates'])} into {out}")
+
+
+@gameplay_group.command("play")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--matches", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def play_cmd(bundle, matches, seed, as_json) -> None:  # noqa: ANN001
+    """Play the policy bundle at BUNDLE against the scripted opponents, evenly spread, and
+    print win/loss/draw, idle share and match length by opponent."""
+    from workloads.gameplay.bundle import bundle_bot
+    from workloads.gameplay.matches import play_matches, schedule, summarize
+
+    with bundle_bot(bundle) as bot:
+        summary = summarize(play_matches(bot, schedule(matches, seed)))
+    lines = [f"{'opponent':<12}{'matches':>8}{'win':>5}{'loss':>5}{'draw':>5}{'win rate':>10}"
+             f"{'95% interval':>16}{'idle':>7}{'length':>8}"]
+    for name, row in [*summary["by_opponent"].items(), ("overall", summary["overall"])]:
+        low, high = row["win_rate_ci95"]
+        lines.append(f"{name:<12}{row['matches']:>8}{row['wins']:>5}{row['losses']:>5}"
+                     f"{row['draws']:>5}{row['win_rate']:>10.3f}{f'{low:.3f}-{high:.3f}':>16}"
+                     f"{row['idle_share']:>7.3f}{row['mean_length']:>8.1f}")
+    emit(summary, as_json, "\n".join(lines))
+
+
+WORKLOAD_COMMANDS = [workloads_group]
