@@ -79,4 +79,57 @@ def play_cmd(bundle, matches, seed, as_json) -> None:  # noqa: ANN001
     emit(summary, as_json, "\n".join(lines))
 
 
-WORKLOAD_COMMANDS = [workloads_group]
+@click.group("simulate")
+def simulate_group() -> None:
+    """Simulated customers against a running abvoc, through its public API only."""
+
+
+@simulate_group.command("gameplay")
+@click.option("--url", envvar="ABVOC_URL", default="http://127.0.0.1:8080", show_default=True,
+              help="The running service (env ABVOC_URL).")
+@click.option("--key", envvar="ABVOC_API_KEY", required=True,
+              help="An admin API key (env ABVOC_API_KEY): it sets up the experiment, plays, "
+                   "reports outcomes and corrections.")
+@click.option("--matches", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Matches in all, spread over the players.")
+@click.option("--players", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--scope", default="gameplay", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1, max=64), default=8, show_default=True)
+@json_option
+def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # noqa: ANN001
+                          as_json) -> None:
+    """Play a league: every bot move is one /v2 infer call on SCOPE's experiment
+    (gameplay-play-logs vs gameplay-idle-logs, created and started when none runs; register
+    them first with `abvoc workloads gameplay build --register`); outcomes go to /v1/outcomes
+    and players' complaints to /v1/corrections."""
+    import threading
+
+    from workloads.client import ServiceClient
+    from workloads.gameplay.league import LeagueConfig, ensure_experiment, run_league
+
+    per_player = -(-matches // players)
+    config = LeagueConfig(players, per_player, seed, threads=threads, scope=scope)
+    client = ServiceClient(url, key, threads=threads)
+    experiment = ensure_experiment(client, scope)
+    total, done, lock = players * per_player, [0], threading.Lock()
+    bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
+
+    def one_more() -> None:
+        with lock:
+            done[0] += 1
+            bar(done[0], total)
+
+    try:
+        summary = run_league(client, experiment["id"], config, one_more)
+    finally:
+        client.close()
+    overall = summary["overall"]
+    emit({"experiment_id": experiment["id"], **summary}, as_json,
+         f"played {overall['matches']} matches in experiment {experiment['id']}: "
+         f"{overall['wins']}W {overall['losses']}L {overall['draws']}D, idle share "
+         f"{overall['idle_share']:.3f}; the evaluation worker counts them shortly — see "
+         f"GET /v1/experiments/{experiment['id']}/results")
+
+
+WORKLOAD_COMMANDS = [workloads_group, simulate_group]

@@ -27,6 +27,8 @@ from workloads.gameplay.training import TrainConfig, accuracy, train
 Say = Callable[[str], None]
 EpochProgress = Callable[[str], Callable[[int, int], None] | None]
 HELDOUT_NAME = "heldout-idle-logs.jsonl"
+# Each candidate's own offline test: a held-out log of the play it learned from.
+HELDOUT_BY_LOGS = {"idle": HELDOUT_NAME, "play": "heldout-play-logs.jsonl"}
 SUMMARY_NAME = "summary.json"
 
 
@@ -62,7 +64,8 @@ def make_logs(config: BuildConfig) -> dict[str, Log]:
     base = config.seed * 10
     return {"idle": log_play(*IDLE_LOGS, config.train_matches, base + 1),
             "play": log_play(*PLAY_LOGS, config.train_matches, base + 2),
-            "heldout": log_play(*IDLE_LOGS, config.heldout_matches, base + 3)}
+            "heldout": log_play(*IDLE_LOGS, config.heldout_matches, base + 3),
+            "heldout-play": log_play(*PLAY_LOGS, config.heldout_matches, base + 5)}
 
 
 def build(out: Path, config: BuildConfig | None = None, say: Say | None = None,
@@ -78,6 +81,7 @@ def build(out: Path, config: BuildConfig | None = None, say: Say | None = None,
     logs = make_logs(config)
     dataset = out / HELDOUT_NAME
     write_jsonl(logs["heldout"], dataset)
+    write_jsonl(logs["heldout-play"], out / HELDOUT_BY_LOGS["play"])
     say(f"held-out idle-heavy log: {len(logs['heldout'])} states, idle share "
         f"{logs['heldout'].idle_share:.3f} -> {dataset}")
     summary: dict[str, Any] = {
@@ -96,8 +100,12 @@ def build(out: Path, config: BuildConfig | None = None, say: Say | None = None,
                     if epoch_progress else None)
         folder = out / name
         version = write_bundle(net, folder, BundleSpec(name, cand.description))
+        own = logs["heldout" if cand.logs == "idle" else "heldout-play"]
         row: dict[str, Any] = {"folder": str(folder), "version": version,
-                               "offline_accuracy": accuracy(net, logs["heldout"])}
+                               "offline_accuracy": accuracy(net, logs["heldout"]),
+                               "offline_test_set": {"path": str(out / HELDOUT_BY_LOGS[cand.logs]),
+                                                    "states": len(own),
+                                                    "accuracy": accuracy(net, own)}}
         say(f"{name} v{version}: offline accuracy {row['offline_accuracy']:.3f} on the "
             f"held-out idle-heavy log -> {folder}")
         if games:
@@ -118,13 +126,14 @@ def register_and_test(registry: Registry, models_dir: Path, out: Path, say: Say 
                       progress: Callable[[str], Progress | None] | None = None
                       ) -> dict[str, Any]:
     """Register each built bundle in `out` (a version already registered is kept) and run its
-    offline test on the held-out log, as `abvoc candidates register` and `abvoc offline-test
-    --dataset` do; returns each candidate's version and stored offline results."""
+    offline test on a held-out log of the play it learned from, as `abvoc candidates register`
+    and `abvoc offline-test --dataset` do; returns each candidate's version and stored offline
+    results."""
     say = say or (lambda _: None)
     out = Path(out)
-    dataset = out / HELDOUT_NAME
     results = {}
-    for name in CANDIDATES:
+    for name, cand in CANDIDATES.items():
+        dataset = out / HELDOUT_BY_LOGS[cand.logs]
         manifest = load_manifest(out / name)
         if registry.exists(manifest.name, manifest.version):
             say(f"{name} v{manifest.version} is already registered")

@@ -72,7 +72,8 @@ def test_build_registers_and_tests_both_candidates(cli: CliRunner, settings: Set
         stored = registry_row(settings, name)
         assert stored.version == summary["candidates"][name]["version"]
         assert stored.offline_results == summary["registered"][name]["offline"]
-        assert stored.offline_results["test_set"]["n"] == summary["dataset"]["states"]
+        own = summary["candidates"][name]["offline_test_set"]
+        assert stored.offline_results["test_set"]["n"] == own["states"]
         assert summary["candidates"][name]["online"]["overall"]["matches"] == 8
     rerun = cli.invoke(main, args)  # the same seed: the same versions, kept and tested again
     assert rerun.exit_code == 0, rerun.output

@@ -1,0 +1,112 @@
+"""The game-player story end to end, against `abvoc up` and through its public API only: the
+candidate that is 99% right offline answers idle online far more than its offline labels did,
+the divergence report names that shift first, its players' win rate is lower with an
+always-valid test, and the decision says stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from app.auth import create_key
+from app.cli import main as abvoc
+from core.store import schema
+from core.store.db import Database
+from serving.registry import Registry
+from tests.support.ports import free_port
+from workloads.client import ServiceClient
+from workloads.gameplay.build import register_and_test
+from workloads.gameplay.league import TREATMENT, verdict
+
+REPO = Path(__file__).resolve().parents[3]
+PLAYERS, MATCHES = 80, 160
+
+
+@pytest.fixture
+def service(tmp_path: Path, built: tuple[Path, dict[str, Any]]):  # noqa: ANN201
+    """`abvoc up` on a fresh data folder holding the two gameplay bundles; its URL and an
+    admin key."""
+    out, _ = built
+    data = tmp_path / "data"
+    with Database(f"sqlite:///{data / 'abvoc.db'}") as db:
+        schema.upgrade(db)
+        register_and_test(Registry(db), data / "models", out)
+        key = create_key(db, ["admin"], name="league")["key"]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
+    env.update(ABVOC_DATA_DIR=str(data), PYTHONPATH=str(REPO))
+    log = tmp_path / "up.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "up", "--no-train", "--workers",
+                                 "2", "--threads", "4", "--port", str(port)], cwd=tmp_path,
+                                env=env, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    client = ServiceClient(base, key)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log.read_text()[-4000:]
+            try:
+                client.call("GET", "/readyz")
+                break
+            except Exception:  # not listening yet
+                assert time.monotonic() < deadline, log.read_text()[-4000:]
+                time.sleep(0.5)
+        yield base, key, client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(60)
+
+
+def _counted(client: ServiceClient, experiment_id: int, units: int) -> dict[str, Any]:
+    """The results once every player's outcomes are counted (the worker runs on its own)."""
+    deadline = time.monotonic() + 180
+    while True:
+        results = client.call("GET", f"/v1/experiments/{experiment_id}/results")
+        won = ((results.get("outcomes") or {}).get("won") or {}).get("arms") or {}
+        if sum(arm.get("units") or 0 for arm in won.values()) >= units:
+            return results
+        assert time.monotonic() < deadline, f"outcomes not counted: {won}"
+        time.sleep(1)
+
+
+def test_the_idle_bot_is_caught_online(service: tuple[str, str, ServiceClient]) -> None:
+    base, key, client = service
+    ran = CliRunner().invoke(abvoc, ["simulate", "gameplay", "--url", base, "--key", key,
+                                     "--matches", str(MATCHES), "--players", str(PLAYERS),
+                                     "--json"])
+    assert ran.exit_code == 0, ran.output
+    played = json.loads(ran.stdout)
+    assert played["overall"]["matches"] == MATCHES
+    experiment_id = played["experiment_id"]
+    _counted(client, experiment_id, PLAYERS)
+
+    seen = verdict(client, experiment_id)
+    offline = client.call("GET", f"/v1/candidates/{TREATMENT}")["offline_results"]
+    assert offline["overall"]["accuracy"] >= 0.97
+    # It answers idle online far more than its offline labels were idle.
+    idle = seen["answers"]["treatment"]
+    assert idle["online_share"] > idle["offline_share"] + 0.05 and idle["shifted"], idle
+    # The divergence report names that shift first.
+    first = seen["first_finding"]
+    assert (first["kind"], first["candidate"], first.get("label")) == \
+        ("prediction_shift", TREATMENT, "idle"), first
+    # Its players win less, by an always-valid (sequential) test.
+    won = seen["won"]
+    assert won["treatment"] == "treatment" and won["verdict"] == "worse", won
+    assert won["sequential_p_value"] < 0.05
+    figures = seen["outcomes"]["won"]["arms"]
+    assert figures["treatment"]["mean"] < figures["control"]["mean"]
+    # And the decision stops it, saying why.
+    decision = seen["decision"]
+    assert decision["arms"]["treatment"] == "stop", decision
+    assert any("won" in reason for reason in decision["reasons"]), decision
