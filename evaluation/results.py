@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
-from evaluation.online import ALL, Cell, Cells, Variant, load_cells, metrics
+from evaluation.online import ALL, Cell, Cells, Variant, hour_window, load_cells, metrics
 from evaluation.stats import (
     AnalysisConfig,
     ExperimentAggregates,
@@ -139,10 +140,14 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 
 
 def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
-         weights: list[float], slices: list[str], threshold: float) -> dict[str, Any]:
+         weights: list[float], slices: list[str], threshold: float,
+         window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
+    u = ExperimentUnit
+    in_window = ([u.first_seen >= window[0]] if window[0] is not None else []) + \
+        ([u.first_seen < window[1]] if window[1] is not None else [])
     rows = dict(session.execute(
-        select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
-        .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
+        select(u.arm, func.count(func.distinct(u.unit_id)))
+        .where(u.experiment_id == experiment.id, *in_window).group_by(u.arm)
     ).all())
     overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
     per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
@@ -212,15 +217,20 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
 
 def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
-                       target_relative_effect: float = 0.1) -> dict[str, Any]:
-    """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id."""
+                       target_relative_effect: float = 0.1, since: datetime | None = None,
+                       until: datetime | None = None) -> dict[str, Any]:
+    """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
+
+    ``since``/``until`` restrict it to a time window (whole hours, see
+    :func:`evaluation.online.hour_window`); the SRM check then counts the units first seen in it.
+    """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
     variants, weights = variants_of(experiment)
     arms = variants[: len(weights)]
-    cells = load_cells(session, experiment_id)
+    cells = load_cells(session, experiment_id, since=since, until=until)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
     primary = METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
     facts = candidate_facts(session, [v.candidate for v in variants])
@@ -244,8 +254,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                    error="an experiment needs a control and at least one other arm or shadow")
         out["decision"] = decisions.decide(out)
         return out
-    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold) \
-        if len(arms) >= 2 else None
+    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold,
+               hour_window(since, until)) if len(arms) >= 2 else None
     full = analyze(build_aggregates(cells, variants, slices, specs), config)
     records = full.to_records()
     for r in records:
