@@ -199,6 +199,7 @@ def _page(target: str | None, error: str | None, status: int) -> tuple[str, int]
 # Jinja escapes every value put into this page.
 _LOGIN = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>abvoc: log in</title>
+<link rel="icon" href="/dashboard/_favicon.ico">
 <style>
 body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0}
 form{max-width:360px;margin:12vh auto;background:#fff;padding:28px;border-radius:8px;

@@ -142,13 +142,13 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
          weights: list[float], slices: list[str], threshold: float,
          window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
-    u = ExperimentUnit
-    in_window = ([u.first_seen >= window[0]] if window[0] is not None else []) + \
-        ([u.first_seen < window[1]] if window[1] is not None else [])
-    rows = dict(session.execute(
-        select(u.arm, func.count(func.distinct(u.unit_id)))
-        .where(u.experiment_id == experiment.id, *in_window).group_by(u.arm)
-    ).all())
+    if window == (None, None):
+        rows = dict(session.execute(
+            select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
+            .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
+        ).all())
+    else:  # the units whose first prediction (per slice) fell in the window's hours
+        rows = {a.arm: cells.get((a, ALL), Cell()).get(agg.UNITS)[0] for a in arms}
     overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
     per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
                           for s in slices[1:]]).reshape(len(slices) - 1, len(arms))
@@ -222,7 +222,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
-    :func:`evaluation.online.hour_window`); the SRM check then counts the units first seen in it.
+    :func:`evaluation.online.hour_window`); the SRM check then counts the units whose first
+    prediction in a slice fell in the window.
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
