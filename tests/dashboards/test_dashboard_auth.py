@@ -160,3 +160,22 @@ def test_callbacks_refuse_malformed_inputs(dash_app: Flask, admin_key: str) -> N
     missing = client.post("/dashboard/_dash-update-component", json=body,
                           headers={**ORIGIN, "X-CSRFToken": _token(client)})
     assert missing.status_code == 404
+
+
+def test_every_dashboard_route_needs_the_session(dash_app: Flask) -> None:
+    """Each /dashboard/ rule, with dummy values: only the login and Dash's static bundles
+    answer without a session."""
+    public = ("/dashboard/login", "/dashboard/_dash-component-suites/", "/dashboard/_favicon.ico")
+    client = dash_app.test_client()
+    checked = 0
+    for rule in dash_app.url_map.iter_rules():
+        if not rule.rule.startswith("/dashboard/") or rule.rule.startswith(public):
+            continue
+        url = re.sub(r"<(?:[^:>]+:)?\w+>", "x", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            answer = client.open(url, method=method, headers=ORIGIN, json={})
+            assert answer.status_code in (302, 401), (method, url, answer.status_code)
+            if answer.status_code == 302:
+                assert answer.headers["Location"].startswith("/dashboard/login")
+            checked += 1
+    assert checked >= 6

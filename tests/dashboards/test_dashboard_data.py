@@ -21,9 +21,11 @@ def _db(app: Flask):  # noqa: ANN202
 
 
 def test_hour_window_widens_to_whole_hours() -> None:
-    start, end = hour_window(T0, T0 + timedelta(minutes=50))
-    assert start == T0.replace(minute=0) and end == T0.replace(minute=0) + timedelta(hours=1)
-    assert hour_window(None, T0.replace(minute=0)) == (None, T0.replace(minute=0))
+    hour = T0.replace(minute=0)
+    start, end = hour_window(T0, T0 + timedelta(minutes=30))  # 10:15 to 10:45
+    assert start == hour and end == hour + timedelta(hours=1)
+    assert hour_window(T0, T0 + timedelta(minutes=50)) == (hour, hour + timedelta(hours=2))
+    assert hour_window(None, hour) == (None, hour)
 
 
 def test_a_time_window_keeps_only_its_hours(dash_app: Flask, seeded: int) -> None:
