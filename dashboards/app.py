@@ -19,7 +19,7 @@ header{display:flex;gap:18px;align-items:center;background:#223;color:#fff;paddi
 header a{color:#cde;text-decoration:none}header .brand{font-weight:600;color:#fff}
 header form{margin-left:auto}main{padding:16px 24px}
 .controls{display:flex;gap:24px;flex-wrap:wrap;margin-bottom:18px}
-.control{min-width:220px}.wide{min-width:420px}
+.control{min-width:220px}.wide{min-width:420px}.time{padding:0 56px}
 table.grid{border-collapse:collapse;background:#fff;font-size:13px}
 table.grid th,table.grid td{border:1px solid #ddd;padding:4px 8px;text-align:left}
 .decision{background:#fff;border-left:6px solid #888;padding:6px 14px;margin:10px 0}

@@ -39,7 +39,7 @@ def layout() -> Component:
                                               clearable=False)], className="control"),
             html.Label(["Time (UTC hours with data)", dcc.RangeSlider(
                 id="exp-time", min=0, max=1, step=1, value=[0, 1], allow_direct_input=False,
-                updatemode="mouseup")], className="control wide"),
+                updatemode="mouseup")], className="control wide time"),
         ]),
         html.P(id="exp-window", className="window"),
         dcc.Loading(html.Div(id="exp-body")),

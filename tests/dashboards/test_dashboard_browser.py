@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -77,6 +78,16 @@ def test_login_redirect_and_the_experiments_page(dash_app: Flask, seeded: int, a
         WebDriverWait(driver, WAIT_S).until(lambda d: _text(d, "#exp-comparisons") != whole)
         assert "Metrics per arm (handwritten/high)" in driver.page_source
         screenshot(driver, shots, f"experiments-handwritten-{db_kind}")
+        assert console_errors(driver) == []
+
+        # The time filter: the slider's upper handle one hour back leaves the first two hours.
+        sliced = _text(driver, "#exp-arms")
+        driver.find_elements(By.CSS_SELECTOR, "#exp-time [role=slider]")[-1].send_keys(
+            Keys.ARROW_LEFT)
+        WebDriverWait(driver, WAIT_S).until(
+            lambda d: _text(d, "#exp-window").startswith("Data from 2026-11-20 10:00 to "
+                                                         "2026-11-20 12:00"))
+        WebDriverWait(driver, WAIT_S).until(lambda d: _text(d, "#exp-arms") != sliced)
         assert console_errors(driver) == []
 
         driver.find_element(By.ID, "logout").click()
