@@ -179,3 +179,29 @@ def test_every_dashboard_route_needs_the_session(dash_app: Flask) -> None:
                 assert answer.headers["Location"].startswith("/dashboard/login")
             checked += 1
     assert checked >= 6
+
+
+def test_roles_decide_pages_and_callbacks(dash_app: Flask, monkeypatch) -> None:  # noqa: ANN001
+    """A role without the Experiments page (as annotators will be) logs in, but neither the
+    page nor its callbacks answer it."""
+    from dashboards import auth
+
+    monkeypatch.setitem(auth.ROLES_BY_SCOPE, "correct", "annotator")
+    key = create_key(dash_app.extensions["abvoc"].db, ["correct"])["key"]
+    client = dash_app.test_client()
+    assert login(client, key).status_code == 303
+    layout = client.get("/dashboard/_dash-layout").get_data(as_text=True)
+    assert "/dashboard/experiments" not in layout  # no link to it
+    routed = _callback(client, **{"X-CSRFToken": _token(client)})
+    assert routed.status_code == 200 and "cannot see the Experiments page" in routed.get_data(
+        as_text=True)
+    body = {"output": "..exp-body.children...exp-window.children..",
+            "outputs": [{"id": "exp-body", "property": "children"},
+                        {"id": "exp-window", "property": "children"}],
+            "inputs": [{"id": "exp-select", "property": "value", "value": None},
+                       {"id": "exp-slice", "property": "value", "value": "all"},
+                       {"id": "exp-time", "property": "value", "value": [0, 1]}],
+            "changedPropIds": ["exp-select.value"], "state": []}
+    refused = client.post("/dashboard/_dash-update-component", json=body,
+                          headers={**ORIGIN, "X-CSRFToken": _token(client)})
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
