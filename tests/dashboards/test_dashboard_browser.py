@@ -42,7 +42,7 @@ def _text(driver: WebDriver, css: str) -> str:
 
 def test_login_redirect_and_the_experiments_page(dash_app: Flask, seeded: int, admin_key: str,
                                                  shots: Path, database_url: str) -> None:
-    db_kind = database_url.split(":")[0]
+    db_kind = database_url.split(":")[0].split("+")[0]
     with serve(dash_app) as base, chromium() as driver:
         driver.get(f"{base}/dashboard/experiments")
         _wait(driver, "#login-form")
