@@ -55,12 +55,36 @@ def create_app(
     for module in (health, meta, predict, corrections, outcomes, experiments, reports,
                    candidates, v2):
         app.register_blueprint(module.bp)
+    _mount_dashboard(app, services)
     return app
+
+
+def create_dashboard_app(settings: Settings | None = None,
+                         services: Services | None = None) -> Flask:
+    """The dashboard alone (`abvoc dashboard`): the login and the Dash pages over the store,
+    without the prediction API and without loading any candidate."""
+    app = Flask(__name__)
+    if services is None:
+        services = connect(settings or load_settings())
+    app.extensions["abvoc"] = services
+    _register_errors(app)
+    _mount_dashboard(app, services)
+    return app
+
+
+def _mount_dashboard(app: Flask, services: Services) -> None:
+    from app.auth import KeyCache
+    from dashboards import init_app as init_dashboard
+
+    keys = app.extensions.setdefault("abvoc_keys", KeyCache(services.db))
+    app.extensions["abvoc_dash"] = init_dashboard(app, keys, services.settings)
 
 
 def close_app(app: Flask) -> None:
     """Stop what the app started (shadow pool, loaded candidates) and close its services."""
-    app.extensions["abvoc_serving"].close()
+    serving = app.extensions.get("abvoc_serving")
+    if serving is not None:
+        serving.close()
     app.extensions["abvoc"].close()
 
 

@@ -73,6 +73,7 @@ class KeyCache:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._by_id: dict[int, tuple[float, frozenset[str]]] = {}
 
     def scopes(self, key: str) -> frozenset[str]:
         hit = self._cache.get(key)
@@ -85,6 +86,30 @@ class KeyCache:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (time.monotonic(), found)
+        return found
+
+    def identify(self, key: str) -> tuple[int, frozenset[str]] | None:
+        """The id and scopes of a live key (None when unknown or revoked), uncached: the
+        dashboard's login keeps the id, never the key."""
+        with self.db.session() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            return int(row.id), frozenset(row.scopes)
+
+    def scopes_by_id(self, key_id: int) -> frozenset[str]:
+        """The scopes of key `key_id` now (empty once revoked), cached like :meth:`scopes`, so a
+        dashboard session ends within CACHE_S of its key's revocation."""
+        hit = self._by_id.get(key_id)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            found = frozenset(row.scopes) if row is not None and row.revoked_at is None \
+                else frozenset()
+        if len(self._by_id) > 10_000:
+            self._by_id.clear()
+        self._by_id[key_id] = (time.monotonic(), found)
         return found
 
 

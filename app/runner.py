@@ -23,7 +23,7 @@ from gunicorn.app.base import BaseApplication
 from werkzeug.serving import make_server
 
 import app as app_package
-from app import close_app, create_app
+from app import close_app, create_app, create_dashboard_app
 from app.supervisor import (
     PROMETHEUS_DIR_VAR,
     Child,
@@ -113,9 +113,11 @@ def run_processes(
 class GunicornServer(BaseApplication):
     """The API under gunicorn, configured in-process; each worker builds its own app."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any],
+                 factory: Callable[[Settings], Any] = create_app) -> None:
         self.settings = settings
         self.options = options
+        self.factory = factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -127,7 +129,7 @@ class GunicornServer(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return self.factory(self.settings)
 
 
 def _worker_exit(_server: Any, worker: Any) -> None:
@@ -162,6 +164,27 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
         "loglevel": settings.log_level.lower(),
         "proc_name": "abvoc-api",
     }).run()
+
+
+def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 1,
+                    threads: int = 8, dev: bool = False) -> None:
+    """Serve the dashboard alone (no prediction API) until SIGTERM or SIGINT: under gunicorn,
+    or Werkzeug's server with ``dev``. Sessions hold across workers: they are signed with a
+    key derived from the shared secret."""
+    log.info("abvoc dashboard on http://%s:%d/dashboard/", host, port)
+    if dev:
+        server = make_server(host, port, create_dashboard_app(settings), threaded=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+        return
+    GunicornServer(settings, {
+        "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",
+        "threads": threads, "timeout": 60, "graceful_timeout": 20, "preload_app": False,
+        "worker_exit": _worker_exit, "loglevel": settings.log_level.lower(),
+        "proc_name": "abvoc-dashboard",
+    }, factory=create_dashboard_app).run()
 
 
 def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: int = 8,

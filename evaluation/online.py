@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -81,15 +81,32 @@ def _naive(moment: datetime) -> datetime:
     return agg.hour_of(moment).replace(tzinfo=None)
 
 
-def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True) -> Cells:
+def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
+                                                                         datetime | None]:
+    """A time window widened to whole UTC hours, the grain of the aggregates: ``[since, until)``
+    becomes the hours from the one ``since`` falls in up to (without) the first hour that starts
+    at or after ``until``."""
+    start = agg.hour_of(since) if since is not None else None
+    end = None
+    if until is not None:
+        end = agg.hour_of(until)
+        if end < (until if until.tzinfo else until.replace(tzinfo=UTC)):
+            end += timedelta(hours=1)
+    return start, end
+
+
+def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True,
+               since: datetime | None = None, until: datetime | None = None) -> Cells:
     """Every variant x slice of an experiment (0: predictions outside any experiment), plus a
-    slice ``all`` per variant."""
+    slice ``all`` per variant; with ``since``/``until``, only the hours of that window (see
+    :func:`hour_window`)."""
     t = OnlineAggregate
+    start, end = hour_window(since, until)
     cells: Cells = defaultdict(Cell)
     rows = session.execute(
         select(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label, func.sum(t.n),
                func.sum(t.sum), func.sum(t.sum_squares), func.min(t.hour), func.max(t.hour))
-        .where(t.experiment_id == experiment_id)
+        .where(t.experiment_id == experiment_id, *_in_window(t.hour, start, end))
         .group_by(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label)
     )
     for arm, cand, shadow, slice_, metric, label, n, s, ss, lo, hi in rows:
@@ -99,20 +116,28 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
             cell.first_hour, cell.last_hour = _naive(lo), _naive(hi)
     sketches = session.execute(
         select(t.arm, t.candidate, t.shadow, t.slice, t.sketch)
-        .where(t.experiment_id == experiment_id, t.metric == agg.LATENCY)
+        .where(t.experiment_id == experiment_id, t.metric == agg.LATENCY,
+               *_in_window(t.hour, start, end))
     )
     for arm, cand, shadow, slice_, data in sketches:
         cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
         cell.latency = cell.latency + sketch.decode(data)
     if with_relabels:
-        _add_relabels(session, experiment_id, cells)
+        _add_relabels(session, experiment_id, cells, start, end)
     for (variant, slice_), cell in list(cells.items()):
         if slice_ != ALL:
             cells[(variant, ALL)].merge(cell)
     return dict(cells)
 
 
-def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
+def _in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    """SQL conditions keeping ``column`` in ``[start, end)``; none for an open side."""
+    return ([column >= start] if start is not None else []) + \
+        ([column < end] if end is not None else [])
+
+
+def _add_relabels(session: Session, experiment_id: int, cells: Cells,
+                  start: datetime | None = None, end: datetime | None = None) -> None:
     """Truths from labeled relabel items whose prediction has no counted correction."""
     p, r, tr = Prediction, RelabelItem, PredictionTruth
     labels = (select(r.prediction_id, func.min(r.label).label("label"))
@@ -124,7 +149,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells) -> None:
         .join(labels, labels.c.prediction_id == p.prediction_id)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id,
-                    tr.prediction_id.is_(None)))
+                    tr.prediction_id.is_(None), *_in_window(p.created_at, start, end)))
         .execution_options(stream_results=True, max_row_buffer=100)
     )
     acc = agg.Accumulator()

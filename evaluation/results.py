@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
-from evaluation.online import ALL, Cell, Cells, Variant, load_cells, metrics
+from evaluation.online import ALL, Cell, Cells, Variant, hour_window, load_cells, metrics
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.stats import (
     AnalysisConfig,
@@ -141,11 +142,15 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 
 
 def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
-         weights: list[float], slices: list[str], threshold: float) -> dict[str, Any]:
-    rows = dict(session.execute(
-        select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
-        .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
-    ).all())
+         weights: list[float], slices: list[str], threshold: float,
+         window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
+    if window == (None, None):
+        rows = dict(session.execute(
+            select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
+            .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
+        ).all())
+    else:  # the units whose first prediction (per slice) fell in the window's hours
+        rows = {a.arm: cells.get((a, ALL), Cell()).get(agg.UNITS)[0] for a in arms}
     overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
     per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
                           for s in slices[1:]]).reshape(len(slices) - 1, len(arms))
@@ -216,15 +221,21 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
 
 def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
-                       target_relative_effect: float = 0.1) -> dict[str, Any]:
-    """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id."""
+                       target_relative_effect: float = 0.1, since: datetime | None = None,
+                       until: datetime | None = None) -> dict[str, Any]:
+    """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
+
+    ``since``/``until`` restrict it to a time window (whole hours, see
+    :func:`evaluation.online.hour_window`); the SRM check then counts the units whose first
+    prediction in a slice fell in the window.
+    """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
     variants, weights = variants_of(experiment)
     arms = variants[: len(weights)]
-    cells = load_cells(session, experiment_id)
+    cells = load_cells(session, experiment_id, since=since, until=until)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha)
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
@@ -253,8 +264,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                    error="an experiment needs a control and at least one other arm or shadow")
         out["decision"] = decisions.decide(out)
         return out
-    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold) \
-        if len(arms) >= 2 else None
+    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold,
+               hour_window(since, until)) if len(arms) >= 2 else None
     full = analyze(with_outcomes(build_aggregates(cells, variants, slices, compared), outcomes,
                                  list(range(len(arms)))), config)
     records = _outcome_records_kept(full.to_records(), outcomes, {a.name for a in arms})

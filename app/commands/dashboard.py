@@ -1,0 +1,41 @@
+"""`abvoc dashboard`: the Dash dashboard served on its own, over the configured store."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli import Context, pass_ctx
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (gunicorn).")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Request threads per worker.")
+@click.option("--dev", is_flag=True, help="Werkzeug's development server, for debugging.")
+@pass_ctx
+def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
+              dev: bool) -> None:
+    """Serve the dashboard alone; log in at /dashboard/login with an admin API key.
+
+    The service (`abvoc serve`, `abvoc up`) serves the same pages at /dashboard/."""
+    import logging
+
+    from app.runner import serve_dashboard
+    from app.supervisor import check_port_free
+    from core.settings import ensure_secret_key
+    from core.startup import connect
+
+    settings = ensure_secret_key(ctx.settings)
+    connect(settings).close()  # fail here, naming the variable, if the store is unreachable
+    check_port_free(host, port)
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"abvoc dashboard: http://{host}:{port}/dashboard/ (log in with an admin key: "
+               "`abvoc keys create --scopes admin`)")
+    serve_dashboard(settings, host, port, workers=workers, threads=threads, dev=dev)
+
+
+DASHBOARD_COMMANDS = [dashboard]

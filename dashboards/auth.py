@@ -1,0 +1,221 @@
+"""The dashboard's login: an API key in a form becomes a signed session cookie with roles.
+
+- ``GET/POST /dashboard/login`` takes a key, looks it up (only its hash is stored) and keeps the
+  key's *id* and roles in Flask's signed session cookie (HttpOnly, SameSite=Lax, Secure in
+  production, path ``/dashboard/``); the key itself is never kept. ``POST /dashboard/logout``
+  clears it.
+- Every other ``/dashboard/`` request needs a live session: pages redirect to the login, Dash's
+  own requests (``_dash-*``) get a 401. The key is re-checked (cached a few seconds), so a
+  revoked key or a lost scope ends the session.
+- Roles come from the key's scopes through :data:`ROLES_BY_SCOPE`.
+- CSRF: every unsafe request must come from this origin (``Origin``, else ``Referer``), and
+  Dash callbacks must also echo the session's token in ``X-CSRFToken``: the renderer reads it
+  from the readable cookie :data:`CSRF_COOKIE` (double submit), and the login form carries it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    g,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    session,
+)
+
+PREFIX = "/dashboard/"
+ROLES_BY_SCOPE: dict[str, str] = {
+    "admin": "admin",
+    # The relabeling work adds the `annotate` scope: "annotate": "annotator".
+}
+SESSION_COOKIE = "abvoc_dashboard"
+CSRF_COOKIE = "abvoc_csrf"
+CSRF_HEADER = "X-CSRFToken"
+SESSION_HOURS = 12
+# Dash's JavaScript bundles and icon: the same for everyone, needed by no secret.
+_PUBLIC = (f"{PREFIX}login", f"{PREFIX}_dash-component-suites/", f"{PREFIX}_favicon.ico")
+_UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+bp = Blueprint("dashboard_auth", __name__)
+
+
+class KeyBook(Protocol):
+    """What the login needs to know about API keys (the app's ``KeyCache`` is one)."""
+
+    def identify(self, key: str) -> tuple[int, frozenset[str]] | None: ...
+
+    def scopes_by_id(self, key_id: int) -> frozenset[str]: ...
+
+
+def roles_for(scopes: Iterable[str]) -> frozenset[str]:
+    return frozenset(ROLES_BY_SCOPE[s] for s in scopes if s in ROLES_BY_SCOPE)
+
+
+def current_roles() -> frozenset[str]:
+    """The roles of this request's session (set by the guard; empty outside one)."""
+    return g.get("dashboard_roles", frozenset())
+
+
+def session_key(secret: str) -> str:
+    """The cookie-signing key, derived from the service secret so the receipt key itself
+    never signs anything else."""
+    return hmac.new(secret.encode(), b"abvoc dashboard session", hashlib.sha256).hexdigest()
+
+
+def init_app(server: Flask, keys: KeyBook, secret: str, production: bool) -> None:
+    """Configure the session cookie and install the login routes and the guard."""
+    server.secret_key = session_key(secret)
+    server.config.update(
+        SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_PATH=PREFIX,
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+    server.extensions["abvoc_dashboard_keys"] = keys
+    server.register_blueprint(bp)
+    server.before_request(_guard)
+    server.after_request(_csrf_cookie)
+
+
+def _keys() -> KeyBook:
+    from flask import current_app
+
+    return current_app.extensions["abvoc_dashboard_keys"]
+
+
+def _same_origin() -> bool:
+    """True when the request says it comes from this host (Origin, else Referer)."""
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == request.host
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _refuse(status: int, message: str) -> Response:
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+def _guard() -> Response | None:
+    path = request.path
+    if not (path.startswith(PREFIX) or path == PREFIX.rstrip("/")):
+        return None
+    if request.method in _UNSAFE and not _same_origin():
+        return _refuse(403, "cross-origin request refused: send it from the dashboard's own "
+                            "origin (Origin or Referer header)")
+    if path.startswith(_PUBLIC):
+        return None
+    key_id = session.get("key_id")
+    roles = roles_for(_keys().scopes_by_id(int(key_id))) if key_id is not None else frozenset()
+    if not roles:
+        session.pop("key_id", None)
+        if "/_dash-" in path or path.endswith("_reload-hash") or request.method != "GET":
+            return _refuse(401, f"log in first at {PREFIX}login")
+        return redirect(f"{PREFIX}login?next={quote(path)}", code=302)
+    if request.method in _UNSAFE and path != f"{PREFIX}logout":
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
+            return _refuse(403, f"missing or wrong {CSRF_HEADER} header: reload the page")
+    g.dashboard_roles = roles
+    return None
+
+
+def _csrf_cookie(response: Response) -> Response:
+    """Hand the session's CSRF token to the page's JavaScript (readable, not HttpOnly)."""
+    if request.path.startswith(PREFIX) and "csrf" in session \
+            and request.cookies.get(CSRF_COOKIE) != session["csrf"]:
+        from flask import current_app
+
+        response.set_cookie(CSRF_COOKIE, session["csrf"], path=PREFIX, samesite="Lax",
+                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=False)
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the dashboard: never an open redirect."""
+    if not target or not target.startswith(PREFIX) or "//" in target or "\\" in target:
+        return PREFIX
+    return target
+
+
+@bp.get(f"{PREFIX}login")
+def login_form() -> Any:
+    return _page(request.args.get("next"), None, 200)
+
+
+@bp.post(f"{PREFIX}login")
+def login() -> Any:
+    target = request.form.get("next")
+    sent = request.form.get("csrf", "")
+    if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
+        return _page(target, "The form expired: log in again.", 400)
+    key = request.form.get("key", "").strip()
+    found = _keys().identify(key) if 0 < len(key) <= 200 else None
+    if found is None:
+        return _page(target, "This API key is unknown or revoked.", 401)
+    key_id, scopes = found
+    roles = roles_for(scopes)
+    if not roles:
+        wanted = " or ".join(sorted(ROLES_BY_SCOPE))
+        return _page(target, f"This API key has no dashboard role: it needs the {wanted} "
+                             "scope.", 403)
+    session.clear()
+    session.permanent = True
+    session.update(key_id=key_id, csrf=secrets.token_urlsafe(32))
+    return redirect(_safe_next(target), code=303)
+
+
+@bp.post(f"{PREFIX}logout")
+def logout() -> Any:
+    session.clear()
+    response = redirect(f"{PREFIX}login", code=303)
+    response.delete_cookie(CSRF_COOKIE, path=PREFIX)
+    return response
+
+
+def _page(target: str | None, error: str | None, status: int) -> tuple[str, int]:
+    return render_template_string(_LOGIN, error=error, next=_safe_next(target),
+                                  csrf=_csrf_token()), status
+
+
+# Jinja escapes every value put into this page.
+_LOGIN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>abvoc: log in</title>
+<link rel="icon" href="/dashboard/_favicon.ico">
+<style>
+body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0}
+form{max-width:360px;margin:12vh auto;background:#fff;padding:28px;border-radius:8px;
+box-shadow:0 1px 4px #0002}
+h1{font-size:20px;margin:0 0 16px}label{display:block;margin-bottom:6px;color:#444}
+input[type=password]{width:100%;box-sizing:border-box;padding:8px;font-size:14px}
+button{margin-top:14px;padding:8px 18px;font-size:14px}.error{color:#b00020;margin:0 0 12px}
+p.hint{color:#666;font-size:13px}
+</style></head><body>
+<form method="post" action="/dashboard/login" id="login-form">
+<h1>abvoc dashboard</h1>
+{% if error %}<p class="error" id="login-error">{{ error }}</p>{% endif %}
+<label for="key">API key</label>
+<input type="password" id="key" name="key" autocomplete="off" required maxlength="200">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="next" value="{{ next }}">
+<button type="submit" id="login-submit">Log in</button>
+<p class="hint">A key with the admin scope: <code>abvoc keys create --scopes admin</code></p>
+</form></body></html>"""

@@ -1,0 +1,145 @@
+"""What the pages show, read through the same evaluation functions the HTTP API calls.
+
+Plain functions of a :class:`~core.store.db.Database`, so tests call them without a browser and
+the pages never call their own service over HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from scipy import stats
+from sqlalchemy import func, select
+
+from core.store.db import Database
+from core.store.models import Experiment, OnlineAggregate
+from evaluation.online import ALL, Cell, load_cells, wilson_interval
+from evaluation.results import (
+    CUSTOMER_METRICS,
+    METRICS,
+    NUMBER_METRICS,
+    experiment_results,
+    metric_stats,
+    variants_of,
+)
+from serving.experiments import Experiments
+
+HOUR = timedelta(hours=1)
+SERIES_POINTS = 12
+
+
+def store() -> Database:
+    """The store of the app serving this request."""
+    return current_app.extensions["abvoc"].db
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time window of whole hours; ``None`` on a side means open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def experiments(db: Database) -> list[dict[str, Any]]:
+    """Every experiment, as ``GET /v1/experiments`` lists them."""
+    return Experiments(db).list()
+
+
+def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | None:
+    """The first and last hour with online data for the experiment (None before any)."""
+    t = OnlineAggregate
+    with db.session() as s:
+        first, last = s.execute(select(func.min(t.hour), func.max(t.hour))
+                                .where(t.experiment_id == experiment_id)).one()
+    if first is None or last is None:
+        return None
+    return _utc(first), _utc(last)
+
+
+def slices(db: Database, experiment_id: int) -> list[str]:
+    """``all`` and the slices the experiment's traffic fell in."""
+    t = OnlineAggregate
+    with db.session() as s:
+        found = s.scalars(select(t.slice).where(t.experiment_id == experiment_id)
+                          .distinct().order_by(t.slice)).all()
+    return [ALL, *(x for x in found if x != ALL)]
+
+
+def results(db: Database, experiment_id: int, window: Window = Window()) -> dict[str, Any]:
+    """``GET /v1/experiments/{id}/results`` for the window."""
+    with db.session() as s:
+        return experiment_results(s, experiment_id, since=window.since, until=window.until)
+
+
+def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window = Window(),
+                  alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Each variant's mean of each metric in a slice with its (1 - alpha) interval: Wilson for
+    rates, Student's t for means. Metrics without data in a variant are left out."""
+    with db.session() as s:
+        experiment = s.get(Experiment, experiment_id)
+        if experiment is None:
+            return []
+        variants, _ = variants_of(experiment)
+        cells = load_cells(s, experiment_id, since=window.since, until=window.until)
+    out = []
+    for variant in variants:
+        cell = cells.get((variant, slice_), Cell())
+        for spec in (*METRICS, *NUMBER_METRICS):
+            if variant.shadow and spec.name in CUSTOMER_METRICS:
+                continue
+            n, total, squares = metric_stats(cell, spec.name)
+            if n <= 0:
+                continue
+            mean = total / n
+            if spec.is_proportion:
+                low, high = wilson_interval(total, n, alpha)
+            elif n > 1:
+                variance = max(squares / n - mean * mean, 0.0) * n / (n - 1)
+                half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * math.sqrt(variance / n)
+                low, high = mean - half, mean + half
+            else:
+                low = high = math.nan
+            out.append({"variant": variant.name, "shadow": variant.shadow,
+                        "metric": spec.name, "n": int(n), "mean": mean,
+                        "low": None if math.isnan(low) else low,
+                        "high": None if math.isnan(high) else high})
+    return out
+
+
+def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str,
+                      window: Window = Window(),
+                      points: int = SERIES_POINTS) -> list[dict[str, Any]]:
+    """The always-valid (mSPRT) interval of each treatment against control on ``metric``, as
+    it stood at the end of each hour of the window: the results recomputed on the data up to
+    then, at most ``points`` times (evenly spread, the last hour always included)."""
+    span = hour_range(db, experiment_id)
+    if span is None:
+        return []
+    first = max(span[0], window.since) if window.since else span[0]
+    last = min(span[1], window.until - HOUR) if window.until else span[1]
+    hours = int((last - first) / HOUR) + 1
+    if hours < 1:
+        return []
+    step = max(1, math.ceil(hours / points))
+    ends = [first + HOUR * (i + 1) for i in range(hours - 1, -1, -step)][::-1]
+    out = []
+    with db.session() as s:
+        for end in ends:
+            res = experiment_results(s, experiment_id, since=window.since, until=end)
+            for r in res["comparisons"]:
+                if r["metric"] == metric and r["slice"] == slice_:
+                    out.append({"until": end, "treatment": r["treatment"],
+                                "difference": r["difference"],
+                                "low": r["sequential_ci_low"], "high": r["sequential_ci_high"],
+                                "p_value": r["sequential_p_value"]})
+    return out
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,91 @@
+"""Plotly figures of the pages. Names that users chose (arms, candidates, slices) pass through
+:func:`plain` first: plotly reads a few HTML tags in its labels, and those must show as text."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLUMNS = 3
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def plain(text: Any) -> str:
+    """Text for a plotly label, shown exactly as written (its tags escaped)."""
+    return html.escape(str(text), quote=False)
+
+
+def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
+    """One panel per metric: each variant's mean with its interval as error bars."""
+    by_metric: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_metric[row["metric"]].append(row)
+    names = list(by_metric)
+    if not names:
+        return _empty("no data in this slice and time window")
+    rows_n = math.ceil(len(names) / COLUMNS)
+    figure = make_subplots(rows=rows_n, cols=COLUMNS, subplot_titles=[plain(n) for n in names],
+                           vertical_spacing=0.12 if rows_n > 1 else 0.2)
+    variants = sorted({r["variant"] for r in rows}, key=[r["variant"] for r in rows].index)
+    for i, name in enumerate(names):
+        points = by_metric[name]
+        figure.add_trace(go.Scatter(
+            x=[plain(p["variant"]) for p in points], y=[p["mean"] for p in points],
+            mode="markers", marker={"size": 10, "color": [
+                COLORS[variants.index(p["variant"]) % len(COLORS)] for p in points]},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [_above(p) for p in points],
+                     "arrayminus": [_below(p) for p in points]},
+            customdata=[[p["n"]] for p in points], showlegend=False,
+            hovertemplate="%{x}: %{y:.4g} (n = %{customdata[0]})<extra></extra>",
+        ), row=i // COLUMNS + 1, col=i % COLUMNS + 1)
+    figure.update_layout(height=260 * rows_n + 40, margin={"t": 40, "l": 40, "r": 20, "b": 30})
+    return figure
+
+
+def sequential(series: list[dict[str, Any]], metric: str) -> go.Figure:
+    """Each treatment's difference from control over time with its always-valid interval."""
+    if not series:
+        return _empty("no comparison yet")
+    figure = go.Figure()
+    treatments = list(dict.fromkeys(r["treatment"] for r in series))
+    for i, name in enumerate(treatments):
+        rows = [r for r in series if r["treatment"] == name]
+        color = COLORS[(i + 1) % len(COLORS)]
+        x = [r["until"] for r in rows]
+        figure.add_trace(go.Scatter(
+            x=x, y=[r["difference"] for r in rows], mode="lines+markers", name=plain(name),
+            line={"color": color},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [_gap(r["high"], r["difference"]) for r in rows],
+                     "arrayminus": [_gap(r["difference"], r["low"]) for r in rows]}))
+    figure.add_hline(y=0, line={"color": "#888", "dash": "dot"})
+    figure.update_layout(height=320, margin={"t": 40, "l": 50, "r": 20, "b": 40},
+                         title=f"{plain(metric)}: treatment − control, always-valid interval",
+                         xaxis_title="data up to (UTC)", yaxis_title="difference")
+    return figure
+
+
+def _gap(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else max(a - b, 0.0)
+
+
+def _above(p: dict[str, Any]) -> float | None:
+    return _gap(p["high"], p["mean"])
+
+
+def _below(p: dict[str, Any]) -> float | None:
+    return _gap(p["mean"], p["low"])
+
+
+def _empty(message: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=plain(message), showarrow=False, x=0.5, y=0.5, xref="paper",
+                          yref="paper")
+    figure.update_layout(height=160, xaxis={"visible": False}, yaxis={"visible": False})
+    return figure

@@ -1,0 +1,207 @@
+"""The Experiments page: pick an experiment, then read its arms, the configured against the
+observed split with the sample-ratio check, every metric per arm with intervals, the
+comparisons with corrected p-values, the always-valid interval over time, and the decision with
+its reasons, for one slice and time window.
+
+The callbacks are thin: :func:`controls` and :func:`body` are plain functions of the store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from core.errors import AbvocError
+from dashboards import data, figures
+from dashboards.access import require_role, whole_number
+from dashboards.pages._page import Page
+from dashboards.tables import fmt, table
+
+ROLES = frozenset({"admin"})
+ALL = "all"
+
+
+def layout() -> Component:
+    listed = data.experiments(data.store())
+    options = [{"label": f"#{e['id']} {e['name']} ({e['status']})", "value": e["id"]}
+               for e in listed]
+    return html.Div([
+        html.H2("Experiments"),
+        html.Div(className="controls", children=[
+            html.Label(["Experiment", dcc.Dropdown(
+                id="exp-select", options=options, clearable=False,
+                value=listed[-1]["id"] if listed else None,
+                placeholder="no experiments yet")], className="control wide"),
+            html.Label(["Slice", dcc.Dropdown(id="exp-slice", options=[ALL], value=ALL,
+                                              clearable=False)], className="control"),
+            html.Label(["Time (UTC hours with data)", dcc.RangeSlider(
+                id="exp-time", min=0, max=1, step=1, value=[0, 1], allow_direct_input=False,
+                updatemode="mouseup")], className="control wide time"),
+        ]),
+        html.P(id="exp-window", className="window"),
+        dcc.Loading(html.Div(id="exp-body")),
+    ])
+
+
+def controls(db: Any, experiment_id: int | None) -> tuple[list[str], str, int, list[int],
+                                                          dict[int, str]]:
+    """Slice options and the time slider (max, value, marks) for an experiment."""
+    if experiment_id is None:
+        return [ALL], ALL, 1, [0, 1], {}
+    span = data.hour_range(db, experiment_id)
+    hours = 1 if span is None else int((span[1] - span[0]) / data.HOUR) + 1
+    marks = {} if span is None else {0: _hour(span[0]), hours: _hour(span[1] + data.HOUR)}
+    return data.slices(db, experiment_id), ALL, hours, [0, hours], marks
+
+
+def window_of(db: Any, experiment_id: int, time_value: list[Any] | None) -> data.Window:
+    """The slider's hours as a time window; the whole range is no window at all."""
+    span = data.hour_range(db, experiment_id)
+    if span is None or not time_value or len(time_value) != 2:
+        return data.Window()
+    hours = int((span[1] - span[0]) / data.HOUR) + 1
+    lo, hi = sorted(int(v) for v in time_value)
+    if lo <= 0 and hi >= hours:
+        return data.Window()
+    return data.Window(span[0] + data.HOUR * max(lo, 0), span[0] + data.HOUR * min(hi, hours))
+
+
+def describe(window: data.Window) -> str:
+    if window.since is None and window.until is None:
+        return "All data."
+    since = _hour(window.since) if window.since else "the start"
+    until = _hour(window.until) if window.until else "now"
+    return f"Data from {since} to {until} (UTC)."
+
+
+def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -> Component:
+    if experiment_id is None:
+        return html.P("No experiment yet: create one with `abvoc experiment create`.")
+    res = data.results(db, experiment_id, window)
+    slice_ = slice_ or ALL
+    primary = res["experiment"]["primary_metric"]
+    parts: list[Component] = [_summary(res)]
+    if not res.get("trustworthy", False) and res.get("srm") and res["srm"]["flagged"]:
+        parts.append(html.Div("Sample ratio mismatch: the split does not follow the configured "
+                              "weights, so these results are untrustworthy.",
+                              className="alert", id="exp-srm-alert"))
+    parts += [_decision(res["decision"]), html.H3("Arms and split"), _arms(res, slice_),
+              html.H3(f"Metrics per arm ({slice_})"),
+              dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(
+                  data.arm_intervals(db, experiment_id, slice_, window, res["alpha"]))),
+              html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
+              html.H3("Always-valid interval over time")]
+    series = data.sequential_series(db, experiment_id, primary, slice_, window)
+    if len({r["until"] for r in series}) < 2:
+        parts.append(html.P("It appears once the data spans two hours or more.",
+                            id="exp-sequential-note"))
+    else:
+        parts.append(dcc.Graph(id="exp-sequential-graph",
+                               figure=figures.sequential(series, primary)))
+    return html.Div(parts)
+
+
+def _summary(res: dict[str, Any]) -> Component:
+    exp = res["experiment"]
+    return html.P(["Experiment ", html.B(exp["name"]), f" is {exp['status']}; primary metric ",
+                   html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}."],
+                  id="exp-summary")
+
+
+def _decision(decision: dict[str, Any]) -> Component:
+    action = decision["action"].replace("_", " ")
+    head = f"Decision: {action}" + (f" arm {decision['arm']}" if decision.get("arm") else "")
+    return html.Div(className=f"decision {decision['action']}", id="exp-decision", children=[
+        html.H3(head), html.Ul([html.Li(r) for r in decision.get("reasons", [])])])
+
+
+def _arms(res: dict[str, Any], slice_: str) -> Component:
+    srm = res.get("srm") or {}
+    rows = []
+    for v in res["variants"]:
+        figures_ = res["metrics"].get(v["name"], {}).get(slice_, {})
+        role = "shadow" if v["shadow"] else ("control" if v is res["variants"][0] else "treatment")
+        overall = None if v["shadow"] or slice_ != ALL else srm.get("units", {}).get(v["name"])
+        expected = None if v["shadow"] or slice_ != ALL else srm.get("expected", {}).get(v["name"])
+        rows.append([v["name"], v["candidate"], role, fmt(v["weight"]),
+                     fmt(figures_.get("units") if overall is None else overall),
+                     fmt(expected), fmt(figures_.get("predictions"))])
+    arms_table = table(["arm", "candidate", "role", "configured weight", "units observed",
+                        "units expected", "predictions"], rows, "exp-arms")
+    return html.Div([arms_table, html.P(_srm_line(srm, slice_), id="exp-srm")])
+
+
+def _srm_line(srm: dict[str, Any], slice_: str) -> str:
+    if not srm:
+        return "Sample-ratio check: needs two arms or more."
+    if slice_ == ALL:
+        p = srm.get("p_value")
+        if p is None:
+            return f"Sample-ratio check: not computed ({srm.get('error') or 'no units yet'})."
+        verdict = "MISMATCH" if srm["mismatch"] else "ok"
+        return (f"Sample-ratio check (chi-square, all units): statistic {srm['statistic']:.3g}, "
+                f"p = {p:.3g} against threshold {srm['threshold']:g}: {verdict}.")
+    p = srm.get("slice_p_values", {}).get(slice_)
+    if p is None:
+        return f"Sample-ratio check in slice {slice_}: not computed (too few units)."
+    verdict = "MISMATCH" if slice_ in srm.get("mismatched_slices", []) else "ok"
+    return f"Sample-ratio check in slice {slice_}: p = {p:.3g}: {verdict}."
+
+
+def _comparisons(res: dict[str, Any], slice_: str) -> Component:
+    rows = []
+    for r in res.get("comparisons", []):
+        if r["slice"] != slice_:
+            continue
+        rows.append([r["treatment"], r["metric"], fmt(r["control_mean"]),
+                     fmt(r["treatment_mean"]), _interval(r["difference"], r["ci_low"],
+                                                         r["ci_high"]),
+                     fmt(r["relative_lift"], percent=True), fmt(r["p_value"]),
+                     fmt(r["p_holm"]), fmt(r["p_bh"]),
+                     _interval(None, r["sequential_ci_low"], r["sequential_ci_high"]),
+                     fmt(r["sequential_p_value"]), r.get("verdict") or r.get("error") or ""])
+    if not rows:
+        return html.P("No comparison in this slice yet.", id="exp-comparisons")
+    return table(["treatment", "metric", "control", "treatment mean", "difference [95% CI]",
+                  "relative lift", "p", "p (Holm)", "p (BH)", "always-valid CI",
+                  "always-valid p", "verdict"], rows, "exp-comparisons")
+
+
+def _interval(centre: float | None, low: float | None, high: float | None) -> str:
+    inner = f"[{fmt(low)}, {fmt(high)}]" if low is not None and high is not None else ""
+    return f"{fmt(centre)} {inner}".strip() if centre is not None else inner or "–"
+
+
+def _hour(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:00")
+
+
+def register(app: Dash) -> None:
+    @app.callback(Output("exp-slice", "options"), Output("exp-slice", "value"),
+                  Output("exp-time", "max"), Output("exp-time", "value"),
+                  Output("exp-time", "marks"), Input("exp-select", "value"))
+    @require_role(ROLES)
+    def _controls(experiment_id: Any) -> tuple[Any, ...]:
+        return controls(data.store(), whole_number(experiment_id, "experiment"))
+
+    @app.callback(Output("exp-body", "children"), Output("exp-window", "children"),
+                  Input("exp-select", "value"), Input("exp-slice", "value"),
+                  Input("exp-time", "value"))
+    @require_role(ROLES)
+    def _body(experiment_id: Any, slice_: Any, time_value: Any) -> tuple[Component, str]:
+        db = data.store()
+        experiment_id = whole_number(experiment_id, "experiment")
+        if slice_ is not None and not isinstance(slice_, str):
+            raise AbvocError("'slice' must be text")
+        if time_value is not None and (not isinstance(time_value, list) or len(time_value) != 2):
+            raise AbvocError("'time' must be a pair of hours")
+        hours = [whole_number(v, "time") for v in time_value or []]
+        window = window_of(db, experiment_id, hours) if experiment_id else data.Window()
+        return body(db, experiment_id, slice_ or ALL, window), describe(window)
+
+
+PAGE = Page(path="experiments", title="Experiments", roles=ROLES, layout=layout,
+            register=register)

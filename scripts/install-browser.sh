@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install, once, the real browser the dashboard tests drive: Debian's `chromium` and
+# `chromium-driver` (the driver matches the browser's version, both from the same archive).
+# Skipped when both are present, so running it again costs nothing. Runs apt-get as root (CI)
+# or through sudo.
+set -euo pipefail
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  exit 0
+fi
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "[install-browser] apt-get install chromium chromium-driver"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+/usr/bin/chromium --version

@@ -1,0 +1,53 @@
+"""`abvoc dashboard` serves the dashboard alone, as a real process on a free loopback port:
+the login page answers, pages redirect to it, and the prediction API is not there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from core.settings import Settings
+from tests.support.ports import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        return None
+
+
+def _status(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location", "")
+
+
+def test_abvoc_dashboard_serves_the_dashboard_alone(settings: Settings) -> None:
+    port = free_port()
+    env = {**os.environ, "ABVOC_DATABASE_URL": settings.database_url,
+           "ABVOC_DATA_DIR": str(settings.data_dir), "ABVOC_SECRET_KEY": "test-secret",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "dashboard", "--dev", "--port",
+                             str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, 60, proc)
+        base = f"http://127.0.0.1:{port}"
+        status, body = _status(f"{base}/dashboard/login")
+        assert status == 200 and 'id="login-form"' in body
+        assert _status(f"{base}/dashboard/experiments") == \
+            (302, "/dashboard/login?next=/dashboard/experiments")
+        assert _status(f"{base}/v1/experiments")[0] == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=20)[0]
+    assert f"http://127.0.0.1:{port}/dashboard/" in output
