@@ -151,7 +151,8 @@ class PredictService:
         A `watched` row (served within an experiment, not forced) carries its latency and
         failure: the guardrails' window, shared by every serving process through the store."""
         self._writes.insert({
-            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix)],
+            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix,
+                                                validated=True)],
             ServedPrediction.__table__: [{
                 "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
                 "candidate": event["candidate"], "created_at": utcnow(), "arm": event["arm"],

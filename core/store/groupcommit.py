@@ -24,10 +24,11 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import Database
+from core.store.db import WRITE_BEGIN, Database
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
 _Statement = tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any] | None]]
@@ -52,7 +53,8 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._leading = False
         self._closed = False
-        self._conn: Connection | None = None
+        self._conn: PoolProxiedConnection | None = None
+        self._begin = WRITE_BEGIN.get(db.dialect)
         self._statements: dict[tuple[Table, tuple[str, ...]], _Statement] = {}
 
     def insert(self, rows: Rows) -> None:
@@ -103,29 +105,51 @@ class GroupCommitter:
             batch[0].error = exc
 
     def _write(self, merged: Mapping[Table, Sequence[Mapping[str, Any]]]) -> None:
-        """One transaction on the held connection; once more on a fresh connection when the
-        held one turns out to be gone (the server restarted since the last commit)."""
+        """One transaction on the held DBAPI connection; once more on a fresh connection when
+        the held one turns out to be gone (the server restarted since the last commit). Driver
+        errors are raised as SQLAlchemy's, as the rest of the service sees them."""
+        dialect = self.db.engine.dialect
         for attempt in range(2):
             conn = self._connection()
+            cursor = None
             try:
-                with conn.begin():
-                    for table, rows in merged.items():
-                        for columns, params in self._params(table, rows).items():
-                            conn.exec_driver_sql(self._sql(table, columns), params)
+                cursor = conn.cursor()
+                if self._begin is not None:
+                    cursor.execute(self._begin)
+                for table, rows in merged.items():
+                    for columns, params in self._params(table, rows).items():
+                        cursor.executemany(self._sql(table, columns), params)
+                conn.commit()
                 return
-            except DBAPIError as exc:
-                if exc.connection_invalidated or conn.invalidated:
-                    self._drop_connection()
-                    if attempt == 0:
-                        continue
-                raise
+            except dialect.loaded_dbapi.Error as exc:
+                gone = self._rolled_back(conn, exc, cursor)
+                if gone and attempt == 0:
+                    continue
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                          connection_invalidated=gone, dialect=dialect) from exc
             except Exception:
                 self._drop_connection()
                 raise
+            finally:
+                if cursor is not None:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self.db.engine.connect()
+    def _rolled_back(self, conn: PoolProxiedConnection, exc: Exception, cursor: Any) -> bool:
+        """Roll back after a driver error; whether the connection is gone (then dropped)."""
+        gone = self.db.engine.dialect.is_disconnect(exc, conn, cursor)
+        if not gone:
+            try:
+                conn.rollback()
+            except Exception:  # a connection that cannot roll back is no use either
+                gone = True
+        if gone:
+            self._drop_connection()
+        return gone
+
+    def _connection(self) -> PoolProxiedConnection:
+        if self._conn is None or not self._conn.is_valid:
+            self._conn = self.db.engine.raw_connection()
         return self._conn
 
     def _drop_connection(self) -> None:

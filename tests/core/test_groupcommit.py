@@ -6,11 +6,12 @@ import threading
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from core.store import schema
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
-from core.store.models import ServedPrediction
+from core.store.models import OutboxEvent, ServedPrediction
 
 
 def _unit(i: int) -> dict:
@@ -39,10 +40,28 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
     committer.close()
     failed = [i for i, r in results.items() if isinstance(r, Exception)]
     assert len(failed) == 1 and failed[0] in (3, 7)
+    # the driver's error reaches the caller as SQLAlchemy's, as every other store error does
+    assert isinstance(results[failed[0]], IntegrityError)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 39
     with pytest.raises(RuntimeError, match="closed"):
         committer.insert(_unit(99))
+
+
+def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> None:
+    """The raw write opens its own transaction (on SQLite the driver runs in autocommit mode):
+    an outbox row whose ledger row fails is not stored either, and the connection stays usable."""
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    outbox = {"event_id": "e1", "topic": "t", "key": "p1", "payload": b"{}",
+              "created_at": utcnow(), "attempts": 0}
+    with pytest.raises(IntegrityError):
+        committer.insert({OutboxEvent.__table__: [outbox], **_unit(1)})
+    committer.insert({OutboxEvent.__table__: [outbox | {"event_id": "e2"}], **_unit(2)})
+    committer.close()
+    with db.session() as s:
+        assert s.scalars(select(OutboxEvent.event_id)).all() == ["e2"]
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
 
 
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
