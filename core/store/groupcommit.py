@@ -4,22 +4,25 @@ A request thread hands its rows (table → row dicts) to `insert` and blocks unt
 committed, so the caller still answers only after its writes are durable. The threads take turns
 as the leader (leader/follower, as in database group commit): a thread that finds no commit in
 progress writes everything queued so far, its own rows included, with one executemany per table
-and one commit; the threads that queued rows meanwhile wait, and the first of them that finds
-its rows still unwritten leads the next commit. A lone request writes on its own thread with no
-hand-off to another, and concurrent ones share commits; one writer at a time also means no lock
+and one commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
+leader wakes the ones it committed and hands the lead to the first still waiting, which writes
+the next batch. A lone request writes on its own thread with no hand-off to another, and
+concurrent ones share commits; one writer at a time also means no lock
 contention between the process's threads (SQLite has one writer at a time). If a batch fails, its
 units are written again one by one, so only the failing unit's caller gets the error and its
 batch-mates are still committed.
 
-The leaders share one held connection and one prebuilt INSERT per table: on this hot path the
-pool check-out, its reset on return and building the statement each time cost as much as the
-write itself. A connection that fails is dropped, and the next batch checks out a fresh one.
+The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
+the driver's cursor: on this hot path the pool check-out, its reset on return, building the
+statement and SQLAlchemy's execution layers cost as much as the write itself. A connection that
+fails is dropped, and the next batch checks out a fresh one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,12 +38,17 @@ _Statement = tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any] |
 
 
 class _Pending:
-    __slots__ = ("rows", "done", "error")
+    """One caller's rows; `turn` is held until the rows are committed (done) or the caller is
+    handed the lead, so a waiter is woken exactly once, by the thread that has news for it."""
+
+    __slots__ = ("rows", "done", "error", "turn")
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
         self.done = False
         self.error: Exception | None = None
+        self.turn = threading.Lock()
+        self.turn.acquire()
 
 
 class GroupCommitter:
@@ -50,7 +58,8 @@ class GroupCommitter:
         self.linger_s = linger_s
         self._busy = False
         self._queue: deque[_Pending] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._leading = False
         self._closed = False
         self._conn: PoolProxiedConnection | None = None
@@ -60,35 +69,46 @@ class GroupCommitter:
     def insert(self, rows: Rows) -> None:
         """Insert `rows` (all or none) in a shared transaction; return once committed."""
         pending = _Pending(rows)
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
             self._queue.append(pending)
-            while True:
-                while self._leading and not pending.done:
-                    self._cond.wait()
-                if pending.done:
-                    break
-                # No commit in progress and these rows are unwritten: lead the next one.
-                self._leading = True
-                if self._busy and self.linger_s:
-                    # Others wrote alongside the last commit: wait a moment for the rest of
-                    # them, so one commit serves several (a lone client never waits here).
-                    self._cond.wait(self.linger_s)
-                batch = [self._queue.popleft()
-                         for _ in range(min(self.max_batch, len(self._queue)))]
-                self._cond.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cond.acquire()
-                    for done in batch:
-                        done.done = True
-                    self._busy = len(batch) > 1 or bool(self._queue)
-                    self._leading = False
-                    self._cond.notify_all()
+            follow, self._leading = self._leading, True
+        if follow:
+            pending.turn.acquire()  # committed by a leader, or handed the lead
+        if not pending.done:
+            self._lead()
         if pending.error is not None:
             raise pending.error
+
+    def _lead(self) -> None:
+        """Commit the queue's head (the leader's own rows first), wake its callers and hand the
+        lead to the first caller still waiting, if any (else no one leads until the next)."""
+        if self._busy and self.linger_s:
+            # Others wrote alongside the last commit: wait a moment for the rest of them, so
+            # one commit serves several (a lone client never waits here).
+            time.sleep(self.linger_s)
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        try:
+            self._commit(batch)
+        except BaseException:  # interrupted: no caller may take its rows for committed
+            for done in batch:
+                done.error = done.error or RuntimeError("the commit was interrupted")
+            raise
+        finally:
+            for done in batch:
+                done.done = True
+            with self._lock:
+                self._busy = len(batch) > 1 or bool(self._queue)
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._leading = False
+                    self._idle.notify_all()
+            for done in batch[1:]:  # batch[0] is the leader's own
+                done.turn.release()
+            if successor is not None:
+                successor.turn.release()
 
     def _commit(self, batch: list[_Pending]) -> None:
         merged: dict[Table, list[Mapping[str, Any]]] = {}
@@ -192,10 +212,10 @@ class GroupCommitter:
     def close(self) -> None:
         """Refuse new rows, wait until the rows already queued are committed, and return the
         connection."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             while self._leading or self._queue:
-                self._cond.wait()
+                self._idle.wait()
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

@@ -48,6 +48,30 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
         committer.insert(_unit(99))
 
 
+def test_many_writers_each_get_their_answer_once_all_rows_are_in(db: Database) -> None:
+    """Waiters are woken one by one and the lead passes from thread to thread: under a steady
+    stream from many threads every call returns, and every row is stored once."""
+    committer = GroupCommitter(db, linger_s=0.0005)
+    errors: list[Exception] = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(25):
+                committer.insert(_unit(t * 1000 + i))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    committer.close()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 12 * 25
+
+
 def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> None:
     """The raw write opens its own transaction (on SQLite the driver runs in autocommit mode):
     an outbox row whose ledger row fails is not stored either, and the connection stays usable."""
