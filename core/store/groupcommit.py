@@ -130,9 +130,9 @@ class GroupCommitter:
         errors are raised as SQLAlchemy's, as the rest of the service sees them."""
         dialect = self.db.engine.dialect
         for attempt in range(2):
-            conn = self._connection()
-            cursor = None
+            conn = cursor = None
             try:
+                conn = self._connection()
                 cursor = conn.cursor()
                 if self._begin is not None:
                     cursor.execute(self._begin)
@@ -141,8 +141,8 @@ class GroupCommitter:
                         cursor.executemany(self._sql(table, columns), params)
                 conn.commit()
                 return
-            except dialect.loaded_dbapi.Error as exc:
-                gone = self._rolled_back(conn, exc, cursor)
+            except dialect.loaded_dbapi.Error as exc:  # a connect that failed leaves conn None
+                gone = conn is None or self._rolled_back(conn, exc, cursor)
                 if gone and attempt == 0:
                     continue
                 raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,

@@ -6,12 +6,13 @@ import threading
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.store import schema
-from core.store.db import Database, utcnow
+from core.store.db import Database, store_unreachable, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, ServedPrediction
+from tests.support.postgres import PostgresServer
 
 
 def _unit(i: int) -> dict:
@@ -116,3 +117,26 @@ def test_a_connection_lost_between_commits_is_replaced(postgres) -> None:  # noq
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
     db.dispose()
+
+
+def test_a_store_outage_reaches_the_caller_as_the_store_being_unreachable() -> None:
+    """The raw write raises SQLAlchemy's errors, so the API's handler still answers 503 (retry)
+    while the store is down, and the next insert after it is back reconnects by itself."""
+    server = PostgresServer().start()
+    try:
+        db = Database(server.create_database())
+        schema.upgrade(db)
+        committer = GroupCommitter(db)
+        committer.insert(_unit(1))
+        server.halt()
+        with pytest.raises(SQLAlchemyError) as down:
+            committer.insert(_unit(2))
+        assert store_unreachable(down.value)
+        server.start()
+        committer.insert(_unit(3))
+        committer.close()
+        with db.session() as s:
+            assert s.scalars(select(ServedPrediction.prediction_id)).all() == ["p1", "p3"]
+        db.dispose()
+    finally:
+        server.stop()
