@@ -7,10 +7,10 @@ progress writes everything queued so far, its own rows included, with one execut
 and one commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
 leader wakes the ones it committed and hands the lead to the first still waiting, which writes
 the next batch. A lone request writes on its own thread with no hand-off to another, and
-concurrent ones share commits; one writer at a time also means no lock
-contention between the process's threads (SQLite has one writer at a time). If a batch fails, its
-units are written again one by one, so only the failing unit's caller gets the error and its
-batch-mates are still committed.
+concurrent ones share commits; one writer at a time also means no lock contention between the
+process's threads (SQLite has one writer at a time). If a batch fails, its units are written
+again one by one, so only the failing unit's caller gets the error and its batch-mates are
+still committed.
 
 The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
 the driver's cursor: on this hot path the pool check-out, its reset on return, building the
