@@ -4,7 +4,8 @@ A prediction id and an event id are keys of unique indexes (`served_predictions`
 Random ids (UUIDv4) land on a random leaf page of each index, so every commit rewrites pages all
 over the index, and the more rows there are, the fewer of those pages are cached; ids that start
 with the time land on the index's last page, which a batch of rows shares and which stays hot.
-On SQLite this cuts the write's CPU by about a third. The 74 random bits keep ids unguessable
+On SQLite, with 20,000 rows in each table, a one-row commit of the prediction path took 48 µs of
+CPU instead of 66. The 74 random bits keep ids unguessable
 enough for what they are used for (a correction needs the prediction's receipt anyway).
 """
 
