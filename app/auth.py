@@ -68,16 +68,18 @@ def revoke_key(db: Database, prefix: str) -> None:
 
 
 class KeyCache:
-    """Scopes by presented key, looked up in the store at most every CACHE_S seconds."""
+    """Scopes by presented key, looked up in the store at most every `ttl_s` seconds, so a
+    request costs no query and a revoked (or new) key takes effect within `ttl_s`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ttl_s: float = CACHE_S) -> None:
         self.db = db
+        self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._by_id: dict[int, tuple[float, frozenset[str]]] = {}
 
     def scopes(self, key: str) -> frozenset[str]:
         hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < CACHE_S:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         with self.db.session() as s:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()

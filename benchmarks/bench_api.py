@@ -2,13 +2,20 @@
 
 Both run in one server process (werkzeug, threaded) in the same run: `/v1/predict` (auth, router,
 candidate, PredictionMade event and served-ledger row committed to the outbox in SQLite) and a
-bare route that decodes the same image and calls the same loaded candidate. A separate client
-process sends the same bodies to both with the same C concurrent connections, after a warm-up of
-each; rounds alternate which goes first (ABBA), so drift in a shared machine's load falls on both.
+bare route that parses the same JSON body through the same input checks, decodes the base64 and
+the image the same way and calls the same loaded candidate; the full path adds auth, its field
+checks, routing, the input hash, the event, the durable write, the receipt and its metrics. A
+separate client process sends the same bodies to both with the same C concurrent connections,
+after a warm-up of each; rounds alternate which goes first (ABBA), so drift in a shared
+machine's load falls on both.
 Per round it records requests/s, p50/p99 latency and the server's CPU time per request (all its
-threads: the batcher and the group-commit writer included). The figures are medians of the rounds:
-the throughput overhead of the full path over the bare one, and the CPU-per-request overhead,
-which is the steadier of the two where other processes share the cores.
+threads: the batcher and the group-commit writers included). The figures are medians of the
+rounds' paired ratios: the throughput overhead of the full path over the bare one, and the
+CPU-per-request overhead.
+
+The headline is the CPU-per-request overhead: on a machine whose cores other processes share,
+throughput moves with their load from one run to the next, while the CPU the server spends per
+request does not. Throughput is the same figure where the server has the cores to itself.
 
     python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
 """
@@ -61,8 +68,8 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
 
     @app.post("/bench/bare")
     def bare():  # noqa: ANN202
-        body = request.get_json()
-        image = decode_image(base64.b64decode(body["image_base64"]))
+        body = request.get_json(silent=True)  # parsed and checked once, as for /v1/predict
+        image = decode_image(base64.b64decode(body["image_base64"], validate=True))
         answer = serving.pool.get(CANDIDATE).predict(image)
         return jsonify({"output": answer.output, "confidence": answer.confidence})
 
@@ -151,8 +158,9 @@ def main() -> None:
     pairs = list(zip(figures["full"], figures["bare"], strict=True))  # the same round's two
     ratio = statistics.median(f[0] / b[0] for f, b in pairs)
     cpu_ratio = statistics.median(f[3] / b[3] for f, b in pairs)
+    print(f"  server CPU per request full/bare {cpu_ratio:.3f}: overhead {cpu_ratio - 1:.1%} "
+          "(the headline; goal < 5%)")
     print(f"  throughput ratio full/bare {ratio:.3f}: overhead {1 - ratio:.1%} (goal < 5%)")
-    print(f"  server CPU per request full/bare {cpu_ratio:.3f}: overhead {cpu_ratio - 1:.1%}")
 
 
 if __name__ == "__main__":

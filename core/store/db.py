@@ -44,6 +44,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook
     cur.close()
 
 
+WRITE_BEGIN = {"sqlite": "BEGIN IMMEDIATE"}
+"""The statement that opens a write transaction on a raw DBAPI connection, by dialect; absent
+where the driver opens one itself (psycopg does on the first statement). The SQLite connections
+run in the driver's autocommit mode (SQLAlchemy issues BEGIN through `_sqlite_begin`), so a raw
+write there must begin its own transaction or each statement would commit alone."""
+
+
 def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
     # Write transactions start eagerly (BEGIN IMMEDIATE), so two writers never deadlock upgrading
     # a read lock. Read-only units of work begin deferred: under WAL they read a snapshot and
@@ -51,7 +58,7 @@ def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
     if conn.get_execution_options().get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
     else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(WRITE_BEGIN["sqlite"])
 
 
 def make_engine(url: str, **kwargs) -> Engine:

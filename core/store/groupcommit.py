@@ -4,42 +4,51 @@ A request thread hands its rows (table → row dicts) to `insert` and blocks unt
 committed, so the caller still answers only after its writes are durable. The threads take turns
 as the leader (leader/follower, as in database group commit): a thread that finds no commit in
 progress writes everything queued so far, its own rows included, with one executemany per table
-and one commit; the threads that queued rows meanwhile wait, and the first of them that finds
-its rows still unwritten leads the next commit. A lone request writes on its own thread with no
-hand-off to another, and concurrent ones share commits; one writer at a time also means no lock
-contention between the process's threads (SQLite has one writer at a time). If a batch fails, its
-units are written again one by one, so only the failing unit's caller gets the error and its
-batch-mates are still committed.
+and one commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
+leader wakes the ones it committed and hands the lead to the first still waiting, which writes
+the next batch. A lone request writes on its own thread with no hand-off to another, and
+concurrent ones share commits; one writer at a time also means no lock contention between the
+process's threads (SQLite has one writer at a time). If a batch fails, its units are written
+again one by one, so only the failing unit's caller gets the error and its batch-mates are
+still committed.
 
-The leaders share one held connection and one prebuilt INSERT per table: on this hot path the
-pool check-out, its reset on return and building the statement each time cost as much as the
-write itself. A connection that fails is dropped, and the next batch checks out a fresh one.
+The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
+the driver's cursor: on this hot path the pool check-out, its reset on return, building the
+statement and SQLAlchemy's execution layers cost as much as the write itself. A connection that
+fails is dropped, and the next batch checks out a fresh one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import Database
+from core.store.db import WRITE_BEGIN, Database
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
 _Statement = tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any] | None]]
 
 
 class _Pending:
-    __slots__ = ("rows", "done", "error")
+    """One caller's rows; `turn` is held until the rows are committed (done) or the caller is
+    handed the lead, so a waiter is woken exactly once, by the thread that has news for it."""
+
+    __slots__ = ("rows", "done", "error", "turn")
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
         self.done = False
         self.error: Exception | None = None
+        self.turn = threading.Lock()
+        self.turn.acquire()
 
 
 class GroupCommitter:
@@ -49,44 +58,57 @@ class GroupCommitter:
         self.linger_s = linger_s
         self._busy = False
         self._queue: deque[_Pending] = deque()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._leading = False
         self._closed = False
-        self._conn: Connection | None = None
+        self._conn: PoolProxiedConnection | None = None
+        self._begin = WRITE_BEGIN.get(db.dialect)
         self._statements: dict[tuple[Table, tuple[str, ...]], _Statement] = {}
 
     def insert(self, rows: Rows) -> None:
         """Insert `rows` (all or none) in a shared transaction; return once committed."""
         pending = _Pending(rows)
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
             self._queue.append(pending)
-            while True:
-                while self._leading and not pending.done:
-                    self._cond.wait()
-                if pending.done:
-                    break
-                # No commit in progress and these rows are unwritten: lead the next one.
-                self._leading = True
-                if self._busy and self.linger_s:
-                    # Others wrote alongside the last commit: wait a moment for the rest of
-                    # them, so one commit serves several (a lone client never waits here).
-                    self._cond.wait(self.linger_s)
-                batch = [self._queue.popleft()
-                         for _ in range(min(self.max_batch, len(self._queue)))]
-                self._cond.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cond.acquire()
-                    for done in batch:
-                        done.done = True
-                    self._busy = len(batch) > 1 or bool(self._queue)
-                    self._leading = False
-                    self._cond.notify_all()
+            follow, self._leading = self._leading, True
+        if follow:
+            pending.turn.acquire()  # committed by a leader, or handed the lead
+        if not pending.done:
+            self._lead()
         if pending.error is not None:
             raise pending.error
+
+    def _lead(self) -> None:
+        """Commit the queue's head (the leader's own rows first), wake its callers and hand the
+        lead to the first caller still waiting, if any (else no one leads until the next)."""
+        if self._busy and self.linger_s:
+            # Others wrote alongside the last commit: wait a moment for the rest of them, so
+            # one commit serves several (a lone client never waits here).
+            time.sleep(self.linger_s)
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        try:
+            self._commit(batch)
+        except BaseException:  # interrupted: no caller may take its rows for committed
+            for done in batch:
+                done.error = done.error or RuntimeError("the commit was interrupted")
+            raise
+        finally:
+            for done in batch:
+                done.done = True
+            with self._lock:
+                self._busy = len(batch) > 1 or bool(self._queue)
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._leading = False
+                    self._idle.notify_all()
+            for done in batch[1:]:  # batch[0] is the leader's own
+                done.turn.release()
+            if successor is not None:
+                successor.turn.release()
 
     def _commit(self, batch: list[_Pending]) -> None:
         merged: dict[Table, list[Mapping[str, Any]]] = {}
@@ -103,29 +125,51 @@ class GroupCommitter:
             batch[0].error = exc
 
     def _write(self, merged: Mapping[Table, Sequence[Mapping[str, Any]]]) -> None:
-        """One transaction on the held connection; once more on a fresh connection when the
-        held one turns out to be gone (the server restarted since the last commit)."""
+        """One transaction on the held DBAPI connection; once more on a fresh connection when
+        the held one turns out to be gone (the server restarted since the last commit). Driver
+        errors are raised as SQLAlchemy's, as the rest of the service sees them."""
+        dialect = self.db.engine.dialect
         for attempt in range(2):
-            conn = self._connection()
+            conn = cursor = None
             try:
-                with conn.begin():
-                    for table, rows in merged.items():
-                        for columns, params in self._params(table, rows).items():
-                            conn.exec_driver_sql(self._sql(table, columns), params)
+                conn = self._connection()
+                cursor = conn.cursor()
+                if self._begin is not None:
+                    cursor.execute(self._begin)
+                for table, rows in merged.items():
+                    for columns, params in self._params(table, rows).items():
+                        cursor.executemany(self._sql(table, columns), params)
+                conn.commit()
                 return
-            except DBAPIError as exc:
-                if exc.connection_invalidated or conn.invalidated:
-                    self._drop_connection()
-                    if attempt == 0:
-                        continue
-                raise
+            except dialect.loaded_dbapi.Error as exc:  # a connect that failed leaves conn None
+                gone = conn is None or self._rolled_back(conn, exc, cursor)
+                if gone and attempt == 0:
+                    continue
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                          connection_invalidated=gone, dialect=dialect) from exc
             except Exception:
                 self._drop_connection()
                 raise
+            finally:
+                if cursor is not None:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
 
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self.db.engine.connect()
+    def _rolled_back(self, conn: PoolProxiedConnection, exc: Exception, cursor: Any) -> bool:
+        """Roll back after a driver error; whether the connection is gone (then dropped)."""
+        gone = self.db.engine.dialect.is_disconnect(exc, conn, cursor)
+        if not gone:
+            try:
+                conn.rollback()
+            except Exception:  # a connection that cannot roll back is no use either
+                gone = True
+        if gone:
+            self._drop_connection()
+        return gone
+
+    def _connection(self) -> PoolProxiedConnection:
+        if self._conn is None or not self._conn.is_valid:
+            self._conn = self.db.engine.raw_connection()
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -168,10 +212,10 @@ class GroupCommitter:
     def close(self) -> None:
         """Refuse new rows, wait until the rows already queued are committed, and return the
         connection."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             while self._leading or self._queue:
-                self._cond.wait()
+                self._idle.wait()
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()

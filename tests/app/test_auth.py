@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.auth import SCOPES, create_key, revoke_key
+from app.auth import SCOPES, KeyCache, create_key, revoke_key
+from core.store.db import Database
 from core.store.models import ApiKey
 
 # Probes are open, as /healthz and /readyz are; the V2 model routes need a key.
@@ -81,3 +83,18 @@ def test_keys_are_hashed_and_revocable(app: Flask, client: FlaskClient) -> None:
     assert client.get("/v1/experiments", headers=headers).status_code == 401
     bogus = client.get("/v1/experiments", headers={"Authorization": "Bearer abv_nope"})
     assert bogus.status_code == 401
+
+
+def test_a_revoked_key_is_refused_within_the_cache_bound(db: Database) -> None:
+    """Look-ups are cached so a request costs no query; the price is a bound, not a leak: a
+    revoked key keeps working for at most `ttl_s` after it was last looked up, then is refused."""
+    cache = KeyCache(db, ttl_s=1.0)
+    created = create_key(db, ["predict"])
+    looked_up = time.monotonic()
+    assert cache.scopes(created["key"]) == {"predict"}
+    revoke_key(db, created["prefix"])
+    if time.monotonic() - looked_up < 0.9:  # the cached answer stands within the bound
+        assert cache.scopes(created["key"]) == {"predict"}
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - looked_up)) + 0.05)
+    assert cache.scopes(created["key"]) == frozenset()
+    assert KeyCache(db).scopes(created["key"]) == frozenset()  # a fresh cache never served it

@@ -6,11 +6,13 @@ import threading
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.store import schema
-from core.store.db import Database, utcnow
+from core.store.db import Database, store_unreachable, utcnow
 from core.store.groupcommit import GroupCommitter
-from core.store.models import ServedPrediction
+from core.store.models import OutboxEvent, ServedPrediction
+from tests.support.postgres import PostgresServer
 
 
 def _unit(i: int) -> dict:
@@ -39,10 +41,52 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
     committer.close()
     failed = [i for i, r in results.items() if isinstance(r, Exception)]
     assert len(failed) == 1 and failed[0] in (3, 7)
+    # the driver's error reaches the caller as SQLAlchemy's, as every other store error does
+    assert isinstance(results[failed[0]], IntegrityError)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 39
     with pytest.raises(RuntimeError, match="closed"):
         committer.insert(_unit(99))
+
+
+def test_many_writers_each_get_their_answer_once_all_rows_are_in(db: Database) -> None:
+    """Waiters are woken one by one and the lead passes from thread to thread: under a steady
+    stream from many threads every call returns, and every row is stored once."""
+    committer = GroupCommitter(db, linger_s=0.0005)
+    errors: list[Exception] = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(25):
+                committer.insert(_unit(t * 1000 + i))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    committer.close()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 12 * 25
+
+
+def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> None:
+    """The raw write opens its own transaction (on SQLite the driver runs in autocommit mode):
+    an outbox row whose ledger row fails is not stored either, and the connection stays usable."""
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    outbox = {"event_id": "e1", "topic": "t", "key": "p1", "payload": b"{}",
+              "created_at": utcnow(), "attempts": 0}
+    with pytest.raises(IntegrityError):
+        committer.insert({OutboxEvent.__table__: [outbox], **_unit(1)})
+    committer.insert({OutboxEvent.__table__: [outbox | {"event_id": "e2"}], **_unit(2)})
+    committer.close()
+    with db.session() as s:
+        assert s.scalars(select(OutboxEvent.event_id)).all() == ["e2"]
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
 
 
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
@@ -73,3 +117,26 @@ def test_a_connection_lost_between_commits_is_replaced(postgres) -> None:  # noq
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
     db.dispose()
+
+
+def test_a_store_outage_reaches_the_caller_as_the_store_being_unreachable() -> None:
+    """The raw write raises SQLAlchemy's errors, so the API's handler still answers 503 (retry)
+    while the store is down, and the next insert after it is back reconnects by itself."""
+    server = PostgresServer().start()
+    try:
+        db = Database(server.create_database())
+        schema.upgrade(db)
+        committer = GroupCommitter(db)
+        committer.insert(_unit(1))
+        server.halt()
+        with pytest.raises(SQLAlchemyError) as down:
+            committer.insert(_unit(2))
+        assert store_unreachable(down.value)
+        server.start()
+        committer.insert(_unit(3))
+        committer.close()
+        with db.session() as s:
+            assert s.scalars(select(ServedPrediction.prediction_id)).all() == ["p1", "p3"]
+        db.dispose()
+    finally:
+        server.stop()
