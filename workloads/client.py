@@ -67,6 +67,14 @@ class ServiceClient:
         params = answer["parameters"]
         return Answer(value, params["prediction_id"], params["receipt"])
 
+    def predict_image(self, png: bytes, unit_id: str, scope: str = "default",
+                      slice_: str | None = None) -> Answer:
+        """One image through POST /v1/predict (JSON, base64)."""
+        body = {"image_base64": base64.b64encode(png).decode(), "unit_id": unit_id,
+                "scope": scope, **({"slice": slice_} if slice_ else {})}
+        answer = self.call("POST", "/v1/predict", body)
+        return Answer(answer["output"], answer["prediction_id"], answer["receipt"])
+
     def correct(self, answer: Answer, corrected: Any, comment: str = "") -> dict[str, Any]:
         return self.call("POST", "/v1/corrections", {
             "prediction_id": answer.prediction_id, "receipt": answer.receipt,
