@@ -24,12 +24,13 @@ def train_and_register_extractors(settings: Settings, n_train: int = DEFAULTS["n
                                   epochs: int = DEFAULTS["epochs"], seed: int = 0,
                                   progress: Say | None = None) -> list[dict[str, Any]]:
     """Build both extraction bundles in the model store and register them."""
-    registry = Registry(Database(settings.database_url))
+    built = build_extractors(Path(settings.models_dir), n_train, n_validation, epochs,
+                             seed=seed, progress=progress)
     out = []
-    for built in build_extractors(Path(settings.models_dir), n_train, n_validation, epochs,
-                                  seed=seed, progress=progress):
-        info = register_trained(registry, settings.models_dir, Path(built["artifacts"]))
-        out.append({**built, "version": info.version, "artifacts": info.artifacts})
+    with Database(settings.database_url) as db:
+        for item in built:
+            info = register_trained(Registry(db), settings.models_dir, Path(item["artifacts"]))
+            out.append({**item, "version": info.version, "artifacts": info.artifacts})
     return out
 
 
@@ -49,20 +50,19 @@ def offline_test_pages_and_store(settings: Settings, name: str, n: int = DEFAULT
                                  progress: Say | None = None) -> dict[str, Any]:
     """Test a registered extraction candidate on the generated offline-test pages (end to end
     through the OCR candidate `ocr` when named) and store the results with it."""
-    registry = Registry(Database(settings.database_url))
-    info = extractor(registry, name)
-    ocr_folder = None
-    if ocr is not None:
-        ocr_info = registry.get(ocr)
-        ocr_folder = Path(ocr_info.artifacts)
-        if not (ocr_folder / "candidate.json").is_file():
-            raise AbvocError(f"candidate {ocr!r} is not a trained OCR candidate; train one with "
-                             "`abvoc train ocr-small-mixed`")
+    with Database(settings.database_url) as db:
+        info = extractor(Registry(db), name)
+        ocr_info = Registry(db).get(ocr) if ocr is not None else None
+    ocr_folder = Path(ocr_info.artifacts) if ocr_info is not None else None
+    if ocr_folder is not None and not (ocr_folder / "candidate.json").is_file():
+        raise AbvocError(f"candidate {ocr!r} is not a trained OCR candidate; train one with "
+                         "`abvoc train ocr-small-mixed`")
     results = offline_test_pages(Path(info.artifacts), n, seed, ocr_folder, backend, progress)
-    if ocr is not None:
-        results["ocr"] = {"candidate": ocr, "version": ocr_info.version}
+    if ocr_info is not None:
+        results["ocr"] = {"candidate": ocr_info.name, "version": ocr_info.version}
     results["candidate"] = {"name": info.name, "version": info.version}
-    registry.set_offline_results(info.name, info.version, results)
+    with Database(settings.database_url) as db:
+        Registry(db).set_offline_results(info.name, info.version, results)
     return results
 
 
@@ -70,6 +70,7 @@ def split_pages_with(settings: Settings, folder: Path, out: Path, name: str,
                      version: str | None = None, min_score: float = 0.0,
                      progress: Progress | None = None) -> SplitSummary:
     """`split_pages` with a registered extraction candidate (latest active version default)."""
-    info = extractor(Registry(Database(settings.database_url)), name, version)
+    with Database(settings.database_url) as db:
+        info = extractor(Registry(db), name, version)
     return split_pages(folder, out, Path(info.artifacts), info.name, info.version, min_score,
                        progress)
