@@ -47,7 +47,7 @@ EXTRACTORS: dict[str, dict[str, Any]] = {
     },
 }
 BATCHING = {"max_batch_size": 8, "max_batch_time_ms": 5.0}
-DEFAULTS = {"n_train": 96, "n_validation": 24, "epochs": 20, "width": 12}
+DEFAULTS = {"n_train": 96, "n_validation": 24, "epochs": 16, "width": 12}
 _FILES = ("params.json", "formula_map.pt")
 
 

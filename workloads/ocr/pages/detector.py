@@ -24,6 +24,7 @@ SHRINK = 4  # sheet pixels per network input pixel
 CELL = 8  # sheet pixels per output cell
 IN_H, IN_W = PAGE_H // SHRINK, PAGE_W // SHRINK
 OUT_H, OUT_W = PAGE_H // CELL, PAGE_W // CELL
+MERGE_GAP = 12  # pixels: symbols of one formula sit closer, a number and its formula farther
 Box = tuple[int, int, int, int]
 
 
@@ -116,16 +117,32 @@ def decode(prob: np.ndarray, binary: np.ndarray, threshold: float = 0.5,
     return _merge_overlaps(out)
 
 
-def _merge_overlaps(found: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
-    """Boxes that share ink (two regions over one formula) become one, the better score kept."""
-    found = sorted(found, key=lambda f: -f[1])
-    kept: list[tuple[Box, float]] = []
-    for box, score in found:
-        for k, (other, s) in enumerate(kept):
-            if box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]:
-                kept[k] = ((min(box[0], other[0]), min(box[1], other[1]),
-                            max(box[2], other[2]), max(box[3], other[3])), s)
+def _joinable(a: Box, b: Box, gap: int) -> bool:
+    """Overlapping, or on one line (half the lower one's height shared) at most `gap` apart."""
+    overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+    gap_x = max(a[0], b[0]) - min(a[2], b[2])
+    if overlap_y > 0 and gap_x < 0:
+        return True
+    return overlap_y > 0.5 * min(a[3] - a[1], b[3] - b[1]) and gap_x <= gap
+
+
+def _merge_overlaps(found: list[tuple[Box, float]],
+                    gap: int = MERGE_GAP) -> list[tuple[Box, float]]:
+    """Boxes that share ink, or pieces of one line closer than two formulas ever are (a formula
+    the map broke in two), become one box with the better score."""
+    kept = sorted(found, key=lambda f: -f[1])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(kept)):
+            for j in range(i + 1, len(kept)):
+                (a, sa), (b, _) = kept[i], kept[j]
+                if _joinable(a, b, gap):
+                    kept[i] = ((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
+                                max(a[3], b[3])), sa)
+                    del kept[j]
+                    merged = True
+                    break
+            if merged:
                 break
-        else:
-            kept.append((box, score))
     return kept

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from serving.backends import BackendSettings, get_backend
 from serving.bundles import validate_bundle
@@ -34,10 +35,12 @@ Say = Callable[[str], None]
 
 
 @contextmanager
-def loaded(folder: Path, backend: str | None = None) -> Iterator[tuple[Any, ImagePipeline]]:
+def loaded(folder: Path, backend: str | None = None,
+           threads: int | None = None) -> Iterator[tuple[Any, ImagePipeline]]:
     """The bundle's pipeline running on `backend` (default: the manifest's), on the CPU."""
     manifest, stages = validate_bundle(Path(folder))
-    engine = get_backend(backend or manifest.backend, BackendSettings(device="cpu"))
+    engine = get_backend(backend or manifest.backend,
+                         BackendSettings(device="cpu", intra_op_threads=threads))
     pipeline = stages[0].pipeline
     engine.load(pipeline.networks())
     try:
@@ -78,11 +81,16 @@ def _row(idx: list[int], pages: list[Page], found: list[list], latencies: list[f
 
 def offline_test_pages(folder: Path, n: int = DEFAULT_PAGES, seed: int = 0,
                        ocr_folder: Path | None = None, backend: str | None = None,
-                       progress: Say | None = None) -> dict[str, Any]:
-    """Run the extraction bundle at `folder` over the offline-test pages; figures by slice."""
+                       progress: Say | None = None, threads: int | None = 1) -> dict[str, Any]:
+    """Run the extraction bundle at `folder` over the offline-test pages; figures by slice.
+
+    `threads` sets the intra-op threads (torch's for the whole process): one a request is how
+    a CPU server runs, and on a shared machine more only add waiting to the latency tail."""
+    if threads:
+        torch.set_num_threads(threads)
     pages = generate_pages(n, OFFLINE_PAGE_MIX, seed, "offline-test")
     found, latencies = [], []
-    with loaded(folder, backend) as (manifest, pipe):
+    with loaded(folder, backend, threads) as (manifest, pipe):
         pipe.predict([pages[0].image])  # warm-up: first calls allocate
         for done, page in enumerate(pages, 1):
             start = time.perf_counter()
@@ -109,8 +117,8 @@ def offline_test_pages(folder: Path, n: int = DEFAULT_PAGES, seed: int = 0,
         "test_set": {"source": "generated pages", "split": "offline-test", "n": n, "seed": seed,
                      **OFFLINE_PAGE_MIX.as_dict()},
         "ocr": {"artifacts": str(ocr_folder)} if ocr_folder is not None else None,
-        "environment": {"backend": backend or manifest.backend, "cpu_count": os.cpu_count(),
-                        "machine": platform.machine()},
+        "environment": {"backend": backend or manifest.backend, "threads": threads,
+                        "cpu_count": os.cpu_count(), "machine": platform.machine()},
     }
 
 
