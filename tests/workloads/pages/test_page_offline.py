@@ -3,6 +3,7 @@ the candidate and printed by `abvoc pages offline-test`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,24 @@ def test_stored_with_the_candidate_and_printed(extractors: dict[str, Path], tiny
     assert shown.exit_code == 0 and "P@.5" in shown.output
     wrong = CliRunner().invoke(main, ["pages", "offline-test", "ocr-small-mixed", "--n", "2"])
     assert wrong.exit_code != 0 and "not a page extraction candidate" in wrong.output
+
+
+def test_pages_train_registers_both_and_is_repeatable(settings: Settings,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with Database(settings.database_url) as db:
+        schema.upgrade(db)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
+    args = ["pages", "train", "--n-train", "4", "--n-validation", "2", "--epochs", "1", "--json"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    built = json.loads(first.output[first.output.index("["):])
+    assert [b["name"] for b in built] == ["pages-xycut", "pages-fcn"]
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    rebuilt = json.loads(second.output[second.output.index("["):])
+    # Same seed, same pages, same weights: the same versions, found already registered.
+    assert [b["version"] for b in rebuilt] == [b["version"] for b in built]
+    with Database(settings.database_url) as db:
+        names = sorted(c.name for c in Registry(db).list())
+    assert names == ["pages-fcn", "pages-xycut"]

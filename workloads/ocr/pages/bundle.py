@@ -130,11 +130,12 @@ def build_extractors(models_dir: Path, n_train: int = DEFAULTS["n_train"],
     folder = Path(models_dir) / "pages-fcn"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "formula_map.pt")
+    # Only what the weights came from: a time in here would make every retraining a new version.
     config = {"width": width, "threshold": threshold, "epochs": epochs, "n_train": n_train,
-              "seed": seed, "train_seconds": round(seconds, 1)}
+              "seed": seed}
     (folder / "params.json").write_text(json.dumps(config, indent=1))
     version = write_bundle(folder, "pages-fcn")
     say(f"[pages-fcn] trained in {seconds:.1f} s, threshold {threshold} -> {folder} v{version}")
     out.append({"name": "pages-fcn", "version": version, "artifacts": str(folder),
-                "params": config})
+                "params": config, "train_seconds": round(seconds, 1)})
     return out
