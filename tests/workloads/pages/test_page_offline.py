@@ -26,8 +26,7 @@ def test_figures_by_slice_end_to_end(extractors: dict[str, Path], tiny_ocr: Path
         assert 0.0 <= overall[key] <= 1.0
     # Read after extraction can never beat reading the true boxes by much; both are measured.
     assert overall["end_to_end_exact"] <= overall["ocr_on_true_boxes"] + 0.1
-    assert {"columns/1", "columns/2", "noise/clean"} <= set(results["slices"]) or \
-        {"columns/1", "columns/2"} <= set(results["slices"])
+    assert {"columns/1", "columns/2"} <= set(results["slices"])
     assert sum(results["slices"][s]["n"] for s in results["slices"]
                if s.startswith("columns/")) == 4
     table = format_pages_table(results)
