@@ -21,6 +21,7 @@ from core.store.models import Candidate
 REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "p99_ms": (int, float),
     "target_accuracy": (int, float),
+    "target_recall": (int, float),  # a detector's (e.g. formula extraction's) share found
     "target_qps": (int, float),
     "model_size_mb": (int, float),
     "serving_method": str,
@@ -46,9 +47,10 @@ def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
             raise AbvocError(f"requirement {key!r} must be a {_kind_name(kind)}, got {value!r}")
         if kind is not str and value <= 0:
             raise AbvocError(f"requirement {key!r} must be positive, got {value!r}")
-    acc = requirements.get("target_accuracy")
-    if acc is not None and acc > 1:
-        raise AbvocError("requirement 'target_accuracy' is a share between 0 and 1")
+    for share in ("target_accuracy", "target_recall"):
+        value = requirements.get(share)
+        if value is not None and value > 1:
+            raise AbvocError(f"requirement {share!r} is a share between 0 and 1")
     return dict(requirements)
 
 

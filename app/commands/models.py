@@ -101,6 +101,10 @@ METRIC_COLUMNS = {
 def format_offline(results: dict) -> str:
     """A bundle candidate's offline results as a table: overall, then one row per slice."""
     kind = results.get("output_type")
+    if results.get("task") == "formula-extraction":
+        from workloads.ocr.pages.offline import format_pages_table
+
+        return format_pages_table(results)
     if kind not in METRIC_COLUMNS:  # the built-in OCR test's own figures
         from workloads.ocr.workflow import format_table
 

@@ -12,10 +12,12 @@ Inputs are V2-style named tensors, one example each: a nested list (or a number 
 the declared datatype, with or without the batch axis; a ``.npy`` file beside the manifest; or
 ``{"file": ...}`` whose raw bytes are one item of a BYTES input. ``label`` is the truth in the
 output type (a class, a string, a number, a JSON value); ``slice`` is optional (an example
-without one counts in the overall row only). The whole file is read and checked before the
-candidate runs once, so a bad line costs no model time; nothing is stored unless every example
-ran. Examples run one at a time, so the latencies are the candidate's own per-request times
-(a local bundle's stages are called directly, without the batcher's wait).
+without one counts in the overall row only); ``id`` and ``source`` (where the example came
+from, e.g. the page and box `abvoc dataset split-pages` cut it from) are kept out of the test.
+The whole file is read and checked before the candidate runs once, so a bad line costs no model
+time; nothing is stored unless every example ran. Examples run one at a time, so the latencies
+are the candidate's own per-request times (a local bundle's stages are called directly, without
+the batcher's wait).
 """
 
 from __future__ import annotations
@@ -100,10 +102,10 @@ def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example
         raise OfflineError(f"{where} is not JSON: {exc}") from exc
     if not isinstance(item, dict):
         raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
-    unknown = sorted(set(item) - {"inputs", "label", "slice", "id"})
+    unknown = sorted(set(item) - {"inputs", "label", "slice", "id", "source"})
     if unknown:
         raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
-                           "(and optionally 'id')")
+                           "(and optionally 'id' and 'source', where the example came from)")
     inputs = item.get("inputs")
     declared = {t.name: t for t in manifest.inputs}
     if not isinstance(inputs, dict) or set(inputs) != set(declared):

@@ -1,0 +1,1 @@
+"""Formula extraction: worksheet pages cut into single formulas (dataset, candidates, tests)."""

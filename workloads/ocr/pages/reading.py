@@ -1,0 +1,84 @@
+"""A page read formula by formula: the extraction stage, then the OCR on each cut-out formula.
+
+This is the workload's half of serving pages (issue 18, point 4): the caller passes the two
+routed candidates as plain callables (`extract` answers a page with JSON boxes, `read` answers a
+formula image with LaTeX), so the HTTP route, the router and the events stay in `app`/`serving`.
+Each formula carries what its own prediction must record so a correction to it, or a report
+that the page missed or split a formula, can be laid at the right stage's door:
+`formula_stages` (the page prediction it came from, its box and the extraction candidate) and
+`reported_boxes` (a missed or split formula as a correction of the page's JSON answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.servable import Answer
+from workloads.ocr.pages.clean import binarize, clean_image, crop
+
+Box = tuple[int, int, int, int]
+REPORTS = ("missed", "split")
+
+
+@dataclass(frozen=True)
+class FormulaReading:
+    index: int
+    box: Box
+    score: float
+    image: np.ndarray  # the cut-out formula the OCR read
+    answer: Answer  # the OCR's
+
+
+@dataclass(frozen=True)
+class PageReading:
+    page: Answer  # the extraction candidate's: output is the list of {box, score}
+    formulas: list[FormulaReading]
+
+
+def read_page(image: np.ndarray, extract: Callable[[np.ndarray], Answer],
+              read: Callable[[np.ndarray], Answer], min_score: float = 0.0) -> PageReading:
+    """Extract the formulas' boxes, cut each out of the cleaned page and read it."""
+    page = extract(image)
+    clean = clean_image(image, binarize(image))
+    formulas = []
+    for i, item in enumerate(b for b in page.output if b["score"] >= min_score):
+        box = tuple(int(v) for v in item["box"])
+        cut = crop(clean, box)
+        formulas.append(FormulaReading(i, box, float(item["score"]), cut, read(cut)))
+    return PageReading(page, formulas)
+
+
+def formula_stages(reading: FormulaReading, page_prediction_id: str, extractor: str,
+                   version: str) -> dict[str, Any]:
+    """The stages a formula's prediction records: the OCR's own, plus where it came from."""
+    return {**reading.answer.stages,
+            "extraction": {"page_prediction_id": page_prediction_id, "box": list(reading.box),
+                           "score": reading.score, "candidate": extractor, "version": version}}
+
+
+def reported_boxes(predicted: Sequence[dict[str, Any]], kind: str,
+                   boxes: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+    """The page's boxes as the customer says they should be: a `missed` formula's box added,
+    or the boxes of a `split` formula (two or more predicted boxes) joined into one. The result
+    is a valid correction of the extraction candidate's JSON answer (BOXES_SCHEMA)."""
+    if kind not in REPORTS:
+        raise ValueError(f"unknown report {kind!r}; use one of {REPORTS}")
+    current = [{"box": [int(v) for v in b["box"]], "score": float(b["score"])}
+               for b in predicted]
+    wanted = [[int(v) for v in box] for box in boxes]
+    if any(len(b) != 4 or b[0] >= b[2] or b[1] >= b[3] or min(b) < 0 for b in wanted):
+        raise ValueError("each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0")
+    if kind == "missed":
+        if len(wanted) != 1:
+            raise ValueError("a missed formula is reported with its one box")
+        return [*current, {"box": wanted[0], "score": 1.0}]
+    parts = [b for b in current if b["box"] in wanted]
+    if len(wanted) < 2 or len(parts) != len(wanted):
+        raise ValueError("a split formula is reported with two or more of the page's boxes")
+    joined = [min(b["box"][0] for b in parts), min(b["box"][1] for b in parts),
+              max(b["box"][2] for b in parts), max(b["box"][3] for b in parts)]
+    return [b for b in current if b["box"] not in wanted] + [{"box": joined, "score": 1.0}]
