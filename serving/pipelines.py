@@ -59,7 +59,10 @@ class ImageCandidate:
         self.output_type = manifest.output.type
         self.backend = backend
         self._spec = manifest.inputs[0]
-        backend.load(pipeline.networks())
+        networks = pipeline.networks()
+        self._loaded = bool(networks)  # an algorithmic pipeline may have no network at all
+        if self._loaded:
+            backend.load(networks)
         self.pipeline = pipeline.with_runner(backend)
         batching = manifest.batching
         self._batcher: ItemBatcher[np.ndarray, Answer] | None = None
@@ -78,7 +81,8 @@ class ImageCandidate:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()  # runs what is queued first
-        self.backend.unload()
+        if self._loaded:
+            self.backend.unload()
 
 
 def check_image(spec: TensorSpec, image: Any) -> np.ndarray:

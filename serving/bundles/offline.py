@@ -119,12 +119,16 @@ def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example
                                or slice_ == ALL):
         raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
                            f"{ALL!r}, got {slice_!r}")
-    arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}")
+    arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
+                            batched=not manifest.takes_images)
               for name, spec in declared.items()}
     return Example(number, arrays, truth(manifest.output, item["label"], where), slice_)
 
 
-def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
+            batched: bool = True) -> np.ndarray:
+    """The example's input as its declared tensor; `batched`: a leading -1 is the batch axis
+    (an image pipeline's image has none: its -1s are the image's height and width)."""
     if isinstance(value, str) and value.endswith(".npy"):
         value = {"file": value}
     if isinstance(value, dict):
@@ -141,13 +145,14 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str) -> np.ndarra
             raise OfflineError(f"{where} is not a regular nested list of {spec.datatype} "
                                f"values: {exc}") from exc
     want = len(spec.shape)
-    if array.ndim == want - 1 and spec.shape[0] == -1:
+    batched = batched and want > 0 and spec.shape[0] == -1
+    if array.ndim == want - 1 and batched:
         array = array[np.newaxis]  # one example: the batch axis of one
     if array.ndim != want or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape,
                                                                   strict=True)):
         raise OfflineError(f"{where} has shape {list(array.shape)}; the candidate takes "
                            f"{list(spec.shape)} (-1: any size; the batch axis may be left out)")
-    if want and spec.shape[0] == -1 and array.shape[0] != 1:
+    if batched and array.shape[0] != 1:
         raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
                            "example per line")
     return array
@@ -262,6 +267,10 @@ def predictor(manifest: Manifest, folder: Path) -> Iterator[Predict]:
         with RemoteClient.from_spec(manifest.remote, pool_size=1) as client:
             yield client.infer
         return
+    if manifest.takes_images:
+        with _image_pipeline(manifest, folder) as predict:
+            yield predict
+        return
     from serving.bundles.runner import BundleRunner
 
     runner = BundleRunner.open(folder)
@@ -269,6 +278,28 @@ def predictor(manifest: Manifest, folder: Path) -> Iterator[Predict]:
         yield lambda inputs: runner.run_stages(runner.check_inputs(inputs))
     finally:
         runner.close()
+
+
+@contextmanager
+def _image_pipeline(manifest: Manifest, folder: Path) -> Iterator[Predict]:
+    """An image pipeline bundle as serving runs it, answering one image per example."""
+    from serving.backends import get_backend
+    from serving.bundles.validate import validate_bundle
+    from serving.pipelines import ImageCandidate
+
+    _, stages = validate_bundle(folder)
+    candidate = ImageCandidate(manifest, stages[0].pipeline, get_backend(manifest.backend))
+    name = manifest.inputs[0].name
+
+    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        answer = np.empty((), dtype=object)
+        answer[()] = candidate.predict(inputs[name]).output
+        return {"output": answer}
+
+    try:
+        yield predict
+    finally:
+        candidate.close()
 
 
 def evaluate(manifest: Manifest, folder: Path, examples: list[Example],

@@ -33,8 +33,8 @@ class BundleRunner:
             raise ManifestError(f"candidate {manifest.name!r} has no local stages to run")
         if manifest.takes_images:
             raise ManifestError(f"candidate {manifest.name!r} is an image pipeline: it is "
-                                "served by POST /v1/predict and tested by its workload's own "
-                                "offline test")
+                                "served by POST /v1/predict, and `abvoc offline-test --dataset` "
+                                "runs it as serving does")
         self.manifest = manifest
         self.stages = list(stages)
         self._batcher: ItemBatcher[Tensors, Tensors] | None = None

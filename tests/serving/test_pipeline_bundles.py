@@ -145,3 +145,43 @@ def test_registered_and_run_by_the_pool(tmp_path: Path, registry: Registry,
         from serving.bundles import BundleRunner
 
         BundleRunner.open(Path(info.artifacts)).predict({"image": np.zeros((8, 8), np.uint8)})
+
+
+NO_NETWORK = ENTRY.replace('''    def networks(self):
+        return {"mean": (self.net, np.zeros((2, 64), np.float32))}''', '''    def networks(self):
+        return {}''').replace('''        means = self.runner.run("mean", thumbs)[:, 0]''', '''        means = thumbs.mean(axis=1)''')
+
+
+def test_a_pipeline_without_networks_needs_no_backend(tmp_path: Path) -> None:
+    manifest, stages = validate_bundle(pipeline_bundle(tmp_path, entry=NO_NETWORK))
+    candidate = ImageCandidate(manifest, stages[0].pipeline, get_backend("torch"))
+    try:
+        assert candidate.predict(np.full((8, 8), 7, np.uint8)).output == pytest.approx(7.0)
+    finally:
+        candidate.close()
+
+
+def test_offline_test_on_a_dataset_of_images(tmp_path: Path, registry: Registry,
+                                             models: Path) -> None:
+    import json
+
+    from serving.bundles.offline import offline_test
+
+    register_bundle(registry, models, pipeline_bundle(tmp_path))
+    lines = []
+    for i, (value, size) in enumerate([(10, (8, 8)), (200, (9, 12)), (60, (16, 10))]):
+        image = np.full(size, value, np.uint8)
+        if i == 2:  # as a .npy file beside the manifest
+            np.save(tmp_path / "third.npy", image)
+            given = "third.npy"
+        else:
+            given = image.tolist()
+        lines.append({"inputs": {"image": given}, "label": value + 1.0,
+                      "slice": "dark" if value < 100 else "bright"})
+    dataset = tmp_path / "images.jsonl"
+    dataset.write_text("\n".join(json.dumps(line) for line in lines))
+    results = offline_test(registry, "brightness", dataset)
+    assert results["overall"]["n"] == 3
+    assert results["overall"]["mae"] == pytest.approx(1.0)
+    assert sorted(results["slices"]) == ["bright", "dark"]
+    assert registry.get("brightness").offline_results == results
