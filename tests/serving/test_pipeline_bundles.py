@@ -147,12 +147,13 @@ def test_registered_and_run_by_the_pool(tmp_path: Path, registry: Registry,
         BundleRunner.open(Path(info.artifacts)).predict({"image": np.zeros((8, 8), np.uint8)})
 
 
-NO_NETWORK = ENTRY.replace('''    def networks(self):
-        return {"mean": (self.net, np.zeros((2, 64), np.float32))}''', '''    def networks(self):
-        return {}''').replace('''        means = self.runner.run("mean", thumbs)[:, 0]''', '''        means = thumbs.mean(axis=1)''')
+NO_NETWORK = ENTRY.replace(
+    'return {"mean": (self.net, np.zeros((2, 64), np.float32))}', "return {}").replace(
+    'means = self.runner.run("mean", thumbs)[:, 0]', "means = thumbs.mean(axis=1)")
 
 
 def test_a_pipeline_without_networks_needs_no_backend(tmp_path: Path) -> None:
+    assert "return {}" in NO_NETWORK and "self.runner" not in NO_NETWORK
     manifest, stages = validate_bundle(pipeline_bundle(tmp_path, entry=NO_NETWORK))
     candidate = ImageCandidate(manifest, stages[0].pipeline, get_backend("torch"))
     try:
