@@ -153,7 +153,7 @@ NO_NETWORK = ENTRY.replace(
 
 
 def test_a_pipeline_without_networks_needs_no_backend(tmp_path: Path) -> None:
-    assert "return {}" in NO_NETWORK and "self.runner" not in NO_NETWORK
+    assert "return {}" in NO_NETWORK and "self.runner.run" not in NO_NETWORK
     manifest, stages = validate_bundle(pipeline_bundle(tmp_path, entry=NO_NETWORK))
     candidate = ImageCandidate(manifest, stages[0].pipeline, get_backend("torch"))
     try:
