@@ -130,7 +130,7 @@ def test_schemathesis_all_phases_find_nothing(served: str, admin: dict) -> None:
     flow = list(OPERATION_IDS.values())
     failures, statuses, steps = _run(served, admin, {
         "examples": {"enabled": False}, "coverage": {"enabled": False},
-        "fuzzing": {"enabled": False}, "stateful": {"max-steps": 10}}, SECONDS + 10, flow)
+        "fuzzing": {"enabled": False}, "stateful": {"max-steps": 10}}, SECONDS + 25, flow)
     assert not failures, f"{len(failures)} failures:\n" + "\n\n".join(failures[:15])
     assert "success" in statuses.get("stateful", ()), statuses
     reached = {(op, status) for op, _, status in steps}
