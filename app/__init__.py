@@ -40,6 +40,7 @@ def create_app(
         health,
         meta,
         outcomes,
+        pages,
         predict,
         reports,
         v2,
@@ -52,7 +53,7 @@ def create_app(
         services, router_refresh_s=app.config.get("ROUTER_REFRESH_S", 1.0)
     )
     metrics.init_app(app)
-    for module in (health, meta, predict, corrections, outcomes, experiments, reports,
+    for module in (health, meta, predict, pages, corrections, outcomes, experiments, reports,
                    candidates, v2):
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)

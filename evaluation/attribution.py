@@ -1,5 +1,8 @@
 """Which stage of the OCR pipeline caused an error, for every prediction with a known truth.
 
+A page's prediction (formula extraction, in front of the OCR) is blamed on **extraction** when
+its boxes are not the truth's: a formula missed, or one split in two.
+
 The pipeline records each stage's intermediate output in the prediction's ``stages``: detector
 boxes, recognizer classes, aligner relations ``[parent, relation, probability]`` and the
 converter's LaTeX. Against the truth (a correction or a relabel), the first stage that went
@@ -18,6 +21,7 @@ rendered from the relations by the same small grammar, so ``x^2`` and ``x^{2}`` 
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +32,7 @@ from sqlalchemy.orm import Session
 from core.latex import tokenize
 from core.store.models import Prediction, PredictionTruth, RelabelItem
 
-STAGES = ("detector", "recognizer", "aligner", "converter")
+STAGES = ("extraction", "detector", "recognizer", "aligner", "converter")
 # Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
 # predictions have a truth, since only the counts are kept.
 CHUNK = 100
@@ -120,8 +124,25 @@ def _render_row(node: int | None, classes: Sequence[str], children: dict[int, di
     return out
 
 
-def attribute(output: str, stages: dict[str, Any] | None, truth: str) -> str | None:
-    """The stage to blame, ``"correct"`` when the output is right, None without stages."""
+def _boxes(value: Any) -> list[tuple[int, ...]] | None:
+    """A page's formula boxes (JSON text or a list of {box, score}), sorted; None if not."""
+    try:
+        items = json.loads(value) if isinstance(value, str) else value
+        return sorted(tuple(int(v) for v in item["box"]) for item in items)
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def attribute(output: Any, stages: dict[str, Any] | None, truth: Any) -> str | None:
+    """The stage to blame, ``"correct"`` when the output is right, None without stages.
+
+    A page's prediction (its stages hold the extraction and no recognizer) is judged on its
+    boxes: a customer's missed- or split-formula report corrects them, and blames extraction."""
+    if stages and "extraction" in stages and "recognizer" not in stages:
+        found, wanted = _boxes(output), _boxes(truth)
+        if found is None or wanted is None:
+            return None
+        return "correct" if found == wanted else "extraction"
     want = canonical(truth)
     if canonical(output) == want:
         return "correct"
@@ -164,8 +185,9 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         for cand, slice_, output, stages, truth in rows:
             stage = attribute(output, stages, truth)
             if stage is not None:
-                counts[(cand, slice_)][stage] += 1
                 counts[(cand, "all")][stage] += 1
+                if slice_ != "all":  # a prediction without a slice is in "all" only
+                    counts[(cand, slice_)][stage] += 1
     rows = []
     for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
                                                                     kv[0][1])):

@@ -61,6 +61,9 @@ class PredictRequest:
     force_arm: str | None = None
     kind: str = IMAGE
     request_id: str | None = None
+    # What the caller knows of where the input came from (e.g. the page and box a formula was
+    # cut from), recorded with the candidate's own stages.
+    context: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class PredictService:
             confidence=answer.confidence if answer else None,
             latency_ms=round(run.latency_ms, 3),
             error=run.error,
-            stages=answer.stages if answer else {},
+            stages={**(answer.stages if answer else {}), **(req.context or {})},
             **fields,
         )
 

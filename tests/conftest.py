@@ -19,7 +19,7 @@ from tests.support.kafka import KafkaBroker
 from tests.support.postgres import PostgresServer
 
 # Fixtures kept beside the helpers they serve.
-pytest_plugins = ["tests.support.stub_server"]
+pytest_plugins = ["tests.support.stub_server", "tests.support.pages"]
 
 
 @pytest.fixture(scope="session")

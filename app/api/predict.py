@@ -22,7 +22,7 @@ FORCE_HEADER = "X-Abvoc-Force-Arm"
 PUBLIC_FIELDS = ("prediction_id", "output", "confidence", "receipt")
 
 
-def _text(value: object, name: str, limit: int, required: bool = False) -> str | None:
+def text_field(value: object, name: str, limit: int, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
             raise AbvocError(f"{name} is required")
@@ -32,7 +32,12 @@ def _text(value: object, name: str, limit: int, required: bool = False) -> str |
     return value
 
 
-def _read_request() -> tuple[bytes, dict]:
+FIELDS = frozenset({"image_base64", "unit_id", "scope", "slice"})
+
+
+def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
+    """The image's bytes and the other fields, from multipart (`image`) or JSON
+    (`image_base64`); JSON fields outside `allowed` are refused."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
         if upload is None:
@@ -42,7 +47,7 @@ def _read_request() -> tuple[bytes, dict]:
     if not isinstance(body, dict):
         raise AbvocError("send multipart/form-data with an 'image' file, or JSON with "
                          "'image_base64' and 'unit_id'")
-    unknown = set(body) - {"image_base64", "unit_id", "scope", "slice"}
+    unknown = set(body) - allowed
     if unknown:
         raise AbvocError(f"unknown fields {sorted(unknown)}")
     encoded = body.get("image_base64")
@@ -58,11 +63,11 @@ def _read_request() -> tuple[bytes, dict]:
 @bp.post("/v1/predict")
 @require("predict")
 def predict():  # noqa: ANN201
-    data, fields = _read_request()
-    unit_id = _text(fields.get("unit_id"), "'unit_id'", 200, required=True)
-    scope = _text(fields.get("scope"), "'scope'", 100) or "default"
-    slice_ = _text(fields.get("slice"), "'slice'", 100)
-    force = _text(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)
+    data, fields = read_image_request()
+    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200, required=True)
+    scope = text_field(fields.get("scope"), "'scope'", 100) or "default"
+    slice_ = text_field(fields.get("slice"), "'slice'", 100)
+    force = text_field(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)
     admin = "admin" in current_scopes()
     if force and not admin:
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)

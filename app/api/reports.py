@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from app.api.experiments import EXP
 from app.auth import require
 from core.errors import AbvocError
+from evaluation.attribution import stage_attribution
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
 
@@ -38,4 +39,6 @@ def results(experiment_id: int):  # noqa: ANN201
 def divergence(experiment_id: int):  # noqa: ANN201
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
     with current_app.extensions["abvoc"].db.session() as s:
-        return jsonify(divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance))
+        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
+        report["stage_attribution"] = stage_attribution(s, experiment_id)
+        return jsonify(report)

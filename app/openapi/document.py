@@ -7,6 +7,7 @@ from typing import Any
 from app.openapi.candidates import candidate_paths
 from app.openapi.links import finish
 from app.openapi.outcomes import outcome_paths
+from app.openapi.pages import PAGE_READING, PAGES_JSON, PAGES_MULTIPART
 from app.openapi.parts import (
     ADMIN,
     EXPERIMENT_ID,
@@ -50,6 +51,19 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                     "schema": {"$ref": "#/components/schemas/PredictMultipart"}}}},
             "responses": {"200": json_response({"$ref": "#/components/schemas/Prediction"}),
                           **error_responses(400, 401, 403, 413, 503)}}},
+        "/v1/pages": {"post": {
+            "summary": "Read a page of formulas: extraction, then OCR of each formula",
+            "description": "The page is routed on page_scope to an extraction candidate, each "
+                           "formula on formula_scope to an OCR candidate; every one is a "
+                           "prediction with its own id and receipt. Report a missed or split "
+                           "formula as a correction of the page's prediction (its boxes as "
+                           "they should be).",
+            "security": [{"apiKey": []}, {"bearer": []}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": PAGES_JSON},
+                "multipart/form-data": {"schema": PAGES_MULTIPART}}},
+            "responses": {"200": json_response(PAGE_READING),
+                          **error_responses(400, 401, 403, 409, 413, 502, 503, 504)}}},
         "/v1/corrections": {"post": {
             "summary": "Correct a prediction (voice of the customer)",
             "security": [{"apiKey": []}, {"bearer": []}],

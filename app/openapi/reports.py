@@ -122,6 +122,13 @@ DIVERGENCE = _object({
         "candidate": STR,
         "confusion": {"type": "object", "additionalProperties": _ref("Confusion")}})},
     "findings": {"type": "array", "items": _ref("Finding")},
+    "stage_attribution": _object({
+        "experiment_id": {"type": ["integer", "null"]},
+        "stages": {"type": "array", "items": STR},
+        "rows": {"type": "array", "items": _object({
+            "candidate": STR, "slice": STR, "with_truth": INT, "errors": INT,
+            "counts": OPEN, "shares": OPEN,
+            "top_stage": {"type": ["string", "null"]}})}}),
 })
 
 REPORT_SCHEMAS: dict[str, Any] = {

@@ -80,7 +80,8 @@ def test_report_shares_by_candidate_and_slice(db: Database, samples: list[Sample
     with db.session() as sess:
         report = stage_attribution(sess, 1)
     overall = next(r for r in report["rows"] if r["slice"] == "all")
-    assert overall["counts"] == {"detector": 10, "recognizer": 10, "aligner": 0, "converter": 0}
+    assert overall["counts"] == {"extraction": 0, "detector": 10, "recognizer": 10, "aligner": 0,
+                                 "converter": 0}
     assert overall["with_truth"] == 30  # 10 correct outputs got a (same) correction
     assert overall["shares"]["detector"] == 0.5
     assert sum(r["errors"] for r in report["rows"] if r["slice"] != "all") == 20

@@ -1,4 +1,5 @@
-"""Small extraction candidates and a tiny OCR candidate, built once per session in seconds."""
+"""A tiny OCR candidate, built once per session in seconds (the small extraction candidates are
+the `extractors` fixture of tests/support/pages.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from workloads.ocr.pages.bundle import build_extractors
-
-
-@pytest.fixture(scope="session")
-def extractors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """pages-xycut tuned on 3 pages and pages-fcn trained 3 epochs on 12: the real path, small."""
-    torch.set_num_threads(1)
-    models = tmp_path_factory.mktemp("extractors")
-    built = build_extractors(models, n_train=12, n_validation=3, epochs=3, seed=0)
-    return {b["name"]: Path(b["artifacts"]) for b in built}
 
 
 @pytest.fixture(scope="session")

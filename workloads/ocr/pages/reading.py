@@ -39,16 +39,24 @@ class PageReading:
     formulas: list[FormulaReading]
 
 
+def cut_formulas(image: np.ndarray, boxes: Sequence[dict[str, Any]],
+                 min_score: float = 0.0) -> list[tuple[Box, float, np.ndarray]]:
+    """Each extracted formula's (box, score, image cut out of the cleaned page), in order."""
+    clean = clean_image(image, binarize(image))
+    out = []
+    for item in boxes:
+        if item["score"] >= min_score:
+            box = tuple(int(v) for v in item["box"])
+            out.append((box, float(item["score"]), crop(clean, box)))
+    return out
+
+
 def read_page(image: np.ndarray, extract: Callable[[np.ndarray], Answer],
               read: Callable[[np.ndarray], Answer], min_score: float = 0.0) -> PageReading:
     """Extract the formulas' boxes, cut each out of the cleaned page and read it."""
     page = extract(image)
-    clean = clean_image(image, binarize(image))
-    formulas = []
-    for i, item in enumerate(b for b in page.output if b["score"] >= min_score):
-        box = tuple(int(v) for v in item["box"])
-        cut = crop(clean, box)
-        formulas.append(FormulaReading(i, box, float(item["score"]), cut, read(cut)))
+    formulas = [FormulaReading(i, box, score, cut, read(cut)) for i, (box, score, cut)
+                in enumerate(cut_formulas(image, page.output, min_score))]
     return PageReading(page, formulas)
 
 

@@ -1,0 +1,76 @@
+"""POST /v1/pages: a page of several formulas in; each formula's box and LaTeX out.
+
+The page is routed on its own scope (`page_scope`, default "pages") to an extraction candidate
+(a `json` candidate answering boxes), as any prediction is: its own arms, shadows and guardrails,
+its own prediction id and receipt. Each formula is cut out of the cleaned page and routed on
+`formula_scope` (default "default") to an OCR candidate: a prediction of its own, with its own
+id and receipt, so a customer corrects one formula at a time. A formula's prediction records
+where it came from (the page's prediction id, its box, the extraction candidate) beside the OCR
+stages. A missed or split formula is reported as a correction of the page's prediction: the
+page's boxes as they should be (`workloads.ocr.pages.reading.reported_boxes` builds them), which
+stage attribution lays at the extraction's door.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from app.api.predict import FIELDS, read_image_request, text_field
+from app.auth import current_scopes, require
+from app.serving import serve
+from core.errors import AbvocError
+from serving.images import decode_image, encode_png, input_hash
+from serving.predict import CandidateFailed, PredictRequest
+
+bp = Blueprint("pages", __name__)
+PAGE_FIELDS = frozenset({*FIELDS, "page_scope", "formula_scope"}) - {"scope"}
+MAX_FORMULAS = 100
+
+
+@bp.post("/v1/pages")
+@require("predict")
+def read_page():  # noqa: ANN201
+    from workloads.ocr.pages.reading import cut_formulas
+
+    data, fields = read_image_request(PAGE_FIELDS)
+    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200, required=True)
+    page_scope = text_field(fields.get("page_scope"), "'page_scope'", 100) or "pages"
+    formula_scope = text_field(fields.get("formula_scope"), "'formula_scope'", 100) or "default"
+    slice_ = text_field(fields.get("slice"), "'slice'", 100)
+    admin = "admin" in current_scopes()
+    image = decode_image(data)
+    page = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
+                                scope=page_scope, slice=slice_))
+    boxes = page["output"]
+    if page["output_type"] != "json" or not isinstance(boxes, list):
+        raise AbvocError(f"scope {page_scope!r} is served by a candidate answering "
+                         f"{page['output_type']!r}, not formula boxes: route it to an "
+                         "extraction candidate", status=409)
+    if len(boxes) > MAX_FORMULAS:
+        raise AbvocError(f"the page holds {len(boxes)} formulas; at most {MAX_FORMULAS} are "
+                         "read per request", status=413)
+    formulas = []
+    for box, score, cut in cut_formulas(image, boxes):
+        where = {"extraction": {"page_prediction_id": page["prediction_id"], "box": list(box),
+                                "score": score, "candidate": page["candidate"]}}
+        entry = {"box": list(box), "score": score}
+        try:
+            read = serve(PredictRequest(payload=cut, input_hash=input_hash(encode_png(cut)),
+                                        unit_id=unit_id, scope=formula_scope, slice=slice_,
+                                        context=where))
+        except CandidateFailed as failed:  # recorded; the other formulas are still read
+            formulas.append({**entry, "error": failed.message, "status": failed.status})
+            continue
+        if read["output_type"] not in ("latex", "text"):
+            raise AbvocError(f"scope {formula_scope!r} is served by a candidate answering "
+                             f"{read['output_type']!r}: route it to an OCR candidate", status=409)
+        entry.update({k: read[k] for k in ("prediction_id", "output", "confidence", "receipt")})
+        if admin:
+            entry.update(candidate=read["candidate"], arm=read["arm"])
+        formulas.append(entry)
+    body = {"page": {k: page[k] for k in ("prediction_id", "receipt", "confidence")},
+            "boxes": boxes, "formulas": formulas}
+    if admin:
+        body["page"].update(candidate=page["candidate"], arm=page["arm"],
+                            experiment_id=page["experiment_id"])
+    return jsonify(body)

@@ -1,0 +1,84 @@
+"""POST /v1/pages end to end: a page goes to the extraction candidate routed on its scope, each
+formula to the OCR candidate as a prediction of its own; one formula is corrected, a missed
+formula is reported as a correction of the page's boxes, and after the outbox, bus and worker
+the stage attribution blames extraction for the page and the OCR's stages for the formula."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.store.models import Prediction
+from serving.bundles import register_bundle
+from serving.images import encode_png
+from tests.support.v2 import drain
+from workloads.ocr.pages.generator import TRAIN_PAGE_MIX, generate_pages
+from workloads.ocr.pages.reading import reported_boxes
+
+
+def _page_body(**extra: str) -> dict:
+    page = generate_pages(1, TRAIN_PAGE_MIX, seed=5, split="offline-test")[0]
+    return {"image_base64": base64.b64encode(encode_png(page.image)).decode(),
+            "unit_id": "pupil-1", **extra}
+
+
+def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: dict,
+                                        predictor: dict, corrector: dict,
+                                        extractors: dict[str, Path]) -> None:
+    serving = app.extensions["abvoc_serving"]
+    models = Path(app.extensions["abvoc"].settings.models_dir)
+    register_bundle(serving.registry, models, extractors["pages-xycut"])
+    created = client.post("/v1/experiments", headers=admin, json={
+        "name": "pages", "scope": "pages", "arms": [
+            {"name": "control", "candidate": "pages-xycut", "weight": 1, "control": True},
+            {"name": "again", "candidate": "pages-xycut", "weight": 1}]})
+    assert created.status_code == 201, created.get_json()
+    exp = created.get_json()
+    assert client.post(f"/v1/experiments/{exp['id']}/start", headers=admin).status_code == 200
+    ocr = client.post("/v1/experiments", headers=admin, json={
+        "name": "formulas", "scope": "formulas", "arms": [
+            {"name": "control", "candidate": "ocr-small-mixed", "weight": 1, "control": True},
+            {"name": "large", "candidate": "ocr-large-mixed", "weight": 1}]}).get_json()
+    assert client.post(f"/v1/experiments/{ocr['id']}/start", headers=admin).status_code == 200
+
+    answer = client.post("/v1/pages", headers=predictor,
+                         json=_page_body(formula_scope="formulas"))
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    formulas = body["formulas"]
+    assert len(formulas) == len(body["boxes"]) >= 2
+    ids = {f["prediction_id"] for f in formulas} | {body["page"]["prediction_id"]}
+    assert len(ids) == len(formulas) + 1  # every formula is a prediction of its own
+    assert all(f["receipt"] and isinstance(f["output"], str) for f in formulas)
+    assert "candidate" not in body["page"]  # only admin keys see who served
+
+    first = formulas[0]
+    fixed = client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": first["prediction_id"], "receipt": first["receipt"],
+        "corrected_output": "x+1=2"})
+    assert fixed.status_code == 202, fixed.get_json()
+    missed = reported_boxes(body["boxes"], "missed", [[5, 5, 60, 40]])
+    reported = client.post("/v1/corrections", headers=corrector, json={
+        "prediction_id": body["page"]["prediction_id"], "receipt": body["page"]["receipt"],
+        "corrected_output": missed, "comment": "the first problem was not read"})
+    assert reported.status_code == 202, reported.get_json()
+
+    drain(app, len(ids))
+    with app.extensions["abvoc"].db.session() as s:
+        stored = s.get(Prediction, first["prediction_id"])
+        assert stored.stages["extraction"]["page_prediction_id"] == body["page"]["prediction_id"]
+        assert stored.stages["extraction"]["box"] == first["box"]
+        assert "recognizer" in stored.stages  # the OCR's own stages are kept beside it
+    report = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin).get_json()
+    rows = [r for r in report["stage_attribution"]["rows"] if r["slice"] == "all"]
+    assert [(r["candidate"], r["counts"]["extraction"]) for r in rows] == [("pages-xycut", 1)]
+
+    # A page scope served by an OCR candidate is refused, saying why.
+    wrong = client.post("/v1/pages", headers=predictor,
+                        json=_page_body(page_scope="formulas"))
+    assert wrong.status_code == 409 and "extraction candidate" in wrong.get_json()["error"]
+    unknown = client.post("/v1/pages", headers=predictor, json=_page_body(scope="x"))
+    assert unknown.status_code == 400 and "unknown fields" in unknown.get_json()["error"]
