@@ -11,7 +11,8 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
    and its corrections arrives first, the join happens when the second arrives, exactly once;
 4. add the batch's sums to ``online_aggregates``, one row per key (summed in Python first):
    additive rows in one upsert, then the latency rows in one upsert that locks them and returns
-   their sketches, which are merged in Python and written back in one executemany UPDATE.
+   their sketches, which are merged in Python and written back in one executemany UPDATE;
+5. apply the relabeling rules to the touched predictions (:mod:`evaluation.relabel_enqueue`).
 
 Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
 :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
@@ -59,6 +60,7 @@ from evaluation.aggregation import (
     first_by,
     hour_of,
 )
+from evaluation.relabel_enqueue import enqueue
 
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
@@ -232,6 +234,7 @@ def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
     _join_truths(session, touched, facts, acc)
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
+    enqueue(session, touched)
 
 
 def receipt_check(secret: Secret | str | None) -> Check:
