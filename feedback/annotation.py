@@ -137,28 +137,40 @@ def submit(db: Database, item_id: int, annotator: str, value: Any) -> dict[str, 
     with db.session() as s:
         item = _held(s, item_id, annotator)
         label = checked_label(output_kind(s, item.candidate), value)
-        corrected = _correction(s, item.prediction_id)
-        verdict = None if corrected is None else ("accept" if corrected == label else "reject")
+        verdict = verdict_of(s, item.prediction_id, label)
         s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="label", label=label,
                            verdict=verdict, created_at=utcnow()))
         s.flush()
-        labels = list(s.scalars(select(RelabelLabel.label).where(
-            RelabelLabel.item_id == item.id, RelabelLabel.action == "label")))
-        if len(labels) < item.labels_needed:
-            _release(item)
-        elif len(set(labels)) == 1:
-            _finish(s, item, label, annotator)
-        else:
-            _release(item, "review")
+        conclude(s, item)
         return {"item_id": item.id, "status": item.status, "label": label, "verdict": verdict}
 
 
-def _finish(s: Session, item: RelabelItem, label: str, who: str) -> None:
+def verdict_of(s: Session, prediction_id: str, label: str) -> str | None:
+    corrected = _correction(s, prediction_id)
+    return None if corrected is None else ("accept" if corrected == label else "reject")
+
+
+def conclude(s: Session, item: RelabelItem) -> None:
+    """After a label: done when enough labels agree, review when they differ, else open."""
+    labels = list(s.scalars(select(RelabelLabel.label).where(
+        RelabelLabel.item_id == item.id, RelabelLabel.action == "label")
+        .order_by(RelabelLabel.id)))
+    if item.status == "done":
+        return
+    if len(set(labels)) > 1:
+        _release(item, "review")
+    elif labels and len(labels) >= item.labels_needed:
+        _finish(s, item, labels[0])
+    else:
+        _release(item)
+
+
+def _finish(s: Session, item: RelabelItem, label: str) -> None:
     _release(item, "done")
     item.label, item.labeled_at = label, utcnow()
     annotators = s.scalars(select(RelabelLabel.annotator).where(
         RelabelLabel.item_id == item.id, RelabelLabel.action == "label")).all()
-    item.annotator = ",".join(sorted(set(annotators)) or [who])[:100]
+    item.annotator = ",".join(sorted(set(annotators)))[:100]
 
 
 def skip(db: Database, item_id: int, annotator: str) -> dict[str, Any]:
