@@ -33,7 +33,17 @@ def create_app(
     _register_errors(app)
 
     from app import metrics
-    from app.api import candidates, corrections, experiments, health, meta, predict, reports, v2
+    from app.api import (
+        candidates,
+        corrections,
+        experiments,
+        health,
+        meta,
+        predict,
+        relabel,
+        reports,
+        v2,
+    )
     from app.auth import KeyCache
     from app.serving import Serving
 
@@ -42,7 +52,8 @@ def create_app(
         services, router_refresh_s=app.config.get("ROUTER_REFRESH_S", 1.0)
     )
     metrics.init_app(app)
-    for module in (health, meta, predict, corrections, experiments, reports, candidates, v2):
+    for module in (health, meta, predict, corrections, experiments, reports, candidates, v2,
+                   relabel):
         app.register_blueprint(module.bp)
     return app
 
