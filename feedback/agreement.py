@@ -56,7 +56,8 @@ def agreement(db: Database, queue: str | None = None) -> dict[str, Any]:
         out["note"] = ("kappa is undefined: every verdict is the same, so chance agreement is "
                        "total")
         return out
-    result = cohens_kappa(table)
+    with np.errstate(all="ignore"):  # its z test divides by 0 when one rater never varies
+        result = cohens_kappa(table)
     out["kappa"] = float(result.kappa)
     se = float(result.std_kappa)
     out["kappa_se"] = None if math.isnan(se) else se
