@@ -17,8 +17,8 @@ from core.store.db import Database, utcnow
 from core.store.models import PredictionInput, RelabelItem
 from feedback import annotation
 from feedback.export import export_snapshot
-from feedback.label_studio import import_tasks
 from feedback.label_studio import export_tasks as ls_export
+from feedback.label_studio import import_tasks
 from tests.feedback.test_relabel_annotation import add_items
 
 
