@@ -94,7 +94,9 @@ def relabel_paths() -> dict[str, Any]:
             "summary": "Lease the most urgent item this annotator may take (null: none left); "
                        "the lease expires after lease_s seconds and the item returns",
             "security": ADMIN,
-            "requestBody": _body({"queue": QUEUE, "lease_s": {
+            "requestBody": _body({"queue": {**QUEUE, "type": ["string", "null"],
+                                            "description": "null or left out: any queue"},
+                                  "lease_s": {
                 "type": "integer", "minimum": 1, "maximum": MAX_LEASE_S}}, [], False),
             "responses": {"200": json_response({"type": "object", "required": ["item"],
                                                 "properties": {"item": {"oneOf": [
