@@ -84,11 +84,14 @@ def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
 def _twins(session: Session, preds: list[Prediction]) -> dict[tuple, list[Prediction]]:
     """Stored predictions of the same requests, by (experiment, unit, input hash)."""
     hashes = sorted({p.input_hash for p in preds})
-    if not hashes:
+    units = sorted({p.unit_id for p in preds if p.unit_id is not None})
+    if not hashes or not units:
         return {}
     out: dict[tuple, list[Prediction]] = {}
+    # Unit and input together: a popular input sent by many units loads only these requests.
     for p in session.scalars(select(Prediction).where(
-            in_values(session, Prediction.input_hash, hashes))):
+            in_values(session, Prediction.input_hash, hashes),
+            in_values(session, Prediction.unit_id, units))):
         out.setdefault((p.experiment_id, p.unit_id, p.input_hash), []).append(p)
     return out
 
@@ -175,6 +178,7 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
         in_values(session, r.input_hash, sorted({h for _, h in wanted}))))}
     added = 0
     now = utcnow()
+    counts: dict[str, int] = {}
     for key in sorted(wanted):
         spec = wanted[key]
         p, rules = spec["prediction"], spec["rules"]
@@ -186,7 +190,7 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
                 item.priority = rules.priority(merged, p.confidence)
             continue
         priority = rules.priority(spec["reasons"], p.confidence)
-        if not _room(session, key[0], rules, priority):
+        if not _room(session, key[0], rules, priority, counts):
             continue
         second = rules_mod.share_of("second", p.input_hash) < rules.second_annotator_share
         stmt = dialect_insert(session, r.__table__).values(
@@ -195,17 +199,22 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
             reasons=spec["reasons"], reason=",".join(spec["reasons"]), priority=priority,
             status="open", labels_needed=2 if second else 1, created_at=now,
         ).on_conflict_do_nothing()
-        added += session.execute(stmt).rowcount or 0
+        inserted = session.execute(stmt).rowcount or 0
+        counts[key[0]] += inserted
+        added += inserted
     return added
 
 
-def _room(session: Session, queue: str, rules: RelabelRules, priority: float) -> bool:
-    """Whether the queue takes one more open item, dropping a less urgent one if it is full."""
+def _room(session: Session, queue: str, rules: RelabelRules, priority: float,
+          counts: dict[str, int]) -> bool:
+    """Whether the queue takes one more open item, dropping a less urgent one if it is full.
+    `counts` keeps each queue's open items for the batch (one count query per queue)."""
     r = RelabelItem
     quota = rules.quota(queue)
-    count = session.scalar(select(func.count()).select_from(r).where(
-        r.queue == queue, r.status.in_(OPEN)))
-    if count < quota:
+    if queue not in counts:
+        counts[queue] = session.scalar(select(func.count()).select_from(r).where(
+            r.queue == queue, r.status.in_(OPEN))) or 0
+    if counts[queue] < quota:
         return True
     if queue == rules_mod.OFFLINE_TEST or quota == 0:
         return False
@@ -214,6 +223,36 @@ def _room(session: Session, queue: str, rules: RelabelRules, priority: float) ->
         .order_by(r.priority, r.id.desc()).limit(1)).first()
     if weakest is None or weakest.priority >= priority:
         return False
-    session.execute(update(r).where(r.id == weakest.id, r.status == "open")
-                    .values(status="dropped"))
+    dropped = session.execute(update(r).where(r.id == weakest.id, r.status == "open")
+                              .values(status="dropped")).rowcount or 0
+    counts[queue] -= dropped
     return True
+
+
+def route_label(session: Session, item_id: int) -> str | None:
+    """A verified label of a staged (OCR) answer also becomes a labeled item of the blamed
+    stage's dataset (``stage:<stage>``, done), as a correction does at enqueue; the queue it
+    went to, or None. Called by the API once an item is done."""
+    item = session.get(RelabelItem, item_id)
+    if item is None or item.status != "done" or item.label is None \
+            or item.queue.startswith(rules_mod.STAGE_PREFIX):
+        return None
+    p = session.get(Prediction, item.prediction_id)
+    if p is None or not p.stages or "recognizer" not in p.stages \
+            or p.output_type not in (None, "latex"):
+        return None
+    stage = _blame(p, item.label)
+    if stage not in load_rules(session)(p.experiment_id, p.candidate).stage_datasets:
+        return None
+    queue = f"{rules_mod.STAGE_PREFIX}{stage}"
+    done = {"status": "done", "label": item.label, "annotator": item.annotator,
+            "labeled_at": item.labeled_at}
+    session.execute(dialect_insert(session, RelabelItem.__table__).values(
+        queue=queue, prediction_id=p.prediction_id, input_hash=p.input_hash,
+        experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
+        reasons=[rules_mod.STAGE_BLAME], reason=rules_mod.STAGE_BLAME, priority=0.0,
+        labels_needed=1, created_at=utcnow(), **done).on_conflict_do_nothing())
+    session.execute(update(RelabelItem).where(
+        RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
+        RelabelItem.status != "done").values(lease_owner=None, lease_until=None, **done))
+    return queue

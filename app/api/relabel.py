@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import current_identity, require
 from core.errors import AbvocError
+from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, relabel_rules
 
 bp = Blueprint("relabel", __name__)
@@ -55,6 +56,14 @@ def _query_int(name: str, low: int, high: int, default: int | None = None) -> in
     return value
 
 
+def _routed(result: dict[str, Any]) -> dict[str, Any]:
+    """A done label of a staged answer also goes to the blamed stage's dataset."""
+    if result["status"] == "done":
+        with _db().session() as s:
+            route_label(s, result["item_id"])
+    return result
+
+
 @bp.get("/v1/relabel/queues")
 @require("annotate")
 def queues():  # noqa: ANN201
@@ -92,7 +101,8 @@ def listing():  # noqa: ANN201
 @require("annotate")
 def label(item_id: int):  # noqa: ANN201
     body = _body({"label"}, frozenset({"label"}))
-    return jsonify(annotation.submit(_db(), item_id, current_identity(), body["label"]))
+    return jsonify(_routed(annotation.submit(_db(), item_id, current_identity(),
+                                             body["label"])))
 
 
 @bp.post(f"/v1/relabel/items/{ITEM}/skip")
@@ -113,7 +123,8 @@ def flag(item_id: int):  # noqa: ANN201
 @require("admin")
 def resolve(item_id: int):  # noqa: ANN201
     body = _body({"label"}, frozenset({"label"}))
-    return jsonify(annotation.resolve(_db(), item_id, current_identity(), body["label"]))
+    return jsonify(_routed(annotation.resolve(_db(), item_id, current_identity(),
+                                              body["label"])))
 
 
 @bp.get("/v1/relabel/agreement")

@@ -11,11 +11,12 @@ from sqlalchemy import select
 from core.relabel import audited, share_of
 from core.store.db import Database
 from core.store.models import RelabelItem
-from evaluation.relabel_enqueue import enqueue
-from feedback import relabel_rules
+from evaluation.relabel_enqueue import enqueue, route_label
+from feedback import annotation, relabel_rules
 from tests.evaluation.helpers import add_experiment, apply, correction, prediction
 
-NOTHING = {"audit_rate": 0.0, "low_confidence_below": None, "divergent_slice_rate": 0.0}
+NOTHING = {"audit_rate": 0.0, "low_confidence_below": None, "divergent_slice_rate": 0.0,
+           "second_annotator_share": 0.0}
 
 
 def items(db: Database) -> dict[tuple[str, str], RelabelItem]:
@@ -145,3 +146,20 @@ def test_an_ocr_error_goes_to_the_blamed_stages_dataset(db: Database) -> None:
     got = items(db)
     assert ("stage:recognizer", "o1") in got and ("stage:aligner", "o2") in got
     assert got[("stage:recognizer", "o1")].reasons == ["stage_blame"]
+
+
+def test_a_verified_label_goes_to_the_blamed_stages_dataset(db: Database) -> None:
+    rules(db, audit_rate=1.0)
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    apply(db, [prediction("o3", output="x^{2}", stages=stages)])
+    (item,) = items(db).values()
+    assert annotation.claim(db, "ann")["id"] == item.id
+    annotation.submit(db, item.id, "ann", "y^{2}")
+    with db.session() as s:
+        assert route_label(s, item.id) == "stage:recognizer"
+        assert route_label(s, item.id) == "stage:recognizer"  # once: the same item
+    routed = items(db)[("stage:recognizer", "o3")]
+    assert routed.status == "done" and routed.label == "y^{2}" and routed.annotator == "ann"
+    assert len(items(db)) == 2
