@@ -14,6 +14,8 @@ Three figures of a variant's accuracy exist, and only one is unbiased:
 * ``correction_bound``: ``1 - correction_rate`` over all served predictions, an upper bound
   that holds when customers correct only wrong answers and counts every silent error as right.
 
+``candidates`` sums the served audit figures of the arms that ran each candidate, per slice.
+
 The results' ``exact_match`` is taken over predictions with a known truth, which come mostly
 from corrections: a corrected answer was wrong, so where every truth is a correction it is 0 by
 construction. It is never the candidate's accuracy; :data:`EXACT_MATCH_NOTE` says so beside it.
@@ -119,4 +121,19 @@ def online_accuracy(session: Session, experiment_id: int, variants: list[Variant
                                      "bias": BOUND_BIAS},
             }
         out[v.name] = {"candidate": v.candidate, "shadow": v.shadow, "slices": per_slice}
-    return {"note": EXACT_MATCH_NOTE, "variants": out}
+    return {"note": EXACT_MATCH_NOTE, "variants": out,
+            "candidates": _by_candidate(counts, alpha)}
+
+
+def _by_candidate(counts: dict[tuple[Variant, str, bool], list[int]], alpha: float
+                  ) -> dict[str, Any]:
+    """The served audit figures summed over the arms that ran each candidate."""
+    sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for (variant, slice_, in_audit), (correct, n) in counts.items():
+        if in_audit and not variant.shadow:
+            cell = sums[variant.candidate][slice_]
+            cell[0] += correct
+            cell[1] += n
+    return {cand: {s: _figure(c, n, alpha, AUDIT_SAMPLE, AUDIT_BIAS)
+                   for s, (c, n) in sorted(by.items(), key=lambda kv: (kv[0] != ALL, kv[0]))}
+            for cand, by in sorted(sums.items())}

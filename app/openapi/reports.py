@@ -92,7 +92,8 @@ RESULTS = _object({
                          "arms": {"type": "object", "additionalProperties": STR}}),
 })
 RESULTS["properties"]["online_accuracy"] = _object(
-    {"note": STR, "variants": {"type": "object", "additionalProperties": OPEN}},
+    {"note": STR, "variants": {"type": "object", "additionalProperties": OPEN},
+     "candidates": {"type": "object", "additionalProperties": OPEN}},
     description="accuracy from verified labels per variant and slice: the unbiased audit "
                 "figure (Wilson interval), all labels (biased low), and the correction bound; "
                 "each names its sample and bias")

@@ -126,6 +126,8 @@ def test_the_relabeling_loop(v2app: Flask, settings: Settings, tmp_path: Path,
     for a in arms:
         assert "uniform" in a["audit"]["sample"] and a["correction_bound"]["accuracy"] <= 1
         assert "biased low" in a["labeled"]["bias"]
+    per_candidate = accuracy["candidates"]["iris-onnx"]["all"]
+    assert (per_candidate["n"], per_candidate["correct"]) == (n_audit, correct)
     shadow_fig = accuracy["variants"]["shadow:iris-shadow"]["slices"]["all"]["audit"]
     assert shadow_fig["n"] == len(audit)  # scored on its served twins' labels
     assert shadow_fig["correct"] == correct  # the same model answers the same
