@@ -236,12 +236,15 @@ def listing(db: Database, status: str, queue: str | None = None,
 
 
 def queue_figures(db: Database) -> dict[str, Any]:
-    """Items per queue and status."""
+    """Items per queue and status; ``leases_expired`` of the leased ones are claimable again."""
     r = RelabelItem
     with db.reading() as s:
         rows = s.execute(select(r.queue, r.status, func.count()).group_by(r.queue, r.status))
         out: dict[str, dict[str, int]] = {}
         for queue, status, n in rows:
             out.setdefault(queue, {st: 0 for st in STATUSES})[status] = int(n)
-    return {"queues": [{"queue": q, "items": sum(c.values()), **c}
+        expired = dict(s.execute(select(r.queue, func.count()).where(
+            r.status == "leased", r.lease_until < utcnow()).group_by(r.queue)).all())
+    return {"queues": [{"queue": q, "items": sum(c.values()), **c,
+                        "leases_expired": int(expired.get(q, 0))}
                        for q, c in sorted(out.items())]}

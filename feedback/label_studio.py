@@ -152,11 +152,14 @@ def _typed(kind: OutputKind, text: str) -> Any:
     return text
 
 
-def _who(annotation: dict[str, Any]) -> str:
+def _who(annotation: dict[str, Any]) -> tuple[str, str]:
+    """The annotator as abvoc records a Label Studio label, and as the task names them (a
+    label abvoc exported comes back under its own annotator and is not imported again)."""
     who = annotation.get("completed_by")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
-    return f"labelstudio:{who if who is not None else 'unknown'}"[:100]
+    raw = str(who if who is not None else "unknown")[:100]
+    return (raw if raw.startswith("labelstudio:") else f"labelstudio:{raw}"[:100]), raw
 
 
 def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
@@ -179,11 +182,11 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
             item = s.get(RelabelItem, item_id) if item_id is not None else \
                 _new_item(s, image, queue, kind_candidate)
             new_items += item_id is None
-            for who, label in found:
+            for (who, raw), label in found:
                 if s.scalar(select(RelabelLabel.id).where(
-                        RelabelLabel.item_id == item.id, RelabelLabel.annotator == who,
-                        RelabelLabel.action == "label")) is not None:
-                    continue  # imported before
+                        RelabelLabel.item_id == item.id, RelabelLabel.annotator.in_((who, raw)),
+                        RelabelLabel.action.in_(("label", "resolve"))).limit(1)) is not None:
+                    continue  # imported before, or abvoc's own label exported with the task
                 s.add(RelabelLabel(item_id=item.id, annotator=who, action="label", label=label,
                                    verdict=verdict_of(s, item.prediction_id, label),
                                    created_at=utcnow()))
@@ -195,7 +198,7 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
 
 
 def _plan(s: Any, folder: Path, task: Any, i: int, candidate: str | None
-          ) -> tuple[int | None, bytes | None, str | None, list[tuple[str, str]]]:
+          ) -> tuple[int | None, bytes | None, str | None, list[tuple[tuple[str, str], str]]]:
     where = f"task {i}"
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise AbvocError(f"{where}: a task is an object with 'data'")
