@@ -36,6 +36,8 @@ from serving.servable import IMAGE, Answer
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
+# Inputs kept for annotators: at most this large each (a larger one is served, not kept).
+MAX_KEPT_INPUT_BYTES = 4 << 20
 _STRING_TYPES = ("label", "text", "latex")
 _TAKES = {IMAGE: "an image: send it to POST /v1/predict",
           "tensors": "V2 tensors: send them to POST /v2/models/{scope}/infer"}
@@ -162,7 +164,8 @@ class PredictService:
                 "latency_ms": event["latency_ms"] if watched else None,
                 "error": (event["error"] is not None) if watched else None}],
         }
-        if req is not None and req.raw_input is not None and self.settings.input_retention_hours:
+        if req is not None and req.raw_input is not None and self.settings.input_retention_hours \
+                and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
             # Served predictions only: a shadow answers the same input (same input hash).
             rows[PredictionInput.__table__] = [{
                 "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
