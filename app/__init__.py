@@ -42,6 +42,7 @@ def create_app(
         outcomes,
         pages,
         predict,
+        relabel,
         reports,
         v2,
     )
@@ -54,7 +55,7 @@ def create_app(
     )
     metrics.init_app(app)
     for module in (health, meta, predict, pages, corrections, outcomes, experiments, reports,
-                   candidates, v2):
+                   candidates, v2, relabel):
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)
     return app

@@ -1,4 +1,4 @@
-"""API keys with scopes (`predict`, `correct`, `admin`), stored as SHA-256 hashes.
+"""API keys with scopes (`predict`, `correct`, `annotate`, `admin`), stored as SHA-256 hashes.
 
 A key is shown once, when created. Requests carry it as `Authorization: Bearer <key>` or
 `X-API-Key: <key>`. `admin` includes the other scopes. Look-ups are cached for a few seconds,
@@ -21,7 +21,7 @@ from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
 
-SCOPES = ("predict", "correct", "outcome", "admin")
+SCOPES = ("predict", "correct", "outcome", "annotate", "admin")
 CACHE_S = 5.0
 
 
@@ -74,21 +74,29 @@ class KeyCache:
     def __init__(self, db: Database, ttl_s: float = CACHE_S) -> None:
         self.db = db
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[str, tuple[float, frozenset[str], str]] = {}
         self._by_id: dict[int, tuple[float, frozenset[str]]] = {}
 
     def scopes(self, key: str) -> frozenset[str]:
+        return self._lookup(key)[1]
+
+    def identity(self, key: str) -> str:
+        """Who the key is, for records such as an annotator's labels: ``name:prefix``."""
+        return self._lookup(key)[2]
+
+    def _lookup(self, key: str) -> tuple[float, frozenset[str], str]:
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
-            return hit[1]
+            return hit
         with self.db.session() as s:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
             found = frozenset(row.scopes) if row is not None and row.revoked_at is None \
                 else frozenset()
+            who = f"{(row.name or 'key')[:80]}:{row.prefix}" if row is not None else ""
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (time.monotonic(), found)
-        return found
+        self._cache[key] = (time.monotonic(), found, who)
+        return self._cache[key]
 
     def identify(self, key: str) -> tuple[int, frozenset[str]] | None:
         """The id and scopes of a live key (None when unknown or revoked), uncached: the
@@ -132,6 +140,12 @@ def current_scopes() -> frozenset[str]:
         scopes = current_app.extensions["abvoc_keys"].scopes(key) if key else frozenset()
         g.scopes = frozenset(SCOPES) if "admin" in scopes else scopes
     return g.scopes
+
+
+def current_identity() -> str:
+    """The request's key as ``name:prefix`` (empty without a valid key)."""
+    key = presented_key()
+    return current_app.extensions["abvoc_keys"].identity(key) if key else ""
 
 
 def require(scope: str) -> Callable:

@@ -36,7 +36,7 @@ from core.outbox import OutboxRelay
 from core.settings import Settings
 from core.startup import Services
 from core.store.db import Database
-from core.store.retention import prune
+from core.store.retention import prune, prune_inputs
 from evaluation.worker import run_worker
 
 log = logging.getLogger("abvoc")
@@ -216,6 +216,8 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
 
     def prune_now() -> None:
         log.info("retention: pruned %s", prune(db, retention, embedded=embedded).as_dict())
+        log.info("retention: pruned %d kept inputs",
+                 prune_inputs(db, settings.input_retention_hours))
 
     log.info("abvoc up: API on http://%s:%d (%d workers), relay and worker supervised; "
              "data in %s", host, port, workers, settings.data_dir)

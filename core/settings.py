@@ -140,6 +140,9 @@ class Settings:
     default_candidate: str | None = None
     environment: str = "development"
     retention_days: float = 7.0
+    # Served inputs are kept this long for annotators (0: not kept); an input a relabel item
+    # holds is kept until the item is gone.
+    input_retention_hours: float = 72.0
 
     @property
     def production(self) -> bool:
@@ -179,6 +182,7 @@ ENV_KEYS = {
     "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
     "ABVOC_ENV": "environment",
     "ABVOC_RETENTION_DAYS": "retention_days",
+    "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
 }
 
 
@@ -236,6 +240,13 @@ def load_settings(
         retention_days = -1.0
     if not 0 < retention_days < 36500:
         raise ConfigError("ABVOC_RETENTION_DAYS must be a positive number of days")
+    try:
+        input_hours = float(values.get("input_retention_hours", 72))
+    except (TypeError, ValueError):
+        input_hours = -1.0
+    if not 0 <= input_hours < 876000:
+        raise ConfigError("ABVOC_INPUT_RETENTION_HOURS must be a number of hours, 0 or more "
+                          "(0: served inputs are not kept for annotators)")
     model_store = values.get("model_store")
     environment = str(values.get("environment") or "development").lower()
     key = values.get("secret_key")
@@ -254,6 +265,7 @@ def load_settings(
         default_candidate=values.get("default_candidate") or None,
         environment=environment,
         retention_days=retention_days,
+        input_retention_hours=input_hours,
     )
 
 

@@ -160,6 +160,8 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
             stages=stages, output_type=kind)
         acc.add_truth(facts, label)
     for row in acc.rows():
+        if row["metric"] == agg.CORRECTED:
+            continue  # a label is a truth, not a customer's correction: the rate stays theirs
         variant = Variant(row["arm"], row["candidate"], row["shadow"])
         cells[(variant, row["slice"])].add(
             row["metric"], row["label"], (row["n"], row["sum"], row["sum_squares"]))

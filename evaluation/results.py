@@ -16,7 +16,8 @@ and RMSE with intervals in its metrics, and its absolute and squared errors as t
 metrics (:data:`NUMBER_METRICS`, Welch's t, lower is better) whenever a variant answers numbers
 or the primary metric is one of them; a ``label`` candidate's confusion counts and prediction
 shift against its offline label shares, per slice, under ``label_metrics``
-(:mod:`evaluation.label_metrics`).
+(:mod:`evaluation.label_metrics`). ``online_accuracy`` holds the accuracy from verified labels:
+the unbiased audit figure beside the correction bound (:mod:`evaluation.label_accuracy`).
 
 Shadow candidates answer the same requests as the arms, so they are compared but never count as
 an arm's traffic, and they take no part in the SRM check.
@@ -39,6 +40,7 @@ from core.store.models import Experiment, ExperimentUnit
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
+from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
 from evaluation.online import ALL, Cell, Cells, Variant, hour_window, load_cells, metrics
@@ -259,6 +261,8 @@ def experiment_results(session: Session, experiment_id: int, *,
         "label_metrics": _label_metrics(cells, variants, slices, facts, config.alpha),
         "outcomes": outcomes.figures,
     }
+    out["online_accuracy"] = online_accuracy(session, experiment_id, variants, cells,
+                                             out["metrics"], config.alpha)
     if len(arms) < 1 or len(variants) < 2:
         out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
                    error="an experiment needs a control and at least one other arm or shadow")

@@ -14,7 +14,8 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
    additive rows in one upsert, then the latency rows in one upsert that locks them and returns
    their sketches, which are merged in Python and written back in one executemany UPDATE;
 5. store the batch's outcomes and count those waiting outcomes whose prediction or unit is now
-   known (see :mod:`evaluation.outcomes`).
+   known (see :mod:`evaluation.outcomes`);
+6. apply the relabeling rules to the touched predictions (:mod:`evaluation.relabel_enqueue`).
 
 Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
 :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
@@ -63,6 +64,7 @@ from evaluation.aggregation import (
     hour_of,
 )
 from evaluation.outcomes import apply_outcomes
+from evaluation.relabel_enqueue import enqueue
 
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
@@ -237,6 +239,7 @@ def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
     apply_outcomes(session, batch)
+    enqueue(session, touched)
 
 
 def receipt_check(secret: Secret | str | None) -> Check:

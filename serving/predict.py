@@ -27,7 +27,7 @@ from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
-from core.store.models import OutboxEvent, ServedPrediction
+from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
 from serving.router import Route, Router, Shadow
@@ -36,6 +36,8 @@ from serving.servable import IMAGE, Answer
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
+# Inputs kept for annotators: at most this large each (a larger one is served, not kept).
+MAX_KEPT_INPUT_BYTES = 4 << 20
 _STRING_TYPES = ("label", "text", "latex")
 _TAKES = {IMAGE: "an image: send it to POST /v1/predict",
           "tensors": "V2 tensors: send them to POST /v2/models/{scope}/infer"}
@@ -64,6 +66,9 @@ class PredictRequest:
     # What the caller knows of where the input came from (e.g. the page and box a formula was
     # cut from), recorded with the candidate's own stages.
     context: dict[str, Any] | None = None
+    # The input as annotators will see it (an image's bytes, V2 tensors as JSON), kept with the
+    # served prediction for the input retention (settings.input_retention_hours).
+    raw_input: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,13 @@ class PredictService:
             **fields,
         )
 
-    def _record(self, event: dict[str, Any], watched: bool = False) -> None:
+    def _record(self, event: dict[str, Any], watched: bool = False,
+                req: PredictRequest | None = None) -> None:
         """Commit the event and the ledger row together; returns once they are durable.
 
         A `watched` row (served within an experiment, not forced) carries its latency and
         failure: the guardrails' window, shared by every serving process through the store."""
-        self._writes.insert({
+        rows = {
             OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix,
                                                 validated=True)],
             ServedPrediction.__table__: [{
@@ -161,7 +167,14 @@ class PredictService:
                 "candidate": event["candidate"], "created_at": utcnow(), "arm": event["arm"],
                 "latency_ms": event["latency_ms"] if watched else None,
                 "error": (event["error"] is not None) if watched else None}],
-        })
+        }
+        if req is not None and req.raw_input is not None and self.settings.input_retention_hours \
+                and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
+            # Served predictions only: a shadow answers the same input (same input hash).
+            rows[PredictionInput.__table__] = [{
+                "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
+                "kind": req.kind, "data": req.raw_input, "created_at": utcnow()}]
+        self._writes.insert(rows)
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
@@ -172,7 +185,7 @@ class PredictService:
         event = self._event(req, route, route.candidate, run, False)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
-        self._record(event, watched)
+        self._record(event, watched, req)
         if watched:
             self.monitor.observe(experiment, route.arm or "", run.latency_ms,
                                  run.error is not None)

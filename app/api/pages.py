@@ -40,7 +40,7 @@ def read_page():  # noqa: ANN201
     admin = "admin" in current_scopes()
     image = decode_image(data)
     page = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
-                                scope=page_scope, slice=slice_))
+                                scope=page_scope, slice=slice_, raw_input=data))
     boxes = page["output"]
     if page["output_type"] != "json" or not isinstance(boxes, list):
         raise AbvocError(f"scope {page_scope!r} is served by a candidate answering "
@@ -54,10 +54,11 @@ def read_page():  # noqa: ANN201
         where = {"extraction": {"page_prediction_id": page["prediction_id"], "box": list(box),
                                 "score": score, "candidate": page["candidate"]}}
         entry = {"box": list(box), "score": score}
+        png = encode_png(cut)  # kept for annotators, as a formula image sent alone would be
         try:
-            read = serve(PredictRequest(payload=cut, input_hash=input_hash(encode_png(cut)),
-                                        unit_id=unit_id, scope=formula_scope, slice=slice_,
-                                        context=where))
+            read = serve(PredictRequest(payload=cut, input_hash=input_hash(png), unit_id=unit_id,
+                                        scope=formula_scope, slice=slice_, context=where,
+                                        raw_input=png))
         except CandidateFailed as failed:  # recorded; the other formulas are still read
             formulas.append({**entry, "error": failed.message, "status": failed.status})
             continue

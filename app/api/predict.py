@@ -73,7 +73,8 @@ def predict():  # noqa: ANN201
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
     image = decode_image(data)
     answer = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
-                                  scope=scope, slice=slice_, force_arm=force or None))
+                                  scope=scope, slice=slice_, force_arm=force or None,
+                                  raw_input=data))
     body = {k: answer[k] for k in PUBLIC_FIELDS}
     if admin:
         body.update({k: answer[k] for k in ("candidate", "arm", "experiment_id", "slice",

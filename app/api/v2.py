@@ -164,7 +164,8 @@ def infer(scope: str):  # noqa: ANN201
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
     answer = serve(PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
                                   scope=scope, slice=slice_, force_arm=force or None,
-                                  kind=TENSORS, request_id=request_id))
+                                  kind=TENSORS, request_id=request_id,
+                                  raw_input=_kept(inputs)))
     parameters: dict[str, Any] = {"prediction_id": answer["prediction_id"],
                                   "receipt": answer["receipt"]}
     if admin:
@@ -204,6 +205,12 @@ def _inputs(raw: Any) -> dict[str, np.ndarray]:
                               "values; send a smaller tensor")
         inputs[name] = from_v2(tensor)
     return inputs
+
+
+def _kept(inputs: dict[str, np.ndarray]) -> bytes:
+    """The checked tensors as V2 JSON, the form annotators and dataset exports read back."""
+    return json.dumps([to_v2(n, a) for n, a in sorted(inputs.items())],
+                      separators=(",", ":")).encode()
 
 
 def _wanted(raw: Any) -> set[str] | None:

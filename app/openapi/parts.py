@@ -21,7 +21,9 @@ def error_responses(*codes: int) -> dict[str, Any]:
             403: "The key lacks the scope, or the receipt does not match",
             404: "Not found", 405: "Method not allowed",
             409: "Conflicts with the current state",
-            413: "Too large", 503: "Not ready or the candidate failed"}
+            413: "Too large", 502: "The candidate's server answered with an error",
+            503: "Not ready or the candidate failed",
+            504: "The candidate's server did not answer in time"}
     return {str(c): {"description": text[c],
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}
 

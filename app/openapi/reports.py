@@ -91,6 +91,12 @@ RESULTS = _object({
                          "arm": STR_OR_NULL, "reasons": {"type": "array", "items": STR},
                          "arms": {"type": "object", "additionalProperties": STR}}),
 })
+RESULTS["properties"]["online_accuracy"] = _object(
+    {"note": STR, "variants": {"type": "object", "additionalProperties": OPEN},
+     "candidates": {"type": "object", "additionalProperties": OPEN}},
+    description="accuracy from verified labels per variant and slice: the unbiased audit "
+                "figure (Wilson interval), all labels (biased low), and the correction bound; "
+                "each names its sample and bias")
 
 MAE_GAP = _object({
     "online_mae": NUM, "offline_mae": NUM, "online_n": INT, "offline_n": INT,

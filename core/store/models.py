@@ -202,10 +202,18 @@ class PredictionTruth(Base):
 
 
 class RelabelItem(Base):
-    """A prediction queued for an annotator, with why it was picked and the label it got."""
+    """A prediction queued for annotators: why it was picked, how urgent, who holds it, and the
+    verified label it got (``label`` is set only once the item is done: ground truth).
+
+    One input is one item per queue (``input_hash``): the same image predicted twice, or by a
+    served arm and its shadow, is labeled once. ``lease_owner``/``lease_until`` are the claim;
+    an expired lease makes the item claimable again with no sweeper.
+    """
 
     __tablename__ = "relabel_items"
-    __table_args__ = (UniqueConstraint("queue", "prediction_id"),)
+    __table_args__ = (UniqueConstraint("queue", "prediction_id"),
+                      UniqueConstraint("queue", "input_hash"),
+                      Index(None, "queue", "status", "priority"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     queue: Mapped[str] = mapped_column(String(100), default="default")
@@ -217,6 +225,15 @@ class RelabelItem(Base):
     annotator: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     labeled_at: Mapped[datetime | None]
+    input_hash: Mapped[str | None] = mapped_column(String(64))
+    experiment_id: Mapped[int | None] = mapped_column(BigInteger)
+    candidate: Mapped[str | None] = mapped_column(String(100))
+    slice: Mapped[str | None] = mapped_column(String(100))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    labels_needed: Mapped[int] = mapped_column(Integer, default=1)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class OutboxEvent(Base):
@@ -380,6 +397,9 @@ class CorrectionRequest(Base):
     created_at: Mapped[datetime]
 
 
+# The relabeling workflow's own tables, on the same metadata.
+from core.store.relabel_models import PredictionInput, RelabelLabel, RelabelRule  # noqa: E402
+
 __all__ = [
     "ApiKey",
     "Base",
@@ -401,10 +421,13 @@ __all__ = [
     "OutboxEvent",
     "ParkedEvent",
     "Prediction",
+    "PredictionInput",
     "PredictionTruth",
     "ProcessedEvent",
     "ServedPrediction",
     "RelabelItem",
+    "RelabelLabel",
+    "RelabelRule",
 ]
 
 # The outcome tables live in their own module (this one would pass 400 lines); importing them

@@ -131,3 +131,19 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
     processed_deleted = _batched(db, lambda _s: delete(pe).where(
         tuple_(pe.group_id, pe.event_id).in_(keys)))
     return Pruned(outbox_deleted, bus_deleted, processed_deleted, since)
+
+
+def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> int:
+    """Delete served inputs older than `hours`, except those a relabel item holds (by input
+    hash): the bound on the inputs kept for annotators is traffic x input retention, plus the
+    queued items' inputs."""
+    from core.store.models import PredictionInput, RelabelItem
+
+    if hours <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(hours=hours)
+    held = exists().where(RelabelItem.input_hash == PredictionInput.input_hash)
+    ids = (select(PredictionInput.prediction_id)
+           .where(PredictionInput.created_at < cutoff, ~held).limit(BATCH))
+    return _batched(db, lambda _s: delete(PredictionInput).where(
+        PredictionInput.prediction_id.in_(ids.scalar_subquery())))

@@ -102,10 +102,11 @@ def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example
         raise OfflineError(f"{where} is not JSON: {exc}") from exc
     if not isinstance(item, dict):
         raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
-    unknown = sorted(set(item) - {"inputs", "label", "slice", "id", "source"})
+    # `source` and `provenance` are what a relabel export records of each example.
+    unknown = sorted(set(item) - {"inputs", "label", "slice", "id", "source", "provenance"})
     if unknown:
         raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
-                           "(and optionally 'id' and 'source', where the example came from)")
+                           "(and optionally 'id', 'source', 'provenance')")
     inputs = item.get("inputs")
     declared = {t.name: t for t in manifest.inputs}
     if not isinstance(inputs, dict) or set(inputs) != set(declared):

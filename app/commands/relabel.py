@@ -1,0 +1,119 @@
+"""`abvoc relabel ...`: queue figures, agreement, enqueue rules, dataset export, Label Studio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.cli import Context, emit, json_option, open_db, pass_ctx
+
+
+@click.group()
+def relabel() -> None:
+    """The relabeling queues: figures, rules, dataset snapshots, Label Studio interchange."""
+
+
+@relabel.command()
+@json_option
+@pass_ctx
+def queues(ctx: Context, as_json: bool) -> None:
+    """Items per queue and status, and the agreement between annotators."""
+    from feedback.agreement import agreement
+    from feedback.annotation import queue_figures
+
+    with open_db(ctx) as db:
+        out: dict[str, Any] = {**queue_figures(db), "agreement": agreement(db)}
+    lines = [f"{q['queue']:<22} {q['items']:>7} items  open {q['open']}  leased {q['leased']}  "
+             f"review {q['review']}  done {q['done']}  flagged {q['flagged']}"
+             for q in out["queues"]]
+    a = out["agreement"]
+    lines.append(f"agreement: {a['items_with_two_labels']} items with two labels, exact "
+                 f"{a['exact_agreement']}, kappa {a['kappa']}")
+    emit(out, as_json, "\n".join(lines))
+
+
+@relabel.command()
+@click.option("--experiment", "experiment_id", type=int, default=None)
+@click.option("--candidate", default=None)
+@click.option("--set", "body", default=None, metavar="JSON",
+              help='Change rules, e.g. \'{"audit_rate": 0.02, "quotas": {"training": 500}}\'.')
+@json_option
+@pass_ctx
+def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: str | None,
+          as_json: bool) -> None:
+    """Show (or --set) the enqueue rules of an experiment, a candidate, or the default."""
+    from core.errors import AbvocError
+    from feedback import relabel_rules
+
+    with open_db(ctx) as db:
+        if body is None:
+            out = relabel_rules.effective(db, experiment_id, candidate)
+        else:
+            try:
+                parsed = json.loads(body)
+            except ValueError as exc:
+                raise AbvocError(f"--set is not JSON: {exc}") from None
+            out = relabel_rules.put(db, parsed, experiment_id, candidate)
+    emit(out, as_json)
+
+
+@relabel.command()
+@click.argument("name")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Folder of datasets (default: <data dir>/datasets).")
+@click.option("--queue", "queue_names", multiple=True,
+              help="Only these queues (default: every queue).")
+@json_option
+@pass_ctx
+def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str, ...],
+           as_json: bool) -> None:
+    """Write the next version of dataset NAME from the verified labels: manifest.jsonl (the
+    `abvoc offline-test CANDIDATE --dataset` format) and files/, with a content hash."""
+    from feedback.export import export_snapshot
+
+    with open_db(ctx) as db:
+        out = export_snapshot(db, out_dir or ctx.settings.data_dir / "datasets", name,
+                              list(queue_names) or None)
+    state = "unchanged, still" if out["unchanged"] else "wrote"
+    emit(out, as_json, f"{state} {name} v{out['version']}: {out['examples']} examples, "
+         f"content {out['content_hash'][:16]}, in {out['path']}")
+
+
+@relabel.command("ls-export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--queue", "queue_names", multiple=True)
+@json_option
+@pass_ctx
+def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json: bool) -> None:
+    """Write Label Studio tasks (tasks.json and files/) into FOLDER."""
+    from feedback.label_studio import export_tasks
+
+    with open_db(ctx) as db:
+        out = export_tasks(db, folder, list(queue_names) or None)
+    emit(out, as_json, f"wrote {out['tasks']} tasks to {out['path']}")
+
+
+@relabel.command("ls-import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--tasks", "tasks_file", default="tasks.json", show_default=True,
+              help="The tasks file, inside FOLDER.")
+@click.option("--queue", default="training", show_default=True,
+              help="Queue of new items (tasks without abvoc_item_id).")
+@click.option("--candidate", default=None, help="Output type of new items' labels.")
+@json_option
+@pass_ctx
+def ls_import(ctx: Context, folder: Path, tasks_file: str, queue: str, candidate: str | None,
+              as_json: bool) -> None:
+    """Read Label Studio annotations from FOLDER as labels (paths confined to FOLDER)."""
+    from feedback.label_studio import import_tasks
+
+    with open_db(ctx) as db:
+        out = import_tasks(db, folder, tasks_file, queue=queue, candidate=candidate)
+    emit(out, as_json, f"{out['tasks']} tasks: {out['labels']} labels, "
+         f"{out['new_items']} new items")
+
+
+RELABEL_COMMANDS = [relabel]

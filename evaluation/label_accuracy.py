@@ -1,0 +1,139 @@
+"""Online accuracy from verified labels, each figure with the sample it is taken on and its bias.
+
+Three figures of a variant's accuracy exist, and only one is unbiased:
+
+* ``audit``: the verified labels of the **uniform audit sample** (served predictions picked by a
+  hash of their id at the configured rate, whatever the customer did; see
+  :mod:`evaluation.relabel_enqueue`). Its accuracy is an unbiased estimate of the accuracy on all
+  served traffic, with a Wilson interval. A shadow is scored on the same inputs: the label of
+  its served twin's input (same experiment, unit and input hash), so its audit accuracy is
+  unbiased for the same traffic too.
+* ``labeled``: every verified label (audit, corrections, low confidence, disagreements,
+  divergent slices). Those inputs were picked because they were likely wrong, so this accuracy
+  is biased low; it is shown for the label counts, not as the candidate's accuracy.
+* ``correction_bound``: ``1 - correction_rate`` over all served predictions, an upper bound
+  that holds when customers correct only wrong answers and counts every silent error as right.
+
+``candidates`` sums the served audit figures of the arms that ran each candidate, per slice.
+
+The results' ``exact_match`` is taken over predictions with a known truth, which come mostly
+from corrections: a corrected answer was wrong, so where every truth is a correction it is 0 by
+construction. It is never the candidate's accuracy; :data:`EXACT_MATCH_NOTE` says so beside it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.relabel import AUDIT
+from core.store.models import Prediction, RelabelItem
+from evaluation.online import ALL, Cells, Variant, wilson_interval
+from evaluation.token_metrics import same_output
+
+AUDIT_SAMPLE = ("uniform audit sample: served predictions picked by a hash of their id at the "
+                "configured audit rate, independent of corrections; labels verified by annotators")
+AUDIT_BIAS = "none by selection (uniform random); annotator error remains"
+SHADOW_AUDIT_SAMPLE = ("the audit sample's inputs: each shadow answer scored against the label "
+                       "of its served twin's input (same experiment, unit and input hash)")
+LABELED_SAMPLE = "every verified label (audit, corrections, low confidence, disagreements, slices)"
+LABELED_BIAS = ("biased low: most labeled inputs were picked because they were likely wrong; not "
+                "the candidate's accuracy")
+BOUND_SAMPLE = "all served predictions"
+BOUND_BIAS = ("upper bound: counts every uncorrected answer as right (customers correct only "
+              "some errors); unobserved for shadows")
+EXACT_MATCH_NOTE = ("metrics.exact_match is taken over predictions with a known truth, mostly "
+                    "customer corrections of wrong answers (0 by construction when all truths "
+                    "are corrections): never the candidate's accuracy; read online_accuracy")
+
+
+def _figure(correct: int, n: int, alpha: float, sample: str, bias: str) -> dict[str, Any]:
+    low, high = wilson_interval(correct, n, alpha) if n else (None, None)
+    return {"n": n, "correct": correct, "accuracy": correct / n if n else None,
+            "ci": [low, high] if n else None, "interval": "wilson", "sample": sample,
+            "bias": bias}
+
+
+def _counts(session: Session, experiment_id: int) -> dict[tuple[Variant, str, bool], list[int]]:
+    """(variant, slice, audit?) -> [correct, n] over labeled inputs of the experiment."""
+    r, p = RelabelItem, Prediction
+    items = session.execute(select(r.prediction_id, r.label, r.reasons).where(
+        func.coalesce(r.experiment_id, 0) == experiment_id, r.status == "done",
+        r.label.is_not(None)).order_by(r.id)).all()
+    # One truth per served prediction: an input labeled in several queues counts once, as
+    # audit if any of its items came from the audit.
+    truth: dict[str, tuple[str, bool]] = {}
+    for pid, label, reasons in items:
+        old = truth.get(pid)
+        truth[pid] = (label, bool(old and old[1]) or AUDIT in (reasons or []))
+    counts: dict[tuple[Variant, str, bool], list[int]] = defaultdict(lambda: [0, 0])
+    ids = sorted(truth)
+    for start in range(0, len(ids), 500):
+        served = session.execute(select(p.prediction_id, p.experiment_id, p.unit_id,
+                                        p.input_hash).where(
+            p.prediction_id.in_(ids[start:start + 500]))).all()
+        keys = {(s.experiment_id, s.unit_id, s.input_hash): s.prediction_id for s in served}
+        if not keys:
+            continue
+        rows = session.execute(select(
+            p.prediction_id, p.experiment_id, p.unit_id, p.input_hash, p.arm, p.candidate,
+            p.shadow, p.slice, p.output, p.output_type).where(
+            p.input_hash.in_(sorted({k[2] for k in keys})),
+            func.coalesce(p.experiment_id, 0) == experiment_id)).all()
+        for row in rows:
+            twin = keys.get((row.experiment_id, row.unit_id, row.input_hash))
+            if twin is None or (not row.shadow and row.prediction_id != twin):
+                continue  # another request with the same input: not in the sample
+            label, audited = truth[twin]
+            variant = Variant("" if row.shadow else (row.arm or ""), row.candidate, row.shadow)
+            ok = int(same_output(row.output, label, row.output_type))
+            for slice_ in {row.slice, ALL}:
+                for in_audit in ({False, True} if audited else {False}):
+                    c = counts[(variant, slice_, in_audit)]
+                    c[0] += ok
+                    c[1] += 1
+    return counts
+
+
+def online_accuracy(session: Session, experiment_id: int, variants: list[Variant],
+                    cells: Cells, metrics: dict[str, dict[str, dict[str, Any]]],
+                    alpha: float = 0.05) -> dict[str, Any]:
+    """Per variant and slice: the audit accuracy, the accuracy over all labels, and the
+    correction bound, each naming its sample and bias."""
+    counts = _counts(session, experiment_id)
+    out: dict[str, Any] = {}
+    for v in variants:
+        slices = sorted({s for (var, s) in cells if var == v}
+                        | {s for (var, s, _) in counts if var == v}, key=lambda s: (s != ALL, s))
+        per_slice = {}
+        for s in slices:
+            audit = counts.get((v, s, True), [0, 0])
+            labeled = counts.get((v, s, False), [0, 0])
+            bound = (metrics.get(v.name, {}).get(s) or {}).get("accuracy_bound")
+            per_slice[s] = {
+                "audit": _figure(audit[0], audit[1], alpha,
+                                 SHADOW_AUDIT_SAMPLE if v.shadow else AUDIT_SAMPLE, AUDIT_BIAS),
+                "labeled": _figure(labeled[0], labeled[1], alpha, LABELED_SAMPLE, LABELED_BIAS),
+                "correction_bound": {"accuracy": bound, "sample": BOUND_SAMPLE,
+                                     "bias": BOUND_BIAS},
+            }
+        out[v.name] = {"candidate": v.candidate, "shadow": v.shadow, "slices": per_slice}
+    return {"note": EXACT_MATCH_NOTE, "variants": out,
+            "candidates": _by_candidate(counts, alpha)}
+
+
+def _by_candidate(counts: dict[tuple[Variant, str, bool], list[int]], alpha: float
+                  ) -> dict[str, Any]:
+    """The served audit figures summed over the arms that ran each candidate."""
+    sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for (variant, slice_, in_audit), (correct, n) in counts.items():
+        if in_audit and not variant.shadow:
+            cell = sums[variant.candidate][slice_]
+            cell[0] += correct
+            cell[1] += n
+    return {cand: {s: _figure(c, n, alpha, AUDIT_SAMPLE, AUDIT_BIAS)
+                   for s, (c, n) in sorted(by.items(), key=lambda kv: (kv[0] != ALL, kv[0]))}
+            for cand, by in sorted(sums.items())}

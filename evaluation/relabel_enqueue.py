@@ -1,0 +1,258 @@
+"""The enqueue rules applied to the event stream: which predictions become annotation work.
+
+The worker calls :func:`enqueue` in the batch's own transaction (after the rows are stored), so
+an item exists exactly when the events that justify it were applied, a replayed batch enqueues
+nothing twice, and the request path pays nothing. For every prediction the batch touched (new
+predictions, and predictions of new corrections, whichever arrived first) the rules of its scope
+(:mod:`core.relabel`; the experiment's, else the candidate's, else the default) decide:
+
+* ``correction`` -> ``verification``: every customer correction, to verify it;
+* ``low_confidence`` -> ``training``: a served answer below the confidence threshold;
+* ``shadow_disagreement`` -> ``training``: the served answer and a shadow's answer to the same
+  request (same experiment, unit and input hash) differ, whichever was stored first;
+* ``divergent_slice`` -> ``training``: a share of the served predictions of a slice the
+  divergence report flags for the candidate (the report is cached per experiment);
+* ``audit`` -> ``offline-test``: a uniform share of served predictions, by a hash of the
+  prediction id alone, so it is independent of what the customer did: the unbiased sample;
+* ``stage_blame`` -> ``stage:<stage>``: a corrected answer of a staged (OCR) pipeline whose
+  error :func:`evaluation.attribution.attribute` blames on a stage the rules name.
+
+Items are one per queue and input hash: a second reason for the same input joins the item's
+reasons and raises its priority. A queue at its quota takes a new item only in place of a less
+urgent open one (which is marked ``dropped``); audit items are never displaced by priority, so
+the audit stays uniform over what it admitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core import relabel as rules_mod
+from core.errors import AbvocError
+from core.relabel import RelabelRules
+from core.store.db import utcnow
+from core.store.models import Correction, Prediction, RelabelItem, RelabelRule
+from core.store.upsert import dialect_insert, in_values
+from evaluation.attribution import attribute
+
+FlaggedSlices = Callable[[Session, int], set[tuple[str, str]]]
+OPEN = ("open", "leased")
+FLAGGED_TTL_S = 300.0
+_flagged_cache: dict[int, tuple[float, set[tuple[str, str]]]] = {}
+
+
+def cached_flagged_slices(session: Session, experiment_id: int) -> set[tuple[str, str]]:
+    """(candidate, slice) pairs the divergence report flags, recomputed every FLAGGED_TTL_S."""
+    from evaluation.divergence import divergence_report
+
+    hit = _flagged_cache.get(experiment_id)
+    if hit is not None and time.monotonic() - hit[0] < FLAGGED_TTL_S:
+        return hit[1]
+    try:
+        report = divergence_report(session, experiment_id)
+        flagged = {(r["candidate"], r["slice"]) for r in report["slices"]
+                   if r.get("flagged") and r["slice"] != "all"}
+    except AbvocError:
+        flagged = set()
+    _flagged_cache[experiment_id] = (time.monotonic(), flagged)
+    return flagged
+
+
+def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
+    """The rules lookup for one batch (the table is small: one row per configured scope)."""
+    stored = {row.scope: row.rules for row in session.scalars(select(RelabelRule))}
+    default = rules_mod.parse_rules(stored.get("default", {}))
+    cache: dict[str, RelabelRules] = {}
+
+    def rules_for(experiment_id: int | None, candidate: str) -> RelabelRules:
+        for scope in ([f"experiment:{experiment_id}"] if experiment_id else []) + [
+                f"candidate:{candidate}"]:
+            if scope in stored:
+                if scope not in cache:
+                    cache[scope] = rules_mod.parse_rules(stored[scope], default)
+                return cache[scope]
+        return default
+
+    return rules_for
+
+
+def _twins(session: Session, preds: list[Prediction]) -> dict[tuple, list[Prediction]]:
+    """Stored predictions of the same requests, by (experiment, unit, input hash)."""
+    hashes = sorted({p.input_hash for p in preds})
+    units = sorted({p.unit_id for p in preds if p.unit_id is not None})
+    if not hashes or not units:
+        return {}
+    out: dict[tuple, list[Prediction]] = {}
+    # Unit and input together: a popular input sent by many units loads only these requests.
+    for p in session.scalars(select(Prediction).where(
+            in_values(session, Prediction.input_hash, hashes),
+            in_values(session, Prediction.unit_id, units))):
+        out.setdefault((p.experiment_id, p.unit_id, p.input_hash), []).append(p)
+    return out
+
+
+def _reasons(p: Prediction, rules: RelabelRules, truth: str | None,
+             twins: list[Prediction], flagged: set[tuple[str, str]]
+             ) -> tuple[Prediction, list[tuple[str, str]]]:
+    """The item's served prediction and its (queue, reason) pairs."""
+    found: list[tuple[str, str]] = []
+    served = p
+    if p.shadow:
+        twin = next((t for t in twins if not t.shadow), None)
+        if twin is not None and rules.shadow_disagreements and twin.output != p.output:
+            found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
+        return (twin or p), found
+    pid = p.prediction_id
+    if truth is not None and rules.corrections:
+        found.append((rules_mod.VERIFICATION, rules_mod.CORRECTION))
+        if p.stages and "recognizer" in p.stages and p.output_type in (None, "latex"):
+            stage = _blame(p, truth)
+            if stage in rules.stage_datasets:
+                found.append((f"{rules_mod.STAGE_PREFIX}{stage}", rules_mod.STAGE_BLAME))
+    if rules.low_confidence_below is not None and p.confidence is not None \
+            and p.confidence < rules.low_confidence_below:
+        found.append((rules_mod.TRAINING, rules_mod.LOW_CONFIDENCE))
+    if rules.shadow_disagreements and any(t.shadow and t.output != p.output for t in twins):
+        found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
+    if (p.candidate, p.slice) in flagged \
+            and rules_mod.share_of("divergent", pid) < rules.divergent_slice_rate:
+        found.append((rules_mod.TRAINING, rules_mod.DIVERGENT_SLICE))
+    if rules_mod.audited(pid, rules.audit_rate):
+        found.append((rules_mod.OFFLINE_TEST, rules_mod.AUDIT))
+    return served, found
+
+
+def _blame(p: Prediction, truth: str) -> str | None:
+    try:
+        return attribute(p.output, p.stages, truth)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None  # stages that do not parse blame nobody
+
+
+def enqueue(session: Session, prediction_ids: set[str], *,
+            flagged_slices: FlaggedSlices = cached_flagged_slices) -> int:
+    """Apply the rules to the predictions the batch touched; returns the items added."""
+    if not prediction_ids:
+        return 0
+    preds = list(session.scalars(select(Prediction).where(
+        in_values(session, Prediction.prediction_id, sorted(prediction_ids)))))
+    if not preds:
+        return 0
+    truths: dict[str, str] = {}
+    for pid, output in session.execute(
+            select(Correction.prediction_id, Correction.corrected_output)
+            .where(in_values(session, Correction.prediction_id, [p.prediction_id for p in preds]))
+            .order_by(Correction.created_at, Correction.correction_id)):
+        truths.setdefault(pid, output)
+    rules_for = load_rules(session)
+    twins = _twins(session, preds)
+    flagged: dict[int, set[tuple[str, str]]] = {}
+    wanted: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in sorted(preds, key=lambda p: p.prediction_id):
+        rules = rules_for(p.experiment_id, p.candidate)
+        if p.experiment_id and rules.divergent_slice_rate > 0 and p.experiment_id not in flagged:
+            flagged[p.experiment_id] = flagged_slices(session, p.experiment_id)
+        others = [t for t in twins.get((p.experiment_id, p.unit_id, p.input_hash), [])
+                  if t.prediction_id != p.prediction_id]
+        served, found = _reasons(p, rules, truths.get(p.prediction_id), others,
+                                 flagged.get(p.experiment_id or 0, set()))
+        for queue, reason in found:
+            spec = wanted.setdefault((queue, served.input_hash), {
+                "prediction": served, "rules": rules, "reasons": []})
+            if reason not in spec["reasons"]:
+                spec["reasons"].append(reason)
+    return _store(session, wanted)
+
+
+def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> int:
+    if not wanted:
+        return 0
+    r = RelabelItem
+    existing = {(i.queue, i.input_hash): i for i in session.scalars(select(r).where(
+        r.queue.in_(sorted({q for q, _ in wanted})),
+        in_values(session, r.input_hash, sorted({h for _, h in wanted}))))}
+    added = 0
+    now = utcnow()
+    counts: dict[str, int] = {}
+    for key in sorted(wanted):
+        spec = wanted[key]
+        p, rules = spec["prediction"], spec["rules"]
+        item = existing.get(key)
+        if item is not None:
+            merged = list(dict.fromkeys([*(item.reasons or []), *spec["reasons"]]))
+            if merged != list(item.reasons or []):
+                item.reasons, item.reason = merged, ",".join(merged)
+                item.priority = rules.priority(merged, p.confidence)
+            continue
+        priority = rules.priority(spec["reasons"], p.confidence)
+        if not _room(session, key[0], rules, priority, counts):
+            continue
+        second = rules_mod.share_of("second", p.input_hash) < rules.second_annotator_share
+        stmt = dialect_insert(session, r.__table__).values(
+            queue=key[0], prediction_id=p.prediction_id, input_hash=p.input_hash,
+            experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
+            reasons=spec["reasons"], reason=",".join(spec["reasons"]), priority=priority,
+            status="open", labels_needed=2 if second else 1, created_at=now,
+        ).on_conflict_do_nothing()
+        inserted = session.execute(stmt).rowcount or 0
+        counts[key[0]] += inserted
+        added += inserted
+    return added
+
+
+def _room(session: Session, queue: str, rules: RelabelRules, priority: float,
+          counts: dict[str, int]) -> bool:
+    """Whether the queue takes one more open item, dropping a less urgent one if it is full.
+    `counts` keeps each queue's open items for the batch (one count query per queue)."""
+    r = RelabelItem
+    quota = rules.quota(queue)
+    if queue not in counts:
+        counts[queue] = session.scalar(select(func.count()).select_from(r).where(
+            r.queue == queue, r.status.in_(OPEN))) or 0
+    if counts[queue] < quota:
+        return True
+    if queue == rules_mod.OFFLINE_TEST or quota == 0:
+        return False
+    weakest = session.execute(select(r.id, r.priority).where(
+        r.queue == queue, r.status == "open", r.lease_owner.is_(None))
+        .order_by(r.priority, r.id.desc()).limit(1)).first()
+    if weakest is None or weakest.priority >= priority:
+        return False
+    dropped = session.execute(update(r).where(r.id == weakest.id, r.status == "open")
+                              .values(status="dropped")).rowcount or 0
+    counts[queue] -= dropped
+    return True
+
+
+def route_label(session: Session, item_id: int) -> str | None:
+    """A verified label of a staged (OCR) answer also becomes a labeled item of the blamed
+    stage's dataset (``stage:<stage>``, done), as a correction does at enqueue; the queue it
+    went to, or None. Called by the API once an item is done."""
+    item = session.get(RelabelItem, item_id)
+    if item is None or item.status != "done" or item.label is None \
+            or item.queue.startswith(rules_mod.STAGE_PREFIX):
+        return None
+    p = session.get(Prediction, item.prediction_id)
+    if p is None or not p.stages or "recognizer" not in p.stages \
+            or p.output_type not in (None, "latex"):
+        return None
+    stage = _blame(p, item.label)
+    if stage not in load_rules(session)(p.experiment_id, p.candidate).stage_datasets:
+        return None
+    queue = f"{rules_mod.STAGE_PREFIX}{stage}"
+    done = {"status": "done", "label": item.label, "annotator": item.annotator,
+            "labeled_at": item.labeled_at}
+    session.execute(dialect_insert(session, RelabelItem.__table__).values(
+        queue=queue, prediction_id=p.prediction_id, input_hash=p.input_hash,
+        experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
+        reasons=[rules_mod.STAGE_BLAME], reason=rules_mod.STAGE_BLAME, priority=0.0,
+        labels_needed=1, created_at=utcnow(), **done).on_conflict_do_nothing())
+    session.execute(update(RelabelItem).where(
+        RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
+        RelabelItem.status != "done").values(lease_owner=None, lease_until=None, **done))
+    return queue

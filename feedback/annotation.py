@@ -1,0 +1,250 @@
+"""The annotators' workflow on the relabel queues: claim, label, skip, flag; review by an admin.
+
+**Leases.** :func:`claim` gives the most urgent claimable item (priority, then age) to one
+annotator for ``lease_s`` seconds. An item is claimable when it is ``open``, or ``leased`` with
+its lease run out: an abandoned claim returns to the queue by itself, no sweeper needed. The
+claim is a conditional UPDATE that re-checks claimability (``WHERE id = ? AND (open OR
+expired)``), so of two annotators racing for one item exactly one gets it; on PostgreSQL the
+candidates are read ``FOR UPDATE SKIP LOCKED`` so racers take different items instead of
+waiting, and on SQLite writers are serialised (``BEGIN IMMEDIATE``).
+
+**Labels.** A label is checked against the output type of the item's candidate
+(:func:`core.output_types.check_output`) and stored in the store's text form. Where the item's
+prediction was corrected by the customer, the label also gives a verdict on the correction:
+``accept`` when they are equal, ``reject`` otherwise. An item needs one label, or two for the
+configured share of items; when its labels agree it is ``done`` and its ``label`` is ground
+truth, when they differ it goes to ``review`` and an admin resolves it. An annotator never gets
+an item they already labeled or skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import AbvocError, Conflict, NotFound
+from core.events import value_text
+from core.output_types import OutputKind, check_output
+from core.store.db import Database, utcnow
+from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel
+from feedback.item_view import item_view
+
+LEASE_S = 600
+MAX_LEASE_S = 3600
+_CANDIDATES = 8
+STATUSES = ("open", "leased", "review", "flagged", "done", "dropped")
+
+
+def output_kind(s: Session, candidate: str | None) -> OutputKind:
+    """The output type of the newest registered version of the item's candidate."""
+    pipeline = None if candidate is None else s.scalars(
+        select(Candidate.pipeline).where(Candidate.name == candidate)
+        .order_by(Candidate.id.desc()).limit(1)).first()
+    return OutputKind.of_pipeline(pipeline)
+
+
+def _claimable(now: Any) -> Any:
+    r = RelabelItem
+    return or_(r.status == "open", and_(r.status == "leased", r.lease_until < now))
+
+
+def claim(db: Database, annotator: str, queue: str | None = None,
+          lease_s: int = LEASE_S) -> dict[str, Any] | None:
+    """Lease the most urgent item the annotator may take; None when the queue has none."""
+    r, lb = RelabelItem, RelabelLabel
+    if not 1 <= lease_s <= MAX_LEASE_S:
+        raise AbvocError(f"'lease_s' must be from 1 to {MAX_LEASE_S} seconds")
+    for _ in range(5):
+        with db.session() as s:
+            now = utcnow()
+            seen = select(lb.item_id).where(lb.annotator == annotator,
+                                            lb.action.in_(("label", "skip")))
+            query = (select(r.id).where(_claimable(now), r.id.not_in(seen))
+                     .order_by(r.priority.desc(), r.id).limit(_CANDIDATES))
+            if queue is not None:
+                query = query.where(r.queue == queue)
+            if db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.scalars(query))
+            if not ids:
+                return None
+            for item_id in ids:
+                won = s.execute(update(r).where(r.id == item_id, _claimable(now)).values(
+                    status="leased", lease_owner=annotator,
+                    lease_until=now + timedelta(seconds=lease_s))).rowcount
+                if won == 1:
+                    item = s.get(r, item_id)
+                    assert item is not None
+                    s.refresh(item)
+                    return item_view(s, item, output_kind(s, item.candidate))
+    return None
+
+
+def show(db: Database, item_id: int) -> dict[str, Any]:
+    with db.reading() as s:
+        item = _item(s, item_id)
+        return item_view(s, item, output_kind(s, item.candidate))
+
+
+def _item(s: Session, item_id: int, lock: bool = False) -> RelabelItem:
+    query = select(RelabelItem).where(RelabelItem.id == item_id)
+    if lock:
+        query = query.with_for_update()
+    item = s.scalars(query).first()
+    if item is None:
+        raise NotFound(f"relabel item {item_id} does not exist")
+    return item
+
+
+def _held(s: Session, item_id: int, annotator: str) -> RelabelItem:
+    """The item, locked, if `annotator` holds an unexpired lease on it; else a 409 saying so."""
+    item = _item(s, item_id, lock=True)
+    now = utcnow()
+    until = item.lease_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=now.tzinfo)
+    if item.status != "leased" or item.lease_owner != annotator or until is None or until < now:
+        raise Conflict(f"relabel item {item_id} is not leased to you (status {item.status!r}); "
+                       "claim an item first with POST /v1/relabel/claim")
+    return item
+
+
+def checked_label(kind: OutputKind, value: Any) -> str:
+    """The label in the store's text form, or a 400 naming what a label of this type is."""
+    try:
+        return value_text(check_output(kind, value))
+    except AbvocError as exc:
+        raise AbvocError(exc.message.replace("'corrected_output'", "'label'"),
+                         details=exc.details) from None
+
+
+def _correction(s: Session, prediction_id: str) -> str | None:
+    return s.scalars(select(Correction.corrected_output)
+                     .where(Correction.prediction_id == prediction_id)
+                     .order_by(Correction.created_at, Correction.correction_id).limit(1)).first()
+
+
+def _release(item: RelabelItem, status: str = "open") -> None:
+    item.status, item.lease_owner, item.lease_until = status, None, None
+
+
+def submit(db: Database, item_id: int, annotator: str, value: Any) -> dict[str, Any]:
+    """Record the annotator's label; the item is done, waits for a second label, or goes to
+    review when two labels differ."""
+    with db.session() as s:
+        item = _held(s, item_id, annotator)
+        label = checked_label(output_kind(s, item.candidate), value)
+        verdict = verdict_of(s, item.prediction_id, label)
+        s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="label", label=label,
+                           verdict=verdict, created_at=utcnow()))
+        s.flush()
+        conclude(s, item)
+        return {"item_id": item.id, "status": item.status, "label": label, "verdict": verdict}
+
+
+def verdict_of(s: Session, prediction_id: str, label: str) -> str | None:
+    corrected = _correction(s, prediction_id)
+    return None if corrected is None else ("accept" if corrected == label else "reject")
+
+
+def conclude(s: Session, item: RelabelItem) -> None:
+    """After a label: done when enough labels agree, review when they differ, else open."""
+    labels = list(s.scalars(select(RelabelLabel.label).where(
+        RelabelLabel.item_id == item.id, RelabelLabel.action == "label")
+        .order_by(RelabelLabel.id)))
+    if item.status == "done":
+        return
+    if len(set(labels)) > 1:
+        _release(item, "review")
+    elif labels and len(labels) >= item.labels_needed:
+        _finish(s, item, labels[0])
+    else:
+        _release(item)
+
+
+def _finish(s: Session, item: RelabelItem, label: str) -> None:
+    _release(item, "done")
+    item.label, item.labeled_at = label, utcnow()
+    annotators = s.scalars(select(RelabelLabel.annotator).where(
+        RelabelLabel.item_id == item.id, RelabelLabel.action == "label")).all()
+    item.annotator = ",".join(sorted(set(annotators)))[:100]
+
+
+def skip(db: Database, item_id: int, annotator: str) -> dict[str, Any]:
+    """Give the item back; it stays open for others, never offered to this annotator again."""
+    with db.session() as s:
+        item = _held(s, item_id, annotator)
+        s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="skip",
+                           created_at=utcnow()))
+        _release(item)
+        return {"item_id": item.id, "status": item.status}
+
+
+def flag(db: Database, item_id: int, annotator: str, reason: str) -> dict[str, Any]:
+    """Take the item out of the queue for an admin (unreadable input, wrong candidate ...)."""
+    if not isinstance(reason, str) or not 0 < len(reason) <= 500:
+        raise AbvocError("'reason' must be a string of 1 to 500 characters saying what is wrong")
+    with db.session() as s:
+        item = _held(s, item_id, annotator)
+        s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="flag",
+                           created_at=utcnow()))
+        item.note = reason
+        _release(item, "flagged")
+        return {"item_id": item.id, "status": item.status}
+
+
+def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any]:
+    """An admin's label for an item in review (labels differ) or flagged: it is done."""
+    with db.session() as s:
+        item = _item(s, item_id, lock=True)
+        if item.status not in ("review", "flagged"):
+            raise Conflict(f"relabel item {item_id} is {item.status!r}; only items in review "
+                           "or flagged are resolved")
+        label = checked_label(output_kind(s, item.candidate), value)
+        s.add(RelabelLabel(item_id=item.id, annotator=admin, action="resolve", label=label,
+                           created_at=utcnow()))
+        _release(item, "done")
+        item.label, item.labeled_at, item.annotator = label, utcnow(), admin[:100]
+        return {"item_id": item.id, "status": item.status, "label": label}
+
+
+def listing(db: Database, status: str, queue: str | None = None,
+            limit: int = 50) -> list[dict[str, Any]]:
+    """Items by status (e.g. ``review`` for the admin), most urgent first, with their labels."""
+    if status not in STATUSES:
+        raise AbvocError(f"'status' must be one of {list(STATUSES)}")
+    r = RelabelItem
+    with db.reading() as s:
+        query = select(r).where(r.status == status).order_by(r.priority.desc(), r.id).limit(limit)
+        if queue is not None:
+            query = query.where(r.queue == queue)
+        items = list(s.scalars(query))
+        acts: dict[int, list[dict[str, Any]]] = {}
+        if items:
+            for a in s.scalars(select(RelabelLabel).where(
+                    RelabelLabel.item_id.in_([i.id for i in items])).order_by(RelabelLabel.id)):
+                acts.setdefault(a.item_id, []).append(
+                    {"annotator": a.annotator, "action": a.action, "label": a.label,
+                     "verdict": a.verdict})
+        return [{"id": i.id, "queue": i.queue, "status": i.status, "priority": i.priority,
+                 "reasons": list(i.reasons or []), "candidate": i.candidate, "slice": i.slice,
+                 "prediction_id": i.prediction_id, "note": i.note, "label": i.label,
+                 "acts": acts.get(i.id, [])} for i in items]
+
+
+def queue_figures(db: Database) -> dict[str, Any]:
+    """Items per queue and status; ``leases_expired`` of the leased ones are claimable again."""
+    r = RelabelItem
+    with db.reading() as s:
+        rows = s.execute(select(r.queue, r.status, func.count()).group_by(r.queue, r.status))
+        out: dict[str, dict[str, int]] = {}
+        for queue, status, n in rows:
+            out.setdefault(queue, {st: 0 for st in STATUSES})[status] = int(n)
+        expired = dict(s.execute(select(r.queue, func.count()).where(
+            r.status == "leased", r.lease_until < utcnow()).group_by(r.queue)).all())
+    return {"queues": [{"queue": q, "items": sum(c.values()), **c,
+                        "leases_expired": int(expired.get(q, 0))}
+                       for q, c in sorted(out.items())]}

@@ -1,0 +1,163 @@
+"""Versioned dataset snapshots of the verified labels: ``<out>/<name>/v<N>/``.
+
+Each version holds ``manifest.jsonl`` (one example a line, in the format ``abvoc offline-test
+NAME --dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`` — the queues
+and reasons that picked it — and ``provenance`` — prediction, candidate, experiment,
+annotators, time), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
+with the content hash: SHA-256 over the manifest and every file, in manifest order. An export
+whose content equals the newest version's makes no new version.
+
+Items are read in pages by id and written line by line, so memory stays flat however large the
+queue (only the input hashes already written are kept, to write each input once). A version is
+written in a hidden folder and renamed into place when complete: a reader never sees half a
+version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import AbvocError
+from core.output_types import OutputKind
+from core.store.db import Database
+from core.store.models import Prediction, PredictionInput, RelabelItem
+from feedback.annotation import output_kind
+from feedback.item_view import as_png, kept_input
+
+PAGE = 200
+IMAGE_INPUT = "image"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def labeled_items(db: Database, queues: list[str] | None) -> Iterator[tuple[Session, RelabelItem]]:
+    """Done items with a label, by id, a page per read transaction."""
+    last = 0
+    while True:
+        with db.reading() as s:
+            query = (select(RelabelItem).where(RelabelItem.status == "done",
+                                               RelabelItem.label.is_not(None),
+                                               RelabelItem.id > last)
+                     .order_by(RelabelItem.id).limit(PAGE))
+            if queues:
+                query = query.where(RelabelItem.queue.in_(queues))
+            page = list(s.scalars(query))
+            for item in page:
+                yield s, item
+        if len(page) < PAGE:
+            return
+        last = page[-1].id
+
+
+def typed_label(kind: OutputKind, label: str) -> Any:
+    """The stored text form of a label back as a value of its type."""
+    if kind.type == "number":
+        return float(label)
+    if kind.type == "json":
+        return json.loads(label)
+    return label
+
+
+def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Path]]:
+    """The manifest's ``inputs`` for a kept input, and the files it wrote."""
+    if row.kind == "image":
+        path = files / f"{row.input_hash}.png"
+        path.write_bytes(as_png(row.data))
+        return {IMAGE_INPUT: {"file": f"files/{path.name}"}}, [path]
+    out: dict[str, Any] = {}
+    written = []
+    for tensor in json.loads(row.data):
+        name, shape, data = tensor["name"], tensor["shape"], tensor["data"]
+        if tensor["datatype"] == "BYTES":
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:50]
+            path = files / f"{row.input_hash}-{safe}.bin"
+            path.write_bytes(base64.b64decode(data[0]))
+            out[name] = {"file": f"files/{path.name}"}
+            written.append(path)
+        else:
+            out[name] = np.asarray(data).reshape(shape).tolist()
+    return out, written
+
+
+def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:
+    versions = sorted(int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit())
+    if not versions:
+        return 1, None
+    newest = folder / f"v{versions[-1]}" / "version.json"
+    return versions[-1] + 1, json.loads(newest.read_text()) if newest.is_file() else None
+
+
+def export_snapshot(db: Database, out: Path, name: str,
+                    queues: list[str] | None = None) -> dict[str, Any]:
+    """Write the next version of dataset `name` under `out`; its version.json as a dict."""
+    if not _NAME.match(name):
+        raise AbvocError("the dataset name must be 1 to 100 letters, digits, '.', '_' or '-'")
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    version, previous = _next_version(folder)
+    tmp = folder / f".v{version}.{os.getpid()}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "files").mkdir(parents=True)
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    counts = {"examples": 0, "without_input": 0, "duplicates": 0}
+    kinds: dict[str | None, OutputKind] = {}
+    try:
+        with (tmp / "manifest.jsonl").open("w") as manifest:
+            for s, item in labeled_items(db, queues):
+                if item.input_hash in seen:
+                    counts["duplicates"] += 1
+                    continue
+                row = kept_input(s, item.input_hash)
+                if row is None:
+                    counts["without_input"] += 1
+                    continue
+                seen.add(item.input_hash or "")
+                if item.candidate not in kinds:
+                    kinds[item.candidate] = output_kind(s, item.candidate)
+                pred = s.get(Prediction, item.prediction_id)
+                inputs, written = _inputs(row, tmp / "files")
+                line = {"id": str(item.id), "inputs": inputs,
+                        "label": typed_label(kinds[item.candidate], item.label or ""),
+                        "source": {"queue": item.queue, "reasons": list(item.reasons or [])},
+                        "provenance": {
+                            "prediction_id": item.prediction_id, "candidate": item.candidate,
+                            "experiment_id": item.experiment_id,
+                            "input_hash": item.input_hash, "annotators": item.annotator,
+                            "labeled_at": item.labeled_at.isoformat()
+                            if item.labeled_at else None,
+                            "served_output": pred.output if pred else None}}
+                if item.slice and item.slice != "all":
+                    line["slice"] = item.slice
+                text = json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
+                manifest.write(text)
+                digest.update(text.encode())
+                for path in written:
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+                counts["examples"] += 1
+        content_hash = digest.hexdigest()
+        if previous is not None and previous.get("content_hash") == content_hash:
+            shutil.rmtree(tmp)
+            return {**previous, "unchanged": True,
+                    "path": str(folder / f"v{previous.get('version', version - 1)}")}
+        meta = {"name": name, "version": version, "content_hash": content_hash,
+                "created_at": datetime.now(UTC).isoformat(), "queues": queues or "all",
+                **counts, "manifest": "manifest.jsonl", "unchanged": False}
+        (tmp / "version.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tmp.rename(folder / f"v{version}")
+        return {**meta, "path": str(folder / f"v{version}")}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,95 @@
+"""What an annotator sees of one relabel item: the input, the served answer, shadows' answers
+to the same request, the customer's correction, and what a label must be (output type, classes).
+
+Outputs are shown in the store's text form (strings as they are; numbers and JSON as compact
+JSON). The input is the one kept with the served prediction (``prediction_inputs``): an image
+as base64 PNG, V2 tensors as they were sent; ``null`` once its retention has passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.output_types import OutputKind
+from core.store.models import (
+    Correction,
+    Prediction,
+    PredictionInput,
+    RelabelItem,
+    RelabelLabel,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def as_png(data: bytes) -> bytes:
+    """The image as PNG bytes (kept inputs are the PNG or JPEG the customer sent)."""
+    if data.startswith(PNG_MAGIC):
+        return data
+    with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
+
+def kept_input(s: Session, input_hash: str | None) -> PredictionInput | None:
+    if input_hash is None:
+        return None
+    return s.scalars(select(PredictionInput).where(PredictionInput.input_hash == input_hash)
+                     .order_by(PredictionInput.created_at).limit(1)).first()
+
+
+def input_view(row: PredictionInput | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    if row.kind == "image":
+        return {"kind": "image", "media_type": "image/png",
+                "data_base64": base64.b64encode(as_png(row.data)).decode("ascii")}
+    return {"kind": "tensors", "tensors": json.loads(row.data)}
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
+    served = s.get(Prediction, item.prediction_id)
+    shadows: list[dict[str, Any]] = []
+    if served is not None:
+        twins = s.scalars(select(Prediction).where(
+            Prediction.input_hash == served.input_hash, Prediction.shadow.is_(True),
+            Prediction.experiment_id == served.experiment_id,
+            Prediction.unit_id == served.unit_id).order_by(Prediction.candidate))
+        shadows = [{"candidate": t.candidate, "prediction_id": t.prediction_id,
+                    "output": t.output, "confidence": t.confidence} for t in twins]
+    correction = s.scalars(select(Correction).where(
+        Correction.prediction_id == item.prediction_id)
+        .order_by(Correction.created_at, Correction.correction_id).limit(1)).first()
+    labels_done = s.scalar(select(func.count()).select_from(RelabelLabel).where(
+        RelabelLabel.item_id == item.id, RelabelLabel.action == "label"))
+    return {
+        "id": item.id, "queue": item.queue, "status": item.status, "priority": item.priority,
+        "reasons": list(item.reasons or []), "labels_needed": item.labels_needed,
+        "labels_done": labels_done,
+        "lease": {"owner": item.lease_owner, "until": _iso(item.lease_until)}
+        if item.status == "leased" else None,
+        "prediction_id": item.prediction_id, "experiment_id": item.experiment_id,
+        "candidate": item.candidate, "slice": item.slice,
+        "output_type": kind.type, "classes": list(kind.classes), "schema": kind.schema,
+        "input": input_view(kept_input(s, item.input_hash)),
+        "served": None if served is None else {
+            "output": served.output, "confidence": served.confidence, "arm": served.arm,
+            "created_at": _iso(served.created_at)},
+        "shadows": shadows,
+        "correction": None if correction is None else {
+            "corrected_output": correction.corrected_output, "rating": correction.rating,
+            "comment": correction.comment},
+        "label": item.label, "note": item.note,
+    }

@@ -1,0 +1,59 @@
+"""The enqueue rules people set, per experiment, per candidate or as the default (stored in
+``relabel_rules``; the evaluation worker reads them each batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from core.errors import NotFound
+from core.relabel import RelabelRules, parse_rules, scope_key
+from core.store.db import Database, utcnow
+from core.store.models import Candidate, Experiment, RelabelRule
+
+
+def _check_scope(db: Database, experiment_id: int | None, candidate: str | None) -> str:
+    key = scope_key(experiment_id, candidate)
+    with db.reading() as s:
+        if experiment_id is not None and s.get(Experiment, experiment_id) is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
+        if candidate is not None and s.scalars(select(Candidate.id).where(
+                Candidate.name == candidate).limit(1)).first() is None:
+            raise NotFound(f"candidate {candidate!r} is not registered")
+    return key
+
+
+def _stored(db: Database) -> dict[str, dict[str, Any]]:
+    with db.reading() as s:
+        return {row.scope: row.rules for row in s.scalars(select(RelabelRule))}
+
+
+def effective(db: Database, experiment_id: int | None = None,
+              candidate: str | None = None) -> dict[str, Any]:
+    """The rules that apply to the scope, and which stored scope they come from."""
+    key = _check_scope(db, experiment_id, candidate)
+    stored = _stored(db)
+    default = parse_rules(stored.get("default", {}))
+    source = key if key in stored else "default"
+    rules = parse_rules(stored[key], default) if key in stored else default
+    return {"scope": key, "from": source if source in stored else "built-in",
+            "rules": rules.as_dict()}
+
+
+def put(db: Database, body: Any, experiment_id: int | None = None,
+        candidate: str | None = None) -> dict[str, Any]:
+    """Set (part of) a scope's rules; fields left out keep their current values."""
+    key = _check_scope(db, experiment_id, candidate)
+    stored = _stored(db)
+    default = parse_rules(stored.get("default", {}))
+    base = parse_rules(stored[key], default) if key in stored else (
+        default if key != "default" else RelabelRules())
+    rules = parse_rules(body, base)
+    with db.session() as s:
+        row = s.get(RelabelRule, key)
+        if row is None:
+            s.add(RelabelRule(scope=key, rules=rules.as_dict(), updated_at=utcnow()))
+        else:
+            row.rules, row.updated_at = rules.as_dict(), utcnow()
+    return {"scope": key, "from": key, "rules": rules.as_dict()}

@@ -1,0 +1,55 @@
+"""`abvoc relabel rules|queues|ls-export|ls-import` on SQLite and PostgreSQL: thin commands over
+the feedback functions, refusals as one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from core.settings import Settings
+from core.store import Database, schema
+from feedback import annotation
+from tests.feedback.test_relabel_export import with_inputs
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    with Database(settings.database_url) as database:
+        schema.upgrade(database)
+    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
+    return CliRunner()
+
+
+def test_rules_queues_and_label_studio(cli: CliRunner, settings: Settings,
+                                       tmp_path: Path) -> None:
+    changed = cli.invoke(main, ["relabel", "rules", "--set", '{"audit_rate": 0.05}', "--json"])
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["rules"]["audit_rate"] == 0.05
+    shown = json.loads(cli.invoke(main, ["relabel", "rules", "--json"]).stdout)
+    assert shown["from"] == "default" and shown["rules"]["audit_rate"] == 0.05
+    bad = cli.invoke(main, ["relabel", "rules", "--set", '{"audit_rate": 5}'])
+    assert bad.exit_code == 2 and "'audit_rate' must be a number from 0 to 1" in bad.output
+    with Database(settings.database_url) as db:
+        ids = with_inputs(db, 2)
+        item = annotation.claim(db, "ann")
+        annotation.submit(db, item["id"], "ann", "owl")
+    queues = json.loads(cli.invoke(main, ["relabel", "queues", "--json"]).stdout)
+    assert queues["queues"][0]["done"] == 1 and queues["queues"][0]["open"] == 1
+    out = cli.invoke(main, ["relabel", "ls-export", str(tmp_path / "ls"), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["tasks"] == 2
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    tasks[1]["annotations"] = [{"completed_by": 2, "result": [{"value": {"choices": ["dog"]}}]}]
+    (tmp_path / "ls" / "tasks.json").write_text(json.dumps(tasks))
+    imported = cli.invoke(main, ["relabel", "ls-import", str(tmp_path / "ls"), "--json"])
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout) == {"tasks": 2, "labels": 1, "new_items": 0}
+    with Database(settings.database_url) as db:
+        assert annotation.show(db, ids[1])["label"] == "dog"
+    escape = cli.invoke(main, ["relabel", "ls-import", str(tmp_path / "ls"), "--tasks",
+                               "../elsewhere.json"])
+    assert escape.exit_code == 2 and "import folder" in escape.output

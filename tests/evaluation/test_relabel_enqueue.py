@@ -1,0 +1,165 @@
+"""The worker turns events into relabel items by the rules: each reason to its queue, one item
+per input, priority from the reasons, quotas, shadow disagreements in either arrival order,
+divergent-slice sampling, the audit decided by the prediction id alone, and stage routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from core.relabel import audited, share_of
+from core.store.db import Database
+from core.store.models import RelabelItem
+from evaluation.relabel_enqueue import enqueue, route_label
+from feedback import annotation, relabel_rules
+from tests.evaluation.helpers import add_experiment, apply, correction, prediction
+
+NOTHING = {"audit_rate": 0.0, "low_confidence_below": None, "divergent_slice_rate": 0.0,
+           "second_annotator_share": 0.0}
+
+
+def items(db: Database) -> dict[tuple[str, str], RelabelItem]:
+    with db.session() as s:
+        return {(i.queue, i.prediction_id): i for i in s.scalars(select(RelabelItem))}
+
+
+def rules(db: Database, **body: Any) -> None:
+    relabel_rules.put(db, {**NOTHING, **body})
+
+
+def test_each_reason_feeds_its_queue(db: Database) -> None:
+    rules(db, low_confidence_below=0.5)
+    apply(db, [prediction("p1", confidence=0.2), prediction("p2", confidence=0.9),
+               correction("p2", "y^{2}")])
+    got = items(db)
+    assert set(got) == {("training", "p1"), ("verification", "p2")}
+    assert got[("training", "p1")].reasons == ["low_confidence"]
+    assert got[("verification", "p2")].reasons == ["correction"]
+    assert got[("training", "p1")].priority == 1.0 + 0.8  # weight + (1 - confidence)
+
+
+def test_a_correction_before_its_prediction_is_enqueued_when_the_prediction_lands(
+        db: Database) -> None:
+    rules(db)
+    apply(db, [correction("p1", "y")])
+    assert items(db) == {}
+    apply(db, [prediction("p1")])
+    assert set(items(db)) == {("verification", "p1")}
+    apply(db, [prediction("p1"), correction("p1", "z")])  # replay and a second correction
+    assert len(items(db)) == 1
+
+
+def test_one_item_per_input_with_every_reason(db: Database) -> None:
+    rules(db, low_confidence_below=0.5)
+    same = prediction("a" * 20, confidence=0.1, unit_id="u1")
+    again = prediction("a" * 16 + "zzzz", confidence=0.3, unit_id="u2")  # same input hash
+    assert same["input_hash"] == again["input_hash"]
+    apply(db, [same, again, correction("a" * 20, "y")])
+    got = items(db)
+    # Two low-confidence predictions of one input are one training item; the correction of
+    # one of them is a verification item of that input.
+    assert sorted(q for q, _ in got) == ["training", "verification"]
+
+
+def test_shadow_disagreement_in_either_order(db: Database) -> None:
+    exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
+    rules(db)
+    served = prediction("s1", experiment_id=exp, output="x", unit_id="u")
+    shadow = prediction("s1-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                        shadow=True, output="y", unit_id="u")
+    shadow["input_hash"] = served["input_hash"]
+    apply(db, [served])
+    apply(db, [shadow])  # the shadow lands later
+    late = prediction("s2", experiment_id=exp, output="x", unit_id="v")
+    early = prediction("s2-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                       shadow=True, output="y", unit_id="v")
+    early["input_hash"] = late["input_hash"]
+    apply(db, [early])
+    apply(db, [late])  # the served answer lands later
+    agree = prediction("s3", experiment_id=exp, output="x", unit_id="w")
+    twin = prediction("s3-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                      shadow=True, output="x", unit_id="w")
+    twin["input_hash"] = agree["input_hash"]
+    apply(db, [agree, twin])
+    got = items(db)
+    assert set(got) == {("training", "s1"), ("training", "s2")}
+    assert all(i.reasons == ["shadow_disagreement"] for i in got.values())
+
+
+def test_the_audit_depends_on_the_prediction_id_alone(db: Database) -> None:
+    rules(db, audit_rate=0.3, corrections=False)
+    batch = [prediction(f"q{i:03d}") for i in range(120)]
+    corrections = [correction(f"q{i:03d}", "y") for i in range(0, 120, 2)]
+    apply(db, batch + corrections)
+    audited_ids = {pid for (q, pid) in items(db) if q == "offline-test"}
+    expected = {f"q{i:03d}" for i in range(120) if audited(f"q{i:03d}", 0.3)}
+    assert audited_ids == expected and 20 < len(expected) < 55
+    corrected = {f"q{i:03d}" for i in range(0, 120, 2)}
+    # Being corrected changes nothing: the corrected and uncorrected are audited alike.
+    assert audited_ids & corrected == expected & corrected
+
+
+def test_quota_keeps_the_most_urgent(db: Database) -> None:
+    rules(db, low_confidence_below=0.9, quotas={"training": 2})
+    apply(db, [prediction("c1", confidence=0.8)])
+    apply(db, [prediction("c2", confidence=0.5)])
+    apply(db, [prediction("c3", confidence=0.1)])  # more urgent: displaces c1
+    apply(db, [prediction("c4", confidence=0.85)])  # less urgent than both: not taken
+    with db.session() as s:
+        status = {i.prediction_id: i.status for i in s.scalars(select(RelabelItem))}
+    assert status == {"c1": "dropped", "c2": "open", "c3": "open"}
+
+
+def test_rules_per_experiment_override_the_default(db: Database) -> None:
+    exp = add_experiment(db)
+    rules(db)
+    relabel_rules.put(db, {"audit_rate": 1.0}, experiment_id=exp)
+    apply(db, [prediction("in-exp", experiment_id=exp), prediction("outside", experiment_id=None,
+                                                                   arm=None)])
+    assert set(items(db)) == {("offline-test", "in-exp")}
+
+
+def test_divergent_slices_are_sampled(db: Database) -> None:
+    exp = add_experiment(db)
+    rules(db, divergent_slice_rate=0.5)
+    batch = [prediction(f"d{i:03d}", experiment_id=exp, slice_="hand" if i % 2 else "print")
+             for i in range(80)]
+    apply(db, batch)
+    assert items(db) == {}  # no divergence report flags a slice here
+    with db.session() as s:
+        enqueue(s, {e["prediction_id"] for e in batch},
+                flagged_slices=lambda _s, _e: {("cand-a", "hand")})
+    got = {pid for (q, pid) in items(db)}
+    expected = {e["prediction_id"] for e in batch if e["slice"] == "hand"
+                and share_of("divergent", e["prediction_id"]) < 0.5}
+    assert got == expected and expected
+
+
+def test_an_ocr_error_goes_to_the_blamed_stages_dataset(db: Database) -> None:
+    rules(db)
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    apply(db, [prediction("o1", output="x^{2}", stages=stages), correction("o1", "y^{2}"),
+               prediction("o2", output="x^{2}", stages=stages), correction("o2", "x_{2}")])
+    got = items(db)
+    assert ("stage:recognizer", "o1") in got and ("stage:aligner", "o2") in got
+    assert got[("stage:recognizer", "o1")].reasons == ["stage_blame"]
+
+
+def test_a_verified_label_goes_to_the_blamed_stages_dataset(db: Database) -> None:
+    rules(db, audit_rate=1.0)
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    apply(db, [prediction("o3", output="x^{2}", stages=stages)])
+    (item,) = items(db).values()
+    assert annotation.claim(db, "ann")["id"] == item.id
+    annotation.submit(db, item.id, "ann", "y^{2}")
+    with db.session() as s:
+        assert route_label(s, item.id) == "stage:recognizer"
+        assert route_label(s, item.id) == "stage:recognizer"  # once: the same item
+    routed = items(db)[("stage:recognizer", "o3")]
+    assert routed.status == "done" and routed.label == "y^{2}" and routed.annotator == "ann"
+    assert len(items(db)) == 2

@@ -1,0 +1,144 @@
+"""Dataset snapshots (versioned, content-hashed, one line per input) and the Label Studio round
+trip: export tasks, label them there, import the annotations; import paths stay inside the
+import folder."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import AbvocError
+from core.store.db import Database, utcnow
+from core.store.models import PredictionInput, RelabelItem
+from feedback import annotation
+from feedback.export import export_snapshot
+from feedback.label_studio import export_tasks as ls_export
+from feedback.label_studio import import_tasks
+from tests.feedback.test_relabel_annotation import add_items
+
+
+def png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (12, 10), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def with_inputs(db: Database, n: int, queue: str = "training") -> list[int]:
+    ids = add_items(db, n, queue=queue)
+    with db.session() as s:
+        for i in range(n):
+            pid = f"{queue}-p{i}"
+            s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}", kind="image",
+                                  data=png(i), created_at=utcnow()))
+    return ids
+
+
+def label_all(db: Database, labels: list[str], who: str = "ann") -> None:
+    i = 0
+    while (item := annotation.claim(db, who)) is not None:
+        annotation.submit(db, item["id"], who, labels[i % len(labels)])
+        i += 1
+
+
+def test_snapshot_versions_and_content_hash(db: Database, tmp_path: Path) -> None:
+    with_inputs(db, 3)
+    label_all(db, ["dog", "owl", "cat"])
+    first = export_snapshot(db, tmp_path, "pets")
+    assert first["version"] == 1 and first["examples"] == 3 and not first["unchanged"]
+    folder = Path(first["path"])
+    lines = [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+    assert [x["label"] for x in lines] == ["dog", "owl", "cat"]
+    assert lines[0]["source"] == {"queue": "training", "reasons": ["correction"]}
+    assert lines[0]["provenance"]["annotators"] == "ann"
+    image = folder / lines[0]["inputs"]["image"]["file"]
+    assert image.read_bytes() == png(0)
+    assert "slice" not in lines[0]  # 'all' is no slice of its own
+    again = export_snapshot(db, tmp_path, "pets")
+    assert again["unchanged"] and again["version"] == 1
+    assert not list((tmp_path / "pets").glob(".v*"))  # no half-written version left
+    with_inputs(db, 1, queue="offline-test")
+    label_all(db, ["owl"])
+    second = export_snapshot(db, tmp_path, "pets")
+    assert second["version"] == 2 and second["examples"] == 4
+    assert second["content_hash"] != first["content_hash"]
+    only = export_snapshot(db, tmp_path, "audit", ["offline-test"])
+    assert only["examples"] == 1
+
+
+def test_label_studio_round_trip(db: Database, tmp_path: Path) -> None:
+    ids = with_inputs(db, 2)
+    out = ls_export(db, tmp_path / "ls")
+    assert out["tasks"] == 2
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    first = tasks[0]
+    assert first["data"]["abvoc_item_id"] == ids[0] and first["data"]["classes"] == [
+        "cat", "dog", "owl"]
+    assert (tmp_path / "ls" / first["data"]["image"]).read_bytes() == png(0)
+    assert first["predictions"][0]["result"][0]["value"] == {"choices": ["cat"]}
+    assert first["annotations"] == []
+    # Labeled in Label Studio: one annotation each, one cancelled.
+    for task, label in zip(tasks, ["owl", "dog"], strict=True):
+        task["annotations"] = [{"completed_by": 7, "result": [{
+            "from_name": "label", "to_name": "input", "type": "choices",
+            "value": {"choices": [label]}}]},
+            {"completed_by": 8, "was_cancelled": True, "result": []}]
+    (tmp_path / "ls" / "tasks.json").write_text(json.dumps(tasks))
+    result = import_tasks(db, tmp_path / "ls")
+    assert result == {"tasks": 2, "labels": 2, "new_items": 0}
+    assert [annotation.show(db, i)["label"] for i in ids] == ["owl", "dog"]
+    assert import_tasks(db, tmp_path / "ls")["labels"] == 0  # imported once
+    # And back out: the annotations travel with the tasks.
+    ls_export(db, tmp_path / "ls2")
+    back = json.loads((tmp_path / "ls2" / "tasks.json").read_text())
+    assert back[0]["annotations"][0]["completed_by"] == "labelstudio:7"
+    assert back[0]["annotations"][0]["result"][0]["value"] == {"choices": ["owl"]}
+
+
+def test_import_refuses_bad_labels_whole(db: Database, tmp_path: Path) -> None:
+    ids = with_inputs(db, 2)
+    folder = tmp_path / "imp"
+    folder.mkdir()
+    tasks = [{"data": {"abvoc_item_id": ids[0]}, "annotations": [
+        {"completed_by": 1, "result": [{"value": {"choices": ["dog"]}}]}]},
+             {"data": {"abvoc_item_id": ids[1]}, "annotations": [
+                 {"completed_by": 1, "result": [{"value": {"choices": ["horse"]}}]}]}]
+    (folder / "tasks.json").write_text(json.dumps(tasks))
+    with pytest.raises(AbvocError, match="horse"):
+        import_tasks(db, folder)
+    assert annotation.show(db, ids[0])["label"] is None  # nothing partial stored
+
+
+@pytest.mark.parametrize("path", ["../secret.png", "/etc/passwd", "http://x/a.png",
+                                  "sub/../../secret.png", "link.png"])
+def test_import_paths_stay_in_the_folder(db: Database, tmp_path: Path, path: str) -> None:
+    add_items(db, 1)
+    folder = tmp_path / "imp"
+    folder.mkdir()
+    (tmp_path / "secret.png").write_bytes(png(1))
+    (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    (folder / "tasks.json").write_text(json.dumps([{"data": {"image": path}}]))
+    with pytest.raises(AbvocError, match="import folder|relative"):
+        import_tasks(db, folder, candidate="pets")
+
+
+def test_import_of_new_data(db: Database, tmp_path: Path) -> None:
+    add_items(db, 1)
+    folder = tmp_path / "imp"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "a.png").write_bytes(png(5))
+    (folder / "tasks.json").write_text(json.dumps([{"data": {"image": "img/a.png"},
+                                                    "annotations": [{"completed_by": 3,
+                                                                     "result": [{"value": {
+                                                                         "choices": ["owl"]}}]}]}]))
+    assert import_tasks(db, folder, candidate="pets")["new_items"] == 1
+    with db.session() as s:
+        item = s.query(RelabelItem).filter(RelabelItem.prediction_id.like("import:%")).one()
+        assert item.status == "done" and item.label == "owl" and item.queue == "training"
+    snapshot = export_snapshot(db, tmp_path / "out", "imported")
+    assert snapshot["examples"] == 1
