@@ -38,7 +38,7 @@ from flask import (
 PREFIX = "/dashboard/"
 ROLES_BY_SCOPE: dict[str, str] = {
     "admin": "admin",
-    # The relabeling work adds the `annotate` scope: "annotate": "annotator".
+    "annotate": "annotator",
 }
 SESSION_COOKIE = "abvoc_dashboard"
 CSRF_COOKIE = "abvoc_csrf"
