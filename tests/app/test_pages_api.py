@@ -15,12 +15,14 @@ from core.store.models import Prediction
 from serving.bundles import register_bundle
 from serving.images import encode_png
 from tests.support.v2 import drain
-from workloads.ocr.pages.generator import TRAIN_PAGE_MIX, generate_pages
+from workloads.ocr.pages.generator import OFFLINE_PAGE_MIX, generate_pages
 from workloads.ocr.pages.reading import reported_boxes
 
 
 def _page_body(**extra: str) -> dict:
-    page = generate_pages(1, TRAIN_PAGE_MIX, seed=5, split="offline-test")[0]
+    """A handwritten worksheet page of twelve formulas."""
+    page = generate_pages(8, OFFLINE_PAGE_MIX, seed=5, split="offline-test")[5]
+    assert page.category.startswith("handwritten/") and len(page.formulas) == 12
     return {"image_base64": base64.b64encode(encode_png(page.image)).decode(),
             "unit_id": "pupil-1", **extra}
 
@@ -49,7 +51,7 @@ def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: 
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
     formulas = body["formulas"]
-    assert len(formulas) == len(body["boxes"]) >= 2
+    assert len(formulas) == len(body["boxes"]) >= 10
     ids = {f["prediction_id"] for f in formulas} | {body["page"]["prediction_id"]}
     assert len(ids) == len(formulas) + 1  # every formula is a prediction of its own
     assert all(f["receipt"] and isinstance(f["output"], str) for f in formulas)
