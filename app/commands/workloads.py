@@ -96,9 +96,12 @@ def simulate_group() -> None:
 @click.option("--scope", default="gameplay", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1, max=64), default=8, show_default=True)
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=120, show_default=True,
+              help="Seconds to wait for the worker to count the outcomes before printing "
+                   "abvoc's verdict (0: do not wait, print the players' view only).")
 @json_option
 def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # noqa: ANN001
-                          as_json) -> None:
+                          wait_s, as_json) -> None:
     """Play a league: every bot move is one /v2 infer call on SCOPE's experiment
     (gameplay-play-logs vs gameplay-idle-logs, created and started when none runs; register
     them first with `abvoc workloads gameplay build --register`); outcomes go to /v1/outcomes
@@ -106,7 +109,13 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     import threading
 
     from workloads.client import ServiceClient
-    from workloads.gameplay.league import LeagueConfig, ensure_experiment, run_league
+    from workloads.gameplay.league import (
+        LeagueConfig,
+        ensure_experiment,
+        run_league,
+        verdict,
+        wait_counted,
+    )
 
     per_player = -(-matches // players)
     config = LeagueConfig(players, per_player, seed, threads=threads, scope=scope)
@@ -122,14 +131,42 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
 
     try:
         summary = run_league(client, experiment["id"], config, one_more)
+        seen = None
+        if wait_s and wait_counted(client, experiment["id"], players, wait_s):
+            seen = verdict(client, experiment["id"])
     finally:
         client.close()
     overall = summary["overall"]
-    emit({"experiment_id": experiment["id"], **summary}, as_json,
-         f"played {overall['matches']} matches in experiment {experiment['id']}: "
-         f"{overall['wins']}W {overall['losses']}L {overall['draws']}D, idle share "
-         f"{overall['idle_share']:.3f}; the evaluation worker counts them shortly — see "
-         f"GET /v1/experiments/{experiment['id']}/results")
+    lines = [f"played {overall['matches']} matches in experiment {experiment['id']}: "
+             f"{overall['wins']}W {overall['losses']}L {overall['draws']}D, idle share "
+             f"{overall['idle_share']:.3f}"]
+    lines += verdict_lines(seen) if seen else [
+        f"see GET /v1/experiments/{experiment['id']}/results once the worker has counted them"]
+    emit({"experiment_id": experiment["id"], **summary, "verdict": seen}, as_json,
+         "\n".join(lines))
+
+
+def verdict_lines(seen: dict) -> list[str]:  # noqa: ANN001
+    """abvoc's verdict on the league as a few lines a person reads."""
+    lines = []
+    for arm, row in ((seen.get("outcomes") or {}).get("won") or {}).get("arms", {}).items():
+        low, high = row.get("interval") or (None, None)
+        shown = f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        lines.append(f"  {arm:<10} players {row['units']:>4}  win rate {row['mean']:.3f} {shown}")
+    for arm, idle in (seen.get("answers") or {}).items():
+        if idle:
+            lines.append(f"  {arm:<10} answers idle {idle['online_share']:.3f} online against "
+                         f"{idle['offline_share']:.3f} of its offline labels")
+    won = seen.get("won")
+    if won:
+        lines.append(f"  won: treatment - control {won['difference']:+.3f}, always-valid p "
+                     f"{won['sequential_p_value']:.3g}, verdict {won['verdict']}")
+    first = seen.get("first_finding")
+    if first:
+        lines.append(f"  first finding: {first['explanation']}")
+    decision = seen["decision"]
+    lines.append(f"  decision: {decision['action']} ({'; '.join(decision['reasons'])})")
+    return lines
 
 
 WORKLOAD_COMMANDS = [workloads_group, simulate_group]

@@ -112,6 +112,22 @@ def run_league(client: ServiceClient, experiment_id: int, config: LeagueConfig,
     return summarize(outcomes)
 
 
+def wait_counted(client: ServiceClient, experiment_id: int, units: int,
+                 timeout_s: float) -> bool:
+    """Wait until the evaluation worker has counted the `won` outcomes of `units` players."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        results = client.call("GET", f"/v1/experiments/{experiment_id}/results")
+        arms = ((results.get("outcomes") or {}).get("won") or {}).get("arms") or {}
+        if sum(arm.get("units") or 0 for arm in arms.values()) >= units:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+
+
 def verdict(client: ServiceClient, experiment_id: int) -> dict[str, Any]:
     """What abvoc says after the league: per arm the win rate with its interval, the win-rate
     comparison (its always-valid p-value), the idle share each arm answered, the decision and
