@@ -102,6 +102,8 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
                      fmt(r["gap"], percent=True), fmt(r["p_value"]), r["flagged"],
                      fmt(on["latency_p50_ms"]), fmt(on["latency_p99_ms"])])
     recent = feeds.slice_predictions(db, experiment_id, slice_)
+    confusions = [_confusion(i, c["candidate"], c["confusion"][slice_])
+                  for i, c in enumerate(report["label_metrics"]) if slice_ in c["confusion"]]
     return html.Div([
         html.P(f"Slice {slice_}.", id="div-drill-title"),
         table(["candidate", "offline n", "offline exact match", "online n",
@@ -117,7 +119,18 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
                 html.Td(p["candidate"]), html.Td("shadow" if p["shadow"] else p["arm"] or ""),
                 html.Td(p["output"]), html.Td(fmt(p["confidence"])),
                 html.Td(p["created_at"].strftime("%Y-%m-%d %H:%M:%S"))]) for p in recent])]),
+        *confusions,
     ])
+
+
+def _confusion(i: int, candidate: str, c: dict[str, Any]) -> Component:
+    """A label candidate's confusion counts in the slice (answer rows, truth columns)."""
+    return html.Div([
+        html.H4(f"{candidate}: answers (rows) against truths (columns); uncorrected answers "
+                "counted as right"),
+        table(["answer \\ truth", *c["classes"]],
+              [[a, *row] for a, row in zip(c["classes"], c["counts"], strict=True)],
+              f"div-confusion-{i}")])
 
 
 def _slice_text(value: Any) -> str:

@@ -17,7 +17,8 @@ from tests.evaluation.helpers import T0, add_candidate, add_experiment, correcti
 
 OFFLINE = {"overall": {"n": 400, "exact_match": 0.9},
            "slices": {"printed/middle": {"n": 300, "exact_match": 0.92},
-                      "handwritten/high": {"n": 100, "exact_match": 0.85}}}
+                      "handwritten/high": {"n": 100, "exact_match": 0.85}},
+           "label_shares": {"x^{2}": 0.8, "y^{2}": 0.2}}
 OCR_ID = "ocr-0001"
 STAGES = {
     "detector": {"boxes": [[10, 20, 30, 50], [34, 8, 44, 24]]},

@@ -44,6 +44,7 @@ def test_divergence_heatmap_and_drill_down(dash_app: Flask, pages_seeded: int, d
         hand_text = str(divergence.drill(db, pages_seeded, report, "handwritten/high"))
         assert whole != hand_text and "Slice handwritten/high." in hand_text
         assert OCR_ID in hand_text  # the newest prediction in the slice, linked
+        assert "div-confusion-0" in hand_text  # label candidates: their confusion counts
         assert "printed/middle" not in hand_text.split("div-drill-predictions")[1]
         page = str(divergence.body(report))
         assert "accuracy gap" in page  # cand-a's handwriting is flagged
