@@ -83,6 +83,11 @@ def _below(p: dict[str, Any]) -> float | None:
     return _gap(p["mean"], p["low"])
 
 
+def empty(message: str) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    return _empty(message)
+
+
 def _empty(message: str) -> go.Figure:
     figure = go.Figure()
     figure.add_annotation(text=plain(message), showarrow=False, x=0.5, y=0.5, xref="paper",

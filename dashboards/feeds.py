@@ -1,0 +1,149 @@
+"""What the VOC, inspector and divergence pages read: the stream of corrections and outcomes,
+one prediction with everything known about it, and the divergence report.
+
+Plain functions of a :class:`~core.store.db.Database`, as in :mod:`dashboards.data`; the
+divergence report and the stage blame are the evaluation functions the HTTP API calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, literal, null, or_, select, union_all
+
+from core.store.db import Database
+from core.store.models import (
+    Correction,
+    Outcome,
+    Prediction,
+    PredictionTruth,
+    RelabelItem,
+    ServedPrediction,
+)
+from evaluation.attribution import attribute
+from evaluation.divergence import divergence_report
+
+PAGE_SIZE = 25
+KINDS = ("correction", "outcome")
+MAX_QUERY = 200
+
+
+def divergence(db: Database, experiment_id: int) -> dict[str, Any]:
+    """``GET /v1/experiments/{id}/divergence`` with its default alpha and tolerance."""
+    with db.session() as s:
+        return divergence_report(s, experiment_id)
+
+
+def slice_predictions(db: Database, experiment_id: int, slice_: str,
+                      limit: int = 10) -> list[dict[str, Any]]:
+    """The newest predictions of an experiment in a slice (``all``: any slice)."""
+    p = Prediction
+    query = select(p.prediction_id, p.candidate, p.arm, p.shadow, p.slice, p.output,
+                   p.confidence, p.created_at).where(p.experiment_id == experiment_id)
+    if slice_ != "all":
+        query = query.where(p.slice == slice_)
+    with db.reading() as s:
+        rows = s.execute(query.order_by(p.created_at.desc()).limit(limit)).all()
+    return [dict(r._mapping) | {"created_at": _utc(r.created_at)} for r in rows]
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of the VOC stream: its rows (newest first), the matching total, the page."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+
+
+def _like(column: Any, text: str) -> Any:
+    return func.lower(column).contains(text.lower(), autoescape=True)
+
+
+def _corrections(text: str) -> Any:
+    c, p = Correction, Prediction
+    query = (select(literal("correction").label("kind"), c.correction_id.label("id"),
+                    c.prediction_id, p.candidate, p.output, c.corrected_output.label("report"),
+                    null().label("value"), c.comment, c.rating, c.created_at.label("at"))
+             .select_from(c).outerjoin(p, p.prediction_id == c.prediction_id))
+    if text:
+        query = query.where(or_(*(_like(col, text) for col in (
+            c.corrected_output, c.comment, c.prediction_id, p.output, p.candidate))))
+    return query
+
+
+def _outcomes(text: str) -> Any:
+    o, p = Outcome, Prediction
+    query = (select(literal("outcome").label("kind"), o.outcome_id.label("id"),
+                    o.prediction_id, p.candidate, p.output, o.metric.label("report"),
+                    o.value, null().label("comment"), null().label("rating"),
+                    o.observed_at.label("at"))
+             .select_from(o).outerjoin(p, p.prediction_id == o.prediction_id))
+    if text:
+        query = query.where(or_(*(_like(col, text) for col in (
+            o.metric, o.prediction_id, o.unit_id, p.output, p.candidate))))
+    return query
+
+
+def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int = 1,
+         size: int = PAGE_SIZE) -> FeedPage:
+    """Corrections and outcome reports, newest first, whose text contains ``text`` (any case):
+    the correction, its comment, the prediction's output, ids, the candidate, the metric."""
+    text = text.strip()[:MAX_QUERY]
+    parts = [q for kind, q in (("correction", _corrections(text)), ("outcome", _outcomes(text)))
+             if kind in kinds]
+    if not parts:
+        return FeedPage([], 0, 1, 1)
+    both = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    with db.reading() as s:
+        total = s.scalar(select(func.count()).select_from(both)) or 0
+        pages = max(1, -(-total // size))
+        page = min(max(page, 1), pages)
+        rows = s.execute(select(both).order_by(both.c.at.desc(), both.c.id)
+                         .offset((page - 1) * size).limit(size)).all()
+    return FeedPage([dict(r._mapping) | {"at": _utc(r.at)} for r in rows], total, page, pages)
+
+
+def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
+    """Everything known about one prediction: the worker's record (or, before the worker saw
+    it, the API's ledger entry), its corrections, its truth, its relabels, the stage blamed."""
+    with db.reading() as s:
+        p = s.get(Prediction, prediction_id)
+        served = s.get(ServedPrediction, prediction_id)
+        if p is None and served is None:
+            return None
+        corrections = s.execute(select(Correction).where(
+            Correction.prediction_id == prediction_id).order_by(Correction.created_at)).scalars()
+        truth = s.get(PredictionTruth, prediction_id)
+        labels = s.execute(select(RelabelItem.label, RelabelItem.annotator, RelabelItem.status)
+                           .where(RelabelItem.prediction_id == prediction_id,
+                                  RelabelItem.label.is_not(None))).all()
+        out: dict[str, Any] = {
+            "prediction_id": prediction_id, "recorded": p is not None,
+            "corrections": [{"correction": c.corrected_output, "comment": c.comment,
+                             "rating": c.rating, "at": _utc(c.created_at)} for c in corrections],
+            "truth": truth.truth if truth else None,
+            "labels": [dict(r._mapping) for r in labels],
+        }
+        if p is None:
+            assert served is not None
+            return out | {"candidate": served.candidate, "experiment_id": served.experiment_id,
+                          "arm": served.arm, "latency_ms": served.latency_ms,
+                          "error": served.error, "created_at": _utc(served.created_at),
+                          "output": None, "stages": {}, "blamed": None}
+        out |= {k: getattr(p, k) for k in ("candidate", "experiment_id", "arm", "shadow",
+                                           "slice", "output", "output_type", "confidence",
+                                           "latency_ms", "stages", "input_hash")}
+        out["created_at"] = _utc(p.created_at)
+    known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
+    out["blamed"] = attribute(out["output"], out["stages"], known) if known else None
+    return out
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,143 @@
+"""What the Operations page reads: traffic, latency and errors per candidate and hour from the
+online aggregates, the last minutes from the API's served-prediction ledger, the guardrails'
+events (experiments a guardrail or an operator stopped, paused arms), the outbox backlog and
+the loops' heartbeats.
+
+Windows end at the newest data, not at the clock: a store replayed or seeded later still shows
+its last hours.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from core.health import component_checks, outbox_lag_s
+from core.outbox import pending_count
+from core.store.db import Database
+from core.store.models import ComponentHeartbeat, Experiment, OnlineAggregate, ServedPrediction
+from evaluation import aggregation as agg
+from evaluation import sketch
+from evaluation.stats import LatencyHistogram
+
+HOUR = timedelta(hours=1)
+QUANTILES = (0.5, 0.95, 0.99)
+LEDGER_MINUTES = 15
+
+
+def candidates(db: Database) -> list[str]:
+    """The candidates with online traffic."""
+    t = OnlineAggregate
+    with db.reading() as s:
+        return list(s.scalars(select(t.candidate).where(t.metric == agg.PREDICTIONS)
+                              .distinct().order_by(t.candidate)))
+
+
+def hourly(db: Database, hours: int | None = 24,
+           candidate: str | None = None) -> list[dict[str, Any]]:
+    """Per candidate and hour (the last ``hours`` hours with data; None: all): requests per
+    second, error rate, latency p50/p95/p99 (from the merged latency sketches)."""
+    t = OnlineAggregate
+    where = [] if candidate is None else [t.candidate == candidate]
+    with db.reading() as s:
+        last = s.scalar(select(func.max(t.hour)).where(*where))
+        if last is None:
+            return []
+        if hours is not None:
+            where.append(t.hour > last - HOUR * hours)
+        counts = s.execute(select(t.candidate, t.hour, t.metric, func.sum(t.n), func.sum(t.sum))
+                           .where(t.metric.in_((agg.PREDICTIONS, agg.ERRORS)), *where)
+                           .group_by(t.candidate, t.hour, t.metric)).all()
+        sketches = s.execute(select(t.candidate, t.hour, t.sketch)
+                             .where(t.metric == agg.LATENCY, t.sketch.is_not(None), *where)).all()
+    rows: dict[tuple[str, datetime], dict[str, Any]] = defaultdict(dict)
+    for cand, hour, metric, n, total in counts:
+        row = rows[(cand, _utc(hour))]
+        if metric == agg.PREDICTIONS:
+            row["predictions"] = int(n)
+        else:
+            row["errors"] = float(total or 0)
+    merged: dict[tuple[str, datetime], LatencyHistogram] = {}
+    for cand, hour, data in sketches:
+        key = (cand, _utc(hour))
+        one = sketch.decode(data)
+        merged[key] = merged[key] + one if key in merged else one
+    out = []
+    for (cand, hour), row in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        n = row.get("predictions", 0)
+        histogram = merged.get((cand, hour))
+        q = ([None] * len(QUANTILES) if histogram is None or histogram.count == 0
+             else [float(v) for v in histogram.quantile(np.array(QUANTILES))])
+        out.append({"candidate": cand, "hour": hour, "predictions": n,
+                    "requests_per_s": n / 3600.0,
+                    "error_rate": row.get("errors", 0.0) / n if n else None,
+                    "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2]})
+    return out
+
+
+def recent(db: Database, minutes: int = LEDGER_MINUTES,
+           candidate: str | None = None) -> list[dict[str, Any]]:
+    """Per candidate over the ledger's last ``minutes`` minutes: requests, requests per second,
+    error rate and latency percentiles, as the guardrails' rolling window sees them."""
+    t = ServedPrediction
+    where = [] if candidate is None else [t.candidate == candidate]
+    with db.reading() as s:
+        last = s.scalar(select(func.max(t.created_at)).where(*where))
+        if last is None:
+            return []
+        rows = s.execute(select(t.candidate, t.latency_ms, t.error)
+                         .where(t.created_at > last - timedelta(minutes=minutes), *where)).all()
+    by_cand: dict[str, list[tuple[float | None, bool | None]]] = defaultdict(list)
+    for cand, latency, error in rows:
+        by_cand[cand].append((latency, error))
+    out = []
+    for cand, items in sorted(by_cand.items()):
+        latencies = np.array([lat for lat, _ in items if lat is not None], dtype=float)
+        q = (np.quantile(latencies, QUANTILES).tolist() if latencies.size
+             else [None] * len(QUANTILES))
+        out.append({"candidate": cand, "requests": len(items),
+                    "requests_per_s": len(items) / (minutes * 60.0),
+                    "error_rate": sum(1 for _, e in items if e) / len(items),
+                    "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2],
+                    "until": _utc(last)})
+    return out
+
+
+def guardrail_events(db: Database) -> list[dict[str, Any]]:
+    """Experiments with a status reason (a guardrail, a kill, an operator's pause) and every
+    paused arm, newest first."""
+    with db.reading() as s:
+        found = s.scalars(select(Experiment).order_by(Experiment.id.desc())).all()
+    out = []
+    for e in found:
+        if e.status_reason:
+            out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
+                        "arm": None, "reason": e.status_reason,
+                        "at": _utc(e.stopped_at or e.started_at)})
+        for arm in e.arms or []:
+            if arm.get("paused"):
+                out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
+                            "arm": arm.get("name"), "reason": arm["paused"], "at": None})
+    return out
+
+
+def pipeline_health(db: Database) -> dict[str, Any]:
+    """The outbox backlog and its oldest event's age, and each loop's heartbeats and verdict."""
+    with db.reading() as s:
+        beats = s.scalars(select(ComponentHeartbeat).order_by(
+            ComponentHeartbeat.component, ComponentHeartbeat.instance)).all()
+        now = datetime.now(UTC)
+        rows = [{"component": b.component, "instance": b.instance,
+                 "beat_age_s": (now - _utc(b.beat_at)).total_seconds(), "lag_s": b.lag_s,
+                 "failing": b.failing, "restarts": b.restarts, "last_error": b.last_error}
+                for b in beats]
+    return {"outbox_pending": pending_count(db), "outbox_lag_s": outbox_lag_s(db),
+            "checks": component_checks(db), "heartbeats": rows}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

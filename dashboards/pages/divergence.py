@@ -1,0 +1,175 @@
+"""The Offline-vs-online page: for one experiment, each candidate × slice's online accuracy
+bound against its offline exact match as a heatmap of the gap; a slice picked (or a cell
+clicked) drills down into that slice's rows and newest predictions; the traffic-mix and
+prediction-distribution shifts; and the ranked findings, all from
+:func:`evaluation.divergence.divergence_report` (the report behind ``/divergence``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, dcc, html, no_update
+from dash.development.base_component import Component
+
+from core.errors import AbvocError
+from dashboards import data, feeds, plots
+from dashboards.access import require_role, whole_number
+from dashboards.auth import PREFIX
+from dashboards.pages._page import Page
+from dashboards.tables import fmt, table
+
+ROLES = frozenset({"admin"})
+ALL = "all"
+
+
+def layout() -> Component:
+    listed = data.experiments(data.store())
+    options = [{"label": f"#{e['id']} {e['name']} ({e['status']})", "value": e["id"]}
+               for e in listed]
+    return html.Div([
+        html.H2("Offline vs online"),
+        html.Div(className="controls", children=[
+            html.Label(["Experiment", dcc.Dropdown(
+                id="div-select", options=options, clearable=False,
+                value=listed[-1]["id"] if listed else None,
+                placeholder="no experiments yet")], className="control wide"),
+            html.Label(["Slice (drill-down)", dcc.Dropdown(
+                id="div-slice", options=[ALL], value=ALL, clearable=False)],
+                className="control"),
+        ]),
+        dcc.Loading(html.Div(id="div-body")),
+        html.H3("Slice drill-down"),
+        dcc.Loading(html.Div(id="div-drill")),
+    ])
+
+
+def body(report: dict[str, Any]) -> Component:
+    """The heatmap, the findings and the shifts of one divergence report."""
+    parts: list[Component] = [
+        dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
+        html.H3("Findings, most severe first"), _findings(report["findings"]),
+        html.H3("Prediction-distribution shift")]
+    shifts = report["prediction_shift"]
+    if shifts:
+        parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s))
+                  for i, s in enumerate(shifts)]
+        parts.append(_shift_table(shifts))
+    else:
+        parts.append(html.P("No candidate answers classes (free-text outputs such as LaTeX "
+                            "have no class distribution); see the traffic mix below.",
+                            id="div-no-shift"))
+    parts.append(html.H3("Traffic mix, offline against online"))
+    parts += ([dcc.Graph(id=f"div-mix-{i}", figure=plots.mix(m))
+               for i, m in enumerate(report["traffic_mix"])]
+              or [html.P("No offline slice counts to compare with.")])
+    return html.Div(parts)
+
+
+def _findings(findings: list[dict[str, Any]]) -> Component:
+    if not findings:
+        return html.P("No finding: online results are within tolerance of the offline test.",
+                      id="div-findings")
+    return html.Ol(id="div-findings", children=[
+        html.Li([html.B(f"{f['kind'].replace('_', ' ')} · {f['candidate']} · {f['slice']} · "
+                        f"severity {f['severity']:.2%}"), html.Br(), f["explanation"]])
+        for f in findings])
+
+
+def _shift_table(shifts: list[dict[str, Any]]) -> Component:
+    rows = []
+    for s in shifts:
+        off = s.get("offline_labels") or {}
+        for r in s.get("online_labels", []):
+            rows.append([s["candidate"], r["label"], fmt(r["output_share"]),
+                         fmt(r["label_share"]), fmt(r["excess"], percent=True),
+                         fmt(r["p_value"]), off.get("top_label") == r["label"]])
+    return table(["candidate", "class", "output share", "label share (corrections)", "excess",
+                  "McNemar p", "top offline shift"], rows, "div-shift-table")
+
+
+def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> Component:
+    """One slice: every candidate's offline and online figures there, and its newest
+    predictions (each a link to the inspector)."""
+    rows = []
+    for r in report["slices"]:
+        if r["slice"] != slice_:
+            continue
+        on, off = r["online"], r["offline"]
+        low, high = on["accuracy_ci"] or (None, None)
+        rows.append([r["candidate"], fmt(off["n"]), fmt(off["exact_match"]), fmt(on["n"]),
+                     f"{fmt(on['accuracy_bound'])} [{fmt(low)}, {fmt(high)}]",
+                     fmt(r["gap"], percent=True), fmt(r["p_value"]), r["flagged"],
+                     fmt(on["latency_p50_ms"]), fmt(on["latency_p99_ms"])])
+    recent = feeds.slice_predictions(db, experiment_id, slice_)
+    confusions = [_confusion(i, c["candidate"], c["confusion"][slice_])
+                  for i, c in enumerate(report["label_metrics"]) if slice_ in c["confusion"]]
+    return html.Div([
+        html.P(f"Slice {slice_}.", id="div-drill-title"),
+        table(["candidate", "offline n", "offline exact match", "online n",
+               "online accuracy bound [95% CI]", "gap", "p (non-inferiority)", "flagged",
+               "latency p50 ms", "latency p99 ms"], rows, "div-drill-table"),
+        html.H4("Newest predictions in the slice"),
+        html.Table(id="div-drill-predictions", className="grid", children=[
+            html.Thead(html.Tr([html.Th(h) for h in ("prediction", "candidate", "arm",
+                                                     "output", "confidence", "at (UTC)")])),
+            html.Tbody([html.Tr([
+                html.Td(dcc.Link(p["prediction_id"],
+                                 href=f"{PREFIX}inspector?id={p['prediction_id']}")),
+                html.Td(p["candidate"]), html.Td("shadow" if p["shadow"] else p["arm"] or ""),
+                html.Td(p["output"]), html.Td(fmt(p["confidence"])),
+                html.Td(p["created_at"].strftime("%Y-%m-%d %H:%M:%S"))]) for p in recent])]),
+        *confusions,
+    ])
+
+
+def _confusion(i: int, candidate: str, c: dict[str, Any]) -> Component:
+    """A label candidate's confusion counts in the slice (answer rows, truth columns)."""
+    return html.Div([
+        html.H4(f"{candidate}: answers (rows) against truths (columns); uncorrected answers "
+                "counted as right"),
+        table(["answer \\ truth", *c["classes"]],
+              [[a, *row] for a, row in zip(c["classes"], c["counts"], strict=True)],
+              f"div-confusion-{i}")])
+
+
+def _slice_text(value: Any) -> str:
+    if value is not None and not isinstance(value, str):
+        raise AbvocError("'slice' must be text")
+    return value or ALL
+
+
+def register(app: Dash) -> None:
+    @app.callback(Output("div-body", "children"), Output("div-slice", "options"),
+                  Output("div-slice", "value"), Input("div-select", "value"))
+    @require_role(ROLES)
+    def _body(experiment_id: Any) -> tuple[Any, ...]:
+        experiment_id = whole_number(experiment_id, "experiment")
+        if experiment_id is None:
+            return html.P("No experiment yet."), [ALL], ALL
+        report = feeds.divergence(data.store(), experiment_id)
+        names = sorted({r["slice"] for r in report["slices"]}, key=lambda s: (s != ALL, s))
+        return body(report), names or [ALL], ALL
+
+    @app.callback(Output("div-slice", "value", allow_duplicate=True),
+                  Input("div-heatmap", "clickData"), prevent_initial_call=True)
+    @require_role(ROLES)
+    def _clicked(click: Any) -> Any:
+        try:
+            return _slice_text(click["points"][0]["customdata"])
+        except (TypeError, KeyError, IndexError):
+            return no_update
+
+    @app.callback(Output("div-drill", "children"), Input("div-slice", "value"),
+                  Input("div-select", "value"))
+    @require_role(ROLES)
+    def _drill(slice_: Any, experiment_id: Any) -> Component:
+        experiment_id = whole_number(experiment_id, "experiment")
+        if experiment_id is None:
+            return html.P("No experiment yet.")
+        db = data.store()
+        return drill(db, experiment_id, feeds.divergence(db, experiment_id), _slice_text(slice_))
+
+
+PAGE = Page(path="divergence", title="Offline vs online", roles=ROLES, layout=layout,
+            register=register)

@@ -1,0 +1,143 @@
+"""The prediction inspector: any prediction by id (typed, or from a link's ``?id=``). For an OCR
+prediction, its stages: the detector's boxes (drawn on an empty canvas of their extent, since
+the service keeps only the input's hash, not the image), the recognizer's classes and scores,
+the aligner's relations and the converter's string; then its corrections, its truth or label
+and the stage blamed (:func:`evaluation.attribution.attribute`). For other candidates, the
+output and the stages as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from core.errors import AbvocError
+from dashboards import data, feeds, plots
+from dashboards.access import require_role
+from dashboards.pages._page import Page
+from dashboards.tables import fmt, table
+
+ROLES = frozenset({"admin"})
+MAX_ID = 64
+
+
+def layout() -> Component:
+    return html.Div([
+        html.H2("Prediction inspector"),
+        html.Div(className="controls", children=[
+            html.Label(["Prediction id", dcc.Input(id="insp-id", type="text", debounce=True,
+                                                   maxLength=MAX_ID, placeholder="p-…")],
+                       className="control wide"),
+            html.Button("Inspect", id="insp-go"),
+        ]),
+        dcc.Loading(html.Div(id="insp-body")),
+    ])
+
+
+def is_ocr(stages: dict[str, Any] | None) -> bool:
+    return bool(stages) and "detector" in stages and "recognizer" in stages  # type: ignore[operator]
+
+
+def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
+    if not prediction_id:
+        return html.P("Type a prediction id, or follow one from the VOC or Offline-vs-online "
+                      "pages.", id="insp-empty")
+    if found is None:
+        return html.P(f"No prediction {prediction_id} in the store.", id="insp-missing")
+    parts: list[Component] = [_summary(found)]
+    if not found["recorded"]:
+        parts.append(html.P("The API served it, but the evaluation worker has not recorded it "
+                            "yet: only the ledger's entry is known.", id="insp-ledger"))
+    stages = found.get("stages") or {}
+    if is_ocr(stages):
+        parts += _ocr(stages)
+    elif found["recorded"]:
+        parts += [html.H3("Output"), html.Pre(str(found["output"]), id="insp-output"),
+                  html.H3("Stages"), html.Pre(json.dumps(stages, indent=2, sort_keys=True),
+                                              id="insp-stages")]
+    parts += [html.H3("Corrections"), _corrections(found), html.H3("Truth and blame"),
+              _blame(found)]
+    return html.Div(parts)
+
+
+def _summary(f: dict[str, Any]) -> Component:
+    role = "shadow" if f.get("shadow") else (f.get("arm") or "–")
+    return table(["prediction", "candidate", "experiment", "arm", "slice", "output",
+                  "confidence", "latency ms", "at (UTC)"],
+                 [[f["prediction_id"], f["candidate"], f["experiment_id"], role,
+                   f.get("slice") or "–", f.get("output") or "–", fmt(f.get("confidence")),
+                   fmt(f.get("latency_ms")), f["created_at"].strftime("%Y-%m-%d %H:%M:%S")]],
+                 "insp-summary")
+
+
+def _ocr(stages: dict[str, Any]) -> list[Component]:
+    rec = stages.get("recognizer") or {}
+    classes, scores = rec.get("classes") or [], rec.get("scores") or []
+    runner = rec.get("runner_up") or []
+    symbols = [[i, c, fmt(scores[i]) if i < len(scores) else "–",
+                " ".join(f"{r[0]} {r[1]:.2f}" for r in runner[i:i + 1]) if runner else ""]
+               for i, c in enumerate(classes)]
+    relations = [[i, classes[i] if i < len(classes) else "?",
+                  "root" if r[0] is None or r[0] < 0 else f"{r[0]}: "
+                  + (classes[r[0]] if r[0] < len(classes) else "?"), r[1], fmt(r[2])]
+                 for i, r in enumerate((stages.get("aligner") or {}).get("relations") or [])]
+    return [
+        html.H3("Detector"), dcc.Graph(id="insp-boxes", figure=plots.detections(stages)),
+        html.H3("Recognizer"),
+        table(["symbol", "class", "score", "runner-up"], symbols, "insp-recognizer"),
+        html.H3("Aligner"),
+        table(["symbol", "class", "parent", "relation", "probability"], relations,
+              "insp-aligner"),
+        html.H3("Converter"),
+        html.Pre((stages.get("converter") or {}).get("latex", "–"), id="insp-converter"),
+    ]
+
+
+def _corrections(f: dict[str, Any]) -> Component:
+    if not f["corrections"]:
+        return html.P("No correction.", id="insp-corrections")
+    return table(["at (UTC)", "correction", "comment", "rating"],
+                 [[c["at"].strftime("%Y-%m-%d %H:%M:%S"), c["correction"], c["comment"] or "",
+                   c["rating"]] for c in f["corrections"]], "insp-corrections")
+
+
+def _blame(f: dict[str, Any]) -> Component:
+    labels = ", ".join(f"{lb['label']} ({lb['annotator'] or 'annotator'})" for lb in f["labels"])
+    blamed = f["blamed"]
+    verdict = ("no truth known yet" if not (f["truth"] or labels) else
+               "no stages to blame" if blamed is None else
+               "the output is right" if blamed == "correct" else f"stage blamed: {blamed}")
+    return html.Ul(id="insp-blame", children=[
+        html.Li(f"Truth (from corrections): {f['truth'] or '–'}"),
+        html.Li(f"Relabels: {labels or '–'}"), html.Li(html.B(verdict))])
+
+
+def _id(value: Any) -> str:
+    if value is not None and not isinstance(value, str):
+        raise AbvocError("'prediction id' must be text")
+    text = (value or "").strip()
+    if len(text) > MAX_ID:
+        raise AbvocError(f"'prediction id' must be at most {MAX_ID} characters")
+    return text
+
+
+def register(app: Dash) -> None:
+    @app.callback(Output("insp-id", "value"), Input("url", "search"))
+    @require_role(ROLES)
+    def _from_link(search: Any) -> str:
+        found = parse_qs((search or "").lstrip("?")).get("id", [""])
+        return _id(found[0][:MAX_ID])
+
+    @app.callback(Output("insp-body", "children"), Input("insp-id", "value"),
+                  Input("insp-go", "n_clicks"))
+    @require_role(ROLES)
+    def _body(value: Any, _clicks: Any) -> Component:
+        prediction_id = _id(value)
+        found = feeds.prediction(data.store(), prediction_id) if prediction_id else None
+        return body(found, prediction_id)
+
+
+PAGE = Page(path="inspector", title="Inspector", roles=ROLES, layout=layout, register=register)

@@ -1,0 +1,113 @@
+"""The Operations page: requests per second, error rate and latency percentiles per candidate
+and hour (the online aggregates, remote candidates included: their predictions flow through the
+same worker), the last minutes from the served-prediction ledger, the guardrails' events, the
+outbox backlog and the worker's and relay's heartbeats and lag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from core.errors import AbvocError
+from dashboards import data, plots
+from dashboards import operations as ops
+from dashboards.access import require_role
+from dashboards.pages._page import Page
+from dashboards.tables import fmt, table
+
+ROLES = frozenset({"admin"})
+ALL = "all candidates"
+SPANS = {"24": 24, "168": 168, "all": None}
+SPAN_OPTIONS = [{"label": "last 24 hours", "value": "24"},
+                {"label": "last 7 days", "value": "168"}, {"label": "all", "value": "all"}]
+
+
+def layout() -> Component:
+    names = ops.candidates(data.store())
+    return html.Div([
+        html.H2("Operations"),
+        html.Div(className="controls", children=[
+            html.Label(["Candidate", dcc.Dropdown(id="ops-candidate", options=[ALL, *names],
+                                                  value=ALL, clearable=False)],
+                       className="control"),
+            html.Label(["Hours (ending at the newest data)", dcc.Dropdown(
+                id="ops-span", options=SPAN_OPTIONS, value="24", clearable=False)],
+                className="control"),
+        ]),
+        dcc.Loading(html.Div(id="ops-traffic")),
+        dcc.Loading(html.Div(id="ops-health")),
+    ])
+
+
+def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
+    rows = ops.hourly(db, hours, candidate)
+    recent = ops.recent(db, candidate=candidate)
+    last = recent[0]["until"].strftime("%Y-%m-%d %H:%M") if recent else None
+    return html.Div([
+        dcc.Graph(id="ops-graph", figure=plots.operations(rows)),
+        html.H3(f"Last {ops.LEDGER_MINUTES} minutes of the served-prediction ledger"
+                + (f" (to {last} UTC)" if last else "")),
+        table(["candidate", "requests", "requests / s", "error rate", "p50 ms", "p95 ms",
+               "p99 ms"], [[r["candidate"], r["requests"], fmt(r["requests_per_s"]),
+                            fmt(r["error_rate"]), fmt(r["latency_p50_ms"]),
+                            fmt(r["latency_p95_ms"]), fmt(r["latency_p99_ms"])]
+                           for r in recent], "ops-recent"),
+    ])
+
+
+def health(db: Any) -> Component:
+    events = ops.guardrail_events(db)
+    state = ops.pipeline_health(db)
+    checks = state["checks"]
+    return html.Div([
+        html.H3("Guardrail events"),
+        table(["experiment", "status", "arm", "reason", "since (UTC)"],
+              [[f"#{e['experiment_id']} {e['experiment']}", e["status"], e["arm"] or "–",
+                e["reason"], e["at"].strftime("%Y-%m-%d %H:%M") if e["at"] else "–"]
+               for e in events], "ops-guardrails") if events
+        else html.P("No guardrail has fired and no arm is paused.", id="ops-guardrails"),
+        html.H3("Event pipeline"),
+        html.P(f"Outbox backlog: {state['outbox_pending']:,} events waiting; the oldest for "
+               f"{state['outbox_lag_s']:.0f} s.", id="ops-outbox"),
+        html.Ul(id="ops-checks", children=[html.Li(f"{name}: {verdict}")
+                                           for name, verdict in checks.items()]
+                or [html.Li("No worker or relay heartbeat yet.")]),
+        table(["component", "instance", "last beat (s ago)", "lag s", "failing", "restarts",
+               "last error"],
+              [[b["component"], b["instance"], fmt(b["beat_age_s"]), fmt(b["lag_s"]),
+                b["failing"], b["restarts"], b["last_error"] or ""]
+               for b in state["heartbeats"]], "ops-heartbeats"),
+    ])
+
+
+def _candidate(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise AbvocError("'candidate' must be text")
+    return None if not value or value == ALL else value
+
+
+def _span(value: Any) -> int | None:
+    if value is None:
+        return SPANS["24"]
+    if not isinstance(value, str) or value not in SPANS:
+        raise AbvocError(f"'hours' must be one of {', '.join(SPANS)}")
+    return SPANS[value]
+
+
+def register(app: Dash) -> None:
+    @app.callback(Output("ops-traffic", "children"), Input("ops-candidate", "value"),
+                  Input("ops-span", "value"))
+    @require_role(ROLES)
+    def _traffic(candidate: Any, span: Any) -> Component:
+        return traffic(data.store(), _candidate(candidate), _span(span))
+
+    @app.callback(Output("ops-health", "children"), Input("ops-span", "id"))
+    @require_role(ROLES)
+    def _health(_: Any) -> Component:
+        return health(data.store())
+
+
+PAGE = Page(path="operations", title="Operations", roles=ROLES, layout=layout,
+            register=register)

@@ -1,0 +1,156 @@
+"""The Offline-vs-online, VOC, Inspector and Operations pages' data and page functions, on a
+store the worker filled (SQLite and PostgreSQL), without a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from dashboards import feeds
+from dashboards import operations as ops
+from dashboards.pages import divergence, inspector
+from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
+from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
+from tests.dashboards.test_dashboard_auth import ORIGIN, _token, login
+
+
+@pytest.fixture
+def pages_seeded(dash_app: Flask) -> int:
+    return seed_pages(dash_app)
+
+
+@pytest.fixture
+def db(dash_app: Flask) -> Iterator:  # noqa: ANN201
+    yield dash_app.extensions["abvoc"].db
+
+
+def test_divergence_heatmap_and_drill_down(dash_app: Flask, pages_seeded: int, db) -> None:  # noqa: ANN001
+    report = feeds.divergence(db, pages_seeded)
+    hand = next(r for r in report["slices"]
+                if r["candidate"] == "cand-a" and r["slice"] == "handwritten/high")
+    corrected = round(SLICES["handwritten/high"][0] * PER_HOUR) * HOURS + 1
+    n = HOURS * PER_HOUR + 1
+    assert hand["online"]["n"] == n
+    assert hand["gap"] == pytest.approx(1 - corrected / n - 0.85)
+    figure = divergence.plots.gap_heatmap(report["slices"])
+    heat = figure.data[0]
+    assert list(heat.y) == ["cand-a", "cand-b"] and list(heat.x)[0] == "all"
+    assert heat.customdata[0][list(heat.x).index("handwritten/high")] == "handwritten/high"
+    with dash_app.test_request_context("/dashboard/divergence"):
+        whole = str(divergence.drill(db, pages_seeded, report, "all"))
+        hand_text = str(divergence.drill(db, pages_seeded, report, "handwritten/high"))
+        assert whole != hand_text and "Slice handwritten/high." in hand_text
+        assert OCR_ID in hand_text  # the newest prediction in the slice, linked
+        assert "div-confusion-0" in hand_text  # label candidates: their confusion counts
+        assert "printed/middle" not in hand_text.split("div-drill-predictions")[1]
+        page = str(divergence.body(report))
+        assert "accuracy gap" in page  # cand-a's handwriting is flagged
+        assert report["findings"] and report["findings"][0]["rank"] == 1
+
+
+def test_voc_feed_is_newest_first_searchable_and_paged(pages_seeded: int, db) -> None:  # noqa: ANN001
+    everything = feeds.feed(db)
+    corrections = sum(round(r[0] * PER_HOUR) + round(r[1] * PER_HOUR)
+                      for r in SLICES.values()) * HOURS + 1
+    assert everything.total == corrections + 3
+    times = [r["at"] for r in everything.rows]
+    assert times == sorted(times, reverse=True)
+    assert everything.rows[0]["kind"] == "outcome" and everything.rows[0]["value"] == 2.0
+    found = feeds.feed(db, "SCRIPT>window")  # any case, tags as plain text
+    assert found.total == 1 and found.rows[0]["comment"] == HOSTILE
+    assert found.rows[0]["output"] == "x^{3}" and found.rows[0]["report"] == "x^{2}"
+    assert feeds.feed(db, "100%").total == 0  # % is a character, not a wildcard
+    assert feeds.feed(db, OUTCOME_METRIC, ("outcome",)).total == 3
+    assert feeds.feed(db, kinds=("outcome",)).total == 3
+    page2 = feeds.feed(db, page=2, size=10)
+    assert page2.page == 2 and page2.rows[0] == feeds.feed(db, size=11).rows[10]
+    assert feeds.feed(db, page=999).page == everything.pages
+
+
+def test_inspector_shows_stages_and_blames_a_stage(dash_app: Flask, pages_seeded: int,
+                                                   db) -> None:  # noqa: ANN001
+    found = feeds.prediction(db, OCR_ID)
+    assert found is not None and found["recorded"]
+    assert found["truth"] == "x^{2}" and found["blamed"] == "recognizer"  # a 3 for a 2
+    assert found["corrections"][0]["comment"] == HOSTILE
+    assert feeds.prediction(db, "nope") is None
+    ledger = feeds.prediction(db, "led-3")
+    assert ledger is not None and not ledger["recorded"] and ledger["candidate"] == "cand-b"
+    with dash_app.test_request_context("/dashboard/inspector"):
+        text = str(inspector.body(found, OCR_ID))
+        for part in ("insp-boxes", "insp-recognizer", "insp-aligner", "insp-converter",
+                     "stage blamed: recognizer"):
+            assert part in text
+        other = feeds.prediction(db, "cpr0-000")
+        assert "insp-stages" in str(inspector.body(other, "cpr0-000"))
+        assert "insp-missing" in str(inspector.body(None, "nope"))
+    boxes = inspector.plots.detections(found["stages"])
+    assert len(boxes.layout.shapes) == 2
+
+
+def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -> None:  # noqa: ANN001
+    rows = ops.hourly(db, None)
+    assert {r["candidate"] for r in rows} == {"cand-a", "cand-b"}
+    first = next(r for r in rows if r["candidate"] == "cand-b")
+    assert first["predictions"] == PER_HOUR * len(SLICES)
+    assert first["requests_per_s"] == pytest.approx(PER_HOUR * len(SLICES) / 3600)
+    assert first["error_rate"] == 0.0
+    assert 10.0 <= first["latency_p50_ms"] <= first["latency_p99_ms"] <= 16.2
+    assert len(ops.hourly(db, 1)) == 2  # the newest hour only, per candidate
+    assert ops.hourly(db, None, "cand-a")[0]["candidate"] == "cand-a"
+    recent = {r["candidate"]: r for r in ops.recent(db)}
+    assert recent["cand-a"]["requests"] == 20 and recent["cand-a"]["error_rate"] == 0.2
+    events = ops.guardrail_events(db)
+    assert {e["status"] for e in events} == {"running", "arm paused"}
+    health = ops.pipeline_health(db)
+    assert health["outbox_pending"] == 0 and health["checks"]["worker"].startswith("down")
+    assert health["heartbeats"][0]["last_error"] == "<b>boom</b>"
+
+
+def _call(client, outputs: list[str], inputs: list[tuple[str, object]],  # noqa: ANN001
+          state: tuple[tuple[str, object], ...] = ()) -> Any:
+    """A Dash callback request as the renderer sends it."""
+    body = {"output": ".." + "...".join(outputs) + "..",
+            "state": [{"id": k.split(".")[0], "property": k.split(".")[1], "value": v}
+                      for k, v in state],
+            "outputs": [dict(zip(("id", "property"), o.split("."), strict=True))
+                        for o in outputs],
+            "inputs": [{"id": k.split(".")[0], "property": k.split(".")[1], "value": v}
+                       for k, v in inputs],
+            "changedPropIds": [inputs[0][0]]}
+    if len(outputs) == 1:
+        body["output"] = outputs[0]
+        body["outputs"] = body["outputs"][0]
+    return client.post("/dashboard/_dash-update-component", json=body,
+                       headers={**ORIGIN, "X-CSRFToken": _token(client)})
+
+
+def test_page_callbacks_answer_and_refuse_bad_input(dash_app: Flask, pages_seeded: int,
+                                                    admin_key: str) -> None:
+    client = dash_app.test_client()
+    login(client, admin_key, "/dashboard/voc")
+    ok = _call(client, ["ops-traffic.children"], [("ops-candidate.value", "cand-a"),
+                                                  ("ops-span.value", "all")])
+    assert ok.status_code == 200 and "ops-recent" in ok.get_data(as_text=True)
+    bad = _call(client, ["ops-traffic.children"], [("ops-candidate.value", "cand-a"),
+                                                   ("ops-span.value", ["24"])])
+    assert bad.status_code == 400 and "'hours' must be one of" in bad.get_json()["error"]
+    search = [("voc-search.value", 5), ("voc-kinds.value", ["correction"]),
+              ("voc-prev.n_clicks", None), ("voc-next.n_clicks", None)]
+    answer = _call(client, ["voc-body.children", "voc-count.children", "voc-page.data"], search,
+                   [("voc-page.data", 1)])
+    assert answer.status_code == 400 and "'search' must be text" in answer.get_json()["error"]
+    search[0] = ("voc-search.value", "x")
+    search[1] = ("voc-kinds.value", ["everything"])
+    answer = _call(client, ["voc-body.children", "voc-count.children", "voc-page.data"], search,
+                   [("voc-page.data", 1)])
+    assert answer.status_code == 400 and "'kinds' must be" in answer.get_json()["error"]
+    long_id = _call(client, ["insp-body.children"], [("insp-id.value", "x" * 65),
+                                                     ("insp-go.n_clicks", None)])
+    assert long_id.status_code == 400 and "at most 64" in long_id.get_json()["error"]
+    drill = _call(client, ["div-drill.children"], [("div-slice.value", 3),
+                                                   ("div-select.value", pages_seeded)])
+    assert drill.status_code == 400 and "'slice' must be text" in drill.get_json()["error"]
