@@ -43,6 +43,7 @@ def create_app(
         predict,
         reports,
         v2,
+        weekly_reports,
     )
     from app.auth import KeyCache
     from app.serving import Serving
@@ -53,7 +54,7 @@ def create_app(
     )
     metrics.init_app(app)
     for module in (health, meta, predict, corrections, outcomes, experiments, reports,
-                   candidates, v2):
+                   candidates, v2, weekly_reports):
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)
     return app

@@ -22,14 +22,17 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
 <li>{{ d.experiments|length }} experiment(s) with traffic</li>
 <li>{{ d.voc.total }} correction(s) from customers</li>
-<li>{{ d.relabel.labeled }} item(s) relabeled, {{ d.relabel.open_at_end }} open at the week's end</li>
+<li>{{ d.relabel.labeled }} item(s) relabeled,
+{{ d.relabel.open_at_end }} open at the week's end</li>
 </ul>
 
 <section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
 {% for e in d.experiments %}
 <h3>{{ e.name }} <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
-<p>Decision: <b>{{ e.decision.action }}</b>{% if e.decision.arm %} &mdash; arm {{ e.decision.arm }}{% endif %}
-{% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>{% endif %}</p>
+<p>Decision: <b>{{ e.decision.action }}</b>
+{% if e.decision.arm %} &mdash; arm {{ e.decision.arm }}{% endif %}
+{% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
+{% endif %}</p>
 <ul>{% for r in e.decision.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
 <img class="plot" alt="correction rate per variant" src="{{ plots.results[e.id] }}">
 <table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
