@@ -44,7 +44,7 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <th>verdict</th></tr>
 {% for c in e.comparisons %}<tr><td>{{ c.treatment }}</td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
-<td class="num">{{ num(c.p_value_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>{% endfor %}
 </section>
 
