@@ -1,7 +1,8 @@
 """The report's plots as base64 PNG data URIs, so the HTML needs no file beside it.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, not pyplot: no
-global state, safe in the scheduler's thread.
+global state, safe in the scheduler's thread. Names (arms, candidates, slices) are drawn with
+``parse_math=False``: a ``$`` in a name is text, not a mathtext formula that could fail.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, *,
         for i, (v, lo, hi) in enumerate(zip(values, low, high, strict=True)):
             if lo is not None and hi is not None:
                 ax.errorbar(i, v, yerr=[[v - lo], [hi - v]], color="black", capsize=4)
-    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0)
-    ax.set_title(title)
+    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0,
+                  parse_math=False)
+    ax.set_title(title, parse_math=False)
     ax.set_ylabel(ylabel)
     if not labels:
         _empty(ax, "no data this week")
@@ -59,8 +61,9 @@ def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: st
     for i, (name, values) in enumerate(series.items()):
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name,
                color=COLORS[i % len(COLORS)])
-    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0)
-    ax.set_title(title)
+    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0,
+                  parse_math=False)
+    ax.set_title(title, parse_math=False)
     ax.set_ylabel(ylabel)
     if labels:
         ax.legend(fontsize="small")
@@ -86,11 +89,11 @@ def offline_online(rows: Sequence[dict[str, Any]], title: str) -> str:
                         color="black", capsize=3)
     ax.barh(y - 0.2, [v if v is not None else 0.0 for v in offline], 0.4,
             label="offline exact match", color=COLORS[1])
-    ax.set_yticks(y, labels, fontsize="small")
+    ax.set_yticks(y, labels, fontsize="small", parse_math=False)
     ax.set_xlim(0, 1)
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)
     if rows:
-        ax.legend(fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         _empty(ax, "no online traffic")
     return _png(fig)

@@ -36,17 +36,17 @@ def _experiment_plots(e: dict[str, Any]) -> tuple[str, str, str]:
     names = list(e["figures"])
     rates = [e["figures"][v]["correction_rate"] or 0.0 for v in names]
     cis = [e["figures"][v].get("correction_rate_ci") or [None, None] for v in names]
-    results = plots.bars(names, rates, f"{e['name']}: correction rate this week (95% Wilson)",
+    results = plots.bars(names, rates, "correction rate this week (95% Wilson interval)",
                          low=[c[0] for c in cis], high=[c[1] for c in cis],
                          ylabel="correction rate")
     rows = [r for r in e["divergence_slices"] if r["offline"]["exact_match"] is not None
             or r["online"]["n"]][:12]
-    divergence = plots.offline_online(rows, f"{e['name']}: offline vs online accuracy")
+    divergence = plots.offline_online(rows, "offline vs online accuracy (online: 95% Wilson)")
     trend = [t for t in e["trends"] if t["metric"] == "correction_rate"]
     trends = plots.grouped([t["variant"] for t in trend],
                            {"previous week": [t["previous"] or 0.0 for t in trend],
                             "this week": [t["current"] or 0.0 for t in trend]},
-                           f"{e['name']}: correction rate, week over week",
+                           "correction rate, week over week",
                            ylabel="correction rate")
     return results, divergence, trends
 

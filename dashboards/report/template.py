@@ -63,7 +63,8 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <img class="plot" alt="corrections by slice" src="{{ plots.voc_slice }}">
 {% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
 <th>correction</th><th>rating</th><th>comment</th></tr>
-{% for x in d.voc.examples %}<tr><td>{{ x.at[:16] }}</td><td>{{ x.candidate }} / {{ x.slice }}</td>
+{% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
+<td>{{ x.candidate }} / {{ x.slice }}</td>
 <td><code>{{ x.output }}</code></td><td><code>{{ x.corrected_output }}</code></td>
 <td>{{ x.rating if x.rating is not none else "" }}</td><td>{{ x.comment or "" }}</td></tr>
 {% endfor %}</table>{% endif %}

@@ -20,7 +20,14 @@ from PIL import Image
 from app.cli import main
 from app.runner import weekly_report_task
 from core.store.models import RelabelItem
-from dashboards.report import due_week, list_reports, reports_dir, write_due_report, write_report
+from dashboards.report import (
+    due_week,
+    list_reports,
+    plots,
+    reports_dir,
+    write_due_report,
+    write_report,
+)
 from evaluation.weekly import last_full_week, parse_week, weekly_data
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
 from tests.evaluation.helpers import T0, correction, flow, prediction
@@ -106,6 +113,12 @@ def test_report_has_every_section_with_plots_and_escapes_user_text(
     assert len(images) >= len(plots)
     dark = [float((np.asarray(Image.open(p).convert("L")) < 128).mean()) for p in pages]
     assert all(d > 0.001 for d in dark), dark  # every page has ink
+
+
+def test_plots_draw_names_with_dollar_signs_as_text() -> None:
+    uri = plots.bars(["$x^{$", "b"], [1.0, 2.0], "a $\\frac{$")
+    assert uri.startswith("data:image/png;base64,")
+    assert plots.offline_online([], "none").startswith("data:image/png;base64,")
 
 
 def test_an_empty_week_shows_zeros(dash_app: Flask, tmp_path: Path) -> None:
