@@ -206,3 +206,32 @@ def test_api_lists_and_serves_reports_to_admins_only(dash_app: Flask, admin_key:
     user = create_key(dash_app.extensions["abvoc"].db, ["predict"], name="u")["key"]
     assert client.get("/v1/reports", headers={"X-API-Key": user}).status_code == 403
     assert client.get(f"/v1/reports/{WEEK}.pdf").status_code == 401
+
+
+def test_dashboard_lists_reports_and_serves_them_to_a_logged_in_admin(
+        dash_app: Flask, admin_key: str) -> None:
+    from tests.dashboards.test_dashboard_auth import ORIGIN, ROUTE, _token, login
+
+    client = dash_app.test_client()
+    assert client.get(f"/dashboard/report-files/{WEEK}.html").status_code == 302  # to login
+    login(client, admin_key)
+    route = {**ROUTE, "inputs": [{**ROUTE["inputs"][0], "value": "/dashboard/reports"}]}
+    headers = {**ORIGIN, "X-CSRFToken": _token(client)}
+    empty = client.post("/dashboard/_dash-update-component", json=route, headers=headers)
+    assert empty.status_code == 200 and "reports-empty" in empty.get_data(as_text=True)
+    write_report(dash_app.extensions["abvoc"].db,
+                 reports_dir(dash_app.extensions["abvoc"].settings.data_dir), WEEK)
+    listed = client.post("/dashboard/_dash-update-component", json=route, headers=headers)
+    text = json.dumps(listed.get_json())  # Dash escapes "/" as \\u002f; json.dumps does not
+    assert "reports-list" in text and f"/dashboard/report-files/{WEEK}.pdf" in text
+    with client.get(f"/dashboard/report-files/{WEEK}.pdf") as pdf:
+        assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    with client.get(f"/dashboard/report-files/{WEEK}.html") as page:
+        assert page.status_code == 200 and b"weekly evaluation report" in page.data
+    assert client.get("/dashboard/report-files/2026-W02.html").status_code == 404
+    folder = reports_dir(dash_app.extensions["abvoc"].settings.data_dir)
+    (folder.parent / "secret.html").write_text("top-secret")
+    assert client.get("/dashboard/report-files/secret.html").status_code == 400
+    for sneaky in ("..%2Fsecret.html", "../secret.html", "%2E%2E%2Fsecret.html"):
+        with client.get(f"/dashboard/report-files/{sneaky}") as answer:
+            assert b"top-secret" not in answer.data, sneaky
