@@ -3,7 +3,7 @@
 The report renders this (``dashboards/report``); keeping the gathering here, as functions of a
 session, lets tests check the figures without a browser and keeps the store queries beside the
 evaluation code they reuse: :func:`evaluation.results.experiment_results` for the week and the
-one before it, and :func:`evaluation.divergence.divergence_report`.
+one before it, and :func:`evaluation.divergence.divergence_report` for the week.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
     this = experiment_results(session, experiment.id, since=since, until=until)
     before = experiment_results(session, experiment.id, since=since - timedelta(days=7),
                                 until=since)
-    divergence = divergence_report(session, experiment.id)
+    divergence = divergence_report(session, experiment.id, since=since, until=until)
     comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],

@@ -89,6 +89,8 @@ def test_report_has_every_section_with_plots_and_escapes_user_text(
     assert exp["figures"]["control"]["predictions"] == HOURS * PER_HOUR * len(SLICES)
     trend = {(t["variant"], t["metric"]): t for t in exp["trends"]}
     assert trend["control", "correction_rate"]["previous"] == pytest.approx(4 / 40)
+    online = {(r["candidate"], r["slice"]): r["online"]["n"] for r in exp["divergence_slices"]}
+    assert online["cand-a", "all"] == HOURS * PER_HOUR * len(SLICES)  # the week's only
     corrected = sum(round(r * PER_HOUR) * HOURS for rates in SLICES.values() for r in rates)
     assert data["voc"]["total"] == corrected + 1
     assert data["voc"]["examples"][0]["comment"] == COMMENT
