@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, send_file
 
 from app.auth import require
-from dashboards.report import list_reports, report_file, reports_dir
+from dashboards.report import CSP, list_reports, report_file, reports_dir
 
 bp = Blueprint("weekly_reports", __name__)
 MEDIA = {"html": "text/html", "pdf": "application/pdf"}
@@ -26,5 +26,7 @@ def listing():  # noqa: ANN201
 @require("admin")
 def download(week: str, fmt: str):  # noqa: ANN201
     path = report_file(_folder(), week, fmt)
-    return send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
-                     download_name=path.name, max_age=0)
+    response = send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
+                         download_name=path.name, max_age=0)
+    response.headers["Content-Security-Policy"] = CSP
+    return response

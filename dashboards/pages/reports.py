@@ -13,7 +13,7 @@ from flask import Response, current_app, send_file
 from core.errors import Forbidden
 from dashboards.access import allowed
 from dashboards.pages._page import Page
-from dashboards.report import FORMATS, list_reports, report_file, reports_dir
+from dashboards.report import CSP, FORMATS, list_reports, report_file, reports_dir
 
 ROLES = frozenset({"admin"})
 FILES = "/dashboard/report-files"
@@ -43,8 +43,10 @@ def download(week: str, fmt: str) -> Response:
     if not allowed(ROLES):
         raise Forbidden("the reports need the role admin")
     path = report_file(_folder(), week, fmt)
-    return send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
-                     download_name=path.name, max_age=0)
+    response = send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
+                         download_name=path.name, max_age=0)
+    response.headers["Content-Security-Policy"] = CSP
+    return response
 
 
 def register(app: Dash) -> None:

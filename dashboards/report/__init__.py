@@ -23,6 +23,9 @@ from evaluation.weekly import WEEK_PATTERN, last_full_week, parse_week, weekly_d
 log = logging.getLogger("abvoc.report")
 FORMATS = ("html", "pdf")
 _FILE = re.compile(rf"^({WEEK_PATTERN})\.(html|pdf)$")
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""Sent with a served report's HTML: it runs no script and loads nothing from anywhere, even if
+escaping ever failed."""
 DUE_AFTER = timedelta(hours=6)
 """A week's report is due on the Monday after it at 06:00 UTC, when late events are in."""
 
@@ -94,5 +97,5 @@ def report_file(folder: Path, week: str, fmt: str) -> Path:
     return path
 
 
-__all__ = ["FORMATS", "Written", "due_week", "list_reports", "report_file", "reports_dir",
+__all__ = ["CSP", "FORMATS", "Written", "due_week", "list_reports", "report_file", "reports_dir",
            "write_due_report", "write_report"]

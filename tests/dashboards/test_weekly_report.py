@@ -165,8 +165,7 @@ def test_cli_writes_once_and_refuses_a_bad_week(dash_app: Flask, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     _seed_week(dash_app)
     settings = dash_app.extensions["abvoc"].settings
-    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url.reveal()
-                       if hasattr(settings.database_url, "reveal") else settings.database_url)
+    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
     made = runner.invoke(main, ["report", "--week", WEEK, "--json"])
@@ -194,6 +193,7 @@ def test_api_lists_and_serves_reports_to_admins_only(dash_app: Flask, admin_key:
     with client.get(f"/v1/reports/{WEEK}.html", headers=admin) as page:
         assert page.status_code == 200 and page.mimetype == "text/html"
         assert b"weekly evaluation report" in page.data
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     with client.get(f"/v1/reports/{WEEK}.pdf", headers=admin) as pdf:
         assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
         assert pdf.headers["Content-Disposition"].startswith("attachment")
@@ -230,6 +230,7 @@ def test_dashboard_lists_reports_and_serves_them_to_a_logged_in_admin(
         assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     with client.get(f"/dashboard/report-files/{WEEK}.html") as page:
         assert page.status_code == 200 and b"weekly evaluation report" in page.data
+        assert "script" not in page.headers["Content-Security-Policy"]
     assert client.get("/dashboard/report-files/2026-W02.html").status_code == 404
     folder = reports_dir(dash_app.extensions["abvoc"].settings.data_dir)
     (folder.parent / "secret.html").write_text("top-secret")
