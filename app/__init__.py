@@ -45,6 +45,7 @@ def create_app(
         relabel,
         reports,
         v2,
+        weekly_reports,
     )
     from app.auth import KeyCache
     from app.serving import Serving
@@ -55,7 +56,7 @@ def create_app(
     )
     metrics.init_app(app)
     for module in (health, meta, predict, pages, corrections, outcomes, experiments, reports,
-                   candidates, v2, relabel):
+                   candidates, v2, relabel, weekly_reports):
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)
     return app

@@ -187,11 +187,23 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
     }, factory=create_dashboard_app).run()
 
 
+def weekly_report_task(db: Database, data_dir: Path) -> Callable[[], None]:
+    """What `abvoc up` runs every hour: the weekly report of the due week (the last full ISO
+    week, from Monday 06:00 UTC) into `<data_dir>/reports`, once; later runs find it written."""
+    from dashboards.report import reports_dir, write_due_report
+
+    def run() -> None:
+        write_due_report(db, reports_dir(data_dir))  # logs the week when it writes one
+
+    return run
+
+
 def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: int = 8,
-           config_file: str | None = None, prune_every_s: float = 3600.0) -> None:
+           config_file: str | None = None, prune_every_s: float = 3600.0,
+           report_every_s: float = 3600.0) -> None:
     """Run the API (gunicorn), the relay and the worker as supervised child processes, and
-    prune on a schedule, until SIGTERM/SIGINT. Prometheus samples of every process go to
-    `<data_dir>/prometheus`, so /metrics counts across all of them."""
+    prune and write the weekly report on a schedule, until SIGTERM/SIGINT. Prometheus samples
+    of every process go to `<data_dir>/prometheus`, so /metrics counts across all of them."""
     check_port_free(host, port)
     metrics_dir = os.environ.get(PROMETHEUS_DIR_VAR) or use_prometheus_dir(settings.data_dir)
     root = str(Path(app_package.__file__).resolve().parent.parent)
@@ -219,11 +231,14 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
         log.info("retention: pruned %d kept inputs",
                  prune_inputs(db, settings.input_retention_hours))
 
+    report_now = weekly_report_task(db, settings.data_dir)
+
     log.info("abvoc up: API on http://%s:%d (%d workers), relay and worker supervised; "
              "data in %s", host, port, workers, settings.data_dir)
     try:
         Supervisor(children, child_env(os.environ, **extra),
                    on_restart=lambda name: restarts.labels(name).inc(),
-                   periodic=[(prune_every_s, prune_now)]).run(stop_on_signals())
+                   periodic=[(prune_every_s, prune_now),
+                             (report_every_s, report_now)]).run(stop_on_signals())
     finally:
         db.dispose()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -210,13 +211,16 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
 
 
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
-                      tolerance: float = 0.02) -> dict[str, Any]:
-    """Offline-vs-online divergence of an experiment's candidates, with ranked findings."""
+                      tolerance: float = 0.02, since: datetime | None = None,
+                      until: datetime | None = None) -> dict[str, Any]:
+    """Offline-vs-online divergence of an experiment's candidates, with ranked findings;
+    ``since``/``until`` keep the online side to a window of whole hours (the weekly report)."""
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
     by_cand: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
-    for (variant, slice_), cell in load_cells(session, experiment_id).items():
+    for (variant, slice_), cell in load_cells(session, experiment_id, since=since,
+                                                until=until).items():
         if not variant.shadow:  # accuracy online is read from corrections: served answers only
             by_cand[variant.candidate][slice_].merge(cell)
     candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import Context, pass_ctx
+from app.cli import Context, emit, json_option, open_db, pass_ctx
 
 
 @click.command()
@@ -38,4 +38,28 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
     serve_dashboard(settings, host, port, workers=workers, threads=threads, dev=dev)
 
 
-DASHBOARD_COMMANDS = [dashboard]
+@click.command()
+@click.option("--week", default=None, metavar="YYYY-Www",
+              help="ISO week, e.g. 2026-W48 (default: the last full week, UTC).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder to write to (default: <data_dir>/reports).")
+@click.option("--force", is_flag=True, help="Write the week again even if it is there.")
+@json_option
+@pass_ctx
+def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
+           as_json: bool) -> None:
+    """Write the weekly evaluation report: a self-contained HTML file and its PDF."""
+    from pathlib import Path
+
+    from dashboards.report import reports_dir, write_report
+
+    folder = Path(out_dir) if out_dir else reports_dir(ctx.settings.data_dir)
+    with open_db(ctx) as db:
+        done = write_report(db, folder, week, force=force)
+    state = "already written (use --force to redo)" if done.skipped else "written"
+    emit({"week": done.week, "html": str(done.html), "pdf": str(done.pdf),
+          "skipped": done.skipped}, as_json,
+         f"report {done.week} {state}:\n  {done.html}\n  {done.pdf}")
+
+
+DASHBOARD_COMMANDS = [dashboard, report]

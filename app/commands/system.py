@@ -184,11 +184,15 @@ def ensure_candidates(ctx: Context) -> None:
               help="Train the reference candidates first if none is registered.")
 @click.option("--prune-every", "prune_every_s", type=click.FloatRange(min=1), default=3600,
               show_default=True, help="Seconds between retention prunes (see `db prune`).")
+@click.option("--report-every", "report_every_s", type=click.FloatRange(min=1), default=3600,
+              show_default=True,
+              help="Seconds between checks for a weekly report due (see `abvoc report`).")
 @pass_ctx
 def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, train: bool,
-       prune_every_s: float) -> None:
+       prune_every_s: float, report_every_s: float) -> None:
     """Run everything on one machine: the API under gunicorn, the outbox relay and the
-    evaluation worker as supervised processes (restarted if they die), and retention."""
+    evaluation worker as supervised processes (restarted if they die), retention, and the
+    weekly report (last week's, written once from Monday 06:00 UTC into <data_dir>/reports)."""
     ensure_secret_key(ctx.settings)  # fail before training when production lacks a key
     check_port_free(host, port)
     use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported
@@ -199,7 +203,8 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
         ensure_candidates(ctx)
     settings = _ready_settings(ctx)
     run_up(settings, host, port, workers=workers or default_workers(), threads=threads,
-           config_file=ctx.config_file, prune_every_s=prune_every_s)
+           config_file=ctx.config_file, prune_every_s=prune_every_s,
+           report_every_s=report_every_s)
 
 
 SYSTEM_COMMANDS = [config, db, serve, worker, relay, up]

@@ -22,6 +22,7 @@ from app.openapi.parts import (
 from app.openapi.relabel import relabel_paths
 from app.openapi.reports import REPORT_SCHEMAS
 from app.openapi.v2 import v2_paths
+from app.openapi.weekly_reports import weekly_report_paths
 
 
 def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
     paths.update(outcome_paths())
     paths.update(v2_paths())
     paths.update(relabel_paths())
+    paths.update(weekly_report_paths())
     paths = finish(paths)
     if paths_wanted is not None:
         paths = {p: v for p, v in paths.items() if p in paths_wanted}

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from core.settings import Secret
 from core.store import schema
 from core.store.db import Database
 from core.store.models import Prediction
+from dashboards.report import due_week
 from serving.images import encode_png
 from serving.registry import Registry
 from tests.app.conftest import register
@@ -130,7 +132,8 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "up", "--no-train", "--workers", "2", "--port",
-             str(port), "--threads", "4", "--prune-every", "5"], cwd=tmp_path, env=env, stdout=out,
+             str(port), "--threads", "4", "--prune-every", "5", "--report-every", "5"],
+            cwd=tmp_path, env=env, stdout=out,
             stderr=subprocess.STDOUT)
     try:
         _wait(lambda: _up(f"{base}/healthz"), 240, "the API", proc, log)
@@ -178,6 +181,11 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
 
         # Retention runs on its schedule (every 5 s here, hourly by default).
         _wait(lambda: "retention: pruned" in log.read_text(), 60, "a prune", proc, log)
+        # So does the weekly report: the due week's, written once into <data_dir>/reports.
+        due = due_week(datetime.now(UTC))
+        _wait(lambda: (data / "reports" / f"{due}.pdf").exists(), 120, "the weekly report",
+              proc, log)
+        assert log.read_text().count(f"weekly report {due} written") == 1
 
         family = _family(proc.pid)
         assert new in family and len(family) == 6  # up, gunicorn + 2 workers, relay, worker

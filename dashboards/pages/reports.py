@@ -1,0 +1,57 @@
+"""The Reports page: the weekly evaluation reports written so far, newest first, each with a
+link to its HTML and its PDF. The files are served under the dashboard's prefix, so the login's
+session (not an API key) lets an admin download them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dash import Dash, html
+from dash.development.base_component import Component
+from flask import Response, current_app, send_file
+
+from core.errors import Forbidden
+from dashboards.access import allowed
+from dashboards.pages._page import Page
+from dashboards.report import CSP, FORMATS, list_reports, report_file, reports_dir
+
+ROLES = frozenset({"admin"})
+FILES = "/dashboard/report-files"
+MEDIA = {"html": "text/html", "pdf": "application/pdf"}
+
+
+def _folder() -> Path:
+    return reports_dir(current_app.extensions["abvoc"].settings.data_dir)
+
+
+def layout() -> Component:
+    reports = list_reports(_folder())
+    if not reports:
+        return html.Div([html.H2("Reports"), html.P(
+            "No weekly report yet: `abvoc up` writes last week's on Monday after 06:00 UTC, "
+            "or run `abvoc report`.", id="reports-empty")])
+    rows = [html.Tr([html.Td(r["week"]), html.Td([
+        html.A(fmt.upper(), href=f"{FILES}/{r['week']}.{fmt}", target="_blank",
+               style={"marginRight": "1em"})
+        for fmt in FORMATS if fmt in r["files"]])]) for r in reports]
+    return html.Div([html.H2("Reports"), html.Table(id="reports-list", className="grid", children=[
+        html.Thead(html.Tr([html.Th("week"), html.Th("download")])), html.Tbody(rows)])])
+
+
+def download(week: str, fmt: str) -> Response:
+    """A report file for a logged-in admin (the login's guard has checked the session)."""
+    if not allowed(ROLES):
+        raise Forbidden("the reports need the role admin")
+    path = report_file(_folder(), week, fmt)
+    response = send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
+                         download_name=path.name, max_age=0)
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+def register(app: Dash) -> None:
+    app.server.add_url_rule(f"{FILES}/<week>.<any(html, pdf):fmt>", "dashboard_report_file",
+                            download)
+
+
+PAGE = Page(path="reports", title="Reports", roles=ROLES, layout=layout, register=register)

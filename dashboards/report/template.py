@@ -1,0 +1,91 @@
+"""The report's HTML template (Jinja2, autoescaped: every name, output and comment a customer or
+an admin typed is shown as text). Kept as a string so the package ships it with no data files."""
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>abvoc weekly evaluation report {{ d.week }}</title>
+<style>
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 11pt; margin: 1.5em; color: #222; }
+h1 { font-size: 18pt; margin-bottom: 0; } h2 { font-size: 14pt; border-bottom: 1px solid #999;
+  margin-top: 1.4em; } h3 { font-size: 12pt; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 9pt; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } td.num { text-align: right; }
+img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }
+.muted { color: #666; } .flag { color: #b00; font-weight: bold; }
+section { page-break-before: always; } section.first { page-break-before: auto; }
+code { white-space: pre-wrap; word-break: break-all; }
+</style></head><body>
+<h1>abvoc weekly evaluation report</h1>
+<p class="muted">Week {{ d.week }} ({{ d.since[:10] }} to {{ d.until[:10] }}, UTC, end excluded);
+compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
+<ul>
+<li>{{ d.experiments|length }} experiment(s) with traffic</li>
+<li>{{ d.voc.total }} correction(s) from customers</li>
+<li>{{ d.relabel.labeled }} item(s) relabeled,
+{{ d.relabel.open_at_end }} open at the week's end</li>
+</ul>
+
+<section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
+{% for e in d.experiments %}
+<h3>{{ e.name }} <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
+<p>Decision: <b>{{ e.decision.action }}</b>
+{% if e.decision.arm %} &mdash; arm {{ e.decision.arm }}{% endif %}
+{% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
+{% endif %}</p>
+<ul>{% for r in e.decision.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
+<img class="plot" alt="correction rate per variant" src="{{ plots.results[e.id] }}">
+<table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
+<th>latency p95 ms</th></tr>
+{% for v, f in e.figures.items() %}<tr><td>{{ v }}</td><td class="num">{{ f.predictions }}</td>
+<td class="num">{{ pct(f.correction_rate) }}</td><td class="num">{{ pct(f.error_rate) }}</td>
+<td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</table>
+<table><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th><th>p (Holm)</th>
+<th>verdict</th></tr>
+{% for c in e.comparisons %}<tr><td>{{ c.treatment }}</td><td>{{ c.metric }}</td>
+<td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
+<td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
+{% else %}<p class="muted">No experiment had traffic this week or the week before.</p>{% endfor %}
+</section>
+
+<section id="offline-online"><h2>2. Offline vs online</h2>
+{% for e in d.experiments %}
+<h3>{{ e.name }}</h3>
+<img class="plot" alt="offline against online accuracy" src="{{ plots.divergence[e.id] }}">
+{% if e.findings %}<ol>{% for f in e.findings %}<li>[{{ f.kind }}] {{ f.explanation }}</li>
+{% endfor %}</ol>{% else %}<p class="muted">No divergence found.</p>{% endif %}
+{% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
+</section>
+
+<section id="voc"><h2>3. Voice of the customer</h2>
+<p>{{ d.voc.total }} correction(s) this week.</p>
+<img class="plot" alt="corrections by candidate" src="{{ plots.voc_candidate }}">
+<img class="plot" alt="corrections by slice" src="{{ plots.voc_slice }}">
+{% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
+<th>correction</th><th>rating</th><th>comment</th></tr>
+{% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
+<td>{{ x.candidate }} / {{ x.slice }}</td>
+<td><code>{{ x.output }}</code></td><td><code>{{ x.corrected_output }}</code></td>
+<td>{{ x.rating if x.rating is not none else "" }}</td><td>{{ x.comment or "" }}</td></tr>
+{% endfor %}</table>{% endif %}
+</section>
+
+<section id="relabeling"><h2>4. Relabeling throughput</h2>
+<p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by {{ d.relabel.annotators }}
+annotator(s); {{ d.relabel.open_at_end }} open at the week's end.</p>
+<img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">
+</section>
+
+<section id="trends"><h2>5. Week over week</h2>
+{% for e in d.experiments %}
+<h3>{{ e.name }}</h3>
+<img class="plot" alt="this week against last week" src="{{ plots.trends[e.id] }}">
+<table><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th><th>{{ d.week }}</th>
+<th>change</th></tr>
+{% for t in e.trends %}<tr><td>{{ t.variant }}</td><td>{{ t.metric }}</td>
+<td class="num">{{ num(t.previous) }}</td><td class="num">{{ num(t.current) }}</td>
+<td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</table>
+{% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
+</section>
+</body></html>
+"""

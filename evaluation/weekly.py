@@ -1,0 +1,159 @@
+"""What the weekly evaluation report says, gathered as plain data for one ISO week (UTC).
+
+The report renders this (``dashboards/report``); keeping the gathering here, as functions of a
+session, lets tests check the figures without a browser and keeps the store queries beside the
+evaluation code they reuse: :func:`evaluation.results.experiment_results` for the week and the
+one before it, and :func:`evaluation.divergence.divergence_report` for the week.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import AbvocError
+from core.store.models import Correction, Experiment, OnlineAggregate, Prediction, RelabelItem
+from evaluation.divergence import divergence_report
+from evaluation.online import ALL
+from evaluation.results import experiment_results
+
+WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
+_WEEK = re.compile(rf"^{WEEK_PATTERN}$")
+TREND_METRICS = ("correction_rate", "error_rate", "exact_match", "latency_mean_ms",
+                 "mean_confidence")
+EXAMPLES = 8
+
+
+def parse_week(week: str) -> date:
+    """The Monday of an ISO week written ``YYYY-Www``; a 400 that says the form otherwise."""
+    if not isinstance(week, str) or not _WEEK.match(week):
+        raise AbvocError(f"week {week!r} must look like 2026-W48 (ISO year, 'W', two digits)")
+    year, number = int(week[:4]), int(week[6:])
+    try:
+        monday = date.fromisocalendar(year, number, 1)
+    except ValueError as exc:
+        raise AbvocError(f"week {week!r} does not exist: ISO year {year} has no week "
+                         f"{number}") from exc
+    return monday
+
+
+def week_name(day: date) -> str:
+    """``YYYY-Www`` of the ISO week holding ``day``."""
+    year, number, _ = day.isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def week_bounds(week: str) -> tuple[datetime, datetime]:
+    """Monday 00:00 UTC of the week and of the next one."""
+    start = datetime.combine(parse_week(week), time(), tzinfo=UTC)
+    return start, start + timedelta(days=7)
+
+
+def previous_week(week: str) -> str:
+    return week_name(parse_week(week) - timedelta(days=7))
+
+
+def last_full_week(now: datetime) -> str:
+    """The latest ISO week that ended before ``now`` (UTC)."""
+    return week_name(now.astimezone(UTC).date() - timedelta(days=7))
+
+
+def _day(moment: datetime) -> date:
+    """The UTC day of a stored time (SQLite gives it back without a zone, in UTC)."""
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+
+
+def _active_experiments(session: Session, since: datetime, until: datetime) -> list[Experiment]:
+    t = OnlineAggregate
+    ids = session.scalars(select(t.experiment_id).where(
+        t.hour >= since, t.hour < until).distinct()).all()
+    if not ids:
+        return []
+    return list(session.scalars(select(Experiment).where(Experiment.id.in_(ids))
+                                .order_by(Experiment.id)))
+
+
+def _trends(this: dict[str, Any], before: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for variant in this["variants"]:
+        name = variant["name"]
+        now = this["metrics"].get(name, {}).get(ALL) or {}
+        then = before["metrics"].get(name, {}).get(ALL) or {}
+        for metric in TREND_METRICS:
+            a, b = then.get(metric), now.get(metric)
+            rows.append({"variant": name, "metric": metric, "previous": a, "current": b,
+                         "change": None if a is None or b is None else b - a})
+    return rows
+
+
+def experiment_week(session: Session, experiment: Experiment, week: str) -> dict[str, Any]:
+    """One experiment's results for the week and the week before, its decision, the
+    divergence findings and the week-over-week rows."""
+    since, until = week_bounds(week)
+    this = experiment_results(session, experiment.id, since=since, until=until)
+    before = experiment_results(session, experiment.id, since=since - timedelta(days=7),
+                                until=since)
+    divergence = divergence_report(session, experiment.id, since=since, until=until)
+    comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
+    return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
+            "primary_metric": this["experiment"]["primary_metric"],
+            "trustworthy": this["trustworthy"], "decision": this["decision"],
+            "variants": [v["name"] for v in this["variants"]],
+            "figures": {v: m.get(ALL) for v, m in this["metrics"].items() if m.get(ALL)},
+            "comparisons": comparisons, "findings": divergence["findings"],
+            "divergence_slices": divergence["slices"], "trends": _trends(this, before)}
+
+
+def voc_week(session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+    """The week's corrections: how many, by candidate and by slice, and a few examples."""
+    rows = session.execute(
+        select(Correction.corrected_output, Correction.comment, Correction.rating,
+               Correction.created_at, Prediction.candidate, Prediction.slice,
+               Prediction.output)
+        .join(Prediction, Prediction.prediction_id == Correction.prediction_id, isouter=True)
+        .where(Correction.created_at >= since, Correction.created_at < until)
+        .order_by(Correction.created_at.desc(), Correction.correction_id)).all()
+    by_candidate = Counter(r.candidate or "(pruned)" for r in rows)
+    by_slice = Counter(r.slice or "(pruned)" for r in rows)
+    with_comment = [r for r in rows if r.comment]
+    picked = (with_comment + [r for r in rows if not r.comment])[:EXAMPLES]
+    return {"total": len(rows), "by_candidate": dict(by_candidate.most_common()),
+            "by_slice": dict(by_slice.most_common()),
+            "examples": [{"candidate": r.candidate, "slice": r.slice, "output": r.output,
+                          "corrected_output": r.corrected_output, "comment": r.comment,
+                          "rating": r.rating, "at": r.created_at.isoformat()} for r in picked]}
+
+
+def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str, Any]:
+    """Relabeling throughput: items queued and labeled per day of the week, open at its end."""
+    t = RelabelItem
+    lo, hi = since, until
+    queued = session.scalars(select(t.created_at).where(t.created_at >= lo,
+                                                         t.created_at < hi)).all()
+    labeled = session.execute(select(t.labeled_at, t.annotator).where(
+        t.labeled_at.is_not(None), t.labeled_at >= lo, t.labeled_at < hi)).all()
+    still_open = session.scalar(select(func.count()).select_from(t).where(
+        t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi))) or 0
+    days = [(since + timedelta(days=d)).date() for d in range(7)]
+    per_day_q = Counter(_day(m) for m in queued)
+    per_day_l = Counter(_day(m) for m, _ in labeled)
+    return {"queued": len(queued), "labeled": len(labeled), "open_at_end": int(still_open),
+            "annotators": len({a for _, a in labeled if a}),
+            "days": [{"day": d.isoformat(), "queued": per_day_q[d], "labeled": per_day_l[d]}
+                     for d in days]}
+
+
+def weekly_data(session: Session, week: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the report of ``week`` shows, JSON-ready."""
+    since, until = week_bounds(week)
+    experiments = _active_experiments(session, since - timedelta(days=7), until)
+    return {"week": week, "previous_week": previous_week(week), "since": since.isoformat(),
+            "until": until.isoformat(),
+            "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+            "experiments": [experiment_week(session, e, week) for e in experiments],
+            "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}
