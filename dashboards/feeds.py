@@ -22,6 +22,7 @@ from core.store.models import (
     RelabelItem,
     ServedPrediction,
 )
+from core.store.relabel_models import PredictionInput
 from evaluation.attribution import attribute
 from evaluation.divergence import divergence_report
 
@@ -138,9 +139,20 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
                                            "slice", "output", "output_type", "confidence",
                                            "latency_ms", "stages", "input_hash")}
         out["created_at"] = _utc(p.created_at)
+        out["input"] = _kept_input(s, prediction_id, p.input_hash)
     known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
     out["blamed"] = attribute(out["output"], out["stages"], known) if known else None
     return out
+
+
+def _kept_input(s: Any, prediction_id: str, input_hash: str | None) -> dict[str, Any] | None:
+    """The served input kept for annotators (a shadow's is its served twin's, same hash), or
+    None once retention has pruned it."""
+    kept = s.get(PredictionInput, prediction_id)
+    if kept is None and input_hash:
+        kept = s.execute(select(PredictionInput).where(PredictionInput.input_hash == input_hash)
+                         .limit(1)).scalar()
+    return {"kind": kept.kind, "data": kept.data} if kept is not None else None
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -3,6 +3,7 @@ chose passes through :func:`dashboards.figures.plain` (plotly reads a few tags i
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from typing import Any
 
@@ -115,11 +116,13 @@ def operations(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
-def detections(stages: dict[str, Any]) -> go.Figure:
-    """The detector's boxes on an empty canvas of their extent (the input image is not kept),
-    each labelled with the recognizer's class and score; y grows downwards as in the image."""
+def detections(stages: dict[str, Any], image_png: bytes | None = None,
+               size: tuple[int, int] | None = None) -> go.Figure:
+    """The detector's boxes, each labelled with the recognizer's class and score, drawn on the
+    input image when it is still kept (`image_png`, `size` = (width, height)), else on an empty
+    canvas of their extent; y grows downwards as in the image."""
     boxes = (stages.get("detector") or {}).get("boxes") or []
-    if not boxes:
+    if not boxes and image_png is None:
         return empty("the detector found no symbol")
     rec = stages.get("recognizer") or {}
     classes, scores = rec.get("classes") or [], rec.get("scores") or []
@@ -131,12 +134,22 @@ def detections(stages: dict[str, Any]) -> go.Figure:
                          line={"color": COLORS[i % len(COLORS)], "width": 2})
         figure.add_annotation(x=(x0 + x1) / 2, y=y0, text=plain(label + score),
                               showarrow=False, yshift=10, font={"size": 11})
-    xs = [v for b in boxes for v in (b[0], b[2])]
-    ys = [v for b in boxes for v in (b[1], b[3])]
-    pad = 0.08 * max(max(xs) - min(xs), max(ys) - min(ys), 1)
-    figure.update_xaxes(range=[min(xs) - pad, max(xs) + pad], title="x (pixels)")
-    figure.update_yaxes(range=[max(ys) + pad, min(ys) - 2 * pad], title="y (pixels)",
-                        scaleanchor="x")
+    if image_png is not None and size is not None:
+        width, height = size
+        source = "data:image/png;base64," + base64.b64encode(image_png).decode()
+        figure.add_layout_image(source=source, x=0, y=0, sizex=width, sizey=height, xref="x",
+                                yref="y", sizing="stretch", layer="below")
+        figure.update_xaxes(range=[0, width], title="x (pixels)")
+        figure.update_yaxes(range=[height, 0], title="y (pixels)", scaleanchor="x")
+        title = "the input with the detector's boxes"
+    else:
+        xs = [v for b in boxes for v in (b[0], b[2])]
+        ys = [v for b in boxes for v in (b[1], b[3])]
+        pad = 0.08 * max(max(xs) - min(xs), max(ys) - min(ys), 1)
+        figure.update_xaxes(range=[min(xs) - pad, max(xs) + pad], title="x (pixels)")
+        figure.update_yaxes(range=[max(ys) + pad, min(ys) - 2 * pad], title="y (pixels)",
+                            scaleanchor="x")
+        title = "detector boxes (the input is no longer kept)"
     figure.update_layout(height=360, margin={"t": 30, "l": 50, "r": 20, "b": 40},
-                         plot_bgcolor="#fff", title="detector boxes (input image not stored)")
+                         plot_bgcolor="#fff", title=title)
     return figure

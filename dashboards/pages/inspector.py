@@ -1,6 +1,7 @@
 """The prediction inspector: any prediction by id (typed, or from a link's ``?id=``). For an OCR
-prediction, its stages: the detector's boxes (drawn on an empty canvas of their extent, since
-the service keeps only the input's hash, not the image), the recognizer's classes and scores,
+prediction, its stages: the detector's boxes (drawn on the input image while serving still keeps
+it, `ABVOC_INPUT_RETENTION_HOURS`; on an empty canvas of their extent after), the recognizer's
+classes and scores,
 the aligner's relations and the converter's string; then its corrections, its truth or label
 and the stage blamed (:func:`evaluation.attribution.attribute`). For other candidates, the
 output and the stages as JSON."""
@@ -19,6 +20,7 @@ from dashboards import data, feeds, plots
 from dashboards.access import require_role
 from dashboards.pages._page import Page
 from dashboards.tables import fmt, table
+from serving.images import decode_image, encode_png
 
 ROLES = frozenset({"admin"})
 MAX_ID = 64
@@ -52,8 +54,9 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
         parts.append(html.P("The API served it, but the evaluation worker has not recorded it "
                             "yet: only the ledger's entry is known.", id="insp-ledger"))
     stages = found.get("stages") or {}
+    kept = found.get("input")
     if is_ocr(stages):
-        parts += _ocr(stages)
+        parts += _ocr(stages, kept)
     elif found["recorded"]:
         parts += [html.H3("Output"), html.Pre(str(found["output"]), id="insp-output"),
                   html.H3("Stages"), html.Pre(json.dumps(stages, indent=2, sort_keys=True),
@@ -73,7 +76,18 @@ def _summary(f: dict[str, Any]) -> Component:
                  "insp-summary")
 
 
-def _ocr(stages: dict[str, Any]) -> list[Component]:
+def _image(kept: dict[str, Any] | None) -> tuple[bytes | None, tuple[int, int] | None]:
+    """The kept input image as PNG bytes and its size, when the input is an image."""
+    if not kept or kept["kind"] != "image":
+        return None, None
+    try:
+        image = decode_image(kept["data"])
+    except AbvocError:
+        return None, None
+    return encode_png(image), (int(image.shape[1]), int(image.shape[0]))
+
+
+def _ocr(stages: dict[str, Any], kept: dict[str, Any] | None = None) -> list[Component]:
     rec = stages.get("recognizer") or {}
     classes, scores = rec.get("classes") or [], rec.get("scores") or []
     runner = rec.get("runner_up") or []
@@ -85,7 +99,8 @@ def _ocr(stages: dict[str, Any]) -> list[Component]:
                   + (classes[r[0]] if r[0] < len(classes) else "?"), r[1], fmt(r[2])]
                  for i, r in enumerate((stages.get("aligner") or {}).get("relations") or [])]
     return [
-        html.H3("Detector"), dcc.Graph(id="insp-boxes", figure=plots.detections(stages)),
+        html.H3("Detector"),
+        dcc.Graph(id="insp-boxes", figure=plots.detections(stages, *_image(kept))),
         html.H3("Recognizer"),
         table(["symbol", "class", "score", "runner-up"], symbols, "insp-recognizer"),
         html.H3("Aligner"),

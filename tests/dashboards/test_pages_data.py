@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from flask import Flask
 
+from core.store.db import utcnow
+from core.store.relabel_models import PredictionInput
 from dashboards import feeds
 from dashboards import operations as ops
 from dashboards.pages import divergence, inspector
+from serving.images import encode_png
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
 from tests.dashboards.test_dashboard_auth import ORIGIN, _token, login
@@ -88,7 +92,17 @@ def test_inspector_shows_stages_and_blames_a_stage(dash_app: Flask, pages_seeded
         assert "insp-stages" in str(inspector.body(other, "cpr0-000"))
         assert "insp-missing" in str(inspector.body(None, "nope"))
     boxes = inspector.plots.detections(found["stages"])
-    assert len(boxes.layout.shapes) == 2
+    assert len(boxes.layout.shapes) == 2 and not boxes.layout.images
+    # While serving keeps the input, the boxes are drawn on the image itself.
+    assert found["input"] is None
+    with db.session() as s:
+        s.add(PredictionInput(prediction_id=OCR_ID, input_hash=found["input_hash"] or "h",
+                              kind="image", data=encode_png(np.full((20, 40), 255, np.uint8)),
+                              created_at=utcnow()))
+    kept = feeds.prediction(db, OCR_ID)["input"]
+    drawn = inspector.plots.detections(found["stages"], *inspector._image(kept))
+    assert len(drawn.layout.images) == 1 and len(drawn.layout.shapes) == 2
+    assert tuple(drawn.layout.xaxis.range) == (0, 40) and tuple(drawn.layout.yaxis.range) == (20, 0)
 
 
 def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -> None:  # noqa: ANN001
