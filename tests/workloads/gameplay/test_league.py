@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from app.auth import create_key
 from app.cli import main as abvoc
+from app.commands.workloads import verdict_lines
 from core.store import schema
 from core.store.db import Database
 from serving.registry import Registry
@@ -79,6 +80,7 @@ def test_the_idle_bot_is_caught_online(service: tuple[str, str, ServiceClient]) 
     # The command waited for the worker to count every player's outcomes, then asked abvoc.
     seen = played["verdict"]
     assert seen is not None, ran.stderr
+    print("\n".join(verdict_lines(seen)))  # abvoc's verdict, for a person running with -s
     offline = client.call("GET", f"/v1/candidates/{TREATMENT}")["offline_results"]
     assert offline["overall"]["accuracy"] >= 0.97
     # It answers idle online far more than its offline labels were idle.
