@@ -1,9 +1,9 @@
-"""The dashboard's pages, in navigation order. Another page is a module here with a ``PAGE``,
-added to :data:`PAGES` (the annotation page for annotators comes with the relabeling work)."""
+"""The dashboard's pages, in navigation order; the first is the home page. Another page is a
+module here with a ``PAGE``, added to :data:`PAGES`."""
 
-from dashboards.pages import experiments
+from dashboards.pages import annotate, experiments
 from dashboards.pages._page import Page
 
-PAGES: tuple[Page, ...] = (experiments.PAGE,)
+PAGES: tuple[Page, ...] = (annotate.PAGE, experiments.PAGE)
 
 __all__ = ["PAGES", "Page"]
