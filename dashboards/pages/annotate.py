@@ -76,15 +76,16 @@ def view(item: dict[str, Any] | None) -> Component:
                 f" (reasons: {', '.join(item['reasons']) or 'none'}; priority "
                 f"{item['priority']:g}; candidate {item['candidate'] or '–'}; slice "
                 f"{item['slice'] or '–'}; output type {item['output_type']}). Leased to you "
-                f"until {lease.get('until') or '–'} UTC."], id="ann-summary")]
+                f"until {(lease.get('until') or '–')[:19].replace('T', ' ')} UTC."],
+               id="ann-summary")]
     shown = item.get("input")
     if shown is None:
         parts.append(html.P("The input is no longer kept (retention passed).", id="ann-input"))
     elif shown["kind"] == "image":
         parts.append(html.Img(src=f"data:{shown['media_type']};base64,{shown['data_base64']}",
                               id="ann-input", alt="the input image",
-                              style={"maxWidth": "640px", "border": "1px solid #ccc",
-                                     "background": "#fff"}))
+                              style={"minWidth": "240px", "maxWidth": "640px",
+                                     "border": "1px solid #ccc", "background": "#fff"}))
     else:
         text = json.dumps(shown["tensors"], indent=1)
         if len(text) > MAX_TENSOR_CHARS:
@@ -149,7 +150,8 @@ def preview(kind: str | None, value: Any) -> Component:
     shown = render(value if isinstance(value, str) else None)
     if shown.src is None:
         return html.P(shown.problem, id="ann-preview-problem", className="alert")
-    return html.Img(src=shown.src, id="ann-preview-img", alt="the formula rendered")
+    return html.Img(src=shown.src, id="ann-preview-img", alt="the formula rendered",
+                    style={"background": "#fff", "padding": "8px", "margin": "6px 0"})
 
 
 def label_value(kind: str, raw: Any) -> Any:
