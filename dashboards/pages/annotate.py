@@ -196,7 +196,9 @@ def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any
         try:
             done = act(db, who, trigger, item, value, reason)
         except AbvocError as exc:
-            return item, f"Not saved: {exc.message}", False
+            # The API's 409 names its claim endpoint; here the claim is a button.
+            said = exc.message.replace("with POST /v1/relabel/claim", "with Claim next")
+            return item, f"Not saved: {said}", False
     try:
         nxt = annotation.claim(db, who, None if queue in (None, ANY) else queue)
     except AbvocError as exc:

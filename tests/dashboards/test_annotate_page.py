@@ -95,6 +95,7 @@ def test_a_lost_lease_is_a_message_and_the_item_goes_back(dash_app: Flask) -> No
     assert other["id"] == item["id"]  # the expired lease returned it
     kept, message, changed = annotate.step(db, WHO, "submit", QUEUE, item, "x^{2}", None)
     assert kept == item and not changed and "not leased to you" in message
+    assert message.endswith("claim an item first with Claim next")
     _, message, _ = annotate.step(db, WHO, "flag", QUEUE, other, None, "blurred")
     assert "not leased to you" in message
     _, message, _ = annotate.step(db, "other:ffff0000", "flag", QUEUE, other, None, "  ")
