@@ -107,6 +107,13 @@ class KeyCache:
                 return None
             return int(row.id), frozenset(row.scopes)
 
+    def identity_by_id(self, key_id: int) -> str:
+        """Who key `key_id` is (``name:prefix``, as :meth:`identity`), so a label made in the
+        dashboard names the same annotator as one made through the API."""
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            return "" if row is None else f"{(row.name or 'key')[:80]}:{row.prefix}"
+
     def scopes_by_id(self, key_id: int) -> frozenset[str]:
         """The scopes of key `key_id` now (empty once revoked), cached like :meth:`scopes`, so a
         dashboard session ends within CACHE_S of its key's revocation."""

@@ -25,6 +25,9 @@ table.grid th,table.grid td{border:1px solid #ddd;padding:4px 8px;text-align:lef
 .decision{background:#fff;border-left:6px solid #888;padding:6px 14px;margin:10px 0}
 .decision.ship{border-color:#2a7}.decision.stop{border-color:#c33}
 .decision.keep_running{border-color:#e90}.alert{background:#fdd;padding:8px;border:1px solid #c33}
+pre.output{background:#fff;border:1px solid #ddd;padding:6px 10px;margin:4px 0}
+.message{margin:8px 0;font-weight:600}#ann-actions{align-items:center}
+#ann-actions button,button.claim{padding:6px 16px;align-self:flex-end}
 """
 
 

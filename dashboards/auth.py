@@ -58,6 +58,8 @@ class KeyBook(Protocol):
 
     def scopes_by_id(self, key_id: int) -> frozenset[str]: ...
 
+    def identity_by_id(self, key_id: int) -> str: ...
+
 
 def roles_for(scopes: Iterable[str]) -> frozenset[str]:
     return frozenset(ROLES_BY_SCOPE[s] for s in scopes if s in ROLES_BY_SCOPE)
@@ -66,6 +68,12 @@ def roles_for(scopes: Iterable[str]) -> frozenset[str]:
 def current_roles() -> frozenset[str]:
     """The roles of this request's session (set by the guard; empty outside one)."""
     return g.get("dashboard_roles", frozenset())
+
+
+def current_identity() -> str:
+    """Who the session's key is (``name:prefix``, as the API records it; empty outside one)."""
+    key_id = g.get("dashboard_key_id")
+    return "" if key_id is None else _keys().identity_by_id(key_id)
 
 
 def session_key(secret: str) -> str:
@@ -135,6 +143,7 @@ def _guard() -> Response | None:
         if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
             return _refuse(403, f"missing or wrong {CSRF_HEADER} header: reload the page")
     g.dashboard_roles = roles
+    g.dashboard_key_id = int(key_id)
     return None
 
 

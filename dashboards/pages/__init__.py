@@ -1,7 +1,8 @@
-"""The dashboard's pages, in navigation order. Another page is a module here with a ``PAGE``,
-added to :data:`PAGES` (the annotation page for annotators comes with the relabeling work)."""
+"""The dashboard's pages, in navigation order; the first (Annotate) is what `/dashboard/` opens.
+Another page is a module here with a ``PAGE``, added to :data:`PAGES`."""
 
 from dashboards.pages import (
+    annotate,
     divergence,
     experiments,
     inspector,
@@ -12,7 +13,7 @@ from dashboards.pages import (
 )
 from dashboards.pages._page import Page
 
-PAGES: tuple[Page, ...] = (experiments.PAGE, divergence.PAGE, voc.PAGE, inspector.PAGE,
-                           operations.PAGE, relabeling.PAGE, reports.PAGE)
+PAGES: tuple[Page, ...] = (annotate.PAGE, experiments.PAGE, divergence.PAGE, voc.PAGE,
+                           inspector.PAGE, operations.PAGE, relabeling.PAGE, reports.PAGE)
 
 __all__ = ["PAGES", "Page"]

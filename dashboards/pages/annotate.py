@@ -1,0 +1,249 @@
+"""The Annotate page: claim the next relabel item of a queue, see what the model saw and said
+(the input, the served output, shadows' outputs, the customer's correction), label it with an
+editor fitting the output type, then submit, skip or flag it; the next item comes at once.
+
+It calls the same :mod:`feedback.annotation` functions as the relabel API (``/v1/relabel``), as
+the session's key (``name:prefix``), so a lease, a 409 for a lost lease and a 400 for a label
+of the wrong form behave alike; here they show as a message. User text is only ever text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.development.base_component import Component
+
+from core.errors import AbvocError
+from dashboards import data
+from dashboards.access import require_role
+from dashboards.auth import current_identity
+from dashboards.latex_preview import render
+from dashboards.pages._page import Page
+from evaluation.relabel_enqueue import route_label
+from feedback import annotation
+
+ROLES = frozenset({"annotator", "admin"})
+ANY = "any"
+LABEL = "ann-label"
+MAX_TENSOR_CHARS = 4000
+
+
+def layout() -> Component:
+    return html.Div([
+        html.H2("Annotate"),
+        html.Div(className="controls", children=[
+            html.Label(["Queue", dcc.Dropdown(id="ann-queue", options=queue_options(data.store()),
+                                              value=ANY, clearable=False)],
+                       className="control wide"),
+            html.Button("Claim next", id="ann-claim", n_clicks=0, className="claim"),
+        ]),
+        html.Div(id="ann-message", className="message"),
+        dcc.Store(id="ann-item"),
+        html.Div(id="ann-view"),
+        html.Div(id="ann-editor"),
+        html.Div(id="ann-preview"),
+        html.Div(id="ann-actions", className="controls", children=[
+            html.Button("Submit", id="ann-submit", n_clicks=0),
+            html.Button("Skip", id="ann-skip", n_clicks=0),
+            dcc.Input(id="ann-reason", type="text", maxLength=500, debounce=False,
+                      placeholder="why flag it (unreadable, wrong candidate ...)",
+                      className="wide"),
+            html.Button("Flag", id="ann-flag", n_clicks=0),
+        ]),
+    ])
+
+
+def queue_options(db: Any) -> list[dict[str, str]]:
+    """Any queue, then each queue with its open items."""
+    figures = annotation.queue_figures(db)["queues"]
+    return [{"label": "any queue", "value": ANY}] + [
+        {"label": f"{q['queue']} ({q['open']} open)", "value": q["queue"]} for q in figures]
+
+
+def _output(text: str | None, id_: str) -> Component:
+    return html.Pre("–" if text is None else text, id=id_, className="output")
+
+
+def view(item: dict[str, Any] | None) -> Component:
+    """What the annotator reads before labeling: the input and every answer given to it."""
+    if item is None:
+        return html.P("No item to label in this queue now.", id="ann-empty")
+    lease = item.get("lease") or {}
+    parts: list[Component] = [
+        html.P([f"Item #{item['id']} in ", html.B(item["queue"]),
+                f" (reasons: {', '.join(item['reasons']) or 'none'}; priority "
+                f"{item['priority']:g}; candidate {item['candidate'] or '–'}; slice "
+                f"{item['slice'] or '–'}; output type {item['output_type']}). Leased to you "
+                f"until {(lease.get('until') or '–')[:19].replace('T', ' ')} UTC."],
+               id="ann-summary")]
+    shown = item.get("input")
+    if shown is None:
+        parts.append(html.P("The input is no longer kept (retention passed).", id="ann-input"))
+    elif shown["kind"] == "image":
+        parts.append(html.Img(src=f"data:{shown['media_type']};base64,{shown['data_base64']}",
+                              id="ann-input", alt="the input image",
+                              style={"minWidth": "240px", "maxWidth": "640px",
+                                     "border": "1px solid #ccc", "background": "#fff"}))
+    else:
+        text = json.dumps(shown["tensors"], indent=1)
+        if len(text) > MAX_TENSOR_CHARS:
+            text = text[:MAX_TENSOR_CHARS] + f"\n… ({len(text)} characters in all)"
+        parts.append(html.Pre(text, id="ann-input"))
+    served = item.get("served")
+    parts += [html.H4("Served output"), _output(served and served["output"], "ann-served")]
+    for i, shadow in enumerate(item.get("shadows") or []):
+        parts += [html.H4(f"Shadow {shadow['candidate']}"),
+                  _output(shadow["output"], f"ann-shadow-{i}")]
+    correction = item.get("correction")
+    parts.append(html.H4("Customer's correction"))
+    if correction is None:
+        parts.append(html.P("None.", id="ann-correction"))
+    else:
+        extra = [f"rating {correction['rating']}"] if correction.get("rating") is not None \
+            else []
+        if correction.get("comment"):
+            extra.append(f"comment: {correction['comment']}")
+        parts += [_output(correction["corrected_output"], "ann-correction"),
+                  html.P("; ".join(extra), id="ann-correction-note")]
+    return html.Div(parts)
+
+
+def _start(item: dict[str, Any]) -> str:
+    """The editor's first value: the customer's correction, else the served output."""
+    correction, served = item.get("correction"), item.get("served")
+    if correction is not None:
+        return correction["corrected_output"]
+    return "" if served is None else served["output"]
+
+
+def editor(item: dict[str, Any] | None) -> Component:
+    """An input fitting the output type; its id says the type (``{"type": LABEL, "kind": t}``)."""
+    if item is None:
+        return html.Div()
+    kind, start = item["output_type"], _start(item)
+    id_ = {"type": LABEL, "kind": kind}
+    if kind == "label":
+        classes = item.get("classes") or []
+        field: Component = dcc.RadioItems(
+            id=id_, options=[{"label": c, "value": c} for c in classes],
+            value=start if start in classes else None, inline=True)
+    elif kind == "number":
+        try:
+            number: float | None = float(start)
+        except ValueError:
+            number = None
+        field = dcc.Input(id=id_, type="number", value=number, debounce=False)
+    elif kind == "json":
+        field = dcc.Textarea(id=id_, value=start, style={"width": "100%", "height": "8em"})
+    else:  # latex, text
+        field = dcc.Input(id=id_, type="text", value=start, debounce=False,
+                          style={"width": "100%", "fontFamily": "monospace"})
+    return html.Div([html.H4(f"Your label ({kind})"), field])
+
+
+def preview(kind: str | None, value: Any) -> Component:
+    """The rendered formula under a LaTeX editor; nothing for other types."""
+    if kind != "latex":
+        return html.Div()
+    shown = render(value if isinstance(value, str) else None)
+    if shown.src is None:
+        return html.P(shown.problem, id="ann-preview-problem", className="alert")
+    return html.Img(src=shown.src, id="ann-preview-img", alt="the formula rendered",
+                    style={"background": "#fff", "padding": "8px", "margin": "6px 0"})
+
+
+def label_value(kind: str, raw: Any) -> Any:
+    """The editor's value as the API's ``label`` field (JSON typed from its text)."""
+    if raw is None or raw == "":
+        raise AbvocError("enter a label first (or skip the item)")
+    if kind == "json":
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise AbvocError(f"the label is not valid JSON: {exc}") from None
+    return raw
+
+
+def act(db: Any, who: str, action: str, item: dict[str, Any] | None, value: Any,
+        reason: str | None) -> str:
+    """Do ``action`` (submit, skip, flag) to the held item; what it did, for the message."""
+    if item is None:
+        raise AbvocError("claim an item first")
+    item_id = int(item["id"])
+    if action == "submit":
+        result = annotation.submit(db, item_id, who, label_value(item["output_type"], value))
+        if result["status"] == "done":
+            with db.session() as s:
+                route_label(s, item_id)
+        return f"Item #{item_id} labeled ({result['status']})."
+    if action == "skip":
+        annotation.skip(db, item_id, who)
+        return f"Item #{item_id} skipped."
+    annotation.flag(db, item_id, who, (reason or "").strip())
+    return f"Item #{item_id} flagged."
+
+
+def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any] | None,
+         value: Any, reason: str | None) -> tuple[dict[str, Any] | None, str, bool]:
+    """One button press: the item now held, the message, and whether the item changed.
+
+    A refused action (400, 409, 404) keeps the item and says why; a done one claims the next.
+    """
+    done = ""
+    if trigger != "claim":
+        try:
+            done = act(db, who, trigger, item, value, reason)
+        except AbvocError as exc:
+            # The API's 409 names its claim endpoint; here the claim is a button.
+            said = exc.message.replace("with POST /v1/relabel/claim", "with Claim next")
+            return item, f"Not saved: {said}", False
+    try:
+        nxt = annotation.claim(db, who, None if queue in (None, ANY) else queue)
+    except AbvocError as exc:
+        return None, f"{done} Could not claim: {exc.message}".strip(), True
+    if nxt is None:
+        return None, f"{done} Nothing left to claim in this queue.".strip(), True
+    return nxt, f"{done} Claimed item #{nxt['id']}.".strip(), True
+
+
+def register(app: Dash) -> None:
+    @app.callback(Output("ann-item", "data"), Output("ann-view", "children"),
+                  Output("ann-editor", "children"), Output("ann-message", "children"),
+                  Output("ann-reason", "value"),
+                  Input("ann-claim", "n_clicks"), Input("ann-submit", "n_clicks"),
+                  Input("ann-skip", "n_clicks"), Input("ann-flag", "n_clicks"),
+                  State("ann-queue", "value"), State("ann-item", "data"),
+                  State({"type": LABEL, "kind": ALL}, "value"), State("ann-reason", "value"),
+                  prevent_initial_call=True)
+    @require_role(ROLES)
+    def _step(_c: Any, _s: Any, _k: Any, _f: Any, queue: Any, item: Any, values: Any,
+              reason: Any) -> tuple[Any, ...]:
+        trigger = str(ctx.triggered_id or "").removeprefix("ann-")
+        if trigger not in ("claim", "submit", "skip", "flag"):
+            raise AbvocError("unknown action")
+        if queue is not None and not isinstance(queue, str) or \
+                reason is not None and not isinstance(reason, str):
+            raise AbvocError("'queue' and 'reason' must be text")
+        if item is not None and not isinstance(item, dict):
+            raise AbvocError("the held item must be an object")
+        value = values[0] if isinstance(values, list) and values else None
+        held, message, changed = step(data.store(), current_identity(), trigger, queue, item,
+                                      value, reason)
+        if not changed:
+            return no_update, no_update, no_update, message, no_update
+        return held, view(held), editor(held), message, ""
+
+    @app.callback(Output("ann-preview", "children"),
+                  Input({"type": LABEL, "kind": ALL}, "value"),
+                  State({"type": LABEL, "kind": ALL}, "id"))
+    @require_role(ROLES)
+    def _preview(values: Any, ids: Any) -> Component:
+        if not isinstance(values, list) or not values or not isinstance(ids, list):
+            return html.Div()
+        kind = ids[0].get("kind") if isinstance(ids[0], dict) else None
+        return preview(kind, values[0])
+
+
+PAGE = Page(path="annotate", title="Annotate", roles=ROLES, layout=layout, register=register)

@@ -1,0 +1,133 @@
+"""The Annotate page without a browser: its plain functions on a real store (editors per output
+type, refusals kept as messages, a lost lease, the LaTeX preview), and who may open it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from dash import dcc, html
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.auth import create_key
+from core.store.db import utcnow
+from core.store.models import RelabelItem, RelabelLabel
+from dashboards.pages import annotate
+from tests.dashboards.annotation_seed import CLASSES, QUEUE, seed_queue
+from tests.dashboards.test_dashboard_auth import ORIGIN, ROUTE, _callback, _token, login
+
+WHO = "tester:abcd1234"
+
+
+def _find(component: object, id_: object) -> object:
+    """The component with ``id_`` inside ``component`` (depth first), or None."""
+    if getattr(component, "id", None) == id_:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and not isinstance(child, str):
+            found = _find(child, id_)
+            if found is not None:
+                return found
+    return None
+
+
+def test_a_label_item_gets_a_class_picker_and_its_tensors_shown(dash_app: Flask) -> None:
+    db = dash_app.extensions["abvoc"].db
+    seed_queue(db)
+    item, message, changed = annotate.step(db, WHO, "claim", "training", None, None, None)
+    assert changed and item is not None and message == f"Claimed item #{item['id']}."
+    assert item["output_type"] == "label" and item["classes"] == CLASSES
+    picker = _find(annotate.editor(item), {"type": annotate.LABEL, "kind": "label"})
+    assert isinstance(picker, dcc.RadioItems)
+    assert [o["value"] for o in picker.options] == CLASSES and picker.value == "dog"
+    shown = _find(annotate.view(item), "ann-input")
+    assert isinstance(shown, html.Pre) and '"FP32"' in shown.children
+    refused, message, changed = annotate.step(db, WHO, "submit", "training", item, "cow", None)
+    assert refused == item and not changed and message.startswith("Not saved: ")
+    assert "'label'" in message
+    after, message, changed = annotate.step(db, WHO, "submit", "training", item, "cat", None)
+    assert changed and after is None and "labeled (done)" in message
+    assert "Nothing left" in message
+    with db.reading() as s:
+        done = s.scalars(select(RelabelItem).where(RelabelItem.queue == "training")).one()
+        assert (done.status, done.label, done.annotator) == ("done", "cat", WHO)
+
+
+def test_editors_fit_the_output_type() -> None:
+    base = {"id": 1, "classes": [], "served": {"output": "4.5"}, "correction": None}
+    for kind, cls in (("latex", dcc.Input), ("text", dcc.Input), ("number", dcc.Input),
+                      ("json", dcc.Textarea)):
+        field = _find(annotate.editor({**base, "output_type": kind}),
+                      {"type": annotate.LABEL, "kind": kind})
+        assert isinstance(field, cls), kind
+    number = _find(annotate.editor({**base, "output_type": "number"}),
+                   {"type": annotate.LABEL, "kind": "number"})
+    assert number.type == "number" and number.value == 4.5
+    assert annotate.label_value("json", '{"a": [1]}') == {"a": [1]}
+    for kind, raw in (("json", "{nope"), ("text", ""), ("latex", None)):
+        try:
+            annotate.label_value(kind, raw)
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            assert "label" in str(exc)
+        else:
+            raise AssertionError(f"{kind} {raw!r} was accepted")
+
+
+def test_the_latex_preview_renders_or_says_why_not() -> None:
+    good = annotate.preview("latex", "\\frac{1}{2}+x^{2}")
+    assert isinstance(good, html.Img) and good.src.startswith("data:image/png;base64,iVBOR")
+    bad = annotate.preview("latex", "\\frac{x")
+    assert isinstance(bad, html.P) and "Not valid LaTeX" in bad.children
+    assert "unknown command" in annotate.preview("latex", "\\evil{1}").children
+    assert isinstance(annotate.preview("text", "x"), html.Div)
+
+
+def test_a_lost_lease_is_a_message_and_the_item_goes_back(dash_app: Flask) -> None:
+    db = dash_app.extensions["abvoc"].db
+    seed_queue(db)
+    item, _, _ = annotate.step(db, WHO, "claim", QUEUE, None, None, None)
+    with db.session() as s:  # the lease runs out
+        s.execute(update(RelabelItem).where(RelabelItem.id == item["id"]).values(
+            lease_until=utcnow() - timedelta(seconds=1)))
+    other, _, _ = annotate.step(db, "other:ffff0000", "claim", QUEUE, None, None, None)
+    assert other["id"] == item["id"]  # the expired lease returned it
+    kept, message, changed = annotate.step(db, WHO, "submit", QUEUE, item, "x^{2}", None)
+    assert kept == item and not changed and "not leased to you" in message
+    assert message.endswith("claim an item first with Claim next")
+    _, message, _ = annotate.step(db, WHO, "flag", QUEUE, other, None, "blurred")
+    assert "not leased to you" in message
+    _, message, _ = annotate.step(db, "other:ffff0000", "flag", QUEUE, other, None, "  ")
+    assert "'reason'" in message
+    with db.reading() as s:
+        assert s.scalars(select(RelabelLabel)).all() == []
+
+
+def test_annotators_see_only_the_annotate_page(dash_app: Flask) -> None:
+    db = dash_app.extensions["abvoc"].db
+    client = dash_app.test_client()
+    assert client.get("/dashboard/annotate").headers["Location"] == \
+        "/dashboard/login?next=/dashboard/annotate"
+    key = create_key(db, ["annotate"], name="ann")["key"]
+    assert login(client, key, next_="/dashboard/").status_code == 303
+    # parsed: Dash writes '/' as '\u002f' in its JSON
+    layout = json.dumps(client.get("/dashboard/_dash-layout").get_json())
+    assert "/dashboard/annotate" in layout and "/dashboard/experiments" not in layout
+    token = _token(client)
+    refused = _callback(client, **{"X-CSRFToken": token})
+    assert "cannot see the Experiments page" in refused.get_data(as_text=True)
+    home = dict(ROUTE, inputs=[{"id": "url", "property": "pathname", "value": "/dashboard/"}])
+    routed = client.post("/dashboard/_dash-update-component", json=home,
+                         headers={**ORIGIN, "X-CSRFToken": token})
+    assert routed.status_code == 200 and "Claim next" in routed.get_data(as_text=True)
+    body = {"output": "..exp-body.children...exp-window.children..",
+            "outputs": [{"id": "exp-body", "property": "children"},
+                        {"id": "exp-window", "property": "children"}],
+            "inputs": [{"id": "exp-select", "property": "value", "value": None},
+                       {"id": "exp-slice", "property": "value", "value": "all"},
+                       {"id": "exp-time", "property": "value", "value": [0, 1]}],
+            "changedPropIds": ["exp-select.value"], "state": []}
+    answer = client.post("/dashboard/_dash-update-component", json=body,
+                         headers={**ORIGIN, "X-CSRFToken": token})
+    assert answer.status_code == 403 and "admin" in answer.get_json()["error"]
