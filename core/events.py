@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 from core.errors import EventSchemaError
 from core.ids import time_ordered_id
@@ -104,20 +105,24 @@ def value_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-# One encoder for every event: built once, and without the cycle check (events are trees of
-# plain values, which their schemas guarantee), the encoding costs a fifth less.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
+# Events are encoded and decoded on every request and by every worker batch: orjson does it in a
+# tenth of the standard library's time. Text that is not valid UTF-8 (a lone surrogate the input
+# checks would refuse first) falls back to the standard encoder, which escapes it.
+_FALLBACK = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False)
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return _ENCODER.encode(event).encode()
+    try:
+        return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _FALLBACK.encode(event).encode()
 
 
 def decode(raw: bytes) -> dict[str, Any]:
     """Parse and validate bytes from the bus; raises EventSchemaError for anything unusable."""
     try:
-        event = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise EventSchemaError(f"not JSON: {exc}") from exc
     return validate_event(event)
 
