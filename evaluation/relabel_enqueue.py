@@ -36,7 +36,7 @@ from core import relabel as rules_mod
 from core.errors import AbvocError
 from core.relabel import RelabelRules
 from core.store.db import utcnow
-from core.store.models import Correction, Prediction, RelabelItem, RelabelRule
+from core.store.models import Correction, Experiment, Prediction, RelabelItem, RelabelRule
 from core.store.upsert import dialect_insert, in_values
 from evaluation.attribution import attribute
 
@@ -82,7 +82,13 @@ def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
 
 
 def _twins(session: Session, preds: list[Prediction]) -> dict[tuple, list[Prediction]]:
-    """Stored predictions of the same requests, by (experiment, unit, input hash)."""
+    """Stored predictions of the same requests, by (experiment, unit, input hash); only in
+    experiments that run shadows, the only ones where a request has twins."""
+    ids = sorted({p.experiment_id for p in preds if p.experiment_id is not None})
+    shadowed = {i for i, shadows in session.execute(
+        select(Experiment.id, Experiment.shadows).where(Experiment.id.in_(ids))) if shadows} \
+        if ids else set()
+    preds = [p for p in preds if p.experiment_id in shadowed]
     hashes = sorted({p.input_hash for p in preds})
     units = sorted({p.unit_id for p in preds if p.unit_id is not None})
     if not hashes or not units:
@@ -176,9 +182,9 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
     existing = {(i.queue, i.input_hash): i for i in session.scalars(select(r).where(
         r.queue.in_(sorted({q for q, _ in wanted})),
         in_values(session, r.input_hash, sorted({h for _, h in wanted}))))}
-    added = 0
     now = utcnow()
     counts: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
     for key in sorted(wanted):
         spec = wanted[key]
         p, rules = spec["prediction"], spec["rules"]
@@ -193,16 +199,18 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
         if not _room(session, key[0], rules, priority, counts):
             continue
         second = rules_mod.share_of("second", p.input_hash) < rules.second_annotator_share
-        stmt = dialect_insert(session, r.__table__).values(
-            queue=key[0], prediction_id=p.prediction_id, input_hash=p.input_hash,
-            experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
-            reasons=spec["reasons"], reason=",".join(spec["reasons"]), priority=priority,
-            status="open", labels_needed=2 if second else 1, created_at=now,
-        ).on_conflict_do_nothing()
-        inserted = session.execute(stmt).rowcount or 0
-        counts[key[0]] += inserted
-        added += inserted
-    return added
+        rows.append({"queue": key[0], "prediction_id": p.prediction_id,
+                     "input_hash": p.input_hash, "experiment_id": p.experiment_id,
+                     "candidate": p.candidate, "slice": p.slice, "reasons": spec["reasons"],
+                     "reason": ",".join(spec["reasons"]), "priority": priority,
+                     "status": "open", "labels_needed": 2 if second else 1, "created_at": now})
+        counts[key[0]] += 1  # taken by this batch (another worker's racing insert is skipped)
+    if not rows:
+        return 0
+    # One statement for the batch's new items (executemany with RETURNING): an item per row
+    # cost a round trip each, most of a worker batch's time.
+    stmt = dialect_insert(session, r.__table__).on_conflict_do_nothing().returning(r.id)
+    return len(session.execute(stmt, rows).all())
 
 
 def _room(session: Session, queue: str, rules: RelabelRules, priority: float,

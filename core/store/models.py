@@ -110,6 +110,7 @@ class Prediction(Base):
     __table_args__ = (
         Index(None, "experiment_id", "candidate", "slice"),
         Index(None, "created_at"),
+        Index(None, "input_hash"),  # the relabel enqueue's twin lookup
     )
 
     prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,7 +1,7 @@
 """relabel queues: item rules, leases and labels; enqueue rules; kept prediction inputs
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-30 06:45:29.754736
 """
 from collections.abc import Sequence
