@@ -1,9 +1,10 @@
 """The csrc/ccl op registered in torch as `torch.ops.abvoc.connected_components`.
 
 Compiled just in time on first use with torch's extension tools (ninja, the machine's g++) into
-~/.cache/abvoc/torch_extensions, so the package build never needs torch. `load()` also registers
-the ONNX symbolic, so `torch.onnx.export(..., dynamo=False)` writes the op as one node
-`abvoc::ConnectedComponents` (domain "abvoc", version 1) with outputs labels and stats.
+~/.cache/abvoc/torch_extensions, so the package build never needs torch. Where nvcc and a GPU
+exist, the CUDA kernel of csrc/cuda is compiled in as the op's CUDA implementation. `load()`
+also registers the ONNX symbolic, so `torch.onnx.export(..., dynamo=False)` writes the op as one
+node `abvoc::ConnectedComponents` (domain "abvoc", version 1) with outputs labels and stats.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _loaded = False
 
 def build_dir() -> Path:
     root = os.environ.get("ABVOC_TORCH_EXTENSIONS", "~/.cache/abvoc/torch_extensions")
-    return Path(root).expanduser() / "abvoc_ccl_ops"
+    return Path(root).expanduser()
 
 
 def _symbolic(g, mask):  # type: ignore[no-untyped-def]
@@ -40,20 +41,36 @@ def _fake(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             mask.new_empty((n, 5), dtype=torch.int64))
 
 
+def cuda_unavailable() -> str | None:
+    """Why the CUDA kernel (csrc/cuda) is not built here, or None when it is."""
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None:
+        return "no CUDA toolkit (nvcc) on this machine"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch"
+    return None
+
+
 def load(verbose: bool = False) -> None:
-    """Build (once per machine) and register the op in this process."""
+    """Build (once per machine) and register the op in this process; CUDA too where possible."""
     global _loaded
     if _loaded:
         return
     from torch.utils import cpp_extension
 
-    out = build_dir()
+    name, sources = "abvoc_ccl_ops", [CSRC / "torch" / "ccl_op.cpp"]
+    if cuda_unavailable() is None:
+        name += "_cuda"
+        sources += [CSRC / "cuda" / "ccl_cuda.cu", CSRC / "cuda" / "ccl_cuda_op.cpp"]
+    out = build_dir() / name
     out.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
-        name="abvoc_ccl_ops",
-        sources=[str(CSRC / "torch" / "ccl_op.cpp")],
-        extra_include_paths=[str(CSRC / "ccl")],
+        name=name,
+        sources=[str(s) for s in sources],
+        extra_include_paths=[str(CSRC / "ccl"), str(CSRC / "cuda")],
         extra_cflags=["-O3"],
+        extra_cuda_cflags=["-O3"],
         build_directory=str(out),
         is_python_module=False,
         verbose=verbose,
