@@ -4,12 +4,12 @@
 // runtime runs the same code. The numbering equals scipy.ndimage.label with a 3x3 (8-connected)
 // structure: components are numbered 1..n in the raster order of their first pixel.
 //
-// Algorithm: two raster passes. The first gives each pixel a provisional label from its already
-// seen neighbours (Wu, Otoo & Suzuki's decision tree: when the pixel above is ink it is copied and
-// no union is needed) and records equivalences in a union-find whose root is always the smallest
-// label of its set. Roots are therefore ordered by first pixel, so a single ascending flatten of
-// the parent array yields scipy's numbering. The second pass writes the final labels and
-// accumulates each component's box and area in the same sweep.
+// Algorithm: two raster passes. The first labels each row run by run from the row above (a run
+// shares one label, so a pixel inside a run costs one rarely-taken test), counts each run in its
+// provisional set's box and area, and records equivalences in a union-find whose root is always
+// the smallest label of its set. Roots are therefore ordered by first pixel, so one ascending
+// flatten of the parent array yields scipy's numbering and folds the sets' statistics together;
+// a branch-free second pass writes the final labels.
 //
 // Threading: one image is labelled by one thread (the formula images are small and a raster
 // pass is memory-bound; splitting an image into strips would add a merge step for little gain).
@@ -49,74 +49,107 @@ inline void unite(std::vector<int32_t>& parent, int32_t a, int32_t b) {
 
 }  // namespace detail
 
+// Labels of the provisional sets and their running statistics, grown as sets are created.
+struct Provisional {
+  std::vector<int32_t> parent;
+  std::vector<int64_t> stats;  // kStatCols per label; row 0 unused
+
+  Provisional(int64_t h, int64_t w) {
+    const auto guess = static_cast<size_t>(std::min<int64_t>(h * w / 8 + 2, 1 << 16));
+    parent.reserve(guess);
+    stats.reserve(guess * kStatCols);
+    parent.push_back(0);
+    stats.insert(stats.end(), kStatCols, 0);
+  }
+
+  int32_t fresh(int64_t h, int64_t w) {
+    const auto lab = static_cast<int32_t>(parent.size());
+    parent.push_back(lab);
+    stats.insert(stats.end(), {w, h, 0, 0, 0});
+    return lab;
+  }
+
+  // Counts the run [x0, x1) of row y in set `lab`.
+  void count(int32_t lab, int64_t x0, int64_t x1, int64_t y) {
+    int64_t* s = &stats[static_cast<size_t>(lab) * kStatCols];
+    s[0] = std::min(s[0], x0);
+    s[1] = std::min(s[1], y);
+    s[2] = std::max(s[2], x1);
+    s[3] = std::max(s[3], y + 1);
+    s[4] += x1 - x0;
+  }
+};
+
+// Labels row y (up: the labelled row above, or nullptr for the first row) run by run. A run's
+// first pixel takes its label from the row above (up b, else up-left a, else up-right c; a and c
+// are joined when b is not ink) or opens a new set; the rest of the run copies it, joining the
+// up-right neighbour's set when it is ink and the pixel above is not (otherwise it is joined
+// already). Statistics are counted once per run.
+template <typename T>
+void label_row(const T* row, const int32_t* up, int32_t* out, int64_t h, int64_t w, int64_t y,
+               Provisional& p) {
+  int64_t x = 0;
+  while (x < w) {
+    if (!row[x]) {
+      out[x++] = 0;
+      continue;
+    }
+    const int64_t start = x;
+    int32_t lab = 0;
+    if (up) {
+      const int32_t a = x > 0 ? up[x - 1] : 0, b = up[x], c = x + 1 < w ? up[x + 1] : 0;
+      lab = b ? b : (a ? a : c);
+      if (a && c && !b) detail::unite(p.parent, a, c);
+    }
+    if (!lab) lab = p.fresh(h, w);
+    out[x++] = lab;
+    if (up) {
+      for (; x + 1 < w && row[x]; ++x) {
+        if (up[x + 1] && !up[x]) detail::unite(p.parent, up[x + 1], lab);
+        out[x] = lab;
+      }
+      if (x + 1 == w && row[x]) out[x++] = lab;  // last column: no up-right neighbour
+    } else {
+      for (; x < w && row[x]; ++x) out[x] = lab;
+    }
+    p.count(lab, start, x, y);
+  }
+}
+
 // Labels one h x w mask (nonzero = ink) into `labels` (h*w int32, row-major) and replaces `stats`
 // with n rows of kStatCols int64 values. Returns n, the number of components.
 template <typename T>
 int64_t label_with_stats(const T* mask, int64_t h, int64_t w, int32_t* labels,
                          std::vector<int64_t>& stats) {
-  std::vector<int32_t> parent;
-  parent.reserve(static_cast<size_t>(std::min<int64_t>(h * w / 4 + 2, 1 << 20)));
-  parent.push_back(0);
+  Provisional p(h, w);
   for (int64_t y = 0; y < h; ++y) {
-    const T* row = mask + y * w;
-    int32_t* out = labels + y * w;
-    const int32_t* up = y > 0 ? out - w : nullptr;
-    for (int64_t x = 0; x < w; ++x) {
-      if (!row[x]) {
-        out[x] = 0;
-        continue;
-      }
-      const int32_t b = up ? up[x] : 0;
-      if (b) {
-        out[x] = b;
-        continue;
-      }
-      const int32_t c = (up && x + 1 < w) ? up[x + 1] : 0;
-      const int32_t a = (up && x > 0) ? up[x - 1] : 0;
-      const int32_t d = x > 0 ? out[x - 1] : 0;
-      if (c) {
-        if (a) {
-          detail::unite(parent, a, c);
-        } else if (d) {
-          detail::unite(parent, d, c);
-        }
-        out[x] = c;
-      } else if (a) {
-        out[x] = a;
-      } else if (d) {
-        out[x] = d;
-      } else {
-        const auto fresh = static_cast<int32_t>(parent.size());
-        parent.push_back(fresh);
-        out[x] = fresh;
-      }
-    }
+    label_row(mask + y * w, y > 0 ? labels + (y - 1) * w : nullptr, labels + y * w, h, w, y, p);
   }
   // Flatten: a root is the smallest label of its set, so ascending order numbers the
-  // components by first pixel; a non-root's parent is smaller and already numbered.
+  // components by first pixel; a non-root's parent is smaller and already numbered. Each
+  // provisional set's statistics are folded into its component's row on the way.
+  std::vector<int32_t>& lut = p.parent;
   int32_t n = 0;
-  for (size_t k = 1; k < parent.size(); ++k) {
-    parent[k] = parent[k] == static_cast<int32_t>(k) ? ++n : parent[parent[k]];
+  for (size_t k = 1; k < lut.size(); ++k) {
+    lut[k] = lut[k] == static_cast<int32_t>(k) ? ++n : lut[lut[k]];
   }
   stats.assign(static_cast<size_t>(n) * kStatCols, 0);
   for (int32_t k = 0; k < n; ++k) {
     stats[k * kStatCols + 0] = w;
     stats[k * kStatCols + 1] = h;
   }
-  for (int64_t y = 0; y < h; ++y) {
-    int32_t* out = labels + y * w;
-    for (int64_t x = 0; x < w; ++x) {
-      if (!out[x]) continue;
-      const int32_t lab = parent[out[x]];
-      out[x] = lab;
-      int64_t* s = &stats[static_cast<size_t>(lab - 1) * kStatCols];
-      s[0] = std::min(s[0], x);
-      s[1] = std::min(s[1], y);
-      s[2] = std::max(s[2], x + 1);
-      s[3] = std::max(s[3], y + 1);
-      s[4] += 1;
-    }
+  for (size_t k = 1; k < lut.size(); ++k) {
+    int64_t* s = &stats[static_cast<size_t>(lut[k] - 1) * kStatCols];
+    const int64_t* q = &p.stats[k * kStatCols];
+    s[0] = std::min(s[0], q[0]);
+    s[1] = std::min(s[1], q[1]);
+    s[2] = std::max(s[2], q[2]);
+    s[3] = std::max(s[3], q[3]);
+    s[4] += q[4];
   }
+  // Final labels in one branch-free pass (lut[0] is 0, background stays 0).
+  const int64_t size = h * w;
+  for (int64_t i = 0; i < size; ++i) labels[i] = lut[labels[i]];
   return n;
 }
 

@@ -87,12 +87,13 @@ class ConnectedComponentsPlugin : public IPluginV3,
                           IExprBuilder& expr) noexcept override {
     if (nbInputs != 1 || nbOutputs != 3 || inputs[0].nbDims != 2) return -1;
     outputs[0] = inputs[0];
+    using Op = DimensionOperation;
     IDimensionExpr const* two = expr.constant(2);
-    IDimensionExpr const* rows = expr.operation(DimensionOperation::kCEIL_DIV, *inputs[0].d[0], *two);
-    IDimensionExpr const* cols = expr.operation(DimensionOperation::kCEIL_DIV, *inputs[0].d[1], *two);
-    IDimensionExpr const* upper = expr.operation(DimensionOperation::kPROD, *rows, *cols);
+    IDimensionExpr const* rows = expr.operation(Op::kCEIL_DIV, *inputs[0].d[0], *two);
+    IDimensionExpr const* cols = expr.operation(Op::kCEIL_DIV, *inputs[0].d[1], *two);
+    IDimensionExpr const* upper = expr.operation(Op::kPROD, *rows, *cols);
     // Formula images hold tens of symbols; the optimum only guides TensorRT's allocation.
-    IDimensionExpr const* opt = expr.operation(DimensionOperation::kMIN, *upper, *expr.constant(256));
+    IDimensionExpr const* opt = expr.operation(Op::kMIN, *upper, *expr.constant(256));
     IDimensionExpr const* n = expr.declareSizeTensor(2, *opt, *upper);
     outputs[1].nbDims = 2;
     outputs[1].d[0] = n;
