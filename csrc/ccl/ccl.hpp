@@ -9,7 +9,7 @@
 // provisional set's box and area, and records equivalences in a union-find whose root is always
 // the smallest label of its set. Roots are therefore ordered by first pixel, so one ascending
 // flatten of the parent array yields scipy's numbering and folds the sets' statistics together;
-// a branch-free second pass writes the final labels.
+// the second pass fills each recorded run with its final label.
 //
 // Threading: one image is labelled by one thread (the formula images are small and a raster
 // pass is memory-bound; splitting an image into strips would add a merge step for little gain).
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -47,17 +48,38 @@ inline void unite(std::vector<int32_t>& parent, int32_t a, int32_t b) {
   }
 }
 
+// First x >= from with row[x] != 0, or w: eight bytes at a time (the lowest set byte of a
+// little-endian word is the first ink pixel), then byte by byte for the row's tail.
+inline int64_t next_ink(const uint8_t* row, int64_t from, int64_t w) {
+  int64_t x = from;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (uint64_t word; x + 8 <= w; x += 8) {
+    std::memcpy(&word, row + x, sizeof word);
+    if (word) return x + (__builtin_ctzll(word) >> 3);
+  }
+#endif
+  while (x < w && !row[x]) ++x;
+  return x;
+}
+
 }  // namespace detail
 
 // Labels of the provisional sets and their running statistics, grown as sets are created.
 struct Provisional {
+  struct Run {
+    int64_t offset;  // first pixel, y * w + x
+    int64_t length;
+    int32_t label;
+  };
   std::vector<int32_t> parent;
   std::vector<int64_t> stats;  // kStatCols per label; row 0 unused
+  std::vector<Run> runs;       // every run of ink, so the final pass rewrites runs, not pixels
 
   Provisional(int64_t h, int64_t w) {
     const auto guess = static_cast<size_t>(std::min<int64_t>(h * w / 8 + 2, 1 << 16));
     parent.reserve(guess);
     stats.reserve(guess * kStatCols);
+    runs.reserve(guess);
     parent.push_back(0);
     stats.insert(stats.end(), kStatCols, 0);
   }
@@ -69,8 +91,9 @@ struct Provisional {
     return lab;
   }
 
-  // Counts the run [x0, x1) of row y in set `lab`.
-  void count(int32_t lab, int64_t x0, int64_t x1, int64_t y) {
+  // Records the run [x0, x1) of row y in set `lab` and counts it in the set's statistics.
+  void count(int32_t lab, int64_t x0, int64_t x1, int64_t y, int64_t w) {
+    runs.push_back({y * w + x0, x1 - x0, lab});
     int64_t* s = &stats[static_cast<size_t>(lab) * kStatCols];
     s[0] = std::min(s[0], x0);
     s[1] = std::min(s[1], y);
@@ -88,12 +111,14 @@ struct Provisional {
 template <typename T>
 void label_row(const T* row, const int32_t* up, int32_t* out, int64_t h, int64_t w, int64_t y,
                Provisional& p) {
+  static_assert(sizeof(T) == 1, "masks are bytes");
   int64_t x = 0;
   while (x < w) {
-    if (!row[x]) {
-      out[x++] = 0;
-      continue;
-    }
+    // Background up to the next ink pixel, zeroed in one go.
+    const int64_t gap = x;
+    x = detail::next_ink(reinterpret_cast<const uint8_t*>(row), x, w);
+    if (x > gap) std::memset(out + gap, 0, static_cast<size_t>(x - gap) * sizeof(int32_t));
+    if (x == w) break;
     const int64_t start = x;
     int32_t lab = 0;
     if (up) {
@@ -112,7 +137,7 @@ void label_row(const T* row, const int32_t* up, int32_t* out, int64_t h, int64_t
     } else {
       for (; x < w && row[x]; ++x) out[x] = lab;
     }
-    p.count(lab, start, x, y);
+    p.count(lab, start, x, y, w);
   }
 }
 
@@ -147,9 +172,10 @@ int64_t label_with_stats(const T* mask, int64_t h, int64_t w, int32_t* labels,
     s[3] = std::max(s[3], q[3]);
     s[4] += q[4];
   }
-  // Final labels in one branch-free pass (lut[0] is 0, background stays 0).
-  const int64_t size = h * w;
-  for (int64_t i = 0; i < size; ++i) labels[i] = lut[labels[i]];
+  // Final labels: each run is filled with its component's number (background is 0 already).
+  for (const Provisional::Run& r : p.runs) {
+    std::fill(labels + r.offset, labels + r.offset + r.length, lut[r.label]);
+  }
   return n;
 }
 
