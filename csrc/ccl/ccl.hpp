@@ -75,13 +75,12 @@ struct Provisional {
   std::vector<int64_t> stats;  // kStatCols per label; row 0 unused
   std::vector<Run> runs;       // every run of ink, so the final pass rewrites runs, not pixels
 
-  Provisional(int64_t h, int64_t w) {
-    const auto guess = static_cast<size_t>(std::min<int64_t>(h * w / 8 + 2, 1 << 16));
-    parent.reserve(guess);
-    stats.reserve(guess * kStatCols);
-    runs.reserve(guess);
-    parent.push_back(0);
-    stats.insert(stats.end(), kStatCols, 0);
+  // Empties the tables for the next image but keeps their memory: one Provisional per thread
+  // is reused across calls, so a steady stream of images allocates (and page-faults) nothing.
+  void reset() {
+    parent.assign(1, 0);
+    stats.assign(kStatCols, 0);
+    runs.clear();
   }
 
   int32_t fresh(int64_t h, int64_t w) {
@@ -146,7 +145,8 @@ void label_row(const T* row, const int32_t* up, int32_t* out, int64_t h, int64_t
 template <typename T>
 int64_t label_with_stats(const T* mask, int64_t h, int64_t w, int32_t* labels,
                          std::vector<int64_t>& stats) {
-  Provisional p(h, w);
+  thread_local Provisional p;
+  p.reset();
   for (int64_t y = 0; y < h; ++y) {
     label_row(mask + y * w, y > 0 ? labels + (y - 1) * w : nullptr, labels + y * w, h, w, y, p);
   }
