@@ -75,8 +75,8 @@ struct Provisional {
   std::vector<int64_t> stats;  // kStatCols per label; row 0 unused
   std::vector<Run> runs;       // every run of ink, so the final pass rewrites runs, not pixels
 
-  // Empties the tables for the next image but keeps their memory: one Provisional per thread
-  // is reused across calls, so a steady stream of images allocates (and page-faults) nothing.
+  // Empties the tables for the next image but keeps their memory, so a steady stream of images
+  // allocates (and page-faults) nothing.
   void reset() {
     parent.assign(1, 0);
     stats.assign(kStatCols, 0);
@@ -145,7 +145,10 @@ void label_row(const T* row, const int32_t* up, int32_t* out, int64_t h, int64_t
 template <typename T>
 int64_t label_with_stats(const T* mask, int64_t h, int64_t w, int32_t* labels,
                          std::vector<int64_t>& stats) {
-  thread_local Provisional p;
+  // The tables' memory comes from (and goes back to) a per-thread cache; the work itself is
+  // done on a local object, which the compiler optimises better than a thread_local one.
+  thread_local Provisional cache;
+  Provisional p = std::move(cache);
   p.reset();
   for (int64_t y = 0; y < h; ++y) {
     label_row(mask + y * w, y > 0 ? labels + (y - 1) * w : nullptr, labels + y * w, h, w, y, p);
@@ -176,6 +179,7 @@ int64_t label_with_stats(const T* mask, int64_t h, int64_t w, int32_t* labels,
   for (const Provisional::Run& r : p.runs) {
     std::fill(labels + r.offset, labels + r.offset + r.length, lut[r.label]);
   }
+  cache = std::move(p);
   return n;
 }
 
