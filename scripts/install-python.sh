@@ -10,10 +10,14 @@ if [ ! -x "$ABVOC_VENV/bin/python" ]; then
   "$ABVOC_VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 fi
 stamp="$ABVOC_VENV/.abvoc-installed-${extras:-base}"
-want="$(cat "$ABVOC_REPO/setup.cfg" "$ABVOC_REPO/pyproject.toml" | sha256sum | cut -c1-16)-$extras-$ABVOC_REPO"
+want="$(cat "$ABVOC_REPO/setup.cfg" "$ABVOC_REPO/setup.py" "$ABVOC_REPO/pyproject.toml" | sha256sum | cut -c1-16)-$extras-$ABVOC_REPO"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   target="$ABVOC_REPO"; [ -n "$extras" ] && target="$ABVOC_REPO[$extras]"
   echo "[install-python] installing $target (the first run downloads torch: a few minutes)"
   "$ABVOC_VENV/bin/python" -m pip install --progress-bar off -e "$target"
   echo "$want" > "$stamp"
 fi
+# The editable install imports the native op (csrc/ccl) from the work tree: rebuild it in place
+# whenever its sources are newer than the built module (setuptools compares the timestamps).
+echo "[install-python] building the native op (csrc/ccl) in place"
+(cd "$ABVOC_REPO" && "$ABVOC_VENV/bin/python" setup.py --quiet build_ext --inplace)

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from workloads.ocr.components import label_components
 
 INK_THRESHOLD = 0.4
 MIN_AREA = 4  # pixels; smaller lone components are noise
-_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
@@ -135,19 +135,20 @@ def _merge_equals(comps: list[_Comp]) -> list[_Comp]:
     return [c for c in comps if id(c) not in gone]
 
 
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Ink pixels, relative to the darkest ink so faint scans and bold pens binarize alike."""
+    return ink > max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
+
+
 def detect(image: np.ndarray) -> Detection:
     ink = ink_of(image)
-    # Relative to the darkest ink, so faint scans and bold pens binarize alike.
-    threshold = max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
-    labels, n = ndimage.label(ink > threshold, structure=_EIGHT_NEIGHBOURS)
+    # 8-connected components with their boxes and areas in one native pass (scipy fallback).
+    labels, stats = label_components(ink_mask(ink))
+    n = len(stats)
     if n == 0:
         return Detection([], [])
-    # One pass over the label image instead of scipy's per-label reduction.
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:].tolist()
-    comps = []
-    for k, sl in enumerate(ndimage.find_objects(labels)):
-        ys, xs = sl
-        comps.append(_Comp([k + 1], xs.start, ys.start, xs.stop, ys.stop, areas[k]))
+    comps = [_Comp([k + 1], x0, y0, x1, y1, area)
+             for k, (x0, y0, x1, y1, area) in enumerate(stats.tolist())]
     if len(comps) > 1 and any(c.flat for c in comps):  # only flat strokes start a merge
         comps = _merge_equals(_merge_divides(comps))
     comps = [c for c in comps if c.area >= MIN_AREA]

@@ -1,0 +1,106 @@
+"""Benchmark of the native connected-component op (csrc/ccl) against its anchors (issue 17.6).
+
+Each contender returns the labels and every component's box and area:
+  native  workloads.ocr._ccl: one C++ labelling pass fused with the statistics;
+  scipy   scipy.ndimage.label (8-connected) + bincount + find_objects, the detector's former path;
+  opencv  cv2.connectedComponentsWithStats (8-connected, CV_32S), 1 thread and OpenCV's default,
+          when opencv-python-headless is installed (benchmark extra: ``pip install -e .[bench]``).
+Inputs: the ink masks of the offline test (600 formula images, timed as one pass over all) and
+1024x1024 random masks. The detector end to end (``detect``) is timed with the native op and with
+the scipy fallback. Goal: native >= 5x scipy and at least as fast as OpenCV.
+
+Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R]``. Figures are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workloads.ocr import components, detector  # noqa: E402
+from workloads.ocr.components import label_native, label_scipy  # noqa: E402
+from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
+from workloads.ocr.offline import DEFAULT_TEST_SIZE  # noqa: E402
+
+try:
+    import cv2
+except ImportError:
+    cv2 = None
+
+
+def median_time(run: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls, in seconds (one untimed warm-up call first)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def opencv(threads: int) -> Callable[[np.ndarray], Any]:
+    def label(mask: np.ndarray) -> Any:
+        cv2.setNumThreads(threads)
+        return cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8,
+                                                ltype=cv2.CV_32S)
+    return label
+
+
+def contenders() -> dict[str, Callable[[np.ndarray], Any]]:
+    out: dict[str, Callable[[np.ndarray], Any]] = {"native": label_native, "scipy": label_scipy}
+    if cv2 is not None:
+        out["opencv-1-thread"] = opencv(1)
+        out["opencv-default"] = opencv(0)  # 0 = OpenCV's own choice (all cores)
+    return out
+
+
+def row(name: str, seconds: float, base: float, unit: str, scale: float) -> str:
+    return f"  {name:<17} {seconds * scale:10.3f} {unit}   native is {seconds / base:6.2f}x faster"
+
+
+def bench_set(title: str, masks: list[np.ndarray], repeats: int, unit: str, scale: float) -> None:
+    print(title, flush=True)
+    times = {name: median_time(lambda f=f: [f(m) for m in masks], repeats)
+             for name, f in contenders().items()}
+    for name, seconds in times.items():
+        print(row(name, seconds, times["native"], unit, scale), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=DEFAULT_TEST_SIZE)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    if not components.NATIVE:
+        sys.exit("the native op is not built: pip install -e . (or python setup.py build_ext -i)")
+    print(f"opencv: {cv2.__version__ if cv2 is not None else 'not installed (bench extra)'}")
+    images = [s.image for s in generate(args.images, OFFLINE_MIX, 0, "offline-test")]
+    masks = [detector.ink_mask(detector.ink_of(im)) for im in images]
+    pixels = sum(m.size for m in masks)
+    bench_set(f"offline test: {len(masks)} ink masks, {pixels / len(masks):.0f} px each "
+              f"(ms for all)", masks, args.repeats, "ms", 1e3)
+    rng = np.random.default_rng(0)
+    for p in (0.1, 0.5):
+        bench_set(f"1024x1024 random mask, ink share {p} (ms per mask)",
+                  [rng.random((1024, 1024)) < p], args.repeats, "ms", 1e3)
+    print("detector end to end on the offline test (ms for all images)", flush=True)
+    native = median_time(lambda: [detector.detect(im) for im in images], args.repeats)
+    components.NATIVE = False
+    fallback = median_time(lambda: [detector.detect(im) for im in images], args.repeats)
+    components.NATIVE = True
+    print(row("detect (native)", native, native, "ms", 1e3))
+    print(row("detect (scipy)", fallback, native, "ms", 1e3))
+
+
+if __name__ == "__main__":
+    main()
