@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,24 @@ class ServiceClient:
         listed = self.call("GET", "/v1/experiments")["experiments"]
         return next((e for e in listed if e["scope"] == scope
                      and e["status"] in ("running", "paused")), None)
+
+    def running_experiment(self, spec: dict[str, Any],
+                           metrics: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """The experiment running on `spec["scope"]`, else `spec` created (under another name
+        when that one is taken by a finished experiment), its outcome metrics defined, started."""
+        found = self.experiment_in(spec["scope"])
+        if found is not None:
+            return found
+        try:
+            exp = self.call("POST", "/v1/experiments", spec)
+        except ServiceError as exc:
+            if exc.status != 409:
+                raise
+            exp = self.call("POST", "/v1/experiments",
+                            {**spec, "name": f"{spec['name']} {uuid.uuid4().hex[:8]}"})
+        for metric in metrics:
+            self.call("POST", f"/v1/experiments/{exp['id']}/metrics", metric)
+        return self.call("POST", f"/v1/experiments/{exp['id']}/start")
 
     def close(self) -> None:
         self._http.clear()

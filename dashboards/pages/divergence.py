@@ -17,6 +17,7 @@ from dashboards import data, feeds, plots
 from dashboards.access import require_role, whole_number
 from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
+from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, table
 
 ROLES = frozenset({"admin"})
@@ -24,16 +25,10 @@ ALL = "all"
 
 
 def layout() -> Component:
-    listed = data.experiments(data.store())
-    options = [{"label": f"#{e['id']} {e['name']} ({e['status']})", "value": e["id"]}
-               for e in listed]
     return html.Div([
         html.H2("Offline vs online"),
         html.Div(className="controls", children=[
-            html.Label(["Experiment", dcc.Dropdown(
-                id="div-select", options=options, clearable=False,
-                value=listed[-1]["id"] if listed else None,
-                placeholder="no experiments yet")], className="control wide"),
+            experiment_picker("div-select"),
             html.Label(["Slice (drill-down)", dcc.Dropdown(
                 id="div-slice", options=[ALL], value=ALL, clearable=False)],
                 className="control"),

@@ -18,6 +18,7 @@ from core.errors import AbvocError
 from dashboards import data, figures
 from dashboards.access import require_role, whole_number
 from dashboards.pages._page import Page
+from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, table
 
 ROLES = frozenset({"admin"})
@@ -25,16 +26,10 @@ ALL = "all"
 
 
 def layout() -> Component:
-    listed = data.experiments(data.store())
-    options = [{"label": f"#{e['id']} {e['name']} ({e['status']})", "value": e["id"]}
-               for e in listed]
     return html.Div([
         html.H2("Experiments"),
         html.Div(className="controls", children=[
-            html.Label(["Experiment", dcc.Dropdown(
-                id="exp-select", options=options, clearable=False,
-                value=listed[-1]["id"] if listed else None,
-                placeholder="no experiments yet")], className="control wide"),
+            experiment_picker("exp-select"),
             html.Label(["Slice", dcc.Dropdown(id="exp-slice", options=[ALL], value=ALL,
                                               clearable=False)], className="control"),
             html.Label(["Time (UTC hours with data)", dcc.RangeSlider(

@@ -13,6 +13,7 @@ from dashboards import data, relabeling
 from dashboards.access import require_role, whole_number
 from dashboards.figures import empty, plain
 from dashboards.pages._page import Page
+from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, table
 
 ROLES = frozenset({"admin"})
@@ -20,17 +21,11 @@ QUEUE_COLUMNS = ("items", "open", "leased", "review", "done", "flagged", "leases
 
 
 def layout() -> Component:
-    listed = data.experiments(data.store())
-    options = [{"label": f"#{e['id']} {e['name']} ({e['status']})", "value": e["id"]}
-               for e in listed]
     return html.Div([
         html.H2("Relabeling"),
         dcc.Loading(html.Div(id="relabel-overview")),
         html.H3("Online accuracy: audited against the correction bound"),
-        html.Label(["Experiment", dcc.Dropdown(
-            id="relabel-exp", options=options, clearable=False,
-            value=listed[-1]["id"] if listed else None, placeholder="no experiments yet")],
-            className="control wide"),
+        experiment_picker("relabel-exp"),
         dcc.Loading(html.Div(id="relabel-accuracy")),
     ])
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from workloads.client import ServiceClient, ServiceError
+from workloads.client import ServiceClient
 from workloads.gameplay.build import CANDIDATES
 from workloads.gameplay.game import ACTIONS
 from workloads.gameplay.logs import slice_of
@@ -49,23 +49,10 @@ def ensure_experiment(client: ServiceClient, scope: str = SCOPE, control: str = 
                       treatment: str = TREATMENT) -> dict[str, Any]:
     """The experiment running on `scope`, or a new one (control vs treatment, 50/50, per
     player) with the league's outcome metrics, started."""
-    found = client.experiment_in(scope)
-    if found is not None:
-        return found
-    for name in (f"gameplay league on {scope}",
-                 f"gameplay league on {scope} {np.random.default_rng().integers(1 << 30)}"):
-        try:
-            exp = client.call("POST", "/v1/experiments", {
-                "name": name, "scope": scope, "unit": "user",
-                "arms": [{"name": "control", "candidate": control, "weight": 1, "control": True},
-                         {"name": "treatment", "candidate": treatment, "weight": 1}]})
-            break
-        except ServiceError as exc:
-            if exc.status != 409:
-                raise
-    for metric in METRICS:
-        client.call("POST", f"/v1/experiments/{exp['id']}/metrics", metric)
-    return client.call("POST", f"/v1/experiments/{exp['id']}/start")
+    return client.running_experiment({
+        "name": f"gameplay league on {scope}", "scope": scope, "unit": "user",
+        "arms": [{"name": "control", "candidate": control, "weight": 1, "control": True},
+                 {"name": "treatment", "candidate": treatment, "weight": 1}]}, METRICS)
 
 
 def _player(client: ServiceClient, experiment_id: int, config: LeagueConfig, player: str,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from serving.images import encode_png
-from workloads.client import ServiceClient, ServiceError
+from workloads.client import ServiceClient
 from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
 SCOPE = "formulas"
@@ -37,23 +37,11 @@ class Customers:
 
 def ensure_experiment(client: ServiceClient, scope: str = SCOPE) -> dict[str, Any]:
     """The experiment running on `scope`, or a new three-arm one with a shadow, started."""
-    found = client.experiment_in(scope)
-    if found is not None:
-        return found
-    for name in (f"formula OCR on {scope}",
-                 f"formula OCR on {scope} {np.random.default_rng().integers(1 << 30)}"):
-        try:
-            exp = client.call("POST", "/v1/experiments", {
-                "name": name, "scope": scope, "unit": "user",
-                "arms": [{"name": arm, "candidate": cand, "weight": 1, "control": control}
-                         for arm, cand, control in ARMS],
-                "shadows": [{"candidate": SHADOW}],
-                "guardrails": {"p99_latency_ms": 2000}})
-            break
-        except ServiceError as exc:
-            if exc.status != 409:
-                raise
-    return client.call("POST", f"/v1/experiments/{exp['id']}/start")
+    return client.running_experiment({
+        "name": f"formula OCR on {scope}", "scope": scope, "unit": "user",
+        "arms": [{"name": arm, "candidate": cand, "weight": 1, "control": control}
+                 for arm, cand, control in ARMS],
+        "shadows": [{"candidate": SHADOW}], "guardrails": {"p99_latency_ms": 2000}})
 
 
 def run_customers(client: ServiceClient, config: Customers,
