@@ -5,7 +5,6 @@ worker, and /results testing them per unit with the decision on the primary metr
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,15 +12,14 @@ import numpy as np
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app import close_app, create_app
 from app.auth import create_key
-from core.outbox import OutboxRelay
 from core.settings import load_settings
 from core.store.models import Outcome
-from evaluation.worker import make_worker
 from tests.support.bundles import copy_example, edit
-from tests.support.v2 import experiment, flowers, infer_body, upload
+from tests.support.v2 import drain, experiment, flowers, infer_body, upload
 
 UNITS = 200
 METRICS = (
@@ -45,27 +43,14 @@ def _app(transport: str, request: pytest.FixtureRequest, tmp_path: Path) -> Flas
                       test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
 
 
+def _counted(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Outcome)
+                          .where(Outcome.counted_at.is_not(None))) or 0
+
+
 def _drain(app: Flask, counted: int, timeout_s: float = 120.0) -> None:
     """Relay and run the worker until `counted` outcomes are counted."""
-    services = app.extensions["abvoc"]
-    relay = OutboxRelay(services.db, services.bus)
-    worker = make_worker(services.db, services.bus, services.settings.topic_prefix,
-                         secret=services.settings.secret_key)
-    deadline = time.monotonic() + timeout_s
-    done = 0
-    try:
-        while time.monotonic() < deadline:
-            while relay.relay_once():
-                pass
-            worker.step(timeout_ms=200)
-            with services.db.session() as s:
-                done = s.scalar(select(func.count()).select_from(Outcome)
-                                .where(Outcome.counted_at.is_not(None))) or 0
-            if done >= counted:
-                return
-    finally:
-        worker.close()
-    raise AssertionError(f"only {done} of {counted} outcomes were counted")
+    drain(app, counted, timeout_s, count=_counted, what="counted outcomes", settle_steps=0)
 
 
 @pytest.mark.parametrize("transport", ["embedded", "kafka"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.outbox import OutboxRelay
 from core.store.models import Prediction
@@ -89,24 +91,33 @@ def output_of(answer: dict[str, Any]) -> str:
     return base64.b64decode(tensor["data"][0]).decode()
 
 
-def drain(app: Flask, expected: int, timeout_s: float = 90.0) -> None:
-    """Relay the outbox and run the evaluation worker until `expected` predictions landed."""
+def stored_predictions(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Prediction)) or 0
+
+
+def drain(app: Flask, expected: int, timeout_s: float = 90.0,
+          count: Callable[[Session], int] = stored_predictions, what: str = "predictions",
+          settle_steps: int = 5) -> None:
+    """Relay the outbox and run the evaluation worker until `count` reaches `expected` (by
+    default: predictions stored), then a few more steps so events on the other topics (the
+    corrections) catch up."""
     services = app.extensions["abvoc"]
     relay = OutboxRelay(services.db, services.bus)
     worker = make_worker(services.db, services.bus, services.settings.topic_prefix,
                          secret=services.settings.secret_key)
     deadline = time.monotonic() + timeout_s
+    done = 0
     try:
         while time.monotonic() < deadline:
             while relay.relay_once():
                 pass
             worker.step(timeout_ms=200)
             with services.db.session() as s:
-                stored = s.scalar(select(func.count()).select_from(Prediction)) or 0
-            if stored >= expected:
-                for _ in range(5):  # let the corrections, on their own topic, catch up
+                done = count(s)
+            if done >= expected:
+                for _ in range(settle_steps):
                     worker.step(timeout_ms=200)
                 return
     finally:
         worker.close()
-    raise AssertionError(f"only {stored} of {expected} predictions reached the store")
+    raise AssertionError(f"only {done} of {expected} {what} reached the store")

@@ -51,6 +51,7 @@ def ensure_experiment(client: ServiceClient, scope: str = SCOPE, control: str = 
     player) with the league's outcome metrics, started."""
     return client.running_experiment({
         "name": f"gameplay league on {scope}", "scope": scope, "unit": "user",
+        "salt": "gameplay-league",  # fixed: the same players land in the same arms every run
         "arms": [{"name": "control", "candidate": control, "weight": 1, "control": True},
                  {"name": "treatment", "candidate": treatment, "weight": 1}]}, METRICS)
 
