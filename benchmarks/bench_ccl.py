@@ -15,9 +15,7 @@ Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R]``. Figures are 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_stats import median_time  # noqa: E402  (one timing rule)
 from workloads.ocr import components, detector  # noqa: E402
 from workloads.ocr.components import label_native, label_scipy  # noqa: E402
 from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
@@ -35,17 +34,6 @@ try:
     import cv2
 except ImportError:
     cv2 = None
-
-
-def median_time(run: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls, in seconds (one untimed warm-up call first)."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def opencv(threads: int) -> Callable[[np.ndarray], Any]:
