@@ -13,7 +13,7 @@ stage attribution lays at the extraction's door.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from app.api.predict import FIELDS, read_image_request, text_field
 from app.auth import current_scopes, require
@@ -39,13 +39,15 @@ def read_page():  # noqa: ANN201
     slice_ = text_field(fields.get("slice"), "'slice'", 100)
     admin = "admin" in current_scopes()
     image = decode_image(data)
+    # A scope routed to the wrong kind of candidate is refused before anything is recorded.
+    _check_served(page_scope, unit_id, ("json",), "an extraction candidate (formula boxes)")
+    _check_served(formula_scope, unit_id, ("latex", "text"), "an OCR candidate")
     page = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
                                 scope=page_scope, slice=slice_, raw_input=data))
     boxes = page["output"]
-    if page["output_type"] != "json" or not isinstance(boxes, list):
-        raise AbvocError(f"scope {page_scope!r} is served by a candidate answering "
-                         f"{page['output_type']!r}, not formula boxes: route it to an "
-                         "extraction candidate", status=409)
+    if not isinstance(boxes, list):
+        raise AbvocError(f"the extraction candidate on scope {page_scope!r} answered "
+                         f"{type(boxes).__name__}, not a list of formula boxes", status=502)
     if len(boxes) > MAX_FORMULAS:
         raise AbvocError(f"the page holds {len(boxes)} formulas; at most {MAX_FORMULAS} are "
                          "read per request", status=413)
@@ -62,9 +64,6 @@ def read_page():  # noqa: ANN201
         except CandidateFailed as failed:  # recorded; the other formulas are still read
             formulas.append({**entry, "error": failed.message, "status": failed.status})
             continue
-        if read["output_type"] not in ("latex", "text"):
-            raise AbvocError(f"scope {formula_scope!r} is served by a candidate answering "
-                             f"{read['output_type']!r}: route it to an OCR candidate", status=409)
         entry.update({k: read[k] for k in ("prediction_id", "output", "confidence", "receipt")})
         if admin:
             entry.update(candidate=read["candidate"], arm=read["arm"])
@@ -75,3 +74,13 @@ def read_page():  # noqa: ANN201
         body["page"].update(candidate=page["candidate"], arm=page["arm"],
                             experiment_id=page["experiment_id"])
     return jsonify(body)
+
+
+def _check_served(scope: str, unit_id: str, kinds: tuple[str, ...], wanted: str) -> None:
+    """409 unless the candidate this unit is routed to on `scope` answers one of `kinds`."""
+    serving = current_app.extensions["abvoc_serving"]
+    route = serving.router.route(scope, unit_id, serving.predict.default_candidate())
+    kind = serving.pool.get(route.candidate, route.version).output_type
+    if kind not in kinds:
+        raise AbvocError(f"scope {scope!r} is served by a candidate answering {kind!r}: "
+                         f"route it to {wanted}", status=409)

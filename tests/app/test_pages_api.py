@@ -10,8 +10,9 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
-from core.store.models import Prediction
+from core.store.models import Prediction, ServedPrediction
 from serving.bundles import register_bundle
 from serving.images import encode_png
 from tests.support.v2 import drain
@@ -78,9 +79,19 @@ def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: 
     rows = [r for r in report["stage_attribution"]["rows"] if r["slice"] == "all"]
     assert [(r["candidate"], r["counts"]["extraction"]) for r in rows] == [("pages-xycut", 1)]
 
-    # A page scope served by an OCR candidate is refused, saying why.
+    # A page scope served by an OCR candidate (or a formula scope by an extraction one) is
+    # refused, saying why, before anything is recorded.
+    def served() -> int:
+        with app.extensions["abvoc"].db.session() as s:
+            return s.scalar(select(func.count()).select_from(ServedPrediction))
+
+    before = served()
     wrong = client.post("/v1/pages", headers=predictor,
                         json=_page_body(page_scope="formulas"))
     assert wrong.status_code == 409 and "extraction candidate" in wrong.get_json()["error"]
+    swapped = client.post("/v1/pages", headers=predictor,
+                          json=_page_body(formula_scope="pages"))
+    assert swapped.status_code == 409 and "OCR candidate" in swapped.get_json()["error"]
+    assert served() == before
     unknown = client.post("/v1/pages", headers=predictor, json=_page_body(scope="x"))
     assert unknown.status_code == 400 and "unknown fields" in unknown.get_json()["error"]
