@@ -239,9 +239,12 @@ class Campaign:
                            timeout=seconds + 120, check=True)
         with open(f"{prefix}_stats.csv") as f:
             row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+        with open(f"{prefix}_failures.csv") as f:  # what the failed requests were answered
+            kinds = {f"{r['Name']}: {r['Error']}"[:160]: int(r["Occurrences"])
+                     for r in csv.DictReader(f)}
         return {"rps": float(row["Requests/s"]), "p99": float(row["99%"]),
                 "p50": float(row["50%"]), "requests": int(row["Request Count"]),
-                "failures": int(row["Failure Count"])}
+                "failures": int(row["Failure Count"]), "failed": kinds}
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until every accepted event is applied (twice in a row, a second apart)."""
@@ -346,6 +349,8 @@ def main() -> None:
     for users, f in figures.items():
         print(f"    {users:4d} users: {f['rps']:7.1f} req/s  p50 {f['p50']:6.0f} ms  "
               f"p99 {f['p99']:6.0f} ms  ({f['requests']} requests, {f['failures']} failed)")
+        for kind, count in sorted(f["failed"].items(), key=lambda kv: -kv[1]):
+            print(f"          {count:6d} × {kind}")
     exact = result.lost == 0 and result.unstored == 0 and result.duplicated == 0
     print(f"  applied set == accepted set: {exact}")
     if args.keep:

@@ -30,6 +30,15 @@ KEYS: dict[str, str] = json.loads((FOLDER / "keys.json").read_text()) if FOLDER.
 CORRECTIONS = ("x^{2}+1", "\\frac{1}{2}", "3+4=7", "a-b", "\\sqrt{2}")
 
 
+
+def _why(response) -> str:  # noqa: ANN001 - a Locust response
+    """The status and the service's own message, so the campaign can say what failed."""
+    try:
+        message = str(response.json().get("error", ""))[:100]
+    except ValueError:
+        message = (response.text or str(response.error or ""))[:100]
+    return f"status {response.status_code} {message}".strip()
+
 class Ledger:
     """Accepted ids, one `p <prediction_id>` or `c <correction_id>` line each, flushed at once."""
 
@@ -68,7 +77,7 @@ class Customer(FastHttpUser):
         with self.client.post("/v1/predict", json=body, headers=headers,
                               catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"status {response.status_code}")
+                response.failure(_why(response))
                 return
             answer = response.json()
         self._accepted("p", answer["prediction_id"])
@@ -80,6 +89,6 @@ class Customer(FastHttpUser):
         with self.client.post("/v1/corrections", json=correction, headers=headers,
                               catch_response=True) as response:
             if response.status_code != 202:
-                response.failure(f"status {response.status_code}")
+                response.failure(_why(response))
                 return
             self._accepted("c", response.json()["correction_id"])

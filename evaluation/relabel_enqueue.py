@@ -81,13 +81,18 @@ def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
     return rules_for
 
 
-def _twins(session: Session, preds: list[Prediction]) -> dict[tuple, list[Prediction]]:
-    """Stored predictions of the same requests, by (experiment, unit, input hash); only in
-    experiments that run shadows, the only ones where a request has twins."""
-    ids = sorted({p.experiment_id for p in preds if p.experiment_id is not None})
-    shadowed = {i for i, shadows in session.execute(
+def _shadowed(session: Session, experiment_ids: set[int | None]) -> set[int]:
+    """The experiments among these that run shadows, the only ones where a request has twins."""
+    ids = sorted(i for i in experiment_ids if i is not None)
+    return {i for i, shadows in session.execute(
         select(Experiment.id, Experiment.shadows).where(Experiment.id.in_(ids))) if shadows} \
         if ids else set()
+
+
+def _twins(session: Session, preds: list[Prediction], shadowed: set[int]
+           ) -> dict[tuple, list[Prediction]]:
+    """Stored predictions of the same requests, by (experiment, unit, input hash); only in
+    experiments that run shadows."""
     preds = [p for p in preds if p.experiment_id in shadowed]
     hashes = sorted({p.input_hash for p in preds})
     units = sorted({p.unit_id for p in preds if p.unit_id is not None})
@@ -133,6 +138,26 @@ def _reasons(p: Prediction, rules: RelabelRules, truth: str | None,
     return served, found
 
 
+_LIGHT = (Prediction.prediction_id, Prediction.experiment_id, Prediction.candidate,
+          Prediction.shadow, Prediction.slice, Prediction.confidence)
+
+
+def _may_qualify(r: Any, rules: RelabelRules, corrected: bool, shadowed: bool,
+                 flagged: set[tuple[str, str]]) -> bool:
+    """Whether any rule of :func:`_reasons` could fire for this prediction (a superset: the
+    reasons themselves are decided there, on the whole prediction)."""
+    if shadowed and rules.shadow_disagreements:
+        return True
+    if r.shadow:
+        return False
+    return (corrected and rules.corrections) \
+        or (rules.low_confidence_below is not None and r.confidence is not None
+            and r.confidence < rules.low_confidence_below) \
+        or ((r.candidate, r.slice) in flagged
+            and rules_mod.share_of("divergent", r.prediction_id) < rules.divergent_slice_rate) \
+        or rules_mod.audited(r.prediction_id, rules.audit_rate)
+
+
 def _blame(p: Prediction, truth: str) -> str | None:
     try:
         return attribute(p.output, p.stages, truth)
@@ -145,24 +170,36 @@ def enqueue(session: Session, prediction_ids: set[str], *,
     """Apply the rules to the predictions the batch touched; returns the items added."""
     if not prediction_ids:
         return 0
-    preds = list(session.scalars(select(Prediction).where(
-        in_values(session, Prediction.prediction_id, sorted(prediction_ids)))))
-    if not preds:
-        return 0
+    ids = sorted(prediction_ids)
     truths: dict[str, str] = {}
     for pid, output in session.execute(
             select(Correction.prediction_id, Correction.corrected_output)
-            .where(in_values(session, Correction.prediction_id, [p.prediction_id for p in preds]))
+            .where(in_values(session, Correction.prediction_id, ids))
             .order_by(Correction.created_at, Correction.correction_id)):
         truths.setdefault(pid, output)
     rules_for = load_rules(session)
-    twins = _twins(session, preds)
     flagged: dict[int, set[tuple[str, str]]] = {}
+    # Most predictions meet no rule: decide that from a few light columns, and load whole
+    # predictions (outputs, stages) only for those that may (most of a batch's time before).
+    light = session.execute(select(*_LIGHT).where(
+        in_values(session, Prediction.prediction_id, ids))).all()
+    shadowed = _shadowed(session, {r.experiment_id for r in light})
+    maybe = []
+    for r in light:
+        rules = rules_for(r.experiment_id, r.candidate)
+        if r.experiment_id and rules.divergent_slice_rate > 0 and r.experiment_id not in flagged:
+            flagged[r.experiment_id] = flagged_slices(session, r.experiment_id)
+        if _may_qualify(r, rules, r.prediction_id in truths, r.experiment_id in shadowed,
+                        flagged.get(r.experiment_id or 0, set())):
+            maybe.append(r.prediction_id)
+    if not maybe:
+        return 0
+    preds = list(session.scalars(select(Prediction).where(
+        in_values(session, Prediction.prediction_id, maybe))))
+    twins = _twins(session, preds, shadowed)
     wanted: dict[tuple[str, str], dict[str, Any]] = {}
     for p in sorted(preds, key=lambda p: p.prediction_id):
         rules = rules_for(p.experiment_id, p.candidate)
-        if p.experiment_id and rules.divergent_slice_rate > 0 and p.experiment_id not in flagged:
-            flagged[p.experiment_id] = flagged_slices(session, p.experiment_id)
         others = [t for t in twins.get((p.experiment_id, p.unit_id, p.input_hash), [])
                   if t.prediction_id != p.prediction_id]
         served, found = _reasons(p, rules, truths.get(p.prediction_id), others,

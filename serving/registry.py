@@ -202,7 +202,8 @@ class Registry:
 
 
 class _TableGuard:
-    """A unit of work that turns a missing table into an error that says what to run."""
+    """A unit of work that turns a missing table into an error that says what to run; any other
+    store error goes on as it is (a store that is restarting is the app's 503, not a 500)."""
 
     def __init__(self, db: Database) -> None:
         self._cm = db.session()
@@ -214,15 +215,18 @@ class _TableGuard:
         try:
             handled = self._cm.__exit__(exc_type, exc, tb)
         except (OperationalError, ProgrammingError) as err:
-            raise _missing(err) from err
-        if isinstance(exc, OperationalError | ProgrammingError):
-            raise _missing(exc) from exc
+            if _table_missing(err):
+                raise ConfigError(_MIGRATE) from err
+            raise
+        if isinstance(exc, OperationalError | ProgrammingError) and _table_missing(exc):
+            raise ConfigError(_MIGRATE) from exc
         return bool(handled)
 
 
-def _missing(err: Exception) -> AbvocError:
+def _table_missing(err: Exception) -> bool:
     text = str(err).lower()
-    if "candidates" in text and ("no such table" in text or "does not exist" in text):
-        return ConfigError("the candidates table does not exist: apply the database migrations "
-                           "(`abvoc db upgrade`) first")
-    return ConfigError(f"the model registry could not be read: {err}")
+    return "candidates" in text and ("no such table" in text or "does not exist" in text)
+
+
+_MIGRATE = ("the candidates table does not exist: apply the database migrations "
+            "(`abvoc db upgrade`) first")

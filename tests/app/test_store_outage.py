@@ -41,6 +41,11 @@ def test_store_down_is_503_then_recovers(own_postgres: PostgresServer, tmp_path:
         assert down.status_code == 503, down.get_data(as_text=True)
         assert "store is unavailable" in down.get_json()["error"]
         assert down.headers["Retry-After"] == "2"
+        # The model registry too: a registry read that fails is the store's state (it was a
+        # 500 carrying the driver's message, seen in the fault campaign).
+        registry = client.get("/v1/candidates", headers=headers)
+        assert registry.status_code == 503, registry.get_data(as_text=True)
+        assert "psycopg" not in registry.get_data(as_text=True)
         own_postgres.start()
         assert client.get("/v1/experiments", headers=headers).status_code == 200
     finally:
