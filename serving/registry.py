@@ -61,8 +61,8 @@ def offline_checks(requirements: dict[str, Any],
                    results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each requirement the offline test can hold, as {requirement, limit, measured, passed}:
     the model size limit (the test's measured size) and the accuracy floor (overall exact
-    match, or accuracy for a label output). A result the test did not measure fails: a gate
-    that cannot be checked is not passed."""
+    match, or accuracy for a label output). `passed` is None where the test did not measure
+    the figure (e.g. a bundle whose stages name no model file): neither pass nor fail."""
     overall = results.get("overall") or {}
     size = (results.get("model") or {}).get("size_mb", overall.get("model_size_mb"))
     accuracy = overall.get("exact_match", overall.get("accuracy"))
@@ -72,8 +72,8 @@ def offline_checks(requirements: dict[str, Any],
         if key not in measured or limit is None:
             continue
         value = measured[key]
-        passed = value is not None and (value <= limit if key == "model_size_mb"
-                                        else value >= limit)
+        passed = None if value is None else (value <= limit if key == "model_size_mb"
+                                             else value >= limit)
         checks.append({"requirement": key, "limit": limit, "measured": value, "passed": passed})
     return checks
 

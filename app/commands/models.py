@@ -89,8 +89,8 @@ def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  #
     for c in checks:
         shown = "not measured" if c["measured"] is None else f"{c['measured']:g}"
         bound = "<=" if c["requirement"] == "model_size_mb" else ">="
-        lines.append(f"requirement {c['requirement']} {bound} {c['limit']:g}: {shown} "
-                     f"{'PASS' if c['passed'] else 'FAIL'}")
+        verdict = {True: "PASS", False: "FAIL", None: "NOT CHECKED"}[c["passed"]]
+        lines.append(f"requirement {c['requirement']} {bound} {c['limit']:g}: {shown} {verdict}")
     emit({**results, "requirement_checks": checks}, as_json, "\n".join(lines))
 
 
