@@ -9,7 +9,11 @@ Inputs: the ink masks of the offline test (600 formula images, timed as one pass
 1024x1024 random masks. The detector end to end (``detect``) is timed with the native op and with
 the scipy fallback. Goal: native >= 5x scipy and at least as fast as OpenCV.
 
-Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R]``. Figures are medians.
+With ``--cuda`` (a GPU host; scripts/gpu-check runs it) it times the torch op instead, CPU
+against CUDA on the same masks: the kernel alone (masks already on the GPU, synchronised) and
+with the copies (host to device, labels and stats back). Nothing CUDA is timed without a GPU.
+
+Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda]``. Figures are medians.
 """
 
 from __future__ import annotations
@@ -64,11 +68,57 @@ def bench_set(title: str, masks: list[np.ndarray], repeats: int, unit: str, scal
         print(row(name, seconds, times["native"], unit, scale), flush=True)
 
 
+def bench_cuda(sets: dict[str, list[np.ndarray]], repeats: int) -> None:
+    """The torch op on the CPU against its CUDA kernel, per set of masks (ms for the set)."""
+    import torch
+
+    from workloads.ocr import torch_ops
+
+    reason = torch_ops.cuda_unavailable()
+    if reason is not None:
+        sys.exit(f"--cuda: the CUDA op cannot run here: {reason}")
+    torch_ops.load()
+    op = torch.ops.abvoc.connected_components
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
+          f"{torch.cuda.get_device_name(0)}", flush=True)
+    for title, masks in sets.items():
+        cpu = [torch.from_numpy(m) for m in masks]
+        gpu = [t.cuda() for t in cpu]
+
+        def on_gpu(gpu: list = gpu) -> None:
+            for t in gpu:
+                op(t)
+            torch.cuda.synchronize()
+
+        def with_copies(cpu: list = cpu) -> None:
+            for t in cpu:
+                labels, stats = op(t.cuda())
+                labels.cpu(), stats.cpu()  # .cpu() waits for the kernel
+
+        times = {"cpu op": median_time(lambda cpu=cpu: [op(t) for t in cpu], repeats),
+                 "cuda kernel": median_time(on_gpu, repeats),
+                 "cuda + copies": median_time(with_copies, repeats)}
+        print(f"{title} (ms for all)", flush=True)
+        for name, seconds in times.items():
+            print(f"  {name:<17} {seconds * 1e3:10.3f} ms   "
+                  f"{times['cpu op'] / seconds:6.2f}x the CPU op", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=DEFAULT_TEST_SIZE)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cuda", action="store_true",
+                        help="time the torch op on the CPU against its CUDA kernel instead")
     args = parser.parse_args()
+    if args.cuda:
+        images = [s.image for s in generate(args.images, OFFLINE_MIX, 0, "offline-test")]
+        rng = np.random.default_rng(0)
+        bench_cuda({f"offline test: {len(images)} ink masks":
+                    [detector.ink_mask(detector.ink_of(im)) for im in images],
+                    "8 random 1024x1024 masks, ink share 0.5":
+                    [rng.random((1024, 1024)) < 0.5 for _ in range(8)]}, args.repeats)
+        return
     if not components.NATIVE:
         sys.exit("the native op is not built: pip install -e . (or python setup.py build_ext -i)")
     print(f"opencv: {cv2.__version__ if cv2 is not None else 'not installed (bench extra)'}")

@@ -2,7 +2,9 @@
 offline results by slice, kept in the SQL store.
 
 Requirements are data so that online results can be held against them: p99 processing time,
-target accuracy, target QPS, model size, serving method and hardware.
+target accuracy, target QPS, model size, serving method and hardware. Two are also gates the
+offline test holds (`offline_checks`): the model size limit and the accuracy floor, the lowest
+offline accuracy (exact match) a candidate may show, e.g. a quantized one against its float one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "target_accuracy": (int, float),
     "target_recall": (int, float),  # a detector's (e.g. formula extraction's) share found
     "target_qps": (int, float),
-    "model_size_mb": (int, float),
+    "model_size_mb": (int, float),  # the most the model's files may weigh, in MiB
+    "accuracy_floor": (int, float),  # the least offline exact match (accuracy) it may show
     "serving_method": str,
     "hardware": str,
 }
@@ -47,11 +50,32 @@ def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
             raise AbvocError(f"requirement {key!r} must be a {_kind_name(kind)}, got {value!r}")
         if kind is not str and value <= 0:
             raise AbvocError(f"requirement {key!r} must be positive, got {value!r}")
-    for share in ("target_accuracy", "target_recall"):
+    for share in ("target_accuracy", "target_recall", "accuracy_floor"):
         value = requirements.get(share)
         if value is not None and value > 1:
             raise AbvocError(f"requirement {share!r} is a share between 0 and 1")
     return dict(requirements)
+
+
+def offline_checks(requirements: dict[str, Any],
+                   results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each requirement the offline test can hold, as {requirement, limit, measured, passed}:
+    the model size limit (the test's measured size) and the accuracy floor (overall exact
+    match, or accuracy for a label output). `passed` is None where the test did not measure
+    the figure (e.g. a bundle whose stages name no model file): neither pass nor fail."""
+    overall = results.get("overall") or {}
+    size = (results.get("model") or {}).get("size_mb", overall.get("model_size_mb"))
+    accuracy = overall.get("exact_match", overall.get("accuracy"))
+    measured = {"model_size_mb": size, "accuracy_floor": accuracy}
+    checks = []
+    for key, limit in requirements.items():
+        if key not in measured or limit is None:
+            continue
+        value = measured[key]
+        passed = None if value is None else (value <= limit if key == "model_size_mb"
+                                             else value >= limit)
+        checks.append({"requirement": key, "limit": limit, "measured": value, "passed": passed})
+    return checks
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -21,13 +21,17 @@ from app.cli import emit, json_option, open_db, pass_ctx
 @json_option
 @pass_ctx
 def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> None:  # noqa: ANN001
-    """Train CANDIDATES (or --all) on the CPU into the model store and register them."""
+    """Train CANDIDATES (or --all) on the CPU into the model store and register them. A mobile
+    candidate (ocr-mobile-int8) quantizes its trained float base to int8, training it first
+    when the store has none."""
     from workloads.ocr.candidates import DEFAULT_TRAIN, candidate_names
+    from workloads.ocr.mobile import mobile_names
     from workloads.ocr.workflow import train_and_register
 
-    names = candidate_names() if train_all else list(candidates)
+    known = [*candidate_names(), *mobile_names()]
+    names = known if train_all else list(candidates)
     if not names:
-        raise click.UsageError(f"name a candidate or use --all; known: {candidate_names()}")
+        raise click.UsageError(f"name a candidate or use --all; known: {known}")
     say = None if as_json else click.echo
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)
     human = "\n".join(f"trained {o['name']} v{o['version']}: {o['validation']} -> {o['artifacts']}"
@@ -60,17 +64,34 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
         with open_db(ctx) as db:
             results = offline_test(Registry(db), candidate, dataset, version,
                                    progress=ProgressLine(f"{candidate} on {dataset.name}"))
-        emit(results, as_json, format_offline(results))
-        return
-    if version is not None:
-        raise click.UsageError("--version is for bundle candidates tested with --dataset")
-    from workloads.ocr.offline import DEFAULT_TEST_SIZE
-    from workloads.ocr.workflow import format_table, offline_test_and_store
+    else:
+        if version is not None:
+            raise click.UsageError("--version is for bundle candidates tested with --dataset")
+        from workloads.ocr.offline import DEFAULT_TEST_SIZE
+        from workloads.ocr.workflow import offline_test_and_store
 
-    say = None if as_json else click.echo
-    results = offline_test_and_store(ctx.settings, candidate, n_test or DEFAULT_TEST_SIZE, seed,
-                                     progress=say)
-    emit(results, as_json, format_table(results))
+        say = None if as_json else click.echo
+        results = offline_test_and_store(ctx.settings, candidate, n_test or DEFAULT_TEST_SIZE,
+                                         seed, progress=say)
+    emit_with_checks(ctx, candidate, version, results, as_json)
+
+
+def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  # noqa: ANN001
+                     as_json: bool) -> None:
+    """The offline results, then each requirement the test holds (size limit, accuracy floor)
+    with its limit, the measured figure and pass or fail."""
+    from serving.registry import Registry, offline_checks
+
+    with open_db(ctx) as db:
+        info = Registry(db).get(candidate, version)
+    checks = offline_checks(info.requirements, results)
+    lines = [format_offline(results)]
+    for c in checks:
+        shown = "not measured" if c["measured"] is None else f"{c['measured']:g}"
+        bound = "<=" if c["requirement"] == "model_size_mb" else ">="
+        verdict = {True: "PASS", False: "FAIL", None: "NOT CHECKED"}[c["passed"]]
+        lines.append(f"requirement {c['requirement']} {bound} {c['limit']:g}: {shown} {verdict}")
+    emit({**results, "requirement_checks": checks}, as_json, "\n".join(lines))
 
 
 class ProgressLine:

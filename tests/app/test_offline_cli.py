@@ -40,7 +40,11 @@ def test_offline_test_with_own_dataset(cli: CliRunner, settings: Settings) -> No
     assert "iris-onnx on offline.jsonl [" in result.stderr and "60/60" in result.stderr
     results = json.loads(result.stdout)
     assert results["overall"]["n"] == 60 and set(results["slices"]) == {"field", "lab"}
+    checks = results.pop("requirement_checks")  # printed with the results, not stored
     assert stored(settings) == results
+    size = results["model"]["size_mb"]
+    assert checks == [{"requirement": "model_size_mb", "limit": 1, "measured": size,
+                       "passed": size <= 1}] and 0 < size < 1
     table = cli.invoke(main, ["candidates", "show", "iris-onnx"]).stdout
     assert "accuracy" in table and "field" in table and "label shares: setosa" in table
     listed = cli.invoke(main, ["candidates", "list"]).stdout

@@ -22,13 +22,20 @@ ENTRY_MODULE = "ocr_entry"
 _ENTRY_SOURCE = ('"""The OCR bundle\'s pipeline factory: the reference workload\'s loader."""\n\n'
                  "from workloads.ocr.served import open_pipeline\n\n"
                  '__all__ = ["open_pipeline"]\n')
-_TRAINED_FILES = ("candidate.json", "recognizer.pt", "aligner.pt")
+_TRAINED_FILES = ("recognizer.pt", "aligner.pt")
 BATCHING = {"max_batch_size": 16, "max_batch_time_ms": 2.0}
 
 
-def bundle_version(folder: Path, spec_version: str) -> str:
+def trained_files(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The files that make the candidate: its spec and its networks (torch weights, or the
+    ONNX files a quantized candidate ships)."""
+    networks = tuple(spec["onnx"].values()) if spec.get("onnx") else _TRAINED_FILES
+    return ("candidate.json", *networks)
+
+
+def bundle_version(folder: Path, spec_version: str, spec: dict[str, Any] | None = None) -> str:
     digest = hashlib.sha256()
-    for name in _TRAINED_FILES:
+    for name in trained_files(spec or {}):
         digest.update((Path(folder) / name).read_bytes())
     return f"{spec_version}+{digest.hexdigest()[:10]}"
 
@@ -36,7 +43,7 @@ def bundle_version(folder: Path, spec_version: str) -> str:
 def write_bundle(folder: Path, spec: dict[str, Any], backend: str = "torch") -> str:
     """Make the trained folder a bundle (manifest and entry module); returns its version."""
     folder = Path(folder)
-    version = bundle_version(folder, str(spec["version"]))
+    version = bundle_version(folder, str(spec["version"]), spec)
     manifest = {
         "name": spec["name"],
         "version": version,

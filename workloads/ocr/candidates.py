@@ -144,7 +144,9 @@ def _every(n: int, fn: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def artifact_bytes(folder: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).glob("*.pt"))
+    """The networks' bytes: torch weights, or the ONNX files a quantized candidate ships."""
+    return sum(p.stat().st_size for pattern in ("*.pt", "*.onnx")
+               for p in Path(folder).glob(pattern))
 
 
 __all__ = ["CANDIDATES", "artifact_bytes", "candidate_names", "spec_for", "train_candidate"]

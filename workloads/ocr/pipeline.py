@@ -102,6 +102,12 @@ class Pipeline:
             raise FileNotFoundError(f"{spec_path} is missing: train the candidate first")
         spec = json.loads(spec_path.read_text())
         pipe = cls.build(spec)
+        if spec.get("onnx"):  # a quantized candidate ships its networks as ONNX files
+            from workloads.ocr.onnx_runner import OnnxFileRunner
+
+            files = {name: folder / file for name, file in spec["onnx"].items()}
+            pipe.runner = runner or OnnxFileRunner(files, threads=torch.get_num_threads())
+            return pipe
         pipe.recognizer.load_state_dict(torch.load(folder / "recognizer.pt", weights_only=True))
         pipe.aligner.load_state_dict(torch.load(folder / "aligner.pt", weights_only=True))
         pipe.recognizer.eval()
@@ -116,15 +122,26 @@ class Pipeline:
         torch.save(self.aligner.state_dict(), folder / "aligner.pt")
         (folder / SPEC_FILE).write_text(json.dumps(self.spec, indent=2, sort_keys=True))
 
+    @property
+    def ships_onnx(self) -> bool:
+        """Whether the networks are ONNX files the pipeline runs itself (a quantized candidate)."""
+        return bool(self.spec.get("onnx"))
+
     def networks(self) -> dict[str, tuple[nn.Module, np.ndarray]]:
-        """The trained neural stages with an example input batch each (float32, batch first)."""
+        """The trained neural stages with an example input batch each (float32, batch first);
+        none when the candidate ships ONNX files, which no backend needs to load."""
+        if self.ships_onnx:
+            return {}
         return {
             "recognizer": (self.recognizer, np.zeros((4, 1, SIZE, SIZE), dtype=np.float32)),
             "aligner": (self.aligner, np.zeros((4, N_FEATURES), dtype=np.float32)),
         }
 
     def with_runner(self, runner: Runner) -> Pipeline:
-        """The same stages served through another runner (e.g. an ONNX Runtime backend)."""
+        """The same stages served through another runner (e.g. an ONNX Runtime backend); a
+        pipeline that ships ONNX files keeps its own (it gave the backend nothing to load)."""
+        if self.ships_onnx:
+            return self
         return Pipeline(self.spec, self.recognizer, self.aligner, runner)
 
     def batched(self, max_batch_size: int, max_batch_time_ms: float = 0.0,
@@ -241,7 +258,8 @@ class BatchedPipeline(Pipeline):
         return self.batcher.submit_many(images) if len(images) else []
 
     def with_runner(self, runner: Runner) -> Pipeline:
-        return Pipeline(self.spec, self.recognizer, self.aligner, runner)
+        return Pipeline(self.spec, self.recognizer, self.aligner,
+                        self.runner if self.ships_onnx else runner)
 
     def batched(self, max_batch_size: int, max_batch_time_ms: float = 0.0,
                 workers: int = 1) -> BatchedPipeline:

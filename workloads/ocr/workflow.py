@@ -13,6 +13,7 @@ from serving.registry import Registry
 from workloads.ocr.bundle import register_trained
 from workloads.ocr.candidates import CANDIDATES, DEFAULT_TRAIN, train_candidate
 from workloads.ocr.dataset import OFFLINE_MIX, Mix
+from workloads.ocr.mobile import MOBILE, quantize_candidate
 from workloads.ocr.offline import DEFAULT_TEST_SIZE, offline_test
 
 Say = Callable[[str], None]
@@ -25,17 +26,41 @@ def candidate_dir(models_dir: Path, name: str) -> Path:
 def train_and_register(settings: Settings, names: Sequence[str], n_train: int = DEFAULT_TRAIN,
                        epochs: int | None = None, seed: int = 0,
                        progress: Say | None = None) -> list[dict[str, Any]]:
-    """Train each named candidate into the model store and register it."""
-    unknown = [n for n in names if n not in CANDIDATES]
+    """Train each named candidate into the model store and register it. A mobile candidate
+    is its float base quantized: the base trained in the store is used, trained first (with
+    these settings) when the store has none."""
+    known = [*CANDIDATES, *MOBILE]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(CANDIDATES)}")
+        raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(known)}")
     registry = Registry(Database(settings.database_url))
     out = []
     for name in names:
+        if name in MOBILE:
+            out.append(_quantize_and_register(registry, settings, name, n_train, epochs, seed,
+                                              progress))
+            continue
         summary = train_candidate(name, settings.models_dir, n_train, epochs, seed, progress)
         info = register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
         out.append({**summary, "version": info.version, "artifacts": info.artifacts})
     return out
+
+
+def _quantize_and_register(registry: Registry, settings: Settings, name: str, n_train: int,
+                           epochs: int | None, seed: int,
+                           progress: Say | None) -> dict[str, Any]:
+    say = progress or (lambda _msg: None)
+    base = MOBILE[name]["base"]
+    base_dir = candidate_dir(settings.models_dir, base)
+    if not (base_dir / "candidate.json").exists():
+        say(f"[{name}] no trained {base} in {settings.models_dir}: training it first")
+        summary = train_candidate(base, settings.models_dir, n_train, epochs, seed, progress)
+        register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
+    say(f"[{name}] quantizing {base_dir} to int8 (calibration: its training split)")
+    made = quantize_candidate(name, base_dir, settings.models_dir)
+    info = register_trained(registry, settings.models_dir, Path(made["artifacts"]))
+    say(f"[{name}] {made['float_size_mb']} MB float -> {made['size_mb']} MB int8")
+    return {**made, "version": info.version, "artifacts": info.artifacts}
 
 
 def offline_test_and_store(settings: Settings, name: str, n: int = DEFAULT_TEST_SIZE,

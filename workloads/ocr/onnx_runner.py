@@ -1,0 +1,37 @@
+"""A runner over ONNX files a candidate ships (the mobile target's int8 networks).
+
+A float candidate ships torch weights and serving exports them to whichever backend the manifest
+names; a quantized candidate ships the quantized ONNX files themselves, which only ONNX Runtime
+runs, so the pipeline runs them through this runner and hands serving no networks to load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+class OnnxFileRunner:
+    """One CPU ONNX Runtime session per network file; `run` is thread-safe (as ORT's is)."""
+
+    def __init__(self, files: Mapping[str, Path], threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            # The same intra-op thread count as torch gets, so the two compare like for like.
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.files = {name: Path(path) for name, path in files.items()}
+        self.sessions = {name: ort.InferenceSession(str(path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+                         for name, path in self.files.items()}
+        self._inputs = {name: s.get_inputs()[0].name for name, s in self.sessions.items()}
+
+    def run(self, name: str, batch: np.ndarray) -> np.ndarray:
+        session = self.sessions[name]
+        feed = {self._inputs[name]: np.ascontiguousarray(batch, dtype=np.float32)}
+        return session.run(None, feed)[0]
