@@ -355,7 +355,7 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
     dataset = Path(dataset)
     examples = read_dataset(dataset, manifest)
     results = evaluate(manifest, Path(info.artifacts), examples, progress)
-    size = model_bytes(manifest, Path(info.artifacts))
+    size = manifest.model_bytes(Path(info.artifacts))
     if size is not None:
         results["model"] = {"size_bytes": size, "size_mb": round(size / 2**20, 3)}
     results["test_set"] = {"source": "dataset", "path": str(dataset.resolve()),
@@ -365,13 +365,6 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
                               "machine": platform.machine()}
     registry.set_offline_results(info.name, info.version, results)
     return results
-
-
-def model_bytes(manifest: Manifest, folder: Path) -> int | None:
-    """The bytes of the model files the stages name (ONNX, TorchScript, engines); None when
-    they name none (Python or pipeline stages, a remote endpoint)."""
-    paths = [folder / stage.path for stage in manifest.stages if stage.path]
-    return sum(p.stat().st_size for p in paths if p.is_file()) if paths else None
 
 
 def import_results(registry: Registry, name: str, path: Path,
