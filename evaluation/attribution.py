@@ -86,8 +86,10 @@ def truth_symbols(latex: str) -> list[str]:
     return ["-" if t == "\\frac" else t for t in canonical(latex) if t not in _MARKUP]
 
 
-def render(classes: Sequence[str], relations: Sequence[Sequence[Any]]) -> list[str]:
-    """Canonical tokens of the structure the aligner's relations describe."""
+def render(classes: Sequence[str], relations: Sequence[Sequence[Any]],
+           order: list[int] | None = None) -> list[str]:
+    """Canonical tokens of the structure the aligner's relations describe; `order`, when
+    given, receives the symbol indices in the order their tokens appear (reading order)."""
     children: dict[int, dict[str, int]] = defaultdict(dict)
     roots = []
     for i, rel in enumerate(relations):
@@ -99,27 +101,31 @@ def render(classes: Sequence[str], relations: Sequence[Sequence[Any]]) -> list[s
     seen: set[int] = set()
     out: list[str] = []
     for root in roots:
-        out += _render_row(root, classes, children, seen)
+        out += _render_row(root, classes, children, seen, order)
     return out
 
 
 def _render_row(node: int | None, classes: Sequence[str], children: dict[int, dict[str, int]],
-                seen: set[int]) -> list[str]:
+                seen: set[int], order: list[int] | None = None) -> list[str]:
     out: list[str] = []
+
+    def row(child: int | None) -> list[str]:
+        return _render_row(child, classes, children, seen, order)
+
     while node is not None and node not in seen:
         seen.add(node)
+        if order is not None:
+            order.append(node)  # a node writes exactly one symbol token, before its groups
         kids = children.get(node, {})
         if "num" in kids or "den" in kids:
-            out += ["\\frac", "{", *_render_row(kids.get("num"), classes, children, seen), "}",
-                    "{", *_render_row(kids.get("den"), classes, children, seen), "}"]
+            out += ["\\frac", "{", *row(kids.get("num")), "}", "{", *row(kids.get("den")), "}"]
         elif classes[node] in _ONE_GROUP:
-            out += [classes[node], "{",
-                    *_render_row(kids.get("body"), classes, children, seen), "}"]
+            out += [classes[node], "{", *row(kids.get("body")), "}"]
         else:
             out.append(classes[node])
         for script, mark in (("sub", "_"), ("sup", "^")):
             if script in kids:
-                out += [mark, "{", *_render_row(kids[script], classes, children, seen), "}"]
+                out += [mark, "{", *row(kids[script]), "}"]
         node = kids.get("right")
     return out
 
