@@ -201,11 +201,36 @@ def aligner_samples(stages: dict[str, Any], truth: str) -> list[dict[str, Any]]:
     if render(classes, relations) != canonical(truth):
         return [_whole("the truth's relations laid on the recognized symbols do not read back "
                        "as the truth; the item is the whole input")]
+    if not geometry_fits(boxes, relations):
+        return [_whole("the truth's relations laid on the recognized symbols go against their "
+                       "boxes (a symbol read after one to its right), so some symbols are "
+                       "likely recognized as each other; the item is the whole input")]
     served = [[int(r[0]), str(r[1])] for r in (stages.get("aligner") or {}).get("relations", [])]
     return [{"symbol": WHOLE_SYMBOL, "kind": RELATIONS, "label": truth, "predicted": None,
              "image": None, "reason": None,
              "sample": {"classes": classes, "boxes": [[int(v) for v in b] for b in boxes],
                         "relations": relations, "served_relations": served}}]
+
+
+def geometry_fits(boxes: Sequence[Sequence[int]], relations: Sequence[Sequence[Any]]) -> bool:
+    """Whether relations agree with where the symbols are: what follows a symbol, or is its
+    script, lies to its right; a numerator above its bar and a denominator below, both within
+    its span; a root's body under the root. (Classes alone cannot place two symbols whose
+    classes the recognizer swapped.)"""
+    for child, (parent, rel) in enumerate(relations):
+        if parent < 0:
+            continue
+        px0, py0, px1, py1 = boxes[parent]
+        cx0, cy0, cx1, cy1 = boxes[child]
+        cx, cy = (cx0 + cx1) / 2, (cy0 + cy1) / 2
+        if rel in ("right", "sup", "sub") and not cx > (px0 + px1) / 2:
+            return False
+        if rel in ("num", "den", "body") and not px0 <= cx <= px1:
+            return False
+        if (rel == "num" and not cy < (py0 + py1) / 2) or (
+                rel == "den" and not cy > (py0 + py1) / 2):
+            return False
+    return True
 
 
 def _whole(reason: str) -> dict[str, Any]:
