@@ -36,12 +36,11 @@ from core.relabel import STAGE_PREFIX
 from core.store.db import utcnow
 from core.store.models import Prediction, PredictionInput, RelabelSample
 from core.store.upsert import insert_ignore
-from evaluation.attribution import canonical, render, truth_symbols
+from evaluation.attribution import canonical, render, symbol_pairs
 
 CROP, RELATIONS, WHOLE = "crop", "relations", "whole"
 WHOLE_SYMBOL = -1  # the symbol key of an input's one relation sample or whole-input reason
 MIN_MARGIN = 4  # pixels of paper kept around a crop's box at least
-_MARKUP = {"{", "}", "^", "_"}
 _GROUPS = {"\\frac": ("num", "den"), "\\sqrt": ("body",)}
 NOT_KEPT = ("the input is no longer kept (pruned after ABVOC_INPUT_RETENTION_HOURS, or never "
             "kept), so no symbol crop can be cut; the item is the whole input")
@@ -68,30 +67,6 @@ def png(image: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(out, "PNG")
     return out.getvalue()
-
-
-def _skeleton(tokens: Sequence[str]) -> list[str]:
-    """The structure of canonical tokens: every plain symbol one placeholder."""
-    return [t if t in _MARKUP or t in _GROUPS else "." for t in tokens]
-
-
-def symbol_pairs(classes: Sequence[str], relations: Sequence[Sequence[Any]],
-                 truth: str) -> list[tuple[int, str]] | str:
-    """(detected symbol index, true class) for every truth symbol, in reading order; or the
-    reason the detected symbols do not line up with the truth's."""
-    symbols = truth_symbols(truth)
-    if len(symbols) != len(classes):
-        return (f"the detector found {len(classes)} symbols and the truth has {len(symbols)}, "
-                "so symbols cannot be paired; the item is the whole input")
-    want = canonical(truth)
-    order: list[int] = []
-    got = render(classes, relations, order) if len(relations) == len(classes) else []
-    if len(order) == len(classes) and _skeleton(got) == _skeleton(want):
-        return list(zip(order, symbols, strict=True))
-    if all(t not in _MARKUP and t not in _GROUPS for t in want):
-        return list(enumerate(symbols))  # one plain row: reading order is left to right
-    return ("the recognized structure is not the truth's, so its symbols cannot be paired in "
-            "reading order; the item is the whole input")
 
 
 def _crop(image: np.ndarray, box: Sequence[int]) -> tuple[np.ndarray, list[int]] | None:
@@ -123,6 +98,8 @@ def recognizer_samples(stages: dict[str, Any], truth: str,
     if image is None:
         return [_whole(NOT_KEPT)]
     rows = []
+    # The input's paper brightness (its median): ink is measured against it in service.
+    paper = float(np.median(image))
     for i, true in sorted(wrong):
         cut = _crop(image, boxes[i])
         if cut is None:
@@ -132,6 +109,7 @@ def recognizer_samples(stages: dict[str, Any], truth: str,
         rows.append({"symbol": i, "kind": CROP, "label": true, "predicted": classes[i],
                      "image": png(crop), "reason": None,
                      "sample": {"box": [int(v) for v in boxes[i]], "box_in_crop": inner,
+                                "paper": paper,
                                 "reading_index": [k for k, _ in pairs].index(i)}})
     return rows
 

@@ -3,8 +3,9 @@
 Beside the manifest (whole inputs, the ``abvoc offline-test`` format) a version holds
 
 * ``symbol_labels.tsv`` with ``crops/*.png``: one symbol crop a line, ``file``, ``label`` (the
-  true class), ``predicted`` (the class the recognizer gave), and the symbol's box within the
-  crop ``x0 y0 x1 y1``, then the prediction id, input hash and symbol index. The recognizer's
+  true class), ``predicted`` (the class the recognizer gave), the symbol's box within the
+  crop ``x0 y0 x1 y1``, the input's ``paper`` brightness (ink is measured against it), then
+  the prediction id, input hash and symbol index. The recognizer's
   training reader (:func:`workloads.ocr.relabeled.read_symbol_crops`) loads it.
 * ``relations.jsonl``: one relation sample a line, ``classes``, ``boxes``, the true
   ``relations`` ``[parent, relation]`` per symbol, the served ones, and provenance; the
@@ -29,8 +30,8 @@ from core.relabel import STAGE_PREFIX
 from core.store.models import RelabelItem, RelabelSample
 
 CROPS_DIR, LABELS_FILE, RELATIONS_FILE = "crops", "symbol_labels.tsv", "relations.jsonl"
-LABEL_COLUMNS = ("file", "label", "predicted", "x0", "y0", "x1", "y1", "prediction_id",
-                 "input_hash", "symbol")
+LABEL_COLUMNS = ("file", "label", "predicted", "x0", "y0", "x1", "y1", "paper",
+                 "prediction_id", "input_hash", "symbol")
 
 
 class StageWriter:
@@ -81,7 +82,9 @@ class StageWriter:
         (self.folder / name).write_bytes(row.image or b"")
         self.digest.update(hashlib.sha256(row.image or b"").digest())
         box = [str(int(v)) for v in row.sample["box_in_crop"]]
-        fields = [name, row.label or "", row.predicted or "", *box, row.prediction_id,
+        paper = row.sample.get("paper")
+        fields = [name, row.label or "", row.predicted or "", *box,
+                  "" if paper is None else repr(float(paper)), row.prediction_id,
                   row.input_hash or "", str(row.symbol)]
         self._file(LABELS_FILE, "\t".join(LABEL_COLUMNS) + "\n")
         self._write(LABELS_FILE, "\t".join(f.replace("\t", " ") for f in fields) + "\n")

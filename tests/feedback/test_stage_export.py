@@ -17,11 +17,10 @@ from evaluation.relabel_enqueue import route_label
 from feedback import annotation
 from feedback.export import export_snapshot
 from tests.evaluation.test_relabel_enqueue import rules
-from tests.evaluation.test_stage_samples import pipes, record, served  # noqa: F401
+from tests.evaluation.test_stage_samples import Errors, errors, record  # noqa: F401
 from workloads.ocr.aligner import relation_examples
 from workloads.ocr.detector import detect
 from workloads.ocr.formulas import CLASS_INDEX
-from workloads.ocr.pipeline import Pipeline
 from workloads.ocr.recognizer import crop_tensor
 from workloads.ocr.relabeled import read_relation_samples, read_symbol_crops
 
@@ -36,10 +35,9 @@ def verify(db: Database, queue: str, label: str) -> None:
 
 
 def test_symbol_crops_round_trip_into_the_recognizers_training_data(
-        db: Database, pipes: dict[str, Pipeline], tmp_path: Path) -> None:  # noqa: F811
+        db: Database, errors: Errors, tmp_path: Path) -> None:  # noqa: F811
     rules(db)
-    found = served(pipes["ocr-small-printed"], "recognizer")
-    (s1, r1), (s2, r2) = next(found), next(found)
+    (s1, r1), (s2, r2) = errors["recognizer"]
     record(db, "exp-1" + "0" * 12, s1, r1)
     record(db, "exp-2" + "0" * 12, s2, r2, keep=False)  # no input kept: the whole, with why
     verify(db, "stage:recognizer", s1.latex)
@@ -56,8 +54,7 @@ def test_symbol_crops_round_trip_into_the_recognizers_training_data(
     # Each crop reads back as the input the recognizer got in service for that symbol.
     patches = detect(s1.image).patches
     for k, row in enumerate(rows):
-        np.testing.assert_allclose(crops.x[k, 0], crop_tensor(patches[int(row["symbol"])]),
-                                   atol=1e-6)
+        np.testing.assert_array_equal(crops.x[k, 0], crop_tensor(patches[int(row["symbol"])]))
     # The second item has no crop and no input to write whole: counted, not silently gone.
     assert (folder / "manifest.jsonl").read_text() == ""
     assert out["stage_whole_inputs"] == 1 and out["without_input"] == 1
@@ -66,9 +63,9 @@ def test_symbol_crops_round_trip_into_the_recognizers_training_data(
 
 
 def test_relation_samples_round_trip_into_the_aligners_training_data(
-        db: Database, pipes: dict[str, Pipeline], tmp_path: Path) -> None:  # noqa: F811
+        db: Database, errors: Errors, tmp_path: Path) -> None:  # noqa: F811
     rules(db)
-    s, r = next(served(pipes["ocr-small-mixed"], "aligner"))
+    ((s, r),) = errors["aligner"]
     record(db, "rel-1" + "0" * 12, s, r, keep=False)
     verify(db, "stage:aligner", s.latex)
     with db.session() as sess:

@@ -25,15 +25,17 @@ from workloads.ocr.recognizer import SIZE, CropSet, crop_tensor
 LABELS_FILE, RELATIONS_FILE = "symbol_labels.tsv", "relations.jsonl"
 
 
-def symbol_patch(crop: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The symbol's ink as the detector masks it: the detection on the crop that matches the
-    box; the box's ink when none does (a symbol the detector splits on the crop alone)."""
-    det = detect(crop)
+def symbol_patch(crop: np.ndarray, box: tuple[int, int, int, int],
+                 paper: float | None = None) -> np.ndarray:
+    """The symbol's ink as the detector masks it (against the whole input's `paper`): the
+    detection on the crop that matches the box; the box's ink when none does (a symbol the
+    detector splits on the crop alone)."""
+    det = detect(crop, paper)
     hit = match(det.boxes, [box])
     if 0 in hit:
         return det.patches[hit[0]]
     x0, y0, x1, y1 = box
-    return ink_of(crop)[y0:y1, x0:x1]
+    return ink_of(crop, paper)[y0:y1, x0:x1]
 
 
 def read_symbol_crops(folder: str | Path) -> CropSet:
@@ -50,7 +52,8 @@ def read_symbol_crops(folder: str | Path) -> CropSet:
             with Image.open(folder / row["file"], formats=("PNG",)) as image:
                 crop = np.asarray(image.convert("L"), dtype=np.uint8)
             box = (int(row["x0"]), int(row["y0"]), int(row["x1"]), int(row["y1"]))
-            xs.append(crop_tensor(symbol_patch(crop, box)))
+            paper = float(row["paper"]) if row.get("paper") else None
+            xs.append(crop_tensor(symbol_patch(crop, box, paper)))
             ys.append(CLASS_INDEX[row["label"]])
     if not xs:
         return CropSet(np.zeros((0, 1, SIZE, SIZE), np.float32), np.zeros(0, np.int64))
