@@ -6,18 +6,20 @@ samples stays a whole input that says why."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
-from core.store.db import Database
-from core.store.models import RelabelItem
+from core.store.db import Database, utcnow
+from core.store.models import PredictionInput, RelabelItem
 from evaluation.relabel_enqueue import route_label
 from feedback import annotation
 from feedback.export import export_snapshot
+from tests.evaluation.helpers import apply, correction, prediction
 from tests.evaluation.test_relabel_enqueue import rules
-from tests.evaluation.test_stage_samples import Errors, errors, record  # noqa: F401
+from tests.evaluation.test_stage_samples import Errors, errors, png, record  # noqa: F401
 from workloads.ocr.aligner import relation_examples
 from workloads.ocr.detector import detect
 from workloads.ocr.formulas import CLASS_INDEX
@@ -76,3 +78,24 @@ def test_relation_samples_round_trip_into_the_aligners_training_data(
     assert sample.classes == r.stages["recognizer"]["classes"] and sample.latex == s.latex
     features, labels = relation_examples([sample])
     assert len(features) == len(labels) > 0
+
+
+def test_a_stage_item_without_samples_is_a_whole_input_that_says_why(
+        db: Database, tmp_path: Path) -> None:
+    rules(db)
+    stages = {"detector": {"boxes": [[1, 1, 5, 5], [6, 1, 8, 3]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "start", 1.0], [0, "sup", 0.9]]}}
+    pid = "whole-1" + "0" * 12
+    event = prediction(pid, output="x^{2}", stages=stages)
+    with db.session() as s:
+        s.add(PredictionInput(prediction_id=pid, input_hash=event["input_hash"], kind="image",
+                              data=png(np.full((10, 12), 255, np.uint8)), created_at=utcnow()))
+    apply(db, [event, correction(pid, "\\sqrt{y}")])  # the structure differs: no pairing
+    verify(db, "stage:recognizer", "\\sqrt{y}")
+    out = export_snapshot(db, tmp_path, "whole", ["stage:recognizer"])
+    (line,) = [json.loads(x) for x in (Path(out["path"]) / "manifest.jsonl").read_text()
+               .splitlines()]
+    assert "structure is not the truth's" in line["stage_sample"]["reason"]
+    assert line["inputs"]["image"]["file"] and out["crops"] == 0
+    assert out["stage_whole_inputs"] == 1 and out["examples"] == 1
