@@ -15,7 +15,9 @@ predictions, and predictions of new corrections, whichever arrived first) the ru
 * ``audit`` -> ``offline-test``: a uniform share of served predictions, by a hash of the
   prediction id alone, so it is independent of what the customer did: the unbiased sample;
 * ``stage_blame`` -> ``stage:<stage>``: a corrected answer of a staged (OCR) pipeline whose
-  error :func:`evaluation.attribution.attribute` blames on a stage the rules name.
+  error :func:`evaluation.attribution.attribute` blames on a stage the rules name; the new item
+  gets that stage's samples (symbol crops, a relation sample, or the reason there are none:
+  :mod:`evaluation.stage_samples`), rebuilt when a verified label arrives.
 
 Items are one per queue and input hash: a second reason for the same input joins the item's
 reasons and raises its priority. A queue at its quota takes a new item only in place of a less
