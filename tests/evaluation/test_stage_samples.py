@@ -6,6 +6,7 @@ annotator's verified label arrives; where no crop can be made the item says why.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -18,9 +19,9 @@ from sqlalchemy import select
 
 from core.store.db import Database, utcnow
 from core.store.models import PredictionInput, RelabelItem, RelabelSample
-from evaluation.attribution import attribute, canonical, render
+from evaluation.attribution import attribute, canonical, render, symbol_pairs
 from evaluation.relabel_enqueue import route_label
-from evaluation.stage_samples import aligner_samples, symbol_pairs, truth_structure
+from evaluation.stage_samples import aligner_samples, kept_image, truth_structure
 from feedback import annotation
 from tests.evaluation.helpers import apply, correction, prediction
 from tests.evaluation.test_relabel_enqueue import rules
@@ -198,3 +199,19 @@ def test_pairs_follow_reading_order_and_say_why_not() -> None:
         symbol_pairs(["x", "y"], [[-1, "start"], [0, "right"]], "x^{2}"))
     with pytest.raises(ValueError, match="without a base"):
         truth_structure("^{2}")
+
+
+def test_the_kept_input_reads_back_from_an_image_or_a_uint8_tensor(db: Database) -> None:
+    image = np.arange(60, dtype=np.uint8).reshape(6, 10)
+    tensors = [{"name": "scale", "datatype": "FP32", "shape": [1], "data": [1.0]},
+               {"name": "image", "datatype": "UINT8", "shape": [6, 10],
+                "data": image.ravel().tolist()}]
+    with db.session() as sess:
+        sess.add(PredictionInput(prediction_id="a", input_hash="ha", kind="image",
+                                 data=png(image), created_at=utcnow()))
+        sess.add(PredictionInput(prediction_id="b", input_hash="hb", kind="tensors",
+                                 data=json.dumps(tensors).encode(), created_at=utcnow()))
+    with db.session() as sess:
+        np.testing.assert_array_equal(kept_image(sess, "ha"), image)
+        np.testing.assert_array_equal(kept_image(sess, "hb"), image)
+        assert kept_image(sess, "gone") is None and kept_image(sess, None) is None
