@@ -10,7 +10,9 @@ wrong is blamed:
 
 1. **detector**: the number of detected symbols differs from the truth's (a missed or extra
    symbol; a fraction bar counts as one symbol, ``-``);
-2. **recognizer**: as many symbols, but not the same multiset of classes (a wrong symbol);
+2. **recognizer**: as many symbols, but not the same multiset of classes (a wrong symbol), or
+   the same multiset on the wrong symbols: where the symbols pair with the truth's in reading
+   order (:func:`symbol_pairs`), a symbol whose class is another's (``4-8×6`` for ``4-6×8``);
 3. **aligner**: the right symbols, but the structure their relations describe (superscript,
    subscript, fraction, root, reading order) is not the truth's;
 4. **converter**: the structure is the truth's, yet the string is not.
@@ -38,6 +40,7 @@ STAGES = ("extraction", "detector", "recognizer", "aligner", "converter")
 CHUNK = 100
 _MARKUP = {"{", "}", "^", "_"}
 _TWO_GROUPS, _ONE_GROUP = {"\\frac"}, {"\\sqrt"}
+_GROUPED = _TWO_GROUPS | _ONE_GROUP
 
 
 def canonical(latex: str) -> list[str]:
@@ -86,8 +89,10 @@ def truth_symbols(latex: str) -> list[str]:
     return ["-" if t == "\\frac" else t for t in canonical(latex) if t not in _MARKUP]
 
 
-def render(classes: Sequence[str], relations: Sequence[Sequence[Any]]) -> list[str]:
-    """Canonical tokens of the structure the aligner's relations describe."""
+def render(classes: Sequence[str], relations: Sequence[Sequence[Any]],
+           order: list[int] | None = None) -> list[str]:
+    """Canonical tokens of the structure the aligner's relations describe; `order`, when
+    given, receives the symbol indices in the order their tokens appear (reading order)."""
     children: dict[int, dict[str, int]] = defaultdict(dict)
     roots = []
     for i, rel in enumerate(relations):
@@ -99,29 +104,57 @@ def render(classes: Sequence[str], relations: Sequence[Sequence[Any]]) -> list[s
     seen: set[int] = set()
     out: list[str] = []
     for root in roots:
-        out += _render_row(root, classes, children, seen)
+        out += _render_row(root, classes, children, seen, order)
     return out
 
 
 def _render_row(node: int | None, classes: Sequence[str], children: dict[int, dict[str, int]],
-                seen: set[int]) -> list[str]:
+                seen: set[int], order: list[int] | None = None) -> list[str]:
     out: list[str] = []
+
+    def row(child: int | None) -> list[str]:
+        return _render_row(child, classes, children, seen, order)
+
     while node is not None and node not in seen:
         seen.add(node)
+        if order is not None:
+            order.append(node)  # a node writes exactly one symbol token, before its groups
         kids = children.get(node, {})
         if "num" in kids or "den" in kids:
-            out += ["\\frac", "{", *_render_row(kids.get("num"), classes, children, seen), "}",
-                    "{", *_render_row(kids.get("den"), classes, children, seen), "}"]
+            out += ["\\frac", "{", *row(kids.get("num")), "}", "{", *row(kids.get("den")), "}"]
         elif classes[node] in _ONE_GROUP:
-            out += [classes[node], "{",
-                    *_render_row(kids.get("body"), classes, children, seen), "}"]
+            out += [classes[node], "{", *row(kids.get("body")), "}"]
         else:
             out.append(classes[node])
         for script, mark in (("sub", "_"), ("sup", "^")):
             if script in kids:
-                out += [mark, "{", *_render_row(kids[script], classes, children, seen), "}"]
+                out += [mark, "{", *row(kids[script]), "}"]
         node = kids.get("right")
     return out
+
+
+def _skeleton(tokens: Sequence[str]) -> list[str]:
+    """The structure of canonical tokens: every plain symbol one placeholder."""
+    return [t if t in _MARKUP or t in _GROUPED else "." for t in tokens]
+
+
+def symbol_pairs(classes: Sequence[str], relations: Sequence[Sequence[Any]],
+                 truth: str) -> list[tuple[int, str]] | str:
+    """(detected symbol index, true class) for every truth symbol, in reading order; or the
+    reason the detected symbols do not line up with the truth's."""
+    symbols = truth_symbols(truth)
+    if len(symbols) != len(classes):
+        return (f"the detector found {len(classes)} symbols and the truth has {len(symbols)}, "
+                "so symbols cannot be paired; the item is the whole input")
+    want = canonical(truth)
+    order: list[int] = []
+    got = render(classes, relations, order) if len(relations) == len(classes) else []
+    if len(order) == len(classes) and _skeleton(got) == _skeleton(want):
+        return list(zip(order, symbols, strict=True))
+    if all(t not in _MARKUP and t not in _GROUPED for t in want):
+        return list(enumerate(symbols))  # one plain row: reading order is left to right
+    return ("the recognized structure is not the truth's, so its symbols cannot be paired in "
+            "reading order; the item is the whole input")
 
 
 def _boxes(value: Any) -> list[tuple[int, ...]] | None:
@@ -156,6 +189,9 @@ def attribute(output: Any, stages: dict[str, Any] | None, truth: Any) -> str | N
     if Counter(classes) != Counter(symbols):
         return "recognizer"
     relations = (stages.get("aligner") or {}).get("relations", [])
+    pairs = symbol_pairs(classes, relations, truth)
+    if not isinstance(pairs, str) and any(classes[i] != true for i, true in pairs):
+        return "recognizer"  # the right classes on the wrong symbols: swapped in place
     if len(relations) != len(classes) or render(classes, relations) != want:
         return "aligner"
     return "converter"

@@ -15,7 +15,9 @@ predictions, and predictions of new corrections, whichever arrived first) the ru
 * ``audit`` -> ``offline-test``: a uniform share of served predictions, by a hash of the
   prediction id alone, so it is independent of what the customer did: the unbiased sample;
 * ``stage_blame`` -> ``stage:<stage>``: a corrected answer of a staged (OCR) pipeline whose
-  error :func:`evaluation.attribution.attribute` blames on a stage the rules name.
+  error :func:`evaluation.attribution.attribute` blames on a stage the rules name; the new item
+  gets that stage's samples (symbol crops, a relation sample, or the reason there are none:
+  :mod:`evaluation.stage_samples`), rebuilt when a verified label arrives.
 
 Items are one per queue and input hash: a second reason for the same input joins the item's
 reasons and raises its priority. A queue at its quota takes a new item only in place of a less
@@ -39,6 +41,7 @@ from core.store.db import utcnow
 from core.store.models import Correction, Experiment, Prediction, RelabelItem, RelabelRule
 from core.store.upsert import dialect_insert, in_values
 from evaluation.attribution import attribute
+from evaluation.stage_samples import store_samples
 
 FlaggedSlices = Callable[[Session, int], set[tuple[str, str]]]
 OPEN = ("open", "leased")
@@ -206,7 +209,8 @@ def enqueue(session: Session, prediction_ids: set[str], *,
                                  flagged.get(p.experiment_id or 0, set()))
         for queue, reason in found:
             spec = wanted.setdefault((queue, served.input_hash), {
-                "prediction": served, "rules": rules, "reasons": []})
+                "prediction": served, "rules": rules, "reasons": [],
+                "truth": truths.get(p.prediction_id)})
             if reason not in spec["reasons"]:
                 spec["reasons"].append(reason)
     return _store(session, wanted)
@@ -246,8 +250,14 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
         return 0
     # One statement for the batch's new items (executemany with RETURNING): an item per row
     # cost a round trip each, most of a worker batch's time.
-    stmt = dialect_insert(session, r.__table__).on_conflict_do_nothing().returning(r.id)
-    return len(session.execute(stmt, rows).all())
+    stmt = dialect_insert(session, r.__table__).on_conflict_do_nothing().returning(
+        r.id, r.queue, r.input_hash)
+    added = session.execute(stmt, rows).all()
+    for item_id, queue, input_hash in added:
+        if queue.startswith(rules_mod.STAGE_PREFIX):  # a new stage item: its crops or sample
+            spec = wanted[(queue, input_hash)]
+            store_samples(session, item_id, queue, spec["prediction"], spec["truth"])
+    return len(added)
 
 
 def _room(session: Session, queue: str, rules: RelabelRules, priority: float,
@@ -277,12 +287,16 @@ def _room(session: Session, queue: str, rules: RelabelRules, priority: float,
 def route_label(session: Session, item_id: int) -> str | None:
     """A verified label of a staged (OCR) answer also becomes a labeled item of the blamed
     stage's dataset (``stage:<stage>``, done), as a correction does at enqueue; the queue it
-    went to, or None. Called by the API once an item is done."""
+    went to, or None. Called by the API once an item is done; a done stage item's own samples
+    are rebuilt from its label."""
     item = session.get(RelabelItem, item_id)
-    if item is None or item.status != "done" or item.label is None \
-            or item.queue.startswith(rules_mod.STAGE_PREFIX):
+    if item is None or item.status != "done" or item.label is None:
         return None
     p = session.get(Prediction, item.prediction_id)
+    if item.queue.startswith(rules_mod.STAGE_PREFIX):
+        if p is not None:
+            store_samples(session, item.id, item.queue, p, item.label)
+        return None
     if p is None or not p.stages or "recognizer" not in p.stages \
             or p.output_type not in (None, "latex"):
         return None
@@ -300,4 +314,9 @@ def route_label(session: Session, item_id: int) -> str | None:
     session.execute(update(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
         RelabelItem.status != "done").values(lease_owner=None, lease_until=None, **done))
+    routed = session.scalars(select(RelabelItem).where(
+        RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash)).one()
+    # The stage's samples follow its item's verified label (the one just routed, or the label
+    # an annotator gave the stage item itself before).
+    store_samples(session, routed.id, queue, p, routed.label or item.label)
     return queue

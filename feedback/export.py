@@ -5,7 +5,9 @@ NAME --dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`
 and reasons that picked it — and ``provenance`` — prediction, candidate, experiment,
 annotators, time), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
 with the content hash: SHA-256 over the manifest and every file, in manifest order. An export
-whose content equals the newest version's makes no new version.
+whose content equals the newest version's makes no new version. A ``stage:<stage>`` item is
+written as its stage's samples (symbol crops, relation samples: :mod:`feedback.stage_export`)
+rather than a manifest line; one without samples stays a manifest line that says why.
 
 Items are read in pages by id and written line by line, so memory stays flat however large the
 queue (only the input hashes already written are kept, to write each input once). A version is
@@ -36,6 +38,7 @@ from core.store.db import Database
 from core.store.models import Prediction, PredictionInput, RelabelItem
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
+from feedback.stage_export import StageWriter
 
 PAGE = 200
 IMAGE_INPUT = "image"
@@ -112,11 +115,17 @@ def export_snapshot(db: Database, out: Path, name: str,
     (tmp / "files").mkdir(parents=True)
     digest = hashlib.sha256()
     seen: set[str] = set()
-    counts = {"examples": 0, "without_input": 0, "duplicates": 0}
+    counts = {"examples": 0, "without_input": 0, "duplicates": 0, "stage_whole_inputs": 0}
     kinds: dict[str | None, OutputKind] = {}
+    stage = StageWriter(tmp, digest)
     try:
         with (tmp / "manifest.jsonl").open("w") as manifest:
             for s, item in labeled_items(db, queues):
+                why = stage.write(s, item)
+                if why is None:
+                    continue  # a stage item written as its crops or relation sample
+                if why:
+                    counts["stage_whole_inputs"] += 1
                 if item.input_hash in seen:
                     counts["duplicates"] += 1
                     continue
@@ -141,12 +150,16 @@ def export_snapshot(db: Database, out: Path, name: str,
                             "served_output": pred.output if pred else None}}
                 if item.slice and item.slice != "all":
                     line["slice"] = item.slice
+                if why:
+                    line["stage_sample"] = {"reason": why}
                 text = json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
                 manifest.write(text)
                 digest.update(text.encode())
                 for path in written:
                     digest.update(hashlib.sha256(path.read_bytes()).digest())
                 counts["examples"] += 1
+        stage.close()
+        counts.update(stage.counts)
         content_hash = digest.hexdigest()
         if previous is not None and previous.get("content_hash") == content_hash:
             shutil.rmtree(tmp)
@@ -159,5 +172,6 @@ def export_snapshot(db: Database, out: Path, name: str,
         tmp.rename(folder / f"v{version}")
         return {**meta, "path": str(folder / f"v{version}")}
     except BaseException:
+        stage.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise

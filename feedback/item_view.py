@@ -24,6 +24,7 @@ from core.store.models import (
     PredictionInput,
     RelabelItem,
     RelabelLabel,
+    RelabelSample,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,6 +54,22 @@ def input_view(row: PredictionInput | None) -> dict[str, Any] | None:
         return {"kind": "image", "media_type": "image/png",
                 "data_base64": base64.b64encode(as_png(row.data)).decode("ascii")}
     return {"kind": "tensors", "tensors": json.loads(row.data)}
+
+
+def stage_samples_view(s: Session, item: RelabelItem) -> list[dict[str, Any]]:
+    """A stage item's samples: each symbol crop (base64 PNG, the box within it, the true and
+    the served class), the relation sample, or the reason the item is the whole input."""
+    out = []
+    for row in s.scalars(select(RelabelSample).where(RelabelSample.item_id == item.id)
+                         .order_by(RelabelSample.symbol)):
+        view: dict[str, Any] = {"kind": row.kind, "symbol": row.symbol, "label": row.label,
+                                "predicted": row.predicted, "reason": row.reason,
+                                "sample": row.sample}
+        if row.image is not None:
+            view["image"] = {"media_type": "image/png",
+                             "data_base64": base64.b64encode(row.image).decode("ascii")}
+        out.append(view)
+    return out
 
 
 def _iso(value: Any) -> str | None:
@@ -92,4 +109,5 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
             "corrected_output": correction.corrected_output, "rating": correction.rating,
             "comment": correction.comment},
         "label": item.label, "note": item.note,
+        "stage_samples": stage_samples_view(s, item) if item.queue.startswith("stage:") else [],
     }

@@ -71,14 +71,17 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
 def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str, ...],
            as_json: bool) -> None:
     """Write the next version of dataset NAME from the verified labels: manifest.jsonl (the
-    `abvoc offline-test CANDIDATE --dataset` format) and files/, with a content hash."""
+    `abvoc offline-test CANDIDATE --dataset` format) and files/, with a content hash; stage
+    queues' symbol crops (symbol_labels.tsv, crops/) and relation samples (relations.jsonl)."""
     from feedback.export import export_snapshot
 
     with open_db(ctx) as db:
         out = export_snapshot(db, out_dir or ctx.settings.data_dir / "datasets", name,
                               list(queue_names) or None)
     state = "unchanged, still" if out["unchanged"] else "wrote"
-    emit(out, as_json, f"{state} {name} v{out['version']}: {out['examples']} examples, "
+    stage = (f" (+ {out['crops']} symbol crops, {out['relation_samples']} relation samples)"
+             if out.get("crops") or out.get("relation_samples") else "")
+    emit(out, as_json, f"{state} {name} v{out['version']}: {out['examples']} examples{stage}, "
          f"content {out['content_hash'][:16]}, in {out['path']}")
 
 

@@ -399,7 +399,12 @@ class CorrectionRequest(Base):
 
 
 # The relabeling workflow's own tables, on the same metadata.
-from core.store.relabel_models import PredictionInput, RelabelLabel, RelabelRule  # noqa: E402
+from core.store.relabel_models import (  # noqa: E402
+    PredictionInput,
+    RelabelLabel,
+    RelabelRule,
+    RelabelSample,
+)
 
 __all__ = [
     "ApiKey",
@@ -428,6 +433,7 @@ __all__ = [
     "ServedPrediction",
     "RelabelItem",
     "RelabelLabel",
+    "RelabelSample",
     "RelabelRule",
 ]
 

@@ -1,4 +1,5 @@
-"""The relabeling workflow's tables: annotators' acts, enqueue rules, kept inputs.
+"""The relabeling workflow's tables: annotators' acts, enqueue rules, kept inputs, and the
+stage samples (symbol crops, relation samples) of the stage datasets.
 
 Kept apart from :mod:`core.store.models` (which imports them, so one metadata holds every table).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.store.models import Base, BigId
@@ -53,4 +54,28 @@ class PredictionInput(Base):
     input_hash: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class RelabelSample(Base):
+    """What a ``stage:<stage>`` item gives its stage's dataset, one row per sample: a labeled
+    symbol crop (``crop``: ``symbol`` is the detected symbol's index, ``image`` the PNG cut
+    from the kept input around the recorded box), the input's relation sample (``relations``,
+    ``symbol`` -1), or, where neither could be made, ``whole`` with the ``reason``.
+
+    Keyed by item and symbol, so a stage's dataset holds an input once, and a crop once per
+    symbol. Rows are rebuilt when the item's truth changes (a verified label)."""
+
+    __tablename__ = "relabel_samples"
+
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    symbol: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    prediction_id: Mapped[str] = mapped_column(String(64))
+    input_hash: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(Text)
+    predicted: Mapped[str | None] = mapped_column(Text)
+    image: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sample: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -91,6 +91,7 @@ def view(item: dict[str, Any] | None) -> Component:
         if len(text) > MAX_TENSOR_CHARS:
             text = text[:MAX_TENSOR_CHARS] + f"\n… ({len(text)} characters in all)"
         parts.append(html.Pre(text, id="ann-input"))
+    parts += stage_samples(item.get("stage_samples") or [])
     served = item.get("served")
     parts += [html.H4("Served output"), _output(served and served["output"], "ann-served")]
     for i, shadow in enumerate(item.get("shadows") or []):
@@ -108,6 +109,33 @@ def view(item: dict[str, Any] | None) -> Component:
         parts += [_output(correction["corrected_output"], "ann-correction"),
                   html.P("; ".join(extra), id="ann-correction-note")]
     return html.Div(parts)
+
+
+def stage_samples(samples: list[dict[str, Any]]) -> list[Component]:
+    """A stage item's samples: each symbol crop with the class served and the class the truth
+    gives it (the label's LaTeX decides them), the relation sample, or why there is none."""
+    if not samples:
+        return []
+    parts: list[Component] = [html.H4("For the blamed stage's dataset")]
+    for k, sample in enumerate(samples):
+        if sample["kind"] == "crop":
+            image = sample["image"]
+            parts.append(html.Figure([
+                html.Img(src=f"data:{image['media_type']};base64,{image['data_base64']}",
+                         alt=f"symbol {sample['symbol']}", style={
+                             "height": "48px", "border": "1px solid #ccc",
+                             "background": "#fff"}),
+                html.Figcaption(f"symbol {sample['symbol']}: read as {sample['predicted']}, "
+                                f"truth {sample['label']}")],
+                id=f"ann-crop-{k}", style={"display": "inline-block", "margin": "4px"}))
+        elif sample["kind"] == "relations":
+            rel = sample["sample"]
+            rows = [f"{c}: {r[1]} of {r[0]}" for c, r in zip(rel["classes"], rel["relations"],
+                                                             strict=False)]
+            parts.append(html.Pre("\n".join(rows), id=f"ann-relations-{k}"))
+        else:
+            parts.append(html.P(sample.get("reason") or "No sample.", id=f"ann-whole-{k}"))
+    return parts
 
 
 def _start(item: dict[str, Any]) -> str:

@@ -131,3 +131,20 @@ def test_annotators_see_only_the_annotate_page(dash_app: Flask) -> None:
     answer = client.post("/dashboard/_dash-update-component", json=body,
                          headers={**ORIGIN, "X-CSRFToken": token})
     assert answer.status_code == 403 and "admin" in answer.get_json()["error"]
+
+
+def test_a_stage_item_shows_its_crops_relations_or_why_not() -> None:
+    crop = {"kind": "crop", "symbol": 2, "label": "6", "predicted": "8", "reason": None,
+            "sample": {}, "image": {"media_type": "image/png", "data_base64": "iVBORw0K"}}
+    relations = {"kind": "relations", "symbol": -1, "label": "x^{2}", "predicted": None,
+                 "reason": None, "sample": {"classes": ["x", "2"],
+                                            "relations": [[-1, "start"], [0, "sup"]]}}
+    whole = {"kind": "whole", "symbol": -1, "reason": "the input is no longer kept"}
+    parts = annotate.stage_samples([crop, relations, whole])
+    figure = _find(html.Div(parts), "ann-crop-0")
+    assert isinstance(figure, html.Figure)
+    assert figure.children[0].src == "data:image/png;base64,iVBORw0K"
+    assert figure.children[1].children == "symbol 2: read as 8, truth 6"
+    assert _find(html.Div(parts), "ann-relations-1").children == "x: start of -1\n2: sup of 0"
+    assert _find(html.Div(parts), "ann-whole-2").children == "the input is no longer kept"
+    assert annotate.stage_samples([]) == []

@@ -85,3 +85,18 @@ def test_report_shares_by_candidate_and_slice(db: Database, samples: list[Sample
     assert overall["with_truth"] == 30  # 10 correct outputs got a (same) correction
     assert overall["shares"]["detector"] == 0.5
     assert sum(r["errors"] for r in report["rows"] if r["slice"] != "all") == 20
+
+
+def test_classes_swapped_in_place_are_the_recognizers() -> None:
+    # A real answer of a trained candidate: every class is right, two on the wrong symbols.
+    row = {"detector": {"boxes": [[8, 5, 21, 24], [27, 17, 42, 20], [44, 6, 56, 26],
+                                  [62, 10, 77, 24], [81, 6, 93, 26]]},
+           "recognizer": {"classes": ["4", "-", "8", "\\times", "6"]},
+           "aligner": {"relations": [[-1, "start", 1.0]] + [[i, "right", 1.0]
+                                                             for i in range(4)]}}
+    assert attribute("4-8\\times6", row, "4-6\\times8") == "recognizer"
+    # With the structure wrong as well, nothing pairs the symbols: the aligner's, as before.
+    scripted = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+                "recognizer": {"classes": ["2", "x"]},
+                "aligner": {"relations": [[-1, "start", 1.0], [0, "right", 1.0]]}}
+    assert attribute("2x", scripted, "x^{2}") == "aligner"

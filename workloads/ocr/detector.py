@@ -32,10 +32,13 @@ def _median_uint8(image: np.ndarray) -> float:
     return (float(lo) + float(hi)) / 2
 
 
-def ink_of(image: np.ndarray) -> np.ndarray:
-    """Ink in [0, 1] relative to the paper's brightness (the image's median)."""
+def ink_of(image: np.ndarray, paper: float | None = None) -> np.ndarray:
+    """Ink in [0, 1] relative to the paper's brightness: the image's median, or `paper` when
+    given (a crop of a larger image, measured against that image's paper)."""
     img = image.astype(np.float32)
-    paper = max(_median_uint8(image) if image.dtype == np.uint8 else float(np.median(img)), 1.0)
+    if paper is None:
+        paper = _median_uint8(image) if image.dtype == np.uint8 else float(np.median(img))
+    paper = max(paper, 1.0)
     return np.clip((paper - img) / paper, 0.0, 1.0)
 
 
@@ -140,8 +143,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     return ink > max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
 
 
-def detect(image: np.ndarray) -> Detection:
-    ink = ink_of(image)
+def detect(image: np.ndarray, paper: float | None = None) -> Detection:
+    ink = ink_of(image, paper)
     # 8-connected components with their boxes and areas in one native pass (scipy fallback).
     labels, stats = label_components(ink_mask(ink))
     n = len(stats)
