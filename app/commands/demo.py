@@ -74,8 +74,9 @@ def simulate(base: str, key: str, requests: int, matches: int, players: int) -> 
         played = league.run_league(client, game["id"], league.LeagueConfig(
             players, max(1, -(-matches // players))))
         overall = played["overall"]
-        click.echo(f"demo: {overall['matches']} matches played; open the dashboard to see "
-                   "the arms, the divergence and the decision")
+        click.echo(f"demo: {overall['matches']} matches played; open the dashboard at "
+                   f"{base}/dashboard/ (log in with the key {key}) to see the arms, the "
+                   "divergence and the relabel queues; the service keeps running until Ctrl-C")
     except Exception as exc:  # the service keeps running; say what stopped the customers
         click.echo(f"demo: the simulated customers stopped: {exc}", err=True)
     finally:
