@@ -1,8 +1,8 @@
 """The Operations page with a remote candidate: the iris model on a real MLServer 1.7.1, split
 50/50 with the same model as a bundle, driven through POST /v2/models/{scope}/infer; while the
 server is frozen (SIGSTOP) its requests time out. After the outbox, the bus and the worker, the
-page's callback (as the browser calls it) lists the remote candidate with the request count,
-rate, error rate and latency percentiles of what was sent."""
+page's callback (as the browser calls it) and the page in headless Chromium list the remote
+candidate with the request count, rate, error rate and latency percentiles of what was sent."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from typing import Any
 import numpy as np
 import pytest
 from flask import Flask
+from selenium.webdriver.common.by import By
 from sqlalchemy import select
 
 from core.store.models import Prediction
 from dashboards import operations as ops
 from dashboards.tables import fmt
 from tests.dashboards.test_dashboard_auth import login
+from tests.dashboards.test_dashboard_browser import _log_in, _wait
 from tests.dashboards.test_pages_data import _call
 from tests.support import inference_servers
+from tests.support.browser import chromium, console_errors, screenshot, serve
 from tests.support.bundles import EXAMPLE
 from tests.support.v2 import drain, experiment, flowers, infer_body, remote_bundle, upload
 
@@ -84,7 +87,7 @@ def _rows(table: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_operations_page_shows_the_remote_candidate(
         dash_app: Flask, mlserver: inference_servers.InferenceServer, admin_key: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, database_url: str) -> None:
     client = dash_app.test_client()
     admin = {"Authorization": f"Bearer {admin_key}"}
     upload(client, admin, EXAMPLE)
@@ -161,9 +164,28 @@ def test_operations_page_shows_the_remote_candidate(
     assert ledger == {REMOTE: [fmt(mine[k]) for k in (
         "requests", "requests_per_s", "error_rate", "latency_p50_ms", "latency_p95_ms",
         "latency_p99_ms")]}
-    traces = _find(shown, "ops-graph")["props"]["figure"]["data"]
+    figure = _find(shown, "ops-graph")["props"]["figure"]
+    traces = figure["data"]
     assert {t["name"] for t in traces} == {REMOTE}
     by_panel = {t.get("yaxis", "y"): t["y"] for t in traces}
     assert by_panel["y"] == pytest.approx([r["requests_per_s"] for r in hourly])
     assert by_panel["y2"] == pytest.approx([r["error_rate"] for r in hourly])
     assert by_panel["y4"] == pytest.approx([r["latency_p99_ms"] for r in hourly])
+    shown_from, shown_to = (np.datetime64(t.replace("+00:00", ""))
+                            for t in figure["layout"]["xaxis"]["range"])
+    assert shown_to - shown_from >= np.timedelta64(1, "h")  # clock ticks, not milliseconds
+
+    # And in a real browser: both candidates listed, the remote one with those figures.
+    db_kind = database_url.split(":")[0].split("+")[0]
+    with serve(dash_app) as base, chromium() as driver:
+        driver.get(f"{base}/dashboard/operations")
+        _wait(driver, "#login-form")
+        _log_in(driver, admin_key)
+        _wait(driver, "#ops-graph .main-svg")
+        _wait(driver, "#ops-recent")
+        lines = {r.text.split(" ")[0]: r.text.split(" ")[1:] for r in
+                 driver.find_elements(By.CSS_SELECTOR, "#ops-recent tbody tr")}
+        assert set(lines) == {"iris-onnx", REMOTE}
+        assert lines[REMOTE] == ledger[REMOTE]
+        screenshot(driver, tmp_path / "screenshots", f"operations-remote-{db_kind}")
+        assert console_errors(driver) == []
