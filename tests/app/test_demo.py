@@ -178,6 +178,8 @@ def test_demo_shows_a_difference_a_divergence_and_a_filling_queue(
         out = text()
         assert f"{REQUESTS} formulas read" in out
         assert f"open the dashboard at {base}/dashboard/" in out  # said again at the end
+        assert f"the service is up; dashboard: {base}/dashboard/" in out
+        assert "Connection refused" not in out  # waiting for the service is quiet
         experiments = client.call("GET", "/v1/experiments")["experiments"]
         assert {e["scope"] for e in experiments} == {"formulas", "gameplay"}
         ocr = next(e for e in experiments if e["scope"] == "formulas")
