@@ -4,7 +4,10 @@ events (experiments a guardrail or an operator stopped, paused arms), the outbox
 the loops' heartbeats.
 
 Windows end at the newest data, not at the clock: a store replayed or seeded later still shows
-its last hours.
+its last hours. A rate is requests over the seconds of its window that the service was serving:
+an hour (or the ledger's minutes) the first requests fall in, or the newest one, cut at the
+first and the newest data, so a service up for three minutes shows the rate it served at, not
+that rate spread over an hour.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ from sqlalchemy import func, select
 from core.health import component_checks, outbox_lag_s
 from core.outbox import pending_count
 from core.store.db import Database
-from core.store.models import ComponentHeartbeat, Experiment, OnlineAggregate, ServedPrediction
+from core.store.models import (
+    ComponentHeartbeat,
+    Experiment,
+    OnlineAggregate,
+    Prediction,
+    ServedPrediction,
+)
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.stats import LatencyHistogram
 
 HOUR = timedelta(hours=1)
+MIN_SPAN_S = 1.0  # a rate over less than this is no rate
 QUANTILES = (0.5, 0.95, 0.99)
 LEDGER_MINUTES = 15
 
@@ -37,10 +47,15 @@ def candidates(db: Database) -> list[str]:
                               .distinct().order_by(t.candidate)))
 
 
+def _rate(n: int, seconds: float) -> float | None:
+    return n / seconds if seconds >= MIN_SPAN_S else None
+
+
 def hourly(db: Database, hours: int | None = 24,
            candidate: str | None = None) -> list[dict[str, Any]]:
     """Per candidate and hour (the last ``hours`` hours with data; None: all): requests per
-    second, error rate, latency p50/p95/p99 (from the merged latency sketches)."""
+    second (over the part of the hour between the first and the newest stored prediction),
+    error rate, latency p50/p95/p99 (from the merged latency sketches)."""
     t = OnlineAggregate
     where = [] if candidate is None else [t.candidate == candidate]
     with db.reading() as s:
@@ -54,6 +69,8 @@ def hourly(db: Database, hours: int | None = 24,
                            .group_by(t.candidate, t.hour, t.metric)).all()
         sketches = s.execute(select(t.candidate, t.hour, t.sketch)
                              .where(t.metric == agg.LATENCY, t.sketch.is_not(None), *where)).all()
+        first, newest = s.execute(select(func.min(Prediction.created_at),
+                                         func.max(Prediction.created_at))).one()
     rows: dict[tuple[str, datetime], dict[str, Any]] = defaultdict(dict)
     for cand, hour, metric, n, total in counts:
         row = rows[(cand, _utc(hour))]
@@ -73,35 +90,49 @@ def hourly(db: Database, hours: int | None = 24,
         q = ([None] * len(QUANTILES) if histogram is None or histogram.count == 0
              else [float(v) for v in histogram.quantile(np.array(QUANTILES))])
         out.append({"candidate": cand, "hour": hour, "predictions": n,
-                    "requests_per_s": n / 3600.0,
+                    "requests_per_s": _rate(n, _served_s(hour, first, newest)),
                     "error_rate": row.get("errors", 0.0) / n if n else None,
                     "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2]})
     return out
 
 
+def _served_s(hour: datetime, first: datetime | None, newest: datetime | None) -> float:
+    """Seconds of the hour from the first to the newest stored prediction."""
+    start = max(hour, _utc(first)) if first is not None else hour
+    end = min(hour + HOUR, _utc(newest)) if newest is not None else hour + HOUR
+    return (end - start).total_seconds()
+
+
 def recent(db: Database, minutes: int = LEDGER_MINUTES,
            candidate: str | None = None) -> list[dict[str, Any]]:
-    """Per candidate over the ledger's last ``minutes`` minutes: requests, requests per second,
-    error rate and latency percentiles, as the guardrails' rolling window sees them."""
+    """Per candidate over the ledger's last ``minutes`` minutes: requests, requests per second
+    (from the candidate's first request when it has none before the window), error rate and
+    latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
+    latency: arms' requests, not shadows' or forced ones)."""
     t = ServedPrediction
     where = [] if candidate is None else [t.candidate == candidate]
     with db.reading() as s:
         last = s.scalar(select(func.max(t.created_at)).where(*where))
         if last is None:
             return []
-        rows = s.execute(select(t.candidate, t.latency_ms, t.error)
-                         .where(t.created_at > last - timedelta(minutes=minutes), *where)).all()
-    by_cand: dict[str, list[tuple[float | None, bool | None]]] = defaultdict(list)
-    for cand, latency, error in rows:
-        by_cand[cand].append((latency, error))
+        start = last - timedelta(minutes=minutes)
+        rows = s.execute(select(t.candidate, t.latency_ms, t.error, t.created_at)
+                         .where(t.created_at > start, *where)).all()
+        older = {c for c in {r[0] for r in rows} if s.scalar(
+            select(t.prediction_id).where(t.candidate == c, t.created_at <= start).limit(1))}
+    by_cand: dict[str, list[tuple[float | None, bool | None, datetime]]] = defaultdict(list)
+    for cand, latency, error, at in rows:
+        by_cand[cand].append((latency, error, at))
     out = []
     for cand, items in sorted(by_cand.items()):
-        latencies = np.array([lat for lat, _ in items if lat is not None], dtype=float)
+        latencies = np.array([lat for lat, _, _ in items if lat is not None], dtype=float)
         q = (np.quantile(latencies, QUANTILES).tolist() if latencies.size
              else [None] * len(QUANTILES))
+        began = start if cand in older else min(at for _, _, at in items)
+        checked = [e for _, e, _ in items if e is not None]
         out.append({"candidate": cand, "requests": len(items),
-                    "requests_per_s": len(items) / (minutes * 60.0),
-                    "error_rate": sum(1 for _, e in items if e) / len(items),
+                    "requests_per_s": _rate(len(items), (last - began).total_seconds()),
+                    "error_rate": sum(checked) / len(checked) if checked else None,
                     "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2],
                     "until": _utc(last)})
     return out

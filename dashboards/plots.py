@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -96,6 +97,9 @@ OPS_PANELS = (("requests_per_s", "requests / s"), ("error_rate", "error rate"),
               ("latency_p50_ms", "latency p50 (ms)"), ("latency_p99_ms", "latency p99 (ms)"))
 
 
+HALF_HOUR = timedelta(minutes=30)
+
+
 def operations(rows: list[dict[str, Any]]) -> go.Figure:
     """Four panels over the hours: requests per second, error rate, latency p50 and p99, one
     line per candidate."""
@@ -112,6 +116,10 @@ def operations(rows: list[dict[str, Any]]) -> go.Figure:
                 x=[p["hour"] for p in points], y=[p[key] for p in points], mode="lines+markers",
                 name=plain(cand), legendgroup=cand, showlegend=j == 0,
                 line={"color": COLORS[i % len(COLORS)]}), row=j // 2 + 1, col=j % 2 + 1)
+    # Half an hour either side: one hour of data (a young service) gets readable clock ticks
+    # instead of Plotly's millisecond ones around a single point.
+    hours = [r["hour"] for r in rows]
+    figure.update_xaxes(range=[min(hours) - HALF_HOUR, max(hours) + HALF_HOUR])
     figure.update_layout(height=560, margin={"t": 40, "l": 50, "r": 20, "b": 40})
     return figure
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import click
 
@@ -46,23 +47,33 @@ def ensure_gameplay(ctx: Context) -> None:
         register_and_test(Registry(db), ctx.settings.models_dir, out, click.echo)
 
 
+def _wait_ready(base: str, timeout_s: float) -> bool:
+    """Poll /readyz quietly (a refused connection while gunicorn starts is expected, not a
+    warning for the newcomer's terminal)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as answer:
+                if answer.status == 200:
+                    return True
+        except (OSError, ValueError):  # refused, reset, 503 (HTTPError): not ready yet
+            pass
+        time.sleep(1)
+    return False
+
+
 def simulate(base: str, key: str, requests: int, matches: int, players: int) -> None:
     """Wait for the service, then play the OCR customers and the game league against it."""
     from workloads.client import ServiceClient
     from workloads.gameplay import league
     from workloads.ocr import customers
 
+    if not _wait_ready(base, 600):
+        click.echo("demo: the service did not come up; no customers sent", err=True)
+        return
+    click.echo(f"demo: the service is up; dashboard: {base}/dashboard/  (log in with the key "
+               f"{key})")
     client = ServiceClient(base, key)
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            client.call("GET", "/readyz")
-            break
-        except Exception:  # not up yet
-            if time.monotonic() > deadline:
-                click.echo("demo: the service did not come up; no customers sent", err=True)
-                return
-            time.sleep(1)
     try:
         ocr = customers.ensure_experiment(client)
         click.echo(f"demo: OCR customers on experiment {ocr['id']} ({requests} formulas)")
@@ -74,8 +85,9 @@ def simulate(base: str, key: str, requests: int, matches: int, players: int) -> 
         played = league.run_league(client, game["id"], league.LeagueConfig(
             players, max(1, -(-matches // players))))
         overall = played["overall"]
-        click.echo(f"demo: {overall['matches']} matches played; open the dashboard to see "
-                   "the arms, the divergence and the decision")
+        click.echo(f"demo: {overall['matches']} matches played; open the dashboard at "
+                   f"{base}/dashboard/ (log in with the key {key}) to see the arms, the "
+                   "divergence and the relabel queues; the service keeps running until Ctrl-C")
     except Exception as exc:  # the service keeps running; say what stopped the customers
         click.echo(f"demo: the simulated customers stopped: {exc}", err=True)
     finally:

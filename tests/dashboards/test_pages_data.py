@@ -19,6 +19,7 @@ from serving.images import encode_png
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
 from tests.dashboards.test_dashboard_auth import ORIGIN, _token, login
+from tests.evaluation.helpers import T0
 
 
 @pytest.fixture
@@ -110,7 +111,9 @@ def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -
     assert {r["candidate"] for r in rows} == {"cand-a", "cand-b"}
     first = next(r for r in rows if r["candidate"] == "cand-b")
     assert first["predictions"] == PER_HOUR * len(SLICES)
-    assert first["requests_per_s"] == pytest.approx(PER_HOUR * len(SLICES) / 3600)
+    # The first hour's rate is over its part from the first prediction (T0, a quarter past).
+    served_s = 3600 - T0.minute * 60
+    assert first["requests_per_s"] == pytest.approx(PER_HOUR * len(SLICES) / served_s)
     assert first["error_rate"] == 0.0
     assert 10.0 <= first["latency_p50_ms"] <= first["latency_p99_ms"] <= 16.2
     assert len(ops.hourly(db, 1)) == 2  # the newest hour only, per candidate

@@ -39,6 +39,7 @@ def ensure_experiment(client: ServiceClient, scope: str = SCOPE) -> dict[str, An
     """The experiment running on `scope`, or a new three-arm one with a shadow, started."""
     return client.running_experiment({
         "name": f"formula OCR on {scope}", "scope": scope, "unit": "user",
+        "salt": "formula-ocr-customers",  # fixed: the same customers land in the same arms
         "arms": [{"name": arm, "candidate": cand, "weight": 1, "control": control}
                  for arm, cand, control in ARMS],
         "shadows": [{"candidate": SHADOW}], "guardrails": {"p99_latency_ms": 2000}})
