@@ -51,6 +51,10 @@ def test_register_and_offline_test_through_the_cli(cli: CliRunner, settings: Set
     assert results["overall"]["accuracy"] == pytest.approx(expected, abs=1e-4)  # 4 places
     assert set(results["slices"]) == {"near", "far"}
     assert 0.87 <= results["label_shares"]["idle"] <= 0.94
+    # What is stored is the offline results; the requirement checks are printed beside them.
+    checks = results.pop("requirement_checks")
+    assert {c["requirement"] for c in checks} == {"model_size_mb"}
+    assert all(c["passed"] for c in checks)
     assert registry_row(settings, "gameplay-idle-logs").offline_results == results
     shown = cli.invoke(main, ["candidates", "show", "gameplay-idle-logs"]).stdout
     assert "label shares: idle 0.9" in shown
