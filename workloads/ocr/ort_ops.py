@@ -13,16 +13,30 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from workloads.ocr.torch_ops import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
 
 CRATE = Path(__file__).resolve().parents[2] / "csrc" / "ort"
 LIBRARY = Path(__file__).with_name("_ccl_ort.so")
 _BUILT_NAME = "libabvoc_ccl_ort.so"
-NO_CARGO = ("cargo (Rust) is not on PATH, so the ONNX Runtime op library (csrc/ort) cannot be "
-            "built: install Rust (https://rustup.rs), then run scripts/install-python.sh")
+NO_CARGO = ("cargo (Rust) is not on PATH nor in $CARGO_HOME/bin, so the ONNX Runtime op library "
+            "(csrc/ort) cannot be built: install Rust (https://rustup.rs), then run "
+            "scripts/install-python.sh")
+
+
+def find_cargo() -> str | None:
+    """cargo on PATH, else where rustup puts it (a shell that skipped rustup's profile)."""
+    home = Path(os.environ.get("CARGO_HOME", "~/.cargo")).expanduser()
+    fallback = home / "bin" / "cargo"
+    return shutil.which("cargo") or (str(fallback) if fallback.is_file() else None)
 
 
 def target_dir() -> Path:
@@ -32,14 +46,14 @@ def target_dir() -> Path:
 
 def unavailable() -> str | None:
     """Why the library cannot be built here, or None when it can (or is built already)."""
-    if LIBRARY.is_file() or shutil.which("cargo") is not None:
+    if LIBRARY.is_file() or find_cargo() is not None:
         return None
     return NO_CARGO
 
 
 def build() -> Path:
     """Compile csrc/ort with cargo (exact versions from Cargo.lock) and install it as LIBRARY."""
-    cargo = shutil.which("cargo")
+    cargo = find_cargo()
     if cargo is None:
         raise RuntimeError(NO_CARGO)
     target = target_dir()
@@ -75,5 +89,36 @@ def session_options(options: ort.SessionOptions | None = None) -> ort.SessionOpt
     return options
 
 
-if __name__ == "__main__":
-    print(build())
+def one_node_model(elem_type: int = TensorProto.BOOL,
+                   dims: Sequence[str] = ("h", "w")) -> bytes:
+    """One abvoc::ConnectedComponents node: mask -> (labels, stats), as torch_ops exports it."""
+    node = helper.make_node(ONNX_OP, ["mask"], ["labels", "stats"], domain=ONNX_DOMAIN)
+    graph = helper.make_graph(
+        [node], "connected_components",
+        [helper.make_tensor_value_info("mask", elem_type, list(dims))],
+        [helper.make_tensor_value_info("labels", TensorProto.INT32, list(dims)),
+         helper.make_tensor_value_info("stats", TensorProto.INT64, [None, 5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
+                                                    helper.make_opsetid(ONNX_DOMAIN, 1)])
+    return model.SerializeToString()
+
+
+class OrtLabeller:
+    """Labels 2-D bool masks through ONNX Runtime: a one-node session over the library."""
+
+    def __init__(self, threads: int = 1) -> None:
+        options = session_options()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(one_node_model(), sess_options=options,
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, stats = self.session.run(None, {"mask": np.ascontiguousarray(mask, dtype=bool)})
+        return labels, stats
+
+
+if __name__ == "__main__":  # scripts/install-python.sh: build, or say why not (not an error)
+    if find_cargo() is None:
+        print(f"WARNING: {NO_CARGO}; its tests will skip", file=sys.stderr)
+    else:
+        print(f"built {build()}")

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from tests.workloads.ocr.ccl_cases import (
     assert_like_scipy,
@@ -22,7 +22,8 @@ from tests.workloads.ocr.ccl_cases import (
     masks,
     offline_masks,
 )
-from workloads.ocr import ort_ops, torch_ops
+from workloads.ocr import ort_ops
+from workloads.ocr.ort_ops import one_node_model
 
 REASON = ort_ops.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"ORT op library: {REASON}")
@@ -32,21 +33,6 @@ CPU = ["CPUExecutionProvider"]
 @pytest.fixture(scope="module", autouse=True)
 def library() -> Path:
     return ort_ops.build()  # incremental: no work when csrc/ort and csrc/ccl are unchanged
-
-
-def one_node_model(dtype: int = TensorProto.BOOL, rank: int = 2) -> bytes:
-    node = helper.make_node(torch_ops.ONNX_OP, ["mask"], ["labels", "stats"],
-                            domain=torch_ops.ONNX_DOMAIN)
-    dims = ["h", "w", "c"][:rank]
-    graph = helper.make_graph(
-        [node], "connected_components",
-        [helper.make_tensor_value_info("mask", dtype, dims)],
-        [helper.make_tensor_value_info("labels", TensorProto.INT32, dims),
-         helper.make_tensor_value_info("stats", TensorProto.INT64, [None, 5])])
-    model = helper.make_model(graph, opset_imports=[
-        helper.make_opsetid("", torch_ops.ONNX_OPSET),
-        helper.make_opsetid(torch_ops.ONNX_DOMAIN, 1)])
-    return model.SerializeToString()
 
 
 def session(model: bytes, quiet: bool = False) -> ort.InferenceSession:
@@ -123,7 +109,7 @@ def test_a_mask_of_another_type_is_refused_with_what_to_fix() -> None:
 
 
 def test_a_mask_of_another_rank_is_refused_with_what_to_fix() -> None:
-    sess = session(one_node_model(rank=3), quiet=True)
+    sess = session(one_node_model(dims=("h", "w", "c")), quiet=True)
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument,
                        match=r"mask must be 2-D \(H, W\), got shape \[2, 3, 4\]"):
         sess.run(None, {"mask": np.ones((2, 3, 4), dtype=bool)})
@@ -146,7 +132,7 @@ def test_a_missing_library_says_how_to_build_it(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(ort_ops, "LIBRARY", tmp_path / "_ccl_ort.so")
     with pytest.raises(FileNotFoundError, match="install-python.sh"):
         ort_ops.session_options()
-    monkeypatch.setattr(ort_ops.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ort_ops, "find_cargo", lambda: None)
     assert ort_ops.unavailable() == ort_ops.NO_CARGO
     with pytest.raises(RuntimeError, match="cargo"):
         ort_ops.build()
