@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from workloads.ocr.torch_ops import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
 CRATE = Path(__file__).resolve().parents[2] / "csrc" / "ort"
 LIBRARY = Path(__file__).with_name("_ccl_ort.so")
 _BUILT_NAME = "libabvoc_ccl_ort.so"
+# Options the library is registered on: ORT refuses a session whose options carry the domain
+# twice ("Domain already set in registry"), so a second registration is skipped.
+_registered: weakref.WeakSet[ort.SessionOptions] = weakref.WeakSet()
 NO_CARGO = ("cargo (Rust) is not on PATH nor in $CARGO_HOME/bin, so the ONNX Runtime op library "
             "(csrc/ort) cannot be built: install Rust (https://rustup.rs), then run "
             "scripts/install-python.sh")
@@ -83,9 +87,11 @@ def library_path() -> Path:
 
 
 def session_options(options: ort.SessionOptions | None = None) -> ort.SessionOptions:
-    """Session options (new ones, or those given) with the abvoc custom ops registered."""
+    """Session options (new ones, or those given) with the abvoc custom ops registered once."""
     options = options if options is not None else ort.SessionOptions()
-    options.register_custom_ops_library(str(library_path()))
+    if options not in _registered:
+        options.register_custom_ops_library(str(library_path()))
+        _registered.add(options)
     return options
 
 

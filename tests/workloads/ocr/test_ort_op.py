@@ -8,6 +8,7 @@ inputs refused with ORT's error and a message; the library registered in two fre
 from __future__ import annotations
 
 import gc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,22 @@ def test_the_library_registers_in_fresh_sessions_again_and_again() -> None:
     gc.collect()  # the first session and its options are gone before the next registration
     for _ in range(2):
         assert_like_scipy(*run(session(one_node_model()), mask), mask)
+    options = ort_ops.session_options()
+    assert ort_ops.session_options(options) is options  # ORT would refuse the domain twice
+    twice = ort.InferenceSession(one_node_model(), sess_options=options, providers=CPU)
+    assert_like_scipy(*run(twice, mask), mask)
+
+
+def test_sessions_run_the_op_from_many_threads_at_once(helper_session: ort.InferenceSession
+                                                       ) -> None:
+    rng = np.random.default_rng(4)
+    batch = [rng.random((int(h), int(w))) < p
+             for h, w, p in zip(rng.integers(1, 120, 64), rng.integers(1, 120, 64),
+                                rng.random(64), strict=True)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda m: run(helper_session, m), batch))
+    for mask, result in zip(batch, results, strict=True):
+        assert_like_scipy(*result, mask)
 
 
 def test_a_missing_library_says_how_to_build_it(monkeypatch: pytest.MonkeyPatch,
