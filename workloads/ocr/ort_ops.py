@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from workloads.ocr.torch_ops import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
+from workloads.ocr.components import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
 
 CRATE = Path(__file__).resolve().parents[2] / "csrc" / "ort"
 LIBRARY = Path(__file__).with_name("_ccl_ort.so")
