@@ -49,10 +49,8 @@ def target_dir() -> Path:
 
 
 def unavailable() -> str | None:
-    """Why the library cannot be built here, or None when it can (or is built already)."""
-    if LIBRARY.is_file() or find_cargo() is not None:
-        return None
-    return NO_CARGO
+    """Why the library cannot be built here, or None when it can."""
+    return NO_CARGO if find_cargo() is None else None
 
 
 def build() -> Path:
