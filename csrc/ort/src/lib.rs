@@ -31,8 +31,16 @@ type StatsOut = unsafe extern "C" fn(ctx: *mut c_void, n: i64) -> *mut i64;
 unsafe extern "C" {
     // src/ccl_shim.cpp: the csrc/ccl kernel behind a C interface.
     fn abvoc_ccl_stat_cols() -> i64;
-    fn abvoc_ccl_label(mask: *const u8, h: i64, w: i64, labels: *mut i32, stats_out: StatsOut,
-                       ctx: *mut c_void, error: *mut c_char, error_len: usize) -> i64;
+    fn abvoc_ccl_label(
+        mask: *const u8,
+        h: i64,
+        w: i64,
+        labels: *mut i32,
+        stats_out: StatsOut,
+        ctx: *mut c_void,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> i64;
 }
 
 /// Why a call failed: a status ONNX Runtime returned (passed on as is) or our own message.
@@ -60,7 +68,11 @@ impl Error {
 type Result<T> = std::result::Result<T, Error>;
 
 fn check(status: OrtStatusPtr) -> Result<()> {
-    if status.0.is_null() { Ok(()) } else { Err(Error::Ort(status)) }
+    if status.0.is_null() {
+        Ok(())
+    } else {
+        Err(Error::Ort(status))
+    }
 }
 
 /// The ORT type-and-shape info of a value, released when dropped.
@@ -99,7 +111,8 @@ impl Drop for TypeAndShape<'_> {
 
 fn type_name(t: ElemType) -> String {
     let full = format!("{t:?}");
-    full.trim_start_matches("ONNX_TENSOR_ELEMENT_DATA_TYPE_").to_lowercase()
+    full.trim_start_matches("ONNX_TENSOR_ELEMENT_DATA_TYPE_")
+        .to_lowercase()
 }
 
 /// The kernel's state: the API table ONNX Runtime handed to CreateKernelV2.
@@ -109,8 +122,12 @@ struct Kernel {
 
 impl Kernel {
     /// Output `index` of the given shape, and its data.
-    unsafe fn output<T>(&self, ctx: *mut OrtKernelContext, index: usize, dims: &[i64])
-                        -> Result<*mut T> {
+    unsafe fn output<T>(
+        &self,
+        ctx: *mut OrtKernelContext,
+        index: usize,
+        dims: &[i64],
+    ) -> Result<*mut T> {
         let mut value = ptr::null_mut();
         check(unsafe {
             (self.api.KernelContext_GetOutput)(ctx, index, dims.as_ptr(), dims.len(), &mut value)
@@ -126,16 +143,21 @@ impl Kernel {
         check(unsafe { (api.KernelContext_GetInput)(ctx, 0, &mut mask) })?;
         let info = unsafe { TypeAndShape::of(api, mask) }?;
         let elem = info.element_type()?;
-        if !matches!(elem, ElemType::ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL
-                         | ElemType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
+        if !matches!(
+            elem,
+            ElemType::ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL
+                | ElemType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8
+        ) {
             return Err(Error::invalid(format!(
                 "abvoc::ConnectedComponents: the mask must be a bool or uint8 tensor, got {}",
-                type_name(elem))));
+                type_name(elem)
+            )));
         }
         let dims = info.dims()?;
         if dims.len() != 2 {
             return Err(Error::invalid(format!(
-                "abvoc::ConnectedComponents: the mask must be 2-D (H, W), got shape {dims:?}")));
+                "abvoc::ConnectedComponents: the mask must be 2-D (H, W), got shape {dims:?}"
+            )));
         }
         let (h, w) = (dims[0], dims[1]);
         let cols = unsafe { abvoc_ccl_stat_cols() };
@@ -147,19 +169,34 @@ impl Kernel {
         let mut data = ptr::null_mut();
         // The input's bytes are only read; the C API has no const accessor before API 23.
         check(unsafe { (api.GetTensorMutableData)(mask.cast_mut(), &mut data) })?;
-        let mut sink = StatsSink { kernel: self, ctx, cols, failed: None };
+        let mut sink = StatsSink {
+            kernel: self,
+            ctx,
+            cols,
+            failed: None,
+        };
         let mut error = [0 as c_char; 256];
         let n = unsafe {
-            abvoc_ccl_label(data.cast(), h, w, labels, stats_out, (&raw mut sink).cast(),
-                            error.as_mut_ptr(), error.len())
+            abvoc_ccl_label(
+                data.cast(),
+                h,
+                w,
+                labels,
+                stats_out,
+                (&raw mut sink).cast(),
+                error.as_mut_ptr(),
+                error.len(),
+            )
         };
         if let Some(err) = sink.failed {
             return Err(err);
         }
         if n < 0 {
             let msg = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-            return Err(Error::Message(OrtErrorCode::ORT_FAIL,
-                                      format!("abvoc::ConnectedComponents: {msg}")));
+            return Err(Error::Message(
+                OrtErrorCode::ORT_FAIL,
+                format!("abvoc::ConnectedComponents: {msg}"),
+            ));
         }
         Ok(())
     }
@@ -231,21 +268,27 @@ unsafe extern "system" fn op_version(_: *const OrtCustomOp) -> c_int {
     OP_VERSION
 }
 
-unsafe extern "system" fn create_kernel(_: *const OrtCustomOp, api: *const OrtApi,
-                                        _: *const OrtKernelInfo, kernel: *mut *mut c_void)
-                                        -> OrtStatusPtr {
+unsafe extern "system" fn create_kernel(
+    _: *const OrtCustomOp,
+    api: *const OrtApi,
+    _: *const OrtKernelInfo,
+    kernel: *mut *mut c_void,
+) -> OrtStatusPtr {
     // The table lives as long as the runtime that handed it over.
     let api: &'static OrtApi = unsafe { &*api };
     unsafe { *kernel = Box::into_raw(Box::new(Kernel { api })).cast() };
     OrtStatusPtr(ptr::null_mut())
 }
 
-unsafe extern "system" fn compute(kernel: *mut c_void, ctx: *mut OrtKernelContext)
-                                  -> OrtStatusPtr {
+unsafe extern "system" fn compute(kernel: *mut c_void, ctx: *mut OrtKernelContext) -> OrtStatusPtr {
     let kernel = unsafe { &*kernel.cast::<Kernel>() };
-    let result = catch_unwind(AssertUnwindSafe(|| unsafe { kernel.compute(ctx) }))
-        .unwrap_or_else(|_| Err(Error::Message(OrtErrorCode::ORT_FAIL,
-            "abvoc::ConnectedComponents: the kernel panicked (a bug in csrc/ort)".into())));
+    let result =
+        catch_unwind(AssertUnwindSafe(|| unsafe { kernel.compute(ctx) })).unwrap_or_else(|_| {
+            Err(Error::Message(
+                OrtErrorCode::ORT_FAIL,
+                "abvoc::ConnectedComponents: the kernel panicked (a bug in csrc/ort)".into(),
+            ))
+        });
     OrtStatusPtr(match result {
         Ok(()) => ptr::null_mut(),
         Err(err) => err.into_status(kernel.api),
@@ -300,8 +343,10 @@ unsafe fn register(api: &OrtApi, options: *mut OrtSessionOptions) -> Result<()> 
 /// # Safety
 /// Called by ONNX Runtime with valid session options and its API base.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn RegisterCustomOps(options: *mut OrtSessionOptions,
-                                           api_base: *const OrtApiBase) -> *mut OrtStatus {
+pub unsafe extern "C" fn RegisterCustomOps(
+    options: *mut OrtSessionOptions,
+    api_base: *const OrtApiBase,
+) -> *mut OrtStatus {
     let base = unsafe { &*api_base };
     let api = unsafe { (base.GetApi)(ORT_API_VERSION) };
     if api.is_null() {
@@ -312,15 +357,20 @@ pub unsafe extern "C" fn RegisterCustomOps(options: *mut OrtSessionOptions,
             return ptr::null_mut();
         }
         let version = unsafe { CStr::from_ptr((base.GetVersionString)()) }.to_string_lossy();
-        let msg = format!("abvoc custom ops need ONNX Runtime API {ORT_API_VERSION} \
-                           (ONNX Runtime 1.{ORT_API_VERSION} or newer); this is {version}");
+        let msg = format!(
+            "abvoc custom ops need ONNX Runtime API {ORT_API_VERSION} \
+                           (ONNX Runtime 1.{ORT_API_VERSION} or newer); this is {version}"
+        );
         return Error::Message(OrtErrorCode::ORT_FAIL, msg).into_status(unsafe { &*v1 });
     }
     let api = unsafe { &*api };
     match catch_unwind(AssertUnwindSafe(|| unsafe { register(api, options) })) {
         Ok(Ok(())) => ptr::null_mut(),
         Ok(Err(err)) => err.into_status(api),
-        Err(_) => Error::Message(OrtErrorCode::ORT_FAIL,
-                                 "abvoc custom ops: registration panicked".into()).into_status(api),
+        Err(_) => Error::Message(
+            OrtErrorCode::ORT_FAIL,
+            "abvoc custom ops: registration panicked".into(),
+        )
+        .into_status(api),
     }
 }
