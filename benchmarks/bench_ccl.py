@@ -2,6 +2,8 @@
 
 Each contender returns the labels and every component's box and area:
   native  workloads.ocr._ccl: one C++ labelling pass fused with the statistics;
+  onnxruntime-op  the same C++ kernel as ONNX Runtime's custom op (csrc/ort), one session.run of
+          a one-node model per mask, 1 intra-op thread, when the library is built;
   scipy   scipy.ndimage.label (8-connected) + bincount + find_objects, the detector's former path;
   opencv  cv2.connectedComponentsWithStats (8-connected, CV_32S), 1 thread and OpenCV's default,
           when opencv-python-headless is installed (benchmark extra: ``pip install -e .[bench]``).
@@ -29,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_stats import median_time  # noqa: E402  (one timing rule)
-from workloads.ocr import components, detector  # noqa: E402
+from workloads.ocr import components, detector, ort_ops  # noqa: E402
 from workloads.ocr.components import label_native, label_scipy  # noqa: E402
 from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
 from workloads.ocr.offline import DEFAULT_TEST_SIZE  # noqa: E402
@@ -50,6 +52,8 @@ def opencv(threads: int) -> Callable[[np.ndarray], Any]:
 
 def contenders() -> dict[str, Callable[[np.ndarray], Any]]:
     out: dict[str, Callable[[np.ndarray], Any]] = {"native": label_native, "scipy": label_scipy}
+    if ort_ops.LIBRARY.is_file():
+        out["onnxruntime-op"] = ort_ops.OrtLabeller(threads=1)
     if cv2 is not None:
         out["opencv-1-thread"] = opencv(1)
         out["opencv-default"] = opencv(0)  # 0 = OpenCV's own choice (all cores)
@@ -122,6 +126,7 @@ def main() -> None:
     if not components.NATIVE:
         sys.exit("the native op is not built: pip install -e . (or python setup.py build_ext -i)")
     print(f"opencv: {cv2.__version__ if cv2 is not None else 'not installed (bench extra)'}")
+    print(f"onnxruntime-op: {ort_ops.LIBRARY if ort_ops.LIBRARY.is_file() else 'not built'}")
     images = [s.image for s in generate(args.images, OFFLINE_MIX, 0, "offline-test")]
     masks = [detector.ink_mask(detector.ink_of(im)) for im in images]
     pixels = sum(m.size for m in masks)

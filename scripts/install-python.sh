@@ -21,3 +21,9 @@ fi
 # whenever its sources are newer than the built module (setuptools compares the timestamps).
 echo "[install-python] building the native op (csrc/ccl) in place"
 (cd "$ABVOC_REPO" && "$ABVOC_VENV/bin/python" setup.py --quiet build_ext --inplace)
+# The ONNX Runtime custom-op library (csrc/ort: Rust glue over the csrc/ccl kernel). cargo
+# rebuilds only when csrc/ort or csrc/ccl changed; crates come from Cargo.lock, cached in
+# CARGO_HOME (~/.cargo), the build folder is csrc/ort/target (gitignored). Without cargo it says
+# so and goes on (the library's tests then skip with that reason).
+echo "[install-python] building the ONNX Runtime op library (csrc/ort) with cargo"
+(cd "$ABVOC_REPO" && "$ABVOC_VENV/bin/python" -m workloads.ocr.ort_ops)

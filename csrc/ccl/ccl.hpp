@@ -1,7 +1,7 @@
 // Connected-component labelling of a binary mask fused with per-component statistics.
 //
-// One header shared by every binding (CPython module, torch op, TensorRT plugin), so each
-// runtime runs the same code. The numbering equals scipy.ndimage.label with a 3x3 (8-connected)
+// One header shared by every binding (CPython module, torch op, ONNX Runtime library, TensorRT
+// plugin), so each runtime runs the same code. The numbering equals scipy.ndimage.label with a 3x3 (8-connected)
 // structure: components are numbered 1..n in the raster order of their first pixel.
 //
 // Algorithm: two raster passes. The first labels each row run by run from the row above (a run

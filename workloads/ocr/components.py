@@ -18,6 +18,10 @@ except ImportError:  # not built (e.g. a plain source checkout): scipy does the 
 
 NATIVE = _ccl is not None
 STAT_COLUMNS = ("x0", "y0", "x1", "y1", "area")  # x1, y1 exclusive
+# The op as an ONNX node (torch_ops exports it, csrc/ort runs it): domain, type, default opset.
+ONNX_DOMAIN = "abvoc"
+ONNX_OP = "ConnectedComponents"
+ONNX_OPSET = 17
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 
+from workloads.ocr.components import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
+
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-ONNX_DOMAIN = "abvoc"
-ONNX_OP = "ConnectedComponents"
-ONNX_OPSET = 17
 _loaded = False
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
+from tests.workloads.ocr.ccl_cases import assert_like_scipy, masks
 from workloads.ocr import components, detector
 from workloads.ocr.components import label_batch_native, label_native, label_scipy
 from workloads.ocr.dataset import OFFLINE_MIX, generate
@@ -31,11 +31,7 @@ def offline_images() -> list[np.ndarray]:
 
 
 def assert_same(mask: np.ndarray) -> None:
-    labels, stats = label_native(mask)
-    ref_labels, ref_stats = label_scipy(mask)
-    assert labels.dtype == ref_labels.dtype == np.int32
-    np.testing.assert_array_equal(labels, ref_labels)
-    np.testing.assert_array_equal(stats, ref_stats)
+    assert_like_scipy(*label_native(mask), mask)
 
 
 def test_every_offline_test_mask_labels_as_scipy_does(offline_images: list[np.ndarray]) -> None:
@@ -53,10 +49,6 @@ def test_the_detector_gives_the_same_detections_with_either_op(
         assert det.boxes == ref.boxes
         for p, q in zip(det.patches, ref.patches, strict=True):
             np.testing.assert_array_equal(p, q)
-
-
-masks = st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(
-    lambda shape: arrays(np.bool_, shape))
 
 
 @settings(max_examples=300, deadline=None)

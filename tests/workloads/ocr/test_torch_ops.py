@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
+from tests.workloads.ocr.ccl_cases import Components, assert_like_scipy, export_torch_op
 from workloads.ocr import torch_ops
-from workloads.ocr.components import label_scipy
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.detector import ink_mask, ink_of
 
@@ -20,16 +20,8 @@ def _built() -> None:
     torch_ops.load()  # JIT build on first use (about 20 s), cached in ~/.cache/abvoc
 
 
-class Components(torch.nn.Module):
-    def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.ops.abvoc.connected_components(mask)
-
-
 def assert_same(labels: torch.Tensor, stats: torch.Tensor, mask: np.ndarray) -> None:
-    ref_labels, ref_stats = label_scipy(mask)
-    assert labels.dtype == torch.int32 and stats.dtype == torch.int64
-    np.testing.assert_array_equal(labels.numpy(), ref_labels)
-    np.testing.assert_array_equal(stats.numpy(), ref_stats)
+    assert_like_scipy(labels.numpy(), stats.numpy(), mask)
 
 
 def test_the_op_labels_offline_images_and_random_masks_as_scipy_does() -> None:
@@ -65,18 +57,8 @@ def test_the_op_goes_through_torch_export_with_a_data_dependent_count() -> None:
     assert_same(*program.module()(torch.from_numpy(mask)), mask)
 
 
-# The custom symbolic belongs to the TorchScript-based exporter (the dynamo one needs onnxscript,
-# not a dependency); the project's ONNX backend exports the same way.
-@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
-@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
 def test_the_op_exports_to_onnx_as_one_node_of_the_abvoc_domain() -> None:
-    buffer = io.BytesIO()
-    torch.onnx.export(Components(), (torch.zeros(8, 9, dtype=torch.bool),), buffer,
-                      dynamo=False, input_names=["mask"], output_names=["labels", "stats"],
-                      dynamic_axes={"mask": {0: "h", 1: "w"}, "labels": {0: "h", 1: "w"}},
-                      opset_version=torch_ops.ONNX_OPSET,
-                      custom_opsets={torch_ops.ONNX_DOMAIN: 1})
-    model = onnx.load_from_string(buffer.getvalue())
+    model = onnx.load_from_string(export_torch_op())
     onnx.checker.check_model(model)
     nodes = [(n.domain, n.op_type) for n in model.graph.node]
     assert nodes == [(torch_ops.ONNX_DOMAIN, torch_ops.ONNX_OP)]
