@@ -44,8 +44,26 @@ def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
             customdata=[[p["n"]] for p in points], showlegend=False,
             hovertemplate="%{x}: %{y:.4g} (n = %{customdata[0]})<extra></extra>",
         ), row=i // COLUMNS + 1, col=i % COLUMNS + 1)
+        flat = _flat_range(points)
+        if flat is not None:
+            figure.update_yaxes(range=flat, row=i // COLUMNS + 1, col=i % COLUMNS + 1)
     figure.update_layout(height=260 * rows_n + 40, margin={"t": 40, "l": 40, "r": 20, "b": 30})
     return figure
+
+
+def _flat_range(points: list[dict[str, Any]]) -> list[float] | None:
+    """A readable y range for a panel whose values and intervals all but coincide (every arm
+    with the same constant value): autoscaling would zoom into floating-point rounding and
+    label ticks like 0.2000000005. None where the values really spread."""
+    values = [v for p in points for v in (p["mean"], p.get("low"), p.get("high"))
+              if v is not None and math.isfinite(v)]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if high - low > 1e-6 * max(1.0, abs(low), abs(high)):
+        return None
+    pad = max(abs(high) * 0.1, 0.05)
+    return [low - pad, high + pad]
 
 
 def sequential(series: list[dict[str, Any]], metric: str) -> go.Figure:

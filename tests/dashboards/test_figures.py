@@ -1,0 +1,23 @@
+"""The metric panels stay readable when every arm has the same constant value."""
+
+from __future__ import annotations
+
+from dashboards.figures import metric_intervals
+
+
+def _row(metric: str, variant: str, mean: float, low: float, high: float) -> dict:
+    return {"metric": metric, "variant": variant, "mean": mean, "low": low, "high": high, "n": 9}
+
+
+def test_a_flat_panel_gets_a_readable_range_and_a_spread_one_keeps_autoscale() -> None:
+    # Same value in both arms, intervals of floating-point rounding (seen as ticks like
+    # 0.2000000005 on the Experiments page).
+    flat = [_row("ted", "control", 0.2, 0.2 - 1e-9, 0.2 + 1e-9),
+            _row("ted", "treatment", 0.2, 0.2 - 1.2e-9, 0.2 + 1.2e-9),
+            _row("rate", "control", 0.25, 0.19, 0.31),
+            _row("rate", "treatment", 0.08, 0.05, 0.13)]
+    figure = metric_intervals(flat)
+    ted, rate = figure.layout.yaxis, figure.layout.yaxis2
+    low, high = ted.range
+    assert low < 0.2 - 0.01 and high > 0.2 + 0.01  # a span a reader can see, around the value
+    assert rate.range is None  # real spread: plotly scales it
