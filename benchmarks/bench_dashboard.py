@@ -225,7 +225,22 @@ def scenarios(experiment_id: int) -> dict[str, list[tuple[list[str], list[tuple[
     voc_out = ["voc-body.children", "voc-count.children", "voc-page.data"]
     voc = [("voc-kinds.value", ["correction", "outcome"]), ("voc-prev.n_clicks", None),
            ("voc-next.n_clicks", None)]
+    exp_body = ["exp-body.children", "exp-window.children"]
     return {
+        "experiments: visit": [
+            (*route("experiments"), ()),
+            (["exp-slice.options", "exp-slice.value", "exp-time.max", "exp-time.value",
+              "exp-time.marks"], [("exp-select.value", experiment_id)], ()),
+            (exp_body, [("exp-select.value", experiment_id), ("exp-slice.value", None),
+                        ("exp-time.value", None)], ())],
+        "experiments: a slice and hours": [
+            (exp_body, [("exp-select.value", experiment_id),
+                        ("exp-slice.value", "handwritten/high"), ("exp-time.value", [10, 100])],
+             ())],
+        "relabeling: visit": [
+            (*route("relabeling"), ()),
+            (["relabel-overview.children"], [("relabel-exp.id", "relabel-exp")], ()),
+            (["relabel-accuracy.children"], [("relabel-exp.value", experiment_id)], ())],
         "offline-vs-online: visit": [
             (*route("divergence"), ()),
             (["div-body.children", "div-slice.options", "div-slice.value"],
