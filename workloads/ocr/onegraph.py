@@ -1,0 +1,183 @@
+"""The detector and the recognizer as one graph: image in, boxes, crops and logits out.
+
+`DetectRecognize` writes the staged detector (ink against the paper median, the 99.5th
+percentile threshold, the native connected-component op, the "÷" and "=" merges, dropped
+specks, left-to-right order), the crops (each symbol's own ink, Pillow's BILINEAR resize as
+weight matrices) and the recognizer network as tensor operations over all N components at
+once, with no Python loop over components, so `torch.onnx.export` (TorchScript-based, where the
+op's symbolic is registered) writes one ONNX graph holding one `abvoc::ConnectedComponents`
+node, which ONNX Runtime runs with the op library of `ort_ops`.
+
+The merges are vectorised: the staged detector merges greedily, one line or pair at a time,
+and a dot or stroke taken by an earlier merge is not offered to a later one; here every merge
+is decided on the boxes before it, with one round of "a stroke taken by an earlier pair does
+not start its own". Both agree unless one stroke could join two symbols; the offline test is
+checked for that in tests/workloads/ocr/test_onegraph.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workloads.ocr.detector import INK_THRESHOLD, MIN_AREA
+from workloads.ocr.recognizer import INNER, SIZE
+
+_F64 = torch.float64
+
+
+def _median_paper(image: torch.Tensor) -> torch.Tensor:
+    """np.median of the image's pixels (the mean of the two middle ones), at least 1."""
+    values = torch.sort(image.reshape(-1).to(torch.float32)).values
+    n = torch._shape_as_tensor(values)[0]
+    lo = values.index_select(0, ((n - 1) // 2).reshape(1))
+    hi = values.index_select(0, (n // 2).reshape(1))
+    return torch.clamp((lo.to(_F64) + hi.to(_F64)) / 2, min=1.0).to(torch.float32)
+
+
+def _threshold(ink: torch.Tensor) -> torch.Tensor:
+    """max(0.25, INK_THRESHOLD * np.percentile(ink, 99.5)) as float32, numpy's linear method."""
+    values = torch.sort(ink.reshape(-1)).values.to(_F64)
+    n = torch._shape_as_tensor(values)[0]
+    index = 0.995 * (n - 1).to(_F64)
+    below = torch.floor(index)
+    gamma = index - below
+    i = below.to(torch.int64).reshape(1)
+    a = values.index_select(0, i)
+    b = values.index_select(0, torch.clamp(i + 1, max=n - 1))
+    value = torch.where(gamma >= 0.5, b - (b - a) * (1 - gamma), a + (b - a) * gamma)
+    return torch.clamp(INK_THRESHOLD * value, min=0.25).to(torch.float32)
+
+
+def _flat(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+    return (x1 - x0) >= 2.2 * (y1 - y0)
+
+
+def _divides(box: torch.Tensor) -> torch.Tensor:
+    """[line, dot] pairs that make a "÷": a flat line with exactly one dot above and below."""
+    x0, y0, x1, y1 = (box[:, k] for k in range(4))
+    w, h = x1 - x0, y1 - y0
+    flat = _flat(x0, y0, x1, y1)
+    size = torch.maximum(w, h)[None, :]  # [line, dot]
+    lw, lh = w[:, None], h[:, None]
+    gap = torch.maximum(y0[None, :], y0[:, None]) - torch.minimum(y1[None, :], y1[:, None])
+    dot = (flat[:, None] & ~flat[None, :] & (size <= 3 * lh + 1) & (size <= 0.45 * lw)
+           & (torch.abs((x0[None, :] + x1[None, :]) / 2 - (x0[:, None] + x1[:, None]) / 2)
+              <= 0.2 * lw)
+           & (gap > 0) & (gap <= torch.maximum(2.5 * size, 0.5 * lw)))
+    above = dot & (y1[None, :] <= y0[:, None])
+    below = dot & (y0[None, :] >= y1[:, None])
+    one_each = (above.sum(1) == 1) & (below.sum(1) == 1)
+    return (above | below) & one_each[:, None]
+
+
+def _equals(box: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """[a, b] pairs that make an "=": the first fitting b after a for each a not taken."""
+    x0, y0, x1, y1 = (box[:, k] for k in range(4))
+    w = x1 - x0
+    flat = _flat(x0, y0, x1, y1) & alive
+    n = torch._shape_as_tensor(box)[0]
+    idx = torch.arange(n)
+    gap = torch.maximum(y0[:, None], y0[None, :]) - torch.minimum(y1[:, None], y1[None, :])
+    narrow = torch.minimum(w[:, None], w[None, :])
+    wide = torch.maximum(w[:, None], w[None, :])
+    overlap = torch.minimum(x1[:, None], x1[None, :]) - torch.maximum(x0[:, None], x0[None, :])
+    # Nothing in the strip between the two strokes: c against every pair [a, b, c].
+    a_top = y0[:, None] < y0[None, :]
+    top_y1 = torch.where(a_top, y1[:, None], y1[None, :])
+    bottom_y0 = torch.where(a_top, y0[None, :], y0[:, None])
+    sx0 = torch.maximum(x0[:, None], x0[None, :])
+    sx1 = torch.minimum(x1[:, None], x1[None, :])
+    inside = ((x1[None, None, :] > sx0[:, :, None]) & (x0[None, None, :] < sx1[:, :, None])
+              & (y1[None, None, :] > top_y1[:, :, None])
+              & (y0[None, None, :] < bottom_y0[:, :, None]))
+    other = (idx[None, None, :] != idx[:, None, None]) & (idx[None, None, :] != idx[None, :, None])
+    between = (inside & other & alive[None, None, :]).any(2)
+    pair = ((idx[:, None] < idx[None, :]) & flat[:, None] & flat[None, :] & (gap > 0)
+            & (overlap >= 0.6 * narrow) & (narrow >= 0.55 * wide) & (gap <= 0.6 * narrow)
+            & ~between)
+    first = pair & (torch.cumsum(pair.to(torch.int64), 1) == 1)
+    taken = first.any(0)
+    first = first & ~taken[:, None]  # a stroke an earlier pair took starts no pair itself
+    return first & (torch.cumsum(first.to(torch.int64), 0) == 1)  # each b joins one a
+
+
+def _absorb(box: torch.Tensor, area: torch.Tensor, head: torch.Tensor,
+            joins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Apply [keeper, taken] merges: keepers grow, taken components point at their keeper."""
+    idx = torch.arange(torch._shape_as_tensor(joins)[0])
+    member = joins | (idx[:, None] == idx[None, :])
+    big = torch.iinfo(torch.int64).max
+    lo = torch.where(member[:, :, None], box[None, :, :2], big).amin(1)
+    hi = torch.where(member[:, :, None], box[None, :, 2:], -1).amax(1)
+    taken = joins.any(0)
+    keeper = torch.argmax(joins.to(torch.int64), 0)
+    area = torch.where(member, area[None, :], 0).sum(1)
+    head = torch.where(taken, head.index_select(0, keeper), head)
+    return torch.cat([lo, hi], 1), area, head, ~taken
+
+
+def _axis_weights(start: torch.Tensor, size: torch.Tensor, out: torch.Tensor,
+                  offset: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
+    """[K, SIZE, extent] float64: Pillow's BILINEAR taps from image pixels to crop pixels
+    (recognizer._bilinear_weights, placed at the crop's offset, zero elsewhere)."""
+    scale = (size.to(_F64) / out.to(_F64))[:, None, None]
+    support = torch.clamp(scale, min=1.0)
+    o = (torch.arange(SIZE)[None, :] - offset[:, None]).to(_F64)[:, :, None]
+    centers = (o + 0.5) * scale
+    lo = torch.floor(torch.clamp(centers - support + 0.5, min=0.0))  # int() then max(., 0)
+    hi = torch.minimum(torch.floor(centers + support + 0.5), size.to(_F64)[:, None, None])
+    x = (torch.arange(extent)[None, :] - start[:, None]).to(_F64)[:, None, :]
+    weights = torch.clamp(1.0 - torch.abs((x - centers + 0.5) * (1.0 / support)), min=0.0)
+    used = (x >= lo) & (x < hi) & (o >= 0) & (o < out.to(_F64)[:, None, None])
+    weights = torch.where(used, weights, torch.zeros_like(weights))
+    total = weights.sum(2, keepdim=True)
+    return torch.where(total != 0, weights / torch.where(total != 0, total, 1.0), weights)
+
+
+def crops(ink: torch.Tensor, labels: torch.Tensor, box: torch.Tensor,
+          head: torch.Tensor) -> torch.Tensor:
+    """[K, 1, SIZE, SIZE] float32: each symbol's own ink, longer side scaled to INNER, centred;
+    a horizontal pass rounded to float32, then a vertical one, as recognizer.crops_batch."""
+    x0, y0, x1, y1 = (box[:, k] for k in range(4))
+    w, h = x1 - x0, y1 - y0
+    scale = INNER / torch.maximum(w, h).to(_F64)
+    nw = torch.clamp(torch.round(w.to(_F64) * scale), min=1.0).to(torch.int64)
+    nh = torch.clamp(torch.round(h.to(_F64) * scale), min=1.0).to(torch.int64)
+    shape = torch._shape_as_tensor(ink)
+    wx = _axis_weights(x0, w, nw, (SIZE - nw) // 2, shape[1])
+    wy = _axis_weights(y0, h, nh, (SIZE - nh) // 2, shape[0])
+    own = labels[None, :, :] == head[:, None, None]
+    patches = torch.where(own, ink[None, :, :], torch.zeros_like(ink)).to(_F64)
+    rows = torch.matmul(patches, wx.transpose(1, 2)).to(torch.float32).to(_F64)
+    return torch.matmul(wy, rows).to(torch.float32)[:, None]
+
+
+class DetectRecognize(nn.Module):
+    """uint8 image [H, W] -> boxes int64 [K, 4] (x0, y0, x1, y1, left to right), crops float32
+    [K, 1, SIZE, SIZE] and the recognizer's logits [K, classes]."""
+
+    def __init__(self, recognizer: nn.Module) -> None:
+        super().__init__()
+        self.recognizer = recognizer.eval()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        img = image.to(torch.float32)
+        paper = _median_paper(image)
+        ink = torch.clamp((paper - img) / paper, 0.0, 1.0)
+        labels, stats = torch.ops.abvoc.connected_components(ink > _threshold(ink))
+        box, area = stats[:, :4], stats[:, 4]
+        n = torch._shape_as_tensor(stats)[0]
+        label = torch.arange(n) + 1
+        box, area, head, alive = _absorb(box, area, label, _divides(box))
+        box, area, head2, alive2 = _absorb(box, area, label, _equals(box, alive))
+        head = head2.index_select(0, head - 1)  # a dot's line may have joined an "="
+        keep = alive & alive2 & (area >= MIN_AREA)
+        key = (box[:, 0] * (torch._shape_as_tensor(image)[0] + 1) + box[:, 1]) * (n + 1) + label
+        key = torch.where(keep, key, torch.iinfo(torch.int64).max)
+        order = torch.argsort(key)[: keep.sum()]
+        lut = torch.cat([torch.zeros(1, dtype=torch.int64), head], 0)
+        merged = lut.index_select(0, labels.reshape(-1).to(torch.int64)).reshape(labels.shape)
+        box = box.index_select(0, order)
+        x = crops(ink, merged, box, head.index_select(0, order))
+        return box, x, self.recognizer(x)
