@@ -17,10 +17,23 @@ checked for that in tests/workloads/ocr/test_onegraph.py.
 
 from __future__ import annotations
 
+import copy
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 
+from serving.backends.onnx_backend import _EXPORT_NOTICES, _export_lock, export_onnx
+from workloads.ocr.bundle import write_bundle
+from workloads.ocr.candidates import artifact_bytes
+from workloads.ocr.components import ONNX_DOMAIN
 from workloads.ocr.detector import INK_THRESHOLD, MIN_AREA
+from workloads.ocr.pipeline import SPEC_FILE, Pipeline
 from workloads.ocr.recognizer import INNER, SIZE
 
 _F64 = torch.float64
@@ -181,3 +194,57 @@ class DetectRecognize(nn.Module):
         box = box.index_select(0, order)
         x = crops(ink, merged, box, head.index_select(0, order))
         return box, x, self.recognizer(x)
+
+
+GRAPH_FILE = "onegraph.onnx"
+ALIGNER_FILE = "aligner.onnx"
+OUTPUTS = ("boxes", "crops", "logits")
+_EXAMPLE = np.full((24, 40), 255, dtype=np.uint8)
+
+
+def export_graph(recognizer: nn.Module, path: Path, opset: int = 17) -> Path:
+    """Write DetectRecognize over this recognizer as one ONNX file (image height and width and
+    the symbol count dynamic) holding the custom-domain connected-component node."""
+    from workloads.ocr import torch_ops
+
+    torch_ops.load()
+    example = _EXAMPLE.copy()
+    example[8:16, 5:9] = 0  # one symbol, so the export traces the crop and network path
+    module = DetectRecognize(copy.deepcopy(recognizer).cpu().eval())
+    dims = {"image": {0: "height", 1: "width"}}
+    dims.update({name: {0: "symbols"} for name in OUTPUTS})
+    with _export_lock, warnings.catch_warnings():
+        for notice in _EXPORT_NOTICES:  # the op's symbolic needs the TorchScript exporter
+            warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
+        torch.onnx.export(module, (torch.from_numpy(example),), str(path), dynamo=False,
+                          opset_version=opset, input_names=["image"], output_names=list(OUTPUTS),
+                          dynamic_axes=dims, custom_opsets={ONNX_DOMAIN: 1})
+    return path
+
+
+def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -> dict[str, Any]:
+    """A trained float candidate re-shipped as one detector+recognizer graph and the aligner
+    network, both ONNX, as a bundle served by ONNX Runtime with the op library."""
+    base = Pipeline.load(base_folder)
+    if base.ships_onnx:
+        raise ValueError(f"{base_folder} ships ONNX files already; start from a float candidate")
+    folder = Path(models_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    export_graph(base.recognizer, folder / GRAPH_FILE)
+    with tempfile.TemporaryDirectory(prefix="abvoc-aligner-") as scratch:
+        module, example = base.networks()["aligner"]
+        exported = export_onnx("aligner", module, example, Path(scratch) / ALIGNER_FILE)
+        (folder / ALIGNER_FILE).write_bytes(exported.read_bytes())
+    spec = copy.deepcopy(base.spec)
+    spec.update({
+        "name": name,
+        "description": f"{base.spec['name']} as one ONNX graph (detector with the native "
+                       "connected-component op, crops, recognizer) and the aligner network",
+        "onnx": {"onegraph": GRAPH_FILE, "aligner": ALIGNER_FILE},
+        "onegraph": True,
+        "derived_from": {"name": base.spec["name"], "version": base.spec["version"]},
+    })
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
+    version = write_bundle(folder, spec, backend="onnxruntime")
+    return {"name": name, "version": version, "artifacts": str(folder),
+            "size_mb": round(artifact_bytes(folder) / 2**20, 4)}
