@@ -40,24 +40,29 @@ _F64 = torch.float64
 
 
 def _median_paper(image: torch.Tensor) -> torch.Tensor:
-    """np.median of the image's pixels (the mean of the two middle ones), at least 1."""
-    values = torch.sort(image.reshape(-1).to(torch.float32)).values
-    n = torch._shape_as_tensor(values)[0]
-    lo = values.index_select(0, ((n - 1) // 2).reshape(1))
-    hi = values.index_select(0, (n // 2).reshape(1))
+    """np.median of the image's pixels (the mean of the two middle ones), at least 1: from a
+    256-bin histogram, as detector._median_uint8 does, not a sort of every pixel."""
+    flat = image.reshape(-1).to(torch.int64)
+    counts = torch.zeros(256, dtype=torch.int64).scatter_add(0, flat, torch.ones_like(flat))
+    below = torch.cumsum(counts, 0)
+    n = torch._shape_as_tensor(flat)[0]
+    lo = (below < (n - 1) // 2 + 1).sum()  # the first level whose count reaches the rank
+    hi = (below < n // 2 + 1).sum()
     return torch.clamp((lo.to(_F64) + hi.to(_F64)) / 2, min=1.0).to(torch.float32)
 
 
 def _threshold(ink: torch.Tensor) -> torch.Tensor:
-    """max(0.25, INK_THRESHOLD * np.percentile(ink, 99.5)) as float32, numpy's linear method."""
-    values = torch.sort(ink.reshape(-1)).values.to(_F64)
-    n = torch._shape_as_tensor(values)[0]
+    """max(0.25, INK_THRESHOLD * np.percentile(ink, 99.5)) as float32, numpy's linear method;
+    the two values it reads are among the few largest, so a small top-k replaces a sort."""
+    flat = ink.reshape(-1)
+    n = torch._shape_as_tensor(flat)[0]
     index = 0.995 * (n - 1).to(_F64)
     below = torch.floor(index)
     gamma = index - below
-    i = below.to(torch.int64).reshape(1)
-    a = values.index_select(0, i)
-    b = values.index_select(0, torch.clamp(i + 1, max=n - 1))
+    k = n - below.to(torch.int64)  # ranks index and index + 1 from the top: k-1 and k-2
+    top = torch.topk(flat, k).values.to(_F64)
+    a = top.index_select(0, (k - 1).reshape(1))
+    b = top.index_select(0, torch.clamp(k - 2, min=0).reshape(1))
     value = torch.where(gamma >= 0.5, b - (b - a) * (1 - gamma), a + (b - a) * gamma)
     return torch.clamp(INK_THRESHOLD * value, min=0.25).to(torch.float32)
 
@@ -95,20 +100,22 @@ def _equals(box: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     narrow = torch.minimum(w[:, None], w[None, :])
     wide = torch.maximum(w[:, None], w[None, :])
     overlap = torch.minimum(x1[:, None], x1[None, :]) - torch.maximum(x0[:, None], x0[None, :])
-    # Nothing in the strip between the two strokes: c against every pair [a, b, c].
-    a_top = y0[:, None] < y0[None, :]
-    top_y1 = torch.where(a_top, y1[:, None], y1[None, :])
-    bottom_y0 = torch.where(a_top, y0[None, :], y0[:, None])
-    sx0 = torch.maximum(x0[:, None], x0[None, :])
-    sx1 = torch.minimum(x1[:, None], x1[None, :])
-    inside = ((x1[None, None, :] > sx0[:, :, None]) & (x0[None, None, :] < sx1[:, :, None])
-              & (y1[None, None, :] > top_y1[:, :, None])
-              & (y0[None, None, :] < bottom_y0[:, :, None]))
-    other = (idx[None, None, :] != idx[:, None, None]) & (idx[None, None, :] != idx[None, :, None])
-    between = (inside & other & alive[None, None, :]).any(2)
     pair = ((idx[:, None] < idx[None, :]) & flat[:, None] & flat[None, :] & (gap > 0)
-            & (overlap >= 0.6 * narrow) & (narrow >= 0.55 * wide) & (gap <= 0.6 * narrow)
-            & ~between)
+            & (overlap >= 0.6 * narrow) & (narrow >= 0.55 * wide) & (gap <= 0.6 * narrow))
+    # Nothing in the strip between the two strokes: every component c against the few pairs
+    # that fit so far ([pairs, N], not [N, N, N]).
+    fits = torch.nonzero(pair)
+    ia, ib = fits[:, 0], fits[:, 1]
+    a_top = y0[ia] < y0[ib]
+    top_y1 = torch.where(a_top, y1[ia], y1[ib])[:, None]
+    bottom_y0 = torch.where(a_top, y0[ib], y0[ia])[:, None]
+    sx0 = torch.maximum(x0[ia], x0[ib])[:, None]
+    sx1 = torch.minimum(x1[ia], x1[ib])[:, None]
+    inside = ((x1[None, :] > sx0) & (x0[None, :] < sx1) & (y1[None, :] > top_y1)
+              & (y0[None, :] < bottom_y0))
+    other = (idx[None, :] != ia[:, None]) & (idx[None, :] != ib[:, None]) & alive[None, :]
+    clear = ~(inside & other).any(1)
+    pair = torch.zeros_like(gap).index_put((ia, ib), clear.to(torch.int64)) > 0
     first = pair & (torch.cumsum(pair.to(torch.int64), 1) == 1)
     taken = first.any(0)
     first = first & ~taken[:, None]  # a stroke an earlier pair took starts no pair itself
@@ -151,17 +158,27 @@ def _axis_weights(start: torch.Tensor, size: torch.Tensor, out: torch.Tensor,
 def crops(ink: torch.Tensor, labels: torch.Tensor, box: torch.Tensor,
           head: torch.Tensor) -> torch.Tensor:
     """[K, 1, SIZE, SIZE] float32: each symbol's own ink, longer side scaled to INNER, centred;
-    a horizontal pass rounded to float32, then a vertical one, as recognizer.crops_batch."""
+    a horizontal pass rounded to float32, then a vertical one, as recognizer.crops_batch.
+
+    Each symbol's window is read into a [K, tallest, widest] block (not the whole image per
+    symbol), so memory grows with the symbols' sizes, not with the page's."""
     x0, y0, x1, y1 = (box[:, k] for k in range(4))
     w, h = x1 - x0, y1 - y0
     scale = INNER / torch.maximum(w, h).to(_F64)
     nw = torch.clamp(torch.round(w.to(_F64) * scale), min=1.0).to(torch.int64)
     nh = torch.clamp(torch.round(h.to(_F64) * scale), min=1.0).to(torch.int64)
     shape = torch._shape_as_tensor(ink)
-    wx = _axis_weights(x0, w, nw, (SIZE - nw) // 2, shape[1])
-    wy = _axis_weights(y0, h, nh, (SIZE - nh) // 2, shape[0])
-    own = labels[None, :, :] == head[:, None, None]
-    patches = torch.where(own, ink[None, :, :], torch.zeros_like(ink)).to(_F64)
+    zero = torch.zeros_like(x0)
+    tall, wide = torch.cat([h, zero[:1] + 1]).amax(), torch.cat([w, zero[:1] + 1]).amax()
+    ys = y0[:, None] + torch.arange(tall)[None, :]  # [K, tall]
+    xs = x0[:, None] + torch.arange(wide)[None, :]  # [K, wide]
+    inside = (ys < y1[:, None])[:, :, None] & (xs < x1[:, None])[:, None, :]
+    at = (torch.clamp(ys, max=shape[0] - 1)[:, :, None] * shape[1]
+          + torch.clamp(xs, max=shape[1] - 1)[:, None, :])
+    own = inside & (labels.reshape(-1)[at] == head[:, None, None])
+    patches = torch.where(own, ink.reshape(-1)[at], torch.zeros_like(ink[:1, :1])).to(_F64)
+    wx = _axis_weights(zero, w, nw, (SIZE - nw) // 2, wide)
+    wy = _axis_weights(zero, h, nh, (SIZE - nh) // 2, tall)
     rows = torch.matmul(patches, wx.transpose(1, 2)).to(torch.float32).to(_F64)
     return torch.matmul(wy, rows).to(torch.float32)[:, None]
 

@@ -95,14 +95,17 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
 def test_blank_and_odd_sized_images_read_as_the_staged_pipeline_does(
         onegraph: Path, tiny_candidate: Path, offline_test: list) -> None:
     staged, one = Pipeline.load(tiny_candidate), Pipeline.load(onegraph)
-    top, bottom = offline_test[1].image, offline_test[2].image
-    width = max(top.shape[1], bottom.shape[1])
-    tall = np.concatenate([np.pad(im, ((0, 0), (0, width - im.shape[1])), constant_values=255)
-                           for im in (top, bottom)], axis=0)  # two formulas, one above the other
-    images = [np.full((7, 300), 255, np.uint8), np.zeros((5, 5), np.uint8), tall,
-              offline_test[0].image[:, 3:-2]]
+    def stacked(samples: list) -> np.ndarray:  # formulas one above the other, as a page
+        width = max(s.image.shape[1] for s in samples)
+        return np.concatenate([np.pad(s.image, ((0, 0), (0, width - s.image.shape[1])),
+                                      constant_values=255) for s in samples], axis=0)
+
+    page = stacked(offline_test[3:43])  # some 40 formulas, hundreds of components
+    images = [np.full((7, 300), 255, np.uint8), np.zeros((5, 5), np.uint8),
+              stacked(offline_test[1:3]), offline_test[0].image[:, 3:-2], page]
     for a, b in zip(staged.predict(images), one.predict(images), strict=True):
         assert (a.latex, a.stages["detector"]) == (b.latex, b.stages["detector"])
+    assert len(one.predict([page])[0].stages["detector"]["boxes"]) > 200
     assert one.predict(images[:1])[0].latex == ""
 
 
