@@ -39,30 +39,32 @@ from workloads.ocr.recognizer import INNER, SIZE
 _F64 = torch.float64
 
 
-def _median_paper(image: torch.Tensor) -> torch.Tensor:
-    """np.median of the image's pixels (the mean of the two middle ones), at least 1: from a
-    256-bin histogram, as detector._median_uint8 does, not a sort of every pixel."""
-    flat = image.reshape(-1).to(torch.int64)
-    counts = torch.zeros(256, dtype=torch.int64).scatter_add(0, flat, torch.ones_like(flat))
-    below = torch.cumsum(counts, 0)
-    n = torch._shape_as_tensor(flat)[0]
-    lo = (below < (n - 1) // 2 + 1).sum()  # the first level whose count reaches the rank
-    hi = (below < n // 2 + 1).sum()
+def _median_paper(images: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """[B] np.median of each image's own pixels (the mean of the two middle ones), at least 1:
+    from a 256-bin histogram per image, as detector._median_uint8 does, not a sort."""
+    batch = torch._shape_as_tensor(images)[0]
+    bins = images.reshape(batch, -1).to(torch.int64) + (torch.arange(batch) * 256)[:, None]
+    counts = torch.zeros(batch * 256, dtype=torch.int64).scatter_add(
+        0, bins.reshape(-1), valid.reshape(-1).to(torch.int64))
+    below = torch.cumsum(counts.reshape(batch, 256), 1)
+    lo = (below < ((n - 1) // 2 + 1)[:, None]).sum(1)  # the first level reaching the rank
+    hi = (below < (n // 2 + 1)[:, None]).sum(1)
     return torch.clamp((lo.to(_F64) + hi.to(_F64)) / 2, min=1.0).to(torch.float32)
 
 
-def _threshold(ink: torch.Tensor) -> torch.Tensor:
-    """max(0.25, INK_THRESHOLD * np.percentile(ink, 99.5)) as float32, numpy's linear method;
-    the two values it reads are among the few largest, so a small top-k replaces a sort."""
-    flat = ink.reshape(-1)
-    n = torch._shape_as_tensor(flat)[0]
+def _threshold(ink: torch.Tensor, valid: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """[B] max(0.25, INK_THRESHOLD * np.percentile(ink, 99.5)) as float32 (numpy's linear
+    method) over each image's own pixels; the two values it reads are among the few largest,
+    so a small top-k replaces a sort (padding, at -1, is never among them)."""
+    batch = torch._shape_as_tensor(ink)[0]
     index = 0.995 * (n - 1).to(_F64)
     below = torch.floor(index)
     gamma = index - below
     k = n - below.to(torch.int64)  # ranks index and index + 1 from the top: k-1 and k-2
-    top = torch.topk(flat, k).values.to(_F64)
-    a = top.index_select(0, (k - 1).reshape(1))
-    b = top.index_select(0, torch.clamp(k - 2, min=0).reshape(1))
+    flat = torch.where(valid, ink, torch.full_like(ink, -1.0)).reshape(batch, -1)
+    top = torch.topk(flat, k.amax(), dim=1).values.to(_F64)
+    a = top.gather(1, (k - 1)[:, None])[:, 0]
+    b = top.gather(1, torch.clamp(k - 2, min=0)[:, None])[:, 0]
     value = torch.where(gamma >= 0.5, b - (b - a) * (1 - gamma), a + (b - a) * gamma)
     return torch.clamp(INK_THRESHOLD * value, min=0.25).to(torch.float32)
 
@@ -71,15 +73,16 @@ def _flat(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor
     return (x1 - x0) >= 2.2 * (y1 - y0)
 
 
-def _divides(box: torch.Tensor) -> torch.Tensor:
-    """[line, dot] pairs that make a "÷": a flat line with exactly one dot above and below."""
+def _divides(box: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """[line, dot] pairs that make a "÷": a flat line with exactly one dot above and below
+    (`same`: [N, N], whether two components are of the same image)."""
     x0, y0, x1, y1 = (box[:, k] for k in range(4))
     w, h = x1 - x0, y1 - y0
     flat = _flat(x0, y0, x1, y1)
     size = torch.maximum(w, h)[None, :]  # [line, dot]
     lw, lh = w[:, None], h[:, None]
     gap = torch.maximum(y0[None, :], y0[:, None]) - torch.minimum(y1[None, :], y1[:, None])
-    dot = (flat[:, None] & ~flat[None, :] & (size <= 3 * lh + 1) & (size <= 0.45 * lw)
+    dot = (same & flat[:, None] & ~flat[None, :] & (size <= 3 * lh + 1) & (size <= 0.45 * lw)
            & (torch.abs((x0[None, :] + x1[None, :]) / 2 - (x0[:, None] + x1[:, None]) / 2)
               <= 0.2 * lw)
            & (gap > 0) & (gap <= torch.maximum(2.5 * size, 0.5 * lw)))
@@ -89,7 +92,7 @@ def _divides(box: torch.Tensor) -> torch.Tensor:
     return (above | below) & one_each[:, None]
 
 
-def _equals(box: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+def _equals(box: torch.Tensor, alive: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     """[a, b] pairs that make an "=": the first fitting b after a for each a not taken."""
     x0, y0, x1, y1 = (box[:, k] for k in range(4))
     w = x1 - x0
@@ -100,7 +103,7 @@ def _equals(box: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     narrow = torch.minimum(w[:, None], w[None, :])
     wide = torch.maximum(w[:, None], w[None, :])
     overlap = torch.minimum(x1[:, None], x1[None, :]) - torch.maximum(x0[:, None], x0[None, :])
-    pair = ((idx[:, None] < idx[None, :]) & flat[:, None] & flat[None, :] & (gap > 0)
+    pair = (same & (idx[:, None] < idx[None, :]) & flat[:, None] & flat[None, :] & (gap > 0)
             & (overlap >= 0.6 * narrow) & (narrow >= 0.55 * wide) & (gap <= 0.6 * narrow))
     # Nothing in the strip between the two strokes: every component c against the few pairs
     # that fit so far ([pairs, N], not [N, N, N]).
@@ -184,38 +187,58 @@ def crops(ink: torch.Tensor, labels: torch.Tensor, box: torch.Tensor,
 
 
 class DetectRecognize(nn.Module):
-    """uint8 image [H, W] -> boxes int64 [K, 4] (x0, y0, x1, y1, left to right), crops float32
-    [K, 1, SIZE, SIZE] and the recognizer's logits [K, classes]."""
+    """A batch of uint8 images padded to [B, H, W] and their sizes [B, 2] (height, width) ->
+    boxes int64 [K, 4] (x0, y0, x1, y1 in its image), image int64 [K] (symbols image by
+    image, each left to right), crops float32 [K, 1, SIZE, SIZE] and logits [K, classes].
+
+    The images' masks are labelled as one canvas, stacked with a blank row between them (no
+    8-connected component crosses it), so one op call serves the batch; each component's
+    labels keep its image's raster order, and no merge joins two images' components."""
 
     def __init__(self, recognizer: nn.Module) -> None:
         super().__init__()
         self.recognizer = recognizer.eval()
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        img = image.to(torch.float32)
-        paper = _median_paper(image)
-        ink = torch.clamp((paper - img) / paper, 0.0, 1.0)
-        labels, stats = torch.ops.abvoc.connected_components(ink > _threshold(ink))
+    def forward(self, images: torch.Tensor, sizes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        shape = torch._shape_as_tensor(images)
+        height, width = shape[1], shape[2]
+        valid = ((torch.arange(height)[None, :, None] < sizes[:, 0, None, None])
+                 & (torch.arange(width)[None, None, :] < sizes[:, 1, None, None]))
+        n = sizes[:, 0] * sizes[:, 1]
+        paper = _median_paper(images, valid, n)[:, None, None]
+        ink = torch.clamp((paper - images.to(torch.float32)) / paper, 0.0, 1.0)
+        ink = torch.where(valid, ink, torch.zeros_like(ink))
+        mask = (ink > _threshold(ink, valid, n)[:, None, None]) & valid
+        blank = torch.zeros_like(ink[:, :1])
+        canvas = torch.cat([ink, blank], 1).reshape(-1, width)  # [B * (H + 1), W]
+        labels, stats = torch.ops.abvoc.connected_components(
+            torch.cat([mask, blank > 0], 1).reshape(-1, width))
         box, area = stats[:, :4], stats[:, 4]
-        n = torch._shape_as_tensor(stats)[0]
-        label = torch.arange(n) + 1
-        box, area, head, alive = _absorb(box, area, label, _divides(box))
-        box, area, head2, alive2 = _absorb(box, area, label, _equals(box, alive))
+        image = box[:, 1] // (height + 1)
+        same = image[:, None] == image[None, :]
+        count = torch._shape_as_tensor(stats)[0]
+        label = torch.arange(count) + 1
+        box, area, head, alive = _absorb(box, area, label, _divides(box, same))
+        box, area, head2, alive2 = _absorb(box, area, label, _equals(box, alive, same))
         head = head2.index_select(0, head - 1)  # a dot's line may have joined an "="
         keep = alive & alive2 & (area >= MIN_AREA)
-        key = (box[:, 0] * (torch._shape_as_tensor(image)[0] + 1) + box[:, 1]) * (n + 1) + label
+        local_y0 = box[:, 1] - image * (height + 1)
+        key = ((image * (width + 1) + box[:, 0]) * (height + 1) + local_y0) * (count + 1) + label
         key = torch.where(keep, key, torch.iinfo(torch.int64).max)
         order = torch.argsort(key)[: keep.sum()]
         lut = torch.cat([torch.zeros(1, dtype=torch.int64), head], 0)
         merged = lut.index_select(0, labels.reshape(-1).to(torch.int64)).reshape(labels.shape)
-        box = box.index_select(0, order)
-        x = crops(ink, merged, box, head.index_select(0, order))
-        return box, x, self.recognizer(x)
+        box, image = box.index_select(0, order), image.index_select(0, order)
+        x = crops(canvas, merged, box, head.index_select(0, order))
+        top = image * (height + 1)  # the image's first canvas row
+        box = torch.stack([box[:, 0], box[:, 1] - top, box[:, 2], box[:, 3] - top], 1)
+        return box, image, x, self.recognizer(x)
 
 
 GRAPH_FILE = "onegraph.onnx"
 ALIGNER_FILE = "aligner.onnx"
-OUTPUTS = ("boxes", "crops", "logits")
+OUTPUTS = ("boxes", "image_index", "crops", "logits")
 _EXAMPLE = np.full((24, 40), 255, dtype=np.uint8)
 
 
@@ -225,16 +248,18 @@ def export_graph(recognizer: nn.Module, path: Path, opset: int = 17) -> Path:
     from workloads.ocr import torch_ops
 
     torch_ops.load()
-    example = _EXAMPLE.copy()
-    example[8:16, 5:9] = 0  # one symbol, so the export traces the crop and network path
+    example = np.stack([_EXAMPLE, _EXAMPLE])
+    example[:, 8:16, 5:9] = 0  # a symbol each, so the export traces the crop and network path
+    sizes = np.array([[24, 40], [20, 30]], dtype=np.int64)  # the second one padded
     module = DetectRecognize(copy.deepcopy(recognizer).cpu().eval())
-    dims = {"image": {0: "height", 1: "width"}}
+    dims = {"images": {0: "batch", 1: "height", 2: "width"}, "sizes": {0: "batch"}}
     dims.update({name: {0: "symbols"} for name in OUTPUTS})
     with _export_lock, warnings.catch_warnings():
         for notice in _EXPORT_NOTICES:  # the op's symbolic needs the TorchScript exporter
             warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
-        torch.onnx.export(module, (torch.from_numpy(example),), str(path), dynamo=False,
-                          opset_version=opset, input_names=["image"], output_names=list(OUTPUTS),
+        torch.onnx.export(module, (torch.from_numpy(example), torch.from_numpy(sizes)),
+                          str(path), dynamo=False, opset_version=opset,
+                          input_names=["images", "sizes"], output_names=list(OUTPUTS),
                           dynamic_axes=dims, custom_opsets={ONNX_DOMAIN: 1})
     return path
 

@@ -48,8 +48,16 @@ class OneGraphRunner(OnnxFileRunner):
         super().__init__(files, threads, ort_ops.session_options())
 
     def detect_recognize(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(boxes [K, 4] int64, logits [K, classes]) per image: one graph run each, since the
-        graph takes one image of any size (images of a batch differ in size)."""
-        session = self.sessions["onegraph"]
-        return [tuple(session.run(["boxes", "logits"], {"image": np.ascontiguousarray(img)}))
-                for img in images]
+        """(boxes [K, 4] int64, logits [K, classes]) per image, from one graph run for the
+        whole batch: the images padded to the largest height and width, with their sizes."""
+        if not len(images):
+            return []
+        sizes = np.array([img.shape for img in images], dtype=np.int64)
+        batch = np.zeros((len(images), *sizes.max(axis=0)), dtype=np.uint8)
+        for k, img in enumerate(images):
+            batch[k, : img.shape[0], : img.shape[1]] = img
+        boxes, owner, logits = self.sessions["onegraph"].run(
+            ["boxes", "image_index", "logits"], {"images": batch, "sizes": sizes})
+        ends = np.searchsorted(owner, np.arange(len(images)), side="right")
+        starts = np.concatenate([[0], ends[:-1]])
+        return [(boxes[a:b], logits[a:b]) for a, b in zip(starts, ends, strict=True)]

@@ -50,7 +50,8 @@ def test_the_bundle_is_one_graph_holding_the_custom_op(onegraph: Path) -> None:
     assert [n.op_type for n in custom] == ["ConnectedComponents"]
     ops = {n.op_type for n in graph.node}
     assert {"Conv", "MaxPool", "Gemm", "MatMul"} <= ops  # the crops and the recognizer, too
-    assert [o.name for o in graph.output] == ["boxes", "crops", "logits"]
+    assert [i.name for i in graph.input] == ["images", "sizes"]
+    assert [o.name for o in graph.output] == ["boxes", "image_index", "crops", "logits"]
     assert load_manifest(onegraph).backend == "onnxruntime"
     spec = json.loads((onegraph / "candidate.json").read_text())
     assert spec["onegraph"] and spec["derived_from"]["name"] == "ocr-small-mixed"
@@ -81,7 +82,8 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
     session = one.runner.sessions["onegraph"]
     for image in images:
         found = detect(image)
-        boxes, crops = session.run(["boxes", "crops"], {"image": image})
+        boxes, crops = session.run(["boxes", "crops"],
+                                   {"images": image[None], "sizes": np.array([image.shape])})
         if found.patches and [tuple(b) for b in boxes.tolist()] == found.boxes:
             apart = np.abs(crops - crops_batch(found.patches))
             diffs["crop_pixels"] += int((apart > 0).sum())
@@ -107,6 +109,24 @@ def test_blank_and_odd_sized_images_read_as_the_staged_pipeline_does(
         assert (a.latex, a.stages["detector"]) == (b.latex, b.stages["detector"])
     assert len(one.predict([page])[0].stages["detector"]["boxes"]) > 200
     assert one.predict(images[:1])[0].latex == ""
+
+
+def test_strokes_of_two_images_in_one_batch_never_merge(onegraph: Path,
+                                                        tiny_candidate: Path) -> None:
+    """A bar at the foot of one image and one at the head of the next lie as an "=" would on
+    the batch's canvas (one blank row apart); each image must still read alone."""
+    low, high = np.full((12, 40), 255, np.uint8), np.full((12, 40), 255, np.uint8)
+    low[10:12, 10:30] = 0
+    high[0:2, 10:30] = 0
+    dot_above, bar, dot_below = (np.full((4, 40), 255, np.uint8) for _ in range(3))
+    dot_above[1:4, 18:21] = 0  # stacked, a dot, a bar and a dot: a "÷"
+    bar[1:3, 10:30] = 0
+    dot_below[0:3, 18:21] = 0
+    staged, one = Pipeline.load(tiny_candidate), Pipeline.load(onegraph)
+    for batch in ([low, high], [dot_above, bar, dot_below]):
+        got = [r.stages["detector"]["boxes"] for r in one.predict(batch)]
+        assert got == [r.stages["detector"]["boxes"] for r in staged.predict(batch)]
+        assert all(len(boxes) == 1 for boxes in got)
 
 
 def test_the_offline_test_holds_the_multi_stroke_symbols_the_graph_merges(
