@@ -19,8 +19,8 @@ With ``--pipeline`` it times the OCR pipeline instead, images/s over the offline
 and 32, one intra-op thread each: "staged" is the float candidate as abvoc's torch backend runs
 it (detector in numpy with the native op, then the torch networks); "one-graph" is ocr-onegraph
 made from it (detector, crops and recognizer as one ONNX graph with the custom op, on ONNX
-Runtime, then the aligner network on ONNX Runtime). The graph takes one image of any size, so a
-batch of 32 is 32 graph runs and one aligner call; the staged one makes one recognizer call.
+Runtime, then the aligner network on ONNX Runtime). The graph takes a batch (padded images and
+their sizes), so a batch of 32 is one graph run and one aligner call.
 
 Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda | --pipeline
 [--models DIR]]``. Figures are medians.
