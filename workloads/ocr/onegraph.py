@@ -236,6 +236,8 @@ class DetectRecognize(nn.Module):
         return box, image, x, self.recognizer(x)
 
 
+# One-graph candidates: each a trained float base re-shipped as ONNX (`abvoc train <name>`).
+ONEGRAPH: dict[str, dict[str, str]] = {"ocr-onegraph": {"base": "ocr-small-mixed"}}
 GRAPH_FILE = "onegraph.onnx"
 ALIGNER_FILE = "aligner.onnx"
 OUTPUTS = ("boxes", "image_index", "crops", "logits")
@@ -267,6 +269,8 @@ def export_graph(recognizer: nn.Module, path: Path, opset: int = 17) -> Path:
 def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -> dict[str, Any]:
     """A trained float candidate re-shipped as one detector+recognizer graph and the aligner
     network, both ONNX, as a bundle served by ONNX Runtime with the op library."""
+    if name not in ONEGRAPH:
+        raise KeyError(f"unknown one-graph candidate {name!r}; known: {', '.join(ONEGRAPH)}")
     base = Pipeline.load(base_folder)
     if base.ships_onnx:
         raise ValueError(f"{base_folder} ships ONNX files already; start from a float candidate")
@@ -289,4 +293,5 @@ def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
     version = write_bundle(folder, spec, backend="onnxruntime")
     return {"name": name, "version": version, "artifacts": str(folder),
-            "size_mb": round(artifact_bytes(folder) / 2**20, 4)}
+            "size_mb": round(artifact_bytes(folder) / 2**20, 4),
+            "validation": base.spec.get("validation", {})}
