@@ -1,4 +1,4 @@
-"""The detector and the recognizer as one graph: image in, boxes, crops and logits out.
+"""The detector and the recognizer as one graph: images in; boxes, crops and logits out.
 
 `DetectRecognize` writes the staged detector (ink against the paper median, the 99.5th
 percentile threshold, the native connected-component op, the "÷" and "=" merges, dropped
@@ -6,13 +6,18 @@ specks, left-to-right order), the crops (each symbol's own ink, Pillow's BILINEA
 weight matrices) and the recognizer network as tensor operations over all N components at
 once, with no Python loop over components, so `torch.onnx.export` (TorchScript-based, where the
 op's symbolic is registered) writes one ONNX graph holding one `abvoc::ConnectedComponents`
-node, which ONNX Runtime runs with the op library of `ort_ops`.
+node, which ONNX Runtime runs with the op library of `ort_ops`. It takes a padded batch.
+
+The aligner's grouping (fractions and roots, recursively) and its left-to-right scan, and the
+converter's string building, stay after the graph: they are tree building over the recognized
+classes, run in Python as in the staged pipeline, with the aligner network on ONNX Runtime.
 
 The merges are vectorised: the staged detector merges greedily, one line or pair at a time,
 and a dot or stroke taken by an earlier merge is not offered to a later one; here every merge
 is decided on the boxes before it, with one round of "a stroke taken by an earlier pair does
 not start its own". Both agree unless one stroke could join two symbols; the offline test is
-checked for that in tests/workloads/ocr/test_onegraph.py.
+checked for that in tests/workloads/ocr/test_onegraph.py. The merge rules compare components
+pairwise, so a run's memory grows with the square of its components (tens of MB at 1000).
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ CROP_TOLERANCE = float(np.spacing(np.float32(1.0)))
 # Scores are the softmax of logits from two runtimes' convolutions (float rounding apart),
 # shown rounded to 4 places: a score may move by one last place; classes may not move.
 SCORE_TOLERANCE = 1e-4
+# The confidence (a product of those probabilities, shown to 6 places) likewise by one place.
+CONFIDENCE_TOLERANCE = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,8 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
     assert isinstance(one.runner, OneGraphRunner)
     images = [s.image for s in offline_test]
     diffs = {"boxes": 0, "classes": 0, "relations": 0, "latex": 0, "scores": 0,
-             "crop_pixels": 0}
-    worst_crop = worst_score = 0.0
+             "confidence": 0, "crop_pixels": 0}
+    worst_crop = worst_score = worst_confidence = 0.0
     for start in range(0, len(images), 32):
         batch = images[start: start + 32]
         for a, b in zip(staged.predict(batch), one.predict(batch), strict=True):
@@ -83,6 +85,8 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
                       default=0.0)  # over the boxes both found (box differences count above)
             diffs["scores"] += gap > 0
             worst_score = max(worst_score, gap)
+            diffs["confidence"] += a.confidence != b.confidence
+            worst_confidence = max(worst_confidence, abs(a.confidence - b.confidence))
     session = one.runner.sessions["onegraph"]
     for image in images:
         found = detect(image)
@@ -93,9 +97,11 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
             diffs["crop_pixels"] += int((apart > 0).sum())
             worst_crop = max(worst_crop, float(apart.max()))
     told = (f"{len(images)} offline-test images, images that differ per stage: {diffs}; "
-            f"largest crop pixel gap {worst_crop:.3g}, largest score gap {worst_score:.3g}")
+            f"largest crop pixel gap {worst_crop:.3g}, score gap {worst_score:.3g}, "
+            f"confidence gap {worst_confidence:.3g}")
     assert diffs["boxes"] == diffs["classes"] == diffs["relations"] == diffs["latex"] == 0, told
     assert worst_crop <= CROP_TOLERANCE and worst_score <= SCORE_TOLERANCE + 1e-12, told
+    assert worst_confidence <= CONFIDENCE_TOLERANCE + 1e-12, told
 
 
 def test_blank_and_odd_sized_images_read_as_the_staged_pipeline_does(
