@@ -12,12 +12,14 @@ The aligner's grouping (fractions and roots, recursively) and its left-to-right 
 converter's string building, stay after the graph: they are tree building over the recognized
 classes, run in Python as in the staged pipeline, with the aligner network on ONNX Runtime.
 
-The merges are vectorised: the staged detector merges greedily, one line or pair at a time,
-and a dot or stroke taken by an earlier merge is not offered to a later one; here every merge
-is decided on the boxes before it, with one round of "a stroke taken by an earlier pair does
-not start its own". Both agree unless one stroke could join two symbols; the offline test is
-checked for that in tests/workloads/ocr/test_onegraph.py. The merge rules compare components
-pairwise, so a run's memory grows with the square of its components (tens of MB at 1000).
+The merge rules are tested for all pairs at once; which pairs merge then follows the staged
+detector's greedy order (first line or stroke first, a taken one offered to no later merge) in
+two small ONNX Loops over only the components that have a candidate. Left apart: the staged
+detector tests "nothing between" and later "÷" dots against boxes already grown by earlier
+merges; the graph tests them against the boxes before the merge step (the same unless merged
+symbols touch each other's geometry; never on the offline test). The rules compare components
+pairwise, so a run's memory grows with the square of its components: about 35 MB at 500 and
+350 MB at 2000 (one image of dashes; a formula has tens).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import copy
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,50 @@ def _flat(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor
     return (x1 - x0) >= 2.2 * (y1 - y0)
 
 
+def _greedy_divides(above: torch.Tensor, below: torch.Tensor, lines: torch.Tensor
+                    ) -> torch.Tensor:
+    """The staged detector's order: each line with a candidate dot, in label order, takes one
+    dot above and one below when exactly one of each is not taken yet. An ONNX Loop over
+    those few lines only; returns [line, dot] joins."""
+    idx = torch.arange(above.size(1))
+    owner = torch.full_like(idx, -1)
+    for i in range(lines.size(0)):
+        line = lines[i]
+        up, down = above[line] & (owner < 0), below[line] & (owner < 0)
+        ok = (up.sum() == 1) & (down.sum() == 1)
+        dots = ((idx == torch.argmax(up.to(torch.int64)))
+                | (idx == torch.argmax(down.to(torch.int64))))
+        owner = torch.where(dots & ok, line, owner)
+    return owner[None, :] == idx[:, None]
+
+
+def _greedy_equals(pair: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """The staged detector's order: each stroke with a candidate, in label order, not taken
+    itself, takes the first candidate after it not taken yet. An ONNX Loop over those few
+    strokes only; returns [a, b] joins."""
+    idx = torch.arange(pair.size(1))
+    owner = torch.full_like(idx, -1)
+    for i in range(starts.size(0)):
+        a = starts[i]
+        row = pair[a] & (owner < 0)
+        ok = row.any() & (owner[a] < 0)
+        owner = torch.where((idx == torch.argmax(row.to(torch.int64))) & ok, a, owner)
+    return owner[None, :] == idx[:, None]
+
+
+def _scripted(fn: Callable) -> Callable:
+    """TorchScript of a loop, so the TorchScript-based exporter writes an ONNX Loop (the
+    deprecation notice concerns that exporter's path, which the op's symbolic needs)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated",
+                                category=FutureWarning)
+        return torch.jit.script(fn)
+
+
+_greedy_divides = _scripted(_greedy_divides)
+_greedy_equals = _scripted(_greedy_equals)
+
+
 def _divides(box: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     """[line, dot] pairs that make a "÷": a flat line with exactly one dot above and below
     (`same`: [N, N], whether two components are of the same image)."""
@@ -93,8 +140,7 @@ def _divides(box: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
            & (gap > 0) & (gap <= torch.maximum(2.5 * size, 0.5 * lw)))
     above = dot & (y1[None, :] <= y0[:, None])
     below = dot & (y0[None, :] >= y1[:, None])
-    one_each = (above.sum(1) == 1) & (below.sum(1) == 1)
-    return (above | below) & one_each[:, None]
+    return _greedy_divides(above, below, torch.nonzero((above | below).any(1))[:, 0])
 
 
 def _equals(box: torch.Tensor, alive: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
@@ -124,10 +170,7 @@ def _equals(box: torch.Tensor, alive: torch.Tensor, same: torch.Tensor) -> torch
     other = (idx[None, :] != ia[:, None]) & (idx[None, :] != ib[:, None]) & alive[None, :]
     clear = ~(inside & other).any(1)
     pair = torch.zeros_like(gap).index_put((ia, ib), clear.to(torch.int64)) > 0
-    first = pair & (torch.cumsum(pair.to(torch.int64), 1) == 1)
-    taken = first.any(0)
-    first = first & ~taken[:, None]  # a stroke an earlier pair took starts no pair itself
-    return first & (torch.cumsum(first.to(torch.int64), 0) == 1)  # each b joins one a
+    return _greedy_equals(pair, torch.nonzero(pair.any(1))[:, 0])
 
 
 def _absorb(box: torch.Tensor, area: torch.Tensor, head: torch.Tensor,

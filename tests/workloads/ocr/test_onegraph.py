@@ -160,6 +160,24 @@ def test_train_makes_and_registers_it_and_offline_test_runs_it(tiny_candidate: P
     assert json.loads(res.output)["environment"]["runner"] == "OneGraphRunner"
 
 
+def test_chains_of_strokes_merge_in_the_staged_greedy_order(onegraph: Path,
+                                                            tiny_candidate: Path) -> None:
+    """Rows of dashes 2 px apart: each could make an "=" with the one above and below, so only
+    the staged order (first stroke first, a taken stroke starts nothing) tells which pair."""
+    grid = np.full((64, 64), 255, np.uint8)
+    for y in range(1, 60, 4):
+        for x in range(1, 58, 8):
+            grid[y: y + 2, x: x + 5] = 0
+    dots = np.full((40, 40), 255, np.uint8)  # a bar with two dots above: no "÷" takes them
+    dots[4:7, 18:21] = dots[9:12, 18:21] = 0
+    dots[15:17, 10:30] = 0
+    dots[20:23, 18:21] = 0
+    staged, one = Pipeline.load(tiny_candidate), Pipeline.load(onegraph)
+    for image in (grid, dots):
+        assert (one.predict_one(image).stages["detector"]
+                == staged.predict_one(image).stages["detector"])
+
+
 def test_the_offline_test_holds_the_multi_stroke_symbols_the_graph_merges(
         offline_test: list) -> None:
     """The equality above covers the vectorised "÷" and "=" merges only if both occur."""
