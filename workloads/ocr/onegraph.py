@@ -4,7 +4,7 @@
 percentile threshold, the native connected-component op, the "÷" and "=" merges, dropped
 specks, left-to-right order), the crops (each symbol's own ink, Pillow's BILINEAR resize as
 weight matrices) and the recognizer network as tensor operations over all N components at
-once, with no Python loop over components, so `torch.onnx.export` (TorchScript-based, where the
+once (only the merge order loops, below), so `torch.onnx.export` (TorchScript-based, where the
 op's symbolic is registered) writes one ONNX graph holding one `abvoc::ConnectedComponents`
 node, which ONNX Runtime runs with the op library of `ort_ops`. It takes a padded batch.
 
