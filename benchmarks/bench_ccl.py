@@ -20,7 +20,8 @@ and 32, one intra-op thread each: "staged" is the float candidate as abvoc's tor
 it (detector in numpy with the native op, then the torch networks); "one-graph" is ocr-onegraph
 made from it (detector, crops and recognizer as one ONNX graph with the custom op, on ONNX
 Runtime, then the aligner network on ONNX Runtime). The graph takes a batch (padded images and
-their sizes), so a batch of 32 is one graph run and one aligner call.
+their sizes); the runner gives it 4 images a run (onnx_runner.GRAPH_BATCH, cheapest per image),
+so a batch of 32 is 8 graph runs and one aligner call.
 
 Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda | --pipeline
 [--models DIR]]``. Figures are medians.

@@ -118,7 +118,7 @@ def test_blank_and_odd_sized_images_read_as_the_staged_pipeline_does(
     for a, b in zip(staged.predict(images), one.predict(images), strict=True):
         assert (a.latex, a.stages["detector"]) == (b.latex, b.stages["detector"])
     assert len(one.predict([page])[0].stages["detector"]["boxes"]) > 200
-    assert one.predict(images[:1])[0].latex == ""
+    assert one.predict(images[:1])[0].latex == "" and one.predict([]) == []
 
 
 def test_strokes_of_two_images_in_one_batch_never_merge(onegraph: Path,
