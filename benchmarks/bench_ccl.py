@@ -15,7 +15,16 @@ With ``--cuda`` (a GPU host; scripts/gpu-check runs it) it times the torch op in
 against CUDA on the same masks: the kernel alone (masks already on the GPU, synchronised) and
 with the copies (host to device, labels and stats back). Nothing CUDA is timed without a GPU.
 
-Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda]``. Figures are medians.
+With ``--pipeline`` it times the OCR pipeline instead, images/s over the offline test at batch 1
+and 32, one intra-op thread each: "staged" is the float candidate as abvoc's torch backend runs
+it (detector in numpy with the native op, then the torch networks); "one-graph" is ocr-onegraph
+made from it (detector, crops and recognizer as one ONNX graph with the custom op, on ONNX
+Runtime, then the aligner network on ONNX Runtime). The graph takes a batch (padded images and
+their sizes); the runner gives it 4 images a run (onnx_runner.GRAPH_BATCH, cheapest per image),
+so a batch of 32 is 8 graph runs and one aligner call.
+
+Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda | --pipeline
+[--models DIR]]``. Figures are medians.
 """
 
 from __future__ import annotations
@@ -108,13 +117,52 @@ def bench_cuda(sets: dict[str, list[np.ndarray]], repeats: int) -> None:
                   f"{times['cpu op'] / seconds:6.2f}x the CPU op", flush=True)
 
 
+def bench_pipeline(images: list[np.ndarray], repeats: int, models: Path | None) -> None:
+    """Staged torch pipeline against the one-graph candidate, images/s at batch 1 and 32."""
+    import tempfile
+
+    import torch
+
+    from workloads.ocr.candidates import train_candidate
+    from workloads.ocr.onegraph import make_candidate
+    from workloads.ocr.pipeline import Pipeline
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-") as scratch:
+        folder = models or Path(scratch)
+        base = folder / "ocr-small-mixed"
+        if not (base / "candidate.json").exists():
+            train_candidate("ocr-small-mixed", folder, n_train=600, epochs=4, seed=0)
+        pipes = {"staged (torch)": Pipeline.load(base),
+                 "one-graph (onnxruntime)": Pipeline.load(
+                     make_candidate("ocr-onegraph", base, folder)["artifacts"])}
+        print(f"OCR pipeline on {len(images)} offline-test images (images/s, 1 thread)")
+        for batch in (1, 32):
+            chunks = [images[i: i + batch] for i in range(0, len(images), batch)]
+            rates = {name: len(images) / median_time(
+                lambda p=pipe, cs=chunks: [p.predict(c) for c in cs], repeats)
+                for name, pipe in pipes.items()}
+            staged = rates["staged (torch)"]
+            for name, rate in rates.items():
+                print(f"  batch {batch:<3} {name:<24} {rate:9.1f} images/s   "
+                      f"{rate / staged:5.2f}x staged", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=DEFAULT_TEST_SIZE)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cuda", action="store_true",
                         help="time the torch op on the CPU against its CUDA kernel instead")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="time the staged OCR pipeline against the one-graph candidate")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="--pipeline: a folder holding (or to keep) ocr-small-mixed")
     args = parser.parse_args()
+    if args.pipeline:
+        bench_pipeline([s.image for s in generate(args.images, OFFLINE_MIX, 0, "offline-test")],
+                       args.repeats, args.models)
+        return
     if args.cuda:
         images = [s.image for s in generate(args.images, OFFLINE_MIX, 0, "offline-test")]
         rng = np.random.default_rng(0)

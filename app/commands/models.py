@@ -22,13 +22,15 @@ from app.cli import emit, json_option, open_db, pass_ctx
 @pass_ctx
 def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> None:  # noqa: ANN001
     """Train CANDIDATES (or --all) on the CPU into the model store and register them. A mobile
-    candidate (ocr-mobile-int8) quantizes its trained float base to int8, training it first
-    when the store has none."""
+    candidate (ocr-mobile-int8) quantizes its trained float base to int8, a one-graph candidate
+    (ocr-onegraph) exports it as one ONNX graph; the base is trained first when the store has
+    none."""
     from workloads.ocr.candidates import DEFAULT_TRAIN, candidate_names
     from workloads.ocr.mobile import mobile_names
+    from workloads.ocr.onegraph import ONEGRAPH
     from workloads.ocr.workflow import train_and_register
 
-    known = [*candidate_names(), *mobile_names()]
+    known = [*candidate_names(), *mobile_names(), *ONEGRAPH]
     names = known if train_all else list(candidates)
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {known}")

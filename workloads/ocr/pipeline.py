@@ -102,11 +102,12 @@ class Pipeline:
             raise FileNotFoundError(f"{spec_path} is missing: train the candidate first")
         spec = json.loads(spec_path.read_text())
         pipe = cls.build(spec)
-        if spec.get("onnx"):  # a quantized candidate ships its networks as ONNX files
-            from workloads.ocr.onnx_runner import OnnxFileRunner
+        if spec.get("onnx"):  # a quantized or one-graph candidate ships ONNX files
+            from workloads.ocr.onnx_runner import OneGraphRunner, OnnxFileRunner
 
             files = {name: folder / file for name, file in spec["onnx"].items()}
-            pipe.runner = runner or OnnxFileRunner(files, threads=torch.get_num_threads())
+            kind = OneGraphRunner if spec.get("onegraph") else OnnxFileRunner
+            pipe.runner = runner or kind(files, threads=torch.get_num_threads())
             return pipe
         pipe.recognizer.load_state_dict(torch.load(folder / "recognizer.pt", weights_only=True))
         pipe.aligner.load_state_dict(torch.load(folder / "aligner.pt", weights_only=True))
@@ -167,6 +168,14 @@ class Pipeline:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[PredictionResult]:
         _check_images(images)
+        whole = getattr(self.runner, "detect_recognize", None)
+        if whole is not None:  # a one-graph runner: detector and recognizer in one model
+            outputs = whole(images)
+            detections = [Detection([tuple(map(int, b)) for b in boxes], [])
+                          for boxes, _ in outputs]
+            probs = [_softmax(logits) for _, logits in outputs]
+            classes = [[SYMBOL_CLASSES[int(i)] for i in p.argmax(axis=1)] for p in probs]
+            return self._align_and_convert(detections, classes, probs)
         detections = [detect(img) for img in images]
         classes, scores = self._recognize(detections)
         return self._align_and_convert(detections, classes, scores)

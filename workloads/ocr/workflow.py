@@ -15,6 +15,7 @@ from workloads.ocr.candidates import CANDIDATES, DEFAULT_TRAIN, train_candidate
 from workloads.ocr.dataset import OFFLINE_MIX, Mix
 from workloads.ocr.mobile import MOBILE, quantize_candidate
 from workloads.ocr.offline import DEFAULT_TEST_SIZE, offline_test
+from workloads.ocr.onegraph import ONEGRAPH, make_candidate
 
 Say = Callable[[str], None]
 
@@ -27,18 +28,19 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
                        epochs: int | None = None, seed: int = 0,
                        progress: Say | None = None) -> list[dict[str, Any]]:
     """Train each named candidate into the model store and register it. A mobile candidate
-    is its float base quantized: the base trained in the store is used, trained first (with
-    these settings) when the store has none."""
-    known = [*CANDIDATES, *MOBILE]
+    is its float base quantized, a one-graph candidate its float base exported as one ONNX
+    graph: the base trained in the store is used, trained first (with these settings) when the
+    store has none."""
+    known = [*CANDIDATES, *MOBILE, *ONEGRAPH]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(known)}")
     registry = Registry(Database(settings.database_url))
     out = []
     for name in names:
-        if name in MOBILE:
-            out.append(_quantize_and_register(registry, settings, name, n_train, epochs, seed,
-                                              progress))
+        if name in MOBILE or name in ONEGRAPH:
+            out.append(_derive_and_register(registry, settings, name, n_train, epochs, seed,
+                                            progress))
             continue
         summary = train_candidate(name, settings.models_dir, n_train, epochs, seed, progress)
         info = register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
@@ -46,16 +48,21 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
     return out
 
 
-def _quantize_and_register(registry: Registry, settings: Settings, name: str, n_train: int,
-                           epochs: int | None, seed: int,
-                           progress: Say | None) -> dict[str, Any]:
+def _derive_and_register(registry: Registry, settings: Settings, name: str, n_train: int,
+                         epochs: int | None, seed: int,
+                         progress: Say | None) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
-    base = MOBILE[name]["base"]
+    base = (MOBILE.get(name) or ONEGRAPH[name])["base"]
     base_dir = candidate_dir(settings.models_dir, base)
     if not (base_dir / "candidate.json").exists():
         say(f"[{name}] no trained {base} in {settings.models_dir}: training it first")
         summary = train_candidate(base, settings.models_dir, n_train, epochs, seed, progress)
         register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
+    if name in ONEGRAPH:
+        say(f"[{name}] exporting {base_dir} as one ONNX graph (ONNX Runtime, abvoc op library)")
+        made = make_candidate(name, base_dir, settings.models_dir)
+        info = register_trained(registry, settings.models_dir, Path(made["artifacts"]))
+        return {**made, "version": info.version, "artifacts": info.artifacts}
     say(f"[{name}] quantizing {base_dir} to int8 (calibration: its training split)")
     made = quantize_candidate(name, base_dir, settings.models_dir)
     info = register_trained(registry, settings.models_dir, Path(made["artifacts"]))
