@@ -174,10 +174,14 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
     log.info("abvoc dashboard on http://%s:%d/dashboard/", host, port)
     if dev:
         server = make_server(host, port, create_dashboard_app(settings), threaded=True)
-        try:
-            server.serve_forever()
-        finally:
-            server.server_close()
+        # Handlers of its own: a process started in the background of a script inherits SIGINT
+        # ignored, and Python then never turns it into KeyboardInterrupt.
+        stop = stop_on_signals()
+        thread = _thread("dashboard", server.serve_forever)
+        while not stop.wait(0.5) and thread.is_alive():
+            pass
+        server.shutdown()
+        server.server_close()
         return
     GunicornServer(settings, {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",

@@ -36,9 +36,12 @@ def test_abvoc_dashboard_serves_the_dashboard_alone(settings: Settings) -> None:
     env = {**os.environ, "ABVOC_DATABASE_URL": settings.database_url,
            "ABVOC_DATA_DIR": str(settings.data_dir), "ABVOC_SECRET_KEY": "test-secret",
            "PYTHONPATH": str(ROOT)}
+    # Started as a script's background job would be: with SIGINT ignored (a CI run started that
+    # way once left the server running after its SIGINT).
     proc = subprocess.Popen([sys.executable, "-m", "app", "dashboard", "--dev", "--port",
                              str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         wait_for_port(port, 60, proc)
         base = f"http://127.0.0.1:{port}"
@@ -49,5 +52,10 @@ def test_abvoc_dashboard_serves_the_dashboard_alone(settings: Settings) -> None:
         assert _status(f"{base}/v1/experiments")[0] == 404
     finally:
         proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=20)[0]
+        try:
+            output = proc.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()  # and close its pipes, so the failure is this test's alone
+            proc.communicate()
+            raise
     assert f"http://127.0.0.1:{port}/dashboard/" in output
