@@ -24,6 +24,7 @@ import requests
 from core.store import schema
 from core.store.db import Database
 from serving.registry import Registry
+from tests.support.dash_tree import find, text
 from tests.support.ports import free_port
 from workloads.client import ServiceClient
 from workloads.gameplay.build import BuildConfig, build, register_and_test
@@ -87,30 +88,10 @@ class Dashboard:
         return [response[i][p] for i, p in pairs]
 
 
-def _find(node: Any, component_id: str) -> dict[str, Any] | None:
-    """The component with this id in a callback's answer (Dash's component tree)."""
-    if isinstance(node, list):
-        return next((f for n in node if (f := _find(n, component_id)) is not None), None)
-    if not isinstance(node, dict):
-        return None
-    props = node.get("props", {})
-    if props.get("id") == component_id:
-        return node
-    return _find(props.get("children"), component_id)
-
-
-def _text(node: Any) -> str:
-    if isinstance(node, list):
-        return "".join(_text(n) for n in node)
-    if isinstance(node, dict):
-        return _text(node.get("props", {}).get("children"))
-    return "" if node is None else str(node)
-
-
 def _rows(table: dict[str, Any] | None) -> list[list[str]]:
     assert table is not None
     body = table["props"]["children"][1]["props"]["children"]
-    return [[_text(td) for td in tr["props"]["children"]] for tr in body]
+    return [[text(td) for td in tr["props"]["children"]] for tr in body]
 
 
 def _items(queues: dict[str, Any]) -> int:
@@ -238,19 +219,19 @@ def _check_dashboard(board: Dashboard, experiment_id: int, shown: dict[str, Any]
     """The same, through the callbacks the dashboard's pages call."""
     page, _ = board.call(["exp-body.children", "exp-window.children"], {
         "exp-select.value": experiment_id, "exp-slice.value": "all", "exp-time.value": None})
-    comparisons = _rows(_find(page, "exp-comparisons"))
+    comparisons = _rows(find(page, "exp-comparisons"))
     holm = {(r[0], r[1]): r[7] for r in comparisons}
     for s in shown["significant"]:
         assert float(holm[(s["treatment"], "correction_rate")]) < 0.05
-    assert _find(page, "exp-decision") is not None
+    assert find(page, "exp-decision") is not None
 
     report = board.call(["div-body.children", "div-slice.options", "div-slice.value"],
                         {"div-select.value": experiment_id})[0]
-    findings = _text(_find(report, "div-findings"))
+    findings = text(find(report, "div-findings"))
     assert shown["finding"]["explanation"] in findings
 
     overview, = board.call(["relabel-overview.children"], {"relabel-exp.id": "relabel-exp"})
-    listed = {r[0]: int(r[1].replace(",", "")) for r in _rows(_find(overview, "relabel-queues"))}
+    listed = {r[0]: int(r[1].replace(",", "")) for r in _rows(find(overview, "relabel-queues"))}
     assert listed["verification"] > 0
     assert sum(listed.values()) >= sum(q["items"] for q in shown["queues"])
 

@@ -28,6 +28,7 @@ from tests.dashboards.test_pages_data import _call
 from tests.support import inference_servers
 from tests.support.browser import chromium, console_errors, screenshot, serve
 from tests.support.bundles import EXAMPLE
+from tests.support.dash_tree import find, text
 from tests.support.v2 import drain, experiment, flowers, infer_body, remote_bundle, upload
 
 REMOTE = "iris-mlserver"
@@ -58,30 +59,10 @@ def _is_quantile(value: float, values: np.ndarray, q: float) -> None:
     assert np.mean(values <= value * 1.02) >= q - 1 / n, (value, np.sort(values))
 
 
-def _find(node: Any, component_id: str) -> dict[str, Any] | None:
-    """The component with this id in a callback's JSON answer (Dash's component tree)."""
-    if isinstance(node, list):
-        return next((f for n in node if (f := _find(n, component_id)) is not None), None)
-    if not isinstance(node, dict):
-        return None
-    props = node.get("props", {})
-    if props.get("id") == component_id:
-        return node
-    return _find(props.get("children"), component_id)
-
-
-def _text(node: Any) -> str:
-    if isinstance(node, list):
-        return "".join(_text(n) for n in node)
-    if isinstance(node, dict):
-        return _text(node.get("props", {}).get("children"))
-    return "" if node is None else str(node)
-
-
 def _rows(table: dict[str, Any]) -> dict[str, list[str]]:
     """A table's body rows, keyed by their first cell."""
     body = table["props"]["children"][1]["props"]["children"]
-    cells = [[_text(td) for td in tr["props"]["children"]] for tr in body]
+    cells = [[text(td) for td in tr["props"]["children"]] for tr in body]
     return {row[0]: row[1:] for row in cells}
 
 
@@ -164,11 +145,11 @@ def test_operations_page_shows_the_remote_candidate(
                                                       ("ops-span.value", "24")])
     assert answer.status_code == 200, answer.get_data(as_text=True)
     shown = answer.get_json()["response"]["ops-traffic"]["children"]
-    ledger = _rows(_find(shown, "ops-recent"))
+    ledger = _rows(find(shown, "ops-recent"))
     assert ledger == {REMOTE: [fmt(mine[k]) for k in (
         "requests", "requests_per_s", "error_rate", "latency_p50_ms", "latency_p95_ms",
         "latency_p99_ms")]}
-    figure = _find(shown, "ops-graph")["props"]["figure"]
+    figure = find(shown, "ops-graph")["props"]["figure"]
     traces = figure["data"]
     assert {t["name"] for t in traces} == {REMOTE}
     by_panel = {t.get("yaxis", "y"): t["y"] for t in traces}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from core.store.db import Database
+from core.store.models import Base
+from tests.workloads.ocr.derived import DerivedCli
 from workloads.ocr.candidates import train_candidate
 
 
@@ -16,3 +20,14 @@ def tiny_candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = tmp_path_factory.mktemp("models")
     train_candidate("ocr-small-mixed", models, n_train=300, epochs=4, seed=0)
     return models / "ocr-small-mixed"
+
+
+@pytest.fixture
+def derived_cli(tiny_candidate: Path, tmp_path: Path) -> DerivedCli:
+    url = f"sqlite:///{tmp_path / 'abvoc.db'}"
+    with Database(url) as db:
+        Base.metadata.create_all(db.engine)
+    models = tmp_path / "models"
+    shutil.copytree(tiny_candidate, models / "ocr-small-mixed")
+    return DerivedCli(url, {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
+                            "ABVOC_MODEL_STORE": str(models)})

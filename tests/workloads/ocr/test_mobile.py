@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
 
 from core.errors import AbvocError
 from core.settings import Settings
-from core.store import Base, Database
+from core.store import Database
 from serving.registry import Registry, offline_checks, validate_requirements
+from tests.workloads.ocr.derived import DerivedCli
 from workloads.ocr.bundle import register_trained
 from workloads.ocr.candidates import MIXES, artifact_bytes
 from workloads.ocr.dataset import OFFLINE_MIX, generate
@@ -121,25 +120,15 @@ def test_accuracy_floor_is_a_validated_requirement() -> None:
     assert offline_checks({"accuracy_floor": 0.1}, {"overall": {}})[0]["passed"] is None
 
 
-def test_train_quantizes_and_offline_test_holds_size_and_floor(tiny_candidate: Path,
-                                                               tmp_path: Path) -> None:
-    from app.cli import main
-
-    url = f"sqlite:///{tmp_path / 'abvoc.db'}"
-    db = Database(url)
-    Base.metadata.create_all(db.engine)
-    models = tmp_path / "models"
-    shutil.copytree(tiny_candidate, models / "ocr-small-mixed")  # the trained float base
-    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
-           "ABVOC_MODEL_STORE": str(models)}
-    runner = CliRunner()
-    res = runner.invoke(main, ["train", NAME], env=env)
+def test_train_quantizes_and_offline_test_holds_size_and_floor(derived_cli: DerivedCli) -> None:
+    res = derived_cli("train", NAME)
     assert res.exit_code == 0, res.output
     assert "quantizing" in res.output and "MB int8" in res.output
+    db = Database(derived_cli.url)
     info = Registry(db).get(NAME)
     assert info.backend == "onnxruntime" and info.requirements["serving_method"] == "mobile"
 
-    res = runner.invoke(main, ["offline-test", NAME, "--n", "8"], env=env)
+    res = derived_cli("offline-test", NAME, "--n", "8")
     assert res.exit_code == 0, res.output
     assert "requirement model_size_mb <= 0.25:" in res.output
     assert res.output.count("PASS") + res.output.count("FAIL") == 2
@@ -149,12 +138,12 @@ def test_train_quantizes_and_offline_test_holds_size_and_floor(tiny_candidate: P
                           artifacts=info.artifacts,
                           requirements={**info.requirements, "model_size_mb": 0.001,
                                         "accuracy_floor": 1.0})
-    res = runner.invoke(main, ["offline-test", NAME, "--n", "8", "--json"], env=env)
+    res = derived_cli("offline-test", NAME, "--n", "8", "--json")
     assert res.exit_code == 0, res.output
     checks = {c["requirement"]: c for c in json.loads(res.output)["requirement_checks"]}
     assert not checks["model_size_mb"]["passed"] and not checks["accuracy_floor"]["passed"]
     assert checks["model_size_mb"]["measured"] > 0.001
-    res = runner.invoke(main, ["offline-test", NAME, "--n", "8"], env=env)
+    res = derived_cli("offline-test", NAME, "--n", "8")
     assert "requirement model_size_mb <= 0.001:" in res.output and "FAIL" in res.output
     assert "requirement accuracy_floor >= 1:" in res.output
     assert "PASS" not in res.output

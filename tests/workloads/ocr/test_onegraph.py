@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 from core.settings import Settings
-from core.store import Base, Database
+from core.store import Database
 from serving.bundles import load_manifest
 from serving.registry import Registry
+from tests.workloads.ocr.derived import DerivedCli
 from workloads.ocr.bundle import register_trained
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.detector import detect
@@ -139,23 +138,13 @@ def test_strokes_of_two_images_in_one_batch_never_merge(onegraph: Path,
         assert all(len(boxes) == 1 for boxes in got)
 
 
-def test_train_makes_and_registers_it_and_offline_test_runs_it(tiny_candidate: Path,
-                                                                tmp_path: Path) -> None:
-    from app.cli import main
-
-    url = f"sqlite:///{tmp_path / 'abvoc.db'}"
-    Base.metadata.create_all(Database(url).engine)
-    models = tmp_path / "models"
-    shutil.copytree(tiny_candidate, models / "ocr-small-mixed")  # the trained float base
-    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
-           "ABVOC_MODEL_STORE": str(models)}
-    runner = CliRunner()
-    res = runner.invoke(main, ["train", NAME], env=env)
+def test_train_makes_and_registers_it_and_offline_test_runs_it(derived_cli: DerivedCli) -> None:
+    res = derived_cli("train", NAME)
     assert res.exit_code == 0, res.output
     assert "as one ONNX graph" in res.output
-    info = Registry(Database(url)).get(NAME)
+    info = Registry(Database(derived_cli.url)).get(NAME)
     assert info.backend == "onnxruntime"
-    res = runner.invoke(main, ["offline-test", NAME, "--n", "8", "--json"], env=env)
+    res = derived_cli("offline-test", NAME, "--n", "8", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["environment"]["runner"] == "OneGraphRunner"
 
