@@ -4,7 +4,6 @@ accuracy floor by `abvoc offline-test`, and serves through /v1/predict like any 
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from core.errors import AbvocError
 from core.settings import Settings
 from core.store import Database
 from serving.registry import Registry, offline_checks, validate_requirements
-from tests.workloads.ocr.derived import DerivedCli
-from workloads.ocr.bundle import register_trained
+from tests.workloads.ocr.derived import DerivedCli, served_answers
 from workloads.ocr.candidates import MIXES, artifact_bytes
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.mobile import ArrayReader, CalibrationSet, quantize_candidate
@@ -149,28 +147,6 @@ def test_train_quantizes_and_offline_test_holds_size_and_floor(derived_cli: Deri
     assert "PASS" not in res.output
 
 
-def test_int8_bundle_serves_through_v1_predict(settings: Settings, mobile: Path,
-                                               tmp_path: Path) -> None:
-    from app import close_app, create_app
-    from app.auth import create_key
-    from serving.images import encode_png
-    from workloads.ocr.dataset import ONLINE_MIX, sample_requests
-
-    settings = settings.with_overrides(model_store=tmp_path / "store",
-                                       default_candidate=NAME)
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    try:
-        serving = app.extensions["abvoc_serving"]
-        register_trained(serving.registry, settings.models_dir, mobile)
-        key = create_key(app.extensions["abvoc"].db, ["admin"], name="test")["key"]
-        client = app.test_client()
-        for seed in range(3):
-            image = next(sample_requests(1, ONLINE_MIX, seed=seed)).image
-            body = {"image_base64": base64.b64encode(encode_png(image)).decode(),
-                    "unit_id": f"phone-{seed}"}
-            answer = client.post("/v1/predict", json=body,
-                                 headers={"Authorization": f"Bearer {key}"})
-            assert answer.status_code == 200, answer.get_json()
-            assert answer.get_json()["candidate"] == NAME and answer.get_json()["output"]
-    finally:
-        close_app(app)
+def test_int8_bundle_serves_through_v1_predict(settings: Settings, mobile: Path) -> None:
+    for _image, answer in served_answers(settings, mobile, NAME):
+        assert answer["candidate"] == NAME and answer["output"]

@@ -4,7 +4,6 @@ torch pipeline does, and serves through /v1/predict as a bundle (backend onnxrun
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from core.settings import Settings
 from core.store import Database
 from serving.bundles import load_manifest
 from serving.registry import Registry
-from tests.workloads.ocr.derived import DerivedCli
-from workloads.ocr.bundle import register_trained
+from tests.workloads.ocr.derived import DerivedCli, served_answers
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.detector import detect
 from workloads.ocr.offline import DEFAULT_TEST_SIZE
@@ -174,30 +172,9 @@ def test_the_offline_test_holds_the_multi_stroke_symbols_the_graph_merges(
     assert "\\div" in latex and "=" in latex
 
 
-def test_the_one_graph_bundle_serves_through_v1_predict(settings: Settings, onegraph: Path,
-                                                         tmp_path: Path) -> None:
-    from app import close_app, create_app
-    from app.auth import create_key
-    from serving.images import encode_png
-    from workloads.ocr.dataset import ONLINE_MIX, sample_requests
-
-    settings = settings.with_overrides(model_store=tmp_path / "store", default_candidate=NAME)
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    try:
-        serving = app.extensions["abvoc_serving"]
-        register_trained(serving.registry, settings.models_dir, onegraph)
-        key = create_key(app.extensions["abvoc"].db, ["admin"], name="test")["key"]
-        client = app.test_client()
-        local = Pipeline.load(onegraph)
-        for seed in range(3):
-            image = next(sample_requests(1, ONLINE_MIX, seed=seed)).image
-            body = {"image_base64": base64.b64encode(encode_png(image)).decode(),
-                    "unit_id": f"graph-{seed}"}
-            answer = client.post("/v1/predict", json=body,
-                                 headers={"Authorization": f"Bearer {key}"})
-            assert answer.status_code == 200, answer.get_json()
-            got = answer.get_json()
-            assert got["candidate"] == NAME
-            assert got["output"] == local.predict_one(image).latex
-    finally:
-        close_app(app)
+def test_the_one_graph_bundle_serves_through_v1_predict(settings: Settings,
+                                                         onegraph: Path) -> None:
+    local = Pipeline.load(onegraph)
+    for image, answer in served_answers(settings, onegraph, NAME):
+        assert answer["candidate"] == NAME
+        assert answer["output"] == local.predict_one(image).latex
