@@ -38,7 +38,7 @@ from core.store.db import Database
 from core.store.models import Prediction, PredictionInput, RelabelItem
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
-from feedback.stage_export import StageWriter
+from feedback.stage_export import StageWriter, file_stem
 
 PAGE = 200
 IMAGE_INPUT = "image"
@@ -76,7 +76,7 @@ def typed_label(kind: OutputKind, label: str) -> Any:
 def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Path]]:
     """The manifest's ``inputs`` for a kept input, and the files it wrote."""
     if row.kind == "image":
-        path = files / f"{row.input_hash}.png"
+        path = files / f"{file_stem(row.input_hash)}.png"
         path.write_bytes(as_png(row.data))
         return {IMAGE_INPUT: {"file": f"files/{path.name}"}}, [path]
     out: dict[str, Any] = {}
@@ -85,7 +85,7 @@ def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Pat
         name, shape, data = tensor["name"], tensor["shape"], tensor["data"]
         if tensor["datatype"] == "BYTES":
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:50]
-            path = files / f"{row.input_hash}-{safe}.bin"
+            path = files / f"{file_stem(row.input_hash)}-{safe}.bin"
             path.write_bytes(base64.b64decode(data[0]))
             out[name] = {"file": f"files/{path.name}"}
             written.append(path)

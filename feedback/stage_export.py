@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +29,16 @@ from sqlalchemy.orm import Session
 
 from core.relabel import STAGE_PREFIX
 from core.store.models import RelabelItem, RelabelSample
+
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+
+
+def file_stem(input_hash: str) -> str:
+    """A file name for an input hash: the hash itself when it is hex (as the service computes
+    it), else its SHA-256, so no stored value can name a path outside the export folder."""
+    if _HEX.fullmatch(input_hash):
+        return input_hash
+    return hashlib.sha256(input_hash.encode("utf-8", "surrogatepass")).hexdigest()
 
 CROPS_DIR, LABELS_FILE, RELATIONS_FILE = "crops", "symbol_labels.tsv", "relations.jsonl"
 LABEL_COLUMNS = ("file", "label", "predicted", "x0", "y0", "x1", "y1", "paper",
@@ -78,7 +89,7 @@ class StageWriter:
 
     def _crop(self, row: RelabelSample) -> None:
         (self.folder / CROPS_DIR).mkdir(exist_ok=True)
-        name = f"{CROPS_DIR}/{row.input_hash}-{row.symbol}.png"
+        name = f"{CROPS_DIR}/{file_stem(row.input_hash)}-{row.symbol}.png"
         (self.folder / name).write_bytes(row.image or b"")
         self.digest.update(hashlib.sha256(row.image or b"").digest())
         box = [str(int(v)) for v in row.sample["box_in_crop"]]

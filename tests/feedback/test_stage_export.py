@@ -99,3 +99,13 @@ def test_a_stage_item_without_samples_is_a_whole_input_that_says_why(
     assert "structure is not the truth's" in line["stage_sample"]["reason"]
     assert line["inputs"]["image"]["file"] and out["crops"] == 0
     assert out["stage_whole_inputs"] == 1 and out["examples"] == 1
+
+
+def test_export_file_names_never_leave_the_folder() -> None:
+    from feedback.stage_export import file_stem
+
+    digest = "0123456789abcdef" * 2
+    assert file_stem(digest) == digest  # the service's own hashes name their files
+    for hostile in ("../../etc/passwd", "/abs", "a/b", "..", "\ud800", "ABC"):
+        stem = file_stem(hostile)
+        assert len(stem) == 64 and set(stem) <= set("0123456789abcdef"), hostile
