@@ -15,7 +15,14 @@ from core.store.db import utcnow
 from core.store.models import RelabelItem, RelabelLabel
 from dashboards.pages import annotate
 from tests.dashboards.annotation_seed import CLASSES, QUEUE, seed_queue
-from tests.dashboards.test_dashboard_auth import ORIGIN, ROUTE, _callback, _token, login
+from tests.dashboards.test_dashboard_auth import (
+    EXPERIMENTS_BODY,
+    ORIGIN,
+    ROUTE,
+    _callback,
+    _token,
+    login,
+)
 
 WHO = "tester:abcd1234"
 
@@ -121,14 +128,7 @@ def test_annotators_see_only_the_annotate_page(dash_app: Flask) -> None:
     routed = client.post("/dashboard/_dash-update-component", json=home,
                          headers={**ORIGIN, "X-CSRFToken": token})
     assert routed.status_code == 200 and "Claim next" in routed.get_data(as_text=True)
-    body = {"output": "..exp-body.children...exp-window.children..",
-            "outputs": [{"id": "exp-body", "property": "children"},
-                        {"id": "exp-window", "property": "children"}],
-            "inputs": [{"id": "exp-select", "property": "value", "value": None},
-                       {"id": "exp-slice", "property": "value", "value": "all"},
-                       {"id": "exp-time", "property": "value", "value": [0, 1]}],
-            "changedPropIds": ["exp-select.value"], "state": []}
-    answer = client.post("/dashboard/_dash-update-component", json=body,
+    answer = client.post("/dashboard/_dash-update-component", json=EXPERIMENTS_BODY,
                          headers={**ORIGIN, "X-CSRFToken": token})
     assert answer.status_code == 403 and "admin" in answer.get_json()["error"]
 

@@ -33,6 +33,16 @@ def login(client: FlaskClient, key: str, next_: str = "/dashboard/experiments",
                        else headers)
 
 
+# The Experiments page's body callback, as the browser posts it (an admin-only callback).
+EXPERIMENTS_BODY = {"output": "..exp-body.children...exp-window.children..",
+                    "outputs": [{"id": "exp-body", "property": "children"},
+                                {"id": "exp-window", "property": "children"}],
+                    "inputs": [{"id": "exp-select", "property": "value", "value": None},
+                               {"id": "exp-slice", "property": "value", "value": "all"},
+                               {"id": "exp-time", "property": "value", "value": [0, 1]}],
+                    "changedPropIds": ["exp-select.value"], "state": []}
+
+
 def _callback(client: FlaskClient, **headers: str) -> Any:
     return client.post("/dashboard/_dash-update-component", json=ROUTE,
                        headers={**ORIGIN, **headers})
@@ -197,13 +207,6 @@ def test_roles_decide_pages_and_callbacks(dash_app: Flask, monkeypatch) -> None:
     routed = _callback(client, **{"X-CSRFToken": _token(client)})
     assert routed.status_code == 200 and "cannot see the Experiments page" in routed.get_data(
         as_text=True)
-    body = {"output": "..exp-body.children...exp-window.children..",
-            "outputs": [{"id": "exp-body", "property": "children"},
-                        {"id": "exp-window", "property": "children"}],
-            "inputs": [{"id": "exp-select", "property": "value", "value": None},
-                       {"id": "exp-slice", "property": "value", "value": "all"},
-                       {"id": "exp-time", "property": "value", "value": [0, 1]}],
-            "changedPropIds": ["exp-select.value"], "state": []}
-    refused = client.post("/dashboard/_dash-update-component", json=body,
+    refused = client.post("/dashboard/_dash-update-component", json=EXPERIMENTS_BODY,
                           headers={**ORIGIN, "X-CSRFToken": _token(client)})
     assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
