@@ -25,6 +25,9 @@ FLAT = {"-", "=", "\\div", "+", "\\times"}
 KINDS = len(SYMBOL_CLASSES) + 2  # symbol classes, then "fraction group", "root group"
 GEOMETRY = 10
 N_FEATURES = GEOMETRY + 2 * KINDS
+# Every relation a symbol can have, in the order the op library's AlignerScan numbers them
+# (csrc/ort/src/aligner.rs), for the one-graph candidate.
+RELATION_CODES = ("start", *SCRIPT_RELATIONS, "num", "den", "body")
 
 
 @dataclass

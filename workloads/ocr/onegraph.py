@@ -1,4 +1,4 @@
-"""The detector and the recognizer as one graph: images in; boxes, crops and logits out.
+"""The whole OCR pipeline as one graph: images in; boxes, classes and relations out.
 
 `DetectRecognize` writes the staged detector (ink against the paper median, the 99.5th
 percentile threshold, the native connected-component op, the "÷" and "=" merges, dropped
@@ -6,11 +6,9 @@ specks, left-to-right order), the crops (each symbol's own ink, Pillow's BILINEA
 weight matrices) and the recognizer network as tensor operations over all N components at
 once (only the merge order loops, below), so `torch.onnx.export` (TorchScript-based, where the
 op's symbolic is registered) writes one ONNX graph holding one `abvoc::ConnectedComponents`
-node, which ONNX Runtime runs with the op library of `ort_ops`. It takes a padded batch.
-
-The aligner's grouping (fractions and roots, recursively) and its left-to-right scan, and the
-converter's string building, stay after the graph: they are tree building over the recognized
-classes, run in Python as in the staged pipeline, with the aligner network on ONNX Runtime.
+node. `graph_aligner.append_aligner` then adds the aligner (its grouping and scan as two more
+nodes of the op library around its network), and ONNX Runtime runs the whole with the library
+of `ort_ops`. It takes a padded batch. Only the converter's string building stays in Python.
 
 The merge rules are tested for all pairs at once; which pairs merge then follows the staged
 detector's greedy order (first line or stroke first, a taken one offered to no later merge) in
@@ -33,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
 from serving.backends.onnx_backend import _EXPORT_NOTICES, _export_lock, export_onnx
+from workloads.ocr.aligner import N_FEATURES
 from workloads.ocr.bundle import write_bundle
 from workloads.ocr.candidates import artifact_bytes
 from workloads.ocr.components import ONNX_DOMAIN
 from workloads.ocr.detector import INK_THRESHOLD, MIN_AREA
+from workloads.ocr.graph_aligner import append_aligner
 from workloads.ocr.pipeline import SPEC_FILE, Pipeline
 from workloads.ocr.recognizer import INNER, SIZE
 
@@ -287,14 +288,14 @@ class DetectRecognize(nn.Module):
 # One-graph candidates: each a trained float base re-shipped as ONNX (`abvoc train <name>`).
 ONEGRAPH: dict[str, dict[str, str]] = {"ocr-onegraph": {"base": "ocr-small-mixed"}}
 GRAPH_FILE = "onegraph.onnx"
-ALIGNER_FILE = "aligner.onnx"
 OUTPUTS = ("boxes", "image_index", "crops", "logits")
 _EXAMPLE = np.full((24, 40), 255, dtype=np.uint8)
 
 
-def export_graph(recognizer: nn.Module, path: Path, opset: int = 17) -> Path:
-    """Write DetectRecognize over this recognizer as one ONNX file (image height and width and
-    the symbol count dynamic) holding the custom-domain connected-component node."""
+def export_graph(recognizer: nn.Module, aligner: nn.Module, path: Path, opset: int = 17) -> Path:
+    """Write the whole pipeline as one ONNX file (image height and width and the symbol count
+    dynamic): DetectRecognize over this recognizer, holding the custom-domain
+    connected-component node, then the aligner (graph_aligner)."""
     from workloads.ocr import torch_ops
 
     torch_ops.load()
@@ -304,19 +305,25 @@ def export_graph(recognizer: nn.Module, path: Path, opset: int = 17) -> Path:
     module = DetectRecognize(copy.deepcopy(recognizer).cpu().eval())
     dims = {"images": {0: "batch", 1: "height", 2: "width"}, "sizes": {0: "batch"}}
     dims.update({name: {0: "symbols"} for name in OUTPUTS})
-    with _export_lock, warnings.catch_warnings():
-        for notice in _EXPORT_NOTICES:  # the op's symbolic needs the TorchScript exporter
-            warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
-        torch.onnx.export(module, (torch.from_numpy(example), torch.from_numpy(sizes)),
-                          str(path), dynamo=False, opset_version=opset,
-                          input_names=["images", "sizes"], output_names=list(OUTPUTS),
-                          dynamic_axes=dims, custom_opsets={ONNX_DOMAIN: 1})
+    with tempfile.TemporaryDirectory(prefix="abvoc-onegraph-") as scratch:
+        front = Path(scratch) / "detect_recognize.onnx"
+        with _export_lock, warnings.catch_warnings():
+            for notice in _EXPORT_NOTICES:  # the op's symbolic needs the TorchScript exporter
+                warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
+            torch.onnx.export(module, (torch.from_numpy(example), torch.from_numpy(sizes)),
+                              str(front), dynamo=False, opset_version=opset,
+                              input_names=["images", "sizes"], output_names=list(OUTPUTS),
+                              dynamic_axes=dims, custom_opsets={ONNX_DOMAIN: 1})
+        back = export_onnx("aligner", aligner, np.zeros((4, N_FEATURES), dtype=np.float32),
+                           Path(scratch) / "aligner.onnx", opset=opset)
+        whole = append_aligner(onnx.load(str(front)), onnx.load(str(back)))
+    onnx.save(whole, str(path))
     return path
 
 
 def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -> dict[str, Any]:
-    """A trained float candidate re-shipped as one detector+recognizer graph and the aligner
-    network, both ONNX, as a bundle served by ONNX Runtime with the op library."""
+    """A trained float candidate re-shipped as one ONNX graph (detector, recognizer and
+    aligner), as a bundle served by ONNX Runtime with the op library."""
     if name not in ONEGRAPH:
         raise KeyError(f"unknown one-graph candidate {name!r}; known: {', '.join(ONEGRAPH)}")
     base = Pipeline.load(base_folder)
@@ -324,17 +331,15 @@ def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -
         raise ValueError(f"{base_folder} ships ONNX files already; start from a float candidate")
     folder = Path(models_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
-    export_graph(base.recognizer, folder / GRAPH_FILE)
-    with tempfile.TemporaryDirectory(prefix="abvoc-aligner-") as scratch:
-        module, example = base.networks()["aligner"]
-        exported = export_onnx("aligner", module, example, Path(scratch) / ALIGNER_FILE)
-        (folder / ALIGNER_FILE).write_bytes(exported.read_bytes())
+    (folder / "aligner.onnx").unlink(missing_ok=True)  # the aligner's own file, before it was in
+    export_graph(base.recognizer, base.aligner, folder / GRAPH_FILE)
     spec = copy.deepcopy(base.spec)
     spec.update({
         "name": name,
-        "description": f"{base.spec['name']} as one ONNX graph (detector with the native "
-                       "connected-component op, crops, recognizer) and the aligner network",
-        "onnx": {"onegraph": GRAPH_FILE, "aligner": ALIGNER_FILE},
+        "description": f"{base.spec['name']} as one ONNX graph: detector with the native "
+                       "connected-component op, crops, recognizer, and the aligner with its "
+                       "grouping and scan ops",
+        "onnx": {"onegraph": GRAPH_FILE},
         "onegraph": True,
         "derived_from": {"name": base.spec["name"], "version": base.spec["version"]},
     })

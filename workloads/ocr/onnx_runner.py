@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -44,30 +45,48 @@ class OnnxFileRunner:
 GRAPH_BATCH = 4
 
 
+class GraphReading(NamedTuple):
+    """One image as the one graph reads it: boxes [K, 4] int64 (x0, y0, x1, y1), classes [K]
+    (class indices), symbol_probs [K, classes] (softmax), and per symbol its relation: parent
+    (a symbol index, -1 for the first), relation (an aligner.RELATION_CODES index) and
+    relation_prob."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    symbol_probs: np.ndarray
+    parent: np.ndarray
+    relation: np.ndarray
+    relation_prob: np.ndarray
+
+
+_READ = ("boxes", "classes", "symbol_probs", "parent", "relation", "relation_prob")
+
+
 class OneGraphRunner(OnnxFileRunner):
-    """A one-graph candidate's sessions: "onegraph" (image -> boxes, crops, logits, holding
-    the abvoc::ConnectedComponents node, so the op library is registered) and "aligner"."""
+    """A one-graph candidate's session: "onegraph" (images -> boxes, classes and relations,
+    holding the abvoc op library's nodes, so the library is registered)."""
 
     def __init__(self, files: Mapping[str, Path], threads: int | None = None) -> None:
         from workloads.ocr import ort_ops
 
         super().__init__(files, threads, ort_ops.session_options())
 
-    def detect_recognize(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(boxes [K, 4] int64, logits [K, classes]) per image, from one graph run per
-        GRAPH_BATCH images (each run's images padded to its largest, with their sizes)."""
-        out: list[tuple[np.ndarray, np.ndarray]] = []
+    def read(self, images: Sequence[np.ndarray]) -> list[GraphReading]:
+        """Each image's reading, from one graph run per GRAPH_BATCH images (each run's images
+        padded to its largest, with their sizes)."""
+        out: list[GraphReading] = []
         for start in range(0, len(images), GRAPH_BATCH):
             out += self._run_graph(images[start: start + GRAPH_BATCH])
         return out
 
-    def _run_graph(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _run_graph(self, images: Sequence[np.ndarray]) -> list[GraphReading]:
         sizes = np.array([img.shape for img in images], dtype=np.int64)
         batch = np.zeros((len(images), *sizes.max(axis=0)), dtype=np.uint8)
         for k, img in enumerate(images):
             batch[k, : img.shape[0], : img.shape[1]] = img
-        boxes, owner, logits = self.sessions["onegraph"].run(
-            ["boxes", "image_index", "logits"], {"images": batch, "sizes": sizes})
+        session = self.sessions["onegraph"]
+        owner, *outputs = session.run(["image_index", *_READ], {"images": batch, "sizes": sizes})
         ends = np.searchsorted(owner, np.arange(len(images)), side="right")
         starts = np.concatenate([[0], ends[:-1]])
-        return [(boxes[a:b], logits[a:b]) for a, b in zip(starts, ends, strict=True)]
+        return [GraphReading(*(o[a:b] for o in outputs))
+                for a, b in zip(starts, ends, strict=True)]

@@ -22,6 +22,7 @@ from serving.batching import ItemBatcher
 from workloads.ocr import converter
 from workloads.ocr.aligner import (
     N_FEATURES,
+    RELATION_CODES,
     RelationMLP,
     all_pair_features,
     group,
@@ -168,14 +169,9 @@ class Pipeline:
 
     def predict(self, images: Sequence[np.ndarray]) -> list[PredictionResult]:
         _check_images(images)
-        whole = getattr(self.runner, "detect_recognize", None)
-        if whole is not None:  # a one-graph runner: detector and recognizer in one model
-            outputs = whole(images)
-            detections = [Detection([tuple(map(int, b)) for b in boxes], [])
-                          for boxes, _ in outputs]
-            probs = [_softmax(logits) for _, logits in outputs]
-            classes = [[SYMBOL_CLASSES[int(i)] for i in p.argmax(axis=1)] for p in probs]
-            return self._align_and_convert(detections, classes, probs)
+        read = getattr(self.runner, "read", None)
+        if read is not None:  # a one-graph runner: the whole pipeline but the converter
+            return [self._read_result(r) for r in read(images)]
         detections = [detect(img) for img in images]
         classes, scores = self._recognize(detections)
         return self._align_and_convert(detections, classes, scores)
@@ -217,6 +213,13 @@ class Pipeline:
                 scan(region, decide, relations)
             results.append(self._result(d, cls, sc, relations))
         return results
+
+    def _read_result(self, r: Any) -> PredictionResult:  # noqa: ANN401 - a GraphReading
+        relations = [(int(p), RELATION_CODES[int(k)], float(q))
+                     for p, k, q in zip(r.parent, r.relation, r.relation_prob, strict=True)]
+        return self._result(Detection([tuple(map(int, b)) for b in r.boxes], []),
+                            [SYMBOL_CLASSES[int(i)] for i in r.classes], r.symbol_probs,
+                            relations)
 
     def _result(self, d: Detection, cls: list[str], sc: np.ndarray,
                 relations: list) -> PredictionResult:

@@ -1,6 +1,7 @@
-"""The one-graph candidate: detector (with the native op), crops and recognizer exported as one
-ONNX model, run by ONNX Runtime with the op library, reads the whole offline test as the staged
-torch pipeline does, and serves through /v1/predict as a bundle (backend onnxruntime)."""
+"""The one-graph candidate: detector (with the native op), crops, recognizer and aligner (with
+its grouping and scan ops) exported as one ONNX model, run by ONNX Runtime with the op library,
+reads the whole offline test as the staged torch pipeline does, and serves through /v1/predict
+as a bundle (backend onnxruntime)."""
 
 from __future__ import annotations
 
@@ -50,14 +51,20 @@ def offline_test() -> list:
 def test_the_bundle_is_one_graph_holding_the_custom_op(onegraph: Path) -> None:
     graph = onnx.load(str(onegraph / GRAPH_FILE)).graph
     custom = [n for n in graph.node if n.domain == "abvoc"]
-    assert [n.op_type for n in custom] == ["ConnectedComponents"]
+    assert [n.op_type for n in custom] == ["ConnectedComponents", "AlignerFeatures",
+                                           "AlignerScan"]
     ops = {n.op_type for n in graph.node}
-    assert {"Conv", "MaxPool", "Gemm", "MatMul"} <= ops  # the crops and the recognizer, too
+    assert {"Conv", "MaxPool", "Gemm", "MatMul"} <= ops  # the crops and the networks, too
+    assert any(n.name.startswith("aligner/") for n in graph.node)  # the aligner network
     assert [i.name for i in graph.input] == ["images", "sizes"]
-    assert [o.name for o in graph.output] == ["boxes", "image_index", "crops", "logits"]
+    assert [o.name for o in graph.output] == ["boxes", "image_index", "crops", "logits",
+                                              "classes", "symbol_probs", "parent", "relation",
+                                              "relation_prob"]
     assert load_manifest(onegraph).backend == "onnxruntime"
+    assert sorted(p.name for p in onegraph.glob("*.onnx")) == [GRAPH_FILE]  # nothing beside it
     spec = json.loads((onegraph / "candidate.json").read_text())
     assert spec["onegraph"] and spec["derived_from"]["name"] == "ocr-small-mixed"
+    assert spec["onnx"] == {"onegraph": GRAPH_FILE}
 
 
 def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
