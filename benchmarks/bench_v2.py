@@ -1,12 +1,13 @@
 """/v2/models/{scope}/infer against onnxruntime bare, and the latency added by a remote candidate.
 
-(a) One server process (werkzeug, threaded) runs the app with the example ONNX bundle and a copy
-of it registered through POST /v1/candidates and split 50/50 by a running experiment on scope
-`flowers`: auth, router, bundle (ONNX + the Python label stage, dynamic batching), PredictionMade
-event and served-ledger row committed to the outbox in SQLite. The same process also serves a bare
-WSGI wrapper (no Flask) around one onnxruntime InferenceSession on another port. The anchor is
-that InferenceSession called bare in the client process, HTTP-free, on the same rows with the
-same C threads. A second pair of copies with batching off (max_batch_size 1, scope
+(a) abvoc's API runs under gunicorn, as `abvoc up` serves it (one gthread worker, 8 threads;
+`--server werkzeug` for the threaded development server instead), with the example ONNX bundle
+and a copy of it registered through POST /v1/candidates and split 50/50 by a running experiment
+on scope `flowers`: auth, router, bundle (ONNX + the Python label stage, dynamic batching),
+PredictionMade event and served-ledger row committed to the outbox in SQLite. A bare WSGI wrapper
+(no Flask) around one onnxruntime InferenceSession runs under the same server in its own process.
+The anchor is that InferenceSession called bare in the client process, HTTP-free, on the same
+rows with the same C threads. A second pair of copies with batching off (max_batch_size 1, scope
 `flowers-unbatched`) shows what the batching window costs. Rounds alternate the order (ABCD,
 DCBA, ...); figures are medians of the rounds.
 
@@ -19,6 +20,7 @@ request spends waiting on the batcher shows as a wait) says where abvoc's time g
 
     python benchmarks/bench_v2.py [--requests 400] [--concurrency 8] [--rounds 4]
                                   [--remote-requests 300] [--remote-concurrency 1] [--profile 300]
+                                  [--server gunicorn|werkzeug]
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,9 @@ def _bare_wsgi(session) -> Callable:  # noqa: ANN001
     classes = ["setosa", "versicolor", "virginica"]
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
         size = int(environ.get("CONTENT_LENGTH") or 0)
         tensor = json.loads(environ["wsgi.input"].read(size))["inputs"][0]
         rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
@@ -80,30 +84,20 @@ def _bare_wsgi(session) -> Callable:  # noqa: ANN001
     return app
 
 
-def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: int) -> None:
+def _profile_route(app, key: str, profile: int) -> None:  # noqa: ANN001 - a Flask app
+    """POST /bench/profile?scope=S: a cProfile of `profile` requests through the app's test
+    client (this thread only: time spent waiting on the batcher shows as a wait)."""
     import cProfile
     import pstats
 
-    import onnxruntime as ort
     from flask import jsonify, request
-    from werkzeug.serving import make_server
-
-    from app import create_app
-    from app.auth import create_key
-    from core.settings import load_settings
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
-    app = create_app(settings)
-    db = app.extensions["abvoc"].db
-    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
-    key = create_key(db, ["predict"])["key"]
 
     @app.post("/bench/profile")
-    def run_profile():  # noqa: ANN202 - cProfile of `profile` requests through the app
+    def run_profile():  # noqa: ANN202
         scope = request.args.get("scope", "flowers")
         headers = {"Authorization": f"Bearer {key}"}
         rows = np.random.default_rng(7).normal(5.0, 1.8, size=(profile, 4)).astype(np.float32)
+        client = app.test_client()
         profiler = cProfile.Profile()
         profiler.enable()
         for i, row in enumerate(rows):
@@ -116,6 +110,59 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
         stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
 
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gunicorn(factory: Callable, settings, port: int) -> None:  # noqa: ANN001
+    """Serve `factory(settings)` under gunicorn as `abvoc serve` does (one gthread worker with
+    8 threads), until SIGTERM."""
+    from app.runner import GunicornServer
+
+    GunicornServer(settings, {"bind": f"127.0.0.1:{port}", "workers": 1,
+                              "worker_class": "gthread", "threads": 8, "loglevel": "warning",
+                              "accesslog": None}, factory=factory).run()
+
+
+def serve_bare(port: int, server: str) -> None:
+    """The bare WSGI wrapper around one onnxruntime session, under the same server as abvoc."""
+    from core.settings import load_settings
+
+    def factory(_settings) -> Callable:  # noqa: ANN001 - onnxruntime only after the fork
+        import onnxruntime as ort
+
+        return _bare_wsgi(ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]))
+
+    if server == "gunicorn":
+        _gunicorn(factory, load_settings(env={}), port)
+    else:
+        from werkzeug.serving import make_server
+
+        make_server("127.0.0.1", port, factory(None), threaded=True).serve_forever()
+
+
+def _settings(data_dir: str):  # noqa: ANN202
+    from core.settings import load_settings
+
+    return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+
+
+def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
+    """Registers the bundles and experiments in a fresh store through the API and puts the
+    keys in `out`; a process of its own, so the serving process starts with no model loaded
+    (a gunicorn master must not hold onnxruntime's threads when it forks its worker)."""
+    from app import close_app, create_app
+    from app.auth import create_key
+
+    app = create_app(_settings(data_dir))
+    db = app.extensions["abvoc"].db
+    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+    key = create_key(db, ["predict"])["key"]
     client = app.test_client()
     root = Path(tempfile.mkdtemp(prefix="abvoc-bench-v2-bundles-"))
     upload(client, admin, EXAMPLE)
@@ -128,17 +175,49 @@ def serve(port_queue: mp.Queue, data_dir: str, remote_url: str | None, profile: 
         for name in ("iris-mlserver-a", "iris-mlserver-b"):
             upload(client, admin, remote_bundle(root, name, remote_url))
         experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
+    close_app(app)
+    out.put((key, admin))
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    bare = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
-    bare_server = make_server("127.0.0.1", 0, _bare_wsgi(bare), threaded=True)
-    threading.Thread(target=bare_server.serve_forever, daemon=True).start()
-    port_queue.put((server.server_port, bare_server.server_port, key, admin))
-    server.serve_forever()
+
+def serve(data_dir: str, port: int, key: str, profile: int, server: str) -> None:
+    """The app over the prepared store: under gunicorn (the server `abvoc up` runs; its worker
+    builds the app) or werkzeug's threaded development server."""
+    from app import create_app
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    def factory(settings):  # noqa: ANN001, ANN202
+        app = create_app(settings)
+        _profile_route(app, key, profile)
+        return app
+
+    if server == "gunicorn":
+        _gunicorn(factory, _settings(data_dir), port)
+    else:
+        from werkzeug.serving import make_server
+
+        make_server("127.0.0.1", port, factory(_settings(data_dir)),
+                    threaded=True).serve_forever()
+
+
+def _ready(url: str, process: mp.Process) -> None:
+    """Until `url` answers (gunicorn binds before its worker has imported the app)."""
+    import requests
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not process.is_alive():
+            raise RuntimeError(f"the server for {url} died while starting")
+        try:
+            requests.get(url, timeout=30)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within 300 s")
 
 
 def _started(ports: mp.Queue, server: mp.Process) -> tuple:
-    """The server's ports and keys, or an error as soon as it dies while setting up."""
+    """The keys the set-up process puts, or an error as soon as it dies while setting up."""
     import queue
 
     deadline = time.monotonic() + 300
@@ -147,8 +226,8 @@ def _started(ports: mp.Queue, server: mp.Process) -> tuple:
             return ports.get(timeout=1)
         except queue.Empty:
             if not server.is_alive():
-                raise RuntimeError("the server process died while setting up") from None
-    raise TimeoutError("the server was not up after 300 s")
+                raise RuntimeError("the set-up process died") from None
+    raise TimeoutError("the set-up was not done after 300 s")
 
 
 def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
@@ -199,6 +278,8 @@ def main() -> None:
     parser.add_argument("--remote-concurrency", type=int, default=1)
     parser.add_argument("--no-remote", action="store_true", help="skip (b), MLServer")
     parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
+    parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn",
+                        help="the HTTP server of abvoc and of the bare wrapper alike")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -210,15 +291,26 @@ def main() -> None:
 
         print("starting MLServer 1.7.1 ...", flush=True)
         mlserver = make_mlserver(MODEL).start()
+    children: list[mp.Process] = []  # stopped whatever happens: gunicorn masters outlive us
     try:
         ctx = mp.get_context("spawn")
         ports: mp.Queue = ctx.Queue()
         data_dir = tempfile.mkdtemp(prefix="abvoc-bench-v2-")
-        server = ctx.Process(target=serve, daemon=True, args=(
-            ports, data_dir, mlserver.url if mlserver else None, args.profile))
+        setup = ctx.Process(target=prepare, daemon=True,
+                            args=(ports, data_dir, mlserver.url if mlserver else None))
+        setup.start()
+        key, admin = _started(ports, setup)
+        setup.join(60)
+        port, bare_port = _free_port(), _free_port()
+        server = ctx.Process(target=serve, daemon=False,
+                             args=(data_dir, port, key, args.profile, args.server))
+        bare = ctx.Process(target=serve_bare, args=(bare_port, args.server), daemon=False)
+        children += [server, bare]
         server.start()
-        port, bare_port, key, admin = _started(ports, server)
+        bare.start()
         base = f"http://127.0.0.1:{port}"
+        _ready(f"{base}/healthz", server)
+        _ready(f"http://127.0.0.1:{bare_port}/healthz", bare)
         headers = {"Authorization": f"Bearer {key}"}
         rows = np.random.default_rng(1).normal(5.0, 1.8, size=(args.requests, 4)).astype(np.float32)
         bodies = [infer_body(row, f"user-{i}") for i, row in enumerate(rows)]
@@ -259,8 +351,11 @@ def main() -> None:
             if args.profile:
                 profiles[scope] = requests.post(f"{base}/bench/profile?scope={scope}",
                                                 timeout=600).json()["text"]
-        server.terminate()
     finally:
+        for process in children:
+            if process.is_alive():
+                process.terminate()
+                process.join(30)
         if mlserver:
             mlserver.stop()
 
