@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -12,6 +13,7 @@ from core import receipts
 from core.outbox import pending_count
 from core.store.models import OutboxEvent
 from serving.images import encode_png
+from tests.workloads.ocr.ccl_cases import dashes
 from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
 
@@ -64,6 +66,22 @@ def test_bad_images_are_refused_with_a_reason(client: FlaskClient, predictor: di
     assert bad.status_code == 413
     missing = predict(client, predictor, unit="")
     assert missing.status_code == 400 and "unit_id" in missing.get_json()["error"]
+
+
+def test_an_image_of_too_many_marks_is_refused_and_nothing_is_stored(
+        client: FlaskClient, predictor: dict, app: Flask) -> None:
+    """A page of 4,900 dashes: a 400 naming the count, quickly, and no event or ledger row."""
+    db = app.extensions["abvoc"].db
+    before = pending_count(db)
+    body = {"image_base64": base64.b64encode(encode_png(dashes(70, 70))).decode(),
+            "unit_id": "u-dashes"}
+    start = time.perf_counter()
+    refused = client.post("/v1/predict", json=body, headers=predictor)
+    assert time.perf_counter() - start < 5.0
+    assert refused.status_code == 400, refused.get_json()
+    assert "4900 separate ink marks" in refused.get_json()["error"]
+    assert pending_count(db) == before
+    assert predict(client, predictor).status_code == 200  # the candidate still serves
 
 
 def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,

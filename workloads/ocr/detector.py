@@ -3,6 +3,11 @@
 Algorithmic because it is the better candidate here: the symbols of this workload are drawn
 apart, so connected components find them exactly, and the few symbols made of several strokes
 that do not touch (=, ÷) are merged by geometry. Specks of scan noise are dropped.
+
+An image of more than MAX_MARKS separate ink marks is refused (a 400 naming the count) before any
+per-mark work: a formula has tens, and the merge rules compare marks pairwise (in Python here,
+as N x N tensors in the one-graph candidate), so a page of dashes or noise would otherwise hold a
+serving thread for minutes or exhaust memory.
 """
 
 from __future__ import annotations
@@ -12,10 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import AbvocError
 from workloads.ocr.components import label_components
 
 INK_THRESHOLD = 0.4
 MIN_AREA = 4  # pixels; smaller lone components are noise
+MAX_MARKS = 1024  # separate ink marks (8-connected components) in one image
+
+
+class TooManyMarks(AbvocError):
+    """The image holds more separate ink marks than one formula could."""
+
+    status = 400
+
+
+def check_marks(count: int) -> None:
+    """Refuse an image of `count` marks when that is more than MAX_MARKS."""
+    if count > MAX_MARKS:
+        raise TooManyMarks(f"the image holds {count} separate ink marks; the OCR candidates read "
+                           f"one formula, at most {MAX_MARKS} marks: crop the image to the "
+                           "formula or send a cleaner scan")
 
 
 @dataclass
@@ -143,11 +164,17 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     return ink > max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
 
 
+def count_marks(image: np.ndarray) -> int:
+    """How many separate ink marks `detect` starts from (before merges and specks)."""
+    return len(label_components(ink_mask(ink_of(image)))[1])
+
+
 def detect(image: np.ndarray, paper: float | None = None) -> Detection:
     ink = ink_of(image, paper)
     # 8-connected components with their boxes and areas in one native pass (scipy fallback).
     labels, stats = label_components(ink_mask(ink))
     n = len(stats)
+    check_marks(n)
     if n == 0:
         return Detection([], [])
     comps = [_Comp([k + 1], x0, y0, x1, y1, area)

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from workloads.ocr.detector import MAX_MARKS, check_marks, count_marks
+
 
 class OnnxFileRunner:
     """One CPU ONNX Runtime session per network file; `run` is thread-safe (as ORT's is)."""
@@ -41,8 +43,25 @@ class OnnxFileRunner:
 
 # Images per run of the one-graph model. The graph's merge rules compare every pair of
 # components in a run, so its cost grows with the square of a run's components: on the offline
-# test, 2 to 4 images a run cost least per image (0.79 ms), 32 cost twice that (1.64 ms).
+# test, 2 to 4 images a run cost least per image (0.79 ms), 32 cost twice that (1.64 ms). A run
+# also holds at most MAX_MARKS components (about 90 MB of pairwise tensors), so images with many
+# marks run fewer at a time.
 GRAPH_BATCH = 4
+
+
+def graph_runs(marks: Sequence[int]) -> list[range]:
+    """Consecutive images in runs of at most GRAPH_BATCH images and MAX_MARKS marks (an image
+    alone may reach MAX_MARKS; check_marks has refused any above it)."""
+    runs: list[range] = []
+    start, total = 0, 0
+    for i, count in enumerate(marks):
+        if i > start and (i - start == GRAPH_BATCH or total + count > MAX_MARKS):
+            runs.append(range(start, i))
+            start, total = i, 0
+        total += count
+    if start < len(marks):
+        runs.append(range(start, len(marks)))
+    return runs
 
 
 class GraphReading(NamedTuple):
@@ -72,11 +91,15 @@ class OneGraphRunner(OnnxFileRunner):
         super().__init__(files, threads, ort_ops.session_options())
 
     def read(self, images: Sequence[np.ndarray]) -> list[GraphReading]:
-        """Each image's reading, from one graph run per GRAPH_BATCH images (each run's images
-        padded to its largest, with their sizes)."""
+        """Each image's reading, from graph runs of a few images (`graph_runs`; each run's
+        images padded to its largest, with their sizes). The marks are counted first, so an
+        image of too many is refused before the graph's pairwise tensors are made."""
+        marks = [count_marks(image) for image in images]
+        for count in marks:
+            check_marks(count)
         out: list[GraphReading] = []
-        for start in range(0, len(images), GRAPH_BATCH):
-            out += self._run_graph(images[start: start + GRAPH_BATCH])
+        for run in graph_runs(marks):
+            out += self._run_graph([images[i] for i in run])
         return out
 
     def _run_graph(self, images: Sequence[np.ndarray]) -> list[GraphReading]:

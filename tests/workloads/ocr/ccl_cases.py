@@ -2,7 +2,8 @@
 
 The CPython module, the torch op and the ONNX Runtime library must all give exactly what
 `label_scipy` (scipy.ndimage.label with 8-connectivity + the detector's reduction) gives, on the
-offline test's ink masks and on random masks.
+offline test's ink masks and on random masks. `dashes` is a page of separate strokes, more marks
+than one formula has, for the detector's limit.
 """
 
 from __future__ import annotations
@@ -64,3 +65,13 @@ def export_torch_op() -> bytes:
                           opset_version=torch_ops.ONNX_OPSET,
                           custom_opsets={torch_ops.ONNX_DOMAIN: 1})
     return buffer.getvalue()
+
+
+def dashes(rows: int, cols: int) -> np.ndarray:
+    """A page of separate dashes (flat strokes, so every pair is an "=" candidate)."""
+    image = np.full((rows * 4 + 2, cols * 8 + 2), 255, np.uint8)
+    for y in range(rows):
+        for x in range(cols):
+            image[1 + 4 * y: 3 + 4 * y, 1 + 8 * x: 6 + 8 * x] = 0
+    return image
+

@@ -6,6 +6,7 @@ as a bundle (backend onnxruntime)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,13 @@ from core.settings import Settings
 from core.store import Database
 from serving.bundles import load_manifest
 from serving.registry import Registry
+from tests.workloads.ocr.ccl_cases import dashes
 from tests.workloads.ocr.derived import DerivedCli, served_answers
 from workloads.ocr.dataset import OFFLINE_MIX, generate
-from workloads.ocr.detector import detect
+from workloads.ocr.detector import MAX_MARKS, TooManyMarks, count_marks, detect
 from workloads.ocr.offline import DEFAULT_TEST_SIZE
 from workloads.ocr.onegraph import GRAPH_FILE, make_candidate
-from workloads.ocr.onnx_runner import OneGraphRunner
+from workloads.ocr.onnx_runner import OneGraphRunner, graph_runs
 from workloads.ocr.pipeline import Pipeline
 from workloads.ocr.recognizer import crops_batch
 
@@ -185,3 +187,26 @@ def test_the_one_graph_bundle_serves_through_v1_predict(settings: Settings,
     for image, answer in served_answers(settings, onegraph, NAME):
         assert answer["candidate"] == NAME
         assert answer["output"] == local.predict_one(image).latex
+
+
+def test_runs_hold_at_most_four_images_and_max_marks_marks() -> None:
+    assert graph_runs([]) == []
+    assert graph_runs([3] * 9) == [range(0, 4), range(4, 8), range(8, 9)]
+    assert graph_runs([MAX_MARKS, 1, MAX_MARKS - 1, 1]) == [range(0, 1), range(1, 3), range(3, 4)]
+    assert graph_runs([600, 600, 10]) == [range(0, 1), range(1, 3)]
+
+
+def test_too_many_marks_are_refused_before_the_graph_and_big_images_run_apart(
+        onegraph: Path, tiny_candidate: Path, offline_test: list) -> None:
+    """The graph's merge rules are N x N tensors over a run's components: a page of dashes must
+    be refused by its count, not run (4,900 marks would need gigabytes), and images near the
+    cap run in runs of their own, reading as the staged pipeline does."""
+    staged, one = Pipeline.load(tiny_candidate), Pipeline.load(onegraph)
+    start = time.perf_counter()
+    with pytest.raises(TooManyMarks, match="4900 separate ink marks"):
+        one.predict([offline_test[0].image, dashes(70, 70)])
+    assert time.perf_counter() - start < 2.0
+    batch = [offline_test[1].image, dashes(24, 24), dashes(24, 24), offline_test[2].image]
+    assert [count_marks(image) for image in batch[1:3]] == [576, 576]  # 2 runs, not 1
+    for a, b in zip(staged.predict(batch), one.predict(batch), strict=True):
+        assert (a.latex, a.stages["detector"]) == (b.latex, b.stages["detector"])

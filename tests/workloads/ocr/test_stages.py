@@ -1,5 +1,6 @@
 import numpy as np
 
+from tests.workloads.ocr.ccl_cases import dashes
 from workloads.ocr import converter
 from workloads.ocr.aligner import grouping_is_exact, relation_examples
 from workloads.ocr.dataset import BALANCED_MIX, Mix, generate
@@ -58,3 +59,24 @@ def test_converter_from_true_relations_and_from_disorder() -> None:
     # two unconnected symbols are read left to right by their boxes
     assert converter.to_latex(["2", "1"], [(-1, "start"), (-1, "start")],
                               [(10, 0, 12, 5), (0, 0, 3, 5)]) == "12"
+
+
+def test_an_image_of_too_many_marks_is_refused_before_the_pairwise_merges() -> None:
+    """Thousands of dashes would take the Python merge rules minutes; the count refuses it."""
+    import time
+
+    import pytest
+
+    from workloads.ocr.detector import MAX_MARKS, TooManyMarks, count_marks
+
+    page = dashes(70, 70)  # 4,900 dashes in one 282 x 562 image
+    assert count_marks(page) == 4900 > MAX_MARKS
+    start = time.perf_counter()
+    with pytest.raises(TooManyMarks) as refused:
+        detect(page)
+    assert time.perf_counter() - start < 1.0
+    assert refused.value.status == 400
+    assert "4900 separate ink marks" in refused.value.message
+    at_the_cap = dashes(32, 32)  # exactly MAX_MARKS marks: read as before
+    assert count_marks(at_the_cap) == MAX_MARKS
+    assert len(detect(at_the_cap).boxes) > 0
