@@ -8,6 +8,10 @@ whether it continues the baseline or is a superscript or subscript of the curren
 
 Each row's pair features are built for every ordered pair at once, so one network call serves
 all images of a batch; the left-to-right scan then only looks decisions up.
+
+Structures nest at most MAX_DEPTH levels: below that, bars and roots are read as plain symbols.
+A formula nests a few; an image of hundreds of concentric roots would otherwise recurse past
+Python's limit, and a failure there would count against the candidate's guardrails.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ FLAT = {"-", "=", "\\div", "+", "\\times"}
 KINDS = len(SYMBOL_CLASSES) + 2  # symbol classes, then "fraction group", "root group"
 GEOMETRY = 10
 N_FEATURES = GEOMETRY + 2 * KINDS
+MAX_DEPTH = 32  # fraction and root levels grouped; deeper bars and roots are plain symbols
 # Every relation a symbol can have, in the order the op library's AlignerScan numbers them
 # (csrc/ort/src/aligner.rs), for the one-graph candidate.
 RELATION_CODES = ("start", *SCRIPT_RELATIONS, "num", "den", "body")
@@ -58,8 +63,10 @@ def _members(el: Element) -> list[int]:
     return out
 
 
-def group(indices: Sequence[int], boxes: Sequence[Box], classes: Sequence[str]) -> Region:
-    """Split symbols into a row of elements, recursing into fractions and roots."""
+def group(indices: Sequence[int], boxes: Sequence[Box], classes: Sequence[str],
+          depth: int = 0) -> Region:
+    """Split symbols into a row of elements, recursing into fractions and roots (`depth`:
+    how many structures hold this row; at MAX_DEPTH none is formed)."""
     def width(i: int) -> float:
         return boxes[i][2] - boxes[i][0]
 
@@ -67,7 +74,8 @@ def group(indices: Sequence[int], boxes: Sequence[Box], classes: Sequence[str]) 
         b = boxes[i]
         return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
 
-    holders = sorted((i for i in indices if classes[i] in ("-", SQRT)), key=lambda i: -width(i))
+    holders = sorted((i for i in indices if classes[i] in ("-", SQRT)),
+                     key=lambda i: -width(i)) if depth < MAX_DEPTH else []
     claimed: set[int] = set()
     structures: dict[int, tuple[str, dict[str, list[int]]]] = {}
     for h in holders:
@@ -94,7 +102,7 @@ def group(indices: Sequence[int], boxes: Sequence[Box], classes: Sequence[str]) 
             continue
         if i in structures:
             kind, parts = structures[i]
-            regions = {rel: group(idx, boxes, classes) for rel, idx in parts.items()}
+            regions = {rel: group(idx, boxes, classes, depth + 1) for rel, idx in parts.items()}
             members = [i] + [j for idx in parts.values() for j in idx]
             elements.append(Element(i, kind, _union([boxes[j] for j in members]), regions))
         else:

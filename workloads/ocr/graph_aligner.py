@@ -19,7 +19,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, compose, helper
 
-from workloads.ocr.aligner import FLAT
+from workloads.ocr.aligner import FLAT, MAX_DEPTH
 from workloads.ocr.components import ONNX_DOMAIN
 from workloads.ocr.formulas import CLASS_INDEX, SQRT, SYMBOL_CLASSES
 
@@ -28,10 +28,11 @@ _PREFIX = "aligner/"
 
 
 def aligner_attributes() -> dict[str, object]:
-    """Which classes hold fractions and roots and which are flat, as the op's attributes."""
+    """Which classes hold fractions and roots and which are flat, and how deep structures
+    nest, as the ops' attributes."""
     return {"num_classes": len(SYMBOL_CLASSES), "bar_class": CLASS_INDEX["-"],
             "root_class": CLASS_INDEX[SQRT],
-            "flat_classes": sorted(CLASS_INDEX[c] for c in FLAT)}
+            "flat_classes": sorted(CLASS_INDEX[c] for c in FLAT), "max_depth": MAX_DEPTH}
 
 
 def _opset(model: onnx.ModelProto, domain: str = "") -> int | None:

@@ -28,6 +28,8 @@ pub struct Classes {
     pub bar: i64,
     pub root: i64,
     pub flat: Vec<i64>,
+    /// Structure levels grouped; deeper bars and roots are plain symbols (aligner.MAX_DEPTH).
+    pub max_depth: i64,
 }
 
 impl Classes {
@@ -82,12 +84,19 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Splits symbols into a row of elements, recursing into fractions and roots.
-pub fn group(indices: &[usize], boxes: &[BoxF], classes: &[i64], c: &Classes) -> Region {
+/// Splits symbols into a row of elements, recursing into fractions and roots (`depth`: how
+/// many structures hold this row; at `max_depth` none is formed).
+pub fn group(
+    indices: &[usize],
+    boxes: &[BoxF],
+    classes: &[i64],
+    c: &Classes,
+    depth: i64,
+) -> Region {
     let mut holders: Vec<usize> = indices
         .iter()
         .copied()
-        .filter(|&i| classes[i] == c.bar || classes[i] == c.root)
+        .filter(|&i| depth < c.max_depth && (classes[i] == c.bar || classes[i] == c.root))
         .collect();
     let width = |i: usize| boxes[i][2] - boxes[i][0];
     holders.sort_by(|&a, &b| width(b).total_cmp(&width(a))); // stable: widest first
@@ -154,7 +163,7 @@ pub fn group(indices: &[usize], boxes: &[BoxF], classes: &[i64], c: &Classes) ->
                 }
                 let parts = parts
                     .into_iter()
-                    .map(|(rel, idx)| (rel, group(&idx, boxes, classes, c)))
+                    .map(|(rel, idx)| (rel, group(&idx, boxes, classes, c, depth + 1)))
                     .collect();
                 elements.push(Element {
                     head: i,

@@ -8,7 +8,7 @@
 //! keeps the graph free of a tree-typed tensor) and reads the network's softmax rows (float32
 //! P x 3: right, sup, sub) into parent (int64 K: a symbol index of the same image, -1 for the
 //! first), relation (int64 K: start, right, sup, sub, num, den, body) and probability (float32
-//! K). Attributes: `num_classes`, `bar_class`, `root_class` and `flat_classes`.
+//! K). Attributes: `num_classes`, `bar_class`, `root_class`, `flat_classes` and `max_depth`.
 
 use ort_sys::ONNXTensorElementDataType as ElemType;
 
@@ -32,6 +32,7 @@ fn classes_of(attrs: &Attributes, op: &str) -> Result<Classes> {
         bar: attrs.int(c"bar_class")?,
         root: attrs.int(c"root_class")?,
         flat: attrs.ints(c"flat_classes")?,
+        max_depth: attrs.int(c"max_depth")?,
     };
     let known = 0..c.count;
     if c.count < 1 || !known.contains(&c.bar) || !known.contains(&c.root) {
@@ -94,7 +95,7 @@ fn images(ctx: &Context, c: &Classes, op: &str) -> Result<(Vec<i64>, Vec<Image>)
             .map(|b| [b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64])
             .collect();
         let idx: Vec<usize> = (0..count).collect();
-        let region = group(&idx, &own, &classes[start..start + count], c);
+        let region = group(&idx, &own, &classes[start..start + count], c, 0);
         out.push(Image {
             start,
             count,

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from workloads.ocr import ort_ops
 from workloads.ocr.aligner import (
+    MAX_DEPTH,
     N_FEATURES,
     RELATION_CODES,
     all_pair_features,
@@ -168,3 +169,30 @@ def test_no_symbols_give_empty_outputs(sessions: tuple) -> None:
     assert feats.shape == (0, N_FEATURES)
     outs = scanned.run(None, {**feed, "probs": np.zeros((0, 3), np.float32)})
     assert [o.shape for o in outs] == [(0,), (0,), (0,)]
+
+
+def _nested_roots(n: int) -> Image:
+    return [(i, i, 4000 - i, 4000 - i) for i in range(n)], [SQRT] * n
+
+
+def _nested_fractions(n: int) -> Image:
+    """Each bar narrower and higher than the last, with a digit just below it: n fractions,
+    each the numerator of the one before."""
+    boxes, classes = [], []
+    for k in range(n):
+        y = 4000 - 10 * k
+        boxes += [(k, y, 2000 - k, y + 2), (998, y + 4, 1002, y + 9)]
+        classes += ["-", "1"]
+    return boxes + [(998, 4000 - 10 * n, 1002, 4005 - 10 * n)], classes + ["x"]
+
+
+def test_deep_nests_group_to_max_depth_alike(sessions: tuple) -> None:
+    """Hundreds of concentric roots or stacked fractions (hostile input) group MAX_DEPTH levels
+    deep, the deeper bars and roots read as plain symbols, in Python and in the ops alike."""
+    for image in (_nested_roots(500), _nested_fractions(300)):
+        region, depth = group(list(range(len(image[1]))), *image), 0
+        while any(el.parts for el in region.elements):
+            region = next(p for el in region.elements for p in el.parts.values())
+            depth += 1
+        assert depth == MAX_DEPTH
+        _assert_same(sessions, [image], 0)
