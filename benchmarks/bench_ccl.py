@@ -20,8 +20,8 @@ and 32, one intra-op thread each: "staged" is the float candidate as abvoc's tor
 it (detector in numpy with the native op, then the torch networks); "one-graph" is ocr-onegraph
 made from it (detector, crops, recognizer and aligner as one ONNX graph with the custom ops, on
 ONNX Runtime; only the converter after it). The graph takes a batch (padded images and their
-sizes); the runner gives it 4 images a run (onnx_runner.GRAPH_BATCH, cheapest per image), so a
-batch of 32 is 8 graph runs.
+sizes); the runner gives it 4 images a run (onnx_runner.GRAPH_BATCH, cheapest per image; fewer
+when their marks pass 1,024), so a batch of 32 is 8 graph runs.
 
 Run: ``python benchmarks/bench_ccl.py [--images N] [--repeats R] [--cuda | --pipeline
 [--models DIR]]``. Figures are medians.
