@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -19,6 +20,7 @@ from tests.dashboards.conftest import NAME
 from tests.support.browser import chromium, console_errors, screenshot, serve
 
 WAIT_S = 30
+STALE_RETRIES = 5
 
 
 @pytest.fixture
@@ -37,6 +39,13 @@ def _log_in(driver: WebDriver, key: str) -> None:
 
 
 def _text(driver: WebDriver, css: str) -> str:
+    """The element's text, found again when Dash re-renders it between the find and the read
+    (a stale element), as a person reading the page would."""
+    for _ in range(STALE_RETRIES):
+        try:
+            return driver.find_element(By.CSS_SELECTOR, css).text
+        except StaleElementReferenceException:
+            continue
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
