@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -149,7 +150,7 @@ def test_failing_remote_arm_is_bounded_counted_and_paused(
     exp = experiment(client, admin, "flowers", "iris-onnx", "iris-broken",
                      guardrails={"error_rate": 0.2, "min_samples": 20})
     statuses: Counter = Counter()
-    slowest = 0.0
+    waits: list[float] = []
     for i, row in enumerate(flowers(120, seed=2)):
         started = time.monotonic()
         response = client.post("/v2/models/flowers/infer", headers=admin,
@@ -157,13 +158,18 @@ def test_failing_remote_arm_is_bounded_counted_and_paused(
         took = time.monotonic() - started
         statuses[response.status_code] += 1
         if response.status_code != 200:
-            slowest = max(slowest, took)
+            waits.append(took)
             error = response.get_json()["error"]
             assert response.status_code == (502 if failure == "500" else 504), error
             assert ("model crashed" if failure == "500" else "within 200 ms") in error
             assert "recorded" in error
     assert statuses[200] > 0 and sum(statuses.values()) - statuses[200] >= 20
-    assert slowest < 0.6, slowest  # the 200 ms timeout bounds what the caller waits
+    # The 200 ms timeout bounds what a caller waits: typically the deadline and a little more,
+    # and never anything like the hanging server's 10 s. The bound on the slowest is loose: in
+    # a test process after a thousand tests one call once took 0.97 s (a pause of the whole
+    # process, not the remote call), while unbounded calls would all take 10 s.
+    assert statistics.median(waits) < 0.35, sorted(waits)
+    assert max(waits) < 2.0, sorted(waits)
     with v2app.extensions["abvoc"].db.session() as s:
         errors = dict(s.execute(select(ServedPrediction.arm, func.count())
                                 .where(ServedPrediction.error).group_by(ServedPrediction.arm))
