@@ -237,22 +237,32 @@ fn pair_row(b: &Element, e: &Element, r: f64, classes: &[i64], c: &Classes, out:
     out[GEOMETRY + c.kinds() + kind_index(e, classes, c)] = 1.0;
 }
 
-/// Appends the feature rows of every pair (i < j) of this region and its sub-regions, in the
-/// order aligner.all_pair_features numbers them (i's pairs, then i's sub-regions, then i + 1),
-/// and records where each element's pairs start. `out` grows by `features` zeros per row.
-pub fn pair_features(region: &mut Region, classes: &[i64], c: &Classes, out: &mut Vec<f32>) {
+/// Numbers every pair (i < j) of this region and its sub-regions from `next` on, in the order
+/// aligner.all_pair_features numbers them (i's pairs, then i's sub-regions, then i + 1), and
+/// records where each element's pairs start; with `out`, also appends each pair's feature row
+/// (AlignerScan needs only the numbering).
+pub fn pair_rows(
+    region: &mut Region,
+    classes: &[i64],
+    c: &Classes,
+    next: &mut usize,
+    mut out: Option<&mut Vec<f32>>,
+) {
     let width = c.features();
     let n = region.elements.len();
     for i in 0..n {
-        region.first_row[i] = out.len() / width;
-        for j in i + 1..n {
-            let at = out.len();
-            out.resize(at + width, 0.0);
-            let els = &region.elements;
-            pair_row(&els[i], &els[j], region.scale, classes, c, &mut out[at..]);
+        region.first_row[i] = *next;
+        *next += n - i - 1;
+        if let Some(rows) = out.as_deref_mut() {
+            for j in i + 1..n {
+                let at = rows.len();
+                rows.resize(at + width, 0.0);
+                let els = &region.elements;
+                pair_row(&els[i], &els[j], region.scale, classes, c, &mut rows[at..]);
+            }
         }
         for (_, part) in region.elements[i].parts.iter_mut() {
-            pair_features(part, classes, c, out);
+            pair_rows(part, classes, c, next, out.as_deref_mut());
         }
     }
 }

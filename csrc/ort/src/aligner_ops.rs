@@ -12,7 +12,7 @@
 
 use ort_sys::ONNXTensorElementDataType as ElemType;
 
-use crate::aligner::{CLASSES_OUT, Classes, Region, Relations, group, pair_features, scan};
+use crate::aligner::{CLASSES_OUT, Classes, Region, Relations, group, pair_rows, scan};
 use crate::op::{Attributes, Context, Error, Kernel, Op, Result};
 
 const I64: ElemType = ElemType::ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
@@ -61,7 +61,7 @@ struct Image {
 }
 
 /// Reads the three symbol inputs, checks them and groups each image's symbols.
-fn images(ctx: &Context, c: &Classes, op: &str) -> Result<(Vec<i64>, Vec<Image>)> {
+fn images<'a>(ctx: &'a Context, c: &Classes, op: &str) -> Result<(&'a [i64], Vec<Image>)> {
     let (boxes, box_dims) = ctx.input_slice::<i64>(0)?;
     let (classes, class_dims) = ctx.input_slice::<i64>(1)?;
     let (image, image_dims) = ctx.input_slice::<i64>(2)?;
@@ -103,17 +103,23 @@ fn images(ctx: &Context, c: &Classes, op: &str) -> Result<(Vec<i64>, Vec<Image>)
         });
         start += count;
     }
-    Ok((classes.to_vec(), out))
+    Ok((classes, out))
 }
 
-/// Numbers every image's pairs, image after image, as the staged pipeline's one batch does.
-fn number_pairs(c: &Classes, classes: &[i64], images: &mut [Image]) -> Vec<f32> {
-    let mut features = Vec::new();
+/// Numbers every image's pairs, image after image, as the staged pipeline's one batch does,
+/// appending their feature rows to `out` when given; returns the pair count.
+fn number_pairs(
+    c: &Classes,
+    classes: &[i64],
+    images: &mut [Image],
+    mut out: Option<&mut Vec<f32>>,
+) -> usize {
+    let mut next = 0;
     for im in images.iter_mut() {
         let own = &classes[im.start..im.start + im.count];
-        pair_features(&mut im.region, own, c, &mut features);
+        pair_rows(&mut im.region, own, c, &mut next, out.as_deref_mut());
     }
-    features
+    next
 }
 
 struct Features(Classes);
@@ -121,13 +127,9 @@ struct Features(Classes);
 impl Kernel for Features {
     fn compute(&self, ctx: &Context) -> Result<()> {
         let (classes, mut images) = images(ctx, &self.0, "AlignerFeatures")?;
-        let features = number_pairs(&self.0, &classes, &mut images);
-        let width = self.0.features();
-        ctx.output_from(
-            0,
-            &[(features.len() / width) as i64, width as i64],
-            &features,
-        )
+        let mut features = Vec::new();
+        let pairs = number_pairs(&self.0, classes, &mut images, Some(&mut features));
+        ctx.output_from(0, &[pairs as i64, self.0.features() as i64], &features)
     }
 }
 
@@ -136,7 +138,7 @@ struct Scan(Classes);
 impl Kernel for Scan {
     fn compute(&self, ctx: &Context) -> Result<()> {
         let (classes, mut images) = images(ctx, &self.0, "AlignerScan")?;
-        let pairs = number_pairs(&self.0, &classes, &mut images).len() / self.0.features();
+        let pairs = number_pairs(&self.0, classes, &mut images, None);
         let (probs, prob_dims) = ctx.input_slice::<f32>(3)?;
         if prob_dims != [pairs as i64, CLASSES_OUT as i64] {
             return Err(Error::invalid(format!(

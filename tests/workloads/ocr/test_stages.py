@@ -1,10 +1,13 @@
+import time
+
 import numpy as np
+import pytest
 
 from tests.workloads.ocr.ccl_cases import dashes
 from workloads.ocr import converter
 from workloads.ocr.aligner import grouping_is_exact, relation_examples
 from workloads.ocr.dataset import BALANCED_MIX, Mix, generate
-from workloads.ocr.detector import detect, match
+from workloads.ocr.detector import MAX_MARKS, TooManyMarks, count_marks, detect, match
 from workloads.ocr.formulas import SYMBOL_CLASSES, Frac, Sym, to_latex
 from workloads.ocr.recognizer import SIZE, SymbolCNN, crop_set, crops_batch
 from workloads.ocr.render import render
@@ -63,12 +66,6 @@ def test_converter_from_true_relations_and_from_disorder() -> None:
 
 def test_an_image_of_too_many_marks_is_refused_before_the_pairwise_merges() -> None:
     """Thousands of dashes would take the Python merge rules minutes; the count refuses it."""
-    import time
-
-    import pytest
-
-    from workloads.ocr.detector import MAX_MARKS, TooManyMarks, count_marks
-
     page = dashes(70, 70)  # 4,900 dashes in one 282 x 562 image
     assert count_marks(page) == 4900 > MAX_MARKS
     start = time.perf_counter()
