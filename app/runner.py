@@ -37,6 +37,7 @@ from core.settings import Settings
 from core.startup import Services
 from core.store.db import Database
 from core.store.retention import prune, prune_inputs
+from core.supervision import freeze_startup_heap
 from evaluation.worker import run_worker
 
 log = logging.getLogger("abvoc")
@@ -81,6 +82,8 @@ def run_processes(
 ) -> int:
     """Run the chosen parts in this process until `stop` is set; 1 when a part died first."""
     threads = []
+    app = create_app(services=services) if api else None
+    freeze_startup_heap()
     server = None
     if relay:
         threads.append(_thread("relay", lambda: run_relay(services, stop)))
@@ -91,7 +94,7 @@ def run_processes(
                                                  secret=services.settings.secret_key))
         )
     if api:
-        server = make_server(api[0], api[1], create_app(services=services), threaded=True)
+        server = make_server(api[0], api[1], app, threaded=True)
         log.info("abvoc API listening on http://%s:%d (development server)", api[0],
                  server.server_port)
         threads.append(_thread("api", server.serve_forever))
@@ -132,6 +135,10 @@ class GunicornServer(BaseApplication):
         return self.factory(self.settings)
 
 
+def _worker_ready(_worker: Any) -> None:
+    freeze_startup_heap()  # the app and its models are loaded: see its docstring
+
+
 def _worker_exit(_server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and "abvoc" in getattr(app, "extensions", {}):
@@ -159,6 +166,7 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
         "timeout": timeout_s,
         "graceful_timeout": 20,
         "preload_app": False,
+        "post_worker_init": _worker_ready,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         "loglevel": settings.log_level.lower(),
@@ -186,7 +194,8 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
     GunicornServer(settings, {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",
         "threads": threads, "timeout": 60, "graceful_timeout": 20, "preload_app": False,
-        "worker_exit": _worker_exit, "loglevel": settings.log_level.lower(),
+        "post_worker_init": _worker_ready, "worker_exit": _worker_exit,
+        "loglevel": settings.log_level.lower(),
         "proc_name": "abvoc-dashboard",
     }, factory=create_dashboard_app).run()
 

@@ -39,6 +39,7 @@ from core.outbox import OutboxRelay  # noqa: E402
 from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
 from core.store.models import Prediction  # noqa: E402
+from core.supervision import freeze_startup_heap  # noqa: E402
 from tests.support.flow import count_predictions, prediction_event, write_outbox  # noqa: E402
 from tests.support.kafka import KafkaBroker  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
@@ -174,6 +175,7 @@ def main() -> None:
     print(f"event size: {len(events.encode(prediction_event(0)))} bytes; {n} events per run")
     print("starting Kafka broker and PostgreSQL ...", flush=True)
     broker, pg = KafkaBroker().start(), PostgresServer().start()
+    freeze_startup_heap()  # this process stands for the API and the relay, which do it at start
     tmp = Path(broker.workdir)
     rates: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}

@@ -9,6 +9,7 @@ one bad moment can never stop the stream for good while the process looks alive.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -25,6 +26,22 @@ log = logging.getLogger(__name__)
 RESTARTS = Counter(
     "abvoc_component_restarts", "Supervised loop restarts after an error", ["component", "error"]
 )
+
+
+def freeze_startup_heap() -> None:
+    """Keep what the process allocated at start-up out of the cyclic collector's full passes.
+
+    A long-running process builds its modules, models and connections once; its loops then make
+    thousands of short-lived rows per batch, and every full collection they trigger would walk
+    the whole start-up heap again (the evaluation worker holds about 335,000 tracked objects
+    with torch and SQLAlchemy loaded: a ninth of its CPU in `bench_bus`). `gc.freeze` moves those
+    objects to the permanent generation; anything allocated later is collected as before.
+    Called by the process entry points, after start-up and before the loops (gunicorn: in
+    each worker once the app is loaded).
+    """
+    gc.collect()
+    gc.freeze()
+
 
 Step = Callable[[], float | None]
 """One round of a loop; returns the loop's current lag in seconds, if it knows it."""

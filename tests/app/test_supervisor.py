@@ -57,6 +57,29 @@ def test_a_dead_loop_makes_its_process_exit_non_zero(settings, monkeypatch) -> N
     assert stop.is_set()
 
 
+def test_the_loops_start_with_the_start_up_heap_frozen(settings, monkeypatch) -> None:  # noqa: ANN001
+    """run_processes moves what start-up allocated out of the collector's full passes before the
+    loops start (core.supervision.freeze_startup_heap): the worker's batches trigger many."""
+    import gc
+
+    import app.runner as runner
+
+    frozen: list[int] = []
+
+    def relay(*_args: object) -> None:
+        frozen.append(gc.get_freeze_count())
+        raise RuntimeError("enough: the loop has started")
+
+    monkeypatch.setattr(runner, "run_relay", relay)
+    gc.unfreeze()
+    services = connect(settings)
+    try:
+        assert run_processes(services, threading.Event(), relay=True) == 1
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
+    assert frozen and frozen[0] > 10_000
+
+
 def test_the_command_line_does_not_import_prometheus_client() -> None:
     """prometheus_client picks its multiprocess mode when first imported, so `abvoc up` and
     `abvoc serve --workers N` must set the folder before anything imports it."""
