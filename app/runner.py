@@ -114,7 +114,8 @@ def run_processes(
 
 
 class GunicornServer(BaseApplication):
-    """The API under gunicorn, configured in-process; each worker builds its own app."""
+    """The API under gunicorn, configured in-process; each worker builds its own app and then
+    freezes its start-up heap (see `freeze_startup_heap`)."""
 
     def __init__(self, settings: Settings, options: dict[str, Any],
                  factory: Callable[[Settings], Any] = create_app) -> None:
@@ -130,6 +131,8 @@ class GunicornServer(BaseApplication):
             # gunicorn >= 25 opens a control socket in $HOME by default; two servers on one
             # machine would share it, and abvoc does not use it.
             self.cfg.set("control_socket_disable", True)
+        if "post_worker_init" not in self.options:
+            self.cfg.set("post_worker_init", _worker_ready)
 
     def load(self) -> Any:
         return self.factory(self.settings)
@@ -166,7 +169,6 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
         "timeout": timeout_s,
         "graceful_timeout": 20,
         "preload_app": False,
-        "post_worker_init": _worker_ready,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         "loglevel": settings.log_level.lower(),
@@ -194,8 +196,7 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
     GunicornServer(settings, {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",
         "threads": threads, "timeout": 60, "graceful_timeout": 20, "preload_app": False,
-        "post_worker_init": _worker_ready, "worker_exit": _worker_exit,
-        "loglevel": settings.log_level.lower(),
+        "worker_exit": _worker_exit, "loglevel": settings.log_level.lower(),
         "proc_name": "abvoc-dashboard",
     }, factory=create_dashboard_app).run()
 
