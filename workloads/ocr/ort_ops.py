@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
@@ -97,11 +98,18 @@ def one_node_model(elem_type: int = TensorProto.BOOL,
                    dims: Sequence[str] = ("h", "w")) -> bytes:
     """One abvoc::ConnectedComponents node: mask -> (labels, stats), as torch_ops exports it."""
     node = helper.make_node(ONNX_OP, ["mask"], ["labels", "stats"], domain=ONNX_DOMAIN)
-    graph = helper.make_graph(
-        [node], "connected_components",
+    return single_node_model(
+        node,
         [helper.make_tensor_value_info("mask", elem_type, list(dims))],
         [helper.make_tensor_value_info("labels", TensorProto.INT32, list(dims)),
          helper.make_tensor_value_info("stats", TensorProto.INT64, [None, 5])])
+
+
+def single_node_model(node: onnx.NodeProto, inputs: Sequence[onnx.ValueInfoProto],
+                      outputs: Sequence[onnx.ValueInfoProto]) -> bytes:
+    """A serialized graph of one node of the op library, with the opsets abvoc's graphs import
+    (the standard one and abvoc's own domain)."""
+    graph = helper.make_graph([node], node.op_type, list(inputs), list(outputs))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
                                                     helper.make_opsetid(ONNX_DOMAIN, 1)])
     return model.SerializeToString()

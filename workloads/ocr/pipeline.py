@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from workloads.ocr.aligner import (
 from workloads.ocr.detector import Detection, detect
 from workloads.ocr.formulas import SYMBOL_CLASSES
 from workloads.ocr.recognizer import SIZE, SymbolCNN, crops_batch
+
+if TYPE_CHECKING:  # onnxruntime loads only for candidates that run on it
+    from workloads.ocr.onnx_runner import GraphReading
 
 SPEC_FILE = "candidate.json"
 
@@ -214,7 +217,7 @@ class Pipeline:
             results.append(self._result(d, cls, sc, relations))
         return results
 
-    def _read_result(self, r: Any) -> PredictionResult:  # noqa: ANN401 - a GraphReading
+    def _read_result(self, r: GraphReading) -> PredictionResult:
         relations = [(int(p), RELATION_CODES[int(k)], float(q))
                      for p, k, q in zip(r.parent, r.relation, r.relation_prob, strict=True)]
         return self._result(Detection([tuple(map(int, b)) for b in r.boxes], []),

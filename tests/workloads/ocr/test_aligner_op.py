@@ -25,7 +25,7 @@ from workloads.ocr.aligner import (
     scan,
     table_decider,
 )
-from workloads.ocr.components import ONNX_DOMAIN, ONNX_OPSET
+from workloads.ocr.components import ONNX_DOMAIN
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.formulas import CLASS_INDEX, SQRT, SYMBOL_CLASSES
 from workloads.ocr.graph_aligner import aligner_attributes
@@ -39,13 +39,10 @@ Image = tuple[list[tuple[int, int, int, int]], list[str]]
 def _model(op: str, inputs: list, outputs: list) -> ort.InferenceSession:
     node = helper.make_node(op, [i.name for i in inputs], [o.name for o in outputs],
                             domain=ONNX_DOMAIN, **aligner_attributes())
-    graph = helper.make_graph([node], op, inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
-                                                    helper.make_opsetid(ONNX_DOMAIN, 1)])
     options = ort_ops.session_options()
     options.log_severity_level = 4  # the refused runs below would log their error too
-    return ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(ort_ops.single_node_model(node, inputs, outputs),
+                                sess_options=options, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
