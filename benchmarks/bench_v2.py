@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,14 +110,6 @@ def _profile_route(app, key: str, profile: int) -> None:  # noqa: ANN001 - a Fla
         stats.sort_stats("tottime").print_stats(10)
         stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gunicorn(factory: Callable, settings, port: int) -> None:  # noqa: ANN001
@@ -301,7 +294,7 @@ def main() -> None:
         setup.start()
         key, admin = _started(ports, setup)
         setup.join(60)
-        port, bare_port = _free_port(), _free_port()
+        port, bare_port = free_port(), free_port()
         server = ctx.Process(target=serve, daemon=False,
                              args=(data_dir, port, key, args.profile, args.server))
         bare = ctx.Process(target=serve_bare, args=(bare_port, args.server), daemon=False)
