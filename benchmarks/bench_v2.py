@@ -13,7 +13,10 @@ DCBA, ...); figures are medians of the rounds.
 
 (b) Real Seldon MLServer 1.7.1 serves the same model; two [remote] bundles point at it, split by
 an experiment on scope `remote`. The same V2 request goes to MLServer directly and through
-abvoc's /v2 route (one at a time by default: the added p50 is the figure that matters).
+abvoc's /v2 route (one at a time by default: the added p50 is the figure that matters). The
+floor beside it: a bare forwarding proxy under the same server (read the body, pass it to MLServer
+over a urllib3 pool, return the answer; no auth, routing, record or event) says what any Python
+hop in front of MLServer adds on this machine, so abvoc's own share is the difference.
 
 Last, a cProfile of --profile requests through the app (test client, this thread only: time the
 request spends waiting on the batcher shows as a wait) says where abvoc's time goes.
@@ -63,16 +66,27 @@ def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
     return folder
 
 
-def _bare_wsgi(session) -> Callable:  # noqa: ANN001
-    """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON."""
+def _bare_wsgi(session, upstream: str | None) -> Callable:  # noqa: ANN001
+    """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON.
+    POST /forward is the least a proxy does: pass the body to `upstream`, return its answer."""
+    import urllib3
+
     classes = ["setosa", "versicolor", "virginica"]
+    pool = urllib3.PoolManager(maxsize=8)
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
             start_response("200 OK", [("Content-Length", "2")])
             return [b"ok"]
         size = int(environ.get("CONTENT_LENGTH") or 0)
-        tensor = json.loads(environ["wsgi.input"].read(size))["inputs"][0]
+        body = environ["wsgi.input"].read(size)
+        if environ["PATH_INFO"] == "/forward" and upstream:
+            answer = pool.request("POST", upstream, body=body,
+                                  headers={"Content-Type": "application/json"})
+            start_response(f"{answer.status} OK", [("Content-Type", "application/json"),
+                                                   ("Content-Length", str(len(answer.data)))])
+            return [answer.data]
+        tensor = json.loads(body)["inputs"][0]
         rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
         probs = session.run(["probabilities"], {"features": rows})[0]
         out = json.dumps({"model_name": "bare", "outputs": [
@@ -122,14 +136,16 @@ def _gunicorn(factory: Callable, settings, port: int) -> None:  # noqa: ANN001
                               "accesslog": None}, factory=factory).run()
 
 
-def serve_bare(port: int, server: str) -> None:
-    """The bare WSGI wrapper around one onnxruntime session, under the same server as abvoc."""
+def serve_bare(port: int, server: str, upstream: str | None) -> None:
+    """The bare WSGI wrapper around one onnxruntime session (and the bare proxy to `upstream`),
+    under the same server as abvoc."""
     from core.settings import load_settings
 
     def factory(_settings) -> Callable:  # noqa: ANN001 - onnxruntime only after the fork
         import onnxruntime as ort
 
-        return _bare_wsgi(ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]))
+        return _bare_wsgi(ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]),
+                          upstream)
 
     if server == "gunicorn":
         _gunicorn(factory, load_settings(env={}), port)
@@ -262,6 +278,12 @@ def ratio(figures: dict[str, list], a: str, b: str, i: int = 0) -> float:
     return statistics.median(x[i] / y[i] for x, y in zip(figures[a], figures[b], strict=True))
 
 
+def _added(b: dict[str, list], name: str) -> float:
+    """Median over rounds of the p50 `name` adds to calling MLServer directly."""
+    return statistics.median(x[1] - y[1] for x, y in zip(b[name], b["MLServer direct"],
+                                                         strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
@@ -297,7 +319,9 @@ def main() -> None:
         port, bare_port = free_port(), free_port()
         server = ctx.Process(target=serve, daemon=False,
                              args=(data_dir, port, key, args.profile, args.server))
-        bare = ctx.Process(target=serve_bare, args=(bare_port, args.server), daemon=False)
+        upstream = f"{mlserver.url}/v2/models/iris/infer" if mlserver else None
+        bare = ctx.Process(target=serve_bare, args=(bare_port, args.server, upstream),
+                           daemon=False)
         children += [server, bare]
         server.start()
         bare.start()
@@ -331,6 +355,9 @@ def main() -> None:
             remote = {
                 "MLServer direct": lambda: load(
                     f"{mlserver.url}/v2/models/iris/infer", {}, direct_bodies,
+                    args.remote_concurrency),
+                "bare proxy -> MLServer": lambda: load(
+                    f"http://127.0.0.1:{bare_port}/forward", {}, direct_bodies,
                     args.remote_concurrency),
                 "abvoc /v2 -> MLServer": lambda: load(
                     f"{base}/v2/models/remote/infer", headers, remote_bodies,
@@ -369,9 +396,11 @@ def main() -> None:
               f"{args.remote_concurrency} concurrent:")
         for name, (rate, p50, p99) in med_b.items():
             print(f"  {name:24s} {rate:8.1f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
-        added = statistics.median(x[1] - y[1] for x, y in zip(
-            b["abvoc /v2 -> MLServer"], b["MLServer direct"], strict=True))
+        added = _added(b, "abvoc /v2 -> MLServer")
+        floor = _added(b, "bare proxy -> MLServer")
         print(f"  p50 added by routing through abvoc {added:.3f} ms (goal < 1 ms)")
+        print(f"  p50 added by the bare proxy under the same server {floor:.3f} ms: abvoc's own "
+              f"share {added - floor:.3f} ms")
     for scope, text in profiles.items():
         print(f"\ncProfile of {args.profile} /v2/models/{scope}/infer requests through the app "
               f"(test client, the request thread only), by own time, then abvoc's code by "
