@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import multiprocessing as mp
 import re
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+from benchmarks.v2_servers import run_server, serve_bare  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
 
@@ -64,39 +64,6 @@ def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
     toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
                     .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
     return folder
-
-
-def _bare_wsgi(session, upstream: str | None) -> Callable:  # noqa: ANN001
-    """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON.
-    POST /forward is the least a proxy does: pass the body to `upstream`, return its answer."""
-    import urllib3
-
-    classes = ["setosa", "versicolor", "virginica"]
-    pool = urllib3.PoolManager(maxsize=8)
-
-    def app(environ: dict, start_response: Callable) -> list[bytes]:
-        if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
-            start_response("200 OK", [("Content-Length", "2")])
-            return [b"ok"]
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(size)
-        if environ["PATH_INFO"] == "/forward" and upstream:
-            answer = pool.request("POST", upstream, body=body,
-                                  headers={"Content-Type": "application/json"})
-            start_response(f"{answer.status} OK", [("Content-Type", "application/json"),
-                                                   ("Content-Length", str(len(answer.data)))])
-            return [answer.data]
-        tensor = json.loads(body)["inputs"][0]
-        rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
-        probs = session.run(["probabilities"], {"features": rows})[0]
-        out = json.dumps({"model_name": "bare", "outputs": [
-            {"name": "output", "datatype": "BYTES", "shape": [len(probs)],
-             "data": [classes[i] for i in probs.argmax(axis=1)]}]}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(out)))])
-        return [out]
-
-    return app
 
 
 def _profile_route(app, key: str, profile: int) -> None:  # noqa: ANN001 - a Flask app
@@ -124,35 +91,6 @@ def _profile_route(app, key: str, profile: int) -> None:  # noqa: ANN001 - a Fla
         stats.sort_stats("tottime").print_stats(10)
         stats.sort_stats("cumulative").print_stats(re.escape(str(REPO)), 22)
         return jsonify({"text": text.getvalue()})
-
-
-def _gunicorn(factory: Callable, settings, port: int) -> None:  # noqa: ANN001
-    """Serve `factory(settings)` under gunicorn as `abvoc serve` does (one gthread worker with
-    8 threads), until SIGTERM."""
-    from app.runner import GunicornServer
-
-    GunicornServer(settings, {"bind": f"127.0.0.1:{port}", "workers": 1,
-                              "worker_class": "gthread", "threads": 8, "loglevel": "warning",
-                              "accesslog": None}, factory=factory).run()
-
-
-def serve_bare(port: int, server: str, upstream: str | None) -> None:
-    """The bare WSGI wrapper around one onnxruntime session (and the bare proxy to `upstream`),
-    under the same server as abvoc."""
-    from core.settings import load_settings
-
-    def factory(_settings) -> Callable:  # noqa: ANN001 - onnxruntime only after the fork
-        import onnxruntime as ort
-
-        return _bare_wsgi(ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]),
-                          upstream)
-
-    if server == "gunicorn":
-        _gunicorn(factory, load_settings(env={}), port)
-    else:
-        from werkzeug.serving import make_server
-
-        make_server("127.0.0.1", port, factory(None), threaded=True).serve_forever()
 
 
 def _settings(data_dir: str):  # noqa: ANN202
@@ -200,13 +138,7 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str) -> None
         _profile_route(app, key, profile)
         return app
 
-    if server == "gunicorn":
-        _gunicorn(factory, _settings(data_dir), port)
-    else:
-        from werkzeug.serving import make_server
-
-        make_server("127.0.0.1", port, factory(_settings(data_dir)),
-                    threaded=True).serve_forever()
+    run_server(factory, _settings(data_dir), port, server)
 
 
 def _ready(url: str, process: mp.Process) -> None:
@@ -320,7 +252,7 @@ def main() -> None:
         server = ctx.Process(target=serve, daemon=False,
                              args=(data_dir, port, key, args.profile, args.server))
         upstream = f"{mlserver.url}/v2/models/iris/infer" if mlserver else None
-        bare = ctx.Process(target=serve_bare, args=(bare_port, args.server, upstream),
+        bare = ctx.Process(target=serve_bare, args=(MODEL, bare_port, args.server, upstream),
                            daemon=False)
         children += [server, bare]
         server.start()

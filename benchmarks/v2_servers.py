@@ -1,0 +1,74 @@
+"""The servers bench_v2 starts in processes of their own: abvoc's app and the bare anchors, each
+under the HTTP server `abvoc up` runs (or werkzeug's), so only the application differs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
+               server: str) -> None:
+    """Serve `factory(settings)` until SIGTERM: under gunicorn as `abvoc up` does (one gthread
+    worker with 8 threads; the worker builds the app) or werkzeug's threaded server."""
+    if server == "gunicorn":
+        from app.runner import GunicornServer
+
+        GunicornServer(settings, {"bind": f"127.0.0.1:{port}", "workers": 1,
+                                  "worker_class": "gthread", "threads": 8, "loglevel": "warning",
+                                  "accesslog": None}, factory=factory).run()
+    else:
+        from werkzeug.serving import make_server
+
+        make_server("127.0.0.1", port, factory(settings), threaded=True).serve_forever()
+
+
+def bare_wsgi(session: Any, upstream: str | None) -> Callable:
+    """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON.
+    POST /forward is the least a proxy does: pass the body to `upstream`, return its answer."""
+    import urllib3
+
+    classes = ["setosa", "versicolor", "virginica"]
+    pool = urllib3.PoolManager(maxsize=8)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size)
+        if environ["PATH_INFO"] == "/forward" and upstream:
+            answer = pool.request("POST", upstream, body=body,
+                                  headers={"Content-Type": "application/json"})
+            start_response(f"{answer.status} OK", [("Content-Type", "application/json"),
+                                                   ("Content-Length", str(len(answer.data)))])
+            return [answer.data]
+        tensor = json.loads(body)["inputs"][0]
+        rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
+        probs = session.run(["probabilities"], {"features": rows})[0]
+        out = json.dumps({"model_name": "bare", "outputs": [
+            {"name": "output", "datatype": "BYTES", "shape": [len(probs)],
+             "data": [classes[i] for i in probs.argmax(axis=1)]}]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(out)))])
+        return [out]
+
+    return app
+
+
+def serve_bare(model: Path, port: int, server: str, upstream: str | None) -> None:
+    """The bare WSGI wrapper around one onnxruntime session of `model` (and the bare proxy to
+    `upstream`), under the same server as abvoc."""
+    from core.settings import load_settings
+
+    def factory(_settings: Any) -> Callable:  # onnxruntime only after gunicorn's fork
+        import onnxruntime as ort
+
+        return bare_wsgi(ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]),
+                         upstream)
+
+    run_server(factory, load_settings(env={}), port, server)
