@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ def bare_wsgi(session: Any, upstream: str | None) -> Callable:
         if environ["PATH_INFO"] == "/forward" and upstream:
             answer = pool.request("POST", upstream, body=body,
                                   headers={"Content-Type": "application/json"})
-            start_response(f"{answer.status} OK", [("Content-Type", "application/json"),
-                                                   ("Content-Length", str(len(answer.data)))])
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}",
+                           [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(answer.data)))])
             return [answer.data]
         tensor = json.loads(body)["inputs"][0]
         rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import NodeProto, TensorProto, ValueInfoProto, helper
 
 from workloads.ocr.components import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
 
@@ -105,8 +104,8 @@ def one_node_model(elem_type: int = TensorProto.BOOL,
          helper.make_tensor_value_info("stats", TensorProto.INT64, [None, 5])])
 
 
-def single_node_model(node: onnx.NodeProto, inputs: Sequence[onnx.ValueInfoProto],
-                      outputs: Sequence[onnx.ValueInfoProto]) -> bytes:
+def single_node_model(node: NodeProto, inputs: Sequence[ValueInfoProto],
+                      outputs: Sequence[ValueInfoProto]) -> bytes:
     """A serialized graph of one node of the op library, with the opsets abvoc's graphs import
     (the standard one and abvoc's own domain)."""
     graph = helper.make_graph([node], node.op_type, list(inputs), list(outputs))
