@@ -25,6 +25,10 @@ STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
 MAX_STRING_CHARS = 2000
 MAX_JSON_CHARS = 10_000
+STAGE_ANSWERS = "answers"
+"""The key of a prediction's ``stages`` that lists, in pipeline order, what each bundle stage
+declaring an ``answer`` answered and, last, the output: ``[{"stage": name, "answer": text}]``,
+each in the form the store keeps outputs (:func:`core.events.value_text`)."""
 
 
 @dataclass(frozen=True)

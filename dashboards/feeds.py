@@ -23,8 +23,8 @@ from core.store.models import (
     ServedPrediction,
 )
 from core.store.relabel_models import PredictionInput
-from evaluation.attribution import attribute
 from evaluation.divergence import divergence_report
+from evaluation.stage_blame import blame
 
 PAGE_SIZE = 25
 KINDS = ("correction", "outcome")
@@ -141,7 +141,8 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
         out["created_at"] = _utc(p.created_at)
         out["input"] = _kept_input(s, prediction_id, p.input_hash)
     known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
-    out["blamed"] = attribute(out["output"], out["stages"], known) if known else None
+    out["blamed"] = blame(out["output"], out["stages"], known, out.get("output_type")) \
+        if known else None
     return out
 
 

@@ -28,16 +28,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from core.latex import tokenize
-from core.store.models import Prediction, PredictionTruth, RelabelItem
 
 STAGES = ("extraction", "detector", "recognizer", "aligner", "converter")
-# Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
-# predictions have a truth, since only the counts are kept.
-CHUNK = 100
 _MARKUP = {"{", "}", "^", "_"}
 _TWO_GROUPS, _ONE_GROUP = {"\\frac"}, {"\\sqrt"}
 _GROUPED = _TWO_GROUPS | _ONE_GROUP
@@ -195,43 +188,3 @@ def attribute(output: Any, stages: dict[str, Any] | None, truth: Any) -> str | N
     if len(relations) != len(classes) or render(classes, relations) != want:
         return "aligner"
     return "converter"
-
-
-def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
-    """Error counts and shares by stage, per candidate and slice (and per candidate overall),
-    over every prediction with a truth; ``experiment_id`` None covers all predictions.
-
-    Blame needs each prediction's stages in Python, so rows stream through in chunks and only
-    the counts per candidate, slice and stage are kept."""
-    p, tr, r = Prediction, PredictionTruth, RelabelItem
-    where = [] if experiment_id is None else [p.experiment_id == experiment_id]
-    corrected = select(p.candidate, p.slice, p.output, p.stages, tr.truth).join(
-        tr, tr.prediction_id == p.prediction_id).where(*where)
-    labels = (select(r.prediction_id, func.min(r.label).label("label"))
-              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
-    relabeled = (select(p.candidate, p.slice, p.output, p.stages, labels.c.label)
-                 .join(labels, labels.c.prediction_id == p.prediction_id)
-                 .outerjoin(tr, tr.prediction_id == p.prediction_id)
-                 .where(tr.prediction_id.is_(None), *where))
-    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for query in (corrected, relabeled):
-        # Core rows through the session's connection: the ORM would buffer the whole result.
-        rows = session.connection().execute(
-            query.execution_options(stream_results=True, max_row_buffer=CHUNK))
-        for cand, slice_, output, stages, truth in rows:
-            stage = attribute(output, stages, truth)
-            if stage is not None:
-                counts[(cand, "all")][stage] += 1
-                if slice_ != "all":  # a prediction without a slice is in "all" only
-                    counts[(cand, slice_)][stage] += 1
-    rows = []
-    for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
-                                                                    kv[0][1])):
-        errors = sum(c[s] for s in STAGES)
-        rows.append({
-            "candidate": cand, "slice": slice_, "with_truth": errors + c["correct"],
-            "errors": errors, "counts": {s: c[s] for s in STAGES},
-            "shares": {s: (c[s] / errors if errors else None) for s in STAGES},
-            "top_stage": max(STAGES, key=lambda s: c[s]) if errors else None,
-        })
-    return {"experiment_id": experiment_id, "stages": list(STAGES), "rows": rows}

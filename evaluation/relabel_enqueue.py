@@ -14,9 +14,10 @@ predictions, and predictions of new corrections, whichever arrived first) the ru
   divergence report flags for the candidate (the report is cached per experiment);
 * ``audit`` -> ``offline-test``: a uniform share of served predictions, by a hash of the
   prediction id alone, so it is independent of what the customer did: the unbiased sample;
-* ``stage_blame`` -> ``stage:<stage>``: a corrected answer of a staged (OCR) pipeline whose
-  error :func:`evaluation.attribution.attribute` blames on a stage the rules name; the new item
-  gets that stage's samples (symbol crops, a relation sample, or the reason there are none:
+* ``stage_blame`` -> ``stage:<stage>``: a corrected answer whose error
+  :func:`evaluation.stage_blame.blame` puts on a stage the rules name (a bundle's stage that
+  declares its answer, or an OCR stage); the new item gets that stage's samples (symbol crops, a
+  relation sample, or the reason there are none, the item then being the whole input:
   :mod:`evaluation.stage_samples`), rebuilt when a verified label arrives.
 
 Items are one per queue and input hash: a second reason for the same input joins the item's
@@ -40,7 +41,7 @@ from core.relabel import RelabelRules
 from core.store.db import utcnow
 from core.store.models import Correction, Experiment, Prediction, RelabelItem, RelabelRule
 from core.store.upsert import dialect_insert, in_values
-from evaluation.attribution import attribute
+from evaluation.stage_blame import CORRECT, blame, stage_answers
 from evaluation.stage_samples import store_samples
 
 FlaggedSlices = Callable[[Session, int], set[tuple[str, str]]]
@@ -124,10 +125,9 @@ def _reasons(p: Prediction, rules: RelabelRules, truth: str | None,
     pid = p.prediction_id
     if truth is not None and rules.corrections:
         found.append((rules_mod.VERIFICATION, rules_mod.CORRECTION))
-        if p.stages and "recognizer" in p.stages and p.output_type in (None, "latex"):
-            stage = _blame(p, truth)
-            if stage in rules.stage_datasets:
-                found.append((f"{rules_mod.STAGE_PREFIX}{stage}", rules_mod.STAGE_BLAME))
+        stage = _blame(p, truth)
+        if stage in rules.stage_datasets:
+            found.append((f"{rules_mod.STAGE_PREFIX}{stage}", rules_mod.STAGE_BLAME))
     if rules.low_confidence_below is not None and p.confidence is not None \
             and p.confidence < rules.low_confidence_below:
         found.append((rules_mod.TRAINING, rules_mod.LOW_CONFIDENCE))
@@ -162,10 +162,16 @@ def _may_qualify(r: Any, rules: RelabelRules, corrected: bool, shadowed: bool,
 
 
 def _blame(p: Prediction, truth: str) -> str | None:
+    """The stage a wrong answer is blamed on, where the prediction's stages can say: a bundle's
+    stage answers, or the OCR pipeline's intermediate results (None when right)."""
+    if stage_answers(p.stages) is None and not (
+            p.stages and "recognizer" in p.stages and p.output_type in (None, "latex")):
+        return None
     try:
-        return attribute(p.output, p.stages, truth)
+        stage = blame(p.output, p.stages, truth, p.output_type)
     except (ValueError, TypeError, KeyError, IndexError):
         return None  # stages that do not parse blame nobody
+    return None if stage == CORRECT else stage
 
 
 def enqueue(session: Session, prediction_ids: set[str], *,
@@ -297,11 +303,8 @@ def route_label(session: Session, item_id: int) -> str | None:
         if p is not None:
             store_samples(session, item.id, item.queue, p, item.label)
         return None
-    if p is None or not p.stages or "recognizer" not in p.stages \
-            or p.output_type not in (None, "latex"):
-        return None
-    stage = _blame(p, item.label)
-    if stage not in load_rules(session)(p.experiment_id, p.candidate).stage_datasets:
+    stage = _blame(p, item.label) if p is not None else None
+    if p is None or stage not in load_rules(session)(p.experiment_id, p.candidate).stage_datasets:
         return None
     queue = f"{rules_mod.STAGE_PREFIX}{stage}"
     done = {"status": "done", "label": item.label, "annotator": item.annotator,

@@ -226,8 +226,8 @@ def samples_for(s: Session, stage: str, p: Prediction, truth: str) -> list[dict[
     except (ValueError, TypeError, KeyError, IndexError, OSError) as exc:
         return [_whole(f"the prediction's stages or kept input could not be read ({exc}); the "
                        "item is the whole input")]
-    return [_whole(f"stage {stage!r} has no sample kind (symbol crops are the recognizer's, "
-                   "relation samples the aligner's); the item is the whole input")]
+    return [_whole(f"stage {stage!r} has no sample kind of its own (symbol crops are the OCR "
+                   "recognizer's, relation samples its aligner's); the item is the whole input")]
 
 
 def store_samples(s: Session, item_id: int, queue: str, p: Prediction, truth: str) -> int:

@@ -12,16 +12,18 @@ the image pipelines behind /v1/predict).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from core.output_types import OutputKind
+from core.events import value_text
+from core.output_types import STAGE_ANSWERS, OutputKind
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.runner import BundleRunner, check_inputs
+from serving.bundles.stages import Tensors
 from serving.bundles.tensors import TensorError
-from serving.outputs import read_answer
+from serving.outputs import CandidateOutputError, read_answer
 from serving.remote import RemoteClient
 
 TENSORS = "tensors"
@@ -82,14 +84,35 @@ class _TensorCandidate:
 
 
 class BundleCandidate(_TensorCandidate):
-    """A local bundle, run in this process by its stages."""
+    """A local bundle, run in this process by its stages; what each stage that declares an
+    answer answered is recorded with the prediction, so an error can be blamed on a stage."""
 
     def __init__(self, runner: BundleRunner) -> None:
         super().__init__(runner.manifest)
         self.runner = runner
 
     def predict(self, payload: Any) -> Answer:
-        return self._answer(self.runner.predict(self._checked(payload)))
+        outputs, answers = self.runner.predict_traced(self._checked(payload))
+        answer = self._answer(outputs)
+        if not answers:
+            return answer
+        return replace(answer, stages={STAGE_ANSWERS: self._stage_answers(answers,
+                                                                         answer.output)})
+
+    def _stage_answers(self, answers: Tensors, output: Any) -> list[dict[str, str]]:
+        """Each declared answer read as the output type (one that does not read is left out:
+        its stage is then judged with the next), then the output as the last stage's."""
+        *earlier, last = self.manifest.stages
+        found = []
+        for stage in earlier:
+            if stage.name not in answers or stage.answer is None:
+                continue
+            try:
+                value, _ = read_answer(self.kind, {stage.answer: answers[stage.name]})
+            except CandidateOutputError:
+                continue
+            found.append({"stage": stage.name, "answer": value_text(value)})
+        return [*found, {"stage": last.name, "answer": value_text(output)}]
 
     def close(self) -> None:
         self.runner.close()

@@ -7,9 +7,9 @@ from flask import Blueprint, current_app, jsonify, request
 from app.api.experiments import EXP
 from app.auth import require
 from core.errors import AbvocError
-from evaluation.attribution import stage_attribution
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
+from evaluation.stage_blame import stage_attribution
 
 bp = Blueprint("reports", __name__)
 

@@ -132,8 +132,8 @@ DIVERGENCE = _object({
         "experiment_id": {"type": ["integer", "null"]},
         "stages": {"type": "array", "items": STR},
         "rows": {"type": "array", "items": _object({
-            "candidate": STR, "slice": STR, "with_truth": INT, "errors": INT,
-            "counts": OPEN, "shares": OPEN,
+            "candidate": STR, "slice": STR, "stages": {"type": "array", "items": STR},
+            "with_truth": INT, "errors": INT, "counts": OPEN, "shares": OPEN,
             "top_stage": {"type": ["string", "null"]}})}}),
 })
 

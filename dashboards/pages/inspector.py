@@ -3,8 +3,9 @@ prediction, its stages: the detector's boxes (drawn on the input image while ser
 it, `ABVOC_INPUT_RETENTION_HOURS`; on an empty canvas of their extent after), the recognizer's
 classes and scores,
 the aligner's relations and the converter's string; then its corrections, its truth or label
-and the stage blamed (:func:`evaluation.attribution.attribute`). For other candidates, the
-output and the stages as JSON."""
+and the stage blamed (:func:`evaluation.stage_blame.blame`). For other candidates, the
+output and the stages as JSON (a bundle's stage answers among them), and the stage blamed where
+its stages declare answers."""
 
 from __future__ import annotations
 

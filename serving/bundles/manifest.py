@@ -14,6 +14,7 @@ setting.
     [[stages]]
     name = "to_label"; kind = "python"; callable = "post:to_label"
     # kind = "torchscript" stages may name their results: outputs = ["probabilities"]
+    # any stage but the last may name the output that reads as its answer: answer = "scores"
     # kind = "pipeline": the only stage, `callable = "module:factory"`; factory(folder) returns an
     # image pipeline (serving.pipelines) whose networks run on the backend, served by /v1/predict
     [batching]
@@ -79,13 +80,16 @@ class OutputSpec:
 @dataclass(frozen=True)
 class Stage:
     """One step: an artifact file (`path`) or a `module:function` shipped in the bundle.
-    `outputs` names a TorchScript stage's results in order (ONNX graphs name their own)."""
+    `outputs` names a TorchScript stage's results in order (ONNX graphs name their own).
+    `answer` names the result that reads as the candidate's output type: the stage's own answer,
+    recorded with each prediction so an error can be blamed on the first stage that erred."""
 
     name: str
     kind: str
     path: str | None = None
     callable: str | None = None
     outputs: tuple[str, ...] | None = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,9 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ManifestError(f"stages must have distinct names, got {names}")
+    if stages and stages[-1].answer is not None:
+        raise ManifestError(f"stages[{len(stages) - 1}].answer: the last stage's answer is the "
+                            "candidate's output; name answers on the stages before it")
     inputs = tuple(_tensor(t, i) for i, t in enumerate(_tables(data, "inputs")))
     if not inputs:
         raise ManifestError("[[inputs]] is missing: declare each input tensor's name, datatype "
@@ -276,18 +283,19 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
     where = f"stages[{i}]"
     if not isinstance(data, dict):
         raise ManifestError(f"{where} must be a table")
-    _no_unknown(data, {"name", "kind", "path", "callable", "outputs"}, where)
+    _no_unknown(data, {"name", "kind", "path", "callable", "outputs", "answer"}, where)
     name = _string(data, "name", where, required=True)
     kind = _string(data, "kind", where, required=True)
     if kind not in STAGE_KINDS:
         raise ManifestError(f"{where}.kind {kind!r} is unknown; use one of {STAGE_KINDS}")
+    answer = _string(data, "answer", where, required=True) if "answer" in data else None
     if kind in CALLABLE_KINDS:
         target = _string(data, "callable", where, required=True)
         if "path" in data or "outputs" in data:
             raise ManifestError(f"{where}: a {kind} stage names a 'callable' only")
         if not _CALLABLE.match(target):
             raise ManifestError(f"{where}.callable {target!r} must be 'module:function'")
-        return Stage(name, kind, callable=target)
+        return Stage(name, kind, callable=target, answer=answer)
     if "callable" in data:
         raise ManifestError(f"{where}: a {kind} stage names a 'path', not a 'callable'")
     outputs = _get(data, "outputs", list, where)
@@ -300,8 +308,10 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
             raise ManifestError(f"{where}.outputs must list distinct output names")
     if kind not in KINDS_BY_BACKEND.get(backend, set()):
         raise ManifestError(f"{where} is a {kind} stage, which backend {backend!r} cannot run")
+    if answer is not None and outputs is not None and answer not in outputs:
+        raise ManifestError(f"{where}.answer {answer!r} is not one of its outputs {outputs}")
     return Stage(name, kind, path=_relative(_string(data, "path", where, required=True), where),
-                 outputs=tuple(outputs) if outputs is not None else None)
+                 outputs=tuple(outputs) if outputs is not None else None, answer=answer)
 
 
 def _relative(path: str, where: str) -> str:

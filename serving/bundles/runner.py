@@ -9,6 +9,10 @@ request is a 400 that names the tensor instead of an error from inside a stage. 
 ``max_batch_size > 1`` concurrent requests are merged whole through serving's ItemBatcher:
 requests whose items agree in shape are concatenated along the first axis, run once, and
 split back; a batch that fails is retried request by request, so one bad input fails alone.
+
+A stage that declares an ``answer`` (one of its outputs) has that tensor carried along with the
+last stage's outputs, split by rows like them: `predict_traced` returns it by stage name, so the
+candidate can record what each stage answered (see :mod:`serving.servable`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from serving.bundles.manifest import Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError
 from serving.bundles.validate import validate_bundle
+
+_ANSWER = "\0answer\0"
+"""The key prefix under which a stage's answer rides with the outputs (no stage names one so)."""
 
 
 class BundleRunner:
@@ -51,19 +58,29 @@ class BundleRunner:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The last stage's named outputs for these named inputs."""
+        return self.predict_traced(inputs)[0]
+
+    def predict_traced(self, inputs: Mapping[str, np.ndarray]) -> tuple[Tensors, Tensors]:
+        """The last stage's named outputs, and by stage name the answer tensor of each stage
+        that declares one."""
         tensors = self.check_inputs(inputs)
-        if self._batcher is None:
-            return self.run_stages(tensors)
-        return self._batcher.submit(tensors)
+        out = self._trace(tensors) if self._batcher is None else self._batcher.submit(tensors)
+        return _split_answers(out)
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""
         return check_inputs(self.manifest.inputs, inputs)
 
     def run_stages(self, tensors: Tensors) -> Tensors:
-        for stage in self.stages:
+        return _split_answers(self._trace(tensors))[0]
+
+    def _trace(self, tensors: Tensors) -> Tensors:
+        answers = {}
+        for spec, stage in zip(self.manifest.stages, self.stages, strict=True):
             tensors = stage.run(tensors)
-        return tensors
+            if spec.answer is not None and spec.answer in tensors:
+                answers[_ANSWER + stage.name] = tensors[spec.answer]
+        return {**tensors, **answers}
 
     def _run_many(self, requests: list[Tensors]) -> list[Tensors]:
         """One stage run per group of requests with equal item shapes; split back by rows."""
@@ -73,22 +90,22 @@ class BundleRunner:
             key = tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(req.items())
                         if a.ndim >= 1)
             if len(key) != len(req):  # a scalar input cannot be concatenated
-                results[i] = self.run_stages(req)
+                results[i] = self._trace(req)
                 continue
             groups.setdefault(key, []).append(i)
         for members in groups.values():
             rows = [len(next(iter(requests[i].values()))) for i in members]
             if any(len(a) != rows[k] for k, i in enumerate(members) for a in requests[i].values()):
                 for i in members:  # inputs of unequal lengths: no common batch axis
-                    results[i] = self.run_stages(requests[i])
+                    results[i] = self._trace(requests[i])
                 continue
             merged = {n: np.concatenate([requests[i][n] for i in members])
                       for n in requests[members[0]]}
-            out = self.run_stages(merged)
+            out = self._trace(merged)
             total = sum(rows)
             if any(np.ndim(a) == 0 or len(a) != total for a in out.values()):
                 for i in members:  # the outputs have no batch axis to split by
-                    results[i] = self.run_stages(requests[i])
+                    results[i] = self._trace(requests[i])
                 continue
             start = 0
             for i, n in zip(members, rows, strict=True):
@@ -105,6 +122,12 @@ class BundleRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _split_answers(out: Tensors) -> tuple[Tensors, Tensors]:
+    outputs = {k: a for k, a in out.items() if not k.startswith(_ANSWER)}
+    answers = {k[len(_ANSWER):]: a for k, a in out.items() if k.startswith(_ANSWER)}
+    return outputs, answers
 
 
 def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> Tensors:

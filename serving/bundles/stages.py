@@ -51,6 +51,7 @@ class LoadedStage:
     run: StageFn
     inputs: tuple[InputInfo, ...] | None  # None: takes whatever it is given (Python stages)
     pipeline: Any = None  # a "pipeline" stage's image pipeline (serving.pipelines)
+    outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX)
 
 
 def load_stage(stage: Stage, folder: Path) -> LoadedStage:
@@ -90,7 +91,7 @@ def _onnx(stage: Stage, path: Path) -> LoadedStage:
         feed = {n: tensors[n] for n in _present(stage, names, tensors)}
         return dict(zip(outputs, session.run(outputs, feed), strict=True))
 
-    return LoadedStage(stage.name, run, inputs)
+    return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs))
 
 
 def _torchscript(stage: Stage, path: Path) -> LoadedStage:

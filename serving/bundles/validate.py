@@ -1,5 +1,6 @@
 """Checking a bundle before it is registered: the manifest parses, every stage's file is there
-and loads, and the declared input signature is what the first stage takes.
+and loads, the declared input signature is what the first stage takes, and a stage's declared
+answer is one of its outputs where the artifact names them.
 
 The signature check compares names, V2 datatypes and shapes where the artifact says them: a
 declared size must equal a fixed one, and a declared -1 (any size) must meet a dimension the
@@ -20,6 +21,11 @@ def validate_bundle(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
     stages = [load_stage(stage, folder) for stage in manifest.stages]
     if stages:
         check_signature(manifest, stages[0])
+    for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):
+        if spec.answer is not None and loaded.outputs is not None \
+                and spec.answer not in loaded.outputs:
+            raise ManifestError(f"stages[{i}].answer {spec.answer!r} is not an output of stage "
+                                f"{spec.name!r}; it gives {list(loaded.outputs)}")
     return manifest, stages
 
 

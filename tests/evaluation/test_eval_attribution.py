@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from core.store.db import Database
-from evaluation.attribution import attribute, canonical, render, stage_attribution
+from evaluation.attribution import attribute, canonical, render
+from evaluation.stage_blame import stage_attribution
 from tests.evaluation.helpers import apply, correction, prediction
 from workloads.ocr.converter import to_latex
 from workloads.ocr.dataset import OFFLINE_MIX, Sample, generate

@@ -8,7 +8,7 @@ from sqlalchemy import insert
 
 from core.store.db import Database, utcnow
 from core.store.models import Prediction, PredictionTruth
-from evaluation.attribution import stage_attribution
+from evaluation.stage_blame import stage_attribution
 
 ROWS = 2000
 

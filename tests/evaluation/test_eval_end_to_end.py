@@ -10,9 +10,9 @@ from core.bus.embedded import EmbeddedBus
 from core.bus.kafka import KafkaBus
 from core.store import schema
 from core.store.db import Database
-from evaluation.attribution import stage_attribution
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
+from evaluation.stage_blame import stage_attribution
 from tests.evaluation.helpers import add_candidate, add_experiment, correction, flow, prediction
 
 pytestmark = pytest.mark.slow

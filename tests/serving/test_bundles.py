@@ -57,6 +57,12 @@ MANIFEST_CASES = [
     ('version = "1"', 'version = "1 beta"', r"version '1 beta'"),
     ('name = "iris-onnx"', 'name = "Iris Classifier"', r"name 'Iris Classifier'"),
     ('name = "iris-onnx"\n', "", r"name is missing"),
+    ('path = "model.onnx"', 'path = "model.onnx"\nanswer = "scores"',
+     r"stages\[0\].answer 'scores' is not an output of stage 'classifier'; it gives"),
+    ('path = "model.onnx"', 'path = "model.onnx"\nanswer = ""', r"stages\[0\].answer must not"),
+    ('path = "model.onnx"', 'path = "model.onnx"\nanswer = 3', r"stages\[0\].answer must be a"),
+    ('callable = "post:to_label"', 'callable = "post:to_label"\nanswer = "label"',
+     r"stages\[1\].answer: the last stage's answer is the candidate's output"),
 ]
 
 

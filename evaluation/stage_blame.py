@@ -1,0 +1,130 @@
+"""Which stage of a candidate caused a wrong answer, and the report of those blames.
+
+Two rules, by what a prediction recorded in its ``stages``:
+
+* A bundle whose stages declare an ``answer`` records what each of them answered, the output
+  last (:data:`core.output_types.STAGE_ANSWERS`). Against the truth, the first stage whose
+  answer is already wrong is blamed: every stage before it answered right, so the error entered
+  there (or in a stage between that declares no answer, which is judged with it). Answers are
+  compared as the online metrics compare them (:func:`evaluation.token_metrics.same_output`:
+  the class, the words, the LaTeX tokens, canonical JSON). A ``number`` answer is not right or
+  wrong but off by some amount, so the stage that added the most absolute error is blamed.
+* The reference OCR pipeline records its stages' intermediate results instead, and
+  :func:`evaluation.attribution.attribute` reads them (detector, recognizer, aligner, converter;
+  extraction for pages).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.output_types import STAGE_ANSWERS
+from core.store.models import Prediction, PredictionTruth, RelabelItem
+from evaluation.attribution import STAGES, attribute
+from evaluation.token_metrics import same_output
+
+CORRECT = "correct"
+OCR_KEYS = frozenset({"recognizer", "extraction"})
+"""What the OCR pipeline (and the page extraction in front of it) records for its own rules."""
+# Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
+# predictions have a truth, since only the counts are kept.
+CHUNK = 100
+
+
+def stage_answers(stages: Any) -> list[tuple[str, str]] | None:
+    """(stage, answer) in pipeline order, or None when the prediction recorded none (or
+    recorded them in a shape this rule cannot read: it blames nobody then)."""
+    entries = stages.get(STAGE_ANSWERS) if isinstance(stages, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    pairs = [(e.get("stage"), e.get("answer")) for e in entries if isinstance(e, dict)]
+    if len(pairs) != len(entries) or not all(isinstance(s, str) and isinstance(a, str)
+                                             for s, a in pairs):
+        return None
+    return pairs
+
+
+def blame(output: Any, stages: Any, truth: Any, output_type: str | None) -> str | None:
+    """The stage to blame, ``"correct"`` when the output is right, None when nothing can be
+    blamed (no stages recorded, or none that can be read)."""
+    answers = stage_answers(stages)
+    if answers is None:
+        return attribute(output, stages, truth)
+    if not isinstance(output, str) or not isinstance(truth, str):
+        return None
+    if same_output(output, truth, output_type):
+        return CORRECT
+    if output_type == "number":
+        return _most_error_added(answers, truth)
+    return next((stage for stage, answer in answers
+                 if not same_output(answer, truth, output_type)), answers[-1][0])
+
+
+def _most_error_added(answers: list[tuple[str, str]], truth: str) -> str | None:
+    """The stage whose answer moved furthest from the truth (the first stage: its own error)."""
+    try:
+        want = float(truth)
+        errors = [abs(float(answer) - want) for _, answer in answers]
+    except ValueError:
+        return None
+    if not all(math.isfinite(e) for e in errors):
+        return None
+    added = [errors[0]] + [b - a for a, b in zip(errors, errors[1:], strict=False)]
+    return answers[max(range(len(added)), key=added.__getitem__)][0]
+
+
+def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
+    """Error counts and shares by stage, per candidate and slice (and per candidate overall),
+    over every prediction with a truth; ``experiment_id`` None covers all predictions. Each
+    row names its stages in pipeline order: the OCR pipeline's, or a bundle's that declare
+    answers.
+
+    Blame needs each prediction's stages in Python, so rows stream through in chunks and only
+    the counts per candidate, slice and stage are kept."""
+    p, tr, r = Prediction, PredictionTruth, RelabelItem
+    where = [] if experiment_id is None else [p.experiment_id == experiment_id]
+    columns = (p.candidate, p.slice, p.output, p.output_type, p.stages)
+    corrected = select(*columns, tr.truth).join(
+        tr, tr.prediction_id == p.prediction_id).where(*where)
+    labels = (select(r.prediction_id, func.min(r.label).label("label"))
+              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
+    relabeled = (select(*columns, labels.c.label)
+                 .join(labels, labels.c.prediction_id == p.prediction_id)
+                 .outerjoin(tr, tr.prediction_id == p.prediction_id)
+                 .where(tr.prediction_id.is_(None), *where))
+    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    order: dict[str, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
+    for query in (corrected, relabeled):
+        # Core rows through the session's connection: the ORM would buffer the whole result.
+        rows = session.connection().execute(
+            query.execution_options(stream_results=True, max_row_buffer=CHUNK))
+        for cand, slice_, output, output_type, stages, truth in rows:
+            answers = stage_answers(stages)
+            if answers is None and not (isinstance(stages, dict) and OCR_KEYS & set(stages)):
+                continue  # a candidate whose stages say nothing: not counted, right or wrong
+            stage = blame(output, stages, truth, output_type)
+            if stage is None:
+                continue
+            order[cand].update(dict.fromkeys(s for s, _ in answers) if answers
+                               else dict.fromkeys(STAGES))
+            counts[(cand, "all")][stage] += 1
+            if slice_ != "all":  # a prediction without a slice is in "all" only
+                counts[(cand, slice_)][stage] += 1
+    rows = []
+    for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
+                                                                    kv[0][1])):
+        names = list(order[cand])
+        errors = sum(c[s] for s in names)
+        rows.append({
+            "candidate": cand, "slice": slice_, "stages": names,
+            "with_truth": errors + c[CORRECT], "errors": errors,
+            "counts": {s: c[s] for s in names},
+            "shares": {s: (c[s] / errors if errors else None) for s in names},
+            "top_stage": max(names, key=lambda s: c[s]) if errors else None,
+        })
+    return {"experiment_id": experiment_id, "stages": list(STAGES), "rows": rows}
