@@ -29,6 +29,8 @@ STAGE_ANSWERS = "answers"
 """The key of a prediction's ``stages`` that lists, in pipeline order, what each bundle stage
 declaring an ``answer`` answered and, last, the output: ``[{"stage": name, "answer": text}]``,
 each in the form the store keeps outputs (:func:`core.events.value_text`)."""
+RIGHT = "correct"
+"""What stage attribution reports for a right answer in place of a stage (so no stage has it)."""
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,12 @@ from sqlalchemy.orm import Session
 
 from core import relabel as rules_mod
 from core.errors import AbvocError
+from core.output_types import RIGHT
 from core.relabel import RelabelRules
 from core.store.db import utcnow
 from core.store.models import Correction, Experiment, Prediction, RelabelItem, RelabelRule
 from core.store.upsert import dialect_insert, in_values
-from evaluation.stage_blame import CORRECT, blame, stage_answers
+from evaluation.stage_blame import blame, stage_answers
 from evaluation.stage_samples import store_samples
 
 FlaggedSlices = Callable[[Session, int], set[tuple[str, str]]]
@@ -171,7 +172,7 @@ def _blame(p: Prediction, truth: str) -> str | None:
         stage = blame(p.output, p.stages, truth, p.output_type)
     except (ValueError, TypeError, KeyError, IndexError):
         return None  # stages that do not parse blame nobody
-    return None if stage == CORRECT else stage
+    return None if stage == RIGHT else stage
 
 
 def enqueue(session: Session, prediction_ids: set[str], *,

@@ -23,12 +23,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.output_types import STAGE_ANSWERS
+from core.output_types import RIGHT, STAGE_ANSWERS
 from core.store.models import Prediction, PredictionTruth, RelabelItem
 from evaluation.attribution import STAGES, attribute
 from evaluation.token_metrics import same_output
 
-CORRECT = "correct"
 OCR_KEYS = frozenset({"recognizer", "extraction"})
 """What the OCR pipeline (and the page extraction in front of it) records for its own rules."""
 # Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
@@ -58,7 +57,7 @@ def blame(output: Any, stages: Any, truth: Any, output_type: str | None) -> str 
     if not isinstance(output, str) or not isinstance(truth, str):
         return None
     if same_output(output, truth, output_type):
-        return CORRECT
+        return RIGHT
     if output_type == "number":
         return _most_error_added(answers, truth)
     return next((stage for stage, answer in answers
@@ -122,7 +121,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         errors = sum(c[s] for s in names)
         rows.append({
             "candidate": cand, "slice": slice_, "stages": names,
-            "with_truth": errors + c[CORRECT], "errors": errors,
+            "with_truth": errors + c[RIGHT], "errors": errors,
             "counts": {s: c[s] for s in names},
             "shares": {s: (c[s] / errors if errors else None) for s in names},
             "top_stage": max(names, key=lambda s: c[s]) if errors else None,

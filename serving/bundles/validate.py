@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.output_types import RIGHT
 from serving.bundles.manifest import Manifest, ManifestError, load_manifest
 from serving.bundles.stages import InputInfo, LoadedStage, load_stage
 
@@ -22,6 +23,9 @@ def validate_bundle(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
     if stages:
         check_signature(manifest, stages[0])
     for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):
+        if spec.name == RIGHT:
+            raise ManifestError(f"stages[{i}].name {RIGHT!r} is reserved: stage attribution "
+                                "counts right answers under it; name the stage otherwise")
         if spec.answer is not None and loaded.outputs is not None \
                 and spec.answer not in loaded.outputs:
             raise ManifestError(f"stages[{i}].answer {spec.answer!r} is not an output of stage "

@@ -63,6 +63,7 @@ MANIFEST_CASES = [
     ('path = "model.onnx"', 'path = "model.onnx"\nanswer = 3', r"stages\[0\].answer must be a"),
     ('callable = "post:to_label"', 'callable = "post:to_label"\nanswer = "label"',
      r"stages\[1\].answer: the last stage's answer is the candidate's output"),
+    ('name = "to_label"', 'name = "correct"', r"stages\[1\].name 'correct' is reserved"),
 ]
 
 
