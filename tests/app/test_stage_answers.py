@@ -21,6 +21,7 @@ from app import close_app, create_app
 from app.auth import create_key
 from core.settings import Settings
 from core.store.models import Prediction, RelabelItem
+from dashboards import feeds
 from serving.bundles import BundleRunner
 from tests.support.bundles import EXAMPLE, edit
 from tests.support.v2 import CLASSES, drain, experiment, flowers, infer_body, output_of, upload
@@ -119,6 +120,8 @@ def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask,
         routed = set(s.scalars(select(RelabelItem.prediction_id)
                                .where(RelabelItem.queue == "stage:to_label")))
     assert routed == post_errors and len(post_errors) == expected["to_label"]
+    # the Inspector's feed names the stage blamed for one of them
+    assert feeds.prediction(db, sorted(post_errors)[0])["blamed"] == "to_label"
     for pid, model, staged in answered:
         assert recorded[pid] == ({"answers": [
             {"stage": "classifier", "answer": model},
