@@ -51,7 +51,11 @@ def stage_answers(stages: Any) -> list[tuple[str, str]] | None:
 def blame(output: Any, stages: Any, truth: Any, output_type: str | None) -> str | None:
     """The stage to blame, ``"correct"`` when the output is right, None when nothing can be
     blamed (no stages recorded, or none that can be read)."""
-    answers = stage_answers(stages)
+    return _blame(stage_answers(stages), output, stages, truth, output_type)
+
+
+def _blame(answers: list[tuple[str, str]] | None, output: Any, stages: Any, truth: Any,
+           output_type: str | None) -> str | None:
     if answers is None:
         return attribute(output, stages, truth)
     if not isinstance(output, str) or not isinstance(truth, str):
@@ -106,7 +110,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
             answers = stage_answers(stages)
             if answers is None and not (isinstance(stages, dict) and OCR_KEYS & set(stages)):
                 continue  # a candidate whose stages say nothing: not counted, right or wrong
-            stage = blame(output, stages, truth, output_type)
+            stage = _blame(answers, output, stages, truth, output_type)
             if stage is None:
                 continue
             order[cand].update(dict.fromkeys(s for s, _ in answers) if answers
