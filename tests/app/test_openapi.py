@@ -25,7 +25,7 @@ from app.openapi import OPERATION_IDS, openapi_document
 # ABVOC_SCHEMATHESIS_EXAMPLES / _SECONDS make a longer hunt (the run stops at the time limit).
 SEED = int(os.environ.get("ABVOC_SCHEMATHESIS_SEED", "20261130"))
 EXAMPLES = int(os.environ.get("ABVOC_SCHEMATHESIS_EXAMPLES", "15"))
-SECONDS = int(os.environ.get("ABVOC_SCHEMATHESIS_SECONDS", "20"))
+SECONDS = int(os.environ.get("ABVOC_SCHEMATHESIS_SECONDS", "12"))
 # What the API promises. Off: positive_data_acceptance (a schema-valid body can still be refused
 # for what JSON Schema cannot say: an unregistered candidate, malformed LaTeX, a bad receipt) and
 # ignored_auth (every request carries the admin key; auth refusals are tested in test_auth.py).
@@ -130,7 +130,7 @@ def test_schemathesis_all_phases_find_nothing(served: str, admin: dict) -> None:
     flow = list(OPERATION_IDS.values())
     failures, statuses, steps = _run(served, admin, {
         "examples": {"enabled": False}, "coverage": {"enabled": False},
-        "fuzzing": {"enabled": False}, "stateful": {"max-steps": 10}}, SECONDS + 25, flow)
+        "fuzzing": {"enabled": False}, "stateful": {"max-steps": 10}}, SECONDS + 18, flow)
     assert not failures, f"{len(failures)} failures:\n" + "\n\n".join(failures[:15])
     assert "success" in statuses.get("stateful", ()), statuses
     reached = {(op, status) for op, _, status in steps}
