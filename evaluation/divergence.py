@@ -5,8 +5,9 @@ For every candidate of an experiment (arms and shadows; a candidate's arm and sh
 pooled, both being real online inputs) and every slice:
 
 * **Accuracy gap.** Offline ``exact_match`` beside the online accuracy bound
-  ``1 - correction_rate`` with its Wilson interval. Flagged when online is significantly worse
-  than offline by more than ``tolerance``: the one-sided Wald test of
+  ``1 - known_wrong / predictions`` (answers whose correction or verified label differs are
+  wrong, every other one counts as right) with its Wilson interval. Flagged when online is
+  significantly worse than offline by more than ``tolerance``: the one-sided Wald test of
   ``H0: online - offline >= -tolerance`` (statsmodels ``test_proportions_2indep(..., value=
   -tolerance, method="wald", alternative="smaller")``), both samples' variances counted.
 * **Traffic-mix shift.** Slice shares offline vs online: chi-square test of homogeneity on the
@@ -109,7 +110,7 @@ def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alph
         m = metrics(cells[slice_], alpha)
         number = number_errors(cells[slice_], alpha)
         n_on = m["predictions"]
-        hits = n_on - m["corrections"]
+        hits = n_on - m["known_wrong"]  # the bound's count: only answers known wrong miss
         low, high = wilson_interval(hits, n_on, alpha)
         rate, n_off = off.get("exact_match"), off.get("n") or 0
         z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance) if rate is not None

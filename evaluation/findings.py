@@ -69,8 +69,8 @@ def _gap_findings(slices: list[dict[str, Any]],
         else:
             where = "overall"
         head = (f"{cand} {where} is right at most {r['online']['accuracy_bound']:.1%} of the "
-                f"time online (95% CI {low:.1%}-{high:.1%}, from its correction rate) against "
-                f"{r['offline']['exact_match']:.1%} offline")
+                f"time online (95% CI {low:.1%}-{high:.1%}, answers not known wrong counted "
+                f"right) against {r['offline']['exact_match']:.1%} offline")
         mix = mixes.get(cand)
         explained = r["slice"] == "all" and _mix_explains(mix, r["gap"])
         if explained and mix is not None:

@@ -11,8 +11,10 @@ Three figures of a variant's accuracy exist, and only one is unbiased:
 * ``labeled``: every verified label (audit, corrections, low confidence, disagreements,
   divergent slices). Those inputs were picked because they were likely wrong, so this accuracy
   is biased low; it is shown for the label counts, not as the candidate's accuracy.
-* ``correction_bound``: ``1 - correction_rate`` over all served predictions, an upper bound
-  that holds when customers correct only wrong answers and counts every silent error as right.
+* ``correction_bound``: the results' ``accuracy_bound`` over all served predictions: only the
+  answers whose truth (a correction, or a verified label) differs are counted wrong, so it is an
+  upper bound that counts every silent error as right; a correction repeating the answer
+  confirms it.
 
 ``candidates`` sums the served audit figures of the arms that ran each candidate, per slice.
 
@@ -43,8 +45,9 @@ LABELED_SAMPLE = "every verified label (audit, corrections, low confidence, disa
 LABELED_BIAS = ("biased low: most labeled inputs were picked because they were likely wrong; not "
                 "the candidate's accuracy")
 BOUND_SAMPLE = "all served predictions"
-BOUND_BIAS = ("upper bound: counts every uncorrected answer as right (customers correct only "
-              "some errors); unobserved for shadows")
+BOUND_BIAS = ("upper bound: counts wrong only the answers whose correction or verified label "
+              "differs, every other answer as right (customers correct only some errors); "
+              "unobserved for shadows")
 EXACT_MATCH_NOTE = ("metrics.exact_match is taken over predictions with a known truth, mostly "
                     "customer corrections of wrong answers (0 by construction when all truths "
                     "are corrections): never the candidate's accuracy; read online_accuracy")

@@ -4,11 +4,11 @@ classes against its offline test's labels.
 **Confusion counts.** Rows are the predicted class, columns the true class. A prediction with a
 known truth (a correction, or a relabel no correction covered) counts at (answer, truth), from
 the ``confusion`` aggregate rows. A served prediction nobody corrected counts as right, on the
-diagonal: the assumption behind the results' ``accuracy_bound = 1 - correction_rate`` and the
-divergence report's estimated label counts (customers correct what is wrong). So ``accuracy``
-here is ``trace / predictions`` under that assumption; it can exceed ``accuracy_bound`` by the
-corrections that confirmed the answer, which the bound counts as wrong. A shadow's answers reach
-nobody, so nothing is assumed for them: only its predictions with a truth are counted.
+diagonal: the assumption behind the results' ``accuracy_bound`` and the divergence report's
+estimated label counts (customers correct what is wrong). So ``accuracy`` here is
+``trace / predictions`` under that assumption, the bound itself where every truth falls in the
+table (a correction that confirms the answer is on the diagonal in both). A shadow's answers
+reach nobody, so nothing is assumed for them: only its predictions with a truth are counted.
 
 **Prediction shift.** The online shares of the predicted classes against the offline label
 shares (``label_shares`` of the candidate's offline results, with the offline test's ``n``):
@@ -36,7 +36,7 @@ from evaluation.share_tests import PSI_SHIFT, psi
 from evaluation.stats import holm
 
 ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
-              "accuracy_bound = 1 - correction_rate")
+              "accuracy_bound = 1 - known_wrong / predictions")
 SHADOW_ASSUMPTION = "a shadow's answers reach nobody: only predictions with a truth are counted"
 
 

@@ -7,8 +7,11 @@ no correction already covered; :func:`metrics` turns a cell into the figures peo
 
 Truth comes from corrections (biased towards wrong outputs: customers correct what is wrong) and
 from relabels. So ``exact_match`` is the accuracy *among predictions with a known truth*, and
-``accuracy_bound = 1 - correction_rate`` is an upper bound of the accuracy on all traffic when
-customers correct only wrong outputs.
+``accuracy_bound = 1 - known_wrong / predictions`` is an upper bound of the accuracy on all
+traffic: ``known_wrong`` counts the predictions whose truth differs from the answer, and every
+other prediction is counted right. A correction that repeats the answer (a customer confirming
+it) is a truth that the answer was right; it counts in the correction rate, which measures what
+customers did, but never as an error.
 """
 
 from __future__ import annotations
@@ -230,6 +233,7 @@ def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[st
     if cell.first_hour is not None and cell.last_hour is not None:
         hours = (cell.last_hour - cell.first_hour).total_seconds() / 3600 + 1
     low, high = wilson_interval(corrected, n, alpha)
+    known_wrong = truth_n - exact
     return {
         "predictions": int(n),
         "units": int(cell.get(agg.UNITS)[0]),
@@ -238,8 +242,9 @@ def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[st
         "corrections": int(corrected),
         "correction_rate": _ratio(corrected, n),
         "correction_rate_ci": [low, high] if n else None,
-        "accuracy_bound": None if n == 0 else 1 - corrected / n,
+        "accuracy_bound": None if n == 0 else 1 - known_wrong / n,
         "truth_known": int(truth_n),
+        "known_wrong": int(round(known_wrong)),
         "exact_match": _ratio(exact, truth_n),
         "token_edit_distance": _ratio(ted_sum, ted_n),
         "mean_confidence": _ratio(conf_sum, conf_n),

@@ -65,7 +65,7 @@ def _accuracy_figure(rows: list[list[Any]]) -> go.Figure:
                error_y={"type": "data", "symmetric": False,
                         "array": [(r[5] or r[3]) - r[3] for r in overall],
                         "arrayminus": [r[3] - (r[4] or r[3]) for r in overall]}),
-        go.Bar(x=names, y=[r[9] for r in overall], name="1 - correction rate (a bound)")])
+        go.Bar(x=names, y=[r[9] for r in overall], name="upper bound (known errors)")])
     fig.update_layout(barmode="group", height=300, yaxis={"range": [0, 1]},
                       margin={"t": 30, "b": 40}, title="Accuracy, slice all")
     return fig

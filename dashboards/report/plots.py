@@ -81,7 +81,7 @@ def offline_online(rows: Sequence[dict[str, Any]], title: str) -> str:
     y = np.arange(len(rows))
     online = [r["online"]["accuracy_bound"] or 0.0 for r in rows]
     offline = [r["offline"]["exact_match"] for r in rows]
-    ax.barh(y + 0.2, online, 0.4, label="online (1 - correction rate)", color=COLORS[0])
+    ax.barh(y + 0.2, online, 0.4, label="online (upper bound)", color=COLORS[0])
     for i, r in enumerate(rows):
         ci = r["online"]["accuracy_ci"]
         if ci:

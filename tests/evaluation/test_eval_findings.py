@@ -4,6 +4,8 @@ order is a rule that random draws cannot flip."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from statsmodels.stats.proportion import proportion_confint
 
 from evaluation import aggregation as agg
 from evaluation.divergence import candidate_divergence
@@ -25,6 +27,7 @@ def _cells(counts: dict[str, tuple[int, int]]) -> dict[str, Cell]:
         cell = Cell()
         cell.add(agg.PREDICTIONS, "", (n, n, n))
         cell.add(agg.CORRECTED, "", (wrong, wrong, wrong))
+        cell.add(agg.EXACT_MATCH, "", (wrong, 0, 0))  # each correction changed the answer
         cells[slice_] = cell
         total.merge(cell)
     cells[ALL] = total
@@ -82,3 +85,25 @@ def test_equal_severities_are_ordered_by_kind_then_name() -> None:
     findings = rank_findings([row], [mix], [], 0.05)
     assert [f["kind"] for f in findings] == ["traffic_mix", "accuracy_gap"]
     assert [f["rank"] for f in findings] == [1, 2]
+
+
+def test_corrections_that_confirm_the_answer_are_not_errors() -> None:
+    # 1,000 answers, offline 95% right. Customers sent 500 corrections, 450 of them repeating the
+    # answer (a prefilled form sent unchanged): only 50 answers are known wrong.
+    offline = {"overall": {"n": 1000, "exact_match": 0.95},
+               "slices": {"printed/middle": {"n": 1000, "exact_match": 0.95}}}
+    cell = Cell()
+    cell.add(agg.PREDICTIONS, "", (1000, 1000, 1000))
+    cell.add(agg.CORRECTED, "", (500, 500, 500))
+    cell.add(agg.EXACT_MATCH, "", (500, 450, 450))
+    total = Cell()
+    total.merge(cell)
+    rows, _, _ = candidate_divergence("ocr", offline, {"printed/middle": cell, ALL: total},
+                                      0.05, 0.02)
+    for row in rows:
+        assert row["online"]["accuracy_bound"] == pytest.approx(0.95)
+        assert row["gap"] == pytest.approx(0.0, abs=1e-12) and not row["flagged"]
+        # the Wilson interval is taken on the 950 answers not known wrong
+        assert row["online"]["accuracy_ci"] == pytest.approx(
+            list(proportion_confint(950, 1000, alpha=0.05, method="wilson")))
+    assert rank_findings(rows, [], [], 0.05) == []

@@ -114,8 +114,11 @@ def test_confusion_counts_and_shift_in_results(db: Database) -> None:
     assert table["truths_outside_table"] == 0
     assert table["accuracy"] == pytest.approx(0.7)
     assert table["accuracy_with_truth"] == pytest.approx(0.25)
-    # The bound counts the confirming correction as wrong; the table puts it on the diagonal.
-    assert res["metrics"]["control"]["all"]["accuracy_bound"] == pytest.approx(0.6)
+    # A correction that repeats the answer confirms it: the bound and the table agree on it.
+    control_all = res["metrics"]["control"]["all"]
+    assert control_all["corrections"] == 4 and control_all["correction_rate"] == pytest.approx(0.4)
+    assert control_all["known_wrong"] == 3
+    assert control_all["accuracy_bound"] == pytest.approx(table["accuracy"]) == pytest.approx(0.7)
     # The slice carries the same counts (all traffic is one slice) and the slice's offline shares.
     assert control["slices"][SLICE]["confusion"]["counts"] == table["counts"]
 
