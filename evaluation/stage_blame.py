@@ -130,4 +130,6 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
             "shares": {s: (c[s] / errors if errors else None) for s in names},
             "top_stage": max(names, key=lambda s: c[s]) if errors else None,
         })
-    return {"experiment_id": experiment_id, "stages": list(STAGES), "rows": rows}
+    # Every stage the rows name, in the order they first appear (not the OCR stages alone).
+    named = dict.fromkeys(s for row in rows for s in row["stages"])
+    return {"experiment_id": experiment_id, "stages": list(named), "rows": rows}

@@ -132,6 +132,7 @@ def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask,
     rows_ = report.get_json()["stage_attribution"]["rows"]
     # the plain bundle declares no answers: nothing to blame, so no row (right or wrong)
     assert {r["candidate"] for r in rows_} == {"iris-staged"}
+    assert report.get_json()["stage_attribution"]["stages"] == ["classifier", "to_label"]
     overall = next(r for r in rows_ if r["slice"] == "all")
     assert overall["stages"] == ["classifier", "to_label"]
     assert overall["counts"] == {"classifier": expected["classifier"],

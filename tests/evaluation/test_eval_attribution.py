@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.store.db import Database
-from evaluation.attribution import attribute, canonical, render
+from evaluation.attribution import STAGES, attribute, canonical, render
 from evaluation.stage_blame import stage_attribution
 from tests.evaluation.helpers import apply, correction, prediction
 from workloads.ocr.converter import to_latex
@@ -81,6 +81,7 @@ def test_report_shares_by_candidate_and_slice(db: Database, samples: list[Sample
     with db.session() as sess:
         report = stage_attribution(sess, 1)
     overall = next(r for r in report["rows"] if r["slice"] == "all")
+    assert report["stages"] == list(STAGES) == overall["stages"]
     assert overall["counts"] == {"extraction": 0, "detector": 10, "recognizer": 10, "aligner": 0,
                                  "converter": 0}
     assert overall["with_truth"] == 30  # 10 correct outputs got a (same) correction
