@@ -9,7 +9,11 @@ import click
 
 from app.auth import SCOPES, create_key, list_keys, revoke_key
 from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.commands.report_text import divergence_text, results_text
 from core.errors import AbvocError
+from evaluation.divergence import divergence_report
+from evaluation.results import experiment_results
+from evaluation.stage_blame import stage_attribution
 from serving.experiments import Experiments
 
 
@@ -126,6 +130,37 @@ def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
     with open_db(ctx) as db:
         exp = Experiments(db).get(experiment_id)
     emit(exp, as_json, _summary(exp))
+
+
+_SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
+
+
+@experiment.command()
+@click.argument("experiment_id", type=int)
+@json_option
+@pass_ctx
+def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
+    """The decision, the arms and the tests (GET /v1/experiments/ID/results)."""
+    with open_db(ctx) as db, db.session() as s:
+        report = experiment_results(s, experiment_id)
+    emit(report, as_json, results_text(report))
+
+
+@experiment.command()
+@click.argument("experiment_id", type=int)
+@click.option("--alpha", type=_SHARE, default=0.05, show_default=True)
+@click.option("--tolerance", type=_SHARE, default=0.02, show_default=True,
+              help="How much worse than offline online may be before it is flagged.")
+@json_option
+@pass_ctx
+def divergence(ctx: Context, experiment_id: int, alpha: float, tolerance: float,
+               as_json: bool) -> None:
+    """Online against offline, with the ranked findings and the stage attribution
+    (GET /v1/experiments/ID/divergence)."""
+    with open_db(ctx) as db, db.session() as s:
+        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
+        report["stage_attribution"] = stage_attribution(s, experiment_id)
+    emit(report, as_json, divergence_text(report))
 
 
 @click.group()

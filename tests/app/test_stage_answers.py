@@ -5,6 +5,7 @@ the post stage's errors to its own dataset queue."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 
 from app import close_app, create_app
 from app.auth import create_key
+from app.cli import main as abvoc
 from core.settings import Settings
 from core.store.models import Prediction, RelabelItem
 from dashboards import feeds
@@ -79,8 +82,8 @@ def v2app(settings: Settings) -> Iterator[Flask]:
     close_app(app)
 
 
-def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask,
-                                                             tmp_path: Path) -> None:
+def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask, tmp_path: Path,
+                                                             settings: Settings) -> None:
     client = v2app.test_client()
     db = v2app.extensions["abvoc"].db
     admin = {"Authorization": f"Bearer {create_key(db, ['admin'], name='t')['key']}"}
@@ -139,3 +142,24 @@ def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask,
                                  "to_label": expected["to_label"]}
     assert overall["with_truth"] == sum(expected.values())
     assert overall["top_stage"] == max(("classifier", "to_label"), key=expected.__getitem__)
+
+    # The command line prints the same reports as the API, and a summary a person reads.
+    cli_env = {"ABVOC_DATABASE_URL": settings.database_url}
+    for command, url in (("divergence", "divergence"), ("results", "results")):
+        printed = CliRunner().invoke(abvoc, ["experiment", command, str(exp["id"]), "--json"],
+                                     env=cli_env)
+        assert printed.exit_code == 0, printed.output
+        api = client.get(f"/v1/experiments/{exp['id']}/{url}", headers=admin).get_json()
+        assert json.loads(printed.output) == api
+    text = CliRunner().invoke(abvoc, ["experiment", "divergence", str(exp["id"])], env=cli_env)
+    share = expected["to_label"] / (expected["classifier"] + expected["to_label"])
+    assert f"iris-staged: {expected['classifier'] + expected['to_label']} of " \
+           f"{sum(expected.values())} with a truth wrong" in text.output, text.output
+    assert f"to_label {share:.0%}" in text.output
+    text = CliRunner().invoke(abvoc, ["experiment", "results", str(exp["id"])], env=cli_env)
+    assert "decision " in text.output and "sample-ratio check: " in text.output, text.output
+    # The confirming corrections are not errors: the bound is the share not known wrong.
+    staged = api["metrics"]["control"]["all"]  # the experiment's control is iris-staged
+    assert staged["known_wrong"] == expected["classifier"] + expected["to_label"]
+    assert staged["accuracy_bound"] == pytest.approx(1 - staged["known_wrong"]
+                                                     / staged["predictions"])

@@ -1,0 +1,82 @@
+"""The results and divergence reports as a few lines a person reads in a terminal.
+
+`abvoc experiment results|divergence ID` print these; `--json` prints the whole report, the same
+object the API returns. Only the figures that decide something are shown: the decision and its
+reasons, the sample-ratio check, each arm's traffic and headline metrics, the comparisons on the
+`all` slice, and the ranked findings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _interval(low: Any, high: Any, spec: str = ".3f") -> str:
+    return "" if low is None or high is None else f" [{low:{spec}}, {high:{spec}}]"
+
+
+def results_text(report: dict[str, Any]) -> str:
+    """The results report: decision, trust, arms and the comparisons on slice `all`."""
+    exp, decision = report["experiment"], report["decision"]
+    lines = [f"#{exp['id']} {exp['name']} [{exp['status']}] primary metric "
+             f"{exp['primary_metric']}: decision {decision['action']}"
+             + (f" ({decision['arm']})" if decision.get("arm") else "")]
+    lines += [f"  {reason}" for reason in decision["reasons"]]
+    srm = report["srm"]
+    if srm.get("error"):
+        lines.append(f"  sample-ratio check: {srm['error']}")
+    else:
+        verdict = "MISMATCH: results are not trustworthy" if srm["flagged"] else "ok"
+        lines.append(f"  sample-ratio check: {verdict} (p = {_num(srm['p_value'], '.3g')})")
+    lines.append("")
+    lines.append(f"{'variant':<20} {'candidate':<20} {'predictions':>11} {'units':>6} "
+                 f"{'corrections':>11} {'errors':>7} {'accuracy<=':>10} {'p99 ms':>8}")
+    for v in report["variants"]:
+        m = (report["metrics"].get(v["name"]) or {}).get("all") or {}
+        lines.append(f"{v['name']:<20} {v['candidate']:<20} {m.get('predictions', 0):>11} "
+                     f"{m.get('units', 0):>6} {_num(m.get('correction_rate')):>11} "
+                     f"{_num(m.get('error_rate')):>7} {_num(m.get('accuracy_bound')):>10} "
+                     f"{_num(m.get('latency_p99_ms'), '.1f'):>8}")
+    comparisons = [c for c in report["comparisons"] if c.get("slice", "all") == "all"]
+    if comparisons:
+        lines += ["", "comparisons (treatment - control, slice all):"]
+    for c in comparisons:
+        head = f"  {c['metric']:<20} {c['treatment']} vs {c['control']}: "
+        if c.get("error"):
+            lines.append(head + c["error"])
+            continue
+        lines.append(
+            head + f"{c['difference']:+.4g}{_interval(c['ci_low'], c['ci_high'], '+.4g')}, "
+            f"p {_num(c['p_value'], '.3g')} (Holm {_num(c['p_holm'], '.3g')}), always-valid p "
+            f"{_num(c['sequential_p_value'], '.3g')}: {c.get('verdict') or '-'}"
+            + (f"; {c['note']}" if c.get("note") else ""))
+    return "\n".join(lines)
+
+
+def divergence_text(report: dict[str, Any]) -> str:
+    """The divergence report: ranked findings, the accuracy per candidate and slice, and the
+    stage each candidate's errors are blamed on."""
+    lines = [f"experiment #{report['experiment_id']}: online against offline "
+             f"(tolerance {report['tolerance']:.0%}, alpha {report['alpha']})"]
+    findings = report["findings"]
+    lines += [f"  {f['rank']}. [{f['kind']}] {f['explanation']}" for f in findings] or [
+        "  no findings: online holds up against the offline tests"]
+    lines += ["", f"{'candidate':<20} {'slice':<22} {'offline':>8} {'online<=':>9} "
+                  f"{'n':>7} {'gap':>7}  flagged"]
+    for r in report["slices"]:
+        off, on = r["offline"], r["online"]
+        lines.append(f"{r['candidate']:<20} {r['slice']:<22} {_num(off.get('exact_match')):>8} "
+                     f"{_num(on.get('accuracy_bound')):>9} {on['n']:>7} "
+                     f"{_num(r.get('gap'), '+.3f'):>7}  {'yes' if r['flagged'] else 'no'}")
+    blamed = [r for r in report["stage_attribution"]["rows"] if r["slice"] == "all"]
+    if blamed:
+        lines += ["", "errors by stage (slice all):"]
+    for r in blamed:
+        shares = ", ".join(f"{s} {_num(r['shares'][s], '.0%')}" for s in r["stages"])
+        lines.append(f"  {r['candidate']}: {r['errors']} of {r['with_truth']} with a truth "
+                     f"wrong; {shares}")
+    return "\n".join(lines)
