@@ -34,7 +34,7 @@ def results_text(report: dict[str, Any]) -> str:
         lines.append(f"  sample-ratio check: {verdict} (p = {_num(srm['p_value'], '.3g')})")
     lines.append("")
     lines.append(f"{'variant':<20} {'candidate':<20} {'predictions':>11} {'units':>6} "
-                 f"{'corrections':>11} {'errors':>7} {'accuracy<=':>10} {'p99 ms':>8}")
+                 f"{'corr. rate':>11} {'errors':>7} {'accuracy<=':>10} {'p99 ms':>8}")
     for v in report["variants"]:
         m = (report["metrics"].get(v["name"]) or {}).get("all") or {}
         lines.append(f"{v['name']:<20} {v['candidate']:<20} {m.get('predictions', 0):>11} "
@@ -63,6 +63,8 @@ def divergence_text(report: dict[str, Any]) -> str:
     lines = [f"experiment #{report['experiment_id']}: online against offline "
              f"(tolerance {report['tolerance']:.0%}, alpha {report['alpha']})"]
     findings = report["findings"]
+    if not report["slices"]:
+        return "\n".join([*lines, "  no online predictions to hold against an offline test yet"])
     lines += [f"  {f['rank']}. [{f['kind']}] {f['explanation']}" for f in findings] or [
         "  no findings: online holds up against the offline tests"]
     lines += ["", f"{'candidate':<20} {'slice':<22} {'offline':>8} {'online<=':>9} "
