@@ -74,6 +74,7 @@ def _cell(n: int, corrected: int, outputs: dict[str, int]) -> Cell:
     cell = Cell()
     cell.add(agg.PREDICTIONS, "", [n, n, n])
     cell.add(agg.CORRECTED, "", [n, corrected, corrected])
+    cell.add(agg.EXACT_MATCH, "", [corrected, 0, 0])  # each correction changed the answer
     for label, count in outputs.items():
         cell.add(agg.OUTPUT, label, [count, count, count])
     return cell
