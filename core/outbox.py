@@ -18,16 +18,16 @@ import logging
 import threading
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
 from core.bus.base import Bus, BusUnavailable, Producer
 from core.store.db import Database, utcnow
 from core.store.models import OutboxEvent
-from core.store.upsert import in_values
+from core.store.upsert import in_values, insert_many
 from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,7 @@ def outbox_row(event: dict[str, Any], prefix: str, *, validated: bool = False) -
 
 def add_events(session: Session, batch: list[dict[str, Any]], prefix: str) -> None:
     """Validate every event first, then queue them all in one statement (all or none)."""
-    rows = [outbox_row(event, prefix) for event in batch]
-    if rows:
-        session.execute(OutboxEvent.__table__.insert(), rows)
+    insert_many(session, OutboxEvent.__table__, [outbox_row(event, prefix) for event in batch])
 
 
 def pending_count(db: Database) -> int:
@@ -71,6 +69,14 @@ def pending_count(db: Database) -> int:
             )
             or 0
         )
+
+
+class _Claim(NamedTuple):
+    """A batch claimed on SQLite: the token its rows carry in `claimed_by` and its id range."""
+
+    token: str
+    first_id: int
+    last_id: int
 
 
 class OutboxRelay:
@@ -85,6 +91,7 @@ class OutboxRelay:
         self.relay_id = uuid.uuid4().hex
         self.supervisor = Supervisor("relay", db)
         self._producer: Producer | None = None
+        self._claims = 0
 
     def _pending(self):  # noqa: ANN202 - a Select
         return (
@@ -101,21 +108,31 @@ class OutboxRelay:
         return [r.id for r in rows]
 
     @staticmethod
-    def _mark(s: Session, ids: list[int], error: BusUnavailable | None) -> None:
+    def _mark(s: Session, rows: Any, error: BusUnavailable | None) -> None:
+        """Mark the batch sent, or record the failed attempt and release the claim. `rows` are
+        the ids (PostgreSQL, one array parameter: an IN list of a batch of ids costs a parse
+        each) or the claim (SQLite: its token and id range, three parameters for any size)."""
         if error is None:
             values: dict[str, Any] = {"sent_at": utcnow()}
         else:
             values = {"attempts": OutboxEvent.attempts + 1, "last_error": str(error)[:2000],
                       "claimed_by": None, "claimed_until": None}
-        # One array parameter on PostgreSQL (an IN list of a batch of ids costs a parse each);
-        # no ORM objects are loaded, so none need synchronising.
-        s.execute(update(OutboxEvent).where(in_values(s, OutboxEvent.id, ids)).values(**values),
+        if isinstance(rows, _Claim):
+            where = and_(OutboxEvent.id.between(rows.first_id, rows.last_id),
+                         OutboxEvent.claimed_by == rows.token)
+        else:
+            where = in_values(s, OutboxEvent.id, rows)
+        # No ORM objects are loaded, so none need synchronising.
+        s.execute(update(OutboxEvent).where(where).values(**values),
                   execution_options={"synchronize_session": False})
 
-    def _claim(self) -> list:
+    def _claim(self) -> tuple[_Claim, list]:
         """Claim the next batch for this relay in one write; rows another relay holds under a
-        live claim are passed over."""
+        live claim are passed over. Each claim has a token of its own (the relay's id and a
+        count), so the rows it marks are exactly this batch's."""
         now = utcnow()
+        self._claims += 1
+        token = f"{self.relay_id}:{self._claims}"
         batch = (
             select(OutboxEvent.id)
             .where(OutboxEvent.sent_at.is_(None),
@@ -127,13 +144,14 @@ class OutboxRelay:
             rows = s.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(batch.scalar_subquery()))
-                .values(claimed_by=self.relay_id,
+                .values(claimed_by=token,
                         claimed_until=now + timedelta(seconds=self.claim_ttl_s))
                 .returning(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key,
                            OutboxEvent.payload),
                 execution_options={"synchronize_session": False},
             ).all()
-        return sorted(rows, key=lambda r: r.id)
+        rows = sorted(rows, key=lambda r: r.id)
+        return _Claim(token, rows[0].id if rows else 0, rows[-1].id if rows else 0), rows
 
     def relay_once(self) -> int:
         """Publish one batch; return how many rows were sent (0 when nothing waits).
@@ -145,7 +163,7 @@ class OutboxRelay:
                 rows = s.execute(self._pending().with_for_update(skip_locked=True)).all()
                 error = self._relay(s, rows)
         else:
-            rows = self._claim()
+            claim, rows = self._claim()
             error = None
             if rows:
                 try:
@@ -153,7 +171,7 @@ class OutboxRelay:
                 except BusUnavailable as exc:
                     error = exc
                 with self.db.session() as s:
-                    self._mark(s, [r.id for r in rows], error)
+                    self._mark(s, claim, error)
         if error is not None:
             raise error
         return len(rows)
@@ -175,6 +193,7 @@ class OutboxRelay:
         stop: threading.Event,
         *,
         idle_s: float = 0.05,
+        linger_s: float = 0.01,
         max_backoff_s: float = 5.0,
     ) -> None:
         """Relay until `stop` is set, supervised: any error (the bus down, the store restarting)
@@ -182,8 +201,11 @@ class OutboxRelay:
         self.supervisor.max_backoff_s = max_backoff_s
 
         def step() -> None:
-            if not self.relay_once():
+            sent = self.relay_once()
+            if not sent:
                 stop.wait(idle_s)
+            elif sent < self.batch_size:
+                stop.wait(linger_s)
 
         self.supervisor.run(stop, step, self.close)
 

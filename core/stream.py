@@ -45,8 +45,15 @@ POLL_RECORDS = 2000
 statements and two commits whatever its size, so larger batches spend less per event (past a
 few thousand the gain is small, and a batch holds SQLite's write lock for its length)."""
 
-Handler = Callable[[Session, list[dict[str, Any]]], None]
-"""Applies a batch of validated, not-yet-applied events inside the given transaction."""
+Handler = Callable[..., None]
+"""Applies a batch of validated, not-yet-applied events inside the given transaction:
+``handler(session, batch)``, or ``handler(session, batch, prepared)`` with a `Prepare` step."""
+Prepare = Callable[[list[dict[str, Any]]], Any]
+"""The part of a handler's work that needs no store (building rows, summing in memory), run on
+the whole decoded batch before the transaction opens, so that the store's write lock (SQLite
+has one for every writer: the API, the relay, the workers) is held only for the store's own
+work. The handler gets its result when every event of the batch is fresh, the usual case;
+otherwise (a replay, a parked event) it works from the fresh events alone."""
 Check = Callable[[dict[str, Any]], None]
 """Raises AbvocError for a decoded event this consumer must not apply (e.g. a bad receipt)."""
 
@@ -141,8 +148,20 @@ def _decode(
     return decoded, bad
 
 
+def _prepare(prepare: Prepare | None, decoded: list[tuple[Record, dict]]) -> Any:
+    """The handler's prepared batch, or None: an event the step cannot take is left to the
+    handler, in the transaction, where a failing event is parked alone."""
+    if prepare is None or not decoded:
+        return None
+    try:
+        return prepare([e for _, e in decoded])
+    except Exception:  # noqa: BLE001 - the handler meets the same event and parks it
+        log.info("preparing a batch failed; the handler applies it unprepared", exc_info=True)
+        return None
+
+
 def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler,
-                  *, check: Check | None = None) -> int:
+                  *, check: Check | None = None, prepare: Prepare | None = None) -> int:
     """Apply a batch exactly once in effect; return how many events were newly applied.
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
@@ -151,12 +170,15 @@ def apply_records(db: Database, group_id: str, records: list[Record], handler: H
     error that says the store is unreachable is raised instead (nothing is parked for it).
     """
     decoded, bad = _decode(records, check)
+    prepared = _prepare(prepare, decoded)
     try:
         with db.session() as s:
             for record, reason in bad:
                 _park(s, group_id, record, reason)
             fresh = _claim(s, group_id, decoded) if decoded else []
-            if fresh:
+            if fresh and prepared is not None and len(fresh) == len(decoded):
+                handler(s, [e for _, e in fresh], prepared)
+            elif fresh:
                 handler(s, [e for _, e in fresh])
             return len(fresh)
     except Exception as exc:
@@ -208,6 +230,7 @@ class StreamConsumer:
         *,
         max_records: int = POLL_RECORDS,
         check: Check | None = None,
+        prepare: Prepare | None = None,
         component: str | None = None,
     ) -> None:
         self.db = db
@@ -216,6 +239,7 @@ class StreamConsumer:
         self.topics = topics
         self.handler = handler
         self.check = check
+        self.prepare = prepare
         self.max_records = max_records
         self.applied = 0
         self.lag_s: float | None = None
@@ -230,7 +254,7 @@ class StreamConsumer:
         records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
         if records:
             self.applied += apply_records(self.db, self.group_id, records, self.handler,
-                                          check=self.check)
+                                          check=self.check, prepare=self.prepare)
             try:
                 self._consumer.commit(next_offsets(records))
             except CommitRefused as exc:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -217,22 +218,49 @@ def _stored_group(row: Any) -> Group:
                  hour_of(row.hour))
 
 
-def apply_events(session: Session, batch: list[dict[str, Any]]) -> None:
-    """Store a batch of validated events and add it to the online aggregates, in the caller's
-    transaction."""
+@dataclass
+class Prepared:
+    """A batch's rows and its predictions' sums, built before the transaction opens (see
+    core.stream.Prepare); `acc` holds every prediction of `facts`."""
+
+    predictions: list[dict[str, Any]]
+    corrections: list[dict[str, Any]]
+    facts: dict[str, PredictionFacts]
+    acc: Accumulator
+
+
+def prepare_events(batch: list[dict[str, Any]]) -> Prepared:
+    """The store-free part of :func:`apply_events` for a batch of validated events."""
     predictions = _unique([_prediction_row(e) for e in batch
                            if e["event_type"] == events.PREDICTION_MADE], "prediction_id")
     corrections = _unique([_correction_row(e) for e in batch
                            if e["event_type"] == events.CORRECTION_SUBMITTED], "correction_id")
-    new_p = _insert_new(session, Prediction.__table__, predictions, ["prediction_id"],
-                        "prediction_id")
-    new_c = _insert_new(session, Correction.__table__, corrections, ["correction_id"],
-                        "correction_id")
-    acc = Accumulator()
     facts = {e["prediction_id"]: PredictionFacts.from_event(e) for e in batch
-             if e["event_type"] == events.PREDICTION_MADE and e["prediction_id"] in new_p}
+             if e["event_type"] == events.PREDICTION_MADE}
+    acc = Accumulator()
     for p in facts.values():
         acc.add_prediction(p)
+    return Prepared(predictions, corrections, facts, acc)
+
+
+def apply_events(session: Session, batch: list[dict[str, Any]],
+                 prepared: Prepared | None = None) -> None:
+    """Store a batch of validated events and add it to the online aggregates, in the caller's
+    transaction; `prepared` is :func:`prepare_events` of this very batch, when the caller
+    built it beforehand."""
+    if prepared is None:
+        prepared = prepare_events(batch)
+    new_p = _insert_new(session, Prediction.__table__, prepared.predictions, ["prediction_id"],
+                        "prediction_id")
+    new_c = _insert_new(session, Correction.__table__, prepared.corrections, ["correction_id"],
+                        "correction_id")
+    facts, acc = prepared.facts, prepared.acc
+    if new_p != facts.keys():  # some were stored before (a replay): count only the new ones
+        facts = {pid: p for pid, p in facts.items() if pid in new_p}
+        acc = Accumulator()
+        for p in facts.values():
+            acc.add_prediction(p)
+    corrections = prepared.corrections
     _count_units(session, list(facts.values()), acc)
     touched = set(facts) | {c["prediction_id"] for c in corrections if c["correction_id"] in new_c}
     _join_truths(session, touched, facts, acc)
@@ -272,7 +300,8 @@ def make_worker(db: Database, bus: Bus, prefix: str, *, secret: Secret | str | N
                 **kwargs: Any) -> StreamConsumer:
     """A group member that applies events; `secret` verifies correction receipts."""
     return StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events,
-                          check=receipt_check(secret), component="worker", **kwargs)
+                          check=receipt_check(secret), prepare=prepare_events,
+                          component="worker", **kwargs)
 
 
 def run_worker(db: Database, bus: Bus, prefix: str, stop: threading.Event, *,

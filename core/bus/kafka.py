@@ -107,6 +107,10 @@ class KafkaBusConsumer(Consumer):
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=1000,
                 max_poll_interval_ms=300000,
+                # The broker answers a fetch once 256 KiB wait or 100 ms passed: under load the
+                # worker gets batches large enough to spread each transaction's fixed cost.
+                fetch_min_bytes=256 * 1024,
+                fetch_max_wait_ms=100,
                 reconnect_backoff_max_ms=1000,
                 bootstrap_timeout_ms=10000,
             )

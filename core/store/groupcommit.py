@@ -24,7 +24,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -32,9 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from core.store.db import WRITE_BEGIN, Database
+from core.store.driver import DriverInsert
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
-_Statement = tuple[str, tuple[str, ...] | None, dict[str, Callable[[Any], Any] | None]]
 
 
 class _Pending:
@@ -64,7 +64,7 @@ class GroupCommitter:
         self._closed = False
         self._conn: PoolProxiedConnection | None = None
         self._begin = WRITE_BEGIN.get(db.dialect)
-        self._statements: dict[tuple[Table, tuple[str, ...]], _Statement] = {}
+        self._statements: dict[tuple[Table, tuple[str, ...]], DriverInsert] = {}
 
     def insert(self, rows: Rows) -> None:
         """Insert `rows` (all or none) in a shared transaction; return once committed."""
@@ -137,8 +137,8 @@ class GroupCommitter:
                 if self._begin is not None:
                     cursor.execute(self._begin)
                 for table, rows in merged.items():
-                    for columns, params in self._params(table, rows).items():
-                        cursor.executemany(self._sql(table, columns), params)
+                    for statement, params in self._params(table, rows).items():
+                        cursor.executemany(statement.sql, params)
                 conn.commit()
                 return
             except dialect.loaded_dbapi.Error as exc:  # a connect that failed leaves conn None
@@ -179,34 +179,18 @@ class GroupCommitter:
             with contextlib.suppress(Exception):
                 conn.invalidate()
 
-    def _sql(self, table: Table, columns: tuple[str, ...]) -> str:
-        return self._statement(table, columns)[0]
-
-    def _statement(self, table: Table, columns: tuple[str, ...]) -> _Statement:
-        """The INSERT of these columns in the dialect's own SQL, its parameter order (None for
-        named parameters) and each column's conversion to the driver's value, built once."""
-        key = (table, columns)
-        statement = self._statements.get(key)
-        if statement is None:
-            dialect = self.db.engine.dialect
-            compiled = table.insert().compile(dialect=dialect, column_keys=list(columns))
-            convert = {c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                       for c in columns}
-            order = tuple(compiled.positiontup) if compiled.positional else None
-            statement = self._statements[key] = (str(compiled), order, convert)
-        return statement
-
     def _params(self, table: Table, rows: Sequence[Mapping[str, Any]]
-                ) -> dict[tuple[str, ...], list]:
-        """The rows as driver parameters, grouped by the columns they set."""
-        out: dict[tuple[str, ...], list] = {}
+                ) -> dict[DriverInsert, list]:
+        """The rows as driver parameters, grouped by the statement of the columns they set."""
+        out: dict[DriverInsert, list] = {}
         for row in rows:
             columns = tuple(row)
-            _, order, convert = self._statement(table, columns)
-            values = {c: (f(v) if (f := convert[c]) is not None and v is not None else v)
-                      for c, v in row.items()}
-            out.setdefault(columns, []).append(
-                tuple(values[c] for c in order) if order is not None else values)
+            key = (table, columns)
+            statement = self._statements.get(key)
+            if statement is None:
+                statement = self._statements[key] = DriverInsert.compile(
+                    table.insert(), table, self.db.engine.dialect, columns)
+            out.setdefault(statement, []).append(statement.params(row))
         return out
 
     def close(self) -> None:

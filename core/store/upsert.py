@@ -12,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
+from core.store.driver import sqlite_write_rows
+
 
 def dialect_insert(session: Session, table: Table) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (SQLite and PostgreSQL share them)."""
@@ -28,6 +30,23 @@ def insert_ignore(
             index_elements=list(keys)
         )
         session.execute(stmt, list(rows))
+
+
+def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A plain INSERT of many rows (all setting the same columns): on SQLite through the
+    driver's cursor (see core.store.driver), elsewhere one executemany."""
+    if not rows:
+        return
+    stmt = _plain_insert(table)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(stmt, list(rows))
+    else:
+        sqlite_write_rows(session, stmt, table, rows)
+
+
+@lru_cache(maxsize=64)
+def _plain_insert(table: Table) -> Insert:
+    return table.insert()
 
 
 def upsert(
@@ -56,7 +75,8 @@ def insert_rows(
     add the `add` columns onto it. Returns the `returning` columns of the rows written.
 
     Rows are written in the order given (callers sort them so that concurrent writers lock keys
-    in one order). On PostgreSQL the rows travel as one array per column through ``unnest``:
+    in one order). On SQLite they go through the driver's cursor (see core.store.driver). On
+    PostgreSQL the rows travel as one array per column through ``unnest``:
     a multi-row VALUES list costs the driver a parse of every placeholder, per batch.
     """
     if not rows:
@@ -64,10 +84,7 @@ def insert_rows(
     columns = tuple(rows[0])
     if session.get_bind().dialect.name != "postgresql":
         stmt = _values_insert(table, columns, tuple(keys), tuple(add), tuple(returning))
-        if returning:
-            return session.execute(stmt, list(rows)).all()
-        session.execute(stmt, list(rows))
-        return []
+        return sqlite_write_rows(session, stmt, table, rows)
     stmt = _unnest_insert(table, columns, tuple(keys), tuple(add), tuple(returning))
     params = {f"a_{c}": _column_values(table, c, rows) for c in columns}
     result = session.execute(stmt, params)

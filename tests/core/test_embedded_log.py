@@ -17,7 +17,7 @@ from core.bus.embedded import EmbeddedBus
 from core.health import outbox_lag_s
 from core.outbox import OutboxRelay, pending_count
 from core.store.db import Database
-from core.store.models import BusRecord, ConsumerOffset
+from core.store.models import BusRecord, ConsumerOffset, OutboxEvent
 from core.stream import next_offsets
 from tests.support.flow import write_outbox
 
@@ -173,7 +173,8 @@ def test_several_relays_never_publish_a_row_twice(db: Database) -> None:
 def test_a_dead_relays_claim_expires_and_its_rows_are_sent(db: Database) -> None:
     write_outbox(db, 30, "t")
     dead = OutboxRelay(db, EmbeddedBus(db), batch_size=20, claim_ttl_s=0.5)
-    assert len(dead._claim()) == 20  # claimed, then the relay died before publishing
+    _, claimed = dead._claim()
+    assert len(claimed) == 20  # claimed, then the relay died before publishing
     live = OutboxRelay(db, EmbeddedBus(db))
     assert live.relay_once() == 10  # the claimed rows are left alone while the claim lives
     time.sleep(0.6)
@@ -181,3 +182,58 @@ def test_a_dead_relays_claim_expires_and_its_rows_are_sent(db: Database) -> None
     assert pending_count(db) == 0
     ids = _event_ids(db)
     assert len(ids) == len(set(ids)) == 30
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_relay_marks_only_its_own_claim_within_its_id_range(db: Database) -> None:
+    """The SQLite relay marks its batch by claim token and id range: rows inside that range
+    held by another relay's live claim are left unsent, for that relay to send."""
+    write_outbox(db, 30, "t")
+    expired = OutboxRelay(db, EmbeddedBus(db), batch_size=10, claim_ttl_s=0.3)
+    expired._claim()  # ids 1-10, then the relay died
+    other = OutboxRelay(db, EmbeddedBus(db), batch_size=10)
+    other_claim, other_rows = other._claim()  # ids 11-20, held while this relay publishes
+    time.sleep(0.4)
+    relay = OutboxRelay(db, EmbeddedBus(db), batch_size=30)
+    assert relay.relay_once() == 20  # ids 1-10 and 21-30: a range that spans the other claim
+    assert pending_count(db) == 10
+    with db.reading() as s:
+        held = s.execute(select(OutboxEvent.id, OutboxEvent.claimed_by)
+                         .where(OutboxEvent.sent_at.is_(None))).all()
+    assert {row.id for row in held} == {r.id for r in other_rows}
+    assert {row.claimed_by for row in held} == {other_claim.token}
+    other._publish(other_rows)
+    with db.session() as s:
+        other._mark(s, other_claim, None)
+    assert pending_count(db) == 0
+    ids = _event_ids(db)
+    assert len(ids) == len(set(ids)) == 30
+
+
+def test_after_a_short_batch_the_relay_lingers_so_the_next_one_grows(db: Database) -> None:
+    """A batch smaller than the relay's batch size means the outbox ran dry: the relay waits
+    `linger_s` before claiming again, so rows written meanwhile go out together (fewer write
+    transactions on the store) instead of one small batch each."""
+    relay = OutboxRelay(db, EmbeddedBus(db), batch_size=100)
+    sizes: list[int] = []
+    publish = relay._publish
+    relay._publish = lambda rows: (sizes.append(len(rows)), publish(rows))[1]
+    write_outbox(db, 5, "t", run="first")
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,),
+                              kwargs={"idle_s": 0.01, "linger_s": 1.0})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sizes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(4):  # one by one while the relay lingers (it would idle only 10 ms)
+            time.sleep(0.05)
+            write_outbox(db, 1, "t", run=f"later-{i}")
+        while pending_count(db) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    assert sizes == [5, 4]
+    assert pending_count(db) == 0

@@ -15,7 +15,7 @@ from core.outbox import OutboxRelay, add_events
 from core.store.db import Database
 from core.store.models import Candidate, Experiment, OnlineAggregate
 from core.stream import apply_records
-from evaluation.worker import GROUP_ID, apply_events, make_worker
+from evaluation.worker import GROUP_ID, apply_events, make_worker, prepare_events
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 SECRET = "evaluation-test-secret"
@@ -50,7 +50,7 @@ def apply(db: Database, batch: list[dict[str, Any]]) -> int:
     """Apply events through the stream's exactly-once path, as the worker does."""
     records = [Record("t", 0, i, e["prediction_id"], json.dumps(e).encode())
                for i, e in enumerate(batch)]
-    return apply_records(db, GROUP_ID, records, apply_events)
+    return apply_records(db, GROUP_ID, records, apply_events, prepare=prepare_events)
 
 
 def aggregate_totals(db: Database, experiment_id: int | None = None) -> dict[str, float]:

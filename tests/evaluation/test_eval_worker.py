@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +13,13 @@ from sqlalchemy.orm import Session
 from core import events, receipts
 from core.bus.base import Record
 from core.errors import AbvocError
+from core.store import schema
 from core.store.db import Database
 from core.store.models import OnlineAggregate, ParkedEvent, PredictionTruth, ProcessedEvent
 from core.stream import apply_records
 from evaluation import sketch
 from evaluation.online import Variant, load_cells, metrics
-from evaluation.worker import GROUP_ID, apply_events, receipt_check
+from evaluation.worker import GROUP_ID, apply_events, prepare_events, receipt_check
 from tests.evaluation.helpers import SECRET, T0, aggregate_totals, apply, correction, prediction
 
 
@@ -162,3 +164,45 @@ def test_a_worker_without_the_secret_refuses_every_correction(db: Database) -> N
     assert apply_records(db, GROUP_ID, records, apply_events, check=receipt_check(None)) == 0
     with db.session() as s:
         assert "no secret" in s.scalar(select(ParkedEvent.reason))
+
+
+def _records(batch: list[dict]) -> list[Record]:
+    return [Record("t", 0, i, "k", events.encode(e)) for i, e in enumerate(batch)]
+
+
+def test_a_prepared_batch_is_applied_as_an_unprepared_one(db: Database, tmp_path: Path
+                                                           ) -> None:
+    """The worker builds a batch's rows and sums before its transaction opens (prepare); what
+    it stores is what the handler alone stores, a partly replayed batch included (only the
+    new predictions count) and a batch whose preparation fails."""
+    batch = [prediction(f"p{i}", latency_ms=5.0 + i, confidence=i / 40, unit_id=f"u{i % 7}",
+                        at=T0 + timedelta(minutes=7 * i)) for i in range(40)]
+    batch += [correction(f"p{i}", "y", at=T0 + timedelta(hours=6)) for i in range(0, 40, 3)]
+    plain = Database(f"sqlite:///{tmp_path / 'plain.db'}")
+    schema.upgrade(plain)
+    assert apply_records(plain, GROUP_ID, _records(batch), apply_events) == len(batch)
+
+    calls = []
+
+    def prepare(b: list[dict]) -> object:
+        calls.append(len(b))
+        return prepare_events(b)
+
+    assert apply_records(db, GROUP_ID, _records(batch[:10]), apply_events, prepare=prepare) == 10
+    # the first ten again (new event ids: a producer's retry), then the rest
+    retried = [{**e, "event_id": f"retry-{e['event_id']}"} for e in batch[:10]]
+    assert apply_records(db, GROUP_ID, _records(retried + batch[10:]), apply_events,
+                         prepare=prepare) == len(batch)
+    assert calls == [10, len(batch)]
+
+    def broken(b: list[dict]) -> object:
+        raise ValueError("cannot prepare")
+
+    again = [{**e, "event_id": f"again-{e['event_id']}"} for e in batch]
+    assert apply_records(db, GROUP_ID, _records(again), apply_events, prepare=broken) == \
+        len(batch)
+    assert aggregate_totals(db) == aggregate_totals(plain)
+    with db.reading() as s, plain.reading() as p:
+        truths = select(func.count()).select_from(PredictionTruth)
+        assert s.scalar(truths) == p.scalar(truths) == len(range(0, 40, 3))
+    plain.dispose()

@@ -1,0 +1,82 @@
+"""Inserts through the driver's cursor store and return what SQLAlchemy's execution would."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.store import schema
+from core.store.db import Database
+from core.store.models import OnlineAggregate, OutboxEvent, Prediction
+from core.store.upsert import insert_many, insert_rows
+
+T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
+
+
+def _prediction(i: int) -> dict:
+    return {"prediction_id": f"p{i:05d}", "event_id": f"e{i}", "experiment_id": 1,
+            "candidate": "c", "arm": "control", "shadow": i % 2 == 0, "unit_id": None,
+            "slice": "all", "input_hash": f"{i:016x}", "output": "x^{2}",
+            "output_type": None, "confidence": i / 1000 if i % 3 else None, "latency_ms": 7,
+            "stages": {"n": i, "text": "ü"}, "created_at": T0 + timedelta(microseconds=i)}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rows_read_back_as_sqlalchemy_wrote_them(db: Database, tmp_path: Path) -> None:
+    rows = [_prediction(i) for i in range(300)]
+    with db.session() as s:
+        fresh = insert_rows(s, Prediction.__table__, rows, ["prediction_id"],
+                            returning=["prediction_id"])
+    assert sorted(r.prediction_id for r in fresh) == [r["prediction_id"] for r in rows]
+    # The same rows written by SQLAlchemy's own execution, into a second store.
+    other = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    schema.upgrade(other)
+    with other.session() as s:
+        s.execute(Prediction.__table__.insert(), rows)
+    columns = list(rows[0])
+
+    def stored(database: Database) -> list[tuple]:
+        with database.reading() as s:
+            return [tuple(r) for r in s.execute(
+                select(*(Prediction.__table__.c[c] for c in columns))
+                .order_by(Prediction.prediction_id))]
+
+    assert stored(db) == stored(other)
+    assert stored(db)[1][columns.index("stages")] == {"n": 1, "text": "ü"}
+    other.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_returning_spans_chunks_and_converts_the_returned_values(db: Database) -> None:
+    """More rows than one statement may carry parameters for: the rows go in several
+    multi-row statements, and every returned row comes back, typed."""
+    keys = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
+    rows = [{"experiment_id": 1, "arm": "a", "candidate": "c", "shadow": False, "slice": "all",
+             "hour": T0 + timedelta(hours=i), "metric": "m", "label": "", "n": 1, "sum": 0.5,
+             "sum_squares": 0.25} for i in range(40)]
+    with db.session() as s:
+        s.connection().connection.dbapi_connection.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)  # four rows of 11 columns a statement
+        first = insert_rows(s, OnlineAggregate.__table__, rows, keys,
+                            add=("n", "sum", "sum_squares"), returning=["hour", "shadow", "n"])
+        again = insert_rows(s, OnlineAggregate.__table__, rows, keys,
+                            add=("n", "sum", "sum_squares"), returning=["hour", "shadow", "n"])
+    assert len(first) == len(again) == 40
+    assert {r.hour.replace(tzinfo=UTC) for r in first} == {r["hour"] for r in rows}
+    assert {type(r.shadow) for r in again} == {bool}
+    assert {r.n for r in first} == {1} and {r.n for r in again} == {2}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_driver_error_is_sqlalchemys_and_nothing_is_stored(db: Database) -> None:
+    good = {"event_id": "e1", "topic": "t", "key": "k", "payload": b"{}",
+            "created_at": T0, "attempts": 0}
+    with pytest.raises(IntegrityError), db.session() as s:
+        insert_many(s, OutboxEvent.__table__, [good, {**good, "topic": None}])
+    with db.reading() as s:
+        assert s.scalar(select(OutboxEvent.id)) is None
