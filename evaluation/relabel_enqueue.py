@@ -41,7 +41,7 @@ from core.output_types import RIGHT
 from core.relabel import RelabelRules
 from core.store.db import utcnow
 from core.store.models import Correction, Experiment, Prediction, RelabelItem, RelabelRule
-from core.store.upsert import dialect_insert, in_values
+from core.store.upsert import dialect_insert, in_values, insert_rows
 from evaluation.stage_blame import blame, stage_answers
 from evaluation.stage_samples import store_samples
 
@@ -231,8 +231,7 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
         r.queue.in_(sorted({q for q, _ in wanted})),
         in_values(session, r.input_hash, sorted({h for _, h in wanted}))))}
     now = utcnow()
-    counts: dict[str, int] = {}
-    rows: list[dict[str, Any]] = []
+    contenders: dict[tuple[str, int], list[tuple[float, tuple[str, str]]]] = {}
     for key in sorted(wanted):
         spec = wanted[key]
         p, rules = spec["prediction"], spec["rules"]
@@ -243,23 +242,26 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
                 item.reasons, item.reason = merged, ",".join(merged)
                 item.priority = rules.priority(merged, p.confidence)
             continue
-        priority = rules.priority(spec["reasons"], p.confidence)
-        if not _room(session, key[0], rules, priority, counts):
-            continue
+        spec["priority"] = rules.priority(spec["reasons"], p.confidence)
+        contenders.setdefault((key[0], rules.quota(key[0])), []).append((spec["priority"], key))
+    counts: dict[str, int] = {}
+    admitted = [key for (queue, quota), keys in contenders.items()
+                for key in _admit(session, queue, quota, keys, counts)]
+    rows: list[dict[str, Any]] = []
+    for key in sorted(admitted):
+        spec = wanted[key]
+        p, rules = spec["prediction"], spec["rules"]
         second = rules_mod.share_of("second", p.input_hash) < rules.second_annotator_share
         rows.append({"queue": key[0], "prediction_id": p.prediction_id,
                      "input_hash": p.input_hash, "experiment_id": p.experiment_id,
                      "candidate": p.candidate, "slice": p.slice, "reasons": spec["reasons"],
-                     "reason": ",".join(spec["reasons"]), "priority": priority,
+                     "reason": ",".join(spec["reasons"]), "priority": spec["priority"],
                      "status": "open", "labels_needed": 2 if second else 1, "created_at": now})
-        counts[key[0]] += 1  # taken by this batch (another worker's racing insert is skipped)
     if not rows:
         return 0
-    # One statement for the batch's new items (executemany with RETURNING): an item per row
-    # cost a round trip each, most of a worker batch's time.
-    stmt = dialect_insert(session, r.__table__).on_conflict_do_nothing().returning(
-        r.id, r.queue, r.input_hash)
-    added = session.execute(stmt, rows).all()
+    # One statement for the batch's new items (arrays on PostgreSQL, see insert_rows); an item
+    # that another worker inserted meanwhile, under either unique key, is skipped.
+    added = insert_rows(session, r.__table__, rows, (), returning=["id", "queue", "input_hash"])
     for item_id, queue, input_hash in added:
         if queue.startswith(rules_mod.STAGE_PREFIX):  # a new stage item: its crops or sample
             spec = wanted[(queue, input_hash)]
@@ -267,28 +269,40 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
     return len(added)
 
 
-def _room(session: Session, queue: str, rules: RelabelRules, priority: float,
-          counts: dict[str, int]) -> bool:
-    """Whether the queue takes one more open item, dropping a less urgent one if it is full.
-    `counts` keeps each queue's open items for the batch (one count query per queue)."""
+def _admit(session: Session, queue: str, quota: int, contenders: list[tuple[float, Any]],
+           counts: dict[str, int]) -> list[Any]:
+    """The contenders (priority, key) a queue takes, in two queries for the whole batch.
+
+    Below its quota a queue takes the most urgent contenders that fit; at its quota the next
+    ones each replace a less urgent open item (marked ``dropped``), strongest against weakest,
+    while they beat it. The audit queue takes contenders in the order given (a hash order, so
+    it stays uniform) and never displaces. `counts` keeps each queue's open items across the
+    batch's quota groups."""
     r = RelabelItem
-    quota = rules.quota(queue)
     if queue not in counts:
         counts[queue] = session.scalar(select(func.count()).select_from(r).where(
             r.queue == queue, r.status.in_(OPEN))) or 0
-    if counts[queue] < quota:
-        return True
-    if queue == rules_mod.OFFLINE_TEST or quota == 0:
-        return False
-    weakest = session.execute(select(r.id, r.priority).where(
-        r.queue == queue, r.status == "open", r.lease_owner.is_(None))
-        .order_by(r.priority, r.id.desc()).limit(1)).first()
-    if weakest is None or weakest.priority >= priority:
-        return False
-    dropped = session.execute(update(r).where(r.id == weakest.id, r.status == "open")
-                              .values(status="dropped")).rowcount or 0
-    counts[queue] -= dropped
-    return True
+    room = max(0, quota - counts[queue])
+    audit = queue == rules_mod.OFFLINE_TEST
+    ranked = contenders if audit else sorted(contenders, key=lambda c: (-c[0], c[1]))
+    taken, rest = ranked[:room], ranked[room:]
+    if rest and not audit and quota > 0:
+        weakest = session.execute(select(r.id, r.priority).where(
+            r.queue == queue, r.status == "open", r.lease_owner.is_(None))
+            .order_by(r.priority, r.id.desc()).limit(len(rest))).all()
+        beaten = []
+        for contender, item in zip(rest, weakest, strict=False):
+            if item.priority >= contender[0]:
+                break
+            beaten.append(item.id)
+            taken.append(contender)
+        if beaten:
+            dropped = session.execute(
+                update(r).where(in_values(session, r.id, beaten), r.status == "open")
+                .values(status="dropped"), execution_options={"synchronize_session": False})
+            counts[queue] -= dropped.rowcount or 0
+    counts[queue] += len(taken)  # another worker's racing insert of the same key is skipped
+    return [key for _, key in taken]
 
 
 def route_label(session: Session, item_id: int) -> str | None:

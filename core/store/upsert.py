@@ -103,8 +103,8 @@ def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]])
 
 
 def _on_conflict(stmt: Any, table: Table, keys: tuple[str, ...], add: tuple[str, ...]) -> Any:
-    if not add:
-        return stmt.on_conflict_do_nothing(index_elements=list(keys))
+    if not add:  # without keys: skip a row that conflicts on any unique constraint
+        return stmt.on_conflict_do_nothing(index_elements=list(keys) or None)
     return stmt.on_conflict_do_update(
         index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in add}
     )

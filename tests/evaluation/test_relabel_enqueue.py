@@ -111,6 +111,23 @@ def test_quota_keeps_the_most_urgent(db: Database) -> None:
     assert status == {"c1": "dropped", "c2": "open", "c3": "open"}
 
 
+def test_a_batch_at_quota_replaces_the_weakest_with_its_most_urgent(db: Database) -> None:
+    """One batch's contenders are weighed together: the most urgent fill the room left, then
+    each next one replaces the weakest open item while it is more urgent (strongest against
+    weakest); the rest are not taken. Each stored item is dropped at most once."""
+    rules(db, low_confidence_below=0.99, quotas={"training": 5})
+    apply(db, [prediction(f"old{i}", confidence=c) for i, c in enumerate((0.9, 0.8, 0.7, 0.6))])
+    batch = [prediction(f"new{i}", confidence=c)
+             for i, c in enumerate((0.95, 0.85, 0.65, 0.1, 0.75, 0.2))]
+    apply(db, batch)
+    with db.session() as s:
+        status = {i.prediction_id: i.status for i in s.scalars(select(RelabelItem))}
+    # Room for one: new3 (0.1). Then new5 (0.2) beats old0 (0.9), new2 (0.65) beats old1 (0.8),
+    # new4 (0.75) does not beat old2 (0.7), so new1 and new0 are not weighed further.
+    assert status == {"old0": "dropped", "old1": "dropped", "old2": "open", "old3": "open",
+                      "new3": "open", "new5": "open", "new2": "open"}
+
+
 def test_rules_per_experiment_override_the_default(db: Database) -> None:
     exp = add_experiment(db)
     rules(db)
