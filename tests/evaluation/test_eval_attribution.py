@@ -7,10 +7,12 @@ import copy
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from core.store.db import Database
+from core.store.models import Prediction
 from evaluation.attribution import STAGES, attribute, canonical, render
-from evaluation.stage_blame import stage_attribution
+from evaluation.stage_blame import _may_record_stages, stage_attribution
 from tests.evaluation.helpers import apply, correction, prediction
 from workloads.ocr.converter import to_latex
 from workloads.ocr.dataset import OFFLINE_MIX, Sample, generate
@@ -102,3 +104,18 @@ def test_classes_swapped_in_place_are_the_recognizers() -> None:
                 "recognizer": {"classes": ["2", "x"]},
                 "aligner": {"relations": [[-1, "start", 1.0], [0, "right", 1.0]]}}
     assert attribute("2x", scripted, "x^{2}") == "aligner"
+
+
+def test_the_sql_filter_keeps_every_prediction_whose_stages_the_rules_read(db: Database) -> None:
+    """The report reads only predictions whose stored stages mention a key the rules read
+    (in SQL, before any is decoded): never one that records answers or OCR stages, and the
+    empty stages most predictions carry are left out."""
+    answers = {"answers": [{"stage": "classifier", "answer": "a"}, {"stage": "post",
+                                                                    "answer": "a"}]}
+    stages = {"none": {}, "bundle": answers, "ocr": {"recognizer": {"symbols": []}},
+              "pages": {"extraction": {"boxes": []}}, "mention": {"note": "answers"}}
+    apply(db, [prediction(name, stages=value) for name, value in stages.items()])
+    with db.reading() as s:
+        kept = set(s.scalars(select(Prediction.prediction_id)
+                             .where(_may_record_stages(Prediction.stages))))
+    assert kept == {"bundle", "ocr", "pages", "mention"}
