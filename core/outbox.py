@@ -108,7 +108,7 @@ class OutboxRelay:
         return [r.id for r in rows]
 
     @staticmethod
-    def _mark(s: Session, rows: Any, error: BusUnavailable | None) -> None:
+    def _mark(s: Session, rows: list[int] | _Claim, error: BusUnavailable | None) -> None:
         """Mark the batch sent, or record the failed attempt and release the claim. `rows` are
         the ids (PostgreSQL, one array parameter: an IN list of a batch of ids costs a parse
         each) or the claim (SQLite: its token and id range, three parameters for any size)."""

@@ -19,6 +19,9 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
 
 Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
 :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
+The rows and the predictions' sums are built before the transaction opens
+(:func:`prepare_events`), so the transaction holds SQLite's one write lock only for the store's
+own work.
 
 Before any of that, each CorrectionSubmitted event must carry the receipt issued with its
 prediction (an HMAC of the prediction id under the service's secret, given to the worker by its
