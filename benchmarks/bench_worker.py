@@ -30,7 +30,7 @@ from core.bus.base import Record  # noqa: E402
 from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
 from core.store.models import Correction, Prediction  # noqa: E402
-from core.store.upsert import insert_ignore  # noqa: E402
+from core.store.upsert import insert_rows  # noqa: E402
 from core.stream import POLL_RECORDS, apply_records  # noqa: E402
 from evaluation.worker import _correction_row, _prediction_row, apply_events  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
@@ -40,11 +40,12 @@ T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 
 def insert_only(session: Session, batch: list[dict]) -> None:
-    """The anchor: store the rows, no aggregates (the worker before it kept any)."""
+    """The anchor: store the rows, no aggregates (the worker before it kept any), through the
+    same insert path as the worker's (the driver's cursor on SQLite, arrays on PostgreSQL)."""
     preds = [_prediction_row(e) for e in batch if e["event_type"] == events.PREDICTION_MADE]
     corrs = [_correction_row(e) for e in batch if e["event_type"] == events.CORRECTION_SUBMITTED]
-    insert_ignore(session, Prediction.__table__, preds, keys=["prediction_id"])
-    insert_ignore(session, Correction.__table__, corrs, keys=["correction_id"])
+    insert_rows(session, Prediction.__table__, preds, ["prediction_id"])
+    insert_rows(session, Correction.__table__, corrs, ["correction_id"])
 
 
 def traffic(n: int, run: str) -> list[Record]:

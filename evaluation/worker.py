@@ -240,10 +240,14 @@ def prepare_events(batch: list[dict[str, Any]]) -> Prepared:
                            if e["event_type"] == events.CORRECTION_SUBMITTED], "correction_id")
     facts = {e["prediction_id"]: PredictionFacts.from_event(e) for e in batch
              if e["event_type"] == events.PREDICTION_MADE}
+    return Prepared(predictions, corrections, facts, _summed(facts))
+
+
+def _summed(facts: dict[str, PredictionFacts]) -> Accumulator:
     acc = Accumulator()
     for p in facts.values():
         acc.add_prediction(p)
-    return Prepared(predictions, corrections, facts, acc)
+    return acc
 
 
 def apply_events(session: Session, batch: list[dict[str, Any]],
@@ -260,9 +264,7 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     facts, acc = prepared.facts, prepared.acc
     if new_p != facts.keys():  # some were stored before (a replay): count only the new ones
         facts = {pid: p for pid, p in facts.items() if pid in new_p}
-        acc = Accumulator()
-        for p in facts.values():
-            acc.add_prediction(p)
+        acc = _summed(facts)
     corrections = prepared.corrections
     _count_units(session, list(facts.values()), acc)
     touched = set(facts) | {c["prediction_id"] for c in corrections if c["correction_id"] in new_c}
