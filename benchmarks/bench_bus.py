@@ -2,8 +2,9 @@
 
 End to end means: the events are written to the outbox (in transactions of 100, as the API would
 accept them), the relay publishes them, and the evaluation worker applies them to the store; the
-clock stops when the last one is stored. As deployed, the worker is a process of its own
-(`abvoc worker --no-relay`) while the writer and the relay share this one.
+clock stops when the last one is stored. As `abvoc up` deploys them, the relay (`abvoc relay`)
+and the worker (`abvoc worker --no-relay`) are processes of their own, and this one writes, as
+the API's processes do.
 The anchor is kafka-python producing (acks=all) while a consumer in its own process consumes the
 same number of same-size records on the same broker, in the same run: its topic (as many
 partitions as abvoc's) is created and its group joined before the clock starts, as abvoc's are
@@ -22,7 +23,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +35,6 @@ from sqlalchemy import func, select  # noqa: E402
 from core import events  # noqa: E402
 from core.bus.embedded import EmbeddedBus  # noqa: E402
 from core.bus.kafka import KafkaBus  # noqa: E402
-from core.outbox import OutboxRelay  # noqa: E402
 from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
 from core.store.models import Prediction  # noqa: E402
@@ -100,7 +99,8 @@ def raw_kafka(bootstrap: str, n: int, run: int, partitions: int) -> float:
     return n / elapsed
 
 
-def _worker(db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
+def _part(part: list[str], db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
+    """`abvoc <part>` in a process of its own, as `abvoc up` runs it."""
     env = {
         **os.environ,
         "ABVOC_DATABASE_URL": db_url,
@@ -108,7 +108,7 @@ def _worker(db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
         "ABVOC_TOPIC_PREFIX": prefix,
         "ABVOC_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen([sys.executable, "-m", "app", "worker", "--no-relay"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "app", *part], env=env)
 
 
 def _stored(db: Database) -> int:
@@ -116,16 +116,16 @@ def _stored(db: Database) -> int:
         return s.scalar(select(func.count()).select_from(Prediction)) or 0
 
 
-def _warm_up(db: Database, relay: OutboxRelay, prefix: str, worker: subprocess.Popen) -> None:
+def _warm_up(db: Database, prefix: str, parts: list[subprocess.Popen]) -> None:
     """Send one event end to end before the clock starts: once it is stored, the worker has
     joined its group and holds the partitions, and the relay's producer is connected, as the
     anchor's consumer and producer are before its clock."""
     write_outbox(db, 1, prefix, run=f"{prefix}-warm-up")
     deadline = time.monotonic() + 120
     while _stored(db) < 1:
-        relay.relay_once()
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the worker did not store the warm-up event within 120 s")
+        if any(p.poll() is not None for p in parts) or time.monotonic() > deadline:
+            raise RuntimeError("the relay and worker did not store the warm-up event within "
+                               "120 s")
         time.sleep(0.05)
 
 
@@ -137,29 +137,23 @@ def end_to_end(
     bus = KafkaBus([bootstrap], partitions) if transport == "kafka" else EmbeddedBus(db)
     prefix = f"bench{run}{transport}{db.dialect}"
     bus.ensure_topics(events.topics(prefix))
-    worker = _worker(
-        db_url, f"kafka://{bootstrap}" if transport == "kafka" else "embedded://", prefix
-    )
-    stop = threading.Event()
-    relay = OutboxRelay(db, bus)
-    _warm_up(db, relay, prefix, worker)
-    start = time.perf_counter()
-    threads = [
-        threading.Thread(target=write_outbox, args=(db, n, prefix), kwargs={"run": prefix}),
-        threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_s": 0.01}),
-    ]
-    for t in threads:
-        t.start()
+    bus_url = f"kafka://{bootstrap}" if transport == "kafka" else "embedded://"
+    parts = [_part(["relay"], db_url, bus_url, prefix),
+             _part(["worker", "--no-relay"], db_url, bus_url, prefix)]
     try:
+        _warm_up(db, prefix, parts)
+        start = time.perf_counter()
+        write_outbox(db, n, prefix, run=prefix)
         while _stored(db) < n + 1:  # a plain count: the distinct check runs after the clock
+            if any(p.poll() is not None for p in parts):
+                raise RuntimeError("the relay or the worker died during the run")
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
-        worker.terminate()
-        worker.wait(timeout=30)
+        for part in parts:
+            part.terminate()
+        for part in parts:
+            part.wait(timeout=30)
     assert count_predictions(db) == (n + 1, n + 1)
     db.dispose()
     return n / elapsed
@@ -175,7 +169,7 @@ def main() -> None:
     print(f"event size: {len(events.encode(prediction_event(0)))} bytes; {n} events per run")
     print("starting Kafka broker and PostgreSQL ...", flush=True)
     broker, pg = KafkaBroker().start(), PostgresServer().start()
-    freeze_startup_heap()  # this process stands for the API and the relay, which do it at start
+    freeze_startup_heap()  # this process stands for the API, which does it at start
     tmp = Path(broker.workdir)
     rates: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
