@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from core.relabel import STAGE_PREFIX
 from core.store.db import utcnow
-from core.store.models import Prediction, PredictionInput, RelabelSample
+from core.store.models import PredictionInput, RelabelSample, StoredPrediction
 from core.store.upsert import insert_ignore
 from evaluation.attribution import canonical, render, symbol_pairs
 
@@ -216,7 +216,7 @@ def _whole(reason: str) -> dict[str, Any]:
             "image": None, "sample": {}, "reason": reason}
 
 
-def samples_for(s: Session, stage: str, p: Prediction, truth: str) -> list[dict[str, Any]]:
+def samples_for(s: Session, stage: str, p: StoredPrediction, truth: str) -> list[dict[str, Any]]:
     stages = p.stages or {}
     try:
         if stage == "recognizer":
@@ -230,7 +230,8 @@ def samples_for(s: Session, stage: str, p: Prediction, truth: str) -> list[dict[
                    "recognizer's, relation samples its aligner's); the item is the whole input")]
 
 
-def store_samples(s: Session, item_id: int, queue: str, p: Prediction, truth: str) -> int:
+def store_samples(s: Session, item_id: int, queue: str, p: StoredPrediction,
+                  truth: str) -> int:
     """(Re)write the samples of stage item `item_id` from `truth`; the rows written."""
     rows = samples_for(s, queue.removeprefix(STAGE_PREFIX), p, truth)
     s.execute(delete(RelabelSample).where(RelabelSample.item_id == item_id))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ConfigError
 from core.settings import mask_url
+from core.store import json_text
 
 READ_ONLY = "abvoc_read_only"
 """Execution option marking a connection whose transaction only reads."""
@@ -67,7 +68,8 @@ def make_engine(url: str, **kwargs) -> Engine:
         db_path = url.split(":///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text.dumps,
+                           **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
 
@@ -76,7 +78,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps,
+                           **kwargs)
 
 
 class Database:

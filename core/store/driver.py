@@ -67,6 +67,8 @@ class DriverInsert:
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
         """Returned driver rows as named rows of Python values."""
         make, results = self.returned._make, self.results
+        if not any(results):  # ids and text: the driver's values are the Python ones
+            return list(map(make, fetched))
         return [make([f(v) if f is not None else v for f, v in zip(results, r, strict=True)])
                 for r in fetched]
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -129,6 +130,11 @@ class Prediction(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     stages: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+
+
+StoredPrediction = Prediction | Row[Any]
+"""A prediction as code that only reads it takes it: the ORM object, or a row of all its columns
+(read by the same attribute names, and far cheaper to load by the thousand)."""
 
 
 class Correction(Base):

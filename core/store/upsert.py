@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
+from core.store import json_text
 from core.store.driver import sqlite_write_rows
 
 
@@ -96,7 +96,7 @@ def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]])
     array that mixes ``int`` and ``float``)."""
     type_ = table.c[column].type
     if isinstance(type_, JSON):
-        return [json.dumps(r[column]) for r in rows]
+        return [json_text.dumps(r[column]) for r in rows]
     if isinstance(type_, Float):
         return [None if (v := r[column]) is None else float(v) for r in rows]
     return [r[column] for r in rows]
