@@ -1,0 +1,118 @@
+"""insert_rows stores what SQLAlchemy's own execution stores, on both stores and on each of
+PostgreSQL's two paths (one JSON document, or one array per column where JSON falls short)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Text, cast, select
+
+from core.store import schema, upsert
+from core.store.db import Database
+from core.store.models import OnlineAggregate, Prediction
+from core.store.upsert import insert_rows
+
+T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
+ODD_TEXT = 'a "quoted" {brace}, back\\slash, NULL, ü√, tab\there'
+
+
+def _prediction(i: int, **change: object) -> dict:
+    row = {"prediction_id": f"p{i:03d}", "event_id": f"e{i}", "experiment_id": 10**12 + i,
+           "candidate": "c", "arm": None if i % 2 else "control", "shadow": i % 3 == 0,
+           "unit_id": ODD_TEXT if i % 4 == 0 else None, "slice": "all", "input_hash": f"{i:x}",
+           "output": ODD_TEXT, "output_type": None, "confidence": i / 7 if i % 5 else None,
+           "latency_ms": 3 if i % 2 else 2.5e-7,
+           "stages": {"z": [1, 2.5, None], "a": {"text": ODD_TEXT}, "n": i},
+           "created_at": T0 + timedelta(microseconds=i)}
+    return {**row, **change}
+
+
+def _stored(db: Database) -> list[tuple]:
+    table = Prediction.__table__
+    with db.reading() as s:
+        return [tuple(r) for r in s.execute(
+            select(*table.c, cast(table.c.stages, Text)).order_by(table.c.prediction_id))]
+
+
+# SQLite's driver path, PostgreSQL's JSON document, and its array fallback (forced).
+PATHS = pytest.mark.parametrize(("database_url", "path"), [
+    ("sqlite", "driver"), ("postgresql", "json"), ("postgresql", "arrays")],
+    indirect=["database_url"])
+
+
+def _force(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if path == "arrays":
+        monkeypatch.setattr(upsert, "_json_document", lambda *_: None)
+
+
+@PATHS
+def test_rows_read_back_as_sqlalchemy_wrote_them(db: Database, path: str, database_url: str,
+                                                 request: pytest.FixtureRequest,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _force(path, monkeypatch)
+    rows = [_prediction(i) for i in range(40)]
+    if path == "json":  # these rows do travel as one document
+        assert upsert._json_document(Prediction.__table__, tuple(rows[0]), rows) is not None
+    with db.session() as s:
+        fresh = insert_rows(s, Prediction.__table__, rows[::2], ["prediction_id"],
+                            returning=["prediction_id"])
+        again = insert_rows(s, Prediction.__table__, rows, ["prediction_id"],
+                            returning=["prediction_id"])
+    assert [r.prediction_id for r in fresh] == [r["prediction_id"] for r in rows[::2]]
+    assert [r.prediction_id for r in again] == [r["prediction_id"] for r in rows[1::2]]
+    # The same rows through SQLAlchemy's own execution, into a second store of the same kind.
+    other = Database(database_url.replace("abvoc.db", "other.db") if path == "driver"
+                     else request.getfixturevalue("postgres").create_database())
+    schema.upgrade(other)
+    with other.session() as s:
+        s.execute(Prediction.__table__.insert(), rows)
+    assert _stored(db) == _stored(other)
+    assert _stored(db)[0][-1] == '{"z":[1,2.5,null],"a":{"text":' + \
+        '"a \\"quoted\\" {brace}, back\\\\slash, NULL, ü√, tab\\there"},"n":0}'
+    other.dispose()
+
+
+@PATHS
+def test_add_sums_onto_existing_rows_and_bytes_still_go_in(
+        db: Database, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregates' path: ON CONFLICT adds the counts; a row with bytes (a latency sketch)
+    cannot travel in JSON and goes as arrays on PostgreSQL."""
+    _force(path, monkeypatch)
+    keys = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
+    base = {"experiment_id": 1, "arm": "a", "candidate": "c", "shadow": False, "slice": "all",
+            "hour": T0, "metric": "m", "label": ""}
+    for n, total in ((1, 0.5), (2, 1.25)):
+        with db.session() as s:
+            insert_rows(s, OnlineAggregate.__table__,
+                        [{**base, "n": n, "sum": total, "sum_squares": total ** 2}], keys,
+                        add=("n", "sum", "sum_squares"))
+    with db.session() as s:
+        insert_rows(s, OnlineAggregate.__table__, [{**base, "metric": "latency_ms", "n": 1,
+                                                    "sum": 1.0, "sum_squares": 1.0,
+                                                    "sketch": b"\x00\xffraw"}], keys)
+    with db.reading() as s:
+        got = {r.metric: (r.n, r.sum, r.sum_squares, r.sketch)
+               for r in s.scalars(select(OnlineAggregate))}
+    assert got == {"m": (3, 1.75, 0.25 + 1.5625, None), "latency_ms": (1, 1.0, 1.0, b"\x00\xffraw")}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_what_json_cannot_carry_exactly_goes_as_arrays(db: Database) -> None:
+    """Not a number (JSON has none: orjson would write null) and values orjson refuses."""
+    table = Prediction.__table__
+    nan = _prediction(1, confidence=float("nan"))
+    big = _prediction(2, stages={"big": 10**30})
+    plain = [_prediction(3)]
+    assert upsert._json_document(table, tuple(nan), [nan]) is None
+    assert upsert._json_document(table, tuple(big), [big]) is None
+    assert upsert._json_document(table, tuple(plain[0]), plain) is not None
+    with db.session() as s:
+        for row in (nan, big, *plain):
+            insert_rows(s, table, [row], ["prediction_id"])
+    with db.reading() as s:
+        got = dict(s.execute(select(Prediction.prediction_id, Prediction.confidence)).all())
+        stages = s.scalar(select(Prediction.stages).where(Prediction.prediction_id == "p002"))
+    assert math.isnan(got["p001"]) and got["p003"] == 3 / 7
+    assert stages == {"big": 10**30}
