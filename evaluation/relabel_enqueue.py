@@ -269,8 +269,9 @@ def _store(session: Session, wanted: dict[tuple[str, str], dict[str, Any]]) -> i
                      "status": "open", "labels_needed": 2 if second else 1, "created_at": now})
     if not rows:
         return 0
-    # One statement for the batch's new items (arrays on PostgreSQL, see insert_rows); an item
-    # that another worker inserted meanwhile, under either unique key, is skipped.
+    # One statement for the batch's new items (one JSON document on PostgreSQL, see
+    # insert_rows); an item that another worker inserted meanwhile, under either unique key, is
+    # skipped.
     added = insert_rows(session, r.__table__, rows, (), returning=["id", "queue", "input_hash"])
     for item_id, queue, input_hash in added:
         if queue.startswith(rules_mod.STAGE_PREFIX):  # a new stage item: its crops or sample

@@ -17,8 +17,9 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
    known (see :mod:`evaluation.outcomes`);
 6. apply the relabeling rules to the touched predictions (:mod:`evaluation.relabel_enqueue`).
 
-Each step is one statement for the whole batch (on PostgreSQL the rows travel as arrays, see
-:func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips whatever its size.
+Each step is one statement for the whole batch (on PostgreSQL the rows travel as one JSON
+document, see :func:`core.store.upsert.insert_rows`), so a batch costs about ten round trips
+whatever its size.
 The rows and the predictions' sums are built before the transaction opens
 (:func:`prepare_events`), so the transaction holds SQLite's one write lock only for the store's
 own work.
