@@ -107,12 +107,10 @@ def insert_rows(
         stmt = _values_insert(table, columns, keys, add, returning)
         return sqlite_write_rows(session, stmt, table, rows)
     document = _json_document(table, columns, rows)
-    if document is not None:
-        result = session.execute(_json_insert(table, columns, keys, add, returning),
-                                 {"rows": document})
-    else:
-        params = {f"a_{c}": _column_values(table, c, rows) for c in columns}
-        result = session.execute(_unnest_insert(table, columns, keys, add, returning), params)
+    params = {"rows": document} if document is not None else {
+        f"a_{c}": _column_values(table, c, rows) for c in columns}
+    stmt = _pg_insert(table, columns, keys, add, returning, document is not None)
+    result = session.execute(stmt, params)
     return result.all() if returning else []
 
 
@@ -162,51 +160,40 @@ def _values_insert(
     return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
 
 
-@lru_cache(maxsize=64)
-def _unnest_insert(
+@lru_cache(maxsize=128)
+def _pg_insert(
     table: Table,
     columns: tuple[str, ...],
     keys: tuple[str, ...],
     add: tuple[str, ...],
     returning: tuple[str, ...],
+    document: bool,
 ) -> Any:
-    """``INSERT INTO t (cols) SELECT * FROM unnest(:a_col::type[], ...) ON CONFLICT ...``."""
-    arrays = []
-    for c in columns:
-        type_ = table.c[c].type
-        element = postgresql.TEXT() if isinstance(type_, JSON) else type_
-        # psycopg's dialect renders the bind with its cast: %(a_col)s::TYPE[]
-        arrays.append(bindparam(f"a_{c}", type_=postgresql.ARRAY(element)))
-    # WITH ORDINALITY and ORDER BY keep the caller's row order: it is the order rows are locked.
-    source = func.unnest(*arrays).table_valued(*columns, with_ordinality="ord").render_derived()
-    picked = [
-        cast(source.c[c], table.c[c].type) if isinstance(table.c[c].type, JSON) else source.c[c]
-        for c in columns
-    ]
-    rows = select(*picked).order_by(source.c.ord)
-    stmt = _on_conflict(postgresql.insert(table).from_select(columns, rows), table, keys, add)
-    return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
+    """``INSERT INTO t (cols) SELECT ... ORDER BY ord ON CONFLICT ...``, the rows coming from
+    one JSON document (``document``) or from one array per column.
 
-
-@lru_cache(maxsize=64)
-def _json_insert(
-    table: Table,
-    columns: tuple[str, ...],
-    keys: tuple[str, ...],
-    add: tuple[str, ...],
-    returning: tuple[str, ...],
-) -> Any:
-    """``INSERT INTO t (cols) SELECT r.cols FROM json_array_elements(:rows) WITH ORDINALITY
-    AS e(doc, ord), json_populate_record(NULL::t, e.doc) AS r ORDER BY ord ON CONFLICT ...``:
-    each object is parsed once, into the table's row type (JSON values keep their text)."""
-    elements = (func.json_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSON))
-                .table_valued("doc", with_ordinality="ord").render_derived())
-    row_type = postgresql.dialect().identifier_preparer.format_table(table)
-    record = (func.json_populate_record(literal_column(f"NULL::{row_type}"), elements.c.doc)
-              .table_valued(*(column(c) for c in columns)).lateral())
-    # ORDER BY ord keeps the caller's row order: it is the order rows are locked.
-    rows = (select(*(record.c[c] for c in columns)).select_from(elements)
-            .join(record, true()).order_by(elements.c.ord))
+    The document: ``json_array_elements(:rows) WITH ORDINALITY AS e(doc, ord)`` and
+    ``json_populate_record(NULL::t, e.doc)``, each object parsed once into the table's row type
+    (JSON values keep their text). The arrays: ``unnest(:a_col::type[], ...) WITH ORDINALITY``.
+    ORDER BY ord keeps the caller's row order: it is the order rows are locked."""
+    if document:
+        elements = (func.json_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSON))
+                    .table_valued("doc", with_ordinality="ord").render_derived())
+        row_type = postgresql.dialect().identifier_preparer.format_table(table)
+        record = (func.json_populate_record(literal_column(f"NULL::{row_type}"), elements.c.doc)
+                  .table_valued(*(column(c) for c in columns)).lateral())
+        rows = (select(*(record.c[c] for c in columns)).select_from(elements)
+                .join(record, true()).order_by(elements.c.ord))
+    else:
+        # psycopg's dialect renders each bind with its cast: %(a_col)s::TYPE[]
+        arrays = [bindparam(f"a_{c}", type_=postgresql.ARRAY(
+            postgresql.TEXT() if isinstance(table.c[c].type, JSON) else table.c[c].type))
+            for c in columns]
+        source = (func.unnest(*arrays).table_valued(*columns, with_ordinality="ord")
+                  .render_derived())
+        rows = select(*(cast(source.c[c], table.c[c].type)
+                        if isinstance(table.c[c].type, JSON) else source.c[c]
+                        for c in columns)).order_by(source.c.ord)
     stmt = _on_conflict(postgresql.insert(table).from_select(columns, rows), table, keys, add)
     return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
 
