@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     Float,
+    LargeBinary,
     Row,
     Table,
     Text,
@@ -49,15 +50,15 @@ def insert_ignore(
 
 
 def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """A plain INSERT of many rows (all setting the same columns): on SQLite through the
-    driver's cursor (see core.store.driver), elsewhere one executemany."""
+    """A plain INSERT of many rows (all setting the same columns), all or none: on SQLite
+    through the driver's cursor (see core.store.driver), on PostgreSQL as one statement as
+    :func:`insert_rows` writes it, without its ON CONFLICT clause."""
     if not rows:
         return
-    stmt = _plain_insert(table)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(stmt, list(rows))
-    else:
-        sqlite_write_rows(session, stmt, table, rows)
+    if session.get_bind().dialect.name != "postgresql":
+        sqlite_write_rows(session, _plain_insert(table), table, rows)
+        return
+    _pg_execute(session, table, tuple(rows[0]), rows, None, (), ())
 
 
 @lru_cache(maxsize=64)
@@ -106,6 +107,12 @@ def insert_rows(
     if session.get_bind().dialect.name != "postgresql":
         stmt = _values_insert(table, columns, keys, add, returning)
         return sqlite_write_rows(session, stmt, table, rows)
+    return _pg_execute(session, table, columns, rows, keys, add, returning)
+
+
+def _pg_execute(session: Session, table: Table, columns: tuple[str, ...],
+                rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...] | None,
+                add: tuple[str, ...], returning: tuple[str, ...]) -> Sequence[Row[Any]]:
     document = _json_document(table, columns, rows)
     params = {"rows": document} if document is not None else {
         f"a_{c}": _column_values(table, c, rows) for c in columns}
@@ -117,16 +124,27 @@ def insert_rows(
 def _json_document(table: Table, columns: tuple[str, ...],
                    rows: Sequence[Mapping[str, Any]]) -> str | None:
     """The rows as one JSON array of objects, or None where JSON would not carry them exactly:
-    orjson refuses the value (bytes, numpy scalars, an integer past 64 bits, a lone surrogate)
-    or a float is not finite (orjson would write null)."""
+    orjson refuses the value (numpy scalars, an integer past 64 bits, a lone surrogate) or a
+    float is not finite (orjson would write null). Bytes go as ``bytea``'s hex text (``\\x``
+    and two digits a byte), which the server reads back into the column's bytes."""
+    binary = [c for c in columns if isinstance(table.c[c].type, LargeBinary)]
     for c in columns:
         if isinstance(table.c[c].type, Float) and not all(
                 v is None or math.isfinite(v) for v in (r[c] for r in rows)):
             return None
+    objects = [r if type(r) is dict else dict(r) for r in rows]
+    if binary:
+        objects = [{**r, **{c: _hex(r[c]) for c in binary}} for r in objects]
     try:
-        return orjson.dumps([r if type(r) is dict else dict(r) for r in rows]).decode()
+        return orjson.dumps(objects).decode()
     except TypeError:  # orjson.JSONEncodeError is one
         return None
+
+
+def _hex(value: Any) -> Any:
+    """A bytes value as the text ``bytea`` reads (other values as they are: None, or a value
+    orjson refuses and so sends the batch by the array path)."""
+    return "\\x" + value.hex() if isinstance(value, bytes | bytearray | memoryview) else value
 
 
 def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -164,13 +182,14 @@ def _values_insert(
 def _pg_insert(
     table: Table,
     columns: tuple[str, ...],
-    keys: tuple[str, ...],
+    keys: tuple[str, ...] | None,
     add: tuple[str, ...],
     returning: tuple[str, ...],
     document: bool,
 ) -> Any:
     """``INSERT INTO t (cols) SELECT ... ORDER BY ord ON CONFLICT ...``, the rows coming from
-    one JSON document (``document``) or from one array per column.
+    one JSON document (``document``) or from one array per column; `keys` None: a plain
+    INSERT, no ON CONFLICT clause.
 
     The document: ``json_array_elements(:rows) WITH ORDINALITY AS e(doc, ord)`` and
     ``json_populate_record(NULL::t, e.doc)``, each object parsed once into the table's row type
@@ -194,7 +213,9 @@ def _pg_insert(
         rows = select(*(cast(source.c[c], table.c[c].type)
                         if isinstance(table.c[c].type, JSON) else source.c[c]
                         for c in columns)).order_by(source.c.ord)
-    stmt = _on_conflict(postgresql.insert(table).from_select(columns, rows), table, keys, add)
+    stmt = postgresql.insert(table).from_select(columns, rows)
+    if keys is not None:
+        stmt = _on_conflict(stmt, table, keys, add)
     return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
 
 

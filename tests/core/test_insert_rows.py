@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Text, cast, select
+from sqlalchemy.exc import IntegrityError
 
 from core.store import schema, upsert
 from core.store.db import Database
-from core.store.models import OnlineAggregate, Prediction
-from core.store.upsert import insert_rows
+from core.store.models import OnlineAggregate, OutboxEvent, Prediction
+from core.store.upsert import insert_many, insert_rows
 
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 ODD_TEXT = 'a "quoted" {brace}, back\\slash, NULL, ü√, tab\there'
@@ -75,10 +76,10 @@ def test_rows_read_back_as_sqlalchemy_wrote_them(db: Database, path: str, databa
 
 
 @PATHS
-def test_add_sums_onto_existing_rows_and_bytes_still_go_in(
+def test_add_sums_onto_existing_rows_and_bytes_go_in(
         db: Database, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The aggregates' path: ON CONFLICT adds the counts; a row with bytes (a latency sketch)
-    cannot travel in JSON and goes as arrays on PostgreSQL."""
+    """The aggregates' path: ON CONFLICT adds the counts; rows with bytes (latency sketches:
+    every byte value, empty, none) read back exactly, in JSON as bytea's hex text."""
     _force(path, monkeypatch)
     keys = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour", "metric", "label")
     base = {"experiment_id": 1, "arm": "a", "candidate": "c", "shadow": False, "slice": "all",
@@ -88,14 +89,39 @@ def test_add_sums_onto_existing_rows_and_bytes_still_go_in(
             insert_rows(s, OnlineAggregate.__table__,
                         [{**base, "n": n, "sum": total, "sum_squares": total ** 2}], keys,
                         add=("n", "sum", "sum_squares"))
+    sketches = {"all-bytes": bytes(range(256)) + b"\\x00", "empty": b"", "none": None}
+    rows = [{**base, "metric": "latency_ms", "label": label, "n": 1, "sum": 1.0,
+             "sum_squares": 1.0, "sketch": sketch} for label, sketch in sketches.items()]
+    if path == "json":
+        assert upsert._json_document(OnlineAggregate.__table__, tuple(rows[0]), rows)
     with db.session() as s:
-        insert_rows(s, OnlineAggregate.__table__, [{**base, "metric": "latency_ms", "n": 1,
-                                                    "sum": 1.0, "sum_squares": 1.0,
-                                                    "sketch": b"\x00\xffraw"}], keys)
+        insert_rows(s, OnlineAggregate.__table__, rows, keys)
     with db.reading() as s:
-        got = {r.metric: (r.n, r.sum, r.sum_squares, r.sketch)
+        got = {(r.metric, r.label): (r.n, r.sum, r.sum_squares, r.sketch)
                for r in s.scalars(select(OnlineAggregate))}
-    assert got == {"m": (3, 1.75, 0.25 + 1.5625, None), "latency_ms": (1, 1.0, 1.0, b"\x00\xffraw")}
+    assert got == {("m", ""): (3, 1.75, 0.25 + 1.5625, None),
+                   **{("latency_ms", label): (1, 1.0, 1.0, sketch)
+                      for label, sketch in sketches.items()}}
+
+
+@PATHS
+def test_insert_many_stores_every_row_or_none(db: Database, path: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox's plain INSERT: payload bytes, text and order as given; a row that breaks a
+    constraint stores nothing of its batch (no ON CONFLICT skips it)."""
+    _force(path, monkeypatch)
+    rows = [{"event_id": f"e{i}", "topic": ODD_TEXT, "key": f"{ODD_TEXT}{i}",
+             "payload": bytes(range(i, 256)), "created_at": T0 + timedelta(microseconds=i),
+             "attempts": 0} for i in range(30)]
+    with db.session() as s:
+        insert_many(s, OutboxEvent.__table__, rows)
+    with pytest.raises(IntegrityError), db.session() as s:
+        insert_many(s, OutboxEvent.__table__, [{**rows[0], "event_id": "new"}, rows[1]])
+    with db.reading() as s:
+        got = [(r.event_id, r.topic, r.key, r.payload, r.created_at.replace(tzinfo=UTC))
+               for r in s.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
+    assert got == [(r["event_id"], r["topic"], r["key"], r["payload"], r["created_at"])
+                   for r in rows]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
