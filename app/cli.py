@@ -52,7 +52,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 
 class AbvocGroup(click.Group):
-    """Turns an AbvocError anywhere below into a one-line message and a non-zero exit."""
+    """Loads a subcommand's module only when that command is asked for (app.commands), and
+    turns an AbvocError anywhere below into a one-line message and a non-zero exit."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from app.commands import MODULES
+
+        return sorted(MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from app.commands import load
+
+        return load(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -68,13 +79,3 @@ class AbvocGroup(click.Group):
 def main(ctx: click.Context, config_file: str | None) -> None:
     """abvoc: online A/B evaluation and voice-of-customer feedback for ML model candidates."""
     ctx.obj = Context(config_file)
-
-
-def _register() -> None:
-    from app.commands import ALL_COMMANDS
-
-    for command in ALL_COMMANDS:
-        main.add_command(command)
-
-
-_register()

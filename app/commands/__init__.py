@@ -1,16 +1,34 @@
-"""Every `abvoc` subcommand, grouped by the part of abvoc it drives."""
+"""Every `abvoc` subcommand, by the module that holds it.
 
-from app.commands.capacity import CAPACITY_COMMANDS
-from app.commands.dashboard import DASHBOARD_COMMANDS
-from app.commands.demo import DEMO_COMMANDS
-from app.commands.experiments import EXPERIMENT_COMMANDS
-from app.commands.metrics import METRIC_COMMANDS
-from app.commands.models import MODEL_COMMANDS
-from app.commands.pages import PAGES_COMMANDS
-from app.commands.relabel import RELABEL_COMMANDS
-from app.commands.system import SYSTEM_COMMANDS
-from app.commands.workloads import WORKLOAD_COMMANDS
+A command's module is imported when that command runs (or `--help` lists it), so `abvoc worker`
+and `abvoc relay`, which `abvoc up` restarts when they fail, start without loading torch or the
+dashboards for commands they never run."""
 
-ALL_COMMANDS = [*SYSTEM_COMMANDS, *MODEL_COMMANDS, *EXPERIMENT_COMMANDS, *METRIC_COMMANDS,
-                *CAPACITY_COMMANDS, *WORKLOAD_COMMANDS, *DASHBOARD_COMMANDS,
-                *DEMO_COMMANDS, *PAGES_COMMANDS, *RELABEL_COMMANDS]
+from __future__ import annotations
+
+import importlib
+
+import click
+
+MODULES = {
+    "config": "system", "db": "system", "serve": "system", "worker": "system",
+    "relay": "system", "up": "system",
+    "train": "models", "offline-test": "models", "candidates": "models",
+    "experiment": "experiments", "keys": "experiments",
+    "metrics": "metrics",
+    "capacity": "capacity",
+    "workloads": "workloads", "simulate": "workloads",
+    "dashboard": "dashboard", "report": "dashboard",
+    "demo": "demo",
+    "pages": "pages", "dataset": "pages",
+    "relabel": "relabel",
+}
+"""Command name → module under app.commands whose ``COMMANDS`` list holds it."""
+
+
+def load(name: str) -> click.Command | None:
+    """The command called `name`, its module imported now; None for an unknown name."""
+    if name not in MODULES:
+        return None
+    module = importlib.import_module(f"{__name__}.{MODULES[name]}")
+    return next(c for c in module.COMMANDS if c.name == name)

@@ -157,4 +157,4 @@ def capacity(
     emit(data, as_json, format_table(rows, gpu_bytes, reserve_bytes, p99_ms, overhead))
 
 
-CAPACITY_COMMANDS = [capacity]
+COMMANDS = [capacity]

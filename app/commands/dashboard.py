@@ -62,4 +62,4 @@ def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
          f"report {done.week} {state}:\n  {done.html}\n  {done.pdf}")
 
 
-DASHBOARD_COMMANDS = [dashboard, report]
+COMMANDS = [dashboard, report]

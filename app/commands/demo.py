@@ -127,4 +127,4 @@ def demo(ctx: Context, host: str, port: int, ocr_requests: int, matches: int, pl
            threads=threads, config_file=ctx.config_file)
 
 
-DEMO_COMMANDS = [demo]
+COMMANDS = [demo]

@@ -202,4 +202,4 @@ def revoke(ctx: Context, prefix: str) -> None:
     click.echo(f"revoked {prefix}")
 
 
-EXPERIMENT_COMMANDS = [experiment, keys]
+COMMANDS = [experiment, keys]

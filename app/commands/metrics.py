@@ -66,4 +66,4 @@ def list_(ctx: Context, experiment_id: int, as_json: bool) -> None:
     emit(rows, as_json, "\n".join(_line(m) for m in rows) or "no outcome metrics")
 
 
-METRIC_COMMANDS = [metrics]
+COMMANDS = [metrics]

@@ -247,4 +247,4 @@ def offline_results_cmd(ctx, name, file, version, as_json) -> None:  # noqa: ANN
     emit(results, as_json, f"imported offline results for {name}\n" + format_offline(results))
 
 
-MODEL_COMMANDS = [train_cmd, offline_test_cmd, candidates_group]
+COMMANDS = [train_cmd, offline_test_cmd, candidates_group]

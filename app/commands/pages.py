@@ -93,4 +93,4 @@ def split_pages_cmd(ctx, folder, out, candidate, version, min_score,  # noqa: AN
          f"/manifest.jsonl{skipped}")
 
 
-PAGES_COMMANDS = [pages_group, dataset_group]
+COMMANDS = [pages_group, dataset_group]

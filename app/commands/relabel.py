@@ -119,4 +119,4 @@ def ls_import(ctx: Context, folder: Path, tasks_file: str, queue: str, candidate
          f"{out['new_items']} new items")
 
 
-RELABEL_COMMANDS = [relabel]
+COMMANDS = [relabel]

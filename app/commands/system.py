@@ -207,4 +207,4 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
            report_every_s=report_every_s)
 
 
-SYSTEM_COMMANDS = [config, db, serve, worker, relay, up]
+COMMANDS = [config, db, serve, worker, relay, up]

@@ -169,4 +169,4 @@ def verdict_lines(seen: dict) -> list[str]:  # noqa: ANN001
     return lines
 
 
-WORKLOAD_COMMANDS = [workloads_group, simulate_group]
+COMMANDS = [workloads_group, simulate_group]

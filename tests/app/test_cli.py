@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -13,7 +16,9 @@ from app.cli import main
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         out.append((*prefix, name))
         if isinstance(command, click.Group):
             out += _all_commands(command, (*prefix, name))
@@ -25,6 +30,26 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_every_command_is_listed_under_its_module() -> None:
+    """The lazy table (app.commands.MODULES) names each module's commands, no more, no fewer."""
+    from app.commands import MODULES
+
+    defined = {c.name: module for module in set(MODULES.values())
+               for c in importlib.import_module(f"app.commands.{module}").COMMANDS}
+    assert defined == MODULES
+
+
+def test_the_worker_and_relay_start_without_torch() -> None:
+    """`abvoc up` restarts them when they fail: they load only their own command's module."""
+    code = ("import sys; from app.cli import main\n"
+            "for name in ('worker', 'relay'):\n"
+            "    main([name, '--help'], standalone_mode=False)\n"
+            "print(sorted({'torch', 'dash', 'onnxruntime'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]", out
 
 
 def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
