@@ -264,7 +264,8 @@ class Campaign:
 
     def log_counts(self) -> dict[str, int]:
         """What the API and worker logs say about the faults (lines per kind)."""
-        kinds = {"bus unavailable, retrying": "bus unavailable", "Traceback": "Traceback",
+        # The supervisor logs "<part> failed (restart n, ...): <error type>: ..." (core.supervision)
+        kinds = {"BusUnavailable:": "bus unavailable", "Traceback": "Traceback",
                  "parked": "parked", "OperationalError": "OperationalError",
                  "Exception in thread": "threads died"}
         counts = dict.fromkeys(kinds.values(), 0)
