@@ -20,9 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -163,39 +160,17 @@ def _prepare(prepare: Prepare | None, decoded: list[tuple[Record, dict]]) -> Any
         return None
 
 
-@dataclass
-class ReadBatch:
-    """A polled batch made ready for the store: its events decoded and checked (`bad` holds
-    the refused ones and why), and the handler's prepared part."""
-
-    records: list[Record]
-    decoded: list[tuple[Record, dict]]
-    bad: list[tuple[Record, str]]
-    prepared: Any
-
-
-def read_records(records: list[Record], check: Check | None = None,
-                 prepare: Prepare | None = None) -> ReadBatch:
-    """Step 1 and the handler's store-free part: no store is touched."""
-    decoded, bad = _decode(records, check)
-    return ReadBatch(records, decoded, bad, _prepare(prepare, decoded))
-
-
 def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler,
                   *, check: Check | None = None, prepare: Prepare | None = None) -> int:
-    """Apply a batch exactly once in effect; return how many events were newly applied."""
-    return store_batch(db, group_id, read_records(records, check, prepare), handler)
-
-
-def store_batch(db: Database, group_id: str, batch: ReadBatch, handler: Handler) -> int:
-    """Steps 2 and 3 for a read batch; return how many events were newly applied.
+    """Apply a batch exactly once in effect; return how many events were newly applied.
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
     the handler fails on an event, that transaction is rolled back and the batch is applied
     again one event at a time, each under a savepoint, so only the bad event is parked. An
     error that says the store is unreachable is raised instead (nothing is parked for it).
     """
-    decoded, bad, prepared = batch.decoded, batch.bad, batch.prepared
+    decoded, bad = _decode(records, check)
+    prepared = _prepare(prepare, decoded)
     try:
         with db.session() as s:
             for record, reason in bad:
@@ -243,13 +218,7 @@ def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
 
 
 class StreamConsumer:
-    """Runs the loop for one group member: poll, apply, commit store, commit offsets.
-
-    While one batch's transaction runs (in a store thread of its own), the loop polls and reads
-    the next one (decode, check, prepare: Python work that the store's own work, in the
-    database or in SQLite's C code, leaves the interpreter free for). Batches still go to the
-    store one at a time and in order, and a batch's offsets are committed, from the polling
-    thread, only once its transaction has committed."""
+    """Runs the loop for one group member: poll, apply, commit store, commit offsets."""
 
     def __init__(
         self,
@@ -276,46 +245,24 @@ class StreamConsumer:
         self.lag_s: float | None = None
         self.supervisor = Supervisor(component or f"consumer:{group_id}", db)
         self._consumer: Consumer | None = None
-        self._store: ThreadPoolExecutor | None = None
-        self._storing: tuple[Future[int], list[Record]] | None = None
 
     def step(self, timeout_ms: int = 500) -> int:
-        """One poll-apply-commit round, finished when it returns; how many records it read."""
-        read = self._advance(timeout_ms)
-        self._settle()
-        return read
-
-    def _advance(self, timeout_ms: int = 500) -> int:
-        """Poll and read the next batch while the previous one is being stored, then hand it to
-        the store thread; returns how many records it read."""
+        """One poll-apply-commit round; returns how many records it read."""
         if self._consumer is None:
             self.bus.ensure_topics(self.topics)
             self._consumer = self.bus.consumer(self.group_id, self.topics)
-        if self._storing is not None and self._storing[0].done():
-            self._settle()  # commit its offsets now rather than after a poll that may wait
         records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
-        batch = read_records(records, self.check, self.prepare) if records else None
-        self._settle()
-        if batch is not None:
-            if self._store is None:
-                self._store = ThreadPoolExecutor(1, thread_name_prefix=self.supervisor.component)
-            future = self._store.submit(store_batch, self.db, self.group_id, batch, self.handler)
-            self._storing = (future, records)
+        if records:
+            self.applied += apply_records(self.db, self.group_id, records, self.handler,
+                                          check=self.check, prepare=self.prepare)
+            try:
+                self._consumer.commit(next_offsets(records))
+            except CommitRefused as exc:
+                # The group rebalanced meanwhile: whoever holds these partitions now reads the
+                # batch again and finds it applied. Not an error of this member.
+                log.info("consumer %s: %s", self.group_id, exc)
         self.lag_s = _lag_s(records)
         return len(records)
-
-    def _settle(self) -> None:
-        """Wait for the batch being stored, then commit its offsets (its error is raised)."""
-        if self._storing is None:
-            return
-        (future, records), self._storing = self._storing, None
-        self.applied += future.result()
-        try:
-            self._consumer.commit(next_offsets(records))
-        except CommitRefused as exc:
-            # The group rebalanced meanwhile: whoever holds these partitions now reads the
-            # batch again and finds it applied. Not an error of this member.
-            log.info("consumer %s: %s", self.group_id, exc)
 
     def run(self, stop: threading.Event, *, max_backoff_s: float = 5.0) -> None:
         """Consume until `stop` is set, supervised: any error closes the consumer and the loop
@@ -323,15 +270,10 @@ class StreamConsumer:
         self.supervisor.max_backoff_s = max_backoff_s
 
         def step() -> float | None:
-            self._advance()
+            self.step()
             return self.lag_s
 
-        try:
-            self.supervisor.run(stop, step, self.close)
-        finally:
-            if self._store is not None:
-                store, self._store = self._store, None
-                store.shutdown()
+        self.supervisor.run(stop, step, self.close)
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member holds now (empty before its first poll)."""
@@ -339,11 +281,6 @@ class StreamConsumer:
         return consumer.assignment() if consumer is not None else set()
 
     def close(self) -> None:
-        """Finish the batch being stored (committing its offsets if it and the bus allow:
-        otherwise it is read again, and its claimed ids make that a no-op), then close."""
         if self._consumer is not None:
-            with suppress(Exception):
-                self._settle()
-            self._storing = None
             consumer, self._consumer = self._consumer, None
             consumer.close()
