@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message
 from confluent_kafka import Consumer as RdConsumer
-from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka import Producer as RdProducer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -44,7 +44,6 @@ _STALE_MEMBER = {
     KafkaError.FENCED_INSTANCE_ID,
     KafkaError._ASSIGNMENT_LOST,  # noqa: SLF001 - librdkafka's local error codes start with _
 }
-_NO_TIMESTAMP = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 
 
 class _LastError:
@@ -180,9 +179,10 @@ class KafkaBusConsumer(Consumer):
                 continue
             key = m.key()
             kind, stamp = m.timestamp()
+            known = kind != TIMESTAMP_NOT_AVAILABLE and stamp > 0
             out.append(Record(m.topic(), m.partition(), m.offset(),
                               key.decode() if key is not None else None, m.value(),
-                              stamp / 1000 if kind != _NO_TIMESTAMP and stamp > 0 else None))
+                              stamp / 1000 if known else None))
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
