@@ -58,12 +58,40 @@ class _LastError:
         log.debug("Kafka client: %s", self.text)
 
 
+class _Repeats(logging.Filter):
+    """Lets one librdkafka log line per client, facility and level through every `every_s`
+    seconds. While a broker is down each client logs a failed connect several times a second;
+    one line says it, and the next one let through counts those held back."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.levelno, *args[:2])  # librdkafka's lines: (facility, client, text)
+        now = time.monotonic()
+        last, held = self._last.get(key, (-self.every_s, 0))
+        if now - last < self.every_s:
+            self._last[key] = (last, held + 1)
+            return False
+        self._last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {now - last:.0f} s)"
+        return True
+
+
+_LIBRDKAFKA = logging.getLogger(f"{__name__}.librdkafka")
+_LIBRDKAFKA.addFilter(_Repeats())
+
+
 def _config(brokers: list[str], errors: _LastError, **extra: Any) -> dict[str, Any]:
     return {
         "bootstrap.servers": ",".join(brokers),
         "reconnect.backoff.max.ms": 1000,
         "error_cb": errors,
-        "logger": log,
+        "logger": _LIBRDKAFKA,
         **extra,
     }
 
@@ -116,7 +144,7 @@ class KafkaBusProducer(Producer):
             self._give_up(f"{left} records not acknowledged within {self.delivery_timeout_s} s "
                           f"({self._errors.text})")
         if failed:
-            self._give_up(failed[0].str())
+            self._give_up(f"{failed[0].str()} ({self._errors.text})")
 
     def _give_up(self, why: str) -> None:
         """Drop what is still queued (the outbox sends it again) and start afresh next time: an
