@@ -76,6 +76,8 @@ class _Repeats(logging.Filter):
         if now - last < self.every_s:
             self._last[key] = (last, held + 1)
             return False
+        if len(self._last) > 1000:  # clients come and go (one per producer started afresh)
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < self.every_s}
         self._last[key] = (now, 0)
         if held:
             record.msg = f"{record.msg} ({held} more like it in the last {now - last:.0f} s)"

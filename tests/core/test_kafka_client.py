@@ -44,3 +44,7 @@ def test_held_back_lines_are_counted_on_the_next_one(monkeypatch: pytest.MonkeyP
     assert repeats.filter(record)
     assert record.getMessage() == ("FAIL [rdkafka#producer-1] connect failed "
                                    "(2 more like it in the last 61 s)")
+    for n in range(3000):  # clients started afresh one after another: old keys are let go
+        clock[0] += 0.1
+        repeats.filter(line(f"rdkafka#producer-{n + 2}"))
+    assert len(repeats._last) <= 1001
