@@ -88,13 +88,15 @@ _LIBRDKAFKA = logging.getLogger(f"{__name__}.librdkafka")
 _LIBRDKAFKA.addFilter(_Repeats())
 
 
-def _config(brokers: list[str], errors: _LastError, **extra: Any) -> dict[str, Any]:
+def _config(brokers: list[str], errors: _LastError,
+            settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A client's librdkafka settings: what every client shares, then `settings`."""
     return {
         "bootstrap.servers": ",".join(brokers),
         "reconnect.backoff.max.ms": 1000,
         "error_cb": errors,
         "logger": _LIBRDKAFKA,
-        **extra,
+        **(settings or {}),
     }
 
 
@@ -108,17 +110,14 @@ class KafkaBusProducer(Producer):
     def _client(self) -> RdProducer:
         if self._producer is None:
             timeout_ms = int(self.delivery_timeout_s * 1000)
-            self._producer = RdProducer(_config(
-                self.brokers, self._errors,
-                acks="all",
-                **{
-                    "enable.idempotence": True,
-                    "linger.ms": 5,
-                    "batch.size": 1024 * 1024,
-                    "message.timeout.ms": timeout_ms,
-                    "partitioner": "murmur2_random",
-                },
-            ))
+            self._producer = RdProducer(_config(self.brokers, self._errors, {
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "batch.size": 1024 * 1024,
+                "message.timeout.ms": timeout_ms,
+                "partitioner": "murmur2_random",
+            }))
         return self._producer
 
     def send_many(self, records: Iterable[tuple[str, str | None, bytes]]) -> None:
@@ -163,24 +162,20 @@ class KafkaBusProducer(Producer):
 
 class KafkaBusConsumer(Consumer):
     def __init__(self, brokers: list[str], group_id: str, topics: Iterable[str]) -> None:
-        self._errors = _LastError()
-        self._consumer = RdConsumer(_config(
-            brokers, self._errors,
-            **{
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-                "max.poll.interval.ms": 300000,
-                # The broker answers a fetch once 256 KiB wait or 100 ms passed: under load the
-                # worker gets batches large enough to spread each transaction's fixed cost.
-                "fetch.min.bytes": 256 * 1024,
-                "fetch.wait.max.ms": 100,
-                # What the client fetches ahead of the worker, per partition: bounded memory.
-                "queued.max.messages.kbytes": 16 * 1024,
-            },
-        ))
+        self._consumer = RdConsumer(_config(brokers, _LastError(), {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            "max.poll.interval.ms": 300000,
+            # The broker answers a fetch once 256 KiB wait or 100 ms passed: under load the
+            # worker gets batches large enough to spread each transaction's fixed cost.
+            "fetch.min.bytes": 256 * 1024,
+            "fetch.wait.max.ms": 100,
+            # What the client fetches ahead of the worker, per partition: bounded memory.
+            "queued.max.messages.kbytes": 16 * 1024,
+        }))
         self._consumer.subscribe(sorted(set(topics)))
         self._committed: dict[TopicPartition, int] = {}
         self._held: set[TopicPartition] = set()

@@ -96,8 +96,9 @@ def insert_rows(
     PostgreSQL the rows travel as one JSON text that the server turns back into rows of the
     table's own types (``json_populate_record``): orjson writes it in C, where the driver dumps
     an array parameter element by element in Python (a third of the worker's time on
-    PostgreSQL, sampled). What JSON cannot carry exactly (bytes, a float that is not finite)
-    travels as one array per column through ``unnest`` instead. Either way it is one
+    PostgreSQL, sampled); bytes go in it as ``bytea``'s hex text. What JSON cannot carry
+    exactly (a float that is not finite, a value orjson refuses) travels as one array per
+    column through ``unnest`` instead. Either way it is one
     parameter per column at most: a multi-row VALUES list costs the driver a parse of every
     placeholder, per batch.
     """
