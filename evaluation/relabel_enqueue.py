@@ -29,7 +29,8 @@ the audit stays uniform over what it admitted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import namedtuple
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -151,15 +152,15 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
 
 # Whole predictions as rows of their columns, not ORM objects: the rules only read them, and
 # building an object per row cost the worker about a tenth of its time (bench_worker, sampled).
+# A prediction the batch itself stored is the same record built from its prepared row.
 _WHOLE = tuple(getattr(Prediction, c.key) for c in Prediction.__table__.c)
-_LIGHT = (Prediction.prediction_id, Prediction.experiment_id, Prediction.candidate,
-          Prediction.shadow, Prediction.slice, Prediction.confidence)
+_Whole = namedtuple("_Whole", [c.key for c in Prediction.__table__.c])
 
 
 def _may_qualify(r: Any, rules: RelabelRules, corrected: bool, shadowed: bool,
                  flagged: set[tuple[str, str]]) -> bool:
-    """Whether any rule of :func:`_reasons` could fire for this prediction (a superset: the
-    reasons themselves are decided there, on the whole prediction)."""
+    """Whether any rule of :func:`_reasons` could fire for this prediction (a cheap superset:
+    the reasons themselves, twins and blame included, are decided there)."""
     if shadowed and rules.shadow_disagreements:
         return True
     if r.shadow:
@@ -186,10 +187,16 @@ def _blame(p: StoredPrediction, truth: str) -> str | None:
 
 
 def enqueue(session: Session, prediction_ids: set[str], *,
+            known: Mapping[str, Mapping[str, Any]] | None = None,
             flagged_slices: FlaggedSlices = cached_flagged_slices) -> int:
-    """Apply the rules to the predictions the batch touched; returns the items added."""
+    """Apply the rules to the predictions the batch touched; returns the items added.
+
+    `known` holds the rows of the predictions this very batch stored, by id (the worker's
+    prepared rows): those are not read back. The others (predictions of the batch's corrections,
+    stored before) are loaded whole: a corrected prediction meets the corrections rule anyway."""
     if not prediction_ids:
         return 0
+    known = known or {}
     ids = sorted(prediction_ids)
     truths: dict[str, str] = {}
     for pid, output in session.execute(
@@ -199,23 +206,21 @@ def enqueue(session: Session, prediction_ids: set[str], *,
         truths.setdefault(pid, output)
     rules_for = load_rules(session)
     flagged: dict[int, set[tuple[str, str]]] = {}
-    # Most predictions meet no rule: decide that from a few light columns, and load whole
-    # predictions (outputs, stages) only for those that may (most of a batch's time before).
-    light = session.execute(select(*_LIGHT).where(
-        in_values(session, Prediction.prediction_id, ids))).all()
-    shadowed = _shadowed(session, {r.experiment_id for r in light})
-    maybe = []
-    for r in light:
-        rules = rules_for(r.experiment_id, r.candidate)
-        if r.experiment_id and rules.divergent_slice_rate > 0 and r.experiment_id not in flagged:
-            flagged[r.experiment_id] = flagged_slices(session, r.experiment_id)
-        if _may_qualify(r, rules, r.prediction_id in truths, r.experiment_id in shadowed,
-                        flagged.get(r.experiment_id or 0, set())):
-            maybe.append(r.prediction_id)
-    if not maybe:
+    stored = [pid for pid in ids if pid not in known]
+    candidates = [_Whole(**known[pid]) for pid in ids if pid in known] + (session.execute(
+        select(*_WHOLE).where(in_values(session, Prediction.prediction_id, stored))).all()
+        if stored else [])
+    shadowed = _shadowed(session, {p.experiment_id for p in candidates})
+    preds = []
+    for p in candidates:
+        rules = rules_for(p.experiment_id, p.candidate)
+        if p.experiment_id and rules.divergent_slice_rate > 0 and p.experiment_id not in flagged:
+            flagged[p.experiment_id] = flagged_slices(session, p.experiment_id)
+        if _may_qualify(p, rules, p.prediction_id in truths, p.experiment_id in shadowed,
+                        flagged.get(p.experiment_id or 0, set())):
+            preds.append(p)
+    if not preds:
         return 0
-    preds = session.execute(select(*_WHOLE).where(
-        in_values(session, Prediction.prediction_id, maybe))).all()
     twins = _twins(session, preds, shadowed)
     wanted: dict[tuple[str, str], dict[str, Any]] = {}
     for p in sorted(preds, key=lambda p: p.prediction_id):

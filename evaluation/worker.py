@@ -273,7 +273,8 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
     apply_outcomes(session, batch)
-    enqueue(session, touched)
+    enqueue(session, touched, known={r["prediction_id"]: r for r in prepared.predictions
+                                     if r["prediction_id"] in facts})
 
 
 def receipt_check(secret: Secret | str | None) -> Check:

@@ -68,8 +68,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         db_path = url.split(":///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text.dumps,
-                           **kwargs)
+        # The statement cache holds the batch inserts' chunk texts too (core.store.driver).
+        engine = create_engine(url, connect_args={"timeout": 30, "cached_statements": 512},
+                               json_serializer=json_text.dumps, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
 

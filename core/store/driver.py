@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
 Convert = Callable[[Any], Any] | None
+MAX_CHUNK = 1024  # rows in one RETURNING statement (fewer where the parameter limit says)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per statement
@@ -107,17 +108,21 @@ def sqlite_write_rows(session: Session, stmt: Insert, table: Table,
 
 def _returning_chunks(conn: Any, cursor: Any, insert: DriverInsert,
                       params: list[list]) -> list[Sequence[Any]]:
+    """One multi-row VALUES statement per chunk; chunks are powers of two (largest first), so
+    a handful of statement texts serve every batch size and SQLite's statement cache keeps
+    them prepared: a fresh 400-row statement costs as much to prepare as to run."""
     width = len(params[0])
     single = "(" + ", ".join("?" * width) + ")"
     if insert.order is None or f"VALUES {single}" not in insert.sql:
         raise ValueError(f"not a single-row positional INSERT: {insert.sql}")
     limit = conn.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    per = max(1, limit // width)
+    largest = 1 << (min(MAX_CHUNK, max(1, limit // width)).bit_length() - 1)
     fetched: list[Sequence[Any]] = []
-    for lo in range(0, len(params), per):
-        chunk = params[lo: lo + per]
-        values = "VALUES " + ", ".join([single] * len(chunk))
-        sql = insert.sql.replace(f"VALUES {single}", values, 1)
+    lo = 0
+    while lo < len(params):
+        size = min(largest, 1 << ((len(params) - lo).bit_length() - 1))
+        chunk = params[lo: lo + size]
+        sql = insert.sql.replace(f"VALUES {single}", "VALUES " + ", ".join([single] * size), 1)
         fetched += cursor.execute(sql, [v for p in chunk for v in p]).fetchall()
+        lo += size
     return fetched
-

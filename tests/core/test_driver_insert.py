@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from core.store import schema
@@ -80,3 +80,27 @@ def test_a_driver_error_is_sqlalchemys_and_nothing_is_stored(db: Database) -> No
         insert_many(s, OutboxEvent.__table__, [good, {**good, "topic": None}])
     with db.reading() as s:
         assert s.scalar(select(OutboxEvent.id)) is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_batches_of_any_size_reuse_a_few_statement_texts(db: Database) -> None:
+    """Each batch goes in power-of-two chunks, largest first: every row comes back once, and
+    a hundred batch sizes need at most one statement text per power of two (SQLite keeps them
+    prepared; a text per batch size would be parsed afresh every time)."""
+    texts: list[str] = []
+    n = 0
+    with db.session() as s:
+        s.connection().connection.dbapi_connection.set_trace_callback(texts.append)
+        for size in range(1, 101):
+            rows = [_prediction(i) for i in range(n, n + size)]
+            n += size
+            fresh = insert_rows(s, Prediction.__table__, rows, ["prediction_id"],
+                                returning=["prediction_id"])
+            assert [r.prediction_id for r in fresh] == [r["prediction_id"] for r in rows]
+        s.connection().connection.dbapi_connection.set_trace_callback(None)
+    inserts = [t for t in texts if t.startswith("INSERT")]
+    widths = {t.count("), (") + 1 for t in inserts}
+    assert widths == {1, 2, 4, 8, 16, 32, 64}
+    assert len(inserts) == sum(bin(size).count("1") for size in range(1, 101))
+    with db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == n
