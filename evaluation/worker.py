@@ -235,13 +235,17 @@ class Prepared:
 
 def prepare_events(batch: list[dict[str, Any]]) -> Prepared:
     """The store-free part of :func:`apply_events` for a batch of validated events."""
-    predictions = _unique([_prediction_row(e) for e in batch
-                           if e["event_type"] == events.PREDICTION_MADE], "prediction_id")
-    corrections = _unique([_correction_row(e) for e in batch
-                           if e["event_type"] == events.CORRECTION_SUBMITTED], "correction_id")
-    facts = {e["prediction_id"]: PredictionFacts.from_event(e) for e in batch
-             if e["event_type"] == events.PREDICTION_MADE}
-    return Prepared(predictions, corrections, facts, _summed(facts))
+    predictions, corrections = [], []
+    facts: dict[str, PredictionFacts] = {}
+    for e in batch:
+        if e["event_type"] == events.PREDICTION_MADE:
+            row = _prediction_row(e)
+            predictions.append(row)
+            facts[row["prediction_id"]] = PredictionFacts.from_row(row, e.get("error"))
+        elif e["event_type"] == events.CORRECTION_SUBMITTED:
+            corrections.append(_correction_row(e))
+    return Prepared(_unique(predictions, "prediction_id"),
+                    _unique(corrections, "correction_id"), facts, _summed(facts))
 
 
 def _summed(facts: dict[str, PredictionFacts]) -> Accumulator:

@@ -14,10 +14,12 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Dialect, Table
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
@@ -42,8 +44,7 @@ class DriverInsert:
     def compile(cls, stmt: Insert, table: Table, dialect: Dialect,
                 columns: Sequence[str]) -> DriverInsert:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-        convert = {c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                   for c in columns}
+        convert = {c: _fast(table.c[c].type.dialect_impl(dialect), dialect) for c in columns}
         order = tuple(compiled.positiontup) if compiled.positional else None
         returning = list(compiled.returning or ())
         returned = namedtuple("Returned", [c.key for c in returning]) if returning else None
@@ -72,6 +73,23 @@ class DriverInsert:
             return list(map(make, fetched))
         return [make([f(v) if f is not None else v for f, v in zip(results, r, strict=True)])
                 for r in fetched]
+
+
+def _fast(impl: Any, dialect: Dialect) -> Convert:
+    """A column's bind conversion; SQLite's datetimes through ``isoformat``, which writes the
+    same text as SQLAlchemy's default storage format at half the cost (the offset cut off, as
+    that format leaves it out)."""
+    process = impl.bind_processor(dialect)
+    if not (isinstance(impl, sqlite.DATETIME)
+            and impl._storage_format == sqlite.DATETIME._storage_format):
+        return process
+
+    def isoformat(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return isoformat
 
 
 @lru_cache(maxsize=256)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -104,3 +104,21 @@ def test_batches_of_any_size_reuse_a_few_statement_texts(db: Database) -> None:
     assert len(inserts) == sum(bin(size).count("1") for size in range(1, 101))
     with db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Prediction)) == n
+
+
+def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them() -> None:
+    """The faster conversion writes the very text of SQLAlchemy's own, so stored times sort
+    and compare as before (naive and aware alike, the offset left out as SQLAlchemy does)."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from core.store.driver import _fast
+
+    dialect = sqlite_dialect.dialect()
+    impl = DateTime().dialect_impl(dialect)
+    ours, theirs = _fast(impl, dialect), impl.bind_processor(dialect)
+    values = [T0, T0.replace(tzinfo=None), datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59,
+              999999), datetime(2026, 3, 1, 7, 5, 3, 40), T0.astimezone(timezone(timedelta(
+                  hours=-5))), T0.date(), None]
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+    assert ours is not theirs
