@@ -207,9 +207,11 @@ def enqueue(session: Session, prediction_ids: set[str], *,
     rules_for = load_rules(session)
     flagged: dict[int, set[tuple[str, str]]] = {}
     stored = [pid for pid in ids if pid not in known]
-    candidates = [_Whole(**known[pid]) for pid in ids if pid in known] + (session.execute(
-        select(*_WHOLE).where(in_values(session, Prediction.prediction_id, stored))).all()
-        if stored else [])
+    candidates = [_Whole._make(map(known[pid].get, _Whole._fields)) for pid in ids
+                  if pid in known]
+    if stored:
+        candidates += session.execute(select(*_WHOLE).where(
+            in_values(session, Prediction.prediction_id, stored))).all()
     shadowed = _shadowed(session, {p.experiment_id for p in candidates})
     preds = []
     for p in candidates:

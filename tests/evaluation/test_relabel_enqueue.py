@@ -180,3 +180,28 @@ def test_a_verified_label_goes_to_the_blamed_stages_dataset(db: Database) -> Non
     routed = items(db)[("stage:recognizer", "o3")]
     assert routed.status == "done" and routed.label == "y^{2}" and routed.annotator == "ann"
     assert len(items(db)) == 2
+
+
+def test_the_batchs_own_rows_decide_as_the_stored_ones_would(db: Database) -> None:
+    """The worker hands the rules the rows it just stored instead of reading them back: the
+    items, reasons and priorities are those the stored predictions give."""
+    rules(db, low_confidence_below=0.5, audit_rate=0.3, stage_datasets=["recognizer"])
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    batch = [prediction(f"k{i:02d}", confidence=i / 40, output="x^{2}",
+                        stages=stages if i % 3 == 0 else None) for i in range(40)]
+    batch += [correction(f"k{i:02d}", "y^{2}") for i in range(0, 40, 4)]
+    apply(db, batch)
+
+    def snapshot() -> dict:
+        return {key: (i.reasons, i.priority, i.labels_needed) for key, i in items(db).items()}
+
+    from_batch = snapshot()
+    assert {q for q, _ in from_batch} >= {"training", "verification", "offline-test",
+                                          "stage:recognizer"}
+    with db.session() as s:
+        s.execute(RelabelItem.__table__.delete())
+    with db.session() as s:
+        enqueue(s, {e["prediction_id"] for e in batch if "correction_id" not in e})
+    assert snapshot() == from_batch
