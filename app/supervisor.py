@@ -80,6 +80,7 @@ class Supervisor:
         self.env = dict(env)
         self.on_restart = on_restart
         self.periodic = [(every, task, time.monotonic() + every) for every, task in periodic]
+        self._running: dict[int, threading.Thread] = {}  # each periodic task's last run
         self.stop_timeout_s = stop_timeout_s
 
     def _start(self, child: Child) -> None:
@@ -108,10 +109,19 @@ class Supervisor:
         child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
 
     def _run_due(self, now: float) -> None:
+        """Start each task that is due, unless its previous run is still going: a report or a
+        prune slower than its period would otherwise run twice at once (and write twice)."""
         for i, (every, task, due) in enumerate(self.periodic):
             if now >= due:
                 self.periodic[i] = (every, task, now + every)
-                threading.Thread(target=_logged(task), name="periodic", daemon=True).start()
+                previous = self._running.get(i)
+                if previous is not None and previous.is_alive():
+                    log.info("periodic task %s still running; this turn is skipped",
+                             getattr(task, "__name__", "task"))
+                    continue
+                self._running[i] = thread = threading.Thread(
+                    target=_logged(task), name="periodic", daemon=True)
+                thread.start()
 
     def run(self, stop: threading.Event) -> None:
         """Start every child, keep them running until `stop` is set, then stop them."""

@@ -90,3 +90,29 @@ def test_the_command_line_does_not_import_prometheus_client() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
+
+
+def test_a_periodic_task_slower_than_its_period_never_overlaps_itself() -> None:
+    """`abvoc up`'s weekly report takes longer than its check period on a slow machine; a
+    second run started meanwhile would find the report not yet there and write it again."""
+    running, most, runs = [0], [0], [0]
+    lock = threading.Lock()
+
+    def slow() -> None:
+        with lock:
+            running[0] += 1
+            runs[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.5)
+        with lock:
+            running[0] -= 1
+
+    stop = threading.Event()
+    sup = Supervisor([], os.environ, periodic=[(0.1, slow)], stop_timeout_s=5)
+    runner = threading.Thread(target=sup.run, args=(stop,))
+    runner.start()
+    time.sleep(2.0)
+    stop.set()
+    runner.join(timeout=10)
+    assert runs[0] >= 2  # it runs again once the previous run has ended
+    assert most[0] == 1
