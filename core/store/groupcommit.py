@@ -31,7 +31,7 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import WRITE_BEGIN, Database
+from core.store.db import WRITE_BEGIN, Database, begin_write
 from core.store.driver import DriverInsert
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
@@ -135,7 +135,7 @@ class GroupCommitter:
                 conn = self._connection()
                 cursor = conn.cursor()
                 if self._begin is not None:
-                    cursor.execute(self._begin)
+                    begin_write(cursor)
                 for table, rows in merged.items():
                     for statement, params in self._params(table, rows).items():
                         cursor.executemany(statement.sql, params)
