@@ -52,11 +52,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook
     cur.close()
 
 
-WRITE_BEGIN = {"sqlite": "BEGIN IMMEDIATE"}
-"""The statement that opens a write transaction on a raw DBAPI connection, by dialect; absent
-where the driver opens one itself (psycopg does on the first statement). The SQLite connections
-run in the driver's autocommit mode (SQLAlchemy issues BEGIN through `_sqlite_begin`), so a raw
-write there must begin its own transaction or each statement would commit alone."""
+SQLITE_WRITE_BEGIN = "BEGIN IMMEDIATE"
+"""Opens a SQLite write transaction (through :func:`begin_write`). The SQLite connections run in
+the driver's autocommit mode (SQLAlchemy issues BEGIN through `_sqlite_begin`), so a raw write
+there must begin its own transaction or each statement would commit alone; psycopg opens one
+itself on the first statement."""
 
 
 def begin_write(cursor: Any) -> None:
@@ -71,7 +71,7 @@ def begin_write(cursor: Any) -> None:
         deadline, pause = time.monotonic() + QUICK_WAIT_S, 0.0002
         while time.monotonic() < deadline:
             try:
-                cursor.execute(WRITE_BEGIN["sqlite"])
+                cursor.execute(SQLITE_WRITE_BEGIN)
                 return
             except sqlite3.OperationalError as exc:
                 if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
@@ -80,7 +80,7 @@ def begin_write(cursor: Any) -> None:
             pause = min(pause * 2, 0.002)
     finally:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute(WRITE_BEGIN["sqlite"])  # a long wait: SQLite's own, up to the busy timeout
+    cursor.execute(SQLITE_WRITE_BEGIN)  # a long wait: SQLite's own, up to the busy timeout
 
 
 def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
@@ -94,7 +94,7 @@ def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
     try:
         begin_write(cursor)
     except sqlite3.Error as exc:  # raised as SQLAlchemy's, as a statement's error would be
-        raise sa_exc.DBAPIError.instance(WRITE_BEGIN["sqlite"], None, exc, sqlite3.Error) \
+        raise sa_exc.DBAPIError.instance(SQLITE_WRITE_BEGIN, None, exc, sqlite3.Error) \
             from exc
     finally:
         cursor.close()

@@ -44,7 +44,8 @@ class DriverInsert:
     def compile(cls, stmt: Insert, table: Table, dialect: Dialect,
                 columns: Sequence[str]) -> DriverInsert:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-        convert = {c: _fast(table.c[c].type.dialect_impl(dialect), dialect) for c in columns}
+        convert = {c: _bind_conversion(table.c[c].type.dialect_impl(dialect), dialect)
+                   for c in columns}
         order = tuple(compiled.positiontup) if compiled.positional else None
         returning = list(compiled.returning or ())
         returned = namedtuple("Returned", [c.key for c in returning]) if returning else None
@@ -75,7 +76,7 @@ class DriverInsert:
                 for r in fetched]
 
 
-def _fast(impl: Any, dialect: Dialect) -> Convert:
+def _bind_conversion(impl: Any, dialect: Dialect) -> Convert:
     """A column's bind conversion; SQLite's datetimes through ``isoformat``, which writes the
     same text as SQLAlchemy's default storage format at half the cost (the offset cut off, as
     that format leaves it out)."""

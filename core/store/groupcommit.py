@@ -31,7 +31,7 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import WRITE_BEGIN, Database, begin_write
+from core.store.db import Database, begin_write
 from core.store.driver import DriverInsert
 
 Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
@@ -63,7 +63,8 @@ class GroupCommitter:
         self._leading = False
         self._closed = False
         self._conn: PoolProxiedConnection | None = None
-        self._begin = WRITE_BEGIN.get(db.dialect)
+        # SQLite's driver runs in autocommit mode: a raw write must open its transaction.
+        self._sqlite = db.dialect == "sqlite"
         self._statements: dict[tuple[Table, tuple[str, ...]], DriverInsert] = {}
 
     def insert(self, rows: Rows) -> None:
@@ -134,7 +135,7 @@ class GroupCommitter:
             try:
                 conn = self._connection()
                 cursor = conn.cursor()
-                if self._begin is not None:
+                if self._sqlite:
                     begin_write(cursor)
                 for table, rows in merged.items():
                     for statement, params in self._params(table, rows).items():

@@ -112,11 +112,11 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them() -> None:
     from sqlalchemy import DateTime
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from core.store.driver import _fast
+    from core.store.driver import _bind_conversion
 
     dialect = sqlite_dialect.dialect()
     impl = DateTime().dialect_impl(dialect)
-    ours, theirs = _fast(impl, dialect), impl.bind_processor(dialect)
+    ours, theirs = _bind_conversion(impl, dialect), impl.bind_processor(dialect)
     values = [T0, T0.replace(tzinfo=None), datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59,
               999999), datetime(2026, 3, 1, 7, 5, 3, 40), T0.astimezone(timezone(timedelta(
                   hours=-5))), T0.date(), None]
