@@ -11,6 +11,13 @@ partitions as abvoc's) is created and its group joined before the clock starts, 
 (abvoc's worker has stored a warm-up event, sent through the same relay, before its clock).
 Each run prints every figure beside that run's anchor; the summary gives the median ratios.
 
+Each side's CPU time per event is measured too, every process that does the work counted (this
+one, writing as the API or producing as the anchor; the relay; the worker or the anchor's
+consumer; the broker; PostgreSQL's server and its backends). On a machine whose cores other
+processes share, events/s moves with their load from run to run, while the CPU spent per event
+moves much less: the CPU ratio (the anchor's per event over abvoc's) says what each side costs
+whatever the neighbours do.
+
     python benchmarks/bench_bus.py [--events 20000] [--repeats 3]
 """
 
@@ -28,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psutil  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
@@ -44,6 +52,51 @@ from tests.support.kafka import KafkaBroker  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 
 ANCHOR = "raw kafka-python, producing and consuming at once"
+
+
+def _cpu_s(pid: int, tree: bool) -> float:
+    """CPU seconds a process has used; with `tree`, its children's too, the live ones' and
+    those it has reaped (PostgreSQL's backends come and go)."""
+    try:
+        root = psutil.Process(pid)
+        own = root.cpu_times()
+        total = own.user + own.system
+        if not tree:
+            return total
+        total += own.children_user + own.children_system
+        for child in root.children(recursive=True):
+            try:
+                times = child.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds each named process spends between `start` and `stop`; those named in
+    `trees` with their children (this process's children are parts of their own)."""
+
+    def __init__(self, parts: dict[str, int], trees: tuple[str, ...] = ("postgresql",)) -> None:
+        self.parts = parts
+        self.trees = trees
+        self._at: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        return {name: _cpu_s(pid, name in self.trees) for name, pid in self.parts.items()}
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def stop(self) -> dict[str, float]:
+        return {name: seconds - self._at[name] for name, seconds in self._read().items()}
+
+
+def _per_event(cpu: dict[str, float], n: int) -> str:
+    parts = ", ".join(f"{name} {seconds / n * 1e6:.0f}" for name, seconds in cpu.items())
+    return f"CPU {sum(cpu.values()) / n * 1e6:.0f} µs per event ({parts})"
 
 
 def _raw_consumer(bootstrap: str, topic: str, n: int, ready, done) -> None:  # noqa: ANN001
@@ -66,8 +119,10 @@ def _raw_consumer(bootstrap: str, topic: str, n: int, ready, done) -> None:  # n
     done.set()
 
 
-def raw_kafka(bootstrap: str, n: int, run: int, partitions: int) -> float:
-    """Events/s for kafka-python producing (acks=all) while a consumer process consumes them.
+def raw_kafka(bootstrap: str, n: int, run: int, partitions: int,
+              broker_pid: int) -> tuple[float, dict[str, float]]:
+    """Events/s for kafka-python producing (acks=all) while a consumer process consumes them,
+    and the CPU seconds each process spent meanwhile.
 
     Like abvoc's side: the topic exists and the consumer has joined its group before the clock
     starts, and the clock stops when the consumer has read and committed the last record."""
@@ -86,6 +141,8 @@ def raw_kafka(bootstrap: str, n: int, run: int, partitions: int) -> float:
     producer = KafkaProducer(
         bootstrap_servers=[bootstrap], acks="all", linger_ms=5, batch_size=256 * 1024
     )
+    meter = CpuMeter({"producer": os.getpid(), "consumer": consumer.pid, "broker": broker_pid})
+    meter.start()
     start = time.perf_counter()
     for i in range(n):
         producer.send(topic, key=str(i).encode(), value=payload)
@@ -94,9 +151,10 @@ def raw_kafka(bootstrap: str, n: int, run: int, partitions: int) -> float:
         consumer.kill()
         raise RuntimeError("the anchor's consumer did not read every record within 300 s")
     elapsed = time.perf_counter() - start
+    cpu = meter.stop()
     producer.close()
     consumer.join()
-    return n / elapsed
+    return n / elapsed, cpu
 
 
 def _part(part: list[str], db_url: str, bus_url: str, prefix: str) -> subprocess.Popen:
@@ -130,8 +188,11 @@ def _warm_up(db: Database, prefix: str, parts: list[subprocess.Popen]) -> None:
 
 
 def end_to_end(
-    db_url: str, transport: str, bootstrap: str, n: int, run: int, partitions: int
-) -> float:
+    db_url: str, transport: str, bootstrap: str, n: int, run: int, partitions: int,
+    servers: dict[str, int] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """Events/s outbox → bus → store, and the CPU seconds each process spent meanwhile (this
+    one, the relay, the worker, and the `servers` given by name and pid)."""
     db = Database(db_url)
     schema.upgrade(db)
     bus = KafkaBus([bootstrap], partitions) if transport == "kafka" else EmbeddedBus(db)
@@ -142,6 +203,9 @@ def end_to_end(
              _part(["worker", "--no-relay"], db_url, bus_url, prefix)]
     try:
         _warm_up(db, prefix, parts)
+        meter = CpuMeter({"writer": os.getpid(), "relay": parts[0].pid,
+                          "worker": parts[1].pid, **(servers or {})})
+        meter.start()
         start = time.perf_counter()
         write_outbox(db, n, prefix, run=prefix)
         while _stored(db) < n + 1:  # a plain count: the distinct check runs after the clock
@@ -149,6 +213,7 @@ def end_to_end(
                 raise RuntimeError("the relay or the worker died during the run")
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        cpu = meter.stop()
     finally:
         for part in parts:
             part.terminate()
@@ -156,7 +221,7 @@ def end_to_end(
             part.wait(timeout=30)
     assert count_predictions(db) == (n + 1, n + 1)
     db.dispose()
-    return n / elapsed
+    return n / elapsed, cpu
 
 
 def main() -> None:
@@ -173,12 +238,16 @@ def main() -> None:
     tmp = Path(broker.workdir)
     rates: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}  # µs per event
     try:
         for run in range(args.repeats):
             print(f"run {run + 1}/{args.repeats}", flush=True)
-            anchor_rate = raw_kafka(broker.bootstrap, n, run, args.partitions)
+            anchor_rate, cpu = raw_kafka(broker.bootstrap, n, run, args.partitions,
+                                         broker.proc.pid)
             rates.setdefault(ANCHOR, []).append(anchor_rate)
-            print(f"  {ANCHOR:58s} {anchor_rate:10,.0f} events/s", flush=True)
+            cpus.setdefault(ANCHOR, []).append(sum(cpu.values()) / n * 1e6)
+            print(f"  {ANCHOR:58s} {anchor_rate:10,.0f} events/s\n    {_per_event(cpu, n)}",
+                  flush=True)
             for transport in ("kafka", "embedded"):
                 for store in ("sqlite", "postgresql"):
                     url = (
@@ -186,22 +255,34 @@ def main() -> None:
                         if store == "sqlite"
                         else pg.create_database()
                     )
-                    rate = end_to_end(url, transport, broker.bootstrap, n, run, args.partitions)
+                    servers = {"broker": broker.proc.pid} if transport == "kafka" else {}
+                    if store == "postgresql":
+                        servers["postgresql"] = pg.pid
+                    rate, cpu = end_to_end(url, transport, broker.bootstrap, n, run,
+                                           args.partitions, servers)
                     name = f"abvoc {transport} bus + {store} store, outbox→bus→store"
                     rates.setdefault(name, []).append(rate)
                     ratios.setdefault(name, []).append(rate / anchor_rate)
+                    cpus.setdefault(name, []).append(sum(cpu.values()) / n * 1e6)
                     print(f"  {name:58s} {rate:10,.0f} events/s  ratio to this run's anchor "
-                          f"{rate / anchor_rate:.2f}", flush=True)
+                          f"{rate / anchor_rate:.2f}\n    {_per_event(cpu, n)}", flush=True)
     finally:
         broker.kill()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     # The machine's load moves both sides of a run alike; the ratio within a run is the figure.
     print(f"\nmedians of {args.repeats} runs ({n} events each):")
+    anchor_cpu = statistics.median(cpus[ANCHOR])
     for name, values in rates.items():
-        ratio = (f"  median ratio to raw kafka-python: {statistics.median(ratios[name]):.2f}"
-                 if name in ratios else "")
-        print(f"  {name:58s} {statistics.median(values):10,.0f} events/s{ratio}")
+        cpu_us = statistics.median(cpus[name])
+        line = (f"  {name:58s} {statistics.median(values):10,.0f} events/s, "
+                f"CPU {cpu_us:4.0f} µs/event")
+        if name in ratios:
+            line += (f"\n    ratio to raw kafka-python: events/s "
+                     f"{statistics.median(ratios[name]):.2f}, CPU per event (the anchor's over "
+                     f"abvoc's) {anchor_cpu / cpu_us:.2f}")
+        print(line)
+
 
 if __name__ == "__main__":
     main()
