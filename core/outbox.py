@@ -9,7 +9,11 @@ Several relays may run. On PostgreSQL each locks its batch with SKIP LOCKED for 
 the publish (a relay that dies releases its locks with its connection). On SQLite a relay first
 claims its batch in one short write (`claimed_by`, `claimed_until`), publishes with no
 transaction open (the embedded bus may write to the same file), then marks the rows sent; a
-claim whose relay died expires after `claim_ttl_s` and another relay sends the rows.
+claim whose relay died expires after `claim_ttl_s` and another relay sends the rows. A running
+relay marks a batch sent in the same write as its next claim, so each batch costs one write
+transaction, not two (SQLite has one write lock for the API, the relay and the worker); a
+batch is marked at most `idle_s` after it was published, and `relay_once` marks before it
+returns.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class OutboxRelay:
         self.supervisor = Supervisor("relay", db)
         self._producer: Producer | None = None
         self._claims = 0
+        self._published: _Claim | None = None  # SQLite: sent, to be marked with the next claim
 
     def _pending(self):  # noqa: ANN202 - a Select
         return (
@@ -127,9 +132,10 @@ class OutboxRelay:
                   execution_options={"synchronize_session": False})
 
     def _claim(self) -> tuple[_Claim, list]:
-        """Claim the next batch for this relay in one write; rows another relay holds under a
-        live claim are passed over. Each claim has a token of its own (the relay's id and a
-        count), so the rows it marks are exactly this batch's."""
+        """Claim the next batch for this relay in one write, which also marks the batch
+        published before it sent; rows another relay holds under a live claim are passed over.
+        Each claim has a token of its own (the relay's id and a count), so the rows it marks are
+        exactly this batch's."""
         now = utcnow()
         self._claims += 1
         token = f"{self.relay_id}:{self._claims}"
@@ -141,6 +147,8 @@ class OutboxRelay:
             .limit(self.batch_size)
         )
         with self.db.session() as s:
+            if self._published is not None:
+                self._mark(s, self._published, None)
             rows = s.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(batch.scalar_subquery()))
@@ -150,13 +158,28 @@ class OutboxRelay:
                            OutboxEvent.payload),
                 execution_options={"synchronize_session": False},
             ).all()
+        self._published = None
         rows = sorted(rows, key=lambda r: r.id)
         return _Claim(token, rows[0].id if rows else 0, rows[-1].id if rows else 0), rows
 
     def relay_once(self) -> int:
-        """Publish one batch; return how many rows were sent (0 when nothing waits).
+        """Publish one batch and mark it sent; return how many rows were sent (0 when nothing
+        waits).
 
         Raises BusUnavailable after recording the failed attempt on the rows."""
+        sent = self._relay_batch()
+        self._mark_published()
+        return sent
+
+    def _mark_published(self) -> None:
+        """Mark the batch published on SQLite and not marked yet (the next claim would)."""
+        if self._published is not None:
+            with self.db.session() as s:
+                self._mark(s, self._published, None)
+            self._published = None
+
+    def _relay_batch(self) -> int:
+        """Publish one batch; on SQLite it is marked sent with the next claim."""
         if self.db.dialect == "postgresql":
             # Row locks with SKIP LOCKED let several relays share the outbox safely.
             with self.db.session() as s:
@@ -168,10 +191,11 @@ class OutboxRelay:
             if rows:
                 try:
                     self._publish(rows)
+                    self._published = claim
                 except BusUnavailable as exc:
                     error = exc
-                with self.db.session() as s:
-                    self._mark(s, claim, error)
+                    with self.db.session() as s:
+                        self._mark(s, claim, error)
         if error is not None:
             raise error
         return len(rows)
@@ -201,7 +225,7 @@ class OutboxRelay:
         self.supervisor.max_backoff_s = max_backoff_s
 
         def step() -> None:
-            sent = self.relay_once()
+            sent = self._relay_batch()
             if not sent:
                 stop.wait(idle_s)
             elif sent < self.batch_size:
@@ -210,6 +234,13 @@ class OutboxRelay:
         self.supervisor.run(stop, step, self.close)
 
     def close(self) -> None:
+        """Mark what was published (when the store answers; otherwise the next claim does, or,
+        should this relay stop for good, its claim expires and the rows go out again), then
+        drop the producer."""
+        try:
+            self._mark_published()
+        except Exception as exc:  # noqa: BLE001 - the store may be what failed
+            log.info("relay %s: marking its last batch sent failed: %s", self.relay_id, exc)
         if self._producer is not None:
             producer, self._producer = self._producer, None
             producer.close()

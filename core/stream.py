@@ -211,10 +211,15 @@ def _lag_s(records: list[Record]) -> float:
 
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
-    out: dict[TopicPartition, int] = {}
+    """Per partition, the offset after the highest one read (a poll's records of a partition
+    come in order, but the highest wins whatever the order)."""
+    last: dict[tuple[str, int], int] = {}
     for r in records:
-        out[r.tp] = max(out.get(r.tp, 0), r.offset + 1)
-    return out
+        key = (r.topic, r.partition)
+        if r.offset >= last.get(key, -1):
+            last[key] = r.offset
+    return {TopicPartition(topic, partition): offset + 1
+            for (topic, partition), offset in last.items()}
 
 
 class StreamConsumer:

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.bus.base import CommitRefused, TopicPartition, partition_for
 from core.bus.embedded import EmbeddedBus
@@ -237,3 +237,56 @@ def test_after_a_short_batch_the_relay_lingers_so_the_next_one_grows(db: Databas
         thread.join()
     assert sizes == [5, 4]
     assert pending_count(db) == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_running_relay_marks_a_batch_in_the_write_that_claims_the_next(db: Database) -> None:
+    """SQLite has one write lock for the API, the relay and the worker: a running relay marks
+    each batch sent in the same transaction as its next claim, one write per batch, not two."""
+    write_outbox(db, 50, "t")
+    handle = Database(db.url)
+    writes: list[list[str]] = []  # the outbox statements of each write transaction
+
+    def trace(sql: str) -> None:
+        if sql.startswith("BEGIN IMMEDIATE"):
+            writes.append([])
+        elif writes and sql.startswith("UPDATE outbox"):
+            writes[-1].append(sql)
+
+    event.listen(handle.engine, "connect",
+                 lambda dbapi_conn, _record: dbapi_conn.set_trace_callback(trace))
+    relay = OutboxRelay(handle, EmbeddedBus(handle), batch_size=10)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,),
+                              kwargs={"idle_s": 0.01, "linger_s": 0.01})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while pending_count(db) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+        handle.dispose()
+    outbox_writes = [len(w) for w in writes if w]
+    # The first claim marks nothing; each later one marks the batch before it (the sixth
+    # claims nothing); later idle claims mark nothing again.
+    assert outbox_writes[:6] == [1, 2, 2, 2, 2, 2]
+    assert set(outbox_writes[6:]) <= {1}
+    assert all("claimed_by" in w[-1] and "sent_at" in w[0] for w in writes if len(w) == 2)
+    assert pending_count(db) == 0
+    ids = _event_ids(db)
+    assert len(ids) == len(set(ids)) == 50
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_stopped_relay_marks_its_last_batch(db: Database) -> None:
+    """The last batch a relay published is marked when it stops, not left to its claim's
+    expiry (which would publish it a second time)."""
+    write_outbox(db, 7, "t")
+    relay = OutboxRelay(db, EmbeddedBus(db), batch_size=10)
+    assert relay._relay_batch() == 7
+    assert pending_count(db) == 7  # published; the next claim or the stop marks it
+    relay.close()
+    assert pending_count(db) == 0
+    assert len(_event_ids(db)) == 7

@@ -7,13 +7,13 @@ import threading
 from sqlalchemy import func, select
 
 from core import events
-from core.bus.base import BusUnavailable
+from core.bus.base import BusUnavailable, Record, TopicPartition
 from core.bus.embedded import EmbeddedBus
 from core.bus.kafka import KafkaBus
 from core.outbox import OutboxRelay, add_event, pending_count
 from core.store.db import Database
 from core.store.models import OutboxEvent, ParkedEvent, ProcessedEvent
-from core.stream import StreamConsumer, apply_records
+from core.stream import StreamConsumer, apply_records, next_offsets
 from evaluation.worker import apply_events, make_worker
 from tests.support.flow import count_predictions, prediction_event, wait_until, write_outbox
 from tests.support.ports import free_port
@@ -110,3 +110,12 @@ def test_broker_down_keeps_events_in_outbox_until_it_returns(db: Database, kafka
     wait_until(lambda: worker.step() >= 0 and count_predictions(db)[0] == 50, 90, "50 rows")
     worker.close()
     assert count_predictions(db) == (50, 50)
+
+
+def test_the_offsets_to_commit_follow_the_highest_record_of_each_partition() -> None:
+    records = [Record("a", 0, 5, None, b""), Record("a", 1, 2, None, b""),
+               Record("b", 0, 9, None, b""), Record("a", 0, 3, None, b""),
+               Record("a", 0, 7, None, b"")]
+    assert next_offsets(records) == {TopicPartition("a", 0): 8, TopicPartition("a", 1): 3,
+                                     TopicPartition("b", 0): 10}
+    assert next_offsets([]) == {}
