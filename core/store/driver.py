@@ -79,15 +79,23 @@ class DriverInsert:
 def _bind_conversion(impl: Any, dialect: Dialect) -> Convert:
     """A column's bind conversion; SQLite's datetimes through ``isoformat``, which writes the
     same text as SQLAlchemy's default storage format at half the cost (the offset cut off, as
-    that format leaves it out)."""
+    that format leaves it out). A batch's rows often share one time object (the moment the
+    batch was applied): the text of the last one converted is reused for the same object."""
     process = impl.bind_processor(dialect)
     if not (isinstance(impl, sqlite.DATETIME)
             and impl._storage_format == sqlite.DATETIME._storage_format):
         return process
+    last: tuple[Any, str] = (object(), "")  # replaced whole: threads never see half of it
 
     def isoformat(value: Any) -> Any:
+        nonlocal last
+        seen = last
+        if value is seen[0]:
+            return seen[1]
         if type(value) is datetime:
-            return value.isoformat(" ", "microseconds")[:26]
+            text = value.isoformat(" ", "microseconds")[:26]
+            last = (value, text)
+            return text
         return process(value)
 
     return isoformat

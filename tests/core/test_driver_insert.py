@@ -122,3 +122,7 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them() -> None:
                   hours=-5))), T0.date(), None]
     assert [ours(v) for v in values] == [theirs(v) for v in values]
     assert ours is not theirs
+    # The text of the last time converted is reused for that very object only.
+    later = T0 + timedelta(microseconds=1)
+    again = [T0, T0, later, later, T0, None, T0.replace(tzinfo=None), T0]
+    assert [ours(v) for v in again] == [theirs(v) for v in again]
