@@ -8,6 +8,8 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select
@@ -140,6 +142,20 @@ def test_reads_on_sqlite_take_no_write_lock(db: Database) -> None:
         consumer.close()
 
 
+@contextmanager
+def running(relay: OutboxRelay, *, idle_s: float, linger_s: float) -> Iterator[None]:
+    """The relay's supervised loop in a thread for the length of the with-block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,),
+                              kwargs={"idle_s": idle_s, "linger_s": linger_s})
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _event_ids(db: Database) -> list[str]:
     with db.session() as s:
         return [json.loads(v)["event_id"] for v in s.scalars(select(BusRecord.value))]
@@ -219,11 +235,7 @@ def test_after_a_short_batch_the_relay_lingers_so_the_next_one_grows(db: Databas
     publish = relay._publish
     relay._publish = lambda rows: (sizes.append(len(rows)), publish(rows))[1]
     write_outbox(db, 5, "t", run="first")
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,),
-                              kwargs={"idle_s": 0.01, "linger_s": 1.0})
-    thread.start()
-    try:
+    with running(relay, idle_s=0.01, linger_s=1.0):
         deadline = time.monotonic() + 10
         while not sizes and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -232,9 +244,6 @@ def test_after_a_short_batch_the_relay_lingers_so_the_next_one_grows(db: Databas
             write_outbox(db, 1, "t", run=f"later-{i}")
         while pending_count(db) and time.monotonic() < deadline:
             time.sleep(0.01)
-    finally:
-        stop.set()
-        thread.join()
     assert sizes == [5, 4]
     assert pending_count(db) == 0
 
@@ -256,18 +265,11 @@ def test_a_running_relay_marks_a_batch_in_the_write_that_claims_the_next(db: Dat
     event.listen(handle.engine, "connect",
                  lambda dbapi_conn, _record: dbapi_conn.set_trace_callback(trace))
     relay = OutboxRelay(handle, EmbeddedBus(handle), batch_size=10)
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,),
-                              kwargs={"idle_s": 0.01, "linger_s": 0.01})
-    thread.start()
-    try:
+    with running(relay, idle_s=0.01, linger_s=0.01):
         deadline = time.monotonic() + 20
         while pending_count(db) and time.monotonic() < deadline:
             time.sleep(0.01)
-    finally:
-        stop.set()
-        thread.join()
-        handle.dispose()
+    handle.dispose()
     outbox_writes = [len(w) for w in writes if w]
     # The first claim marks nothing; each later one marks the batch before it (the sixth
     # claims nothing); later idle claims mark nothing again.
