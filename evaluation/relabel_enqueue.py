@@ -188,22 +188,31 @@ def _blame(p: StoredPrediction, truth: str) -> str | None:
 
 def enqueue(session: Session, prediction_ids: set[str], *,
             known: Mapping[str, Mapping[str, Any]] | None = None,
+            known_truths: Mapping[str, str] | None = None,
             flagged_slices: FlaggedSlices = cached_flagged_slices) -> int:
     """Apply the rules to the predictions the batch touched; returns the items added.
 
     `known` holds the rows of the predictions this very batch stored, by id (the worker's
     prepared rows): those are not read back. The others (predictions of the batch's corrections,
-    stored before) are loaded whole: a corrected prediction meets the corrections rule anyway."""
+    stored before) are loaded whole: a corrected prediction meets the corrections rule anyway.
+    With `known_truths` (the earliest correction's output of each known prediction that has
+    one, which the worker has just read to join truths), only the others' corrections are
+    read here."""
     if not prediction_ids:
         return 0
     known = known or {}
     ids = sorted(prediction_ids)
     truths: dict[str, str] = {}
-    for pid, output in session.execute(
-            select(Correction.prediction_id, Correction.corrected_output)
-            .where(in_values(session, Correction.prediction_id, ids))
-            .order_by(Correction.created_at, Correction.correction_id)):
-        truths.setdefault(pid, output)
+    unread = ids
+    if known_truths is not None:
+        truths = {pid: truth for pid, truth in known_truths.items() if pid in known}
+        unread = [pid for pid in ids if pid not in known]
+    if unread:
+        for pid, output in session.execute(
+                select(Correction.prediction_id, Correction.corrected_output)
+                .where(in_values(session, Correction.prediction_id, unread))
+                .order_by(Correction.created_at, Correction.correction_id)):
+            truths.setdefault(pid, output)
     rules_for = load_rules(session)
     flagged: dict[int, set[tuple[str, str]]] = {}
     stored = [pid for pid in ids if pid not in known]

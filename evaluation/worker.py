@@ -156,9 +156,12 @@ def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]
 
 
 def _join_truths(session: Session, touched: set[str], new_facts: dict[str, PredictionFacts],
-                 acc: Accumulator) -> None:
+                 acc: Accumulator) -> dict[str, str]:
+    """Count the first correction of each touched prediction without a truth as its truth;
+    returns those corrections' outputs by prediction id (every correction of a prediction this
+    batch stored is among them: it had no truth before)."""
     if not touched:
-        return
+        return {}
     # Corrections of touched predictions that have no truth yet, earliest first, in one query.
     has_truth = (select(PredictionTruth.prediction_id)
                  .where(PredictionTruth.prediction_id == Correction.prediction_id).exists())
@@ -170,7 +173,7 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     ).all()
     first = first_by(corrections, "prediction_id")
     if not first:
-        return
+        return {}
     facts = {pid: new_facts[pid] for pid in first if pid in new_facts}
     facts.update(_stored_facts(session, set(first) - set(facts)))
     now = utcnow()
@@ -183,6 +186,7 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
                          "prediction_id")
     for pid in sorted(joined):
         acc.add_truth(facts[pid], first[pid].corrected_output, first[pid].output_type)
+    return {pid: row.corrected_output for pid, row in first.items()}
 
 
 def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -273,12 +277,12 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     corrections = prepared.corrections
     _count_units(session, list(facts.values()), acc)
     touched = set(facts) | {c["prediction_id"] for c in corrections if c["correction_id"] in new_c}
-    _join_truths(session, touched, facts, acc)
+    truths = _join_truths(session, touched, facts, acc)
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
     apply_outcomes(session, batch)
     enqueue(session, touched, known={r["prediction_id"]: r for r in prepared.predictions
-                                     if r["prediction_id"] in facts})
+                                     if r["prediction_id"] in facts}, known_truths=truths)
 
 
 def receipt_check(secret: Secret | str | None) -> Check:
