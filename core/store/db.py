@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.errors import ConfigError
 from core.settings import mask_url
 from core.store import json_text
+from core.store.checkpoint import Checkpointer
 
 READ_ONLY = "abvoc_read_only"
 """Execution option marking a connection whose transaction only reads."""
@@ -45,10 +46,12 @@ QUICK_WAIT_S = 2.0
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook
     # WAL lets several processes read while one writes; busy_timeout makes writers wait their turn.
+    # Checkpoints run in each process's Checkpointer thread, not in whichever commit comes next.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
 
 
@@ -100,11 +103,20 @@ def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
         cursor.close()
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    if not url.startswith("sqlite"):
+        return None
+    parsed = make_url(url)
+    memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    return None if memory else parsed.database
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine with the settings abvoc relies on for each backend."""
     if url.startswith("sqlite"):
-        db_path = url.split(":///", 1)[-1]
-        if db_path and db_path != ":memory:":
+        db_path = sqlite_file(url)
+        if db_path:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         # The statement cache holds the batch inserts' chunk texts too (core.store.driver).
         engine = create_engine(url, connect_args={"timeout": 30, "cached_statements": 512},
@@ -132,6 +144,8 @@ class Database:
         self._readers = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        path = sqlite_file(url)
+        self.checkpointer = Checkpointer(path).start() if path else None
 
     @property
     def dialect(self) -> str:
@@ -160,6 +174,8 @@ class Database:
             ) from exc
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     def __enter__(self) -> Database:

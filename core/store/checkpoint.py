@@ -1,0 +1,63 @@
+"""SQLite's WAL checkpoints, off the writers' path.
+
+In WAL mode SQLite copies the log back into the database file (a checkpoint) in whichever
+connection commits past 1000 log pages: that request, or that worker batch, then pays for
+copying every page and two fsyncs (up to tens of milliseconds) while the others go on. abvoc's
+connections turn that off (``PRAGMA wal_autocheckpoint=0``, see core.store.db) and every process
+that opens the store runs a :class:`Checkpointer`: a thread with its own connection that
+checkpoints every `every_s` in PASSIVE mode, which never waits for, nor blocks, a reader or a
+writer. With several processes on one file, whichever comes first does the work and the others
+find little left. When the last connection to the file closes, SQLite checkpoints once more and
+removes the log, as it always does.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 1.0
+
+
+class Checkpointer:
+    """A daemon thread that checkpoints one SQLite file's log every `every_s`."""
+
+    def __init__(self, path: str, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        self.path = path
+        self.every_s = every_s
+        self.backfilled = 0  # log pages copied into the database file so far
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"checkpoint:{path}",
+                                        daemon=True)
+
+    def start(self) -> Checkpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        _busy, _log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.backfilled += max(copied, 0)
+
+    def _run(self) -> None:
+        conn = None
+        while not self._stop.wait(self.every_s):
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(self.path, timeout=1, isolation_level=None,
+                                           check_same_thread=False)
+                self.checkpoint(conn)
+            except sqlite3.Error as exc:  # the next turn tries again, with a new connection
+                log.debug("checkpoint of %s failed: %s", self.path, exc)
+                if conn is not None:
+                    conn.close()
+                    conn = None
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,60 @@
+"""SQLite's WAL checkpoints run in each process's background thread, not in a writer's commit,
+and keep the log bounded."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from core.store.db import Database
+
+PAGE = 4096
+
+
+def _write_pages(db: Database, pages: int) -> None:
+    with db.session() as s:
+        s.execute(text("CREATE TABLE IF NOT EXISTS blobs (x BLOB)"))
+        s.execute(text("INSERT INTO blobs VALUES (:x)"),
+                  [{"x": os.urandom(PAGE - 100)} for _ in range(pages)])
+
+
+def _wait_for(condition, timeout_s: float = 15.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    wal = tmp_path / "c.db-wal"
+    try:
+        with db.session() as s:
+            # A commit past 1000 log pages no longer copies them back itself.
+            assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+        assert db.checkpointer is not None
+        for round_ in range(4):  # 1,500 pages a round: 6,000 in the log were nothing copied
+            done = db.checkpointer.backfilled
+            _write_pages(db, 1500)
+            assert _wait_for(lambda done=done: db.checkpointer.backfilled >= done + 1500), \
+                f"round {round_}: the checkpointer copied {db.checkpointer.backfilled - done}"
+        # Each round's log was copied back before the next, so it started over each time.
+        assert wal.stat().st_size < 2 * 1500 * PAGE
+        with db.reading() as s:
+            assert s.execute(text("SELECT count(*) FROM blobs")).scalar() == 6000
+    finally:
+        db.dispose()
+    assert not db.checkpointer._thread.is_alive()
+
+
+def test_no_checkpointer_for_an_in_memory_store_or_postgresql() -> None:
+    db = Database("sqlite://")
+    try:
+        assert db.checkpointer is None
+    finally:
+        db.dispose()
