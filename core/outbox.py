@@ -37,9 +37,11 @@ from core.supervision import Supervisor
 log = logging.getLogger(__name__)
 
 
-def add_event(session: Session, event: dict[str, Any], prefix: str) -> None:
-    """Validate `event` and queue it in the caller's transaction."""
-    add_events(session, [event], prefix)
+def add_event(session: Session, event: dict[str, Any], prefix: str, *,
+              validated: bool = False) -> None:
+    """Validate `event` and queue it in the caller's transaction (`validated`: see
+    :func:`outbox_row`)."""
+    add_events(session, [event], prefix, validated=validated)
 
 
 def outbox_row(event: dict[str, Any], prefix: str, *, validated: bool = False) -> dict[str, Any]:
@@ -60,9 +62,12 @@ def outbox_row(event: dict[str, Any], prefix: str, *, validated: bool = False) -
     }
 
 
-def add_events(session: Session, batch: list[dict[str, Any]], prefix: str) -> None:
-    """Validate every event first, then queue them all in one statement (all or none)."""
-    insert_many(session, OutboxEvent.__table__, [outbox_row(event, prefix) for event in batch])
+def add_events(session: Session, batch: list[dict[str, Any]], prefix: str, *,
+               validated: bool = False) -> None:
+    """Validate every event first (unless `validated`: see :func:`outbox_row`), then queue them
+    all in one statement (all or none)."""
+    insert_many(session, OutboxEvent.__table__,
+                [outbox_row(event, prefix, validated=validated) for event in batch])
 
 
 def pending_count(db: Database) -> int:

@@ -105,7 +105,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
                 prediction_id=checked["prediction_id"], receipt=checked["receipt"],
                 corrected_output=checked["corrected_output"], output_type=kind.type,
                 rating=checked["rating"],
-                comment=checked["comment"]), settings.topic_prefix)
+                comment=checked["comment"]), settings.topic_prefix, validated=True)
     except IntegrityError:
         # The same request raced us here; the first one won and this one is that one.
         existing = _existing(db, key, digest)

@@ -160,7 +160,8 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             add_event(s, events.make_event(
                 events.OUTCOME_RECORDED, outcome_id=outcome_id, experiment_id=experiment_id,
                 metric=checked["metric"], value=value,
-                observed_at=checked["observed_at"].isoformat(), **link), settings.topic_prefix)
+                observed_at=checked["observed_at"].isoformat(), **link), settings.topic_prefix,
+                validated=True)
     except IntegrityError:
         # The same request raced us here; the first one won and this one is that one.
         existing = _existing(db, key, digest)

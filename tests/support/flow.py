@@ -85,9 +85,9 @@ def write_outbox(
     `correct_every`, every so many predictions also get a correction a little later (see
     :func:`corrected`)."""
     for lo in range(start, start + n, batch):
-        with db.session() as s:
+        with db.session() as s:  # events from make_event, checked once, as the API's are
             add_events(s, stream_events(lo, min(lo + batch, start + n), run, correct_every, start),
-                       prefix)
+                       prefix, validated=True)
         if pause_s:
             time.sleep(pause_s)
 
