@@ -39,7 +39,7 @@ class Checkpointer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if self._thread.is_alive():
             self._thread.join(timeout=10)
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
