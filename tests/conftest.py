@@ -7,7 +7,9 @@ a missing server is an error, never a skip (scripts/install-system.sh installs b
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -37,19 +39,49 @@ def kafka() -> Iterator[KafkaBroker]:
     shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def sqlite_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated to the schema's head once per session, for tests to copy."""
+    path = tmp_path_factory.mktemp("head") / "abvoc.db"
+    database = Database(f"sqlite:///{path}")
+    schema.upgrade(database)
+    database.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a new database on the session's PostgreSQL."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database at the schema's head, a SQLite file or a database on the session's
+    PostgreSQL: a copy of one migrated once per session (migrating each takes far longer)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'abvoc.db'}"
-    return request.getfixturevalue("postgres").create_database()
+        path = tmp_path / "abvoc.db"
+        with closing(sqlite3.connect(request.getfixturevalue("sqlite_head"))) as head, \
+                closing(sqlite3.connect(path)) as copy:
+            head.backup(copy)
+        yield f"sqlite:///{path}"
+        return
+    yield from _postgres_database(request.getfixturevalue("postgres"), migrated=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database with no tables, for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    yield from _postgres_database(request.getfixturevalue("postgres"), migrated=False)
+
+
+def _postgres_database(server: PostgresServer, *, migrated: bool) -> Iterator[str]:
+    url = server.create_database(migrated=migrated)
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A migrated store, fresh for each test."""
     database = Database(database_url)
-    schema.upgrade(database)
     yield database
     database.dispose()
 

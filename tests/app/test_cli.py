@@ -112,8 +112,9 @@ def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tm
     assert "ABVOC_BUS_URL" in result.output and "unreachable" in result.output
 
 
-def test_db_upgrade_current_downgrade(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+def test_db_upgrade_current_downgrade(empty_database_url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", empty_database_url)
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     current = json.loads(runner.invoke(main, ["db", "current", "--json"]).output)

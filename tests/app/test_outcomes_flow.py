@@ -35,7 +35,8 @@ def _app(transport: str, request: pytest.FixtureRequest, tmp_path: Path) -> Flas
     env = {"ABVOC_DATA_DIR": str(tmp_path / "data"), "ABVOC_SECRET_KEY": "test-secret",
            "ABVOC_TOPIC_PREFIX": f"o{tmp_path.name[-10:].replace('-', '')}"}
     if transport == "kafka":
-        env["ABVOC_DATABASE_URL"] = request.getfixturevalue("postgres").create_database()
+        env["ABVOC_DATABASE_URL"] = request.getfixturevalue("postgres").create_database(
+            migrated=True)
         env["ABVOC_BUS_URL"] = request.getfixturevalue("kafka").url
     else:
         env["ABVOC_DATABASE_URL"] = f"sqlite:///{tmp_path / 'abvoc.db'}"

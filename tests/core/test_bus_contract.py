@@ -27,7 +27,7 @@ def make_bus(request: pytest.FixtureRequest, tmp_path) -> Iterator[BusFactory]: 
     if request.param == "embedded-sqlite":
         url = f"sqlite:///{tmp_path / 'bus.db'}"
     else:
-        url = request.getfixturevalue("postgres").create_database()
+        url = request.getfixturevalue("postgres").create_database(migrated=True)
     databases: list[Database] = [Database(url)]
     schema.upgrade(databases[0])
 

@@ -46,7 +46,7 @@ def _traffic(exp: int, n: int, seed: int) -> tuple[list[dict], dict[str, int]]:
 def test_running_experiment_from_real_events(transport: str, request: pytest.FixtureRequest,
                                              tmp_path) -> None:  # noqa: ANN001
     if transport == "kafka":
-        db = Database(request.getfixturevalue("postgres").create_database())
+        db = Database(request.getfixturevalue("postgres").create_database(migrated=True))
         bus = KafkaBus([request.getfixturevalue("kafka").bootstrap])
     else:
         db = Database(f"sqlite:///{tmp_path / 'abvoc.db'}")

@@ -22,7 +22,7 @@ from tests.support.flow import SECRET, wait_until, write_outbox
 def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureRequest,
                                       tmp_path) -> None:  # noqa: ANN001
     if transport == "kafka":
-        db = Database(request.getfixturevalue("postgres").create_database())
+        db = Database(request.getfixturevalue("postgres").create_database(migrated=True))
         bus = KafkaBus([request.getfixturevalue("kafka").bootstrap])
     else:
         db = Database(f"sqlite:///{tmp_path / 'abvoc.db'}")

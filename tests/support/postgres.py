@@ -10,9 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
+from core.store import schema
+from core.store.db import Database
 from tests.support.ports import free_port, wait_for_port
 
 PG_BIN = Path(os.environ.get("ABVOC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+HEAD_TEMPLATE = "abvoc_head"
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -27,6 +30,7 @@ class PostgresServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="abvoc-pg-"))
         self.datadir = self.workdir / "data"
         self.port = free_port()
+        self._head_migrated = False
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         subprocess.run(
@@ -82,16 +86,39 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self) -> str:
-        """A new empty database; returns its URL."""
+    def create_database(self, *, migrated: bool = False) -> str:
+        """A new database, empty or (``migrated``) at the schema's head; returns its URL.
+
+        A migrated one is a copy of a template this server migrated once: copying takes about
+        a tenth of a second, running every migration again about four tenths.
+        """
+        name = "t_" + uuid.uuid4().hex[:16]
+        template = f' TEMPLATE "{self._head_template()}"' if migrated else ""
+        self._admin(f'CREATE DATABASE "{name}"{template}')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by `create_database`, cutting any connection still open: the
+        server's files stay small, so stopping it at the end of a session is quick."""
+        name = url.rsplit("/", 1)[1]
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _head_template(self) -> str:
+        if not self._head_migrated:
+            self._admin(f'CREATE DATABASE "{HEAD_TEMPLATE}"')
+            database = Database(self.url(HEAD_TEMPLATE))
+            schema.upgrade(database)
+            database.dispose()  # a template is copied only while nobody is connected to it
+            self._head_migrated = True
+        return HEAD_TEMPLATE
+
+    def _admin(self, sql: str) -> None:
         import psycopg
 
-        name = "t_" + uuid.uuid4().hex[:16]
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+            conn.execute(sql)
 
     def restart(self, down_s: float = 0.0) -> None:
         """Stop the server (fast mode: open connections are cut, transactions in flight roll
