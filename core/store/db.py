@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,8 +145,18 @@ class Database:
         self._readers = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
-        path = sqlite_file(url)
-        self.checkpointer = Checkpointer(path).start() if path else None
+        self.checkpointer: Checkpointer | None = None
+        self._sqlite_path = sqlite_file(url)
+        self._checkpointer_lock = threading.Lock()
+        if self._sqlite_path:
+            event.listen(self.engine, "connect", self._start_checkpoints)
+
+    def _start_checkpoints(self, *_connect_args: object) -> None:
+        """Checkpoint a SQLite file's log from the first connection on, and again when the
+        store is used after `dispose` (which stops the thread)."""
+        with self._checkpointer_lock:
+            if self.checkpointer is None:
+                self.checkpointer = Checkpointer(self._sqlite_path).start()
 
     @property
     def dialect(self) -> str:
@@ -174,8 +185,10 @@ class Database:
             ) from exc
 
     def dispose(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
+        with self._checkpointer_lock:
+            checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         self.engine.dispose()
 
     def __enter__(self) -> Database:

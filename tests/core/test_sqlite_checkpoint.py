@@ -47,14 +47,34 @@ def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> N
         assert wal.stat().st_size < 2 * 1500 * PAGE
         with db.reading() as s:
             assert s.execute(text("SELECT count(*) FROM blobs")).scalar() == 6000
+        checkpointer = db.checkpointer
     finally:
         db.dispose()
-    assert not db.checkpointer._thread.is_alive()
+    assert not checkpointer._thread.is_alive()
 
 
-def test_no_checkpointer_for_an_in_memory_store_or_postgresql() -> None:
+def test_a_store_used_after_dispose_checkpoints_again(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    assert db.checkpointer is None  # no thread before the store is used
+    try:
+        _write_pages(db, 10)
+        first = db.checkpointer
+        assert first is not None
+        db.dispose()
+        assert db.checkpointer is None and not first._thread.is_alive()
+        _write_pages(db, 1500)
+        again = db.checkpointer
+        assert again is not None and again is not first
+        assert _wait_for(lambda: again.backfilled >= 1500), again.backfilled
+    finally:
+        db.dispose()
+
+
+def test_no_checkpointer_for_an_in_memory_store() -> None:
     db = Database("sqlite://")
     try:
+        with db.session() as s:
+            s.execute(text("SELECT 1"))
         assert db.checkpointer is None
     finally:
         db.dispose()
