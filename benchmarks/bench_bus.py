@@ -18,7 +18,10 @@ processes share, events/s moves with their load from run to run, while the CPU s
 moves much less: the CPU ratio (the anchor's per event over abvoc's) says what each side costs
 whatever the neighbours do.
 
-    python benchmarks/bench_bus.py [--events 20000] [--repeats 3]
+`--pg-statements` adds, for each run on PostgreSQL, the server's execution time per event
+statement by statement (pg_stat_statements, loaded for that run only: it costs a little time).
+
+    python benchmarks/bench_bus.py [--events 20000] [--repeats 3] [--pg-statements]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from benchmarks import pg_statements  # noqa: E402
 from core import events  # noqa: E402
 from core.bus.embedded import EmbeddedBus  # noqa: E402
 from core.bus.kafka import KafkaBus  # noqa: E402
@@ -189,10 +193,11 @@ def _warm_up(db: Database, prefix: str, parts: list[subprocess.Popen]) -> None:
 
 def end_to_end(
     db_url: str, transport: str, bootstrap: str, n: int, run: int, partitions: int,
-    servers: dict[str, int] | None = None,
-) -> tuple[float, dict[str, float]]:
-    """Events/s outbox → bus → store, and the CPU seconds each process spent meanwhile (this
-    one, the relay, the worker, and the `servers` given by name and pid)."""
+    servers: dict[str, int] | None = None, pg_profile: bool = False,
+) -> tuple[float, dict[str, float], list[str]]:
+    """Events/s outbox → bus → store, the CPU seconds each process spent meanwhile (this one,
+    the relay, the worker, and the `servers` given by name and pid), and with `pg_profile` the
+    PostgreSQL statements' time per event (see pg_statements)."""
     db = Database(db_url)
     schema.upgrade(db)
     bus = KafkaBus([bootstrap], partitions) if transport == "kafka" else EmbeddedBus(db)
@@ -203,6 +208,8 @@ def end_to_end(
              _part(["worker", "--no-relay"], db_url, bus_url, prefix)]
     try:
         _warm_up(db, prefix, parts)
+        if pg_profile:
+            pg_statements.reset(db_url)
         meter = CpuMeter({"writer": os.getpid(), "relay": parts[0].pid,
                           "worker": parts[1].pid, **(servers or {})})
         meter.start()
@@ -214,6 +221,7 @@ def end_to_end(
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         cpu = meter.stop()
+        statements = pg_statements.report(db_url, n) if pg_profile else []
     finally:
         for part in parts:
             part.terminate()
@@ -221,7 +229,7 @@ def end_to_end(
             part.wait(timeout=30)
     assert count_predictions(db) == (n + 1, n + 1)
     db.dispose()
-    return n / elapsed, cpu
+    return n / elapsed, cpu, statements
 
 
 def main() -> None:
@@ -229,11 +237,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=3, help="as ABVOC_BUS_PARTITIONS")
+    parser.add_argument("--pg-statements", action="store_true",
+                        help="PostgreSQL's time per event by statement (pg_stat_statements)")
     args = parser.parse_args()
     n = args.events
     print(f"event size: {len(events.encode(prediction_event(0)))} bytes; {n} events per run")
     print("starting Kafka broker and PostgreSQL ...", flush=True)
-    broker, pg = KafkaBroker().start(), PostgresServer().start()
+    preload = (pg_statements.MODULE,) if args.pg_statements else ()
+    broker, pg = KafkaBroker().start(), PostgresServer(preload).start()
     freeze_startup_heap()  # this process stands for the API, which does it at start
     tmp = Path(broker.workdir)
     rates: dict[str, list[float]] = {}
@@ -258,14 +269,17 @@ def main() -> None:
                     servers = {"broker": broker.proc.pid} if transport == "kafka" else {}
                     if store == "postgresql":
                         servers["postgresql"] = pg.pid
-                    rate, cpu = end_to_end(url, transport, broker.bootstrap, n, run,
-                                           args.partitions, servers)
+                    rate, cpu, statements = end_to_end(
+                        url, transport, broker.bootstrap, n, run, args.partitions, servers,
+                        pg_profile=args.pg_statements and store == "postgresql")
                     name = f"abvoc {transport} bus + {store} store, outbox→bus→store"
                     rates.setdefault(name, []).append(rate)
                     ratios.setdefault(name, []).append(rate / anchor_rate)
                     cpus.setdefault(name, []).append(sum(cpu.values()) / n * 1e6)
                     print(f"  {name:58s} {rate:10,.0f} events/s  ratio to this run's anchor "
                           f"{rate / anchor_rate:.2f}\n    {_per_event(cpu, n)}", flush=True)
+                    for line in statements:
+                        print(f"      {line}", flush=True)
     finally:
         broker.kill()
         pg.stop()

@@ -24,7 +24,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        """`preload`: server modules loaded at start (e.g. pg_stat_statements for a profile)."""
+        self.preload = preload
         if not (PG_BIN / "pg_ctl").exists():
             raise RuntimeError(f"PostgreSQL not found in {PG_BIN}: run scripts/install-system.sh")
         self.workdir = Path(tempfile.mkdtemp(prefix="abvoc-pg-"))
@@ -57,6 +59,8 @@ class PostgresServer:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        if self.preload:
+            options += f" -c shared_preload_libraries={','.join(self.preload)}"
         subprocess.run(
             _as_postgres(
                 [
