@@ -35,7 +35,7 @@ from core.bus.base import (
 )
 from core.store.db import Database, utcnow
 from core.store.models import BusGroup, BusMember, BusRecord, ConsumerOffset
-from core.store.upsert import dialect_insert, insert_ignore, upsert
+from core.store.upsert import dialect_insert, insert_ignore, insert_many, upsert
 
 # Producers on PostgreSQL take this advisory lock so log ids become visible in id order; otherwise
 # a reader could pass over an id whose transaction had not committed yet and never see it.
@@ -64,7 +64,7 @@ class EmbeddedProducer(Producer):
             with self.bus.db.session() as s:
                 if self.bus.db.dialect == "postgresql":
                     s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPEND_LOCK})
-                s.execute(BusRecord.__table__.insert(), rows)
+                insert_many(s, BusRecord.__table__, rows)  # one statement, in order
         except OperationalError as exc:
             raise BusUnavailable(f"embedded bus append failed: {exc.orig}") from exc
 
