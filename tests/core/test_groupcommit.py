@@ -91,6 +91,8 @@ def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> N
 
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
     """No writer thread to hand rows to and wait for: the caller leads its own commit."""
+    with db.session() as s:  # the store's own threads (SQLite's checkpoints) start with its use
+        s.execute(select(1))
     threads = threading.active_count()
     committer = GroupCommitter(db)
     committer.insert(_unit(1))
