@@ -4,11 +4,11 @@ In WAL mode SQLite copies the log back into the database file (a checkpoint) in 
 connection commits past 1000 log pages: that request, or that worker batch, then pays for
 copying every page and two fsyncs (up to tens of milliseconds) while the others go on. abvoc's
 connections turn that off (``PRAGMA wal_autocheckpoint=0``, see core.store.db) and every process
-that opens the store runs a :class:`Checkpointer`: a thread with its own connection that
-checkpoints every `every_s` in PASSIVE mode, which never waits for, nor blocks, a reader or a
-writer. With several processes on one file, whichever comes first does the work and the others
-find little left. When the last connection to the file closes, SQLite checkpoints once more and
-removes the log, as it always does.
+that uses the store runs a :class:`Checkpointer` from its first connection: a thread with its
+own connection that checkpoints every `every_s` in PASSIVE mode, which never waits for, nor
+blocks, a reader or a writer. With several processes on one file, whichever comes first does the
+work and the others find little left. When the last connection to the file closes, SQLite
+checkpoints once more and removes the log, as it always does.
 """
 
 from __future__ import annotations
