@@ -121,7 +121,9 @@ def parse_json(data: str | bytes) -> Any:
     Malformed JSON raises ValueError, as `json.loads` does."""
     text = data if isinstance(data, str) else data.decode(json.detect_encoding(data),
                                                           "surrogatepass")
-    depth = json_depth(text)
+    # Brackets counted, strings and all, bound the depth from above: most bodies need no more.
+    few = text.count("[") + text.count("{") <= MAX_DEPTH
+    depth = 0 if few else json_depth(text)
     if depth > MAX_DEPTH:
         raise InputRefused(f"the JSON body nests {depth} levels deep; the limit is {MAX_DEPTH}")
     value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.inputs import MAX_BODY_BYTES
+from app.inputs import MAX_BODY_BYTES, MAX_DEPTH, InputRefused, parse_json
 from core import receipts
 from core.errors import AbvocError
 from core.store.models import CorrectionRequest, Experiment, OutboxEvent, ServedPrediction
@@ -60,6 +60,18 @@ def test_deep_json_is_a_400_on_every_json_route(client: FlaskClient, admin: dict
             client.get(path, data=deep, content_type="application/json")
         assert response.status_code == 400, (path, response.status_code)
         assert "nests 600 levels" in response.get_json()["error"]
+
+
+def test_the_depth_limit_is_exact_and_ignores_brackets_in_strings() -> None:
+    def nested(levels: int, inner: str = "1") -> str:
+        return "[" * levels + inner + "]" * levels
+
+    assert parse_json(nested(MAX_DEPTH)) is not None
+    assert parse_json(nested(MAX_DEPTH - 1, '"[[[[{{{{"')) is not None  # counted, not nested
+    with pytest.raises(InputRefused, match=f"nests {MAX_DEPTH + 1} levels"):
+        parse_json(nested(MAX_DEPTH + 1))
+    with pytest.raises(InputRefused, match=f"nests {MAX_DEPTH + 1} levels"):
+        parse_json(nested(MAX_DEPTH + 1, '"[[]]"'))
 
 
 def test_huge_numbers_and_overflowing_weights_are_400s(app: Flask, client: FlaskClient,
