@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound
@@ -121,7 +122,9 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         # Checked before any lookup, so a caller without receipts learns nothing about ids.
         raise Forbidden("the receipt does not match the prediction; send the receipt that came "
                         "with it")
-    with db.session() as s:
+    # One read-only unit for the checks and the idempotency lookup (on SQLite it takes no write
+    # lock); only a new outcome opens a write.
+    with db.reading() as s:
         if checked["prediction_id"] is not None:
             served = s.get(ServedPrediction, checked["prediction_id"])
             if served is None:
@@ -143,10 +146,11 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                              f"{experiment_id}; defined: {known or 'none'} (define it with "
                              f"POST /v1/experiments/{experiment_id}/metrics)")
         value = check_value(metric.name, metric.kind, checked["value"])
-    checked["value"] = value
-    digest = _request_hash(checked)
-    key = idempotency_key or (f"event:{checked['event_id']}" if checked["event_id"] else digest)
-    existing = _existing(db, key, digest)
+        checked["value"] = value
+        digest = _request_hash(checked)
+        key = idempotency_key or (f"event:{checked['event_id']}" if checked["event_id"]
+                                  else digest)
+        existing = _existing(s, key, digest)
     if existing is not None:
         return existing
     outcome_id = uuid.uuid4().hex
@@ -164,19 +168,19 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                 validated=True)
     except IntegrityError:
         # The same request raced us here; the first one won and this one is that one.
-        existing = _existing(db, key, digest)
+        with db.reading() as s:
+            existing = _existing(s, key, digest)
         if existing is None:
             raise
         return existing
     return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
 
 
-def _existing(db: Database, key: str, digest: str) -> dict[str, Any] | None:
-    with db.session() as s:
-        row = s.get(OutcomeRequest, key)
-        if row is None:
-            return None
-        if row.request_hash != digest:
-            raise Conflict("this Idempotency-Key (or event_id) was used for a different outcome; "
-                           "use a new one for a new outcome")
-        return {"outcome_id": row.outcome_id, "duplicate": True}
+def _existing(s: Session, key: str, digest: str) -> dict[str, Any] | None:
+    row = s.get(OutcomeRequest, key)
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise Conflict("this Idempotency-Key (or event_id) was used for a different outcome; "
+                       "use a new one for a new outcome")
+    return {"outcome_id": row.outcome_id, "duplicate": True}
