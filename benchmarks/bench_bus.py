@@ -123,7 +123,7 @@ def _raw_consumer(bootstrap: str, topic: str, n: int, ready, done) -> None:  # n
     done.set()
 
 
-def raw_kafka(bootstrap: str, n: int, run: int, partitions: int,
+def raw_kafka(bootstrap: str, n: int, run: int | str, partitions: int,
               broker_pid: int) -> tuple[float, dict[str, float]]:
     """Events/s for kafka-python producing (acks=all) while a consumer process consumes them,
     and the CPU seconds each process spent meanwhile.
@@ -192,7 +192,7 @@ def _warm_up(db: Database, prefix: str, parts: list[subprocess.Popen]) -> None:
 
 
 def end_to_end(
-    db_url: str, transport: str, bootstrap: str, n: int, run: int, partitions: int,
+    db_url: str, transport: str, bootstrap: str, n: int, run: int | str, partitions: int,
     servers: dict[str, int] | None = None, pg_profile: bool = False,
 ) -> tuple[float, dict[str, float], list[str]]:
     """Events/s outbox → bus → store, the CPU seconds each process spent meanwhile (this one,
@@ -232,11 +232,28 @@ def end_to_end(
     return n / elapsed, cpu, statements
 
 
+def warm_up(broker: KafkaBroker, tmp: Path, n: int, partitions: int) -> None:
+    """One untimed run of each side's Kafka path on the broker the timed runs share.
+
+    The broker is a JVM: the first thousands of requests of each kind run interpreted while its
+    JIT compilers (threads of the broker process, so counted in its CPU) compile them, and the
+    two sides send different kinds (kafka-python's older protocol versions; librdkafka's
+    idempotent producer and its consumer's requests). In a first run the compilers took about as
+    much CPU as the broker's request handlers; warmed, every timed run meets the broker in the
+    same state, whichever side goes first."""
+    print("warming the broker: one untimed run of each side ...", flush=True)
+    raw_kafka(broker.bootstrap, n, "warm", partitions, broker.proc.pid)
+    end_to_end(f"sqlite:///{tmp / 'bench-warm.db'}", "kafka", broker.bootstrap, n, "warm",
+               partitions)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=3, help="as ABVOC_BUS_PARTITIONS")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="skip the untimed run of each side that warms the broker first")
     parser.add_argument("--pg-statements", action="store_true",
                         help="PostgreSQL's time per event by statement (pg_stat_statements)")
     args = parser.parse_args()
@@ -251,6 +268,8 @@ def main() -> None:
     ratios: dict[str, list[float]] = {}
     cpus: dict[str, list[float]] = {}  # µs per event
     try:
+        if args.warm_up:
+            warm_up(broker, tmp, n, args.partitions)
         for run in range(args.repeats):
             print(f"run {run + 1}/{args.repeats}", flush=True)
             anchor_rate, cpu = raw_kafka(broker.bootstrap, n, run, args.partitions,

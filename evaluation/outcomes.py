@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
@@ -54,32 +55,42 @@ def _outcome_row(e: dict[str, Any]) -> dict[str, Any]:
 
 def _joinable(session: Session) -> list[tuple[Any, ...]]:
     """(outcome_id, experiment, metric, value, observed_at, arm or None, unit) of waiting
-    outcomes whose
-    prediction or unit is known; arm None marks one that can never count (a shadow)."""
-    o, p, u = Outcome, Prediction, ExperimentUnit
-    waiting = o.counted_at.is_(None)
-    by_prediction = session.execute(
-        select(o.outcome_id, o.metric, o.value, o.observed_at, o.experiment_id,
-               p.experiment_id, p.arm, p.shadow, p.unit_id, p.prediction_id)
-        .join(p, p.prediction_id == o.prediction_id).where(waiting)
-        .order_by(o.outcome_id).limit(JOIN_LIMIT)).all()
+    outcomes whose prediction or unit is known; arm None marks one that can never count (a
+    shadow)."""
+    by_prediction, by_unit = _waiting_joins()
     out = []
-    for oid, metric, value, at, exp, p_exp, arm, shadow, unit, pid in by_prediction:
+    for oid, metric, value, at, exp, p_exp, arm, shadow, unit, pid in session.execute(
+            by_prediction):
         counts = not shadow and bool(arm) and p_exp == exp
         out.append((oid, exp, metric, value, at, arm if counts else None,
                     unit or f"prediction:{pid}"))
-    by_unit = session.execute(
-        select(o.outcome_id, o.experiment_id, o.metric, o.value, o.observed_at, u.arm,
-               o.unit_id)
-        .join(u, and_(u.experiment_id == o.experiment_id, u.unit_id == o.unit_id))
-        .where(waiting, o.prediction_id.is_(None))
-        .order_by(o.outcome_id, u.first_seen, u.arm).limit(JOIN_LIMIT)).all()
     seen: set[str] = set()
-    for row in by_unit:  # a unit seen in several slices: the row of its first sighting
+    for row in session.execute(by_unit):  # a unit seen in several slices: its first sighting
         if row[0] not in seen:
             seen.add(row[0])
             out.append(tuple(row))
     return out
+
+
+@cache
+def _waiting_joins() -> tuple[Select, Select]:
+    """The two queries of :func:`_joinable`, built once (every batch runs them): waiting
+    outcomes joined to their prediction, and those without one joined to their unit."""
+    o, p, u = Outcome.__table__.c, Prediction.__table__.c, ExperimentUnit.__table__.c
+    waiting = o.counted_at.is_(None)
+    by_prediction = (
+        select(o.outcome_id, o.metric, o.value, o.observed_at, o.experiment_id,
+               p.experiment_id, p.arm, p.shadow, p.unit_id, p.prediction_id)
+        .join_from(Outcome.__table__, Prediction.__table__, p.prediction_id == o.prediction_id)
+        .where(waiting).order_by(o.outcome_id).limit(JOIN_LIMIT))
+    by_unit = (
+        select(o.outcome_id, o.experiment_id, o.metric, o.value, o.observed_at, u.arm,
+               o.unit_id)
+        .join_from(Outcome.__table__, ExperimentUnit.__table__,
+                   and_(u.experiment_id == o.experiment_id, u.unit_id == o.unit_id))
+        .where(waiting, o.prediction_id.is_(None))
+        .order_by(o.outcome_id, u.first_seen, u.arm).limit(JOIN_LIMIT))
+    return by_prediction, by_unit
 
 
 def _claim(session: Session, joinable: list[tuple[Any, ...]]) -> set[str]:

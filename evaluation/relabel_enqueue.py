@@ -33,7 +33,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core import relabel as rules_mod
@@ -76,11 +76,27 @@ def cached_flagged_slices(session: Session, experiment_id: int) -> set[tuple[str
     return flagged
 
 
+# Built once: every batch runs them, and building a statement costs more than running these.
+_RULES = select(RelabelRule.__table__.c.scope, RelabelRule.__table__.c.rules)
+_SHADOWS = select(Experiment.__table__.c.id, Experiment.__table__.c.shadows).where(
+    Experiment.__table__.c.id.in_(bindparam("ids", expanding=True)))
+
+
+_parsed: dict[str, tuple[dict[str, Any], RelabelRules, dict[str, RelabelRules]]] = {}
+"""The last stored rules read and their parsed forms (the rules are frozen): a batch whose read
+finds the same rules parses nothing."""
+
+
 def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
     """The rules lookup for one batch (the table is small: one row per configured scope)."""
-    stored = {row.scope: row.rules for row in session.scalars(select(RelabelRule))}
-    default = rules_mod.parse_rules(stored.get("default", {}))
-    cache: dict[str, RelabelRules] = {}
+    stored = dict(session.execute(_RULES).all())
+    last = _parsed.get("last")
+    if last is not None and last[0] == stored:  # unchanged since the last batch: parsed already
+        _, default, cache = last
+    else:
+        default = rules_mod.parse_rules(stored.get("default", {}))
+        cache = {}
+        _parsed["last"] = (stored, default, cache)
 
     def rules_for(experiment_id: int | None, candidate: str) -> RelabelRules:
         for scope in ([f"experiment:{experiment_id}"] if experiment_id else []) + [
@@ -97,8 +113,7 @@ def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
 def _shadowed(session: Session, experiment_ids: set[int | None]) -> set[int]:
     """The experiments among these that run shadows, the only ones where a request has twins."""
     ids = sorted(i for i in experiment_ids if i is not None)
-    return {i for i, shadows in session.execute(
-        select(Experiment.id, Experiment.shadows).where(Experiment.id.in_(ids))) if shadows} \
+    return {i for i, shadows in session.execute(_SHADOWS, {"ids": ids}) if shadows} \
         if ids else set()
 
 

@@ -40,9 +40,10 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy import Select, Table, Update, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core import events, receipts
@@ -57,7 +58,7 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
-from core.store.upsert import in_values, insert_rows
+from core.store.upsert import in_param, in_values, insert_rows
 from core.stream import Check, StreamConsumer
 from evaluation import sketch
 from evaluation.aggregation import (
@@ -162,15 +163,8 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     batch stored is among them: it had no truth before)."""
     if not touched:
         return {}
-    # Corrections of touched predictions that have no truth yet, earliest first, in one query.
-    has_truth = (select(PredictionTruth.prediction_id)
-                 .where(PredictionTruth.prediction_id == Correction.prediction_id).exists())
-    corrections = session.execute(
-        select(Correction.correction_id, Correction.prediction_id, Correction.corrected_output,
-               Correction.output_type)
-        .where(in_values(session, Correction.prediction_id, sorted(touched)), ~has_truth)
-        .order_by(Correction.created_at, Correction.correction_id)
-    ).all()
+    corrections = session.execute(_untruthed(session.get_bind().dialect.name),
+                                  {"ids": sorted(touched)}).all()
     first = first_by(corrections, "prediction_id")
     if not first:
         return {}
@@ -187,6 +181,16 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     for pid in sorted(joined):
         acc.add_truth(facts[pid], first[pid].corrected_output, first[pid].output_type)
     return {pid: row.corrected_output for pid, row in first.items()}
+
+
+@cache
+def _untruthed(dialect: str) -> Select:
+    """Corrections of the given predictions (``ids``) that have no truth yet, earliest first."""
+    c, t = Correction.__table__.c, PredictionTruth.__table__.c
+    has_truth = select(t.prediction_id).where(t.prediction_id == c.prediction_id).exists()
+    return (select(c.correction_id, c.prediction_id, c.corrected_output, c.output_type)
+            .where(in_param(c.prediction_id, "ids", dialect), ~has_truth)
+            .order_by(c.created_at, c.correction_id))
 
 
 def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -206,8 +210,7 @@ def _add_latencies(session: Session, groups: list[tuple[Group, list[float]]]) ->
     rows = [{**g._asdict(), "metric": LATENCY, "label": "", "n": len(values),
              "sum": math.fsum(values), "sum_squares": math.fsum(v * v for v in values)}
             for g, values in groups]
-    t = _AGGREGATES
-    returned = insert_rows(session, t, rows, _KEYS, add=_ADDITIVE,
+    returned = insert_rows(session, _AGGREGATES, rows, _KEYS, add=_ADDITIVE,
                            returning=[*_GROUP_KEYS, "sketch"])
     stored = {_stored_group(r): r.sketch for r in returned}
     updates = []
@@ -215,9 +218,16 @@ def _add_latencies(session: Session, groups: list[tuple[Group, list[float]]]) ->
         merged = sketch.decode(stored[group]) + sketch.from_values(values)
         updates.append({**{f"k_{k}": v for k, v in group._asdict().items()},
                         "sk": sketch.encode(merged)})
+    session.connection().execute(_sketch_update(), updates)
+
+
+@cache
+def _sketch_update() -> Update:
+    """Set one latency row's sketch (``sk``), the row given by its group (``k_<key>``)."""
+    t = _AGGREGATES
     where = and_(*(t.c[k] == bindparam(f"k_{k}") for k in _GROUP_KEYS), t.c.metric == LATENCY,
                  t.c.label == "")
-    session.connection().execute(update(t).where(where).values(sketch=bindparam("sk")), updates)
+    return update(t).where(where).values(sketch=bindparam("sk"))
 
 
 def _stored_group(row: Any) -> Group:

@@ -221,6 +221,16 @@ def _pg_insert(
     return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
 
 
+def in_param(column: Any, name: str, dialect: str) -> Any:
+    """``column IN :name`` for a statement built once and run many times (its values given at
+    execution): an expanding parameter on SQLite, one array parameter (``= ANY``) on
+    PostgreSQL, as :func:`in_values` writes them. Building a statement costs several times
+    running a small one, so the worker's per-batch statements are built once per dialect."""
+    if dialect != "postgresql":
+        return column.in_(bindparam(name, expanding=True))
+    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
 def in_values(session: Session, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values`` as one array parameter on PostgreSQL (``= ANY``): an expanded IN
     list of a thousand placeholders costs the driver a parse per statement."""
