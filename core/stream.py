@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects import postgresql
+import orjson
+from sqlalchemy import Text, bindparam, func, select, true
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import events
@@ -33,7 +34,7 @@ from core.errors import AbvocError
 from core.health import safe_text
 from core.store.db import Database, store_unreachable, utcnow
 from core.store.models import ParkedEvent, ProcessedEvent
-from core.store.upsert import insert_ignore, insert_rows
+from core.store.upsert import insert_ignore
 from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,9 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
         claimed = {row.event_id for row in session.execute(
             _claim_ids_pg(), {"ids": ids, "group_id": group_id, "now": now})}
     else:
-        rows = [{"group_id": group_id, "event_id": event_id, "processed_at": now}
-                for event_id in ids]
-        claimed = {row.event_id for row in insert_rows(
-            session, _PROCESSED, rows, keys=["group_id", "event_id"], returning=["event_id"])}
+        claimed = {row.event_id for row in session.execute(
+            _claim_ids_sqlite(),
+            {"ids": orjson.dumps(ids).decode(), "group_id": group_id, "now": now})}
     fresh = []
     for record, event in batch:
         if event["event_id"] in claimed:
@@ -125,6 +125,20 @@ def _claim_ids_pg() -> Any:
     rows = select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), source.c.event_id,
                   bindparam("now", type_=_PROCESSED.c.processed_at.type)).order_by(source.c.ord)
     return (postgresql.insert(_PROCESSED)
+            .from_select(["group_id", "event_id", "processed_at"], rows)
+            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
+            .returning(_PROCESSED.c.event_id))
+
+
+@cache
+def _claim_ids_sqlite() -> Any:
+    """The ids as one JSON array that SQLite splits itself (``json_each``), the group and the
+    time once each: no parameter row per id to build and bind in Python. (SQLite needs a WHERE
+    on an INSERT ... SELECT that has an ON CONFLICT clause.)"""
+    ids = func.json_each(bindparam("ids", type_=Text)).table_valued("value")
+    rows = select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), ids.c.value,
+                  bindparam("now", type_=_PROCESSED.c.processed_at.type)).where(true())
+    return (sqlite.insert(_PROCESSED)
             .from_select(["group_id", "event_id", "processed_at"], rows)
             .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
             .returning(_PROCESSED.c.event_id))
