@@ -172,20 +172,22 @@ _WHOLE = tuple(getattr(Prediction, c.key) for c in Prediction.__table__.c)
 _Whole = namedtuple("_Whole", [c.key for c in Prediction.__table__.c])
 
 
-def _may_qualify(r: Any, rules: RelabelRules, corrected: bool, shadowed: bool,
+def _may_qualify(r: Mapping[str, Any], rules: RelabelRules, corrected: bool, shadowed: bool,
                  flagged: set[tuple[str, str]]) -> bool:
-    """Whether any rule of :func:`_reasons` could fire for this prediction (a cheap superset:
-    the reasons themselves, twins and blame included, are decided there)."""
+    """Whether any rule of :func:`_reasons` could fire for this prediction, given as its row (a
+    cheap superset: the reasons themselves, twins and blame included, are decided there)."""
     if shadowed and rules.shadow_disagreements:
         return True
-    if r.shadow:
+    if r["shadow"]:
         return False
+    confidence = r["confidence"]
     return (corrected and rules.corrections) \
-        or (rules.low_confidence_below is not None and r.confidence is not None
-            and r.confidence < rules.low_confidence_below) \
-        or ((r.candidate, r.slice) in flagged
-            and rules_mod.share_of("divergent", r.prediction_id) < rules.divergent_slice_rate) \
-        or rules_mod.audited(r.prediction_id, rules.audit_rate)
+        or (rules.low_confidence_below is not None and confidence is not None
+            and confidence < rules.low_confidence_below) \
+        or ((r["candidate"], r["slice"]) in flagged
+            and rules_mod.share_of("divergent", r["prediction_id"])
+            < rules.divergent_slice_rate) \
+        or rules_mod.audited(r["prediction_id"], rules.audit_rate)
 
 
 def _blame(p: StoredPrediction, truth: str) -> str | None:
@@ -231,20 +233,22 @@ def enqueue(session: Session, prediction_ids: set[str], *,
     rules_for = load_rules(session)
     flagged: dict[int, set[tuple[str, str]]] = {}
     stored = [pid for pid in ids if pid not in known]
-    candidates = [_Whole._make(map(known[pid].get, _Whole._fields)) for pid in ids
-                  if pid in known]
+    # Rows as mappings: only the few that may qualify become records (building one for every
+    # prediction of a batch cost more than the rules themselves).
+    candidates = [known[pid] for pid in ids if pid in known]
     if stored:
-        candidates += session.execute(select(*_WHOLE).where(
-            in_values(session, Prediction.prediction_id, stored))).all()
-    shadowed = _shadowed(session, {p.experiment_id for p in candidates})
+        candidates += [row._asdict() for row in session.execute(select(*_WHOLE).where(
+            in_values(session, Prediction.prediction_id, stored)))]
+    shadowed = _shadowed(session, {r["experiment_id"] for r in candidates})
     preds = []
-    for p in candidates:
-        rules = rules_for(p.experiment_id, p.candidate)
-        if p.experiment_id and rules.divergent_slice_rate > 0 and p.experiment_id not in flagged:
-            flagged[p.experiment_id] = flagged_slices(session, p.experiment_id)
-        if _may_qualify(p, rules, p.prediction_id in truths, p.experiment_id in shadowed,
-                        flagged.get(p.experiment_id or 0, set())):
-            preds.append(p)
+    for r in candidates:
+        experiment_id = r["experiment_id"]
+        rules = rules_for(experiment_id, r["candidate"])
+        if experiment_id and rules.divergent_slice_rate > 0 and experiment_id not in flagged:
+            flagged[experiment_id] = flagged_slices(session, experiment_id)
+        if _may_qualify(r, rules, r["prediction_id"] in truths, experiment_id in shadowed,
+                        flagged.get(experiment_id or 0, set())):
+            preds.append(_Whole._make(map(r.get, _Whole._fields)))
     if not preds:
         return 0
     twins = _twins(session, preds, shadowed)
