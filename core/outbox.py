@@ -5,12 +5,10 @@ so an accepted request and its event are stored together or not at all. The rela
 unsent rows to the bus in id order and marks them sent. With the bus down, rows simply wait; a row
 published but not yet marked may be published again, which consumers absorb by event id.
 
-Several relays may run. On PostgreSQL each takes its batch in one statement that marks the rows
-sent and locks them, passing over rows another relay holds (``UPDATE ... WHERE id IN (SELECT
-... FOR UPDATE SKIP LOCKED) RETURNING``), publishes while its transaction holds them, and
-commits only once the bus has acknowledged every record: a failed publish sets the rows back
-unsent in the same transaction, and a relay that dies rolls back with its connection. (Locking
-with a SELECT and marking with an UPDATE afterwards cost PostgreSQL about twice the CPU.)
+Several relays may run. On PostgreSQL each locks its batch with SKIP LOCKED for the length of
+the publish (a relay that dies releases its locks with its connection), then marks it sent. A row
+is marked sent only once the bus has acknowledged it, never with the claim: retention relies on
+every copy of an event having reached the bus before its row's `sent_at` (core.store.retention).
 On SQLite a relay first claims its batch in one short write (`claimed_by`, `claimed_until`),
 publishes with no transaction open (the embedded bus may write to the same file), then marks the
 rows sent; a claim whose relay died expires after `claim_ttl_s` and another relay sends the
@@ -28,7 +26,7 @@ import uuid
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
@@ -106,16 +104,14 @@ class OutboxRelay:
         self._producer: Producer | None = None
         self._claims = 0
         self._published: _Claim | None = None  # SQLite: sent, to be marked with the next claim
-        self._taking: Any = None  # PostgreSQL: the statement that takes a batch, built once
 
-    def _take(self):  # noqa: ANN202 - an Update
-        """PostgreSQL: mark the next unlocked batch sent (``now``) and return its rows."""
-        t = OutboxEvent.__table__
-        batch = (select(t.c.id).where(t.c.sent_at.is_(None)).order_by(t.c.id)
-                 .limit(self.batch_size).with_for_update(skip_locked=True))
-        return (update(t).where(t.c.id.in_(batch.scalar_subquery()))
-                .values(sent_at=bindparam("now", type_=t.c.sent_at.type))
-                .returning(t.c.id, t.c.topic, t.c.key, t.c.payload))
+    def _pending(self):  # noqa: ANN202 - a Select
+        return (
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload)
+            .where(OutboxEvent.sent_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(self.batch_size)
+        )
 
     def _publish(self, rows: list) -> list[int]:
         if self._producer is None:
@@ -125,15 +121,14 @@ class OutboxRelay:
 
     @staticmethod
     def _mark(s: Session, rows: list[int] | _Claim, error: BusUnavailable | None) -> None:
-        """Mark the batch sent, or record the failed attempt, set the rows back unsent and
-        release the claim. `rows` are the ids (PostgreSQL, one array parameter: an IN list of a
-        batch of ids costs a parse each) or the claim (SQLite: its token and id range, three
-        parameters for any size)."""
+        """Mark the batch sent, or record the failed attempt and release the claim. `rows` are
+        the ids (PostgreSQL, one array parameter: an IN list of a batch of ids costs a parse
+        each) or the claim (SQLite: its token and id range, three parameters for any size)."""
         if error is None:
             values: dict[str, Any] = {"sent_at": utcnow()}
         else:
             values = {"attempts": OutboxEvent.attempts + 1, "last_error": str(error)[:2000],
-                      "sent_at": None, "claimed_by": None, "claimed_until": None}
+                      "claimed_by": None, "claimed_until": None}
         if isinstance(rows, _Claim):
             where = and_(OutboxEvent.id.between(rows.first_id, rows.last_id),
                          OutboxEvent.claimed_by == rows.token)
@@ -193,11 +188,9 @@ class OutboxRelay:
     def _relay_batch(self) -> int:
         """Publish one batch; on SQLite it is marked sent with the next claim."""
         if self.db.dialect == "postgresql":
-            if self._taking is None:
-                self._taking = self._take()
+            # Row locks with SKIP LOCKED let several relays share the outbox safely.
             with self.db.session() as s:
-                rows = sorted(s.execute(self._taking, {"now": utcnow()}).all(),
-                              key=lambda r: r.id)  # RETURNING keeps no order
+                rows = s.execute(self._pending().with_for_update(skip_locked=True)).all()
                 error = self._relay(s, rows)
         else:
             claim, rows = self._claim()
@@ -215,14 +208,15 @@ class OutboxRelay:
         return len(rows)
 
     def _relay(self, s: Session, rows: list) -> BusUnavailable | None:
-        """PostgreSQL: publish rows this transaction marked sent; unmark them if that fails."""
         if not rows:
             return None
+        ids = [r.id for r in rows]
         try:
             self._publish(rows)
         except BusUnavailable as exc:
-            self._mark(s, [r.id for r in rows], exc)
+            self._mark(s, ids, exc)
             return exc
+        self._mark(s, ids, None)
         return None
 
     def run(
