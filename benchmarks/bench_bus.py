@@ -2,9 +2,11 @@
 
 End to end means: the events are written to the outbox (in transactions of 100, as the API would
 accept them), the relay publishes them, and the evaluation worker applies them to the store; the
-clock stops when the last one is stored. As `abvoc up` deploys them, the relay (`abvoc relay`)
-and the worker (`abvoc worker --no-relay`) are processes of their own, and this one writes, as
-the API's processes do.
+clock stops when the last one is stored. The events (each with its own ids and time, checked
+against its schema) are made before the clock starts, as the anchor's records are: what is timed
+is moving them, not making them (the API's making them is `bench_api.py`'s to time). As
+`abvoc up` deploys them, the relay (`abvoc relay`) and the worker (`abvoc worker --no-relay`)
+are processes of their own, and this one writes, as the API's processes do.
 The anchor is kafka-python producing (acks=all) while a consumer in its own process consumes the
 same number of same-size records on the same broker, in the same run: its topic (as many
 partitions as abvoc's) is created and its group joined before the clock starts, as abvoc's are
@@ -52,7 +54,13 @@ from core.store.db import Database  # noqa: E402
 from core.store.models import OnlineAggregate, Prediction  # noqa: E402
 from core.supervision import freeze_startup_heap  # noqa: E402
 from evaluation.aggregation import PREDICTIONS  # noqa: E402
-from tests.support.flow import count_predictions, prediction_event, write_outbox  # noqa: E402
+from tests.support.flow import (  # noqa: E402
+    count_predictions,
+    outbox_batches,
+    prediction_event,
+    write_batches,
+    write_outbox,
+)
 from tests.support.kafka import KafkaBroker  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 
@@ -220,11 +228,12 @@ def end_to_end(
         _warm_up(db, prefix, parts)
         if pg_profile:
             pg_statements.reset(db_url)
+        batches = outbox_batches(n, prefix)  # made ahead, as the anchor's records are
         meter = CpuMeter({"writer": os.getpid(), "relay": parts[0].pid,
                           "worker": parts[1].pid, **(servers or {})})
         meter.start()
         start = time.perf_counter()
-        write_outbox(db, n, prefix, run=prefix)
+        write_batches(db, batches, prefix)
         while not _stored(db, n + 1):  # counts rows: the distinct check runs after the clock
             if any(p.poll() is not None for p in parts):
                 raise RuntimeError("the relay or the worker died during the run")

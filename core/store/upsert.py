@@ -29,6 +29,7 @@ from sqlalchemy.sql import Insert
 
 from core.store import json_text
 from core.store.driver import sqlite_write_rows
+from core.store.pg_copy import copy_rows
 
 
 def dialect_insert(session: Session, table: Table) -> Any:
@@ -50,14 +51,15 @@ def insert_ignore(
 
 def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """A plain INSERT of many rows (all setting the same columns), all or none: on SQLite
-    through the driver's cursor (see core.store.driver), on PostgreSQL as one statement as
-    :func:`insert_rows` writes it, without its ON CONFLICT clause."""
+    through the driver's cursor (see core.store.driver); on PostgreSQL as a binary COPY (see
+    core.store.pg_copy), or for a few rows as one statement as :func:`insert_rows` writes it,
+    without its ON CONFLICT clause."""
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
         sqlite_write_rows(session, _plain_insert(table), table, rows)
-        return
-    _pg_execute(session, table, tuple(rows[0]), rows, None, (), ())
+    elif not copy_rows(session, table, rows):
+        _pg_execute(session, table, tuple(rows[0]), rows, None, (), ())
 
 
 @lru_cache(maxsize=64)

@@ -7,10 +7,10 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, event, select
 from sqlalchemy.exc import IntegrityError
 
-from core.store import schema, upsert
+from core.store import pg_copy, schema, upsert
 from core.store.db import Database
 from core.store.models import OnlineAggregate, OutboxEvent, Prediction
 from core.store.upsert import insert_many, insert_rows
@@ -104,24 +104,55 @@ def test_add_sums_onto_existing_rows_and_bytes_go_in(
                       for label, sketch in sketches.items()}}
 
 
-@PATHS
+# insert_many: SQLite's driver path; on PostgreSQL binary COPY, or for a few rows the INSERT
+# (forced here for any size) on each of its two paths.
+MANY_PATHS = pytest.mark.parametrize(("database_url", "path"), [
+    ("sqlite", "driver"), ("postgresql", "copy"), ("postgresql", "json"),
+    ("postgresql", "arrays")], indirect=["database_url"])
+
+
+@MANY_PATHS
 def test_insert_many_stores_every_row_or_none(db: Database, path: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The outbox's plain INSERT: payload bytes, text and order as given; a row that breaks a
-    constraint stores nothing of its batch (no ON CONFLICT skips it)."""
+    constraint stores nothing of its batch (no ON CONFLICT skips it), and the error is
+    SQLAlchemy's, on every path."""
     _force(path, monkeypatch)
+    if path in ("json", "arrays"):
+        monkeypatch.setattr(pg_copy, "MIN_ROWS", 10**9)
+    statements: list[str] = []
+    if path != "driver":
+        event.listen(db.engine, "before_cursor_execute",
+                     lambda _c, _cur, sql, *_: statements.append(sql))
     rows = [{"event_id": f"e{i}", "topic": ODD_TEXT, "key": f"{ODD_TEXT}{i}",
              "payload": bytes(range(i, 256)), "created_at": T0 + timedelta(microseconds=i),
              "attempts": 0} for i in range(30)]
     with db.session() as s:
         insert_many(s, OutboxEvent.__table__, rows)
+    if path == "copy":  # COPY runs on the driver's cursor: SQLAlchemy saw no INSERT
+        assert not [sql for sql in statements if sql.startswith("INSERT INTO outbox")]
+    elif path != "driver":
+        assert [sql for sql in statements if sql.startswith("INSERT INTO outbox")]
+    clash = [{**r, "event_id": f"new{i}"} for i, r in enumerate(rows[:9])] + [rows[1]]
     with pytest.raises(IntegrityError), db.session() as s:
-        insert_many(s, OutboxEvent.__table__, [{**rows[0], "event_id": "new"}, rows[1]])
+        insert_many(s, OutboxEvent.__table__, clash)
     with db.reading() as s:
         got = [(r.event_id, r.topic, r.key, r.payload, r.created_at.replace(tzinfo=UTC))
                for r in s.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
     assert got == [(r["event_id"], r["topic"], r["key"], r["payload"], r["created_at"])
                    for r in rows]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_copy_serves_only_plain_columns_and_batches_worth_it(db: Database) -> None:
+    """A column COPY here does not write (JSON) or a batch of a row or two: the INSERT."""
+    with db.session() as s:
+        assert not pg_copy.copy_rows(s, Prediction.__table__,
+                                     [_prediction(i) for i in range(20)])
+        assert not pg_copy.copy_rows(s, OutboxEvent.__table__, [
+            {"event_id": "e", "topic": "t", "key": "k", "payload": b"", "created_at": T0,
+             "attempts": 0}])
+        assert s.scalar(select(OutboxEvent.id)) is None
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -70,6 +70,24 @@ def stream_events(lo: int, hi: int, run: str = "r", correct_every: int = 0,
     return out
 
 
+def outbox_batches(n: int, run: str = "r", *, batch: int = 100, start: int = 0,
+                   correct_every: int = 0) -> list[list[dict]]:
+    """The events `write_outbox` writes, made ahead, one list per transaction."""
+    return [stream_events(lo, min(lo + batch, start + n), run, correct_every, start)
+            for lo in range(start, start + n, batch)]
+
+
+def write_batches(db: Database, batches: list[list[dict]], prefix: str,
+                  pause_s: float = 0.0) -> None:
+    """Accept each batch of events (made by :func:`make_event`, so checked once, as the API's
+    are) in one transaction, the way the API does."""
+    for batch in batches:
+        with db.session() as s:
+            add_events(s, batch, prefix, validated=True)
+        if pause_s:
+            time.sleep(pause_s)
+
+
 def write_outbox(
     db: Database,
     n: int,
@@ -84,12 +102,9 @@ def write_outbox(
     """Accept `n` predictions the way the API does, each batch in one transaction; with
     `correct_every`, every so many predictions also get a correction a little later (see
     :func:`corrected`)."""
-    for lo in range(start, start + n, batch):
-        with db.session() as s:  # events from make_event, checked once, as the API's are
-            add_events(s, stream_events(lo, min(lo + batch, start + n), run, correct_every, start),
-                       prefix, validated=True)
-        if pause_s:
-            time.sleep(pause_s)
+    for lo in range(start, start + n, batch):  # each batch made just before it is written
+        write_batches(db, [stream_events(lo, min(lo + batch, start + n), run, correct_every,
+                                         start)], prefix, pause_s)
 
 
 def count_predictions(db: Database) -> tuple[int, int]:
