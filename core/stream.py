@@ -20,8 +20,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Text, bindparam, func, select, true
@@ -34,7 +35,7 @@ from core.errors import AbvocError
 from core.health import safe_text
 from core.store.db import Database, store_unreachable, utcnow
 from core.store.models import ParkedEvent, ProcessedEvent
-from core.store.upsert import insert_ignore
+from core.store.upsert import JsonList, insert_ignore, json_elements
 from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -118,12 +119,13 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
 
 @cache
 def _claim_ids_pg() -> Any:
-    """The ids as one array, the group and the time once each (not an array of copies, which
-    the driver would quote element by element); ORDER BY ord keeps the sorted lock order."""
-    source = (func.unnest(bindparam("ids", type_=postgresql.ARRAY(_PROCESSED.c.event_id.type)))
-              .table_valued("event_id", with_ordinality="ord").render_derived())
-    rows = select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), source.c.event_id,
-                  bindparam("now", type_=_PROCESSED.c.processed_at.type)).order_by(source.c.ord)
+    """The ids as one JSON array (see core.store.upsert.JsonList), the group and the time once
+    each; ORDER BY ord keeps the sorted lock order."""
+    source, event_id = json_elements(bindparam("ids", type_=JsonList()),
+                                     _PROCESSED.c.event_id.type, ordinality=True)
+    rows = (select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), event_id,
+                   bindparam("now", type_=_PROCESSED.c.processed_at.type))
+            .select_from(source).order_by(source.c.ord))
     return (postgresql.insert(_PROCESSED)
             .from_select(["group_id", "event_id", "processed_at"], rows)
             .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
@@ -174,17 +176,38 @@ def _prepare(prepare: Prepare | None, decoded: list[tuple[Record, dict]]) -> Any
         return None
 
 
+class Batch(NamedTuple):
+    """Records read from the bus, decoded and checked, and the handler's prepared part."""
+
+    records: list[Record]
+    decoded: list[tuple[Record, dict]]
+    bad: list[tuple[Record, str]]
+    prepared: Any
+
+
+def read_batch(records: list[Record], check: Check | None = None,
+               prepare: Prepare | None = None) -> Batch:
+    """The store-free part of applying `records`: decode, check, prepare."""
+    decoded, bad = _decode(records, check)
+    return Batch(records, decoded, bad, _prepare(prepare, decoded))
+
+
 def apply_records(db: Database, group_id: str, records: list[Record], handler: Handler,
                   *, check: Check | None = None, prepare: Prepare | None = None) -> int:
-    """Apply a batch exactly once in effect; return how many events were newly applied.
+    """Apply a batch exactly once in effect; return how many events were newly applied (see
+    :func:`apply_batch`)."""
+    return apply_batch(db, group_id, read_batch(records, check, prepare), handler)
+
+
+def apply_batch(db: Database, group_id: str, batch: Batch, handler: Handler) -> int:
+    """Apply a read batch exactly once in effect; return how many events were newly applied.
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
     the handler fails on an event, that transaction is rolled back and the batch is applied
     again one event at a time, each under a savepoint, so only the bad event is parked. An
     error that says the store is unreachable is raised instead (nothing is parked for it).
     """
-    decoded, bad = _decode(records, check)
-    prepared = _prepare(prepare, decoded)
+    decoded, bad, prepared = batch.decoded, batch.bad, batch.prepared
     try:
         with db.session() as s:
             for record, reason in bad:
@@ -237,7 +260,13 @@ def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
 
 
 class StreamConsumer:
-    """Runs the loop for one group member: poll, apply, commit store, commit offsets."""
+    """Runs the loop for one group member: poll, apply, commit store, commit offsets.
+
+    With `read_ahead`, the records that arrived while a batch was read are decoded and
+    prepared on a helper thread while that batch's transaction runs: on PostgreSQL the
+    transaction mostly waits for the server (the driver lets the helper run meanwhile), so
+    the next batch is ready when it ends. On SQLite it stays off: the transaction holds the
+    store's one write lock and would wait for the helper to hand back the interpreter."""
 
     def __init__(
         self,
@@ -251,6 +280,7 @@ class StreamConsumer:
         check: Check | None = None,
         prepare: Prepare | None = None,
         component: str | None = None,
+        read_ahead: bool | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -260,28 +290,44 @@ class StreamConsumer:
         self.check = check
         self.prepare = prepare
         self.max_records = max_records
+        self.read_ahead = db.dialect == "postgresql" if read_ahead is None else read_ahead
         self.applied = 0
         self.lag_s: float | None = None
         self.supervisor = Supervisor(component or f"consumer:{group_id}", db)
         self._consumer: Consumer | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._ahead: Future[Batch] | None = None
 
     def step(self, timeout_ms: int = 500) -> int:
         """One poll-apply-commit round; returns how many records it read."""
         if self._consumer is None:
             self.bus.ensure_topics(self.topics)
             self._consumer = self.bus.consumer(self.group_id, self.topics)
-        records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
-        if records:
-            self.applied += apply_records(self.db, self.group_id, records, self.handler,
-                                          check=self.check, prepare=self.prepare)
-            try:
-                self._consumer.commit(next_offsets(records))
-            except CommitRefused as exc:
-                # The group rebalanced meanwhile: whoever holds these partitions now reads the
-                # batch again and finds it applied. Not an error of this member.
-                log.info("consumer %s: %s", self.group_id, exc)
-        self.lag_s = _lag_s(records)
-        return len(records)
+            if self.read_ahead:
+                self._reader = ThreadPoolExecutor(1, f"{self.group_id}-read-ahead")
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            batch = ahead.result()
+        else:
+            records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+            batch = read_batch(records, self.check, self.prepare) if records else None
+        if batch is None:
+            self.lag_s = 0.0
+            return 0
+        if self._reader is not None:
+            following = self._consumer.poll(timeout_ms=0, max_records=self.max_records)
+            if following:
+                self._ahead = self._reader.submit(read_batch, following, self.check,
+                                                  self.prepare)
+        self.applied += apply_batch(self.db, self.group_id, batch, self.handler)
+        try:
+            self._consumer.commit(next_offsets(batch.records))
+        except CommitRefused as exc:
+            # The group rebalanced meanwhile: whoever holds these partitions now reads the
+            # batch again and finds it applied. Not an error of this member.
+            log.info("consumer %s: %s", self.group_id, exc)
+        self.lag_s = _lag_s(batch.records)
+        return len(batch.records)
 
     def run(self, stop: threading.Event, *, max_backoff_s: float = 5.0) -> None:
         """Consume until `stop` is set, supervised: any error closes the consumer and the loop
@@ -300,6 +346,12 @@ class StreamConsumer:
         return consumer.assignment() if consumer is not None else set()
 
     def close(self) -> None:
+        """Close the consumer; a batch read ahead is dropped (it was not committed, so it is
+        read again)."""
+        self._ahead = None
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.shutdown(wait=True)
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             consumer.close()

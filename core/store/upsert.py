@@ -13,9 +13,9 @@ from sqlalchemy import (
     Float,
     LargeBinary,
     Row,
+    String,
     Table,
     Text,
-    any_,
     bindparam,
     cast,
     column,
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
+from sqlalchemy.types import TypeDecorator
 
 from core.store import json_text
 from core.store.driver import sqlite_write_rows
@@ -223,19 +224,51 @@ def _pg_insert(
     return stmt.returning(*(table.c[c] for c in returning)) if returning else stmt
 
 
+class JsonList(TypeDecorator):
+    """A list parameter sent as the text of one JSON array. psycopg writes a list parameter
+    (a PostgreSQL array) element by element in Python: for the worker's batches of ids, about
+    a seventh of its time on PostgreSQL (sampled); the server splits the JSON array in C."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json_text.dumps(list(value))
+
+
+def json_elements(param: Any, element_type: Any, *, ordinality: bool = False) -> Any:
+    """The elements of a :class:`JsonList` parameter as a PostgreSQL row source with one
+    column, ``value``, of `element_type` (and ``ord``, their order, with `ordinality`). Text
+    stays unbounded: a cast to ``VARCHAR(n)`` would cut a longer value short, silently."""
+    if isinstance(element_type, String):
+        element_type = Text()
+    source = func.json_array_elements_text(cast(param, postgresql.JSON))
+    if ordinality:
+        source = source.table_valued("value", with_ordinality="ord").render_derived()
+    else:
+        source = source.table_valued("value").render_derived()
+    return source, cast(source.c.value, element_type)
+
+
+def _pg_in(column: Any, param: Any) -> Any:
+    source, value = json_elements(param, column.type)
+    return column.in_(select(value).select_from(source))
+
+
 def in_param(column: Any, name: str, dialect: str) -> Any:
     """``column IN :name`` for a statement built once and run many times (its values given at
-    execution): an expanding parameter on SQLite, one array parameter (``= ANY``) on
-    PostgreSQL, as :func:`in_values` writes them. Building a statement costs several times
-    running a small one, so the worker's per-batch statements are built once per dialect."""
+    execution): an expanding parameter on SQLite, one JSON array parameter on PostgreSQL
+    (see :class:`JsonList`), as :func:`in_values` writes them. Building a statement costs
+    several times running a small one, so the worker's per-batch statements are built once per
+    dialect."""
     if dialect != "postgresql":
         return column.in_(bindparam(name, expanding=True))
-    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return _pg_in(column, bindparam(name, type_=JsonList()))
 
 
 def in_values(session: Session, column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values`` as one array parameter on PostgreSQL (``= ANY``): an expanded IN
-    list of a thousand placeholders costs the driver a parse per statement."""
+    """``column IN values``; on PostgreSQL as one JSON array parameter (see :class:`JsonList`):
+    an expanded IN list of a thousand placeholders costs the driver a parse per statement."""
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(list(values))
-    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return _pg_in(column, bindparam(None, list(values), type_=JsonList()))

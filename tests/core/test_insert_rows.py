@@ -173,3 +173,25 @@ def test_what_json_cannot_carry_exactly_goes_as_arrays(db: Database) -> None:
         stages = s.scalar(select(Prediction.stages).where(Prediction.prediction_id == "p002"))
     assert math.isnan(got["p001"]) and got["p003"] == 3 / 7
     assert stages == {"big": 10**30}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_in_lists_match_exactly_the_values_given(db: Database) -> None:
+    """``IN`` lists (one JSON array on PostgreSQL): odd text matches as it is, a value longer
+    than the column is not cut to a prefix that matches, and integers compare as integers."""
+    ids = [ODD_TEXT, "p" * 64, 'q"\\', "ü√"]
+    with db.session() as s:
+        insert_rows(s, Prediction.__table__,
+                    [_prediction(i, prediction_id=pid) for i, pid in enumerate(ids)],
+                    ["prediction_id"])
+    wanted = [ODD_TEXT, "p" * 64 + "x", 'q"\\', "absent"]
+    by_param = select(Prediction.prediction_id).where(
+        upsert.in_param(Prediction.prediction_id, "ids", db.dialect))
+    with db.reading() as s:
+        got = s.scalars(select(Prediction.prediction_id).where(
+            upsert.in_values(s, Prediction.prediction_id, wanted))).all()
+        again = s.scalars(by_param, {"ids": wanted}).all()
+        numbers = s.scalars(select(Prediction.experiment_id).where(
+            upsert.in_values(s, Prediction.experiment_id, [10**12 + 1, 10**12 + 3, 7]))).all()
+    assert sorted(got) == sorted(again) == sorted([ODD_TEXT, 'q"\\'])
+    assert sorted(numbers) == [10**12 + 1, 10**12 + 3]

@@ -119,3 +119,48 @@ def test_the_offsets_to_commit_follow_the_highest_record_of_each_partition() -> 
     assert next_offsets(records) == {TopicPartition("a", 0): 8, TopicPartition("a", 1): 3,
                                      TopicPartition("b", 0): 10}
     assert next_offsets([]) == {}
+
+
+def _backlog(db: Database, n: int) -> EmbeddedBus:
+    bus = EmbeddedBus(db, partitions=1)
+    write_outbox(db, n, PREFIX)
+    relay = OutboxRelay(db, bus)
+    while relay.relay_once():
+        pass
+    return bus
+
+
+def test_a_worker_reading_ahead_applies_every_event_once_in_order(db: Database) -> None:
+    """On either store when asked (by default on PostgreSQL only): while a batch is applied,
+    the next one is read on the helper thread; every event is applied once."""
+    worker = make_worker(db, _backlog(db, 250), PREFIX, max_records=50)
+    worker.read_ahead = True
+    assert worker.step(timeout_ms=500) == 50
+    ahead = worker._ahead
+    assert ahead is not None  # the second batch, read while the first was applied
+    offsets = [r.offset for r in ahead.result().records]
+    assert len(offsets) == 50 and offsets == sorted(offsets)
+    while worker.step(timeout_ms=200):
+        pass
+    worker.close()
+    assert count_predictions(db) == (250, 250)
+    assert worker.applied == 250
+    assert make_worker(db, EmbeddedBus(db, partitions=1), PREFIX).read_ahead is (
+        db.dialect == "postgresql")
+
+
+def test_a_batch_read_ahead_is_dropped_on_close_and_read_again(db: Database) -> None:
+    """The supervisor closes the consumer on any error: the batch read ahead was not
+    committed, so the next round reads it again from the committed offsets."""
+    bus = _backlog(db, 120)
+    worker = make_worker(db, bus, PREFIX, max_records=50)
+    worker.read_ahead = True
+    assert worker.step(timeout_ms=500) == 50
+    assert worker._ahead is not None
+    worker.close()
+    assert worker._ahead is None
+    while worker.step(timeout_ms=200):
+        pass
+    worker.close()
+    assert count_predictions(db) == (120, 120)
+    assert worker.applied == 120
