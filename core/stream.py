@@ -24,8 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any, NamedTuple
 
-import orjson
-from sqlalchemy import Text, bindparam, func, select, true
+from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -102,13 +101,10 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
     """
     now = utcnow()
     ids = sorted({e["event_id"] for _, e in batch})
-    if session.get_bind().dialect.name == "postgresql":
-        claimed = {row.event_id for row in session.execute(
-            _claim_ids_pg(), {"ids": ids, "group_id": group_id, "now": now})}
-    else:
-        claimed = {row.event_id for row in session.execute(
-            _claim_ids_sqlite(),
-            {"ids": orjson.dumps(ids).decode(), "group_id": group_id, "now": now})}
+    statement = (_claim_ids_pg() if session.get_bind().dialect.name == "postgresql"
+                 else _claim_ids_sqlite())
+    claimed = set(session.execute(
+        statement, {"ids": ids, "group_id": group_id, "now": now}).scalars())
     fresh = []
     for record, event in batch:
         if event["event_id"] in claimed:
@@ -137,7 +133,7 @@ def _claim_ids_sqlite() -> Any:
     """The ids as one JSON array that SQLite splits itself (``json_each``), the group and the
     time once each: no parameter row per id to build and bind in Python. (SQLite needs a WHERE
     on an INSERT ... SELECT that has an ON CONFLICT clause.)"""
-    ids = func.json_each(bindparam("ids", type_=Text)).table_valued("value")
+    ids = func.json_each(bindparam("ids", type_=JsonList())).table_valued("value")
     rows = select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), ids.c.value,
                   bindparam("now", type_=_PROCESSED.c.processed_at.type)).where(true())
     return (sqlite.insert(_PROCESSED)

@@ -225,9 +225,10 @@ def _pg_insert(
 
 
 class JsonList(TypeDecorator):
-    """A list parameter sent as the text of one JSON array. psycopg writes a list parameter
-    (a PostgreSQL array) element by element in Python: for the worker's batches of ids, about
-    a seventh of its time on PostgreSQL (sampled); the server splits the JSON array in C."""
+    """A list parameter sent as the text of one JSON array, which the server splits in C.
+    psycopg writes a list parameter (a PostgreSQL array) element by element in Python: for the
+    worker's batches of ids, about a seventh of its time on PostgreSQL (sampled); SQLite has
+    no list parameter at all (one placeholder per value)."""
 
     impl = Text
     cache_ok = True
@@ -250,25 +251,26 @@ def json_elements(param: Any, element_type: Any, *, ordinality: bool = False) ->
     return source, cast(source.c.value, element_type)
 
 
-def _pg_in(column: Any, param: Any) -> Any:
+def _json_in(column: Any, param: Any, dialect: str) -> Any:
+    """``column IN`` the elements of a :class:`JsonList` parameter: split by the server
+    (``json_each`` on SQLite, ``json_array_elements_text`` on PostgreSQL)."""
+    if dialect != "postgresql":
+        return column.in_(select(func.json_each(param).table_valued("value").c.value))
     source, value = json_elements(param, column.type)
     return column.in_(select(value).select_from(source))
 
 
 def in_param(column: Any, name: str, dialect: str) -> Any:
     """``column IN :name`` for a statement built once and run many times (its values given at
-    execution): an expanding parameter on SQLite, one JSON array parameter on PostgreSQL
-    (see :class:`JsonList`), as :func:`in_values` writes them. Building a statement costs
-    several times running a small one, so the worker's per-batch statements are built once per
-    dialect."""
-    if dialect != "postgresql":
-        return column.in_(bindparam(name, expanding=True))
-    return _pg_in(column, bindparam(name, type_=JsonList()))
+    execution) as one JSON array parameter (see :class:`JsonList`), as :func:`in_values`
+    writes it. Building a statement costs several times running a small one, so the worker's
+    per-batch statements are built once per dialect."""
+    return _json_in(column, bindparam(name, type_=JsonList()), dialect)
 
 
 def in_values(session: Session, column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values``; on PostgreSQL as one JSON array parameter (see :class:`JsonList`):
-    an expanded IN list of a thousand placeholders costs the driver a parse per statement."""
-    if session.get_bind().dialect.name != "postgresql":
-        return column.in_(list(values))
-    return _pg_in(column, bindparam(None, list(values), type_=JsonList()))
+    """``column IN values`` as one JSON array parameter (see :class:`JsonList`). An expanded IN
+    list costs a placeholder to bind per value, and on SQLite a statement text (prepared
+    afresh) per list length: a select by 400–500 ids took 3.9–4.2 → 2.3–2.5 ms (median of 30)."""
+    return _json_in(column, bindparam(None, list(values), type_=JsonList()),
+                    session.get_bind().dialect.name)
