@@ -228,7 +228,7 @@ def end_to_end(
         _warm_up(db, prefix, parts)
         if pg_profile:
             pg_statements.reset(db_url)
-        batches = outbox_batches(n, prefix)  # made ahead, as the anchor's records are
+        batches = list(outbox_batches(n, prefix))  # made ahead, as the anchor's records are
         meter = CpuMeter({"writer": os.getpid(), "relay": parts[0].pid,
                           "worker": parts[1].pid, **(servers or {})})
         meter.start()

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, true
+from sqlalchemy import bindparam, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -101,10 +101,8 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
     """
     now = utcnow()
     ids = sorted({e["event_id"] for _, e in batch})
-    statement = (_claim_ids_pg() if session.get_bind().dialect.name == "postgresql"
-                 else _claim_ids_sqlite())
-    claimed = set(session.execute(
-        statement, {"ids": ids, "group_id": group_id, "now": now}).scalars())
+    claimed = set(session.execute(_claim_ids(session.get_bind().dialect.name),
+                                  {"ids": ids, "group_id": group_id, "now": now}).scalars())
     fresh = []
     for record, event in batch:
         if event["event_id"] in claimed:
@@ -114,29 +112,17 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
 
 
 @cache
-def _claim_ids_pg() -> Any:
-    """The ids as one JSON array (see core.store.upsert.JsonList), the group and the time once
-    each; ORDER BY ord keeps the sorted lock order."""
-    source, event_id = json_elements(bindparam("ids", type_=JsonList()),
-                                     _PROCESSED.c.event_id.type, ordinality=True)
+def _claim_ids(dialect: str) -> Any:
+    """The ids as one JSON array that the server splits (see core.store.upsert.JsonList), the
+    group and the time once each: no parameter row per id to build and bind in Python. ORDER
+    BY the ids' position keeps the sorted lock order; SQLite needs a WHERE on an INSERT ...
+    SELECT that has an ON CONFLICT clause."""
+    source, event_id, position = json_elements(bindparam("ids", type_=JsonList()),
+                                               _PROCESSED.c.event_id.type, dialect)
     rows = (select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), event_id,
                    bindparam("now", type_=_PROCESSED.c.processed_at.type))
-            .select_from(source).order_by(source.c.ord))
-    return (postgresql.insert(_PROCESSED)
-            .from_select(["group_id", "event_id", "processed_at"], rows)
-            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
-            .returning(_PROCESSED.c.event_id))
-
-
-@cache
-def _claim_ids_sqlite() -> Any:
-    """The ids as one JSON array that SQLite splits itself (``json_each``), the group and the
-    time once each: no parameter row per id to build and bind in Python. (SQLite needs a WHERE
-    on an INSERT ... SELECT that has an ON CONFLICT clause.)"""
-    ids = func.json_each(bindparam("ids", type_=JsonList())).table_valued("value")
-    rows = select(bindparam("group_id", type_=_PROCESSED.c.group_id.type), ids.c.value,
-                  bindparam("now", type_=_PROCESSED.c.processed_at.type)).where(true())
-    return (sqlite.insert(_PROCESSED)
+            .select_from(source).where(true()).order_by(position))
+    return ((postgresql if dialect == "postgresql" else sqlite).insert(_PROCESSED)
             .from_select(["group_id", "event_id", "processed_at"], rows)
             .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
             .returning(_PROCESSED.c.event_id))

@@ -237,27 +237,26 @@ class JsonList(TypeDecorator):
         return None if value is None else json_text.dumps(list(value))
 
 
-def json_elements(param: Any, element_type: Any, *, ordinality: bool = False) -> Any:
-    """The elements of a :class:`JsonList` parameter as a PostgreSQL row source with one
-    column, ``value``, of `element_type` (and ``ord``, their order, with `ordinality`). Text
-    stays unbounded: a cast to ``VARCHAR(n)`` would cut a longer value short, silently."""
+def json_elements(param: Any, element_type: Any, dialect: str) -> tuple[Any, Any, Any]:
+    """The elements of a :class:`JsonList` parameter as a row source split by the server
+    (``json_each`` on SQLite, ``json_array_elements_text`` on PostgreSQL), its value column
+    and its position in the array (to order by). On PostgreSQL the value is
+    cast to `element_type`, text left unbounded: a cast to ``VARCHAR(n)`` would cut a longer
+    value short, silently (SQLite's values keep their JSON type)."""
+    if dialect != "postgresql":
+        source = func.json_each(param).table_valued("value", "key")
+        return source, source.c.value, source.c.key
     if isinstance(element_type, String):
         element_type = Text()
-    source = func.json_array_elements_text(cast(param, postgresql.JSON))
-    if ordinality:
-        source = source.table_valued("value", with_ordinality="ord").render_derived()
-    else:
-        source = source.table_valued("value").render_derived()
-    return source, cast(source.c.value, element_type)
+    source = (func.json_array_elements_text(cast(param, postgresql.JSON))
+              .table_valued("value", with_ordinality="ord").render_derived())
+    return source, cast(source.c.value, element_type), source.c.ord
 
 
-def _json_in(column: Any, param: Any, dialect: str) -> Any:
-    """``column IN`` the elements of a :class:`JsonList` parameter: split by the server
-    (``json_each`` on SQLite, ``json_array_elements_text`` on PostgreSQL)."""
-    if dialect != "postgresql":
-        return column.in_(select(func.json_each(param).table_valued("value").c.value))
-    source, value = json_elements(param, column.type)
-    return column.in_(select(value).select_from(source))
+def _json_in(column_: Any, param: Any, dialect: str) -> Any:
+    """``column IN`` the elements of a :class:`JsonList` parameter."""
+    source, value, _ = json_elements(param, column_.type, dialect)
+    return column_.in_(select(value).select_from(source))
 
 
 def in_param(column: Any, name: str, dialect: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from sqlalchemy import func, select
 
@@ -71,13 +71,14 @@ def stream_events(lo: int, hi: int, run: str = "r", correct_every: int = 0,
 
 
 def outbox_batches(n: int, run: str = "r", *, batch: int = 100, start: int = 0,
-                   correct_every: int = 0) -> list[list[dict]]:
-    """The events `write_outbox` writes, made ahead, one list per transaction."""
-    return [stream_events(lo, min(lo + batch, start + n), run, correct_every, start)
-            for lo in range(start, start + n, batch)]
+                   correct_every: int = 0) -> Iterator[list[dict]]:
+    """The events `write_outbox` writes, one list per transaction, each made when asked for
+    (``list()`` them to make them all ahead)."""
+    for lo in range(start, start + n, batch):
+        yield stream_events(lo, min(lo + batch, start + n), run, correct_every, start)
 
 
-def write_batches(db: Database, batches: list[list[dict]], prefix: str,
+def write_batches(db: Database, batches: Iterable[list[dict]], prefix: str,
                   pause_s: float = 0.0) -> None:
     """Accept each batch of events (made by :func:`make_event`, so checked once, as the API's
     are) in one transaction, the way the API does."""
@@ -102,9 +103,8 @@ def write_outbox(
     """Accept `n` predictions the way the API does, each batch in one transaction; with
     `correct_every`, every so many predictions also get a correction a little later (see
     :func:`corrected`)."""
-    for lo in range(start, start + n, batch):  # each batch made just before it is written
-        write_batches(db, [stream_events(lo, min(lo + batch, start + n), run, correct_every,
-                                         start)], prefix, pause_s)
+    write_batches(db, outbox_batches(n, run, batch=batch, start=start,
+                                     correct_every=correct_every), prefix, pause_s)
 
 
 def count_predictions(db: Database) -> tuple[int, int]:
