@@ -5,7 +5,11 @@ It runs as a member of the `evaluation` consumer group; several workers share th
 For each batch, in the stream's one transaction (see :mod:`core.stream` for the commit order):
 
 1. insert the new predictions and corrections (ON CONFLICT DO NOTHING ... RETURNING, so a row
-   already stored under its natural key is neither stored nor counted again);
+   already stored under its natural key is neither stored nor counted again). A batch whose
+   events were all claimed fresh (the usual case, with its prepared rows) inserts its
+   predictions plainly, by COPY on PostgreSQL: a fresh event's prediction id is new unless a
+   producer reused it under another event id, and then the unique key refuses the batch and
+   the stream applies it again event by event, through ON CONFLICT;
 2. count units first seen per experiment and slice (the SRM counts), the same way;
 3. join truths: every prediction touched by the batch that has a correction and no
    ``prediction_truths`` row gets one, from its earliest correction. Whichever of a prediction
@@ -58,7 +62,7 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
-from core.store.upsert import in_param, in_values, insert_rows
+from core.store.upsert import in_param, in_values, insert_many, insert_rows
 from core.stream import Check, StreamConsumer
 from evaluation import sketch
 from evaluation.aggregation import (
@@ -276,8 +280,11 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     built it beforehand."""
     if prepared is None:
         prepared = prepare_events(batch)
-    new_p = _insert_new(session, Prediction.__table__, prepared.predictions, ["prediction_id"],
-                        "prediction_id")
+        new_p = _insert_new(session, Prediction.__table__, prepared.predictions,
+                            ["prediction_id"], "prediction_id")
+    else:  # every event fresh (see core.stream.Prepare): a plain insert, COPY on PostgreSQL
+        insert_many(session, Prediction.__table__, prepared.predictions)
+        new_p = {row["prediction_id"] for row in prepared.predictions}
     new_c = _insert_new(session, Correction.__table__, prepared.corrections, ["correction_id"],
                         "correction_id")
     facts, acc = prepared.facts, prepared.acc

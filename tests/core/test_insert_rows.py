@@ -143,16 +143,42 @@ def test_insert_many_stores_every_row_or_none(db: Database, path: str,
                    for r in rows]
 
 
+@MANY_PATHS
+def test_insert_many_writes_json_as_sqlalchemy_does(db: Database, path: str, database_url: str,
+                                                    request: pytest.FixtureRequest,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's fresh predictions: every column type, JSON stages included, reads back as
+    SQLAlchemy's own execution wrote it (the JSON text too), COPY or not."""
+    _force(path, monkeypatch)
+    if path in ("json", "arrays"):
+        monkeypatch.setattr(pg_copy, "MIN_ROWS", 10**9)
+    rows = [_prediction(i) for i in range(30)]
+    with db.session() as s:
+        if path == "copy":
+            assert pg_copy.copy_rows(s, Prediction.__table__, rows)
+        else:
+            insert_many(s, Prediction.__table__, rows)
+    other = Database(database_url.replace("abvoc.db", "other.db") if path == "driver"
+                     else request.getfixturevalue("postgres").create_database())
+    schema.upgrade(other)
+    with other.session() as s:
+        s.execute(Prediction.__table__.insert(), rows)
+    assert _stored(db) == _stored(other)
+    other.dispose()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_copy_serves_only_plain_columns_and_batches_worth_it(db: Database) -> None:
-    """A column COPY here does not write (JSON) or a batch of a row or two: the INSERT."""
+def test_copy_leaves_json_null_and_tiny_batches_to_the_insert(db: Database) -> None:
+    """A JSON column's None (JSON null to SQLAlchemy, SQL NULL to COPY) or a batch of a row or
+    two: the INSERT."""
     with db.session() as s:
         assert not pg_copy.copy_rows(s, Prediction.__table__,
-                                     [_prediction(i) for i in range(20)])
+                                     [_prediction(i, stages=None) for i in range(20)])
         assert not pg_copy.copy_rows(s, OutboxEvent.__table__, [
             {"event_id": "e", "topic": "t", "key": "k", "payload": b"", "created_at": T0,
              "attempts": 0}])
         assert s.scalar(select(OutboxEvent.id)) is None
+        assert s.scalar(select(Prediction.prediction_id)) is None
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -174,7 +174,8 @@ def test_a_prepared_batch_is_applied_as_an_unprepared_one(db: Database, tmp_path
                                                            ) -> None:
     """The worker builds a batch's rows and sums before its transaction opens (prepare); what
     it stores is what the handler alone stores, a partly replayed batch included (only the
-    new predictions count) and a batch whose preparation fails."""
+    new predictions count: its plain insert, COPY on PostgreSQL, meets the stored ids and the
+    batch goes again event by event, nothing parked) and a batch whose preparation fails."""
     batch = [prediction(f"p{i}", latency_ms=5.0 + i, confidence=i / 40, unit_id=f"u{i % 7}",
                         at=T0 + timedelta(minutes=7 * i)) for i in range(40)]
     batch += [correction(f"p{i}", "y", at=T0 + timedelta(hours=6)) for i in range(0, 40, 3)]
@@ -205,4 +206,5 @@ def test_a_prepared_batch_is_applied_as_an_unprepared_one(db: Database, tmp_path
     with db.reading() as s, plain.reading() as p:
         truths = select(func.count()).select_from(PredictionTruth)
         assert s.scalar(truths) == p.scalar(truths) == len(range(0, 40, 3))
+        assert s.scalar(select(func.count()).select_from(ParkedEvent)) == 0
     plain.dispose()
