@@ -102,7 +102,8 @@ def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) ->
     now = utcnow()
     ids = sorted({e["event_id"] for _, e in batch})
     claimed = set(session.execute(_claim_ids(session.get_bind().dialect.name),
-                                  {"ids": ids, "group_id": group_id, "now": now}).scalars())
+                                  {"ids": ids, "group_id": group_id, "now": now}
+                                  ).scalars().all())  # one fetch, not one per row
     fresh = []
     for record, event in batch:
         if event["event_id"] in claimed:
