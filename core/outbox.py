@@ -5,10 +5,14 @@ so an accepted request and its event are stored together or not at all. The rela
 unsent rows to the bus in id order and marks them sent. With the bus down, rows simply wait; a row
 published but not yet marked may be published again, which consumers absorb by event id.
 
-Several relays may run. On PostgreSQL each locks its batch with SKIP LOCKED for the length of
-the publish (a relay that dies releases its locks with its connection), then marks it sent. A row
-is marked sent only once the bus has acknowledged it, never with the claim: retention relies on
-every copy of an event having reached the bus before its row's `sent_at` (core.store.retention).
+Several relays may run. On PostgreSQL they take turns: a relay publishes a batch while it holds
+a transaction-level advisory lock (one lock, not a lock on each row: row locks cost the server
+about 3.5 µs an event, a sixth of the relay's share), marks it sent and commits, which releases
+the lock; a relay that finds the lock taken waits as when nothing is pending, and one that dies
+releases the lock with its connection. One publisher at a time also keeps the rows in id order
+on the bus. A row is marked sent only once the bus has acknowledged it, never with the claim:
+retention relies on every copy of an event having reached the bus before its row's `sent_at`
+(core.store.retention).
 On SQLite a relay first claims its batch in one short write (`claimed_by`, `claimed_until`),
 publishes with no transaction open (the embedded bus may write to the same file), then marks the
 rows sent; a claim whose relay died expires after `claim_ttl_s` and another relay sends the
@@ -37,6 +41,8 @@ from core.store.upsert import in_values, insert_many
 from core.supervision import Supervisor
 
 log = logging.getLogger(__name__)
+PG_RELAY_LOCK = 0x61627663_72656C79
+"""The advisory lock key the relays take turns on (PostgreSQL; "abvc" "rely" in ASCII)."""
 
 
 def add_event(session: Session, event: dict[str, Any], prefix: str, *,
@@ -188,9 +194,10 @@ class OutboxRelay:
     def _relay_batch(self) -> int:
         """Publish one batch; on SQLite it is marked sent with the next claim."""
         if self.db.dialect == "postgresql":
-            # Row locks with SKIP LOCKED let several relays share the outbox safely.
             with self.db.session() as s:
-                rows = s.execute(self._pending().with_for_update(skip_locked=True)).all()
+                if not s.scalar(select(func.pg_try_advisory_xact_lock(PG_RELAY_LOCK))):
+                    return 0  # another relay is publishing
+                rows = s.execute(self._pending()).all()
                 error = self._relay(s, rows)
         else:
             claim, rows = self._claim()

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from core.bus.base import CommitRefused, TopicPartition, partition_for
 from core.bus.embedded import EmbeddedBus
 from core.health import outbox_lag_s
-from core.outbox import OutboxRelay, pending_count
+from core.outbox import PG_RELAY_LOCK, OutboxRelay, pending_count
 from core.store.db import Database
 from core.store.models import BusRecord, ConsumerOffset, OutboxEvent
 from core.stream import next_offsets
@@ -292,3 +292,23 @@ def test_a_stopped_relay_marks_its_last_batch(db: Database) -> None:
     relay.close()
     assert pending_count(db) == 0
     assert len(_event_ids(db)) == 7
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_relays_on_postgresql_take_turns_and_a_dead_ones_turn_passes(db: Database) -> None:
+    """While one relay publishes (it holds the relays' advisory lock), another publishes
+    nothing and says so as when nothing is pending; when the first is gone (its connection
+    closed, as a relay that dies), the other sends every row once."""
+    write_outbox(db, 50, "t")
+    relay = OutboxRelay(db, EmbeddedBus(db), batch_size=20)
+    busy = db.engine.connect()
+    assert busy.scalar(select(func.pg_try_advisory_xact_lock(PG_RELAY_LOCK)))
+    assert relay.relay_once() == 0
+    assert pending_count(db) == 50 and _event_ids(db) == []
+    busy.close()  # the holder dies: its transaction ends, the lock with it
+    while relay.relay_once():
+        pass
+    relay.close()
+    ids = _event_ids(db)
+    assert pending_count(db) == 0
+    assert len(ids) == len(set(ids)) == 50
