@@ -177,7 +177,7 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Publish one batch and mark it sent; return how many rows were sent (0 when nothing
-        waits).
+        waits, or on PostgreSQL while another relay publishes).
 
         Raises BusUnavailable after recording the failed attempt on the rows."""
         sent = self._relay_batch()
