@@ -17,7 +17,13 @@ The headline is the CPU-per-request overhead: on a machine whose cores other pro
 throughput moves with their load from one run to the next, while the CPU the server spends per
 request does not. Throughput is the same figure where the server has the cores to itself.
 
-    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
+`--breakdown` also says where the full path's CPU goes: each request thread's CPU time
+(`time.thread_time`) in the durable write (`PredictService._record`: the group commit of the
+event, the ledger row and the kept input) and in the rest of the serving path outside the
+candidate call, per request, beside the bare candidate's whole CPU per request (the timing
+itself costs a few µs per request: quote the headline from a run without it).
+
+    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6] [--breakdown]
 """
 
 from __future__ import annotations
@@ -41,7 +47,30 @@ import numpy as np  # noqa: E402
 CANDIDATE = "ocr-small-mixed"
 
 
-def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
+class ThreadCpu:
+    """Request threads' CPU seconds inside chosen methods (`--breakdown`), summed by name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, owner: type, method: str, name: str) -> None:
+        inner = getattr(owner, method)
+
+        def timed(*args: object, **kwargs: object) -> object:
+            start = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - start
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + spent
+
+        setattr(owner, method, timed)
+
+
+def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
+          breakdown: bool = False) -> None:
     import torch
     from flask import jsonify, request
     from werkzeug.serving import make_server
@@ -64,6 +93,12 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     app = create_app(settings)
     serving = app.extensions["abvoc_serving"]
     register_trained(serving.registry, models, models / CANDIDATE)
+    cpu_in = ThreadCpu()
+    if breakdown:  # the serving path, the candidate call and the durable write, each timed
+        from serving.predict import PredictService
+        cpu_in.wrap(PredictService, "predict", "service")
+        cpu_in.wrap(PredictService, "_run", "candidate")
+        cpu_in.wrap(PredictService, "_record", "durable write")
     key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
 
     @app.post("/bench/bare")
@@ -75,7 +110,7 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None) -> None:
 
     @app.get("/bench/cpu")
     def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
-        return jsonify({"cpu_s": time.process_time()})
+        return jsonify({"cpu_s": time.process_time(), "in": dict(cpu_in.seconds)})
 
     serving.pool.get(CANDIDATE)
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -103,15 +138,18 @@ def load(url: str, headers: dict, bodies: list[dict], concurrency: int) -> tuple
 
 
 def measured(base: str, path: str, headers: dict, bodies: list[dict],
-             concurrency: int) -> tuple[float, float, float, float]:
-    """(requests/s, p50 ms, p99 ms, server CPU ms per request) for one pass over `bodies`."""
+             concurrency: int) -> tuple[float, float, float, float, dict[str, float]]:
+    """(requests/s, p50 ms, p99 ms, server CPU ms per request, and with `--breakdown` the
+    request threads' CPU ms per request in each timed method) for one pass over `bodies`."""
     import requests
 
-    before = requests.get(f"{base}/bench/cpu", timeout=30).json()["cpu_s"]
+    before = requests.get(f"{base}/bench/cpu", timeout=30).json()
     rate, lat = load(base + path, headers, bodies, concurrency)
-    after = requests.get(f"{base}/bench/cpu", timeout=30).json()["cpu_s"]
+    after = requests.get(f"{base}/bench/cpu", timeout=30).json()
+    within = {k: (v - before["in"].get(k, 0.0)) * 1000 / len(bodies)
+              for k, v in after["in"].items()}
     return (rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
-            (after - before) * 1000 / len(bodies))
+            (after["cpu_s"] - before["cpu_s"]) * 1000 / len(bodies), within)
 
 
 def main() -> None:
@@ -120,6 +158,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--models", default=None, help="a model store with trained candidates")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="say where the full path's CPU goes (the durable write, the rest)")
     args = parser.parse_args()
 
     from serving.images import encode_png
@@ -128,7 +168,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     ports: mp.Queue = ctx.Queue()
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-api-")
-    server = ctx.Process(target=serve, args=(ports, data_dir, args.models), daemon=True)
+    server = ctx.Process(target=serve, args=(ports, data_dir, args.models, args.breakdown),
+                         daemon=True)
     server.start()
     port, key = ports.get(timeout=600)
     images = [encode_png(s.image) for s in sample_requests(args.requests, ONLINE_MIX, seed=1)]
@@ -161,6 +202,22 @@ def main() -> None:
     print(f"  server CPU per request full/bare {cpu_ratio:.3f}: overhead {cpu_ratio - 1:.1%} "
           "(the headline; goal < 5%)")
     print(f"  throughput ratio full/bare {ratio:.3f}: overhead {1 - ratio:.1%} (goal < 5%)")
+    if args.breakdown:
+        print_breakdown(figures["full"], med["bare"][3])
+
+
+def print_breakdown(full: list[tuple], bare_cpu: float) -> None:
+    """The full path's request-thread CPU per request in the durable write and in the rest of
+    the serving path (outside the candidate call), medians over its rounds."""
+    within = {k: statistics.median(f[4].get(k, 0.0) for f in full) for k in full[0][4]}
+    write = within.get("durable write", 0.0)
+    rest = within.get("service", 0.0) - within.get("candidate", 0.0) - write
+    print(f"  where the full path's CPU goes (request threads, ms per request; the bare "
+          f"candidate's whole CPU {bare_cpu:.2f} ms):")
+    print(f"    durable write (event, ledger row, kept input; group commit) {write:.3f} "
+          f"({write / bare_cpu:.1%} of the bare candidate's CPU)")
+    print(f"    routing, event, receipt, guardrails (the serving path less the candidate call "
+          f"and the write) {rest:.3f} ({rest / bare_cpu:.1%})")
 
 
 if __name__ == "__main__":
