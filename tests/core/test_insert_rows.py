@@ -37,6 +37,20 @@ def _stored(db: Database) -> list[tuple]:
             select(*table.c, cast(table.c.stages, Text)).order_by(table.c.prediction_id))]
 
 
+def _as_sqlalchemy_stores(rows: list[dict], database_url: str, path: str,
+                          request: pytest.FixtureRequest) -> list[tuple]:
+    """The rows as SQLAlchemy's own execution stores them, in a second store of the same
+    kind."""
+    other = Database(database_url.replace("abvoc.db", "other.db") if path == "driver"
+                     else request.getfixturevalue("postgres").create_database())
+    schema.upgrade(other)
+    with other.session() as s:
+        s.execute(Prediction.__table__.insert(), rows)
+    stored = _stored(other)
+    other.dispose()
+    return stored
+
+
 # SQLite's driver path, PostgreSQL's JSON document, and its array fallback (forced).
 PATHS = pytest.mark.parametrize(("database_url", "path"), [
     ("sqlite", "driver"), ("postgresql", "json"), ("postgresql", "arrays")],
@@ -63,16 +77,9 @@ def test_rows_read_back_as_sqlalchemy_wrote_them(db: Database, path: str, databa
                             returning=["prediction_id"])
     assert [r.prediction_id for r in fresh] == [r["prediction_id"] for r in rows[::2]]
     assert [r.prediction_id for r in again] == [r["prediction_id"] for r in rows[1::2]]
-    # The same rows through SQLAlchemy's own execution, into a second store of the same kind.
-    other = Database(database_url.replace("abvoc.db", "other.db") if path == "driver"
-                     else request.getfixturevalue("postgres").create_database())
-    schema.upgrade(other)
-    with other.session() as s:
-        s.execute(Prediction.__table__.insert(), rows)
-    assert _stored(db) == _stored(other)
+    assert _stored(db) == _as_sqlalchemy_stores(rows, database_url, path, request)
     assert _stored(db)[0][-1] == '{"z":[1,2.5,null],"a":{"text":' + \
         '"a \\"quoted\\" {brace}, back\\\\slash, NULL, ü√, tab\\there"},"n":0}'
-    other.dispose()
 
 
 @PATHS
@@ -158,13 +165,7 @@ def test_insert_many_writes_json_as_sqlalchemy_does(db: Database, path: str, dat
             assert pg_copy.copy_rows(s, Prediction.__table__, rows)
         else:
             insert_many(s, Prediction.__table__, rows)
-    other = Database(database_url.replace("abvoc.db", "other.db") if path == "driver"
-                     else request.getfixturevalue("postgres").create_database())
-    schema.upgrade(other)
-    with other.session() as s:
-        s.execute(Prediction.__table__.insert(), rows)
-    assert _stored(db) == _stored(other)
-    other.dispose()
+    assert _stored(db) == _as_sqlalchemy_stores(rows, database_url, path, request)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
