@@ -44,16 +44,38 @@ log = logging.getLogger("abvoc")
 
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def stop_on_signals() -> threading.Event:
+    """An event set on SIGINT or SIGTERM (call from the main thread).
+
+    The Python handlers do nothing themselves: Python runs a handler between two bytecodes of
+    the main thread, so a second signal arriving while the first handler was inside
+    `stop.set()` (which holds the event's lock) ran a second handler that waited for that lock
+    forever; a relay hung so when `abvoc up` and a kill of the process group each sent it
+    SIGTERM. The signal numbers go through a pipe (`signal.set_wakeup_fd`) to a thread that
+    sets the event."""
     stop = threading.Event()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
 
-    def _handler(signum: int, _frame: object) -> None:
-        log.info("received signal %d, stopping", signum)
-        stop.set()
+    def watch() -> None:
+        while not stop.is_set():
+            for signum in os.read(read_fd, 64):
+                if signum in _STOP_SIGNALS:
+                    log.info("received signal %d, stopping", signum)
+                    stop.set()
 
-    signal.signal(signal.SIGINT, _handler)
-    signal.signal(signal.SIGTERM, _handler)
+    threading.Thread(target=watch, name="signals", daemon=True).start()
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _wake_only)
     return stop
+
+
+def _wake_only(_signum: int, _frame: object) -> None:
+    """The Python handler of the stop signals: the wakeup pipe carries them (see above)."""
 
 
 def _thread(name: str, target: Callable[[], None]) -> threading.Thread:

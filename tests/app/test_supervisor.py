@@ -116,3 +116,30 @@ def test_a_periodic_task_slower_than_its_period_never_overlaps_itself() -> None:
     runner.join(timeout=10)
     assert runs[0] >= 2  # it runs again once the previous run has ended
     assert most[0] == 1
+
+
+# A stop signal landing while the handler of the one before is inside `stop.set()` (it holds
+# the event's lock): the Python handler is called as Python calls a nested one, then two more
+# signals come the ordinary way.
+_TWO_SIGNALS = """
+import os, signal
+from app.runner import stop_on_signals
+stop = stop_on_signals()
+with stop._cond:
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+os.kill(os.getpid(), signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGINT)
+print("stopped" if stop.wait(10) else "not stopped", flush=True)
+"""
+
+
+def test_a_second_stop_signal_during_the_first_cannot_hang_the_process() -> None:
+    """`abvoc up` and a kill of the process group may each send a part SIGTERM; the handler
+    of the second must not wait for a lock the first holds (a relay hung so)."""
+    import subprocess
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", _TWO_SIGNALS], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
