@@ -48,14 +48,29 @@ _STALE_MEMBER = {
 
 class _LastError:
     """librdkafka reports broker trouble (refused connections, all brokers down) to a callback
-    rather than raising; the last one is kept so that a BusUnavailable can say why."""
+    rather than raising; the latest report of each kind is kept so that a BusUnavailable can say
+    why. Kinds, not just the last report: after each failed connect librdkafka also reports
+    "1/1 brokers are down", which alone does not say what failed."""
+
+    KEPT = 3
 
     def __init__(self) -> None:
-        self.text = "no error reported by the client"
+        self._latest: dict[int, str] = {}  # by error code, the most recent last
 
     def __call__(self, error: KafkaError) -> None:
-        self.text = error.str()
-        log.debug("Kafka client: %s", self.text)
+        text = error.str()
+        self._latest.pop(error.code(), None)
+        self._latest[error.code()] = text
+        if len(self._latest) > self.KEPT:
+            del self._latest[next(iter(self._latest))]
+        log.debug("Kafka client: %s", text)
+
+    @property
+    def text(self) -> str:
+        """The latest report of each kind, the most recent first."""
+        if not self._latest:
+            return "no error reported by the client"
+        return "; ".join(reversed(self._latest.values()))
 
 
 class _Repeats(logging.Filter):

@@ -48,3 +48,17 @@ def test_held_back_lines_are_counted_on_the_next_one(monkeypatch: pytest.MonkeyP
         clock[0] += 0.1
         repeats.filter(line(f"rdkafka#producer-{n + 2}"))
     assert len(repeats._last) <= 1001
+
+
+def test_a_bus_error_keeps_what_failed_beside_the_summary_that_followed() -> None:
+    """librdkafka's "all brokers are down" comes after the refused connect that caused it:
+    the reason given keeps both, the most recent first."""
+    from confluent_kafka import KafkaError
+
+    errors = kafka._LastError()
+    assert errors.text == "no error reported by the client"
+    errors(KafkaError(KafkaError._TRANSPORT, "127.0.0.1:9/bootstrap: Connection refused"))  # noqa: SLF001
+    errors(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))  # noqa: SLF001
+    assert errors.text == "1/1 brokers are down; 127.0.0.1:9/bootstrap: Connection refused"
+    errors(KafkaError(KafkaError._TRANSPORT, "127.0.0.1:9/bootstrap: timed out"))  # noqa: SLF001
+    assert errors.text == "127.0.0.1:9/bootstrap: timed out; 1/1 brokers are down"
