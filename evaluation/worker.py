@@ -284,7 +284,7 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
                             ["prediction_id"], "prediction_id")
     else:  # every event fresh (see core.stream.Prepare): a plain insert, COPY on PostgreSQL
         insert_many(session, Prediction.__table__, prepared.predictions)
-        new_p = {row["prediction_id"] for row in prepared.predictions}
+        new_p = prepared.facts.keys()  # all of them: the insert stored every one or failed
     new_c = _insert_new(session, Correction.__table__, prepared.corrections, ["correction_id"],
                         "correction_id")
     facts, acc = prepared.facts, prepared.acc
