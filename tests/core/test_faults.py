@@ -34,7 +34,14 @@ from core.store.models import (
 )
 from evaluation import sketch
 from evaluation.worker import GROUP_ID, make_worker
-from tests.support.flow import SECRET, corrected, wait_until, write_outbox
+from tests.support.flow import (
+    SECRET,
+    corrected,
+    outbox_batches,
+    wait_until,
+    write_batches,
+    write_outbox,
+)
 from tests.support.kafka import KafkaBroker
 
 PREDICTIONS = 4012
@@ -58,6 +65,15 @@ def applied(db: Database) -> int:
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(ProcessedEvent)
                         .where(ProcessedEvent.group_id == GROUP_ID)) or 0
+
+
+def held_back(
+    batches: list[list[dict]], first: int, gate: threading.Event
+) -> Iterator[list[dict]]:
+    """The first `first` batches, then the rest once `gate` is set."""
+    yield from batches[:first]
+    gate.wait(120)
+    yield from batches[first:]
 
 
 def assert_exactly_once(db: Database) -> None:
@@ -102,8 +118,13 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
     worker = make_worker(db, bus, prefix, secret=SECRET)
     consumer = threading.Thread(target=worker.run, args=(stop,))
+    # The writer holds back its last two thirds until the broker is down, so the outage always
+    # lands mid-stream however fast the first third travels.
+    broker_down = threading.Event()
+    batches = list(outbox_batches(PREDICTIONS, "r", **WRITE))
     writer = threading.Thread(
-        target=write_outbox, args=(db, PREDICTIONS, prefix), kwargs={**WRITE, "pause_s": 0.04}
+        target=write_batches, args=(db, held_back(batches, len(batches) // 3, broker_down), prefix),
+        kwargs={"pause_s": 0.04},
     )
     relay.start()
     consumer.start()
@@ -111,6 +132,7 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     try:
         wait_until(lambda: applied(db) >= 800, 120, "the first events to arrive")
         own_broker.kill()
+        broker_down.set()
         # The writer goes on accepting: those events wait in the outbox for the broker.
         wait_until(lambda: pending_count(db) >= 300, 60, "events to queue during the outage")
         own_broker.start()
@@ -119,6 +141,7 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
         wait_until(lambda: pending_count(db) == 0, 60, "the outbox to drain")
     finally:
         stop.set()
+        broker_down.set()
         writer.join()
         relay.join()
         consumer.join()
