@@ -49,6 +49,7 @@ SECRET = "recovery-secret"
 PREFIX = "rec"
 N = 1500  # predictions; every fifth gets a correction
 BATCH = 20
+HELD_AFTER = 600  # predictions written before the writer waits for the restart
 
 # The relay as its own process. Its bus lingers after publishing a batch, before the relay marks
 # the rows sent, so the test can kill it exactly there.
@@ -112,9 +113,14 @@ class Writer(threading.Thread):
         self.db = db
         self.acked: set[str] = set()
         self.retries = 0
+        # The writer holds back the rest of its batches after HELD_AFTER until `go` is set, so
+        # however slowly the relays start, PostgreSQL restarts while events are being accepted.
+        self.go = threading.Event()
 
     def run(self) -> None:
         for lo in range(0, N + BATCH, BATCH):
+            if lo == HELD_AFTER:
+                self.go.wait(240)
             batch = traffic(lo)
             while not self._accept(batch):
                 self.retries += 1
@@ -185,6 +191,7 @@ def test_restart_postgres_and_kill_the_relay_mid_batch(
         relay.wait(30)
         relay = start_relay(url, 0.0, log)
         wait_until(lambda: len(ids(db, ProcessedEvent.event_id)) >= 400, 120, "400 applied")
+        writer.go.set()
         under_load = writer.is_alive()
         own_postgres.restart(down_s=1.0)
         writer.join(300)
@@ -194,6 +201,7 @@ def test_restart_postgres_and_kill_the_relay_mid_batch(
         time.sleep(1.5)  # a heartbeat after recovery
     finally:
         stop.set()
+        writer.go.set()
         writer.join(60)
         worker.join(60)
         relay.terminate()
