@@ -88,7 +88,7 @@ class KeyCache:
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit
-        with self.db.session() as s:
+        with self.db.reading() as s:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
             found = frozenset(row.scopes) if row is not None and row.revoked_at is None \
                 else frozenset()
@@ -101,7 +101,7 @@ class KeyCache:
     def identify(self, key: str) -> tuple[int, frozenset[str]] | None:
         """The id and scopes of a live key (None when unknown or revoked), uncached: the
         dashboard's login keeps the id, never the key."""
-        with self.db.session() as s:
+        with self.db.reading() as s:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key))).first()
             if row is None or row.revoked_at is not None:
                 return None
@@ -110,7 +110,7 @@ class KeyCache:
     def identity_by_id(self, key_id: int) -> str:
         """Who key `key_id` is (``name:prefix``, as :meth:`identity`), so a label made in the
         dashboard names the same annotator as one made through the API."""
-        with self.db.session() as s:
+        with self.db.reading() as s:
             row = s.get(ApiKey, key_id)
             return "" if row is None else f"{(row.name or 'key')[:80]}:{row.prefix}"
 
@@ -120,7 +120,7 @@ class KeyCache:
         hit = self._by_id.get(key_id)
         if hit is not None and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
-        with self.db.session() as s:
+        with self.db.reading() as s:
             row = s.get(ApiKey, key_id)
             found = frozenset(row.scopes) if row is not None and row.revoked_at is None \
                 else frozenset()

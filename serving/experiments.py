@@ -256,11 +256,11 @@ class Experiments:
         return exp
 
     def get(self, experiment_id: int) -> dict[str, Any]:
-        with self.db.session() as s:
+        with self.db.reading() as s:
             return _view(self._get(s, experiment_id))
 
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
-        with self.db.session() as s:
+        with self.db.reading() as s:
             query = select(Experiment).order_by(Experiment.id)
             if status:
                 query = query.where(Experiment.status == status)
@@ -268,7 +268,7 @@ class Experiments:
 
     def active(self) -> list[dict[str, Any]]:
         """Experiments that own their scope now (running, paused or killed)."""
-        with self.db.session() as s:
+        with self.db.reading() as s:
             query = select(Experiment).where(Experiment.status.in_(ACTIVE))
             return [_view(e) for e in s.scalars(query)]
 

@@ -61,7 +61,7 @@ class GuardrailMonitor:
     def window_of(self, experiment_id: int, arm: str) -> list[tuple[float, bool]]:
         """The arm's last `window` watched requests, from every serving process."""
         sp = ServedPrediction
-        with self.db.session() as s:
+        with self.db.reading() as s:
             rows = s.execute(
                 select(sp.latency_ms, sp.error)
                 .where(sp.experiment_id == experiment_id, sp.arm == arm,
@@ -101,7 +101,7 @@ class GuardrailMonitor:
             return
         sp = ServedPrediction
         served_here = (sp.experiment_id == experiment["id"], sp.arm.is_not(None))
-        with self.db.session() as s:
+        with self.db.reading() as s:
             served = dict(s.execute(
                 select(sp.arm, func.count()).where(*served_here).group_by(sp.arm)).all())
             corrected = dict(s.execute(

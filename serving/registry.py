@@ -9,12 +9,14 @@ offline accuracy (exact match) a candidate may show, e.g. a quantized one agains
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
 from core.errors import AbvocError, ConfigError, Conflict, NotFound
 from core.store import Database, utcnow
@@ -150,13 +152,13 @@ class Registry:
             return CandidateInfo.of(row)
 
     def exists(self, name: str, version: str) -> bool:
-        with self._session() as s:
+        with self._reading() as s:
             return self._find(s, name, version) is not None
 
     def get(self, name: str, version: str | None = None) -> CandidateInfo:
         """One candidate; when no version is named, the most recently created one not retired
         (a named version is found even when retired: experiments keep theirs)."""
-        with self._session() as s:
+        with self._reading() as s:
             row = self._find(s, name, version, active=version is None)
             if row is None:
                 what = f"{name!r}" + (f" version {version!r}" if version else "")
@@ -164,7 +166,7 @@ class Registry:
             return CandidateInfo.of(row)
 
     def list(self, *, include_retired: bool = False) -> list[CandidateInfo]:
-        with self._session() as s:
+        with self._reading() as s:
             query = select(Candidate).order_by(Candidate.name, Candidate.id)
             if not include_retired:
                 query = query.where(Candidate.retired_at.is_(None))
@@ -222,15 +224,19 @@ class Registry:
         return s.scalars(query.order_by(Candidate.id.desc()).limit(1)).first()
 
     def _session(self):  # noqa: ANN202 - a context manager
-        return _TableGuard(self.db)
+        return _TableGuard(self.db.session())
+
+    def _reading(self):  # noqa: ANN202 - a context manager
+        """A read-only unit of work: the serving path's lookups never queue behind a writer."""
+        return _TableGuard(self.db.reading())
 
 
 class _TableGuard:
     """A unit of work that turns a missing table into an error that says what to run; any other
     store error goes on as it is (a store that is restarting is the app's 503, not a 500)."""
 
-    def __init__(self, db: Database) -> None:
-        self._cm = db.session()
+    def __init__(self, unit: AbstractContextManager[Session]) -> None:
+        self._cm = unit
 
     def __enter__(self):  # noqa: ANN204
         return self._cm.__enter__()
