@@ -53,7 +53,7 @@ def experiments(db: Database) -> list[dict[str, Any]]:
 def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | None:
     """The first and last hour with online data for the experiment (None before any)."""
     t = OnlineAggregate
-    with db.session() as s:
+    with db.reading() as s:
         first, last = s.execute(select(func.min(t.hour), func.max(t.hour))
                                 .where(t.experiment_id == experiment_id)).one()
     if first is None or last is None:
@@ -64,7 +64,7 @@ def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | 
 def slices(db: Database, experiment_id: int) -> list[str]:
     """``all`` and the slices the experiment's traffic fell in."""
     t = OnlineAggregate
-    with db.session() as s:
+    with db.reading() as s:
         found = s.scalars(select(t.slice).where(t.experiment_id == experiment_id)
                           .distinct().order_by(t.slice)).all()
     return [ALL, *(x for x in found if x != ALL)]
@@ -72,7 +72,7 @@ def slices(db: Database, experiment_id: int) -> list[str]:
 
 def results(db: Database, experiment_id: int, window: Window = Window()) -> dict[str, Any]:
     """``GET /v1/experiments/{id}/results`` for the window."""
-    with db.session() as s:
+    with db.reading() as s:
         return experiment_results(s, experiment_id, since=window.since, until=window.until)
 
 
@@ -80,7 +80,7 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
                   alpha: float = 0.05) -> list[dict[str, Any]]:
     """Each variant's mean of each metric in a slice with its (1 - alpha) interval: Wilson for
     rates, Student's t for means. Metrics without data in a variant are left out."""
-    with db.session() as s:
+    with db.reading() as s:
         experiment = s.get(Experiment, experiment_id)
         if experiment is None:
             return []
@@ -128,7 +128,7 @@ def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str
     step = max(1, math.ceil(hours / points))
     ends = [first + HOUR * (i + 1) for i in range(hours - 1, -1, -step)][::-1]
     out = []
-    with db.session() as s:
+    with db.reading() as s:
         for end in ends:
             res = experiment_results(s, experiment_id, since=window.since, until=end)
             for r in res["comparisons"]:

@@ -33,7 +33,7 @@ MAX_QUERY = 200
 
 def divergence(db: Database, experiment_id: int) -> dict[str, Any]:
     """``GET /v1/experiments/{id}/divergence`` with its default alpha and tolerance."""
-    with db.session() as s:
+    with db.reading() as s:
         return divergence_report(s, experiment_id)
 
 

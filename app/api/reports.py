@@ -30,7 +30,7 @@ def _share(name: str, default: float) -> float:
 @bp.get(f"/v1/experiments/{EXP}/results")
 @require("admin")
 def results(experiment_id: int):  # noqa: ANN201
-    with current_app.extensions["abvoc"].db.session() as s:
+    with current_app.extensions["abvoc"].db.reading() as s:
         return jsonify(experiment_results(s, experiment_id))
 
 
@@ -38,7 +38,7 @@ def results(experiment_id: int):  # noqa: ANN201
 @require("admin")
 def divergence(experiment_id: int):  # noqa: ANN201
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
-    with current_app.extensions["abvoc"].db.session() as s:
+    with current_app.extensions["abvoc"].db.reading() as s:
         report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
         report["stage_attribution"] = stage_attribution(s, experiment_id)
         return jsonify(report)

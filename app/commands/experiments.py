@@ -141,7 +141,7 @@ _SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
 @pass_ctx
 def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
     """The decision, the arms and the tests (GET /v1/experiments/ID/results)."""
-    with open_db(ctx) as db, db.session() as s:
+    with open_db(ctx) as db, db.reading() as s:
         report = experiment_results(s, experiment_id)
     emit(report, as_json, results_text(report))
 
@@ -157,7 +157,7 @@ def divergence(ctx: Context, experiment_id: int, alpha: float, tolerance: float,
                as_json: bool) -> None:
     """Online against offline, with the ranked findings and the stage attribution
     (GET /v1/experiments/ID/divergence)."""
-    with open_db(ctx) as db, db.session() as s:
+    with open_db(ctx) as db, db.reading() as s:
         report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
         report["stage_attribution"] = stage_attribution(s, experiment_id)
     emit(report, as_json, divergence_text(report))

@@ -1,9 +1,11 @@
-"""The serving path's lookups only read, so on SQLite they never queue behind a writer.
+"""Lookups and reports only read, so on SQLite they never queue behind a writer (nor hold up one).
 
 Keys, candidates, the router's experiments and the guardrail windows are looked up while
-requests are served, beside the group commit and the relay that write. A lookup begun as a
-write transaction would wait for the write lock (up to SQLite's busy timeout) and hold up the
-request it serves; read-only units of work read their snapshot instead.
+requests are served, beside the group commit and the relay that write; results and divergence
+reports (the API's, the dashboard's charts) read a whole experiment. A unit of work begun as a
+write transaction would wait for the write lock (up to SQLite's busy timeout) and, once it had
+it, hold every request's commit back for as long as the report takes; read-only units of work
+read their snapshot instead.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from app import close_app, create_app
 from app.auth import KeyCache, create_key
+from core.settings import load_settings
 from core.store import schema
 from core.store.db import Database
+from dashboards import data, feeds
 from serving.experiments import Experiments
 from serving.guardrails import GuardrailMonitor
 from serving.registry import Registry
@@ -35,26 +40,16 @@ def store(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
     db.dispose()
 
 
-def test_lookups_answer_while_another_connection_holds_the_write_lock(
-    store: tuple[Database, Path],
-) -> None:
-    db, path = store
+def _started(db: Database) -> dict:
     registry = Registry(db)
     registry.register("a", "1")
     registry.register("b", "1")
     experiments = Experiments(db)
-    exp = experiments.start(experiments.create({"name": "e", "scope": "s", "arms": ARMS})["id"])
-    key = create_key(db, ["predict"])["key"]
-    monitor = GuardrailMonitor(experiments, db)
-    lookups: dict[str, Callable[[], object]] = {
-        "a key's scopes": lambda: KeyCache(db).scopes(key),
-        "a key by id": lambda: KeyCache(db).identify(key),
-        "the newest version": lambda: registry.get("a").version,
-        "the candidates": lambda: len(registry.list()),
-        "the active experiments": lambda: len(experiments.active()),
-        "an experiment": lambda: experiments.get(exp["id"])["status"],
-        "a guardrail window": lambda: monitor.window_of(exp["id"], "treatment"),
-    }
+    return experiments.start(experiments.create({"name": "e", "scope": "s", "arms": ARMS})["id"])
+
+
+def _beside_a_writer(path: Path, lookups: dict[str, Callable[[], object]]) -> None:
+    """Each lookup answers promptly while another connection holds the write lock."""
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # a writer mid-transaction: the group commit, a relay
     try:
@@ -62,13 +57,63 @@ def test_lookups_answer_while_another_connection_holds_the_write_lock(
             start = time.monotonic()
             answer = lookup()
             took = time.monotonic() - start
-            # A lookup that asked for the write lock would wait QUICK_WAIT_S (2 s), then up to
-            # the busy timeout (30 s), and fail.
+            # A unit of work that asked for the write lock would wait QUICK_WAIT_S (2 s), then
+            # up to the busy timeout (30 s), and fail.
             assert took < 0.5, f"{what} waited {took:.2f} s behind the writer"
             assert answer is not None, what
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_lookups_answer_while_another_connection_holds_the_write_lock(
+    store: tuple[Database, Path],
+) -> None:
+    db, path = store
+    exp = _started(db)
+    registry, experiments = Registry(db), Experiments(db)
+    key = create_key(db, ["predict"])["key"]
+    monitor = GuardrailMonitor(experiments, db)
+    _beside_a_writer(path, {
+        "a key's scopes": lambda: KeyCache(db).scopes(key),
+        "a key by id": lambda: KeyCache(db).identify(key),
+        "the newest version": lambda: registry.get("a").version,
+        "the candidates": lambda: len(registry.list()),
+        "the active experiments": lambda: len(experiments.active()),
+        "an experiment": lambda: experiments.get(exp["id"])["status"],
+        "a guardrail window": lambda: monitor.window_of(exp["id"], "treatment"),
+    })
     assert KeyCache(db).scopes(key) == frozenset({"predict"})
     assert registry.get("b").name == "b"
     assert [e["id"] for e in experiments.active()] == [exp["id"]]
+
+
+def test_reports_answer_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "abvoc.db"
+    settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path / "data"),
+                                  "ABVOC_DATABASE_URL": f"sqlite:///{path}",
+                                  "ABVOC_SECRET_KEY": "test-secret"})
+    app = create_app(settings, test_config={"TESTING": True})
+    try:
+        db = app.extensions["abvoc"].db
+        exp = _started(db)
+        admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+        client = app.test_client()
+
+        def get(route: str) -> object:
+            response = client.get(f"/v1/experiments/{exp['id']}/{route}", headers=admin)
+            assert response.status_code == 200, response.get_json()
+            return response.get_json()
+
+        get("results")  # the key and the experiment cached, as on a running service
+        _beside_a_writer(path, {
+            "GET results": lambda: get("results"),
+            "GET divergence": lambda: get("divergence"),
+            "the dashboard's results": lambda: data.results(db, exp["id"])["experiment"],
+            "the dashboard's intervals": lambda: data.arm_intervals(db, exp["id"], data.ALL),
+            "the dashboard's hours": lambda: str(data.hour_range(db, exp["id"])),
+            "the dashboard's slices": lambda: data.slices(db, exp["id"]),
+            "the dashboard's divergence": lambda: feeds.divergence(db, exp["id"]),
+        })
+    finally:
+        close_app(app)
