@@ -83,7 +83,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
         raise Forbidden("the receipt does not match the prediction; send the receipt that came "
                         "with it")
-    with db.session() as s:
+    with db.reading() as s:
         served = s.get(ServedPrediction, checked["prediction_id"])
         if served is None:
             raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; correct a "
@@ -117,7 +117,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
 
 
 def _existing(db: Database, key: str, digest: str) -> dict[str, Any] | None:
-    with db.session() as s:
+    with db.reading() as s:
         row = s.scalars(select(CorrectionRequest).where(
             CorrectionRequest.idempotency_key == key)).first()
         if row is None:

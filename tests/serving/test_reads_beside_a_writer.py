@@ -19,10 +19,14 @@ import pytest
 
 from app import close_app, create_app
 from app.auth import KeyCache, create_key
+from core import receipts
+from core.errors import NotFound
 from core.settings import load_settings
 from core.store import schema
-from core.store.db import Database
+from core.store.db import Database, utcnow
+from core.store.models import ServedPrediction
 from dashboards import data, feeds
+from feedback.corrections import submit_correction
 from serving.experiments import Experiments
 from serving.guardrails import GuardrailMonitor
 from serving.registry import Registry
@@ -117,3 +121,35 @@ def test_reports_answer_while_another_connection_holds_the_write_lock(tmp_path: 
         })
     finally:
         close_app(app)
+
+
+def test_a_corrections_checks_answer_while_another_connection_holds_the_write_lock(
+    store: tuple[Database, Path],
+) -> None:
+    """Is the prediction served, is the Idempotency-Key seen: reads, so a replayed or an
+    unknown correction is answered at once; only a new correction's own write waits."""
+    db, path = store
+    exp = _started(db)
+    settings = load_settings(env={"ABVOC_DATA_DIR": str(path.parent),
+                                  "ABVOC_SECRET_KEY": "test-secret"})
+    with db.session() as s:
+        s.add(ServedPrediction(prediction_id="p1", experiment_id=exp["id"], candidate="a",
+                               arm="control", created_at=utcnow()))
+
+    def correct(pid: str) -> dict:
+        return {"prediction_id": pid, "receipt": receipts.sign("test-secret", pid),
+                "corrected_output": "x^{2}"}
+
+    first = submit_correction(db, settings, correct("p1"))
+
+    def unknown() -> str:
+        with pytest.raises(NotFound) as refused:
+            submit_correction(db, settings, correct("p-none"))
+        return refused.value.message
+
+    _beside_a_writer(path, {
+        "a replayed correction": lambda: submit_correction(db, settings, correct("p1")),
+        "a correction of an unknown prediction": unknown,
+    })
+    assert submit_correction(db, settings, correct("p1")) == {**first, "duplicate": True}
+
