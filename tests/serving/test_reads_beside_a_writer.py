@@ -80,7 +80,7 @@ def test_lookups_answer_while_another_connection_holds_the_write_lock(
     monitor = GuardrailMonitor(experiments, db)
     _beside_a_writer(path, {
         "a key's scopes": lambda: KeyCache(db).scopes(key),
-        "a key by id": lambda: KeyCache(db).identify(key),
+        "a key's id (the dashboard's login)": lambda: KeyCache(db).identify(key),
         "the newest version": lambda: registry.get("a").version,
         "the candidates": lambda: len(registry.list()),
         "the active experiments": lambda: len(experiments.active()),
