@@ -44,29 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.stage_timer import StageTimer, per_request  # noqa: E402
+
 CANDIDATE = "ocr-small-mixed"
-
-
-class ThreadCpu:
-    """Request threads' CPU seconds inside chosen methods (`--breakdown`), summed by name."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def wrap(self, owner: type, method: str, name: str) -> None:
-        inner = getattr(owner, method)
-
-        def timed(*args: object, **kwargs: object) -> object:
-            start = time.thread_time()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent = time.thread_time() - start
-                with self._lock:
-                    self.seconds[name] = self.seconds.get(name, 0.0) + spent
-
-        setattr(owner, method, timed)
 
 
 def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
@@ -93,7 +73,7 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
     app = create_app(settings)
     serving = app.extensions["abvoc_serving"]
     register_trained(serving.registry, models, models / CANDIDATE)
-    cpu_in = ThreadCpu()
+    cpu_in = StageTimer(time.thread_time)
     if breakdown:  # the serving path, the candidate call and the durable write, each timed
         from serving.predict import PredictService
         cpu_in.wrap(PredictService, "predict", "service")
@@ -110,7 +90,7 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
 
     @app.get("/bench/cpu")
     def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
-        return jsonify({"cpu_s": time.process_time(), "in": dict(cpu_in.seconds)})
+        return jsonify({"cpu_s": time.process_time(), "in": cpu_in.totals()})
 
     serving.pool.get(CANDIDATE)
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -146,8 +126,7 @@ def measured(base: str, path: str, headers: dict, bodies: list[dict],
     before = requests.get(f"{base}/bench/cpu", timeout=30).json()
     rate, lat = load(base + path, headers, bodies, concurrency)
     after = requests.get(f"{base}/bench/cpu", timeout=30).json()
-    within = {k: (v - before["in"].get(k, 0.0)) * 1000 / len(bodies)
-              for k, v in after["in"].items()}
+    within = per_request(before["in"], after["in"], len(bodies))
     return (rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
             (after["cpu_s"] - before["cpu_s"]) * 1000 / len(bodies), within)
 

@@ -18,12 +18,17 @@ floor beside it: a bare forwarding proxy under the same server (read the body, p
 over a urllib3 pool, return the answer; no auth, routing, record or event) says what any Python
 hop in front of MLServer adds on this machine, so abvoc's own share is the difference.
 
+`--breakdown` also says where a request routed to MLServer spends its time (server-side wall
+clock per request, means): in the app, and within it the input checks, the candidate call (and
+the HTTP call to MLServer in it), the event and the durable write; the rest of the whole request
+is the HTTP server's and the wire's.
+
 Last, a cProfile of --profile requests through the app (test client, this thread only: time the
 request spends waiting on the batcher shows as a wait) says where abvoc's time goes.
 
     python benchmarks/bench_v2.py [--requests 400] [--concurrency 8] [--rounds 4]
                                   [--remote-requests 300] [--remote-concurrency 1] [--profile 300]
-                                  [--server gunicorn|werkzeug]
+                                  [--server gunicorn|werkzeug] [--breakdown]
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+from benchmarks.stage_timer import per_request  # noqa: E402
+from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
 from benchmarks.v2_servers import run_server, serve_bare  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
@@ -126,7 +133,8 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
     out.put((key, admin))
 
 
-def serve(data_dir: str, port: int, key: str, profile: int, server: str) -> None:
+def serve(data_dir: str, port: int, key: str, profile: int, server: str,
+          breakdown: bool = False) -> None:
     """The app over the prepared store: under gunicorn (the server `abvoc up` runs; its worker
     builds the app) or werkzeug's threaded development server."""
     from app import create_app
@@ -136,6 +144,8 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str) -> None
     def factory(settings):  # noqa: ANN001, ANN202
         app = create_app(settings)
         _profile_route(app, key, profile)
+        if breakdown:
+            time_stages(app)
         return app
 
     run_server(factory, _settings(data_dir), port, server)
@@ -227,6 +237,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
     parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn",
                         help="the HTTP server of abvoc and of the bare wrapper alike")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="where a request routed to MLServer spends its time")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -250,7 +262,8 @@ def main() -> None:
         setup.join(60)
         port, bare_port = free_port(), free_port()
         server = ctx.Process(target=serve, daemon=False,
-                             args=(data_dir, port, key, args.profile, args.server))
+                             args=(data_dir, port, key, args.profile, args.server,
+                                   args.breakdown))
         upstream = f"{mlserver.url}/v2/models/iris/infer" if mlserver else None
         bare = ctx.Process(target=serve_bare, args=(MODEL, bare_port, args.server, upstream),
                            daemon=False)
@@ -284,6 +297,19 @@ def main() -> None:
         if mlserver:
             remote_bodies = bodies[:args.remote_requests]
             direct_bodies = [{"inputs": x["inputs"]} for x in remote_bodies]
+            stages: list[dict[str, float]] = []
+
+            def through_abvoc() -> tuple[float, list[float]]:
+                timed = f"{base}/bench/stages" if args.breakdown else None
+                before = requests.get(timed, timeout=30).json() if timed else {}
+                rate, lat = load(f"{base}/v2/models/remote/infer", headers, remote_bodies,
+                                 args.remote_concurrency)
+                if timed:
+                    after = requests.get(timed, timeout=30).json()
+                    stages.append({**per_request(before, after, len(lat)),
+                                   "whole": float(np.mean(lat))})
+                return rate, lat
+
             remote = {
                 "MLServer direct": lambda: load(
                     f"{mlserver.url}/v2/models/iris/infer", {}, direct_bodies,
@@ -291,12 +317,11 @@ def main() -> None:
                 "bare proxy -> MLServer": lambda: load(
                     f"http://127.0.0.1:{bare_port}/forward", {}, direct_bodies,
                     args.remote_concurrency),
-                "abvoc /v2 -> MLServer": lambda: load(
-                    f"{base}/v2/models/remote/infer", headers, remote_bodies,
-                    args.remote_concurrency),
+                "abvoc /v2 -> MLServer": through_abvoc,
             }
             for run in remote.values():
                 run()
+            stages.clear()  # the warm-up's
             b = rounds(remote, args.rounds, "(b)")
         profiles = {}
         for scope in ("flowers", "remote") if mlserver else ("flowers",):
@@ -324,7 +349,7 @@ def main() -> None:
     print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     if b:
         med_b = medians(b)
-        print(f"\n(b) medians of {args.rounds} rounds, {args.remote_requests} requests, "
+        print(f"\n(b) medians of {args.rounds} rounds, {len(remote_bodies)} requests, "
               f"{args.remote_concurrency} concurrent:")
         for name, (rate, p50, p99) in med_b.items():
             print(f"  {name:24s} {rate:8.1f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
@@ -333,6 +358,8 @@ def main() -> None:
         print(f"  p50 added by routing through abvoc {added:.3f} ms (goal < 1 ms)")
         print(f"  p50 added by the bare proxy under the same server {floor:.3f} ms: abvoc's own "
               f"share {added - floor:.3f} ms")
+        if args.breakdown:
+            print_breakdown(stages)
     for scope, text in profiles.items():
         print(f"\ncProfile of {args.profile} /v2/models/{scope}/infer requests through the app "
               f"(test client, the request thread only), by own time, then abvoc's code by "

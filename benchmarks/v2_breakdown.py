@@ -1,0 +1,57 @@
+"""bench_v2 --breakdown: where a request routed to a remote candidate spends its time.
+
+The server wraps a few stages of its serving path in wall-clock timers and answers their totals
+on GET /bench/stages; the client reads them before and after each timed pass and prints the
+medians of the rounds' means per request beside the whole request's time at the client.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from benchmarks.stage_timer import StageTimer
+
+
+def time_stages(app) -> None:  # noqa: ANN001 - a Flask app
+    """GET /bench/stages: the wall seconds spent so far in each stage of the serving path."""
+    from flask import Flask, jsonify
+
+    from serving.predict import PredictService
+    from serving.remote import RemoteClient
+
+    timer = StageTimer()
+    for owner, method, name in (
+            (Flask, "wsgi_app", "app"), (Flask, "preprocess_request", "checks"),
+            (Flask, "dispatch_request", "view"), (PredictService, "_run", "candidate"),
+            (RemoteClient, "_attempt", "remote"), (PredictService, "_event", "event"),
+            (PredictService, "_record", "write")):
+        timer.wrap(owner, method, name)
+    app.get("/bench/stages")(lambda: jsonify(timer.totals()))
+
+
+def print_breakdown(stages: list[dict[str, float]]) -> None:
+    """Where a request routed to MLServer spends its time: wall ms per request (means), the
+    medians of the rounds."""
+    m = {k: statistics.median(r.get(k, 0.0) for r in stages) for k in stages[0]}
+    rows = [
+        ("the whole request, at the client", m["whole"]),
+        ("  the HTTP server and the wire (outside the app)", m["whole"] - m["app"]),
+        ("  in the app (Flask, from the WSGI call to the answer)", m["app"]),
+        ("    before-request hooks (the input checks)", m["checks"]),
+        ("    the view", m["view"]),
+        ("      the candidate call", m["candidate"]),
+        ("        the HTTP call to MLServer", m["remote"]),
+        ("        abvoc's side of it (V2 tensors in and out)", m["candidate"] - m["remote"]),
+        ("      the PredictionMade event", m["event"]),
+        ("      the durable write (event, ledger row, kept input)", m["write"]),
+        ("      the rest (auth, the request's fields, routing, receipt, answer)",
+         m["view"] - m["candidate"] - m["event"] - m["write"]),
+        ("    Flask around them (request context, URL, response)",
+         m["app"] - m["checks"] - m["view"]),
+    ]
+    print("  where a request routed to MLServer spends its time (server-side wall ms per "
+          "request, means; medians of the rounds):")
+    for label, value in rows:
+        print(f"    {label:68s} {value:7.3f}")
+    print(f"    abvoc's own time in the app (all but the HTTP call to MLServer) "
+          f"{m['app'] - m['remote']:.3f} ms")
