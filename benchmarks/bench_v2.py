@@ -14,9 +14,10 @@ DCBA, ...); figures are medians of the rounds.
 (b) Real Seldon MLServer 1.7.1 serves the same model; two [remote] bundles point at it, split by
 an experiment on scope `remote`. The same V2 request goes to MLServer directly and through
 abvoc's /v2 route (one at a time by default: the added p50 is the figure that matters). The
-floor beside it: a bare forwarding proxy under the same server (read the body, pass it to MLServer
-over a urllib3 pool, return the answer; no auth, routing, record or event) says what any Python
-hop in front of MLServer adds on this machine, so abvoc's own share is the difference.
+floor beside it: a bare forwarding proxy under the same server (read the body, pass it to
+MLServer through libcurl as abvoc's remote client does, return the answer; no auth, routing,
+record or event) says what any Python hop in front of MLServer adds on this machine, so abvoc's
+own share is the difference.
 
 `--breakdown` also says where a request routed to MLServer spends its time (server-side wall
 clock per request, means): in the app, and within it the input checks, the candidate call (and

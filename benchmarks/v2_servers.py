@@ -30,11 +30,30 @@ def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
 
 def bare_wsgi(session: Any, upstream: str | None) -> Callable:
     """The least an HTTP wrapper around onnxruntime does: parse V2 JSON, run, answer V2 JSON.
-    POST /forward is the least a proxy does: pass the body to `upstream`, return its answer."""
-    import urllib3
+    POST /forward is the least a proxy does: pass the body to `upstream` through libcurl, as
+    abvoc's remote client does (one handle, and so one kept-alive connection, per thread), and
+    return its answer."""
+    import io
+    import threading
+
+    import pycurl
 
     classes = ["setosa", "versicolor", "virginica"]
-    pool = urllib3.PoolManager(maxsize=8)
+    local = threading.local()
+
+    def forward(body: bytes) -> tuple[int, bytes]:
+        handle = getattr(local, "handle", None)
+        if handle is None:
+            handle = local.handle = pycurl.Curl()
+            handle.setopt(pycurl.NOSIGNAL, 1)
+            handle.setopt(pycurl.PROXY, "")
+            handle.setopt(pycurl.URL, upstream)
+            handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
+        answer = io.BytesIO()
+        handle.setopt(pycurl.POSTFIELDS, body)
+        handle.setopt(pycurl.WRITEDATA, answer)
+        handle.perform()
+        return handle.getinfo(pycurl.RESPONSE_CODE), answer.getvalue()
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
@@ -43,12 +62,11 @@ def bare_wsgi(session: Any, upstream: str | None) -> Callable:
         size = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(size)
         if environ["PATH_INFO"] == "/forward" and upstream:
-            answer = pool.request("POST", upstream, body=body,
-                                  headers={"Content-Type": "application/json"})
-            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}",
+            status, data = forward(body)
+            start_response(f"{status} {HTTPStatus(status).phrase}",
                            [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(answer.data)))])
-            return [answer.data]
+                            ("Content-Length", str(len(data)))])
+            return [data]
         tensor = json.loads(body)["inputs"][0]
         rows = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
         probs = session.run(["probabilities"], {"features": rows})[0]
