@@ -8,6 +8,8 @@
   own requests (``_dash-*``) get a 401. The key is re-checked (cached a few seconds), so a
   revoked key or a lost scope ends the session.
 - Roles come from the key's scopes through :data:`ROLES_BY_SCOPE`.
+- The session cookie is opened only on the dashboard's own paths: the API authenticates each
+  request by its key, so its requests skip reading and re-signing a cookie they never use.
 - CSRF: every unsafe request must come from this origin (``Origin``, else ``Referer``), and
   Dash callbacks must also echo the session's token in ``X-CSRFToken``: the renderer reads it
   from the readable cookie :data:`CSRF_COOKIE` (double submit), and the login form carries it.
@@ -34,6 +36,8 @@ from flask import (
     request,
     session,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 
 PREFIX = "/dashboard/"
 ROLES_BY_SCOPE: dict[str, str] = {
@@ -82,9 +86,24 @@ def session_key(secret: str) -> str:
     return hmac.new(secret.encode(), b"abvoc dashboard session", hashlib.sha256).hexdigest()
 
 
+def _dashboard_path(path: str) -> bool:
+    return path.startswith(PREFIX) or path == PREFIX.rstrip("/")
+
+
+class DashboardSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie sessions, on the dashboard's paths only; elsewhere a request gets
+    Flask's null session (read as empty, never saved)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not _dashboard_path(request.path):
+            return None
+        return super().open_session(app, request)
+
+
 def init_app(server: Flask, keys: KeyBook, secret: str, production: bool) -> None:
     """Configure the session cookie and install the login routes and the guard."""
     server.secret_key = session_key(secret)
+    server.session_interface = DashboardSessions()
     server.config.update(
         SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_PATH=PREFIX,
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
@@ -123,9 +142,9 @@ def _refuse(status: int, message: str) -> Response:
 
 
 def _guard() -> Response | None:
-    path = request.path
-    if not (path.startswith(PREFIX) or path == PREFIX.rstrip("/")):
+    if not _dashboard_path(request.path):
         return None
+    path = request.path
     if request.method in _UNSAFE and not _same_origin():
         return _refuse(403, "cross-origin request refused: send it from the dashboard's own "
                             "origin (Origin or Referer header)")

@@ -88,6 +88,25 @@ def test_login_sets_a_signed_http_only_cookie_and_logout_clears_it(dash_app: Fla
     assert client.get("/dashboard/experiments").status_code == 302
 
 
+def test_only_the_dashboards_paths_open_a_session(dash_app: Flask, admin_key: str) -> None:
+    """The API's requests skip the session cookie: nothing read or signed for them, none set,
+    even for a browser that holds a dashboard session."""
+    from flask import session
+
+    client = dash_app.test_client()
+    assert login(client, admin_key).status_code == 303
+    interface = dash_app.session_interface
+    for path in ("/healthz", "/v1/experiments", "/metrics", "/dashboardx"):
+        with dash_app.test_request_context(path):
+            assert interface.is_null_session(session), path
+        answer = client.get(path, headers={"Authorization": f"Bearer {admin_key}"})
+        assert answer.status_code < 500 and not answer.headers.getlist("Set-Cookie"), path
+    for path in ("/dashboard", "/dashboard/", "/dashboard/login"):
+        with dash_app.test_request_context(path):
+            assert not interface.is_null_session(session), path
+    assert client.get("/dashboard/experiments").status_code == 200  # still logged in
+
+
 def test_production_cookies_are_secure(settings: Settings, tmp_path) -> None:  # noqa: ANN001
     from app import close_app, create_app
 
