@@ -10,8 +10,7 @@ easy handle from a pool, and each handle keeps its connection alive for the next
 from many threads run at once with never more than ``pool_size`` connections kept; a burst
 beyond that opens extra ones rather than waiting for a free one. libcurl does the HTTP work in C
 with the GIL released: through urllib3, whose responses the standard library's email package
-parses, a call to MLServer took a third more time in `bench_v2 --breakdown` and three times the
-CPU.
+parses, the call to MLServer took 1.2-1.7 ms longer in `bench_v2 --breakdown` (a third more).
 ``timeout_ms`` is a deadline for the whole call, retries included: each attempt gets only what
 is left as libcurl's limit for the whole transfer, connecting included, so a server that hangs
 or trickles its answer is cut off at the deadline.
