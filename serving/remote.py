@@ -255,7 +255,7 @@ class RemoteClient:
         if code in _TIMED_OUT:
             return self._timeout()
         if received.too_large:
-            return RemoteError(f"the remote answer is larger than {_MAX_BODY} bytes")
+            return RemoteError(f"the remote answer is larger than {received.limit} bytes")
         if code in _BROKE_OFF:
             return RemoteUnavailable(f"{self._what()} broke off its answer: {reason}")
         return RemoteUnavailable(f"{self._what()} is unreachable: {reason}")
