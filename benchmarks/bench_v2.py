@@ -22,7 +22,7 @@ own share is the difference.
 `--breakdown` also says where a request routed to MLServer spends its time (server-side wall
 clock per request, means): in the app, and within it the input checks, the candidate call (and
 the HTTP call to MLServer in it), the event and the durable write; the rest of the whole request
-is the HTTP server's and the wire's.
+is the client's, the HTTP server's and the wire's (the client's share is in MLServer direct too).
 
 Last, a cProfile of --profile requests through the app (test client, this thread only: time the
 request spends waiting on the batcher shows as a wait) says where abvoc's time goes.

@@ -35,7 +35,7 @@ def print_breakdown(stages: list[dict[str, float]]) -> None:
     m = {k: statistics.median(r.get(k, 0.0) for r in stages) for k in stages[0]}
     rows = [
         ("the whole request, at the client", m["whole"]),
-        ("  the HTTP server and the wire (outside the app)", m["whole"] - m["app"]),
+        ("  outside the app (the client, the HTTP server, the wire)", m["whole"] - m["app"]),
         ("  in the app (Flask, from the WSGI call to the answer)", m["app"]),
         ("    before-request hooks (the input checks)", m["checks"]),
         ("    the view", m["view"]),
