@@ -74,8 +74,8 @@ class RemoteBadInput(RemoteError):
     status = 400
 
 
-# libcurl's errors, by what they mean for the caller (anything else: unreachable).
-_TIMED_OUT = frozenset({pycurl.E_OPERATION_TIMEDOUT})
+# libcurl's errors that mean the answer broke off (a timeout is its own; anything else:
+# unreachable).
 _BROKE_OFF = frozenset({pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR,
                         pycurl.E_PARTIAL_FILE})
 
@@ -122,12 +122,14 @@ class _Body:
         self.limit = limit
         self.size = 0
         self.chunks: list[bytes] = []
-        self.too_large = False
+
+    @property
+    def too_large(self) -> bool:
+        return self.size > self.limit
 
     def write(self, chunk: bytes) -> int | None:
         self.size += len(chunk)
-        if self.size > self.limit:
-            self.too_large = True
+        if self.too_large:
             return 0  # fewer bytes taken than given: libcurl stops the transfer
         self.chunks.append(chunk)
         return None
@@ -252,7 +254,7 @@ class RemoteClient:
         """libcurl's error as the caller's: timed out, too large, broke off or unreachable."""
         code = exc.args[0]
         reason = str(exc.args[1] if len(exc.args) > 1 else exc)[:300]
-        if code in _TIMED_OUT:
+        if code == pycurl.E_OPERATION_TIMEDOUT:
             return self._timeout()
         if received.too_large:
             return RemoteError(f"the remote answer is larger than {received.limit} bytes")
