@@ -5,8 +5,8 @@ candidate, PredictionMade event and served-ledger row committed to the outbox in
 bare route that parses the same JSON body through the same input checks, decodes the base64 and
 the image the same way and calls the same loaded candidate; the full path adds auth, its field
 checks, routing, the input hash, the event, the durable write, the receipt and its metrics. A
-separate client process sends the same bodies to both with the same C concurrent connections,
-after a warm-up of each; rounds alternate which goes first (ABBA), so drift in a shared
+separate client process sends the same bodies to both with the same C concurrent connections
+(libcurl: benchmarks/http_load.py), after a warm-up of each; rounds alternate which goes first (ABBA), so drift in a shared
 machine's load falls on both.
 Per round it records requests/s, p50/p99 latency and the server's CPU time per request (all its
 threads: the batcher and the group-commit writers included). The figures are medians of the
@@ -35,15 +35,14 @@ import multiprocessing as mp
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.http_load import load  # noqa: E402
 from benchmarks.stage_timer import StageTimer, per_request  # noqa: E402
 
 CANDIDATE = "ocr-small-mixed"
@@ -96,25 +95,6 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port_queue.put((server.server_port, key))
     server.serve_forever()
-
-
-def load(url: str, headers: dict, bodies: list[dict], concurrency: int) -> tuple[float, list]:
-    import requests
-
-    local = threading.local()
-
-    def one(body: dict) -> float:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        start = time.perf_counter()
-        response = session.post(url, json=body, headers=headers, timeout=30)
-        response.raise_for_status()
-        return (time.perf_counter() - start) * 1000
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(one, bodies))
-    return len(bodies) / (time.perf_counter() - start), latencies
 
 
 def measured(base: str, path: str, headers: dict, bodies: list[dict],

@@ -8,8 +8,9 @@ PredictionMade event and served-ledger row committed to the outbox in SQLite. A 
 (no Flask) around one onnxruntime InferenceSession runs under the same server in its own process.
 The anchor is that InferenceSession called bare in the client process, HTTP-free, on the same
 rows with the same C threads. A second pair of copies with batching off (max_batch_size 1, scope
-`flowers-unbatched`) shows what the batching window costs. Rounds alternate the order (ABCD,
-DCBA, ...); figures are medians of the rounds.
+`flowers-unbatched`) shows what the batching window costs. The HTTP sides are driven by the
+same libcurl client threads (benchmarks/http_load.py), so the server, not the client, sets their
+rates. Rounds alternate the order (ABCD, DCBA, ...); figures are medians of the rounds.
 
 (b) Real Seldon MLServer 1.7.1 serves the same model; two [remote] bundles point at it, split by
 an experiment on scope `remote`. The same V2 request goes to MLServer directly and through
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_api import load  # noqa: E402  (one HTTP load loop for both benches)
+from benchmarks.http_load import load  # noqa: E402
 from benchmarks.stage_timer import per_request  # noqa: E402
 from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
 from benchmarks.v2_servers import run_server, serve_bare  # noqa: E402
