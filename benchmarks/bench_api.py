@@ -6,8 +6,8 @@ bare route that parses the same JSON body through the same input checks, decodes
 the image the same way and calls the same loaded candidate; the full path adds auth, its field
 checks, routing, the input hash, the event, the durable write, the receipt and its metrics. A
 separate client process sends the same bodies to both with the same C concurrent connections
-(libcurl: benchmarks/http_load.py), after a warm-up of each; rounds alternate which goes first (ABBA), so drift in a shared
-machine's load falls on both.
+(libcurl: benchmarks/http_load.py), after a warm-up of each; rounds alternate which goes first
+(ABBA), so drift in a shared machine's load falls on both.
 Per round it records requests/s, p50/p99 latency and the server's CPU time per request (all its
 threads: the batcher and the group-commit writers included). The figures are medians of the
 rounds' paired ratios: the throughput overhead of the full path over the bare one, and the
