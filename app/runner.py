@@ -1,6 +1,6 @@
 """Long-running processes: the API server, the outbox relay and the evaluation worker.
 
-`abvoc serve` runs the API under gunicorn (several worker processes, each with its own app and
+`abvoc serve` runs the API under granian (several worker processes, each with its own app and
 store connections, forked before anything connects); `--dev` keeps Werkzeug's server for local
 debugging. `abvoc worker` and `abvoc relay` run their loop until SIGINT/SIGTERM, so shutdown is
 clean and the consumer commits nothing it has not applied; if a loop dies the process exits
@@ -17,13 +17,12 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from gunicorn.app.base import BaseApplication
 from werkzeug.serving import make_server
 
 import app as app_package
-from app import close_app, create_app, create_dashboard_app
+from app import create_app, create_dashboard_app
+from app.http_server import serve_wsgi
 from app.supervisor import (
     PROMETHEUS_DIR_VAR,
     Child,
@@ -135,72 +134,18 @@ def run_processes(
     return status
 
 
-class GunicornServer(BaseApplication):
-    """The API under gunicorn, configured in-process; each worker builds its own app and then
-    freezes its start-up heap (see `freeze_startup_heap`)."""
-
-    def __init__(self, settings: Settings, options: dict[str, Any],
-                 factory: Callable[[Settings], Any] = create_app) -> None:
-        self.settings = settings
-        self.options = options
-        self.factory = factory
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-        if "control_socket_disable" in self.cfg.settings:
-            # gunicorn >= 25 opens a control socket in $HOME by default; two servers on one
-            # machine would share it, and abvoc does not use it.
-            self.cfg.set("control_socket_disable", True)
-        if "post_worker_init" not in self.options:
-            self.cfg.set("post_worker_init", _worker_ready)
-
-    def load(self) -> Any:
-        return self.factory(self.settings)
-
-
-def _worker_ready(_worker: Any) -> None:
-    freeze_startup_heap()  # the app and its models are loaded: see its docstring
-
-
-def _worker_exit(_server: Any, worker: Any) -> None:
-    app = getattr(worker, "wsgi", None)
-    if app is not None and "abvoc" in getattr(app, "extensions", {}):
-        close_app(app)  # runs the queued shadows, flushes writes, closes connections
-
-
-def _child_exit(_server: Any, worker: Any) -> None:
-    if os.environ.get(PROMETHEUS_DIR_VAR):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
-
-
 def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
-              threads: int = 8, timeout_s: int = 60) -> None:
-    """Serve the API under gunicorn until SIGTERM (graceful) or SIGINT. With several workers,
+              threads: int = 8) -> None:
+    """Serve the API under granian until SIGTERM (graceful) or SIGINT. With several workers,
     the caller has pointed Prometheus at a shared folder first (`use_prometheus_dir`)."""
-    log.info("abvoc API on http://%s:%d: gunicorn, %d workers × %d threads", host, port,
+    log.info("abvoc API on http://%s:%d: granian, %d workers × %d threads", host, port,
              workers, threads)
-    GunicornServer(settings, {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "timeout": timeout_s,
-        "graceful_timeout": 20,
-        "preload_app": False,
-        "worker_exit": _worker_exit,
-        "child_exit": _child_exit,
-        "loglevel": settings.log_level.lower(),
-        "proc_name": "abvoc-api",
-    }).run()
+    serve_wsgi(create_app, settings, host, port, workers=workers, threads=threads)
 
 
 def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 1,
                     threads: int = 8, dev: bool = False) -> None:
-    """Serve the dashboard alone (no prediction API) until SIGTERM or SIGINT: under gunicorn,
+    """Serve the dashboard alone (no prediction API) until SIGTERM or SIGINT: under granian,
     or Werkzeug's server with ``dev``. Sessions hold across workers: they are signed with a
     key derived from the shared secret."""
     log.info("abvoc dashboard on http://%s:%d/dashboard/", host, port)
@@ -215,12 +160,7 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
         server.shutdown()
         server.server_close()
         return
-    GunicornServer(settings, {
-        "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread",
-        "threads": threads, "timeout": 60, "graceful_timeout": 20, "preload_app": False,
-        "worker_exit": _worker_exit, "loglevel": settings.log_level.lower(),
-        "proc_name": "abvoc-dashboard",
-    }, factory=create_dashboard_app).run()
+    serve_wsgi(create_dashboard_app, settings, host, port, workers=workers, threads=threads)
 
 
 def weekly_report_task(db: Database, data_dir: Path) -> Callable[[], None]:
@@ -237,7 +177,7 @@ def weekly_report_task(db: Database, data_dir: Path) -> Callable[[], None]:
 def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: int = 8,
            config_file: str | None = None, prune_every_s: float = 3600.0,
            report_every_s: float = 3600.0) -> None:
-    """Run the API (gunicorn), the relay and the worker as supervised child processes, and
+    """Run the API (granian), the relay and the worker as supervised child processes, and
     prune and write the weekly report on a schedule, until SIGTERM/SIGINT. Prometheus samples
     of every process go to `<data_dir>/prometheus`, so /metrics counts across all of them."""
     check_port_free(host, port)

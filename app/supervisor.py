@@ -1,9 +1,9 @@
-"""`abvoc up`'s process supervisor: the API (gunicorn), the outbox relay and the evaluation
+"""`abvoc up`'s process supervisor: the API (granian), the outbox relay and the evaluation
 worker each run as a child process; one that dies is restarted with backoff and logged.
 
 A child's backoff doubles on each quick death (1 s, 2 s, 4 s … 30 s) and starts again at 1 s
 once it has run a minute. SIGTERM or SIGINT stops the children with SIGTERM (each shuts down
-cleanly: gunicorn finishes its requests, the worker commits nothing it has not applied), waits,
+cleanly: granian finishes its requests, the worker commits nothing it has not applied), waits,
 then kills what is left. Retention pruning runs here too, on a schedule.
 """
 

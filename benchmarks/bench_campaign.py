@@ -1,6 +1,6 @@
 """The fault campaign: predictions and corrections under load while the parts fail.
 
-4 API processes (`gunicorn -w 4 'app.wsgi:app'`) and 2 workers (`abvoc worker`, each with its
+4 API processes (`abvoc serve --workers 4`, granian) and 2 workers (`abvoc worker`, each with its
 outbox relay) run on PostgreSQL and a Kafka broker (3 partitions). Locust (headless) drives
 customers at 8, 32 and 128 users, each level taking a third of the events; every customer
 predicts and corrects a share of the answers with their receipts. While the load runs, the Kafka
@@ -122,9 +122,9 @@ class Campaign:
                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self) -> None:
-        self.api = self._spawn([str(BIN / "gunicorn"), "-w", "4", "--threads",
-                                str(self.args.threads), "-b", f"127.0.0.1:{self.port}",
-                                "--timeout", "120", "app.wsgi:app"], "api.log")
+        self.api = self._spawn([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1",
+                                "--port", str(self.port), "--workers", "4", "--threads",
+                                str(self.args.threads)], "api.log")
         self.workers = [self._spawn([sys.executable, "-m", "app", "worker"], f"worker-{i}.log")
                         for i in range(2)]
         wait_for_port(self.port, 120, self.api)
@@ -141,7 +141,7 @@ class Campaign:
         self._warm_up()
 
     def _wait_ready(self, timeout_s: float) -> None:
-        """Until the API answers /readyz (gunicorn binds before its workers have imported)."""
+        """Until the API answers /readyz (the server binds before its workers have imported)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -300,7 +300,7 @@ def main() -> None:
     parser.add_argument("--users", default="8,32,128", help="Locust user levels, in order")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"some of {FAULTS}")
     parser.add_argument("--correction-rate", type=float, default=0.3)
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=4, help="threads per API worker process")
     parser.add_argument("--broker-down-s", type=float, default=15.0)
     parser.add_argument("--postgres-down-s", type=float, default=3.0)
     parser.add_argument("--models", default=None, help="a folder to keep the trained candidates")

@@ -1,6 +1,6 @@
 """/v2/models/{scope}/infer against onnxruntime bare, and the latency added by a remote candidate.
 
-(a) abvoc's API runs under gunicorn, as `abvoc up` serves it (one gthread worker, 8 threads;
+(a) abvoc's API runs under granian, as `abvoc up` serves it (one worker process, 8 threads;
 `--server werkzeug` for the threaded development server instead), with the example ONNX bundle
 and a copy of it registered through POST /v1/candidates and split 50/50 by a running experiment
 on scope `flowers`: auth, router, bundle (ONNX + the Python label stage, dynamic batching),
@@ -30,7 +30,7 @@ request spends waiting on the batcher shows as a wait) says where abvoc's time g
 
     python benchmarks/bench_v2.py [--requests 400] [--concurrency 8] [--rounds 4]
                                   [--remote-requests 300] [--remote-concurrency 1] [--profile 300]
-                                  [--server gunicorn|werkzeug] [--breakdown]
+                                  [--server granian|werkzeug] [--breakdown]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _settings(data_dir: str):  # noqa: ANN202
 def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
     """Registers the bundles and experiments in a fresh store through the API and puts the
     keys in `out`; a process of its own, so the serving process starts with no model loaded
-    (a gunicorn master must not hold onnxruntime's threads when it forks its worker)."""
+    (a server's parent process must not hold onnxruntime's threads when it forks its worker)."""
     from app import close_app, create_app
     from app.auth import create_key
 
@@ -137,7 +137,7 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
 
 def serve(data_dir: str, port: int, key: str, profile: int, server: str,
           breakdown: bool = False) -> None:
-    """The app over the prepared store: under gunicorn (the server `abvoc up` runs; its worker
+    """The app over the prepared store: under granian (the server `abvoc up` runs; its worker
     builds the app) or werkzeug's threaded development server."""
     from app import create_app
 
@@ -154,7 +154,7 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str,
 
 
 def _ready(url: str, process: mp.Process) -> None:
-    """Until `url` answers (gunicorn binds before its worker has imported the app)."""
+    """Until `url` answers (the server binds before its worker has imported the app)."""
     import requests
 
     deadline = time.monotonic() + 300
@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument("--remote-concurrency", type=int, default=1)
     parser.add_argument("--no-remote", action="store_true", help="skip (b), MLServer")
     parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
-    parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn",
+    parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian",
                         help="the HTTP server of abvoc and of the bare wrapper alike")
     parser.add_argument("--breakdown", action="store_true",
                         help="where a request routed to MLServer spends its time")
@@ -252,7 +252,7 @@ def main() -> None:
 
         print("starting MLServer 1.7.1 ...", flush=True)
         mlserver = make_mlserver(MODEL).start()
-    children: list[mp.Process] = []  # stopped whatever happens: gunicorn masters outlive us
+    children: list[mp.Process] = []  # stopped whatever happens: server parents outlive us
     try:
         ctx = mp.get_context("spawn")
         ports: mp.Queue = ctx.Queue()

@@ -14,14 +14,12 @@ import numpy as np
 
 def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
                server: str) -> None:
-    """Serve `factory(settings)` until SIGTERM: under gunicorn as `abvoc up` does (one gthread
-    worker with 8 threads; the worker builds the app) or werkzeug's threaded server."""
-    if server == "gunicorn":
-        from app.runner import GunicornServer
+    """Serve `factory(settings)` until SIGTERM: under granian as `abvoc up` does (one worker
+    process with 8 threads; the worker builds the app) or werkzeug's threaded server."""
+    if server == "granian":
+        from app.http_server import serve_wsgi
 
-        GunicornServer(settings, {"bind": f"127.0.0.1:{port}", "workers": 1,
-                                  "worker_class": "gthread", "threads": 8, "loglevel": "warning",
-                                  "accesslog": None}, factory=factory).run()
+        serve_wsgi(factory, settings, "127.0.0.1", port, workers=1, threads=8)
     else:
         from werkzeug.serving import make_server
 
@@ -85,7 +83,7 @@ def serve_bare(model: Path, port: int, server: str, upstream: str | None) -> Non
     `upstream`), under the same server as abvoc."""
     from core.settings import load_settings
 
-    def factory(_settings: Any) -> Callable:  # onnxruntime only after gunicorn's fork
+    def factory(_settings: Any) -> Callable:  # onnxruntime only after the server forks its worker
         import onnxruntime as ort
 
         return bare_wsgi(ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]),

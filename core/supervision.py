@@ -36,7 +36,7 @@ def freeze_startup_heap() -> None:
     the whole start-up heap again (the evaluation worker holds about 335,000 tracked objects
     with torch and SQLAlchemy loaded: a ninth of its CPU in `bench_bus`). `gc.freeze` moves those
     objects to the permanent generation; anything allocated later is collected as before.
-    Called by the process entry points, after start-up and before the loops (gunicorn: in
+    Called by the process entry points, after start-up and before the loops (the API server: in
     each worker once the app is loaded).
     """
     gc.collect()

@@ -3,7 +3,7 @@ the experiment's limits, and record why.
 
 Every serving process writes each watched request's latency and failure to the store's ledger
 (`served_predictions`, with the prediction event), and the window is read back from there: the
-last `window` requests of the arm across all processes, so four gunicorn workers see one window,
+last `window` requests of the arm across all processes, so four API worker processes see one window,
 not four partial ones. Each process checks it every `check_every` of its own requests of the arm.
 Correction rates come from the same ledger and the accepted corrections, checked every
 `correction_check_s`. A breach pauses the arm for every process through the store.

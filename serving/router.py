@@ -1,7 +1,7 @@
 """The traffic router: which arm (and so which candidate) serves a unit, and which shadows run.
 
 It keeps the active experiments in memory and reloads them from the store every `refresh_s`
-seconds, so every process (gunicorn workers included) converges on the same state; the decision
+seconds, so every process (API worker processes included) converges on the same state; the decision
 itself is a hash and a table look-up, with no I/O.
 """
 

@@ -11,7 +11,7 @@ from app.cli import Context, emit, json_option, open_db, pass_ctx
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (gunicorn).")
+              help="Worker processes (granian).")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Request threads per worker.")
 @click.option("--dev", is_flag=True, help="Werkzeug's development server, for debugging.")

@@ -48,7 +48,7 @@ def ensure_gameplay(ctx: Context) -> None:
 
 
 def _wait_ready(base: str, timeout_s: float) -> bool:
-    """Poll /readyz quietly (a refused connection while gunicorn starts is expected, not a
+    """Poll /readyz quietly (a refused connection while the server starts is expected, not a
     warning for the newcomer's terminal)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -125,7 +125,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
           dev: bool) -> None:
-    """Serve the HTTP API under gunicorn (add --workers for several processes)."""
+    """Serve the HTTP API under granian (add --workers for several processes)."""
     if dev:
         _run(ctx, api=(host, port))
         return
@@ -190,7 +190,7 @@ def ensure_candidates(ctx: Context) -> None:
 @pass_ctx
 def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, train: bool,
        prune_every_s: float, report_every_s: float) -> None:
-    """Run everything on one machine: the API under gunicorn, the outbox relay and the
+    """Run everything on one machine: the API under granian, the outbox relay and the
     evaluation worker as supervised processes (restarted if they die), retention, and the
     weekly report (last week's, written once from Monday 06:00 UTC into <data_dir>/reports)."""
     ensure_secret_key(ctx.settings)  # fail before training when production lacks a key

@@ -1,6 +1,6 @@
-"""`abvoc up` as a user runs it: gunicorn workers, a supervised relay and worker, a secret key
-made for the data folder, metrics summed over processes, a killed worker restarted, retention on
-a schedule, and SIGTERM stopping everything."""
+"""`abvoc up` as a user runs it: granian worker processes, a supervised relay and worker, a
+secret key made for the data folder, metrics summed over processes, a killed worker restarted,
+retention on a schedule, and SIGTERM stopping everything, each API worker closing its app."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         secret = Secret(key_file.read_text().strip())
 
-        # Several gunicorn workers behind one port.
+        # Several granian worker processes behind one port.
         api = _child(proc.pid, "api")
         assert api is not None and len(_children(api)) == 2
 
@@ -188,7 +188,7 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
         assert log.read_text().count(f"weekly report {due} written") == 1
 
         family = _family(proc.pid)
-        assert new in family and len(family) == 6  # up, gunicorn + 2 workers, relay, worker
+        assert new in family and len(family) == 6  # up, serve + 2 workers, relay, worker
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0, log.read_text()[-4000:]
         deadline = time.monotonic() + 10
@@ -196,6 +196,9 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
             time.sleep(0.2)
         assert not [p for p in family if _alive(p)]
         assert "all parts stopped" in log.read_text()
+        # Each API worker closed its app on the way out (shadows run, writes flushed).
+        workers = re.findall(r"API worker process (\d+) closed its app", log.read_text())
+        assert len(set(workers)) == 2, log.read_text()[-4000:]
     finally:
         if proc.poll() is None:
             for pid in _family(proc.pid):
