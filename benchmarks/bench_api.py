@@ -17,11 +17,15 @@ The headline is the CPU-per-request overhead: on a machine whose cores other pro
 throughput moves with their load from one run to the next, while the CPU the server spends per
 request does not. Throughput is the same figure where the server has the cores to itself.
 
-`--breakdown` also says where the full path's CPU goes: each request thread's CPU time
-(`time.thread_time`) in the durable write (`PredictService._record`: the group commit of the
-event, the ledger row and the kept input) and in the rest of the serving path outside the
-candidate call, per request, beside the bare candidate's whole CPU per request (the timing
-itself costs a few µs per request: quote the headline from a run without it).
+`--breakdown` also says where the full path's CPU goes, per request: the request threads' CPU
+time (`time.thread_time`) in the whole request on each path, and on the full path in the durable
+write (`PredictService._record`: the group commit of the event, the ledger row and the kept
+input) and in the rest of the serving path outside the candidate call; the candidate's batcher
+threads' CPU on each path and the requests its batch calls merged (the same batcher runs both
+paths: a path whose requests reach it more spread out gets smaller batches, and the candidate
+costs more per request); and the rest of the process (the HTTP server's own work in the request
+threads, its accept loop, other threads). The timing itself costs a few µs per
+request: quote the headline from a run without it.
 
     python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6] [--breakdown]
 """
@@ -35,6 +39,7 @@ import multiprocessing as mp
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +56,7 @@ CANDIDATE = "ocr-small-mixed"
 def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
           breakdown: bool = False) -> None:
     import torch
-    from flask import jsonify, request
+    from flask import Flask, jsonify, request
     from werkzeug.serving import make_server
 
     from app import create_app
@@ -78,6 +83,8 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
         cpu_in.wrap(PredictService, "predict", "service")
         cpu_in.wrap(PredictService, "_run", "candidate")
         cpu_in.wrap(PredictService, "_record", "durable write")
+        cpu_in.wrap(Flask, "wsgi_app", "request")
+    batches = _count_batches() if breakdown else {}
     key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
 
     @app.post("/bench/bare")
@@ -89,12 +96,32 @@ def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
 
     @app.get("/bench/cpu")
     def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
-        return jsonify({"cpu_s": time.process_time(), "in": cpu_in.totals()})
+        batchers = [time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+                    for t in threading.enumerate() if t.name.startswith("batcher-") and t.ident]
+        return jsonify({"cpu_s": time.process_time(),
+                        "in": {**cpu_in.totals(), "batchers": sum(batchers)},
+                        "batches": dict(batches)})
 
     serving.pool.get(CANDIDATE)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port_queue.put((server.server_port, key))
     server.serve_forever()
+
+
+def _count_batches() -> dict[str, int]:
+    """Batch calls and the requests they merged, counted as the batchers run them."""
+    from serving.batching import _Batcher
+
+    counts = {"calls": 0, "requests": 0}
+    run = _Batcher._run
+
+    def counted(self, merged: list) -> None:  # noqa: ANN001
+        counts["calls"] += 1
+        counts["requests"] += len(merged)
+        run(self, merged)
+
+    _Batcher._run = counted
+    return counts
 
 
 def measured(base: str, path: str, headers: dict, bodies: list[dict],
@@ -107,6 +134,10 @@ def measured(base: str, path: str, headers: dict, bodies: list[dict],
     rate, lat = load(base + path, headers, bodies, concurrency)
     after = requests.get(f"{base}/bench/cpu", timeout=30).json()
     within = per_request(before["in"], after["in"], len(bodies))
+    calls = after["batches"].get("calls", 0) - before["batches"].get("calls", 0)
+    if calls:
+        within["requests per batch"] = (after["batches"]["requests"]
+                                        - before["batches"]["requests"]) / calls
     return (rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
             (after["cpu_s"] - before["cpu_s"]) * 1000 / len(bodies), within)
 
@@ -162,21 +193,39 @@ def main() -> None:
           "(the headline; goal < 5%)")
     print(f"  throughput ratio full/bare {ratio:.3f}: overhead {1 - ratio:.1%} (goal < 5%)")
     if args.breakdown:
-        print_breakdown(figures["full"], med["bare"][3])
+        print_breakdown(figures, med)
 
 
-def print_breakdown(full: list[tuple], bare_cpu: float) -> None:
-    """The full path's request-thread CPU per request in the durable write and in the rest of
-    the serving path (outside the candidate call), medians over its rounds."""
-    within = {k: statistics.median(f[4].get(k, 0.0) for f in full) for k in full[0][4]}
-    write = within.get("durable write", 0.0)
-    rest = within.get("service", 0.0) - within.get("candidate", 0.0) - write
-    print(f"  where the full path's CPU goes (request threads, ms per request; the bare "
-          f"candidate's whole CPU {bare_cpu:.2f} ms):")
-    print(f"    durable write (event, ledger row, kept input; group commit) {write:.3f} "
-          f"({write / bare_cpu:.1%} of the bare candidate's CPU)")
-    print(f"    routing, event, receipt, guardrails (the serving path less the candidate call "
-          f"and the write) {rest:.3f} ({rest / bare_cpu:.1%})")
+def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]) -> None:
+    """Where the full path's extra CPU per request goes, medians over the rounds: the app's WSGI
+    call (the durable write and the rest of the serving path within it), the candidate's
+    batchers, and the rest of the process."""
+    m = {name: {k: statistics.median(f[4].get(k, 0.0) for f in rounds) for k in rounds[0][4]}
+         for name, rounds in figures.items()}
+    full, bare = m["full"], m["bare"]
+    write = full.get("durable write", 0.0)
+    rest = full.get("service", 0.0) - full.get("candidate", 0.0) - write
+    cpu = {name: med[name][3] for name in med}
+    print(f"  where the full path's CPU goes (ms per request; the bare candidate's whole CPU "
+          f"{cpu['bare']:.2f} ms, the full path's {cpu['full']:.2f}: "
+          f"+{cpu['full'] - cpu['bare']:.3f}):")
+    rows = [
+        ("the app (the WSGI call, request threads): full / bare", full["request"],
+         bare["request"]),
+        ("the candidate's batcher threads: full / bare", full["batchers"], bare["batchers"]),
+        ("the HTTP server and the rest: full / bare",
+         cpu["full"] - full["request"] - full["batchers"],
+         cpu["bare"] - bare["request"] - bare["batchers"]),
+    ]
+    for label, f, b in rows:
+        print(f"    {label:54s} {f:6.3f} / {b:6.3f}  ({f - b:+.3f}, "
+              f"{(f - b) / cpu['bare']:.1%} of the bare CPU)")
+    print(f"      requests merged per batch call: full {full.get('requests per batch', 0):.2f}"
+          f" / bare {bare.get('requests per batch', 0):.2f}")
+    print(f"      within the full path's WSGI call: the durable write (event, ledger row, "
+          f"kept input; group commit) {write:.3f} ({write / cpu['bare']:.1%})")
+    print(f"      routing, event, receipt, guardrails (the serving path less the candidate call "
+          f"and the write) {rest:.3f} ({rest / cpu['bare']:.1%})")
 
 
 if __name__ == "__main__":
