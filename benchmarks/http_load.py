@@ -21,32 +21,43 @@ from typing import Any
 import pycurl
 
 
+def post_handle(url: str, headers: Sequence[str] = ()) -> pycurl.Curl:
+    """A libcurl handle that POSTs JSON to `url` and keeps its connection alive between calls
+    (no proxy from the environment, no signals, no wait for `100 Continue`)."""
+    handle = pycurl.Curl()
+    handle.setopt(pycurl.NOSIGNAL, 1)
+    handle.setopt(pycurl.PROXY, "")
+    handle.setopt(pycurl.URL, url)
+    handle.setopt(pycurl.HTTPHEADER, [*headers, "Content-Type: application/json", "Expect:"])
+    return handle
+
+
+def post(handle: pycurl.Curl, body: bytes) -> tuple[int, bytes]:
+    """One POST of `body` on a `post_handle`: (the status, the answer)."""
+    answer = io.BytesIO()
+    handle.setopt(pycurl.POSTFIELDS, body)
+    handle.setopt(pycurl.WRITEDATA, answer)
+    handle.perform()
+    return handle.getinfo(pycurl.RESPONSE_CODE), answer.getvalue()
+
+
 def load(url: str, headers: Mapping[str, str], bodies: Sequence[Any],
          concurrency: int) -> tuple[float, list[float]]:
     """POST each body (as JSON) to `url` from `concurrency` threads: (requests/s, each call's
     latency in ms). Raises on a status of 400 or more, with the server's words."""
     fields = [f"{k}: {v}" for k, v in headers.items()]
-    fields += ["Content-Type: application/json", "Expect:"]
     encoded = [json.dumps(body).encode() for body in bodies]
     local = threading.local()
 
     def one(body: bytes) -> float:
         handle = getattr(local, "handle", None)
         if handle is None:
-            handle = local.handle = pycurl.Curl()
-            handle.setopt(pycurl.NOSIGNAL, 1)
-            handle.setopt(pycurl.PROXY, "")
-            handle.setopt(pycurl.URL, url)
-            handle.setopt(pycurl.HTTPHEADER, fields)
-        answer = io.BytesIO()
-        handle.setopt(pycurl.POSTFIELDS, body)
-        handle.setopt(pycurl.WRITEDATA, answer)
+            handle = local.handle = post_handle(url, fields)
         start = time.perf_counter()
-        handle.perform()
+        status, answer = post(handle, body)
         took = (time.perf_counter() - start) * 1000
-        status = handle.getinfo(pycurl.RESPONSE_CODE)
         if status >= 400:
-            raise RuntimeError(f"{url} answered {status}: {answer.getvalue()[:300]!r}")
+            raise RuntimeError(f"{url} answered {status}: {answer[:300]!r}")
         return took
 
     start = time.perf_counter()

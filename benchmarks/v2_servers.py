@@ -31,10 +31,9 @@ def bare_wsgi(session: Any, upstream: str | None) -> Callable:
     POST /forward is the least a proxy does: pass the body to `upstream` through libcurl, as
     abvoc's remote client does (one handle, and so one kept-alive connection, per thread), and
     return its answer."""
-    import io
     import threading
 
-    import pycurl
+    from benchmarks.http_load import post, post_handle
 
     classes = ["setosa", "versicolor", "virginica"]
     local = threading.local()
@@ -42,16 +41,8 @@ def bare_wsgi(session: Any, upstream: str | None) -> Callable:
     def forward(body: bytes) -> tuple[int, bytes]:
         handle = getattr(local, "handle", None)
         if handle is None:
-            handle = local.handle = pycurl.Curl()
-            handle.setopt(pycurl.NOSIGNAL, 1)
-            handle.setopt(pycurl.PROXY, "")
-            handle.setopt(pycurl.URL, upstream)
-            handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
-        answer = io.BytesIO()
-        handle.setopt(pycurl.POSTFIELDS, body)
-        handle.setopt(pycurl.WRITEDATA, answer)
-        handle.perform()
-        return handle.getinfo(pycurl.RESPONSE_CODE), answer.getvalue()
+            handle = local.handle = post_handle(upstream)
+        return post(handle, body)
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
         if environ["REQUEST_METHOD"] != "POST":  # the readiness probe
