@@ -1,6 +1,7 @@
 """/v1/predict with the router and events on, against the same candidate called bare.
 
-Both run in one server process (werkzeug, threaded) in the same run: `/v1/predict` (auth, router,
+Both run in one server worker process in the same run, under granian as `abvoc up` serves the API
+(8 threads; `--server werkzeug` for Werkzeug's threaded server): `/v1/predict` (auth, router,
 candidate, PredictionMade event and served-ledger row committed to the outbox in SQLite) and a
 bare route that parses the same JSON body through the same input checks, decodes the base64 and
 the image the same way and calls the same loaded candidate; the full path adds auth, its field
@@ -9,9 +10,9 @@ separate client process sends the same bodies to both with the same C concurrent
 (libcurl: benchmarks/http_load.py), after a warm-up of each; rounds alternate which goes first
 (ABBA), so drift in a shared machine's load falls on both.
 Per round it records requests/s, p50/p99 latency and the server's CPU time per request (all its
-threads: the batcher and the group-commit writers included). The figures are medians of the
-rounds' paired ratios: the throughput overhead of the full path over the bare one, and the
-CPU-per-request overhead.
+worker process's threads: the HTTP server's, the batcher and the group-commit writers included).
+The figures are medians of the rounds' paired ratios: the throughput overhead of the full path
+over the bare one, and the CPU-per-request overhead.
 
 The headline is the CPU-per-request overhead: on a machine whose cores other processes share,
 throughput moves with their load from one run to the next, while the CPU the server spends per
@@ -23,11 +24,12 @@ write (`PredictService._record`: the group commit of the event, the ledger row a
 input) and in the rest of the serving path outside the candidate call; the candidate's batcher
 threads' CPU on each path and the requests its batch calls merged (the same batcher runs both
 paths: a path whose requests reach it more spread out gets smaller batches, and the candidate
-costs more per request); and the rest of the process (the HTTP server's own work in the request
-threads, its accept loop, other threads). The timing itself costs a few µs per
-request: quote the headline from a run without it.
+costs more per request); and the rest of the process (the HTTP server's own work, other
+threads). The timing itself costs a few µs per request: quote the headline from a run without
+it.
 
-    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6] [--breakdown]
+    python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
+                                   [--server granian|werkzeug] [--breakdown]
 """
 
 from __future__ import annotations
@@ -49,63 +51,83 @@ import numpy as np  # noqa: E402
 
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.stage_timer import StageTimer, per_request  # noqa: E402
+from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 CANDIDATE = "ocr-small-mixed"
 
 
-def serve(port_queue: mp.Queue, data_dir: str, models_dir: str | None,
-          breakdown: bool = False) -> None:
-    import torch
-    from flask import Flask, jsonify, request
-    from werkzeug.serving import make_server
-
-    from app import create_app
-    from app.auth import create_key
+def _settings(data_dir: str, models: str | None = None):  # noqa: ANN202
     from core.settings import load_settings
-    from serving.images import decode_image
+
+    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    return settings.with_overrides(model_store=Path(models)) if models else settings
+
+
+def prepare(out: mp.Queue, data_dir: str, models_dir: str | None) -> None:
+    """Trains the candidate if the model store lacks it, registers it in a fresh store and puts
+    (the model store, a predict key) in `out`; a process of its own, so the server's parent
+    holds no torch threads when it forks its worker."""
+    from app import close_app, create_app
+    from app.auth import create_key
     from workloads.ocr.bundle import register_trained
     from workloads.ocr.candidates import train_candidate
 
-    torch.set_num_threads(1)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    settings = _settings(data_dir)
     models = Path(models_dir) if models_dir else settings.models_dir
     if not (models / CANDIDATE / "candidate.toml").exists():
         print(f"training {CANDIDATE} (small, for timing only) ...", flush=True)
         train_candidate(CANDIDATE, models, n_train=300, epochs=3, seed=0)
-    settings = settings.with_overrides(model_store=models)
-    app = create_app(settings)
-    serving = app.extensions["abvoc_serving"]
-    register_trained(serving.registry, models, models / CANDIDATE)
-    cpu_in = StageTimer(time.thread_time)
-    if breakdown:  # the serving path, the candidate call and the durable write, each timed
-        from serving.predict import PredictService
-        cpu_in.wrap(PredictService, "predict", "service")
-        cpu_in.wrap(PredictService, "_run", "candidate")
-        cpu_in.wrap(PredictService, "_record", "durable write")
-        cpu_in.wrap(Flask, "wsgi_app", "request")
-    batches = _count_batches() if breakdown else {}
+    app = create_app(settings.with_overrides(model_store=models))
+    register_trained(app.extensions["abvoc_serving"].registry, models, models / CANDIDATE)
     key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
+    close_app(app)
+    out.put((str(models), key))
 
-    @app.post("/bench/bare")
-    def bare():  # noqa: ANN202
-        body = request.get_json(silent=True)  # parsed and checked once, as for /v1/predict
-        image = decode_image(base64.b64decode(body["image_base64"], validate=True))
-        answer = serving.pool.get(CANDIDATE).predict(image)
-        return jsonify({"output": answer.output, "confidence": answer.confidence})
 
-    @app.get("/bench/cpu")
-    def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
-        batchers = [time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-                    for t in threading.enumerate() if t.name.startswith("batcher-") and t.ident]
-        return jsonify({"cpu_s": time.process_time(),
-                        "in": {**cpu_in.totals(), "batchers": sum(batchers)},
-                        "batches": dict(batches)})
+def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = False) -> None:
+    """The app over the prepared store, with the bare route and the CPU counters, under
+    `server` (granian as `abvoc up` runs it: its worker builds the app; or werkzeug's)."""
+    def factory(settings):  # noqa: ANN001, ANN202
+        import torch
+        from flask import Flask, jsonify, request
 
-    serving.pool.get(CANDIDATE)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    port_queue.put((server.server_port, key))
-    server.serve_forever()
+        from app import create_app
+        from serving.images import decode_image
+
+        torch.set_num_threads(1)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = create_app(settings)
+        serving = app.extensions["abvoc_serving"]
+        cpu_in = StageTimer(time.thread_time)
+        if breakdown:  # the serving path, the candidate call and the durable write, each timed
+            from serving.predict import PredictService
+            cpu_in.wrap(PredictService, "predict", "service")
+            cpu_in.wrap(PredictService, "_run", "candidate")
+            cpu_in.wrap(PredictService, "_record", "durable write")
+            cpu_in.wrap(Flask, "wsgi_app", "request")
+        batches = _count_batches() if breakdown else {}
+
+        @app.post("/bench/bare")
+        def bare():  # noqa: ANN202
+            body = request.get_json(silent=True)  # parsed and checked once, as for /v1/predict
+            image = decode_image(base64.b64decode(body["image_base64"], validate=True))
+            answer = serving.pool.get(CANDIDATE).predict(image)
+            return jsonify({"output": answer.output, "confidence": answer.confidence})
+
+        @app.get("/bench/cpu")
+        def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
+            batchers = [time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+                        for t in threading.enumerate()
+                        if t.name.startswith("batcher-") and t.ident]
+            return jsonify({"cpu_s": time.process_time(),
+                            "in": {**cpu_in.totals(), "batchers": sum(batchers)},
+                            "batches": dict(batches)})
+
+        serving.pool.get(CANDIDATE)  # loaded before the clock
+        return app
+
+    run_server(factory, _settings(data_dir, models), port, server)
 
 
 def _count_batches() -> dict[str, int]:
@@ -148,6 +170,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--models", default=None, help="a model store with trained candidates")
+    parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian",
+                        help="the HTTP server (both paths run under it)")
     parser.add_argument("--breakdown", action="store_true",
                         help="say where the full path's CPU goes (the durable write, the rest)")
     args = parser.parse_args()
@@ -156,28 +180,36 @@ def main() -> None:
     from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
     ctx = mp.get_context("spawn")
-    ports: mp.Queue = ctx.Queue()
+    out: mp.Queue = ctx.Queue()
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-api-")
-    server = ctx.Process(target=serve, args=(ports, data_dir, args.models, args.breakdown),
-                         daemon=True)
+    setup = ctx.Process(target=prepare, args=(out, data_dir, args.models))
+    setup.start()
+    models, key = out.get(timeout=900)
+    setup.join()
+    port = free_port()
+    server = ctx.Process(target=serve, args=(data_dir, models, port, args.server,
+                                             args.breakdown))
     server.start()
-    port, key = ports.get(timeout=600)
-    images = [encode_png(s.image) for s in sample_requests(args.requests, ONLINE_MIX, seed=1)]
-    bodies = [{"image_base64": base64.b64encode(img).decode(), "unit_id": f"user-{i}",
-               "slice": "handwritten/middle"} for i, img in enumerate(images)]
-    headers = {"Authorization": f"Bearer {key}"}
-    base = f"http://127.0.0.1:{port}"
-    paths = {"bare": "/bench/bare", "full": "/v1/predict"}
-    for path in paths.values():  # warm up both: caches, the batcher, the group-commit writer
-        load(base + path, headers, bodies[:100], args.concurrency)
-    figures: dict[str, list] = {"bare": [], "full": []}
-    for r in range(args.rounds):
-        for name in ("bare", "full") if r % 2 == 0 else ("full", "bare"):
-            f = measured(base, paths[name], headers, bodies, args.concurrency)
-            figures[name].append(f)
-            print(f"round {r + 1} {name:4s}: {f[0]:7.1f} req/s  p50 {f[1]:6.2f} ms  "
-                  f"p99 {f[2]:6.2f} ms  server CPU {f[3]:5.2f} ms/request", flush=True)
-    server.terminate()
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", server)
+        images = [encode_png(s.image) for s in sample_requests(args.requests, ONLINE_MIX, seed=1)]
+        bodies = [{"image_base64": base64.b64encode(img).decode(), "unit_id": f"user-{i}",
+                   "slice": "handwritten/middle"} for i, img in enumerate(images)]
+        headers = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{port}"
+        paths = {"bare": "/bench/bare", "full": "/v1/predict"}
+        for path in paths.values():  # warm up both: caches, the batcher, the group-commit writer
+            load(base + path, headers, bodies[:100], args.concurrency)
+        figures: dict[str, list] = {"bare": [], "full": []}
+        for r in range(args.rounds):
+            for name in ("bare", "full") if r % 2 == 0 else ("full", "bare"):
+                f = measured(base, paths[name], headers, bodies, args.concurrency)
+                figures[name].append(f)
+                print(f"round {r + 1} {name:4s}: {f[0]:7.1f} req/s  p50 {f[1]:6.2f} ms  "
+                      f"p99 {f[2]:6.2f} ms  server CPU {f[3]:5.2f} ms/request", flush=True)
+    finally:
+        server.terminate()
+        server.join(timeout=60)
     med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in figures.items()}
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
           f"{args.concurrency} concurrent, candidate {CANDIDATE}:")

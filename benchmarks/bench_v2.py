@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.stage_timer import per_request  # noqa: E402
 from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
-from benchmarks.v2_servers import run_server, serve_bare  # noqa: E402
+from benchmarks.v2_servers import run_server, serve_bare, wait_ready  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
 
@@ -151,22 +151,6 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str,
         return app
 
     run_server(factory, _settings(data_dir), port, server)
-
-
-def _ready(url: str, process: mp.Process) -> None:
-    """Until `url` answers (the server binds before its worker has imported the app)."""
-    import requests
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if not process.is_alive():
-            raise RuntimeError(f"the server for {url} died while starting")
-        try:
-            requests.get(url, timeout=30)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within 300 s")
 
 
 def _started(ports: mp.Queue, server: mp.Process) -> tuple:
@@ -273,8 +257,8 @@ def main() -> None:
         server.start()
         bare.start()
         base = f"http://127.0.0.1:{port}"
-        _ready(f"{base}/healthz", server)
-        _ready(f"http://127.0.0.1:{bare_port}/healthz", bare)
+        wait_ready(f"{base}/healthz", server)
+        wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare)
         headers = {"Authorization": f"Bearer {key}"}
         rows = np.random.default_rng(1).normal(5.0, 1.8, size=(args.requests, 4)).astype(np.float32)
         bodies = [infer_body(row, f"user-{i}") for i, row in enumerate(rows)]

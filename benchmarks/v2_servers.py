@@ -1,9 +1,11 @@
-"""The servers bench_v2 starts in processes of their own: abvoc's app and the bare anchors, each
-under the HTTP server `abvoc up` runs (or werkzeug's), so only the application differs."""
+"""The servers the serving benchmarks (bench_v2, bench_api) start in processes of their own:
+abvoc's app and the bare anchors, each under the HTTP server `abvoc up` runs (or werkzeug's), so
+only the application differs."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -24,6 +26,23 @@ def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
         from werkzeug.serving import make_server
 
         make_server("127.0.0.1", port, factory(settings), threaded=True).serve_forever()
+
+
+def wait_ready(url: str, process: Any) -> None:
+    """Until `url` answers (the server binds before its worker has built the app); raises if
+    `process` (the server's) dies first."""
+    import requests
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not process.is_alive():
+            raise RuntimeError(f"the server for {url} died while starting")
+        try:
+            requests.get(url, timeout=30)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within 300 s")
 
 
 def bare_wsgi(session: Any, upstream: str | None) -> Callable:
