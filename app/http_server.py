@@ -75,4 +75,4 @@ def _worker_exit(app: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(os.getpid())
-    log.info("API worker process %d closed its app", os.getpid())
+    log.info("server worker process %d closed its app", os.getpid())

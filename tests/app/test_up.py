@@ -197,7 +197,7 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
         assert not [p for p in family if _alive(p)]
         assert "all parts stopped" in log.read_text()
         # Each API worker closed its app on the way out (shadows run, writes flushed).
-        workers = re.findall(r"API worker process (\d+) closed its app", log.read_text())
+        workers = re.findall(r"server worker process (\d+) closed its app", log.read_text())
         assert len(set(workers)) == 2, log.read_text()[-4000:]
     finally:
         if proc.poll() is None:
