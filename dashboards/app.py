@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
-from flask import Flask
+from dash.exceptions import DependencyException
+from flask import Flask, jsonify
 
 from dashboards.access import allowed
 from dashboards.auth import CSRF_COOKIE, CSRF_HEADER, PREFIX
@@ -39,6 +40,11 @@ def create_dash(server: Flask) -> Dash:
                csrf_header_name=CSRF_HEADER, include_assets_files=False)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _STYLE + "</style>")
     app.layout = _shell
+    # Dash raises this for a script path it does not serve (an unknown package or file, `..`):
+    # the caller's mistake, a 404, not a server error with Dash's list of every script.
+    server.register_error_handler(
+        DependencyException,
+        lambda _exc: (jsonify({"error": "no such dashboard script", "status": 404}), 404))
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _route(pathname: str | None) -> Component:

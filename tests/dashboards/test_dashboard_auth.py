@@ -229,3 +229,16 @@ def test_roles_decide_pages_and_callbacks(dash_app: Flask, monkeypatch) -> None:
     refused = client.post("/dashboard/_dash-update-component", json=EXPERIMENTS_BODY,
                           headers={**ORIGIN, "X-CSRFToken": _token(client)})
     assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
+
+
+def test_a_script_path_dash_does_not_serve_is_a_404(dash_app: Flask) -> None:
+    client = dash_app.test_client()
+    for path in ("/dashboard/_dash-component-suites/dash/nope.js",
+                 "/dashboard/_dash-component-suites/nopkg/x.js",
+                 "/dashboard/_dash-component-suites/../../../etc/passwd",
+                 "/dashboard/_dash-component-suites/dash/../../../setup.cfg"):
+        answer = client.get(path)
+        assert answer.status_code == 404, (path, answer.status_code)
+        assert answer.get_json()["error"] == "no such dashboard script", path
+    served = client.get("/dashboard/_dash-component-suites/dash/dcc/dash_core_components.js")
+    assert served.status_code == 200
