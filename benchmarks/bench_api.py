@@ -38,6 +38,7 @@ import argparse
 import base64
 import logging
 import multiprocessing as mp
+import shutil
 import statistics
 import sys
 import tempfile
@@ -210,6 +211,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.join(timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
     med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in figures.items()}
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
           f"{args.concurrency} concurrent, candidate {CANDIDATE}:")

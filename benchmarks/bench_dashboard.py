@@ -278,7 +278,13 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="SQLite file to reuse (seeded when new)")
     parser.add_argument("--database-url", help="a PostgreSQL URL instead (must be empty)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-dashboard-") as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Seeds (unless `--db` names a seeded file) and times the pages; `tmp` is a scratch
+    folder removed afterwards, so a seeded store to keep goes in `--db`."""
     path = args.db or tmp / "bench.db"
     url = args.database_url or f"sqlite:///{path}"
     settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp / "data"),

@@ -120,17 +120,18 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
     admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
     key = create_key(db, ["predict"])["key"]
     client = app.test_client()
-    root = Path(tempfile.mkdtemp(prefix="abvoc-bench-v2-bundles-"))
-    upload(client, admin, EXAMPLE)
-    upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
-    experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
-    for name in ("iris-unbatched-a", "iris-unbatched-b"):
-        upload(client, admin, _bundle_copy(root, name, batch=1))
-    experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
-    if remote_url:
-        for name in ("iris-mlserver-a", "iris-mlserver-b"):
-            upload(client, admin, remote_bundle(root, name, remote_url))
-        experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-v2-bundles-") as scratch:
+        root = Path(scratch)  # the uploads copy the bundles into the store
+        upload(client, admin, EXAMPLE)
+        upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
+        experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
+        for name in ("iris-unbatched-a", "iris-unbatched-b"):
+            upload(client, admin, _bundle_copy(root, name, batch=1))
+        experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
+        if remote_url:
+            for name in ("iris-mlserver-a", "iris-mlserver-b"):
+                upload(client, admin, remote_bundle(root, name, remote_url))
+            experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
     close_app(app)
     out.put((key, admin))
 
@@ -237,10 +238,10 @@ def main() -> None:
         print("starting MLServer 1.7.1 ...", flush=True)
         mlserver = make_mlserver(MODEL).start()
     children: list[mp.Process] = []  # stopped whatever happens: server parents outlive us
+    data_dir = tempfile.mkdtemp(prefix="abvoc-bench-v2-")  # removed at the end
     try:
         ctx = mp.get_context("spawn")
         ports: mp.Queue = ctx.Queue()
-        data_dir = tempfile.mkdtemp(prefix="abvoc-bench-v2-")
         setup = ctx.Process(target=prepare, daemon=True,
                             args=(ports, data_dir, mlserver.url if mlserver else None))
         setup.start()
@@ -321,6 +322,7 @@ def main() -> None:
                 process.join(30)
         if mlserver:
             mlserver.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
     med = medians(a)
     print(f"\n(a) medians of {args.rounds} rounds, {args.requests} requests of 1 row, "

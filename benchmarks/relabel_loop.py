@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
-from app import close_app, create_app
-from app.auth import create_key
-from core.relabel import share_of
-from core.settings import load_settings
-from core.store import Database, schema
-from tests.support.bundles import EXAMPLE, copy_example, edit
-from tests.support.v2 import CLASSES, drain, experiment, flowers, infer_body, output_of, upload
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import close_app, create_app  # noqa: E402
+from app.auth import create_key  # noqa: E402
+from core.relabel import share_of  # noqa: E402
+from core.settings import load_settings  # noqa: E402
+from core.store import Database, schema  # noqa: E402
+from tests.support.bundles import EXAMPLE, copy_example, edit  # noqa: E402
+from tests.support.v2 import CLASSES, drain, experiment, flowers, infer_body, output_of, upload  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +33,12 @@ def main() -> None:
     parser.add_argument("--audit-rate", type=float, default=0.2)
     parser.add_argument("--wrong", type=float, default=0.2, help="simulated share of errors")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="abvoc-relabel-"))
+    with tempfile.TemporaryDirectory(prefix="abvoc-relabel-") as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """The loop in a scratch folder `tmp` (removed afterwards) for its store and bundles."""
     settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp / "data"), "ABVOC_SECRET_KEY": "k",
                                   "ABVOC_DATABASE_URL": f"sqlite:///{tmp / 'abvoc.db'}"})
     with Database(settings.database_url) as db:
