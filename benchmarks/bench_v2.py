@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--remote-requests", type=int, default=300)
     parser.add_argument("--remote-concurrency", type=int, default=1)
+    parser.add_argument("--remote-pace-ms", type=float, default=0.0)
     parser.add_argument("--no-remote", action="store_true", help="skip (b), MLServer")
     parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian",
@@ -290,7 +291,7 @@ def main() -> None:
                 timed = f"{base}/bench/stages" if args.breakdown else None
                 before = requests.get(timed, timeout=30).json() if timed else {}
                 rate, lat = load(f"{base}/v2/models/remote/infer", headers, remote_bodies,
-                                 args.remote_concurrency)
+                                 args.remote_concurrency, args.remote_pace_ms)
                 if timed:
                     after = requests.get(timed, timeout=30).json()
                     stages.append({**per_request(before, after, len(lat)),
@@ -300,10 +301,10 @@ def main() -> None:
             remote = {
                 "MLServer direct": lambda: load(
                     f"{mlserver.url}/v2/models/iris/infer", {}, direct_bodies,
-                    args.remote_concurrency),
+                    args.remote_concurrency, args.remote_pace_ms),
                 "bare proxy -> MLServer": lambda: load(
                     f"http://127.0.0.1:{bare_port}/forward", {}, direct_bodies,
-                    args.remote_concurrency),
+                    args.remote_concurrency, args.remote_pace_ms),
                 "abvoc /v2 -> MLServer": through_abvoc,
             }
             for run in remote.values():

@@ -42,17 +42,27 @@ def post(handle: pycurl.Curl, body: bytes) -> tuple[int, bytes]:
 
 
 def load(url: str, headers: Mapping[str, str], bodies: Sequence[Any],
-         concurrency: int) -> tuple[float, list[float]]:
+         concurrency: int, pace_ms: float = 0.0) -> tuple[float, list[float]]:
     """POST each body (as JSON) to `url` from `concurrency` threads: (requests/s, each call's
-    latency in ms). Raises on a status of 400 or more, with the server's words."""
+    latency in ms). Raises on a status of 400 or more, with the server's words.
+
+    `pace_ms` > 0 sends the i-th request no earlier than i * pace_ms after the first (an open
+    schedule, as independent callers arrive), instead of each thread's next one the moment its
+    last answer is in."""
     fields = [f"{k}: {v}" for k, v in headers.items()]
     encoded = [json.dumps(body).encode() for body in bodies]
     local = threading.local()
+    first = time.perf_counter() + 0.01
 
-    def one(body: bytes) -> float:
+    def one(item: tuple[int, bytes]) -> float:
+        i, body = item
         handle = getattr(local, "handle", None)
         if handle is None:
             handle = local.handle = post_handle(url, fields)
+        if pace_ms:
+            wait = first + i * pace_ms / 1000 - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
         start = time.perf_counter()
         status, answer = post(handle, body)
         took = (time.perf_counter() - start) * 1000
@@ -62,5 +72,5 @@ def load(url: str, headers: Mapping[str, str], bodies: Sequence[Any],
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(one, encoded))
+        latencies = list(pool.map(one, enumerate(encoded)))
     return len(bodies) / (time.perf_counter() - start), latencies

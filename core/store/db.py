@@ -63,14 +63,20 @@ there must begin its own transaction or each statement would commit alone; psyco
 itself on the first statement."""
 
 
-def begin_write(cursor: Any) -> None:
+def begin_write(cursor: Any, *, held: bool = False) -> None:
     """BEGIN IMMEDIATE on a SQLite connection, trying again within a millisecond or two while
     another connection holds the write lock (for up to QUICK_WAIT_S, then SQLite's own wait).
 
     SQLite's busy handler sleeps 1, 2, 5, ... up to 100 ms between tries and nothing wakes it
     when the lock frees: with the API's writer, the relay and the worker taking turns at the
-    one write lock, the lock sat idle about a third of the time (bench_bus, traced)."""
-    cursor.execute("PRAGMA busy_timeout=0")
+    one write lock, the lock sat idle about a third of the time (bench_bus, traced).
+
+    `held`: the connection is one writer's own and keeps busy_timeout=0 between writes (see
+    :func:`hold_for_writes`), so a write that finds the lock free runs one statement here, not
+    three (the two PRAGMAs cost as much as an INSERT)."""
+    if not held:
+        cursor.execute("PRAGMA busy_timeout=0")
+    waited = False
     try:
         deadline, pause = time.monotonic() + QUICK_WAIT_S, 0.0002
         while time.monotonic() < deadline:
@@ -82,9 +88,24 @@ def begin_write(cursor: Any) -> None:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
-    finally:
+        waited = True
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute(SQLITE_WRITE_BEGIN)  # a long wait: SQLite's own, up to the busy timeout
+        cursor.execute(SQLITE_WRITE_BEGIN)  # a long wait: SQLite's own, up to the busy timeout
+    finally:
+        if held and waited:
+            cursor.execute("PRAGMA busy_timeout=0")
+        elif not held and not waited:
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def hold_for_writes(dbapi_conn: Any, held: bool) -> None:
+    """Turn a SQLite connection's busy timeout off while one writer holds it for
+    :func:`begin_write`'s `held` mode (True), or back on before it returns to the pool."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={0 if held else BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
 
 
 def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.store import schema
-from core.store.db import Database, store_unreachable, utcnow
+from core.store.db import BUSY_TIMEOUT_MS, Database, store_unreachable, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, ServedPrediction
 from tests.support.postgres import PostgresServer
@@ -87,6 +87,35 @@ def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> N
     with db.session() as s:
         assert s.scalars(select(OutboxEvent.event_id)).all() == ["e2"]
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 2
+
+
+def test_the_held_sqlite_connection_goes_back_to_the_pool_with_its_busy_timeout(
+        tmp_path) -> None:  # noqa: ANN001
+    """While the committer holds its connection the busy timeout is off (it waits for the lock
+    itself); the connection the pool gets back waits as every other does."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    schema.upgrade(db)
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    held = committer._conn
+    assert held is not None and _busy_timeout(held) == 0
+    held_dbapi = held.dbapi_connection
+    committer.close()
+    conn = db.engine.raw_connection()
+    try:
+        assert conn.dbapi_connection is held_dbapi  # the same one, handed back
+        assert _busy_timeout(conn) == BUSY_TIMEOUT_MS
+    finally:
+        conn.close()
+        db.dispose()
+
+
+def _busy_timeout(conn) -> int:  # noqa: ANN001 - a pooled DBAPI connection
+    cursor = conn.cursor()
+    try:
+        return cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        cursor.close()
 
 
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:

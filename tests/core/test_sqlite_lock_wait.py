@@ -77,3 +77,22 @@ def test_a_session_that_cannot_get_the_lock_raises_sqlalchemys_error(
     with db.session() as s:
         assert s.execute(text("SELECT 1")).scalar() == 1
     db.dispose()
+
+
+def test_a_held_writer_keeps_its_busy_timeout_off_after_a_quick_or_a_long_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group committer's own connection begins with one statement, not three: its busy
+    timeout stays 0 between writes, whichever way the lock was taken."""
+    monkeypatch.setattr(db_module, "QUICK_WAIT_S", 0.05)
+    holder, writer = _connect(tmp_path / "x.db"), _connect(tmp_path / "x.db")
+    writer.execute("PRAGMA busy_timeout=0")
+    begin_write(writer.cursor(), held=True)  # the lock is free: taken at once
+    writer.execute("COMMIT")
+    assert writer.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.2, lambda: holder.execute("COMMIT")).start()
+    start = time.monotonic()
+    begin_write(writer.cursor(), held=True)  # past the quick tries: SQLite's own wait
+    assert 0.15 < time.monotonic() - start < 5
+    writer.execute("COMMIT")
+    assert writer.execute("PRAGMA busy_timeout").fetchone()[0] == 0
