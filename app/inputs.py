@@ -135,8 +135,8 @@ def parse_json(data: str | bytes) -> Any:
 
 class BoundedJSONProvider(DefaultJSONProvider):
     """Flask's JSON, parsing request bodies with :func:`parse_json` and writing compact answers
-    with orjson: on the predict path the standard encoder (sorted keys) took 40-50 µs a
-    response. What orjson does not write as Flask would (dates, dataclasses, integers beyond 64
+    with orjson: on the predict path `jsonify` took 49 µs a response with the standard encoder
+    (sorted keys), 33 with orjson. What orjson does not write as Flask would (dates, dataclasses, integers beyond 64
     bits, lone surrogates) goes to Flask's own encoder; NaN and infinities come out as null, as
     valid JSON has no other word for them."""
 
