@@ -30,7 +30,7 @@ from app.auth import current_scopes, require
 from app.serving import serve
 from core.errors import AbvocError, ConfigError
 from core.store import schema
-from serving.bundles.tensors import TensorError, from_v2, to_v2
+from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
@@ -209,8 +209,7 @@ def _inputs(raw: Any) -> dict[str, np.ndarray]:
 
 def _kept(inputs: dict[str, np.ndarray]) -> bytes:
     """The checked tensors as V2 JSON, the form annotators and dataset exports read back."""
-    return json.dumps([to_v2(n, a) for n, a in sorted(inputs.items())],
-                      separators=(",", ":")).encode()
+    return v2_json([to_v2(n, a, arrays=True) for n, a in sorted(inputs.items())])
 
 
 def _wanted(raw: Any) -> set[str] | None:

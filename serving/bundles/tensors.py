@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from core.errors import AbvocError
 
@@ -44,19 +46,42 @@ def v2_datatype(array: np.ndarray) -> str:
         raise TensorError(f"numpy dtype {array.dtype} has no V2 datatype") from None
 
 
-def to_v2(name: str, array: np.ndarray) -> dict[str, Any]:
-    """One array as a V2 JSON tensor."""
+def to_v2(name: str, array: np.ndarray, *, arrays: bool = False) -> dict[str, Any]:
+    """One array as a V2 JSON tensor. With `arrays`, numeric data stays a flat numpy array, for
+    :func:`v2_json` to write (no Python float per value)."""
     array = np.asarray(array)
     datatype = v2_datatype(array)
     tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
     if datatype == "BYTES":
         tensor["data"] = [base64.b64encode(_as_bytes(v)).decode("ascii") for v in array.flat]
         tensor["parameters"] = {"content_type": BASE64}
-    elif datatype == "FP16":
-        tensor["data"] = array.astype(np.float32).ravel().tolist()
-    else:
-        tensor["data"] = array.ravel().tolist()
+        return tensor
+    flat = np.ascontiguousarray(array.astype(np.float32) if datatype == "FP16" else array)
+    tensor["data"] = flat.reshape(-1) if arrays else flat.ravel().tolist()
     return tensor
+
+
+def v2_json(value: list[dict[str, Any]] | dict[str, Any]) -> bytes:
+    """V2 tensors from ``to_v2(..., arrays=True)`` (a list of them, or a request body with its
+    ``inputs``) as compact JSON. orjson writes the arrays straight from memory: a 150,528-value
+    FP32 tensor took 60 ms through ``tolist`` and the standard library. orjson would write NaN
+    and infinities as null, so tensors holding one go to the standard library, which writes them
+    as the Python-based V2 servers read them (NaN, Infinity)."""
+    tensors = value.get("inputs", []) if isinstance(value, dict) else value
+    if all(_finite(t.get("data")) for t in tensors):
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    return json.dumps(value, default=_as_list, separators=(",", ":")).encode()
+
+
+def _finite(data: Any) -> bool:
+    return not isinstance(data, np.ndarray) or data.dtype.kind != "f" \
+        or bool(np.isfinite(data).all())
+
+
+def _as_list(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
@@ -67,21 +92,29 @@ def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
         raise TensorError(f"tensor {name!r}: datatype {datatype!r} is not a V2 datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
-    flat = _flatten(data)
     size = math.prod(shape)  # exact (numpy's int64 product wraps), and 20× quicker for a short list
-    if len(flat) != size:
-        raise TensorError(f"tensor {name!r}: shape {shape} holds {size} values, data has "
-                          f"{len(flat)}")
     if datatype == "BYTES":
+        flat = _flatten(data)
+        _check_size(name, shape, size, len(flat))
         encoded = (tensor.get("parameters") or {}).get("content_type") == BASE64
         values = [_bytes_value(name, v, encoded) for v in flat]
         out = np.empty(size, dtype=object)
         out[:] = values
         return out.reshape(shape)
+    # numpy reads flat and nested (row-major) lists alike, in C: no Python step per value.
+    values = data if isinstance(data, list) else [] if data is None else [data]
     try:
-        return np.asarray(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+        array = np.asarray(values, dtype=V2_TO_NUMPY[datatype])
     except (TypeError, ValueError, OverflowError) as exc:
         raise TensorError(f"tensor {name!r}: data is not {datatype}: {exc}") from exc
+    _check_size(name, shape, size, array.size)
+    return array.reshape(shape)
+
+
+def _check_size(name: str, shape: list[int], size: int, values: int) -> None:
+    if values != size:
+        raise TensorError(f"tensor {name!r}: shape {shape} holds {size} values, data has "
+                          f"{values}")
 
 
 def _flatten(data: Any) -> list[Any]:

@@ -74,6 +74,27 @@ def test_the_depth_limit_is_exact_and_ignores_brackets_in_strings() -> None:
         parse_json(nested(MAX_DEPTH + 1, '"[[]]"'))
 
 
+def test_numbers_are_checked_where_they_are_and_said_as_they_were_sent() -> None:
+    """Parsed in C, then checked an array at a time; a refusal quotes the number as sent (an
+    integer past 64 bits in its digits, not as orjson's float) and names its place."""
+    data = [0.5] * 10_000 + [-(2**53), 2**53]
+    assert parse_json(json.dumps({"t": [{"data": data}]}))["t"][0]["data"] == data
+    for body, field, said in (
+            ('{"t": [1, 2, 9007199254740993]}', "'t[2]'", "9007199254740993"),
+            ('{"t": [[1.5, NaN]]}', "'t[0][1]'", "NaN"),
+            ('{"a": {"b": [1, {"c": -1e300}]}}', "'a.b[1].c'", "-1e+300"),
+            ('{"w": 123456789012345678901234567890}', "'w'", "12345678901234567890..."),
+            ('{"w": 1e999}', "'w'", "1e309 or past it"),
+            ('[true, null, "x", Infinity]', "'[3]'", "Infinity")):
+        with pytest.raises(InputRefused) as refused:
+            parse_json(body)
+        assert refused.value.message.startswith(f"{field} holds the number {said}, "), body
+    with pytest.raises(InputRefused, match="a number of thousands of digits"):
+        parse_json('{"w": ' + "9" * 5000 + "}")
+    with pytest.raises(InputRefused, match="'s' must be valid Unicode text"):
+        parse_json('{"s": "\\ud800"}')
+
+
 def test_huge_numbers_and_overflowing_weights_are_400s(app: Flask, client: FlaskClient,
                                                        admin: dict) -> None:
     spec = {"name": "big", "arms": [ARMS[0], dict(ARMS[1], weight=0.5)]}

@@ -18,7 +18,7 @@ from core.errors import AbvocError, Conflict, NotFound
 from core.store import Database
 from serving.bundles import BundleRunner, ManifestError, register_bundle
 from serving.bundles.manifest import parse_manifest
-from serving.bundles.tensors import TensorError, from_v2, to_v2
+from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
 from serving.registry import Registry
 from tests.support.bundles import FLOWERS, edit, refused
 
@@ -299,6 +299,38 @@ def test_v2_tensors_round_trip_bytes_and_numbers() -> None:
     np.testing.assert_array_equal(from_v2(to_v2("f", floats)), floats)
     with pytest.raises(TensorError, match="holds 6 values, data has 5"):
         from_v2({"name": "f", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5]})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64, np.uint8,
+                                   np.int8, bool])
+def test_v2_json_writes_arrays_as_the_v2_tensors_they_are(dtype: type) -> None:
+    """The fast writer (orjson, from memory) reads back as the same values, in flat and nested
+    row-major data alike."""
+    values = np.random.default_rng(3).normal(0, 50, size=(2, 3, 4)).astype(dtype)
+    written = json.loads(v2_json({"inputs": [to_v2("x", values, arrays=True)]}))
+    tensor = written["inputs"][0]
+    assert tensor["datatype"] == to_v2("x", values)["datatype"] and tensor["shape"] == [2, 3, 4]
+    np.testing.assert_array_equal(from_v2(tensor), values)
+    nested = dict(tensor, data=np.asarray(tensor["data"]).reshape(2, 12).tolist())
+    np.testing.assert_array_equal(from_v2(nested), values)
+
+
+def test_v2_json_writes_nan_as_v2_servers_read_it_and_bytes_as_base64() -> None:
+    """orjson would write NaN as null: a tensor holding one goes to the standard library."""
+    floats = np.array([[1.5, np.nan, -np.inf]], dtype=np.float32)
+    words = np.array([b"\x00raw"], dtype=object)
+    text = v2_json([to_v2("f", floats, arrays=True), to_v2("w", words, arrays=True)])
+    assert b"NaN" in text and b"-Infinity" in text and b"null" not in text
+    f, w = json.loads(text)
+    np.testing.assert_array_equal(from_v2(f), floats)
+    assert from_v2(w).tolist() == [b"\x00raw"]
+
+
+def test_from_v2_refuses_ragged_and_non_numeric_data_naming_the_tensor() -> None:
+    assert from_v2({"name": "s", "datatype": "FP32", "shape": [1], "data": 2.5}).tolist() == [2.5]
+    for data in ([[1, 2], [3]], [1, "x"], [{"a": 1}]):
+        with pytest.raises(TensorError, match="tensor 'r': data is not FP32"):
+            from_v2({"name": "r", "datatype": "FP32", "shape": [3], "data": data})
 
 
 def test_parse_manifest_is_pure() -> None:
