@@ -1,0 +1,218 @@
+"""Image-sized V2 tensors through abvoc: one 1×3×224×224 FP32 input (150,528 values, about 3 MB
+of V2 JSON) to a small ONNX classifier, one request at a time, p50 of each side:
+
+- "MLServer direct": real Seldon MLServer 1.7.1 serving the model (the anchor for remote);
+- "abvoc /v2 -> MLServer": abvoc's /v2 route, under granian as `abvoc up` serves it, routing to
+  that server ([remote] bundles, split by an experiment on scope `images-remote`);
+- "abvoc /v2, local bundle": the same model as a local bundle (scope `images`);
+- "parse + onnxruntime bare": what any Python service in front of the model must do, in this
+  process without HTTP: the standard library's parse of the same body, the array, the session.
+
+abvoc checks every value of the body (finite, in range), reads the tensor, keeps the input for
+annotators (V2 JSON, in the store), writes it again for the remote server and reads its answer;
+this shows what that costs on a large input. Rounds alternate the order; medians of the rounds.
+
+    python benchmarks/bench_v2_tensors.py [--requests 40] [--rounds 3] [--server granian|werkzeug]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.bench_v2 import EXAMPLE, medians, rounds  # noqa: E402
+from benchmarks.http_load import load  # noqa: E402
+from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+
+SHAPE = (1, 3, 224, 224)
+CLASSES = ["setosa", "versicolor", "virginica"]  # the example bundle's label stage names these
+
+
+def make_model(path: Path) -> None:
+    """A classifier over images: channel means, a 3×3 linear layer, softmax (ONNX, opset 17)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = np.array([[2.0, -1.0, 0.5], [-1.0, 2.0, 0.5], [0.5, 0.5, -2.0]], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
+        "images",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", *SHAPE[1:]])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [3, 3], weights.ravel().tolist())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def bundle(root: Path, name: str, model: Path, remote_url: str | None = None) -> Path:
+    """A bundle of the model: local (the ONNX file and the example's label stage) or remote."""
+    folder = root / name
+    folder.mkdir()
+    backend = "" if remote_url else 'backend = "onnxruntime"\n'
+    head = f"""name = "{name}"
+version = "1"
+{backend}[[inputs]]
+name = "image"
+datatype = "FP32"
+shape = [-1, {SHAPE[1]}, {SHAPE[2]}, {SHAPE[3]}]
+[output]
+type = "label"
+classes = {json.dumps(CLASSES)}
+"""
+    if remote_url:
+        body = f'[remote]\nurl = "{remote_url}"\nmodel = "images"\ntimeout_ms = 10000\n'
+    else:
+        shutil.copy(model, folder / "model.onnx")
+        shutil.copy(EXAMPLE / "post.py", folder / "post.py")
+        body = """[[stages]]
+name = "classifier"
+kind = "onnx"
+path = "model.onnx"
+[[stages]]
+name = "to_label"
+kind = "python"
+callable = "post:to_label"
+"""
+    (folder / "candidate.toml").write_text(head + body)
+    return folder
+
+
+def _settings(data_dir: str):  # noqa: ANN202
+    from core.settings import load_settings
+
+    return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+
+
+def prepare(out: mp.Queue, data_dir: str, model: str, remote_url: str) -> None:
+    """Registers the bundles and both experiments through the API; puts a predict key."""
+    from app import close_app, create_app
+    from app.auth import create_key
+    from tests.support.v2 import experiment, upload
+
+    app = create_app(_settings(data_dir))
+    db = app.extensions["abvoc"].db
+    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+    client = app.test_client()
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-tensors-") as scratch:
+        root = Path(scratch)
+        for name in ("images-a", "images-b"):
+            upload(client, admin, bundle(root, name, Path(model)))
+        experiment(client, admin, "images", "images-a", "images-b")
+        for name in ("images-remote-a", "images-remote-b"):
+            upload(client, admin, bundle(root, name, Path(model), remote_url))
+        experiment(client, admin, "images-remote", "images-remote-a", "images-remote-b")
+    out.put(create_key(db, ["predict"])["key"])
+    close_app(app)
+
+
+def serve(data_dir: str, port: int, server: str) -> None:
+    from app import create_app
+
+    run_server(create_app, _settings(data_dir), port, server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    from tests.support.inference_servers import mlserver as make_mlserver
+
+    scratch = Path(tempfile.mkdtemp(prefix="abvoc-bench-tensors-"))
+    model = scratch / "images.onnx"
+    make_model(model)
+    print("starting MLServer 1.7.1 ...", flush=True)
+    server_proc = None
+    remote = make_mlserver(model, model="images").start()
+    try:
+        ctx = mp.get_context("spawn")
+        keys: mp.Queue = ctx.Queue()
+        setup = ctx.Process(target=prepare, args=(keys, str(scratch / "data"), str(model),
+                                                  remote.url))
+        setup.start()
+        key = keys.get(timeout=600)
+        setup.join(60)
+        port = free_port()
+        server_proc = ctx.Process(target=serve, args=(str(scratch / "data"), port, args.server))
+        server_proc.start()
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/healthz", server_proc)
+        images = np.random.default_rng(1).random((args.requests, *SHAPE), dtype=np.float32)
+        tensors = [{"name": "image", "datatype": "FP32", "shape": list(SHAPE),
+                    "data": image.ravel().tolist()} for image in images]
+        direct = [{"inputs": [t]} for t in tensors]
+        bodies = [{"inputs": [t], "parameters": {"unit_id": f"user-{i}"}}
+                  for i, t in enumerate(tensors)]
+        print(f"one request body: {len(json.dumps(bodies[0])) / 1e6:.1f} MB of V2 JSON",
+              flush=True)
+        headers = {"Authorization": f"Bearer {key}"}
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        encoded = [json.dumps(b).encode() for b in direct]
+
+        def bare() -> tuple[float, list[float]]:
+            took = []
+            start = time.perf_counter()
+            for raw in encoded:
+                t = time.perf_counter()
+                tensor = json.loads(raw)["inputs"][0]
+                image = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
+                session.run(["probabilities"], {"image": image})
+                took.append((time.perf_counter() - t) * 1000)
+            return len(encoded) / (time.perf_counter() - start), took
+
+        runs = {
+            "MLServer direct": lambda: load(f"{remote.url}/v2/models/images/infer", {}, direct,
+                                            1),
+            "abvoc /v2 -> MLServer": lambda: load(f"{base}/v2/models/images-remote/infer",
+                                                  headers, bodies, 1),
+            "abvoc /v2, local bundle": lambda: load(f"{base}/v2/models/images/infer", headers,
+                                                    bodies, 1),
+            "parse + onnxruntime bare": bare,
+        }
+        for run in runs.values():  # warm-up
+            run()
+        figures = rounds(runs, args.rounds, "")
+    finally:
+        if server_proc is not None and server_proc.is_alive():
+            server_proc.terminate()
+            server_proc.join(30)
+        remote.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    med = medians(figures)
+    print(f"\nmedians of {args.rounds} rounds, {args.requests} requests of {SHAPE} FP32, "
+          "one at a time:")
+    for name, (rate, p50, p99) in med.items():
+        print(f"  {name:26s} {rate:7.1f} req/s  p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
+
+    def added(name: str, anchor: str) -> float:
+        return statistics.median(x[1] - y[1] for x, y in zip(figures[name], figures[anchor],
+                                                             strict=True))
+
+    print(f"  p50 added by routing through abvoc to MLServer "
+          f"{added('abvoc /v2 -> MLServer', 'MLServer direct'):.2f} ms")
+    print(f"  p50 of the local bundle beyond a bare parse + onnxruntime "
+          f"{added('abvoc /v2, local bundle', 'parse + onnxruntime bare'):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
