@@ -211,9 +211,12 @@ def refuse_hostile_input() -> None:
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
     if request.is_json:
-        request.get_data(cache=True)
+        data = request.get_data(cache=True)
         _refuse_cut_off_body()
-        request.get_json(silent=True)  # parse_json refuses what must not pass
+        # parse_json refuses what must not pass; a body that is not JSON at all is said so here,
+        # where the parser's words are at hand (an empty body stays for the views that allow it).
+        if request.get_json(silent=True) is None and data.strip():
+            _refuse_unreadable_json(data)
     elif request.mimetype == "multipart/form-data":
         form = request.form
         _refuse_cut_off_body()
@@ -222,6 +225,18 @@ def refuse_hostile_input() -> None:
                 continue
             check_text(name, "a form field name")
             check_text(value, f"form field '{name}'")
+
+
+def _refuse_unreadable_json(data: bytes) -> None:
+    """Says where a body fails to decode or parse ("null" is JSON, and passes)."""
+    try:
+        parse_json(data)
+    except UnicodeDecodeError as exc:
+        raise InputRefused(f"the request body is not valid {exc.encoding.upper()} text (byte "
+                           f"0x{exc.object[exc.start]:02x} at offset {exc.start}); send JSON "
+                           "in UTF-8") from None
+    except ValueError as exc:
+        raise InputRefused(f"the request body is not valid JSON: {exc}") from None
 
 
 def _refuse_cut_off_body() -> None:

@@ -11,14 +11,15 @@ if [ ! -x "$ABVOC_VENV/bin/python" ]; then
 fi
 # One editable install per environment: the stamp names the work tree, the setup files' hash and
 # the extras installed from them. Another clone (or changed setup files) reinstalls; a new extra
-# is added to those already there. The import check catches an install another clone made
-# without this script (the editable finder maps packages to one work tree only).
+# is added to those already there. The import check (from /, as the `abvoc` entry point sees it)
+# catches an install another clone made without this script: the editable finder maps the
+# packages to one work tree only.
 stamp="$ABVOC_VENV/.abvoc-installed"
 setup="$(cat "$ABVOC_REPO/setup.cfg" "$ABVOC_REPO/setup.py" "$ABVOC_REPO/pyproject.toml" | sha256sum | cut -c1-16) $ABVOC_REPO"
 have_setup="$(sed -n 1p "$stamp" 2>/dev/null || true)"
 have_extras="$(sed -n 2p "$stamp" 2>/dev/null || true)"
 [ "$have_setup" = "$setup" ] || have_extras=""
-mapped="$("$ABVOC_VENV/bin/python" -I -c 'import importlib.util as u, os; print(os.path.dirname(os.path.dirname(u.find_spec("app").origin)))' 2>/dev/null || true)"
+mapped="$(cd / && "$ABVOC_VENV/bin/python" -c 'import importlib.util as u, os; print(os.path.dirname(os.path.dirname(u.find_spec("app").origin)))' 2>/dev/null || true)"
 want_extras="$(printf '%s\n' $have_extras $extras | sort -u | xargs)"
 if [ "$have_setup" != "$setup" ] || [ "$want_extras" != "$have_extras" ] || [ "$mapped" != "$ABVOC_REPO" ]; then
   target="$ABVOC_REPO"; [ -n "$want_extras" ] && target="$ABVOC_REPO[${want_extras// /,}]"

@@ -249,12 +249,12 @@ def test_scripts_demo_passes_its_arguments_to_abvoc_demo(tmp_path: Path) -> None
     for script in (python, abvoc):
         script.chmod(0o755)
     setup = b"".join((REPO / f).read_bytes() for f in ("setup.cfg", "setup.py", "pyproject.toml"))
-    (venv / ".abvoc-installed-base").write_text(  # as scripts/install-python.sh stamps it
-        f"{hashlib.sha256(setup).hexdigest()[:16]}--{REPO}\n")
+    (venv / ".abvoc-installed").write_text(  # as scripts/install-python.sh stamps it
+        f"{hashlib.sha256(setup).hexdigest()[:16]} {REPO}\n\n")
     args = ["--port", "9123", "--requests", "40", "--host", "127.0.0.1", "a b"]
     done = subprocess.run(["bash", str(REPO / "scripts" / "demo"), *args], cwd=tmp_path,
-                          env={**os.environ, "ABVOC_VENV": str(venv)}, capture_output=True,
-                          text=True, timeout=300)
+                          env={**os.environ, "ABVOC_VENV": str(venv), "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "installing" not in done.stdout  # the installed environment is reused
     assert (tmp_path / "args").read_text().splitlines() == ["demo", *args]

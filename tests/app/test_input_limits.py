@@ -62,6 +62,27 @@ def test_deep_json_is_a_400_on_every_json_route(client: FlaskClient, admin: dict
         assert "nests 600 levels" in response.get_json()["error"]
 
 
+def test_bodies_that_are_not_json_are_400s_that_say_where(app: Flask, client: FlaskClient,
+                                                          admin: dict) -> None:
+    before = stored(app)
+    for path in ("/v1/predict", "/v1/corrections", "/v1/experiments",
+                 "/v2/models/default/infer"):
+        comma = post_raw(client, path, '{"a": 1,}', admin)
+        assert comma.status_code == 400, (path, comma.status_code)
+        assert comma.get_json()["error"] == ("the request body is not valid JSON: Expecting "
+                                             "property name enclosed in double quotes: line 1 "
+                                             "column 9 (char 8)")
+        latin = client.post(path, data=b'{"name": "caf\xe9"}', headers=admin,
+                            content_type="application/json")
+        assert latin.status_code == 400
+        assert latin.get_json()["error"] == ("the request body is not valid UTF-8 text (byte "
+                                             "0xe9 at offset 13); send JSON in UTF-8")
+    # An empty body is still each view's to judge (starting an experiment needs none).
+    assert client.post("/v1/experiments", data=b"", headers=admin,
+                       content_type="application/json").status_code == 400
+    assert stored(app) == before
+
+
 def test_the_depth_limit_is_exact_and_ignores_brackets_in_strings() -> None:
     def nested(levels: int, inner: str = "1") -> str:
         return "[" * levels + inner + "]" * levels
