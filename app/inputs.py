@@ -29,6 +29,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
+from serving.bundles.binary import HEADER as BINARY_HEADER
 
 # A 2 MiB image is 2.7 MiB as base64 in JSON; multipart carries it as it is.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -194,10 +195,9 @@ _ORJSON = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROU
 
 def refuse_hostile_input() -> None:
     """Runs before every view: size first (unread), then every text part of the request."""
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the request body is {length} bytes; the limit is {MAX_BODY_BYTES} "
-                           "(images at most 2 MiB)")
+    length, (limit, note) = request.content_length, _limit()
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"the request body is {length} bytes; the limit is {limit}{note}")
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str):
             check_text(value, f"path parameter '{name}'")
@@ -210,13 +210,13 @@ def refuse_hostile_input() -> None:
             check_text(value, f"header '{name}'")
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
-    if request.is_json:
+    if request.is_json and BINARY_HEADER not in request.headers:  # binary: the view splits it
         data = request.get_data(cache=True)
         _refuse_cut_off_body()
         # parse_json refuses what must not pass; a body that is not JSON at all is said so here,
         # where the parser's words are at hand (an empty body stays for the views that allow it).
         if request.get_json(silent=True) is None and data.strip():
-            _refuse_unreadable_json(data)
+            read_json(data)
     elif request.mimetype == "multipart/form-data":
         form = request.form
         _refuse_cut_off_body()
@@ -227,10 +227,10 @@ def refuse_hostile_input() -> None:
             check_text(value, f"form field '{name}'")
 
 
-def _refuse_unreadable_json(data: bytes) -> None:
-    """Says where a body fails to decode or parse ("null" is JSON, and passes)."""
+def read_json(data: bytes) -> Any:
+    """:func:`parse_json`, with a body that does not decode or parse refused saying where."""
     try:
-        parse_json(data)
+        return parse_json(data)
     except UnicodeDecodeError as exc:
         raise InputRefused(f"the request body is not valid {exc.encoding.upper()} text (byte "
                            f"0x{exc.object[exc.start]:02x} at offset {exc.start}); send JSON "
@@ -245,13 +245,21 @@ def _refuse_cut_off_body() -> None:
     stream = request.stream
     if request.content_length is None and isinstance(stream, LimitedStream) \
             and stream.is_exhausted:
-        raise BodyTooLarge(f"the request body reached the limit of {MAX_BODY_BYTES} bytes "
-                           "(images at most 2 MiB)")
+        limit, note = _limit()
+        raise BodyTooLarge(f"the request body reached the limit of {limit} bytes{note}")
+
+
+def _limit() -> tuple[int, str]:
+    """This request's body limit (a route may set its own) and what it means for images."""
+    limit = request.max_content_length or MAX_BODY_BYTES
+    return limit, " (images at most 2 MiB)" if limit == MAX_BODY_BYTES else ""
 
 
 def _too_large(exc: RequestEntityTooLarge) -> tuple[dict[str, Any], int]:
-    return BodyTooLarge(f"the request body is over the limit of {MAX_BODY_BYTES} bytes "
-                        "(images at most 2 MiB, form fields 500 kB)").to_dict(), 413
+    limit, note = _limit()
+    note = " (images at most 2 MiB, form fields 500 kB)" if note else ""
+    return BodyTooLarge(f"the request body is over the limit of {limit} bytes{note}").to_dict(), \
+        413
 
 
 def init_app(app: Flask) -> None:

@@ -6,12 +6,15 @@ KServe or MLServer switches to abvoc by changing its base URL. The "model" is th
     GET  /v2/models/{scope}/ready   that candidate is loaded (a remote one: its server answers)
     GET  /v2/health/live, /v2/health/ready
 
-A request names its unit (for sticky assignment) in `parameters.unit_id` or the
-`X-Abvoc-Unit-Id` header; its `id` is echoed. The answer holds an `output` tensor (the
-prediction, of the candidate's output type) and the candidate's own output tensors; its
-`parameters` carry `prediction_id` and `receipt` (to correct it through /v1/corrections), and
-for admin keys the candidate, arm and experiment. The health routes are open, as probes are;
-the model routes need a `predict` key.
+Tensors come as JSON or, with the binary tensor data extension Triton's clients use, as raw bytes
+after a JSON header (`Inference-Header-Content-Length`); outputs go back as binary data when the
+request asks (`parameters.binary_data_output`, or `binary_data` on an output). Any Content-Type is
+read as V2. A request names its unit (for sticky assignment) in `parameters.unit_id` or the
+`X-Abvoc-Unit-Id` header; its `id` is echoed. The answer holds an `output` tensor (the prediction,
+of the candidate's output type) and the candidate's own output tensors; its `parameters` carry
+`prediction_id` and `receipt` (to correct it through /v1/corrections), and for admin keys the
+candidate, arm and experiment. The health routes are open, as probes are; the model routes need a
+`predict` key.
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ import math
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.predict import FORCE_HEADER
 from app.auth import current_scopes, require
+from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError
 from core.store import schema
+from serving.bundles.binary import HEADER as BINARY_HEADER
+from serving.bundles.binary import SIZE as BINARY_SIZE
+from serving.bundles.binary import Chunks, from_binary, split, to_binary
 from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
@@ -40,7 +47,8 @@ MAX_BODY_BYTES = 32 << 20
 # No request body of MAX_BODY_BYTES can hold more values than this.
 MAX_VALUES = MAX_BODY_BYTES // 2
 _BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
-_PARAMETER_KEYS = {"unit_id", "slice"}
+BINARY_OUTPUT = "binary_data_output"
+_PARAMETER_KEYS = {"unit_id", "slice", BINARY_OUTPUT}
 _OUTPUT_DATATYPE = {"number": "FP64"}
 
 
@@ -129,14 +137,19 @@ def model_ready(scope: str):  # noqa: ANN201
     return jsonify({"name": scope, "ready": True})
 
 
+@bp.url_value_preprocessor
+def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Inference requests may be larger than the service's other bodies (Flask runs this before
+    the size check every request gets)."""
+    if endpoint == "v2.infer":
+        request.max_content_length = MAX_BODY_BYTES
+
+
 @bp.post("/v2/models/<scope>/infer")
 @require("predict")
 def infer(scope: str):  # noqa: ANN201
     scope = _scope(scope)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise AbvocError(f"the request is larger than {MAX_BODY_BYTES} bytes; send fewer or "
-                         "smaller tensors", status=413)
-    body = request.get_json(silent=True)
+    body, chunks = _body()
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
                          "tensors) and the unit in 'parameters.unit_id'")
@@ -150,14 +163,15 @@ def infer(scope: str):  # noqa: ANN201
     unknown = sorted(set(params) - _PARAMETER_KEYS)
     if unknown:
         raise AbvocError(f"unknown parameter(s) {unknown}; use {sorted(_PARAMETER_KEYS)}")
+    all_binary = _flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
     unit_id = params.get("unit_id") or request.headers.get(UNIT_HEADER)
     if unit_id is None:
         raise AbvocError(f"give the unit (user or session) this request is for: "
                          f"'parameters.unit_id' or the {UNIT_HEADER} header")
     unit_id = _text(unit_id, "the unit id", 200)
     slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
-    inputs = _inputs(body.get("inputs"))
-    wanted = _wanted(body.get("outputs"))
+    inputs = _inputs(body.get("inputs"), chunks)
+    wanted = _wanted(body.get("outputs"), all_binary)
     force = request.headers.get(FORCE_HEADER)
     admin = "admin" in current_scopes()
     if force and not admin:
@@ -171,14 +185,36 @@ def infer(scope: str):  # noqa: ANN201
     if admin:
         parameters.update({k: answer[k] for k in ("candidate", "arm", "experiment_id",
                                                   "latency_ms")})
-    out: dict[str, Any] = {"model_name": scope, "parameters": parameters,
-                           "outputs": _outputs(answer, wanted)}
+    out: dict[str, Any] = {"model_name": scope, "parameters": parameters}
     if request_id is not None:
         out["id"] = request_id
-    return jsonify(out)
+    return _answer(out, _outputs(answer, wanted), wanted)
 
 
-def _inputs(raw: Any) -> dict[str, np.ndarray]:
+def _body() -> tuple[Any, Chunks | None]:
+    """The request's JSON and, with the binary extension, the binary part after it. Any
+    Content-Type is read as V2 (Triton's client sends none); a JSON body was parsed already."""
+    header_length = request.headers.get(BINARY_HEADER)
+    if header_length is None:
+        if request.is_json:
+            return request.get_json(silent=True), None
+        data = request.get_data(cache=True)
+        try:
+            return (read_json(data) if data.strip() else None), None
+        except InputRefused as exc:
+            raise InputRefused(f"{exc.message}; binary tensor data goes after the JSON, whose "
+                               f"length the {BINARY_HEADER} header gives") from None
+    head, rest = split(request.get_data(cache=True), header_length)
+    return read_json(head), Chunks(rest)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise AbvocError(f"{where} must be true or false")
+    return bool(value)
+
+
+def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
     if not isinstance(raw, list) or not raw:
         raise AbvocError("'inputs' must be a non-empty list of V2 tensors "
                          "({name, datatype, shape, data})")
@@ -194,7 +230,8 @@ def _inputs(raw: Any) -> dict[str, np.ndarray]:
         unknown = sorted(set(tensor) - {"name", "datatype", "shape", "data", "parameters"})
         if unknown:
             raise TensorError(f"input {name!r}: unknown key(s) {unknown}")
-        if not isinstance(tensor.get("parameters", {}), dict):
+        tensor_params = tensor.get("parameters", {})
+        if not isinstance(tensor_params, dict):
             raise TensorError(f"input {name!r}: 'parameters' must be an object")
         shape = tensor.get("shape")
         if isinstance(shape, list) and any(isinstance(d, bool) for d in shape):
@@ -203,7 +240,15 @@ def _inputs(raw: Any) -> dict[str, np.ndarray]:
                 and math.prod(shape) > MAX_VALUES:
             raise TensorError(f"input {name!r}: shape {shape} holds more than {MAX_VALUES} "
                               "values; send a smaller tensor")
-        inputs[name] = from_v2(tensor)
+        if BINARY_SIZE not in tensor_params:
+            inputs[name] = from_v2(tensor)
+        elif chunks is None:
+            raise TensorError(f"input {name!r} gives its {BINARY_SIZE} but the request has no "
+                              f"{BINARY_HEADER} header to say where the binary data starts")
+        else:
+            inputs[name] = from_binary(tensor, chunks.take(name, tensor_params[BINARY_SIZE]))
+    if chunks is not None:
+        chunks.finish()
     return inputs
 
 
@@ -212,13 +257,24 @@ def _kept(inputs: dict[str, np.ndarray]) -> bytes:
     return v2_json([to_v2(n, a, arrays=True) for n, a in sorted(inputs.items())])
 
 
-def _wanted(raw: Any) -> set[str] | None:
+def _wanted(raw: Any, all_binary: bool) -> dict[str, bool] | None:
+    """The outputs asked for, each with whether it goes as binary data; None: all of them, as
+    binary data with `binary_data_output`."""
     if raw is None:
-        return None
+        return {"*": True} if all_binary else None
     if not isinstance(raw, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
         raise AbvocError("'outputs' must be a list of {\"name\": ...} objects")
-    return {o["name"] for o in raw}
+    wanted = {}
+    for o in raw:
+        params = o.get("parameters") or {}
+        if not isinstance(params, dict) or set(params) - {"binary_data"}:
+            raise AbvocError(f"output {o['name']!r}: the only parameter abvoc reads is "
+                             "'binary_data' (true or false); for a label ask for the 'output' "
+                             "tensor, which holds it")
+        wanted[o["name"]] = _flag(params.get("binary_data", all_binary),
+                                  f"output {o['name']!r}: 'parameters.binary_data'")
+    return wanted
 
 
 def _hash(inputs: dict[str, np.ndarray]) -> str:
@@ -235,7 +291,8 @@ def _hash(inputs: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _outputs(answer: dict[str, Any], wanted: set[str] | None) -> list[dict[str, Any]]:
+def _outputs(answer: dict[str, Any], wanted: dict[str, bool] | None
+             ) -> list[tuple[str, np.ndarray]]:
     """The prediction as the `output` tensor, then the candidate's own tensors; only those
     asked for when the request names its `outputs`."""
     value = answer["output"]
@@ -244,8 +301,28 @@ def _outputs(answer: dict[str, Any], wanted: set[str] | None) -> list[dict[str, 
     else:
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         first = np.array([text], dtype=object)
-    tensors = [to_v2("output", first)]
-    tensors += [to_v2(n, a) for n, a in answer["tensors"].items() if n != "output"]
-    if wanted is not None:
-        tensors = [t for t in tensors if t["name"] in wanted]
+    tensors = [("output", first)]
+    tensors += [(n, a) for n, a in answer["tensors"].items() if n != "output"]
+    if wanted is not None and "*" not in wanted:
+        tensors = [t for t in tensors if t[0] in wanted]
     return tensors
+
+
+def _answer(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
+            wanted: dict[str, bool] | None) -> Response:
+    """The V2 answer: JSON, or a JSON header and the binary data of the outputs asked for so."""
+    binary = {n for n, _ in tensors if wanted and wanted.get(n, wanted.get("*"))}
+    if not binary:
+        out["outputs"] = [to_v2(n, a) for n, a in tensors]
+        return jsonify(out)
+    out["outputs"], raws = [], []
+    for name, array in tensors:
+        if name in binary:
+            tensor, raw = to_binary(name, array)
+            raws.append(raw)
+        else:
+            tensor = to_v2(name, array)
+        out["outputs"].append(tensor)
+    head = current_app.json.dumps(out).encode()
+    return Response(b"".join([head, *raws]), mimetype="application/octet-stream",
+                    headers={BINARY_HEADER: str(len(head))})

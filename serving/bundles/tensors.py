@@ -53,7 +53,7 @@ def to_v2(name: str, array: np.ndarray, *, arrays: bool = False) -> dict[str, An
     datatype = v2_datatype(array)
     tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
     if datatype == "BYTES":
-        tensor["data"] = [base64.b64encode(_as_bytes(v)).decode("ascii") for v in array.flat]
+        tensor["data"] = [base64.b64encode(as_bytes(v)).decode("ascii") for v in array.flat]
         tensor["parameters"] = {"content_type": BASE64}
         return tensor
     flat = np.ascontiguousarray(array.astype(np.float32) if datatype == "FP16" else array)
@@ -86,16 +86,11 @@ def _as_list(value: Any) -> Any:
 
 def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
     """A V2 JSON tensor as an array of its datatype and shape, or a TensorError naming it."""
-    name = tensor.get("name", "?")
-    datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    if datatype not in V2_TO_NUMPY:
-        raise TensorError(f"tensor {name!r}: datatype {datatype!r} is not a V2 datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
-    size = math.prod(shape)  # exact (numpy's int64 product wraps), and 20× quicker for a short list
+    name, datatype, shape, size = signature(tensor)
+    data = tensor.get("data")
     if datatype == "BYTES":
         flat = _flatten(data)
-        _check_size(name, shape, size, len(flat))
+        check_size(name, shape, size, len(flat))
         encoded = (tensor.get("parameters") or {}).get("content_type") == BASE64
         values = [_bytes_value(name, v, encoded) for v in flat]
         out = np.empty(size, dtype=object)
@@ -107,11 +102,25 @@ def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
         array = np.asarray(values, dtype=V2_TO_NUMPY[datatype])
     except (TypeError, ValueError, OverflowError) as exc:
         raise TensorError(f"tensor {name!r}: data is not {datatype}: {exc}") from exc
-    _check_size(name, shape, size, array.size)
+    check_size(name, shape, size, array.size)
     return array.reshape(shape)
 
 
-def _check_size(name: str, shape: list[int], size: int, values: int) -> None:
+def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
+    """A tensor's name, datatype, shape and number of values, or a TensorError naming it."""
+    name = tensor.get("name", "?")
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if datatype not in V2_TO_NUMPY:
+        raise TensorError(f"tensor {name!r}: datatype {datatype!r} is not one abvoc takes; use "
+                          f"one of {sorted(V2_TO_NUMPY)}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                              and d >= 0 for d in shape):
+        raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
+    # math.prod is exact (numpy's int64 product wraps), and 20× quicker for a short list.
+    return name, datatype, shape, math.prod(shape)
+
+
+def check_size(name: str, shape: list[int], size: int, values: int) -> None:
     if values != size:
         raise TensorError(f"tensor {name!r}: shape {shape} holds {size} values, data has "
                           f"{values}")
@@ -136,7 +145,7 @@ def _bytes_value(name: str, value: Any, encoded: bool) -> bytes:
         raise TensorError(f"tensor {name!r}: data marked base64 is not base64: {exc}") from exc
 
 
-def _as_bytes(value: Any) -> bytes:
+def as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):

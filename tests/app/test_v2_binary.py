@@ -1,0 +1,162 @@
+"""/v2 with the binary tensor data extension (as Triton's clients send it): binary inputs give the
+same prediction and the same kept input as JSON ones, outputs come back as binary data when asked,
+any Content-Type is read as V2, inference bodies may be larger than other routes' bodies, and
+every malformed binary body is a 400 that stores nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+import numpy as np
+from flask import Flask
+from sqlalchemy import func, select
+
+from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
+from serving.bundles.binary import HEADER
+from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
+from tests.support.bundles import EXAMPLE
+from tests.support.v2 import flowers, infer_body, output_of, upload
+
+URL = "/v2/models/default/infer"
+ROW = flowers(1, seed=4)
+
+
+def binary_body(head: dict, *raws: bytes) -> tuple[bytes, dict[str, str]]:
+    text = json.dumps(head).encode()
+    return text + b"".join(raws), {HEADER: str(len(text))}
+
+
+def features(**parameters: object) -> dict:
+    return {"name": "features", "datatype": "FP32", "shape": [1, 4],
+            "parameters": {"binary_data_size": 16, **parameters}}
+
+
+def split_answer(response) -> tuple[dict, bytes]:  # noqa: ANN001 - a test response
+    length = int(response.headers[HEADER])
+    return json.loads(response.data[:length]), response.data[length:]
+
+
+def _stored(app: Flask) -> tuple[int, int]:
+    with app.extensions["abvoc"].db.session() as s:
+        return (s.scalar(select(func.count()).select_from(OutboxEvent)),
+                s.scalar(select(func.count()).select_from(ServedPrediction)))
+
+
+def test_binary_inputs_and_outputs(v2app: Flask) -> None:  # noqa: F811
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    as_json = client.post(URL, headers=admin, json=infer_body(ROW, "u1"))
+    assert as_json.status_code == 200, as_json.get_json()
+    probabilities = next(t for t in as_json.get_json()["outputs"]
+                         if t["name"] == "probabilities")
+
+    # Binary in, JSON out, no Content-Type at all (Triton's client sends none).
+    data, headers = binary_body({"inputs": [features()], "parameters": {"unit_id": "u1"}},
+                                ROW.astype("<f4").tobytes())
+    plain = client.post(URL, headers={**admin, **headers}, data=data)
+    assert plain.status_code == 200, plain.data[:300]
+    assert plain.mimetype == "application/json" and HEADER not in plain.headers
+    assert output_of(plain.get_json()) == output_of(as_json.get_json())
+
+    # Binary out for every output (`binary_data_output`, as Triton's client asks when it names
+    # no outputs): the JSON header gives each size, the bytes follow in the header's order.
+    data, headers = binary_body({"inputs": [features()], "parameters": {
+        "unit_id": "u1", "binary_data_output": True}}, ROW.astype("<f4").tobytes())
+    answer = client.post(URL, headers={**admin, **headers}, data=data,
+                         content_type="application/octet-stream")
+    assert answer.status_code == 200, answer.data[:300]
+    assert answer.mimetype == "application/octet-stream"
+    head, raw = split_answer(answer)
+    names = [t["name"] for t in head["outputs"]]
+    assert names == [t["name"] for t in as_json.get_json()["outputs"]]
+    assert names[0] == "output" and names[-1] == "probabilities"
+    assert all("data" not in t for t in head["outputs"])
+    sizes = [t["parameters"]["binary_data_size"] for t in head["outputs"]]
+    assert sum(sizes) == len(raw)
+    label = output_of(as_json.get_json()).encode()
+    assert raw[:sizes[0]] == struct.pack("<I", len(label)) + label
+    got = np.frombuffer(raw[sum(sizes[:-1]):], dtype="<f4")
+    np.testing.assert_allclose(got, probabilities["data"], rtol=1e-6)
+    assert head["parameters"]["candidate"] == "iris-onnx" and "receipt" in head["parameters"]
+
+    # Per output: binary for one, JSON for another, the rest left out.
+    data, headers = binary_body({"inputs": [features()], "parameters": {"unit_id": "u1"},
+                                 "outputs": [{"name": "probabilities",
+                                              "parameters": {"binary_data": True}},
+                                             {"name": "output",
+                                              "parameters": {"binary_data": False}}]},
+                                ROW.astype("<f4").tobytes())
+    mixed = client.post(URL, headers={**admin, **headers}, data=data)
+    head, raw = split_answer(mixed)
+    assert [t["name"] for t in head["outputs"]] == ["output", "probabilities"]
+    assert output_of(head) == output_of(as_json.get_json())
+    assert head["outputs"][1]["parameters"] == {"binary_data_size": 12} and len(raw) == 12
+
+    # The kept input of a binary request is the same V2 JSON a JSON request keeps.
+    with v2app.extensions["abvoc"].db.session() as s:
+        kept = s.execute(select(PredictionInput.input_hash, PredictionInput.data)).all()
+    assert len(kept) == 4 and len(set(kept)) == 1
+
+
+def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> None:  # noqa: F811
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    before = _stored(v2app)
+    raw = ROW.astype("<f4").tobytes()
+    unit = {"unit_id": "u1"}
+    cases = [
+        (binary_body({"inputs": [features()], "parameters": unit}, raw[:12]),
+         "binary_data_size is 16 bytes but only 12 are left"),
+        (binary_body({"inputs": [features()], "parameters": unit}, raw + b"\x00"),
+         "holds 1 bytes after the tensors"),
+        (binary_body({"inputs": [features(binary_data_size=8)], "parameters": unit}, raw[:8]),
+         "shape [1, 4] of FP32 takes 16 bytes, the binary data has 8"),
+        ((json.dumps({"inputs": [features()], "parameters": unit}).encode() + raw, {}),
+         "not valid UTF-8 text (byte 0xe6 at offset 144); send JSON in UTF-8; binary tensor "
+         "data goes after the JSON, whose length the Inference-Header-Content-Length header "
+         "gives"),
+        ((json.dumps({"inputs": [features()], "parameters": unit}).encode(), {}),
+         "has no Inference-Header-Content-Length header"),
+        ((b"{}" + raw, {HEADER: "-3"}), "must be the length of the JSON header"),
+        (binary_body({"inputs": [features()], "parameters": {**unit, "binary_data_output": 1}},
+                     raw), "'parameters.binary_data_output' must be true or false"),
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output", "parameters": {"classification": 2}}]},
+                     raw), "the only parameter abvoc reads is 'binary_data'"),
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output", "parameters": {"binary_data": "yes"}}]},
+                     raw), "'parameters.binary_data' must be true or false"),
+        ((b'{"inputs": [' + b"[" * 40 + b"]" * 40 + b"]}" + raw, {HEADER: "86"}),
+         "nests 42 levels deep"),
+        ((b'{"inputs": "\\ud800"}' + raw, {HEADER: "20"}), "lone UTF-16 surrogate"),
+    ]
+    for (data, headers), words in cases:
+        response = client.post(URL, headers={**admin, **headers}, data=data,
+                               content_type="application/octet-stream")
+        assert response.status_code == 400, (words, response.data[:300])
+        assert words in response.get_json()["error"], (words, response.get_json())
+    assert _stored(v2app) == before
+
+
+def test_inference_bodies_may_be_larger_than_other_bodies(v2app: Flask) -> None:  # noqa: F811
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    padded = json.dumps(infer_body(ROW, "u1")).encode()[:-1] + b" " * (6 << 20) + b"}"
+    assert client.post(URL, headers=admin, data=padded,
+                       content_type="application/json").status_code == 200
+    elsewhere = client.post("/v1/predict", headers=admin, data=padded,
+                            content_type="application/json")
+    assert elsewhere.status_code == 413
+    assert "the limit is 4194304 (images at most 2 MiB)" in elsewhere.get_json()["error"]
+    huge = client.post(URL, headers=admin, data=b"{" + b" " * (33 << 20) + b"}",
+                       content_type="application/json")
+    assert huge.status_code == 413 and "the limit is 33554432" in huge.get_json()["error"]
+    bytes_input = client.post(URL, headers=admin, json={
+        "inputs": [{"name": "features", "datatype": "BYTES", "shape": [1],
+                    "data": [base64.b64encode(b"x").decode()]}], "parameters": {"unit_id": "u"}})
+    assert bytes_input.status_code == 400  # still the bundle's signature check
