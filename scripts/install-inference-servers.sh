@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (once) the two third-party inference servers the remote-candidate tests talk to, each in
 # a virtual environment of its own under $ABVOC_CACHE/servers (their dependencies conflict):
-# Seldon MLServer 1.7.1 and KServe's Python model server 0.21, both with onnxruntime.
+# Seldon MLServer 1.7.1 and KServe's Python model server 0.21, both with onnxruntime; and
+# Triton's Python HTTP client (its gevent stays out of abvoc's environment).
 # Idempotent: a venv whose stamp matches what this script asks for is left alone.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -24,3 +25,5 @@ make_venv() {  # name, then the pip requirements
 
 make_venv mlserver-1.7.1 "mlserver==1.7.1" "onnxruntime>=1.17"
 make_venv kserve-0.21 "kserve==0.21.*" "onnxruntime>=1.17"
+# Triton's Python HTTP client, which the /v2 tests point at abvoc as a Triton user would.
+make_venv tritonclient-2.73 "tritonclient[http]==2.73.0"

@@ -36,11 +36,18 @@ def v2_paths() -> dict[str, Any]:
                            "properties": {
                                "unit_id": {"type": ["string", "null"], "maxLength": 200},
                                "slice": {"type": ["string", "null"], "minLength": 1,
-                                         "maxLength": 100}}},
+                                         "maxLength": 100},
+                               "binary_data_output": {
+                                   "type": ["boolean", "null"],
+                                   "description": "every output as binary data"}}},
             "inputs": {"type": "array", "minItems": 1, "items": V2_TENSOR},
             "outputs": {"type": ["array", "null"], "items": {
                 "type": "object", "required": ["name"],
-                "properties": {"name": {"type": "string"}}}}}}
+                "properties": {"name": {"type": "string"},
+                               "parameters": {"type": ["object", "null"],
+                                              "additionalProperties": False,
+                                              "properties": {"binary_data": {
+                                                  "type": ["boolean", "null"]}}}}}}}}
     response = {
         "type": "object", "required": ["model_name", "outputs", "parameters"],
         "properties": {
@@ -57,7 +64,19 @@ def v2_paths() -> dict[str, Any]:
                "schema": {"type": "string"},
                "description": "the unit (user, session), when not in parameters.unit_id"},
               {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
-               "schema": {"type": "string"}, "description": "admin keys only: serve this arm"}]
+               "schema": {"type": "string"}, "description": "admin keys only: serve this arm"},
+              {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+               "schema": {"type": "integer", "minimum": 1},
+               "description": "binary tensor data extension: the body's first N bytes are the "
+                              "JSON request; the raw data of each input with "
+                              "parameters.binary_data_size follows, in order"}]
+    binary = {"schema": {"type": "string", "format": "binary",
+                         "description": "the binary tensor data extension: a JSON header (its "
+                                        "length in Inference-Header-Content-Length), then raw "
+                                        "little-endian tensor data; BYTES values each after a "
+                                        "4-byte length"}}
+    answered = json_response(response)
+    answered["content"]["application/octet-stream"] = binary
     return {
         "/v2/health/live": {"get": {"summary": "V2 liveness", "responses": {
             "200": json_response({"type": "object", "required": ["live"],
@@ -89,9 +108,10 @@ def v2_paths() -> dict[str, Any]:
             "summary": "V2 inference: the router picks the candidate for the unit; the answer "
                        "carries the prediction id and the receipt to correct it",
             "security": [{"apiKey": []}, {"bearer": []}], "parameters": [SCOPE, *header],
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": request_body}}},
-            "responses": {"200": json_response(response),
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": request_body},
+                "application/octet-stream": binary}},
+            "responses": {"200": answered,
                           **error_responses(400, 401, 403, 404, 413, 503),
                           **failed}}},
     }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,9 @@ from flask import Flask
 from schemathesis import engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
-from werkzeug.serving import make_server
 
 from app.openapi import OPERATION_IDS, openapi_document
+from tests.support.live import serve
 
 # A fixed seed by default, so a run is repeatable; ABVOC_SCHEMATHESIS_SEED picks another and
 # ABVOC_SCHEMATHESIS_EXAMPLES / _SECONDS make a longer hunt (the run stops at the time limit).
@@ -71,12 +70,8 @@ def test_document_lists_every_route(app: Flask) -> None:
 @pytest.fixture
 def served(app: Flask) -> Iterator[str]:
     """The app behind a real HTTP server on a free loopback port, as a client would meet it."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join()
+    with serve(app) as url:
+        yield url
 
 
 def _failures(event: Any) -> list[str]:

@@ -20,7 +20,8 @@ from app.auth import create_key
 from core.store.models import RelabelItem, RelabelLabel
 from tests.dashboards.annotation_seed import EVIL, seed_queue
 from tests.dashboards.test_dashboard_browser import WAIT_S, _log_in, _text, _wait
-from tests.support.browser import chromium, console_errors, screenshot, serve
+from tests.support.browser import chromium, console_errors, screenshot
+from tests.support.live import serve
 
 
 def _until_text(driver: WebDriver, css: str, fragment: str) -> None:

@@ -17,7 +17,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.dashboards.conftest import NAME
-from tests.support.browser import chromium, console_errors, screenshot, serve
+from tests.support.browser import chromium, console_errors, screenshot
+from tests.support.live import serve
 
 WAIT_S = 30
 STALE_RETRIES = 5

@@ -26,9 +26,10 @@ from tests.dashboards.test_dashboard_auth import login
 from tests.dashboards.test_dashboard_browser import _log_in, _wait
 from tests.dashboards.test_pages_data import _call
 from tests.support import inference_servers
-from tests.support.browser import chromium, console_errors, screenshot, serve
+from tests.support.browser import chromium, console_errors, screenshot
 from tests.support.bundles import EXAMPLE
 from tests.support.dash_tree import find, text
+from tests.support.live import serve
 from tests.support.v2 import drain, experiment, flowers, infer_body, remote_bundle, upload
 
 REMOTE = "iris-mlserver"

@@ -18,7 +18,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from dashboards import feeds
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, seed_pages
 from tests.dashboards.test_dashboard_browser import WAIT_S, _choose, _log_in, _text, _wait
-from tests.support.browser import chromium, console_errors, screenshot, serve
+from tests.support.browser import chromium, console_errors, screenshot
+from tests.support.live import serve
 
 PAGES = ("divergence", "voc", "inspector", "operations")
 

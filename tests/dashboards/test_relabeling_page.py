@@ -13,7 +13,8 @@ from core.store.models import RelabelItem
 from core.store.relabel_models import RelabelLabel
 from dashboards import relabeling
 from tests.dashboards.test_dashboard_browser import _log_in, _text, _wait
-from tests.support.browser import chromium, console_errors, screenshot, serve
+from tests.support.browser import chromium, console_errors, screenshot
+from tests.support.live import serve
 
 
 def _seed(app: Flask) -> None:

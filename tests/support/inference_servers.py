@@ -1,7 +1,8 @@
 """Real third-party Open Inference Protocol servers for the remote-candidate tests: Seldon
 MLServer 1.7.1 and KServe 0.21, each run from its own virtual environment (made by
 scripts/install-inference-servers.sh) on free 127.0.0.1 ports, serving an ONNX model through
-the small runtimes in tests/support/inference_runtimes/.
+the small runtimes in tests/support/inference_runtimes/; and Triton's Python HTTP client, run
+from its own environment against abvoc.
 
 A missing virtual environment is an error that says what to run, never a skip.
 """
@@ -25,6 +26,7 @@ RUNTIMES = Path(__file__).resolve().parent / "inference_runtimes"
 SERVERS = Path(os.environ.get("ABVOC_CACHE", Path.home() / ".cache" / "abvoc")) / "servers"
 MLSERVER_VENV = SERVERS / "mlserver-1.7.1"
 KSERVE_VENV = SERVERS / "kserve-0.21"
+TRITONCLIENT_VENV = SERVERS / "tritonclient-2.73"
 
 
 class InferenceServer:
@@ -83,14 +85,14 @@ class InferenceServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _venv_python(venv: Path) -> Path:
+def venv_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         raise RuntimeError(f"{venv} is missing: run scripts/install-inference-servers.sh")
     return python
 
 
-def _clean_env(extra_path: Path) -> dict[str, str]:
+def clean_env(extra_path: Path) -> dict[str, str]:
     """The server's own environment: abvoc's PYTHONPATH and virtualenv left out."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
@@ -101,7 +103,7 @@ def _clean_env(extra_path: Path) -> dict[str, str]:
 
 def mlserver(model_path: Path, model: str = "iris", version: str = "1") -> InferenceServer:
     """MLServer serving `model_path` (ONNX) as `model`; not yet started."""
-    python = _venv_python(MLSERVER_VENV)
+    python = venv_python(MLSERVER_VENV)
     workdir = Path(tempfile.mkdtemp(prefix="abvoc-mlserver-"))
     folder = workdir / "models"
     model_dir = folder / model
@@ -120,13 +122,13 @@ def mlserver(model_path: Path, model: str = "iris", version: str = "1") -> Infer
         "parameters": {"uri": "./model.onnx", "version": version},
     }))
     cmd = [str(python.parent / "mlserver"), "start", str(folder)]
-    return InferenceServer("MLServer", cmd, workdir, port, model, _clean_env(model_dir))
+    return InferenceServer("MLServer", cmd, workdir, port, model, clean_env(model_dir))
 
 
 def kserve(model_path: Path, model: str = "iris") -> InferenceServer:
     """KServe's Python model server serving `model_path` (ONNX) as `model`; not yet started.
     It binds 0.0.0.0; the tests send their traffic to 127.0.0.1 only."""
-    python = _venv_python(KSERVE_VENV)
+    python = venv_python(KSERVE_VENV)
     workdir = Path(tempfile.mkdtemp(prefix="abvoc-kserve-"))
     shutil.copy(model_path, workdir / "model.onnx")
     shutil.copy(RUNTIMES / "kserve_onnx.py", workdir / "kserve_onnx.py")
@@ -134,4 +136,16 @@ def kserve(model_path: Path, model: str = "iris") -> InferenceServer:
     cmd = [str(python), "kserve_onnx.py", "--model_name", model, "--model_path", "model.onnx",
            "--http_port", str(port), "--grpc_port", str(free_port()), "--enable_grpc", "false",
            "--workers", "1", "--configure_logging", "false"]
-    return InferenceServer("KServe", cmd, workdir, port, model, _clean_env(workdir))
+    return InferenceServer("KServe", cmd, workdir, port, model, clean_env(workdir))
+
+
+def triton_client(spec: dict) -> dict:
+    """Runs Triton's Python HTTP client against `spec["url"]` (inference_runtimes/
+    triton_http_client.py in its own environment); what its calls gave back."""
+    python = venv_python(TRITONCLIENT_VENV)
+    done = subprocess.run([str(python), str(RUNTIMES / "triton_http_client.py")],
+                          input=json.dumps(spec), capture_output=True, text=True, timeout=300,
+                          env=clean_env(RUNTIMES))
+    if done.returncode != 0:
+        raise AssertionError(f"Triton's client failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)

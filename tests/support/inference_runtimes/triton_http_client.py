@@ -1,0 +1,64 @@
+"""Triton's own Python HTTP client (tritonclient 2.73, in its own virtual environment) pointed at
+abvoc, as a Triton user would switch: only the base URL and the headers change. Runs in that
+environment, not abvoc's; reads {"url", "key", "scope", "rows"} as JSON on stdin and writes what
+each call gave back as JSON on stdout, for the test to check.
+
+    python triton_http_client.py < request.json
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+
+import numpy as np
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    key, scope = spec["key"], spec["scope"]
+    auth = {"Authorization": f"Bearer {key}"}
+    client = triton.InferenceServerClient(spec["url"].removeprefix("http://"))
+    out: dict = {"live": client.is_server_live(), "ready": client.is_server_ready(),
+                 "model_ready": client.is_model_ready(scope, headers=auth),
+                 "metadata": client.get_model_metadata(scope, headers=auth), "answers": []}
+    for i, row in enumerate(spec["rows"]):
+        features = np.asarray([row], dtype=np.float32)
+        tensor = triton.InferInput("features", list(features.shape), "FP32")
+        # Even rows: the client's defaults (binary tensors both ways, no outputs named, the
+        # unit in a header). Odd rows: JSON tensors, named outputs, the unit as a parameter.
+        binary = i % 2 == 0
+        tensor.set_data_from_numpy(features, binary_data=binary)
+        if binary:
+            result = client.infer(scope, [tensor], request_id=f"r{i}",
+                                  headers={**auth, "X-Abvoc-Unit-Id": f"unit-{i}"})
+        else:
+            outputs = [triton.InferRequestedOutput("output", binary_data=False),
+                       triton.InferRequestedOutput("probabilities", binary_data=True)]
+            result = client.infer(scope, [tensor], outputs=outputs, request_id=f"r{i}",
+                                  headers=auth, parameters={"unit_id": f"unit-{i}"})
+        response = result.get_response()
+        label = result.as_numpy("output")[0]
+        # BYTES in JSON come base64, marked by parameters.content_type; as binary data, raw.
+        label = label.decode() if binary else base64.b64decode(label).decode()
+        out["answers"].append({
+            "binary": binary, "id": response.get("id"), "label": label,
+            "probabilities": result.as_numpy("probabilities").tolist(),
+            "parameters": response["parameters"],
+            "outputs": [o["name"] for o in response["outputs"]]})
+    try:
+        bad = triton.InferInput("petals", [1, 4], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 4), np.float32))
+        client.infer(scope, [bad], headers={**auth, "X-Abvoc-Unit-Id": "u"})
+        out["refusal"] = None
+    except InferenceServerException as exc:
+        out["refusal"] = {"status": exc.status(), "message": exc.message()}
+    client.close()
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
