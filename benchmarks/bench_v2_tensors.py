@@ -5,8 +5,11 @@ of V2 JSON) to a small ONNX classifier, one request at a time, p50 of each side:
 - "abvoc /v2 -> MLServer": abvoc's /v2 route, under granian as `abvoc up` serves it, routing to
   that server ([remote] bundles, split by an experiment on scope `images-remote`);
 - "abvoc /v2, local bundle": the same model as a local bundle (scope `images`);
+- "abvoc /v2, local, binary": the same, the tensor sent with the binary tensor data extension
+  (as Triton's clients send it by default: a JSON header, then the 602 kB of FP32 bytes);
 - "parse + onnxruntime bare": what any Python service in front of the model must do, in this
-  process without HTTP: the standard library's parse of the same body, the array, the session.
+  process without HTTP: the standard library's parse of the same body, the array, the session;
+- "onnxruntime bare": the session alone on the array (the anchor for the binary request).
 
 abvoc checks every value of the body (finite, in range), reads the tensor, keeps the input for
 annotators (V2 JSON, in the store), writes it again for the remote server and reads its answer;
@@ -34,6 +37,7 @@ import numpy as np  # noqa: E402
 from benchmarks.bench_v2 import EXAMPLE, medians, rounds  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
+from serving.bundles.binary import HEADER  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 SHAPE = (1, 3, 224, 224)
@@ -161,8 +165,11 @@ def main() -> None:
         tensors = [{"name": "image", "datatype": "FP32", "shape": list(SHAPE),
                     "data": image.ravel().tolist()} for image in images]
         direct = [{"inputs": [t]} for t in tensors]
-        bodies = [{"inputs": [t], "parameters": {"unit_id": f"user-{i}"}}
+        bodies = [{"inputs": [t], "parameters": {"unit_id": f"user-{i:05d}"}}
                   for i, t in enumerate(tensors)]
+        binaries = [binary_body(image, f"user-{i:05d}") for i, image in enumerate(images)]
+        binary_headers = {"Authorization": f"Bearer {key}",
+                          HEADER: str(len(binaries[0]) - images[0].nbytes)}
         print(f"one request body: {len(json.dumps(bodies[0])) / 1e6:.1f} MB of V2 JSON",
               flush=True)
         headers = {"Authorization": f"Bearer {key}"}
@@ -180,6 +187,15 @@ def main() -> None:
                 took.append((time.perf_counter() - t) * 1000)
             return len(encoded) / (time.perf_counter() - start), took
 
+        def ort_bare() -> tuple[float, list[float]]:
+            took = []
+            start = time.perf_counter()
+            for image in images:
+                t = time.perf_counter()
+                session.run(["probabilities"], {"image": image})
+                took.append((time.perf_counter() - t) * 1000)
+            return len(images) / (time.perf_counter() - start), took
+
         runs = {
             "MLServer direct": lambda: load(f"{remote.url}/v2/models/images/infer", {}, direct,
                                             1),
@@ -187,7 +203,10 @@ def main() -> None:
                                                   headers, bodies, 1),
             "abvoc /v2, local bundle": lambda: load(f"{base}/v2/models/images/infer", headers,
                                                     bodies, 1),
+            "abvoc /v2, local, binary": lambda: load(f"{base}/v2/models/images/infer",
+                                                     binary_headers, binaries, 1),
             "parse + onnxruntime bare": bare,
+            "onnxruntime bare": ort_bare,
         }
         for run in runs.values():  # warm-up
             run()
@@ -212,6 +231,16 @@ def main() -> None:
           f"{added('abvoc /v2 -> MLServer', 'MLServer direct'):.2f} ms")
     print(f"  p50 of the local bundle beyond a bare parse + onnxruntime "
           f"{added('abvoc /v2, local bundle', 'parse + onnxruntime bare'):.2f} ms")
+    print(f"  p50 of the local bundle, binary tensor, beyond onnxruntime bare "
+          f"{added('abvoc /v2, local, binary', 'onnxruntime bare'):.2f} ms")
+
+
+def binary_body(image: np.ndarray, unit: str) -> bytes:
+    """One image as a binary-extension request: the JSON header, then the FP32 bytes."""
+    head = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": list(SHAPE),
+                                   "parameters": {"binary_data_size": image.nbytes}}],
+                       "parameters": {"unit_id": unit}}).encode()
+    return head + image.astype("<f4").tobytes()
 
 
 if __name__ == "__main__":

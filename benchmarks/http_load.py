@@ -43,14 +43,15 @@ def post(handle: pycurl.Curl, body: bytes) -> tuple[int, bytes]:
 
 def load(url: str, headers: Mapping[str, str], bodies: Sequence[Any],
          concurrency: int, pace_ms: float = 0.0) -> tuple[float, list[float]]:
-    """POST each body (as JSON) to `url` from `concurrency` threads: (requests/s, each call's
-    latency in ms). Raises on a status of 400 or more, with the server's words.
+    """POST each body (as JSON; bytes as they are) to `url` from `concurrency` threads:
+    (requests/s, each call's latency in ms). Raises on a status of 400 or more, with the
+    server's words.
 
     `pace_ms` > 0 sends the i-th request no earlier than i * pace_ms after the first (an open
     schedule, as independent callers arrive), instead of each thread's next one the moment its
     last answer is in."""
     fields = [f"{k}: {v}" for k, v in headers.items()]
-    encoded = [json.dumps(body).encode() for body in bodies]
+    encoded = [b if isinstance(b, bytes) else json.dumps(b).encode() for b in bodies]
     local = threading.local()
     first = time.perf_counter() + 0.01
 
