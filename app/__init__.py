@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app import inputs
+from app.compressed import InflateBodies
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
@@ -59,6 +60,8 @@ def create_app(
                    candidates, v2, relabel, weekly_reports):
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)
+    # Inference bodies are the largest a route takes; each route checks its own limit after.
+    app.wsgi_app = InflateBodies(app.wsgi_app, v2.MAX_BODY_BYTES)  # type: ignore[method-assign]
     return app
 
 

@@ -4,6 +4,7 @@ the limit and no further, and a chunked body under it reaches the app whole."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -129,3 +130,23 @@ def test_a_chunked_body_under_the_limit_reaches_the_app_whole(served: tuple) -> 
     chunks = [f"{len(h):x}\r\n".encode() + h + b"\r\n" for h in halves] + [b"0\r\n\r\n"]
     status, answer, _ = exchange(port, head, iter(chunks))
     assert status == 400 and "arms" in answer["error"], answer
+
+
+def test_compressed_bodies_are_inflated_under_the_production_server(served: tuple) -> None:
+    """gzip, sent chunked or with a length, reaches the app inflated; a bomb stops at the
+    inflating bound (granian hands the middleware its own input stream)."""
+    port, key, _ = served
+    body = gzip.compress(json.dumps({"name": "packed", "arms": "not a list"}).encode())
+    head = (f"POST /v1/experiments HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Encoding: gzip\r\n")
+    status, answer, _ = exchange(port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode(),
+                                 iter([body]))
+    assert status == 400 and "'arms'" in answer["error"], answer
+    chunks = [f"{len(body):x}\r\n".encode() + body + b"\r\n", b"0\r\n\r\n"]
+    status, answer, _ = exchange(port, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode(),
+                                 iter(chunks))
+    assert status == 400 and "'arms'" in answer["error"], answer
+    bomb = gzip.compress(bytes(40 << 20), compresslevel=1)
+    status, answer, _ = exchange(port, f"{head}Content-Length: {len(bomb)}\r\n\r\n".encode(),
+                                 iter([bomb]))
+    assert status == 413 and "inflates past the limit" in answer["error"], answer

@@ -1,7 +1,8 @@
 """Triton's own Python HTTP client (tritonclient 2.73, real, in its own environment) switches to
 abvoc by changing its base URL: health, model metadata and readiness, inference with its default
 binary tensors both ways and with JSON tensors and named outputs, the unit in a header or in the
-request's parameters, and a refusal that reaches it as the error abvoc wrote."""
+request's parameters, gzip and deflate bodies, and a refusal that reaches it as the error abvoc
+wrote."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,  # noqa:
         assert {"prediction_id", "receipt", "arm"} <= set(answer["parameters"])
     assert answers[1]["outputs"] == ["output", "probabilities"]
     assert "label" in answers[0]["outputs"]  # no outputs named: all of them
+    assert got["gzip"] == got["deflate"] == answers[0]["label"]
     assert got["refusal"]["status"] == "400"
     assert "inputs must be ['features']" in got["refusal"]["message"]
 
@@ -60,8 +62,8 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,  # noqa:
         "prediction_id": answer["parameters"]["prediction_id"],
         "receipt": answer["parameters"]["receipt"], "corrected_output": truth})
     assert accepted.status_code == 202, accepted.get_json()
-    drain(v2app, ROWS)
+    drain(v2app, ROWS + 2)
     metrics = client.get(f"/v1/experiments/{exp['id']}/results", headers=admin).get_json()
     cells = [metrics["metrics"][arm]["all"] for arm in ("control", "treatment")]
-    assert sum(c["predictions"] for c in cells) == ROWS
+    assert sum(c["predictions"] for c in cells) == ROWS + 2
     assert sum(c["corrections"] for c in cells) == 1

@@ -49,6 +49,14 @@ def main() -> None:
             "probabilities": result.as_numpy("probabilities").tolist(),
             "parameters": response["parameters"],
             "outputs": [o["name"] for o in response["outputs"]]})
+    # Bodies compressed as the client can send them (answers may come back uncompressed).
+    for algorithm in ("gzip", "deflate"):
+        tensor = triton.InferInput("features", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.asarray([spec["rows"][0]], dtype=np.float32))
+        result = client.infer(scope, [tensor], headers={**auth, "X-Abvoc-Unit-Id": algorithm},
+                              request_compression_algorithm=algorithm,
+                              response_compression_algorithm=algorithm)
+        out[algorithm] = result.as_numpy("output")[0].decode()
     try:
         bad = triton.InferInput("petals", [1, 4], "FP32")
         bad.set_data_from_numpy(np.zeros((1, 4), np.float32))
