@@ -22,7 +22,6 @@ up, the truth does not parse) the item keeps the whole input and one ``whole`` s
 from __future__ import annotations
 
 import io
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from core.relabel import STAGE_PREFIX
 from core.store.db import utcnow
 from core.store.models import PredictionInput, RelabelSample, StoredPrediction
 from core.store.upsert import insert_ignore
+from core.v2_binary import kept_tensors
 from evaluation.attribution import canonical, render, symbol_pairs
 
 CROP, RELATIONS, WHOLE = "crop", "relations", "whole"
@@ -57,7 +57,7 @@ def kept_image(s: Session, input_hash: str | None) -> np.ndarray | None:
     if row.kind == "image":
         with Image.open(io.BytesIO(row.data), formats=("PNG", "JPEG")) as image:
             return np.asarray(image.convert("L"), dtype=np.uint8)
-    for tensor in json.loads(row.data):
+    for tensor in kept_tensors(row.kind, row.data):
         if tensor.get("datatype") == "UINT8" and len(tensor.get("shape", [])) == 2:
             return np.asarray(tensor["data"], dtype=np.uint8).reshape(tensor["shape"])
     return None

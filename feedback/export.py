@@ -36,6 +36,7 @@ from core.errors import AbvocError
 from core.output_types import OutputKind
 from core.store.db import Database
 from core.store.models import Prediction, PredictionInput, RelabelItem
+from core.v2_binary import kept_tensors
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
 from feedback.stage_export import StageWriter, file_stem
@@ -81,7 +82,7 @@ def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Pat
         return {IMAGE_INPUT: {"file": f"files/{path.name}"}}, [path]
     out: dict[str, Any] = {}
     written = []
-    for tensor in json.loads(row.data):
+    for tensor in kept_tensors(row.kind, row.data):
         name, shape, data = tensor["name"], tensor["shape"], tensor["data"]
         if tensor["datatype"] == "BYTES":
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:50]

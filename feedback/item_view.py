@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from typing import Any
 
 from PIL import Image
@@ -26,6 +25,7 @@ from core.store.models import (
     RelabelLabel,
     RelabelSample,
 )
+from core.v2_binary import kept_tensors
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +53,7 @@ def input_view(row: PredictionInput | None) -> dict[str, Any] | None:
     if row.kind == "image":
         return {"kind": "image", "media_type": "image/png",
                 "data_base64": base64.b64encode(as_png(row.data)).decode("ascii")}
-    return {"kind": "tensors", "tensors": json.loads(row.data)}
+    return {"kind": "tensors", "tensors": kept_tensors(row.kind, row.data)}
 
 
 def stage_samples_view(s: Session, item: RelabelItem) -> list[dict[str, Any]]:

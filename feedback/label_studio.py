@@ -35,6 +35,7 @@ from core.store.models import (
     RelabelItem,
     RelabelLabel,
 )
+from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
 from feedback.item_view import PNG_MAGIC, kept_input
@@ -89,7 +90,7 @@ def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
             inputs, _ = _inputs(row, files)
             data["image"] = inputs["image"]["file"]
         else:
-            data["tensors"] = json.loads(row.data)
+            data["tensors"] = kept_tensors(row.kind, row.data)
     correction = s.scalars(select(Correction.corrected_output).where(
         Correction.prediction_id == item.prediction_id)
         .order_by(Correction.created_at).limit(1)).first()

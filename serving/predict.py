@@ -66,9 +66,11 @@ class PredictRequest:
     # What the caller knows of where the input came from (e.g. the page and box a formula was
     # cut from), recorded with the candidate's own stages.
     context: dict[str, Any] | None = None
-    # The input as annotators will see it (an image's bytes, V2 tensors as JSON), kept with the
-    # served prediction for the input retention (settings.input_retention_hours).
+    # The input as annotators will see it (an image's bytes, V2 tensors in core.v2_binary's
+    # kept form), kept with the served prediction for the input retention
+    # (settings.input_retention_hours); `raw_kind` names its form when it is not `kind`.
     raw_input: bytes | None = None
+    raw_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class PredictService:
             # Served predictions only: a shadow answers the same input (same input hash).
             rows[PredictionInput.__table__] = [{
                 "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
-                "kind": req.kind, "data": req.raw_input, "created_at": utcnow()}]
+                "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}]
         self._writes.insert(rows)
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:

@@ -34,10 +34,11 @@ from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError
 from core.store import schema
+from core.v2_binary import KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import SIZE as BINARY_SIZE
-from serving.bundles.binary import Chunks, from_binary, split, to_binary
-from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
+from serving.bundles.binary import Chunks, from_binary, kept, split, to_binary
+from serving.bundles.tensors import TensorError, from_v2, to_v2
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
@@ -179,7 +180,7 @@ def infer(scope: str):  # noqa: ANN201
     answer = serve(PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
                                   scope=scope, slice=slice_, force_arm=force or None,
                                   kind=TENSORS, request_id=request_id,
-                                  raw_input=_kept(inputs)))
+                                  raw_input=kept(inputs), raw_kind=KEPT))
     parameters: dict[str, Any] = {"prediction_id": answer["prediction_id"],
                                   "receipt": answer["receipt"]}
     if admin:
@@ -250,11 +251,6 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
     if chunks is not None:
         chunks.finish()
     return inputs
-
-
-def _kept(inputs: dict[str, np.ndarray]) -> bytes:
-    """The checked tensors as V2 JSON, the form annotators and dataset exports read back."""
-    return v2_json([to_v2(n, a, arrays=True) for n, a in sorted(inputs.items())])
 
 
 def _wanted(raw: Any, all_binary: bool) -> dict[str, bool] | None:

@@ -10,24 +10,23 @@ that numpy reads in place, against 3.3 MB of JSON numbers to parse.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from serving.bundles.tensors import (
+from core.v2_binary import (
+    SIZE,
     V2_TO_NUMPY,
-    TensorError,
-    as_bytes,
-    check_size,
-    signature,
-    v2_datatype,
+    numbers,
+    pack_bytes,
+    pack_kept,
+    raw_numbers,
+    unpack_bytes,
 )
+from serving.bundles.tensors import TensorError, as_bytes, check_size, signature, v2_datatype
 
 HEADER = "Inference-Header-Content-Length"
-SIZE = "binary_data_size"
-_LENGTH = struct.Struct("<I")
 
 
 def split(body: bytes, header_length: str) -> tuple[bytes, memoryview]:
@@ -72,43 +71,33 @@ def from_binary(tensor: Mapping[str, Any], chunk: memoryview) -> np.ndarray:
         raise TensorError(f"tensor {name!r}: give its values either in 'data' or as binary "
                           f"data ({SIZE}), not both")
     if datatype == "BYTES":
-        values = _unpack_bytes(name, chunk)
+        try:
+            values = unpack_bytes(chunk)
+        except ValueError as exc:
+            raise TensorError(f"tensor {name!r}: {exc}") from None
         check_size(name, shape, size, len(values))
         out = np.empty(size, dtype=object)
         out[:] = values
         return out.reshape(shape)
-    dtype = V2_TO_NUMPY[datatype]
-    if len(chunk) != size * dtype.itemsize:
+    itemsize = V2_TO_NUMPY[datatype].itemsize
+    if len(chunk) != size * itemsize:
         raise TensorError(f"tensor {name!r}: shape {shape} of {datatype} takes "
-                          f"{size * dtype.itemsize} bytes, the binary data has {len(chunk)}")
-    array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
-    if datatype == "BOOL" and array.view(np.uint8).max(initial=0) > 1:
+                          f"{size * itemsize} bytes, the binary data has {len(chunk)}")
+    if datatype == "BOOL" and np.frombuffer(chunk, np.uint8).max(initial=0) > 1:
         raise TensorError(f"tensor {name!r}: BOOL values must be the bytes 0 or 1")
-    return array.astype(dtype).reshape(shape)  # a writable copy, as a JSON tensor's array is
-
-
-def _unpack_bytes(name: str, chunk: memoryview) -> list[bytes]:
-    values, at, end = [], 0, len(chunk)
-    while at < end:
-        if at + 4 > end:
-            raise TensorError(f"tensor {name!r}: BYTES data ends inside a value's 4-byte length")
-        (length,) = _LENGTH.unpack_from(chunk, at)
-        at += 4
-        if at + length > end:
-            raise TensorError(f"tensor {name!r}: a BYTES value says {length} bytes, only "
-                              f"{end - at} are left")
-        values.append(bytes(chunk[at:at + length]))
-        at += length
-    return values
+    return numbers(datatype, shape, chunk)
 
 
 def to_binary(name: str, array: np.ndarray) -> tuple[dict[str, Any], bytes]:
     """One array as a V2 tensor header and its binary data."""
     array = np.asarray(array)
     datatype = v2_datatype(array)
-    if datatype == "BYTES":
-        raw = b"".join(_LENGTH.pack(len(v)) + v for v in map(as_bytes, array.flat))
-    else:
-        raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    raw = pack_bytes([as_bytes(v) for v in array.flat]) if datatype == "BYTES" \
+        else raw_numbers(array)
     return {"name": name, "datatype": datatype, "shape": list(array.shape),
             "parameters": {SIZE: len(raw)}}, raw
+
+
+def kept(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Checked input tensors in the form kept inputs are stored in (`core.v2_binary.KEPT`)."""
+    return pack_kept([to_binary(n, a) for n, a in sorted(arrays.items())])

@@ -18,16 +18,7 @@ import numpy as np
 import orjson
 
 from core.errors import AbvocError
-
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
-BASE64 = "base64"
+from core.v2_binary import BASE64, NUMPY_TO_V2, V2_TO_NUMPY
 
 
 class TensorError(AbvocError):
