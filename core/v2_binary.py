@@ -28,6 +28,8 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
 }
 NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
 SIZE = "binary_data_size"
+# A request parameter of the extension: every output as binary data.
+BINARY_OUTPUT = "binary_data_output"
 BASE64 = "base64"
 # PredictionInput.kind of tensors kept in this layout; "tensors" rows hold V2 JSON.
 KEPT = "v2-binary"

@@ -5,7 +5,9 @@
     outputs = client.infer({"features": batch})          # {"probabilities": array}
     client.close()
 
-It speaks V2 JSON (not the binary tensor extension) through libcurl (pycurl): each call takes an
+It speaks V2 JSON, or with ``binary_data`` the binary tensor data extension both ways (Triton and
+KServe read it, MLServer does not: a large tensor then skips JSON's text on both sides), through
+libcurl (pycurl): each call takes an
 easy handle from a pool, and each handle keeps its connection alive for the next call, so calls
 from many threads run at once with never more than ``pool_size`` connections kept; a burst
 beyond that opens extra ones rather than waiting for a free one. libcurl does the HTTP work in C
@@ -36,6 +38,10 @@ import orjson
 import pycurl
 
 from core.errors import AbvocError
+from core.v2_binary import BINARY_OUTPUT
+from serving.bundles.binary import HEADER as BINARY_HEADER
+from serving.bundles.binary import SIZE as BINARY_SIZE
+from serving.bundles.binary import Chunks, from_binary, split, to_binary
 from serving.bundles.manifest import RemoteSpec
 from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
 
@@ -140,7 +146,8 @@ class RemoteClient:
     """One remote model (and version); `infer` is safe to call from many threads at once."""
 
     def __init__(self, url: str, model: str, version: str | None = None, *,
-                 timeout_ms: float = 1000.0, retries: int = 0, pool_size: int = 16) -> None:
+                 timeout_ms: float = 1000.0, retries: int = 0, pool_size: int = 16,
+                 binary_data: bool = False) -> None:
         if timeout_ms <= 0 or retries < 0 or pool_size < 1:
             raise ValueError("timeout_ms must be positive, retries >= 0, pool_size >= 1")
         self.url = url.rstrip("/")
@@ -148,6 +155,7 @@ class RemoteClient:
         self.version = version
         self.timeout_s = timeout_ms / 1000.0
         self.retries = retries
+        self.binary_data = binary_data
         base = f"{self.url}/v2/models/{quote(model, safe='')}"
         if version is not None:
             base += f"/versions/{quote(str(version), safe='')}"
@@ -158,29 +166,38 @@ class RemoteClient:
     @classmethod
     def from_spec(cls, spec: RemoteSpec, pool_size: int = 16) -> RemoteClient:
         return cls(spec.url, spec.model, spec.version, timeout_ms=spec.timeout_ms,
-                   retries=spec.retries, pool_size=pool_size)
+                   retries=spec.retries, pool_size=pool_size, binary_data=spec.binary_data)
 
     def infer(self, inputs: Mapping[str, np.ndarray], *, outputs: list[str] | None = None,
               parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """The model's named outputs for these named inputs, within the deadline."""
+        binary = self.binary_data
         try:
-            body: dict[str, Any] = {"inputs": [to_v2(n, np.asarray(a), arrays=True)
-                                               for n, a in inputs.items()]}
+            packed = [to_binary(n, a) if binary else (to_v2(n, np.asarray(a), arrays=True), b"")
+                      for n, a in inputs.items()]
         except TensorError as exc:
             raise RemoteBadInput(exc.message) from exc
+        body: dict[str, Any] = {"inputs": [tensor for tensor, _ in packed]}
         if outputs:
-            body["outputs"] = [{"name": n} for n in outputs]
-        if parameters:
-            body["parameters"] = dict(parameters)
-        answer = self._call("POST", "/infer", v2_json(body))
+            body["outputs"] = [{"name": n, "parameters": {"binary_data": True}} if binary
+                               else {"name": n} for n in outputs]
+        if parameters or binary:
+            body["parameters"] = {**(parameters or {}), **({BINARY_OUTPUT: True} if binary
+                                                           else {})}
+        if binary:
+            head = orjson.dumps(body)
+            answer, rest = self._call("POST", "/infer", b"".join([head, *(r for _, r in packed)]),
+                                      header_length=len(head))
+        else:
+            answer, rest = self._call("POST", "/infer", v2_json(body))
         try:
-            return {t["name"]: from_v2(t) for t in answer["outputs"]}
-        except (KeyError, TypeError, TensorError) as exc:
+            return _outputs(answer["outputs"], None if rest is None else Chunks(rest))
+        except (KeyError, TypeError, AttributeError, TensorError) as exc:
             raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}") from exc
 
     def metadata(self) -> dict[str, Any]:
         """The model's V2 metadata: its inputs, outputs, platform and versions."""
-        return self._call("GET", "", None)
+        return self._call("GET", "", None)[0]
 
     def ready(self) -> bool:
         """True when the server says the model is ready; False on any error or timeout."""
@@ -202,8 +219,9 @@ class RemoteClient:
 
     # --- one call: attempts within one deadline ------------------------------------------------
 
-    def _call(self, method: str, path: str, body: bytes | None, *,
-              retry: bool = True) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: bytes | None, *, retry: bool = True,
+              header_length: int | None = None) -> tuple[dict[str, Any], memoryview | None]:
+        """The answer's JSON, and its binary part when it came with the binary extension."""
         if self._closed.is_set():
             raise RemoteUnavailable(f"{self._what()}: the client is closed")
         deadline = time.monotonic() + self.timeout_s
@@ -216,7 +234,8 @@ class RemoteClient:
                     break
                 time.sleep(pause)
             try:
-                return self._attempt(method, self._model_url + path, body, deadline)
+                return self._attempt(method, self._model_url + path, body, deadline,
+                                     header_length)
             except RemoteError as exc:
                 last = exc
                 if isinstance(exc, RemoteTimeout) or not _retryable(exc):
@@ -224,13 +243,14 @@ class RemoteClient:
         assert last is not None
         raise last
 
-    def _attempt(self, method: str, url: str, body: bytes | None,
-                 deadline: float) -> dict[str, Any]:
+    def _attempt(self, method: str, url: str, body: bytes | None, deadline: float,
+                 header_length: int | None) -> tuple[dict[str, Any], memoryview | None]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise self._timeout()
         limit_ms = max(1, int(left * 1000))
         received = _Body(_MAX_BODY)
+        answer_header: list[bytes] = []
         handle = self._handles.take()
         try:
             handle.setopt(pycurl.URL, url)
@@ -240,17 +260,25 @@ class RemoteClient:
             if method == "GET":
                 handle.setopt(pycurl.HTTPGET, 1)
                 handle.setopt(pycurl.HTTPHEADER, [])
-            else:  # no "Expect: 100-continue" wait before a large body
+            elif header_length is None:  # no "Expect: 100-continue" wait before a large body
                 handle.setopt(pycurl.POSTFIELDS, body or b"")
                 handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
+            else:
+                handle.setopt(pycurl.POSTFIELDS, body or b"")
+                handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/octet-stream",
+                                                  f"{BINARY_HEADER}: {header_length}", "Expect:"])
+            if self.binary_data:
+                handle.setopt(pycurl.HEADERFUNCTION, answer_header.append)
             handle.perform()
             status = handle.getinfo(pycurl.RESPONSE_CODE)
         except pycurl.error as exc:
             raise self._failed(exc, received) from None
         finally:
             handle.setopt(pycurl.WRITEFUNCTION, _ignore)  # holds no answer while idle
+            if self.binary_data:
+                handle.setopt(pycurl.HEADERFUNCTION, _ignore)
             self._handles.give(handle)
-        return self._decode(status, b"".join(received.chunks))
+        return self._decode(status, b"".join(received.chunks), _binary_length(answer_header))
 
     def _failed(self, exc: pycurl.error, received: _Body) -> RemoteError:
         """libcurl's error as the caller's: timed out, too large, broke off or unreachable."""
@@ -264,7 +292,15 @@ class RemoteClient:
             return RemoteUnavailable(f"{self._what()} broke off its answer: {reason}")
         return RemoteUnavailable(f"{self._what()} is unreachable: {reason}")
 
-    def _decode(self, status: int, data: bytes) -> dict[str, Any]:
+    def _decode(self, status: int, data: bytes, header_length: str | None
+                ) -> tuple[dict[str, Any], memoryview | None]:
+        rest = None
+        if header_length is not None and status < 400:
+            try:
+                data, rest = split(data, header_length)
+            except TensorError as exc:
+                raise RemoteError(f"{self._what()} answered {status}: {exc.message}",
+                                  remote_status=status) from None
         payload = _loads(data) if data else {}
         if status >= 400:
             message = _message(payload, data)
@@ -274,7 +310,7 @@ class RemoteClient:
         if not isinstance(payload, dict):
             raise RemoteError(f"{self._what()} answered {status} with a body that is not a JSON "
                               "object", remote_status=status)
-        return payload
+        return payload, rest
 
     def _timeout(self) -> RemoteTimeout:
         return RemoteTimeout(f"{self._what()} did not answer within {self.timeout_s * 1000:g} ms"
@@ -297,6 +333,29 @@ def _loads(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return None
+
+
+def _outputs(tensors: list[dict[str, Any]], chunks: Chunks | None) -> dict[str, np.ndarray]:
+    """The answer's tensors as arrays, those sent as binary data read from `chunks` in order."""
+    out = {}
+    for tensor in tensors:
+        size = (tensor.get("parameters") or {}).get(BINARY_SIZE)
+        if size is None or chunks is None:
+            out[tensor["name"]] = from_v2(tensor)
+        else:
+            out[tensor["name"]] = from_binary(tensor, chunks.take(tensor["name"], size))
+    if chunks is not None:
+        chunks.finish()
+    return out
+
+
+def _binary_length(header_lines: list[bytes]) -> str | None:
+    """The answer's Inference-Header-Content-Length, when it has one."""
+    prefix = BINARY_HEADER.lower().encode() + b":"
+    for line in header_lines:
+        if line.lower().startswith(prefix):
+            return line[len(prefix):].strip().decode("latin-1")
+    return None
 
 
 def _ignore(_chunk: bytes) -> None:

@@ -34,7 +34,7 @@ from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError
 from core.store import schema
-from core.v2_binary import KEPT
+from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import SIZE as BINARY_SIZE
 from serving.bundles.binary import Chunks, from_binary, kept, split, to_binary
@@ -48,7 +48,6 @@ MAX_BODY_BYTES = 32 << 20
 # No request body of MAX_BODY_BYTES can hold more values than this.
 MAX_VALUES = MAX_BODY_BYTES // 2
 _BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
-BINARY_OUTPUT = "binary_data_output"
 _PARAMETER_KEYS = {"unit_id", "slice", BINARY_OUTPUT}
 _OUTPUT_DATATYPE = {"number": "FP64"}
 

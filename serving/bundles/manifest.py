@@ -23,6 +23,7 @@ setting.
     p99_ms = 10
     [remote]                         # instead of stages: an OIP V2 endpoint the team runs
     url = "http://10.0.0.5:8080"; model = "iris"; version = "1"; timeout_ms = 500; retries = 1
+    binary_data = false              # true: binary tensors both ways (Triton, KServe; not MLServer)
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ OUTPUT_TYPES = ("label", "text", "latex", "number", "json")
 STAGE_KINDS = ("onnx", "torchscript", "tensorrt", "python", "pipeline")
 CALLABLE_KINDS = ("python", "pipeline")
 REMOTE = "remote"
-# Which stage kinds each backend can run: ONNX files also feed TensorRT engine builds.
-# A pipeline stage hands its networks to whichever backend the manifest names.
+# Which stage kinds each backend can run: ONNX files also feed TensorRT engine builds; a pipeline
+# stage hands its networks to whichever backend the manifest names.
 KINDS_BY_BACKEND = {"onnxruntime": {"onnx", "pipeline"}, "torch": {"torchscript", "pipeline"},
                     "tensorrt": {"tensorrt", "onnx", "pipeline"}}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -107,6 +108,7 @@ class RemoteSpec:
     version: str | None = None
     timeout_ms: float = 1000.0
     retries: int = 0
+    binary_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ def _batching(data: dict[str, Any]) -> Batching:
 def _remote(data: Any) -> RemoteSpec:
     if not isinstance(data, dict):
         raise ManifestError("[remote] must be a table")
-    _no_unknown(data, {"url", "model", "version", "timeout_ms", "retries"}, "remote")
+    _no_unknown(data, {"url", "model", "version", "timeout_ms", "retries", "binary_data"}, "remote")
     url = _string(data, "url", "remote", required=True)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -349,12 +351,12 @@ def _remote(data: Any) -> RemoteSpec:
     if retries is not None and not 0 <= retries <= 10:
         raise ManifestError(f"remote.retries must be between 0 and 10, got {retries}")
     return RemoteSpec(url.rstrip("/"), model, None if version is None else str(version),
-                      float(timeout or 1000.0), retries or 0)
+                      float(timeout or 1000.0), retries or 0,
+                      bool(_get(data, "binary_data", bool, "remote")))
 
 
 def _no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
+    if unknown := sorted(set(data) - known):
         prefix = f"{where}: " if where else ""
         raise ManifestError(f"{prefix}unknown key(s) {unknown}; known keys are {sorted(known)}")
 

@@ -33,8 +33,9 @@ class OnnxModel(Model):
             out = InferOutput(name=name, shape=list(array.shape), datatype=V2[array.dtype.name])
             out.set_data_from_numpy(array, binary_data=False)
             outputs.append(out)
+        # Binary outputs when the request asks (the binary tensor data extension).
         return InferResponse(response_id=payload.id or "", model_name=self.name,
-                             infer_outputs=outputs)
+                             infer_outputs=outputs, use_binary_outputs=payload.use_binary_outputs)
 
 
 if __name__ == "__main__":
