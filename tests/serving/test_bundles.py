@@ -244,7 +244,7 @@ datatype = "FP32"\nshape = [-1, 4]\n[output]\ntype = "number"
     info = register_bundle(registry, models, folder)
     assert info.backend == "remote"
     assert info.pipeline["remote"] == {"url": "http://127.0.0.1:9", "model": "iris",
-                                       "timeout_ms": 250.0, "retries": 2}
+                                       "timeout_ms": 250.0, "retries": 2, "binary_data": False}
     (folder / "candidate.toml").write_text(text.replace('version = "3"', 'version = "4"')
                                            + '[[stages]]\nname = "a"\nkind = "python"\n'
                                              'callable = "m:f"\n')
@@ -252,6 +252,9 @@ datatype = "FP32"\nshape = [-1, 4]\n[output]\ntype = "number"
         register_bundle(registry, models, folder)
     (folder / "candidate.toml").write_text(text.replace("http://127.0.0.1:9/", "ftp://x"))
     with pytest.raises(ManifestError, match=r"remote.url 'ftp://x'"):
+        register_bundle(registry, models, folder)
+    (folder / "candidate.toml").write_text(text + 'binary_data = "yes"\n')
+    with pytest.raises(ManifestError, match=r"remote.binary_data must be a bool, got 'yes'"):
         register_bundle(registry, models, folder)
 
 
