@@ -40,7 +40,6 @@ from tests.support.flow import (
     outbox_batches,
     wait_until,
     write_batches,
-    write_outbox,
 )
 from tests.support.kafka import KafkaBroker
 
@@ -188,8 +187,13 @@ def test_consumer_killed_mid_stream(
 
     stop = threading.Event()
     relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
+    # The writer holds back its last half until the worker is killed, so the kill lands
+    # mid-stream even when the worker starts after the first half is all written.
+    killed = threading.Event()
+    batches = list(outbox_batches(PREDICTIONS, "r", **WRITE))
     writer = threading.Thread(
-        target=write_outbox, args=(db, PREDICTIONS, prefix), kwargs={**WRITE, "pause_s": 0.03}
+        target=write_batches, args=(db, held_back(batches, len(batches) // 2, killed), prefix),
+        kwargs={"pause_s": 0.03},
     )
     relay.start()
     writer.start()
@@ -199,11 +203,13 @@ def test_consumer_killed_mid_stream(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed_at = applied(db)
+        killed.set()
         proc = _worker_process(env, log)
         writer.join()
         wait_until(lambda: applied(db) >= N, 240, f"all {N} events to arrive")
     finally:
         stop.set()
+        killed.set()
         writer.join()
         relay.join()
         if proc.poll() is None:
