@@ -202,6 +202,8 @@ def _body() -> tuple[Any, Chunks | None]:
         try:
             return (read_json(data) if data.strip() else None), None
         except InputRefused as exc:
+            if not exc.message.startswith("the request body is not valid"):
+                raise
             raise InputRefused(f"{exc.message}; binary tensor data goes after the JSON, whose "
                                f"length the {BINARY_HEADER} header gives") from None
     head, rest = split(request.get_data(cache=True), header_length)

@@ -139,6 +139,11 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
                                content_type="application/octet-stream")
         assert response.status_code == 400, (words, response.data[:300])
         assert words in response.get_json()["error"], (words, response.get_json())
+    # Without the header, a body that is JSON is not told about binary data.
+    surrogate = client.post(URL, headers=admin, data=b'{"inputs": "\\ud800"}',
+                            content_type="application/octet-stream")
+    assert surrogate.status_code == 400
+    assert surrogate.get_json()["error"].endswith("lone UTF-16 surrogate such as \\ud800)")
     assert _stored(v2app) == before
 
 
