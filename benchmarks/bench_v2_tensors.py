@@ -9,7 +9,10 @@ of V2 JSON) to a small ONNX classifier, one request at a time, p50 of each side:
   (as Triton's clients send it by default: a JSON header, then the 602 kB of FP32 bytes);
 - "parse + onnxruntime bare": what any Python service in front of the model must do, in this
   process without HTTP: the standard library's parse of the same body, the array, the session;
-- "onnxruntime bare": the session alone on the array (the anchor for the binary request).
+- "onnxruntime bare": the session alone on the array (the anchor for the binary request);
+- "KServe direct, binary" and "abvoc /v2 -> KServe, binary": real KServe 0.21 serving the model,
+  called directly and through abvoc ([remote] bundles with `binary_data = true`, scope
+  `images-kserve`), binary tensors on every hop.
 
 abvoc checks every value of the body (finite, in range), reads the tensor, keeps the input for
 annotators (V2 JSON, in the store), writes it again for the remote server and reads its answer;
@@ -64,7 +67,8 @@ def make_model(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def bundle(root: Path, name: str, model: Path, remote_url: str | None = None) -> Path:
+def bundle(root: Path, name: str, model: Path, remote_url: str | None = None,
+           binary: bool = False) -> Path:
     """A bundle of the model: local (the ONNX file and the example's label stage) or remote."""
     folder = root / name
     folder.mkdir()
@@ -81,6 +85,7 @@ classes = {json.dumps(CLASSES)}
 """
     if remote_url:
         body = f'[remote]\nurl = "{remote_url}"\nmodel = "images"\ntimeout_ms = 10000\n'
+        body += "binary_data = true\n" if binary else ""
     else:
         shutil.copy(model, folder / "model.onnx")
         shutil.copy(EXAMPLE / "post.py", folder / "post.py")
@@ -103,7 +108,7 @@ def _settings(data_dir: str):  # noqa: ANN202
     return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
 
 
-def prepare(out: mp.Queue, data_dir: str, model: str, remote_url: str) -> None:
+def prepare(out: mp.Queue, data_dir: str, model: str, remote_url: str, kserve_url: str) -> None:
     """Registers the bundles and both experiments through the API; puts a predict key."""
     from app import close_app, create_app
     from app.auth import create_key
@@ -121,6 +126,9 @@ def prepare(out: mp.Queue, data_dir: str, model: str, remote_url: str) -> None:
         for name in ("images-remote-a", "images-remote-b"):
             upload(client, admin, bundle(root, name, Path(model), remote_url))
         experiment(client, admin, "images-remote", "images-remote-a", "images-remote-b")
+        for name in ("images-kserve-a", "images-kserve-b"):
+            upload(client, admin, bundle(root, name, Path(model), kserve_url, binary=True))
+        experiment(client, admin, "images-kserve", "images-kserve-a", "images-kserve-b")
     out.put(create_key(db, ["predict"])["key"])
     close_app(app)
 
@@ -140,6 +148,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
+    from tests.support.inference_servers import kserve as make_kserve
     from tests.support.inference_servers import mlserver as make_mlserver
 
     scratch = Path(tempfile.mkdtemp(prefix="abvoc-bench-tensors-"))
@@ -148,11 +157,13 @@ def main() -> None:
     print("starting MLServer 1.7.1 ...", flush=True)
     server_proc = None
     remote = make_mlserver(model, model="images").start()
+    print("starting KServe 0.21 ...", flush=True)
+    kserve = make_kserve(model, model="images").start()
     try:
         ctx = mp.get_context("spawn")
         keys: mp.Queue = ctx.Queue()
         setup = ctx.Process(target=prepare, args=(keys, str(scratch / "data"), str(model),
-                                                  remote.url))
+                                                  remote.url, kserve.url))
         setup.start()
         key = keys.get(timeout=600)
         setup.join(60)
@@ -169,7 +180,12 @@ def main() -> None:
                   for i, t in enumerate(tensors)]
         binaries = [binary_body(image, f"user-{i:05d}") for i, image in enumerate(images)]
         binary_headers = {"Authorization": f"Bearer {key}",
-                          HEADER: str(len(binaries[0]) - images[0].nbytes)}
+                          HEADER: str(len(binaries[0]) - images[0].nbytes),
+                          "Content-Type": "application/octet-stream"}
+        # Straight to KServe, asking for binary outputs as abvoc's remote client does.
+        to_kserve = [binary_body(image, None) for image in images]
+        kserve_headers = {HEADER: str(len(to_kserve[0]) - images[0].nbytes),
+                          "Content-Type": "application/octet-stream"}
         print(f"one request body: {len(json.dumps(bodies[0])) / 1e6:.1f} MB of V2 JSON",
               flush=True)
         headers = {"Authorization": f"Bearer {key}"}
@@ -205,6 +221,10 @@ def main() -> None:
                                                     bodies, 1),
             "abvoc /v2, local, binary": lambda: load(f"{base}/v2/models/images/infer",
                                                      binary_headers, binaries, 1),
+            "KServe direct, binary": lambda: load(f"{kserve.url}/v2/models/images/infer",
+                                                  kserve_headers, to_kserve, 1),
+            "abvoc /v2 -> KServe, binary": lambda: load(
+                f"{base}/v2/models/images-kserve/infer", binary_headers, binaries, 1),
             "parse + onnxruntime bare": bare,
             "onnxruntime bare": ort_bare,
         }
@@ -216,6 +236,7 @@ def main() -> None:
             server_proc.terminate()
             server_proc.join(30)
         remote.stop()
+        kserve.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     med = medians(figures)
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests of {SHAPE} FP32, "
@@ -233,13 +254,17 @@ def main() -> None:
           f"{added('abvoc /v2, local bundle', 'parse + onnxruntime bare'):.2f} ms")
     print(f"  p50 of the local bundle, binary tensor, beyond onnxruntime bare "
           f"{added('abvoc /v2, local, binary', 'onnxruntime bare'):.2f} ms")
+    print(f"  p50 added by routing through abvoc to KServe, binary tensors both hops "
+          f"{added('abvoc /v2 -> KServe, binary', 'KServe direct, binary'):.2f} ms")
 
 
-def binary_body(image: np.ndarray, unit: str) -> bytes:
-    """One image as a binary-extension request: the JSON header, then the FP32 bytes."""
+def binary_body(image: np.ndarray, unit: str | None) -> bytes:
+    """One image as a binary-extension request: the JSON header, then the FP32 bytes; with no
+    unit (to the server directly), asking for binary outputs."""
+    parameters = {"unit_id": unit} if unit else {"binary_data_output": True}
     head = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": list(SHAPE),
                                    "parameters": {"binary_data_size": image.nbytes}}],
-                       "parameters": {"unit_id": unit}}).encode()
+                       "parameters": parameters}).encode()
     return head + image.astype("<f4").tobytes()
 
 

@@ -22,13 +22,16 @@ import pycurl
 
 
 def post_handle(url: str, headers: Sequence[str] = ()) -> pycurl.Curl:
-    """A libcurl handle that POSTs JSON to `url` and keeps its connection alive between calls
-    (no proxy from the environment, no signals, no wait for `100 Continue`)."""
+    """A libcurl handle that POSTs JSON (another Content-Type when `headers` name one) to `url`
+    and keeps its connection alive between calls (no proxy from the environment, no signals,
+    no wait for `100 Continue`)."""
     handle = pycurl.Curl()
     handle.setopt(pycurl.NOSIGNAL, 1)
     handle.setopt(pycurl.PROXY, "")
     handle.setopt(pycurl.URL, url)
-    handle.setopt(pycurl.HTTPHEADER, [*headers, "Content-Type: application/json", "Expect:"])
+    typed = any(h.lower().startswith("content-type:") for h in headers)
+    handle.setopt(pycurl.HTTPHEADER, [*headers, *([] if typed else
+                                                  ["Content-Type: application/json"]), "Expect:"])
     return handle
 
 
