@@ -95,4 +95,3 @@ def kept_tensors(kind: str, data: bytes) -> list[dict[str, Any]]:
             tensor["data"] = numbers(header["datatype"], [-1], chunk).tolist()
         out.append(tensor)
     return out
-

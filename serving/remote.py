@@ -40,10 +40,9 @@ import pycurl
 from core.errors import AbvocError
 from core.v2_binary import BINARY_OUTPUT
 from serving.bundles.binary import HEADER as BINARY_HEADER
-from serving.bundles.binary import SIZE as BINARY_SIZE
-from serving.bundles.binary import Chunks, from_binary, split, to_binary
+from serving.bundles.binary import Chunks, read_tensor, split, to_binary
 from serving.bundles.manifest import RemoteSpec
-from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
+from serving.bundles.tensors import TensorError, to_v2, v2_json
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MAX_BODY = 64 << 20
@@ -173,11 +172,14 @@ class RemoteClient:
         """The model's named outputs for these named inputs, within the deadline."""
         binary = self.binary_data
         try:
-            packed = [to_binary(n, a) if binary else (to_v2(n, np.asarray(a), arrays=True), b"")
-                      for n, a in inputs.items()]
+            if binary:
+                packed = [to_binary(n, a) for n, a in inputs.items()]
+                tensors = [tensor for tensor, _ in packed]
+            else:
+                tensors = [to_v2(n, np.asarray(a), arrays=True) for n, a in inputs.items()]
         except TensorError as exc:
             raise RemoteBadInput(exc.message) from exc
-        body: dict[str, Any] = {"inputs": [tensor for tensor, _ in packed]}
+        body: dict[str, Any] = {"inputs": tensors}
         if outputs:
             body["outputs"] = [{"name": n, "parameters": {"binary_data": True}} if binary
                                else {"name": n} for n in outputs]
@@ -191,7 +193,11 @@ class RemoteClient:
         else:
             answer, rest = self._call("POST", "/infer", v2_json(body))
         try:
-            return _outputs(answer["outputs"], None if rest is None else Chunks(rest))
+            chunks = None if rest is None else Chunks(rest)
+            out = {t["name"]: read_tensor(t, chunks) for t in answer["outputs"]}
+            if chunks is not None:
+                chunks.finish()
+            return out
         except (KeyError, TypeError, AttributeError, TensorError) as exc:
             raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}") from exc
 
@@ -260,13 +266,11 @@ class RemoteClient:
             if method == "GET":
                 handle.setopt(pycurl.HTTPGET, 1)
                 handle.setopt(pycurl.HTTPHEADER, [])
-            elif header_length is None:  # no "Expect: 100-continue" wait before a large body
+            else:  # no "Expect: 100-continue" wait before a large body
+                kind = ["Content-Type: application/json"] if header_length is None else [
+                    "Content-Type: application/octet-stream", f"{BINARY_HEADER}: {header_length}"]
                 handle.setopt(pycurl.POSTFIELDS, body or b"")
-                handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
-            else:
-                handle.setopt(pycurl.POSTFIELDS, body or b"")
-                handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/octet-stream",
-                                                  f"{BINARY_HEADER}: {header_length}", "Expect:"])
+                handle.setopt(pycurl.HTTPHEADER, [*kind, "Expect:"])
             if self.binary_data:
                 handle.setopt(pycurl.HEADERFUNCTION, answer_header.append)
             handle.perform()
@@ -333,20 +337,6 @@ def _loads(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return None
-
-
-def _outputs(tensors: list[dict[str, Any]], chunks: Chunks | None) -> dict[str, np.ndarray]:
-    """The answer's tensors as arrays, those sent as binary data read from `chunks` in order."""
-    out = {}
-    for tensor in tensors:
-        size = (tensor.get("parameters") or {}).get(BINARY_SIZE)
-        if size is None or chunks is None:
-            out[tensor["name"]] = from_v2(tensor)
-        else:
-            out[tensor["name"]] = from_binary(tensor, chunks.take(tensor["name"], size))
-    if chunks is not None:
-        chunks.finish()
-    return out
 
 
 def _binary_length(header_lines: list[bytes]) -> str | None:

@@ -36,9 +36,8 @@ from core.errors import AbvocError, ConfigError
 from core.store import schema
 from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
-from serving.bundles.binary import SIZE as BINARY_SIZE
-from serving.bundles.binary import Chunks, from_binary, kept, split, to_binary
-from serving.bundles.tensors import TensorError, from_v2, to_v2
+from serving.bundles.binary import Chunks, kept, read_tensor, split, to_binary
+from serving.bundles.tensors import TensorError, to_v2
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
@@ -232,8 +231,7 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
         unknown = sorted(set(tensor) - {"name", "datatype", "shape", "data", "parameters"})
         if unknown:
             raise TensorError(f"input {name!r}: unknown key(s) {unknown}")
-        tensor_params = tensor.get("parameters", {})
-        if not isinstance(tensor_params, dict):
+        if not isinstance(tensor.get("parameters", {}), dict):
             raise TensorError(f"input {name!r}: 'parameters' must be an object")
         shape = tensor.get("shape")
         if isinstance(shape, list) and any(isinstance(d, bool) for d in shape):
@@ -242,13 +240,7 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
                 and math.prod(shape) > MAX_VALUES:
             raise TensorError(f"input {name!r}: shape {shape} holds more than {MAX_VALUES} "
                               "values; send a smaller tensor")
-        if BINARY_SIZE not in tensor_params:
-            inputs[name] = from_v2(tensor)
-        elif chunks is None:
-            raise TensorError(f"input {name!r} gives its {BINARY_SIZE} but the request has no "
-                              f"{BINARY_HEADER} header to say where the binary data starts")
-        else:
-            inputs[name] = from_binary(tensor, chunks.take(name, tensor_params[BINARY_SIZE]))
+        inputs[name] = read_tensor(tensor, chunks)
     if chunks is not None:
         chunks.finish()
     return inputs

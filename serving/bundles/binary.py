@@ -24,7 +24,15 @@ from core.v2_binary import (
     raw_numbers,
     unpack_bytes,
 )
-from serving.bundles.tensors import TensorError, as_bytes, check_size, signature, v2_datatype
+from serving.bundles.tensors import (
+    TensorError,
+    as_bytes,
+    bytes_array,
+    check_size,
+    from_v2,
+    signature,
+    v2_datatype,
+)
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -64,6 +72,18 @@ class Chunks:
                               f"tensors that name their {SIZE}; send only those")
 
 
+def read_tensor(tensor: Mapping[str, Any], chunks: Chunks | None) -> np.ndarray:
+    """A V2 tensor from its JSON `data`, or from the binary part when it names its size."""
+    size = (tensor.get("parameters") or {}).get(SIZE)
+    if size is None:
+        return from_v2(tensor)
+    name = tensor.get("name", "?")
+    if chunks is None:
+        raise TensorError(f"tensor {name!r} gives its {SIZE} but the body has no {HEADER} "
+                          "header to say where the binary data starts")
+    return from_binary(tensor, chunks.take(name, size))
+
+
 def from_binary(tensor: Mapping[str, Any], chunk: memoryview) -> np.ndarray:
     """A tensor whose data came in the binary part, as an array of its datatype and shape."""
     name, datatype, shape, size = signature(tensor)
@@ -76,9 +96,7 @@ def from_binary(tensor: Mapping[str, Any], chunk: memoryview) -> np.ndarray:
         except ValueError as exc:
             raise TensorError(f"tensor {name!r}: {exc}") from None
         check_size(name, shape, size, len(values))
-        out = np.empty(size, dtype=object)
-        out[:] = values
-        return out.reshape(shape)
+        return bytes_array(values, shape)
     itemsize = V2_TO_NUMPY[datatype].itemsize
     if len(chunk) != size * itemsize:
         raise TensorError(f"tensor {name!r}: shape {shape} of {datatype} takes "

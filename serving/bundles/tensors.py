@@ -83,10 +83,7 @@ def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
         flat = _flatten(data)
         check_size(name, shape, size, len(flat))
         encoded = (tensor.get("parameters") or {}).get("content_type") == BASE64
-        values = [_bytes_value(name, v, encoded) for v in flat]
-        out = np.empty(size, dtype=object)
-        out[:] = values
-        return out.reshape(shape)
+        return bytes_array([_bytes_value(name, v, encoded) for v in flat], shape)
     # numpy reads flat and nested (row-major) lists alike, in C: no Python step per value.
     values = data if isinstance(data, list) else [] if data is None else [data]
     try:
@@ -109,6 +106,14 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
         raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
     # math.prod is exact (numpy's int64 product wraps), and 20× quicker for a short list.
     return name, datatype, shape, math.prod(shape)
+
+
+def bytes_array(values: list[bytes], shape: list[int]) -> np.ndarray:
+    """BYTES values as an object array of `shape` (numpy would make a fixed-width bytes array of
+    a plain list, cutting trailing NULs)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out.reshape(shape)
 
 
 def check_size(name: str, shape: list[int], size: int, values: int) -> None:
