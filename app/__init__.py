@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app import inputs
-from app.compressed import InflateBodies
+from app.compressed import InflateBodies, compress_answers
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
@@ -32,6 +32,7 @@ def create_app(
         services = connect(settings or load_settings())
     app.extensions["abvoc"] = services
     _register_errors(app)
+    compress_answers(app)
 
     from app import metrics
     from app.api import (
@@ -74,6 +75,7 @@ def create_dashboard_app(settings: Settings | None = None,
         services = connect(settings or load_settings())
     app.extensions["abvoc"] = services
     _register_errors(app)
+    compress_answers(app)
     _mount_dashboard(app, services)
     return app
 

@@ -1,6 +1,10 @@
-"""Compressed request bodies (`Content-Encoding: gzip` or `deflate`, as Triton's HTTP client sends
-them when asked to compress), inflated before the app sees them, so every route and every input
-check reads the body as it was meant.
+"""Compressed bodies both ways. Request bodies (`Content-Encoding: gzip` or `deflate`, as Triton's
+HTTP client sends them when asked to compress) are inflated before the app sees them, so every
+route and every input check reads the body as it was meant. Answers are compressed when the
+client accepts it (`Accept-Encoding`: zstd, br, gzip or deflate), by Flask-Compress: the API's
+JSON and V2 answers (JSON or binary tensors), the dashboard's pages, scripts and callbacks, the
+metrics. Answers under 1 KiB (one prediction's, usually), where compressing costs more than it
+saves, and streamed ones (files sent as they are read) go as they are.
 
 Inflating is bounded both ways: at most `limit` compressed bytes are read and at most `limit`
 bytes come out (a small body that inflates past it, a decompression bomb, is a 413 before more
@@ -16,12 +20,18 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from flask import Flask
+from flask_compress import Compress
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 # zlib's window bits: a gzip wrapper, or the zlib wrapper that HTTP's "deflate" means.
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# What the service answers that compresses (PNG images and PDF reports are compressed already).
+COMPRESSED_TYPES = ["application/json", "application/octet-stream", "text/html", "text/css",
+                    "text/plain", "text/javascript", "application/javascript",
+                    "image/svg+xml", "application/manifest+json"]
 
 
 class BodyError(Exception):
@@ -46,6 +56,13 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
         raise BodyError(400, f"the body holds {len(inflater.unused_data)} bytes after its "
                              f"{encoding} stream; send one stream")
     return out
+
+
+def compress_answers(app: Flask) -> None:
+    """Compress `app`'s answers for clients that accept it (the encoding they rank highest)."""
+    app.config.update(COMPRESS_MIMETYPES=COMPRESSED_TYPES, COMPRESS_MIN_SIZE=1024,
+                      COMPRESS_STREAMS=False)
+    Compress(app)
 
 
 class InflateBodies:

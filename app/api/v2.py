@@ -6,6 +6,10 @@ KServe or MLServer switches to abvoc by changing its base URL. The "model" is th
     GET  /v2/models/{scope}/ready   that candidate is loaded (a remote one: its server answers)
     GET  /v2/health/live, /v2/health/ready
 
+A scope has no model versions of its own (the router picks the candidate and its version for
+each unit), so the protocol's `/versions/{version}` forms of the model routes answer a 404 that
+says to leave the client's model version empty.
+
 Tensors come as JSON or, with the binary tensor data extension Triton's clients use, as raw bytes
 after a JSON header (`Inference-Header-Content-Length`); outputs go back as binary data when the
 request asks (`parameters.binary_data_output`, or `binary_data` on an output). Any Content-Type is
@@ -32,7 +36,7 @@ from app.api.predict import FORCE_HEADER
 from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
 from app.serving import serve
-from core.errors import AbvocError, ConfigError
+from core.errors import AbvocError, ConfigError, NotFound
 from core.store import schema
 from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
@@ -136,11 +140,22 @@ def model_ready(scope: str):  # noqa: ANN201
     return jsonify({"name": scope, "ready": True})
 
 
+@bp.route("/v2/models/<scope>/versions/<version>", methods=["GET"])
+@bp.route("/v2/models/<scope>/versions/<version>/ready", methods=["GET"])
+@bp.route("/v2/models/<scope>/versions/<version>/infer", methods=["POST"])
+@require("predict")
+def versioned(scope: str, version: str):  # noqa: ANN201
+    scope = _scope(scope)
+    raise NotFound(f"scope {scope!r} has no model version {version!r}: abvoc's router picks "
+                   "the candidate and its version for each unit; send to "
+                   f"/v2/models/{scope}/infer (leave the client's model version empty)")
+
+
 @bp.url_value_preprocessor
 def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
     """Inference requests may be larger than the service's other bodies (Flask runs this before
     the size check every request gets)."""
-    if endpoint == "v2.infer":
+    if endpoint in ("v2.infer", "v2.versioned"):
         request.max_content_length = MAX_BODY_BYTES
 
 

@@ -75,6 +75,13 @@ def v2_paths() -> dict[str, Any]:
                                         "length in Inference-Header-Content-Length), then raw "
                                         "little-endian tensor data; BYTES values each after a "
                                         "4-byte length"}}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"},
+               "description": "a model version; a scope has none of its own"}
+    versioned = {"summary": "The protocol's versioned form: always 404, saying to leave the "
+                            "client's model version empty (the router picks the candidate and "
+                            "its version for each unit)",
+                 "security": [{"apiKey": []}, {"bearer": []}], "parameters": [SCOPE, version],
+                 "responses": error_responses(400, 401, 403, 404)}
     answered = json_response(response)
     answered["content"]["application/octet-stream"] = binary
     return {
@@ -114,4 +121,8 @@ def v2_paths() -> dict[str, Any]:
             "responses": {"200": answered,
                           **error_responses(400, 401, 403, 404, 413, 503),
                           **failed}}},
+        "/v2/models/{scope}/versions/{version}": {"get": versioned},
+        "/v2/models/{scope}/versions/{version}/ready": {"get": versioned},
+        "/v2/models/{scope}/versions/{version}/infer": {"post": {
+            **versioned, "responses": error_responses(400, 401, 403, 404, 413)}},
     }

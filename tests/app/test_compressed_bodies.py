@@ -110,3 +110,39 @@ def test_bad_encodings_and_bombs_are_4xx_that_store_nothing(v2app: Flask) -> Non
                          headers={**admin, "Content-Encoding": "gzip"})
     assert answer.status_code == 413 and "the limit is 4194304" in answer.get_json()["error"]
     assert stored() == before
+
+
+def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None:  # noqa: F811
+    import brotli
+    from backports import zstd
+
+    client = v2app.test_client()
+    plain = client.get("/openapi.json")
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+    assert "Accept-Encoding" in plain.headers["Vary"]
+    decoders = {"gzip": gzip.decompress, "deflate": zlib.decompress, "br": brotli.decompress,
+                "zstd": zstd.decompress}
+    for accepted, chosen in (("gzip", "gzip"), ("deflate", "deflate"), ("br", "br"),
+                             ("zstd", "zstd"), ("gzip, deflate, br, zstd", "zstd"),
+                             ("gzip;q=1.0, br;q=0.5", "gzip"), ("*", "zstd")):
+        answer = client.get("/openapi.json", headers={"Accept-Encoding": accepted})
+        assert answer.headers.get("Content-Encoding") == chosen, accepted
+        assert int(answer.headers["Content-Length"]) == len(answer.data) < len(plain.data) / 4
+        assert decoders[chosen](answer.data) == plain.data
+    # A small answer, and a client that wants none, get the answer as it is.
+    for path, accepted in (("/healthz", "gzip"), ("/openapi.json", "identity")):
+        answer = client.get(path, headers={"Accept-Encoding": accepted})
+        assert "Content-Encoding" not in answer.headers and json.loads(answer.data)
+    # The metrics too; a V2 answer of one prediction is under the 1 KiB threshold: plain.
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    for i in range(3):
+        assert client.post("/v2/models/default/infer", headers=admin,
+                           json=infer_body(flowers(1), f"u{i}")).status_code == 200
+    metrics = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert metrics.headers["Content-Encoding"] == "gzip"
+    assert b"abvoc_predictions_total" in gzip.decompress(metrics.data)
+    v2 = client.post("/v2/models/default/infer", headers={**admin, "Accept-Encoding": "gzip"},
+                     json=infer_body(flowers(1), "u9"))
+    assert "Content-Encoding" not in v2.headers and len(v2.data) < 1024
+    assert output_of(v2.get_json()) in ("setosa", "versicolor", "virginica")

@@ -116,9 +116,19 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:  # 
                        content_type="application/json")
     assert huge.status_code == 413
     assert client.post("/v2/models/a/b/infer", headers=predictor, json={}).status_code == 404
-    for path in ("/v2/models/default", "/v2/models/default/ready"):
+    for path in ("/v2/models/default", "/v2/models/default/ready",
+                 "/v2/models/default/versions/1", "/v2/models/default/versions/1/ready"):
         assert client.get(path).status_code == 401
         assert client.get(path, headers=corrector).status_code == 403
+    # The protocol's versioned forms: a scope has no versions; the 404 says what to send.
+    for method, path in (("get", "/v2/models/default/versions/1"),
+                         ("get", "/v2/models/default/versions/1/ready"),
+                         ("post", "/v2/models/default/versions/1/infer")):
+        answer = getattr(client, method)(path, headers=predictor, json={
+            "inputs": [_tensor()], "parameters": unit} if method == "post" else None)
+        assert answer.status_code == 404, answer.get_json()
+        assert "send to /v2/models/default/infer (leave the client's model version empty)" \
+            in answer.get_json()["error"]
     # An image sent to /v1/predict for a scope that serves tensors: told where to go.
     image = client.post("/v1/predict", headers=predictor, json={
         "image_base64": base64.b64encode(_png()).decode(), "unit_id": "u"})

@@ -1,8 +1,8 @@
 """Triton's own Python HTTP client (tritonclient 2.73, real, in its own environment) switches to
 abvoc by changing its base URL: health, model metadata and readiness, inference with its default
 binary tensors both ways and with JSON tensors and named outputs, the unit in a header or in the
-request's parameters, gzip and deflate bodies, and a refusal that reaches it as the error abvoc
-wrote."""
+request's parameters, gzip and deflate bodies, and refusals (a bad input, a model version) that
+reach it as the errors abvoc wrote."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,  # noqa:
     assert got["gzip"] == got["deflate"] == answers[0]["label"]
     assert got["refusal"]["status"] == "400"
     assert "inputs must be ['features']" in got["refusal"]["message"]
+    assert got["versioned"]["status"] == "404"
+    assert "leave the client's model version empty" in got["versioned"]["message"]
 
     # Every answer is a prediction like any other: corrected through /v1/corrections, counted.
     answer = answers[0]

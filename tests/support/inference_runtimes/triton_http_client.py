@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import tritonclient.http as triton
@@ -57,15 +58,24 @@ def main() -> None:
                               request_compression_algorithm=algorithm,
                               response_compression_algorithm=algorithm)
         out[algorithm] = result.as_numpy("output")[0].decode()
-    try:
-        bad = triton.InferInput("petals", [1, 4], "FP32")
-        bad.set_data_from_numpy(np.zeros((1, 4), np.float32))
-        client.infer(scope, [bad], headers={**auth, "X-Abvoc-Unit-Id": "u"})
-        out["refusal"] = None
-    except InferenceServerException as exc:
-        out["refusal"] = {"status": exc.status(), "message": exc.message()}
+    bad = triton.InferInput("petals", [1, 4], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 4), np.float32))
+    out["refusal"] = _refusal(lambda: client.infer(scope, [bad], headers={
+        **auth, "X-Abvoc-Unit-Id": "u"}))
+    # A client that names a model version: the scope has none; told to leave it empty.
+    out["versioned"] = _refusal(lambda: client.infer(scope, [tensor], model_version="1",
+                                                     headers={**auth, "X-Abvoc-Unit-Id": "u"}))
     client.close()
     json.dump(out, sys.stdout)
+
+
+def _refusal(call: Callable[[], object]) -> dict | None:
+    """The status and message of the error the call raised; None if it answered."""
+    try:
+        call()
+    except InferenceServerException as exc:
+        return {"status": exc.status(), "message": exc.message()}
+    return None
 
 
 if __name__ == "__main__":
