@@ -91,7 +91,7 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
     `server` (granian as `abvoc up` runs it: its worker builds the app; or werkzeug's)."""
     def factory(settings):  # noqa: ANN001, ANN202
         import torch
-        from flask import Flask, jsonify, request
+        from flask import jsonify, request
 
         from app import create_app
         from serving.images import decode_image
@@ -106,7 +106,9 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
             cpu_in.wrap(PredictService, "predict", "service")
             cpu_in.wrap(PredictService, "_run", "candidate")
             cpu_in.wrap(PredictService, "_record", "durable write")
-            cpu_in.wrap(Flask, "wsgi_app", "request")
+            # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware.
+            from app.compressed import InflateBodies
+            cpu_in.wrap(InflateBodies, "__call__", "request")
         batches = _count_batches() if breakdown else {}
 
         @app.post("/bench/bare")

@@ -323,7 +323,8 @@ def main() -> None:
                 remote = remote_runs(pace_ms)
                 for run in remote.values():
                     run()
-                stages.clear()  # the warm-up's
+                if not pace_ms:
+                    stages.clear()  # the warm-up's (only the first pass is timed)
                 b[pace_ms] = rounds(remote, args.rounds, f"(b, pace {pace_ms:g} ms)")
         profiles = {}
         for scope in ("flowers", "remote") if mlserver else ("flowers",):

@@ -16,12 +16,14 @@ def time_stages(app) -> None:  # noqa: ANN001 - a Flask app
     """GET /bench/stages: the wall seconds spent so far in each stage of the serving path."""
     from flask import Flask, jsonify
 
+    from app.compressed import InflateBodies
     from serving.predict import PredictService
     from serving.remote import RemoteClient
 
     timer = StageTimer()
     for owner, method, name in (
-            (Flask, "wsgi_app", "app"), (Flask, "preprocess_request", "checks"),
+            # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware.
+            (InflateBodies, "__call__", "app"), (Flask, "preprocess_request", "checks"),
             (Flask, "dispatch_request", "view"), (PredictService, "_run", "candidate"),
             (RemoteClient, "_attempt", "remote"), (PredictService, "_event", "event"),
             (PredictService, "_record", "write")):
