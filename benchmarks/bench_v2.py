@@ -18,7 +18,8 @@ abvoc's /v2 route (one at a time by default: the added p50 is the figure that ma
 floor beside it: a bare forwarding proxy under the same server (read the body, pass it to
 MLServer through libcurl as abvoc's remote client does, return the answer; no auth, routing,
 record or event) says what any Python hop in front of MLServer adds on this machine, so abvoc's
-own share is the difference.
+own share is the difference. KServe 0.21 serves the model too, called directly and through
+abvoc (scope `remote-kserve`), V2 JSON both ways.
 
 (b) runs twice. First each request goes the moment the last answer is in: MLServer direct then
 gets its next request within tens of µs of its last answer, while through abvoc it waits a
@@ -117,7 +118,8 @@ def _settings(data_dir: str):  # noqa: ANN202
     return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
 
 
-def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
+def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
+            kserve_url: str | None = None) -> None:
     """Registers the bundles and experiments in a fresh store through the API and puts the
     keys in `out`; a process of its own, so the serving process starts with no model loaded
     (a server's parent process must not hold onnxruntime's threads when it forks its worker)."""
@@ -141,6 +143,10 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None) -> None:
             for name in ("iris-mlserver-a", "iris-mlserver-b"):
                 upload(client, admin, remote_bundle(root, name, remote_url))
             experiment(client, admin, "remote", "iris-mlserver-a", "iris-mlserver-b")
+        if kserve_url:
+            for name in ("iris-kserve-a", "iris-kserve-b"):
+                upload(client, admin, remote_bundle(root, name, kserve_url))
+            experiment(client, admin, "remote-kserve", "iris-kserve-a", "iris-kserve-b")
     close_app(app)
     out.put((key, admin))
 
@@ -216,10 +222,9 @@ def ratio(figures: dict[str, list], a: str, b: str, i: int = 0) -> float:
     return statistics.median(x[i] / y[i] for x, y in zip(figures[a], figures[b], strict=True))
 
 
-def _added(b: dict[str, list], name: str) -> float:
-    """Median over rounds of the p50 `name` adds to calling MLServer directly."""
-    return statistics.median(x[1] - y[1] for x, y in zip(b[name], b["MLServer direct"],
-                                                         strict=True))
+def _added(b: dict[str, list], name: str, anchor: str = "MLServer direct") -> float:
+    """Median over rounds of the p50 `name` adds to calling `anchor` directly."""
+    return statistics.median(x[1] - y[1] for x, y in zip(b[name], b[anchor], strict=True))
 
 
 def main() -> None:
@@ -231,7 +236,8 @@ def main() -> None:
     parser.add_argument("--remote-concurrency", type=int, default=1)
     parser.add_argument("--remote-pace-ms", type=float, default=2.0,
                         help="(b) once more with one request sent every this many ms (0: not)")
-    parser.add_argument("--no-remote", action="store_true", help="skip (b), MLServer")
+    parser.add_argument("--no-remote", action="store_true",
+                        help="skip (b), MLServer and KServe")
     parser.add_argument("--profile", type=int, default=300, help="0: no cProfile")
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian",
                         help="the HTTP server of abvoc and of the bare wrapper alike")
@@ -242,19 +248,22 @@ def main() -> None:
     import onnxruntime as ort
     import requests
 
-    mlserver = None
+    mlserver = kserve = None
     if not args.no_remote:
+        from tests.support.inference_servers import kserve as make_kserve
         from tests.support.inference_servers import mlserver as make_mlserver
 
-        print("starting MLServer 1.7.1 ...", flush=True)
+        print("starting MLServer 1.7.1 and KServe 0.21 ...", flush=True)
         mlserver = make_mlserver(MODEL).start()
+        kserve = make_kserve(MODEL).start()
     children: list[mp.Process] = []  # stopped whatever happens: server parents outlive us
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-v2-")  # removed at the end
     try:
         ctx = mp.get_context("spawn")
         ports: mp.Queue = ctx.Queue()
         setup = ctx.Process(target=prepare, daemon=True,
-                            args=(ports, data_dir, mlserver.url if mlserver else None))
+                            args=(ports, data_dir, mlserver.url if mlserver else None,
+                                  kserve.url if kserve else None))
         setup.start()
         key, admin = _started(ports, setup)
         setup.join(60)
@@ -317,6 +326,12 @@ def main() -> None:
                         f"http://127.0.0.1:{bare_port}/forward", {}, direct_bodies,
                         args.remote_concurrency, pace_ms),
                     "abvoc /v2 -> MLServer": through_abvoc,
+                    "KServe direct": lambda: load(
+                        f"{kserve.url}/v2/models/iris/infer", {}, direct_bodies,
+                        args.remote_concurrency, pace_ms),
+                    "abvoc /v2 -> KServe": lambda: load(
+                        f"{base}/v2/models/remote-kserve/infer", headers, remote_bodies,
+                        args.remote_concurrency, pace_ms),
                 }
 
             for pace_ms in sorted({0.0, args.remote_pace_ms}):
@@ -336,8 +351,9 @@ def main() -> None:
             if process.is_alive():
                 process.terminate()
                 process.join(30)
-        if mlserver:
-            mlserver.stop()
+        for started in (mlserver, kserve):
+            if started:
+                started.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
     med = medians(a)
@@ -363,6 +379,8 @@ def main() -> None:
         print(f"  p50 added by routing through abvoc {added:.3f} ms (goal < 1 ms)")
         print(f"  p50 added by the bare proxy under the same server {floor:.3f} ms: abvoc's own "
               f"share {added - floor:.3f} ms")
+        print(f"  p50 added by routing through abvoc to KServe "
+              f"{_added(figures, 'abvoc /v2 -> KServe', 'KServe direct'):.3f} ms (goal < 1 ms)")
         if args.breakdown and not pace_ms:
             print_breakdown(stages)
     for scope, text in profiles.items():
