@@ -1,15 +1,21 @@
 """Compressed bodies both ways. Request bodies (`Content-Encoding: gzip` or `deflate`, as Triton's
 HTTP client sends them when asked to compress) are inflated before the app sees them, so every
-route and every input check reads the body as it was meant. Answers are compressed when the
-client accepts it (`Accept-Encoding`: zstd, br, gzip or deflate), by Flask-Compress: the API's
-JSON and V2 answers (JSON or binary tensors), the dashboard's pages, scripts and callbacks, the
-metrics. Answers under 1 KiB (one prediction's, usually), where compressing costs more than it
-saves, and streamed ones (files sent as they are read) go as they are.
+route and every input check reads the body as it was meant. Answers are compressed for a client
+that accepts it: the API's JSON and V2 answers (JSON or binary tensors), the dashboard's pages,
+scripts and callbacks, the metrics. Answers under 1 KiB (one prediction's, usually), where
+compressing costs more than it saves, and streamed ones (files sent as they are read) go as
+they are.
 
 Inflating is bounded both ways: at most `limit` compressed bytes are read and at most `limit`
 bytes come out (a small body that inflates past it, a decompression bomb, is a 413 before more
 is made). The app then checks the inflated body against each route's own, usually smaller,
 limit. Other encodings are a 415 that says which ones abvoc reads.
+
+Which encoding an answer gets is Werkzeug's reading of `Accept-Encoding` (RFC 9110: the highest
+quality value wins, `q=0` refuses an encoding, `*` stands for any, an invalid value is ignored),
+abvoc's order breaking ties: zstd (about as small as brotli here at a sixth of the time: Dash's
+4.7 MB plotly bundle in 23 ms against 149), brotli, gzip, deflate. Flask-Compress, tried first,
+gave gzip to a client that sent `gzip;q=0`.
 """
 
 from __future__ import annotations
@@ -20,8 +26,13 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
-from flask_compress import Compress
+try:  # the standard library's from Python 3.14
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd
+
+import brotli
+from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
@@ -29,9 +40,17 @@ from werkzeug.wsgi import get_input_stream
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # What the service answers that compresses (PNG images and PDF reports are compressed already).
-COMPRESSED_TYPES = ["application/json", "application/octet-stream", "text/html", "text/css",
-                    "text/plain", "text/javascript", "application/javascript",
-                    "image/svg+xml", "application/manifest+json"]
+COMPRESSED_TYPES = frozenset({
+    "application/json", "application/octet-stream", "text/html", "text/css", "text/plain",
+    "text/javascript", "application/javascript", "image/svg+xml", "application/manifest+json"})
+MIN_COMPRESSED_BYTES = 1024
+# The encodings abvoc writes, in its order of preference when a client ranks them alike.
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "zstd": lambda data: zstd.compress(data, 3),
+    "br": lambda data: brotli.compress(data, quality=4),
+    "gzip": lambda data: zlib.compress(data, 6, wbits=_WBITS["gzip"]),
+    "deflate": lambda data: zlib.compress(data, 6),
+}
 
 
 class BodyError(Exception):
@@ -59,10 +78,29 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
 
 
 def compress_answers(app: Flask) -> None:
-    """Compress `app`'s answers for clients that accept it (the encoding they rank highest)."""
-    app.config.update(COMPRESS_MIMETYPES=COMPRESSED_TYPES, COMPRESS_MIN_SIZE=1024,
-                      COMPRESS_STREAMS=False)
-    Compress(app)
+    """Compress `app`'s answers for the clients that accept it (see the module's docstring)."""
+    app.after_request(_compressed)
+
+
+def _compressed(response: Response) -> Response:
+    if response.mimetype not in COMPRESSED_TYPES:
+        return response
+    response.vary.add("Accept-Encoding")  # whether or not this one is: caches must key on it
+    if response.is_streamed or not 200 <= response.status_code < 300 \
+            or "Content-Encoding" in response.headers \
+            or (response.content_length or 0) < MIN_COMPRESSED_BYTES:
+        return response
+    encoding = request.accept_encodings.best_match(ENCODERS)
+    if encoding is None:
+        return response
+    response.set_data(ENCODERS[encoding](response.get_data()))
+    response.headers["Content-Encoding"] = encoding
+    etag, weak = response.get_etag()
+    if etag and not weak:  # another representation: another strong validator
+        response.set_etag(f"{etag}-{encoding}")
+        if request.method in ("GET", "HEAD"):
+            response.make_conditional(request)
+    return response
 
 
 class InflateBodies:

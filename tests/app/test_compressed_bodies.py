@@ -11,10 +11,10 @@ import json
 import zlib
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, request
 from sqlalchemy import func, select
 
-from app.compressed import BodyError, InflateBodies, inflate
+from app.compressed import BodyError, InflateBodies, _compressed, inflate
 from core.store.models import Experiment, OutboxEvent
 from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
 from tests.support.bundles import EXAMPLE
@@ -122,17 +122,37 @@ def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None
     assert "Accept-Encoding" in plain.headers["Vary"]
     decoders = {"gzip": gzip.decompress, "deflate": zlib.decompress, "br": brotli.decompress,
                 "zstd": zstd.decompress}
+    # The client's ranking first (RFC 9110 quality values), abvoc's order among equals.
     for accepted, chosen in (("gzip", "gzip"), ("deflate", "deflate"), ("br", "br"),
                              ("zstd", "zstd"), ("gzip, deflate, br, zstd", "zstd"),
-                             ("gzip;q=1.0, br;q=0.5", "gzip"), ("*", "zstd")):
+                             ("gzip;q=1.0, br;q=0.5", "gzip"), ("*", "zstd"),
+                             ("gzip;q=0, deflate", "deflate"), ("*, zstd;q=0", "br"),
+                             ("gzip;q=abc, br;q=0.2", "br"), ("GZIP", "gzip")):
         answer = client.get("/openapi.json", headers={"Accept-Encoding": accepted})
         assert answer.headers.get("Content-Encoding") == chosen, accepted
         assert int(answer.headers["Content-Length"]) == len(answer.data) < len(plain.data) / 4
         assert decoders[chosen](answer.data) == plain.data
-    # A small answer, and a client that wants none, get the answer as it is.
-    for path, accepted in (("/healthz", "gzip"), ("/openapi.json", "identity")):
+        assert "Accept-Encoding" in answer.headers["Vary"]
+    # A small answer, an encoding refused (q=0) or unknown, or none asked: the answer as it is.
+    for path, accepted in (("/healthz", "gzip"), ("/openapi.json", "identity"),
+                           ("/openapi.json", "gzip;q=0"), ("/openapi.json", "*;q=0"),
+                           ("/openapi.json", "compress, x-gzip"),
+                           ("/openapi.json", "gzip;q=-1, br;q=2")):
         answer = client.get(path, headers={"Accept-Encoding": accepted})
-        assert "Content-Encoding" not in answer.headers and json.loads(answer.data)
+        assert "Content-Encoding" not in answer.headers, accepted
+        assert json.loads(answer.data)
+    # A strong validator names the representation, and a revalidation of it is a 304.
+    body = json.dumps({"x": "y" * 4000})
+    with v2app.test_request_context(headers={"Accept-Encoding": "gzip"}):
+        first = _compressed(Response(body, mimetype="application/json",
+                                     headers={"ETag": '"v1"'}))
+    assert first.headers["ETag"] == '"v1-gzip"' and first.headers["Content-Encoding"] == "gzip"
+    with v2app.test_request_context(headers={"Accept-Encoding": "gzip",
+                                             "If-None-Match": '"v1-gzip"'}):
+        again = _compressed(Response(body, mimetype="application/json",
+                                     headers={"ETag": '"v1"'}))
+        sent = list(again.get_app_iter(request.environ))
+    assert again.status_code == 304 and sent == []
     # The metrics too; a V2 answer of one prediction is under the 1 KiB threshold: plain.
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)
