@@ -93,13 +93,15 @@ def _compressed(response: Response) -> Response:
     encoding = request.accept_encodings.best_match(ENCODERS)
     if encoding is None:
         return response
-    response.set_data(ENCODERS[encoding](response.get_data()))
     response.headers["Content-Encoding"] = encoding
     etag, weak = response.get_etag()
     if etag and not weak:  # another representation: another strong validator
         response.set_etag(f"{etag}-{encoding}")
         if request.method in ("GET", "HEAD"):
             response.make_conditional(request)
+            if response.status_code == 304:  # the client holds it: nothing is sent
+                return response
+    response.set_data(ENCODERS[encoding](response.get_data()))
     return response
 
 

@@ -153,6 +153,7 @@ def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None
                                      headers={"ETag": '"v1"'}))
         sent = list(again.get_app_iter(request.environ))
     assert again.status_code == 304 and sent == []
+    assert again.get_data() == body.encode()  # never sent, so never compressed
     # The metrics too; a V2 answer of one prediction is under the 1 KiB threshold: plain.
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)
