@@ -37,7 +37,8 @@ MAX_DEPTH = 32
 MAX_NUMBER = 2**53
 MAX_HEADER_CHARS = 1000
 # The headers the app reads; others are the server's business, never stored.
-READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm")
+READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm",
+                "X-Abvoc-Unit-Id", "Inference-Header-Content-Length")
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")

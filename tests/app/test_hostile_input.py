@@ -27,6 +27,8 @@ from serving.images import encode_png
 from tests.app.test_experiments_api import ARMS, create
 from tests.app.test_input_limits import stored
 from tests.app.test_predict_flow import predict
+from tests.support.bundles import EXAMPLE
+from tests.support.v2 import upload
 
 EXAMPLES = 60
 HOSTILE = ["\ud800", "ok\udfff", "a\x00b", "x" * 3000, "\U0010ffff\u200b"]
@@ -133,6 +135,42 @@ def test_predict_takes_no_hostile_input(app: Flask, client: FlaskClient, admin: 
 
     _run(hostile)
     _run(multipart, 10)
+
+
+def test_v2_inference_takes_no_hostile_input(app: Flask, client: FlaskClient,
+                                             admin: dict) -> None:
+    upload(client, admin, EXAMPLE)
+    # Scope "default" has no experiment: the newest candidate, the uploaded bundle, serves it.
+    tensor = {"name": "features", "datatype": "FP32", "shape": [1, 4],
+              "data": [5.1, 3.5, 1.4, 0.2]}
+    base = {"inputs": [tensor], "parameters": {"unit_id": "u1"}, "id": "r1"}
+
+    def nested(where: str, value: Any) -> bytes:
+        body = json.loads(json.dumps(base))
+        if where == "tensor":
+            body["inputs"][0] = {**tensor, "name": value}
+        elif where == "bytes":
+            body["inputs"][0] = {**tensor, "datatype": "BYTES", "shape": [1], "data": [value]}
+        else:
+            body["parameters"][where] = value
+        return _encode(body, False)
+
+    @given(body=bodies(base) | st.builds(nested, st.sampled_from(
+               ["unit_id", "slice", "binary_data_output", "tensor", "bytes"]), TEXT | VALUES),
+           unit=st.none() | HEADER_TEXT, binary=st.none() | HEADER_TEXT)
+    @example(body=nested("unit_id", "\ud800"), unit=None, binary=None)
+    @example(body=nested("slice", "a\x00b"), unit=None, binary=None)
+    @example(body=_encode({"inputs": [tensor]}, True), unit="k\x00", binary=None)
+    @example(body=_encode(base, True), unit=None, binary="12\x00")
+    @example(body=_encode(base, True), unit=None, binary="-3")
+    def hostile(body: bytes, unit: str | None, binary: str | None) -> None:
+        headers = {**admin, **({"X-Abvoc-Unit-Id": unit} if unit is not None else {}),
+                   **({"Inference-Header-Content-Length": binary} if binary is not None
+                      else {})}
+        check(app, lambda: client.post("/v2/models/default/infer", data=body, headers=headers,
+                                       content_type="application/json"))
+
+    _run(hostile)
 
 
 def test_corrections_take_no_hostile_input(app: Flask, client: FlaskClient, predictor: dict,
