@@ -245,3 +245,47 @@ def test_reads_take_no_hostile_input(app: Flask, client: FlaskClient, admin: dic
                                       data=body, content_type="application/json"))
 
     _run(reading)
+
+
+def test_the_other_routes_take_no_hostile_input(app: Flask, client: FlaskClient,
+                                                admin: dict) -> None:
+    """Outcome metrics and outcomes, the relabeling rules and claims, and every path segment a
+    route takes as text (arm, candidate, scope, week)."""
+    exp = create(client, admin, name="others")
+    served = predict(client, admin).get_json()
+    metric = {"name": "won", "kind": "proportion", "direction": "higher"}
+    assert client.post(f"/v1/experiments/{exp['id']}/metrics", headers=admin,
+                       json=metric).status_code == 201
+    writes = {
+        f"/v1/experiments/{exp['id']}/metrics": ("post", {**metric, "name": "score"}),
+        "/v1/outcomes": ("post", {"prediction_id": served["prediction_id"],
+                                  "receipt": served["receipt"], "metric": "won", "value": 1}),
+        "/v1/relabel/rules": ("put", {"audit_rate": 0.5}),
+        "/v1/relabel/claim": ("post", {"lease_s": 60}),
+    }
+    segments = {
+        "arm": ("post", f"/v1/experiments/{exp['id']}/arms/{{}}/pause"),
+        "candidate": ("post", "/v1/candidates/{}/retire"),
+        "scope": ("get", "/v2/models/{}"), "scope ready": ("get", "/v2/models/{}/ready"),
+        "scope infer": ("post", "/v2/models/{}/infer"), "week": ("get", "/v1/reports/{}.html"),
+    }
+
+    @given(route=st.sampled_from(sorted(writes)), body=st.data())
+    @example(route="/v1/outcomes", body=None)
+    def writing(route: str, body: Any) -> None:
+        method, base = writes[route]
+        sent = body.draw(bodies(base)) if body is not None else _encode(
+            {**base, "metric": "w\ud800"}, False)
+        check(app, lambda: getattr(client, method)(route, data=sent, headers=admin,
+                                                   content_type="application/json"))
+
+    @given(where=st.sampled_from(sorted(segments)), segment=TEXT)
+    @example(where="arm", segment="\ud800")
+    @example(where="scope infer", segment="a\x00b")
+    def addressing(where: str, segment: str) -> None:
+        method, template = segments[where]
+        path = template.format(quote(segment.encode("utf-8", "surrogatepass"), safe=""))
+        check(app, lambda: getattr(client, method)(path, headers=admin, json={}))
+
+    _run(writing)
+    _run(addressing)
