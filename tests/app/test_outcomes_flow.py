@@ -51,7 +51,7 @@ def _counted(session: Session) -> int:
 
 def _drain(app: Flask, counted: int, timeout_s: float = 120.0) -> None:
     """Relay and run the worker until `counted` outcomes are counted."""
-    drain(app, counted, timeout_s, count=_counted, what="counted outcomes", settle_steps=0)
+    drain(app, counted, timeout_s, count=_counted, what="counted outcomes")
 
 
 @pytest.mark.parametrize("transport", ["embedded", "kafka"])

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.outbox import OutboxRelay
-from core.store.models import Prediction
+from core.store.models import OutboxEvent, ParkedEvent, Prediction, ProcessedEvent
 from evaluation.worker import make_worker
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -96,17 +96,16 @@ def stored_predictions(session: Session) -> int:
 
 
 def drain(app: Flask, expected: int, timeout_s: float = 90.0,
-          count: Callable[[Session], int] = stored_predictions, what: str = "predictions",
-          settle_steps: int = 5) -> None:
+          count: Callable[[Session], int] = stored_predictions, what: str = "predictions") -> None:
     """Relay the outbox and run the evaluation worker until `count` reaches `expected` (by
-    default: predictions stored), then a few more steps so events on the other topics (the
-    corrections) catch up."""
+    default: predictions stored), then until every event in the outbox has been applied or
+    parked (the corrections and outcomes on their own topics too)."""
     services = app.extensions["abvoc"]
     relay = OutboxRelay(services.db, services.bus)
     worker = make_worker(services.db, services.bus, services.settings.topic_prefix,
                          secret=services.settings.secret_key)
     deadline = time.monotonic() + timeout_s
-    done = 0
+    done, left = 0, None
     try:
         while time.monotonic() < deadline:
             while relay.relay_once():
@@ -114,10 +113,18 @@ def drain(app: Flask, expected: int, timeout_s: float = 90.0,
             worker.step(timeout_ms=200)
             with services.db.session() as s:
                 done = count(s)
-            if done >= expected:
-                for _ in range(settle_steps):
-                    worker.step(timeout_ms=200)
+                left = _unapplied(s) if done >= expected else None
+            if left == 0:
                 return
     finally:
         worker.close()
+    if left is not None:
+        raise AssertionError(f"{left} events in the outbox were neither applied nor parked")
     raise AssertionError(f"only {done} of {expected} {what} reached the store")
+
+
+def _unapplied(session: Session) -> int:
+    """Outbox events no consumer group has applied or parked yet."""
+    applied = sum(session.scalar(select(func.count()).select_from(t)) or 0
+                  for t in (ProcessedEvent, ParkedEvent))
+    return max(0, (session.scalar(select(func.count()).select_from(OutboxEvent)) or 0) - applied)
