@@ -40,6 +40,10 @@ MAX_HEADER_CHARS = 1000
 READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm",
                 "X-Abvoc-Unit-Id", "Inference-Header-Content-Length")
 
+# The same as WSGI environ keys, where the server put them.
+_READ_HEADER_KEYS = tuple((n, "HTTP_" + n.upper().replace("-", "_")) for n in READ_HEADERS)
+_BINARY_KEY = "HTTP_" + BINARY_HEADER.upper().replace("-", "_")
+
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -196,22 +200,25 @@ _ORJSON = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROU
 
 def refuse_hostile_input() -> None:
     """Runs before every view: size first (unread), then every text part of the request."""
-    length, (limit, note) = request.content_length, _limit()
+    req = request._get_current_object()  # noqa: SLF001 - one proxy lookup, not one per use
+    length, (limit, note) = req.content_length, _limit()
     if length is not None and length > limit:
         raise BodyTooLarge(f"the request body is {length} bytes; the limit is {limit}{note}")
-    for name, value in (request.view_args or {}).items():
+    for name, value in (req.view_args or {}).items():
         if isinstance(value, str):
             check_text(value, f"path parameter '{name}'")
-    for name, value in request.args.items(multi=True):
-        check_text(name, "a query parameter name")
-        check_text(value, f"query parameter '{name}'")
-    for name in READ_HEADERS:
-        value = request.headers.get(name)
+    if req.query_string:
+        for name, value in req.args.items(multi=True):
+            check_text(name, "a query parameter name")
+            check_text(value, f"query parameter '{name}'")
+    environ = req.environ
+    for name, key in _READ_HEADER_KEYS:
+        value = environ.get(key)
         if value is not None:
             check_text(value, f"header '{name}'")
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
-    if request.is_json and BINARY_HEADER not in request.headers:  # binary: the view splits it
+    if req.is_json and _BINARY_KEY not in environ:  # binary: the view splits it
         data = request.get_data(cache=True)
         _refuse_cut_off_body()
         # parse_json refuses what must not pass; a body that is not JSON at all is said so here,

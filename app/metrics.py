@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -21,6 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -39,6 +41,34 @@ class Metrics:
         self.shadow_dropped = Counter(
             "abvoc_shadow_dropped", "Shadow runs dropped because the shadow queue was full",
             registry=self.registry)
+        # Each label set's children, looked up once (prometheus_client checks the labels and
+        # takes a lock on every `labels` call: a few µs on every request).
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+    def count_request(self, endpoint: str, method: str, status: int,
+                      seconds: float | None) -> None:
+        """One answered request; an unknown method is counted as "other", so a client cannot
+        make new label sets at will."""
+        key = (endpoint, method if method in _METHODS else "other", str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(endpoint))
+            self._children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
+
+    def count_prediction(self, candidate: str, ok: bool, seconds: float | None = None) -> None:
+        """One served prediction, answered (with its candidate latency) or failed."""
+        key = ("prediction", candidate, "ok" if ok else "error")
+        children = self._children.get(key)
+        if children is None:
+            children = (self.predictions.labels(candidate, key[2]),
+                        self.prediction_latency.labels(candidate))
+            self._children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -61,10 +91,11 @@ def init_app(app: Flask) -> Metrics:
 
     @app.after_request
     def _count(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-        if "started" in g:
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.started)
+        req = request._get_current_object()  # noqa: SLF001 - one proxy lookup
+        started = g.get("started")
+        metrics.count_request(req.url_rule.rule if req.url_rule else "unmatched", req.method,
+                              response.status_code,
+                              None if started is None else time.perf_counter() - started)
         return response
 
     @app.get("/metrics")

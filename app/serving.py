@@ -49,8 +49,7 @@ def serve(req: PredictRequest) -> dict[str, Any]:
     try:
         answer = serving.predict.predict(req)
     except CandidateFailed as failed:
-        metrics.predictions.labels(failed.candidate, "error").inc()
+        metrics.count_prediction(failed.candidate, ok=False)
         raise
-    metrics.predictions.labels(answer["candidate"], "ok").inc()
-    metrics.prediction_latency.labels(answer["candidate"]).observe(answer["latency_ms"] / 1000)
+    metrics.count_prediction(answer["candidate"], ok=True, seconds=answer["latency_ms"] / 1000)
     return answer

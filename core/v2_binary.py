@@ -18,6 +18,7 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 
 V2_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
@@ -70,7 +71,7 @@ def numbers(datatype: str, shape: list[int], chunk: memoryview | bytes) -> np.nd
 def pack_kept(tensors: list[tuple[dict[str, Any], bytes]]) -> bytes:
     """Tensor headers (each with its ``parameters.binary_data_size``) and their bytes, in the
     ``KEPT`` form."""
-    head = json.dumps([h for h, _ in tensors], separators=(",", ":")).encode()
+    head = orjson.dumps([h for h, _ in tensors])
     return b"".join([_LENGTH.pack(len(head)), head, *(raw for _, raw in tensors)])
 
 
