@@ -113,3 +113,11 @@ def test_metrics_count_requests_per_candidate(client: FlaskClient, predictor: di
     assert 'abvoc_http_requests_total{endpoint="/v1/predict",method="POST",status="200"} 1.0' \
         in text
     assert "abvoc_prediction_duration_seconds_bucket{candidate=" in text
+    assert 'abvoc_predictions_total{candidate="' in text and 'outcome="ok"} 1.0' in text
+    # Methods a client makes up are one label value, not one each.
+    for method in ("FOO", "BAR"):
+        assert client.open("/healthz", method=method).status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'abvoc_http_requests_total{endpoint="unmatched",method="other",status="405"} 2.0' \
+        in text
+    assert "FOO" not in text and "BAR" not in text
