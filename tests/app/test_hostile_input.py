@@ -173,6 +173,33 @@ def test_v2_inference_takes_no_hostile_input(app: Flask, client: FlaskClient,
     _run(hostile)
 
 
+def test_v2_binary_bodies_take_no_hostile_input(app: Flask, client: FlaskClient,
+                                                admin: dict) -> None:
+    """The binary tensor data extension: a JSON header that lies about its length or its
+    tensors' sizes, datatypes and shapes, with any bytes after it."""
+    upload(client, admin, EXAMPLE)
+    datatypes = st.sampled_from(["FP32", "FP64", "INT64", "UINT8", "BOOL", "BYTES", "FP16", "x"])
+
+    @given(datatype=datatypes, shape=st.lists(st.integers(-2, 6), max_size=3),
+           size=st.integers(-4, 64), data=st.binary(max_size=64),
+           lie=st.integers(-8, 8), extra=st.one_of(st.none(), VALUES))
+    @example(datatype="FP32", shape=[1, 4], size=16, data=bytes(16), lie=0, extra=None)
+    @example(datatype="BYTES", shape=[1], size=8, data=b"\xff\xff\xff\x7fabcd", lie=0,
+             extra=None)
+    def hostile(datatype: str, shape: list[int], size: int, data: bytes, lie: int,
+                extra: Any) -> None:
+        tensor: dict[str, Any] = {"name": "features", "datatype": datatype, "shape": shape,
+                                  "parameters": {"binary_data_size": size}}
+        if extra is not None:
+            tensor["parameters"]["extra"] = extra
+        head = _encode({"inputs": [tensor], "parameters": {"unit_id": "u"}}, True)
+        headers = {**admin, "Inference-Header-Content-Length": str(len(head) + lie)}
+        check(app, lambda: client.post("/v2/models/default/infer", data=head + data,
+                                       headers=headers, content_type="application/octet-stream"))
+
+    _run(hostile)
+
+
 def test_corrections_take_no_hostile_input(app: Flask, client: FlaskClient, predictor: dict,
                                            corrector: dict) -> None:
     served = predict(client, predictor).get_json()
