@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -50,25 +51,25 @@ class Metrics:
         """One answered request; an unknown method is counted as "other", so a client cannot
         make new label sets at will."""
         key = (endpoint, method if method in _METHODS else "other", str(status))
-        children = self._children.get(key)
-        if children is None:
-            children = (self.requests.labels(*key), self.latency.labels(endpoint))
-            self._children[key] = children
-        children[0].inc()
-        if seconds is not None:
-            children[1].observe(seconds)
+        self._count(key, lambda: (self.requests.labels(*key), self.latency.labels(endpoint)),
+                    seconds)
 
     def count_prediction(self, candidate: str, ok: bool, seconds: float | None = None) -> None:
         """One served prediction, answered (with its candidate latency) or failed."""
-        key = ("prediction", candidate, "ok" if ok else "error")
-        children = self._children.get(key)
-        if children is None:
-            children = (self.predictions.labels(candidate, key[2]),
-                        self.prediction_latency.labels(candidate))
-            self._children[key] = children
-        children[0].inc()
+        outcome = "ok" if ok else "error"
+        self._count(("prediction", candidate, outcome),
+                    lambda: (self.predictions.labels(candidate, outcome),
+                             self.prediction_latency.labels(candidate)), seconds)
+
+    def _count(self, key: tuple[str, ...], children: Callable[[], tuple[Any, Any]],
+               seconds: float | None) -> None:
+        """Count one in the key's counter and, with `seconds`, observe it in its histogram."""
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = children()
+        pair[0].inc()
         if seconds is not None:
-            children[1].observe(seconds)
+            pair[1].observe(seconds)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
