@@ -12,13 +12,14 @@ says to leave the client's model version empty.
 
 Tensors come as JSON or, with the binary tensor data extension Triton's clients use, as raw bytes
 after a JSON header (`Inference-Header-Content-Length`); outputs go back as binary data when the
-request asks (`parameters.binary_data_output`, or `binary_data` on an output). Any Content-Type is
-read as V2. A request names its unit (for sticky assignment) in `parameters.unit_id` or the
-`X-Abvoc-Unit-Id` header; its `id` is echoed. The answer holds an `output` tensor (the prediction,
-of the candidate's output type) and the candidate's own output tensors; its `parameters` carry
-`prediction_id` and `receipt` (to correct it through /v1/corrections), and for admin keys the
-candidate, arm and experiment. The health routes are open, as probes are; the model routes need a
-`predict` key.
+request asks (`parameters.binary_data_output`, or `binary_data` on an output); BYTES outputs in
+JSON are base64, or plain UTF-8 strings for an output asked with `content_type: "str"` (as
+MLServer's clients ask). Any Content-Type is read as V2. A request names its unit (for sticky
+assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header; its `id` is echoed. The
+answer holds an `output` tensor (the prediction, of the candidate's output type) and the
+candidate's own output tensors; its `parameters` carry `prediction_id` and `receipt` (to correct
+it through /v1/corrections), and for admin keys the candidate, arm and experiment. The health
+routes are open, as probes are; the model routes need a `predict` key.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -38,10 +39,10 @@ from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError, NotFound
 from core.store import schema
-from core.v2_binary import BINARY_OUTPUT, KEPT
+from core.v2_binary import BASE64, BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, kept, read_tensor, split, to_binary
-from serving.bundles.tensors import TensorError, to_v2
+from serving.bundles.tensors import TEXT, TensorError, to_v2
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
@@ -261,23 +262,37 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
     return inputs
 
 
-def _wanted(raw: Any, all_binary: bool) -> dict[str, bool] | None:
-    """The outputs asked for, each with whether it goes as binary data; None: all of them, as
-    binary data with `binary_data_output`."""
+class Asked(NamedTuple):
+    """How the request wants one output: as binary data, or in JSON as text (BYTES as plain
+    UTF-8 strings, `content_type` "str") rather than base64."""
+
+    binary: bool
+    text: bool = False
+
+
+def _wanted(raw: Any, all_binary: bool) -> dict[str, Asked] | None:
+    """The outputs asked for and how; None: all of them, as JSON; {"*": ...}: all of them, as
+    binary data (`binary_data_output`)."""
     if raw is None:
-        return {"*": True} if all_binary else None
+        return {"*": Asked(binary=True)} if all_binary else None
     if not isinstance(raw, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
         raise AbvocError("'outputs' must be a list of {\"name\": ...} objects")
     wanted = {}
     for o in raw:
+        where = f"output {o['name']!r}"
         params = o.get("parameters") or {}
-        if not isinstance(params, dict) or set(params) - {"binary_data"}:
-            raise AbvocError(f"output {o['name']!r}: the only parameter abvoc reads is "
-                             "'binary_data' (true or false); for a label ask for the 'output' "
-                             "tensor, which holds it")
-        wanted[o["name"]] = _flag(params.get("binary_data", all_binary),
-                                  f"output {o['name']!r}: 'parameters.binary_data'")
+        if not isinstance(params, dict) or set(params) - {"binary_data", "content_type"}:
+            raise AbvocError(f"{where}: the parameters abvoc reads are 'binary_data' (true or "
+                             "false) and 'content_type' ('str' or 'base64', for BYTES in JSON); "
+                             "for a label ask for the 'output' tensor, which holds it")
+        content_type = params.get("content_type")
+        if content_type not in (None, TEXT, BASE64):
+            raise AbvocError(f"{where}: 'parameters.content_type' must be {TEXT!r} (BYTES as "
+                             f"plain UTF-8 strings) or {BASE64!r}")
+        wanted[o["name"]] = Asked(
+            _flag(params.get("binary_data", all_binary), f"{where}: 'parameters.binary_data'"),
+            content_type == TEXT)
     return wanted
 
 
@@ -295,7 +310,7 @@ def _hash(inputs: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _outputs(answer: dict[str, Any], wanted: dict[str, bool] | None
+def _outputs(answer: dict[str, Any], wanted: dict[str, Asked] | None
              ) -> list[tuple[str, np.ndarray]]:
     """The prediction as the `output` tensor, then the candidate's own tensors; only those
     asked for when the request names its `outputs`."""
@@ -313,20 +328,20 @@ def _outputs(answer: dict[str, Any], wanted: dict[str, bool] | None
 
 
 def _answer(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
-            wanted: dict[str, bool] | None) -> Response:
+            wanted: dict[str, Asked] | None) -> Response:
     """The V2 answer: JSON, or a JSON header and the binary data of the outputs asked for so."""
-    binary = {n for n, _ in tensors if wanted and wanted.get(n, wanted.get("*"))}
-    if not binary:
-        out["outputs"] = [to_v2(n, a) for n, a in tensors]
-        return jsonify(out)
+    asked = {n: (wanted.get(n) or wanted.get("*") or Asked(False)) if wanted else Asked(False)
+             for n, _ in tensors}
     out["outputs"], raws = [], []
     for name, array in tensors:
-        if name in binary:
+        if asked[name].binary:
             tensor, raw = to_binary(name, array)
             raws.append(raw)
         else:
-            tensor = to_v2(name, array)
+            tensor = to_v2(name, array, text=asked[name].text)
         out["outputs"].append(tensor)
+    if not raws:
+        return jsonify(out)
     head = current_app.json.dumps(out).encode()
     return Response(b"".join([head, *raws]), mimetype="application/octet-stream",
                     headers={BINARY_HEADER: str(len(head))})

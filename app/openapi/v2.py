@@ -47,7 +47,11 @@ def v2_paths() -> dict[str, Any]:
                                "parameters": {"type": ["object", "null"],
                                               "additionalProperties": False,
                                               "properties": {"binary_data": {
-                                                  "type": ["boolean", "null"]}}}}}}}}
+                                                  "type": ["boolean", "null"]},
+                                                  "content_type": {
+                                                      "enum": ["str", "base64", None],
+                                                      "description": "BYTES in JSON: plain "
+                                                      "UTF-8 strings or base64"}}}}}}}}
     response = {
         "type": "object", "required": ["model_name", "outputs", "parameters"],
         "properties": {

@@ -2,7 +2,8 @@
 
 A V2 tensor is ``{"name", "datatype", "shape", "data"}`` with the data flattened in row-major
 order. BYTES travel as base64 strings marked ``parameters.content_type = "base64"``, so any byte
-string survives JSON; a BYTES tensor without that mark is read as UTF-8 text.
+string survives JSON, or, where the reader asks for text, as plain strings marked "str"; a BYTES
+tensor without the base64 mark is read as UTF-8 text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import orjson
 
 from core.errors import AbvocError
 from core.v2_binary import BASE64, NUMPY_TO_V2, V2_TO_NUMPY
+
+# The content type of BYTES data sent as plain UTF-8 strings (as Seldon MLServer names it).
+TEXT = "str"
 
 
 class TensorError(AbvocError):
@@ -37,14 +41,24 @@ def v2_datatype(array: np.ndarray) -> str:
         raise TensorError(f"numpy dtype {array.dtype} has no V2 datatype") from None
 
 
-def to_v2(name: str, array: np.ndarray, *, arrays: bool = False) -> dict[str, Any]:
+def to_v2(name: str, array: np.ndarray, *, arrays: bool = False,
+          text: bool = False) -> dict[str, Any]:
     """One array as a V2 JSON tensor. With `arrays`, numeric data stays a flat numpy array, for
-    :func:`v2_json` to write (no Python float per value)."""
+    :func:`v2_json` to write (no Python float per value). With `text`, BYTES values that are all
+    UTF-8 go as plain strings marked ``content_type = "str"`` (else as base64, marked so)."""
     array = np.asarray(array)
     datatype = v2_datatype(array)
     tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
     if datatype == "BYTES":
-        tensor["data"] = [base64.b64encode(as_bytes(v)).decode("ascii") for v in array.flat]
+        values = [as_bytes(v) for v in array.flat]
+        if text:
+            try:
+                tensor["data"] = [v.decode("utf-8") for v in values]
+                tensor["parameters"] = {"content_type": TEXT}
+                return tensor
+            except UnicodeDecodeError:
+                pass
+        tensor["data"] = [base64.b64encode(v).decode("ascii") for v in values]
         tensor["parameters"] = {"content_type": BASE64}
         return tensor
     flat = np.ascontiguousarray(array.astype(np.float32) if datatype == "FP16" else array)

@@ -100,6 +100,19 @@ def test_binary_inputs_and_outputs(v2app: Flask) -> None:  # noqa: F811
         kept = s.execute(select(PredictionInput.input_hash, PredictionInput.data)).all()
     assert len(kept) == 4 and len(set(kept)) == 1
 
+    # BYTES in JSON as plain text where an output asks for it (MLServer's content type "str").
+    text = client.post(URL, headers=admin, json={
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                    "data": ROW.tolist()}], "parameters": {"unit_id": "u1"},
+        "outputs": [{"name": "output", "parameters": {"content_type": "str"}},
+                    {"name": "label", "parameters": {"content_type": "base64"}}]})
+    assert text.status_code == 200, text.get_json()
+    label, as_base64 = text.get_json()["outputs"]
+    assert label["parameters"] == {"content_type": "str"}
+    assert label["data"] == [output_of(as_json.get_json())]
+    assert as_base64["parameters"] == {"content_type": "base64"}
+    assert base64.b64decode(as_base64["data"][0]).decode() == label["data"][0]
+
 
 def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> None:  # noqa: F811
     client = v2app.test_client()
@@ -126,7 +139,12 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
                      raw), "'parameters.binary_data_output' must be true or false"),
         (binary_body({"inputs": [features()], "parameters": unit,
                       "outputs": [{"name": "output", "parameters": {"classification": 2}}]},
-                     raw), "the only parameter abvoc reads is 'binary_data'"),
+                     raw), "the parameters abvoc reads are 'binary_data' (true or false) and "
+         "'content_type' ('str' or 'base64', for BYTES in JSON)"),
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output", "parameters": {"content_type": "utf8"}}]},
+                     raw), "'parameters.content_type' must be 'str' (BYTES as plain UTF-8 "
+         "strings) or 'base64'"),
         (binary_body({"inputs": [features()], "parameters": unit,
                       "outputs": [{"name": "output", "parameters": {"binary_data": "yes"}}]},
                      raw), "'parameters.binary_data' must be true or false"),

@@ -298,6 +298,11 @@ def test_v2_tensors_round_trip_bytes_and_numbers() -> None:
     assert from_v2(tensor).tolist() == words.tolist()
     assert from_v2({"name": "t", "datatype": "BYTES", "shape": [1], "data": ["plain"]})[0] == \
         b"plain"
+    # As text where asked: plain strings when every value is UTF-8, else base64, marked so.
+    text = to_v2("w", np.array(["héllo", b"x\x00y"], dtype=object), text=True)
+    assert text["data"] == ["héllo", "x\x00y"] and text["parameters"] == {"content_type": "str"}
+    assert from_v2(text).tolist() == ["héllo".encode(), b"x\x00y"]
+    assert to_v2("words", words, text=True) == tensor
     floats = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(from_v2(to_v2("f", floats)), floats)
     with pytest.raises(TensorError, match="holds 6 values, data has 5"):
