@@ -40,9 +40,14 @@ MAX_HEADER_CHARS = 1000
 READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm",
                 "X-Abvoc-Unit-Id", "Inference-Header-Content-Length")
 
-# The same as WSGI environ keys, where the server put them.
-_READ_HEADER_KEYS = tuple((n, "HTTP_" + n.upper().replace("-", "_")) for n in READ_HEADERS)
-_BINARY_KEY = "HTTP_" + BINARY_HEADER.upper().replace("-", "_")
+
+def _environ_key(header: str) -> str:
+    """Where a WSGI server puts a request header in the environ."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_READ_HEADER_KEYS = tuple((name, _environ_key(name)) for name in READ_HEADERS)
+_BINARY_KEY = _environ_key(BINARY_HEADER)
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -219,14 +224,14 @@ def refuse_hostile_input() -> None:
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
     if req.is_json and _BINARY_KEY not in environ:  # binary: the view splits it
-        data = request.get_data(cache=True)
+        data = req.get_data(cache=True)
         _refuse_cut_off_body()
         # parse_json refuses what must not pass; a body that is not JSON at all is said so here,
         # where the parser's words are at hand (an empty body stays for the views that allow it).
-        if request.get_json(silent=True) is None and data.strip():
+        if req.get_json(silent=True) is None and data.strip():
             read_json(data)
-    elif request.mimetype == "multipart/form-data":
-        form = request.form
+    elif req.mimetype == "multipart/form-data":
+        form = req.form
         _refuse_cut_off_body()
         for name, value in form.items(multi=True):
             if name is None:  # a part without a name: no view reads it

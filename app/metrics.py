@@ -42,31 +42,33 @@ class Metrics:
         self.shadow_dropped = Counter(
             "abvoc_shadow_dropped", "Shadow runs dropped because the shadow queue was full",
             registry=self.registry)
-        # Each label set's children, looked up once (prometheus_client checks the labels and
-        # takes a lock on every `labels` call: a few µs on every request).
-        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        # Each label set's counter and histogram children, looked up once (prometheus_client
+        # checks the labels and takes a lock on every `labels` call: a few µs a request).
+        self._by_request: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._by_prediction: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     def count_request(self, endpoint: str, method: str, status: int,
                       seconds: float | None) -> None:
         """One answered request; an unknown method is counted as "other", so a client cannot
         make new label sets at will."""
         key = (endpoint, method if method in _METHODS else "other", str(status))
-        self._count(key, lambda: (self.requests.labels(*key), self.latency.labels(endpoint)),
-                    seconds)
+        self._count(self._by_request, key,
+                    lambda: (self.requests.labels(*key), self.latency.labels(endpoint)), seconds)
 
     def count_prediction(self, candidate: str, ok: bool, seconds: float | None = None) -> None:
         """One served prediction, answered (with its candidate latency) or failed."""
         outcome = "ok" if ok else "error"
-        self._count(("prediction", candidate, outcome),
+        self._count(self._by_prediction, (candidate, outcome),
                     lambda: (self.predictions.labels(candidate, outcome),
                              self.prediction_latency.labels(candidate)), seconds)
 
-    def _count(self, key: tuple[str, ...], children: Callable[[], tuple[Any, Any]],
-               seconds: float | None) -> None:
+    @staticmethod
+    def _count(seen: dict[tuple[str, ...], tuple[Any, Any]], key: tuple[str, ...],
+               children: Callable[[], tuple[Any, Any]], seconds: float | None) -> None:
         """Count one in the key's counter and, with `seconds`, observe it in its histogram."""
-        pair = self._children.get(key)
+        pair = seen.get(key)
         if pair is None:
-            pair = self._children[key] = children()
+            pair = seen[key] = children()
         pair[0].inc()
         if seconds is not None:
             pair[1].observe(seconds)

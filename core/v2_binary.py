@@ -32,6 +32,8 @@ SIZE = "binary_data_size"
 # A request parameter of the extension: every output as binary data.
 BINARY_OUTPUT = "binary_data_output"
 BASE64 = "base64"
+# The content type of BYTES data sent as plain UTF-8 strings (as Seldon MLServer names it).
+TEXT = "str"
 # PredictionInput.kind of tensors kept in this layout; "tensors" rows hold V2 JSON.
 KEPT = "v2-binary"
 LEGACY_JSON = "tensors"

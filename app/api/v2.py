@@ -39,10 +39,10 @@ from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError, NotFound
 from core.store import schema
-from core.v2_binary import BASE64, BINARY_OUTPUT, KEPT
+from core.v2_binary import BASE64, BINARY_OUTPUT, KEPT, TEXT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, kept, read_tensor, split, to_binary
-from serving.bundles.tensors import TEXT, TensorError, to_v2
+from serving.bundles.tensors import TensorError, to_v2
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 

@@ -19,10 +19,7 @@ import numpy as np
 import orjson
 
 from core.errors import AbvocError
-from core.v2_binary import BASE64, NUMPY_TO_V2, V2_TO_NUMPY
-
-# The content type of BYTES data sent as plain UTF-8 strings (as Seldon MLServer names it).
-TEXT = "str"
+from core.v2_binary import BASE64, NUMPY_TO_V2, TEXT, V2_TO_NUMPY
 
 
 class TensorError(AbvocError):
