@@ -147,7 +147,7 @@ def model_ready(scope: str):  # noqa: ANN201
 @require("predict")
 def versioned(scope: str, version: str):  # noqa: ANN201
     scope = _scope(scope)
-    raise NotFound(f"scope {scope!r} has no model version {version!r}: abvoc's router picks "
+    raise NotFound(f"scope {scope!r} has no model version {version[:100]!r}: abvoc's router picks "
                    "the candidate and its version for each unit; send to "
                    f"/v2/models/{scope}/infer (leave the client's model version empty)")
 
