@@ -108,11 +108,12 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
     """Per candidate over the ledger's last ``minutes`` minutes: requests, requests per second
     (from the candidate's first request when it has none before the window), error rate and
     latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
-    latency: arms' requests, not shadows' or forced ones)."""
+    latency: arms' requests, not shadows' or forced ones). The window ends at the ledger's newest
+    row whichever candidate is asked for, so a candidate's figures do not change with the filter."""
     t = ServedPrediction
     where = [] if candidate is None else [t.candidate == candidate]
     with db.reading() as s:
-        last = s.scalar(select(func.max(t.created_at)).where(*where))
+        last = s.scalar(select(func.max(t.created_at)))
         if last is None:
             return []
         start = last - timedelta(minutes=minutes)

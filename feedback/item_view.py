@@ -48,12 +48,15 @@ def kept_input(s: Session, input_hash: str | None) -> PredictionInput | None:
 
 
 def input_view(row: PredictionInput | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    if row.kind == "image":
+    return None if row is None else describe_input(row.kind, row.data)
+
+
+def describe_input(kind: str, data: bytes) -> dict[str, Any]:
+    """A kept input as a reader sees it: an image as base64 PNG, tensors as V2 JSON."""
+    if kind == "image":
         return {"kind": "image", "media_type": "image/png",
-                "data_base64": base64.b64encode(as_png(row.data)).decode("ascii")}
-    return {"kind": "tensors", "tensors": kept_tensors(row.kind, row.data)}
+                "data_base64": base64.b64encode(as_png(data)).decode("ascii")}
+    return {"kind": "tensors", "tensors": kept_tensors(kind, data)}
 
 
 def stage_samples_view(s: Session, item: RelabelItem) -> list[dict[str, Any]]:

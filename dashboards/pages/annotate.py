@@ -19,6 +19,7 @@ from core.errors import AbvocError
 from dashboards import data
 from dashboards.access import require_role
 from dashboards.auth import current_identity
+from dashboards.kept_input import kept_input
 from dashboards.latex_preview import render
 from dashboards.pages._page import Page
 from evaluation.relabel_enqueue import route_label
@@ -27,7 +28,6 @@ from feedback import annotation
 ROLES = frozenset({"annotator", "admin"})
 ANY = "any"
 LABEL = "ann-label"
-MAX_TENSOR_CHARS = 4000
 
 
 def layout() -> Component:
@@ -78,19 +78,7 @@ def view(item: dict[str, Any] | None) -> Component:
                 f"{item['slice'] or '–'}; output type {item['output_type']}). Leased to you "
                 f"until {(lease.get('until') or '–')[:19].replace('T', ' ')} UTC."],
                id="ann-summary")]
-    shown = item.get("input")
-    if shown is None:
-        parts.append(html.P("The input is no longer kept (retention passed).", id="ann-input"))
-    elif shown["kind"] == "image":
-        parts.append(html.Img(src=f"data:{shown['media_type']};base64,{shown['data_base64']}",
-                              id="ann-input", alt="the input image",
-                              style={"minWidth": "240px", "maxWidth": "640px",
-                                     "border": "1px solid #ccc", "background": "#fff"}))
-    else:
-        text = json.dumps(shown["tensors"], indent=1)
-        if len(text) > MAX_TENSOR_CHARS:
-            text = text[:MAX_TENSOR_CHARS] + f"\n… ({len(text)} characters in all)"
-        parts.append(html.Pre(text, id="ann-input"))
+    parts.append(kept_input(item.get("input"), "ann-input"))
     parts += stage_samples(item.get("stage_samples") or [])
     served = item.get("served")
     parts += [html.H4("Served output"), _output(served and served["output"], "ann-served")]

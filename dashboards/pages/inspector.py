@@ -1,11 +1,11 @@
 """The prediction inspector: any prediction by id (typed, or from a link's ``?id=``). For an OCR
 prediction, its stages: the detector's boxes (drawn on the input image while serving still keeps
 it, `ABVOC_INPUT_RETENTION_HOURS`; on an empty canvas of their extent after), the recognizer's
-classes and scores,
-the aligner's relations and the converter's string; then its corrections, its truth or label
-and the stage blamed (:func:`evaluation.stage_blame.blame`). For other candidates, the
-output and the stages as JSON (a bundle's stage answers among them), and the stage blamed where
-its stages declare answers."""
+classes and scores, the aligner's relations and the converter's string; then its corrections,
+its truth or label and the stage blamed (:func:`evaluation.stage_blame.blame`). For other
+candidates, the input while it is kept (an image, or the tensors as sent), the output and the
+stages as JSON (a bundle's stage answers among them), and the stage blamed where its stages
+declare answers."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from dash.development.base_component import Component
 from core.errors import AbvocError
 from dashboards import data, feeds, plots
 from dashboards.access import require_role
+from dashboards.kept_input import kept_input
 from dashboards.pages._page import Page
 from dashboards.tables import fmt, table
+from feedback.item_view import describe_input
 from serving.images import decode_image, encode_png
 
 ROLES = frozenset({"admin"})
@@ -59,7 +61,11 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
     if is_ocr(stages):
         parts += _ocr(stages, kept)
     elif found["recorded"]:
-        parts += [html.H3("Output"), html.Pre(str(found["output"]), id="insp-output"),
+        shown = describe_input(kept["kind"], kept["data"]) if kept else None
+        parts += [html.H3("Input"),
+                  kept_input(shown, "insp-input", "The input is not kept: its retention "
+                             "passed, or the service keeps none (or none this large)."),
+                  html.H3("Output"), html.Pre(str(found["output"]), id="insp-output"),
                   html.H3("Stages"), html.Pre(json.dumps(stages, indent=2, sort_keys=True),
                                               id="insp-stages")]
     parts += [html.H3("Corrections"), _corrections(found), html.H3("Truth and blame"),

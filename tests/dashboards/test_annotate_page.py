@@ -23,21 +23,9 @@ from tests.dashboards.test_dashboard_auth import (
     _token,
     login,
 )
+from tests.support.dash_tree import find_component
 
 WHO = "tester:abcd1234"
-
-
-def _find(component: object, id_: object) -> object:
-    """The component with ``id_`` inside ``component`` (depth first), or None."""
-    if getattr(component, "id", None) == id_:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if child is not None and not isinstance(child, str):
-            found = _find(child, id_)
-            if found is not None:
-                return found
-    return None
 
 
 def test_a_label_item_gets_a_class_picker_and_its_tensors_shown(dash_app: Flask) -> None:
@@ -46,10 +34,10 @@ def test_a_label_item_gets_a_class_picker_and_its_tensors_shown(dash_app: Flask)
     item, message, changed = annotate.step(db, WHO, "claim", "training", None, None, None)
     assert changed and item is not None and message == f"Claimed item #{item['id']}."
     assert item["output_type"] == "label" and item["classes"] == CLASSES
-    picker = _find(annotate.editor(item), {"type": annotate.LABEL, "kind": "label"})
+    picker = find_component(annotate.editor(item), {"type": annotate.LABEL, "kind": "label"})
     assert isinstance(picker, dcc.RadioItems)
     assert [o["value"] for o in picker.options] == CLASSES and picker.value == "dog"
-    shown = _find(annotate.view(item), "ann-input")
+    shown = find_component(annotate.view(item), "ann-input")
     assert isinstance(shown, html.Pre) and '"FP32"' in shown.children
     refused, message, changed = annotate.step(db, WHO, "submit", "training", item, "cow", None)
     assert refused == item and not changed and message.startswith("Not saved: ")
@@ -66,10 +54,10 @@ def test_editors_fit_the_output_type() -> None:
     base = {"id": 1, "classes": [], "served": {"output": "4.5"}, "correction": None}
     for kind, cls in (("latex", dcc.Input), ("text", dcc.Input), ("number", dcc.Input),
                       ("json", dcc.Textarea)):
-        field = _find(annotate.editor({**base, "output_type": kind}),
+        field = find_component(annotate.editor({**base, "output_type": kind}),
                       {"type": annotate.LABEL, "kind": kind})
         assert isinstance(field, cls), kind
-    number = _find(annotate.editor({**base, "output_type": "number"}),
+    number = find_component(annotate.editor({**base, "output_type": "number"}),
                    {"type": annotate.LABEL, "kind": "number"})
     assert number.type == "number" and number.value == 4.5
     assert annotate.label_value("json", '{"a": [1]}') == {"a": [1]}
@@ -141,10 +129,11 @@ def test_a_stage_item_shows_its_crops_relations_or_why_not() -> None:
                                             "relations": [[-1, "start"], [0, "sup"]]}}
     whole = {"kind": "whole", "symbol": -1, "reason": "the input is no longer kept"}
     parts = annotate.stage_samples([crop, relations, whole])
-    figure = _find(html.Div(parts), "ann-crop-0")
+    figure = find_component(html.Div(parts), "ann-crop-0")
     assert isinstance(figure, html.Figure)
     assert figure.children[0].src == "data:image/png;base64,iVBORw0K"
     assert figure.children[1].children == "symbol 2: read as 8, truth 6"
-    assert _find(html.Div(parts), "ann-relations-1").children == "x: start of -1\n2: sup of 0"
-    assert _find(html.Div(parts), "ann-whole-2").children == "the input is no longer kept"
+    assert (find_component(html.Div(parts), "ann-relations-1").children
+            == "x: start of -1\n2: sup of 0")
+    assert find_component(html.Div(parts), "ann-whole-2").children == "the input is no longer kept"
     assert annotate.stage_samples([]) == []

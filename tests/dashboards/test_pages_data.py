@@ -3,11 +3,13 @@ store the worker filled (SQLite and PostgreSQL), without a browser."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from dash import html
 from flask import Flask
 
 from core.store.db import utcnow
@@ -20,6 +22,7 @@ from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
 from tests.dashboards.test_dashboard_auth import ORIGIN, _token, login
 from tests.evaluation.helpers import T0
+from tests.support.dash_tree import find_component
 
 
 @pytest.fixture
@@ -90,7 +93,8 @@ def test_inspector_shows_stages_and_blames_a_stage(dash_app: Flask, pages_seeded
                      "stage blamed: recognizer"):
             assert part in text
         other = feeds.prediction(db, "cpr0-000")
-        assert "insp-stages" in str(inspector.body(other, "cpr0-000"))
+        shown = str(inspector.body(other, "cpr0-000"))
+        assert "insp-stages" in shown and "The input is not kept" in shown
         assert "insp-missing" in str(inspector.body(None, "nope"))
     boxes = inspector.plots.detections(found["stages"])
     assert len(boxes.layout.shapes) == 2 and not boxes.layout.images
@@ -101,6 +105,17 @@ def test_inspector_shows_stages_and_blames_a_stage(dash_app: Flask, pages_seeded
                               kind="image", data=encode_png(np.full((20, 40), 255, np.uint8)),
                               created_at=utcnow()))
     kept = feeds.prediction(db, OCR_ID)["input"]
+    # Another candidate's kept input is shown as it was sent (here V2 tensors).
+    other = feeds.prediction(db, "cpr0-000")
+    with db.session() as s:
+        s.add(PredictionInput(prediction_id="cpr0-000", input_hash=other["input_hash"] or "h2",
+                              kind="tensors", created_at=utcnow(), data=json.dumps(
+                                  [{"name": "petals", "shape": [2], "datatype": "FP32",
+                                    "data": [0.25, 4.5]}]).encode()))
+    with dash_app.test_request_context("/dashboard/inspector"):
+        shown = find_component(inspector.body(feeds.prediction(db, "cpr0-000"), "cpr0-000"),
+                      "insp-input")
+    assert isinstance(shown, html.Pre) and '"petals"' in shown.children
     drawn = inspector.plots.detections(found["stages"], *inspector._image(kept))
     assert len(drawn.layout.images) == 1 and len(drawn.layout.shapes) == 2
     assert tuple(drawn.layout.xaxis.range) == (0, 40) and tuple(drawn.layout.yaxis.range) == (20, 0)
@@ -120,6 +135,9 @@ def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -
     assert ops.hourly(db, None, "cand-a")[0]["candidate"] == "cand-a"
     recent = {r["candidate"]: r for r in ops.recent(db)}
     assert recent["cand-a"]["requests"] == 20 and recent["cand-a"]["error_rate"] == 0.2
+    # cand-a's newest row is a second older than cand-b's: filtered to it, its window still
+    # ends where the page's does, so its figures do not change with the filter.
+    assert ops.recent(db, candidate="cand-a") == [recent["cand-a"]]
     events = ops.guardrail_events(db)
     assert {e["status"] for e in events} == {"running", "arm paused"}
     health = ops.pipeline_health(db)

@@ -1,4 +1,5 @@
-"""Reading a Dash callback's JSON answer (its component tree) in tests."""
+"""Reading a Dash component tree in tests: a callback's JSON answer, or the components a page
+builds."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def text(node: Any) -> str:
     if isinstance(node, dict):
         return text(node.get("props", {}).get("children"))
     return "" if node is None else str(node)
+
+
+def find_component(component: object, component_id: object) -> object:
+    """The component with this id inside a built component (depth first), or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and not isinstance(child, str):
+            found = find_component(child, component_id)
+            if found is not None:
+                return found
+    return None
