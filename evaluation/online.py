@@ -171,14 +171,18 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
 
 
 def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval (statsmodels ``proportion_confint(method="wilson")``)."""
+    """Wilson score interval (statsmodels ``proportion_confint(method="wilson")``), within
+    [0, 1]: with no successes its lower end is exactly 0 (the formula's rounding leaves ~1e-17,
+    an interval that would exclude its own estimate), with all successes its upper end is 1."""
     if n <= 0:
         return math.nan, math.nan
     z = float(stats.norm.ppf(1 - alpha / 2))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+    low = 0.0 if successes <= 0 else max(centre - half, 0.0)
+    high = 1.0 if successes >= n else min(centre + half, 1.0)
+    return low, high
 
 
 def expected_calibration_error(cell: Cell) -> float | None:

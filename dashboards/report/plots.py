@@ -41,7 +41,10 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, *,
     if low is not None and high is not None:
         for i, (v, lo, hi) in enumerate(zip(values, low, high, strict=True)):
             if lo is not None and hi is not None:
-                ax.errorbar(i, v, yerr=[[v - lo], [hi - v]], color="black", capsize=4)
+                # An interval is drawn as whiskers from the bar: one that ends a rounding
+                # error inside the bar's value gets none on that side, not an error.
+                ax.errorbar(i, v, yerr=[[max(v - lo, 0.0)], [max(hi - v, 0.0)]],
+                            color="black", capsize=4)
     ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0,
                   parse_math=False)
     ax.set_title(title, parse_math=False)

@@ -123,6 +123,13 @@ def test_plots_draw_names_with_dollar_signs_as_text() -> None:
     assert plots.offline_online([], "none").startswith("data:image/png;base64,")
 
 
+def test_plots_take_an_interval_that_ends_a_rounding_error_inside_its_bar() -> None:
+    # An arm with no corrections: rate 0, its Wilson interval's lower end a rounding error
+    # above 0 (the report died on the negative whisker this made before).
+    assert plots.bars(["control", "treat"], [0.0, 1.0], "correction rate",
+                      low=[6.9e-18, 0.9], high=[0.0575, 1.0 - 1e-16]).startswith("data:")
+
+
 def test_an_empty_week_shows_zeros(dash_app: Flask, tmp_path: Path) -> None:
     db = dash_app.extensions["abvoc"].db
     done = write_report(db, tmp_path, "2026-W10")

@@ -26,6 +26,12 @@ def test_non_inferiority_matches_statsmodels_wald() -> None:
 def test_wilson_interval_matches_statsmodels() -> None:
     low, high = wilson_interval(37, 250)
     assert (low, high) == pytest.approx(proportion_confint(37, 250, method="wilson"), rel=1e-9)
+    # At the ends the interval holds its estimate exactly (the formula alone leaves ~1e-17).
+    for successes, n in ((0, 63), (0, 7), (63, 63), (1, 3)):
+        low, high = wilson_interval(successes, n)
+        assert 0.0 <= low <= successes / n <= high <= 1.0
+        assert (low, high) == pytest.approx(proportion_confint(successes, n, method="wilson"),
+                                            abs=1e-12)
 
 
 def test_mcnemar_matches_statsmodels() -> None:
