@@ -24,8 +24,9 @@ CORRECTION_SUBMITTED = "CorrectionSubmitted"
 OUTCOME_RECORDED = "OutcomeRecorded"
 EVENT_TYPES = (PREDICTION_MADE, CORRECTION_SUBMITTED, OUTCOME_RECORDED)
 # PredictionMade v2 and CorrectionSubmitted v3: an output of any output type (earlier versions:
-# LaTeX text only); every version is read.
-CURRENT_VERSION = {PREDICTION_MADE: 2, CORRECTION_SUBMITTED: 3, OUTCOME_RECORDED: 1}
+# LaTeX text only); PredictionMade v3: the candidate version that answered and a forced arm.
+# Every version is read.
+CURRENT_VERSION = {PREDICTION_MADE: 3, CORRECTION_SUBMITTED: 3, OUTCOME_RECORDED: 1}
 
 # Which topic (after the configured prefix) carries each event type, and which fields key it
 # (the first one present): predictions and corrections are keyed by prediction id, so one

@@ -29,7 +29,7 @@ from core.errors import AbvocError, Conflict, NotFound
 from core.events import value_text
 from core.output_types import OutputKind, check_output
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel
+from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
 from feedback.item_view import item_view
 
 LEASE_S = 600
@@ -38,11 +38,19 @@ _CANDIDATES = 8
 STATUSES = ("open", "leased", "review", "flagged", "done", "dropped")
 
 
-def output_kind(s: Session, candidate: str | None) -> OutputKind:
-    """The output type of the newest registered version of the item's candidate."""
-    pipeline = None if candidate is None else s.scalars(
-        select(Candidate.pipeline).where(Candidate.name == candidate)
-        .order_by(Candidate.id.desc()).limit(1)).first()
+def output_kind(s: Session, candidate: str | None,
+                prediction_id: str | None = None) -> OutputKind:
+    """The output type of the candidate version that served the item's prediction (the API's
+    ledger names it), else of the newest registered version of its candidate."""
+    if candidate is None:
+        return OutputKind.of_pipeline(None)
+    same_name = select(Candidate.pipeline).where(Candidate.name == candidate)
+    version = None if prediction_id is None else s.scalar(
+        select(ServedPrediction.version).where(ServedPrediction.prediction_id == prediction_id))
+    pipeline = None if version is None else s.scalars(
+        same_name.where(Candidate.version == version)).first()
+    if pipeline is None:
+        pipeline = s.scalars(same_name.order_by(Candidate.id.desc()).limit(1)).first()
     return OutputKind.of_pipeline(pipeline)
 
 
@@ -79,14 +87,14 @@ def claim(db: Database, annotator: str, queue: str | None = None,
                     item = s.get(r, item_id)
                     assert item is not None
                     s.refresh(item)
-                    return item_view(s, item, output_kind(s, item.candidate))
+                    return item_view(s, item, output_kind(s, item.candidate, item.prediction_id))
     return None
 
 
 def show(db: Database, item_id: int) -> dict[str, Any]:
     with db.reading() as s:
         item = _item(s, item_id)
-        return item_view(s, item, output_kind(s, item.candidate))
+        return item_view(s, item, output_kind(s, item.candidate, item.prediction_id))
 
 
 def _item(s: Session, item_id: int, lock: bool = False) -> RelabelItem:
@@ -136,7 +144,7 @@ def submit(db: Database, item_id: int, annotator: str, value: Any) -> dict[str, 
     review when two labels differ."""
     with db.session() as s:
         item = _held(s, item_id, annotator)
-        label = checked_label(output_kind(s, item.candidate), value)
+        label = checked_label(output_kind(s, item.candidate, item.prediction_id), value)
         verdict = verdict_of(s, item.prediction_id, label)
         s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="label", label=label,
                            verdict=verdict, created_at=utcnow()))
@@ -203,7 +211,7 @@ def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any
         if item.status not in ("review", "flagged"):
             raise Conflict(f"relabel item {item_id} is {item.status!r}; only items in review "
                            "or flagged are resolved")
-        label = checked_label(output_kind(s, item.candidate), value)
+        label = checked_label(output_kind(s, item.candidate, item.prediction_id), value)
         s.add(RelabelLabel(item_id=item.id, annotator=admin, action="resolve", label=label,
                            created_at=utcnow()))
         _release(item, "done")

@@ -53,9 +53,14 @@ def _check(body: Any) -> dict[str, Any]:
 
 
 def _output_kind(s: Session, served: ServedPrediction) -> OutputKind:
-    """The output type of the candidate version that served the prediction: the newest one of
-    its name registered before it and not retired by then (the registry's pick at the time)."""
+    """The output type of the candidate version that served the prediction: the one its ledger
+    row names, else (rows from before versions were recorded) the newest one of its name
+    registered before it and not retired by then (the registry's pick at the time)."""
     same_name = select(Candidate.pipeline).where(Candidate.name == served.candidate)
+    if served.version is not None:
+        pipeline = s.scalars(same_name.where(Candidate.version == served.version)).first()
+        if pipeline is not None:
+            return OutputKind.of_pipeline(pipeline)
     pipeline = s.scalars(same_name.where(
         Candidate.created_at <= served.created_at,
         or_(Candidate.retired_at.is_(None), Candidate.retired_at > served.created_at),

@@ -80,7 +80,7 @@ def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) ->
 
 
 def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
-    kind = output_kind(s, item.candidate)
+    kind = output_kind(s, item.candidate, item.prediction_id)
     data: dict[str, Any] = {"abvoc_item_id": item.id, "queue": item.queue,
                             "candidate": item.candidate, "slice": item.slice,
                             "output_type": kind.type, "classes": list(kind.classes)}
@@ -209,7 +209,8 @@ def _plan(s: Any, folder: Path, task: Any, i: int, candidate: str | None
         if not isinstance(item_id, int) or isinstance(item_id, bool) \
                 or s.get(RelabelItem, item_id) is None:
             raise AbvocError(f"{where}: abvoc_item_id {item_id!r} is not a relabel item here")
-        kind = output_kind(s, s.get(RelabelItem, item_id).candidate)
+        held = s.get(RelabelItem, item_id)
+        kind = output_kind(s, held.candidate, held.prediction_id)
     else:
         if candidate is None:
             raise AbvocError(f"{where} is new data (no abvoc_item_id): give the candidate whose "

@@ -8,7 +8,6 @@ units that must move change arm.
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,70 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import AbvocError, Conflict, NotFound
+from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
 from serving.assignment import Allocation, allocate, reallocate
-
-UNITS = ("user", "session", "request")
-ACTIVE = ("running", "paused", "killed")
-METRICS = ("correction_rate", "error_rate", "latency_p99_ms", "absolute_error")
-# Each guardrail's largest sensible limit: an hour of latency, rates as shares.
-GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
-MAX_WEIGHT = 1_000_000
-MAX_ARMS = 20
-SHADOW_PREFIX = "shadow:"
-
-
-def _fail(message: str) -> AbvocError:
-    return AbvocError(message, status=400)
-
-
-def _check_arms(arms: Any) -> list[dict[str, Any]]:
-    if not isinstance(arms, list) or not 2 <= len(arms) <= MAX_ARMS:
-        raise _fail(f"'arms' must be a list of at least two arms (one control, one treatment) "
-                    f"and at most {MAX_ARMS}")
-    out, names = [], set()
-    for i, arm in enumerate(arms):
-        if not isinstance(arm, dict):
-            raise _fail(f"arms[{i}] must be an object with name, candidate and weight")
-        name, candidate, weight = arm.get("name"), arm.get("candidate"), arm.get("weight")
-        if not isinstance(name, str) or not name or len(name) > 100:
-            raise _fail(f"arms[{i}].name must be a non-empty string of at most 100 characters")
-        if name in names:
-            raise _fail(f"arm name {name!r} is used twice")
-        names.add(name)
-        if not isinstance(candidate, str) or not candidate or len(candidate) > 200:
-            raise _fail(f"arms[{i}].candidate must name a registered candidate")
-        if name.startswith(SHADOW_PREFIX):
-            raise _fail(f"arms[{i}].name must not start with {SHADOW_PREFIX!r}: results name "
-                        "shadow candidates that way")
-        # Compared as Python numbers first: float() of a huge int raises, and weights near the
-        # float limit would sum to infinity and store a different split than was asked for.
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
-            0 <= weight <= MAX_WEIGHT
-        ):
-            raise _fail(f"arms[{i}].weight must be a number from 0 to {MAX_WEIGHT:,}")
-        control = arm.get("control", False)
-        if not isinstance(control, bool):
-            raise _fail(f"arms[{i}].control must be true or false")
-        out.append({"name": name, "candidate": candidate,
-                    "version": _check_version(arm.get("version"), f"arms[{i}]"),
-                    "weight": float(weight), "control": control, "paused": None})
-    if sum(a["control"] for a in out) != 1:
-        raise _fail("exactly one arm must have \"control\": true")
-    if sum(a["weight"] for a in out) <= 0:
-        raise _fail("arm weights must not all be zero")
-    return out
-
-
-def _check_version(version: Any, where: str) -> str | None:
-    """An arm's or shadow's candidate version; None: the newest at creation."""
-    if version is None:
-        return None
-    if not isinstance(version, str) or not version or len(version) > 50:
-        raise _fail(f"{where}.version must be a registered version of its candidate (a string)")
-    return version
+from serving.experiment_spec import ACTIVE, check_spec, fail
 
 
 def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
@@ -92,64 +32,14 @@ def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
             row = s.execute(query.where(Candidate.version == ref["version"])).first()
             if row is None or row.retired_at is not None:
                 state = "is retired" if row is not None else "is not registered"
-                raise _fail(f"candidate {ref['candidate']!r} version {ref['version']!r} {state}; "
+                raise fail(f"candidate {ref['candidate']!r} version {ref['version']!r} {state}; "
                             "see `abvoc candidates list`")
             continue
         row = s.execute(query.where(Candidate.retired_at.is_(None))
                         .order_by(Candidate.id.desc()).limit(1)).first()
         if row is None:
-            raise _fail(f"candidate {ref['candidate']!r} has no active version; register one")
+            raise fail(f"candidate {ref['candidate']!r} has no active version; register one")
         ref["version"] = row.version
-
-
-def _check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
-    if not canary:
-        return {}
-    if not isinstance(canary, dict):
-        raise _fail("'canary' must be an object with treatment and steps")
-    treatment = canary.get("treatment")
-    arm = next((a for a in arms if a["name"] == treatment), None)
-    if arm is None or arm["control"]:
-        raise _fail("canary.treatment must name a treatment arm (not the control)")
-    steps = canary.get("steps")
-    if (not isinstance(steps, list) or not steps
-            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in steps)
-            or any(b <= a for a, b in zip(steps, steps[1:], strict=False))):
-        raise _fail("canary.steps must be increasing shares in (0, 1], e.g. [0.01, 0.05, 0.25]")
-    others = sum(a["weight"] for a in arms if not a["control"] and a is not arm)
-    others_share = others / sum(a["weight"] for a in arms)
-    if steps[-1] + others_share > 1:
-        raise _fail("canary.steps leave no traffic for the control arm")
-    out: dict[str, Any] = {"treatment": treatment, "steps": [float(x) for x in steps], "step": 0}
-    for key, limit in (("advance_after_s", 10 * 365 * 86400), ("advance_after_n", 10**12)):
-        value = canary.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 < value <= limit):
-            raise _fail(f"canary.{key} must be a positive number of at most {limit}")
-        out[key] = value
-    return out
-
-
-def _check_guardrails(guardrails: Any) -> dict[str, Any]:
-    guardrails = guardrails or {}
-    if not isinstance(guardrails, dict):
-        raise _fail("'guardrails' must be an object")
-    unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
-    if unknown:
-        raise _fail(f"unknown guardrails {sorted(unknown)}; use {list(GUARDRAILS)}, min_samples")
-    min_samples = guardrails.get("min_samples", 50)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
-        1 <= min_samples <= 10**9
-    ):
-        raise _fail("guardrails.min_samples must be a whole number from 1 to 10^9")
-    out: dict[str, Any] = {"min_samples": min_samples}
-    for key, limit in GUARDRAILS.items():
-        value = guardrails.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 < value <= limit):
-            raise _fail(f"guardrails.{key} must be a number above 0 and at most {limit:,}")
-        out[key] = value
-    return out
 
 
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
@@ -171,11 +61,25 @@ def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
     return weights
 
 
+def _weights_now(exp: Experiment) -> list[float]:
+    """The weights traffic follows now: a paused or killed experiment sends every unit to its
+    control; a draft or a stopped one shows the split it was set up with."""
+    if exp.status in ("paused", "killed"):
+        return [1.0 if a["control"] else 0.0 for a in exp.arms]
+    return [round(w, 6) for w in effective_weights(exp)]
+
+
+def _arms_reason(arms: list[dict[str, Any]]) -> str:
+    """The status reason the arms leave: the first paused arm's, else none."""
+    paused = next((a for a in arms if a.get("paused")), None)
+    return f"arm {paused['name']!r} paused: {paused['paused']}" if paused else ""
+
+
 def _view(exp: Experiment) -> dict[str, Any]:
     return {
         "id": exp.id, "name": exp.name, "scope": exp.scope, "status": exp.status,
         "status_reason": exp.status_reason, "unit": exp.unit, "salt": exp.salt,
-        "arms": exp.arms, "weights": [round(w, 6) for w in effective_weights(exp)],
+        "arms": exp.arms, "weights": _weights_now(exp),
         "shadows": exp.shadows, "canary": exp.canary, "guardrails": exp.guardrails,
         "primary_metric": exp.primary_metric,
         "allocation_table": exp.allocation.get("table"),
@@ -185,6 +89,17 @@ def _view(exp: Experiment) -> dict[str, Any]:
     }
 
 
+def _still_active(s: Session, exp: Experiment) -> None:
+    """Each pinned version must still be active when the experiment starts (409 otherwise)."""
+    for ref in [*exp.arms, *exp.shadows]:
+        retired = s.scalar(select(Candidate.retired_at).where(
+            Candidate.name == ref["candidate"], Candidate.version == ref["version"]))
+        if retired is not None:
+            raise Conflict(f"candidate {ref['candidate']!r} version {ref['version']!r}, pinned by "
+                           f"experiment {exp.id}, was retired since it was created; create the "
+                           "experiment again to pin an active version")
+
+
 class Experiments:
     """Create and steer experiments; every change is one transaction."""
 
@@ -192,55 +107,19 @@ class Experiments:
         self.db = db
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(spec, dict):
-            raise _fail("the experiment must be a JSON object")
-        unknown = set(spec) - {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
-                               "guardrails", "primary_metric"}
-        if unknown:
-            raise _fail(f"unknown fields {sorted(unknown)}")
-        name = spec.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise _fail("'name' must be a non-empty string of at most 100 characters")
-        scope = spec.get("scope", "default")
-        if not isinstance(scope, str) or not scope or len(scope) > 100:
-            raise _fail("'scope' must be a non-empty string")
-        unit = spec.get("unit", "user")
-        if unit not in UNITS:
-            raise _fail(f"'unit' must be one of {list(UNITS)}")
-        salt = spec.get("salt") or secrets.token_hex(8)
-        if not isinstance(salt, str) or len(salt) > 64:
-            raise _fail("'salt' must be a string of at most 64 characters")
-        arms = _check_arms(spec.get("arms"))
-        shadows = spec.get("shadows") or []
-        if not isinstance(shadows, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("candidate"), str) for s in shadows
-        ):
-            raise _fail("'shadows' must be a list of {\"candidate\": name}")
-        shadows = [{"candidate": x["candidate"],
-                    "version": _check_version(x.get("version"), f"shadows[{i}]")}
-                   for i, x in enumerate(shadows)]
-        names = [s["candidate"] for s in shadows]
-        if len(set(names)) != len(names):
-            raise _fail("'shadows' names a candidate twice; list each shadow once")
-        canary = _check_canary(spec.get("canary"), arms)
-        guardrails = _check_guardrails(spec.get("guardrails"))
-        primary = spec.get("primary_metric", "correction_rate")
-        if primary not in METRICS:
-            raise _fail(f"'primary_metric' must be one of {list(METRICS)}")
+        checked = check_spec(spec)
+        arms, shadows = checked["arms"], checked["shadows"]
+        name = checked["name"]
         with self.db.session() as s:
             wanted = {a["candidate"] for a in arms} | {x["candidate"] for x in shadows}
             known = set(s.scalars(select(Candidate.name).where(Candidate.name.in_(wanted))))
             if wanted - known:
-                raise _fail(f"candidates not registered: {sorted(wanted - known)}; "
+                raise fail(f"candidates not registered: {sorted(wanted - known)}; "
                             "see `abvoc candidates list`")
             _pin_versions(s, [*arms, *shadows])
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {name!r} exists already")
-            exp = Experiment(
-                name=name, scope=scope, status="draft", unit=unit, salt=salt, arms=arms,
-                shadows=shadows, canary=canary, guardrails=guardrails, primary_metric=primary,
-                status_reason="", created_at=utcnow(),
-            )
+            exp = Experiment(**checked, status="draft", status_reason="", created_at=utcnow())
             exp.allocation = {"table": allocate(effective_weights(exp)).to_json()}
             s.add(exp)
             s.flush()
@@ -280,12 +159,13 @@ class Experiments:
                 raise Conflict(f"experiment {experiment_id} is {exp.status}; "
                                f"it must be {' or '.join(allowed)} for that")
             if status == "running" and exp.status == "draft":
-                owner = s.scalar(select(Experiment.name).where(
+                owner = s.execute(select(Experiment.name, Experiment.status).where(
                     Experiment.scope == exp.scope, Experiment.status.in_(ACTIVE),
-                    Experiment.id != exp.id))
+                    Experiment.id != exp.id)).first()
                 if owner is not None:
-                    raise Conflict(f"scope {exp.scope!r} is owned by running experiment "
-                                   f"{owner!r}; stop it first")
+                    raise Conflict(f"scope {exp.scope!r} is owned by {owner.status} experiment "
+                                   f"{owner.name!r}; stop it first")
+                _still_active(s, exp)
                 exp.started_at = utcnow()
                 if exp.canary:
                     exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
@@ -293,7 +173,8 @@ class Experiments:
                 exp.stopped_at = utcnow()
             scope = exp.scope
             exp.status = status
-            exp.status_reason = reason
+            # Resuming keeps a paused arm's reason: that arm still gets no traffic.
+            exp.status_reason = reason or _arms_reason(exp.arms)
             try:
                 # The store's partial unique index on an active scope decides a race between
                 # two starts the check above could not see (on PostgreSQL, the loser waits for
@@ -331,9 +212,17 @@ class Experiments:
             raise NotFound(f"experiment {exp.id} has no arm {name!r}; its arms are "
                            f"{[a['name'] for a in arms]}")
         if arm["control"]:
-            raise _fail(f"{name!r} is the control arm of experiment {exp.id}; only treatment "
+            raise fail(f"{name!r} is the control arm of experiment {exp.id}; only treatment "
                         "arms are paused and resumed")
         return arm
+
+    @staticmethod
+    def _steering(exp: Experiment, what: str) -> None:
+        """Arms and canary steps are steered while the experiment owns its scope; a draft
+        starts from its set-up and a stopped one is done (409 for either)."""
+        if exp.status not in ACTIVE:
+            raise Conflict(f"experiment {exp.id} is {exp.status}; {what} only while it is "
+                           f"{', '.join(ACTIVE[:-1])} or {ACTIVE[-1]}")
 
     def pause_arm(self, experiment_id: int, arm_name: str, reason: str) -> dict[str, Any]:
         """Send a treatment's traffic to control (a guardrail breach), recording why."""
@@ -341,11 +230,13 @@ class Experiments:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
             arm = self._treatment(exp, arms, arm_name)
+            self._steering(exp, "arms are paused")
             if arm.get("paused"):
                 return _view(exp)
             arm["paused"] = reason
             exp.arms = arms
-            exp.status_reason = f"arm {arm_name!r} paused: {reason}"
+            if exp.status == "running":  # an operator's pause or a kill keeps its own reason
+                exp.status_reason = _arms_reason(arms)
             self._set_weights(exp)
             return _view(exp)
 
@@ -353,8 +244,10 @@ class Experiments:
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
             self._treatment(exp, exp.arms, arm_name)
+            self._steering(exp, "arms are resumed")
             exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
-            exp.status_reason = ""
+            if exp.status == "running":
+                exp.status_reason = _arms_reason(exp.arms)
             self._set_weights(exp)
             return _view(exp)
 
@@ -365,7 +258,10 @@ class Experiments:
             exp = self._get(s, experiment_id, lock=True)
             canary = dict(exp.canary or {})
             if not canary:
-                raise _fail(f"experiment {experiment_id} has no canary ramp")
+                raise fail(f"experiment {experiment_id} has no canary ramp")
+            if exp.status not in ACTIVE and only_if_due:
+                return _view(exp)
+            self._steering(exp, "the canary advances")
             if canary["step"] + 1 >= len(canary["steps"]):
                 if only_if_due:
                     return _view(exp)
@@ -388,10 +284,12 @@ class Experiments:
         ):
             return True
         if canary.get("advance_after_n"):
-            arm = next(a for a in exp.arms if a["name"] == canary["treatment"])
+            # The treatment arm's requests as routed (the guardrails' rows: a forced QA request,
+            # a shadow copy or another arm on the same candidate is none of them).
             served = s.scalar(select(func.count()).select_from(ServedPrediction).where(
                 ServedPrediction.experiment_id == exp.id,
-                ServedPrediction.candidate == arm["candidate"],
+                ServedPrediction.arm == canary["treatment"],
+                ServedPrediction.routed(),
                 ServedPrediction.created_at >= started))
             return (served or 0) >= canary["advance_after_n"]
         return False

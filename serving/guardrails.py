@@ -65,7 +65,7 @@ class GuardrailMonitor:
             rows = s.execute(
                 select(sp.latency_ms, sp.error)
                 .where(sp.experiment_id == experiment_id, sp.arm == arm,
-                       sp.latency_ms.is_not(None))
+                       sp.routed())
                 .order_by(sp.created_at.desc()).limit(self.window)).all()
         return [(float(latency), bool(error)) for latency, error in rows]
 
@@ -100,7 +100,7 @@ class GuardrailMonitor:
         if not limit:
             return
         sp = ServedPrediction
-        served_here = (sp.experiment_id == experiment["id"], sp.arm.is_not(None))
+        served_here = (sp.experiment_id == experiment["id"], sp.arm.is_not(None), sp.routed())
         with self.db.reading() as s:
             served = dict(s.execute(
                 select(sp.arm, func.count()).where(*served_here).group_by(sp.arm)).all())

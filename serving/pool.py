@@ -49,13 +49,17 @@ class CandidatePool:
         self._lock = threading.Lock()
 
     def get(self, name: str, version: str | None = None) -> Servable:
+        return self.versioned(name, version)[1]
+
+    def versioned(self, name: str, version: str | None = None) -> tuple[str, Servable]:
+        """The version served (the one asked for, else the newest active) and its servable."""
         key = (name, version or self._newest_version(name))
         loaded = self._loaded.get(key)
         if loaded is None:
             with self._lock:
                 loaded = self._loaded.get(key) or self._load(*key)
                 self._loaded[key] = loaded
-        return loaded
+        return key[1], loaded
 
     def _newest_version(self, name: str) -> str:
         now = time.monotonic()

@@ -78,6 +78,7 @@ class _Run:
     output_type: str
     answer: Answer | None
     latency_ms: float
+    version: str
     error: str | None = None
     failure: AbvocError | None = None
 
@@ -111,14 +112,15 @@ class PredictService:
 
     def _run(self, candidate: str, req: PredictRequest, version: str | None = None) -> _Run:
         """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
-        model = self.pool.get(candidate, version)
+        version, model = self.pool.versioned(candidate, version)
         if model.accepts != req.kind:
             raise AbvocError(f"candidate {candidate!r} (serving scope {req.scope!r}) takes "
                              + _TAKES.get(model.accepts, model.accepts).format(scope=req.scope))
         start = time.perf_counter()
         try:
             answer = model.predict(req.payload)
-            return _Run(model.output_type, answer, (time.perf_counter() - start) * 1000)
+            return _Run(model.output_type, answer, (time.perf_counter() - start) * 1000,
+                        version)
         except AbvocError as exc:
             if exc.status < 500:
                 raise
@@ -126,7 +128,7 @@ class PredictService:
         except Exception as exc:  # a candidate's failure is data for its guardrails
             log.exception("candidate %s failed", candidate)
             failure = CandidateFailed(f"{type(exc).__name__}: {exc}")
-        return _Run(model.output_type, None, (time.perf_counter() - start) * 1000,
+        return _Run(model.output_type, None, (time.perf_counter() - start) * 1000, version,
                     failure.message[:2000], failure)
 
     def _event(self, req: PredictRequest, route: Route, candidate: str, run: _Run,
@@ -136,12 +138,18 @@ class PredictService:
         fields: dict[str, Any] = {}
         if req.request_id is not None:
             fields["request_id"] = req.request_id[:200]
+        # An admin's forced arm is a QA request: outside the experiment's figures, saying where
+        # it was sent.
+        forced = route.forced and not shadow
+        if forced:
+            fields["forced"] = {"experiment_id": route.experiment_id, "arm": route.arm}
         return events.make_event(
             events.PREDICTION_MADE,
             prediction_id=time_ordered_id(),
-            experiment_id=route.experiment_id,
-            arm=None if shadow else route.arm,
+            experiment_id=None if forced else route.experiment_id,
+            arm=None if shadow or forced else route.arm,
             candidate=candidate,
+            candidate_version=run.version,
             shadow=shadow,
             unit_id=req.unit_id,
             slice=req.slice or (answer.slice if answer else None) or "all",
@@ -165,8 +173,9 @@ class PredictService:
             OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix,
                                                 validated=True)],
             ServedPrediction.__table__: [{
-                "prediction_id": event["prediction_id"], "experiment_id": event["experiment_id"],
-                "candidate": event["candidate"], "created_at": utcnow(), "arm": event["arm"],
+                "prediction_id": event["prediction_id"], **self._where(event),
+                "candidate": event["candidate"], "version": event["candidate_version"],
+                "created_at": utcnow(),
                 "latency_ms": event["latency_ms"] if watched else None,
                 "error": (event["error"] is not None) if watched else None}],
         }
@@ -177,6 +186,13 @@ class PredictService:
                 "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
                 "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}]
         self._writes.insert(rows)
+
+    @staticmethod
+    def _where(event: dict[str, Any]) -> dict[str, Any]:
+        """The ledger's experiment and arm: where a forced request was sent, too."""
+        forced = event.get("forced") or {}
+        return {"experiment_id": forced.get("experiment_id", event["experiment_id"]),
+                "arm": forced.get("arm", event["arm"])}
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
@@ -191,7 +207,7 @@ class PredictService:
         if watched:
             self.monitor.observe(experiment, route.arm or "", run.latency_ms,
                                  run.error is not None)
-        for shadow in route.shadows:
+        for shadow in () if route.forced else route.shadows:  # no shadows for QA requests
             self.shadows.submit(self._shadow, req, route, shadow)
         if run.failure is not None:
             failed = CandidateFailed(f"the candidate failed to answer: {run.failure.message} "

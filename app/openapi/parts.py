@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.experiments import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
+from serving.experiment_spec import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
 from serving.images import encode_png
 
 # A blank 16x16 PNG: small enough for the document, a valid image for the examples and links.

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -315,6 +316,14 @@ class ServedPrediction(Base):
     arm: Mapped[str | None] = mapped_column(String(100))
     latency_ms: Mapped[float | None] = mapped_column(Float)
     error: Mapped[bool | None] = mapped_column(Boolean)
+    # The candidate version that answered (null in rows from before versions were recorded).
+    version: Mapped[str | None] = mapped_column(String(50))
+
+    @classmethod
+    def routed(cls) -> ColumnElement[bool]:
+        """Rows of requests routed within an experiment as its split says (not an admin's
+        forced QA request, not a shadow copy): the ones that carry a latency."""
+        return cls.latency_ms.is_not(None)
 
 
 class CorrectionRequest(Base):

@@ -114,9 +114,14 @@ def check_folder(folder: Path, limits: Limits) -> None:
                                         ", outside the bundle")
                 if not target.exists():
                     raise ManifestError(f"bundle file {str(rel)!r} is a broken link")
+                if target.is_dir():
+                    # Registering copies what links point to: a link to a folder above it
+                    # would copy without end.
+                    raise ManifestError(f"bundle file {str(rel)!r} links to a folder; "
+                                        "link files only, or copy the folder in")
             elif not (path.is_file() or path.is_dir()):
                 raise ManifestError(f"bundle file {str(rel)!r} is not a file or folder")
-            if path.is_file() and not path.is_symlink():
+            if path.is_file():  # a link's target counts each time: each becomes a copy
                 total += path.stat().st_size
                 if total > limits.max_unpacked_bytes:
                     raise ManifestError(f"the bundle holds more than {limits.max_unpacked_bytes}"

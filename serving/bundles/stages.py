@@ -25,6 +25,11 @@ from serving.bundles.manifest import ManifestError, Stage
 Tensors = dict[str, np.ndarray]
 StageFn = Callable[[Tensors], Tensors]
 
+
+class StageExited(RuntimeError):
+    """A Python stage raised SystemExit or KeyboardInterrupt: a failure of that request, like
+    any other exception, never the end of the thread that ran it."""
+
 # ONNX Runtime's type strings and their Open Inference Protocol V2 datatypes.
 ORT_TO_V2 = {
     "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
@@ -163,7 +168,13 @@ def _python(stage: Stage, folder: Path) -> LoadedStage:
                             f"{func_name!r}")
 
     def run(tensors: Tensors) -> Tensors:
-        return _as_tensors(stage, fn(dict(tensors)))
+        try:
+            return _as_tensors(stage, fn(dict(tensors)))
+        except Exception:
+            raise
+        except BaseException as exc:  # sys.exit() in the team's code must not end a thread
+            raise StageExited(f"stage {stage.name!r} raised {type(exc).__name__} "
+                              f"({_first_line(exc)})") from None
 
     return LoadedStage(stage.name, run, None)
 
@@ -179,7 +190,7 @@ def _pipeline(stage: Stage, folder: Path) -> LoadedStage:
                             f"{func_name!r}")
     try:
         pipeline = factory(folder)
-    except Exception as exc:  # the team's factory may raise anything while loading
+    except BaseException as exc:  # the team's factory may raise anything, sys.exit() too
         raise ManifestError(f"stage {stage.name!r}: {stage.callable}(folder) failed: "
                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
     missing = [m for m in REQUIRED if not callable(getattr(pipeline, m, None))]
@@ -212,7 +223,7 @@ def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the team's code may raise anything while importing
+    except BaseException as exc:  # the team's code may raise anything, sys.exit() too
         raise ManifestError(f"stage {stage.name!r}: importing {rel}.py failed: "
                             f"{type(exc).__name__}: {_first_line(exc)}") from exc
     sys.modules.pop(private, None)

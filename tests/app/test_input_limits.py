@@ -209,6 +209,9 @@ def test_unknown_arm_names_are_404s(client: FlaskClient, admin: dict) -> None:
         control = client.post(f"/v1/experiments/{exp['id']}/arms/control/{action}",
                               headers=admin)
         assert control.status_code == 400 and "control" in control.get_json()["error"]
+    draft = client.post(f"/v1/experiments/{exp['id']}/arms/mixed/pause", headers=admin)
+    assert draft.status_code == 409 and "is draft" in draft.get_json()["error"]
+    assert client.post(f"/v1/experiments/{exp['id']}/start", headers=admin).status_code == 200
     paused = client.post(f"/v1/experiments/{exp['id']}/arms/mixed/pause", headers=admin)
     assert paused.status_code == 200
     shown = client.get(f"/v1/experiments/{exp['id']}", headers=admin).get_json()

@@ -160,3 +160,23 @@ def test_a_label_correction_of_a_v2_prediction_reaches_the_worker(v2app: Flask) 
     assert totals[f"output:{label}"] >= 1
     assert totals[f"truth:{other}"] == 1 and totals[f"corrected_output:{label}"] == 1
     assert totals["exact_match"] == 2 and totals["exact_match.sum"] == 1
+
+
+def test_a_correction_is_checked_against_the_version_that_served(v2app: Flask) -> None:
+    # Version 1 answers iris classes; version 2, registered after, other ones. A prediction
+    # served by version 1 (an experiment pinned it) takes version 1's classes, not the newest.
+    registry = v2app.extensions["abvoc_serving"].registry
+    for version, classes in (("1", CLASSES), ("2", ["alpha", "beta", "gamma"])):
+        registry.register("pinned", version, pipeline={
+            "kind": "bundle", "output": {"type": "label", "classes": classes}})
+    with v2app.extensions["abvoc"].db.session() as s:
+        s.add(ServedPrediction(prediction_id="p-pinned", candidate="pinned", version="1",
+                               created_at=utcnow()))
+    ids = {"prediction_id": "p-pinned", "receipt": receipts.sign("test-secret", "p-pinned")}
+    client, corrector = v2app.test_client(), keys(v2app, "correct")
+    refused = client.post("/v1/corrections", headers=corrector,
+                          json={**ids, "corrected_output": "gamma"})
+    assert refused.status_code == 400 and "'setosa'" in refused.get_json()["error"]
+    ok = client.post("/v1/corrections", headers=corrector,
+                     json={**ids, "corrected_output": "virginica"})
+    assert ok.status_code == 202, ok.get_json()

@@ -151,7 +151,8 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
     with v2app.extensions["abvoc"].db.session() as s:
         (payload,) = s.scalars(select(OutboxEvent.payload)).all()
     event = json.loads(payload)
-    assert event["schema_version"] == 2 and event["output_type"] == "label"
+    assert event["schema_version"] == 3 and event["output_type"] == "label"
+    assert event["candidate_version"] == "1" and "forced" not in event
     assert event["output"] == output_of(body)
     probabilities = next(t for t in body["outputs"] if t["name"] == "probabilities")
     assert event["confidence"] == pytest.approx(max(probabilities["data"]), rel=1e-6)
@@ -159,3 +160,28 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
         next(t for t in body["outputs"] if t["name"] == "label")["data"][0]).decode() \
         == event["output"]
     assert np.isclose(sum(probabilities["data"]), 1.0, atol=1e-5)
+
+
+def test_a_forced_request_stays_out_of_the_experiments_figures(v2app: Flask) -> None:
+    """An admin's X-Abvoc-Force-Arm is QA traffic: its event has no experiment or arm (so no
+    result, unit count or sample-ratio check sees it) but says where it was sent; its ledger
+    row is not one of the arm's routed requests (guardrails, canary steps)."""
+    client = v2app.test_client()
+    admin = keys(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    exp = experiment(client, admin, "qa", "iris-onnx", "iris-onnx")
+    for headers in ({**admin, "X-Abvoc-Force-Arm": "treatment"}, admin):
+        answer = client.post("/v2/models/qa/infer", headers=headers,
+                             json=infer_body(flowers(1)[:1], "u1"))
+        assert answer.status_code == 200, answer.get_json()
+    with v2app.extensions["abvoc"].db.session() as s:
+        forced, routed = (json.loads(p) for p in s.scalars(
+            select(OutboxEvent.payload).order_by(OutboxEvent.id)))
+        ledger = {r.prediction_id: r for r in s.scalars(select(ServedPrediction))}
+    assert forced["forced"] == {"experiment_id": exp["id"], "arm": "treatment"}
+    assert forced["experiment_id"] is None and forced["arm"] is None
+    assert routed["experiment_id"] == exp["id"] and "forced" not in routed
+    qa = ledger[forced["prediction_id"]]
+    assert (qa.experiment_id, qa.arm, qa.latency_ms, qa.version) == (exp["id"], "treatment",
+                                                                     None, "1")
+    assert ledger[routed["prediction_id"]].latency_ms is not None

@@ -26,7 +26,7 @@ def prediction(**overrides) -> dict:  # noqa: ANN003
 
 def test_envelope_is_stamped() -> None:
     e = prediction()
-    assert e["schema_version"] == 2 and e["event_type"] == "PredictionMade"
+    assert e["schema_version"] == 3 and e["event_type"] == "PredictionMade"
     assert len(e["event_id"]) == 32 and e["occurred_at"].endswith("+00:00")
     assert events.decode(events.encode(e)) == e
 

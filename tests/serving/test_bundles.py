@@ -17,7 +17,9 @@ from app.cli import main
 from core.errors import AbvocError, Conflict, NotFound
 from core.store import Database
 from serving.bundles import BundleRunner, ManifestError, register_bundle
+from serving.bundles.archive import Limits
 from serving.bundles.manifest import parse_manifest
+from serving.bundles.stages import StageExited
 from serving.bundles.tensors import TensorError, from_v2, to_v2, v2_json
 from serving.registry import Registry
 from tests.support.bundles import FLOWERS, edit, refused
@@ -89,6 +91,28 @@ def test_broken_python_stage_isrefused(registry: Registry, models: Path, bundle:
     refused(registry, models, bundle, r"importing post.py failed: ImportError: numpy2 needed")
 
 
+@pytest.mark.parametrize("exits", ["import sys; sys.exit(3)", "raise KeyboardInterrupt"])
+def test_a_python_stage_that_exits_on_import_is_refused(registry: Registry, models: Path,
+                                                        bundle: Path, exits: str) -> None:
+    (bundle / "post.py").write_text(exits + "\n")
+    refused(registry, models, bundle, r"importing post.py failed: (SystemExit|KeyboardInterrupt)")
+
+
+def test_a_python_stage_that_exits_when_run_fails_that_request_only(bundle: Path) -> None:
+    """sys.exit() in the team's post-processing once ended the batcher's thread: that request
+    and every later one waited for ever (and soon every API thread)."""
+    post = bundle / "post.py"
+    post.write_text(post.read_text() + "\n\ndef exits(tensors):\n"
+                    "    import sys\n    if tensors['probabilities'].shape[0] == 2:\n"
+                    "        sys.exit(1)\n    return to_label(tensors)\n")
+    edit(bundle, 'callable = "post:to_label"', 'callable = "post:exits"')
+    with BundleRunner.open(bundle) as runner:
+        for _ in range(3):  # more than once: the thread that ran it is still there
+            with pytest.raises(StageExited, match="raised SystemExit"):
+                runner.predict({"features": FLOWERS[:2]})
+            assert len(runner.predict({"features": FLOWERS[:1]})["label"]) == 1
+
+
 def test_tensorrt_without_tensorrt_says_the_backend_is_unavailable(
         registry: Registry, models: Path, bundle: Path) -> None:
     from serving.backends import unavailable_reason
@@ -145,6 +169,18 @@ def test_folder_links_outside_the_bundle_arerefused(registry: Registry, models: 
     (bundle / "model.onnx").unlink()
     (bundle / "model.onnx").symlink_to(outside)
     refused(registry, models, bundle, r"'model.onnx' links to .*outside the bundle")
+
+
+def test_links_cannot_copy_without_end_or_past_the_size_limit(registry: Registry, models: Path,
+                                                              bundle: Path) -> None:
+    (bundle / "loop").symlink_to(".")  # copied as it was, this never ended
+    refused(registry, models, bundle, r"'loop' links to a folder")
+    (bundle / "loop").unlink()
+    (bundle / "blob.bin").write_bytes(b"x" * 100_000)
+    for i in range(30):  # 30 copies of one file: each counts towards the limit
+        (bundle / f"copy-{i}.bin").symlink_to("blob.bin")
+    refused(registry, models, bundle, r"more than 1000000 bytes",
+            Limits(max_unpacked_bytes=1_000_000))
 
 
 # --- registering, versions, retiring -------------------------------------------------------

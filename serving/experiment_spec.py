@@ -1,0 +1,164 @@
+"""An experiment's specification as a client sends it, checked field by field: arms with
+weights, shadows, a canary ramp, guardrails. Every refusal is a 400 that names the field."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from core.errors import AbvocError
+
+UNITS = ("user", "session", "request")
+ACTIVE = ("running", "paused", "killed")
+METRICS = ("correction_rate", "error_rate", "latency_p99_ms", "absolute_error")
+# Each guardrail's largest sensible limit: an hour of latency, rates as shares.
+GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
+MAX_WEIGHT = 1_000_000
+MAX_ARMS = 20
+SHADOW_PREFIX = "shadow:"
+
+
+def fail(message: str) -> AbvocError:
+    return AbvocError(message, status=400)
+
+
+def check_arms(arms: Any) -> list[dict[str, Any]]:
+    if not isinstance(arms, list) or not 2 <= len(arms) <= MAX_ARMS:
+        raise fail(f"'arms' must be a list of at least two arms (one control, one treatment) "
+                    f"and at most {MAX_ARMS}")
+    out, names = [], set()
+    for i, arm in enumerate(arms):
+        if not isinstance(arm, dict):
+            raise fail(f"arms[{i}] must be an object with name, candidate and weight")
+        name, candidate, weight = arm.get("name"), arm.get("candidate"), arm.get("weight")
+        if not isinstance(name, str) or not name or len(name) > 100:
+            raise fail(f"arms[{i}].name must be a non-empty string of at most 100 characters")
+        if "/" in name:
+            raise fail(f"arms[{i}].name must not contain '/': it is a path segment in "
+                       "/v1/experiments/{id}/arms/{arm}/pause")
+        if name in names:
+            raise fail(f"arm name {name!r} is used twice")
+        names.add(name)
+        if not isinstance(candidate, str) or not candidate or len(candidate) > 200:
+            raise fail(f"arms[{i}].candidate must name a registered candidate")
+        if name.startswith(SHADOW_PREFIX):
+            raise fail(f"arms[{i}].name must not start with {SHADOW_PREFIX!r}: results name "
+                        "shadow candidates that way")
+        # Compared as Python numbers first: float() of a huge int raises, and weights near the
+        # float limit would sum to infinity and store a different split than was asked for.
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+            0 <= weight <= MAX_WEIGHT
+        ):
+            raise fail(f"arms[{i}].weight must be a number from 0 to {MAX_WEIGHT:,}")
+        control = arm.get("control", False)
+        if not isinstance(control, bool):
+            raise fail(f"arms[{i}].control must be true or false")
+        out.append({"name": name, "candidate": candidate,
+                    "version": check_version(arm.get("version"), f"arms[{i}]"),
+                    "weight": float(weight), "control": control, "paused": None})
+    if sum(a["control"] for a in out) != 1:
+        raise fail("exactly one arm must have \"control\": true")
+    if sum(a["weight"] for a in out) <= 0:
+        raise fail("arm weights must not all be zero")
+    return out
+
+
+def check_version(version: Any, where: str) -> str | None:
+    """An arm's or shadow's candidate version; None: the newest at creation."""
+    if version is None:
+        return None
+    if not isinstance(version, str) or not version or len(version) > 50:
+        raise fail(f"{where}.version must be a registered version of its candidate (a string)")
+    return version
+
+
+def check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
+    if not canary:
+        return {}
+    if not isinstance(canary, dict):
+        raise fail("'canary' must be an object with treatment and steps")
+    treatment = canary.get("treatment")
+    arm = next((a for a in arms if a["name"] == treatment), None)
+    if arm is None or arm["control"]:
+        raise fail("canary.treatment must name a treatment arm (not the control)")
+    steps = canary.get("steps")
+    if (not isinstance(steps, list) or not steps
+            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in steps)
+            or any(b <= a for a, b in zip(steps, steps[1:], strict=False))):
+        raise fail("canary.steps must be increasing shares in (0, 1], e.g. [0.01, 0.05, 0.25]")
+    others = sum(a["weight"] for a in arms if not a["control"] and a is not arm)
+    others_share = others / sum(a["weight"] for a in arms)
+    if steps[-1] + others_share > 1:
+        raise fail("canary.steps leave no traffic for the control arm")
+    out: dict[str, Any] = {"treatment": treatment, "steps": [float(x) for x in steps], "step": 0}
+    for key, limit in (("advance_after_s", 10 * 365 * 86400), ("advance_after_n", 10**12)):
+        value = canary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 < value <= limit):
+            raise fail(f"canary.{key} must be a positive number of at most {limit}")
+        out[key] = value
+    return out
+
+
+def check_guardrails(guardrails: Any) -> dict[str, Any]:
+    guardrails = guardrails or {}
+    if not isinstance(guardrails, dict):
+        raise fail("'guardrails' must be an object")
+    unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
+    if unknown:
+        raise fail(f"unknown guardrails {sorted(unknown)}; use {list(GUARDRAILS)}, min_samples")
+    min_samples = guardrails.get("min_samples", 50)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
+        1 <= min_samples <= 10**9
+    ):
+        raise fail("guardrails.min_samples must be a whole number from 1 to 10^9")
+    out: dict[str, Any] = {"min_samples": min_samples}
+    for key, limit in GUARDRAILS.items():
+        value = guardrails.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 < value <= limit):
+            raise fail(f"guardrails.{key} must be a number above 0 and at most {limit:,}")
+        out[key] = value
+    return out
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """The experiment's fields, checked; a 400 naming the first field that is wrong."""
+    if not isinstance(spec, dict):
+        raise fail("the experiment must be a JSON object")
+    unknown = set(spec) - {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
+                           "guardrails", "primary_metric"}
+    if unknown:
+        raise fail(f"unknown fields {sorted(unknown)}")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise fail("'name' must be a non-empty string of at most 100 characters")
+    scope = spec.get("scope", "default")
+    if not isinstance(scope, str) or not scope or len(scope) > 100:
+        raise fail("'scope' must be a non-empty string")
+    unit = spec.get("unit", "user")
+    if unit not in UNITS:
+        raise fail(f"'unit' must be one of {list(UNITS)}")
+    salt = spec.get("salt") or secrets.token_hex(8)
+    if not isinstance(salt, str) or len(salt) > 64:
+        raise fail("'salt' must be a string of at most 64 characters")
+    arms = check_arms(spec.get("arms"))
+    shadows = spec.get("shadows") or []
+    if not isinstance(shadows, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("candidate"), str) for s in shadows
+    ):
+        raise fail("'shadows' must be a list of {\"candidate\": name}")
+    shadows = [{"candidate": x["candidate"],
+                "version": check_version(x.get("version"), f"shadows[{i}]")}
+               for i, x in enumerate(shadows)]
+    names = [s["candidate"] for s in shadows]
+    if len(set(names)) != len(names):
+        raise fail("'shadows' names a candidate twice; list each shadow once")
+    canary = check_canary(spec.get("canary"), arms)
+    guardrails = check_guardrails(spec.get("guardrails"))
+    primary = spec.get("primary_metric", "correction_rate")
+    if primary not in METRICS:
+        raise fail(f"'primary_metric' must be one of {list(METRICS)}")
+    return {"name": name, "scope": scope, "unit": unit, "salt": salt, "arms": arms,
+            "shadows": shadows, "canary": canary, "guardrails": guardrails,
+            "primary_metric": primary}
