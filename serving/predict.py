@@ -114,7 +114,8 @@ class PredictService:
         """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
         version, model = self.pool.versioned(candidate, version)
         if model.accepts != req.kind:
-            raise AbvocError(f"candidate {candidate!r} (serving scope {req.scope!r}) takes "
+            # Not named: only admin keys learn which candidate serves a unit.
+            raise AbvocError(f"the candidate serving scope {req.scope!r} to this unit takes "
                              + _TAKES.get(model.accepts, model.accepts).format(scope=req.scope))
         start = time.perf_counter()
         try:

@@ -21,6 +21,7 @@ from app import close_app, create_app
 from app.auth import create_key
 from core.settings import Settings
 from core.store.models import OutboxEvent, ServedPrediction
+from serving.images import encode_png
 from tests.support import inference_servers
 from tests.support.bundles import EXAMPLE
 from tests.support.v2 import (
@@ -185,3 +186,16 @@ def test_a_forced_request_stays_out_of_the_experiments_figures(v2app: Flask) -> 
     assert (qa.experiment_id, qa.arm, qa.latency_ms, qa.version) == (exp["id"], "treatment",
                                                                      None, "1")
     assert ledger[routed["prediction_id"]].latency_ms is not None
+
+
+def test_a_predict_key_is_not_told_which_candidate_serves_it(v2app: Flask) -> None:
+    """An image sent to a scope whose candidate takes tensors: the 400 says where to send it
+    but not the candidate's name (only admin keys learn which candidate serves a unit)."""
+    client = v2app.test_client()
+    upload(client, keys(v2app, "admin"), EXAMPLE)
+    image = base64.b64encode(encode_png(np.full((20, 20), 255, np.uint8))).decode()
+    refused = client.post("/v1/predict", headers=keys(v2app, "predict"),
+                          json={"image_base64": image, "unit_id": "u1"})
+    assert refused.status_code == 400, refused.get_json()
+    error = refused.get_json()["error"]
+    assert "/v2/models/default/infer" in error and "iris-onnx" not in error
