@@ -106,7 +106,19 @@ def schema_error(schema: dict[str, Any] | None, value: Any) -> Any:
 
 @lru_cache(maxsize=32)
 def _validator(schema_text: str) -> Any:
-    return jsonschema_rs.validator_for(json.loads(schema_text))
+    return json_schema_validator(json.loads(schema_text))
+
+
+def json_schema_validator(schema: Any) -> Any:
+    """A validator for a team's JSON Schema that resolves only references within it: an
+    external ``$ref`` (a file on this host, a URL) would make the service read its own files or
+    call out while a bundle registers, so it is refused as not resolvable."""
+    return jsonschema_rs.validator_for(schema, retriever=_no_external_references)
+
+
+def _no_external_references(uri: str) -> Any:
+    raise ValueError(f"abvoc resolves no external references ({uri[:200]}); put the schema "
+                     "it names under $defs and refer to it as #/$defs/...")
 
 
 def _show(value: Any) -> str:

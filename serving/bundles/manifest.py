@@ -273,10 +273,10 @@ def _output(data: dict[str, Any]) -> OutputSpec:
 
 
 def _check_schema(schema: dict[str, Any]) -> None:
-    import jsonschema_rs
+    from core.output_types import json_schema_validator
 
     try:
-        jsonschema_rs.validator_for(schema)
+        json_schema_validator(schema)
     except Exception as exc:  # the library raises ValidationError or ValueError by version
         raise ManifestError(f"output.schema is not a valid JSON Schema: {exc}") from exc
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.latex import TokenVocabulary
+from core.output_types import schema_error
 from serving.bundles.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -210,12 +211,9 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
 
 
 def _check_json(output: OutputSpec, value: Any, where: str) -> None:
-    import jsonschema_rs
-
-    try:
-        jsonschema_rs.validator_for(output.schema or {}).validate(value)
-    except jsonschema_rs.ValidationError as exc:
-        raise OfflineError(f"{where}: label does not match the output schema: {exc}") from exc
+    error = schema_error(output.schema or {}, value)
+    if error is not None:
+        raise OfflineError(f"{where}: label does not match the output schema: {error}")
 
 
 # --- the candidate's answer ---------------------------------------------------------------------

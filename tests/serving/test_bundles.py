@@ -53,6 +53,11 @@ MANIFEST_CASES = [
      r"needs a JSON Schema"),
     ('type = "label"\nclasses = ["setosa", "versicolor", "virginica"]',
      'type = "json"\nschema = {type = "nonsense"}', r"not a valid JSON Schema"),
+    # The schema's references are resolved within it: no file of this host, no URL is read.
+    ('type = "label"\nclasses = ["setosa", "versicolor", "virginica"]',
+     'type = "json"\nschema = {"$ref" = "file:///etc/hostname"}', r"no external references"),
+    ('type = "label"\nclasses = ["setosa", "versicolor", "virginica"]',
+     'type = "json"\nschema = {"$ref" = "http://127.0.0.1:9/s.json"}', r"no external references"),
     ("p99_ms = 20", "p99 = 20", r"\[requirements\]: unknown requirement"),
     ("target_accuracy = 0.9", "target_accuracy = 90", r"between 0 and 1"),
     ("max_batch_size = 32", "max_batch_size = 0", r"between 1 and 4096"),
