@@ -7,13 +7,16 @@ from __future__ import annotations
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 from dash.exceptions import DependencyException
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 
+from core.errors import AbvocError
 from dashboards.access import allowed
 from dashboards.auth import CSRF_COOKIE, CSRF_HEADER, PREFIX
 from dashboards.pages import PAGES, Page
 
 HOME = PAGES[0]
+# Table cells wrap long unbroken text (a comment of one 2,000-letter word) so a table fits the
+# window; their minimum width keeps the other columns readable beside it.
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
 header{display:flex;gap:18px;align-items:center;background:#223;color:#fff;padding:10px 20px}
@@ -22,7 +25,8 @@ header form{margin-left:auto}main{padding:16px 24px}
 .controls{display:flex;gap:24px;flex-wrap:wrap;margin-bottom:18px}
 .control{min-width:220px}.wide{min-width:420px}.time{padding:0 56px}
 table.grid{border-collapse:collapse;background:#fff;font-size:13px}
-table.grid th,table.grid td{border:1px solid #ddd;padding:4px 8px;text-align:left}
+table.grid th,table.grid td{border:1px solid #ddd;padding:4px 8px;text-align:left;
+overflow-wrap:anywhere;min-width:5em}
 .decision{background:#fff;border-left:6px solid #888;padding:6px 14px;margin:10px 0}
 .decision.ship{border-color:#2a7}.decision.stop{border-color:#c33}
 .decision.keep_running{border-color:#e90}.alert{background:#fdd;padding:8px;border:1px solid #c33}
@@ -45,6 +49,7 @@ def create_dash(server: Flask) -> Dash:
     server.register_error_handler(
         DependencyException,
         lambda _exc: (jsonify({"error": "no such dashboard script", "status": 404}), 404))
+    server.before_request(lambda: _refuse_unknown_output(app))
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _route(pathname: str | None) -> Component:
@@ -52,7 +57,24 @@ def create_dash(server: Flask) -> Dash:
 
     for page in PAGES:
         page.register(app)
+    # Dash sets its server up on the first request, and marks it done before it registers the
+    # scripts it serves: a script another thread asks for meanwhile got a 404 and left the
+    # page blank. Set it up now, once, before any request (its later call does nothing).
+    with server.test_request_context(PREFIX):
+        app._setup_server()  # noqa: SLF001
     return app
+
+
+def _refuse_unknown_output(app: Dash) -> None:
+    """A callback request naming an output no callback has is the caller's mistake (only a
+    hand-made request sends one): a 400, not the KeyError Dash would raise as a 500."""
+    if request.method != "POST" or request.path != f"{PREFIX}_dash-update-component":
+        return
+    body = request.get_json(silent=True)
+    output = body.get("output") if isinstance(body, dict) else None
+    if not isinstance(output, str) or output not in app.callback_map:
+        shown = output[:200] if isinstance(output, str) else output
+        raise AbvocError(f"no dashboard callback has the output {shown!r}")
 
 
 def page_for(path: str) -> Component:

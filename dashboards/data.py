@@ -111,6 +111,21 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
     return out
 
 
+def outcome_intervals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each arm's outcome metrics with their intervals, as the results computed them, in the
+    rows of :func:`arm_intervals`. Outcomes are per unit, so they have no slices and count the
+    whole experiment; arms without units are left out."""
+    names = {v["arm"]: v["name"] for v in res["variants"] if v["arm"] and not v["shadow"]}
+    out = []
+    for metric, figures in (res.get("outcomes") or {}).items():
+        for arm, f in figures["arms"].items():
+            if arm in names and f["units"] and f["mean"] is not None:
+                low, high = f["interval"]
+                out.append({"variant": names[arm], "shadow": False, "metric": metric,
+                            "n": int(f["units"]), "mean": f["mean"], "low": low, "high": high})
+    return out
+
+
 def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str,
                       window: Window = Window(),
                       points: int = SERIES_POINTS) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 
 from core.errors import AbvocError
 from dashboards import data
-from dashboards.access import require_role
+from dashboards.access import require_role, whole_number
 from dashboards.auth import current_identity
 from dashboards.kept_input import kept_input
 from dashboards.latex_preview import render
@@ -182,6 +182,19 @@ def label_value(kind: str, raw: Any) -> Any:
     return raw
 
 
+def held_item(item: Any) -> dict[str, Any] | None:
+    """The held item as the page stored it (from a claim); 400 for anything else, since only a
+    hand-made request sends another."""
+    if item is None:
+        return None
+    if not isinstance(item, dict):
+        raise AbvocError("the held item must be an object")
+    if whole_number(item.get("id"), "the held item's id") is None or \
+            not isinstance(item.get("output_type"), str):
+        raise AbvocError("the held item must have a whole-number 'id' and an 'output_type'")
+    return item
+
+
 def act(db: Any, who: str, action: str, item: dict[str, Any] | None, value: Any,
         reason: str | None) -> str:
     """Do ``action`` (submit, skip, flag) to the held item; what it did, for the message."""
@@ -242,11 +255,9 @@ def register(app: Dash) -> None:
         if queue is not None and not isinstance(queue, str) or \
                 reason is not None and not isinstance(reason, str):
             raise AbvocError("'queue' and 'reason' must be text")
-        if item is not None and not isinstance(item, dict):
-            raise AbvocError("the held item must be an object")
         value = values[0] if isinstance(values, list) and values else None
-        held, message, changed = step(data.store(), current_identity(), trigger, queue, item,
-                                      value, reason)
+        held, message, changed = step(data.store(), current_identity(), trigger, queue,
+                                      held_item(item), value, reason)
         if not changed:
             return no_update, no_update, no_update, message, no_update
         return held, view(held), editor(held), message, ""

@@ -1,7 +1,7 @@
 """The Experiments page: pick an experiment, then read its arms, the configured against the
 observed split with the sample-ratio check, every metric per arm with intervals, the
-comparisons with corrected p-values, the always-valid interval over time, and the decision with
-its reasons, for one slice and time window.
+comparisons with corrected p-values and the always-valid interval over time, for one slice and
+time window; and the decision with its reasons, always the whole experiment's.
 
 The callbacks are thin: :func:`controls` and :func:`body` are plain functions of the store.
 """
@@ -67,6 +67,9 @@ def window_of(db: Any, experiment_id: int, time_value: list[Any] | None) -> data
 def describe(window: data.Window) -> str:
     if window.since is None and window.until is None:
         return "All data."
+    if window.since == window.until and window.since is not None:
+        return (f"An empty window: both handles are on {_hour(window.since)}; move one to "
+                "choose an hour or more.")
     since = _hour(window.since) if window.since else "the start"
     until = _hour(window.until) if window.until else "now"
     return f"Data from {since} to {until} (UTC)."
@@ -76,6 +79,9 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     if experiment_id is None:
         return html.P("No experiment yet: create one with `abvoc experiment create`.")
     res = data.results(db, experiment_id, window)
+    windowed = window != data.Window()
+    # The decision is the whole experiment's, never one of a few hours' (nor of a slice).
+    decision = data.results(db, experiment_id)["decision"] if windowed else res["decision"]
     slice_ = slice_ or ALL
     primary = res["experiment"]["primary_metric"]
     parts: list[Component] = [_summary(res)]
@@ -83,10 +89,18 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
         parts.append(html.Div("Sample ratio mismatch: the split does not follow the configured "
                               "weights, so these results are untrustworthy.",
                               className="alert", id="exp-srm-alert"))
-    parts += [_decision(res["decision"]), html.H3("Arms and split"), _arms(res, slice_),
+    parts.append(_decision(decision))
+    if windowed and not any(res["metrics"].values()):
+        parts.append(html.P("No data in this window: choose other hours to see the arms, the "
+                            "metrics and the comparisons.", id="exp-no-data"))
+        return html.Div(parts)
+    per_arm = data.arm_intervals(db, experiment_id, slice_, window, res["alpha"])
+    if slice_ == ALL:
+        per_arm += data.outcome_intervals(res)
+    parts += [html.H3("Arms and split"), _arms(res, slice_),
               html.H3(f"Metrics per arm ({slice_})"),
-              dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(
-                  data.arm_intervals(db, experiment_id, slice_, window, res["alpha"]))),
+              dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
+              *_outcomes_note(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
               html.H3("Always-valid interval over time")]
     series = data.sequential_series(db, experiment_id, primary, slice_, window)
@@ -106,11 +120,29 @@ def _summary(res: dict[str, Any]) -> Component:
                   id="exp-summary")
 
 
+def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:
+    """Why outcome metrics show in slice ``all`` only, and whatever the time window: customers
+    report them per unit, not per prediction."""
+    names = ", ".join(res.get("outcomes") or {})
+    if not names:
+        return []
+    if slice_ != ALL:
+        said = (f"Outcome metrics ({names}) are reported per unit and cannot be split by slice: "
+                "choose slice all to see them per arm and in the comparisons.")
+    else:
+        said = (f"Outcome metrics ({names}) are reported per unit: they count the whole "
+                "experiment, whatever the time window.")
+    return [html.P(said, id="exp-outcomes-note")]
+
+
 def _decision(decision: dict[str, Any]) -> Component:
     action = decision["action"].replace("_", " ")
     head = f"Decision: {action}" + (f" arm {decision['arm']}" if decision.get("arm") else "")
     return html.Div(className=f"decision {decision['action']}", id="exp-decision", children=[
-        html.H3(head), html.Ul([html.Li(r) for r in decision.get("reasons", [])])])
+        html.H3(head),
+        html.P("For the whole experiment: all its data and every slice, whatever the slice "
+               "and hours chosen above.", id="exp-decision-scope"),
+        html.Ul([html.Li(r) for r in decision.get("reasons", [])])])
 
 
 def _arms(res: dict[str, Any], slice_: str) -> Component:

@@ -10,6 +10,9 @@ h1 { font-size: 18pt; margin-bottom: 0; } h2 { font-size: 14pt; border-bottom: 1
   margin-top: 1.4em; } h3 { font-size: 12pt; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 9pt; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
+/* Long unbroken text (a comment of one 2,000-letter word) wraps inside its cell instead of
+   running off the page, and every column keeps a readable width beside it. */
+th, td { overflow-wrap: anywhere; min-width: 5em; }
 th { background: #f0f0f0; } td.num { text-align: right; }
 img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }
 .muted { color: #666; } .flag { color: #b00; font-weight: bold; }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from dash import dcc, html
 from flask import Flask
@@ -137,3 +138,35 @@ def test_a_stage_item_shows_its_crops_relations_or_why_not() -> None:
             == "x: start of -1\n2: sup of 0")
     assert find_component(html.Div(parts), "ann-whole-2").children == "the input is no longer kept"
     assert annotate.stage_samples([]) == []
+
+
+def _press(client: Any, button: str, item: Any) -> Any:
+    """The Annotate page's button callback as the renderer sends it, holding ``item``."""
+    outputs = [("ann-item", "data"), ("ann-view", "children"), ("ann-editor", "children"),
+               ("ann-message", "children"), ("ann-reason", "value")]
+    buttons = ("claim", "submit", "skip", "flag")
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": f"ann-{b}", "property": "n_clicks", "value": 1 if b == button
+                        else None} for b in buttons],
+            "state": [{"id": "ann-queue", "property": "value", "value": QUEUE},
+                      {"id": "ann-item", "property": "data", "value": item},
+                      [], {"id": "ann-reason", "property": "value", "value": "unclear"}],
+            "changedPropIds": [f"ann-{button}.n_clicks"]}
+    return client.post("/dashboard/_dash-update-component", json=body,
+                       headers={**ORIGIN, "X-CSRFToken": _token(client)})
+
+
+def test_a_hand_made_held_item_is_refused(dash_app: Flask) -> None:
+    """Only a hand-made request holds an item the page never claimed: a 400 that says so."""
+    db = dash_app.extensions["abvoc"].db
+    seed_queue(db)
+    client = dash_app.test_client()
+    login(client, create_key(db, ["annotate"], name="ann")["key"], next_="/dashboard/")
+    for bad in ({"id": "abc", "output_type": "text"}, {"id": 1.5, "output_type": "text"},
+                {"id": 1}, {"output_type": "text"}, ["id", 1]):
+        answer = _press(client, "flag", bad)
+        assert answer.status_code == 400, bad
+        assert "held item" in answer.get_json()["error"], bad
+    claimed = _press(client, "claim", None)
+    assert claimed.status_code == 200 and "Claimed item #" in claimed.get_data(as_text=True)

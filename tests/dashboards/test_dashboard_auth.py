@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
@@ -190,6 +192,11 @@ def test_callbacks_refuse_malformed_inputs(dash_app: Flask, admin_key: str) -> N
     missing = client.post("/dashboard/_dash-update-component", json=body,
                           headers={**ORIGIN, "X-CSRFToken": _token(client)})
     assert missing.status_code == 404
+    for output in ("nope.children", "..exp-body.children...nope.children..", None):
+        unknown = client.post("/dashboard/_dash-update-component", json={**body, "output": output},
+                              headers={**ORIGIN, "X-CSRFToken": _token(client)})
+        assert unknown.status_code == 400, output
+        assert "no dashboard callback has the output" in unknown.get_json()["error"]
 
 
 def test_every_dashboard_route_needs_the_session(dash_app: Flask) -> None:
@@ -242,3 +249,26 @@ def test_a_script_path_dash_does_not_serve_is_a_404(dash_app: Flask) -> None:
         assert answer.get_json()["error"] == "no such dashboard script", path
     served = client.get("/dashboard/_dash-component-suites/dash/dcc/dash_core_components.js")
     assert served.status_code == 200
+
+
+def test_a_fresh_apps_first_requests_get_their_scripts_at_once(settings: Settings) -> None:
+    """Dash set up its server on the first request and marked it done before registering its
+    scripts: a script asked for meanwhile from another thread (granian runs several) got a
+    404, leaving the page blank. The dashboard sets Dash up when it is mounted instead."""
+    from app import close_app, create_app
+
+    script = "/dashboard/_dash-component-suites/dash/dcc/dash_core_components.js"
+    for _ in range(3):  # the race was narrow: a few fresh apps
+        fresh = create_app(settings, test_config={"TESTING": True})
+        try:
+            start = threading.Barrier(12)
+
+            def get(_: int, app: Flask = fresh, start: threading.Barrier = start) -> int:
+                client = app.test_client()
+                start.wait(10)
+                return client.get(script).status_code
+
+            with ThreadPoolExecutor(12) as pool:
+                assert list(pool.map(get, range(12))) == [200] * 12
+        finally:
+            close_app(fresh)

@@ -9,11 +9,14 @@ import pytest
 from flask import Flask
 from statsmodels.stats.proportion import proportion_confint
 
+from core import events
 from dashboards import data
 from dashboards.pages import experiments as page
+from evaluation.metric_definitions import define_metric
 from evaluation.online import hour_window
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
-from tests.evaluation.helpers import T0
+from tests.evaluation.helpers import T0, flow
+from tests.support.dash_tree import component_text, find_component
 
 
 def _db(app: Flask):  # noqa: ANN202
@@ -78,3 +81,63 @@ def test_page_functions_follow_the_filters(dash_app: Flask, seeded: int) -> None
         assert whole != handwriting
         assert "Sample-ratio check (chi-square, all units)" in whole
         assert "Sample-ratio check in slice handwritten/high" in handwriting
+
+
+def _converted(app: Flask, experiment_id: int) -> None:
+    """A primary outcome metric, `converted`, reported for 20 units of each arm (5 and 10)."""
+    services = app.extensions["abvoc"]
+    define_metric(services.db, experiment_id, {"name": "converted", "kind": "proportion",
+                                               "direction": "higher", "primary": True})
+    batch = [events.make_event(events.OUTCOME_RECORDED, outcome_id=f"o-{arm}-{i}",
+                               experiment_id=experiment_id, metric="converted",
+                               value=float(i < wins), observed_at=T0.isoformat(),
+                               unit_id=f"u-{arm}pr0-{i:03d}")
+             for arm, wins in (("c", 5), ("t", 10)) for i in range(20)]
+    assert flow(services.db, services.bus, batch, services.settings.topic_prefix) == len(batch)
+
+
+def test_outcome_metrics_show_per_arm_and_why_not_in_a_slice(dash_app: Flask,
+                                                              seeded: int) -> None:
+    db = _db(dash_app)
+    _converted(dash_app, seeded)
+    res = data.results(db, seeded)
+    assert res["experiment"]["primary_metric"] == "converted"
+    rows = {r["variant"]: r for r in data.outcome_intervals(res)}
+    low, high = proportion_confint(5, 20, method="wilson")
+    assert (rows["control"]["n"], rows["control"]["mean"]) == (20, pytest.approx(0.25))
+    assert (rows["control"]["low"], rows["control"]["high"]) == (pytest.approx(low),
+                                                                 pytest.approx(high))
+    assert rows["treatment"]["mean"] == pytest.approx(0.5)
+    with dash_app.test_request_context("/dashboard/experiments"):
+        whole = page.body(db, seeded, "all", data.Window())
+        sliced = page.body(db, seeded, "handwritten/high", data.Window())
+    panels = [a.text for a in find_component(whole, "exp-metrics-graph").figure.layout.annotations]
+    assert "converted" in panels and "correction_rate" in panels
+    points = next(t for t, name in zip(find_component(whole, "exp-metrics-graph").figure.data,
+                                       panels, strict=False) if name == "converted")
+    assert list(points.y) == [pytest.approx(0.25), pytest.approx(0.5)]
+    assert "whole experiment" in find_component(whole, "exp-outcomes-note").children
+    panels = [a.text for a in find_component(sliced, "exp-metrics-graph").figure.layout.annotations]
+    assert "converted" not in panels
+    assert "cannot be split by slice" in find_component(sliced, "exp-outcomes-note").children
+
+
+def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
+        dash_app: Flask, seeded: int) -> None:
+    db = _db(dash_app)
+    with dash_app.test_request_context("/dashboard/experiments"):
+        window = page.window_of(db, seeded, [1, 1])  # both handles on one hour
+        assert window.since == window.until
+        assert "An empty window" in page.describe(window)
+        empty = page.body(db, seeded, "all", window)
+        one_hour = page.body(db, seeded, "all", page.window_of(db, seeded, [1, 2]))
+        whole = page.body(db, seeded, "all", data.Window())
+    said = component_text(empty)
+    assert "No data in this window" in said
+    assert "no units have been assigned" not in said and find_component(empty, "exp-arms") is None
+    assert find_component(one_hour, "exp-no-data") is None
+    # The decision box is the whole experiment's, and says so, whatever the window.
+    whole_decision = component_text(find_component(whole, "exp-decision"))
+    assert component_text(find_component(empty, "exp-decision")) == whole_decision
+    assert component_text(find_component(one_hour, "exp-decision")) == whole_decision
+    assert "For the whole experiment" in whole_decision

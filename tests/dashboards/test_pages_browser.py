@@ -5,6 +5,7 @@ what is shown. A screenshot of each page is saved (copied to $ABVOC_SCREENSHOTS 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from dashboards import feeds
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, seed_pages
 from tests.dashboards.test_dashboard_browser import WAIT_S, _choose, _log_in, _text, _wait
+from tests.dashboards.test_weekly_report import _comment_on
+from tests.evaluation.helpers import T0
 from tests.support.browser import chromium, console_errors, screenshot
 from tests.support.live import serve
 
@@ -118,6 +121,27 @@ def test_the_new_pages_in_a_browser(dash_app: Flask, pages_seeded: int, admin_ke
         _choose(driver, "ops-candidate", "cand-a")
         WebDriverWait(driver, WAIT_S).until(lambda d: "cand-b" not in _text(d, "#ops-recent"))
         _clean(driver)
+
+
+def test_long_user_text_wraps_inside_the_window(dash_app: Flask, pages_seeded: int,
+                                               admin_key: str) -> None:
+    """A comment of one 1,900-letter word wraps in its cell: the VOC and Inspector pages are
+    no wider than the window, and the other columns keep a readable width."""
+    _comment_on(dash_app, "voc-long", "A" * 1900, T0 + timedelta(hours=4))
+    with serve(dash_app) as base, chromium() as driver:
+        driver.get(f"{base}/dashboard/voc")
+        _wait(driver, "#login-form")
+        _log_in(driver, admin_key)
+        for path, table in (("voc", "#voc-table"), ("inspector?id=voc-long", "#insp-corrections")):
+            driver.get(f"{base}/dashboard/{path}")
+            WebDriverWait(driver, WAIT_S).until(lambda d, t=table: "A" * 1900 in _text(d, t))
+            wide, window, first = driver.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth, "
+                "document.querySelector(arguments[0] + ' td').getBoundingClientRect().width]",
+                table)
+            assert wide <= window, (path, wide, window)
+            assert first >= 60, (path, first)  # the date and time column is not squeezed
+            _clean(driver)
 
 
 def _total(app: Flask) -> int:

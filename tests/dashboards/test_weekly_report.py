@@ -31,6 +31,7 @@ from dashboards.report import (
 from evaluation.weekly import last_full_week, parse_week, weekly_data
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
 from tests.evaluation.helpers import T0, correction, flow, prediction
+from tests.support.browser import chromium
 
 WEEK = "2026-W47"  # T0, the seeded traffic, is Friday 2026-11-20
 COMMENT = "<script>alert('voc')</script> wrong exponent"
@@ -62,6 +63,25 @@ def _seed_week(app: Flask) -> int:
                               labeled_at=T0 + timedelta(days=1) if i < 3 else None,
                               annotator="ann" if i < 3 else None, label="y" if i < 3 else None))
     return experiment_id
+
+
+def _comment_on(app: Flask, prediction_id: str, comment: str, at: datetime = T0) -> None:
+    """A correction with ``comment`` of a new treatment prediction made ``at``."""
+    services = app.extensions["abvoc"]
+    event = correction(prediction_id, "x^{3}", at=at + timedelta(minutes=3))
+    event["comment"] = comment
+    batch = [prediction(prediction_id, arm="treatment", candidate="cand-b", at=at), event]
+    assert flow(services.db, services.bus, batch, services.settings.topic_prefix) == 2
+
+
+def _words_past_the_page(pdf: Path) -> tuple[list[str], str]:
+    """The words pdftotext finds beyond their page's right edge, and the PDF's text."""
+    boxes = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True,
+                           text=True, check=True, timeout=60).stdout
+    past = [word for page in re.finditer(r'<page width="([\d.]+)"(.*?)</page>', boxes, re.S)
+            for right, word in re.findall(r'xMax="([\d.]+)"[^>]*>([^<]*)<', page[2])
+            if float(right) > float(page[1])]
+    return past, "".join(re.findall(r"<word[^>]*>([^<]*)<", boxes))
 
 
 def _pdf_pages(pdf: Path, out: Path) -> list[Path]:
@@ -115,6 +135,25 @@ def test_report_has_every_section_with_plots_and_escapes_user_text(
     assert len(images) >= len(plots)
     dark = [float((np.asarray(Image.open(p).convert("L")) < 128).mean()) for p in pages]
     assert all(d > 0.001 for d in dark), dark  # every page has ink
+
+
+def test_long_user_text_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -> None:
+    """A comment of one 1,900-letter word wraps inside its cell: the HTML is no wider than
+    its window, and the PDF holds every letter of it on the page."""
+    _seed_week(dash_app)
+    _comment_on(dash_app, "voc-long", "A" * 1900)
+    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
+    with chromium(width=900, height=1200) as driver:
+        driver.get(done.html.resolve().as_uri())
+        wide, window = driver.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert wide <= window, (wide, window)
+        cell = driver.execute_script(  # the "when" column still reads as a date and a time
+            "return document.querySelector('#voc td').getBoundingClientRect().width")
+        assert cell >= 60, cell
+    past, text = _words_past_the_page(done.pdf)
+    assert past == []
+    assert "A" * 1900 in text  # all of it, on the page
 
 
 def test_plots_draw_names_with_dollar_signs_as_text() -> None:

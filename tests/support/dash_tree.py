@@ -38,3 +38,12 @@ def find_component(component: object, component_id: object) -> object:
             if found is not None:
                 return found
     return None
+
+
+def component_text(component: object) -> str:
+    """The text a built component shows (its children's text, joined), like :func:`text`."""
+    if isinstance(component, list | tuple):
+        return "".join(component_text(c) for c in component)
+    if component is None or isinstance(component, str | int | float):
+        return "" if component is None else str(component)
+    return component_text(getattr(component, "children", None))
