@@ -33,10 +33,17 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @contextmanager
-def open_db(ctx: Context) -> Iterator[Database]:
-    """The configured store, checked reachable, closed when the command is done."""
+def open_db(ctx: Context, *, migrated: bool = True) -> Iterator[Database]:
+    """The configured store, checked reachable and (unless `migrated` is False: the `db`
+    commands) at the migrations' head, closed when the command is done."""
+    from core.store import schema
+
     with Database(ctx.settings.database_url) as db:
         db.check()
+        if migrated and not schema.is_current(db):
+            now = schema.current(db)
+            raise AbvocError(f"the store is {'at revision ' + now if now else 'not migrated'}, "
+                             f"not at {schema.head(db)}: run `abvoc db upgrade` first")
         yield db
 
 

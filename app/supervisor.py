@@ -31,9 +31,10 @@ def check_port_free(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); "
-                              "choose another with --port") from None
+        except (OSError, OverflowError) as exc:  # a host that is no address: OSError too
+            raise ConfigError(f"cannot listen on {host}:{port} "
+                              f"({getattr(exc, 'strerror', None) or exc}); choose another "
+                              "--host or --port") from None
 
 
 PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"

@@ -93,6 +93,10 @@ class BusURL:
                 f"{variable}={mask_url(raw)!r} is malformed: use 'embedded://' or "
                 "'kafka://host:port[,host:port]'"
             )
+        if "@" in parts.netloc:
+            raise ConfigError(f"{variable}={mask_url(raw)!r} carries credentials: abvoc "
+                              "connects to Kafka brokers without them; give only "
+                              "'kafka://host:port[,host:port]'")
         brokers = []
         for hostport in parts.netloc.split(","):
             host, sep, port = hostport.rpartition(":")
@@ -111,14 +115,18 @@ class BusURL:
 def mask_url(url: str) -> str:
     """The URL with any password replaced, for printing; a URL that does not parse is masked
     too (everything between the first ':' of the user part and the last '@')."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        pass
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url
-    userinfo, at, hostpart = rest.rpartition("@")
+    # A password holding a raw '@' parses as ending at it: mask up to the last '@' instead.
+    if rest.split("/", 1)[0].count("@") <= 1:
+        try:
+            return make_url(url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            pass
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostpart = authority.rpartition("@")
+    hostpart += slash + path
     if not at:
         return url
     user, colon, _password = userinfo.partition(":")
@@ -196,6 +204,9 @@ def _validate_database_url(url: str) -> str:
             "'sqlite:///path/abvoc.db' or 'postgresql+psycopg://user:pass@host:5432/db'"
         ) from None
     backend = parsed.get_backend_name()
+    if backend != "sqlite" and url.partition("://")[2].split("/", 1)[0].count("@") > 1:
+        raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} has a raw '@' in its user or "
+                          "password: percent-encode it as %40")
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"ABVOC_DATABASE_URL uses {backend!r}; abvoc supports sqlite and postgresql"

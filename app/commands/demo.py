@@ -96,7 +96,7 @@ def simulate(base: str, key: str, requests: int, matches: int, players: int) -> 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--requests", "ocr_requests", type=click.IntRange(min=1), default=600,
               show_default=True, help="Formulas the OCR customers send.")
 @click.option("--matches", type=click.IntRange(min=1), default=160, show_default=True)

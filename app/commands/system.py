@@ -44,7 +44,7 @@ def db() -> None:
 @pass_ctx
 def upgrade(ctx: Context, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    with open_db(ctx) as database:
+    with open_db(ctx, migrated=False) as database:
         schema.upgrade(database, revision)
         click.echo(f"database at revision {schema.current(database)}")
 
@@ -54,7 +54,7 @@ def upgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def downgrade(ctx: Context, revision: str) -> None:
     """Downgrade the schema to REVISION (default: one step; 'base' removes every table)."""
-    with open_db(ctx) as database:
+    with open_db(ctx, migrated=False) as database:
         schema.downgrade(database, revision)
         click.echo(f"database at revision {schema.current(database) or 'base'}")
 
@@ -64,7 +64,7 @@ def downgrade(ctx: Context, revision: str) -> None:
 @pass_ctx
 def current(ctx: Context, as_json: bool) -> None:
     """Show the schema's current and head revisions."""
-    with open_db(ctx) as database:
+    with open_db(ctx, migrated=False) as database:
         data = {"current": schema.current(database), "head": schema.head(database)}
     emit(data, as_json, f"current {data['current'] or 'base'}, head {data['head']}")
 
@@ -117,7 +117,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @workers_option
 @threads_option
 @click.option("--dev", is_flag=True,
@@ -126,6 +126,7 @@ threads_option = click.option("--threads", type=click.IntRange(1, 256), default=
 def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
           dev: bool) -> None:
     """Serve the HTTP API under granian (add --workers for several processes)."""
+    check_port_free(host, port)  # granian reuses ports: another abvoc would share this one
     if dev:
         _run(ctx, api=(host, port))
         return
@@ -177,7 +178,7 @@ def ensure_candidates(ctx: Context) -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @workers_option
 @threads_option
 @click.option("--train/--no-train", default=True, show_default=True,

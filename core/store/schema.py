@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
+from core.errors import AbvocError
 from core.store.db import Database
 
 
@@ -20,17 +23,22 @@ def alembic_config(db: Database) -> Config:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
-    with db.engine.begin() as conn:
-        cfg = alembic_config(db)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    _migrate(db, command.upgrade, revision)
 
 
 def downgrade(db: Database, revision: str = "-1") -> None:
+    _migrate(db, command.downgrade, revision)
+
+
+def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic step; a revision it cannot reach is the caller's to fix (AbvocError)."""
     with db.engine.begin() as conn:
         cfg = alembic_config(db)
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+        try:
+            step(cfg, revision)
+        except CommandError as exc:
+            raise AbvocError(f"cannot migrate to {revision!r}: {exc}") from None
 
 
 def current(db: Database) -> str | None:

@@ -102,6 +102,32 @@ def test_malformed_database_url_is_masked(monkeypatch: pytest.MonkeyPatch) -> No
     assert "ABVOC_DATABASE_URL" in result.output and "hunter2" not in result.output
 
 
+@pytest.mark.parametrize(("variable", "url", "words"), [
+    ("ABVOC_BUS_URL", "kafka://bob:s3cret@127.0.0.1:9092", "carries credentials"),
+    ("ABVOC_DATABASE_URL", "postgresql://bob:hun@s3cret@127.0.0.1:1/db", "percent-encode"),
+])
+def test_urls_with_credentials_abvoc_cannot_use_are_refused_masked(
+        monkeypatch: pytest.MonkeyPatch, variable: str, url: str, words: str) -> None:
+    monkeypatch.setenv(variable, url)
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code != 0 and variable in result.output and words in result.output
+    assert "s3cret" not in result.output and "bob:***@" in result.output
+
+
+def test_commands_on_a_store_not_migrated_say_so(empty_database_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", empty_database_url)
+    runner = CliRunner()
+    for args in (["keys", "list"], ["experiment", "list"], ["relabel", "queues"],
+                 ["db", "prune"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "not migrated" in result.output and "abvoc db upgrade" in result.output
+        assert "Traceback" not in result.output
+    bad = runner.invoke(main, ["db", "upgrade", "nonsense"])
+    assert bad.exit_code == 2 and "nonsense" in bad.output, bad.output
+
+
 def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     from tests.support.ports import free_port
 
@@ -175,3 +201,21 @@ def test_up_refuses_a_port_in_use(monkeypatch: pytest.MonkeyPatch, tmp_path) -> 
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     # The fresh data folder got its key all the same, owner-only.
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_serve_refuses_a_port_in_use_or_out_of_range(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = CliRunner().invoke(main, ["serve", "--port", str(port)])
+    assert busy.exit_code != 0 and f"cannot listen on 127.0.0.1:{port}" in busy.output
+    for command in ("serve", "up"):
+        wrong = CliRunner().invoke(main, [command, "--port", "70000"])
+        assert wrong.exit_code == 2 and "70000" in wrong.output, wrong.output
+    host = CliRunner().invoke(main, ["serve", "--host", "999.1.1.1", "--port", str(port)])
+    assert host.exit_code != 0 and "choose another --host or --port" in host.output
