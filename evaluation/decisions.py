@@ -28,6 +28,9 @@ from typing import Any
 from evaluation.online import ALL, wilson_interval
 
 SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
+# A stopped experiment gathers no more data: where a running one would keep running, its
+# decision is that the evidence was not enough.
+INCONCLUSIVE = "inconclusive"
 MIN_GUARDRAIL_N = 100
 ERROR_METRIC = "absolute_error"  # compared only where the candidates answer numbers
 
@@ -79,6 +82,15 @@ def _wilson_low(figures: dict[str, Any], metric: str) -> float | None:
 
 def decide(results: dict[str, Any]) -> dict[str, Any]:
     """``{"action", "arm", "reasons", "arms": {arm: verdict}}`` for a results dict."""
+    decision = _decide(results)
+    if decision["action"] == KEEP_RUNNING and results["experiment"].get("status") == "stopped":
+        decision = {**decision, "action": INCONCLUSIVE, "reasons": [
+            "the experiment is stopped, so it gathers no more data: the evidence below was not "
+            "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
+    return decision
+
+
+def _decide(results: dict[str, Any]) -> dict[str, Any]:
     reasons: list[str] = []
     if results.get("error"):
         return {"action": KEEP_RUNNING, "arm": None, "reasons": [results["error"]], "arms": {}}

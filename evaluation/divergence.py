@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.store.models import Experiment
 from evaluation import aggregation as agg
-from evaluation.candidate_facts import UNKNOWN, candidate_facts
+from evaluation.candidate_facts import UNKNOWN, candidate_facts, pinned_versions
 from evaluation.findings import rank_findings
 from evaluation.label_metrics import confusion, prediction_shift
 from evaluation.number_metrics import mae_against_offline, number_errors
@@ -226,7 +226,7 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             by_cand[variant.candidate][slice_].merge(cell)
     candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))
     candidates += [c for c in sorted(by_cand) if c not in candidates]
-    facts = candidate_facts(session, candidates)
+    facts = candidate_facts(session, candidates, pinned_versions(experiment))
     slices, mixes, shifts, labels = [], [], [], []
     for cand in candidates:
         cells = by_cand.get(cand)

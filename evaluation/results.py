@@ -39,7 +39,7 @@ from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment, ExperimentUnit
 from evaluation import aggregation as agg
 from evaluation import decisions
-from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts
+from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts, pinned_versions
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
@@ -244,7 +244,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     chosen = outcomes.primary
     primary = specs[chosen.name] if chosen is not None \
         else METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
-    facts = candidate_facts(session, [v.candidate for v in variants])
+    facts = candidate_facts(session, [v.candidate for v in variants],
+                            pinned_versions(experiment))
     compared = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,

@@ -135,7 +135,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
         raise fail("'name' must be a non-empty string of at most 100 characters")
     scope = spec.get("scope", "default")
     if not isinstance(scope, str) or not scope or len(scope) > 100:
-        raise fail("'scope' must be a non-empty string")
+        raise fail("'scope' must be a non-empty string of at most 100 characters")
     unit = spec.get("unit", "user")
     if unit not in UNITS:
         raise fail(f"'unit' must be one of {list(UNITS)}")

@@ -87,7 +87,7 @@ RESULTS = _object({
     "trustworthy": {"type": "boolean"}, "srm": {"type": ["object", "null"]},
     "comparisons": {"type": "array", "items": _ref("Comparison")},
     "latency": {"type": "array"}, "power": OPEN, "error": STR_OR_NULL,
-    "decision": _object({"action": {"enum": ["ship", "keep_running", "stop"]},
+    "decision": _object({"action": {"enum": ["ship", "keep_running", "stop", "inconclusive"]},
                          "arm": STR_OR_NULL, "reasons": {"type": "array", "items": STR},
                          "arms": {"type": "object", "additionalProperties": STR}}),
 })

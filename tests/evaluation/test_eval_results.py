@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats
+from sqlalchemy import update
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
 from core.store.db import Database
+from core.store.models import Experiment
 from evaluation import sketch
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import add_experiment, apply, correction, prediction
@@ -119,6 +121,13 @@ def test_little_data_keeps_running_with_sample_still_needed(db: Database) -> Non
     assert power["power_at_target"] == pytest.approx(expected, rel=1e-9)
     assert power["mde_relative"] > power["target_relative_effect"]  # hence still_needed > 0
     assert "more predictions per arm" in res["decision"]["reasons"][0]
+    # Stopped, it gathers no more: not "keep running" but not enough evidence.
+    with db.session() as s:
+        s.execute(update(Experiment).where(Experiment.id == exp).values(status="stopped"))
+    with db.session() as s:
+        stopped = experiment_results(s, exp)["decision"]
+    assert stopped["action"] == "inconclusive" and "is stopped" in stopped["reasons"][0]
+    assert "more predictions per arm" in stopped["reasons"][1]
 
 
 def test_sample_ratio_mismatch_makes_results_untrustworthy(db: Database) -> None:
