@@ -139,16 +139,18 @@ class PredictService:
         fields: dict[str, Any] = {}
         if req.request_id is not None:
             fields["request_id"] = req.request_id[:200]
-        # An admin's forced arm is a QA request: outside the experiment's figures, saying where
-        # it was sent.
-        forced = route.forced and not shadow
-        if forced:
-            fields["forced"] = {"experiment_id": route.experiment_id, "arm": route.arm}
+        # An admin's forced arm (a QA request) and the traffic of a paused or killed experiment
+        # (all to control) are outside the split its figures compare: kept out, saying where.
+        excluded = None if shadow or route.experiment_id is None else (
+            "forced" if route.forced else route.held)
+        if excluded:
+            fields["excluded"] = {"experiment_id": route.experiment_id, "arm": route.arm,
+                                  "reason": excluded}
         return events.make_event(
             events.PREDICTION_MADE,
             prediction_id=time_ordered_id(),
-            experiment_id=None if forced else route.experiment_id,
-            arm=None if shadow or forced else route.arm,
+            experiment_id=None if excluded else route.experiment_id,
+            arm=None if shadow or excluded else route.arm,
             candidate=candidate,
             candidate_version=run.version,
             shadow=shadow,
@@ -190,10 +192,10 @@ class PredictService:
 
     @staticmethod
     def _where(event: dict[str, Any]) -> dict[str, Any]:
-        """The ledger's experiment and arm: where a forced request was sent, too."""
-        forced = event.get("forced") or {}
-        return {"experiment_id": forced.get("experiment_id", event["experiment_id"]),
-                "arm": forced.get("arm", event["arm"])}
+        """The ledger's experiment and arm: where an excluded request was sent, too."""
+        excluded = event.get("excluded") or {}
+        return {"experiment_id": excluded.get("experiment_id", event["experiment_id"]),
+                "arm": excluded.get("arm", event["arm"])}
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's

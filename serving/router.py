@@ -36,6 +36,9 @@ class Route:
     forced: bool = False
     shadows: tuple[Shadow, ...] = field(default_factory=tuple)
     version: str | None = None
+    # The experiment's status when it is not running (paused, killed): every unit then goes to
+    # its control, outside the split its figures compare.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,4 +105,4 @@ class Router:
         shadows = tuple(Shadow(s["candidate"], s.get("version")) for s in exp["shadows"]) \
             if exp["status"] == "running" else ()
         return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows,
-                     arm.get("version"))
+                     arm.get("version"), None if exp["status"] == "running" else exp["status"])

@@ -153,7 +153,7 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
         (payload,) = s.scalars(select(OutboxEvent.payload)).all()
     event = json.loads(payload)
     assert event["schema_version"] == 3 and event["output_type"] == "label"
-    assert event["candidate_version"] == "1" and "forced" not in event
+    assert event["candidate_version"] == "1" and "excluded" not in event
     assert event["output"] == output_of(body)
     probabilities = next(t for t in body["outputs"] if t["name"] == "probabilities")
     assert event["confidence"] == pytest.approx(max(probabilities["data"]), rel=1e-6)
@@ -163,29 +163,42 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
     assert np.isclose(sum(probabilities["data"]), 1.0, atol=1e-5)
 
 
-def test_a_forced_request_stays_out_of_the_experiments_figures(v2app: Flask) -> None:
-    """An admin's X-Abvoc-Force-Arm is QA traffic: its event has no experiment or arm (so no
-    result, unit count or sample-ratio check sees it) but says where it was sent; its ledger
-    row is not one of the arm's routed requests (guardrails, canary steps)."""
+def test_forced_and_held_requests_stay_out_of_the_experiments_figures(v2app: Flask) -> None:
+    """An admin's X-Abvoc-Force-Arm is QA traffic, and a paused experiment sends every unit to
+    its control: neither is in the split the results compare. Their events have no experiment
+    or arm (so no result, unit count or sample-ratio check sees them) but say where they went
+    and why; their ledger rows are not the arm's routed requests (guardrails, canary steps)
+    when forced."""
     client = v2app.test_client()
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)
     exp = experiment(client, admin, "qa", "iris-onnx", "iris-onnx")
-    for headers in ({**admin, "X-Abvoc-Force-Arm": "treatment"}, admin):
+
+    def send(headers: dict[str, str]) -> None:
         answer = client.post("/v2/models/qa/infer", headers=headers,
                              json=infer_body(flowers(1)[:1], "u1"))
         assert answer.status_code == 200, answer.get_json()
+
+    send({**admin, "X-Abvoc-Force-Arm": "treatment"})
+    send(admin)
+    assert client.post(f"/v1/experiments/{exp['id']}/pause", headers=admin).status_code == 200
+    send(admin)
     with v2app.extensions["abvoc"].db.session() as s:
-        forced, routed = (json.loads(p) for p in s.scalars(
+        forced, routed, held = (json.loads(p) for p in s.scalars(
             select(OutboxEvent.payload).order_by(OutboxEvent.id)))
         ledger = {r.prediction_id: r for r in s.scalars(select(ServedPrediction))}
-    assert forced["forced"] == {"experiment_id": exp["id"], "arm": "treatment"}
-    assert forced["experiment_id"] is None and forced["arm"] is None
-    assert routed["experiment_id"] == exp["id"] and "forced" not in routed
+    assert forced["excluded"] == {"experiment_id": exp["id"], "arm": "treatment",
+                                  "reason": "forced"}
+    assert held["excluded"] == {"experiment_id": exp["id"], "arm": "control",
+                                "reason": "paused"}
+    for event in (forced, held):
+        assert event["experiment_id"] is None and event["arm"] is None
+    assert routed["experiment_id"] == exp["id"] and "excluded" not in routed
     qa = ledger[forced["prediction_id"]]
     assert (qa.experiment_id, qa.arm, qa.latency_ms, qa.version) == (exp["id"], "treatment",
                                                                      None, "1")
     assert ledger[routed["prediction_id"]].latency_ms is not None
+    assert ledger[held["prediction_id"]].arm == "control"
 
 
 def test_a_predict_key_is_not_told_which_candidate_serves_it(v2app: Flask) -> None:
