@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -59,12 +60,28 @@ def list_keys(db: Database) -> list[dict[str, Any]]:
         ]
 
 
-def revoke_key(db: Database, prefix: str) -> None:
+def key_prefix(text: str) -> str:
+    """The prefix of a key given whole (``abv_<prefix>_<secret>``), or the text itself."""
+    parts = text.strip().split("_", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "abv" else text.strip()
+
+
+def revoke_key(db: Database, key: str) -> dict[str, Any]:
+    """Revoke the key with this prefix (or this whole key, pasted): its prefix, when it was
+    revoked and whether it already was. An error names the prefix only, never a secret."""
+    prefix = key_prefix(key)
     with db.session() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
-        if row is None:
-            raise NotFound(f"no API key with prefix {prefix!r}; see `abvoc keys list`")
-        row.revoked_at = utcnow()
+        whole = prefix != key.strip()
+        if row is None or (whole and not hmac.compare_digest(row.key_hash, _hash(key.strip()))):
+            shown = prefix if len(prefix) <= 8 else prefix[:8] + "…"
+            raise NotFound(f"no API key {'matches' if whole else 'has'} prefix {shown!r}; "
+                           "see `abvoc keys list`")
+        already = row.revoked_at is not None
+        if not already:
+            row.revoked_at = utcnow()
+        return {"prefix": row.prefix, "already": already,
+                "revoked_at": row.revoked_at.isoformat()}
 
 
 class KeyCache:

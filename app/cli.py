@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +12,15 @@ from typing import Any
 import click
 
 from core.errors import AbvocError
+from core.relabel import PURPOSES, STAGE_PREFIX
 from core.settings import Settings, load_settings
 from core.store.db import Database
+
+MAX_INT64 = 2**63 - 1
+EXPERIMENT_ID = click.IntRange(1, MAX_INT64)
+"""Every experiment id argument: the store keeps ids as signed 64-bit integers."""
+SEED = click.IntRange(0, MAX_INT64)
+"""Every --seed: the generators (torch, numpy) take a non-negative 64-bit seed."""
 
 
 class Context:
@@ -33,12 +41,13 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @contextmanager
-def open_db(ctx: Context, *, migrated: bool = True) -> Iterator[Database]:
+def open_db(ctx: Context, *, migrated: bool = True, create: bool = False) -> Iterator[Database]:
     """The configured store, checked reachable and (unless `migrated` is False: the `db`
-    commands) at the migrations' head, closed when the command is done."""
+    commands) at the migrations' head, closed when the command is done. Only `create` (`db
+    upgrade`) makes a missing SQLite file: elsewhere a mistyped path is an error, not a store."""
     from core.store import schema
 
-    with Database(ctx.settings.database_url) as db:
+    with Database(ctx.settings.database_url, create=create) as db:
         db.check()
         if migrated and not schema.is_current(db):
             now = schema.current(db)
@@ -53,6 +62,53 @@ def emit(data: Any, as_json: bool, human: str | None = None) -> None:
         click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
     else:
         click.echo(human)
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which pass its comparisons unnoticed."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class QueueName(click.ParamType):
+    """A relabeling queue: one of the purposes, or `stage:<name>` (a staged pipeline's)."""
+
+    name = "queue"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        if text in PURPOSES or (text.startswith(STAGE_PREFIX) and text[len(STAGE_PREFIX):]):
+            return text
+        self.fail(f"{text!r} is not a queue: use one of {', '.join(PURPOSES)} or "
+                  f"{STAGE_PREFIX}<stage>", param, ctx)
+
+
+def check_out_folder(path: Any, option: str = "--out") -> None:
+    """Check that a command can write under `path` before it does any work: a folder is made
+    (and removed) in its nearest existing ancestor, so an unusable path fails with one line
+    naming the option instead of a traceback half way, and nothing is left behind."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    where = Path(path).expanduser().absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        if not where.is_dir():
+            raise NotADirectoryError(20, f"{where} is not a folder")
+        shutil.rmtree(tempfile.mkdtemp(prefix=".abvoc-probe.", dir=where))
+    except OSError as exc:
+        raise AbvocError(f"{option} {str(path)!r} cannot be written: "
+                         f"{exc.strerror or exc} in {where}") from None
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -72,12 +128,37 @@ class AbvocGroup(click.Group):
 
         return load(cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse arguments that are not valid UTF-8 (Python keeps their bytes as lone
+        surrogates), once for every command, before they reach a store or a name."""
+        if ctx.parent is None:
+            for i, arg in enumerate(args):
+                try:
+                    arg.encode("utf-8")
+                except UnicodeEncodeError:
+                    click.echo(f"abvoc: error: {_argument_name(args, i)} is not valid UTF-8 "
+                               "text; pass it in UTF-8", err=True)
+                    ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AbvocError as exc:
             click.echo(f"abvoc: error: {exc.message}", err=True)
             sys.exit(2)
+
+
+def _argument_name(args: list[str], i: int) -> str:
+    """How an error names argument `i`: its option, or its position."""
+    arg = args[i]
+    if arg.startswith("--") and "=" in arg:
+        return f"the value of {arg.partition('=')[0]}"
+    if arg.startswith("-"):
+        return f"option {arg.encode('utf-8', 'backslashreplace').decode()!r}"
+    if i > 0 and args[i - 1].startswith("-") and "=" not in args[i - 1]:
+        return f"the value of {args[i - 1]}"
+    return f"argument {i + 1} ({arg.encode('utf-8', 'backslashreplace').decode()!r})"
 
 
 @click.group(cls=AbvocGroup, context_settings={"help_option_names": ["-h", "--help"]})

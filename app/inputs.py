@@ -29,6 +29,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
+from core.text import text_problem
 from serving.bundles.binary import HEADER as BINARY_HEADER
 
 # A 2 MiB image is 2.7 MiB as base64 in JSON; multipart carries it as it is.
@@ -59,17 +60,6 @@ class InputRefused(AbvocError):
 
 class BodyTooLarge(AbvocError):
     status = 413
-
-
-def text_problem(value: str) -> str | None:
-    """Why `value` cannot be stored as text, or None when it can."""
-    if "\x00" in value:
-        return "must not contain NUL (\\u0000) characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text (it holds a lone UTF-16 surrogate such as \\ud800)"
-    return None
 
 
 def check_text(value: str, name: str) -> None:

@@ -216,10 +216,63 @@ def _validate_database_url(url: str) -> str:
     return url
 
 
+MAX_RETENTION_DAYS = 36500
+MAX_INPUT_RETENTION_HOURS = 876000
+MAX_BUS_PARTITIONS = 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_VARIABLE = {key: var for var, key in ENV_KEYS.items()}
+
+
+def _setting(key: str) -> str:
+    """How a message names a setting: its variable and its config-file key."""
+    return f"{_VARIABLE[key]} ({key} in the config file)"
+
+
+def _text(values: Mapping[str, Any], key: str, *, empty: bool = True) -> str | None:
+    """A string setting (None when unset); a TOML number or list is refused, not str()-ed."""
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        raise ConfigError(f"{_setting(key)} must be {'a' if empty else 'a non-empty'} string, "
+                          f"got {value!r}")
+    return value
+
+
+def _number(values: Mapping[str, Any], key: str, default: float, low: float, high: float,
+            what: str, *, whole: bool = False) -> Any:
+    """A number setting within [low, high]: booleans, fractions where a whole number is due,
+    and text that is not a number are refused with the setting's name and range."""
+    value = values.get(key, default)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip()) if whole else float(value)
+        except ValueError:
+            value = None
+    ok = isinstance(value, int | float) and not isinstance(value, bool) \
+        and (isinstance(value, int) or not whole) and low <= value <= high
+    if not ok:
+        raise ConfigError(f"{_setting(key)} must be {what}, got {values.get(key)!r}")
+    return value
+
+
+def _folder(values: Mapping[str, Any], key: str) -> Path | None:
+    """A folder setting: a path that, if it exists, is a folder (not a file)."""
+    text = _text(values, key)
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{_setting(key)} names {text!r}, which is not a folder: name a "
+                          "folder (it is made if missing)")
+    return path
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: str | Path | None = None
 ) -> Settings:
-    """Settings from a TOML file (optional, `ABVOC_CONFIG`) overlaid by environment variables."""
+    """Settings from a TOML file (optional, `ABVOC_CONFIG`) overlaid by environment variables;
+    every value is checked here, so a bad one fails now with its name, not later in a child."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     path = config_file or env.get("ABVOC_CONFIG")
@@ -227,7 +280,7 @@ def load_settings(
         try:
             with open(path, "rb") as fh:
                 file_values = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"ABVOC_CONFIG={path!r} cannot be read: {exc}") from exc
         unknown = set(file_values) - set(ENV_KEYS.values())
         if unknown:
@@ -237,43 +290,37 @@ def load_settings(
         if env.get(var):
             values[key] = env[var]
 
-    data_dir = Path(values.get("data_dir") or Path.cwd() / "data").expanduser()
-    database_url = values.get("database_url") or f"sqlite:///{data_dir / 'abvoc.db'}"
-    try:
-        partitions = int(values.get("bus_partitions", 3))
-    except ValueError as exc:
-        raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer") from exc
-    if partitions < 1:
-        raise ConfigError("ABVOC_BUS_PARTITIONS must be a positive integer")
-    try:
-        retention_days = float(values.get("retention_days", 7))
-    except (TypeError, ValueError):
-        retention_days = -1.0
-    if not 0 < retention_days < 36500:
-        raise ConfigError("ABVOC_RETENTION_DAYS must be a positive number of days")
-    try:
-        input_hours = float(values.get("input_retention_hours", 72))
-    except (TypeError, ValueError):
-        input_hours = -1.0
-    if not 0 <= input_hours < 876000:
-        raise ConfigError("ABVOC_INPUT_RETENTION_HOURS must be a number of hours, 0 or more "
-                          "(0: served inputs are not kept for annotators)")
-    model_store = values.get("model_store")
-    environment = str(values.get("environment") or "development").lower()
+    data_dir = _folder(values, "data_dir") or Path.cwd() / "data"
+    database_url = _text(values, "database_url") or f"sqlite:///{data_dir / 'abvoc.db'}"
+    partitions = _number(values, "bus_partitions", 3, 1, MAX_BUS_PARTITIONS,
+                         f"a whole number from 1 to {MAX_BUS_PARTITIONS}", whole=True)
+    retention_days = float(_number(values, "retention_days", 7, 1e-9, MAX_RETENTION_DAYS,
+                                   f"a positive number of days, at most {MAX_RETENTION_DAYS}"))
+    input_hours = float(_number(
+        values, "input_retention_hours", 72, 0, MAX_INPUT_RETENTION_HOURS,
+        f"a number of hours from 0 to {MAX_INPUT_RETENTION_HOURS} "
+        "(0: served inputs are not kept for annotators)"))
+    model_store = _folder(values, "model_store")
+    environment = (_text(values, "environment", empty=False) or "development").lower()
+    log_level = (_text(values, "log_level", empty=False) or "INFO").strip().upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"{_setting('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
+                          f"got {values.get('log_level')!r}")
+    topic_prefix = _text(values, "topic_prefix", empty=False)
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")
     return Settings(
         data_dir=data_dir,
-        database_url=_validate_database_url(str(database_url)),
-        bus=BusURL.parse(str(values.get("bus", EMBEDDED_BUS))),
+        database_url=_validate_database_url(database_url),
+        bus=BusURL.parse(_text(values, "bus") or EMBEDDED_BUS),
         secret_key=Secret(key) if key else (
             None if environment == PRODUCTION else _read_key_file(data_dir / SECRET_KEY_FILE)),
-        topic_prefix=str(values.get("topic_prefix", "abvoc")),
-        bus_partitions=partitions,
-        model_store=Path(model_store).expanduser() if model_store else None,
-        log_level=str(values.get("log_level", "INFO")).upper(),
-        default_candidate=values.get("default_candidate") or None,
+        topic_prefix="abvoc" if topic_prefix is None else topic_prefix.strip(),
+        bus_partitions=int(partitions),
+        model_store=model_store,
+        log_level=log_level,
+        default_candidate=_text(values, "default_candidate") or None,
         environment=environment,
         retention_days=retention_days,
         input_retention_hours=input_hours,

@@ -39,6 +39,11 @@ def parse_week(week: str) -> date:
     except ValueError as exc:
         raise AbvocError(f"week {week!r} does not exist: ISO year {year} has no week "
                          f"{number}") from exc
+    try:  # the report reads the week before and the day after: both must be dates too
+        monday - timedelta(days=7), monday + timedelta(days=7)
+    except OverflowError:
+        raise AbvocError(f"week {week!r} is out of range: give a week from 0001-W02 to "
+                         "9999-W51") from None
     return monday
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from core.errors import AbvocError
 from core.output_types import OutputKind
 from core.store.db import Database, utcnow
 from core.store.models import (
+    Candidate,
     Correction,
     Prediction,
     PredictionInput,
@@ -53,12 +55,26 @@ def _result(kind: OutputKind, value: str) -> dict[str, Any]:
 
 
 def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) -> dict[str, Any]:
-    """Write ``tasks.json`` and ``files/`` under `folder`; counts of what was written."""
+    """Write ``tasks.json`` and ``files/`` under `folder`; counts of what was written. The file
+    is written under a temporary name and renamed when complete, so a failure half way leaves
+    the previous export whole and no truncated file."""
     folder = Path(folder)
     (folder / "files").mkdir(parents=True, exist_ok=True)
+    target = folder / "tasks.json"
+    tmp = folder / f".tasks.json.{os.getpid()}.part"
+    try:
+        written = _write_tasks(db, tmp, folder, queues)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"tasks": written, "path": str(target)}
+
+
+def _write_tasks(db: Database, path: Path, folder: Path, queues: list[str] | None) -> int:
+    """Stream the tasks as a JSON array into `path`; how many were written."""
     written = 0
     last = 0
-    with (folder / "tasks.json").open("w") as out:
+    with path.open("w", encoding="utf-8") as out:
         out.write("[")
         while True:
             with db.reading() as s:
@@ -76,7 +92,7 @@ def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) ->
                 break
             last = page[-1].id
         out.write("\n]\n")
-    return {"tasks": written, "path": str(folder / "tasks.json")}
+    return written
 
 
 def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
@@ -172,11 +188,17 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
         raise AbvocError(f"{tasks_file} is larger than {MAX_TASKS_BYTES} bytes; split it")
     try:
         tasks = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AbvocError(f"{tasks_file} is not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise AbvocError(f"{tasks_file} is not JSON: {str(exc)[:200]}") from None
     if not isinstance(tasks, list):
         raise AbvocError(f"{tasks_file} must be a JSON array of tasks")
+    if not isinstance(queue, str) or not queue.strip():
+        raise AbvocError("the queue of new items must be a non-empty name, e.g. training")
     with db.session() as s:
+        if candidate is not None and s.scalars(select(Candidate.id).where(
+                Candidate.name == candidate).limit(1)).first() is None:
+            raise AbvocError(f"candidate {candidate!r} is not registered; see "
+                             "`abvoc candidates list`")
         planned = [_plan(s, folder, t, i, candidate) for i, t in enumerate(tasks)]
         labels = new_items = 0
         for item_id, image, kind_candidate, found in planned:

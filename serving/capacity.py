@@ -33,6 +33,7 @@ __all__ = [
     "CandidateProfile",
     "CapacityRow",
     "best_batch",
+    "check_plan",
     "format_size",
     "format_table",
     "instances_that_fit",
@@ -112,7 +113,10 @@ class CandidateProfile:
         if not self.latency_ms_by_batch:
             raise CapacityError(f"candidate {self.name!r} has no latency by batch size")
         for batch, ms in self.latency_ms_by_batch.items():
-            if int(batch) < 1 or not ms > 0 or not math.isfinite(ms):
+            if int(batch) < 1:
+                raise CapacityError(f"candidate {self.name!r}: batch size {batch} must be a "
+                                    "whole number of at least 1")
+            if not ms > 0 or not math.isfinite(ms):
                 raise CapacityError(
                     f"candidate {self.name!r}: latency at batch {batch} must be a positive "
                     f"number of ms, got {ms!r}"
@@ -160,6 +164,23 @@ def best_batch(
     return max(sorted(allowed), key=lambda bm: bm[0] / bm[1])
 
 
+def check_plan(gpu_mem_bytes: int, reserve_bytes: int = 0, p99_target_ms: float | None = None,
+               instance_overhead_bytes: int = 0) -> None:
+    """Refuse a GPU, reserve, target or overhead no plan can use; `abvoc capacity` calls it
+    before measuring anything, so a typo fails at once rather than after the slow part."""
+    if gpu_mem_bytes <= 0:
+        raise CapacityError("GPU memory must be positive")
+    if not 0 <= reserve_bytes < gpu_mem_bytes:
+        raise CapacityError(
+            f"reserve {format_size(reserve_bytes)} must be at least 0 and less than the GPU's "
+            f"{format_size(gpu_mem_bytes)}"
+        )
+    if p99_target_ms is not None and not (p99_target_ms > 0 and math.isfinite(p99_target_ms)):
+        raise CapacityError(f"p99 target must be a positive number of ms, got {p99_target_ms}")
+    if instance_overhead_bytes < 0:
+        raise CapacityError("the per-instance overhead must be zero or positive")
+
+
 def plan_capacity(
     profiles: Iterable[CandidateProfile],
     gpu_mem_bytes: int,
@@ -173,17 +194,7 @@ def plan_capacity(
     ``instance_overhead_bytes`` is added to every footprint: what each serving process holds
     besides its model (CUDA context, allocator pools), when the profiles count weights only.
     """
-    if gpu_mem_bytes <= 0:
-        raise CapacityError("GPU memory must be positive")
-    if not 0 <= reserve_bytes < gpu_mem_bytes:
-        raise CapacityError(
-            f"reserve {format_size(reserve_bytes)} must be at least 0 and less than the GPU's "
-            f"{format_size(gpu_mem_bytes)}"
-        )
-    if p99_target_ms is not None and not p99_target_ms > 0:
-        raise CapacityError(f"p99 target must be a positive number of ms, got {p99_target_ms}")
-    if instance_overhead_bytes < 0:
-        raise CapacityError("the per-instance overhead must be zero or positive")
+    check_plan(gpu_mem_bytes, reserve_bytes, p99_target_ms, instance_overhead_bytes)
     usable = gpu_mem_bytes - reserve_bytes
     rows = []
     for profile in profiles:
@@ -324,8 +335,9 @@ def load_profiles(path: str | Path) -> list[CandidateProfile]:
     """Profiles from JSON: a list of records with "name", or an object {name: record}."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CapacityError(f"profiles file {str(path)!r} cannot be read: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, not UTF-8
+        raise CapacityError(f"profiles file {str(path)!r} cannot be read: "
+                            f"{str(exc)[:200]}") from None
     if isinstance(data, Mapping) and isinstance(data.get("candidates"), list):
         data = data["candidates"]
     if isinstance(data, Mapping):

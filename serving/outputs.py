@@ -89,14 +89,18 @@ def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
         share = float(flat[best]) if abs(flat.sum() - 1.0) < 1e-3 else None
         return kind.classes[best], share
     index = _pick(kind, arrays, lambda a: a.dtype.kind in "iu" and a.size == 1)
-    if index is not None and 0 <= int(index.reshape(-1)[0]) < n:
-        return kind.classes[int(index.reshape(-1)[0])], None
+    if index is not None:
+        at = int(index.reshape(-1)[0])
+        if not 0 <= at < n:
+            raise CandidateOutputError(f"the candidate answered class index {at}, out of range "
+                                       f"for its {n} classes (0 to {n - 1})")
+        return kind.classes[at], None
     raise CandidateOutputError(f"a 'label' candidate must answer with one class name, "
                                f"{n} class scores or a class index; got {_shapes(arrays)}")
 
 
 def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
-    found = _pick(kind, arrays, lambda a: a.dtype.kind in "fiu" and a.size == 1)
+    found = _pick(kind, arrays, _is_number)
     if found is None:
         raise CandidateOutputError(f"a 'number' candidate must answer with one numeric value; "
                                    f"got {_shapes(arrays)}")
@@ -104,6 +108,18 @@ def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float
     if not math.isfinite(value):
         raise CandidateOutputError(f"the candidate answered {value}, not a finite number")
     return value, None
+
+
+def _is_number(a: np.ndarray) -> bool:
+    """One numeric value: a numeric tensor's, or a Python number in an object array (what a
+    Python stage that fills `np.empty(1, object)` answers)."""
+    if a.size != 1:
+        return False
+    if a.dtype.kind == "O":
+        value = a.reshape(-1)[0]
+        return isinstance(value, int | float | np.integer | np.floating) \
+            and not isinstance(value, bool | np.bool_)
+    return a.dtype.kind in "fiu"
 
 
 def _json(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:

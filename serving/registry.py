@@ -9,6 +9,7 @@ offline accuracy (exact match) a candidate may show, e.g. a quantized one agains
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -50,8 +51,9 @@ def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, kind):
             raise AbvocError(f"requirement {key!r} must be a {_kind_name(kind)}, got {value!r}")
-        if kind is not str and value <= 0:
-            raise AbvocError(f"requirement {key!r} must be positive, got {value!r}")
+        # NaN compares false with everything, so it is refused by what it is not.
+        if kind is not str and not (math.isfinite(value) and value > 0):
+            raise AbvocError(f"requirement {key!r} must be positive and finite, got {value!r}")
     for share in ("target_accuracy", "target_recall", "accuracy_floor"):
         value = requirements.get(share)
         if value is not None and value > 1:
@@ -160,6 +162,10 @@ class Registry:
         (a named version is found even when retired: experiments keep theirs)."""
         with self._reading() as s:
             row = self._find(s, name, version, active=version is None)
+            if row is None and version is None and self._find(s, name, None) is not None:
+                raise NotFound(f"candidate {name!r} is retired (every version of it); see "
+                               f"`abvoc candidates list --all` (GET /v1/candidates?all=1) for "
+                               "retired versions, and name one to show it")
             if row is None:
                 what = f"{name!r}" + (f" version {version!r}" if version else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")

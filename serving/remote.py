@@ -192,13 +192,20 @@ class RemoteClient:
                                       header_length=len(head))
         else:
             answer, rest = self._call("POST", "/infer", v2_json(body))
+        tensors = answer.get("outputs")
+        if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors):
+            raise RemoteError(f"{self._what()} answered without an 'outputs' list of tensors "
+                              f"(its answer has the keys {sorted(answer)[:10]})")
         try:
             chunks = None if rest is None else Chunks(rest)
-            out = {t["name"]: read_tensor(t, chunks) for t in answer["outputs"]}
+            out = {t["name"]: read_tensor(t, chunks) for t in tensors}
             if chunks is not None:
                 chunks.finish()
             return out
-        except (KeyError, TypeError, AttributeError, TensorError) as exc:
+        except KeyError as exc:
+            raise RemoteError(f"{self._what()} answered with malformed outputs: a tensor has no "
+                              f"{exc.args[0]!r}") from exc
+        except (TypeError, AttributeError, TensorError) as exc:
             raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}") from exc
 
     def metadata(self) -> dict[str, Any]:
@@ -298,6 +305,10 @@ class RemoteClient:
 
     def _decode(self, status: int, data: bytes, header_length: str | None
                 ) -> tuple[dict[str, Any], memoryview | None]:
+        if 300 <= status < 400:  # libcurl follows no redirect: a success would be misread
+            raise RemoteError(f"{self._what()} answered {status}: the server redirected the "
+                              "call; give the URL it serves from in [remote].url",
+                              remote_status=status)
         rest = None
         if header_length is not None and status < 400:
             try:
@@ -335,7 +346,7 @@ def _loads(data: bytes) -> Any:
         pass
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's recursion: malformed too
         return None
 
 

@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from core.settings import Settings, load_settings
 from core.store import schema
@@ -110,3 +111,13 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed"):
         train_candidate(name, models, n_train=300, epochs=3, seed=0)
     return models
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The command line on a migrated store of this test's settings."""
+    with Database(settings.database_url) as database:
+        schema.upgrade(database)
+    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
+    return CliRunner()

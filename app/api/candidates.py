@@ -1,7 +1,7 @@
 """The admin API for candidates: list, register a bundle by upload, show one, retire.
 
     POST /v1/candidates            multipart/form-data, one file field `bundle` (a .tar.gz)
-    GET  /v1/candidates            the active candidates
+    GET  /v1/candidates            the active candidates; `?all=1` the retired ones too
     GET  /v1/candidates/<name>     the latest active version; `?version=` any version
     POST /v1/candidates/<name>/retire   every active version; `?version=` one
 
@@ -79,7 +79,9 @@ def _registry():  # noqa: ANN202
 @bp.get("/v1/candidates")
 @require("admin")
 def list_candidates():  # noqa: ANN201
-    return jsonify({"candidates": [c.to_dict() for c in _registry().list()]})
+    everything = _flag("all")  # as `abvoc candidates list --all`
+    return jsonify({"candidates": [c.to_dict()
+                                   for c in _registry().list(include_retired=everything)]})
 
 
 @bp.post("/v1/candidates")
@@ -96,10 +98,15 @@ def register():  # noqa: ANN201
         raise AbvocError(f"send exactly one file in the field '{FIELD}' (a .tar.gz of the bundle "
                          f"folder), got {len(uploads)}")
     upload = uploads[0]
-    name = secure_filename(upload.filename or "") or "bundle.tar.gz"
-    if not name.endswith(ARCHIVE_SUFFIXES):
+    given = upload.filename or "bundle.tar.gz"
+    suffix = next((s for s in ARCHIVE_SUFFIXES if given.endswith(s)), None)
+    if suffix is None:
         raise AbvocError(f"field '{FIELD}': {upload.filename!r} is not a .tar.gz; upload the "
                          "bundle folder as a gzipped tar archive")
+    # The name only labels messages; secure_filename drops a leading dot ('.tar.gz' -> 'tar.gz').
+    name = secure_filename(given)
+    if not name.endswith(suffix):
+        name = "bundle" + suffix
     models = Path(current_app.extensions["abvoc"].settings.models_dir)
     (models / "bundles").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=models / "bundles"))
@@ -128,6 +135,17 @@ def show(name: str):  # noqa: ANN201
 def retire(name: str):  # noqa: ANN201
     retired = retire_candidate(_registry(), name, _version())
     return jsonify({"retired": [c.to_dict() for c in retired]})
+
+
+def _flag(name: str) -> bool:
+    """A yes/no query parameter: absent is no; anything but 1/true/yes or 0/false/no is a 400,
+    so a misspelt value never silently lists less."""
+    raw = request.args.get(name)
+    if raw is None or raw.lower() in ("0", "false", "no"):
+        return False
+    if raw.lower() in ("", "1", "true", "yes"):
+        return True
+    raise AbvocError(f"'{name}' must be 1 (or true, yes) or 0 (or false, no), got {raw[:20]!r}")
 
 
 def _version() -> str | None:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from app.cli import Context, emit, json_option, pass_ctx
+from app.cli import Context, Finite, emit, json_option, open_db, pass_ctx
 from serving.capacity import (
     CandidateProfile,
     CapacityError,
+    check_plan,
     format_table,
     load_profiles,
     measure_latency_by_batch,
@@ -36,45 +37,55 @@ def parse_reserve(text: str, gpu_mem_bytes: int) -> int:
 
 def registry_profiles(
     ctx: Context, backend_name: str | None, measure_batches: tuple[int, ...]
-) -> list[CandidateProfile]:
-    """Profiles of the registered candidates (latest version of each).
+) -> tuple[list[CandidateProfile], dict[str, str]]:
+    """Profiles of the registered candidates (latest version of each), and why each candidate
+    left out could not be profiled (one bad candidate does not stop the plan of the others).
 
     A candidate whose offline results lack ``latency_by_batch`` is measured here: its trained
     pipeline is loaded on its backend and timed on generated online-traffic images.
     """
-    from core.store import Database
     from serving.registry import Registry
 
-    latest = {info.name: info for info in Registry(Database(ctx.settings.database_url)).list()}
+    with open_db(ctx) as db:
+        latest = {info.name: info for info in Registry(db).list()}
     if not latest:
-        raise CapacityError(
-            "no candidates are registered: run `abvoc train`, or pass --profiles FILE "
-            "(JSON: [{name, model_size_bytes, latency_by_batch: {batch: ms}}])"
-        )
-    profiles = []
+        raise CapacityError(f"no candidates are registered: run `abvoc train`, or {PROFILES}")
+    profiles, skipped = [], {}
     for name, info in latest.items():
         record = dict(info.offline_results)
-        if not record.get("latency_by_batch"):
-            folder = Path(info.artifacts) if info.artifacts else ctx.settings.models_dir / name
-            record.update(measure_candidate(folder, backend_name or info.backend, measure_batches))
-        profiles.append(profile_from_record(name, record))
-    return profiles
+        try:
+            if not record.get("latency_by_batch"):
+                folder = Path(info.artifacts) if info.artifacts else \
+                    ctx.settings.models_dir / name
+                record.update(measure_candidate(name, folder, backend_name or info.backend,
+                                                measure_batches))
+            profiles.append(profile_from_record(name, record))
+        except CapacityError as exc:
+            skipped[name] = exc.message
+            click.echo(f"skipped {name}: {exc.message}", err=True)
+    if not profiles:
+        raise CapacityError(f"no registered candidate could be profiled: {PROFILES}")
+    return profiles, skipped
+
+
+PROFILES = "pass --profiles FILE (JSON: [{name, model_size_bytes, latency_by_batch: {batch: ms}}])"
 
 
 def measure_candidate(
-    folder: Path, backend_name: str, batch_sizes: tuple[int, ...]
+    name: str, folder: Path, backend_name: str, batch_sizes: tuple[int, ...]
 ) -> dict[str, object]:
-    """Latency by batch of a trained pipeline on a backend, and the size of its weights."""
+    """Latency by batch of candidate `name`'s trained pipeline in `folder` on a backend, and the
+    size of its weights."""
     from serving.backends import get_backend
     from workloads.ocr.dataset import ONLINE_MIX, generate
     from workloads.ocr.pipeline import Pipeline
 
     if not (folder / "candidate.json").exists():
         raise CapacityError(
-            f"{folder.name!r} has no latency_by_batch and no trained artifacts in {folder}: "
-            f"run `abvoc train {folder.name}` or pass --profiles FILE"
+            f"{name!r} has no latency_by_batch in its offline results and is not a trained "
+            f"OCR pipeline abvoc can time ({folder}): {PROFILES}"
         )
-    click.echo(f"measuring {folder.name} on {backend_name} ...", err=True)
+    click.echo(f"measuring {name} on {backend_name} ...", err=True)
     pipe = Pipeline.load(folder)
     networks = pipe.networks()
     backend = get_backend(backend_name)
@@ -106,7 +117,8 @@ def measure_candidate(
     help="Memory each instance holds besides its weights (CUDA context, framework pools); "
     "0 counts the weights alone.",
 )
-@click.option("--p99-ms", type=float, default=None, help="Latency target a batch must meet (ms).")
+@click.option("--p99-ms", type=Finite(0, min_open=True), default=None,
+              help="Latency target a batch must meet (ms).")
 @click.option(
     "--profiles",
     "profiles_path",
@@ -136,10 +148,12 @@ def capacity(
     gpu_bytes = parse_size(gpu_mem)
     reserve_bytes = parse_reserve(reserve, gpu_bytes)
     overhead = parse_size(per_instance)
+    check_plan(gpu_bytes, reserve_bytes, p99_ms, overhead)  # before the slow measurements
+    skipped: dict[str, str] = {}
     if profiles_path:
         profiles = load_profiles(profiles_path)
     else:
-        profiles = registry_profiles(ctx, backend_name, (1, 8, 32))
+        profiles, skipped = registry_profiles(ctx, backend_name, (1, 8, 32))
     rows = plan_capacity(
         profiles,
         gpu_bytes,
@@ -153,6 +167,7 @@ def capacity(
         "p99_target_ms": p99_ms,
         "instance_overhead_bytes": overhead,
         "rows": [row.to_dict() for row in rows],
+        "skipped": skipped,
     }
     emit(data, as_json, format_table(rows, gpu_bytes, reserve_bytes, p99_ms, overhead))
 

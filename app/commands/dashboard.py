@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.cli import Context, check_out_folder, emit, json_option, open_db, pass_ctx
 
 
 @click.command()
@@ -54,6 +54,7 @@ def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
     from dashboards.report import reports_dir, write_report
 
     folder = Path(out_dir) if out_dir else reports_dir(ctx.settings.data_dir)
+    check_out_folder(folder, "--out" if out_dir else "ABVOC_DATA_DIR")
     with open_db(ctx) as db:
         done = write_report(db, folder, week, force=force)
     state = "already written (use --force to redo)" if done.skipped else "written"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
 
+from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
-from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
 from core.errors import AbvocError
 from evaluation.divergence import divergence_report
@@ -22,11 +24,50 @@ def _arm(text: str, control: bool) -> dict[str, Any]:
     candidate, _, weight = rest.partition(":")
     if not sep or not name or not candidate:
         raise AbvocError(f"--arm {text!r}: write NAME=CANDIDATE[:WEIGHT]")
-    try:
-        value = float(weight) if weight else 1.0
-    except ValueError as exc:
-        raise AbvocError(f"--arm {text!r}: the weight must be a number") from exc
+    value = _number(weight, f"--arm {text!r}: the weight") if weight else 1.0
     return {"name": name, "candidate": candidate, "weight": value, "control": control}
+
+
+def _number(text: str, what: str) -> float:
+    """A finite number written on the command line; `what` names it in the error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AbvocError(f"{what} must be a number, got {text!r}")
+    return value
+
+
+def _canary(text: str, advance_after_s: float | None) -> dict[str, Any]:
+    arm, sep, steps = text.partition(":")
+    if not sep or not arm or not steps:
+        raise AbvocError(f"--canary {text!r}: write ARM:STEP,STEP,... e.g. big:0.01,0.05,0.5")
+    return {"treatment": arm, "advance_after_s": advance_after_s,
+            "steps": [_number(x, f"--canary {text!r}: each step") for x in steps.split(",")
+                      if x]}
+
+
+def _guardrails(items: tuple[str, ...]) -> dict[str, float]:
+    rails: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AbvocError(f"--guardrail {item!r}: write NAME=LIMIT, e.g. p99_latency_ms=200")
+        rails[key] = _number(value, f"--guardrail {item!r}: the limit")
+    return rails
+
+
+def _spec(raw: bytes) -> Any:
+    """The experiment of a --spec file: UTF-8 JSON, or a one-line error saying what is wrong."""
+    if not raw.strip():
+        raise AbvocError("--spec is empty: give the experiment as a JSON object")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AbvocError(f"--spec is not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise AbvocError(f"--spec is not JSON: {str(exc)[:200]}") from None
 
 
 def _summary(exp: dict[str, Any]) -> str:
@@ -47,7 +88,8 @@ def experiment() -> None:
 
 
 @experiment.command()
-@click.option("--spec", type=click.File("r"), help="The whole experiment as JSON (- for stdin).")
+@click.option("--spec", type=click.File("rb"),
+              help="The whole experiment as JSON (- for stdin); no other option with it.")
 @click.option("--name")
 @click.option("--scope", default="default", show_default=True)
 @click.option("--unit", type=click.Choice(["user", "session", "request"]), default="user",
@@ -56,7 +98,8 @@ def experiment() -> None:
               help="An arm; the first one is the control. Repeat for each arm.")
 @click.option("--shadow", "shadows", multiple=True, metavar="CANDIDATE")
 @click.option("--canary", metavar="ARM:STEP,STEP,...", help="e.g. big:0.01,0.05,0.25,0.5")
-@click.option("--advance-after-s", type=float)
+@click.option("--advance-after-s", type=Finite(0, min_open=True),
+              help="With --canary: seconds between automatic steps.")
 @click.option("--guardrail", "guardrails", multiple=True, metavar="NAME=LIMIT",
               help="p99_latency_ms, error_rate, correction_rate or min_samples")
 @json_option
@@ -65,39 +108,48 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
            arms: tuple[str, ...], shadows: tuple[str, ...], canary: str | None,
            advance_after_s: float | None, guardrails: tuple[str, ...], as_json: bool) -> None:
     """Create an experiment (as a draft; `start` it to take traffic)."""
+    if advance_after_s is not None and canary is None:
+        raise click.UsageError("--advance-after-s paces a canary: give --canary too")
     if spec is not None:
-        body = json.load(spec)
+        here = click.get_current_context()
+        given = [p.opts[0] for p in here.command.params
+                 if p.name not in ("spec", "as_json") and here.get_parameter_source(p.name)
+                 != click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError("--spec holds the whole experiment: leave out "
+                                   + ", ".join(given))
+        body = _spec(spec.read())
     else:
         body = {"name": name, "scope": scope, "unit": unit,
                 "arms": [_arm(a, i == 0) for i, a in enumerate(arms)],
-                "shadows": [{"candidate": c} for c in shadows]}
+                "shadows": [{"candidate": c} for c in shadows],
+                "guardrails": _guardrails(guardrails)}
         if canary:
-            arm, _, steps = canary.partition(":")
-            body["canary"] = {"treatment": arm, "advance_after_s": advance_after_s,
-                              "steps": [float(x) for x in steps.split(",") if x]}
-        rails: dict[str, float] = {}
-        for item in guardrails:
-            key, _, value = item.partition("=")
-            rails[key] = float(value)
-        body["guardrails"] = rails
+            body["canary"] = _canary(canary, advance_after_s)
     with open_db(ctx) as db:
         exp = Experiments(db).create(body)
     emit(exp, as_json, _summary(exp))
 
 
+WITH_REASON = ("pause", "kill")
+"""The actions that record a reason in the experiment (the others take none)."""
+
+
 def _action(verb: str, doc: str) -> click.Command:
     @click.command(name=verb, help=doc)
-    @click.argument("experiment_id", type=int)
-    @click.option("--reason", default=None)
+    @click.argument("experiment_id", type=EXPERIMENT_ID)
     @json_option
     @pass_ctx
-    def command(ctx: Context, experiment_id: int, reason: str | None, as_json: bool) -> None:
+    def command(ctx: Context, experiment_id: int, as_json: bool, reason: str | None = None
+                ) -> None:
         with open_db(ctx) as db:
             method = getattr(Experiments(db), verb)
-            exp = method(experiment_id, reason) if reason and verb in ("pause", "kill") \
-                else method(experiment_id)
+            exp = method(experiment_id, reason) if reason else method(experiment_id)
         emit(exp, as_json, _summary(exp))
 
+    if verb in WITH_REASON:
+        command = click.option("--reason", default=None,
+                               help="Why, kept in the experiment.")(command)
     return command
 
 
@@ -111,7 +163,7 @@ for _verb, _doc in (("start", "Start: the experiment takes its traffic scope."),
 
 
 @experiment.command(name="list")
-@click.option("--status", default=None)
+@click.option("--status", type=click.Choice(STATUSES), default=None)
 @json_option
 @pass_ctx
 def list_(ctx: Context, status: str | None, as_json: bool) -> None:
@@ -122,7 +174,7 @@ def list_(ctx: Context, status: str | None, as_json: bool) -> None:
 
 
 @experiment.command()
-@click.argument("experiment_id", type=int)
+@click.argument("experiment_id", type=EXPERIMENT_ID)
 @json_option
 @pass_ctx
 def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
@@ -132,11 +184,11 @@ def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
     emit(exp, as_json, _summary(exp))
 
 
-_SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
+_SHARE = Finite(0, 1, min_open=True, max_open=True)
 
 
 @experiment.command()
-@click.argument("experiment_id", type=int)
+@click.argument("experiment_id", type=EXPERIMENT_ID)
 @json_option
 @pass_ctx
 def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
@@ -147,7 +199,7 @@ def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
 
 
 @experiment.command()
-@click.argument("experiment_id", type=int)
+@click.argument("experiment_id", type=EXPERIMENT_ID)
 @click.option("--alpha", type=_SHARE, default=0.05, show_default=True)
 @click.option("--tolerance", type=_SHARE, default=0.02, show_default=True,
               help="How much worse than offline online may be before it is flagged.")
@@ -193,13 +245,14 @@ def list_keys_command(ctx: Context, as_json: bool) -> None:
 
 
 @keys.command()
-@click.argument("prefix")
+@click.argument("key")
 @pass_ctx
-def revoke(ctx: Context, prefix: str) -> None:
-    """Revoke the key with this prefix."""
+def revoke(ctx: Context, key: str) -> None:
+    """Revoke a key, named by its prefix (`abvoc keys list`) or given whole."""
     with open_db(ctx) as db:
-        revoke_key(db, prefix)
-    click.echo(f"revoked {prefix}")
+        done = revoke_key(db, key)
+    click.echo(f"{done['prefix']} was already revoked at {done['revoked_at']}"
+               if done["already"] else f"revoked {done['prefix']}")
 
 
 COMMANDS = [experiment, keys]

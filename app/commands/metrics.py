@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
 from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS
 from evaluation.metric_definitions import define_metric, list_metrics
 
@@ -25,7 +25,7 @@ def metrics() -> None:
 
 
 @metrics.command()
-@click.argument("experiment_id", type=int)
+@click.argument("experiment_id", type=EXPERIMENT_ID)
 @click.option("--name", required=True)
 @click.option("--kind", type=click.Choice(KINDS), required=True)
 @click.option("--direction", type=click.Choice(DIRECTIONS), required=True,
@@ -35,7 +35,7 @@ def metrics() -> None:
                    "means, sum for ratios).")
 @click.option("--numerator", default=None, help="Ratio metrics: the metric summed on top.")
 @click.option("--denominator", default=None, help="Ratio metrics: the metric summed below.")
-@click.option("--guardrail", type=float, default=None,
+@click.option("--guardrail", type=Finite(), default=None,
               help="An arm whose per-unit mean is significantly on the bad side of this fails.")
 @click.option("--primary", is_flag=True, help="Decide the experiment on this metric.")
 @json_option
@@ -56,7 +56,7 @@ def define(ctx: Context, experiment_id: int, name: str, kind: str, direction: st
 
 
 @metrics.command(name="list")
-@click.argument("experiment_id", type=int)
+@click.argument("experiment_id", type=EXPERIMENT_ID)
 @json_option
 @pass_ctx
 def list_(ctx: Context, experiment_id: int, as_json: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import emit, json_option, open_db, pass_ctx
+from app.cli import SEED, emit, json_option, open_db, pass_ctx
 
 
 @click.command("train")
@@ -17,7 +17,7 @@ from app.cli import emit, json_option, open_db, pass_ctx
               help="Training formulas per candidate (default 1500).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Recognizer epochs (default: the candidate's own).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Dataset and training seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Dataset and training seed.")
 @json_option
 @pass_ctx
 def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> None:  # noqa: ANN001
@@ -49,7 +49,7 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
 @click.option("--version", default=None, help="A version (default: the latest active one).")
 @click.option("--n", "n_test", type=click.IntRange(min=4), default=None,
               help="Built-in candidates: offline test formulas (default 600).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Built-in candidates: test-set seed.")
 @json_option
 @pass_ctx
@@ -58,8 +58,11 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
     """Evaluate CANDIDATE offline and store the results by slice in the registry: a bundle on
     --dataset, or a built-in OCR candidate on its generated offline test set."""
     if dataset is not None:
-        if n_test is not None:
-            raise click.UsageError("--n is for the built-in test set; --dataset sets the examples")
+        seed_given = click.get_current_context().get_parameter_source("seed") \
+            != click.core.ParameterSource.DEFAULT
+        if n_test is not None or seed_given:
+            raise click.UsageError(f"{'--n' if n_test is not None else '--seed'} is for the "
+                                   "built-in test set; --dataset sets the examples")
         from serving.bundles.offline import offline_test
         from serving.registry import Registry
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import emit, json_option, pass_ctx
+from app.cli import SEED, Finite, check_out_folder, emit, json_option, pass_ctx
 
 
 @click.group("pages")
@@ -22,7 +22,7 @@ def pages_group() -> None:
               help="Validation pages for tuning (default 24).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Map network epochs (default 20).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Dataset and training seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Dataset and training seed.")
 @json_option
 @pass_ctx
 def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noqa: ANN001
@@ -41,7 +41,7 @@ def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noq
 @click.argument("candidate")
 @click.option("--n", "n_pages", type=click.IntRange(min=2), default=None,
               help="Offline-test pages (default 48).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Test-set seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Test-set seed.")
 @click.option("--ocr", default=None, help="An OCR candidate for the end-to-end figure "
                                           "(e.g. ocr-small-mixed).")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]),
@@ -72,7 +72,7 @@ def dataset_group() -> None:
 @click.option("--candidate", default="pages-xycut", show_default=True,
               help="The registered extraction candidate.")
 @click.option("--version", default=None, help="Its version (default: the latest active one).")
-@click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--min-score", type=Finite(0, 1), default=0.0, show_default=True,
               help="Drop boxes scored below this.")
 @json_option
 @pass_ctx
@@ -85,6 +85,7 @@ def split_pages_cmd(ctx, folder, out, candidate, version, min_score,  # noqa: AN
         if not as_json:
             click.echo(f"[{done}/{total}] {what}", err=True)
 
+    check_out_folder(out)
     summary = split_pages_with(ctx.settings, folder, out, candidate, version, min_score,
                                progress)
     skipped = "".join(f"\nskipped {s['file']}: {s['reason']}" for s in summary.skipped)

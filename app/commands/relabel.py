@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    EXPERIMENT_ID,
+    Context,
+    QueueName,
+    check_out_folder,
+    emit,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 
 
 @click.group()
@@ -36,7 +45,7 @@ def queues(ctx: Context, as_json: bool) -> None:
 
 
 @relabel.command()
-@click.option("--experiment", "experiment_id", type=int, default=None)
+@click.option("--experiment", "experiment_id", type=EXPERIMENT_ID, default=None)
 @click.option("--candidate", default=None)
 @click.option("--set", "body", default=None, metavar="JSON",
               help='Change rules, e.g. \'{"audit_rate": 0.02, "quotas": {"training": 500}}\'.')
@@ -54,8 +63,8 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
         else:
             try:
                 parsed = json.loads(body)
-            except ValueError as exc:
-                raise AbvocError(f"--set is not JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise AbvocError(f"--set is not JSON: {str(exc)[:200]}") from None
             out = relabel_rules.put(db, parsed, experiment_id, candidate)
     emit(out, as_json)
 
@@ -64,7 +73,7 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
 @click.argument("name")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Folder of datasets (default: <data dir>/datasets).")
-@click.option("--queue", "queue_names", multiple=True,
+@click.option("--queue", "queue_names", type=QueueName(), multiple=True,
               help="Only these queues (default: every queue).")
 @json_option
 @pass_ctx
@@ -75,9 +84,10 @@ def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str
     queues' symbol crops (symbol_labels.tsv, crops/) and relation samples (relations.jsonl)."""
     from feedback.export import export_snapshot
 
+    folder = out_dir or ctx.settings.data_dir / "datasets"
     with open_db(ctx) as db:
-        out = export_snapshot(db, out_dir or ctx.settings.data_dir / "datasets", name,
-                              list(queue_names) or None)
+        check_out_folder(folder)
+        out = export_snapshot(db, folder, name, list(queue_names) or None)
     state = "unchanged, still" if out["unchanged"] else "wrote"
     stage = (f" (+ {out['crops']} symbol crops, {out['relation_samples']} relation samples)"
              if out.get("crops") or out.get("relation_samples") else "")
@@ -87,7 +97,8 @@ def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str
 
 @relabel.command("ls-export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--queue", "queue_names", multiple=True)
+@click.option("--queue", "queue_names", type=QueueName(), multiple=True,
+              help="Only these queues (default: every queue).")
 @json_option
 @pass_ctx
 def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json: bool) -> None:
@@ -95,6 +106,7 @@ def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json:
     from feedback.label_studio import export_tasks
 
     with open_db(ctx) as db:
+        check_out_folder(folder, "FOLDER")
         out = export_tasks(db, folder, list(queue_names) or None)
     emit(out, as_json, f"wrote {out['tasks']} tasks to {out['path']}")
 
@@ -103,7 +115,7 @@ def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--tasks", "tasks_file", default="tasks.json", show_default=True,
               help="The tasks file, inside FOLDER.")
-@click.option("--queue", default="training", show_default=True,
+@click.option("--queue", type=QueueName(), default="training", show_default=True,
               help="Queue of new items (tasks without abvoc_item_id).")
 @click.option("--candidate", default=None, help="Output type of new items' labels.")
 @json_option

@@ -9,13 +9,16 @@ from datetime import timedelta
 
 import click
 
-from app.cli import Context, emit, json_option, open_db, pass_ctx
+from app.cli import Context, Finite, emit, json_option, open_db, pass_ctx
 from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
-from core.settings import Settings, ensure_secret_key
+from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
 from core.startup import connect
 from core.store import schema
 from core.store.db import Database
 from core.store.retention import prune as prune_store
+
+WEEK_S = 7 * 86400
+"""The longest period `up` takes between prunes or report checks: a weekly task runs weekly."""
 
 
 def _logging(ctx: Context) -> None:
@@ -44,7 +47,7 @@ def db() -> None:
 @pass_ctx
 def upgrade(ctx: Context, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    with open_db(ctx, migrated=False) as database:
+    with open_db(ctx, migrated=False, create=True) as database:
         schema.upgrade(database, revision)
         click.echo(f"database at revision {schema.current(database)}")
 
@@ -70,8 +73,8 @@ def current(ctx: Context, as_json: bool) -> None:
 
 
 @db.command()
-@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Keep this many days (default: ABVOC_RETENTION_DAYS, 7).")
+@click.option("--retention-days", type=Finite(0, MAX_RETENTION_DAYS, min_open=True),
+              default=None, help="Keep this many days (default: ABVOC_RETENTION_DAYS, 7).")
 @json_option
 @pass_ctx
 def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
@@ -183,9 +186,9 @@ def ensure_candidates(ctx: Context) -> None:
 @threads_option
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Train the reference candidates first if none is registered.")
-@click.option("--prune-every", "prune_every_s", type=click.FloatRange(min=1), default=3600,
+@click.option("--prune-every", "prune_every_s", type=Finite(1, WEEK_S), default=3600,
               show_default=True, help="Seconds between retention prunes (see `db prune`).")
-@click.option("--report-every", "report_every_s", type=click.FloatRange(min=1), default=3600,
+@click.option("--report-every", "report_every_s", type=Finite(1, WEEK_S), default=3600,
               show_default=True,
               help="Seconds between checks for a weekly report due (see `abvoc report`).")
 @pass_ctx

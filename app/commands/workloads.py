@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+import urllib3
 
-from app.cli import emit, json_option, open_db, pass_ctx
+from app.cli import SEED, Finite, emit, json_option, open_db, pass_ctx
 from app.commands.models import ProgressLine
+from core.errors import AbvocError
 
 
 @click.group("workloads")
@@ -31,7 +34,7 @@ def gameplay_group() -> None:
 @click.option("--eval-matches", type=click.IntRange(min=0), default=200, show_default=True,
               help="Matches each bundle plays against the scripted opponents (0: none).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--register", is_flag=True,
               help="Register both bundles and store their offline tests on the held-out log.")
 @json_option
@@ -59,7 +62,7 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
 @gameplay_group.command("play")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--matches", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @json_option
 def play_cmd(bundle, matches, seed, as_json) -> None:  # noqa: ANN001
     """Play the policy bundle at BUNDLE against the scripted opponents, evenly spread, and
@@ -94,9 +97,9 @@ def simulate_group() -> None:
               help="Matches in all, spread over the players.")
 @click.option("--players", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--scope", default="gameplay", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1, max=64), default=8, show_default=True)
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=120, show_default=True,
+@click.option("--wait", "wait_s", type=Finite(0, 86400), default=120, show_default=True,
               help="Seconds to wait for the worker to count the outcomes before printing "
                    "abvoc's verdict (0: do not wait, print the players' view only).")
 @json_option
@@ -106,34 +109,26 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     (gameplay-play-logs vs gameplay-idle-logs, created and started when none runs; register
     them first with `abvoc workloads gameplay build --register`); outcomes go to /v1/outcomes
     and players' complaints to /v1/corrections."""
-    import threading
+    from urllib.parse import urlsplit
 
-    from workloads.client import ServiceClient
-    from workloads.gameplay.league import (
-        LeagueConfig,
-        ensure_experiment,
-        run_league,
-        verdict,
-        wait_counted,
-    )
+    from workloads.client import ServiceClient, ServiceError
 
-    per_player = -(-matches // players)
-    config = LeagueConfig(players, per_player, seed, threads=threads, scope=scope)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL such as "
+                                 "http://127.0.0.1:8080", param_hint="--url")
     client = ServiceClient(url, key, threads=threads)
-    experiment = ensure_experiment(client, scope)
-    total, done, lock = players * per_player, [0], threading.Lock()
-    bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
-
-    def one_more() -> None:
-        with lock:
-            done[0] += 1
-            bar(done[0], total)
-
     try:
-        summary = run_league(client, experiment["id"], config, one_more)
-        seen = None
-        if wait_s and wait_counted(client, experiment["id"], players, wait_s):
-            seen = verdict(client, experiment["id"])
+        summary, seen, experiment = _league(client, matches, players, scope, seed, threads,
+                                            wait_s)
+    except ServiceError as exc:
+        raise AbvocError(f"the service at {url} refused: {exc}") from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise AbvocError(f"the service at {url} cannot be reached ({type(exc).__name__}): "
+                         "check --url and that abvoc is running") from None
+    except ValueError as exc:  # an answer that is not JSON: not an abvoc service
+        raise AbvocError(f"the service at {url} did not answer as abvoc does: "
+                         f"{str(exc)[:200]}") from None
     finally:
         client.close()
     overall = summary["overall"]
@@ -144,6 +139,37 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
         f"see GET /v1/experiments/{experiment['id']}/results once the worker has counted them"]
     emit({"experiment_id": experiment["id"], **summary, "verdict": seen}, as_json,
          "\n".join(lines))
+
+
+def _league(client: Any, matches: int, players: int, scope: str, seed: int, threads: int,
+            wait_s: float) -> tuple[dict, dict | None, dict]:
+    """Set up the experiment, play the league and (unless `wait_s` is 0) read the verdict."""
+    import threading
+
+    from workloads.gameplay.league import (
+        LeagueConfig,
+        ensure_experiment,
+        run_league,
+        verdict,
+        wait_counted,
+    )
+
+    per_player = -(-matches // players)
+    config = LeagueConfig(players, per_player, seed, threads=threads, scope=scope)
+    experiment = ensure_experiment(client, scope)
+    total, done, lock = players * per_player, [0], threading.Lock()
+    bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
+
+    def one_more() -> None:
+        with lock:
+            done[0] += 1
+            bar(done[0], total)
+
+    summary = run_league(client, experiment["id"], config, one_more)
+    seen = None
+    if wait_s and wait_counted(client, experiment["id"], players, wait_s):
+        seen = verdict(client, experiment["id"])
+    return summary, seen, experiment
 
 
 def verdict_lines(seen: dict) -> list[str]:  # noqa: ANN001

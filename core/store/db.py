@@ -134,12 +134,31 @@ def sqlite_file(url: str) -> str | None:
     return None if memory else parsed.database
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with the settings abvoc relies on for each backend."""
+def _sqlite_folder(db_path: str, create: bool) -> None:
+    """Make the SQLite file's folder (when `create`), or say why there is no store there: a
+    one-line error naming the variable instead of the driver's traceback."""
+    path = Path(db_path)
+    if not create:
+        if not path.is_file():
+            raise ConfigError(f"there is no store at {path} yet (not migrated; "
+                              "ABVOC_DATABASE_URL, default <ABVOC_DATA_DIR>/abvoc.db): run "
+                              "`abvoc db upgrade` to make one")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"the store's folder {path.parent} cannot be made "
+                          f"({exc.strerror or exc}): set ABVOC_DATA_DIR or ABVOC_DATABASE_URL "
+                          "to a writable place") from None
+
+
+def make_engine(url: str, *, create: bool = True, **kwargs) -> Engine:
+    """An engine with the settings abvoc relies on for each backend; `create` False: a missing
+    SQLite file is an error rather than a new, empty store."""
     if url.startswith("sqlite"):
         db_path = sqlite_file(url)
         if db_path:
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_folder(db_path, create)
         # The statement cache holds the batch inserts' chunk texts too (core.store.driver).
         engine = create_engine(url, connect_args={"timeout": 30, "cached_statements": 512},
                                json_serializer=json_text.dumps, **kwargs)
@@ -159,9 +178,9 @@ class Database:
     """One engine and its session factory; `session()` is a unit of work that commits or rolls
     back as a whole, so nothing partial is ever stored."""
 
-    def __init__(self, url: str, **engine_kwargs) -> None:
+    def __init__(self, url: str, *, create: bool = True, **engine_kwargs) -> None:
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.engine = make_engine(url, create=create, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
@@ -203,6 +222,10 @@ class Database:
         except OperationalError as exc:
             raise ConfigError(
                 f"{variable}={mask_url(self.url)!r} is unreachable: {exc.orig}"
+            ) from exc
+        except sa_exc.DatabaseError as exc:  # e.g. SQLite: "file is not a database"
+            raise ConfigError(
+                f"{variable}={mask_url(self.url)!r} cannot be used as the store: {exc.orig}"
             ) from exc
 
     def dispose(self) -> None:

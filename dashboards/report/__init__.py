@@ -18,7 +18,7 @@ from pathlib import Path
 from core.errors import AbvocError, NotFound
 from core.store.db import Database
 from dashboards.report.render import html_to_pdf, render_html
-from evaluation.weekly import WEEK_PATTERN, last_full_week, parse_week, weekly_data
+from evaluation.weekly import WEEK_PATTERN, last_full_week, parse_week, week_bounds, weekly_data
 
 log = logging.getLogger("abvoc.report")
 FORMATS = ("html", "pdf")
@@ -47,7 +47,11 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
     """Write the HTML and PDF of ``week`` (default: the last full week) unless already there."""
     now = now or datetime.now(UTC)
     week = week or last_full_week(now)
-    parse_week(week)
+    end = week_bounds(week)[1]
+    if end > now:
+        raise AbvocError(f"week {week} ends on {end:%Y-%m-%d %H:%M} UTC; a report covers a "
+                         "finished week (the last one is "
+                         f"{last_full_week(now)})")
     folder.mkdir(parents=True, exist_ok=True)
     html, pdf = folder / f"{week}.html", folder / f"{week}.pdf"
     if pdf.exists() and html.exists() and not force:

@@ -6,7 +6,9 @@
 
 `manifest` parses and checks the manifest, `archive` unpacks a .tar.gz safely, `stages` loads
 each stage, `validate` checks the files and the signature, `runner` runs the stages and
-`register` stores a checked bundle and its registry row (or nothing).
+`register` stores a checked bundle and its registry row (or nothing); `offline` runs a team's
+dataset through it (`json_input` reads the team's JSON files, `text` says which names and notes
+can be stored).
 """
 
 from serving.bundles.archive import Limits

@@ -61,7 +61,7 @@ def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarIn
         if member.issym():
             _check_symlink(member.name, member.linkname)
         elif member.islnk():
-            target = _member_path(member.linkname, f"hard link {member.name!r} points to")
+            target = _member_path(member.linkname, f"hard link {member.name!r}: its target")
             if str(target) not in files:
                 raise ManifestError(f"archive member {member.name!r} is a hard link to "
                                     f"{member.linkname!r}, which is not a file of the bundle")

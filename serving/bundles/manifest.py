@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import AbvocError
+from serving.bundles.text import classes_problem
 from serving.registry import BACKENDS, validate_requirements
 
 MANIFEST_NAME = "candidate.toml"
@@ -257,10 +258,8 @@ def _output(data: dict[str, Any]) -> OutputSpec:
     classes = _get(data, "classes", list, "output")
     schema = _get(data, "schema", dict, "output")
     if kind == "label":
-        if not classes or not all(isinstance(c, str) and c for c in classes):
-            raise ManifestError("output.classes must list the label output's classes as strings")
-        if len(set(classes)) != len(classes):
-            raise ManifestError("output.classes must be distinct")
+        if (problem := classes_problem(classes)) is not None:
+            raise ManifestError(f"output.classes {problem}")
     elif classes is not None:
         raise ManifestError(f"output.classes is only for type 'label', not {kind!r}")
     if kind == "json":

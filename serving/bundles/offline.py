@@ -15,9 +15,11 @@ output type (a class, a string, a number, a JSON value); ``slice`` is optional (
 without one counts in the overall row only); ``id`` and ``source`` (where the example came
 from, e.g. the page and box `abvoc dataset split-pages` cut it from) are kept out of the test.
 The whole file is read and checked before the candidate runs once, so a bad line costs no model
-time; nothing is stored unless every example ran. Examples run one at a time, so the latencies
-are the candidate's own per-request times (a local bundle's stages are called directly, without
-the batcher's wait).
+time; nothing is stored unless every example ran. Each answer is read as serving reads it
+(:func:`serving.outputs.read_answer`): one that /v2 would answer 502 for fails its line, so a
+candidate whose every request fails cannot post offline figures. Examples run one at a time,
+so the latencies are the candidate's own per-request times (a local bundle's stages are called
+directly, without the batcher's wait).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.latex import TokenVocabulary
-from core.output_types import schema_error
+from core.output_types import OutputKind, schema_error
+from core.text import text_problem
+from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -48,10 +52,12 @@ from serving.bundles.manifest import (
     load_manifest,
 )
 from serving.bundles.offline_metrics import ALL, OfflineError, check_imported, summarize
-from serving.bundles.tensors import V2_TO_NUMPY
+from serving.bundles.runner import as_datatype
+from serving.bundles.tensors import V2_TO_NUMPY, TensorError
+from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 
-Predict = Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+Answer = Callable[[dict[str, np.ndarray]], Any]
 Progress = Callable[[int, int], None]
 MAX_LINE = 64 << 20
 
@@ -97,10 +103,12 @@ def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
 
 def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example:
     where = f"{path.name} line {number}"
-    try:
-        item = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise OfflineError(f"{where} is not JSON: {exc}") from exc
+    with not_too_deep(where):  # numpy and the schema check recurse per level, as json does
+        return _checked_example(parse_json(raw, where), number, where, path, manifest)
+
+
+def _checked_example(item: Any, number: int, where: str, path: Path,
+                     manifest: Manifest) -> Example:
     if not isinstance(item, dict):
         raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
     # `source` and `provenance` are what a relabel export records of each example.
@@ -121,6 +129,8 @@ def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example
                                or slice_ == ALL):
         raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
                            f"{ALL!r}, got {slice_!r}")
+    if slice_ is not None and (problem := text_problem(slice_)) is not None:
+        raise OfflineError(f"{where}: 'slice' {problem}, got {slice_!r}")
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)
               for name, spec in declared.items()}
@@ -133,8 +143,9 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
     (an image pipeline's image has none: its -1s are the image's height and width)."""
     if isinstance(value, str) and value.endswith(".npy"):
         value = {"file": value}
+    exact = not batched  # an image is checked as the pipeline checks it: its own datatype
     if isinstance(value, dict):
-        array = _from_file(value, spec, folder, where)
+        array = _declared_type(_from_file(value, spec, folder, where), spec, where, exact)
     elif spec.datatype == "BYTES":
         array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
                            dtype=object)
@@ -158,6 +169,16 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
         raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
                            "example per line")
     return array
+
+
+def _declared_type(array: np.ndarray, spec: TensorSpec, where: str, exact: bool) -> np.ndarray:
+    """A file's array in the input's datatype, by the rule serving holds requests to."""
+    if exact and array.dtype != V2_TO_NUMPY[spec.datatype]:
+        raise OfflineError(f"{where} must be {spec.datatype}, got {array.dtype}")
+    try:
+        return as_datatype(array, spec.datatype, where)
+    except TensorError as exc:
+        raise OfflineError(exc.message) from exc
 
 
 def _nested(value: Any, convert: Callable[[Any], Any]) -> Any:
@@ -199,6 +220,8 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
     elif kind in ("text", "latex"):
         if not isinstance(label, str):
             raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
+        if (problem := text_problem(label)) is not None:
+            raise OfflineError(f"{where}: label {problem}")
     elif kind == "number":
         if isinstance(label, bool) or not isinstance(label, int | float) \
                 or not math.isfinite(label):
@@ -218,53 +241,25 @@ def _check_json(output: OutputSpec, value: Any, where: str) -> None:
 
 # --- the candidate's answer ---------------------------------------------------------------------
 
-def answer_of(output: OutputSpec, outputs: Mapping[str, np.ndarray]) -> Any:
-    """One example's answer from the candidate's named outputs: the tensor named after the output
-    type (``label``, ``text`` ...), or the only one; for a label, class probabilities too."""
-    if output.type in outputs:
-        array = np.asarray(outputs[output.type])
-    elif output.type == "label" and "probabilities" in outputs:
-        array = np.asarray(outputs["probabilities"])
-    elif len(outputs) == 1:
-        array = np.asarray(next(iter(outputs.values())))
-    else:
-        raise OfflineError(f"the candidate answered {sorted(outputs)}; name the answer tensor "
-                           f"{output.type!r} or answer one tensor")
-    if array.ndim >= 1 and array.shape[0] == 1:
-        array = array.reshape(array.shape[1:])  # the batch axis of one; the dtype kept
-    if output.type == "label" and array.ndim == 1 and array.dtype.kind in "fiu" \
-            and len(array) == len(output.classes):
-        return output.classes[int(np.argmax(array))]
-    if array.ndim != 0:
-        raise OfflineError(f"the candidate answered shape {list(array.shape)} for one example; a "
-                           f"{output.type!r} answer is one value")
-    value = array.item()
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if output.type == "number":
-        try:
-            return float(value)
-        except (TypeError, ValueError) as exc:
-            raise OfflineError(f"the candidate's answer {value!r} is not a number") from exc
-    if output.type == "json":
-        try:
-            value = json.loads(value) if isinstance(value, str) else value
-            return json.dumps(value, sort_keys=True)
-        except (TypeError, ValueError) as exc:
-            raise OfflineError(f"the candidate's answer is not JSON: {exc}") from exc
-    return str(value)
+def stored_answer(output: OutputSpec, value: Any) -> Any:
+    """An answer as serving reads it (:func:`serving.outputs.read_answer`), in the form
+    :func:`truth` keeps labels: a `json` value as its canonical JSON text."""
+    return json.dumps(value, sort_keys=True) if output.type == "json" else value
 
 
 # --- running and storing ------------------------------------------------------------------------
 
 @contextmanager
-def predictor(manifest: Manifest, folder: Path) -> Iterator[Predict]:
-    """Call the candidate one example at a time: a local bundle's stages, or the remote client."""
+def answerer(manifest: Manifest, folder: Path) -> Iterator[Answer]:
+    """Call the candidate one example at a time (a local bundle's stages, or the remote client)
+    and read its answer as serving does, so an answer every request would get a 502 for is
+    an error here too, never a figure."""
+    kind = OutputKind(manifest.output.type, manifest.output.classes, manifest.output.schema)
     if manifest.remote is not None:
         from serving.remote import RemoteClient
 
         with RemoteClient.from_spec(manifest.remote, pool_size=1) as client:
-            yield client.infer
+            yield lambda inputs: read_answer(kind, client.infer(inputs))[0]
         return
     if manifest.takes_images:
         with _image_pipeline(manifest, folder) as predict:
@@ -274,13 +269,14 @@ def predictor(manifest: Manifest, folder: Path) -> Iterator[Predict]:
 
     runner = BundleRunner.open(folder)
     try:
-        yield lambda inputs: runner.run_stages(runner.check_inputs(inputs))
+        yield lambda inputs: read_answer(
+            kind, runner.run_stages(runner.check_inputs(inputs)))[0]
     finally:
         runner.close()
 
 
 @contextmanager
-def _image_pipeline(manifest: Manifest, folder: Path) -> Iterator[Predict]:
+def _image_pipeline(manifest: Manifest, folder: Path) -> Iterator[Answer]:
     """An image pipeline bundle as serving runs it, answering one image per example."""
     from serving.backends import get_backend
     from serving.bundles.validate import validate_bundle
@@ -290,10 +286,8 @@ def _image_pipeline(manifest: Manifest, folder: Path) -> Iterator[Predict]:
     candidate = ImageCandidate(manifest, stages[0].pipeline, get_backend(manifest.backend))
     name = manifest.inputs[0].name
 
-    def predict(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        answer = np.empty((), dtype=object)
-        answer[()] = candidate.predict(inputs[name]).output
-        return {"output": answer}
+    def predict(inputs: Mapping[str, np.ndarray]) -> Any:
+        return candidate.predict(inputs[name]).output
 
     try:
         yield predict
@@ -306,11 +300,14 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
     """Run the candidate on every example and score the answers, overall and by slice."""
     answers, latencies = [], []
     started = time.perf_counter()
-    with predictor(manifest, folder) as predict:
+    with answerer(manifest, folder) as answer_to:
         for done, ex in enumerate(examples, 1):
             start = time.perf_counter()
             try:
-                outputs = predict(ex.inputs)
+                answer = answer_to(ex.inputs)
+            except CandidateOutputError as exc:
+                raise OfflineError(f"line {ex.line}: {exc.message} (serving would answer this "
+                                   f"request {exc.status})", status=exc.status) from exc
             except AbvocError as exc:
                 raise OfflineError(f"line {ex.line}: the candidate failed: {exc.message}",
                                    status=exc.status) from exc
@@ -318,10 +315,7 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
                 raise OfflineError(f"line {ex.line}: the candidate failed: "
                                    f"{type(exc).__name__}: {exc}") from exc
             latencies.append((time.perf_counter() - start) * 1000.0)
-            try:
-                answers.append(answer_of(manifest.output, outputs))
-            except OfflineError as exc:
-                raise OfflineError(f"line {ex.line}: {exc.message}") from exc
+            answers.append(stored_answer(manifest.output, answer))
             if progress is not None:
                 progress(done, len(examples))
     seconds = time.perf_counter() - started
@@ -374,11 +368,9 @@ def import_results(registry: Registry, name: str, path: Path,
     path = Path(path)
     if not path.is_file():
         raise OfflineError(f"results file {path} does not exist")
-    try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise OfflineError(f"{path.name} is not JSON: {exc}") from exc
-    results = check_imported(output, data)
+    data = parse_json(path.read_bytes(), path.name)
+    with not_too_deep(path.name):  # a row's repr in a message recurses through its nesting
+        results = check_imported(output, data)
     results["test_set"] = {"source": "import", "path": str(path.resolve()),
                            "sha256": _sha256(path), "n": results["overall"]["n"]}
     registry.set_offline_results(info.name, info.version, results)

@@ -27,6 +27,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.latex import TokenVocabulary, tokenize
+from core.text import text_problem
 from serving.bundles.manifest import OutputSpec
 
 ALL = "all"  # the online name of the whole; an offline slice may not take it
@@ -42,6 +43,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     "number": ("mean_error",), "json": (),
 }
 TIMINGS = ("latency_p50_ms", "latency_p99_ms", "throughput_ips")
+MAX_N = 10**12  # more examples than any test set holds; past it n is a typo (or 10^29)
 
 
 class OfflineError(AbvocError):
@@ -129,6 +131,10 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
             for name, row in slices.items()}
     overall = (check_row(output, data["overall"], "overall") if "overall" in data
                else combine(output, list(rows.values())))
+    for name, row in rows.items():  # a slice is part of the test set, never more than it
+        if row["n"] > overall["n"]:
+            raise OfflineError(f"slices[{name!r}].n is {row['n']}, more than the overall n of "
+                               f"{overall['n']}: a slice is part of the test set")
     out: dict[str, Any] = {"output_type": output.type, "overall": overall, "slices": rows}
     if output.type == "label":
         top = data.get("label_shares", overall.get("label_shares"))
@@ -138,12 +144,15 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
         raise OfflineError(f"'label_shares' is only for label outputs, not {output.type!r}")
     if "mix_slices" in data:
         mix = data["mix_slices"]
-        if not isinstance(mix, list) or not mix or any(m not in rows for m in mix):
+        if not isinstance(mix, list) or not mix \
+                or any(not isinstance(m, str) or m not in rows for m in mix):
             raise OfflineError(f"'mix_slices' must list some of the slices {sorted(rows)}")
         out["mix_slices"] = list(mix)
     if "notes" in data:
         if not isinstance(data["notes"], str) or len(data["notes"]) > 2000:
             raise OfflineError("'notes' must be a string of at most 2000 characters")
+        if (problem := text_problem(data["notes"])) is not None:
+            raise OfflineError(f"'notes' {problem}")
         out["notes"] = data["notes"]
     return out
 
@@ -152,6 +161,8 @@ def _slice_name(name: str) -> str:
     if not name or len(name) > 100 or name == ALL:
         raise OfflineError(f"slice name {name!r} must be 1 to 100 characters and not {ALL!r} "
                            "(the online name of the whole)")
+    if (problem := text_problem(name)) is not None:
+        raise OfflineError(f"slice name {name!r} {problem}")
     return name
 
 
@@ -166,8 +177,9 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
         raise OfflineError(f"{where}: unknown key(s) {unknown} for a {kind!r} output; known: "
                            f"{sorted(known)}")
     n = row.get("n")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise OfflineError(f"{where}.n must be a positive whole number of examples, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise OfflineError(f"{where}.n must be a positive whole number of examples (at most "
+                           f"{MAX_N:.0e}), got {n!r}")
     out: dict[str, Any] = {"n": n}
     if kind == "label" and "accuracy" not in row and "exact_match" in row:
         row = {**row, "accuracy": row["exact_match"]}  # either name is the share right

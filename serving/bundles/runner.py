@@ -138,20 +138,26 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) 
         raise TensorError(f"inputs must be {sorted(declared)}, got {sorted(inputs)}")
     out: Tensors = {}
     for name, spec in declared.items():
-        array = np.asarray(inputs[name])
-        want = V2_TO_NUMPY[spec.datatype]
-        if spec.datatype == "BYTES":
-            if array.dtype.kind not in "OSU":
-                raise TensorError(f"input {name!r} must be BYTES, got {array.dtype}")
-            array = array.astype(object)
-        elif array.dtype != want:
-            if not np.can_cast(array.dtype, want, casting="same_kind"):
-                raise TensorError(f"input {name!r} must be {spec.datatype}, got "
-                                  f"{array.dtype}")
-            array = array.astype(want)
+        array = as_datatype(np.asarray(inputs[name]), spec.datatype, f"input {name!r}")
         if array.ndim != len(spec.shape) or any(
                 d != -1 and d != n for d, n in zip(spec.shape, array.shape, strict=True)):
             raise TensorError(f"input {name!r} must have shape {list(spec.shape)} (-1: any "
                               f"size), got {list(array.shape)}")
         out[name] = array
     return out
+
+
+def as_datatype(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
+    """`array` in the declared V2 datatype where numpy casts it within its kind (INT64 data for
+    an INT32 input), or a TensorError saying `what` must be; one rule for requests and for the
+    offline test's lines, so a line serving would refuse is refused before the model runs."""
+    if datatype == "BYTES":
+        if array.dtype.kind not in "OSU":
+            raise TensorError(f"{what} must be BYTES, got {array.dtype}")
+        return array.astype(object)
+    want = V2_TO_NUMPY[datatype]
+    if array.dtype == want:
+        return array
+    if not np.can_cast(array.dtype, want, casting="same_kind"):
+        raise TensorError(f"{what} must be {datatype}, got {array.dtype}")
+    return array.astype(want)

@@ -90,7 +90,22 @@ def test_register_show_version_and_retire(app: Flask, client: FlaskClient, admin
     everything = client.post("/v1/candidates/iris-onnx/retire", headers=admin).get_json()
     assert [c["version"] for c in everything["retired"]] == ["1"]
     gone = client.get("/v1/candidates/iris-onnx", headers=admin)
-    assert gone.status_code == 404 and "not registered" in gone.get_json()["error"]
+    assert gone.status_code == 404
+    assert re.search(r"'iris-onnx' is retired .*candidates list --all.*\?all=1",
+                     gone.get_json()["error"])
+    nope = client.get("/v1/candidates/nope", headers=admin)
+    assert nope.status_code == 404 and "'nope' is not registered" in nope.get_json()["error"]
+
+    def iris(query: str = "") -> list[tuple[str, bool]]:
+        listed = client.get(f"/v1/candidates{query}", headers=admin).get_json()["candidates"]
+        return [(c["version"], c["retired_at"] is not None) for c in listed
+                if c["name"] == "iris-onnx"]
+
+    assert iris() == iris("?all=0") == []
+    for flag in ("1", "true", ""):
+        assert iris(f"?all={flag}") == [("1", True), ("2", True)]
+    odd = client.get("/v1/candidates?all=maybe", headers=admin)
+    assert odd.status_code == 400 and "'all' must be 1" in odd.get_json()["error"]
     assert client.post("/v1/candidates/nope/retire", headers=admin).status_code == 404
     assert client.get("/v1/candidates/iris-onnx?version=9", headers=admin).status_code == 404
 
@@ -142,6 +157,27 @@ def test_form_refusals(app: Flask, client: FlaskClient, admin: dict) -> None:
         assert response.status_code == 400, (kwargs, response.get_json())
         assert re.search(fragment, response.get_json()["error"])
     assert stored(app) == before
+
+def test_an_upload_named_only_by_its_suffix_registers(client: FlaskClient, admin: dict) -> None:
+    """The file's name only labels messages: '.tar.gz' is a .tar.gz (secure_filename would
+    make it 'tar.gz')."""
+    response = upload(client, admin, targz(example_files()), filename=".tar.gz")
+    assert response.status_code == 201, response.get_json()
+    bad = upload(client, admin, b"\x1f\x8b not gzip", filename=".tgz")
+    assert bad.status_code == 400 and "bundle.tgz is not a readable" in bad.get_json()["error"]
+
+
+def test_class_names_that_no_correction_can_carry_are_refused(
+        app: Flask, client: FlaskClient, admin: dict) -> None:
+    before = stored(app)
+    for bad in ('"a\\u0000b"', '"a\\u0007b"'):
+        files = example_files(c=('"setosa"', bad))
+        response = upload(client, admin, targz(files))
+        assert response.status_code == 400, response.get_json()
+        assert re.search(r"output.classes 'a\\x0[07]b' must not contain",
+                         response.get_json()["error"])
+    assert stored(app) == before
+
 
 FILE_PART = (b'--xyzzy\r\nContent-Disposition: form-data; name="bundle"; filename="b.tar.gz"\r\n'
              b"Content-Type: application/gzip\r\n\r\n")

@@ -12,20 +12,16 @@ from click.testing import CliRunner
 
 from app.cli import main
 from core.settings import Settings
-from core.store import Database, schema
+from core.store import Database
 from serving.registry import Registry
 from tests.support.bundles import EXAMPLE
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    with Database(settings.database_url) as database:
-        schema.upgrade(database)
-    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
-    runner = CliRunner()
-    assert runner.invoke(main, ["candidates", "register", str(EXAMPLE)]).exit_code == 0
-    return runner
+def cli(cli: CliRunner) -> CliRunner:
+    """The command line on a migrated store with the example bundle registered."""
+    assert cli.invoke(main, ["candidates", "register", str(EXAMPLE)]).exit_code == 0
+    return cli
 
 
 def stored(settings: Settings) -> dict:

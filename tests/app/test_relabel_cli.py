@@ -6,23 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from app.cli import main
 from core.settings import Settings
-from core.store import Database, schema
+from core.store import Database
 from feedback import annotation
 from tests.feedback.test_relabel_export import with_inputs
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    with Database(settings.database_url) as database:
-        schema.upgrade(database)
-    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
-    return CliRunner()
 
 
 def test_rules_queues_and_label_studio(cli: CliRunner, settings: Settings,

@@ -129,6 +129,15 @@ DATASET_REFUSALS = [
     ({k: v for k, v in GOOD.items() if k != "label"}, r"line 2: 'label' is missing"),
     ({**GOOD, "slice": "all"}, r"line 2: 'slice' must be a name .* other than 'all'"),
     ([1, 2], r"line 2 must be an object"),
+    ({**GOOD, "slice": "\ud800"}, r"^set.jsonl line 2: 'slice' must be valid Unicode text .*"
+                                  r"surrogate.*, got '\\ud800'$"),
+    ({**GOOD, "slice": "a\x00b"}, r"line 2: 'slice' must not contain NUL"),
+    ('{"inputs": {"features": ' + "[" * 5000 + "]" * 5000 + '}, "label": "setosa"}',
+     r"^set.jsonl line 2 is nested too deeply$"),
+    ({**GOOD, "inputs": {"features": "complex.npy"}},
+     r"^set.jsonl line 2: input 'features' must be FP32, got complex128$"),
+    ({**GOOD, "inputs": {"features": "words.npy"}},
+     r"^set.jsonl line 2: input 'features' must be FP32, got <U1$"),
 ]
 
 
@@ -141,11 +150,37 @@ def test_dataset_refusals_name_the_line_and_store_nothing(
     outside = tmp_path.parent / f"{tmp_path.name}-outside.npy"
     np.save(outside, np.array([5.0, 3.4, 1.5, 0.2], np.float32))
     (tmp_path / "out.npy").symlink_to(outside)  # a link that leads out of the dataset's folder
+    np.save(tmp_path / "complex.npy", np.array([5.0, 3.4, 1.5, 0.2], np.complex128))
+    np.save(tmp_path / "words.npy", np.array(list("abcd")))
     second = bad if isinstance(bad, str) else json.dumps(bad)
     path.write_text(json.dumps(GOOD) + "\n" + second + "\n")
     with pytest.raises(OfflineError, match=fragment):
         offline_test(registry, iris, path)
     assert registry.get(iris).offline_results == {}
+
+
+def test_a_dataset_that_is_not_utf8_says_so(registry: Registry, iris: str,
+                                            tmp_path: Path) -> None:
+    """Not the json module's guess from the first bytes ('utf-16-le' codec can't decode...)."""
+    path = tmp_path / "set.jsonl"
+    path.write_bytes(b"\xff\xfe" + json.dumps(GOOD).encode() + b"\n")
+    with pytest.raises(OfflineError, match=r"^set.jsonl line 1 is not UTF-8 text: byte 0xff at "
+                                           r"position 0$"):
+        offline_test(registry, iris, path)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")  # a UTF-8 BOM
+    assert offline_test(registry, iris, path)["overall"]["n"] == 1
+
+
+def test_text_labels_must_be_valid_unicode(registry: Registry, models: Path,
+                                           tmp_path: Path) -> None:
+    register_bundle(registry, models, _python_bundle(tmp_path, "text"))
+    for label, fragment in (("\ud800", "must be valid Unicode text"),
+                            ("a\x00", "must not contain NUL")):
+        path = tmp_path / "bad.jsonl"
+        path.write_text(json.dumps({"inputs": {"words": ["a"]}, "label": label}) + "\n")
+        with pytest.raises(OfflineError, match=rf"^bad.jsonl line 1: label {fragment}"):
+            offline_test(registry, "words-text", path)
+    assert registry.get("words-text").offline_results == {}
 
 
 def test_empty_and_missing_datasets_and_non_bundles(registry: Registry, iris: str,
@@ -322,6 +357,18 @@ IMPORT_REFUSALS = [
     (_with(("slices", "all"), {"n": 1, "accuracy": 1}), r"slice name 'all' must be"),
     (_with(("mix_slices",), ["moon"]), r"'mix_slices' must list some of the slices"),
     (_with(("slices", "lab", "accuracy"), float("nan")), r"is not JSON|must be a finite number"),
+    (_with(("slices", "\ud800"), {"n": 10, "accuracy": 0.9}),
+     r"^slice name '\\ud800' must be valid Unicode text"),
+    (_with(("slices", "a\x00"), {"n": 10, "accuracy": 0.9}), r"^slice name 'a\\x00' must not"),
+    (_with(("notes",), "fine \ud800"), r"^'notes' must be valid Unicode text"),
+    (_with(("notes",), "a\x00b"), r"^'notes' must not contain NUL"),
+    (_with(("mix_slices",), [["lab"]]), r"'mix_slices' must list some of the slices"),
+    (_with(("mix_slices",), [{"a": 1}]), r"'mix_slices' must list some of the slices"),
+    ('{"slices": ' + "[" * 3000 + "]" * 3000 + "}", r"^results.json is nested too deeply$"),
+    (_with(("overall",), {"n": 3, "accuracy": 0.9}),
+     r"^slices\['lab'\].n is 300, more than the overall n of 3: a slice is part of the test"),
+    (_with(("slices", "lab", "n"), 10**29), r"slices\['lab'\].n must be a positive whole number"
+                                            r" of examples \(at most 1e\+12\), got 1000"),
 ]
 
 

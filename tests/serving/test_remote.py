@@ -222,3 +222,36 @@ def test_malformed_answer_is_a_remote_error(
             pytest.raises(RemoteError, match="malformed outputs") as info:
         client.infer({"features": _flowers(1)})
     assert info.value.status == 502
+
+
+def _raw(status: int, body: bytes, headers: dict[str, str] | None = None) -> Callable:
+    def behave(handler: BaseHTTPRequestHandler, _body: bytes) -> None:
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    return behave
+
+
+ODD_ANSWERS = [  # (status, body, what the RemoteError says)
+    (200, b'{"hello": 1}', r"answered without an 'outputs' list of tensors \(its answer has "
+                           r"the keys \['hello'\]\)"),
+    (200, b'{"outputs": [{"datatype": "FP32", "shape": [1], "data": [1]}]}',
+     r"malformed outputs: a tensor has no 'name'$"),
+    (307, b"", r"answered 307: the server redirected the call; give the URL it serves from"),
+    (200, b"[" * 100_000 + b"]" * 100_000, r"answered 200 with a body that is not a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "fragment"), ODD_ANSWERS,
+                         ids=[c[2][:30] for c in ODD_ANSWERS])
+def test_odd_answers_are_502s_that_say_what_is_wrong(
+        stub_server: Callable[..., StubServer], status: int, body: bytes,
+        fragment: str) -> None:
+    odd = stub_server(_raw(status, body, {"Location": "http://127.0.0.1:9/elsewhere"}))
+    with RemoteClient(odd.url, "iris", timeout_ms=2000, retries=2) as client, \
+            pytest.raises(RemoteError, match=fragment) as info:
+        client.infer({"features": _flowers(1)})
+    assert info.value.status == 502 and odd.hits == 1  # none of them is retried

@@ -9,6 +9,7 @@ from typing import Any
 from core.errors import AbvocError, NotFound
 from core.settings import Settings
 from core.store import Database
+from serving.bundles.manifest import MANIFEST_NAME
 from serving.registry import Registry
 from workloads.ocr.bundle import register_trained
 from workloads.ocr.candidates import CANDIDATES, DEFAULT_TRAIN, train_candidate
@@ -78,6 +79,10 @@ def offline_test_and_store(settings: Settings, name: str, n: int = DEFAULT_TEST_
     info = registry.get(name)
     folder = Path(info.artifacts) if info.artifacts else candidate_dir(settings.models_dir, name)
     if not (folder / "candidate.json").exists():
+        if (folder / MANIFEST_NAME).exists():
+            raise AbvocError(f"{name!r} is a bundle candidate: test it on its own labeled set "
+                             f"with `abvoc offline-test {name} --dataset FILE` (a JSONL "
+                             "manifest, one {inputs, label, slice} a line)")
         raise NotFound(f"no trained artifacts for {name!r} in {folder}: run `abvoc train {name}`")
     results = offline_test(folder, n=n, seed=seed, mix=mix, progress=progress)
     registry.set_offline_results(info.name, info.version, results)

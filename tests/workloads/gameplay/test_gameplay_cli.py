@@ -13,18 +13,9 @@ from click.testing import CliRunner
 
 from app.cli import main
 from core.settings import Settings
-from core.store import Database, schema
+from core.store import Database
 from serving.registry import Registry
 from workloads.gameplay.build import CANDIDATES, HELDOUT_NAME
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    with Database(settings.database_url) as database:
-        schema.upgrade(database)
-    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ABVOC_DATA_DIR", str(settings.data_dir))
-    return CliRunner()
 
 
 def registry_row(settings: Settings, name: str) -> Any:

@@ -1,0 +1,239 @@
+"""User mistakes on the `abvoc` command line: a one-line error naming what to fix, a non-zero
+exit, no traceback, and nothing written (SQLite store in a fresh data folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from app.cli import main
+
+BUNDLE = Path(__file__).resolve().parents[2] / "examples" / "bundles" / "iris-onnx"
+HUGE = "99999999999999999999999"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("ABVOC_DATABASE_URL", "ABVOC_CONFIG", "ABVOC_MODEL_STORE", "ABVOC_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    return runner
+
+
+def refused(result: Result, *words: str) -> None:
+    """Exit non-zero with the words in the output and no traceback."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+def test_report_refuses_unfinished_and_unrepresentable_weeks(cli: CliRunner,
+                                                             tmp_path: Path) -> None:
+    for week in ("2999-W01", "9999-W51"):
+        refused(cli.invoke(main, ["report", "--week", week, "--out", str(tmp_path / "r")]),
+                f"week {week} ends on", "a report covers a finished week")
+    for week in ("0001-W01", "9999-W52"):
+        refused(cli.invoke(main, ["report", "--week", week]), "out of range")
+    refused(cli.invoke(main, ["report", "--out", "/proc/abvoc-x"]), "--out", "/proc/abvoc-x")
+    assert not (tmp_path / "r").exists()
+
+
+def test_due_report_schedule_still_writes_finished_weeks(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from core.errors import AbvocError
+    from core.store import Database, schema
+    from dashboards.report import due_week, write_report
+
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    with Database(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        schema.upgrade(db)
+        with pytest.raises(AbvocError, match="a report covers a finished week"):
+            write_report(db, tmp_path / "r", "2026-W49", now=now)
+    assert due_week(now) == "2026-W48"  # ended on Monday 2026-11-30: allowed
+
+
+def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
+    base = ["experiment", "create", "--name", "x", "--arm", "a=iris-onnx"]
+    refused(cli.invoke(main, [*base, "--guardrail", "p99_latency_ms=abc"]), "--guardrail")
+    refused(cli.invoke(main, [*base, "--guardrail", "foo"]), "NAME=LIMIT")
+    refused(cli.invoke(main, [*base, "--arm", "b=iris-onnx", "--canary", "b:abc"]), "--canary")
+    refused(cli.invoke(main, [*base, "--advance-after-s", "60"]), "--canary")
+    spec = tmp_path / "spec.json"
+    for content, words in ((b"", "empty"), (b"{nope", "not JSON"), (b"\xff\xfe{}", "UTF-8"),
+                           (b"[" * 5000 + b"]" * 5000, "not JSON")):
+        spec.write_bytes(content)
+        refused(cli.invoke(main, ["experiment", "create", "--spec", str(spec)]), "--spec", *[words])
+    refused(cli.invoke(main, ["experiment", "create", "--spec", "-"], input=""), "empty")
+    spec.write_text("{}")
+    refused(cli.invoke(main, ["experiment", "create", "--spec", str(spec), "--name", "n",
+                              "--arm", "a=b"]), "leave out --name, --arm")
+    for verb in ("start", "resume", "stop", "advance"):
+        refused(cli.invoke(main, ["experiment", verb, "1", "--reason", "r"]), "--reason")
+    refused(cli.invoke(main, ["experiment", "list", "--status", "bogus"]), "bogus")
+    assert "no experiments" in cli.invoke(main, ["experiment", "list"]).output
+
+
+@pytest.mark.parametrize("args", [
+    ["experiment", "show", HUGE], ["experiment", "start", HUGE], ["experiment", "results", HUGE],
+    ["experiment", "divergence", HUGE], ["metrics", "list", HUGE],
+    ["relabel", "rules", "--experiment", HUGE]])
+def test_experiment_ids_beyond_64_bits_are_refused(cli: CliRunner, args: list[str]) -> None:
+    refused(cli.invoke(main, args), "9223372036854775807")
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "ocr-small-printed", "--n-train", "10", "--epochs", "1", "--seed", "-1"],
+    ["offline-test", "iris-onnx", "--seed", "-1"],
+    ["pages", "offline-test", "pages-xycut", "--seed", str(2**63)],
+    ["workloads", "gameplay", "play", ".", "--seed", "-1"]])
+def test_seeds_are_checked_before_any_work(cli: CliRunner, args: list[str]) -> None:
+    refused(cli.invoke(main, args), "--seed", "0<=x<=9223372036854775807")
+
+
+def test_offline_test_bundle_advice_and_seed_with_dataset(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
+    refused(cli.invoke(main, ["offline-test", "iris-onnx"]), "bundle candidate", "--dataset")
+    refused(cli.invoke(main, ["offline-test", "iris-onnx", "--dataset",
+                              str(BUNDLE / "offline.jsonl"), "--seed", "3"]), "--seed")
+
+
+@pytest.mark.parametrize(("env", "toml", "words"), [
+    ({"ABVOC_LOG_LEVEL": "bogus"}, None, "ABVOC_LOG_LEVEL"),
+    ({"ABVOC_BUS_PARTITIONS": "99999999999999999999"}, None, "ABVOC_BUS_PARTITIONS"),
+    ({}, b"data_dir = 5\n", "ABVOC_DATA_DIR"),
+    ({}, b"model_store = 7\n", "ABVOC_MODEL_STORE"),
+    ({}, b"bus_partitions = [1]\n", "ABVOC_BUS_PARTITIONS"),
+    ({}, b"bus_partitions = 2.9\n", "ABVOC_BUS_PARTITIONS"),
+    ({}, b"retention_days = true\n", "ABVOC_RETENTION_DAYS"),
+    ({}, b"environment = 3\n", "ABVOC_ENV"),
+    ({}, b'topic_prefix = ""\n', "ABVOC_TOPIC_PREFIX"),
+    ({}, b'log_level = "\xff"\n', "ABVOC_CONFIG")])
+def test_bad_settings_are_refused_at_load(cli: CliRunner, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                          toml: bytes | None, words: str) -> None:
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    args = ["config"]
+    if toml is not None:  # the file alone: the environment would win over it
+        monkeypatch.delenv("ABVOC_DATA_DIR")
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "c.toml").write_bytes(toml)
+        args = ["--config", str(tmp_path / "c.toml"), "config"]
+    refused(cli.invoke(main, args), "abvoc: error:", words)
+
+
+def test_unusable_folders_and_stores_are_named(cli: CliRunner, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a database\n")
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(a_file))
+    refused(cli.invoke(main, ["db", "current"]), "ABVOC_DATA_DIR", "not a folder")
+    monkeypatch.setenv("ABVOC_SECRET_KEY", "k")
+    refused(cli.invoke(main, ["candidates", "list"]), "ABVOC_DATA_DIR", "not a folder")
+    monkeypatch.setenv("ABVOC_DATA_DIR", "/proc/abvoc")
+    refused(cli.invoke(main, ["db", "upgrade"]), "ABVOC_DATA_DIR", "/proc/abvoc")
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ABVOC_MODEL_STORE", str(a_file))
+    refused(cli.invoke(main, ["candidates", "register", str(BUNDLE)]), "ABVOC_MODEL_STORE")
+    monkeypatch.delenv("ABVOC_MODEL_STORE")
+    monkeypatch.setenv("ABVOC_DATABASE_URL", f"sqlite:///{a_file}")
+    refused(cli.invoke(main, ["db", "current"]), "ABVOC_DATABASE_URL", "not a database")
+
+
+def test_read_only_commands_make_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ABVOC_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "new" / "data"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["config"]).exit_code == 0
+    refused(runner.invoke(main, ["db", "current"]), "no store at", "abvoc db upgrade")
+    refused(runner.invoke(main, ["keys", "list"]), "no store at")
+    assert not (tmp_path / "new").exists()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert (tmp_path / "new" / "data" / "abvoc.db").is_file()
+
+
+def test_out_folders_that_cannot_be_written_are_named(cli: CliRunner, tmp_path: Path) -> None:
+    refused(cli.invoke(main, ["relabel", "export", "ds", "--out", "/proc/abvoc-x"]), "--out")
+    (tmp_path / "pages").mkdir()
+    refused(cli.invoke(main, ["dataset", "split-pages", str(tmp_path / "pages"), "--out",
+                              "/proc/abvoc-zz"]), "--out", "/proc/abvoc-zz")
+
+
+def test_arguments_that_are_not_utf8_are_refused_once(cli: CliRunner) -> None:
+    refused(cli.invoke(main, ["keys", "create", "--scopes", "predict", "--name", "bad\udcffname"]),
+            "--name", "UTF-8")
+    refused(cli.invoke(main, ["experiment", "create", "--name", "x",
+                              "--arm", "a\udcff=iris-onnx"]), "--arm", "UTF-8")
+    refused(cli.invoke(main, ["experiment", "create", "--name=x\udcff"]), "--name", "UTF-8")
+    assert "no experiments" in cli.invoke(main, ["experiment", "list"]).output
+    assert "no keys" in cli.invoke(main, ["keys", "list"]).output
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "not a url", "ftp://x"])
+def test_simulate_against_no_service_is_one_line(cli: CliRunner, url: str) -> None:
+    refused(cli.invoke(main, ["simulate", "gameplay", "--url", url, "--key", "k",
+                              "--wait", "0"]), url)
+
+
+def test_capacity_names_bundles_and_checks_options_first(cli: CliRunner, tmp_path: Path) -> None:
+    assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
+    result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB"])
+    refused(result, "skipped iris-onnx", "--profiles")
+    assert "'iris-onnx'" in result.output
+    for args, words in ((["--gpu-mem", "0"], "positive"), (["--reserve", "20GB"], "reserve"),
+                        (["--p99-ms", "-5"], "--p99-ms"), (["--p99-ms", "nan"], "--p99-ms")):
+        got = cli.invoke(main, ["capacity", "--gpu-mem", "10GB", *args] if args[0] != "--gpu-mem"
+                         else ["capacity", *args])
+        refused(got, words)
+        assert "measuring" not in got.output and "skipped" not in got.output
+    profiles = tmp_path / "p.json"
+    profiles.write_bytes(b"\xff[]")
+    refused(cli.invoke(main, ["capacity", "--gpu-mem", "10GB", "--profiles", str(profiles)]),
+            "cannot be read")
+    profiles.write_text(json.dumps([{"name": "m", "model_size_bytes": 10,
+                                     "latency_by_batch": {"0": 1}}]))
+    refused(cli.invoke(main, ["capacity", "--gpu-mem", "10GB", "--profiles", str(profiles)]),
+            "batch size 0 must be a whole number of at least 1")
+
+
+def test_revoke_takes_a_whole_key_and_never_echoes_it(cli: CliRunner) -> None:
+    made = json.loads(cli.invoke(main, ["keys", "create", "--scopes", "predict",
+                                        "--json"]).output)
+    wrong = f"abv_{made['prefix']}_notthesecretatall"
+    refused(cli.invoke(main, ["keys", "revoke", wrong]), made["prefix"])
+    assert "notthesecret" not in cli.invoke(main, ["keys", "revoke", wrong]).output
+    first = cli.invoke(main, ["keys", "revoke", made["key"]])
+    assert first.exit_code == 0 and first.output == f"revoked {made['prefix']}\n"
+    assert made["key"] not in first.output
+    again = cli.invoke(main, ["keys", "revoke", made["prefix"]])
+    assert again.exit_code == 0 and "already revoked" in again.output
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["db", "prune", "--retention-days", "nan"], "--retention-days"),
+    (["db", "prune", "--retention-days", "inf"], "--retention-days"),
+    (["db", "prune", "--retention-days", "1e10"], "--retention-days"),
+    (["up", "--no-train", "--prune-every", "nan"], "--prune-every"),
+    (["up", "--no-train", "--report-every", "inf"], "--report-every")])
+def test_periods_are_finite_and_bounded(cli: CliRunner, args: list[str], words: str) -> None:
+    import socket
+
+    with socket.socket() as taken:  # were the option let through, `up` would stop here
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = ["--port", str(taken.getsockname()[1])] if args[0] == "up" else []
+        refused(cli.invoke(main, [*args, *port]), words)
+
+
+def test_deeply_nested_rules_are_not_json(cli: CliRunner) -> None:
+    refused(cli.invoke(main, ["relabel", "rules", "--set", "[" * 5000 + "]" * 5000]),
+            "--set is not JSON")
