@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.store import schema
 from core.store.db import Database
-from core.store.models import Base
 from tests.workloads.ocr.derived import DerivedCli
 from workloads.ocr.candidates import train_candidate
 
@@ -26,7 +26,7 @@ def tiny_candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def derived_cli(tiny_candidate: Path, tmp_path: Path) -> DerivedCli:
     url = f"sqlite:///{tmp_path / 'abvoc.db'}"
     with Database(url) as db:
-        Base.metadata.create_all(db.engine)
+        schema.upgrade(db)  # migrated, as the command line requires
     models = tmp_path / "models"
     shutil.copytree(tiny_candidate, models / "ocr-small-mixed")
     return DerivedCli(url, {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,

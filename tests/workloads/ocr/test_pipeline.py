@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core.store import Base, Database
+from core.store import Database, schema
 from serving.registry import Registry
 from workloads.ocr.dataset import OFFLINE_MIX, Mix, generate
 from workloads.ocr.offline import evaluate, offline_test
@@ -82,7 +82,7 @@ def test_cli_offline_test_and_candidates(tiny_candidate: Path, tmp_path: Path) -
 
     url = f"sqlite:///{tmp_path / 'abvoc.db'}"
     db = Database(url)
-    Base.metadata.create_all(db.engine)
+    schema.upgrade(db)  # migrated, as the command line requires
     Registry(db).register("ocr-small-mixed", "1", description="tiny",
                           artifacts=str(tiny_candidate), requirements={"p99_ms": 50.0})
     env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url}
