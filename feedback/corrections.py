@@ -95,7 +95,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
                            "prediction_id that /v1/predict or /v2 infer returned")
         kind = _output_kind(s, served)
     checked["corrected_output"] = check_output(kind, checked["corrected_output"])
-    existing = _existing(db, key, digest)
+    existing = _existing(db, key, digest, None if idempotency_key else checked["prediction_id"])
     if existing is not None:
         return existing
     correction_id = uuid.uuid4().hex
@@ -121,10 +121,18 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             "duplicate": False}
 
 
-def _existing(db: Database, key: str, digest: str) -> dict[str, Any] | None:
+def _existing(db: Database, key: str, digest: str,
+              prediction_id: str | None = None) -> dict[str, Any] | None:
+    """The earlier request this one repeats: the one with its key; for a keyless request
+    (`prediction_id` given), any earlier one with its body, keyed or not."""
     with db.reading() as s:
         row = s.scalars(select(CorrectionRequest).where(
             CorrectionRequest.idempotency_key == key)).first()
+        if row is None and prediction_id is not None:
+            row = s.scalars(select(CorrectionRequest).where(
+                CorrectionRequest.prediction_id == prediction_id,
+                CorrectionRequest.request_hash == digest)
+                .order_by(CorrectionRequest.created_at).limit(1)).first()
         if row is None:
             return None
         if row.request_hash != digest:

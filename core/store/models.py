@@ -330,6 +330,8 @@ class CorrectionRequest(Base):
     """An accepted correction request, by idempotency key: the same request twice is one."""
 
     __tablename__ = "correction_requests"
+    # A keyless request is found again by its body (see feedback.corrections).
+    __table_args__ = (Index(None, "prediction_id", "request_hash"),)
 
     idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     correction_id: Mapped[str] = mapped_column(String(64), unique=True)

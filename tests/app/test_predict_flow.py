@@ -96,6 +96,17 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     assert again.get_json()["correction_id"] == first.get_json()["correction_id"]
     assert again.get_json()["duplicate"] is True
     assert pending_count(app.extensions["abvoc"].db) == 2  # one prediction, one correction
+    # With a key first, the same body again without one is that request too; a new key is a
+    # new correction, said so.
+    other = {**body, "rating": 1}
+    keyed = client.post("/v1/corrections", json=other,
+                        headers={**corrector, "Idempotency-Key": "k-1"}).get_json()
+    keyless = client.post("/v1/corrections", json=other, headers=corrector).get_json()
+    assert keyless == {**keyed, "duplicate": True}
+    fresh = client.post("/v1/corrections", json=other,
+                        headers={**corrector, "Idempotency-Key": "k-2"}).get_json()
+    assert fresh["duplicate"] is False and fresh["correction_id"] != keyed["correction_id"]
+    assert pending_count(app.extensions["abvoc"].db) == 4
 
     unknown = client.post("/v1/corrections", headers=corrector,
                           json={**body, "prediction_id": "nope",
@@ -111,7 +122,7 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     huge = client.post("/v1/corrections", headers=corrector,
                        json={**body, "corrected_output": "x" * 5000})
     assert huge.status_code == 400 and "'corrected_output'" in huge.get_json()["error"]
-    assert pending_count(app.extensions["abvoc"].db) == 2  # nothing partial stored
+    assert pending_count(app.extensions["abvoc"].db) == 4  # nothing partial stored
 
 
 def test_nul_characters_are_refused_before_the_store(client: FlaskClient, admin: dict) -> None:
