@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.store.db import Database
+from serving.experiments import Experiments
 from serving.registry import Registry
 from tests.support.bundles import copy_example, sqlite_registry
 
@@ -24,3 +26,12 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
     return tmp_path / "models"
+
+
+@pytest.fixture
+def experiments(db: Database) -> Experiments:
+    """Experiments over a store where candidates 'a' and 'b' (version 1) are registered."""
+    registry = Registry(db)
+    registry.register("a", "1")
+    registry.register("b", "1")
+    return Experiments(db)

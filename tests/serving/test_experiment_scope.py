@@ -12,18 +12,9 @@ from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import Experiment
 from serving.experiments import Experiments
-from serving.registry import Registry
 
 ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
         {"name": "treatment", "candidate": "b", "weight": 1}]
-
-
-@pytest.fixture
-def experiments(db: Database) -> Experiments:
-    registry = Registry(db)
-    registry.register("a", "1")
-    registry.register("b", "1")
-    return Experiments(db)
 
 
 def _race(experiments: Experiments, ids: list[int]) -> list[object]:

@@ -21,19 +21,6 @@ def _arms(treatment: str = "treat") -> list[dict[str, Any]]:
             {"name": "other", "candidate": "b", "weight": 1}]
 
 
-@pytest.fixture
-def registry(db: Database) -> Registry:
-    registry = Registry(db)
-    registry.register("a", "1")
-    registry.register("b", "1")
-    return registry
-
-
-@pytest.fixture
-def experiments(db: Database, registry: Registry) -> Experiments:
-    return Experiments(db)
-
-
 def _create(experiments: Experiments, name: str = "e", **spec: Any) -> int:
     return experiments.create({"name": name, "scope": name, "arms": _arms(), **spec})["id"]
 
@@ -58,10 +45,10 @@ def test_arms_and_canary_are_steered_only_while_the_experiment_owns_its_scope(
     assert experiments.advance(draft, only_if_due=True)["status"] == "stopped"
 
 
-def test_a_version_retired_after_creation_cannot_start(experiments: Experiments,
-                                                       registry: Registry) -> None:
+def test_a_version_retired_after_creation_cannot_start(db: Database,
+                                                       experiments: Experiments) -> None:
     draft = _create(experiments)
-    registry.retire("b", "1")
+    Registry(db).retire("b", "1")
     with pytest.raises(Conflict, match="'b' version '1'.*retired"):
         experiments.start(draft)
     assert experiments.get(draft)["status"] == "draft"
