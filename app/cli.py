@@ -15,6 +15,7 @@ from core.errors import AbvocError
 from core.relabel import PURPOSES, STAGE_PREFIX
 from core.settings import Settings, load_settings
 from core.store.db import Database
+from core.text import text_problem
 
 MAX_INT64 = 2**63 - 1
 EXPERIMENT_ID = click.IntRange(1, MAX_INT64)
@@ -133,9 +134,7 @@ class AbvocGroup(click.Group):
         surrogates), once for every command, before they reach a store or a name."""
         if ctx.parent is None:
             for i, arg in enumerate(args):
-                try:
-                    arg.encode("utf-8")
-                except UnicodeEncodeError:
+                if text_problem(arg) is not None:  # argv holds no NUL: a surrogate it is
                     click.echo(f"abvoc: error: {_argument_name(args, i)} is not valid UTF-8 "
                                "text; pass it in UTF-8", err=True)
                     ctx.exit(2)
