@@ -15,6 +15,14 @@ Failure isolation: when the batch call raises (or returns the wrong number of ro
 of that batch is retried on its own, so a poisoned input fails only its own caller and its
 batch-mates still get their results.
 
+Deadline: with ``timeout_ms`` a caller waits at most that long from arrival to its rows, queueing
+included; then its request is dropped from the queue (or its rows, still being computed, are
+dropped when they come) and it gets a BatchTimeout (504). A batch function that never returns
+holds its worker for good, so while every worker has been on one batch longer than the
+deadline, new requests fail at once instead of queueing behind it: a stuck candidate costs its
+callers an error, never a request thread (the serving path records it, and the error-rate
+guardrail counts it), and serves again by itself once the batch ends.
+
 Shutdown: :meth:`close` refuses new requests, runs everything already queued without waiting for
 the delay, then stops the worker.
 
@@ -35,7 +43,7 @@ import numpy as np
 
 from core.errors import AbvocError
 
-__all__ = ["BatchOutputError", "BatcherClosed", "DynamicBatcher", "ItemBatcher"]
+__all__ = ["BatchOutputError", "BatchTimeout", "BatcherClosed", "DynamicBatcher", "ItemBatcher"]
 
 BatchFn = Callable[[np.ndarray], np.ndarray]
 T = TypeVar("T")
@@ -46,6 +54,12 @@ class BatcherClosed(AbvocError):
     """The batcher is shutting down and takes no new requests."""
 
     status = 503
+
+
+class BatchTimeout(AbvocError):
+    """No answer within the batcher's deadline: the candidate's failure, not the caller's."""
+
+    status = 504
 
 
 class BatchOutputError(AbvocError):
@@ -76,8 +90,12 @@ class _Request:
         self.result, self.error = result, error
         self._done.release()
 
-    def wait(self) -> None:
-        self._done.acquire()
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once finished; False when `timeout` seconds passed first."""
+        return self._done.acquire(timeout=-1 if timeout is None else timeout)
+
+    def finished(self) -> bool:
+        return self._done.acquire(blocking=False)
 
 
 class _Batcher:
@@ -91,6 +109,7 @@ class _Batcher:
         max_batch_time_ms: float = 0.0,
         workers: int = 1,
         name: str = "batcher",
+        timeout_ms: float | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -98,7 +117,10 @@ class _Batcher:
             raise ValueError(f"max_batch_time_ms must be >= 0, got {max_batch_time_ms}")
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if timeout_ms is not None and timeout_ms <= 0:
+            raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
         self._fn = fn
+        self.timeout = None if timeout_ms is None else timeout_ms / 1000.0
         self.max_batch_size = max_batch_size
         self.max_batch_time = max_batch_time_ms / 1000.0
         self.name = name
@@ -110,8 +132,13 @@ class _Batcher:
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         """How many batches of each item count ran (retries of single requests not counted)."""
         self.retried_batches = 0
+        self.timed_out = 0
+        """How many callers got a BatchTimeout (queued too long, or refused while stuck)."""
+        # When each worker's current batch started; None while it forms or waits for one.
+        self._busy_since: list[float | None] = [None] * workers
         self._workers = [
-            threading.Thread(target=self._loop, name=f"batcher-{name}-{i}", daemon=True)
+            threading.Thread(target=self._loop, args=(i,), name=f"batcher-{name}-{i}",
+                             daemon=True)
             for i in range(workers)
         ]
         for worker in self._workers:
@@ -127,6 +154,7 @@ class _Batcher:
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"batcher {self.name!r} is shut down")
+            self._refuse_while_stuck(request.arrived)
             # Wake the worker only when it has something new to decide: the queue was empty
             # (it waits for a first request) or a full batch is now queued (it stops waiting).
             wake = not self._queue
@@ -134,17 +162,51 @@ class _Batcher:
             self._queued_items += len(inputs)
             if wake or self._queued_items >= self.max_batch_size:
                 self._cond.notify()
-        request.wait()
+        if not request.wait(self.timeout):
+            self._abandon(request)
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
 
+    def _refuse_while_stuck(self, now: float) -> None:
+        """Fail at once while every worker has been on one batch past the deadline (called
+        holding the condition's lock)."""
+        if self.timeout is None or not all(
+                since is not None and now - since > self.timeout for since in self._busy_since):
+            return
+        self.timed_out += 1
+        started = min(s for s in self._busy_since if s is not None)
+        raise BatchTimeout(f"{self.name} gave no answer within {self.timeout * 1000:g} ms: it "
+                           f"has been running one batch for {now - started:.1f} s, and its "
+                           "requests fail at once until that batch ends")
+
+    def _abandon(self, request: _Request) -> None:
+        """The deadline passed: take the request off the queue (or leave its rows, still being
+        computed, to nobody) and raise, unless its rows came in just now."""
+        with self._cond:
+            if request.finished():
+                return
+            try:
+                self._queue.remove(request)
+                self._queued_items -= len(request.inputs)
+                where = "waiting for its batch"
+            except ValueError:
+                where = "its batch still running"
+            self.timed_out += 1
+        assert self.timeout is not None
+        raise BatchTimeout(f"{self.name} gave no answer within {self.timeout * 1000:g} ms "
+                           f"({where})")
+
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new requests, finish the queued ones, stop the worker."""
+        """Refuse new requests, finish the queued ones, stop the worker. Waits for each
+        worker up to `timeout` seconds (default: the request deadline, if any), so a batch that
+        never returns cannot hold up shutdown."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if timeout is None:
+            timeout = self.timeout
         for worker in self._workers:
             if worker is not threading.current_thread():
                 worker.join(timeout)
@@ -157,13 +219,17 @@ class _Batcher:
 
     # -- worker ---------------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _loop(self, index: int) -> None:
         while True:
             with self._forming:
                 batch = self._next_batch()
             if batch is None:
                 return
-            self._run(batch)
+            self._busy_since[index] = time.monotonic()
+            try:
+                self._run(batch)
+            finally:
+                self._busy_since[index] = None
 
     def _next_batch(self) -> list[_Request] | None:
         """Wait for a full batch or the head request's deadline; None once closed and drained."""
@@ -238,9 +304,10 @@ class DynamicBatcher(_Batcher):
     """Collects concurrent `submit` calls into batches for one batch function (one network)."""
 
     def __init__(self, fn: BatchFn, *, max_batch_size: int, max_batch_time_ms: float = 0.0,
-                 workers: int = 1, name: str = "batcher") -> None:
+                 workers: int = 1, name: str = "batcher",
+                 timeout_ms: float | None = None) -> None:
         super().__init__(fn, max_batch_size=max_batch_size, max_batch_time_ms=max_batch_time_ms,
-                         workers=workers, name=name)
+                         workers=workers, name=name, timeout_ms=timeout_ms)
 
     def submit(self, inputs: np.ndarray) -> np.ndarray:
         """This request's rows of the batch output; blocks until its batch has run."""
@@ -273,9 +340,9 @@ class ItemBatcher(_Batcher, Generic[T, R]):
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int,
                  max_batch_time_ms: float = 0.0, workers: int = 1,
-                 name: str = "batcher") -> None:
+                 name: str = "batcher", timeout_ms: float | None = None) -> None:
         super().__init__(fn, max_batch_size=max_batch_size, max_batch_time_ms=max_batch_time_ms,
-                         workers=workers, name=name)
+                         workers=workers, name=name, timeout_ms=timeout_ms)
 
     def submit(self, item: T) -> R:
         """The result for one item; blocks until its batch has run."""

@@ -20,6 +20,7 @@ from core.errors import AbvocError
 from serving.backends.base import Backend, Networks
 from serving.batching import ItemBatcher
 from serving.bundles.manifest import Manifest, TensorSpec
+from serving.bundles.runner import stage_batcher
 from serving.bundles.tensors import V2_TO_NUMPY
 from serving.servable import IMAGE, Answer
 
@@ -64,23 +65,16 @@ class ImageCandidate:
         if self._loaded:
             backend.load(networks)
         self.pipeline = pipeline.with_runner(backend)
-        batching = manifest.batching
-        self._batcher: ItemBatcher[np.ndarray, Answer] | None = None
-        if batching.max_batch_size > 1:
-            self._batcher = ItemBatcher(self.pipeline.predict,
-                                        max_batch_size=batching.max_batch_size,
-                                        max_batch_time_ms=batching.max_batch_time_ms,
-                                        name=f"pipeline:{manifest.name}")
+        # Images of concurrent requests run as one `predict`, on the batcher's threads, each
+        # request bounded by the manifest's batching.timeout_ms.
+        self._batcher: ItemBatcher[np.ndarray, Answer] = stage_batcher(
+            self.pipeline.predict, manifest.batching, manifest.name)
 
     def predict(self, payload: Any) -> Answer:
-        image = check_image(self._spec, payload)
-        if self._batcher is None:
-            return self.pipeline.predict([image])[0]
-        return self._batcher.submit(image)
+        return self._batcher.submit(check_image(self._spec, payload))
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()  # runs what is queued first
+        self._batcher.close()  # runs what is queued first
         if self._loaded:
             self.backend.unload()
 

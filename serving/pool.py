@@ -46,6 +46,7 @@ class CandidatePool:
         self.refresh_s = refresh_s
         self._loaded: dict[tuple[str, str], Servable] = {}
         self._newest: dict[str, tuple[float, str]] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, version: str | None = None) -> Servable:
@@ -56,9 +57,14 @@ class CandidatePool:
         key = (name, version or self._newest_version(name))
         loaded = self._loaded.get(key)
         if loaded is None:
+            # One lock per version: a slow load (a TensorRT engine build, a large model) holds
+            # up that version's first requests only, never the other candidates'.
             with self._lock:
+                loading = self._loading.setdefault(key, threading.Lock())
+            with loading:
                 loaded = self._loaded.get(key) or self._load(*key)
-                self._loaded[key] = loaded
+                with self._lock:
+                    self._loaded[key] = loaded
         return key[1], loaded
 
     def _newest_version(self, name: str) -> str:

@@ -28,6 +28,9 @@ class Limits:
     max_archive_bytes: int = 512 << 20
     max_unpacked_bytes: int = 2 << 30
     max_members: int = 2000
+    # How long loading it may take (its code's imports, its artifacts' sessions) before the
+    # registration is refused: a bundle whose import never ends must not hold the request.
+    load_seconds: float = 120.0
 
 
 def is_archive(path: Path) -> bool:

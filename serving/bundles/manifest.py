@@ -19,6 +19,7 @@ setting.
     # image pipeline (serving.pipelines) whose networks run on the backend, served by /v1/predict
     [batching]
     max_batch_size = 16; max_batch_time_ms = 2
+    timeout_ms = 30000               # a request's whole wait for the stages (default 30 s)
     [requirements]                   # the registry's requirement keys
     p99_ms = 10
     [remote]                         # instead of stages: an OIP V2 endpoint the team runs
@@ -36,6 +37,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import AbvocError
+from serving.bundles.manifest_fields import (
+    ManifestError,
+    get_value,
+    no_unknown,
+    string,
+    table,
+    tables,
+)
 from serving.bundles.text import classes_problem
 from serving.registry import BACKENDS, validate_requirements
 
@@ -53,12 +62,6 @@ KINDS_BY_BACKEND = {"onnxruntime": {"onnx", "pipeline"}, "torch": {"torchscript"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-class ManifestError(AbvocError):
-    """The manifest or the bundle's files are not what they must be; the message names which."""
-
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,18 @@ class Stage:
     answer: str | None = None
 
 
+DEFAULT_TIMEOUT_MS = 30_000.0
+
+
 @dataclass(frozen=True)
 class Batching:
+    """How a local candidate's stages take requests: merged into batches of at most
+    `max_batch_size` rows, waiting at most `max_batch_time_ms` for one to fill; each request
+    gets its answer within `timeout_ms` (queueing included) or a 504 its guardrails count."""
+
     max_batch_size: int = 1
     max_batch_time_ms: float = 0.0
+    timeout_ms: float = DEFAULT_TIMEOUT_MS
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,8 @@ class Manifest:
             "output": {"type": self.output.type},
             "takes": "image" if self.takes_images else "tensors",
             "serving": {"max_batch_size": self.batching.max_batch_size,
-                        "max_batch_time_ms": self.batching.max_batch_time_ms},
+                        "max_batch_time_ms": self.batching.max_batch_time_ms,
+                        "timeout_ms": self.batching.timeout_ms},
         }
         if self.output.classes:
             out["output"]["classes"] = list(self.output.classes)
@@ -182,23 +194,26 @@ def load_manifest(folder: Path) -> Manifest:
 
 def parse_manifest(data: dict[str, Any]) -> Manifest:
     """A Manifest from the TOML's data; pure, so it is tested without files."""
-    _no_unknown(data, _TOP_KEYS, "")
-    name = _string(data, "name", required=True)
+    no_unknown(data, _TOP_KEYS, "")
+    name = string(data, "name", required=True)
     if not _NAME.match(name):
         raise ManifestError(f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
                             " (at most 100, starting with a letter or digit)")
-    version = str(_get(data, "version", (str, int), required=True))
+    version = str(get_value(data, "version", (str, int), required=True))
     if not _VERSION.match(version):
         raise ManifestError(f"version {version!r} must be letters, digits, '.', '_', '+' or '-'")
     remote = _remote(data["remote"]) if "remote" in data else None
-    backend = _string(data, "backend", required=remote is None) or REMOTE
+    backend = string(data, "backend", required=remote is None) or REMOTE
     allowed = (REMOTE,) if remote is not None else BACKENDS
     if backend not in allowed:
         hint = "a [remote] candidate's backend is 'remote'" if remote else f"use one of {BACKENDS}"
         raise ManifestError(f"backend {backend!r} is unknown here; {hint}")
-    stages = tuple(_stage(s, i, backend) for i, s in enumerate(_tables(data, "stages")))
+    stages = tuple(_stage(s, i, backend) for i, s in enumerate(tables(data, "stages")))
     if remote is not None and stages:
         raise ManifestError("a [remote] candidate has no [[stages]]: its server runs them")
+    if remote is not None and "batching" in data:
+        raise ManifestError("a [remote] candidate has no [batching]: its server batches, and "
+                            "remote.timeout_ms bounds each call")
     if remote is None and not stages:
         raise ManifestError("[[stages]] is missing: a bundle needs at least one stage")
     if any(s.kind == "pipeline" for s in stages) and len(stages) > 1:
@@ -210,7 +225,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
     if stages and stages[-1].answer is not None:
         raise ManifestError(f"stages[{len(stages) - 1}].answer: the last stage's answer is the "
                             "candidate's output; name answers on the stages before it")
-    inputs = tuple(_tensor(t, i) for i, t in enumerate(_tables(data, "inputs")))
+    inputs = tuple(_tensor(t, i) for i, t in enumerate(tables(data, "inputs")))
     if not inputs:
         raise ManifestError("[[inputs]] is missing: declare each input tensor's name, datatype "
                             "and shape")
@@ -222,27 +237,27 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
                             "tensor of a numeric datatype (e.g. UINT8, shape [-1, -1])")
     if "output" not in data:
         raise ManifestError(f"[output] is missing: give its type, one of {OUTPUT_TYPES}")
-    requirements = _table(data, "requirements")
+    requirements = table(data, "requirements")
     try:
         requirements = validate_requirements(requirements)
     except AbvocError as exc:
         raise ManifestError(f"[requirements]: {exc.message}") from exc
     return Manifest(name=name, version=version, backend=backend, inputs=inputs,
-                    output=_output(_table(data, "output")),
-                    description=_string(data, "description") or "", stages=stages,
-                    batching=_batching(_table(data, "batching")), requirements=requirements,
+                    output=_output(table(data, "output")),
+                    description=string(data, "description") or "", stages=stages,
+                    batching=_batching(table(data, "batching")), requirements=requirements,
                     remote=remote)
 
 
 def _tensor(data: dict[str, Any], i: int) -> TensorSpec:
     where = f"inputs[{i}]"
-    _no_unknown(data, {"name", "datatype", "shape"}, where)
-    name = _string(data, "name", where, required=True)
-    datatype = _string(data, "datatype", where, required=True)
+    no_unknown(data, {"name", "datatype", "shape"}, where)
+    name = string(data, "name", where, required=True)
+    datatype = string(data, "datatype", where, required=True)
     if datatype not in DATATYPES:
         raise ManifestError(f"{where}.datatype {datatype!r} is not a V2 datatype; "
                             f"use one of {DATATYPES}")
-    shape = _get(data, "shape", list, where, required=True)
+    shape = get_value(data, "shape", list, where, required=True)
     if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1)
                             for d in shape):
         raise ManifestError(f"{where}.shape must be a non-empty list of positive sizes or -1 "
@@ -251,12 +266,12 @@ def _tensor(data: dict[str, Any], i: int) -> TensorSpec:
 
 
 def _output(data: dict[str, Any]) -> OutputSpec:
-    _no_unknown(data, {"type", "classes", "schema"}, "output")
-    kind = _string(data, "type", "output", required=True)
+    no_unknown(data, {"type", "classes", "schema"}, "output")
+    kind = string(data, "type", "output", required=True)
     if kind not in OUTPUT_TYPES:
         raise ManifestError(f"output.type {kind!r} is unknown; use one of {OUTPUT_TYPES}")
-    classes = _get(data, "classes", list, "output")
-    schema = _get(data, "schema", dict, "output")
+    classes = get_value(data, "classes", list, "output")
+    schema = get_value(data, "schema", dict, "output")
     if kind == "label":
         if (problem := classes_problem(classes)) is not None:
             raise ManifestError(f"output.classes {problem}")
@@ -284,14 +299,14 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
     where = f"stages[{i}]"
     if not isinstance(data, dict):
         raise ManifestError(f"{where} must be a table")
-    _no_unknown(data, {"name", "kind", "path", "callable", "outputs", "answer"}, where)
-    name = _string(data, "name", where, required=True)
-    kind = _string(data, "kind", where, required=True)
+    no_unknown(data, {"name", "kind", "path", "callable", "outputs", "answer"}, where)
+    name = string(data, "name", where, required=True)
+    kind = string(data, "kind", where, required=True)
     if kind not in STAGE_KINDS:
         raise ManifestError(f"{where}.kind {kind!r} is unknown; use one of {STAGE_KINDS}")
-    answer = _string(data, "answer", where, required=True) if "answer" in data else None
+    answer = string(data, "answer", where, required=True) if "answer" in data else None
     if kind in CALLABLE_KINDS:
-        target = _string(data, "callable", where, required=True)
+        target = string(data, "callable", where, required=True)
         if "path" in data or "outputs" in data:
             raise ManifestError(f"{where}: a {kind} stage names a 'callable' only")
         if not _CALLABLE.match(target):
@@ -299,7 +314,7 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
         return Stage(name, kind, callable=target, answer=answer)
     if "callable" in data:
         raise ManifestError(f"{where}: a {kind} stage names a 'path', not a 'callable'")
-    outputs = _get(data, "outputs", list, where)
+    outputs = get_value(data, "outputs", list, where)
     if outputs is not None:
         if kind != "torchscript":
             raise ManifestError(f"{where}.outputs is only for torchscript stages; {kind} "
@@ -311,7 +326,7 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
         raise ManifestError(f"{where} is a {kind} stage, which backend {backend!r} cannot run")
     if answer is not None and outputs is not None and answer not in outputs:
         raise ManifestError(f"{where}.answer {answer!r} is not one of its outputs {outputs}")
-    return Stage(name, kind, path=_relative(_string(data, "path", where, required=True), where),
+    return Stage(name, kind, path=_relative(string(data, "path", where, required=True), where),
                  outputs=tuple(outputs) if outputs is not None else None, answer=answer)
 
 
@@ -323,76 +338,39 @@ def _relative(path: str, where: str) -> str:
 
 
 def _batching(data: dict[str, Any]) -> Batching:
-    _no_unknown(data, {"max_batch_size", "max_batch_time_ms"}, "batching")
-    size = _get(data, "max_batch_size", int, "batching")
-    wait = _get(data, "max_batch_time_ms", (int, float), "batching")
+    no_unknown(data, {"max_batch_size", "max_batch_time_ms", "timeout_ms"}, "batching")
+    size = get_value(data, "max_batch_size", int, "batching")
+    wait = get_value(data, "max_batch_time_ms", (int, float), "batching")
+    timeout = get_value(data, "timeout_ms", (int, float), "batching")
     if size is not None and not 1 <= size <= 4096:
         raise ManifestError(f"batching.max_batch_size must be between 1 and 4096, got {size}")
     if wait is not None and not 0 <= wait <= 10_000:
         raise ManifestError(f"batching.max_batch_time_ms must be between 0 and 10000, got {wait}")
-    return Batching(size or 1, float(wait or 0.0))
+    if timeout is not None and not 1 <= timeout <= 600_000:
+        raise ManifestError(f"batching.timeout_ms must be between 1 and 600000, got {timeout}")
+    if timeout is not None and wait is not None and timeout <= wait:
+        raise ManifestError(f"batching.timeout_ms ({timeout}) must be longer than "
+                            f"batching.max_batch_time_ms ({wait})")
+    return Batching(size or 1, float(wait or 0.0),
+                    DEFAULT_TIMEOUT_MS if timeout is None else float(timeout))
 
 
 def _remote(data: Any) -> RemoteSpec:
     if not isinstance(data, dict):
         raise ManifestError("[remote] must be a table")
-    _no_unknown(data, {"url", "model", "version", "timeout_ms", "retries", "binary_data"}, "remote")
-    url = _string(data, "url", "remote", required=True)
+    no_unknown(data, {"url", "model", "version", "timeout_ms", "retries", "binary_data"}, "remote")
+    url = string(data, "url", "remote", required=True)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ManifestError(f"remote.url {url!r} must be an http:// or https:// URL with a host")
-    model = _string(data, "model", "remote", required=True)
-    version = _get(data, "version", (str, int), "remote")
-    timeout = _get(data, "timeout_ms", (int, float), "remote")
-    retries = _get(data, "retries", int, "remote")
+    model = string(data, "model", "remote", required=True)
+    version = get_value(data, "version", (str, int), "remote")
+    timeout = get_value(data, "timeout_ms", (int, float), "remote")
+    retries = get_value(data, "retries", int, "remote")
     if timeout is not None and not 1 <= timeout <= 120_000:
         raise ManifestError(f"remote.timeout_ms must be between 1 and 120000, got {timeout}")
     if retries is not None and not 0 <= retries <= 10:
         raise ManifestError(f"remote.retries must be between 0 and 10, got {retries}")
     return RemoteSpec(url.rstrip("/"), model, None if version is None else str(version),
                       float(timeout or 1000.0), retries or 0,
-                      bool(_get(data, "binary_data", bool, "remote")))
-
-
-def _no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
-    if unknown := sorted(set(data) - known):
-        prefix = f"{where}: " if where else ""
-        raise ManifestError(f"{prefix}unknown key(s) {unknown}; known keys are {sorted(known)}")
-
-
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ManifestError(f"[{key}] must be a table")
-    return value
-
-
-def _tables(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ManifestError(f"{key} must be an array of tables ([[{key}]])")
-    return value
-
-
-def _string(data: dict[str, Any], key: str, where: str = "", *, required: bool = False) -> str:
-    value = _get(data, key, str, where, required=required)
-    if required and not value:
-        raise ManifestError(f"{_at(where, key)} must not be empty")
-    return value
-
-
-def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *,
-         required: bool = False) -> Any:
-    if key not in data:
-        if required:
-            raise ManifestError(f"{_at(where, key)} is missing")
-        return None
-    value = data[key]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ManifestError(f"{_at(where, key)} must be a {names}, got {value!r}")
-    return value
-
-
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+                      bool(get_value(data, "binary_data", bool, "remote")))

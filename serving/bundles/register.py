@@ -48,7 +48,7 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
         else:
             root = unpack(source, scratch / "unpacked", limits)
             check_folder(root, limits)
-        manifest, _ = validate_bundle(root)
+        manifest, _ = validate_bundle(root, limits.load_seconds)
         if registry.exists(manifest.name, manifest.version):
             raise _conflict(manifest)
         # A folder of its own per registration: a racing registration of the same version

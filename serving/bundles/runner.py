@@ -9,6 +9,9 @@ request is a 400 that names the tensor instead of an error from inside a stage. 
 ``max_batch_size > 1`` concurrent requests are merged whole through serving's ItemBatcher:
 requests whose items agree in shape are concatenated along the first axis, run once, and
 split back; a batch that fails is retried request by request, so one bad input fails alone.
+Without batching the stages still run on the batcher's threads (a few, side by side), never on
+the caller's: the manifest's `batching.timeout_ms` then bounds every request, and stages that
+never return cost their callers a 504 instead of the service's request threads.
 
 A stage that declares an ``answer`` (one of its outputs) has that tensor carried along with the
 last stage's outputs, split by rows like them: `predict_traced` returns it by stage name, so the
@@ -17,17 +20,20 @@ candidate can record what each stage answered (see :mod:`serving.servable`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from serving.batching import ItemBatcher
-from serving.bundles.manifest import Manifest, ManifestError, TensorSpec
+from serving.batching import ItemBatcher, R, T
+from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError
 from serving.bundles.validate import validate_bundle
 
+UNBATCHED_WORKERS = 4
+"""Threads that run an unbatched candidate's requests side by side (its stages are thread-safe,
+as they are called from many request threads)."""
 _ANSWER = "\0answer\0"
 """The key prefix under which a stage's answer rides with the outputs (no stage names one so)."""
 
@@ -44,12 +50,8 @@ class BundleRunner:
                                 "runs it as serving does")
         self.manifest = manifest
         self.stages = list(stages)
-        self._batcher: ItemBatcher[Tensors, Tensors] | None = None
-        if manifest.batching.max_batch_size > 1:
-            self._batcher = ItemBatcher(self._run_many,
-                                        max_batch_size=manifest.batching.max_batch_size,
-                                        max_batch_time_ms=manifest.batching.max_batch_time_ms,
-                                        name=f"bundle:{manifest.name}")
+        run = self._run_many if manifest.batching.max_batch_size > 1 else self._run_one
+        self._batcher = stage_batcher(run, manifest.batching, manifest.name)
 
     @classmethod
     def open(cls, folder: Path) -> BundleRunner:
@@ -63,9 +65,7 @@ class BundleRunner:
     def predict_traced(self, inputs: Mapping[str, np.ndarray]) -> tuple[Tensors, Tensors]:
         """The last stage's named outputs, and by stage name the answer tensor of each stage
         that declares one."""
-        tensors = self.check_inputs(inputs)
-        out = self._trace(tensors) if self._batcher is None else self._batcher.submit(tensors)
-        return _split_answers(out)
+        return _split_answers(self._batcher.submit(self.check_inputs(inputs)))
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""
@@ -81,6 +81,9 @@ class BundleRunner:
             if spec.answer is not None and spec.answer in tensors:
                 answers[_ANSWER + stage.name] = tensors[spec.answer]
         return {**tensors, **answers}
+
+    def _run_one(self, requests: list[Tensors]) -> list[Tensors]:
+        return [self._trace(request) for request in requests]
 
     def _run_many(self, requests: list[Tensors]) -> list[Tensors]:
         """One stage run per group of requests with equal item shapes; split back by rows."""
@@ -114,14 +117,24 @@ class BundleRunner:
         return [r for r in results if r is not None]
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
+        self._batcher.close()
 
     def __enter__(self) -> BundleRunner:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stage_batcher(fn: Callable[[list[T]], Sequence[R]], batching: Batching,
+                  candidate: str) -> ItemBatcher[T, R]:
+    """The threads a local candidate's requests run on: one batcher worker with batching on,
+    a few side by side without; either way each request waits at most `batching.timeout_ms`."""
+    batched = batching.max_batch_size > 1
+    return ItemBatcher(fn, max_batch_size=batching.max_batch_size,
+                       max_batch_time_ms=batching.max_batch_time_ms,
+                       workers=1 if batched else UNBATCHED_WORKERS,
+                       name=f"candidate {candidate!r}", timeout_ms=batching.timeout_ms)
 
 
 def _split_answers(out: Tensors) -> tuple[Tensors, Tensors]:

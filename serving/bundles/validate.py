@@ -9,15 +9,45 @@ artifact leaves open — otherwise requests the manifest promises to accept woul
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 from core.output_types import RIGHT
 from serving.bundles.manifest import Manifest, ManifestError, load_manifest
 from serving.bundles.stages import InputInfo, LoadedStage, load_stage
 
 
-def validate_bundle(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
-    """The manifest and its loaded stages, or a ManifestError naming the field or file."""
+def validate_bundle(folder: Path, timeout_s: float | None = None,
+                    ) -> tuple[Manifest, list[LoadedStage]]:
+    """The manifest and its loaded stages, or a ManifestError naming the field or file.
+
+    With `timeout_s` the loading runs on a thread of its own and a load that has not ended by
+    then is refused: Python cannot stop the thread (it ends when the team's code does), but
+    the caller, and the registration's request thread with it, is free."""
+    if timeout_s is None:
+        return _validate(folder)
+    result: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            result["loaded"] = _validate(folder)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            result["error"] = exc
+
+    loader = threading.Thread(target=load, name=f"load-bundle-{folder.name}", daemon=True)
+    loader.start()
+    loader.join(timeout_s)
+    if loader.is_alive():
+        raise ManifestError(f"loading the bundle took longer than {timeout_s:g} s (a stage's "
+                            "module import or an artifact's load did not finish); make loading "
+                            "quick: do slow work once, when the stage is first called")
+    if "error" in result:
+        raise result["error"]
+    return result["loaded"]
+
+
+def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
     manifest = load_manifest(folder)
     stages = [load_stage(stage, folder) for stage in manifest.stages]
     if stages:

@@ -1,12 +1,14 @@
-"""/v2 refusals (every 4xx, nothing recorded) and remote candidates that fail: a server that
-answers 500 or hangs costs the caller at most the remote timeout, gets a 502/504, is recorded
-as an error, and the error-rate guardrail pauses its arm."""
+"""/v2 refusals (every 4xx, nothing recorded) and candidates that fail: a remote server that
+answers 500 or hangs, or a local bundle whose stage never returns, costs the caller at most the
+candidate's timeout, gets a 502/504, is recorded as an error, and the error-rate guardrail
+pauses its arm."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -145,18 +147,41 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:  # 
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
 
 
-@pytest.mark.parametrize("failure", ["500", "hang"])
-def test_failing_remote_arm_is_bounded_counted_and_paused(
+def _stuck_bundle(root: Path, release: Path) -> Path:
+    """The example bundle whose Python stage waits (up to 10 s) until `release` exists: a team's
+    post-processing that hangs, e.g. on a lock or a network call of its own."""
+    folder = root / "iris-stuck"
+    shutil.copytree(EXAMPLE, folder)
+    with (folder / "post.py").open("a") as post:
+        post.write(f"\n\ndef stuck(tensors):\n    import pathlib, time\n"
+                   f"    end = time.monotonic() + 10\n"
+                   f"    while not pathlib.Path({str(release)!r}).exists() "
+                   f"and time.monotonic() < end:\n        time.sleep(0.01)\n"
+                   f"    return to_label(tensors)\n")
+    manifest = folder / "candidate.toml"
+    text = manifest.read_text().replace('name = "iris-onnx"', 'name = "iris-broken"')
+    text = text.replace('"post:to_label"', '"post:stuck"')
+    manifest.write_text(text.replace("max_batch_time_ms = 2", "max_batch_time_ms = 2\n"
+                                     "timeout_ms = 200"))
+    return folder
+
+
+@pytest.mark.parametrize("failure", ["500", "hang", "stuck stage"])
+def test_failing_arm_is_bounded_counted_and_paused(
         v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path,  # noqa: F811
         failure: str) -> None:
-    if failure == "500":
-        bad = stub_server(lambda h, body: reply(h, 500, {"error": "model crashed"}))
-    else:
-        bad = stub_server(lambda h, body: bad.release.wait(10))
     client = v2app.test_client()
     admin = keys(v2app, "admin")
     upload(client, admin, EXAMPLE)
-    upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200))
+    if failure == "stuck stage":
+        release = tmp_path / "release"
+        upload(client, admin, _stuck_bundle(tmp_path, release))
+    else:
+        if failure == "500":
+            bad = stub_server(lambda h, body: reply(h, 500, {"error": "model crashed"}))
+        else:
+            bad = stub_server(lambda h, body: bad.release.wait(10))
+        upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200))
     exp = experiment(client, admin, "flowers", "iris-onnx", "iris-broken",
                      guardrails={"error_rate": 0.2, "min_samples": 20})
     statuses: Counter = Counter()
@@ -192,6 +217,8 @@ def test_failing_remote_arm_is_bounded_counted_and_paused(
                          json=infer_body(row[None], f"later-{i}")).status_code
              for i, row in enumerate(flowers(20, seed=3))]
     assert after == [200] * 20  # the paused arm gets no more traffic
+    if failure == "stuck stage":
+        release.touch()
 
 
 def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(

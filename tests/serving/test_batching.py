@@ -8,7 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from serving.batching import BatcherClosed, BatchOutputError, DynamicBatcher
+from serving.batching import (
+    BatcherClosed,
+    BatchOutputError,
+    BatchTimeout,
+    DynamicBatcher,
+    ItemBatcher,
+)
 
 
 def concurrently(count: int, target) -> dict[int, object]:
@@ -182,7 +188,6 @@ def test_two_workers_run_batches_at_once_and_keep_rows_straight():
 
 
 def test_item_batcher_merges_requests_of_any_shape_and_isolates_failures():
-    from serving.batching import ItemBatcher
 
     calls: list[int] = []
 
@@ -216,3 +221,77 @@ def test_item_batcher_refuses_a_wrong_number_of_results():
     with (ItemBatcher(lambda items: items[:-1], max_batch_size=4) as batcher,
           pytest.raises(BatchOutputError, match="one result per item")):
         batcher.submit(1)
+
+
+def _caught(fn, *args):  # noqa: ANN001, ANN202 - what fn returned, or what it raised
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc
+
+
+def test_a_deadline_bounds_each_caller_and_a_stuck_batch_fails_new_requests_at_once():
+    """A batch function that never returns once held every caller of the candidate for ever
+    (and with them the service's request threads). Now each waits at most the deadline, queued
+    requests leave the queue, and while the worker stays stuck new ones fail at once."""
+    release = threading.Event()
+
+    def stuck_on_nine(batch: list[int]) -> list[int]:
+        if 9 in batch:
+            release.wait(20)
+        return [10 * item for item in batch]
+
+    batcher = ItemBatcher(stuck_on_nine, max_batch_size=1, timeout_ms=150, name="candidate 'x'")
+    try:
+        assert batcher.submit(1) == 10
+        first: dict[str, object] = {}
+        stuck = threading.Thread(target=lambda: first.update(r=_caught(batcher.submit, 9)))
+        started = time.monotonic()
+        stuck.start()
+        while batcher._busy_since[0] is None:  # the stuck batch is running
+            time.sleep(0.001)
+        queued = _caught(batcher.submit, 2)
+        stuck.join(5)
+        waited = time.monotonic() - started
+        results = [first["r"], queued]
+        assert all(isinstance(r, BatchTimeout) for r in results), results
+        assert 0.14 < waited < 1.5, waited
+        assert "batch still running" in results[0].message
+        assert "waiting for its batch" in results[1].message
+        assert all("candidate 'x' gave no answer within 150 ms" in r.message for r in results)
+        assert batcher._queued_items == 0 and not batcher._queue  # the waiter left the queue
+
+        started = time.monotonic()
+        with pytest.raises(BatchTimeout, match=r"running one batch for \d"):
+            batcher.submit(3)
+        assert time.monotonic() - started < 0.1  # at once, not after the deadline
+        assert batcher.timed_out == 3
+
+        release.set()
+        deadline = time.monotonic() + 5
+        while batcher._busy_since[0] is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batcher.submit(4) == 40  # it serves again by itself
+    finally:
+        release.set()
+        batcher.close()
+
+
+def test_a_stuck_worker_leaves_the_others_serving_and_shutdown_does_not_wait_for_it():
+    release = threading.Event()
+
+    def maybe_stuck(batch: list[int]) -> list[int]:
+        if 9 in batch:
+            release.wait(20)
+        return [10 * item for item in batch]
+
+    batcher = ItemBatcher(maybe_stuck, max_batch_size=1, workers=2, timeout_ms=150)
+    with pytest.raises(BatchTimeout):
+        batcher.submit(9)
+    assert [batcher.submit(i) for i in range(5)] == [0, 10, 20, 30, 40]  # the other worker
+    started = time.monotonic()
+    batcher.close()
+    assert time.monotonic() - started < 1.0  # joins each worker for at most the deadline
+    release.set()
+    with pytest.raises(ValueError, match="timeout_ms must be positive"):
+        ItemBatcher(maybe_stuck, max_batch_size=1, timeout_ms=0)

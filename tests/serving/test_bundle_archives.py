@@ -1,17 +1,20 @@
-"""Bundle archives: members that would escape the bundle and decompression bombs are refused
-while the archive is read, before anything is extracted or stored."""
+"""Bundle limits: archive members that would escape the bundle and decompression bombs are
+refused while the archive is read, before anything is extracted or stored; a bundle whose
+loading never ends is refused in bounded time."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from serving.bundles import BundleRunner, Limits, register_bundle
 from serving.registry import Registry
-from tests.support.bundles import FLOWERS, refused
+from tests.support.bundles import EXAMPLE, FLOWERS, refused
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
@@ -93,3 +96,17 @@ def test_tarred_bundle_registers(registry: Registry, models: Path, bundle: Path,
         tar.add(bundle, arcname="iris-onnx")
     info = register_bundle(registry, models, archive)
     assert info.name == "iris-onnx" and Path(info.artifacts, "candidate.toml").is_file()
+
+
+def test_a_bundle_whose_code_never_finishes_importing_is_refused_in_time(
+        registry: Registry, models: Path, tmp_path: Path) -> None:
+    """Its import ran on the registering request's thread with no limit: the request (and the
+    client, and with the CLI the operator) waited for ever."""
+    bundle = tmp_path / "iris"
+    shutil.copytree(EXAMPLE, bundle)
+    post = bundle / "post.py"
+    post.write_text("import time\ntime.sleep(4)\n" + post.read_text())
+    started = time.monotonic()
+    refused(registry, models, bundle, r"loading the bundle took longer than 0.5 s",
+            Limits(load_seconds=0.5))
+    assert time.monotonic() - started < 2.5

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from app.cli import main
 from core.errors import AbvocError, Conflict, NotFound
 from core.store import Database
-from serving.bundles import BundleRunner, ManifestError, register_bundle
+from serving.bundles import BundleRunner, register_bundle
 from serving.bundles.archive import Limits
 from serving.bundles.manifest import parse_manifest
 from serving.bundles.stages import StageExited
@@ -67,6 +67,12 @@ MANIFEST_CASES = [
      r"output.classes 'a\\x1bb' must not contain control characters"),
     ("target_accuracy = 0.9", "target_accuracy = 90", r"between 0 and 1"),
     ("max_batch_size = 32", "max_batch_size = 0", r"between 1 and 4096"),
+    ("max_batch_size = 32", "max_batch_size = 32\ntimeout_ms = 0",
+     r"batching.timeout_ms must be between 1 and 600000, got 0"),
+    ("max_batch_size = 32", "max_batch_size = 32\ntimeout_ms = 2",
+     r"batching.timeout_ms \(2\) must be longer than batching.max_batch_time_ms \(2\)"),
+    ("max_batch_size = 32", 'max_batch_size = 32\ntimeout_ms = "1s"',
+     r"batching.timeout_ms must be a int or float, got '1s'"),
     ('version = "1"', 'version = "1 beta"', r"version '1 beta'"),
     ('name = "iris-onnx"', 'name = "Iris Classifier"', r"name 'Iris Classifier'"),
     ('name = "iris-onnx"\n', "", r"name is missing"),
@@ -279,30 +285,6 @@ def test_racing_registrations_of_one_version_leave_one_winner(registry: Registry
 def test_retire_unknown_is_not_found(registry: Registry) -> None:
     with pytest.raises(NotFound):
         registry.retire("nope")
-
-
-def test_remote_manifest(registry: Registry, models: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "remote"
-    folder.mkdir()
-    text = """name = "iris-remote"\nversion = "3"\n[[inputs]]\nname = "features"
-datatype = "FP32"\nshape = [-1, 4]\n[output]\ntype = "number"
-[remote]\nurl = "http://127.0.0.1:9/"\nmodel = "iris"\ntimeout_ms = 250\nretries = 2\n"""
-    (folder / "candidate.toml").write_text(text)
-    info = register_bundle(registry, models, folder)
-    assert info.backend == "remote"
-    assert info.pipeline["remote"] == {"url": "http://127.0.0.1:9", "model": "iris",
-                                       "timeout_ms": 250.0, "retries": 2, "binary_data": False}
-    (folder / "candidate.toml").write_text(text.replace('version = "3"', 'version = "4"')
-                                           + '[[stages]]\nname = "a"\nkind = "python"\n'
-                                             'callable = "m:f"\n')
-    with pytest.raises(ManifestError, match=r"\[remote\] candidate has no \[\[stages\]\]"):
-        register_bundle(registry, models, folder)
-    (folder / "candidate.toml").write_text(text.replace("http://127.0.0.1:9/", "ftp://x"))
-    with pytest.raises(ManifestError, match=r"remote.url 'ftp://x'"):
-        register_bundle(registry, models, folder)
-    (folder / "candidate.toml").write_text(text + 'binary_data = "yes"\n')
-    with pytest.raises(ManifestError, match=r"remote.binary_data must be a bool, got 'yes'"):
-        register_bundle(registry, models, folder)
 
 
 # --- running ------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from serving.bundles import ManifestError, register_bundle
 from serving.bundles.manifest import RemoteSpec
+from serving.registry import Registry
 from serving.remote import (
     RemoteBadInput,
     RemoteClient,
@@ -255,3 +257,30 @@ def test_odd_answers_are_502s_that_say_what_is_wrong(
             pytest.raises(RemoteError, match=fragment) as info:
         client.infer({"features": _flowers(1)})
     assert info.value.status == 502 and odd.hits == 1  # none of them is retried
+
+
+def test_remote_manifest(registry: Registry, models: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    text = """name = "iris-remote"\nversion = "3"\n[[inputs]]\nname = "features"
+datatype = "FP32"\nshape = [-1, 4]\n[output]\ntype = "number"
+[remote]\nurl = "http://127.0.0.1:9/"\nmodel = "iris"\ntimeout_ms = 250\nretries = 2\n"""
+    (folder / "candidate.toml").write_text(text)
+    info = register_bundle(registry, models, folder)
+    assert info.backend == "remote"
+    assert info.pipeline["remote"] == {"url": "http://127.0.0.1:9", "model": "iris",
+                                       "timeout_ms": 250.0, "retries": 2, "binary_data": False}
+    (folder / "candidate.toml").write_text(text.replace('version = "3"', 'version = "4"')
+                                           + '[[stages]]\nname = "a"\nkind = "python"\n'
+                                             'callable = "m:f"\n')
+    with pytest.raises(ManifestError, match=r"\[remote\] candidate has no \[\[stages\]\]"):
+        register_bundle(registry, models, folder)
+    (folder / "candidate.toml").write_text(text.replace("http://127.0.0.1:9/", "ftp://x"))
+    with pytest.raises(ManifestError, match=r"remote.url 'ftp://x'"):
+        register_bundle(registry, models, folder)
+    (folder / "candidate.toml").write_text(text + "[batching]\ntimeout_ms = 100\n")
+    with pytest.raises(ManifestError, match=r"\[remote\] candidate has no \[batching\]"):
+        register_bundle(registry, models, folder)
+    (folder / "candidate.toml").write_text(text + 'binary_data = "yes"\n')
+    with pytest.raises(ManifestError, match=r"remote.binary_data must be a bool, got 'yes'"):
+        register_bundle(registry, models, folder)
