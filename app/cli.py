@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from core.errors import AbvocError
-from core.relabel import PURPOSES, STAGE_PREFIX
+from core.relabel import queue_problem
 from core.settings import Settings, load_settings
 from core.store.db import Database
 from core.text import text_problem
@@ -86,10 +86,10 @@ class QueueName(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> str:
         text = str(value)
-        if text in PURPOSES or (text.startswith(STAGE_PREFIX) and text[len(STAGE_PREFIX):]):
-            return text
-        self.fail(f"{text!r} is not a queue: use one of {', '.join(PURPOSES)} or "
-                  f"{STAGE_PREFIX}<stage>", param, ctx)
+        problem = queue_problem(text)  # core.relabel's check, the one the API and feedback use
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return text
 
 
 def check_out_folder(path: Any, option: str = "--out") -> None:

@@ -14,7 +14,7 @@ the stage that was blamed).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from core.errors import AbvocError
 VERIFICATION, TRAINING, OFFLINE_TEST = "verification", "training", "offline-test"
 PURPOSES = (VERIFICATION, TRAINING, OFFLINE_TEST)
 STAGE_PREFIX = "stage:"
+MAX_STAGE_NAME = 50  # a stage dataset's name, as the rules' ``stage_datasets`` bound it
 
 CORRECTION, LOW_CONFIDENCE, SHADOW_DISAGREEMENT = "correction", "low_confidence", \
     "shadow_disagreement"
@@ -103,7 +104,8 @@ def parse_rules(body: Any, base: RelabelRules | None = None) -> RelabelRules:
     if "stage_datasets" in body:
         stages = body["stage_datasets"]
         if not isinstance(stages, list) or not all(
-                isinstance(s, str) and 0 < len(s) <= 50 for s in stages) or len(stages) > 20:
+                isinstance(s, str) and 0 < len(s) <= MAX_STAGE_NAME for s in stages) \
+                or len(stages) > 20:
             raise AbvocError("'stage_datasets' must be a list of stage names (at most 20)")
         values["stage_datasets"] = tuple(dict.fromkeys(stages))
     if "quotas" in body:
@@ -123,6 +125,34 @@ def parse_rules(body: Any, base: RelabelRules | None = None) -> RelabelRules:
         values["weights"] = {**values["weights"], **{k: float(v) for k, v in weights.items()}}
     values["stage_datasets"] = tuple(values["stage_datasets"])
     return RelabelRules(**values)
+
+
+def queue_problem(name: Any) -> str | None:
+    """Why `name` is not a queue abvoc fills (None when it is one). The one check of queue names:
+    the command line, the API and the feedback functions all ask it, so an item is never stored
+    under (and no listing or export filters by) a queue that nobody works."""
+    if isinstance(name, str):
+        stage = name.removeprefix(STAGE_PREFIX)
+        if name in PURPOSES or (stage != name and 0 < len(stage) <= MAX_STAGE_NAME):
+            return None
+        shown = repr(name if len(name) <= 60 else name[:57] + "...")
+    else:
+        shown = f"a {type(name).__name__}"
+    return (f"{shown} is not a queue: use one of {', '.join(PURPOSES)} or {STAGE_PREFIX}<stage> "
+            f"(a stage dataset's name of 1 to {MAX_STAGE_NAME} characters)")
+
+
+def check_queue(name: Any) -> str:
+    """`name` when it is a known queue, else a 400 that lists the valid names."""
+    problem = queue_problem(name)
+    if problem is not None:
+        raise AbvocError(problem)
+    return name
+
+
+def check_queues(names: Iterable[Any] | None) -> list[str] | None:
+    """Each of `names` checked (None or empty: every queue, as None)."""
+    return [check_queue(n) for n in names] if names else None
 
 
 def scope_key(experiment_id: int | None = None, candidate: str | None = None) -> str:

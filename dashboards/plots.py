@@ -12,25 +12,28 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.figures import COLORS, empty, plain
+from evaluation.candidate_facts import shown_names
 
 GAP_SCALE = 0.25  # the heatmap's colours saturate at a 25-point accuracy gap
 
 
 def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
-    """Online accuracy bound minus offline exact match, per candidate (rows) and slice
-    (columns); the hover shows both with the online interval. ``customdata`` carries the raw
-    slice name, which a click hands to the drill-down."""
+    """Online accuracy bound minus offline exact match, per candidate version (rows: the name,
+    or ``name vX`` where two versions of it ran) and slice (columns); the hover shows both with
+    the online interval. ``customdata`` carries the raw slice name, which a click hands to the
+    drill-down."""
     rows = [r for r in slices if r["gap"] is not None]
     if not rows:
         return empty("no candidate has both offline results and online traffic")
-    cands = list(dict.fromkeys(r["candidate"] for r in rows))
+    shown = shown_names(rows)
+    cands = list(shown)
     names = sorted({r["slice"] for r in rows}, key=lambda s: (s != "all", s))
-    cell = {(r["candidate"], r["slice"]): r for r in rows}
+    cell = {(r["candidate"], r.get("version"), r["slice"]): r for r in rows}
     z, text, custom = [], [], []
     for cand in cands:
         zr, tr, cr = [], [], []
         for s in names:
-            r = cell.get((cand, s))
+            r = cell.get((*cand, s))
             zr.append(None if r is None else r["gap"])
             tr.append("" if r is None else _cell_text(r))
             cr.append(s)
@@ -38,7 +41,7 @@ def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
         text.append(tr)
         custom.append(cr)
     figure = go.Figure(go.Heatmap(
-        z=z, x=[plain(s) for s in names], y=[plain(c) for c in cands], text=text,
+        z=z, x=[plain(s) for s in names], y=[plain(shown[c]) for c in cands], text=text,
         customdata=custom, texttemplate="%{z:+.1%}", colorscale="RdBu", zmid=0,
         zmin=-GAP_SCALE, zmax=GAP_SCALE, colorbar={"title": "gap", "tickformat": "+.0%"},
         hovertemplate="%{y} on %{x}<br>%{text}<extra></extra>"))
@@ -58,9 +61,10 @@ def _cell_text(r: dict[str, Any]) -> str:
             f"{on['accuracy_bound']:.1%}{interval} (n = {on['n']}){p}{flag}")
 
 
-def shares(shift: dict[str, Any]) -> go.Figure:
+def shares(shift: dict[str, Any], name: str | None = None) -> go.Figure:
     """A candidate's online output shares beside the offline label shares (or, without them,
-    the online label shares its corrections imply)."""
+    the online label shares its corrections imply); `name` is how the page names it (with its
+    version where two versions of the name ran)."""
     outputs = shift["output_shares"]
     offline = (shift.get("offline_labels") or {}).get("label_shares")
     other = offline if offline else {r["label"]: r["label_share"]
@@ -73,13 +77,13 @@ def shares(shift: dict[str, Any]) -> go.Figure:
                x=[plain(x) for x in labels], y=[other.get(x, 0) for x in labels],
                marker_color=COLORS[1])])
     figure.update_layout(barmode="group", height=260, yaxis_tickformat=".0%",
-                         title=f"{plain(shift['candidate'])}: prediction distribution",
+                         title=f"{plain(name or shift['candidate'])}: prediction distribution",
                          margin={"t": 40, "l": 50, "r": 20, "b": 40})
     return figure
 
 
-def mix(m: dict[str, Any]) -> go.Figure:
-    """A candidate's traffic mix: slice shares offline and online."""
+def mix(m: dict[str, Any], name: str | None = None) -> go.Figure:
+    """A candidate's traffic mix: slice shares offline and online (`name`: as for shares)."""
     names = m["slices"]
     figure = go.Figure([
         go.Bar(name=name, x=[plain(s) for s in names], y=[m[key].get(s, 0) for s in names],
@@ -88,7 +92,7 @@ def mix(m: dict[str, Any]) -> go.Figure:
                                          ("online", "online_shares")))])
     psi = f", PSI {m['psi']:.3g}" if m.get("psi") is not None else ""
     figure.update_layout(barmode="group", height=260, yaxis_tickformat=".0%",
-                         title=f"{plain(m['candidate'])}: traffic mix{psi}",
+                         title=f"{plain(name or m['candidate'])}: traffic mix{psi}",
                          margin={"t": 40, "l": 50, "r": 20, "b": 40})
     return figure
 

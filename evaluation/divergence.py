@@ -1,8 +1,10 @@
 """Where online results diverge from what a candidate's offline test promised: the Python API
 behind ``GET /v1/experiments/{id}/divergence``.
 
-For every candidate of an experiment (arms and shadows; a candidate's arm and shadow traffic are
-pooled, both being real online inputs) and every slice:
+For every candidate version of an experiment's arms and every slice (rows carry ``candidate``
+and ``version``: two arms may run two versions of one name, and each version is held against its
+own offline results; arms running the same version are pooled; shadows are left out, online
+accuracy being read from corrections of served answers):
 
 * **Accuracy gap.** Offline ``exact_match`` beside the online accuracy bound
   ``1 - known_wrong / predictions`` (answers whose correction or verified label differs are
@@ -54,7 +56,7 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.store.models import Experiment
 from evaluation import aggregation as agg
-from evaluation.candidate_facts import UNKNOWN, candidate_facts, pinned_versions
+from evaluation.candidate_facts import UNKNOWN, Ref, facts_by_version, variant_version
 from evaluation.findings import rank_findings
 from evaluation.label_metrics import confusion, prediction_shift
 from evaluation.number_metrics import mae_against_offline, number_errors
@@ -101,7 +103,7 @@ def _mix_slices(offline: dict[str, Any], online: list[str]) -> list[str]:
     return [s for s in offline.get("slices", {}) if s.split("/")[0] in families]
 
 
-def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
+def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
                 tolerance: float) -> list[dict[str, Any]]:
     rows = []
     for slice_ in sorted(cells, key=lambda s: (s != ALL, s)):
@@ -116,7 +118,7 @@ def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alph
         z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance) if rate is not None
                 else (math.nan, math.nan))
         rows.append({
-            "candidate": cand, "slice": slice_,
+            "candidate": ref[0], "version": ref[1], "slice": slice_,
             "offline": {k: off.get(k) for k in ("n", "exact_match", "token_edit_distance",
                                                 "mae", "rmse", "latency_p50_ms",
                                                 "latency_p99_ms")},
@@ -135,7 +137,7 @@ def _slice_rows(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alph
     return rows
 
 
-def _mix(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
+def _mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
          rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     online = [s for s in cells if s != ALL]
     names = sorted(set(_mix_slices(offline, online)) | set(online))
@@ -161,7 +163,7 @@ def _mix(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: floa
         decomposition = {"offline": float(np.sum(wo * a_off[both])),
                          "online": float(np.sum(wn * a_on[both])),
                          "mix_effect": mix_effect, "within_slices": within}
-    return {"candidate": cand, "slices": names,
+    return {"candidate": ref[0], "version": ref[1], "slices": names,
             "offline_shares": dict(zip(names, w_off.tolist(), strict=True)),
             "online_shares": dict(zip(names, w_on.tolist(), strict=True)),
             "chi_square": None if math.isnan(chi2) else chi2,
@@ -170,15 +172,15 @@ def _mix(cand: str, offline: dict[str, Any], cells: dict[str, Cell], alpha: floa
             "shifted": bool(not math.isnan(p) and p < alpha and psi(off_n, on_n) >= PSI_SHIFT)}
 
 
-def _prediction_shift(cand: str, offline: dict[str, Any], cell: Cell,
+def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
                       alpha: float) -> dict[str, Any] | None:
     outputs = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
     total = sum(outputs.values())
     if not total:
         return None
     labels = estimated_label_counts(cell)
-    out: dict[str, Any] = {"candidate": cand, "output_shares": {k: v / total for k, v in
-                                                               sorted(outputs.items())}}
+    out: dict[str, Any] = {"candidate": ref[0], "version": ref[1], "output_shares": {
+        k: v / total for k, v in sorted(outputs.items())}}
     classes = sorted(set(outputs) | set(labels))
     per_class = []
     for lb in classes:
@@ -200,42 +202,48 @@ def _prediction_shift(cand: str, offline: dict[str, Any], cell: Cell,
 
 
 def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Cell],
-                         alpha: float, tolerance: float
+                         alpha: float, tolerance: float, version: str | None = None
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
-    """One candidate's slice rows, traffic mix and prediction shift from its offline results and
-    its online cells per slice (``all`` included); pure, so the findings' rules are tested on
-    cells built in memory."""
-    rows = _slice_rows(cand, offline, cells, alpha, tolerance)
-    return (rows, _mix(cand, offline, cells, alpha, rows),
-            _prediction_shift(cand, offline, cells[ALL], alpha))
+    """One candidate version's slice rows, traffic mix and prediction shift from its offline
+    results and its online cells per slice (``all`` included); pure, so the findings' rules
+    are tested on cells built in memory."""
+    ref = (cand, version)
+    rows = _slice_rows(ref, offline, cells, alpha, tolerance)
+    return (rows, _mix(ref, offline, cells, alpha, rows),
+            _prediction_shift(ref, offline, cells[ALL], alpha))
 
 
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
                       tolerance: float = 0.02, since: datetime | None = None,
                       until: datetime | None = None) -> dict[str, Any]:
-    """Offline-vs-online divergence of an experiment's candidates, with ranked findings;
-    ``since``/``until`` keep the online side to a window of whole hours (the weekly report)."""
+    """Offline-vs-online divergence of an experiment's candidate versions, with ranked
+    findings; ``since``/``until`` keep the online side to a window of whole hours (the weekly
+    report)."""
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
-    by_cand: dict[str, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
+    by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
     for (variant, slice_), cell in load_cells(session, experiment_id, since=since,
                                                 until=until).items():
         if not variant.shadow:  # accuracy online is read from corrections: served answers only
-            by_cand[variant.candidate][slice_].merge(cell)
-    candidates = list(dict.fromkeys(v.candidate for v in variants_of(experiment)[0]))
-    candidates += [c for c in sorted(by_cand) if c not in candidates]
-    facts = candidate_facts(session, candidates, pinned_versions(experiment))
+            version = variant_version(experiment, variant.arm, variant.candidate, False)
+            by_ref[(variant.candidate, version)][slice_].merge(cell)
+    refs: list[Ref] = list(dict.fromkeys(
+        (v.candidate, variant_version(experiment, v.arm, v.candidate, v.shadow))
+        for v in variants_of(experiment)[0]))
+    refs += [r for r in sorted(by_ref, key=lambda r: (r[0], r[1] or "")) if r not in refs]
+    facts = facts_by_version(session, refs)
     slices, mixes, shifts, labels = [], [], [], []
-    for cand in candidates:
-        cells = by_cand.get(cand)
+    for ref in refs:
+        cells = by_ref.get(ref)
         if not cells:
             continue
-        f = facts.get(cand, UNKNOWN)
-        rows, mix, shift = candidate_divergence(cand, dict(f.offline), cells, alpha, tolerance)
+        f = facts.get(ref, UNKNOWN)
+        rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
+                                                tolerance, ref[1])
         if f.is_label:
-            labels.append({"candidate": cand, "confusion": {
+            labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
                 s: confusion(cells[s], f.kind.classes) for s in sorted(
                     cells, key=lambda s: (s != ALL, s))}})
         slices += rows

@@ -21,24 +21,34 @@ is the share of the online MAE the offline test did not show, ``(online - offlin
 
 A candidate whose online traffic is a single slice has one accuracy finding, not two: the
 overall row and the slice row are the same predictions.
+
+A candidate is its name and version (two arms may run two versions of one name): each finding
+carries both, and its sentence names the version where the report holds two of the name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from evaluation.candidate_facts import Ref, shown_names
+
 SEVERITY_DIGITS = 4
 EXPLAINS = 0.5  # a cause explains a gap when it accounts for at least this share of it
 _KIND_ORDER = {"prediction_shift": 0, "traffic_mix": 1, "accuracy_gap": 2, "error_gap": 3}
 
 
-def _single_slices(slices: list[dict[str, Any]]) -> dict[str, str]:
+def _ref(r: dict[str, Any]) -> Ref:
+    """The candidate version a row or finding is about."""
+    return r["candidate"], r.get("version")
+
+
+def _single_slices(slices: list[dict[str, Any]]) -> dict[Ref, str]:
     """Candidates whose online traffic is one slice, and that slice."""
-    seen: dict[str, list[str]] = {}
+    seen: dict[Ref, list[str]] = {}
     for r in slices:
         if r["slice"] != "all":
-            seen.setdefault(r["candidate"], []).append(r["slice"])
-    return {cand: names[0] for cand, names in seen.items() if len(names) == 1}
+            seen.setdefault(_ref(r), []).append(r["slice"])
+    return {ref: names[0] for ref, names in seen.items() if len(names) == 1}
 
 
 def _mix_explains(mix: dict[str, Any] | None, gap: float | None) -> bool:
@@ -49,14 +59,14 @@ def _mix_explains(mix: dict[str, Any] | None, gap: float | None) -> bool:
     return bool(mix["shifted"] and effect < 0 and effect <= EXPLAINS * gap)
 
 
-def _gap_findings(slices: list[dict[str, Any]],
-                  mixes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]],
+                  names: dict[Ref, str]) -> list[dict[str, Any]]:
     out = []
-    totals = {r["candidate"]: r["online"]["n"] for r in slices if r["slice"] == "all"}
+    totals = {_ref(r): r["online"]["n"] for r in slices if r["slice"] == "all"}
     single = _single_slices(slices)
-    overall_flagged = {r["candidate"] for r in slices if r["slice"] == "all" and r["flagged"]}
+    overall_flagged = {_ref(r) for r in slices if r["slice"] == "all" and r["flagged"]}
     for r in slices:
-        cand = r["candidate"]
+        cand = _ref(r)
         if not r["flagged"] or (r["slice"] != "all" and single.get(cand) == r["slice"]
                                 and cand in overall_flagged):
             continue  # one slice: the overall finding already covers these predictions
@@ -68,9 +78,10 @@ def _gap_findings(slices: list[dict[str, Any]],
             where = f"overall (all its online traffic is slice {single[cand]!r})"
         else:
             where = "overall"
-        head = (f"{cand} {where} is right at most {r['online']['accuracy_bound']:.1%} of the "
-                f"time online (95% CI {low:.1%}-{high:.1%}, answers not known wrong counted "
-                f"right) against {r['offline']['exact_match']:.1%} offline")
+        head = (f"{names[cand]} {where} is right at most "
+                f"{r['online']['accuracy_bound']:.1%} of the time online (95% CI "
+                f"{low:.1%}-{high:.1%}, answers not known wrong counted right) against "
+                f"{r['offline']['exact_match']:.1%} offline")
         mix = mixes.get(cand)
         explained = r["slice"] == "all" and _mix_explains(mix, r["gap"])
         if explained and mix is not None:
@@ -83,7 +94,7 @@ def _gap_findings(slices: list[dict[str, Any]],
             advice = (": relabel this slice's corrected predictions and add them to the "
                       "training and offline-test data.")
         out.append({
-            "kind": "accuracy_gap", "candidate": cand, "slice": r["slice"],
+            "kind": "accuracy_gap", "candidate": cand[0], "version": cand[1], "slice": r["slice"],
             "severity": -r["gap"] * share, "p_value": r["p_value"],
             "explained_by": "traffic_mix" if explained else None,
             "explanation": head + advice,
@@ -91,7 +102,8 @@ def _gap_findings(slices: list[dict[str, Any]],
     return out
 
 
-def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[str, float]) -> list[dict[str, Any]]:
+def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
+                  names: dict[Ref, str]) -> list[dict[str, Any]]:
     out = []
     for m in mixes:
         if not m["shifted"]:
@@ -105,16 +117,17 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[str, float]) -> list[d
             severity = abs(d["mix_effect"])
             tail = (f"; the mix accounts for {d['mix_effect']:+.1%} of the accuracy change and "
                     f"drops within slices for {d['within_slices']:+.1%}")
-        gap = gaps.get(m["candidate"])
+        gap = gaps.get(_ref(m))
         explains = _mix_explains(m, -gap if gap is not None else None)
         if explains and gap is not None:
             severity = max(severity, gap)
             tail += ", so the mix, not the model, explains most of the overall gap"
         out.append({
-            "kind": "traffic_mix", "candidate": m["candidate"], "slice": top,
+            "kind": "traffic_mix", "candidate": m["candidate"], "version": m.get("version"),
+            "slice": top,
             "severity": severity, "p_value": m["p_value"], "explains_gap": explains,
             "explanation": (
-                f"Online traffic for {m['candidate']} is not its offline test's mix (PSI "
+                f"Online traffic for {names[_ref(m)]} is not its offline test's mix (PSI "
                 f"{m['psi']:.2f}): {top!r} is {m['online_shares'][top]:.0%} of online requests "
                 f"but {m['offline_shares'][top]:.0%} offline{tail}; reweight or extend the "
                 "offline test to the online mix."),
@@ -122,31 +135,33 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[str, float]) -> list[d
     return out
 
 
-def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[str, float],
-                    alpha: float) -> list[dict[str, Any]]:
+def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
+                    alpha: float, names: dict[Ref, str]) -> list[dict[str, Any]]:
     out = []
     for s in shifts:
-        cand = s["candidate"]
+        cand = _ref(s)
         top = s["online_labels"][0] if s["online_labels"] else None
         if top is not None and top["excess"] > 0 and top["p_value"] < alpha:
             gap = gaps.get(cand, 0.0)
             explains = top["excess"] >= EXPLAINS * gap
             out.append({
-                "kind": "prediction_shift", "candidate": cand, "slice": "all",
+                "kind": "prediction_shift", "candidate": cand[0], "version": cand[1],
+                "slice": "all",
                 "label": top["label"], "severity": max(top["excess"], gap) if explains
                 else top["excess"], "p_value": top["p_value"],
                 "explanation": (
-                    f"{cand} answers {top['label']!r} on {top['output_share']:.0%} of online "
-                    f"requests, but corrections put the true share of {top['label']!r} at about "
-                    f"{top['label_share']:.0%}: it over-predicts {top['label']!r} on online "
-                    f"inputs, so relabel its {top['label']!r} answers and retrain on online-like "
-                    "data."),
+                    f"{names[cand]} answers {top['label']!r} on {top['output_share']:.0%} of "
+                    f"online requests, but corrections put the true share of {top['label']!r} "
+                    f"at about {top['label_share']:.0%}: it over-predicts {top['label']!r} on "
+                    f"online inputs, so relabel its {top['label']!r} answers and retrain on "
+                    "online-like data."),
             })
-        out += _offline_shift_findings(cand, s.get("offline_labels"))
+        out += _offline_shift_findings(cand, names[cand], s.get("offline_labels"))
     return out
 
 
-def _offline_shift_findings(cand: str, off: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _offline_shift_findings(cand: Ref, name: str, off: dict[str, Any] | None
+                            ) -> list[dict[str, Any]]:
     """One finding per class over-predicted against the offline labels (each class's own
     Holm-adjusted test); the top class alone when only the whole table is significant."""
     if not off or not off["shifted"]:
@@ -157,34 +172,35 @@ def _offline_shift_findings(cand: str, off: dict[str, Any] | None) -> list[dict[
         rows = [{**r, "p_value_holm": off["p_value"]} for r in off.get("classes", [])
                 if r["label"] == top]
     return [{
-        "kind": "prediction_shift", "candidate": cand, "slice": "all", "label": r["label"],
-        "severity": r["difference"], "p_value": r["p_value_holm"],
+        "kind": "prediction_shift", "candidate": cand[0], "version": cand[1], "slice": "all",
+        "label": r["label"], "severity": r["difference"], "p_value": r["p_value_holm"],
         "explanation": (
-            f"{cand} answers {r['label']!r} on {r['online_share']:.0%} of online requests while "
+            f"{name} answers {r['label']!r} on {r['online_share']:.0%} of online requests while "
             f"{r['label']!r} is {r['offline_share']:.0%} of its offline labels (PSI "
             f"{off['psi']:.2f}): online inputs differ from the offline test; sample them for "
             "relabeling and add them to the test set."),
     } for r in rows]
 
 
-def _error_findings(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _error_findings(slices: list[dict[str, Any]],
+                    names: dict[Ref, str]) -> list[dict[str, Any]]:
     """Number candidates whose online MAE is significantly above the offline one."""
     single = _single_slices(slices)
-    flagged = {r["candidate"] for r in slices if r["slice"] == "all"
+    flagged = {_ref(r) for r in slices if r["slice"] == "all"
                and (r.get("mae_gap") or {}).get("flagged")}
     out = []
     for r in slices:
-        gap, cand = r.get("mae_gap"), r["candidate"]
+        gap, cand = r.get("mae_gap"), _ref(r)
         if not gap or not gap["flagged"] or (r["slice"] != "all" and cand in flagged
                                             and single.get(cand) == r["slice"]):
             continue
         where = "overall" if r["slice"] == "all" else f"on slice {r['slice']!r}"
         out.append({
-            "kind": "error_gap", "candidate": cand, "slice": r["slice"],
+            "kind": "error_gap", "candidate": cand[0], "version": cand[1], "slice": r["slice"],
             "severity": max(gap["difference"], 0.0) / gap["online_mae"],
             "p_value": gap["p_value"],
             "explanation": (
-                f"{cand} {where} is off by {gap['online_mae']:.4g} on average online "
+                f"{names[cand]} {where} is off by {gap['online_mae']:.4g} on average online "
                 f"(mean absolute error over {gap['online_n']} corrected answers) against "
                 f"{gap['offline_mae']:.4g} offline: relabel this slice's corrected predictions "
                 "and add them to the training and offline-test data."),
@@ -194,17 +210,18 @@ def _error_findings(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _order(f: dict[str, Any]) -> tuple[Any, ...]:
     return (-round(f["severity"], SEVERITY_DIGITS), _KIND_ORDER[f["kind"]], f["candidate"],
-            f["slice"], f.get("label") or "")
+            f.get("version") or "", f["slice"], f.get("label") or "")
 
 
 def rank_findings(slices: list[dict[str, Any]], mixes: list[dict[str, Any]],
                   shifts: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
     """Every finding, in the order of the rules in the module docstring."""
-    gaps = {r["candidate"]: -r["gap"] for r in slices
+    gaps = {_ref(r): -r["gap"] for r in slices
             if r["slice"] == "all" and r["flagged"] and r["gap"] is not None}
-    by_cand = {m["candidate"]: m for m in mixes}
-    findings = (_gap_findings(slices, by_cand) + _mix_findings(mixes, gaps)
-                + _shift_findings(shifts, gaps, alpha) + _error_findings(slices))
+    by_cand = {_ref(m): m for m in mixes}
+    names = shown_names([*slices, *mixes, *shifts])
+    findings = (_gap_findings(slices, by_cand, names) + _mix_findings(mixes, gaps, names)
+                + _shift_findings(shifts, gaps, alpha, names) + _error_findings(slices, names))
     findings.sort(key=_order)
     for rank, f in enumerate(findings, 1):
         f["rank"] = rank

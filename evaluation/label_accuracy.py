@@ -26,6 +26,7 @@ construction. It is never the candidate's accuracy; :data:`EXACT_MATCH_NOTE` say
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from core.relabel import AUDIT
 from core.store.models import Prediction, RelabelItem
+from evaluation.candidate_facts import Ref, shown_names
 from evaluation.online import ALL, Cells, Variant, wilson_interval
 from evaluation.token_metrics import same_output
 
@@ -103,9 +105,12 @@ def _counts(session: Session, experiment_id: int) -> dict[tuple[Variant, str, bo
 
 def online_accuracy(session: Session, experiment_id: int, variants: list[Variant],
                     cells: Cells, metrics: dict[str, dict[str, dict[str, Any]]],
-                    alpha: float = 0.05) -> dict[str, Any]:
+                    alpha: float = 0.05,
+                    version_of: Callable[[Variant], str | None] = lambda v: None
+                    ) -> dict[str, Any]:
     """Per variant and slice: the audit accuracy, the accuracy over all labels, and the
-    correction bound, each naming its sample and bias."""
+    correction bound, each naming its sample and bias; `version_of` tells which candidate
+    version a variant ran, so two versions of one name are summed apart."""
     counts = _counts(session, experiment_id)
     out: dict[str, Any] = {}
     for v in variants:
@@ -123,20 +128,25 @@ def online_accuracy(session: Session, experiment_id: int, variants: list[Variant
                 "correction_bound": {"accuracy": bound, "sample": BOUND_SAMPLE,
                                      "bias": BOUND_BIAS},
             }
-        out[v.name] = {"candidate": v.candidate, "shadow": v.shadow, "slices": per_slice}
+        out[v.name] = {"candidate": v.candidate, "version": version_of(v), "shadow": v.shadow,
+                       "slices": per_slice}
     return {"note": EXACT_MATCH_NOTE, "variants": out,
-            "candidates": _by_candidate(counts, alpha)}
+            "candidates": _by_candidate(counts, alpha, version_of)}
 
 
-def _by_candidate(counts: dict[tuple[Variant, str, bool], list[int]], alpha: float
-                  ) -> dict[str, Any]:
-    """The served audit figures summed over the arms that ran each candidate."""
-    sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+def _by_candidate(counts: dict[tuple[Variant, str, bool], list[int]], alpha: float,
+                  version_of: Callable[[Variant], str | None]) -> dict[str, Any]:
+    """The served audit figures summed over the arms that ran each candidate version: keyed by
+    the name, or by ``name vX`` where the arms ran two versions of the name."""
+    sums: dict[Ref, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for (variant, slice_, in_audit), (correct, n) in counts.items():
         if in_audit and not variant.shadow:
-            cell = sums[variant.candidate][slice_]
+            cell = sums[(variant.candidate, version_of(variant))][slice_]
             cell[0] += correct
             cell[1] += n
-    return {cand: {s: _figure(c, n, alpha, AUDIT_SAMPLE, AUDIT_BIAS)
-                   for s, (c, n) in sorted(by.items(), key=lambda kv: (kv[0] != ALL, kv[0]))}
-            for cand, by in sorted(sums.items())}
+    refs = sorted(sums, key=lambda r: (r[0], r[1] or ""))
+    names = shown_names({"candidate": c, "version": v} for c, v in refs)
+    return {names[ref]: {s: _figure(c, n, alpha, AUDIT_SAMPLE, AUDIT_BIAS)
+                         for s, (c, n) in sorted(sums[ref].items(),
+                                                 key=lambda kv: (kv[0] != ALL, kv[0]))}
+            for ref in refs}

@@ -26,6 +26,7 @@ an arm's traffic, and they take no part in the SRM check.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,7 @@ from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment, ExperimentUnit
 from evaluation import aggregation as agg
 from evaluation import decisions
-from evaluation.candidate_facts import UNKNOWN, CandidateFacts, candidate_facts, pinned_versions
+from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
@@ -116,7 +117,7 @@ def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
 
 
 def metrics_compared(cells: Cells, primary: str,
-                     facts: dict[str, CandidateFacts]) -> tuple[MetricSpec, ...]:
+                     facts: Mapping[Any, CandidateFacts]) -> tuple[MetricSpec, ...]:
     """:data:`METRICS`, plus :data:`NUMBER_METRICS` when a variant answers numbers (declared,
     or with absolute errors counted) or the primary metric is one of them."""
     numbers = (primary in {m.name for m in NUMBER_METRICS}
@@ -244,26 +245,31 @@ def experiment_results(session: Session, experiment_id: int, *,
     chosen = outcomes.primary
     primary = specs[chosen.name] if chosen is not None \
         else METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
-    facts = candidate_facts(session, [v.candidate for v in variants],
-                            pinned_versions(experiment))
+    # Each variant's facts from the version its own arm runs: two arms may run two versions of
+    # one name, with other classes and offline results.
+    versions = {v: variant_version(experiment, v.arm, v.candidate, v.shadow) for v in variants}
+    by_ref = facts_by_version(session, [(v.candidate, versions[v]) for v in variants])
+    facts = {v: by_ref.get((v.candidate, versions[v]), UNKNOWN) for v in variants}
     compared = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
                        "primary_metric": primary.name, "guardrails": experiment.guardrails or {}},
         "alpha": config.alpha,
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
-                      "shadow": v.shadow,
+                      "version": versions[v], "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None,
-                      "output_type": _output_type(facts.get(v.candidate, UNKNOWN))}
+                      "output_type": _output_type(facts[v])}
                      for i, v in enumerate(variants)],
         "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
                                  **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
-        "label_metrics": _label_metrics(cells, variants, slices, facts, config.alpha),
+        "label_metrics": _label_metrics(cells, variants, slices, facts, versions,
+                                        config.alpha),
         "outcomes": outcomes.figures,
     }
-    out["online_accuracy"] = online_accuracy(session, experiment_id, variants, cells,
-                                             out["metrics"], config.alpha)
+    out["online_accuracy"] = online_accuracy(
+        session, experiment_id, variants, cells, out["metrics"], config.alpha,
+        lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow))
     if len(arms) < 1 or len(variants) < 2:
         out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
                    error="an experiment needs a control and at least one other arm or shadow")
@@ -328,12 +334,14 @@ def _outcome_records_kept(records: list[dict[str, Any]], outcomes: OutcomeAggreg
 
 
 def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
-                   facts: dict[str, CandidateFacts], alpha: float) -> dict[str, Any]:
+                   facts: dict[Variant, CandidateFacts], versions: dict[Variant, str | None],
+                   alpha: float) -> dict[str, Any]:
     """Per label variant: its classes and, per slice, confusion counts and prediction shift
-    against the offline label shares of the same slice (``all``: the whole offline test)."""
+    against the offline label shares of the same slice (``all``: the whole offline test), all
+    of the version the variant runs."""
     out: dict[str, Any] = {}
     for v in variants:
-        f = facts.get(v.candidate, UNKNOWN)
+        f = facts.get(v, UNKNOWN)
         if not f.is_label:
             continue
         per_slice = {}
@@ -348,8 +356,8 @@ def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
                 offline = (f.offline.get("slices") or {}).get(s)
             per_slice[s] = label_block(cells[(v, s)], f.kind.classes, offline, alpha,
                                        shadow=v.shadow)
-        out[v.name] = {"candidate": v.candidate, "classes": list(f.kind.classes),
-                       "slices": per_slice}
+        out[v.name] = {"candidate": v.candidate, "version": versions[v],
+                       "classes": list(f.kind.classes), "slices": per_slice}
     return out
 
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.output_types import RIGHT, STAGE_ANSWERS
-from core.store.models import Prediction, PredictionTruth, RelabelItem
+from core.store.models import Experiment, Prediction, PredictionTruth, RelabelItem
 from evaluation.attribution import STAGES, attribute
+from evaluation.candidate_facts import Ref, variant_version
 from evaluation.token_metrics import same_output
 
 OCR_KEYS = frozenset({"recognizer", "extraction"})
@@ -90,10 +92,11 @@ def _may_record_stages(stages: Any) -> Any:
 
 
 def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
-    """Error counts and shares by stage, per candidate and slice (and per candidate overall),
-    over every prediction with a truth; ``experiment_id`` None covers all predictions. Each
-    row names its stages in pipeline order: the OCR pipeline's, or a bundle's that declare
-    answers.
+    """Error counts and shares by stage, per candidate version and slice (and per candidate
+    version overall), over every prediction with a truth; ``experiment_id`` None covers all
+    predictions. Each row names its stages in pipeline order: the OCR pipeline's, or a bundle's
+    that declare answers. Two arms may run two versions of one name, with other stages: each
+    row carries the ``version`` its experiment's arm pinned (None outside experiments).
 
     Blame needs each prediction's stages in Python, so rows stream through in chunks and only
     the counts per candidate, slice and stage are kept."""
@@ -103,7 +106,9 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         # `+ 0` keeps SQLite's planner off the experiment index: from the (fewer) truths, each
         # prediction is one primary-key lookup, instead of a scan of the experiment's rows.
         where.append(p.experiment_id + 0 == experiment_id)
-    columns = (p.candidate, p.slice, p.output, p.output_type, p.stages)
+    columns = (p.candidate, p.slice, p.output, p.output_type, p.stages, p.experiment_id, p.arm,
+               p.shadow)
+    version_of = _versions(session, experiment_id)
     corrected = select(*columns, tr.truth).join(
         tr, tr.prediction_id == p.prediction_id).where(*where)
     labels = (select(r.prediction_id, func.min(r.label).label("label"))
@@ -112,31 +117,32 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
                  .join(labels, labels.c.prediction_id == p.prediction_id)
                  .outerjoin(tr, tr.prediction_id == p.prediction_id)
                  .where(tr.prediction_id.is_(None), *where))
-    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    order: dict[str, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
+    counts: dict[tuple[Ref, str], Counter] = defaultdict(Counter)
+    order: dict[Ref, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
     for query in (corrected, relabeled):
         # Core rows through the session's connection: the ORM would buffer the whole result.
         rows = session.connection().execute(
             query.execution_options(stream_results=True, max_row_buffer=CHUNK))
-        for cand, slice_, output, output_type, stages, truth in rows:
+        for name, slice_, output, output_type, stages, exp, arm, shadow, truth in rows:
             answers = stage_answers(stages)
             if answers is None and not (isinstance(stages, dict) and OCR_KEYS & set(stages)):
                 continue  # a candidate whose stages say nothing: not counted, right or wrong
             stage = _blame(answers, output, stages, truth, output_type)
             if stage is None:
                 continue
+            cand = (name, version_of(exp, arm, name, shadow))
             order[cand].update(dict.fromkeys(s for s, _ in answers) if answers
                                else dict.fromkeys(STAGES))
             counts[(cand, "all")][stage] += 1
             if slice_ != "all":  # a prediction without a slice is in "all" only
                 counts[(cand, slice_)][stage] += 1
     rows = []
-    for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] != "all",
-                                                                    kv[0][1])):
+    for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (
+            kv[0][0][0], kv[0][0][1] or "", kv[0][1] != "all", kv[0][1])):
         names = list(order[cand])
         errors = sum(c[s] for s in names)
         rows.append({
-            "candidate": cand, "slice": slice_, "stages": names,
+            "candidate": cand[0], "version": cand[1], "slice": slice_, "stages": names,
             "with_truth": errors + c[RIGHT], "errors": errors,
             "counts": {s: c[s] for s in names},
             "shares": {s: (c[s] / errors if errors else None) for s in names},
@@ -145,3 +151,24 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     # Every stage the rows name, in the order they first appear (not the OCR stages alone).
     named = dict.fromkeys(s for row in rows for s in row["stages"])
     return {"experiment_id": experiment_id, "stages": list(named), "rows": rows}
+
+
+def _versions(session: Session, experiment_id: int | None
+              ) -> Callable[[int | None, str | None, str, bool], str | None]:
+    """The version a prediction's variant ran, from its experiment's pins (read once, before
+    the rows stream): ``(experiment_id, arm, candidate, shadow) -> version``."""
+    query = select(Experiment)
+    if experiment_id is not None:
+        query = query.where(Experiment.id == experiment_id)
+    experiments = {e.id: e for e in session.scalars(query)}
+    known: dict[tuple[int | None, str | None, str, bool], str | None] = {}
+
+    def version_of(exp: int | None, arm: str | None, name: str, shadow: bool) -> str | None:
+        key = (exp, arm, name, bool(shadow))
+        if key not in known:
+            experiment = experiments.get(exp) if exp is not None else None
+            known[key] = None if experiment is None else variant_version(
+                experiment, "" if shadow else (arm or ""), name, bool(shadow))
+        return known[key]
+
+    return version_of

@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import select
 from statsmodels.stats.inter_rater import cohens_kappa
 
+from core.relabel import check_queue
 from core.store.db import Database
 from core.store.models import RelabelItem, RelabelLabel
 
@@ -25,6 +26,8 @@ VERDICTS = ("accept", "reject")
 
 def agreement(db: Database, queue: str | None = None) -> dict[str, Any]:
     lb, r = RelabelLabel, RelabelItem
+    if queue is not None:
+        check_queue(queue)  # a mistyped queue is a 400, not "no item has two labels"
     query = (select(lb.item_id, lb.label, lb.verdict).join(r, r.id == lb.item_id)
              .where(lb.action == "label").order_by(lb.item_id, lb.id))
     if queue is not None:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from core.errors import AbvocError, Conflict, NotFound
 from core.events import value_text
 from core.output_types import OutputKind, check_output
+from core.relabel import check_queue
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
 from feedback.item_view import item_view
@@ -65,6 +66,8 @@ def claim(db: Database, annotator: str, queue: str | None = None,
     r, lb = RelabelItem, RelabelLabel
     if not 1 <= lease_s <= MAX_LEASE_S:
         raise AbvocError(f"'lease_s' must be from 1 to {MAX_LEASE_S} seconds")
+    if queue is not None:
+        check_queue(queue)  # an unknown queue is a mistake to report, not an empty queue
     for _ in range(5):
         with db.session() as s:
             now = utcnow()
@@ -224,6 +227,8 @@ def listing(db: Database, status: str, queue: str | None = None,
     """Items by status (e.g. ``review`` for the admin), most urgent first, with their labels."""
     if status not in STATUSES:
         raise AbvocError(f"'status' must be one of {list(STATUSES)}")
+    if queue is not None:
+        check_queue(queue)
     r = RelabelItem
     with db.reading() as s:
         query = select(r).where(r.status == status).order_by(r.priority.desc(), r.id).limit(limit)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.output_types import OutputKind
+from core.relabel import check_queues
 from core.store.db import Database
 from core.store.models import Prediction, PredictionInput, RelabelItem
 from core.v2_binary import kept_tensors
@@ -108,6 +109,7 @@ def export_snapshot(db: Database, out: Path, name: str,
     """Write the next version of dataset `name` under `out`; its version.json as a dict."""
     if not _NAME.match(name):
         raise AbvocError("the dataset name must be 1 to 100 letters, digits, '.', '_' or '-'")
+    queues = check_queues(queues)  # an unknown queue: a 400, not an empty dataset version
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     version, previous = _next_version(folder)

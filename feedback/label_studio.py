@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from core.errors import AbvocError
 from core.output_types import OutputKind
+from core.relabel import check_queue, check_queues
 from core.store.db import Database, utcnow
 from core.store.models import (
     Candidate,
@@ -58,6 +59,7 @@ def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) ->
     """Write ``tasks.json`` and ``files/`` under `folder`; counts of what was written. The file
     is written under a temporary name and renamed when complete, so a failure half way leaves
     the previous export whole and no truncated file."""
+    queues = check_queues(queues)  # before any file is made: an unknown queue exports nothing
     folder = Path(folder)
     (folder / "files").mkdir(parents=True, exist_ok=True)
     target = folder / "tasks.json"
@@ -181,7 +183,9 @@ def _who(annotation: dict[str, Any]) -> tuple[str, str]:
 
 def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
                  queue: str = "training", candidate: str | None = None) -> dict[str, Any]:
-    """Apply a Label Studio export's annotations; counts of labels and new items."""
+    """Apply a Label Studio export's annotations; counts of labels and new items. New items go
+    to `queue`, which must be a queue abvoc fills (else a 400 before anything is read)."""
+    check_queue(queue)
     folder = Path(folder)
     path = confined(folder, tasks_file, "tasks file")
     if path.stat().st_size > MAX_TASKS_BYTES:
@@ -192,8 +196,6 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
         raise AbvocError(f"{tasks_file} is not JSON: {str(exc)[:200]}") from None
     if not isinstance(tasks, list):
         raise AbvocError(f"{tasks_file} must be a JSON array of tasks")
-    if not isinstance(queue, str) or not queue.strip():
-        raise AbvocError("the queue of new items must be a non-empty name, e.g. training")
     with db.session() as s:
         if candidate is not None and s.scalars(select(Candidate.id).where(
                 Candidate.name == candidate).limit(1)).first() is None:

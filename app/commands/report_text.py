@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from evaluation.candidate_facts import shown_names
+
 
 def _num(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
@@ -35,9 +37,11 @@ def results_text(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"{'variant':<20} {'candidate':<20} {'predictions':>11} {'units':>6} "
                  f"{'corr. rate':>11} {'errors':>7} {'accuracy<=':>10} {'p99 ms':>8}")
+    names = shown_names(report["variants"])  # `name vX` where two arms run two versions
     for v in report["variants"]:
         m = (report["metrics"].get(v["name"]) or {}).get("all") or {}
-        lines.append(f"{v['name']:<20} {v['candidate']:<20} {m.get('predictions', 0):>11} "
+        cand = names[(v["candidate"], v.get("version"))]
+        lines.append(f"{v['name']:<20} {cand:<20} {m.get('predictions', 0):>11} "
                      f"{m.get('units', 0):>6} {_num(m.get('correction_rate')):>11} "
                      f"{_num(m.get('error_rate')):>7} {_num(m.get('accuracy_bound')):>10} "
                      f"{_num(m.get('latency_p99_ms'), '.1f'):>8}")
@@ -69,16 +73,20 @@ def divergence_text(report: dict[str, Any]) -> str:
         "  no findings: online holds up against the offline tests"]
     lines += ["", f"{'candidate':<20} {'slice':<22} {'offline':>8} {'online<=':>9} "
                   f"{'n':>7} {'gap':>7}  flagged"]
+    names = shown_names(report["slices"])  # `name vX` where two versions of a name ran
     for r in report["slices"]:
         off, on = r["offline"], r["online"]
-        lines.append(f"{r['candidate']:<20} {r['slice']:<22} {_num(off.get('exact_match')):>8} "
+        cand = names[(r["candidate"], r.get("version"))]
+        lines.append(f"{cand:<20} {r['slice']:<22} {_num(off.get('exact_match')):>8} "
                      f"{_num(on.get('accuracy_bound')):>9} {on['n']:>7} "
                      f"{_num(r.get('gap'), '+.3f'):>7}  {'yes' if r['flagged'] else 'no'}")
     blamed = [r for r in report["stage_attribution"]["rows"] if r["slice"] == "all"]
     if blamed:
         lines += ["", "errors by stage (slice all):"]
+    blamed_names = shown_names(blamed)
     for r in blamed:
         shares = ", ".join(f"{s} {_num(r['shares'][s], '.0%')}" for s in r["stages"])
-        lines.append(f"  {r['candidate']}: {r['errors']} of {r['with_truth']} with a truth "
+        cand = blamed_names[(r["candidate"], r.get("version"))]
+        lines.append(f"  {cand}: {r['errors']} of {r['with_truth']} with a truth "
                      f"wrong; {shares}")
     return "\n".join(lines)

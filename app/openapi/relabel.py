@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.parts import ADMIN, SCHEMAS, error_responses, json_response
-from core.relabel import MAX_QUOTA, PURPOSES, REASONS
+from core.relabel import MAX_QUOTA, MAX_STAGE_NAME, PURPOSES, REASONS, STAGE_PREFIX
 from feedback.annotation import MAX_LEASE_S, STATUSES
 
 STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
 NUM_OR_NULL = {"type": ["number", "null"]}
-QUEUE = {"type": "string", "minLength": 1, "maxLength": 100}
+QUEUE = {"type": "string", "minLength": 1, "maxLength": 100,
+         "description": f"a relabel queue: one of {', '.join(PURPOSES)}, or {STAGE_PREFIX}<stage> "
+                        f"(a stage dataset's name of 1 to {MAX_STAGE_NAME} characters); any "
+                        "other name is a 400 that lists these"}
 ITEM_ID = {"name": "item_id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
 QUEUE_PARAM = {"name": "queue", "in": "query", "required": False, "schema": QUEUE}

@@ -12,6 +12,11 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 STR_OR_NULL = {"type": ["string", "null"]}
 OPEN = {"type": "object"}
+VERSION = {"type": ["string", "null"],
+           "description": "the candidate version these figures are of (the one its experiment "
+                          "arm pinned; null for traffic from before versions were pinned): two "
+                          "arms may run two versions of one name, each held against its own "
+                          "offline results"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -57,7 +62,7 @@ PREDICTION_SHIFT = _object({
                "test of homogeneity, PSI, per-class differences with Holm-adjusted residuals")
 
 LABEL_VARIANT = _object({
-    "candidate": STR, "classes": {"type": "array", "items": STR},
+    "candidate": STR, "version": VERSION, "classes": {"type": "array", "items": STR},
     "slices": {"type": "object", "additionalProperties": _object({
         "confusion": _ref("Confusion"),
         "prediction_shift": {"oneOf": [_ref("PredictionShift"), {"type": "null"}]},
@@ -73,7 +78,8 @@ COMPARISON = _object({
                "absolute_error and squared_error (Welch, lower is better)")
 
 VARIANT = _object({
-    "name": STR, "arm": STR_OR_NULL, "candidate": STR, "shadow": {"type": "boolean"},
+    "name": STR, "arm": STR_OR_NULL, "candidate": STR, "version": VERSION,
+    "shadow": {"type": "boolean"},
     "weight": NUM_OR_NULL,
     "output_type": {"enum": ["label", "text", "latex", "number", "json", None]},
 })
@@ -93,7 +99,10 @@ RESULTS = _object({
 })
 RESULTS["properties"]["online_accuracy"] = _object(
     {"note": STR, "variants": {"type": "object", "additionalProperties": OPEN},
-     "candidates": {"type": "object", "additionalProperties": OPEN}},
+     "candidates": {"type": "object", "additionalProperties": OPEN,
+                    "description": "audit figures per candidate, summed over its arms: keyed "
+                                   "by the candidate's name, or by 'name vVERSION' for each "
+                                   "version where the arms run two versions of one name"}},
     description="accuracy from verified labels per variant and slice: the unbiased audit "
                 "figure (Wilson interval), all labels (biased low), and the correction bound; "
                 "each names its sample and bias")
@@ -108,31 +117,33 @@ MAE_GAP = _object({
 
 FINDING = _object({
     "kind": {"enum": ["prediction_shift", "traffic_mix", "accuracy_gap", "error_gap"]},
-    "candidate": STR, "slice": STR, "severity": NUM, "p_value": NUM_OR_NULL,
-    "explanation": STR, "rank": INT,
-}, {"label": STR})
+    "candidate": STR, "version": VERSION, "slice": STR, "severity": NUM,
+    "p_value": NUM_OR_NULL, "explanation": STR, "rank": INT,
+}, {"label": STR}, description="its explanation names the candidate as 'name vVERSION' where "
+                               "the report holds two versions of the name")
 
 DIVERGENCE = _object({
     "experiment_id": INT, "alpha": NUM, "tolerance": NUM,
     "slices": {"type": "array", "items": _object({
-        "candidate": STR, "slice": STR, "offline": OPEN, "online": OPEN,
+        "candidate": STR, "version": VERSION, "slice": STR, "offline": OPEN, "online": OPEN,
         "gap": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},
         "mae_gap": {"oneOf": [_ref("MaeGap"), {"type": "null"}]}})},
-    "traffic_mix": {"type": "array", "items": OPEN},
+    "traffic_mix": {"type": "array", "items": _object({"candidate": STR, "version": VERSION})},
     "prediction_shift": {"type": "array", "items": _object(
-        {"candidate": STR, "output_shares": OPEN,
+        {"candidate": STR, "version": VERSION, "output_shares": OPEN,
          "online_labels": {"type": "array", "items": OPEN}},
         {"offline_labels": {"allOf": [_ref("PredictionShift"), _object({
             "label_shares": OPEN, "top_label": STR, "excess": NUM})]}})},
     "label_metrics": {"type": "array", "items": _object({
-        "candidate": STR,
+        "candidate": STR, "version": VERSION,
         "confusion": {"type": "object", "additionalProperties": _ref("Confusion")}})},
     "findings": {"type": "array", "items": _ref("Finding")},
     "stage_attribution": _object({
         "experiment_id": {"type": ["integer", "null"]},
         "stages": {"type": "array", "items": STR},
         "rows": {"type": "array", "items": _object({
-            "candidate": STR, "slice": STR, "stages": {"type": "array", "items": STR},
+            "candidate": STR, "version": VERSION, "slice": STR,
+            "stages": {"type": "array", "items": STR},
             "with_truth": INT, "errors": INT, "counts": OPEN, "shares": OPEN,
             "top_stage": {"type": ["string", "null"]}})}}),
 })

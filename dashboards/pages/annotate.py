@@ -16,6 +16,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 
 from core.errors import AbvocError
+from core.relabel import queue_problem
 from dashboards import data
 from dashboards.access import require_role, whole_number
 from dashboards.auth import current_identity
@@ -56,10 +57,12 @@ def layout() -> Component:
 
 
 def queue_options(db: Any) -> list[dict[str, str]]:
-    """Any queue, then each queue with its open items."""
+    """Any queue, then each queue with its open items (a stored name that is no queue abvoc
+    fills, e.g. from an old import, is not offered: claiming from it would be refused)."""
     figures = annotation.queue_figures(db)["queues"]
     return [{"label": "any queue", "value": ANY}] + [
-        {"label": f"{q['queue']} ({q['open']} open)", "value": q["queue"]} for q in figures]
+        {"label": f"{q['queue']} ({q['open']} open)", "value": q["queue"]} for q in figures
+        if queue_problem(q["queue"]) is None]
 
 
 def _output(text: str | None, id_: str) -> Component:

@@ -3,6 +3,9 @@ bound against its offline exact match as a heatmap of the gap; a slice picked (o
 clicked) drills down into that slice's rows and newest predictions; the traffic-mix and
 prediction-distribution shifts; and the ranked findings, all from
 :func:`evaluation.divergence.divergence_report` (the report behind ``/divergence``).
+
+A candidate is named as ``name vX`` wherever the experiment runs two versions of that name
+(:func:`evaluation.candidate_facts.shown_names`), so two rows never read as one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, table
+from evaluation.candidate_facts import shown_names
 
 ROLES = frozenset({"admin"})
 ALL = "all"
@@ -41,42 +45,55 @@ def layout() -> Component:
 
 def body(report: dict[str, Any]) -> Component:
     """The heatmap, the findings and the shifts of one divergence report."""
+    names = _names(report)
     parts: list[Component] = [
         dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
-        html.H3("Findings, most severe first"), _findings(report["findings"]),
+        html.H3("Findings, most severe first"), _findings(report["findings"], names),
         html.H3("Prediction-distribution shift")]
     shifts = report["prediction_shift"]
     if shifts:
-        parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s))
+        parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s, names[_ref(s)]))
                   for i, s in enumerate(shifts)]
-        parts.append(_shift_table(shifts))
+        parts.append(_shift_table(shifts, names))
     else:
         parts.append(html.P("No candidate answers classes (free-text outputs such as LaTeX "
                             "have no class distribution); see the traffic mix below.",
                             id="div-no-shift"))
     parts.append(html.H3("Traffic mix, offline against online"))
-    parts += ([dcc.Graph(id=f"div-mix-{i}", figure=plots.mix(m))
+    parts += ([dcc.Graph(id=f"div-mix-{i}", figure=plots.mix(m, names[_ref(m)]))
                for i, m in enumerate(report["traffic_mix"])]
               or [html.P("No offline slice counts to compare with.")])
     return html.Div(parts)
 
 
-def _findings(findings: list[dict[str, Any]]) -> Component:
+def _ref(row: dict[str, Any]) -> tuple[str, str | None]:
+    return row["candidate"], row.get("version")
+
+
+def _names(report: dict[str, Any]) -> dict[tuple[str, str | None], str]:
+    """How the page names each candidate version of the report (every part it shows)."""
+    return shown_names([*report["slices"], *report["traffic_mix"], *report["prediction_shift"],
+                        *report["label_metrics"], *report["findings"]])
+
+
+def _findings(findings: list[dict[str, Any]],
+              names: dict[tuple[str, str | None], str]) -> Component:
     if not findings:
         return html.P("No finding: online results are within tolerance of the offline test.",
                       id="div-findings")
     return html.Ol(id="div-findings", children=[
-        html.Li([html.B(f"{f['kind'].replace('_', ' ')} · {f['candidate']} · {f['slice']} · "
+        html.Li([html.B(f"{f['kind'].replace('_', ' ')} · {names[_ref(f)]} · {f['slice']} · "
                         f"severity {f['severity']:.2%}"), html.Br(), f["explanation"]])
         for f in findings])
 
 
-def _shift_table(shifts: list[dict[str, Any]]) -> Component:
+def _shift_table(shifts: list[dict[str, Any]],
+                 names: dict[tuple[str, str | None], str]) -> Component:
     rows = []
     for s in shifts:
         off = s.get("offline_labels") or {}
         for r in s.get("online_labels", []):
-            rows.append([s["candidate"], r["label"], fmt(r["output_share"]),
+            rows.append([names[_ref(s)], r["label"], fmt(r["output_share"]),
                          fmt(r["label_share"]), fmt(r["excess"], percent=True),
                          fmt(r["p_value"]), off.get("top_label") == r["label"]])
     return table(["candidate", "class", "output share", "label share (corrections)", "excess",
@@ -86,18 +103,19 @@ def _shift_table(shifts: list[dict[str, Any]]) -> Component:
 def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> Component:
     """One slice: every candidate's offline and online figures there, and its newest
     predictions (each a link to the inspector)."""
+    names = _names(report)
     rows = []
     for r in report["slices"]:
         if r["slice"] != slice_:
             continue
         on, off = r["online"], r["offline"]
         low, high = on["accuracy_ci"] or (None, None)
-        rows.append([r["candidate"], fmt(off["n"]), fmt(off["exact_match"]), fmt(on["n"]),
+        rows.append([names[_ref(r)], fmt(off["n"]), fmt(off["exact_match"]), fmt(on["n"]),
                      f"{fmt(on['accuracy_bound'])} [{fmt(low)}, {fmt(high)}]",
                      fmt(r["gap"], percent=True), fmt(r["p_value"]), r["flagged"],
                      fmt(on["latency_p50_ms"]), fmt(on["latency_p99_ms"])])
     recent = feeds.slice_predictions(db, experiment_id, slice_)
-    confusions = [_confusion(i, c["candidate"], c["confusion"][slice_])
+    confusions = [_confusion(i, names[_ref(c)], c["confusion"][slice_])
                   for i, c in enumerate(report["label_metrics"]) if slice_ in c["confusion"]]
     return html.Div([
         html.P(f"Slice {slice_}.", id="div-drill-title"),

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from evaluation.candidate_facts import shown_names
+
 WIDTH, HEIGHT, DPI = 7.0, 2.8, 110
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 
@@ -77,8 +79,9 @@ def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: st
 
 def offline_online(rows: Sequence[dict[str, Any]], title: str) -> str:
     """Offline exact match against the online accuracy bound (with its interval) per
-    candidate x slice."""
-    labels = [f"{r['candidate']}\n{r['slice']}" for r in rows]
+    candidate x slice (a candidate named with its version where two versions of it ran)."""
+    names = shown_names(rows)
+    labels = [f"{names[(r['candidate'], r.get('version'))]}\n{r['slice']}" for r in rows]
     fig = Figure(figsize=(WIDTH, HEIGHT + 0.4))
     ax = fig.add_subplot()
     y = np.arange(len(rows))

@@ -111,3 +111,32 @@ def test_kept_inputs_are_pruned_unless_an_item_holds_them(app: Flask) -> None:
         left = set(s.scalars(select(PredictionInput.prediction_id)))
         assert left == {"p1", "new"}
         assert s.scalar(select(func.count()).select_from(PredictionInput)) == 2
+
+
+def test_unknown_queue_names_are_a_400_that_lists_the_queues(app: Flask, client: FlaskClient,
+                                                             admin: dict[str, str]) -> None:
+    """Claim, listing and agreement take the queue check of core.relabel: a mistyped queue is
+    refused with the valid names (it used to read as an empty queue), and nothing is leased."""
+    annotator = _key(app, "annotate")
+    with app.extensions["abvoc"].db.session() as s:
+        s.add(RelabelItem(queue="verification", prediction_id="p", input_hash="h", reasons=[],
+                          candidate="ocr-small-mixed", status="open", created_at=utcnow()))
+    for method, url, body in (
+            ("post", "/v1/relabel/claim", {"queue": "verfication"}),
+            ("post", "/v1/relabel/claim", {"queue": "stage:"}),
+            ("get", "/v1/relabel/items?status=open&queue=verfication", None),
+            ("get", "/v1/relabel/items?queue=default", None),
+            ("get", "/v1/relabel/agreement?queue=bogus", None)):
+        response = getattr(client, method)(url, headers=annotator, json=body)
+        assert response.status_code == 400, (url, body, response.get_json())
+        error = response.get_json()["error"]
+        assert "is not a queue" in error and "verification, training, offline-test" in error \
+            and "stage:<stage>" in error, error
+    with app.extensions["abvoc"].db.reading() as s:
+        assert s.scalars(select(RelabelItem.status)).all() == ["open"]
+    listed = client.get("/v1/relabel/items?status=open&queue=verification", headers=admin)
+    assert [i["queue"] for i in listed.get_json()["items"]] == ["verification"]
+    assert client.get("/v1/relabel/agreement?queue=stage:recognizer",
+                      headers=annotator).status_code == 200
+    claimed = client.post("/v1/relabel/claim", headers=annotator, json={"queue": "verification"})
+    assert claimed.get_json()["item"]["queue"] == "verification"

@@ -19,6 +19,7 @@ from app.openapi import openapi_document
 from core.settings import Settings
 from core.store.db import Database
 from tests.evaluation.test_label_metrics import load_label_experiment
+from tests.evaluation.test_two_versions import seed as seed_two_versions
 from tests.evaluation.test_typed_comparisons import load_numbers
 
 
@@ -82,3 +83,22 @@ def test_the_document_names_the_typed_report_schemas() -> None:
         assert ok == {"$ref": f"#/components/schemas/{schema}"}
     assert "absolute_error" in document["components"]["schemas"]["ExperimentSpec"][
         "properties"]["primary_metric"]["enum"]
+
+
+def test_two_versions_of_one_name_over_http(app: Flask) -> None:
+    """Control iris v1 and treatment iris v2: /divergence has a row per version, each with its
+    `version`, and /results names each arm's version, all in the documented shape."""
+    db, client, admin = _admin(app)
+    exp = seed_two_versions(db)
+    divergence = _get(client, admin, f"/v1/experiments/{exp}/divergence", "DivergenceReport")
+    overall = {(r["candidate"], r["version"]): r["online"]["n"] for r in divergence["slices"]
+               if r["slice"] == "all"}
+    assert overall == {("iris", "1"): 200, ("iris", "2"): 200}
+    assert {(r["candidate"], r["version"]) for r in divergence["stage_attribution"]["rows"]} \
+        == {("iris", "1"), ("iris", "2")}
+    assert all(f["explanation"].startswith(f"iris v{f['version']} ")
+               for f in divergence["findings"])
+    results = _get(client, admin, f"/v1/experiments/{exp}/results", "ResultsReport")
+    assert [(v["name"], v["version"]) for v in results["variants"]] == [
+        ("control", "1"), ("treatment", "2")]
+    assert results["label_metrics"]["treatment"]["version"] == "2"

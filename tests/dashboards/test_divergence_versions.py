@@ -1,0 +1,49 @@
+"""The Offline-vs-online page and the terminal and weekly renderings of the divergence report
+name the version wherever an experiment runs two versions of one candidate name, so the two
+never read (or plot) as one row."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.store.db import Database
+from dashboards.pages import divergence
+from dashboards.report import plots as report_plots
+from evaluation.divergence import divergence_report
+from evaluation.stage_blame import stage_attribution
+from tests.evaluation.test_two_versions import seed
+from tests.support.dash_tree import find_component
+
+
+def test_the_page_shows_each_version_as_its_own_row(db: Database) -> None:
+    exp = seed(db)
+    with db.reading() as s:
+        report = divergence_report(s, exp)
+    heat = divergence.plots.gap_heatmap(report["slices"]).data[0]
+    assert list(heat.y) == ["iris v1", "iris v2"] and list(heat.x) == ["all"]
+    assert [round(row[0], 3) for row in heat.z] == [0.0, -0.3]  # each against its own offline
+    page = str(divergence.body(report))
+    assert "accuracy gap · iris v2 · all" in page and "iris v1: prediction distribution" in page
+    shift = find_component(divergence.body(report), "div-shift-table")
+    assert shift is not None and "iris v2" in str(shift)
+    drill = divergence.drill(db, exp, report, "all")
+    table = str(find_component(drill, "div-drill-table"))
+    assert "iris v1" in table and "iris v2" in table
+    assert "iris v2: answers (rows)" in str(drill)  # its own confusion counts
+
+
+def test_terminal_and_weekly_renderings_name_the_version(db: Database,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.commands.report_text import divergence_text
+
+    exp = seed(db)
+    with db.reading() as s:
+        report = divergence_report(s, exp)
+        report["stage_attribution"] = stage_attribution(s, exp)
+    text = divergence_text(report)
+    assert "iris v1 " in text and "iris v2 " in text
+    assert "  iris v2: 80 of 80 with a truth wrong" in text
+    # The weekly report's chart: its rows' labels, read off the figure it would render.
+    monkeypatch.setattr(report_plots, "_png", lambda fig: [
+        t.get_text() for t in fig.axes[0].get_yticklabels()])
+    assert report_plots.offline_online(report["slices"], "t") == ["iris v1\nall", "iris v2\nall"]
