@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from core.errors import EventSchemaError
+from core.errors import AbvocError, EventSchemaError
 from core.ids import time_ordered_id
 from core.store.db import utcnow
 
@@ -84,9 +84,9 @@ def make_event(event_type: str, **fields: Any) -> dict[str, Any]:
 
 
 def output_text(event: dict[str, Any]) -> str:
-    """A prediction's output as the text the store keeps: strings as they are, numbers and JSON
-    values as compact JSON (v1 outputs are always strings)."""
-    return value_text(event["output"])
+    """A prediction's output as the text the store keeps (:func:`value_text` of its type; v1
+    outputs are always LaTeX strings)."""
+    return value_text(event["output"], event.get("output_type"))
 
 
 def corrected_text(event: dict[str, Any]) -> str:
@@ -96,14 +96,62 @@ def corrected_text(event: dict[str, Any]) -> str:
     if event.get("output_type") == "number" and isinstance(value, int | float) \
             and not isinstance(value, bool):
         value = float(value)
-    return value_text(value)
+    return value_text(value, event.get("output_type"))
 
 
-def value_text(value: Any) -> str:
-    """Strings as they are, anything else as compact JSON with sorted keys."""
+def value_text(value: Any, output_type: str | None = None) -> str:
+    """The store's text form of a value of `output_type`: a ``json`` value always as canonical
+    JSON (a string too, so "big" stays a string when read back), label, text and LaTeX strings
+    as they are, numbers as compact JSON. An object or array is canonical JSON whatever the
+    type given, since only a json value is one."""
+    if output_type == "json" or isinstance(value, dict | list | tuple):
+        return canonical_json(value)
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+# Integral floats up to 2**53 are exact as integers; beyond, a float keeps its own notation
+# (writing 1e300 out digit by digit would make a 300-character label of one number).
+_EXACT_INTEGERS = 2.0**53
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys and integral floats written as integers (2.0 as 2, at any
+    depth), so two equal JSON values always have one text and compare equal in the store."""
+    return json.dumps(_integral(value), separators=(",", ":"), sort_keys=True)
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= _EXACT_INTEGERS:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_integral(v) for v in value]
+    return value
+
+
+def typed_value(text: str, output_type: str | None) -> Any:
+    """The store's text form back as a value of its type (the reverse of :func:`value_text`):
+    a number as a float (``null``, a failed answer, as None), a json value parsed, strings as
+    they are. A json row stored before json strings were quoted (``big``) does not parse and is
+    that string itself. A number that does not read is a 400 (Label Studio text comes here)."""
+    if output_type == "number":
+        if text == "null":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise AbvocError(f"{text[:60]!r} is not a number") from None
+    if output_type == "json":
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+    return text
 
 
 # Events are encoded and decoded on every request and by every worker batch: orjson does it in a

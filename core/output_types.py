@@ -23,12 +23,14 @@ from core.latex import validate_latex
 
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
-MAX_STRING_CHARS = 2000
-MAX_JSON_CHARS = 10_000
+MAX_OUTPUT_CHARS = 10_000
+"""The longest answer a candidate may give (a string, or a JSON value as JSON text); a
+correction or a label of it has the same limit, or a long answer could never be put right."""
+MAX_JSON_CHARS = MAX_OUTPUT_CHARS  # the name serving reads its answers' limit by
 STAGE_ANSWERS = "answers"
 """The key of a prediction's ``stages`` that lists, in pipeline order, what each bundle stage
 declaring an ``answer`` answered and, last, the output: ``[{"stage": name, "answer": text}]``,
-each in the form the store keeps outputs (:func:`core.events.value_text`)."""
+each in the form the store keeps outputs (:func:`core.events.value_text` of the type)."""
 RIGHT = "correct"
 """What stage attribution reports for a right answer in place of a stage (so no stage has it)."""
 
@@ -70,9 +72,9 @@ def _string(kind: OutputKind, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise AbvocError(f"'corrected_output' must be a non-empty string: the candidate answers "
                          f"{kind.type}; got {_show(value)}")
-    if len(value) > MAX_STRING_CHARS:
+    if len(value) > MAX_OUTPUT_CHARS:
         raise AbvocError(f"'corrected_output' is {len(value)} characters; the limit is "
-                         f"{MAX_STRING_CHARS}")
+                         f"{MAX_OUTPUT_CHARS}")
     if kind.type == "label" and value not in kind.classes:
         raise AbvocError(f"'corrected_output' {value!r} is not one of the candidate's classes "
                          f"{list(kind.classes)}")
@@ -85,8 +87,9 @@ def _string(kind: OutputKind, value: Any) -> str:
 
 
 def _json(kind: OutputKind, value: Any) -> Any:
-    if len(json.dumps(value)) > MAX_JSON_CHARS:
-        raise AbvocError(f"'corrected_output' is longer than {MAX_JSON_CHARS} characters as JSON")
+    if len(json.dumps(value)) > MAX_OUTPUT_CHARS:
+        raise AbvocError(f"'corrected_output' is longer than {MAX_OUTPUT_CHARS} characters as "
+                         "JSON")
     error = schema_error(kind.schema, value)
     if error is not None:
         path = "/".join(str(p) for p in error.instance_path)

@@ -17,6 +17,9 @@ Three figures of a variant's accuracy exist, and only one is unbiased:
   confirms it.
 
 ``candidates`` sums the served audit figures of the arms that ran each candidate, per slice.
+``conflicts`` counts the experiment's labeled inputs whose done labels disagree: they have no
+truth and are left out of ``audit`` and ``labeled`` (:mod:`core.verified_labels`, the rule the
+dataset export follows too).
 
 The results' ``exact_match`` is taken over predictions with a known truth, which come mostly
 from corrections: a corrected answer was wrong, so where every truth is a correction it is 0 by
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from core.relabel import AUDIT
 from core.store.models import Prediction, RelabelItem
+from core.verified_labels import input_key, verified_labels
 from evaluation.candidate_facts import Ref, shown_names
 from evaluation.online import ALL, Cells, Variant, wilson_interval
 from evaluation.token_metrics import same_output
@@ -62,19 +66,32 @@ def _figure(correct: int, n: int, alpha: float, sample: str, bias: str) -> dict[
             "bias": bias}
 
 
-def _counts(session: Session, experiment_id: int) -> dict[tuple[Variant, str, bool], list[int]]:
-    """(variant, slice, audit?) -> [correct, n] over labeled inputs of the experiment."""
+Counts = dict[tuple[Variant, str, bool], list[int]]
+
+
+def _counts(session: Session, experiment_id: int) -> tuple[Counts, int]:
+    """(variant, slice, audit?) -> [correct, n] over labeled inputs of the experiment, and how
+    many of its labeled inputs were left out as conflicts (their labels disagree)."""
     r, p = RelabelItem, Prediction
-    items = session.execute(select(r.prediction_id, r.label, r.reasons).where(
+    items = session.execute(select(r.prediction_id, input_key(), r.reasons).where(
         func.coalesce(r.experiment_id, 0) == experiment_id, r.status == "done",
         r.label.is_not(None)).order_by(r.id)).all()
-    # One truth per served prediction: an input labeled in several queues counts once, as
-    # audit if any of its items came from the audit.
+    verified = verified_labels(session)
+    # One truth per served prediction, its input's (core.verified_labels, the export's rule
+    # too): an input labeled in several queues counts once, as audit if any of its items came
+    # from the audit; an input whose labels disagree is a conflict and counts nowhere.
     truth: dict[str, tuple[str, bool]] = {}
-    for pid, label, reasons in items:
+    conflicts: set[str] = set()
+    for pid, key, reasons in items:
+        if key is None or key not in verified:
+            continue  # no input known (no stored prediction either): nothing to score
+        label = verified[key]
+        if label is None:
+            conflicts.add(key)
+            continue
         old = truth.get(pid)
         truth[pid] = (label, bool(old and old[1]) or AUDIT in (reasons or []))
-    counts: dict[tuple[Variant, str, bool], list[int]] = defaultdict(lambda: [0, 0])
+    counts: Counts = defaultdict(lambda: [0, 0])
     ids = sorted(truth)
     for start in range(0, len(ids), 500):
         served = session.execute(select(p.prediction_id, p.experiment_id, p.unit_id,
@@ -100,7 +117,7 @@ def _counts(session: Session, experiment_id: int) -> dict[tuple[Variant, str, bo
                     c = counts[(variant, slice_, in_audit)]
                     c[0] += ok
                     c[1] += 1
-    return counts
+    return counts, len(conflicts)
 
 
 def online_accuracy(session: Session, experiment_id: int, variants: list[Variant],
@@ -111,7 +128,7 @@ def online_accuracy(session: Session, experiment_id: int, variants: list[Variant
     """Per variant and slice: the audit accuracy, the accuracy over all labels, and the
     correction bound, each naming its sample and bias; `version_of` tells which candidate
     version a variant ran, so two versions of one name are summed apart."""
-    counts = _counts(session, experiment_id)
+    counts, conflicts = _counts(session, experiment_id)
     out: dict[str, Any] = {}
     for v in variants:
         slices = sorted({s for (var, s) in cells if var == v}
@@ -130,11 +147,11 @@ def online_accuracy(session: Session, experiment_id: int, variants: list[Variant
             }
         out[v.name] = {"candidate": v.candidate, "version": version_of(v), "shadow": v.shadow,
                        "slices": per_slice}
-    return {"note": EXACT_MATCH_NOTE, "variants": out,
+    return {"note": EXACT_MATCH_NOTE, "conflicts": conflicts, "variants": out,
             "candidates": _by_candidate(counts, alpha, version_of)}
 
 
-def _by_candidate(counts: dict[tuple[Variant, str, bool], list[int]], alpha: float,
+def _by_candidate(counts: Counts, alpha: float,
                   version_of: Callable[[Variant], str | None]) -> dict[str, Any]:
     """The served audit figures summed over the arms that ran each candidate version: keyed by
     the name, or by ``name vX`` where the arms ran two versions of the name."""

@@ -2,16 +2,17 @@
 
 A *variant* is what served: an arm's traffic ``(arm, candidate, shadow=False)`` or a shadow
 candidate ``("", candidate, True)``. :func:`load_cells` sums the hourly aggregates of an
-experiment into one :class:`Cell` per variant and slice, adding truths from relabeled items that
-no correction already covered; :func:`metrics` turns a cell into the figures people read.
+experiment into one :class:`Cell` per variant and slice, with the verified labels of relabeled
+inputs as their answers' truths; :func:`metrics` turns a cell into the figures people read.
 
 Truth comes from corrections (biased towards wrong outputs: customers correct what is wrong) and
-from relabels. So ``exact_match`` is the accuracy *among predictions with a known truth*, and
-``accuracy_bound = 1 - known_wrong / predictions`` is an upper bound of the accuracy on all
-traffic: ``known_wrong`` counts the predictions whose truth differs from the answer, and every
-other prediction is counted right. A correction that repeats the answer (a customer confirming
-it) is a truth that the answer was right; it counts in the correction rate, which measures what
-customers did, but never as an error.
+from verified labels, which override a correction of the same answer (one rule: a done label of
+the prediction's input is the truth). So ``exact_match`` is the accuracy *among predictions with
+a known truth*, and ``accuracy_bound = 1 - known_wrong / predictions`` is an upper bound of the
+accuracy on all traffic: ``known_wrong`` counts the predictions whose truth differs from the
+answer, and every other prediction is counted right. A correction that repeats the answer (a
+customer confirming it) is a truth that the answer was right; it counts in the correction rate,
+which measures what customers did, but never as an error.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from scipy import stats
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from core.store.models import OnlineAggregate, Prediction, PredictionTruth, RelabelItem
+from core.store.models import (
+    Correction,
+    ExperimentUnit,
+    OnlineAggregate,
+    Prediction,
+    PredictionTruth,
+)
+from core.verified_labels import verified_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.stats import LatencyHistogram
@@ -130,7 +138,43 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
     for (variant, slice_), cell in list(cells.items()):
         if slice_ != ALL:
             cells[(variant, ALL)].merge(cell)
+    _count_units_once(session, experiment_id, cells, start, end)
     return dict(cells)
+
+
+def units_by_arm(session: Session, experiment_id: int, start: datetime | None = None,
+                 end: datetime | None = None) -> dict[str, int]:
+    """Distinct units per arm whose first prediction in the experiment (any slice) fell in
+    ``[start, end)`` (every unit when both are open).
+
+    The aggregates count a unit once per slice, so their sum over slices counts a unit whose
+    requests carry several slices several times; the sample-ratio check needs each unit once."""
+    u = ExperimentUnit
+    first = (select(u.arm, u.unit_id, func.min(u.first_seen).label("first"))
+             .where(u.experiment_id == experiment_id).group_by(u.arm, u.unit_id))
+    if start is not None or end is not None:
+        first = first.having(and_(*_in_window(func.min(u.first_seen), start, end)))
+    seen = first.subquery()
+    rows = session.execute(select(seen.c.arm, func.count()).group_by(seen.c.arm))
+    return {arm: int(n) for arm, n in rows}
+
+
+def _count_units_once(session: Session, experiment_id: int, cells: Cells,
+                      start: datetime | None, end: datetime | None) -> None:
+    """Each arm's ``all`` cell holds its distinct units (:func:`units_by_arm`), not the sum of
+    the per-slice counts; where two candidates served one arm, that arm's cells keep the sums
+    (units are recorded per arm, not per candidate)."""
+    served: dict[str, list[Cell]] = defaultdict(list)
+    for (variant, slice_), cell in cells.items():
+        if slice_ == ALL and not variant.shadow and variant.arm:
+            served[variant.arm].append(cell)
+    if not served:
+        return
+    units = units_by_arm(session, experiment_id, start, end)
+    for arm, arm_cells in served.items():
+        if len(arm_cells) == 1:
+            n = float(units.get(arm, 0))
+            arm_cells[0].sums[(agg.UNITS, "")] = np.array([n, n, n])
 
 
 def _in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
@@ -141,33 +185,55 @@ def _in_window(column: Any, start: datetime | None, end: datetime | None) -> lis
 
 def _add_relabels(session: Session, experiment_id: int, cells: Cells,
                   start: datetime | None = None, end: datetime | None = None) -> None:
-    """Truths from labeled relabel items whose prediction has no counted correction."""
-    p, r, tr = Prediction, RelabelItem, PredictionTruth
-    labels = (select(r.prediction_id, func.min(r.label).label("label"))
-              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
+    """Verified labels as the truth of the served answers to their input.
+
+    A label is the truth (:mod:`core.verified_labels`): where a customer's correction was
+    counted, its truth is taken back out of the sums and the label's put in (the correction's
+    count stays: the correction rate is what customers did), so a correction an annotator
+    rejected no longer makes a right answer wrong, nor one that repeated a wrong answer keeps
+    it right. An input whose labels disagree has no truth: its correction stands."""
+    p, tr, c = Prediction, PredictionTruth, Correction
+    labels = verified_labels_query().subquery()
     # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
     rows = session.connection().execute(
         select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
-               p.confidence, p.stages, p.output_type, labels.c.label)
-        .join(labels, labels.c.prediction_id == p.prediction_id)
+               p.confidence, p.stages, p.output_type, labels.c.label, tr.truth, c.output_type)
+        .join(labels, labels.c.input_hash == p.input_hash)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
-        .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id,
-                    tr.prediction_id.is_(None), *_in_window(p.created_at, start, end)))
+        .outerjoin(c, c.correction_id == tr.correction_id)
+        .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id, p.shadow.is_(False),
+                    labels.c.label.is_not(None), *_in_window(p.created_at, start, end)))
         .execution_options(stream_results=True, max_row_buffer=100)
     )
-    acc = agg.Accumulator()
-    for pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, label in rows:
+    added, taken = agg.Accumulator(), agg.Accumulator()
+    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, label,
+         corrected, corrected_type) in rows:
         facts = agg.PredictionFacts.of(
             prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
             shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
             stages=stages, output_type=kind)
-        acc.add_truth(facts, label)
+        label_type = "number" if kind == "number" else None  # a label is checked as its type
+        if corrected is not None:
+            if corrected == label and corrected_type == label_type:
+                continue  # the correction said what the label says: already counted
+            taken.add_truth(facts, corrected, corrected_type)
+        added.add_truth(facts, label, label_type)
+    _add_rows(cells, added, 1.0)
+    _add_rows(cells, taken, -1.0)
+
+
+def _add_rows(cells: Cells, acc: agg.Accumulator, sign: float) -> None:
+    """Add (or with ``sign`` -1 take out) an accumulator's truth rows, the customers'
+    ``corrected`` count left alone; a row taken down to no predictions is dropped."""
     for row in acc.rows():
         if row["metric"] == agg.CORRECTED:
             continue  # a label is a truth, not a customer's correction: the rate stays theirs
-        variant = Variant(row["arm"], row["candidate"], row["shadow"])
-        cells[(variant, row["slice"])].add(
-            row["metric"], row["label"], (row["n"], row["sum"], row["sum_squares"]))
+        cell = cells[(Variant(row["arm"], row["candidate"], row["shadow"]), row["slice"])]
+        cell.add(row["metric"], row["label"],
+                 (sign * row["n"], sign * row["sum"], sign * row["sum_squares"]))
+        key = (row["metric"], row["label"])
+        if sign < 0 and abs(cell.sums[key][0]) < 0.5:
+            del cell.sums[key]
 
 
 def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:

@@ -32,19 +32,27 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.outcome_metrics import PROPORTION, RATIO
-from core.store.models import Experiment, ExperimentUnit
+from core.store.models import Experiment
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
-from evaluation.online import ALL, Cell, Cells, Variant, hour_window, load_cells, metrics
+from evaluation.online import (
+    ALL,
+    Cell,
+    Cells,
+    Variant,
+    hour_window,
+    load_cells,
+    metrics,
+    units_by_arm,
+)
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.stats import (
     AnalysisConfig,
@@ -147,13 +155,9 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
          weights: list[float], slices: list[str], threshold: float,
          window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
-    if window == (None, None):
-        rows = dict(session.execute(
-            select(ExperimentUnit.arm, func.count(func.distinct(ExperimentUnit.unit_id)))
-            .where(ExperimentUnit.experiment_id == experiment.id).group_by(ExperimentUnit.arm)
-        ).all())
-    else:  # the units whose first prediction (per slice) fell in the window's hours
-        rows = {a.arm: cells.get((a, ALL), Cell()).get(agg.UNITS)[0] for a in arms}
+    """Sample-ratio check: overall on each unit once per arm (its first prediction in the
+    window, whatever slices its requests carried), per slice on the units of that slice."""
+    rows = units_by_arm(session, experiment.id, *window)
     overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
     per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
                           for s in slices[1:]]).reshape(len(slices) - 1, len(arms))
@@ -229,8 +233,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
-    :func:`evaluation.online.hour_window`); the SRM check then counts the units whose first
-    prediction in a slice fell in the window.
+    :func:`evaluation.online.hour_window`); the SRM check then counts, once per arm, the units
+    whose first prediction in the experiment fell in the window (per slice: in that slice).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)

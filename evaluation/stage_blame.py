@@ -25,7 +25,8 @@ from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.output_types import RIGHT, STAGE_ANSWERS
-from core.store.models import Experiment, Prediction, PredictionTruth, RelabelItem
+from core.store.models import Experiment, Prediction, PredictionTruth
+from core.verified_labels import verified_labels_query
 from evaluation.attribution import STAGES, attribute
 from evaluation.candidate_facts import Ref, variant_version
 from evaluation.token_metrics import same_output
@@ -100,7 +101,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
 
     Blame needs each prediction's stages in Python, so rows stream through in chunks and only
     the counts per candidate, slice and stage are kept."""
-    p, tr, r = Prediction, PredictionTruth, RelabelItem
+    p, tr = Prediction, PredictionTruth
     where = [_may_record_stages(p.stages)]
     if experiment_id is not None:
         # `+ 0` keeps SQLite's planner off the experiment index: from the (fewer) truths, each
@@ -109,14 +110,17 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     columns = (p.candidate, p.slice, p.output, p.output_type, p.stages, p.experiment_id, p.arm,
                p.shadow)
     version_of = _versions(session, experiment_id)
-    corrected = select(*columns, tr.truth).join(
-        tr, tr.prediction_id == p.prediction_id).where(*where)
-    labels = (select(r.prediction_id, func.min(r.label).label("label"))
-              .where(r.label.is_not(None)).group_by(r.prediction_id).subquery())
+    # The truth of an answer: its input's verified label where there is one (it overrides the
+    # customer's correction, core.verified_labels), else the correction.
+    labels = verified_labels_query().subquery()
+    corrected = (select(*columns, func.coalesce(labels.c.label, tr.truth))
+                 .join(tr, tr.prediction_id == p.prediction_id)
+                 .outerjoin(labels, labels.c.input_hash == p.input_hash).where(*where))
     relabeled = (select(*columns, labels.c.label)
-                 .join(labels, labels.c.prediction_id == p.prediction_id)
+                 .join(labels, labels.c.input_hash == p.input_hash)
                  .outerjoin(tr, tr.prediction_id == p.prediction_id)
-                 .where(tr.prediction_id.is_(None), *where))
+                 .where(tr.prediction_id.is_(None), labels.c.label.is_not(None),
+                        p.shadow.is_(False), *where))
     counts: dict[tuple[Ref, str], Counter] = defaultdict(Counter)
     order: dict[Ref, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
     for query in (corrected, relabeled):

@@ -17,7 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
-from core.store.models import Correction, Experiment, OnlineAggregate, Prediction, RelabelItem
+from core.store.models import (
+    Correction,
+    Experiment,
+    OnlineAggregate,
+    Prediction,
+    RelabelItem,
+    RelabelLabel,
+)
 from evaluation.divergence import divergence_report
 from evaluation.online import ALL
 from evaluation.results import experiment_results
@@ -27,6 +34,7 @@ _WEEK = re.compile(rf"^{WEEK_PATTERN}$")
 TREND_METRICS = ("correction_rate", "error_rate", "exact_match", "latency_mean_ms",
                  "mean_confidence")
 EXAMPLES = 8
+LABEL_ACTIONS = ("label", "resolve")  # the acts that give an item a label (not skip or flag)
 
 
 def parse_week(week: str) -> date:
@@ -140,17 +148,26 @@ def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str
     lo, hi = since, until
     queued = session.scalars(select(t.created_at).where(t.created_at >= lo,
                                                          t.created_at < hi)).all()
-    labeled = session.execute(select(t.labeled_at, t.annotator).where(
+    labeled = session.scalars(select(t.labeled_at).where(
         t.labeled_at.is_not(None), t.labeled_at >= lo, t.labeled_at < hi)).all()
     still_open = session.scalar(select(func.count()).select_from(t).where(
         t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi))) or 0
     days = [(since + timedelta(days=d)).date() for d in range(7)]
     per_day_q = Counter(_day(m) for m in queued)
-    per_day_l = Counter(_day(m) for m, _ in labeled)
+    per_day_l = Counter(_day(m) for m in labeled)
     return {"queued": len(queued), "labeled": len(labeled), "open_at_end": int(still_open),
-            "annotators": len({a for _, a in labeled if a}),
+            "annotators": _annotators(session, since, until),
             "days": [{"day": d.isoformat(), "queued": per_day_q[d], "labeled": per_day_l[d]}
                      for d in days]}
+
+
+def _annotators(session: Session, since: datetime, until: datetime) -> int:
+    """The people who labeled (or, as admins, resolved) items in the week, from their own label
+    rows: an item's ``annotator`` joins its annotators' names ("alice,bob"), so counting those
+    would count combinations of people, not people."""
+    lb = RelabelLabel
+    return int(session.scalar(select(func.count(func.distinct(lb.annotator))).where(
+        lb.action.in_(LABEL_ACTIONS), lb.created_at >= since, lb.created_at < until)) or 0)
 
 
 def weekly_data(session: Session, week: str, *, now: datetime | None = None) -> dict[str, Any]:

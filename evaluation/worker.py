@@ -127,16 +127,20 @@ def _unique(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 def _count_units(session: Session, facts: list[PredictionFacts], acc: Accumulator) -> None:
-    now = utcnow()
+    """Record each unit's first prediction per experiment and slice; the units aggregate counts
+    it in that prediction's hour, and ``first_seen`` is the same hour, so a time window counts
+    a unit once per arm from this table exactly where the aggregates count it per slice."""
     groups: dict[tuple, Group] = {}
     for p in facts:
         g = p.group
         if g.experiment_id and not g.shadow and g.arm and p.unit_id:
-            groups.setdefault((g.experiment_id, g.slice, p.unit_id), g)
+            key = (g.experiment_id, g.slice, p.unit_id)
+            if key not in groups or g.hour < groups[key].hour:
+                groups[key] = g
     if not groups:
         return
     rows = [{"experiment_id": key[0], "slice": key[1], "unit_id": key[2],
-             "arm": groups[key].arm, "first_seen": now} for key in sorted(groups)]
+             "arm": groups[key].arm, "first_seen": groups[key].hour} for key in sorted(groups)]
     fresh = insert_rows(session, ExperimentUnit.__table__, rows,
                         ["experiment_id", "slice", "unit_id"],
                         returning=["experiment_id", "slice", "unit_id"])

@@ -113,20 +113,25 @@ def _item(s: Session, item_id: int, lock: bool = False) -> RelabelItem:
 def _held(s: Session, item_id: int, annotator: str) -> RelabelItem:
     """The item, locked, if `annotator` holds an unexpired lease on it; else a 409 saying so."""
     item = _item(s, item_id, lock=True)
-    now = utcnow()
-    until = item.lease_until
-    if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=now.tzinfo)
-    if item.status != "leased" or item.lease_owner != annotator or until is None or until < now:
+    if not lease_live(item) or item.lease_owner != annotator:
         raise Conflict(f"relabel item {item_id} is not leased to you (status {item.status!r}); "
                        "claim an item first with POST /v1/relabel/claim")
     return item
 
 
+def lease_live(item: RelabelItem) -> bool:
+    """Whether someone holds the item now (leased, lease not run out)."""
+    now = utcnow()
+    until = item.lease_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=now.tzinfo)
+    return item.status == "leased" and until is not None and until >= now
+
+
 def checked_label(kind: OutputKind, value: Any) -> str:
     """The label in the store's text form, or a 400 naming what a label of this type is."""
     try:
-        return value_text(check_output(kind, value))
+        return value_text(check_output(kind, value), kind.type)
     except AbvocError as exc:
         raise AbvocError(exc.message.replace("'corrected_output'", "'label'"),
                          details=exc.details) from None
@@ -174,6 +179,24 @@ def conclude(s: Session, item: RelabelItem) -> None:
         _finish(s, item, labels[0])
     else:
         _release(item)
+
+
+def conclude_imported(s: Session, item: RelabelItem, added: list[str]) -> str:
+    """After labels from outside abvoc (a Label Studio import) joined the item's labels; the
+    item's status now. An import holds no lease, so unlike :func:`conclude` it takes the item
+    from nobody: a live lease stays with its annotator (whose label concludes the item), a
+    flagged item or one in review stays for the admin; a done item stays done when the labels
+    agree with its label, and goes to review when they contradict it (its label is no longer
+    ground truth, so it is cleared until the admin resolves it)."""
+    if not added:
+        return item.status
+    if item.status == "done":
+        if any(label != item.label for label in added):
+            _release(item, "review")
+            item.label = item.labeled_at = item.annotator = None
+    elif item.status not in ("flagged", "review", "dropped") and not lease_live(item):
+        conclude(s, item)
+    return item.status
 
 
 def _finish(s: Session, item: RelabelItem, label: str) -> None:

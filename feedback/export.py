@@ -5,7 +5,9 @@ NAME --dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`
 and reasons that picked it — and ``provenance`` — prediction, candidate, experiment,
 annotators, time), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
 with the content hash: SHA-256 over the manifest and every file, in manifest order. An export
-whose content equals the newest version's makes no new version. A ``stage:<stage>`` item is
+whose content equals the newest version's makes no new version. An input whose verified labels
+disagree (:mod:`core.verified_labels`) is left out and counted under ``conflicts``; one labeled
+alike in several queues is written once (``duplicates``). A ``stage:<stage>`` item is
 written as its stage's samples (symbol crops, relation samples: :mod:`feedback.stage_export`)
 rather than a manifest line; one without samples stays a manifest line that says why.
 
@@ -13,6 +15,10 @@ Items are read in pages by id and written line by line, so memory stays flat how
 queue (only the input hashes already written are kept, to write each input once). A version is
 written in a hidden folder and renamed into place when complete: a reader never sees half a
 version.
+
+One candidate's examples (``candidate``) make a dataset that candidate's ``abvoc offline-test``
+reads whole; an export of several candidates whose inputs differ still works, and its result
+says so (``warning``), since no one candidate can read every line of it.
 """
 
 from __future__ import annotations
@@ -29,15 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
+from core.events import typed_value
 from core.output_types import OutputKind
 from core.relabel import check_queues
 from core.store.db import Database
-from core.store.models import Prediction, PredictionInput, RelabelItem
+from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
 from core.v2_binary import kept_tensors
+from core.verified_labels import conflicting_inputs
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
 from feedback.stage_export import StageWriter, file_stem
@@ -47,8 +55,10 @@ IMAGE_INPUT = "image"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def labeled_items(db: Database, queues: list[str] | None) -> Iterator[tuple[Session, RelabelItem]]:
-    """Done items with a label, by id, a page per read transaction."""
+def labeled_items(db: Database, queues: list[str] | None,
+                  candidate: str | None = None) -> Iterator[tuple[Session, RelabelItem]]:
+    """Done items with a label (of `candidate` only, when given), by id, a page per read
+    transaction."""
     last = 0
     while True:
         with db.reading() as s:
@@ -58,6 +68,8 @@ def labeled_items(db: Database, queues: list[str] | None) -> Iterator[tuple[Sess
                      .order_by(RelabelItem.id).limit(PAGE))
             if queues:
                 query = query.where(RelabelItem.queue.in_(queues))
+            if candidate is not None:
+                query = query.where(RelabelItem.candidate == candidate)
             page = list(s.scalars(query))
             for item in page:
                 yield s, item
@@ -66,13 +78,29 @@ def labeled_items(db: Database, queues: list[str] | None) -> Iterator[tuple[Sess
         last = page[-1].id
 
 
-def typed_label(kind: OutputKind, label: str) -> Any:
-    """The stored text form of a label back as a value of its type."""
-    if kind.type == "number":
-        return float(label)
-    if kind.type == "json":
-        return json.loads(label)
-    return label
+def check_candidate(db: Database, candidate: str | None) -> None:
+    """A 400 for a candidate that is neither registered nor named by any relabel item: a typo
+    would otherwise export an empty dataset version."""
+    if candidate is None:
+        return
+    with db.reading() as s:
+        names = sorted(n for n in s.scalars(union(
+            select(Candidate.name), select(RelabelItem.candidate).where(
+                RelabelItem.candidate.is_not(None))).subquery().select()) if n)
+    if candidate not in names:
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise AbvocError(f"unknown candidate {candidate!r}; candidates here: {shown or 'none'}")
+
+
+def mixed_inputs_warning(signatures: dict[str, set[tuple[str, ...]]]) -> str | None:
+    """One line when the examples' inputs differ between candidates (None when they agree):
+    ``abvoc offline-test`` checks every line against one candidate's inputs."""
+    if len({sig for sigs in signatures.values() for sig in sigs}) < 2:
+        return None
+    named = "; ".join(f"{c}: {' | '.join(', '.join(sig) for sig in sorted(sigs))}"
+                      for c, sigs in sorted(signatures.items()))
+    return (f"the examples come from candidates with different inputs ({named}); "
+            "abvoc offline-test reads one candidate's: export each with --candidate NAME")
 
 
 def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Path]]:
@@ -104,12 +132,14 @@ def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:
     return versions[-1] + 1, json.loads(newest.read_text()) if newest.is_file() else None
 
 
-def export_snapshot(db: Database, out: Path, name: str,
-                    queues: list[str] | None = None) -> dict[str, Any]:
-    """Write the next version of dataset `name` under `out`; its version.json as a dict."""
+def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None = None,
+                    candidate: str | None = None) -> dict[str, Any]:
+    """Write the next version of dataset `name` under `out` (of `candidate`'s items only, when
+    given); its version.json as a dict, with a ``warning`` when candidates' inputs differ."""
     if not _NAME.match(name):
         raise AbvocError("the dataset name must be 1 to 100 letters, digits, '.', '_' or '-'")
     queues = check_queues(queues)  # an unknown queue: a 400, not an empty dataset version
+    check_candidate(db, candidate)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     version, previous = _next_version(folder)
@@ -118,12 +148,23 @@ def export_snapshot(db: Database, out: Path, name: str,
     (tmp / "files").mkdir(parents=True)
     digest = hashlib.sha256()
     seen: set[str] = set()
-    counts = {"examples": 0, "without_input": 0, "duplicates": 0, "stage_whole_inputs": 0}
+    counts = {"examples": 0, "without_input": 0, "duplicates": 0, "conflicts": 0,
+              "stage_whole_inputs": 0}
+    conflicted: set[str] = set()
     kinds: dict[str | None, OutputKind] = {}
+    signatures: dict[str, set[tuple[str, ...]]] = {}
     stage = StageWriter(tmp, digest)
     try:
+        # Inputs whose done labels disagree have no truth (core.verified_labels, the rule the
+        # audited accuracy follows too): left out, each counted once under "conflicts".
+        with db.reading() as s:
+            disputed = conflicting_inputs(s)
         with (tmp / "manifest.jsonl").open("w") as manifest:
-            for s, item in labeled_items(db, queues):
+            for s, item in labeled_items(db, queues, candidate):
+                if item.input_hash in disputed:
+                    conflicted.add(item.input_hash)
+                    counts["conflicts"] = len(conflicted)
+                    continue
                 why = stage.write(s, item)
                 if why is None:
                     continue  # a stage item written as its crops or relation sample
@@ -141,8 +182,11 @@ def export_snapshot(db: Database, out: Path, name: str,
                     kinds[item.candidate] = output_kind(s, item.candidate)
                 pred = s.get(Prediction, item.prediction_id)
                 inputs, written = _inputs(row, tmp / "files")
+                kind = kinds[item.candidate].type
+                signatures.setdefault(item.candidate or "(none)", set()).add(
+                    tuple(sorted(inputs)))
                 line = {"id": str(item.id), "inputs": inputs,
-                        "label": typed_label(kinds[item.candidate], item.label or ""),
+                        "label": typed_value(item.label or "", kind),
                         "source": {"queue": item.queue, "reasons": list(item.reasons or [])},
                         "provenance": {
                             "prediction_id": item.prediction_id, "candidate": item.candidate,
@@ -150,7 +194,8 @@ def export_snapshot(db: Database, out: Path, name: str,
                             "input_hash": item.input_hash, "annotators": item.annotator,
                             "labeled_at": item.labeled_at.isoformat()
                             if item.labeled_at else None,
-                            "served_output": pred.output if pred else None}}
+                            "served_output": typed_value(pred.output, kind)
+                            if pred else None}}
                 if item.slice and item.slice != "all":
                     line["slice"] = item.slice
                 if why:
@@ -164,16 +209,18 @@ def export_snapshot(db: Database, out: Path, name: str,
         stage.close()
         counts.update(stage.counts)
         content_hash = digest.hexdigest()
+        warning = {"warning": w} if (w := mixed_inputs_warning(signatures)) else {}
         if previous is not None and previous.get("content_hash") == content_hash:
             shutil.rmtree(tmp)
-            return {**previous, "unchanged": True,
+            return {**previous, "unchanged": True, **warning,
                     "path": str(folder / f"v{previous.get('version', version - 1)}")}
         meta = {"name": name, "version": version, "content_hash": content_hash,
                 "created_at": datetime.now(UTC).isoformat(), "queues": queues or "all",
+                "candidate": candidate or "all", "candidates": sorted(signatures),
                 **counts, "manifest": "manifest.jsonl", "unchanged": False}
         (tmp / "version.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         tmp.rename(folder / f"v{version}")
-        return {**meta, "path": str(folder / f"v{version}")}
+        return {**meta, **warning, "path": str(folder / f"v{version}")}
     except BaseException:
         stage.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,11 @@
 """What an annotator sees of one relabel item: the input, the served answer, shadows' answers
 to the same request, the customer's correction, and what a label must be (output type, classes).
 
-Outputs are shown in the store's text form (strings as they are; numbers and JSON as compact
-JSON). The input is the one kept with the served prediction (``prediction_inputs``): an image
-as base64 PNG, V2 tensors as they were sent; ``null`` once its retention has passed.
+Outputs, the correction and the label are values of the output type (numbers as numbers, JSON
+as the value it is: :func:`core.events.typed_value`), so an annotator can send the correction
+back as the label unchanged. The input is the one kept with the served prediction
+(``prediction_inputs``): an image as base64 PNG, V2 tensors as they were sent; ``null`` once its
+retention has passed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.events import typed_value
 from core.output_types import OutputKind
 from core.store.models import (
     Correction,
@@ -80,6 +83,11 @@ def _iso(value: Any) -> str | None:
 
 
 def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
+    """The item with its answers typed as `kind` says (the store keeps them as text)."""
+
+    def typed(text: str | None) -> Any:
+        return None if text is None else typed_value(text, kind.type)
+
     served = s.get(Prediction, item.prediction_id)
     shadows: list[dict[str, Any]] = []
     if served is not None:
@@ -88,7 +96,7 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
             Prediction.experiment_id == served.experiment_id,
             Prediction.unit_id == served.unit_id).order_by(Prediction.candidate))
         shadows = [{"candidate": t.candidate, "prediction_id": t.prediction_id,
-                    "output": t.output, "confidence": t.confidence} for t in twins]
+                    "output": typed(t.output), "confidence": t.confidence} for t in twins]
     correction = s.scalars(select(Correction).where(
         Correction.prediction_id == item.prediction_id)
         .order_by(Correction.created_at, Correction.correction_id).limit(1)).first()
@@ -105,12 +113,12 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "output_type": kind.type, "classes": list(kind.classes), "schema": kind.schema,
         "input": input_view(kept_input(s, item.input_hash)),
         "served": None if served is None else {
-            "output": served.output, "confidence": served.confidence, "arm": served.arm,
+            "output": typed(served.output), "confidence": served.confidence, "arm": served.arm,
             "created_at": _iso(served.created_at)},
         "shadows": shadows,
         "correction": None if correction is None else {
-            "corrected_output": correction.corrected_output, "rating": correction.rating,
+            "corrected_output": typed(correction.corrected_output), "rating": correction.rating,
             "comment": correction.comment},
-        "label": item.label, "note": item.note,
+        "label": typed(item.label), "note": item.note,
         "stage_samples": stage_samples_view(s, item) if item.queue.startswith("stage:") else [],
     }

@@ -9,11 +9,15 @@ given so far. Results use a ``choices`` control for ``label`` candidates and a `
 otherwise, both named ``label`` over the object ``input``.
 
 **Import** reads such a file from an import folder and turns each annotation that was not
-cancelled into a label of its item, as ``labelstudio:<completed_by>``, through the same rules as
-the API (checked against the output type; agreement, review). A task without
-``abvoc_item_id`` is new data: its ``data.image`` must be a file inside the import folder (no
-absolute paths, no ``..`` out of it, no URLs) and becomes a new item of the given queue and
-candidate. Every task is checked before anything is stored; a bad one refuses the whole file.
+cancelled into a label of its item, as ``labelstudio:<completed_by>``, checked against the
+item's output type. A task must belong to its item (the queue, candidate, output type and
+classes it carries match). Imported labels join the item's like an annotator's, but an import
+holds no lease: a leased item stays with its annotator, a flagged one with the admin, and a done
+item goes to review when they contradict its label. A task without ``abvoc_item_id`` is new
+data: an image inside the import folder (no absolute paths, no ``..``, no URLs) for a candidate
+that takes images, a new item of the given queue (never the ``offline-test`` audit sample).
+Every task is checked before anything is stored; a bad one refuses the whole file, naming the
+task and annotation (counted from 1).
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
+from core.events import typed_value
 from core.output_types import OutputKind
-from core.relabel import check_queue, check_queues
+from core.relabel import OFFLINE_TEST, check_queue, check_queues, share_of
 from core.store.db import Database, utcnow
 from core.store.models import (
     Candidate,
@@ -39,9 +46,10 @@ from core.store.models import (
     RelabelLabel,
 )
 from core.v2_binary import kept_tensors
-from feedback.annotation import checked_label, conclude, output_kind, verdict_of
+from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
 from feedback.item_view import PNG_MAGIC, kept_input
+from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
 MAX_IMAGE_BYTES = 2 << 20
@@ -160,17 +168,6 @@ def _label_text(result: Any, where: str) -> str:
     raise AbvocError(f"{where}: no 'choices' or 'text' value in the result")
 
 
-def _typed(kind: OutputKind, text: str) -> Any:
-    try:
-        if kind.type == "number":
-            return float(text)
-        if kind.type == "json":
-            return json.loads(text)
-    except ValueError:
-        raise AbvocError(f"{text[:60]!r} is not a {kind.type}") from None
-    return text
-
-
 def _who(annotation: dict[str, Any]) -> tuple[str, str]:
     """The annotator as abvoc records a Label Studio label, and as the task names them (a
     label abvoc exported comes back under its own annotator and is not imported again)."""
@@ -181,12 +178,95 @@ def _who(annotation: dict[str, Any]) -> tuple[str, str]:
     return (raw if raw.startswith("labelstudio:") else f"labelstudio:{raw}"[:100]), raw
 
 
+SKIPPED = {"already_labeled": "already labeled by that annotator",
+           "dropped": "on dropped items", "cancelled": "cancelled"}
+"""Why an annotation was not applied, as the summary says it."""
+SHOWN_STATUSES = ("done", "review", "open", "leased", "flagged")
+
+
 def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
                  queue: str = "training", candidate: str | None = None) -> dict[str, Any]:
-    """Apply a Label Studio export's annotations; counts of labels and new items. New items go
-    to `queue`, which must be a queue abvoc fills (else a 400 before anything is read)."""
+    """Apply a Label Studio export's annotations; counts of labels applied and skipped (by
+    reason), of new items, and the statuses of the labeled items now (``disputed``: done items
+    the import contradicted, now in review). New items go to `queue`, which must be a queue
+    abvoc fills and not the audit sample (else a 400 before anything is read)."""
     check_queue(queue)
+    if queue == OFFLINE_TEST:
+        raise AbvocError(f"queue {OFFLINE_TEST!r} holds the uniform audit sample of served "
+                         "predictions; imported items would bias it. Put new data in "
+                         "'training', 'verification' or 'stage:<stage>'")
     folder = Path(folder)
+    tasks = _read_tasks(folder, tasks_file)
+    takes, share = None, 0.0
+    if candidate is not None:
+        with db.reading() as s:
+            pipeline = s.scalars(select(Candidate.pipeline).where(Candidate.name == candidate)
+                                 .order_by(Candidate.id.desc()).limit(1)).first()
+        if pipeline is None:
+            raise AbvocError(f"candidate {candidate!r} is not registered; see "
+                             "`abvoc candidates list`")
+        takes = (pipeline or {}).get("takes")
+        # The rules claim and enqueue use (no experiment: the candidate's, else the default).
+        share = effective(db, candidate=candidate)["rules"]["second_annotator_share"]
+    skipped: Counter[str] = Counter()
+    touched: dict[int, RelabelItem] = {}
+    disputed: set[int] = set()
+    applied = new_items = 0
+    with db.session() as s:
+        planned = [_plan(s, folder, t, n, queue, candidate, takes)
+                   for n, t in enumerate(tasks, 1)]
+        for plan in planned:
+            skipped["cancelled"] += plan.cancelled
+            if plan.item_id is None:
+                item, created = _new_item(s, plan.image, queue, candidate, share)
+                new_items += created
+            else:
+                item = s.scalars(select(RelabelItem).where(RelabelItem.id == plan.item_id)
+                                 .with_for_update()).one()
+            if item.status == "dropped":
+                skipped["dropped"] += len(plan.labels)
+                continue
+            added = []
+            for (who, raw), label in plan.labels:
+                if s.scalar(select(RelabelLabel.id).where(
+                        RelabelLabel.item_id == item.id, RelabelLabel.annotator.in_((who, raw)),
+                        RelabelLabel.action.in_(("label", "resolve"))).limit(1)) is not None:
+                    skipped["already_labeled"] += 1  # imported before, or abvoc's own label
+                    continue
+                s.add(RelabelLabel(item_id=item.id, annotator=who, action="label", label=label,
+                                   verdict=verdict_of(s, item.prediction_id, label),
+                                   created_at=utcnow()))
+                added.append(label)
+            s.flush()
+            was_done = item.status == "done"
+            if conclude_imported(s, item, added) == "review" and was_done:
+                disputed.add(item.id)
+            if added:
+                touched[item.id] = item
+            applied += len(added)
+        statuses = Counter(i.status for i in touched.values())
+    return {"tasks": len(tasks), "labels": applied,
+            "skipped": {why: skipped[why] for why in SKIPPED}, "new_items": new_items,
+            "labeled_items": {st: statuses[st] for st in SHOWN_STATUSES},
+            "disputed": len(disputed)}
+
+
+def summary(out: dict[str, Any]) -> str:
+    """One line for the command: what was applied, what was skipped and why, where items are."""
+    skipped = sum(out["skipped"].values())
+    why = ", ".join(f"{n} {SKIPPED[k]}" for k, n in out["skipped"].items() if n)
+    now = ", ".join(f"{n} {st}" for st, n in out["labeled_items"].items() if n)
+    line = (f"{out['tasks']} tasks: {out['labels']} labels applied, {skipped} skipped"
+            f"{f' ({why})' if why else ''}, {out['new_items']} new items")
+    if now:
+        line += f"; labeled items now {now}"
+    if out["disputed"]:
+        line += (f"; {out['disputed']} done items contradicted by the import went to review "
+                 "(GET /v1/relabel/items?status=review)")
+    return line
+
+
+def _read_tasks(folder: Path, tasks_file: str) -> list[Any]:
     path = confined(folder, tasks_file, "tasks file")
     if path.stat().st_size > MAX_TASKS_BYTES:
         raise AbvocError(f"{tasks_file} is larger than {MAX_TASKS_BYTES} bytes; split it")
@@ -196,81 +276,103 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
         raise AbvocError(f"{tasks_file} is not JSON: {str(exc)[:200]}") from None
     if not isinstance(tasks, list):
         raise AbvocError(f"{tasks_file} must be a JSON array of tasks")
-    with db.session() as s:
-        if candidate is not None and s.scalars(select(Candidate.id).where(
-                Candidate.name == candidate).limit(1)).first() is None:
-            raise AbvocError(f"candidate {candidate!r} is not registered; see "
-                             "`abvoc candidates list`")
-        planned = [_plan(s, folder, t, i, candidate) for i, t in enumerate(tasks)]
-        labels = new_items = 0
-        for item_id, image, kind_candidate, found in planned:
-            item = s.get(RelabelItem, item_id) if item_id is not None else \
-                _new_item(s, image, queue, kind_candidate)
-            new_items += item_id is None
-            for (who, raw), label in found:
-                if s.scalar(select(RelabelLabel.id).where(
-                        RelabelLabel.item_id == item.id, RelabelLabel.annotator.in_((who, raw)),
-                        RelabelLabel.action.in_(("label", "resolve"))).limit(1)) is not None:
-                    continue  # imported before, or abvoc's own label exported with the task
-                s.add(RelabelLabel(item_id=item.id, annotator=who, action="label", label=label,
-                                   verdict=verdict_of(s, item.prediction_id, label),
-                                   created_at=utcnow()))
-                labels += 1
-            s.flush()
-            if found:
-                conclude(s, item)
-    return {"tasks": len(tasks), "labels": labels, "new_items": new_items}
+    return tasks
 
 
-def _plan(s: Any, folder: Path, task: Any, i: int, candidate: str | None
-          ) -> tuple[int | None, bytes | None, str | None, list[tuple[tuple[str, str], str]]]:
-    where = f"task {i}"
+class _Plan(NamedTuple):
+    """One task, checked: its item (None: new data, with its image) and its labels."""
+
+    item_id: int | None
+    image: bytes | None
+    labels: list[tuple[tuple[str, str], str]]
+    cancelled: int
+
+
+def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: str | None,
+          takes: Any) -> _Plan:
+    """Task `n` (counted from 1) checked against what it will change, or a 400 naming it."""
+    where = f"task {n}"
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise AbvocError(f"{where}: a task is an object with 'data'")
     data = task["data"]
     item_id, image = data.get("abvoc_item_id"), None
     if item_id is not None:
-        if not isinstance(item_id, int) or isinstance(item_id, bool) \
-                or s.get(RelabelItem, item_id) is None:
+        held = s.get(RelabelItem, item_id) if isinstance(item_id, int) \
+            and not isinstance(item_id, bool) else None
+        if held is None:
             raise AbvocError(f"{where}: abvoc_item_id {item_id!r} is not a relabel item here")
-        held = s.get(RelabelItem, item_id)
+        where = f"task {n} (abvoc item {item_id})"
         kind = output_kind(s, held.candidate, held.prediction_id)
+        _belongs(data, where, f"item {item_id}", held.queue, held.candidate, kind)
     else:
         if candidate is None:
             raise AbvocError(f"{where} is new data (no abvoc_item_id): give the candidate whose "
                              "output type its labels have")
+        if takes not in (None, "image"):
+            raise AbvocError(f"{where} is new data, an image, but candidate {candidate!r} takes "
+                             f"{takes}, not images; give a candidate that takes images")
         image = confined(folder, data.get("image"), f"{where}: data.image").read_bytes()
         if len(image) > MAX_IMAGE_BYTES or not (image.startswith(PNG_MAGIC)
                                                 or image.startswith(b"\xff\xd8")):
             raise AbvocError(f"{where}: data.image must be a PNG or JPEG of at most "
                              f"{MAX_IMAGE_BYTES} bytes")
         kind = output_kind(s, candidate)
-    found = []
+        _belongs(data, where, "the import's queue and candidate", queue, candidate, kind)
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
         raise AbvocError(f"{where}: 'annotations' must be a list")
-    for j, a in enumerate(annotations):
-        if not isinstance(a, dict) or a.get("was_cancelled"):
+    found, cancelled = [], 0
+    for j, a in enumerate(annotations, 1):
+        at = f"{where}, annotation {j}"
+        if not isinstance(a, dict):
+            raise AbvocError(f"{at}: an annotation is an object with 'result'")
+        if a.get("was_cancelled"):
+            cancelled += 1
             continue
-        text = _label_text(a.get("result"), f"{where} annotation {j}")
-        found.append((_who(a), checked_label(kind, _typed(kind, text))))
-    return item_id, image, candidate, found
+        text = _label_text(a.get("result"), at)
+        try:
+            label = checked_label(kind, typed_value(text, kind.type))
+        except AbvocError as exc:
+            raise AbvocError(f"{at}: {exc.message}", details=exc.details) from None
+        found.append((_who(a), label))
+    return _Plan(item_id, image, found, cancelled)
 
 
-def _new_item(s: Any, image: bytes | None, queue: str, candidate: str | None) -> RelabelItem:
+def _belongs(data: dict[str, Any], where: str, whose: str, queue: str, candidate: str | None,
+             kind: OutputKind) -> None:
+    """Refuse a task whose own context (as :func:`export_tasks` writes it) names another queue,
+    candidate or output type than `whose`: a task of another project or another abvoc would
+    otherwise label whichever item happens to have its id."""
+    wanted: dict[str, Any] = {"candidate": candidate, "output_type": kind.type, "queue": queue}
+    wrong = [f"{key} {data[key]!r} (the {whose} has {want!r})"
+             for key, want in wanted.items() if key in data and data[key] != want]
+    classes = data.get("classes")
+    if "classes" in data and not (isinstance(classes, list) and all(
+            isinstance(c, str) for c in classes) and set(classes) == set(kind.classes)):
+        wrong.append(f"classes {classes!r} (the {whose} has {list(kind.classes)!r})")
+    if wrong:
+        raise AbvocError(f"{where} does not belong here: its {'; '.join(wrong)}. Was it "
+                         "exported from another project or abvoc? Nothing was imported")
+
+
+def _new_item(s: Session, image: bytes | None, queue: str, candidate: str | None,
+              share: float) -> tuple[RelabelItem, bool]:
+    """The item of an imported image in `queue` (the one there already, if any), and whether it
+    is new; it needs a second label by the rules' ``second_annotator_share``, as at enqueue."""
     assert image is not None
     digest = hashlib.sha256(image).hexdigest()[:32]
     existing = s.scalars(select(RelabelItem).where(RelabelItem.queue == queue,
                                                    RelabelItem.input_hash == digest)).first()
     if existing is not None:
-        return existing
+        return existing, False
     pid = f"import:{digest}"
     if s.get(PredictionInput, pid) is None:
         s.add(PredictionInput(prediction_id=pid, input_hash=digest, kind="image", data=image,
                               created_at=utcnow()))
+    second = share_of("second", digest) < share  # evaluation/relabel_enqueue.py _store's rule
     item = RelabelItem(queue=queue, prediction_id=pid, input_hash=digest, candidate=candidate,
                        reasons=["imported"], reason="imported", priority=0.0, status="open",
-                       labels_needed=1, created_at=utcnow())
+                       labels_needed=2 if second else 1, created_at=utcnow())
     s.add(item)
     s.flush()
-    return item
+    return item, True

@@ -111,8 +111,8 @@ class BundleCandidate(_TensorCandidate):
                 value, _ = read_answer(self.kind, {stage.answer: answers[stage.name]})
             except CandidateOutputError:
                 continue
-            found.append({"stage": stage.name, "answer": value_text(value)})
-        return [*found, {"stage": last.name, "answer": value_text(output)}]
+            found.append({"stage": stage.name, "answer": value_text(value, self.kind.type)})
+        return [*found, {"stage": last.name, "answer": value_text(output, self.kind.type)}]
 
     def close(self) -> None:
         self.runner.close()

@@ -75,10 +75,13 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
               default=None, help="Folder of datasets (default: <data dir>/datasets).")
 @click.option("--queue", "queue_names", type=QueueName(), multiple=True,
               help="Only these queues (default: every queue).")
+@click.option("--candidate", default=None, metavar="NAME",
+              help="Only this candidate's items: a dataset its offline test reads whole "
+                   "(default: every candidate).")
 @json_option
 @pass_ctx
 def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str, ...],
-           as_json: bool) -> None:
+           candidate: str | None, as_json: bool) -> None:
     """Write the next version of dataset NAME from the verified labels: manifest.jsonl (the
     `abvoc offline-test CANDIDATE --dataset` format) and files/, with a content hash; stage
     queues' symbol crops (symbol_labels.tsv, crops/) and relation samples (relations.jsonl)."""
@@ -87,12 +90,14 @@ def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str
     folder = out_dir or ctx.settings.data_dir / "datasets"
     with open_db(ctx) as db:
         check_out_folder(folder)
-        out = export_snapshot(db, folder, name, list(queue_names) or None)
+        out = export_snapshot(db, folder, name, list(queue_names) or None, candidate)
     state = "unchanged, still" if out["unchanged"] else "wrote"
     stage = (f" (+ {out['crops']} symbol crops, {out['relation_samples']} relation samples)"
              if out.get("crops") or out.get("relation_samples") else "")
+    warning = f"\nwarning: {out['warning']}" if out.get("warning") else ""
+    warning += f"\nwarning: {c} conflicting inputs left out" if (c := out.get("conflicts")) else ""
     emit(out, as_json, f"{state} {name} v{out['version']}: {out['examples']} examples{stage}, "
-         f"content {out['content_hash'][:16]}, in {out['path']}")
+         f"content {out['content_hash'][:16]}, in {out['path']}{warning}")
 
 
 @relabel.command("ls-export")
@@ -116,19 +121,18 @@ def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json:
 @click.option("--tasks", "tasks_file", default="tasks.json", show_default=True,
               help="The tasks file, inside FOLDER.")
 @click.option("--queue", type=QueueName(), default="training", show_default=True,
-              help="Queue of new items (tasks without abvoc_item_id).")
+              help="Queue of new items (tasks without abvoc_item_id; not offline-test).")
 @click.option("--candidate", default=None, help="Output type of new items' labels.")
 @json_option
 @pass_ctx
 def ls_import(ctx: Context, folder: Path, tasks_file: str, queue: str, candidate: str | None,
               as_json: bool) -> None:
     """Read Label Studio annotations from FOLDER as labels (paths confined to FOLDER)."""
-    from feedback.label_studio import import_tasks
+    from feedback.label_studio import import_tasks, summary
 
     with open_db(ctx) as db:
         out = import_tasks(db, folder, tasks_file, queue=queue, candidate=candidate)
-    emit(out, as_json, f"{out['tasks']} tasks: {out['labels']} labels, "
-         f"{out['new_items']} new items")
+    emit(out, as_json, summary(out))
 
 
 COMMANDS = [relabel]

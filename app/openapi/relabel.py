@@ -24,6 +24,9 @@ SCOPE_PARAMS = [
     {"name": "candidate", "in": "query", "required": False,
      "schema": {"type": "string", "minLength": 1, "maxLength": 100}}]
 RATE = {"type": "number", "minimum": 0, "maximum": 1}
+TYPED = {"description": "a value of the output type: a string (label, text, latex), a number "
+                        "(number; null for a failed answer), any JSON value (json); null when "
+                        "there is none. Sent back as a label as it is"}
 
 SCHEMAS["RelabelItemView"] = {
     "type": "object",
@@ -40,10 +43,11 @@ SCHEMAS["RelabelItemView"] = {
         "input": {"type": ["object", "null"], "description": "{kind: image, media_type, "
                   "data_base64} (a PNG) or {kind: tensors, tensors: [V2 tensors]}; null when "
                   "the input was not kept"},
-        "served": {"type": ["object", "null"]},
-        "shadows": {"type": "array", "items": {"type": "object"}},
-        "correction": {"type": ["object", "null"]}, "label": STR_OR_NULL,
-        "note": STR_OR_NULL}}
+        "served": {"type": ["object", "null"], "properties": {"output": TYPED}},
+        "shadows": {"type": "array", "items": {"type": "object",
+                                               "properties": {"output": TYPED}}},
+        "correction": {"type": ["object", "null"], "properties": {"corrected_output": TYPED}},
+        "label": TYPED, "note": STR_OR_NULL}}
 VIEW = {"$ref": "#/components/schemas/RelabelItemView"}
 ACT = {"type": "object", "required": ["item_id", "status"],
        "properties": {"item_id": {"type": "integer"}, "status": {"enum": list(STATUSES)},

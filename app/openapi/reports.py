@@ -98,7 +98,12 @@ RESULTS = _object({
                          "arms": {"type": "object", "additionalProperties": STR}}),
 })
 RESULTS["properties"]["online_accuracy"] = _object(
-    {"note": STR, "variants": {"type": "object", "additionalProperties": OPEN},
+    {"note": STR,
+     "conflicts": {**INT, "minimum": 0,
+                   "description": "the experiment's labeled inputs whose verified labels "
+                                  "disagree: no truth, left out of the audit and labeled "
+                                  "figures (and of dataset exports), until relabeled"},
+     "variants": {"type": "object", "additionalProperties": OPEN},
      "candidates": {"type": "object", "additionalProperties": OPEN,
                     "description": "audit figures per candidate, summed over its arms: keyed "
                                    "by the candidate's name, or by 'name vVERSION' for each "

@@ -65,8 +65,16 @@ def queue_options(db: Any) -> list[dict[str, str]]:
         if queue_problem(q["queue"]) is None]
 
 
-def _output(text: str | None, id_: str) -> Component:
-    return html.Pre("–" if text is None else text, id=id_, className="output")
+def as_text(value: Any, kind: str | None) -> str:
+    """An answer of the item's type as text: strings as they are (a json string as JSON, so
+    "12" and 12 look different), numbers and JSON as JSON."""
+    if isinstance(value, str) and kind != "json":
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _output(value: Any, id_: str, kind: str | None) -> Component:
+    return html.Pre("–" if value is None else as_text(value, kind), id=id_, className="output")
 
 
 def view(item: dict[str, Any] | None) -> Component:
@@ -83,11 +91,12 @@ def view(item: dict[str, Any] | None) -> Component:
                id="ann-summary")]
     parts.append(kept_input(item.get("input"), "ann-input"))
     parts += stage_samples(item.get("stage_samples") or [])
-    served = item.get("served")
-    parts += [html.H4("Served output"), _output(served and served["output"], "ann-served")]
+    served, kind = item.get("served"), item.get("output_type")
+    parts += [html.H4("Served output"),
+              _output(served and served["output"], "ann-served", kind)]
     for i, shadow in enumerate(item.get("shadows") or []):
         parts += [html.H4(f"Shadow {shadow['candidate']}"),
-                  _output(shadow["output"], f"ann-shadow-{i}")]
+                  _output(shadow["output"], f"ann-shadow-{i}", kind)]
     correction = item.get("correction")
     parts.append(html.H4("Customer's correction"))
     if correction is None:
@@ -97,7 +106,7 @@ def view(item: dict[str, Any] | None) -> Component:
             else []
         if correction.get("comment"):
             extra.append(f"comment: {correction['comment']}")
-        parts += [_output(correction["corrected_output"], "ann-correction"),
+        parts += [_output(correction["corrected_output"], "ann-correction", kind),
                   html.P("; ".join(extra), id="ann-correction-note")]
     return html.Div(parts)
 
@@ -129,12 +138,24 @@ def stage_samples(samples: list[dict[str, Any]]) -> list[Component]:
     return parts
 
 
-def _start(item: dict[str, Any]) -> str:
-    """The editor's first value: the customer's correction, else the served output."""
+def _start(item: dict[str, Any]) -> Any:
+    """The editor's first value: the customer's correction, else the served output (a value
+    of the item's type; None when there is neither)."""
     correction, served = item.get("correction"), item.get("served")
     if correction is not None:
         return correction["corrected_output"]
-    return "" if served is None else served["output"]
+    return None if served is None else served["output"]
+
+
+def _number(start: Any) -> float | None:
+    """The number editor's first value (an item held from before answers were typed has it as
+    text); None when there is none."""
+    if isinstance(start, bool) or not isinstance(start, int | float | str):
+        return None
+    try:
+        return float(start)
+    except ValueError:
+        return None
 
 
 def editor(item: dict[str, Any] | None) -> Component:
@@ -149,15 +170,13 @@ def editor(item: dict[str, Any] | None) -> Component:
             id=id_, options=[{"label": c, "value": c} for c in classes],
             value=start if start in classes else None, inline=True)
     elif kind == "number":
-        try:
-            number: float | None = float(start)
-        except ValueError:
-            number = None
-        field = dcc.Input(id=id_, type="number", value=number, debounce=False)
+        field = dcc.Input(id=id_, type="number", value=_number(start), debounce=False)
     elif kind == "json":
-        field = dcc.Textarea(id=id_, value=start, style={"width": "100%", "height": "8em"})
+        field = dcc.Textarea(id=id_, value="" if start is None else as_text(start, kind),
+                             style={"width": "100%", "height": "8em"})
     else:  # latex, text
-        field = dcc.Input(id=id_, type="text", value=start, debounce=False,
+        field = dcc.Input(id=id_, type="text", value=start if isinstance(start, str) else "",
+                          debounce=False,
                           style={"width": "100%", "fontFamily": "monospace"})
     return html.Div([html.H4(f"Your label ({kind})"), field])
 

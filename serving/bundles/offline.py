@@ -13,7 +13,8 @@ the declared datatype, with or without the batch axis; a ``.npy`` file beside th
 ``{"file": ...}`` whose raw bytes are one item of a BYTES input. ``label`` is the truth in the
 output type (a class, a string, a number, a JSON value); ``slice`` is optional (an example
 without one counts in the overall row only); ``id`` and ``source`` (where the example came
-from, e.g. the page and box `abvoc dataset split-pages` cut it from) are kept out of the test.
+from, e.g. the page and box `abvoc dataset split-pages` cut it from), ``provenance`` and
+``stage_sample`` (what a relabel export records) are kept out of the test.
 The whole file is read and checked before the candidate runs once, so a bad line costs no model
 time; nothing is stored unless every example ran. Each answer is read as serving reads it
 (:func:`serving.outputs.read_answer`): one that /v2 would answer 502 for fails its line, so a
@@ -60,6 +61,9 @@ from serving.registry import CandidateInfo, Registry
 Answer = Callable[[dict[str, np.ndarray]], Any]
 Progress = Callable[[int, int], None]
 MAX_LINE = 64 << 20
+EXPORT_KEYS = ("id", "source", "provenance", "stage_sample")
+"""Keys a line may carry beside the test's own, read past: what ``abvoc relabel export``
+records of an example."""
 
 
 @dataclass(frozen=True)
@@ -111,11 +115,12 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
                      manifest: Manifest) -> Example:
     if not isinstance(item, dict):
         raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
-    # `source` and `provenance` are what a relabel export records of each example.
-    unknown = sorted(set(item) - {"inputs", "label", "slice", "id", "source", "provenance"})
+    # `source`, `provenance` and `stage_sample` (why a stage item is its whole input) are what
+    # a relabel export records of each example: provenance, not part of the test.
+    unknown = sorted(set(item) - {"inputs", "label", "slice", *EXPORT_KEYS})
     if unknown:
         raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
-                           "(and optionally 'id', 'source', 'provenance')")
+                           f"(and optionally {', '.join(repr(k) for k in EXPORT_KEYS)})")
     inputs = item.get("inputs")
     declared = {t.name: t for t in manifest.inputs}
     if not isinstance(inputs, dict) or set(inputs) != set(declared):

@@ -79,7 +79,7 @@ CASES = [
      [("rose", "not one of the candidate's classes"), (["setosa"], "string")],
      "virginica", "virginica"),
     ("caption", {"kind": "remote", "output": {"type": "text"}},
-     [("x" * 2001, "limit is 2000"), ({"t": "a"}, "string")], "a cat {", "a cat {"),
+     [("x" * 10_001, "limit is 10000"), ({"t": "a"}, "string")], "a cat {", "a cat {"),
 ]
 
 

@@ -181,15 +181,16 @@ def test_a_relabel_of_an_uncorrected_answer_counts_at_its_label(db: Database) ->
     with db.session() as s:  # c2 answered a; no one corrected it; an annotator says c
         s.add(RelabelItem(prediction_id="c2", status="done", label="c", created_at=T0,
                           labeled_at=T0))
-        # c0 has a correction already: its relabel does not count twice
+        # c0 answered a, its customer said b, an annotator says a: the verified label is the
+        # truth (it replaces the correction's, never counts twice)
         s.add(RelabelItem(prediction_id="c0", status="done", label="a", created_at=T0,
                           labeled_at=T0))
     with db.session() as s:
         table = experiment_results(s, exp)["label_metrics"]["control"]["slices"]["all"][
             "confusion"]
-    assert table["with_truth"] == [[0, 1, 2], [1, 0, 0], [0, 0, 1]]
-    assert table["counts"] == [[2, 1, 2], [1, 2, 0], [0, 0, 2]]
-    assert table["truths"] == 5 and table["accuracy"] == pytest.approx(0.6)
+    assert table["with_truth"] == [[1, 0, 2], [1, 0, 0], [0, 0, 1]]
+    assert table["counts"] == [[3, 0, 2], [1, 2, 0], [0, 0, 2]]
+    assert table["truths"] == 5 and table["accuracy"] == pytest.approx(0.7)
 
 
 def _cell(outputs: dict[str, int], pairs: dict[tuple[str, str], int]) -> Cell:

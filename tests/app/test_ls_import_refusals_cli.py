@@ -1,0 +1,60 @@
+"""`abvoc relabel ls-import` refuses what an import must not do as one line (exit status 2) and
+stores nothing: new data into the audit queue, images for a tensor candidate, a task of another
+project, a label it cannot take (naming the task and annotation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from app.cli import main
+from core.settings import Settings
+from core.store import Database
+from core.store.models import RelabelItem, RelabelLabel
+from tests.feedback.test_label_studio_import import annotated, other_item
+from tests.feedback.test_relabel_annotation import add_items
+from tests.feedback.test_relabel_export import png
+
+
+def _stored(settings: Settings) -> tuple[int, int]:
+    with Database(settings.database_url) as db, db.reading() as s:
+        return (int(s.scalar(select(func.count()).select_from(RelabelItem)) or 0),
+                int(s.scalar(select(func.count()).select_from(RelabelLabel)) or 0))
+
+
+def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) -> None:
+    with Database(settings.database_url) as db:
+        (pets,) = add_items(db, 1)
+        text = other_item(db, "ocr-text", {"output": {"type": "text"}})
+        other_item(db, "iris-onnx", {"takes": "tensors", "output": {
+            "type": "label", "classes": ["setosa", "virginica"]}}, cid=11)
+    folder = tmp_path / "imp"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(3))
+    files = {
+        "new.json": [{"data": {"image": "a.png"}, "annotations": [annotated("setosa")]}],
+        "pets.json": [{"data": {"image": "a.png"}, "annotations": [annotated("owl")]}],
+        "other.json": [{"data": {"abvoc_item_id": text, "candidate": "other-project-ocr",
+                                 "output_type": "label", "classes": ["cat", "dog"]},
+                        "annotations": [annotated("dog")]}],
+        "rose.json": [{"data": {"abvoc_item_id": pets},
+                       "annotations": [annotated("dog"), annotated("rose", 7)]}],
+    }
+    for name, tasks in files.items():
+        (folder / name).write_text(json.dumps(tasks))
+    before = _stored(settings)
+    for args, words in (
+            (["pets.json", "--candidate", "pets", "--queue", "offline-test"],
+             "'offline-test' holds the uniform audit sample"),
+            (["new.json", "--candidate", "iris-onnx"],
+             "task 1 is new data, an image, but candidate 'iris-onnx' takes tensors"),
+            (["other.json"], f"task 1 (abvoc item {text}) does not belong here: its candidate "
+                             "'other-project-ocr'"),
+            (["rose.json"], f"task 1 (abvoc item {pets}), annotation 2: 'label' 'rose'")):
+        result = cli.invoke(main, ["relabel", "ls-import", str(folder), "--tasks", *args])
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert "Traceback" not in result.output
+        assert _stored(settings) == before

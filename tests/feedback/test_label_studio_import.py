@@ -1,0 +1,258 @@
+"""A Label Studio import applies a task only to the item it belongs to, as labels that join the
+item's like an annotator's (never taking a leased, flagged or done item from its workflow), puts
+new data only where it fits (images for image candidates, never the audit queue, a second label
+by the rules), and names the task and annotation of any label it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.errors import AbvocError
+from core.store.db import Database, utcnow
+from core.store.models import Candidate, RelabelItem, RelabelLabel
+from feedback import annotation, relabel_rules
+from feedback.label_studio import import_tasks, summary
+from tests.feedback.test_relabel_annotation import add_items
+from tests.feedback.test_relabel_export import png
+
+T0 = utcnow()
+
+
+def other_item(db: Database, name: str, pipeline: dict[str, Any], *, cid: int = 10,
+               queue: str = "training") -> int:
+    """An open item of candidate `name` (registered with `pipeline`)."""
+    with db.session() as s:
+        if s.get(Candidate, cid) is None:
+            s.add(Candidate(id=cid, name=name, version="1", created_at=T0, updated_at=T0,
+                            pipeline=pipeline))
+        item = RelabelItem(queue=queue, prediction_id=f"{name}-p", input_hash=f"h-{name}",
+                           candidate=name, reasons=["correction"], priority=1.0, status="open",
+                           labels_needed=1, created_at=T0)
+        s.add(item)
+        s.flush()
+        return item.id
+
+
+def annotated(value: str, who: Any = 42) -> dict[str, Any]:
+    return {"completed_by": who, "result": [{"from_name": "label", "to_name": "input",
+                                             "type": "choices", "value": {"choices": [value]}}]}
+
+
+def write(folder: Path, tasks: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tasks.json").write_text(json.dumps(tasks))
+    return folder
+
+
+def label_rows(db: Database) -> int:
+    with db.reading() as s:
+        return int(s.scalar(select(func.count()).select_from(RelabelLabel)) or 0)
+
+
+def item(db: Database, item_id: int) -> RelabelItem:
+    with db.reading() as s:
+        row = s.get(RelabelItem, item_id)
+        assert row is not None
+        s.expunge(row)
+        return row
+
+
+# 1. A task belongs to its item.
+
+@pytest.mark.parametrize("data, words", [
+    ({"candidate": "other-project-ocr", "output_type": "label", "classes": ["cat", "dog"]},
+     "candidate 'other-project-ocr' (the item"),
+    ({"queue": "verification"}, "queue 'verification' (the item"),
+    ({"output_type": "label"}, "output_type 'label' (the item"),
+])
+def test_a_task_of_another_project_is_refused_whole(db: Database, tmp_path: Path,
+                                                    data: dict[str, Any], words: str) -> None:
+    (pets,) = add_items(db, 1)
+    text = other_item(db, "ocr-text", {"output": {"type": "text"}})
+    folder = write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": pets}, "annotations": [annotated("dog")]},
+        {"data": {"abvoc_item_id": text, "queue": "training", **data},
+         "annotations": [annotated("dog")]}])
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, folder)
+    assert exc.value.status == 400
+    assert f"task 2 (abvoc item {text}) does not belong here" in exc.value.message
+    assert words in exc.value.message
+    assert label_rows(db) == 0 and item(db, text).status == "open"  # nothing stored
+
+
+def test_classes_that_differ_from_the_items_are_refused(db: Database, tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1)
+    folder = write(tmp_path / "imp", [{"data": {
+        "abvoc_item_id": pets, "candidate": "pets", "output_type": "label",
+        "classes": ["cat", "dog"]}, "annotations": [annotated("dog")]}])
+    with pytest.raises(AbvocError, match=r"task 1 \(abvoc item \d+\).*classes \['cat', 'dog'\]"):
+        import_tasks(db, folder)
+    assert label_rows(db) == 0
+
+
+# 2. Imported labels join the item's; the item's workflow keeps its state.
+
+def test_a_leased_item_keeps_its_lease(db: Database, tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1)
+    claimed = annotation.claim(db, "alice")
+    assert claimed is not None and claimed["id"] == pets
+    out = import_tasks(db, write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": pets}, "annotations": [annotated("dog")]}]))
+    held = item(db, pets)
+    assert held.status == "leased" and held.lease_owner == "alice"
+    assert annotation.submit(db, pets, "alice", "dog")["status"] == "done"
+    assert item(db, pets).label == "dog"
+    assert out["labels"] == 1 and out["labeled_items"]["leased"] == 1
+
+
+def test_a_leased_items_annotator_who_disagrees_sends_it_to_review(db: Database,
+                                                                   tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1)
+    annotation.claim(db, "alice")
+    import_tasks(db, write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": pets}, "annotations": [annotated("dog")]}]))
+    assert annotation.submit(db, pets, "alice", "owl")["status"] == "review"
+
+
+def test_a_flagged_item_stays_for_the_admin(db: Database, tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1)
+    annotation.claim(db, "carol")
+    annotation.flag(db, pets, "carol", "unreadable")
+    out = import_tasks(db, write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": pets}, "annotations": [annotated("dog")]}]))
+    assert item(db, pets).status == "flagged" and item(db, pets).note == "unreadable"
+    assert annotation.resolve(db, pets, "admin", "owl")["status"] == "done"
+    assert out["labeled_items"]["flagged"] == 1
+
+
+def _done_item(db: Database, label: str) -> int:
+    (pets,) = add_items(db, 1, labels_needed=2)
+    for who in ("alice", "bob"):
+        assert annotation.claim(db, who) is not None
+        annotation.submit(db, pets, who, label)
+    assert item(db, pets).status == "done"
+    return pets
+
+
+def test_a_done_item_contradicted_by_the_import_goes_to_review(db: Database,
+                                                                tmp_path: Path) -> None:
+    pets = _done_item(db, "owl")
+    folder = write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets},
+                                       "annotations": [annotated("dog", 50)]},
+                                      {"data": {"abvoc_item_id": pets},
+                                       "annotations": [annotated("dog", 51)]}])
+    out = import_tasks(db, folder)
+    disputed = item(db, pets)
+    assert disputed.status == "review" and disputed.label is None  # no longer ground truth
+    assert [i["id"] for i in annotation.listing(db, "review")] == [pets]
+    assert out["labels"] == 2 and out["disputed"] == 1 and out["labeled_items"]["review"] == 1
+    assert "went to review" in summary(out)
+    assert annotation.resolve(db, pets, "admin", "dog")["status"] == "done"
+
+
+def test_a_done_item_the_import_agrees_with_stays_done(db: Database, tmp_path: Path) -> None:
+    pets = _done_item(db, "owl")
+    out = import_tasks(db, write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": pets}, "annotations": [annotated("owl", 50)]}]))
+    assert out["labels"] == 1 and out["disputed"] == 0 and out["labeled_items"]["done"] == 1
+    assert item(db, pets).status == "done" and item(db, pets).label == "owl"
+
+
+def test_the_counts_say_what_was_applied_and_what_skipped(db: Database,
+                                                          tmp_path: Path) -> None:
+    first, dropped = add_items(db, 2)
+    with db.session() as s:
+        row = s.get(RelabelItem, dropped)
+        assert row is not None
+        row.status = "dropped"
+    folder = write(tmp_path / "imp", [
+        {"data": {"abvoc_item_id": first}, "annotations": [
+            annotated("dog", 1), {"completed_by": 2, "was_cancelled": True, "result": []}]},
+        {"data": {"abvoc_item_id": dropped}, "annotations": [annotated("dog", 1)]}])
+    out = import_tasks(db, folder)
+    assert out["labels"] == 1
+    assert out["skipped"] == {"already_labeled": 0, "dropped": 1, "cancelled": 1}
+    again = import_tasks(db, folder)
+    assert again["labels"] == 0 and again["skipped"]["already_labeled"] == 1
+    assert summary(again) == ("2 tasks: 0 labels applied, 3 skipped (1 already labeled by that "
+                              "annotator, 1 on dropped items, 1 cancelled), 0 new items")
+    assert summary(out).endswith("0 new items; labeled items now 1 done")
+
+
+# 3. New data goes only where it fits.
+
+def _new_data(tmp_path: Path, labels: list[str]) -> Path:
+    folder = tmp_path / "imp"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.png").write_bytes(png(5))
+    return write(folder, [{"data": {"image": "a.png"},
+                           "annotations": [annotated(x, i) for i, x in enumerate(labels)]}])
+
+
+def _item_count(db: Database) -> int:
+    with db.reading() as s:
+        return int(s.scalar(select(func.count()).select_from(RelabelItem)) or 0)
+
+
+def test_images_are_refused_for_a_candidate_that_takes_tensors(db: Database,
+                                                               tmp_path: Path) -> None:
+    other_item(db, "iris-onnx", {"takes": "tensors", "output": {
+        "type": "label", "classes": ["setosa", "versicolor", "virginica"]}})
+    with pytest.raises(AbvocError, match="task 1 is new data, an image, but candidate "
+                                         "'iris-onnx' takes tensors"):
+        import_tasks(db, _new_data(tmp_path, ["setosa"]), candidate="iris-onnx")
+    assert _item_count(db) == 1
+
+
+def test_new_data_never_goes_to_the_audit_queue(db: Database, tmp_path: Path) -> None:
+    add_items(db, 1)
+    with pytest.raises(AbvocError, match="'offline-test' holds the uniform audit sample") as exc:
+        import_tasks(db, _new_data(tmp_path, ["owl"]), queue="offline-test", candidate="pets")
+    assert exc.value.status == 400
+    assert _item_count(db) == 1
+
+
+def test_new_items_need_a_second_label_by_the_rules(db: Database, tmp_path: Path) -> None:
+    add_items(db, 1)
+    relabel_rules.put(db, {"second_annotator_share": 1.0})
+    out = import_tasks(db, _new_data(tmp_path, ["owl"]), candidate="pets")
+    with db.reading() as s:
+        new = s.scalars(select(RelabelItem).where(
+            RelabelItem.prediction_id.like("import:%"))).one()
+        assert new.labels_needed == 2 and new.status == "open" and new.label is None
+    assert out["new_items"] == 1 and out["labeled_items"]["open"] == 1
+    again = import_tasks(db, _new_data(tmp_path, ["owl"]), candidate="pets")
+    assert again["new_items"] == 0  # the same image is the same item
+
+
+# 4. A refused label names its task and annotation.
+
+def test_a_bad_label_names_its_task_and_annotation(db: Database, tmp_path: Path) -> None:
+    ids = add_items(db, 3)
+    tasks = [{"data": {"abvoc_item_id": i}, "annotations": [annotated("dog")]} for i in ids]
+    tasks[2]["annotations"].append(annotated("rose", 9))
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", tasks))
+    assert exc.value.message.startswith(
+        f"task 3 (abvoc item {ids[2]}), annotation 2: 'label' 'rose' is not one of")
+    assert label_rows(db) == 0
+
+
+@pytest.mark.parametrize("pipeline, value, words", [
+    ({"output": {"type": "text"}}, "x" * 20_004, "'label' is 20004 characters"),
+    ({"output": {"type": "number"}}, "many", "'many' is not a number"),
+])
+def test_a_bad_label_of_any_type_names_its_task(db: Database, tmp_path: Path,
+                                                pipeline: dict[str, Any], value: str,
+                                                words: str) -> None:
+    item_id = other_item(db, "other", pipeline)
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [
+            {"data": {"abvoc_item_id": item_id}, "annotations": [annotated(value)]}]))
+    assert exc.value.message.startswith(f"task 1 (abvoc item {item_id}), annotation 1: {words}")
