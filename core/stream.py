@@ -30,17 +30,18 @@ from sqlalchemy.orm import Session
 
 from core import events
 from core.bus.base import Bus, CommitRefused, Consumer, Record, TopicPartition
+from core.consumer_lag import LagTracker
 from core.errors import AbvocError
-from core.health import safe_text
+from core.parking import PARKED_PAYLOAD_BYTES, ReceiptAlarm, count_parked, park
 from core.store.db import Database, store_unreachable, utcnow
-from core.store.models import ParkedEvent, ProcessedEvent
-from core.store.upsert import JsonList, insert_ignore, json_elements
+from core.store.models import ProcessedEvent
+from core.store.upsert import JsonList, json_elements
 from core.supervision import Supervisor
 
+__all__ = ["PARKED_PAYLOAD_BYTES", "Batch", "StreamConsumer", "apply_batch", "apply_records",
+           "next_offsets", "read_batch"]
 log = logging.getLogger(__name__)
 _PROCESSED = ProcessedEvent.__table__
-PARKED_PAYLOAD_BYTES = 64 * 1024
-"""A parked event keeps at most this much of its payload (and its original size)."""
 POLL_RECORDS = 2000
 """Records read per poll, and so applied per store transaction: each batch costs about ten
 statements and two commits whatever its size, so larger batches spend less per event (past a
@@ -62,34 +63,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, AbvocError):
         return exc.message
     return f"cannot apply: {type(exc).__name__}: {exc}"
-
-
-def _park(session: Session, group_id: str, record: Record, reason: str) -> None:
-    log.warning(
-        "parked %s[%d]@%d for group %s: %s",
-        record.topic,
-        record.partition,
-        record.offset,
-        group_id,
-        safe_text(reason, 500),
-    )
-    insert_ignore(
-        session,
-        ParkedEvent.__table__,
-        [
-            {
-                "group_id": group_id,
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "payload": record.value[:PARKED_PAYLOAD_BYTES],
-                "payload_size": len(record.value),
-                "reason": safe_text(reason, 2000),
-                "created_at": utcnow(),
-            }
-        ],
-        keys=["group_id", "topic", "partition", "offset"],
-    )
 
 
 def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) -> list:
@@ -183,7 +156,16 @@ def apply_records(db: Database, group_id: str, records: list[Record], handler: H
 
 
 def apply_batch(db: Database, group_id: str, batch: Batch, handler: Handler) -> int:
-    """Apply a read batch exactly once in effect; return how many events were newly applied.
+    """Apply a read batch exactly once in effect; return how many events were newly applied
+    (see :func:`apply_parking`)."""
+    return apply_parking(db, group_id, batch, handler)[0]
+
+
+def apply_parking(db: Database, group_id: str, batch: Batch, handler: Handler, *,
+                  count: bool = True) -> tuple[int, list[tuple[Record, str]]]:
+    """Apply a read batch exactly once in effect; return how many events were newly applied
+    and the records parked, with their reasons (counted once their transaction committed,
+    unless `count` is False: a replay of parked events parks nothing new).
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
     the handler fails on an event, that transaction is rolled back and the batch is applied
@@ -194,21 +176,24 @@ def apply_batch(db: Database, group_id: str, batch: Batch, handler: Handler) -> 
     try:
         with db.session() as s:
             for record, reason in bad:
-                _park(s, group_id, record, reason)
+                park(s, group_id, record, reason)
             fresh = _claim(s, group_id, decoded) if decoded else []
             if fresh and prepared is not None and len(fresh) == len(decoded):
                 handler(s, [e for _, e in fresh], prepared)
             elif fresh:
                 handler(s, [e for _, e in fresh])
-            return len(fresh)
+        if count:
+            count_parked(bad)
+        return len(fresh), list(bad)
     except Exception as exc:
         if store_unreachable(exc):
             raise
         log.info("batch for group %s failed (%s); applying it event by event", group_id,
                  type(exc).__name__)
+    parked = list(bad)
     with db.session() as s:
         for record, reason in bad:
-            _park(s, group_id, record, reason)
+            park(s, group_id, record, reason)
         applied = 0
         for record, event in decoded:
             try:
@@ -220,8 +205,11 @@ def apply_batch(db: Database, group_id: str, batch: Batch, handler: Handler) -> 
             except Exception as exc:
                 if store_unreachable(exc):
                     raise
-                _park(s, group_id, record, _reason(exc))
-        return applied
+                park(s, group_id, record, _reason(exc))
+                parked.append((record, _reason(exc)))
+    if count:
+        count_parked(parked)
+    return applied, parked
 
 
 def _lag_s(records: list[Record]) -> float:
@@ -277,6 +265,8 @@ class StreamConsumer:
         self.applied = 0
         self.lag_s: float | None = None
         self.supervisor = Supervisor(component or f"consumer:{group_id}", db)
+        self.lag = LagTracker(group_id)
+        self.receipts = ReceiptAlarm(self.supervisor.component)
         self._consumer: Consumer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._ahead: Future[Batch] | None = None
@@ -295,22 +285,32 @@ class StreamConsumer:
             records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
             batch = read_batch(records, self.check, self.prepare) if records else None
         if batch is None:
-            self.lag_s = 0.0
+            self._track_lag([])
             return 0
         if self._reader is not None:
             following = self._consumer.poll(timeout_ms=0, max_records=self.max_records)
             if following:
                 self._ahead = self._reader.submit(read_batch, following, self.check,
                                                   self.prepare)
-        self.applied += apply_batch(self.db, self.group_id, batch, self.handler)
+        applied, parked = apply_parking(self.db, self.group_id, batch, self.handler)
+        self.applied += applied
+        self.receipts.check(batch.records, parked)
         try:
             self._consumer.commit(next_offsets(batch.records))
         except CommitRefused as exc:
             # The group rebalanced meanwhile: whoever holds these partitions now reads the
             # batch again and finds it applied. Not an error of this member.
             log.info("consumer %s: %s", self.group_id, exc)
-        self.lag_s = _lag_s(batch.records)
+        self._track_lag(batch.records)
         return len(batch.records)
+
+    def _track_lag(self, records: list[Record]) -> None:
+        """`lag_s` for the heartbeat: the age of what was just read, or, when larger, how long
+        records have waited on a held partition where the position did not move (so that a
+        consumer whose polls come back empty while records pile up is seen as lagging)."""
+        if self._consumer is not None:
+            self.lag.observe(self._consumer)
+        self.lag_s = max(_lag_s(records), self.lag.stalled_s())
 
     def run(self, stop: threading.Event, *, max_backoff_s: float = 5.0) -> None:
         """Consume until `stop` is set, supervised: any error closes the consumer and the loop

@@ -22,6 +22,7 @@ MODULES = {
     "demo": "demo",
     "pages": "pages", "dataset": "pages",
     "relabel": "relabel",
+    "events": "events",
 }
 """Command name → module under app.commands whose ``COMMANDS`` list holds it."""
 

@@ -59,6 +59,20 @@ def partition_for(key: str | None, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+@dataclass(frozen=True)
+class PartitionLag:
+    """Where a consumer stands in one partition: its position (the next offset it will read)
+    and the partition's end offset (the offset the next appended record gets)."""
+
+    position: int
+    end: int
+
+    @property
+    def behind(self) -> int:
+        """Records appended that the consumer has not read: the standard consumer lag."""
+        return max(0, self.end - self.position)
+
+
 class Producer(ABC):
     @abstractmethod
     def send_many(self, records: Iterable[tuple[str, str | None, bytes]]) -> None:
@@ -86,6 +100,11 @@ class Consumer(ABC):
     @abstractmethod
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member currently holds."""
+
+    def lag(self) -> dict[TopicPartition, PartitionLag]:
+        """Position and end offset of each partition held, read from the bus now (a round
+        trip: call it every few seconds, not every poll); empty when unknown."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -28,6 +28,7 @@ from core.bus.base import (
     BusUnavailable,
     CommitRefused,
     Consumer,
+    PartitionLag,
     Producer,
     Record,
     TopicPartition,
@@ -160,6 +161,23 @@ class EmbeddedConsumer(Consumer):
         if not self._last_heartbeat:
             self._rebalance()
         return set(self._assigned)
+
+    def lag(self) -> dict[TopicPartition, PartitionLag]:
+        """Per partition held: the position, and the log's last id there plus one (so `behind`
+        is a span of ids, not a count of records: ids are shared by all partitions)."""
+        held = sorted(self._assigned)
+        if not held:
+            return {}
+        ends = {}
+        try:
+            with self.bus.db.reading() as s:
+                for tp in held:  # one index probe each (a GROUP BY would scan the log)
+                    last = s.scalar(select(func.max(BusRecord.id)).where(
+                        BusRecord.topic == tp.topic, BusRecord.partition == tp.partition))
+                    ends[tp] = 0 if last is None else last + 1
+        except OperationalError as exc:
+            raise BusUnavailable(f"embedded bus read failed: {exc.orig}") from exc
+        return {tp: PartitionLag(self._positions.get(tp, 0), ends[tp]) for tp in held}
 
     # -- reading ------------------------------------------------------------------------------
     def _read(self, s: Session, tp: TopicPartition, limit: int) -> list[Record]:

@@ -29,6 +29,7 @@ from core.bus.base import (
     BusUnavailable,
     CommitRefused,
     Consumer,
+    PartitionLag,
     Producer,
     Record,
     TopicPartition,
@@ -264,6 +265,24 @@ class KafkaBusConsumer(Consumer):
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def lag(self) -> dict[TopicPartition, PartitionLag]:
+        """Per partition held: the position (before the first record, the committed offset,
+        else the log start) and the high watermark, both asked of the broker now."""
+        out = {}
+        try:
+            for tp in self._consumer.position(self._consumer.assignment()):
+                low, high = self._consumer.get_watermark_offsets(
+                    RdTopicPartition(tp.topic, tp.partition), timeout=5, cached=False)
+                key = TopicPartition(tp.topic, tp.partition)
+                position = tp.offset
+                if position < 0:  # nothing read since it was assigned
+                    committed = self._last_committed(key)
+                    position = committed if committed >= 0 else low
+                out[key] = PartitionLag(position, high)
+        except KafkaException as exc:
+            raise BusUnavailable(f"Kafka offsets unavailable: {exc.args[0].str()}") from exc
+        return out
 
     def close(self) -> None:
         try:

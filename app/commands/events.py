@@ -1,0 +1,71 @@
+"""`abvoc events ...`: what the consumers parked, and replaying it once the cause is fixed.
+
+Parked events were otherwise visible only in their table: a worker with the wrong secret key
+could park every correction while /readyz stayed ready."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from app.cli import Context, emit, json_option, open_db, pass_ctx
+
+
+@click.group()
+def events() -> None:
+    """Parked events: list them, replay them through the worker's apply path."""
+
+
+@events.command()
+@click.option("--limit", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="How many of the newest parked events to list.")
+@json_option
+@pass_ctx
+def parked(ctx: Context, limit: int, as_json: bool) -> None:
+    """Counts of parked events by topic and reason, and the newest with their reasons."""
+    from core.parking import newest_parked, parked_counts
+
+    with open_db(ctx) as db:
+        out: dict[str, Any] = {"counts": parked_counts(db), "newest": newest_parked(db, limit)}
+    total = sum(c["count"] for c in out["counts"])
+    lines = [f"{total} parked event{'s' if total != 1 else ''}"]
+    lines += [f"  {c['count']:>7}  {c['topic']}  {c['reason']}  (group {c['group_id']})"
+              for c in out["counts"]]
+    if out["newest"]:
+        lines.append("newest:")
+    lines += [f"  #{e['id']} {e['created_at']:%Y-%m-%d %H:%M:%S} {e['topic']}[{e['partition']}]"
+              f"@{e['offset']}: {e['reason']}" for e in out["newest"]]
+    emit(out, as_json, "\n".join(lines))
+
+
+@events.command()
+@click.option("--topic", default=None, help="Only events parked from this topic.")
+@click.option("--reason-contains", default=None, metavar="TEXT",
+              help="Only events whose reason contains TEXT (e.g. receipt).")
+@click.option("--id", "parked_id", type=click.IntRange(1), default=None,
+              help="Only the parked event with this id (see `abvoc events parked`).")
+@json_option
+@pass_ctx
+def replay(ctx: Context, topic: str | None, reason_contains: str | None,
+           parked_id: int | None, as_json: bool) -> None:
+    """Apply parked events again, as the worker does, with this process's settings (its
+    ABVOC_SECRET_KEY verifies receipts); applied ones leave the parked list, failing ones stay
+    with their new reason. Replaying twice never applies an event twice."""
+    from core.bus.factory import open_bus
+    from core.replay import replay_parked
+    from core.settings import ensure_secret_key
+    from evaluation.worker import make_worker
+
+    settings = ensure_secret_key(ctx.settings)
+    with open_db(ctx) as db:
+        consumer = make_worker(db, open_bus(settings, db), settings.topic_prefix,
+                               secret=settings.secret_key)
+        out = replay_parked(db, consumer, topic=topic, reason_contains=reason_contains,
+                            parked_id=parked_id)
+    emit(out, as_json, f"replayed {out['replayed']}: applied {out['applied']}, already "
+                       f"applied {out['already_applied']}, still parked {out['still_parked']}"
+                       + (f", {out['truncated']} left (payload cut)" if out["truncated"] else ""))
+
+
+COMMANDS = [events]

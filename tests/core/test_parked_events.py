@@ -1,0 +1,116 @@
+"""Parked events are counted, listed, and replayed through the worker's own apply path.
+
+Found in an operator run: a worker started with another ABVOC_SECRET_KEY than the API's parked
+194 corrections that had been accepted, and nothing but the table showed it; nor could they be
+applied once the key was right.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from app.cli import main
+from core import events
+from core.bus.base import Record
+from core.bus.embedded import EmbeddedBus
+from core.parking import park
+from core.replay import replay_parked
+from core.store.db import Database
+from core.store.models import Correction, ParkedEvent
+from evaluation.worker import GROUP_ID, make_worker
+from tests.support.flow import SECRET, correction_event, prediction_event
+
+N = 6
+
+
+def _parked_metric(topic: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("abvoc_events_parked_total",
+                                     {"topic": topic, "reason": reason}) or 0.0
+
+
+def _count(db: Database, model: type) -> int:
+    with db.reading() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def _park_with_wrong_key(db: Database) -> tuple[EmbeddedBus, list[bytes]]:
+    """Predictions 0..N-1 and their corrections, read by a worker with another key; the bus
+    and what was sent on it."""
+    bus = EmbeddedBus(db, partitions=1)
+    stream = [events.encode(prediction_event(i)) for i in range(N)]
+    stream += [events.encode(correction_event(i)) for i in range(N)]
+    bus.producer().send_many(("t.predictions" if i < N else "t.corrections", "k", v)
+                             for i, v in enumerate(stream))
+    worker = make_worker(db, bus, "t", secret="not-the-api-key")
+    try:
+        while worker.step(timeout_ms=100):
+            pass
+    finally:
+        worker.close()
+    return bus, stream
+
+
+def test_a_wrong_key_is_counted_said_once_and_replayed_once_fixed(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    before = _parked_metric("t.corrections", "receipt")
+    with caplog.at_level(logging.WARNING):
+        bus, stream = _park_with_wrong_key(db)
+    assert _count(db, ParkedEvent) == N and _count(db, Correction) == 0
+    assert _parked_metric("t.corrections", "receipt") - before == N
+    hints = [r for r in caplog.records if "ABVOC_SECRET_KEY probably differs" in r.getMessage()]
+    assert len(hints) == 1, [r.getMessage() for r in caplog.records]
+
+    # Replayed with the same wrong key: nothing applied, every row stays with its reason.
+    wrong = replay_parked(db, make_worker(db, bus, "t", secret="still-wrong"))
+    assert wrong["still_parked"] == N and wrong["applied"] == 0
+    assert _count(db, ParkedEvent) == N
+    assert _parked_metric("t.corrections", "receipt") - before == N  # a replay parks nothing new
+
+    right = make_worker(db, bus, "t", secret=SECRET)
+    assert replay_parked(db, right, reason_contains="receipt")["applied"] == N
+    assert _count(db, ParkedEvent) == 0 and _count(db, Correction) == N
+    assert replay_parked(db, right)["replayed"] == 0
+
+    # The same event parked again (a second copy on the bus): replaying it counts nothing.
+    with db.session() as s:
+        park(s, GROUP_ID, Record("t.corrections", 0, 10**9, "k", stream[N]),
+             "carries no valid receipt")
+    again = replay_parked(db, right)
+    assert again == {"replayed": 1, "applied": 0, "already_applied": 1, "still_parked": 0,
+                     "truncated": 0}
+    assert _count(db, ParkedEvent) == 0 and _count(db, Correction) == N
+
+
+def test_the_events_commands_list_and_replay(db: Database, database_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _park_with_wrong_key(db)
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ABVOC_TOPIC_PREFIX", "t")
+    monkeypatch.setenv("ABVOC_SECRET_KEY", SECRET)
+    monkeypatch.delenv("ABVOC_BUS_URL", raising=False)
+    listed = CliRunner().invoke(main, ["events", "parked", "--limit", "2", "--json"])
+    assert listed.exit_code == 0, listed.output
+    out = json.loads(listed.output)
+    assert out["counts"] == [{"group_id": GROUP_ID, "topic": "t.corrections",
+                              "reason": "receipt", "count": N}]
+    assert len(out["newest"]) == 2 and "no valid receipt" in out["newest"][0]["reason"]
+    human = CliRunner().invoke(main, ["events", "parked"])
+    assert f"{N} parked events" in human.output and "receipt" in human.output
+
+    first_id = out["newest"][-1]["id"]
+    one = CliRunner().invoke(main, ["events", "replay", "--id", str(first_id), "--json"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.output)["applied"] == 1
+    rest = CliRunner().invoke(main, ["events", "replay", "--topic", "t.corrections",
+                                     "--reason-contains", "receipt"])
+    assert rest.exit_code == 0, rest.output
+    assert f"applied {N - 1}" in rest.output
+    assert _count(db, ParkedEvent) == 0 and _count(db, Correction) == N
