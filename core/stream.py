@@ -11,7 +11,9 @@ A crash between 3 and 4 replays the batch, and step 2 makes the replay a no-op.
 An event the handler cannot apply, for any reason (an AbvocError, a lone surrogate the driver
 cannot encode, a value the database refuses), is parked and the stream goes on. Errors that say
 the store itself is unreachable (connection lost, server restarting) park nothing: they end the
-round, and the supervisor (:mod:`core.supervision`) retries it from the committed offsets.
+round, and the supervisor (:mod:`core.supervision`) retries it from the committed offsets. A
+topic deleted and created again under the member (TopicRecreated) ends its consumer after the
+batches it read were committed, and the next step starts a new one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import events
-from core.bus.base import Bus, CommitRefused, Consumer, Record, TopicPartition
+from core.bus.base import Bus, CommitRefused, Consumer, Record, TopicPartition, TopicRecreated
 from core.consumer_lag import LagTracker
 from core.errors import AbvocError
 from core.parking import PARKED_PAYLOAD_BYTES, ReceiptAlarm, count_parked, park
@@ -282,13 +284,24 @@ class StreamConsumer:
             ahead, self._ahead = self._ahead, None
             batch = ahead.result()
         else:
-            records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.max_records)
+            try:
+                records = self._consumer.poll(timeout_ms=timeout_ms,
+                                              max_records=self.max_records)
+            except TopicRecreated as exc:
+                # Every batch read was committed: a new member takes over from the committed
+                # offsets, the recreated topic's from its first record.
+                log.info("consumer %s: %s", self.group_id, exc)
+                self.close()
+                return 0
             batch = read_batch(records, self.check, self.prepare) if records else None
         if batch is None:
             self._track_lag([])
             return 0
         if self._reader is not None:
-            following = self._consumer.poll(timeout_ms=0, max_records=self.max_records)
+            try:
+                following = self._consumer.poll(timeout_ms=0, max_records=self.max_records)
+            except TopicRecreated:  # this batch is committed first; the next step replaces it
+                following = []
             if following:
                 self._ahead = self._reader.submit(read_batch, following, self.check,
                                                   self.prepare)

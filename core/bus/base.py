@@ -10,7 +10,10 @@ Semantics shared by both:
   committed only after the consumer's work is durable (at-least-once; apply is idempotent);
 - a committed offset never moves backwards: committing a lower one leaves it where it is;
 - a poll shares its records among the member's partitions, so one busy partition cannot starve
-  the others.
+  the others;
+- an offset is committed for one incarnation of its topic: a topic deleted and created again
+  under the same name is read from its first record, whatever was committed for the old one
+  (the running member raises TopicRecreated and is replaced).
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from dataclasses import dataclass
 
 class BusUnavailable(Exception):
     """The transport cannot take or give records right now (e.g. the broker is down)."""
+
+
+class TopicRecreated(BusUnavailable):
+    """A topic this member reads was deleted (and perhaps created again) under it: its
+    positions there belong to a log that is gone, so it cannot go on. Close it and start a new
+    member, which reads the new topic from its first record (offsets committed for the old one
+    are recognised and not used). Raised by every poll after it is noticed, never before the
+    records already returned could be committed."""
 
 
 class CommitRefused(BusUnavailable):
