@@ -102,14 +102,17 @@ def _interval(kind: str, stat: MeanStats, alpha: float) -> list[float | None]:
 
 
 def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric,
-              arms: list[str]) -> tuple[list[MeanStats], list[str | None]]:
+              arms: list[str]) -> tuple[list[MeanStats], list[str | None], list[int]]:
+    """Per arm: the statistic the tests read, why it has no figures (if so), and the units that
+    reported the metric (a ratio whose denominator sums to zero tests none but has them)."""
     if d.kind == RATIO:
         units = _ratio_units(session, experiment_id, d.numerator or "", d.denominator or "")
         ratios = [ratio_stats(*units[a]) if a in units else None for a in arms]
         return ([r.as_mean_stats() if r else MeanStats(0, 0.0, 0.0) for r in ratios],
-                [r.error if r else None for r in ratios])
+                [r.error if r else None for r in ratios], [r.n if r else 0 for r in ratios])
     values = _values(session, experiment_id, d.name, d.combine)
-    return [MeanStats.from_values(values.get(a, np.zeros(0))) for a in arms], [None] * len(arms)
+    stats = [MeanStats.from_values(values.get(a, np.zeros(0))) for a in arms]
+    return stats, [None] * len(arms), [s.n for s in stats]
 
 
 def load_outcomes(session: Session, experiment_id: int, arms: list[str],
@@ -120,7 +123,7 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str],
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
     for j, d in enumerate(definitions):
-        arm_stats, errors = _arm_stat(session, experiment_id, d, arms)
+        arm_stats, errors, units = _arm_stat(session, experiment_id, d, arms)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift
@@ -131,7 +134,7 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str],
                 n[i, j], sums[i, j], squares[i, j], shift[i, j] = (
                     stat.n, stat.sum, stat.sum_squares, stat.shift)
                 variance = stat.variance
-            per_arm[arm] = {"units": stat.n, "mean": _num(stat.mean), "variance": _num(variance),
+            per_arm[arm] = {"units": units[i], "mean": _num(stat.mean), "variance": _num(variance),
                             "interval": _interval(d.kind, stat, alpha), "error": errors[i]}
         figures[d.name] = {**metric_definitions.view(d), "arms": per_arm}
     return OutcomeAggregates(definitions, n, sums, squares, shift, figures)

@@ -36,6 +36,9 @@ EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # RFC 3339 date-time (what the OpenAPI document's "date-time" format means), offset required.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 MAX_ID = 2**63 - 1
+# An outcome is stored once per identity (key, event_id, body); the rows after the first carry
+# its id with this mark and a number, as outcome ids are unique (uuid hex: no mark in them).
+ALIAS = "/"
 # A clock a little ahead is forgiven; an outcome from the future is a bug in the sender.
 FUTURE_SLACK = timedelta(hours=1)
 
@@ -148,9 +151,8 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         value = check_value(metric.name, metric.kind, checked["value"])
         checked["value"] = value
         digest = _request_hash(checked)
-        key = idempotency_key or (f"event:{checked['event_id']}" if checked["event_id"]
-                                  else digest)
-        existing = _existing(s, key, digest)
+        keys = _identities(idempotency_key, checked["event_id"], digest)
+        existing = _existing(s, keys, digest)
     if existing is not None:
         return existing
     outcome_id = uuid.uuid4().hex
@@ -158,8 +160,13 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             if checked["prediction_id"] is not None else {"unit_id": checked["unit_id"]})
     try:
         with db.session() as s:
-            s.add(OutcomeRequest(idempotency_key=key, outcome_id=outcome_id, request_hash=digest,
-                                 created_at=utcnow()))
+            # One row per identity, all in this transaction: the primary keys decide a race
+            # between two requests sharing any of them, and each finds this outcome again.
+            now = utcnow()
+            s.add_all([OutcomeRequest(idempotency_key=key, request_hash=digest, created_at=now,
+                                      outcome_id=outcome_id if i == 0 else
+                                      f"{outcome_id}{ALIAS}{i}")
+                       for i, key in enumerate(keys)])
             s.flush()
             add_event(s, events.make_event(
                 events.OUTCOME_RECORDED, outcome_id=outcome_id, experiment_id=experiment_id,
@@ -167,20 +174,32 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                 observed_at=checked["observed_at"].isoformat(), **link), settings.topic_prefix,
                 validated=True)
     except IntegrityError:
-        # The same request raced us here; the first one won and this one is that one.
+        # A request sharing one of its identities raced us here; the first one won and this
+        # one is that one (or a 409 when a key or event_id came with another body).
         with db.reading() as s:
-            existing = _existing(s, key, digest)
+            existing = _existing(s, keys, digest)
         if existing is None:
             raise
         return existing
     return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
 
 
-def _existing(s: Session, key: str, digest: str) -> dict[str, Any] | None:
-    row = s.get(OutcomeRequest, key)
-    if row is None:
-        return None
-    if row.request_hash != digest:
+def _identities(idempotency_key: str | None, event_id: str | None, digest: str) -> list[str]:
+    """The keys a request is known by: its Idempotency-Key, its event_id and its body, each
+    enough to make a later request the same outcome (the README's promise)."""
+    keys = [idempotency_key, f"event:{event_id}" if event_id else None, digest]
+    return list(dict.fromkeys(k for k in keys if k))
+
+
+def _existing(s: Session, keys: list[str], digest: str) -> dict[str, Any] | None:
+    """The earlier outcome this request repeats by any of its identities; a key or event_id
+    used before for another body is a conflict, whatever the other identities match."""
+    rows = {r.idempotency_key: r for r in s.scalars(
+        select(OutcomeRequest).where(OutcomeRequest.idempotency_key.in_(keys)))}
+    found = [rows[k] for k in keys if k in rows]
+    if any(row.request_hash != digest for row in found):
         raise Conflict("this Idempotency-Key (or event_id) was used for a different outcome; "
                        "use a new one for a new outcome")
-    return {"outcome_id": row.outcome_id, "duplicate": True}
+    if not found:
+        return None
+    return {"outcome_id": found[0].outcome_id.split(ALIAS)[0], "duplicate": True}

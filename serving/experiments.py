@@ -75,6 +75,12 @@ def _arms_reason(arms: list[dict[str, Any]]) -> str:
     return f"arm {paused['name']!r} paused: {paused['paused']}" if paused else ""
 
 
+def _restart_step(exp: Experiment) -> None:
+    """Start the canary step's clock (and its request count, which counts from it) again: a
+    step held while its arm got no traffic must still serve its full time and requests."""
+    exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
+
+
 def _view(exp: Experiment) -> dict[str, Any]:
     return {
         "id": exp.id, "name": exp.name, "scope": exp.scope, "status": exp.status,
@@ -171,6 +177,8 @@ class Experiments:
                     exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
             if status == "stopped":
                 exp.stopped_at = utcnow()
+            if status == "running" and exp.status in ("paused", "killed") and exp.canary:
+                _restart_step(exp)  # the step served nobody while it was held
             scope = exp.scope
             exp.status = status
             # Resuming keeps a paused arm's reason: that arm still gets no traffic.
@@ -245,9 +253,12 @@ class Experiments:
             exp = self._get(s, experiment_id, lock=True)
             self._treatment(exp, exp.arms, arm_name)
             self._steering(exp, "arms are resumed")
+            was_paused = any(a["name"] == arm_name and a.get("paused") for a in exp.arms)
             exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
                 exp.status_reason = _arms_reason(exp.arms)
+            if was_paused and exp.canary and exp.canary["treatment"] == arm_name:
+                _restart_step(exp)
             self._set_weights(exp)
             return _view(exp)
 
@@ -276,7 +287,11 @@ class Experiments:
 
     @staticmethod
     def _due(s: Session, exp: Experiment, canary: dict[str, Any], now: datetime) -> bool:
+        """Whether the step has run its time or requests: only while the canary's arm gets
+        traffic (a paused experiment or treatment arm holds the ramp where it is)."""
         if exp.status != "running":
+            return False
+        if any(a["name"] == canary["treatment"] and a.get("paused") for a in exp.arms):
             return False
         started = datetime.fromisoformat(canary.get("step_started_at") or now.isoformat())
         if canary.get("advance_after_s") and now - started >= timedelta(

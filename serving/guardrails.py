@@ -5,8 +5,8 @@ Every serving process writes each watched request's latency and failure to the s
 (`served_predictions`, with the prediction event), and the window is read back from there: the
 last `window` requests of the arm across all processes, so four API worker processes see one window,
 not four partial ones. Each process checks it every `check_every` of its own requests of the arm.
-Correction rates come from the same ledger and the accepted corrections, checked every
-`correction_check_s`. A breach pauses the arm for every process through the store.
+Correction rates are the share of the same window's requests with an accepted correction,
+checked every `correction_check_s`. A breach pauses the arm for every process through the store.
 """
 
 from __future__ import annotations
@@ -94,24 +94,34 @@ class GuardrailMonitor:
                          f"{len(samples)} requests exceeds the limit of {rails['error_rate']:.1%}")
 
     def check_corrections(self, experiment: dict[str, Any]) -> None:
-        """Pause any treatment whose share of corrected predictions is over the limit."""
+        """Pause any treatment whose share of corrected predictions among its last `window`
+        routed requests (the p99 and error-rate window) is over the limit: a treatment that
+        turns bad late is caught however long it served well before."""
         rails = experiment.get("guardrails") or {}
         limit = rails.get("correction_rate")
         if not limit:
             return
-        sp = ServedPrediction
-        served_here = (sp.experiment_id == experiment["id"], sp.arm.is_not(None), sp.routed())
-        with self.db.reading() as s:
-            served = dict(s.execute(
-                select(sp.arm, func.count()).where(*served_here).group_by(sp.arm)).all())
-            corrected = dict(s.execute(
-                select(sp.arm, func.count(func.distinct(CorrectionRequest.prediction_id)))
-                .join(CorrectionRequest, CorrectionRequest.prediction_id == sp.prediction_id)
-                .where(*served_here).group_by(sp.arm)).all())
         for arm in experiment["arms"]:
-            n = served.get(arm["name"], 0)
-            if n >= rails.get("min_samples", 50) and not arm.get("paused"):
-                rate = corrected.get(arm["name"], 0) / n
+            if arm.get("paused"):
+                continue
+            n, corrected = self.corrections_of(experiment["id"], arm["name"])
+            if n >= rails.get("min_samples", 50):
+                rate = corrected / n
                 if rate > limit:
-                    self._breach(experiment, arm["name"], f"correction rate {rate:.1%} of {n} "
-                                 f"predictions exceeds the limit of {limit:.1%}")
+                    self._breach(experiment, arm["name"], f"correction rate {rate:.1%} over the "
+                                 f"last {n} requests exceeds the limit of {limit:.1%}")
+
+    def corrections_of(self, experiment_id: int, arm: str) -> tuple[int, int]:
+        """The arm's last `window` routed requests, from every serving process, and how many
+        of them were corrected."""
+        sp = ServedPrediction
+        last = (select(sp.prediction_id)
+                .where(sp.experiment_id == experiment_id, sp.arm == arm, sp.routed())
+                .order_by(sp.created_at.desc()).limit(self.window).subquery())
+        with self.db.reading() as s:
+            n = s.scalar(select(func.count()).select_from(last)) or 0
+            corrected = s.scalar(
+                select(func.count(func.distinct(CorrectionRequest.prediction_id)))
+                .select_from(CorrectionRequest)
+                .join(last, CorrectionRequest.prediction_id == last.c.prediction_id)) or 0
+        return int(n), int(corrected)

@@ -24,6 +24,8 @@ from numpy.typing import ArrayLike
 from evaluation.stats import checks
 from evaluation.stats.sufficient import MeanStats
 
+ONE_UNIT = "one unit: no variance to test with"
+
 
 @dataclass(frozen=True)
 class RatioStats:
@@ -41,11 +43,13 @@ class RatioStats:
         return self.unit_variance / self.n if self.n else math.nan
 
     def as_mean_stats(self) -> MeanStats:
-        """The linearised values' statistic: mean ``R``, sample variance ``Var(z)``; empty
-        when the ratio has no valid figures."""
-        if self.error is not None:
+        """The linearised values' statistic: mean ``R``, sample variance ``Var(z)``. One unit
+        keeps its count and ratio with no variance, so a test says it has too few units rather
+        than none; empty only when there is no ratio at all (the denominator sums to zero)."""
+        if not math.isfinite(self.ratio):
             return MeanStats(0, 0.0, 0.0)
-        return MeanStats(self.n, 0.0, (self.n - 1) * self.unit_variance, self.ratio)
+        squares = (self.n - 1) * self.unit_variance if self.n > 1 else 0.0
+        return MeanStats(self.n, 0.0, squares, self.ratio)
 
 
 def ratio_stats(numerator: ArrayLike, denominator: ArrayLike) -> RatioStats:
@@ -57,11 +61,13 @@ def ratio_stats(numerator: ArrayLike, denominator: ArrayLike) -> RatioStats:
     checks.finite("numerator", y)
     checks.finite("denominator", x)
     n = int(y.size)
-    if n < 2:
-        return RatioStats(n, math.nan, math.nan, "fewer than two units")
+    if n == 0:
+        return RatioStats(0, math.nan, math.nan, "no units")
     mean_x = float(x.mean())
     if mean_x == 0:
         return RatioStats(n, math.nan, math.nan, "the denominator sums to zero")
     ratio = float(y.sum() / x.sum())
+    if n == 1:
+        return RatioStats(1, ratio, math.nan, ONE_UNIT)
     z = (y - ratio * x) / mean_x
     return RatioStats(n, ratio, float(z.var(ddof=1)))

@@ -44,7 +44,9 @@ def served(app: Flask, pid: str, experiment_id: int | None, arm: str | None = "c
 
 def stored(app: Flask) -> tuple[int, int]:
     with app.extensions["abvoc"].db.session() as s:
-        return (s.scalar(select(func.count()).select_from(OutcomeRequest)) or 0,
+        # Accepted outcomes: one row each (a request's other identities carry an alias id).
+        return (s.scalar(select(func.count()).select_from(OutcomeRequest).where(
+                    OutcomeRequest.outcome_id.not_like("%/%"))) or 0,
                 s.scalar(select(func.count()).select_from(OutboxEvent)) or 0)
 
 

@@ -67,7 +67,9 @@ def test_welch_on_linearised_ratios_is_the_delta_method_z() -> None:
 
 
 def test_degenerate_ratios_say_why() -> None:
-    assert ratio_stats([1.0], [2.0]).error == "fewer than two units"
+    one = ratio_stats([1.0], [2.0])
+    assert one.error == "one unit: no variance to test with" and one.ratio == 0.5
+    assert one.as_mean_stats().n == 1 and math.isnan(one.as_mean_stats().variance)
     zero = ratio_stats([1.0, 2.0], [0.0, 0.0])
     assert zero.error == "the denominator sums to zero" and math.isnan(zero.ratio)
     assert zero.as_mean_stats().n == 0

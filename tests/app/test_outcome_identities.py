@@ -1,0 +1,105 @@
+"""POST /v1/outcomes accepts an outcome once per Idempotency-Key, event_id or identical body:
+a request matching an earlier one by any of them is that one, also when the two race."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+import feedback.outcomes
+from app import close_app, create_app
+from app.auth import create_key
+from core.settings import Settings
+from core.store.models import OutboxEvent
+from tests.evaluation.helpers import add_experiment
+
+
+@pytest.fixture
+def setup(settings: Settings) -> Iterator[dict[str, Any]]:
+    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    db = app.extensions["abvoc"].db
+    client = app.test_client()
+    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+    exp = add_experiment(db)
+    made = client.post(f"/v1/experiments/{exp}/metrics", headers=admin,
+                       json={"name": "clicks", "kind": "mean", "direction": "higher",
+                             "combine": "sum"})
+    assert made.status_code == 201, made.get_json()
+    yield {"app": app, "exp": exp,
+           "key": {"Authorization": f"Bearer {create_key(db, ['outcome'])['key']}"}}
+    close_app(app)
+
+
+def _post(setup: dict[str, Any], body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {**setup["key"], **({"Idempotency-Key": key} if key else {})}
+    return setup["app"].test_client().post("/v1/outcomes", headers=headers, json=body)
+
+
+def _events(app: Flask) -> int:
+    with app.extensions["abvoc"].db.session() as s:
+        return s.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+
+
+def test_an_event_id_or_a_body_seen_before_is_a_duplicate_whatever_the_key(
+        setup: dict[str, Any]) -> None:
+    body = {"unit_id": "u1", "experiment_id": setup["exp"], "metric": "clicks", "value": 1000,
+            "event_id": "purchase-777"}
+    first = _post(setup, body, "K1")
+    assert first.status_code == 202 and first.get_json()["duplicate"] is False
+    oid = first.get_json()["outcome_id"]
+    for key in ("K2", None, "K1"):
+        again = _post(setup, body, key)
+        assert again.status_code == 202
+        assert again.get_json() == {"outcome_id": oid, "duplicate": True}, key
+    # The same key or event_id with another body is still a conflict.
+    assert _post(setup, {**body, "value": 5}, "K1").status_code == 409
+    assert _post(setup, {**body, "value": 5}).status_code == 409
+    assert _post(setup, {**body, "value": 5}, "K9").status_code == 409
+    # An identical body without an event_id is one outcome under any key.
+    plain = {"unit_id": "u2", "experiment_id": setup["exp"], "metric": "clicks", "value": 3}
+    one = _post(setup, plain, "K3").get_json()
+    assert _post(setup, plain, "K4").get_json() == {"outcome_id": one["outcome_id"],
+                                                    "duplicate": True}
+    assert _post(setup, plain).get_json()["duplicate"] is True
+    # A new event_id is a new outcome.
+    assert _post(setup, {**body, "event_id": "purchase-778"}).get_json()["duplicate"] is False
+    assert _events(setup["app"]) == 3
+
+
+def test_two_racing_posts_of_one_outcome_under_two_keys_count_once(
+        setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both requests pass the lookup before either writes; the store decides."""
+    body = {"unit_id": "u3", "experiment_id": setup["exp"], "metric": "clicks", "value": 7,
+            "event_id": "order-1"}
+    barrier = threading.Barrier(2, timeout=10)
+    looked = threading.local()
+    real = feedback.outcomes._existing
+
+    def existing(*args: Any) -> Any:
+        found = real(*args)
+        if not getattr(looked, "once", False):
+            looked.once = True
+            barrier.wait()
+        return found
+
+    monkeypatch.setattr(feedback.outcomes, "_existing", existing)
+    answers: list[Any] = [None, None]
+
+    def send(i: int, key: str | None) -> None:
+        answers[i] = _post(setup, body, key)
+
+    threads = [threading.Thread(target=send, args=(i, k)) for i, k in enumerate(("R1", None))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [a.status_code for a in answers] == [202, 202]
+    got = sorted(a.get_json()["duplicate"] for a in answers)
+    assert got == [False, True]
+    assert len({a.get_json()["outcome_id"] for a in answers}) == 1
+    assert _events(setup["app"]) == 1
