@@ -5,19 +5,19 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
 1. **Sample ratio mismatch** flagged: stop. The split or the logging is broken, so no comparison
    can be trusted; fix it and restart.
 2. A treatment arm breaches a **guardrail** (p99 latency above its limit over at least
-   ``MIN_GUARDRAIL_N`` predictions; an error or correction rate whose 95 % Wilson interval lies
-   above its limit; an outcome metric's guardrail when the arm's interval of its per-unit
-   mean lies wholly on the bad side of the limit): stop that arm.
+   ``MIN_GUARDRAIL_N`` predictions; an error or correction rate, or an outcome metric's per-unit
+   mean, whose always-valid confidence sequence lies wholly on the bad side of its limit, see
+   :mod:`evaluation.stats.confidence_sequence`): stop that arm.
 3. **Significant harm** on the primary metric (the always-valid mSPRT interval lies wholly on the
-        breaches += _outcome_breaches(arm, results.get("outcomes") or {})
-        rec = _record(results, arm, primary)
-        error = _record(results, arm, ERROR_METRIC) if primary != ERROR_METRIC else None
+   bad side of 0), or a number candidate's absolute error significantly worse: stop that arm.
 4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
    with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
 5. Otherwise keep running, saying how many more units per arm the target effect needs.
 
 The always-valid interval is used throughout because people look at results every hour; the
-fixed-horizon p-values would overstate certainty under that peeking. Shadow candidates are never
+fixed-horizon p-values would overstate certainty under that peeking. Each arm's mSPRT interval
+is at alpha / K for K treatment arms (:mod:`evaluation.stats.sequential_arms`), so the chance of
+shipping or stopping any arm when none differs stays below alpha. Shadow candidates are never
 shipped by this rule: they served nobody, so their traffic cannot show harm to users.
 """
 
@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evaluation.online import ALL, wilson_interval
+from evaluation.online import ALL
+from evaluation.stats.confidence_sequence import beyond_limit, rate_beyond_limit
 
 SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
 # A stopped experiment gathers no more data: where a running one would keep running, its
@@ -44,40 +45,36 @@ def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any
         out.append(f"arm {arm!r}: p99 latency {p99:.1f} ms is above the guardrail "
                    f"{p99_limit:g} ms")
     for metric, limit_key in (("error_rate", "error_rate"), ("correction_rate", "correction_rate")):
-        limit = limits.get(limit_key)
-        low = _wilson_low(figures, metric)
-        if limit is not None and low is not None and low > limit:
-            out.append(f"arm {arm!r}: {metric.replace('_', ' ')} {figures[metric]:.2%} is "
-                       f"significantly above the guardrail {limit:.2%}")
+        limit, rate = limits.get(limit_key), figures.get(metric)
+        n = figures.get("predictions") or 0
+        if limit is not None and rate is not None and n and rate_beyond_limit(rate, n, limit):
+            out.append(f"arm {arm!r}: {metric.replace('_', ' ')} {rate:.2%} is "
+                       f"significantly above the guardrail {limit:.2%} (always-valid)")
     return out
 
 
 def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
-    """Outcome guardrails: the arm's (1 - alpha) interval of the metric's per-unit mean lies
-    wholly below the limit of a higher-is-better metric, or above that of a lower-is-better one.
-    """
+    """Outcome guardrails: the arm's always-valid confidence sequence of the metric's per-unit
+    mean lies wholly below the limit of a higher-is-better metric, or above that of a
+    lower-is-better one. A fixed interval re-checked hourly would declare false breaches."""
     out = []
     for name, metric in outcomes.items():
         limit = metric.get("guardrail")
         figures = metric["arms"].get(arm)
-        if limit is None or not figures or None in figures["interval"]:
+        if limit is None or not figures or figures.get("mean") is None:
             continue
-        low, high = figures["interval"]
-        if metric["direction"] == "higher" and high < limit:
-            out.append(f"arm {arm!r}: {name} {figures['mean']:.4g} per unit is significantly "
-                       f"below the guardrail {limit:g}")
-        elif metric["direction"] == "lower" and low > limit:
-            out.append(f"arm {arm!r}: {name} {figures['mean']:.4g} per unit is significantly "
-                       f"above the guardrail {limit:g}")
+        mean, n = figures["mean"], figures.get("units") or 0
+        side = "below" if metric["direction"] == "higher" else "above"
+        if metric.get("kind") == "proportion":
+            breach = rate_beyond_limit(mean, n, limit, side)
+        else:
+            variance = figures.get("variance")
+            breach = variance is not None and n >= 2 and beyond_limit(mean, n, variance, limit,
+                                                                      side)
+        if breach:
+            out.append(f"arm {arm!r}: {name} {mean:.4g} per unit is significantly {side} "
+                       f"the guardrail {limit:g} (always-valid)")
     return out
-
-
-def _wilson_low(figures: dict[str, Any], metric: str) -> float | None:
-    n = figures.get("predictions") or 0
-    rate = figures.get(metric)
-    if not n or rate is None:
-        return None
-    return wilson_interval(rate * n, n)[0]
 
 
 def decide(results: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +135,7 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             if need:
                 per = "units" if primary in (results.get("outcomes") or {}) else "predictions"
                 reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
-                               f"more {per} per arm to detect a "
+                               f"more {per} per arm for the always-valid test to detect a "
                                f"{power['target_relative_effect']:.0%} change")
             else:
                 reasons.append(f"arm {arm!r}: no significant difference on {primary} yet"

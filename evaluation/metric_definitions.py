@@ -16,14 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.builtin_metrics import ALL_METRICS
 from core.errors import AbvocError, Conflict, NotFound
 from core.outcome_metrics import RATIO, check_definition
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, Outcome
 
-# The names the results already use for their built-in metrics.
-BUILT_IN = frozenset({"correction_rate", "error_rate", "exact_match", "token_edit_distance",
-                      "latency_ms", "confidence", "latency_p99_ms"})
+# The names the results already use for their built-in metrics (a second metric of one name
+# breaks the results' table), read from where those metrics are defined; and the guardrail that
+# shares the results' vocabulary.
+BUILT_IN = frozenset({m.name for m in ALL_METRICS} | {"latency_p99_ms"})
 MAX_METRICS = 50
 
 
@@ -58,7 +60,8 @@ def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
                    others: dict[str, ExperimentMetric], old: ExperimentMetric | None) -> None:
     name = spec["name"]
     if name in BUILT_IN:
-        raise AbvocError(f"{name!r} is a built-in metric of the results; choose another name")
+        raise AbvocError(f"{name!r} is a built-in metric of the results; choose another name "
+                         f"(built-in: {sorted(BUILT_IN)})")
     if old is None and len(others) >= MAX_METRICS:
         raise AbvocError(f"an experiment holds at most {MAX_METRICS} metrics")
     if spec["kind"] == RATIO:

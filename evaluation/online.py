@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, event, func, literal, or_, select
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from core.store.models import (
     Correction,
     ExperimentUnit,
     OnlineAggregate,
+    OutcomeUnitValue,
     Prediction,
     PredictionTruth,
 )
@@ -157,6 +159,44 @@ def units_by_arm(session: Session, experiment_id: int, start: datetime | None = 
     seen = first.subquery()
     rows = session.execute(select(seen.c.arm, func.count()).group_by(seen.c.arm))
     return {arm: int(n) for arm, n in rows}
+
+
+def first_seen_units(experiment_id: int, start: datetime | None,
+                     end: datetime | None) -> Any:
+    """The ids of the experiment's units whose first sighting (first prediction, any slice,
+    any arm; the hour of ``experiment_units.first_seen``) fell in ``[start, end)``."""
+    u = ExperimentUnit
+    return (select(u.unit_id).where(u.experiment_id == experiment_id).group_by(u.unit_id)
+            .having(and_(*_in_window(func.min(u.first_seen), start, end))))
+
+
+@contextmanager
+def outcomes_in_window(session: Session, experiment_id: int, start: datetime | None,
+                       end: datetime | None) -> Iterator[None]:
+    """While open, every ORM query of ``session`` on ``outcome_unit_values`` sees only the
+    units first seen in ``[start, end)``, so a time window keeps each unit's outcomes, whenever
+    they arrived, with the hour the unit entered the experiment, as the built-in metrics
+    count it. A unit known only by its prediction (``prediction:<id>``) was first seen when
+    that prediction was made. Nothing changes when both sides are open."""
+    if start is None and end is None:
+        yield
+        return
+    p = Prediction
+    pseudo = (select(literal("prediction:") + p.prediction_id)
+              .where(p.experiment_id == experiment_id, *_in_window(p.created_at, start, end)))
+    units = first_seen_units(experiment_id, start, end)
+    t = OutcomeUnitValue
+    only = with_loader_criteria(t, or_(t.unit_id.in_(units), t.unit_id.in_(pseudo)))
+
+    def restrict(state: ORMExecuteState) -> None:
+        if state.is_select:
+            state.statement = state.statement.options(only)
+
+    event.listen(session, "do_orm_execute", restrict)
+    try:
+        yield
+    finally:
+        event.remove(session, "do_orm_execute", restrict)
 
 
 def _count_units_once(session: Session, experiment_id: int, cells: Cells,

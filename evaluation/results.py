@@ -6,10 +6,10 @@ arm, for each metric in :data:`METRICS` and each slice (``all`` first), computed
 :func:`evaluation.stats.analyze` in one pass: z / Welch tests with absolute and relative
 intervals, Beta-Binomial chance to win, mSPRT always-valid p-values and intervals, MDE, and Holm
 and Benjamini-Hochberg across all comparisons. Beside them: sample ratio mismatch of the arms'
-units against the configured weights (overall and per slice; a flag makes the results
-untrustworthy), Mann-Whitney U on the latency histograms, the sample still needed for the
-primary metric with the power the arms have now and the relative MDE, and the decision of
-:mod:`evaluation.decisions`.
+units against the allocation in force when they were assigned (:mod:`evaluation.srm_check`;
+overall and per slice; a flag makes the results untrustworthy), Mann-Whitney U on the latency
+histograms, the sample still needed for the primary metric with the power the arms have now and
+the relative MDE, and the decision of :mod:`evaluation.decisions`.
 
 The output type of each variant's candidate adds its own figures: a ``number`` candidate's MAE
 and RMSE with intervals in its metrics, and its absolute and squared errors as two more compared
@@ -25,15 +25,16 @@ an arm's traffic, and they take no part in the SRM check.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from core.builtin_metrics import ALL_METRICS, DEFAULT_PRIMARY, METRICS, NUMBER_METRICS, MetricSpec
 from core.errors import NotFound
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment
@@ -51,45 +52,19 @@ from evaluation.online import (
     hour_window,
     load_cells,
     metrics,
-    units_by_arm,
+    outcomes_in_window,
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
+from evaluation.srm_check import srm_check
 from evaluation.stats import (
     AnalysisConfig,
     ExperimentAggregates,
     analyze,
     mann_whitney_histograms,
     mde_relative,
-    power_mean,
-    power_proportion,
-    sample_ratio_mismatch,
-    sample_size_mean,
-    sample_size_proportion,
 )
-from evaluation.stats.srm import srm_arrays
 
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    is_proportion: bool
-    lower_is_better: bool
-
-
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("correction_rate", True, True),
-    MetricSpec("error_rate", True, True),
-    MetricSpec("exact_match", True, False),
-    MetricSpec("token_edit_distance", False, True),
-    MetricSpec("latency_ms", False, True),
-    MetricSpec("confidence", False, False),
-)
-# Compared only where a variant answers numbers (or one of them is the primary metric).
-NUMBER_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("absolute_error", False, True),
-    MetricSpec("squared_error", False, True),
-)
-METRIC_BY_NAME = {m.name: m for m in (*METRICS, *NUMBER_METRICS)}
+METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
 CUSTOMER_METRICS = frozenset({"correction_rate"})
 
@@ -152,65 +127,55 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
         tuple(v.name for v in variants), tuple(m.name for m in specs), tuple(slices))
 
 
-def _srm(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
-         weights: list[float], slices: list[str], threshold: float,
-         window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
-    """Sample-ratio check: overall on each unit once per arm (its first prediction in the
-    window, whatever slices its requests carried), per slice on the units of that slice."""
-    rows = units_by_arm(session, experiment.id, *window)
-    overall = sample_ratio_mismatch([rows.get(a.arm, 0) for a in arms], weights, threshold)
-    per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
-                          for s in slices[1:]]).reshape(len(slices) - 1, len(arms))
-    _, p = srm_arrays(per_slice, weights) if len(slices) > 1 else (None, np.zeros(0))
-    slice_p = {s: (None if math.isnan(v) else float(v)) for s, v in zip(slices[1:], p, strict=True)}
-    flagged = [s for s, v in slice_p.items() if v is not None and v < threshold]
-    return {
-        "units": dict(zip([a.arm for a in arms], overall.observed, strict=True)),
-        "expected": dict(zip([a.arm for a in arms], overall.expected, strict=True)),
-        "statistic": None if math.isnan(overall.statistic) else overall.statistic,
-        "p_value": None if math.isnan(overall.p_value) else overall.p_value,
-        "threshold": threshold,
-        "mismatch": overall.mismatch,
-        "slice_p_values": slice_p,
-        "mismatched_slices": flagged,
-        "flagged": overall.mismatch or bool(flagged),
-        "error": overall.error,
-    }
-
-
 def _sample_needed(record: dict[str, Any], spec: MetricSpec,
                    control: tuple[float, float, float], target_relative_effect: float,
                    alpha: float, power: float) -> dict[str, Any]:
-    """Per-arm sample for the target relative effect on the primary metric and what is left;
-    the power the current arms have against that effect; the relative MDE (delta method).
-    `control` is the control arm's plain ``(n, sum, sum_squares)`` of the metric."""
+    """Per-arm sample for the target relative effect on the primary metric and what is left,
+    and the power the current arms have against it, for the always-valid test the decision uses
+    (at the record's per-arm level and mixture, :mod:`evaluation.stats.sequential_power`); the
+    fixed-horizon one would promise a decision at half the n the mSPRT needs. The relative MDE
+    (delta method) is the fixed-horizon one. `control` is the control arm's plain
+    ``(n, sum, sum_squares)`` of the metric."""
+    from evaluation.stats.sequential import SequentialConfig, optimal_mixture_ratio
+    from evaluation.stats.sequential_power import always_valid_power, always_valid_sample_size
+
     n, s, ss = control
     baseline = s / n if n else math.nan
     blank = {"target_relative_effect": target_relative_effect, "per_arm": None,
-             "still_needed": None, "power_at_target": None, "mde_relative": None}
-    if not n or math.isnan(baseline) or baseline == 0:
+             "still_needed": None, "power_at_target": None, "mde_relative": None,
+             "test": "always-valid"}
+    if not n or math.isnan(baseline):
         return {**blank, "error": "no baseline yet on the control arm"}
+    if baseline == 0:
+        return {**blank, "error": "the control arm's mean is 0 so far, so a relative change of "
+                "it is 0 too: no sample size can be given for it yet"}
     change = -target_relative_effect if spec.lower_is_better else target_relative_effect
     n_c, n_t = float(record["n_control"]), float(record["n_treatment"])
     if spec.is_proportion:
-        target = min(max(baseline * (1 + change), 0.0), 1.0)
-        size = sample_size_proportion(baseline, target, alpha, power)
-        variance = baseline * (1 - baseline)
-        now = power_proportion(baseline, target, n_c, n_t, alpha)
+        target = baseline * (1 + change)
+        if not 0 <= target <= 1:  # a rate at 100 % can only fall (at 0 % it was refused above)
+            target = baseline * (1 - change)
+        var_c, var_t = baseline * (1 - baseline), target * (1 - target)
+        variance = var_c
     else:
+        target = baseline * (1 + change)
         variance = max(ss / n - baseline * baseline, 0.0) * n / max(n - 1, 1)
         if variance <= 0:
             return {**blank, "error": "the control arm shows no variance yet"}
-        size = sample_size_mean(abs(baseline * change), math.sqrt(variance), alpha, power)
-        now = power_mean(abs(baseline * change), math.sqrt(variance), n_c, n_t, alpha)
-    if size.error:
-        return {**blank, "error": size.error}
+        var_c = var_t = variance
+    seq_alpha = record.get("sequential_alpha") or alpha
+    tau2 = record.get("sequential_mixture_variance") or (
+        optimal_mixture_ratio(seq_alpha) * (var_c + var_t) / SequentialConfig().tuning_n)
+    delta = target - baseline
+    size = always_valid_sample_size(delta, var_c, var_t, tau2, seq_alpha, power)
+    if math.isinf(size):
+        return {**blank, "error": "no sample size detects this effect"}
+    now = always_valid_power(delta, var_c, n_c, var_t, n_t, tau2, seq_alpha)
     relative = mde_relative(baseline, variance, n_c, None, n_t, alpha, power,
                             is_proportion=spec.is_proportion)
     have = min(record["n_control"], record["n_treatment"])
-    return {"target_relative_effect": target_relative_effect, "per_arm": size.control,
-            "still_needed": max(size.control - int(have), 0),
-            "power_at_target": _num(now.power), "mde_relative": _num(relative.relative),
+    return {**blank, "per_arm": int(size), "still_needed": max(int(size) - int(have), 0),
+            "power_at_target": _num(now), "mde_relative": _num(relative.relative),
             "error": None}
 
 
@@ -234,7 +199,9 @@ def experiment_results(session: Session, experiment_id: int, *,
 
     ``since``/``until`` restrict it to a time window (whole hours, see
     :func:`evaluation.online.hour_window`); the SRM check then counts, once per arm, the units
-    whose first prediction in the experiment fell in the window (per slice: in that slice).
+    whose first prediction in the experiment fell in the window (per slice: in that slice), and
+    the outcome metrics keep the units first seen in the window, with all their outcomes
+    whenever they arrived (:func:`evaluation.online.outcomes_in_window`).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -244,11 +211,11 @@ def experiment_results(session: Session, experiment_id: int, *,
     arms = variants[: len(weights)]
     cells = load_cells(session, experiment_id, since=since, until=until)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
-    outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha)
+    with outcomes_in_window(session, experiment_id, *hour_window(since, until)):
+        outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha)
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
     chosen = outcomes.primary
-    primary = specs[chosen.name] if chosen is not None \
-        else METRIC_BY_NAME.get(experiment.primary_metric, METRICS[0])
+    primary, primary_note = _primary(experiment, specs, chosen)
     # Each variant's facts from the version its own arm runs: two arms may run two versions of
     # one name, with other classes and offline results.
     versions = {v: variant_version(experiment, v.arm, v.candidate, v.shadow) for v in variants}
@@ -257,7 +224,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     compared = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
-                       "primary_metric": primary.name, "guardrails": experiment.guardrails or {}},
+                       "primary_metric": primary.name, "primary_metric_note": primary_note,
+                       "guardrails": experiment.guardrails or {}},
         "alpha": config.alpha,
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,
@@ -279,10 +247,14 @@ def experiment_results(session: Session, experiment_id: int, *,
                    error="an experiment needs a control and at least one other arm or shadow")
         out["decision"] = decisions.decide(out)
         return out
-    srm = _srm(session, experiment, cells, arms, weights, slices, config.srm_threshold,
-               hour_window(since, until)) if len(arms) >= 2 else None
+    srm = srm_check(session, experiment, cells, arms, slices, config.srm_threshold,
+                    hour_window(since, until)) if len(arms) >= 2 else None
+    # The family the always-valid intervals share alpha over: the treatment arms the decision
+    # acts on, not the shadows beside them.
+    family = config.sequential_family or max(len(arms) - 1, 1)
     full = analyze(with_outcomes(build_aggregates(cells, variants, slices, compared), outcomes,
-                                 list(range(len(arms)))), config)
+                                 list(range(len(arms)))),
+                   dataclasses.replace(config, sequential_family=family))
     records = _outcome_records_kept(full.to_records(), outcomes, {a.name for a in arms})
     for r in records:
         r["lower_is_better"] = specs[r["metric"]].lower_is_better
@@ -310,6 +282,21 @@ def experiment_results(session: Session, experiment_id: int, *,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)
     return out
+
+
+def _primary(experiment: Experiment, specs: Mapping[str, MetricSpec],
+             chosen: Any) -> tuple[MetricSpec, str | None]:
+    """The metric that decides, and why it is not the stored one when it is not: an outcome
+    metric defined as primary wins; a stored name the results do not test (accepted before the
+    spec was checked against them) falls back to the default, said out loud, never silently."""
+    stored = experiment.primary_metric
+    if chosen is not None:
+        return specs[chosen.name], None
+    if stored in METRIC_BY_NAME:
+        return METRIC_BY_NAME[stored], None
+    return METRIC_BY_NAME[DEFAULT_PRIMARY], (
+        f"the stored primary metric {stored!r} is not one the results test "
+        f"({', '.join(METRIC_BY_NAME)}); {DEFAULT_PRIMARY!r} decides instead")
 
 
 def _output_type(f: CandidateFacts) -> str | None:

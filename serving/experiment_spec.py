@@ -6,11 +6,14 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
 
 UNITS = ("user", "session", "request")
 ACTIVE = ("running", "paused", "killed")
-METRICS = ("correction_rate", "error_rate", "latency_p99_ms", "absolute_error")
+# The primary metrics the results can test: exactly their built-in metrics (outcome metrics
+# are made primary by their definition, not here).
+METRICS = PRIMARY_METRICS
 # Each guardrail's largest sensible limit: an hour of latency, rates as shares.
 GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
 MAX_WEIGHT = 1_000_000
@@ -156,9 +159,10 @@ def check_spec(spec: Any) -> dict[str, Any]:
         raise fail("'shadows' names a candidate twice; list each shadow once")
     canary = check_canary(spec.get("canary"), arms)
     guardrails = check_guardrails(spec.get("guardrails"))
-    primary = spec.get("primary_metric", "correction_rate")
+    primary = spec.get("primary_metric", DEFAULT_PRIMARY)
     if primary not in METRICS:
-        raise fail(f"'primary_metric' must be one of {list(METRICS)}")
+        raise fail(f"'primary_metric' must be one of {list(METRICS)} (the metrics the results "
+                   "test; outcome metrics become primary through their definition)")
     return {"name": name, "scope": scope, "unit": unit, "salt": salt, "arms": arms,
             "shadows": shadows, "canary": canary, "guardrails": guardrails,
             "primary_metric": primary}

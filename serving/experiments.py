@@ -210,7 +210,10 @@ class Experiments:
 
     def _set_weights(self, exp: Experiment) -> None:
         old = Allocation.from_json(exp.allocation["table"])
-        exp.allocation = {"table": reallocate(old, effective_weights(exp)).to_json()}
+        # `since`: when this split began, so the sample-ratio check compares each unit with the
+        # split in force when it came (evaluation/srm_check.py).
+        exp.allocation = {"table": reallocate(old, effective_weights(exp)).to_json(),
+                          "since": utcnow().isoformat()}
 
     @staticmethod
     def _treatment(exp: Experiment, arms: list[dict[str, Any]], name: str) -> dict[str, Any]:

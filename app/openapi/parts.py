@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from core.builtin_metrics import PRIMARY_METRICS
 from serving.experiment_spec import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
 from serving.images import encode_png
 
@@ -119,8 +120,7 @@ SCHEMAS: dict[str, Any] = {
                 "advance_after_n": {"type": ["number", "null"]}}},
             "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
             "primary_metric": {"type": "string",
-                               "enum": ["correction_rate", "error_rate", "latency_p99_ms",
-                                        "absolute_error"]}}},
+                               "enum": list(PRIMARY_METRICS)}}},
     "Experiment": {
         "type": "object",
         "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],

@@ -24,21 +24,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special, stats
+from scipy import special
 
 from evaluation.stats import checks
 from evaluation.stats.reasons import Reason, first_reason, message
-from evaluation.stats.small_samples import newcombe_interval
+from evaluation.stats.small_samples import (  # noqa: F401 (the notes are imported from here)
+    EXTREME_RATE_NOTE,
+    MIN_EXPECTED,
+    SMALL_SAMPLE_NOTE,
+    score_fallbacks,
+)
 from evaluation.stats.sufficient import MeanStats, ProportionStats
 
-MIN_EXPECTED = 5.0
 ZERO_CONTROL_NOTE = "the control mean is zero, so there is no relative lift"
-SMALL_SAMPLE_NOTE = (
-    f"fewer than {MIN_EXPECTED:g} expected successes or failures in an arm: the normal "
-    "approximation does not hold, so the p-value is Fisher's exact test, the interval Newcombe's "
-    "score interval, and no relative interval is given"
-)
-
 
 @dataclass(frozen=True)
 class ComparisonResult:
@@ -183,7 +181,8 @@ def proportion_arrays(
     2x2 table without continuity correction. The interval uses the unpooled standard error
     ``sqrt(p_c(1-p_c)/n_c + p_t(1-p_t)/n_t)`` (statsmodels ``confint_proportions_2indep``,
     ``method="wald"``), because under the alternative the two rates differ. Tables too small for
-    either (see the module docstring) get Fisher's exact p-value and Newcombe's interval instead.
+    either (see the module docstring) get Fisher's exact p-value and Newcombe's interval instead;
+    an arm at 0 % or 100 % gets Newcombe's interval (the Wald one has no width there).
     """
     z = normal_critical(alpha)
     n_c, s_c, n_t, s_t = np.broadcast_arrays(
@@ -216,19 +215,8 @@ def proportion_arrays(
     ci_low, ci_high = diff - half, diff + half
     note = _notes(stat.shape)
     note[(reason == Reason.OK) & (p_c == 0)] = ZERO_CONTROL_NOTE
-    with np.errstate(invalid="ignore"):
-        expected = np.minimum(n_c, n_t) * np.minimum(pooled, 1.0 - pooled)
-    small = (reason == Reason.OK) & (expected < MIN_EXPECTED)
-    if small.any():
-        low, high = newcombe_interval(s_c[small], n_c[small], s_t[small], n_t[small], z)
-        ci_low[small], ci_high[small] = low, high
-        p_value[small] = [
-            stats.fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue
-            for a, n1, b, n2 in zip(s_t[small], n_t[small], s_c[small], n_c[small], strict=True)
-        ]
-        for array in (rel_lo, rel_hi, rel_p):
-            array[small] = np.nan
-        note[small] = SMALL_SAMPLE_NOTE
+    score_fallbacks(s_c, n_c, s_t, n_t, z, reason == Reason.OK, ci_low, ci_high, p_value,
+                    (rel_lo, rel_hi, rel_p), note)
     _blank_invalid(reason, stat, p_value, ci_low, ci_high, rel, rel_lo, rel_hi, rel_p)
     return ComparisonArrays(
         control_mean=p_c,

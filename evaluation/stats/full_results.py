@@ -43,7 +43,8 @@ from evaluation.stats.frequentist import (
 from evaluation.stats.multiple import benjamini_hochberg, holm
 from evaluation.stats.power import mde_mean_arrays, mde_proportion_arrays
 from evaluation.stats.reasons import messages
-from evaluation.stats.sequential import SequentialConfig, msprt_arrays, msprt_relative_arrays
+from evaluation.stats.sequential import SequentialConfig
+from evaluation.stats.sequential_arms import arm_sequential
 from evaluation.stats.srm import DEFAULT_SRM_THRESHOLD, srm_arrays
 
 
@@ -56,6 +57,10 @@ class AnalysisConfig:
     prior: BetaPrior = field(default_factory=BetaPrior)
     sequential_tuning_n: float = 5000.0
     sequential_mixture_variance: float | None = None
+    # Treatment arms the decision may act on: each always-valid interval is at alpha / this
+    # (Bonferroni), so the chance that any arm is shipped or stopped by chance stays below alpha.
+    # None: every treatment row of the aggregates (shadows included, which only errs safe).
+    sequential_family: int | None = None
     srm_threshold: float = DEFAULT_SRM_THRESHOLD
     quadrature_nodes: int = DEFAULT_NODES
 
@@ -65,12 +70,19 @@ class AnalysisConfig:
             raise ValueError("power must be in (alpha, 1)")
         if not 0 < self.srm_threshold < 1:
             raise ValueError("srm_threshold must be in (0, 1)")
+        if self.sequential_family is not None and self.sequential_family < 1:
+            raise ValueError("sequential_family must be at least 1")
 
     @property
     def sequential(self) -> SequentialConfig:
-        """The mSPRT settings this config implies."""
+        """The mSPRT settings this config implies, for one comparison (no family correction)."""
+        return self.sequential_for(1)
+
+    def sequential_for(self, treatments: int) -> SequentialConfig:
+        """The mSPRT settings with ``treatments`` arms sharing alpha (unless a family is set)."""
+        family = self.sequential_family or max(int(treatments), 1)
         return SequentialConfig(
-            alpha=self.alpha,
+            alpha=self.alpha / family,
             tuning_n=self.sequential_tuning_n,
             mixture_variance=self.sequential_mixture_variance,
         )
@@ -102,6 +114,7 @@ _RECORD_FIELDS = (
     "credible_ci_high",
     "credible_relative_ci_low",
     "credible_relative_ci_high",
+    "sequential_mixture_variance",
     "sequential_p_value",
     "sequential_ci_low",
     "sequential_ci_high",
@@ -151,6 +164,8 @@ class FullResults:
     credible_ci_high: np.ndarray
     credible_relative_ci_low: np.ndarray
     credible_relative_ci_high: np.ndarray
+    sequential_alpha: float
+    sequential_mixture_variance: np.ndarray
     sequential_p_value: np.ndarray
     sequential_ci_low: np.ndarray
     sequential_ci_high: np.ndarray
@@ -179,6 +194,7 @@ class FullResults:
         )
         columns: dict[str, list[Any]] = {
             "control": [self.control_name] * (k * m * s),
+            "sequential_alpha": [self.sequential_alpha] * (k * m * s),
             "treatment": treatment.tolist(),
             "metric": metric.tolist(),
             "kind": kind.tolist(),
@@ -285,9 +301,13 @@ def analyze(
         out["expected_loss_control"][pi] = bayes.expected_loss_control
         out["credible_ci_low"][pi], out["credible_ci_high"][pi] = beta_credible_interval(
             n_c[pi], sum_c[pi], n_t[pi], sum_t[pi], config.prior, alpha)
-        out["mde"][pi] = mde_proportion_arrays(
-            out["control_mean"][pi], n_c[pi], n_t[pi], alpha, config.power
-        )[0]
+        up = mde_proportion_arrays(out["control_mean"][pi], n_c[pi], n_t[pi], alpha,
+                                   config.power)[0]
+        # A rate at (or near) 100 % can only fall: the downward MDE, by symmetry minus the
+        # upward one of 1 - p.
+        down = -mde_proportion_arrays(1.0 - out["control_mean"][pi], n_c[pi], n_t[pi], alpha,
+                                      config.power)[0]
+        out["mde"][pi] = np.where(np.isnan(up), down, up)
     if mi.size:
         out["chance_to_win"][mi] = gauss.chance_to_win[mi]
         out["expected_loss"][mi] = gauss.expected_loss[mi]
@@ -308,25 +328,8 @@ def analyze(
     undetectable = valid & np.isnan(out["mde"])
     note[undetectable & (note == None)] = "no effect is detectable at these sample sizes"  # noqa: E711
 
-    seq = msprt_arrays(
-        out["difference"],
-        out["control_variance"],
-        n_c,
-        out["treatment_variance"],
-        n_t,
-        config.sequential,
-    )
-    seq_rel = msprt_relative_arrays(
-        np.where(valid, out["control_mean"], 1.0),
-        out["control_variance"],
-        n_c,
-        out["treatment_mean"],
-        out["treatment_variance"],
-        n_t,
-        config.sequential,
-    )
-    for array in (seq_rel.ci_low, seq_rel.ci_high):
-        array[~valid | (out["control_mean"] == 0)] = np.nan
+    seq_config = config.sequential_for(arms - 1)
+    seq = arm_sequential(out, n_c, sum_c, n_t, sum_t, pi, valid, alpha, seq_config)
     adjusted_holm = holm(out["p_value"], alpha)
     adjusted_bh = benjamini_hochberg(out["p_value"], alpha)
 
@@ -375,11 +378,13 @@ def analyze(
         credible_ci_high=shaped(out["credible_ci_high"]),
         credible_relative_ci_low=shaped(out["credible_relative_ci_low"]),
         credible_relative_ci_high=shaped(out["credible_relative_ci_high"]),
+        sequential_alpha=seq_config.alpha,
+        sequential_mixture_variance=shaped(seq.mixture_variance),
         sequential_p_value=shaped(seq.p_value),
         sequential_ci_low=shaped(seq.ci_low),
         sequential_ci_high=shaped(seq.ci_high),
-        sequential_relative_ci_low=shaped(seq_rel.ci_low),
-        sequential_relative_ci_high=shaped(seq_rel.ci_high),
+        sequential_relative_ci_low=shaped(seq.relative_ci_low),
+        sequential_relative_ci_high=shaped(seq.relative_ci_high),
         mde=shaped(out["mde"]),
         error=shaped(messages(reason)),
         note=shaped(note),

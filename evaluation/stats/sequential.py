@@ -118,6 +118,20 @@ def optimal_mixture_ratio(alpha: float) -> float:
     return r
 
 
+def adjusted_proportion_variance(successes: ArrayLike, n: ArrayLike) -> np.ndarray:
+    """Per-observation variance ``p~(1 - p~)`` at the Agresti-Caffo rate ``(s + 1) / (n + 2)``.
+
+    The plain ``p(1 - p)`` is 0 for an arm at 0 % or 100 %, which would leave the mSPRT with no
+    variance at all (a 100 % vs 0 % split never rejected). Adding one success and one failure
+    (Agresti and Caffo, The American Statistician 54, 2000) keeps it positive and, being a little
+    never smaller than ``p(1 - p)`` (``p~`` lies between ``p`` and 1/2), errs on the safe side.
+    """
+    s, m = np.broadcast_arrays(np.asarray(successes, dtype=np.float64),
+                               np.asarray(n, dtype=np.float64))
+    rate = (s + 1.0) / (m + 2.0)
+    return np.where(m > 0, rate * (1.0 - rate), np.nan)
+
+
 def msprt_arrays(
     difference: ArrayLike,
     unit_variance_control: ArrayLike,
@@ -295,7 +309,8 @@ def msprt_proportions(
     config: SequentialConfig | None = None,
     previous: SequentialResult | None = None,
 ) -> SequentialResult:
-    """mSPRT for a difference of proportions; pass the last look's result as ``previous``."""
+    """mSPRT for a difference of proportions (Agresti-Caffo variances, see
+    :func:`adjusted_proportion_variance`); pass the last look's result as ``previous``."""
     return _msprt(control, treatment, config, previous)
 
 
@@ -317,12 +332,13 @@ def _msprt(
 ) -> SequentialResult:
     # Both statistics expose mean, (unit) variance and n, which is all the mixture needs.
     config = config if config is not None else SequentialConfig()
+    var_c, var_t = control.variance, treatment.variance
+    if isinstance(control, ProportionStats) and isinstance(treatment, ProportionStats) \
+            and 0 < control.successes + treatment.successes < control.n + treatment.n:
+        # Both arms all 0 or all 1 show no variance at all (as the z-test says): left as it is.
+        var_c = float(adjusted_proportion_variance(control.successes, control.n))
+        var_t = float(adjusted_proportion_variance(treatment.successes, treatment.n))
     arrays = msprt_arrays(
-        [treatment.mean - control.mean],
-        [control.variance],
-        [control.n],
-        [treatment.variance],
-        [treatment.n],
-        config,
+        [treatment.mean - control.mean], [var_c], [control.n], [var_t], [treatment.n], config
     )
     return _result(arrays, config, previous)

@@ -9,6 +9,19 @@ p-value) where the normal approximation does not hold.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
+
+MIN_EXPECTED = 5.0
+SMALL_SAMPLE_NOTE = (
+    f"fewer than {MIN_EXPECTED:g} expected successes or failures in an arm: the normal "
+    "approximation does not hold, so the p-value is Fisher's exact test, the interval Newcombe's "
+    "score interval, and no relative interval is given"
+)
+EXTREME_RATE_NOTE = (
+    "an arm's rate is 0 % or 100 %, where the Wald interval has no width: the interval is "
+    "Newcombe's score interval instead"
+)
+
 
 
 def wilson_arrays(
@@ -35,4 +48,34 @@ def newcombe_interval(
         diff = p_t - p_c
         low = diff - np.sqrt((p_t - lo_t) ** 2 + (hi_c - p_c) ** 2)
         high = diff + np.sqrt((hi_t - p_t) ** 2 + (p_c - lo_c) ** 2)
-    return low, high
+    return np.maximum(low, -1.0), np.minimum(high, 1.0)  # rounding leaves -1 - 2e-16
+
+
+def score_fallbacks(
+    s_c: np.ndarray, n_c: np.ndarray, s_t: np.ndarray, n_t: np.ndarray, z: float,
+    ok: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray, p_value: np.ndarray,
+    relative: tuple[np.ndarray, np.ndarray, np.ndarray], note: np.ndarray,
+) -> None:
+    """In place, where the z-test's Wald figures fail: Fisher's p and Newcombe's interval on
+    small tables; Newcombe's interval where an arm sits at 0 % or 100 % (its Wald variance is 0,
+    so 100 % vs 0 % would give the point [-1, -1]). The relative figures go where they collapse.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (s_c + s_t) / (n_c + n_t)
+        expected = np.minimum(n_c, n_t) * np.minimum(pooled, 1.0 - pooled)
+        flat_c, flat_t = (s_c == 0) | (s_c == n_c), (s_t == 0) | (s_t == n_t)
+    small = ok & (expected < MIN_EXPECTED)
+    extreme = ok & ~small & (flat_c | flat_t)
+    for rows in (small, extreme):
+        if rows.any():
+            ci_low[rows], ci_high[rows] = newcombe_interval(
+                s_c[rows], n_c[rows], s_t[rows], n_t[rows], z)
+    if small.any():
+        p_value[small] = [
+            stats.fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue
+            for a, n1, b, n2 in zip(s_t[small], n_t[small], s_c[small], n_c[small], strict=True)
+        ]
+        note[small] = SMALL_SAMPLE_NOTE
+    for array in relative:
+        array[small | (extreme & flat_c & flat_t)] = np.nan
+    note[extreme & (note == None)] = EXTREME_RATE_NOTE  # noqa: E711

@@ -3,6 +3,7 @@ values the events carried."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -111,14 +112,21 @@ def test_little_data_keeps_running_with_sample_still_needed(db: Database) -> Non
     assert res["decision"]["action"] == "keep_running"
     power = res["power"]["treatment"]
     assert power["still_needed"] > 1000
-    # The power the 150 + 150 have against the target effect, as statsmodels computes it.
+    # The power the 150 + 150 have against the target effect for the always-valid test the
+    # decision uses: Phi(|delta| / sqrt(V) - z_b(V)) with the mSPRT boundary z_b.
     rec = next(r for r in res["comparisons"] if r["treatment"] == "treatment"
                and r["metric"] == res["experiment"]["primary_metric"] and r["slice"] == "all")
     base = rec["control_mean"]
-    h = proportion_effectsize(base * (1 - power["target_relative_effect"]), base)
-    expected = NormalIndPower().power(abs(h), nobs1=rec["n_treatment"],
-                                      ratio=rec["n_control"] / rec["n_treatment"], alpha=0.05)
+    target = base * (1 - power["target_relative_effect"])
+    v = base * (1 - base) / rec["n_control"] + target * (1 - target) / rec["n_treatment"]
+    tau2, a = rec["sequential_mixture_variance"], rec["sequential_alpha"]
+    z_b = math.sqrt((v + tau2) / tau2 * (2 * math.log(1 / a) + math.log((v + tau2) / v)))
+    expected = stats.norm.cdf(abs(target - base) / math.sqrt(v) - z_b)
     assert power["power_at_target"] == pytest.approx(expected, rel=1e-9)
+    # ... which is below the fixed-horizon power statsmodels gives at the same n.
+    h = proportion_effectsize(target, base)
+    assert power["power_at_target"] < NormalIndPower().power(
+        abs(h), nobs1=rec["n_treatment"], ratio=rec["n_control"] / rec["n_treatment"], alpha=0.05)
     assert power["mde_relative"] > power["target_relative_effect"]  # hence still_needed > 0
     assert "more predictions per arm" in res["decision"]["reasons"][0]
     # Stopped, it gathers no more: not "keep running" but not enough evidence.

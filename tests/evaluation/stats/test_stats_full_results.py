@@ -102,7 +102,9 @@ def test_every_element_matches_the_scalar_functions(aggregates):
     config = AnalysisConfig()
     results = analyze(aggregates, config)
     assert results.shape == (ARMS - 1, METRICS, SLICES)
-    sequential = SequentialConfig(alpha=config.alpha, tuning_n=config.sequential_tuning_n)
+    # Bonferroni over the ARMS - 1 treatment arms: each interval at alpha / (ARMS - 1).
+    sequential = SequentialConfig(alpha=config.alpha / (ARMS - 1),
+                                  tuning_n=config.sequential_tuning_n)
     for k, m, s in np.ndindex(results.shape):
         if IS_PROPORTION[m]:
             control = ProportionStats(int(aggregates.n[0, m, s]), int(aggregates.sums[0, m, s]))
@@ -137,7 +139,8 @@ def test_every_element_matches_the_scalar_functions(aggregates):
         assert results.relative_ci_high[k, m, s] == pytest.approx(
             single.relative_ci_high, rel=1e-10
         )
-        assert results.sequential_p_value[k, m, s] == pytest.approx(seq.p_value, rel=1e-10)
+        assert results.sequential_p_value[k, m, s] == pytest.approx(
+            min(1.0, seq.p_value * (ARMS - 1)), rel=1e-10)
         assert results.sequential_ci_low[k, m, s] == pytest.approx(seq.ci_low, rel=1e-10)
         assert results.mde[k, m, s] == pytest.approx(mde, rel=1e-10)
         assert results.error[k, m, s] is None

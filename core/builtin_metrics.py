@@ -1,0 +1,34 @@
+"""The results' built-in metrics, in one place: the results compare them, an experiment may name
+one as its primary metric, and an outcome metric may not reuse a name (it would clash with the
+built-in one in the results). Kept in core because serving (the experiment spec) and evaluation
+(the results, the outcome definitions) both read it and may not import each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    is_proportion: bool
+    lower_is_better: bool
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("correction_rate", True, True),
+    MetricSpec("error_rate", True, True),
+    MetricSpec("exact_match", True, False),
+    MetricSpec("token_edit_distance", False, True),
+    MetricSpec("latency_ms", False, True),
+    MetricSpec("confidence", False, False),
+)
+# Compared only where a variant answers numbers (or one of them is the primary metric).
+NUMBER_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("absolute_error", False, True),
+    MetricSpec("squared_error", False, True),
+)
+ALL_METRICS: tuple[MetricSpec, ...] = (*METRICS, *NUMBER_METRICS)
+# Every metric the results test, so every name an experiment's primary_metric may take.
+PRIMARY_METRICS: tuple[str, ...] = tuple(m.name for m in ALL_METRICS)
+DEFAULT_PRIMARY = METRICS[0].name

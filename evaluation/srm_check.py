@@ -1,0 +1,120 @@
+"""The results' sample-ratio check against the allocation in force, not the configured weights.
+
+A canary step or a paused arm changes the split traffic follows, so units stop following the
+configured weights without anything being wrong. Each unit is compared with the allocation it
+was assigned under: the check runs over the units first seen (first prediction in the
+experiment, any slice) under the current allocation only, with that allocation's weights (the
+normalised weights of the stored allocation table; a paused arm has weight 0 there). The start
+of the current allocation is ``allocation.since`` (written by serving at every reallocation),
+else the canary's ``step_started_at`` once it left its first step. ``first_seen`` is kept per
+hour, so the check starts at the first whole hour after the change: the hour the allocation
+changed in mixes two splits and is left out. The result says so: ``since`` and ``weights``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.store.models import Experiment, ExperimentUnit
+from evaluation import aggregation as agg
+from evaluation.online import Cell, Cells, Variant, first_seen_units, hour_window, units_by_arm
+from evaluation.stats import sample_ratio_mismatch
+from evaluation.stats.srm import srm_arrays
+
+
+def allocation_in_force(experiment: Experiment) -> tuple[dict[str, float], datetime | None,
+                                                         str | None]:
+    """The weights by arm traffic follows now, when they took effect (None: from the start),
+    and why the check cannot run (an arm paused at a time nobody recorded), if so."""
+    arms = experiment.arms or []
+    doc = experiment.allocation or {}
+    try:
+        weights = [float(w) for w in json.loads(doc["table"])["weights"]]
+        if len(weights) != len(arms):
+            raise ValueError("one weight per arm")
+    except (KeyError, TypeError, ValueError):
+        weights = [float(a.get("weight", 0.0)) for a in arms]
+    by_arm = {a["name"]: w for a, w in zip(arms, weights, strict=True)}
+    canary = experiment.canary or {}
+    since = doc.get("since")
+    if since is None and canary.get("step", 0) > 0:
+        since = canary.get("step_started_at")
+    if since is not None:
+        at = datetime.fromisoformat(since)
+        return by_arm, hour_window(None, at)[1], None
+    paused = [a["name"] for a in arms if a.get("paused")]
+    if paused:
+        return by_arm, None, (f"arm {paused[0]!r} is paused since a time the experiment did not "
+                              "record, so no period of one allocation is known; not tested")
+    return by_arm, None, None
+
+
+def _units_since(session: Session, experiment_id: int, start: datetime | None,
+                 end: datetime | None) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Units first seen in the experiment in ``[start, end)``: distinct units per arm, and per
+    slice and arm."""
+    u = ExperimentUnit
+    rows = session.execute(
+        select(u.slice, u.arm, u.unit_id).where(
+            u.experiment_id == experiment_id,
+            u.unit_id.in_(first_seen_units(experiment_id, start, end))))
+    overall: dict[str, set[str]] = defaultdict(set)
+    per_slice: dict[tuple[str, str], int] = defaultdict(int)
+    for slice_, arm, unit in rows:
+        overall[arm].add(unit)
+        per_slice[(slice_, arm)] += 1
+    return {a: len(v) for a, v in overall.items()}, dict(per_slice)
+
+
+def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list[Variant],
+              slices: list[str], threshold: float,
+              window: tuple[datetime | None, datetime | None] = (None, None)) -> dict[str, Any]:
+    """Sample-ratio check: overall on each unit once per arm (its first prediction in the
+    window, whatever slices its requests carried), per slice on the units of that slice; both
+    under the allocation in force (see the module)."""
+    by_arm, since, untestable = allocation_in_force(experiment)
+    weights = [by_arm.get(a.arm, 0.0) for a in arms]
+    names = [a.arm for a in arms]
+    start, end = window
+    if since is not None:
+        start = max(start, since) if start is not None else since
+        if end is not None and start > end:
+            start = end
+        overall_units, slice_units = _units_since(session, experiment.id, start, end)
+        counts = [overall_units.get(n, 0) for n in names]
+        per_slice = np.array([[slice_units.get((s, n), 0) for n in names] for s in slices[1:]])
+    else:
+        rows = units_by_arm(session, experiment.id, *window)
+        counts = [rows.get(n, 0) for n in names]
+        per_slice = np.array([[cells.get((a, s), Cell()).get(agg.UNITS)[0] for a in arms]
+                              for s in slices[1:]])
+    per_slice = per_slice.reshape(len(slices) - 1, len(arms))
+    overall = sample_ratio_mismatch(counts, weights, threshold)
+    _, p = srm_arrays(per_slice, weights) if len(slices) > 1 else (None, np.zeros(0))
+    slice_p = {s: (None if math.isnan(v) else float(v)) for s, v in zip(slices[1:], p, strict=True)}
+    if untestable:
+        slice_p = dict.fromkeys(slice_p)
+    flagged = [s for s, v in slice_p.items() if v is not None and v < threshold]
+    mismatch = overall.mismatch and not untestable
+    return {
+        "units": dict(zip(names, overall.observed, strict=True)),
+        "expected": dict(zip(names, overall.expected, strict=True)),
+        "weights": dict(zip(names, weights, strict=True)),
+        "since": since.isoformat() if since is not None else None,
+        "statistic": None if untestable or math.isnan(overall.statistic) else overall.statistic,
+        "p_value": None if untestable or math.isnan(overall.p_value) else overall.p_value,
+        "threshold": threshold,
+        "mismatch": mismatch,
+        "slice_p_values": slice_p,
+        "mismatched_slices": flagged,
+        "flagged": mismatch or bool(flagged),
+        "error": untestable or overall.error,
+    }
