@@ -8,7 +8,8 @@ restarted, and how far behind it is. The readiness rule (:func:`component_checks
   (an API-only process stays meaningful);
 - a component is *down* when it has rows but none beat within `stale_s` (its process died, or
   it is stuck) — until an instance of it beats again;
-- it is *failing* when a live instance's last round failed (it is restarting with backoff);
+- it is *failing* when a live instance's last round failed (it is restarting with backoff); a
+  round on standby while another instance does the work (core.supervision) leaves that as it is;
 - it is *lagging* when a live instance reports a lag above `max_lag_s`.
 
 Independently of heartbeats, the outbox is *lagging* when its oldest unsent event is older than

@@ -9,10 +9,12 @@ Several relays may run. On PostgreSQL they take turns: a relay publishes a batch
 a transaction-level advisory lock (one lock, not a lock on each row: row locks cost the server
 about 3.5 µs an event, a sixth of the relay's share), marks it sent and commits, which releases
 the lock; a relay that finds the lock taken waits as when nothing is pending, and one that dies
-releases the lock with its connection. One publisher at a time also keeps the rows in id order
-on the bus. A row is marked sent only once the bus has acknowledged it, never with the claim:
-retention relies on every copy of an event having reached the bus before its row's `sent_at`
-(core.store.retention).
+releases the lock with its connection. Such a round is on standby for supervision (neither a
+success nor a failure: core.supervision), so relays taking turns at a failing bus each stay
+failing in /readyz, and back off longer and longer, until a round of their own succeeds. One
+publisher at a time also keeps the rows in id order on the bus. A row is marked sent only once
+the bus has acknowledged it, never with the claim: retention relies on every copy of an event
+having reached the bus before its row's `sent_at` (core.store.retention).
 On SQLite a relay first claims its batch in one short write (`claimed_by`, `claimed_until`),
 publishes with no transaction open (the embedded bus may write to the same file), then marks the
 rows sent; a claim whose relay died expires after `claim_ttl_s` and another relay sends the
@@ -38,7 +40,7 @@ from core.bus.base import Bus, BusUnavailable, Producer
 from core.store.db import Database, utcnow
 from core.store.models import OutboxEvent
 from core.store.upsert import in_values, insert_many
-from core.supervision import Supervisor
+from core.supervision import STANDBY, Round, Supervisor
 
 log = logging.getLogger(__name__)
 PG_RELAY_LOCK = 0x61627663_72656C79
@@ -109,6 +111,7 @@ class OutboxRelay:
         self.supervisor = Supervisor("relay", db)
         self._producer: Producer | None = None
         self._claims = 0
+        self._check_topics = False  # after a failed publish: make sure the topics exist first
         self._published: _Claim | None = None  # SQLite: sent, to be marked with the next claim
 
     def _pending(self):  # noqa: ANN202 - a Select
@@ -120,9 +123,22 @@ class OutboxRelay:
         )
 
     def _publish(self, rows: list) -> list[int]:
-        if self._producer is None:
-            self._producer = self.bus.producer()
-        self._producer.send_many((r.topic, r.key, bytes(r.payload)) for r in rows)
+        """Send the rows. After a failed publish the next one first makes sure the batch's
+        topics exist (`Bus.ensure_topics`): a topic deleted meanwhile is created again where the
+        broker allows it, and one it cannot create is named in the error. A failure names the
+        batch's topics, which the client's own message (a delivery timeout) may not."""
+        topics = sorted({r.topic for r in rows})
+        try:
+            if self._check_topics:
+                self.bus.ensure_topics(topics)
+                self._check_topics = False
+            if self._producer is None:
+                self._producer = self.bus.producer()
+            self._producer.send_many((r.topic, r.key, bytes(r.payload)) for r in rows)
+        except BusUnavailable as exc:
+            self._check_topics = True
+            raise BusUnavailable(f"{exc} [relaying {len(rows)} events to topic"
+                                 f"{'s' if len(topics) > 1 else ''} {', '.join(topics)}]") from exc
         return [r.id for r in rows]
 
     @staticmethod
@@ -182,7 +198,7 @@ class OutboxRelay:
         Raises BusUnavailable after recording the failed attempt on the rows."""
         sent = self._relay_batch()
         self._mark_published()
-        return sent
+        return 0 if sent is STANDBY else sent
 
     def _mark_published(self) -> None:
         """Mark the batch published on SQLite and not marked yet (the next claim would)."""
@@ -191,17 +207,20 @@ class OutboxRelay:
                 self._mark(s, self._published, None)
             self._published = None
 
-    def _relay_batch(self) -> int:
-        """Publish one batch; on SQLite it is marked sent with the next claim."""
+    def _relay_batch(self) -> int | Round:
+        """Publish one batch; on SQLite it is marked sent with the next claim. STANDBY: another
+        relay is publishing (this one did no work to succeed or fail at)."""
         if self.db.dialect == "postgresql":
             with self.db.session() as s:
                 if not s.scalar(select(func.pg_try_advisory_xact_lock(PG_RELAY_LOCK))):
-                    return 0  # another relay is publishing
+                    return STANDBY
                 rows = s.execute(self._pending()).all()
                 error = self._relay(s, rows)
         else:
             claim, rows = self._claim()
             error = None
+            if not rows and self.supervisor.failing and pending_count(self.db):
+                return STANDBY  # rows wait, under another relay's claim
             if rows:
                 try:
                     self._publish(rows)
@@ -238,12 +257,13 @@ class OutboxRelay:
         is logged, counted and retried with backoff (see core.supervision)."""
         self.supervisor.max_backoff_s = max_backoff_s
 
-        def step() -> None:
+        def step() -> Round | None:
             sent = self._relay_batch()
-            if not sent:
+            if sent is STANDBY or not sent:
                 stop.wait(idle_s)
             elif sent < self.batch_size:
                 stop.wait(linger_s)
+            return STANDBY if sent is STANDBY else None
 
         self.supervisor.run(stop, step, self.close)
 

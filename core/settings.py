@@ -22,10 +22,11 @@ from sqlalchemy.exc import ArgumentError
 from core.errors import ConfigError
 
 EMBEDDED_BUS = "embedded://"
-
-
 SECRET_KEY_FILE = "secret_key"
 PRODUCTION = "production"
+DEVELOPMENT = "development"
+ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)  # any other ABVOC_ENV (`prod`) is refused: a typo
+# must not turn the production safeguards off
 
 
 class Secret:
@@ -178,18 +179,12 @@ class Settings:
         return out
 
 
-ENV_KEYS = {
-    "ABVOC_DATA_DIR": "data_dir",
-    "ABVOC_DATABASE_URL": "database_url",
-    "ABVOC_BUS_URL": "bus",
-    "ABVOC_SECRET_KEY": "secret_key",
-    "ABVOC_TOPIC_PREFIX": "topic_prefix",
-    "ABVOC_BUS_PARTITIONS": "bus_partitions",
-    "ABVOC_MODEL_STORE": "model_store",
-    "ABVOC_LOG_LEVEL": "log_level",
-    "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
-    "ABVOC_ENV": "environment",
-    "ABVOC_RETENTION_DAYS": "retention_days",
+ENV_KEYS = {  # variable -> setting
+    "ABVOC_DATA_DIR": "data_dir", "ABVOC_DATABASE_URL": "database_url", "ABVOC_BUS_URL": "bus",
+    "ABVOC_SECRET_KEY": "secret_key", "ABVOC_TOPIC_PREFIX": "topic_prefix",
+    "ABVOC_BUS_PARTITIONS": "bus_partitions", "ABVOC_MODEL_STORE": "model_store",
+    "ABVOC_LOG_LEVEL": "log_level", "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
+    "ABVOC_ENV": "environment", "ABVOC_RETENTION_DAYS": "retention_days",
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
 }
 
@@ -208,12 +203,16 @@ def _validate_database_url(url: str) -> str:
         raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} has a raw '@' in its user or "
                           "password: percent-encode it as %40")
     if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"ABVOC_DATABASE_URL uses {backend!r}; abvoc supports sqlite and postgresql"
-        )
+        raise ConfigError(f"ABVOC_DATABASE_URL uses {backend!r}; abvoc supports sqlite and "
+                          "postgresql")
     if backend == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
+
+
+def _file_key(variable: str) -> str:
+    """A config-file key, by the README's rule: the name lower-case, without ABVOC_."""
+    return variable.removeprefix("ABVOC_").lower()
 
 
 MAX_RETENTION_DAYS = 36500
@@ -221,11 +220,15 @@ MAX_INPUT_RETENTION_HOURS = 876000
 MAX_BUS_PARTITIONS = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _VARIABLE = {key: var for var, key in ENV_KEYS.items()}
+# Config-file key -> setting: the README's names, and the settings' own (`bus`, `environment`),
+# which the file took before and still takes.
+FILE_KEYS = {**{key: key for key in ENV_KEYS.values()},
+             **{_file_key(var): key for var, key in ENV_KEYS.items()}}
 
 
 def _setting(key: str) -> str:
     """How a message names a setting: its variable and its config-file key."""
-    return f"{_VARIABLE[key]} ({key} in the config file)"
+    return f"{_VARIABLE[key]} ({_file_key(_VARIABLE[key])} in the config file)"
 
 
 def _text(values: Mapping[str, Any], key: str, *, empty: bool = True) -> str | None:
@@ -282,10 +285,7 @@ def load_settings(
                 file_values = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"ABVOC_CONFIG={path!r} cannot be read: {exc}") from exc
-        unknown = set(file_values) - set(ENV_KEYS.values())
-        if unknown:
-            raise ConfigError(f"ABVOC_CONFIG={path!r} has unknown keys: {sorted(unknown)}")
-        values.update(file_values)
+        values.update(_file_settings(path, file_values))
     for var, key in ENV_KEYS.items():
         if env.get(var):
             values[key] = env[var]
@@ -301,7 +301,10 @@ def load_settings(
         f"a number of hours from 0 to {MAX_INPUT_RETENTION_HOURS} "
         "(0: served inputs are not kept for annotators)"))
     model_store = _folder(values, "model_store")
-    environment = (_text(values, "environment", empty=False) or "development").lower()
+    environment = (_text(values, "environment", empty=False) or DEVELOPMENT).strip().lower()
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"{_setting('environment')} must be one of {', '.join(ENVIRONMENTS)}, "
+                          f"got {values.get('environment')!r}")
     log_level = (_text(values, "log_level", empty=False) or "INFO").strip().upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"{_setting('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
@@ -325,6 +328,18 @@ def load_settings(
         retention_days=retention_days,
         input_retention_hours=input_hours,
     )
+
+
+def _file_settings(path: str | Path, file_values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config file's values by setting; an unknown key, or a setting under both its names,
+    is refused, naming the keys the file takes."""
+    if unknown := set(file_values) - set(FILE_KEYS):
+        raise ConfigError(f"ABVOC_CONFIG={path!r} has unknown keys: {sorted(unknown)}; the keys "
+                          f"are: {', '.join(_file_key(var) for var in ENV_KEYS)}")
+    if len(values := {FILE_KEYS[k]: v for k, v in file_values.items()}) < len(file_values):
+        raise ConfigError(f"ABVOC_CONFIG={path!r} gives a setting under both its names (e.g. "
+                          "bus_url and bus): keep one")
+    return values
 
 
 def _read_key_file(path: Path) -> Secret | None:
@@ -352,21 +367,18 @@ def ensure_secret_key(settings: Settings) -> Settings:
 
     ABVOC_SECRET_KEY wins. In production (ABVOC_ENV=production) it is required, so that every
     process and machine signs with the same operator-chosen key (a key file is ignored there).
-    Elsewhere the key kept in the
-    data folder (`<data_dir>/secret_key`, mode 0600) is used, and made on the first start: a
-    random key no one else knows, so receipts cannot be forged, stable across restarts.
+    Elsewhere the key kept in the data folder (`<data_dir>/secret_key`, mode 0600) is used, and
+    made on the first start: a random key no one else knows, so receipts cannot be forged,
+    stable across restarts.
     """
     if settings.secret_key:
         return settings
     if settings.production:
-        raise ConfigError(
-            "ABVOC_ENV=production needs ABVOC_SECRET_KEY: set it to a long random value, the "
-            "same for every process (e.g. `python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'`)"
-        )
+        raise ConfigError("ABVOC_ENV=production needs ABVOC_SECRET_KEY: set it to a long random "
+                          "value, the same for every process (e.g. `python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'`)")
     path = settings.secret_key_file
-    existing = _read_key_file(path)
-    if existing is not None:
+    if (existing := _read_key_file(path)) is not None:
         return replace(settings, secret_key=existing)
     tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     try:

@@ -5,6 +5,11 @@ from a step — the bus gone, PostgreSQL restarting, a bug — is logged, counte
 (`abvoc_component_restarts_total`), recorded in the component's heartbeat row, and followed by a
 reset and a retry after an exponential backoff with jitter. Only the stop event ends the loop, so
 one bad moment can never stop the stream for good while the process looks alive.
+
+A round that found another instance doing the work (a relay that did not get the lock) returns
+:data:`STANDBY`: it is neither a success nor a failure, so it keeps this instance's failure state
+and backoff as they are. Counted as a success it would clear them, and instances taking turns at
+a failing job would each look healthy between their own failures, with the backoff never growing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from enum import Enum
 
 from prometheus_client import Counter
 
@@ -43,8 +49,16 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-Step = Callable[[], float | None]
-"""One round of a loop; returns the loop's current lag in seconds, if it knows it."""
+class Round(Enum):
+    """What a step returns for a round that did no work of its own (see the module docstring)."""
+
+    STANDBY = "standby"
+
+
+STANDBY = Round.STANDBY
+
+Step = Callable[[], float | Round | None]
+"""One round of a loop; returns the loop's current lag in seconds, if it knows it, or STANDBY."""
 
 
 class Supervisor:
@@ -77,6 +91,9 @@ class Supervisor:
                     stop.wait(backoff * random.uniform(0.75, 1.25))
                     backoff = min(self.max_backoff_s, backoff * 2)
                     continue
+                if lag_s is STANDBY:
+                    self._beat(None)  # alive; failing or not as its own last round left it
+                    continue
                 backoff = self.min_backoff_s
                 recovered, self._failing = self._failing, False
                 self._beat(lag_s, force=recovered)
@@ -84,6 +101,11 @@ class Supervisor:
             self._quietly(reset)
             if self.heartbeat is not None:
                 self.heartbeat.forget()
+
+    @property
+    def failing(self) -> bool:
+        """Whether this instance's last round of its own failed."""
+        return self._failing
 
     def _failed(self, exc: Exception, backoff: float) -> None:
         self.restarts += 1
@@ -100,7 +122,7 @@ class Supervisor:
         if self.heartbeat is None:
             return
         if force or time.monotonic() - self._last_beat >= self.beat_interval_s:
-            self.heartbeat.beat(restarts=self.restarts, lag_s=lag_s)
+            self.heartbeat.beat(failing=self._failing, restarts=self.restarts, lag_s=lag_s)
             self._last_beat = time.monotonic()
 
     def _quietly(self, reset: Callable[[], None]) -> None:

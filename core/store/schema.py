@@ -10,9 +10,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
+from sqlalchemy import func, select
 
 from core.errors import AbvocError
 from core.store.db import Database
+
+MIGRATION_LOCK = 0x61627663_6D696772
+"""The advisory lock key migrations take on PostgreSQL ("abvc" "migr" in ASCII)."""
 
 
 def alembic_config(db: Database) -> Config:
@@ -31,14 +35,33 @@ def downgrade(db: Database, revision: str = "-1") -> None:
 
 
 def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
-    """Run an Alembic step; a revision it cannot reach is the caller's to fix (AbvocError)."""
-    with db.engine.begin() as conn:
-        cfg = alembic_config(db)
-        cfg.attributes["connection"] = conn
+    """Run an Alembic step, one process at a time; a revision it cannot reach is the caller's
+    to fix (AbvocError).
+
+    Every service migrates as it starts, so several starting at once on a fresh or older
+    database would each run the same DDL, and all but one fail (a duplicate `alembic_version`
+    type on PostgreSQL). On PostgreSQL the step runs under a session-level advisory lock on
+    Alembic's own connection, released only once its transaction has committed, so the next
+    process finds the schema at head and has nothing to do. On SQLite the step's transaction
+    is a write transaction from its BEGIN (BEGIN IMMEDIATE, see core.store.db), which holds
+    the others back the same way."""
+    with db.engine.connect() as conn:
+        locked = conn.dialect.name == "postgresql"
+        if locked:
+            conn.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+            conn.commit()
         try:
-            step(cfg, revision)
-        except CommandError as exc:
-            raise AbvocError(f"cannot migrate to {revision!r}: {exc}") from None
+            with conn.begin():
+                cfg = alembic_config(db)
+                cfg.attributes["connection"] = conn
+                try:
+                    step(cfg, revision)
+                except CommandError as exc:
+                    raise AbvocError(f"cannot migrate to {revision!r}: {exc}") from None
+        finally:
+            if locked:
+                conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
+                conn.commit()
 
 
 def current(db: Database) -> str | None:
