@@ -10,9 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import close_app, create_app
-from app.auth import create_key
 from core.settings import Settings
 from serving.registry import Registry
+from tests.support.keys import bearer
 from workloads.ocr.bundle import register_trained
 
 CANDIDATES = ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed")
@@ -38,9 +38,15 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def _key(app: Flask, *scopes: str) -> dict[str, str]:
-    key = create_key(app.extensions["abvoc"].db, scopes, name="test")["key"]
-    return {"Authorization": f"Bearer {key}"}
+@pytest.fixture
+def v2app(settings: Settings) -> Iterator[Flask]:
+    """The app with no candidate registered: each test registers the bundles it needs."""
+    flask_app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    yield flask_app
+    close_app(flask_app)
+
+
+_key = bearer
 
 
 @pytest.fixture

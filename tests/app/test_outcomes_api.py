@@ -5,7 +5,6 @@ accepted once."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,25 +12,12 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import close_app, create_app
-from app.auth import create_key
 from app.cli import main
 from core import receipts
-from core.settings import Settings
 from core.store.db import utcnow
 from core.store.models import OutboxEvent, OutcomeRequest, ServedPrediction
 from tests.evaluation.helpers import add_experiment
-
-
-@pytest.fixture
-def outcome_app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
-def keys(app: Flask, scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_key(app.extensions['abvoc'].db, [scope])['key']}"}
+from tests.support.keys import bearer
 
 
 def served(app: Flask, pid: str, experiment_id: int | None, arm: str | None = "control") -> dict:
@@ -51,18 +37,18 @@ def stored(app: Flask) -> tuple[int, int]:
 
 
 @pytest.fixture
-def setup(outcome_app: Flask) -> dict[str, Any]:
-    client = outcome_app.test_client()
-    admin = keys(outcome_app, "admin")
-    exp = add_experiment(outcome_app.extensions["abvoc"].db)
+def setup(v2app: Flask) -> dict[str, Any]:
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    exp = add_experiment(v2app.extensions["abvoc"].db)
     for body in ({"name": "won", "kind": "proportion", "direction": "higher", "primary": True},
                  {"name": "score", "kind": "mean", "direction": "higher", "combine": "sum"},
                  {"name": "ctr", "kind": "ratio", "direction": "higher", "numerator": "won",
                   "denominator": "score"}):
         made = client.post(f"/v1/experiments/{exp}/metrics", headers=admin, json=body)
         assert made.status_code == 201, made.get_json()
-    return {"client": client, "admin": admin, "exp": exp, "key": keys(outcome_app, "outcome"),
-            "pred": served(outcome_app, "p1", exp)}
+    return {"client": client, "admin": admin, "exp": exp, "key": bearer(v2app, "outcome"),
+            "pred": served(v2app, "p1", exp)}
 
 
 def post(setup: dict[str, Any], body: Any, **headers: str) -> Any:
@@ -126,7 +112,7 @@ def test_receipts_ids_and_scopes_are_checked(setup: dict[str, Any]) -> None:
     assert missing.status_code == 404 and "does not exist" in missing.get_json()["error"]
     outside = {**served(app, "p-out", None, None), "metric": "won", "value": 1}
     assert "not served in an experiment" in post(setup, outside).get_json()["error"]
-    denied = setup["client"].post("/v1/outcomes", headers=keys(app, "predict"),
+    denied = setup["client"].post("/v1/outcomes", headers=bearer(app, "predict"),
                                   json={**setup["pred"], "metric": "won", "value": 1})
     assert denied.status_code == 403
     assert stored(app) == (0, 0)

@@ -120,7 +120,7 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     wrong_type = client.post("/v1/corrections", headers=corrector, json={**body, "rating": "5"})
     assert wrong_type.status_code == 400 and "rating" in wrong_type.get_json()["error"]
     huge = client.post("/v1/corrections", headers=corrector,
-                       json={**body, "corrected_output": "x" * 5000})
+                       json={**body, "corrected_output": "x" * 10_001})  # an answer's limit
     assert huge.status_code == 400 and "'corrected_output'" in huge.get_json()["error"]
     assert pending_count(app.extensions["abvoc"].db) == 4  # nothing partial stored
 

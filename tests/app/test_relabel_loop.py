@@ -6,7 +6,6 @@ labels through the annotation API -> the unbiased audit accuracy and the shadow'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema_rs
@@ -15,29 +14,16 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 
-from app import close_app, create_app
-from app.auth import create_key
 from app.cli import main
 from app.openapi import openapi_document
 from core.relabel import audited
 from core.settings import Settings
 from core.store.models import Prediction
 from tests.support.bundles import EXAMPLE, copy_example, edit
+from tests.support.keys import bearer
 from tests.support.v2 import CLASSES, drain, experiment, flowers, infer_body, output_of, upload
 
 N = 16
-
-
-@pytest.fixture
-def v2app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
-def key(app: Flask, scope: str, name: str = "") -> dict[str, str]:
-    made = create_key(app.extensions["abvoc"].db, [scope], name=name)
-    return {"Authorization": f"Bearer {made['key']}"}
 
 
 def conforms(body: dict, schema: str) -> None:
@@ -49,8 +35,8 @@ def conforms(body: dict, schema: str) -> None:
 def test_the_relabeling_loop(v2app: Flask, settings: Settings, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     client = v2app.test_client()
-    admin, corrector = key(v2app, "admin"), key(v2app, "correct")
-    annotators = [key(v2app, "annotate", "ann-a"), key(v2app, "annotate", "ann-b")]
+    admin, corrector = bearer(v2app, "admin"), bearer(v2app, "correct")
+    annotators = [bearer(v2app, "annotate", name="ann-a"), bearer(v2app, "annotate", name="ann-b")]
     upload(client, admin, EXAMPLE)
     shadow = copy_example(tmp_path)
     edit(shadow, 'name = "iris-onnx"', 'name = "iris-shadow"')

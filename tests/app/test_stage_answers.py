@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,14 +18,13 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 
-from app import close_app, create_app
-from app.auth import create_key
 from app.cli import main as abvoc
 from core.settings import Settings
 from core.store.models import Prediction, RelabelItem
 from dashboards import feeds
 from serving.bundles import BundleRunner
 from tests.support.bundles import EXAMPLE, edit
+from tests.support.keys import bearer
 from tests.support.v2 import CLASSES, drain, experiment, flowers, infer_body, output_of, upload
 
 # The post stage has a bug: it reads virginica as versicolor. The classifier's own answer says
@@ -75,18 +73,11 @@ def test_batched_requests_each_get_their_own_stage_answers(tmp_path: Path) -> No
         assert outputs["label"][0] == served(model)
 
 
-@pytest.fixture
-def v2app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
 def test_corrections_blame_the_classifier_or_the_post_stage(v2app: Flask, tmp_path: Path,
                                                              settings: Settings) -> None:
     client = v2app.test_client()
     db = v2app.extensions["abvoc"].db
-    admin = {"Authorization": f"Bearer {create_key(db, ['admin'], name='t')['key']}"}
+    admin = bearer(db, "admin")
     upload(client, admin, staged_bundle(tmp_path))
     upload(client, admin, EXAMPLE)
     exp = experiment(client, admin, "flowers", "iris-staged", "iris-onnx")

@@ -5,17 +5,13 @@ stores nothing; a valid label correction of a /v2 prediction reaches the worker'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import close_app, create_app
-from app.auth import create_key
 from core import receipts
-from core.settings import Settings
 from core.store.db import utcnow
 from core.store.models import (
     Correction,
@@ -26,21 +22,11 @@ from core.store.models import (
 )
 from tests.evaluation.helpers import aggregate_totals
 from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
 from tests.support.v2 import CLASSES, drain, flowers, infer_body, output_of, upload
 
 POINT = {"type": "object", "required": ["x", "y"], "additionalProperties": False,
          "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}
-
-
-@pytest.fixture
-def v2app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
-def keys(app: Flask, scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_key(app.extensions['abvoc'].db, [scope])['key']}"}
 
 
 def served(app: Flask, candidate: str, pipeline: dict[str, Any]) -> dict[str, str]:
@@ -89,7 +75,7 @@ def test_the_candidate_output_type_decides_what_a_correction_may_carry(
         v2app: Flask, candidate: str, pipeline: dict[str, Any], refused: list[tuple[Any, str]],
         accepted: Any, carried: Any) -> None:
     client = v2app.test_client()
-    corrector = keys(v2app, "correct")
+    corrector = bearer(v2app, "correct")
     ids = served(v2app, candidate, pipeline)
     before = stored(v2app)
     for value, words in refused:
@@ -110,7 +96,7 @@ def test_the_candidate_output_type_decides_what_a_correction_may_carry(
 
 def test_receipt_is_checked_before_the_prediction_is_looked_up(v2app: Flask) -> None:
     client = v2app.test_client()
-    corrector = keys(v2app, "correct")
+    corrector = bearer(v2app, "correct")
     forged = client.post("/v1/corrections", headers=corrector, json={
         "prediction_id": "nope", "receipt": "0" * 64, "corrected_output": 3})
     assert forged.status_code == 403
@@ -126,7 +112,7 @@ def test_receipt_is_checked_before_the_prediction_is_looked_up(v2app: Flask) -> 
 
 def test_a_label_correction_of_a_v2_prediction_reaches_the_worker(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin, corrector = keys(v2app, "admin"), keys(v2app, "correct")
+    admin, corrector = bearer(v2app, "admin"), bearer(v2app, "correct")
     upload(client, admin, EXAMPLE)
     answers = []
     for i, row in enumerate(flowers(4, seed=3)):
@@ -173,7 +159,7 @@ def test_a_correction_is_checked_against_the_version_that_served(v2app: Flask) -
         s.add(ServedPrediction(prediction_id="p-pinned", candidate="pinned", version="1",
                                created_at=utcnow()))
     ids = {"prediction_id": "p-pinned", "receipt": receipts.sign("test-secret", "p-pinned")}
-    client, corrector = v2app.test_client(), keys(v2app, "correct")
+    client, corrector = v2app.test_client(), bearer(v2app, "correct")
     refused = client.post("/v1/corrections", headers=corrector,
                           json={**ids, "corrected_output": "gamma"})
     assert refused.status_code == 400 and "'setosa'" in refused.get_json()["error"]

@@ -5,38 +5,23 @@ and labeled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import close_app, create_app
-from app.auth import create_key
 from core import events, receipts
 from core.outbox import add_event
-from core.settings import Settings
 from core.store.db import utcnow
 from core.store.models import Correction, Prediction, RelabelItem, ServedPrediction
+from tests.support.keys import bearer
 from tests.support.v2 import drain
 
 WORD_OR_SCORE = {"anyOf": [
     {"type": "object", "required": ["kind", "score"],
      "properties": {"kind": {"type": "string"}, "score": {"type": "number"}}},
     {"type": "string"}]}
-
-
-@pytest.fixture
-def typed_app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
-def key(app: Flask, scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_key(app.extensions['abvoc'].db, [scope])['key']}"}
 
 
 def answered(app: Flask, candidate: str, output_type: str, output: Any,
@@ -63,11 +48,11 @@ def answered(app: Flask, candidate: str, output_type: str, output: Any,
 def corrected_and_claimed(app: Flask, client: FlaskClient, ids: dict[str, str],
                           corrected: Any) -> tuple[dict[str, str], dict[str, Any]]:
     """Post the customer's correction, let the worker store it and queue the item, claim it."""
-    response = client.post("/v1/corrections", headers=key(app, "correct"),
+    response = client.post("/v1/corrections", headers=bearer(app, "correct"),
                            json={**ids, "corrected_output": corrected})
     assert response.status_code == 202, response.get_json()
     drain(app, 1)
-    annotator = key(app, "annotate")
+    annotator = bearer(app, "annotate")
     claimed = client.post("/v1/relabel/claim", headers=annotator, json={}).get_json()["item"]
     assert claimed is not None and claimed["prediction_id"] == ids["prediction_id"]
     shown = client.get(f"/v1/relabel/items/{claimed['id']}", headers=annotator)
@@ -76,10 +61,10 @@ def corrected_and_claimed(app: Flask, client: FlaskClient, ids: dict[str, str],
 
 
 def test_a_number_item_shows_numbers_and_takes_its_correction_back(
-        typed_app: Flask) -> None:
-    client = typed_app.test_client()
-    ids = answered(typed_app, "distance", "number", 16.0)
-    annotator, item = corrected_and_claimed(typed_app, client, ids, 16.093)
+        v2app: Flask) -> None:
+    client = v2app.test_client()
+    ids = answered(v2app, "distance", "number", 16.0)
+    annotator, item = corrected_and_claimed(v2app, client, ids, 16.093)
     assert item["output_type"] == "number"
     assert item["served"]["output"] == 16.0 and isinstance(item["served"]["output"], float)
     corrected = item["correction"]["corrected_output"]
@@ -88,18 +73,18 @@ def test_a_number_item_shows_numbers_and_takes_its_correction_back(
                           json={"label": corrected})
     assert labeled.status_code == 200, labeled.get_json()
     assert labeled.get_json()["verdict"] == "accept"  # the same value: it compares equal
-    done = client.get(f"/v1/relabel/items/{item['id']}", headers=key(typed_app, "admin"))
+    done = client.get(f"/v1/relabel/items/{item['id']}", headers=bearer(v2app, "admin"))
     assert done.get_json()["label"] == 16.093
 
 
-def test_a_json_item_keeps_a_string_answer_a_string(typed_app: Flask) -> None:
-    client = typed_app.test_client()
-    ids = answered(typed_app, "tagger", "json", "big", WORD_OR_SCORE)
-    annotator, item = corrected_and_claimed(typed_app, client, ids,
+def test_a_json_item_keeps_a_string_answer_a_string(v2app: Flask) -> None:
+    client = v2app.test_client()
+    ids = answered(v2app, "tagger", "json", "big", WORD_OR_SCORE)
+    annotator, item = corrected_and_claimed(v2app, client, ids,
                                             {"kind": "a", "score": 2.0})
     assert item["served"]["output"] == "big"  # a JSON string, not text to parse
     assert item["correction"]["corrected_output"] == {"kind": "a", "score": 2}
-    with typed_app.extensions["abvoc"].db.reading() as s:
+    with v2app.extensions["abvoc"].db.reading() as s:
         assert s.get(Prediction, ids["prediction_id"]).output == '"big"'
         assert s.scalars(select(Correction.corrected_output)).one() == \
             '{"kind":"a","score":2}'
@@ -109,18 +94,18 @@ def test_a_json_item_keeps_a_string_answer_a_string(typed_app: Flask) -> None:
     assert labeled.get_json()["verdict"] == "accept"
 
 
-def test_a_long_text_answer_can_be_corrected_and_labeled(typed_app: Flask) -> None:
-    client = typed_app.test_client()
-    ids = answered(typed_app, "writer", "text", "w " * 2500)
+def test_a_long_text_answer_can_be_corrected_and_labeled(v2app: Flask) -> None:
+    client = v2app.test_client()
+    ids = answered(v2app, "writer", "text", "w " * 2500)
     long = "a fixed sentence. " * 167  # 3,006 characters: over the old 2,000
-    annotator, item = corrected_and_claimed(typed_app, client, ids, long)
+    annotator, item = corrected_and_claimed(v2app, client, ids, long)
     assert item["correction"]["corrected_output"] == long
     labeled = client.post(f"/v1/relabel/items/{item['id']}/label", headers=annotator,
                           json={"label": long + "and one more."})
     assert labeled.status_code == 200, labeled.get_json()
-    with typed_app.extensions["abvoc"].db.reading() as s:
+    with v2app.extensions["abvoc"].db.reading() as s:
         assert s.scalars(select(RelabelItem.label)).one() == long + "and one more."
-    over = client.post("/v1/corrections", headers=key(typed_app, "correct"),
+    over = client.post("/v1/corrections", headers=bearer(v2app, "correct"),
                        json={**ids, "corrected_output": "x" * 10_001})
     assert over.status_code == 400 and "the limit is 10000" in over.get_json()["error"]
 

@@ -22,8 +22,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from core.store.models import OutboxEvent, ServedPrediction
-from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
 from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
 from tests.support.stub_server import StubServer, reply
 from tests.support.v2 import experiment, flowers, infer_body, remote_bundle, upload
 
@@ -47,9 +47,9 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:  # noqa: F811
+def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin, predictor, corrector = (keys(v2app, s) for s in ("admin", "predict", "correct"))
+    admin, predictor, corrector = (bearer(v2app, s) for s in ("admin", "predict", "correct"))
     upload(client, admin, EXAMPLE)
     url = "/v2/models/default/infer"
     unit = {"unit_id": "u"}
@@ -168,10 +168,10 @@ def _stuck_bundle(root: Path, release: Path) -> Path:
 
 @pytest.mark.parametrize("failure", ["500", "hang", "stuck stage"])
 def test_failing_arm_is_bounded_counted_and_paused(
-        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path,  # noqa: F811
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path,
         failure: str) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     if failure == "stuck stage":
         release = tmp_path / "release"
@@ -222,10 +222,10 @@ def test_failing_arm_is_bounded_counted_and_paused(
 
 
 def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
-        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path) -> None:  # noqa: F811
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path) -> None:
     bad = stub_server(lambda h, body: reply(h, 500, {"error": "shadow crashed"}))
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500))
     experiment(client, admin, "flowers", "iris-onnx", "iris-onnx",

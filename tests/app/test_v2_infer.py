@@ -17,13 +17,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from app import close_app, create_app
-from app.auth import create_key
-from core.settings import Settings
 from core.store.models import OutboxEvent, ServedPrediction
 from serving.images import encode_png
 from tests.support import inference_servers
 from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
 from tests.support.v2 import (
     CLASSES,
     drain,
@@ -45,22 +43,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[inference_servers.Inferen
     running.stop()
 
 
-@pytest.fixture
-def v2app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
-    yield app
-    close_app(app)
-
-
-def keys(app: Flask, *scopes: str) -> dict[str, str]:
-    key = create_key(app.extensions["abvoc"].db, scopes, name="t")["key"]
-    return {"Authorization": f"Bearer {key}"}
-
-
 def test_bundle_and_remote_server_split_in_one_experiment(
         v2app: Flask, server: inference_servers.InferenceServer, tmp_path: Path) -> None:
     client = v2app.test_client()
-    admin, predictor, corrector = (keys(v2app, s) for s in ("admin", "predict", "correct"))
+    admin, predictor, corrector = (bearer(v2app, s) for s in ("admin", "predict", "correct"))
     remote_name = f"iris-{server.kind.lower()}"
     upload(client, admin, EXAMPLE)
     upload(client, admin, remote_bundle(tmp_path, remote_name, server.url))
@@ -140,7 +126,7 @@ def test_bundle_and_remote_server_split_in_one_experiment(
 def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: Path) -> None:
     """The event is v2: a label, its type and the confidence from the bundle's own tensor."""
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     response = client.post("/v2/models/default/infer", headers=admin,
                            json=infer_body(flowers(1)[:1], "u1"))
@@ -170,7 +156,7 @@ def test_forced_and_held_requests_stay_out_of_the_experiments_figures(v2app: Fla
     and why; their ledger rows are not the arm's routed requests (guardrails, canary steps)
     when forced."""
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     exp = experiment(client, admin, "qa", "iris-onnx", "iris-onnx")
 
@@ -205,9 +191,9 @@ def test_a_predict_key_is_not_told_which_candidate_serves_it(v2app: Flask) -> No
     """An image sent to a scope whose candidate takes tensors: the 400 says where to send it
     but not the candidate's name (only admin keys learn which candidate serves a unit)."""
     client = v2app.test_client()
-    upload(client, keys(v2app, "admin"), EXAMPLE)
+    upload(client, bearer(v2app, "admin"), EXAMPLE)
     image = base64.b64encode(encode_png(np.full((20, 20), 255, np.uint8))).decode()
-    refused = client.post("/v1/predict", headers=keys(v2app, "predict"),
+    refused = client.post("/v1/predict", headers=bearer(v2app, "predict"),
                           json={"image_base64": image, "unit_id": "u1"})
     assert refused.status_code == 400, refused.get_json()
     error = refused.get_json()["error"]
