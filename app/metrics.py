@@ -8,6 +8,7 @@ each process writes its samples there and /metrics sums every process's counts.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from app.auth import Unauthorized, require
+from core.settings import Settings
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -101,11 +105,32 @@ def init_app(app: Flask) -> Metrics:
                               None if started is None else time.perf_counter() - started)
         return response
 
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+    settings: Settings = app.extensions["abvoc"].settings
+    exposition = _guarded(settings, lambda: Response(metrics.exposition(),
+                                                     mimetype=CONTENT_TYPE_LATEST))
+    app.add_url_rule("/metrics", "prometheus_metrics", exposition, methods=["GET"])
 
     return metrics
+
+
+def _guarded(settings: Settings, view: Callable[[], Response]) -> Callable[[], Response]:
+    """/metrics as the settings allow it: its per-candidate series name the candidates, which
+    only admin keys may learn. With ABVOC_METRICS_TOKEN, only that bearer token; in production
+    without one, an admin API key (never open there); in development, open."""
+    token = settings.metrics_token
+    if token:
+        expected = token.reveal().encode()
+
+        def with_token() -> Response:
+            header = request.headers.get("Authorization", "")
+            given = header[7:].strip().encode() if header.startswith("Bearer ") else b""
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized("/metrics needs 'Authorization: Bearer <token>' with the "
+                                   "token set in ABVOC_METRICS_TOKEN")
+            return view()
+
+        return with_token
+    return require("admin")(view) if settings.production else view
 
 
 def part_restarts() -> Counter:

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.auth import current_scopes
 from core.startup import Services
 from serving.experiments import Experiments
 from serving.guardrails import GuardrailMonitor
@@ -50,6 +51,8 @@ def serve(req: PredictRequest) -> dict[str, Any]:
         answer = serving.predict.predict(req)
     except CandidateFailed as failed:
         metrics.count_prediction(failed.candidate, ok=False)
+        if "admin" in current_scopes():  # only admin keys learn the candidate's internals
+            failed.message = failed.detail or failed.message
         raise
     metrics.count_prediction(answer["candidate"], ok=True, seconds=answer["latency_ms"] / 1000)
     return answer

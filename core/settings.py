@@ -6,7 +6,6 @@ Settings are passed through constructors; nothing else in abvoc reads the enviro
 from __future__ import annotations
 
 import contextlib
-import hmac
 import os
 import secrets
 import tomllib
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
+from core.masking import Secret, mask_url
 
 EMBEDDED_BUS = "embedded://"
 SECRET_KEY_FILE = "secret_key"
@@ -27,53 +27,6 @@ PRODUCTION = "production"
 DEVELOPMENT = "development"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)  # any other ABVOC_ENV (`prod`) is refused: a typo
 # must not turn the production safeguards off
-
-
-class Secret:
-    """A secret value that never prints: repr, str, f-strings, %-formatting and logging all show
-    '****'. It is deliberately not a str, so no string operation can leak it by accident; the
-    value comes out only through `reveal()`, at the one place that needs it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if isinstance(value, Secret):
-            value = value.reveal()
-        if not isinstance(value, str):
-            raise TypeError("a Secret wraps a str")
-        object.__setattr__(self, "_value", value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("a Secret is immutable")
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    def __str__(self) -> str:
-        return "****"
-
-    def __format__(self, spec: str) -> str:
-        return format("****", spec)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Secret, (self._value,))
-
-    def masked(self) -> str:
-        return "****" if self else ""
-
-    def reveal(self) -> str:
-        return self._value
 
 
 @dataclass(frozen=True)
@@ -113,27 +66,6 @@ class BusURL:
         return EMBEDDED_BUS if self.kind == "embedded" else "kafka://" + ",".join(self.brokers)
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password replaced, for printing; a URL that does not parse is masked
-    too (everything between the first ':' of the user part and the last '@')."""
-    head, sep, rest = url.partition("://")
-    if not sep:
-        head, rest = "", url
-    # A password holding a raw '@' parses as ending at it: mask up to the last '@' instead.
-    if rest.split("/", 1)[0].count("@") <= 1:
-        try:
-            return make_url(url).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            pass
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hostpart = authority.rpartition("@")
-    hostpart += slash + path
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    return f"{head}{sep}{user}{':***' if colon else ''}@{hostpart}"
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything abvoc needs to start; frozen so a long-running worker cannot drift."""
@@ -152,6 +84,9 @@ class Settings:
     # Served inputs are kept this long for annotators (0: not kept); an input a relabel item
     # holds is kept until the item is gone.
     input_retention_hours: float = 72.0
+    # Bearer token a Prometheus scraper shows for /metrics; without it, production asks for an
+    # admin API key there (per-candidate series name candidates predict keys must not learn).
+    metrics_token: Secret | None = field(default=None, repr=False)
 
     @property
     def production(self) -> bool:
@@ -176,6 +111,7 @@ class Settings:
         out["database_url"] = mask_url(self.database_url)
         out["bus"] = str(self.bus)
         out["secret_key"] = self.secret_key.masked() if self.secret_key else "(unset)"
+        out["metrics_token"] = self.metrics_token.masked() if self.metrics_token else "(unset)"
         return out
 
 
@@ -186,6 +122,7 @@ ENV_KEYS = {  # variable -> setting
     "ABVOC_LOG_LEVEL": "log_level", "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
     "ABVOC_ENV": "environment", "ABVOC_RETENTION_DAYS": "retention_days",
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
+    "ABVOC_METRICS_TOKEN": "metrics_token",
 }
 
 
@@ -313,6 +250,9 @@ def load_settings(
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")
+    if key and environment == PRODUCTION:
+        _check_key_strength(key)
+    metrics_token = _text(values, "metrics_token")
     return Settings(
         data_dir=data_dir,
         database_url=_validate_database_url(database_url),
@@ -327,6 +267,7 @@ def load_settings(
         environment=environment,
         retention_days=retention_days,
         input_retention_hours=input_hours,
+        metrics_token=Secret(metrics_token) if metrics_token else None,
     )
 
 
@@ -362,6 +303,19 @@ def _read_key_file(path: Path) -> Secret | None:
     return Secret(value)
 
 
+MIN_SECRET_KEY_BYTES = 32
+MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _check_key_strength(key: str) -> None:
+    """Refuse a short production key: one receipt (an HMAC of a known id) lets any predict-key
+    holder guess a short key offline, then forge receipts and dashboard sessions with it."""
+    if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"ABVOC_SECRET_KEY is too short for ABVOC_ENV=production: use at least "
+                          f"{MIN_SECRET_KEY_BYTES} random bytes, the same for every process "
+                          f"(make one with `{MAKE_A_KEY}`)")
+
+
 def ensure_secret_key(settings: Settings) -> Settings:
     """Settings with a secret key, for a process that signs or verifies receipts.
 
@@ -375,14 +329,13 @@ def ensure_secret_key(settings: Settings) -> Settings:
         return settings
     if settings.production:
         raise ConfigError("ABVOC_ENV=production needs ABVOC_SECRET_KEY: set it to a long random "
-                          "value, the same for every process (e.g. `python -c 'import secrets; "
-                          "print(secrets.token_urlsafe(32))'`)")
+                          f"value, the same for every process (e.g. `{MAKE_A_KEY}`)")
     path = settings.secret_key_file
     if (existing := _read_key_file(path)) is not None:
         return replace(settings, secret_key=existing)
     tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot keep a secret key in {path} ({exc.strerror}): make "

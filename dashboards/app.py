@@ -53,6 +53,9 @@ def create_dash(server: Flask) -> Dash:
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _route(pathname: str | None) -> Component:
+        # Only a forged request sends a pathname that is not a string: a 400, not a 500.
+        if pathname is not None and not isinstance(pathname, str):
+            raise AbvocError(f"url.pathname must be a string, not {type(pathname).__name__}")
         return page_for(app.strip_relative_path(pathname or PREFIX) or "")
 
     for page in PAGES:

@@ -3,7 +3,11 @@
 - ``GET/POST /dashboard/login`` takes a key, looks it up (only its hash is stored) and keeps the
   key's *id* and roles in Flask's signed session cookie (HttpOnly, SameSite=Lax, Secure in
   production, path ``/dashboard/``); the key itself is never kept. ``POST /dashboard/logout``
-  clears it.
+  clears it and ends, server-side, every session of that key (:mod:`dashboards.sessions`): a
+  copy of the cookie made before it is refused.
+- A session lasts :data:`SESSION_HOURS` from the login, however much it is used: the cookie keeps
+  its login time (signed) and use does not extend it.
+- Failed logins are limited per client address (:mod:`dashboards.throttle`): a 429 after too many.
 - Every other ``/dashboard/`` request needs a live session: pages redirect to the login, Dash's
   own requests (``_dash-*``) get a 401. The key is re-checked (cached a few seconds), so a
   revoked key or a lost scope ends the session.
@@ -20,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -36,8 +41,11 @@ from flask import (
     request,
     session,
 )
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask.wrappers import Request
+
+from dashboards.sessions import SessionEnds
+from dashboards.throttle import Throttle
 
 PREFIX = "/dashboard/"
 ROLES_BY_SCOPE: dict[str, str] = {
@@ -92,24 +100,34 @@ def _dashboard_path(path: str) -> bool:
 
 class DashboardSessions(SecureCookieSessionInterface):
     """Flask's signed cookie sessions, on the dashboard's paths only; elsewhere a request gets
-    Flask's null session (read as empty, never saved)."""
+    Flask's null session (read as empty, never saved). The cookie expires with the session,
+    :data:`SESSION_HOURS` after the login, not after the last request."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not _dashboard_path(request.path):
             return None
         return super().open_session(app, request)
 
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        started = session.get("started")
+        if session.permanent and isinstance(started, int | float):
+            return datetime.fromtimestamp(started, UTC) + timedelta(hours=SESSION_HOURS)
+        return super().get_expiration_time(app, session)
 
-def init_app(server: Flask, keys: KeyBook, secret: str, production: bool) -> None:
+
+def init_app(server: Flask, keys: KeyBook, ends: SessionEnds, secret: str,
+             production: bool) -> None:
     """Configure the session cookie and install the login routes and the guard."""
     server.secret_key = session_key(secret)
     server.session_interface = DashboardSessions()
     server.config.update(
         SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_PATH=PREFIX,
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_SECURE=production, SESSION_REFRESH_EACH_REQUEST=False,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
     server.extensions["abvoc_dashboard_keys"] = keys
+    server.extensions["abvoc_dashboard_sessions"] = ends
+    server.extensions["abvoc_dashboard_throttle"] = Throttle()
     server.register_blueprint(bp)
     server.before_request(_guard)
     server.after_request(_csrf_cookie)
@@ -119,6 +137,18 @@ def _keys() -> KeyBook:
     from flask import current_app
 
     return current_app.extensions["abvoc_dashboard_keys"]
+
+
+def _ends() -> SessionEnds:
+    from flask import current_app
+
+    return current_app.extensions["abvoc_dashboard_sessions"]
+
+
+def _throttle() -> Throttle:
+    from flask import current_app
+
+    return current_app.extensions["abvoc_dashboard_throttle"]
 
 
 def _same_origin() -> bool:
@@ -152,8 +182,11 @@ def _guard() -> Response | None:
         return None
     key_id = session.get("key_id")
     roles = roles_for(_keys().scopes_by_id(int(key_id))) if key_id is not None else frozenset()
+    if roles and not _ends().live(int(key_id), session.get("started"), SESSION_HOURS * 3600):
+        roles = frozenset()  # too old, or ended by a logout (possibly in another browser)
     if not roles:
         session.pop("key_id", None)
+        session.pop("started", None)
         if "/_dash-" in path or path.endswith("_reload-hash") or request.method != "GET":
             return _refuse(401, f"log in first at {PREFIX}login")
         return redirect(f"{PREFIX}login?next={quote(path)}", code=302)
@@ -178,8 +211,10 @@ def _csrf_cookie(response: Response) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path inside the dashboard: never an open redirect."""
-    if not target or not target.startswith(PREFIX) or "//" in target or "\\" in target:
+    """Only a path inside the dashboard: never an open redirect, and no control character
+    (a line break in a Location header is a 500, or a header injected)."""
+    if not target or not target.startswith(PREFIX) or "//" in target or "\\" in target \
+            or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target):
         return PREFIX
     return target
 
@@ -195,10 +230,17 @@ def login() -> Any:
     sent = request.form.get("csrf", "")
     if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
         return _page(target, "The form expired: log in again.", 400)
+    address = request.remote_addr or ""
+    wait = _throttle().wait(address)
+    if wait:
+        page, status = _page(target, "Too many failed logins: try again in a minute.", 429)
+        return page, status, {"Retry-After": str(wait)}
     key = request.form.get("key", "").strip()
     found = _keys().identify(key) if 0 < len(key) <= 200 else None
     if found is None:
+        _throttle().failed(address)
         return _page(target, "This API key is unknown or revoked.", 401)
+    _throttle().succeeded(address)
     key_id, scopes = found
     roles = roles_for(scopes)
     if not roles:
@@ -207,12 +249,15 @@ def login() -> Any:
                              "scope.", 403)
     session.clear()
     session.permanent = True
-    session.update(key_id=key_id, csrf=secrets.token_urlsafe(32))
+    session.update(key_id=key_id, csrf=secrets.token_urlsafe(32), started=time.time())
     return redirect(_safe_next(target), code=303)
 
 
 @bp.post(f"{PREFIX}logout")
 def logout() -> Any:
+    """End every session of this key server-side too: clearing the cookie alone would leave
+    a copy of it working until it expired."""
+    _ends().end(g.dashboard_key_id)
     session.clear()
     response = redirect(f"{PREFIX}login", code=303)
     response.delete_cookie(CSRF_COOKIE, path=PREFIX)

@@ -8,7 +8,7 @@ units that must move change arm.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -89,10 +89,18 @@ def _view(exp: Experiment) -> dict[str, Any]:
         "shadows": exp.shadows, "canary": exp.canary, "guardrails": exp.guardrails,
         "primary_metric": exp.primary_metric,
         "allocation_table": exp.allocation.get("table"),
-        "created_at": exp.created_at.isoformat() if exp.created_at else None,
-        "started_at": exp.started_at.isoformat() if exp.started_at else None,
-        "stopped_at": exp.stopped_at.isoformat() if exp.stopped_at else None,
+        "created_at": _iso(exp.created_at),
+        "started_at": _iso(exp.started_at),
+        "stopped_at": _iso(exp.stopped_at),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset: SQLite hands stored times back naive (they are UTC), so a
+    reread row would otherwise lose the '+00:00' a fresh one has."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def _still_active(s: Session, exp: Experiment) -> None:

@@ -49,6 +49,9 @@ class CandidateFailed(AbvocError):
 
     status = 503
     candidate = ""
+    # The failure's own words (a server's body, an exception, a path): for admin keys, the log
+    # and the event; `message` is what any caller may read.
+    detail = ""
 
 
 @dataclass(frozen=True)
@@ -213,11 +216,7 @@ class PredictService:
         for shadow in () if route.forced else route.shadows:  # no shadows for QA requests
             self.shadows.submit(self._shadow, req, route, shadow)
         if run.failure is not None:
-            failed = CandidateFailed(f"the candidate failed to answer: {run.failure.message} "
-                                     f"(prediction {event['prediction_id']} recorded); try "
-                                     "again", status=run.failure.status)
-            failed.candidate = route.candidate
-            raise failed
+            raise self._failed(req, route.candidate, event["prediction_id"], run.failure)
         assert run.answer is not None
         return {
             "prediction_id": event["prediction_id"],
@@ -232,6 +231,24 @@ class PredictService:
             "experiment_id": route.experiment_id,
             "tensors": run.answer.tensors,
         }
+
+    @staticmethod
+    def _failed(req: PredictRequest, candidate: str, prediction_id: str,
+                failure: AbvocError) -> CandidateFailed:
+        """The caller's error: what anyone may act on in `message` (no candidate internals: a
+        predict key must not learn a remote's URL or body, or a stage's paths), the rest in
+        `detail` and the log."""
+        shown = (f"the candidate failed to answer; prediction {prediction_id} was recorded; "
+                 "try again")
+        if req.request_id is not None:
+            shown += f" (request id {req.request_id[:200]!r})"
+        failed = CandidateFailed(shown, status=failure.status)
+        failed.candidate = candidate
+        failed.detail = (f"the candidate failed to answer: {failure.message} (prediction "
+                         f"{prediction_id} recorded); try again")
+        log.warning("candidate %s failed on prediction %s: %s", candidate, prediction_id,
+                    failure.message)
+        return failed
 
     def _shadow(self, req: PredictRequest, route: Route, shadow: Shadow) -> None:
         try:

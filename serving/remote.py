@@ -38,6 +38,7 @@ import orjson
 import pycurl
 
 from core.errors import AbvocError
+from core.masking import hide_userinfo
 from core.v2_binary import BINARY_OUTPUT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, read_tensor, split, to_binary
@@ -150,6 +151,7 @@ class RemoteClient:
         if timeout_ms <= 0 or retries < 0 or pool_size < 1:
             raise ValueError("timeout_ms must be positive, retries >= 0, pool_size >= 1")
         self.url = url.rstrip("/")
+        self.shown_url = hide_userinfo(self.url)  # what messages and logs name: no credentials
         self.model = model
         self.version = version
         self.timeout_s = timeout_ms / 1000.0
@@ -294,7 +296,8 @@ class RemoteClient:
     def _failed(self, exc: pycurl.error, received: _Body) -> RemoteError:
         """libcurl's error as the caller's: timed out, too large, broke off or unreachable."""
         code = exc.args[0]
-        reason = str(exc.args[1] if len(exc.args) > 1 else exc)[:300]
+        reason = str(exc.args[1] if len(exc.args) > 1 else exc)
+        reason = reason.replace(self.url, self.shown_url)[:300]  # libcurl may quote the URL
         if code == pycurl.E_OPERATION_TIMEDOUT:
             return self._timeout()
         if received.too_large:
@@ -333,7 +336,7 @@ class RemoteClient:
 
     def _what(self) -> str:
         version = f" version {self.version}" if self.version is not None else ""
-        return f"remote model {self.model!r}{version} at {self.url}"
+        return f"remote model {self.model!r}{version} at {self.shown_url}"
 
 
 def _loads(data: bytes) -> Any:

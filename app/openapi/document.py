@@ -34,9 +34,13 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/readyz": {"get": {"summary": "Readiness of the store and the bus", "responses": {
             "200": json_response({"type": "object"}),
             "503": json_response({"type": "object"}, "Not ready")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics: with ABVOC_METRICS_TOKEN set, only for 'Authorization: "
+                       "Bearer <token>'; in production without it, for admin keys",
+            "responses": {"200": {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": json_response({"type": "object"}, "No or a wrong token (or key)")}}},
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": json_response({"type": "object"})}}},
         "/v1/predict": {"post": {

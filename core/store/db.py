@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -145,11 +147,20 @@ def _sqlite_folder(db_path: str, create: bool) -> None:
                               "`abvoc db upgrade` to make one")
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner-only, as made here
+        _owner_only_file(path)
     except OSError as exc:
         raise ConfigError(f"the store's folder {path.parent} cannot be made "
                           f"({exc.strerror or exc}): set ABVOC_DATA_DIR or ABVOC_DATABASE_URL "
                           "to a writable place") from None
+
+
+def _owner_only_file(path: Path) -> None:
+    """Create a new store file readable by its owner only (it holds customers' comments and
+    kept inputs): an empty file is an empty SQLite database, and SQLite gives its -wal and -shm
+    files the database file's mode. An existing file is left as the operator set it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def make_engine(url: str, *, create: bool = True, **kwargs) -> Engine:

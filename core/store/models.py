@@ -298,6 +298,8 @@ class ApiKey(Base):
     scopes: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The last dashboard logout: sessions this key started before it are over.
+    sessions_ended_at: Mapped[datetime | None]
 
 
 class ServedPrediction(Base):

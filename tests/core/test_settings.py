@@ -130,8 +130,9 @@ def test_production_without_a_key_refuses_to_start(tmp_path) -> None:  # noqa: A
     ensure_secret_key(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)}))
     with pytest.raises(ConfigError, match="ABVOC_SECRET_KEY"):
         ensure_secret_key(load_settings(env=env))
-    ready = ensure_secret_key(load_settings(env={**env, "ABVOC_SECRET_KEY": "k"}))
-    assert ready.secret_key == Secret("k") and ready.production
+    key = "k" * 32
+    ready = ensure_secret_key(load_settings(env={**env, "ABVOC_SECRET_KEY": key}))
+    assert ready.secret_key == Secret(key) and ready.production
 
 
 @pytest.mark.parametrize("url", ["kafka://u:hunter2@broker", "rabbit://u:hunter2@h:1"])

@@ -10,6 +10,8 @@ import pytest
 from core.errors import ConfigError
 from core.settings import load_settings
 
+KEY = "a-production-key-of-at-least-32-bytes"  # production refuses shorter keys
+
 
 def _load(tmp_path: Path, toml: str, **env: str) -> object:
     config = tmp_path / "abvoc.toml"
@@ -19,13 +21,13 @@ def _load(tmp_path: Path, toml: str, **env: str) -> object:
 
 def test_config_file_keys_are_the_lower_case_names_without_the_prefix(tmp_path: Path) -> None:
     settings = _load(tmp_path, 'bus_url = "kafka://127.0.0.1:9092"\nenv = "production"\n'
-                               'secret_key = "k"\n')
+                               f'secret_key = "{KEY}"\n')
     assert str(settings.bus) == "kafka://127.0.0.1:9092" and settings.production
 
 
 def test_the_older_keys_still_work(tmp_path: Path) -> None:
     settings = _load(tmp_path, 'bus = "kafka://127.0.0.1:9092"\nenvironment = "production"\n'
-                               'secret_key = "k"\n')
+                               f'secret_key = "{KEY}"\n')
     assert str(settings.bus) == "kafka://127.0.0.1:9092" and settings.production
 
 
@@ -45,7 +47,7 @@ def test_a_setting_given_under_both_names_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["prod", "staging", "test", "Production "])
 def test_abvoc_env_takes_only_development_or_production(tmp_path: Path, value: str) -> None:
-    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_ENV": value, "ABVOC_SECRET_KEY": "k"}
+    env = {"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_ENV": value, "ABVOC_SECRET_KEY": KEY}
     if value.strip().lower() == "production":
         assert load_settings(env=env).production
         return

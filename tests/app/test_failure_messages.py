@@ -1,0 +1,80 @@
+"""A candidate that fails tells a predict key only what it can act on (status, the recorded
+prediction id, try again); its internals (a remote's URL credentials and body, a stage's
+exception and paths) reach admin keys and the log only. Found by a security pass: a predict key
+read a remote URL's password and a server's config path from a 502."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from serving.remote import RemoteClient
+from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
+from tests.support.stub_server import StubServer, reply
+from tests.support.v2 import flowers, infer_body, remote_bundle, upload
+
+INTERNALS = "INTERNAL db password=hunter2 at /srv/internal/config.yaml"
+
+
+def _raising_bundle(root: Path) -> Path:
+    """The example bundle whose Python stage raises with a path and a database URL in its words."""
+    folder = root / "iris-raising"
+    shutil.copytree(EXAMPLE, folder)
+    with (folder / "post.py").open("a") as post:
+        post.write("\n\ndef boom(tensors):\n    raise RuntimeError("
+                   "'cannot read /srv/team/post.py; DATABASE_URL=sqlite:////srv/x.db')\n")
+    manifest = folder / "candidate.toml"
+    text = manifest.read_text().replace('name = "iris-onnx"', 'name = "iris-raising"')
+    manifest.write_text(text.replace('"post:to_label"', '"post:boom"'))
+    return folder
+
+
+@pytest.mark.parametrize("failure", ["remote 500", "raising stage"])
+def test_a_predict_key_gets_no_candidate_internals_but_an_admin_does(
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path, failure: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = v2app.test_client()
+    admin, predictor = bearer(v2app, "admin"), bearer(v2app, "predict")
+    upload(client, admin, EXAMPLE)
+    if failure == "remote 500":
+        bad = stub_server(lambda h, body: reply(h, 500, {"error": INTERNALS}))
+        url = bad.url.replace("http://", "http://svc:s3cretpw@")
+        upload(client, admin, remote_bundle(tmp_path, "iris-broken", url, timeout_ms=2000))
+        secrets_ = ("s3cretpw", "svc:", "hunter2", "/srv/internal", "iris-broken")
+    else:
+        upload(client, admin, _raising_bundle(tmp_path))  # the newest: the default candidate
+        secrets_ = ("RuntimeError", "/srv/team", "DATABASE_URL", "iris-raising")
+    body = infer_body(flowers(1)[0][None], "unit-1", id="req-7")
+    with caplog.at_level(logging.WARNING):
+        shown = client.post("/v2/models/default/infer", headers=predictor, json=body)
+    assert shown.status_code == (502 if failure == "remote 500" else 503), shown.get_json()
+    error = shown.get_json()["error"]
+    assert "failed to answer" in error and "recorded" in error and "try again" in error
+    assert "req-7" in error
+    for secret in secrets_:
+        assert secret not in error, (secret, error)
+
+    told = client.post("/v2/models/default/infer", headers=admin, json=body)
+    detail = told.get_json()["error"]
+    assert told.status_code == shown.status_code and "recorded" in detail
+    assert ("hunter2" if failure == "remote 500" else "DATABASE_URL") in detail
+    logged = caplog.text
+    assert ("hunter2" if failure == "remote 500" else "/srv/team") in logged
+    assert "s3cretpw" not in detail and "s3cretpw" not in logged
+
+
+def test_a_remote_url_s_credentials_are_never_in_its_messages() -> None:
+    client = RemoteClient("http://svc:s3cretpw@127.0.0.1:9/", "iris", timeout_ms=200)
+    try:
+        with pytest.raises(Exception) as failed:
+            client.infer({"x": flowers(1)})
+        assert "s3cretpw" not in str(failed.value) and "svc" not in str(failed.value)
+        assert "http://***@127.0.0.1:9" in str(failed.value)
+    finally:
+        client.close()
