@@ -6,7 +6,8 @@ its lease run out: an abandoned claim returns to the queue by itself, no sweeper
 claim is a conditional UPDATE that re-checks claimability (``WHERE id = ? AND (open OR
 expired)``), so of two annotators racing for one item exactly one gets it; on PostgreSQL the
 candidates are read ``FOR UPDATE SKIP LOCKED`` so racers take different items instead of
-waiting, and on SQLite writers are serialised (``BEGIN IMMEDIATE``).
+waiting, and on SQLite writers are serialised (``BEGIN IMMEDIATE``). An annotator holds one
+live lease at most: claiming again returns the item held, its lease not extended.
 
 **Labels.** A label is checked against the output type of the item's candidate
 (:func:`core.output_types.check_output`) and stored in the store's text form. Where the item's
@@ -37,6 +38,9 @@ LEASE_S = 600
 MAX_LEASE_S = 3600
 _CANDIDATES = 8
 STATUSES = ("open", "leased", "review", "flagged", "done", "dropped")
+# The first half of the two-key advisory lock one annotator's claims take turns on (PostgreSQL;
+# "abvc" in ASCII; the two-key form shares no keys with the one-key locks elsewhere).
+CLAIM_LOCK = 0x61627663
 
 
 def output_kind(s: Session, candidate: str | None,
@@ -60,9 +64,20 @@ def _claimable(now: Any) -> Any:
     return or_(r.status == "open", and_(r.status == "leased", r.lease_until < now))
 
 
+def _live_lease(s: Session, annotator: str, now: Any) -> RelabelItem | None:
+    """The item `annotator` holds now, if any (at most one: see :func:`claim`)."""
+    r = RelabelItem
+    return s.scalars(select(r).where(r.status == "leased", r.lease_owner == annotator,
+                                     r.lease_until >= now).order_by(r.id).limit(1)).first()
+
+
 def claim(db: Database, annotator: str, queue: str | None = None,
           lease_s: int = LEASE_S) -> dict[str, Any] | None:
-    """Lease the most urgent item the annotator may take; None when the queue has none."""
+    """Lease the most urgent item the annotator may take; None when the queue has none.
+
+    An annotator holds at most one live lease: claiming again returns the item already held,
+    whatever `queue` asks for, with its lease as it was (not extended), so one key cannot lease
+    a whole queue and lock the other annotators out. Label, skip or flag it to get the next."""
     r, lb = RelabelItem, RelabelLabel
     if not 1 <= lease_s <= MAX_LEASE_S:
         raise AbvocError(f"'lease_s' must be from 1 to {MAX_LEASE_S} seconds")
@@ -71,6 +86,14 @@ def claim(db: Database, annotator: str, queue: str | None = None,
     for _ in range(5):
         with db.session() as s:
             now = utcnow()
+            if db.dialect == "postgresql":
+                # One claim per annotator at a time, so two racing claims of one key cannot
+                # both find no lease held and lease two items (SQLite serialises writers).
+                s.execute(select(func.pg_advisory_xact_lock(
+                    CLAIM_LOCK, func.hashtext(annotator))))
+            held = _live_lease(s, annotator, now)
+            if held is not None:
+                return item_view(s, held, output_kind(s, held.candidate, held.prediction_id))
             seen = select(lb.item_id).where(lb.annotator == annotator,
                                             lb.action.in_(("label", "skip")))
             query = (select(r.id).where(_claimable(now), r.id.not_in(seen))

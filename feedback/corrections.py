@@ -75,14 +75,27 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def scoped_key(caller: int | None, idempotency_key: str) -> str:
+    """The stored form of an Idempotency-Key: the calling API key's id and the header's hash.
+    Scoped so that one client can neither probe nor pre-claim another's keys; hashed so that
+    any header of up to 128 characters fits the 128-character column with its scope (and can
+    never equal a keyless request's body digest, which has no ``k`` prefix)."""
+    if caller is None:
+        raise ValueError("an Idempotency-Key needs the id of the API key that sent it")
+    return f"k{caller}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
 def submit_correction(db: Database, settings: Settings, body: Any,
-                      idempotency_key: str | None = None) -> dict[str, Any]:
-    """Accept a correction once; the same request again returns the first one's id."""
+                      idempotency_key: str | None = None, *,
+                      caller: int | None = None) -> dict[str, Any]:
+    """Accept a correction once; the same request again returns the first one's id. A key
+    given is the caller's own (`caller`: the API key's id): another API key may use the same
+    one for another correction."""
     checked = _check(body)
     digest = _request_hash(checked)
-    key = idempotency_key or digest
-    if len(key) > 128:
+    if idempotency_key and len(idempotency_key) > 128:
         raise AbvocError("the Idempotency-Key header must be at most 128 characters")
+    key = scoped_key(caller, idempotency_key) if idempotency_key else digest
     # The receipt first: it needs no lookup, so a caller without one learns nothing about which
     # prediction ids exist.
     if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):

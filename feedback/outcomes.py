@@ -27,6 +27,7 @@ from core.outcome_metrics import check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
+from feedback.corrections import scoped_key
 
 FIELDS = {"prediction_id", "receipt", "unit_id", "experiment_id", "metric", "value",
           "observed_at", "event_id"}
@@ -105,6 +106,34 @@ def _check(body: Any) -> dict[str, Any]:
     return checked
 
 
+def _undefined(s: Session, experiment_id: int, name: str, admin: bool) -> str:
+    """Why an undefined metric is refused. Only an admin key is told the defined names: they
+    are the experiment owner's, and an outcome key (a product's) has no business listing them."""
+    where = f"metric {name!r} is not defined on experiment {experiment_id}"
+    if not admin:
+        return (f"{where}; ask the experiment's owner for its metric names (an admin key sees "
+                f"them with GET /v1/experiments/{experiment_id}/metrics)")
+    known = sorted(s.scalars(select(ExperimentMetric.name).where(
+        ExperimentMetric.experiment_id == experiment_id)).all())
+    return (f"{where}; defined: {known or 'none'} (define it with "
+            f"POST /v1/experiments/{experiment_id}/metrics)")
+
+
+def _after_creation(s: Session, experiment_id: int, when: datetime) -> None:
+    """Refuse an outcome dated before its experiment existed: no unit or prediction of it can
+    have had an outcome then, and such a date is a sender's bug (or made up)."""
+    experiment = s.get(Experiment, experiment_id)
+    created = None if experiment is None else experiment.created_at
+    if created is None:
+        return
+    if created.tzinfo is None:  # SQLite hands back naive UTC
+        created = created.replace(tzinfo=UTC)
+    if when < created:
+        raise AbvocError(f"'observed_at' {when.isoformat()} is before experiment "
+                         f"{experiment_id} was created ({created.isoformat()}); send when the "
+                         "outcome happened")
+
+
 def _request_hash(checked: dict[str, Any]) -> str:
     fields = {k: checked[k] for k in ("prediction_id", "unit_id", "experiment_id", "metric",
                                       "value", "event_id")}
@@ -113,9 +142,12 @@ def _request_hash(checked: dict[str, Any]) -> str:
 
 
 def submit_outcome(db: Database, settings: Settings, body: Any,
-                   idempotency_key: str | None = None) -> dict[str, Any]:
-    """Accept an outcome once; the same request again (same Idempotency-Key, same event_id, or
-    the same body) returns the first one's id."""
+                   idempotency_key: str | None = None, *,
+                   caller: int | None = None, admin: bool = False) -> dict[str, Any]:
+    """Accept an outcome once; the same request again (same Idempotency-Key from the same API
+    key `caller`, same event_id, or the same body) returns the first one's id. Only the header
+    key is per caller: event ids and bodies name the outcome itself, whoever sends it. `admin`:
+    the caller may see the experiment's metric names (in the error for an undefined one)."""
     checked = _check(body)
     checked["given_time"] = body.get("observed_at") is not None
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
@@ -143,15 +175,14 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                 raise NotFound(f"experiment {experiment_id} does not exist")
         metric = s.get(ExperimentMetric, (experiment_id, checked["metric"]))
         if metric is None:
-            known = sorted(s.scalars(select(ExperimentMetric.name).where(
-                ExperimentMetric.experiment_id == experiment_id)).all())
-            raise AbvocError(f"metric {checked['metric']!r} is not defined on experiment "
-                             f"{experiment_id}; defined: {known or 'none'} (define it with "
-                             f"POST /v1/experiments/{experiment_id}/metrics)")
+            raise AbvocError(_undefined(s, experiment_id, checked["metric"], admin))
+        if checked["given_time"]:
+            _after_creation(s, experiment_id, checked["observed_at"])
         value = check_value(metric.name, metric.kind, checked["value"])
         checked["value"] = value
         digest = _request_hash(checked)
-        keys = _identities(idempotency_key, checked["event_id"], digest)
+        keys = _identities(None if idempotency_key is None else
+                           scoped_key(caller, idempotency_key), checked["event_id"], digest)
         existing = _existing(s, keys, digest)
     if existing is not None:
         return existing

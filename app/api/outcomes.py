@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from app.api.corrections import caller_id
 from app.api.experiments import EXP
-from app.auth import require
+from app.auth import current_scopes, require
 from core.errors import AbvocError
 from evaluation.metric_definitions import define_metric, list_metrics
 from feedback.outcomes import submit_outcome
@@ -22,8 +23,10 @@ def record_outcome():  # noqa: ANN201
         raise AbvocError("send a JSON object with metric, value and either prediction_id and "
                          "receipt, or unit_id and experiment_id")
     services = current_app.extensions["abvoc"]
-    accepted = submit_outcome(services.db, services.settings, body,
-                              request.headers.get("Idempotency-Key"))
+    idempotency_key = request.headers.get("Idempotency-Key")
+    accepted = submit_outcome(services.db, services.settings, body, idempotency_key,
+                              caller=caller_id() if idempotency_key is not None else None,
+                              admin="admin" in current_scopes())
     return jsonify(accepted), 202
 
 
