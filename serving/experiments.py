@@ -42,6 +42,26 @@ def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
         ref["version"] = row.version
 
 
+def _check_compatible(s: Any, refs: list[dict[str, Any]]) -> None:
+    """Every arm and shadow must take the requests the scope gets and answer in one output
+    type: a unit routed to an arm whose candidate takes other inputs would fail on every
+    request (sticky assignment), unseen by the figures and the guardrails."""
+    first: tuple[str, Any] | None = None
+    for ref in refs:
+        pipeline = s.scalar(select(Candidate.pipeline).where(
+            Candidate.name == ref["candidate"], Candidate.version == ref["version"])) or {}
+        contract = (pipeline.get("takes"), pipeline.get("inputs"),
+                    (pipeline.get("output") or {}).get("type"))
+        label = f"{ref.get('name') or 'shadow'} ({ref['candidate']} v{ref['version']})"
+        if first is None:
+            first = (label, contract)
+        elif contract != first[1]:
+            what = ("inputs" if contract[:2] != first[1][:2] else "output type")
+            raise fail(f"arm {label} and {first[0]} differ in their {what}: every arm and "
+                       "shadow of an experiment must take the same requests and answer in "
+                       "the same output type")
+
+
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
     """The weights traffic follows now: configured ones, with the canary's current step, and
     paused arms' traffic handed to control."""
@@ -131,6 +151,7 @@ class Experiments:
                 raise fail(f"candidates not registered: {sorted(wanted - known)}; "
                             "see `abvoc candidates list`")
             _pin_versions(s, [*arms, *shadows])
+            _check_compatible(s, [*arms, *shadows])
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {name!r} exists already")
             exp = Experiment(**checked, status="draft", status_reason="", created_at=utcnow())
