@@ -70,6 +70,12 @@ class Finite(click.FloatRange):
 
     name = "finite float range"
 
+    def _describe_range(self) -> str:
+        # click writes an unbounded side as None ("x<=None"); say what is allowed instead.
+        if self.min is None and self.max is None:
+            return "any finite number"
+        return super()._describe_range()
+
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)

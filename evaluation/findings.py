@@ -144,15 +144,16 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
         if top is not None and top["excess"] > 0 and top["p_value"] < alpha:
             gap = gaps.get(cand, 0.0)
             explains = top["excess"] >= EXPLAINS * gap
+            shown = distinct_percents(top["output_share"], top["label_share"])
             out.append({
                 "kind": "prediction_shift", "candidate": cand[0], "version": cand[1],
                 "slice": "all",
                 "label": top["label"], "severity": max(top["excess"], gap) if explains
                 else top["excess"], "p_value": top["p_value"],
                 "explanation": (
-                    f"{names[cand]} answers {top['label']!r} on {top['output_share']:.0%} of "
+                    f"{names[cand]} answers {top['label']!r} on {shown[0]} of "
                     f"online requests, but corrections put the true share of {top['label']!r} "
-                    f"at about {top['label_share']:.0%}: it over-predicts {top['label']!r} on "
+                    f"at about {shown[1]}: it over-predicts {top['label']!r} on "
                     f"online inputs, so relabel its {top['label']!r} answers and retrain on "
                     "online-like data."),
             })
@@ -226,3 +227,13 @@ def rank_findings(slices: list[dict[str, Any]], mixes: list[dict[str, Any]],
     for rank, f in enumerate(findings, 1):
         f["rank"] = rank
     return findings
+
+
+def distinct_percents(a: float, b: float) -> tuple[str, str]:
+    """Two shares as percentages with just enough decimals to tell them apart (98.4% against
+    98.0%, not 98% against 98%), so a sentence never contradicts itself."""
+    for digits in range(4):
+        shown = (f"{a:.{digits}%}", f"{b:.{digits}%}")
+        if shown[0] != shown[1]:
+            return shown
+    return shown

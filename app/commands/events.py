@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
+from core.errors import AbvocError
 
 
 @click.group()
@@ -63,6 +64,8 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
                                secret=settings.secret_key)
         out = replay_parked(db, consumer, topic=topic, reason_contains=reason_contains,
                             parked_id=parked_id)
+    if parked_id is not None and not out["replayed"] and not out["truncated"]:
+        raise AbvocError(f"no parked event has id {parked_id}; `abvoc events parked` lists them")
     emit(out, as_json, f"replayed {out['replayed']}: applied {out['applied']}, already "
                        f"applied {out['already_applied']}, still parked {out['still_parked']}"
                        + (f", {out['truncated']} left (payload cut)" if out["truncated"] else ""))

@@ -114,3 +114,5 @@ def test_the_events_commands_list_and_replay(db: Database, database_url: str, tm
     assert rest.exit_code == 0, rest.output
     assert f"applied {N - 1}" in rest.output
     assert _count(db, ParkedEvent) == 0 and _count(db, Correction) == N
+    gone = CliRunner().invoke(main, ["events", "replay", "--id", str(first_id)])
+    assert gone.exit_code == 2 and f"no parked event has id {first_id}" in gone.output
