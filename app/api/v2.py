@@ -92,21 +92,23 @@ def ready():  # noqa: ANN201
     return jsonify({"ready": True})
 
 
-def _candidate_of(scope: str) -> str:
-    """The candidate the scope serves by default: its experiment's control arm, else the
-    service's default candidate (as the router would route a request outside experiments)."""
+def _candidate_of(scope: str) -> tuple[str, str | None]:
+    """The candidate and version the scope serves by default: its experiment's control arm at
+    the version the experiment pinned (not a newer one registered since), else the service's
+    default candidate's newest version (as the router routes a request outside experiments)."""
     serving = _serving()
     experiment = serving.router.experiment(scope)
     if experiment is not None:
-        return next(a["candidate"] for a in experiment["arms"] if a["control"])
-    return serving.predict.default_candidate()
+        control = next(a for a in experiment["arms"] if a["control"])
+        return control["candidate"], control.get("version")
+    return serving.predict.default_candidate(), None
 
 
 @bp.get("/v2/models/<scope>")
 @require("predict")
 def metadata(scope: str):  # noqa: ANN201
     scope = _scope(scope)
-    info = _serving().registry.get(_candidate_of(scope))
+    info = _serving().registry.get(*_candidate_of(scope))
     described = info.pipeline
     if described.get("kind") not in ("bundle", "remote") or described.get("takes") == "image":
         raise AbvocError(f"scope {scope!r} serves images (candidate of kind "
@@ -131,7 +133,7 @@ def metadata(scope: str):  # noqa: ANN201
 @require("predict")
 def model_ready(scope: str):  # noqa: ANN201
     scope = _scope(scope)
-    candidate = _serving().pool.get(_candidate_of(scope))
+    candidate = _serving().pool.get(*_candidate_of(scope))
     if candidate.accepts != TENSORS:
         raise AbvocError(f"scope {scope!r} serves images, not V2 tensors: use POST /v1/predict")
     client = getattr(candidate, "client", None)
