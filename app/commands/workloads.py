@@ -30,7 +30,7 @@ def gameplay_group() -> None:
 @click.option("--train-matches", type=click.IntRange(min=10), default=400, show_default=True,
               help="Logged matches to train each candidate on.")
 @click.option("--heldout-matches", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Idle-heavy matches in the held-out offline-test log.")
+              help="Matches in each held-out offline-test log (idle-heavy, and play).")
 @click.option("--eval-matches", type=click.IntRange(min=0), default=200, show_default=True,
               help="Matches each bundle plays against the scripted opponents (0: none).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)

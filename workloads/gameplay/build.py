@@ -106,8 +106,9 @@ def build(out: Path, config: BuildConfig | None = None, say: Say | None = None,
                                "offline_test_set": {"path": str(out / HELDOUT_BY_LOGS[cand.logs]),
                                                     "states": len(own),
                                                     "accuracy": accuracy(net, own)}}
-        say(f"{name} v{version}: offline accuracy {row['offline_accuracy']:.3f} on the "
-            f"held-out idle-heavy log -> {folder}")
+        say(f"{name} v{version}: accuracy {row['offline_accuracy']:.3f} on the held-out "
+            f"idle-heavy log, {row['offline_test_set']['accuracy']:.3f} on the held-out log of "
+            f"the play it learned from (its offline test) -> {folder}")
         if games:
             with bundle_bot(folder) as bot:
                 row["online"] = summarize(play_matches(bot, games))
