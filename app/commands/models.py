@@ -84,7 +84,7 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
 def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  # noqa: ANN001
                      as_json: bool) -> None:
     """The offline results, then each requirement the test holds (size limit, accuracy floor)
-    with its limit, the measured figure and pass or fail."""
+    with its limit, the measured figure and pass or fail; exit status 1 when one fails."""
     from serving.registry import Registry, offline_checks
 
     with open_db(ctx) as db:
@@ -97,6 +97,9 @@ def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  #
         verdict = {True: "PASS", False: "FAIL", None: "NOT CHECKED"}[c["passed"]]
         lines.append(f"requirement {c['requirement']} {bound} {c['limit']:g}: {shown} {verdict}")
     emit({**results, "requirement_checks": checks}, as_json, "\n".join(lines))
+    if any(c["passed"] is False for c in checks):
+        # Printed in full first; the status is what a release script checks.
+        click.get_current_context().exit(1)
 
 
 class ProgressLine:
