@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from app.compressed import BodyError, InflateBodies, _compressed, inflate
 from core.store.models import Experiment, OutboxEvent
-from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
 from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
 from tests.support.v2 import flowers, infer_body, output_of, upload
 
 LIMIT = 1 << 20
@@ -50,9 +50,9 @@ def test_inflate_reads_gzip_and_deflate_and_refuses_the_rest() -> None:
         assert refused.value.status == status
 
 
-def test_compressed_bodies_reach_every_route_as_sent(v2app: Flask) -> None:  # noqa: F811
+def test_compressed_bodies_reach_every_route_as_sent(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     assert isinstance(v2app.wsgi_app, InflateBodies)
     body = json.dumps(infer_body(flowers(1), "u1")).encode()
@@ -80,9 +80,9 @@ def test_compressed_bodies_reach_every_route_as_sent(v2app: Flask) -> None:  # n
     assert sneaky.status_code == 400 and "'name'" in sneaky.get_json()["error"]
 
 
-def test_bad_encodings_and_bombs_are_4xx_that_store_nothing(v2app: Flask) -> None:  # noqa: F811
+def test_bad_encodings_and_bombs_are_4xx_that_store_nothing(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
 
     def stored() -> tuple[int, int]:
@@ -112,7 +112,7 @@ def test_bad_encodings_and_bombs_are_4xx_that_store_nothing(v2app: Flask) -> Non
     assert stored() == before
 
 
-def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None:  # noqa: F811
+def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None:
     import brotli
     from backports import zstd
 
@@ -155,7 +155,7 @@ def test_answers_are_compressed_for_clients_that_accept_it(v2app: Flask) -> None
     assert again.status_code == 304 and sent == []
     assert again.get_data() == body.encode()  # never sent, so never compressed
     # The metrics too; a V2 answer of one prediction is under the 1 KiB threshold: plain.
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     for i in range(3):
         assert client.post("/v2/models/default/infer", headers=admin,

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.bundles.binary import HEADER
-from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
 from tests.support.bundles import EXAMPLE
+from tests.support.keys import bearer
 from tests.support.v2 import flowers, infer_body, output_of, upload
 
 URL = "/v2/models/default/infer"
@@ -44,9 +44,9 @@ def _stored(app: Flask) -> tuple[int, int]:
                 s.scalar(select(func.count()).select_from(ServedPrediction)))
 
 
-def test_binary_inputs_and_outputs(v2app: Flask) -> None:  # noqa: F811
+def test_binary_inputs_and_outputs(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     as_json = client.post(URL, headers=admin, json=infer_body(ROW, "u1"))
     assert as_json.status_code == 200, as_json.get_json()
@@ -114,9 +114,9 @@ def test_binary_inputs_and_outputs(v2app: Flask) -> None:  # noqa: F811
     assert base64.b64decode(as_base64["data"][0]).decode() == label["data"][0]
 
 
-def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> None:  # noqa: F811
+def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     before = _stored(v2app)
     raw = ROW.astype("<f4").tobytes()
@@ -165,9 +165,9 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
     assert _stored(v2app) == before
 
 
-def test_inference_bodies_may_be_larger_than_other_bodies(v2app: Flask) -> None:  # noqa: F811
+def test_inference_bodies_may_be_larger_than_other_bodies(v2app: Flask) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     padded = json.dumps(infer_body(ROW, "u1")).encode()[:-1] + b" " * (6 << 20) + b"}"
     assert client.post(URL, headers=admin, data=padded,

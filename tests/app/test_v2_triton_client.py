@@ -12,19 +12,19 @@ import numpy as np
 import onnxruntime as ort
 from flask import Flask
 
-from tests.app.test_v2_infer import keys, v2app  # noqa: F401 - the app fixture
 from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.inference_servers import triton_client
+from tests.support.keys import bearer
 from tests.support.live import serve
 from tests.support.v2 import CLASSES, drain, experiment, flowers, upload
 
 ROWS = 12
 
 
-def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,  # noqa: F811
+def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,
                                                           tmp_path: Path) -> None:
     client = v2app.test_client()
-    admin = keys(v2app, "admin")
+    admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
     treatment = copy_example(tmp_path)  # the same model under a second name
     edit(treatment, 'name = "iris-onnx"', 'name = "iris-copy"')
@@ -59,7 +59,7 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,  # noqa:
     # Every answer is a prediction like any other: corrected through /v1/corrections, counted.
     answer = answers[0]
     truth = CLASSES[(CLASSES.index(answer["label"]) + 1) % 3]
-    corrector = keys(v2app, "correct")
+    corrector = bearer(v2app, "correct")
     accepted = client.post("/v1/corrections", headers=corrector, json={
         "prediction_id": answer["parameters"]["prediction_id"],
         "receipt": answer["parameters"]["receipt"], "corrected_output": truth})
