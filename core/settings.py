@@ -103,6 +103,13 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+    def _key_source(self) -> str:
+        """Where a process started with these settings gets its key, when none is set."""
+        if self.production:
+            return "(unset: production needs ABVOC_SECRET_KEY)"
+        made = "kept in" if self.secret_key_file.is_file() else "made at the first start in"
+        return f"(unset: {made} {self.secret_key_file})"
+
     def describe(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, as `abvoc config` prints it."""
         out = asdict(self)
@@ -110,7 +117,7 @@ class Settings:
         out["model_store"] = str(self.models_dir)
         out["database_url"] = mask_url(self.database_url)
         out["bus"] = str(self.bus)
-        out["secret_key"] = self.secret_key.masked() if self.secret_key else "(unset)"
+        out["secret_key"] = self.secret_key.masked() if self.secret_key else self._key_source()
         out["metrics_token"] = self.metrics_token.masked() if self.metrics_token else "(unset)"
         return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -95,7 +96,14 @@ def test_unparseable_database_url_never_echoes_its_password(url: str) -> None:
 def test_no_public_default_key(tmp_path) -> None:  # noqa: ANN001
     s = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)})
     assert s.secret_key is None
-    assert s.describe()["secret_key"] == "(unset)"
+    key_file = tmp_path / "secret_key"
+    assert s.describe()["secret_key"] == f"(unset: made at the first start in {key_file})"
+    ensure_secret_key(s)  # what every service does at start
+    assert s.describe()["secret_key"] == f"(unset: kept in {key_file})"
+    production = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_ENV": "production",
+                                    "ABVOC_SECRET_KEY": "k" * 32})
+    assert replace(production, secret_key=None).describe()["secret_key"] == (
+        "(unset: production needs ABVOC_SECRET_KEY)")
 
 
 def test_a_fresh_data_folder_gets_a_private_random_key_kept_across_starts(tmp_path) -> None:  # noqa: ANN001
