@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats
-from sqlalchemy import and_, event, func, literal, or_, select
-from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from core.store.models import (
     Correction,
@@ -170,33 +169,21 @@ def first_seen_units(experiment_id: int, start: datetime | None,
             .having(and_(*_in_window(func.min(u.first_seen), start, end))))
 
 
-@contextmanager
-def outcomes_in_window(session: Session, experiment_id: int, start: datetime | None,
-                       end: datetime | None) -> Iterator[None]:
-    """While open, every ORM query of ``session`` on ``outcome_unit_values`` sees only the
-    units first seen in ``[start, end)``, so a time window keeps each unit's outcomes, whenever
-    they arrived, with the hour the unit entered the experiment, as the built-in metrics
-    count it. A unit known only by its prediction (``prediction:<id>``) was first seen when
-    that prediction was made. Nothing changes when both sides are open."""
+def outcome_units_in_window(experiment_id: int, start: datetime | None,
+                            end: datetime | None) -> ColumnElement[bool] | None:
+    """The outcome rows (``outcome_unit_values``) of the units first seen in ``[start, end)``,
+    as a filter, so a time window keeps each unit's outcomes, whenever they arrived, with the
+    hour the unit entered the experiment, as the built-in metrics count it. A unit known only
+    by its prediction (``prediction:<id>``) was first seen when that prediction was made. None
+    when both sides are open: every row counts."""
     if start is None and end is None:
-        yield
-        return
+        return None
     p = Prediction
     pseudo = (select(literal("prediction:") + p.prediction_id)
               .where(p.experiment_id == experiment_id, *_in_window(p.created_at, start, end)))
-    units = first_seen_units(experiment_id, start, end)
     t = OutcomeUnitValue
-    only = with_loader_criteria(t, or_(t.unit_id.in_(units), t.unit_id.in_(pseudo)))
-
-    def restrict(state: ORMExecuteState) -> None:
-        if state.is_select:
-            state.statement = state.statement.options(only)
-
-    event.listen(session, "do_orm_execute", restrict)
-    try:
-        yield
-    finally:
-        event.remove(session, "do_orm_execute", restrict)
+    return or_(t.unit_id.in_(first_seen_units(experiment_id, start, end)),
+               t.unit_id.in_(pseudo))
 
 
 def _count_units_once(session: Session, experiment_id: int, cells: Cells,

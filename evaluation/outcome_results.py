@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
-from sqlalchemy import Float, cast, select
+from sqlalchemy import ColumnElement, Float, cast, select
 from sqlalchemy.orm import Session
 
 from core.outcome_metrics import PROPORTION, RATIO
@@ -64,24 +65,26 @@ def _unit_column(combine: str) -> Any:
             "max": t.maximum}[combine]
 
 
-def _values(session: Session, experiment_id: int, metric: str,
-            combine: str) -> dict[str, np.ndarray]:
+def _values(session: Session, experiment_id: int, metric: str, combine: str,
+            only: Iterable[ColumnElement[bool]]) -> dict[str, np.ndarray]:
     t = OutcomeUnitValue
     found: dict[str, list[float]] = defaultdict(list)
     for arm, value in session.execute(
             select(t.arm, _unit_column(combine))
-            .where(t.experiment_id == experiment_id, t.metric == metric)):
+            .where(t.experiment_id == experiment_id, t.metric == metric, *only)):
         found[arm].append(float(value))
     return {arm: np.array(v) for arm, v in found.items()}
 
 
-def _ratio_units(session: Session, experiment_id: int, numerator: str,
-                 denominator: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _ratio_units(session: Session, experiment_id: int, numerator: str, denominator: str,
+                 only: Iterable[ColumnElement[bool]]
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t = OutcomeUnitValue
     units: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for arm, unit, metric, total in session.execute(
             select(t.arm, t.unit_id, t.metric, t.total)
-            .where(t.experiment_id == experiment_id, t.metric.in_([numerator, denominator]))):
+            .where(t.experiment_id == experiment_id, t.metric.in_([numerator, denominator]),
+                   *only)):
         units[(arm, unit)][0 if metric == numerator else 1] += float(total)
     by_arm: dict[str, list[list[float]]] = defaultdict(list)
     for (arm, _), pair in sorted(units.items()):
@@ -101,29 +104,33 @@ def _interval(kind: str, stat: MeanStats, alpha: float) -> list[float | None]:
     return [stat.mean - half, stat.mean + half]
 
 
-def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric,
-              arms: list[str]) -> tuple[list[MeanStats], list[str | None], list[int]]:
+def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric, arms: list[str],
+              only: Iterable[ColumnElement[bool]],
+              ) -> tuple[list[MeanStats], list[str | None], list[int]]:
     """Per arm: the statistic the tests read, why it has no figures (if so), and the units that
     reported the metric (a ratio whose denominator sums to zero tests none but has them)."""
     if d.kind == RATIO:
-        units = _ratio_units(session, experiment_id, d.numerator or "", d.denominator or "")
+        units = _ratio_units(session, experiment_id, d.numerator or "", d.denominator or "",
+                             only)
         ratios = [ratio_stats(*units[a]) if a in units else None for a in arms]
         return ([r.as_mean_stats() if r else MeanStats(0, 0.0, 0.0) for r in ratios],
                 [r.error if r else None for r in ratios], [r.n if r else 0 for r in ratios])
-    values = _values(session, experiment_id, d.name, d.combine)
+    values = _values(session, experiment_id, d.name, d.combine, only)
     stats = [MeanStats.from_values(values.get(a, np.zeros(0))) for a in arms]
     return stats, [None] * len(arms), [s.n for s in stats]
 
 
-def load_outcomes(session: Session, experiment_id: int, arms: list[str],
-                  alpha: float) -> OutcomeAggregates:
-    """Every outcome metric of the experiment, per arm (``arms`` in the results' order)."""
+def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: float,
+                  only: ColumnElement[bool] | None = None) -> OutcomeAggregates:
+    """Every outcome metric of the experiment, per arm (``arms`` in the results' order), over
+    the unit rows `only` selects (all of them when None: a window's filter narrows them)."""
+    where = () if only is None else (only,)
     definitions = metric_definitions.load(session, experiment_id)
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
     for j, d in enumerate(definitions):
-        arm_stats, errors, units = _arm_stat(session, experiment_id, d, arms)
+        arm_stats, errors, units = _arm_stat(session, experiment_id, d, arms, where)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift

@@ -52,7 +52,7 @@ from evaluation.online import (
     hour_window,
     load_cells,
     metrics,
-    outcomes_in_window,
+    outcome_units_in_window,
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.srm_check import srm_check
@@ -201,7 +201,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     :func:`evaluation.online.hour_window`); the SRM check then counts, once per arm, the units
     whose first prediction in the experiment fell in the window (per slice: in that slice), and
     the outcome metrics keep the units first seen in the window, with all their outcomes
-    whenever they arrived (:func:`evaluation.online.outcomes_in_window`).
+    whenever they arrived (:func:`evaluation.online.outcome_units_in_window`).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -211,8 +211,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     arms = variants[: len(weights)]
     cells = load_cells(session, experiment_id, since=since, until=until)
     slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
-    with outcomes_in_window(session, experiment_id, *hour_window(since, until)):
-        outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha)
+    outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
+                             outcome_units_in_window(experiment_id, *hour_window(since, until)))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
     chosen = outcomes.primary
     primary, primary_note = _primary(experiment, specs, chosen)
