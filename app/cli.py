@@ -65,6 +65,19 @@ def emit(data: Any, as_json: bool, human: str | None = None) -> None:
         click.echo(human)
 
 
+def columns(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    """Rows as a text table, each column as wide as its widest cell (names and versions of any
+    length stay aligned); the columns in `right` are right-aligned (figures), the last is free."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(cells: list[str]) -> str:
+        fitted = [c.rjust(w) if i in right else c.ljust(w)
+                  for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
+        return "  ".join([*fitted, cells[-1]]).rstrip()
+
+    return "\n".join(line(r) for r in [header, *rows])
+
+
 class Finite(click.FloatRange):
     """A FloatRange that also refuses nan and inf, which pass its comparisons unnoticed."""
 

@@ -10,7 +10,7 @@ import click
 
 from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
-from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
+from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
 from core.errors import AbvocError
 from evaluation.divergence import divergence_report
@@ -239,9 +239,9 @@ def list_keys_command(ctx: Context, as_json: bool) -> None:
     """List keys (never their secrets)."""
     with open_db(ctx) as db:
         rows = list_keys(db)
-    human = "\n".join(f"{k['prefix']} {k['name'] or '-'} {','.join(k['scopes'])}"
-                      + (" (revoked)" if k["revoked_at"] else "") for k in rows)
-    emit(rows, as_json, human or "no keys")
+    table = [[k["prefix"], k["name"] or "-", ",".join(k["scopes"])
+              + (" (revoked)" if k["revoked_at"] else "")] for k in rows]
+    emit(rows, as_json, columns(["prefix", "name", "scopes"], table) if rows else "no keys")
 
 
 @keys.command()

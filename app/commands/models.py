@@ -3,11 +3,12 @@ team's own dataset), import offline results, register a team's bundle, list, sho
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from app.cli import SEED, emit, json_option, open_db, pass_ctx
+from app.cli import SEED, columns, emit, json_option, open_db, pass_ctx
 
 
 @click.command("train")
@@ -103,14 +104,24 @@ def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  #
 
 
 class ProgressLine:
-    """A one-line textual progress bar on stderr, redrawn about fifty times in all."""
+    """Progress on stderr: on a terminal a one-line bar redrawn about fifty times in all;
+    elsewhere (a log file, a pipe) a plain line at every tenth, so a log holds no redraws."""
 
     WIDTH = 30
 
     def __init__(self, label: str) -> None:
         self.label = label
+        self.redraw = sys.stderr.isatty()
+        self.shown = 0  # tenths printed so far, off a terminal
 
     def __call__(self, done: int, total: int) -> None:
+        if not self.redraw:
+            tenth = 10 * done // max(total, 1)
+            if tenth > self.shown:
+                self.shown = tenth
+                percent = 100 * done // max(total, 1)
+                click.echo(f"{self.label}: {done}/{total} ({percent}%)", err=True)
+            return
         if done != total and done % max(total // 50, 1):
             return
         filled = self.WIDTH * done // max(total, 1)
@@ -201,15 +212,19 @@ def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
 
     with open_db(ctx) as db:
         items = Registry(db).list(include_retired=include_retired)
-    lines = [f"{'name':<22}{'version':>8}{'backend':>12}{'exact':>8}{'p99 ms':>9}  description"]
+    rows = []
     for c in items:
         overall = c.offline_results.get("overall", {})
-        exact = overall.get("exact_match")
-        p99 = overall.get("latency_p99_ms")
-        lines.append(f"{c.name:<22}{c.version:>8}{c.backend:>12}"
-                     f"{(f'{exact:.3f}' if exact is not None else '-'):>8}"
-                     f"{(f'{p99:.1f}' if p99 is not None else '-'):>9}  {c.description}")
-    emit([c.to_dict() for c in items], as_json, "\n".join(lines))
+        kind = c.offline_results.get("output_type")
+        key, name, form = METRIC_COLUMNS.get(kind, [("exact_match", "exact", "{:.3f}")])[0]
+        value, p99 = overall.get(key), overall.get("latency_p99_ms")
+        rows.append([c.name, c.version, c.backend,
+                     f"{name} {form.format(value)}" if value is not None else "-",
+                     f"{p99:.1f}" if p99 is not None else "-",
+                     ("(retired) " if c.retired else "") + c.description])
+    header = ["name", "version", "backend", "offline", "p99 ms", "description"]
+    human = columns(header, rows, right={4}) if rows else "no candidates registered"
+    emit([c.to_dict() for c in items], as_json, human)
 
 
 @candidates_group.command("show")

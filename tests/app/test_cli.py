@@ -166,6 +166,13 @@ def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.Mon
     assert key["scopes"] == ["correct", "predict"] and key["key"].startswith("abv_")
     listed = runner.invoke(main, ["keys", "list", "--json"]).output
     assert key["prefix"] in listed and key["key"] not in listed
+    named = runner.invoke(main, ["keys", "create", "--scopes", "admin", "--name",
+                                 "release bot for the nightly canary", "--json"]).output
+    header, *rows = runner.invoke(main, ["keys", "list"]).output.splitlines()
+    assert header.split() == ["prefix", "name", "scopes"] and len(rows) == 2
+    assert {row.index("correct" if key["prefix"] in row else "admin") for row in rows} == \
+        {header.index("scopes")}, "the scopes column starts in one place"
+    assert key["key"] not in "".join(rows) and json.loads(named)["key"] not in "".join(rows)
     bad = runner.invoke(main, ["keys", "create", "--scopes", "root"])
     assert bad.exit_code != 0 and "scopes" in bad.output
 

@@ -14,7 +14,7 @@ from app.cli import main
 from core.settings import Settings
 from core.store import Database
 from serving.registry import Registry
-from tests.support.bundles import EXAMPLE
+from tests.support.bundles import EXAMPLE, copy_example, edit
 
 
 @pytest.fixture
@@ -24,16 +24,19 @@ def cli(cli: CliRunner) -> CliRunner:
     return cli
 
 
-def stored(settings: Settings) -> dict:
+def stored(settings: Settings, version: str | None = None) -> dict:
     with Database(settings.database_url) as database:
-        return Registry(database).get("iris-onnx").offline_results
+        return Registry(database).get("iris-onnx", version).offline_results
 
 
 def test_offline_test_with_own_dataset(cli: CliRunner, settings: Settings) -> None:
     dataset = EXAMPLE / "offline.jsonl"
     result = cli.invoke(main, ["offline-test", "iris-onnx", "--dataset", str(dataset), "--json"])
     assert result.exit_code == 0, result.output
-    assert "iris-onnx on offline.jsonl [" in result.stderr and "60/60" in result.stderr
+    # Off a terminal, progress is plain lines at each tenth, no carriage-return redraws.
+    progress = [line for line in result.stderr.splitlines() if "offline.jsonl" in line]
+    assert progress[0] == "iris-onnx on offline.jsonl: 6/60 (10%)" and len(progress) == 10
+    assert progress[-1].endswith("60/60 (100%)") and "\r" not in result.stderr
     results = json.loads(result.stdout)
     assert results["overall"]["n"] == 60 and set(results["slices"]) == {"field", "lab"}
     checks = results.pop("requirement_checks")  # printed with the results, not stored
@@ -69,3 +72,25 @@ def test_offline_results_import_and_refusal(cli: CliRunner, settings: Settings,
 
     missing = cli.invoke(main, ["offline-test", "nope", "--dataset", str(good)])
     assert missing.exit_code == 2 and "candidate 'nope' is not registered" in missing.stderr
+
+
+def test_candidates_list_aligns_any_version_and_names_each_type_s_headline(
+        cli: CliRunner, settings: Settings, tmp_path: Path) -> None:
+    long_version = copy_example(tmp_path)
+    edit(long_version, 'version = "1"', 'version = "2026.12.03-rc1+build.4711"')
+    assert cli.invoke(main, ["candidates", "register", str(long_version)]).exit_code == 0
+    dataset = EXAMPLE / "offline.jsonl"
+    assert cli.invoke(main, ["offline-test", "iris-onnx", "--dataset", str(dataset),
+                             "--version", "1"]).exit_code == 0
+    assert cli.invoke(main, ["candidates", "retire", "iris-onnx", "--version", "1"]).exit_code == 0
+    header, *rows = cli.invoke(main, ["candidates", "list", "--all"]).stdout.splitlines()
+    assert len(rows) == 2
+    # Every column starts where its header does, whatever the length of a version.
+    for column in ("version", "backend", "offline", "description"):
+        assert {row[header.index(column) - 2:header.index(column)] for row in rows} == {"  "}
+    accuracy = stored(settings, "1")["overall"]["accuracy"]
+    first = next(r for r in rows if r.split()[1] == "1")
+    assert f"accuracy {accuracy:.3f}" in first and "(retired)" in first
+    assert "(retired)" not in next(r for r in rows if "rc1" in r)
+    listed = cli.invoke(main, ["candidates", "list"]).stdout
+    assert "rc1+build.4711" in listed and "(retired)" not in listed
