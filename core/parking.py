@@ -11,6 +11,7 @@ PROMETHEUS_MULTIPROC_DIR set (`abvoc up`) the API's /metrics sums what every wor
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +52,17 @@ def reason_kind(reason: str) -> str:
     return "invalid"
 
 
+def parked_event_id(payload: bytes) -> str | None:
+    """The event id a payload names, if it is a JSON object with a string id of a stored id's
+    length; None otherwise (a payload that is not JSON, or cut short)."""
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+
+
 def park(session: Session, group_id: str, record: Record, reason: str) -> None:
     """Keep `record` with its reason; a record parked before keeps its first row."""
     log.warning("parked %s[%d]@%d for group %s: %s", record.topic, record.partition,
@@ -64,6 +76,7 @@ def park(session: Session, group_id: str, record: Record, reason: str) -> None:
         "payload_size": len(record.value),
         "reason": safe_text(reason, 2000),
         "created_at": utcnow(),
+        "event_id": parked_event_id(record.value),
     }], keys=["group_id", "topic", "partition", "offset"])
 
 
@@ -94,7 +107,8 @@ def newest_parked(db: Database, limit: int = 20) -> list[dict[str, Any]]:
                          .order_by(ParkedEvent.created_at.desc(), ParkedEvent.id.desc())
                          .limit(limit)).all()
         return [{"id": r.id, "group_id": r.group_id, "topic": r.topic,
-                 "partition": r.partition, "offset": r.offset, "payload_size": r.payload_size,
+                 "partition": r.partition, "offset": r.offset, "event_id": r.event_id,
+                 "payload_size": r.payload_size,
                  "reason": r.reason, "created_at": r.created_at} for r in rows]
 
 

@@ -36,7 +36,8 @@ def parked(ctx: Context, limit: int, as_json: bool) -> None:
     if out["newest"]:
         lines.append("newest:")
     lines += [f"  #{e['id']} {e['created_at']:%Y-%m-%d %H:%M:%S} {e['topic']}[{e['partition']}]"
-              f"@{e['offset']}: {e['reason']}" for e in out["newest"]]
+              f"@{e['offset']}{' event ' + e['event_id'] if e['event_id'] else ''}: "
+              f"{e['reason']}" for e in out["newest"]]
     emit(out, as_json, "\n".join(lines))
 
 

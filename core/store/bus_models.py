@@ -91,4 +91,8 @@ class ParkedEvent(Base):
     payload_size: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
-    __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "offset"),)
+    # The event's id where its payload names one: while it is parked, retention keeps that id
+    # in processed_events, so replaying a copy that was applied meanwhile cannot count twice.
+    event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "offset"),
+                      Index(None, "group_id", "event_id"))

@@ -16,7 +16,8 @@ in batches:
   records at or after its group's committed offset; the oldest such record on the embedded log
   was appended at T_u (`deliverable_since`). So an id is pruned when it was processed more than
   the retention ago and its outbox row was sent before T_u — or that row is gone, which the rule
-  above allows only for rows sent before T_u. Unsent rows keep their ids, whatever their age.
+  above allows only for rows sent before T_u. Unsent rows keep their ids, whatever their age,
+  and so do the ids of parked events (`abvoc events replay` may apply one any time later).
   On Kafka the committed offsets and record times are the broker's, so T_u is taken as
   now − retention: keep the retention at least the topics' `retention.ms` (Kafka's default, 7
   days, is abvoc's default too), since a group whose offsets expire re-reads from the earliest.
@@ -31,7 +32,14 @@ from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.store.db import Database, utcnow
-from core.store.models import BusMember, BusRecord, ConsumerOffset, OutboxEvent, ProcessedEvent
+from core.store.models import (
+    BusMember,
+    BusRecord,
+    ConsumerOffset,
+    OutboxEvent,
+    ParkedEvent,
+    ProcessedEvent,
+)
 
 DEFAULT_RETENTION = timedelta(days=7)
 BATCH = 5000
@@ -123,11 +131,13 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
     outbox_deleted = _batched(db, lambda _s: delete(OutboxEvent).where(
         OutboxEvent.id.in_(outbox_ids.scalar_subquery())))
 
-    o, pe = OutboxEvent, ProcessedEvent
+    o, pe, parked = OutboxEvent, ProcessedEvent, ParkedEvent
     may_come_again = exists().where(o.event_id == pe.event_id,
                                     or_(o.sent_at.is_(None), o.sent_at >= since))
+    # A parked copy may be replayed any time: its id stays while it is parked.
+    is_parked = exists().where(parked.group_id == pe.group_id, parked.event_id == pe.event_id)
     keys = (select(pe.group_id, pe.event_id)
-            .where(and_(pe.processed_at < cutoff, ~may_come_again)).limit(BATCH))
+            .where(and_(pe.processed_at < cutoff, ~may_come_again, ~is_parked)).limit(BATCH))
     processed_deleted = _batched(db, lambda _s: delete(pe).where(
         tuple_(pe.group_id, pe.event_id).in_(keys)))
     return Pruned(outbox_deleted, bus_deleted, processed_deleted, since)

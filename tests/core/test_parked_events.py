@@ -90,7 +90,7 @@ def test_a_wrong_key_is_counted_said_once_and_replayed_once_fixed(
 
 def test_the_events_commands_list_and_replay(db: Database, database_url: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    _park_with_wrong_key(db)
+    _, payloads = _park_with_wrong_key(db)
     monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ABVOC_TOPIC_PREFIX", "t")
@@ -102,8 +102,11 @@ def test_the_events_commands_list_and_replay(db: Database, database_url: str, tm
     assert out["counts"] == [{"group_id": GROUP_ID, "topic": "t.corrections",
                               "reason": "receipt", "count": N}]
     assert len(out["newest"]) == 2 and "no valid receipt" in out["newest"][0]["reason"]
+    event_id = out["newest"][0]["event_id"]
+    assert event_id and event_id in {json.loads(p)["event_id"] for p in payloads}
     human = CliRunner().invoke(main, ["events", "parked"])
     assert f"{N} parked events" in human.output and "receipt" in human.output
+    assert f"event {event_id}: " in human.output
 
     first_id = out["newest"][-1]["id"]
     one = CliRunner().invoke(main, ["events", "replay", "--id", str(first_id), "--json"])

@@ -7,12 +7,16 @@ import json
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.cli import main
+from core.bus.base import Record
+from core.parking import park, parked_event_id
+from core.store import schema
 from core.store.db import Database, utcnow
-from core.store.models import BusRecord, ConsumerOffset, OutboxEvent, ProcessedEvent
+from core.store.models import BusRecord, ConsumerOffset, OutboxEvent, ParkedEvent, ProcessedEvent
 from core.store.retention import prune
 
 NOW = utcnow()
@@ -97,3 +101,53 @@ def test_db_prune_command(database_url: str, monkeypatch: pytest.MonkeyPatch) ->
     assert json.loads(result.output)["bus_log"] == 2
     refused = runner.invoke(main, ["db", "prune", "--retention-days", "0"])
     assert refused.exit_code != 0 and "retention" in refused.output
+
+
+def test_a_parked_copy_keeps_its_event_id_until_it_is_no_longer_parked(db: Database) -> None:
+    """A copy parked by one worker (say, with the wrong key) and a copy applied by another: once
+    the applied id is old, pruning it would let `abvoc events replay` apply the event again."""
+    event = json.dumps({"event_id": "parked-copy", "type": "CorrectionSubmitted"}).encode()
+    with db.session() as s:
+        _outbox(s, "parked-copy", 10.5, 10)
+        s.add(ProcessedEvent(group_id="evaluation", event_id="parked-copy",
+                             processed_at=NOW - 10 * DAY))
+        park(s, "evaluation", Record("t", 0, 4, "k", event), "no valid receipt")
+        # Parked by another group: that group's replay meets its own ids, not this one's.
+        park(s, "audit", Record("t", 0, 4, "k", event), "no valid receipt")
+        s.add(ProcessedEvent(group_id="audit", event_id="elsewhere",
+                             processed_at=NOW - 10 * DAY))
+    assert prune(db, timedelta(days=7), now=NOW).processed_events == 1
+    with db.session() as s:
+        assert set(s.execute(select(ProcessedEvent.group_id, ProcessedEvent.event_id))) == \
+            {("evaluation", "parked-copy")}
+        assert set(s.scalars(select(ParkedEvent.event_id))) == {"parked-copy"}
+        s.execute(delete(ParkedEvent).where(ParkedEvent.group_id == "evaluation"))
+    assert prune(db, timedelta(days=7), now=NOW).processed_events == 1
+
+
+def test_a_payload_names_its_event_id_only_when_it_can() -> None:
+    assert parked_event_id(b'{"event_id": "e-1", "type": "x"}') == "e-1"
+    for payload in (b"not json", b'{"event_id": 7}', b'["e-1"]', b'{"event_id": ""}',
+                    b'{"event_id": "' + b"e" * 65 + b'"}', b'{"event_id": "cut sh'):
+        assert parked_event_id(payload) is None, payload
+
+
+def test_the_migration_gives_rows_parked_before_it_their_event_ids(
+        empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    try:
+        schema.upgrade(database, "0019")
+        table = sa.table("parked_events", *(sa.column(c) for c in (
+            "group_id", "topic", "partition", "offset", "payload", "payload_size", "reason",
+            "created_at")))
+        with database.session() as s:
+            for offset, payload in enumerate([b'{"event_id": "old-1"}', b"garbage"]):
+                s.execute(table.insert().values(
+                    group_id="evaluation", topic="t", partition=0, offset=offset,
+                    payload=payload, payload_size=len(payload), reason="r", created_at=NOW))
+        schema.upgrade(database)
+        with database.session() as s:
+            assert sorted(s.execute(select(ParkedEvent.offset, ParkedEvent.event_id))) == \
+                [(0, "old-1"), (1, None)]
+    finally:
+        database.dispose()
