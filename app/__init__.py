@@ -50,9 +50,12 @@ def create_app(
         weekly_reports,
     )
     from app.auth import KeyCache
+    from app.rate_limit import KeyRateLimit
     from app.serving import Serving
 
     app.extensions["abvoc_keys"] = KeyCache(services.db)
+    if services.settings.rate_limit:
+        app.extensions["abvoc_rate"] = KeyRateLimit(services.settings.rate_limit)
     app.extensions["abvoc_serving"] = Serving.build(
         services, router_refresh_s=app.config.get("ROUTER_REFRESH_S", 1.0)
     )
@@ -112,7 +115,7 @@ def _register_errors(app: Flask) -> None:
     def _abvoc_error(exc: AbvocError):  # noqa: ANN202
         body = exc.to_dict()
         body["error"] = _without_addresses(body["error"])
-        return jsonify(body), exc.status
+        return jsonify(body), exc.status, list(exc.headers)
 
     @app.errorhandler(sa_exc.SQLAlchemyError)
     def _store_error(exc: sa_exc.SQLAlchemyError):  # noqa: ANN202

@@ -185,6 +185,9 @@ def require(scope: str) -> Callable:
                 raise Unauthorized("the API key is unknown or revoked")
             if scope not in scopes:
                 raise Forbidden(f"this API key lacks the {scope!r} scope")
+            if (limit := current_app.extensions.get("abvoc_rate")) is not None:
+                who = current_identity()
+                limit.check(who, who.rpartition(":")[2])
             return view(*args, **kwargs)
 
         wrapped.required_scope = scope  # type: ignore[attr-defined]

@@ -9,6 +9,8 @@ class AbvocError(Exception):
     """An error a caller can act on: the message says what to fix, `status` how HTTP reports it."""
 
     status: int = 400
+    # Extra response headers (a 429's Retry-After).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str, *, status: int | None = None, details: Any = None) -> None:
         super().__init__(message)

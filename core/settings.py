@@ -87,6 +87,8 @@ class Settings:
     # Bearer token a Prometheus scraper shows for /metrics; without it, production asks for an
     # admin API key there (per-candidate series name candidates predict keys must not learn).
     metrics_token: Secret | None = field(default=None, repr=False)
+    # Requests a second each API key may send to one serving process (0: no limit).
+    rate_limit: float = 0.0
 
     @property
     def production(self) -> bool:
@@ -129,7 +131,7 @@ ENV_KEYS = {  # variable -> setting
     "ABVOC_LOG_LEVEL": "log_level", "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
     "ABVOC_ENV": "environment", "ABVOC_RETENTION_DAYS": "retention_days",
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
-    "ABVOC_METRICS_TOKEN": "metrics_token",
+    "ABVOC_METRICS_TOKEN": "metrics_token", "ABVOC_RATE_LIMIT": "rate_limit",
 }
 
 
@@ -161,6 +163,7 @@ def _file_key(variable: str) -> str:
 
 MAX_RETENTION_DAYS = 36500
 MAX_INPUT_RETENTION_HOURS = 876000
+MAX_RATE_LIMIT = 1_000_000
 MAX_BUS_PARTITIONS = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _VARIABLE = {key: var for var, key in ENV_KEYS.items()}
@@ -244,6 +247,9 @@ def load_settings(
         values, "input_retention_hours", 72, 0, MAX_INPUT_RETENTION_HOURS,
         f"a number of hours from 0 to {MAX_INPUT_RETENTION_HOURS} "
         "(0: served inputs are not kept for annotators)"))
+    rate_limit = float(_number(values, "rate_limit", 0, 0, MAX_RATE_LIMIT,
+                               f"requests a second per API key, from 0 (no limit) to "
+                               f"{MAX_RATE_LIMIT}"))
     model_store = _folder(values, "model_store")
     environment = (_text(values, "environment", empty=False) or DEVELOPMENT).strip().lower()
     if environment not in ENVIRONMENTS:
@@ -275,6 +281,7 @@ def load_settings(
         retention_days=retention_days,
         input_retention_hours=input_hours,
         metrics_token=Secret(metrics_token) if metrics_token else None,
+        rate_limit=rate_limit,
     )
 
 

@@ -63,12 +63,13 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
 
 def finish(paths: dict[str, Any]) -> dict[str, Any]:
     """Operation ids and links; 400 (text that cannot be stored, JSON too deep) and 413 (body
-    over the limit) can answer any request, so every operation documents them."""
+    over the limit) can answer any request, so every operation documents them, and 429 (a key
+    over ABVOC_RATE_LIMIT) any that takes a key."""
     for path, item in paths.items():
         for method, op in item.items():
             if (method, path) in OPERATION_IDS:
                 op["operationId"] = OPERATION_IDS[method, path]
-            for code in ("400", "413"):
+            for code in ("400", "413", *(("429",) if "401" in op["responses"] else ())):
                 op["responses"].setdefault(code, error_responses(int(code))[code])
             for status, response in op["responses"].items():
                 links = LINKS.get((method, path, status))

@@ -22,7 +22,10 @@ def error_responses(*codes: int) -> dict[str, Any]:
             403: "The key lacks the scope, or the receipt does not match",
             404: "Not found", 405: "Method not allowed",
             409: "Conflicts with the current state",
-            413: "Too large", 502: "The candidate's server answered with an error",
+            413: "Too large",
+            429: "The key sent more than ABVOC_RATE_LIMIT requests a second; retry after the "
+                 "Retry-After header's seconds",
+            502: "The candidate's server answered with an error",
             503: "Not ready or the candidate failed",
             504: "The candidate's server did not answer in time"}
     return {str(c): {"description": text[c],
