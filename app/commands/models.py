@@ -37,9 +37,15 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
         raise click.UsageError(f"name a candidate or use --all; known: {known}")
     say = None if as_json else click.echo
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)
-    human = "\n".join(f"trained {o['name']} v{o['version']}: {o['validation']} -> {o['artifacts']}"
-                      for o in out)
+    human = "\n".join(
+        f"trained {o['name']} v{o['version']}: validation {_figures(o['validation'])}"
+        + (f" (float base: {_figures(o['float_validation'])})" if "float_validation" in o
+           else "") + f" -> {o['artifacts']}" for o in out)
     emit(out, as_json, human)
+
+
+def _figures(scores: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())) or "none"
 
 
 @click.command("offline-test")

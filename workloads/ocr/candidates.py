@@ -14,13 +14,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from workloads.ocr.aligner import relation_examples
 from workloads.ocr.bundle import write_bundle
 from workloads.ocr.dataset import BALANCED_MIX, PRINTED_ONLY_MIX, Mix, Sample, generate
 from workloads.ocr.pipeline import Pipeline
-from workloads.ocr.recognizer import accuracy, crop_set, train_classifier, train_recognizer
+from workloads.ocr.recognizer import (
+    CropSet,
+    accuracy,
+    crop_set,
+    train_classifier,
+    train_recognizer,
+)
 
 VERSION = "1"
 DETECTOR = "connected components of ink; '=' and '÷' strokes merged by geometry; specks dropped"
@@ -91,8 +98,18 @@ def _samples(n: int, mix: Mix, seed: int, split: str) -> tuple[Sample, ...]:
 
 
 @lru_cache(maxsize=8)
-def _crops(n: int, mix: Mix, seed: int, split: str):  # noqa: ANN202 - a CropSet
+def _crops(n: int, mix: Mix, seed: int, split: str) -> CropSet:
     return crop_set(_samples(n, mix, seed, split))
+
+
+def validation_data(spec: dict[str, Any]) -> tuple[CropSet, np.ndarray, np.ndarray]:
+    """The validation split a candidate is scored on, from its spec's mix and seed: the symbol
+    crops (x, y) for the recognizer, and the relation pairs and their labels for the aligner."""
+    training = spec["training"]
+    mix, seed = MIXES[training["mix"]], int(training["seed"])
+    n = int(training.get("n_validation", DEFAULT_VALIDATION))
+    xv, yv = relation_examples(_samples(n, mix, seed, "validation"))
+    return _crops(n, mix, seed, "validation"), xv, yv
 
 
 def train_candidate(name: str, models_dir: str | Path, n_train: int = DEFAULT_TRAIN,
@@ -106,7 +123,7 @@ def train_candidate(name: str, models_dir: str | Path, n_train: int = DEFAULT_TR
     pipe = Pipeline.build(spec)
     say(f"[{name}] generating {n_train} training formulas ({spec['training']['mix']})")
     train = _crops(n_train, mix, seed, "train")
-    val = _crops(DEFAULT_VALIDATION, mix, seed, "validation")
+    val, xv, yv = validation_data(spec)
     say(f"[{name}] recognizer: {len(train.y)} symbol crops, {spec['recognizer']['epochs']} epochs")
     train_recognizer(pipe.recognizer, train, spec["recognizer"]["epochs"], seed,
                      progress=lambda m: say(f"[{name}] recognizer {m}"))
@@ -115,7 +132,6 @@ def train_candidate(name: str, models_dir: str | Path, n_train: int = DEFAULT_TR
     rec_acc = accuracy(val_logits, val.y)
     say(f"[{name}] recognizer validation accuracy {rec_acc:.3f}")
     x, y = relation_examples(_samples(n_train, mix, seed, "train"))
-    xv, yv = relation_examples(_samples(DEFAULT_VALIDATION, mix, seed, "validation"))
     say(f"[{name}] aligner: {len(y)} symbol pairs, {ALIGNER['epochs']} epochs")
     train_classifier(pipe.aligner, x, y, ALIGNER["epochs"], lr=3e-3, batch_size=256, seed=seed,
                      progress=_every(5, lambda m: say(f"[{name}] aligner {m}")))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -31,13 +32,13 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from serving.backends.onnx_backend import export_onnx
+from serving.backends.onnx_backend import INPUT_NAME, export_onnx
 from workloads.ocr.aligner import relation_examples
 from workloads.ocr.bundle import write_bundle
-from workloads.ocr.candidates import MIXES, artifact_bytes
+from workloads.ocr.candidates import MIXES, artifact_bytes, validation_data
 from workloads.ocr.dataset import generate
 from workloads.ocr.pipeline import SPEC_FILE, Pipeline
-from workloads.ocr.recognizer import crop_set
+from workloads.ocr.recognizer import accuracy, crop_set
 
 CALIBRATION_SPLIT = "train"
 CALIBRATION_FORMULAS = 200
@@ -142,16 +143,32 @@ def quantize_candidate(name: str, base_folder: str | Path, models_dir: str | Pat
     with tempfile.TemporaryDirectory(prefix="abvoc-float-") as scratch:
         for network, path in export_float(base, Path(scratch)).items():
             out = folder / f"{network}.int8.onnx"
-            quantize_file(path, out, calibration.reader(network, "input"))
+            quantize_file(path, out, calibration.reader(network, INPUT_NAME))
             files[network] = out.name
     spec = _mobile_spec(name, base.spec, files, calibration)
+    spec["validation"] = int8_validation(folder, files, base.spec)
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
     version = write_bundle(folder, spec, backend="onnxruntime")
     return {"name": name, "version": version, "artifacts": str(folder),
             "derived_from": spec["derived_from"], "calibration": calibration.describe(),
             "size_mb": round(artifact_bytes(folder) / 2**20, 4),
             "float_size_mb": round(artifact_bytes(base_folder) / 2**20, 4),
-            "validation": base.spec.get("validation", {})}
+            "validation": spec["validation"],
+            "float_validation": base.spec.get("validation", {})}
+
+
+def int8_validation(folder: Path, files: dict[str, str],
+                    base_spec: dict[str, Any]) -> dict[str, float]:
+    """The quantized networks' own accuracies on the base's validation split (the figures the
+    base reports for its float networks, so the two compare like with like)."""
+    crops, pairs, relations = validation_data(base_spec)
+    scores = {}
+    for network, x, y in (("recognizer", crops.x, crops.y), ("aligner", pairs, relations)):
+        session = ort.InferenceSession(str(folder / files[network]),
+                                       providers=["CPUExecutionProvider"])
+        logits = session.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        scores[f"{network}_accuracy"] = round(accuracy(logits, y), 4)
+    return scores
 
 
 def _mobile_spec(name: str, base: dict[str, Any], files: dict[str, str],

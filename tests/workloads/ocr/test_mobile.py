@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, numpy_helper
 
@@ -17,7 +18,7 @@ from core.settings import Settings
 from core.store import Database
 from serving.registry import Registry, offline_checks, validate_requirements
 from tests.workloads.ocr.derived import DerivedCli, served_answers
-from workloads.ocr.candidates import MIXES, artifact_bytes
+from workloads.ocr.candidates import MIXES, artifact_bytes, validation_data
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.mobile import ArrayReader, CalibrationSet, quantize_candidate
 from workloads.ocr.offline import evaluate
@@ -31,9 +32,30 @@ TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
-def mobile(tiny_candidate: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    models = tmp_path_factory.mktemp("mobile")
-    return Path(quantize_candidate(NAME, tiny_candidate, models)["artifacts"])
+def made(tiny_candidate: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """What quantizing the tiny candidate made, as `abvoc train` reports it."""
+    return quantize_candidate(NAME, tiny_candidate, tmp_path_factory.mktemp("mobile"))
+
+
+@pytest.fixture(scope="module")
+def mobile(made: dict) -> Path:
+    return Path(made["artifacts"])
+
+
+def test_the_int8_model_reports_its_own_validation_beside_its_base_s(
+        made: dict, mobile: Path, tiny_candidate: Path) -> None:
+    base_spec = json.loads((tiny_candidate / "candidate.json").read_text())
+    base, spec = base_spec["validation"], json.loads((mobile / "candidate.json").read_text())
+    assert made["float_validation"] == base == spec["derived_from"]["validation"]
+    assert made["validation"] == spec["validation"] and set(made["validation"]) == set(base)
+    # Measured on the int8 networks: the recognizer's own int8 session on the same crops.
+    crops, _, _ = validation_data(base_spec)
+    session = ort.InferenceSession(str(mobile / spec["onnx"]["recognizer"]))
+    predicted = session.run(None, {"input": crops.x.astype(np.float32)})[0].argmax(axis=1)
+    assert made["validation"]["recognizer_accuracy"] == round(float(np.mean(
+        predicted == crops.y)), 4)
+    for key, value in made["validation"].items():
+        assert abs(value - base[key]) <= TOLERANCE, (key, value, base[key])
 
 
 def _int8_weights(path: Path) -> tuple[int, int, int]:
@@ -122,6 +144,8 @@ def test_train_quantizes_and_offline_test_holds_size_and_floor(derived_cli: Deri
     res = derived_cli("train", NAME)
     assert res.exit_code == 0, res.output
     assert "quantizing" in res.output and "MB int8" in res.output
+    assert "validation aligner_accuracy " in res.output
+    assert "(float base: aligner_accuracy " in res.output
     db = Database(derived_cli.url)
     info = Registry(db).get(NAME)
     assert info.backend == "onnxruntime" and info.requirements["serving_method"] == "mobile"
