@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,7 @@ from evaluation.online import (
 )
 from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
+from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
            "non_inferiority", "psi"]
@@ -202,30 +204,35 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
 
 
 def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Cell],
-                         alpha: float, tolerance: float, version: str | None = None
+                         alpha: float, tolerance: float, version: str | None = None,
+                         shown: Collection[str] | None = None
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
     results and its online cells per slice (``all`` included); pure, so the findings' rules
-    are tested on cells built in memory."""
+    are tested on cells built in memory. Rows cover the `shown` slices only (all by default);
+    the traffic mix always weighs every slice."""
     ref = (cand, version)
-    rows = _slice_rows(ref, offline, cells, alpha, tolerance)
+    rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
+                                      if shown is None or s in shown}, alpha, tolerance)
     return (rows, _mix(ref, offline, cells, alpha, rows),
             _prediction_shift(ref, offline, cells[ALL], alpha))
 
 
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
                       tolerance: float = 0.02, since: datetime | None = None,
-                      until: datetime | None = None) -> dict[str, Any]:
+                      until: datetime | None = None,
+                      max_slices: int = DEFAULT_MAX_SLICES) -> dict[str, Any]:
     """Offline-vs-online divergence of an experiment's candidate versions, with ranked
     findings; ``since``/``until`` keep the online side to a window of whole hours (the weekly
-    report)."""
+    report). Slice rows cover ``all`` and at most `max_slices` slices, those the offline
+    results name first (:mod:`evaluation.slices`)."""
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
+    all_cells = load_cells(session, experiment_id, since=since, until=until)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
-    for (variant, slice_), cell in load_cells(session, experiment_id, since=since,
-                                                until=until).items():
+    for (variant, slice_), cell in all_cells.items():
         if not variant.shadow:  # accuracy online is read from corrections: served answers only
             version = variant_version(experiment, variant.arm, variant.candidate, False)
             by_ref[(variant.candidate, version)][slice_].merge(cell)
@@ -234,6 +241,9 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         for v in variants_of(experiment)[0]))
     refs += [r for r in sorted(by_ref, key=lambda r: (r[0], r[1] or "")) if r not in refs]
     facts = facts_by_version(session, refs)
+    choice = choose_slices(all_cells, max_slices, first={
+        s for f in facts.values() for s in (f.offline.get("slices") or {})})
+    shown = set(choice.shown)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
         cells = by_ref.get(ref)
@@ -241,16 +251,17 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             continue
         f = facts.get(ref, UNKNOWN)
         rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
-                                                tolerance, ref[1])
+                                                tolerance, ref[1], shown)
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
                 s: confusion(cells[s], f.kind.classes) for s in sorted(
-                    cells, key=lambda s: (s != ALL, s))}})
+                    (s for s in cells if s in shown), key=lambda s: (s != ALL, s))}})
         slices += rows
         if mix is not None:
             mixes.append(mix)
         if shift is not None:
             shifts.append(shift)
     return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
-            "slices": slices, "traffic_mix": mixes, "prediction_shift": shifts,
+            "slice_choice": choice.as_dict(), "slices": slices, "traffic_mix": mixes,
+            "prediction_shift": shifts,
             "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha)}

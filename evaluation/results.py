@@ -55,6 +55,7 @@ from evaluation.online import (
     outcome_units_in_window,
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
+from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.srm_check import srm_check
 from evaluation.stats import (
     AnalysisConfig,
@@ -194,14 +195,17 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
 def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
-                       until: datetime | None = None) -> dict[str, Any]:
+                       until: datetime | None = None,
+                       max_slices: int = DEFAULT_MAX_SLICES) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
     :func:`evaluation.online.hour_window`); the SRM check then counts, once per arm, the units
     whose first prediction in the experiment fell in the window (per slice: in that slice), and
     the outcome metrics keep the units first seen in the window, with all their outcomes
-    whenever they arrived (:func:`evaluation.online.outcome_units_in_window`).
+    whenever they arrived (:func:`evaluation.online.outcome_units_in_window`). Per-slice figures
+    and tests cover slice ``all`` and the `max_slices` slices with the most predictions
+    (:mod:`evaluation.slices`); ``slices`` says what was left out.
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -209,8 +213,9 @@ def experiment_results(session: Session, experiment_id: int, *,
         raise NotFound(f"experiment {experiment_id} does not exist")
     variants, weights = variants_of(experiment)
     arms = variants[: len(weights)]
-    cells = load_cells(session, experiment_id, since=since, until=until)
-    slices = [ALL, *sorted({s for (_, s) in cells if s != ALL})]
+    chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until),
+                                  max_slices)
+    cells, slices = chosen_slices.cells, chosen_slices.shown
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
                              outcome_units_in_window(experiment_id, *hour_window(since, until)))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
@@ -227,6 +232,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                        "primary_metric": primary.name, "primary_metric_note": primary_note,
                        "guardrails": experiment.guardrails or {}},
         "alpha": config.alpha,
+        "slice_choice": chosen_slices.as_dict(),
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None,

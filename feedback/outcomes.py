@@ -27,6 +27,7 @@ from core.outcome_metrics import check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
+from core.times import parse_rfc3339
 from feedback.corrections import scoped_key
 
 FIELDS = {"prediction_id", "receipt", "unit_id", "experiment_id", "metric", "value",
@@ -35,7 +36,6 @@ LIMITS = {"prediction_id": 64, "receipt": 128, "unit_id": 200, "metric": 50, "ev
           "observed_at": 64}
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # RFC 3339 date-time (what the OpenAPI document's "date-time" format means), offset required.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 MAX_ID = 2**63 - 1
 # An outcome is stored once per identity (key, event_id, body); the rows after the first carry
 # its id with this mark and a number, as outcome ids are unique (uuid hex: no mark in them).
@@ -58,14 +58,7 @@ def _strings(body: dict[str, Any]) -> None:
 def _observed_at(text: str | None) -> datetime:
     if text is None:
         return utcnow()
-    if not RFC3339.match(text):
-        raise AbvocError("'observed_at' must be an RFC 3339 time with its offset, e.g. "
-                         "2026-11-30T08:00:00Z")
-    try:
-        when = datetime.fromisoformat(text.upper()).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise AbvocError(f"'observed_at' {text!r} is not a real time; send e.g. "
-                         "2026-11-30T08:00:00Z") from exc
+    when = parse_rfc3339(text, "observed_at")
     if when > utcnow() + FUTURE_SLACK:
         raise AbvocError("'observed_at' lies in the future; send when the outcome happened")
     return when

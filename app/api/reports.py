@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, jsonify, request
 
 from app.api.experiments import EXP
 from app.auth import require
 from core.errors import AbvocError
+from core.times import parse_rfc3339
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
+from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.stage_blame import stage_attribution
 
 bp = Blueprint("reports", __name__)
@@ -27,18 +31,37 @@ def _share(name: str, default: float) -> float:
     return value
 
 
+def _scope(*shares: str) -> dict[str, Any]:
+    """The report's window and slice limit from the query (a 400 naming any unknown or bad
+    parameter: a typo must not silently give the whole experiment)."""
+    known = ("since", "until", "max_slices", *shares)
+    if unknown := sorted(set(request.args) - set(known)):
+        raise AbvocError(f"unknown query parameter(s) {unknown}; this report takes "
+                         f"{', '.join(known)}")
+    since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
+                    for k in ("since", "until"))
+    if since is not None and until is not None and until <= since:
+        raise AbvocError("'until' must be later than 'since'")
+    raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_SLICES_LIMIT:
+        raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")
+    return {"since": since, "until": until, "max_slices": int(raw)}
+
+
 @bp.get(f"/v1/experiments/{EXP}/results")
 @require("admin")
 def results(experiment_id: int):  # noqa: ANN201
+    scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
-        return jsonify(experiment_results(s, experiment_id))
+        return jsonify(experiment_results(s, experiment_id, **scope))
 
 
 @bp.get(f"/v1/experiments/{EXP}/divergence")
 @require("admin")
 def divergence(experiment_id: int):  # noqa: ANN201
+    scope = _scope("alpha", "tolerance")
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
     with current_app.extensions["abvoc"].db.reading() as s:
-        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
+        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance, **scope)
         report["stage_attribution"] = stage_attribution(s, experiment_id)
         return jsonify(report)

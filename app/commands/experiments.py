@@ -15,6 +15,7 @@ from app.commands.report_text import divergence_text, results_text
 from core.errors import AbvocError
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
+from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.stage_blame import stage_attribution
 from serving.experiments import Experiments
 
@@ -187,14 +188,21 @@ def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
 _SHARE = Finite(0, 1, min_open=True, max_open=True)
 
 
+_max_slices = click.option(
+    "--max-slices", type=click.IntRange(0, MAX_SLICES_LIMIT), default=DEFAULT_MAX_SLICES,
+    show_default=True, help="Per-slice figures for at most this many slices (the busiest) "
+                            "besides 'all'.")
+
+
 @experiment.command()
 @click.argument("experiment_id", type=EXPERIMENT_ID)
+@_max_slices
 @json_option
 @pass_ctx
-def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
+def results(ctx: Context, experiment_id: int, max_slices: int, as_json: bool) -> None:
     """The decision, the arms and the tests (GET /v1/experiments/ID/results)."""
     with open_db(ctx) as db, db.reading() as s:
-        report = experiment_results(s, experiment_id)
+        report = experiment_results(s, experiment_id, max_slices=max_slices)
     emit(report, as_json, results_text(report))
 
 
@@ -203,14 +211,16 @@ def results(ctx: Context, experiment_id: int, as_json: bool) -> None:
 @click.option("--alpha", type=_SHARE, default=0.05, show_default=True)
 @click.option("--tolerance", type=_SHARE, default=0.02, show_default=True,
               help="How much worse than offline online may be before it is flagged.")
+@_max_slices
 @json_option
 @pass_ctx
 def divergence(ctx: Context, experiment_id: int, alpha: float, tolerance: float,
-               as_json: bool) -> None:
+               max_slices: int, as_json: bool) -> None:
     """Online against offline, with the ranked findings and the stage attribution
     (GET /v1/experiments/ID/divergence)."""
     with open_db(ctx) as db, db.reading() as s:
-        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance)
+        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance,
+                                   max_slices=max_slices)
         report["stage_attribution"] = stage_attribution(s, experiment_id)
     emit(report, as_json, divergence_text(report))
 

@@ -159,7 +159,16 @@ def arm_action(summary: str) -> dict[str, Any]:
 
 
 def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
-    params = [EXPERIMENT_ID] + [
+    window = [{"name": name, "in": "query", "required": False, "description": text,
+               "schema": {"type": "string", "format": "date-time"}}
+              for name, text in (("since", "keep the units first seen at or after this time "
+                                           "(RFC 3339 with its offset; whole hours)"),
+                                 ("until", "... and before this time"))]
+    params = [EXPERIMENT_ID, *window, {
+        "name": "max_slices", "in": "query", "required": False,
+        "description": "per-slice figures for at most this many slices (those with the most "
+                       "predictions) besides 'all'",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 50}}] + [
         {"name": name, "in": "query", "required": False,
          "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
         for name in shares]

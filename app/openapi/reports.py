@@ -84,8 +84,12 @@ VARIANT = _object({
     "output_type": {"enum": ["label", "text", "latex", "number", "json", None]},
 })
 
+SLICE_CHOICE = _object({
+    "shown": INT, "left_out": INT, "left_out_predictions": INT, "max_slices": INT},
+    description="per-slice figures cover slice 'all' and the max_slices slices with the most "
+                "predictions; the slices and predictions left out still count in 'all'")
 RESULTS = _object({
-    "experiment": OPEN, "alpha": NUM,
+    "experiment": OPEN, "alpha": NUM, "slice_choice": SLICE_CHOICE,
     "variants": {"type": "array", "items": _ref("ResultsVariant")},
     "metrics": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": OPEN}},
@@ -128,7 +132,7 @@ FINDING = _object({
                                "the report holds two versions of the name")
 
 DIVERGENCE = _object({
-    "experiment_id": INT, "alpha": NUM, "tolerance": NUM,
+    "experiment_id": INT, "alpha": NUM, "tolerance": NUM, "slice_choice": SLICE_CHOICE,
     "slices": {"type": "array", "items": _object({
         "candidate": STR, "version": VERSION, "slice": STR, "offline": OPEN, "online": OPEN,
         "gap": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},

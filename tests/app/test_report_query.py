@@ -1,0 +1,76 @@
+"""GET /v1/experiments/{id}/results and /divergence take since, until and max_slices; a bad or
+unknown query parameter is a 400 naming it, never the whole experiment answered silently."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from app.cli import main
+from core.store.db import Database
+from tests.evaluation.helpers import T0, add_experiment, apply, prediction
+from tests.support.keys import bearer
+
+
+@pytest.fixture
+def exp(db: Database) -> int:
+    """Two arms, three slices, traffic in the hour of T0 only."""
+    exp = add_experiment(db)
+    apply(db, [prediction(f"{arm}-{s}-{k}", arm=arm, candidate=cand, slice_=s,
+                          unit_id=f"{arm}-{k}", at=T0)
+               for arm, cand in (("control", "cand-a"), ("treatment", "cand-b"))
+               for s, n in (("big", 9), ("mid", 5), ("small", 2)) for k in range(n)])
+    return exp
+
+
+@pytest.mark.parametrize("report", ["results", "divergence"])
+def test_reports_take_a_window_and_a_slice_limit(v2app: Flask, exp: int, report: str) -> None:
+    client, admin = v2app.test_client(), bearer(v2app, "admin")
+    url = f"/v1/experiments/{exp}/{report}"
+
+    def get(**query: str) -> dict:
+        answer = client.get(url, query_string=query, headers=admin)
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
+    assert get()["slice_choice"] == {"shown": 3, "left_out": 0, "left_out_predictions": 0,
+                                     "max_slices": 50}
+    assert get(max_slices="1")["slice_choice"]["left_out_predictions"] == 2 * (5 + 2)
+    hour = T0.replace(minute=0)
+    inside = get(since=hour.isoformat(), until=(hour + timedelta(hours=1)).isoformat())
+    later = get(since=(hour + timedelta(hours=1)).isoformat().replace("+00:00", "Z"))
+    if report == "results":
+        assert inside["metrics"]["control"]["all"]["predictions"] == 16
+        assert later["metrics"] == {"control": {}, "treatment": {}}
+    else:
+        assert {r["online"]["n"] for r in inside["slices"] if r["slice"] == "all"} == {16}
+        assert later["slices"] == []
+    for query, words in [({"since": "yesterday"}, "'since' must be an RFC 3339 time"),
+                         ({"until": "2026-11-20T10:00:00"}, "'until' must be an RFC 3339"),
+                         ({"since": "2026-11-20T11:00:00Z", "until": "2026-11-20T10:00:00Z"},
+                          "'until' must be later than 'since'"),
+                         ({"max_slices": "-1"}, "'max_slices' must be a whole number"),
+                         ({"max_slices": "1001"}, "from 0 to 1000"),
+                         ({"max_slices": "²"}, "'max_slices' must be a whole number"),
+                         ({"primary_metric": "x"},
+                          "unknown query parameter(s) ['primary_metric']")]:
+        refused = client.get(url, query_string=query, headers=admin)
+        assert refused.status_code == 400 and words in refused.json["error"], refused.json
+
+
+@pytest.mark.parametrize("command", ["results", "divergence"])
+def test_the_cli_takes_the_slice_limit(exp: int, database_url: str, tmp_path: Path,
+                                       command: str) -> None:
+    env = {"ABVOC_DATABASE_URL": database_url, "ABVOC_DATA_DIR": str(tmp_path)}
+    shown = CliRunner().invoke(main, ["experiment", command, str(exp), "--max-slices", "1",
+                                      "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["slice_choice"]["left_out"] == 2
+    refused = CliRunner().invoke(main, ["experiment", command, str(exp), "--max-slices", "-2"],
+                                 env=env)
+    assert refused.exit_code == 2 and "--max-slices" in refused.output
