@@ -72,6 +72,7 @@ from evaluation.online import (
 from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
+from evaluation.stage_blame import stage_attribution
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
            "non_inferiority", "psi"]
@@ -265,3 +266,15 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             "slice_choice": choice.as_dict(), "slices": slices, "traffic_mix": mixes,
             "prediction_shift": shifts,
             "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha)}
+
+
+def divergence_with_stages(session: Session, experiment_id: int,
+                           **options: Any) -> dict[str, Any]:
+    """The divergence report with its stage attribution (for the slices the report shows), as
+    the API and the CLI give it; `options` are :func:`divergence_report`'s."""
+    report = divergence_report(session, experiment_id, **options)
+    blame = stage_attribution(session, experiment_id)
+    shown = {ALL, *(r["slice"] for r in report["slices"])}
+    blame["rows"] = [r for r in blame["rows"] if r["slice"] in shown]
+    report["stage_attribution"] = blame
+    return report

@@ -10,10 +10,9 @@ from app.api.experiments import EXP
 from app.auth import require
 from core.errors import AbvocError
 from core.times import parse_rfc3339
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
-from evaluation.stage_blame import stage_attribution
 
 bp = Blueprint("reports", __name__)
 
@@ -62,6 +61,5 @@ def divergence(experiment_id: int):  # noqa: ANN201
     scope = _scope("alpha", "tolerance")
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
     with current_app.extensions["abvoc"].db.reading() as s:
-        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance, **scope)
-        report["stage_attribution"] = stage_attribution(s, experiment_id)
-        return jsonify(report)
+        return jsonify(divergence_with_stages(s, experiment_id, alpha=alpha,
+                                              tolerance=tolerance, **scope))

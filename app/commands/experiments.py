@@ -13,10 +13,9 @@ from app.auth import SCOPES, create_key, list_keys, revoke_key
 from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
 from core.errors import AbvocError
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
-from evaluation.stage_blame import stage_attribution
 from serving.experiments import Experiments
 
 
@@ -219,9 +218,8 @@ def divergence(ctx: Context, experiment_id: int, alpha: float, tolerance: float,
     """Online against offline, with the ranked findings and the stage attribution
     (GET /v1/experiments/ID/divergence)."""
     with open_db(ctx) as db, db.reading() as s:
-        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance,
-                                   max_slices=max_slices)
-        report["stage_attribution"] = stage_attribution(s, experiment_id)
+        report = divergence_with_stages(s, experiment_id, alpha=alpha, tolerance=tolerance,
+                                        max_slices=max_slices)
     emit(report, as_json, divergence_text(report))
 
 
