@@ -192,6 +192,11 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
     return "inconclusive"
 
 
+PER_UNIT_NOTE_AT = 1.5
+"""Predictions per unit (the busiest arm) from which the results say the built-in metrics'
+tests count predictions, not units."""
+
+
 def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
@@ -245,6 +250,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                                         config.alpha),
         "outcomes": outcomes.figures,
     }
+    out["analysis_unit_note"] = _per_prediction_note(out["metrics"])
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,
         lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow))
@@ -288,6 +294,20 @@ def experiment_results(session: Session, experiment_id: int, *,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)
     return out
+
+
+def _per_prediction_note(metrics_by_variant: Mapping[str, Any]) -> str | None:
+    """Where units send several requests each, say that the built-in metrics' tests count
+    predictions as independent (their intervals too narrow by the design effect), while the
+    outcome metrics are per unit; None where units mostly send one."""
+    ratios = [m["all"]["predictions"] / m["all"]["units"] for m in metrics_by_variant.values()
+              if "all" in m and m["all"].get("units")]
+    if not ratios or max(ratios) < PER_UNIT_NOTE_AT:
+        return None
+    return (f"units sent up to {max(ratios):.1f} predictions each: the built-in metrics are "
+            "per prediction and their tests treat a unit's predictions as independent, so "
+            "their intervals and p-values are too optimistic; outcome metrics are per unit "
+            "(define one as primary to decide per unit)")
 
 
 def _primary(experiment: Experiment, specs: Mapping[str, MetricSpec],

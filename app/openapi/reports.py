@@ -90,6 +90,8 @@ SLICE_CHOICE = _object({
                 "predictions; the slices and predictions left out still count in 'all'")
 RESULTS = _object({
     "experiment": OPEN, "alpha": NUM, "slice_choice": SLICE_CHOICE,
+    "analysis_unit_note": {**STR_OR_NULL, "description": "set where units send several "
+                           "requests each: the built-in metrics count predictions"},
     "variants": {"type": "array", "items": _ref("ResultsVariant")},
     "metrics": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": OPEN}},
