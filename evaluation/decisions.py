@@ -2,8 +2,11 @@
 
 Read from a results dict of :func:`evaluation.results.experiment_results`, in this order:
 
-1. **Sample ratio mismatch** flagged: stop. The split or the logging is broken, so no comparison
-   can be trusted; fix it and restart.
+0. **No traffic** on any arm yet: keep running, saying so (there is nothing to compare).
+1. **Sample ratio mismatch** overall: stop. The split or the logging is broken, so no comparison
+   can be trusted; fix it and restart. A mismatch within some slices only (Holm-adjusted across
+   the slices large enough to test, see :mod:`evaluation.srm_check`) is a warning among the
+   reasons: those slices' figures are suspect, the experiment's are not.
 2. A treatment arm breaches a **guardrail** (p99 latency above its limit over at least
    ``MIN_GUARDRAIL_N`` predictions; an error or correction rate, or an outcome metric's per-unit
    mean, whose always-valid confidence sequence lies wholly on the bad side of its limit, see
@@ -12,7 +15,11 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
    bad side of 0), or a number candidate's absolute error significantly worse: stop that arm.
 4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
    with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
-5. Otherwise keep running, saying how many more units per arm the target effect needs.
+5. Otherwise keep running, saying how many more units per arm the target effect needs (an arm
+   with weight 0 takes no traffic, so it is told that instead).
+
+A stopped experiment that would keep running is inconclusive; a paused one says first that it
+gathers no data until it is resumed.
 
 The always-valid interval is used throughout because people look at results every hour; the
 fixed-horizon p-values would overstate certainty under that peeking. Each arm's mSPRT interval
@@ -80,11 +87,33 @@ def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
 def decide(results: dict[str, Any]) -> dict[str, Any]:
     """``{"action", "arm", "reasons", "arms": {arm: verdict}}`` for a results dict."""
     decision = _decide(results)
-    if decision["action"] == KEEP_RUNNING and results["experiment"].get("status") == "stopped":
+    status = results["experiment"].get("status")
+    if decision["action"] == KEEP_RUNNING and status == "stopped":
         decision = {**decision, "action": INCONCLUSIVE, "reasons": [
             "the experiment is stopped, so it gathers no more data: the evidence below was not "
             "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
+    elif decision["action"] == KEEP_RUNNING and status == "paused":
+        decision = {**decision, "reasons": [
+            "the experiment is paused, so it gathers no data until it is resumed: the evidence "
+            "below is not enough for a decision; resume it to gather more",
+            *decision["reasons"]]}
+    warning = (results.get("srm") or {}).get("slice_warning")
+    if warning and not results["srm"].get("flagged"):
+        decision = {**decision, "reasons": [*decision["reasons"], f"warning: {warning}"]}
     return decision
+
+
+def _no_traffic(results: dict[str, Any]) -> bool:
+    """No arm has a prediction yet: no figures for slice ``all`` and no unit compared there."""
+    figures = any((results.get("metrics") or {}).get(v["name"], {}).get(ALL)
+                  for v in results["variants"])
+    compared = any((r.get("n_control") or 0) + (r.get("n_treatment") or 0) > 0
+                   for r in results.get("comparisons") or [] if r.get("slice") == ALL)
+    return not figures and not compared
+
+
+def _weights(results: dict[str, Any]) -> dict[str, float | None]:
+    return {v["name"]: v.get("weight") for v in results["variants"] if not v["shadow"]}
 
 
 def _decide(results: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +130,11 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
     primary = results["experiment"]["primary_metric"]
     limits = results["experiment"].get("guardrails") or {}
     arms = [v["name"] for v in results["variants"][1:] if not v["shadow"]]
+    if _no_traffic(results):
+        return {"action": KEEP_RUNNING, "arm": None, "arms": dict.fromkeys(arms, KEEP_RUNNING),
+                "reasons": ["no traffic yet: no arm has served a prediction, so there is "
+                            "nothing to compare"]}
+    weights = _weights(results)
     verdicts: dict[str, str] = {}
     winners: list[tuple[float, str]] = []
     for arm in arms:
@@ -132,7 +166,11 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             verdicts[arm] = KEEP_RUNNING
             power = results.get("power", {}).get(arm, {})
             need = power.get("still_needed")
-            if need:
+            if weights.get(arm) == 0:
+                reasons.append(f"arm {arm!r} has weight 0, so it takes no traffic and gathers no "
+                               f"more data: no significant difference on {primary} so far; give "
+                               "it a weight to test it")
+            elif need:
                 per = "units" if primary in (results.get("outcomes") or {}) else "predictions"
                 reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
                                f"more {per} per arm for the always-valid test to detect a "

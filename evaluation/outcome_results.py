@@ -6,7 +6,7 @@ and denominator (a unit with only one of them counts 0 for the other) and is lin
 delta method (:mod:`evaluation.stats.ratio`). Per arm this gives n units, a mean and a variance,
 which join the built-in metrics' aggregates as extra metrics of slice ``all``, so the same pass
 of :func:`evaluation.stats.analyze` tests them (Welch or two-proportion z, mSPRT, Bayesian,
-MDE, and Holm / Benjamini-Hochberg over every comparison together).
+MDE, and Holm / Benjamini-Hochberg within slice ``all``'s comparisons).
 
 Units with no outcome of a metric are not in its sample: a metric is the mean over the units
 that reported it.

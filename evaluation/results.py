@@ -5,9 +5,11 @@ The comparisons are every treatment (the other arms, then shadow candidates) aga
 arm, for each metric in :data:`METRICS` and each slice (``all`` first), computed by
 :func:`evaluation.stats.analyze` in one pass: z / Welch tests with absolute and relative
 intervals, Beta-Binomial chance to win, mSPRT always-valid p-values and intervals, MDE, and Holm
-and Benjamini-Hochberg across all comparisons. Beside them: sample ratio mismatch of the arms'
-units against the allocation in force when they were assigned (:mod:`evaluation.srm_check`;
-overall and per slice; a flag makes the results untrustworthy), Mann-Whitney U on the latency
+and Benjamini-Hochberg within each slice (its treatments x metrics). Beside them: sample ratio
+mismatch of the arms' units against the allocation in force when they were assigned
+(:mod:`evaluation.srm_check`; the overall check's flag makes the results untrustworthy, slices
+expecting at least 5 units per arm are tested too, Holm-adjusted, and only warn), Mann-Whitney U
+on the latency
 histograms, the sample still needed for the primary metric with the power the arms have now and
 the relative MDE, and the decision of :mod:`evaluation.decisions`.
 

@@ -85,10 +85,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     slice_ = slice_ or ALL
     primary = res["experiment"]["primary_metric"]
     parts: list[Component] = [_summary(res)]
-    if not res.get("trustworthy", False) and res.get("srm") and res["srm"]["flagged"]:
-        parts.append(html.Div("Sample ratio mismatch: the split does not follow the configured "
-                              "weights, so these results are untrustworthy.",
-                              className="alert", id="exp-srm-alert"))
+    parts += _srm_banner(res.get("srm") or {})
     parts.append(_decision(decision))
     if windowed and not any(res["metrics"].values()):
         parts.append(html.P("No data in this window: choose other hours to see the arms, the "
@@ -161,21 +158,48 @@ def _arms(res: dict[str, Any], slice_: str) -> Component:
     return html.Div([arms_table, html.P(_srm_line(srm, slice_), id="exp-srm")])
 
 
+def _srm_banner(srm: dict[str, Any]) -> list[Component]:
+    """The banner says what the check's line says: the overall check alone makes the results
+    untrustworthy; a mismatch within some slices is a warning about those slices."""
+    if srm.get("mismatch"):
+        return [html.Div("Sample ratio mismatch: the split does not follow the configured "
+                         "weights, so these results are untrustworthy.",
+                         className="alert", id="exp-srm-alert")]
+    if srm.get("slice_warning"):
+        return [html.Div(f"Warning: {srm['slice_warning']}.", id="exp-srm-warning",
+                         style={"background": "#ffd", "padding": "8px",
+                                "border": "1px solid #c90"})]
+    return []
+
+
 def _srm_line(srm: dict[str, Any], slice_: str) -> str:
     if not srm:
         return "Sample-ratio check: needs two arms or more."
+    minimum = f"fewer than {srm.get('min_expected', 5):g} units expected in an arm"
     if slice_ == ALL:
         p = srm.get("p_value")
         if p is None:
             return f"Sample-ratio check: not computed ({srm.get('error') or 'no units yet'})."
         verdict = "MISMATCH" if srm["mismatch"] else "ok"
-        return (f"Sample-ratio check (chi-square, all units): statistic {srm['statistic']:.3g}, "
+        line = (f"Sample-ratio check (chi-square, all units): statistic {srm['statistic']:.3g}, "
                 f"p = {p:.3g} against threshold {srm['threshold']:g}: {verdict}.")
+        if srm.get("slices_tested") or srm.get("slices_too_small"):
+            line += (f" Slices: {srm.get('slices_tested', 0)} tested, Holm-adjusted across "
+                     f"them; {srm.get('slices_too_small', 0)} too small ({minimum}).")
+        if srm.get("mismatched_slices"):
+            line += f" Mismatch within: {', '.join(srm['mismatched_slices'])} (a warning)."
+        return line
     p = srm.get("slice_p_values", {}).get(slice_)
     if p is None:
-        return f"Sample-ratio check in slice {slice_}: not computed (too few units)."
-    verdict = "MISMATCH" if slice_ in srm.get("mismatched_slices", []) else "ok"
-    return f"Sample-ratio check in slice {slice_}: p = {p:.3g}: {verdict}."
+        why = srm.get("error") or f"too few units: {minimum}"
+        return f"Sample-ratio check in slice {slice_}: not tested ({why})."
+    adjusted = srm.get("slice_p_adjusted", {}).get(slice_)
+    held = slice_ in srm.get("mismatched_slices", [])
+    verdict = ("MISMATCH within this slice: its figures are suspect (the overall check decides "
+               "whether the results are trustworthy)") if held else "ok"
+    holm_p = f", Holm-adjusted p = {adjusted:.3g}" if adjusted is not None else ""
+    return (f"Sample-ratio check in slice {slice_}: p = {p:.3g}{holm_p} against threshold "
+            f"{srm['threshold']:g}: {verdict}.")
 
 
 def _comparisons(res: dict[str, Any], slice_: str) -> Component:

@@ -6,7 +6,8 @@ absolute and relative intervals (the relative ones with their own p-value), the 
 expected losses (Beta-Binomial for proportion metrics, Gaussian posterior for means) with
 credible intervals of the difference (means) and of the relative lift (both, normal
 approximation), the mSPRT always-valid p-value and intervals (absolute and relative), the MDE at
-the current sample sizes, and Holm and Benjamini–Hochberg adjustments across all comparisons.
+the current sample sizes, and Holm and Benjamini–Hochberg adjustments within each slice (its
+treatments x metrics form one family).
 ``error`` says why a row is empty; ``note`` says why a figure in a valid row is missing or how it
 was computed (a zero control mean, an exact test on a small table). The
 kernels are the same ones the scalar functions use, so a single comparison gives identical numbers
@@ -330,8 +331,10 @@ def analyze(
 
     seq_config = config.sequential_for(arms - 1)
     seq = arm_sequential(out, n_c, sum_c, n_t, sum_t, pi, valid, alpha, seq_config)
-    adjusted_holm = holm(out["p_value"], alpha)
-    adjusted_bh = benjamini_hochberg(out["p_value"], alpha)
+    # One family per slice (its treatments x metrics): slice ``all`` keeps its adjusted p-values
+    # however many slice strings the traffic carries.
+    adjusted_holm = holm(out["p_value"].reshape(shape), alpha, family_axis=2)
+    adjusted_bh = benjamini_hochberg(out["p_value"].reshape(shape), alpha, family_axis=2)
 
     srm_p = srm_flag = None
     if units is not None and weights is not None:

@@ -6,6 +6,9 @@ The test is Pearson's chi-square goodness of fit of the observed counts against
 ``total * weight`` (scipy's ``chisquare``), with ``k - 1`` degrees of freedom. The conventional
 alarm threshold is p < 0.001 (Fabijan et al., "Diagnosing Sample Ratio Mismatch in Online
 Controlled Experiments", KDD 2019), strict because the check runs on every experiment and look.
+The chi-square approximation needs enough units: the usual rule (Cochran 1954) is an expected
+count of at least 5 in every cell, so a slice is tested only when each arm with a non-zero weight
+expects :data:`MIN_EXPECTED` units or more (:func:`srm_testable`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from scipy import special
 from evaluation.stats import checks
 
 DEFAULT_SRM_THRESHOLD = 0.001
+MIN_EXPECTED = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,20 @@ def srm_arrays(counts: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.nd
     statistic = np.where(empty, np.nan, statistic)
     p_value = np.where(empty, np.nan, p_value)
     return statistic, p_value
+
+
+def srm_testable(counts: ArrayLike, weights: ArrayLike,
+                 min_expected: float = MIN_EXPECTED) -> np.ndarray:
+    """Which count vectors (arms on the last axis) expect at least ``min_expected`` units in
+    every arm with a non-zero weight: below that the chi-square p-value is too rough to act on
+    (7 units in one of three arms reads p = 0.0009)."""
+    share = normalise_weights(weights)
+    observed = np.asarray(counts, dtype=np.float64)
+    checks.counts("unit counts", observed)
+    if observed.shape[-1] != share.size:
+        raise ValueError(f"counts have {observed.shape[-1]} arms, weights {share.size}")
+    expected = observed.sum(axis=-1, keepdims=True) * share
+    return np.where(share > 0, expected >= min_expected, True).all(axis=-1)
 
 
 def sample_ratio_mismatch(

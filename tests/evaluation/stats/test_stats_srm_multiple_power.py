@@ -21,7 +21,7 @@ from evaluation.stats import (
     sample_size_mean,
     sample_size_proportion,
 )
-from evaluation.stats.srm import srm_arrays
+from evaluation.stats.srm import srm_arrays, srm_testable
 
 # --- sample ratio mismatch: Pearson chi-square goodness of fit ------------------------------
 
@@ -123,6 +123,35 @@ def test_adjustments_skip_nan_p_values():
     )
     assert result.n_tests == 3
     assert holm([np.nan, np.nan]).n_tests == 0
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [("holm", "holm"), ("bh", "fdr_bh")])
+def test_family_axis_adjusts_each_index_as_its_own_family(ours, theirs):
+    # Treatments x metrics x slices with one family per slice: each slice's adjusted p-values
+    # are statsmodels' over that slice alone (NaN left out, ties kept).
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 0.1, (3, 4, 6))
+    p[0, 0, 1] = p[1, 2, 1]
+    p[2, :, 4] = np.nan
+    p[:, :, 5] = np.nan
+    result = adjust_p_values(p, ours, alpha=0.05, family_axis=2)
+    for s in range(6):
+        family = p[:, :, s]
+        valid = ~np.isnan(family)
+        assert np.isnan(result.p_adjusted[:, :, s][~valid]).all()
+        if valid.any():
+            reject, corrected, _, _ = multipletests(family[valid], alpha=0.05, method=theirs)
+            np.testing.assert_allclose(result.p_adjusted[:, :, s][valid], corrected, rtol=1e-12)
+            assert result.reject[:, :, s][valid].tolist() == reject.tolist()
+    assert result.n_tests == int((~np.isnan(p)).sum())
+
+
+def test_srm_testable_needs_five_expected_units_in_every_live_arm():
+    # Cochran's rule for the chi-square approximation: expected count >= 5 in every cell.
+    counts = [[7, 0, 0], [5, 5, 4], [6, 5, 4], [10, 10, 3], [0, 0, 0]]
+    assert srm_testable(counts, [1, 1, 1]).tolist() == [False, False, True, True, False]
+    # An arm with weight 0 expects nothing and does not count.
+    assert srm_testable([[5, 5, 0], [3, 3, 0]], [1, 1, 0]).tolist() == [True, False]
 
 
 def test_adjustment_validation():
