@@ -11,7 +11,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.report.labels import shorten
+
 COLUMNS = 3
+TICK_CHARS = 16  # an arm's tick in a third of the page's width
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
@@ -21,7 +24,8 @@ def plain(text: Any) -> str:
 
 
 def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
-    """One panel per metric: each variant's mean with its interval as error bars."""
+    """One panel per metric: each variant's mean with its interval as error bars, ticked with
+    shortened arm names (the hover names the arm in full)."""
     by_metric: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_metric[row["metric"]].append(row)
@@ -47,6 +51,11 @@ def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
         flat = _flat_range(points)
         if flat is not None:
             figure.update_yaxes(range=flat, row=i // COLUMNS + 1, col=i % COLUMNS + 1)
+        # A tick is a shortened name (a 100-letter arm runs across the next panel otherwise);
+        # the point's hover keeps the whole one.
+        figure.update_xaxes(tickvals=[plain(p["variant"]) for p in points],
+                            ticktext=[plain(shorten(p["variant"], TICK_CHARS)) for p in points],
+                            row=i // COLUMNS + 1, col=i % COLUMNS + 1)
     figure.update_layout(height=260 * rows_n + 40, margin={"t": 40, "l": 40, "r": 20, "b": 30})
     return figure
 

@@ -4,7 +4,10 @@ chose passes through :func:`dashboards.figures.plain` (plotly reads a few tags i
 from __future__ import annotations
 
 import base64
+import html
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -12,43 +15,101 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.figures import COLORS, empty, plain
+from dashboards.report.labels import shorten
+from dashboards.report.render import number_candidates
 from evaluation.candidate_facts import shown_names
 
 GAP_SCALE = 0.25  # the heatmap's colours saturate at a 25-point accuracy gap
+MAE_SCALE = 0.5  # and at an online MAE 50% above (or below) the offline one
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """One heatmap of the page: which rows, the figure a cell shows and how it is coloured."""
+
+    rows: list[dict[str, Any]]
+    value: Callable[[dict[str, Any]], float | None]
+    hover: Callable[[dict[str, Any]], str]
+    title: str
+    scale: float
+    colors: str
+
+
+def _short(label: str) -> str:
+    """A tick of a plain (escaped) name, shortened as it reads: ``&amp;`` is one letter."""
+    return plain(shorten(html.unescape(label)))
+
+
+def _ref(r: dict[str, Any]) -> tuple[str, Any]:
+    return r["candidate"], r.get("version")
+
+
+def _mae_relative(r: dict[str, Any]) -> float | None:
+    return (r.get("mae_gap") or {}).get("relative")
 
 
 def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
-    """Online accuracy bound minus offline exact match, per candidate version (rows: the name,
-    or ``name vX`` where two versions of it ran) and slice (columns); the hover shows both with
+    """The gap per candidate version (rows: the name, or ``name vX`` where two versions of it
+    ran) and slice (columns): online accuracy bound minus offline exact match for label and
+    text candidates; for number candidates, whose answers are never an exact match, the online
+    MAE against the offline MAE (relative; red: worse online). The hover shows both sides with
     the online interval. ``customdata`` carries the raw slice name, which a click hands to the
     drill-down."""
-    rows = [r for r in slices if r["gap"] is not None]
-    if not rows:
+    numbers = number_candidates(slices)
+    panels = [p for p in (
+        _Panel([r for r in slices if r["gap"] is not None and _ref(r) not in numbers],
+               lambda r: r["gap"], _cell_text,
+               "accuracy: online bound − offline exact match", GAP_SCALE, "RdBu"),
+        _Panel([r for r in slices if _ref(r) in numbers and _mae_relative(r) is not None],
+               _mae_relative, _mae_text, "numbers: online MAE ÷ offline MAE − 1", MAE_SCALE,
+               "RdBu_r")) if p.rows]
+    if not panels:
         return empty("no candidate has both offline results and online traffic")
-    shown = shown_names(rows)
+    heights = [len(shown_names(p.rows)) for p in panels]
+    figure = make_subplots(rows=len(panels), cols=1, row_heights=heights,
+                           vertical_spacing=0.3 / len(panels) if len(panels) > 1 else 0,
+                           subplot_titles=[p.title for p in panels] if len(panels) > 1 else None)
+    top = 1.0
+    for i, (panel, rows_n) in enumerate(zip(panels, heights, strict=True)):
+        share = rows_n / sum(heights)
+        trace = _heatmap(panel, y=top - share / 2, length=share)
+        figure.add_trace(trace, row=i + 1, col=1)
+        # Ticks are shortened names (a 100-letter one takes half the width otherwise); the
+        # hover names the candidate and the slice in full.
+        figure.update_yaxes(tickvals=list(trace.y), ticktext=[_short(y) for y in trace.y],
+                            row=i + 1, col=1)
+        figure.update_xaxes(tickvals=list(trace.x), ticktext=[_short(x) for x in trace.x],
+                            row=i + 1, col=1)
+        top -= share
+    figure.update_layout(height=140 + 48 * sum(heights) + 60 * (len(panels) - 1),
+                         margin={"t": 40, "l": 120, "r": 20, "b": 60},
+                         title=(panels[0].title if len(panels) == 1 else "online − offline")
+                         + " (click a cell)")
+    return figure
+
+
+def _heatmap(panel: _Panel, y: float, length: float) -> go.Heatmap:
+    shown = shown_names(panel.rows)
     cands = list(shown)
-    names = sorted({r["slice"] for r in rows}, key=lambda s: (s != "all", s))
-    cell = {(r["candidate"], r.get("version"), r["slice"]): r for r in rows}
+    names = sorted({r["slice"] for r in panel.rows}, key=lambda s: (s != "all", s))
+    cell = {(r["candidate"], r.get("version"), r["slice"]): r for r in panel.rows}
     z, text, custom = [], [], []
     for cand in cands:
         zr, tr, cr = [], [], []
         for s in names:
             r = cell.get((*cand, s))
-            zr.append(None if r is None else r["gap"])
-            tr.append("" if r is None else _cell_text(r))
+            zr.append(None if r is None else panel.value(r))
+            tr.append("" if r is None else panel.hover(r))
             cr.append(s)
         z.append(zr)
         text.append(tr)
         custom.append(cr)
-    figure = go.Figure(go.Heatmap(
+    return go.Heatmap(
         z=z, x=[plain(s) for s in names], y=[plain(shown[c]) for c in cands], text=text,
-        customdata=custom, texttemplate="%{z:+.1%}", colorscale="RdBu", zmid=0,
-        zmin=-GAP_SCALE, zmax=GAP_SCALE, colorbar={"title": "gap", "tickformat": "+.0%"},
-        hovertemplate="%{y} on %{x}<br>%{text}<extra></extra>"))
-    figure.update_layout(height=140 + 48 * len(cands), margin={"t": 30, "l": 120, "r": 20,
-                                                              "b": 60},
-                         title="online accuracy bound − offline exact match (click a cell)")
-    return figure
+        customdata=custom, texttemplate="%{z:+.1%}", colorscale=panel.colors, zmid=0,
+        zmin=-panel.scale, zmax=panel.scale,
+        colorbar={"title": "gap", "tickformat": "+.0%", "y": y, "len": length * 0.9},
+        hovertemplate="%{y} on %{x}<br>%{text}<extra></extra>")
 
 
 def _cell_text(r: dict[str, Any]) -> str:
@@ -59,6 +120,16 @@ def _cell_text(r: dict[str, Any]) -> str:
     flag = "<br>flagged" if r["flagged"] else ""
     return (f"offline {off['exact_match']:.1%} (n = {off['n'] or 0})<br>online "
             f"{on['accuracy_bound']:.1%}{interval} (n = {on['n']}){p}{flag}")
+
+
+def _mae_text(r: dict[str, Any]) -> str:
+    gap, on = r["mae_gap"], r["online"]
+    low, high = on.get("mae_interval") or (None, None)
+    interval = f" [{low:.4g}, {high:.4g}]" if low is not None and high is not None else ""
+    p = "" if gap["p_value"] is None else f"<br>p (Welch) = {gap['p_value']:.3g}"
+    flag = "<br>flagged" if gap["flagged"] else ""
+    return (f"offline MAE {gap['offline_mae']:.4g} (n = {gap['offline_n']})<br>online MAE "
+            f"{gap['online_mae']:.4g}{interval} (n = {gap['online_n']} corrected){p}{flag}")
 
 
 def shares(shift: dict[str, Any], name: str | None = None) -> go.Figure:

@@ -33,6 +33,15 @@ WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
 _WEEK = re.compile(rf"^{WEEK_PATTERN}$")
 TREND_METRICS = ("correction_rate", "error_rate", "exact_match", "latency_mean_ms",
                  "mean_confidence")
+# A number candidate's answers are never an exact match and carry no confidence: its errors
+# are what moves from week to week.
+NUMBER_TREND_METRICS = ("correction_rate", "error_rate", "mae", "rmse", "latency_mean_ms")
+# A built-in primary metric's figure in a variant's metrics, and its interval's (None: none).
+PRIMARY_FIGURES = {"correction_rate": ("correction_rate", "correction_rate_ci"),
+                   "error_rate": ("error_rate", None), "exact_match": ("exact_match", None),
+                   "token_edit_distance": ("token_edit_distance", None),
+                   "latency_ms": ("latency_mean_ms", None), "confidence": ("mean_confidence", None),
+                   "absolute_error": ("mae", "mae_interval")}
 EXAMPLES = 8
 LABEL_ACTIONS = ("label", "resolve")  # the acts that give an item a label (not skip or flag)
 
@@ -81,26 +90,73 @@ def _day(moment: datetime) -> date:
     return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
 
 
-def _active_experiments(session: Session, since: datetime, until: datetime) -> list[Experiment]:
+def _with_traffic(session: Session, since: datetime, until: datetime) -> set[int]:
     t = OnlineAggregate
-    ids = session.scalars(select(t.experiment_id).where(
-        t.hour >= since, t.hour < until).distinct()).all()
+    return set(session.scalars(select(t.experiment_id).where(
+        t.hour >= since, t.hour < until).distinct()).all())
+
+
+def _active_experiments(session: Session, since: datetime, until: datetime) -> list[Experiment]:
+    ids = _with_traffic(session, since, until)
     if not ids:
         return []
     return list(session.scalars(select(Experiment).where(Experiment.id.in_(ids))
                                 .order_by(Experiment.id)))
 
 
+def _running_without_traffic(session: Session, since: datetime,
+                             until: datetime) -> list[dict[str, Any]]:
+    """Experiments running now, started before the week ended, that served nothing in it: a
+    stalled rollout or a broken route is what a lead reads the report to catch."""
+    busy = _with_traffic(session, since, until)
+    running = session.scalars(select(Experiment).where(
+        Experiment.status == "running", Experiment.created_at < until).order_by(Experiment.id))
+    return [{"id": e.id, "name": e.name, "status": e.status} for e in running
+            if e.id not in busy]
+
+
+def primary_figure(results: dict[str, Any], variant: dict[str, Any],
+                   metric: str) -> dict[str, float | None]:
+    """A variant's figure on ``metric`` on slice ``all`` with its interval: an outcome
+    metric's per-arm mean, a built-in one's online figure; all None where the results carry
+    none (a shadow has no outcomes; only a number candidate has errors)."""
+    value = low = high = None
+    outcome = (results.get("outcomes") or {}).get(metric)
+    figures = results["metrics"].get(variant["name"], {}).get(ALL) or {}
+    if outcome is not None:
+        arm = outcome["arms"].get(variant.get("arm") or variant["name"]) or {}
+        value, (low, high) = arm.get("mean"), arm.get("interval") or (None, None)
+    elif metric == "squared_error":  # the mean squared error: the RMSE and its bounds squared
+        rmse, bounds = figures.get("rmse"), figures.get("rmse_interval") or (None, None)
+        value = None if rmse is None else rmse ** 2
+        low, high = (None if b is None else b ** 2 for b in bounds)
+    elif metric in PRIMARY_FIGURES:
+        key, interval = PRIMARY_FIGURES[metric]
+        value = figures.get(key)
+        low, high = (figures.get(interval) or (None, None)) if interval else (None, None)
+    return {"value": value, "low": low, "high": high}
+
+
 def _trends(this: dict[str, Any], before: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per variant: the primary metric first (an outcome one included), then the operating
+    figures its output type makes sense of."""
+    primary = this["experiment"]["primary_metric"]
+    own = PRIMARY_FIGURES.get(primary, (primary, None))[0]
     rows = []
     for variant in this["variants"]:
         name = variant["name"]
         now = this["metrics"].get(name, {}).get(ALL) or {}
         then = before["metrics"].get(name, {}).get(ALL) or {}
-        for metric in TREND_METRICS:
-            a, b = then.get(metric), now.get(metric)
+        then_variant = next((v for v in before["variants"] if v["name"] == name), variant)
+        pairs = [(primary, primary_figure(before, then_variant, primary)["value"],
+                  primary_figure(this, variant, primary)["value"])]
+        number = variant.get("output_type") == "number"
+        pairs += [(m, then.get(m), now.get(m))
+                  for m in (NUMBER_TREND_METRICS if number else TREND_METRICS) if m != own]
+        for metric, a, b in pairs:
             rows.append({"variant": name, "metric": metric, "previous": a, "current": b,
-                         "change": None if a is None or b is None else b - a})
+                         "change": None if a is None or b is None else b - a,
+                         "primary": metric == primary})
     return rows
 
 
@@ -115,6 +171,8 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
     comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],
+            "primary": {v["name"]: primary_figure(this, v, this["experiment"]["primary_metric"])
+                        for v in this["variants"]},
             "trustworthy": this["trustworthy"], "decision": this["decision"],
             "variants": [v["name"] for v in this["variants"]],
             "figures": {v: m.get(ALL) for v, m in this["metrics"].items() if m.get(ALL)},
@@ -178,4 +236,5 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None) -> 
             "until": until.isoformat(),
             "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
             "experiments": [experiment_week(session, e, week) for e in experiments],
+            "no_traffic": _running_without_traffic(session, since, until),
             "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.cli import columns
 from evaluation.candidate_facts import shown_names
 
 
@@ -19,6 +20,13 @@ def _num(value: Any, spec: str = ".3f") -> str:
 
 def _interval(low: Any, high: Any, spec: str = ".3f") -> str:
     return "" if low is None or high is None else f" [{low:{spec}}, {high:{spec}}]"
+
+
+def _number_candidates(rows: list[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    """The candidate versions that answer numbers: an MAE on any of their rows, offline or
+    online."""
+    return {(r["candidate"], r.get("version")) for r in rows
+            if r["offline"].get("mae") is not None or r["online"].get("mae") is not None}
 
 
 def results_text(report: dict[str, Any]) -> str:
@@ -35,21 +43,22 @@ def results_text(report: dict[str, Any]) -> str:
         verdict = "MISMATCH: results are not trustworthy" if srm["flagged"] else "ok"
         lines.append(f"  sample-ratio check: {verdict} (p = {_num(srm['p_value'], '.3g')})")
     lines.append("")
-    lines.append(f"{'variant':<20} {'candidate':<20} {'predictions':>11} {'units':>6} "
-                 f"{'corr. rate':>11} {'errors':>7} {'accuracy<=':>10} {'p99 ms':>8}")
     names = shown_names(report["variants"])  # `name vX` where two arms run two versions
+    rows = []
     for v in report["variants"]:
         m = (report["metrics"].get(v["name"]) or {}).get("all") or {}
-        cand = names[(v["candidate"], v.get("version"))]
-        lines.append(f"{v['name']:<20} {cand:<20} {m.get('predictions', 0):>11} "
-                     f"{m.get('units', 0):>6} {_num(m.get('correction_rate')):>11} "
-                     f"{_num(m.get('error_rate')):>7} {_num(m.get('accuracy_bound')):>10} "
-                     f"{_num(m.get('latency_p99_ms'), '.1f'):>8}")
+        rows.append([v["name"], names[(v["candidate"], v.get("version"))],
+                     str(m.get("predictions", 0)), str(m.get("units", 0)),
+                     _num(m.get("correction_rate")), _num(m.get("error_rate")),
+                     _num(m.get("accuracy_bound")), _num(m.get("latency_p99_ms"), ".1f")])
+    lines.append(columns(["variant", "candidate", "predictions", "units", "corr. rate", "errors",
+                          "accuracy<=", "p99 ms"], rows, right=set(range(2, 8))))
     comparisons = [c for c in report["comparisons"] if c.get("slice", "all") == "all"]
     if comparisons:
         lines += ["", "comparisons (treatment - control, slice all):"]
+    width = max((len(c["metric"]) for c in comparisons), default=0)
     for c in comparisons:
-        head = f"  {c['metric']:<20} {c['treatment']} vs {c['control']}: "
+        head = f"  {c['metric']:<{width}} {c['treatment']} vs {c['control']}: "
         if c.get("error"):
             lines.append(head + c["error"])
             continue
@@ -62,8 +71,9 @@ def results_text(report: dict[str, Any]) -> str:
 
 
 def divergence_text(report: dict[str, Any]) -> str:
-    """The divergence report: ranked findings, the accuracy per candidate and slice, and the
-    stage each candidate's errors are blamed on."""
+    """The divergence report: ranked findings, the accuracy per candidate and slice (a number
+    candidate's MAE, online against offline, in a table of its own: an exact match means
+    nothing for numbers), and the stage each candidate's errors are blamed on."""
     lines = [f"experiment #{report['experiment_id']}: online against offline "
              f"(tolerance {report['tolerance']:.0%}, alpha {report['alpha']})"]
     findings = report["findings"]
@@ -71,15 +81,29 @@ def divergence_text(report: dict[str, Any]) -> str:
         return "\n".join([*lines, "  no online predictions to hold against an offline test yet"])
     lines += [f"  {f['rank']}. [{f['kind']}] {f['explanation']}" for f in findings] or [
         "  no findings: online holds up against the offline tests"]
-    lines += ["", f"{'candidate':<20} {'slice':<22} {'offline':>8} {'online<=':>9} "
-                  f"{'n':>7} {'gap':>7}  flagged"]
     names = shown_names(report["slices"])  # `name vX` where two versions of a name ran
+    numbers = _number_candidates(report["slices"])
+    accuracy, errors = [], []
     for r in report["slices"]:
-        off, on = r["offline"], r["online"]
-        cand = names[(r["candidate"], r.get("version"))]
-        lines.append(f"{cand:<20} {r['slice']:<22} {_num(off.get('exact_match')):>8} "
-                     f"{_num(on.get('accuracy_bound')):>9} {on['n']:>7} "
-                     f"{_num(r.get('gap'), '+.3f'):>7}  {'yes' if r['flagged'] else 'no'}")
+        off, on, gap = r["offline"], r["online"], r.get("mae_gap") or {}
+        ref = (r["candidate"], r.get("version"))
+        if ref in numbers:  # a number candidate: its MAE, not hits
+            errors.append([names[ref], r["slice"], _num(off.get("mae"), ".4g"),
+                           _num(on.get("mae"), ".4g"), str(on["n"]),
+                           _num(gap.get("relative"), "+.1%"),
+                           "yes" if gap.get("flagged") else "no"])
+        else:
+            accuracy.append([names[ref], r["slice"], _num(off.get("exact_match")),
+                             _num(on.get("accuracy_bound")), str(on["n"]),
+                             _num(r.get("gap"), "+.3f"), "yes" if r["flagged"] else "no"])
+    if accuracy:
+        lines += ["", columns(["candidate", "slice", "offline", "online<=", "n", "gap",
+                               "flagged"], accuracy, right={2, 3, 4, 5})]
+    if errors:
+        lines += ["", "number candidates: mean absolute error, online (over corrected answers; "
+                      "n: answers) against offline; gap relative",
+                  columns(["candidate", "slice", "offline MAE", "online MAE", "n", "gap",
+                           "flagged"], errors, right={2, 3, 4, 5})]
     blamed = [r for r in report["stage_attribution"]["rows"] if r["slice"] == "all"]
     if blamed:
         lines += ["", "errors by stage (slice all):"]

@@ -1,5 +1,6 @@
 """The Offline-vs-online page: for one experiment, each candidate × slice's online accuracy
-bound against its offline exact match as a heatmap of the gap; a slice picked (or a cell
+bound against its offline exact match (a number candidate's: online MAE against offline MAE)
+as a heatmap of the gap; a slice picked (or a cell
 clicked) drills down into that slice's rows and newest predictions; the traffic-mix and
 prediction-distribution shifts; and the ranked findings, all from
 :func:`evaluation.divergence.divergence_report` (the report behind ``/divergence``).
@@ -21,6 +22,7 @@ from dashboards.access import require_role, whole_number
 from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
+from dashboards.report.render import number_candidates
 from dashboards.tables import fmt, table
 from evaluation.candidate_facts import shown_names
 
@@ -104,9 +106,12 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
     """One slice: every candidate's offline and online figures there, and its newest
     predictions (each a link to the inspector)."""
     names = _names(report)
+    here = [r for r in report["slices"] if r["slice"] == slice_]
+    number_refs = number_candidates(report["slices"])
+    numbers = [r for r in here if _ref(r) in number_refs]
     rows = []
-    for r in report["slices"]:
-        if r["slice"] != slice_:
+    for r in here:
+        if _ref(r) in number_refs:
             continue
         on, off = r["online"], r["offline"]
         low, high = on["accuracy_ci"] or (None, None)
@@ -122,6 +127,7 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
         table(["candidate", "offline n", "offline exact match", "online n",
                "online accuracy bound [95% CI]", "gap", "p (non-inferiority)", "flagged",
                "latency p50 ms", "latency p99 ms"], rows, "div-drill-table"),
+        *([_mae_table(numbers, names)] if numbers else []),
         html.H4("Newest predictions in the slice"),
         html.Table(id="div-drill-predictions", className="grid", children=[
             html.Thead(html.Tr([html.Th(h) for h in ("prediction", "candidate", "arm",
@@ -134,6 +140,27 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
                 html.Td(p["created_at"].strftime("%Y-%m-%d %H:%M:%S"))]) for p in recent])]),
         *confusions,
     ])
+
+
+def _mae_table(rows: list[dict[str, Any]],
+               names: dict[tuple[str, str | None], str]) -> Component:
+    """Number candidates in the slice: online MAE against offline MAE (an exact match and an
+    accuracy bound mean nothing for numbers)."""
+    cells = []
+    for r in rows:
+        gap, on, off = r.get("mae_gap") or {}, r["online"], r["offline"]
+        low, high = on.get("mae_interval") or (None, None)
+        cells.append([names[_ref(r)], fmt(off["n"]), fmt(off.get("mae")), fmt(on["n"]),
+                      f"{fmt(on.get('mae'))} [{fmt(low)}, {fmt(high)}]",
+                      fmt(gap.get("relative"), percent=True), fmt(gap.get("p_value")),
+                      bool(gap.get("flagged")), fmt(on["latency_p50_ms"]),
+                      fmt(on["latency_p99_ms"])])
+    return html.Div([
+        html.H4("Number candidates: online MAE (over corrected answers) against offline MAE; "
+                "lower is better"),
+        table(["candidate", "offline n", "offline MAE", "online n", "online MAE [95% CI]",
+               "gap (relative)", "p (Welch)", "flagged",
+               "latency p50 ms", "latency p99 ms"], cells, "div-drill-mae-table")])
 
 
 def _confusion(i: int, candidate: str, c: dict[str, Any]) -> Component:

@@ -2,7 +2,10 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, not pyplot: no
 global state, safe in the scheduler's thread. Names (arms, candidates, slices) are drawn with
-``parse_math=False``: a ``$`` in a name is text, not a mathtext formula that could fail.
+``parse_math=False``: a ``$`` in a name is text, not a mathtext formula that could fail; and
+shortened (:func:`dashboards.report.labels.shorten`): the tables beside a plot give them whole.
+Many names (thousands of slices) are the caller's to cut to a top few
+(:func:`dashboards.report.labels.top_with_rest`): a plot draws what it is given.
 """
 
 from __future__ import annotations
@@ -14,92 +17,187 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from dashboards.report.labels import shorten
 from evaluation.candidate_facts import shown_names
 
 WIDTH, HEIGHT, DPI = 7.0, 2.8, 110
+ROW_INCHES = 0.26  # a horizontal bar's share of a figure's height: labels never overlap
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
+UPRIGHT = 6  # vertical bars up to this many short labels; more or longer ones lie down
+UPRIGHT_CHARS = 14
 
 
 def _png(fig: Figure) -> str:
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    # "tight": the saved image grows to hold everything drawn (a legend, a long tick label)
+    # instead of cutting it at the figure's edge.
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.05)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+    ax.set_ylim(0, 1)  # an empty plot of counts reads from 0, not from -0.04
+    ax.set_xticks([])
+
+
+def _legend(ax: Any, title: str) -> None:
+    """The legend in one row between the title and the axes: beside them it would take the
+    plot's width, inside it would hide bars."""
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4,
+              frameon=False)
+    ax.set_title(title, parse_math=False, pad=20)
+
+
+def _height(rows: int) -> float:
+    return max(HEIGHT, 0.9 + ROW_INCHES * rows)
+
+
+def _upright(labels: Sequence[str]) -> bool:
+    return len(labels) <= UPRIGHT and all(len(str(s)) <= UPRIGHT_CHARS for s in labels)
+
+
+def _from_zero(values: Sequence[float | None], ax: Any, *, upright: bool) -> None:
+    """Counts and rates never go below 0: their axis starts there (matplotlib pads below); a
+    week of zeros reads 0 to 1, and counts get whole-number ticks (no 0.01 items)."""
+    known = [float(v) for v in values if v is not None]
+    if any(v < 0 for v in known):
+        return
+    top = 1.0 if not any(known) else None
+    axis = ax.yaxis if upright else ax.xaxis
+    if upright:
+        ax.set_ylim(bottom=0, top=top)
+    else:
+        ax.set_xlim(left=0, right=top)
+    if all(v.is_integer() for v in known):
+        axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def bars(labels: Sequence[str], values: Sequence[float], title: str, *,
          low: Sequence[float | None] | None = None, high: Sequence[float | None] | None = None,
          ylabel: str = "") -> str:
-    """One bar per label, with interval whiskers where ``low``/``high`` are given."""
-    fig = Figure(figsize=(WIDTH, HEIGHT))
+    """One bar per label, with interval whiskers where ``low``/``high`` are given: upright for
+    a few short labels, lying down (one row each, first at the top) otherwise."""
+    shown = [shorten(s) for s in labels]
+    upright = _upright(shown)
+    fig = Figure(figsize=(WIDTH, HEIGHT if upright else _height(len(labels))))
     ax = fig.add_subplot()
     x = np.arange(len(labels))
-    ax.bar(x, values, color=[COLORS[i % len(COLORS)] for i in range(len(labels))])
+    colors = [COLORS[i % len(COLORS)] for i in range(len(labels))]
+    (ax.bar if upright else ax.barh)(x, values, color=colors)
     if low is not None and high is not None:
         for i, (v, lo, hi) in enumerate(zip(values, low, high, strict=True)):
             if lo is not None and hi is not None:
                 # An interval is drawn as whiskers from the bar: one that ends a rounding
                 # error inside the bar's value gets none on that side, not an error.
-                ax.errorbar(i, v, yerr=[[max(v - lo, 0.0)], [max(hi - v, 0.0)]],
-                            color="black", capsize=4)
-    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0,
-                  parse_math=False)
+                span = [[max(v - lo, 0.0)], [max(hi - v, 0.0)]]
+                ax.errorbar(*((i, v) if upright else (v, i)), color="black", capsize=4,
+                            **({"yerr": span} if upright else {"xerr": span}))
     ax.set_title(title, parse_math=False)
-    ax.set_ylabel(ylabel)
     if not labels:
         _empty(ax, "no data this week")
+    elif upright:
+        ax.set_xticks(x, shown, parse_math=False)
+        ax.set_ylabel(ylabel)
+        _from_zero(values, ax, upright=True)
+    else:
+        ax.set_yticks(x, shown, parse_math=False, fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+        _from_zero(values, ax, upright=False)
     return _png(fig)
 
 
 def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: str, *,
             ylabel: str = "") -> str:
-    """Bars side by side: one group per label, one bar per series (e.g. last week, this week)."""
-    fig = Figure(figsize=(WIDTH, HEIGHT))
+    """Bars side by side: one group per label, one bar per series (e.g. last week, this week);
+    lying down, one group per row, where the labels are many or long."""
+    shown = [shorten(s) for s in labels]
+    upright = _upright(shown) or all(len(s) <= 5 for s in shown)  # days ("11-23") stand up
+    rows = len(labels) * max(len(series), 1) * 0.6
+    fig = Figure(figsize=(WIDTH, HEIGHT if upright else _height(round(rows))))
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     width = 0.8 / max(len(series), 1)
     for i, (name, values) in enumerate(series.items()):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name,
-               color=COLORS[i % len(COLORS)])
-    ax.set_xticks(x, [str(s) for s in labels], rotation=15 if len(labels) > 4 else 0,
-                  parse_math=False)
+        place = x + (i - (len(series) - 1) / 2) * width
+        (ax.bar if upright else ax.barh)(place, values, width, label=name,
+                                         color=COLORS[i % len(COLORS)])
     ax.set_title(title, parse_math=False)
-    ax.set_ylabel(ylabel)
-    if labels:
-        ax.legend(fontsize="small")
-    else:
+    if not labels:
         _empty(ax, "no data this week")
+        return _png(fig)
+    everything = [v for values in series.values() for v in values]
+    if upright:
+        ax.set_xticks(x, shown, parse_math=False)
+        ax.set_ylabel(ylabel)
+        _from_zero(everything, ax, upright=True)
+    else:
+        ax.set_yticks(x, shown, parse_math=False, fontsize="small")
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+        _from_zero(everything, ax, upright=False)
+    _legend(ax, title)
     return _png(fig)
+
+
+def _row_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``candidate · slice`` on one line (a candidate named with its version where two
+    versions of it ran), each part shortened."""
+    names = shown_names(rows)
+    return [f"{shorten(names[(r['candidate'], r.get('version'))], 20)} · "
+            f"{shorten(r['slice'])}" for r in rows]
+
+
+def _paired(rows: Sequence[dict[str, Any]], title: str, online: Sequence[float | None],
+            ci: Sequence[Sequence[float | None] | None], offline: Sequence[float | None],
+            names: tuple[str, str], xlabel: str, empty: str) -> Figure:
+    """Two bars per row (online with its interval, offline), rows top to bottom."""
+    fig = Figure(figsize=(WIDTH, _height(len(rows))))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    on = [v if v is not None else 0.0 for v in online]
+    ax.barh(y - 0.2, on, 0.4, label=names[0], color=COLORS[0])
+    for i, interval in enumerate(ci):
+        if interval and interval[0] is not None and interval[1] is not None:
+            ax.errorbar(on[i], i - 0.2, xerr=[[max(on[i] - interval[0], 0.0)],
+                                              [max(interval[1] - on[i], 0.0)]],
+                        color="black", capsize=3)
+    ax.barh(y + 0.2, [v if v is not None else 0.0 for v in offline], 0.4, label=names[1],
+            color=COLORS[1])
+    ax.set_yticks(y, _row_labels(rows), fontsize="small", parse_math=False)
+    ax.invert_yaxis()
+    ax.set_title(title, parse_math=False)
+    ax.set_xlabel(xlabel)
+    if rows:
+        ax.set_xlim(left=0)
+        _legend(ax, title)
+    else:
+        _empty(ax, empty)
+    return fig
 
 
 def offline_online(rows: Sequence[dict[str, Any]], title: str) -> str:
     """Offline exact match against the online accuracy bound (with its interval) per
     candidate x slice (a candidate named with its version where two versions of it ran)."""
-    names = shown_names(rows)
-    labels = [f"{names[(r['candidate'], r.get('version'))]}\n{r['slice']}" for r in rows]
-    fig = Figure(figsize=(WIDTH, HEIGHT + 0.4))
-    ax = fig.add_subplot()
-    y = np.arange(len(rows))
-    online = [r["online"]["accuracy_bound"] or 0.0 for r in rows]
-    offline = [r["offline"]["exact_match"] for r in rows]
-    ax.barh(y + 0.2, online, 0.4, label="online (upper bound)", color=COLORS[0])
-    for i, r in enumerate(rows):
-        ci = r["online"]["accuracy_ci"]
-        if ci:
-            ax.errorbar(online[i], i + 0.2, xerr=[[online[i] - ci[0]], [ci[1] - online[i]]],
-                        color="black", capsize=3)
-    ax.barh(y - 0.2, [v if v is not None else 0.0 for v in offline], 0.4,
-            label="offline exact match", color=COLORS[1])
-    ax.set_yticks(y, labels, fontsize="small", parse_math=False)
-    ax.set_xlim(0, 1)
-    ax.set_title(title, parse_math=False)
+    fig = _paired(rows, title, [r["online"]["accuracy_bound"] for r in rows],
+                  [r["online"]["accuracy_ci"] for r in rows],
+                  [r["offline"]["exact_match"] for r in rows],
+                  ("online (upper bound)", "offline exact match"), "accuracy",
+                  "no online traffic")
     if rows:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        _empty(ax, "no online traffic")
+        fig.axes[0].set_xlim(0, 1)
     return _png(fig)
+
+
+def offline_online_mae(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """A number candidate's online MAE (corrected answers, with its interval) against its
+    offline MAE per candidate x slice: accuracy means nothing for numbers."""
+    return _png(_paired(rows, title, [r["online"].get("mae") for r in rows],
+                        [r["online"].get("mae_interval") for r in rows],
+                        [r["offline"].get("mae") for r in rows],
+                        ("online MAE (corrected answers)", "offline MAE"),
+                        "mean absolute error (lower is better)", "no corrected numbers"))

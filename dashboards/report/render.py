@@ -15,11 +15,15 @@ from jinja2 import Environment, StrictUndefined
 
 from core.errors import AbvocError
 from dashboards.report import plots
+from dashboards.report.labels import TOP, top_with_rest
 from dashboards.report.template import TEMPLATE
 
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 PDF_TIMEOUT_S = 120
+ALL = "all"
+SLICES_PER_CANDIDATE = 4  # beside `all`, in the offline-vs-online charts
+CANDIDATES = 10
 
 
 def _num(value: float | None) -> str:
@@ -32,22 +36,65 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def _experiment_plots(e: dict[str, Any]) -> tuple[str, str, str]:
-    names = list(e["figures"])
-    rates = [e["figures"][v]["correction_rate"] or 0.0 for v in names]
-    cis = [e["figures"][v].get("correction_rate_ci") or [None, None] for v in names]
-    results = plots.bars(names, rates, "correction rate this week (95% Wilson interval)",
-                         low=[c[0] for c in cis], high=[c[1] for c in cis],
-                         ylabel="correction rate")
-    rows = [r for r in e["divergence_slices"] if r["offline"]["exact_match"] is not None
-            or r["online"]["n"]][:12]
-    divergence = plots.offline_online(rows, "offline vs online accuracy (online: 95% Wilson)")
-    trend = [t for t in e["trends"] if t["metric"] == "correction_rate"]
+def number_candidates(slices: list[dict[str, Any]]) -> set[tuple[str, Any]]:
+    """The candidate versions of a divergence report that answer numbers: an MAE on any of
+    their rows, offline or online. Their rows show MAE, never accuracy (an exact match means
+    nothing for numbers), even in a slice with no MAE of its own."""
+    return {(r["candidate"], r.get("version")) for r in slices
+            if r["offline"].get("mae") is not None or r["online"].get("mae") is not None}
+
+
+def divergence_rows(slices: list[dict[str, Any]], per_candidate: int = SLICES_PER_CANDIDATE,
+                    candidates: int = CANDIDATES) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+    """The rows the offline-vs-online charts draw: accuracy rows and MAE rows (number
+    candidates). Every candidate (up to ``candidates``) gets its ``all`` row and its
+    ``per_candidate`` busiest other slices: a thousand one-answer slices of the first candidate
+    must not crowd the others out, and a gap on one answer says nothing."""
+    by_ref: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for r in slices:
+        by_ref.setdefault((r["candidate"], r.get("version")), []).append(r)
+    accuracy: list[dict[str, Any]] = []
+    mae: list[dict[str, Any]] = []
+    numbers = number_candidates(slices)
+    for ref, rows in list(by_ref.items())[:candidates]:
+        number = ref in numbers
+        shown = [r for r in rows if (r["offline"].get("mae") is not None
+                                     or r["online"].get("mae") is not None) if number] \
+            or [r for r in rows if not number
+                and (r["offline"]["exact_match"] is not None or r["online"]["n"])]
+        overall = [r for r in shown if r["slice"] == ALL]
+        busiest = sorted((r for r in shown if r["slice"] != ALL),
+                         key=lambda r: (-(r["online"]["n"] or 0), r["slice"]))[:per_candidate]
+        (mae if number else accuracy).extend(overall + busiest)
+    return accuracy, mae
+
+
+def _primary_title(e: dict[str, Any]) -> str:
+    metric = e["primary_metric"]
+    kind = "Wilson" if metric == "correction_rate" else "confidence"
+    return f"primary metric {metric} this week (95% {kind} interval)"
+
+
+def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:
+    metric = e["primary_metric"]
+    shown = {v: f for v, f in e["primary"].items() if f["value"] is not None}
+    results = plots.bars(list(shown), [f["value"] for f in shown.values()], _primary_title(e),
+                         low=[f["low"] for f in shown.values()],
+                         high=[f["high"] for f in shown.values()], ylabel=metric)
+    accuracy, mae = divergence_rows(e["divergence_slices"])
+    divergence = [plots.offline_online(accuracy, "offline vs online accuracy, each candidate's "
+                                       "busiest slices (online: 95% Wilson)")] \
+        if accuracy or not mae else []
+    if mae:
+        divergence.append(plots.offline_online_mae(
+            mae, "offline vs online MAE, each candidate's busiest slices (online: 95% interval)"))
+    trend = [t for t in e["trends"] if t["metric"] == metric and
+             (t["previous"] is not None or t["current"] is not None)]
     trends = plots.grouped([t["variant"] for t in trend],
                            {"previous week": [t["previous"] or 0.0 for t in trend],
                             "this week": [t["current"] or 0.0 for t in trend]},
-                           "correction rate, week over week",
-                           ylabel="correction rate")
+                           f"{metric}, week over week", ylabel=metric)
     return results, divergence, trends
 
 
@@ -58,10 +105,12 @@ def build_plots(data: dict[str, Any]) -> dict[str, Any]:
         out["results"][e["id"]], out["divergence"][e["id"]], out["trends"][e["id"]] = \
             _experiment_plots(e)
     voc, relabel = data["voc"], data["relabel"]
-    out["voc_candidate"] = plots.bars(list(voc["by_candidate"]), list(voc["by_candidate"].values()),
+    out["voc_candidate"] = plots.bars(*top_with_rest(voc["by_candidate"], what="candidates"),
                                       "corrections by candidate", ylabel="corrections")
-    out["voc_slice"] = plots.bars(list(voc["by_slice"]), list(voc["by_slice"].values()),
-                                  "corrections by slice", ylabel="corrections")
+    out["voc_slice"] = plots.bars(*top_with_rest(voc["by_slice"], what="slices"),
+                                  f"corrections by slice (the {TOP} with the most)"
+                                  if len(voc["by_slice"]) > TOP else "corrections by slice",
+                                  ylabel="corrections")
     days = relabel["days"]
     out["relabel"] = plots.grouped([d["day"][5:] for d in days],
                                    {"queued": [d["queued"] for d in days],

@@ -24,12 +24,17 @@ code { white-space: pre-wrap; word-break: break-all; }
 compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
 <li>{{ d.experiments|length }} experiment(s) with traffic</li>
+{% if d.no_traffic %}<li class="flag">{{ d.no_traffic|length }} experiment(s) running, no
+traffic this week</li>{% endif %}
 <li>{{ d.voc.total }} correction(s) from customers</li>
 <li>{{ d.relabel.labeled }} item(s) relabeled,
 {{ d.relabel.open_at_end }} open at the week's end</li>
 </ul>
 
 <section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
+{% if d.no_traffic %}<p id="no-traffic"><span class="flag">Running, no traffic this week:</span>
+{% for x in d.no_traffic %}{{ x.name }} <span class="muted">(#{{ x.id }})</span>{{ ", " if not
+loop.last }}{% endfor %}.</p>{% endif %}
 {% for e in d.experiments %}
 <h3>{{ e.name }} <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
 <p>Decision: <b>{{ e.decision.action }}</b>
@@ -37,7 +42,7 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 {% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
 {% endif %}</p>
 <ul>{% for r in e.decision.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
-<img class="plot" alt="correction rate per variant" src="{{ plots.results[e.id] }}">
+<img class="plot" alt="{{ e.primary_metric }} per variant" src="{{ plots.results[e.id] }}">
 <table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
 <th>latency p95 ms</th></tr>
 {% for v, f in e.figures.items() %}<tr><td>{{ v }}</td><td class="num">{{ f.predictions }}</td>
@@ -48,13 +53,15 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 {% for c in e.comparisons %}<tr><td>{{ c.treatment }}</td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
 <td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
-{% else %}<p class="muted">No experiment had traffic this week or the week before.</p>{% endfor %}
+{% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
+{% endfor %}
 </section>
 
 <section id="offline-online"><h2>2. Offline vs online</h2>
 {% for e in d.experiments %}
 <h3>{{ e.name }}</h3>
-<img class="plot" alt="offline against online accuracy" src="{{ plots.divergence[e.id] }}">
+{% for src in plots.divergence[e.id] %}
+<img class="plot" alt="offline against online" src="{{ src }}">{% endfor %}
 {% if e.findings %}<ol>{% for f in e.findings %}<li>[{{ f.kind }}] {{ f.explanation }}</li>
 {% endfor %}</ol>{% else %}<p class="muted">No divergence found.</p>{% endif %}
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
@@ -85,7 +92,8 @@ annotator(s); {{ d.relabel.open_at_end }} open at the week's end.</p>
 <img class="plot" alt="this week against last week" src="{{ plots.trends[e.id] }}">
 <table><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th><th>{{ d.week }}</th>
 <th>change</th></tr>
-{% for t in e.trends %}<tr><td>{{ t.variant }}</td><td>{{ t.metric }}</td>
+{% for t in e.trends %}<tr><td>{{ t.variant }}</td><td>{% if t.primary %}<b>{{ t.metric }}</b>
+(primary){% else %}{{ t.metric }}{% endif %}</td>
 <td class="num">{{ num(t.previous) }}</td><td class="num">{{ num(t.current) }}</td>
 <td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</table>
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}

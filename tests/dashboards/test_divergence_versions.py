@@ -46,4 +46,4 @@ def test_terminal_and_weekly_renderings_name_the_version(db: Database,
     # The weekly report's chart: its rows' labels, read off the figure it would render.
     monkeypatch.setattr(report_plots, "_png", lambda fig: [
         t.get_text() for t in fig.axes[0].get_yticklabels()])
-    assert report_plots.offline_online(report["slices"], "t") == ["iris v1\nall", "iris v2\nall"]
+    assert report_plots.offline_online(report["slices"], "t") == ["iris v1 · all", "iris v2 · all"]

@@ -21,3 +21,15 @@ def test_a_flat_panel_gets_a_readable_range_and_a_spread_one_keeps_autoscale() -
     low, high = ted.range
     assert low < 0.2 - 0.01 and high > 0.2 + 0.01  # a span a reader can see, around the value
     assert rate.range is None  # real spread: plotly scales it
+
+
+def test_a_long_arm_name_is_shortened_on_its_tick_and_whole_in_its_hover() -> None:
+    # A 100-letter arm ran diagonally across the neighbouring panels.
+    long = "ärm-mit-einem-sehr-langen-Namen-" + "ü" * 68
+    figure = metric_intervals([_row(m, v, 0.2, 0.1, 0.3) for m in ("a", "b")
+                               for v in ("control", long)])
+    for axis in (figure.layout.xaxis, figure.layout.xaxis2):
+        shown = dict(zip(axis.tickvals, axis.ticktext, strict=True))
+        assert shown["control"] == "control"
+        assert len(shown[long]) <= 16 and "…" in shown[long]
+    assert list(figure.data[0].x) == ["control", long]  # the hover's %{x}: the whole name

@@ -1,0 +1,84 @@
+"""The weekly report's data flags a running experiment that served nothing in the week, and
+follows each experiment's primary metric (an outcome metric included) in its figures and its
+week-over-week rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from core import events
+from core.store.db import Database
+from core.store.models import Experiment
+from dashboards.report.render import render_html
+from evaluation.metric_definitions import define_metric
+from evaluation.weekly import weekly_data
+from tests.evaluation.helpers import T0, add_experiment, prediction
+from tests.evaluation.test_ratio_one_unit import apply
+
+WEEK = "2026-W47"  # holds T0
+
+
+def _outcome(exp: int, unit: str, value: float) -> dict[str, Any]:
+    return events.make_event(events.OUTCOME_RECORDED, outcome_id=uuid.uuid4().hex,
+                             experiment_id=exp, metric="basket_value", value=value,
+                             observed_at=T0.isoformat(), unit_id=unit)
+
+
+def _with_outcomes(db: Database) -> int:
+    """Two arms, 10 units each, every unit's basket worth 10 (control) or 12 (treatment)."""
+    exp = add_experiment(db, name="baskets")
+    define_metric(db, exp, {"name": "basket_value", "kind": "mean", "direction": "higher",
+                            "combine": "sum", "primary": True})
+    batch = []
+    for i in range(20):
+        arm, unit = ("control", "treatment")[i % 2], f"unit-{i}"
+        batch += [prediction(f"p{i}", experiment_id=exp, arm=arm, unit_id=unit,
+                             candidate="cand-a" if arm == "control" else "cand-b"),
+                  _outcome(exp, unit, 10.0 if arm == "control" else 12.0)]
+    apply(db, batch)
+    return exp
+
+
+def _own_scope(db: Database, exp: int) -> int:
+    """One running experiment per traffic scope: each test experiment gets its own."""
+    with db.session() as s:
+        s.get(Experiment, exp).scope = f"scope-{exp}"
+    return exp
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_running_experiment_with_no_traffic_is_flagged(db: Database) -> None:
+    busy = _own_scope(db, _with_outcomes(db))
+    idle = _own_scope(db, add_experiment(db, name="idle rollout"))
+    stopped = _own_scope(db, add_experiment(db, name="stopped one"))
+    later = _own_scope(db, add_experiment(db, name="started after the week"))
+    with db.session() as s:
+        s.get(Experiment, stopped).status = "stopped"
+        s.get(Experiment, later).created_at = T0 + timedelta(days=30)
+    with db.reading() as s:
+        data = weekly_data(s, WEEK)
+    assert [e["id"] for e in data["experiments"]] == [busy]
+    assert data["no_traffic"] == [{"id": idle, "name": "idle rollout", "status": "running"}]
+    html = render_html(data)
+    assert "Running, no traffic this week:" in html and "idle rollout" in html
+    assert "stopped one" not in html and "started after the week" not in html
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Database) -> None:
+    exp = _with_outcomes(db)
+    with db.reading() as s:
+        data = weekly_data(s, WEEK)
+    (e,) = data["experiments"]
+    assert e["id"] == exp and e["primary_metric"] == "basket_value"
+    assert e["primary"]["control"]["value"] == pytest.approx(10.0)
+    assert e["primary"]["treatment"]["value"] == pytest.approx(12.0)
+    first = {t["variant"]: t for t in e["trends"][::-1]}  # each variant's first row
+    assert first["treatment"]["metric"] == "basket_value" and first["treatment"]["primary"]
+    assert first["treatment"]["current"] == pytest.approx(12.0)
+    assert first["treatment"]["previous"] is None  # no units the week before
+    assert "<b>basket_value</b>" in render_html(data)
