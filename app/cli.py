@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,14 +66,23 @@ def emit(data: Any, as_json: bool, human: str | None = None) -> None:
         click.echo(human)
 
 
+def shown_width(text: str) -> int:
+    """Columns `text` takes on a terminal: wide (CJK) characters take two, combining marks
+    none."""
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def columns(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    """Rows as a text table, each column as wide as its widest cell (names and versions of any
-    length stay aligned); the columns in `right` are right-aligned (figures), the last is free."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    """Rows as a text table, each column as wide as its widest cell on a terminal (names and
+    versions of any length or script stay aligned); the columns in `right` are right-aligned
+    (figures), the last is free."""
+    widths = [max(shown_width(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
 
     def line(cells: list[str]) -> str:
-        fitted = [c.rjust(w) if i in right else c.ljust(w)
-                  for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
+        pads = [" " * (w - shown_width(c)) for c, w in zip(cells, widths, strict=False)]
+        fitted = [pad + c if i in right else c + pad
+                  for i, (c, pad) in enumerate(zip(cells, pads, strict=False))]
         return "  ".join([*fitted, cells[-1]]).rstrip()
 
     return "\n".join(line(r) for r in [header, *rows])

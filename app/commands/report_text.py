@@ -42,6 +42,9 @@ def results_text(report: dict[str, Any]) -> str:
     else:
         verdict = "MISMATCH: results are not trustworthy" if srm["flagged"] else "ok"
         lines.append(f"  sample-ratio check: {verdict} (p = {_num(srm['p_value'], '.3g')})")
+    lines += [f"  note: {report['analysis_unit_note']}"] if report.get("analysis_unit_note") \
+        else []
+    lines += _slices_left_out(report.get("slice_choice"))
     lines.append("")
     names = shown_names(report["variants"])  # `name vX` where two arms run two versions
     rows = []
@@ -70,6 +73,15 @@ def results_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _slices_left_out(choice: dict[str, Any] | None) -> list[str]:
+    """A line saying which slices the per-slice figures leave out (none when none are)."""
+    if not choice or not choice["left_out"]:
+        return []
+    return [f"  slices: the {choice['shown']} busiest shown; {choice['left_out']} more "
+            f"({choice['left_out_predictions']} predictions) count only in 'all' "
+            "(--max-slices to show more)"]
+
+
 def divergence_text(report: dict[str, Any]) -> str:
     """The divergence report: ranked findings, the accuracy per candidate and slice (a number
     candidate's MAE, online against offline, in a table of its own: an exact match means
@@ -81,6 +93,7 @@ def divergence_text(report: dict[str, Any]) -> str:
         return "\n".join([*lines, "  no online predictions to hold against an offline test yet"])
     lines += [f"  {f['rank']}. [{f['kind']}] {f['explanation']}" for f in findings] or [
         "  no findings: online holds up against the offline tests"]
+    lines += _slices_left_out(report.get("slice_choice"))
     names = shown_names(report["slices"])  # `name vX` where two versions of a name ran
     numbers = _number_candidates(report["slices"])
     accuracy, errors = [], []

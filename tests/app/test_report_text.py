@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.cli import columns, shown_width
 from app.commands.report_text import divergence_text, results_text
 
 LONG = "iris-variant-with-an-extraordinarily-long-name"
@@ -65,3 +66,26 @@ def test_divergence_shows_a_number_candidates_mae_and_aligns_long_names() -> Non
     assert "9.974" in price[0] and "9.873" in price[0] and "-1.0%" in price[0]
     assert "12.54" in price[1]
     assert any("offline MAE" in line and "online MAE" in line for line in lines)
+
+
+def test_wide_characters_keep_columns_aligned_on_a_terminal() -> None:
+    table = columns(["slice", "n", "flagged"], [["地域-0001-ñandú", "12", "no"],
+                                                ["plain", "3", "yes"],
+                                                ["e\u0301te\u0301", "1", "no"]], right={1})
+    header, *rows = table.splitlines()
+    # Where the terminal shows each row's last column: CJK counts two, a combining mark none.
+    starts = {shown_width(line[:line.rindex(" ") + 1]) for line in rows}
+    assert starts == {shown_width(header[:header.index("flagged")])}, table
+    assert shown_width("地域") == 4 and shown_width("e\u0301") == 1
+
+
+def test_results_say_what_the_figures_leave_out() -> None:
+    report = {**_results(), "analysis_unit_note": "units sent up to 8.2 predictions each: ...",
+              "slice_choice": {"shown": 50, "left_out": 1950, "left_out_predictions": 3900,
+                               "max_slices": 50}}
+    text = results_text(report)
+    assert "  note: units sent up to 8.2 predictions each" in text
+    assert "the 50 busiest shown; 1950 more (3900 predictions) count only in 'all'" in text
+    plain = results_text({**_results(), "analysis_unit_note": None, "slice_choice": {
+        "shown": 3, "left_out": 0, "left_out_predictions": 0, "max_slices": 50}})
+    assert "note:" not in plain and "busiest shown" not in plain
