@@ -14,6 +14,7 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
+from core.builtin_metrics import MATCH_METRICS
 from core.errors import AbvocError
 from dashboards import data, figures
 from dashboards.access import require_role, whole_number
@@ -91,7 +92,9 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
         parts.append(html.P("No data in this window: choose other hours to see the arms, the "
                             "metrics and the comparisons.", id="exp-no-data"))
         return html.Div(parts)
-    per_arm = data.arm_intervals(db, experiment_id, slice_, window, res["alpha"])
+    numbers = {v["name"] for v in res["variants"] if v.get("output_type") == "number"}
+    per_arm = [r for r in data.arm_intervals(db, experiment_id, slice_, window, res["alpha"])
+               if not (r["variant"] in numbers and r["metric"] in MATCH_METRICS)]
     if slice_ == ALL:
         per_arm += data.outcome_intervals(res)
     parts += [html.H3("Arms and split"), _arms(res, slice_),

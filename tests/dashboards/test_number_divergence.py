@@ -70,3 +70,16 @@ def test_the_weekly_report_charts_the_mae_and_the_primary_metric(
     assert not any("accuracy" in c["title"] for c in charts)  # no accuracy for numbers
     primary = next(c for c in charts if c["title"].startswith("primary metric"))
     assert "absolute_error" in primary["title"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_experiments_page_plots_a_number_arm_s_errors_not_its_matches(db: Database) -> None:
+    from dashboards import data
+    from dashboards.pages import experiments
+
+    exp, _, _ = _numbers(db)
+    page = experiments.body(db, exp, "all", data.Window())
+    figure = find_component(page, "exp-metrics-graph").figure
+    shown = {title.text for title in figure.layout.annotations}
+    assert "absolute_error" in shown and "squared_error" in shown
+    assert not shown & {"exact_match", "token_edit_distance"}, shown
