@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from core.errors import AbvocError
+
+if TYPE_CHECKING:  # torch loads only when a module is measured, so `abvoc --help` stays light
+    import torch
 
 __all__ = [
     "CandidateProfile",
@@ -61,7 +63,7 @@ _UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
 
 class CapacityError(AbvocError):
@@ -78,7 +80,7 @@ def parse_size(text: str | int | float) -> int:
         if text < 0 or not math.isfinite(text):
             raise CapacityError(f"size {text!r} must be a finite number of bytes >= 0")
         return int(text)
-    match = _SIZE.match(str(text))
+    match = SIZE.match(str(text))
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
         raise CapacityError(

@@ -1,0 +1,99 @@
+"""`abvoc capacity`: a candidate that cannot be timed is skipped, not fatal; --gpu-mem needs a
+unit and a plausible size; CPU timings say so; listing the commands does not load torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from core.settings import load_settings
+from core.store import Database
+from serving.registry import Registry
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("ABVOC_DATABASE_URL", "ABVOC_CONFIG", "ABVOC_MODEL_STORE", "ABVOC_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    return runner
+
+
+def _registry(tmp_path: Path) -> Registry:
+    settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path / "data")})
+    return Registry(Database(settings.database_url))
+
+
+class _OnnxPipeline:
+    """What Pipeline.load gives for ocr-mobile-int8 / ocr-onegraph: no networks to load."""
+
+    ships_onnx = True
+
+    def networks(self) -> dict[str, object]:
+        return {}
+
+
+def test_an_untimeable_candidate_is_skipped_and_the_others_planned(
+        cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workloads.ocr.pipeline import Pipeline
+
+    registry = _registry(tmp_path)
+    registry.register("ocr-fast", "1")
+    registry.set_offline_results("ocr-fast", "1", {"model": {"size_bytes": 10**9},
+                                                   "latency_by_batch": {"1": 5, "8": 20}})
+    folder = tmp_path / "int8"
+    folder.mkdir()
+    (folder / "candidate.json").write_text("{}")
+    registry.register("ocr-mobile-int8", "1", artifacts=str(folder), backend="onnxruntime")
+    monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, *a, **k: _OnnxPipeline()))
+    result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [row["candidate"] for row in data["rows"]] == ["ocr-fast"]
+    assert "ONNX Runtime" in data["skipped"]["ocr-mobile-int8"]
+    assert "skipped ocr-mobile-int8" in result.output
+
+
+@pytest.mark.parametrize(("size", "words"), [
+    ("10", "has no unit"), ("8000", "has no unit"),
+    ("99999999999999999999TB", "not the memory of one GPU"), ("10KB", "not the memory of one GPU"),
+])
+def test_gpu_mem_needs_a_unit_and_a_plausible_size(cli: CliRunner, size: str, words: str) -> None:
+    result = cli.invoke(main, ["capacity", "--gpu-mem", size, "--profiles", "x.json"])
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
+def test_cpu_timings_are_marked_in_the_table(cli: CliRunner, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.commands import capacity
+
+    registry = _registry(tmp_path)
+    registry.register("ocr-cpu", "1", artifacts=str(tmp_path))
+    monkeypatch.setattr(capacity, "measure_candidate", lambda *a: {
+        "latency_by_batch": {"1": 50.0}, "model_size_bytes": 10**6, "measured_on_cpu": True})
+    result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB"])
+    assert result.exit_code == 0, result.output
+    assert "latency measured on the CPU" in result.output
+    assert "measured on the CPU (no GPU here)" in result.output
+
+
+def test_listing_the_commands_does_not_load_torch() -> None:
+    code = ("import sys; from app.cli import main\n"
+            "for args in (['--help'], ['capacity', '--help']):\n"
+            "    try:\n"
+            "        main(args, standalone_mode=False)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted({'torch', 'dash', 'onnxruntime'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]", out
