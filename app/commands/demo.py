@@ -82,8 +82,9 @@ def simulate(base: str, key: str, requests: int, matches: int, players: int) -> 
                    f"{sent['corrections']} corrected")
         game = league.ensure_experiment(client)
         click.echo(f"demo: game league on experiment {game['id']} ({matches} matches)")
+        counted = league.counted_units(client, game["id"])
         played = league.run_league(client, game["id"], league.LeagueConfig(
-            players, max(1, -(-matches // players))))
+            players, matches=matches, run=league.run_name(0, counted)))
         overall = played["overall"]
         click.echo(f"demo: {overall['matches']} matches played; open the dashboard at "
                    f"{base}/dashboard/ (log in with the key {key}) to see the arms, the "
@@ -108,6 +109,10 @@ def demo(ctx: Context, host: str, port: int, ocr_requests: int, matches: int, pl
          workers: int | None, threads: int) -> None:
     """Train the reference candidates if needed, serve everything, and play simulated
     customers against it; prints the dashboard's address and a login key."""
+    from workloads.gameplay.league import league_size_problem
+
+    if matches < players:  # before anything is trained or served
+        raise click.BadParameter(league_size_problem(matches, players), param_hint="--matches")
     ensure_secret_key(ctx.settings)
     check_port_free(host, port)
     use_prometheus_dir(ctx.settings.data_dir)  # before prometheus_client is imported

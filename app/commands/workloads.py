@@ -46,6 +46,9 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
 
     from workloads.gameplay.build import BuildConfig, build, register_and_test
 
+    if register:  # a store that is not migrated fails now, not after the training
+        with open_db(ctx):
+            pass
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     config = BuildConfig(train_matches, heldout_matches, eval_matches, epochs, seed)
@@ -94,7 +97,7 @@ def simulate_group() -> None:
               help="An admin API key (env ABVOC_API_KEY): it sets up the experiment, plays, "
                    "reports outcomes and corrections.")
 @click.option("--matches", type=click.IntRange(min=1), default=120, show_default=True,
-              help="Matches in all, spread over the players.")
+              help="Matches in all, spread over the players (at least one each).")
 @click.option("--players", type=click.IntRange(min=2), default=40, show_default=True)
 @click.option("--scope", default="gameplay", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -112,7 +115,10 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     from urllib.parse import urlsplit
 
     from workloads.client import ServiceClient, ServiceError
+    from workloads.gameplay.league import league_size_problem
 
+    if matches < players:
+        raise click.BadParameter(league_size_problem(matches, players), param_hint="--matches")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{url!r} is not an http(s) URL such as "
@@ -132,11 +138,16 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     finally:
         client.close()
     overall = summary["overall"]
-    lines = [f"played {overall['matches']} matches in experiment {experiment['id']}: "
+    lines = [f"played {overall['matches']} matches in experiment {experiment['id']} "
+             f"(league run {summary['run']}): "
              f"{overall['wins']}W {overall['losses']}L {overall['draws']}D, idle share "
              f"{overall['idle_share']:.3f}"]
-    lines += verdict_lines(seen) if seen else [
-        f"see GET /v1/experiments/{experiment['id']}/results once the worker has counted them"]
+    later = f"see GET /v1/experiments/{experiment['id']}/results once the worker has counted them"
+    if seen:
+        lines += verdict_lines(seen)
+    else:
+        lines.append(f"this league's outcomes were not counted within {wait_s:g} s: {later}"
+                     if wait_s else later)
     emit({"experiment_id": experiment["id"], **summary, "verdict": seen}, as_json,
          "\n".join(lines))
 
@@ -148,16 +159,19 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
 
     from workloads.gameplay.league import (
         LeagueConfig,
+        counted_units,
         ensure_experiment,
         run_league,
+        run_name,
         verdict,
         wait_counted,
     )
 
-    per_player = -(-matches // players)
-    config = LeagueConfig(players, per_player, seed, threads=threads, scope=scope)
     experiment = ensure_experiment(client, scope)
-    total, done, lock = players * per_player, [0], threading.Lock()
+    before = counted_units(client, experiment["id"])
+    config = LeagueConfig(players, seed=seed, threads=threads, scope=scope, matches=matches,
+                          run=run_name(seed, before))
+    total, done, lock = config.total, [0], threading.Lock()
     bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
 
     def one_more() -> None:
@@ -165,9 +179,10 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
             done[0] += 1
             bar(done[0], total)
 
-    summary = run_league(client, experiment["id"], config, one_more)
+    summary = {**run_league(client, experiment["id"], config, one_more),
+               "run": config.run or str(seed)}
     seen = None
-    if wait_s and wait_counted(client, experiment["id"], players, wait_s):
+    if wait_s and wait_counted(client, experiment["id"], before + players, wait_s):
         seen = verdict(client, experiment["id"])
     return summary, seen, experiment
 

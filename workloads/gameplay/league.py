@@ -43,6 +43,35 @@ class LeagueConfig:
     reporting_share: float = 0.3  # players who complain about idle moves
     threads: int = 8
     scope: str = SCOPE
+    matches: int = 0
+    """Matches in all, spread over the players (0: players x matches_per_player)."""
+    run: str = ""
+    """This league's identity in its player ids (``player-{run or seed}-{p}``): a league played
+    after others on one experiment names new players (the callers pass the players counted so
+    far), so its outcomes are new ones instead of replays of old ids. The outcome event ids
+    carry the experiment too, so another experiment never meets them. Deterministic, so a
+    league on a fresh experiment splits its players the same way every time."""
+
+    def __post_init__(self) -> None:
+        if self.total < self.players:
+            raise ValueError(league_size_problem(self.total, self.players))
+
+    @property
+    def total(self) -> int:
+        """The matches this league plays."""
+        return self.matches or self.players * self.matches_per_player
+
+    def player_matches(self, p: int) -> tuple[int, int]:
+        """Player `p`'s first match index and match count: the total split as evenly as it
+        goes, so exactly `total` matches are played."""
+        base, extra = divmod(self.total, self.players)
+        return p * base + min(p, extra), base + (p < extra)
+
+
+def league_size_problem(matches: int, players: int) -> str:
+    """Why a league of `matches` cannot give each of `players` a match, and what to change."""
+    return (f"--matches {matches} is fewer than --players {players}: every player plays at "
+            f"least one match; raise --matches to {players} or more, or lower --players")
 
 
 def ensure_experiment(client: ServiceClient, scope: str = SCOPE, control: str = CONTROL,
@@ -60,7 +89,7 @@ def _player(client: ServiceClient, experiment_id: int, config: LeagueConfig, pla
             matches: list[tuple[str, int]], reports: bool,
             on_match: Callable[[], None]) -> list[Outcome]:
     outcomes = []
-    for opponent, seed in matches:
+    for index, (opponent, seed) in enumerate(matches):
         match = Match(opponent, seed)
         complained = False
         while not match.over:
@@ -74,7 +103,8 @@ def _player(client: ServiceClient, experiment_id: int, config: LeagueConfig, pla
         for metric, value in (("won", float(outcome.result == "win")),
                               ("idle_share", outcome.idle_share),
                               ("match_length", float(outcome.length))):
-            client.outcome(experiment_id, player, metric, value, f"{player}.{seed}.{metric}")
+            client.outcome(experiment_id, player, metric, value,
+                           f"e{experiment_id}.{player}.{index}.{metric}")
         outcomes.append(outcome)
         on_match()
     return outcomes
@@ -83,33 +113,46 @@ def _player(client: ServiceClient, experiment_id: int, config: LeagueConfig, pla
 def run_league(client: ServiceClient, experiment_id: int, config: LeagueConfig,
                on_match: Callable[[], None] | None = None) -> dict[str, Any]:
     """Play the league; the players' own view of it (they do not know their arm)."""
-    games = schedule(config.players * config.matches_per_player, config.seed)
+    games = schedule(config.total, config.seed)
     rng = np.random.default_rng([config.seed, 7])
     reporters = rng.random(config.players) < config.reporting_share
     done = on_match or (lambda: None)
     outcomes: list[Outcome] = []
+    spans = [config.player_matches(p) for p in range(config.players)]
     with ThreadPoolExecutor(config.threads) as pool:
         futures = [pool.submit(_player, client, experiment_id, config,
-                               f"player-{config.seed}-{p}",
-                               games[p * config.matches_per_player:
-                                     (p + 1) * config.matches_per_player],
+                               f"player-{config.run or config.seed}-{p}",
+                               games[first:first + count],
                                bool(reporters[p]), done)
-                   for p in range(config.players)]
+                   for p, (first, count) in enumerate(spans)]
         for future in as_completed(futures):
             outcomes += future.result()
     return summarize(outcomes)
 
 
+def counted_units(client: ServiceClient, experiment_id: int) -> int:
+    """Players whose `won` outcomes the evaluation worker has counted in the experiment."""
+    results = client.call("GET", f"/v1/experiments/{experiment_id}/results")
+    arms = ((results.get("outcomes") or {}).get("won") or {}).get("arms") or {}
+    return sum(arm.get("units") or 0 for arm in arms.values())
+
+
+def run_name(seed: int, counted: int) -> str:
+    """A league's run name after `counted` players of the experiment were counted: the plain
+    seed on a fresh experiment, so its first league is the reproducible one."""
+    return f"{seed}.{counted}" if counted else ""
+
+
 def wait_counted(client: ServiceClient, experiment_id: int, units: int,
                  timeout_s: float) -> bool:
-    """Wait until the evaluation worker has counted the `won` outcomes of `units` players."""
+    """Wait until the evaluation worker has counted the `won` outcomes of `units` players in
+    all: the count before this league plus its players, so an earlier league's count alone
+    never passes for this one's."""
     import time
 
     deadline = time.monotonic() + timeout_s
     while True:
-        results = client.call("GET", f"/v1/experiments/{experiment_id}/results")
-        arms = ((results.get("outcomes") or {}).get("won") or {}).get("arms") or {}
-        if sum(arm.get("units") or 0 for arm in arms.values()) >= units:
+        if counted_units(client, experiment_id) >= units:
             return True
         if time.monotonic() > deadline:
             return False
@@ -141,5 +184,5 @@ def _idle_answers(block: dict[str, Any]) -> dict[str, Any] | None:
             "p_value_holm": idle["p_value_holm"]}
 
 
-__all__ = ["ACTIONS", "CANDIDATES", "LeagueConfig", "ensure_experiment", "run_league",
-           "verdict"]
+__all__ = ["ACTIONS", "CANDIDATES", "LeagueConfig", "counted_units", "ensure_experiment",
+           "league_size_problem", "run_league", "run_name", "verdict", "wait_counted"]

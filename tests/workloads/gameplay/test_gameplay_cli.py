@@ -61,7 +61,7 @@ def test_build_registers_and_tests_both_candidates(cli: CliRunner, settings: Set
     result = cli.invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert "training gameplay-idle-logs [" in result.stderr
+    assert "training gameplay-idle-logs: 2/2 (100%)" in result.stderr  # progress, off a tty
     assert "registered gameplay-play-logs v1+" in result.stderr
     for name in CANDIDATES:
         stored = registry_row(settings, name)

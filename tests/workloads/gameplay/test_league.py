@@ -100,3 +100,11 @@ def test_the_idle_bot_is_caught_online(service: tuple[str, str, ServiceClient]) 
     decision = seen["decision"]
     assert decision["arms"]["treatment"] == "stop", decision
     assert any("won" in reason for reason in decision["reasons"]), decision
+    # A second league on the same experiment, same seed: new players, counted on top.
+    again = CliRunner().invoke(abvoc, ["simulate", "gameplay", "--url", base, "--key", key,
+                                       "--matches", "4", "--players", "2", "--json"])
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)
+    assert second["run"] == f"0.{PLAYERS}" and second["overall"]["matches"] == 4
+    arms = second["verdict"]["outcomes"]["won"]["arms"]
+    assert sum(arm["units"] for arm in arms.values()) == PLAYERS + 2
