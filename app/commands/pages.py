@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, Finite, check_out_folder, emit, json_option, pass_ctx
+from app.cli import SEED, Finite, check_out_folder, emit, json_option, open_db, pass_ctx
 
 
 @click.group("pages")
@@ -27,14 +27,18 @@ def pages_group() -> None:
 @pass_ctx
 def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noqa: ANN001
     """Tune pages-xycut and train pages-fcn on generated pages, and register both bundles."""
+    from workloads.ocr.bundle import registration_note
     from workloads.ocr.pages.bundle import DEFAULTS
     from workloads.ocr.pages.workflow import train_and_register_extractors
 
+    with open_db(ctx):  # a store that is not migrated fails now, not after the training
+        pass
     out = train_and_register_extractors(
         ctx.settings, n_train or DEFAULTS["n_train"], n_validation or DEFAULTS["n_validation"],
         epochs or DEFAULTS["epochs"], seed, None if as_json else click.echo)
-    emit(out, as_json, "\n".join(f"registered {o['name']} v{o['version']} -> {o['artifacts']}"
-                                 for o in out))
+    emit(out, as_json, "\n".join(
+        registration_note(o["name"], o["version"], o["registration"])
+        or f"registered {o['name']} v{o['version']} -> {o['artifacts']}" for o in out))
 
 
 @pages_group.command("offline-test")
@@ -78,7 +82,8 @@ def dataset_group() -> None:
 @pass_ctx
 def split_pages_cmd(ctx, folder, out, candidate, version, min_score,  # noqa: ANN001
                     as_json) -> None:
-    """Cut the PNG/JPEG pages in FOLDER into single-formula images with a JSONL manifest."""
+    """Cut the PNG/JPEG pages in FOLDER into single-formula images with a JSONL manifest,
+    unlabeled (each label null): fill the labels in before an offline test reads it."""
     from workloads.ocr.pages.workflow import split_pages_with
 
     def progress(done: int, total: int, what: str) -> None:
@@ -91,7 +96,8 @@ def split_pages_cmd(ctx, folder, out, candidate, version, min_score,  # noqa: AN
     skipped = "".join(f"\nskipped {s['file']}: {s['reason']}" for s in summary.skipped)
     emit(summary.as_dict(), as_json,
          f"{summary.formulas} formulas from {summary.pages} pages -> {summary.out}"
-         f"/manifest.jsonl{skipped}")
+         f"/manifest.jsonl (unlabeled: fill in each line's \"label\" before `abvoc "
+         f"offline-test CANDIDATE --dataset {summary.out}/manifest.jsonl`){skipped}")
 
 
 COMMANDS = [pages_group, dataset_group]

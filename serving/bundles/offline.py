@@ -6,7 +6,7 @@ The dataset is a JSONL manifest, one example a line::
 
     {"inputs": {"features": [5.1, 3.5, 1.4, 0.2]}, "label": "setosa", "slice": "field"}
     {"inputs": {"features": "arrays/17.npy"}, "label": "virginica", "slice": "lab"}
-    {"inputs": {"image": {"file": "images/17.png"}}, "label": "x^{2}", "slice": "scans"}
+    {"inputs": {"image": "arrays/17.npy"}, "label": "x^{2}", "slice": "scans"}
 
 Inputs are V2-style named tensors, one example each: a nested list (or a number or string) in
 the declared datatype, with or without the batch axis; a ``.npy`` file beside the manifest; or
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.latex import TokenVocabulary
+from core.latex import TokenVocabulary, validate_latex
 from core.output_types import OutputKind, schema_error
 from core.text import text_problem
 from serving.bundles.json_input import not_too_deep, parse_json
@@ -218,6 +218,11 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
 def truth(output: OutputSpec, label: Any, where: str) -> Any:
     """The label as the output type holds it; an error naming the line otherwise."""
     kind = output.type
+    if (label is None and kind != "json") or (kind in ("text", "latex")
+                                               and isinstance(label, str) and not label.strip()):
+        raise OfflineError(f"{where}: the example is not labeled ({json.dumps(label)}): label it "
+                           f"first with the true {kind} (`abvoc dataset split-pages` leaves "
+                           "every label null for annotators to fill in)")
     if kind == "label":
         if label not in output.classes:
             raise OfflineError(f"{where}: label {label!r} is not one of the candidate's classes "
@@ -227,6 +232,9 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
             raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
         if (problem := text_problem(label)) is not None:
             raise OfflineError(f"{where}: label {problem}")
+        if kind == "latex" and (problems := validate_latex(label)):  # as corrections are checked
+            raise OfflineError(f"{where}: label {label[:80]!r} is not valid LaTeX: "
+                               + "; ".join(problems))
     elif kind == "number":
         if isinstance(label, bool) or not isinstance(label, int | float) \
                 or not math.isfinite(label):

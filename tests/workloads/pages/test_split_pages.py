@@ -17,6 +17,7 @@ from core.settings import Settings
 from core.store import Database, schema
 from serving.bundles.manifest import parse_manifest
 from serving.bundles.offline import read_dataset
+from serving.bundles.offline_metrics import OfflineError
 from serving.registry import Registry
 from workloads.ocr.bundle import register_trained
 from workloads.ocr.pages import split
@@ -65,9 +66,17 @@ def test_the_manifest_is_what_the_offline_test_reads(scans: Path, extractors: di
         "name": "reader", "version": "1", "backend": "onnxruntime",
         "inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, -1, -1]}],
         "output": {"type": "latex"}, "stages": [{"name": "m", "kind": "onnx", "path": "m.onnx"}]})
-    examples = read_dataset(out / "manifest.jsonl", manifest)
+    assert summary.formulas > 0
+    # Unlabeled as written: the offline test refuses it, naming the line and what to do.
+    with pytest.raises(OfflineError, match="manifest.jsonl line 1: the example is not labeled "
+                                           r"\(null\): label it first"):
+        read_dataset(out / "manifest.jsonl", manifest)
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all(line["label"] is None and line["slice"] == "split-pages" for line in lines)
+    labeled = out / "labeled.jsonl"  # once annotators fill the labels in, it reads
+    labeled.write_text("".join(json.dumps({**line, "label": "x^{2}"}) + "\n" for line in lines))
+    examples = read_dataset(labeled, manifest)
     assert len(examples) == summary.formulas
-    assert all(e.label == "" and e.slice == "split-pages" for e in examples)
     assert examples[0].inputs["image"].shape[0] == 1 and examples[0].inputs["image"].ndim == 3
 
 

@@ -3,7 +3,8 @@
 Each PNG or JPEG page in the folder goes through a registered extraction candidate; every box it
 finds becomes a formula image (cleaned of ruled lines, padded as the OCR takes it), kept as a
 PNG for people and a .npy array for the offline test, and one JSONL line in the form
-`abvoc offline-test --dataset` reads — the label left empty for annotators, and `source` holding
+`abvoc offline-test --dataset` reads — the label null (unlabeled: the offline test refuses it
+until annotators fill it in), and `source` holding
 the page, the box, its score and the extraction candidate's name and version. A file that is not
 a readable image is reported and skipped. Everything is written to a hidden folder beside the
 output and renamed into place at the end, so an interrupted run leaves no half-written dataset.
@@ -64,10 +65,14 @@ def read_page(path: Path) -> np.ndarray:
         raise AbvocError("damaged or truncated image data") from exc
 
 
-def _page_files(folder: Path) -> list[Path]:
+def page_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise AbvocError(f"{folder} is not a folder: give a folder of PNG or JPEG pages")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:  # an empty dataset helps nobody: say so before writing anything
+        raise AbvocError(f"{folder} holds no PNG or JPEG pages (files ending in "
+                         f"{', '.join(SUFFIXES)}): give the folder of scanned pages")
+    return files
 
 
 def _check_out(out: Path) -> None:
@@ -81,7 +86,7 @@ def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: st
                 min_score: float = 0.0, progress: Progress | None = None) -> SplitSummary:
     """Cut every page in `folder` with the extraction bundle at `extractor` into `out`."""
     folder, out = Path(folder), Path(out)
-    files = _page_files(folder)
+    files = page_files(folder)
     _check_out(out)
     summary = SplitSummary(out=str(out))
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -107,7 +112,7 @@ def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: st
                     np.save(work / "arrays" / f"{stem}.npy", image)
                     lines.append(json.dumps({
                         "id": f"{path.name}#{k}", "inputs": {"image": f"arrays/{stem}.npy"},
-                        "label": "", "slice": SLICE,
+                        "label": None, "slice": SLICE,
                         "source": {"page": path.name, "box": item["box"], "score": item["score"],
                                    "extractor": name, "version": version,
                                    "image": f"images/{stem}.png"}}))
@@ -115,6 +120,10 @@ def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: st
                 summary.formulas = len(lines)
                 if progress:
                     progress(done, len(files), path.name)
+        if not summary.pages:  # every page was skipped: no dataset, and no folder left behind
+            reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in summary.skipped[:5])
+            raise AbvocError(f"none of the {len(files)} pages in {folder} could be read "
+                             f"({reasons}): give readable PNG or JPEG pages")
         (work / MANIFEST).write_text("".join(line + "\n" for line in lines))
         (work / "skipped.json").write_text(json.dumps(summary.skipped, indent=1))
         if out.exists():

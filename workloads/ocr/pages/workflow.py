@@ -11,10 +11,10 @@ from core.errors import AbvocError
 from core.settings import Settings
 from core.store import Database
 from serving.registry import CandidateInfo, Registry
-from workloads.ocr.bundle import register_trained
+from workloads.ocr.bundle import registered
 from workloads.ocr.pages.bundle import DEFAULTS, EXTRACTORS, build_extractors
 from workloads.ocr.pages.offline import DEFAULT_PAGES, offline_test_pages
-from workloads.ocr.pages.split import Progress, SplitSummary, split_pages
+from workloads.ocr.pages.split import Progress, SplitSummary, page_files, split_pages
 
 Say = Callable[[str], None]
 
@@ -29,8 +29,9 @@ def train_and_register_extractors(settings: Settings, n_train: int = DEFAULTS["n
     out = []
     with Database(settings.database_url) as db:
         for item in built:
-            info = register_trained(Registry(db), settings.models_dir, Path(item["artifacts"]))
-            out.append({**item, "version": info.version, "artifacts": info.artifacts})
+            info, status = registered(Registry(db), settings.models_dir, Path(item["artifacts"]))
+            out.append({**item, "version": info.version, "artifacts": info.artifacts,
+                        "registration": status})
     return out
 
 
@@ -69,7 +70,9 @@ def offline_test_pages_and_store(settings: Settings, name: str, n: int = DEFAULT
 def split_pages_with(settings: Settings, folder: Path, out: Path, name: str,
                      version: str | None = None, min_score: float = 0.0,
                      progress: Progress | None = None) -> SplitSummary:
-    """`split_pages` with a registered extraction candidate (latest active version default)."""
+    """`split_pages` with a registered extraction candidate (latest active version default);
+    the folder is checked for pages first, so a wrong folder is named before the store is."""
+    page_files(Path(folder))
     with Database(settings.database_url) as db:
         info = extractor(Registry(db), name, version)
     return split_pages(folder, out, Path(info.artifacts), info.name, info.version, min_score,

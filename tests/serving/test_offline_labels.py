@@ -1,0 +1,54 @@
+"""The offline test's manifest check refuses examples that are not labeled (null, empty or
+blank) and LaTeX labels abvoc's own validator rejects, naming the line, before the model runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serving.bundles.manifest import Manifest, parse_manifest
+from serving.bundles.offline import read_dataset
+from serving.bundles.offline_metrics import OfflineError
+
+
+def _manifest(output: dict[str, object]) -> Manifest:
+    return parse_manifest({
+        "name": "reader", "version": "1", "backend": "onnxruntime",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        "output": output, "stages": [{"name": "m", "kind": "onnx", "path": "m.onnx"}]})
+
+
+def _dataset(tmp_path: Path, *labels: object) -> Path:
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"inputs": {"x": [1.0, 2.0]}, "label": label}) + "\n"
+                            for label in labels))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["latex", "text"])
+@pytest.mark.parametrize("label", [None, "", "   ", "\t\n"])
+def test_unlabeled_examples_are_refused(tmp_path: Path, kind: str, label: object) -> None:
+    path = _dataset(tmp_path, "x^{2}", label)
+    with pytest.raises(OfflineError, match=r"d\.jsonl line 2: the example is not labeled .*"
+                                           "label it first"):
+        read_dataset(path, _manifest({"type": kind}))
+
+
+@pytest.mark.parametrize("label", ["x^{", "x_", "x}", "\\nosuchcommand{x}"])
+def test_malformed_latex_labels_are_refused(tmp_path: Path, label: str) -> None:
+    path = _dataset(tmp_path, "x^{2}", label)
+    with pytest.raises(OfflineError, match=r"d\.jsonl line 2: label .* is not valid LaTeX"):
+        read_dataset(path, _manifest({"type": "latex"}))
+    # A text candidate holds any non-blank string.
+    assert read_dataset(path, _manifest({"type": "text"}))[1].label == label
+
+
+def test_null_labels_of_other_kinds_are_refused(tmp_path: Path) -> None:
+    path = _dataset(tmp_path, None)
+    for output in ({"type": "number"}, {"type": "label", "classes": ["a", "b"]}):
+        with pytest.raises(OfflineError, match="line 1: the example is not labeled"):
+            read_dataset(path, _manifest(output))
+    assert read_dataset(_dataset(tmp_path, "x^{2}", "\\frac{1}{2}"),
+                        _manifest({"type": "latex"}))[1].label == "\\frac{1}{2}"
