@@ -55,12 +55,18 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
     ABVOC_SECRET_KEY verifies receipts); applied ones leave the parked list, failing ones stay
     with their new reason. Replaying twice never applies an event twice."""
     from core.bus.factory import open_bus
+    from core.parking import parked_counts
     from core.replay import replay_parked
     from core.settings import ensure_secret_key
     from evaluation.worker import make_worker
 
     settings = ensure_secret_key(ctx.settings)
     with open_db(ctx) as db:
+        topics = sorted({c["topic"] for c in parked_counts(db)})
+        if topic is not None and topic not in topics:  # a typo would otherwise "replay 0"
+            raise AbvocError(f"no parked event is from topic {topic!r}; "
+                             + (f"parked events are from {', '.join(topics)}" if topics
+                                else "nothing is parked") + " (see `abvoc events parked`)")
         consumer = make_worker(db, open_bus(settings, db), settings.topic_prefix,
                                secret=settings.secret_key)
         out = replay_parked(db, consumer, topic=topic, reason_contains=reason_contains,
@@ -70,6 +76,10 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
     emit(out, as_json, f"replayed {out['replayed']}: applied {out['applied']}, already "
                        f"applied {out['already_applied']}, still parked {out['still_parked']}"
                        + (f", {out['truncated']} left (payload cut)" if out["truncated"] else ""))
+    left = out["still_parked"] + out["truncated"]
+    if left:  # a script must see that the cause is not fixed yet
+        raise AbvocError(f"{left} event{'s' if left != 1 else ''} stay parked: `abvoc events "
+                         "parked` shows why; fix the cause, then replay again")
 
 
 COMMANDS = [events]

@@ -26,6 +26,7 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     candidate (ocr-mobile-int8) quantizes its trained float base to int8, a one-graph candidate
     (ocr-onegraph) exports it as one ONNX graph; the base is trained first when the store has
     none."""
+    from workloads.ocr.bundle import registration_note
     from workloads.ocr.candidates import DEFAULT_TRAIN, candidate_names
     from workloads.ocr.mobile import mobile_names
     from workloads.ocr.onegraph import ONEGRAPH
@@ -35,12 +36,17 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     names = known if train_all else list(candidates)
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {known}")
+    with open_db(ctx):  # a store that is not migrated fails now, not after the long training
+        pass
     say = None if as_json else click.echo
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)
     human = "\n".join(
         f"trained {o['name']} v{o['version']}: validation {_figures(o['validation'])}"
         + (f" (float base: {_figures(o['float_validation'])})" if "float_validation" in o
-           else "") + f" -> {o['artifacts']}" for o in out)
+           else "") + f" -> {o['artifacts']}"
+        + "".join(f"\n  {note}" for note in [registration_note(
+            o["name"], o["version"], o.get("registration", "registered"))] if note)
+        for o in out)
     emit(out, as_json, human)
 
 
@@ -143,11 +149,15 @@ METRIC_COLUMNS = {
     "json": [("exact_match", "exact", "{:.3f}")],
 }
 
+EXTRACTION = "formula-extraction"
+EXTRACTION_HEADLINE = ("map", "mAP", "{:.3f}")
+"""Page extraction candidates store boxes' figures (no output_type): their headline is COCO mAP."""
+
 
 def format_offline(results: dict) -> str:
     """A bundle candidate's offline results as a table: overall, then one row per slice."""
     kind = results.get("output_type")
-    if results.get("task") == "formula-extraction":
+    if results.get("task") == EXTRACTION:
         from workloads.ocr.pages.offline import format_pages_table
 
         return format_pages_table(results)
@@ -222,7 +232,8 @@ def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
     for c in items:
         overall = c.offline_results.get("overall", {})
         kind = c.offline_results.get("output_type")
-        key, name, form = METRIC_COLUMNS.get(kind, [("exact_match", "exact", "{:.3f}")])[0]
+        key, name, form = (EXTRACTION_HEADLINE if c.offline_results.get("task") == EXTRACTION
+                           else METRIC_COLUMNS.get(kind, [("exact_match", "exact", "{:.3f}")])[0])
         value, p99 = overall.get(key), overall.get("latency_p99_ms")
         rows.append([c.name, c.version, c.backend,
                      f"{name} {form.format(value)}" if value is not None else "-",

@@ -33,7 +33,8 @@ def _logging(ctx: Context) -> None:
 def config(ctx: Context, as_json: bool) -> None:
     """Print the effective configuration (secrets masked)."""
     described = ctx.settings.describe()
-    human = "\n".join(f"{k} = {v}" for k, v in sorted(described.items()))
+    human = "\n".join(f"{k} = {'(unset)' if v is None else v}"  # not Python's "None"
+                      for k, v in sorted(described.items()))
     emit(described, as_json, human)
 
 

@@ -137,7 +137,10 @@ def register_and_test(registry: Registry, models_dir: Path, out: Path, say: Say 
         dataset = out / HELDOUT_BY_LOGS[cand.logs]
         manifest = load_manifest(out / name)
         if registry.exists(manifest.name, manifest.version):
-            say(f"{name} v{manifest.version} is already registered")
+            retired = registry.get(manifest.name, manifest.version).retired
+            say(f"{name} v{manifest.version} is already registered" + (
+                " and retired: it stays retired, so it is neither listed nor served; build "
+                "with another --seed to make a new version" if retired else ""))
         else:
             info = register_bundle(registry, models_dir, out / name)
             say(f"registered {info.name} v{info.version} -> {info.artifacts}")

@@ -63,7 +63,26 @@ def write_bundle(folder: Path, spec: dict[str, Any], backend: str = "torch") -> 
 
 def register_trained(registry: Registry, models_dir: Path, folder: Path) -> CandidateInfo:
     """Register a trained candidate's bundle; the version already registered when it is."""
+    return registered(registry, models_dir, folder)[0]
+
+
+def registered(registry: Registry, models_dir: Path, folder: Path) -> tuple[CandidateInfo, str]:
+    """Register a trained candidate's bundle, and say what happened, so a command never claims
+    a fresh registration it did not make: "registered", "already registered" (the same trained
+    files, kept), or "retired" (registered before and retired, which it stays)."""
     manifest = load_manifest(Path(folder))
     if registry.exists(manifest.name, manifest.version):
-        return registry.get(manifest.name, manifest.version)
-    return register_bundle(registry, models_dir, Path(folder))
+        info = registry.get(manifest.name, manifest.version)
+        return info, "retired" if info.retired else "already registered"
+    return register_bundle(registry, models_dir, Path(folder)), "registered"
+
+
+def registration_note(name: str, version: str, status: str) -> str:
+    """What a person should know about a registration that was not a new one ("" if it was)."""
+    if status == "retired":
+        return (f"{name} v{version} was already registered and is retired: it stays retired, "
+                "so it is neither listed nor served; train with another --seed (or other "
+                "--n-train / --epochs) to make a new version")
+    if status == "already registered":
+        return f"{name} v{version} was already registered (the same trained files): kept"
+    return ""

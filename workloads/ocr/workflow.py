@@ -11,7 +11,7 @@ from core.settings import Settings
 from core.store import Database
 from serving.bundles.manifest import MANIFEST_NAME
 from serving.registry import Registry
-from workloads.ocr.bundle import register_trained
+from workloads.ocr.bundle import register_trained, registered
 from workloads.ocr.candidates import CANDIDATES, DEFAULT_TRAIN, train_candidate
 from workloads.ocr.dataset import OFFLINE_MIX, Mix
 from workloads.ocr.mobile import MOBILE, quantize_candidate
@@ -44,8 +44,9 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
                                             progress))
             continue
         summary = train_candidate(name, settings.models_dir, n_train, epochs, seed, progress)
-        info = register_trained(registry, settings.models_dir, Path(summary["artifacts"]))
-        out.append({**summary, "version": info.version, "artifacts": info.artifacts})
+        info, status = registered(registry, settings.models_dir, Path(summary["artifacts"]))
+        out.append({**summary, "version": info.version, "artifacts": info.artifacts,
+                    "registration": status})
     return out
 
 
@@ -62,13 +63,14 @@ def _derive_and_register(registry: Registry, settings: Settings, name: str, n_tr
     if name in ONEGRAPH:
         say(f"[{name}] exporting {base_dir} as one ONNX graph (ONNX Runtime, abvoc op library)")
         made = make_candidate(name, base_dir, settings.models_dir)
-        info = register_trained(registry, settings.models_dir, Path(made["artifacts"]))
-        return {**made, "version": info.version, "artifacts": info.artifacts}
+        info, status = registered(registry, settings.models_dir, Path(made["artifacts"]))
+        return {**made, "version": info.version, "artifacts": info.artifacts,
+                "registration": status}
     say(f"[{name}] quantizing {base_dir} to int8 (calibration: its training split)")
     made = quantize_candidate(name, base_dir, settings.models_dir)
-    info = register_trained(registry, settings.models_dir, Path(made["artifacts"]))
+    info, status = registered(registry, settings.models_dir, Path(made["artifacts"]))
     say(f"[{name}] {made['float_size_mb']} MB float -> {made['size_mb']} MB int8")
-    return {**made, "version": info.version, "artifacts": info.artifacts}
+    return {**made, "version": info.version, "artifacts": info.artifacts, "registration": status}
 
 
 def offline_test_and_store(settings: Settings, name: str, n: int = DEFAULT_TEST_SIZE,
