@@ -26,8 +26,6 @@ directly, without the batcher's wait).
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import platform
 import time
@@ -41,17 +39,17 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.latex import TokenVocabulary, validate_latex
-from core.output_types import OutputKind, schema_error
+from core.latex import TokenVocabulary
+from core.output_types import OutputKind
 from core.text import text_problem
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import (
     MANIFEST_NAME,
     Manifest,
-    OutputSpec,
     TensorSpec,
     load_manifest,
 )
+from serving.bundles.offline_labels import stored_answer, truth
 from serving.bundles.offline_metrics import ALL, OfflineError, check_imported, summarize
 from serving.bundles.runner import as_datatype
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError
@@ -162,6 +160,9 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
         except (TypeError, ValueError, OverflowError) as exc:
             raise OfflineError(f"{where} is not a regular nested list of {spec.datatype} "
                                f"values: {exc}") from exc
+        if array.dtype.kind == "f" and not np.isfinite(array).all():  # as the API's JSON
+            raise OfflineError(f"{where} holds a number that is not finite (NaN, or beyond the "
+                               f"range of {spec.datatype}, e.g. 1e309)")
     want = len(spec.shape)
     batched = batched and want > 0 and spec.shape[0] == -1
     if array.ndim == want - 1 and batched:
@@ -205,59 +206,15 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
     if name.endswith(".npy"):
         try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise OfflineError(f"{where}: {name!r} is not a .npy array file: {exc}") from exc
+        except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
+            raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
+                               "numpy.save from a numeric array)") from exc
     if spec.datatype != "BYTES":
         raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
                            f"takes; this input is {spec.datatype} (use a .npy file)")
     array = np.empty(1, dtype=object)
     array[0] = path.read_bytes()
     return array
-
-
-def truth(output: OutputSpec, label: Any, where: str) -> Any:
-    """The label as the output type holds it; an error naming the line otherwise."""
-    kind = output.type
-    if (label is None and kind != "json") or (kind in ("text", "latex")
-                                               and isinstance(label, str) and not label.strip()):
-        raise OfflineError(f"{where}: the example is not labeled ({json.dumps(label)}): label it "
-                           f"first with the true {kind} (`abvoc dataset split-pages` leaves "
-                           "every label null for annotators to fill in)")
-    if kind == "label":
-        if label not in output.classes:
-            raise OfflineError(f"{where}: label {label!r} is not one of the candidate's classes "
-                               f"{list(output.classes)}")
-    elif kind in ("text", "latex"):
-        if not isinstance(label, str):
-            raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
-        if (problem := text_problem(label)) is not None:
-            raise OfflineError(f"{where}: label {problem}")
-        if kind == "latex" and (problems := validate_latex(label)):  # as corrections are checked
-            raise OfflineError(f"{where}: label {label[:80]!r} is not valid LaTeX: "
-                               + "; ".join(problems))
-    elif kind == "number":
-        if isinstance(label, bool) or not isinstance(label, int | float) \
-                or not math.isfinite(label):
-            raise OfflineError(f"{where}: label must be a finite number, got {label!r}")
-        label = float(label)
-    else:
-        _check_json(output, label, where)
-        label = json.dumps(label, sort_keys=True)
-    return label
-
-
-def _check_json(output: OutputSpec, value: Any, where: str) -> None:
-    error = schema_error(output.schema or {}, value)
-    if error is not None:
-        raise OfflineError(f"{where}: label does not match the output schema: {error}")
-
-
-# --- the candidate's answer ---------------------------------------------------------------------
-
-def stored_answer(output: OutputSpec, value: Any) -> Any:
-    """An answer as serving reads it (:func:`serving.outputs.read_answer`), in the form
-    :func:`truth` keeps labels: a `json` value as its canonical JSON text."""
-    return json.dumps(value, sort_keys=True) if output.type == "json" else value
 
 
 # --- running and storing ------------------------------------------------------------------------

@@ -52,3 +52,23 @@ def test_null_labels_of_other_kinds_are_refused(tmp_path: Path) -> None:
             read_dataset(path, _manifest(output))
     assert read_dataset(_dataset(tmp_path, "x^{2}", "\\frac{1}{2}"),
                         _manifest({"type": "latex"}))[1].label == "\\frac{1}{2}"
+
+
+@pytest.mark.parametrize("value", ["1e309", "-1e309", "NaN", "Infinity"])
+def test_inputs_that_are_not_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
+    """As the API refuses them in a JSON body (Python's parser reads 1e309 as infinity)."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"inputs": {"x": [1.0, 2.0]}, "label": "a"}\n'
+                    f'{{"inputs": {{"x": [1.0, {value}]}}, "label": "a"}}\n')
+    with pytest.raises(OfflineError, match=r"line 2: input 'x' holds a number that is not finite"):
+        read_dataset(path, _manifest({"type": "text"}))
+
+
+def test_a_file_numpy_cannot_read_safely_is_refused_in_plain_words(tmp_path: Path) -> None:
+    (tmp_path / "x.npy").write_text("not numbers")
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"inputs": {"x": "x.npy"}, "label": "a"}\n')
+    with pytest.raises(OfflineError) as refused:
+        read_dataset(path, _manifest({"type": "text"}))
+    assert "'x.npy' is not a .npy file of numbers" in refused.value.message
+    assert "allow_pickle" not in refused.value.message

@@ -1,0 +1,60 @@
+"""The truth of an offline example and the candidate's answer, in one form each: a label as the
+output type holds it (a class, a string, a finite number, a JSON value as its canonical JSON
+text), checked as corrections are (a class of the candidate's, text without lone surrogates or
+NUL, LaTeX that parses, a number that is finite, JSON valid against the output schema), and an
+answer in the same form, so the two compare as serving compares them."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from core.latex import validate_latex
+from core.output_types import schema_error
+from core.text import text_problem
+from serving.bundles.manifest import OutputSpec
+from serving.bundles.offline_metrics import OfflineError
+
+
+def truth(output: OutputSpec, label: Any, where: str) -> Any:
+    """The label as the output type holds it; an error naming the line otherwise."""
+    kind = output.type
+    if (label is None and kind != "json") or (kind in ("text", "latex")
+                                               and isinstance(label, str) and not label.strip()):
+        raise OfflineError(f"{where}: the example is not labeled ({json.dumps(label)}): label it "
+                           f"first with the true {kind} (`abvoc dataset split-pages` leaves "
+                           "every label null for annotators to fill in)")
+    if kind == "label":
+        if label not in output.classes:
+            raise OfflineError(f"{where}: label {label!r} is not one of the candidate's classes "
+                               f"{list(output.classes)}")
+    elif kind in ("text", "latex"):
+        if not isinstance(label, str):
+            raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
+        if (problem := text_problem(label)) is not None:
+            raise OfflineError(f"{where}: label {problem}")
+        if kind == "latex" and (problems := validate_latex(label)):  # as corrections are checked
+            raise OfflineError(f"{where}: label {label[:80]!r} is not valid LaTeX: "
+                               + "; ".join(problems))
+    elif kind == "number":
+        if isinstance(label, bool) or not isinstance(label, int | float) \
+                or not math.isfinite(label):
+            raise OfflineError(f"{where}: label must be a finite number, got {label!r}")
+        label = float(label)
+    else:
+        _check_json(output, label, where)
+        label = json.dumps(label, sort_keys=True)
+    return label
+
+
+def _check_json(output: OutputSpec, value: Any, where: str) -> None:
+    error = schema_error(output.schema or {}, value)
+    if error is not None:
+        raise OfflineError(f"{where}: label does not match the output schema: {error}")
+
+
+def stored_answer(output: OutputSpec, value: Any) -> Any:
+    """An answer as serving reads it (:func:`serving.outputs.read_answer`), in the form
+    :func:`truth` keeps labels: a `json` value as its canonical JSON text."""
+    return json.dumps(value, sort_keys=True) if output.type == "json" else value
