@@ -108,7 +108,8 @@ def submit_correction(db: Database, settings: Settings, body: Any,
                            "prediction_id that /v1/predict or /v2 infer returned")
         kind = _output_kind(s, served)
     checked["corrected_output"] = check_output(kind, checked["corrected_output"])
-    existing = _existing(db, key, digest, None if idempotency_key else checked["prediction_id"])
+    existing = _existing(db, key, digest, None if idempotency_key else checked["prediction_id"],
+                         legacy=idempotency_key)
     if existing is not None:
         return existing
     correction_id = uuid.uuid4().hex
@@ -134,13 +135,20 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             "duplicate": False}
 
 
-def _existing(db: Database, key: str, digest: str,
-              prediction_id: str | None = None) -> dict[str, Any] | None:
+def _existing(db: Database, key: str, digest: str, prediction_id: str | None = None, *,
+              legacy: str | None = None) -> dict[str, Any] | None:
     """The earlier request this one repeats: the one with its key; for a keyless request
-    (`prediction_id` given), any earlier one with its body, keyed or not."""
+    (`prediction_id` given), any earlier one with its body, keyed or not. `legacy`: the raw
+    Idempotency-Key, as stores kept it before keys were scoped (:func:`scoped_key`); a row
+    under it is this request only when its body is the same, so a retry across the upgrade
+    counts once and nobody learns of another's keys."""
     with db.reading() as s:
         row = s.scalars(select(CorrectionRequest).where(
             CorrectionRequest.idempotency_key == key)).first()
+        if row is None and legacy is not None:
+            row = s.scalars(select(CorrectionRequest).where(
+                CorrectionRequest.idempotency_key == legacy,
+                CorrectionRequest.request_hash == digest)).first()
         if row is None and prediction_id is not None:
             row = s.scalars(select(CorrectionRequest).where(
                 CorrectionRequest.prediction_id == prediction_id,

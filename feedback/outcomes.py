@@ -176,7 +176,7 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         digest = _request_hash(checked)
         keys = _identities(None if idempotency_key is None else
                            scoped_key(caller, idempotency_key), checked["event_id"], digest)
-        existing = _existing(s, keys, digest)
+        existing = _existing(s, keys, digest, legacy=idempotency_key)
     if existing is not None:
         return existing
     outcome_id = uuid.uuid4().hex
@@ -215,12 +215,19 @@ def _identities(idempotency_key: str | None, event_id: str | None, digest: str) 
     return list(dict.fromkeys(k for k in keys if k))
 
 
-def _existing(s: Session, keys: list[str], digest: str) -> dict[str, Any] | None:
+def _existing(s: Session, keys: list[str], digest: str, *,
+              legacy: str | None = None) -> dict[str, Any] | None:
     """The earlier outcome this request repeats by any of its identities; a key or event_id
-    used before for another body is a conflict, whatever the other identities match."""
+    used before for another body is a conflict, whatever the other identities match.
+    `legacy`: the raw Idempotency-Key, as stores kept it before keys were scoped; a row under
+    it is this outcome only when its body is the same (never a conflict: it may be another
+    caller's), so a retry across the upgrade counts once."""
+    wanted = [*keys, *([legacy] if legacy and legacy not in keys else [])]
     rows = {r.idempotency_key: r for r in s.scalars(
-        select(OutcomeRequest).where(OutcomeRequest.idempotency_key.in_(keys)))}
+        select(OutcomeRequest).where(OutcomeRequest.idempotency_key.in_(wanted)))}
     found = [rows[k] for k in keys if k in rows]
+    if not found and legacy in rows and rows[legacy].request_hash == digest:
+        found = [rows[legacy]]
     if any(row.request_hash != digest for row in found):
         raise Conflict("this Idempotency-Key (or event_id) was used for a different outcome; "
                        "use a new one for a new outcome")

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import func, select, update
 
 from core import receipts
 from core.store.db import utcnow
-from core.store.models import ServedPrediction
+from core.store.models import CorrectionRequest, OutboxEvent, ServedPrediction
+from core.store.outcome_models import OutcomeRequest
 from tests.evaluation.helpers import add_experiment
 from tests.support.keys import bearer
 
@@ -89,3 +91,31 @@ def test_an_outcome_event_id_stays_global(setup: dict[str, Any]) -> None:
     again = setup["client"].post("/v1/outcomes", headers=setup["other"], json=body)
     assert first.status_code == again.status_code == 202
     assert again.get_json() == {"outcome_id": first.get_json()["outcome_id"], "duplicate": True}
+
+
+@pytest.mark.parametrize("path,make,id_field,model", [
+    ("/v1/corrections", _correction, "correction_id", CorrectionRequest),
+    ("/v1/outcomes", _outcome, "outcome_id", OutcomeRequest),
+])
+def test_a_retry_across_the_upgrade_that_scoped_keys_counts_once(
+        setup: dict[str, Any], v2app: Flask, path: str, make: Any, id_field: str,
+        model: type) -> None:
+    """A store written before keys were scoped holds the raw header, one row per request."""
+    first = _send(setup, path, "victim", make(setup, "a"))
+    assert first.status_code == 202
+    db = v2app.extensions["abvoc"].db
+    with db.session() as s:  # the row as the older code kept it
+        rows = s.scalars(select(model)).all()
+        for extra in rows[1:]:
+            s.delete(extra)
+        s.execute(update(model).values(idempotency_key="order-1"))
+    with db.reading() as s:
+        events = s.scalar(select(func.count()).select_from(OutboxEvent))
+    again = _send(setup, path, "victim", make(setup, "a"))
+    assert again.status_code == 202 and again.get_json()["duplicate"] is True
+    assert again.get_json()[id_field] == first.get_json()[id_field]
+    with db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxEvent)) == events
+    # Another body under that raw key: a new request, not a 409 telling of someone's key.
+    other = _send(setup, path, "other", make(setup, "b"))
+    assert other.status_code == 202 and other.get_json()["duplicate"] is False
