@@ -51,7 +51,10 @@ def open_db(ctx: Context, *, migrated: bool = True, create: bool = False) -> Ite
 
     with Database(ctx.settings.database_url, create=create) as db:
         db.check()
-        if migrated and not schema.is_current(db):
+        state = schema.status(db) if migrated else schema.CURRENT
+        if state == schema.AHEAD:
+            click.echo(f"note: {schema.ahead_note(db)}", err=True)
+        elif state == schema.BEHIND:
             now = schema.current(db)
             raise AbvocError(f"the store is {'at revision ' + now if now else 'not migrated'}, "
                              f"not at {schema.head(db)}: run `abvoc db upgrade` first")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from core.bus import Bus, BusUnavailable, open_bus
@@ -10,6 +11,8 @@ from core.events import topics
 from core.settings import Settings, ensure_secret_key
 from core.store import schema
 from core.store.db import Database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,7 +42,10 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True)
     db = Database(settings.database_url)
     db.check()
     if migrate:
-        schema.upgrade(db)
+        if schema.status(db) == schema.AHEAD:  # a newer node migrated the shared store
+            log.warning("%s; this node serves on it meanwhile", schema.ahead_note(db))
+        else:
+            schema.upgrade(db)
     bus = open_bus(settings, db)
     if check_bus:
         try:

@@ -36,9 +36,14 @@ def readyz():  # noqa: ANN201
     stale_s = float(current_app.config.get("READY_STALE_S", health.HEARTBEAT_STALE_S))
     max_lag_s = float(current_app.config.get("READY_MAX_LAG_S", health.MAX_LAG_S))
     checks: dict[str, str] = {}
+    body_note = None
     try:
         services.db.check()
-        checks["database"] = "ok" if schema.is_current(services.db) else "schema not migrated"
+        state = schema.status(services.db)
+        checks["database"] = "ok" if state != schema.BEHIND else \
+            "schema not migrated: run `abvoc db upgrade`"
+        if state == schema.AHEAD:  # ready: migrations only add; said so an operator upgrades
+            body_note = schema.ahead_note(services.db)
     except ConfigError as exc:
         checks["database"] = exc.message
     try:
@@ -46,7 +51,7 @@ def readyz():  # noqa: ANN201
         checks["bus"] = "ok"
     except BusUnavailable as exc:
         checks["bus"] = str(exc)
-    body: dict = {}
+    body: dict = {"schema": body_note} if body_note else {}
     if checks["database"] == "ok":
         try:
             lag = health.outbox_lag_s(services.db)

@@ -85,7 +85,7 @@ def ready():  # noqa: ANN201
     try:
         db = current_app.extensions["abvoc"].db
         db.check()
-        if not schema.is_current(db):
+        if schema.status(db) == schema.BEHIND:  # ahead: a newer node migrated it; serving
             raise NotReady("the database schema is not migrated; run `abvoc db upgrade`")
     except (ConfigError, SQLAlchemyError) as exc:
         raise NotReady(f"the store is unreachable: {getattr(exc, 'message', exc)}") from exc

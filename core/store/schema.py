@@ -75,3 +75,32 @@ def head(db: Database) -> str | None:
 
 def is_current(db: Database) -> bool:
     return current(db) == head(db)
+
+
+CURRENT, BEHIND, AHEAD = "current", "behind", "ahead"
+
+
+def status(db: Database) -> str:
+    """Where the store's schema stands for this abvoc: at its head, `behind` it (an upgrade
+    applies), or `ahead` of it: a newer abvoc migrated the shared store (its revision is unknown
+    here). Migrations only add, so an older node keeps working on a newer schema while it waits
+    for its own upgrade."""
+    revision = current(db)
+    script = ScriptDirectory.from_config(alembic_config(db))
+    if revision == script.get_current_head():
+        return CURRENT
+    if revision is None:
+        return BEHIND
+    try:
+        script.get_revision(revision)
+    except CommandError:
+        return AHEAD
+    return BEHIND
+
+
+def ahead_note(db: Database) -> str:
+    """What an operator should know of a store migrated by a newer abvoc."""
+    return (f"the store's schema is at revision {current(db)}, newer than this abvoc knows "
+            f"(its head: {head(db)}): a newer version migrated it; upgrade this node, or move "
+            f"the schema back with the newer version (`abvoc db downgrade {head(db)}`) before "
+            "rolling back")

@@ -1,0 +1,64 @@
+"""A store a newer abvoc migrated (a revision this code does not know): this node keeps serving
+on it (migrations only add), says so, and does not fail in a loop trying to migrate it; a store
+behind is still migrated or refused as before."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from app import close_app, create_app
+from app.cli import main
+from core.settings import Settings
+from core.startup import connect
+from core.store import schema
+from core.store.db import Database
+
+NEWER = "9999_from_a_newer_abvoc"
+
+
+def _move_ahead(db: Database) -> str:
+    head = schema.head(db)
+    with db.session() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": NEWER})
+    return head
+
+
+def test_a_node_serves_on_a_schema_a_newer_version_migrated(
+        settings: Settings, db: Database, caplog: pytest.LogCaptureFixture,
+        tmp_path: Path) -> None:
+    head = _move_ahead(db)
+    assert schema.status(db) == schema.AHEAD
+    with caplog.at_level(logging.WARNING, logger="core.startup"):
+        services = connect(settings)  # the old code: "Can't locate revision", at every restart
+    services.close()
+    assert f"at revision {NEWER}, newer than this abvoc knows (its head: {head})" in caplog.text
+    assert schema.current(db) == NEWER, "an older node never moves a newer schema"
+    app = create_app(settings, test_config={"TESTING": True})
+    try:
+        client = app.test_client()
+        answer = client.get("/readyz")
+        assert answer.json["checks"]["database"] == "ok"
+        assert f"abvoc db downgrade {head}" in answer.json["schema"]
+        assert client.get("/v2/health/ready").status_code == 200
+    finally:
+        close_app(app)
+    env = {"ABVOC_DATABASE_URL": settings.database_url, "ABVOC_DATA_DIR": str(tmp_path)}
+    listed = CliRunner().invoke(main, ["keys", "list"], env=env)
+    assert listed.exit_code == 0 and "newer than this abvoc knows" in listed.stderr
+
+
+def test_a_store_behind_is_migrated_as_a_node_starts(settings: Settings,
+                                                       db: Database) -> None:
+    schema.downgrade(db, "-1")
+    assert schema.status(db) == schema.BEHIND
+    app = create_app(settings, test_config={"TESTING": True})  # it migrates as it starts
+    try:
+        assert schema.status(db) == schema.CURRENT
+        assert app.test_client().get("/readyz").json["checks"]["database"] == "ok"
+    finally:
+        close_app(app)
