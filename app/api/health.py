@@ -42,7 +42,7 @@ def readyz():  # noqa: ANN201
         state = schema.status(services.db)
         checks["database"] = "ok" if state != schema.BEHIND else \
             "schema not migrated: run `abvoc db upgrade`"
-        if state == schema.AHEAD:  # ready: migrations only add; said so an operator upgrades
+        if state == schema.AHEAD:  # ready (migrations since 0005 only add); said, to upgrade
             body_note = schema.ahead_note(services.db)
     except ConfigError as exc:
         checks["database"] = exc.message

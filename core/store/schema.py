@@ -83,8 +83,8 @@ CURRENT, BEHIND, AHEAD = "current", "behind", "ahead"
 def status(db: Database) -> str:
     """Where the store's schema stands for this abvoc: at its head, `behind` it (an upgrade
     applies), or `ahead` of it: a newer abvoc migrated the shared store (its revision is unknown
-    here). Migrations only add, so an older node keeps working on a newer schema while it waits
-    for its own upgrade."""
+    here). Migrations since 0005 only add (tests/core/test_schema_ahead.py holds new ones to it),
+    so an older node keeps working on a newer schema while it waits for its own upgrade."""
     revision = current(db)
     script = ScriptDirectory.from_config(alembic_config(db))
     if revision == script.get_current_head():
