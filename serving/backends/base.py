@@ -15,12 +15,15 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from core.errors import AbvocError, ConfigError
 from serving.batching import DynamicBatcher
+
+if TYPE_CHECKING:  # torch is imported where a backend needs it: an ONNX-only API process never
+    import torch  # loads it (about 600 MB per serving process, and seconds of start-up)
 
 __all__ = [
     "Backend",
@@ -34,7 +37,7 @@ __all__ = [
     "UnknownNetwork",
 ]
 
-Networks = Mapping[str, tuple[torch.nn.Module, np.ndarray]]
+Networks = Mapping[str, tuple["torch.nn.Module", np.ndarray]]
 """What a pipeline hands a backend: each neural stage's module and an example input batch."""
 
 
@@ -115,6 +118,8 @@ class BackendSettings:
 
     def torch_device(self) -> torch.device:
         """The device named by ``device``; "auto" picks CUDA where present."""
+        import torch
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -259,6 +264,8 @@ class Backend(abc.ABC):
 
 def single_output(name: str, output: object) -> torch.Tensor:
     """The one tensor a served network returns; tuples or dicts are a load-time error."""
+    import torch
+
     if not isinstance(output, torch.Tensor):
         raise BackendError(
             f"network {name!r} must return one tensor to be served, got {type(output).__name__}"
