@@ -99,16 +99,23 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, *,
     ax.set_title(title, parse_math=False)
     if not labels:
         _empty(ax, "no data this week")
-    elif upright:
+    else:
+        _label_axes(ax, x, shown, values, ylabel, upright)
+    return _png(fig)
+
+
+def _label_axes(ax: Any, x: np.ndarray, shown: Sequence[str], values: Sequence[float],
+                ylabel: str, upright: bool) -> None:
+    """Names on the bars' axis (top to bottom where they lie down), the unit on the other, and
+    that axis from 0."""
+    if upright:
         ax.set_xticks(x, shown, parse_math=False)
         ax.set_ylabel(ylabel)
-        _from_zero(values, ax, upright=True)
     else:
         ax.set_yticks(x, shown, parse_math=False, fontsize="small")
         ax.invert_yaxis()
         ax.set_xlabel(ylabel)
-        _from_zero(values, ax, upright=False)
-    return _png(fig)
+    _from_zero(values, ax, upright=upright)
 
 
 def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: str, *,
@@ -131,15 +138,7 @@ def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: st
         _empty(ax, "no data this week")
         return _png(fig)
     everything = [v for values in series.values() for v in values]
-    if upright:
-        ax.set_xticks(x, shown, parse_math=False)
-        ax.set_ylabel(ylabel)
-        _from_zero(everything, ax, upright=True)
-    else:
-        ax.set_yticks(x, shown, parse_math=False, fontsize="small")
-        ax.invert_yaxis()
-        ax.set_xlabel(ylabel)
-        _from_zero(everything, ax, upright=False)
+    _label_axes(ax, x, shown, everything, ylabel, upright)
     _legend(ax, title)
     return _png(fig)
 

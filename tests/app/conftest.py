@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app import close_app, create_app
+from app.cli import main
 from core.settings import Settings
 from serving.registry import Registry
 from tests.support.keys import bearer
@@ -62,3 +64,14 @@ def predictor(app: Flask) -> dict[str, str]:
 @pytest.fixture
 def corrector(app: Flask) -> dict[str, str]:
     return _key(app, "correct")
+
+
+@pytest.fixture
+def fresh_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The command line on a new SQLite store in a fresh data folder, no other setting."""
+    for var in ("ABVOC_DATABASE_URL", "ABVOC_CONFIG", "ABVOC_MODEL_STORE", "ABVOC_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    return runner

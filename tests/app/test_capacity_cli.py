@@ -18,13 +18,8 @@ from serving.registry import Registry
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for var in ("ABVOC_DATABASE_URL", "ABVOC_CONFIG", "ABVOC_MODEL_STORE", "ABVOC_SECRET_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
-    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
-    return runner
+def cli(fresh_cli: CliRunner) -> CliRunner:
+    return fresh_cli
 
 
 def _registry(tmp_path: Path) -> Registry:
