@@ -4,8 +4,6 @@ unit and a plausible size; CPU timings say so; listing the commands does not loa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from app.cli import main
 from core.settings import load_settings
 from core.store import Database
 from serving.registry import Registry
+from tests.support.heavy_imports import heavy_modules_after
 
 
 @pytest.fixture
@@ -82,13 +81,4 @@ def test_cpu_timings_are_marked_in_the_table(cli: CliRunner, tmp_path: Path,
 
 
 def test_listing_the_commands_does_not_load_torch() -> None:
-    code = ("import sys; from app.cli import main\n"
-            "for args in (['--help'], ['capacity', '--help']):\n"
-            "    try:\n"
-            "        main(args, standalone_mode=False)\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print(sorted({'torch', 'dash', 'onnxruntime'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.splitlines()[-1] == "[]", out
+    assert heavy_modules_after(["--help"], ["capacity", "--help"]) == []

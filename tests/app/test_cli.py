@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
-import sys
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from tests.support.heavy_imports import heavy_modules_after
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -43,13 +42,7 @@ def test_every_command_is_listed_under_its_module() -> None:
 
 def test_the_worker_and_relay_start_without_torch() -> None:
     """`abvoc up` restarts them when they fail: they load only their own command's module."""
-    code = ("import sys; from app.cli import main\n"
-            "for name in ('worker', 'relay'):\n"
-            "    main([name, '--help'], standalone_mode=False)\n"
-            "print(sorted({'torch', 'dash', 'onnxruntime'} & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.splitlines()[-1] == "[]", out
+    assert heavy_modules_after(["worker", "--help"], ["relay", "--help"]) == []
 
 
 def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
