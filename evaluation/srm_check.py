@@ -9,6 +9,8 @@ of the current allocation is ``allocation.since`` (written by serving at every r
 else the canary's ``step_started_at`` once it left its first step. ``first_seen`` is kept per
 hour, so the check starts at the first whole hour after the change: the hour the allocation
 changed in mixes two splits and is left out. The result says so: ``since`` and ``weights``.
+An arm paused by a version that did not date pauses is taken as paused from the first whole
+hour after its last new unit (``since_inferred``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import Experiment, ExperimentUnit
@@ -85,6 +87,9 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
     tested ones, and a slice's mismatch is a warning (``mismatched_slices``,
     ``slice_warning``), since a few hundred slice strings would otherwise raise false alarms."""
     by_arm, since, untestable = allocation_in_force(experiment)
+    inferred = untestable is not None
+    if inferred:  # paused before pauses were dated (an older version): date it from the data
+        since, untestable = _after_paused_arms_last_unit(session, experiment), None
     weights = [by_arm.get(a.arm, 0.0) for a in arms]
     names = [a.arm for a in arms]
     start, end = window
@@ -111,6 +116,7 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
         "expected": dict(zip(names, overall.expected, strict=True)),
         "weights": dict(zip(names, weights, strict=True)),
         "since": since.isoformat() if since is not None else None,
+        "since_inferred": inferred,
         "statistic": None if untestable or math.isnan(overall.statistic) else overall.statistic,
         "p_value": None if untestable or math.isnan(overall.p_value) else overall.p_value,
         "threshold": threshold,
@@ -127,6 +133,16 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
         "flagged": mismatch,
         "error": untestable or overall.error,
     }
+
+
+def _after_paused_arms_last_unit(session: Session, experiment: Experiment) -> datetime | None:
+    """When an undated pause had surely begun: the first whole hour after the paused arms'
+    last new unit (a paused arm takes none); None (from the start) if they never had one."""
+    paused = [a["name"] for a in experiment.arms or [] if a.get("paused")]
+    u = ExperimentUnit
+    last = session.scalar(select(func.max(u.first_seen)).where(
+        u.experiment_id == experiment.id, u.arm.in_(paused)))
+    return None if last is None else agg.hour_of(last) + timedelta(hours=1)
 
 
 def _slice_checks(per_slice: np.ndarray, weights: list[float], threshold: float,

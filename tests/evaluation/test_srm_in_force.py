@@ -90,6 +90,7 @@ def _paused(db: Database, after: dict[str, int], *, since: bool = True) -> dict[
 
 def test_a_guardrail_paused_arm_is_no_mismatch(db: Database) -> None:
     srm = _paused(db, {"ctl": 203, "t1": 97})["srm"]
+    assert srm["since_inferred"] is False
     assert srm["weights"] == {"ctl": pytest.approx(2 / 3), "t1": pytest.approx(1 / 3), "t2": 0.0}
     assert srm["units"] == {"ctl": 203, "t1": 97, "t2": 0}
     want = stats.chisquare([203, 97], f_exp=[200, 100]).pvalue
@@ -109,14 +110,22 @@ def test_units_in_a_paused_arm_after_its_pause_are_flagged(db: Database) -> None
     assert stray["p_value"] == 0.0 and stray["flagged"] is True
 
 
-def test_a_pause_without_a_recorded_time_is_not_tested_rather_than_flagged(
-        db: Database) -> None:
-    res = _paused(db, {"ctl": 200, "t1": 100}, since=False)
+def test_a_pause_an_older_version_did_not_date_is_dated_from_the_data(db: Database) -> None:
+    """Paused before pauses were dated (a store upgraded from an older version): the pause had
+    surely begun by the first whole hour after the paused arm's last new unit; from then on
+    the check runs (it said "not tested" for as long as the arm stayed paused)."""
+    res = _paused(db, {"ctl": 203, "t1": 97}, since=False)
     srm = res["srm"]
-    assert srm["flagged"] is False and srm["p_value"] is None
-    assert "paused" in srm["error"]
-    assert res["decision"]["action"] != "stop" or "sample ratio" not in " ".join(
-        res["decision"]["reasons"])
+    assert srm["since_inferred"] is True and srm["error"] is None
+    assert srm["since"].startswith((T0 + HOUR).strftime("%Y-%m-%dT%H:00"))
+    assert srm["units"] == {"ctl": 203, "t1": 97, "t2": 0}
+    want = stats.chisquare([203, 97], f_exp=[200, 100]).pvalue
+    assert srm["p_value"] == pytest.approx(want, rel=1e-9) and srm["flagged"] is False
+
+
+def test_a_mismatch_after_an_undated_pause_is_flagged(db: Database) -> None:
+    skewed = _paused(db, {"ctl": 170, "t1": 130}, since=False)["srm"]
+    assert skewed["since_inferred"] is True and skewed["flagged"] is True
 
 
 def test_without_a_change_every_unit_is_tested_against_the_weights(db: Database) -> None:
