@@ -80,8 +80,8 @@ def test_two_racing_posts_of_one_outcome_under_two_keys_count_once(
     looked = threading.local()
     real = feedback.outcomes._existing
 
-    def existing(*args: Any) -> Any:
-        found = real(*args)
+    def existing(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
         if not getattr(looked, "once", False):
             looked.once = True
             barrier.wait()
