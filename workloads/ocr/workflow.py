@@ -36,17 +36,20 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(known)}")
-    registry = Registry(Database(settings.database_url))
     out = []
-    for name in names:
-        if name in MOBILE or name in ONEGRAPH:
-            out.append(_derive_and_register(registry, settings, name, n_train, epochs, seed,
-                                            progress))
-            continue
-        summary = train_candidate(name, settings.models_dir, n_train, epochs, seed, progress)
-        info, status = registered(registry, settings.models_dir, Path(summary["artifacts"]))
-        out.append({**summary, "version": info.version, "artifacts": info.artifacts,
-                    "registration": status})
+    with Database(settings.database_url) as db:  # closed however training ends
+        registry = Registry(db)
+        for name in names:
+            if name in MOBILE or name in ONEGRAPH:
+                out.append(_derive_and_register(registry, settings, name, n_train, epochs,
+                                                seed, progress))
+                continue
+            summary = train_candidate(name, settings.models_dir, n_train, epochs, seed,
+                                      progress)
+            info, status = registered(registry, settings.models_dir,
+                                      Path(summary["artifacts"]))
+            out.append({**summary, "version": info.version, "artifacts": info.artifacts,
+                        "registration": status})
     return out
 
 
@@ -77,17 +80,23 @@ def offline_test_and_store(settings: Settings, name: str, n: int = DEFAULT_TEST_
                            seed: int = 0, mix: Mix = OFFLINE_MIX,
                            progress: Say | None = None) -> dict[str, Any]:
     """Evaluate a registered candidate's artifacts and store the results with it."""
-    registry = Registry(Database(settings.database_url))
-    info = registry.get(name)
+    with Database(settings.database_url) as db:
+        info = Registry(db).get(name)
     folder = Path(info.artifacts) if info.artifacts else candidate_dir(settings.models_dir, name)
     if not (folder / "candidate.json").exists():
+        from workloads.ocr.pages.bundle import EXTRACTORS
+
+        if name in EXTRACTORS:
+            raise AbvocError(f"{name!r} cuts pages into formulas: test it on generated pages "
+                             f"with `abvoc pages offline-test {name}`")
         if (folder / MANIFEST_NAME).exists():
             raise AbvocError(f"{name!r} is a bundle candidate: test it on its own labeled set "
                              f"with `abvoc offline-test {name} --dataset FILE` (a JSONL "
                              "manifest, one {inputs, label, slice} a line)")
         raise NotFound(f"no trained artifacts for {name!r} in {folder}: run `abvoc train {name}`")
     results = offline_test(folder, n=n, seed=seed, mix=mix, progress=progress)
-    registry.set_offline_results(info.name, info.version, results)
+    with Database(settings.database_url) as db:  # not held open through the test's minutes
+        Registry(db).set_offline_results(info.name, info.version, results)
     return results
 
 

@@ -55,6 +55,10 @@ def test_stored_with_the_candidate_and_printed(extractors: dict[str, Path], tiny
     assert shown.exit_code == 0 and "P@.5" in shown.output
     wrong = CliRunner().invoke(main, ["pages", "offline-test", "ocr-small-mixed", "--n", "2"])
     assert wrong.exit_code != 0 and "not a page extraction candidate" in wrong.output
+    elsewhere = CliRunner().invoke(main, ["offline-test", "pages-xycut"])
+    assert elsewhere.exit_code != 0
+    assert "test it on generated pages with `abvoc pages offline-test pages-xycut`" in \
+        elsewhere.output
 
 
 def test_pages_train_registers_both_and_is_repeatable(settings: Settings,
