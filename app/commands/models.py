@@ -84,7 +84,8 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
                                    progress=ProgressLine(f"{candidate} on {dataset.name}"))
     else:
         if version is not None:
-            raise click.UsageError("--version is for bundle candidates tested with --dataset")
+            raise click.UsageError("--version goes with --dataset: the built-in OCR test runs "
+                                   "the candidate's latest active version")
         from workloads.ocr.offline import DEFAULT_TEST_SIZE
         from workloads.ocr.workflow import offline_test_and_store
 

@@ -51,6 +51,8 @@ def test_offline_test_with_own_dataset(cli: CliRunner, settings: Settings) -> No
 
     used = cli.invoke(main, ["offline-test", "iris-onnx", "--dataset", str(dataset), "--n", "9"])
     assert used.exit_code == 2 and "--n is for the built-in test set" in used.output
+    alone = cli.invoke(main, ["offline-test", "iris-onnx", "--version", "1"])
+    assert alone.exit_code == 2 and "--version goes with --dataset" in alone.output
 
 
 def test_offline_results_import_and_refusal(cli: CliRunner, settings: Settings,
