@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from serving.bundles import MANIFEST_NAME, BundleRunner
+from core.errors import AbvocError
+from serving.bundles import MANIFEST_NAME, BundleRunner, load_manifest
 from workloads.gameplay.features import FEATURE_NAMES, FEATURES
 from workloads.gameplay.game import ACTIONS
 from workloads.gameplay.logs import INPUT_NAME
@@ -91,7 +92,14 @@ def write_bundle(net: PolicyNet, folder: Path, spec: BundleSpec) -> str:
 @contextmanager
 def bundle_bot(folder: Path) -> Iterator[BatchBot]:
     """The bundle's stages (ONNX, then post) as a batched bot for `play_matches`, without the
-    batcher's wait: the actions for a batch of states."""
+    batcher's wait: the actions for a batch of states. A bundle that is not a game policy is
+    refused before anything loads, saying what a policy takes and answers."""
+    manifest = load_manifest(Path(folder))
+    if [t.name for t in manifest.inputs] != [INPUT_NAME] or manifest.output.type != "label" \
+            or tuple(manifest.output.classes or ()) != tuple(ACTIONS):
+        raise AbvocError(f"{folder} holds candidate {manifest.name!r}, not a game policy: a "
+                         f"policy takes {INPUT_NAME!r} and answers one of {list(ACTIONS)}; "
+                         "play a bundle `abvoc workloads gameplay build` made")
     runner = BundleRunner.open(Path(folder))
     try:
         def bot(states: np.ndarray) -> list[str]:

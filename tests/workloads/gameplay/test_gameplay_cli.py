@@ -15,6 +15,7 @@ from app.cli import main
 from core.settings import Settings
 from core.store import Database
 from serving.registry import Registry
+from tests.support.bundles import EXAMPLE
 from workloads.gameplay.build import CANDIDATES, HELDOUT_NAME
 
 
@@ -81,3 +82,10 @@ def test_build_registers_and_tests_both_candidates(cli: CliRunner, settings: Set
     assert played.stdout.splitlines()[-1].startswith("overall")
     assert {line.split()[0] for line in played.stdout.splitlines()[1:-1]} == {
         "aggressive", "defensive", "kiting", "random"}
+
+
+def test_playing_a_bundle_that_is_not_a_game_policy_says_so(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["workloads", "gameplay", "play", str(EXAMPLE)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "holds candidate 'iris-onnx', not a game policy: a policy takes" in result.output
+    assert "`abvoc workloads gameplay build`" in result.output
