@@ -61,6 +61,13 @@ def open_db(ctx: Context, *, migrated: bool = True, create: bool = False) -> Ite
         yield db
 
 
+def check_store(ctx: Context) -> None:
+    """Fail now, naming the fix, when the store is unreachable or not migrated: before a long
+    training whose result it would otherwise refuse at the end."""
+    with open_db(ctx):
+        pass
+
+
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
     """Print `data` as JSON for machines, or `human` (default: pretty JSON) for people."""
     if as_json or human is None:

@@ -212,7 +212,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     the outcome metrics keep the units first seen in the window, with all their outcomes
     whenever they arrived (:func:`evaluation.online.outcome_units_in_window`). Per-slice figures
     and tests cover slice ``all`` and the `max_slices` slices with the most predictions
-    (:mod:`evaluation.slices`); ``slices`` says what was left out.
+    (:mod:`evaluation.slices`); ``slice_choice`` says what was left out.
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)

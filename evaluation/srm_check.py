@@ -34,9 +34,10 @@ from evaluation.stats.srm import MIN_EXPECTED, srm_arrays, srm_testable
 
 
 def allocation_in_force(experiment: Experiment) -> tuple[dict[str, float], datetime | None,
-                                                         str | None]:
+                                                         bool]:
     """The weights by arm traffic follows now, when they took effect (None: from the start),
-    and why the check cannot run (an arm paused at a time nobody recorded), if so."""
+    and whether an arm is paused since a time the experiment did not record (an older
+    version did not date pauses)."""
     arms = experiment.arms or []
     doc = experiment.allocation or {}
     try:
@@ -52,12 +53,8 @@ def allocation_in_force(experiment: Experiment) -> tuple[dict[str, float], datet
         since = canary.get("step_started_at")
     if since is not None:
         at = datetime.fromisoformat(since)
-        return by_arm, hour_window(None, at)[1], None
-    paused = [a["name"] for a in arms if a.get("paused")]
-    if paused:
-        return by_arm, None, (f"arm {paused[0]!r} is paused since a time the experiment did not "
-                              "record, so no period of one allocation is known; not tested")
-    return by_arm, None, None
+        return by_arm, hour_window(None, at)[1], False
+    return by_arm, None, any(a.get("paused") for a in arms)
 
 
 def _units_since(session: Session, experiment_id: int, start: datetime | None,
@@ -86,10 +83,9 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
     (untrustworthy); slices are tested only when large enough and Holm-adjusted across the
     tested ones, and a slice's mismatch is a warning (``mismatched_slices``,
     ``slice_warning``), since a few hundred slice strings would otherwise raise false alarms."""
-    by_arm, since, untestable = allocation_in_force(experiment)
-    inferred = untestable is not None
+    by_arm, since, inferred = allocation_in_force(experiment)
     if inferred:  # paused before pauses were dated (an older version): date it from the data
-        since, untestable = _after_paused_arms_last_unit(session, experiment), None
+        since = _after_paused_arms_last_unit(session, experiment)
     weights = [by_arm.get(a.arm, 0.0) for a in arms]
     names = [a.arm for a in arms]
     start, end = window
@@ -107,31 +103,30 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
                               for s in slices[1:]])
     per_slice = per_slice.reshape(len(slices) - 1, len(arms))
     overall = sample_ratio_mismatch(counts, weights, threshold)
-    slice_p, adjusted, tested = _slice_checks(per_slice, weights, threshold, bool(untestable))
+    slice_p, adjusted, tested = _slice_checks(per_slice, weights, threshold)
     slice_names = slices[1:]
     flagged = [s for s, v in zip(slice_names, adjusted, strict=True) if v < threshold]
-    mismatch = overall.mismatch and not untestable
     return {
         "units": dict(zip(names, overall.observed, strict=True)),
         "expected": dict(zip(names, overall.expected, strict=True)),
         "weights": dict(zip(names, weights, strict=True)),
         "since": since.isoformat() if since is not None else None,
         "since_inferred": inferred,
-        "statistic": None if untestable or math.isnan(overall.statistic) else overall.statistic,
-        "p_value": None if untestable or math.isnan(overall.p_value) else overall.p_value,
+        "statistic": None if math.isnan(overall.statistic) else overall.statistic,
+        "p_value": None if math.isnan(overall.p_value) else overall.p_value,
         "threshold": threshold,
-        "mismatch": mismatch,
+        "mismatch": overall.mismatch,
         "slice_p_values": _by_slice(slice_names, slice_p),
         "slice_p_adjusted": _by_slice(slice_names, adjusted),
         "slices_tested": int(tested.sum()),
-        "slices_too_small": 0 if untestable else int((~tested).sum()),
+        "slices_too_small": int((~tested).sum()),
         "min_expected": MIN_EXPECTED,
         "mismatched_slices": flagged,
         "slice_warning": _slice_warning(flagged, int(tested.sum()), threshold),
         # Only the overall check makes the results untrustworthy: a slice's mismatch is a
         # warning about that slice's figures.
-        "flagged": mismatch,
-        "error": untestable or overall.error,
+        "flagged": overall.mismatch,
+        "error": overall.error,
     }
 
 
@@ -145,15 +140,15 @@ def _after_paused_arms_last_unit(session: Session, experiment: Experiment) -> da
     return None if last is None else agg.hour_of(last) + timedelta(hours=1)
 
 
-def _slice_checks(per_slice: np.ndarray, weights: list[float], threshold: float,
-                  untestable: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _slice_checks(per_slice: np.ndarray, weights: list[float],
+                  threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Raw and Holm-adjusted p-values per slice (NaN where not tested) and which were tested.
 
     Only slices expecting :data:`MIN_EXPECTED` units in every live arm are tested, and the
     p-values are Holm-adjusted over those: with 200 slices at p < 0.001 one false alarm in
     five experiments would otherwise stop a healthy one."""
     rows = per_slice.shape[0]
-    if rows == 0 or untestable:
+    if rows == 0:
         empty = np.full(rows, np.nan)
         return empty, empty, np.zeros(rows, dtype=bool)
     tested = srm_testable(per_slice, weights)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, columns, emit, json_option, open_db, pass_ctx
+from app.cli import SEED, check_store, columns, emit, json_option, open_db, pass_ctx
 
 
 @click.command("train")
@@ -26,7 +26,6 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     candidate (ocr-mobile-int8) quantizes its trained float base to int8, a one-graph candidate
     (ocr-onegraph) exports it as one ONNX graph; the base is trained first when the store has
     none."""
-    from workloads.ocr.bundle import registration_note
     from workloads.ocr.candidates import DEFAULT_TRAIN, candidate_names
     from workloads.ocr.mobile import mobile_names
     from workloads.ocr.onegraph import ONEGRAPH
@@ -36,18 +35,24 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     names = known if train_all else list(candidates)
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {known}")
-    with open_db(ctx):  # a store that is not migrated fails now, not after the long training
-        pass
+    check_store(ctx)
     say = None if as_json else click.echo
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)
-    human = "\n".join(
-        f"trained {o['name']} v{o['version']}: validation {_figures(o['validation'])}"
-        + (f" (float base: {_figures(o['float_validation'])})" if "float_validation" in o
-           else "") + f" -> {o['artifacts']}"
-        + "".join(f"\n  {note}" for note in [registration_note(
-            o["name"], o["version"], o.get("registration", "registered"))] if note)
-        for o in out)
-    emit(out, as_json, human)
+    emit(out, as_json, "\n".join(_trained_line(o) for o in out))
+
+
+def _trained_line(made: dict) -> str:
+    """One trained candidate: its validation figures (an int8 candidate's beside its float
+    base's), where it went, and what registering it did when it was not new."""
+    from workloads.ocr.bundle import registration_note
+
+    line = f"trained {made['name']} v{made['version']}: validation {_figures(made['validation'])}"
+    if "float_validation" in made:
+        line += f" (float base: {_figures(made['float_validation'])})"
+    line += f" -> {made['artifacts']}"
+    note = registration_note(made["name"], made["version"],
+                             made.get("registration", "registered"))
+    return f"{line}\n  {note}" if note else line
 
 
 def _figures(scores: dict) -> str:

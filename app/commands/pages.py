@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, Finite, check_out_folder, emit, json_option, open_db, pass_ctx
+from app.cli import SEED, Finite, check_out_folder, check_store, emit, json_option, pass_ctx
 
 
 @click.group("pages")
@@ -31,8 +31,7 @@ def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noq
     from workloads.ocr.pages.bundle import DEFAULTS
     from workloads.ocr.pages.workflow import train_and_register_extractors
 
-    with open_db(ctx):  # a store that is not migrated fails now, not after the training
-        pass
+    check_store(ctx)
     out = train_and_register_extractors(
         ctx.settings, n_train or DEFAULTS["n_train"], n_validation or DEFAULTS["n_validation"],
         epochs or DEFAULTS["epochs"], seed, None if as_json else click.echo)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import urllib3
 
-from app.cli import SEED, Finite, emit, json_option, open_db, pass_ctx
+from app.cli import SEED, Finite, check_store, emit, json_option, open_db, pass_ctx
 from app.commands.models import ProgressLine
 from core.errors import AbvocError
 
@@ -46,9 +46,8 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
 
     from workloads.gameplay.build import BuildConfig, build, register_and_test
 
-    if register:  # a store that is not migrated fails now, not after the training
-        with open_db(ctx):
-            pass
+    if register:
+        check_store(ctx)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     config = BuildConfig(train_matches, heldout_matches, eval_matches, epochs, seed)
@@ -179,8 +178,7 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
             done[0] += 1
             bar(done[0], total)
 
-    summary = {**run_league(client, experiment["id"], config, one_more),
-               "run": config.run or str(seed)}
+    summary = {**run_league(client, experiment["id"], config, one_more), "run": config.run}
     seen = None
     if wait_s and wait_counted(client, experiment["id"], before + players, wait_s):
         seen = verdict(client, experiment["id"])

@@ -100,7 +100,8 @@ def status(db: Database) -> str:
 
 def ahead_note(db: Database) -> str:
     """What an operator should know of a store migrated by a newer abvoc."""
+    ours = head(db)
     return (f"the store's schema is at revision {current(db)}, newer than this abvoc knows "
-            f"(its head: {head(db)}): a newer version migrated it; upgrade this node, or move "
-            f"the schema back with the newer version (`abvoc db downgrade {head(db)}`) before "
+            f"(its head: {ours}): a newer version migrated it; upgrade this node, or move "
+            f"the schema back with the newer version (`abvoc db downgrade {ours}`) before "
             "rolling back")

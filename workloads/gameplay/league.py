@@ -140,7 +140,7 @@ def counted_units(client: ServiceClient, experiment_id: int) -> int:
 def run_name(seed: int, counted: int) -> str:
     """A league's run name after `counted` players of the experiment were counted: the plain
     seed on a fresh experiment, so its first league is the reproducible one."""
-    return f"{seed}.{counted}" if counted else ""
+    return f"{seed}.{counted}" if counted else str(seed)
 
 
 def wait_counted(client: ServiceClient, experiment_id: int, units: int,
