@@ -35,14 +35,15 @@ def _scope(*shares: str) -> dict[str, Any]:
     parameter: a typo must not silently give the whole experiment)."""
     known = ("since", "until", "max_slices", *shares)
     if unknown := sorted(set(request.args) - set(known)):
-        raise AbvocError(f"unknown query parameter(s) {unknown}; this report takes "
+        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
+        raise AbvocError(f"unknown query parameter(s) {shown}; this report takes "
                          f"{', '.join(known)}")
     since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
                     for k in ("since", "until"))
     if since is not None and until is not None and until <= since:
         raise AbvocError("'until' must be later than 'since'")
     raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_SLICES_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > MAX_SLICES_LIMIT:
         raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")
     return {"since": since, "until": until, "max_slices": int(raw)}
 
