@@ -66,6 +66,14 @@ CONFUSION = "confusion"
 MAX_LABEL = 100
 CALIBRATION_BINS = 10
 
+# A unit's sums (the ``unit_sums`` columns, in this order): each built-in metric's count and sum
+# per unit, for tests that take the unit as the observation (:mod:`evaluation.unit_moments`).
+UNIT_COLUMNS = ("predictions", "errors", "corrected", "truths", "exact_sum", "edit_sum",
+                "confidence_n", "confidence_sum", "latency_n", "latency_sum", "number_n",
+                "abs_sum", "sq_sum")
+UNIT_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "unit_id")
+_U = {name: i for i, name in enumerate(UNIT_COLUMNS)}
+
 
 class Group(NamedTuple):
     """Where a prediction's statistics are summed."""
@@ -173,6 +181,18 @@ class Accumulator:
     def __init__(self) -> None:
         self.sums: dict[tuple[Group, str, str], list[float]] = {}
         self.latencies: dict[Group, list[float]] = {}
+        self.units: dict[tuple[Any, ...], list[float]] = {}
+
+    def _unit(self, p: PredictionFacts) -> list[float]:
+        """The prediction's unit's sums in its cell (the hour left out: a unit's requests
+        spread over hours are one observation). A prediction without a unit is its own."""
+        g = p.group
+        key = (g.experiment_id, g.arm, g.candidate, g.shadow, g.slice,
+               p.unit_id or f"prediction:{p.prediction_id}")
+        row = self.units.get(key)
+        if row is None:
+            row = self.units[key] = [0.0] * len(UNIT_COLUMNS)
+        return row
 
     def add(self, group: Group, metric: str, value: float = 1.0, label: str = "",
             square: float | None = None) -> None:
@@ -182,13 +202,19 @@ class Accumulator:
         row[2] += value * value if square is None else square
 
     def add_prediction(self, p: PredictionFacts) -> None:
-        g = p.group
+        g, unit = p.group, self._unit(p)
         self.add(g, PREDICTIONS)
         self.add(g, ERRORS, 1.0 if p.error else 0.0)
+        unit[_U["predictions"]] += 1
+        unit[_U["errors"]] += 1.0 if p.error else 0.0
         if p.confidence is not None and math.isfinite(p.confidence):
             self.add(g, CONFIDENCE, float(p.confidence))
+            unit[_U["confidence_n"]] += 1
+            unit[_U["confidence_sum"]] += float(p.confidence)
         if p.latency_ms is not None and math.isfinite(p.latency_ms):
             self.latencies.setdefault(g, []).append(float(p.latency_ms))
+            unit[_U["latency_n"]] += 1
+            unit[_U["latency_sum"]] += float(p.latency_ms)
         if p.classification and not p.error:
             self.add(g, OUTPUT, label=p.output)
 
@@ -197,14 +223,18 @@ class Accumulator:
 
     def add_truth(self, p: PredictionFacts, truth: str, output_type: str | None = None) -> None:
         """Count a prediction's truth; the caller guarantees once per prediction."""
-        g = p.group
+        g, unit = p.group, self._unit(p)
         kind = output_type or p.output_type  # tokens: the correction's type, else the answer's
         if output_type == "number":  # only a correction checked as a number is one (v3)
-            self._add_error(g, p.output, truth)
+            self._add_error(g, p.output, truth, unit)
         exact = same_output(p.output, truth, kind)
+        distance = 0.0 if exact else edit_distance(p.output, truth, kind)
         self.add(g, CORRECTED)
         self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
-        self.add(g, TOKEN_EDIT_DISTANCE, 0.0 if exact else edit_distance(p.output, truth, kind))
+        self.add(g, TOKEN_EDIT_DISTANCE, distance)
+        for column, value in (("corrected", 1.0), ("truths", 1.0),
+                              ("exact_sum", 1.0 if exact else 0.0), ("edit_sum", distance)):
+            unit[_U[column]] += value
         pair = confusion_label(p.output, truth) if p.classification and not p.error else None
         if pair is not None:
             self.add(g, CONFUSION, label=pair)
@@ -217,13 +247,16 @@ class Accumulator:
             c = float(p.confidence)
             self.add(g, CALIBRATION, 1.0 if exact else 0.0, calibration_bin(c), square=c)
 
-    def _add_error(self, g: Group, output: str, truth: str) -> None:
+    def _add_error(self, g: Group, output: str, truth: str, unit: list[float]) -> None:
         """A number's error, when both sides are finite numbers (a failed prediction is not)."""
         answered, true = _number(output), _number(truth)
         if answered is not None and true is not None:
             error = answered - true
             self.add(g, ABSOLUTE_ERROR, abs(error))
             self.add(g, SQUARED_ERROR, error * error)
+            unit[_U["number_n"]] += 1
+            unit[_U["abs_sum"]] += abs(error)
+            unit[_U["sq_sum"]] += error * error
 
     def rows(self) -> list[dict[str, Any]]:
         """Additive rows, sorted by key (a fixed lock order across workers)."""
@@ -234,6 +267,14 @@ class Accumulator:
         ]
         out.sort(key=_sort_key)
         return out
+
+    def unit_rows(self) -> list[dict[str, Any]]:
+        """Additive ``unit_sums`` rows of experiments (not of predictions outside any), sorted
+        by key; counts as integers."""
+        return [{**dict(zip(UNIT_KEYS, key, strict=True)),
+                 **{c: (v if c.endswith("sum") else int(v))
+                    for c, v in zip(UNIT_COLUMNS, values, strict=True)}}
+                for key, values in sorted(self.units.items()) if key[0]]
 
     def latency_groups(self) -> list[tuple[Group, list[float]]]:
         return sorted(self.latencies.items(), key=lambda kv: _group_sort(kv[0]))

@@ -108,10 +108,12 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
 
 
 def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True,
-               since: datetime | None = None, until: datetime | None = None) -> Cells:
+               since: datetime | None = None, until: datetime | None = None,
+               relabelled: list[agg.Accumulator] | None = None) -> Cells:
     """Every variant x slice of an experiment (0: predictions outside any experiment), plus a
     slice ``all`` per variant; with ``since``/``until``, only the hours of that window (see
-    :func:`hour_window`)."""
+    :func:`hour_window`). ``relabelled``, when given, receives the verified labels' truths
+    added and taken out (two accumulators), whose per-unit sums the unit analysis needs."""
     t = OnlineAggregate
     start, end = hour_window(since, until)
     cells: Cells = defaultdict(Cell)
@@ -135,7 +137,9 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
         cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
         cell.latency = cell.latency + sketch.decode(data)
     if with_relabels:
-        _add_relabels(session, experiment_id, cells, start, end)
+        changes = _add_relabels(session, experiment_id, cells, start, end)
+        if relabelled is not None:
+            relabelled.extend(changes)
     for (variant, slice_), cell in list(cells.items()):
         if slice_ != ALL:
             cells[(variant, ALL)].merge(cell)
@@ -211,7 +215,8 @@ def _in_window(column: Any, start: datetime | None, end: datetime | None) -> lis
 
 
 def _add_relabels(session: Session, experiment_id: int, cells: Cells,
-                  start: datetime | None = None, end: datetime | None = None) -> None:
+                  start: datetime | None = None, end: datetime | None = None,
+                  ) -> tuple[agg.Accumulator, agg.Accumulator]:
     """Verified labels as the truth of the served answers to their input.
 
     A label is the truth (:mod:`core.verified_labels`): where a customer's correction was
@@ -224,7 +229,8 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
     # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
     rows = session.connection().execute(
         select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
-               p.confidence, p.stages, p.output_type, labels.c.label, tr.truth, c.output_type)
+               p.confidence, p.stages, p.output_type, p.unit_id, labels.c.label, tr.truth,
+               c.output_type)
         .join(labels, labels.c.input_hash == p.input_hash)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .outerjoin(c, c.correction_id == tr.correction_id)
@@ -233,12 +239,12 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
         .execution_options(stream_results=True, max_row_buffer=100)
     )
     added, taken = agg.Accumulator(), agg.Accumulator()
-    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, label,
+    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, unit, label,
          corrected, corrected_type) in rows:
         facts = agg.PredictionFacts.of(
             prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
             shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
-            stages=stages, output_type=kind)
+            stages=stages, output_type=kind, unit_id=unit)
         label_type = "number" if kind == "number" else None  # a label is checked as its type
         if corrected is not None:
             if corrected == label and corrected_type == label_type:
@@ -247,6 +253,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
         added.add_truth(facts, label, label_type)
     _add_rows(cells, added, 1.0)
     _add_rows(cells, taken, -1.0)
+    return added, taken
 
 
 def _add_rows(cells: Cells, acc: agg.Accumulator, sign: float) -> None:

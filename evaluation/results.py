@@ -66,6 +66,7 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
+from evaluation.unit_moments import UnitAnalysis, per_unit_intervals, unit_analysis
 
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
@@ -113,10 +114,13 @@ def metrics_compared(cells: Cells, primary: str,
 
 
 def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
-                     specs: tuple[MetricSpec, ...] = METRICS) -> ExperimentAggregates:
-    """The :class:`ExperimentAggregates` (variants x specs x slices) of an experiment."""
+                     specs: tuple[MetricSpec, ...] = METRICS,
+                     units: UnitAnalysis | None = None) -> ExperimentAggregates:
+    """The :class:`ExperimentAggregates` (variants x specs x slices) of an experiment; the
+    metrics ``units`` takes per unit are its linearised per-unit means (mean metrics)."""
     shape = (len(variants), len(specs), len(slices))
-    n, sums, squares = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
+    per_unit = units.per_unit if units is not None else frozenset()
     empty = Cell()
     for i, variant in enumerate(variants):
         for k, slice_ in enumerate(slices):
@@ -124,21 +128,26 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
             for j, spec in enumerate(specs):
                 if variant.shadow and spec.name in CUSTOMER_METRICS:
                     continue  # nobody sees a shadow's answer: left at n = 0, "no data"
-                n[i, j, k], sums[i, j, k], squares[i, j, k] = metric_stats(cell, spec.name)
+                if units is not None and spec.name in per_unit:
+                    n[i, j, k], shift[i, j, k], sums[i, j, k], squares[i, j, k] = \
+                        units.stats(variant, slice_, spec.name).stats()
+                else:
+                    n[i, j, k], sums[i, j, k], squares[i, j, k] = metric_stats(cell, spec.name)
     return ExperimentAggregates(
-        n, sums, squares, [m.is_proportion for m in specs],
-        tuple(v.name for v in variants), tuple(m.name for m in specs), tuple(slices))
+        n, sums, squares, [m.is_proportion and m.name not in per_unit for m in specs],
+        tuple(v.name for v in variants), tuple(m.name for m in specs), tuple(slices), shift)
 
 
 def _sample_needed(record: dict[str, Any], spec: MetricSpec,
                    control: tuple[float, float, float], target_relative_effect: float,
-                   alpha: float, power: float) -> dict[str, Any]:
+                   alpha: float, power: float, *, per_unit: bool = False) -> dict[str, Any]:
     """Per-arm sample for the target relative effect on the primary metric and what is left,
     and the power the current arms have against it, for the always-valid test the decision uses
     (at the record's per-arm level and mixture, :mod:`evaluation.stats.sequential_power`); the
     fixed-horizon one would promise a decision at half the n the mSPRT needs. The relative MDE
     (delta method) is the fixed-horizon one. `control` is the control arm's plain
-    ``(n, sum, sum_squares)`` of the metric."""
+    ``(n, sum, sum_squares)`` of the metric (``per_unit``: of its linearised per-unit values,
+    a mean whatever the metric's kind)."""
     from evaluation.stats.sequential import SequentialConfig, optimal_mixture_ratio
     from evaluation.stats.sequential_power import always_valid_power, always_valid_sample_size
 
@@ -154,7 +163,8 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
                 "it is 0 too: no sample size can be given for it yet"}
     change = -target_relative_effect if spec.lower_is_better else target_relative_effect
     n_c, n_t = float(record["n_control"]), float(record["n_treatment"])
-    if spec.is_proportion:
+    proportion = spec.is_proportion and not per_unit
+    if proportion:
         target = baseline * (1 + change)
         if not 0 <= target <= 1:  # a rate at 100 % can only fall (at 0 % it was refused above)
             target = baseline * (1 - change)
@@ -175,7 +185,7 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
         return {**blank, "error": "no sample size detects this effect"}
     now = always_valid_power(delta, var_c, n_c, var_t, n_t, tau2, seq_alpha)
     relative = mde_relative(baseline, variance, n_c, None, n_t, alpha, power,
-                            is_proportion=spec.is_proportion)
+                            is_proportion=proportion)
     have = min(record["n_control"], record["n_treatment"])
     return {**blank, "per_arm": int(size), "still_needed": max(int(size) - int(have), 0),
             "power_at_target": _num(now), "mde_relative": _num(relative.relative),
@@ -192,11 +202,6 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
     if high < 0:
         return "better" if spec.lower_is_better else "worse"
     return "inconclusive"
-
-
-PER_UNIT_NOTE_AT = 1.5
-"""Predictions per unit (the busiest arm) from which the results say the built-in metrics'
-tests count predictions, not units."""
 
 
 def experiment_results(session: Session, experiment_id: int, *,
@@ -220,9 +225,13 @@ def experiment_results(session: Session, experiment_id: int, *,
         raise NotFound(f"experiment {experiment_id} does not exist")
     variants, weights = variants_of(experiment)
     arms = variants[: len(weights)]
-    chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until),
-                                  max_slices)
+    relabelled: list[agg.Accumulator] = []
+    chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until,
+                                             relabelled=relabelled), max_slices)
     cells, slices = chosen_slices.cells, chosen_slices.shown
+    units = unit_analysis(session, experiment_id, cells, relabelled,
+                          lambda cell, metric: metric_stats(cell, metric)[0],
+                          windowed=since is not None or until is not None)
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
                              outcome_units_in_window(experiment_id, *hour_window(since, until)))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
@@ -252,7 +261,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                                         config.alpha),
         "outcomes": outcomes.figures,
     }
-    out["analysis_unit_note"] = _per_prediction_note(out["metrics"])
+    out["analysis_unit"], out["analysis_unit_note"] = units.describe(out["metrics"])
+    per_unit_intervals(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,
         lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow))
@@ -266,14 +276,19 @@ def experiment_results(session: Session, experiment_id: int, *,
     # The family the always-valid intervals share alpha over: the treatment arms the decision
     # acts on, not the shadows beside them.
     family = config.sequential_family or max(len(arms) - 1, 1)
-    full = analyze(with_outcomes(build_aggregates(cells, variants, slices, compared), outcomes,
+    full = analyze(with_outcomes(build_aggregates(cells, variants, slices, compared, units),
+                                 outcomes,
                                  list(range(len(arms)))),
                    dataclasses.replace(config, sequential_family=family))
     records = _outcome_records_kept(full.to_records(), outcomes, {a.name for a in arms})
     for r in records:
+        r["analysis_unit"] = "prediction" if r["metric"] in METRIC_BY_NAME \
+            and r["metric"] not in units.per_unit else "unit"
         r["lower_is_better"] = specs[r["metric"]].lower_is_better
         r["verdict"] = _verdict(r, specs[r["metric"]])
+    per_unit = chosen is None and primary.name in units.per_unit
     control = outcomes.control_sums(primary.name) if chosen is not None \
+        else units.stats(variants[0], ALL, primary.name).plain() if per_unit \
         else metric_stats(cells.get((variants[0], ALL), Cell()), primary.name)
     latency, power = [], {}
     for v in variants[1:]:
@@ -291,25 +306,12 @@ def experiment_results(session: Session, experiment_id: int, *,
         if rec is None:  # a shadow has no outcomes
             continue
         power[v.name] = {"mde": rec["mde"], **_sample_needed(
-            rec, primary, control, target_relative_effect, config.alpha, config.power)}
+            rec, primary, control, target_relative_effect, config.alpha, config.power,
+            per_unit=per_unit)}
     out.update(trustworthy=not (srm and srm["flagged"]), srm=srm, comparisons=records,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)
     return out
-
-
-def _per_prediction_note(metrics_by_variant: Mapping[str, Any]) -> str | None:
-    """Where units send several requests each, say that the built-in metrics' tests count
-    predictions as independent (their intervals too narrow by the design effect), while the
-    outcome metrics are per unit; None where units mostly send one."""
-    ratios = [m["all"]["predictions"] / m["all"]["units"] for m in metrics_by_variant.values()
-              if "all" in m and m["all"].get("units")]
-    if not ratios or max(ratios) < PER_UNIT_NOTE_AT:
-        return None
-    return (f"units sent up to {max(ratios):.1f} predictions each: the built-in metrics are "
-            "per prediction and their tests treat a unit's predictions as independent, so "
-            "their intervals and p-values are too optimistic; outcome metrics are per unit "
-            "(define one as primary to decide per unit)")
 
 
 def _primary(experiment: Experiment, specs: Mapping[str, MetricSpec],

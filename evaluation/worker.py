@@ -16,7 +16,8 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
    and its corrections arrives first, the join happens when the second arrives, exactly once;
 4. add the batch's sums to ``online_aggregates``, one row per key (summed in Python first):
    additive rows in one upsert, then the latency rows in one upsert that locks them and returns
-   their sketches, which are merged in Python and written back in one executemany UPDATE;
+   their sketches, which are merged in Python and written back in one executemany UPDATE; then
+   each unit's sums to ``unit_sums`` (one upsert), which the tests read per unit;
 5. store the batch's outcomes and count those waiting outcomes whose prediction or unit is now
    known (see :mod:`evaluation.outcomes`);
 6. apply the relabeling rules to the touched predictions (:mod:`evaluation.relabel_enqueue`).
@@ -62,11 +63,14 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
+from core.store.outcome_models import UnitSums
 from core.store.upsert import in_param, in_values, insert_many, insert_rows
 from core.stream import Check, StreamConsumer
 from evaluation import sketch
 from evaluation.aggregation import (
     LATENCY,
+    UNIT_COLUMNS,
+    UNIT_KEYS,
     Accumulator,
     Group,
     PredictionFacts,
@@ -205,6 +209,10 @@ def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
     insert_rows(session, _AGGREGATES, rows, _KEYS, add=_ADDITIVE)
 
 
+def _add_unit_sums(session: Session, rows: list[dict[str, Any]]) -> None:
+    insert_rows(session, UnitSums.__table__, rows, UNIT_KEYS, add=UNIT_COLUMNS)
+
+
 def _add_latencies(session: Session, groups: list[tuple[Group, list[float]]]) -> None:
     """Add the latency rows' sums and merge their histograms, in two statements.
 
@@ -301,6 +309,7 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     truths = _join_truths(session, touched, facts, acc)
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
+    _add_unit_sums(session, acc.unit_rows())
     apply_outcomes(session, batch)
     enqueue(session, touched, known={r["prediction_id"]: r for r in prepared.predictions
                                      if r["prediction_id"] in facts}, known_truths=truths)

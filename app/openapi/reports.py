@@ -70,7 +70,11 @@ LABEL_VARIANT = _object({
 })
 
 COMPARISON = _object({
-    "control": STR, "treatment": STR, "metric": STR, "kind": {"enum": ["proportion", "mean"]},
+    "control": STR, "treatment": STR, "metric": STR,
+    "kind": {"enum": ["proportion", "mean", "ratio"], "description": "the test's kind: a rate "
+             "tested per unit is a mean of its units' linearised values"},
+    "analysis_unit": {"enum": ["unit", "prediction"], "description": "what the test takes as "
+                      "one independent observation (n_control and n_treatment count them)"},
     "slice": STR, "difference": NUM_OR_NULL, "ci_low": NUM_OR_NULL, "ci_high": NUM_OR_NULL,
     "p_value": NUM_OR_NULL, "lower_is_better": {"type": "boolean"},
     "verdict": {"enum": ["better", "worse", "inconclusive"]},
@@ -90,8 +94,14 @@ SLICE_CHOICE = _object({
                 "predictions; the slices and predictions left out still count in 'all'")
 RESULTS = _object({
     "experiment": OPEN, "alpha": NUM, "slice_choice": SLICE_CHOICE,
+    "analysis_unit": _object({
+        "per_unit": {"type": "array", "items": STR},
+        "per_prediction": {"type": "object", "additionalProperties": STR}},
+        description="the built-in metrics tested per unit (some unit sent several requests: "
+                    "the delta method over each unit's sums) and those tested per prediction, "
+                    "with why (a time window; predictions stored before per-unit sums)"),
     "analysis_unit_note": {**STR_OR_NULL, "description": "set where units send several "
-                           "requests each: the built-in metrics count predictions"},
+                           "requests each yet a built-in metric counts predictions"},
     "variants": {"type": "array", "items": _ref("ResultsVariant")},
     "metrics": {"type": "object", "additionalProperties": {
         "type": "object", "additionalProperties": OPEN}},

@@ -389,8 +389,8 @@ __all__ = [
     "RelabelRule",
 ]
 
-# The outcome tables live in their own module (this one would pass 400 lines); importing them
-# here puts them on Base.metadata wherever the models are loaded.
+# The outcome and per-unit tables live in their own module (this one would pass 400 lines);
+# importing it here puts them all (unit_sums too) on Base.metadata wherever models are loaded.
 from core.store.outcome_models import (  # noqa: E402
     ExperimentMetric,
     Outcome,

@@ -92,3 +92,33 @@ class OutcomeRequest(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
+
+
+class UnitSums(Base):
+    """One unit's sums of the built-in metrics in one experiment cell (arm x candidate x shadow
+    x slice), so a test can take the unit, not the prediction, as its independent observation:
+    where a unit sends many requests its predictions are correlated, and the variance of a
+    per-prediction rate is the delta method's over these rows (evaluation/unit_moments.py).
+    A unit without an id is its prediction (``prediction:<id>``), as for outcomes."""
+
+    __tablename__ = "unit_sums"
+
+    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    arm: Mapped[str] = mapped_column(String(100), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(100), primary_key=True)
+    shadow: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    predictions: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    corrected: Mapped[int] = mapped_column(BigInteger, default=0)
+    truths: Mapped[int] = mapped_column(BigInteger, default=0)
+    exact_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    edit_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    number_n: Mapped[int] = mapped_column(BigInteger, default=0)
+    abs_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    sq_sum: Mapped[float] = mapped_column(Float, default=0.0)

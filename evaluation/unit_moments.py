@@ -1,0 +1,288 @@
+"""The built-in metrics per unit: the tests take the randomisation unit, not the prediction, as
+the independent observation.
+
+A unit (user, session) that sends many requests sends correlated ones: the same user corrects
+in the same way, the same session sees the same kind of input. A per-prediction rate such as the
+correction rate is then a ratio of two per-unit sums, ``R = sum(y_i) / sum(x_i)`` (corrections
+over predictions of unit i), and the variance of ``R`` is the delta method's (Deng, Knoblich and
+Lu, KDD 2018; the same linearisation as :mod:`evaluation.stats.ratio` for outcome ratios)::
+
+    Var(R) ~ K * sum((y_i - R x_i)^2) / ((K - 1) * sum(x_i)^2)      (K units with x_i > 0)
+
+Treating the predictions as independent underestimates it by about the mean cluster size times
+the within-unit correlation, so intervals are too narrow and an A/A test fails too often.
+
+The worker keeps each unit's sums per experiment cell (``unit_sums``); this module reads their
+moments ``K, sum x, sum y, sum x^2, sum y^2, sum xy`` per variant, slice and metric in one
+grouped query each for the slices and for ``all`` (a unit's slices summed first), applies the
+verified labels' per-unit changes, and hands a metric on as a mean metric of K units centred on
+``R`` (:meth:`UnitMoments.stats`), so every test (Welch, mSPRT, Bayesian, power) reads it as
+the mean it linearises to. A metric is analysed per unit only where some unit has more than one
+observation of it (else the two analyses agree and the proportion tests stay exact) and only
+where the unit sums account for every prediction of the aggregates (predictions stored before
+the table existed are not in it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.stats import t as t_dist
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from core.store.outcome_models import UnitSums
+from evaluation import aggregation as agg
+from evaluation.online import ALL, Variant
+
+# Each built-in metric's per-unit count (x) and sum (y) columns.
+METRIC_COLUMNS: dict[str, tuple[str, str]] = {
+    "correction_rate": ("predictions", "corrected"),
+    "error_rate": ("predictions", "errors"),
+    "exact_match": ("truths", "exact_sum"),
+    "token_edit_distance": ("truths", "edit_sum"),
+    "confidence": ("confidence_n", "confidence_sum"),
+    "latency_ms": ("latency_n", "latency_sum"),
+    "absolute_error": ("number_n", "abs_sum"),
+    "squared_error": ("number_n", "sq_sum"),
+}
+# What a verified label changes: the truths and what is computed from them, never the count of
+# customers' corrections (a label is not a customer's correction).
+_RELABELLED = tuple(c for c in agg.UNIT_COLUMNS if c != "corrected")
+_COLUMN = {name: i for i, name in enumerate(agg.UNIT_COLUMNS)}
+
+
+class Moments(NamedTuple):
+    """Over the units with at least one observation: their number, and the sums of x, y, x^2,
+    y^2 and xy."""
+
+    k: float
+    sx: float
+    sy: float
+    sxx: float
+    syy: float
+    sxy: float
+
+    def __add__(self, other: object) -> Moments:  # type: ignore[override]
+        if not isinstance(other, Moments):
+            return NotImplemented
+        return Moments(*(a + b for a, b in zip(self, other, strict=True)))
+
+    @classmethod
+    def of(cls, x: float, y: float) -> Moments:
+        """One unit's contribution (none when it has no observation)."""
+        return cls(1.0, x, y, x * x, y * y, x * y) if x > 0 else _NONE
+
+    @property
+    def clustered(self) -> bool:
+        """Some unit has more than one observation."""
+        return self.sxx > self.sx + 0.5
+
+    def stats(self) -> tuple[float, float, float, float]:
+        """``(n, shift, sum, sum of squares)`` of the linearised per-unit values: ``n`` = K,
+        centred on ``R`` (so the sum is 0) with the delta method's variance."""
+        if self.k <= 0 or self.sx <= 0:
+            return 0.0, 0.0, 0.0, 0.0
+        ratio = self.sy / self.sx
+        residual = max(self.syy - 2 * ratio * self.sxy + ratio * ratio * self.sxx, 0.0)
+        return self.k, ratio, 0.0, self.k * self.k * residual / (self.sx * self.sx)
+
+    def plain(self) -> tuple[float, float, float]:
+        """The same as plain ``(n, sum, sum of squares)``."""
+        n, shift, _, squares = self.stats()
+        return n, n * shift, squares + n * shift * shift
+
+
+_NONE = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+Key = tuple[Variant, str, str]  # variant, slice, metric
+
+
+@dataclass
+class UnitAnalysis:
+    """The moments of every (variant, slice, metric), and which metrics the tests take per
+    unit; ``fallback`` names the metrics left per prediction, with why."""
+
+    moments: dict[Key, Moments]
+    per_unit: frozenset[str]
+    fallback: dict[str, str]
+    busiest: float = 0.0
+
+    def stats(self, variant: Variant, slice_: str, metric: str) -> Moments:
+        return self.moments.get((variant, slice_, metric), _NONE)
+
+    def describe(self, metrics_by_variant: Mapping[str, Any],
+                 ) -> tuple[dict[str, Any], str | None]:
+        return describe(self, metrics_by_variant)
+
+
+def _moment_columns(source: Any) -> list[Any]:
+    out = []
+    for x_name, y_name in METRIC_COLUMNS.values():
+        x, y = source.c[x_name], source.c[y_name]
+        out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(y), func.sum(x * x),
+                func.sum(y * y), func.sum(x * y)]
+    return out
+
+
+def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
+    for row in rows:
+        variant = Variant(row[0], row[1], bool(row[2]))
+        slice_, values = slice_of(row), row[-6 * len(METRIC_COLUMNS):]
+        for j, metric in enumerate(METRIC_COLUMNS):
+            out[(variant, slice_, metric)] = Moments(
+                *(float(v or 0) for v in values[6 * j: 6 * j + 6]))
+
+
+def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
+    """Every variant's moments per slice and for ``all`` (each unit's slices summed first)."""
+    t = UnitSums.__table__
+    out: dict[Key, Moments] = {}
+    per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, *_moment_columns(t))
+                 .where(t.c.experiment_id == experiment_id)
+                 .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice))
+    _read(session.execute(per_slice), lambda r: r[3], out)
+    units = (select(t.c.arm, t.c.candidate, t.c.shadow,
+                    *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS))
+             .where(t.c.experiment_id == experiment_id)
+             .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.unit_id)).subquery()
+    overall = (select(units.c.arm, units.c.candidate, units.c.shadow, *_moment_columns(units))
+               .group_by(units.c.arm, units.c.candidate, units.c.shadow))
+    _read(session.execute(overall), lambda r: ALL, out)
+    return out
+
+
+def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Moments],
+                   added: agg.Accumulator, taken: agg.Accumulator) -> None:
+    """Move the units that verified labels changed from their stored sums to the relabelled
+    ones, in their slices and in ``all``."""
+    delta: dict[tuple[Variant, str, str], np.ndarray] = defaultdict(
+        lambda: np.zeros(len(agg.UNIT_COLUMNS)))
+    for acc, sign in ((added, 1.0), (taken, -1.0)):
+        for (_, arm, cand, shadow, slice_, unit), values in acc.units.items():
+            delta[(Variant(arm, cand, bool(shadow)), slice_, unit)] += sign * np.array(values)
+    if not delta:
+        return
+    stored = _stored_units(session, experiment_id, sorted({k[2] for k in delta}))
+    totals: dict[tuple[Variant, str], np.ndarray] = {}
+    for (variant, _, unit), values in stored.items():
+        key = (variant, unit)
+        totals[key] = totals.get(key, np.zeros(len(values))) + values
+    changed_totals: dict[tuple[Variant, str], np.ndarray] = {}
+    for (variant, slice_, unit), change in delta.items():
+        change[_COLUMN["corrected"]] = 0.0
+        before = stored.get((variant, slice_, unit), np.zeros(len(change)))
+        _move(moments, variant, slice_, before, before + change)
+        base = changed_totals.get((variant, unit), totals.get((variant, unit)))
+        base = np.zeros(len(change)) if base is None else base
+        changed_totals[(variant, unit)] = base + change
+    for (variant, unit), after in changed_totals.items():
+        before = totals.get((variant, unit), np.zeros(len(after)))
+        _move(moments, variant, ALL, before, after)
+
+
+def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
+          after: np.ndarray) -> None:
+    for metric, (x_name, y_name) in METRIC_COLUMNS.items():
+        x, y = _COLUMN[x_name], _COLUMN[y_name]
+        old, new = Moments.of(before[x], before[y]), Moments.of(after[x], after[y])
+        if old == new:
+            continue
+        key = (variant, slice_, metric)
+        current = moments.get(key, _NONE)
+        moments[key] = Moments(*(c - o + n for c, o, n in zip(current, old, new, strict=True)))
+
+
+def _stored_units(session: Session, experiment_id: int,
+                  units: list[str]) -> dict[tuple[Variant, str, str], np.ndarray]:
+    t = UnitSums.__table__
+    out = {}
+    for start in range(0, len(units), 500):
+        rows = session.execute(select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, t.c.unit_id,
+                                      *(t.c[c] for c in agg.UNIT_COLUMNS))
+                               .where(t.c.experiment_id == experiment_id,
+                                      t.c.unit_id.in_(units[start:start + 500])))
+        for row in rows:
+            out[(Variant(row[0], row[1], bool(row[2])), row[3], row[4])] = np.array(
+                [float(v) for v in row[5:]])
+    return out
+
+
+def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAnalysis:
+    """Which metrics the tests take per unit. ``counts`` holds the aggregates' count of each
+    (variant, slice, metric) that has data; the unit sums must account for each of them."""
+    per_unit, fallback = set(), {}
+    busiest = 0.0
+    for metric in METRIC_COLUMNS:
+        keys = [k for k in counts if k[2] == metric and counts[k] > 0]
+        if not keys:
+            continue
+        missing = [k for k in keys if abs(moments.get(k, _NONE).sx - counts[k]) > 0.5]
+        if missing:
+            fallback[metric] = "predictions stored before the store kept per-unit sums"
+            continue
+        if any(moments[k].clustered for k in keys):
+            per_unit.add(metric)
+            busiest = max([busiest, *(moments[k].sx / moments[k].k for k in keys
+                                      if moments[k].k)])
+    return UnitAnalysis(moments, frozenset(per_unit), fallback, busiest)
+
+
+WINDOWED = ("a time window (since/until) was asked, and the per-unit sums cover the whole "
+            "experiment")
+NOTE_AT = 1.5
+"""Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
+
+
+def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Any],
+                  relabelled: list[agg.Accumulator], count: Callable[[Any, str], float], *,
+                  windowed: bool) -> UnitAnalysis:
+    """The unit analysis of an experiment's cells (``(variant, slice)`` -> cell); ``count``
+    gives a cell's aggregate count of a metric, ``relabelled`` the verified labels' changes
+    (see :func:`evaluation.online.load_cells`)."""
+    counts = {(v, s, m): count(cell, m) for (v, s), cell in cells.items() for m in METRIC_COLUMNS}
+    if windowed:
+        return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, c in counts.items() if c})
+    moments = load_moments(session, experiment_id)
+    if relabelled:
+        apply_relabels(session, experiment_id, moments, *relabelled)
+    return analyse(moments, counts)
+
+
+def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
+             ) -> tuple[dict[str, Any], str | None]:
+    """What the results say of it: the metrics tested per unit and those per prediction (with
+    why), and a note where units send several requests each yet a metric counts predictions
+    (its intervals and p-values are then too optimistic)."""
+    said = {"per_unit": sorted(analysis.per_unit), "per_prediction": dict(analysis.fallback)}
+    ratios = [m["all"]["predictions"] / m["all"]["units"] for m in metrics_by_variant.values()
+              if "all" in m and m["all"].get("units")]
+    if not analysis.fallback or not ratios or max(ratios) < NOTE_AT:
+        return said, None
+    reasons = sorted(set(analysis.fallback.values()))
+    return said, (f"units sent up to {max(ratios):.1f} predictions each, but "
+                  f"{', '.join(sorted(analysis.fallback))} count predictions as independent "
+                  f"({'; '.join(reasons)}), so their intervals and p-values are too optimistic; "
+                  "outcome metrics are per unit (define one as primary to decide per unit)")
+
+
+def per_unit_intervals(analysis: UnitAnalysis, metrics_by_variant: dict[str, Any],
+                       variants: Iterable[Variant], alpha: float) -> None:
+    """Each variant's correction-rate interval from its units (Student's t on K - 1 degrees of
+    freedom, clipped to [0, 1]) where the correction rate is tested per unit; Wilson's interval
+    over predictions would be too narrow."""
+    if "correction_rate" not in analysis.per_unit:
+        return
+    for v in variants:
+        for slice_, figures in metrics_by_variant.get(v.name, {}).items():
+            if figures.get("correction_rate_ci") is None:
+                continue
+            n, ratio, _, squares = analysis.stats(v, slice_, "correction_rate").stats()
+            if n < 2:
+                continue
+            half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
+            figures["correction_rate_ci"] = [max(ratio - half, 0.0), min(ratio + half, 1.0)]

@@ -1,0 +1,192 @@
+"""The built-in metrics are tested per unit where units send several requests: the delta
+method's variance over each unit's sums (checked against statsmodels' cluster-robust variance
+and scipy's Welch test), verified labels moving a unit's sums, an A/A calibration, and the
+per-prediction fallback said out loud (a time window, predictions stored before the unit sums)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from scipy import stats as scipy_stats
+from sqlalchemy import delete
+
+from core.store.db import Database
+from core.store.outcome_models import UnitSums
+from evaluation.online import ALL, Variant
+from evaluation.results import experiment_results
+from evaluation.stats import AnalysisConfig, ExperimentAggregates, analyze
+from evaluation.unit_moments import WINDOWED, Moments, unit_analysis
+from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
+from tests.evaluation.test_truth_rules import _label
+
+ARMS = (("control", "cand-a"), ("treatment", "cand-b"))
+
+
+def _clustered(seed: int = 7, units: int = 30) -> tuple[list[dict], dict]:
+    """Units that send 1-8 requests each in two slices, each unit correcting at its own rate;
+    returns the events and, per arm, each prediction's (unit, slice, corrected, exact)."""
+    rng = np.random.default_rng(seed)
+    batch, rows = [], {}
+    for arm, cand in ARMS:
+        rows[arm] = []
+        for u in range(units):
+            rate = rng.beta(0.6, 1.4)
+            for k in range(int(rng.integers(1, 9))):
+                pid, slice_ = f"{arm[0]}{u}-{k}", str(rng.choice(["a", "b"]))
+                batch.append(prediction(pid, arm=arm, candidate=cand, unit_id=f"{arm}-{u}",
+                                        slice_=slice_, output="x^{2}"))
+                corrected = bool(rng.random() < rate)
+                exact = corrected and bool(rng.random() < 0.4)
+                if corrected:
+                    batch.append(correction(pid, "x^{2}" if exact else "y^{2}"))
+                rows[arm].append((f"{arm}-{u}", slice_, corrected, exact))
+    return batch, rows
+
+
+def _record(report: dict, metric: str, slice_: str = ALL) -> dict:
+    return next(r for r in report["comparisons"]
+                if r["metric"] == metric and r["slice"] == slice_ and r["treatment"] == "treatment")
+
+
+def _cluster_variance(values: np.ndarray, units: np.ndarray) -> float:
+    """statsmodels' cluster-robust (CR0) variance of a mean, times K/(K-1) as the delta
+    method's sample variance of the linearised values has it."""
+    fit = sm.OLS(values, np.ones(len(values))).fit(
+        cov_type="cluster", cov_kwds={"groups": units, "use_correction": False})
+    k = len(np.unique(units))
+    return float(fit.bse[0] ** 2) * k / (k - 1)
+
+
+def test_a_rate_of_units_that_send_many_requests_is_tested_per_unit(db: Database) -> None:
+    exp = add_experiment(db)
+    batch, rows = _clustered()
+    apply(db, batch)
+    with db.session() as s:
+        report = experiment_results(s, exp)
+    assert report["analysis_unit"]["per_unit"] == sorted([
+        "correction_rate", "confidence", "error_rate", "exact_match", "latency_ms",
+        "token_edit_distance"])
+    assert report["analysis_unit_note"] is None
+    for slice_ in (ALL, "a"):
+        rec = _record(report, "correction_rate", slice_)
+        assert rec["analysis_unit"] == "unit" and rec["kind"] == "mean"
+        per_arm = {}
+        for arm in ("control", "treatment"):
+            kept = [r for r in rows[arm] if slice_ == ALL or r[1] == slice_]
+            units = np.array([r[0] for r in kept])
+            values = np.array([float(r[2]) for r in kept])
+            per_arm[arm] = (values.mean(), _cluster_variance(values, units),
+                            len(np.unique(units)))
+        (mean_c, var_c, k_c), (mean_t, var_t, k_t) = per_arm["control"], per_arm["treatment"]
+        assert (rec["n_control"], rec["n_treatment"]) == (k_c, k_t)
+        assert rec["control_mean"] == pytest.approx(mean_c, rel=1e-12)
+        standard_error = rec["difference"] / rec["statistic"]
+        assert standard_error ** 2 == pytest.approx(var_c + var_t, rel=1e-9)
+        welch = scipy_stats.ttest_ind_from_stats(mean_t, np.sqrt(var_t * k_t), k_t,
+                                                 mean_c, np.sqrt(var_c * k_c), k_c,
+                                                 equal_var=False)
+        assert rec["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
+        # Counting predictions as independent would have claimed a far narrower interval.
+        n_c, n_t = (sum(1 for r in rows[a] if slice_ == ALL or r[1] == slice_)
+                    for a in ("control", "treatment"))
+        naive = mean_c * (1 - mean_c) / n_c + mean_t * (1 - mean_t) / n_t
+        assert var_c + var_t > 1.2 * naive
+    # The arm's own interval is the per-unit one: Student's t on K - 1 degrees of freedom.
+    mean_c, var_c, k_c = per_arm["control"]  # slice "a" last
+    half = scipy_stats.t.ppf(0.975, k_c - 1) * np.sqrt(var_c)
+    assert report["metrics"]["control"]["a"]["correction_rate_ci"] == pytest.approx(
+        [max(mean_c - half, 0), min(mean_c + half, 1)], rel=1e-9)
+
+
+def test_one_request_per_unit_keeps_the_exact_proportion_tests(db: Database) -> None:
+    exp = add_experiment(db)
+    apply(db, [prediction(f"{arm}-{u}", arm=arm, candidate=cand, unit_id=f"{arm}-{u}")
+               for arm, cand in ARMS for u in range(6)])
+    with db.session() as s:
+        report = experiment_results(s, exp)
+    assert report["analysis_unit"] == {"per_unit": [], "per_prediction": {}}
+    assert report["analysis_unit_note"] is None
+    rec = _record(report, "correction_rate")
+    assert rec["kind"] == "proportion" and rec["analysis_unit"] == "prediction"
+
+
+def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
+        db: Database) -> None:
+    exp = add_experiment(db)
+    batch, _ = _clustered(seed=3, units=6)
+    apply(db, batch)
+    with db.session() as s:
+        windowed = experiment_results(s, exp, since=T0 - timedelta(hours=1))
+    assert windowed["analysis_unit"]["per_unit"] == []
+    assert windowed["analysis_unit"]["per_prediction"]["correction_rate"] == WINDOWED
+    assert "count predictions as independent" in windowed["analysis_unit_note"]
+    assert _record(windowed, "correction_rate")["analysis_unit"] == "prediction"
+    with db.session() as s:  # as if the predictions were stored before unit_sums existed
+        s.execute(delete(UnitSums).where(UnitSums.slice == "a"))
+    with db.session() as s:
+        old = experiment_results(s, exp)
+    assert old["analysis_unit"]["per_unit"] == []
+    assert "before the store kept per-unit sums" in old["analysis_unit_note"]
+    assert _record(old, "correction_rate")["kind"] == "proportion"
+
+
+def test_verified_labels_move_their_units_sums(db: Database) -> None:
+    exp = add_experiment(db)
+    batch = [prediction(f"c{k}", unit_id=f"u{k // 3}", slice_=f"s{k % 2}", output="setosa")
+             for k in range(9)]
+    batch += [correction("c0", "setosa"), correction("c1", "virginica")]
+    apply(db, batch)
+    _label(db, "c1", "setosa")      # the correction said wrong; the label says right
+    _label(db, "c4", "virginica")   # no correction; the label says wrong
+    _label(db, "c5", "setosa")      # no correction; right
+    relabelled: list = []
+    from evaluation.online import load_cells
+    from evaluation.results import metric_stats
+    with db.session() as s:
+        cells = load_cells(s, exp, relabelled=relabelled)
+        analysis = unit_analysis(s, exp, cells, relabelled,
+                                 lambda cell, m: metric_stats(cell, m)[0], windowed=False)
+    control = Variant("control", "cand-a", False)
+    # exact matches by unit: u0 = {c0: 1, c1: 1}, u1 = {c4: 0, c5: 1}
+    expected = Moments.of(2, 2) + Moments.of(2, 1)
+    assert analysis.stats(control, ALL, "exact_match") == expected
+    # slice s0 holds c0 and c4 (units u0 and u1), s1 holds c1 and c5
+    assert analysis.stats(control, "s0", "exact_match") == Moments.of(1, 1) + Moments.of(1, 0)
+    assert analysis.stats(control, "s1", "exact_match") == Moments.of(1, 1) + Moments.of(1, 1)
+    # The customers' correction count stays theirs: u0 corrected twice, nobody else.
+    assert analysis.stats(control, ALL, "correction_rate") == (
+        Moments.of(3, 2) + Moments.of(3, 0) + Moments.of(3, 0))
+    assert "exact_match" in analysis.per_unit
+
+
+def _aa_p_values(per_unit: bool, runs: int = 300) -> np.ndarray:
+    """p-values of A/A experiments whose units (40 per arm, 1-20 requests each) differ in how
+    often they correct, through the results' analysis, per unit or per prediction."""
+    rng = np.random.default_rng(11)
+    p = []
+    for _ in range(runs):
+        arms = []
+        for _arm in range(2):
+            sizes = rng.integers(1, 21, size=40)
+            rates = rng.beta(0.5, 1.5, size=40)
+            arms.append((sizes.astype(float), rng.binomial(sizes, rates).astype(float)))
+        if per_unit:
+            stats = [sum((Moments.of(x, y) for x, y in zip(*a, strict=True)),
+                         start=Moments.of(0, 0)).stats() for a in arms]
+            n, shift, sums, squares = (np.array([[[s[i]]] for s in stats]) for i in range(4))
+            aggregates = ExperimentAggregates(n, sums, squares, [False], shift=shift)
+        else:
+            n = np.array([[[a[0].sum()]] for a in arms])
+            sums = np.array([[[a[1].sum()]] for a in arms])
+            aggregates = ExperimentAggregates(n, sums, sums, [True])
+        p.append(float(analyze(aggregates, AnalysisConfig()).p_value.ravel()[0]))
+    return np.array(p)
+
+
+def test_per_unit_tests_hold_their_false_positive_rate_where_per_prediction_ones_do_not(
+        ) -> None:
+    assert 0.02 <= (_aa_p_values(per_unit=True) < 0.05).mean() <= 0.09
+    assert (_aa_p_values(per_unit=False) < 0.05).mean() > 0.2
