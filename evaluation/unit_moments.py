@@ -270,19 +270,26 @@ def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
                   "outcome metrics are per unit (define one as primary to decide per unit)")
 
 
+# The figures of an arm's metrics that are intervals of a metric the tests may take per unit:
+# (figure, metric, lower bound, upper bound, transform of the bounds).
+_INTERVALS = (("correction_rate_ci", "correction_rate", 0.0, 1.0, None),
+              ("mae_interval", "absolute_error", 0.0, math.inf, None),
+              ("rmse_interval", "squared_error", 0.0, math.inf, math.sqrt))
+
+
 def per_unit_intervals(analysis: UnitAnalysis, metrics_by_variant: dict[str, Any],
                        variants: Iterable[Variant], alpha: float) -> None:
-    """Each variant's correction-rate interval from its units (Student's t on K - 1 degrees of
-    freedom, clipped to [0, 1]) where the correction rate is tested per unit; Wilson's interval
-    over predictions would be too narrow."""
-    if "correction_rate" not in analysis.per_unit:
-        return
-    for v in variants:
-        for slice_, figures in metrics_by_variant.get(v.name, {}).items():
-            if figures.get("correction_rate_ci") is None:
-                continue
-            n, ratio, _, squares = analysis.stats(v, slice_, "correction_rate").stats()
-            if n < 2:
-                continue
-            half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
-            figures["correction_rate_ci"] = [max(ratio - half, 0.0), min(ratio + half, 1.0)]
+    """Each variant's intervals of the metrics tested per unit (the correction rate, a number
+    candidate's MAE and RMSE) from its units: Student's t on K - 1 degrees of freedom, clipped
+    to the metric's range; the intervals over predictions would be too narrow."""
+    for figure, metric, low, high, transform in _INTERVALS:
+        if metric not in analysis.per_unit:
+            continue
+        for v in variants:
+            for slice_, figures in metrics_by_variant.get(v.name, {}).items():
+                n, mean, _, squares = analysis.stats(v, slice_, metric).stats()
+                if figures.get(figure) is None or n < 2:
+                    continue
+                half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
+                bounds = [max(mean - half, low), min(mean + half, high)]
+                figures[figure] = [transform(b) for b in bounds] if transform else bounds

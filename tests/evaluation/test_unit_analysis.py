@@ -190,3 +190,37 @@ def test_per_unit_tests_hold_their_false_positive_rate_where_per_prediction_ones
         ) -> None:
     assert 0.02 <= (_aa_p_values(per_unit=True) < 0.05).mean() <= 0.09
     assert (_aa_p_values(per_unit=False) < 0.05).mean() > 0.2
+
+
+def test_a_number_candidates_errors_are_tested_per_unit_with_their_intervals(
+        db: Database) -> None:
+    from tests.evaluation.test_number_metrics import number_correction, number_prediction
+    exp = add_experiment(db)
+    rng = np.random.default_rng(5)
+    batch, fixes, errors = [], [], {"control": [], "treatment": []}
+    for arm in ("control", "treatment"):
+        for u in range(12):
+            bias = rng.normal(0, 2)  # each unit's inputs are hard or easy alike
+            for k in range(int(rng.integers(2, 6))):
+                pid, truth = f"{arm[0]}{u}-{k}", float(rng.normal(10, 1))
+                answer = truth + bias + float(rng.normal(0, 0.2))
+                event = number_prediction(pid, answer, arm)
+                event["unit_id"] = f"{arm}-{u}"
+                batch.append(event)
+                fixes.append(number_correction(pid, truth))
+                errors[arm].append((f"{arm}-{u}", abs(answer - truth)))
+    apply(db, batch)
+    apply(db, fixes)
+    with db.session() as s:
+        report = experiment_results(s, exp)
+    assert {"absolute_error", "squared_error"} <= set(report["analysis_unit"]["per_unit"])
+    units = np.array([u for u, _ in errors["control"]])
+    values = np.array([e for _, e in errors["control"]])
+    variance, k = _cluster_variance(values, units), len(np.unique(units))
+    half = scipy_stats.t.ppf(0.975, k - 1) * np.sqrt(variance)
+    control = report["metrics"]["control"]["all"]
+    assert control["mae"] == pytest.approx(values.mean())
+    assert control["mae_interval"] == pytest.approx([max(values.mean() - half, 0),
+                                                     values.mean() + half], rel=1e-9)
+    rec = _record(report, "absolute_error")
+    assert rec["analysis_unit"] == "unit" and rec["n_control"] == k
