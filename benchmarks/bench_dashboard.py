@@ -4,9 +4,11 @@ The store is filled the way the evaluation worker leaves it, in bulk rather than
 event (the worker's own speed is bench_worker's business): N rows in ``predictions`` and in the
 API's ``served_predictions`` ledger over a week (two arms and a shadow, four slices; one in a
 thousand an OCR prediction with stages), 4 % of them corrected (``corrections`` and
-``prediction_truths``; a few comments carry a ``<script>``), outcome reports for 1 %, and the
+``prediction_truths``; a few comments carry a ``<script>``), outcome reports for 1 %, the
 ``online_aggregates`` rows those predictions add up to (per group and hour: predictions, errors,
-latency with its sketch, corrected, exact match), plus a heartbeat and an outbox backlog.
+latency with its sketch, corrected, exact match) and their 50,000 units' ``unit_sums`` (a unit
+keeps its variant, as the router keeps it in its arm; the results test per unit from these),
+plus a heartbeat and an outbox backlog.
 
 Then each page's callbacks are timed through the real Dash endpoint (``_dash-update-component``
 over the Flask test client, logged in with an admin key): the ones a visit fires (the page's
@@ -49,6 +51,7 @@ from core.store.models import (  # noqa: E402
     PredictionTruth,
     ServedPrediction,
 )
+from core.store.outcome_models import UnitSums  # noqa: E402
 from evaluation import aggregation as agg  # noqa: E402
 from evaluation import sketch  # noqa: E402
 
@@ -58,6 +61,7 @@ SLICES = ("printed/low", "printed/high", "handwritten/low", "handwritten/high")
 VARIANTS = (("control", "ocr-small", False), ("treatment", "ocr-large", False),
             ("", "ocr-remote", True))
 CORRECTED = 0.04
+UNITS = 50_000
 OUTCOMES = 0.01
 CHUNK = 20_000
 TARGET_S = 2.0
@@ -94,7 +98,8 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
         s.add(exp)
         s.flush()
         experiment_id = int(exp.id)
-    variant = rng.integers(0, len(VARIANTS), n)
+    unit = np.arange(n) % UNITS
+    variant = rng.integers(0, len(VARIANTS), UNITS)[unit]  # sticky, as the router assigns
     slice_ = rng.choice(len(SLICES), n, p=[0.4, 0.3, 0.2, 0.1])
     second = np.sort(rng.integers(0, HOURS * 3600, n))
     latency = rng.lognormal(3.0, 0.4, n)
@@ -109,7 +114,7 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
         pid = f"p{i:09d}"
         preds.append({"prediction_id": pid, "event_id": f"e{pid}", "experiment_id": experiment_id,
                       "candidate": cand, "arm": VARIANTS[variant[i]][0] or None,
-                      "shadow": shadow, "unit_id": f"u{i % 50_000}",
+                      "shadow": shadow, "unit_id": f"u{unit[i]}",
                       "slice": SLICES[slice_[i]], "input_hash": pid, "output": "x^{2}",
                       "output_type": None, "confidence": 0.9, "latency_ms": float(latency[i]),
                       "stages": STAGES if i % 1000 == 0 else {}, "created_at": at})
@@ -145,6 +150,8 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
     _insert(db, OnlineAggregate.__table__, aggregates(
         experiment_id, variant, slice_, second // 3600, latency, errors,
         corrected & ~in_shadow))
+    _insert(db, UnitSums.__table__, unit_sums(experiment_id, unit, variant, slice_, latency,
+                                              errors, corrected & ~in_shadow))
     with db.session() as s:
         s.add(ComponentHeartbeat(component="worker", instance="bench", started_at=T0,
                                  beat_at=datetime.now(UTC), lag_s=1.0))
@@ -179,6 +186,36 @@ def aggregates(experiment_id: int, variant: np.ndarray, slice_: np.ndarray, hour
                          "sketch": sketch.encode(sketch.from_values(lat))},
                  base | {"metric": agg.CORRECTED, "n": c, "sum": c, "sum_squares": c},
                  base | {"metric": agg.EXACT_MATCH, "n": c, "sum": 0.0, "sum_squares": 0.0}]
+    return rows
+
+
+def unit_sums(experiment_id: int, unit: np.ndarray, variant: np.ndarray, slice_: np.ndarray,
+              latency: np.ndarray, errors: np.ndarray,
+              corrected: np.ndarray) -> list[dict[str, Any]]:
+    """Each unit's sums per variant and slice, as the worker keeps them."""
+    keys, index = np.unique((variant * len(SLICES) + slice_) * UNITS + unit,
+                            return_inverse=True)
+
+    def total(values: Any) -> np.ndarray:
+        return np.bincount(index, weights=np.broadcast_to(values, index.shape),
+                           minlength=len(keys))
+
+    predictions, fixes = total(1.0), total(corrected.astype(float))
+    columns = {"errors": total(errors.astype(float)), "latency_sum": total(latency),
+               "confidence_sum": total(0.9)}
+    rows = []
+    for j, key in enumerate(keys):
+        rest, u = divmod(int(key), UNITS)
+        v, s = divmod(rest, len(SLICES))
+        arm, cand, shadow = VARIANTS[v]
+        n, c = int(predictions[j]), int(fixes[j])
+        rows.append({"experiment_id": experiment_id, "arm": arm, "candidate": cand,
+                     "shadow": shadow, "slice": SLICES[s], "unit_id": f"u{u}",
+                     "predictions": n, "errors": int(columns["errors"][j]), "corrected": c,
+                     "truths": c, "exact_sum": 0.0, "edit_sum": 0.0, "confidence_n": n,
+                     "confidence_sum": float(columns["confidence_sum"][j]), "latency_n": n,
+                     "latency_sum": float(columns["latency_sum"][j]), "number_n": 0,
+                     "abs_sum": 0.0, "sq_sum": 0.0})
     return rows
 
 
@@ -289,8 +326,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     url = args.database_url or f"sqlite:///{path}"
     settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp / "data"),
                                   "ABVOC_DATABASE_URL": url, "ABVOC_SECRET_KEY": "bench"})
+    fresh = args.database_url is not None or not path.exists()  # before opening creates it
     db = Database(settings.database_url)
-    fresh = args.database_url is not None or not path.exists()
     schema.upgrade(db)
     if fresh:
         say(f"seeding {args.predictions:,} predictions into {url.split('@')[-1]} ...")

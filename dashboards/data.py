@@ -26,6 +26,7 @@ from evaluation.results import (
     metric_stats,
     variants_of,
 )
+from evaluation.unit_moments import t_interval, unit_analysis
 from serving.experiments import Experiments
 
 HOUR = timedelta(hours=1)
@@ -79,13 +80,19 @@ def results(db: Database, experiment_id: int, window: Window = Window()) -> dict
 def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window = Window(),
                   alpha: float = 0.05) -> list[dict[str, Any]]:
     """Each variant's mean of each metric in a slice with its (1 - alpha) interval: Wilson for
-    rates, Student's t for means. Metrics without data in a variant are left out."""
+    rates, Student's t for means; over units for the metrics the results test per unit (``n``
+    counts units then). Metrics without data in a variant are left out."""
+    relabelled: list[Any] = []
     with db.reading() as s:
         experiment = s.get(Experiment, experiment_id)
         if experiment is None:
             return []
         variants, _ = variants_of(experiment)
-        cells = load_cells(s, experiment_id, since=window.since, until=window.until)
+        cells = load_cells(s, experiment_id, since=window.since, until=window.until,
+                           relabelled=relabelled)
+        units = unit_analysis(s, experiment_id, cells, relabelled,
+                              lambda cell, metric: metric_stats(cell, metric)[0],
+                              windowed=window != Window())
     out = []
     for variant in variants:
         cell = cells.get((variant, slice_), Cell())
@@ -96,7 +103,12 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
             if n <= 0:
                 continue
             mean = total / n
-            if spec.is_proportion:
+            if spec.name in units.per_unit:
+                moments = units.stats(variant, slice_, spec.name)
+                n = moments.k
+                bounds = (0.0, 1.0) if spec.is_proportion else ()
+                low, high = t_interval(moments, alpha, *bounds) or (math.nan, math.nan)
+            elif spec.is_proportion:
                 low, high = wilson_interval(total, n, alpha)
             elif n > 1:
                 variance = max(squares / n - mean * mean, 0.0) * n / (n - 1)

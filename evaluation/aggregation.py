@@ -27,6 +27,10 @@ metric                    label    n / sum / sum_squares
 ``squared_error``         -        numbers with a truth / sum of (output - truth)^2 / of squares
 ========================  =======  ==========================================================
 
+Beside them, each unit's counts and sums of the built-in metrics per experiment cell (the hour
+left out) go to ``unit_sums`` (:data:`UNIT_COLUMNS`), from which the tests take the unit as the
+observation where units send several requests (:mod:`evaluation.unit_moments`).
+
 Class metrics are kept for *classification* predictions only: those of a ``label`` candidate or,
 for untyped (v1) events, those with no ``stages`` and an output of at most :data:`MAX_LABEL`
 characters. A multi-stage pipeline's free-text output (a
@@ -72,7 +76,10 @@ UNIT_COLUMNS = ("predictions", "errors", "corrected", "truths", "exact_sum", "ed
                 "confidence_n", "confidence_sum", "latency_n", "latency_sum", "number_n",
                 "abs_sum", "sq_sum")
 UNIT_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "unit_id")
-_U = {name: i for i, name in enumerate(UNIT_COLUMNS)}
+(_PREDICTIONS, _ERRORS, _CORRECTED, _TRUTHS, _EXACT, _EDIT, _CONFIDENCE_N, _CONFIDENCE,
+ _LATENCY_N, _LATENCY, _NUMBER_N, _ABS, _SQ) = range(len(UNIT_COLUMNS))
+# A fresh unit row: counts as integers (the columns' type), sums as floats.
+_UNIT_ZERO = tuple(0.0 if c.endswith("sum") else 0 for c in UNIT_COLUMNS)
 
 
 class Group(NamedTuple):
@@ -191,7 +198,7 @@ class Accumulator:
                p.unit_id or f"prediction:{p.prediction_id}")
         row = self.units.get(key)
         if row is None:
-            row = self.units[key] = [0.0] * len(UNIT_COLUMNS)
+            row = self.units[key] = list(_UNIT_ZERO)
         return row
 
     def add(self, group: Group, metric: str, value: float = 1.0, label: str = "",
@@ -205,16 +212,17 @@ class Accumulator:
         g, unit = p.group, self._unit(p)
         self.add(g, PREDICTIONS)
         self.add(g, ERRORS, 1.0 if p.error else 0.0)
-        unit[_U["predictions"]] += 1
-        unit[_U["errors"]] += 1.0 if p.error else 0.0
+        unit[_PREDICTIONS] += 1
+        if p.error:
+            unit[_ERRORS] += 1
         if p.confidence is not None and math.isfinite(p.confidence):
             self.add(g, CONFIDENCE, float(p.confidence))
-            unit[_U["confidence_n"]] += 1
-            unit[_U["confidence_sum"]] += float(p.confidence)
+            unit[_CONFIDENCE_N] += 1
+            unit[_CONFIDENCE] += float(p.confidence)
         if p.latency_ms is not None and math.isfinite(p.latency_ms):
             self.latencies.setdefault(g, []).append(float(p.latency_ms))
-            unit[_U["latency_n"]] += 1
-            unit[_U["latency_sum"]] += float(p.latency_ms)
+            unit[_LATENCY_N] += 1
+            unit[_LATENCY] += float(p.latency_ms)
         if p.classification and not p.error:
             self.add(g, OUTPUT, label=p.output)
 
@@ -232,9 +240,10 @@ class Accumulator:
         self.add(g, CORRECTED)
         self.add(g, EXACT_MATCH, 1.0 if exact else 0.0)
         self.add(g, TOKEN_EDIT_DISTANCE, distance)
-        for column, value in (("corrected", 1.0), ("truths", 1.0),
-                              ("exact_sum", 1.0 if exact else 0.0), ("edit_sum", distance)):
-            unit[_U[column]] += value
+        unit[_CORRECTED] += 1
+        unit[_TRUTHS] += 1
+        unit[_EXACT] += 1.0 if exact else 0.0
+        unit[_EDIT] += distance
         pair = confusion_label(p.output, truth) if p.classification and not p.error else None
         if pair is not None:
             self.add(g, CONFUSION, label=pair)
@@ -254,9 +263,9 @@ class Accumulator:
             error = answered - true
             self.add(g, ABSOLUTE_ERROR, abs(error))
             self.add(g, SQUARED_ERROR, error * error)
-            unit[_U["number_n"]] += 1
-            unit[_U["abs_sum"]] += abs(error)
-            unit[_U["sq_sum"]] += error * error
+            unit[_NUMBER_N] += 1
+            unit[_ABS] += abs(error)
+            unit[_SQ] += error * error
 
     def rows(self) -> list[dict[str, Any]]:
         """Additive rows, sorted by key (a fixed lock order across workers)."""
@@ -271,9 +280,8 @@ class Accumulator:
     def unit_rows(self) -> list[dict[str, Any]]:
         """Additive ``unit_sums`` rows of experiments (not of predictions outside any), sorted
         by key; counts as integers."""
-        return [{**dict(zip(UNIT_KEYS, key, strict=True)),
-                 **{c: (v if c.endswith("sum") else int(v))
-                    for c, v in zip(UNIT_COLUMNS, values, strict=True)}}
+        names = (*UNIT_KEYS, *UNIT_COLUMNS)
+        return [dict(zip(names, (*key, *values), strict=True))
                 for key, values in sorted(self.units.items()) if key[0]]
 
     def latency_groups(self) -> list[tuple[Group, list[float]]]:

@@ -21,6 +21,11 @@ shift against its offline label shares, per slice, under ``label_metrics``
 (:mod:`evaluation.label_metrics`). ``online_accuracy`` holds the accuracy from verified labels:
 the unbiased audit figure beside the correction bound (:mod:`evaluation.label_accuracy`).
 
+Where some unit sent several requests, the built-in metrics are tested per unit: a rate over
+predictions is a ratio of per-unit sums, linearised by the delta method
+(:mod:`evaluation.unit_moments`), so ``n_control``/``n_treatment`` count units and
+``analysis_unit`` says which metrics were tested how.
+
 Shadow candidates answer the same requests as the arms, so they are compared but never count as
 an arm's traffic, and they take no part in the SRM check.
 """

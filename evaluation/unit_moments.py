@@ -51,9 +51,13 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "absolute_error": ("number_n", "abs_sum"),
     "squared_error": ("number_n", "sq_sum"),
 }
-# What a verified label changes: the truths and what is computed from them, never the count of
-# customers' corrections (a label is not a customer's correction).
-_RELABELLED = tuple(c for c in agg.UNIT_COLUMNS if c != "corrected")
+STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
+         "0021, or by a worker of an older version)")
+WINDOWED = ("a time window (since/until) was asked, and the per-unit sums cover the whole "
+            "experiment")
+NOTE_AT = 1.5
+"""Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
+
 _COLUMN = {name: i for i, name in enumerate(agg.UNIT_COLUMNS)}
 
 
@@ -110,7 +114,6 @@ class UnitAnalysis:
     moments: dict[Key, Moments]
     per_unit: frozenset[str]
     fallback: dict[str, str]
-    busiest: float = 0.0
 
     def stats(self, variant: Variant, slice_: str, metric: str) -> Moments:
         return self.moments.get((variant, slice_, metric), _NONE)
@@ -120,22 +123,34 @@ class UnitAnalysis:
         return describe(self, metrics_by_variant)
 
 
+_COUNTS = tuple(dict.fromkeys(x for x, _ in METRIC_COLUMNS.values()))
+
+
 def _moment_columns(source: Any) -> list[Any]:
+    """Per count column: units with one, its sum and sum of squares; then per metric: the sums
+    of y, y^2 and xy (metrics sharing a count share its moments)."""
     out = []
+    for name in _COUNTS:
+        x = source.c[name]
+        out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
     for x_name, y_name in METRIC_COLUMNS.values():
         x, y = source.c[x_name], source.c[y_name]
-        out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(y), func.sum(x * x),
-                func.sum(y * y), func.sum(x * y)]
+        out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
     return out
+
+
+_WIDTH = 3 * len(_COUNTS) + 3 * len(METRIC_COLUMNS)
 
 
 def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
     for row in rows:
         variant = Variant(row[0], row[1], bool(row[2]))
-        slice_, values = slice_of(row), row[-6 * len(METRIC_COLUMNS):]
-        for j, metric in enumerate(METRIC_COLUMNS):
-            out[(variant, slice_, metric)] = Moments(
-                *(float(v or 0) for v in values[6 * j: 6 * j + 6]))
+        values = [float(v or 0) for v in row[-_WIDTH:]]
+        counts = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(_COUNTS)}
+        for j, (metric, (x_name, _)) in enumerate(METRIC_COLUMNS.items()):
+            k, sx, sxx = counts[x_name]
+            sy, syy, sxy = values[3 * len(_COUNTS) + 3 * j: 3 * len(_COUNTS) + 3 * j + 3]
+            out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
 
 
 def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
@@ -174,7 +189,7 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
         totals[key] = totals.get(key, np.zeros(len(values))) + values
     changed_totals: dict[tuple[Variant, str], np.ndarray] = {}
     for (variant, slice_, unit), change in delta.items():
-        change[_COLUMN["corrected"]] = 0.0
+        change[_COLUMN["corrected"]] = 0.0  # a label is a truth, not a customer's correction
         before = stored.get((variant, slice_, unit), np.zeros(len(change)))
         _move(moments, variant, slice_, before, before + change)
         base = changed_totals.get((variant, unit), totals.get((variant, unit)))
@@ -216,26 +231,17 @@ def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAna
     """Which metrics the tests take per unit. ``counts`` holds the aggregates' count of each
     (variant, slice, metric) that has data; the unit sums must account for each of them."""
     per_unit, fallback = set(), {}
-    busiest = 0.0
     for metric in METRIC_COLUMNS:
         keys = [k for k in counts if k[2] == metric and counts[k] > 0]
         if not keys:
             continue
         missing = [k for k in keys if abs(moments.get(k, _NONE).sx - counts[k]) > 0.5]
         if missing:
-            fallback[metric] = "predictions stored before the store kept per-unit sums"
+            fallback[metric] = STALE
             continue
         if any(moments[k].clustered for k in keys):
             per_unit.add(metric)
-            busiest = max([busiest, *(moments[k].sx / moments[k].k for k in keys
-                                      if moments[k].k)])
-    return UnitAnalysis(moments, frozenset(per_unit), fallback, busiest)
-
-
-WINDOWED = ("a time window (since/until) was asked, and the per-unit sums cover the whole "
-            "experiment")
-NOTE_AT = 1.5
-"""Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
+    return UnitAnalysis(moments, frozenset(per_unit), fallback)
 
 
 def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Any],
@@ -270,6 +276,18 @@ def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
                   "outcome metrics are per unit (define one as primary to decide per unit)")
 
 
+def t_interval(moments: Moments, alpha: float, low: float = -math.inf,
+               high: float = math.inf) -> tuple[float, float] | None:
+    """The (1 - alpha) interval of a metric tested per unit: Student's t on K - 1 degrees of
+    freedom over the linearised per-unit values, clipped to the metric's range ``[low,
+    high]``; None with fewer than two units."""
+    n, mean, _, squares = moments.stats()
+    if n < 2:
+        return None
+    half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
+    return max(mean - half, low), min(mean + half, high)
+
+
 # The figures of an arm's metrics that are intervals of a metric the tests may take per unit:
 # (figure, metric, lower bound, upper bound, transform of the bounds).
 _INTERVALS = (("correction_rate_ci", "correction_rate", 0.0, 1.0, None),
@@ -280,16 +298,14 @@ _INTERVALS = (("correction_rate_ci", "correction_rate", 0.0, 1.0, None),
 def per_unit_intervals(analysis: UnitAnalysis, metrics_by_variant: dict[str, Any],
                        variants: Iterable[Variant], alpha: float) -> None:
     """Each variant's intervals of the metrics tested per unit (the correction rate, a number
-    candidate's MAE and RMSE) from its units: Student's t on K - 1 degrees of freedom, clipped
-    to the metric's range; the intervals over predictions would be too narrow."""
+    candidate's MAE and RMSE) from its units (:func:`t_interval`); the intervals over
+    predictions would be too narrow."""
     for figure, metric, low, high, transform in _INTERVALS:
         if metric not in analysis.per_unit:
             continue
         for v in variants:
             for slice_, figures in metrics_by_variant.get(v.name, {}).items():
-                n, mean, _, squares = analysis.stats(v, slice_, metric).stats()
-                if figures.get(figure) is None or n < 2:
+                bounds = t_interval(analysis.stats(v, slice_, metric), alpha, low, high)
+                if figures.get(figure) is None or bounds is None:
                     continue
-                half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
-                bounds = [max(mean - half, low), min(mean + half, high)]
-                figures[figure] = [transform(b) for b in bounds] if transform else bounds
+                figures[figure] = [transform(b) for b in bounds] if transform else list(bounds)

@@ -102,6 +102,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
               dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
               *_outcomes_note(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
+              *_analysis_unit(res),
               html.H3("Always-valid interval over time")]
     series = data.sequential_series(db, experiment_id, primary, slice_, window)
     if len({r["until"] for r in series}) < 2:
@@ -133,6 +134,17 @@ def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:
         said = (f"Outcome metrics ({names}) are reported per unit: they count the whole "
                 "experiment, whatever the time window.")
     return [html.P(said, id="exp-outcomes-note")]
+
+
+def _analysis_unit(res: dict[str, Any]) -> list[Component]:
+    """Which built-in metrics were tested per unit (units sent several requests each), and the
+    results' warning where some could not be."""
+    per_unit = (res.get("analysis_unit") or {}).get("per_unit") or []
+    said = [f"Tested per unit, the unit of randomization (delta method over each unit's sums; "
+            f"n counts units): {', '.join(per_unit)}."] if per_unit else []
+    if res.get("analysis_unit_note"):
+        said.append(f"Note: {res['analysis_unit_note']}.")
+    return [html.P(" ".join(said), id="exp-analysis-unit")] if said else []
 
 
 def _decision(decision: dict[str, Any]) -> Component:

@@ -15,7 +15,8 @@ from dashboards.pages import experiments as page
 from evaluation.metric_definitions import define_metric
 from evaluation.online import hour_window
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
-from tests.evaluation.helpers import T0, flow
+from tests.evaluation.helpers import T0, add_experiment, apply, flow
+from tests.evaluation.test_unit_analysis import clustered
 from tests.support.dash_tree import component_text, find_component
 
 
@@ -141,3 +142,16 @@ def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
     assert component_text(find_component(empty, "exp-decision")) == whole_decision
     assert component_text(find_component(one_hour, "exp-decision")) == whole_decision
     assert "For the whole experiment" in whole_decision
+
+
+def test_the_page_says_which_metrics_were_tested_per_unit(dash_app: Flask, seeded: int) -> None:
+    db = _db(dash_app)
+    exp = add_experiment(db, name="per-unit", scope="per-unit")
+    batch, _ = clustered(seed=4, units=10, experiment_id=exp)
+    apply(db, batch)
+    with dash_app.test_request_context("/dashboard/experiments"):
+        per_unit = page.body(db, exp, "all", data.Window())
+        one_each = page.body(db, seeded, "all", data.Window())
+    said = find_component(per_unit, "exp-analysis-unit").children
+    assert said.startswith("Tested per unit") and "correction_rate" in said
+    assert find_component(one_each, "exp-analysis-unit") is None

@@ -72,13 +72,14 @@ def aggregate_totals(db: Database, experiment_id: int | None = None) -> dict[str
 def add_experiment(db: Database, *, name: str = "exp", arms: list[dict[str, Any]] | None = None,
                    shadows: list[dict[str, Any]] | None = None,
                    guardrails: dict[str, Any] | None = None,
-                   primary_metric: str = "correction_rate") -> int:
+                   primary_metric: str = "correction_rate", scope: str = "default") -> int:
     arms = arms or [
         {"name": "control", "candidate": "cand-a", "weight": 0.5, "control": True},
         {"name": "treatment", "candidate": "cand-b", "weight": 0.5, "control": False},
     ]
     with db.session() as s:
-        exp = Experiment(name=name, salt="s", status="running", arms=arms, shadows=shadows or [],
+        exp = Experiment(name=name, scope=scope, salt="s", status="running", arms=arms,
+                         shadows=shadows or [],
                          guardrails=guardrails or {}, primary_metric=primary_metric,
                          created_at=T0, started_at=T0)
         s.add(exp)

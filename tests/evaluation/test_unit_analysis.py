@@ -18,14 +18,15 @@ from core.store.outcome_models import UnitSums
 from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.stats import AnalysisConfig, ExperimentAggregates, analyze
-from evaluation.unit_moments import WINDOWED, Moments, unit_analysis
+from evaluation.unit_moments import STALE, WINDOWED, Moments, unit_analysis
 from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
 from tests.evaluation.test_truth_rules import _label
 
 ARMS = (("control", "cand-a"), ("treatment", "cand-b"))
 
 
-def _clustered(seed: int = 7, units: int = 30) -> tuple[list[dict], dict]:
+def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1,
+              ) -> tuple[list[dict], dict]:
     """Units that send 1-8 requests each in two slices, each unit correcting at its own rate;
     returns the events and, per arm, each prediction's (unit, slice, corrected, exact)."""
     rng = np.random.default_rng(seed)
@@ -37,7 +38,8 @@ def _clustered(seed: int = 7, units: int = 30) -> tuple[list[dict], dict]:
             for k in range(int(rng.integers(1, 9))):
                 pid, slice_ = f"{arm[0]}{u}-{k}", str(rng.choice(["a", "b"]))
                 batch.append(prediction(pid, arm=arm, candidate=cand, unit_id=f"{arm}-{u}",
-                                        slice_=slice_, output="x^{2}"))
+                                        slice_=slice_, output="x^{2}",
+                                        experiment_id=experiment_id))
                 corrected = bool(rng.random() < rate)
                 exact = corrected and bool(rng.random() < 0.4)
                 if corrected:
@@ -62,7 +64,7 @@ def _cluster_variance(values: np.ndarray, units: np.ndarray) -> float:
 
 def test_a_rate_of_units_that_send_many_requests_is_tested_per_unit(db: Database) -> None:
     exp = add_experiment(db)
-    batch, rows = _clustered()
+    batch, rows = clustered()
     apply(db, batch)
     with db.session() as s:
         report = experiment_results(s, exp)
@@ -116,7 +118,7 @@ def test_one_request_per_unit_keeps_the_exact_proportion_tests(db: Database) -> 
 def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
         db: Database) -> None:
     exp = add_experiment(db)
-    batch, _ = _clustered(seed=3, units=6)
+    batch, _ = clustered(seed=3, units=6)
     apply(db, batch)
     with db.session() as s:
         windowed = experiment_results(s, exp, since=T0 - timedelta(hours=1))
@@ -129,7 +131,7 @@ def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
     with db.session() as s:
         old = experiment_results(s, exp)
     assert old["analysis_unit"]["per_unit"] == []
-    assert "before the store kept per-unit sums" in old["analysis_unit_note"]
+    assert STALE in old["analysis_unit_note"]
     assert _record(old, "correction_rate")["kind"] == "proportion"
 
 
@@ -224,3 +226,19 @@ def test_a_number_candidates_errors_are_tested_per_unit_with_their_intervals(
                                                      values.mean() + half], rel=1e-9)
     rec = _record(report, "absolute_error")
     assert rec["analysis_unit"] == "unit" and rec["n_control"] == k
+
+
+def test_the_dashboards_arm_intervals_are_the_results_per_unit_ones(db: Database) -> None:
+    from dashboards import data
+    exp = add_experiment(db)
+    batch, rows = clustered(seed=9, units=15)
+    apply(db, batch)
+    with db.session() as s:
+        report = experiment_results(s, exp)
+    for slice_ in (ALL, "b"):
+        shown = {(r["variant"], r["metric"]): r for r in data.arm_intervals(db, exp, slice_)}
+        for arm in ("control", "treatment"):
+            row = shown[(arm, "correction_rate")]
+            assert [row["low"], row["high"]] == pytest.approx(
+                report["metrics"][arm][slice_]["correction_rate_ci"], rel=1e-12)
+            assert row["n"] == len({r[0] for r in rows[arm] if slice_ == ALL or r[1] == slice_})
