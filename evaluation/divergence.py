@@ -11,7 +11,9 @@ accuracy being read from corrections of served answers):
   wrong, every other one counts as right) with its Wilson interval. Flagged when online is
   significantly worse than offline by more than ``tolerance``: the one-sided Wald test of
   ``H0: online - offline >= -tolerance`` (statsmodels ``test_proportions_2indep(..., value=
-  -tolerance, method="wald", alternative="smaller")``), both samples' variances counted.
+  -tolerance, method="wald", alternative="smaller")``), both samples' variances counted. Where
+  some unit sent several requests, the online variance and interval are the delta method's over
+  units (:mod:`evaluation.unit_moments`; ``online.analysis_unit`` says which).
 * **Traffic-mix shift.** Slice shares offline vs online: chi-square test of homogeneity on the
   two count vectors and the population stability index ``PSI = sum (q - p) ln(q / p)`` over
   shares smoothed by ``1e-4``. The overall gap is split (Kitagawa decomposition) into the part the
@@ -69,22 +71,26 @@ from evaluation.online import (
     metrics,
     wilson_interval,
 )
-from evaluation.results import variants_of
+from evaluation.results import metric_stats, variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
+from evaluation.unit_moments import ACCURACY_BOUND, NO_UNITS, Moments, t_interval, unit_analysis
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
            "non_inferiority", "psi"]
 
 
 def non_inferiority(on_hits: float, on_n: float, off_rate: float, off_n: float,
-                    tolerance: float) -> tuple[float, float]:
-    """z and one-sided p of ``H0: p_on - p_off >= -tolerance`` (Wald, unpooled variances)."""
+                    tolerance: float, on_variance: float | None = None) -> tuple[float, float]:
+    """z and one-sided p of ``H0: p_on - p_off >= -tolerance`` (Wald, unpooled variances);
+    ``on_variance``: the online rate's variance where it is not binomial (units that send
+    several requests: the delta method's)."""
     if on_n <= 0 or off_n <= 0:
         return math.nan, math.nan
     p_on = on_hits / on_n
-    var = p_on * (1 - p_on) / on_n + off_rate * (1 - off_rate) / off_n
+    own = p_on * (1 - p_on) / on_n if on_variance is None else on_variance
+    var = own + off_rate * (1 - off_rate) / off_n
     if var <= 0:
         return math.nan, math.nan
     z = (p_on - off_rate + tolerance) / math.sqrt(var)
@@ -106,8 +112,20 @@ def _mix_slices(offline: dict[str, Any], online: list[str]) -> list[str]:
     return [s for s in offline.get("slices", {}) if s.split("/")[0] in families]
 
 
+def _per_unit(moments: Moments | None, predictions: float,
+              alpha: float) -> tuple[float, tuple[float, float] | None] | None:
+    """The accuracy bound's delta-method variance and interval over units, where some unit
+    sent several requests and the unit sums hold every prediction; None otherwise."""
+    if moments is None or not moments.clustered or abs(moments.sx - predictions) > 0.5:
+        return None
+    n, _, _, squares = moments.stats()
+    variance = squares / ((n - 1) * n) if n > 1 else math.nan
+    return variance, t_interval(moments, alpha, 0.0, 1.0)
+
+
 def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
-                tolerance: float) -> list[dict[str, Any]]:
+                tolerance: float, units: dict[str, Moments] | None = None
+                ) -> list[dict[str, Any]]:
     rows = []
     for slice_ in sorted(cells, key=lambda s: (s != ALL, s)):
         off = offline.get("overall" if slice_ == ALL else "slices", {})
@@ -116,10 +134,13 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
         number = number_errors(cells[slice_], alpha)
         n_on = m["predictions"]
         hits = n_on - m["known_wrong"]  # the bound's count: only answers known wrong miss
-        low, high = wilson_interval(hits, n_on, alpha)
+        per_unit = _per_unit((units or {}).get(slice_), n_on, alpha)
+        low, high = wilson_interval(hits, n_on, alpha) if per_unit is None \
+            else per_unit[1] or (None, None)
         rate, n_off = off.get("exact_match"), off.get("n") or 0
-        z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance) if rate is not None
-                else (math.nan, math.nan))
+        z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance,
+                                None if per_unit is None else per_unit[0])
+                if rate is not None else (math.nan, math.nan))
         rows.append({
             "candidate": ref[0], "version": ref[1], "slice": slice_,
             "offline": {k: off.get(k) for k in ("n", "exact_match", "token_edit_distance",
@@ -127,6 +148,7 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                                                 "latency_p99_ms")},
             "online": {"n": n_on, "accuracy_bound": m["accuracy_bound"],
                        "accuracy_ci": [low, high] if n_on else None,
+                       "analysis_unit": "prediction" if per_unit is None else "unit",
                        "exact_match_with_truth": m["exact_match"],
                        "token_edit_distance": m["token_edit_distance"],
                        "latency_p50_ms": m["latency_p50_ms"],
@@ -206,16 +228,18 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
 
 def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Cell],
                          alpha: float, tolerance: float, version: str | None = None,
-                         shown: Collection[str] | None = None
+                         shown: Collection[str] | None = None,
+                         units: dict[str, Moments] | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
     results and its online cells per slice (``all`` included); pure, so the findings' rules
     are tested on cells built in memory. Rows cover the `shown` slices only (all by default);
-    the traffic mix always weighs every slice."""
+    the traffic mix always weighs every slice. ``units`` holds the accuracy bound's per-unit
+    moments by slice: where units send several requests, its interval and test are per unit."""
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
-                                      if shown is None or s in shown}, alpha, tolerance)
+                                      if shown is None or s in shown}, alpha, tolerance, units)
     return (rows, _mix(ref, offline, cells, alpha, rows),
             _prediction_shift(ref, offline, cells[ALL], alpha))
 
@@ -231,12 +255,21 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
-    all_cells = load_cells(session, experiment_id, since=since, until=until)
+    relabelled: list[agg.Accumulator] = []
+    all_cells = load_cells(session, experiment_id, since=since, until=until,
+                           relabelled=relabelled)
+    units = unit_analysis(session, experiment_id, all_cells, relabelled,
+                          lambda cell, metric: metric_stats(cell, metric)[0],
+                          windowed=since is not None or until is not None)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
+    bound: dict[Ref, dict[str, Moments]] = defaultdict(dict)
     for (variant, slice_), cell in all_cells.items():
         if not variant.shadow:  # accuracy online is read from corrections: served answers only
             version = variant_version(experiment, variant.arm, variant.candidate, False)
             by_ref[(variant.candidate, version)][slice_].merge(cell)
+            pooled = bound[(variant.candidate, version)]  # arms of one version: their units
+            pooled[slice_] = pooled.get(slice_, NO_UNITS) + units.stats(variant, slice_,
+                                                                        ACCURACY_BOUND)
     refs: list[Ref] = list(dict.fromkeys(
         (v.candidate, variant_version(experiment, v.arm, v.candidate, v.shadow))
         for v in variants_of(experiment)[0]))
@@ -252,7 +285,7 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             continue
         f = facts.get(ref, UNKNOWN)
         rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
-                                                tolerance, ref[1], shown)
+                                                tolerance, ref[1], shown, bound.get(ref))
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
                 s: confusion(cells[s], f.kind.classes) for s in sorted(

@@ -51,6 +51,15 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "absolute_error": ("number_n", "abs_sum"),
     "squared_error": ("number_n", "sq_sum"),
 }
+ACCURACY_BOUND = "accuracy_bound"
+"""The divergence report's online figure, ``1 - known_wrong / predictions``: per unit its y is
+``predictions - truths + exact matches`` (every answer not known wrong)."""
+# Every ratio whose moments are read: x column, then y as (coefficient, column) terms.
+_RATIOS: dict[str, tuple[str, tuple[tuple[float, str], ...]]] = {
+    **{m: (x, ((1.0, y),)) for m, (x, y) in METRIC_COLUMNS.items()},
+    ACCURACY_BOUND: ("predictions", ((1.0, "predictions"), (-1.0, "truths"),
+                                     (1.0, "exact_sum"))),
+}
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version)")
 WINDOWED = ("a time window (since/until) was asked, and the per-unit sums cover the whole "
@@ -80,7 +89,7 @@ class Moments(NamedTuple):
     @classmethod
     def of(cls, x: float, y: float) -> Moments:
         """One unit's contribution (none when it has no observation)."""
-        return cls(1.0, x, y, x * x, y * y, x * y) if x > 0 else _NONE
+        return cls(1.0, x, y, x * x, y * y, x * y) if x > 0 else NO_UNITS
 
     @property
     def clustered(self) -> bool:
@@ -102,7 +111,7 @@ class Moments(NamedTuple):
         return n, n * shift, squares + n * shift * shift
 
 
-_NONE = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+NO_UNITS = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 Key = tuple[Variant, str, str]  # variant, slice, metric
 
 
@@ -116,14 +125,14 @@ class UnitAnalysis:
     fallback: dict[str, str]
 
     def stats(self, variant: Variant, slice_: str, metric: str) -> Moments:
-        return self.moments.get((variant, slice_, metric), _NONE)
+        return self.moments.get((variant, slice_, metric), NO_UNITS)
 
     def describe(self, metrics_by_variant: Mapping[str, Any],
                  ) -> tuple[dict[str, Any], str | None]:
         return describe(self, metrics_by_variant)
 
 
-_COUNTS = tuple(dict.fromkeys(x for x, _ in METRIC_COLUMNS.values()))
+_COUNTS = tuple(dict.fromkeys(x for x, _ in _RATIOS.values()))
 
 
 def _moment_columns(source: Any) -> list[Any]:
@@ -133,13 +142,23 @@ def _moment_columns(source: Any) -> list[Any]:
     for name in _COUNTS:
         x = source.c[name]
         out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
-    for x_name, y_name in METRIC_COLUMNS.values():
-        x, y = source.c[x_name], source.c[y_name]
+    for x_name, terms in _RATIOS.values():
+        x = source.c[x_name]
+        y = sum_terms(terms, source.c)
         out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
     return out
 
 
-_WIDTH = 3 * len(_COUNTS) + 3 * len(METRIC_COLUMNS)
+_WIDTH = 3 * len(_COUNTS) + 3 * len(_RATIOS)
+
+
+def sum_terms(terms: tuple[tuple[float, str], ...], columns: Any) -> Any:
+    """``y`` of a ratio from a row's columns (SQL columns, or one unit's values by name)."""
+    total = None
+    for coefficient, name in terms:
+        term = columns[name] if coefficient == 1.0 else coefficient * columns[name]
+        total = term if total is None else total + term
+    return total
 
 
 def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
@@ -147,7 +166,7 @@ def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
         variant = Variant(row[0], row[1], bool(row[2]))
         values = [float(v or 0) for v in row[-_WIDTH:]]
         counts = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(_COUNTS)}
-        for j, (metric, (x_name, _)) in enumerate(METRIC_COLUMNS.items()):
+        for j, (metric, (x_name, _)) in enumerate(_RATIOS.items()):
             k, sx, sxx = counts[x_name]
             sy, syy, sxy = values[3 * len(_COUNTS) + 3 * j: 3 * len(_COUNTS) + 3 * j + 3]
             out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
@@ -202,13 +221,15 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
 
 def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
           after: np.ndarray) -> None:
-    for metric, (x_name, y_name) in METRIC_COLUMNS.items():
-        x, y = _COLUMN[x_name], _COLUMN[y_name]
-        old, new = Moments.of(before[x], before[y]), Moments.of(after[x], after[y])
+    old_by, new_by = dict(zip(agg.UNIT_COLUMNS, before, strict=True)), \
+        dict(zip(agg.UNIT_COLUMNS, after, strict=True))
+    for metric, (x_name, terms) in _RATIOS.items():
+        old = Moments.of(old_by[x_name], sum_terms(terms, old_by))
+        new = Moments.of(new_by[x_name], sum_terms(terms, new_by))
         if old == new:
             continue
         key = (variant, slice_, metric)
-        current = moments.get(key, _NONE)
+        current = moments.get(key, NO_UNITS)
         moments[key] = Moments(*(c - o + n for c, o, n in zip(current, old, new, strict=True)))
 
 
@@ -235,7 +256,7 @@ def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAna
         keys = [k for k in counts if k[2] == metric and counts[k] > 0]
         if not keys:
             continue
-        missing = [k for k in keys if abs(moments.get(k, _NONE).sx - counts[k]) > 0.5]
+        missing = [k for k in keys if abs(moments.get(k, NO_UNITS).sx - counts[k]) > 0.5]
         if missing:
             fallback[metric] = STALE
             continue

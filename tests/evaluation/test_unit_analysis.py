@@ -242,3 +242,32 @@ def test_the_dashboards_arm_intervals_are_the_results_per_unit_ones(db: Database
             assert [row["low"], row["high"]] == pytest.approx(
                 report["metrics"][arm][slice_]["correction_rate_ci"], rel=1e-12)
             assert row["n"] == len({r[0] for r in rows[arm] if slice_ == ALL or r[1] == slice_})
+
+
+def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Database) -> None:
+    from evaluation.divergence import divergence_report
+    from tests.evaluation.helpers import add_candidate
+    exp = add_experiment(db)
+    offline = {"overall": {"n": 4000, "exact_match": 0.7}}
+    add_candidate(db, "cand-a", offline)
+    batch, rows = clustered(seed=21, units=40)
+    apply(db, batch)
+    with db.session() as s:
+        report = divergence_report(s, exp, tolerance=0.02)
+        windowed = divergence_report(s, exp, since=T0 - timedelta(hours=1))
+    row = next(r for r in report["slices"] if r["candidate"] == "cand-a" and r["slice"] == ALL)
+    units = np.array([r[0] for r in rows["control"]])
+    hits = np.array([float(not (r[2] and not r[3])) for r in rows["control"]])
+    variance = _cluster_variance(hits, units)
+    assert row["online"]["analysis_unit"] == "unit"
+    assert row["online"]["accuracy_bound"] == pytest.approx(hits.mean())
+    z = (hits.mean() - 0.7 + 0.02) / np.sqrt(variance + 0.7 * 0.3 / 4000)
+    assert row["z"] == pytest.approx(z, rel=1e-9)
+    assert row["p_value"] == pytest.approx(scipy_stats.norm.cdf(z), rel=1e-9)
+    k = len(np.unique(units))
+    half = scipy_stats.t.ppf(0.975, k - 1) * np.sqrt(variance)
+    assert row["online"]["accuracy_ci"] == pytest.approx(
+        [max(hits.mean() - half, 0), min(hits.mean() + half, 1)], rel=1e-9)
+    # A window keeps the per-prediction (binomial) figures.
+    row = next(r for r in windowed["slices"] if r["candidate"] == "cand-a" and r["slice"] == ALL)
+    assert row["online"]["analysis_unit"] == "prediction"
