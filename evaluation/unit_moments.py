@@ -16,7 +16,7 @@ The worker keeps each unit's sums per experiment cell (``unit_sums``); this modu
 moments ``K, sum x, sum y, sum x^2, sum y^2, sum xy`` per variant, slice and metric in one
 grouped query each for the slices and for ``all`` (a unit's slices summed first), applies the
 verified labels' per-unit changes, and hands a metric on as a mean metric of K units centred on
-``R`` (:meth:`UnitMoments.stats`), so every test (Welch, mSPRT, Bayesian, power) reads it as
+``R`` (:meth:`Moments.stats`), so every test (Welch, mSPRT, Bayesian, power) reads it as
 the mean it linearises to. A metric is analysed per unit only where some unit has more than one
 observation of it (else the two analyses agree and the proportion tests stay exact) and only
 where the unit sums account for every prediction of the aggregates (predictions stored before
