@@ -92,7 +92,7 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
                            relabelled=relabelled)
         units = unit_analysis(s, experiment_id, cells, relabelled,
                               lambda cell, metric: metric_stats(cell, metric)[0],
-                              windowed=window != Window())
+                              since=window.since, until=window.until)
     out = []
     for variant in variants:
         cell = cells.get((variant, slice_), Cell())
@@ -143,7 +143,9 @@ def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str
                       points: int = SERIES_POINTS) -> list[dict[str, Any]]:
     """The always-valid (mSPRT) interval of each treatment against control on ``metric``, as
     it stood at the end of each hour of the window: the results recomputed on the data up to
-    then, at most ``points`` times (evenly spread, the last hour always included)."""
+    then, at most ``points`` times (evenly spread, the last hour always included). Every look
+    counts predictions (the per-unit sums cover the whole experiment, not each hour), so the
+    looks compare with each other."""
     span = hour_range(db, experiment_id)
     if span is None:
         return []
@@ -157,7 +159,8 @@ def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str
     out = []
     with db.reading() as s:
         for end in ends:
-            res = experiment_results(s, experiment_id, since=window.since, until=end)
+            res = experiment_results(s, experiment_id, since=window.since, until=end,
+                                     per_unit=False)
             for r in res["comparisons"]:
                 if r["metric"] == metric and r["slice"] == slice_:
                     out.append({"until": end, "treatment": r["treatment"],

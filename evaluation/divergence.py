@@ -260,7 +260,7 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
                            relabelled=relabelled)
     units = unit_analysis(session, experiment_id, all_cells, relabelled,
                           lambda cell, metric: metric_stats(cell, metric)[0],
-                          windowed=since is not None or until is not None)
+                          since=since, until=until)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
     bound: dict[Ref, dict[str, Moments]] = defaultdict(dict)
     for (variant, slice_), cell in all_cells.items():

@@ -71,7 +71,12 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
-from evaluation.unit_moments import UnitAnalysis, per_unit_intervals, unit_analysis
+from evaluation.unit_moments import (
+    PER_PREDICTION,
+    UnitAnalysis,
+    per_unit_intervals,
+    unit_analysis,
+)
 
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
@@ -212,8 +217,8 @@ def _verdict(record: dict[str, Any], spec: MetricSpec) -> str:
 def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
-                       until: datetime | None = None,
-                       max_slices: int = DEFAULT_MAX_SLICES) -> dict[str, Any]:
+                       until: datetime | None = None, max_slices: int = DEFAULT_MAX_SLICES,
+                       per_unit: bool = True) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
@@ -222,7 +227,9 @@ def experiment_results(session: Session, experiment_id: int, *,
     the outcome metrics keep the units first seen in the window, with all their outcomes
     whenever they arrived (:func:`evaluation.online.outcome_units_in_window`). Per-slice figures
     and tests cover slice ``all`` and the `max_slices` slices with the most predictions
-    (:mod:`evaluation.slices`); ``slice_choice`` says what was left out.
+    (:mod:`evaluation.slices`); ``slice_choice`` says what was left out. ``per_unit`` False
+    tests every built-in metric per prediction (a series of looks that must agree with each
+    other, the per-unit sums covering the whole experiment only).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -236,7 +243,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     cells, slices = chosen_slices.cells, chosen_slices.shown
     units = unit_analysis(session, experiment_id, cells, relabelled,
                           lambda cell, metric: metric_stats(cell, metric)[0],
-                          windowed=since is not None or until is not None)
+                          since=since, until=until) if per_unit else PER_PREDICTION
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
                              outcome_units_in_window(experiment_id, *hour_window(since, until)))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}

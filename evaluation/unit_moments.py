@@ -29,6 +29,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,9 +37,10 @@ from scipy.stats import t as t_dist
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from core.store.models import OnlineAggregate
 from core.store.outcome_models import UnitSums
 from evaluation import aggregation as agg
-from evaluation.online import ALL, Variant
+from evaluation.online import ALL, Variant, hour_window
 
 # Each built-in metric's per-unit count (x) and sum (y) columns.
 METRIC_COLUMNS: dict[str, tuple[str, str]] = {
@@ -62,8 +64,8 @@ _RATIOS: dict[str, tuple[str, tuple[tuple[float, str], ...]]] = {
 }
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version)")
-WINDOWED = ("a time window (since/until) was asked, and the per-unit sums cover the whole "
-            "experiment")
+WINDOWED = ("a time window (since/until) leaves some of the experiment's hours out, and the "
+            "per-unit sums cover the whole experiment")
 NOTE_AT = 1.5
 """Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
 
@@ -133,6 +135,10 @@ class UnitAnalysis:
 
 
 _COUNTS = tuple(dict.fromkeys(x for x, _ in _RATIOS.values()))
+
+
+PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
+"""Every built-in metric tested per prediction."""
 
 
 def _moment_columns(source: Any) -> list[Any]:
@@ -267,17 +273,40 @@ def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAna
 
 def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Any],
                   relabelled: list[agg.Accumulator], count: Callable[[Any, str], float], *,
-                  windowed: bool) -> UnitAnalysis:
-    """The unit analysis of an experiment's cells (``(variant, slice)`` -> cell); ``count``
-    gives a cell's aggregate count of a metric, ``relabelled`` the verified labels' changes
-    (see :func:`evaluation.online.load_cells`)."""
+                  since: datetime | None = None, until: datetime | None = None,
+                  ) -> UnitAnalysis:
+    """The unit analysis of an experiment's cells (``(variant, slice)`` -> cell, read for the
+    window ``since``/``until``); ``count`` gives a cell's aggregate count of a metric,
+    ``relabelled`` the verified labels' changes (see :func:`evaluation.online.load_cells`).
+    The unit sums cover the whole experiment, so a window that leaves some of its hours out is
+    tested per prediction (:data:`WINDOWED`)."""
     counts = {(v, s, m): count(cell, m) for (v, s), cell in cells.items() for m in METRIC_COLUMNS}
-    if windowed:
+    if not _whole_experiment(session, experiment_id, since, until):
         return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, c in counts.items() if c})
     moments = load_moments(session, experiment_id)
     if relabelled:
         apply_relabels(session, experiment_id, moments, *relabelled)
     return analyse(moments, counts)
+
+
+def _whole_experiment(session: Session, experiment_id: int, since: datetime | None,
+                      until: datetime | None) -> bool:
+    """Whether the window holds every hour the experiment has predictions in."""
+    start, end = hour_window(since, until)
+    if start is None and end is None:
+        return True
+    t = OnlineAggregate
+    first, last = session.execute(select(func.min(t.hour), func.max(t.hour))
+                                  .where(t.experiment_id == experiment_id)).one()
+    if first is None:
+        return True
+    first, last = _utc(first), _utc(last)
+    return (start is None or start <= first) and (end is None or last < end)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives times back without their zone: they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],

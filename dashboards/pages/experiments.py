@@ -111,6 +111,11 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     else:
         parts.append(dcc.Graph(id="exp-sequential-graph",
                                figure=figures.sequential(series, primary)))
+        if primary in (res.get("analysis_unit") or {}).get("per_unit", []):
+            parts.append(html.P(f"The series counts predictions as independent at every hour "
+                                f"(units are summed over the whole experiment only), so its "
+                                f"intervals are narrower than {primary}'s per-unit ones in the "
+                                "table above.", id="exp-sequential-per-unit"))
     return html.Div(parts)
 
 

@@ -15,7 +15,7 @@ from dashboards.pages import experiments as page
 from evaluation.metric_definitions import define_metric
 from evaluation.online import hour_window
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
-from tests.evaluation.helpers import T0, add_experiment, apply, flow
+from tests.evaluation.helpers import T0, add_experiment, apply, flow, prediction
 from tests.evaluation.test_unit_analysis import clustered
 from tests.support.dash_tree import component_text, find_component
 
@@ -148,10 +148,16 @@ def test_the_page_says_which_metrics_were_tested_per_unit(dash_app: Flask, seede
     db = _db(dash_app)
     exp = add_experiment(db, name="per-unit", scope="per-unit")
     batch, _ = clustered(seed=4, units=10, experiment_id=exp)
-    apply(db, batch)
+    later = prediction("pu-late", experiment_id=exp, unit_id="control-0",
+                       at=T0 + timedelta(hours=1))
+    apply(db, [*batch, later])
     with dash_app.test_request_context("/dashboard/experiments"):
         per_unit = page.body(db, exp, "all", data.Window())
         one_each = page.body(db, seeded, "all", data.Window())
     said = find_component(per_unit, "exp-analysis-unit").children
     assert said.startswith("Tested per unit") and "correction_rate" in said
     assert find_component(one_each, "exp-analysis-unit") is None
+    # The always-valid series counts predictions at every look, and says so beside the table.
+    assert "narrower than correction_rate's per-unit ones" in find_component(
+        per_unit, "exp-sequential-per-unit").children
+    assert find_component(one_each, "exp-sequential-per-unit") is None

@@ -119,9 +119,14 @@ def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
         db: Database) -> None:
     exp = add_experiment(db)
     batch, _ = clustered(seed=3, units=6)
-    apply(db, batch)
+    later = T0 + timedelta(hours=2)
+    apply(db, [*batch, prediction("late", unit_id="control-0", at=later)])
     with db.session() as s:
-        windowed = experiment_results(s, exp, since=T0 - timedelta(hours=1))
+        whole = experiment_results(s, exp, since=T0 - timedelta(hours=1))  # holds every hour
+        everything = experiment_results(s, exp)
+        windowed = experiment_results(s, exp, until=later - timedelta(hours=1))
+    assert whole["analysis_unit"]["per_unit"] == everything["analysis_unit"]["per_unit"] != []
+    assert _record(whole, "correction_rate") == _record(everything, "correction_rate")
     assert windowed["analysis_unit"]["per_unit"] == []
     assert windowed["analysis_unit"]["per_prediction"]["correction_rate"] == WINDOWED
     assert "count predictions as independent" in windowed["analysis_unit_note"]
@@ -150,7 +155,7 @@ def test_verified_labels_move_their_units_sums(db: Database) -> None:
     with db.session() as s:
         cells = load_cells(s, exp, relabelled=relabelled)
         analysis = unit_analysis(s, exp, cells, relabelled,
-                                 lambda cell, m: metric_stats(cell, m)[0], windowed=False)
+                                 lambda cell, m: metric_stats(cell, m)[0])
     control = Variant("control", "cand-a", False)
     # exact matches by unit: u0 = {c0: 1, c1: 1}, u1 = {c4: 0, c5: 1}
     expected = Moments.of(2, 2) + Moments.of(2, 1)
@@ -268,6 +273,7 @@ def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Datab
     half = scipy_stats.t.ppf(0.975, k - 1) * np.sqrt(variance)
     assert row["online"]["accuracy_ci"] == pytest.approx(
         [max(hits.mean() - half, 0), min(hits.mean() + half, 1)], rel=1e-9)
-    # A window keeps the per-prediction (binomial) figures.
-    row = next(r for r in windowed["slices"] if r["candidate"] == "cand-a" and r["slice"] == ALL)
-    assert row["online"]["analysis_unit"] == "prediction"
+    # A window that holds every hour gives the same.
+    again = next(r for r in windowed["slices"] if r["candidate"] == "cand-a"
+                 and r["slice"] == ALL)
+    assert again["online"] == row["online"] and again["p_value"] == row["p_value"]
