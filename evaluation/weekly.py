@@ -176,7 +176,8 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
             "trustworthy": this["trustworthy"], "decision": this["decision"],
             "variants": [v["name"] for v in this["variants"]],
             "figures": {v: m.get(ALL) for v, m in this["metrics"].items() if m.get(ALL)},
-            "comparisons": comparisons, "findings": divergence["findings"],
+            "comparisons": comparisons, "analysis_unit_note": this["analysis_unit_note"],
+            "findings": divergence["findings"],
             "divergence_slices": divergence["slices"], "trends": _trends(this, before)}
 
 

@@ -53,6 +53,7 @@ loop.last }}{% endfor %}.</p>{% endif %}
 {% for c in e.comparisons %}<tr><td>{{ c.treatment }}</td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
 <td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
+{% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
 {% endfor %}
 </section>

@@ -277,3 +277,23 @@ def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Datab
     again = next(r for r in windowed["slices"] if r["candidate"] == "cand-a"
                  and r["slice"] == ALL)
     assert again["online"] == row["online"] and again["p_value"] == row["p_value"]
+
+
+def test_the_weekly_report_tests_per_unit_or_says_why_not(db: Database) -> None:
+    from dashboards.report.render import render_html
+    from evaluation.weekly import weekly_data
+    exp = add_experiment(db)
+    batch, _ = clustered(seed=5, units=10, experiment_id=exp)
+    apply(db, batch)
+    with db.session() as s:  # the whole experiment lies in the week: per unit
+        inside = weekly_data(s, "2026-W47")["experiments"][0]
+    assert {c["analysis_unit"] for c in inside["comparisons"]
+            if c["metric"] == "correction_rate"} == {"unit"}
+    assert inside["analysis_unit_note"] is None
+    apply(db, [prediction("next-week", experiment_id=exp, unit_id="control-0",
+                          at=T0 + timedelta(days=7))])
+    with db.session() as s:  # now the experiment runs on into the next week
+        week = weekly_data(s, "2026-W47")
+    said = week["experiments"][0]["analysis_unit_note"]
+    assert "count predictions as independent" in said and WINDOWED in said
+    assert "Note: units sent up to" in render_html(week)
