@@ -75,7 +75,8 @@ from evaluation.results import metric_stats, variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
-from evaluation.unit_moments import ACCURACY_BOUND, NO_UNITS, Moments, t_interval, unit_analysis
+from evaluation.unit_moments import t_interval, unit_analysis
+from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
            "non_inferiority", "psi"]

@@ -12,9 +12,9 @@ Lu, KDD 2018; the same linearisation as :mod:`evaluation.stats.ratio` for outcom
 Treating the predictions as independent underestimates it by about the mean cluster size times
 the within-unit correlation, so intervals are too narrow and an A/A test fails too often.
 
-The worker keeps each unit's sums per experiment cell (``unit_sums``); this module reads their
-moments ``K, sum x, sum y, sum x^2, sum y^2, sum xy`` per variant, slice and metric in one
-grouped query each for the slices and for ``all`` (a unit's slices summed first), applies the
+The worker keeps each unit's sums and, per cell and metric, their moments
+``K, sum x, sum y, sum x^2, sum y^2, sum xy`` (:mod:`evaluation.unit_sums`); this module reads
+the moments (a few rows per cell, whatever the number of units), applies the
 verified labels' per-unit changes, and hands a metric on as a mean metric of K units centred on
 ``R`` (:meth:`Moments.stats`), so every test (Welch, mSPRT, Bayesian, power) reads it as
 the mean it linearises to. A metric is analysed per unit only where some unit has more than one
@@ -30,38 +30,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as t_dist
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import OnlineAggregate
-from core.store.outcome_models import UnitSums
+from core.store.outcome_models import UnitMoments, UnitSums
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Variant, hour_window
+from evaluation.unit_sums import (
+    METRIC_COLUMNS,
+    MOMENT_COLUMNS,
+    NO_UNITS,
+    Moments,
+    contributions,
+)
 
-# Each built-in metric's per-unit count (x) and sum (y) columns.
-METRIC_COLUMNS: dict[str, tuple[str, str]] = {
-    "correction_rate": ("predictions", "corrected"),
-    "error_rate": ("predictions", "errors"),
-    "exact_match": ("truths", "exact_sum"),
-    "token_edit_distance": ("truths", "edit_sum"),
-    "confidence": ("confidence_n", "confidence_sum"),
-    "latency_ms": ("latency_n", "latency_sum"),
-    "absolute_error": ("number_n", "abs_sum"),
-    "squared_error": ("number_n", "sq_sum"),
-}
-ACCURACY_BOUND = "accuracy_bound"
-"""The divergence report's online figure, ``1 - known_wrong / predictions``: per unit its y is
-``predictions - truths + exact matches`` (every answer not known wrong)."""
-# Every ratio whose moments are read: x column, then y as (coefficient, column) terms.
-_RATIOS: dict[str, tuple[str, tuple[tuple[float, str], ...]]] = {
-    **{m: (x, ((1.0, y),)) for m, (x, y) in METRIC_COLUMNS.items()},
-    ACCURACY_BOUND: ("predictions", ((1.0, "predictions"), (-1.0, "truths"),
-                                     (1.0, "exact_sum"))),
-}
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version)")
 WINDOWED = ("a time window (since/until) leaves some of the experiment's hours out, and the "
@@ -72,48 +59,6 @@ NOTE_AT = 1.5
 _COLUMN = {name: i for i, name in enumerate(agg.UNIT_COLUMNS)}
 
 
-class Moments(NamedTuple):
-    """Over the units with at least one observation: their number, and the sums of x, y, x^2,
-    y^2 and xy."""
-
-    k: float
-    sx: float
-    sy: float
-    sxx: float
-    syy: float
-    sxy: float
-
-    def __add__(self, other: object) -> Moments:  # type: ignore[override]
-        if not isinstance(other, Moments):
-            return NotImplemented
-        return Moments(*(a + b for a, b in zip(self, other, strict=True)))
-
-    @classmethod
-    def of(cls, x: float, y: float) -> Moments:
-        """One unit's contribution (none when it has no observation)."""
-        return cls(1.0, x, y, x * x, y * y, x * y) if x > 0 else NO_UNITS
-
-    @property
-    def clustered(self) -> bool:
-        """Some unit has more than one observation."""
-        return self.sxx > self.sx + 0.5
-
-    def stats(self) -> tuple[float, float, float, float]:
-        """``(n, shift, sum, sum of squares)`` of the linearised per-unit values: ``n`` = K,
-        centred on ``R`` (so the sum is 0) with the delta method's variance."""
-        if self.k <= 0 or self.sx <= 0:
-            return 0.0, 0.0, 0.0, 0.0
-        ratio = self.sy / self.sx
-        residual = max(self.syy - 2 * ratio * self.sxy + ratio * ratio * self.sxx, 0.0)
-        return self.k, ratio, 0.0, self.k * self.k * residual / (self.sx * self.sx)
-
-    def plain(self) -> tuple[float, float, float]:
-        """The same as plain ``(n, sum, sum of squares)``."""
-        n, shift, _, squares = self.stats()
-        return n, n * shift, squares + n * shift * shift
-
-
-NO_UNITS = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 Key = tuple[Variant, str, str]  # variant, slice, metric
 
 
@@ -134,65 +79,23 @@ class UnitAnalysis:
         return describe(self, metrics_by_variant)
 
 
-_COUNTS = tuple(dict.fromkeys(x for x, _ in _RATIOS.values()))
-
-
 PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
 """Every built-in metric tested per prediction."""
 
 
-def _moment_columns(source: Any) -> list[Any]:
-    """Per count column: units with one, its sum and sum of squares; then per metric: the sums
-    of y, y^2 and xy (metrics sharing a count share its moments)."""
-    out = []
-    for name in _COUNTS:
-        x = source.c[name]
-        out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
-    for x_name, terms in _RATIOS.values():
-        x = source.c[x_name]
-        y = sum_terms(terms, source.c)
-        out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
-    return out
-
-
-_WIDTH = 3 * len(_COUNTS) + 3 * len(_RATIOS)
-
-
-def sum_terms(terms: tuple[tuple[float, str], ...], columns: Any) -> Any:
-    """``y`` of a ratio from a row's columns (SQL columns, or one unit's values by name)."""
-    total = None
-    for coefficient, name in terms:
-        term = columns[name] if coefficient == 1.0 else coefficient * columns[name]
-        total = term if total is None else total + term
-    return total
-
-
-def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
-    for row in rows:
-        variant = Variant(row[0], row[1], bool(row[2]))
-        values = [float(v or 0) for v in row[-_WIDTH:]]
-        counts = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(_COUNTS)}
-        for j, (metric, (x_name, _)) in enumerate(_RATIOS.items()):
-            k, sx, sxx = counts[x_name]
-            sy, syy, sxy = values[3 * len(_COUNTS) + 3 * j: 3 * len(_COUNTS) + 3 * j + 3]
-            out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
-
-
 def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
-    """Every variant's moments per slice and for ``all`` (each unit's slices summed first)."""
-    t = UnitSums.__table__
+    """Every variant's moments per slice and metric, ``all`` from the units' sums over their
+    slices (the slice named ``all``, of predictions that named none, is in those)."""
+    t = UnitMoments.__table__
     out: dict[Key, Moments] = {}
-    per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, *_moment_columns(t))
-                 .where(t.c.experiment_id == experiment_id)
-                 .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice))
-    _read(session.execute(per_slice), lambda r: r[3], out)
-    units = (select(t.c.arm, t.c.candidate, t.c.shadow,
-                    *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS))
-             .where(t.c.experiment_id == experiment_id)
-             .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.unit_id)).subquery()
-    overall = (select(units.c.arm, units.c.candidate, units.c.shadow, *_moment_columns(units))
-               .group_by(units.c.arm, units.c.candidate, units.c.shadow))
-    _read(session.execute(overall), lambda r: ALL, out)
+    rows = session.execute(select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, t.c.metric,
+                                  *(t.c[c] for c in MOMENT_COLUMNS))
+                           .where(t.c.experiment_id == experiment_id))
+    for arm, cand, shadow, slice_, metric, *values in rows:
+        if slice_ == ALL:
+            continue
+        key = (Variant(arm, cand, bool(shadow)), ALL if slice_ == agg.TOTAL else slice_, metric)
+        out[key] = Moments(*(float(v) for v in values))
     return out
 
 
@@ -209,34 +112,27 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
         return
     stored = _stored_units(session, experiment_id, sorted({k[2] for k in delta}))
     totals: dict[tuple[Variant, str], np.ndarray] = {}
-    for (variant, _, unit), values in stored.items():
-        key = (variant, unit)
-        totals[key] = totals.get(key, np.zeros(len(values))) + values
-    changed_totals: dict[tuple[Variant, str], np.ndarray] = {}
     for (variant, slice_, unit), change in delta.items():
         change[_COLUMN["corrected"]] = 0.0  # a label is a truth, not a customer's correction
         before = stored.get((variant, slice_, unit), np.zeros(len(change)))
         _move(moments, variant, slice_, before, before + change)
-        base = changed_totals.get((variant, unit), totals.get((variant, unit)))
-        base = np.zeros(len(change)) if base is None else base
-        changed_totals[(variant, unit)] = base + change
-    for (variant, unit), after in changed_totals.items():
-        before = totals.get((variant, unit), np.zeros(len(after)))
+        total = totals.get((variant, unit))
+        if total is None:
+            total = stored.get((variant, agg.TOTAL, unit), np.zeros(len(change)))
+        totals[(variant, unit)] = total + change
+    for (variant, unit), after in totals.items():
+        before = stored.get((variant, agg.TOTAL, unit), np.zeros(len(after)))
         _move(moments, variant, ALL, before, after)
 
 
 def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
           after: np.ndarray) -> None:
-    old_by, new_by = dict(zip(agg.UNIT_COLUMNS, before, strict=True)), \
-        dict(zip(agg.UNIT_COLUMNS, after, strict=True))
-    for metric, (x_name, terms) in _RATIOS.items():
-        old = Moments.of(old_by[x_name], sum_terms(terms, old_by))
-        new = Moments.of(new_by[x_name], sum_terms(terms, new_by))
-        if old == new:
-            continue
-        key = (variant, slice_, metric)
-        current = moments.get(key, NO_UNITS)
-        moments[key] = Moments(*(c - o + n for c, o, n in zip(current, old, new, strict=True)))
+    old = contributions(dict(zip(agg.UNIT_COLUMNS, before, strict=True)))
+    new = contributions(dict(zip(agg.UNIT_COLUMNS, after, strict=True)))
+    for metric, contribution in new.items():
+        if contribution != old[metric]:
+            key = (variant, slice_, metric)
+            moments[key] = moments.get(key, NO_UNITS) - old[metric] + contribution
 
 
 def _stored_units(session: Session, experiment_id: int,

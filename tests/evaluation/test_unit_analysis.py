@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from sqlalchemy import delete
 
 from core.store.db import Database
-from core.store.outcome_models import UnitSums
+from core.store.outcome_models import UnitMoments, UnitSums
 from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.stats import AnalysisConfig, ExperimentAggregates, analyze
@@ -132,7 +132,7 @@ def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
     assert "count predictions as independent" in windowed["analysis_unit_note"]
     assert _record(windowed, "correction_rate")["analysis_unit"] == "prediction"
     with db.session() as s:  # as if the predictions were stored before unit_sums existed
-        s.execute(delete(UnitSums).where(UnitSums.slice == "a"))
+        s.execute(delete(UnitMoments).where(UnitMoments.slice == "a"))
     with db.session() as s:
         old = experiment_results(s, exp)
     assert old["analysis_unit"]["per_unit"] == []
@@ -297,3 +297,33 @@ def test_the_weekly_report_tests_per_unit_or_says_why_not(db: Database) -> None:
     said = week["experiments"][0]["analysis_unit_note"]
     assert "count predictions as independent" in said and WINDOWED in said
     assert "Note: units sent up to" in render_html(week)
+
+
+def test_the_moments_kept_batch_by_batch_are_those_of_the_units_sums(db: Database) -> None:
+    """The worker adds each unit's change of contribution as batches arrive (a unit's requests
+    spread over batches, a batch applied twice); the moments then equal those computed from
+    the units' final sums."""
+    from sqlalchemy import select
+
+    from evaluation import aggregation as agg
+    from evaluation.unit_moments import load_moments
+    from evaluation.unit_sums import contributions
+    exp = add_experiment(db)
+    batch, _ = clustered(seed=13, units=25)
+    chunks = [batch[i::7] for i in range(7)]  # every unit's events spread over the batches
+    for chunk in [*chunks, chunks[2]]:        # the third one replayed: counted once
+        apply(db, chunk)
+    expected: dict = {}
+    with db.session() as s:
+        kept = load_moments(s, exp)
+        for row in s.execute(select(UnitSums)).scalars():
+            slice_ = ALL if row.slice == agg.TOTAL else row.slice
+            variant = Variant(row.arm, row.candidate, row.shadow)
+            for metric, m in contributions({c: getattr(row, c)
+                                            for c in agg.UNIT_COLUMNS}).items():
+                key = (variant, slice_, metric)
+                expected[key] = expected.get(key, Moments.of(0, 0)) + m
+    assert {k for k, m in expected.items() if m.k} == {k for k, m in kept.items() if m.k}
+    for key, moments in expected.items():
+        assert kept.get(key, Moments.of(0, 0)) == pytest.approx(moments, rel=1e-12,
+                                                                abs=1e-9), key
