@@ -30,7 +30,6 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -156,7 +155,9 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
     units = unit_sums(experiment_id, unit, variant, slice_, latency, errors,
                       corrected & ~in_shadow)
     _insert(db, UnitSums.__table__, units)
-    _insert(db, UnitMoments.__table__, moment_rows([SimpleNamespace(**r) for r in units], {}))
+    columns = (*agg.UNIT_KEYS, *agg.UNIT_COLUMNS)
+    _insert(db, UnitMoments.__table__, moment_rows([tuple(r[c] for c in columns)
+                                                    for r in units], {}))
     with db.session() as s:
         s.add(ComponentHeartbeat(component="worker", instance="bench", started_at=T0,
                                  beat_at=datetime.now(UTC), lag_s=1.0))

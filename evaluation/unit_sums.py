@@ -16,9 +16,10 @@ read a few rows per cell instead of grouping every unit.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from evaluation import aggregation as agg
 
@@ -93,34 +94,53 @@ class Moments(NamedTuple):
 NO_UNITS = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
+# The ratios' x and y as linear maps of a unit's sums (in agg.UNIT_COLUMNS order).
+_X = np.array([[1.0 if c == x else 0.0 for x, _ in RATIOS.values()] for c in agg.UNIT_COLUMNS])
+_Y = np.array([[sum(k for k, name in terms if name == c) for _, terms in RATIOS.values()]
+               for c in agg.UNIT_COLUMNS])
+
+
+def _contributions(values: np.ndarray) -> np.ndarray:
+    """Units' contributions (rows of sums, ``(n, columns)``) to each ratio's moments:
+    ``(n, ratios, 6)``, zero where a unit has no observation of the ratio."""
+    x, y = values @ _X, values @ _Y
+    has = (x > 0).astype(np.float64)
+    return np.stack([has, x * has, y * has, x * x * has, y * y * has, x * y * has], axis=-1)
+
+
 def contributions(values: Mapping[str, float]) -> dict[str, Moments]:
     """One unit's contribution to each ratio's moments, from its sums by column name."""
-    out = {}
-    for metric, (x_name, terms) in RATIOS.items():
-        y = sum(coefficient * values[name] for coefficient, name in terms)
-        out[metric] = Moments.of(values[x_name], y)
-    return out
+    row = _contributions(np.array([[float(values[c]) for c in agg.UNIT_COLUMNS]]))[0]
+    return {metric: Moments(*row[j]) for j, metric in enumerate(RATIOS)}
 
 
 def moment_rows(after: Iterable[Any], added: Mapping[tuple[Any, ...], Mapping[str, Any]]
                 ) -> list[dict[str, Any]]:
     """Additive ``unit_moments`` rows, sorted by key: for each unit row's sums ``after`` an
-    upsert (rows with the ``unit_sums`` columns), the change of its contribution from before
-    the upsert (``after`` minus what it ``added``, by the row's key; a row absent from
-    ``added`` was all new)."""
-    change: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 6)
-    for row in after:
-        key = (int(row.experiment_id), row.arm, row.candidate, bool(row.shadow), row.slice,
-               row.unit_id)
-        new = {c: float(getattr(row, c)) for c in agg.UNIT_COLUMNS}
-        delta = added.get(key, new)
-        old = {c: new[c] - float(delta[c]) for c in agg.UNIT_COLUMNS}
-        before = contributions(old)
-        for metric, now in contributions(new).items():
-            if now != before[metric]:
-                sums = change[(*key[:5], metric)]
-                for i, d in enumerate(now - before[metric]):
-                    sums[i] += d
-    return [{**dict(zip(MOMENT_KEYS, key, strict=True)),
-             **dict(zip(MOMENT_COLUMNS, sums, strict=True))}
-            for key, sums in sorted(change.items())]
+    upsert (rows of the ``unit_sums`` keys, then its columns, in their order), the change of
+    its contribution from before the upsert (``after`` minus what it ``added``, by the row's
+    key; a row absent from ``added`` was all new)."""
+    cells: dict[tuple[Any, ...], int] = {}
+    where, new, before = [], [], []
+    width = len(agg.UNIT_KEYS)
+    for row in after:  # the upsert's RETURNING rows: the keys, then the sums
+        key = (int(row[0]), row[1], row[2], bool(row[3]), row[4], row[5])
+        now = row[width:]
+        delta = added.get(key)
+        where.append(cells.setdefault(key[:5], len(cells)))
+        new.append(now)
+        before.append(now if delta is None else [delta[c] for c in agg.UNIT_COLUMNS])
+    if not cells:
+        return []
+    values = np.array(new, dtype=np.float64)
+    old = values - np.array(before, dtype=np.float64)  # all new: nothing before
+    change = _contributions(values) - _contributions(old)
+    sums = np.zeros((len(cells), len(RATIOS), len(MOMENT_COLUMNS)))
+    np.add.at(sums, np.array(where), change)
+    rows = []
+    for cell, i in sorted(cells.items()):
+        for j, metric in enumerate(RATIOS):
+            if sums[i, j].any():
+                rows.append({**dict(zip(MOMENT_KEYS, (*cell, metric), strict=True)),
+                             **dict(zip(MOMENT_COLUMNS, sums[i, j].tolist(), strict=True))})
+    return rows
