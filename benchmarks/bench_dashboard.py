@@ -6,9 +6,8 @@ API's ``served_predictions`` ledger over a week (two arms and a shadow, four sli
 thousand an OCR prediction with stages), 4 % of them corrected (``corrections`` and
 ``prediction_truths``; a few comments carry a ``<script>``), outcome reports for 1 %, the
 ``online_aggregates`` rows those predictions add up to (per group and hour: predictions, errors,
-latency with its sketch, corrected, exact match) and their 50,000 units' ``unit_sums`` and
-``unit_moments`` (a unit keeps its variant, as the router keeps it in its arm; the results test
-per unit from these),
+latency with its sketch, corrected, exact match) and their 50,000 units' ``unit_sums`` (a unit
+keeps its variant, as the router keeps it in its arm; the results test per unit from these),
 plus a heartbeat and an outbox backlog.
 
 Then each page's callbacks are timed through the real Dash endpoint (``_dash-update-component``
@@ -52,10 +51,9 @@ from core.store.models import (  # noqa: E402
     PredictionTruth,
     ServedPrediction,
 )
-from core.store.outcome_models import UnitMoments, UnitSums  # noqa: E402
+from core.store.outcome_models import UnitSums  # noqa: E402
 from evaluation import aggregation as agg  # noqa: E402
 from evaluation import sketch  # noqa: E402
-from evaluation.unit_sums import moment_rows  # noqa: E402
 
 T0 = datetime(2026, 11, 16, tzinfo=UTC)
 HOURS = 168
@@ -152,12 +150,8 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
     _insert(db, OnlineAggregate.__table__, aggregates(
         experiment_id, variant, slice_, second // 3600, latency, errors,
         corrected & ~in_shadow))
-    units = unit_sums(experiment_id, unit, variant, slice_, latency, errors,
-                      corrected & ~in_shadow)
-    _insert(db, UnitSums.__table__, units)
-    columns = (*agg.UNIT_KEYS, *agg.UNIT_COLUMNS)
-    _insert(db, UnitMoments.__table__, moment_rows([tuple(r[c] for c in columns)
-                                                    for r in units], {}))
+    _insert(db, UnitSums.__table__, unit_sums(experiment_id, unit, variant, slice_, latency,
+                                              errors, corrected & ~in_shadow))
     with db.session() as s:
         s.add(ComponentHeartbeat(component="worker", instance="bench", started_at=T0,
                                  beat_at=datetime.now(UTC), lag_s=1.0))
@@ -198,32 +192,27 @@ def aggregates(experiment_id: int, variant: np.ndarray, slice_: np.ndarray, hour
 def unit_sums(experiment_id: int, unit: np.ndarray, variant: np.ndarray, slice_: np.ndarray,
               latency: np.ndarray, errors: np.ndarray,
               corrected: np.ndarray) -> list[dict[str, Any]]:
-    """Each unit's sums per variant and slice, and over its slices (slice TOTAL), as the
-    worker keeps them."""
-    places = len(SLICES) + 1  # the last: the unit's slices summed
-    key = np.concatenate([(variant * places + slice_) * UNITS + unit,
-                          (variant * places + len(SLICES)) * UNITS + unit])
-    keys, index = np.unique(key, return_inverse=True)
+    """Each unit's sums per variant and slice, as the worker keeps them."""
+    keys, index = np.unique((variant * len(SLICES) + slice_) * UNITS + unit,
+                            return_inverse=True)
 
     def total(values: Any) -> np.ndarray:
-        values = np.broadcast_to(values, unit.shape)
-        return np.bincount(index, weights=np.concatenate([values, values]),
+        return np.bincount(index, weights=np.broadcast_to(values, index.shape),
                            minlength=len(keys))
 
     predictions, fixes = total(1.0), total(corrected.astype(float))
     columns = {"errors": total(errors.astype(float)), "latency_sum": total(latency),
                "confidence_sum": total(0.9)}
     rows = []
-    for j, k in enumerate(keys):
-        rest, u = divmod(int(k), UNITS)
-        v, s = divmod(rest, places)
+    for j, key in enumerate(keys):
+        rest, u = divmod(int(key), UNITS)
+        v, s = divmod(rest, len(SLICES))
         arm, cand, shadow = VARIANTS[v]
         n, c = int(predictions[j]), int(fixes[j])
         rows.append({"experiment_id": experiment_id, "arm": arm, "candidate": cand,
-                     "shadow": shadow, "slice": SLICES[s] if s < len(SLICES) else agg.TOTAL,
-                     "unit_id": f"u{u}", "predictions": n,
-                     "errors": int(columns["errors"][j]), "corrected": c, "truths": c,
-                     "exact_sum": 0.0, "edit_sum": 0.0, "confidence_n": n,
+                     "shadow": shadow, "slice": SLICES[s], "unit_id": f"u{u}",
+                     "predictions": n, "errors": int(columns["errors"][j]), "corrected": c,
+                     "truths": c, "exact_sum": 0.0, "edit_sum": 0.0, "confidence_n": n,
                      "confidence_sum": float(columns["confidence_sum"][j]), "latency_n": n,
                      "latency_sum": float(columns["latency_sum"][j]), "number_n": 0,
                      "abs_sum": 0.0, "sq_sum": 0.0})

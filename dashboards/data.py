@@ -26,7 +26,7 @@ from evaluation.results import (
     metric_stats,
     variants_of,
 )
-from evaluation.unit_moments import t_interval, unit_analysis
+from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
 from serving.experiments import Experiments
 
 HOUR = timedelta(hours=1)
@@ -71,17 +71,22 @@ def slices(db: Database, experiment_id: int) -> list[str]:
     return [ALL, *(x for x in found if x != ALL)]
 
 
-def results(db: Database, experiment_id: int, window: Window = Window()) -> dict[str, Any]:
-    """``GET /v1/experiments/{id}/results`` for the window."""
+def results(db: Database, experiment_id: int, window: Window = Window(),
+            units_out: list[UnitAnalysis] | None = None) -> dict[str, Any]:
+    """``GET /v1/experiments/{id}/results`` for the window; ``units_out`` receives its unit
+    analysis (for :func:`arm_intervals`)."""
     with db.reading() as s:
-        return experiment_results(s, experiment_id, since=window.since, until=window.until)
+        return experiment_results(s, experiment_id, since=window.since, until=window.until,
+                                  units_out=units_out)
 
 
 def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window = Window(),
-                  alpha: float = 0.05) -> list[dict[str, Any]]:
+                  alpha: float = 0.05, units: UnitAnalysis | None = None,
+                  ) -> list[dict[str, Any]]:
     """Each variant's mean of each metric in a slice with its (1 - alpha) interval: Wilson for
     rates, Student's t for means; over units for the metrics the results test per unit (``n``
-    counts units then). Metrics without data in a variant are left out."""
+    counts units then; ``units``: the results' unit analysis of this window, when the caller
+    has it). Metrics without data in a variant are left out."""
     relabelled: list[Any] = []
     with db.reading() as s:
         experiment = s.get(Experiment, experiment_id)
@@ -90,9 +95,10 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
         variants, _ = variants_of(experiment)
         cells = load_cells(s, experiment_id, since=window.since, until=window.until,
                            relabelled=relabelled)
-        units = unit_analysis(s, experiment_id, cells, relabelled,
-                              lambda cell, metric: metric_stats(cell, metric)[0],
-                              since=window.since, until=window.until)
+        if units is None:
+            units = unit_analysis(s, experiment_id, cells, relabelled,
+                                  lambda cell, metric: metric_stats(cell, metric)[0],
+                                  since=window.since, until=window.until)
     out = []
     for variant in variants:
         cell = cells.get((variant, slice_), Cell())

@@ -76,9 +76,6 @@ UNIT_COLUMNS = ("predictions", "errors", "corrected", "truths", "exact_sum", "ed
                 "confidence_n", "confidence_sum", "latency_n", "latency_sum", "number_n",
                 "abs_sum", "sq_sum")
 UNIT_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "unit_id")
-TOTAL = ""
-"""The ``unit_sums`` slice of a unit's sums over all its slices (no prediction's slice is empty:
-an unnamed slice is ``all``)."""
 (_PREDICTIONS, _ERRORS, _CORRECTED, _TRUTHS, _EXACT, _EDIT, _CONFIDENCE_N, _CONFIDENCE,
  _LATENCY_N, _LATENCY, _NUMBER_N, _ABS, _SQ) = range(len(UNIT_COLUMNS))
 # A fresh unit row: counts as integers (the columns' type), sums as floats.
@@ -282,16 +279,10 @@ class Accumulator:
 
     def unit_rows(self) -> list[dict[str, Any]]:
         """Additive ``unit_sums`` rows of experiments (not of predictions outside any), sorted
-        by key, counts as integers: each unit's per slice, and summed over its slices under the
-        slice :data:`TOTAL`."""
-        totals: dict[tuple[Any, ...], list[float]] = {}
-        for key, values in self.units.items():
-            total = totals.setdefault((*key[:4], TOTAL, key[5]), list(_UNIT_ZERO))
-            for i, v in enumerate(values):
-                total[i] += v
+        by key; counts as integers."""
         names = (*UNIT_KEYS, *UNIT_COLUMNS)
         return [dict(zip(names, (*key, *values), strict=True))
-                for key, values in sorted([*self.units.items(), *totals.items()]) if key[0]]
+                for key, values in sorted(self.units.items()) if key[0]]
 
     def latency_groups(self) -> list[tuple[Group, list[float]]]:
         return sorted(self.latencies.items(), key=lambda kv: _group_sort(kv[0]))

@@ -218,7 +218,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
                        until: datetime | None = None, max_slices: int = DEFAULT_MAX_SLICES,
-                       per_unit: bool = True) -> dict[str, Any]:
+                       per_unit: bool = True,
+                       units_out: list[UnitAnalysis] | None = None) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
@@ -229,7 +230,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     and tests cover slice ``all`` and the `max_slices` slices with the most predictions
     (:mod:`evaluation.slices`); ``slice_choice`` says what was left out. ``per_unit`` False
     tests every built-in metric per prediction (a series of looks that must agree with each
-    other, the per-unit sums covering the whole experiment only).
+    other, the per-unit sums covering the whole experiment only); ``units_out`` receives the
+    unit analysis, for a caller that shows more of the same figures (the dashboard's arms).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -244,6 +246,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     units = unit_analysis(session, experiment_id, cells, relabelled,
                           lambda cell, metric: metric_stats(cell, metric)[0],
                           since=since, until=until) if per_unit else PER_PREDICTION
+    if units_out is not None:
+        units_out.append(units)
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
                              outcome_units_in_window(experiment_id, *hour_window(since, until)))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}

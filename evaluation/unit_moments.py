@@ -12,9 +12,9 @@ Lu, KDD 2018; the same linearisation as :mod:`evaluation.stats.ratio` for outcom
 Treating the predictions as independent underestimates it by about the mean cluster size times
 the within-unit correlation, so intervals are too narrow and an A/A test fails too often.
 
-The worker keeps each unit's sums and, per cell and metric, their moments
-``K, sum x, sum y, sum x^2, sum y^2, sum xy`` (:mod:`evaluation.unit_sums`); this module reads
-the moments (a few rows per cell, whatever the number of units), applies the
+The worker keeps each unit's sums per experiment cell (``unit_sums``,
+:mod:`evaluation.unit_sums`); this module reads their moments per variant, slice and metric in
+one grouped query each for the slices and for ``all`` (a unit's slices summed first), applies the
 verified labels' per-unit changes, and hands a metric on as a mean metric of K units centred on
 ``R`` (:meth:`Moments.stats`), so every test (Welch, mSPRT, Bayesian, power) reads it as
 the mean it linearises to. A metric is analysed per unit only where some unit has more than one
@@ -34,20 +34,14 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import t as t_dist
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import OnlineAggregate
-from core.store.outcome_models import UnitMoments, UnitSums
+from core.store.outcome_models import UnitSums
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Variant, hour_window
-from evaluation.unit_sums import (
-    METRIC_COLUMNS,
-    MOMENT_COLUMNS,
-    NO_UNITS,
-    Moments,
-    contributions,
-)
+from evaluation.unit_sums import METRIC_COLUMNS, NO_UNITS, RATIOS, Moments, contributions
 
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version)")
@@ -83,19 +77,58 @@ PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
 """Every built-in metric tested per prediction."""
 
 
+def _sql_y(terms: tuple[tuple[float, str], ...], columns: Any) -> Any:
+    total = None
+    for coefficient, name in terms:
+        term = columns[name] if coefficient == 1.0 else coefficient * columns[name]
+        total = term if total is None else total + term
+    return total
+
+
+_COUNTS = tuple(dict.fromkeys(x for x, _ in RATIOS.values()))
+_WIDTH = 3 * len(_COUNTS) + 3 * len(RATIOS)
+
+
+def _moment_columns(source: Any) -> list[Any]:
+    """Per count column: the units with one, its sum and sum of squares; then per ratio: the
+    sums of y, y^2 and xy (ratios sharing a count share its moments)."""
+    out = []
+    for name in _COUNTS:
+        x = source.c[name]
+        out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
+    for x_name, terms in RATIOS.values():
+        x, y = source.c[x_name], _sql_y(terms, source.c)
+        out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
+    return out
+
+
+def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
+    for row in rows:
+        variant = Variant(row[0], row[1], bool(row[2]))
+        values = [float(v or 0) for v in row[-_WIDTH:]]
+        counts = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(_COUNTS)}
+        for j, (metric, (x_name, _)) in enumerate(RATIOS.items()):
+            k, sx, sxx = counts[x_name]
+            sy, syy, sxy = values[3 * len(_COUNTS) + 3 * j: 3 * len(_COUNTS) + 3 * j + 3]
+            out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
+
+
 def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
-    """Every variant's moments per slice and metric, ``all`` from the units' sums over their
-    slices (the slice named ``all``, of predictions that named none, is in those)."""
-    t = UnitMoments.__table__
+    """Every variant's moments per slice and for ``all`` (each unit's slices summed first):
+    two grouped queries over the experiment's unit rows."""
+    t = UnitSums.__table__
     out: dict[Key, Moments] = {}
-    rows = session.execute(select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, t.c.metric,
-                                  *(t.c[c] for c in MOMENT_COLUMNS))
-                           .where(t.c.experiment_id == experiment_id))
-    for arm, cand, shadow, slice_, metric, *values in rows:
-        if slice_ == ALL:
-            continue
-        key = (Variant(arm, cand, bool(shadow)), ALL if slice_ == agg.TOTAL else slice_, metric)
-        out[key] = Moments(*(float(v) for v in values))
+    per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, *_moment_columns(t))
+                 .where(t.c.experiment_id == experiment_id)
+                 .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice))
+    _read(session.execute(per_slice), lambda r: r[3], out)
+    units = (select(t.c.arm, t.c.candidate, t.c.shadow,
+                    *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS))
+             .where(t.c.experiment_id == experiment_id)
+             .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.unit_id)).subquery()
+    overall = (select(units.c.arm, units.c.candidate, units.c.shadow, *_moment_columns(units))
+               .group_by(units.c.arm, units.c.candidate, units.c.shadow))
+    _read(session.execute(overall), lambda r: ALL, out)
     return out
 
 
@@ -112,16 +145,17 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
         return
     stored = _stored_units(session, experiment_id, sorted({k[2] for k in delta}))
     totals: dict[tuple[Variant, str], np.ndarray] = {}
+    for (variant, _, unit), values in stored.items():
+        totals[(variant, unit)] = totals.get((variant, unit), 0.0) + values
+    changed: dict[tuple[Variant, str], np.ndarray] = {}
     for (variant, slice_, unit), change in delta.items():
         change[_COLUMN["corrected"]] = 0.0  # a label is a truth, not a customer's correction
         before = stored.get((variant, slice_, unit), np.zeros(len(change)))
         _move(moments, variant, slice_, before, before + change)
-        total = totals.get((variant, unit))
-        if total is None:
-            total = stored.get((variant, agg.TOTAL, unit), np.zeros(len(change)))
-        totals[(variant, unit)] = total + change
-    for (variant, unit), after in totals.items():
-        before = stored.get((variant, agg.TOTAL, unit), np.zeros(len(after)))
+        base = changed.get((variant, unit), totals.get((variant, unit), np.zeros(len(change))))
+        changed[(variant, unit)] = base + change
+    for (variant, unit), after in changed.items():
+        before = totals.get((variant, unit), np.zeros(len(after)))
         _move(moments, variant, ALL, before, after)
 
 

@@ -1,23 +1,18 @@
-"""Each unit's sums of the built-in metrics, and their moments per experiment cell, as the
-worker keeps them: what lets the results take the unit, not the prediction, as the independent
-observation (:mod:`evaluation.unit_moments` reads them).
+"""What the tests per unit are built from: the ratios a unit's sums give (each built-in metric's
+count and sum per unit, the divergence report's accuracy bound), and their moments.
 
 For a metric with per-unit count ``x_i`` and sum ``y_i`` (corrections over predictions, exact
 matches over truths, ...), the delta method needs, per cell, the moments
-``K, sum x, sum y, sum x^2, sum y^2, sum xy`` over the units with ``x_i > 0``. They are not
-additive over events (a unit's second prediction changes its ``x_i^2`` by ``2 x_i + 1``), so the
-worker keeps each unit's sums per cell in ``unit_sums`` (and once more summed over the unit's
-slices, under the slice :data:`~evaluation.aggregation.TOTAL`), reads each row's new sums back
-from the same upsert, and adds the change of the unit's contribution, new minus old, to the
-cell's row in ``unit_moments``: exact under replays (the stream applies each event once) and
-under concurrent workers (the upsert returns each row's sums under its lock), and the results
-read a few rows per cell instead of grouping every unit.
+``K, sum x, sum y, sum x^2, sum y^2, sum xy`` over the units with ``x_i > 0``
+(:class:`Moments`). The worker keeps each unit's sums per cell in ``unit_sums``
+(:meth:`evaluation.aggregation.Accumulator.unit_rows`); :mod:`evaluation.unit_moments` groups
+them into moments when the results are read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,8 +38,6 @@ RATIOS: dict[str, tuple[str, tuple[tuple[float, str], ...]]] = {
     ACCURACY_BOUND: ("predictions", ((1.0, "predictions"), (-1.0, "truths"),
                                      (1.0, "exact_sum"))),
 }
-MOMENT_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "metric")
-MOMENT_COLUMNS = ("k", "sx", "sy", "sxx", "syy", "sxy")
 
 
 class Moments(NamedTuple):
@@ -112,35 +105,3 @@ def contributions(values: Mapping[str, float]) -> dict[str, Moments]:
     """One unit's contribution to each ratio's moments, from its sums by column name."""
     row = _contributions(np.array([[float(values[c]) for c in agg.UNIT_COLUMNS]]))[0]
     return {metric: Moments(*row[j]) for j, metric in enumerate(RATIOS)}
-
-
-def moment_rows(after: Iterable[Any], added: Mapping[tuple[Any, ...], Mapping[str, Any]]
-                ) -> list[dict[str, Any]]:
-    """Additive ``unit_moments`` rows, sorted by key: for each unit row's sums ``after`` an
-    upsert (rows of the ``unit_sums`` keys, then its columns, in their order), the change of
-    its contribution from before the upsert (``after`` minus what it ``added``, by the row's
-    key; a row absent from ``added`` was all new)."""
-    cells: dict[tuple[Any, ...], int] = {}
-    where, new, before = [], [], []
-    width = len(agg.UNIT_KEYS)
-    for row in after:  # the upsert's RETURNING rows: the keys, then the sums
-        key = (int(row[0]), row[1], row[2], bool(row[3]), row[4], row[5])
-        now = row[width:]
-        delta = added.get(key)
-        where.append(cells.setdefault(key[:5], len(cells)))
-        new.append(now)
-        before.append(now if delta is None else [delta[c] for c in agg.UNIT_COLUMNS])
-    if not cells:
-        return []
-    values = np.array(new, dtype=np.float64)
-    old = values - np.array(before, dtype=np.float64)  # all new: nothing before
-    change = _contributions(values) - _contributions(old)
-    sums = np.zeros((len(cells), len(RATIOS), len(MOMENT_COLUMNS)))
-    np.add.at(sums, np.array(where), change)
-    rows = []
-    for cell, i in sorted(cells.items()):
-        for j, metric in enumerate(RATIOS):
-            if sums[i, j].any():
-                rows.append({**dict(zip(MOMENT_KEYS, (*cell, metric), strict=True)),
-                             **dict(zip(MOMENT_COLUMNS, sums[i, j].tolist(), strict=True))})
-    return rows

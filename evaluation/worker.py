@@ -17,8 +17,8 @@ For each batch, in the stream's one transaction (see :mod:`core.stream` for the 
 4. add the batch's sums to ``online_aggregates``, one row per key (summed in Python first):
    additive rows in one upsert, then the latency rows in one upsert that locks them and returns
    their sketches, which are merged in Python and written back in one executemany UPDATE; then
-   each unit's sums to ``unit_sums`` and their moments' change to ``unit_moments``
-   (:mod:`evaluation.unit_sums`), which the tests read per unit;
+   each unit's sums to ``unit_sums`` (one upsert; :mod:`evaluation.unit_sums`), from which the
+   tests read per unit;
 5. store the batch's outcomes and count those waiting outcomes whose prediction or unit is now
    known (see :mod:`evaluation.outcomes`);
 6. apply the relabeling rules to the touched predictions (:mod:`evaluation.relabel_enqueue`).
@@ -64,7 +64,7 @@ from core.store.models import (
     Prediction,
     PredictionTruth,
 )
-from core.store.outcome_models import UnitMoments, UnitSums
+from core.store.outcome_models import UnitSums
 from core.store.upsert import in_param, in_values, insert_many, insert_rows
 from core.stream import Check, StreamConsumer
 from evaluation import sketch
@@ -80,7 +80,6 @@ from evaluation.aggregation import (
 )
 from evaluation.outcomes import apply_outcomes
 from evaluation.relabel_enqueue import enqueue
-from evaluation.unit_sums import MOMENT_COLUMNS, MOMENT_KEYS, moment_rows
 
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
@@ -212,15 +211,7 @@ def _add_sums(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _add_unit_sums(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Add each unit's sums, and to its cells' moments the change of its contribution (the
-    upsert returns each row's sums under its lock, see :mod:`evaluation.unit_sums`)."""
-    if not rows:
-        return
-    after = insert_rows(session, UnitSums.__table__, rows, UNIT_KEYS, add=UNIT_COLUMNS,
-                        returning=[*UNIT_KEYS, *UNIT_COLUMNS])
-    added = {tuple(r[k] for k in UNIT_KEYS): r for r in rows}
-    insert_rows(session, UnitMoments.__table__, moment_rows(after, added), MOMENT_KEYS,
-                add=MOMENT_COLUMNS)
+    insert_rows(session, UnitSums.__table__, rows, UNIT_KEYS, add=UNIT_COLUMNS)
 
 
 def _add_latencies(session: Session, groups: list[tuple[Group, list[float]]]) -> None:

@@ -96,13 +96,16 @@ class OutcomeRequest(Base):
 
 class UnitSums(Base):
     """One unit's sums of the built-in metrics in one experiment cell (arm x candidate x shadow
-    x slice; the slice ``""``: the unit's slices summed), so a test can take the unit, not the
+    x slice), so a test can take the unit, not the
     prediction, as its independent observation: where a unit sends many requests its
     predictions are correlated, and the variance of a per-prediction rate is the delta method's
     over these rows (evaluation/unit_sums.py). A unit without an id is its prediction
     (``prediction:<id>``), as for outcomes."""
 
     __tablename__ = "unit_sums"
+    # Keyed by text: on SQLite the table is its primary key's B-tree, not a rowid table beside
+    # an index of that key (one tree to write, not two).
+    __table_args__ = {"sqlite_with_rowid": False}
 
     experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     arm: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -124,24 +127,3 @@ class UnitSums(Base):
     abs_sum: Mapped[float] = mapped_column(Float, default=0.0)
     sq_sum: Mapped[float] = mapped_column(Float, default=0.0)
 
-
-class UnitMoments(Base):
-    """Per experiment cell (arm x candidate x shadow x slice; the slice ``""`` is a unit's
-    slices summed) and metric, the moments of the units' sums that the delta method reads:
-    the units with an observation, and the sums of x, y, x^2, y^2 and xy
-    (evaluation/unit_sums.py keeps them as ``unit_sums`` changes)."""
-
-    __tablename__ = "unit_moments"
-
-    experiment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    arm: Mapped[str] = mapped_column(String(100), primary_key=True)
-    candidate: Mapped[str] = mapped_column(String(100), primary_key=True)
-    shadow: Mapped[bool] = mapped_column(Boolean, primary_key=True)
-    slice: Mapped[str] = mapped_column(String(100), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(50), primary_key=True)
-    k: Mapped[float] = mapped_column(Float, default=0.0)
-    sx: Mapped[float] = mapped_column(Float, default=0.0)
-    sy: Mapped[float] = mapped_column(Float, default=0.0)
-    sxx: Mapped[float] = mapped_column(Float, default=0.0)
-    syy: Mapped[float] = mapped_column(Float, default=0.0)
-    sxy: Mapped[float] = mapped_column(Float, default=0.0)

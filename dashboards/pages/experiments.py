@@ -79,7 +79,8 @@ def describe(window: data.Window) -> str:
 def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -> Component:
     if experiment_id is None:
         return html.P("No experiment yet: create one with `abvoc experiment create`.")
-    res = data.results(db, experiment_id, window)
+    units: list[Any] = []
+    res = data.results(db, experiment_id, window, units_out=units)
     windowed = window != data.Window()
     # The decision is the whole experiment's, never one of a few hours' (nor of a slice).
     decision = data.results(db, experiment_id)["decision"] if windowed else res["decision"]
@@ -93,7 +94,8 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
                             "metrics and the comparisons.", id="exp-no-data"))
         return html.Div(parts)
     numbers = {v["name"] for v in res["variants"] if v.get("output_type") == "number"}
-    per_arm = [r for r in data.arm_intervals(db, experiment_id, slice_, window, res["alpha"])
+    per_arm = [r for r in data.arm_intervals(db, experiment_id, slice_, window, res["alpha"],
+                                             units[0])
                if not (r["variant"] in numbers and r["metric"] in MATCH_METRICS)]
     if slice_ == ALL:
         per_arm += data.outcome_intervals(res)

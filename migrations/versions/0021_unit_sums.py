@@ -1,8 +1,7 @@
-"""unit_sums and unit_moments: each unit's sums of the built-in metrics per experiment cell,
-and their moments per cell and metric
+"""unit_sums: each unit's sums of the built-in metrics per experiment cell
 
 The results test a unit, not a prediction, as the independent observation where units send many
-requests (the delta method over these rows' moments, evaluation/unit_sums.py). Predictions stored
+requests (the delta method over these rows, evaluation/unit_moments.py). Predictions stored
 before this revision have no rows here: the results of their experiments keep counting
 predictions, and say so.
 
@@ -23,7 +22,6 @@ depends_on: str | Sequence[str] | None = None
 _COUNTS = ('predictions', 'errors', 'corrected', 'truths', 'confidence_n', 'latency_n',
            'number_n')
 _SUMS = ('exact_sum', 'edit_sum', 'confidence_sum', 'latency_sum', 'abs_sum', 'sq_sum')
-_MOMENTS = ('k', 'sx', 'sy', 'sxx', 'syy', 'sxy')
 
 
 def upgrade() -> None:
@@ -39,23 +37,9 @@ def upgrade() -> None:
         *(sa.Column(c, sa.Float(), nullable=False) for c in _SUMS),
         sa.PrimaryKeyConstraint('experiment_id', 'arm', 'candidate', 'shadow', 'slice',
                                 'unit_id', name=op.f('pk_unit_sums')),
-    )
-
-
-    op.create_table(
-        'unit_moments',
-        sa.Column('experiment_id', sa.BigInteger(), nullable=False),
-        sa.Column('arm', sa.String(length=100), nullable=False),
-        sa.Column('candidate', sa.String(length=100), nullable=False),
-        sa.Column('shadow', sa.Boolean(), nullable=False),
-        sa.Column('slice', sa.String(length=100), nullable=False),
-        sa.Column('metric', sa.String(length=50), nullable=False),
-        *(sa.Column(c, sa.Float(), nullable=False) for c in _MOMENTS),
-        sa.PrimaryKeyConstraint('experiment_id', 'arm', 'candidate', 'shadow', 'slice',
-                                'metric', name=op.f('pk_unit_moments')),
+        sqlite_with_rowid=False,
     )
 
 
 def downgrade() -> None:
-    op.drop_table('unit_moments')
     op.drop_table('unit_sums')
