@@ -26,6 +26,8 @@ the table existed are not in it).
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -113,9 +115,34 @@ def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
             out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
 
 
+# The moments last read per engine and experiment, with the unit rows' mark they were read at:
+# a page whose callbacks each read the results groups the rows once while nothing changed.
+_READ: weakref.WeakKeyDictionary[Any, dict[int, tuple[tuple[Any, ...], dict[Key, Moments]]]] \
+    = weakref.WeakKeyDictionary()
+_READ_LOCK = threading.Lock()
+
+
 def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
     """Every variant's moments per slice and for ``all`` (each unit's slices summed first):
-    two grouped queries over the experiment's unit rows."""
+    two grouped queries over the experiment's unit rows, unless they are unchanged since the
+    last read. The worker only adds to them, each event some predictions or truths, so their
+    count and those sums mark what they hold."""
+    t = UnitSums.__table__
+    mark = tuple(session.execute(
+        select(func.count(), *(func.sum(t.c[c]) for c in ("predictions", "truths", "number_n")))
+        .where(t.c.experiment_id == experiment_id)).one())
+    engine = session.get_bind()
+    with _READ_LOCK:
+        last = _READ.get(engine, {}).get(experiment_id)
+    if last is not None and last[0] == mark:
+        return dict(last[1])
+    out = _group_moments(session, experiment_id)
+    with _READ_LOCK:
+        _READ.setdefault(engine, {})[experiment_id] = (mark, out)
+    return dict(out)
+
+
+def _group_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
     t = UnitSums.__table__
     out: dict[Key, Moments] = {}
     per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, *_moment_columns(t))

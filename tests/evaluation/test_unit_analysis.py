@@ -308,8 +308,11 @@ def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_reques
     exp = add_experiment(db)
     batch, rows = clustered(seed=13, units=25)
     chunks = [batch[i::7] for i in range(7)]  # every unit's events spread over the batches
-    for chunk in [*chunks, chunks[2]]:        # the third one replayed
+    for i, chunk in enumerate([*chunks, chunks[2]]):  # the third one replayed
         apply(db, chunk)
+        if i == 0:  # read between batches: a later read sees the later batches
+            with db.session() as s:
+                first = load_moments(s, exp)
     sums: dict = {}
     for arm, cand in ARMS:
         for unit, slice_, corrected, exact in rows[arm]:
@@ -334,6 +337,8 @@ def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_reques
                                                               Moments.of(0, 0)) + m
     with db.session() as s:
         kept = load_moments(s, exp)
+        assert load_moments(s, exp) == kept  # unchanged rows: read again alike
+    assert first != kept
     for key in ("correction_rate", "exact_match", "latency_ms", "accuracy_bound"):
         for (variant, where, metric), moments in expected.items():
             if metric == key:
