@@ -42,6 +42,9 @@ def results_text(report: dict[str, Any]) -> str:
     else:
         verdict = "MISMATCH: results are not trustworthy" if srm["flagged"] else "ok"
         lines.append(f"  sample-ratio check: {verdict} (p = {_num(srm['p_value'], '.3g')})")
+    per_unit = (report.get("analysis_unit") or {}).get("per_unit")
+    lines += [f"  tested per unit (delta method; n counts units): {', '.join(per_unit)}"] \
+        if per_unit else []
     lines += [f"  note: {report['analysis_unit_note']}"] if report.get("analysis_unit_note") \
         else []
     lines += _slices_left_out(report.get("slice_choice"))

@@ -89,3 +89,8 @@ def test_results_say_what_the_figures_leave_out() -> None:
     plain = results_text({**_results(), "analysis_unit_note": None, "slice_choice": {
         "shown": 3, "left_out": 0, "left_out_predictions": 0, "max_slices": 50}})
     assert "note:" not in plain and "busiest shown" not in plain
+    assert "tested per unit" not in plain
+    per_unit = results_text({**_results(), "analysis_unit": {
+        "per_unit": ["correction_rate", "exact_match"], "per_prediction": {}}})
+    assert "  tested per unit (delta method; n counts units): correction_rate, exact_match" \
+        in per_unit
