@@ -71,12 +71,7 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
-from evaluation.unit_moments import (
-    PER_PREDICTION,
-    UnitAnalysis,
-    per_unit_intervals,
-    unit_analysis,
-)
+from evaluation.unit_moments import PER_PREDICTION, UnitAnalysis, per_unit_intervals, unit_analysis
 
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
