@@ -21,10 +21,7 @@ shift against its offline label shares, per slice, under ``label_metrics``
 (:mod:`evaluation.label_metrics`). ``online_accuracy`` holds the accuracy from verified labels:
 the unbiased audit figure beside the correction bound (:mod:`evaluation.label_accuracy`).
 
-Where some unit sent several requests, the built-in metrics are tested per unit: a rate over
-predictions is a ratio of per-unit sums, linearised by the delta method
-(:mod:`evaluation.unit_moments`), so ``n_control``/``n_treatment`` count units and
-``analysis_unit`` says which metrics were tested how.
+Where units sent several requests each, the built-in metrics are tested per unit (n counts them).
 
 Shadow candidates answer the same requests as the arms, so they are compared but never count as
 an arm's traffic, and they take no part in the SRM check.
@@ -71,7 +68,13 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
-from evaluation.unit_moments import PER_PREDICTION, UnitAnalysis, per_unit_intervals, unit_analysis
+from evaluation.unit_moments import (
+    PER_PREDICTION,
+    UnitAnalysis,
+    describe,
+    per_unit_intervals,
+    unit_analysis,
+)
 
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
@@ -224,9 +227,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     whenever they arrived (:func:`evaluation.online.outcome_units_in_window`). Per-slice figures
     and tests cover slice ``all`` and the `max_slices` slices with the most predictions
     (:mod:`evaluation.slices`); ``slice_choice`` says what was left out. ``per_unit`` False
-    tests every built-in metric per prediction (a series of looks that must agree with each
-    other, the per-unit sums covering the whole experiment only); ``units_out`` receives the
-    unit analysis, for a caller that shows more of the same figures (the dashboard's arms).
+    tests every built-in metric per prediction (looks that must compare with each other);
+    ``units_out`` receives the unit analysis (the dashboard's arms show more of it).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -272,7 +274,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                                         config.alpha),
         "outcomes": outcomes.figures,
     }
-    out["analysis_unit"], out["analysis_unit_note"] = units.describe(out["metrics"])
+    out["analysis_unit"], out["analysis_unit_note"] = describe(units, out["metrics"])
     per_unit_intervals(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,

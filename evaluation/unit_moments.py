@@ -31,7 +31,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,14 @@ from core.store.models import OnlineAggregate
 from core.store.outcome_models import UnitSums
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Variant, hour_window
-from evaluation.unit_sums import METRIC_COLUMNS, NO_UNITS, RATIOS, Moments, contributions
+from evaluation.unit_sums import (
+    METRIC_COLUMNS,
+    NO_UNITS,
+    RATIOS,
+    Moments,
+    contributions,
+    ratio_y,
+)
 
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version)")
@@ -70,21 +77,9 @@ class UnitAnalysis:
     def stats(self, variant: Variant, slice_: str, metric: str) -> Moments:
         return self.moments.get((variant, slice_, metric), NO_UNITS)
 
-    def describe(self, metrics_by_variant: Mapping[str, Any],
-                 ) -> tuple[dict[str, Any], str | None]:
-        return describe(self, metrics_by_variant)
-
 
 PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
 """Every built-in metric tested per prediction."""
-
-
-def _sql_y(terms: tuple[tuple[float, str], ...], columns: Any) -> Any:
-    total = None
-    for coefficient, name in terms:
-        term = columns[name] if coefficient == 1.0 else coefficient * columns[name]
-        total = term if total is None else total + term
-    return total
 
 
 _COUNTS = tuple(dict.fromkeys(x for x, _ in RATIOS.values()))
@@ -99,7 +94,7 @@ def _moment_columns(source: Any) -> list[Any]:
         x = source.c[name]
         out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
     for x_name, terms in RATIOS.values():
-        x, y = source.c[x_name], _sql_y(terms, source.c)
+        x, y = source.c[x_name], ratio_y(terms, source.c)
         out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
     return out
 
@@ -257,13 +252,8 @@ def _whole_experiment(session: Session, experiment_id: int, since: datetime | No
                                   .where(t.experiment_id == experiment_id)).one()
     if first is None:
         return True
-    first, last = _utc(first), _utc(last)
+    first, last = agg.hour_of(first), agg.hour_of(last)  # SQLite's come back without a zone
     return (start is None or start <= first) and (end is None or last < end)
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite gives times back without their zone: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],

@@ -12,11 +12,7 @@ them into moments when the results are read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
-
-import numpy as np
-
-from evaluation import aggregation as agg
+from typing import Any, NamedTuple
 
 # Each built-in metric's per-unit count (x) and sum (y) columns.
 METRIC_COLUMNS: dict[str, tuple[str, str]] = {
@@ -87,21 +83,17 @@ class Moments(NamedTuple):
 NO_UNITS = Moments(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-# The ratios' x and y as linear maps of a unit's sums (in agg.UNIT_COLUMNS order).
-_X = np.array([[1.0 if c == x else 0.0 for x, _ in RATIOS.values()] for c in agg.UNIT_COLUMNS])
-_Y = np.array([[sum(k for k, name in terms if name == c) for _, terms in RATIOS.values()]
-               for c in agg.UNIT_COLUMNS])
-
-
-def _contributions(values: np.ndarray) -> np.ndarray:
-    """Units' contributions (rows of sums, ``(n, columns)``) to each ratio's moments:
-    ``(n, ratios, 6)``, zero where a unit has no observation of the ratio."""
-    x, y = values @ _X, values @ _Y
-    has = (x > 0).astype(np.float64)
-    return np.stack([has, x * has, y * has, x * x * has, y * y * has, x * y * has], axis=-1)
+def ratio_y(terms: tuple[tuple[float, str], ...], columns: Any) -> Any:
+    """A ratio's ``y`` from its terms: over SQL columns (an expression) or over one unit's sums
+    by column name (a number)."""
+    total = None
+    for coefficient, name in terms:
+        term = columns[name] if coefficient == 1.0 else coefficient * columns[name]
+        total = term if total is None else total + term
+    return total
 
 
 def contributions(values: Mapping[str, float]) -> dict[str, Moments]:
     """One unit's contribution to each ratio's moments, from its sums by column name."""
-    row = _contributions(np.array([[float(values[c]) for c in agg.UNIT_COLUMNS]]))[0]
-    return {metric: Moments(*row[j]) for j, metric in enumerate(RATIOS)}
+    return {metric: Moments.of(float(values[x]), float(ratio_y(terms, values)))
+            for metric, (x, terms) in RATIOS.items()}
