@@ -72,12 +72,14 @@ def slices(db: Database, experiment_id: int) -> list[str]:
 
 
 def results(db: Database, experiment_id: int, window: Window = Window(),
-            units_out: list[UnitAnalysis] | None = None) -> dict[str, Any]:
+            units_out: list[UnitAnalysis] | None = None, *,
+            per_unit: bool = True) -> dict[str, Any]:
     """``GET /v1/experiments/{id}/results`` for the window; ``units_out`` receives its unit
-    analysis (for :func:`arm_intervals`)."""
+    analysis (for :func:`arm_intervals`); ``per_unit`` False skips grouping the unit sums, for
+    a panel that shows no test or interval of a built-in metric."""
     with db.reading() as s:
         return experiment_results(s, experiment_id, since=window.since, until=window.until,
-                                  units_out=units_out)
+                                  units_out=units_out, per_unit=per_unit)
 
 
 def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window = Window(),

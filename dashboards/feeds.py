@@ -41,8 +41,11 @@ def slice_predictions(db: Database, experiment_id: int, slice_: str,
                       limit: int = 10) -> list[dict[str, Any]]:
     """The newest predictions of an experiment in a slice (``all``: any slice)."""
     p = Prediction
+    # `experiment_id + 0`: SQLite would otherwise pick the experiment's index and sort every
+    # prediction of the experiment (0.2-0.5 s at 1M) where walking the time index back from the
+    # newest finds a running experiment's ten at once (0.1 ms).
     query = select(p.prediction_id, p.candidate, p.arm, p.shadow, p.slice, p.output,
-                   p.confidence, p.created_at).where(p.experiment_id == experiment_id)
+                   p.confidence, p.created_at).where(p.experiment_id + 0 == experiment_id)
     if slice_ != "all":
         query = query.where(p.slice == slice_)
     with db.reading() as s:

@@ -83,30 +83,40 @@ PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
 
 
 _COUNTS = tuple(dict.fromkeys(x for x, _ in RATIOS.values()))
-_WIDTH = 3 * len(_COUNTS) + 3 * len(RATIOS)
 
 
-def _moment_columns(source: Any) -> list[Any]:
-    """Per count column: the units with one, its sum and sum of squares; then per ratio: the
-    sums of y, y^2 and xy (ratios sharing a count share its moments)."""
+def _moment_columns(source: Any, counts: tuple[str, ...]) -> list[Any]:
+    """Per count column in `counts`: the units with one, its sum and sum of squares; then per
+    ratio over those counts: the sums of y, y^2 and xy (ratios sharing a count share its
+    moments)."""
     out = []
-    for name in _COUNTS:
+    for name in counts:
         x = source.c[name]
         out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
     for x_name, terms in RATIOS.values():
-        x, y = source.c[x_name], ratio_y(terms, source.c)
-        out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
+        if x_name in counts:
+            x, y = source.c[x_name], ratio_y(terms, source.c)
+            out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
     return out
 
 
-def _read(rows: Iterable[Any], slice_of: Any, out: dict[Key, Moments]) -> None:
+def _read(rows: Iterable[Any], slice_of: Any, counts: tuple[str, ...],
+          out: dict[Key, Moments]) -> None:
+    """Each row's moments per ratio; a ratio whose count is not in `counts` (no unit of the
+    experiment has one) has none."""
+    width = 3 * len(counts) + 3 * sum(x in counts for x, _ in RATIOS.values())
     for row in rows:
         variant = Variant(row[0], row[1], bool(row[2]))
-        values = [float(v or 0) for v in row[-_WIDTH:]]
-        counts = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(_COUNTS)}
-        for j, (metric, (x_name, _)) in enumerate(RATIOS.items()):
-            k, sx, sxx = counts[x_name]
-            sy, syy, sxy = values[3 * len(_COUNTS) + 3 * j: 3 * len(_COUNTS) + 3 * j + 3]
+        values = [float(v or 0) for v in row[len(row) - width:]]
+        count_moments = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(counts)}
+        at = 3 * len(counts)
+        for metric, (x_name, _) in RATIOS.items():
+            if x_name not in counts:
+                out[(variant, slice_of(row), metric)] = NO_UNITS
+                continue
+            k, sx, sxx = count_moments[x_name]
+            sy, syy, sxy = values[at: at + 3]
+            at += 3
             out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
 
 
@@ -121,36 +131,43 @@ def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
     """Every variant's moments per slice and for ``all`` (each unit's slices summed first):
     two grouped queries over the experiment's unit rows, unless they are unchanged since the
     last read. The worker only adds to them, each event some predictions or truths, so their
-    count and those sums mark what they hold."""
+    count and the sums of their count columns mark what they hold; a count column no unit
+    has (numbers in an OCR experiment) is left out of the grouping, whose cost is its sums."""
     t = UnitSums.__table__
     mark = tuple(session.execute(
-        select(func.count(), *(func.sum(t.c[c]) for c in ("predictions", "truths", "number_n")))
+        select(func.count(), *(func.sum(t.c[c]) for c in _COUNTS))
         .where(t.c.experiment_id == experiment_id)).one())
     engine = session.get_bind()
     with _READ_LOCK:
         last = _READ.get(engine, {}).get(experiment_id)
     if last is not None and last[0] == mark:
         return dict(last[1])
-    out = _group_moments(session, experiment_id)
+    present = tuple(c for c, total in zip(_COUNTS, mark[1:], strict=True) if total)
+    out = _group_moments(session, experiment_id, present)
     with _READ_LOCK:
         _READ.setdefault(engine, {})[experiment_id] = (mark, out)
     return dict(out)
 
 
-def _group_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
+def _group_moments(session: Session, experiment_id: int,
+                   counts: tuple[str, ...] = _COUNTS) -> dict[Key, Moments]:
     t = UnitSums.__table__
     out: dict[Key, Moments] = {}
-    per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, *_moment_columns(t))
+    per_slice = (select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice,
+                        *_moment_columns(t, counts))
                  .where(t.c.experiment_id == experiment_id)
                  .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice))
-    _read(session.execute(per_slice), lambda r: r[3], out)
+    _read(session.execute(per_slice), lambda r: r[3], counts, out)
+    used = {name for x_name, terms in RATIOS.values() if x_name in counts
+            for name in (x_name, *(column for _, column in terms))}
     units = (select(t.c.arm, t.c.candidate, t.c.shadow,
-                    *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS))
+                    *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS if c in used))
              .where(t.c.experiment_id == experiment_id)
              .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.unit_id)).subquery()
-    overall = (select(units.c.arm, units.c.candidate, units.c.shadow, *_moment_columns(units))
+    overall = (select(units.c.arm, units.c.candidate, units.c.shadow,
+                      *_moment_columns(units, counts))
                .group_by(units.c.arm, units.c.candidate, units.c.shadow))
-    _read(session.execute(overall), lambda r: ALL, out)
+    _read(session.execute(overall), lambda r: ALL, counts, out)
     return out
 
 

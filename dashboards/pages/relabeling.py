@@ -87,7 +87,8 @@ def register(app: Dash) -> None:
         chosen = whole_number(experiment_id, "experiment")
         if chosen is None:
             return html.P("Pick an experiment.")
-        rows = relabeling.accuracy_rows(data.results(data.store(), chosen))
+        # Accuracies and the audit's own interval: the unit moments would change none of them.
+        rows = relabeling.accuracy_rows(data.results(data.store(), chosen, per_unit=False))
         return html.Div([
             dcc.Graph(id="relabel-accuracy-graph", figure=_accuracy_figure(rows)),
             table(["variant", "candidate", "slice", "audited", "low", "high", "audited n",

@@ -303,7 +303,7 @@ def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_reques
         db: Database) -> None:
     """Each unit's requests arrive in several batches (one applied twice: counted once); the
     moments read equal those of each unit's requests summed here, per slice and overall."""
-    from evaluation.unit_moments import load_moments
+    from evaluation.unit_moments import _group_moments, load_moments
     from evaluation.unit_sums import contributions
     exp = add_experiment(db)
     batch, rows = clustered(seed=13, units=25)
@@ -339,8 +339,16 @@ def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_reques
         kept = load_moments(s, exp)
         assert load_moments(s, exp) == kept  # unchanged rows: read again alike
     assert first != kept
-    for key in ("correction_rate", "exact_match", "latency_ms", "accuracy_bound"):
-        for (variant, where, metric), moments in expected.items():
-            if metric == key:
-                assert kept[(variant, where, metric)] == pytest.approx(moments, rel=1e-12), \
-                    (variant, where, metric)
+    # Every metric, those of a count no unit has (a number's errors) too: read as no units,
+    # though their sums are left out of the grouping.
+    assert {k[2] for k in expected} == {k[2] for k in kept}
+    for (variant, where, metric), moments in expected.items():
+        if metric != "token_edit_distance":  # edit distances are not summed here
+            assert kept[(variant, where, metric)] == pytest.approx(moments, rel=1e-12), \
+                (variant, where, metric)
+    assert kept[(Variant("control", "cand-a", False), ALL, "absolute_error")] == Moments.of(0, 0)
+    with db.session() as s:  # grouping every count's sums gives the same
+        every = _group_moments(s, exp)
+    assert every.keys() == kept.keys()
+    for key, moments in every.items():
+        assert kept[key] == pytest.approx(moments, rel=1e-12), key
