@@ -17,13 +17,12 @@ from sqlalchemy import func, select
 
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
-from evaluation.online import ALL, Cell, load_cells, wilson_interval
+from evaluation.online import ALL, Cell, load_cells, metric_stats, wilson_interval
 from evaluation.results import (
     CUSTOMER_METRICS,
     METRICS,
     NUMBER_METRICS,
     experiment_results,
-    metric_stats,
     variants_of,
 )
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
@@ -99,7 +98,6 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
                            relabelled=relabelled)
         if units is None:
             units = unit_analysis(s, experiment_id, cells, relabelled,
-                                  lambda cell, metric: metric_stats(cell, metric)[0],
                                   since=window.since, until=window.until)
     out = []
     for variant in variants:

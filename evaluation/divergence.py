@@ -71,7 +71,7 @@ from evaluation.online import (
     metrics,
     wilson_interval,
 )
-from evaluation.results import metric_stats, variants_of
+from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
@@ -259,9 +259,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     relabelled: list[agg.Accumulator] = []
     all_cells = load_cells(session, experiment_id, since=since, until=until,
                            relabelled=relabelled)
-    units = unit_analysis(session, experiment_id, all_cells, relabelled,
-                          lambda cell, metric: metric_stats(cell, metric)[0],
-                          since=since, until=until)
+    units = unit_analysis(session, experiment_id, all_cells, relabelled, since=since,
+                          until=until)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
     bound: dict[Ref, dict[str, Moments]] = defaultdict(dict)
     for (variant, slice_), cell in all_cells.items():

@@ -360,3 +360,25 @@ def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[st
         "throughput_per_hour": n / hours if hours else None,
         "output_shares": output_shares(cell),
     } | (_UNOBSERVED_FOR_SHADOWS if shadow else {})
+
+
+def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
+    """``(n, sum, sum_squares)`` of a metric in a cell, from the aggregate rows.
+
+    The store keeps plain sums (no shift): its mean metrics (latency in ms, confidence, token
+    edit distance) have means within a few hundred spreads of zero, where plain sums lose less
+    than 1e-10 of the variance. Data whose mean dwarfs its spread goes through
+    :class:`~evaluation.stats.ExperimentAggregates`, which centres such cells itself.
+    """
+    n_pred = float(cell.get(agg.PREDICTIONS)[0])
+    if metric == "correction_rate":
+        corrected = float(cell.get(agg.CORRECTED)[1])
+        return n_pred, corrected, corrected
+    if metric == "error_rate":
+        errors = float(cell.get(agg.ERRORS)[1])
+        return n_pred, errors, errors
+    source = {"exact_match": agg.EXACT_MATCH, "token_edit_distance": agg.TOKEN_EDIT_DISTANCE,
+              "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE,
+              "absolute_error": agg.ABSOLUTE_ERROR, "squared_error": agg.SQUARED_ERROR}[metric]
+    n, s, ss = cell.get(source)
+    return float(n), float(s), float(ss)

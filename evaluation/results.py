@@ -55,6 +55,7 @@ from evaluation.online import (
     Variant,
     hour_window,
     load_cells,
+    metric_stats,
     metrics,
     outcome_units_in_window,
 )
@@ -79,28 +80,6 @@ from evaluation.unit_moments import (
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
 CUSTOMER_METRICS = frozenset({"correction_rate"})
-
-
-def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
-    """``(n, sum, sum_squares)`` of a metric in a cell, from the aggregate rows.
-
-    The store keeps plain sums (no shift): its mean metrics (latency in ms, confidence, token
-    edit distance) have means within a few hundred spreads of zero, where plain sums lose less
-    than 1e-10 of the variance. Data whose mean dwarfs its spread goes through
-    :class:`~evaluation.stats.ExperimentAggregates`, which centres such cells itself.
-    """
-    n_pred = float(cell.get(agg.PREDICTIONS)[0])
-    if metric == "correction_rate":
-        corrected = float(cell.get(agg.CORRECTED)[1])
-        return n_pred, corrected, corrected
-    if metric == "error_rate":
-        errors = float(cell.get(agg.ERRORS)[1])
-        return n_pred, errors, errors
-    source = {"exact_match": agg.EXACT_MATCH, "token_edit_distance": agg.TOKEN_EDIT_DISTANCE,
-              "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE,
-              "absolute_error": agg.ABSOLUTE_ERROR, "squared_error": agg.SQUARED_ERROR}[metric]
-    n, s, ss = cell.get(source)
-    return float(n), float(s), float(ss)
 
 
 def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
@@ -240,9 +219,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until,
                                              relabelled=relabelled), max_slices)
     cells, slices = chosen_slices.cells, chosen_slices.shown
-    units = unit_analysis(session, experiment_id, cells, relabelled,
-                          lambda cell, metric: metric_stats(cell, metric)[0],
-                          since=since, until=until) if per_unit else PER_PREDICTION
+    units = unit_analysis(session, experiment_id, cells, relabelled, since=since,
+                          until=until) if per_unit else PER_PREDICTION
     if units_out is not None:
         units_out.append(units)
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,

@@ -29,7 +29,7 @@ import math
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from core.store.models import OnlineAggregate
 from core.store.outcome_models import UnitSums
 from evaluation import aggregation as agg
-from evaluation.online import ALL, Variant, hour_window
+from evaluation.online import ALL, Cell, Variant, hour_window, metric_stats
 from evaluation.unit_sums import (
     METRIC_COLUMNS,
     NO_UNITS,
@@ -223,15 +223,18 @@ def _stored_units(session: Session, experiment_id: int,
     return out
 
 
-def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAnalysis:
-    """Which metrics the tests take per unit. ``counts`` holds the aggregates' count of each
-    (variant, slice, metric) that has data; the unit sums must account for each of them."""
+def analyse(moments: dict[Key, Moments],
+            totals: Mapping[Key, tuple[float, float]]) -> UnitAnalysis:
+    """Which metrics the tests take per unit. ``totals`` holds the aggregates' count and sum
+    of each (variant, slice, metric) that has data; the unit sums must account for both (so
+    sums rebuilt from stored rows, :mod:`evaluation.unit_backfill`, are used only where they
+    are exact)."""
     per_unit, fallback = set(), {}
     for metric in METRIC_COLUMNS:
-        keys = [k for k in counts if k[2] == metric and counts[k] > 0]
+        keys = [k for k in totals if k[2] == metric and totals[k][0] > 0]
         if not keys:
             continue
-        missing = [k for k in keys if abs(moments.get(k, NO_UNITS).sx - counts[k]) > 0.5]
+        missing = [k for k in keys if not _accounts_for(moments.get(k, NO_UNITS), *totals[k])]
         if missing:
             fallback[metric] = STALE
             continue
@@ -240,22 +243,28 @@ def analyse(moments: dict[Key, Moments], counts: Mapping[Key, float]) -> UnitAna
     return UnitAnalysis(moments, frozenset(per_unit), fallback)
 
 
-def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Any],
-                  relabelled: list[agg.Accumulator], count: Callable[[Any, str], float], *,
-                  since: datetime | None = None, until: datetime | None = None,
-                  ) -> UnitAnalysis:
+def _accounts_for(moments: Moments, n: float, total: float) -> bool:
+    """Whether unit sums hold an aggregate's count and sum (sums of floats added in another
+    order differ in their last bits)."""
+    return abs(moments.sx - n) <= 0.5 and abs(moments.sy - total) <= 1e-6 * max(
+        1.0, abs(total))
+
+
+def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Cell],
+                  relabelled: list[agg.Accumulator], *, since: datetime | None = None,
+                  until: datetime | None = None) -> UnitAnalysis:
     """The unit analysis of an experiment's cells (``(variant, slice)`` -> cell, read for the
-    window ``since``/``until``); ``count`` gives a cell's aggregate count of a metric,
-    ``relabelled`` the verified labels' changes (see :func:`evaluation.online.load_cells`).
-    The unit sums cover the whole experiment, so a window that leaves some of its hours out is
-    tested per prediction (:data:`WINDOWED`)."""
-    counts = {(v, s, m): count(cell, m) for (v, s), cell in cells.items() for m in METRIC_COLUMNS}
+    window ``since``/``until``), ``relabelled`` the verified labels' changes (see
+    :func:`evaluation.online.load_cells`). The unit sums cover the whole experiment, so a
+    window that leaves some of its hours out is tested per prediction (:data:`WINDOWED`)."""
+    totals = {(v, s, m): metric_stats(cell, m)[:2]
+              for (v, s), cell in cells.items() for m in METRIC_COLUMNS}
     if not _whole_experiment(session, experiment_id, since, until):
-        return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, c in counts.items() if c})
+        return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, t in totals.items() if t[0]})
     moments = load_moments(session, experiment_id)
     if relabelled:
         apply_relabels(session, experiment_id, moments, *relabelled)
-    return analyse(moments, counts)
+    return analyse(moments, totals)
 
 
 def _whole_experiment(session: Session, experiment_id: int, since: datetime | None,

@@ -151,11 +151,9 @@ def test_verified_labels_move_their_units_sums(db: Database) -> None:
     _label(db, "c5", "setosa")      # no correction; right
     relabelled: list = []
     from evaluation.online import load_cells
-    from evaluation.results import metric_stats
     with db.session() as s:
         cells = load_cells(s, exp, relabelled=relabelled)
-        analysis = unit_analysis(s, exp, cells, relabelled,
-                                 lambda cell, m: metric_stats(cell, m)[0])
+        analysis = unit_analysis(s, exp, cells, relabelled)
     control = Variant("control", "cand-a", False)
     # exact matches by unit: u0 = {c0: 1, c1: 1}, u1 = {c4: 0, c5: 1}
     expected = Moments.of(2, 2) + Moments.of(2, 1)
