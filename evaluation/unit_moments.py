@@ -53,7 +53,8 @@ from evaluation.unit_sums import (
 )
 
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
-         "0021, or by a worker of an older version)")
+         "0021, or by a worker of an older version: `abvoc db backfill-unit-sums` rebuilds "
+         "them, all but the errors of predictions the served ledger did not watch)")
 WINDOWED = ("a time window (since/until) leaves some of the experiment's hours out, and the "
             "per-unit sums cover the whole experiment")
 NOTE_AT = 1.5

@@ -40,7 +40,7 @@ def config(ctx: Context, as_json: bool) -> None:
 
 @click.group()
 def db() -> None:
-    """Migrate the SQL store (Alembic)."""
+    """Migrate the SQL store (Alembic), prune it, rebuild derived sums."""
 
 
 @db.command()
@@ -88,6 +88,34 @@ def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
                              embedded=ctx.settings.bus.kind == "embedded").as_dict()
     emit(pruned, as_json, f"pruned {pruned['outbox']} outbox rows, {pruned['bus_log']} bus-log "
          f"records, {pruned['processed_events']} processed event ids (kept {days:g} days)")
+
+
+@db.command("backfill-unit-sums")
+@click.option("--experiment", "experiment_id", type=click.IntRange(1), default=None,
+              help="Only this experiment (default: every one whose unit sums do not hold all "
+                   "its predictions).")
+@json_option
+@pass_ctx
+def backfill_unit_sums(ctx: Context, experiment_id: int | None, as_json: bool) -> None:
+    """Rebuild the per-unit sums of experiments whose predictions were stored before the
+    worker kept them (schema 0021), so their built-in metrics are tested per unit.
+
+    Safe while the worker runs; see evaluation/unit_backfill.py for what it reads and why."""
+    from app.commands.models import ProgressLine
+    from evaluation.unit_backfill import rebuild, stale_experiments, stored_predictions
+
+    with open_db(ctx) as database:
+        with database.reading() as s:
+            chosen = [experiment_id] if experiment_id else stale_experiments(s)
+            sizes = {e: stored_predictions(s, e) for e in chosen}
+        done = []
+        for eid in chosen:
+            line = ProgressLine(f"experiment {eid}")
+            done.append(rebuild(database, eid, lambda n, e=eid, line=line:
+                                line(min(n, sizes[e]), sizes[e])).as_dict())
+    human = "\n".join(f"experiment {d['experiment_id']}: {d['predictions']} predictions, "
+                      f"{d['unit_rows']} unit rows rebuilt" for d in done)
+    emit(done, as_json, human or "every experiment's unit sums hold its predictions")
 
 
 def _run(ctx: Context, **parts: object) -> None:

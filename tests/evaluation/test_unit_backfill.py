@@ -1,0 +1,170 @@
+"""`abvoc db backfill-unit-sums`: an experiment whose predictions were stored without unit sums
+(before schema 0021) gets the sums the worker would have kept, its metrics go per unit, a
+worker applying events meanwhile adds on top, and errors the store cannot tell stay per
+prediction, said so."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete
+
+from app.cli import main
+from core.store.db import Database, utcnow
+from core.store.models import ServedPrediction
+from core.store.outcome_models import UnitSums
+from evaluation.results import experiment_results
+from evaluation.unit_backfill import rebuild, stale_experiments
+from evaluation.unit_moments import STALE, load_moments
+from tests.evaluation.helpers import add_experiment, apply, correction, prediction
+from tests.evaluation.test_unit_analysis import clustered
+
+
+def _forget_unit_sums(db: Database, experiment_id: int) -> None:
+    """The store as an older worker left it: predictions, truths and aggregates, no unit sums."""
+    with db.session() as s:
+        s.execute(delete(UnitSums).where(UnitSums.experiment_id == experiment_id))
+
+
+def _renamed(batch: list[dict[str, Any]], prefix: str, experiment_id: int) -> list[dict]:
+    """The same traffic under other ids, in another experiment."""
+    out = []
+    for event in batch:
+        e = {**event, "prediction_id": prefix + event["prediction_id"]}
+        if "correction_id" in e:
+            e["correction_id"] = prefix + e["correction_id"]
+        else:
+            e["experiment_id"] = experiment_id
+        e["event_id"] = prefix + e["event_id"]
+        out.append(e)
+    return out
+
+
+def _same_moments(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key, moments in want.items():
+        assert got[key] == pytest.approx(moments, rel=1e-12), key
+
+
+def test_a_rebuild_gives_the_sums_the_worker_kept(db: Database) -> None:
+    exp = add_experiment(db)
+    batch, _ = clustered(seed=5, units=20, experiment_id=exp)
+    apply(db, batch)
+    with db.session() as s:
+        kept = load_moments(s, exp)
+        before = experiment_results(s, exp)
+    assert before["analysis_unit"]["per_unit"]
+    _forget_unit_sums(db, exp)
+    with db.session() as s:
+        assert stale_experiments(s) == [exp]
+        stale = experiment_results(s, exp)
+    assert stale["analysis_unit"]["per_unit"] == []
+    assert set(stale["analysis_unit"]["per_prediction"].values()) == {STALE}
+
+    seen: list[int] = []
+    done = rebuild(db, exp, progress=seen.append)
+    predictions = sum(e["event_type"] == "PredictionMade" for e in batch)
+    assert (done.experiment_id, done.predictions) == (exp, predictions)
+    assert seen[-1] == predictions
+    with db.session() as s:
+        assert stale_experiments(s) == []
+        _same_moments(load_moments(s, exp), kept)
+        after = experiment_results(s, exp)
+    assert after["analysis_unit"] == before["analysis_unit"]
+    for was, now in zip(before["comparisons"], after["comparisons"], strict=True):
+        assert (now["metric"], now["slice"], now["analysis_unit"]) == \
+            (was["metric"], was["slice"], was["analysis_unit"])
+        if was["p_value"] is None:
+            assert now["p_value"] is None
+        else:
+            assert now["p_value"] == pytest.approx(was["p_value"], rel=1e-9, abs=1e-12)
+
+
+def test_a_worker_applying_events_meanwhile_adds_on_top(db: Database) -> None:
+    """Half the traffic stored without unit sums, rebuilt while a worker applies the other half
+    in small batches: the sums end as those of a store that kept them all along."""
+    whole = add_experiment(db, name="whole")
+    late = add_experiment(db, name="late", scope="late")
+    batch, _ = clustered(seed=9, units=30, experiment_id=whole)
+    apply(db, batch)
+    copy = _renamed(batch, "late-", late)
+    predictions = [e for e in copy if "correction_id" not in e]
+    first = {e["prediction_id"] for e in predictions[: len(predictions) // 2]}
+    apply(db, [e for e in copy if e["prediction_id"] in first])
+    _forget_unit_sums(db, late)
+    rest = [e for e in copy if e["prediction_id"] not in first]
+
+    def worker() -> None:
+        for i in range(0, len(rest), 7):
+            apply(db, rest[i:i + 7])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    rebuild(db, late)
+    thread.join()
+    with db.session() as s:
+        _same_moments(load_moments(s, late), load_moments(s, whole))
+        assert stale_experiments(s) == []
+
+
+def test_errors_come_from_the_served_ledger_and_stay_per_prediction_where_it_is_silent(
+        db: Database) -> None:
+    exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
+    batch = []
+    for u in range(12):
+        for k in range(3):
+            pid = f"p{u}-{k}"
+            failed = "timeout" if (u + k) % 4 == 0 else None
+            batch.append(prediction(pid, arm=("control", "treatment")[u % 2],
+                                    candidate=("cand-a", "cand-b")[u % 2], unit_id=f"u{u}",
+                                    error=failed, output="" if failed else "x^{2}"))
+            if k == 0:
+                batch.append(correction(pid, "x^{3}"))
+    apply(db, batch)
+    with db.session() as s:  # the ledger rows the API wrote for this traffic (guardrails watch)
+        for e in batch:
+            if e["event_type"] == "PredictionMade":
+                s.add(ServedPrediction(prediction_id=e["prediction_id"], experiment_id=exp,
+                                       arm=e["arm"], candidate=e["candidate"], version="1",
+                                       created_at=utcnow(), latency_ms=10.0,
+                                       error=e["error"] is not None))
+        kept = load_moments(s, exp)
+    _forget_unit_sums(db, exp)
+    rebuild(db, exp)
+    with db.session() as s:
+        _same_moments(load_moments(s, exp), kept)
+        assert "error_rate" in experiment_results(s, exp)["analysis_unit"]["per_unit"]
+
+    # A shadow's failure is in no watched ledger row: its errors cannot be rebuilt.
+    apply(db, [prediction(f"s{u}-{k}", arm=None, candidate="cand-s", shadow=True,
+                          unit_id=f"u{u}", error="boom" if k == 0 else None)
+               for u in range(6) for k in range(2)])
+    _forget_unit_sums(db, exp)
+    rebuild(db, exp)
+    with db.session() as s:
+        unit = experiment_results(s, exp)["analysis_unit"]
+    assert unit["per_prediction"] == {"error_rate": STALE}
+    assert "correction_rate" in unit["per_unit"]
+
+
+def test_the_command_rebuilds_the_stale_experiments(database_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    with Database(database_url) as db:
+        kept_exp = add_experiment(db, name="kept")
+        old_exp = add_experiment(db, name="old", scope="old")
+        apply(db, clustered(seed=3, units=6, experiment_id=kept_exp)[0])
+        apply(db, _renamed(clustered(seed=4, units=6, experiment_id=old_exp)[0], "o-", old_exp))
+        _forget_unit_sums(db, old_exp)
+    result = runner.invoke(main, ["db", "backfill-unit-sums", "--json"])
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert [d["experiment_id"] for d in done] == [old_exp] and done[0]["unit_rows"] > 0
+    again = runner.invoke(main, ["db", "backfill-unit-sums"])
+    assert again.exit_code == 0 and "hold its predictions" in again.stdout
