@@ -10,17 +10,22 @@ are those. Where they fall short of the aggregates' error count the unit analysi
 checks each metric's unit sums against the aggregates' count and sum) and tests the error rate
 per prediction, saying why, while the other metrics go per unit.
 
-A rebuild is one transaction that takes the unit sums' write lock first (SQLite: the write
-transaction itself; PostgreSQL: ``LOCK TABLE ... SHARE ROW EXCLUSIVE``, which a worker's upsert
-waits on), deletes the experiment's rows, reads the predictions and writes the rows again: a
-worker batch committed before it is in what it reads, one committed after adds its own sums on
-top, so nothing is counted twice or lost while the worker runs.
+A rebuild reads a snapshot and writes short transactions, so neither the worker nor (on SQLite,
+one writer at a time) the API waits on it for longer than a write of a few thousand units. It
+reads the predictions and the experiment's unit rows as they stand in one snapshot (PostgreSQL:
+repeatable read), sums the predictions into rows as the worker would, and then, a few thousand
+units per transaction under the unit sums' write lock (SQLite: the write transaction itself;
+PostgreSQL: ``LOCK TABLE ... SHARE ROW EXCLUSIVE``, which a worker's upsert waits on), writes
+each unit row as rebuilt + (the row now - the row in the snapshot): unit sums only ever grow by
+what a worker adds, so whatever it added since the snapshot is added on top, exactly once.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -34,11 +39,15 @@ from core.store.models import (
     ServedPrediction,
 )
 from core.store.outcome_models import UnitSums
-from core.store.upsert import insert_rows
+from core.store.upsert import in_values, insert_rows
 from evaluation import aggregation as agg
 
 CHUNK = 5000
 """Predictions read per round trip (and between two progress reports)."""
+UNITS_PER_WRITE = 5000
+"""Units whose rows one write transaction replaces."""
+Key = tuple[Any, ...]
+"""A unit row's key, in ``agg.UNIT_KEYS`` order."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,52 @@ def stored_predictions(session: Session, experiment_id: int) -> int:
 def rebuild(db: Database, experiment_id: int,
             progress: Callable[[int], None] | None = None) -> Rebuilt:
     """Rebuild one experiment's unit sums; `progress` is told the predictions read so far."""
+    with db.reading() as s:
+        if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
+            s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        then = _unit_rows(s, experiment_id)
+        rebuilt, read = _summed(s, experiment_id, progress)
+    by_unit: dict[str, set[Key]] = defaultdict(set)
+    for key in (*rebuilt, *then):
+        by_unit[key[-1]].add(key)
+    units = sorted(by_unit)
+    written = 0
+    for lo in range(0, len(units), UNITS_PER_WRITE):
+        chunk = units[lo:lo + UNITS_PER_WRITE]
+        with db.session() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(text(f"LOCK TABLE {UnitSums.__tablename__} "
+                               "IN SHARE ROW EXCLUSIVE MODE"))
+            now = _unit_rows(s, experiment_id, chunk)
+            keys = sorted(set(now).union(*(by_unit[u] for u in chunk)))
+            rows = [dict(zip((*agg.UNIT_KEYS, *agg.UNIT_COLUMNS),
+                             (*key, *_plus(rebuilt.get(key), now.get(key), then.get(key))),
+                             strict=True)) for key in keys]
+            s.execute(delete(UnitSums).where(UnitSums.experiment_id == experiment_id,
+                                              in_values(s, UnitSums.unit_id, chunk)))
+            insert_rows(s, UnitSums.__table__, rows, agg.UNIT_KEYS, add=agg.UNIT_COLUMNS)
+            written += len(rows)
+    if progress is not None:
+        progress(read)
+    return Rebuilt(experiment_id, read, written)
+
+
+def _unit_rows(session: Session, experiment_id: int,
+               units: list[str] | None = None) -> dict[Key, list[float]]:
+    t = UnitSums.__table__
+    query = select(*(t.c[k] for k in agg.UNIT_KEYS), *(t.c[c] for c in agg.UNIT_COLUMNS)) \
+        .where(t.c.experiment_id == experiment_id)
+    if units is not None:
+        query = query.where(in_values(session, t.c.unit_id, units))
+    width = len(agg.UNIT_KEYS)
+    return {(r[0], r[1], r[2], bool(r[3]), r[4], r[5]): list(r[width:])
+            for r in session.execute(query)}
+
+
+def _summed(session: Session, experiment_id: int, progress: Callable[[int], None] | None,
+            ) -> tuple[dict[Key, list[float]], int]:
+    """The experiment's stored predictions and truths summed per unit row, as the worker sums
+    them; and how many predictions were read."""
     p, sp, t, c = Prediction, ServedPrediction, PredictionTruth, Correction
     query = (select(p.prediction_id, p.experiment_id, p.arm, p.candidate, p.shadow, p.slice,
                     p.created_at, p.output, p.confidence, p.latency_ms, p.unit_id,
@@ -80,32 +135,31 @@ def rebuild(db: Database, experiment_id: int,
              .outerjoin(c, c.correction_id == t.correction_id)
              .where(p.experiment_id == experiment_id)
              .execution_options(yield_per=CHUNK))
-    with db.session() as s:
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(text(f"LOCK TABLE {UnitSums.__tablename__} IN SHARE ROW EXCLUSIVE MODE"))
-        s.execute(delete(UnitSums).where(UnitSums.experiment_id == experiment_id))
-        acc = agg.Accumulator()
-        read = 0
-        for row in s.execute(query):
-            facts = agg.PredictionFacts.of(
-                prediction_id=row.prediction_id, experiment_id=row.experiment_id, arm=row.arm,
-                candidate=row.candidate, shadow=row.shadow, slice_=row.slice,
-                created_at=row.created_at, output=row.output, confidence=row.confidence,
-                latency_ms=row.latency_ms, error=row.error, unit_id=row.unit_id,
-                output_type=row.output_type)
-            acc.add_prediction(facts)
-            if row.truth is not None:
-                acc.add_truth(facts, row.truth, row.truth_type)
-            read += 1
-            if read % CHUNK == 0:
-                # Only the unit sums are wanted: the per-hour sums would grow with the outputs.
-                acc.sums.clear()
-                acc.latencies.clear()
-                if progress is not None:
-                    progress(read)
-        rows = acc.unit_rows()
-        if rows:
-            insert_rows(s, UnitSums.__table__, rows, agg.UNIT_KEYS, add=agg.UNIT_COLUMNS)
-    if progress is not None:
-        progress(read)
-    return Rebuilt(experiment_id, read, len(rows))
+    acc = agg.Accumulator()
+    read = 0
+    for row in session.execute(query):
+        facts = agg.PredictionFacts.of(
+            prediction_id=row.prediction_id, experiment_id=row.experiment_id, arm=row.arm,
+            candidate=row.candidate, shadow=row.shadow, slice_=row.slice,
+            created_at=row.created_at, output=row.output, confidence=row.confidence,
+            latency_ms=row.latency_ms, error=row.error, unit_id=row.unit_id,
+            output_type=row.output_type)
+        acc.add_prediction(facts)
+        if row.truth is not None:
+            acc.add_truth(facts, row.truth, row.truth_type)
+        read += 1
+        if read % CHUNK == 0:
+            # Only the unit sums are wanted: the per-hour sums would grow with the outputs.
+            acc.sums.clear()
+            acc.latencies.clear()
+            if progress is not None:
+                progress(read)
+    return {k: v for k, v in acc.units.items() if k[0]}, read
+
+
+def _plus(rebuilt: list[float] | None, now: list[float] | None,
+          then: list[float] | None) -> list[float]:
+    """rebuilt + now - then, column by column (a missing row is zeros)."""
+    zero = (0,) * len(agg.UNIT_COLUMNS)
+    return [a + b - c for a, b, c in zip(rebuilt or zero, now or zero, then or zero,
+                                         strict=True)]

@@ -111,6 +111,39 @@ def test_a_worker_applying_events_meanwhile_adds_on_top(db: Database) -> None:
         assert stale_experiments(s) == []
 
 
+def test_events_applied_while_the_predictions_are_read_are_added_once(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Predictions stored without unit sums, then some with them (an upgraded worker), then the
+    worker commits a batch (new predictions, and corrections of predictions already read) in
+    the middle of the rebuild's read: the rows end as if it had kept them all along."""
+    import evaluation.unit_backfill as backfill
+    whole = add_experiment(db, name="whole")
+    late = add_experiment(db, name="late", scope="late")
+    batch, _ = clustered(seed=11, units=25, experiment_id=whole)
+    apply(db, batch)
+    copy = _renamed(batch, "late-", late)
+    corrections = [e for e in copy if "correction_id" in e]
+    predictions = [e for e in copy if "correction_id" not in e]
+    early = predictions[: len(predictions) // 2]
+    apply(db, early)
+    _forget_unit_sums(db, late)
+    upgraded = predictions[len(predictions) // 2: len(predictions) * 3 // 4]
+    apply(db, upgraded)  # stored with their unit sums: in the snapshot twice, counted once
+    monkeypatch.setattr(backfill, "CHUNK", 10)
+    during = predictions[len(predictions) * 3 // 4:] + corrections
+    applied: list[int] = []
+
+    def worker_commits(read: int) -> None:
+        if not applied:
+            applied.append(apply(db, during))
+
+    done = rebuild(db, late, progress=worker_commits)
+    # the batch came after the snapshot
+    assert applied and done.predictions == len(early) + len(upgraded)
+    with db.session() as s:
+        _same_moments(load_moments(s, late), load_moments(s, whole))
+
+
 def test_errors_come_from_the_served_ledger_and_stay_per_prediction_where_it_is_silent(
         db: Database) -> None:
     exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
