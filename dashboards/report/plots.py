@@ -15,12 +15,35 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dashboards.report.labels import shorten
 from evaluation.candidate_facts import shown_names
+
+CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC")
+"""Fonts that draw Chinese, Japanese and Korean (scripts/install-browser.sh installs the first)."""
+
+
+def _font_family() -> list[str]:
+    """DejaVu Sans, then the CJK fonts this machine has: matplotlib falls back glyph by glyph
+    along the list, so a name in Chinese, Japanese or Korean is drawn as itself, not as empty
+    boxes, and Latin text is drawn as before. A font installed after matplotlib built its font
+    cache is not in it: added here."""
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    if not known.intersection(CJK_FONTS):
+        for path in font_manager.findSystemFonts():
+            if "wqy" in path.lower() or "notosanscjk" in path.lower():
+                font_manager.fontManager.addfont(path)
+        known = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in CJK_FONTS if name in known)]
+
+
+# Set once, at import, to the same value every time: the figures' text reads it as it is made.
+matplotlib.rcParams["font.family"] = _font_family()
 
 WIDTH, HEIGHT, DPI = 7.0, 2.8, 110
 ROW_INCHES = 0.26  # a horizontal bar's share of a figure's height: labels never overlap

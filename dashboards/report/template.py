@@ -5,7 +5,8 @@ TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>abvoc weekly evaluation report {{ d.week }}</title>
 <style>
-body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 11pt; margin: 1.5em; color: #222; }
+body { font-family: "DejaVu Sans", Arial, "WenQuanYi Micro Hei", sans-serif; font-size: 11pt;
+  margin: 1.5em; color: #222; }
 h1 { font-size: 18pt; margin-bottom: 0; } h2 { font-size: 14pt; border-bottom: 1px solid #999;
   margin-top: 1.4em; } h3 { font-size: 12pt; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 9pt; }

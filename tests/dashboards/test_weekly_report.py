@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,27 @@ def test_report_has_every_section_with_plots_and_escapes_user_text(
     assert len(images) >= len(plots)
     dark = [float((np.asarray(Image.open(p).convert("L")) < 128).mean()) for p in pages]
     assert all(d > 0.001 for d in dark), dark  # every page has ink
+
+
+CJK = "指数错了 指数が違います 지수가 틀렸어요"
+
+
+def test_chinese_japanese_and_korean_are_drawn_as_themselves(
+        dash_app: Flask, tmp_path: Path) -> None:
+    """A comment in Chinese, Japanese and Korean is set in a CJK font in the PDF (not empty
+    boxes), and a plot's names in them draw with no glyph missing."""
+    _seed_week(dash_app)
+    _comment_on(dash_app, "voc-cjk", CJK)
+    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
+    fonts = subprocess.run(["pdffonts", str(done.pdf)], capture_output=True, text=True,
+                           check=True).stdout
+    assert "WenQuanYi" in fonts, fonts
+    _, text = _words_past_the_page(done.pdf)
+    assert all(word in text for word in CJK.split())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.bars(["手写/中", "지수", "ひらがな"], [1.0, 2.0, 0.5], "错误率")
+    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
 
 
 def test_long_user_text_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -> None:
