@@ -30,9 +30,11 @@ from typing import Any
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from core.errors import NotFound
 from core.store.db import Database
 from core.store.models import (
     Correction,
+    Experiment,
     OnlineAggregate,
     Prediction,
     PredictionTruth,
@@ -79,8 +81,11 @@ def stored_predictions(session: Session, experiment_id: int) -> int:
 
 def rebuild(db: Database, experiment_id: int,
             progress: Callable[[int], None] | None = None) -> Rebuilt:
-    """Rebuild one experiment's unit sums; `progress` is told the predictions read so far."""
+    """Rebuild one experiment's unit sums; `progress` is told the predictions read so far.
+    Raises NotFound for an unknown experiment."""
     with db.reading() as s:
+        if s.get(Experiment, experiment_id) is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
         if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
             s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         then = _unit_rows(s, experiment_id)

@@ -201,3 +201,5 @@ def test_the_command_rebuilds_the_stale_experiments(database_url: str,
     assert [d["experiment_id"] for d in done] == [old_exp] and done[0]["unit_rows"] > 0
     again = runner.invoke(main, ["db", "backfill-unit-sums"])
     assert again.exit_code == 0 and "hold its predictions" in again.stdout
+    unknown = runner.invoke(main, ["db", "backfill-unit-sums", "--experiment", "999"])
+    assert unknown.exit_code != 0 and "experiment 999 does not exist" in unknown.output
