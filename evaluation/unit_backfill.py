@@ -86,6 +86,7 @@ def rebuild(db: Database, experiment_id: int,
     with db.reading() as s:
         if s.get(Experiment, experiment_id) is None:
             raise NotFound(f"experiment {experiment_id} does not exist")
+    with db.reading() as s:
         if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
             s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         then = _unit_rows(s, experiment_id)
