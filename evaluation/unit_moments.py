@@ -132,18 +132,19 @@ def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
     """Every variant's moments per slice and for ``all`` (each unit's slices summed first):
     two grouped queries over the experiment's unit rows, unless they are unchanged since the
     last read. The worker only adds to them, each event some predictions or truths, so their
-    count and the sums of their count columns mark what they hold; a count column no unit
+    count and the sums of their count columns mark what they hold, with the errors' sum,
+    which a rebuild (:mod:`evaluation.unit_backfill`) may change alone; a count column no unit
     has (numbers in an OCR experiment) is left out of the grouping, whose cost is its sums."""
     t = UnitSums.__table__
     mark = tuple(session.execute(
-        select(func.count(), *(func.sum(t.c[c]) for c in _COUNTS))
+        select(func.count(), *(func.sum(t.c[c]) for c in (*_COUNTS, "errors")))
         .where(t.c.experiment_id == experiment_id)).one())
     engine = session.get_bind()
     with _READ_LOCK:
         last = _READ.get(engine, {}).get(experiment_id)
     if last is not None and last[0] == mark:
         return dict(last[1])
-    present = tuple(c for c, total in zip(_COUNTS, mark[1:], strict=True) if total)
+    present = tuple(c for c, total in zip(_COUNTS, mark[1:-1], strict=True) if total)
     out = _group_moments(session, experiment_id, present)
     with _READ_LOCK:
         _READ.setdefault(engine, {})[experiment_id] = (mark, out)

@@ -17,6 +17,7 @@ from app.cli import main
 from core.store.db import Database, utcnow
 from core.store.models import ServedPrediction
 from core.store.outcome_models import UnitSums
+from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.unit_backfill import rebuild, stale_experiments
 from evaluation.unit_moments import STALE, load_moments
@@ -203,3 +204,22 @@ def test_the_command_rebuilds_the_stale_experiments(database_url: str,
     assert again.exit_code == 0 and "hold its predictions" in again.stdout
     unknown = runner.invoke(main, ["db", "backfill-unit-sums", "--experiment", "999"])
     assert unknown.exit_code != 0 and "experiment 999 does not exist" in unknown.output
+
+
+def test_a_rebuild_that_changes_only_errors_is_read_afresh(db: Database) -> None:
+    """The moments read are kept while the unit rows are unchanged (a mark of their counts): a
+    rebuild can change the errors alone, so the mark holds their sum too."""
+    exp = add_experiment(db)
+    apply(db, [prediction(f"e{k}", unit_id=f"u{k % 3}", error="boom" if k % 2 else None,
+                          output="" if k % 2 else "x^{2}") for k in range(12)])
+    with db.session() as s:  # ledger rows that mark no failure: the rebuild counts none
+        for k in range(12):
+            s.add(ServedPrediction(prediction_id=f"e{k}", experiment_id=exp, arm="control",
+                                   candidate="cand-a", version="1", created_at=utcnow(),
+                                   latency_ms=10.0, error=False))
+    control = (Variant("control", "cand-a", False), ALL, "error_rate")
+    with db.session() as s:
+        assert load_moments(s, exp)[control].sy == 6
+    rebuild(db, exp)
+    with db.session() as s:
+        assert load_moments(s, exp)[control].sy == 0
