@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import click
 
-from app.cli import Context, Finite, emit, json_option, open_db, pass_ctx
+from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
 from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
 from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
 from core.startup import connect
@@ -91,7 +91,7 @@ def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
 
 
 @db.command("backfill-unit-sums")
-@click.option("--experiment", "experiment_id", type=click.IntRange(1), default=None,
+@click.option("--experiment", "experiment_id", type=EXPERIMENT_ID, default=None,
               help="Only this experiment (default: every one whose unit sums do not hold all "
                    "its predictions).")
 @json_option

@@ -80,7 +80,7 @@ def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [
     ["experiment", "show", HUGE], ["experiment", "start", HUGE], ["experiment", "results", HUGE],
     ["experiment", "divergence", HUGE], ["metrics", "list", HUGE],
-    ["relabel", "rules", "--experiment", HUGE]])
+    ["relabel", "rules", "--experiment", HUGE], ["db", "backfill-unit-sums", "--experiment", HUGE]])
 def test_experiment_ids_beyond_64_bits_are_refused(cli: CliRunner, args: list[str]) -> None:
     refused(cli.invoke(main, args), "9223372036854775807")
 
