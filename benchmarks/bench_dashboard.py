@@ -26,6 +26,7 @@ Run: ``python benchmarks/bench_dashboard.py [--predictions N] [--repeats R] [--d
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import statistics
 import sys
@@ -325,7 +326,7 @@ def main() -> None:
         run(args, Path(tmp))
 
 
-_LIVE = iter(range(10**9))
+_LIVE = itertools.count()
 
 
 def live_write(db: Database, experiment_id: int) -> None:

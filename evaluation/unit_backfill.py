@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -43,13 +42,12 @@ from core.store.models import (
 from core.store.outcome_models import UnitSums
 from core.store.upsert import in_values, insert_rows
 from evaluation import aggregation as agg
+from evaluation.unit_moments import UnitKey, unit_rows
 
 CHUNK = 5000
 """Predictions read per round trip (and between two progress reports)."""
 UNITS_PER_WRITE = 5000
 """Units whose rows one write transaction replaces."""
-Key = tuple[Any, ...]
-"""A unit row's key, in ``agg.UNIT_KEYS`` order."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,9 @@ def rebuild(db: Database, experiment_id: int,
     with db.reading() as s:
         if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
             s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        then = _unit_rows(s, experiment_id)
+        then = unit_rows(s, experiment_id)
         rebuilt, read = _summed(s, experiment_id, progress)
-    by_unit: dict[str, set[Key]] = defaultdict(set)
+    by_unit: dict[str, set[UnitKey]] = defaultdict(set)
     for key in (*rebuilt, *then):
         by_unit[key[-1]].add(key)
     units = sorted(by_unit)
@@ -102,7 +100,7 @@ def rebuild(db: Database, experiment_id: int,
             if s.get_bind().dialect.name == "postgresql":
                 s.execute(text(f"LOCK TABLE {UnitSums.__tablename__} "
                                "IN SHARE ROW EXCLUSIVE MODE"))
-            now = _unit_rows(s, experiment_id, chunk)
+            now = unit_rows(s, experiment_id, chunk)
             keys = sorted(set(now).union(*(by_unit[u] for u in chunk)))
             rows = [dict(zip((*agg.UNIT_KEYS, *agg.UNIT_COLUMNS),
                              (*key, *_plus(rebuilt.get(key), now.get(key), then.get(key))),
@@ -116,20 +114,8 @@ def rebuild(db: Database, experiment_id: int,
     return Rebuilt(experiment_id, read, written)
 
 
-def _unit_rows(session: Session, experiment_id: int,
-               units: list[str] | None = None) -> dict[Key, list[float]]:
-    t = UnitSums.__table__
-    query = select(*(t.c[k] for k in agg.UNIT_KEYS), *(t.c[c] for c in agg.UNIT_COLUMNS)) \
-        .where(t.c.experiment_id == experiment_id)
-    if units is not None:
-        query = query.where(in_values(session, t.c.unit_id, units))
-    width = len(agg.UNIT_KEYS)
-    return {(r[0], r[1], r[2], bool(r[3]), r[4], r[5]): list(r[width:])
-            for r in session.execute(query)}
-
-
 def _summed(session: Session, experiment_id: int, progress: Callable[[int], None] | None,
-            ) -> tuple[dict[Key, list[float]], int]:
+            ) -> tuple[dict[UnitKey, list[float]], int]:
     """The experiment's stored predictions and truths summed per unit row, as the worker sums
     them; and how many predictions were read."""
     p, sp, t, c = Prediction, ServedPrediction, PredictionTruth, Correction

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from core.store.models import OnlineAggregate
 from core.store.outcome_models import UnitSums
+from core.store.upsert import in_values
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Cell, Variant, hour_window, metric_stats
 from evaluation.unit_sums import (
@@ -86,6 +87,11 @@ PER_PREDICTION = UnitAnalysis({}, frozenset(), {})
 _COUNTS = tuple(dict.fromkeys(x for x, _ in RATIOS.values()))
 
 
+def _ratios_over(counts: tuple[str, ...]) -> dict[str, tuple[str, Any]]:
+    """The ratios whose count column is in `counts`, in ``RATIOS`` order."""
+    return {m: (x, terms) for m, (x, terms) in RATIOS.items() if x in counts}
+
+
 def _moment_columns(source: Any, counts: tuple[str, ...]) -> list[Any]:
     """Per count column in `counts`: the units with one, its sum and sum of squares; then per
     ratio over those counts: the sums of y, y^2 and xy (ratios sharing a count share its
@@ -94,30 +100,30 @@ def _moment_columns(source: Any, counts: tuple[str, ...]) -> list[Any]:
     for name in counts:
         x = source.c[name]
         out += [func.sum(case((x > 0, 1), else_=0)), func.sum(x), func.sum(x * x)]
-    for x_name, terms in RATIOS.values():
-        if x_name in counts:
-            x, y = source.c[x_name], ratio_y(terms, source.c)
-            out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
+    for x_name, terms in _ratios_over(counts).values():
+        x, y = source.c[x_name], ratio_y(terms, source.c)
+        out += [func.sum(y), func.sum(y * y), func.sum(x * y)]
     return out
 
 
 def _read(rows: Iterable[Any], slice_of: Any, counts: tuple[str, ...],
           out: dict[Key, Moments]) -> None:
-    """Each row's moments per ratio; a ratio whose count is not in `counts` (no unit of the
-    experiment has one) has none."""
-    width = 3 * len(counts) + 3 * sum(x in counts for x, _ in RATIOS.values())
+    """Each row's moments per ratio, in :func:`_moment_columns`' order; a ratio whose count is
+    not in `counts` (no unit of the experiment has one) has none."""
+    kept = _ratios_over(counts)
+    width = 3 * (len(counts) + len(kept))
     for row in rows:
         variant = Variant(row[0], row[1], bool(row[2]))
         values = [float(v or 0) for v in row[len(row) - width:]]
         count_moments = {name: values[3 * i: 3 * i + 3] for i, name in enumerate(counts)}
-        at = 3 * len(counts)
-        for metric, (x_name, _) in RATIOS.items():
-            if x_name not in counts:
+        ratio_sums = {m: values[3 * (len(counts) + j): 3 * (len(counts) + j) + 3]
+                      for j, m in enumerate(kept)}
+        for metric in RATIOS:
+            if metric not in kept:
                 out[(variant, slice_of(row), metric)] = NO_UNITS
                 continue
-            k, sx, sxx = count_moments[x_name]
-            sy, syy, sxy = values[at: at + 3]
-            at += 3
+            k, sx, sxx = count_moments[kept[metric][0]]
+            sy, syy, sxy = ratio_sums[metric]
             out[(variant, slice_of(row), metric)] = Moments(k, sx, sy, sxx, syy, sxy)
 
 
@@ -160,7 +166,7 @@ def _group_moments(session: Session, experiment_id: int,
                  .where(t.c.experiment_id == experiment_id)
                  .group_by(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice))
     _read(session.execute(per_slice), lambda r: r[3], counts, out)
-    used = {name for x_name, terms in RATIOS.values() if x_name in counts
+    used = {name for x_name, terms in _ratios_over(counts).values()
             for name in (x_name, *(column for _, column in terms))}
     units = (select(t.c.arm, t.c.candidate, t.c.shadow,
                     *(func.sum(t.c[c]).label(c) for c in agg.UNIT_COLUMNS if c in used))
@@ -210,19 +216,29 @@ def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np
             moments[key] = moments.get(key, NO_UNITS) - old[metric] + contribution
 
 
+UnitKey = tuple[Any, ...]
+"""A unit row's key, in ``agg.UNIT_KEYS`` order."""
+
+
+def unit_rows(session: Session, experiment_id: int,
+              units: list[str] | None = None) -> dict[UnitKey, list[float]]:
+    """An experiment's stored unit rows (only those of `units`, when given): key -> the
+    ``agg.UNIT_COLUMNS`` values."""
+    t = UnitSums.__table__
+    query = select(*(t.c[k] for k in agg.UNIT_KEYS), *(t.c[c] for c in agg.UNIT_COLUMNS)) \
+        .where(t.c.experiment_id == experiment_id)
+    if units is not None:
+        query = query.where(in_values(session, t.c.unit_id, units))
+    width = len(agg.UNIT_KEYS)
+    return {(r[0], r[1], r[2], bool(r[3]), r[4], r[5]): list(r[width:])
+            for r in session.execute(query)}
+
+
 def _stored_units(session: Session, experiment_id: int,
                   units: list[str]) -> dict[tuple[Variant, str, str], np.ndarray]:
-    t = UnitSums.__table__
-    out = {}
-    for start in range(0, len(units), 500):
-        rows = session.execute(select(t.c.arm, t.c.candidate, t.c.shadow, t.c.slice, t.c.unit_id,
-                                      *(t.c[c] for c in agg.UNIT_COLUMNS))
-                               .where(t.c.experiment_id == experiment_id,
-                                      t.c.unit_id.in_(units[start:start + 500])))
-        for row in rows:
-            out[(Variant(row[0], row[1], bool(row[2])), row[3], row[4])] = np.array(
-                [float(v) for v in row[5:]])
-    return out
+    return {(Variant(arm, cand, shadow), slice_, unit): np.array(values, dtype=float)
+            for (_, arm, cand, shadow, slice_, unit), values
+            in unit_rows(session, experiment_id, units).items()}
 
 
 def analyse(moments: dict[Key, Moments],
