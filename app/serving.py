@@ -38,8 +38,11 @@ class Serving:
                    PredictService(db, settings, router, pool, monitor))
 
     def close(self) -> None:
-        self.predict.close()
+        # Shadows run on the pool's candidates; the candidates' batchers finish what is queued,
+        # committing those records through the predict service's writer, which closes last.
+        self.predict.shadows.close()
         self.pool.close()
+        self.predict.close()
 
 
 def serve(req: PredictRequest) -> dict[str, Any]:

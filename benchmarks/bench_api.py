@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import logging
 import multiprocessing as mp
 import shutil
@@ -104,8 +105,11 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
         if breakdown:  # the serving path, the candidate call and the durable write, each timed
             from serving.predict import PredictService
             cpu_in.wrap(PredictService, "predict", "service")
-            cpu_in.wrap(PredictService, "_run", "candidate")
-            cpu_in.wrap(PredictService, "_record", "durable write")
+            cpu_in.wrap(PredictService, "_call", "candidate")
+            # on the candidate's batcher (batching.Finish): each answer's event and rows, and
+            # the batch's one commit
+            cpu_in.wrap(PredictService, "_recorded", "record")
+            cpu_in.wrap(PredictService, "_commit", "durable write")
             # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware.
             from app.compressed import InflateBodies
             cpu_in.wrap(InflateBodies, "__call__", "request")
@@ -124,13 +128,26 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
                         for t in threading.enumerate()
                         if t.name.startswith("batcher-") and t.ident]
             return jsonify({"cpu_s": time.process_time(),
-                            "in": {**cpu_in.totals(), "batchers": sum(batchers)},
+                            "in": {**cpu_in.totals(), "batchers": sum(batchers),
+                                   "switches": _switches() / 1000},
                             "batches": dict(batches)})
 
         serving.pool.get(CANDIDATE)  # loaded before the clock
         return app
 
     run_server(factory, _settings(data_dir, models), port, server)
+
+
+def _switches() -> int:
+    """Context switches so far, all the process's threads: each time a thread blocks (a lock,
+    the GIL, a sleep, I/O) and is woken again costs the server CPU of its own."""
+    total = 0
+    for status in Path("/proc/self/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.endswith("ctxt_switches:") is False and "ctxt_switches" in line:
+                    total += int(line.split()[1])
+    return total
 
 
 def _count_batches() -> dict[str, int]:
@@ -146,6 +163,16 @@ def _count_batches() -> dict[str, int]:
         run(self, merged)
 
     _Batcher._run = counted
+
+    from core.store.groupcommit import GroupCommitter
+    write = GroupCommitter._commit
+
+    def committed(self, batch: list) -> None:  # noqa: ANN001
+        counts["commits"] = counts.get("commits", 0) + 1
+        counts["writes"] = counts.get("writes", 0) + sum(len(p.units) for p in batch)
+        write(self, batch)
+
+    GroupCommitter._commit = committed
     return counts
 
 
@@ -163,6 +190,10 @@ def measured(base: str, path: str, headers: dict, bodies: list[dict],
     if calls:
         within["requests per batch"] = (after["batches"]["requests"]
                                         - before["batches"]["requests"]) / calls
+    commits = after["batches"].get("commits", 0) - before["batches"].get("commits", 0)
+    if commits:
+        within["writes per commit"] = (after["batches"]["writes"]
+                                       - before["batches"].get("writes", 0)) / commits
     return (rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
             (after["cpu_s"] - before["cpu_s"]) * 1000 / len(bodies), within)
 
@@ -234,13 +265,11 @@ def main() -> None:
 
 def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]) -> None:
     """Where the full path's extra CPU per request goes, medians over the rounds: the app's WSGI
-    call (the durable write and the rest of the serving path within it), the candidate's
-    batchers, and the rest of the process."""
+    call (the serving path within it), the candidate's batchers (the records and their commit
+    within them), and the rest of the process."""
     m = {name: {k: statistics.median(f[4].get(k, 0.0) for f in rounds) for k in rounds[0][4]}
          for name, rounds in figures.items()}
     full, bare = m["full"], m["bare"]
-    write = full.get("durable write", 0.0)
-    rest = full.get("service", 0.0) - full.get("candidate", 0.0) - write
     cpu = {name: med[name][3] for name in med}
     print(f"  where the full path's CPU goes (ms per request; the bare candidate's whole CPU "
           f"{cpu['bare']:.2f} ms, the full path's {cpu['full']:.2f}: "
@@ -256,12 +285,19 @@ def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]
     for label, f, b in rows:
         print(f"    {label:54s} {f:6.3f} / {b:6.3f}  ({f - b:+.3f}, "
               f"{(f - b) / cpu['bare']:.1%} of the bare CPU)")
+    parts = [
+        ("in the request threads, the serving path less the candidate call (routing, "
+         "receipt, guardrails)", full.get("service", 0.0) - full.get("candidate", 0.0)),
+        ("on the batcher, each answer's event, ledger row and kept input",
+         full.get("record", 0.0)),
+        ("on the batcher, their commit (the durable write)", full.get("durable write", 0.0)),
+    ]
+    for label, v in parts:
+        print(f"      {label}: {v:.3f} ({v / cpu['bare']:.1%})")
     print(f"      requests merged per batch call: full {full.get('requests per batch', 0):.2f}"
-          f" / bare {bare.get('requests per batch', 0):.2f}")
-    print(f"      within the full path's WSGI call: the durable write (event, ledger row, "
-          f"kept input; group commit) {write:.3f} ({write / cpu['bare']:.1%})")
-    print(f"      routing, event, receipt, guardrails (the serving path less the candidate call "
-          f"and the write) {rest:.3f} ({rest / cpu['bare']:.1%})")
+          f" / bare {bare.get('requests per batch', 0):.2f}; requests per commit "
+          f"{full.get('writes per commit', 0):.2f}; context switches per request "
+          f"{full['switches']:.1f} / {bare['switches']:.1f}")
 
 
 if __name__ == "__main__":

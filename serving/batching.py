@@ -23,6 +23,9 @@ deadline, new requests fail at once instead of queueing behind it: a stuck candi
 callers an error, never a request thread (the serving path records it, and the error-rate
 guardrail counts it), and serves again by itself once the batch ends.
 
+Finishing on the worker: a caller may pass a :class:`~serving.batch_request.Finish`, run on its
+result by the worker before the caller wakes (see that module).
+
 Shutdown: :meth:`close` refuses new requests, runs everything already queued without waiting for
 the delay, then stops the worker.
 
@@ -37,11 +40,13 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from core.errors import AbvocError
+from serving.batch_request import BatchRequest, Finish
 
 __all__ = ["BatchOutputError", "BatchTimeout", "BatcherClosed", "DynamicBatcher", "ItemBatcher"]
 
@@ -66,36 +71,6 @@ class BatchOutputError(AbvocError):
     """The batch function returned something that cannot be split back per request."""
 
     status = 500
-
-
-class _Request:
-    """One caller's input and, once its batch ran, its rows or its error.
-
-    The caller blocks on a lock the worker releases: cheaper than an Event, which matters when
-    the batcher's own overhead per request is compared with a sub-millisecond network call.
-    """
-
-    __slots__ = ("inputs", "arrived", "signature", "result", "error", "_done")
-
-    def __init__(self, inputs: Any, arrived: float, signature: object) -> None:
-        self.inputs = inputs
-        self.arrived = arrived
-        self.signature = signature
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self._done = threading.Lock()
-        self._done.acquire()
-
-    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self._done.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once finished; False when `timeout` seconds passed first."""
-        return self._done.acquire(timeout=-1 if timeout is None else timeout)
-
-    def finished(self) -> bool:
-        return self._done.acquire(blocking=False)
 
 
 class _Batcher:
@@ -124,7 +99,7 @@ class _Batcher:
         self.max_batch_size = max_batch_size
         self.max_batch_time = max_batch_time_ms / 1000.0
         self.name = name
-        self._queue: collections.deque[_Request] = collections.deque()
+        self._queue: collections.deque[BatchRequest] = collections.deque()
         self._queued_items = 0
         self._cond = threading.Condition()
         self._forming = threading.Lock()  # one worker forms a batch while others may be running
@@ -148,9 +123,10 @@ class _Batcher:
     def closed(self) -> bool:
         return self._closed
 
-    def _submit(self, inputs: Any, signature: object) -> Any:
-        """This request's share of the batch output; blocks until its batch has run."""
-        request = _Request(inputs, time.monotonic(), signature)
+    def _submit(self, inputs: Any, signature: object, finish: Finish | None = None) -> Any:
+        """This request's share of the batch output (with `finish`, what its `each` made of
+        it); blocks until its batch has run."""
+        request = BatchRequest(inputs, time.monotonic(), signature, finish)
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"batcher {self.name!r} is shut down")
@@ -181,19 +157,24 @@ class _Batcher:
                            f"has been running one batch for {now - started:.1f} s, and its "
                            "requests fail at once until that batch ends")
 
-    def _abandon(self, request: _Request) -> None:
+    def _abandon(self, request: BatchRequest) -> None:
         """The deadline passed: take the request off the queue (or leave its rows, still being
         computed, to nobody) and raise, unless its rows came in just now."""
         with self._cond:
             if request.finished():
                 return
-            try:
-                self._queue.remove(request)
-                self._queued_items -= len(request.inputs)
-                where = "waiting for its batch"
-            except ValueError:
-                where = "its batch still running"
-            self.timed_out += 1
+            if not request.claimed:
+                request.abandoned = True
+                try:
+                    self._queue.remove(request)
+                    self._queued_items -= len(request.inputs)
+                    where = "waiting for its batch"
+                except ValueError:
+                    where = "its batch still running"
+                self.timed_out += 1
+        if request.claimed:  # its rows came and are being finished: that work is its answer
+            request.wait()
+            return
         assert self.timeout is not None
         raise BatchTimeout(f"{self.name} gave no answer within {self.timeout * 1000:g} ms "
                            f"({where})")
@@ -231,7 +212,7 @@ class _Batcher:
             finally:
                 self._busy_since[index] = None
 
-    def _next_batch(self) -> list[_Request] | None:
+    def _next_batch(self) -> list[BatchRequest] | None:
         """Wait for a full batch or the head request's deadline; None once closed and drained."""
         with self._cond:
             while not self._queue and not self._closed:
@@ -246,7 +227,7 @@ class _Batcher:
                 self._cond.wait(remaining)
             return self._take()
 
-    def _take(self) -> list[_Request]:
+    def _take(self) -> list[BatchRequest]:
         """The head request plus later ones of the same signature, up to the size limit."""
         head = self._queue.popleft()
         taken, size, keep = [head], len(head.inputs), collections.deque()
@@ -266,7 +247,7 @@ class _Batcher:
         self.batch_sizes[size] += 1
         return taken
 
-    def _run(self, requests: list[_Request]) -> None:
+    def _run(self, requests: list[BatchRequest]) -> None:
         counts = [len(r.inputs) for r in requests]
         try:
             inputs = requests[0].inputs
@@ -283,15 +264,47 @@ class _Batcher:
                 self._run_alone(request)
             return
         start = 0
+        done = []
         for request, count in zip(requests, counts, strict=True):
-            request.finish(result=outputs[start : start + count])
+            done.append((request, outputs[start : start + count]))
             start += count
+        self._deliver(done)
 
-    def _run_alone(self, request: _Request) -> None:
+    def _run_alone(self, request: BatchRequest) -> None:
         try:
-            request.finish(result=self._call(request.inputs))
+            result = self._call(request.inputs)
         except Exception as exc:  # noqa: BLE001 - handed to this request's caller
             request.finish(error=exc)
+            return
+        self._deliver([(request, result)])
+
+    def _deliver(self, done: list[tuple[BatchRequest, Any]]) -> None:
+        """Hand each request its result; for one with a Finish whose caller still waits, what
+        its `each` makes of it, after the `together` of those that share one."""
+        with self._cond:
+            for request, _result in done:
+                request.claimed = request.finish_with is not None and not request.abandoned
+        groups: dict[Callable[[list[Any]], None], list[tuple[BatchRequest, Any]]] = {}
+        for request, result in done:
+            if not request.claimed:
+                request.finish(result=result)
+                continue
+            assert request.finish_with is not None
+            try:
+                value = request.finish_with.each(result)
+            except Exception as exc:  # noqa: BLE001 - handed to this request's caller
+                request.finish(error=exc)
+                continue
+            groups.setdefault(request.finish_with.together, []).append((request, value))
+        for together, members in groups.items():
+            try:
+                together([value for _request, value in members])
+            except Exception as exc:  # noqa: BLE001 - handed to these requests' callers
+                for request, _value in members:
+                    request.finish(error=exc)
+                continue
+            for request, value in members:
+                request.finish(result=value)
 
     def _merge(self, inputs: list[Any]) -> Any:
         raise NotImplementedError
@@ -344,9 +357,12 @@ class ItemBatcher(_Batcher, Generic[T, R]):
         super().__init__(fn, max_batch_size=max_batch_size, max_batch_time_ms=max_batch_time_ms,
                          workers=workers, name=name, timeout_ms=timeout_ms)
 
-    def submit(self, item: T) -> R:
-        """The result for one item; blocks until its batch has run."""
-        return self._submit([item], None)[0]
+    def submit(self, item: T, finish: Finish | None = None) -> Any:
+        """The result for one item (with `finish`, what its `each` made of it); blocks until
+        its batch has run."""
+        if finish is None:
+            return self._submit([item], None)[0]
+        return self._submit([item], None, finish.after(itemgetter(0)))
 
     def submit_many(self, items: Sequence[T]) -> list[R]:
         """Results for several items of one caller, in order; they stay in one batch."""

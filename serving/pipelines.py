@@ -18,6 +18,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from serving.backends.base import Backend, Networks
+from serving.batch_request import Finish
 from serving.batching import ItemBatcher
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.runner import stage_batcher
@@ -70,8 +71,8 @@ class ImageCandidate:
         self._batcher: ItemBatcher[np.ndarray, Answer] = stage_batcher(
             self.pipeline.predict, manifest.batching, manifest.name)
 
-    def predict(self, payload: Any) -> Answer:
-        return self._batcher.submit(check_image(self._spec, payload))
+    def predict(self, payload: Any, finish: Finish | None = None) -> Any:
+        return self._batcher.submit(check_image(self._spec, payload), finish)
 
     def close(self) -> None:
         self._batcher.close()  # runs what is queued first

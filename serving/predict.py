@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from core import events, receipts
@@ -26,12 +27,14 @@ from core.ids import time_ordered_id
 from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
+from core.store.fanout import Unit
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
+from serving.batch_request import Finish
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
 from serving.router import Route, Router, Shadow
-from serving.servable import IMAGE, Answer
+from serving.servable import IMAGE, Answer, Servable
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,26 @@ class _Run:
     failure: AbvocError | None = None
 
 
+@dataclass
+class _Recorded:
+    """A served answer's run, event and rows, made on the candidate's batcher; `error` is its
+    commit's, if that failed."""
+
+    run: _Run
+    event: dict[str, Any]
+    rows: Unit
+    error: Exception | None = None
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def _failed_run(model: Servable, version: str, start: float, failure: AbvocError) -> _Run:
+    return _Run(model.output_type, None, _ms_since(start), version, failure.message[:2000],
+                failure)
+
+
 class PredictService:
     def __init__(self, db: Database, settings: Settings, router: Router, pool: CandidatePool,
                  monitor: GuardrailMonitor, *, shadow_workers: int = 2,
@@ -113,27 +136,68 @@ class PredictService:
             self._default = (now, max(listed, key=lambda c: c.created_at).name)
         return self._default[1]
 
-    def _run(self, candidate: str, req: PredictRequest, version: str | None = None) -> _Run:
-        """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
+    def _model(self, candidate: str, req: PredictRequest,
+               version: str | None) -> tuple[str, Servable]:
         version, model = self.pool.versioned(candidate, version)
         if model.accepts != req.kind:
             # Not named: only admin keys learn which candidate serves a unit.
             raise AbvocError(f"the candidate serving scope {req.scope!r} to this unit takes "
                              + _TAKES.get(model.accepts, model.accepts).format(scope=req.scope))
+        return version, model
+
+    def _run(self, candidate: str, req: PredictRequest, version: str | None = None) -> _Run:
+        """Run one candidate; bad input raises (not recorded), a failure is returned as data."""
+        version, model = self._model(candidate, req, version)
         start = time.perf_counter()
+        answer, failure = self._call(model, candidate, req.payload)
+        return _failed_run(model, version, start, failure) if failure else \
+            _Run(model.output_type, answer, _ms_since(start), version)
+
+    def _call(self, model: Servable, candidate: str, payload: Any,
+              finish: Finish | None = None) -> tuple[Any, AbvocError | None]:
+        """What the candidate answered (or `finish` made of it), or its failure."""
         try:
-            answer = model.predict(req.payload)
-            return _Run(model.output_type, answer, (time.perf_counter() - start) * 1000,
-                        version)
+            return model.predict(payload, finish), None
         except AbvocError as exc:
             if exc.status < 500:
                 raise
-            failure: AbvocError = exc
+            return None, exc
         except Exception as exc:  # a candidate's failure is data for its guardrails
             log.exception("candidate %s failed", candidate)
-            failure = CandidateFailed(f"{type(exc).__name__}: {exc}")
-        return _Run(model.output_type, None, (time.perf_counter() - start) * 1000, version,
-                    failure.message[:2000], failure)
+            return None, CandidateFailed(f"{type(exc).__name__}: {exc}")
+
+    def _serve(self, req: PredictRequest, route: Route,
+               watched: bool) -> tuple[_Run, dict[str, Any]]:
+        """Run the routed candidate and record its prediction durably; the run and its event.
+
+        An answer's event and rows are made and committed on the candidate's batcher, together
+        with its batch-mates' (batching.Finish), so the caller wakes once with its answer
+        recorded; a failure is recorded here."""
+        version, model = self._model(route.candidate, req, route.version)
+        start = time.perf_counter()
+        each = partial(self._recorded, req, route, watched, version, start)
+        done, failure = self._call(model, route.candidate, req.payload,
+                                   Finish(each, self._commit))
+        if failure is None:
+            if done.error is not None:
+                raise done.error
+            return done.run, done.event
+        run = _failed_run(model, version, start, failure)
+        event = self._event(req, route, route.candidate, run, False)
+        self._record(event, watched, req)
+        return run, event
+
+    def _recorded(self, req: PredictRequest, route: Route, watched: bool, version: str,
+                  start: float, answer: Answer) -> _Recorded:
+        run = _Run(answer.output_type, answer, _ms_since(start), version)
+        event = self._event(req, route, route.candidate, run, False)
+        return _Recorded(run, event, self._rows(event, watched, req))
+
+    def _commit(self, recorded: list[_Recorded]) -> None:
+        """Commit a batch's records in one write; each keeps its own error."""
+        errors = self._writes.insert_many([r.rows for r in recorded])
+        for r, error in zip(recorded, errors, strict=True):
+            r.error = error
 
     def _event(self, req: PredictRequest, route: Route, candidate: str, run: _Run,
                shadow: bool) -> dict[str, Any]:
@@ -171,27 +235,32 @@ class PredictService:
 
     def _record(self, event: dict[str, Any], watched: bool = False,
                 req: PredictRequest | None = None) -> None:
-        """Commit the event and the ledger row together; returns once they are durable.
+        """Commit the event and the ledger row together; returns once they are durable."""
+        self._writes.insert(self._rows(event, watched, req))
+
+    def _rows(self, event: dict[str, Any], watched: bool = False,
+              req: PredictRequest | None = None) -> Unit:
+        """The event's outbox row, its ledger row and the kept input, if any.
 
         A `watched` row (served within an experiment, not forced) carries its latency and
         failure: the guardrails' window, shared by every serving process through the store."""
         rows = {
-            OutboxEvent.__table__: [outbox_row(event, self.settings.topic_prefix,
-                                                validated=True)],
-            ServedPrediction.__table__: [{
+            OutboxEvent.__table__: outbox_row(event, self.settings.topic_prefix,
+                                              validated=True),
+            ServedPrediction.__table__: {
                 "prediction_id": event["prediction_id"], **self._where(event),
                 "candidate": event["candidate"], "version": event["candidate_version"],
                 "created_at": utcnow(),
                 "latency_ms": event["latency_ms"] if watched else None,
-                "error": (event["error"] is not None) if watched else None}],
+                "error": (event["error"] is not None) if watched else None},
         }
         if req is not None and req.raw_input is not None and self.settings.input_retention_hours \
                 and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
             # Served predictions only: a shadow answers the same input (same input hash).
-            rows[PredictionInput.__table__] = [{
+            rows[PredictionInput.__table__] = {
                 "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
-                "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}]
-        self._writes.insert(rows)
+                "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}
+        return rows
 
     @staticmethod
     def _where(event: dict[str, Any]) -> dict[str, Any]:
@@ -205,11 +274,9 @@ class PredictService:
         failure (recorded first) raised with its status."""
         route = self.router.route(req.scope, req.unit_id, self.default_candidate(),
                                   req.force_arm)
-        run = self._run(route.candidate, req, route.version)
-        event = self._event(req, route, route.candidate, run, False)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
-        self._record(event, watched, req)
+        run, event = self._serve(req, route, watched)
         if watched:
             self.monitor.observe(experiment, route.arm or "", run.latency_ms,
                                  run.error is not None)

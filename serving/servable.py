@@ -19,6 +19,7 @@ import numpy as np
 
 from core.events import value_text
 from core.output_types import STAGE_ANSWERS, OutputKind
+from serving.batch_request import Finish
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.runner import BundleRunner, check_inputs
 from serving.bundles.stages import Tensors
@@ -46,7 +47,9 @@ class Servable(Protocol):
     accepts: str
     output_type: str
 
-    def predict(self, payload: Any) -> Answer: ...
+    def predict(self, payload: Any, finish: Finish | None = None) -> Any:
+        """The Answer; with `finish`, what its `each` made of the Answer (on the candidate's
+        batcher, where it has one)."""
 
     def close(self) -> None: ...
 
@@ -91,8 +94,14 @@ class BundleCandidate(_TensorCandidate):
         super().__init__(runner.manifest)
         self.runner = runner
 
-    def predict(self, payload: Any) -> Answer:
-        outputs, answers = self.runner.predict_traced(self._checked(payload))
+    def predict(self, payload: Any, finish: Finish | None = None) -> Any:
+        checked = self._checked(payload)
+        if finish is None:
+            return self._traced_answer(self.runner.predict_traced(checked))
+        return self.runner.predict_traced(checked, finish.after(self._traced_answer))
+
+    def _traced_answer(self, traced: tuple[Tensors, Tensors]) -> Answer:
+        outputs, answers = traced
         answer = self._answer(outputs)
         if not answers:
             return answer
@@ -126,8 +135,9 @@ class RemoteCandidate(_TensorCandidate):
         super().__init__(manifest)
         self.client = client
 
-    def predict(self, payload: Any) -> Answer:
-        return self._answer(self.client.infer(self._checked(payload)))
+    def predict(self, payload: Any, finish: Finish | None = None) -> Any:
+        answer = self._answer(self.client.infer(self._checked(payload)))
+        return answer if finish is None else finish.alone(answer)
 
     def close(self) -> None:
         self.client.close()

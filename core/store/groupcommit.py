@@ -1,16 +1,22 @@
-"""Group commit: rows from many request threads share one transaction and one INSERT per table.
+"""Group commit: rows from many request threads share one transaction and one statement.
 
-A request thread hands its rows (table → row dicts) to `insert` and blocks until they are
+A request thread hands its rows (table → its row) to `insert` and blocks until they are
 committed, so the caller still answers only after its writes are durable. The threads take turns
 as the leader (leader/follower, as in database group commit): a thread that finds no commit in
 progress writes everything queued so far, its own rows included, with one executemany per table
-and one commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
+as one statement; the threads that queued rows meanwhile wait, each on a lock of its own, and the
 leader wakes the ones it committed and hands the lead to the first still waiting, which writes
 the next batch. A lone request writes on its own thread with no hand-off to another, and
 concurrent ones share commits; one writer at a time also means no lock contention between the
 process's threads (SQLite has one writer at a time). If a batch fails, its units are written
 again one by one, so only the failing unit's caller gets the error and its batch-mates are
 still committed.
+
+On SQLite a batch is one statement in all (core.store.fanout: an INSERT into a view whose
+trigger fills each table), which commits by itself: the driver releases the GIL once per
+statement, and on a busy server each release costs the writer more than the write. Units of
+different shapes (a served request keeps its input, a shadow's does not) go in one statement
+per shape. On PostgreSQL a batch is one executemany per table and a commit.
 
 The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
 the driver's cursor: on this hot path the pool check-out, its reset on return, building the
@@ -33,22 +39,21 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import Database, begin_write, hold_for_writes
+from core.store.db import Database, hold_for_writes, write_when_free
 from core.store.driver import DriverInsert
-
-Rows = Mapping[Table, Sequence[Mapping[str, Any]]]
+from core.store.fanout import FanOut, Unit, shape_of
 
 
 class _Pending:
-    """One caller's rows; `turn` is held until the rows are committed (done) or the caller is
+    """One caller's units; `turn` is held until they are committed (done) or the caller is
     handed the lead, so a waiter is woken exactly once, by the thread that has news for it."""
 
-    __slots__ = ("rows", "done", "error", "turn")
+    __slots__ = ("units", "done", "errors", "turn")
 
-    def __init__(self, rows: Rows) -> None:
-        self.rows = rows
+    def __init__(self, units: Sequence[Unit]) -> None:
+        self.units = units
         self.done = False
-        self.error: Exception | None = None
+        self.errors: list[Exception | None] = [None] * len(units)
         self.turn = threading.Lock()
         self.turn.acquire()
 
@@ -65,13 +70,23 @@ class GroupCommitter:
         self._leading = False
         self._closed = False
         self._conn: PoolProxiedConnection | None = None
-        # SQLite's driver runs in autocommit mode: a raw write must open its transaction.
+        # SQLite's driver runs in autocommit mode: a batch is one statement that commits itself.
         self._sqlite = db.dialect == "sqlite"
+        self._fanout = FanOut(db.engine.dialect)  # the held SQLite connection's
         self._statements: dict[tuple[Table, tuple[str, ...]], DriverInsert] = {}
 
-    def insert(self, rows: Rows) -> None:
-        """Insert `rows` (all or none) in a shared transaction; return once committed."""
-        pending = _Pending(rows)
+    def insert(self, rows: Unit) -> None:
+        """Insert `rows` (one row per table; all or none) in a shared transaction; return once
+        committed."""
+        error = self.insert_many([rows])[0]
+        if error is not None:
+            raise error
+
+    def insert_many(self, units: Sequence[Unit]) -> list[Exception | None]:
+        """Insert several units (each all or none) in a shared transaction, for a caller that
+        writes for several requests at once (a candidate's batch); returns once committed, with
+        each unit's error or None."""
+        pending = _Pending(units)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
@@ -81,8 +96,7 @@ class GroupCommitter:
             pending.turn.acquire()  # committed by a leader, or handed the lead
         if not pending.done:
             self._lead()
-        if pending.error is not None:
-            raise pending.error
+        return pending.errors
 
     def _lead(self) -> None:
         """Commit the queue's head (the leader's own rows first), wake its callers and hand the
@@ -97,7 +111,8 @@ class GroupCommitter:
             self._commit(batch)
         except BaseException:  # interrupted: no caller may take its rows for committed
             for done in batch:
-                done.error = done.error or RuntimeError("the commit was interrupted")
+                done.errors[:] = [e or RuntimeError("the commit was interrupted")
+                                  for e in done.errors]
             raise
         finally:
             for done in batch:
@@ -114,23 +129,31 @@ class GroupCommitter:
                 successor.turn.release()
 
     def _commit(self, batch: list[_Pending]) -> None:
-        merged: dict[Table, list[Mapping[str, Any]]] = {}
+        """Write the batch, one statement per shape of unit; a failing group is written again
+        unit by unit, so only the failing unit's caller gets the error."""
+        groups: dict[Any, list[tuple[_Pending, int]]] = {}
         for pending in batch:
-            for table, rows in pending.rows.items():
-                merged.setdefault(table, []).extend(rows)
-        try:
-            self._write(merged)
-        except Exception as exc:
-            if len(batch) > 1:
-                for pending in batch:
-                    self._commit([pending])
-                return
-            batch[0].error = exc
+            for i, unit in enumerate(pending.units):
+                groups.setdefault(shape_of(unit), []).append((pending, i))
+        for group in groups.values():
+            self._commit_group(group)
 
-    def _write(self, merged: Mapping[Table, Sequence[Mapping[str, Any]]]) -> None:
-        """One transaction on the held DBAPI connection; once more on a fresh connection when
-        the held one turns out to be gone (the server restarted since the last commit). Driver
-        errors are raised as SQLAlchemy's, as the rest of the service sees them."""
+    def _commit_group(self, group: list[tuple[_Pending, int]]) -> None:
+        try:
+            self._write([pending.units[i] for pending, i in group])
+        except Exception as exc:
+            if len(group) == 1:
+                pending, i = group[0]
+                pending.errors[i] = exc
+            else:
+                for one in group:
+                    self._commit_group([one])
+
+    def _write(self, units: list[Unit]) -> None:
+        """One transaction on the held DBAPI connection (`units` all of one shape); once more
+        on a fresh connection when the held one turns out to be gone (the server restarted
+        since the last commit). Driver errors are raised as SQLAlchemy's, as the rest of the
+        service sees them."""
         dialect = self.db.engine.dialect
         for attempt in range(2):
             conn = cursor = None
@@ -138,9 +161,11 @@ class GroupCommitter:
                 conn = self._connection()
                 cursor = conn.cursor()
                 if self._sqlite:
-                    begin_write(cursor, held=True)
-                for table, rows in merged.items():
-                    for statement, params in self._params(table, rows).items():
+                    self._fanout.insert(cursor, shape_of(units[0]), units, _write_held)
+                    return
+                for table in units[0]:
+                    for statement, params in self._params(table, [u[table] for u in units]
+                                                          ).items():
                         cursor.executemany(statement.sql, params)
                 conn.commit()
                 return
@@ -175,6 +200,7 @@ class GroupCommitter:
             conn = self.db.engine.raw_connection()
             if self._sqlite:
                 hold_for_writes(conn, True)
+            self._fanout = FanOut(self.db.engine.dialect)  # TEMP views are per connection
             self._conn = conn
         return self._conn
 
@@ -211,8 +237,13 @@ class GroupCommitter:
             return
         try:
             if self._sqlite:
+                self._fanout.drop(conn)
                 hold_for_writes(conn, False)  # back to the pool as the others are
         except Exception:  # one that cannot take it back is no use to the pool either
             conn.invalidate()
         else:
             conn.close()
+
+
+def _write_held(cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    write_when_free(cursor, sql, params, held=True)

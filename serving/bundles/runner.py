@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
@@ -62,10 +64,14 @@ class BundleRunner:
         """The last stage's named outputs for these named inputs."""
         return self.predict_traced(inputs)[0]
 
-    def predict_traced(self, inputs: Mapping[str, np.ndarray]) -> tuple[Tensors, Tensors]:
+    def predict_traced(self, inputs: Mapping[str, np.ndarray],
+                       finish: Finish | None = None) -> Any:
         """The last stage's named outputs, and by stage name the answer tensor of each stage
-        that declares one."""
-        return _split_answers(self._batcher.submit(self.check_inputs(inputs)))
+        that declares one (with `finish`, what its `each` made of them, on the batcher)."""
+        checked = self.check_inputs(inputs)
+        if finish is None:
+            return _split_answers(self._batcher.submit(checked))
+        return self._batcher.submit(checked, finish.after(_split_answers))
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""

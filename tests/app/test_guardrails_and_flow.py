@@ -26,9 +26,9 @@ class SlowCandidate:
         self.candidate = candidate
         self.accepts, self.output_type = candidate.accepts, candidate.output_type
 
-    def predict(self, image):  # noqa: ANN001, ANN201
+    def predict(self, image, finish=None):  # noqa: ANN001, ANN201
         time.sleep(0.3)
-        return self.candidate.predict(image)
+        return self.candidate.predict(image, finish)
 
     def close(self) -> None:
         self.candidate.close()

@@ -24,9 +24,9 @@ class StuckCandidate:
         self.release = release
         self.accepts, self.output_type = candidate.accepts, candidate.output_type
 
-    def predict(self, image):  # noqa: ANN001, ANN201
+    def predict(self, image, finish=None):  # noqa: ANN001, ANN201
         self.release.wait(60)
-        return self.candidate.predict(image)
+        return self.candidate.predict(image, finish)
 
     def close(self) -> None:
         self.candidate.close()

@@ -16,9 +16,9 @@ from tests.support.postgres import PostgresServer
 
 
 def _unit(i: int) -> dict:
-    return {ServedPrediction.__table__: [{
+    return {ServedPrediction.__table__: {
         "prediction_id": f"p{i}", "experiment_id": None, "candidate": "c",
-        "created_at": utcnow()}]}
+        "created_at": utcnow()}}
 
 
 def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None:
@@ -81,8 +81,8 @@ def test_a_unit_over_two_tables_is_stored_whole_or_not_at_all(db: Database) -> N
     outbox = {"event_id": "e1", "topic": "t", "key": "p1", "payload": b"{}",
               "created_at": utcnow(), "attempts": 0}
     with pytest.raises(IntegrityError):
-        committer.insert({OutboxEvent.__table__: [outbox], **_unit(1)})
-    committer.insert({OutboxEvent.__table__: [outbox | {"event_id": "e2"}], **_unit(2)})
+        committer.insert({OutboxEvent.__table__: outbox, **_unit(1)})
+    committer.insert({OutboxEvent.__table__: outbox | {"event_id": "e2"}, **_unit(2)})
     committer.close()
     with db.session() as s:
         assert s.scalars(select(OutboxEvent.event_id)).all() == ["e2"]
@@ -105,6 +105,9 @@ def test_the_held_sqlite_connection_goes_back_to_the_pool_with_its_busy_timeout(
     try:
         assert conn.dbapi_connection is held_dbapi  # the same one, handed back
         assert _busy_timeout(conn) == BUSY_TIMEOUT_MS
+        cursor = conn.cursor()  # without the views its one-statement writes went through
+        assert cursor.execute("SELECT count(*) FROM sqlite_temp_master").fetchone()[0] == 0
+        cursor.close()
     finally:
         conn.close()
         db.dispose()
@@ -116,6 +119,24 @@ def _busy_timeout(conn) -> int:  # noqa: ANN001 - a pooled DBAPI connection
         return cursor.execute("PRAGMA busy_timeout").fetchone()[0]
     finally:
         cursor.close()
+
+
+def test_one_caller_writes_several_units_each_with_its_own_outcome(db: Database) -> None:
+    """A candidate's batcher commits its batch's records at once: one unit's failure is its
+    own; units of another shape (a shadow's keeps no input) share the batch too."""
+    committer = GroupCommitter(db)
+    committer.insert(_unit(1))
+    outbox = {"event_id": "e5", "topic": "t", "key": "p5", "payload": b"{}",
+              "created_at": utcnow(), "attempts": 0}
+    errors = committer.insert_many([_unit(2), _unit(1), {OutboxEvent.__table__: outbox,
+                                                         **_unit(5)}, _unit(3)])
+    assert errors[0] is None and errors[2] is None and errors[3] is None
+    assert isinstance(errors[1], IntegrityError)  # p1 again: that unit alone
+    committer.close()
+    with db.session() as s:
+        assert sorted(s.scalars(select(ServedPrediction.prediction_id))) == [
+            "p1", "p2", "p3", "p5"]
+        assert s.scalars(select(OutboxEvent.event_id)).all() == ["e5"]
 
 
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
