@@ -27,8 +27,7 @@ from core.ids import time_ordered_id
 from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
-from core.store.fanout import Unit
-from core.store.groupcommit import GroupCommitter
+from core.store.groupcommit import GroupCommitter, Unit
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.batch_request import Finish
 from serving.guardrails import GuardrailMonitor

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,16 +67,7 @@ itself on the first statement."""
 
 def begin_write(cursor: Any, *, held: bool = False) -> None:
     """BEGIN IMMEDIATE on a SQLite connection, trying again within a millisecond or two while
-    another connection holds the write lock (see :func:`write_when_free`)."""
-    write_when_free(cursor, SQLITE_WRITE_BEGIN, held=held)
-
-
-def write_when_free(cursor: Any, sql: str, params: Sequence[Any] = (), *,
-                    held: bool = False) -> None:
-    """Run a SQLite statement that takes the write lock (BEGIN IMMEDIATE, or a write in
-    autocommit mode), trying again within a millisecond or two while another connection holds
-    the lock (for up to QUICK_WAIT_S, then SQLite's own wait). A statement refused for the lock
-    has done nothing, so running it again is safe.
+    another connection holds the write lock (for up to QUICK_WAIT_S, then SQLite's own wait).
 
     SQLite's busy handler sleeps 1, 2, 5, ... up to 100 ms between tries and nothing wakes it
     when the lock frees: with the API's writer, the relay and the worker taking turns at the
@@ -92,18 +83,16 @@ def write_when_free(cursor: Any, sql: str, params: Sequence[Any] = (), *,
         deadline, pause = time.monotonic() + QUICK_WAIT_S, 0.0002
         while time.monotonic() < deadline:
             try:
-                cursor.execute(sql, params)
+                cursor.execute(SQLITE_WRITE_BEGIN)
                 return
             except sqlite3.OperationalError as exc:
-                # SQLITE_BUSY, or its extended BUSY_SNAPSHOT (a write in autocommit mode whose
-                # snapshot went stale before it took the lock)
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
         waited = True
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute(sql, params)  # a long wait: SQLite's own, up to the busy timeout
+        cursor.execute(SQLITE_WRITE_BEGIN)  # a long wait: SQLite's own, up to the busy timeout
     finally:
         if held and waited:
             cursor.execute("PRAGMA busy_timeout=0")

@@ -1,22 +1,17 @@
-"""Group commit: rows from many request threads share one transaction and one statement.
+"""Group commit: rows from many threads share one transaction and one INSERT per table.
 
-A request thread hands its rows (table → its row) to `insert` and blocks until they are
-committed, so the caller still answers only after its writes are durable. The threads take turns
-as the leader (leader/follower, as in database group commit): a thread that finds no commit in
-progress writes everything queued so far, its own rows included, with one executemany per table
-as one statement; the threads that queued rows meanwhile wait, each on a lock of its own, and the
+A thread hands its rows (table → its row) to `insert`, or a candidate's batcher the rows of its
+batch's answers to `insert_many`, and blocks until they are committed, so the caller still
+answers only after its writes are durable. The threads take turns as the leader
+(leader/follower, as in database group commit): a thread that finds no commit in progress
+writes everything queued so far, its own rows included, with one executemany per table and one
+commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
 leader wakes the ones it committed and hands the lead to the first still waiting, which writes
 the next batch. A lone request writes on its own thread with no hand-off to another, and
 concurrent ones share commits; one writer at a time also means no lock contention between the
 process's threads (SQLite has one writer at a time). If a batch fails, its units are written
 again one by one, so only the failing unit's caller gets the error and its batch-mates are
 still committed.
-
-On SQLite a batch is one statement in all (core.store.fanout: an INSERT into a view whose
-trigger fills each table), which commits by itself: the driver releases the GIL once per
-statement, and on a busy server each release costs the writer more than the write. Units of
-different shapes (a served request keeps its input, a shadow's does not) go in one statement
-per shape. On PostgreSQL a batch is one executemany per table and a commit.
 
 The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
 the driver's cursor: on this hot path the pool check-out, its reset on return, building the
@@ -39,9 +34,11 @@ from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from core.store.db import Database, hold_for_writes, write_when_free
+from core.store.db import Database, begin_write, hold_for_writes
 from core.store.driver import DriverInsert
-from core.store.fanout import FanOut, Unit, shape_of
+
+Unit = Mapping[Table, Mapping[str, Any]]
+"""One caller's rows, stored all or none: at most one row per table."""
 
 
 class _Pending:
@@ -70,9 +67,8 @@ class GroupCommitter:
         self._leading = False
         self._closed = False
         self._conn: PoolProxiedConnection | None = None
-        # SQLite's driver runs in autocommit mode: a batch is one statement that commits itself.
+        # SQLite's driver runs in autocommit mode: a raw write must open its transaction.
         self._sqlite = db.dialect == "sqlite"
-        self._fanout = FanOut(db.engine.dialect)  # the held SQLite connection's
         self._statements: dict[tuple[Table, tuple[str, ...]], DriverInsert] = {}
 
     def insert(self, rows: Unit) -> None:
@@ -129,31 +125,29 @@ class GroupCommitter:
                 successor.turn.release()
 
     def _commit(self, batch: list[_Pending]) -> None:
-        """Write the batch, one statement per shape of unit; a failing group is written again
-        unit by unit, so only the failing unit's caller gets the error."""
-        groups: dict[Any, list[tuple[_Pending, int]]] = {}
-        for pending in batch:
-            for i, unit in enumerate(pending.units):
-                groups.setdefault(shape_of(unit), []).append((pending, i))
-        for group in groups.values():
-            self._commit_group(group)
+        """Write every unit of the batch in one transaction; if that fails, each unit again on
+        its own, so only the failing unit's caller gets the error."""
+        self._commit_units([(pending, i) for pending in batch for i in range(len(pending.units))])
 
-    def _commit_group(self, group: list[tuple[_Pending, int]]) -> None:
+    def _commit_units(self, units: list[tuple[_Pending, int]]) -> None:
         try:
-            self._write([pending.units[i] for pending, i in group])
+            self._write([pending.units[i] for pending, i in units])
         except Exception as exc:
-            if len(group) == 1:
-                pending, i = group[0]
+            if len(units) == 1:
+                pending, i = units[0]
                 pending.errors[i] = exc
             else:
-                for one in group:
-                    self._commit_group([one])
+                for one in units:
+                    self._commit_units([one])
 
     def _write(self, units: list[Unit]) -> None:
-        """One transaction on the held DBAPI connection (`units` all of one shape); once more
-        on a fresh connection when the held one turns out to be gone (the server restarted
-        since the last commit). Driver errors are raised as SQLAlchemy's, as the rest of the
-        service sees them."""
+        """One transaction on the held DBAPI connection; once more on a fresh connection when
+        the held one turns out to be gone (the server restarted since the last commit). Driver
+        errors are raised as SQLAlchemy's, as the rest of the service sees them."""
+        merged: dict[Table, list[Mapping[str, Any]]] = {}
+        for unit in units:
+            for table, row in unit.items():
+                merged.setdefault(table, []).append(row)
         dialect = self.db.engine.dialect
         for attempt in range(2):
             conn = cursor = None
@@ -161,11 +155,9 @@ class GroupCommitter:
                 conn = self._connection()
                 cursor = conn.cursor()
                 if self._sqlite:
-                    self._fanout.insert(cursor, shape_of(units[0]), units, _write_held)
-                    return
-                for table in units[0]:
-                    for statement, params in self._params(table, [u[table] for u in units]
-                                                          ).items():
+                    begin_write(cursor, held=True)
+                for table, rows in merged.items():
+                    for statement, params in self._params(table, rows).items():
                         cursor.executemany(statement.sql, params)
                 conn.commit()
                 return
@@ -200,7 +192,6 @@ class GroupCommitter:
             conn = self.db.engine.raw_connection()
             if self._sqlite:
                 hold_for_writes(conn, True)
-            self._fanout = FanOut(self.db.engine.dialect)  # TEMP views are per connection
             self._conn = conn
         return self._conn
 
@@ -237,13 +228,9 @@ class GroupCommitter:
             return
         try:
             if self._sqlite:
-                self._fanout.drop(conn)
                 hold_for_writes(conn, False)  # back to the pool as the others are
         except Exception:  # one that cannot take it back is no use to the pool either
             conn.invalidate()
         else:
             conn.close()
 
-
-def _write_held(cursor: Any, sql: str, params: Sequence[Any]) -> None:
-    write_when_free(cursor, sql, params, held=True)
