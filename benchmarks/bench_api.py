@@ -19,14 +19,16 @@ throughput moves with their load from one run to the next, while the CPU the ser
 request does not. Throughput is the same figure where the server has the cores to itself.
 
 `--breakdown` also says where the full path's CPU goes, per request: the request threads' CPU
-time (`time.thread_time`) in the whole request on each path, and on the full path in the durable
-write (`PredictService._record`: the group commit of the event, the ledger row and the kept
-input) and in the rest of the serving path outside the candidate call; the candidate's batcher
-threads' CPU on each path and the requests its batch calls merged (the same batcher runs both
+time (`time.thread_time`) in the whole request on each path, and on the full path in the serving
+path outside the candidate call; the candidate's batcher threads' CPU on each path, and within
+the full path's the answers' records (`PredictService._recorded`: the event, the ledger row, the
+kept input) and their commit (`PredictService._commit`: one group commit per batch), both made
+there before the callers wake; the requests its batch calls merged (the same batcher runs both
 paths: a path whose requests reach it more spread out gets smaller batches, and the candidate
-costs more per request); and the rest of the process (the HTTP server's own work, other
-threads). The timing itself costs a few µs per request: quote the headline from a run without
-it.
+costs more per request) and the requests per commit; the rest of the process (the HTTP
+server's own work, other threads); and the context switches per request on each path (on a
+busy VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
+costs a few µs per request: quote the headline from a run without it.
 
     python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
                                    [--server granian|werkzeug] [--breakdown]

@@ -4,7 +4,11 @@ candidate, record the event, run the shadows, feed the guardrails.
 /v1/predict (an image) and /v2/models/{scope}/infer (V2 tensors) both call `predict`; what
 differs is only the payload, and each loaded candidate says which kind it accepts (Servable).
 The PredictionMade event and the served-prediction ledger row are written in one transaction
-(the outbox), so an answer the caller got is an event the evaluation will see. A candidate that
+(the outbox), so an answer the caller got is an event the evaluation will see. For a local
+candidate that record is made and committed on its batcher's thread, one commit for the batch's
+answers, before the callers wake (batch_request.Finish): a caller then blocks once, as it would
+for the candidate alone, where a commit of its own on the request thread made it block twice,
+and each block and wake-up costs the server CPU. A candidate that
 fails (a model error, a remote server's 5xx or timeout) is recorded too, with its latency and
 error, and counted by the error-rate guardrail; the caller gets the failure's status (502, 503,
 504). Bad input (a 4xx) is the caller's and is neither recorded nor counted. Shadow candidates
