@@ -7,13 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app import close_app, create_app
 from app.auth import create_key
 from core.settings import load_settings
 from core.store import schema
 from core.store.db import Database
+from core.store.models import ServedPrediction
+from tests.support.bundles import EXAMPLE
 from tests.support.postgres import PostgresServer
+from tests.support.v2 import flowers, infer_body, upload
 
 
 @pytest.fixture
@@ -48,5 +52,44 @@ def test_store_down_is_503_then_recovers(own_postgres: PostgresServer, tmp_path:
         assert "psycopg" not in registry.get_data(as_text=True)
         own_postgres.start()
         assert client.get("/v1/experiments", headers=headers).status_code == 200
+    finally:
+        close_app(app)
+
+
+def test_a_batched_candidate_answers_503_while_the_store_is_down(
+        own_postgres: PostgresServer, tmp_path: Path) -> None:
+    """A local candidate's answers are recorded on its batcher (one commit per batch): a commit
+    that fails reaches each caller as the store being unavailable (503, retry), not as the
+    candidate's failure, and the batcher records again once the store is back."""
+    url = own_postgres.create_database()
+    with Database(url) as db:
+        schema.upgrade(db)
+        key = create_key(db, ["admin"], name="outage")["key"]
+    settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
+                                  "ABVOC_SECRET_KEY": "outage-secret"})
+    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 600.0})
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    rows = flowers(3, seed=5)
+    try:
+        upload(client, headers, EXAMPLE)
+
+        def infer(i: int):  # noqa: ANN202 - the response
+            return client.post("/v2/models/default/infer", headers=headers,
+                               json=infer_body(rows[i][None], f"user-{i}"))
+
+        first = infer(0)  # the lookups (key, router, default candidate) are cached from here
+        assert first.status_code == 200, first.get_json()
+        own_postgres.halt()
+        down = infer(1)
+        assert down.status_code == 503, down.get_data(as_text=True)
+        assert "store is unavailable" in down.get_json()["error"]
+        own_postgres.start()
+        back = infer(2)
+        assert back.status_code == 200, back.get_json()
+        answered = [r.get_json()["parameters"]["prediction_id"] for r in (first, back)]
+        with Database(url) as db, db.session() as s:
+            kept = s.scalars(select(ServedPrediction.prediction_id)).all()
+        assert sorted(kept) == sorted(answered)  # the refused one left nothing behind
     finally:
         close_app(app)
