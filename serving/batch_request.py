@@ -7,7 +7,10 @@ callers (the serving path builds each prediction's record there and commits the 
 in one write). The caller then wakes once, as it would for the bare result: on a busy server a
 second hand-off (to a group commit and back) cost more CPU than the write itself. A request whose
 finishing has begun is no longer abandoned at its deadline: its caller waits for the finished
-value, so work done for it is never done twice.
+value, so work done for it is never done twice. Finishing is not the candidate's time: the
+stuck-candidate rule (serving.batching) counts the batch call only; but while a worker finishes,
+its next batch waits, so finishing that outlasts the deadline (a store stalled that long) times
+out the requests queued behind it.
 """
 
 from __future__ import annotations

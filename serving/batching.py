@@ -208,9 +208,12 @@ class _Batcher:
                 return
             self._busy_since[index] = time.monotonic()
             try:
-                self._run(batch)
+                done = self._run(batch)
             finally:
                 self._busy_since[index] = None
+            # Finishing is the callers' work, not the candidate's: a slow store never makes the
+            # candidate look stuck (its new requests failing at once as its failures).
+            self._deliver(done)
 
     def _next_batch(self) -> list[BatchRequest] | None:
         """Wait for a full batch or the head request's deadline; None once closed and drained."""
@@ -247,7 +250,9 @@ class _Batcher:
         self.batch_sizes[size] += 1
         return taken
 
-    def _run(self, requests: list[BatchRequest]) -> None:
+    def _run(self, requests: list[BatchRequest]) -> list[tuple[BatchRequest, Any]]:
+        """Run one batch: each request with its rows (a failed one is finished with its error
+        here)."""
         counts = [len(r.inputs) for r in requests]
         try:
             inputs = requests[0].inputs
@@ -257,26 +262,23 @@ class _Batcher:
         except Exception as exc:  # noqa: BLE001 - the error belongs to the callers
             if len(requests) == 1:
                 requests[0].finish(error=exc)
-                return
+                return []
             with self._cond:
                 self.retried_batches += 1
-            for request in requests:
-                self._run_alone(request)
-            return
+            return [one for request in requests for one in self._run_alone(request)]
         start = 0
         done = []
         for request, count in zip(requests, counts, strict=True):
             done.append((request, outputs[start : start + count]))
             start += count
-        self._deliver(done)
+        return done
 
-    def _run_alone(self, request: BatchRequest) -> None:
+    def _run_alone(self, request: BatchRequest) -> list[tuple[BatchRequest, Any]]:
         try:
-            result = self._call(request.inputs)
+            return [(request, self._call(request.inputs))]
         except Exception as exc:  # noqa: BLE001 - handed to this request's caller
             request.finish(error=exc)
-            return
-        self._deliver([(request, result)])
+            return []
 
     def _deliver(self, done: list[tuple[BatchRequest, Any]]) -> None:
         """Hand each request its result; for one with a Finish whose caller still waits, what

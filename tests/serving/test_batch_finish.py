@@ -91,3 +91,30 @@ def test_the_deadline_never_leaves_work_done_twice_or_lost() -> None:
         assert batcher.submit(3, Finish(each, lambda values: None)) == 30
         timer.cancel()
     assert seen == [10, 30]
+
+
+def test_slow_finishing_does_not_make_the_candidate_look_stuck() -> None:
+    """The stuck-candidate rule (new requests fail at once while every worker has been on one
+    batch past the deadline) counts the candidate's own work only: a slow `together` (a store
+    taking its time to commit) holds its own callers, not the candidate's name."""
+    started = threading.Event()
+
+    def slow_together(values: list[int]) -> None:
+        started.set()
+        time.sleep(0.5)  # past the 150 ms deadline
+
+    with ItemBatcher(lambda items: [10 * i for i in items], max_batch_size=1,
+                     timeout_ms=150) as batcher:
+        first: dict[str, object] = {}
+        caller = threading.Thread(target=lambda: first.update(
+            r=batcher.submit(1, Finish(lambda r: r, slow_together))))
+        caller.start()
+        assert started.wait(5)
+        time.sleep(0.2)  # the worker has been finishing for longer than the deadline
+        try:
+            batcher.submit(2)
+        except BatchTimeout as exc:
+            assert "running one batch" not in exc.message, exc.message
+        caller.join(5)
+        assert first["r"] == 10  # its finishing began: its caller got the finished value
+        assert batcher.submit(3) == 30
