@@ -174,7 +174,7 @@ class PredictService:
         """Run the routed candidate and record its prediction durably; the run and its event.
 
         An answer's event and rows are made and committed on the candidate's batcher, together
-        with its batch-mates' (batching.Finish), so the caller wakes once with its answer
+        with its batch-mates' (batch_request.Finish), so the caller wakes once with its answer
         recorded; a failure is recorded here."""
         version, model = self._model(route.candidate, req, route.version)
         start = time.perf_counter()
