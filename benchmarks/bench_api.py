@@ -159,10 +159,10 @@ def _count_batches() -> dict[str, int]:
     counts = {"calls": 0, "requests": 0}
     run = _Batcher._run
 
-    def counted(self, merged: list) -> None:  # noqa: ANN001
+    def counted(self, merged: list) -> list:  # noqa: ANN001
         counts["calls"] += 1
         counts["requests"] += len(merged)
-        run(self, merged)
+        return run(self, merged)
 
     _Batcher._run = counted
 
