@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app import close_app, create_app
 from app.auth import create_key
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.store import schema
 from core.store.db import Database
 from core.store.models import ServedPrediction
@@ -28,16 +28,24 @@ def own_postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def test_store_down_is_503_then_recovers(own_postgres: PostgresServer, tmp_path: Path) -> None:
-    url = own_postgres.create_database()
+def _store(server: PostgresServer) -> tuple[str, dict[str, str]]:
+    """A migrated database on `server` and an admin key's headers."""
+    url = server.create_database()
     with Database(url) as db:
         schema.upgrade(db)
         key = create_key(db, ["admin"], name="outage")["key"]
-    settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
-                                  "ABVOC_SECRET_KEY": "outage-secret"})
-    app = create_app(settings, test_config={"TESTING": True})
+    return url, {"Authorization": f"Bearer {key}"}
+
+
+def _settings(url: str, data_dir: Path) -> Settings:
+    return load_settings(env={"ABVOC_DATA_DIR": str(data_dir), "ABVOC_DATABASE_URL": url,
+                              "ABVOC_SECRET_KEY": "outage-secret"})
+
+
+def test_store_down_is_503_then_recovers(own_postgres: PostgresServer, tmp_path: Path) -> None:
+    url, headers = _store(own_postgres)
+    app = create_app(_settings(url, tmp_path), test_config={"TESTING": True})
     client = app.test_client()
-    headers = {"Authorization": f"Bearer {key}"}
     try:
         assert client.get("/v1/experiments", headers=headers).status_code == 200
         own_postgres.halt()
@@ -61,15 +69,10 @@ def test_a_batched_candidate_answers_503_while_the_store_is_down(
     """A local candidate's answers are recorded on its batcher (one commit per batch): a commit
     that fails reaches each caller as the store being unavailable (503, retry), not as the
     candidate's failure, and the batcher records again once the store is back."""
-    url = own_postgres.create_database()
-    with Database(url) as db:
-        schema.upgrade(db)
-        key = create_key(db, ["admin"], name="outage")["key"]
-    settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path), "ABVOC_DATABASE_URL": url,
-                                  "ABVOC_SECRET_KEY": "outage-secret"})
-    app = create_app(settings, test_config={"TESTING": True, "ROUTER_REFRESH_S": 600.0})
+    url, headers = _store(own_postgres)
+    app = create_app(_settings(url, tmp_path),
+                     test_config={"TESTING": True, "ROUTER_REFRESH_S": 600.0})
     client = app.test_client()
-    headers = {"Authorization": f"Bearer {key}"}
     rows = flowers(3, seed=5)
     try:
         upload(client, headers, EXAMPLE)
