@@ -24,9 +24,9 @@ def time_stages(app) -> None:  # noqa: ANN001 - a Flask app
     for owner, method, name in (
             # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware.
             (InflateBodies, "__call__", "app"), (Flask, "preprocess_request", "checks"),
-            (Flask, "dispatch_request", "view"), (PredictService, "_run", "candidate"),
+            (Flask, "dispatch_request", "view"), (PredictService, "_call", "candidate"),
             (RemoteClient, "_attempt", "remote"), (PredictService, "_event", "event"),
-            (PredictService, "_record", "write")):
+            (PredictService, "_commit", "write")):
         timer.wrap(owner, method, name)
     app.get("/bench/stages")(lambda: jsonify(timer.totals()))
 
@@ -41,13 +41,15 @@ def print_breakdown(stages: list[dict[str, float]]) -> None:
         ("  in the app (Flask, from the WSGI call to the answer)", m["app"]),
         ("    before-request hooks (the input checks)", m["checks"]),
         ("    the view", m["view"]),
-        ("      the candidate call", m["candidate"]),
+        ("      the candidate call, its answer recorded (batch_request.Finish)",
+         m["candidate"]),
         ("        the HTTP call to MLServer", m["remote"]),
-        ("        abvoc's side of it (V2 tensors in and out)", m["candidate"] - m["remote"]),
-        ("      the PredictionMade event", m["event"]),
-        ("      the durable write (event, ledger row, kept input)", m["write"]),
+        ("        the PredictionMade event", m["event"]),
+        ("        the durable write (event, ledger row, kept input)", m["write"]),
+        ("        abvoc's side of the call (V2 tensors in and out, the rows)",
+         m["candidate"] - m["remote"] - m["event"] - m["write"]),
         ("      the rest (auth, the request's fields, routing, receipt, answer)",
-         m["view"] - m["candidate"] - m["event"] - m["write"]),
+         m["view"] - m["candidate"]),
         ("    Flask around them (request context, URL, response)",
          m["app"] - m["checks"] - m["view"]),
     ]
