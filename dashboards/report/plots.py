@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -26,20 +27,29 @@ from evaluation.candidate_facts import shown_names
 
 CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC")
 """Fonts that draw Chinese, Japanese and Korean (scripts/install-browser.sh installs the first)."""
+SCRIPT_FONTS = tuple(f"Noto Sans {script}" for script in (
+    "Thai", "Devanagari", "Bengali", "Tamil", "Telugu", "Gujarati", "Gurmukhi", "Kannada",
+    "Malayalam", "Sinhala", "Khmer", "Lao", "Myanmar", "Ethiopic"))
+"""Fonts for scripts DejaVu Sans has no glyphs for (fonts-noto-core). Matplotlib draws glyphs
+without shaping: a name in a script that reorders or joins its letters (Devanagari's vowel
+signs, say) reads imperfectly in a plot; the tables beside it give names whole, shaped."""
 
 
 def _font_family() -> list[str]:
-    """DejaVu Sans, then the CJK fonts this machine has: matplotlib falls back glyph by glyph
-    along the list, so a name in Chinese, Japanese or Korean is drawn as itself, not as empty
-    boxes, and Latin text is drawn as before. A font installed after matplotlib built its font
-    cache is not in it: added here."""
+    """DejaVu Sans, then the CJK and other script fonts this machine has: matplotlib falls back
+    glyph by glyph along the list, so a name in Chinese, Thai or Hindi is drawn in its own
+    letters, not as empty boxes, and Latin text is drawn as before. A font installed after
+    matplotlib built its font cache is not in it: added here."""
+    wanted = (*CJK_FONTS, *SCRIPT_FONTS)
     known = {f.name for f in font_manager.fontManager.ttflist}
-    if not known.intersection(CJK_FONTS):
+    if not known.issuperset(wanted):
+        files = {name.replace(" ", "").lower() for name in wanted if name not in known}
         for path in font_manager.findSystemFonts():
-            if "wqy" in path.lower() or "notosanscjk" in path.lower():
+            stem = Path(path).stem.lower()
+            if "wqy" in stem or "notosanscjk" in stem or stem.split("-")[0] in files:
                 font_manager.fontManager.addfont(path)
         known = {f.name for f in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans", *(name for name in CJK_FONTS if name in known)]
+    return ["DejaVu Sans", *(name for name in wanted if name in known)]
 
 
 # Set once, at import, to the same value every time: the figures' text reads it as it is made.

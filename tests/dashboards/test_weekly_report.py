@@ -160,6 +160,26 @@ def test_chinese_japanese_and_korean_are_drawn_as_themselves(
     assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
 
 
+THAI_HINDI = "ดัชนีผิด घातांक गलत है"
+
+
+def test_thai_and_hindi_are_drawn_as_themselves(dash_app: Flask, tmp_path: Path) -> None:
+    """Scripts DejaVu has no glyphs for are set in their Noto fonts (fonts-noto-core) in the
+    PDF, and a plot's names in them draw with no glyph missing."""
+    _seed_week(dash_app)
+    _comment_on(dash_app, "voc-scripts", THAI_HINDI)
+    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
+    fonts = subprocess.run(["pdffonts", str(done.pdf)], capture_output=True, text=True,
+                           check=True).stdout
+    assert "NotoSansThai" in fonts and "NotoSansDevanagari" in fonts, fonts
+    _, text = _words_past_the_page(done.pdf)
+    assert all(word in text for word in THAI_HINDI.split())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.bars(["ดัชนี", "घातांक", "ቁጥር"], [1.0, 2.0, 0.5], "ผิด")
+    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+
+
 def test_long_user_text_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -> None:
     """A comment of one 1,900-letter word wraps inside its cell: the HTML is no wider than
     its window, and the PDF holds every letter of it on the page."""
