@@ -82,11 +82,10 @@ def rebuild(db: Database, experiment_id: int,
     """Rebuild one experiment's unit sums; `progress` is told the predictions read so far.
     Raises NotFound for an unknown experiment."""
     with db.reading() as s:
-        if s.get(Experiment, experiment_id) is None:
-            raise NotFound(f"experiment {experiment_id} does not exist")
-    with db.reading() as s:
         if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
             s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        if s.get(Experiment, experiment_id) is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
         then = unit_rows(s, experiment_id)
         rebuilt, read = _summed(s, experiment_id, progress)
     by_unit: dict[str, set[UnitKey]] = defaultdict(set)

@@ -142,42 +142,40 @@ def test_report_has_every_section_with_plots_and_escapes_user_text(
 CJK = "指数错了 指数が違います 지수가 틀렸어요"
 
 
-def test_chinese_japanese_and_korean_are_drawn_as_themselves(
-        dash_app: Flask, tmp_path: Path) -> None:
-    """A comment in Chinese, Japanese and Korean is set in a CJK font in the PDF (not empty
-    boxes), and a plot's names in them draw with no glyph missing."""
-    _seed_week(dash_app)
-    _comment_on(dash_app, "voc-cjk", CJK)
-    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
-    fonts = subprocess.run(["pdffonts", str(done.pdf)], capture_output=True, text=True,
-                           check=True).stdout
-    assert "WenQuanYi" in fonts, fonts
+def _drawn_as_themselves(app: Flask, tmp_path: Path, comment: str, fonts: tuple[str, ...],
+                         names: list[str], title: str) -> None:
+    """A comment is set in `fonts` in the PDF (not empty boxes) and its words are in the PDF's
+    text; a plot of `names` draws with no glyph missing."""
+    _seed_week(app)
+    _comment_on(app, "voc-script", comment)
+    done = write_report(app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
+    listed = subprocess.run(["pdffonts", str(done.pdf)], capture_output=True, text=True,
+                            check=True).stdout
+    assert all(font in listed for font in fonts), listed
     _, text = _words_past_the_page(done.pdf)
-    assert all(word in text for word in CJK.split())
+    assert all(word in text for word in comment.split())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plots.bars(["手写/中", "지수", "ひらがな"], [1.0, 2.0, 0.5], "错误率")
+        plots.bars(names, [1.0, 2.0, 0.5], title)
     assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+
+
+def test_chinese_japanese_and_korean_are_drawn_as_themselves(
+        dash_app: Flask, tmp_path: Path) -> None:
+    """A comment in Chinese, Japanese and Korean is set in a CJK font, and a plot's names in
+    them draw as themselves."""
+    _drawn_as_themselves(dash_app, tmp_path, CJK, ("WenQuanYi",), ["手写/中", "지수", "ひらがな"],
+                         "错误率")
 
 
 THAI_HINDI = "ดัชนีผิด घातांक गलत है"
 
 
 def test_thai_and_hindi_are_drawn_as_themselves(dash_app: Flask, tmp_path: Path) -> None:
-    """Scripts DejaVu has no glyphs for are set in their Noto fonts (fonts-noto-core) in the
-    PDF, and a plot's names in them draw with no glyph missing."""
-    _seed_week(dash_app)
-    _comment_on(dash_app, "voc-scripts", THAI_HINDI)
-    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
-    fonts = subprocess.run(["pdffonts", str(done.pdf)], capture_output=True, text=True,
-                           check=True).stdout
-    assert "NotoSansThai" in fonts and "NotoSansDevanagari" in fonts, fonts
-    _, text = _words_past_the_page(done.pdf)
-    assert all(word in text for word in THAI_HINDI.split())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        plots.bars(["ดัชนี", "घातांक", "ቁጥር"], [1.0, 2.0, 0.5], "ผิด")
-    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+    """Scripts DejaVu has no glyphs for are set in their Noto fonts (fonts-noto-core), and a
+    plot's names in them draw as themselves."""
+    _drawn_as_themselves(dash_app, tmp_path, THAI_HINDI, ("NotoSansThai", "NotoSansDevanagari"),
+                         ["ดัชนี", "घातांक", "ቁጥር"], "ผิด")
 
 
 def test_long_user_text_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -> None:
