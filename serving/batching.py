@@ -17,11 +17,12 @@ batch-mates still get their results.
 
 Deadline: with ``timeout_ms`` a caller waits at most that long from arrival to its rows, queueing
 included; then its request is dropped from the queue (or its rows, still being computed, are
-dropped when they come) and it gets a BatchTimeout (504). A batch function that never returns
-holds its worker for good, so while every worker has been on one batch longer than the
-deadline, new requests fail at once instead of queueing behind it: a stuck candidate costs its
-callers an error, never a request thread (the serving path records it, and the error-rate
-guardrail counts it), and serves again by itself once the batch ends.
+dropped when they come) and it gets a BatchTimeout (504), or a FinishingBacklog (503) when its
+workers spent most of its wait finishing earlier requests (serving.batch_request). A batch
+function that never returns holds its worker for good, so while every worker has been on one
+batch longer than the deadline, new requests fail at once instead of queueing behind it: a stuck
+candidate costs its callers an error, never a request thread (the serving path records it, and
+the error-rate guardrail counts it), and serves again by itself once the batch ends.
 
 Finishing on the worker: a caller may pass a :class:`~serving.batch_request.Finish`, run on its
 result by the worker before the caller wakes (see that module).
@@ -46,25 +47,21 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from core.errors import AbvocError
-from serving.batch_request import BatchRequest, Finish
+from serving.batch_request import (
+    BatcherClosed,
+    BatchRequest,
+    BatchTimeout,
+    Finish,
+    FinishingBacklog,
+    FinishingClock,
+)
 
-__all__ = ["BatchOutputError", "BatchTimeout", "BatcherClosed", "DynamicBatcher", "ItemBatcher"]
+__all__ = ["BatchOutputError", "BatchTimeout", "BatcherClosed", "DynamicBatcher",
+           "FinishingBacklog", "ItemBatcher"]
 
 BatchFn = Callable[[np.ndarray], np.ndarray]
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class BatcherClosed(AbvocError):
-    """The batcher is shutting down and takes no new requests."""
-
-    status = 503
-
-
-class BatchTimeout(AbvocError):
-    """No answer within the batcher's deadline: the candidate's failure, not the caller's."""
-
-    status = 504
 
 
 class BatchOutputError(AbvocError):
@@ -109,6 +106,9 @@ class _Batcher:
         self.retried_batches = 0
         self.timed_out = 0
         """How many callers got a BatchTimeout (queued too long, or refused while stuck)."""
+        self.backlogged = 0
+        """How many callers got a FinishingBacklog (their wait was mostly finishing's)."""
+        self._finishing = FinishingClock(workers)
         # When each worker's current batch started; None while it forms or waits for one.
         self._busy_since: list[float | None] = [None] * workers
         self._workers = [
@@ -126,7 +126,9 @@ class _Batcher:
     def _submit(self, inputs: Any, signature: object, finish: Finish | None = None) -> Any:
         """This request's share of the batch output (with `finish`, what its `each` made of
         it); blocks until its batch has run."""
-        request = BatchRequest(inputs, time.monotonic(), signature, finish)
+        now = time.monotonic()
+        request = BatchRequest(inputs, now, signature, finish,
+                               0.0 if self.timeout is None else self._finishing.spent(now))
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"batcher {self.name!r} is shut down")
@@ -171,11 +173,19 @@ class _Batcher:
                     where = "waiting for its batch"
                 except ValueError:
                     where = "its batch still running"
-                self.timed_out += 1
+                backlog = self._finishing.mostly_finishing(request, time.monotonic())
+                if backlog:
+                    self.backlogged += 1
+                else:
+                    self.timed_out += 1
         if request.claimed:  # its rows came and are being finished: that work is its answer
             request.wait()
             return
         assert self.timeout is not None
+        if backlog:
+            raise FinishingBacklog(
+                f"no answer within {self.timeout * 1000:g} ms: the answers before this one "
+                "are still being recorded (the store is slow); try again shortly")
         raise BatchTimeout(f"{self.name} gave no answer within {self.timeout * 1000:g} ms "
                            f"({where})")
 
@@ -213,7 +223,11 @@ class _Batcher:
                 self._busy_since[index] = None
             # Finishing is the callers' work, not the candidate's: a slow store never makes the
             # candidate look stuck (its new requests failing at once as its failures).
-            self._deliver(done)
+            self._finishing.start(index, time.monotonic())
+            try:
+                self._deliver(done)
+            finally:
+                self._finishing.stop(index, time.monotonic())
 
     def _next_batch(self) -> list[BatchRequest] | None:
         """Wait for a full batch or the head request's deadline; None once closed and drained."""

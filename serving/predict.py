@@ -33,7 +33,7 @@ from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter, Unit
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
-from serving.batch_request import Finish
+from serving.batch_request import Finish, FinishingBacklog
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
 from serving.router import Route, Router, Shadow
@@ -162,7 +162,9 @@ class PredictService:
         try:
             return model.predict(payload, finish), None
         except AbvocError as exc:
-            if exc.status < 500:
+            # Bad input is the caller's, a backlog of records the store's: neither is recorded
+            # nor counted against the candidate.
+            if exc.status < 500 or isinstance(exc, FinishingBacklog):
                 raise
             return None, exc
         except Exception as exc:  # a candidate's failure is data for its guardrails

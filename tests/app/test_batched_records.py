@@ -5,15 +5,20 @@ of the batch gets its answer; every answer is recorded once, none is lost."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.predict import PredictService
 from tests.serving.test_batching import concurrently
-from tests.support.bundles import EXAMPLE
+from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
 from tests.support.v2 import flowers, infer_body, upload
 
@@ -60,3 +65,66 @@ def test_a_batch_of_answers_is_recorded_in_one_write_on_the_batcher(
             stored = s.scalar(select(func.count()).select_from(table)
                               .where(column.in_(ids)))
             assert stored == REQUESTS, table.__tablename__  # each answer durable, once
+
+
+@contextmanager
+def _writes_held(url: str) -> Iterator[None]:
+    """Another client holding the store's write lock (the ledger table's on PostgreSQL, the
+    database's on SQLite): the batcher's commit waits until it lets go, as behind a stalled
+    store."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as held:
+            if url.startswith("sqlite"):
+                held.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                held.begin()
+                held.execute(text(f"LOCK TABLE {ServedPrediction.__tablename__} "
+                                  "IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                held.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
+        v2app: Flask, tmp_path: Path) -> None:
+    """A commit that outlasts the candidate's deadline holds the requests queued behind it: past
+    their deadline they get a 503 saying to retry (the store's delay), are not recorded as the
+    candidate's failures (which the error-rate guardrail would count), and leave nothing stored;
+    the answer whose commit waited is served once the store lets go."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    bundle = copy_example(tmp_path)
+    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
+    upload(client, admin, bundle)
+    rows = flowers(4, seed=9)
+
+    def infer(i: int):  # noqa: ANN202 - the response
+        return v2app.test_client().post("/v2/models/default/infer", headers=admin,
+                                        json=infer_body(rows[i][None], f"user-{i}"))
+
+    warm = infer(0)  # the lookups are cached from here
+    assert warm.status_code == 200, warm.get_json()
+    url = v2app.extensions["abvoc"].settings.database_url
+    with ThreadPoolExecutor(3) as pool:
+        with _writes_held(url):
+            stalled = pool.submit(infer, 1)
+            time.sleep(0.15)  # its answer is in, its commit waiting on the lock
+            queued = [pool.submit(infer, i) for i in (2, 3)]
+            time.sleep(0.6)  # past their deadline
+        served = stalled.result(10)
+        assert served.status_code == 200, served.get_json()  # claimed: served once committed
+        for future in queued:
+            response = future.result(10)
+            assert response.status_code == 503, response.get_json()
+            assert "still being recorded" in response.get_json()["error"]
+            assert response.headers["Retry-After"] == "2"
+    db = v2app.extensions["abvoc"].db
+    with db.session() as s:
+        ledger = s.scalars(select(ServedPrediction.prediction_id)).all()
+    # No failure recorded for the refused ones: only the two answers.
+    assert sorted(ledger) == sorted(r.get_json()["parameters"]["prediction_id"]
+                                    for r in (warm, served))

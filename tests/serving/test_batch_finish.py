@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from serving.batch_request import Finish
+from serving.batch_request import Finish, FinishingBacklog
 from serving.batching import BatchTimeout, ItemBatcher
 from tests.serving.test_batching import concurrently
 
@@ -111,10 +111,26 @@ def test_slow_finishing_does_not_make_the_candidate_look_stuck() -> None:
         caller.start()
         assert started.wait(5)
         time.sleep(0.2)  # the worker has been finishing for longer than the deadline
-        try:
+        # Queued behind the finishing, it times out as the store's delay (503, retry), not the
+        # candidate's (a BatchTimeout, counted against it), and not as a stuck candidate.
+        with pytest.raises(FinishingBacklog, match="still being recorded") as refused:
             batcher.submit(2)
-        except BatchTimeout as exc:
-            assert "running one batch" not in exc.message, exc.message
+        assert refused.value.status == 503
+        assert (batcher.backlogged, batcher.timed_out) == (1, 0)
         caller.join(5)
         assert first["r"] == 10  # its finishing began: its caller got the finished value
         assert batcher.submit(3) == 30
+
+
+def test_a_slow_candidate_behind_quick_finishing_is_the_candidates_timeout() -> None:
+    """The same queueing behind a slow batch call (finishing quick) stays the candidate's."""
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.3)
+        return [10 * i for i in items]
+
+    with ItemBatcher(slow, max_batch_size=1, timeout_ms=150) as batcher:
+        results = concurrently(2, lambda i: batcher.submit(i, Finish(lambda r: r, len)))
+        assert all(isinstance(r, BatchTimeout) for r in results.values()), results
+        assert {r.message.split("(")[-1] for r in results.values()} == {
+            "its batch still running)", "waiting for its batch)"}
+        assert (batcher.backlogged, batcher.timed_out) == (0, 2)

@@ -1,0 +1,128 @@
+"""Concurrent requests to a batched candidate: each answer's record (event, ledger row) is made
+and committed on the candidate's batcher, the batch's records in one write, before any caller
+of the batch gets its answer; every answer is recorded once, none is lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, func, select, text
+
+from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
+from serving.predict import PredictService
+from tests.serving.test_batching import concurrently
+from tests.support.bundles import EXAMPLE, copy_example, edit
+from tests.support.keys import bearer
+from tests.support.v2 import flowers, infer_body, upload
+
+REQUESTS = 24
+
+
+def test_a_batch_of_answers_is_recorded_in_one_write_on_the_batcher(
+        v2app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = v2app.test_client()
+    admin, predictor = bearer(v2app, "admin"), bearer(v2app, "predict")
+    upload(client, admin, EXAMPLE)  # batching: up to 32 requests, 2 ms
+    commits: list[tuple[int, str]] = []
+    commit = PredictService._commit
+
+    def counted(self: PredictService, recorded: list) -> None:
+        commits.append((len(recorded), threading.current_thread().name))
+        commit(self, recorded)
+
+    monkeypatch.setattr(PredictService, "_commit", counted)
+    rows = flowers(REQUESTS, seed=3)
+
+    def call(i: int) -> str:
+        response = v2app.test_client().post(
+            "/v2/models/default/infer", headers=predictor,
+            json=infer_body(rows[i][None], f"user-{i}"))
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["parameters"]["prediction_id"]
+
+    for _attempt in range(5):  # the threads must meet in one batch at least once
+        commits.clear()
+        answered = concurrently(REQUESTS, call)
+        ids = [answered[i] for i in range(REQUESTS)]
+        assert all(isinstance(p, str) for p in ids), ids
+        if max(n for n, _ in commits) > 1:
+            break
+    assert max(n for n, _ in commits) > 1, commits  # several answers, one write
+    assert sum(n for n, _ in commits) == REQUESTS  # one record per answer
+    assert all(thread.startswith("batcher-") for _, thread in commits), commits
+    db = v2app.extensions["abvoc"].db
+    with db.session() as s:
+        for table, column in ((OutboxEvent, OutboxEvent.key),
+                              (ServedPrediction, ServedPrediction.prediction_id),
+                              (PredictionInput, PredictionInput.prediction_id)):
+            stored = s.scalar(select(func.count()).select_from(table)
+                              .where(column.in_(ids)))
+            assert stored == REQUESTS, table.__tablename__  # each answer durable, once
+
+
+@contextmanager
+def _writes_held(url: str) -> Iterator[None]:
+    """Another client holding the store's write lock (the ledger table's on PostgreSQL, the
+    database's on SQLite): the batcher's commit waits until it lets go, as behind a stalled
+    store."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as held:
+            if url.startswith("sqlite"):
+                held.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                held.begin()
+                held.execute(text(f"LOCK TABLE {ServedPrediction.__tablename__} "
+                                  "IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                held.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
+        v2app: Flask, tmp_path: Path) -> None:
+    """A commit that outlasts the candidate's deadline holds the requests queued behind it: past
+    their deadline they get a 503 saying to retry (the store's delay), are not recorded as the
+    candidate's failures (which the error-rate guardrail would count), and leave nothing stored;
+    the answer whose commit waited is served once the store lets go."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    bundle = copy_example(tmp_path)
+    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
+    upload(client, admin, bundle)
+    rows = flowers(4, seed=9)
+
+    def infer(i: int):  # noqa: ANN202 - the response
+        return v2app.test_client().post("/v2/models/default/infer", headers=admin,
+                                        json=infer_body(rows[i][None], f"user-{i}"))
+
+    assert infer(0).status_code == 200  # the lookups are warm from here
+    url = v2app.extensions["abvoc"].settings.database_url
+    with _writes_held(url):
+        first: dict[str, object] = {}
+        stalled = threading.Thread(target=lambda: first.update(r=infer(1)))
+        stalled.start()
+        time.sleep(0.15)  # its answer is in, its commit waiting on the lock
+        queued = concurrently(2, lambda i: infer(2 + i))
+        time.sleep(0.3)
+    stalled.join(10)
+    served = first["r"]
+    assert served.status_code == 200, served.get_json()  # claimed: served once committed
+    for response in queued.values():
+        assert response.status_code == 503, response.get_json()
+        assert "still being recorded" in response.get_json()["error"]
+        assert response.headers["Retry-After"] == "2"
+    db = v2app.extensions["abvoc"].db
+    with db.session() as s:
+        ledger = s.execute(select(ServedPrediction.prediction_id, ServedPrediction.error)).all()
+    assert len(ledger) == 2 and not any(error for _id, error in ledger)  # no failure recorded
+    assert served.get_json()["parameters"]["prediction_id"] in {p for p, _ in ledger}
