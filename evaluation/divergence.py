@@ -75,7 +75,7 @@ from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
-from evaluation.unit_moments import t_interval, unit_analysis
+from evaluation.unit_moments import Recounts, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
@@ -248,11 +248,13 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
                       tolerance: float = 0.02, since: datetime | None = None,
                       until: datetime | None = None,
-                      max_slices: int = DEFAULT_MAX_SLICES) -> dict[str, Any]:
+                      max_slices: int = DEFAULT_MAX_SLICES,
+                      recounts: Recounts | None = None) -> dict[str, Any]:
     """Offline-vs-online divergence of an experiment's candidate versions, with ranked
     findings; ``since``/``until`` keep the online side to a window of whole hours (the weekly
-    report). Slice rows cover ``all`` and at most `max_slices` slices, those the offline
-    results name first (:mod:`evaluation.slices`)."""
+    report; per unit given ``recounts``, see :func:`evaluation.unit_moments.unit_analysis`).
+    Slice rows cover ``all`` and at most `max_slices` slices, those the offline results name
+    first (:mod:`evaluation.slices`)."""
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
@@ -260,7 +262,7 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     all_cells = load_cells(session, experiment_id, since=since, until=until,
                            relabelled=relabelled)
     units = unit_analysis(session, experiment_id, all_cells, relabelled, since=since,
-                          until=until)
+                          until=until, recounts=recounts)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
     bound: dict[Ref, dict[str, Moments]] = defaultdict(dict)
     for (variant, slice_), cell in all_cells.items():

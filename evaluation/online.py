@@ -120,7 +120,7 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
     rows = session.execute(
         select(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label, func.sum(t.n),
                func.sum(t.sum), func.sum(t.sum_squares), func.min(t.hour), func.max(t.hour))
-        .where(t.experiment_id == experiment_id, *_in_window(t.hour, start, end))
+        .where(t.experiment_id == experiment_id, *in_window(t.hour, start, end))
         .group_by(t.arm, t.candidate, t.shadow, t.slice, t.metric, t.label)
     )
     for arm, cand, shadow, slice_, metric, label, n, s, ss, lo, hi in rows:
@@ -131,7 +131,7 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
     sketches = session.execute(
         select(t.arm, t.candidate, t.shadow, t.slice, t.sketch)
         .where(t.experiment_id == experiment_id, t.metric == agg.LATENCY,
-               *_in_window(t.hour, start, end))
+               *in_window(t.hour, start, end))
     )
     for arm, cand, shadow, slice_, data in sketches:
         cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
@@ -158,7 +158,7 @@ def units_by_arm(session: Session, experiment_id: int, start: datetime | None = 
     first = (select(u.arm, u.unit_id, func.min(u.first_seen).label("first"))
              .where(u.experiment_id == experiment_id).group_by(u.arm, u.unit_id))
     if start is not None or end is not None:
-        first = first.having(and_(*_in_window(func.min(u.first_seen), start, end)))
+        first = first.having(and_(*in_window(func.min(u.first_seen), start, end)))
     seen = first.subquery()
     rows = session.execute(select(seen.c.arm, func.count()).group_by(seen.c.arm))
     return {arm: int(n) for arm, n in rows}
@@ -170,7 +170,7 @@ def first_seen_units(experiment_id: int, start: datetime | None,
     any arm; the hour of ``experiment_units.first_seen``) fell in ``[start, end)``."""
     u = ExperimentUnit
     return (select(u.unit_id).where(u.experiment_id == experiment_id).group_by(u.unit_id)
-            .having(and_(*_in_window(func.min(u.first_seen), start, end))))
+            .having(and_(*in_window(func.min(u.first_seen), start, end))))
 
 
 def outcome_units_in_window(experiment_id: int, start: datetime | None,
@@ -184,7 +184,7 @@ def outcome_units_in_window(experiment_id: int, start: datetime | None,
         return None
     p = Prediction
     pseudo = (select(literal("prediction:") + p.prediction_id)
-              .where(p.experiment_id == experiment_id, *_in_window(p.created_at, start, end)))
+              .where(p.experiment_id == experiment_id, *in_window(p.created_at, start, end)))
     t = OutcomeUnitValue
     return or_(t.unit_id.in_(first_seen_units(experiment_id, start, end)),
                t.unit_id.in_(pseudo))
@@ -208,7 +208,7 @@ def _count_units_once(session: Session, experiment_id: int, cells: Cells,
             arm_cells[0].sums[(agg.UNITS, "")] = np.array([n, n, n])
 
 
-def _in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+def in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
     """SQL conditions keeping ``column`` in ``[start, end)``; none for an open side."""
     return ([column >= start] if start is not None else []) + \
         ([column < end] if end is not None else [])
@@ -235,7 +235,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .outerjoin(c, c.correction_id == tr.correction_id)
         .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id, p.shadow.is_(False),
-                    labels.c.label.is_not(None), *_in_window(p.created_at, start, end)))
+                    labels.c.label.is_not(None), *in_window(p.created_at, start, end)))
         .execution_options(stream_results=True, max_row_buffer=100)
     )
     added, taken = agg.Accumulator(), agg.Accumulator()

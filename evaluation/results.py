@@ -71,6 +71,7 @@ from evaluation.stats import (
 )
 from evaluation.unit_moments import (
     PER_PREDICTION,
+    Recounts,
     UnitAnalysis,
     describe,
     per_unit_intervals,
@@ -196,7 +197,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
                        until: datetime | None = None, max_slices: int = DEFAULT_MAX_SLICES,
                        per_unit: bool = True,
-                       units_out: list[UnitAnalysis] | None = None) -> dict[str, Any]:
+                       units_out: list[UnitAnalysis] | None = None,
+                       recounts: Recounts | None = None) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
@@ -207,7 +209,9 @@ def experiment_results(session: Session, experiment_id: int, *,
     and tests cover slice ``all`` and the `max_slices` slices with the most predictions
     (:mod:`evaluation.slices`); ``slice_choice`` says what was left out. ``per_unit`` False
     tests every built-in metric per prediction (looks that must compare with each other);
-    ``units_out`` receives the unit analysis (the dashboard's arms show more of it).
+    ``units_out`` receives the unit analysis (the dashboard's arms show more of it). A window
+    is tested per prediction, or per unit given ``recounts`` (see
+    :func:`evaluation.unit_moments.unit_analysis`).
     """
     config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
@@ -220,7 +224,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                                              relabelled=relabelled), max_slices)
     cells, slices = chosen_slices.cells, chosen_slices.shown
     units = unit_analysis(session, experiment_id, cells, relabelled, since=since,
-                          until=until) if per_unit else PER_PREDICTION
+                          until=until, recounts=recounts) if per_unit else PER_PREDICTION
     if units_out is not None:
         units_out.append(units)
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,

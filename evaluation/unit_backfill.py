@@ -32,20 +32,16 @@ from sqlalchemy.orm import Session
 from core.errors import NotFound
 from core.store.db import Database
 from core.store.models import (
-    Correction,
     Experiment,
     OnlineAggregate,
     Prediction,
-    PredictionTruth,
-    ServedPrediction,
 )
 from core.store.outcome_models import UnitSums
 from core.store.upsert import in_values, insert_rows
 from evaluation import aggregation as agg
 from evaluation.unit_moments import UnitKey, unit_rows
+from evaluation.unit_recount import recount
 
-CHUNK = 5000
-"""Predictions read per round trip (and between two progress reports)."""
 UNITS_PER_WRITE = 5000
 """Units whose rows one write transaction replaces."""
 
@@ -87,7 +83,7 @@ def rebuild(db: Database, experiment_id: int,
         if s.get(Experiment, experiment_id) is None:
             raise NotFound(f"experiment {experiment_id} does not exist")
         then = unit_rows(s, experiment_id)
-        rebuilt, read = _summed(s, experiment_id, progress)
+        rebuilt, read = recount(s, experiment_id, progress=progress)
     by_unit: dict[str, set[UnitKey]] = defaultdict(set)
     for key in (*rebuilt, *then):
         by_unit[key[-1]].add(key)
@@ -111,41 +107,6 @@ def rebuild(db: Database, experiment_id: int,
     if progress is not None:
         progress(read)
     return Rebuilt(experiment_id, read, written)
-
-
-def _summed(session: Session, experiment_id: int, progress: Callable[[int], None] | None,
-            ) -> tuple[dict[UnitKey, list[float]], int]:
-    """The experiment's stored predictions and truths summed per unit row, as the worker sums
-    them; and how many predictions were read."""
-    p, sp, t, c = Prediction, ServedPrediction, PredictionTruth, Correction
-    query = (select(p.prediction_id, p.experiment_id, p.arm, p.candidate, p.shadow, p.slice,
-                    p.created_at, p.output, p.confidence, p.latency_ms, p.unit_id,
-                    p.output_type, sp.error, t.truth, c.output_type.label("truth_type"))
-             .outerjoin(sp, sp.prediction_id == p.prediction_id)
-             .outerjoin(t, t.prediction_id == p.prediction_id)
-             .outerjoin(c, c.correction_id == t.correction_id)
-             .where(p.experiment_id == experiment_id)
-             .execution_options(yield_per=CHUNK))
-    acc = agg.Accumulator()
-    read = 0
-    for row in session.execute(query):
-        facts = agg.PredictionFacts.of(
-            prediction_id=row.prediction_id, experiment_id=row.experiment_id, arm=row.arm,
-            candidate=row.candidate, shadow=row.shadow, slice_=row.slice,
-            created_at=row.created_at, output=row.output, confidence=row.confidence,
-            latency_ms=row.latency_ms, error=row.error, unit_id=row.unit_id,
-            output_type=row.output_type)
-        acc.add_prediction(facts)
-        if row.truth is not None:
-            acc.add_truth(facts, row.truth, row.truth_type)
-        read += 1
-        if read % CHUNK == 0:
-            # Only the unit sums are wanted: the per-hour sums would grow with the outputs.
-            acc.sums.clear()
-            acc.latencies.clear()
-            if progress is not None:
-                progress(read)
-    return {k: v for k, v in acc.units.items() if k[0]}, read
 
 
 def _plus(rebuilt: list[float] | None, now: list[float] | None,

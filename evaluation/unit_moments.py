@@ -25,8 +25,10 @@ the table existed are not in it).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -44,6 +46,7 @@ from core.store.outcome_models import UnitSums
 from core.store.upsert import in_values
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Cell, Variant, hour_window, metric_stats
+from evaluation.unit_recount import UnitRows, recount
 from evaluation.unit_sums import (
     METRIC_COLUMNS,
     NO_UNITS,
@@ -56,15 +59,20 @@ from evaluation.unit_sums import (
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version: `abvoc db backfill-unit-sums` rebuilds "
          "them, all but the errors of predictions the served ledger did not watch)")
+RECOUNTED = ("its per-unit sums, recounted from the window's stored predictions, differ from the "
+             "aggregates (the stored rows mark only the failures the served ledger watched)")
 WINDOWED = ("a time window (since/until) leaves some of the experiment's hours out, and the "
             "per-unit sums cover the whole experiment")
 NOTE_AT = 1.5
 """Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
 
 _COLUMN = {name: i for i, name in enumerate(agg.UNIT_COLUMNS)}
+log = logging.getLogger(__name__)
 
 
 Key = tuple[Variant, str, str]  # variant, slice, metric
+Recounts = dict[tuple[int, datetime | None, datetime | None], UnitRows]
+"""Windows' recounted unit rows, by experiment and hours, shared by the analyses of a report."""
 
 
 @dataclass
@@ -179,10 +187,30 @@ def _group_moments(session: Session, experiment_id: int,
     return out
 
 
+def moments_of(rows: UnitRows) -> dict[Key, Moments]:
+    """The moments :func:`load_moments` groups in the store, of unit rows held in memory."""
+    out: dict[Key, Moments] = defaultdict(lambda: NO_UNITS)
+    totals: dict[tuple[Variant, str], np.ndarray] = {}
+    for (_, arm, cand, shadow, slice_, unit), values in rows.items():
+        variant = Variant(arm, cand, bool(shadow))
+        for metric, moments in _contributions(values).items():
+            out[(variant, slice_, metric)] += moments
+        totals[(variant, unit)] = totals.get((variant, unit), 0.0) + np.array(values, float)
+    for (variant, _unit), values in totals.items():
+        for metric, moments in _contributions(values).items():
+            out[(variant, ALL, metric)] += moments
+    return dict(out)
+
+
+def _contributions(values: Iterable[float]) -> dict[str, Moments]:
+    return contributions(dict(zip(agg.UNIT_COLUMNS, values, strict=True)))
+
+
 def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Moments],
-                   added: agg.Accumulator, taken: agg.Accumulator) -> None:
-    """Move the units that verified labels changed from their stored sums to the relabelled
-    ones, in their slices and in ``all``."""
+                   added: agg.Accumulator, taken: agg.Accumulator,
+                   stored_rows: UnitRows | None = None) -> None:
+    """Move the units that verified labels changed from their stored sums (or those of
+    `stored_rows`) to the relabelled ones, in their slices and in ``all``."""
     delta: dict[tuple[Variant, str, str], np.ndarray] = defaultdict(
         lambda: np.zeros(len(agg.UNIT_COLUMNS)))
     for acc, sign in ((added, 1.0), (taken, -1.0)):
@@ -190,7 +218,12 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
             delta[(Variant(arm, cand, bool(shadow)), slice_, unit)] += sign * np.array(values)
     if not delta:
         return
-    stored = _stored_units(session, experiment_id, sorted({k[2] for k in delta}))
+    units = sorted({k[2] for k in delta})
+    if stored_rows is not None:
+        chosen = set(units)
+        stored = _by_variant({k: v for k, v in stored_rows.items() if k[-1] in chosen})
+    else:
+        stored = _by_variant(unit_rows(session, experiment_id, units))
     totals: dict[tuple[Variant, str], np.ndarray] = {}
     for (variant, _, unit), values in stored.items():
         totals[(variant, unit)] = totals.get((variant, unit), 0.0) + values
@@ -208,8 +241,7 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
 
 def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
           after: np.ndarray) -> None:
-    old = contributions(dict(zip(agg.UNIT_COLUMNS, before, strict=True)))
-    new = contributions(dict(zip(agg.UNIT_COLUMNS, after, strict=True)))
+    old, new = _contributions(before), _contributions(after)
     for metric, contribution in new.items():
         if contribution != old[metric]:
             key = (variant, slice_, metric)
@@ -234,15 +266,13 @@ def unit_rows(session: Session, experiment_id: int,
             for r in session.execute(query)}
 
 
-def _stored_units(session: Session, experiment_id: int,
-                  units: list[str]) -> dict[tuple[Variant, str, str], np.ndarray]:
+def _by_variant(rows: UnitRows) -> dict[tuple[Variant, str, str], np.ndarray]:
     return {(Variant(arm, cand, shadow), slice_, unit): np.array(values, dtype=float)
-            for (_, arm, cand, shadow, slice_, unit), values
-            in unit_rows(session, experiment_id, units).items()}
+            for (_, arm, cand, shadow, slice_, unit), values in rows.items()}
 
 
-def analyse(moments: dict[Key, Moments],
-            totals: Mapping[Key, tuple[float, float]]) -> UnitAnalysis:
+def analyse(moments: dict[Key, Moments], totals: Mapping[Key, tuple[float, float]],
+            stale: str = STALE) -> UnitAnalysis:
     """Which metrics the tests take per unit. ``totals`` holds the aggregates' count and sum
     of each (variant, slice, metric) that has data; the unit sums must account for both (so
     sums rebuilt from stored rows, :mod:`evaluation.unit_backfill`, are used only where they
@@ -254,7 +284,7 @@ def analyse(moments: dict[Key, Moments],
             continue
         missing = [k for k in keys if not _accounts_for(moments.get(k, NO_UNITS), *totals[k])]
         if missing:
-            fallback[metric] = STALE
+            fallback[metric] = stale
             continue
         if any(moments[k].clustered for k in keys):
             per_unit.add(metric)
@@ -270,19 +300,35 @@ def _accounts_for(moments: Moments, n: float, total: float) -> bool:
 
 def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Cell],
                   relabelled: list[agg.Accumulator], *, since: datetime | None = None,
-                  until: datetime | None = None) -> UnitAnalysis:
+                  until: datetime | None = None,
+                  recounts: Recounts | None = None) -> UnitAnalysis:
     """The unit analysis of an experiment's cells (``(variant, slice)`` -> cell, read for the
     window ``since``/``until``), ``relabelled`` the verified labels' changes (see
     :func:`evaluation.online.load_cells`). The unit sums cover the whole experiment, so a
-    window that leaves some of its hours out is tested per prediction (:data:`WINDOWED`)."""
+    window that leaves some of its hours out is tested per prediction (:data:`WINDOWED`), or,
+    given `recounts`, per unit from its stored predictions, recounted
+    (:mod:`evaluation.unit_recount`: one pass over them, for a report rather than a page) and
+    kept there for the next analysis of the same window."""
     totals = {(v, s, m): metric_stats(cell, m)[:2]
               for (v, s), cell in cells.items() for m in METRIC_COLUMNS}
-    if not _whole_experiment(session, experiment_id, since, until):
+    if _whole_experiment(session, experiment_id, since, until):
+        moments = load_moments(session, experiment_id)
+        if relabelled:
+            apply_relabels(session, experiment_id, moments, *relabelled)
+        return analyse(moments, totals)
+    if recounts is None:
         return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, t in totals.items() if t[0]})
-    moments = load_moments(session, experiment_id)
+    window = (experiment_id, *hour_window(since, until))
+    if window not in recounts:
+        started = time.perf_counter()
+        recounts[window], read = recount(session, *window)
+        log.info("experiment %s: the units of %d predictions in %s .. %s recounted in %.1f s",
+                 experiment_id, read, window[1], window[2], time.perf_counter() - started)
+    rows = recounts[window]
+    moments = moments_of(rows)
     if relabelled:
-        apply_relabels(session, experiment_id, moments, *relabelled)
-    return analyse(moments, totals)
+        apply_relabels(session, experiment_id, moments, *relabelled, stored_rows=rows)
+    return analyse(moments, totals, RECOUNTED)
 
 
 def _whole_experiment(session: Session, experiment_id: int, since: datetime | None,

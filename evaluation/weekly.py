@@ -28,6 +28,7 @@ from core.store.models import (
 from evaluation.divergence import divergence_report
 from evaluation.online import ALL
 from evaluation.results import experiment_results
+from evaluation.unit_moments import Recounts
 
 WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
 _WEEK = re.compile(rf"^{WEEK_PATTERN}$")
@@ -164,10 +165,13 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
     """One experiment's results for the week and the week before, its decision, the
     divergence findings and the week-over-week rows."""
     since, until = week_bounds(week)
-    this = experiment_results(session, experiment.id, since=since, until=until)
+    recounts: Recounts = {}  # the week's units, recounted once for both analyses
+    this = experiment_results(session, experiment.id, since=since, until=until,
+                              recounts=recounts)
     before = experiment_results(session, experiment.id, since=since - timedelta(days=7),
                                 until=since)
-    divergence = divergence_report(session, experiment.id, since=since, until=until)
+    divergence = divergence_report(session, experiment.id, since=since, until=until,
+                                   recounts=recounts)
     comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],

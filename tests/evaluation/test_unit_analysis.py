@@ -18,14 +18,23 @@ from core.store.outcome_models import UnitSums
 from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.stats import AnalysisConfig, ExperimentAggregates, analyze
-from evaluation.unit_moments import STALE, WINDOWED, Moments, unit_analysis
+from evaluation.unit_moments import (
+    RECOUNTED,
+    STALE,
+    WINDOWED,
+    Moments,
+    load_moments,
+    moments_of,
+    unit_analysis,
+    unit_rows,
+)
 from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
 from tests.evaluation.test_truth_rules import _label
 
 ARMS = (("control", "cand-a"), ("treatment", "cand-b"))
 
 
-def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1,
+def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1, prefix: str = "",
               ) -> tuple[list[dict], dict]:
     """Units that send 1-8 requests each in two slices, each unit correcting at its own rate;
     returns the events and, per arm, each prediction's (unit, slice, corrected, exact)."""
@@ -36,7 +45,7 @@ def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1,
         for u in range(units):
             rate = rng.beta(0.6, 1.4)
             for k in range(int(rng.integers(1, 9))):
-                pid, slice_ = f"{arm[0]}{u}-{k}", str(rng.choice(["a", "b"]))
+                pid, slice_ = f"{prefix}{arm[0]}{u}-{k}", str(rng.choice(["a", "b"]))
                 batch.append(prediction(pid, arm=arm, candidate=cand, unit_id=f"{arm}-{u}",
                                         slice_=slice_, output="x^{2}",
                                         experiment_id=experiment_id))
@@ -51,6 +60,13 @@ def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1,
 def _record(report: dict, metric: str, slice_: str = ALL) -> dict:
     return next(r for r in report["comparisons"]
                 if r["metric"] == metric and r["slice"] == slice_ and r["treatment"] == "treatment")
+
+
+def _close(record: dict) -> dict:
+    """`record` with its numbers compared up to float summation order."""
+    return {k: pytest.approx(v, rel=1e-6, abs=1e-6)
+            if isinstance(v, float) and not isinstance(v, bool) else v
+            for k, v in record.items()}
 
 
 def _cluster_variance(values: np.ndarray, units: np.ndarray) -> float:
@@ -138,6 +154,70 @@ def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
     assert old["analysis_unit"]["per_unit"] == []
     assert STALE in old["analysis_unit_note"]
     assert _record(old, "correction_rate")["kind"] == "proportion"
+
+
+def test_a_recounted_window_is_tested_per_unit_on_its_own_predictions(db: Database) -> None:
+    """Given `recounts` (the weekly report's), a window that leaves hours out recounts its units
+    from its stored predictions: its tests are those of an experiment that had only the
+    window's predictions, and a second analysis of the window reuses the recount."""
+    exp = add_experiment(db)
+    alone = add_experiment(db, name="alone", scope="alone")
+    batch, _ = clustered(seed=3, units=6, experiment_id=exp)
+    only, _ = clustered(seed=3, units=6, experiment_id=alone, prefix="alone-")
+    later = T0 + timedelta(hours=2)
+    late = [prediction(f"late-{k}", unit_id=f"control-{k % 2}", at=later, experiment_id=exp)
+            for k in range(4)]
+    apply(db, [*batch, *late, correction("late-0", "y^{2}")])
+    apply(db, only)
+    recounts: dict = {}
+    with db.session() as s:
+        windowed = experiment_results(s, exp, until=later - timedelta(hours=1),
+                                      recounts=recounts)
+        again = experiment_results(s, exp, until=later - timedelta(hours=1), recounts=recounts)
+        reference = experiment_results(s, alone)
+        everything = experiment_results(s, exp)
+    assert [key[:2] for key in recounts] == [(exp, None)]  # one recount, of this window
+    assert again == windowed
+    assert windowed["analysis_unit"] == reference["analysis_unit"]
+    assert windowed["analysis_unit"]["per_unit"] != [] and windowed["analysis_unit_note"] is None
+    for metric in windowed["analysis_unit"]["per_unit"]:
+        got, want = _record(windowed, metric), _record(reference, metric)
+        assert got["analysis_unit"] == "unit", metric
+        for field in ("n_control", "n_treatment", "control_mean", "difference", "p_value",
+                      "sequential_p_value"):
+            expected = None if want[field] is None else pytest.approx(want[field], rel=1e-9)
+            assert got[field] == expected, (metric, field)
+    assert _record(everything, "correction_rate")["control_mean"] != pytest.approx(
+        _record(windowed, "correction_rate")["control_mean"])  # the late hour is left out
+
+
+def test_a_recount_that_cannot_see_every_failure_keeps_that_metric_per_prediction(
+        db: Database) -> None:
+    """Stored predictions mark a failure only in the served ledger's watched rows: where the
+    recount's errors fall short of the aggregates', the error rate stays per prediction and
+    the results say why; the other metrics go per unit."""
+    exp = add_experiment(db)
+    batch, _ = clustered(seed=3, units=6)
+    later = T0 + timedelta(hours=2)
+    failed = prediction("failed", unit_id="control-1", error="timeout")
+    apply(db, [*batch, failed, prediction("late", unit_id="control-0", at=later)])
+    with db.session() as s:
+        windowed = experiment_results(s, exp, until=later - timedelta(hours=1), recounts={})
+    unit = windowed["analysis_unit"]
+    assert unit["per_prediction"] == {"error_rate": RECOUNTED}
+    assert "correction_rate" in unit["per_unit"]
+
+
+def test_moments_held_in_memory_are_those_the_store_groups(db: Database) -> None:
+    exp = add_experiment(db)
+    apply(db, clustered(seed=8, units=12)[0])
+    with db.session() as s:
+        grouped, rows = load_moments(s, exp), unit_rows(s, exp)
+    in_memory = moments_of(rows)
+    assert in_memory.keys() >= {k for k, m in grouped.items() if m.k}
+    for key, moments in grouped.items():
+        assert in_memory.get(key, moments.__class__(*(0.0,) * 6)) == pytest.approx(
+            moments, rel=1e-12), key
 
 
 def test_verified_labels_move_their_units_sums(db: Database) -> None:
@@ -277,7 +357,7 @@ def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Datab
     assert again["online"] == row["online"] and again["p_value"] == row["p_value"]
 
 
-def test_the_weekly_report_tests_per_unit_or_says_why_not(db: Database) -> None:
+def test_the_weekly_report_tests_per_unit_in_its_week_or_says_why_not(db: Database) -> None:
     from dashboards.report.render import render_html
     from evaluation.weekly import weekly_data
     exp = add_experiment(db)
@@ -290,11 +370,16 @@ def test_the_weekly_report_tests_per_unit_or_says_why_not(db: Database) -> None:
     assert inside["analysis_unit_note"] is None
     apply(db, [prediction("next-week", experiment_id=exp, unit_id="control-0",
                           at=T0 + timedelta(days=7))])
-    with db.session() as s:  # now the experiment runs on into the next week
-        week = weekly_data(s, "2026-W47")
-    said = week["experiments"][0]["analysis_unit_note"]
-    assert "count predictions as independent" in said and WINDOWED in said
-    assert "Note: units sent up to" in render_html(week)
+    with db.session() as s:  # now the experiment runs on into the next week: its units are
+        week = weekly_data(s, "2026-W47")["experiments"][0]  # recounted in the week's hours
+    assert week["comparisons"] == [_close(c) for c in inside["comparisons"]]
+    assert week["analysis_unit_note"] is None
+    apply(db, [prediction("failed", experiment_id=exp, unit_id="control-1", error="timeout")])
+    with db.session() as s:  # a failure the stored rows cannot show: that metric says why
+        failing = weekly_data(s, "2026-W47")
+    said = failing["experiments"][0]["analysis_unit_note"]
+    assert "count predictions as independent" in said and RECOUNTED in said
+    assert "Note: units sent up to" in render_html(failing)
 
 
 def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_requests(

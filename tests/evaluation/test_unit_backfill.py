@@ -117,7 +117,7 @@ def test_events_applied_while_the_predictions_are_read_are_added_once(
     """Predictions stored without unit sums, then some with them (an upgraded worker), then the
     worker commits a batch (new predictions, and corrections of predictions already read) in
     the middle of the rebuild's read: the rows end as if it had kept them all along."""
-    import evaluation.unit_backfill as backfill
+    import evaluation.unit_recount as recounting
     whole = add_experiment(db, name="whole")
     late = add_experiment(db, name="late", scope="late")
     batch, _ = clustered(seed=11, units=25, experiment_id=whole)
@@ -130,7 +130,7 @@ def test_events_applied_while_the_predictions_are_read_are_added_once(
     _forget_unit_sums(db, late)
     upgraded = predictions[len(predictions) // 2: len(predictions) * 3 // 4]
     apply(db, upgraded)  # stored with their unit sums: in the snapshot twice, counted once
-    monkeypatch.setattr(backfill, "CHUNK", 10)
+    monkeypatch.setattr(recounting, "CHUNK", 10)
     during = predictions[len(predictions) * 3 // 4:] + corrections
     applied: list[int] = []
 
