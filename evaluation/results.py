@@ -128,7 +128,8 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 
 def _sample_needed(record: dict[str, Any], spec: MetricSpec,
                    control: tuple[float, float, float], target_relative_effect: float,
-                   alpha: float, power: float, *, per_unit: bool = False) -> dict[str, Any]:
+                   alpha: float, power: float, *, per_unit: bool = False,
+                   tuning_n: float = 5000.0) -> dict[str, Any]:
     """Per-arm sample for the target relative effect on the primary metric and what is left,
     and the power the current arms have against it, for the always-valid test the decision uses
     (at the record's per-arm level and mixture, :mod:`evaluation.stats.sequential_power`); the
@@ -136,7 +137,7 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
     (delta method) is the fixed-horizon one. `control` is the control arm's plain
     ``(n, sum, sum_squares)`` of the metric (``per_unit``: of its linearised per-unit values,
     a mean whatever the metric's kind)."""
-    from evaluation.stats.sequential import SequentialConfig, optimal_mixture_ratio
+    from evaluation.stats.sequential import optimal_mixture_ratio
     from evaluation.stats.sequential_power import always_valid_power, always_valid_sample_size
 
     n, s, ss = control
@@ -166,7 +167,7 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
         var_c = var_t = variance
     seq_alpha = record.get("sequential_alpha") or alpha
     tau2 = record.get("sequential_mixture_variance") or (
-        optimal_mixture_ratio(seq_alpha) * (var_c + var_t) / SequentialConfig().tuning_n)
+        optimal_mixture_ratio(seq_alpha) * (var_c + var_t) / tuning_n)
     delta = target - baseline
     size = always_valid_sample_size(delta, var_c, var_t, tau2, seq_alpha, power)
     if math.isinf(size):
@@ -213,10 +214,12 @@ def experiment_results(session: Session, experiment_id: int, *,
     is tested per prediction, or per unit given ``recounts`` (see
     :func:`evaluation.unit_moments.unit_analysis`).
     """
-    config = config or AnalysisConfig()
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
+    if config is None:  # the always-valid test tuned for the experiment's expected sample
+        config = AnalysisConfig(sequential_tuning_n=float(
+            experiment.expected_sample_per_arm or AnalysisConfig.sequential_tuning_n))
     variants, weights = variants_of(experiment)
     arms = variants[: len(weights)]
     relabelled: list[agg.Accumulator] = []
@@ -241,7 +244,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
                        "primary_metric": primary.name, "primary_metric_note": primary_note,
-                       "guardrails": experiment.guardrails or {}},
+                       "guardrails": experiment.guardrails or {},
+                       "sequential_tuned_for": config.sequential_tuning_n},
         "alpha": config.alpha,
         "slice_choice": chosen_slices.as_dict(),
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
@@ -302,7 +306,7 @@ def experiment_results(session: Session, experiment_id: int, *,
             continue
         power[v.name] = {"mde": rec["mde"], **_sample_needed(
             rec, primary, control, target_relative_effect, config.alpha, config.power,
-            per_unit=per_unit)}
+            per_unit=per_unit, tuning_n=config.sequential_tuning_n)}
     out.update(trustworthy=not (srm and srm["flagged"]), srm=srm, comparisons=records,
                latency=latency, power=power, error=None)
     out["decision"] = decisions.decide(out)

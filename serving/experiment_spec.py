@@ -17,6 +17,8 @@ METRICS = PRIMARY_METRICS
 # Each guardrail's largest sensible limit: an hour of latency, rates as shares.
 GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
 MAX_WEIGHT = 1_000_000
+# The expected sample per arm the always-valid test may be tuned for.
+EXPECTED_SAMPLE = (10, 10**9)
 MAX_ARMS = 20
 SHADOW_PREFIX = "shadow:"
 
@@ -130,7 +132,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise fail("the experiment must be a JSON object")
     unknown = set(spec) - {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
-                           "guardrails", "primary_metric"}
+                           "guardrails", "primary_metric", "expected_sample_per_arm"}
     if unknown:
         raise fail(f"unknown fields {sorted(unknown)}")
     name = spec.get("name")
@@ -165,4 +167,19 @@ def check_spec(spec: Any) -> dict[str, Any]:
                    "test; outcome metrics become primary through their definition)")
     return {"name": name, "scope": scope, "unit": unit, "salt": salt, "arms": arms,
             "shadows": shadows, "canary": canary, "guardrails": guardrails,
-            "primary_metric": primary}
+            "primary_metric": primary,
+            "expected_sample_per_arm": check_expected_sample(spec.get("expected_sample_per_arm"))}
+
+
+def check_expected_sample(value: Any) -> int | None:
+    """The sample per arm (units, or predictions where units send one each) the experiment
+    expects by its end: its always-valid intervals are tightest there. Fixed at creation, as
+    the test's guarantee needs (tuning it on the data seen would void it); None: 5,000."""
+    if value is None:
+        return None
+    low, high = EXPECTED_SAMPLE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise fail(f"'expected_sample_per_arm' must be a whole number from {low} to {high:,} "
+                   "(the units per arm you expect by the end; the always-valid test is "
+                   "tightest there)")
+    return value

@@ -108,6 +108,7 @@ def _view(exp: Experiment) -> dict[str, Any]:
         "arms": exp.arms, "weights": _weights_now(exp),
         "shadows": exp.shadows, "canary": exp.canary, "guardrails": exp.guardrails,
         "primary_metric": exp.primary_metric,
+        "expected_sample_per_arm": exp.expected_sample_per_arm,
         "allocation_table": exp.allocation.get("table"),
         "created_at": _iso(exp.created_at),
         "started_at": _iso(exp.started_at),

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from core.builtin_metrics import PRIMARY_METRICS
-from serving.experiment_spec import GUARDRAILS, MAX_ARMS, MAX_WEIGHT, SHADOW_PREFIX
+from serving.experiment_spec import (
+    EXPECTED_SAMPLE,
+    GUARDRAILS,
+    MAX_ARMS,
+    MAX_WEIGHT,
+    SHADOW_PREFIX,
+)
 from serving.images import encode_png
 
 # A blank 16x16 PNG: small enough for the document, a valid image for the examples and links.
@@ -123,7 +129,12 @@ SCHEMAS: dict[str, Any] = {
                 "advance_after_n": {"type": ["number", "null"]}}},
             "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
             "primary_metric": {"type": "string",
-                               "enum": list(PRIMARY_METRICS)}}},
+                               "enum": list(PRIMARY_METRICS)},
+            "expected_sample_per_arm": {
+                "type": ["integer", "null"], "minimum": EXPECTED_SAMPLE[0],
+                "maximum": EXPECTED_SAMPLE[1],
+                "description": "units per arm expected by the end (default 5,000): the "
+                               "always-valid intervals are tightest there"}}},
     "Experiment": {
         "type": "object",
         "required": ["id", "name", "scope", "status", "unit", "arms", "weights", "shadows"],
@@ -136,6 +147,7 @@ SCHEMAS: dict[str, Any] = {
             "weights": {"type": "array", "items": {"type": "number"}},
             "shadows": {"type": "array"}, "canary": {"type": "object"},
             "guardrails": {"type": "object"}, "primary_metric": {"type": "string"},
+            "expected_sample_per_arm": {"type": ["integer", "null"]},
             "allocation_table": {"type": ["string", "null"]},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]}}},

@@ -99,6 +99,8 @@ class Experiment(Base):
     canary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     guardrails: Mapped[dict[str, Any]] = mapped_column(default=dict)
     primary_metric: Mapped[str] = mapped_column(String(50), default="correction_rate")
+    # The sample per arm its always-valid test is tuned for (None: the default, 5,000).
+    expected_sample_per_arm: Mapped[int | None] = mapped_column(BigInteger)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]

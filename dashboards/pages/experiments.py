@@ -124,7 +124,8 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
 def _summary(res: dict[str, Any]) -> Component:
     exp = res["experiment"]
     return html.P(["Experiment ", html.B(exp["name"]), f" is {exp['status']}; primary metric ",
-                   html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}."],
+                   html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}; the always-valid "
+                   f"test is tuned for {exp['sequential_tuned_for']:,.0f} per arm."],
                   id="exp-summary")
 
 

@@ -29,6 +29,7 @@ def act(client: FlaskClient, admin: dict, exp_id: int, action: str, **body):  # 
 def test_life_cycle_and_scope_ownership(client: FlaskClient, admin: dict) -> None:
     exp = create(client, admin)
     assert exp["status"] == "draft" and exp["weights"] == [0.34, 0.33, 0.33]
+    assert exp["expected_sample_per_arm"] is None  # the always-valid test's default tuning
     assert act(client, admin, exp["id"], "start").get_json()["status"] == "running"
     other = create(client, admin, name="rival")
     clash = act(client, admin, other["id"], "start")
@@ -40,6 +41,9 @@ def test_life_cycle_and_scope_ownership(client: FlaskClient, admin: dict) -> Non
     assert act(client, admin, other["id"], "start").status_code == 200
     listed = client.get("/v1/experiments", headers=admin).get_json()["experiments"]
     assert [e["name"] for e in listed] == ["three-arms", "rival"]
+    sized = create(client, admin, name="sized", expected_sample_per_arm=20000)
+    assert client.get(f"/v1/experiments/{sized['id']}", headers=admin).get_json()[
+        "expected_sample_per_arm"] == 20000
 
 
 def test_bad_experiments_are_refused(client: FlaskClient, admin: dict) -> None:
@@ -51,6 +55,10 @@ def test_bad_experiments_are_refused(client: FlaskClient, admin: dict) -> None:
         ({"name": "x", "arms": ARMS, "canary": {"treatment": "control", "steps": [0.1]}},
          "treatment"),
         ({"name": "x", "arms": [ARMS[0], dict(ARMS[1], weight=-1)]}, "weight"),
+        ({"name": "x", "arms": ARMS, "expected_sample_per_arm": 2.5}, "expected_sample_per_arm"),
+        ({"name": "x", "arms": ARMS, "expected_sample_per_arm": 5}, "expected_sample_per_arm"),
+        ({"name": "x", "arms": ARMS, "expected_sample_per_arm": True},
+         "expected_sample_per_arm"),
     ]
     for body, words in cases:
         response = client.post("/v1/experiments", json=body, headers=admin)

@@ -71,6 +71,7 @@ def test_login_redirect_and_the_experiments_page(dash_app: Flask, seeded: int, a
         _wait(driver, "#exp-sequential-graph .main-svg")
         summary = _text(driver, "#exp-summary")
         assert NAME in summary  # the tags show as text
+        assert "tuned for 5,000 per arm" in summary
         assert driver.execute_script("return window.__abvoc_xss === undefined")
         assert not driver.find_elements(By.CSS_SELECTOR, "#exp-summary b b, #exp-summary script")
         assert "Decision:" in _text(driver, "#exp-decision")

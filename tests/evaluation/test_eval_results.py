@@ -17,6 +17,7 @@ from core.store.db import Database
 from core.store.models import Experiment
 from evaluation import sketch
 from evaluation.results import experiment_results
+from evaluation.stats.sequential import optimal_mixture_ratio
 from tests.evaluation.helpers import add_experiment, apply, correction, prediction
 
 
@@ -148,3 +149,28 @@ def test_sample_ratio_mismatch_makes_results_untrustworthy(db: Database) -> None
     assert res["trustworthy"] is False
     assert res["decision"]["action"] == "stop"
     assert "sample ratio mismatch" in res["decision"]["reasons"][0]
+
+
+def test_the_always_valid_test_is_tuned_for_the_expected_sample(db: Database) -> None:
+    """The mixture variance is r times the difference's variance at the experiment's expected
+    sample per arm (r solving r = 2 log(1/alpha) + log(1 + r)), so the interval is tightest
+    near that sample: with 400 per arm, tuned for 400 it is narrower than tuned for 5,000
+    (the default) or for 1,000,000."""
+    exp = add_experiment(db)
+    _feed(db, (400, 400), (0.20, 0.15), (10.0, 10.0), seed=9)
+    widths = {}
+    for expected in (None, 400, 1_000_000):
+        with db.session() as s:
+            s.execute(update(Experiment).where(Experiment.id == exp)
+                      .values(expected_sample_per_arm=expected))
+        with db.session() as s:
+            rec = _record(experiment_results(s, exp), "correction_rate")
+        # Per observation, p(1 - p) at the Agresti-Caffo rate (s + 1) / (n + 2) of each arm.
+        rates = [(mean * n + 1) / (n + 2) for mean, n in (
+            (rec["control_mean"], rec["n_control"]), (rec["treatment_mean"], rec["n_treatment"]))]
+        per_obs = sum(rate * (1 - rate) for rate in rates)
+        r = optimal_mixture_ratio(rec["sequential_alpha"])
+        assert rec["sequential_mixture_variance"] == pytest.approx(
+            r * per_obs / (expected or 5000), rel=1e-6)
+        widths[expected] = rec["sequential_ci_high"] - rec["sequential_ci_low"]
+    assert widths[400] < widths[None] < widths[1_000_000]
