@@ -25,6 +25,7 @@ from evaluation.results import (
     experiment_results,
     variants_of,
 )
+from evaluation.slices import DEFAULT_MAX_SLICES
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
 from serving.experiments import Experiments
 
@@ -165,8 +166,10 @@ def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str
     out = []
     with db.reading() as s:
         for end in ends:
+            # Slice `all` alone needs no per-slice tests (most of a look's work).
             res = experiment_results(s, experiment_id, since=window.since, until=end,
-                                     per_unit=False)
+                                     per_unit=False, max_slices=0 if slice_ == ALL
+                                     else DEFAULT_MAX_SLICES)
             for r in res["comparisons"]:
                 if r["metric"] == metric and r["slice"] == slice_:
                     out.append({"until": end, "treatment": r["treatment"],

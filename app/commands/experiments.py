@@ -102,11 +102,15 @@ def experiment() -> None:
               help="With --canary: seconds between automatic steps.")
 @click.option("--guardrail", "guardrails", multiple=True, metavar="NAME=LIMIT",
               help="p99_latency_ms, error_rate, correction_rate or min_samples")
+@click.option("--expected-sample", type=int, metavar="N",
+              help="Units per arm expected by the end: the always-valid test is tightest "
+                   "there (default 5,000).")
 @json_option
 @pass_ctx
 def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
            arms: tuple[str, ...], shadows: tuple[str, ...], canary: str | None,
-           advance_after_s: float | None, guardrails: tuple[str, ...], as_json: bool) -> None:
+           advance_after_s: float | None, guardrails: tuple[str, ...],
+           expected_sample: int | None, as_json: bool) -> None:
     """Create an experiment (as a draft; `start` it to take traffic)."""
     if advance_after_s is not None and canary is None:
         raise click.UsageError("--advance-after-s paces a canary: give --canary too")
@@ -123,7 +127,8 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
         body = {"name": name, "scope": scope, "unit": unit,
                 "arms": [_arm(a, i == 0) for i, a in enumerate(arms)],
                 "shadows": [{"candidate": c} for c in shadows],
-                "guardrails": _guardrails(guardrails)}
+                "guardrails": _guardrails(guardrails),
+                "expected_sample_per_arm": expected_sample}
         if canary:
             body["canary"] = _canary(canary, advance_after_s)
     with open_db(ctx) as db:

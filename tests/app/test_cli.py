@@ -171,10 +171,12 @@ def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.Mon
 
     created = runner.invoke(main, [
         "experiment", "create", "--name", "cli", "--arm", "control=ocr-small-printed:0.5",
-        "--arm", "treat=ocr-small-mixed:0.5", "--canary", "treat:0.1,0.5", "--json"])
+        "--arm", "treat=ocr-small-mixed:0.5", "--canary", "treat:0.1,0.5",
+        "--expected-sample", "20000", "--json"])
     assert created.exit_code == 0, created.output
     exp = json.loads(created.output)
     assert exp["weights"] == [0.9, 0.1] and exp["status"] == "draft"
+    assert exp["expected_sample_per_arm"] == 20000
     assert "running" in runner.invoke(main, ["experiment", "start", str(exp["id"])]).output
     advanced = json.loads(runner.invoke(main, ["experiment", "advance", str(exp["id"]),
                                                "--json"]).output)

@@ -14,6 +14,7 @@ from dashboards import data
 from dashboards.pages import experiments as page
 from evaluation.metric_definitions import define_metric
 from evaluation.online import hour_window
+from evaluation.results import experiment_results
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.evaluation.helpers import T0, add_experiment, apply, flow, prediction
 from tests.evaluation.test_unit_analysis import clustered
@@ -65,6 +66,13 @@ def test_sequential_series_has_a_point_per_hour(dash_app: Flask, seeded: int) ->
     assert {r["treatment"] for r in series} == {"treatment"}
     widths = [r["high"] - r["low"] for r in series]
     assert widths[0] > widths[-1]  # more data, narrower always-valid interval
+    # Each look tests slice `all` alone, as the results of the whole experiment do it.
+    with _db(dash_app).reading() as s:
+        table = experiment_results(s, seeded, until=series[-1]["until"], per_unit=False)
+    last = next(r for r in table["comparisons"]
+                if r["metric"] == "correction_rate" and r["slice"] == "all")
+    assert (series[-1]["low"], series[-1]["high"], series[-1]["p_value"]) == (
+        last["sequential_ci_low"], last["sequential_ci_high"], last["sequential_p_value"])
 
 
 def test_page_functions_follow_the_filters(dash_app: Flask, seeded: int) -> None:
