@@ -33,7 +33,7 @@ def _share(name: str, default: float) -> float:
 def _scope(*shares: str) -> dict[str, Any]:
     """The report's window and slice limit from the query (a 400 naming any unknown or bad
     parameter: a typo must not silently give the whole experiment)."""
-    known = ("since", "until", "max_slices", *shares)
+    known = ("since", "until", "max_slices", "recount_units", *shares)
     if unknown := sorted(set(request.args) - set(known)):
         shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
         raise AbvocError(f"unknown query parameter(s) {shown}; this report takes "
@@ -45,7 +45,12 @@ def _scope(*shares: str) -> dict[str, Any]:
     raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > MAX_SLICES_LIMIT:
         raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")
-    return {"since": since, "until": until, "max_slices": int(raw)}
+    recount = request.args.get("recount_units", "false")
+    if recount not in ("true", "false"):
+        raise AbvocError("'recount_units' must be true or false")
+    return {"since": since, "until": until, "max_slices": int(raw),
+            # A window's units recounted from its stored predictions (a pass over them).
+            "recounts": {} if recount == "true" else None}
 
 
 @bp.get(f"/v1/experiments/{EXP}/results")

@@ -180,7 +180,13 @@ def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
         "name": "max_slices", "in": "query", "required": False,
         "description": "per-slice figures for at most this many slices (those with the most "
                        "predictions) besides 'all'",
-        "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 50}}] + [
+        "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 50}}, {
+        "name": "recount_units", "in": "query", "required": False,
+        "description": "with since/until: test the window's built-in metrics per unit, "
+                       "recounting its units from its stored predictions (one pass over them, "
+                       "about 17 µs each; the weekly report does so); otherwise a window that "
+                       "leaves hours out counts predictions, and says so",
+        "schema": {"type": "boolean", "default": False}}] + [
         {"name": name, "in": "query", "required": False,
          "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
         for name in shares]

@@ -61,10 +61,33 @@ def test_reports_take_a_window_and_a_slice_limit(v2app: Flask, exp: int, report:
                          ("since=%ED%A0%80", "'since' must be an RFC 3339 time"),
                          ({f"p{i}": "1" for i in range(50)}, "['p0', 'p1', 'p10', 'p11', "
                           "'p12', '...']"),
+                         ({"recount_units": "yes"}, "'recount_units' must be true or false"),
                          ({"primary_metric": "x"},
                           "unknown query parameter(s) ['primary_metric']")]:
         refused = client.get(url, query_string=query, headers=admin)
         assert refused.status_code == 400 and words in refused.json["error"], refused.json
+
+
+def test_a_window_is_tested_per_unit_when_its_units_are_recounted(v2app: Flask,
+                                                                   db: Database) -> None:
+    """Units that send several requests, and one more request an hour later: the first hour
+    alone counts predictions unless `recount_units=true` recounts its units."""
+    from tests.evaluation.test_unit_analysis import clustered
+    exp = add_experiment(db)
+    apply(db, [*clustered(seed=2, units=8, experiment_id=exp)[0],
+               prediction("later", experiment_id=exp, unit_id="control-0",
+                          at=T0 + timedelta(hours=1))])
+    client, admin = v2app.test_client(), bearer(v2app, "admin")
+    hour = T0.replace(minute=0)
+    window = {"until": (hour + timedelta(hours=1)).isoformat()}
+    counted = client.get(f"/v1/experiments/{exp}/results", query_string=window,
+                         headers=admin).json
+    recounted = client.get(f"/v1/experiments/{exp}/results",
+                           query_string={**window, "recount_units": "true"}, headers=admin).json
+    assert counted["analysis_unit"]["per_unit"] == []
+    assert "correction_rate" in counted["analysis_unit"]["per_prediction"]
+    assert "correction_rate" in recounted["analysis_unit"]["per_unit"]
+    assert recounted["analysis_unit_note"] is None
 
 
 @pytest.mark.parametrize("command", ["results", "divergence"])
