@@ -4,11 +4,11 @@ predictions were stored before the worker kept them (schema 0021) or by an older
 Until then their built-in metrics are tested per prediction (:data:`unit_moments.STALE`). The
 worker keeps each unit's sums as it applies events (:meth:`Accumulator.unit_rows`); the same
 accumulator fed the stored predictions and their truths gives the same sums, with one gap: a
-failed prediction is not marked in ``predictions``, only in the served ledger's rows that the
-guardrails watch (experiment traffic; not shadows, nor a forced request). Rebuilt error counts
-are those. Where they fall short of the aggregates' error count the unit analysis sees it (it
-checks each metric's unit sums against the aggregates' count and sum) and tests the error rate
-per prediction, saying why, while the other metrics go per unit.
+prediction stored before schema 0023 does not say whether it failed; for those only the served
+ledger's rows that the guardrails watch (experiment traffic; not shadows, nor a forced request)
+do, and rebuilt error counts are those. Where they fall short of the aggregates' error count
+the unit analysis sees it (it checks each metric's unit sums against the aggregates' count and
+sum) and tests the error rate per prediction, saying why, while the other metrics go per unit.
 
 A rebuild reads a snapshot and writes short transactions, so neither the worker nor (on SQLite,
 one writer at a time) the API waits on it for longer than a write of a few thousand units. It

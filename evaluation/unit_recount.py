@@ -7,10 +7,11 @@ table per unit and hour would be about as large as the predictions themselves an
 batch a second upsert. So a window that leaves some of the experiment's hours out (the weekly
 report's week) recounts its units from the predictions it holds: about 13-15 µs per
 prediction (one Python pass; 8.8 s for 595,000), fine for a report made once a week, too slow
-for a page. One thing the stored rows cannot tell: a failed prediction is marked only in the
-served ledger's rows the guardrails watch (experiment traffic, not shadows nor forced
-requests), so recounted errors are those; the unit analysis compares every metric's recounted
-sums with the aggregates and keeps any that differ per prediction, saying why.
+for a page. A prediction stored before schema 0023 does not say whether it failed; for those
+the served ledger's rows the guardrails watch (experiment traffic, not shadows nor forced
+requests) are all that marks a failure, so their recounted errors may fall short: the unit
+analysis compares every metric's recounted sums with the aggregates and keeps any that differ
+per prediction, saying why.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import Correction, Prediction, PredictionTruth, ServedPrediction
@@ -42,7 +43,8 @@ def recount(session: Session, experiment_id: int, start: datetime | None = None,
     p, sp, t, c = Prediction, ServedPrediction, PredictionTruth, Correction
     query = (select(p.prediction_id, p.experiment_id, p.arm, p.candidate, p.shadow, p.slice,
                     p.created_at, p.output, p.confidence, p.latency_ms, p.unit_id,
-                    p.output_type, sp.error, t.truth, c.output_type.label("truth_type"))
+                    p.output_type, func.coalesce(p.failed, sp.error).label("error"), t.truth,
+                    c.output_type.label("truth_type"))
              .outerjoin(sp, sp.prediction_id == p.prediction_id)
              .outerjoin(t, t.prediction_id == p.prediction_id)
              .outerjoin(c, c.correction_id == t.correction_id)

@@ -109,6 +109,7 @@ def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
         "output_type": e.get("output_type"),
         "confidence": e.get("confidence"),
         "latency_ms": e.get("latency_ms"),
+        "failed": e.get("error") is not None,
         "stages": e.get("stages") or {},
         "created_at": datetime.fromisoformat(e["occurred_at"]),
     }

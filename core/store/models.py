@@ -131,6 +131,8 @@ class Prediction(Base):
     output_type: Mapped[str | None] = mapped_column(String(16))
     confidence: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    # Whether the candidate failed to answer (None: stored before schema 0023, unknown).
+    failed: Mapped[bool | None] = mapped_column(Boolean)
     stages: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
 

@@ -7,13 +7,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core import events, receipts
 from core.bus.base import Bus, Record
 from core.outbox import OutboxRelay, add_events
 from core.store.db import Database
-from core.store.models import Candidate, Experiment, OnlineAggregate
+from core.store.models import Candidate, Experiment, OnlineAggregate, Prediction
 from core.stream import apply_records
 from evaluation.worker import GROUP_ID, apply_events, make_worker, prepare_events
 
@@ -112,3 +112,11 @@ def flow(db: Database, bus: Bus, batch: list[dict[str, Any]], prefix: str,
     finally:
         worker.close()
     return worker.applied
+
+
+def as_stored_before_0023(db: Database, *prediction_ids: str) -> None:
+    """The predictions as a worker before schema 0023 stored them: not saying whether they
+    failed (only the served ledger's watched rows do)."""
+    with db.session() as s:
+        s.execute(update(Prediction).where(Prediction.prediction_id.in_(prediction_ids))
+                  .values(failed=None))

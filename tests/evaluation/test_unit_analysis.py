@@ -28,7 +28,14 @@ from evaluation.unit_moments import (
     unit_analysis,
     unit_rows,
 )
-from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
+from tests.evaluation.helpers import (
+    T0,
+    add_experiment,
+    apply,
+    as_stored_before_0023,
+    correction,
+    prediction,
+)
 from tests.evaluation.test_truth_rules import _label
 
 ARMS = (("control", "cand-a"), ("treatment", "cand-b"))
@@ -193,17 +200,22 @@ def test_a_recounted_window_is_tested_per_unit_on_its_own_predictions(db: Databa
 
 def test_a_recount_that_cannot_see_every_failure_keeps_that_metric_per_prediction(
         db: Database) -> None:
-    """Stored predictions mark a failure only in the served ledger's watched rows: where the
-    recount's errors fall short of the aggregates', the error rate stays per prediction and
-    the results say why; the other metrics go per unit."""
+    """A stored prediction says whether it failed; one stored before schema 0023 does not (the
+    served ledger's watched rows alone mark a failure then): where the recount's errors fall
+    short of the aggregates', the error rate stays per prediction and the results say why;
+    the other metrics go per unit."""
     exp = add_experiment(db)
     batch, _ = clustered(seed=3, units=6)
     later = T0 + timedelta(hours=2)
     failed = prediction("failed", unit_id="control-1", error="timeout")
     apply(db, [*batch, failed, prediction("late", unit_id="control-0", at=later)])
+    window = {"until": later - timedelta(hours=1)}
     with db.session() as s:
-        windowed = experiment_results(s, exp, until=later - timedelta(hours=1), recounts={})
-    unit = windowed["analysis_unit"]
+        told = experiment_results(s, exp, **window, recounts={})["analysis_unit"]
+    assert told["per_prediction"] == {} and "error_rate" in told["per_unit"]
+    as_stored_before_0023(db, "failed")
+    with db.session() as s:
+        unit = experiment_results(s, exp, **window, recounts={})["analysis_unit"]
     assert unit["per_prediction"] == {"error_rate": RECOUNTED}
     assert "correction_rate" in unit["per_unit"]
 
@@ -375,6 +387,7 @@ def test_the_weekly_report_tests_per_unit_in_its_week_or_says_why_not(db: Databa
     assert week["comparisons"] == [_close(c) for c in inside["comparisons"]]
     assert week["analysis_unit_note"] is None
     apply(db, [prediction("failed", experiment_id=exp, unit_id="control-1", error="timeout")])
+    as_stored_before_0023(db, "failed")
     with db.session() as s:  # a failure the stored rows cannot show: that metric says why
         failing = weekly_data(s, "2026-W47")
     said = failing["experiments"][0]["analysis_unit_note"]

@@ -21,7 +21,13 @@ from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.unit_backfill import rebuild, stale_experiments
 from evaluation.unit_moments import STALE, load_moments
-from tests.evaluation.helpers import add_experiment, apply, correction, prediction
+from tests.evaluation.helpers import (
+    add_experiment,
+    apply,
+    as_stored_before_0023,
+    correction,
+    prediction,
+)
 from tests.evaluation.test_unit_analysis import clustered
 
 
@@ -145,7 +151,7 @@ def test_events_applied_while_the_predictions_are_read_are_added_once(
         _same_moments(load_moments(s, late), load_moments(s, whole))
 
 
-def test_errors_come_from_the_served_ledger_and_stay_per_prediction_where_it_is_silent(
+def test_errors_come_from_the_predictions_or_the_served_ledger_and_stay_per_prediction_where_neither_says(  # noqa: E501
         db: Database) -> None:
     exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
     batch = []
@@ -167,16 +173,28 @@ def test_errors_come_from_the_served_ledger_and_stay_per_prediction_where_it_is_
                                        created_at=utcnow(), latency_ms=10.0,
                                        error=e["error"] is not None))
         kept = load_moments(s, exp)
+    # Stored before schema 0023, the predictions do not say they failed: the ledger does.
+    as_stored_before_0023(db, *(e["prediction_id"] for e in batch if "correction_id" not in e))
     _forget_unit_sums(db, exp)
     rebuild(db, exp)
     with db.session() as s:
         _same_moments(load_moments(s, exp), kept)
         assert "error_rate" in experiment_results(s, exp)["analysis_unit"]["per_unit"]
 
-    # A shadow's failure is in no watched ledger row: its errors cannot be rebuilt.
-    apply(db, [prediction(f"s{u}-{k}", arm=None, candidate="cand-s", shadow=True,
+    # A shadow's failure is in no watched ledger row, but its stored prediction says it.
+    shadows = [prediction(f"s{u}-{k}", arm=None, candidate="cand-s", shadow=True,
                           unit_id=f"u{u}", error="boom" if k == 0 else None)
-               for u in range(6) for k in range(2)])
+               for u in range(6) for k in range(2)]
+    apply(db, shadows)
+    with db.session() as s:
+        kept = load_moments(s, exp)
+    _forget_unit_sums(db, exp)
+    rebuild(db, exp)
+    with db.session() as s:
+        _same_moments(load_moments(s, exp), kept)
+        assert "error_rate" in experiment_results(s, exp)["analysis_unit"]["per_unit"]
+    # Stored before 0023, neither says: its errors cannot be rebuilt.
+    as_stored_before_0023(db, *(e["prediction_id"] for e in shadows))
     _forget_unit_sums(db, exp)
     rebuild(db, exp)
     with db.session() as s:
@@ -212,6 +230,7 @@ def test_a_rebuild_that_changes_only_errors_is_read_afresh(db: Database) -> None
     exp = add_experiment(db)
     apply(db, [prediction(f"e{k}", unit_id=f"u{k % 3}", error="boom" if k % 2 else None,
                           output="" if k % 2 else "x^{2}") for k in range(12)])
+    as_stored_before_0023(db, *(f"e{k}" for k in range(12)))
     with db.session() as s:  # ledger rows that mark no failure: the rebuild counts none
         for k in range(12):
             s.add(ServedPrediction(prediction_id=f"e{k}", experiment_id=exp, arm="control",
