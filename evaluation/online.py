@@ -109,11 +109,14 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
 
 def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True,
                since: datetime | None = None, until: datetime | None = None,
-               relabelled: list[agg.Accumulator] | None = None) -> Cells:
+               relabelled: list[agg.Accumulator] | None = None,
+               latency_sketches: bool = True) -> Cells:
     """Every variant x slice of an experiment (0: predictions outside any experiment), plus a
     slice ``all`` per variant; with ``since``/``until``, only the hours of that window (see
     :func:`hour_window`). ``relabelled``, when given, receives the verified labels' truths
-    added and taken out (two accumulators), whose per-unit sums the unit analysis needs."""
+    added and taken out (two accumulators), whose per-unit sums the unit analysis needs.
+    ``latency_sketches`` False leaves the latency histograms empty (their decoding is most of
+    a read, and a caller that reads no percentile or rank test needs none)."""
     t = OnlineAggregate
     start, end = hour_window(since, until)
     cells: Cells = defaultdict(Cell)
@@ -132,7 +135,7 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
         select(t.arm, t.candidate, t.shadow, t.slice, t.sketch)
         .where(t.experiment_id == experiment_id, t.metric == agg.LATENCY,
                *in_window(t.hour, start, end))
-    )
+    ) if latency_sketches else ()
     for arm, cand, shadow, slice_, data in sketches:
         cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
         cell.latency = cell.latency + sketch.decode(data)

@@ -199,7 +199,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                        until: datetime | None = None, max_slices: int = DEFAULT_MAX_SLICES,
                        per_unit: bool = True,
                        units_out: list[UnitAnalysis] | None = None,
-                       recounts: Recounts | None = None) -> dict[str, Any]:
+                       recounts: Recounts | None = None,
+                       latency_sketches: bool = True) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
@@ -212,7 +213,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     tests every built-in metric per prediction (looks that must compare with each other);
     ``units_out`` receives the unit analysis (the dashboard's arms show more of it). A window
     is tested per prediction, or per unit given ``recounts`` (see
-    :func:`evaluation.unit_moments.unit_analysis`).
+    :func:`evaluation.unit_moments.unit_analysis`). ``latency_sketches`` False skips the latency
+    histograms (no percentiles, no rank test: the always-valid series reads neither).
     """
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
@@ -224,7 +226,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     arms = variants[: len(weights)]
     relabelled: list[agg.Accumulator] = []
     chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until,
-                                             relabelled=relabelled), max_slices)
+                                             relabelled=relabelled,
+                                             latency_sketches=latency_sketches), max_slices)
     cells, slices = chosen_slices.cells, chosen_slices.shown
     units = unit_analysis(session, experiment_id, cells, relabelled, since=since,
                           until=until, recounts=recounts) if per_unit else PER_PREDICTION

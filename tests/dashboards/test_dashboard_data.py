@@ -66,13 +66,16 @@ def test_sequential_series_has_a_point_per_hour(dash_app: Flask, seeded: int) ->
     assert {r["treatment"] for r in series} == {"treatment"}
     widths = [r["high"] - r["low"] for r in series]
     assert widths[0] > widths[-1]  # more data, narrower always-valid interval
-    # Each look tests slice `all` alone, as the results of the whole experiment do it.
+    # Each look tests slice `all` alone and reads no latency histogram, and gives what the
+    # results of the whole experiment do (latency's figures too: they come from its sums).
     with _db(dash_app).reading() as s:
         table = experiment_results(s, seeded, until=series[-1]["until"], per_unit=False)
-    last = next(r for r in table["comparisons"]
-                if r["metric"] == "correction_rate" and r["slice"] == "all")
-    assert (series[-1]["low"], series[-1]["high"], series[-1]["p_value"]) == (
-        last["sequential_ci_low"], last["sequential_ci_high"], last["sequential_p_value"])
+    for metric in ("correction_rate", "latency_ms"):
+        look = data.sequential_series(_db(dash_app), seeded, metric, "all")[-1]
+        last = next(r for r in table["comparisons"]
+                    if r["metric"] == metric and r["slice"] == "all")
+        assert (look["low"], look["high"], look["p_value"]) == (
+            last["sequential_ci_low"], last["sequential_ci_high"], last["sequential_p_value"])
 
 
 def test_page_functions_follow_the_filters(dash_app: Flask, seeded: int) -> None:
