@@ -46,7 +46,7 @@ from core.store.outcome_models import UnitSums
 from core.store.upsert import in_values
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Cell, Variant, hour_window, metric_stats
-from evaluation.unit_recount import UnitRows, recount
+from evaluation.unit_recount import UnitRows, moments_of, recount
 from evaluation.unit_sums import (
     METRIC_COLUMNS,
     NO_UNITS,
@@ -185,21 +185,6 @@ def _group_moments(session: Session, experiment_id: int,
                .group_by(units.c.arm, units.c.candidate, units.c.shadow))
     _read(session.execute(overall), lambda r: ALL, counts, out)
     return out
-
-
-def moments_of(rows: UnitRows) -> dict[Key, Moments]:
-    """The moments :func:`load_moments` groups in the store, of unit rows held in memory."""
-    out: dict[Key, Moments] = defaultdict(lambda: NO_UNITS)
-    totals: dict[tuple[Variant, str], np.ndarray] = {}
-    for (_, arm, cand, shadow, slice_, unit), values in rows.items():
-        variant = Variant(arm, cand, bool(shadow))
-        for metric, moments in _contributions(values).items():
-            out[(variant, slice_, metric)] += moments
-        totals[(variant, unit)] = totals.get((variant, unit), 0.0) + np.array(values, float)
-    for (variant, _unit), values in totals.items():
-        for metric, moments in _contributions(values).items():
-            out[(variant, ALL, metric)] += moments
-    return dict(out)
 
 
 def _contributions(values: Iterable[float]) -> dict[str, Moments]:

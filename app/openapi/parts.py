@@ -184,7 +184,7 @@ def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
         "name": "recount_units", "in": "query", "required": False,
         "description": "with since/until: test the window's built-in metrics per unit, "
                        "recounting its units from its stored predictions (one pass over them, "
-                       "about 15 µs each; the weekly report does so); otherwise a window that "
+                       "9-15 µs each; the weekly report does so); otherwise a window that "
                        "leaves hours out counts predictions, and says so",
         "schema": {"type": "boolean", "default": False}}] + [
         {"name": name, "in": "query", "required": False,

@@ -155,7 +155,8 @@ def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
     assert "For the whole experiment" in whole_decision
 
 
-def test_the_page_says_which_metrics_were_tested_per_unit(dash_app: Flask, seeded: int) -> None:
+def test_the_page_says_which_metrics_were_tested_per_unit(
+        dash_app: Flask, seeded: int, monkeypatch: pytest.MonkeyPatch) -> None:
     db = _db(dash_app)
     exp = add_experiment(db, name="per-unit", scope="per-unit")
     batch, _ = clustered(seed=4, units=10, experiment_id=exp)
@@ -172,3 +173,15 @@ def test_the_page_says_which_metrics_were_tested_per_unit(dash_app: Flask, seede
     assert "narrower than correction_rate's per-unit ones" in find_component(
         per_unit, "exp-sequential-per-unit").children
     assert find_component(one_each, "exp-sequential-per-unit") is None
+    # A window of a few predictions is tested per unit too, its units recounted; one past the
+    # page's limit counts predictions and says so.
+    first_hour = data.Window(until=T0.replace(minute=0) + timedelta(hours=1))
+    with dash_app.test_request_context("/dashboard/experiments"):
+        windowed = page.body(db, exp, "all", first_hour)
+    said = find_component(windowed, "exp-analysis-unit").children
+    assert said.startswith("Tested per unit") and "correction_rate" in said
+    assert data.results(db, exp, first_hour)["analysis_unit_note"] is None
+    monkeypatch.setattr(data, "RECOUNT_LIMIT", 10)
+    counted = data.results(db, exp, first_hour)
+    assert counted["analysis_unit"]["per_unit"] == []
+    assert "count predictions as independent" in counted["analysis_unit_note"]
