@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -233,13 +234,20 @@ def _annotators(session: Session, since: datetime, until: datetime) -> int:
         lb.action.in_(LABEL_ACTIONS), lb.created_at >= since, lb.created_at < until)) or 0)
 
 
-def weekly_data(session: Session, week: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the report of ``week`` shows, JSON-ready."""
+def weekly_data(session: Session, week: str, *, now: datetime | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Everything the report of ``week`` shows, JSON-ready; `progress` is told the experiments
+    done so far and their number (each recounts the week's units: seconds for a large one)."""
     since, until = week_bounds(week)
     experiments = _active_experiments(session, since - timedelta(days=7), until)
+    weeks = []
+    for e in experiments:
+        weeks.append(experiment_week(session, e, week))
+        if progress is not None:
+            progress(len(weeks), len(experiments))
     return {"week": week, "previous_week": previous_week(week), "since": since.isoformat(),
             "until": until.isoformat(),
             "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-            "experiments": [experiment_week(session, e, week) for e in experiments],
+            "experiments": weeks,
             "no_traffic": _running_without_traffic(session, since, until),
             "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}

@@ -51,12 +51,14 @@ def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
     """Write the weekly evaluation report: a self-contained HTML file and its PDF."""
     from pathlib import Path
 
+    from app.commands.models import ProgressLine
     from dashboards.report import reports_dir, write_report
 
     folder = Path(out_dir) if out_dir else reports_dir(ctx.settings.data_dir)
     check_out_folder(folder, "--out" if out_dir else "ABVOC_DATA_DIR")
     with open_db(ctx) as db:
-        done = write_report(db, folder, week, force=force)
+        done = write_report(db, folder, week, force=force,
+                            progress=ProgressLine("weekly report: experiments"))
     state = "already written (use --force to redo)" if done.skipped else "written"
     emit({"week": done.week, "html": str(done.html), "pdf": str(done.pdf),
           "skipped": done.skipped}, as_json,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,8 +44,10 @@ def reports_dir(data_dir: str | Path) -> Path:
 
 
 def write_report(db: Database, folder: Path, week: str | None = None, *, force: bool = False,
-                 now: datetime | None = None) -> Written:
-    """Write the HTML and PDF of ``week`` (default: the last full week) unless already there."""
+                 now: datetime | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Written:
+    """Write the HTML and PDF of ``week`` (default: the last full week) unless already there;
+    `progress` is told the experiments gathered so far (see :func:`weekly_data`)."""
     now = now or datetime.now(UTC)
     week = week or last_full_week(now)
     end = week_bounds(week)[1]
@@ -57,7 +60,7 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
     if pdf.exists() and html.exists() and not force:
         return Written(week, html, pdf, skipped=True)
     with db.session() as s:
-        data = weekly_data(s, week, now=now)
+        data = weekly_data(s, week, now=now, progress=progress)
     tmp = html.with_suffix(".html.part")
     tmp.write_text(render_html(data), encoding="utf-8")
     tmp.replace(html)

@@ -90,7 +90,7 @@ def _writes_held(url: str) -> Iterator[None]:
 
 
 def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
-        v2app: Flask, tmp_path: Path) -> None:
+        v2app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A commit that outlasts the candidate's deadline holds the requests queued behind it: past
     their deadline they get a 503 saying to retry (the store's delay), are not recorded as the
     candidate's failures (which the error-rate guardrail would count), and leave nothing stored;
@@ -108,13 +108,21 @@ def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
 
     warm = infer(0)  # the lookups are cached from here
     assert warm.status_code == 200, warm.get_json()
+    committing = threading.Event()
+    commit = PredictService._commit
+
+    def flagged(self: PredictService, recorded: list) -> None:
+        committing.set()
+        commit(self, recorded)
+
+    monkeypatch.setattr(PredictService, "_commit", flagged)
     url = v2app.extensions["abvoc"].settings.database_url
     with ThreadPoolExecutor(3) as pool:
         with _writes_held(url):
             stalled = pool.submit(infer, 1)
-            time.sleep(0.15)  # its answer is in, its commit waiting on the lock
+            assert committing.wait(10)  # its answer is in, its commit waiting on the lock
             queued = [pool.submit(infer, i) for i in (2, 3)]
-            time.sleep(0.6)  # past their deadline
+            time.sleep(1.0)  # past their deadline
         served = stalled.result(10)
         assert served.status_code == 200, served.get_json()  # claimed: served once committed
         for future in queued:

@@ -257,7 +257,8 @@ def test_cli_writes_once_and_refuses_a_bad_week(dash_app: Flask, tmp_path: Path,
     runner = CliRunner()
     made = runner.invoke(main, ["report", "--week", WEEK, "--json"])
     assert made.exit_code == 0, made.output
-    out = json.loads(made.output)
+    out = json.loads(made.stdout)
+    assert "weekly report: experiments" in made.stderr  # its progress, off the JSON
     assert not out["skipped"] and Path(out["pdf"]).parent == tmp_path / "data" / "reports"
     again = json.loads(runner.invoke(main, ["report", "--week", WEEK, "--json"]).output)
     assert again["skipped"]
