@@ -58,9 +58,11 @@ from evaluation.unit_sums import (
 
 STALE = ("the per-unit sums do not hold every prediction (some were stored before schema "
          "0021, or by a worker of an older version: `abvoc db backfill-unit-sums` rebuilds "
-         "them, all but the errors of predictions the served ledger did not watch)")
+         "them, all but the failures the served ledger did not watch of predictions stored "
+         "before schema 0023)")
 RECOUNTED = ("its per-unit sums, recounted from the window's stored predictions, differ from the "
-             "aggregates (the stored rows mark only the failures the served ledger watched)")
+             "aggregates (a prediction stored before schema 0023 does not say whether it "
+             "failed: only the served ledger's watched rows do)")
 WINDOWED = ("a time window (since/until) leaves some of the experiment's hours out, and the "
             "per-unit sums cover the whole experiment")
 NOTE_AT = 1.5
