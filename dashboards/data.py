@@ -17,16 +17,7 @@ from sqlalchemy import func, select
 
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
-from evaluation import aggregation as agg
-from evaluation.online import (
-    ALL,
-    Cell,
-    hour_window,
-    in_window,
-    load_cells,
-    metric_stats,
-    wilson_interval,
-)
+from evaluation.online import ALL, Cell, hour_window, load_cells, metric_stats, wilson_interval
 from evaluation.results import (
     CUSTOMER_METRICS,
     METRICS,
@@ -36,6 +27,7 @@ from evaluation.results import (
 )
 from evaluation.slices import DEFAULT_MAX_SLICES
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
+from evaluation.unit_recount import predictions_in
 from serving.experiments import Experiments
 
 HOUR = timedelta(hours=1)
@@ -93,19 +85,11 @@ def results(db: Database, experiment_id: int, window: Window = Window(),
     analysis (for :func:`arm_intervals`); ``per_unit`` False skips grouping the unit sums, for
     a panel that shows no test or interval of a built-in metric."""
     with db.reading() as s:
-        recount = per_unit and window != Window() and \
-            _predictions_in(s, experiment_id, window) <= RECOUNT_LIMIT
+        recount = per_unit and window != Window() and predictions_in(
+            s, *hour_window(window.since, window.until), experiment_id) <= RECOUNT_LIMIT
         return experiment_results(s, experiment_id, since=window.since, until=window.until,
                                   units_out=units_out, per_unit=per_unit,
                                   recounts={} if recount else None)
-
-
-def _predictions_in(session: Any, experiment_id: int, window: Window) -> int:
-    t = OnlineAggregate
-    start, end = hour_window(window.since, window.until)
-    return int(session.scalar(select(func.sum(t.n)).where(
-        t.experiment_id == experiment_id, t.metric == agg.PREDICTIONS,
-        *in_window(t.hour, start, end))) or 0)
 
 
 def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window = Window(),

@@ -89,15 +89,19 @@ def _experiment(session: Session, experiment_id: int, start: datetime | None,
     p = Prediction
     if (start is None and end is None) or session.get_bind().dialect.name != "sqlite":
         return p.experiment_id == experiment_id
-    a = OnlineAggregate
-
-    def predictions(*where: Any) -> float:
-        return float(session.scalar(select(func.sum(a.n)).where(
-            a.metric == agg.PREDICTIONS, *where)) or 0)
-
-    by_time = predictions(*in_window(a.hour, start, end)) < predictions(
-        a.experiment_id == experiment_id)
+    by_time = predictions_in(session, start, end) < predictions_in(
+        session, experiment_id=experiment_id)
     return (p.experiment_id + 0 if by_time else p.experiment_id) == experiment_id
+
+
+def predictions_in(session: Session, start: datetime | None = None,
+                   end: datetime | None = None, experiment_id: int | None = None) -> int:
+    """How many predictions the aggregates count in the hours ``[start, end)`` (of one
+    experiment, or of all): what a recount of them would read."""
+    a = OnlineAggregate
+    where = [] if experiment_id is None else [a.experiment_id == experiment_id]
+    return int(session.scalar(select(func.sum(a.n)).where(
+        a.metric == agg.PREDICTIONS, *where, *in_window(a.hour, start, end))) or 0)
 
 
 class _UnitsOnly(agg.Accumulator):
