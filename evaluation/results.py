@@ -129,7 +129,7 @@ def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],
 def _sample_needed(record: dict[str, Any], spec: MetricSpec,
                    control: tuple[float, float, float], target_relative_effect: float,
                    alpha: float, power: float, *, per_unit: bool = False,
-                   tuning_n: float) -> dict[str, Any]:
+                   tuning_n: float = AnalysisConfig.sequential_tuning_n) -> dict[str, Any]:
     """Per-arm sample for the target relative effect on the primary metric and what is left,
     and the power the current arms have against it, for the always-valid test the decision uses
     (at the record's per-arm level and mixture, :mod:`evaluation.stats.sequential_power`); the
