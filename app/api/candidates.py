@@ -1,6 +1,8 @@
 """The admin API for candidates: list, register a bundle by upload, show one, retire.
 
-    POST /v1/candidates            multipart/form-data, one file field `bundle` (a .tar.gz)
+    POST /v1/candidates            multipart/form-data, one file field `bundle` (a .tar.gz);
+                                   `?check_remote=false` registers a [remote] candidate
+                                   without asking its server (serving.bundles.remote_check)
     GET  /v1/candidates            the active candidates; `?all=1` the retired ones too
     GET  /v1/candidates/<name>     the latest active version; `?version=` any version
     POST /v1/candidates/<name>/retire   every active version; `?version=` one
@@ -116,7 +118,8 @@ def register():  # noqa: ANN201
         if archive.stat().st_size > bundle_limit():
             raise _too_large()
         info = register_bundle(_registry(), models, archive,
-                               Limits(max_archive_bytes=bundle_limit()))
+                               Limits(max_archive_bytes=bundle_limit()),
+                               check_remote=_check_remote())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     response = jsonify(info.to_dict())
@@ -146,6 +149,14 @@ def _flag(name: str) -> bool:
     if raw.lower() in ("", "1", "true", "yes"):
         return True
     raise AbvocError(f"'{name}' must be 1 (or true, yes) or 0 (or false, no), got {raw[:20]!r}")
+
+
+def _check_remote() -> bool:
+    """`check_remote`, a boolean as the OpenAPI document declares it: absent is true."""
+    raw = request.args.get("check_remote", "true")
+    if raw not in ("true", "false"):
+        raise AbvocError(f"'check_remote' must be true or false, got {raw[:20]!r}")
+    return raw == "true"
 
 
 def _version() -> str | None:

@@ -194,15 +194,19 @@ def candidates_group() -> None:
 
 @candidates_group.command("register")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--check-remote/--no-check-remote", default=True, show_default=True,
+              help="For a [remote] candidate: ask its server whether it serves the model ready "
+                   "(and declares the same inputs) before registering.")
 @json_option
 @pass_ctx
-def register_cmd(ctx, path, as_json) -> None:  # noqa: ANN001
+def register_cmd(ctx, path, check_remote, as_json) -> None:  # noqa: ANN001
     """Validate the bundle at PATH (a folder or a .tar.gz with candidate.toml) and register it."""
     from serving.bundles import register_bundle
     from serving.registry import Registry
 
     with open_db(ctx) as db:
-        info = register_bundle(Registry(db), ctx.settings.models_dir, path)
+        info = register_bundle(Registry(db), ctx.settings.models_dir, path,
+                               check_remote=check_remote)
     emit(info.to_dict(), as_json,
          f"registered {info.name} v{info.version} ({info.backend}) -> {info.artifacts}")
 

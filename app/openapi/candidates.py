@@ -22,6 +22,11 @@ CANDIDATE_NAME = {"name": "name", "in": "path", "required": True,
 VERSION = {"name": "version", "in": "query", "required": False,
            "schema": {"type": "string", "minLength": 1, "maxLength": 50}}
 
+CHECK_REMOTE = {"name": "check_remote", "in": "query", "required": False,
+                "description": "false: register a [remote] candidate without asking its server "
+                               "whether it serves the model ready (default true)",
+                "schema": {"type": "boolean", "default": True}}
+
 
 def candidate_paths() -> dict[str, Any]:
     """List, register (multipart upload of a .tar.gz bundle), show and retire candidates."""
@@ -36,7 +41,7 @@ def candidate_paths() -> dict[str, Any]:
                                   **error_responses(401, 403)}},
             "post": {"summary": "Register a bundle: a .tar.gz of its folder, in the field "
                                 "'bundle'; a new name or a new version of one",
-                     "security": ADMIN,
+                     "security": ADMIN, "parameters": [CHECK_REMOTE],
                      "requestBody": {"required": True, "content": {"multipart/form-data": {
                          "schema": {"type": "object", "required": ["bundle"],
                                     "additionalProperties": False,

@@ -1,7 +1,8 @@
 """Registering a bundle: check it whole, then store its files and its registry row, or nothing.
 
 The bundle is unpacked (an archive) into a scratch folder inside the model store, validated
-there, copied to ``<models>/bundles/<name>/<version>/<token>`` under a temporary name and moved
+there (a [remote] candidate's server asked whether it serves the model: remote_check), copied
+to ``<models>/bundles/<name>/<version>/<token>`` under a temporary name and moved
 into place in one rename; the registry row is written last, and the files are removed again when
 that write fails. A (name, version) already registered is refused: a registered version never
 changes under a running experiment — a changed bundle is a new version.
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import Conflict
 from serving.bundles.archive import Limits, bundle_root, check_folder, is_archive, unpack
 from serving.bundles.manifest import Manifest, ManifestError
+from serving.bundles.remote_check import check_served
 from serving.bundles.validate import validate_bundle
 from serving.registry import CandidateInfo, Registry
 
@@ -30,8 +32,11 @@ def bundle_dir(models_dir: Path, name: str, version: str) -> Path:
 
 
 def register_bundle(registry: Registry, models_dir: Path, source: Path,
-                    limits: Limits | None = None) -> CandidateInfo:
-    """Validate the bundle at `source` (folder or .tar.gz) and register it as a new version."""
+                    limits: Limits | None = None, *, check_remote: bool = True
+                    ) -> CandidateInfo:
+    """Validate the bundle at `source` (folder or .tar.gz) and register it as a new version;
+    a [remote] candidate's server is asked whether it serves the model, unless
+    `check_remote` is off (remote_check)."""
     limits = limits or Limits()
     source = Path(source)
     if not source.exists():
@@ -51,6 +56,8 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
         manifest, _ = validate_bundle(root, limits.load_seconds)
         if registry.exists(manifest.name, manifest.version):
             raise _conflict(manifest)
+        if check_remote:
+            check_served(manifest)
         # A folder of its own per registration: a racing registration of the same version
         # can never overwrite the files of the one whose row wins.
         dest = bundle_dir(models_dir, manifest.name, manifest.version) / uuid.uuid4().hex[:12]

@@ -67,30 +67,36 @@ def check_signature(manifest: Manifest, first: LoadedStage) -> None:
     """Refuse a manifest whose inputs are not what the first stage takes."""
     if first.inputs is None:
         return  # a Python stage takes whatever it is given
+    check_inputs(manifest, first.inputs, f"first stage {first.name!r}")
+
+
+def check_inputs(manifest: Manifest, taken: tuple[InputInfo, ...], taker: str) -> None:
+    """Refuse a manifest whose inputs are not the ones `taker` (a stage, a remote model)
+    takes: the same names, datatypes and shapes where it says them."""
     declared = {t.name: t for t in manifest.inputs}
-    taken = {i.name: i for i in first.inputs}
-    if set(declared) != set(taken):
-        raise ManifestError(f"inputs {sorted(declared)} do not match the inputs of the first "
-                            f"stage {first.name!r}: {sorted(taken)}")
+    by_name = {i.name: i for i in taken}
+    if set(declared) != set(by_name):
+        raise ManifestError(f"inputs {sorted(declared)} do not match the inputs of the "
+                            f"{taker}: {sorted(by_name)}")
     for name, spec in declared.items():
-        _check_one(first.name, name, spec.datatype, spec.shape, taken[name])
+        _check_one(taker, name, spec.datatype, spec.shape, by_name[name])
 
 
-def _check_one(stage: str, name: str, datatype: str, shape: tuple[int, ...],
+def _check_one(taker: str, name: str, datatype: str, shape: tuple[int, ...],
                info: InputInfo) -> None:
     where = f"input {name!r}"
     if info.datatype is not None and info.datatype != datatype:
-        raise ManifestError(f"{where} is declared {datatype} but stage {stage!r} takes "
+        raise ManifestError(f"{where} is declared {datatype} but the {taker} takes "
                             f"{info.datatype}")
     if info.shape is None:
         return
     if len(info.shape) != len(shape):
-        raise ManifestError(f"{where} is declared with shape {list(shape)} but stage {stage!r} "
+        raise ManifestError(f"{where} is declared with shape {list(shape)} but the {taker} "
                             f"takes {len(info.shape)} dimensions {_show(info.shape)}")
     for axis, (want, has) in enumerate(zip(shape, info.shape, strict=True)):
         if has is not None and want != has:
             raise ManifestError(f"{where} dimension {axis} is declared "
-                                f"{'-1 (any size)' if want == -1 else want} but stage {stage!r} "
+                                f"{'-1 (any size)' if want == -1 else want} but the {taker} "
                                 f"fixes it at {has} (shape {_show(info.shape)})")
 
 

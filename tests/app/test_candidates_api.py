@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from serving.bundles import BundleRunner
 from tests.support.bundles import EXAMPLE, FLOWERS
+from tests.support.ports import free_port
 
 
 def targz(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
@@ -123,7 +124,7 @@ REFUSALS = [
     ("not onnx", targz({**example_files(), "iris/model.onnx": b"not a graph"}),
      r"'model.onnx' does not load as ONNX"),
     ("signature", targz(example_files(k=("shape = [-1, 4]", "shape = [-1, 5]"))),
-     r"input 'features' dimension 1 is declared 5 but stage 'classifier'"),
+     r"input 'features' dimension 1 is declared 5 but the first stage 'classifier'"),
     ("no manifest", targz({"iris/model.onnx": b"x"}), r"no candidate.toml"),
 ]
 
@@ -138,6 +139,29 @@ def test_refusals_name_the_field_or_file_and_store_nothing(
     assert re.search(fragment, response.get_json()["error"]), \
         response.get_json()
     assert stored(app) == before
+
+
+def test_a_remote_nothing_serves_is_refused_unless_the_check_is_off(
+        app: Flask, client: FlaskClient, admin: dict) -> None:
+    toml = (f'name = "far"\nversion = "1"\n[[inputs]]\nname = "features"\ndatatype = "FP32"\n'
+            f'shape = [-1, 4]\n[output]\ntype = "number"\n[remote]\n'
+            f'url = "http://127.0.0.1:{free_port()}"\nmodel = "iris"\n')
+    data = targz({"far/candidate.toml": toml.encode()})
+    before = stored(app)
+    refused = upload(client, admin, data)
+    assert refused.status_code == 400
+    assert re.match(r"remote.url: remote model 'iris' at http://127.0.0.1:\d+ is unreachable",
+                    refused.get_json()["error"]), refused.get_json()
+    odd = client.post("/v1/candidates?check_remote=no", headers=admin,
+                      data={"bundle": (io.BytesIO(data), "far.tar.gz")},
+                      content_type="multipart/form-data")
+    assert odd.status_code == 400 and "'check_remote' must be true or false" in \
+        odd.get_json()["error"]
+    assert stored(app) == before
+    unchecked = client.post("/v1/candidates?check_remote=false", headers=admin,
+                            data={"bundle": (io.BytesIO(data), "far.tar.gz")},
+                            content_type="multipart/form-data")
+    assert unchecked.status_code == 201 and unchecked.get_json()["backend"] == "remote"
 
 
 def test_form_refusals(app: Flask, client: FlaskClient, admin: dict) -> None:

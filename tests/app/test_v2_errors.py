@@ -181,7 +181,8 @@ def test_failing_arm_is_bounded_counted_and_paused(
             bad = stub_server(lambda h, body: reply(h, 500, {"error": "model crashed"}))
         else:
             bad = stub_server(lambda h, body: bad.release.wait(10))
-        upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200))
+        upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200),
+               check_remote=False)
     exp = experiment(client, admin, "flowers", "iris-onnx", "iris-broken",
                      guardrails={"error_rate": 0.2, "min_samples": 20})
     statuses: Counter = Counter()
@@ -227,7 +228,8 @@ def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
-    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500))
+    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500),
+           check_remote=False)
     experiment(client, admin, "flowers", "iris-onnx", "iris-onnx",
                shadows=[{"candidate": "iris-shadow"}])
     for i, row in enumerate(flowers(10, seed=4)):

@@ -101,8 +101,10 @@ def clean_env(extra_path: Path) -> dict[str, str]:
     return env
 
 
-def mlserver(model_path: Path, model: str = "iris", version: str = "1") -> InferenceServer:
-    """MLServer serving `model_path` (ONNX) as `model`; not yet started."""
+def mlserver(model_path: Path, model: str = "iris", version: str = "1",
+             inputs: list[dict] | None = None) -> InferenceServer:
+    """MLServer serving `model_path` (ONNX) as `model`; not yet started. `inputs` (V2 tensor
+    metadata) are declared in its model settings, so its metadata route names them."""
     python = venv_python(MLSERVER_VENV)
     workdir = Path(tempfile.mkdtemp(prefix="abvoc-mlserver-"))
     folder = workdir / "models"
@@ -120,6 +122,7 @@ def mlserver(model_path: Path, model: str = "iris", version: str = "1") -> Infer
     (model_dir / "model-settings.json").write_text(json.dumps({
         "name": model, "implementation": "mlserver_onnx.OnnxModel",
         "parameters": {"uri": "./model.onnx", "version": version},
+        **({"inputs": inputs} if inputs else {}),
     }))
     cmd = [str(python.parent / "mlserver"), "start", str(folder)]
     return InferenceServer("MLServer", cmd, workdir, port, model, clean_env(model_dir))

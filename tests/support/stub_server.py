@@ -12,9 +12,11 @@ import pytest
 
 
 class StubServer:
-    """A ThreadingHTTPServer on 127.0.0.1 whose POST handler is `behave(handler, body)`."""
+    """A ThreadingHTTPServer on 127.0.0.1 whose POST handler is `behave(handler, body)`; GETs
+    go to `behave` too with `gets` (else http.server answers them 501)."""
 
-    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> None:
+    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, bytes], None],
+                 gets: bool = False) -> None:
         self.hits = 0
         self.release = threading.Event()
         stub = self
@@ -26,6 +28,11 @@ class StubServer:
                 stub.hits += 1
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 behave(self, body)
+
+            if gets:
+                def do_GET(self) -> None:  # noqa: N802
+                    stub.hits += 1
+                    behave(self, b"")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -47,8 +54,9 @@ def stub_server() -> Iterator[Callable[..., StubServer]]:
     """Make stub servers (`stub_server(behave)`); each is closed after the test."""
     made: list[StubServer] = []
 
-    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None]) -> StubServer:
-        made.append(StubServer(behave))
+    def make(behave: Callable[[BaseHTTPRequestHandler, bytes], None],
+             gets: bool = False) -> StubServer:
+        made.append(StubServer(behave, gets))
         return made[-1]
 
     yield make

@@ -27,12 +27,16 @@ def flowers(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(5.0, 1.8, size=(n, 4)).astype(np.float32)
 
 
-def upload(client: FlaskClient, admin: dict, folder: Path) -> dict[str, Any]:
-    """Register a bundle folder through POST /v1/candidates, as a team would."""
+def upload(client: FlaskClient, admin: dict, folder: Path, *,
+           check_remote: bool = True) -> dict[str, Any]:
+    """Register a bundle folder through POST /v1/candidates, as a team would (`check_remote`
+    off: a [remote] one without asking its server, as for a server meant to fail)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname=folder.name)
-    response = client.post("/v1/candidates", headers=admin, content_type="multipart/form-data",
+    query = "" if check_remote else "?check_remote=false"
+    response = client.post(f"/v1/candidates{query}", headers=admin,
+                           content_type="multipart/form-data",
                            data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
     assert response.status_code == 201, response.get_json()
     return response.get_json()
