@@ -32,6 +32,9 @@ ALL_METRICS: tuple[MetricSpec, ...] = (*METRICS, *NUMBER_METRICS)
 # Matching an answer token by token: what text answers are judged by, meaningless for numbers
 # (a number is judged by its error).
 MATCH_METRICS: frozenset[str] = frozenset({"exact_match", "token_edit_distance"})
+# The output types an edit distance over tokens judges: a class, a number or a JSON value is
+# right or wrong (exact match), never "two tokens off".
+TOKEN_TYPES: frozenset[str] = frozenset({"text", "latex"})
 # Every metric the results test, so every name an experiment's primary_metric may take.
 PRIMARY_METRICS: tuple[str, ...] = tuple(m.name for m in ALL_METRICS)
 DEFAULT_PRIMARY = METRICS[0].name

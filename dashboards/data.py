@@ -15,16 +15,11 @@ from flask import current_app
 from scipy import stats
 from sqlalchemy import func, select
 
+from core.builtin_metrics import NUMBER_METRICS
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
 from evaluation.online import ALL, Cell, hour_window, load_cells, metric_stats, wilson_interval
-from evaluation.results import (
-    CUSTOMER_METRICS,
-    METRICS,
-    NUMBER_METRICS,
-    experiment_results,
-    variants_of,
-)
+from evaluation.results import CUSTOMER_METRICS, METRICS, experiment_results, variants_of
 from evaluation.slices import DEFAULT_MAX_SLICES
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
 from evaluation.unit_recount import predictions_in

@@ -16,7 +16,9 @@ the relative MDE, and the decision of :mod:`evaluation.decisions`.
 The output type of each variant's candidate adds its own figures: a ``number`` candidate's MAE
 and RMSE with intervals in its metrics, and its absolute and squared errors as two more compared
 metrics (:data:`NUMBER_METRICS`, Welch's t, lower is better) whenever a variant answers numbers
-or the primary metric is one of them; a ``label`` candidate's confusion counts and prediction
+or the primary metric is one of them (and where every variant declares its type, the matching
+metrics none of them is judged by are left out: :mod:`evaluation.compared_metrics`); a
+``label`` candidate's confusion counts and prediction
 shift against its offline label shares, per slice, under ``label_metrics``
 (:mod:`evaluation.label_metrics`). ``online_accuracy`` holds the accuracy from verified labels:
 the unbiased audit figure beside the correction bound (:mod:`evaluation.label_accuracy`).
@@ -38,13 +40,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from core.builtin_metrics import ALL_METRICS, DEFAULT_PRIMARY, METRICS, NUMBER_METRICS, MetricSpec
+from core.builtin_metrics import ALL_METRICS, DEFAULT_PRIMARY, METRICS, MetricSpec
 from core.errors import NotFound
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
+from evaluation.compared_metrics import metrics_compared
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
@@ -89,16 +92,6 @@ def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
     variants = [Variant(a["name"], a["candidate"], False) for a in arms]
     variants += [Variant("", s["candidate"], True) for s in experiment.shadows or []]
     return variants, [float(a.get("weight", 0.0)) for a in arms]
-
-
-def metrics_compared(cells: Cells, primary: str,
-                     facts: Mapping[Any, CandidateFacts]) -> tuple[MetricSpec, ...]:
-    """:data:`METRICS`, plus :data:`NUMBER_METRICS` when a variant answers numbers (declared,
-    or with absolute errors counted) or the primary metric is one of them."""
-    numbers = (primary in {m.name for m in NUMBER_METRICS}
-               or any(f.is_number for f in facts.values())
-               or any(c.get(agg.ABSOLUTE_ERROR)[0] > 0 for c in cells.values()))
-    return (*METRICS, *NUMBER_METRICS) if numbers else METRICS
 
 
 def build_aggregates(cells: Cells, variants: list[Variant], slices: list[str],

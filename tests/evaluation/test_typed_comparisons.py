@@ -13,7 +13,7 @@ from scipy import stats
 
 from core import events, receipts
 from core.store.db import Database
-from core.store.models import Candidate
+from core.store.models import Candidate, Experiment
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
 from evaluation.token_metrics import edit_distance, same_output
@@ -137,3 +137,43 @@ def test_online_mae_against_offline_mae(db: Database) -> None:
         loose = divergence_report(s, exp, tolerance=2.0)
     assert not next(r for r in loose["slices"] if r["candidate"] == "cand-a"
                     and r["slice"] == "all")["mae_gap"]["flagged"]
+
+
+COMPARED_BY_TYPE = [  # the output types of the two arms -> the matching metrics compared
+    (("label", "label"), {"exact_match"}),
+    (("json", "json"), {"exact_match"}),
+    (("text", "label"), {"exact_match", "token_edit_distance"}),
+    (("latex", "latex"), {"exact_match", "token_edit_distance"}),
+    (("number", "number"), set()),
+    (("label", None), {"exact_match", "token_edit_distance"}),  # one arm does not declare
+]
+
+
+@pytest.mark.parametrize(("types", "matching"), COMPARED_BY_TYPE,
+                         ids=["-".join(str(t) for t in c[0]) for c in COMPARED_BY_TYPE])
+def test_the_family_holds_only_the_matching_metrics_the_answers_are_judged_by(
+        db: Database, types: tuple[str | None, str | None], matching: set[str]) -> None:
+    """Token edit distance judges text and LaTeX only, exact match all but numbers: a metric
+    no variant is judged by is left out of the comparisons (and of Holm's family), unless an
+    arm does not say what it answers, or the experiment made it the primary metric."""
+    with db.session() as s:
+        for name, kind in zip(("cand-a", "cand-b"), types, strict=True):
+            output = {"type": kind, "classes": ["yes", "no"]} if kind else None
+            s.add(Candidate(name=name, version="1", pipeline={"output": output} if kind else {},
+                            created_at=T0, updated_at=T0))
+    exp = add_experiment(db)
+    answers = ["yes", "no"] * 10
+    apply(db, [typed_prediction(f"p{i}", a, "label", arm)
+               for i, (a, arm) in enumerate(zip(answers * 2, ["control"] * 20 + ["treatment"] * 20,
+                                                strict=True))])
+    apply(db, [typed_correction(f"p{i}", "yes", "label") for i in range(0, 40, 3)])
+    with db.session() as s:
+        compared = {r["metric"] for r in experiment_results(s, exp)["comparisons"]}
+    assert compared & {"exact_match", "token_edit_distance"} == matching
+    assert {"correction_rate", "error_rate", "latency_ms"} <= compared
+    if "token_edit_distance" not in matching:
+        with db.session() as s:
+            s.get(Experiment, exp).primary_metric = "token_edit_distance"
+        with db.session() as s:
+            compared = {r["metric"] for r in experiment_results(s, exp)["comparisons"]}
+        assert "token_edit_distance" in compared, "the primary metric is always compared"
