@@ -35,6 +35,14 @@ MATCH_METRICS: frozenset[str] = frozenset({"exact_match", "token_edit_distance"}
 # The output types an edit distance over tokens judges: a class, a number or a JSON value is
 # right or wrong (exact match), never "two tokens off".
 TOKEN_TYPES: frozenset[str] = frozenset({"text", "latex"})
+
+
+def match_metrics_judging(output_type: str | None) -> frozenset[str]:
+    """The matching metrics answers of `output_type` are judged by (None, a candidate that
+    does not say what it answers: all of them)."""
+    if output_type is None or output_type in TOKEN_TYPES:
+        return MATCH_METRICS
+    return frozenset() if output_type == "number" else frozenset({"exact_match"})
 # Every metric the results test, so every name an experiment's primary_metric may take.
 PRIMARY_METRICS: tuple[str, ...] = tuple(m.name for m in ALL_METRICS)
 DEFAULT_PRIMARY = METRICS[0].name

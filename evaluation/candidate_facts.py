@@ -33,6 +33,13 @@ class CandidateFacts:
     def is_number(self) -> bool:
         return self.described and self.kind.type == "number"
 
+    @property
+    def output_type(self) -> str | None:
+        """What the candidate answers, as far as it is known (None: not said)."""
+        if self.described:
+            return self.kind.type
+        return "label" if self.is_label else None
+
 
 UNKNOWN = CandidateFacts(OutputKind("latex"), False)
 

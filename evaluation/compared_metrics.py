@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.builtin_metrics import MATCH_METRICS, METRICS, NUMBER_METRICS, TOKEN_TYPES, MetricSpec
+from core.builtin_metrics import (
+    MATCH_METRICS,
+    METRICS,
+    NUMBER_METRICS,
+    MetricSpec,
+    match_metrics_judging,
+)
 from evaluation import aggregation as agg
 from evaluation.candidate_facts import CandidateFacts
 from evaluation.online import Cells
@@ -17,17 +23,15 @@ def metrics_compared(cells: Cells, primary: str,
                      facts: Mapping[Any, CandidateFacts]) -> tuple[MetricSpec, ...]:
     """:data:`METRICS`, plus :data:`NUMBER_METRICS` when a variant answers numbers (declared,
     or with absolute errors counted) or the primary metric is one of them; less the matching
-    metrics no variant's answers are judged by (:data:`TOKEN_TYPES`, :data:`MATCH_METRICS`):
+    metrics no variant's answers are judged by (:func:`match_metrics_judging`):
     each comparison left in the family costs the others power under Holm's and BH's
-    adjustment. A variant that does not declare its type keeps them all."""
+    adjustment. Where a variant's output type is not known, they are all kept."""
     numbers = (primary in {m.name for m in NUMBER_METRICS}
                or any(f.is_number for f in facts.values())
                or any(c.get(agg.ABSOLUTE_ERROR)[0] > 0 for c in cells.values()))
     specs = (*METRICS, *NUMBER_METRICS) if numbers else METRICS
-    declared = [f.kind.type for f in facts.values() if f.described]
-    if not declared or len(declared) < len(facts):
+    types = [f.output_type for f in facts.values()]
+    if not types or None in types:
         return specs
-    unjudged = set() if TOKEN_TYPES & set(declared) else {"token_edit_distance"}
-    if all(t == "number" for t in declared):
-        unjudged |= MATCH_METRICS
+    unjudged = MATCH_METRICS - frozenset().union(*map(match_metrics_judging, types))
     return tuple(s for s in specs if s.name not in unjudged or s.name == primary)

@@ -247,7 +247,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None,
-                      "output_type": _output_type(facts[v])}
+                      "output_type": facts[v].output_type}
                      for i, v in enumerate(variants)],
         "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
                                  **number_errors(cells[(v, s)], config.alpha)}
@@ -322,12 +322,6 @@ def _primary(experiment: Experiment, specs: Mapping[str, MetricSpec],
     return METRIC_BY_NAME[DEFAULT_PRIMARY], (
         f"the stored primary metric {stored!r} is not one the results test "
         f"({', '.join(METRIC_BY_NAME)}); {DEFAULT_PRIMARY!r} decides instead")
-
-
-def _output_type(f: CandidateFacts) -> str | None:
-    if f.described:
-        return f.kind.type
-    return "label" if f.is_label else None
 
 
 def _outcome_specs(outcomes: OutcomeAggregates) -> dict[str, MetricSpec]:

@@ -14,7 +14,7 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
-from core.builtin_metrics import MATCH_METRICS
+from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.errors import AbvocError
 from dashboards import data, figures
 from dashboards.access import require_role, whole_number
@@ -93,10 +93,13 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
         parts.append(html.P("No data in this window: choose other hours to see the arms, the "
                             "metrics and the comparisons.", id="exp-no-data"))
         return html.Div(parts)
-    numbers = {v["name"] for v in res["variants"] if v.get("output_type") == "number"}
+    # Each arm's figures on the matching metrics its answers are judged by only (a class is
+    # right or wrong, never "two tokens off"; a number is judged by its error).
+    judged = {v["name"]: match_metrics_judging(v.get("output_type")) for v in res["variants"]}
     per_arm = [r for r in data.arm_intervals(db, experiment_id, slice_, window, res["alpha"],
                                              units[0])
-               if not (r["variant"] in numbers and r["metric"] in MATCH_METRICS)]
+               if r["metric"] not in MATCH_METRICS
+               or r["metric"] in judged.get(r["variant"], MATCH_METRICS)]
     if slice_ == ALL:
         per_arm += data.outcome_intervals(res)
     parts += [html.H3("Arms and split"), _arms(res, slice_),

@@ -149,6 +149,22 @@ COMPARED_BY_TYPE = [  # the output types of the two arms -> the matching metrics
 ]
 
 
+def load_typed(db: Database, types: tuple[str | None, str | None]) -> int:
+    """Two arms whose candidates declare `types` (None: nothing said), 20 label answers each,
+    a third of them corrected."""
+    with db.session() as s:
+        for name, kind in zip(("cand-a", "cand-b"), types, strict=True):
+            output = {"type": kind, "classes": ["yes", "no"]} if kind else None
+            s.add(Candidate(name=name, version="1", pipeline={"output": output} if kind else {},
+                            created_at=T0, updated_at=T0))
+    exp = add_experiment(db)
+    arms = ["control"] * 20 + ["treatment"] * 20
+    apply(db, [typed_prediction(f"p{i}", ("yes", "no")[i % 2], "label", arm)
+               for i, arm in enumerate(arms)])
+    apply(db, [typed_correction(f"p{i}", "yes", "label") for i in range(0, 40, 3)])
+    return exp
+
+
 @pytest.mark.parametrize(("types", "matching"), COMPARED_BY_TYPE,
                          ids=["-".join(str(t) for t in c[0]) for c in COMPARED_BY_TYPE])
 def test_the_family_holds_only_the_matching_metrics_the_answers_are_judged_by(
@@ -156,17 +172,7 @@ def test_the_family_holds_only_the_matching_metrics_the_answers_are_judged_by(
     """Token edit distance judges text and LaTeX only, exact match all but numbers: a metric
     no variant is judged by is left out of the comparisons (and of Holm's family), unless an
     arm does not say what it answers, or the experiment made it the primary metric."""
-    with db.session() as s:
-        for name, kind in zip(("cand-a", "cand-b"), types, strict=True):
-            output = {"type": kind, "classes": ["yes", "no"]} if kind else None
-            s.add(Candidate(name=name, version="1", pipeline={"output": output} if kind else {},
-                            created_at=T0, updated_at=T0))
-    exp = add_experiment(db)
-    answers = ["yes", "no"] * 10
-    apply(db, [typed_prediction(f"p{i}", a, "label", arm)
-               for i, (a, arm) in enumerate(zip(answers * 2, ["control"] * 20 + ["treatment"] * 20,
-                                                strict=True))])
-    apply(db, [typed_correction(f"p{i}", "yes", "label") for i in range(0, 40, 3)])
+    exp = load_typed(db, types)
     with db.session() as s:
         compared = {r["metric"] for r in experiment_results(s, exp)["comparisons"]}
     assert compared & {"exact_match", "token_edit_distance"} == matching
