@@ -13,11 +13,14 @@ the model's settings name them). A team registering before its server is up skip
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.bundles.manifest import Manifest, ManifestError, RemoteSpec
 from serving.bundles.stages import InputInfo
 from serving.bundles.validate import check_inputs
+
+if TYPE_CHECKING:
+    from serving.remote import RemoteError
 
 # How long the check waits for each of its two calls: a registration is not a request on the
 # serving path, and a server on a busy host may take longer than its inference deadline.
@@ -29,8 +32,8 @@ SKIP_HINT = ("register with --no-check-remote (POST /v1/candidates?check_remote=
 def check_served(manifest: Manifest, timeout_ms: float = CHECK_TIMEOUT_MS) -> None:
     """Refuse (ManifestError naming the field) a remote manifest whose server does not serve
     its model ready, or declares inputs that do not match the manifest's."""
-    # Imported here: serving.remote reads the manifest module, which this package's
-    # registration imports.
+    # Imported here: serving.remote imports this package (the manifest, the tensor codecs),
+    # whose __init__ imports this module, so a top-level import would be circular.
     from serving.remote import RemoteClient, RemoteError
 
     spec = manifest.remote
@@ -55,10 +58,9 @@ def _model(spec: RemoteSpec) -> str:
     return f"model {spec.model!r}" + (f" version {spec.version!r}" if spec.version else "")
 
 
-def _unserved(spec: RemoteSpec, exc: Exception) -> str:
+def _unserved(spec: RemoteSpec, exc: RemoteError) -> str:
     """What to fix, after the client's own words (which name the model and the server)."""
-    status = getattr(exc, "remote_status", None)
-    said = getattr(exc, "message", str(exc))
+    status, said = exc.remote_status, exc.message
     if status == 404:
         field = "remote.version" if spec.version else "remote.model"
         return (f"{field}: {said} (the server does not serve {_model(spec)}); check "
