@@ -9,11 +9,14 @@ accuracy being read from corrections of served answers):
 * **Accuracy gap.** Offline ``exact_match`` beside the online accuracy bound
   ``1 - known_wrong / predictions`` (answers whose correction or verified label differs are
   wrong, every other one counts as right) with its Wilson interval. Flagged when online is
-  significantly worse than offline by more than ``tolerance``: the one-sided Wald test of
-  ``H0: online - offline >= -tolerance`` (statsmodels ``test_proportions_2indep(..., value=
-  -tolerance, method="wald", alternative="smaller")``), both samples' variances counted. Where
-  some unit sent several requests, the online variance and interval are the delta method's over
-  units (:mod:`evaluation.unit_moments`; ``online.analysis_unit`` says which).
+  significantly worse than offline by more than ``tolerance``: the one-sided score test of
+  ``H0: online - offline >= -tolerance`` (Farrington-Manning; statsmodels
+  ``test_proportions_2indep(..., value=-tolerance, method="score", alternative="smaller")``),
+  both samples counted, its p no smaller than the exact binomial tail of the online count at
+  the null's edge (a few predictions, all wrong, do not make a finding). Where some unit sent
+  several requests, the online variance and interval are the delta method's over units and the
+  test is Wald's with them (:mod:`evaluation.unit_moments`; ``online.analysis_unit`` says
+  which).
 * **Traffic-mix shift.** Slice shares offline vs online: chi-square test of homogeneity on the
   two count vectors and the population stability index ``PSI = sum (q - p) ln(q / p)`` over
   shares smoothed by ``1e-4``. The overall gap is split (Kitagawa decomposition) into the part the
@@ -47,6 +50,7 @@ ranked ahead of the gap, whose sentence then names it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
@@ -55,6 +59,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 from sqlalchemy.orm import Session
+from statsmodels.stats.proportion import test_proportions_2indep
 
 from core.errors import NotFound
 from core.store.models import Experiment
@@ -84,18 +89,37 @@ __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneit
 
 def non_inferiority(on_hits: float, on_n: float, off_rate: float, off_n: float,
                     tolerance: float, on_variance: float | None = None) -> tuple[float, float]:
-    """z and one-sided p of ``H0: p_on - p_off >= -tolerance`` (Wald, unpooled variances);
-    ``on_variance``: the online rate's variance where it is not binomial (units that send
-    several requests: the delta method's)."""
+    """z and one-sided p of ``H0: p_on - p_off >= -tolerance``.
+
+    Binomial online counts: Farrington and Manning's score test (statsmodels'
+    ``test_proportions_2indep(method="score")``), whose variance is taken under the null, so a
+    rate at 0 or 1 does not make it vanish as Wald's does (one wrong answer against 90 %
+    offline: Wald's p 5e-107). ``on_variance`` (units that send several requests: the delta
+    method's variance of the online rate): Wald's z with it. Either way p is no smaller than
+    the exact binomial tail of the online hits at the null's edge, ``P(X <= hits | n_on,
+    p_off - tolerance)``: with a handful of predictions no normal approximation holds, and that
+    tail is what the online count alone can show."""
     if on_n <= 0 or off_n <= 0:
         return math.nan, math.nan
     p_on = on_hits / on_n
-    own = p_on * (1 - p_on) / on_n if on_variance is None else on_variance
-    var = own + off_rate * (1 - off_rate) / off_n
-    if var <= 0:
-        return math.nan, math.nan
-    z = (p_on - off_rate + tolerance) / math.sqrt(var)
-    return z, float(special.ndtr(z))
+    z = math.nan
+    if on_variance is None:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            score = test_proportions_2indep(on_hits, on_n, off_rate * off_n, off_n,
+                                            value=-tolerance, compare="diff", method="score",
+                                            alternative="smaller")
+        z = float(score.statistic)
+    if math.isnan(z):  # clustered units, or a score the null's edge leaves undefined
+        own = p_on * (1 - p_on) / on_n if on_variance is None else on_variance
+        var = own + off_rate * (1 - off_rate) / off_n
+        if var <= 0:
+            return math.nan, math.nan
+        z = (p_on - off_rate + tolerance) / math.sqrt(var)
+    edge = min(max(off_rate - tolerance, 0.0), 1.0)
+    whole = on_hits >= on_n - 1e-9  # every online answer right: the tail is 1 at any edge
+    exact = 1.0 if whole else float(special.bdtr(math.floor(on_hits + 1e-9), round(on_n), edge))
+    return z, max(float(special.ndtr(z)), exact)
 
 
 def mcnemar(b: float, c: float) -> float:

@@ -15,12 +15,36 @@ from evaluation.online import wilson_interval
 from tests.evaluation.helpers import add_candidate, add_experiment, apply, correction, prediction
 
 
-def test_non_inferiority_matches_statsmodels_wald() -> None:
-    z, p = non_inferiority(812, 1000, 0.86, 600, 0.02)
-    ref = sm_two_proportions(812, 1000, 516, 600, value=-0.02, method="wald",
-                                  compare="diff", alternative="smaller")
-    assert z == pytest.approx(ref.statistic, rel=1e-9)
-    assert p == pytest.approx(ref.pvalue, rel=1e-9)
+def test_non_inferiority_matches_statsmodels_score() -> None:
+    for online, offline, tolerance in (((812, 1000), (516, 600), 0.02),
+                                       ((170, 200), (890, 1000), 0.0),
+                                       ((0, 40), (54, 60), 0.05)):
+        z, p = non_inferiority(*online, offline[0] / offline[1], offline[1], tolerance)
+        ref = sm_two_proportions(*online, *offline, value=-tolerance, method="score",
+                                 compare="diff", alternative="smaller")
+        assert z == pytest.approx(ref.statistic, rel=1e-9)
+        assert p == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_a_few_predictions_cannot_make_a_gap_significant() -> None:
+    """One wrong answer against 90 % offline: Wald's variance vanishes at a rate of 0 (its p
+    is 5e-107); the score test's p (0.011) would still flag it, and two of four right too. The
+    exact binomial tail of the online count at the null's edge is the floor (scipy's)."""
+    wald = sm_two_proportions(0, 1, 54, 60, value=-0.05, method="wald", compare="diff",
+                              alternative="smaller")
+    assert wald.pvalue < 1e-100
+    _, p = non_inferiority(0, 1, 0.9, 60, 0.05)
+    assert p == pytest.approx(stats.binom.cdf(0, 1, 0.85), rel=1e-12) == pytest.approx(0.15)
+    score = sm_two_proportions(2, 4, 54, 60, value=-0.05, method="score", compare="diff",
+                               alternative="smaller")
+    _, p = non_inferiority(2, 4, 0.9, 60, 0.05)
+    assert score.pvalue < 0.05 < p == pytest.approx(stats.binom.cdf(2, 4, 0.85), rel=1e-12)
+    # Twenty wrong answers do: the floor is far below alpha, the score test's p is the figure.
+    _, p = non_inferiority(0, 20, 0.9, 60, 0.05)
+    assert p < 1e-10 and p == pytest.approx(sm_two_proportions(
+        0, 20, 54, 60, value=-0.05, method="score", compare="diff",
+        alternative="smaller").pvalue, rel=1e-9)
+    assert non_inferiority(20, 20, 0.9, 60, 0.05)[1] == 1.0
 
 
 def test_wilson_interval_matches_statsmodels() -> None:
