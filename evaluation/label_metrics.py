@@ -17,7 +17,9 @@ Pearson's chi-square test of homogeneity of the 2 x K table of counts (scipy
 stability index, and per class the difference of shares with its Wald interval (unpooled) and
 the cell's adjusted standardized residual (Haberman 1973) with its two-sided normal p-value,
 Holm-adjusted across the classes. A class is ``shifted`` when the whole table is (p < alpha and
-PSI >= 0.1) and its own adjusted p-value is below alpha.
+PSI >= 0.1, with expected counts the chi-square approximation holds for: Cochran's rule,
+:func:`evaluation.share_tests.too_few`, else ``note`` says why not) and its own adjusted p-value
+is below alpha.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from scipy import stats
 
 from evaluation import aggregation as agg
 from evaluation.online import Cell
-from evaluation.share_tests import PSI_SHIFT, psi
+from evaluation.share_tests import PSI_SHIFT, psi, too_few
 from evaluation.stats import holm
 
 ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
@@ -106,7 +108,7 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
         "test": "pearson chi-square of homogeneity (offline counts = share x n)",
         "online_n": int(total), "offline_n": int(offline_n) if offline_n else None,
         "chi_square": None, "dof": None, "p_value": None, "psi": index, "shifted": False,
-        "error": None,
+        "error": None, "note": None,
     }
     per_class = [{"label": c, "online_count": int(on[i]), "online_share": float(q[i]),
                   "offline_share": float(off[i]), "difference": float(q[i] - off[i]),
@@ -133,7 +135,8 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
         residual[keep] = ((table[1] - expected[1]) / scale)[keep]
     p_each = np.where(np.isfinite(residual), 2 * stats.norm.sf(np.abs(residual)), np.nan)
     adjusted = holm(p_each, alpha).p_adjusted
-    shifted = bool(res.pvalue < alpha and index >= PSI_SHIFT)
+    note = too_few(res.expected_freq)
+    shifted = bool(res.pvalue < alpha and index >= PSI_SHIFT and note is None)
     for i, row in enumerate(per_class):
         half = z * math.sqrt(q[i] * (1 - q[i]) / total + off[i] * (1 - off[i]) / offline_n)
         row["difference_ci"] = [row["difference"] - half, row["difference"] + half]
@@ -142,7 +145,7 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
                        p_value_holm=float(adjusted[i]),
                        shifted=bool(shifted and adjusted[i] < alpha))
     out.update(chi_square=float(res.statistic), dof=int(res.dof), p_value=float(res.pvalue),
-               shifted=shifted)
+               shifted=shifted, note=note)
     return out
 
 

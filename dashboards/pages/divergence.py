@@ -57,6 +57,9 @@ def body(report: dict[str, Any]) -> Component:
         parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s, names[_ref(s)]))
                   for i, s in enumerate(shifts)]
         parts.append(_shift_table(shifts, names))
+        parts += [html.P(f"{names[_ref(s)]}: {s['offline_labels']['note']}.",
+                         className="div-shift-note") for s in shifts
+                  if (s.get("offline_labels") or {}).get("note")]
     else:
         parts.append(html.P("No candidate answers classes (free-text outputs such as LaTeX "
                             "have no class distribution); see the traffic mix below.",
@@ -97,7 +100,8 @@ def _shift_table(shifts: list[dict[str, Any]],
         for r in s.get("online_labels", []):
             rows.append([names[_ref(s)], r["label"], fmt(r["output_share"]),
                          fmt(r["label_share"]), fmt(r["excess"], percent=True),
-                         fmt(r["p_value"]), off.get("top_label") == r["label"]])
+                         fmt(r["p_value"]),
+                         bool(off.get("shifted")) and off.get("top_label") == r["label"]])
     return table(["candidate", "class", "output share", "label share (corrections)", "excess",
                   "McNemar p", "top offline shift"], rows, "div-shift-table")
 

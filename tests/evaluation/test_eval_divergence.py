@@ -65,13 +65,32 @@ def test_mcnemar_matches_statsmodels() -> None:
 
 def test_homogeneity_and_psi() -> None:
     off, on = np.array([300, 150, 50]), np.array([100, 200, 200])
-    chi2, p = homogeneity(off, on)
+    chi2, p, note = homogeneity(off, on)
+    assert note is None
     ref = stats.chi2_contingency(np.vstack([off, on]), correction=False)
     assert (chi2, p) == pytest.approx((ref.statistic, ref.pvalue))
     # PSI by its definition, shares 0.6/0.3/0.1 against 0.2/0.4/0.4.
     expected = sum((q - e) * np.log(q / e) for e, q in ((0.6, 0.2), (0.3, 0.4), (0.1, 0.4)))
     assert psi(off, on) == pytest.approx(expected)
     assert psi(off, off * 3) == pytest.approx(0.0)
+
+
+def test_a_few_answers_of_one_class_are_not_a_shift() -> None:
+    """Three answers, all of one of three equally likely classes: Pearson's chi-square says
+    p = 0.05 against known shares, the exact multinomial test 3/27 = 0.11 (every outcome as
+    unlikely: all three of one class). Expected counts under 5 fail Cochran's rule, so neither
+    the prediction shift nor a traffic mix is judged; thirty such answers are."""
+    from evaluation.label_metrics import prediction_shift
+
+    assert stats.chisquare([3, 0, 0]).pvalue == pytest.approx(0.0498, abs=1e-4)
+    uniform = {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    few = prediction_shift({"a": 3}, uniform, 60_000, ["a", "b", "c"])
+    assert few["p_value"] < 0.05 and not few["shifted"]
+    assert few["note"].startswith("too few counts for the chi-square test: 3 of 6 expected")
+    many = prediction_shift({"a": 30}, uniform, 60_000, ["a", "b", "c"])
+    assert many["shifted"] and many["note"] is None
+    assert homogeneity(np.array([200, 200, 200]), np.array([3, 0, 0]))[2] is not None
+    assert homogeneity(np.array([200, 200, 200]), np.array([30, 0, 0]))[2] is None
 
 
 def test_mix_shift_is_told_apart_from_drops_within_slices(db: Database) -> None:
