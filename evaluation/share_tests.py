@@ -9,9 +9,10 @@ import math
 import numpy as np
 from scipy import stats
 
+from evaluation.stats.small_samples import MIN_EXPECTED
+
 PSI_EPSILON = 1e-4
 PSI_SHIFT = 0.1  # the usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 major shift
-MIN_EXPECTED = 5.0
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
