@@ -17,7 +17,7 @@ Pearson's chi-square test of homogeneity of the 2 x K table of counts (scipy
 stability index, and per class the difference of shares with its Wald interval (unpooled) and
 the cell's adjusted standardized residual (Haberman 1973) with its two-sided normal p-value,
 Holm-adjusted across the classes. A class is ``shifted`` when the whole table is (p < alpha and
-PSI >= 0.1, with expected counts the chi-square approximation holds for: Cochran's rule,
+PSI >= 0.1, on enough online counts for the chi-square approximation:
 :func:`evaluation.share_tests.too_few`, else ``note`` says why not) and its own adjusted p-value
 is below alpha.
 """
@@ -135,7 +135,7 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
         residual[keep] = ((table[1] - expected[1]) / scale)[keep]
     p_each = np.where(np.isfinite(residual), 2 * stats.norm.sf(np.abs(residual)), np.nan)
     adjusted = holm(p_each, alpha).p_adjusted
-    note = too_few(res.expected_freq)
+    note = too_few(total, int(keep.sum()))
     shifted = bool(res.pvalue < alpha and index >= PSI_SHIFT and note is None)
     for i, row in enumerate(per_class):
         half = z * math.sqrt(q[i] * (1 - q[i]) / total + off[i] * (1 - off[i]) / offline_n)

@@ -31,14 +31,14 @@ def test_the_metrics_panel_follows_the_output_type(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_offline_vs_online_page_says_why_a_small_shift_is_not_judged(db: Database) -> None:
-    """Twenty answers, half of a class the offline labels hold 2 % of: too few expected counts
-    for the chi-square test (Cochran's rule), so no class is marked shifted and the page says
-    why under the table."""
+    """Four answers per arm, half of a class the offline labels hold 2 % of: too few online
+    counts for the chi-square test (Koehler and Larntz's rule), so no class is marked shifted
+    and the page says why under the table."""
     from core.store.models import Candidate
     from dashboards.pages import divergence
     from evaluation.divergence import divergence_report
 
-    exp = load_typed(db, ("label", "label"))
+    exp = load_typed(db, ("label", "label"), per_arm=4)
     with db.session() as s:
         for row in s.query(Candidate):
             row.offline_results = {"overall": {"n": 600, "exact_match": 0.9},
@@ -46,11 +46,11 @@ def test_the_offline_vs_online_page_says_why_a_small_shift_is_not_judged(db: Dat
     with db.reading() as s:
         report = divergence_report(s, exp)
     shift = report["prediction_shift"][0]["offline_labels"]
-    assert not shift["shifted"] and shift["note"].startswith("too few counts")
+    assert not shift["shifted"] and shift["note"].startswith("too few online counts")
     page = divergence.body(report)
     rows = _rows(find_component(page, "div-shift-table"))
     assert len(rows) == 4 and {row[-1] for row in rows} == {"no"}  # two arms: none shifted
-    assert "too few counts for the chi-square test" in str(page)
+    assert "too few online counts for the chi-square test" in str(page)
 
 
 def _rows(table) -> list[list[str]]:  # noqa: ANN001 - a Dash html.Table (dashboards.tables)

@@ -78,17 +78,21 @@ def test_homogeneity_and_psi() -> None:
 def test_a_few_answers_of_one_class_are_not_a_shift() -> None:
     """Three answers, all of one of three equally likely classes: Pearson's chi-square says
     p = 0.05 against known shares, the exact multinomial test 3/27 = 0.11 (every outcome as
-    unlikely: all three of one class). Expected counts under 5 fail Cochran's rule, so neither
-    the prediction shift nor a traffic mix is judged; thirty such answers are."""
+    unlikely: all three of one class). Under Koehler and Larntz's rule (10 counts, n^2/K >= 10)
+    neither the prediction shift nor a traffic mix is judged; thirty such answers are, and so
+    is a skewed distribution whose rare classes expect under 5 online counts."""
     from evaluation.label_metrics import prediction_shift
 
     assert stats.chisquare([3, 0, 0]).pvalue == pytest.approx(0.0498, abs=1e-4)
     uniform = {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
     few = prediction_shift({"a": 3}, uniform, 60_000, ["a", "b", "c"])
     assert few["p_value"] < 0.05 and not few["shifted"]
-    assert few["note"].startswith("too few counts for the chi-square test: 3 of 6 expected")
+    assert few["note"].startswith("too few online counts for the chi-square test: 3 over 3")
     many = prediction_shift({"a": 30}, uniform, 60_000, ["a", "b", "c"])
     assert many["shifted"] and many["note"] is None
+    skewed = {"idle": 0.9, **{f"act{i}": 0.1 / 8 for i in range(8)}}
+    idle = prediction_shift({"idle": 196, "act0": 4}, skewed, 10_000, list(skewed))
+    assert idle["shifted"] and idle["note"] is None  # its rare classes expect 2.5 each
     assert homogeneity(np.array([200, 200, 200]), np.array([3, 0, 0]))[2] is not None
     assert homogeneity(np.array([200, 200, 200]), np.array([30, 0, 0]))[2] is None
 

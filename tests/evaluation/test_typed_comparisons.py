@@ -149,19 +149,19 @@ COMPARED_BY_TYPE = [  # the output types of the two arms -> the matching metrics
 ]
 
 
-def load_typed(db: Database, types: tuple[str | None, str | None]) -> int:
-    """Two arms whose candidates declare `types` (None: nothing said), 20 label answers each,
-    a third of them corrected."""
+def load_typed(db: Database, types: tuple[str | None, str | None], per_arm: int = 20) -> int:
+    """Two arms whose candidates declare `types` (None: nothing said), `per_arm` label answers
+    each, a third of them corrected."""
     with db.session() as s:
         for name, kind in zip(("cand-a", "cand-b"), types, strict=True):
             output = {"type": kind, "classes": ["yes", "no"]} if kind else None
             s.add(Candidate(name=name, version="1", pipeline={"output": output} if kind else {},
                             created_at=T0, updated_at=T0))
     exp = add_experiment(db)
-    arms = ["control"] * 20 + ["treatment"] * 20
+    arms = ["control"] * per_arm + ["treatment"] * per_arm
     apply(db, [typed_prediction(f"p{i}", ("yes", "no")[i % 2], "label", arm)
                for i, arm in enumerate(arms)])
-    apply(db, [typed_correction(f"p{i}", "yes", "label") for i in range(0, 40, 3)])
+    apply(db, [typed_correction(f"p{i}", "yes", "label") for i in range(0, len(arms), 3)])
     return exp
 
 
