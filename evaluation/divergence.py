@@ -199,6 +199,7 @@ def _mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float
     if off_n.sum() == 0 or on_n.sum() == 0:
         return None
     chi2, p, note = homogeneity(off_n, on_n)
+    index = psi(off_n, on_n)
     w_off, w_on = off_n / off_n.sum(), on_n / on_n.sum()
     by_slice = {r["slice"]: r for r in rows}
     a_off = np.array([off_slices.get(s, {}).get("exact_match") for s in names], dtype=float)
@@ -217,10 +218,10 @@ def _mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float
             "offline_shares": dict(zip(names, w_off.tolist(), strict=True)),
             "online_shares": dict(zip(names, w_on.tolist(), strict=True)),
             "chi_square": None if math.isnan(chi2) else chi2,
-            "p_value": None if math.isnan(p) else p, "psi": psi(off_n, on_n),
+            "p_value": None if math.isnan(p) else p, "psi": index,
             "decomposition": decomposition, "note": note,
             "shifted": bool(not math.isnan(p) and p < alpha and note is None
-                            and psi(off_n, on_n) >= PSI_SHIFT)}
+                            and index >= PSI_SHIFT)}
 
 
 def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from serving.bundles.manifest import Manifest, ManifestError, RemoteSpec
-from serving.bundles.stages import InputInfo
+from serving.bundles.stages import InputInfo, fixed_dims
 from serving.bundles.validate import check_inputs
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ def _declared_inputs(inputs: Any) -> tuple[InputInfo, ...]:
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             return ()
         shape = tensor.get("shape")
-        dims = tuple(d if isinstance(d, int) and d >= 0 else None for d in shape) \
-            if isinstance(shape, list) else None
+        dims = fixed_dims(shape) if isinstance(shape, list) else None
         datatype = tensor.get("datatype")
         declared.append(InputInfo(tensor["name"],
                                   datatype if isinstance(datatype, str) else None, dims))

@@ -50,6 +50,12 @@ class InputInfo:
     shape: tuple[int | None, ...] | None = None
 
 
+def fixed_dims(shape: Any) -> tuple[int | None, ...]:
+    """A shape as an artifact or a server states it, each dimension it leaves open (a name,
+    -1, 0, None) as None."""
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+
+
 @dataclass
 class LoadedStage:
     name: str
@@ -86,8 +92,7 @@ def _onnx(stage: Stage, path: Path) -> LoadedStage:
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as ONNX: "
                             f"{_first_line(exc)}") from exc
-    inputs = tuple(InputInfo(i.name, ORT_TO_V2.get(i.type, i.type),
-                             tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape))
+    inputs = tuple(InputInfo(i.name, ORT_TO_V2.get(i.type, i.type), fixed_dims(i.shape))
                    for i in session.get_inputs())
     names = [i.name for i in inputs]
     outputs = [o.name for o in session.get_outputs()]
@@ -148,8 +153,7 @@ def _tensorrt(stage: Stage, path: Path) -> LoadedStage:
         raise ManifestError(f"stage {stage.name!r}: {stage.path!r} is not a TensorRT engine "
                             f"this TensorRT ({trt.__version__}) can load")
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = tuple(InputInfo(n, None, tuple(d if d > 0 else None
-                                            for d in engine.get_tensor_shape(n)))
+    inputs = tuple(InputInfo(n, None, fixed_dims(engine.get_tensor_shape(n)))
                    for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
 
     def run(tensors: Tensors) -> Tensors:
