@@ -75,10 +75,13 @@ EXAMPLE = REPO / "examples" / "bundles" / "iris-onnx"
 MODEL = EXAMPLE / "model.onnx"
 
 
-def _bundle_copy(root: Path, name: str, batch: int = 32) -> Path:
+def bundle_copy(root: Path, name: str, batch: int = 32, model: bytes | None = None) -> Path:
     """The example bundle under another candidate name (an experiment needs two candidates);
-    `batch` 1 turns its dynamic batching off."""
+    `batch` 1 turns its dynamic batching off; `model`: another ONNX model of the same
+    signature in place of the example's."""
     folder = Path(shutil.copytree(EXAMPLE, root / name))
+    if model is not None:
+        (folder / "model.onnx").write_bytes(model)
     toml = folder / "candidate.toml"
     toml.write_text(toml.read_text().replace('name = "iris-onnx"', f'name = "{name}"')
                     .replace("max_batch_size = 32", f"max_batch_size = {batch}"))
@@ -134,10 +137,10 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
     with tempfile.TemporaryDirectory(prefix="abvoc-bench-v2-bundles-") as scratch:
         root = Path(scratch)  # the uploads copy the bundles into the store
         upload(client, admin, EXAMPLE)
-        upload(client, admin, _bundle_copy(root, "iris-onnx-b"))
+        upload(client, admin, bundle_copy(root, "iris-onnx-b"))
         experiment(client, admin, "flowers", "iris-onnx", "iris-onnx-b")
         for name in ("iris-unbatched-a", "iris-unbatched-b"):
-            upload(client, admin, _bundle_copy(root, name, batch=1))
+            upload(client, admin, bundle_copy(root, name, batch=1))
         experiment(client, admin, "flowers-unbatched", "iris-unbatched-a", "iris-unbatched-b")
         if remote_url:
             for name in ("iris-mlserver-a", "iris-mlserver-b"):

@@ -30,6 +30,7 @@ from serving.backends.base import (
     Networks,
     single_output,
 )
+from serving.backends.ort_options import cpu_session_options
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxBackend", "export_onnx", "weights_digest"]
 
@@ -114,11 +115,7 @@ class OnnxBackend(Backend):
     def _load(self, networks: Networks, cache_dir: Path | None) -> None:
         if cache_dir is None:
             self._scratch = cache_dir = Path(tempfile.mkdtemp(prefix="abvoc-onnx-"))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if self.settings.intra_op_threads:
-            options.intra_op_num_threads = self.settings.intra_op_threads
+        options = cpu_session_options(self.settings.intra_op_threads)
         sessions, files = {}, {}
         for name, (module, example) in networks.items():
             files[name] = cached_onnx(name, module, example, cache_dir, self.settings.opset)

@@ -98,6 +98,9 @@ class Stage:
 
 
 DEFAULT_TIMEOUT_MS = 30_000.0
+UNBATCHED_WORKERS = 4
+"""Threads that run an unbatched candidate's requests side by side (its stages are thread-safe,
+as they are called from many request threads)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,12 @@ class Batching:
     max_batch_size: int = 1
     max_batch_time_ms: float = 0.0
     timeout_ms: float = DEFAULT_TIMEOUT_MS
+
+    @property
+    def workers(self) -> int:
+        """The threads that call the stages side by side: one forms and runs the batches;
+        without batching, a few run single requests."""
+        return 1 if self.max_batch_size > 1 else UNBATCHED_WORKERS
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,6 @@ from serving.bundles.stages import LoadedStage, Tensors
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError
 from serving.bundles.validate import validate_bundle
 
-UNBATCHED_WORKERS = 4
-"""Threads that run an unbatched candidate's requests side by side (its stages are thread-safe,
-as they are called from many request threads)."""
 _ANSWER = "\0answer\0"
 """The key prefix under which a stage's answer rides with the outputs (no stage names one so)."""
 
@@ -136,10 +133,9 @@ def stage_batcher(fn: Callable[[list[T]], Sequence[R]], batching: Batching,
                   candidate: str) -> ItemBatcher[T, R]:
     """The threads a local candidate's requests run on: one batcher worker with batching on,
     a few side by side without; either way each request waits at most `batching.timeout_ms`."""
-    batched = batching.max_batch_size > 1
     return ItemBatcher(fn, max_batch_size=batching.max_batch_size,
                        max_batch_time_ms=batching.max_batch_time_ms,
-                       workers=1 if batched else UNBATCHED_WORKERS,
+                       workers=batching.workers,
                        name=f"candidate {candidate!r}", timeout_ms=batching.timeout_ms)
 
 

@@ -65,8 +65,9 @@ class LoadedStage:
     outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX)
 
 
-def load_stage(stage: Stage, folder: Path) -> LoadedStage:
-    """The stage ready to run; a ManifestError naming the stage and file when it will not load."""
+def load_stage(stage: Stage, folder: Path, side_by_side: int = 1) -> LoadedStage:
+    """The stage ready to run; a ManifestError naming the stage and file when it will not load.
+    `side_by_side`: how many threads will call it at once (the batching's workers)."""
     if stage.kind == "python":
         return _python(stage, folder)
     if stage.kind == "pipeline":
@@ -76,17 +77,18 @@ def load_stage(stage: Stage, folder: Path) -> LoadedStage:
         raise ManifestError(f"stage {stage.name!r}: file {stage.path!r} is missing from the "
                             "bundle")
     if stage.kind == "onnx":
-        return _onnx(stage, path)
+        return _onnx(stage, path, side_by_side)
     if stage.kind == "torchscript":
         return _torchscript(stage, path)
     return _tensorrt(stage, path)
 
 
-def _onnx(stage: Stage, path: Path) -> LoadedStage:
+def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    from serving.backends.ort_options import cpu_session_options, threads_sharing
+
+    options = cpu_session_options(threads_sharing(side_by_side))
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types

@@ -49,7 +49,7 @@ def validate_bundle(folder: Path, timeout_s: float | None = None,
 
 def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
     manifest = load_manifest(folder)
-    stages = [load_stage(stage, folder) for stage in manifest.stages]
+    stages = [load_stage(stage, folder, manifest.batching.workers) for stage in manifest.stages]
     if stages:
         check_signature(manifest, stages[0])
     for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):

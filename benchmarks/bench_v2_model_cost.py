@@ -1,0 +1,219 @@
+"""/v2 against onnxruntime bare as the model's own cost grows: where abvoc's overhead is small.
+
+bench_v2 compares /v2/models/{scope}/infer with onnxruntime called bare on the iris example, a
+model onnxruntime runs in 20-40 µs: a small fraction of what any HTTP request costs, so that
+ratio (0.03-0.05×) says more about the model's size than about abvoc. Here the same comparison
+runs on models with the iris bundle's signature (features [-1, 4] FP32 in, probabilities
+[-1, 3] out) whose cost grows: `depth` dense layers of width 1024 with tanh between them, built
+with onnx's helper (the layers share one weight matrix, so each bundle stays at 4 MB; the cost
+is measured, not assumed). Each model is registered twice through POST /v1/candidates (the
+example's label stage after it, dynamic batching off: each request is one onnxruntime call of
+one row, as the anchor's are) and split 50/50 by an experiment of its own; abvoc serves them
+under granian as `abvoc up` does, with the router, the event and the durable write on. The
+anchor is an InferenceSession of the same model called bare in the client process, without HTTP,
+on the same rows from the same C threads. Rounds alternate the order (AB, BA, ...); the
+figures are medians over rounds.
+
+Per model it prints the anchor's calls/s and the machine time one call takes (the model's
+cost: 1 / calls/s), abvoc's requests/s, their ratio, and the machine time abvoc adds per request
+(1 / abvoc's rate - 1 / the anchor's), which stays about the same at every depth; the
+cost at which that added time is 5 % follows. `--plot PATH` draws the overhead against the
+model's cost (PNG).
+
+    python benchmarks/bench_v2_model_cost.py [--depths 0,8,32,96,320] [--requests 400]
+                                             [--concurrency 8] [--rounds 3] [--batch 1]
+                                             [--plot PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.bench_v2 import (  # noqa: E402
+    _settings,
+    _started,
+    bundle_copy,
+    ort_load,
+    rounds,
+    serve,
+)
+from benchmarks.http_load import load  # noqa: E402
+from benchmarks.v2_servers import wait_ready  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.v2 import experiment, infer_body, upload  # noqa: E402
+
+WIDTH = 1024
+GOAL = 0.05
+
+
+def dense_model(depth: int, width: int = WIDTH, seed: int = 0) -> bytes:
+    """An ONNX model of the iris signature costing about `depth` matrix-vector products of
+    `width` a row: features -> width -> (`depth` x shared width x width, tanh) -> 3 -> softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = {"w_in": rng.normal(0, 0.5, (4, width)),
+               "w": rng.normal(0, 1 / np.sqrt(width), (width, width)),
+               "w_out": rng.normal(0, 1 / np.sqrt(width), (width, 3))}
+    nodes = [helper.make_node("MatMul", ["features", "w_in"], ["z0"]),
+             helper.make_node("Tanh", ["z0"], ["a0"])]
+    for i in range(depth):
+        nodes += [helper.make_node("MatMul", [f"a{i}", "w"], [f"z{i + 1}"]),
+                  helper.make_node("Tanh", [f"z{i + 1}"], [f"a{i + 1}"])]
+    nodes += [helper.make_node("MatMul", [f"a{depth}", "w_out"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+    graph = helper.make_graph(
+        nodes, f"dense-{depth}",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what the installed onnxruntime reads
+    return model.SerializeToString()
+
+
+def prepare(out: mp.Queue, data_dir: str, models: dict[int, bytes], batch: int) -> None:
+    """Registers two copies of each model (`batch`: their max_batch_size) through the API in a
+    fresh store, starts an experiment per model on scope `cost-<depth>`, and puts the predict
+    key in `out`."""
+    from app import close_app, create_app
+    from app.auth import create_key
+
+    app = create_app(_settings(data_dir))
+    db = app.extensions["abvoc"].db
+    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
+    key = create_key(db, ["predict"])["key"]
+    client = app.test_client()
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-cost-bundles-") as scratch:
+        for depth, model in models.items():
+            names = [f"dense-{depth}-{arm}" for arm in "ab"]
+            for name in names:
+                upload(client, admin, bundle_copy(Path(scratch), name, batch=batch, model=model))
+            experiment(client, admin, f"cost-{depth}", *names)
+    close_app(app)
+    out.put(key)
+
+
+def plot(rows: list[dict[str, float]], path: Path) -> None:
+    """The overhead against the model's cost, log-scaled, with the 5 % goal marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    cost = [r["cost_ms"] for r in rows]
+    ax.plot(cost, [100 * r["overhead"] for r in rows], "o-", label="abvoc /v2 (router + events)")
+    ax.axhline(100 * GOAL, color="tab:red", linestyle="--", linewidth=1, label="5 % goal")
+    for r in rows:
+        ax.annotate(f"depth {r['depth']:.0f}", (r["cost_ms"], 100 * r["overhead"]),
+                    textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_ylim(min(0.0, *(100 * r["overhead"] for r in rows)) - 2, 100)
+    ax.set_xlabel("the model's cost: onnxruntime bare, ms of machine time per call")
+    ax.set_ylabel("throughput below onnxruntime bare (%)")
+    ax.set_title("/v2 overhead against the model's own cost", fontsize=10)
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depths", default="0,8,32,96,320",
+                        help="comma-separated layer counts, one model each")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="the bundles' max_batch_size (above 1, abvoc merges concurrent "
+                             "requests into one call and the anchor does not)")
+    parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian")
+    parser.add_argument("--plot", type=Path, help="write the overhead plot here (PNG)")
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    depths = sorted({int(d) for d in args.depths.split(",")})
+    models = {depth: dense_model(depth) for depth in depths}
+    ctx = mp.get_context("spawn")
+    data_dir = tempfile.mkdtemp(prefix="abvoc-bench-cost-")
+    server = None
+    figures: dict[int, dict[str, list]] = {}
+    try:
+        keys: mp.Queue = ctx.Queue()
+        setup = ctx.Process(target=prepare, args=(keys, data_dir, models, args.batch), daemon=True)
+        setup.start()
+        key = _started(keys, setup)
+        setup.join(60)
+        port = free_port()
+        server = ctx.Process(target=serve, args=(data_dir, port, key, 0, args.server))
+        server.start()
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/healthz", server)
+        headers = {"Authorization": f"Bearer {key}"}
+        rows = np.random.default_rng(1).normal(5.0, 1.8, (args.requests, 4)).astype(np.float32)
+        bodies = [infer_body(row, f"user-{i}") for i, row in enumerate(rows)]
+        for depth in depths:
+            session = ort.InferenceSession(models[depth], providers=["CPUExecutionProvider"])
+            url = f"{base}/v2/models/cost-{depth}/infer"
+
+            def bare(session=session):  # noqa: ANN001, ANN202
+                return ort_load(session, rows, args.concurrency)
+
+            def routed(url=url):  # noqa: ANN001, ANN202
+                return load(url, headers, bodies, args.concurrency)
+
+            runs = {f"onnxruntime bare, depth {depth}": bare,
+                    f"abvoc /v2, depth {depth}": routed}
+            for run in runs.values():  # warm-up: the sessions, the batcher, the writer
+                run()
+            figures[depth] = rounds(runs, args.rounds, f"depth {depth:3d}")
+    finally:
+        if server is not None and server.is_alive():
+            server.terminate()
+            server.join(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    results = []
+    print(f"\nmedians of {args.rounds} rounds, {args.requests} requests of 1 row, "
+          f"{args.concurrency} concurrent, " + ("dynamic batching off:" if args.batch == 1 else
+                                              f"batches of up to {args.batch} rows:"))
+    print("  depth  bare calls/s  model cost ms  abvoc req/s  abvoc/bare  overhead  added ms")
+    for depth, runs in figures.items():
+        bare_runs, routed_runs = runs.values()
+        pairs = list(zip(bare_runs, routed_runs, strict=True))
+        row = {"depth": depth,
+               "bare": statistics.median(b[0] for b, _ in pairs),
+               "abvoc": statistics.median(r[0] for _, r in pairs),
+               "ratio": statistics.median(r[0] / b[0] for b, r in pairs),
+               "added_ms": statistics.median(1000 / r[0] - 1000 / b[0] for b, r in pairs)}
+        row["cost_ms"] = 1000 / row["bare"]
+        row["overhead"] = 1 - row["ratio"]
+        results.append(row)
+        print(f"  {depth:5d}  {row['bare']:12.1f}  {row['cost_ms']:13.3f}  {row['abvoc']:11.1f}"
+              f"  {row['ratio']:10.4f}  {row['overhead']:8.1%}  {row['added_ms']:8.3f}")
+    added = statistics.median(r["added_ms"] for r in results)
+    print(f"  abvoc adds a median {added:.3f} ms of machine time per request at these depths: "
+          f"under {GOAL:.0%} for a model costing {added / GOAL * (1 - GOAL):.1f} ms a call or "
+          f"more (goal < 5 %: met at depth "
+          f"{', '.join(str(r['depth']) for r in results if r['overhead'] < GOAL) or 'none'})")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"  plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
