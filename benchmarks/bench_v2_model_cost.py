@@ -6,22 +6,23 @@ ratio (0.03-0.05×) says more about the model's size than about abvoc. Here the 
 runs on models with the iris bundle's signature (features [-1, 4] FP32 in, probabilities
 [-1, 3] out) whose cost grows: `depth` dense layers of width 1024 with tanh between them, built
 with onnx's helper (the layers share one weight matrix, so each bundle stays at 4 MB; the cost
-is measured, not assumed). Each model is registered twice through POST /v1/candidates (the
-example's label stage after it, dynamic batching off: each request is one onnxruntime call of
-one row, as the anchor's are) and split 50/50 by an experiment of its own; abvoc serves them
-under granian as `abvoc up` does, with the router, the event and the durable write on. The
-anchor is an InferenceSession of the same model called bare in the client process, without HTTP,
-on the same rows from the same C threads. Rounds alternate the order (AB, BA, ...); the
-figures are medians over rounds.
+is measured, not assumed). Each model is registered through POST /v1/candidates (the example's
+label stage after it) twice per batching mode and split 50/50 by an experiment per mode:
+`--batch 1` has dynamic batching off, so each request is one onnxruntime call of one row, as
+the anchor's are (abvoc's own cost, like with like); a larger size lets abvoc merge concurrent
+requests into one call, which the anchor does not (what a team gets by turning it on). abvoc
+serves them under granian as `abvoc up` does, with the router, the event and the durable write
+on. The anchor is an InferenceSession of the same model called bare in the client process,
+without HTTP, on the same rows from the same C threads. Rounds alternate the order (ABC, CBA,
+...); the figures are medians over rounds.
 
-Per model it prints the anchor's calls/s and the machine time one call takes (the model's
-cost: 1 / calls/s), abvoc's requests/s, their ratio, and the machine time abvoc adds per request
-(1 / abvoc's rate - 1 / the anchor's), which stays about the same at every depth; the
-cost at which that added time is 5 % follows. `--plot PATH` draws the overhead against the
-model's cost (PNG).
+Per model and mode it prints the anchor's calls/s and the machine time one call takes (the
+model's cost: 1 / calls/s), abvoc's requests/s, their ratio, and the machine time abvoc adds per
+request (1 / abvoc's rate - 1 / the anchor's); the cost at which that added time is 5 %
+follows. `--plot PATH` draws the overhead against the model's cost, a line per mode (PNG).
 
-    python benchmarks/bench_v2_model_cost.py [--depths 0,8,32,96,320] [--requests 400]
-                                             [--concurrency 8] [--rounds 3] [--batch 1]
+    python benchmarks/bench_v2_model_cost.py [--depths 0,8,32,96,320,1000] [--batch 1,32]
+                                             [--requests 300] [--concurrency 8] [--rounds 3]
                                              [--plot PATH]
 """
 
@@ -82,10 +83,11 @@ def dense_model(depth: int, width: int = WIDTH, seed: int = 0) -> bytes:
     return model.SerializeToString()
 
 
-def prepare(out: mp.Queue, data_dir: str, models: dict[int, bytes], batch: int) -> None:
-    """Registers two copies of each model (`batch`: their max_batch_size) through the API in a
-    fresh store, starts an experiment per model on scope `cost-<depth>`, and puts the predict
-    key in `out`."""
+def prepare(out: mp.Queue, data_dir: str, models: dict[int, bytes],
+            batches: list[int]) -> None:
+    """Registers two copies of each model per max_batch_size through the API in a fresh store,
+    starts an experiment for each on scope `cost-<depth>-b<size>`, and puts the predict key in
+    `out`."""
     from app import close_app, create_app
     from app.auth import create_key
 
@@ -96,30 +98,38 @@ def prepare(out: mp.Queue, data_dir: str, models: dict[int, bytes], batch: int) 
     client = app.test_client()
     with tempfile.TemporaryDirectory(prefix="abvoc-bench-cost-bundles-") as scratch:
         for depth, model in models.items():
-            names = [f"dense-{depth}-{arm}" for arm in "ab"]
-            for name in names:
-                upload(client, admin, bundle_copy(Path(scratch), name, batch=batch, model=model))
-            experiment(client, admin, f"cost-{depth}", *names)
+            for batch in batches:
+                names = [f"dense-{depth}-b{batch}-{arm}" for arm in "ab"]
+                for name in names:
+                    upload(client, admin, bundle_copy(Path(scratch), name, batch, model))
+                experiment(client, admin, f"cost-{depth}-b{batch}", *names)
     close_app(app)
     out.put(key)
 
 
+def _mode(batch: int) -> str:
+    return "batching off" if batch == 1 else f"batches of up to {batch}"
+
+
 def plot(rows: list[dict[str, float]], path: Path) -> None:
-    """The overhead against the model's cost, log-scaled, with the 5 % goal marked."""
+    """The overhead against the model's cost, a line per batching mode, the 5 % goal marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    cost = [r["cost_ms"] for r in rows]
-    ax.plot(cost, [100 * r["overhead"] for r in rows], "o-", label="abvoc /v2 (router + events)")
+    for batch in sorted({r["batch"] for r in rows}):
+        mine = [r for r in rows if r["batch"] == batch]
+        ax.plot([r["cost_ms"] for r in mine], [100 * r["overhead"] for r in mine], "o-",
+                label=f"abvoc /v2, {_mode(batch)}")
     ax.axhline(100 * GOAL, color="tab:red", linestyle="--", linewidth=1, label="5 % goal")
+    ax.axhline(0, color="black", linewidth=0.6)
     for r in rows:
-        ax.annotate(f"depth {r['depth']:.0f}", (r["cost_ms"], 100 * r["overhead"]),
-                    textcoords="offset points", xytext=(4, 6), fontsize=8)
+        if r["batch"] == rows[0]["batch"]:
+            ax.annotate(f"depth {r['depth']:.0f}", (r["cost_ms"], 100 * r["overhead"]),
+                        textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax.set_xscale("log")
-    ax.set_ylim(min(0.0, *(100 * r["overhead"] for r in rows)) - 2, 100)
     ax.set_xlabel("the model's cost: onnxruntime bare, ms of machine time per call")
     ax.set_ylabel("throughput below onnxruntime bare (%)")
     ax.set_title("/v2 overhead against the model's own cost", fontsize=10)
@@ -130,16 +140,52 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def summarize(figures: dict[int, dict[str, list]], batches: list[int]) -> list[dict[str, float]]:
+    """Per depth and batching mode: medians over rounds of each side's rate, their ratio and
+    the time abvoc adds; each round's figures taken together."""
+    out = []
+    for depth, runs in figures.items():
+        bare_runs, *routed = runs.values()
+        for batch, routed_runs in zip(batches, routed, strict=True):
+            pairs = list(zip(bare_runs, routed_runs, strict=True))
+            row = {"depth": depth, "batch": batch,
+                   "bare": statistics.median(b[0] for b, _ in pairs),
+                   "abvoc": statistics.median(r[0] for _, r in pairs),
+                   "ratio": statistics.median(r[0] / b[0] for b, r in pairs),
+                   "added_ms": statistics.median(1000 / r[0] - 1000 / b[0] for b, r in pairs)}
+            row["cost_ms"] = 1000 / row["bare"]
+            row["overhead"] = 1 - row["ratio"]
+            out.append(row)
+    return out
+
+
+def report(results: list[dict[str, float]]) -> None:
+    for batch in sorted({r["batch"] for r in results}):
+        mine = [r for r in results if r["batch"] == batch]
+        print(f"\n{_mode(batch)}:\n  depth  bare calls/s  model cost ms  abvoc req/s  "
+              "abvoc/bare  overhead  added ms")
+        for r in mine:
+            print(f"  {r['depth']:5d}  {r['bare']:12.1f}  {r['cost_ms']:13.3f}  "
+                  f"{r['abvoc']:11.1f}  {r['ratio']:10.4f}  {r['overhead']:8.1%}  "
+                  f"{r['added_ms']:8.3f}")
+        met = ", ".join(str(r["depth"]) for r in mine if r["overhead"] < GOAL) or "none"
+        if batch == 1:  # like with like: the added time is abvoc's own
+            added = statistics.median(r["added_ms"] for r in mine)
+            print(f"  abvoc adds a median {added:.3f} ms of machine time per request: under "
+                  f"{GOAL:.0%} for a model costing {added / GOAL * (1 - GOAL):.1f} ms a call or "
+                  "more")
+        print(f"  goal < 5 % below onnxruntime bare: met at depth {met}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", default="0,8,32,96,320",
+    parser.add_argument("--depths", default="0,8,32,96,320,1000",
                         help="comma-separated layer counts, one model each")
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--batch", default="1,32",
+                        help="comma-separated max_batch_size values, one mode each (1: off)")
+    parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=1,
-                        help="the bundles' max_batch_size (above 1, abvoc merges concurrent "
-                             "requests into one call and the anchor does not)")
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian")
     parser.add_argument("--plot", type=Path, help="write the overhead plot here (PNG)")
     args = parser.parse_args()
@@ -147,6 +193,7 @@ def main() -> None:
     import onnxruntime as ort
 
     depths = sorted({int(d) for d in args.depths.split(",")})
+    batches = sorted({int(b) for b in args.batch.split(",")})
     models = {depth: dense_model(depth) for depth in depths}
     ctx = mp.get_context("spawn")
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-cost-")
@@ -154,7 +201,7 @@ def main() -> None:
     figures: dict[int, dict[str, list]] = {}
     try:
         keys: mp.Queue = ctx.Queue()
-        setup = ctx.Process(target=prepare, args=(keys, data_dir, models, args.batch), daemon=True)
+        setup = ctx.Process(target=prepare, args=(keys, data_dir, models, batches), daemon=True)
         setup.start()
         key = _started(keys, setup)
         setup.join(60)
@@ -168,48 +215,25 @@ def main() -> None:
         bodies = [infer_body(row, f"user-{i}") for i, row in enumerate(rows)]
         for depth in depths:
             session = ort.InferenceSession(models[depth], providers=["CPUExecutionProvider"])
-            url = f"{base}/v2/models/cost-{depth}/infer"
-
-            def bare(session=session):  # noqa: ANN001, ANN202
-                return ort_load(session, rows, args.concurrency)
-
-            def routed(url=url):  # noqa: ANN001, ANN202
-                return load(url, headers, bodies, args.concurrency)
-
-            runs = {f"onnxruntime bare, depth {depth}": bare,
-                    f"abvoc /v2, depth {depth}": routed}
-            for run in runs.values():  # warm-up: the sessions, the batcher, the writer
+            runs = {f"onnxruntime bare, depth {depth}":
+                    lambda session=session: ort_load(session, rows, args.concurrency)}
+            for batch in batches:
+                url = f"{base}/v2/models/cost-{depth}-b{batch}/infer"
+                runs[f"abvoc, depth {depth}, batch {batch}"] = \
+                    lambda url=url: load(url, headers, bodies, args.concurrency)
+            for run in runs.values():  # warm-up: the sessions, the batchers, the writer
                 run()
-            figures[depth] = rounds(runs, args.rounds, f"depth {depth:3d}")
+            figures[depth] = rounds(runs, args.rounds, f"depth {depth:4d}")
     finally:
         if server is not None and server.is_alive():
             server.terminate()
             server.join(30)
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    results = []
+    results = summarize(figures, batches)
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests of 1 row, "
-          f"{args.concurrency} concurrent, " + ("dynamic batching off:" if args.batch == 1 else
-                                              f"batches of up to {args.batch} rows:"))
-    print("  depth  bare calls/s  model cost ms  abvoc req/s  abvoc/bare  overhead  added ms")
-    for depth, runs in figures.items():
-        bare_runs, routed_runs = runs.values()
-        pairs = list(zip(bare_runs, routed_runs, strict=True))
-        row = {"depth": depth,
-               "bare": statistics.median(b[0] for b, _ in pairs),
-               "abvoc": statistics.median(r[0] for _, r in pairs),
-               "ratio": statistics.median(r[0] / b[0] for b, r in pairs),
-               "added_ms": statistics.median(1000 / r[0] - 1000 / b[0] for b, r in pairs)}
-        row["cost_ms"] = 1000 / row["bare"]
-        row["overhead"] = 1 - row["ratio"]
-        results.append(row)
-        print(f"  {depth:5d}  {row['bare']:12.1f}  {row['cost_ms']:13.3f}  {row['abvoc']:11.1f}"
-              f"  {row['ratio']:10.4f}  {row['overhead']:8.1%}  {row['added_ms']:8.3f}")
-    added = statistics.median(r["added_ms"] for r in results)
-    print(f"  abvoc adds a median {added:.3f} ms of machine time per request at these depths: "
-          f"under {GOAL:.0%} for a model costing {added / GOAL * (1 - GOAL):.1f} ms a call or "
-          f"more (goal < 5 %: met at depth "
-          f"{', '.join(str(r['depth']) for r in results if r['overhead'] < GOAL) or 'none'})")
+          f"{args.concurrency} concurrent")
+    report(results)
     if args.plot:
         plot(results, args.plot)
         print(f"  plot: {args.plot}")
