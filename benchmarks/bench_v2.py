@@ -46,6 +46,7 @@ request spends waiting on the batcher shows as a wait) says where abvoc's time g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import multiprocessing as mp
@@ -55,9 +56,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -121,20 +123,29 @@ def _settings(data_dir: str):  # noqa: ANN202
     return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
 
 
-def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
-            kserve_url: str | None = None) -> None:
-    """Registers the bundles and experiments in a fresh store through the API and puts the
-    keys in `out`; a process of its own, so the serving process starts with no model loaded
-    (a server's parent process must not hold onnxruntime's threads when it forks its worker)."""
+@contextlib.contextmanager
+def fresh_store(data_dir: str) -> Iterator[tuple[Any, dict[str, str], str]]:
+    """The app over a fresh store in `data_dir`: its test client, an admin key's header and a
+    predict key; the app closed after."""
     from app import close_app, create_app
     from app.auth import create_key
 
     app = create_app(_settings(data_dir))
     db = app.extensions["abvoc"].db
     admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
-    key = create_key(db, ["predict"])["key"]
-    client = app.test_client()
-    with tempfile.TemporaryDirectory(prefix="abvoc-bench-v2-bundles-") as scratch:
+    try:
+        yield app.test_client(), admin, create_key(db, ["predict"])["key"]
+    finally:
+        close_app(app)
+
+
+def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
+            kserve_url: str | None = None) -> None:
+    """Registers the bundles and experiments in a fresh store through the API and puts the
+    keys in `out`; a process of its own, so the serving process starts with no model loaded
+    (a server's parent process must not hold onnxruntime's threads when it forks its worker)."""
+    with fresh_store(data_dir) as (client, admin, key), \
+            tempfile.TemporaryDirectory(prefix="abvoc-bench-v2-bundles-") as scratch:
         root = Path(scratch)  # the uploads copy the bundles into the store
         upload(client, admin, EXAMPLE)
         upload(client, admin, bundle_copy(root, "iris-onnx-b"))
@@ -150,7 +161,6 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
             for name in ("iris-kserve-a", "iris-kserve-b"):
                 upload(client, admin, remote_bundle(root, name, kserve_url))
             experiment(client, admin, "remote-kserve", "iris-kserve-a", "iris-kserve-b")
-    close_app(app)
     out.put((key, admin))
 
 

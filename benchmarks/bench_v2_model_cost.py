@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_v2 import (  # noqa: E402
-    _settings,
     _started,
     bundle_copy,
+    fresh_store,
     ort_load,
     rounds,
     serve,
@@ -88,22 +88,14 @@ def prepare(out: mp.Queue, data_dir: str, models: dict[int, bytes],
     """Registers two copies of each model per max_batch_size through the API in a fresh store,
     starts an experiment for each on scope `cost-<depth>-b<size>`, and puts the predict key in
     `out`."""
-    from app import close_app, create_app
-    from app.auth import create_key
-
-    app = create_app(_settings(data_dir))
-    db = app.extensions["abvoc"].db
-    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
-    key = create_key(db, ["predict"])["key"]
-    client = app.test_client()
-    with tempfile.TemporaryDirectory(prefix="abvoc-bench-cost-bundles-") as scratch:
+    with fresh_store(data_dir) as (client, admin, key), \
+            tempfile.TemporaryDirectory(prefix="abvoc-bench-cost-bundles-") as scratch:
         for depth, model in models.items():
             for batch in batches:
                 names = [f"dense-{depth}-b{batch}-{arm}" for arm in "ab"]
                 for name in names:
                     upload(client, admin, bundle_copy(Path(scratch), name, batch, model))
                 experiment(client, admin, f"cost-{depth}-b{batch}", *names)
-    close_app(app)
     out.put(key)
 
 
