@@ -1,4 +1,11 @@
-"""The report's plots as base64 PNG data URIs, so the HTML needs no file beside it.
+"""The report's plots as base64 SVG data URIs, so the HTML needs no file beside it.
+
+The SVG keeps every piece of text as text (``svg.fonttype`` "none"), not as matplotlib's glyph
+outlines: the browser that shows the HTML, and the headless Chromium that prints the PDF, shape
+it. Matplotlib lays glyphs out one by one, unshaped, so a name in a script that joins or
+reorders its letters (Arabic, Devanagari) would read wrongly as a drawing; as text it reads as
+in the tables, and it is in the PDF's text layer (found by search, copied whole). Matplotlib
+still measures the text with its own fonts to lay the figure out.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, not pyplot: no
 global state, safe in the scheduler's thread. Names (arms, candidates, slices) are drawn with
@@ -30,9 +37,8 @@ CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK JP", "Noto Sans CJK SC")
 SCRIPT_FONTS = tuple(f"Noto Sans {script}" for script in (
     "Thai", "Devanagari", "Bengali", "Tamil", "Telugu", "Gujarati", "Gurmukhi", "Kannada",
     "Malayalam", "Sinhala", "Khmer", "Lao", "Myanmar", "Ethiopic"))
-"""Fonts for scripts DejaVu Sans has no glyphs for (fonts-noto-core). Matplotlib draws glyphs
-without shaping: a name in a script that reorders or joins its letters (Devanagari's vowel
-signs, say) reads imperfectly in a plot; the tables beside it give names whole, shaped."""
+"""Fonts for scripts DejaVu Sans has no glyphs for (fonts-noto-core): matplotlib measures the
+text with them; the browser draws it with the same fonts, shaped."""
 
 
 def _font_family() -> list[str]:
@@ -54,21 +60,24 @@ def _font_family() -> list[str]:
 
 # Set once, at import, to the same value every time: the figures' text reads it as it is made.
 matplotlib.rcParams["font.family"] = _font_family()
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: the browser shapes it
+matplotlib.rcParams["svg.hashsalt"] = "abvoc"  # the same ids in every run: reports diff cleanly
 
-WIDTH, HEIGHT, DPI = 7.0, 2.8, 110
+WIDTH, HEIGHT = 7.0, 2.8  # inches; the page scales the SVG to its width (at most 770 px)
 ROW_INCHES = 0.26  # a horizontal bar's share of a figure's height: labels never overlap
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 UPRIGHT = 6  # vertical bars up to this many short labels; more or longer ones lie down
 UPRIGHT_CHARS = 14
 
 
-def _png(fig: Figure) -> str:
+def _uri(fig: Figure) -> str:
     fig.tight_layout()
     buffer = io.BytesIO()
     # "tight": the saved image grows to hold everything drawn (a legend, a long tick label)
     # instead of cutting it at the figure's edge.
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.05)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.05,
+                metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _empty(ax: Any, text: str) -> None:
@@ -134,7 +143,7 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, *,
         _empty(ax, "no data this week")
     else:
         _label_axes(ax, x, shown, values, ylabel, upright)
-    return _png(fig)
+    return _uri(fig)
 
 
 def _label_axes(ax: Any, x: np.ndarray, shown: Sequence[str], values: Sequence[float],
@@ -169,11 +178,11 @@ def grouped(labels: Sequence[str], series: dict[str, Sequence[float]], title: st
     ax.set_title(title, parse_math=False)
     if not labels:
         _empty(ax, "no data this week")
-        return _png(fig)
+        return _uri(fig)
     everything = [v for values in series.values() for v in values]
     _label_axes(ax, x, shown, everything, ylabel, upright)
     _legend(ax, title)
-    return _png(fig)
+    return _uri(fig)
 
 
 def _row_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -222,13 +231,13 @@ def offline_online(rows: Sequence[dict[str, Any]], title: str) -> str:
                   "no online traffic")
     if rows:
         fig.axes[0].set_xlim(0, 1)
-    return _png(fig)
+    return _uri(fig)
 
 
 def offline_online_mae(rows: Sequence[dict[str, Any]], title: str) -> str:
     """A number candidate's online MAE (corrected answers, with its interval) against its
     offline MAE per candidate x slice: accuracy means nothing for numbers."""
-    return _png(_paired(rows, title, [r["online"].get("mae") for r in rows],
+    return _uri(_paired(rows, title, [r["online"].get("mae") for r in rows],
                         [r["online"].get("mae_interval") for r in rows],
                         [r["offline"].get("mae") for r in rows],
                         ("online MAE (corrected answers)", "offline MAE"),

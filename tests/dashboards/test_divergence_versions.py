@@ -44,6 +44,6 @@ def test_terminal_and_weekly_renderings_name_the_version(db: Database,
     assert "iris v1 " in text and "iris v2 " in text
     assert "  iris v2: 80 of 80 with a truth wrong" in text
     # The weekly report's chart: its rows' labels, read off the figure it would render.
-    monkeypatch.setattr(report_plots, "_png", lambda fig: [
+    monkeypatch.setattr(report_plots, "_uri", lambda fig: [
         t.get_text() for t in fig.axes[0].get_yticklabels()])
     assert report_plots.offline_online(report["slices"], "t") == ["iris v1 · all", "iris v2 · all"]

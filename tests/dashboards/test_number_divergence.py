@@ -58,9 +58,9 @@ def test_the_weekly_report_charts_the_mae_and_the_primary_metric(
         charts.append({"title": ax.get_title(), "names": [t.get_text() for t in
                                                           ax.get_yticklabels()],
                        "bars": [p.get_width() for p in ax.patches]})
-        return "data:image/png;base64,"
+        return "data:image/svg+xml;base64,"
 
-    monkeypatch.setattr(plots, "_png", capture)
+    monkeypatch.setattr(plots, "_uri", capture)
     with db.reading() as s:
         data = weekly_data(s, WEEK)
     render.build_plots(data)

@@ -41,9 +41,9 @@ def charts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     def capture(fig: Figure) -> str:
         seen.append(_read(fig))
-        return "data:image/png;base64,"
+        return "data:image/svg+xml;base64,"
 
-    monkeypatch.setattr(plots, "_png", capture)
+    monkeypatch.setattr(plots, "_uri", capture)
     return seen
 
 
