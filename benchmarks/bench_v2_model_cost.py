@@ -13,8 +13,11 @@ the anchor's are (abvoc's own cost, like with like); a larger size lets abvoc me
 requests into one call, which the anchor does not (what a team gets by turning it on). abvoc
 serves them under granian as `abvoc up` does, with the router, the event and the durable write
 on. The anchor is an InferenceSession of the same model called bare in the client process,
-without HTTP, on the same rows from the same C threads. Rounds alternate the order (ABC, CBA,
-...); the figures are medians over rounds.
+without HTTP, on the same rows from the same C threads, with onnxruntime's default options
+(threads that spin, one per core), as a team would call it: the session options abvoc chooses
+(serving/backends/ort_options.py) are part of what is measured. Each run is warmed up once
+before the rounds; rounds alternate the order (ABC, CBA, ...); the figures are medians over
+rounds.
 
 Per model and mode it prints the anchor's calls/s and the machine time one call takes (the
 model's cost: 1 / calls/s), abvoc's requests/s, their ratio, and the machine time abvoc adds per

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from serving.bundles.manifest import Manifest, ManifestError, RemoteSpec
 from serving.bundles.stages import InputInfo, fixed_dims
-from serving.bundles.validate import check_inputs
+from serving.bundles.validate import match_signature
 
 if TYPE_CHECKING:
     from serving.remote import RemoteError
@@ -51,7 +51,7 @@ def check_served(manifest: Manifest, timeout_ms: float = CHECK_TIMEOUT_MS) -> No
                                 f"server first, or {SKIP_HINT}")
     declared = _declared_inputs(metadata.get("inputs"))
     if declared:
-        check_inputs(manifest, declared, f"remote {_model(spec)}")
+        match_signature(manifest, declared, f"remote {_model(spec)}")
 
 
 def _model(spec: RemoteSpec) -> str:

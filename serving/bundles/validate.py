@@ -67,10 +67,10 @@ def check_signature(manifest: Manifest, first: LoadedStage) -> None:
     """Refuse a manifest whose inputs are not what the first stage takes."""
     if first.inputs is None:
         return  # a Python stage takes whatever it is given
-    check_inputs(manifest, first.inputs, f"first stage {first.name!r}")
+    match_signature(manifest, first.inputs, f"first stage {first.name!r}")
 
 
-def check_inputs(manifest: Manifest, taken: tuple[InputInfo, ...], taker: str) -> None:
+def match_signature(manifest: Manifest, taken: tuple[InputInfo, ...], taker: str) -> None:
     """Refuse a manifest whose inputs are not the ones `taker` (a stage, a remote model)
     takes: the same names, datatypes and shapes where it says them."""
     declared = {t.name: t for t in manifest.inputs}
