@@ -67,6 +67,9 @@ def readyz():  # noqa: ANN201
                                                    max_lag_s=max_lag_s))
         except SQLAlchemyError as exc:
             checks["components"] = f"unreadable: {type(exc).__name__}"
+        except (ValueError, TypeError) as exc:  # a stored value its column's type refuses
+            checks["components"] = (f"unreadable: a heartbeat row does not parse "
+                                    f"({type(exc).__name__}: {str(exc)[:120]})")
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return jsonify(body), 200 if ready else 503

@@ -108,3 +108,22 @@ def test_a_relay_that_hits_a_store_error_keeps_running_and_readyz_shows_it(
         thread.join(30)
     assert not thread.is_alive() and relay.supervisor.restarts >= 1
     assert "relay" not in ready(client)[1]
+
+
+# SQLite only: PostgreSQL's typed columns cannot hold such a row.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_heartbeat_row_that_does_not_parse_is_reported_not_a_server_error(
+        ready_app: Flask) -> None:
+    """A row the store gives back that its column types refuse (a list where a timestamp
+    belongs, as once found in a store `scripts/serve` ran on) makes the service not ready,
+    saying so: /readyz is where such a store is reported, not where it answers 500."""
+    db = ready_app.extensions["abvoc"].db
+    client = ready_app.test_client()
+    with db.session() as s:
+        s.execute(text("INSERT INTO component_heartbeats (component, instance, started_at, "
+                       "beat_at, failing, restarts) VALUES ('evaluation', 'm', '[\"t\"]', "
+                       "'2026-12-04 14:33:56.997620', 0, 0)"))
+    status, checks = ready(client)
+    assert status == 503
+    assert checks["components"].startswith("unreadable: a heartbeat row does not parse"), checks
+    assert checks["database"] == "ok"
