@@ -188,6 +188,8 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
                  p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     if config_file:
         extra["ABVOC_CONFIG"] = config_file
+    if not settings.expect_parts:  # /readyz: these parts run here, so their absence is news
+        extra["ABVOC_EXPECT_PARTS"] = "relay,worker"
     cli = [sys.executable, "-m", "app"]
     children = [
         Child("api", [*cli, "serve", "--host", host, "--port", str(port),

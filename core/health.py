@@ -5,7 +5,10 @@ row per instance: when it last beat, whether its last round failed and why, how 
 restarted, and how far behind it is. The readiness rule (:func:`component_checks`):
 
 - a component with no rows at all is not judged: this deployment may not run it here or at all
-  (an API-only process stays meaningful);
+  (an API-only process stays meaningful) — unless the deployment says it runs it
+  (``expected``, from ``ABVOC_EXPECT_PARTS``; `abvoc up` sets it for the parts it supervises):
+  then it is *down* until an instance of it beats, so a part that never got going, or whose
+  heartbeats cannot be written, is not taken for one this deployment does not run;
 - a component is *down* when it has rows but none beat within `stale_s` (its process died, or
   it is stuck) — until an instance of it beats again;
 - it is *failing* when a live instance's last round failed (it is restarting with backoff); a
@@ -22,6 +25,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +42,8 @@ HEARTBEAT_STALE_S = 15.0
 """A component instance whose last beat is older than this is taken for dead."""
 MAX_LAG_S = 120.0
 """Readiness fails when events wait longer than this to be relayed or applied."""
+WARN_EVERY = 60
+"""Failed heartbeat writes in a row between two warnings (one a minute at one beat a second)."""
 
 
 def instance_name() -> str:
@@ -60,6 +66,7 @@ class Heartbeat:
     component: str
     instance: str = field(default_factory=instance_name)
     started_at: datetime = field(default_factory=utcnow)
+    failed_writes: int = field(default=0, init=False)  # in a row (see `beat`)
 
     def beat(self, *, failing: bool = False, restarts: int = 0, lag_s: float | None = None,
              error: str | None = None) -> bool:
@@ -78,8 +85,18 @@ class Heartbeat:
                 upsert(s, ComponentHeartbeat.__table__, row,
                        keys=["component", "instance"], update=update)
         except Exception as exc:  # noqa: BLE001 - best effort, see the class docstring
-            log.debug("heartbeat of %s not written: %s", self.component, exc)
+            self.failed_writes += 1
+            # Not quietly: /readyz reads these rows, so a part whose beats cannot be written
+            # looks down (or, where nothing expects it, absent) while it works.
+            level = logging.WARNING if self.failed_writes % WARN_EVERY == 1 else logging.DEBUG
+            log.log(level, "heartbeat of %s (%s) not written (%d in a row): %s",
+                    self.component, self.instance, self.failed_writes,
+                    safe_text(f"{type(exc).__name__}: {exc}", 500))
             return False
+        if self.failed_writes:
+            log.warning("heartbeat of %s (%s) written again after %d failed writes",
+                        self.component, self.instance, self.failed_writes)
+            self.failed_writes = 0
         return True
 
     def clear_stale(self, stale_s: float = HEARTBEAT_STALE_S) -> None:
@@ -106,15 +123,18 @@ def _aware(value: datetime) -> datetime:
 
 
 def component_checks(db: Database, *, stale_s: float = HEARTBEAT_STALE_S,
-                     max_lag_s: float = MAX_LAG_S) -> dict[str, str]:
-    """'ok' or what is wrong, per component that has heartbeat rows (see the module rule)."""
+                     max_lag_s: float = MAX_LAG_S,
+                     expected: Sequence[str] = ()) -> dict[str, str]:
+    """'ok' or what is wrong, per component that has heartbeat rows or is `expected` (see the
+    module rule)."""
     now = utcnow()
     with db.reading() as s:
         rows = s.execute(select(ComponentHeartbeat)).scalars().all()
     by_component: dict[str, list[ComponentHeartbeat]] = {}
     for row in rows:
         by_component.setdefault(row.component, []).append(row)
-    checks = {}
+    checks = {name: "down: no instance has written a heartbeat yet (this deployment runs it: "
+                    "ABVOC_EXPECT_PARTS)" for name in expected if name not in by_component}
     for component, beats in sorted(by_component.items()):
         ages = {id(b): (now - _aware(b.beat_at)).total_seconds() for b in beats}
         live = [b for b in beats if ages[id(b)] <= stale_s]

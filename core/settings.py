@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -89,6 +90,9 @@ class Settings:
     metrics_token: Secret | None = field(default=None, repr=False)
     # Requests a second each API key may send to one serving process (0: no limit).
     rate_limit: float = 0.0
+    # Parts (heartbeat components: relay, worker) this deployment runs: /readyz is not ready
+    # while one of them has no live instance, even before its first heartbeat.
+    expect_parts: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -132,6 +136,7 @@ ENV_KEYS = {  # variable -> setting
     "ABVOC_ENV": "environment", "ABVOC_RETENTION_DAYS": "retention_days",
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
     "ABVOC_METRICS_TOKEN": "metrics_token", "ABVOC_RATE_LIMIT": "rate_limit",
+    "ABVOC_EXPECT_PARTS": "expect_parts",
 }
 
 
@@ -204,6 +209,25 @@ def _number(values: Mapping[str, Any], key: str, default: float, low: float, hig
     if not ok:
         raise ConfigError(f"{_setting(key)} must be {what}, got {values.get(key)!r}")
     return value
+
+
+PART_NAME = re.compile(r"[a-z][a-z0-9:._-]{0,49}")
+
+
+def _parts(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Part names, comma-separated (or a TOML list), as their heartbeat rows name them."""
+    raw = values.get("expect_parts")
+    if raw is None:
+        return ()
+    names = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{_setting('expect_parts')} must be part names separated by commas "
+                          f"(e.g. relay,worker), got {raw!r}")
+    parts = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if bad := [n for n in parts if not PART_NAME.fullmatch(n)]:
+        raise ConfigError(f"{_setting('expect_parts')} names {bad[0][:60]!r}, which is not a "
+                          "part name (lower-case letters, digits and :._- , e.g. relay,worker)")
+    return parts
 
 
 def _folder(values: Mapping[str, Any], key: str) -> Path | None:
@@ -282,6 +306,7 @@ def load_settings(
         input_retention_hours=input_hours,
         metrics_token=Secret(metrics_token) if metrics_token else None,
         rate_limit=rate_limit,
+        expect_parts=_parts(values),
     )
 
 

@@ -5,7 +5,8 @@ answer, events do not wait in the outbox past a limit, and every part that keeps
 the store (the outbox relay, the evaluation workers, in whatever process they run) is alive, not
 restarting and not lagging past the limit. The rule for parts is in :mod:`core.health`: a part
 with no heartbeat row is not judged (an API-only deployment stays meaningful), one whose rows
-all went stale is down until an instance of it beats again.
+all went stale is down until an instance of it beats again; a part the deployment says it runs
+(``ABVOC_EXPECT_PARTS``, set by `abvoc up`) is down until its first beat.
 
 Limits: ``READY_STALE_S`` (heartbeat age, default 15 s) and ``READY_MAX_LAG_S`` (outbox age and
 consumer lag, default 120 s) in the app config.
@@ -63,8 +64,9 @@ def readyz():  # noqa: ANN201
         except SQLAlchemyError as exc:
             checks["outbox"] = f"unreadable: {type(exc).__name__}"
         try:
-            checks.update(health.component_checks(services.db, stale_s=stale_s,
-                                                   max_lag_s=max_lag_s))
+            checks.update(health.component_checks(
+                services.db, stale_s=stale_s, max_lag_s=max_lag_s,
+                expected=services.settings.expect_parts))
         except SQLAlchemyError as exc:
             checks["components"] = f"unreadable: {type(exc).__name__}"
         except (ValueError, TypeError) as exc:  # a stored value its column's type refuses

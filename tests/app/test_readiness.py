@@ -1,12 +1,14 @@
 """/readyz sees the parts that keep heartbeats in the store, whichever process runs them.
 
-The rule (core.health): no heartbeat rows for a part, no judgement (API-only is ready); rows but
+The rule (core.health): no heartbeat rows for a part, no judgement (API-only is ready) unless
+the deployment says it runs the part (ABVOC_EXPECT_PARTS, as `abvoc up` sets it); rows but
 none fresh, down; a live instance restarting, failing; lag past the limit, lagging. The outbox
 is lagging when its oldest unsent event is older than the limit.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -66,6 +68,52 @@ def test_parts_down_failing_or_lagging_make_the_service_not_ready(ready_app: Fla
     assert ready(client)[0] == 200
     replacement.forget()  # a clean stop: the part is no longer judged
     assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok"})
+
+
+def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
+        settings: Settings) -> None:
+    """Without the setting a relay and worker that never beat (crashing at start, or their
+    heartbeats not written) looked like parts this deployment does not run: ready."""
+    app = create_app(settings.with_overrides(expect_parts=("relay", "worker")),
+                     test_config={"TESTING": True, "READY_STALE_S": 5})
+    try:
+        db, client = app.extensions["abvoc"].db, app.test_client()
+        status, checks = ready(client)
+        assert status == 503
+        for part in ("relay", "worker"):
+            assert checks[part].startswith("down: no instance has written a heartbeat yet")
+        Heartbeat(db, "relay").beat()
+        status, checks = ready(client)
+        assert status == 503 and checks["relay"] == "ok" and checks["worker"].startswith("down")
+        worker = Heartbeat(db, "worker")
+        worker.beat()
+        assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok",
+                                       "relay": "ok", "worker": "ok"})
+        worker.forget()  # stopped on purpose: still a part this deployment runs
+        assert ready(client)[1]["worker"].startswith("down: no instance")
+    finally:
+        close_app(app)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_heartbeats_that_cannot_be_written_are_logged_as_warnings(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """They were logged at debug level only, so a part whose beats failed looked absent from
+    /readyz with nothing in the log to say why."""
+    heartbeat = Heartbeat(db, "worker")
+    with db.session() as s:
+        s.execute(text("ALTER TABLE component_heartbeats RENAME TO heartbeats_away"))
+    with caplog.at_level(logging.WARNING, logger="core.health"):
+        assert not heartbeat.beat() and not heartbeat.beat()
+        failed = [r.getMessage() for r in caplog.records]
+        assert len(failed) == 1, failed  # the first of a run of failures, not every beat
+        assert "heartbeat of worker" in failed[0] and "not written (1 in a row)" in failed[0]
+        assert "no such table: component_heartbeats" in failed[0]
+        with db.session() as s:
+            s.execute(text("ALTER TABLE heartbeats_away RENAME TO component_heartbeats"))
+        assert heartbeat.beat()
+    assert "written again after 2 failed writes" in caplog.records[-1].getMessage()
+    assert heartbeat.failed_writes == 0
 
 
 def test_an_old_outbox_backlog_is_not_ready(ready_app: Flask) -> None:

@@ -146,6 +146,13 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
         # Several granian worker processes behind one port.
         api = _child(proc.pid, "api")
         assert api is not None and len(_children(api)) == 2
+        # The API knows the relay and the worker run here: /readyz judges them even before
+        # their first heartbeat (without it, parts that never beat looked like parts not run).
+        assert b"ABVOC_EXPECT_PARTS=relay,worker\0" in (Path("/proc") / str(api) / "environ") \
+            .read_bytes()
+        ready = _wait(lambda: (r := _http(f"{base}/readyz"))[0] == 200 and json.loads(r[1]),
+                      60, "/readyz", proc, log)
+        assert ready["checks"]["relay"] == ready["checks"]["worker"] == "ok"
 
         status, text = _http(f"{base}/v1/predict", headers={"Authorization": f"Bearer {key}"},
                              body={"image_base64": base64.b64encode(

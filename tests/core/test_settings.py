@@ -67,6 +67,22 @@ def test_config_file_is_overlaid_by_environment(tmp_path) -> None:  # noqa: ANN0
         load_settings(env={"ABVOC_CONFIG": str(path)})
 
 
+def test_expected_parts_from_the_environment_or_the_config_file(tmp_path) -> None:  # noqa: ANN001
+    assert load_settings(env={}).expect_parts == ()
+    s = load_settings(env={"ABVOC_EXPECT_PARTS": " relay, worker,,relay"})
+    assert s.expect_parts == ("relay", "worker")
+    path = tmp_path / "abvoc.toml"
+    path.write_text('expect_parts = ["worker", "consumer:evaluation"]\n')
+    assert load_settings(env={"ABVOC_CONFIG": str(path)}).expect_parts == (
+        "worker", "consumer:evaluation")
+    for bad in ("relay;drop", "Worker", "x" * 51):
+        with pytest.raises(ConfigError, match="ABVOC_EXPECT_PARTS .* not a part name"):
+            load_settings(env={"ABVOC_EXPECT_PARTS": bad})
+    path.write_text("expect_parts = 3\n")
+    with pytest.raises(ConfigError, match="must be part names separated by commas"):
+        load_settings(env={"ABVOC_CONFIG": str(path)})
+
+
 def test_secret_never_prints_through_str_format_or_logging(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
