@@ -32,8 +32,13 @@ server's own work, other threads); and the context switches per request on each 
 busy VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
 costs a few µs per request: quote the headline from a run without it.
 
+`--input-retention-hours 0` serves with no inputs kept for annotators, as a deployment that sets
+ABVOC_INPUT_RETENTION_HOURS=0 does: the full path then writes no kept-input row (four of its
+durable write's ten B-trees, and the image's bytes), which says what keeping inputs costs.
+
     python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
                                    [--server granian|werkzeug] [--breakdown]
+                                   [--input-retention-hours 72]
 """
 
 from __future__ import annotations
@@ -63,10 +68,11 @@ from tests.support.ports import free_port  # noqa: E402
 CANDIDATE = "ocr-small-mixed"
 
 
-def _settings(data_dir: str, models: str | None = None):  # noqa: ANN202
+def _settings(data_dir: str, models: str | None = None, keep_hours: float = 72):  # noqa: ANN202
     from core.settings import load_settings
 
-    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING",
+                                  "ABVOC_INPUT_RETENTION_HOURS": str(keep_hours)})
     return settings.with_overrides(model_store=Path(models)) if models else settings
 
 
@@ -91,7 +97,8 @@ def prepare(out: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     out.put((str(models), key))
 
 
-def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = False) -> None:
+def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = False,
+          keep_hours: float = 72) -> None:
     """The app over the prepared store, with the bare route and the CPU counters, under
     `server` (granian as `abvoc up` runs it: its worker builds the app; or werkzeug's)."""
     def factory(settings):  # noqa: ANN001, ANN202
@@ -139,7 +146,7 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
         serving.pool.get(CANDIDATE)  # loaded before the clock
         return app
 
-    run_server(factory, _settings(data_dir, models), port, server)
+    run_server(factory, _settings(data_dir, models, keep_hours), port, server)
 
 
 def _switches() -> int:
@@ -212,6 +219,9 @@ def main() -> None:
                         help="the HTTP server (both paths run under it)")
     parser.add_argument("--breakdown", action="store_true",
                         help="say where the full path's CPU goes (the durable write, the rest)")
+    parser.add_argument("--input-retention-hours", type=float, default=72,
+                        help="as ABVOC_INPUT_RETENTION_HOURS (72, as served by default): 0 keeps "
+                             "no served inputs, so the full path writes no kept-input row")
     args = parser.parse_args()
 
     from serving.images import encode_png
@@ -226,7 +236,7 @@ def main() -> None:
     setup.join()
     port = free_port()
     server = ctx.Process(target=serve, args=(data_dir, models, port, args.server,
-                                             args.breakdown))
+                                             args.breakdown, args.input_retention_hours))
     server.start()
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", server)
@@ -251,7 +261,8 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in figures.items()}
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
-          f"{args.concurrency} concurrent, candidate {CANDIDATE}:")
+          f"{args.concurrency} concurrent, candidate {CANDIDATE}, served inputs kept "
+          f"{args.input_retention_hours:g} h:")
     for name, label in (("bare", "candidate called bare"),
                         ("full", "/v1/predict, router + events on")):
         rate, p50, p99, cpu = med[name]
