@@ -34,6 +34,11 @@ def store() -> Database:
     return current_app.extensions["abvoc"].db
 
 
+def expected_parts() -> tuple[str, ...]:
+    """The parts this deployment says it runs (ABVOC_EXPECT_PARTS), judged as /readyz does."""
+    return current_app.extensions["abvoc"].settings.expect_parts
+
+
 @dataclass(frozen=True)
 class Window:
     """A time window of whole hours; ``None`` on a side means open."""

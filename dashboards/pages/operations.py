@@ -57,9 +57,9 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
     ])
 
 
-def health(db: Any) -> Component:
+def health(db: Any, expected: tuple[str, ...] = ()) -> Component:
     events = ops.guardrail_events(db)
-    state = ops.pipeline_health(db)
+    state = ops.pipeline_health(db, expected)
     checks = state["checks"]
     return html.Div([
         html.H3("Guardrail events"),
@@ -106,7 +106,7 @@ def register(app: Dash) -> None:
     @app.callback(Output("ops-health", "children"), Input("ops-span", "id"))
     @require_role(ROLES)
     def _health(_: Any) -> Component:
-        return health(data.store())
+        return health(data.store(), data.expected_parts())
 
 
 PAGE = Page(path="operations", title="Operations", roles=ROLES, layout=layout,

@@ -17,6 +17,7 @@ from core.store.relabel_models import PredictionInput
 from dashboards import feeds
 from dashboards import operations as ops
 from dashboards.pages import divergence, inspector
+from dashboards.pages import operations as operations_page
 from serving.images import encode_png
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
@@ -143,6 +144,12 @@ def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -
     health = ops.pipeline_health(db)
     assert health["outbox_pending"] == 0 and health["checks"]["worker"].startswith("down")
     assert health["heartbeats"][0]["last_error"] == "<b>boom</b>"
+    # A part the deployment runs (ABVOC_EXPECT_PARTS) but that never beat: down here too, as
+    # /readyz says, not left off the page.
+    checks = ops.pipeline_health(db, ("relay", "worker"))["checks"]
+    assert checks["relay"].startswith("down: no instance has written a heartbeat yet")
+    assert checks["worker"] == health["checks"]["worker"]
+    assert "relay: down: no instance" in str(operations_page.health(db, ("relay",)))
 
 
 def _call(client, outputs: list[str], inputs: list[tuple[str, object]],  # noqa: ANN001
