@@ -31,9 +31,12 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/healthz": {"get": {"summary": "Liveness", "responses": {
             "200": json_response({"type": "object", "required": ["status"],
                           "properties": {"status": {"type": "string"}}})}}},
-        "/readyz": {"get": {"summary": "Readiness of the store and the bus", "responses": {
-            "200": json_response({"type": "object"}),
-            "503": json_response({"type": "object"}, "Not ready")}}},
+        "/readyz": {"get": {
+            "summary": "Readiness: the store, the bus, the outbox's age and the parts that keep "
+                       "heartbeats (relay, worker; those named by ABVOC_EXPECT_PARTS are down "
+                       "until their first beat)",
+            "responses": {"200": json_response({"type": "object"}),
+                          "503": json_response({"type": "object"}, "Not ready")}}},
         "/metrics": {"get": {
             "summary": "Prometheus metrics: with ABVOC_METRICS_TOKEN set, only for 'Authorization: "
                        "Bearer <token>'; in production without it, for admin keys",
