@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 RESTARTS = Counter(
     "abvoc_component_restarts", "Supervised loop restarts after an error", ["component", "error"]
 )
+HEARTBEAT_FAILURES = Counter(
+    "abvoc_heartbeat_write_failures",
+    "Heartbeat rows a supervised loop could not write (/readyz then sees its part down)",
+    ["component"])
 
 
 def freeze_startup_heap() -> None:
@@ -115,15 +119,20 @@ class Supervisor:
         log.warning("%s failed (restart %d, next try in %.1fs): %s", self.component,
                     self.restarts, backoff, error, exc_info=log.isEnabledFor(logging.DEBUG))
         if self.heartbeat is not None:
-            self.heartbeat.beat(failing=True, restarts=self.restarts, error=error)
+            self._written(self.heartbeat.beat(failing=True, restarts=self.restarts, error=error))
             self._last_beat = time.monotonic()
 
     def _beat(self, lag_s: float | None, *, force: bool = False) -> None:
         if self.heartbeat is None:
             return
         if force or time.monotonic() - self._last_beat >= self.beat_interval_s:
-            self.heartbeat.beat(failing=self._failing, restarts=self.restarts, lag_s=lag_s)
+            self._written(self.heartbeat.beat(failing=self._failing, restarts=self.restarts,
+                                              lag_s=lag_s))
             self._last_beat = time.monotonic()
+
+    def _written(self, ok: bool) -> None:
+        if not ok:  # logged by the heartbeat; counted here, for alerts
+            HEARTBEAT_FAILURES.labels(self.component).inc()
 
     def _quietly(self, reset: Callable[[], None]) -> None:
         try:

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import text, update
 
 from app import close_app, create_app
@@ -24,6 +25,7 @@ from core.outbox import OutboxRelay, pending_count
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import ComponentHeartbeat, OutboxEvent
+from core.supervision import Supervisor
 from tests.support.flow import wait_until, write_outbox
 
 
@@ -114,6 +116,31 @@ def test_heartbeats_that_cannot_be_written_are_logged_as_warnings(
         assert heartbeat.beat()
     assert "written again after 2 failed writes" in caplog.records[-1].getMessage()
     assert heartbeat.failed_writes == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_supervised_loop_counts_the_heartbeats_it_could_not_write(db: Database) -> None:
+    """For alerts: abvoc_heartbeat_write_failures_total{component}, in every process's
+    /metrics."""
+    def failures() -> float:
+        return REGISTRY.get_sample_value("abvoc_heartbeat_write_failures_total",
+                                         {"component": "beats-probe"}) or 0.0
+
+    before = failures()
+    with db.session() as s:
+        s.execute(text("ALTER TABLE component_heartbeats RENAME TO heartbeats_away"))
+    stop, rounds = threading.Event(), []
+
+    def step() -> float:
+        rounds.append(1)
+        if len(rounds) == 3:
+            stop.set()
+        return 0.0
+
+    Supervisor("beats-probe", db, beat_interval_s=0).run(stop, step, lambda: None)
+    assert failures() - before == 4  # the first beat, then one per round
+    with db.session() as s:
+        s.execute(text("ALTER TABLE heartbeats_away RENAME TO component_heartbeats"))
 
 
 def test_an_old_outbox_backlog_is_not_ready(ready_app: Flask) -> None:
