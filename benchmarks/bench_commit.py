@@ -2,14 +2,14 @@
 
 `/v1/predict` answers only once its rows are committed: per answer the PredictionMade event's
 outbox row, its served-ledger row and, where served inputs are kept for annotators, the kept
-input (`serving.predict.PredictService._rows`). A candidate's batcher commits its batch's rows
-in one transaction through `core.store.groupcommit.GroupCommitter`. This times that commit on
-one thread, with rows shaped like the service's (a 1.3 KB image, the median of the OCR
-benchmark's), batches of `--units` answers as the batcher merges them (about 4 at 8 concurrent
-requests in `bench_api.py`), on a fresh store migrated as the service migrates it; and the same
-with no kept input, and with another page size, in the same run, alternating. It prints the CPU
-per commit and per answer (medians of the rounds), which `bench_api.py --breakdown` shows inside
-the whole service as "their commit (the durable write)".
+input, all made by `serving.predict.answer_rows` (here too). A candidate's batcher commits its
+batch's rows in one transaction through `core.store.groupcommit.GroupCommitter`. This times that
+commit on one thread, with a 1.3 KB image (the median of the OCR benchmark's), batches of
+`--units` answers as the batcher merges them (about 4 at 8 concurrent requests in
+`bench_api.py`), on a fresh store migrated as the service migrates it; and the same with no kept
+input, and with another page size, in the same run, alternating. It prints the CPU per commit
+and per answer (medians of the rounds), which `bench_api.py --breakdown` shows inside the whole
+service as "their commit (the durable write)".
 
     python benchmarks/bench_commit.py [--commits 1000] [--units 4] [--rounds 3]
                                       [--page-sizes 4096,8192]
@@ -32,33 +32,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import events  # noqa: E402
 from core.ids import time_ordered_id  # noqa: E402
-from core.outbox import outbox_row  # noqa: E402
+from core.settings import Settings, load_settings  # noqa: E402
 from core.store import schema  # noqa: E402
-from core.store.db import Database, utcnow  # noqa: E402
+from core.store.db import Database  # noqa: E402
 from core.store.groupcommit import GroupCommitter  # noqa: E402
-from core.store.models import OutboxEvent, PredictionInput, ServedPrediction  # noqa: E402
+from serving.predict import PredictRequest, answer_rows  # noqa: E402
 
 IMAGE = os.urandom(1300)
 
 
-def unit(i: int, keep: bool) -> dict:
-    """One answer's rows, as PredictService._rows makes them."""
+def unit(i: int, settings: Settings) -> dict:
+    """One watched answer's rows, made by the service's own `answer_rows`."""
+    input_hash = hashlib.sha256(str(i).encode()).hexdigest()
     event = events.make_event(
         events.PREDICTION_MADE, prediction_id=time_ordered_id(), experiment_id=1,
         arm="treatment", candidate="ocr-small-mixed", candidate_version="1+abc", shadow=False,
-        unit_id=f"user-{i}", slice="handwritten/middle",
-        input_hash=hashlib.sha256(str(i).encode()).hexdigest(), output=r"\frac{1}{2}+x",
-        output_type="latex", confidence=0.93, latency_ms=12.345, error=None, stages={})
-    rows = {OutboxEvent.__table__: outbox_row(event, "abvoc", validated=True),
-            ServedPrediction.__table__: {
-                "prediction_id": event["prediction_id"], "experiment_id": 1, "arm": "treatment",
-                "candidate": "ocr-small-mixed", "version": "1+abc", "created_at": utcnow(),
-                "latency_ms": 12.3, "error": False}}
-    if keep:
-        rows[PredictionInput.__table__] = {
-            "prediction_id": event["prediction_id"], "input_hash": event["input_hash"],
-            "kind": "image", "data": IMAGE, "created_at": utcnow()}
-    return rows
+        unit_id=f"user-{i}", slice="handwritten/middle", input_hash=input_hash,
+        output=r"\frac{1}{2}+x", output_type="latex", confidence=0.93, latency_ms=12.345,
+        error=None, stages={})
+    req = PredictRequest(payload=None, input_hash=input_hash, unit_id=f"user-{i}",
+                         raw_input=IMAGE)
+    return answer_rows(event, settings, True, req)
 
 
 def run(page_size: int, keep: bool, commits: int, units: int) -> float:
@@ -69,10 +63,12 @@ def run(page_size: int, keep: bool, commits: int, units: int) -> float:
         with sqlite3.connect(path) as conn:  # before any table: the page size is the file's
             conn.execute(f"PRAGMA page_size={page_size}")
             conn.execute("VACUUM")
-        db = Database(f"sqlite:///{path}")
+        settings = load_settings(env={"ABVOC_DATA_DIR": folder,
+                                      "ABVOC_INPUT_RETENTION_HOURS": "72" if keep else "0"})
+        db = Database(settings.database_url)
         schema.upgrade(db)
         writer = GroupCommitter(db)
-        batches = [[unit(b * units + j, keep) for j in range(units)]
+        batches = [[unit(b * units + j, settings) for j in range(units)]
                    for b in range(commits + 100)]
         for batch in batches[:100]:
             writer.insert_many(batch)

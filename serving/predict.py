@@ -107,6 +107,38 @@ def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def answer_rows(event: dict[str, Any], settings: Settings, watched: bool = False,
+                req: PredictRequest | None = None) -> Unit:
+    """The rows an answer commits before it is given: the event's outbox row, its ledger row
+    and the kept input, if any (`benchmarks/bench_commit.py` times their commit).
+
+    A `watched` row (served within an experiment, not forced) carries its latency and
+    failure: the guardrails' window, shared by every serving process through the store."""
+    rows = {
+        OutboxEvent.__table__: outbox_row(event, settings.topic_prefix, validated=True),
+        ServedPrediction.__table__: {
+            "prediction_id": event["prediction_id"], **_where(event),
+            "candidate": event["candidate"], "version": event["candidate_version"],
+            "created_at": utcnow(),
+            "latency_ms": event["latency_ms"] if watched else None,
+            "error": (event["error"] is not None) if watched else None},
+    }
+    if req is not None and req.raw_input is not None and settings.input_retention_hours \
+            and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
+        # Served predictions only: a shadow answers the same input (same input hash).
+        rows[PredictionInput.__table__] = {
+            "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
+            "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}
+    return rows
+
+
+def _where(event: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's experiment and arm: where an excluded request was sent, too."""
+    excluded = event.get("excluded") or {}
+    return {"experiment_id": excluded.get("experiment_id", event["experiment_id"]),
+            "arm": excluded.get("arm", event["arm"])}
+
+
 def _failed_run(model: Servable, version: str, start: float, failure: AbvocError) -> _Run:
     return _Run(model.output_type, None, _ms_since(start), version, failure.message[:2000],
                 failure)
@@ -196,7 +228,7 @@ class PredictService:
                   start: float, answer: Answer) -> _Recorded:
         run = _Run(answer.output_type, answer, _ms_since(start), version)
         event = self._event(req, route, route.candidate, run, False)
-        return _Recorded(run, event, self._rows(event, watched, req))
+        return _Recorded(run, event, answer_rows(event, self.settings, watched, req))
 
     def _commit(self, recorded: list[_Recorded]) -> None:
         """Commit a batch's records in one write; each keeps its own error."""
@@ -241,38 +273,7 @@ class PredictService:
     def _record(self, event: dict[str, Any], watched: bool = False,
                 req: PredictRequest | None = None) -> None:
         """Commit the event and the ledger row together; returns once they are durable."""
-        self._writes.insert(self._rows(event, watched, req))
-
-    def _rows(self, event: dict[str, Any], watched: bool = False,
-              req: PredictRequest | None = None) -> Unit:
-        """The event's outbox row, its ledger row and the kept input, if any.
-
-        A `watched` row (served within an experiment, not forced) carries its latency and
-        failure: the guardrails' window, shared by every serving process through the store."""
-        rows = {
-            OutboxEvent.__table__: outbox_row(event, self.settings.topic_prefix,
-                                              validated=True),
-            ServedPrediction.__table__: {
-                "prediction_id": event["prediction_id"], **self._where(event),
-                "candidate": event["candidate"], "version": event["candidate_version"],
-                "created_at": utcnow(),
-                "latency_ms": event["latency_ms"] if watched else None,
-                "error": (event["error"] is not None) if watched else None},
-        }
-        if req is not None and req.raw_input is not None and self.settings.input_retention_hours \
-                and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
-            # Served predictions only: a shadow answers the same input (same input hash).
-            rows[PredictionInput.__table__] = {
-                "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
-                "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}
-        return rows
-
-    @staticmethod
-    def _where(event: dict[str, Any]) -> dict[str, Any]:
-        """The ledger's experiment and arm: where an excluded request was sent, too."""
-        excluded = event.get("excluded") or {}
-        return {"experiment_id": excluded.get("experiment_id", event["experiment_id"]),
-                "arm": excluded.get("arm", event["arm"])}
+        self._writes.insert(answer_rows(event, self.settings, watched, req))
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
