@@ -17,6 +17,11 @@ import torch
 from workloads.ocr.components import ONNX_DOMAIN, ONNX_OP, ONNX_OPSET
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
+# The op must use the C++ runtime torch uses, libstdc++.so.6, never a private static copy: some
+# images' compiler wrappers link libstdc++ statically, and then the op's streams (every
+# TORCH_CHECK message) crash the process (seen on an H200 host: a segfault refusing a float
+# mask). Naming the shared library first makes the linker take its symbols from it.
+SHARED_RUNTIME = "libstdc++.so.6"
 _loaded = False
 
 
@@ -51,6 +56,17 @@ def cuda_unavailable() -> str | None:
     return None
 
 
+def check_shared_runtime(library: Path) -> None:
+    """Refuse a build that does not load libstdc++.so.6 (the name is in its dynamic section
+    only when it does), saying which compiler to change, before a refusal can crash."""
+    if SHARED_RUNTIME.encode() not in library.read_bytes():
+        compiler = os.environ.get("CXX", "c++")
+        raise RuntimeError(
+            f"{library} links the C++ runtime statically (compiler {compiler!r}), which crashes "
+            f"torch's error messages; build with a compiler that links {SHARED_RUNTIME} "
+            f"(e.g. CXX=/usr/bin/g++) after removing {library.parent}")
+
+
 def load(verbose: bool = False) -> None:
     """Build (once per machine) and register the op in this process; CUDA too where possible."""
     global _loaded
@@ -70,10 +86,12 @@ def load(verbose: bool = False) -> None:
         extra_include_paths=[str(CSRC / "ccl"), str(CSRC / "cuda")],
         extra_cflags=["-O3"],
         extra_cuda_cflags=["-O3"],
+        extra_ldflags=[f"-l:{SHARED_RUNTIME}"],
         build_directory=str(out),
         is_python_module=False,
         verbose=verbose,
     )
+    check_shared_runtime(out / f"{name}.so")
     torch.library.register_fake("abvoc::connected_components", _fake)
     torch.onnx.register_custom_op_symbolic(
         "abvoc::connected_components", _symbolic, ONNX_OPSET)
