@@ -113,9 +113,9 @@ def _torchscript(stage: Stage, path: Path) -> LoadedStage:
 
     try:
         with warnings.catch_warnings():
-            # torch 2.15 marks TorchScript deprecated; it is still what many teams ship.
-            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated",
-                                    category=FutureWarning)
+            # torch marks TorchScript deprecated (a FutureWarning in 2.15, a DeprecationWarning
+            # in 2.11); it is still what many teams ship.
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated")
             module = torch.jit.load(str(path), map_location="cpu").eval()
         arguments = module.forward.schema.arguments[1:]  # the first is `self`
     except Exception as exc:  # torch raises RuntimeError or ValueError for a bad file

@@ -156,7 +156,7 @@ def test_torchscript_bundle_checks_argument_names(registry: Registry, models: Pa
             return torch.softmax(features[:, :3], dim=-1)
 
     with warnings.catch_warnings():  # torch 2.15 marks TorchScript deprecated; teams still ship it
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message="`torch.jit.(script|save)` is deprecated")
         torch.jit.script(Net()).save(str(bundle / "model.pt"))
     edit(bundle, 'backend = "onnxruntime"', 'backend = "torch"')
     edit(bundle, 'kind = "onnx"\npath = "model.onnx"',

@@ -117,8 +117,8 @@ def _scripted(fn: Callable) -> Callable:
     """TorchScript of a loop, so the TorchScript-based exporter writes an ONNX Loop (the
     deprecation notice concerns that exporter's path, which the op's symbolic needs)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated",
-                                category=FutureWarning)
+        # Any category: a FutureWarning in torch 2.15, a DeprecationWarning in 2.11.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
         return torch.jit.script(fn)
 
 
