@@ -95,7 +95,7 @@ class CandidatePool:
         if manifest.takes_images:
             _, stages = validate_bundle(folder)
             backend = get_backend(manifest.backend, BackendSettings(
-                cache_dir=self.models_dir / ".backend-cache"))
+                device=manifest.device, cache_dir=self.models_dir / ".backend-cache"))
             return ImageCandidate(manifest, stages[0].pipeline, backend)
         return BundleCandidate(BundleRunner.open(folder))
 

@@ -5,6 +5,7 @@ setting.
     name = "iris-onnx"
     version = "1"
     backend = "onnxruntime"          # torch | onnxruntime | tensorrt | remote
+    device = "auto"                  # torch only: auto (a GPU where torch sees one), cpu, cuda:N
     [[inputs]]                       # the Open Inference Protocol V2 signature
     name = "features"; datatype = "FP32"; shape = [-1, 4]
     [output]
@@ -144,6 +145,7 @@ class Manifest:
     batching: Batching = field(default_factory=Batching)
     requirements: dict[str, Any] = field(default_factory=dict)
     remote: RemoteSpec | None = None
+    device: str = "auto"  # where the torch backend runs TorchScript stages and pipeline networks
 
     @property
     def is_remote(self) -> bool:
@@ -172,6 +174,8 @@ class Manifest:
                         "max_batch_time_ms": self.batching.max_batch_time_ms,
                         "timeout_ms": self.batching.timeout_ms},
         }
+        if self.backend == "torch":
+            out["serving"]["device"] = self.device
         if self.output.classes:
             out["output"]["classes"] = list(self.output.classes)
         if self.output.schema is not None:
@@ -185,8 +189,9 @@ class Manifest:
         return out
 
 
-_TOP_KEYS = {"name", "version", "description", "backend", "inputs", "output", "stages",
-             "batching", "requirements", "remote"}
+_TOP_KEYS = {"name", "version", "description", "backend", "device", "inputs", "output",
+             "stages", "batching", "requirements", "remote"}
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d{1,2})?)\Z")
 
 
 def load_manifest(folder: Path) -> Manifest:
@@ -217,6 +222,12 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
     if backend not in allowed:
         hint = "a [remote] candidate's backend is 'remote'" if remote else f"use one of {BACKENDS}"
         raise ManifestError(f"backend {backend!r} is unknown here; {hint}")
+    device = string(data, "device") or "auto"
+    if "device" in data and backend != "torch":
+        raise ManifestError(f"device is the torch backend's setting; backend {backend!r} picks "
+                            "its own (onnxruntime: the CPU, tensorrt: the GPU, remote: its server)")
+    if not _DEVICE.match(device):
+        raise ManifestError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     stages = tuple(_stage(s, i, backend) for i, s in enumerate(tables(data, "stages")))
     if remote is not None and stages:
         raise ManifestError("a [remote] candidate has no [[stages]]: its server runs them")
@@ -255,7 +266,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
                     output=_output(table(data, "output")),
                     description=string(data, "description") or "", stages=stages,
                     batching=_batching(table(data, "batching")), requirements=requirements,
-                    remote=remote)
+                    remote=remote, device=device)
 
 
 def _tensor(data: dict[str, Any], i: int) -> TensorSpec:

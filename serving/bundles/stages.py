@@ -65,9 +65,11 @@ class LoadedStage:
     outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX)
 
 
-def load_stage(stage: Stage, folder: Path, side_by_side: int = 1) -> LoadedStage:
+def load_stage(stage: Stage, folder: Path, side_by_side: int = 1,
+               device: str = "auto") -> LoadedStage:
     """The stage ready to run; a ManifestError naming the stage and file when it will not load.
-    `side_by_side`: how many threads will call it at once (the batching's workers)."""
+    `side_by_side`: how many threads will call it at once (the batching's workers); `device`:
+    the manifest's, where a TorchScript stage runs."""
     if stage.kind == "python":
         return _python(stage, folder)
     if stage.kind == "pipeline":
@@ -79,7 +81,7 @@ def load_stage(stage: Stage, folder: Path, side_by_side: int = 1) -> LoadedStage
     if stage.kind == "onnx":
         return _onnx(stage, path, side_by_side)
     if stage.kind == "torchscript":
-        return _torchscript(stage, path)
+        return _torchscript(stage, path, torch_device(device))
     return _tensorrt(stage, path)
 
 
@@ -106,7 +108,19 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs))
 
 
-def _torchscript(stage: Stage, path: Path) -> LoadedStage:
+def torch_device(device: str) -> Any:
+    """The torch device a manifest's `device` names ("auto": a GPU where torch sees one); a
+    ManifestError, so registration refuses it, when it names a GPU this host does not have."""
+    from serving.backends import BackendSettings, BackendUnavailable
+
+    try:
+        return BackendSettings(device=device).torch_device()
+    except BackendUnavailable as exc:
+        raise ManifestError(f"{exc.message}; register the bundle on a host with one, or set "
+                            "device = \"auto\" (the GPU where there is one)") from None
+
+
+def _torchscript(stage: Stage, path: Path, device: Any) -> LoadedStage:
     import torch
 
     from serving.backends import BackendError
@@ -116,7 +130,7 @@ def _torchscript(stage: Stage, path: Path) -> LoadedStage:
             # torch marks TorchScript deprecated (a FutureWarning in 2.15, a DeprecationWarning
             # in 2.11); it is still what many teams ship.
             warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated")
-            module = torch.jit.load(str(path), map_location="cpu").eval()
+            module = torch.jit.load(str(path), map_location=device).eval()
         arguments = module.forward.schema.arguments[1:]  # the first is `self`
     except Exception as exc:  # torch raises RuntimeError or ValueError for a bad file
         raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as "
@@ -124,7 +138,7 @@ def _torchscript(stage: Stage, path: Path) -> LoadedStage:
     names = [a.name for a in arguments]
 
     def run(tensors: Tensors) -> Tensors:
-        args = [torch.from_numpy(np.ascontiguousarray(tensors[n]))
+        args = [torch.from_numpy(np.ascontiguousarray(tensors[n])).to(device)
                 for n in _present(stage, names, tensors)]
         with torch.inference_mode():
             out = module(*args)

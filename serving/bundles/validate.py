@@ -15,7 +15,7 @@ from typing import Any
 
 from core.output_types import RIGHT
 from serving.bundles.manifest import Manifest, ManifestError, load_manifest
-from serving.bundles.stages import InputInfo, LoadedStage, load_stage
+from serving.bundles.stages import InputInfo, LoadedStage, load_stage, torch_device
 
 
 def validate_bundle(folder: Path, timeout_s: float | None = None,
@@ -49,7 +49,10 @@ def validate_bundle(folder: Path, timeout_s: float | None = None,
 
 def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
     manifest = load_manifest(folder)
-    stages = [load_stage(stage, folder, manifest.batching.workers) for stage in manifest.stages]
+    if manifest.backend == "torch":
+        torch_device(manifest.device)  # a GPU asked for where there is none: refused here
+    stages = [load_stage(stage, folder, manifest.batching.workers, manifest.device)
+              for stage in manifest.stages]
     if stages:
         check_signature(manifest, stages[0])
     for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):
