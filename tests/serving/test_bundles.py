@@ -85,6 +85,15 @@ MANIFEST_CASES = [
     ('callable = "post:to_label"', 'callable = "post:to_label"\nanswer = "label"',
      r"stages\[1\].answer: the last stage's answer is the candidate's output"),
     ('name = "to_label"', 'name = "correct"', r"stages\[1\].name 'correct' is reserved"),
+    # `device` is the torch backend's (test_bundle_device.py runs it)
+    ('backend = "onnxruntime"', 'backend = "onnxruntime"\ndevice = "cuda"',
+     r"device is the torch backend's setting; backend 'onnxruntime' picks its own"),
+    ('backend = "onnxruntime"', 'backend = "tensorrt"\ndevice = "cpu"',
+     r"backend 'tensorrt' picks its own"),
+    ('backend = "onnxruntime"', 'backend = "torch"\ndevice = "gpu"',
+     r"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ('backend = "onnxruntime"', 'backend = "torch"\ndevice = "cuda:x"', r"got 'cuda:x'"),
+    ('backend = "onnxruntime"', 'backend = "torch"\ndevice = 0', r"device must be a str"),
 ]
 
 
