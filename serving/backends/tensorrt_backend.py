@@ -31,11 +31,12 @@ from serving.backends.base import (
     BackendNotReady,
     BackendSettings,
     BackendUnavailable,
+    BadBatch,
     Networks,
 )
 from serving.backends.onnx_backend import INPUT_NAME, OUTPUT_NAME, cached_onnx, weights_digest
 
-__all__ = ["TensorRTBackend", "tensorrt_unavailable_reason"]
+__all__ = ["TensorRTBackend", "run_engine", "tensorrt_unavailable_reason", "torch_dtype"]
 
 
 def _import_tensorrt() -> tuple[ModuleType | None, str | None]:
@@ -56,7 +57,8 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
+def torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
+    """The torch dtype of a TensorRT tensor type."""
     table = {
         trt.float32: torch.float32,
         trt.float16: torch.float16,
@@ -134,8 +136,8 @@ class TensorRTBackend(Backend):
                 engines[name] = _Engine(
                     engine=engine,
                     context=engine.create_execution_context(),
-                    input_dtype=_torch_dtype(trt, engine.get_tensor_dtype(INPUT_NAME)),
-                    output_dtype=_torch_dtype(trt, engine.get_tensor_dtype(OUTPUT_NAME)),
+                    input_dtype=torch_dtype(trt, engine.get_tensor_dtype(INPUT_NAME)),
+                    output_dtype=torch_dtype(trt, engine.get_tensor_dtype(OUTPUT_NAME)),
                     max_batch=self.settings.max_engine_batch,
                     lock=threading.Lock(),
                 )
@@ -196,16 +198,8 @@ class TensorRTBackend(Backend):
         with entry.lock, torch.cuda.device(self._device):
             source = torch.from_numpy(np.array(chunk, order="C"))
             inputs = source.to(self._device, entry.input_dtype).contiguous()
-            context = entry.context
-            context.set_input_shape(INPUT_NAME, tuple(inputs.shape))
-            shape = tuple(context.get_tensor_shape(OUTPUT_NAME))
-            output = torch.empty(shape, dtype=entry.output_dtype, device=self._device)
-            context.set_tensor_address(INPUT_NAME, inputs.data_ptr())
-            context.set_tensor_address(OUTPUT_NAME, output.data_ptr())
-            stream = torch.cuda.current_stream(self._device)
-            if not context.execute_async_v3(stream.cuda_stream):
-                raise BackendError("TensorRT execution failed (see its log)")
-            stream.synchronize()
+            output = run_engine(entry.context, {INPUT_NAME: inputs},
+                                {OUTPUT_NAME: entry.output_dtype}, self._device)[OUTPUT_NAME]
             if output.dtype in (torch.float16, torch.bfloat16):
                 output = output.float()
             return output.cpu().numpy()
@@ -216,3 +210,28 @@ class TensorRTBackend(Backend):
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         torch.cuda.empty_cache()
+
+
+def run_engine(context: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.dtype],
+               device: torch.device) -> dict[str, torch.Tensor]:
+    """One run of an engine's execution context: the named CUDA inputs in (contiguous, of the
+    engine's dtypes), the named outputs back as new CUDA tensors. The caller holds the
+    context's lock (a context serves one run at a time) and has `device` current."""
+    for name, tensor in inputs.items():
+        if not context.set_input_shape(name, tuple(tensor.shape)):
+            raise BadBatch(f"TensorRT refused shape {list(tensor.shape)} for input {name!r}: "
+                           "it is outside the engine's optimisation profile")
+        context.set_tensor_address(name, tensor.data_ptr())
+    results = {}
+    for name, dtype in outputs.items():
+        shape = tuple(context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise BackendError(f"TensorRT output {name!r} has a data-dependent shape "
+                               f"{list(shape)}, which abvoc cannot allocate before the run")
+        results[name] = torch.empty(shape, dtype=dtype, device=device)
+        context.set_tensor_address(name, results[name].data_ptr())
+    stream = torch.cuda.current_stream(device)
+    if not context.execute_async_v3(stream.cuda_stream):
+        raise BackendError("TensorRT execution failed (see its log)")
+    stream.synchronize()
+    return results

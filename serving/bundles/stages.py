@@ -62,7 +62,7 @@ class LoadedStage:
     run: StageFn
     inputs: tuple[InputInfo, ...] | None  # None: takes whatever it is given (Python stages)
     pipeline: Any = None  # a "pipeline" stage's image pipeline (serving.pipelines)
-    outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX)
+    outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX, engines)
 
 
 def load_stage(stage: Stage, folder: Path, side_by_side: int = 1,
@@ -82,7 +82,9 @@ def load_stage(stage: Stage, folder: Path, side_by_side: int = 1,
         return _onnx(stage, path, side_by_side)
     if stage.kind == "torchscript":
         return _torchscript(stage, path, torch_device(device))
-    return _tensorrt(stage, path)
+    from serving.bundles.engine_stage import load_engine_stage
+
+    return load_engine_stage(stage, path)
 
 
 def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
@@ -102,7 +104,7 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     outputs = [o.name for o in session.get_outputs()]
 
     def run(tensors: Tensors) -> Tensors:
-        feed = {n: tensors[n] for n in _present(stage, names, tensors)}
+        feed = {n: tensors[n] for n in needed(stage, names, tensors)}
         return dict(zip(outputs, session.run(outputs, feed), strict=True))
 
     return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs))
@@ -139,7 +141,7 @@ def _torchscript(stage: Stage, path: Path, device: Any) -> LoadedStage:
 
     def run(tensors: Tensors) -> Tensors:
         args = [torch.from_numpy(np.ascontiguousarray(tensors[n])).to(device)
-                for n in _present(stage, names, tensors)]
+                for n in needed(stage, names, tensors)]
         with torch.inference_mode():
             out = module(*args)
         if stage.outputs:
@@ -151,32 +153,6 @@ def _torchscript(stage: Stage, path: Path, device: Any) -> LoadedStage:
         return _as_tensors(stage, out)
 
     return LoadedStage(stage.name, run, tuple(InputInfo(n) for n in names))
-
-
-def _tensorrt(stage: Stage, path: Path) -> LoadedStage:
-    from serving.backends import BackendUnavailable, unavailable_reason
-
-    reason = unavailable_reason("tensorrt")
-    if reason is not None:
-        raise BackendUnavailable(f"stage {stage.name!r}: the tensorrt backend is unavailable "
-                                 f"on this host ({reason}); register this bundle where "
-                                 "TensorRT is installed")
-    import tensorrt as trt
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-    engine = runtime.deserialize_cuda_engine(path.read_bytes())
-    if engine is None:
-        raise ManifestError(f"stage {stage.name!r}: {stage.path!r} is not a TensorRT engine "
-                            f"this TensorRT ({trt.__version__}) can load")
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = tuple(InputInfo(n, None, fixed_dims(engine.get_tensor_shape(n)))
-                   for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-
-    def run(tensors: Tensors) -> Tensors:
-        raise BackendUnavailable(f"stage {stage.name!r}: running TensorRT engines from a bundle "
-                                 "is not wired yet; use its ONNX file on onnxruntime")
-
-    return LoadedStage(stage.name, run, inputs)
 
 
 def _python(stage: Stage, folder: Path) -> LoadedStage:
@@ -250,7 +226,8 @@ def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
     return module
 
 
-def _present(stage: Stage, names: list[str], tensors: Tensors) -> list[str]:
+def needed(stage: Stage, names: list[str], tensors: Tensors) -> list[str]:
+    """`names` when every one is among the tensors; else a BadBatch naming those missing."""
     missing = [n for n in names if n not in tensors]
     if missing:
         from serving.backends import BadBatch
