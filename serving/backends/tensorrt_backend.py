@@ -36,7 +36,8 @@ from serving.backends.base import (
 )
 from serving.backends.onnx_backend import INPUT_NAME, OUTPUT_NAME, cached_onnx, weights_digest
 
-__all__ = ["TensorRTBackend", "run_engine", "tensorrt_unavailable_reason", "torch_dtype"]
+__all__ = ["TensorRTBackend", "build_engine", "run_engine", "tensorrt_unavailable_reason",
+           "torch_dtype"]
 
 
 def _import_tensorrt() -> tuple[ModuleType | None, str | None]:
@@ -143,45 +144,19 @@ class TensorRTBackend(Backend):
                 )
         self._device, self._engines, self.engine_files = device, engines, files
 
-    def _build(
-        self,
-        trt: ModuleType,
-        logger: Any,
-        name: str,
-        onnx_file: Path,
-        example: np.ndarray,
-        target: Path,
-    ) -> None:
-        """Parse the ONNX file, build a serialized engine for batch 1..max, write it atomically."""
-        builder = trt.Builder(logger)
-        flags = 0
-        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(onnx_file.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise BackendError(f"TensorRT could not parse the ONNX export of {name!r}: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.settings.workspace_bytes)
-        if self.settings.fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
+    def _build(self, trt: ModuleType, logger: Any, name: str, onnx_file: Path,
+               example: np.ndarray, target: Path) -> None:
+        """Build a serialized engine for batch 1..max from the ONNX file, write it atomically."""
         item = tuple(int(d) for d in example.shape[1:])
         top = self.settings.max_engine_batch
-        profile = builder.create_optimization_profile()
-        profile.set_shape(
-            INPUT_NAME,
-            (1, *item),
-            (max(1, min(top, self.settings.max_batch_size)), *item),
-            (top, *item),
-        )
-        config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise BackendError(f"TensorRT could not build an engine for {name!r} (see its log)")
+        usual = max(1, min(top, self.settings.max_batch_size))
+        serialized = build_engine(
+            trt, logger, onnx_file.read_bytes(),
+            {INPUT_NAME: ((1, *item), (usual, *item), (top, *item))},
+            f"the ONNX export of {name!r}", self.settings.workspace_bytes, self.settings.fp16)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_bytes(bytes(serialized))
+        tmp.write_bytes(serialized)
         tmp.replace(target)
 
     def _infer(self, name: str, batch: np.ndarray) -> np.ndarray:
@@ -210,6 +185,38 @@ class TensorRTBackend(Backend):
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         torch.cuda.empty_cache()
+
+
+Shape = tuple[int, ...]
+
+
+def build_engine(trt: ModuleType, logger: Any, onnx: bytes,
+                 profile_shapes: dict[str, tuple[Shape, Shape, Shape]], what: str,
+                 workspace_bytes: int | None = None, fp16: bool = False) -> bytes:
+    """A serialized engine of an ONNX model with one optimisation profile, each named input's
+    (smallest, usual, largest) shape; `what` names the model in errors."""
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT could not parse {what}: {errors}")
+    config = builder.create_builder_config()
+    if workspace_bytes is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (smallest, usual, largest) in profile_shapes.items():
+        profile.set_shape(name, smallest, usual, largest)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f"TensorRT could not build an engine of {what} (see its log)")
+    return bytes(serialized)
 
 
 def run_engine(context: Any, inputs: dict[str, torch.Tensor], outputs: dict[str, torch.dtype],

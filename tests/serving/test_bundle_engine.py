@@ -24,20 +24,11 @@ def engine_bundle(bundle: Path) -> Path:
     """The example bundle with its classifier as an engine for 1..MOST_ROWS rows."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse((bundle / "model.onnx").read_bytes()), parser.get_error(0)
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape("features", (1, 4), (8, 4), (MOST_ROWS, 4))
-    config.add_optimization_profile(profile)
-    (bundle / "model.engine").write_bytes(bytes(builder.build_serialized_network(network,
-                                                                                 config)))
+    from serving.backends.tensorrt_backend import build_engine
+
+    engine = build_engine(trt, trt.Logger(trt.Logger.ERROR), (bundle / "model.onnx").read_bytes(),
+                          {"features": ((1, 4), (8, 4), (MOST_ROWS, 4))}, "the example")
+    (bundle / "model.engine").write_bytes(engine)
     edit(bundle, 'backend = "onnxruntime"', 'backend = "tensorrt"')
     edit(bundle, 'kind = "onnx"\npath = "model.onnx"', 'kind = "tensorrt"\npath = "model.engine"')
     return bundle
