@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 from core.builtin_metrics import NUMBER_METRICS
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
-from evaluation.online import ALL, Cell, hour_window, load_cells, metric_stats, wilson_interval
+from evaluation.online import ALL, Cell, load_cells, metric_stats, wilson_interval
 from evaluation.results import CUSTOMER_METRICS, METRICS, experiment_results, variants_of
 from evaluation.slices import DEFAULT_MAX_SLICES
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
-from evaluation.unit_recount import predictions_in
+from evaluation.unit_recount import recount_affordable
 from serving.experiments import Experiments
 
 HOUR = timedelta(hours=1)
@@ -72,12 +72,6 @@ def slices(db: Database, experiment_id: int) -> list[str]:
     return [ALL, *(x for x in found if x != ALL)]
 
 
-RECOUNT_LIMIT = 20_000
-"""A window of at most this many predictions is tested per unit on the page, its units
-recounted from its stored predictions (18,115 of the million-prediction bench store: 0.21-0.33
-s); a larger one counts predictions, and says so."""
-
-
 def results(db: Database, experiment_id: int, window: Window = Window(),
             units_out: list[UnitAnalysis] | None = None, *,
             per_unit: bool = True) -> dict[str, Any]:
@@ -85,8 +79,8 @@ def results(db: Database, experiment_id: int, window: Window = Window(),
     analysis (for :func:`arm_intervals`); ``per_unit`` False skips grouping the unit sums, for
     a panel that shows no test or interval of a built-in metric."""
     with db.reading() as s:
-        recount = per_unit and window != Window() and predictions_in(
-            s, *hour_window(window.since, window.until), experiment_id) <= RECOUNT_LIMIT
+        recount = per_unit and window != Window() and recount_affordable(
+            s, window.since, window.until, experiment_id)
         return experiment_results(s, experiment_id, since=window.since, until=window.until,
                                   units_out=units_out, per_unit=per_unit,
                                   recounts={} if recount else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.orm import Session
 
 from app.api.experiments import EXP
 from app.auth import require
@@ -13,6 +14,7 @@ from core.times import parse_rfc3339
 from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
+from evaluation.unit_recount import recount_affordable
 
 bp = Blueprint("reports", __name__)
 
@@ -45,12 +47,20 @@ def _scope(*shares: str) -> dict[str, Any]:
     raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > MAX_SLICES_LIMIT:
         raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")
-    recount = request.args.get("recount_units", "false")
-    if recount not in ("true", "false"):
+    recount = request.args.get("recount_units")
+    if recount not in (None, "true", "false"):
         raise AbvocError("'recount_units' must be true or false")
-    return {"since": since, "until": until, "max_slices": int(raw),
-            # A window's units recounted from its stored predictions (a pass over them).
-            "recounts": {} if recount == "true" else None}
+    return {"since": since, "until": until, "max_slices": int(raw), "recounts": recount}
+
+
+def _recounts(session: Session, experiment_id: int, scope: dict[str, Any]) -> None:
+    """Whether the window's units are recounted from its stored predictions (a pass over
+    them): as `recount_units` says, else where the window is small enough to do it on a live
+    read, as the dashboard does; without a window the unit sums cover the experiment."""
+    asked, windowed = scope["recounts"], scope["since"] is not None or scope["until"] is not None
+    recount = asked == "true" or asked is None and windowed and recount_affordable(
+        session, scope["since"], scope["until"], experiment_id)
+    scope["recounts"] = {} if recount else None
 
 
 @bp.get(f"/v1/experiments/{EXP}/results")
@@ -58,6 +68,7 @@ def _scope(*shares: str) -> dict[str, Any]:
 def results(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
+        _recounts(s, experiment_id, scope)
         return jsonify(experiment_results(s, experiment_id, **scope))
 
 
@@ -67,5 +78,6 @@ def divergence(experiment_id: int):  # noqa: ANN201
     scope = _scope("alpha", "tolerance")
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
     with current_app.extensions["abvoc"].db.reading() as s:
+        _recounts(s, experiment_id, scope)
         return jsonify(divergence_with_stages(s, experiment_id, alpha=alpha,
                                               tolerance=tolerance, **scope))

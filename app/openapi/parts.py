@@ -184,9 +184,10 @@ def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
         "name": "recount_units", "in": "query", "required": False,
         "description": "with since/until: test the window's built-in metrics per unit, "
                        "recounting its units from its stored predictions (one pass over them, "
-                       "9-15 µs each; the weekly report does so); otherwise a window that "
-                       "leaves hours out counts predictions, and says so",
-        "schema": {"type": "boolean", "default": False}}] + [
+                       "9-15 µs each; the weekly report does so); false counts predictions, "
+                       "and says so; unset recounts a window of at most 20,000 predictions "
+                       "and counts a larger one's",
+        "schema": {"type": "boolean"}}] + [
         {"name": name, "in": "query", "required": False,
          "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
         for name in shares]

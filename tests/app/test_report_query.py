@@ -13,6 +13,7 @@ from flask import Flask
 
 from app.cli import main
 from core.store.db import Database
+from evaluation import unit_recount
 from tests.evaluation.helpers import T0, add_experiment, apply, prediction
 from tests.support.keys import bearer
 
@@ -68,10 +69,11 @@ def test_reports_take_a_window_and_a_slice_limit(v2app: Flask, exp: int, report:
         assert refused.status_code == 400 and words in refused.json["error"], refused.json
 
 
-def test_a_window_is_tested_per_unit_when_its_units_are_recounted(v2app: Flask,
-                                                                   db: Database) -> None:
+def test_a_window_is_tested_per_unit_when_its_units_are_recounted(
+        v2app: Flask, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """Units that send several requests, and one more request an hour later: the first hour
-    alone counts predictions unless `recount_units=true` recounts its units."""
+    alone is tested per unit, its units recounted, unless `recount_units=false` says to count
+    predictions, or it holds more than the live-read limit (unless `recount_units=true`)."""
     from tests.evaluation.test_unit_analysis import clustered
     exp = add_experiment(db)
     apply(db, [*clustered(seed=2, units=8, experiment_id=exp)[0],
@@ -80,14 +82,23 @@ def test_a_window_is_tested_per_unit_when_its_units_are_recounted(v2app: Flask,
     client, admin = v2app.test_client(), bearer(v2app, "admin")
     hour = T0.replace(minute=0)
     window = {"until": (hour + timedelta(hours=1)).isoformat()}
-    counted = client.get(f"/v1/experiments/{exp}/results", query_string=window,
-                         headers=admin).json
-    recounted = client.get(f"/v1/experiments/{exp}/results",
-                           query_string={**window, "recount_units": "true"}, headers=admin).json
+
+    def get(**recount: str) -> dict:
+        return client.get(f"/v1/experiments/{exp}/results", query_string={**window, **recount},
+                          headers=admin).json
+
+    assert client.get(f"/v1/experiments/{exp}/divergence", query_string=window,
+                      headers=admin).status_code == 200  # recounted the same way
+    for recounted in (get(), get(recount_units="true")):
+        assert "correction_rate" in recounted["analysis_unit"]["per_unit"]
+        assert recounted["analysis_unit_note"] is None
+    counted = get(recount_units="false")
     assert counted["analysis_unit"]["per_unit"] == []
     assert "correction_rate" in counted["analysis_unit"]["per_prediction"]
-    assert "correction_rate" in recounted["analysis_unit"]["per_unit"]
-    assert recounted["analysis_unit_note"] is None
+    monkeypatch.setattr(unit_recount, "AUTO_RECOUNT_LIMIT", 10)  # the window holds more
+    assert get()["analysis_unit"]["per_unit"] == []
+    assert "count predictions as independent" in get()["analysis_unit_note"]
+    assert "correction_rate" in get(recount_units="true")["analysis_unit"]["per_unit"]
 
 
 @pytest.mark.parametrize("command", ["results", "divergence"])

@@ -12,6 +12,7 @@ from statsmodels.stats.proportion import proportion_confint
 from core import events
 from dashboards import data
 from dashboards.pages import experiments as page
+from evaluation import unit_recount
 from evaluation.metric_definitions import define_metric
 from evaluation.online import hour_window
 from evaluation.results import experiment_results
@@ -181,7 +182,7 @@ def test_the_page_says_which_metrics_were_tested_per_unit(
     said = find_component(windowed, "exp-analysis-unit").children
     assert said.startswith("Tested per unit") and "correction_rate" in said
     assert data.results(db, exp, first_hour)["analysis_unit_note"] is None
-    monkeypatch.setattr(data, "RECOUNT_LIMIT", 10)
+    monkeypatch.setattr(unit_recount, "AUTO_RECOUNT_LIMIT", 10)
     counted = data.results(db, exp, first_hour)
     assert counted["analysis_unit"]["per_unit"] == []
     assert "count predictions as independent" in counted["analysis_unit_note"]
