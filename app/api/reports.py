@@ -50,17 +50,18 @@ def _scope(*shares: str) -> dict[str, Any]:
     recount = request.args.get("recount_units")
     if recount not in (None, "true", "false"):
         raise AbvocError("'recount_units' must be true or false")
-    return {"since": since, "until": until, "max_slices": int(raw), "recounts": recount}
+    return {"since": since, "until": until, "max_slices": int(raw), "recount_units": recount}
 
 
-def _recounts(session: Session, experiment_id: int, scope: dict[str, Any]) -> None:
-    """Whether the window's units are recounted from its stored predictions (a pass over
-    them): as `recount_units` says, else where the window is small enough to do it on a live
-    read, as the dashboard does; without a window the unit sums cover the experiment."""
-    asked, windowed = scope["recounts"], scope["since"] is not None or scope["until"] is not None
-    recount = asked == "true" or asked is None and windowed and recount_affordable(
-        session, scope["since"], scope["until"], experiment_id)
-    scope["recounts"] = {} if recount else None
+def _options(session: Session, experiment_id: int, scope: dict[str, Any]) -> dict[str, Any]:
+    """The report's options, the window's units recounted from its stored predictions (a pass
+    over them) as `recount_units` says, else where the window is small enough to do it on a
+    live read, as the dashboard does; without a window the unit sums cover the experiment."""
+    options = {k: v for k, v in scope.items() if k != "recount_units"}
+    since, until, asked = scope["since"], scope["until"], scope["recount_units"]
+    recount = asked == "true" or asked is None and (since or until) is not None \
+        and recount_affordable(session, since, until, experiment_id)
+    return {**options, "recounts": {} if recount else None}
 
 
 @bp.get(f"/v1/experiments/{EXP}/results")
@@ -68,8 +69,7 @@ def _recounts(session: Session, experiment_id: int, scope: dict[str, Any]) -> No
 def results(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
-        _recounts(s, experiment_id, scope)
-        return jsonify(experiment_results(s, experiment_id, **scope))
+        return jsonify(experiment_results(s, experiment_id, **_options(s, experiment_id, scope)))
 
 
 @bp.get(f"/v1/experiments/{EXP}/divergence")
@@ -78,6 +78,5 @@ def divergence(experiment_id: int):  # noqa: ANN201
     scope = _scope("alpha", "tolerance")
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
     with current_app.extensions["abvoc"].db.reading() as s:
-        _recounts(s, experiment_id, scope)
-        return jsonify(divergence_with_stages(s, experiment_id, alpha=alpha,
-                                              tolerance=tolerance, **scope))
+        return jsonify(divergence_with_stages(s, experiment_id, alpha=alpha, tolerance=tolerance,
+                                              **_options(s, experiment_id, scope)))
