@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.http_load import load  # noqa: E402
+from benchmarks.paired_rounds import medians, ratio, rounds  # noqa: E402
 from benchmarks.stage_timer import per_request  # noqa: E402
 from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
 from benchmarks.v2_servers import run_server, serve_bare, wait_ready  # noqa: E402
@@ -206,33 +207,6 @@ def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[f
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, rows))
     return len(rows) / (time.perf_counter() - start), latencies
-
-
-def summary(rate: float, lat: list[float]) -> tuple[float, float, float]:
-    return rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
-
-
-def rounds(runs: dict[str, Callable[[], tuple[float, list[float]]]], n: int,
-           label: str) -> dict[str, list[tuple[float, float, float]]]:
-    """`n` rounds of every run, the order reversed every other round."""
-    names = list(runs)
-    figures: dict[str, list] = {name: [] for name in names}
-    for r in range(n):
-        for name in names if r % 2 == 0 else names[::-1]:
-            f = summary(*runs[name]())
-            figures[name].append(f)
-            print(f"{label} round {r + 1} {name:23s}: {f[0]:8.1f} req/s  p50 {f[1]:7.3f} ms  "
-                  f"p99 {f[2]:7.3f} ms", flush=True)
-    return figures
-
-
-def medians(figures: dict[str, list]) -> dict[str, list[float]]:
-    return {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in figures.items()}
-
-
-def ratio(figures: dict[str, list], a: str, b: str, i: int = 0) -> float:
-    """Median over rounds of a/b for figure i, each round's two taken together."""
-    return statistics.median(x[i] / y[i] for x, y in zip(figures[a], figures[b], strict=True))
 
 
 def _added(b: dict[str, list], name: str, anchor: str = "MLServer direct") -> float:

@@ -48,10 +48,10 @@ from benchmarks.bench_v2 import (  # noqa: E402
     bundle_copy,
     fresh_store,
     ort_load,
-    rounds,
     serve,
 )
 from benchmarks.http_load import load  # noqa: E402
+from benchmarks.paired_rounds import rounds  # noqa: E402
 from benchmarks.v2_servers import wait_ready  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, upload  # noqa: E402

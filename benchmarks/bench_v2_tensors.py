@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_v2 import EXAMPLE, medians, rounds  # noqa: E402
+from benchmarks.bench_v2 import EXAMPLE  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
+from benchmarks.paired_rounds import medians, rounds  # noqa: E402
 from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
 from serving.bundles.binary import HEADER  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-import statsmodels.api as sm
 from scipy import stats as scipy_stats
 from sqlalchemy import delete
 
@@ -37,52 +36,7 @@ from tests.evaluation.helpers import (
     prediction,
 )
 from tests.evaluation.test_truth_rules import _label
-
-ARMS = (("control", "cand-a"), ("treatment", "cand-b"))
-
-
-def clustered(seed: int = 7, units: int = 30, experiment_id: int = 1, prefix: str = "",
-              ) -> tuple[list[dict], dict]:
-    """Units that send 1-8 requests each in two slices, each unit correcting at its own rate;
-    returns the events and, per arm, each prediction's (unit, slice, corrected, exact)."""
-    rng = np.random.default_rng(seed)
-    batch, rows = [], {}
-    for arm, cand in ARMS:
-        rows[arm] = []
-        for u in range(units):
-            rate = rng.beta(0.6, 1.4)
-            for k in range(int(rng.integers(1, 9))):
-                pid, slice_ = f"{prefix}{arm[0]}{u}-{k}", str(rng.choice(["a", "b"]))
-                batch.append(prediction(pid, arm=arm, candidate=cand, unit_id=f"{arm}-{u}",
-                                        slice_=slice_, output="x^{2}",
-                                        experiment_id=experiment_id))
-                corrected = bool(rng.random() < rate)
-                exact = corrected and bool(rng.random() < 0.4)
-                if corrected:
-                    batch.append(correction(pid, "x^{2}" if exact else "y^{2}"))
-                rows[arm].append((f"{arm}-{u}", slice_, corrected, exact))
-    return batch, rows
-
-
-def _record(report: dict, metric: str, slice_: str = ALL) -> dict:
-    return next(r for r in report["comparisons"]
-                if r["metric"] == metric and r["slice"] == slice_ and r["treatment"] == "treatment")
-
-
-def _close(record: dict) -> dict:
-    """`record` with its numbers compared up to float summation order."""
-    return {k: pytest.approx(v, rel=1e-6, abs=1e-6)
-            if isinstance(v, float) and not isinstance(v, bool) else v
-            for k, v in record.items()}
-
-
-def _cluster_variance(values: np.ndarray, units: np.ndarray) -> float:
-    """statsmodels' cluster-robust (CR0) variance of a mean, times K/(K-1) as the delta
-    method's sample variance of the linearised values has it."""
-    fit = sm.OLS(values, np.ones(len(values))).fit(
-        cov_type="cluster", cov_kwds={"groups": units, "use_correction": False})
-    k = len(np.unique(units))
-    return float(fit.bse[0] ** 2) * k / (k - 1)
+from tests.evaluation.unit_data import ARMS, cluster_variance, clustered, comparison
 
 
 def test_a_rate_of_units_that_send_many_requests_is_tested_per_unit(db: Database) -> None:
@@ -96,14 +50,14 @@ def test_a_rate_of_units_that_send_many_requests_is_tested_per_unit(db: Database
         "token_edit_distance"])
     assert report["analysis_unit_note"] is None
     for slice_ in (ALL, "a"):
-        rec = _record(report, "correction_rate", slice_)
+        rec = comparison(report, "correction_rate", slice_)
         assert rec["analysis_unit"] == "unit" and rec["kind"] == "mean"
         per_arm = {}
         for arm in ("control", "treatment"):
             kept = [r for r in rows[arm] if slice_ == ALL or r[1] == slice_]
             units = np.array([r[0] for r in kept])
             values = np.array([float(r[2]) for r in kept])
-            per_arm[arm] = (values.mean(), _cluster_variance(values, units),
+            per_arm[arm] = (values.mean(), cluster_variance(values, units),
                             len(np.unique(units)))
         (mean_c, var_c, k_c), (mean_t, var_t, k_t) = per_arm["control"], per_arm["treatment"]
         assert (rec["n_control"], rec["n_treatment"]) == (k_c, k_t)
@@ -134,7 +88,7 @@ def test_one_request_per_unit_keeps_the_exact_proportion_tests(db: Database) -> 
         report = experiment_results(s, exp)
     assert report["analysis_unit"] == {"per_unit": [], "per_prediction": {}}
     assert report["analysis_unit_note"] is None
-    rec = _record(report, "correction_rate")
+    rec = comparison(report, "correction_rate")
     assert rec["kind"] == "proportion" and rec["analysis_unit"] == "prediction"
 
 
@@ -149,18 +103,18 @@ def test_a_window_or_sums_from_before_the_upgrade_count_predictions_and_say_so(
         everything = experiment_results(s, exp)
         windowed = experiment_results(s, exp, until=later - timedelta(hours=1))
     assert whole["analysis_unit"]["per_unit"] == everything["analysis_unit"]["per_unit"] != []
-    assert _record(whole, "correction_rate") == _record(everything, "correction_rate")
+    assert comparison(whole, "correction_rate") == comparison(everything, "correction_rate")
     assert windowed["analysis_unit"]["per_unit"] == []
     assert windowed["analysis_unit"]["per_prediction"]["correction_rate"] == WINDOWED
     assert "count predictions as independent" in windowed["analysis_unit_note"]
-    assert _record(windowed, "correction_rate")["analysis_unit"] == "prediction"
+    assert comparison(windowed, "correction_rate")["analysis_unit"] == "prediction"
     with db.session() as s:  # as if the predictions were stored before unit_sums existed
         s.execute(delete(UnitSums).where(UnitSums.slice == "a"))
     with db.session() as s:
         old = experiment_results(s, exp)
     assert old["analysis_unit"]["per_unit"] == []
     assert STALE in old["analysis_unit_note"]
-    assert _record(old, "correction_rate")["kind"] == "proportion"
+    assert comparison(old, "correction_rate")["kind"] == "proportion"
 
 
 def test_a_recounted_window_is_tested_per_unit_on_its_own_predictions(db: Database) -> None:
@@ -188,14 +142,14 @@ def test_a_recounted_window_is_tested_per_unit_on_its_own_predictions(db: Databa
     assert windowed["analysis_unit"] == reference["analysis_unit"]
     assert windowed["analysis_unit"]["per_unit"] != [] and windowed["analysis_unit_note"] is None
     for metric in windowed["analysis_unit"]["per_unit"]:
-        got, want = _record(windowed, metric), _record(reference, metric)
+        got, want = comparison(windowed, metric), comparison(reference, metric)
         assert got["analysis_unit"] == "unit", metric
         for field in ("n_control", "n_treatment", "control_mean", "difference", "p_value",
                       "sequential_p_value"):
             expected = None if want[field] is None else pytest.approx(want[field], rel=1e-9)
             assert got[field] == expected, (metric, field)
-    assert _record(everything, "correction_rate")["control_mean"] != pytest.approx(
-        _record(windowed, "correction_rate")["control_mean"])  # the late hour is left out
+    assert comparison(everything, "correction_rate")["control_mean"] != pytest.approx(
+        comparison(windowed, "correction_rate")["control_mean"])  # the late hour is left out
 
 
 def test_a_recount_that_cannot_see_every_failure_keeps_that_metric_per_prediction(
@@ -313,88 +267,14 @@ def test_a_number_candidates_errors_are_tested_per_unit_with_their_intervals(
     assert {"absolute_error", "squared_error"} <= set(report["analysis_unit"]["per_unit"])
     units = np.array([u for u, _ in errors["control"]])
     values = np.array([e for _, e in errors["control"]])
-    variance, k = _cluster_variance(values, units), len(np.unique(units))
+    variance, k = cluster_variance(values, units), len(np.unique(units))
     half = scipy_stats.t.ppf(0.975, k - 1) * np.sqrt(variance)
     control = report["metrics"]["control"]["all"]
     assert control["mae"] == pytest.approx(values.mean())
     assert control["mae_interval"] == pytest.approx([max(values.mean() - half, 0),
                                                      values.mean() + half], rel=1e-9)
-    rec = _record(report, "absolute_error")
+    rec = comparison(report, "absolute_error")
     assert rec["analysis_unit"] == "unit" and rec["n_control"] == k
-
-
-def test_the_dashboards_arm_intervals_are_the_results_per_unit_ones(db: Database) -> None:
-    from dashboards import data
-    exp = add_experiment(db)
-    batch, rows = clustered(seed=9, units=15)
-    apply(db, batch)
-    with db.session() as s:
-        report = experiment_results(s, exp)
-    for slice_ in (ALL, "b"):
-        shown = {(r["variant"], r["metric"]): r for r in data.arm_intervals(db, exp, slice_)}
-        for arm in ("control", "treatment"):
-            row = shown[(arm, "correction_rate")]
-            assert [row["low"], row["high"]] == pytest.approx(
-                report["metrics"][arm][slice_]["correction_rate_ci"], rel=1e-12)
-            assert row["n"] == len({r[0] for r in rows[arm] if slice_ == ALL or r[1] == slice_})
-
-
-def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Database) -> None:
-    from evaluation.divergence import divergence_report
-    from tests.evaluation.helpers import add_candidate
-    exp = add_experiment(db)
-    offline = {"overall": {"n": 4000, "exact_match": 0.7}}
-    add_candidate(db, "cand-a", offline)
-    batch, rows = clustered(seed=21, units=40)
-    apply(db, batch)
-    with db.session() as s:
-        report = divergence_report(s, exp, tolerance=0.02)
-        windowed = divergence_report(s, exp, since=T0 - timedelta(hours=1))
-    row = next(r for r in report["slices"] if r["candidate"] == "cand-a" and r["slice"] == ALL)
-    units = np.array([r[0] for r in rows["control"]])
-    hits = np.array([float(not (r[2] and not r[3])) for r in rows["control"]])
-    variance = _cluster_variance(hits, units)
-    assert row["online"]["analysis_unit"] == "unit"
-    assert row["online"]["accuracy_bound"] == pytest.approx(hits.mean())
-    z = (hits.mean() - 0.7 + 0.02) / np.sqrt(variance + 0.7 * 0.3 / 4000)
-    assert row["z"] == pytest.approx(z, rel=1e-9)
-    # Wald's p with the delta method's variance, no smaller than the binomial tail at 0.68.
-    tail = scipy_stats.binom.cdf(hits.sum(), len(hits), 0.68)
-    assert row["p_value"] == pytest.approx(max(scipy_stats.norm.cdf(z), tail), rel=1e-9)
-    k = len(np.unique(units))
-    half = scipy_stats.t.ppf(0.975, k - 1) * np.sqrt(variance)
-    assert row["online"]["accuracy_ci"] == pytest.approx(
-        [max(hits.mean() - half, 0), min(hits.mean() + half, 1)], rel=1e-9)
-    # A window that holds every hour gives the same.
-    again = next(r for r in windowed["slices"] if r["candidate"] == "cand-a"
-                 and r["slice"] == ALL)
-    assert again["online"] == row["online"] and again["p_value"] == row["p_value"]
-
-
-def test_the_weekly_report_tests_per_unit_in_its_week_or_says_why_not(db: Database) -> None:
-    from dashboards.report.render import render_html
-    from evaluation.weekly import weekly_data
-    exp = add_experiment(db)
-    batch, _ = clustered(seed=5, units=10, experiment_id=exp)
-    apply(db, batch)
-    with db.session() as s:  # the whole experiment lies in the week: per unit
-        inside = weekly_data(s, "2026-W47")["experiments"][0]
-    assert {c["analysis_unit"] for c in inside["comparisons"]
-            if c["metric"] == "correction_rate"} == {"unit"}
-    assert inside["analysis_unit_note"] is None
-    apply(db, [prediction("next-week", experiment_id=exp, unit_id="control-0",
-                          at=T0 + timedelta(days=7))])
-    with db.session() as s:  # now the experiment runs on into the next week: its units are
-        week = weekly_data(s, "2026-W47")["experiments"][0]  # recounted in the week's hours
-    assert week["comparisons"] == [_close(c) for c in inside["comparisons"]]
-    assert week["analysis_unit_note"] is None
-    apply(db, [prediction("failed", experiment_id=exp, unit_id="control-1", error="timeout")])
-    as_stored_before_0023(db, "failed")
-    with db.session() as s:  # a failure the stored rows cannot show: that metric says why
-        failing = weekly_data(s, "2026-W47")
-    said = failing["experiments"][0]["analysis_unit_note"]
-    assert "count predictions as independent" in said and RECOUNTED in said
-    assert "Note: units sent up to" in render_html(failing)
 
 
 def test_units_spread_over_batches_and_a_replay_give_the_moments_of_their_requests(

@@ -1,0 +1,47 @@
+"""The service's own tables: its API keys and the heartbeats of its supervised loops.
+
+Kept apart from :mod:`core.store.models` (which imports them, so one metadata holds every table).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.store.models import Base, BigId
+
+
+class ComponentHeartbeat(Base):
+    """A supervised loop (relay, worker) says it is alive, how far behind it is, and how it last
+    failed; /readyz reads these rows, whichever process wrote them."""
+
+    __tablename__ = "component_heartbeats"
+
+    component: Mapped[str] = mapped_column(String(50), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    failing: Mapped[bool] = mapped_column(Boolean, default=False)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    lag_s: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; `prefix` lets people recognise it in lists."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    # The last dashboard logout: sessions this key started before it are over.
+    sessions_ended_at: Mapped[datetime | None]
