@@ -6,7 +6,8 @@ before a view runs, so nothing the worker cannot handle reaches the store or the
   JSON ``"\\ud800"`` cannot be stored in PostgreSQL nor written to the bus.
 - JSON is parsed with bounds: nesting deeper than ``MAX_DEPTH`` is refused before the parser
   recurses, and numbers must be finite and at most 2^53 in size (beyond it they are not exact
-  as floats, and no field needs them).
+  as floats, and no field needs them), except where a route says (the V2 infer route: tensor
+  data up to FP64's range, each tensor then checked against its own datatype's range).
 - A body over ``MAX_BODY_BYTES`` is refused from its Content-Length before it is read, and a
   body without one is cut off when it passes the limit (Werkzeug's ``MAX_CONTENT_LENGTH``).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
@@ -91,38 +92,45 @@ def _field(path: str) -> str:
     return f"'{path}'" if path else "the JSON body"
 
 
-def _in_range(value: Any) -> bool:
+def number_bound() -> float:
+    """The largest number this request's JSON may hold: MAX_NUMBER, unless its route set its
+    own (`request.json_number_bound`: tensor data, which a model may take up to FP64's range)."""
+    return getattr(request, "json_number_bound", MAX_NUMBER) if has_request_context() \
+        else MAX_NUMBER
+
+
+def _in_range(value: Any, bound: float) -> bool:
     """Whether a parsed value passes as it is: a number within the bounds, a boolean or null.
     Strings, objects, arrays and NaN or Infinity are for `_walk` to look into."""
     if value is None or isinstance(value, bool):
         return True
-    return isinstance(value, int | float) and abs(value) <= MAX_NUMBER  # inf: 1e999 overflowed
+    return isinstance(value, int | float) and abs(value) <= bound  # inf: 1e999 overflowed
 
 
-def _numbers_in_range(values: list) -> bool:
+def _numbers_in_range(values: list, bound: float) -> bool:
     """True for an array of numbers all within the bounds, in C's time (a tensor's data); False
     when any item needs a closer look."""
     try:
-        return max(map(abs, values), default=0) <= MAX_NUMBER
+        return max(map(abs, values), default=0) <= bound
     except TypeError:  # a string, null, object, array or NaN among them
         return False
 
 
-def _walk(value: Any, path: str) -> None:
+def _walk(value: Any, path: str, bound: float) -> None:
     if isinstance(value, str):
         check_text(value, _field(path))
     elif isinstance(value, dict):
         for key, item in value.items():
             if text_problem(key) is not None:
                 raise InputRefused(f"a field name in {_field(path)} {text_problem(key)}")
-            if not _in_range(item):
-                _walk(item, f"{path}.{key}" if path else key)
+            if not _in_range(item, bound):
+                _walk(item, f"{path}.{key}" if path else key, bound)
     elif isinstance(value, list):
-        if not _numbers_in_range(value):
+        if not _numbers_in_range(value, bound):
             for i, item in enumerate(value):
-                if not _in_range(item):
-                    _walk(item, f"{path}[{i}]")
-    elif not _in_range(value):
+                if not _in_range(item, bound):
+                    _walk(item, f"{path}[{i}]", bound)
+    elif not _in_range(value, bound):
         if isinstance(value, _OutOfRange):
             text = value.text
         elif isinstance(value, float) and not math.isfinite(value):
@@ -130,8 +138,9 @@ def _walk(value: Any, path: str) -> None:
         else:
             text = repr(value)
         text = text if len(text) <= 24 else text[:20] + "..."
+        limit = f"2^53 ({MAX_NUMBER})" if bound == MAX_NUMBER else f"{bound:.6g}"
         raise InputRefused(f"{_field(path)} holds the number {text}, which is out of range: "
-                           f"numbers must be finite and at most 2^53 ({MAX_NUMBER}) in size")
+                           f"numbers must be finite and at most {limit} in size")
 
 
 def parse_json(data: str | bytes) -> Any:
@@ -151,9 +160,10 @@ def parse_json(data: str | bytes) -> Any:
     depth = 0 if few else json_depth(text)
     if depth > MAX_DEPTH:
         raise InputRefused(f"the JSON body nests {depth} levels deep; the limit is {MAX_DEPTH}")
+    bound = number_bound()
     try:
         value = orjson.loads(text)
-        _walk(value, "")
+        _walk(value, "", bound)
         return value
     except (orjson.JSONDecodeError, InputRefused):
         pass  # said again, and precisely, below
@@ -162,10 +172,9 @@ def parse_json(data: str | bytes) -> Any:
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # past Python's 4,300 digits
             raise InputRefused("the JSON body holds a number of thousands of digits, which is "
-                               f"out of range: numbers must be at most 2^53 ({MAX_NUMBER}) in "
-                               "size") from None
+                               "out of range") from None
         raise
-    _walk(value, "")
+    _walk(value, "", bound)
     return value
 
 

@@ -200,7 +200,8 @@ class RemoteClient:
                               f"(its answer has the keys {sorted(answer)[:10]})")
         try:
             chunks = None if rest is None else Chunks(rest)
-            out = {t["name"]: read_tensor(t, chunks) for t in tensors}
+            # The model's answer: NaN and infinities in it are its own, kept as they are.
+            out = {t["name"]: read_tensor(t, chunks, finite=False) for t in tensors}
             if chunks is not None:
                 chunks.finish()
             return out
@@ -324,6 +325,9 @@ class RemoteClient:
             message = _message(payload, data)
             cls = {400: RemoteBadInput, 422: RemoteBadInput, 503: RemoteUnavailable}.get(
                 status, RemoteError)
+            if cls is RemoteBadInput:  # goes to the caller as it is: no server address in it
+                raise cls(f"the candidate's server refused the input ({status}): {message}",
+                          remote_status=status)
             raise cls(f"{self._what()} answered {status}: {message}", remote_status=status)
         if not isinstance(payload, dict):
             raise RemoteError(f"{self._what()} answered {status} with a body that is not a JSON "
@@ -376,7 +380,8 @@ def _message(payload: Any, data: bytes) -> str:
     """The server's own words: V2's {"error": ...}, FastAPI's {"detail": ...}, or the text."""
     if isinstance(payload, dict):
         for key in ("error", "detail", "message"):
-            if payload.get(key):
-                return str(payload[key])[:500]
+            if payload.get(key):  # FastAPI's detail is a list of objects: JSON, not a repr
+                said = payload[key]
+                return (said if isinstance(said, str) else json.dumps(said, default=str))[:500]
     text = data.decode("utf-8", "replace").strip()
     return text[:500] or "(empty body)"

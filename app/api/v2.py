@@ -13,36 +13,42 @@ says to leave the client's model version empty.
 Tensors come as JSON or, with the binary tensor data extension Triton's clients use, as raw bytes
 after a JSON header (`Inference-Header-Content-Length`); outputs go back as binary data when the
 request asks (`parameters.binary_data_output`, or `binary_data` on an output); BYTES outputs in
-JSON are base64, or plain UTF-8 strings for an output asked with `content_type: "str"` (as
-MLServer's clients ask). Any Content-Type is read as V2. A request names its unit (for sticky
-assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header; its `id` is echoed. The
-answer holds an `output` tensor (the prediction, of the candidate's output type) and the
-candidate's own output tensors; its `parameters` carry `prediction_id` and `receipt` (to correct
-it through /v1/corrections), and for admin keys the candidate, arm and experiment. The health
-routes are open, as probes are; the model routes need a `predict` key.
+JSON are plain UTF-8 strings marked `content_type: "str"` (as Triton's and MLServer's clients read
+them), base64 marked so for an output asked with `content_type: "base64"` or a value that is not
+UTF-8. Any Content-Type is read as V2; request parameters other than abvoc's own are the
+clients' (Triton's timeout, MLServer's content_type) and pass unread. A request names its unit
+(for sticky assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header; its `id` is
+echoed. The answer holds an `output` tensor (the prediction, of the candidate's output type) and
+the candidate's own output tensors; its `parameters` carry `prediction_id` and `receipt` (to
+correct it through /v1/corrections), and for admin keys the candidate, arm and experiment. The
+health routes and the server metadata (`GET /v2`) are open, as probes are; the model routes need
+a `predict` key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.metadata
 import math
-from typing import Any, NamedTuple
+import sys
+from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.predict import FORCE_HEADER
+from app.api.v2_outputs import answer as v2_answer
+from app.api.v2_outputs import flag, outputs, wanted_outputs
 from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError, NotFound
 from core.store import schema
-from core.v2_binary import BASE64, BINARY_OUTPUT, KEPT, TEXT
+from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
-from serving.bundles.binary import Chunks, kept, read_tensor, split, to_binary
-from serving.bundles.tensors import TensorError, to_v2
+from serving.bundles.binary import Chunks, kept, read_tensor, split
+from serving.bundles.tensors import TensorError
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
@@ -52,7 +58,11 @@ MAX_BODY_BYTES = 32 << 20
 # No request body of MAX_BODY_BYTES can hold more values than this.
 MAX_VALUES = MAX_BODY_BYTES // 2
 _BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
-_PARAMETER_KEYS = {"unit_id", "slice", BINARY_OUTPUT}
+# What clients add to a body: KServe's client names the model (and its version) in it.
+_CLIENT_KEYS = {"model_name", "model_version"}
+# Tensor data may hold any finite FP64 (or a UINT64): each tensor is held to its own datatype.
+TENSOR_NUMBER_BOUND = sys.float_info.max
+EXTENSIONS = ["binary_tensor_data"]
 _OUTPUT_DATATYPE = {"number": "FP64"}
 
 
@@ -72,6 +82,19 @@ def _text(value: Any, where: str, limit: int) -> str:
 
 def _scope(scope: str) -> str:
     return _text(scope, "the model name (the experiment's traffic scope)", 100)
+
+
+@bp.get("/v2")
+def server_metadata():  # noqa: ANN201
+    """The protocol's server metadata (open, as the health routes are)."""
+    return jsonify({"name": "abvoc", "version": _version(), "extensions": EXTENSIONS})
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("abvoc")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+        return "unknown"
 
 
 @bp.get("/v2/health/live")
@@ -101,7 +124,7 @@ def _candidate_of(scope: str) -> tuple[str, str | None]:
     if experiment is not None:
         control = next(a for a in experiment["arms"] if a["control"])
         return control["candidate"], control.get("version")
-    return serving.predict.default_candidate(), None
+    return serving.predict.default_candidate(scope), None
 
 
 @bp.get("/v2/models/<scope>")
@@ -117,7 +140,7 @@ def metadata(scope: str):  # noqa: ANN201
     kind = output.get("type", "json")
     body: dict[str, Any] = {
         "name": scope, "platform": "abvoc",
-        "inputs": described.get("inputs") or [],
+        "inputs": [_one_item(t, kind) for t in described.get("inputs") or []],
         "outputs": [{"name": "output", "datatype": _OUTPUT_DATATYPE.get(kind, "BYTES"),
                      "shape": [1], "parameters": {"output_type": kind,
                                                   **({"classes": output["classes"]}
@@ -127,6 +150,15 @@ def metadata(scope: str):  # noqa: ANN201
         body["versions"] = [info.version]
         body["parameters"] = {"candidate": info.name}
     return jsonify(body)
+
+
+def _one_item(tensor: dict[str, Any], kind: str) -> dict[str, Any]:
+    """An input as a request gives it: one item on the batch axis (-1 first) of a candidate
+    whose answer is one prediction (servable.one_item), any number for JSON answers."""
+    shape = tensor["shape"]
+    if kind != "json" and shape and shape[0] == -1:
+        return {**tensor, "shape": [1, *shape[1:]]}
+    return tensor
 
 
 @bp.get("/v2/models/<scope>/ready")
@@ -160,6 +192,7 @@ def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
     the size check every request gets)."""
     if endpoint in ("v2.infer", "v2.versioned"):
         request.max_content_length = MAX_BODY_BYTES
+        request.json_number_bound = TENSOR_NUMBER_BOUND  # app.inputs reads it
 
 
 @bp.post("/v2/models/<scope>/infer")
@@ -170,17 +203,17 @@ def infer(scope: str):  # noqa: ANN201
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
                          "tensors) and the unit in 'parameters.unit_id'")
-    unknown = sorted(set(body) - _BODY_KEYS)
+    unknown = sorted(set(body) - _BODY_KEYS - _CLIENT_KEYS)
     if unknown:
         raise AbvocError(f"unknown field(s) {unknown}; a V2 request has {sorted(_BODY_KEYS)}")
-    request_id = None if body.get("id") is None else _text(body["id"], "'id'", 200)
+    _same_model(scope, body)
+    request_id = None if body.get("id") is None else _id(body["id"])
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise AbvocError("'parameters' must be an object")
-    unknown = sorted(set(params) - _PARAMETER_KEYS)
-    if unknown:
-        raise AbvocError(f"unknown parameter(s) {unknown}; use {sorted(_PARAMETER_KEYS)}")
-    all_binary = _flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
+    # Other request parameters are the clients' own (MLServer's content_type, Triton's timeout
+    # and priority): the protocol leaves them to each server, and abvoc reads only these.
+    all_binary = flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
     unit_id = params.get("unit_id") or request.headers.get(UNIT_HEADER)
     if unit_id is None:
         raise AbvocError(f"give the unit (user or session) this request is for: "
@@ -188,7 +221,7 @@ def infer(scope: str):  # noqa: ANN201
     unit_id = _text(unit_id, "the unit id", 200)
     slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
     inputs = _inputs(body.get("inputs"), chunks)
-    wanted = _wanted(body.get("outputs"), all_binary)
+    wanted = wanted_outputs(body.get("outputs"), all_binary)
     force = request.headers.get(FORCE_HEADER)
     admin = "admin" in current_scopes()
     if force and not admin:
@@ -205,7 +238,25 @@ def infer(scope: str):  # noqa: ANN201
     out: dict[str, Any] = {"model_name": scope, "parameters": parameters}
     if request_id is not None:
         out["id"] = request_id
-    return _answer(out, _outputs(answer, wanted), wanted)
+    return v2_answer(out, outputs(answer, wanted), wanted)
+
+
+def _same_model(scope: str, body: dict[str, Any]) -> None:
+    """A body that names its model (as KServe's client does) names the one in the URL, with no
+    version (the router picks the version)."""
+    name, version = body.get("model_name"), body.get("model_version")
+    if name is not None and name != scope:
+        raise AbvocError(f"'model_name' is {str(name)[:100]!r} but the URL's model is "
+                         f"{scope!r}; leave it out or make them the same")
+    if version not in (None, ""):
+        raise AbvocError(f"'model_version' is {str(version)[:100]!r}: abvoc's router picks the "
+                         "candidate and its version for each unit; leave it empty")
+
+
+def _id(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise AbvocError("'id' must be a string of at most 200 characters")
+    return value
 
 
 def _body() -> tuple[Any, Chunks | None]:
@@ -225,12 +276,6 @@ def _body() -> tuple[Any, Chunks | None]:
                                f"length the {BINARY_HEADER} header gives") from None
     head, rest = split(request.get_data(cache=True), header_length)
     return read_json(head), Chunks(rest)
-
-
-def _flag(value: Any, where: str) -> bool:
-    if value is not None and not isinstance(value, bool):
-        raise AbvocError(f"{where} must be true or false")
-    return bool(value)
 
 
 def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
@@ -264,40 +309,6 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
     return inputs
 
 
-class Asked(NamedTuple):
-    """How the request wants one output: as binary data, or in JSON as text (BYTES as plain
-    UTF-8 strings, `content_type` "str") rather than base64."""
-
-    binary: bool
-    text: bool = False
-
-
-def _wanted(raw: Any, all_binary: bool) -> dict[str, Asked] | None:
-    """The outputs asked for and how; None: all of them, as JSON; {"*": ...}: all of them, as
-    binary data (`binary_data_output`)."""
-    if raw is None:
-        return {"*": Asked(binary=True)} if all_binary else None
-    if not isinstance(raw, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
-        raise AbvocError("'outputs' must be a list of {\"name\": ...} objects")
-    wanted = {}
-    for o in raw:
-        where = f"output {o['name']!r}"
-        params = o.get("parameters") or {}
-        if not isinstance(params, dict) or set(params) - {"binary_data", "content_type"}:
-            raise AbvocError(f"{where}: the parameters abvoc reads are 'binary_data' (true or "
-                             "false) and 'content_type' ('str' or 'base64', for BYTES in JSON); "
-                             "for a label ask for the 'output' tensor, which holds it")
-        content_type = params.get("content_type")
-        if content_type not in (None, TEXT, BASE64):
-            raise AbvocError(f"{where}: 'parameters.content_type' must be {TEXT!r} (BYTES as "
-                             f"plain UTF-8 strings) or {BASE64!r}")
-        wanted[o["name"]] = Asked(
-            _flag(params.get("binary_data", all_binary), f"{where}: 'parameters.binary_data'"),
-            content_type == TEXT)
-    return wanted
-
-
 def _hash(inputs: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(inputs):
@@ -310,40 +321,3 @@ def _hash(inputs: dict[str, np.ndarray]) -> str:
         else:
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:32]
-
-
-def _outputs(answer: dict[str, Any], wanted: dict[str, Asked] | None
-             ) -> list[tuple[str, np.ndarray]]:
-    """The prediction as the `output` tensor, then the candidate's own tensors; only those
-    asked for when the request names its `outputs`."""
-    value = answer["output"]
-    if answer["output_type"] == "number":
-        first = np.array([value], dtype=np.float64)
-    else:
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        first = np.array([text], dtype=object)
-    tensors = [("output", first)]
-    tensors += [(n, a) for n, a in answer["tensors"].items() if n != "output"]
-    if wanted is not None and "*" not in wanted:
-        tensors = [t for t in tensors if t[0] in wanted]
-    return tensors
-
-
-def _answer(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
-            wanted: dict[str, Asked] | None) -> Response:
-    """The V2 answer: JSON, or a JSON header and the binary data of the outputs asked for so."""
-    asked = {n: (wanted.get(n) or wanted.get("*") or Asked(False)) if wanted else Asked(False)
-             for n, _ in tensors}
-    out["outputs"], raws = [], []
-    for name, array in tensors:
-        if asked[name].binary:
-            tensor, raw = to_binary(name, array)
-            raws.append(raw)
-        else:
-            tensor = to_v2(name, array, text=asked[name].text)
-        out["outputs"].append(tensor)
-    if not raws:
-        return jsonify(out)
-    head = current_app.json.dumps(out).encode()
-    return Response(b"".join([head, *raws]), mimetype="application/octet-stream",
-                    headers={BINARY_HEADER: str(len(head))})

@@ -14,7 +14,9 @@ V2_TENSOR = {
         "datatype": {"enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
                               "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"]},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "data": {"description": "row-major values; BYTES as strings, base64 when "
+        "data": {"description": "row-major values, flat or nested; numbers as the datatype "
+                                "holds them (integers for INT/UINT, true/false for BOOL, "
+                                "within its range); BYTES as strings, base64 when "
                                 "parameters.content_type is 'base64'"},
         "parameters": {"type": "object"}},
 }
@@ -31,8 +33,14 @@ def v2_paths() -> dict[str, Any]:
     request_body = {
         "type": "object", "required": ["inputs"], "additionalProperties": False,
         "properties": {
-            "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-            "parameters": {"type": ["object", "null"], "additionalProperties": False,
+            "id": {"type": ["string", "null"], "maxLength": 200},
+            "model_name": {"type": ["string", "null"],
+                           "description": "the URL's model, if given (KServe's client sends it)"},
+            "model_version": {"type": ["string", "null"], "maxLength": 0,
+                              "description": "empty: the router picks the version"},
+            "parameters": {"type": ["object", "null"],
+                           "description": "abvoc reads these; others (a client's own, e.g. "
+                                          "timeout, priority, content_type) pass unread",
                            "properties": {
                                "unit_id": {"type": ["string", "null"], "maxLength": 200},
                                "slice": {"type": ["string", "null"], "minLength": 1,
@@ -51,7 +59,8 @@ def v2_paths() -> dict[str, Any]:
                                                   "content_type": {
                                                       "enum": ["str", "base64", None],
                                                       "description": "BYTES in JSON: plain "
-                                                      "UTF-8 strings or base64"}}}}}}}}
+                                                      "UTF-8 strings (the default) or "
+                                                      "base64"}}}}}}}}
     response = {
         "type": "object", "required": ["model_name", "outputs", "parameters"],
         "properties": {
@@ -89,6 +98,13 @@ def v2_paths() -> dict[str, Any]:
     answered = json_response(response)
     answered["content"]["application/octet-stream"] = binary
     return {
+        "/v2": {"get": {"summary": "V2 server metadata: name, version and the protocol "
+                                   "extensions served (binary tensor data)", "responses": {
+            "200": json_response({"type": "object", "required": ["name", "version", "extensions"],
+                                  "properties": {"name": {"type": "string"},
+                                                 "version": {"type": "string"},
+                                                 "extensions": {"type": "array",
+                                                                "items": {"type": "string"}}}})}}},
         "/v2/health/live": {"get": {"summary": "V2 liveness", "responses": {
             "200": json_response({"type": "object", "required": ["live"],
                           "properties": {"live": {"type": "boolean"}}})}}},

@@ -72,11 +72,14 @@ class Chunks:
                               f"tensors that name their {SIZE}; send only those")
 
 
-def read_tensor(tensor: Mapping[str, Any], chunks: Chunks | None) -> np.ndarray:
-    """A V2 tensor from its JSON `data`, or from the binary part when it names its size."""
+def read_tensor(tensor: Mapping[str, Any], chunks: Chunks | None,
+                finite: bool = True) -> np.ndarray:
+    """A V2 tensor from its JSON `data`, or from the binary part when it names its size;
+    `finite` as :func:`from_v2` has it for JSON (binary data may carry NaN: a model's inputs may
+    mean missing values by it)."""
     size = (tensor.get("parameters") or {}).get(SIZE)
     if size is None:
-        return from_v2(tensor)
+        return from_v2(tensor, finite=finite)
     name = tensor.get("name", "?")
     if chunks is None:
         raise TensorError(f"tensor {name!r} gives its {SIZE} but the body has no {HEADER} "

@@ -30,7 +30,7 @@ from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
-from serving.bundles.tensors import V2_TO_NUMPY, TensorError
+from serving.bundles.tensors import TensorError, fit, v2_name
 from serving.bundles.validate import validate_bundle
 
 _ANSWER = "\0answer\0"
@@ -163,16 +163,12 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) 
 
 
 def as_datatype(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
-    """`array` in the declared V2 datatype where numpy casts it within its kind (INT64 data for
-    an INT32 input), or a TensorError saying `what` must be; one rule for requests and for the
-    offline test's lines, so a line serving would refuse is refused before the model runs."""
+    """`array` in the declared V2 datatype where the cast keeps its values (tensors.fit: INT64
+    data for an INT32 input, FP64 for FP32, within their range), or a TensorError saying `what`
+    must be; one rule for requests and for the offline test's lines, so a line serving would
+    refuse is refused before the model runs."""
     if datatype == "BYTES":
         if array.dtype.kind not in "OSU":
-            raise TensorError(f"{what} must be BYTES, got {array.dtype}")
+            raise TensorError(f"{what} must be BYTES, got {v2_name(array.dtype)}")
         return array.astype(object)
-    want = V2_TO_NUMPY[datatype]
-    if array.dtype == want:
-        return array
-    if not np.can_cast(array.dtype, want, casting="same_kind"):
-        raise TensorError(f"{what} must be {datatype}, got {array.dtype}")
-    return array.astype(want)
+    return fit(array, datatype, what)

@@ -21,6 +21,10 @@ import orjson
 from core.errors import AbvocError
 from core.v2_binary import BASE64, NUMPY_TO_V2, TEXT, V2_TO_NUMPY
 
+MAX_DIMENSIONS = 32
+"""The most dimensions a tensor's shape may have (numpy's own limit is 64; no model input has
+nearly as many)."""
+
 
 class TensorError(AbvocError):
     """A tensor is malformed: the message names it and says what is wrong."""
@@ -86,8 +90,10 @@ def _as_list(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
-    """A V2 JSON tensor as an array of its datatype and shape, or a TensorError naming it."""
+def from_v2(tensor: Mapping[str, Any], *, finite: bool = True) -> np.ndarray:
+    """A V2 JSON tensor as an array of its datatype and shape, or a TensorError naming it.
+    `finite`: NaN and infinities are refused (a request's inputs; a model's answer may hold
+    them)."""
     name, datatype, shape, size = signature(tensor)
     data = tensor.get("data")
     if datatype == "BYTES":
@@ -95,14 +101,82 @@ def from_v2(tensor: Mapping[str, Any]) -> np.ndarray:
         check_size(name, shape, size, len(flat))
         encoded = (tensor.get("parameters") or {}).get("content_type") == BASE64
         return bytes_array([_bytes_value(name, v, encoded) for v in flat], shape)
-    # numpy reads flat and nested (row-major) lists alike, in C: no Python step per value.
-    values = data if isinstance(data, list) else [] if data is None else [data]
-    try:
-        array = np.asarray(values, dtype=V2_TO_NUMPY[datatype])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise TensorError(f"tensor {name!r}: data is not {datatype}: {exc}") from exc
+    array = json_values(data if isinstance(data, list) else [] if data is None else [data],
+                        datatype, f"tensor {name!r}", finite)
     check_size(name, shape, size, array.size)
     return array.reshape(shape)
+
+
+def json_values(values: Any, datatype: str, where: str, finite: bool = True) -> np.ndarray:
+    """JSON data as an array of `datatype`, refusing what a cast would change: strings and null
+    (numpy reads "nan" and null as NaN), booleans for numbers and numbers for BOOL, fractions
+    for integers, values past the datatype's range. numpy reads the list once, in C, in the
+    type the JSON values have (flat and nested row-major lists alike); the checks are on that
+    array. `where` names the tensor in messages."""
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        raise TensorError(f"{where}: its nested data is ragged; every row must hold the same "
+                          "number of values") from None
+    kind = array.dtype.kind
+    if array.size == 0:
+        return array.astype(V2_TO_NUMPY[datatype])
+    if datatype == "BOOL":
+        if kind != "b":
+            raise TensorError(f"{where}: BOOL data must be true or false")
+        return array
+    if kind not in "iuf":
+        raise TensorError(f"{where}: {datatype} data must be JSON numbers within its range, "
+                          "not strings, booleans or null")
+    if finite and kind == "f" and not np.isfinite(array).all():  # a lenient parser's NaN
+        raise TensorError(f"{where} holds a number that is not finite (NaN or Infinity)")
+    if kind == "f" and datatype[0] in "IU":  # numbers written with a point, or mixed
+        if not np.all(np.trunc(array) == array):
+            raise TensorError(f"{where}: {datatype} data must be integers")
+        info = np.iinfo(V2_TO_NUMPY[datatype])
+        above = 2.0 ** (info.bits - (info.min < 0))  # the first value past it, exact as a float
+        if array.min() < info.min or array.max() >= above:
+            raise TensorError(f"{where}: its values must lie within {datatype}'s range "
+                              f"[{info.min}, {info.max}]")
+        if np.abs(array).max() > 2**53:  # read as floats, no longer exact
+            raise TensorError(f"{where}: {datatype} values past 2^53 must be written as JSON "
+                              "integers (no decimal point), and not mixed with ones past "
+                              "INT64's range")
+        array = array.astype(np.int64)
+    return fit(array, datatype, where)
+
+
+def fit(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
+    """A numeric `array` in `datatype` where the cast keeps its values: within a kind (INT64 data
+    for an INT32 input, FP64 for FP32) or widening (integers or booleans to floats), never past
+    the datatype's range (an integer that would wrap, a float that would overflow to infinity);
+    else a TensorError saying what `what` must be."""
+    want = V2_TO_NUMPY[datatype]
+    if array.dtype == want:
+        return array
+    integers = array.dtype.kind in "iu" and want.kind in "iu"  # signed or not: by range
+    if array.dtype.kind in "OSU" or not (
+            integers or np.can_cast(array.dtype, want, casting="same_kind")):
+        raise TensorError(f"{what} must be {datatype}, got {v2_name(array.dtype)}")
+    if integers and array.size:
+        info = np.iinfo(want)
+        if array.min() < info.min or array.max() > info.max:
+            raise TensorError(f"{what}: its values must lie within {datatype}'s range "
+                              f"[{info.min}, {info.max}]")
+    with np.errstate(over="ignore"):  # an overflow is refused below
+        out = array.astype(want)
+    if want.kind == "f" and array.dtype.itemsize >= want.itemsize:
+        overflowed = ~np.isfinite(out) & np.isfinite(array)
+        if overflowed.any():
+            limit = float(np.finfo(want).max)
+            raise TensorError(f"{what}: its values must lie within {datatype}'s range "
+                              f"(at most {limit:.6g} in size)")
+    return out
+
+
+def v2_name(dtype: np.dtype) -> str:
+    """The V2 datatype a numpy dtype holds, for messages (numpy's own name where none)."""
+    return "BYTES" if dtype.kind in "OSU" else NUMPY_TO_V2.get(dtype, str(dtype))
 
 
 def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
@@ -115,6 +189,9 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
                                               and d >= 0 for d in shape):
         raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise TensorError(f"tensor {name!r}: its shape has {len(shape)} dimensions; at most "
+                          f"{MAX_DIMENSIONS} are taken")
     # math.prod is exact (numpy's int64 product wraps), and 20× quicker for a short list.
     return name, datatype, shape, math.prod(shape)
 

@@ -14,9 +14,10 @@ from app.auth import SCOPES, KeyCache, create_key, revoke_key
 from core.store.db import Database
 from core.store.models import ApiKey
 
-# Probes are open, as /healthz and /readyz are; the V2 model routes need a key.
+# Probes are open, as /healthz and /readyz are, and so is the V2 server metadata (a name, a
+# version, the extensions: what a client asks before it has a key); the model routes need one.
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/static/<path:filename>",
-          "/v2/health/live", "/v2/health/ready"}
+          "/v2", "/v2/health/live", "/v2/health/ready"}
 
 
 def concrete(rule: str) -> list[str]:

@@ -54,8 +54,9 @@ def test_bundle_and_remote_server_split_in_one_experiment(
 
     meta = client.get("/v2/models/flowers", headers=predictor)
     assert meta.status_code == 200, meta.get_json()
+    # The bundle takes [-1, 4]; a request holds one item (a label is one prediction).
     assert meta.get_json()["inputs"] == [{"name": "features", "datatype": "FP32",
-                                          "shape": [-1, 4]}]
+                                          "shape": [1, 4]}]
     assert meta.get_json()["outputs"][0]["parameters"] == {"output_type": "label",
                                                            "classes": CLASSES}
     assert "parameters" not in meta.get_json()  # which candidate: admin keys only
@@ -143,9 +144,8 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
     assert event["output"] == output_of(body)
     probabilities = next(t for t in body["outputs"] if t["name"] == "probabilities")
     assert event["confidence"] == pytest.approx(max(probabilities["data"]), rel=1e-6)
-    assert base64.b64decode(
-        next(t for t in body["outputs"] if t["name"] == "label")["data"][0]).decode() \
-        == event["output"]
+    label = next(t for t in body["outputs"] if t["name"] == "label")
+    assert label["parameters"] == {"content_type": "str"} and label["data"] == [event["output"]]
     assert np.isclose(sum(probabilities["data"]), 1.0, atol=1e-5)
 
 

@@ -37,8 +37,9 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,
 
     assert got["live"] and got["ready"] and got["model_ready"]
     assert got["metadata"]["name"] == "flowers"
+    assert got["server"]["name"] == "abvoc" and "binary_tensor_data" in got["server"]["extensions"]
     assert got["metadata"]["inputs"] == [{"name": "features", "datatype": "FP32",
-                                          "shape": [-1, 4]}]
+                                          "shape": [1, 4]}]
     bare = ort.InferenceSession(str(EXAMPLE / "model.onnx"), providers=["CPUExecutionProvider"])
     probabilities = bare.run(["probabilities"], {"features": rows})[0]
     answers = got["answers"]

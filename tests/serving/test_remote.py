@@ -183,6 +183,16 @@ def test_bad_input_answer_is_a_400(
             pytest.raises(RemoteBadInput, match=r"features must be \[-1, 4\]") as info:
         client.infer({"features": _flowers(1)})
     assert info.value.status == 400 and picky.hits == 1
+    # It reaches the caller as it is: no server address, and FastAPI's list of problems (a 422
+    # body of MLServer's) as JSON, not a Python repr.
+    assert picky.url.split("//")[1] not in info.value.message
+    detail = [{"type": "json_invalid", "loc": ["body", 70], "msg": "JSON decode error"}]
+    fastapi = stub_server(lambda h, body: reply(h, 422, {"detail": detail}))
+    with RemoteClient(fastapi.url, "iris", timeout_ms=2000) as client, \
+            pytest.raises(RemoteBadInput) as info:
+        client.infer({"features": _flowers(1)})
+    assert info.value.message == ("the candidate's server refused the input (422): "
+                                  + json.dumps(detail))
 
 
 def test_nothing_listening_is_unavailable_quickly() -> None:

@@ -145,10 +145,19 @@ def kserve(model_path: Path, model: str = "iris") -> InferenceServer:
 def triton_client(spec: dict) -> dict:
     """Runs Triton's Python HTTP client against `spec["url"]` (inference_runtimes/
     triton_http_client.py in its own environment); what its calls gave back."""
-    python = venv_python(TRITONCLIENT_VENV)
-    done = subprocess.run([str(python), str(RUNTIMES / "triton_http_client.py")],
+    return _client(TRITONCLIENT_VENV, "triton_http_client.py", "Triton's client", spec)
+
+
+def kserve_client(spec: dict) -> dict:
+    """Runs KServe's V2 REST client against `spec["url"]` (inference_runtimes/
+    kserve_rest_client.py in KServe's environment); what its calls gave back."""
+    return _client(KSERVE_VENV, "kserve_rest_client.py", "KServe's client", spec)
+
+
+def _client(venv: Path, script: str, what: str, spec: dict) -> dict:
+    done = subprocess.run([str(venv_python(venv)), str(RUNTIMES / script)],
                           input=json.dumps(spec), capture_output=True, text=True, timeout=300,
                           env=clean_env(RUNTIMES))
     if done.returncode != 0:
-        raise AssertionError(f"Triton's client failed:\n{done.stderr[-3000:]}")
+        raise AssertionError(f"{what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)

@@ -87,12 +87,14 @@ def infer_body(row: np.ndarray, unit: str | None = None, **extra: Any) -> dict[s
 
 
 def output_of(answer: dict[str, Any]) -> str:
-    """The `output` tensor's one value (a label: BYTES, base64)."""
+    """The `output` tensor's one value (a label: BYTES, as text unless asked as base64)."""
     import base64
 
     tensor = next(t for t in answer["outputs"] if t["name"] == "output")
-    assert tensor["parameters"]["content_type"] == "base64"
-    return base64.b64decode(tensor["data"][0]).decode()
+    if tensor["parameters"]["content_type"] == "base64":
+        return base64.b64decode(tensor["data"][0]).decode()
+    assert tensor["parameters"]["content_type"] == "str"
+    return tensor["data"][0]
 
 
 def stored_predictions(session: Session) -> int:
