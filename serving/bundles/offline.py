@@ -26,6 +26,7 @@ directly, without the batcher's wait).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import time
@@ -37,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from core.errors import AbvocError
 from core.latex import TokenVocabulary
@@ -52,7 +54,7 @@ from serving.bundles.manifest import (
 from serving.bundles.offline_labels import stored_answer, truth
 from serving.bundles.offline_metrics import ALL, OfflineError, check_imported, summarize
 from serving.bundles.runner import as_datatype
-from serving.bundles.tensors import V2_TO_NUMPY, TensorError
+from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
 from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 
@@ -106,7 +108,9 @@ def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
 def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example:
     where = f"{path.name} line {number}"
     with not_too_deep(where):  # numpy and the schema check recurse per level, as json does
-        return _checked_example(parse_json(raw, where), number, where, path, manifest)
+        # Tensor data is bounded by its datatype (json_values), not by parse_json's 2^53.
+        return _checked_example(parse_json(raw, where, free=("inputs",)), number, where, path,
+                                manifest)
 
 
 def _checked_example(item: Any, number: int, where: str, path: Path,
@@ -132,7 +136,7 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
                                or slice_ == ALL):
         raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
                            f"{ALL!r}, got {slice_!r}")
-    if slice_ is not None and (problem := text_problem(slice_)) is not None:
+    if slice_ is not None and (problem := text_problem(slice_, controls=True)) is not None:
         raise OfflineError(f"{where}: 'slice' {problem}, got {slice_!r}")
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)
@@ -155,14 +159,10 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
         if any(not isinstance(v, bytes) for v in array.flat):
             raise OfflineError(f"{where} is BYTES: give strings")
     else:
-        try:
-            array = np.asarray(value, dtype=V2_TO_NUMPY[spec.datatype])
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise OfflineError(f"{where} is not a regular nested list of {spec.datatype} "
-                               f"values: {exc}") from exc
-        if array.dtype.kind == "f" and not np.isfinite(array).all():  # as the API's JSON
-            raise OfflineError(f"{where} holds a number that is not finite (NaN, or beyond the "
-                               f"range of {spec.datatype}, e.g. 1e309)")
+        try:  # the rule the API holds JSON tensors to
+            array = json_values(value, spec.datatype, where)
+        except TensorError as exc:
+            raise OfflineError(exc.message) from exc
     want = len(spec.shape)
     batched = batched and want > 0 and spec.shape[0] == -1
     if array.ndim == want - 1 and batched:
@@ -204,17 +204,40 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
     if not path.is_file():
         raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
     if name.endswith(".npy"):
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
-            raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
-                               "numpy.save from a numeric array)") from exc
+        return _npy(path, name, where)
     if spec.datatype != "BYTES":
         raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
                            f"takes; this input is {spec.datatype} (use a .npy file)")
     array = np.empty(1, dtype=object)
     array[0] = path.read_bytes()
     return array
+
+
+def _npy(path: Path, name: str, where: str) -> np.ndarray:
+    """The array of a .npy file whose header's claimed size is the file's: numpy allocates what
+    the header claims before it reads (10^15 values are a MemoryError traceback, a few billion a
+    real allocation of gigabytes), so a false claim is refused first."""
+    try:
+        with path.open("rb") as f:
+            version = npy_format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):  # 3.0 is 2.0 with a UTF-8 header
+                raise ValueError(f"unknown .npy version {version}")
+            read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
+                           else npy_format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            held = os.fstat(f.fileno()).st_size - f.tell()
+            values = math.prod(shape)
+            if dtype.hasobject or dtype.itemsize == 0 or any(d < 0 for d in shape):
+                raise ValueError("not an array of numbers")
+            if values * dtype.itemsize != held:
+                raise OfflineError(f"{where}: {name!r} claims {values} values of {dtype} "
+                                   f"({values * dtype.itemsize} bytes) but holds {held} bytes; "
+                                   "write it again with numpy.save")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
+        raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
+                           "numpy.save from a numeric array)") from exc
 
 
 # --- running and storing ------------------------------------------------------------------------

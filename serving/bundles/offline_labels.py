@@ -1,8 +1,9 @@
 """The truth of an offline example and the candidate's answer, in one form each: a label as the
-output type holds it (a class, a string, a finite number, a JSON value as its canonical JSON
-text), checked as corrections are (a class of the candidate's, text without lone surrogates or
+output type holds it (a class, a string, a finite number, a JSON value as the store's text of
+it), checked as corrections are (a class of the candidate's, text without lone surrogates or
 NUL, LaTeX that parses, a number that is finite, JSON valid against the output schema), and an
-answer in the same form, so the two compare as serving compares them."""
+answer in the same form, so the two compare as the online metrics compare them: a JSON value
+through :func:`core.events.value_text`, the one rule for both, in which 2 and 2.0 are equal."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from core.events import value_text
 from core.latex import validate_latex
 from core.output_types import schema_error
 from core.text import text_problem
@@ -44,7 +46,7 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
         label = float(label)
     else:
         _check_json(output, label, where)
-        label = json.dumps(label, sort_keys=True)
+        label = value_text(label, "json")
     return label
 
 
@@ -56,5 +58,5 @@ def _check_json(output: OutputSpec, value: Any, where: str) -> None:
 
 def stored_answer(output: OutputSpec, value: Any) -> Any:
     """An answer as serving reads it (:func:`serving.outputs.read_answer`), in the form
-    :func:`truth` keeps labels: a `json` value as its canonical JSON text."""
-    return json.dumps(value, sort_keys=True) if output.type == "json" else value
+    :func:`truth` keeps labels: a `json` value as the store's text of it, as online."""
+    return value_text(value, "json") if output.type == "json" else value

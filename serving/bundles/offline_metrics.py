@@ -9,7 +9,7 @@ A row holds ``n`` and the metric of the output type:
 ``text``       ``exact_match`` (the same words) and ``token_edit_distance`` (over words, 0..1)
 ``latex``      ``exact_match`` (the same LaTeX tokens) and ``token_edit_distance`` (over them)
 ``number``     ``mae``, ``rmse`` and ``mean_error`` (answer minus truth)
-``json``       ``exact_match`` (equal after canonical encoding)
+``json``       ``exact_match`` (equal as the store's JSON text, as online: 2 and 2.0 alike)
 =============  ==============================================================================
 
 plus ``latency_p50_ms``/``latency_p99_ms`` when the test timed the examples. Results computed
@@ -161,7 +161,7 @@ def _slice_name(name: str) -> str:
     if not name or len(name) > 100 or name == ALL:
         raise OfflineError(f"slice name {name!r} must be 1 to 100 characters and not {ALL!r} "
                            "(the online name of the whole)")
-    if (problem := text_problem(name)) is not None:
+    if (problem := text_problem(name, controls=True)) is not None:
         raise OfflineError(f"slice name {name!r} {problem}")
     return name
 

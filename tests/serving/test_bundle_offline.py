@@ -120,7 +120,9 @@ DATASET_REFUSALS = [
     ({**GOOD, "inputs": {"features": [1, 2, 3, 4, 5]}}, r"line 2: input 'features' has shape \[1,"
                                                          r" 5\]; the candidate takes \[-1, 4\]"),
     ({**GOOD, "inputs": {"features": [[1, 2, 3, 4], [1, 2, 3, 4]]}}, r"holds 2 items along the"),
-    ({**GOOD, "inputs": {"features": [1, 2, "x", 4]}}, r"not a regular nested list of FP32"),
+    ({**GOOD, "inputs": {"features": [1, 2, "x", 4]}}, r"'features': FP32 data must be JSON num"),
+    ({**GOOD, "inputs": {"features": [1, 2, 1e39, 4]}}, r"'features': its values must lie within"),
+    ({**GOOD, "inputs": {"features": [[1, 2], [3]]}}, r"'features': its nested data is ragged"),
     ({**GOOD, "inputs": {"features": "gone.npy"}}, r"file 'gone.npy' does not exist beside"),
     ({**GOOD, "inputs": {"features": "/etc/x.npy"}}, r"must be a relative path beside"),
     ({**GOOD, "inputs": {"features": "out.npy"}}, r"must be a relative path beside"),
@@ -137,7 +139,7 @@ DATASET_REFUSALS = [
     ({**GOOD, "inputs": {"features": "complex.npy"}},
      r"^set.jsonl line 2: input 'features' must be FP32, got complex128$"),
     ({**GOOD, "inputs": {"features": "words.npy"}},
-     r"^set.jsonl line 2: input 'features' must be FP32, got <U1$"),
+     r"^set.jsonl line 2: input 'features' must be FP32, got BYTES$"),
 ]
 
 
@@ -360,6 +362,7 @@ IMPORT_REFUSALS = [
     (_with(("slices", "\ud800"), {"n": 10, "accuracy": 0.9}),
      r"^slice name '\\ud800' must be valid Unicode text"),
     (_with(("slices", "a\x00"), {"n": 10, "accuracy": 0.9}), r"^slice name 'a\\x00' must not"),
+    (_with(("slices", "a\x07b"), {"n": 10, "accuracy": 0.9}), r"^slice name 'a\\x07b' must"),
     (_with(("notes",), "fine \ud800"), r"^'notes' must be valid Unicode text"),
     (_with(("notes",), "a\x00b"), r"^'notes' must not contain NUL"),
     (_with(("mix_slices",), [["lab"]]), r"'mix_slices' must list some of the slices"),
@@ -367,8 +370,8 @@ IMPORT_REFUSALS = [
     ('{"slices": ' + "[" * 3000 + "]" * 3000 + "}", r"^results.json is nested too deeply$"),
     (_with(("overall",), {"n": 3, "accuracy": 0.9}),
      r"^slices\['lab'\].n is 300, more than the overall n of 3: a slice is part of the test"),
-    (_with(("slices", "lab", "n"), 10**29), r"slices\['lab'\].n must be a positive whole number"
-                                            r" of examples \(at most 1e\+12\), got 1000"),
+    (_with(("slices", "lab", "n"), 10**29), r"^results.json: slices\['lab'\]\['n'\] must be a"
+                                            r" finite number of at most 2\^53 .*\(30 digits\)$"),
 ]
 
 
