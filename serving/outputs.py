@@ -9,12 +9,16 @@ Where it is read from, in order: a tensor named `output` or after the type (`lab
 a remote ONNX model's `probabilities`) or a class index. The confidence is a one-value tensor
 named `confidence`, else the top score of a label's probabilities. A candidate whose outputs
 fit none of this has failed (a CandidateOutputError, 502): its own fault, not the caller's.
+So has one whose answer is no valid value of its type (NaN class scores, a text answer that is
+not a string or holds NUL, a JSON answer holding NaN or a Python object, a number past float
+range): served, it would be a wrong answer that no correction could ever equal.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +26,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.output_types import MAX_JSON_CHARS, OutputKind, schema_error
+from core.text import text_problem
 
 
 class CandidateOutputError(AbvocError):
@@ -56,13 +61,45 @@ def _is_bytes(a: np.ndarray) -> bool:
     return a.dtype.kind in "OSU" and a.size == 1
 
 
-def _one_string(a: np.ndarray) -> str:
+def _one_string(kind: OutputKind, a: np.ndarray) -> str:
+    """The one str or UTF-8 bytes value of `a`, storable as text (no NUL, no lone surrogate):
+    str() of anything else would serve a stage's bug (None, a dict) as an answer."""
     value = a.reshape(-1)[0]
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    what = "JSON text" if kind.type == "json" else f"{kind.type} answer"
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CandidateOutputError(f"the candidate's {what} is bytes that are not valid "
+                                       f"UTF-8 ({exc.reason} at byte {exc.start})") from None
+    elif not isinstance(value, str):
+        raise CandidateOutputError(f"a {kind.type!r} candidate's {what} must be a str or bytes "
+                                   f"(UTF-8) value; got a value of type {type(value).__name__}")
+    _check_length(value)
+    problem = text_problem(value)
+    if problem is not None:
+        raise CandidateOutputError(f"the candidate's {what} {problem}")
+    return str(value)
+
+
+def _label_string(a: np.ndarray) -> str:
+    """A label as text, whatever the candidate put there: only its classes are taken."""
+    value = a.reshape(-1)[0]
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    else:
+        try:
+            text = str(value)
+        except Exception:  # a team's object whose __str__ fails, an int past str()'s limit
+            text = f"<a {type(value).__name__}>"
+    _check_length(text)
+    return text
+
+
+def _check_length(text: str) -> None:
     if len(text) > MAX_JSON_CHARS:
         raise CandidateOutputError(f"the candidate's output is longer than {MAX_JSON_CHARS} "
                                    "characters")
-    return text
 
 
 def _text(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
@@ -70,13 +107,13 @@ def _text(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
     if found is None:
         raise CandidateOutputError(f"a {kind.type!r} candidate must answer with one string "
                                    f"(BYTES) value; got {_shapes(arrays)}")
-    return _one_string(found), None
+    return _one_string(kind, found), None
 
 
 def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
     found = _pick(kind, arrays, _is_bytes)
     if found is not None:
-        label = _one_string(found)
+        label = _label_string(found)
         if label not in kind.classes:
             raise CandidateOutputError(f"the candidate answered label {label!r}, which is not "
                                        f"one of its classes {list(kind.classes)}")
@@ -85,6 +122,11 @@ def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
     scores = _pick(kind, arrays, lambda a: a.dtype.kind == "f" and a.size == n)
     if scores is not None:
         flat = scores.reshape(-1).astype(np.float64)
+        # -inf is a log-probability's "impossible"; NaN (which argmax would pick) never fits.
+        if np.isnan(flat).any() or not np.isfinite(flat.max()):
+            raise CandidateOutputError(f"the candidate's class scores are not finite "
+                                       f"({np.array2string(flat, threshold=12)}): scores "
+                                       "must be numbers with a finite top score")
         best = int(np.argmax(flat))
         share = float(flat[best]) if abs(flat.sum() - 1.0) < 1e-3 else None
         return kind.classes[best], share
@@ -104,7 +146,11 @@ def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float
     if found is None:
         raise CandidateOutputError(f"a 'number' candidate must answer with one numeric value; "
                                    f"got {_shapes(arrays)}")
-    value = float(found.reshape(-1)[0])
+    try:
+        value = float(found.reshape(-1)[0])
+    except OverflowError:  # a Python int in an object array, say 10**400
+        raise CandidateOutputError("the candidate answered a number out of float range (a "
+                                   f"float holds up to about {sys.float_info.max:.1e})") from None
     if not math.isfinite(value):
         raise CandidateOutputError(f"the candidate answered {value}, not a finite number")
     return value, None
@@ -130,12 +176,18 @@ def _json(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
     found = named[0] if named else None
     if found is not None and _is_bytes(found):
         try:
-            value = json.loads(_one_string(found))
+            value = json.loads(_one_string(kind, found))
+        except RecursionError:
+            raise CandidateOutputError("the candidate's JSON output is nested too deeply to "
+                                       "read") from None
         except ValueError as exc:
             raise CandidateOutputError(f"the candidate's JSON output does not parse: {exc}") \
                 from exc
     else:
         value = {n: _plain(a) for n, a in arrays.items()}
+    problem = _json_problem(value)
+    if problem is not None:
+        raise CandidateOutputError(problem)
     if len(json.dumps(value)) > MAX_JSON_CHARS:
         raise CandidateOutputError(f"the candidate's JSON output is longer than "
                                    f"{MAX_JSON_CHARS} characters")
@@ -147,10 +199,41 @@ def _json(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
 
 
 def _plain(a: np.ndarray) -> Any:
+    """A tensor as a JSON list: strings decoded, numbers as Python numbers; what an object
+    array holds is kept as it is, for _json_problem to judge (str() would serve any object)."""
     if a.dtype.kind in "OS":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in a.reshape(-1)]
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes)
+                else v.item() if isinstance(v, np.generic) else v for v in a.reshape(-1)]
     return a.tolist()
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why `value` is no JSON value a store or a strict parser takes (NaN, a number past float
+    range, a Python object), naming where; None when it is one. Iterative: JSON text may nest
+    as deep as its parser allows."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        where = path or "(root)"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"the candidate's JSON answer holds a number that is not finite ({item} at " \
+                f"{where}): JSON numbers are finite"
+        if isinstance(item, int) and not isinstance(item, bool) \
+                and abs(item) > sys.float_info.max:
+            return f"a JSON answer must hold JSON values: it holds a number out of float range " \
+                f"at {where}"
+        if isinstance(item, dict):
+            keys = [k for k in item if not isinstance(k, str)]
+            if keys:
+                return f"a JSON answer must hold JSON values: an object at {where} has a " \
+                    f"{type(keys[0]).__name__} key (object keys are strings)"
+            stack.extend((f"{path}/{k}", v) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}/{i}", v) for i, v in reversed(list(enumerate(item))))
+        elif not (item is None or isinstance(item, str | int | float)):
+            return f"a JSON answer must hold JSON values (objects, arrays, strings, numbers, " \
+                f"true, false, null); it holds a {type(item).__name__} at {where}"
+    return None
 
 
 def _shapes(arrays: dict[str, np.ndarray]) -> str:
