@@ -48,13 +48,18 @@ def _canary(text: str, advance_after_s: float | None) -> dict[str, Any]:
                       if x]}
 
 
-def _guardrails(items: tuple[str, ...]) -> dict[str, float]:
-    rails: dict[str, float] = {}
+def _guardrails(items: tuple[str, ...]) -> dict[str, int | float]:
+    """The limits as the JSON spec would hold them: a whole number stays an int, since
+    min_samples takes only whole numbers."""
+    rails: dict[str, int | float] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise AbvocError(f"--guardrail {item!r}: write NAME=LIMIT, e.g. p99_latency_ms=200")
-        rails[key] = _number(value, f"--guardrail {item!r}: the limit")
+        try:
+            rails[key] = int(value)
+        except ValueError:
+            rails[key] = _number(value, f"--guardrail {item!r}: the limit")
     return rails
 
 

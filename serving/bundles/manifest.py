@@ -38,9 +38,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import AbvocError
+from core.relabel import MAX_STAGE_NAME
 from serving.bundles.manifest_fields import (
     ManifestError,
+    dimensions,
+    free_text,
     get_value,
+    identifier,
     no_unknown,
     string,
     table,
@@ -60,6 +64,8 @@ REMOTE = "remote"
 # stage hands its networks to whichever backend the manifest names.
 KINDS_BY_BACKEND = {"onnxruntime": {"onnx", "pipeline"}, "torch": {"torchscript", "pipeline"},
                     "tensorrt": {"tensorrt", "onnx", "pipeline"}}
+MAX_TENSOR_NAME = 100  # stage names: MAX_STAGE_NAME, so the stage:<name> queue can take them
+MAX_DESCRIPTION = 2_000  # a paragraph, shown in `abvoc candidates list`
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,49}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -264,7 +270,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
         raise ManifestError(f"[requirements]: {exc.message}") from exc
     return Manifest(name=name, version=version, backend=backend, inputs=inputs,
                     output=_output(table(data, "output")),
-                    description=string(data, "description") or "", stages=stages,
+                    description=free_text(data, "description", MAX_DESCRIPTION), stages=stages,
                     batching=_batching(table(data, "batching")), requirements=requirements,
                     remote=remote, device=device)
 
@@ -272,17 +278,12 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
 def _tensor(data: dict[str, Any], i: int) -> TensorSpec:
     where = f"inputs[{i}]"
     no_unknown(data, {"name", "datatype", "shape"}, where)
-    name = string(data, "name", where, required=True)
+    name = identifier(data, "name", where, MAX_TENSOR_NAME)
     datatype = string(data, "datatype", where, required=True)
     if datatype not in DATATYPES:
         raise ManifestError(f"{where}.datatype {datatype!r} is not a V2 datatype; "
                             f"use one of {DATATYPES}")
-    shape = get_value(data, "shape", list, where, required=True)
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1)
-                            for d in shape):
-        raise ManifestError(f"{where}.shape must be a non-empty list of positive sizes or -1 "
-                            f"(any size), got {shape!r}")
-    return TensorSpec(name, datatype, tuple(shape))
+    return TensorSpec(name, datatype, dimensions(data, "shape", where))
 
 
 def _output(data: dict[str, Any]) -> OutputSpec:
@@ -320,7 +321,7 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
     if not isinstance(data, dict):
         raise ManifestError(f"{where} must be a table")
     no_unknown(data, {"name", "kind", "path", "callable", "outputs", "answer"}, where)
-    name = string(data, "name", where, required=True)
+    name = identifier(data, "name", where, MAX_STAGE_NAME)
     kind = string(data, "kind", where, required=True)
     if kind not in STAGE_KINDS:
         raise ManifestError(f"{where}.kind {kind!r} is unknown; use one of {STAGE_KINDS}")

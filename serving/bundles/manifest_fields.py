@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import AbvocError
+from core.text import text_problem
+from serving.bundles.tensors import MAX_DIMENSIONS
+
+MAX_DIMENSION_SIZE = 2**31
+"""The largest size a declared input dimension may have (no request could send a larger one)."""
 
 
 class ManifestError(AbvocError):
@@ -39,6 +44,40 @@ def string(data: dict[str, Any], key: str, where: str = "", *, required: bool = 
     if required and not value:
         raise ManifestError(f"{_at(where, key)} must not be empty")
     return value
+
+
+def identifier(data: dict[str, Any], key: str, where: str, limit: int) -> str:
+    """A required name (a tensor's, a stage's) of at most `limit` characters and no control
+    characters: requests must be able to send it, and queues and terminals show it."""
+    value = string(data, key, where, required=True)
+    if len(value) > limit:
+        raise ManifestError(f"{_at(where, key)} is {len(value)} characters; the limit is {limit}")
+    if (problem := text_problem(value, controls=True)) is not None:
+        raise ManifestError(f"{_at(where, key)} {value!r} {problem}")
+    return value
+
+
+def free_text(data: dict[str, Any], key: str, limit: int) -> str:
+    """Optional free text (line breaks allowed) that every store takes, at most `limit` long."""
+    value = string(data, key) or ""
+    if len(value) > limit:
+        raise ManifestError(f"{key} is {len(value)} characters; the limit is {limit}")
+    if (problem := text_problem(value)) is not None:
+        raise ManifestError(f"{key} {problem}")
+    return value
+
+
+def dimensions(data: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+    """A declared tensor shape: sizes a request can match (-1 for any), as many as it can have."""
+    value = get_value(data, key, list, where, required=True)
+    if len(value) > MAX_DIMENSIONS:
+        raise ManifestError(f"{_at(where, key)} has {len(value)} dimensions; at most "
+                            f"{MAX_DIMENSIONS} are taken")
+    if not value or not all(isinstance(d, int) and not isinstance(d, bool)
+                            and (d == -1 or 1 <= d <= MAX_DIMENSION_SIZE) for d in value):
+        raise ManifestError(f"{_at(where, key)} must be a non-empty list of sizes from 1 to "
+                            f"{MAX_DIMENSION_SIZE} or -1 (any size), got {value!r}")
+    return tuple(value)
 
 
 def get_value(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "", *,

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.output_types import MAX_OUTPUT_CHARS
 from core.text import text_problem
 
 
 def classes_problem(classes: Any) -> str | None:
     """Why a label output's `classes` cannot name its answers, or None: each is a distinct,
-    non-empty name a correction can carry."""
+    visible name that an answer and a correction can carry (both are capped at
+    MAX_OUTPUT_CHARS, so a longer class could never be answered or put right)."""
     if not isinstance(classes, list) or not classes \
             or not all(isinstance(c, str) and c for c in classes):
         return "must list the label output's classes as strings"
     if len(set(classes)) != len(classes):
         return "must be distinct"
     for name in classes:
+        if len(name) > MAX_OUTPUT_CHARS:
+            return (f"{name[:20] + '...'!r} is {len(name)} characters; an answer is at most "
+                    f"{MAX_OUTPUT_CHARS}")
+        if not name.strip():
+            return f"{name!r} is blank: give each class a visible name"
         if (problem := text_problem(name, controls=True)) is not None:
             return f"{name!r} {problem}"
     return None

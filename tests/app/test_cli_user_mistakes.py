@@ -77,6 +77,21 @@ def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
     assert "no experiments" in cli.invoke(main, ["experiment", "list"]).output
 
 
+def test_guardrail_limits_are_read_as_the_json_spec_reads_them(cli: CliRunner) -> None:
+    """A whole number stays whole: min_samples once became 100.0 and was always refused."""
+    assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
+    base = ["experiment", "create", "--arm", "c=iris-onnx:0.5", "--arm", "t=iris-onnx:0.5"]
+    refused(cli.invoke(main, [*base, "--name", "f", "--guardrail", "min_samples=100.5"]),
+            "guardrails.min_samples must be a whole number")
+    created = cli.invoke(main, [*base, "--name", "g", "--guardrail", "min_samples=100",
+                                "--guardrail", "p99_latency_ms=250.5", "--guardrail",
+                                "error_rate=1", "--json"])
+    assert created.exit_code == 0, created.output
+    rails = json.loads(created.output)["guardrails"]
+    assert (rails["min_samples"], rails["p99_latency_ms"], rails["error_rate"]) == (100, 250.5, 1)
+    assert isinstance(rails["min_samples"], int)
+
+
 @pytest.mark.parametrize("args", [
     ["experiment", "show", HUGE], ["experiment", "start", HUGE], ["experiment", "results", HUGE],
     ["experiment", "divergence", HUGE], ["metrics", "list", HUGE],

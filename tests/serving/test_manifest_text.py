@@ -1,0 +1,104 @@
+"""The manifest's free text, names and shapes: each value that the rest of abvoc could not store,
+show, request or answer is refused naming its key, and nothing is stored (as MANIFEST_CASES in
+test_bundles.py, whose file is full)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.bundles import ManifestError
+from serving.bundles.manifest import parse_manifest
+from serving.registry import Registry
+from tests.support.bundles import edit, refused
+
+DESCRIPTION = ('description = "Iris-like flower classifier (ONNX) with a label '
+               'post-processing stage"')
+CLASSES = 'classes = ["setosa", "versicolor", "virginica"]'
+
+TEXT_CASES = [
+    (DESCRIPTION, 'description = "a\\u0000b"', r"^description must not contain NUL"),
+    (DESCRIPTION, f'description = "{"d" * 5_000}"',
+     r"^description is 5000 characters; the limit is 2000"),
+    ('name = "to_label"', 'name = "s\\u0007\\n"',
+     r"stages\[1\].name 's\\x07\\n' must not contain control characters"),
+    ('name = "to_label"', f'name = "{"s" * 100_000}"',
+     r"stages\[1\].name is 100000 characters; the limit is 50"),
+    ('name = "features"', 'name = "x\\u0000"', r"inputs\[0\].name 'x\\x00' must not contain NUL"),
+    ('name = "features"', 'name = "x\\ty"', r"inputs\[0\].name 'x\\ty' must not contain control"),
+    ('name = "features"', f'name = "{"x" * 101}"',
+     r"inputs\[0\].name is 101 characters; the limit is 100"),
+    (CLASSES, f'classes = ["{"b" * 20_000}", "a"]',
+     r"output.classes 'bbbb.*' is 20000 characters; an answer is at most 10000"),
+    (CLASSES, 'classes = ["a", " "]', r"output.classes ' ' is blank"),
+    (CLASSES, 'classes = ["a", "\\u00a0\\t"]', r"output.classes '\\xa0\\t' is blank"),
+    ("shape = [-1, 4]", "shape = [-1, 9223372036854775807]",
+     r"inputs\[0\].shape must be a non-empty list of sizes from 1 to 2147483648 or -1"),
+    ("shape = [-1, 4]", "shape = [-1, 0]", r"inputs\[0\].shape must be .* sizes from 1 to"),
+    ("shape = [-1, 4]", f"shape = [{', '.join(['-1'] * 200)}]",
+     r"inputs\[0\].shape has 200 dimensions; at most 32"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), TEXT_CASES,
+                         ids=[c[2][:40] for c in TEXT_CASES])
+def test_manifest_text_refusals_name_what_to_fix(registry: Registry, models: Path, bundle: Path,
+                                                 old: str, new: str, fragment: str) -> None:
+    edit(bundle, old, new)
+    refused(registry, models, bundle, fragment)
+
+
+def _manifest(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "n", "version": "1", "backend": "onnxruntime",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+        "output": {"type": "label", "classes": ["a", "b"]},
+        "stages": [{"name": "s", "kind": "python", "callable": "pkg.mod:run"}],
+    }
+    return {**data, **changes}
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"description": "a\ud800"}, r"^description must be valid Unicode"),
+    ({"inputs": [{"name": "x\ud800", "datatype": "FP32", "shape": [-1]}]},
+     r"^inputs\[0\].name 'x\\ud800' must be valid Unicode"),
+    ({"stages": [{"name": "s\x1b", "kind": "python", "callable": "pkg.mod:run"}]},
+     r"^stages\[0\].name 's\\x1b' must not contain control characters"),
+])
+def test_text_no_toml_file_can_hold_is_refused_too(changes: dict[str, Any],
+                                                   fragment: str) -> None:
+    """Lone surrogates cannot be written in TOML, but parse_manifest takes any data."""
+    with pytest.raises(ManifestError, match=fragment):
+        parse_manifest(_manifest(**changes))
+
+
+def test_the_limits_themselves_are_taken() -> None:
+    manifest = parse_manifest(_manifest(
+        description="line one\nline two" + "d" * 1_983,
+        inputs=[{"name": "x" * 100, "datatype": "FP32", "shape": [-1] * 31 + [2**31]}],
+        output={"type": "label", "classes": ["b" * 10_000, "a b"]},
+        stages=[{"name": "s" * 50, "kind": "python", "callable": "pkg.mod:run"}]))
+    assert len(manifest.description) == 2_000 and len(manifest.inputs[0].shape) == 32
+    assert manifest.stages[0].name == "s" * 50 and manifest.output.classes[1] == "a b"
+
+
+def test_the_command_line_exits_2_naming_the_key(bundle: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    for var in ("ABVOC_DATABASE_URL", "ABVOC_CONFIG", "ABVOC_MODEL_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    edit(bundle, 'name = "to_label"', 'name = "to\\nlabel"')
+    result = runner.invoke(main, ["candidates", "register", str(bundle)])
+    assert result.exit_code == 2, result.output
+    assert "stages[1].name 'to\\nlabel' must not contain control characters" in result.output
+    listed = runner.invoke(main, ["candidates", "list", "--all", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output) == []
