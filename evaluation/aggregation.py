@@ -232,6 +232,13 @@ class Accumulator:
     def add_truth(self, p: PredictionFacts, truth: str, output_type: str | None = None) -> None:
         """Count a prediction's truth; the caller guarantees once per prediction."""
         g, unit = p.group, self._unit(p)
+        if p.error:
+            # A failed prediction answered nothing: its correction is a customer's act (the
+            # correction rate), but there is no answer to hold against the truth. Counted in
+            # `errors`, it is not right (the accuracy bound), and not once more as known wrong.
+            self.add(g, CORRECTED)
+            unit[_CORRECTED] += 1
+            return
         kind = output_type or p.output_type  # tokens: the correction's type, else the answer's
         if output_type == "number":  # only a correction checked as a number is one (v3)
             self._add_error(g, p.output, truth, unit)

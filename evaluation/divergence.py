@@ -7,9 +7,10 @@ own offline results; arms running the same version are pooled; shadows are left 
 accuracy being read from corrections of served answers):
 
 * **Accuracy gap.** Offline ``exact_match`` beside the online accuracy bound
-  ``1 - known_wrong / predictions`` (answers whose correction or verified label differs are
-  wrong, every other one counts as right) with its Wilson interval. Flagged when online is
-  significantly worse than offline by more than ``tolerance``: the one-sided score test of
+  ``1 - (known_wrong + errors) / predictions`` (answers whose correction or verified label
+  differs are wrong, so are failed predictions, every other one counts as right) with its
+  Wilson interval. Flagged when online is significantly worse than offline by more than
+  ``tolerance``: the one-sided score test of
   ``H0: online - offline >= -tolerance`` (Farrington-Manning; statsmodels
   ``test_proportions_2indep(..., value=-tolerance, method="score", alternative="smaller")``),
   both samples counted, its p no smaller than the exact binomial tail of the online count at
@@ -158,7 +159,8 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
         m = metrics(cells[slice_], alpha)
         number = number_errors(cells[slice_], alpha)
         n_on = m["predictions"]
-        hits = n_on - m["known_wrong"]  # the bound's count: only answers known wrong miss
+        # The bound's count: answers known wrong and failed predictions miss.
+        hits = n_on - m["known_wrong"] - m["errors"]
         per_unit = _per_unit((units or {}).get(slice_), n_on, alpha)
         low, high = wilson_interval(hits, n_on, alpha) if per_unit is None \
             else per_unit[1] or (None, None)

@@ -38,7 +38,8 @@ from evaluation.share_tests import PSI_SHIFT, psi, too_few
 from evaluation.stats import holm
 
 ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
-              "accuracy_bound = 1 - known_wrong / predictions")
+              "accuracy_bound = 1 - (known_wrong + errors) / predictions; failed predictions "
+              "are left out here")
 SHADOW_ASSUMPTION = "a shadow's answers reach nobody: only predictions with a truth are counted"
 
 

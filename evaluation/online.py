@@ -8,11 +8,13 @@ inputs as their answers' truths; :func:`metrics` turns a cell into the figures p
 Truth comes from corrections (biased towards wrong outputs: customers correct what is wrong) and
 from verified labels, which override a correction of the same answer (one rule: a done label of
 the prediction's input is the truth). So ``exact_match`` is the accuracy *among predictions with
-a known truth*, and ``accuracy_bound = 1 - known_wrong / predictions`` is an upper bound of the
-accuracy on all traffic: ``known_wrong`` counts the predictions whose truth differs from the
-answer, and every other prediction is counted right. A correction that repeats the answer (a
-customer confirming it) is a truth that the answer was right; it counts in the correction rate,
-which measures what customers did, but never as an error.
+a known truth*, and ``accuracy_bound = 1 - (known_wrong + errors) / predictions`` is an upper
+bound of the accuracy on all traffic: ``known_wrong`` counts the answers whose truth differs,
+``errors`` the predictions that failed (no answer is not a right one; a failed prediction's
+truth is not held against it a second time), and every other prediction is counted right. A
+correction that repeats the answer (a customer confirming it) is a truth that the answer was
+right; it counts in the correction rate, which measures what customers did, but never as an
+error.
 """
 
 from __future__ import annotations
@@ -340,16 +342,17 @@ def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[st
     if cell.first_hour is not None and cell.last_hour is not None:
         hours = (cell.last_hour - cell.first_hour).total_seconds() / 3600 + 1
     low, high = wilson_interval(corrected, n, alpha)
-    known_wrong = truth_n - exact
+    known_wrong = truth_n - exact  # truths of answers: a failed prediction's are not counted
+    errors = float(cell.get(agg.ERRORS)[1])
     return {
         "predictions": int(n),
         "units": int(cell.get(agg.UNITS)[0]),
-        "errors": int(cell.get(agg.ERRORS)[1]),
+        "errors": int(errors),
         "error_rate": _ratio(cell.get(agg.ERRORS)[1], n),
         "corrections": int(corrected),
         "correction_rate": _ratio(corrected, n),
         "correction_rate_ci": [low, high] if n else None,
-        "accuracy_bound": None if n == 0 else 1 - known_wrong / n,
+        "accuracy_bound": None if n == 0 else 1 - (known_wrong + errors) / n,
         "truth_known": int(truth_n),
         "known_wrong": int(round(known_wrong)),
         "exact_match": _ratio(exact, truth_n),

@@ -26,12 +26,13 @@ METRIC_COLUMNS: dict[str, tuple[str, str]] = {
     "squared_error": ("number_n", "sq_sum"),
 }
 ACCURACY_BOUND = "accuracy_bound"
-"""The divergence report's online figure, ``1 - known_wrong / predictions``: per unit its y is
-``predictions - truths + exact matches`` (every answer not known wrong)."""
+"""The divergence report's online figure, ``1 - (known_wrong + errors) / predictions``: per unit
+its y is ``predictions - errors - truths + exact matches`` (every answer not known wrong; the
+truths are those of answers, not of failed predictions)."""
 # Every ratio whose moments are kept: x column, then y as (coefficient, column) terms.
 RATIOS: dict[str, tuple[str, tuple[tuple[float, str], ...]]] = {
     **{m: (x, ((1.0, y),)) for m, (x, y) in METRIC_COLUMNS.items()},
-    ACCURACY_BOUND: ("predictions", ((1.0, "predictions"), (-1.0, "truths"),
+    ACCURACY_BOUND: ("predictions", ((1.0, "predictions"), (-1.0, "errors"), (-1.0, "truths"),
                                      (1.0, "exact_sum"))),
 }
 
