@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,11 @@ def submit_correction(db: Database, settings: Settings, body: Any,
                                     prediction_id=checked["prediction_id"],
                                     request_hash=digest, created_at=utcnow()))
             s.flush()
+            # The stream holds a prediction's first correction as its truth (unless a verified
+            # label overrides it); later ones are kept as what customers said, and told so.
+            earlier = s.scalar(select(func.count()).select_from(CorrectionRequest).where(
+                CorrectionRequest.prediction_id == checked["prediction_id"],
+                CorrectionRequest.correction_id != correction_id)) or 0
             add_event(s, events.make_event(
                 events.CORRECTION_SUBMITTED, correction_id=correction_id,
                 prediction_id=checked["prediction_id"], receipt=checked["receipt"],
@@ -132,7 +137,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             raise
         return existing
     return {"correction_id": correction_id, "prediction_id": checked["prediction_id"],
-            "duplicate": False}
+            "duplicate": False, "earlier_corrections": int(earlier)}
 
 
 def _existing(db: Database, key: str, digest: str, prediction_id: str | None = None, *,

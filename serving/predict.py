@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from core import events, receipts
-from core.errors import AbvocError
+from core.errors import AbvocError, NotFound
 from core.ids import time_ordered_id
 from core.outbox import outbox_row
 from core.settings import Settings
@@ -42,6 +42,8 @@ from serving.servable import IMAGE, Answer, Servable
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
+DEFAULT_SCOPE = "default"
+"""The scope a request names when it names none (/v1/predict's default)."""
 # Inputs kept for annotators: at most this large each (a larger one is served, not kept).
 MAX_KEPT_INPUT_BYTES = 4 << 20
 _STRING_TYPES = ("label", "text", "latex")
@@ -155,21 +157,32 @@ class PredictService:
         self.monitor = monitor
         self.shadows = ShadowQueue(shadow_workers, shadow_queue)
         self._writes = GroupCommitter(db)
-        self._default: tuple[float, str] | None = None
+        self._listed: tuple[float, frozenset[str], str | None] | None = None
 
-    def default_candidate(self) -> str:
-        """The configured default, else the newest registered candidate (looked up at most
-        every DEFAULT_REFRESH_S seconds, not on every request)."""
+    def default_candidate(self, scope: str = DEFAULT_SCOPE) -> str:
+        """The candidate serving a scope no experiment runs in: the one named as the scope (a
+        V2 client's model name), else the configured default, else, for the `default` scope
+        alone, the newest registered one. Any other scope is a 404: a model name nobody serves
+        is not answered by whichever candidate was registered last. The names are looked up
+        at most every DEFAULT_REFRESH_S seconds, not on every request."""
+        now = time.monotonic()
+        if self._listed is None or now - self._listed[0] > DEFAULT_REFRESH_S:
+            listed = self.pool.registry.list()
+            newest = max(listed, key=lambda c: c.created_at).name if listed else None
+            self._listed = (now, frozenset(c.name for c in listed), newest)
+        _, names, newest = self._listed
+        if scope in names:
+            return scope
         if self.settings.default_candidate:
             return self.settings.default_candidate
-        now = time.monotonic()
-        if self._default is None or now - self._default[0] > DEFAULT_REFRESH_S:
-            listed = self.pool.registry.list()
-            if not listed:
-                raise AbvocError("no candidate is registered; run `abvoc train --all`",
-                                 status=503)
-            self._default = (now, max(listed, key=lambda c: c.created_at).name)
-        return self._default[1]
+        if scope != DEFAULT_SCOPE:
+            raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
+                           f"{scope!r}: start an experiment on that scope, register a "
+                           "candidate of that name, or set ABVOC_DEFAULT_CANDIDATE")
+        if newest is None:
+            raise AbvocError("no candidate is registered; run `abvoc train --all`",
+                             status=503)
+        return newest
 
     def _model(self, candidate: str, req: PredictRequest,
                version: str | None) -> tuple[str, Servable]:
@@ -278,8 +291,8 @@ class PredictService:
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
         failure (recorded first) raised with its status."""
-        route = self.router.route(req.scope, req.unit_id, self.default_candidate(),
-                                  req.force_arm)
+        route = self.router.route(req.scope, req.unit_id,
+                                  partial(self.default_candidate, req.scope), req.force_arm)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
         run, event = self._serve(req, route, watched)

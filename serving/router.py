@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,14 +84,14 @@ class Router:
         active = self._current(scope)
         return active.experiment if active else None
 
-    def route(self, scope: str, unit_id: str, default_candidate: str,
+    def route(self, scope: str, unit_id: str, default_candidate: Callable[[], str],
               force_arm: str | None = None) -> Route:
-        """The route for one unit; the default candidate when no experiment owns the scope."""
+        """The route for one unit; `default_candidate()` when no experiment owns the scope."""
         active = self._current(scope)
         if active is None:
             if force_arm:
                 raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an arm")
-            return Route(default_candidate)
+            return Route(default_candidate())
         exp = active.experiment
         arms = exp["arms"]
         forced = None

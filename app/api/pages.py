@@ -13,6 +13,8 @@ stage attribution lays at the extraction's door.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Blueprint, current_app, jsonify
 
 from app.api.predict import FIELDS, read_image_request, text_field
@@ -79,7 +81,8 @@ def read_page():  # noqa: ANN201
 def _check_served(scope: str, unit_id: str, kinds: tuple[str, ...], wanted: str) -> None:
     """409 unless the candidate this unit is routed to on `scope` answers one of `kinds`."""
     serving = current_app.extensions["abvoc_serving"]
-    route = serving.router.route(scope, unit_id, serving.predict.default_candidate())
+    route = serving.router.route(scope, unit_id,
+                                 partial(serving.predict.default_candidate, scope))
     kind = serving.pool.get(route.candidate, route.version).output_type
     if kind not in kinds:
         raise AbvocError(f"scope {scope!r} is served by a candidate answering {kind!r}: "

@@ -108,7 +108,13 @@ SCHEMAS: dict[str, Any] = {
     "CorrectionAccepted": {
         "type": "object", "required": ["correction_id", "prediction_id", "duplicate"],
         "properties": {"correction_id": {"type": "string"}, "prediction_id": {"type": "string"},
-                       "duplicate": {"type": "boolean"}}},
+                       "duplicate": {"type": "boolean"},
+                       "earlier_corrections": {
+                           "type": "integer", "minimum": 0,
+                           "description": "other corrections of the prediction accepted before "
+                                          "this new one: the first is its truth (unless a "
+                                          "verified label overrides it); later ones are kept "
+                                          "as what customers said"}}},
     "ExperimentSpec": {
         "type": "object", "required": ["name", "arms"], "additionalProperties": False,
         "properties": {

@@ -166,3 +166,24 @@ def test_a_correction_is_checked_against_the_version_that_served(v2app: Flask) -
     ok = client.post("/v1/corrections", headers=corrector,
                      json={**ids, "corrected_output": "virginica"})
     assert ok.status_code == 202, ok.get_json()
+
+
+def test_a_later_correction_is_told_the_first_one_is_the_truth(v2app: Flask) -> None:
+    client = v2app.test_client()
+    admin, corrector = bearer(v2app, "admin"), bearer(v2app, "correct")
+    upload(client, admin, EXAMPLE)
+    response = client.post("/v2/models/default/infer", headers=admin,
+                           json=infer_body(flowers(1, seed=5), "u1"))
+    label, ids = output_of(response.get_json()), response.get_json()["parameters"]
+    ids = {"prediction_id": ids["prediction_id"], "receipt": ids["receipt"]}
+    first, second = (c for c in CLASSES if c != label)
+    said = [client.post("/v1/corrections", headers=corrector,
+                        json={**ids, "corrected_output": truth}).get_json()
+            for truth in (first, second, first)]
+    assert [(s["duplicate"], s.get("earlier_corrections")) for s in said] == [
+        (False, 0), (False, 1), (True, None)]
+    drain(v2app, 1)
+    with v2app.extensions["abvoc"].db.session() as s:
+        truths = dict(s.execute(select(PredictionTruth.prediction_id,
+                                       PredictionTruth.truth)).all())
+    assert truths == {ids["prediction_id"]: first}
