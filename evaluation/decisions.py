@@ -12,11 +12,13 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
    mean, whose always-valid confidence sequence lies wholly on the bad side of its limit, see
    :mod:`evaluation.stats.confidence_sequence`): stop that arm.
 3. **Significant harm** on the primary metric (the always-valid mSPRT interval lies wholly on the
-   bad side of 0), or a number candidate's absolute error significantly worse: stop that arm.
+   bad side of 0), a number candidate's absolute error significantly worse, or an error rate
+   significantly above control's, guardrail or not (a failed request gives nobody an answer to
+   correct, so an arm that fails more can look better on corrections): stop that arm.
 4. **Significant win** on the primary metric (always-valid interval wholly on the good side),
    with guardrails holding and no SRM: ship the arm with the best estimate among the winners.
-5. Otherwise keep running, saying how many more units per arm the target effect needs (an arm
-   with weight 0 takes no traffic, so it is told that instead).
+5. Otherwise keep running, saying how many more units per arm the target effect needs (a paused
+   arm or one with weight 0 takes no traffic, so it is told that instead).
 
 A stopped experiment that would keep running is inconclusive; a paused one says first that it
 gathers no data until it is resumed.
@@ -41,6 +43,7 @@ SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
 INCONCLUSIVE = "inconclusive"
 MIN_GUARDRAIL_N = 100
 ERROR_METRIC = "absolute_error"  # compared only where the candidates answer numbers
+FAILURES = "error_rate"
 
 
 def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any]) -> list[str]:
@@ -116,6 +119,11 @@ def _weights(results: dict[str, Any]) -> dict[str, float | None]:
     return {v["name"]: v.get("weight") for v in results["variants"] if not v["shadow"]}
 
 
+def _paused(results: dict[str, Any]) -> dict[str, str]:
+    """The paused arms and why (a guardrail's breach or an operator)."""
+    return {v["name"]: v["paused"] for v in results["variants"] if v.get("paused")}
+
+
 def _decide(results: dict[str, Any]) -> dict[str, Any]:
     reasons: list[str] = []
     if results.get("error"):
@@ -134,7 +142,7 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
         return {"action": KEEP_RUNNING, "arm": None, "arms": dict.fromkeys(arms, KEEP_RUNNING),
                 "reasons": ["no traffic yet: no arm has served a prediction, so there is "
                             "nothing to compare"]}
-    weights = _weights(results)
+    weights, paused = _weights(results), _paused(results)
     verdicts: dict[str, str] = {}
     winners: list[tuple[float, str]] = []
     for arm in arms:
@@ -143,9 +151,17 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
         breaches += _outcome_breaches(arm, results.get("outcomes") or {})
         rec = _record(results, arm, primary)
         error = _record(results, arm, ERROR_METRIC) if primary != ERROR_METRIC else None
+        failing = _record(results, arm, FAILURES) if primary != FAILURES else None
         if breaches:
             verdicts[arm] = STOP
             reasons += breaches
+        elif failing is not None and failing["verdict"] == "worse":
+            # Whatever the primary metric says: a failed request reaches nobody to correct it,
+            # so an arm that fails more can look better on corrections by failing.
+            verdicts[arm] = STOP
+            reasons.append(f"arm {arm!r} fails significantly more often than control: error "
+                           f"rate {_lift(failing)} (always-valid p = "
+                           f"{failing['sequential_p_value']:.3g})")
         elif error is not None and error["verdict"] == "worse":
             verdicts[arm] = STOP
             reasons.append(f"arm {arm!r} answers significantly further from the truth: mean "
@@ -166,7 +182,11 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             verdicts[arm] = KEEP_RUNNING
             power = results.get("power", {}).get(arm, {})
             need = power.get("still_needed")
-            if weights.get(arm) == 0:
+            if arm in paused:
+                reasons.append(f"arm {arm!r} is paused ({paused[arm]}), so it takes no traffic "
+                               f"and gathers no more data: no significant difference on "
+                               f"{primary} so far; resume it to go on testing it")
+            elif weights.get(arm) == 0:
                 reasons.append(f"arm {arm!r} has weight 0, so it takes no traffic and gathers no "
                                f"more data: no significant difference on {primary} so far; give "
                                "it a weight to test it")

@@ -99,13 +99,16 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
                                                                          datetime | None]:
     """A time window widened to whole UTC hours, the grain of the aggregates: ``[since, until)``
     becomes the hours from the one ``since`` falls in up to (without) the first hour that starts
-    at or after ``until``."""
+    at or after ``until`` (none past the last hour a datetime holds: the window is then open)."""
     start = agg.hour_of(since) if since is not None else None
     end = None
     if until is not None:
         end = agg.hour_of(until)
         if end < (until if until.tzinfo else until.replace(tzinfo=UTC)):
-            end += timedelta(hours=1)
+            try:
+                end += timedelta(hours=1)
+            except OverflowError:  # until in year 9999's last hour: no hour starts after it
+                end = None
     return start, end
 
 

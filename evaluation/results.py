@@ -216,6 +216,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         config = AnalysisConfig(sequential_tuning_n=float(
             experiment.expected_sample_per_arm or AnalysisConfig.sequential_tuning_n))
     variants, weights = variants_of(experiment)
+    paused = {a["name"]: a.get("paused") or None for a in experiment.arms or []}
     arms = variants[: len(weights)]
     relabelled: list[agg.Accumulator] = []
     chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until,
@@ -243,10 +244,16 @@ def experiment_results(session: Session, experiment_id: int, *,
                        "guardrails": experiment.guardrails or {},
                        "sequential_tuned_for": config.sequential_tuning_n},
         "alpha": config.alpha,
+        # The hours the window's figures cover: the aggregates' grain widens it to whole hours.
+        "window": None if since is None and until is None else dict(zip(
+            ("since", "until"), (t.isoformat() if t else None
+                                 for t in hour_window(since, until)), strict=True)),
         "slice_choice": chosen_slices.as_dict(),
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,
                       "weight": weights[i] if i < len(weights) else None,
+                      # Why a paused arm gets no traffic (its weight is what it will get back).
+                      "paused": paused.get(v.name) if not v.shadow else None,
                       "output_type": facts[v].output_type}
                      for i, v in enumerate(variants)],
         "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
