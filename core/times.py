@@ -22,3 +22,11 @@ def parse_rfc3339(text: str, name: str) -> datetime:
     except (ValueError, OverflowError) as exc:
         raise AbvocError(f"'{name}' {text[:64]!r} is not a real time; send e.g. {EXAMPLE}") \
             from exc
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset: SQLite hands stored times back naive (they are UTC), so a
+    reread row would otherwise lose the '+00:00' a fresh one has."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()

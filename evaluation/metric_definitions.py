@@ -21,6 +21,7 @@ from core.errors import AbvocError, Conflict, NotFound
 from core.outcome_metrics import RATIO, check_definition
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, Outcome
+from core.times import utc_iso
 
 # The names the results already use for their built-in metrics (a second metric of one name
 # breaks the results' table), read from where those metrics are defined; and the guardrail that
@@ -34,7 +35,7 @@ def view(row: ExperimentMetric) -> dict[str, Any]:
     return {"name": row.name, "kind": row.kind, "direction": row.direction,
             "combine": row.combine, "numerator": row.numerator, "denominator": row.denominator,
             "guardrail": row.guardrail, "primary": bool(row.is_primary),
-            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+            "created_at": utc_iso(row.created_at), "updated_at": utc_iso(row.updated_at)}
 
 
 def load(session: Session, experiment_id: int) -> list[ExperimentMetric]:

@@ -149,6 +149,8 @@ def test_metric_definitions_api(setup: dict[str, Any]) -> None:
     url = f"/v1/experiments/{exp}/metrics"
     listed = client.get(url, headers=admin).get_json()["metrics"]
     assert [m["name"] for m in listed] == ["ctr", "score", "won"]
+    # Reread from the store, times keep their UTC offset, as a fresh answer's do.
+    assert all(m[k].endswith("+00:00") for m in listed for k in ("created_at", "updated_at"))
     changed = client.post(url, headers=admin, json={"name": "score", "kind": "mean",
                                                     "direction": "lower", "guardrail": 4})
     assert changed.status_code == 200
