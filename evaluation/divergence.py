@@ -25,7 +25,9 @@ accuracy being read from corrections of served answers):
   a_off)``; the two add up to the overall gap exactly, which tells a mix shift from a real drop.
 * **Prediction-distribution shift** (classification outputs). Online output shares against
   (a) the online label shares estimated from corrections (``output - corrected_output + truth``
-  per class), tested per class with McNemar's test on the discordant counts; and (b) the offline
+  per class), tested per class with McNemar's test on the discordant counts, Holm-adjusted
+  across the classes with a discordant answer (``p_value_holm``; ``online_classes_tested``
+  says how many), as the finding names a class picked after looking at all; and (b) the offline
   label shares, ``offline_results["label_shares"] = {label: share}`` with the offline test's
   ``overall.n``, tested with the chi-square test of homogeneity and PSI, and per class by its
   difference of shares and Holm-adjusted residual
@@ -81,6 +83,7 @@ from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
+from evaluation.stats import holm
 from evaluation.unit_moments import Recounts, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
@@ -226,6 +229,21 @@ def _mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float
                             and index >= PSI_SHIFT)}
 
 
+def _holm_online(per_class: list[dict[str, Any]], alpha: float) -> int:
+    """Holm-adjust the per-class McNemar p-values in place (``p_value_holm``) and return how
+    many classes were tested: a finding names the class of largest excess, chosen after looking
+    at all of them, so its raw p would be too small (17 % false findings over 10 classes at
+    5 %). A class without discordant answers has no test (its p is 1 whatever happens), so it
+    does not count; its adjusted p stays 1."""
+    tested = [r for r in per_class if r["discordant"] > 0]
+    adjusted = holm([r["p_value"] for r in tested], alpha).p_adjusted if tested else []
+    for r in per_class:
+        r["p_value_holm"] = 1.0
+    for r, p in zip(tested, adjusted, strict=True):
+        r["p_value_holm"] = float(p)
+    return len(tested)
+
+
 def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
                       alpha: float) -> dict[str, Any] | None:
     outputs = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
@@ -243,7 +261,8 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
         per_class.append({"label": lb, "output_share": outputs.get(lb, 0) / total,
                           "label_share": labels.get(lb, 0) / total,
                           "excess": (outputs.get(lb, 0) - labels.get(lb, 0)) / total,
-                          "p_value": mcnemar(b, c)})
+                          "p_value": mcnemar(b, c), "discordant": b + c})
+    out["online_classes_tested"] = _holm_online(per_class, alpha)
     out["online_labels"] = sorted(per_class, key=lambda r: -r["excess"])
     shift = prediction_shift(outputs, offline.get("label_shares") or {},
                              (offline.get("overall") or {}).get("n"), (), alpha)

@@ -15,7 +15,9 @@ floats happens to be larger:
    label.
 
 Per output type: a label candidate's shift against its offline label shares gives one finding
-per class it significantly over-predicts (severity: the excess share); a number candidate whose
+per class it significantly over-predicts (severity: the excess share), and against the online
+labels its corrections give, one finding for the over-predicted class of largest excess whose
+McNemar p, Holm-adjusted over the classes tested, is below alpha; a number candidate whose
 online MAE is significantly above its offline MAE gives an ``error_gap`` finding, whose severity
 is the share of the online MAE the offline test did not show, ``(online - offline) / online``.
 
@@ -135,25 +137,36 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
     return out
 
 
+def _online_top(shift: dict[str, Any], alpha: float) -> dict[str, Any] | None:
+    """The over-predicted class of largest excess among those whose McNemar p, Holm-adjusted
+    over the classes tested, is below alpha: the class is picked after looking at all of them,
+    so its raw p alone would flag a shift that is not there far more often than alpha."""
+    return next((r for r in shift["online_labels"] or []
+                 if r["excess"] > 0 and r["p_value_holm"] < alpha), None)
+
+
 def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
                     alpha: float, names: dict[Ref, str]) -> list[dict[str, Any]]:
     out = []
     for s in shifts:
         cand = _ref(s)
-        top = s["online_labels"][0] if s["online_labels"] else None
-        if top is not None and top["excess"] > 0 and top["p_value"] < alpha:
+        top = _online_top(s, alpha)
+        if top is not None:
             gap = gaps.get(cand, 0.0)
             explains = top["excess"] >= EXPLAINS * gap
             shown = distinct_percents(top["output_share"], top["label_share"])
+            k = s["online_classes_tested"]
             out.append({
                 "kind": "prediction_shift", "candidate": cand[0], "version": cand[1],
                 "slice": "all",
                 "label": top["label"], "severity": max(top["excess"], gap) if explains
-                else top["excess"], "p_value": top["p_value"],
+                else top["excess"], "p_value": top["p_value_holm"],
+                "p_value_unadjusted": top["p_value"], "classes_tested": k,
                 "explanation": (
                     f"{names[cand]} answers {top['label']!r} on {shown[0]} of "
                     f"online requests, but corrections put the true share of {top['label']!r} "
-                    f"at about {shown[1]}: it over-predicts {top['label']!r} on "
+                    f"at about {shown[1]} (McNemar p = {top['p_value_holm']:.2g}, Holm-adjusted "
+                    f"over the {k} classes tested): it over-predicts {top['label']!r} on "
                     f"online inputs, so relabel its {top['label']!r} answers and retrain on "
                     "online-like data."),
             })
