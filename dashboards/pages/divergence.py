@@ -100,10 +100,11 @@ def _shift_table(shifts: list[dict[str, Any]],
         for r in s.get("online_labels", []):
             rows.append([names[_ref(s)], r["label"], fmt(r["output_share"]),
                          fmt(r["label_share"]), fmt(r["excess"], percent=True),
-                         fmt(r["p_value"]),
+                         fmt(r["p_value"]), fmt(r.get("p_value_holm")),
                          bool(off.get("shifted")) and off.get("top_label") == r["label"]])
     return table(["candidate", "class", "output share", "label share (corrections)", "excess",
-                  "McNemar p", "top offline shift"], rows, "div-shift-table")
+                  "McNemar p", "Holm p (over its classes)", "top offline shift"], rows,
+                 "div-shift-table")
 
 
 def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> Component:
