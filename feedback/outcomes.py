@@ -164,8 +164,14 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             experiment_id = int(served.experiment_id)
         else:
             experiment_id = int(checked["experiment_id"])
-            if s.get(Experiment, experiment_id) is None:
+            experiment = s.get(Experiment, experiment_id)
+            if experiment is None:
                 raise NotFound(f"experiment {experiment_id} does not exist")
+            if experiment.unit == "request":
+                # Its units are requests (serving/router.py): no unit id of the caller's is one.
+                raise AbvocError(f"experiment {experiment_id} randomizes each request (unit "
+                                 "'request'): send the outcome with the prediction_id and "
+                                 "receipt of the answer it follows, not a unit_id")
         metric = s.get(ExperimentMetric, (experiment_id, checked["metric"]))
         if metric is None:
             raise AbvocError(_undefined(s, experiment_id, checked["metric"], admin))

@@ -8,7 +8,7 @@ units that must move change arm.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
+from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_spec import ACTIVE, check_spec, fail
 
@@ -110,18 +111,12 @@ def _view(exp: Experiment) -> dict[str, Any]:
         "primary_metric": exp.primary_metric,
         "expected_sample_per_arm": exp.expected_sample_per_arm,
         "allocation_table": exp.allocation.get("table"),
-        "created_at": _iso(exp.created_at),
-        "started_at": _iso(exp.started_at),
-        "stopped_at": _iso(exp.stopped_at),
+        "created_at": utc_iso(exp.created_at),
+        "started_at": utc_iso(exp.started_at),
+        "stopped_at": utc_iso(exp.stopped_at),
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 with its UTC offset: SQLite hands stored times back naive (they are UTC), so a
-    reread row would otherwise lose the '+00:00' a fresh one has."""
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def _still_active(s: Session, exp: Experiment) -> None:
@@ -282,15 +277,19 @@ class Experiments:
             return _view(exp)
 
     def resume_arm(self, experiment_id: int, arm_name: str) -> dict[str, Any]:
+        """Give a paused treatment its traffic back. An arm that is not paused is left as it
+        is (as `pause_arm` leaves a paused one): a new `allocation.since` would restart the
+        sample-ratio check and hide a mismatch already seen, with the split unchanged."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
-            self._treatment(exp, exp.arms, arm_name)
+            arm = self._treatment(exp, exp.arms, arm_name)
             self._steering(exp, "arms are resumed")
-            was_paused = any(a["name"] == arm_name and a.get("paused") for a in exp.arms)
+            if not arm.get("paused"):
+                return _view(exp)
             exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
                 exp.status_reason = _arms_reason(exp.arms)
-            if was_paused and exp.canary and exp.canary["treatment"] == arm_name:
+            if exp.canary and exp.canary["treatment"] == arm_name:
                 _restart_step(exp)
             self._set_weights(exp)
             return _view(exp)

@@ -271,7 +271,8 @@ class PredictService:
             candidate=candidate,
             candidate_version=run.version,
             shadow=shadow,
-            unit_id=req.unit_id,
+            # A `request`-unit experiment counts each request as its unit (serving/router.py).
+            unit_id=route.unit_id or req.unit_id,
             slice=req.slice or (answer.slice if answer else None) or "all",
             input_hash=req.input_hash,
             output=answer.output if answer else ("" if output_type in _STRING_TYPES else None),

@@ -1,5 +1,11 @@
 """The traffic router: which arm (and so which candidate) serves a unit, and which shadows run.
 
+The experiment's `unit` says what is randomized: for `user` and `session` the unit id the request
+carries (a user's or a session's id) is hashed, so its requests stick to one arm; for `request`
+each request is its own unit, assigned by a fresh random key that the route hands on as the unit
+id its event records, so the unit counts, the per-unit analysis and the sample-ratio check all
+count requests.
+
 It keeps the active experiments in memory and reloads them from the store every `refresh_s`
 seconds, so every process (API worker processes included) converges on the same state; the decision
 itself is a hash and a table look-up, with no I/O.
@@ -7,6 +13,7 @@ itself is a hash and a table look-up, with no I/O.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +47,9 @@ class Route:
     # The experiment's status when it is not running (paused, killed): every unit then goes to
     # its control, outside the split its figures compare.
     held: str | None = None
+    # The unit the experiment counts when it is not the caller's: unit `request` randomizes each
+    # request, so its event records this per-request key (None: the request's own unit id).
+    unit_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,18 @@ class Router:
             if forced is None:
                 names = [a["name"] for a in arms]
                 raise AbvocError(f"arm {force_arm!r} is not in experiment {exp['id']}: {names}")
-        index = active.assigner.assign(unit_id, force=forced,
+        per_request = request_key() if exp.get("unit") == "request" else None
+        index = active.assigner.assign(per_request or unit_id, force=forced,
                                        killed=exp["status"] != "running")
         arm = arms[index]
         shadows = tuple(Shadow(s["candidate"], s.get("version")) for s in exp["shadows"]) \
             if exp["status"] == "running" else ()
         return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows,
-                     arm.get("version"), None if exp["status"] == "running" else exp["status"])
+                     arm.get("version"), None if exp["status"] == "running" else exp["status"],
+                     per_request)
+
+
+def request_key() -> str:
+    """A fresh unit id for one request of a `request`-unit experiment: random (never derived
+    from the caller's unit id, which would make a unit's requests stick together again)."""
+    return f"request:{secrets.token_hex(12)}"

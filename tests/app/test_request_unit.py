@@ -1,0 +1,55 @@
+"""The experiment's `unit`: `user` (and `session`) keep a unit id's requests on one arm; `request`
+assigns each request on its own by the weights, and each request is then its own unit in the
+events, the unit counts and the sample-ratio check."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from core.store.models import Prediction
+from tests.support.bundles import EXAMPLE, copy_example, edit
+from tests.support.keys import bearer
+from tests.support.v2 import drain, experiment, flowers, infer_body, upload
+
+REQUESTS = 400
+
+
+@pytest.mark.parametrize("unit", ["request", "user"])
+def test_unit_request_splits_one_callers_requests(v2app: Flask, tmp_path: Path,
+                                                  unit: str) -> None:
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    second = copy_example(tmp_path)
+    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
+    upload(client, admin, second)
+    upload(client, admin, EXAMPLE)
+    exp = experiment(client, admin, "units", "iris-onnx", "iris-b", unit=unit)
+    arms: Counter[str] = Counter()
+    for row in flowers(REQUESTS, seed=5):
+        answer = client.post("/v2/models/units/infer", headers=admin,
+                             json=infer_body(row[None], "one-caller"))
+        assert answer.status_code == 200, answer.get_json()
+        arms[answer.get_json()["parameters"]["arm"]] += 1
+    if unit == "user":
+        assert len(arms) == 1, arms  # sticky
+        return
+    # 50/50: the treatment's count is Binomial(400, 0.5), sd 10; 140..260 is 6 sd either way.
+    assert 140 <= arms["treatment"] <= 260, arms
+
+    drain(v2app, REQUESTS)
+    with v2app.extensions["abvoc"].db.reading() as s:
+        unit_ids = s.scalars(select(Prediction.unit_id).where(
+            Prediction.experiment_id == exp["id"])).all()
+    assert len(set(unit_ids)) == REQUESTS and "one-caller" not in unit_ids
+    srm = client.get(f"/v1/experiments/{exp['id']}/results", headers=admin).get_json()["srm"]
+    assert srm["units"] == dict(arms), srm  # each request counted as its own unit
+
+    # The caller's unit id is no unit of this experiment: an outcome must name its prediction.
+    refused = client.post("/v1/outcomes", headers=admin, json={
+        "unit_id": "one-caller", "experiment_id": exp["id"], "metric": "won", "value": 1})
+    assert refused.status_code == 400 and "prediction_id" in refused.get_json()["error"]
