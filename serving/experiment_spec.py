@@ -3,12 +3,17 @@ weights, shadows, a canary ramp, guardrails. Every refusal is a 400 that names t
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 from typing import Any
 
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
+from serving.assignment import NUM_BUCKETS, allocate
 
+# What is randomized: `user` and `session` stick by the unit id a request carries; `request`
+# assigns each request on its own, and each request is then a unit (serving/router.py).
 UNITS = ("user", "session", "request")
 ACTIVE = ("running", "paused", "killed")
 # The primary metrics the results can test: exactly their built-in metrics (outcome metrics
@@ -21,6 +26,18 @@ MAX_WEIGHT = 1_000_000
 EXPECTED_SAMPLE = (10, 10**9)
 MAX_ARMS = 20
 SHADOW_PREFIX = "shadow:"
+ARM_KEYS = ("name", "candidate", "version", "weight", "control")
+CANARY_KEYS = ("treatment", "steps", "advance_after_s", "advance_after_n")
+SHADOW_KEYS = ("candidate", "version")
+# Characters a scope cannot hold: it is the {scope} segment of /v2/models/{scope}/infer, and
+# these either end the segment ('/', and '\\', which browsers and WHATWG parsers read as '/'),
+# end the path ('?', '#'), start an escape that clients decode differently ('%'), or are
+# control characters no client sends unescaped. The OpenAPI schema's pattern says the same.
+SCOPE_REFUSED = r"/\\?#%\x00-\x1f\x7f-\x9f"
+SCOPE_PATTERN = f"^[^{SCOPE_REFUSED}]+$"
+_SCOPE_BAD = re.compile(f"[{SCOPE_REFUSED}]")
+# The smallest canary step that gets an assignment bucket.
+MIN_SHARE = 1 / NUM_BUCKETS
 
 
 def fail(message: str) -> AbvocError:
@@ -35,6 +52,7 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
     for i, arm in enumerate(arms):
         if not isinstance(arm, dict):
             raise fail(f"arms[{i}] must be an object with name, candidate and weight")
+        check_keys(arm, ARM_KEYS, f"arms[{i}]")
         name, candidate, weight = arm.get("name"), arm.get("candidate"), arm.get("weight")
         if not isinstance(name, str) or not name or len(name) > 100:
             raise fail(f"arms[{i}].name must be a non-empty string of at most 100 characters")
@@ -68,6 +86,47 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
     return out
 
 
+def check_keys(given: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """Refuse keys the spec does not read: a typo ('versoin') would otherwise pass unnoticed
+    and leave the field at its default."""
+    unknown = set(given) - set(known)
+    if unknown:
+        raise fail(f"{where} has unknown keys {sorted(unknown)}; it takes {', '.join(known)}")
+
+
+def check_buckets(arms: list[dict[str, Any]], canary: dict[str, Any]) -> None:
+    """Each arm given a positive weight must get at least one of the NUM_BUCKETS assignment
+    buckets at the start: one that gets none never takes traffic, and its results would say
+    only 'no difference yet'. The split is the one serving/experiments.effective_weights
+    makes: a canary's treatment takes its first step and the control the rest."""
+    total = sum(a["weight"] for a in arms)
+    shares = [a["weight"] / total for a in arms]
+    treatment = control = None
+    if canary:
+        treatment = next(i for i, a in enumerate(arms) if a["name"] == canary["treatment"])
+        shares[treatment] = canary["steps"][0]
+        control = next(i for i, a in enumerate(arms) if a["control"])
+        shares[control] = 0.0
+        shares[control] = max(0.0, 1.0 - sum(shares))
+    counts = allocate(shares).counts()
+    for i, arm in enumerate(arms):
+        # A canary's treatment is held to its steps (check_canary), its control takes the rest.
+        if arm["weight"] > 0 and counts[i] == 0 and i not in (treatment, control):
+            others = total - arm["weight"]
+            least = _round_up(others / (NUM_BUCKETS - 1))
+            raise fail(f"arms[{i}].weight {arm['weight']:g} is too small: the arm gets none of "
+                       f"the {NUM_BUCKETS:,} assignment buckets, so it would never take "
+                       f"traffic; give it at least {least:g} (1/{NUM_BUCKETS:,} of the "
+                       "total weight), or 0 to leave it out")
+
+
+def _round_up(value: float) -> float:
+    """`value` rounded up to 3 significant digits, so the weight a message suggests is enough."""
+    digits = 2 - math.floor(math.log10(value))
+    scale = 10.0**digits
+    return math.ceil(value * scale * (1 - 1e-12)) / scale
+
+
 def check_version(version: Any, where: str) -> str | None:
     """An arm's or shadow's candidate version; None: the newest at creation."""
     if version is None:
@@ -78,19 +137,26 @@ def check_version(version: Any, where: str) -> str | None:
 
 
 def check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
-    if not canary:
+    if canary is None or canary == {}:
         return {}
     if not isinstance(canary, dict):
-        raise fail("'canary' must be an object with treatment and steps")
+        raise fail("'canary' must be an object with treatment and steps (or null for none)")
+    check_keys(canary, CANARY_KEYS, "canary")
     treatment = canary.get("treatment")
     arm = next((a for a in arms if a["name"] == treatment), None)
     if arm is None or arm["control"]:
         raise fail("canary.treatment must name a treatment arm (not the control)")
     steps = canary.get("steps")
+    # Booleans are ints to Python, but `true` is not a share of traffic.
     if (not isinstance(steps, list) or not steps
-            or not all(isinstance(x, int | float) and 0 < x <= 1 for x in steps)
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) and 0 < x <= 1
+                       for x in steps)
             or any(b <= a for a, b in zip(steps, steps[1:], strict=False))):
-        raise fail("canary.steps must be increasing shares in (0, 1], e.g. [0.01, 0.05, 0.25]")
+        raise fail("canary.steps must be increasing shares in (0, 1] (numbers, not true or "
+                   "false), e.g. [0.01, 0.05, 0.25]")
+    if steps[0] < MIN_SHARE:
+        raise fail(f"canary.steps[0] {steps[0]:g} is too small: the treatment would get none "
+                   f"of the {NUM_BUCKETS:,} assignment buckets; start at {MIN_SHARE:g} or more")
     others = sum(a["weight"] for a in arms if not a["control"] and a is not arm)
     others_share = others / sum(a["weight"] for a in arms)
     if steps[-1] + others_share > 1:
@@ -106,9 +172,9 @@ def check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def check_guardrails(guardrails: Any) -> dict[str, Any]:
-    guardrails = guardrails or {}
+    guardrails = {} if guardrails is None else guardrails
     if not isinstance(guardrails, dict):
-        raise fail("'guardrails' must be an object")
+        raise fail("'guardrails' must be an object (or null for none)")
     unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
     if unknown:
         raise fail(f"unknown guardrails {sorted(unknown)}; use {list(GUARDRAILS)}, min_samples")
@@ -135,31 +201,17 @@ def check_spec(spec: Any) -> dict[str, Any]:
                            "guardrails", "primary_metric", "expected_sample_per_arm"}
     if unknown:
         raise fail(f"unknown fields {sorted(unknown)}")
-    name = spec.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        raise fail("'name' must be a non-empty string of at most 100 characters")
-    scope = spec.get("scope", "default")
-    if not isinstance(scope, str) or not scope or len(scope) > 100:
-        raise fail("'scope' must be a non-empty string of at most 100 characters")
+    name = check_name(spec.get("name"))
+    scope = check_scope(spec.get("scope", "default"))
     unit = spec.get("unit", "user")
     if unit not in UNITS:
-        raise fail(f"'unit' must be one of {list(UNITS)}")
-    salt = spec.get("salt") or secrets.token_hex(8)
-    if not isinstance(salt, str) or len(salt) > 64:
-        raise fail("'salt' must be a string of at most 64 characters")
+        raise fail(f"'unit' must be one of {list(UNITS)}: 'user' or 'session' keep a unit id's "
+                   "requests on one arm, 'request' assigns each request on its own")
+    salt = check_salt(spec.get("salt"))
     arms = check_arms(spec.get("arms"))
-    shadows = spec.get("shadows") or []
-    if not isinstance(shadows, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("candidate"), str) for s in shadows
-    ):
-        raise fail("'shadows' must be a list of {\"candidate\": name}")
-    shadows = [{"candidate": x["candidate"],
-                "version": check_version(x.get("version"), f"shadows[{i}]")}
-               for i, x in enumerate(shadows)]
-    names = [s["candidate"] for s in shadows]
-    if len(set(names)) != len(names):
-        raise fail("'shadows' names a candidate twice; list each shadow once")
+    shadows = check_shadows(spec.get("shadows"))
     canary = check_canary(spec.get("canary"), arms)
+    check_buckets(arms, canary)
     guardrails = check_guardrails(spec.get("guardrails"))
     primary = spec.get("primary_metric", DEFAULT_PRIMARY)
     if primary not in METRICS:
@@ -169,6 +221,66 @@ def check_spec(spec: Any) -> dict[str, Any]:
             "shadows": shadows, "canary": canary, "guardrails": guardrails,
             "primary_metric": primary,
             "expected_sample_per_arm": check_expected_sample(spec.get("expected_sample_per_arm"))}
+
+
+def check_name(name: Any) -> str:
+    """The experiment's name; blanks at its ends are refused, not stripped, so that two names
+    that look the same are the same name (experiment names are unique)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise fail("'name' must be a non-empty string of at most 100 characters")
+    if name != name.strip():
+        raise fail(f"'name' {name!r} must not begin or end with whitespace; "
+                   f"use {name.strip()!r}")
+    return name
+
+
+def check_scope(scope: Any) -> str:
+    """The traffic scope, which V2 clients send as the {scope} segment of
+    /v2/models/{scope}/infer: refused unless it can travel there unchanged."""
+    if not isinstance(scope, str) or not scope or len(scope) > 100:
+        raise fail("'scope' must be a non-empty string of at most 100 characters")
+    bad = _SCOPE_BAD.search(scope)
+    if bad:
+        raise fail(f"'scope' must not contain {bad.group()!r}: it is the model name in "
+                   "/v2/models/{scope}/infer, a single URL path segment (it may not hold '/', "
+                   "'\\', '?', '#', '%' or control characters)")
+    if scope != scope.strip():
+        raise fail(f"'scope' {scope!r} must not begin or end with whitespace; "
+                   f"use {scope.strip()!r}")
+    if scope in (".", ".."):
+        raise fail(f"'scope' must not be {scope!r}: clients resolve it as a relative path in "
+                   "/v2/models/{scope}/infer")
+    return scope
+
+
+def check_salt(salt: Any) -> str:
+    """The assignment salt; only a missing or null one is drawn at random, as a fixed salt is
+    what makes an assignment replayable."""
+    if salt is None:
+        return secrets.token_hex(8)
+    if not isinstance(salt, str) or not salt or len(salt) > 64:
+        raise fail("'salt' must be a non-empty string of at most 64 characters "
+                   "(or null for a random one)")
+    return salt
+
+
+def check_shadows(shadows: Any) -> list[dict[str, Any]]:
+    """Candidates answering beside the arms, for comparison only."""
+    if shadows is None:
+        return []
+    if not isinstance(shadows, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("candidate"), str) for s in shadows
+    ):
+        raise fail("'shadows' must be a list of {\"candidate\": name}")
+    for i, shadow in enumerate(shadows):
+        check_keys(shadow, SHADOW_KEYS, f"shadows[{i}]")
+    out = [{"candidate": x["candidate"],
+            "version": check_version(x.get("version"), f"shadows[{i}]")}
+           for i, x in enumerate(shadows)]
+    names = [s["candidate"] for s in out]
+    if len(set(names)) != len(names):
+        raise fail("'shadows' names a candidate twice; list each shadow once")
+    return out
 
 
 def check_expected_sample(value: Any) -> int | None:

@@ -13,6 +13,8 @@ from serving.experiment_spec import (
     GUARDRAILS,
     MAX_ARMS,
     MAX_WEIGHT,
+    MIN_SHARE,
+    SCOPE_PATTERN,
     SHADOW_PREFIX,
 )
 from serving.images import encode_png
@@ -51,14 +53,16 @@ REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
 
 ARM_SCHEMA = {
-    "type": "object", "required": ["name", "candidate", "weight"],
+    "type": "object", "required": ["name", "candidate", "weight"], "additionalProperties": False,
     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100,
                             "not": {"pattern": f"^{SHADOW_PREFIX}"}},
                    "candidate": {"type": "string", "minLength": 1, "maxLength": 200},
                    "version": {"type": ["string", "null"], "minLength": 1, "maxLength": 50,
                                "description": "a registered, active version; omitted: the "
                                               "newest now, kept for the experiment's life"},
-                   "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
+                   "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT,
+                              "description": "0, or enough to get one of the 10,000 "
+                                             "assignment buckets (1/10,000 of the total)"},
                    "control": {"type": "boolean"}},
 }
 GUARDRAIL_SCHEMA = {
@@ -118,19 +122,27 @@ SCHEMAS: dict[str, Any] = {
     "ExperimentSpec": {
         "type": "object", "required": ["name", "arms"], "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
-            "scope": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100,
+                     "pattern": r"^\S(?:[\s\S]*\S)?$",
+                     "description": "unique; no whitespace at either end"},
+            "scope": {"type": "string", "minLength": 1, "maxLength": 100,
+                      "pattern": SCOPE_PATTERN,
+                      "description": "the model name in /v2/models/{scope}/infer, one URL "
+                                     "path segment: no '/', '\\', '?', '#', '%' or control "
+                                     "characters, no whitespace at either end, not . or .."},
             "unit": {"type": "string", "enum": ["user", "session", "request"]},
-            "salt": {"type": ["string", "null"], "maxLength": 64},
+            "salt": {"type": ["string", "null"], "minLength": 1, "maxLength": 64,
+                     "description": "null or left out: a random one"},
             "arms": {"type": "array", "minItems": 2, "maxItems": MAX_ARMS, "items": ARM_SCHEMA},
             "shadows": {"type": ["array", "null"], "uniqueItems": True, "items": {
                 "type": "object", "required": ["candidate"], "additionalProperties": False,
                 "properties": {"candidate": {"type": "string"},
                                "version": {"type": ["string", "null"], "minLength": 1,
                                            "maxLength": 50}}}},
-            "canary": {"type": ["object", "null"], "properties": {
+            "canary": {"type": ["object", "null"], "additionalProperties": False, "properties": {
                 "treatment": {"type": "string"},
-                "steps": {"type": "array", "items": {"type": "number"}},
+                "steps": {"type": "array", "minItems": 1, "items": {
+                    "type": "number", "minimum": MIN_SHARE, "maximum": 1}},
                 "advance_after_s": {"type": ["number", "null"]},
                 "advance_after_n": {"type": ["number", "null"]}}},
             "guardrails": {**GUARDRAIL_SCHEMA, "type": ["object", "null"]},
