@@ -115,15 +115,12 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     correction_id = uuid.uuid4().hex
     try:
         with db.session() as s:
-            s.add(CorrectionRequest(idempotency_key=key, correction_id=correction_id,
-                                    prediction_id=checked["prediction_id"],
-                                    request_hash=digest, created_at=utcnow()))
+            accepted = CorrectionRequest(idempotency_key=key, correction_id=correction_id,
+                                         prediction_id=checked["prediction_id"],
+                                         request_hash=digest, created_at=utcnow())
+            s.add(accepted)
             s.flush()
-            # The stream holds a prediction's first correction as its truth (unless a verified
-            # label overrides it); later ones are kept as what customers said, and told so.
-            earlier = s.scalar(select(func.count()).select_from(CorrectionRequest).where(
-                CorrectionRequest.prediction_id == checked["prediction_id"],
-                CorrectionRequest.correction_id != correction_id)) or 0
+            earlier = _earlier(s, accepted)
             add_event(s, events.make_event(
                 events.CORRECTION_SUBMITTED, correction_id=correction_id,
                 prediction_id=checked["prediction_id"], receipt=checked["receipt"],
@@ -137,7 +134,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
             raise
         return existing
     return {"correction_id": correction_id, "prediction_id": checked["prediction_id"],
-            "duplicate": False, "earlier_corrections": int(earlier)}
+            "duplicate": False, "earlier_corrections": earlier}
 
 
 def _existing(db: Database, key: str, digest: str, prediction_id: str | None = None, *,
@@ -165,4 +162,14 @@ def _existing(db: Database, key: str, digest: str, prediction_id: str | None = N
             raise Conflict("this Idempotency-Key was used for a different correction; use a "
                            "new key for a new correction")
         return {"correction_id": row.correction_id, "prediction_id": row.prediction_id,
-                "duplicate": True}
+                "duplicate": True, "earlier_corrections": _earlier(s, row)}
+
+
+def _earlier(s: Session, row: CorrectionRequest) -> int:
+    """How many other corrections of its prediction were accepted before `row`: the stream
+    holds a prediction's first correction as its truth (unless a verified label overrides it);
+    later ones are kept as what customers said, and told so."""
+    return s.scalar(select(func.count()).select_from(CorrectionRequest).where(
+        CorrectionRequest.prediction_id == row.prediction_id,
+        CorrectionRequest.correction_id != row.correction_id,
+        CorrectionRequest.created_at <= row.created_at)) or 0

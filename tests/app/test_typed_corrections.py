@@ -181,7 +181,7 @@ def test_a_later_correction_is_told_the_first_one_is_the_truth(v2app: Flask) -> 
                         json={**ids, "corrected_output": truth}).get_json()
             for truth in (first, second, first)]
     assert [(s["duplicate"], s.get("earlier_corrections")) for s in said] == [
-        (False, 0), (False, 1), (True, None)]
+        (False, 0), (False, 1), (True, 0)]  # a repeat says what the first was told
     drain(v2app, 1)
     with v2app.extensions["abvoc"].db.session() as s:
         truths = dict(s.execute(select(PredictionTruth.prediction_id,
