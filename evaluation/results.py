@@ -79,6 +79,7 @@ from evaluation.unit_moments import (
     describe,
     per_unit_intervals,
     unit_analysis,
+    units_with_predictions,
 )
 
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
@@ -263,6 +264,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                                         config.alpha),
         "outcomes": outcomes.figures,
     }
+    units_with_predictions(units, out["metrics"], variants)
     out["analysis_unit"], out["analysis_unit_note"] = describe(units, out["metrics"])
     per_unit_intervals(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(

@@ -333,6 +333,21 @@ def _whole_experiment(session: Session, experiment_id: int, since: datetime | No
     return (start is None or start <= first) and (end is None or last < end)
 
 
+def units_with_predictions(analysis: UnitAnalysis, metrics_by_variant: dict[str, Any],
+                           variants: Iterable[Variant]) -> None:
+    """Each cell's `units` as the units that sent its predictions, where the unit sums say
+    (the units its per-unit tests count): the aggregates count a unit where it was first
+    seen, so a window's returning units, or a unit moved to control when its arm paused, were
+    left out of one side or the other."""
+    if not analysis.moments:
+        return
+    for variant in variants:
+        for slice_, figures in metrics_by_variant.get(variant.name, {}).items():
+            k = analysis.stats(variant, slice_, "error_rate").k
+            if k:
+                figures["units"] = int(k)
+
+
 def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
              ) -> tuple[dict[str, Any], str | None]:
     """What the results say of it: the metrics tested per unit and those per prediction (with
@@ -344,7 +359,8 @@ def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
     if not analysis.fallback or not ratios or max(ratios) < NOTE_AT:
         return said, None
     reasons = sorted(set(analysis.fallback.values()))
-    return said, (f"units sent up to {max(ratios):.1f} predictions each, but "
+    return said, (f"units sent {max(ratios):.1f} predictions each on average (in the arm "
+                  "where they sent the most), but "
                   f"{', '.join(sorted(analysis.fallback))} count predictions as independent "
                   f"({'; '.join(reasons)}), so their intervals and p-values are too optimistic; "
                   "outcome metrics are per unit (define one as primary to decide per unit)")
