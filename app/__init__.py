@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -17,6 +17,9 @@ from core.startup import Services, connect
 from core.store.db import store_unreachable
 
 _ADDRESS = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+V2_ROUTES = ("no such Open Inference Protocol route; abvoc serves GET /v2, /v2/health/live, "
+             "/v2/health/ready, /v2/models/{scope} and /v2/models/{scope}/ready, and POST "
+             "/v2/models/{scope}/infer (the model name is the experiment's traffic scope)")
 
 
 def create_app(
@@ -132,5 +135,8 @@ def _register_errors(app: Flask) -> None:
     def _http_error(exc: HTTPException):  # noqa: ANN202
         # Keep the exception's headers (Allow on a 405), not its HTML content type.
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-        body = {"error": _without_addresses(exc.description or exc.name), "status": exc.code}
+        said = exc.description or exc.name
+        if exc.code == 404 and request.path.startswith("/v2"):
+            said = V2_ROUTES  # a Triton or KServe client asking for a route abvoc has not
+        body = {"error": _without_addresses(said), "status": exc.code}
         return jsonify(body), exc.code, headers

@@ -81,6 +81,11 @@ def test_what_other_servers_clients_send_is_taken(v2app: Flask) -> None:
     assert base64.b64decode(asked.get_json()["outputs"][0]["data"][0]).decode() in CLASSES
     # No outputs named, or an empty list: all of them.
     every = client.post(URL, headers=predictor, json={**_body(), "outputs": []}).get_json()
+    # A route of Triton's own (its repository index) is a 404 that lists the protocol's.
+    unknown = client.post("/v2/repository/index", headers=predictor, json={})
+    assert unknown.status_code == 404
+    assert unknown.get_json()["error"].startswith("no such Open Inference Protocol route; "
+                                                  "abvoc serves GET /v2,")
     assert [t["name"] for t in every["outputs"]] == [
         t["name"] for t in answer.get_json()["outputs"]]
 
