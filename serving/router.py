@@ -94,14 +94,32 @@ class Router:
         active = self._current(scope)
         return active.experiment if active else None
 
+    def reloaded(self, scope: str) -> dict[str, Any] | None:
+        """The scope's experiment after reloading now: one started since the last load (by
+        another process, or a moment ago) owns its scope before a request is refused for want
+        of one."""
+        active = self._reload(scope)
+        return active.experiment if active else None
+
+    def _reload(self, scope: str) -> _Active | None:
+        with self._lock:
+            self.refresh()
+            return self._by_scope.get(scope)
+
     def route(self, scope: str, unit_id: str, default_candidate: Callable[[], str],
               force_arm: str | None = None) -> Route:
         """The route for one unit; `default_candidate()` when no experiment owns the scope."""
         active = self._current(scope)
         if active is None:
-            if force_arm:
-                raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an arm")
-            return Route(default_candidate())
+            try:
+                if force_arm:
+                    raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an "
+                                     "arm")
+                return Route(default_candidate())
+            except AbvocError:
+                active = self._reload(scope)
+                if active is None:  # not started since the last load either
+                    raise
         exp = active.experiment
         arms = exp["arms"]
         forced = None

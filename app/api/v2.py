@@ -121,10 +121,15 @@ def _candidate_of(scope: str) -> tuple[str, str | None]:
     default candidate's newest version (as the router routes a request outside experiments)."""
     serving = _serving()
     experiment = serving.router.experiment(scope)
-    if experiment is not None:
-        control = next(a for a in experiment["arms"] if a["control"])
-        return control["candidate"], control.get("version")
-    return serving.predict.default_candidate(scope), None
+    if experiment is None:
+        try:
+            return serving.predict.default_candidate(scope), None
+        except NotFound:
+            experiment = serving.router.reloaded(scope)  # started since the router's last load
+            if experiment is None:
+                raise
+    control = next(a for a in experiment["arms"] if a["control"])
+    return control["candidate"], control.get("version")
 
 
 @bp.get("/v2/models/<scope>")
