@@ -163,14 +163,15 @@ def fit(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
         if array.min() < info.min or array.max() > info.max:
             raise TensorError(f"{what}: its values must lie within {datatype}'s range "
                               f"[{info.min}, {info.max}]")
+    if want.kind != "f" or array.dtype.itemsize < want.itemsize:
+        return array.astype(want)  # integers within range, or a float type that holds them
     with np.errstate(over="ignore"):  # an overflow is refused below
         out = array.astype(want)
-    if want.kind == "f" and array.dtype.itemsize >= want.itemsize:
-        overflowed = ~np.isfinite(out) & np.isfinite(array)
-        if overflowed.any():
-            limit = float(np.finfo(want).max)
-            raise TensorError(f"{what}: its values must lie within {datatype}'s range "
-                              f"(at most {limit:.6g} in size)")
+    # The mask only where something is not finite: one reduction on the common path.
+    if not np.isfinite(out).all() and (~np.isfinite(out) & np.isfinite(array)).any():
+        limit = float(np.finfo(want).max)
+        raise TensorError(f"{what}: its values must lie within {datatype}'s range "
+                          f"(at most {limit:.6g} in size)")
     return out
 
 
