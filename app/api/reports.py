@@ -40,6 +40,9 @@ def _scope(*shares: str) -> dict[str, Any]:
         shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
         raise AbvocError(f"unknown query parameter(s) {shown}; this report takes "
                          f"{', '.join(known)}")
+    if repeated := sorted(k for k in known if len(request.args.getlist(k)) > 1):
+        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
+                         "(which one was meant cannot be told)")
     since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
                     for k in ("since", "until"))
     if since is not None and until is not None and until <= since:

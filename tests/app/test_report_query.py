@@ -63,6 +63,8 @@ def test_reports_take_a_window_and_a_slice_limit(v2app: Flask, exp: int, report:
                          ({f"p{i}": "1" for i in range(50)}, "['p0', 'p1', 'p10', 'p11', "
                           "'p12', '...']"),
                          ({"recount_units": "yes"}, "'recount_units' must be true or false"),
+                         ("since=2026-11-20T10:00:00Z&since=2026-11-20T11:00:00Z",
+                          "query parameter(s) ['since'] given more than once"),
                          ({"primary_metric": "x"},
                           "unknown query parameter(s) ['primary_metric']")]:
         refused = client.get(url, query_string=query, headers=admin)
