@@ -335,10 +335,8 @@ def _whole_experiment(session: Session, experiment_id: int, since: datetime | No
 
 def units_with_predictions(analysis: UnitAnalysis, metrics_by_variant: dict[str, Any],
                            variants: Iterable[Variant]) -> None:
-    """Each cell's `units` as the units that sent its predictions, where the unit sums say
-    (the units its per-unit tests count): the aggregates count a unit where it was first
-    seen, so a window's returning units, or a unit moved to control when its arm paused, were
-    left out of one side or the other."""
+    """Each cell's `units` as the units that sent its predictions (as its per-unit tests count
+    them), where the unit sums say: the aggregates count a unit where it was first seen."""
     if not analysis.moments:
         return
     for variant in variants:
