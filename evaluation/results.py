@@ -44,6 +44,7 @@ from core.builtin_metrics import ALL_METRICS, DEFAULT_PRIMARY, METRICS, MetricSp
 from core.errors import NotFound
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import Experiment
+from core.times import utc_iso
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
@@ -247,8 +248,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         "alpha": config.alpha,
         # The hours the window's figures cover: the aggregates' grain widens it to whole hours.
         "window": None if since is None and until is None else dict(zip(
-            ("since", "until"), (t.isoformat() if t else None
-                                 for t in hour_window(since, until)), strict=True)),
+            ("since", "until"), map(utc_iso, hour_window(since, until)), strict=True)),
         "slice_choice": chosen_slices.as_dict(),
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,

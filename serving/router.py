@@ -109,12 +109,15 @@ class Router:
     def route(self, scope: str, unit_id: str, default_candidate: Callable[[], str],
               force_arm: str | None = None) -> Route:
         """The route for one unit; `default_candidate()` when no experiment owns the scope."""
+        # Before refusing for want of an experiment, look once more: one may have started since
+        # the last load.
         active = self._current(scope)
+        if active is None and force_arm:
+            active = self._reload(scope)
+            if active is None:
+                raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an arm")
         if active is None:
             try:
-                if force_arm:
-                    raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an "
-                                     "arm")
                 return Route(default_candidate())
             except AbvocError:
                 active = self._reload(scope)
