@@ -4,7 +4,8 @@
 A definition may be changed at any time: the worker keeps each unit's count, sum, max and first
 value of every metric (see :mod:`evaluation.outcomes`), so a new combine rule, direction,
 guardrail or primary flag reads the same stored outcomes again, and nothing is counted twice.
-Only the kind is fixed once outcomes of the metric arrived (they were checked against it), and a
+Only the kind is fixed once outcomes of the metric were accepted (each was checked against
+it, and some may still be on their way to the worker), and a
 metric that a ratio divides cannot become a ratio itself.
 """
 
@@ -20,7 +21,7 @@ from core.builtin_metrics import ALL_METRICS
 from core.errors import AbvocError, Conflict, NotFound
 from core.outcome_metrics import RATIO, check_definition
 from core.store.db import Database, utcnow
-from core.store.models import Experiment, ExperimentMetric, Outcome
+from core.store.models import Experiment, ExperimentMetric, Outcome, OutcomeRequest
 from core.times import utc_iso
 
 # The names the results already use for their built-in metrics (a second metric of one name
@@ -38,10 +39,11 @@ def view(row: ExperimentMetric) -> dict[str, Any]:
             "created_at": utc_iso(row.created_at), "updated_at": utc_iso(row.updated_at)}
 
 
-def load(session: Session, experiment_id: int) -> list[ExperimentMetric]:
-    """An experiment's definitions by name."""
-    return list(session.scalars(select(ExperimentMetric).where(
-        ExperimentMetric.experiment_id == experiment_id).order_by(ExperimentMetric.name)))
+def load(session: Session, experiment_id: int, *, lock: bool = False) -> list[ExperimentMetric]:
+    """An experiment's definitions by name (`lock`: for update, on PostgreSQL)."""
+    query = select(ExperimentMetric).where(
+        ExperimentMetric.experiment_id == experiment_id).order_by(ExperimentMetric.name)
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
 def list_metrics(db: Database, experiment_id: int) -> list[dict[str, Any]]:
@@ -78,16 +80,24 @@ def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
             if other.kind == RATIO:
                 raise AbvocError(f"the {part} {spec[part]!r} is itself a ratio; a ratio "
                                  "divides sums of plain metrics")
-    if old is not None and old.kind != spec["kind"]:
-        counted = session.scalar(select(Outcome.outcome_id).where(
-            Outcome.experiment_id == experiment_id, Outcome.metric == name).limit(1))
-        if counted is not None:
-            raise Conflict(f"metric {name!r} already has outcomes checked as {old.kind}; its "
-                           "kind cannot change (define a new metric instead)")
+    if old is not None and old.kind != spec["kind"] and _has_outcomes(session, experiment_id,
+                                                                        name):
+        raise Conflict(f"metric {name!r} already has outcomes checked as {old.kind}; its "
+                       f"kind cannot become {spec['kind']} (define a new metric instead)")
     primary = next((o.name for o in others.values() if o.is_primary), None)
     if spec["primary"] and primary is not None:
         raise Conflict(f"{primary!r} is already the primary metric; define it again with "
                        "\"primary\": false first")
+
+
+def _has_outcomes(session: Session, experiment_id: int, name: str) -> bool:
+    """Whether outcomes of the metric were accepted: stored by the worker, or accepted by the
+    API and still on their way to it (each was checked against the metric's kind)."""
+    stored = select(Outcome.outcome_id).where(Outcome.experiment_id == experiment_id,
+                                              Outcome.metric == name).limit(1)
+    accepted = select(OutcomeRequest.outcome_id).where(
+        OutcomeRequest.experiment_id == experiment_id, OutcomeRequest.metric == name).limit(1)
+    return session.scalar(stored) is not None or session.scalar(accepted) is not None
 
 
 def define_metric(db: Database, experiment_id: int, body: Any) -> tuple[dict[str, Any], bool]:
@@ -96,7 +106,9 @@ def define_metric(db: Database, experiment_id: int, body: Any) -> tuple[dict[str
     try:
         with db.session() as s:
             _experiment(s, experiment_id)
-            rows = {r.name: r for r in load(s, experiment_id)}
+            # Locked on PostgreSQL (an outcome being accepted holds its metric's row shared,
+            # feedback.outcomes), so a kind change sees every outcome accepted before it.
+            rows = {r.name: r for r in load(s, experiment_id, lock=True)}
             old = rows.pop(spec["name"], None)
             _check_against(s, experiment_id, spec, rows, old)
             now = utcnow()

@@ -116,8 +116,19 @@ def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric, arms: l
         return ([r.as_mean_stats() if r else MeanStats(0, 0.0, 0.0) for r in ratios],
                 [r.error if r else None for r in ratios], [r.n if r else 0 for r in ratios])
     values = _values(session, experiment_id, d.name, d.combine, only)
-    stats = [MeanStats.from_values(values.get(a, np.zeros(0))) for a in arms]
-    return stats, [None] * len(arms), [s.n for s in stats]
+    found = [values.get(a, np.zeros(0)) for a in arms]
+    errors: list[str | None] = [None] * len(arms)
+    if d.kind == PROPORTION:
+        # A store whose metric changed kind before revision 0024 guarded it may hold a mean's
+        # values under a proportion: shown as such, not tested (a rate of them means nothing).
+        for i, v in enumerate(found):
+            if v.size and not np.isin(v, (0.0, 1.0)).all():
+                errors[i] = (f"{int((~np.isin(v, (0.0, 1.0))).sum())} unit value(s) are not 0 "
+                             f"or 1 (outcomes accepted while {d.name!r} was of another kind); "
+                             "define a new metric for this proportion")
+                found[i] = np.zeros(0)
+    stats = [MeanStats.from_values(v) for v in found]
+    return stats, errors, [values[a].size if a in values else 0 for a in arms]
 
 
 def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: float,

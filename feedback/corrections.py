@@ -92,10 +92,8 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     given is the caller's own (`caller`: the API key's id): another API key may use the same
     one for another correction."""
     checked = _check(body)
-    digest = _request_hash(checked)
-    if idempotency_key and len(idempotency_key) > 128:
-        raise AbvocError("the Idempotency-Key header must be at most 128 characters")
-    key = scoped_key(caller, idempotency_key) if idempotency_key else digest
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
+        raise AbvocError("the Idempotency-Key header must be 1 to 128 characters")
     # The receipt first: it needs no lookup, so a caller without one learns nothing about which
     # prediction ids exist.
     if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
@@ -108,7 +106,11 @@ def submit_correction(db: Database, settings: Settings, body: Any,
                            "prediction_id that /v1/predict or /v2 infer returned")
         kind = _output_kind(s, served)
     checked["corrected_output"] = check_output(kind, checked["corrected_output"])
-    existing = _existing(db, key, digest, None if idempotency_key else checked["prediction_id"],
+    # The body as checked: 2 and 2.0 are one number, so one correction.
+    digest = _request_hash(checked)
+    key = scoped_key(caller, idempotency_key) if idempotency_key is not None else digest
+    keyless = idempotency_key is None
+    existing = _existing(db, key, digest, checked["prediction_id"] if keyless else None,
                          legacy=idempotency_key)
     if existing is not None:
         return existing

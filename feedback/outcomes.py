@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound
+from core.ids import time_ordered_id
 from core.outbox import add_event
 from core.outcome_metrics import check_value
 from core.settings import Settings
@@ -178,6 +178,7 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         if checked["given_time"]:
             _after_creation(s, experiment_id, checked["observed_at"])
         value = check_value(metric.name, metric.kind, checked["value"])
+        checked_as = metric.kind  # read here: the row is not the write's
         checked["value"] = value
         digest = _request_hash(checked)
         keys = _identities(None if idempotency_key is None else
@@ -185,17 +186,21 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         existing = _existing(s, keys, digest, legacy=idempotency_key)
     if existing is not None:
         return existing
-    outcome_id = uuid.uuid4().hex
+    # Time-ordered, so outcomes observed at one instant combine as `first` in the order they
+    # were accepted (the worker breaks such ties by outcome id).
+    outcome_id = time_ordered_id()
     link = ({"prediction_id": checked["prediction_id"], "receipt": checked["receipt"]}
             if checked["prediction_id"] is not None else {"unit_id": checked["unit_id"]})
     try:
         with db.session() as s:
             # One row per identity, all in this transaction: the primary keys decide a race
             # between two requests sharing any of them, and each finds this outcome again.
+            _still_fits(s, experiment_id, checked["metric"], checked_as, value)
             now = utcnow()
             s.add_all([OutcomeRequest(idempotency_key=key, request_hash=digest, created_at=now,
                                       outcome_id=outcome_id if i == 0 else
-                                      f"{outcome_id}{ALIAS}{i}")
+                                      f"{outcome_id}{ALIAS}{i}",
+                                      experiment_id=experiment_id, metric=checked["metric"])
                        for i, key in enumerate(keys)])
             s.flush()
             add_event(s, events.make_event(
@@ -214,11 +219,25 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
     return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
 
 
+def _still_fits(s: Session, experiment_id: int, metric: str, kind: str, value: float) -> None:
+    """The value checked against the metric's kind, read again in the transaction that accepts
+    it (locked on PostgreSQL, as a kind change locks it: see
+    evaluation.metric_definitions), so a kind changed since the first check cannot take a
+    value of the old kind."""
+    now = s.scalar(select(ExperimentMetric.kind).where(
+        ExperimentMetric.experiment_id == experiment_id, ExperimentMetric.name == metric)
+        .with_for_update(read=True))
+    if now is not None and now != kind:
+        check_value(metric, now, value)
+
+
 def _identities(idempotency_key: str | None, event_id: str | None, digest: str) -> list[str]:
-    """The keys a request is known by: its Idempotency-Key, its event_id and its body, each
-    enough to make a later request the same outcome (the README's promise)."""
-    keys = [idempotency_key, f"event:{event_id}" if event_id else None, digest]
-    return list(dict.fromkeys(k for k in keys if k))
+    """The keys a request is known by, each enough to make a later request the same outcome:
+    its Idempotency-Key and its event_id when it has them (a new key is a new outcome, as a
+    client that sends one fresh key per event expects: two purchases of one price are two);
+    otherwise its body."""
+    keys = [idempotency_key, f"event:{event_id}" if event_id else None]
+    return list(dict.fromkeys(k for k in keys if k)) or [digest]
 
 
 def _existing(s: Session, keys: list[str], digest: str, *,

@@ -83,14 +83,19 @@ class OutcomeUnitValue(Base):
 
 
 class OutcomeRequest(Base):
-    """An accepted outcome request, by idempotency key: the same request twice is one."""
+    """An accepted outcome request, by idempotency key: the same request twice is one. Its
+    experiment and metric say, before the worker stores the outcome, that the metric has
+    outcomes checked against its kind (rows from before revision 0024 leave them null)."""
 
     __tablename__ = "outcome_requests"
+    __table_args__ = (Index(None, "experiment_id", "metric"),)
 
     idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
     outcome_id: Mapped[str] = mapped_column(String(64), unique=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    experiment_id: Mapped[int | None] = mapped_column(BigInteger)
+    metric: Mapped[str | None] = mapped_column(String(50))
 
 
 

@@ -1,5 +1,6 @@
-"""POST /v1/outcomes accepts an outcome once per Idempotency-Key, event_id or identical body:
-a request matching an earlier one by any of them is that one, also when the two race."""
+"""POST /v1/outcomes accepts an outcome once per Idempotency-Key or event_id, and a request with
+neither once per identical body: a request matching an earlier one by any of its identities is
+that one, also when the two race; a new key is a new outcome, whatever its body."""
 
 from __future__ import annotations
 
@@ -60,15 +61,23 @@ def test_an_event_id_or_a_body_seen_before_is_a_duplicate_whatever_the_key(
     assert _post(setup, {**body, "value": 5}, "K1").status_code == 409
     assert _post(setup, {**body, "value": 5}).status_code == 409
     assert _post(setup, {**body, "value": 5}, "K9").status_code == 409
-    # An identical body without an event_id is one outcome under any key.
+    # Without an event_id, a key says which outcome it is: the same key again is a retry, a
+    # new key a new outcome of the same value (two purchases of one price are two).
     plain = {"unit_id": "u2", "experiment_id": setup["exp"], "metric": "clicks", "value": 3}
     one = _post(setup, plain, "K3").get_json()
-    assert _post(setup, plain, "K4").get_json() == {"outcome_id": one["outcome_id"],
+    assert one["duplicate"] is False
+    assert _post(setup, plain, "K3").get_json() == {"outcome_id": one["outcome_id"],
                                                     "duplicate": True}
-    assert _post(setup, plain).get_json()["duplicate"] is True
+    two = _post(setup, plain, "K4").get_json()
+    assert two["duplicate"] is False and two["outcome_id"] != one["outcome_id"]
+    # With neither, the body is the outcome's identity: a keyless retry counts once.
+    three = _post(setup, plain).get_json()
+    assert three["duplicate"] is False
+    assert _post(setup, plain).get_json() == {"outcome_id": three["outcome_id"],
+                                              "duplicate": True}
     # A new event_id is a new outcome.
     assert _post(setup, {**body, "event_id": "purchase-778"}).get_json()["duplicate"] is False
-    assert _events(setup["app"]) == 3
+    assert _events(setup["app"]) == 5
 
 
 def test_two_racing_posts_of_one_outcome_under_two_keys_count_once(

@@ -92,6 +92,14 @@ def test_the_candidate_output_type_decides_what_a_correction_may_carry(
     assert event["schema_version"] == 3 and event["event_type"] == "CorrectionSubmitted"
     assert event["corrected_output"] == carried and type(event["corrected_output"]) is type(carried)
     assert event["output_type"] == pipeline.get("output", {}).get("type", "latex")
+    # The same correction written another way (3 and 3.0 are one number) is the same one.
+    again = client.post("/v1/corrections", headers=corrector,
+                        json={**ids, "corrected_output": carried})
+    assert again.status_code == 202 and again.get_json()["duplicate"] is True, again.get_json()
+    # An empty Idempotency-Key is a mistake said so, as on /v1/outcomes (not read as none).
+    empty = client.post("/v1/corrections", headers={**corrector, "Idempotency-Key": ""},
+                        json={**ids, "corrected_output": accepted})
+    assert empty.status_code == 400 and "1 to 128" in empty.get_json()["error"]
 
 
 def test_receipt_is_checked_before_the_prediction_is_looked_up(v2app: Flask) -> None:

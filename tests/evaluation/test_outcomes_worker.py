@@ -276,7 +276,7 @@ def test_definitions_are_checked(db: Database) -> None:
     with pytest.raises(Conflict, match="part of the ratio"):
         define(db, exp, "won", "ratio", numerator="ctr_part", denominator="share")
     apply(db, [outcome("ctr_part", 2.0, unit="u", exp=exp)])
-    with pytest.raises(Conflict, match="kind cannot change"):
+    with pytest.raises(Conflict, match="kind cannot become proportion"):
         define(db, exp, "ctr_part", "proportion")
     define(db, exp, "ctr_part", "mean", direction="lower", combine="max", guardrail=3)
     names = [m["name"] for m in list_metrics(db, exp)]
