@@ -44,6 +44,7 @@ from core.output_types import OutputKind
 from core.relabel import check_queues
 from core.store.db import Database
 from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
+from core.times import utc_iso
 from core.v2_binary import kept_tensors
 from core.verified_labels import conflicting_inputs
 from feedback.annotation import output_kind
@@ -192,8 +193,7 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                             "prediction_id": item.prediction_id, "candidate": item.candidate,
                             "experiment_id": item.experiment_id,
                             "input_hash": item.input_hash, "annotators": item.annotator,
-                            "labeled_at": item.labeled_at.isoformat()
-                            if item.labeled_at else None,
+                            "labeled_at": utc_iso(item.labeled_at),
                             "served_output": typed_value(pred.output, kind)
                             if pred else None}}
                 if item.slice and item.slice != "all":

@@ -28,6 +28,7 @@ from core.store.models import (
     RelabelLabel,
     RelabelSample,
 )
+from core.times import utc_iso
 from core.v2_binary import kept_tensors
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,8 +79,6 @@ def stage_samples_view(s: Session, item: RelabelItem) -> list[dict[str, Any]]:
     return out
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
@@ -106,7 +105,7 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "id": item.id, "queue": item.queue, "status": item.status, "priority": item.priority,
         "reasons": list(item.reasons or []), "labels_needed": item.labels_needed,
         "labels_done": labels_done,
-        "lease": {"owner": item.lease_owner, "until": _iso(item.lease_until)}
+        "lease": {"owner": item.lease_owner, "until": utc_iso(item.lease_until)}
         if item.status == "leased" else None,
         "prediction_id": item.prediction_id, "experiment_id": item.experiment_id,
         "candidate": item.candidate, "slice": item.slice,
@@ -114,7 +113,7 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "input": input_view(kept_input(s, item.input_hash)),
         "served": None if served is None else {
             "output": typed(served.output), "confidence": served.confidence, "arm": served.arm,
-            "created_at": _iso(served.created_at)},
+            "created_at": utc_iso(served.created_at)},
         "shadows": shadows,
         "correction": None if correction is None else {
             "corrected_output": typed(correction.corrected_output), "rating": correction.rating,

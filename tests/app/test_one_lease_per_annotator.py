@@ -29,6 +29,8 @@ def test_one_key_cannot_hoard_the_queue(v2app: Flask) -> None:
     first = client.post("/v1/relabel/claim", headers=hoarder, json={"lease_s": 600})
     assert first.status_code == 200, first.get_json()
     held = first.get_json()["item"]
+    # A time with its offset, as every other time the API gives (SQLite hands them back naive).
+    assert held["lease"]["until"].endswith("+00:00"), held["lease"]
     for _ in range(10):
         again = client.post("/v1/relabel/claim", headers=hoarder, json={"lease_s": 3600})
         assert again.status_code == 200
