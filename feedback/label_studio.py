@@ -309,8 +309,11 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
             raise AbvocError(f"{where} is new data (no abvoc_item_id): give the candidate whose "
                              "output type its labels have")
         if takes not in (None, "image"):
-            raise AbvocError(f"{where} is new data, an image, but candidate {candidate!r} takes "
-                             f"{takes}, not images; give a candidate that takes images")
+            # New data comes in as images only; tensors reach abvoc through predictions.
+            raise AbvocError(f"{where} is new data (no abvoc_item_id), which an import takes "
+                             f"as an image only, but candidate {candidate!r} takes {takes}; "
+                             "import new data for a candidate that takes images, or label "
+                             "its items exported from abvoc (they carry abvoc_item_id)")
         image = confined(folder, data.get("image"), f"{where}: data.image").read_bytes()
         if len(image) > MAX_IMAGE_BYTES or not (image.startswith(PNG_MAGIC)
                                                 or image.startswith(b"\xff\xd8")):

@@ -50,7 +50,8 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
             (["pets.json", "--candidate", "pets", "--queue", "offline-test"],
              "'offline-test' holds the uniform audit sample"),
             (["new.json", "--candidate", "iris-onnx"],
-             "task 1 is new data, an image, but candidate 'iris-onnx' takes tensors"),
+             "task 1 is new data (no abvoc_item_id), which an import takes as an image only, "
+             "but candidate 'iris-onnx' takes tensors"),
             (["other.json"], f"task 1 (abvoc item {text}) does not belong here: its candidate "
                              "'other-project-ocr'"),
             (["rose.json"], f"task 1 (abvoc item {pets}), annotation 2: 'label' 'rose'")):

@@ -204,8 +204,8 @@ def test_images_are_refused_for_a_candidate_that_takes_tensors(db: Database,
                                                                tmp_path: Path) -> None:
     other_item(db, "iris-onnx", {"takes": "tensors", "output": {
         "type": "label", "classes": ["setosa", "versicolor", "virginica"]}})
-    with pytest.raises(AbvocError, match="task 1 is new data, an image, but candidate "
-                                         "'iris-onnx' takes tensors"):
+    with pytest.raises(AbvocError, match="takes as an image only, but candidate 'iris-onnx' "
+                                         "takes tensors"):
         import_tasks(db, _new_data(tmp_path, ["setosa"]), candidate="iris-onnx")
     assert _item_count(db) == 1
 
