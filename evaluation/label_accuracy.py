@@ -19,7 +19,9 @@ Three figures of a variant's accuracy exist, and only one is unbiased:
 ``candidates`` sums the served audit figures of the arms that ran each candidate, per slice.
 ``conflicts`` counts the experiment's labeled inputs whose done labels disagree: they have no
 truth and are left out of ``audit`` and ``labeled`` (:mod:`core.verified_labels`, the rule the
-dataset export follows too).
+dataset export follows too). Labels are compared, and answers scored, within the output type
+they were given in (:mod:`evaluation.typed_labels`): another experiment's class name on the same
+input is neither a conflict with a number label nor the truth of a number answer.
 
 The results' ``exact_match`` is taken over predictions with a known truth, which come mostly
 from corrections: a corrected answer was wrong, so where every truth is a correction it is 0 by
@@ -37,10 +39,11 @@ from sqlalchemy.orm import Session
 
 from core.relabel import AUDIT
 from core.store.models import Prediction, RelabelItem
-from core.verified_labels import input_key, verified_labels
+from core.verified_labels import input_key
 from evaluation.candidate_facts import Ref, shown_names
 from evaluation.online import ALL, Cells, Variant, wilson_interval
 from evaluation.token_metrics import same_output
+from evaluation.typed_labels import UNTYPED, item_type, typed_labels
 
 AUDIT_SAMPLE = ("uniform audit sample: served predictions picked by a hash of their id at the "
                 "configured audit rate, independent of corrections; labels verified by annotators")
@@ -73,24 +76,26 @@ def _counts(session: Session, experiment_id: int) -> tuple[Counts, int]:
     """(variant, slice, audit?) -> [correct, n] over labeled inputs of the experiment, and how
     many of its labeled inputs were left out as conflicts (their labels disagree)."""
     r, p = RelabelItem, Prediction
-    items = session.execute(select(r.prediction_id, input_key(), r.reasons).where(
+    items = session.execute(select(r.prediction_id, input_key(), item_type(session),
+                                   r.reasons).where(
         func.coalesce(r.experiment_id, 0) == experiment_id, r.status == "done",
         r.label.is_not(None)).order_by(r.id)).all()
-    verified = verified_labels(session)
-    # One truth per served prediction, its input's (core.verified_labels, the export's rule
-    # too): an input labeled in several queues counts once, as audit if any of its items came
-    # from the audit; an input whose labels disagree is a conflict and counts nowhere.
-    truth: dict[str, tuple[str, bool]] = {}
-    conflicts: set[str] = set()
-    for pid, key, reasons in items:
-        if key is None or key not in verified:
+    verified = typed_labels(session)
+    # One truth per served prediction, its input's in its output type (core.verified_labels'
+    # rule, the export's too): an input labeled in several queues counts once, as audit if any
+    # of its items came from the audit; an input whose labels disagree is a conflict and
+    # counts nowhere.
+    truth: dict[str, tuple[str, bool, str]] = {}
+    conflicts: set[tuple[str, str]] = set()
+    for pid, key, kind, reasons in items:
+        if key is None or (key, kind) not in verified:
             continue  # no input known (no stored prediction either): nothing to score
-        label = verified[key]
+        label = verified[(key, kind)]
         if label is None:
-            conflicts.add(key)
+            conflicts.add((key, kind))
             continue
         old = truth.get(pid)
-        truth[pid] = (label, bool(old and old[1]) or AUDIT in (reasons or []))
+        truth[pid] = (label, bool(old and old[1]) or AUDIT in (reasons or []), kind)
     counts: Counts = defaultdict(lambda: [0, 0])
     ids = sorted(truth)
     for start in range(0, len(ids), 500):
@@ -109,7 +114,9 @@ def _counts(session: Session, experiment_id: int) -> tuple[Counts, int]:
             twin = keys.get((row.experiment_id, row.unit_id, row.input_hash))
             if twin is None or (not row.shadow and row.prediction_id != twin):
                 continue  # another request with the same input: not in the sample
-            label, audited = truth[twin]
+            label, audited, kind = truth[twin]
+            if (row.output_type or UNTYPED) != kind:
+                continue  # a shadow of another output type: the label is no truth of it
             variant = Variant("" if row.shadow else (row.arm or ""), row.candidate, row.shadow)
             ok = int(same_output(row.output, label, row.output_type))
             for slice_ in {row.slice, ALL}:

@@ -7,11 +7,12 @@ inputs as their answers' truths; :func:`metrics` turns a cell into the figures p
 
 Truth comes from corrections (biased towards wrong outputs: customers correct what is wrong) and
 from verified labels, which override a correction of the same answer (one rule: a done label of
-the prediction's input is the truth). So ``exact_match`` is the accuracy *among predictions with
-a known truth*, and ``accuracy_bound = 1 - (known_wrong + errors) / predictions`` is an upper
-bound of the accuracy on all traffic: ``known_wrong`` counts the answers whose truth differs,
-``errors`` the predictions that failed (no answer is not a right one; a failed prediction's
-truth is not held against it a second time), and every other prediction is counted right. A
+the prediction's input in its output type is the truth). So ``exact_match`` is the accuracy
+*among predictions with a known truth*, and ``accuracy_bound = 1 - (known_wrong + errors) /
+predictions`` is an upper bound of the accuracy on all traffic: ``known_wrong`` counts the
+answers whose truth differs, ``errors`` the predictions that failed (no answer is not a right
+one; a failed prediction's truth is not held against it a second time), and every other
+prediction is counted right. A
 correction that repeats the answer (a customer confirming it) is a truth that the answer was
 right; it counts in the correction rate, which measures what customers did, but never as an
 error.
@@ -38,11 +39,12 @@ from core.store.models import (
     OutcomeUnitValue,
     Prediction,
     PredictionTruth,
+    ServedPrediction,
 )
-from core.verified_labels import verified_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.stats import LatencyHistogram
+from evaluation.typed_labels import joins, typed_labels_query
 
 ALL = "all"
 
@@ -227,19 +229,23 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
                   ) -> tuple[agg.Accumulator, agg.Accumulator]:
     """Verified labels as the truth of the served answers to their input.
 
-    A label is the truth (:mod:`core.verified_labels`): where a customer's correction was
-    counted, its truth is taken back out of the sums and the label's put in (the correction's
-    count stays: the correction rate is what customers did), so a correction an annotator
-    rejected no longer makes a right answer wrong, nor one that repeated a wrong answer keeps
-    it right. An input whose labels disagree has no truth: its correction stands."""
-    p, tr, c = Prediction, PredictionTruth, Correction
-    labels = verified_labels_query().subquery()
+    A label is the truth (:mod:`core.verified_labels`) of the answers of the output type it
+    was given in (:mod:`evaluation.typed_labels`: a class name is no truth of a number): where a
+    customer's correction was counted, its truth is taken back out of the sums and the label's
+    put in (the correction's count stays: the correction rate is what customers did), so a
+    correction an annotator rejected no longer makes a right answer wrong, nor one that
+    repeated a wrong answer keeps it right. An input whose labels disagree has no truth: its
+    correction stands. A failed prediction's truth counts nowhere but in the corrections, as
+    the worker counts it, so a label changes nothing there."""
+    p, tr, c, sp = Prediction, PredictionTruth, Correction, ServedPrediction
+    labels = typed_labels_query(session).subquery()
     # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
     rows = session.connection().execute(
         select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
-               p.confidence, p.stages, p.output_type, p.unit_id, labels.c.label, tr.truth,
-               c.output_type)
-        .join(labels, labels.c.input_hash == p.input_hash)
+               p.confidence, p.stages, p.output_type, p.unit_id,
+               func.coalesce(p.failed, sp.error), labels.c.label, tr.truth, c.output_type)
+        .join(labels, joins(labels, p))
+        .outerjoin(sp, sp.prediction_id == p.prediction_id)
         .outerjoin(tr, tr.prediction_id == p.prediction_id)
         .outerjoin(c, c.correction_id == tr.correction_id)
         .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id, p.shadow.is_(False),
@@ -247,12 +253,12 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
         .execution_options(stream_results=True, max_row_buffer=100)
     )
     added, taken = agg.Accumulator(), agg.Accumulator()
-    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, unit, label,
-         corrected, corrected_type) in rows:
+    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, unit, failed,
+         label, corrected, corrected_type) in rows:
         facts = agg.PredictionFacts.of(
             prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
             shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
-            stages=stages, output_type=kind, unit_id=unit)
+            stages=stages, output_type=kind, unit_id=unit, error=failed)
         label_type = "number" if kind == "number" else None  # a label is checked as its type
         if corrected is not None:
             if corrected == label and corrected_type == label_type:

@@ -30,29 +30,28 @@ import math
 import threading
 import time
 import weakref
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from scipy.stats import t as t_dist
-from sqlalchemy import case, func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
-from core.store.models import OnlineAggregate
+from core.store.models import OnlineAggregate, Prediction
 from core.store.outcome_models import UnitSums
-from core.store.upsert import in_values
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Cell, Variant, hour_window, metric_stats
 from evaluation.unit_recount import UnitRows, moments_of, recount
+from evaluation.unit_relabels import UnitKey as UnitKey  # re-exported: the backfill's
+from evaluation.unit_relabels import apply_relabels
+from evaluation.unit_relabels import unit_rows as unit_rows
 from evaluation.unit_sums import (
     METRIC_COLUMNS,
     NO_UNITS,
     RATIOS,
     Moments,
-    contributions,
     ratio_y,
 )
 
@@ -60,6 +59,12 @@ STALE = ("the per-unit sums do not hold every prediction (some were stored befor
          "0021, or by a worker of an older version: `abvoc db backfill-unit-sums` rebuilds "
          "them, all but the failures the served ledger did not watch of predictions stored "
          "before schema 0023)")
+UNMATCHED = ("its per-unit sums hold every prediction but do not add up to the aggregates' "
+             "count and sum of it")
+UNWATCHED = ("its per-unit sums hold every prediction but do not add up to the aggregates' count "
+             "and sum of it, and some predictions were stored before schema 0023: they do not "
+             "say whether they failed, and sums rebuilt from them count only the failures the "
+             "served ledger watched")
 RECOUNTED = ("its per-unit sums, recounted from the window's stored predictions, differ from the "
              "aggregates (a prediction stored before schema 0023 does not say whether it "
              "failed: only the served ledger's watched rows do)")
@@ -68,7 +73,6 @@ WINDOWED = ("a time window (since/until) leaves some of the experiment's hours o
 NOTE_AT = 1.5
 """Predictions per unit (the busiest arm) from which a metric left per prediction is named."""
 
-_COLUMN = {name: i for i, name in enumerate(agg.UNIT_COLUMNS)}
 log = logging.getLogger(__name__)
 
 
@@ -189,81 +193,15 @@ def _group_moments(session: Session, experiment_id: int,
     return out
 
 
-def _contributions(values: Iterable[float]) -> dict[str, Moments]:
-    return contributions(dict(zip(agg.UNIT_COLUMNS, values, strict=True)))
-
-
-def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Moments],
-                   added: agg.Accumulator, taken: agg.Accumulator,
-                   stored_rows: UnitRows | None = None) -> None:
-    """Move the units that verified labels changed from their stored sums (or those of
-    `stored_rows`) to the relabelled ones, in their slices and in ``all``."""
-    delta: dict[tuple[Variant, str, str], np.ndarray] = defaultdict(
-        lambda: np.zeros(len(agg.UNIT_COLUMNS)))
-    for acc, sign in ((added, 1.0), (taken, -1.0)):
-        for (_, arm, cand, shadow, slice_, unit), values in acc.units.items():
-            delta[(Variant(arm, cand, bool(shadow)), slice_, unit)] += sign * np.array(values)
-    if not delta:
-        return
-    units = sorted({k[2] for k in delta})
-    if stored_rows is not None:
-        chosen = set(units)
-        stored = _by_variant({k: v for k, v in stored_rows.items() if k[-1] in chosen})
-    else:
-        stored = _by_variant(unit_rows(session, experiment_id, units))
-    totals: dict[tuple[Variant, str], np.ndarray] = {}
-    for (variant, _, unit), values in stored.items():
-        totals[(variant, unit)] = totals.get((variant, unit), 0.0) + values
-    changed: dict[tuple[Variant, str], np.ndarray] = {}
-    for (variant, slice_, unit), change in delta.items():
-        change[_COLUMN["corrected"]] = 0.0  # a label is a truth, not a customer's correction
-        before = stored.get((variant, slice_, unit), np.zeros(len(change)))
-        _move(moments, variant, slice_, before, before + change)
-        base = changed.get((variant, unit), totals.get((variant, unit), np.zeros(len(change))))
-        changed[(variant, unit)] = base + change
-    for (variant, unit), after in changed.items():
-        before = totals.get((variant, unit), np.zeros(len(after)))
-        _move(moments, variant, ALL, before, after)
-
-
-def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
-          after: np.ndarray) -> None:
-    old, new = _contributions(before), _contributions(after)
-    for metric, contribution in new.items():
-        if contribution != old[metric]:
-            key = (variant, slice_, metric)
-            moments[key] = moments.get(key, NO_UNITS) - old[metric] + contribution
-
-
-UnitKey = tuple[Any, ...]
-"""A unit row's key, in ``agg.UNIT_KEYS`` order."""
-
-
-def unit_rows(session: Session, experiment_id: int,
-              units: list[str] | None = None) -> dict[UnitKey, list[float]]:
-    """An experiment's stored unit rows (only those of `units`, when given): key -> the
-    ``agg.UNIT_COLUMNS`` values."""
-    t = UnitSums.__table__
-    query = select(*(t.c[k] for k in agg.UNIT_KEYS), *(t.c[c] for c in agg.UNIT_COLUMNS)) \
-        .where(t.c.experiment_id == experiment_id)
-    if units is not None:
-        query = query.where(in_values(session, t.c.unit_id, units))
-    width = len(agg.UNIT_KEYS)
-    return {(r[0], r[1], r[2], bool(r[3]), r[4], r[5]): list(r[width:])
-            for r in session.execute(query)}
-
-
-def _by_variant(rows: UnitRows) -> dict[tuple[Variant, str, str], np.ndarray]:
-    return {(Variant(arm, cand, shadow), slice_, unit): np.array(values, dtype=float)
-            for (_, arm, cand, shadow, slice_, unit), values in rows.items()}
-
-
 def analyse(moments: dict[Key, Moments], totals: Mapping[Key, tuple[float, float]],
-            stale: str = STALE) -> UnitAnalysis:
+            stale: str = STALE, unmatched: str = UNMATCHED) -> UnitAnalysis:
     """Which metrics the tests take per unit. ``totals`` holds the aggregates' count and sum
     of each (variant, slice, metric) that has data; the unit sums must account for both (so
     sums rebuilt from stored rows, :mod:`evaluation.unit_backfill`, are used only where they
-    are exact)."""
+    are exact). A metric whose sums do not is left per prediction with `stale` where the unit
+    sums miss predictions, else with `unmatched`: a note names no cause it has not seen."""
+    held = all(abs(moments.get(k, NO_UNITS).sx - n) <= 0.5 for k, (n, _) in totals.items()
+               if k[2] == "error_rate")  # x: the predictions, every one with or without data
     per_unit, fallback = set(), {}
     for metric in METRIC_COLUMNS:
         keys = [k for k in totals if k[2] == metric and totals[k][0] > 0]
@@ -271,7 +209,7 @@ def analyse(moments: dict[Key, Moments], totals: Mapping[Key, tuple[float, float
             continue
         missing = [k for k in keys if not _accounts_for(moments.get(k, NO_UNITS), *totals[k])]
         if missing:
-            fallback[metric] = stale
+            fallback[metric] = unmatched if held else stale
             continue
         if any(moments[k].clustered for k in keys):
             per_unit.add(metric)
@@ -302,7 +240,11 @@ def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Cell
         moments = load_moments(session, experiment_id)
         if relabelled:
             apply_relabels(session, experiment_id, moments, *relabelled)
-        return analyse(moments, totals)
+        analysis = analyse(moments, totals)
+        if UNMATCHED in analysis.fallback.values() and _failures_unsaid(session, experiment_id):
+            analysis.fallback.update({m: UNWATCHED for m, why in analysis.fallback.items()
+                                      if why == UNMATCHED})
+        return analysis
     if recounts is None:
         return UnitAnalysis({}, frozenset(), {k[2]: WINDOWED for k, t in totals.items() if t[0]})
     window = (experiment_id, *hour_window(since, until))
@@ -315,7 +257,15 @@ def unit_analysis(session: Session, experiment_id: int, cells: Mapping[Any, Cell
     moments = moments_of(rows)
     if relabelled:
         apply_relabels(session, experiment_id, moments, *relabelled, stored_rows=rows)
-    return analyse(moments, totals, RECOUNTED)
+    return analyse(moments, totals, RECOUNTED, RECOUNTED)
+
+
+def _failures_unsaid(session: Session, experiment_id: int) -> bool:
+    """Whether some of the experiment's predictions were stored before schema 0023 (they do
+    not say whether they failed)."""
+    p = Prediction
+    return bool(session.scalar(select(exists().where(p.experiment_id == experiment_id,
+                                                     p.failed.is_(None)))))
 
 
 def _whole_experiment(session: Session, experiment_id: int, since: datetime | None,

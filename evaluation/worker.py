@@ -165,7 +165,8 @@ def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]
             prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
             candidate=p.candidate, shadow=p.shadow, slice_=p.slice, created_at=p.created_at,
             output=p.output, confidence=p.confidence, latency_ms=p.latency_ms,
-            stages=p.stages, unit_id=p.unit_id, output_type=p.output_type)
+            stages=p.stages, unit_id=p.unit_id, output_type=p.output_type,
+            error=p.failed)  # a late correction of a failure: not a wrong answer as well
         for p in rows
     }
 

@@ -63,3 +63,16 @@ def test_the_divergence_holds_a_failing_candidate_below_its_offline_accuracy(
     assert failing["online"]["accuracy_bound"] == pytest.approx(0.5)
     assert failing["gap"] == pytest.approx(0.5 - 0.9) and failing["flagged"]
     assert failing["online"]["accuracy_ci"][1] < 0.9
+
+
+def test_a_failure_corrected_in_a_later_batch_counts_as_in_the_same_one(db: Database) -> None:
+    """The worker reads a stored prediction back to count a late correction: it must still
+    know the prediction failed (else the failure is a miss twice: an error and a wrong truth)."""
+    exp = add_experiment(db)
+    batch = _arm("t", "treatment", "cand-b", served=20, failed=20, wrong=1)
+    apply(db, [e for e in batch if "correction_id" not in e])
+    apply(db, [e for e in batch if "correction_id" in e])
+    with db.session() as s:
+        treatment = experiment_results(s, exp)["metrics"]["treatment"][ALL]
+    assert treatment["errors"] == 20 and treatment["known_wrong"] == 1
+    assert treatment["accuracy_bound"] == pytest.approx(19 / 40)

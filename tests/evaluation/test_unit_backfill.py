@@ -20,7 +20,7 @@ from core.store.outcome_models import UnitSums
 from evaluation.online import ALL, Variant
 from evaluation.results import experiment_results
 from evaluation.unit_backfill import rebuild, stale_experiments
-from evaluation.unit_moments import STALE, load_moments
+from evaluation.unit_moments import STALE, UNWATCHED, load_moments
 from tests.evaluation.helpers import (
     add_experiment,
     apply,
@@ -199,7 +199,7 @@ def test_errors_come_from_the_predictions_or_the_served_ledger_and_stay_per_pred
     rebuild(db, exp)
     with db.session() as s:
         unit = experiment_results(s, exp)["analysis_unit"]
-    assert unit["per_prediction"] == {"error_rate": STALE}
+    assert unit["per_prediction"] == {"error_rate": UNWATCHED}  # every prediction is held
     assert "correction_rate" in unit["per_unit"]
 
 
