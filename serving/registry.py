@@ -20,8 +20,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError, ConfigError, Conflict, NotFound
+from core.masking import hide_userinfo
 from core.store import Database, utcnow
 from core.store.models import Candidate
+from core.times import utc_iso
 
 REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "p99_ms": (int, float),
@@ -111,10 +113,15 @@ class CandidateInfo:
         return self.retired_at is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The candidate as the API and the CLI show it: times with their UTC offset (SQLite
+        hands them back naive), a remote's URL without its user or password."""
         out = asdict(self)
-        out["created_at"] = self.created_at.isoformat()
-        out["updated_at"] = self.updated_at.isoformat()
-        out["retired_at"] = self.retired_at.isoformat() if self.retired_at else None
+        out["created_at"] = utc_iso(self.created_at)
+        out["updated_at"] = utc_iso(self.updated_at)
+        out["retired_at"] = utc_iso(self.retired_at)
+        remote = out["pipeline"].get("remote")
+        if isinstance(remote, dict) and isinstance(remote.get("url"), str):
+            out["pipeline"]["remote"] = {**remote, "url": hide_userinfo(remote["url"])}
         return out
 
 

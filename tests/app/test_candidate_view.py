@@ -1,0 +1,40 @@
+"""A candidate as the API and the CLI show it: a remote's URL never with its user or password
+(a token in the user part is as secret as a password), and its times with their UTC offset
+when read back from the store, as when it was registered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from flask import Flask
+
+from app.cli import main
+from core.settings import Settings
+from tests.support.keys import bearer
+from tests.support.v2 import remote_bundle, upload
+
+URL = "http://alice:s3cret-pw@127.0.0.1:9"
+
+
+def test_a_remote_url_is_shown_without_its_credentials(v2app: Flask, settings: Settings,
+                                                        tmp_path: Path) -> None:
+    admin = bearer(v2app, "admin")
+    made = upload(v2app.test_client(), admin, remote_bundle(tmp_path, "iris-u1", URL),
+                  check_remote=False)
+    client = v2app.test_client()
+    shown = [made, client.get("/v1/candidates/iris-u1", headers=admin).get_json(),
+             *client.get("/v1/candidates", headers=admin).get_json()["candidates"]]
+    cli = CliRunner().invoke(main, ["candidates", "show", "iris-u1", "--json"],
+                             env={"ABVOC_DATA_DIR": str(settings.data_dir),
+                                  "ABVOC_DATABASE_URL": settings.database_url})
+    assert cli.exit_code == 0, cli.output
+    shown.append(json.loads(cli.output))
+    for view in shown:
+        assert view["pipeline"]["remote"]["url"] == "http://***@127.0.0.1:9", view
+        assert "s3cret" not in json.dumps(view) and "alice" not in json.dumps(view)
+        assert view["created_at"].endswith("+00:00") and view["updated_at"].endswith("+00:00")
+    # Serving still calls the server with its credentials.
+    pipeline = v2app.extensions["abvoc_serving"].registry.get("iris-u1").pipeline
+    assert pipeline["remote"]["url"] == URL
