@@ -239,6 +239,16 @@ def refuse_hostile_input() -> None:
             check_text(value, f"form field '{name}'")
 
 
+def optional_json() -> Any:
+    """The JSON body of a route whose body may be left out: {} when none was sent. A body that
+    was sent but is not JSON (a form, or JSON sent as a form, as curl's -d does without a
+    Content-Type) is None, for the route's object check to refuse: read as no body, a claim's
+    `queue` was dropped and an item of another queue leased."""
+    if not request.content_length and not request.get_data(cache=True):
+        return {}
+    return request.get_json(silent=True)
+
+
 def read_json(data: bytes) -> Any:
     """:func:`parse_json`, with a body that does not decode or parse refused saying where."""
     try:

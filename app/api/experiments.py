@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import require
+from app.inputs import optional_json
 from core.errors import AbvocError
 
 bp = Blueprint("experiments", __name__)
@@ -58,9 +59,10 @@ ACTIONS = {
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True) if request.data else {}
+    body = optional_json()
     if not isinstance(body, dict):
-        raise AbvocError("the body, if any, must be a JSON object")
+        raise AbvocError("the body, if any, must be a JSON object (Content-Type: "
+                         "application/json)")
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise AbvocError("'reason' must be a string of at most 500 characters")

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import current_identity, require
+from app.inputs import optional_json
 from core.errors import AbvocError
 from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, relabel_rules
@@ -23,9 +24,10 @@ def _db():  # noqa: ANN202
 
 
 def _body(allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
-    body = request.get_json(silent=True) if request.data else {}
+    body = optional_json()
     if not isinstance(body, dict):
-        raise AbvocError(f"send a JSON object with {sorted(allowed)}")
+        raise AbvocError(f"send a JSON object with {sorted(allowed)} (Content-Type: "
+                         "application/json)")
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise AbvocError(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
