@@ -172,7 +172,25 @@ def fit(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
         limit = float(np.finfo(want).max)
         raise TensorError(f"{what}: its values must lie within {datatype}'s range "
                           f"(at most {limit:.6g} in size)")
+    if array.dtype.kind in "iu" and array.size:
+        _exact(array, out, datatype, what)
     return out
+
+
+def _exact(integers: np.ndarray, floats: np.ndarray, datatype: str, what: str) -> None:
+    """Integers cast to a float type of their own size keep their values only up to its
+    mantissa (2^24 for FP32, 2^53 for FP64): 16777217 would reach the model as 16777216."""
+    exact = 2 ** (np.finfo(floats.dtype).nmant + 1)
+    if exact >= np.iinfo(integers.dtype).max:
+        return
+    big = (integers > exact) | (integers < -exact)
+    if not big.any():
+        return
+    for given, held in zip(integers[big].tolist(), floats[big].tolist(), strict=True):
+        if not math.isfinite(held) or int(held) != given:
+            raise TensorError(f"{what}: {datatype} cannot hold the integer {given} exactly "
+                              f"(integers up to 2^{int(math.log2(exact))} are exact); send "
+                              "values it holds, or the datatype the input declares")
 
 
 def v2_name(dtype: np.dtype) -> str:

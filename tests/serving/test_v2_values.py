@@ -66,8 +66,18 @@ def test_a_declared_datatype_takes_only_casts_that_keep_the_values() -> None:
             (np.array([1e300]), "FP32", r"its values must lie within FP32's range"),
             (np.array([1.5]), "INT32", r"must be INT32, got FP64"),
             (np.array(["a"], object), "FP32", r"must be FP32, got BYTES"),
-            (np.array([1.0]), "BYTES", r"must be BYTES, got FP64")):
+            (np.array([1.0]), "BYTES", r"must be BYTES, got FP64"),
+            # Integers a float type of their size rounds: the model would get another value.
+            (np.array([5, 16777217], np.int64), "FP32",
+             r"FP32 cannot hold the integer 16777217 exactly \(integers up to 2\^24"),
+            (np.array([2147483647], np.int32), "FP32", r"FP32 cannot hold the integer"),
+            (np.array([-(2**53) - 1], np.int64), "FP64", r"FP64 cannot hold the integer"),
+            (np.array([4097], np.int16), "FP16", r"FP16 cannot hold the integer 4097")):
         with pytest.raises(TensorError, match=f"^input 'x'(:)? {words}"):
             as_datatype(array, datatype, "input 'x'")
+    # Integers a float type holds exactly pass, however large.
+    assert as_datatype(np.array([16777216, -2**30], np.int64), "FP32",
+                       "input 'x'").tolist() == [16777216.0, -2.0**30]
+    assert as_datatype(np.array([2**53], np.int64), "FP64", "input 'x'").tolist() == [2.0**53]
     # NaN a client sent as binary data stays (a tabular model may read it as missing).
     assert np.isnan(as_datatype(np.array([np.nan]), "FP32", "input 'x'")).all()
