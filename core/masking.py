@@ -4,6 +4,7 @@ error messages abvoc gives its callers."""
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -58,9 +59,19 @@ class Secret:
 
 
 
+# Query parameters that carry secrets (libpq's `password`, `sslpassword`, a token): the driver
+# takes them from the URL as it takes the password in its user part.
+_SECRET_PARAMETER = re.compile(r"(?i)([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*")
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced, for printing; a URL that does not parse is masked
-    too (everything between the first ':' of the user part and the last '@')."""
+    """The URL with any password replaced, for printing, in its user part or as a query
+    parameter; a URL that does not parse is masked too (everything between the first ':' of
+    the user part and the last '@')."""
+    return _SECRET_PARAMETER.sub(r"\1***", _mask_userinfo(url))
+
+
+def _mask_userinfo(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url

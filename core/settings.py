@@ -211,7 +211,12 @@ def _number(values: Mapping[str, Any], key: str, default: float, low: float, hig
     return value
 
 
+TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,200}")
 PART_NAME = re.compile(r"[a-z][a-z0-9:._-]{0,49}")
+PARTS = ("relay", "worker")
+"""The parts that write heartbeats under these names (core.outbox, evaluation.worker); any
+other stream consumer beats as ``consumer:<group>`` (core.stream)."""
+CONSUMER_PART = "consumer:"
 
 
 def _parts(values: Mapping[str, Any]) -> tuple[str, ...]:
@@ -227,6 +232,11 @@ def _parts(values: Mapping[str, Any]) -> tuple[str, ...]:
     if bad := [n for n in parts if not PART_NAME.fullmatch(n)]:
         raise ConfigError(f"{_setting('expect_parts')} names {bad[0][:60]!r}, which is not a "
                           "part name (lower-case letters, digits and :._- , e.g. relay,worker)")
+    # Only a part that writes heartbeats can ever be up: a typo would keep /readyz down for good.
+    if bad := [n for n in parts if n not in PARTS and not n.startswith(CONSUMER_PART)]:
+        raise ConfigError(f"{_setting('expect_parts')} names {bad[0][:60]!r}, which no part of "
+                          f"abvoc is called: the parts are {', '.join(PARTS)} (and "
+                          f"{CONSUMER_PART}<group> for a consumer group of your own)")
     return parts
 
 
@@ -284,6 +294,10 @@ def load_settings(
         raise ConfigError(f"{_setting('log_level')} must be one of {', '.join(LOG_LEVELS)}, "
                           f"got {values.get('log_level')!r}")
     topic_prefix = _text(values, "topic_prefix", empty=False)
+    if topic_prefix is not None and not TOPIC_PREFIX.fullmatch(topic_prefix.strip()):
+        # Said here, naming the setting: Kafka's refusal came as "the bus is unreachable".
+        raise ConfigError(f"{_setting('topic_prefix')} must be 1 to 200 ASCII letters, digits, "
+                          f"'.', '_' or '-' (Kafka's topic names), got {topic_prefix[:60]!r}")
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")

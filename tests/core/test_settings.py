@@ -78,6 +78,11 @@ def test_expected_parts_from_the_environment_or_the_config_file(tmp_path) -> Non
     for bad in ("relay;drop", "Worker", "x" * 51):
         with pytest.raises(ConfigError, match="ABVOC_EXPECT_PARTS .* not a part name"):
             load_settings(env={"ABVOC_EXPECT_PARTS": bad})
+    # A name no part beats under (a typo) would keep /readyz down for good.
+    for typo in ("wroker", "relay,consumer", "consumers:x"):
+        with pytest.raises(ConfigError, match="ABVOC_EXPECT_PARTS .* which no part of abvoc is "
+                                              "called: the parts are relay, worker"):
+            load_settings(env={"ABVOC_EXPECT_PARTS": typo})
     path.write_text("expect_parts = 3\n")
     with pytest.raises(ConfigError, match="must be part names separated by commas"):
         load_settings(env={"ABVOC_CONFIG": str(path)})
@@ -107,6 +112,16 @@ def test_unparseable_database_url_never_echoes_its_password(url: str) -> None:
     with pytest.raises(ConfigError, match="ABVOC_DATABASE_URL") as info:
         load_settings(env={"ABVOC_DATABASE_URL": url})
     assert "hunter2" not in str(info.value) and "hunter2" not in info.value.message
+
+
+def test_a_password_given_as_a_query_parameter_is_masked_too() -> None:
+    """libpq takes `password` (and `sslpassword`) from the URL's query as from its user part:
+    `abvoc config` and the start-up errors print neither."""
+    url = "postgresql://u@127.0.0.1:1/db?password=hunter2&sslmode=require&sslpassword=hunter3"
+    shown = mask_url(url)
+    assert "hunter2" not in shown and "hunter3" not in shown and "sslmode=require" in shown
+    settings = load_settings(env={"ABVOC_DATABASE_URL": url})
+    assert "hunter" not in str(settings.describe()["database_url"])
 
 
 def test_no_public_default_key(tmp_path) -> None:  # noqa: ANN001
@@ -164,3 +179,12 @@ def test_bus_url_errors_mask_passwords(url: str) -> None:
     with pytest.raises(ConfigError, match="ABVOC_BUS_URL") as info:
         load_settings(env={"ABVOC_BUS_URL": url})
     assert "hunter2" not in info.value.message
+
+
+def test_a_topic_prefix_kafka_cannot_name_is_refused_naming_the_setting() -> None:
+    """Refused at start, naming ABVOC_TOPIC_PREFIX: Kafka's own refusal reached the user as
+    "ABVOC_BUS_URL is unreachable"."""
+    assert load_settings(env={"ABVOC_TOPIC_PREFIX": " team-a.v2_x "}).topic_prefix == "team-a.v2_x"
+    for bad in ("bad prefix", "a/b", "é", "x" * 201):
+        with pytest.raises(ConfigError, match="ABVOC_TOPIC_PREFIX .* must be 1 to 200 ASCII"):
+            load_settings(env={"ABVOC_TOPIC_PREFIX": bad})
