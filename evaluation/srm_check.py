@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import Experiment, ExperimentUnit
+from core.times import utc_iso
 from evaluation import aggregation as agg
 from evaluation.online import Cell, Cells, Variant, first_seen_units, hour_window, units_by_arm
 from evaluation.stats import sample_ratio_mismatch
@@ -126,8 +127,18 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
         # Only the overall check makes the results untrustworthy: a slice's mismatch is a
         # warning about that slice's figures.
         "flagged": overall.mismatch,
-        "error": overall.error,
+        "error": _error(overall.error, counts, since),
     }
+
+
+def _error(error: str | None, counts: list[int], since: datetime | None) -> str | None:
+    """Why no check: after a pause, a resume or a canary step, units are counted only from the
+    next whole hour (the allocation changed), so none yet is not "none assigned"."""
+    if error is None or sum(counts) or since is None:
+        return error
+    return (f"no unit has arrived since {utc_iso(since)}: the split changed (a pause, a resume "
+            "or a canary step), and the check counts only units that arrived under the new one, "
+            "from the next whole hour after the change")
 
 
 def _after_paused_arms_last_unit(session: Session, experiment: Experiment) -> datetime | None:

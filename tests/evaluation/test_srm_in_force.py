@@ -137,3 +137,14 @@ def test_without_a_change_every_unit_is_tested_against_the_weights(db: Database)
     assert srm["since"] is None
     assert srm["p_value"] == pytest.approx(stats.chisquare([130, 70]).pvalue, rel=1e-9)
     assert srm["flagged"] is True
+
+
+def test_no_unit_since_a_pause_is_said_so_not_none_assigned(db: Database) -> None:
+    """The arms' 300 units came before the pause took effect: the check has none to count yet,
+    which is not "no units have been assigned yet" (an experiment with 300 units)."""
+    res = _paused(db, {})
+    srm = res["srm"]
+    assert srm["units"] == {"ctl": 0, "t1": 0, "t2": 0} and srm["p_value"] is None
+    assert srm["error"].startswith(f"no unit has arrived since {srm['since']}: the split "
+                                   "changed"), srm["error"]
+    assert "assigned yet" not in srm["error"]
