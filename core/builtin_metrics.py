@@ -43,6 +43,16 @@ def match_metrics_judging(output_type: str | None) -> frozenset[str]:
     if output_type is None or output_type in TOKEN_TYPES:
         return MATCH_METRICS
     return frozenset() if output_type == "number" else frozenset({"exact_match"})
+def measures(metric: str, output_type: str | None) -> bool:
+    """Whether the built-in `metric` has anything to measure in answers of `output_type`: an
+    error of a number, a match of the other types; the rest in any answer."""
+    if metric in {m.name for m in NUMBER_METRICS}:
+        return output_type == "number"
+    if metric in MATCH_METRICS:
+        return metric in match_metrics_judging(output_type)
+    return True
+
+
 # Every metric the results test, so every name an experiment's primary_metric may take.
 PRIMARY_METRICS: tuple[str, ...] = tuple(m.name for m in ALL_METRICS)
 DEFAULT_PRIMARY = METRICS[0].name

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
@@ -43,10 +44,11 @@ def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
         ref["version"] = row.version
 
 
-def _check_compatible(s: Any, refs: list[dict[str, Any]]) -> None:
+def _check_compatible(s: Any, refs: list[dict[str, Any]]) -> str | None:
     """Every arm and shadow must take the requests the scope gets and answer in one output
     type: a unit routed to an arm whose candidate takes other inputs would fail on every
-    request (sticky assignment), unseen by the figures and the guardrails."""
+    request (sticky assignment), unseen by the figures and the guardrails. Returns that output
+    type (None: candidates that do not say, LaTeX pipelines)."""
     first: tuple[str, Any] | None = None
     for ref in refs:
         pipeline = s.scalar(select(Candidate.pipeline).where(
@@ -61,6 +63,16 @@ def _check_compatible(s: Any, refs: list[dict[str, Any]]) -> None:
             raise fail(f"arm {label} and {first[0]} differ in their {what}: every arm and "
                        "shadow of an experiment must take the same requests and answer in "
                        "the same output type")
+    return None if first is None else first[1][2]
+
+
+def _check_primary(primary: str, output_type: str | None) -> None:
+    """A primary metric the arms' answers can never give would keep the decision waiting for
+    ever ("no baseline yet")."""
+    if not measures(primary, output_type):
+        fits = [m for m in PRIMARY_METRICS if measures(m, output_type)]
+        raise fail(f"'primary_metric' {primary!r} has nothing to measure in answers of type "
+                   f"{output_type or 'latex'!r}, which the arms give; choose one of {fits}")
 
 
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
@@ -147,7 +159,7 @@ class Experiments:
                 raise fail(f"candidates not registered: {sorted(wanted - known)}; "
                             "see `abvoc candidates list`")
             _pin_versions(s, [*arms, *shadows])
-            _check_compatible(s, [*arms, *shadows])
+            _check_primary(checked["primary_metric"], _check_compatible(s, [*arms, *shadows]))
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {name!r} exists already")
             exp = Experiment(**checked, status="draft", status_reason="", created_at=utcnow())
