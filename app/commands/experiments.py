@@ -12,6 +12,7 @@ from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
 from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
+from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
 from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
@@ -110,12 +111,15 @@ def experiment() -> None:
 @click.option("--expected-sample", type=int, metavar="N",
               help="Units per arm expected by the end: the always-valid test is tightest "
                    "there (default 5,000).")
+@click.option("--primary-metric", type=click.Choice(PRIMARY_METRICS),
+              default=DEFAULT_PRIMARY, show_default=True,
+              help="The built-in metric the decision rests on (one the arms' answers give).")
 @json_option
 @pass_ctx
 def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
            arms: tuple[str, ...], shadows: tuple[str, ...], canary: str | None,
            advance_after_s: float | None, guardrails: tuple[str, ...],
-           expected_sample: int | None, as_json: bool) -> None:
+           expected_sample: int | None, primary_metric: str, as_json: bool) -> None:
     """Create an experiment (as a draft; `start` it to take traffic)."""
     if advance_after_s is not None and canary is None:
         raise click.UsageError("--advance-after-s paces a canary: give --canary too")
@@ -133,7 +137,7 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
                 "arms": [_arm(a, i == 0) for i, a in enumerate(arms)],
                 "shadows": [{"candidate": c} for c in shadows],
                 "guardrails": _guardrails(guardrails),
-                "expected_sample_per_arm": expected_sample}
+                "expected_sample_per_arm": expected_sample, "primary_metric": primary_metric}
         if canary:
             body["canary"] = _canary(canary, advance_after_s)
     with open_db(ctx) as db:

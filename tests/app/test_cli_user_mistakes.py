@@ -89,6 +89,12 @@ def test_guardrail_limits_are_read_as_the_json_spec_reads_them(cli: CliRunner) -
     assert created.exit_code == 0, created.output
     rails = json.loads(created.output)["guardrails"]
     assert (rails["min_samples"], rails["p99_latency_ms"], rails["error_rate"]) == (100, 250.5, 1)
+    # The primary metric, as the API takes it: one the arms' answers (labels here) can give.
+    refused(cli.invoke(main, [*base, "--name", "h", "--primary-metric", "absolute_error"]),
+            "'primary_metric' 'absolute_error' has nothing to measure in answers of type "
+            "'label'")
+    chosen = cli.invoke(main, [*base, "--name", "i", "--primary-metric", "exact_match", "--json"])
+    assert chosen.exit_code == 0 and json.loads(chosen.output)["primary_metric"] == "exact_match"
     assert isinstance(rails["min_samples"], int)
 
 
