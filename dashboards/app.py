@@ -10,8 +10,10 @@ from dash.exceptions import DependencyException
 from flask import Flask, jsonify, request
 
 from core.errors import AbvocError
+from dashboards import session_end
 from dashboards.access import allowed
 from dashboards.auth import CSRF_COOKIE, CSRF_HEADER, PREFIX
+from dashboards.callback_body import body_problem
 from dashboards.pages import PAGES, Page
 
 HOME = PAGES[0]
@@ -41,7 +43,8 @@ def create_dash(server: Flask) -> Dash:
     app = Dash(__name__, server=server, url_base_pathname=PREFIX, pages_folder="",
                use_pages=False, suppress_callback_exceptions=True, title="abvoc",
                update_title=None, serve_locally=True, csrf_token_name=CSRF_COOKIE,
-               csrf_header_name=CSRF_HEADER, include_assets_files=False)
+               csrf_header_name=CSRF_HEADER, include_assets_files=False,
+               external_scripts=[session_end.URL])
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _STYLE + "</style>")
     app.layout = _shell
     # Dash raises this for a script path it does not serve (an unknown package or file, `..`):
@@ -50,12 +53,15 @@ def create_dash(server: Flask) -> Dash:
         DependencyException,
         lambda _exc: (jsonify({"error": "no such dashboard script", "status": 404}), 404))
     server.before_request(lambda: _refuse_unknown_output(app))
+    session_end.install(server)
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _route(pathname: str | None) -> Component:
         # Only a forged request sends a pathname that is not a string: a 400, not a 500.
         if pathname is not None and not isinstance(pathname, str):
             raise AbvocError(f"url.pathname must be a string, not {type(pathname).__name__}")
+        if pathname is not None and not _under_prefix(pathname):
+            raise AbvocError(f"url.pathname must be a path under {PREFIX}")
         return page_for(app.strip_relative_path(pathname or PREFIX) or "")
 
     for page in PAGES:
@@ -69,15 +75,19 @@ def create_dash(server: Flask) -> Dash:
 
 
 def _refuse_unknown_output(app: Dash) -> None:
-    """A callback request naming an output no callback has is the caller's mistake (only a
-    hand-made request sends one): a 400, not the KeyError Dash would raise as a 500."""
+    """A callback request naming an output no callback has, or with malformed ``outputs``,
+    ``inputs`` or ``state``, is the caller's mistake (only a hand-made request sends one): a
+    400 naming the field, not the KeyError or TypeError Dash would raise as a 500."""
     if request.method != "POST" or request.path != f"{PREFIX}_dash-update-component":
         return
-    body = request.get_json(silent=True)
-    output = body.get("output") if isinstance(body, dict) else None
-    if not isinstance(output, str) or output not in app.callback_map:
-        shown = output[:200] if isinstance(output, str) else output
-        raise AbvocError(f"no dashboard callback has the output {shown!r}")
+    problem = body_problem(request.get_json(silent=True), app.callback_map)
+    if problem:
+        raise AbvocError(problem)
+
+
+def _under_prefix(pathname: str) -> bool:
+    """Dash strips the prefix from the path, and raises (a 500) for a path without it."""
+    return pathname.startswith(PREFIX) or pathname == PREFIX.rstrip("/")
 
 
 def page_for(path: str) -> Component:

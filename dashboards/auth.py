@@ -56,8 +56,11 @@ SESSION_COOKIE = "abvoc_dashboard"
 CSRF_COOKIE = "abvoc_csrf"
 CSRF_HEADER = "X-CSRFToken"
 SESSION_HOURS = 12
-# Dash's JavaScript bundles and icon: the same for everyone, needed by no secret.
-_PUBLIC = (f"{PREFIX}login", f"{PREFIX}_dash-component-suites/", f"{PREFIX}_favicon.ico")
+# The login and Dash's icon (exact paths) and JavaScript bundles (the one true prefix): the
+# same for everyone, needed by no secret. `/dashboard/login-x` or `/dashboard/login/...` is
+# not the login: it redirects to it like any other page.
+_PUBLIC_PATHS = frozenset({f"{PREFIX}login", f"{PREFIX}_favicon.ico"})
+_PUBLIC_PREFIX = f"{PREFIX}_dash-component-suites/"
 _UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
 bp = Blueprint("dashboard_auth", __name__)
@@ -178,7 +181,7 @@ def _guard() -> Response | None:
     if request.method in _UNSAFE and not _same_origin():
         return _refuse(403, "cross-origin request refused: send it from the dashboard's own "
                             "origin (Origin or Referer header)")
-    if path.startswith(_PUBLIC):
+    if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIX):
         return None
     key_id = session.get("key_id")
     roles = roles_for(_keys().scopes_by_id(int(key_id))) if key_id is not None else frozenset()

@@ -52,6 +52,12 @@ def experiments(db: Database) -> list[dict[str, Any]]:
     return Experiments(db).list()
 
 
+def experiment(db: Database, experiment_id: int) -> dict[str, Any]:
+    """One experiment as ``GET /v1/experiments/{id}`` shows it: its status reason, canary and
+    the weights traffic follows now (a paused arm's 0, a canary's current step)."""
+    return Experiments(db).get(experiment_id)
+
+
 def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | None:
     """The first and last hour with online data for the experiment (None before any)."""
     t = OnlineAggregate

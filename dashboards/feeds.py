@@ -7,6 +7,7 @@ divergence report and the stage blame are the evaluation functions the HTTP API 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -63,23 +64,42 @@ class FeedPage:
     pages: int
 
 
-def _like(column: Any, text: str) -> Any:
-    return func.lower(column).contains(text.lower(), autoescape=True)
+# SQLite's own lower() folds ASCII letters only: `ÜBER` stays `ÜBER` while the search text is
+# folded to `über`, so no non-ASCII capital could ever match. On SQLite both sides go through
+# Python's str.lower (registered on the reading connection); PostgreSQL's lower() is Unicode's.
+_FOLD = "abvoc_lower"
 
 
-def _corrections(text: str) -> Any:
+def _python_lower(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
+
+
+def _fold(s: Any, dialect: str) -> Callable[[Any], Any]:
+    """The SQL function that folds a column's case as :meth:`str.lower` folds the search."""
+    if dialect != "sqlite":
+        return func.lower
+    s.connection().connection.dbapi_connection.create_function(
+        _FOLD, 1, _python_lower, deterministic=True)
+    return getattr(func, _FOLD)
+
+
+def _like(fold: Callable[[Any], Any], column: Any, text: str) -> Any:
+    return fold(column).contains(text.lower(), autoescape=True)
+
+
+def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
     c, p = Correction, Prediction
     query = (select(literal("correction").label("kind"), c.correction_id.label("id"),
                     c.prediction_id, p.candidate, p.output, c.corrected_output.label("report"),
                     null().label("value"), c.comment, c.rating, c.created_at.label("at"))
              .select_from(c).outerjoin(p, p.prediction_id == c.prediction_id))
     if text:
-        query = query.where(or_(*(_like(col, text) for col in (
+        query = query.where(or_(*(_like(fold, col, text) for col in (
             c.corrected_output, c.comment, c.prediction_id, p.output, p.candidate))))
     return query
 
 
-def _outcomes(text: str) -> Any:
+def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
     o, p = Outcome, Prediction
     query = (select(literal("outcome").label("kind"), o.outcome_id.label("id"),
                     o.prediction_id, p.candidate, p.output, o.metric.label("report"),
@@ -87,7 +107,7 @@ def _outcomes(text: str) -> Any:
                     o.observed_at.label("at"))
              .select_from(o).outerjoin(p, p.prediction_id == o.prediction_id))
     if text:
-        query = query.where(or_(*(_like(col, text) for col in (
+        query = query.where(or_(*(_like(fold, col, text) for col in (
             o.metric, o.prediction_id, o.unit_id, p.output, p.candidate))))
     return query
 
@@ -97,12 +117,13 @@ def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int
     """Corrections and outcome reports, newest first, whose text contains ``text`` (any case):
     the correction, its comment, the prediction's output, ids, the candidate, the metric."""
     text = text.strip()[:MAX_QUERY]
-    parts = [q for kind, q in (("correction", _corrections(text)), ("outcome", _outcomes(text)))
-             if kind in kinds]
-    if not parts:
+    if not set(kinds) & set(KINDS):
         return FeedPage([], 0, 1, 1)
-    both = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
     with db.reading() as s:
+        fold = _fold(s, db.dialect)
+        parts = [q for kind, q in (("correction", _corrections(text, fold)),
+                                   ("outcome", _outcomes(text, fold))) if kind in kinds]
+        both = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         total = s.scalar(select(func.count()).select_from(both)) or 0
         pages = max(1, -(-total // size))
         page = min(max(page, 1), pages)

@@ -2,7 +2,8 @@
 
 abvoc's own validator (:func:`core.latex.validate_latex`) decides first, since it is what the
 label will be checked against; matplotlib's mathtext then draws it to a PNG. A string either
-refuses is reported as a message, never as a broken image.
+refuses is reported as a message, never as a broken image (nor a failed callback that
+leaves the previous formula's picture on screen).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def render(latex: str | None) -> Preview:
     out = io.BytesIO()
     try:
         mathtext.math_to_image(f"${text}$", out, dpi=DPI, format="png")
-    except ValueError as exc:
+    except RecursionError:
+        # mathtext's parser recurses per nesting level: ~40 braces deep, which abvoc's
+        # validator allows, exhausts Python's stack.
+        return Preview(problem="The formula does not render: it is nested too deeply.")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the formula's, not a 500
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
         return Preview(problem=f"The formula does not render: {first}")
     return Preview(src="data:image/png;base64," + base64.b64encode(out.getvalue()).decode())

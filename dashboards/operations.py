@@ -142,20 +142,33 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
 
 def guardrail_events(db: Database) -> list[dict[str, Any]]:
     """Experiments with a status reason (a guardrail, a kill, an operator's pause) and every
-    paused arm, newest first."""
+    paused arm, newest first, each dated when it happened where the store keeps that time: a
+    stop's ``stopped_at``, an arm pause's new split (``allocation.since``). A kill or a pause
+    keeps no time, so it is undated rather than dated with the experiment's start."""
     with db.reading() as s:
         found = s.scalars(select(Experiment).order_by(Experiment.id.desc())).all()
     out = []
     for e in found:
+        paused = [arm for arm in e.arms or [] if arm.get("paused")]
+        split_at = _since(e.allocation)
         if e.status_reason:
+            at = (_utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
+                  else split_at if e.status == "running" and paused else None)
             out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
-                        "arm": None, "reason": e.status_reason,
-                        "at": _utc(e.stopped_at or e.started_at)})
-        for arm in e.arms or []:
-            if arm.get("paused"):
-                out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
-                            "arm": arm.get("name"), "reason": arm["paused"], "at": None})
+                        "arm": None, "reason": e.status_reason, "at": at})
+        for arm in paused:
+            out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
+                        "arm": arm.get("name"), "reason": arm["paused"], "at": split_at})
     return out
+
+
+def _since(allocation: dict[str, Any] | None) -> datetime | None:
+    """When the experiment's current split began (set by every arm pause or resume)."""
+    since = (allocation or {}).get("since")
+    try:
+        return _utc(datetime.fromisoformat(since)) if isinstance(since, str) else None
+    except ValueError:
+        return None
 
 
 def pipeline_health(db: Database, expected: Sequence[str] = ()) -> dict[str, Any]:

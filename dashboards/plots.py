@@ -189,7 +189,10 @@ def operations(rows: list[dict[str, Any]]) -> go.Figure:
         for j, (key, _) in enumerate(OPS_PANELS):
             figure.add_trace(go.Scatter(
                 x=[p["hour"] for p in points], y=[p[key] for p in points], mode="lines+markers",
-                name=plain(cand), legendgroup=cand, showlegend=j == 0,
+                # The legend shortens a long name (a 100-character one squeezed the panels into
+                # half the figure); the hover keeps it whole.
+                name=_short(plain(cand)), legendgroup=cand, showlegend=j == 0,
+                hovertemplate=f"{plain(cand)}<br>%{{x}}: %{{y}}<extra></extra>",
                 line={"color": COLORS[i % len(COLORS)]}), row=j // 2 + 1, col=j % 2 + 1)
     # Half an hour either side: one hour of data (a young service) gets readable clock ticks
     # instead of Plotly's millisecond ones around a single point.

@@ -23,6 +23,13 @@ def fmt(value: Any, percent: bool = False) -> str:
     return str(value)
 
 
+def isolate(name: Any) -> str:
+    """A user-chosen name between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL
+    ISOLATE, for plain-text places (dropdown labels, sentences): a U+202E in the name then
+    cannot reverse the page's own text after it. In components, :func:`html.Bdi` does this."""
+    return f"\u2068{name}\u2069"
+
+
 def table(headers: list[str], rows: list[list[Any]], table_id: str) -> Component:
     return html.Table(id=table_id, className="grid", children=[
         html.Thead(html.Tr([html.Th(h) for h in headers])),

@@ -20,7 +20,7 @@ from dashboards import data, figures
 from dashboards.access import require_role, whole_number
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
-from dashboards.tables import fmt, table
+from dashboards.tables import fmt, isolate, table
 
 ROLES = frozenset({"admin"})
 ALL = "all"
@@ -81,6 +81,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
         return html.P("No experiment yet: create one with `abvoc experiment create`.")
     units: list[Any] = []
     res = data.results(db, experiment_id, window, units_out=units)
+    view = data.experiment(db, experiment_id)
     windowed = window != data.Window()
     # The decision is the whole experiment's, never one of a few hours' (nor of a slice).
     decision = data.results(db, experiment_id)["decision"] if windowed else res["decision"]
@@ -88,7 +89,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     primary = res["experiment"]["primary_metric"]
     parts: list[Component] = [_summary(res)]
     parts += _srm_banner(res.get("srm") or {})
-    parts.append(_decision(decision))
+    parts.append(_decision(decision, view))
     if windowed and not any(res["metrics"].values()):
         parts.append(html.P("No data in this window: choose other hours to see the arms, the "
                             "metrics and the comparisons.", id="exp-no-data"))
@@ -102,7 +103,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
                or r["metric"] in judged.get(r["variant"], MATCH_METRICS)]
     if slice_ == ALL:
         per_arm += data.outcome_intervals(res)
-    parts += [html.H3("Arms and split"), _arms(res, slice_),
+    parts += [html.H3("Arms and split"), _arms(res, slice_, view),
               html.H3(f"Metrics per arm ({slice_})"),
               dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
               *_outcomes_note(res, slice_),
@@ -126,7 +127,9 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
 
 def _summary(res: dict[str, Any]) -> Component:
     exp = res["experiment"]
-    return html.P(["Experiment ", html.B(exp["name"]), f" is {exp['status']}; primary metric ",
+    # <bdi>: a name's own direction (a U+202E in it) cannot reverse the sentence after it.
+    return html.P(["Experiment ", html.B(html.Bdi(exp["name"])),
+                   f" is {exp['status']}; primary metric ",
                    html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}; the always-valid "
                    f"test is tuned for {exp['sequential_tuned_for']:,.0f} per arm."],
                   id="exp-summary")
@@ -158,29 +161,62 @@ def _analysis_unit(res: dict[str, Any]) -> list[Component]:
     return [html.P(" ".join(said), id="exp-analysis-unit")] if said else []
 
 
-def _decision(decision: dict[str, Any]) -> Component:
+def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:
     action = decision["action"].replace("_", " ")
     head = f"Decision: {action}" + (f" arm {decision['arm']}" if decision.get("arm") else "")
-    return html.Div(className=f"decision {decision['action']}", id="exp-decision", children=[
+    reasons = list(decision.get("reasons", []))
+    kind = decision["action"]
+    if view.get("status") == "killed":
+        # The results' decision reads the evidence only: "keep running" for an experiment
+        # that serves nothing but its control would tell the reader to wait for data that
+        # will never come.
+        kind, head = "stop", "Killed: the experiment serves only its control"
+        why = view.get("status_reason") or "kill switch"
+        reasons = [f"the experiment is killed ({why}): every unit goes to its control, so its "
+                   "treatments gather no more data; resume it to gather more, or stop it",
+                   f"the evidence so far says: {action}"
+                   + (f" arm {decision['arm']}" if decision.get("arm") else ""), *reasons]
+    return html.Div(className=f"decision {kind}", id="exp-decision", children=[
         html.H3(head),
         html.P("For the whole experiment: all its data and every slice, whatever the slice "
                "and hours chosen above.", id="exp-decision-scope"),
-        html.Ul([html.Li(r) for r in decision.get("reasons", [])])])
+        html.Ul([html.Li(r) for r in reasons])])
 
 
-def _arms(res: dict[str, Any], slice_: str) -> Component:
+def _role(v: dict[str, Any], first: bool, canary: dict[str, Any]) -> str:
+    """The arm's role, with why its traffic differs from its configured weight."""
+    if v["shadow"]:
+        return "shadow"
+    role = "control" if first else "treatment"
+    if v.get("paused"):
+        return f"{role}, paused: {v['paused']}"
+    if canary.get("treatment") == v["name"] and canary.get("steps"):
+        return f"{role}, canary step {canary.get('step', 0) + 1} of {len(canary['steps'])}"
+    return role
+
+
+def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
     srm = res.get("srm") or {}
+    # After a re-split (an arm paused or resumed, a canary step) the check counts only units
+    # first seen since then: the arms' observed units stay the whole experiment's, and the
+    # check's own counts go into its line.
+    since = srm.get("since")
+    now = dict(zip((a["name"] for a in view.get("arms") or []), view.get("weights") or [],
+                   strict=False))
+    canary = view.get("canary") or {}
     rows = []
     for v in res["variants"]:
         figures_ = res["metrics"].get(v["name"], {}).get(slice_, {})
-        role = "shadow" if v["shadow"] else ("control" if v is res["variants"][0] else "treatment")
-        overall = None if v["shadow"] or slice_ != ALL else srm.get("units", {}).get(v["name"])
-        expected = None if v["shadow"] or slice_ != ALL else srm.get("expected", {}).get(v["name"])
-        rows.append([v["name"], v["candidate"], role, fmt(v["weight"]),
+        whole = not v["shadow"] and slice_ == ALL and not since
+        overall = srm.get("units", {}).get(v["name"]) if whole else None
+        expected = srm.get("expected", {}).get(v["name"]) if whole else None
+        share = None if v["shadow"] else now.get(v["name"])
+        rows.append([v["name"], v["candidate"], _role(v, v is res["variants"][0], canary),
+                     fmt(v["weight"]), "–" if share is None else f"{share:.0%}",
                      fmt(figures_.get("units") if overall is None else overall),
                      fmt(expected), fmt(figures_.get("predictions"))])
-    arms_table = table(["arm", "candidate", "role", "configured weight", "units observed",
-                        "units expected", "predictions"], rows, "exp-arms")
+    arms_table = table(["arm", "candidate", "role", "configured weight", "traffic now",
+                        "units observed", "units expected", "predictions"], rows, "exp-arms")
     return html.Div([arms_table, html.P(_srm_line(srm, slice_), id="exp-srm")])
 
 
@@ -202,13 +238,16 @@ def _srm_line(srm: dict[str, Any], slice_: str) -> str:
     if not srm:
         return "Sample-ratio check: needs two arms or more."
     minimum = f"fewer than {srm.get('min_expected', 5):g} units expected in an arm"
+    restart, none_since = _restart(srm)
     if slice_ == ALL:
         p = srm.get("p_value")
         if p is None:
-            return f"Sample-ratio check: not computed ({srm.get('error') or 'no units yet'})."
+            why = none_since or srm.get("error") or "no units yet"
+            return f"{restart}Sample-ratio check: not computed ({why})."
         verdict = "MISMATCH" if srm["mismatch"] else "ok"
-        line = (f"Sample-ratio check (chi-square, all units): statistic {srm['statistic']:.3g}, "
-                f"p = {p:.3g} against threshold {srm['threshold']:g}: {verdict}.")
+        line = (f"{restart}Sample-ratio check (chi-square, all units): statistic "
+                f"{srm['statistic']:.3g}, p = {p:.3g} against threshold {srm['threshold']:g}: "
+                f"{verdict}.")
         if srm.get("slices_tested") or srm.get("slices_too_small"):
             line += (f" Slices: {srm.get('slices_tested', 0)} tested, Holm-adjusted across "
                      f"them; {srm.get('slices_too_small', 0)} too small ({minimum}).")
@@ -217,8 +256,8 @@ def _srm_line(srm: dict[str, Any], slice_: str) -> str:
         return line
     p = srm.get("slice_p_values", {}).get(slice_)
     if p is None:
-        why = srm.get("error") or f"too few units: {minimum}"
-        return f"Sample-ratio check in slice {slice_}: not tested ({why})."
+        why = none_since or srm.get("error") or f"too few units: {minimum}"
+        return f"{restart}Sample-ratio check in slice {slice_}: not tested ({why})."
     adjusted = srm.get("slice_p_adjusted", {}).get(slice_)
     held = slice_ in srm.get("mismatched_slices", [])
     verdict = ("MISMATCH within this slice: its figures are suspect (the overall check decides "
@@ -226,6 +265,21 @@ def _srm_line(srm: dict[str, Any], slice_: str) -> str:
     holm_p = f", Holm-adjusted p = {adjusted:.3g}" if adjusted is not None else ""
     return (f"Sample-ratio check in slice {slice_}: p = {p:.3g}{holm_p} against threshold "
             f"{srm['threshold']:g}: {verdict}.")
+
+
+def _restart(srm: dict[str, Any]) -> tuple[str, str]:
+    """What the line says when the check restarted under a new split (``srm.since``): when, its
+    counts since, and why it may have none yet (not "no units have been assigned")."""
+    since = srm.get("since")
+    if not since:
+        return "", ""
+    at = datetime.fromisoformat(since).strftime("%Y-%m-%d %H:%M")
+    counts = ", ".join(f"{isolate(arm)} {n:,}" for arm, n in (srm.get("units") or {}).items())
+    said = (f"The sample-ratio check restarts at {at} UTC under the current allocation (an arm "
+            f"paused or resumed, or a canary step): it counts only units first seen since then "
+            f"({counts}). ")
+    none = "" if any((srm.get("units") or {}).values()) else f"no units since {at} UTC yet"
+    return said, none
 
 
 def _comparisons(res: dict[str, Any], slice_: str) -> Component:

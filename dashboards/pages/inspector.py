@@ -150,6 +150,8 @@ def register(app: Dash) -> None:
     @app.callback(Output("insp-id", "value"), Input("url", "search"))
     @require_role(ROLES)
     def _from_link(search: Any) -> str:
+        if search is not None and not isinstance(search, str):
+            raise AbvocError("'url.search' must be text")
         found = parse_qs((search or "").lstrip("?")).get("id", [""])
         return _id(found[0][:MAX_ID])
 

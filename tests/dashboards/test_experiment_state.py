@@ -1,0 +1,92 @@
+"""The Experiments page and the Operations guardrail table after an arm pause or a kill: the
+arms keep their observed units, the sample-ratio line says the check restarted at the new
+split (not "no units have been assigned yet"), a paused arm reads as paused with its traffic
+now, a killed experiment's decision says it is killed, and events are never dated with the
+experiment's start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+
+from core.store.db import Database
+from core.store.models import Experiment
+from dashboards import data
+from dashboards import operations as ops
+from dashboards.pages import experiments
+from dashboards.tables import isolate
+from tests.evaluation.helpers import T0, add_experiment, apply, prediction
+from tests.support.dash_tree import component_text, find_component
+
+UNITS = {"control": 12, "treatment": 18}
+PAUSED_AT = T0 + timedelta(hours=2, minutes=10)
+
+
+def _seed(db: Database, name: str = "exp", scope: str = "default") -> int:
+    exp = add_experiment(db, name=name, scope=scope)
+    cand = {"control": "cand-a", "treatment": "cand-b"}
+    apply(db, [prediction(f"{name}-{arm}-{i}", experiment_id=exp, arm=arm, candidate=cand[arm],
+                          unit_id=f"{name}-{arm}-u{i}")
+               for arm, n in UNITS.items() for i in range(n)])
+    return exp
+
+
+def _set(db: Database, exp: int, **values: Any) -> None:
+    with db.session() as s:
+        s.execute(update(Experiment).where(Experiment.id == exp).values(**values))
+
+
+def _pause_treatment(db: Database, exp: int) -> None:
+    with db.session() as s:
+        arms = [dict(a) for a in s.get(Experiment, exp).arms]
+    arms[1]["paused"] = "paused by an operator"
+    _set(db, exp, arms=arms, allocation={"since": PAUSED_AT.isoformat()},
+         status_reason="arm 'treatment' paused: paused by an operator")
+
+
+def _rows(page: object) -> list[str]:
+    tbody = find_component(page, "exp-arms").children[1]
+    return [" | ".join(component_text(td) for td in tr.children) for tr in tbody.children]
+
+
+def test_after_an_arm_pause_the_arms_keep_their_units_and_the_check_says_it_restarted(
+        db: Database) -> None:
+    exp = _seed(db)
+    _pause_treatment(db, exp)
+    page = experiments.body(db, exp, "all", data.Window())
+    control, treatment = _rows(page)
+    # arm | candidate | role | configured weight | traffic now | units observed | expected | …
+    assert control.split(" | ")[4:6] == ["100%", "12"], control
+    assert treatment.split(" | ")[4:6] == ["0%", "18"], treatment
+    assert "paused: paused by an operator" in treatment.split(" | ")[2]
+    line = component_text(find_component(page, "exp-srm"))
+    assert "no units have been assigned" not in line
+    restart = PAUSED_AT.replace(minute=0) + timedelta(hours=1)  # the next whole hour
+    assert f"restarts at {restart:%Y-%m-%d %H:%M} UTC" in line
+    assert f"{isolate('control')} 0, {isolate('treatment')} 0" in line and "no units since" in line
+
+
+def test_a_killed_experiments_decision_says_it_is_killed(db: Database) -> None:
+    exp = _seed(db)
+    _set(db, exp, status="killed", status_reason="kill switch: error spike")
+    page = experiments.body(db, exp, "all", data.Window())
+    decision = component_text(find_component(page, "exp-decision"))
+    assert "Decision: keep running" not in decision
+    assert "killed" in decision and "kill switch: error spike" in decision
+    assert find_component(page, "exp-decision").className == "decision stop"
+    control, treatment = _rows(page)
+    assert control.split(" | ")[4] == "100%" and treatment.split(" | ")[4] == "0%"
+
+
+def test_guardrail_events_are_dated_by_the_event_not_the_start(db: Database) -> None:
+    paused = _seed(db, "paused-one", "a")
+    killed = _seed(db, "killed-one", "b")
+    _pause_treatment(db, paused)
+    _set(db, killed, status="killed", status_reason="kill switch")
+    events = {(e["experiment_id"], e["status"]): e["at"] for e in ops.guardrail_events(db)}
+    assert events[(killed, "killed")] is None  # a kill keeps no time: "–", not T0
+    assert events[(paused, "arm paused")] == PAUSED_AT
+    assert events[(paused, "running")] == PAUSED_AT
+    assert T0 not in events.values()
