@@ -20,8 +20,8 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
 5. Otherwise keep running, saying how many more units per arm the target effect needs (a paused
    arm or one with weight 0 takes no traffic, so it is told that instead).
 
-A stopped experiment that would keep running is inconclusive; a paused one says first that it
-gathers no data until it is resumed.
+A stopped or killed experiment that would keep running is inconclusive (neither gathers data
+for its results); a paused one says first that it gathers no data until it is resumed.
 
 The always-valid interval is used throughout because people look at results every hour; the
 fixed-horizon p-values would overstate certainty under that peeking. Each arm's mSPRT interval
@@ -91,9 +91,11 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     """``{"action", "arm", "reasons", "arms": {arm: verdict}}`` for a results dict."""
     decision = _decide(results)
     status = results["experiment"].get("status")
-    if decision["action"] == KEEP_RUNNING and status == "stopped":
+    if decision["action"] == KEEP_RUNNING and status in ("stopped", "killed"):
+        why = ("is stopped" if status == "stopped" else "was killed (all its traffic goes to "
+               "control, outside its results)")
         decision = {**decision, "action": INCONCLUSIVE, "reasons": [
-            "the experiment is stopped, so it gathers no more data: the evidence below was not "
+            f"the experiment {why}, so it gathers no more data: the evidence below was not "
             "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
     elif decision["action"] == KEEP_RUNNING and status == "paused":
         decision = {**decision, "reasons": [

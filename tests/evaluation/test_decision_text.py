@@ -61,6 +61,15 @@ def test_a_stopped_experiment_without_traffic_is_inconclusive(db: Database) -> N
     assert decision["reasons"][1].startswith("no traffic yet")
 
 
+def test_a_killed_experiment_is_inconclusive_not_told_to_keep_running(db: Database) -> None:
+    """Killed, it sends all its traffic to control outside its results: "keep running" would
+    wait for data that never comes."""
+    decision = _decision(db, {}, status="killed")
+    assert decision["action"] == decisions.INCONCLUSIVE
+    assert decision["reasons"][0].startswith("the experiment was killed")
+    assert decision["reasons"][1].startswith("no traffic yet")
+
+
 def test_a_slice_warning_does_not_follow_an_overall_mismatch() -> None:
     # The overall mismatch already stops everything; the slice warning would only repeat it.
     srm = {"flagged": True, "mismatch": True, "threshold": 0.001, "mismatched_slices": ["a"],
