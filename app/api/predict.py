@@ -42,6 +42,12 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
         upload = request.files.get("image")
         if upload is None:
             raise AbvocError("multipart requests need a file field named 'image'")
+        # The same rule as for JSON: a misspelt `scpoe` would be served by scope `default`.
+        form = allowed - {"image_base64"}
+        unknown = (set(request.form) - form) | (set(request.files) - {"image"})
+        if unknown:
+            raise AbvocError(f"unknown field(s) {sorted(unknown)}; a multipart request has the "
+                             f"file 'image' and the fields {sorted(form)}")
         return upload.read(), request.form.to_dict()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -49,7 +55,7 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
                          "'image_base64' and 'unit_id'")
     unknown = set(body) - allowed
     if unknown:
-        raise AbvocError(f"unknown fields {sorted(unknown)}")
+        raise AbvocError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     encoded = body.get("image_base64")
     if not isinstance(encoded, str) or not encoded:
         raise AbvocError("'image_base64' must be a base64 string of a PNG or JPEG image")

@@ -9,7 +9,7 @@ PAGES_JSON = {
                    "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
                    "page_scope": _SCOPE, "formula_scope": _SCOPE, "slice": _SCOPE}}
 PAGES_MULTIPART = {
-    "type": "object", "required": ["image", "unit_id"],
+    "type": "object", "required": ["image", "unit_id"], "additionalProperties": False,
     "properties": {"image": {"type": "string", "format": "binary"},
                    "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
                    "page_scope": {"type": "string", "maxLength": 100},

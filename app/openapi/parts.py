@@ -84,7 +84,7 @@ SCHEMAS: dict[str, Any] = {
             "scope": {"type": ["string", "null"], "maxLength": 100},
             "slice": {"type": ["string", "null"], "maxLength": 100}}},
     "PredictMultipart": {
-        "type": "object", "required": ["image", "unit_id"],
+        "type": "object", "required": ["image", "unit_id"], "additionalProperties": False,
         "properties": {"image": {"type": "string", "format": "binary"},
                        "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
                        "scope": {"type": "string", "maxLength": 100},

@@ -94,4 +94,4 @@ def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: 
     assert swapped.status_code == 409 and "OCR candidate" in swapped.get_json()["error"]
     assert served() == before
     unknown = client.post("/v1/pages", headers=predictor, json=_page_body(scope="x"))
-    assert unknown.status_code == 400 and "unknown fields" in unknown.get_json()["error"]
+    assert unknown.status_code == 400 and "unknown field(s)" in unknown.get_json()["error"]

@@ -49,6 +49,15 @@ def test_predict_multipart_and_admin_sees_candidate(client: FlaskClient, admin: 
               "unit_id": "u2"})
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["candidate"].startswith("ocr-")
+    # A field the route does not take (a misspelt scope) is refused, as in JSON, not dropped.
+    for extra in ({"scpoe": "flowers"}, {"other": (__import__("io").BytesIO(b"x"), "x.png")}):
+        refused = client.post(
+            "/v1/predict", headers=admin, content_type="multipart/form-data",
+            data={"image": (__import__("io").BytesIO(encode_png(sample.image)), "f.png"),
+                  "unit_id": "u2", **extra})
+        assert refused.status_code == 400, refused.get_json()
+        assert "unknown field(s)" in refused.get_json()["error"] and "'scope'" in \
+            refused.get_json()["error"]
 
 
 def test_bad_images_are_refused_with_a_reason(client: FlaskClient, predictor: dict) -> None:
