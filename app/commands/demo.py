@@ -26,6 +26,7 @@ from app.commands.system import (
 )
 from app.supervisor import check_port_free, use_prometheus_dir
 from core.settings import ensure_secret_key
+from core.store import schema
 from core.store.db import Database
 
 GAMEPLAY_BUILD = {"train_matches": 150, "heldout_matches": 60, "eval_matches": 0, "epochs": 12}
@@ -120,12 +121,14 @@ def demo(ctx: Context, host: str, port: int, ocr_requests: int, matches: int, pl
     from app.runner import run_up
 
     _logging(ctx)
-    ensure_candidates(ctx)
-    ensure_gameplay(ctx)
+    # Said before the training (minutes on a fresh machine), as the README promises.
     with Database(ctx.settings.database_url) as db:
+        schema.upgrade(db)
         key = create_key(db, ["admin"], name="demo")["key"]
     base = f"http://{host}:{port}"
     click.echo(f"dashboard: {base}/dashboard/  (log in with the key {key})")
+    ensure_candidates(ctx)
+    ensure_gameplay(ctx)
     threading.Thread(target=simulate, args=(base, key, ocr_requests, matches, players),
                      name="demo-customers", daemon=True).start()
     run_up(_ready_settings(ctx), host, port, workers=workers or default_workers(),
