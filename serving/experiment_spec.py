@@ -72,7 +72,8 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
             0 <= weight <= MAX_WEIGHT
         ):
-            raise fail(f"arms[{i}].weight must be a number from 0 to {MAX_WEIGHT:,}")
+            said = "is missing: give" if "weight" not in arm else "must be"
+            raise fail(f"arms[{i}].weight {said} a number from 0 to {MAX_WEIGHT:,}")
         control = arm.get("control", False)
         if not isinstance(control, bool):
             raise fail(f"arms[{i}].control must be true or false")
@@ -145,7 +146,10 @@ def check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
     treatment = canary.get("treatment")
     arm = next((a for a in arms if a["name"] == treatment), None)
     if arm is None or arm["control"]:
-        raise fail("canary.treatment must name a treatment arm (not the control)")
+        treatments = [a["name"] for a in arms if not a["control"]]
+        named = "the control" if arm is not None else f"no arm ({str(treatment)[:100]!r})"
+        raise fail(f"canary.treatment names {named}: it must name a treatment arm, one of "
+                   f"{treatments}")
     steps = canary.get("steps")
     # Booleans are ints to Python, but `true` is not a share of traffic.
     if (not isinstance(steps, list) or not steps

@@ -207,7 +207,8 @@ def infer(scope: str):  # noqa: ANN201
     body, chunks = _body()
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
-                         "tensors) and the unit in 'parameters.unit_id'")
+                         f"tensors), and the unit in 'parameters.unit_id' or the {UNIT_HEADER} "
+                         "header")
     unknown = sorted(set(body) - _BODY_KEYS - _CLIENT_KEYS)
     if unknown:
         raise AbvocError(f"unknown field(s) {unknown}; a V2 request has {sorted(_BODY_KEYS)}")

@@ -35,6 +35,13 @@ def _arms(control: dict[str, Any] | None = None, b: dict[str, Any] | None = None
 
 # (what is wrong, the spec, words the 400 must hold)
 REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    ("arm without a weight", _spec(arms=[ARMS[0], {"name": "b", "candidate": "b"}]),
+     "arms[1].weight is missing: give a number from 0 to 1,000,000"),
+    ("canary of an arm that does not exist",
+     _spec(canary={"treatment": "zz", "steps": [0.1, 1]}),
+     "canary.treatment names no arm ('zz'): it must name a treatment arm, one of ['b']"),
+    ("canary of the control", _spec(canary={"treatment": "control", "steps": [0.1, 1]}),
+     "canary.treatment names the control: it must name a treatment arm"),
     ("scope with a slash", _spec(scope="a/b"), "'scope' must not contain '/'"),
     ("scope with a backslash", _spec(scope="a\\b"), "'scope' must not contain '\\\\'"),
     ("scope with a question mark", _spec(scope="a?b"), "'scope' must not contain '?'"),
