@@ -136,8 +136,9 @@ def _summary(res: dict[str, Any]) -> Component:
 
 
 def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:
-    """Why outcome metrics show in slice ``all`` only, and whatever the time window: customers
-    report them per unit, not per prediction."""
+    """Why outcome metrics show in slice ``all`` only, and which units a time window holds:
+    customers report them per unit, not per prediction, and a window keeps each unit's outcomes
+    in the hour the unit was first seen (as the results API does)."""
     names = ", ".join(res.get("outcomes") or {})
     if not names:
         return []
@@ -145,8 +146,8 @@ def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:
         said = (f"Outcome metrics ({names}) are reported per unit and cannot be split by slice: "
                 "choose slice all to see them per arm and in the comparisons.")
     else:
-        said = (f"Outcome metrics ({names}) are reported per unit: they count the whole "
-                "experiment, whatever the time window.")
+        said = (f"Outcome metrics ({names}) are reported per unit: a time window counts the "
+                "outcomes of the units first seen in it, whenever the outcomes came.")
     return [html.P(said, id="exp-outcomes-note")]
 
 

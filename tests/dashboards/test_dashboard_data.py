@@ -129,7 +129,7 @@ def test_outcome_metrics_show_per_arm_and_why_not_in_a_slice(dash_app: Flask,
     points = next(t for t, name in zip(find_component(whole, "exp-metrics-graph").figure.data,
                                        panels, strict=False) if name == "converted")
     assert list(points.y) == [pytest.approx(0.25), pytest.approx(0.5)]
-    assert "whole experiment" in find_component(whole, "exp-outcomes-note").children
+    assert "units first seen in it" in find_component(whole, "exp-outcomes-note").children
     panels = [a.text for a in find_component(sliced, "exp-metrics-graph").figure.layout.annotations]
     assert "converted" not in panels
     assert "cannot be split by slice" in find_component(sliced, "exp-outcomes-note").children
