@@ -169,15 +169,34 @@ def _one_item(tensor: dict[str, Any], kind: str) -> dict[str, Any]:
 @bp.get("/v2/models/<scope>/ready")
 @require("predict")
 def model_ready(scope: str):  # noqa: ANN201
+    """Ready when every candidate a unit may be routed to is: each arm taking traffic (a
+    remote one's server answers ready), not only the control (half the units of a 50/50 split
+    failed while the scope said ready)."""
     scope = _scope(scope)
-    candidate = _serving().pool.get(*_candidate_of(scope))
-    if candidate.accepts != TENSORS:
-        raise AbvocError(f"scope {scope!r} serves images, not V2 tensors: use POST /v1/predict")
-    client = getattr(candidate, "client", None)
-    if client is not None and not client.ready():
-        raise NotReady(f"scope {scope!r}: the remote server of its candidate does not answer "
-                       "ready")
+    serving = _serving()
+    for candidate, version in _serving_candidates(scope):
+        model = serving.pool.get(candidate, version)
+        if model.accepts != TENSORS:
+            raise AbvocError(f"scope {scope!r} serves images, not V2 tensors: use POST "
+                             "/v1/predict")
+        client = getattr(model, "client", None)
+        if client is not None and not client.ready():
+            # Not which arm: only admin keys learn which candidate serves a unit.
+            raise NotReady(f"scope {scope!r}: the remote server of a candidate it routes to "
+                           "does not answer ready")
     return jsonify({"name": scope, "ready": True})
+
+
+def _serving_candidates(scope: str) -> list[tuple[str, str | None]]:
+    """The candidates (and versions) the scope routes units to now: its experiment's arms that
+    take traffic (a paused arm's units go to control), else the scope's default candidate."""
+    experiment = _serving().router.experiment(scope)
+    if experiment is None:
+        return [_candidate_of(scope)]
+    if experiment.get("status") != "running":  # paused or killed: all to control
+        return [_candidate_of(scope)]
+    return [(a["candidate"], a.get("version")) for a in experiment["arms"]
+            if a["control"] or (a.get("weight") and not a.get("paused"))]
 
 
 @bp.route("/v2/models/<scope>/versions/<version>", methods=["GET"])
