@@ -265,7 +265,7 @@ def load_settings(
             with open(path, "rb") as fh:
                 file_values = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"ABVOC_CONFIG={path!r} cannot be read: {exc}") from exc
+            raise ConfigError(f"{_config(path)} cannot be read: {exc}") from exc
         values.update(_file_settings(path, file_values))
     for var, key in ENV_KEYS.items():
         if env.get(var):
@@ -324,14 +324,19 @@ def load_settings(
     )
 
 
+def _config(path: str | Path) -> str:
+    """How a message names the config file: given by --config or by ABVOC_CONFIG."""
+    return f"the config file {str(path)!r} (--config or ABVOC_CONFIG)"
+
+
 def _file_settings(path: str | Path, file_values: Mapping[str, Any]) -> dict[str, Any]:
     """A config file's values by setting; an unknown key, or a setting under both its names,
     is refused, naming the keys the file takes."""
     if unknown := set(file_values) - set(FILE_KEYS):
-        raise ConfigError(f"ABVOC_CONFIG={path!r} has unknown keys: {sorted(unknown)}; the keys "
+        raise ConfigError(f"{_config(path)} has unknown keys: {sorted(unknown)}; the keys "
                           f"are: {', '.join(_file_key(var) for var in ENV_KEYS)}")
     if len(values := {FILE_KEYS[k]: v for k, v in file_values.items()}) < len(file_values):
-        raise ConfigError(f"ABVOC_CONFIG={path!r} gives a setting under both its names (e.g. "
+        raise ConfigError(f"{_config(path)} gives a setting under both its names (e.g. "
                           "bus_url and bus): keep one")
     return values
 

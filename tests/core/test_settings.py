@@ -65,6 +65,10 @@ def test_config_file_is_overlaid_by_environment(tmp_path) -> None:  # noqa: ANN0
     path.write_text("nonsense = 1\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_settings(env={"ABVOC_CONFIG": str(path)})
+    # Given by --config, the file is not said to come from ABVOC_CONFIG alone.
+    with pytest.raises(ConfigError, match=r"the config file '.*abvoc.toml' \(--config or "
+                                          r"ABVOC_CONFIG\) has unknown keys"):
+        load_settings(env={}, config_file=path)
 
 
 def test_expected_parts_from_the_environment_or_the_config_file(tmp_path) -> None:  # noqa: ANN001
