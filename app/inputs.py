@@ -271,10 +271,16 @@ def _refuse_cut_off_body() -> None:
         raise BodyTooLarge(f"the request body reached the limit of {limit} bytes{note}")
 
 
+# The routes that take an image, whose own limit (2 MiB) a body-size refusal also says.
+IMAGE_ROUTES = ("/v1/predict", "/v1/pages")
+
+
 def _limit() -> tuple[int, str]:
-    """This request's body limit (a route may set its own) and what it means for images."""
+    """This request's body limit (a route may set its own) and, on a route taking an image,
+    what it means for images."""
     limit = request.max_content_length or MAX_BODY_BYTES
-    return limit, " (images at most 2 MiB)" if limit == MAX_BODY_BYTES else ""
+    images = limit == MAX_BODY_BYTES and request.path in IMAGE_ROUTES
+    return limit, " (images at most 2 MiB)" if images else ""
 
 
 def _too_large(exc: RequestEntityTooLarge) -> tuple[dict[str, Any], int]:

@@ -176,6 +176,11 @@ def test_inference_bodies_may_be_larger_than_other_bodies(v2app: Flask) -> None:
                             content_type="application/json")
     assert elsewhere.status_code == 413
     assert "the limit is 4194304 (images at most 2 MiB)" in elsewhere.get_json()["error"]
+    # A route that takes no image says its limit alone.
+    correction = client.post("/v1/corrections", headers=admin, data=padded,
+                             content_type="application/json")
+    assert correction.status_code == 413
+    assert correction.get_json()["error"].endswith("the limit is 4194304"), correction.get_json()
     huge = client.post(URL, headers=admin, data=b"{" + b" " * (33 << 20) + b"}",
                        content_type="application/json")
     assert huge.status_code == 413 and "the limit is 33554432" in huge.get_json()["error"]
