@@ -239,6 +239,18 @@ def refuse_hostile_input() -> None:
             check_text(value, f"form field '{name}'")
 
 
+def known_query(*known: str) -> None:
+    """A 400 for a query parameter the route does not read, or one given twice: a typo must not
+    silently give another answer (a whole experiment, another queue's items)."""
+    if unknown := sorted(set(request.args) - set(known)):
+        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
+        raise AbvocError(f"unknown query parameter(s) {shown}; this route takes "
+                         f"{', '.join(known) or 'none'}")
+    if repeated := sorted(k for k in known if len(request.args.getlist(k)) > 1):
+        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
+                         "(which one was meant cannot be told)")
+
+
 def optional_json() -> Any:
     """The JSON body of a route whose body may be left out: {} when none was sent. A body that
     was sent but is not JSON (a form, or JSON sent as a form, as curl's -d does without a

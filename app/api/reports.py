@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.api.experiments import EXP
 from app.auth import require
+from app.inputs import known_query
 from core.errors import AbvocError
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_with_stages
@@ -35,14 +36,7 @@ def _share(name: str, default: float) -> float:
 def _scope(*shares: str) -> dict[str, Any]:
     """The report's window and slice limit from the query (a 400 naming any unknown or bad
     parameter: a typo must not silently give the whole experiment)."""
-    known = ("since", "until", "max_slices", "recount_units", *shares)
-    if unknown := sorted(set(request.args) - set(known)):
-        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
-        raise AbvocError(f"unknown query parameter(s) {shown}; this report takes "
-                         f"{', '.join(known)}")
-    if repeated := sorted(k for k in known if len(request.args.getlist(k)) > 1):
-        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
-                         "(which one was meant cannot be told)")
+    known_query("since", "until", "max_slices", "recount_units", *shares)
     since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
                     for k in ("since", "until"))
     if since is not None and until is not None and until <= since:

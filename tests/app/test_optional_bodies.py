@@ -43,3 +43,18 @@ def test_an_experiment_action_sent_as_a_form_is_refused(v2app: Flask) -> None:
                        data='{"reason":"broken"}', content_type=FORM)
     assert sent.status_code == 400, sent.get_json()
     assert client.get(f"/v1/experiments/{exp}", headers=admin).get_json()["status"] != "killed"
+
+
+def test_a_query_parameter_a_relabel_route_does_not_read_is_refused(v2app: Flask) -> None:
+    """A typo (`queu=training`) was ignored: the items in review of every queue came back."""
+    client, annotator = v2app.test_client(), bearer(v2app, "annotate")
+    admin = bearer(v2app, "admin")
+    for url, headers in (("/v1/relabel/items?queu=training", annotator),
+                         ("/v1/relabel/items?queue=training&queue=verification", annotator),
+                         ("/v1/relabel/agreement?queue=training&x=1", annotator),
+                         ("/v1/relabel/rules?experiment=1", admin)):
+        answer = client.get(url, headers=headers)
+        assert answer.status_code == 400, (url, answer.get_json())
+        assert "query parameter" in answer.get_json()["error"]
+    assert client.get("/v1/relabel/items?queue=training&limit=5",
+                      headers=annotator).status_code == 200
