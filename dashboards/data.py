@@ -18,9 +18,18 @@ from sqlalchemy import func, select
 from core.builtin_metrics import NUMBER_METRICS
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
-from evaluation.online import ALL, Cell, load_cells, metric_stats, wilson_interval
+from evaluation import aggregation as agg
+from evaluation.online import (
+    ALL,
+    Cell,
+    Cells,
+    Variant,
+    load_cells,
+    metric_stats,
+    wilson_interval,
+)
 from evaluation.results import CUSTOMER_METRICS, METRICS, experiment_results, variants_of
-from evaluation.slices import DEFAULT_MAX_SLICES
+from evaluation.slices import DEFAULT_MAX_SLICES, SliceChoice, choose_slices
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
 from evaluation.unit_recount import recount_affordable
 from serving.experiments import Experiments
@@ -69,13 +78,20 @@ def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | 
     return _utc(first), _utc(last)
 
 
-def slices(db: Database, experiment_id: int) -> list[str]:
-    """``all`` and the slices the experiment's traffic fell in."""
+def slices(db: Database, experiment_id: int) -> SliceChoice:
+    """``all`` and the slices the experiment's results test: its `DEFAULT_MAX_SLICES` busiest,
+    chosen by the results' own rule (:func:`evaluation.slices.choose_slices`), with what was
+    left out; a slice left out has no figures, so the page does not offer it."""
     t = OnlineAggregate
     with db.reading() as s:
-        found = s.scalars(select(t.slice).where(t.experiment_id == experiment_id)
-                          .distinct().order_by(t.slice)).all()
-    return [ALL, *(x for x in found if x != ALL)]
+        rows = s.execute(select(t.arm, t.candidate, t.shadow, t.slice, func.sum(t.n))
+                         .where(t.experiment_id == experiment_id, t.metric == agg.PREDICTIONS)
+                         .group_by(t.arm, t.candidate, t.shadow, t.slice)).all()
+    cells: Cells = {}
+    for arm, candidate, shadow, slice_, n in rows:
+        cell = cells.setdefault((Variant(arm, candidate, bool(shadow)), slice_), Cell())
+        cell.add(agg.PREDICTIONS, "", (n or 0, 0.0, 0.0))
+    return choose_slices(cells, DEFAULT_MAX_SLICES)
 
 
 def results(db: Database, experiment_id: int, window: Window = Window(),

@@ -91,7 +91,8 @@ def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
     c, p = Correction, Prediction
     query = (select(literal("correction").label("kind"), c.correction_id.label("id"),
                     c.prediction_id, p.candidate, p.output, c.corrected_output.label("report"),
-                    null().label("value"), c.comment, c.rating, c.created_at.label("at"))
+                    null().label("value"), c.comment, c.rating, c.created_at.label("at"),
+                    p.experiment_id, null().label("unit_id"))
              .select_from(c).outerjoin(p, p.prediction_id == c.prediction_id))
     if text:
         query = query.where(or_(*(_like(fold, col, text) for col in (
@@ -104,7 +105,7 @@ def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
     query = (select(literal("outcome").label("kind"), o.outcome_id.label("id"),
                     o.prediction_id, p.candidate, p.output, o.metric.label("report"),
                     o.value, null().label("comment"), null().label("rating"),
-                    o.observed_at.label("at"))
+                    o.observed_at.label("at"), o.experiment_id, o.unit_id)
              .select_from(o).outerjoin(p, p.prediction_id == o.prediction_id))
     if text:
         query = query.where(or_(*(_like(fold, col, text) for col in (
@@ -115,7 +116,9 @@ def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
 def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int = 1,
          size: int = PAGE_SIZE) -> FeedPage:
     """Corrections and outcome reports, newest first, whose text contains ``text`` (any case):
-    the correction, its comment, the prediction's output, ids, the candidate, the metric."""
+    the correction, its comment, the prediction's output, ids (an outcome's unit id too), the
+    candidate, the metric. Each row names its experiment and (an outcome's) unit, so a search
+    that matched a unit id shows where."""
     text = text.strip()[:MAX_QUERY]
     if not set(kinds) & set(KINDS):
         return FeedPage([], 0, 1, 1)
@@ -164,6 +167,11 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
                                            "latency_ms", "stages", "input_hash")}
         out["created_at"] = _utc(p.created_at)
         out["input"] = _kept_input(s, prediction_id, p.input_hash)
+        if p.experiment_id is None and served is not None and served.experiment_id:
+            # Served within an experiment but kept out of its split (a forced-arm QA request,
+            # or one served while the experiment was killed or paused): the worker's record has
+            # no experiment, the ledger says where it went.
+            out["excluded"] = {"experiment_id": served.experiment_id, "arm": served.arm}
     known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
     out["blamed"] = blame(out["output"], out["stages"], known, out.get("output_type")) \
         if known else None

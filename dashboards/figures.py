@@ -15,6 +15,10 @@ from dashboards.report.labels import shorten
 
 COLUMNS = 3
 TICK_CHARS = 16  # an arm's tick in a third of the page's width
+UPRIGHT_AFTER = 4  # more arms than this: their ticks stand upright
+TICK_PX = 7  # about a tick character's width, in pixels
+ROW_PX = 240  # a row of panels, without its ticks
+TITLE_PX = 40  # room for the next row's panel titles
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
@@ -33,9 +37,17 @@ def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
     if not names:
         return _empty("no data in this slice and time window")
     rows_n = math.ceil(len(names) / COLUMNS)
-    figure = make_subplots(rows=rows_n, cols=COLUMNS, subplot_titles=[plain(n) for n in names],
-                           vertical_spacing=0.12 if rows_n > 1 else 0.2)
     variants = sorted({r["variant"] for r in rows}, key=[r["variant"] for r in rows].index)
+    # Many arms' ticks do not fit across a panel and stand upright: each row keeps room below
+    # it for the longest (20 arms' ticks ran over the next row's panels and titles).
+    upright = len(variants) > UPRIGHT_AFTER
+    ticks_px = (TICK_PX * max(len(shorten(v, TICK_CHARS)) for v in variants) + 10
+                if upright else 20)
+    gap_px = ticks_px + TITLE_PX  # a row's ticks, then the next row's titles
+    plot_px = ROW_PX * rows_n + gap_px * (rows_n - 1)
+    bottom = 30 + (ticks_px if upright else 0)  # the last row's ticks
+    figure = make_subplots(rows=rows_n, cols=COLUMNS, subplot_titles=[plain(n) for n in names],
+                           vertical_spacing=gap_px / plot_px if rows_n > 1 else 0.2)
     for i, name in enumerate(names):
         points = by_metric[name]
         figure.add_trace(go.Scatter(
@@ -55,8 +67,10 @@ def metric_intervals(rows: list[dict[str, Any]]) -> go.Figure:
         # the point's hover keeps the whole one.
         figure.update_xaxes(tickvals=[plain(p["variant"]) for p in points],
                             ticktext=[plain(shorten(p["variant"], TICK_CHARS)) for p in points],
+                            tickangle=-90 if upright else None,
                             row=i // COLUMNS + 1, col=i % COLUMNS + 1)
-    figure.update_layout(height=260 * rows_n + 40, margin={"t": 40, "l": 40, "r": 20, "b": 30})
+    figure.update_layout(height=plot_px + 40 + bottom,
+                         margin={"t": 40, "l": 40, "r": 20, "b": bottom})
     return figure
 
 

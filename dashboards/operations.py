@@ -8,12 +8,17 @@ its last hours. A rate is requests over the seconds of its window that the servi
 an hour (or the ledger's minutes) the first requests fall in, or the newest one, cut at the
 first and the newest data, so a service up for three minutes shows the rate it served at, not
 that rate spread over an hour.
+
+A candidate is named as ``name vX`` wherever two versions of its name served (as the
+Offline-vs-online page names them, :func:`evaluation.candidate_facts.shown_names`), so the rows
+of two versions never merge into one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +37,7 @@ from core.store.models import (
 )
 from evaluation import aggregation as agg
 from evaluation import sketch
+from evaluation.candidate_facts import shown_names, variant_version
 from evaluation.stats import LatencyHistogram
 
 HOUR = timedelta(hours=1)
@@ -40,12 +46,64 @@ QUANTILES = (0.5, 0.95, 0.99)
 LEDGER_MINUTES = 15
 
 
-def candidates(db: Database) -> list[str]:
-    """The candidates with online traffic."""
-    t = OnlineAggregate
+Ref = tuple[str, str | None]
+Variant = tuple[int, str, str, bool]  # the aggregates' experiment, arm, candidate, shadow
+
+
+@dataclass(frozen=True)
+class Names:
+    """How the page names what served: each aggregate variant's and each ledger (candidate,
+    version)'s shown name. A version the store cannot tell (traffic outside any experiment, a
+    ledger row from before versions were kept) is the name's only known version if it has one."""
+
+    variants: dict[Variant, str]
+    refs: dict[Ref, str]
+
+    def of_ledger(self, candidate: str, version: str | None) -> str:
+        return self.refs.get((candidate, version), candidate)
+
+    def base(self, shown: str) -> str | None:
+        """The candidate name a shown name stands for (None: nothing served under it)."""
+        return next((ref[0] for ref, name in self.refs.items() if name == shown), None)
+
+
+def names(db: Database) -> Names:
+    """The shown names of every candidate version in the aggregates and the ledger's window."""
+    t, sp = OnlineAggregate, ServedPrediction
     with db.reading() as s:
-        return list(s.scalars(select(t.candidate).where(t.metric == agg.PREDICTIONS)
-                              .distinct().order_by(t.candidate)))
+        keys = [tuple(k) for k in s.execute(
+            select(t.experiment_id, t.arm, t.candidate, t.shadow)
+            .where(t.metric == agg.PREDICTIONS).distinct())]
+        found = s.scalars(select(Experiment).where(
+            Experiment.id.in_({k[0] for k in keys}))).all()
+        last = s.scalar(select(func.max(sp.created_at)))
+        ledger = set() if last is None else {tuple(r) for r in s.execute(
+            select(sp.candidate, sp.version).where(
+                sp.created_at > last - timedelta(minutes=LEDGER_MINUTES)).distinct())}
+    exps = {e.id: e for e in found}
+    raw: dict[Variant, Ref] = {
+        (e, arm, c, bool(sh)): (c, variant_version(exps[e], arm, c, bool(sh)) if e in exps
+                                else None) for e, arm, c, sh in keys}
+    refs = set(raw.values()) | ledger
+    known: dict[str, set[str]] = defaultdict(set)
+    for c, v in refs:
+        if v is not None:
+            known[c].add(v)
+
+    def resolve(ref: Ref) -> Ref:
+        one = known[ref[0]]
+        return (ref[0], next(iter(one))) if ref[1] is None and len(one) == 1 else ref
+
+    shown = shown_names({"candidate": c, "version": v}
+                        for c, v in sorted({resolve(r) for r in refs},
+                                           key=lambda r: (r[0], r[1] or "")))
+    return Names({k: shown[resolve(r)] for k, r in raw.items()},
+                 {r: shown[resolve(r)] for r in refs})
+
+
+def candidates(db: Database) -> list[str]:
+    """The candidates with online traffic, by their shown names."""
+    return sorted(set(names(db).variants.values()))
 
 
 def _rate(n: int, seconds: float) -> float | None:
@@ -54,33 +112,43 @@ def _rate(n: int, seconds: float) -> float | None:
 
 def hourly(db: Database, hours: int | None = 24,
            candidate: str | None = None) -> list[dict[str, Any]]:
-    """Per candidate and hour (the last ``hours`` hours with data; None: all): requests per
-    second (over the part of the hour between the first and the newest stored prediction),
-    error rate, latency p50/p95/p99 (from the merged latency sketches)."""
+    """Per candidate (by its shown name, see :class:`Names`) and hour (the last ``hours`` hours
+    with data; None: all): requests per second (over the part of the hour between the store's
+    first and newest prediction, of any candidate), error rate, latency p50/p95/p99 (from the
+    merged latency sketches)."""
     t = OnlineAggregate
-    where = [] if candidate is None else [t.candidate == candidate]
+    named = names(db)
+    where = [] if candidate is None else [t.candidate == named.base(candidate)]
+    variant = (t.experiment_id, t.arm, t.candidate, t.shadow)
     with db.reading() as s:
         last = s.scalar(select(func.max(t.hour)).where(*where))
         if last is None:
             return []
         if hours is not None:
             where.append(t.hour > last - HOUR * hours)
-        counts = s.execute(select(t.candidate, t.hour, t.metric, func.sum(t.n), func.sum(t.sum))
+        counts = s.execute(select(*variant, t.hour, t.metric, func.sum(t.n), func.sum(t.sum))
                            .where(t.metric.in_((agg.PREDICTIONS, agg.ERRORS)), *where)
-                           .group_by(t.candidate, t.hour, t.metric)).all()
-        sketches = s.execute(select(t.candidate, t.hour, t.sketch)
+                           .group_by(*variant, t.hour, t.metric)).all()
+        sketches = s.execute(select(*variant, t.hour, t.sketch)
                              .where(t.metric == agg.LATENCY, t.sketch.is_not(None), *where)).all()
         first, newest = s.execute(select(func.min(Prediction.created_at),
                                          func.max(Prediction.created_at))).one()
+
+    def shown(e: int, arm: str, c: str, sh: bool) -> str | None:
+        name = named.variants.get((e, arm, c, bool(sh)), c)
+        return name if candidate is None or name == candidate else None
+
     rows: dict[tuple[str, datetime], dict[str, Any]] = defaultdict(dict)
-    for cand, hour, metric, n, total in counts:
+    for e, arm, c, sh, hour, metric, n, total in counts:
+        if (cand := shown(e, arm, c, sh)) is None:
+            continue
         row = rows[(cand, _utc(hour))]
-        if metric == agg.PREDICTIONS:
-            row["predictions"] = int(n)
-        else:
-            row["errors"] = float(total or 0)
+        key = "predictions" if metric == agg.PREDICTIONS else "errors"
+        row[key] = row.get(key, 0) + (int(n) if key == "predictions" else float(total or 0))
     merged: dict[tuple[str, datetime], LatencyHistogram] = {}
-    for cand, hour, data in sketches:
+    for e, arm, c, sh, hour, data in sketches:
+        if (cand := shown(e, arm, c, sh)) is None:
+            continue
         key = (cand, _utc(hour))
         one = sketch.decode(data)
         merged[key] = merged[key] + one if key in merged else one
@@ -106,25 +174,32 @@ def _served_s(hour: datetime, first: datetime | None, newest: datetime | None) -
 
 def recent(db: Database, minutes: int = LEDGER_MINUTES,
            candidate: str | None = None) -> list[dict[str, Any]]:
-    """Per candidate over the ledger's last ``minutes`` minutes: requests, requests per second
-    (from the candidate's first request when it has none before the window), error rate and
+    """Per candidate (by its shown name) over the ledger's last ``minutes`` minutes: requests,
+    requests per second (over the seconds from the window's start, or from the candidate's first
+    request when it has none before the window, to the ledger's newest row), error rate and
     latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
     latency: arms' requests, not shadows' or forced ones). The window ends at the ledger's newest
     row whichever candidate is asked for, so a candidate's figures do not change with the filter."""
     t = ServedPrediction
-    where = [] if candidate is None else [t.candidate == candidate]
+    named = names(db)
+    where = [] if candidate is None else [t.candidate == named.base(candidate)]
     with db.reading() as s:
         last = s.scalar(select(func.max(t.created_at)))
         if last is None:
             return []
         start = last - timedelta(minutes=minutes)
-        rows = s.execute(select(t.candidate, t.latency_ms, t.error, t.created_at)
+        rows = s.execute(select(t.candidate, t.version, t.latency_ms, t.error, t.created_at)
                          .where(t.created_at > start, *where)).all()
-        older = {c for c in {r[0] for r in rows} if s.scalar(
-            select(t.prediction_id).where(t.candidate == c, t.created_at <= start).limit(1))}
+        # Served before the window, by the shown name (two versions of a name are two).
+        older = {named.of_ledger(c, v) for c, v in {(r[0], r[1]) for r in rows} if s.scalar(
+            select(t.prediction_id).where(t.candidate == c, t.created_at <= start,
+                                          t.version.is_(None) if v is None else t.version == v)
+            .limit(1))}
     by_cand: dict[str, list[tuple[float | None, bool | None, datetime]]] = defaultdict(list)
-    for cand, latency, error, at in rows:
-        by_cand[cand].append((latency, error, at))
+    for cand, version, latency, error, at in rows:
+        shown = named.of_ledger(cand, version)
+        if candidate is None or shown == candidate:
+            by_cand[shown].append((latency, error, at))
     out = []
     for cand, items in sorted(by_cand.items()):
         latencies = np.array([lat for lat, _, _ in items if lat is not None], dtype=float)

@@ -168,7 +168,9 @@ def mix(m: dict[str, Any], name: str | None = None) -> go.Figure:
     return figure
 
 
-OPS_PANELS = (("requests_per_s", "requests / s"), ("error_rate", "error rate"),
+# The rate's title says what it divides by: the ledger table's rate divides by other seconds.
+OPS_PANELS = (("requests_per_s", "requests / s (over the hour's served seconds)"),
+              ("error_rate", "error rate"),
               ("latency_p50_ms", "latency p50 (ms)"), ("latency_p99_ms", "latency p99 (ms)"))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.store.db import Database, utcnow
 from core.store.relabel_models import RelabelLabel
+from evaluation.candidate_facts import shown_names
 from feedback.agreement import agreement
 from feedback.annotation import queue_figures
 
@@ -43,12 +44,16 @@ def overview(db: Database) -> dict[str, Any]:
 def accuracy_rows(results: dict[str, Any]) -> list[list[Any]]:
     """Per variant and slice: audit accuracy [interval] (n), labeled, correction bound."""
     block = results.get("online_accuracy") or {}
+    variants = block.get("variants") or {}
+    # Two versions of one name read "iris v1"/"iris v2", as on Offline vs online.
+    names = shown_names(variants.values())
     rows = []
-    for name, variant in (block.get("variants") or {}).items():
+    for name, variant in variants.items():
+        candidate = names[(variant["candidate"], variant.get("version"))]
         for slice_, fig in variant["slices"].items():
             audit, labeled = fig["audit"], fig["labeled"]
             interval = audit.get("ci") or [None, None]
-            rows.append([name or f"shadow {variant['candidate']}", variant["candidate"], slice_,
+            rows.append([name or f"shadow {candidate}", candidate, slice_,
                          audit.get("accuracy"), interval[0], interval[1], audit.get("n"),
                          labeled.get("accuracy"), labeled.get("n"),
                          fig["correction_bound"].get("accuracy")])

@@ -256,6 +256,13 @@ def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any
         return None, f"{done} Could not claim: {exc.message}".strip(), True
     if nxt is None:
         return None, f"{done} Nothing left to claim in this queue.".strip(), True
+    asked = None if queue in (None, ANY) else queue
+    if trigger == "claim" and (asked not in (None, nxt["queue"])
+                               or item is not None and item.get("id") == nxt["id"]):
+        # A claim returns the lease the annotator still holds, whatever queue it asks for
+        # (feedback.annotation.claim): "Claimed" would present it as a fresh item of that queue.
+        return nxt, (f"You still hold item #{nxt['id']} ({nxt['queue']}): label, skip or flag "
+                     "it first."), True
     return nxt, f"{done} Claimed item #{nxt['id']}.".strip(), True
 
 
@@ -283,6 +290,14 @@ def register(app: Dash) -> None:
         if not changed:
             return no_update, no_update, no_update, message, no_update
         return held, view(held), editor(held), message, ""
+
+    @app.callback(Output("ann-queue", "options"), Input("ann-message", "children"),
+                  prevent_initial_call=True)
+    @require_role(ROLES)
+    def _queues(_: Any) -> list[dict[str, str]]:
+        # Every action writes a message: the "(N open)" counts follow the annotator's work
+        # instead of staying as the page loaded them.
+        return queue_options(data.store())
 
     @app.callback(Output("ann-preview", "children"),
                   Input({"type": LABEL, "kind": ALL}, "value"),

@@ -21,9 +21,11 @@ from dashboards.access import require_role, whole_number
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, isolate, table
+from evaluation.candidate_facts import shown_names
 
 ROLES = frozenset({"admin"})
 ALL = "all"
+LEFT_OUT = "\u0000left-out"  # the disabled option's value: no slice is named so
 
 
 def layout() -> Component:
@@ -42,15 +44,22 @@ def layout() -> Component:
     ])
 
 
-def controls(db: Any, experiment_id: int | None) -> tuple[list[str], str, int, list[int],
+def controls(db: Any, experiment_id: int | None) -> tuple[list[Any], str, int, list[int],
                                                           dict[int, str]]:
-    """Slice options and the time slider (max, value, marks) for an experiment."""
+    """Slice options and the time slider (max, value, marks) for an experiment. The options are
+    the slices the results test, then (disabled) how many quieter ones they left out."""
     if experiment_id is None:
         return [ALL], ALL, 1, [0, 1], {}
     span = data.hour_range(db, experiment_id)
     hours = 1 if span is None else int((span[1] - span[0]) / data.HOUR) + 1
     marks = {} if span is None else {0: _hour(span[0]), hours: _hour(span[1] + data.HOUR)}
-    return data.slices(db, experiment_id), ALL, hours, [0, hours], marks
+    choice = data.slices(db, experiment_id)
+    options: list[Any] = list(choice.shown)
+    if choice.left_out:
+        options.append({"label": f"({choice.left_out:,} quieter slices left out: the results "
+                                 f"test the {choice.max_slices} busiest)",
+                        "value": LEFT_OUT, "disabled": True})
+    return options, ALL, hours, [0, hours], marks
 
 
 def window_of(db: Any, experiment_id: int, time_value: list[Any] | None) -> data.Window:
@@ -94,6 +103,10 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
         parts.append(html.P("No data in this window: choose other hours to see the arms, the "
                             "metrics and the comparisons.", id="exp-no-data"))
         return html.Div(parts)
+    if slice_ != ALL and not any(slice_ in m for m in res["metrics"].values()):
+        parts.append(html.P(_untested(slice_, res.get("slice_choice") or {}),
+                            id="exp-slice-untested"))
+        return html.Div(parts)
     # Each arm's figures on the matching metrics its answers are judged by only (a class is
     # right or wrong, never "two tokens off"; a number is judged by its error).
     judged = {v["name"]: match_metrics_judging(v.get("output_type")) for v in res["variants"]}
@@ -123,6 +136,18 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
                                 f"intervals are narrower than {primary}'s per-unit ones in the "
                                 "table above.", id="exp-sequential-per-unit"))
     return html.Div(parts)
+
+
+def _untested(slice_: str, choice: dict[str, Any]) -> str:
+    """Why a slice has no figures: the results test slice all and their busiest slices only
+    (their graph would otherwise read the aggregates, which have no such limit)."""
+    said = f"Slice {isolate(slice_)} has no figures in these results"
+    if choice.get("left_out"):
+        return (f"{said}: it is outside the tested slices. The results test slice all and the "
+                f"{choice['max_slices']} slices with the most predictions in these hours; "
+                f"{choice['left_out']:,} quieter slices ({choice['left_out_predictions']:,} "
+                "predictions) were left out, and still count in slice all.")
+    return f"{said}: it has no predictions in these hours."
 
 
 def _summary(res: dict[str, Any]) -> Component:
@@ -205,6 +230,8 @@ def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
     now = dict(zip((a["name"] for a in view.get("arms") or []), view.get("weights") or [],
                    strict=False))
     canary = view.get("canary") or {}
+    # Two versions of one name read "iris v1"/"iris v2", as on Offline vs online.
+    names = shown_names(res["variants"])
     rows = []
     for v in res["variants"]:
         figures_ = res["metrics"].get(v["name"], {}).get(slice_, {})
@@ -212,7 +239,8 @@ def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
         overall = srm.get("units", {}).get(v["name"]) if whole else None
         expected = srm.get("expected", {}).get(v["name"]) if whole else None
         share = None if v["shadow"] else now.get(v["name"])
-        rows.append([v["name"], v["candidate"], _role(v, v is res["variants"][0], canary),
+        rows.append([v["name"], names[(v["candidate"], v.get("version"))],
+                     _role(v, v is res["variants"][0], canary),
                      fmt(v["weight"]), "–" if share is None else f"{share:.0%}",
                      fmt(figures_.get("units") if overall is None else overall),
                      fmt(expected), fmt(figures_.get("predictions"))])

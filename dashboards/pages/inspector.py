@@ -53,6 +53,13 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
     if found is None:
         return html.P(f"No prediction {prediction_id} in the store.", id="insp-missing")
     parts: list[Component] = [_summary(found)]
+    if found.get("excluded"):
+        ex = found["excluded"]
+        parts.append(html.P(
+            f"Served within experiment #{ex['experiment_id']}, arm {ex['arm'] or '–'}, but "
+            "outside its split: an admin's forced-arm (QA) request, or a request served while "
+            "the experiment was killed or paused (all to its control). It is not counted in "
+            "the experiment's results.", id="insp-excluded"))
     if not found["recorded"]:
         parts.append(html.P("The API served it, but the evaluation worker has not recorded it "
                             "yet: only the ledger's entry is known.", id="insp-ledger"))
@@ -74,10 +81,12 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
 
 
 def _summary(f: dict[str, Any]) -> Component:
-    role = "shadow" if f.get("shadow") else (f.get("arm") or "–")
+    ex = f.get("excluded") or {}
+    role = "shadow" if f.get("shadow") else (f.get("arm") or ex.get("arm") or "–")
+    experiment = f["experiment_id"] if not ex else f"{ex['experiment_id']} (not counted)"
     return table(["prediction", "candidate", "experiment", "arm", "slice", "output",
                   "confidence", "latency ms", "at (UTC)"],
-                 [[f["prediction_id"], f["candidate"], f["experiment_id"], role,
+                 [[f["prediction_id"], f["candidate"], experiment, role,
                    f.get("slice") or "–", f.get("output") or "–", fmt(f.get("confidence")),
                    fmt(f.get("latency_ms")), f["created_at"].strftime("%Y-%m-%d %H:%M:%S")]],
                  "insp-summary")

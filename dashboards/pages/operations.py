@@ -1,7 +1,8 @@
 """The Operations page: requests per second, error rate and latency percentiles per candidate
 and hour (the online aggregates, remote candidates included: their predictions flow through the
 same worker), the last minutes from the served-prediction ledger, the guardrails' events, the
-outbox backlog and the worker's and relay's heartbeats and lag."""
+outbox backlog and the worker's and relay's heartbeats and lag. Two versions of one candidate
+name are two rows, named ``name vX`` (:class:`dashboards.operations.Names`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ ALL = "all candidates"
 SPANS = {"24": 24, "168": 168, "all": None}
 SPAN_OPTIONS = [{"label": "last 24 hours", "value": "24"},
                 {"label": "last 7 days", "value": "168"}, {"label": "all", "value": "all"}]
+
+
+# The two rates count the same requests over different seconds (finding: 2.45/s in the graph,
+# 7.2/s in the table for one burst), so the page says which.
+RATES_NOTE = (
+    "The two rates divide by different seconds. The graph's requests / s: a candidate's "
+    "requests in the hour over the seconds of that hour the service served (from the store's "
+    "first to its newest prediction, of any candidate). The table's: its requests in the "
+    f"last {ops.LEDGER_MINUTES} minutes over the seconds from its own first request in them "
+    f"(or from the start of the {ops.LEDGER_MINUTES} minutes, if it served before) to the "
+    "ledger's newest row. A burst reads higher in the table than in the graph; a candidate "
+    "that served a burst at the start of a new hour reads higher in the graph.")
 
 
 def layout() -> Component:
@@ -49,11 +62,12 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
         dcc.Graph(id="ops-graph", figure=plots.operations(rows)),
         html.H3(f"Last {ops.LEDGER_MINUTES} minutes of the served-prediction ledger"
                 + (f" (to {last} UTC)" if last else "")),
-        table(["candidate", "requests", "requests / s", "error rate", "p50 ms", "p95 ms",
-               "p99 ms"], [[r["candidate"], r["requests"], fmt(r["requests_per_s"]),
-                            fmt(r["error_rate"]), fmt(r["latency_p50_ms"]),
-                            fmt(r["latency_p95_ms"]), fmt(r["latency_p99_ms"])]
-                           for r in recent], "ops-recent"),
+        table(["candidate", "requests", "requests / s (over its serving seconds here)",
+               "error rate", "p50 ms", "p95 ms", "p99 ms"],
+              [[r["candidate"], r["requests"], fmt(r["requests_per_s"]), fmt(r["error_rate"]),
+                fmt(r["latency_p50_ms"]), fmt(r["latency_p95_ms"]), fmt(r["latency_p99_ms"])]
+               for r in recent], "ops-recent"),
+        html.P(RATES_NOTE, id="ops-rates-note"),
     ])
 
 

@@ -14,7 +14,7 @@ from dashboards import data, feeds
 from dashboards.access import require_role, whole_number
 from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
-from dashboards.tables import fmt
+from dashboards.tables import fmt, isolate
 
 ROLES = frozenset({"admin"})
 KIND_OPTIONS = [{"label": "corrections", "value": "correction"},
@@ -25,7 +25,7 @@ def layout() -> Component:
     return html.Div([
         html.H2("Voice of the customer"),
         html.Div(className="controls", children=[
-            html.Label(["Search (correction, comment, output, id, candidate, metric)",
+            html.Label(["Search (correction, comment, output, id, unit, candidate, metric)",
                         dcc.Input(id="voc-search", type="text", debounce=True,
                                   placeholder="text to find", maxLength=feeds.MAX_QUERY)],
                        className="control wide"),
@@ -52,15 +52,26 @@ def rows_table(page: feeds.FeedPage) -> Component:
         body.append(html.Tr([
             html.Td(r["at"].strftime("%Y-%m-%d %H:%M:%S")), html.Td(r["kind"]),
             html.Td(dcc.Link(pid, href=f"{PREFIX}inspector?id={pid}") if pid else "–"),
+            html.Td(_where(r), className="voc-where"),
             html.Td(r["candidate"] or "–"), html.Td(r["output"] or "–", className="voc-output"),
             html.Td(_report(r), className="voc-report"),
             html.Td(r["comment"] or "", className="voc-comment"), html.Td(fmt(r["rating"])),
         ]))
     return html.Table(id="voc-table", className="grid", children=[
-        html.Thead(html.Tr([html.Th(h) for h in ("at (UTC)", "kind", "prediction", "candidate",
+        html.Thead(html.Tr([html.Th(h) for h in ("at (UTC)", "kind", "prediction",
+                                                 "experiment · unit", "candidate",
                                                  "output", "correction / outcome", "comment",
                                                  "rating")])),
         html.Tbody(body)])
+
+
+def _where(r: dict[str, Any]) -> str:
+    """The experiment and, for an outcome reported by unit, the unit id (as text): such a row
+    has no prediction, and the search matches its unit id."""
+    said = [f"#{r['experiment_id']}"] if r.get("experiment_id") else []
+    if r.get("unit_id"):
+        said.append(f"unit {isolate(r['unit_id'])}")
+    return " · ".join(said) or "–"
 
 
 def _report(r: dict[str, Any]) -> str:

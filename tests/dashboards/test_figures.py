@@ -33,3 +33,16 @@ def test_a_long_arm_name_is_shortened_on_its_tick_and_whole_in_its_hover() -> No
         assert shown["control"] == "control"
         assert len(shown[long]) <= 16 and "…" in shown[long]
     assert list(figure.data[0].x) == ["control", long]  # the hover's %{x}: the whole name
+
+
+def test_twenty_arms_upright_ticks_have_room_above_the_next_row() -> None:
+    # 20 arms' rotated ticks ran over the second row's panels and their titles.
+    arms = ["control", *(f"arm-{i:02d}-x-long-name" for i in range(1, 20))]
+    figure = metric_intervals([_row(m, v, 0.2, 0.1, 0.3)
+                               for m in ("m1", "m2", "m3", "m4", "m5") for v in arms])
+    layout = figure.layout
+    assert layout.xaxis.tickangle == -90
+    plot_px = layout.height - layout.margin.t - layout.margin.b
+    gap_px = (layout.yaxis.domain[0] - layout.yaxis4.domain[1]) * plot_px
+    assert gap_px >= 7 * 16 + 30  # the longest tick (16 characters) and the next row's title
+    assert layout.margin.b >= 7 * 16  # the last row's ticks too
