@@ -20,7 +20,7 @@ Three figures of a variant's accuracy exist, and only one is unbiased:
 ``conflicts`` counts the experiment's labeled inputs whose done labels disagree: they have no
 truth and are left out of ``audit`` and ``labeled`` (:mod:`core.verified_labels`, the rule the
 dataset export follows too). Labels are compared, and answers scored, within the output type
-they were given in (:mod:`evaluation.typed_labels`): another experiment's class name on the same
+they were given in (:mod:`core.verified_labels`): another experiment's class name on the same
 input is neither a conflict with a number label nor the truth of a number answer.
 
 The results' ``exact_match`` is taken over predictions with a known truth, which come mostly
@@ -39,11 +39,10 @@ from sqlalchemy.orm import Session
 
 from core.relabel import AUDIT
 from core.store.models import Prediction, RelabelItem
-from core.verified_labels import input_key
+from core.verified_labels import UNTYPED, input_key, item_type, typed_labels
 from evaluation.candidate_facts import Ref, shown_names
 from evaluation.online import ALL, Cells, Variant, wilson_interval
 from evaluation.token_metrics import same_output
-from evaluation.typed_labels import UNTYPED, item_type, typed_labels
 
 AUDIT_SAMPLE = ("uniform audit sample: served predictions picked by a hash of their id at the "
                 "configured audit rate, independent of corrections; labels verified by annotators")

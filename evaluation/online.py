@@ -41,10 +41,10 @@ from core.store.models import (
     PredictionTruth,
     ServedPrediction,
 )
+from core.verified_labels import joins, typed_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.stats import LatencyHistogram
-from evaluation.typed_labels import joins, typed_labels_query
 
 ALL = "all"
 
@@ -230,7 +230,7 @@ def _add_relabels(session: Session, experiment_id: int, cells: Cells,
     """Verified labels as the truth of the served answers to their input.
 
     A label is the truth (:mod:`core.verified_labels`) of the answers of the output type it
-    was given in (:mod:`evaluation.typed_labels`: a class name is no truth of a number): where a
+    was given in (:mod:`core.verified_labels`: a class name is no truth of a number): where a
     customer's correction was counted, its truth is taken back out of the sums and the label's
     put in (the correction's count stays: the correction rate is what customers did), so a
     correction an annotator rejected no longer makes a right answer wrong, nor one that

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 
 from core.output_types import RIGHT, STAGE_ANSWERS
 from core.store.models import Experiment, Prediction, PredictionTruth
+from core.verified_labels import joins, typed_labels_query
 from evaluation.attribution import STAGES, attribute
 from evaluation.candidate_facts import Ref, variant_version
 from evaluation.token_metrics import same_output
-from evaluation.typed_labels import joins, typed_labels_query
 
 OCR_KEYS = frozenset({"recognizer", "extraction"})
 """What the OCR pipeline (and the page extraction in front of it) records for its own rules."""
@@ -111,7 +111,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
                p.shadow)
     version_of = _versions(session, experiment_id)
     # The truth of an answer: its input's verified label in its output type where there is one
-    # (it overrides the customer's correction, evaluation.typed_labels), else the correction.
+    # (it overrides the customer's correction, core.verified_labels), else the correction.
     labels = typed_labels_query(session).subquery()
     corrected = (select(*columns, func.coalesce(labels.c.label, tr.truth))
                  .join(tr, tr.prediction_id == p.prediction_id)

@@ -46,7 +46,7 @@ from core.store.db import Database
 from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
 from core.times import utc_iso
 from core.v2_binary import kept_tensors
-from core.verified_labels import conflicting_inputs
+from core.verified_labels import UNTYPED, conflicting_labels
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
 from feedback.stage_export import StageWriter, file_stem
@@ -125,6 +125,15 @@ def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Pat
     return out, written
 
 
+def _labeled_type(s: Session, item: RelabelItem, kinds: dict[str | None, OutputKind]) -> str:
+    """The output type an item's label was given in, as core.verified_labels reads it: its
+    stored prediction's, else its candidate's."""
+    stored = s.get(Prediction, item.prediction_id) if item.prediction_id else None
+    if stored is not None:
+        return stored.output_type or UNTYPED
+    return kinds[item.candidate].type
+
+
 def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:
     versions = sorted(int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit())
     if not versions:
@@ -156,13 +165,16 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
     signatures: dict[str, set[tuple[str, ...]]] = {}
     stage = StageWriter(tmp, digest)
     try:
-        # Inputs whose done labels disagree have no truth (core.verified_labels, the rule the
-        # audited accuracy follows too): left out, each counted once under "conflicts".
+        # Inputs whose done labels of one output type disagree have no truth in it
+        # (core.verified_labels, the rule the audited accuracy follows too): left out, each
+        # counted once under "conflicts". Another type's labels of the input are no conflict.
         with db.reading() as s:
-            disputed = conflicting_inputs(s)
+            disputed = conflicting_labels(s)
         with (tmp / "manifest.jsonl").open("w") as manifest:
             for s, item in labeled_items(db, queues, candidate):
-                if item.input_hash in disputed:
+                if item.candidate not in kinds:
+                    kinds[item.candidate] = output_kind(s, item.candidate)
+                if (item.input_hash, _labeled_type(s, item, kinds)) in disputed:
                     conflicted.add(item.input_hash)
                     counts["conflicts"] = len(conflicted)
                     continue
@@ -179,8 +191,6 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                     counts["without_input"] += 1
                     continue
                 seen.add(item.input_hash or "")
-                if item.candidate not in kinds:
-                    kinds[item.candidate] = output_kind(s, item.candidate)
                 pred = s.get(Prediction, item.prediction_id)
                 inputs, written = _inputs(row, tmp / "files")
                 kind = kinds[item.candidate].type

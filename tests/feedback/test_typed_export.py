@@ -31,20 +31,22 @@ def tensors(i: int) -> bytes:
 
 def item(db: Database, candidate: str, n: int, *, label: str | None = None,
          output: str = '"x"', image: bool = True, labels_needed: int = 1,
-         queue: str = "training") -> int:
-    """A relabel item of `candidate` with a kept input; done with `label` when one is given."""
+         queue: str = "training", input_hash: str | None = None) -> int:
+    """A relabel item of `candidate` with a kept input; done with `label` when one is given;
+    `input_hash` for an input several items share."""
     with db.session() as s:
         if s.query(Candidate).filter_by(name=candidate).first() is None:
             s.add(Candidate(name=candidate, version="1", created_at=T0, updated_at=T0,
                             pipeline=PIPELINES.get(candidate, {})))
         pid = f"{candidate}-p{n}"
+        hashed = input_hash or f"h-{pid}"
         s.add(Prediction(prediction_id=pid, event_id=f"e-{pid}", candidate=candidate,
-                         input_hash=f"h-{pid}", output=output, created_at=T0, slice="all",
+                         input_hash=hashed, output=output, created_at=T0, slice="all",
                          output_type=PIPELINES.get(candidate, {}).get("output", {}).get("type")))
-        s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}",
+        s.add(PredictionInput(prediction_id=pid, input_hash=hashed,
                               kind="image" if image else "tensors",
                               data=png(n) if image else tensors(n), created_at=T0))
-        row = RelabelItem(queue=queue, prediction_id=pid, input_hash=f"h-{pid}",
+        row = RelabelItem(queue=queue, prediction_id=pid, input_hash=hashed,
                           candidate=candidate, slice="all", reasons=["audit"], priority=1.0,
                           status="done" if label is not None else "open", label=label,
                           labeled_at=T0 if label is not None else None,
@@ -105,3 +107,19 @@ def test_one_candidate_or_a_warning_for_mixed_inputs(db: Database, tmp_path: Pat
     with pytest.raises(AbvocError, match="unknown candidate 'pirce'.*price, tagger"):
         export_snapshot(db, tmp_path, "typo", candidate="pirce")
     assert not (tmp_path / "typo").exists()
+
+
+def test_labels_of_another_output_type_are_no_conflict(db: Database, tmp_path: Path) -> None:
+    """One input answered by a text candidate and by a number one, each labeled in its own type
+    (items of one input are one per queue): no conflict, so a per-candidate export keeps it (it
+    was dropped as a conflict); two labels of one type that disagree still are one."""
+    item(db, "writer", 0, label="versicolor", output="setosa", input_hash="shared")
+    item(db, "price", 0, label="2.0", output="1.0", input_hash="shared", queue="verification")
+    price = export_snapshot(db, tmp_path, "price", candidate="price")
+    assert price["examples"] == 1 and price["conflicts"] == 0, price
+    assert manifest(price)[0]["label"] == 2.0
+    item(db, "price", 1, label="3.5", output="1.0", input_hash="shared", queue="offline-test")
+    disputed = export_snapshot(db, tmp_path, "price-2", candidate="price")
+    assert disputed["examples"] == 0 and disputed["conflicts"] == 1, disputed
+    writer = export_snapshot(db, tmp_path, "writer", candidate="writer")
+    assert writer["examples"] == 1 and writer["conflicts"] == 0, writer
