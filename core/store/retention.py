@@ -112,11 +112,15 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
     with db.session() as s:
         floors = _floors(s) if embedded else {}
         since = deliverable_since(s, now, retention) if embedded else cutoff
+        # The log's newest record stays, whatever its age: offsets are its ids, and SQLite gives
+        # a new row max(id) + 1, so with the newest deleted new events took ids below every
+        # committed offset and were never read.
+        newest = s.scalar(select(func.max(BusRecord.id))) if floors else None
 
     bus_deleted = 0
     for (topic, partition), floor in floors.items():
         def old_records(_s: Session, topic: str = topic, partition: int = partition,
-                        floor: int = floor):  # noqa: ANN202
+                        floor: int = min(floor, newest or 0)):  # noqa: ANN202
             ids = (select(BusRecord.id).where(
                 BusRecord.topic == topic, BusRecord.partition == partition,
                 BusRecord.id < floor, BusRecord.created_at < cutoff)

@@ -85,7 +85,8 @@ def test_once_every_group_has_read_the_log_everything_old_goes(db: Database) -> 
         s.get(OutboxEvent, 2).sent_at = NOW - 10 * DAY
     prune(db, timedelta(days=7), now=NOW)
     with db.session() as s:
-        assert set(s.scalars(select(BusRecord.id))) == {5}
+        # The log's newest record (6, 9 days old, read by all) stays: offsets are ids.
+        assert set(s.scalars(select(BusRecord.id))) == {5, 6}
         assert set(s.scalars(select(OutboxEvent.event_id))) == {"sent-lately"}
         assert set(s.scalars(select(ProcessedEvent.event_id))) == {"sent-lately", "recent"}
 
@@ -151,3 +152,25 @@ def test_the_migration_gives_rows_parked_before_it_their_event_ids(
                 [(0, "old-1"), (1, None)]
     finally:
         database.dispose()
+
+
+def test_events_after_a_prune_of_the_whole_log_are_still_read(db: Database) -> None:
+    """Every group had read the whole log and all of it was old: the newest record stays, so a
+    new event takes an id above every committed offset. (Deleted, SQLite gave the next event
+    id 1, below the offsets: it was never read, and a later prune deleted it unread.)"""
+    from core.bus.embedded import EmbeddedBus
+    from core.stream import next_offsets
+
+    bus = EmbeddedBus(db)
+    bus.producer().send_many(("t", f"k{i}", f"old-{i}".encode()) for i in range(6))
+    reader = bus.consumer("g", ["t"])
+    old = reader.poll(timeout_ms=500, max_records=100)
+    assert len(old) == 6
+    reader.commit(next_offsets(old))
+    reader.close()
+    assert prune(db, timedelta(seconds=1), now=utcnow() + DAY).bus_log == 5
+    bus.producer().send_many(("t", f"k{i}", f"new-{i}".encode()) for i in range(4))
+    again = bus.consumer("g", ["t"])
+    got = [r.value for r in again.poll(timeout_ms=1000, max_records=100)]
+    again.close()
+    assert sorted(got) == sorted(f"new-{i}".encode() for i in range(4))
