@@ -16,6 +16,7 @@ from core.startup import connect
 from core.store import schema
 from core.store.db import Database
 from core.store.retention import prune as prune_store
+from core.store.retention import prune_inputs
 
 WEEK_S = 7 * 86400
 """The longest period `up` takes between prunes or report checks: a weekly task runs weekly."""
@@ -79,15 +80,20 @@ def current(ctx: Context, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
-    """Delete sent outbox rows, consumed bus-log records and event ids no replay can bring back.
+    """Delete sent outbox rows, consumed bus-log records and event ids no replay can bring back,
+    and served inputs past ABVOC_INPUT_RETENTION_HOURS.
 
-    `abvoc up` runs this every hour; see core/store/retention.py for what is kept and why."""
+    `abvoc up` runs this every hour; a deployment without it (`abvoc serve` and `abvoc worker`)
+    schedules it. See core/store/retention.py for what is kept and why."""
     days = retention_days or ctx.settings.retention_days
+    hours = ctx.settings.input_retention_hours
     with open_db(ctx) as database:
         pruned = prune_store(database, timedelta(days=days),
                              embedded=ctx.settings.bus.kind == "embedded").as_dict()
+        pruned["kept_inputs"] = prune_inputs(database, hours)
     emit(pruned, as_json, f"pruned {pruned['outbox']} outbox rows, {pruned['bus_log']} bus-log "
-         f"records, {pruned['processed_events']} processed event ids (kept {days:g} days)")
+         f"records, {pruned['processed_events']} processed event ids (kept {days:g} days), "
+         f"{pruned['kept_inputs']} served inputs (kept {hours:g} hours)")
 
 
 @db.command("backfill-unit-sums")

@@ -16,7 +16,14 @@ from core.bus.base import Record
 from core.parking import park, parked_event_id
 from core.store import schema
 from core.store.db import Database, utcnow
-from core.store.models import BusRecord, ConsumerOffset, OutboxEvent, ParkedEvent, ProcessedEvent
+from core.store.models import (
+    BusRecord,
+    ConsumerOffset,
+    OutboxEvent,
+    ParkedEvent,
+    PredictionInput,
+    ProcessedEvent,
+)
 from core.store.retention import prune
 
 NOW = utcnow()
@@ -97,9 +104,17 @@ def test_db_prune_command(database_url: str, monkeypatch: pytest.MonkeyPatch) ->
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     with Database(database_url) as db:
         _fill(db)
+        with db.session() as s:  # served inputs: one past the input retention, one within it
+            for pid, hours in (("old", 80), ("new", 1)):
+                s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}", kind="image",
+                                      data=b"png", created_at=NOW - timedelta(hours=hours)))
     result = runner.invoke(main, ["db", "prune", "--retention-days", "7", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["bus_log"] == 2
+    # ABVOC_INPUT_RETENTION_HOURS (72) applies here too, not only under `abvoc up`.
+    assert json.loads(result.output)["kept_inputs"] == 1
+    with Database(database_url) as db, db.session() as s:
+        assert set(s.scalars(select(PredictionInput.prediction_id))) == {"new"}
     refused = runner.invoke(main, ["db", "prune", "--retention-days", "0"])
     assert refused.exit_code != 0 and "retention" in refused.output
 
