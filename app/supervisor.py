@@ -9,6 +9,7 @@ then kills what is left. Retention pruning runs here too, on a schedule.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -85,7 +86,9 @@ class Supervisor:
         self.stop_timeout_s = stop_timeout_s
 
     def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self.env)
+        # A process group of its own: the API's server forks workers, which outlived a killed
+        # parent, kept its port and made every restart fail; its group is signalled whole.
+        child.process = subprocess.Popen(child.argv, env=self.env, start_new_session=True)
         child.started_at = time.monotonic()
         child.restart_at = None
         child.history.append(child.process.pid)
@@ -102,6 +105,7 @@ class Supervisor:
         code = child.process.poll() if child.process else None
         if code is None:
             return
+        _signal_group(child.process, signal.SIGKILL)  # what it left behind, before a restart
         if now - child.started_at >= STABLE_AFTER_S:
             child.backoff_s = FIRST_BACKOFF_S
         log.error("%s (pid %d) exited with %s; restarting in %.0f s (restart %d)", child.name,
@@ -138,7 +142,7 @@ class Supervisor:
     def stop(self) -> None:
         running = [c.process for c in self.children if c.process and c.process.poll() is None]
         for process in running:
-            process.send_signal(signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout_s
         for process in running:
             try:
@@ -148,7 +152,16 @@ class Supervisor:
                           self.stop_timeout_s)
                 process.kill()
                 process.wait()
+        for child in self.children:  # anything a part left running (its server's workers)
+            if child.process is not None:
+                _signal_group(child.process, signal.SIGKILL)
         log.info("all parts stopped")
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send `sig` to the process group a child leads (the child and what it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(process.pid, sig)
 
 
 def _describe(code: int) -> str:

@@ -143,3 +143,48 @@ def test_a_second_stop_signal_during_the_first_cannot_hang_the_process() -> None
                           timeout=30, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_what_a_killed_part_started_goes_with_it(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A part that forks (the API's server forks its workers): when it is killed, what it
+    started must not live on (a worker kept the API's port and every restart failed), and the
+    supervisor's stop ends the whole group."""
+    monkeypatch.setattr(supervisor, "FIRST_BACKOFF_S", 0.2)
+    pids = tmp_path / "pids"
+    forking = Child("forking", [sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}} {{kid.pid}}\\n')\n"
+        "time.sleep(600)\n")])
+    stop = threading.Event()
+    sup = Supervisor([forking], os.environ, stop_timeout_s=10)
+    runner = threading.Thread(target=sup.run, args=(stop,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not pids.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        parent, kid = map(int, pids.read_text().split())
+        os.kill(parent, 9)
+        while forking.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert forking.restarts == 1
+        time.sleep(0.3)
+        assert not _alive(kid), "the killed part's child outlived it"
+        while len(pids.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _, second_kid = map(int, pids.read_text().splitlines()[1].split())
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    time.sleep(0.3)
+    assert not _alive(second_kid), "stopping the supervisor left a part's child running"
