@@ -21,6 +21,7 @@ from sqlalchemy import select
 from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
+from core.times import utc_iso
 
 SCOPES = ("predict", "correct", "outcome", "annotate", "admin")
 CACHE_S = 5.0
@@ -54,8 +55,7 @@ def list_keys(db: Database) -> list[dict[str, Any]]:
     with db.session() as s:
         return [
             {"id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
-             "created_at": k.created_at.isoformat(),
-             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+             "created_at": utc_iso(k.created_at), "revoked_at": utc_iso(k.revoked_at)}
             for k in s.scalars(select(ApiKey).order_by(ApiKey.id))
         ]
 
@@ -73,15 +73,18 @@ def revoke_key(db: Database, key: str) -> dict[str, Any]:
     with db.session() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
         whole = prefix != key.strip()
-        if row is None or (whole and not hmac.compare_digest(row.key_hash, _hash(key.strip()))):
-            shown = prefix if len(prefix) <= 8 else prefix[:8] + "…"
-            raise NotFound(f"no API key {'matches' if whole else 'has'} prefix {shown!r}; "
-                           "see `abvoc keys list`")
+        shown = prefix if len(prefix) <= 8 else prefix[:8] + "…"
+        if row is None:
+            raise NotFound(f"no API key has prefix {shown!r}; see `abvoc keys list`")
+        if whole and not hmac.compare_digest(row.key_hash, _hash(key.strip())):
+            # The prefix is listed by `keys list`: what is wrong is the pasted secret.
+            raise NotFound(f"the key given whole is not key {shown!r}'s (its secret differs); "
+                           f"give the prefix {shown!r} alone to revoke that key")
         already = row.revoked_at is not None
         if not already:
             row.revoked_at = utcnow()
         return {"prefix": row.prefix, "already": already,
-                "revoked_at": row.revoked_at.isoformat()}
+                "revoked_at": utc_iso(row.revoked_at)}
 
 
 class KeyCache:

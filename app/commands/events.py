@@ -11,6 +11,7 @@ import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.errors import AbvocError
+from core.times import utc_iso
 
 
 @click.group()
@@ -38,6 +39,7 @@ def parked(ctx: Context, limit: int, as_json: bool) -> None:
     lines += [f"  #{e['id']} {e['created_at']:%Y-%m-%d %H:%M:%S} {e['topic']}[{e['partition']}]"
               f"@{e['offset']}{' event ' + e['event_id'] if e['event_id'] else ''}: "
               f"{e['reason']}" for e in out["newest"]]
+    out["newest"] = [{**e, "created_at": utc_iso(e["created_at"])} for e in out["newest"]]
     emit(out, as_json, "\n".join(lines))
 
 
@@ -73,6 +75,11 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
                             parked_id=parked_id)
     if parked_id is not None and not out["replayed"] and not out["truncated"]:
         raise AbvocError(f"no parked event has id {parked_id}; `abvoc events parked` lists them")
+    if reason_contains is not None and not out["replayed"] and not out["truncated"]:
+        # A mistyped filter must not read as a replay that found nothing to do.
+        raise AbvocError(f"no parked event's reason contains {reason_contains[:100]!r}"
+                         + (f" (topic {topic!r})" if topic else "")
+                         + "; `abvoc events parked` lists the reasons")
     emit(out, as_json, f"replayed {out['replayed']}: applied {out['applied']}, already "
                        f"applied {out['already_applied']}, still parked {out['still_parked']}"
                        + (f", {out['truncated']} left (payload cut)" if out["truncated"] else ""))

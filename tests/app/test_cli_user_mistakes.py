@@ -225,8 +225,12 @@ def test_revoke_takes_a_whole_key_and_never_echoes_it(cli: CliRunner) -> None:
     made = json.loads(cli.invoke(main, ["keys", "create", "--scopes", "predict",
                                         "--json"]).output)
     wrong = f"abv_{made['prefix']}_notthesecretatall"
-    refused(cli.invoke(main, ["keys", "revoke", wrong]), made["prefix"])
+    # The prefix is listed by `keys list`: the message says the secret is what differs.
+    refused(cli.invoke(main, ["keys", "revoke", wrong]), made["prefix"], "its secret differs",
+            f"give the prefix '{made['prefix']}' alone")
     assert "notthesecret" not in cli.invoke(main, ["keys", "revoke", wrong]).output
+    listed = json.loads(cli.invoke(main, ["keys", "list", "--json"]).output)
+    assert listed[0]["created_at"].endswith("+00:00"), listed  # a time with its offset
     first = cli.invoke(main, ["keys", "revoke", made["key"]])
     assert first.exit_code == 0 and first.output == f"revoked {made['prefix']}\n"
     assert made["key"] not in first.output

@@ -102,12 +102,17 @@ def test_the_events_commands_list_and_replay(db: Database, database_url: str, tm
     assert out["counts"] == [{"group_id": GROUP_ID, "topic": "t.corrections",
                               "reason": "receipt", "count": N}]
     assert len(out["newest"]) == 2 and "no valid receipt" in out["newest"][0]["reason"]
+    assert out["newest"][0]["created_at"].endswith("+00:00")  # ISO 8601 with its offset
     event_id = out["newest"][0]["event_id"]
     assert event_id and event_id in {json.loads(p)["event_id"] for p in payloads}
     human = CliRunner().invoke(main, ["events", "parked"])
     assert f"{N} parked events" in human.output and "receipt" in human.output
     assert f"event {event_id}: " in human.output
 
+    # A reason filter that matches nothing is said so (as --topic and --id are), not "replayed 0".
+    typo = CliRunner().invoke(main, ["events", "replay", "--reason-contains", "reciept"])
+    assert typo.exit_code == 2 and "no parked event's reason contains 'reciept'" in typo.output
+    assert _count(db, ParkedEvent) == N
     first_id = out["newest"][-1]["id"]
     one = CliRunner().invoke(main, ["events", "replay", "--id", str(first_id), "--json"])
     assert one.exit_code == 0, one.output
