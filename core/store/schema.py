@@ -45,6 +45,7 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
     process finds the schema at head and has nothing to do. On SQLite the step's transaction
     is a write transaction from its BEGIN (BEGIN IMMEDIATE, see core.store.db), which holds
     the others back the same way."""
+    failed: CommandError | None = None
     with db.engine.connect() as conn:
         locked = conn.dialect.name == "postgresql"
         if locked:
@@ -57,11 +58,16 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
                 try:
                     step(cfg, revision)
                 except CommandError as exc:
-                    raise AbvocError(f"cannot migrate to {revision!r}: {exc}") from None
+                    failed = exc
         finally:
             if locked:
                 conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
                 conn.commit()
+    if failed is not None:
+        # A store a newer abvoc migrated: Alembic's "Can't locate revision" read like a
+        # corrupt store; say what it is, as every other command does.
+        said = ahead_note(db) if status(db) == AHEAD else str(failed)
+        raise AbvocError(f"cannot migrate to {revision!r}: {said}")
 
 
 def current(db: Database) -> str | None:

@@ -50,6 +50,11 @@ def test_a_node_serves_on_a_schema_a_newer_version_migrated(
     env = {"ABVOC_DATABASE_URL": settings.database_url, "ABVOC_DATA_DIR": str(tmp_path)}
     listed = CliRunner().invoke(main, ["keys", "list"], env=env)
     assert listed.exit_code == 0 and "newer than this abvoc knows" in listed.stderr
+    # `db upgrade`, what an operator runs first, says the same (it gave Alembic's bare "Can't
+    # locate revision", which reads like a corrupt store).
+    upgraded = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 2 and "newer than this abvoc knows" in upgraded.output
+    assert f"abvoc db downgrade {head}" in upgraded.output
 
 
 def test_a_store_behind_is_migrated_as_a_node_starts(settings: Settings,
