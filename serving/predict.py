@@ -165,15 +165,16 @@ class PredictService:
         alone, the newest registered one. Any other scope is a 404: a model name nobody serves
         is not answered by whichever candidate was registered last. The names are looked up
         at most every DEFAULT_REFRESH_S seconds, not on every request."""
-        now = time.monotonic()
-        if self._listed is None or now - self._listed[0] > DEFAULT_REFRESH_S:
-            listed = self.pool.registry.list()
-            newest = max(listed, key=lambda c: c.created_at).name if listed else None
-            self._listed = (now, frozenset(c.name for c in listed), newest)
-        _, names, newest = self._listed
+        names, newest = self._names()
         if scope in names:
             return scope
         if self.settings.default_candidate:
+            if self.settings.default_candidate not in names and \
+                    self.settings.default_candidate not in self._names(fresh=True)[0]:
+                # Not named: only admin keys learn which candidate serves.
+                raise NotFound(f"no experiment runs in scope {scope!r}, and the candidate the "
+                               "service's ABVOC_DEFAULT_CANDIDATE names is not registered: ask "
+                               "its operator to correct the setting or register it")
             return self.settings.default_candidate
         if scope != DEFAULT_SCOPE:
             raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
@@ -183,6 +184,16 @@ class PredictService:
             raise AbvocError("no candidate is registered; run `abvoc train --all`",
                              status=503)
         return newest
+
+    def _names(self, *, fresh: bool = False) -> tuple[frozenset[str], str | None]:
+        """The registered names and the newest, read at most every DEFAULT_REFRESH_S seconds
+        (`fresh`: now)."""
+        now = time.monotonic()
+        if fresh or self._listed is None or now - self._listed[0] > DEFAULT_REFRESH_S:
+            listed = self.pool.registry.list()
+            newest = max(listed, key=lambda c: c.created_at).name if listed else None
+            self._listed = (now, frozenset(c.name for c in listed), newest)
+        return self._listed[1], self._listed[2]
 
     def _model(self, candidate: str, req: PredictRequest,
                version: str | None) -> tuple[str, Servable]:

@@ -48,8 +48,14 @@ def test_a_scope_is_served_by_its_namesake_or_the_default_never_by_the_newest(
     assert _served_by(client, admin, "iris-typo")[0] == 200
     client.post(f"/v1/experiments/{exp['id']}/stop", headers=admin)
     assert _served_by(client, admin, "iris-typo")[0] == 404
-    # A configured default serves every unowned scope.
+    # A configured default serves every unowned scope; one no candidate has (a typo) is said
+    # so, naming the setting, not the candidate (only admin keys learn which one serves).
     serving = v2app.extensions["abvoc_serving"]
+    serving.predict.settings = serving.predict.settings.with_overrides(
+        default_candidate="iris-onxx")
+    status, said = _served_by(client, bearer(v2app, "predict"), "iris-typo")
+    assert status == 404 and "ABVOC_DEFAULT_CANDIDATE names is not registered" in said, said
+    assert "iris-onxx" not in said
     serving.predict.settings = serving.predict.settings.with_overrides(
         default_candidate="iris-onnx")
     assert _served_by(client, admin, "iris-typo") == (200, "iris-onnx")
