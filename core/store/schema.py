@@ -27,6 +27,15 @@ def alembic_config(db: Database) -> Config:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
+    """Upgrade to `revision`; one below the store's is a mistake said so (Alembic would do
+    nothing and say nothing: a downgrade was meant)."""
+    now = current(db)
+    if now is not None and revision not in ("head", now) and status(db) != AHEAD:
+        script = ScriptDirectory.from_config(alembic_config(db))
+        below = {r.revision for r in script.iterate_revisions(now, "base")} - {now}
+        if revision in below:
+            raise AbvocError(f"the store is at revision {now}, past {revision}: to go back, "
+                             f"`abvoc db downgrade {revision}`")
     _migrate(db, command.upgrade, revision)
 
 
@@ -66,7 +75,9 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
     if failed is not None:
         # A store a newer abvoc migrated: Alembic's "Can't locate revision" read like a
         # corrupt store; say what it is, as every other command does.
-        said = ahead_note(db) if status(db) == AHEAD else str(failed)
+        said = ahead_note(db) if status(db) == AHEAD else (
+            "the store is at base (no tables): nothing to downgrade"
+            if current(db) is None and step is command.downgrade else str(failed))
         raise AbvocError(f"cannot migrate to {revision!r}: {said}")
 
 

@@ -1,0 +1,26 @@
+"""Migration requests that cannot be what the operator meant are said so: an upgrade to a
+revision below the store's (Alembic did nothing and exited 0), a downgrade of an empty store
+(Alembic's "Relative revision -1 didn't produce 1 migrations")."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import AbvocError
+from core.store import schema
+from core.store.db import Database
+
+
+def test_an_upgrade_below_the_store_or_a_downgrade_of_nothing_is_refused(db: Database) -> None:
+    schema.downgrade(db, "0010")
+    with pytest.raises(AbvocError, match=r"the store is at revision 0010, past 0005: to go "
+                                         r"back, `abvoc db downgrade 0005`"):
+        schema.upgrade(db, "0005")
+    assert schema.current(db) == "0010"
+    schema.upgrade(db, "0010")  # where it is: nothing to do, no error
+    schema.downgrade(db, "base")
+    with pytest.raises(AbvocError, match="the store is at base \\(no tables\\): nothing to "
+                                         "downgrade"):
+        schema.downgrade(db)
+    schema.upgrade(db)
+    assert schema.status(db) == schema.CURRENT
