@@ -66,7 +66,19 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
             except (ValueError, RecursionError) as exc:
                 raise AbvocError(f"--set is not JSON: {str(exc)[:200]}") from None
             out = relabel_rules.put(db, parsed, experiment_id, candidate)
-    emit(out, as_json)
+    emit(out, as_json, _rules_text(out))
+
+
+def _rules_text(out: dict[str, Any]) -> str:
+    """The rules for people: one `name: value` line each (--json gives the document)."""
+    lines = [f"rules of {out.get('scope', '?')} (from {out.get('from', '?')}):"]
+    for name, value in sorted((out.get("rules") or {}).items()):
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
+        lines.append(f"  {name}: {value}")
+    return "\n".join(lines)
 
 
 @relabel.command()
