@@ -60,9 +60,12 @@ def test_a_copy_republished_before_a_prune_is_absorbed(db: Database) -> None:
         assert _count(db, Prediction) == 1
         assert aggregate_totals(db)["predictions"] == 1  # counted once
 
-        # Now every copy has been read: the log, the outbox row and the id all go.
+        # Now every copy has been read: the outbox row and the id go, and the log but its
+        # newest record, which stays whatever its age (offsets are record ids, see
+        # core.store.retention): read by the group, it is never delivered to it again.
         pruned = prune(db, WEEK, now=later)
-        assert (pruned.bus_log, pruned.outbox, pruned.processed_events) == (1, 1, 1)
+        assert (pruned.bus_log, pruned.outbox, pruned.processed_events) == (0, 1, 1)
+        assert _count(db, BusRecord) == 1
         assert _count(db, Prediction) == 1  # the evaluation keeps its data
     finally:
         worker.close()
