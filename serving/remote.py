@@ -215,6 +215,11 @@ class RemoteClient:
         """The model's V2 metadata: its inputs, outputs, platform and versions."""
         return self._call("GET", "", None)[0]
 
+    def server_metadata(self) -> dict[str, Any]:
+        """The server's V2 metadata (`GET /v2`): its name, version and extensions."""
+        deadline = time.monotonic() + self.timeout_s
+        return self._attempt("GET", f"{self.url}/v2", None, deadline, None)[0]
+
     def ready(self) -> bool:
         """True when the server says the model is ready; False on any error or timeout."""
         try:

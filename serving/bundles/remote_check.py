@@ -49,9 +49,25 @@ def check_served(manifest: Manifest, timeout_ms: float = CHECK_TIMEOUT_MS) -> No
             raise ManifestError(f"remote.model: {_model(spec)} at {client.shown_url} is not "
                                 "ready (its /ready route did not answer 200); load it on the "
                                 f"server first, or {SKIP_HINT}")
+        if spec.binary_data and _server_name(client) == "mlserver":
+            # MLServer refuses binary tensors: every call would fail (a 502 each).
+            raise ManifestError("remote.binary_data: the server is Seldon MLServer, which does "
+                                "not read the binary tensor data extension; set binary_data = "
+                                "false (V2 JSON)")
     declared = _declared_inputs(metadata.get("inputs"))
     if declared:
         match_signature(manifest, declared, f"remote {_model(spec)}")
+
+
+def _server_name(client: Any) -> str | None:
+    """The server's own name from its metadata (`GET /v2`), lower-case; None if unsaid."""
+    from serving.remote import RemoteError
+
+    try:
+        name = client.server_metadata().get("name")
+    except RemoteError:
+        return None
+    return name.lower() if isinstance(name, str) else None
 
 
 def _model(spec: RemoteSpec) -> str:

@@ -90,6 +90,18 @@ def test_what_the_server_does_not_serve_is_refused(
     _refused(registry, models, _manifest(tmp_path, server.url, **change), match)
 
 
+def test_binary_tensors_to_mlserver_are_refused(
+        registry: Registry, models: Path, tmp_path: Path,
+        server: inference_servers.InferenceServer) -> None:
+    """MLServer does not read the binary tensor data extension: registered, every call failed
+    with a 502."""
+    folder = _manifest(tmp_path, server.url)
+    toml = folder / "candidate.toml"
+    toml.write_text(toml.read_text() + "binary_data = true\n")
+    _refused(registry, models, folder, r"remote.binary_data: the server is Seldon MLServer, "
+                                       r"which does not read the binary tensor data extension")
+
+
 def test_a_server_that_does_not_answer_is_refused_unless_the_check_is_off(
         registry: Registry, models: Path, tmp_path: Path) -> None:
     folder = _manifest(tmp_path, f"http://127.0.0.1:{free_port()}")  # nothing listens there
