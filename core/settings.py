@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
 from core.masking import Secret, mask_url
+from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
 
 EMBEDDED_BUS = "embedded://"
 SECRET_KEY_FILE = "secret_key"
@@ -302,14 +303,14 @@ def load_settings(
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")
     if key and environment == PRODUCTION:
-        _check_key_strength(key)
+        check_key_strength(key)
     metrics_token = _text(values, "metrics_token")
     return Settings(
         data_dir=data_dir,
         database_url=_validate_database_url(database_url),
         bus=BusURL.parse(_text(values, "bus") or EMBEDDED_BUS),
         secret_key=Secret(key) if key else (
-            None if environment == PRODUCTION else _read_key_file(data_dir / SECRET_KEY_FILE)),
+            None if environment == PRODUCTION else read_key_file(data_dir / SECRET_KEY_FILE)),
         topic_prefix="abvoc" if topic_prefix is None else topic_prefix.strip(),
         bus_partitions=int(partitions),
         model_store=model_store,
@@ -341,39 +342,6 @@ def _file_settings(path: str | Path, file_values: Mapping[str, Any]) -> dict[str
     return values
 
 
-def _read_key_file(path: Path) -> Secret | None:
-    """The key kept in the data folder, if there is one; refused if others may read it."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"the secret key file {path} cannot be read: {exc.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(f"the secret key file {path} is readable by others; "
-                          f"run `chmod 600 {path}` (or delete it to make a new key)")
-    try:
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"the secret key file {path} cannot be read: {exc.strerror}") from None
-    if not value:
-        raise ConfigError(f"the secret key file {path} is empty; delete it to make a new key")
-    return Secret(value)
-
-
-MIN_SECRET_KEY_BYTES = 32
-MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-def _check_key_strength(key: str) -> None:
-    """Refuse a short production key: one receipt (an HMAC of a known id) lets any predict-key
-    holder guess a short key offline, then forge receipts and dashboard sessions with it."""
-    if len(key.encode()) < MIN_SECRET_KEY_BYTES:
-        raise ConfigError(f"ABVOC_SECRET_KEY is too short for ABVOC_ENV=production: use at least "
-                          f"{MIN_SECRET_KEY_BYTES} random bytes, the same for every process "
-                          f"(make one with `{MAKE_A_KEY}`)")
-
-
 def ensure_secret_key(settings: Settings) -> Settings:
     """Settings with a secret key, for a process that signs or verifies receipts.
 
@@ -389,7 +357,7 @@ def ensure_secret_key(settings: Settings) -> Settings:
         raise ConfigError("ABVOC_ENV=production needs ABVOC_SECRET_KEY: set it to a long random "
                           f"value, the same for every process (e.g. `{MAKE_A_KEY}`)")
     path = settings.secret_key_file
-    if (existing := _read_key_file(path)) is not None:
+    if (existing := read_key_file(path)) is not None:
         return replace(settings, secret_key=existing)
     tmp = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
@@ -405,6 +373,6 @@ def ensure_secret_key(settings: Settings) -> Settings:
             os.link(tmp, path)  # atomic: of two first starts, one key wins and both use it
     finally:
         tmp.unlink(missing_ok=True)
-    key = _read_key_file(path)
+    key = read_key_file(path)
     assert key is not None
     return replace(settings, secret_key=key)
