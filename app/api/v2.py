@@ -188,15 +188,15 @@ def model_ready(scope: str):  # noqa: ANN201
 
 
 def _serving_candidates(scope: str) -> list[tuple[str, str | None]]:
-    """The candidates (and versions) the scope routes units to now: its experiment's arms that
-    take traffic (a paused arm's units go to control), else the scope's default candidate."""
+    """The candidates (and versions) the scope routes units to now: its experiment's arms with
+    a share of the traffic it follows now (`weights`: a paused arm's, a paused or killed
+    experiment's go to control), else the scope's default candidate."""
     experiment = _serving().router.experiment(scope)
     if experiment is None:
         return [_candidate_of(scope)]
-    if experiment.get("status") != "running":  # paused or killed: all to control
-        return [_candidate_of(scope)]
-    return [(a["candidate"], a.get("version")) for a in experiment["arms"]
-            if a["control"] or (a.get("weight") and not a.get("paused"))]
+    return [(a["candidate"], a.get("version"))
+            for a, share in zip(experiment["arms"], experiment["weights"], strict=True)
+            if share > 0]
 
 
 @bp.route("/v2/models/<scope>/versions/<version>", methods=["GET"])
