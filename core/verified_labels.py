@@ -73,6 +73,15 @@ def item_type(session: Session) -> ColumnElement[str]:
     return func.coalesce(stored, by_candidate)
 
 
+def labeled_type(session: Session, item: RelabelItem, candidate_type: str) -> str:
+    """One item's type, as :func:`item_type` reads it in SQL: its stored prediction's, else
+    its candidate's (`candidate_type`)."""
+    stored = session.get(Prediction, item.prediction_id) if item.prediction_id else None
+    if stored is not None:
+        return stored.output_type or UNTYPED
+    return candidate_type
+
+
 def typed_labels_query(session: Session) -> Select:
     """One row per labeled input and output type: ``input_hash``, ``output_type`` and
     ``label``, the agreed label of its done items of that type, or None when they disagree (a

@@ -46,7 +46,7 @@ from core.store.db import Database
 from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
 from core.times import utc_iso
 from core.v2_binary import kept_tensors
-from core.verified_labels import UNTYPED, conflicting_labels
+from core.verified_labels import conflicting_labels, labeled_type
 from feedback.annotation import output_kind
 from feedback.item_view import as_png, kept_input
 from feedback.stage_export import StageWriter, file_stem
@@ -125,15 +125,6 @@ def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Pat
     return out, written
 
 
-def _labeled_type(s: Session, item: RelabelItem, kinds: dict[str | None, OutputKind]) -> str:
-    """The output type an item's label was given in, as core.verified_labels reads it: its
-    stored prediction's, else its candidate's."""
-    stored = s.get(Prediction, item.prediction_id) if item.prediction_id else None
-    if stored is not None:
-        return stored.output_type or UNTYPED
-    return kinds[item.candidate].type
-
-
 def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:
     versions = sorted(int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit())
     if not versions:
@@ -174,7 +165,8 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
             for s, item in labeled_items(db, queues, candidate):
                 if item.candidate not in kinds:
                     kinds[item.candidate] = output_kind(s, item.candidate)
-                if (item.input_hash, _labeled_type(s, item, kinds)) in disputed:
+                if (item.input_hash, labeled_type(s, item, kinds[item.candidate].type)) \
+                        in disputed:
                     conflicted.add(item.input_hash)
                     counts["conflicts"] = len(conflicted)
                     continue
