@@ -36,6 +36,7 @@ from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.batch_request import Finish, FinishingBacklog
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
+from serving.remote import RETRY_STATUSES
 from serving.router import Route, Router, Shadow
 from serving.servable import IMAGE, Answer, Servable
 
@@ -53,9 +54,10 @@ _TAKES = {IMAGE: "an image: send it to POST /v1/predict",
 
 class CandidateFailed(AbvocError):
     """The candidate failed to answer; recorded, counted by the guardrails. Its status is the
-    failure's: 502 for a remote server's error, 504 for its timeout, 503 otherwise."""
+    failure's: 502 for a remote server's error, 503 when none answers, 504 for a timeout, 500 for
+    a local stage that raised (its own defect: the same input fails again, so no retry)."""
 
-    status = 503
+    status = 500
     candidate = ""
     # The failure's own words (a server's body, an exception, a path): for admin keys, the log
     # and the event; `message` is what any caller may read.
@@ -330,20 +332,23 @@ class PredictService:
             "tensors": run.answer.tensors,
         }
 
-    @staticmethod
-    def _failed(req: PredictRequest, candidate: str, prediction_id: str,
+    def _failed(self, req: PredictRequest, candidate: str, prediction_id: str,
                 failure: AbvocError) -> CandidateFailed:
         """The caller's error: what anyone may act on in `message` (no candidate internals: a
         predict key must not learn a remote's URL or body, or a stage's paths), the rest in
         `detail` and the log."""
-        shown = (f"the candidate failed to answer; prediction {prediction_id} was recorded; "
-                 "try again")
+        retry = "; try again" if failure.status in RETRY_STATUSES else ""
+        shown = (f"the candidate failed to answer; prediction {prediction_id} was recorded as "
+                 f"its failure{retry}")
         if req.request_id is not None:
             shown += f" (request id {req.request_id[:200]!r})"
-        failed = CandidateFailed(shown, status=failure.status)
+        # The receipt lets the caller still give the input's truth (a correction) or an outcome.
+        receipt = receipts.sign(self.settings.secret_key, prediction_id)
+        failed = CandidateFailed(shown, status=failure.status,
+                                 details={"prediction_id": prediction_id, "receipt": receipt})
         failed.candidate = candidate
         failed.detail = (f"the candidate failed to answer: {failure.message} (prediction "
-                         f"{prediction_id} recorded); try again")
+                         f"{prediction_id} recorded as its failure){retry}")
         log.warning("candidate %s failed on prediction %s: %s", candidate, prediction_id,
                     failure.message)
         return failed

@@ -59,7 +59,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                 "multipart/form-data": {
                     "schema": {"$ref": "#/components/schemas/PredictMultipart"}}}},
             "responses": {"200": json_response({"$ref": "#/components/schemas/Prediction"}),
-                          **error_responses(400, 401, 403, 404, 413, 503)}}},
+                          **error_responses(400, 401, 403, 404, 413, 500, 503, 504)}}},
         "/v1/pages": {"post": {
             "summary": "Read a page of formulas: extraction, then OCR of each formula",
             "description": "The page is routed on page_scope to an extraction candidate, each "
@@ -72,7 +72,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                 "application/json": {"schema": PAGES_JSON},
                 "multipart/form-data": {"schema": PAGES_MULTIPART}}},
             "responses": {"200": json_response(PAGE_READING),
-                          **error_responses(400, 401, 403, 404, 409, 413, 502, 503, 504)}}},
+                          **error_responses(400, 401, 403, 404, 409, 413, 500, 502, 503, 504)}}},
         "/v1/corrections": {"post": {
             "summary": "Correct a prediction (voice of the customer)",
             "security": [{"apiKey": []}, {"bearer": []}],

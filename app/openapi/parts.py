@@ -33,6 +33,8 @@ def error_responses(*codes: int) -> dict[str, Any]:
             413: "Too large",
             429: "The key sent more than ABVOC_RATE_LIMIT requests a second; retry after the "
                  "Retry-After header's seconds",
+            500: "The candidate itself failed on this input (a stage raised); recorded as its "
+                 "failure, details carry its prediction_id and receipt",
             502: "The candidate's server answered with an error",
             503: "Not ready or the candidate failed",
             504: "The candidate's server did not answer in time"}

@@ -28,6 +28,8 @@ SCOPE = {"name": "scope", "in": "path", "required": True,
 def v2_paths() -> dict[str, Any]:
     """The Open Inference Protocol (V2 REST) routes: the model name is the traffic scope."""
     failed = {code: json_response(ERROR, text) for code, text in (
+        ("500", "The candidate itself failed on this input (a local stage raised); recorded as "
+                "an error, details carry its prediction_id and receipt"),
         ("502", "The candidate (a remote server) failed; recorded as an error"),
         ("504", "The candidate (a remote server) did not answer within its timeout"))}
     request_body = {
