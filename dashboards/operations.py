@@ -217,9 +217,9 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
 
 def guardrail_events(db: Database) -> list[dict[str, Any]]:
     """Experiments with a status reason (a guardrail, a kill, an operator's pause) and every
-    paused arm, newest first, each dated when it happened where the store keeps that time: a
-    stop's ``stopped_at``, an arm pause's new split (``allocation.since``). A kill or a pause
-    keeps no time, so it is undated rather than dated with the experiment's start."""
+    paused arm, newest first, each dated when it happened where the store keeps that time: the
+    status's ``status_since``, an arm pause's new split (``allocation.since``). A kill or a
+    pause from before revision 0025 kept no time: undated rather than dated with the start."""
     with db.reading() as s:
         found = s.scalars(select(Experiment).order_by(Experiment.id.desc())).all()
     out = []
@@ -227,7 +227,8 @@ def guardrail_events(db: Database) -> list[dict[str, Any]]:
         paused = [arm for arm in e.arms or [] if arm.get("paused")]
         split_at = _since(e.allocation)
         if e.status_reason:
-            at = (_utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
+            at = (_utc(e.status_since) if e.status_since
+                  else _utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
                   else split_at if e.status == "running" and paused else None)
             out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
                         "arm": None, "reason": e.status_reason, "at": at})

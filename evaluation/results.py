@@ -242,6 +242,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     compared = metrics_compared(cells, primary.name, facts)
     out: dict[str, Any] = {
         "experiment": {"id": experiment.id, "name": experiment.name, "status": experiment.status,
+                       "status_since": utc_iso(experiment.status_since),
                        "primary_metric": primary.name, "primary_metric_note": primary_note,
                        "guardrails": experiment.guardrails or {},
                        "sequential_tuned_for": config.sequential_tuning_n},

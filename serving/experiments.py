@@ -108,6 +108,12 @@ def _arms_reason(arms: list[dict[str, Any]]) -> str:
     return f"arm {paused['name']!r} paused: {paused['paused']}" if paused else ""
 
 
+def _set_reason(exp: Experiment, reason: str) -> None:
+    """A new status reason (an arm paused or resumed) starts the status's time anew."""
+    if reason != exp.status_reason:
+        exp.status_reason, exp.status_since = reason, utcnow()
+
+
 def _restart_step(exp: Experiment) -> None:
     """Start the canary step's clock (and its request count, which counts from it) again: a
     step held while its arm got no traffic must still serve its full time and requests."""
@@ -126,6 +132,7 @@ def _view(exp: Experiment) -> dict[str, Any]:
         "created_at": utc_iso(exp.created_at),
         "started_at": utc_iso(exp.started_at),
         "stopped_at": utc_iso(exp.stopped_at),
+        "status_since": utc_iso(exp.status_since),
     }
 
 
@@ -162,7 +169,9 @@ class Experiments:
             _check_primary(checked["primary_metric"], _check_compatible(s, [*arms, *shadows]))
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {name!r} exists already")
-            exp = Experiment(**checked, status="draft", status_reason="", created_at=utcnow())
+            now = utcnow()
+            exp = Experiment(**checked, status="draft", status_reason="", created_at=now,
+                             status_since=now)
             exp.allocation = {"table": allocate(effective_weights(exp)).to_json()}
             s.add(exp)
             s.flush()
@@ -201,6 +210,7 @@ class Experiments:
             if exp.status not in allowed:
                 raise Conflict(f"experiment {experiment_id} is {exp.status}; "
                                f"it must be {' or '.join(allowed)} for that")
+            now = utcnow()
             if status == "running" and exp.status == "draft":
                 owner = s.execute(select(Experiment.name, Experiment.status).where(
                     Experiment.scope == exp.scope, Experiment.status.in_(ACTIVE),
@@ -209,17 +219,18 @@ class Experiments:
                     raise Conflict(f"scope {exp.scope!r} is owned by {owner.status} experiment "
                                    f"{owner.name!r}; stop it first")
                 _still_active(s, exp)
-                exp.started_at = utcnow()
+                exp.started_at = now
                 if exp.canary:
-                    exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
+                    exp.canary = {**exp.canary, "step_started_at": now.isoformat()}
             if status == "stopped":
-                exp.stopped_at = utcnow()
+                exp.stopped_at = now
             if status == "running" and exp.status in ("paused", "killed") and exp.canary:
                 _restart_step(exp)  # the step served nobody while it was held
             scope = exp.scope
             exp.status = status
             # Resuming keeps a paused arm's reason: that arm still gets no traffic.
             exp.status_reason = reason or _arms_reason(exp.arms)
+            exp.status_since = now
             try:
                 # The store's partial unique index on an active scope decides a race between
                 # two starts the check above could not see (on PostgreSQL, the loser waits for
@@ -284,7 +295,7 @@ class Experiments:
             arm["paused"] = reason
             exp.arms = arms
             if exp.status == "running":  # an operator's pause or a kill keeps its own reason
-                exp.status_reason = _arms_reason(arms)
+                _set_reason(exp, _arms_reason(arms))
             self._set_weights(exp)
             return _view(exp)
 
@@ -300,7 +311,7 @@ class Experiments:
                 return _view(exp)
             exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
-                exp.status_reason = _arms_reason(exp.arms)
+                _set_reason(exp, _arms_reason(exp.arms))
             if exp.canary and exp.canary["treatment"] == arm_name:
                 _restart_step(exp)
             self._set_weights(exp)

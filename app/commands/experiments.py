@@ -85,7 +85,8 @@ def _summary(exp: dict[str, Any]) -> str:
     line = f"#{exp['id']} {exp['name']} [{exp['status']}] scope={exp['scope']}: {arms}"
     if exp["shadows"]:
         line += " shadows=" + ",".join(s["candidate"] for s in exp["shadows"])
-    return line + (f"\n    {exp['status_reason']}" if exp["status_reason"] else "")
+    since = f" (since {exp['status_since']})" if exp.get("status_since") else ""
+    return line + (f"\n    {exp['status_reason']}{since}" if exp["status_reason"] else "")
 
 
 @click.group()

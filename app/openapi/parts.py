@@ -170,7 +170,10 @@ SCHEMAS: dict[str, Any] = {
             "expected_sample_per_arm": {"type": ["integer", "null"]},
             "allocation_table": {"type": ["string", "null"]},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
-            "stopped_at": {"type": ["string", "null"]}}},
+            "stopped_at": {"type": ["string", "null"]},
+            "status_since": {"type": ["string", "null"],
+                             "description": "when the status and its reason last changed "
+                                            "(null: not kept by a store before revision 0025)"}}},
 }
 
 

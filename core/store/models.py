@@ -105,6 +105,9 @@ class Experiment(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     stopped_at: Mapped[datetime | None]
+    # When the status and its reason last changed (a start, pause, kill, resume, stop, or an
+    # arm's pause or resume while running); null where a store before 0025 did not keep it.
+    status_since: Mapped[datetime | None]
 
 
 class Prediction(Base):

@@ -153,8 +153,12 @@ def _untested(slice_: str, choice: dict[str, Any]) -> str:
 def _summary(res: dict[str, Any]) -> Component:
     exp = res["experiment"]
     # <bdi>: a name's own direction (a U+202E in it) cannot reverse the sentence after it.
+    since = exp.get("status_since")
+    status = exp["status"] + (f" since {since[:16].replace('T', ' ')} UTC"
+                              if since and exp["status"] in ("paused", "killed", "stopped")
+                              else "")
     return html.P(["Experiment ", html.B(html.Bdi(exp["name"])),
-                   f" is {exp['status']}; primary metric ",
+                   f" is {status}; primary metric ",
                    html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}; the always-valid "
                    f"test is tuned for {exp['sequential_tuned_for']:,.0f} per arm."],
                   id="exp-summary")

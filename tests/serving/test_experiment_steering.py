@@ -105,3 +105,32 @@ def test_a_canary_step_counts_only_the_treatment_arms_routed_requests(
     with db.session() as s:
         s.add_all([served(i, "treat", 5.0) for i in range(3)])
     assert experiments.advance(exp, only_if_due=True, now=later)["canary"]["step"] == 1
+
+
+def test_every_change_of_status_or_reason_is_dated(db: Database,
+                                                  experiments: Experiments) -> None:
+    """A kill, a pause and an arm's pause keep when they happened (the operations page dated
+    them "–" before): `status_since` moves with each change and only then."""
+    from dashboards import operations  # the page that lists them, read from the same store
+
+    def since(view: dict[str, Any]) -> str:
+        return view["status_since"]
+
+    exp = _create(experiments)
+    created = since(experiments.get(exp))
+    assert created == experiments.get(exp)["created_at"]
+    marks = [created]
+    for step in (lambda: experiments.start(exp),
+                 lambda: experiments.pause_arm(exp, "treat", "error rate 12%"),
+                 lambda: experiments.kill(exp, "kill switch: error spike"),
+                 lambda: experiments.resume(exp),
+                 lambda: experiments.resume_arm(exp, "treat"),
+                 lambda: experiments.pause(exp)):
+        marks.append(since(step()))
+        assert marks[-1] > marks[-2], marks
+    # Nothing changed: the same pause again leaves the time as it was.
+    assert since(experiments.pause_arm(exp, "other", "x")) == marks[-1]
+    events = {e["status"]: e["at"] for e in operations.guardrail_events(db)}
+    assert events["paused"] is not None and events["paused"].isoformat() == marks[-1]
+    stopped = experiments.stop(exp)
+    assert since(stopped) == stopped["stopped_at"] > marks[-1]
