@@ -1,9 +1,10 @@
 """Versioned dataset snapshots of the verified labels: ``<out>/<name>/v<N>/``.
 
-Each version holds ``manifest.jsonl`` (one example a line, in the format ``abvoc offline-test
-NAME --dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`` — the queues
-and reasons that picked it — and ``provenance`` — prediction, candidate, experiment,
-annotators, time), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
+Each version holds ``manifest.jsonl`` (one example a line, in the format ``abvoc offline-test NAME
+--dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`` — the queues and
+reasons that picked it — and ``provenance`` — prediction, candidate, experiment, annotators, time,
+the served answer: ``served_output``, null with ``served_failed: true`` only where the candidate
+failed to answer), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
 with the content hash: SHA-256 over the manifest and every file, in manifest order. An export
 whose content equals the newest version's makes no new version. An input whose verified labels
 disagree (:mod:`core.verified_labels`) is left out and counted under ``conflicts``; one labeled
@@ -48,7 +49,7 @@ from core.times import utc_iso
 from core.v2_binary import kept_tensors
 from core.verified_labels import conflicting_labels, labeled_type
 from feedback.annotation import output_kind
-from feedback.item_view import as_png, kept_input
+from feedback.item_view import as_png, failed, kept_input, served_output
 from feedback.stage_export import StageWriter, file_stem
 
 PAGE = 200
@@ -196,8 +197,9 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                             "experiment_id": item.experiment_id,
                             "input_hash": item.input_hash, "annotators": item.annotator,
                             "labeled_at": utc_iso(item.labeled_at),
-                            "served_output": typed_value(pred.output, kind)
-                            if pred else None}}
+                            "served_output": served_output(pred, kind) if pred else None}}
+                if pred is not None and failed(pred):  # only then: unchanged data, one hash
+                    line["provenance"]["served_failed"] = True
                 if item.slice and item.slice != "all":
                     line["slice"] = item.slice
                 if why:

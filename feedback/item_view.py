@@ -3,7 +3,9 @@ to the same request, the customer's correction, and what a label must be (output
 
 Outputs, the correction and the label are values of the output type (numbers as numbers, JSON
 as the value it is: :func:`core.events.typed_value`), so an annotator can send the correction
-back as the label unchanged. The input is the one kept with the served prediction
+back as the label unchanged. A failed prediction's output is ``null`` beside ``"failed": true``:
+the store keeps its missing answer as ``''``, which would read as an answer of the empty string.
+The input is the one kept with the served prediction
 (``prediction_inputs``): an image as base64 PNG, V2 tensors as they were sent; ``null`` once its
 retention has passed.
 """
@@ -79,6 +81,15 @@ def stage_samples_view(s: Session, item: RelabelItem) -> list[dict[str, Any]]:
     return out
 
 
+def failed(p: Prediction) -> bool:
+    """Whether the candidate failed to answer: its stored output (``''``) is then no answer
+    and must be offered nowhere (``None``: stored before failures were recorded, taken as not)."""
+    return p.failed is True
+
+
+def served_output(p: Prediction, output_type: str | None) -> Any:
+    """`p`'s answer as a value of its type, or None where the candidate failed."""
+    return None if failed(p) else typed_value(p.output, output_type)
 
 
 def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
@@ -95,7 +106,8 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
             Prediction.experiment_id == served.experiment_id,
             Prediction.unit_id == served.unit_id).order_by(Prediction.candidate))
         shadows = [{"candidate": t.candidate, "prediction_id": t.prediction_id,
-                    "output": typed(t.output), "confidence": t.confidence} for t in twins]
+                    "output": served_output(t, kind.type), "failed": failed(t),
+                    "confidence": t.confidence} for t in twins]
     correction = s.scalars(select(Correction).where(
         Correction.prediction_id == item.prediction_id)
         .order_by(Correction.created_at, Correction.correction_id).limit(1)).first()
@@ -112,7 +124,8 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "output_type": kind.type, "classes": list(kind.classes), "schema": kind.schema,
         "input": input_view(kept_input(s, item.input_hash)),
         "served": None if served is None else {
-            "output": typed(served.output), "confidence": served.confidence, "arm": served.arm,
+            "output": served_output(served, kind.type), "failed": failed(served),
+            "confidence": served.confidence, "arm": served.arm,
             "created_at": utc_iso(served.created_at)},
         "shadows": shadows,
         "correction": None if correction is None else {

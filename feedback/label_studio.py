@@ -1,12 +1,13 @@
 """Label Studio task JSON, out and in, so a team can label there instead of in abvoc.
 
 **Export** writes ``tasks.json`` (a JSON array, written task by task) and ``files/``: each task's
-``data`` holds the input (``image``: a path relative to the folder, or ``tensors``: the V2
-tensors) and abvoc's context (``abvoc_item_id``, queue, candidate, slice, output type and
-classes, the customer's correction); ``predictions`` hold the served answer and the shadows'
-answers as pre-annotations (``model_version`` is the candidate); ``annotations`` hold the labels
-given so far. Results use a ``choices`` control for ``label`` candidates and a ``textarea``
-otherwise, both named ``label`` over the object ``input``.
+``data`` holds the input (``image``: a path relative to the folder, or ``tensors``: the V2 tensors)
+and abvoc's context (``abvoc_item_id``, queue, candidate, slice, output type and classes, the
+customer's correction); ``predictions`` hold the served answer and the shadows' answers as
+pre-annotations (``model_version`` names the candidate and the version that answered, e.g.
+``iris-onnx v4``; a failed prediction has no answer, so no pre-annotation an annotator could
+accept); ``annotations`` hold the labels given so far. Results use a ``choices`` control for
+``label`` candidates and a ``textarea`` otherwise, both named ``label`` over the object ``input``.
 
 **Import** reads such a file from an import folder and turns each annotation that was not
 cancelled into a label of its item, as ``labelstudio:<completed_by>``, checked against the
@@ -44,11 +45,12 @@ from core.store.models import (
     PredictionInput,
     RelabelItem,
     RelabelLabel,
+    ServedPrediction,
 )
 from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
-from feedback.item_view import PNG_MAGIC, kept_input
+from feedback.item_view import PNG_MAGIC, failed, kept_input
 from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
@@ -121,22 +123,31 @@ def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
         Correction.prediction_id == item.prediction_id)
         .order_by(Correction.created_at).limit(1)).first()
     data["correction"] = correction
-    predictions = []
+    predictions: list[dict[str, Any]] = []
     served = s.get(Prediction, item.prediction_id)
     if served is not None:
         twins = list(s.scalars(select(Prediction).where(
             Prediction.input_hash == served.input_hash, Prediction.shadow.is_(True),
             Prediction.experiment_id == served.experiment_id,
             Prediction.unit_id == served.unit_id)))
-        for p in [served, *twins]:
-            predictions.append({"model_version": p.candidate + (" (shadow)" if p.shadow else ""),
-                                "score": p.confidence, "result": [_result(kind, p.output)]})
+        predictions = [{"model_version": _model_version(s, p), "score": p.confidence,
+                        "result": [_result(kind, p.output)]}
+                       for p in [served, *twins] if not failed(p)]
     annotations = [{"completed_by": a.annotator, "result": [_result(kind, a.label or "")],
                     "was_cancelled": False}
                    for a in s.scalars(select(RelabelLabel).where(
                        RelabelLabel.item_id == item.id,
                        RelabelLabel.action.in_(("label", "resolve"))).order_by(RelabelLabel.id))]
     return {"id": item.id, "data": data, "predictions": predictions, "annotations": annotations}
+
+
+def _model_version(s: Session, p: Prediction) -> str:
+    """The candidate and the version that answered (the ledger's; the name alone in rows from
+    before versions were recorded), so an annotator can tell two versions' answers apart."""
+    ledger = s.get(ServedPrediction, p.prediction_id)
+    name = p.candidate if ledger is None or ledger.version is None \
+        else f"{p.candidate} v{ledger.version}"
+    return name + (" (shadow)" if p.shadow else "")
 
 
 def confined(folder: Path, name: Any, where: str) -> Path:
@@ -297,8 +308,10 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
     data = task["data"]
     item_id, image = data.get("abvoc_item_id"), None
     if item_id is not None:
-        held = s.get(RelabelItem, item_id) if isinstance(item_id, int) \
-            and not isinstance(item_id, bool) else None
+        if not isinstance(item_id, int) or isinstance(item_id, bool):
+            raise AbvocError(f"{where}: abvoc_item_id must be an integer item id, as "
+                             f"`abvoc relabel ls-export` writes it; got {item_id!r}")
+        held = s.get(RelabelItem, item_id)
         if held is None:
             raise AbvocError(f"{where}: abvoc_item_id {item_id!r} is not a relabel item here")
         where = f"task {n} (abvoc item {item_id})"

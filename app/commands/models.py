@@ -65,13 +65,15 @@ def _figures(scores: dict) -> str:
               default=None, help="A bundle candidate's own labeled test set: a JSONL manifest, "
                                  "one {inputs, label, slice} a line.")
 @click.option("--version", default=None, help="A version (default: the latest active one).")
+@click.option("--no-store", is_flag=True, help="With --dataset: print the results without "
+              "storing them (the stored ones, which the divergence reads, stay).")
 @click.option("--n", "n_test", type=click.IntRange(min=4), default=None,
               help="Built-in candidates: offline test formulas (default 600).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Built-in candidates: test-set seed.")
 @json_option
 @pass_ctx
-def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: ANN001
+def offline_test_cmd(ctx, candidate, dataset, version, no_store, n_test, seed,  # noqa: ANN001
                      as_json) -> None:
     """Evaluate CANDIDATE offline and store the results by slice in the registry: a bundle on
     --dataset, or a built-in OCR candidate on its generated offline test set."""
@@ -86,8 +88,11 @@ def offline_test_cmd(ctx, candidate, dataset, version, n_test, seed,  # noqa: AN
 
         with open_db(ctx) as db:
             results = offline_test(Registry(db), candidate, dataset, version,
-                                   progress=ProgressLine(f"{candidate} on {dataset.name}"))
+                                   progress=ProgressLine(f"{candidate} on {dataset.name}"),
+                                   store=not no_store)
     else:
+        if no_store:
+            raise click.UsageError("--no-store goes with --dataset")
         if version is not None:
             raise click.UsageError("--version goes with --dataset: the built-in OCR test runs "
                                    "the candidate's latest active version")
@@ -179,12 +184,25 @@ def format_offline(results: dict) -> str:
                         for k, _, fmt in cols)
         lines.append(f"{name:<24}{row['n']:>6}{cells}")
     if results.get("label_shares"):
-        lines.append("label shares: " + ", ".join(f"{k} {v:.3f}"
-                                                   for k, v in results["label_shares"].items()))
+        lines.append("label shares: " + _shares_line(results["label_shares"]))
+    failed = results["overall"].get("failed")
+    if failed:
+        lines.append(f"failed: {failed} of {results['overall']['n']} examples got no answer "
+                     "(counted wrong in accuracy and exact match, as online); first: "
+                     + "; ".join(results.get("failures", [])[:3]))
     source = results.get("test_set", {})
     if source:
         lines.append(f"test set ({source.get('source')}): {source.get('path')}")
     return "\n".join(lines)
+
+
+def _shares_line(shares: dict[str, float], most: int = 20) -> str:
+    """The largest shares (a label list may hold thousands of classes, most at 0)."""
+    shown = sorted(((-v, k) for k, v in shares.items() if v > 0))
+    line = ", ".join(f"{k} {-v:.3f}" for v, k in shown[:most])
+    rest = len(shares) - min(len(shown), most)
+    return line + (f" (and {rest} more classes, {len(shares) - len(shown)} of them at 0)"
+                   if rest else "")
 
 
 @click.group("candidates")

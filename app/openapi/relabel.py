@@ -25,8 +25,14 @@ SCOPE_PARAMS = [
      "schema": {"type": "string", "minLength": 1, "maxLength": 100}}]
 RATE = {"type": "number", "minimum": 0, "maximum": 1}
 TYPED = {"description": "a value of the output type: a string (label, text, latex), a number "
-                        "(number; null for a failed answer), any JSON value (json); null when "
-                        "there is none. Sent back as a label as it is"}
+                        "(number), any JSON value (json); null when there is none. Sent back as "
+                        "a label as it is"}
+ANSWER = {
+    "output": {"description": "the answer as a value of the output type: a string (label, text, "
+                              "latex), a number (number), any JSON value (json); null when the "
+                              "candidate failed to answer, whatever the output type"},
+    "failed": {"type": "boolean", "description": "the candidate failed to answer (output is "
+                                                 "null): there is no answer to accept"}}
 
 SCHEMAS["RelabelItemView"] = {
     "type": "object",
@@ -43,9 +49,8 @@ SCHEMAS["RelabelItemView"] = {
         "input": {"type": ["object", "null"], "description": "{kind: image, media_type, "
                   "data_base64} (a PNG) or {kind: tensors, tensors: [V2 tensors]}; null when "
                   "the input was not kept"},
-        "served": {"type": ["object", "null"], "properties": {"output": TYPED}},
-        "shadows": {"type": "array", "items": {"type": "object",
-                                               "properties": {"output": TYPED}}},
+        "served": {"type": ["object", "null"], "properties": ANSWER},
+        "shadows": {"type": "array", "items": {"type": "object", "properties": ANSWER}},
         "correction": {"type": ["object", "null"], "properties": {"corrected_output": TYPED}},
         "label": TYPED, "note": STR_OR_NULL}}
 VIEW = {"$ref": "#/components/schemas/RelabelItemView"}

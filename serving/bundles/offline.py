@@ -16,9 +16,11 @@ without one counts in the overall row only); ``id`` and ``source`` (where the ex
 from, e.g. the page and box `abvoc dataset split-pages` cut it from), ``provenance`` and
 ``stage_sample`` (what a relabel export records) are kept out of the test.
 The whole file is read and checked before the candidate runs once, so a bad line costs no model
-time; nothing is stored unless every example ran. Each answer is read as serving reads it
-(:func:`serving.outputs.read_answer`): one that /v2 would answer 502 for fails its line, so a
-candidate whose every request fails cannot post offline figures. Examples run one at a time,
+time. Each answer is read as serving reads it (:func:`serving.outputs.read_answer`): one that
+/v2 would answer 502 for, or a stage that raises, is a failure, counted as online counts a failed
+prediction (a wrong answer in ``accuracy``, outside the answered-only figures, in ``failed``);
+a candidate that fails on every example posts no figures, and a refused input, an unreachable
+server or a timeout stops the test with nothing stored. Examples run one at a time,
 so the latencies are the candidate's own per-request times (a local bundle's stages are called
 directly, without the batcher's wait).
 """
@@ -26,52 +28,40 @@ directly, without the batcher's wait).
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib import format as npy_format
 
 from core.errors import AbvocError
 from core.latex import TokenVocabulary
 from core.output_types import OutputKind
-from core.text import text_problem
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import (
     MANIFEST_NAME,
     Manifest,
-    TensorSpec,
     load_manifest,
 )
-from serving.bundles.offline_labels import stored_answer, truth
-from serving.bundles.offline_metrics import ALL, OfflineError, check_imported, summarize
-from serving.bundles.runner import as_datatype
-from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
+from serving.bundles.offline_dataset import Example, read_dataset
+from serving.bundles.offline_labels import stored_answer
+from serving.bundles.offline_metrics import (
+    FAILED,
+    OfflineError,
+    check_imported,
+    summarize,
+)
 from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 
 Answer = Callable[[dict[str, np.ndarray]], Any]
 Progress = Callable[[int, int], None]
-MAX_LINE = 64 << 20
-EXPORT_KEYS = ("id", "source", "provenance", "stage_sample")
-"""Keys a line may carry beside the test's own, read past: what ``abvoc relabel export``
-records of an example."""
-
-
-@dataclass(frozen=True)
-class Example:
-    line: int
-    inputs: dict[str, np.ndarray]
-    label: Any
-    slice: str | None
+MAX_FAILURES_KEPT = 20  # the first failures' lines and words, kept with the results
 
 
 def candidate_manifest(info: CandidateInfo) -> Manifest:
@@ -82,162 +72,6 @@ def candidate_manifest(info: CandidateInfo) -> Manifest:
                            f"(no {MANIFEST_NAME} in its artifacts); the built-in candidates are "
                            f"tested with `abvoc offline-test {info.name}` without --dataset")
     return load_manifest(folder)
-
-
-# --- the dataset --------------------------------------------------------------------------------
-
-def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
-    """Every example of the JSONL file, checked against the manifest's inputs and output type."""
-    path = Path(path)
-    if not path.is_file():
-        raise OfflineError(f"dataset {path} does not exist: give a JSONL file, one example a line")
-    examples = []
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            if len(raw) > MAX_LINE:
-                raise OfflineError(f"{path.name} line {number} is over {MAX_LINE} bytes; put "
-                                   "large inputs in .npy files beside the manifest")
-            if not raw.strip():
-                continue
-            examples.append(_example(raw, number, path, manifest))
-    if not examples:
-        raise OfflineError(f"{path.name} holds no examples")
-    return examples
-
-
-def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example:
-    where = f"{path.name} line {number}"
-    with not_too_deep(where):  # numpy and the schema check recurse per level, as json does
-        # Tensor data is bounded by its datatype (json_values), not by parse_json's 2^53.
-        return _checked_example(parse_json(raw, where, free=("inputs",)), number, where, path,
-                                manifest)
-
-
-def _checked_example(item: Any, number: int, where: str, path: Path,
-                     manifest: Manifest) -> Example:
-    if not isinstance(item, dict):
-        raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
-    # `source`, `provenance` and `stage_sample` (why a stage item is its whole input) are what
-    # a relabel export records of each example: provenance, not part of the test.
-    unknown = sorted(set(item) - {"inputs", "label", "slice", *EXPORT_KEYS})
-    if unknown:
-        raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
-                           f"(and optionally {', '.join(repr(k) for k in EXPORT_KEYS)})")
-    inputs = item.get("inputs")
-    declared = {t.name: t for t in manifest.inputs}
-    if not isinstance(inputs, dict) or set(inputs) != set(declared):
-        got = sorted(inputs) if isinstance(inputs, dict) else inputs
-        raise OfflineError(f"{where}: 'inputs' must name the inputs {sorted(declared)}, got "
-                           f"{got!r}")
-    if "label" not in item:
-        raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
-    slice_ = item.get("slice")
-    if slice_ is not None and (not isinstance(slice_, str) or not slice_ or len(slice_) > 100
-                               or slice_ == ALL):
-        raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
-                           f"{ALL!r}, got {slice_!r}")
-    if slice_ is not None and (problem := text_problem(slice_, controls=True)) is not None:
-        raise OfflineError(f"{where}: 'slice' {problem}, got {slice_!r}")
-    arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
-                            batched=not manifest.takes_images)
-              for name, spec in declared.items()}
-    return Example(number, arrays, truth(manifest.output, item["label"], where), slice_)
-
-
-def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
-            batched: bool = True) -> np.ndarray:
-    """The example's input as its declared tensor; `batched`: a leading -1 is the batch axis
-    (an image pipeline's image has none: its -1s are the image's height and width)."""
-    if isinstance(value, str) and value.endswith(".npy"):
-        value = {"file": value}
-    exact = not batched  # an image is checked as the pipeline checks it: its own datatype
-    if isinstance(value, dict):
-        array = _declared_type(_from_file(value, spec, folder, where), spec, where, exact)
-    elif spec.datatype == "BYTES":
-        array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
-                           dtype=object)
-        if any(not isinstance(v, bytes) for v in array.flat):
-            raise OfflineError(f"{where} is BYTES: give strings")
-    else:
-        try:  # the rule the API holds JSON tensors to
-            array = json_values(value, spec.datatype, where)
-        except TensorError as exc:
-            raise OfflineError(exc.message) from exc
-    want = len(spec.shape)
-    batched = batched and want > 0 and spec.shape[0] == -1
-    if array.ndim == want - 1 and batched:
-        array = array[np.newaxis]  # one example: the batch axis of one
-    if array.ndim != want or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape,
-                                                                  strict=True)):
-        raise OfflineError(f"{where} has shape {list(array.shape)}; the candidate takes "
-                           f"{list(spec.shape)} (-1: any size; the batch axis may be left out)")
-    if batched and array.shape[0] != 1:
-        raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
-                           "example per line")
-    return array
-
-
-def _declared_type(array: np.ndarray, spec: TensorSpec, where: str, exact: bool) -> np.ndarray:
-    """A file's array in the input's datatype, by the rule serving holds requests to."""
-    if exact and array.dtype != V2_TO_NUMPY[spec.datatype]:
-        raise OfflineError(f"{where} must be {spec.datatype}, got {array.dtype}")
-    try:
-        return as_datatype(array, spec.datatype, where)
-    except TensorError as exc:
-        raise OfflineError(exc.message) from exc
-
-
-def _nested(value: Any, convert: Callable[[Any], Any]) -> Any:
-    return [_nested(v, convert) for v in value] if isinstance(value, list) else convert(value)
-
-
-def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
-    name = value.get("file")
-    if set(value) != {"file"} or not isinstance(name, str) or not name:
-        raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
-    rel = PurePosixPath(name)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
-    path = folder / rel
-    if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
-        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
-    if not path.is_file():
-        raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
-    if name.endswith(".npy"):
-        return _npy(path, name, where)
-    if spec.datatype != "BYTES":
-        raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
-                           f"takes; this input is {spec.datatype} (use a .npy file)")
-    array = np.empty(1, dtype=object)
-    array[0] = path.read_bytes()
-    return array
-
-
-def _npy(path: Path, name: str, where: str) -> np.ndarray:
-    """The array of a .npy file whose header's claimed size is the file's: numpy allocates what
-    the header claims before it reads (10^15 values are a MemoryError traceback, a few billion a
-    real allocation of gigabytes), so a false claim is refused first."""
-    try:
-        with path.open("rb") as f:
-            version = npy_format.read_magic(f)
-            if version not in ((1, 0), (2, 0), (3, 0)):  # 3.0 is 2.0 with a UTF-8 header
-                raise ValueError(f"unknown .npy version {version}")
-            read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
-                           else npy_format.read_array_header_2_0)
-            shape, _, dtype = read_header(f)
-            held = os.fstat(f.fileno()).st_size - f.tell()
-            values = math.prod(shape)
-            if dtype.hasobject or dtype.itemsize == 0 or any(d < 0 for d in shape):
-                raise ValueError("not an array of numbers")
-            if values * dtype.itemsize != held:
-                raise OfflineError(f"{where}: {name!r} claims {values} values of {dtype} "
-                                   f"({values * dtype.itemsize} bytes) but holds {held} bytes; "
-                                   "write it again with numpy.save")
-            f.seek(0)
-            return np.load(f, allow_pickle=False)
-    except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
-        raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
-                           "numpy.save from a numeric array)") from exc
 
 
 # --- running and storing ------------------------------------------------------------------------
@@ -291,26 +125,25 @@ def _image_pipeline(manifest: Manifest, folder: Path) -> Iterator[Answer]:
 def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
              progress: Progress | None = None) -> dict[str, Any]:
     """Run the candidate on every example and score the answers, overall and by slice."""
-    answers, latencies = [], []
+    answers: list[Any] = []
+    latencies: list[float] = []
+    failures: list[OfflineError] = []
     started = time.perf_counter()
     with answerer(manifest, folder) as answer_to:
         for done, ex in enumerate(examples, 1):
             start = time.perf_counter()
-            try:
-                answer = answer_to(ex.inputs)
-            except CandidateOutputError as exc:
-                raise OfflineError(f"line {ex.line}: {exc.message} (serving would answer this "
-                                   f"request {exc.status})", status=exc.status) from exc
-            except AbvocError as exc:
-                raise OfflineError(f"line {ex.line}: the candidate failed: {exc.message}",
-                                   status=exc.status) from exc
-            except Exception as exc:  # the team's own stage code may raise anything
-                raise OfflineError(f"line {ex.line}: the candidate failed: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            answer, failure = _answer_or_failure(answer_to, ex)
             latencies.append((time.perf_counter() - start) * 1000.0)
-            answers.append(stored_answer(manifest.output, answer))
+            if failure is not None:
+                failures.append(failure)
+                answers.append(FAILED)
+            else:
+                answers.append(stored_answer(manifest.output, answer))
             if progress is not None:
                 progress(done, len(examples))
+    if len(failures) == len(examples):
+        raise OfflineError(f"{failures[0].message}; the candidate failed on every example "
+                           f"({len(failures)}), so nothing was stored", status=failures[0].status)
     seconds = time.perf_counter() - started
     vocabulary = TokenVocabulary()
     by_slice: dict[str, list[int]] = defaultdict(list)
@@ -328,13 +161,38 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
                                "slices": {s: row(by_slice[s]) for s in sorted(by_slice)}}
     if manifest.output.type == "label":
         results["label_shares"] = overall["label_shares"]
+    if failures:
+        results["failures"] = [f.message for f in failures[:MAX_FAILURES_KEPT]]
     return results
 
 
+def _answer_or_failure(answer_to: Answer, ex: Example) -> tuple[Any, OfflineError | None]:
+    """The candidate's answer to one example, or why it gave none, as serving records
+    a failed prediction: an answer /v2 would send as a 502 or a stage that raised. A refused
+    input (4xx), an unreachable server or a timeout is the run's problem, not the
+    candidate's answer: it stops the test, with nothing stored."""
+    try:
+        return answer_to(ex.inputs), None
+    except CandidateOutputError as exc:
+        return None, OfflineError(f"line {ex.line}: {exc.message} (serving would answer this "
+                                  f"request {exc.status})", status=exc.status)
+    except AbvocError as exc:
+        failed = OfflineError(f"line {ex.line}: the candidate failed: {exc.message}",
+                              status=exc.status)
+        if exc.status < 500 or exc.status in (503, 504):
+            raise failed from exc
+        return None, failed
+    except Exception as exc:  # the team's own stage code may raise anything
+        return None, OfflineError(f"line {ex.line}: the candidate failed: "
+                                  f"{type(exc).__name__}: {str(exc)[:500]}", status=500)
+
+
 def offline_test(registry: Registry, name: str, dataset: Path, version: str | None = None,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None, store: bool = True) -> dict[str, Any]:
     """Test the candidate (latest active version, or `version`) on the team's dataset and store
-    the results with it; nothing is stored when a line or a call fails."""
+    the results with it (unless not `store`: a look at another set, such as the hard cases a
+    relabel export holds, must not replace the figures the divergence holds online against);
+    nothing is stored when a line fails to read or the run stops."""
     info = registry.get(name, version)
     manifest = candidate_manifest(info)
     dataset = Path(dataset)
@@ -348,7 +206,8 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
     results["environment"] = {"runner": "remote" if manifest.is_remote else "bundle",
                               "backend": manifest.backend, "cpu_count": os.cpu_count(),
                               "machine": platform.machine()}
-    registry.set_offline_results(info.name, info.version, results)
+    if store:
+        registry.set_offline_results(info.name, info.version, results)
     return results
 
 

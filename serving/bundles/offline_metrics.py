@@ -12,8 +12,11 @@ A row holds ``n`` and the metric of the output type:
 ``json``       ``exact_match`` (equal as the store's JSON text, as online: 2 and 2.0 alike)
 =============  ==============================================================================
 
-plus ``latency_p50_ms``/``latency_p99_ms`` when the test timed the examples. Results computed
-elsewhere are checked against the same table by :func:`check_imported`.
+plus ``latency_p50_ms``/``latency_p99_ms`` when the test timed the examples, and ``failed``
+(examples the candidate gave no answer for) when it ran them: as the online accuracy bound does,
+``accuracy`` and ``exact_match`` count a failure as a wrong answer; the distances and errors,
+which need an answer, are over the answered examples. Results computed elsewhere are checked
+against the same table by :func:`check_imported`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from serving.bundles.manifest import OutputSpec
 
 ALL = "all"  # the online name of the whole; an offline slice may not take it
 SHARE_TOLERANCE = 1e-3
+OVERALL_TOLERANCE = 2e-3  # figures rounded to 3 places, slices and overall alike
 _UNIT = {"accuracy", "exact_match", "token_edit_distance"}
 METRICS: dict[str, tuple[str, ...]] = {
     "label": ("accuracy",), "text": ("exact_match",), "latex": ("exact_match",),
@@ -44,6 +48,16 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 TIMINGS = ("latency_p50_ms", "latency_p99_ms", "throughput_ips")
 MAX_N = 10**12  # more examples than any test set holds; past it n is a typo (or 10^29)
+
+
+class _Failed:
+    """The answer of an example the candidate failed on (no answer: not even null)."""
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED = _Failed()
 
 
 class OfflineError(AbvocError):
@@ -59,30 +73,31 @@ def tokens(output: OutputSpec, value: str) -> list[str]:
 def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
               latencies_ms: Sequence[float] = (),
               vocabulary: TokenVocabulary | None = None) -> dict[str, Any]:
-    """One row: n and the type's metric for these (truth, answer) pairs."""
+    """One row: n and the type's metric for these (truth, answer) pairs; an answer may be
+    :data:`FAILED`."""
     n = len(truths)
-    row: dict[str, Any] = {"n": n}
+    answered = [(a, t) for a, t in zip(answers, truths, strict=True) if a is not FAILED]
+    row: dict[str, Any] = {"n": n, "failed": n - len(answered)}
     kind = output.type
     if kind == "label":
-        accuracy = sum(a == t for a, t in zip(answers, truths, strict=True)) / n if n else None
+        accuracy = sum(a == t for a, t in answered) / n if n else None
         row["accuracy"] = row["exact_match"] = _round(accuracy)
         row["label_shares"] = shares(truths, output.classes)
-        row["output_shares"] = shares(answers, output.classes)
+        row["output_shares"] = shares([a for a, _ in answered], output.classes)
     elif kind in ("text", "latex"):
         vocabulary = vocabulary or TokenVocabulary()
-        pairs = [(tokens(output, a), tokens(output, t)) for a, t in zip(answers, truths,
-                                                                        strict=True)]
+        pairs = [(tokens(output, a), tokens(output, t)) for a, t in answered]
         row["exact_match"] = _round(sum(a == t for a, t in pairs) / n) if n else None
         row["token_edit_distance"] = _round(float(np.mean(
-            [_distance(vocabulary, a, t) for a, t in pairs]))) if n else None
+            [_distance(vocabulary, a, t) for a, t in pairs]))) if pairs else None
     elif kind == "number":
-        errors = np.asarray(answers, float) - np.asarray(truths, float)
-        row["mae"] = _round(float(np.mean(np.abs(errors)))) if n else None
-        row["rmse"] = _round(float(np.sqrt(np.mean(errors ** 2)))) if n else None
-        row["mean_error"] = _round(float(np.mean(errors))) if n else None
+        errors = np.asarray([a for a, _ in answered], float) \
+            - np.asarray([t for _, t in answered], float)
+        row["mae"] = _round(float(np.mean(np.abs(errors)))) if answered else None
+        row["rmse"] = _round(float(np.sqrt(np.mean(errors ** 2)))) if answered else None
+        row["mean_error"] = _round(float(np.mean(errors))) if answered else None
     else:
-        row["exact_match"] = _round(sum(a == t for a, t in zip(answers, truths, strict=True))
-                                    / n) if n else None
+        row["exact_match"] = _round(sum(a == t for a, t in answered) / n) if n else None
     if len(latencies_ms):
         lat = np.asarray(latencies_ms, float)
         row["latency_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
@@ -131,10 +146,8 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
             for name, row in slices.items()}
     overall = (check_row(output, data["overall"], "overall") if "overall" in data
                else combine(output, list(rows.values())))
-    for name, row in rows.items():  # a slice is part of the test set, never more than it
-        if row["n"] > overall["n"]:
-            raise OfflineError(f"slices[{name!r}].n is {row['n']}, more than the overall n of "
-                               f"{overall['n']}: a slice is part of the test set")
+    if "overall" in data:
+        _check_overall(output, overall, rows)
     out: dict[str, Any] = {"output_type": output.type, "overall": overall, "slices": rows}
     if output.type == "label":
         top = data.get("label_shares", overall.get("label_shares"))
@@ -157,6 +170,31 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
     return out
 
 
+def _check_overall(output: OutputSpec, overall: dict[str, Any],
+                   rows: dict[str, dict[str, Any]]) -> None:
+    """A given overall row must be what its slices can make: the slices are parts of the test
+    set (their n add up to at most its n; the divergence's mix reads them as a partition), and
+    a share right (accuracy, exact match) must lie between the slices' right answers with every
+    other example wrong and with every other example right; when the slices hold the whole
+    test set, that is their n-weighted mean."""
+    covered = sum(r["n"] for r in rows.values())
+    if covered > overall["n"]:
+        raise OfflineError(f"the slices' n add up to {covered}, more than the overall n of "
+                           f"{overall['n']}: each example belongs to one slice at most")
+    rest = overall["n"] - covered
+    for key in (k for k in ("accuracy", "exact_match") if k in overall):
+        if not all(key in r for r in rows.values()):
+            continue
+        right = sum(r[key] * r["n"] for r in rows.values())
+        low, high = right / overall["n"], (right + rest) / overall["n"]
+        if not low - OVERALL_TOLERANCE <= overall[key] <= high + OVERALL_TOLERANCE:
+            span = f"{low:.4f}" if rest == 0 else f"{low:.4f} to {high:.4f}"
+            raise OfflineError(f"overall.{key} is {overall[key]:g}, but its slices make "
+                               f"{span} of the overall n of {overall['n']}; give figures of "
+                               "one test, or leave 'overall' out to have it made from the "
+                               "slices")
+
+
 def _slice_name(name: str) -> str:
     if not name or len(name) > 100 or name == ALL:
         raise OfflineError(f"slice name {name!r} must be 1 to 100 characters and not {ALL!r} "
@@ -171,7 +209,7 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
     kind = output.type
     if not isinstance(row, dict):
         raise OfflineError(f"{where} must be an object with 'n' and {list(METRICS[kind])}")
-    known = {"n", *METRICS[kind], *OPTIONAL[kind], *TIMINGS}
+    known = {"n", "failed", *METRICS[kind], *OPTIONAL[kind], *TIMINGS}
     unknown = sorted(set(row) - known)
     if unknown:
         raise OfflineError(f"{where}: unknown key(s) {unknown} for a {kind!r} output; known: "
@@ -181,13 +219,19 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
         raise OfflineError(f"{where}.n must be a positive whole number of examples (at most "
                            f"{MAX_N:.0e}), got {n!r}")
     out: dict[str, Any] = {"n": n}
+    if "failed" in row:
+        failed = row["failed"]
+        if isinstance(failed, bool) or not isinstance(failed, int) or not 0 <= failed <= n:
+            raise OfflineError(f"{where}.failed must be a whole number of examples from 0 to "
+                               f"n ({n}), got {failed!r}")
+        out["failed"] = failed
     if kind == "label" and "accuracy" not in row and "exact_match" in row:
         row = {**row, "accuracy": row["exact_match"]}  # either name is the share right
     for key in METRICS[kind]:
         if key not in row:
             raise OfflineError(f"{where}.{key} is missing: a {kind!r} output's offline results "
                                f"give {list(METRICS[kind])}")
-    for key in [k for k in row if k not in ("n", "label_shares", "output_shares")]:
+    for key in [k for k in row if k not in ("n", "failed", "label_shares", "output_shares")]:
         out[key] = _number(row[key], f"{where}.{key}", unit=key in _UNIT)
     if kind == "label":
         if "exact_match" in out and out["exact_match"] != out["accuracy"]:
@@ -231,6 +275,8 @@ def combine(output: OutputSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     through its mean square)."""
     n = sum(r["n"] for r in rows)
     out: dict[str, Any] = {"n": n}
+    if all("failed" in r for r in rows):
+        out["failed"] = sum(r["failed"] for r in rows)
 
     def mean(key: str) -> float | None:
         if not all(key in r for r in rows):

@@ -131,3 +131,28 @@ def test_the_annotate_page_shows_typed_answers() -> None:
     field = find_component(annotate.editor(number),
                            {"type": annotate.LABEL, "kind": "number"})
     assert field.value == 16.093
+
+
+def test_a_failed_answer_is_null_and_says_it_failed(v2app: Flask) -> None:
+    """The store keeps a failed answer as '': shown as such it read as an answer of the empty
+    string, one an annotator could accept."""
+    client = v2app.test_client()
+    v2app.extensions["abvoc_serving"].registry.register(
+        "reader", "1", pipeline={"kind": "bundle", "output": {"type": "text"}})
+    services = v2app.extensions["abvoc"]
+    pid = "p-reader"
+    with services.db.session() as s:
+        s.add(ServedPrediction(prediction_id=pid, candidate="reader", version="1",
+                               created_at=utcnow()))
+        add_event(s, events.make_event(
+            events.PREDICTION_MADE, prediction_id=pid, candidate="reader",
+            candidate_version="1", input_hash="h-reader", output="", output_type="text",
+            error="RuntimeError: unsure", unit_id="u1"), services.settings.topic_prefix)
+    ids = {"prediction_id": pid, "receipt": receipts.sign("test-secret", pid)}
+    _, item = corrected_and_claimed(v2app, client, ids, "hello")
+    assert item["served"]["output"] is None and item["served"]["failed"] is True
+    with v2app.extensions["abvoc"].db.reading() as s:
+        assert s.get(Prediction, pid).output == ""  # what the store keeps
+    answered_ids = answered(v2app, "writer", "text", "")
+    _, shown = corrected_and_claimed(v2app, client, answered_ids, "hi")
+    assert shown["served"]["output"] == "" and shown["served"]["failed"] is False

@@ -256,3 +256,19 @@ def test_a_bad_label_of_any_type_names_its_task(db: Database, tmp_path: Path,
         import_tasks(db, write(tmp_path / "imp", [
             {"data": {"abvoc_item_id": item_id}, "annotations": [annotated(value)]}]))
     assert exc.value.message.startswith(f"task 1 (abvoc item {item_id}), annotation 1: {words}")
+
+
+@pytest.mark.parametrize("as_given", [str, float, lambda i: True],
+                         ids=["string", "float", "bool"])
+def test_an_item_id_that_is_no_integer_says_so(db: Database, tmp_path: Path,
+                                              as_given: Any) -> None:
+    """An id given as "5" named an item that exists: saying it "is not a relabel item here"
+    sent the user looking for a missing item rather than at the id's type."""
+    (pets,) = add_items(db, 1)
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [
+            {"data": {"abvoc_item_id": as_given(pets)}, "annotations": [annotated("dog")]}]))
+    assert exc.value.status == 400
+    assert exc.value.message.startswith("task 1: abvoc_item_id must be an integer item id")
+    assert "is not a relabel item" not in exc.value.message
+    assert label_rows(db) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from PIL import Image
 
 from core.errors import AbvocError
 from core.store.db import Database, utcnow
-from core.store.models import PredictionInput, RelabelItem
+from core.store.models import Prediction, PredictionInput, RelabelItem, ServedPrediction
 from feedback import annotation
 from feedback.export import export_snapshot
 from feedback.label_studio import export_tasks as ls_export
@@ -143,3 +144,48 @@ def test_import_of_new_data(db: Database, tmp_path: Path) -> None:
         assert item.status == "done" and item.label == "owl" and item.queue == "training"
     snapshot = export_snapshot(db, tmp_path / "out", "imported")
     assert snapshot["examples"] == 1
+
+
+def _answers(db: Database, tmp_path: Path) -> tuple[int, int, dict[int, dict[str, Any]]]:
+    """Two items, the first one's served prediction failed (stored output ''), the second
+    answered by pets v4 with a shadow of v5 and a failed shadow; their exported tasks."""
+    failed, answered = with_inputs(db, 2)
+    with db.session() as s:
+        broken = s.get(Prediction, "training-p0")
+        assert broken is not None
+        broken.failed, broken.output = True, ""
+        s.add_all([ServedPrediction(prediction_id="training-p1", candidate="pets", version="4",
+                                    created_at=utcnow()),
+                   ServedPrediction(prediction_id="shadow-ok", candidate="pets", version="5",
+                                    created_at=utcnow())])
+        for pid, output, broke in (("shadow-ok", "owl", False), ("shadow-broke", "", True)):
+            s.add(Prediction(prediction_id=pid, event_id=f"e-{pid}", candidate="pets",
+                             input_hash="h-training-p1", output=output, output_type="label",
+                             shadow=True, failed=broke, created_at=utcnow(), slice="all",
+                             experiment_id=1))
+    ls_export(db, tmp_path / "ls")
+    tasks = {t["data"]["abvoc_item_id"]: t
+             for t in json.loads((tmp_path / "ls" / "tasks.json").read_text())}
+    return failed, answered, tasks
+
+
+def test_label_studio_offers_no_failed_answer(db: Database, tmp_path: Path) -> None:
+    """A failed prediction is no pre-annotation: accepting its empty one in Label Studio made
+    a label the import refused, and with it the whole file."""
+    failed, answered, tasks = _answers(db, tmp_path)
+    assert tasks[failed]["predictions"] == []
+    assert [p["result"][0]["value"]["choices"] for p in tasks[answered]["predictions"]] == [
+        ["cat"], ["owl"]]
+    # Label Studio's "accept the prediction": the first pre-annotation becomes an annotation.
+    for task in tasks.values():
+        task["annotations"] = [{"completed_by": 7, "result": p["result"]}
+                               for p in task["predictions"][:1]]
+    (tmp_path / "ls" / "tasks.json").write_text(json.dumps(list(tasks.values())))
+    assert import_tasks(db, tmp_path / "ls")["labels"] == 1
+    assert annotation.show(db, answered)["label"] == "cat"
+
+
+def test_label_studio_names_the_version_that_answered(db: Database, tmp_path: Path) -> None:
+    _, answered, tasks = _answers(db, tmp_path)
+    assert [p["model_version"] for p in tasks[answered]["predictions"]] == [
+        "pets v4", "pets v5 (shadow)"]

@@ -123,3 +123,19 @@ def test_labels_of_another_output_type_are_no_conflict(db: Database, tmp_path: P
     assert disputed["examples"] == 0 and disputed["conflicts"] == 1, disputed
     writer = export_snapshot(db, tmp_path, "writer", candidate="writer")
     assert writer["examples"] == 1 and writer["conflicts"] == 0, writer
+
+
+def test_a_failed_served_answer_is_null_and_says_it_failed(db: Database,
+                                                            tmp_path: Path) -> None:
+    """The store keeps a failed answer as '', which read as an answer of the empty string."""
+    failed = item(db, "writer", 0, label="hello", output="")
+    answered = item(db, "writer", 1, label="hello", output="")  # the empty string, answered
+    with db.session() as s:
+        row = s.get(Prediction, "writer-p0")
+        assert row is not None
+        row.failed = True
+    lines = {int(x["id"]): x["provenance"]
+             for x in manifest(export_snapshot(db, tmp_path, "failed"))}
+    assert (lines[failed]["served_output"], lines[failed]["served_failed"]) == (None, True)
+    # Written only where it failed, so an export of unchanged data keeps its content hash.
+    assert lines[answered]["served_output"] == "" and "served_failed" not in lines[answered]

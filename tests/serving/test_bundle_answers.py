@@ -144,6 +144,7 @@ def test_a_remote_answer_nested_past_the_parser_is_malformed_not_a_crash(
     register_bundle(registry, models, _remote(tmp_path, deep.url), check_remote=False)
     with pytest.raises(OfflineError, match=r"^line 1: the candidate failed: remote model 'iris'"
                                            r".* answered 200 with a body that is not a JSON "
-                                           r"object$") as info:
+                                           r"object; the candidate failed on every example "
+                                           r"\(2\), so nothing was stored$") as info:
         offline_test(registry, "far", _dataset(tmp_path))
     assert info.value.status == 502

@@ -269,11 +269,11 @@ def test_json_output_checked_against_its_schema(registry: Registry, models: Path
         offline_test(registry, "words-json", path)
 
 
-def test_a_failing_stage_names_the_line_and_stores_nothing(registry: Registry, models: Path,
-                                                           tmp_path: Path) -> None:
-    lines = [{"inputs": {"words": ["fine"]}, "label": "fine"},
-             {"inputs": {"words": ["boom"]}, "label": "boom"}]
-    with pytest.raises(OfflineError, match=r"line 2: the candidate failed: ValueError: cannot"):
+def test_a_stage_failing_on_every_line_stores_nothing(registry: Registry, models: Path,
+                                                      tmp_path: Path) -> None:
+    lines = [{"inputs": {"words": ["boom"]}, "label": "boom"}] * 2
+    with pytest.raises(OfflineError, match=r"^line 1: the candidate failed: ValueError: cannot "
+                                           r"read boom; the candidate failed on every example"):
         _run(registry, models, _python_bundle(tmp_path, "text"), tmp_path, lines)
     assert registry.get("words-text").offline_results == {}
 
@@ -369,7 +369,11 @@ IMPORT_REFUSALS = [
     (_with(("mix_slices",), [{"a": 1}]), r"'mix_slices' must list some of the slices"),
     ('{"slices": ' + "[" * 3000 + "]" * 3000 + "}", r"^results.json is nested too deeply$"),
     (_with(("overall",), {"n": 3, "accuracy": 0.9}),
-     r"^slices\['lab'\].n is 300, more than the overall n of 3: a slice is part of the test"),
+     r"^the slices' n add up to 400, more than the overall n of 3: each example belongs"),
+    (_with(("overall",), {"n": 400, "accuracy": 0.2}),
+     r"^overall.accuracy is 0.2, but its slices make 0.9200 of the overall n of 400; give"),
+    (_with(("overall",), {"n": 1000, "accuracy": 0.2}),
+     r"^overall.accuracy is 0.2, but its slices make 0.3680 to 0.9680 of the overall n of"),
     (_with(("slices", "lab", "n"), 10**29), r"^results.json: slices\['lab'\]\['n'\] must be a"
                                             r" finite number of at most 2\^53 .*\(30 digits\)$"),
 ]

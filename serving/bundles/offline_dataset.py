@@ -1,0 +1,189 @@
+"""The team's labeled dataset for an offline test, read and checked whole before the candidate
+runs once (the format: :mod:`serving.bundles.offline`), so a bad line costs no model time."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from core.text import text_problem
+from serving.bundles.json_input import not_too_deep, parse_json
+from serving.bundles.manifest import Manifest, TensorSpec
+from serving.bundles.offline_labels import truth
+from serving.bundles.offline_metrics import ALL, OfflineError
+from serving.bundles.runner import as_datatype
+from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
+
+MAX_LINE = 64 << 20
+EXPORT_KEYS = ("id", "source", "provenance", "stage_sample")
+"""Keys a line may carry beside the test's own, read past: what ``abvoc relabel export``
+records of an example."""
+
+
+@dataclass(frozen=True)
+class Example:
+    line: int
+    inputs: dict[str, np.ndarray]
+    label: Any
+    slice: str | None
+
+
+def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
+    """Every example of the JSONL file, checked against the manifest's inputs and output type."""
+    path = Path(path)
+    if not path.is_file():
+        raise OfflineError(f"dataset {path} does not exist: give a JSONL file, one example a line")
+    examples = []
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if len(raw) > MAX_LINE:
+                raise OfflineError(f"{path.name} line {number} is over {MAX_LINE} bytes; put "
+                                   "large inputs in .npy files beside the manifest")
+            if not raw.strip():
+                continue
+            examples.append(_example(raw, number, path, manifest))
+    if not examples:
+        raise OfflineError(f"{path.name} holds no examples")
+    return examples
+
+
+def _example(raw: bytes, number: int, path: Path, manifest: Manifest) -> Example:
+    where = f"{path.name} line {number}"
+    with not_too_deep(where):  # numpy and the schema check recurse per level, as json does
+        # Tensor data is bounded by its datatype (json_values), not by parse_json's 2^53.
+        return _checked_example(parse_json(raw, where, free=("inputs",)), number, where, path,
+                                manifest)
+
+
+def _checked_example(item: Any, number: int, where: str, path: Path,
+                     manifest: Manifest) -> Example:
+    if not isinstance(item, dict):
+        raise OfflineError(f"{where} must be an object with 'inputs', 'label' and 'slice'")
+    # `source`, `provenance` and `stage_sample` (why a stage item is its whole input) are what
+    # a relabel export records of each example: provenance, not part of the test.
+    unknown = sorted(set(item) - {"inputs", "label", "slice", *EXPORT_KEYS})
+    if unknown:
+        raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
+                           f"(and optionally {', '.join(repr(k) for k in EXPORT_KEYS)})")
+    inputs = item.get("inputs")
+    declared = {t.name: t for t in manifest.inputs}
+    if not isinstance(inputs, dict) or set(inputs) != set(declared):
+        got = sorted(inputs) if isinstance(inputs, dict) else inputs
+        raise OfflineError(f"{where}: 'inputs' must name the inputs {sorted(declared)}, got "
+                           f"{got!r}")
+    if "label" not in item:
+        raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
+    slice_ = item.get("slice")
+    if slice_ is not None and (not isinstance(slice_, str) or not slice_ or len(slice_) > 100
+                               or slice_ == ALL):
+        raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
+                           f"{ALL!r}, got {slice_!r}")
+    if slice_ is not None and (problem := text_problem(slice_, controls=True)) is not None:
+        raise OfflineError(f"{where}: 'slice' {problem}, got {slice_!r}")
+    arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
+                            batched=not manifest.takes_images)
+              for name, spec in declared.items()}
+    return Example(number, arrays, truth(manifest.output, item["label"], where), slice_)
+
+
+def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
+            batched: bool = True) -> np.ndarray:
+    """The example's input as its declared tensor; `batched`: a leading -1 is the batch axis
+    (an image pipeline's image has none: its -1s are the image's height and width)."""
+    if isinstance(value, str) and value.endswith(".npy"):
+        value = {"file": value}
+    exact = not batched  # an image is checked as the pipeline checks it: its own datatype
+    if isinstance(value, dict):
+        array = _declared_type(_from_file(value, spec, folder, where), spec, where, exact)
+    elif spec.datatype == "BYTES":
+        array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
+                           dtype=object)
+        if any(not isinstance(v, bytes) for v in array.flat):
+            raise OfflineError(f"{where} is BYTES: give strings")
+    else:
+        try:  # the rule the API holds JSON tensors to
+            array = json_values(value, spec.datatype, where)
+        except TensorError as exc:
+            raise OfflineError(exc.message) from exc
+    want = len(spec.shape)
+    batched = batched and want > 0 and spec.shape[0] == -1
+    if array.ndim == want - 1 and batched:
+        array = array[np.newaxis]  # one example: the batch axis of one
+    if array.ndim != want or any(d not in (-1, n) for d, n in zip(spec.shape, array.shape,
+                                                                  strict=True)):
+        raise OfflineError(f"{where} has shape {list(array.shape)}; the candidate takes "
+                           f"{list(spec.shape)} (-1: any size; the batch axis may be left out)")
+    if batched and array.shape[0] != 1:
+        raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
+                           "example per line")
+    return array
+
+
+def _declared_type(array: np.ndarray, spec: TensorSpec, where: str, exact: bool) -> np.ndarray:
+    """A file's array in the input's datatype, by the rule serving holds requests to."""
+    if exact and array.dtype != V2_TO_NUMPY[spec.datatype]:
+        raise OfflineError(f"{where} must be {spec.datatype}, got {array.dtype}")
+    try:
+        return as_datatype(array, spec.datatype, where)
+    except TensorError as exc:
+        raise OfflineError(exc.message) from exc
+
+
+def _nested(value: Any, convert: Callable[[Any], Any]) -> Any:
+    return [_nested(v, convert) for v in value] if isinstance(value, list) else convert(value)
+
+
+def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+    name = value.get("file")
+    if set(value) != {"file"} or not isinstance(name, str) or not name:
+        raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
+    path = folder / rel
+    if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
+        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
+    if not path.is_file():
+        raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
+    if name.endswith(".npy"):
+        return _npy(path, name, where)
+    if spec.datatype != "BYTES":
+        raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
+                           f"takes; this input is {spec.datatype} (use a .npy file)")
+    array = np.empty(1, dtype=object)
+    array[0] = path.read_bytes()
+    return array
+
+
+def _npy(path: Path, name: str, where: str) -> np.ndarray:
+    """The array of a .npy file whose header's claimed size is the file's: numpy allocates what
+    the header claims before it reads (10^15 values are a MemoryError traceback, a few billion a
+    real allocation of gigabytes), so a false claim is refused first."""
+    try:
+        with path.open("rb") as f:
+            version = npy_format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):  # 3.0 is 2.0 with a UTF-8 header
+                raise ValueError(f"unknown .npy version {version}")
+            read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
+                           else npy_format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            held = os.fstat(f.fileno()).st_size - f.tell()
+            values = math.prod(shape)
+            if dtype.hasobject or dtype.itemsize == 0 or any(d < 0 for d in shape):
+                raise ValueError("not an array of numbers")
+            if values * dtype.itemsize != held:
+                raise OfflineError(f"{where}: {name!r} claims {values} values of {dtype} "
+                                   f"({values * dtype.itemsize} bytes) but holds {held} bytes; "
+                                   "write it again with numpy.save")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
+        raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
+                           "numpy.save from a numeric array)") from exc
