@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,14 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                 counts["examples"] += 1
         stage.close()
         counts.update(stage.counts)
+        if not counts["examples"] and not any(stage.counts.values()):
+            left = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()
+                             if v and k != "examples")
+            raise AbvocError(
+                f"nothing to export: no finished item of {', '.join(queues or ['any queue'])}"
+                + (f" for candidate {candidate!r}" if candidate else "")
+                + (f" can be written (left out: {left})" if left else " yet")
+                + "; no dataset version was made")
         content_hash = digest.hexdigest()
         warning = {"warning": w} if (w := mixed_inputs_warning(signatures)) else {}
         if previous is not None and previous.get("content_hash") == content_hash:
@@ -228,4 +237,6 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
     except BaseException:
         stage.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        with suppress(OSError):  # a dataset folder made for this export only, left empty
+            folder.rmdir()
         raise

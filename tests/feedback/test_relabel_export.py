@@ -72,6 +72,20 @@ def test_snapshot_versions_and_content_hash(db: Database, tmp_path: Path) -> Non
     assert only["examples"] == 1
 
 
+def test_an_export_with_nothing_to_write_makes_no_version(db: Database, tmp_path: Path) -> None:
+    """An empty queue made a version of 0 examples (rc 0), and the first real export became v2;
+    now it says why, and leaves no dataset folder behind."""
+    with pytest.raises(AbvocError, match=r"^nothing to export: no finished item of training "
+                                         r"yet; no dataset version was made$"):
+        export_snapshot(db, tmp_path, "empty", ["training"])
+    assert not (tmp_path / "empty").exists()
+    with_inputs(db, 2)  # open items, not labeled yet
+    with pytest.raises(AbvocError, match=r"^nothing to export"):
+        export_snapshot(db, tmp_path, "empty")
+    label_all(db, ["dog", "owl"])
+    assert export_snapshot(db, tmp_path, "empty")["version"] == 1
+
+
 def test_label_studio_round_trip(db: Database, tmp_path: Path) -> None:
     ids = with_inputs(db, 2)
     out = ls_export(db, tmp_path / "ls")
