@@ -18,11 +18,14 @@ accuracy being read from corrections of served answers):
   several requests, the online variance and interval are the delta method's over units and the
   test is Wald's with them (:mod:`evaluation.unit_moments`; ``online.analysis_unit`` says
   which).
-* **Traffic-mix shift.** Slice shares offline vs online: chi-square test of homogeneity on the
-  two count vectors and the population stability index ``PSI = sum (q - p) ln(q / p)`` over
-  shares smoothed by ``1e-4``. The overall gap is split (Kitagawa decomposition) into the part the
-  mix explains, ``sum (w_on - w_off) a_off``, and the part within slices, ``sum w_on (a_on -
-  a_off)``; the two add up to the overall gap exactly, which tells a mix shift from a real drop.
+* **Traffic-mix shift** (:mod:`evaluation.traffic_mix`). Slice shares offline vs online: chi-square
+  test of homogeneity on the two count vectors and the population stability index ``PSI = sum
+  (q - p) ln(q / p)`` over shares smoothed by ``1e-4``, the offline shares over every slice of
+  the offline mix (those with no online traffic included: ``offline_only``). The gap is split
+  (Kitagawa decomposition) into the part the mix explains, ``sum (w_on - w_off) a_off``, and the
+  part within slices, ``sum w_on (a_on - a_off)``; the two add up to the gap exactly, which tells
+  a mix shift from a real drop. It needs both accuracies, so it runs over the slices with an
+  offline accuracy and online traffic, and says which (``decomposition.basis``).
 * **Prediction-distribution shift** (classification outputs). Online output shares against
   (a) the online label shares estimated from corrections (``output - corrected_output + truth``
   per class), tested per class with McNemar's test on the discordant counts, Holm-adjusted
@@ -41,7 +44,9 @@ accuracy being read from corrections of served answers):
 
 The offline mix is ``offline_results["slices"][s]["n"]`` over the slices named in
 ``offline_results["mix_slices"]`` when given, else over the offline slices whose family (the
-part before ``/``) appears online, so overlapping offline groupings (e.g. ``noise/*``) stay out.
+part before ``/``) appears online and the other families that fit beside them in the offline
+test, so overlapping offline groupings (e.g. ``noise/*``) stay out (``left_out`` says why) while
+a slice only the offline test has keeps its share (:mod:`evaluation.traffic_mix`).
 
 Findings are ranked by the rules of :mod:`evaluation.findings`: by *severity*, the share of
 online predictions a finding touches (the excess share of an over-predicted class, the accuracy
@@ -84,6 +89,7 @@ from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
 from evaluation.stats import holm
+from evaluation.traffic_mix import traffic_mix
 from evaluation.unit_moments import Recounts, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
@@ -131,14 +137,6 @@ def mcnemar(b: float, c: float) -> float:
     if b + c == 0:
         return 1.0
     return float(special.chdtrc(1, (abs(b - c) - 1) ** 2 / (b + c)))
-
-
-def _mix_slices(offline: dict[str, Any], online: list[str]) -> list[str]:
-    listed = offline.get("mix_slices")
-    if listed:
-        return list(listed)
-    families = {s.split("/")[0] for s in online}
-    return [s for s in offline.get("slices", {}) if s.split("/")[0] in families]
 
 
 def _per_unit(moments: Moments | None, predictions: float,
@@ -190,43 +188,6 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
             "flagged": bool(p < alpha) if not math.isnan(p) else False,
         })
     return rows
-
-
-def _mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
-         rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    online = [s for s in cells if s != ALL]
-    names = sorted(set(_mix_slices(offline, online)) | set(online))
-    off_slices = offline.get("slices", {})
-    off_n = np.array([float(off_slices.get(s, {}).get("n") or 0) if s in
-                      _mix_slices(offline, online) else 0.0 for s in names])
-    on_n = np.array([float(cells[s].get(agg.PREDICTIONS)[0]) if s in cells else 0.0
-                     for s in names])
-    if off_n.sum() == 0 or on_n.sum() == 0:
-        return None
-    chi2, p, note = homogeneity(off_n, on_n)
-    index = psi(off_n, on_n)
-    w_off, w_on = off_n / off_n.sum(), on_n / on_n.sum()
-    by_slice = {r["slice"]: r for r in rows}
-    a_off = np.array([off_slices.get(s, {}).get("exact_match") for s in names], dtype=float)
-    a_on = np.array([by_slice[s]["online"]["accuracy_bound"] if s in by_slice else np.nan
-                     for s in names], dtype=float)
-    both = ~np.isnan(a_off) & ~np.isnan(a_on) & (w_on > 0)
-    decomposition = None
-    if both.any():
-        wo, wn = w_off[both] / w_off[both].sum(), w_on[both] / w_on[both].sum()
-        mix_effect = float(np.sum((wn - wo) * a_off[both]))
-        within = float(np.sum(wn * (a_on[both] - a_off[both])))
-        decomposition = {"offline": float(np.sum(wo * a_off[both])),
-                         "online": float(np.sum(wn * a_on[both])),
-                         "mix_effect": mix_effect, "within_slices": within}
-    return {"candidate": ref[0], "version": ref[1], "slices": names,
-            "offline_shares": dict(zip(names, w_off.tolist(), strict=True)),
-            "online_shares": dict(zip(names, w_on.tolist(), strict=True)),
-            "chi_square": None if math.isnan(chi2) else chi2,
-            "p_value": None if math.isnan(p) else p, "psi": index,
-            "decomposition": decomposition, "note": note,
-            "shifted": bool(not math.isnan(p) and p < alpha and note is None
-                            and index >= PSI_SHIFT)}
 
 
 def _holm_online(per_class: list[dict[str, Any]], alpha: float) -> int:
@@ -288,7 +249,7 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
                                       if shown is None or s in shown}, alpha, tolerance, units)
-    return (rows, _mix(ref, offline, cells, alpha, rows),
+    return (rows, traffic_mix(ref, offline, cells, alpha, rows),
             _prediction_shift(ref, offline, cells[ALL], alpha))
 
 

@@ -15,7 +15,11 @@ floats happens to be larger:
    label.
 
 Per output type: a label candidate's shift against its offline label shares gives one finding
-per class it significantly over-predicts (severity: the excess share), and against the online
+per class it significantly over-predicts (severity: the excess share; each class's own
+Holm-adjusted p), else one per class it significantly under-predicts (severity: the missing
+share), else, where only the whole table is significant, one finding about the distribution as a
+whole with the table's p and no class named (severity: the share of answers that would have to
+change class, half the sum of the absolute differences); and against the online
 labels its corrections give, one finding for the over-predicted class of largest excess whose
 McNemar p, Holm-adjusted over the classes tested, is below alpha; a number candidate whose
 online MAE is significantly above its offline MAE gives an ``error_gap`` finding, whose severity
@@ -88,7 +92,9 @@ def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]]
         explained = r["slice"] == "all" and _mix_explains(mix, r["gap"])
         if explained and mix is not None:
             d = mix["decomposition"]
-            advice = (f": the traffic mix explains {d['mix_effect']:+.1%} of this "
+            scope = _scope(d)
+            advice = (f": the traffic mix explains{', ' + scope + ',' if scope else ''} "
+                      f"{d['mix_effect']:+.1%} of this "
                       f"{r['gap']:+.1%} and the slices themselves change by "
                       f"{d['within_slices']:+.1%}, so the model holds up slice by slice; "
                       "reweight the offline test to the online mix before relabeling anything.")
@@ -117,8 +123,14 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
         severity = 0.0
         if d is not None:
             severity = abs(d["mix_effect"])
-            tail = (f"; the mix accounts for {d['mix_effect']:+.1%} of the accuracy change and "
-                    f"drops within slices for {d['within_slices']:+.1%}")
+            scope = _scope(d)
+            tail = (f"; {scope + ', ' if scope else ''}the mix accounts for "
+                    f"{d['mix_effect']:+.1%} of the accuracy change and drops within slices "
+                    f"for {d['within_slices']:+.1%}")
+        only = m.get("offline_only") or {}
+        if only.get("slices"):
+            tail += (f"; offline slice(s) {', '.join(repr(s) for s in only['slices'])} "
+                     f"({only['share']:.0%} of the offline mix) get no online traffic")
         gap = gaps.get(_ref(m))
         explains = _mix_explains(m, -gap if gap is not None else None)
         if explains and gap is not None:
@@ -135,6 +147,17 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
                 "offline test to the online mix."),
         })
     return out
+
+
+def _scope(d: dict[str, Any]) -> str:
+    """Where the decomposition covers only some slices, which, and its offline figure there:
+    a sentence must not pass a few slices' accuracy off as the offline test's."""
+    if d.get("offline_share", 1.0) >= 1 - 1e-12 and d.get("online_share", 1.0) >= 1 - 1e-12:
+        return ""
+    names = ", ".join(repr(s) for s in d.get("slices", []))
+    return (f"over the slice(s) both sides have ({names}: {d['offline_share']:.0%} of the "
+            f"offline mix, {d['online_share']:.0%} of online requests, offline accuracy "
+            f"{d['offline']:.1%} there)")
 
 
 def _online_top(shift: dict[str, Any], alpha: float) -> dict[str, Any] | None:
@@ -176,24 +199,49 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
 
 def _offline_shift_findings(cand: Ref, name: str, off: dict[str, Any] | None
                             ) -> list[dict[str, Any]]:
-    """One finding per class over-predicted against the offline labels (each class's own
-    Holm-adjusted test); the top class alone when only the whole table is significant."""
+    """Findings of a shift against the offline labels, naming only classes whose own
+    Holm-adjusted test is significant: one per class significantly over-predicted (its sentence
+    naming the significantly under-predicted ones, their other side); else one per class
+    significantly under-predicted; else, the whole table being significant but no class on its
+    own, one finding about the distribution as a whole with the table's p and no class, since
+    the class of largest excess would be one picked after looking and not itself shown."""
     if not off or not off["shifted"]:
         return []
-    rows = [r for r in off.get("classes", []) if r["shifted"] and r["difference"] > 0]
-    if not rows and off["excess"] > 0:
-        top = off["top_label"]
-        rows = [{**r, "p_value_holm": off["p_value"]} for r in off.get("classes", [])
-                if r["label"] == top]
+    tested = [r for r in off.get("classes", []) if r.get("p_value_holm") is not None]
+    over = [r for r in tested if r["shifted"] and r["difference"] > 0]
+    under = [r for r in tested if r["shifted"] and r["difference"] < 0]
+    k = len(tested)
+    if not over and not under:
+        return [{
+            "kind": "prediction_shift", "candidate": cand[0], "version": cand[1],
+            "slice": "all", "severity": sum(max(r["difference"], 0.0) for r in tested),
+            "p_value": off["p_value"], "classes_tested": k,
+            "explanation": (
+                f"{name}'s answers online are not distributed as its offline labels are "
+                f"(chi-square p = {off['p_value']:.2g}, PSI {off['psi']:.2f}), though no single "
+                f"class's share differs significantly (Holm-adjusted over the {k} classes): "
+                "online inputs differ from the offline test as a whole; sample them for "
+                "relabeling and add them to the test set."),
+        }]
+    also = "".join(f"; it answers {r['label']!r} less often, {_shares(r)}" for r in under)
     return [{
         "kind": "prediction_shift", "candidate": cand[0], "version": cand[1], "slice": "all",
-        "label": r["label"], "severity": r["difference"], "p_value": r["p_value_holm"],
+        "label": r["label"], "severity": abs(r["difference"]), "p_value": r["p_value_holm"],
+        "p_value_unadjusted": r["p_value"], "classes_tested": k,
         "explanation": (
-            f"{name} answers {r['label']!r} on {r['online_share']:.0%} of online requests while "
-            f"{r['label']!r} is {r['offline_share']:.0%} of its offline labels (PSI "
-            f"{off['psi']:.2f}): online inputs differ from the offline test; sample them for "
-            "relabeling and add them to the test set."),
-    } for r in rows]
+            f"{name} answers {r['label']!r} on {_shares(r, k)}, PSI {off['psi']:.2f}: it "
+            f"{'over' if r['difference'] > 0 else 'under'}-predicts {r['label']!r} on online "
+            f"inputs{also if over else ''}; online inputs differ from the offline test, so "
+            "sample them for relabeling and add them to the test set."),
+    } for r in over or under]
+
+
+def _shares(r: dict[str, Any], k: int | None = None) -> str:
+    """A class's online share against its offline-label share, with its own adjusted p."""
+    shown = distinct_percents(r["online_share"], r["offline_share"])
+    over = f" over the {k} classes" if k is not None else ""
+    return (f"{shown[0]} of online requests while {r['label']!r} is {shown[1]} of its offline "
+            f"labels (p = {r['p_value_holm']:.2g}, Holm-adjusted{over})")
 
 
 def _error_findings(slices: list[dict[str, Any]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation import aggregation as agg
@@ -107,3 +108,50 @@ def test_corrections_that_confirm_the_answer_are_not_errors() -> None:
         assert row["online"]["accuracy_ci"] == pytest.approx(
             list(proportion_confint(950, 1000, alpha=0.05, method="wilson")))
     assert rank_findings(rows, [], [], 0.05) == []
+
+
+def test_an_offline_slice_without_online_traffic_keeps_its_share() -> None:
+    """The tester's case: the offline test is 50 % 'féld-ü' and 50 % 'lab'; online traffic is
+    70 % 'field' and 30 % 'lab'. The offline mix is reported as it was, the slice with no online
+    counterpart named, the decomposition said to cover 'lab' only, and the chi-square test and
+    PSI taken on exactly those two distributions (scipy's test, PSI by its definition)."""
+    offline = {"overall": {"n": 30, "exact_match": 0.9},
+               "slices": {"féld-ü": {"n": 15, "exact_match": 13 / 15},
+                          "lab": {"n": 15, "exact_match": 14 / 15}}}
+    rows, mix, _ = candidate_divergence("iris", offline,
+                                        _cells({"field": (168, 20), "lab": (72, 5)}), 0.05, 0.02)
+    assert mix is not None and mix["slices"] == ["field", "féld-ü", "lab"]
+    assert mix["offline_shares"] == {"field": 0.0, "féld-ü": 0.5, "lab": 0.5}
+    assert mix["online_shares"] == pytest.approx({"field": 0.7, "féld-ü": 0.0, "lab": 0.3})
+    assert mix["offline_only"] == {"slices": ["féld-ü"], "share": 0.5}
+    assert mix["online_only"] == {"slices": ["field"], "share": pytest.approx(0.7)}
+    assert mix["left_out"] == {} and mix["offline_n"] == 30 and mix["online_n"] == 240
+    ref = stats.chi2_contingency(np.array([[0, 15, 15], [168, 0, 72]]), correction=False)
+    assert (mix["chi_square"], mix["p_value"]) == pytest.approx((ref.statistic, ref.pvalue))
+    p, q = np.maximum([0, 0.5, 0.5], 1e-4), np.maximum([0.7, 0, 0.3], 1e-4)
+    assert mix["psi"] == pytest.approx(float(np.sum((q - p) * np.log(q / p))))
+    assert "offline_n" in mix["compared"] and "no online traffic included" in mix["compared"]
+    d = mix["decomposition"]
+    assert d["slices"] == ["lab"] and d["offline"] == pytest.approx(14 / 15)
+    assert (d["offline_share"], d["online_share"]) == pytest.approx((0.5, 0.3))
+    assert "not the offline test's overall figure" in d["basis"]
+    [finding] = [f for f in rank_findings(rows, [mix], [], 0.05) if f["kind"] == "traffic_mix"]
+    text = finding["explanation"]
+    assert "offline slice(s) 'féld-ü' (50% of the offline mix) get no online traffic" in text
+    assert "over the slice(s) both sides have ('lab': 50% of the offline mix" in text
+    assert "offline accuracy 93.3% there" in text
+
+
+def test_another_grouping_of_the_offline_test_stays_out_and_says_why() -> None:
+    # 'noise/noisy' regroups examples of the 1,000 already in the printed/handwritten slices.
+    offline = {**OFFLINE, "slices": {**OFFLINE["slices"],
+                                     "noise/noisy": {"n": 100, "exact_match": 0.5}}}
+    cells = _cells({"printed/middle": (400, 20), "handwritten/middle": (1600, 480)})
+    _, mix, _ = candidate_divergence("ocr", offline, cells, 0.05, 0.02)
+    assert mix["offline_shares"] == {"handwritten/middle": 0.2, "printed/middle": 0.8}
+    assert "another grouping" in mix["left_out"]["noise/noisy"]
+    assert mix["offline_only"] == {"slices": [], "share": 0.0}
+    assert mix["decomposition"]["basis"] == "over every slice of both mixes"
+    # Without an overall n a part of the test cannot be told from a regrouping: left out.
+    _, bare, _ = candidate_divergence("ocr", {"slices": offline["slices"]}, cells, 0.05, 0.02)
+    assert "no overall n" in bare["left_out"]["noise/noisy"]

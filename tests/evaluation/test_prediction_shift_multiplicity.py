@@ -1,7 +1,8 @@
 """The online prediction-shift finding names the class of largest excess, chosen after looking at
 every class, so its McNemar p is Holm-adjusted over the classes tested before it is held
 against alpha (tester's report D10: the raw p gave false findings 17 % of the time over ten
-classes at a nominal 5 %)."""
+classes at a nominal 5 %). The finding against the offline labels names only classes whose own
+Holm-adjusted shift is significant, in either direction, else none (tester's loop report, 3)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
+from statsmodels.stats.contingency_tables import Table
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 
@@ -107,3 +110,54 @@ def test_no_shift_gives_findings_at_most_alpha_of_the_time() -> None:
                 for _ in range(reps))
     margin = 3 * math.sqrt(ALPHA * (1 - ALPHA) / reps)  # about 0.033: 5 % + 3 standard errors
     assert found / reps <= ALPHA + margin, found / reps
+
+
+def _offline_findings(outputs: dict[str, int], shares: dict[str, float],
+                      n: int) -> tuple[dict, list[dict]]:
+    """The shift against offline labels (`shares` of a test of `n`) and its findings."""
+    offline = {"label_shares": shares, "overall": {"n": n}}
+    rows, mix, shift = candidate_divergence("iris", offline, {ALL: _cell(outputs, {}, {})},
+                                            ALPHA, 0.02)
+    assert shift is not None
+    found = rank_findings(rows, [mix] if mix else [], [shift], ALPHA)
+    return shift["offline_labels"], _online_shift(found)
+
+
+def _holm_residuals(outputs: dict[str, int], shares: dict[str, float], n: int) -> np.ndarray:
+    """Holm-adjusted two-sided p of each class's adjusted residual, by scipy and statsmodels."""
+    table = np.vstack([np.array([shares[c] for c in outputs]) * n, list(outputs.values())])
+    p = 2 * stats.norm.sf(np.abs(Table(table).standardized_resids[1]))
+    return multipletests(p, alpha=ALPHA, method="holm")[1]
+
+
+def test_the_offline_shift_finding_names_the_class_whose_own_shift_is_significant() -> None:
+    # The tester's case: setosa answered most above its offline share but not significantly on
+    # its own; virginica, under-predicted, is the only class whose shift is. The finding must
+    # name virginica with its own adjusted p, not setosa with the table's.
+    shares = {"setosa": 0.27, "versicolor": 0.31, "virginica": 0.42}
+    outputs = {"setosa": 41, "versicolor": 44, "virginica": 26}
+    off, found = _offline_findings(outputs, shares, 129)
+    table = np.vstack([np.array(list(shares.values())) * 129, list(outputs.values())])
+    assert off["p_value"] == pytest.approx(stats.chi2_contingency(
+        table, correction=False).pvalue, rel=1e-9)
+    holm_p = _holm_residuals(outputs, shares, 129)
+    assert [c for c, q in zip(outputs, holm_p, strict=True) if q < ALPHA] == ["virginica"]
+    assert off["top_label"] == "setosa"  # largest excess, not itself significant
+    [finding] = found
+    assert finding["label"] == "virginica"
+    assert finding["p_value"] == pytest.approx(holm_p[2], rel=1e-9) != off["p_value"]
+    assert finding["severity"] == pytest.approx(0.42 - 26 / 111)
+    assert "under-predicts 'virginica'" in finding["explanation"]
+    assert "setosa" not in finding["explanation"]
+
+
+def test_a_table_shift_without_a_significant_class_names_no_class() -> None:
+    shares = {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    outputs = {"a": 68, "b": 44, "c": 29}
+    off, found = _offline_findings(outputs, shares, 108)
+    assert off["shifted"] and all(q >= ALPHA for q in _holm_residuals(outputs, shares, 108))
+    [finding] = found
+    assert "label" not in finding and finding["p_value"] == pytest.approx(off["p_value"])
+    assert finding["severity"] == pytest.approx(68 / 141 - 1 / 3)
+    assert "no single class's share differs significantly" in finding["explanation"]
+    assert not any(f"'{c}'" in finding["explanation"] for c in shares)
