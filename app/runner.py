@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from flask import Flask
 from werkzeug.serving import make_server
 
 import app as app_package
@@ -33,7 +34,7 @@ from app.supervisor import (
 )
 from core.outbox import OutboxRelay
 from core.settings import Settings
-from core.startup import Services
+from core.startup import Services, connect
 from core.store.db import Database
 from core.store.retention import prune, prune_inputs
 from core.supervision import freeze_startup_heap
@@ -140,7 +141,17 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1,
     the caller has pointed Prometheus at a shared folder first (`use_prometheus_dir`)."""
     log.info("abvoc API on http://%s:%d: granian, %d workers × %d threads", host, port,
              workers, threads)
-    serve_wsgi(create_app, settings, host, port, workers=workers, threads=threads)
+    serve_wsgi(api_in_worker, settings, host, port, workers=workers, threads=threads)
+
+
+def api_in_worker(settings: Settings) -> Flask:
+    """The API in a server's worker process. The parent checked the bus and migrated the store
+    before the first worker started; a worker started again during an outage (its predecessor
+    killed) waits for the store, and leaves the bus (which serving never calls: events wait in
+    the outbox) to /readyz. Exiting instead read as a crash loop to granian, which then stopped
+    the healthy workers too."""
+    return create_app(settings, connect(settings, migrate=False, check_bus=False,
+                                        wait_for_store=True))
 
 
 def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 1,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 
 from core.bus import Bus, BusUnavailable, open_bus
@@ -32,15 +34,21 @@ class Services:
         self.db.dispose()
 
 
-def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True) -> Services:
+def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
+            wait_for_store: bool = False) -> Services:
     """Open (and by default migrate) the store, open the bus, and check both are reachable.
 
     The secret key is settled first (see `ensure_secret_key`): a service without one in
-    production refuses to start before it touches anything.
+    production refuses to start before it touches anything. With `wait_for_store`, an
+    unreachable store is waited for (a server's worker process restarted during an outage, whose
+    parent checked the setup at start: exiting would read as a crash loop to the server).
     """
     settings = ensure_secret_key(settings)
     db = Database(settings.database_url)
-    db.check()
+    if wait_for_store:
+        _wait_for(db)
+    else:
+        db.check()
     if migrate:
         if schema.status(db) == schema.AHEAD:  # a newer node migrated the shared store
             log.warning("%s; this node serves on it meanwhile", schema.ahead_note(db))
@@ -55,3 +63,21 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True)
             db.dispose()
             raise ConfigError(f"ABVOC_BUS_URL={settings.bus} is unreachable: {exc}") from exc
     return Services(settings, db, bus)
+
+
+def _wait_for(db: Database, first_s: float = 0.5, most_s: float = 5.0) -> None:
+    """Check the store until it answers, backing off; a log line when the wait begins and
+    about every minute after, not one a try."""
+    delay, said = first_s, -math.inf
+    while True:
+        try:
+            db.check()
+            return
+        except ConfigError as exc:
+            if "unreachable" not in exc.message:  # not a store at all: waiting will not help
+                raise
+            if time.monotonic() - said >= 60:
+                log.warning("%s; this process waits for it", exc.message)
+                said = time.monotonic()
+        time.sleep(delay)
+        delay = min(delay * 2, most_s)

@@ -11,6 +11,7 @@ import click
 
 from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
 from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
+from core.bus import BusUnavailable
 from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
 from core.startup import connect
 from core.store import schema
@@ -134,11 +135,23 @@ def _run(ctx: Context, **parts: object) -> None:
         sys.exit(status)
 
 
-def _ready_settings(ctx: Context) -> Settings:
+def _ready_settings(ctx: Context, *, bus_required: bool = True) -> Settings:
     """Settings with the secret key settled, after checking the store and the bus (and
-    migrating the store) once, so a broken setup fails here and not in every child."""
+    migrating the store) once, so a broken setup fails here and not in every child. The API
+    alone (not `bus_required`) starts while the bus is down: it never calls the bus (events wait
+    in the outbox), so a restart during a broker's maintenance must not keep it down."""
     settings = ensure_secret_key(ctx.settings)
-    connect(settings).close()
+    services = connect(settings, check_bus=bus_required)
+    try:
+        if not bus_required:
+            try:
+                services.bus.check()
+            except BusUnavailable as exc:
+                click.echo(f"warning: ABVOC_BUS_URL={settings.bus} is unreachable ({exc}); "
+                           "serving anyway: events wait in the outbox for the relay, and "
+                           "/readyz says the bus is down", err=True)
+    finally:
+        services.close()
     return settings
 
 
@@ -168,7 +181,7 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
     if dev:
         _run(ctx, api=(host, port))
         return
-    settings = _ready_settings(ctx)
+    settings = _ready_settings(ctx, bus_required=False)
     if (workers or 1) > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
         use_prometheus_dir(settings.data_dir)  # before prometheus_client is imported
     from app.runner import serve_api

@@ -1,0 +1,99 @@
+"""`abvoc serve --workers N` through a store outage: a worker process killed while PostgreSQL is
+down is started again and waits for the store, instead of exiting at once, which granian read
+as a crash loop and answered by stopping the healthy workers too (found by a PostgreSQL + Kafka
+deployment pass: the API never came back after the database did)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.test_http_server import REPO, exchange
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+READY = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own: it is stopped and started again."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def _workers(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _until(check: object, log: Path, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"{what}\n{log.read_text()[-3000:]}"
+        time.sleep(0.3)
+
+
+def test_a_worker_restarted_during_a_store_outage_waits_and_the_api_comes_back(
+        own_postgres: PostgresServer, tmp_path: Path) -> None:
+    url = own_postgres.create_database(migrated=True)
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
+    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), ABVOC_DATABASE_URL=url,
+               ABVOC_LOG_LEVEL="INFO", PYTHONPATH=str(REPO))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+                                 "--workers", "2", "--threads", "2"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        _until(lambda: exchange(port, READY)[0] == 200, log, 120, "never ready")
+        _until(lambda: len(_workers(proc.pid)) == 2, log, 30, "not 2 workers")
+        own_postgres.halt()
+        victim = _workers(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        _until(lambda: "this process waits for it" in log.read_text(), log, 60,
+               "the new worker did not wait for the store")
+        time.sleep(3)  # long enough for granian to call a crash loop
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert exchange(port, HEALTH)[0] == 200  # the healthy worker still answers
+        own_postgres.start()
+        _until(lambda: exchange(port, READY)[0] == 200, log, 60, "not ready after the store")
+        assert victim not in _workers(proc.pid) and len(_workers(proc.pid)) == 2
+        assert "crash loop" not in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path) -> None:
+    """It never calls the bus (events wait in the outbox): a restart during a broker's
+    maintenance must not keep it down. /readyz still says the bus is down."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
+    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO),
+               ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+                                 "--threads", "2"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
+        status, body, _ = exchange(port, READY)
+        assert status == 503 and "bus" in str(body), body
+        assert "is unreachable" in log.read_text() and "serving anyway" in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
