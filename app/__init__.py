@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import inputs
 from app.compressed import InflateBodies, compress_answers
+from app.quiet_log import warn_now_and_then
 from core.errors import AbvocError
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
@@ -126,7 +127,8 @@ def _register_errors(app: Flask) -> None:
         # a hint to retry. Anything else from the store is a real server error.
         if not store_unreachable(exc):
             raise exc
-        app.logger.warning("store unavailable: %s", type(exc).__name__)
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        warn_now_and_then(app.logger, f"store unavailable: {type(exc).__name__}: {cause}")
         body = {"error": "the store is unavailable (restarting or unreachable); try again "
                          "shortly", "status": 503}
         return jsonify(body), 503, [("Retry-After", "2")]

@@ -27,7 +27,7 @@ from granian.constants import HTTPModes, Interfaces
 from granian.log import LogLevels
 
 from app import close_app
-from app.supervisor import PROMETHEUS_DIR_VAR
+from app.supervisor import forget_process_metrics
 from core.settings import Settings
 from core.supervision import freeze_startup_heap
 
@@ -71,8 +71,5 @@ def _worker_exit(app: Any) -> None:
     """A worker's last act on a clean exit (SIGTERM or SIGINT from the server)."""
     if "abvoc" in getattr(app, "extensions", {}):
         close_app(app)  # runs the queued shadows, flushes writes, closes connections
-    if os.environ.get(PROMETHEUS_DIR_VAR):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(os.getpid())
+    forget_process_metrics(os.getpid())
     log.info("server worker process %d closed its app", os.getpid())

@@ -30,6 +30,7 @@ from app.supervisor import (
     Supervisor,
     check_port_free,
     child_env,
+    forget_process_metrics,
     use_prometheus_dir,
 )
 from core.outbox import OutboxRelay
@@ -132,6 +133,7 @@ def run_processes(
     for thread in threads:
         thread.join(timeout=15)
     services.close()
+    forget_process_metrics(os.getpid())  # a stopped worker's lag is no lag of the service's
     return status
 
 

@@ -54,6 +54,15 @@ def use_prometheus_dir(data_dir: Path) -> str:
     os.environ[PROMETHEUS_DIR_VAR] = str(folder)
     return str(folder)
 
+def forget_process_metrics(pid: int) -> None:
+    """Drop a process's live gauges (consumer lag, in-flight counts) from the shared Prometheus
+    folder once it has exited: otherwise /metrics showed a stopped worker's last lag for ever."""
+    if os.environ.get(PROMETHEUS_DIR_VAR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0
@@ -106,6 +115,7 @@ class Supervisor:
         if code is None:
             return
         _signal_group(child.process, signal.SIGKILL)  # what it left behind, before a restart
+        forget_process_metrics(child.process.pid)
         if now - child.started_at >= STABLE_AFTER_S:
             child.backoff_s = FIRST_BACKOFF_S
         log.error("%s (pid %d) exited with %s; restarting in %.0f s (restart %d)", child.name,

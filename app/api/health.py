@@ -14,15 +14,19 @@ consumer lag, default 120 s) in the app config.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.quiet_log import warn_now_and_then
 from core import health
 from core.bus import BusUnavailable
 from core.errors import ConfigError
 from core.outbox import pending_count
 from core.store import schema
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
@@ -46,12 +50,12 @@ def readyz():  # noqa: ANN201
         if state == schema.AHEAD:  # ready (migrations since 0005 only add); said, to upgrade
             body_note = schema.ahead_note(services.db)
     except ConfigError as exc:
-        checks["database"] = exc.message
+        checks["database"] = unreachable(exc.message)
     try:
         services.bus.check()
         checks["bus"] = "ok"
     except BusUnavailable as exc:
-        checks["bus"] = str(exc)
+        checks["bus"] = unreachable(str(exc))
     body: dict = {"schema": body_note} if body_note else {}
     if checks["database"] == "ok":
         try:
@@ -75,3 +79,10 @@ def readyz():  # noqa: ANN201
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return jsonify(body), 200 if ready else 503
+
+
+def unreachable(why: str) -> str:
+    """What an open probe says of a store or bus it cannot reach: that, without the user, host
+    and port its error names (anyone may call the probe); the log has the whole error."""
+    warn_now_and_then(log, why)
+    return "unreachable (the service's log says why)"

@@ -37,6 +37,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.api.health import unreachable
 from app.api.predict import FORCE_HEADER
 from app.api.v2_outputs import answer as v2_answer
 from app.api.v2_outputs import flag, outputs, wanted_outputs
@@ -111,7 +112,8 @@ def ready():  # noqa: ANN201
         if schema.status(db) == schema.BEHIND:  # ahead: a newer node migrated it; serving
             raise NotReady("the database schema is not migrated; run `abvoc db upgrade`")
     except (ConfigError, SQLAlchemyError) as exc:
-        raise NotReady(f"the store is unreachable: {getattr(exc, 'message', exc)}") from exc
+        raise NotReady(f"the store is {unreachable(str(getattr(exc, 'message', exc)))}") \
+            from exc
     return jsonify({"ready": True})
 
 
