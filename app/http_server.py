@@ -19,6 +19,9 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +51,7 @@ def serve_wsgi(factory: Callable[[Settings], Any], settings: Settings, host: str
     def load_app() -> Any:
         app = factory(settings)
         multiprocessing.util.Finalize(app, _worker_exit, args=(app,), exitpriority=10)
+        _stop_when_orphaned(os.getppid())
         freeze_startup_heap()  # the app and its models are loaded: see its docstring
         return app
 
@@ -65,6 +69,19 @@ def serve_wsgi(factory: Callable[[Settings], Any], settings: Settings, host: str
         workers_kill_timeout=GRACEFUL_S,
     )
     server.serve(target_loader=load_app, wrap_loader=False)
+
+
+def _stop_when_orphaned(server_pid: int, every_s: float = 1.0) -> None:
+    """Stop this worker (gracefully, as the server would) once its server process is gone: a
+    server killed with SIGKILL left its workers serving as orphans on the port, and every new
+    `abvoc serve` failed with "Address already in use"."""
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(every_s)
+        log.warning("server process %d is gone; worker %d stops", server_pid, os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def _worker_exit(app: Any) -> None:

@@ -97,3 +97,39 @@ def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_server_process_is_killed(tmp_path: Path) -> None:
+    """They kept serving as orphans on the port, and every new `abvoc serve` failed with
+    "Address already in use" until someone found and killed them."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
+    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+                                 "--workers", "2", "--threads", "2"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    workers: list[int] = []
+    try:
+        _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
+        _until(lambda: len(_workers(proc.pid)) == 2, log, 30, "not 2 workers")
+        workers = _workers(proc.pid)
+        proc.kill()
+        proc.wait(timeout=30)
+        _until(lambda: not any(_running(w) for w in workers), log, 30,
+               "the workers outlived their server")
+        assert exchange(port, HEALTH)[0] == 0  # nobody answers on the port any more
+        assert "is gone; worker" in log.read_text()
+    finally:
+        proc.kill()
+        for w in filter(_running, workers):
+            os.kill(w, signal.SIGKILL)

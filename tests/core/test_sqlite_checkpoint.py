@@ -43,8 +43,10 @@ def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> N
             _write_pages(db, 1500)
             assert _wait_for(lambda done=done: db.checkpointer.backfilled >= done + 1500), \
                 f"round {round_}: the checkpointer copied {db.checkpointer.backfilled - done}"
-        # Each round's log was copied back before the next, so it started over each time.
-        assert wal.stat().st_size < 2 * 1500 * PAGE
+        # Each round's log was copied back before the next, so it started over: two rounds at
+        # most (a restart can miss its turn when the copy ends as the next write begins, seen
+        # once on a loaded host), never the 6,000 pages of a log nothing copied back.
+        assert wal.stat().st_size < (2 * 1500 + 100) * (PAGE + 24)
         with db.reading() as s:
             assert s.execute(text("SELECT count(*) FROM blobs")).scalar() == 6000
         checkpointer = db.checkpointer
