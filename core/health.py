@@ -2,18 +2,30 @@
 
 Each supervised loop (the outbox relay, an evaluation worker) writes one `component_heartbeats`
 row per instance: when it last beat, whether its last round failed and why, how often it has
-restarted, and how far behind it is. The readiness rule (:func:`component_checks`):
+restarted, how far behind it is, which topics it reads (a worker: its topic prefix and consumer
+group), a note on work it does but cannot count (a worker parking most receipts), and, once it
+stopped cleanly, when. The readiness rule (:func:`component_checks`):
 
 - a component with no rows at all is not judged: this deployment may not run it here or at all
   (an API-only process stays meaningful) — unless the deployment says it runs it
   (``expected``, from ``ABVOC_EXPECT_PARTS``; `abvoc up` sets it for the parts it supervises):
   then it is *down* until an instance of it beats, so a part that never got going, or whose
   heartbeats cannot be written, is not taken for one this deployment does not run;
-- a component is *down* when it has rows but none beat within `stale_s` (its process died, or
-  it is stuck) — until an instance of it beats again;
+- rows of instances that stopped cleanly are kept, marked stopped, until a new instance starts:
+  a component whose rows are all stopped is not judged either (stopped on purpose is not down),
+  unless it is expected: then it is *down* as *stopped*, which tells an operator it ran, not
+  that it never started;
+- a component is *not beating* when it has running rows but none beat within `stale_s`: its
+  process died, or it is stuck (e.g. waiting on a store lock): the store cannot tell which;
 - it is *failing* when a live instance's last round failed (it is restarting with backoff); a
   round on standby while another instance does the work (core.supervision) leaves that as it is;
+- it reads the *wrong topics* when every live instance that names its topic prefix names
+  another one than the API's (``prefix``): it consumes topics nothing writes to;
+- it is *parking* when a live instance notes that it parks most of what it reads (a worker
+  whose secret key refuses the API's receipts);
 - it is *lagging* when a live instance reports a lag above `max_lag_s`.
+An error is shown only from a row whose last round failed, with its age: a row that beat well
+since keeps its error, but that error is history, not the cause of what is wrong now.
 
 Independently of heartbeats, the outbox is *lagging* when its oldest unsent event is older than
 `max_lag_s` (no relay running, or the bus down for that long).
@@ -30,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 
 from core.store.db import Database, utcnow
 from core.store.models import ComponentHeartbeat, OutboxEvent
@@ -39,11 +51,15 @@ from core.store.upsert import upsert
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STALE_S = 15.0
-"""A component instance whose last beat is older than this is taken for dead."""
+"""A component instance whose last beat is older than this is taken for dead or stuck."""
 MAX_LAG_S = 120.0
 """Readiness fails when events wait longer than this to be relayed or applied."""
 WARN_EVERY = 60
 """Failed heartbeat writes in a row between two warnings (one a minute at one beat a second)."""
+NOT_BEATING = ("not beating: no heartbeat for {age:.0f}s (limit {limit:.0f}s): its process "
+               "may have died or be stuck, e.g. waiting on a lock")
+"""A part whose rows went stale: whether its process lives the store cannot say."""
+EXPECTED = "this deployment runs it: ABVOC_EXPECT_PARTS"
 
 
 def instance_name() -> str:
@@ -60,30 +76,40 @@ def safe_text(text: str, limit: int = 1000) -> str:
 @dataclass
 class Heartbeat:
     """Writes one instance's heartbeat row; every write is best effort (the store may be the
-    very thing that is down, and a heartbeat must never be the reason a loop stops)."""
+    very thing that is down, and a heartbeat must never be the reason a loop stops).
+
+    `topic_prefix` and `consumer_group` say what a consumer reads, so /readyz can tell one
+    reading another prefix's topics; `note` is what its loop wants said while it runs well
+    (see core.parking.ReceiptAlarm); each beat writes them as they stand."""
 
     db: Database
     component: str
     instance: str = field(default_factory=instance_name)
     started_at: datetime = field(default_factory=utcnow)
+    topic_prefix: str | None = None
+    consumer_group: str | None = None
+    note: str | None = None
     failed_writes: int = field(default=0, init=False)  # in a row (see `beat`)
 
     def beat(self, *, failing: bool = False, restarts: int = 0, lag_s: float | None = None,
              error: str | None = None) -> bool:
         now = utcnow()
+        note = safe_text(self.note) if self.note else None
         row: dict[str, Any] = {
             "component": self.component, "instance": self.instance,
             "started_at": self.started_at, "beat_at": now, "failing": failing,
-            "restarts": restarts, "lag_s": lag_s,
+            "restarts": restarts, "lag_s": lag_s, "topic_prefix": self.topic_prefix,
+            "consumer_group": self.consumer_group, "note": note,
         }
-        update = {k: row[k] for k in ("beat_at", "failing", "restarts", "lag_s")}
+        update_ = {k: row[k] for k in ("beat_at", "failing", "restarts", "lag_s",
+                                       "topic_prefix", "consumer_group", "note")}
         if error is not None:
-            row["last_error"] = update["last_error"] = safe_text(error)
-            row["last_error_at"] = update["last_error_at"] = now
+            row["last_error"] = update_["last_error"] = safe_text(error)
+            row["last_error_at"] = update_["last_error_at"] = now
         try:
             with self.db.session() as s:
                 upsert(s, ComponentHeartbeat.__table__, row,
-                       keys=["component", "instance"], update=update)
+                       keys=["component", "instance"], update=update_)
         except Exception as exc:  # noqa: BLE001 - best effort, see the class docstring
             self.failed_writes += 1
             # Not quietly: /readyz reads these rows, so a part whose beats cannot be written
@@ -100,21 +126,26 @@ class Heartbeat:
         return True
 
     def clear_stale(self, stale_s: float = HEARTBEAT_STALE_S) -> None:
-        """Forget dead instances of this component (called when a new one starts)."""
+        """Forget dead and stopped instances of this component (called when a new one starts:
+        its own beats now say whether the component runs)."""
         cutoff = utcnow() - timedelta(seconds=stale_s)
-        self._delete(ComponentHeartbeat.beat_at < cutoff)
+        self._write(delete(ComponentHeartbeat).where(
+            ComponentHeartbeat.component == self.component,
+            or_(ComponentHeartbeat.beat_at < cutoff, ComponentHeartbeat.stopped_at.is_not(None))))
 
     def forget(self) -> None:
-        """Remove this instance's row on a clean stop: stopped on purpose is not down."""
-        self._delete(ComponentHeartbeat.instance == self.instance)
+        """Mark this instance's row stopped on a clean stop: stopped on purpose is not down,
+        yet a part the deployment runs reads as stopped, not as one that never started."""
+        self._write(update(ComponentHeartbeat).where(
+            ComponentHeartbeat.component == self.component,
+            ComponentHeartbeat.instance == self.instance).values(stopped_at=utcnow()))
 
-    def _delete(self, condition: Any) -> None:
+    def _write(self, statement: Any) -> None:
         try:
             with self.db.session() as s:
-                s.execute(delete(ComponentHeartbeat).where(
-                    ComponentHeartbeat.component == self.component, condition))
+                s.execute(statement)
         except Exception as exc:  # noqa: BLE001 - best effort
-            log.debug("heartbeat rows of %s not deleted: %s", self.component, exc)
+            log.debug("heartbeat rows of %s not written: %s", self.component, exc)
 
 
 def _aware(value: datetime) -> datetime:
@@ -122,37 +153,73 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=utcnow().tzinfo)
 
 
+def _age(now: datetime, value: datetime) -> float:
+    return (now - _aware(value)).total_seconds()
+
+
+def _last_error(row: ComponentHeartbeat, now: datetime) -> str:
+    """'; last error Ns ago: …' of a row whose last round failed, else nothing (see the
+    module docstring)."""
+    if not row.failing or not row.last_error:
+        return ""
+    when = f" {_age(now, row.last_error_at):.0f}s ago" if row.last_error_at else ""
+    return f"; last error{when}: {row.last_error}"
+
+
+def _stopped(beats: list[ComponentHeartbeat], now: datetime) -> str:
+    last = min(_age(now, b.stopped_at) for b in beats if b.stopped_at is not None)
+    return (f"down: stopped: no instance runs (the last stopped cleanly {last:.0f}s ago; "
+            f"{EXPECTED})")
+
+
+def _live_verdict(live: list[ComponentHeartbeat], now: datetime, max_lag_s: float,
+                  prefix: str | None) -> str:
+    """What is wrong with a component that has live instances, or 'ok'."""
+    failing = [b for b in live if b.failing]
+    if failing:
+        return (f"failing: {len(failing)} of {len(live)} instances restarting"
+                + _last_error(failing[0], now))
+    named = {b.topic_prefix for b in live}
+    if prefix is not None and None not in named and prefix not in named:
+        theirs = ", ".join(repr(p) for p in sorted(named, key=str))
+        return (f"wrong topics: its live instances read topics prefixed {theirs}, while this "
+                f"API writes to {prefix!r}: nothing reads its events (set the same "
+                "ABVOC_TOPIC_PREFIX on both)")
+    noted = [b for b in live if b.note]
+    if noted:
+        return f"parking: {len(noted)} of {len(live)} instances: {noted[0].note}"
+    lags = [b.lag_s for b in live if b.lag_s is not None]
+    if lags and max(lags) > max_lag_s:
+        return f"lagging: {max(lags):.0f}s behind (limit {max_lag_s:.0f}s)"
+    return "ok"
+
+
 def component_checks(db: Database, *, stale_s: float = HEARTBEAT_STALE_S,
-                     max_lag_s: float = MAX_LAG_S,
-                     expected: Sequence[str] = ()) -> dict[str, str]:
-    """'ok' or what is wrong, per component that has heartbeat rows or is `expected` (see the
-    module rule)."""
+                     max_lag_s: float = MAX_LAG_S, expected: Sequence[str] = (),
+                     prefix: str | None = None) -> dict[str, str]:
+    """'ok' or what is wrong, per component that has heartbeat rows or is `expected`;
+    `prefix` is the caller's own topic prefix (see the module rule)."""
     now = utcnow()
     with db.reading() as s:
         rows = s.execute(select(ComponentHeartbeat)).scalars().all()
     by_component: dict[str, list[ComponentHeartbeat]] = {}
     for row in rows:
         by_component.setdefault(row.component, []).append(row)
-    checks = {name: "down: no instance has written a heartbeat yet (this deployment runs it: "
-                    "ABVOC_EXPECT_PARTS)" for name in expected if name not in by_component}
+    checks = {name: f"down: no instance has written a heartbeat yet ({EXPECTED})"
+              for name in expected if name not in by_component}
     for component, beats in sorted(by_component.items()):
-        ages = {id(b): (now - _aware(b.beat_at)).total_seconds() for b in beats}
-        live = [b for b in beats if ages[id(b)] <= stale_s]
-        if not live:
-            last = min(beats, key=lambda b: ages[id(b)])
-            why = f"down: no heartbeat for {ages[id(last)]:.0f}s (limit {stale_s:.0f}s)"
-            checks[component] = why + (f"; last error: {last.last_error}"
-                                       if last.last_error else "")
+        running = [b for b in beats if b.stopped_at is None]
+        if not running:
+            if component in expected:
+                checks[component] = _stopped(beats, now)
             continue
-        failing = [b for b in live if b.failing]
-        lags = [b.lag_s for b in live if b.lag_s is not None]
-        if failing:
-            checks[component] = (f"failing: {len(failing)} of {len(live)} instances restarting; "
-                                 f"last error: {failing[0].last_error}")
-        elif lags and max(lags) > max_lag_s:
-            checks[component] = f"lagging: {max(lags):.0f}s behind (limit {max_lag_s:.0f}s)"
-        else:
-            checks[component] = "ok"
+        live = [b for b in running if _age(now, b.beat_at) <= stale_s]
+        if live:
+            checks[component] = _live_verdict(live, now, max_lag_s, prefix)
+            continue
+        last = min(running, key=lambda b: _age(now, b.beat_at))
+        checks[component] = (NOT_BEATING.format(age=_age(now, last.beat_at), limit=stale_s)
+                             + _last_error(last, now))
     return checks
 
 

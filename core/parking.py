@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.bus.base import Record
-from core.health import safe_text
+from core.health import Heartbeat, safe_text
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent
 from core.store.upsert import insert_ignore
@@ -113,31 +113,40 @@ def newest_parked(db: Database, limit: int = 20) -> list[dict[str, Any]]:
 
 
 class ReceiptAlarm:
-    """Says once, in one warning line, that a worker's secret key is probably wrong.
+    """Says that a worker's secret key is probably wrong: once in a while in one warning line,
+    and for as long as it lasts in the worker's heartbeat, which /readyz reads.
 
     A worker started with another ABVOC_SECRET_KEY than the API's refuses every receipt the API
-    issued, so each correction it reads is parked; one line per event drowns that cause. When
-    receipt failures are at least `min_parked` and `share` of a batch's records on their
-    topics, this warns (at most once every `every_s`)."""
+    issued, so each correction and outcome it reads is parked; one line per event drowns that
+    cause, and the worker otherwise beats as healthy. When receipt failures are at least
+    `min_parked` and `share` of a batch's records on their topics, this warns (at most once
+    every `every_s`) and sets the heartbeat's note. Batches too small to judge alone are
+    judged together once `min_parked` records were read on topics where receipts failed; the
+    note goes when such a judgement finds most receipts valid."""
 
     def __init__(self, component: str, *, min_parked: int = 5, share: float = 0.5,
-                 every_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 every_s: float = 600.0, clock: Callable[[], float] = time.monotonic,
+                 heartbeat: Heartbeat | None = None) -> None:
         self.component = component
         self.min_parked = min_parked
         self.share = share
         self.every_s = every_s
         self.clock = clock
+        self.heartbeat = heartbeat
         self._quiet_until = float("-inf")
+        self._topics: set[str] = set()  # where receipts failed since this worker started
+        self._failed = self._read = 0  # not yet judged (see the class docstring)
 
     def check(self, records: list[Record], parked: list[tuple[Record, str]]) -> bool:
-        """Warn if this batch looks like a key mismatch; True when it warned."""
+        """Judge this batch (and note it, see the class docstring); warn if it looks like a
+        key mismatch. True when it warned."""
         failed = [r for r, reason in parked if reason_kind(reason) == RECEIPT]
-        if len(failed) < self.min_parked:
-            return False
         topics = {r.topic for r in failed}
         read = sum(1 for r in records if r.topic in topics)
+        mismatch = len(failed) >= self.min_parked and len(failed) >= self.share * read
+        self._judge(records, len(failed), topics, mismatch)
         now = self.clock()
-        if len(failed) < self.share * read or now < self._quiet_until:
+        if not mismatch or now < self._quiet_until:
             return False
         self._quiet_until = now + self.every_s
         log.warning(
@@ -146,3 +155,23 @@ class ReceiptAlarm:
             "then run `abvoc events replay --reason-contains receipt`", self.component,
             len(failed), read, ", ".join(sorted(topics)))
         return True
+
+    def _judge(self, records: list[Record], failed: int, topics: set[str],
+               mismatch: bool) -> None:
+        self._topics |= topics
+        self._failed += failed
+        self._read += sum(1 for r in records if r.topic in self._topics)
+        if not mismatch and self._read < self.min_parked:
+            return
+        if mismatch or self._failed >= self.share * self._read:
+            self._note(f"parks most of what it reads for lack of a valid receipt ({self._failed} "
+                       f"of {self._read} records lately, from {', '.join(sorted(self._topics))}): "
+                       "its ABVOC_SECRET_KEY probably differs from the API's; restart it with "
+                       "the API's key, then run `abvoc events replay --reason-contains receipt`")
+        else:
+            self._note(None)
+        self._failed = self._read = 0
+
+    def _note(self, note: str | None) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.note = note

@@ -42,6 +42,7 @@ sharing a group's rows lock them in the same order and never deadlock.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ from evaluation.aggregation import (
 from evaluation.outcomes import apply_outcomes
 from evaluation.relabel_enqueue import enqueue
 
+log = logging.getLogger(__name__)
 GROUP_ID = "evaluation"
 _ADDITIVE = ("n", "sum", "sum_squares")
 _GROUP_KEYS = ("experiment_id", "arm", "candidate", "shadow", "slice", "hour")
@@ -326,8 +328,10 @@ def receipt_check(secret: Secret | str | None) -> Check:
 
     def check(event: dict[str, Any]) -> None:
         if event["event_type"] == events.CORRECTION_SUBMITTED:
+            kind = "a correction"
             what = f"correction {event['correction_id']!r}"
         elif event["event_type"] == events.OUTCOME_RECORDED and event.get("prediction_id"):
+            kind = "an outcome"
             what = f"outcome {event['outcome_id']!r}"
         else:
             return
@@ -339,21 +343,32 @@ def receipt_check(secret: Secret | str | None) -> Check:
         if not isinstance(receipt, str) or not receipts.verify(secret, prediction_id, receipt):
             raise Forbidden(f"{what} carries no valid receipt "
                             f"for prediction {prediction_id!r}; only the receipt issued with "
-                            "the prediction lets a correction count")
+                            f"the prediction lets {kind} count")
 
     return check
 
 
 def make_worker(db: Database, bus: Bus, prefix: str, *, secret: Secret | str | None = None,
                 **kwargs: Any) -> StreamConsumer:
-    """A group member that applies events; `secret` verifies correction receipts."""
-    return StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events,
-                          check=receipt_check(secret), prepare=prepare_events,
-                          component="worker", **kwargs)
+    """A group member that applies events; `secret` verifies correction receipts. Its heartbeat
+    names the topic prefix and group it reads (/readyz compares the prefix with the API's) and
+    carries the receipt alarm's note (a wrong key parks what it reads while the loop runs)."""
+    worker = StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events,
+                            check=receipt_check(secret), prepare=prepare_events,
+                            component="worker", **kwargs)
+    heartbeat = worker.supervisor.heartbeat
+    if heartbeat is not None:
+        heartbeat.topic_prefix, heartbeat.consumer_group = prefix, GROUP_ID
+        worker.receipts.heartbeat = heartbeat
+    return worker
 
 
 def run_worker(db: Database, bus: Bus, prefix: str, stop: threading.Event, *,
                secret: Secret | str | None = None) -> None:
     """Consume until `stop` is set (the `abvoc worker` command sets it on SIGTERM/SIGINT),
-    supervised: errors restart the loop with backoff, they never end it."""
-    make_worker(db, bus, prefix, secret=secret).run(stop)
+    supervised: errors restart the loop with backoff, they never end it. What it reads is
+    logged first: a mistyped ABVOC_TOPIC_PREFIX reads topics nothing writes to."""
+    worker = make_worker(db, bus, prefix, secret=secret)
+    log.info("worker: consumer group %r reads %s (ABVOC_TOPIC_PREFIX=%r)", GROUP_ID,
+             ", ".join(worker.topics), prefix)
+    worker.run(stop)

@@ -3,10 +3,12 @@
 /healthz says the process runs. /readyz says the service can do its work: the store and the bus
 answer, events do not wait in the outbox past a limit, and every part that keeps a heartbeat in
 the store (the outbox relay, the evaluation workers, in whatever process they run) is alive, not
-restarting and not lagging past the limit. The rule for parts is in :mod:`core.health`: a part
-with no heartbeat row is not judged (an API-only deployment stays meaningful), one whose rows
-all went stale is down until an instance of it beats again; a part the deployment says it runs
-(``ABVOC_EXPECT_PARTS``, set by `abvoc up`) is down until its first beat.
+restarting, not lagging past the limit, reading this API's topic prefix and not parking most of
+what it reads. The rule for parts is in :mod:`core.health`: a part with no heartbeat row, or
+only rows of instances that stopped cleanly, is not judged (an API-only deployment stays
+meaningful), one whose rows all went stale is not beating until an instance of it beats again;
+a part the deployment says it runs (``ABVOC_EXPECT_PARTS``, set by `abvoc up`) is down until
+its first beat, and down as stopped once every instance stopped.
 
 Limits: ``READY_STALE_S`` (heartbeat age, default 15 s) and ``READY_MAX_LAG_S`` (outbox age and
 consumer lag, default 120 s) in the app config.
@@ -70,7 +72,8 @@ def readyz():  # noqa: ANN201
         try:
             checks.update(health.component_checks(
                 services.db, stale_s=stale_s, max_lag_s=max_lag_s,
-                expected=services.settings.expect_parts))
+                expected=services.settings.expect_parts,
+                prefix=services.settings.topic_prefix))
         except SQLAlchemyError as exc:
             checks["components"] = f"unreadable: {type(exc).__name__}"
         except (ValueError, TypeError) as exc:  # a stored value its column's type refuses

@@ -15,8 +15,9 @@ from core.store.models import Base, BigId
 
 
 class ComponentHeartbeat(Base):
-    """A supervised loop (relay, worker) says it is alive, how far behind it is, and how it last
-    failed; /readyz reads these rows, whichever process wrote them."""
+    """A supervised loop (relay, worker) says it is alive, how far behind it is, how it last
+    failed, what it reads, and that it stopped; /readyz reads these rows, whichever process
+    wrote them."""
 
     __tablename__ = "component_heartbeats"
 
@@ -29,6 +30,13 @@ class ComponentHeartbeat(Base):
     lag_s: Mapped[float | None] = mapped_column(Float)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None]
+    # What a consumer reads (0026): /readyz flags one reading another prefix than the API's.
+    topic_prefix: Mapped[str | None] = mapped_column(String(200))
+    consumer_group: Mapped[str | None] = mapped_column(String(200))
+    # Said while the loop runs well, e.g. a worker parking most receipts (0026).
+    note: Mapped[str | None] = mapped_column(Text)
+    # A clean stop keeps the row, marked (0026): "stopped" is not "never started".
+    stopped_at: Mapped[datetime | None]
 
 
 class ApiKey(Base):

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from app import close_app, create_app
 from core.health import Heartbeat
@@ -61,15 +61,19 @@ def test_parts_down_failing_or_lagging_make_the_service_not_ready(ready_app: Fla
     worker.beat(failing=True, restarts=2, error="OperationalError: server closed the connection")
     status, checks = ready(client)
     assert status == 503 and "server closed the connection" in checks["worker"]
-    age_rows(db, 60)  # the process died (kill -9): its row stops moving
+    age_rows(db, 60)  # the process died (kill -9) or is stuck: its row stops moving
     status, checks = ready(client)
-    assert status == 503 and checks["worker"].startswith("down: no heartbeat for 60s")
+    assert status == 503 and checks["worker"].startswith("not beating: no heartbeat for 60s")
     replacement = Heartbeat(db, "worker")
     replacement.clear_stale()
     replacement.beat()
     assert ready(client)[0] == 200
     replacement.forget()  # a clean stop: the part is no longer judged
     assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok"})
+    again = Heartbeat(db, "worker")  # started again: its beats are judged, the stop forgotten
+    again.clear_stale()
+    again.beat(lag_s=300.0)
+    assert ready(client)[1]["worker"].startswith("lagging: 300s behind")
 
 
 def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
@@ -92,9 +96,101 @@ def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
         assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok",
                                        "relay": "ok", "worker": "ok"})
         worker.forget()  # stopped on purpose: still a part this deployment runs
-        assert ready(client)[1]["worker"].startswith("down: no instance")
+        assert ready(client)[1]["worker"].startswith("down: stopped: no instance runs (the "
+                                                     "last stopped cleanly 0s ago")
     finally:
         close_app(app)
+
+
+def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) -> None:
+    """A clean stop deleted the instance's row, so /readyz said of a worker that had run for
+    minutes that it "has not written a heartbeat yet", and the operator looked for a start-up
+    failure. The row stays, marked stopped; a new instance's beat overrides it."""
+    app = create_app(settings.with_overrides(expect_parts=("worker",)),
+                     test_config={"TESTING": True, "READY_STALE_S": 5})
+    try:
+        db, client = app.extensions["abvoc"].db, app.test_client()
+        first, second = Heartbeat(db, "worker"), Heartbeat(db, "worker")
+        first.beat()
+        second.beat()
+        first.forget()  # one of two stops: the other still runs
+        assert ready(client)[1]["worker"] == "ok"
+        second.forget()
+        age_rows(db, 600)  # stopped long ago: not "not beating", not "never started"
+        status, checks = ready(client)
+        assert status == 503
+        assert checks["worker"].startswith("down: stopped: no instance runs"), checks
+        assert "ABVOC_EXPECT_PARTS" in checks["worker"]
+        with db.reading() as s:
+            assert s.scalar(select(func.count()).select_from(ComponentHeartbeat)) == 2
+        fresh = Heartbeat(db, "worker")
+        fresh.clear_stale()  # the stopped rows go as a new instance starts
+        assert ready(client)[1]["worker"].startswith("down: no instance has written")
+        fresh.beat()
+        assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok",
+                                       "worker": "ok"})
+    finally:
+        close_app(app)
+
+
+def test_a_silent_part_is_not_beating_and_an_old_error_is_dated_not_blamed(
+        ready_app: Flask) -> None:
+    """A worker blocked in a store transaction was reported "down"; and a relay whose row could
+    not be written while PostgreSQL restarted showed the error of a Kafka outage it had
+    recovered from, as if it were the cause."""
+    db = ready_app.extensions["abvoc"].db
+    client = ready_app.test_client()
+    relay = Heartbeat(db, "relay")
+    relay.beat(failing=True, restarts=1, error="BusUnavailable: Kafka unavailable")
+    with db.session() as s:
+        s.execute(update(ComponentHeartbeat).values(
+            last_error_at=utcnow() - timedelta(seconds=70)))
+    checks = ready(client)[1]
+    assert checks["relay"] == ("failing: 1 of 1 instances restarting; last error 70s ago: "
+                               "BusUnavailable: Kafka unavailable"), checks
+    relay.beat(restarts=1)  # the bus came back: a round succeeded
+    age_rows(db, 30)  # then the store went away: nothing more written
+    checks = ready(client)[1]
+    assert checks["relay"] == ("not beating: no heartbeat for 30s (limit 5s): its process may "
+                               "have died or be stuck, e.g. waiting on a lock"), checks
+    relay.beat(failing=True, restarts=2, error="OperationalError: connection refused")
+    age_rows(db, 30)  # failing at its last beat: that error is the latest news, with its age
+    assert ready(client)[1]["relay"].endswith(
+        "waiting on a lock; last error 0s ago: OperationalError: connection refused")
+
+
+def test_a_part_reading_another_topic_prefix_is_not_ready(ready_app: Flask) -> None:
+    """A worker started with a mistyped ABVOC_TOPIC_PREFIX consumed its own empty topics and
+    beat as healthy while every event waited unread."""
+    services = ready_app.extensions["abvoc"]
+    db, client, ours = services.db, ready_app.test_client(), services.settings.topic_prefix
+    typo = Heartbeat(db, "worker", topic_prefix="abvocx", consumer_group="evaluation")
+    typo.beat()
+    Heartbeat(db, "relay").beat()  # a part that names no prefix is not judged on it
+    status, checks = ready(client)
+    assert status == 503 and checks["relay"] == "ok"
+    assert checks["worker"].startswith("wrong topics: its live instances read topics prefixed "
+                                       f"'abvocx', while this API writes to {ours!r}"), checks
+    right = Heartbeat(db, "worker", topic_prefix=ours, consumer_group="evaluation")
+    right.beat()  # one member reads the API's topics: the events are applied
+    assert ready(client)[0] == 200
+    right.forget()
+    assert ready(client)[1]["worker"].startswith("wrong topics")
+
+
+def test_a_part_that_notes_trouble_is_not_ready(ready_app: Flask) -> None:
+    """A worker with another secret key parks every correction and outcome; its loop runs,
+    so only the note in its heartbeat (core.parking.ReceiptAlarm) can tell /readyz."""
+    db, client = ready_app.extensions["abvoc"].db, ready_app.test_client()
+    worker = Heartbeat(db, "worker")
+    worker.note = "parks most of what it reads for lack of a valid receipt"
+    worker.beat()
+    status, checks = ready(client)
+    assert status == 503 and checks["worker"] == (
+        "parking: 1 of 1 instances: parks most of what it reads for lack of a valid receipt")
+    worker.note = None
+    worker.beat()
+    assert ready(client)[0] == 200
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -20,10 +20,12 @@ from app.cli import main
 from core import events
 from core.bus.base import Record
 from core.bus.embedded import EmbeddedBus
+from core.health import component_checks
 from core.parking import park
 from core.replay import replay_parked
 from core.store.db import Database
 from core.store.models import Correction, ParkedEvent
+from core.stream import StreamConsumer
 from evaluation.worker import GROUP_ID, make_worker
 from tests.support.flow import SECRET, correction_event, prediction_event
 
@@ -40,7 +42,8 @@ def _count(db: Database, model: type) -> int:
         return s.scalar(select(func.count()).select_from(model)) or 0
 
 
-def _park_with_wrong_key(db: Database) -> tuple[EmbeddedBus, list[bytes]]:
+def _park_with_wrong_key(db: Database, key: str = "not-the-api-key",
+                         ) -> tuple[EmbeddedBus, list[bytes]]:
     """Predictions 0..N-1 and their corrections, read by a worker with another key; the bus
     and what was sent on it."""
     bus = EmbeddedBus(db, partitions=1)
@@ -48,13 +51,43 @@ def _park_with_wrong_key(db: Database) -> tuple[EmbeddedBus, list[bytes]]:
     stream += [events.encode(correction_event(i)) for i in range(N)]
     bus.producer().send_many(("t.predictions" if i < N else "t.corrections", "k", v)
                              for i, v in enumerate(stream))
-    worker = make_worker(db, bus, "t", secret="not-the-api-key")
+    _drain(make_worker(db, bus, "t", secret=key))
+    return bus, stream
+
+
+def _drain(worker: StreamConsumer) -> None:
     try:
         while worker.step(timeout_ms=100):
             pass
     finally:
         worker.close()
-    return bus, stream
+
+
+def test_a_worker_parking_most_receipts_says_so_in_its_heartbeat(db: Database) -> None:
+    """A worker with another ABVOC_SECRET_KEY parked every correction and outcome while
+    /readyz said ok: its loop ran well. The receipt alarm now notes it in the heartbeat, until
+    most receipts verify again."""
+    bus = EmbeddedBus(db, partitions=1)
+    wrong = make_worker(db, bus, "t", secret="not-the-api-key")
+    heartbeat = wrong.supervisor.heartbeat
+    assert heartbeat is not None
+    for i in range(N):  # one correction a batch: too few to judge alone, judged together
+        bus.producer().send_many([("t.predictions", "k", events.encode(prediction_event(i))),
+                                  ("t.corrections", "k", events.encode(correction_event(i)))])
+        _drain(wrong)
+        assert (heartbeat.note is None) == (i < 4), (i, heartbeat.note)
+    assert heartbeat.note.startswith("parks most of what it reads for lack of a valid receipt "
+                                     "(5 of 5 records lately, from t.corrections)")
+    heartbeat.beat()
+    verdict = component_checks(db)["worker"]
+    assert verdict.startswith("parking: 1 of 1 instances: parks most") and \
+        "ABVOC_SECRET_KEY probably differs" in verdict
+    # Valid receipts again (a forged one among them): the note goes once judged.
+    wrong.receipts.check([Record("t.corrections", 0, i, "k", b"") for i in range(6)],
+                         [(Record("t.corrections", 0, 0, "k", b""), "no valid receipt")])
+    assert heartbeat.note is None
+    heartbeat.beat()
+    assert component_checks(db)["worker"] == "ok"
 
 
 def test_a_wrong_key_is_counted_said_once_and_replayed_once_fixed(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core import events
 from core.bus.base import Record
 from core.bus.embedded import EmbeddedBus
+from core.health import component_checks
 from core.store.db import Database
 from core.store.models import ComponentHeartbeat, ParkedEvent, ProcessedEvent
 from core.stream import PARKED_PAYLOAD_BYTES, apply_records
@@ -123,8 +124,11 @@ def test_a_failing_loop_is_restarted_counted_logged_and_recorded(
             if "probe failed" in r.getMessage()][-1].endswith("RuntimeError: boom 3")
     assert len(seen) == 1 and seen[0].restarts == 3 and seen[0].failing
     assert seen[0].last_error == "RuntimeError: boom 3"
-    with db.session() as s:  # a clean stop removes the row: stopped on purpose is not down
-        assert s.scalar(select(func.count()).select_from(ComponentHeartbeat)) == 0
+    with db.session() as s:  # a clean stop marks the row: stopped on purpose is not down,
+        rows = list(s.scalars(select(ComponentHeartbeat)))  # nor taken for never started
+    assert len(rows) == 1 and rows[0].stopped_at is not None
+    assert component_checks(db) == {}
+    assert component_checks(db, expected=["probe"])["probe"].startswith("down: stopped")
 
 
 def test_a_value_the_database_refuses_is_parked(db: Database) -> None:

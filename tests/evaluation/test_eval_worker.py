@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,14 +14,21 @@ from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.bus.base import Record
-from core.errors import AbvocError
+from core.bus.embedded import EmbeddedBus
+from core.errors import AbvocError, Forbidden
 from core.store import schema
 from core.store.db import Database
-from core.store.models import OnlineAggregate, ParkedEvent, PredictionTruth, ProcessedEvent
+from core.store.models import (
+    ComponentHeartbeat,
+    OnlineAggregate,
+    ParkedEvent,
+    PredictionTruth,
+    ProcessedEvent,
+)
 from core.stream import apply_records
 from evaluation import sketch
 from evaluation.online import Variant, load_cells, metrics
-from evaluation.worker import GROUP_ID, apply_events, prepare_events, receipt_check
+from evaluation.worker import GROUP_ID, apply_events, prepare_events, receipt_check, run_worker
 from tests.evaluation.helpers import SECRET, T0, aggregate_totals, apply, correction, prediction
 
 
@@ -164,6 +173,34 @@ def test_a_worker_without_the_secret_refuses_every_correction(db: Database) -> N
     assert apply_records(db, GROUP_ID, records, apply_events, check=receipt_check(None)) == 0
     with db.session() as s:
         assert "no secret" in s.scalar(select(ParkedEvent.reason))
+
+
+def test_a_refused_receipt_says_what_it_would_have_let_count() -> None:
+    """An outcome's reason said "only the receipt ... lets a correction count"."""
+    forged_outcome = events.make_event(events.OUTCOME_RECORDED, outcome_id="o1", experiment_id=1,
+                                       metric="won", value=1.0, observed_at=T0.isoformat(),
+                                       prediction_id="p1", receipt="0" * 64)
+    with pytest.raises(Forbidden, match="lets an outcome count$"):
+        receipt_check(SECRET)(forged_outcome)
+    with pytest.raises(Forbidden, match="lets a correction count$"):
+        receipt_check("another-key")(correction("p1", "x"))
+
+
+def test_a_worker_says_what_it_reads_in_its_log_and_heartbeat(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker with a mistyped ABVOC_TOPIC_PREFIX read its own empty topics, logged nothing of
+    them, and beat as healthy; its heartbeat now names the prefix (and group) /readyz checks."""
+    stop = threading.Event()
+    stop.set()  # starts, beats once, stops
+    with caplog.at_level(logging.INFO, logger="evaluation.worker"):
+        run_worker(db, EmbeddedBus(db), "abvocx", stop, secret=SECRET)
+    assert (f"consumer group '{GROUP_ID}' reads abvocx.predictions, abvocx.corrections, "
+            "abvocx.outcomes (ABVOC_TOPIC_PREFIX='abvocx')") in caplog.text
+    with db.reading() as s:
+        row = s.scalars(select(ComponentHeartbeat)).one()
+    assert (row.component, row.topic_prefix, row.consumer_group) == ("worker", "abvocx",
+                                                                     GROUP_ID)
+    assert row.stopped_at is not None
 
 
 def _records(batch: list[dict]) -> list[Record]:
