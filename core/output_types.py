@@ -20,6 +20,7 @@ import jsonschema_rs
 
 from core.errors import AbvocError
 from core.latex import validate_latex
+from core.text import shown
 
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
@@ -76,8 +77,8 @@ def _string(kind: OutputKind, value: Any) -> str:
         raise AbvocError(f"'corrected_output' is {len(value)} characters; the limit is "
                          f"{MAX_OUTPUT_CHARS}")
     if kind.type == "label" and value not in kind.classes:
-        raise AbvocError(f"'corrected_output' {value!r} is not one of the candidate's classes "
-                         f"{list(kind.classes)}")
+        raise AbvocError(f"'corrected_output' {shown(value)} is not one of the candidate's "
+                         f"classes {classes_shown(kind.classes)}")
     if kind.type == "latex":
         problems = validate_latex(value)
         if problems:
@@ -92,11 +93,16 @@ def _json(kind: OutputKind, value: Any) -> Any:
                          "JSON")
     error = schema_error(kind.schema, value)
     if error is not None:
-        path = "/".join(str(p) for p in error.instance_path)
-        where = f"/{path}" if path else "(root)"
-        raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema at "
-                         f"{where}: {error.message}")
+        raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema "
+                         f"{schema_problem(error)}")
     return value
+
+
+def schema_problem(error: Any) -> str:
+    """Where a value breaks a JSON Schema and how, as ``at /path: message``: the validator's
+    message quotes the value whole, so it is shortened (:func:`core.text.shown`)."""
+    path = "/".join(str(p) for p in error.instance_path)
+    return f"at {f'/{path}' if path else '(root)'}: {shown(error.message, 200, str)}"
 
 
 def schema_error(schema: dict[str, Any] | None, value: Any) -> Any:
@@ -125,5 +131,11 @@ def _no_external_references(uri: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value)
-    return f"{type(value).__name__} {text[:60]}"
+    """What an HTTP client sent, as JSON, shortened (:func:`core.text.shown`)."""
+    return f"{type(value).__name__} {shown(value, form=json.dumps)}"
+
+
+def classes_shown(classes: tuple[str, ...] | list[str]) -> str:
+    """A label candidate's classes as a message lists them: whole for the usual few, the first
+    ones and the count for a candidate with thousands."""
+    return shown(list(classes), 200)

@@ -118,7 +118,9 @@ class Settings:
         return f"(unset: {made} {self.secret_key_file})"
 
     def describe(self) -> dict[str, Any]:
-        """The effective configuration with secrets masked, as `abvoc config` prints it."""
+        """The effective configuration with secrets masked, as `abvoc config` prints it: under
+        the config file's keys (`bus_url`, `env`, not the fields' older `bus`, `environment`),
+        so what it prints is what a config file takes and what the README and errors name."""
         out = asdict(self)
         out["data_dir"] = str(self.data_dir)
         out["model_store"] = str(self.models_dir)
@@ -126,7 +128,7 @@ class Settings:
         out["bus"] = str(self.bus)
         out["secret_key"] = self.secret_key.masked() if self.secret_key else self._key_source()
         out["metrics_token"] = self.metrics_token.masked() if self.metrics_token else "(unset)"
-        return out
+        return {_file_key(_VARIABLE[key]): value for key, value in out.items()}
 
 
 ENV_KEYS = {  # variable -> setting

@@ -1,12 +1,19 @@
 """Which text abvoc stores: what every store, JSON encoder and terminal takes. A lone UTF-16
 surrogate (JSON's ``"\\ud800"``) cannot be encoded as UTF-8, and PostgreSQL's text refuses a
 NUL; either, once stored, breaks every later read of the row, so both are refused where they
-arrive (an HTTP field, a bundle's names, a dataset line), naming the field.
+arrive (an HTTP field, a bundle's names, a dataset line), naming the field. And how a message
+echoes a value it was given: shortened (:func:`shown`), so a 100,000-item label or a 5,000-character
+field does not come back whole in a 400 body or an error line.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Sized
+from typing import Any
+
+SHOWN_CHARS = 80
+"""How much of a value a message echoes (what is wrong with it shows within its start)."""
 
 
 def text_problem(value: str, *, controls: bool = False) -> str | None:
@@ -21,3 +28,19 @@ def text_problem(value: str, *, controls: bool = False) -> str | None:
     if controls and any(unicodedata.category(c) == "Cc" for c in value):
         return "must not contain control characters (tabs, line breaks, escapes)"
     return None
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS, form: Callable[[Any], str] = repr) -> str:
+    """`value` as a message echoes it: its `form` (repr; json.dumps for an HTTP client; str
+    for another library's message that quotes a value whole), cut to about `limit` characters
+    with an ellipsis, its start and its end kept (where a message says what is wrong), and its
+    whole size named: a huge value neither floods a terminal or a response nor hides the
+    message."""
+    text = form(value)
+    if len(text) <= limit:
+        return text
+    size = (f"{len(value)} characters" if isinstance(value, str)
+            else f"{len(value)} items" if isinstance(value, Sized)
+            else f"{len(text)} characters in all")
+    tail = limit // 4
+    return f"{text[:limit - tail]}…{text[len(text) - tail:]} ({size})"

@@ -193,7 +193,7 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
                                f"more data: no significant difference on {primary} so far; give "
                                "it a weight to test it")
             elif need:
-                per = "units" if primary in (results.get("outcomes") or {}) else "predictions"
+                per = _counted(results, rec, primary)
                 reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
                                f"more {per} per arm for the always-valid test to detect a "
                                f"{power['target_relative_effect']:.0%} change")
@@ -211,6 +211,17 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
 def _record(results: dict[str, Any], arm: str, metric: str) -> dict[str, Any] | None:
     return next((r for r in results["comparisons"] if r["treatment"] == arm
                  and r["metric"] == metric and r["slice"] == ALL), None)
+
+
+def _counted(results: dict[str, Any], rec: dict[str, Any] | None, primary: str) -> str:
+    """What the primary metric's test counts, so that "N more ... per arm" names it: the
+    comparison's ``analysis_unit`` (built-in metrics are tested per unit wherever units sent
+    several requests, and the sample still needed then counts units too); without a record,
+    units for an outcome metric and predictions otherwise."""
+    unit = (rec or {}).get("analysis_unit")
+    if unit is None:
+        unit = "unit" if primary in (results.get("outcomes") or {}) else "prediction"
+    return "units" if unit == "unit" else "predictions"
 
 
 def _lift(rec: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from core.output_types import OutputKind, check_output
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, CorrectionRequest, ServedPrediction
+from core.text import shown
 
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
@@ -33,7 +34,7 @@ def _check(body: Any) -> dict[str, Any]:
                          "corrected_output")
     unknown = set(body) - FIELDS
     if unknown:
-        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+        raise AbvocError(f"unknown fields {shown(sorted(unknown))}; allowed: {sorted(FIELDS)}")
     for key in ("prediction_id", "receipt"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise AbvocError(f"'{key}' is required and must be a non-empty string")

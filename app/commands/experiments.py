@@ -76,15 +76,22 @@ def _spec(raw: bytes) -> Any:
         raise AbvocError(f"--spec is not JSON: {str(exc)[:200]}") from None
 
 
+def _pinned(ref: dict[str, Any]) -> str:
+    """An arm's or shadow's candidate with the version it runs: two arms of one candidate
+    (v1 against v5) read alike without it (experiments from before pinning have none)."""
+    version = ref.get("version")
+    return ref["candidate"] + (f" v{version}" if version is not None else "")
+
+
 def _summary(exp: dict[str, Any]) -> str:
     arms = ", ".join(
-        f"{a['name']}={a['candidate']} {w:.1%}" + (" (control)" if a["control"] else "")
+        f"{a['name']}={_pinned(a)} {w:.1%}" + (" (control)" if a["control"] else "")
         + (f" [paused: {a['paused']}]" if a.get("paused") else "")
         for a, w in zip(exp["arms"], exp["weights"], strict=True)
     )
     line = f"#{exp['id']} {exp['name']} [{exp['status']}] scope={exp['scope']}: {arms}"
     if exp["shadows"]:
-        line += " shadows=" + ",".join(s["candidate"] for s in exp["shadows"])
+        line += " shadows=" + ",".join(_pinned(s) for s in exp["shadows"])
     since = f" (since {exp['status_since']})" if exp.get("status_since") else ""
     return line + (f"\n    {exp['status_reason']}{since}" if exp["status_reason"] else "")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 from alembic import command
@@ -19,9 +21,14 @@ MIGRATION_LOCK = 0x61627663_6D696772
 """The advisory lock key migrations take on PostgreSQL ("abvc" "migr" in ASCII)."""
 
 
+def script_location() -> str:
+    """The folder of the migration scripts this abvoc ships."""
+    return str(resources.files("migrations"))
+
+
 def alembic_config(db: Database) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("migrations")))
+    cfg.set_main_option("script_location", script_location())
     cfg.set_main_option("sqlalchemy.url", db.url.replace("%", "%%"))
     return cfg
 
@@ -86,8 +93,33 @@ def current(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@dataclass(frozen=True)
+class Known:
+    """The revisions this process's code knows: its head, and every revision up to it."""
+
+    head: str | None
+    revisions: frozenset[str]
+
+
+@functools.cache
+def _known_at(location: str) -> Known:
+    script = ScriptDirectory(location)
+    return Known(script.get_current_head(),
+                 frozenset(r.revision for r in script.walk_revisions()))
+
+
+def known() -> Known:
+    """The revisions of the migration scripts as this process first read them, read once.
+
+    A migration file added on disk under a running process (an in-place package upgrade before
+    the restart) is not in the code it runs: read again on each `/readyz`, it made every old
+    node "not migrated" at once although the store was at the head their code knows."""
+    return _known_at(script_location())
+
+
 def head(db: Database) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+    """This code's head revision (see :func:`known`)."""
+    return known().head
 
 
 def is_current(db: Database) -> bool:
@@ -102,17 +134,12 @@ def status(db: Database) -> str:
     applies), or `ahead` of it: a newer abvoc migrated the shared store (its revision is unknown
     here). Migrations since 0005 only add (tests/core/test_schema_ahead.py holds new ones to it),
     so an older node keeps working on a newer schema while it waits for its own upgrade."""
-    revision = current(db)
-    script = ScriptDirectory.from_config(alembic_config(db))
-    if revision == script.get_current_head():
+    revision, ours = current(db), known()
+    if revision == ours.head:
         return CURRENT
-    if revision is None:
+    if revision is None or revision in ours.revisions:
         return BEHIND
-    try:
-        script.get_revision(revision)
-    except CommandError:
-        return AHEAD
-    return BEHIND
+    return AHEAD
 
 
 def ahead_note(db: Database) -> str:

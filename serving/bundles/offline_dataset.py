@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from core.text import text_problem
+from core.text import shown, text_problem
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.offline_labels import truth
@@ -77,16 +77,16 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     if not isinstance(inputs, dict) or set(inputs) != set(declared):
         got = sorted(inputs) if isinstance(inputs, dict) else inputs
         raise OfflineError(f"{where}: 'inputs' must name the inputs {sorted(declared)}, got "
-                           f"{got!r}")
+                           f"{shown(got)}")
     if "label" not in item:
         raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
     slice_ = item.get("slice")
     if slice_ is not None and (not isinstance(slice_, str) or not slice_ or len(slice_) > 100
                                or slice_ == ALL):
         raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
-                           f"{ALL!r}, got {slice_!r}")
+                           f"{ALL!r}, got {shown(slice_)}")
     if slice_ is not None and (problem := text_problem(slice_, controls=True)) is not None:
-        raise OfflineError(f"{where}: 'slice' {problem}, got {slice_!r}")
+        raise OfflineError(f"{where}: 'slice' {problem}, got {shown(slice_)}")
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)
               for name, spec in declared.items()}
@@ -144,18 +144,18 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
     name = value.get("file")
     if set(value) != {"file"} or not isinstance(name, str) or not name:
         raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
-    rel = PurePosixPath(name)
+    rel, named = PurePosixPath(name), shown(name)
     if rel.is_absolute() or ".." in rel.parts:
-        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
+        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
     path = folder / rel
     if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
-        raise OfflineError(f"{where}: file {name!r} must be a relative path beside the manifest")
+        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
     if not path.is_file():
-        raise OfflineError(f"{where}: file {name!r} does not exist beside the manifest")
+        raise OfflineError(f"{where}: file {named} does not exist beside the manifest")
     if name.endswith(".npy"):
         return _npy(path, name, where)
     if spec.datatype != "BYTES":
-        raise OfflineError(f"{where}: {name!r} is read as raw bytes, which only a BYTES input "
+        raise OfflineError(f"{where}: {named} is read as raw bytes, which only a BYTES input "
                            f"takes; this input is {spec.datatype} (use a .npy file)")
     array = np.empty(1, dtype=object)
     array[0] = path.read_bytes()
@@ -179,11 +179,11 @@ def _npy(path: Path, name: str, where: str) -> np.ndarray:
             if dtype.hasobject or dtype.itemsize == 0 or any(d < 0 for d in shape):
                 raise ValueError("not an array of numbers")
             if values * dtype.itemsize != held:
-                raise OfflineError(f"{where}: {name!r} claims {values} values of {dtype} "
+                raise OfflineError(f"{where}: {shown(name)} claims {values} values of {dtype} "
                                    f"({values * dtype.itemsize} bytes) but holds {held} bytes; "
                                    "write it again with numpy.save")
             f.seek(0)
             return np.load(f, allow_pickle=False)
     except (OSError, ValueError) as exc:  # numpy's own words may advise unsafe loading
-        raise OfflineError(f"{where}: {name!r} is not a .npy file of numbers (written by "
+        raise OfflineError(f"{where}: {shown(name)} is not a .npy file of numbers (written by "
                            "numpy.save from a numeric array)") from exc

@@ -13,8 +13,8 @@ from typing import Any
 
 from core.events import value_text
 from core.latex import validate_latex
-from core.output_types import schema_error
-from core.text import text_problem
+from core.output_types import classes_shown, schema_error, schema_problem
+from core.text import shown, text_problem
 from serving.bundles.manifest import OutputSpec
 from serving.bundles.offline_metrics import OfflineError
 
@@ -29,20 +29,20 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
                            "every label null for annotators to fill in)")
     if kind == "label":
         if label not in output.classes:
-            raise OfflineError(f"{where}: label {label!r} is not one of the candidate's classes "
-                               f"{list(output.classes)}")
+            raise OfflineError(f"{where}: label {shown(label)} is not one of the candidate's "
+                               f"classes {classes_shown(output.classes)}")
     elif kind in ("text", "latex"):
         if not isinstance(label, str):
             raise OfflineError(f"{where}: label must be a string for a {kind!r} output")
         if (problem := text_problem(label)) is not None:
             raise OfflineError(f"{where}: label {problem}")
         if kind == "latex" and (problems := validate_latex(label)):  # as corrections are checked
-            raise OfflineError(f"{where}: label {label[:80]!r} is not valid LaTeX: "
+            raise OfflineError(f"{where}: label {shown(label)} is not valid LaTeX: "
                                + "; ".join(problems))
     elif kind == "number":
         if isinstance(label, bool) or not isinstance(label, int | float) \
                 or not math.isfinite(label):
-            raise OfflineError(f"{where}: label must be a finite number, got {label!r}")
+            raise OfflineError(f"{where}: label must be a finite number, got {shown(label)}")
         label = float(label)
     else:
         _check_json(output, label, where)
@@ -53,7 +53,8 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
 def _check_json(output: OutputSpec, value: Any, where: str) -> None:
     error = schema_error(output.schema or {}, value)
     if error is not None:
-        raise OfflineError(f"{where}: label does not match the output schema: {error}")
+        raise OfflineError(f"{where}: label does not match the output schema "
+                           f"{schema_problem(error)}")
 
 
 def stored_answer(output: OutputSpec, value: Any) -> Any:

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from core.settings import ENV_KEYS
 from tests.support.heavy_imports import heavy_modules_after
 
 
@@ -55,6 +56,34 @@ def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None
     assert data["database_url"] == "postgresql+psycopg://u:***@db.internal/abvoc"
     assert data["secret_key"] == "****"
     assert "topsecret" not in result.output and "alsosecret" not in result.output
+
+
+def test_config_prints_the_keys_a_config_file_takes(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path) -> None:  # noqa: ANN001
+    """It printed `bus = ...` and `environment = ...` (the settings' older aliases) where the
+    README and the config-file errors name `bus_url` and `env` (the exploratory pass's F15)."""
+    for var in ("ABVOC_CONFIG", "ABVOC_DATABASE_URL", "ABVOC_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ABVOC_BUS_URL", "kafka://127.0.0.1:9092")
+    monkeypatch.setenv("ABVOC_TOPIC_PREFIX", "pasted")
+    human = CliRunner().invoke(main, ["config"])
+    assert human.exit_code == 0, human.output
+    printed = dict(line.split(" = ", 1) for line in human.output.splitlines())
+    assert printed["bus_url"] == "kafka://127.0.0.1:9092" and printed["env"] == "development"
+    assert set(printed) == {v.removeprefix("ABVOC_").lower() for v in ENV_KEYS}
+    machine = json.loads(CliRunner().invoke(main, ["config", "--json"]).output)
+    assert set(machine) == set(printed)
+    # Pasted into a config file, its lines are taken as they are (an old key would be too,
+    # but under a name the README does not give).
+    monkeypatch.delenv("ABVOC_BUS_URL")
+    monkeypatch.delenv("ABVOC_TOPIC_PREFIX")
+    pasted = tmp_path / "abvoc.toml"
+    pasted.write_text("".join(f'{k} = "{printed[k]}"\n' for k in ("bus_url", "env",
+                                                                   "topic_prefix")))
+    again = CliRunner().invoke(main, ["--config", str(pasted), "config"])
+    assert again.exit_code == 0, again.output
+    assert again.output == human.output
 
 
 def test_malformed_url_fails_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,12 +211,38 @@ def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.Mon
                                                "--json"]).output)
     assert advanced["weights"] == [0.5, 0.5]
     shown = runner.invoke(main, ["experiment", "list"]).output
-    assert "#1 cli [running]" in shown and "treat=ocr-small-mixed 50.0%" in shown
+    assert "#1 cli [running]" in shown and "treat=ocr-small-mixed v1 50.0%" in shown
     killed = json.loads(runner.invoke(main, ["experiment", "kill", str(exp["id"]), "--reason",
                                              "bad", "--json"]).output)
     assert killed["status"] == "killed" and killed["status_reason"] == "bad"
     missing = runner.invoke(main, ["experiment", "show", "99"])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_experiment_summaries_show_the_pinned_versions(cli: CliRunner, settings) -> None:  # noqa: ANN001
+    """Two arms of one candidate, v1 against v5, read alike (`iris 50.0%`) in everything but
+    --json (the exploratory pass's loop finding 11)."""
+    from core.store.db import Database
+    from serving.registry import Registry
+
+    with Database(settings.database_url) as db:
+        for version in ("1", "2", "5"):
+            Registry(db).register("iris", version)
+    spec = {"name": "v1-v5", "scope": "flowers", "shadows": [{"candidate": "iris",
+                                                               "version": "2"}],
+            "arms": [{"name": "control", "candidate": "iris", "version": "1", "weight": 0.5,
+                      "control": True},
+                     {"name": "v5", "candidate": "iris", "version": "5", "weight": 0.5}]}
+    pinned = "control=iris v1 50.0% (control), v5=iris v5 50.0% shadows=iris v2"
+    created = cli.invoke(main, ["experiment", "create", "--spec", "-"], input=json.dumps(spec))
+    assert created.exit_code == 0 and pinned in created.output, created.output
+    for args in (["start", "1"], ["list"], ["show", "1"]):
+        printed = cli.invoke(main, ["experiment", *args])
+        assert printed.exit_code == 0 and pinned in printed.output, (args, printed.output)
+    # Unpinned at creation, an arm runs the newest active version, and says which.
+    created = cli.invoke(main, ["experiment", "create", "--name", "newest", "--scope", "other",
+                                "--arm", "c=iris:0.5", "--arm", "t=iris:0.5"])
+    assert "c=iris v5 50.0% (control), t=iris v5 50.0%" in created.output, created.output
 
 
 def test_up_refuses_a_port_in_use(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001

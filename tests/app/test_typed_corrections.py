@@ -195,3 +195,49 @@ def test_a_later_correction_is_told_the_first_one_is_the_truth(v2app: Flask) -> 
         truths = dict(s.execute(select(PredictionTruth.prediction_id,
                                        PredictionTruth.truth)).all())
     assert truths == {ids["prediction_id"]: first}
+
+
+LONG = 5_000
+
+
+@pytest.mark.parametrize(("candidate", "pipeline", "value", "words"), [
+    ("flower", {"kind": "bundle", "output": {"type": "label", "classes": CLASSES}}, "r" * LONG,
+     "is not one of the candidate's classes ['setosa', 'versicolor', 'virginica']"),
+    ("price", {"kind": "bundle", "output": {"type": "number"}}, "9" * LONG,
+     "'corrected_output' must be a finite JSON number"),
+    ("point", {"kind": "bundle", "output": {"type": "json", "schema": POINT}},
+     {"x": 1, "y": "z" * LONG}, "JSON Schema at /y: "),
+], ids=["label", "number", "json"])
+def test_a_long_refused_correction_is_not_echoed_whole(
+        v2app: Flask, candidate: str, pipeline: dict[str, Any], value: Any, words: str) -> None:
+    """A 5,000-character corrected output came back whole in the 400 (the exploratory pass):
+    the body names the field, what to fix, and the value's start and size only."""
+    ids = served(v2app, candidate, pipeline)
+    response = v2app.test_client().post("/v1/corrections", headers=bearer(v2app, "correct"),
+                                        json={**ids, "corrected_output": value})
+    error = response.get_json()["error"]
+    assert response.status_code == 400 and words in error, error[:300]
+    assert "corrected_output" in error and "characters)" in error and len(error) < 500, error
+
+
+def test_a_long_refused_label_is_not_echoed_whole(v2app: Flask) -> None:
+    """The same on the annotators' label route: a 7,000-character label was echoed whole."""
+    client, admin = v2app.test_client(), bearer(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    assert client.put("/v1/relabel/rules", headers=admin,
+                      json={"audit_rate": 1.0}).status_code == 200
+    assert client.post("/v2/models/default/infer", headers=admin,
+                       json=infer_body(flowers(1)[0][None], "u1")).status_code == 200
+    drain(v2app, 1)
+    annotator = bearer(v2app, "annotate")
+    item = client.post("/v1/relabel/claim", headers=annotator).get_json()["item"]
+    response = client.post(f"/v1/relabel/items/{item['id']}/label", headers=annotator,
+                           json={"label": "r" * 7_000})
+    error = response.get_json()["error"]
+    assert response.status_code == 400 and "'label'" in error, error[:300]
+    assert "is not one of the candidate's classes" in error and "(7000 characters)" in error
+    assert len(error) < 500, error
+    unknown = client.post("/v1/corrections", headers=bearer(v2app, "correct"),
+                          json={"x" * LONG: 1})
+    assert unknown.status_code == 400 and "unknown fields" in unknown.get_json()["error"]
+    assert len(unknown.get_json()["error"]) < 500

@@ -4,7 +4,10 @@ behind is still migrated or refused as before."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,60 @@ def test_migrations_since_0005_only_add() -> None:
         assert not [op for op in REMOVING if op in upgrade], path.name
         checked += 1
     assert checked >= 14  # 0005 to 0021 (some numbers were never used)
+
+
+LATER = """\"\"\"A migration that appears on disk under a running process.
+
+Revision ID: 9998
+Revises: {down}
+\"\"\"
+
+revision = "9998"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+def test_a_migration_added_under_a_running_process_leaves_it_ready(
+        settings: Settings, db: Database, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-place package upgrade adds a migration file before the restart: the running
+    process's code still knows the head it loaded, and the store is at it, so it stays ready.
+    The scripts were read from disk at every `/readyz`, so every old node went "schema not
+    migrated" at once (the exploratory pass's F14)."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(Path(schema.__file__).resolve().parents[2] / "migrations", scripts,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # The `migrations` package is that copy for this process, as the installed one would be.
+    spec = importlib.util.spec_from_file_location(
+        "migrations", scripts / "__init__.py", submodule_search_locations=[str(scripts)])
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    monkeypatch.setitem(sys.modules, "migrations", package)
+    app = create_app(settings, test_config={"TESTING": True})
+    try:
+        client = app.test_client()
+        assert client.get("/readyz").json["checks"]["database"] == "ok"
+        ours = schema.head(db)
+        (scripts / "versions" / "9998_added_later.py").write_text(LATER.format(down=ours))
+        answer = client.get("/readyz")
+        assert answer.json["checks"]["database"] == "ok", answer.json
+        assert client.get("/v2/health/ready").status_code == 200
+        assert schema.status(db) == schema.CURRENT and schema.head(db) == ours
+    finally:
+        close_app(app)
+    # A process started now runs the new code: for it the store is behind, and it migrates.
+    schema._known_at.cache_clear()
+    assert schema.head(db) == "9998" and schema.status(db) == schema.BEHIND
+    schema.upgrade(db)
+    assert schema.current(db) == "9998" and schema.status(db) == schema.CURRENT

@@ -12,6 +12,7 @@ from core.store.models import Experiment
 from evaluation import decisions
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import add_experiment, apply, correction, prediction
+from tests.evaluation.unit_data import clustered, comparison
 
 
 def _decision(db: Database, counts: dict[str, int], *, weights: tuple[float, float] = (0.5, 0.5),
@@ -80,3 +81,20 @@ def test_a_slice_warning_does_not_follow_an_overall_mismatch() -> None:
     assert decision["action"] == decisions.STOP
     assert decision["reasons"][0].startswith("sample ratio mismatch overall")
     assert len(decision["reasons"]) == 1
+
+
+def test_the_sample_still_needed_names_units_where_the_test_counts_units(db: Database) -> None:
+    """Units that send several requests each: the built-in primary is tested per unit, so the
+    sample still needed counts units. The text said "predictions" (the exploratory pass's F9),
+    which no amount of extra traffic from the same users reaches."""
+    exp = add_experiment(db)
+    apply(db, clustered(seed=3, units=20, experiment_id=exp)[0])
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    rec = comparison(res, res["experiment"]["primary_metric"])
+    assert rec["analysis_unit"] == "unit"
+    power = res["power"]["treatment"]
+    assert power["still_needed"] == power["per_arm"] - min(rec["n_control"], rec["n_treatment"])
+    (reason,) = res["decision"]["reasons"]
+    assert f"about {power['still_needed']} more units per arm" in reason
+    assert "predictions per arm" not in reason

@@ -72,3 +72,38 @@ def test_a_file_numpy_cannot_read_safely_is_refused_in_plain_words(tmp_path: Pat
         read_dataset(path, _manifest({"type": "text"}))
     assert "'x.npy' is not a .npy file of numbers" in refused.value.message
     assert "allow_pickle" not in refused.value.message
+
+
+
+BIG = 100_000
+LONG = 5_000
+
+
+@pytest.mark.parametrize(("output", "line", "words", "size"), [
+    ({"type": "label", "classes": ["a", "b"]}, {"label": ["a"] * BIG},
+     "is not one of the candidate's classes ['a', 'b']", f"({BIG} items)"),
+    ({"type": "label", "classes": [f"c{i}" for i in range(BIG)]}, {"label": "z" * LONG},
+     "is not one of the candidate's classes ['c0', 'c1', ", f"({LONG} characters)"),
+    ({"type": "number"}, {"label": "9" * LONG}, "label must be a finite number, got '999",
+     f"({LONG} characters)"),
+    ({"type": "json", "schema": {"type": "object", "properties": {"y": {"type": "number"}}}},
+     {"label": {"y": "z" * LONG}}, 'does not match the output schema at /y: "zzz',
+     'zzz" is not of type "number" ('),
+    ({"type": "text"}, {"label": "a", "slice": "s" * LONG}, "'slice' must be a name of 1 to 100",
+     f"({LONG} characters)"),
+    ({"type": "text"}, {"label": "a", "inputs": {"x": [1.0, 2.0], **{f"k{i}": 0 for i in
+                                                                      range(BIG)}}},
+     "'inputs' must name the inputs ['x'], got ['k0', 'k1', ", f"({BIG + 1} items)"),
+], ids=["label-list", "many-classes", "number", "json", "slice", "inputs"])
+def test_errors_show_a_shortened_value_and_its_size(tmp_path: Path, output: dict[str, object],
+                                                    line: dict[str, object], words: str,
+                                                    size: str) -> None:
+    """A 100,000-item label list came back whole: a 1 MB error line (the exploratory pass).
+    The message keeps what to fix, the start of the value and its size."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"inputs": {"x": [1.0, 2.0]}, **line}) + "\n")
+    with pytest.raises(OfflineError) as refused:
+        read_dataset(path, _manifest(output))
+    message = refused.value.message
+    assert message.startswith("d.jsonl line 1: ") and words in message, message[:500]
+    assert size in message and len(message) < 700, message[:500]
