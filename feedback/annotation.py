@@ -32,6 +32,7 @@ from core.output_types import OutputKind, check_output
 from core.relabel import check_queue
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
+from feedback.cross_queue import disagreeing, disagreement_note, settle
 from feedback.item_view import item_view
 
 LEASE_S = 600
@@ -223,6 +224,10 @@ def conclude_imported(s: Session, item: RelabelItem, added: list[str]) -> str:
 
 
 def _finish(s: Session, item: RelabelItem, label: str) -> None:
+    if others := disagreeing(s, item, label):  # another queue's truth for the input: settle it
+        _release(item, "review")
+        item.note = disagreement_note(label, others)
+        return
     _release(item, "done")
     item.label, item.labeled_at = label, utcnow()
     annotators = s.scalars(select(RelabelLabel.annotator).where(
@@ -254,7 +259,8 @@ def flag(db: Database, item_id: int, annotator: str, reason: str) -> dict[str, A
 
 
 def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any]:
-    """An admin's label for an item in review (labels differ) or flagged: it is done."""
+    """An admin's label for an item in review (labels differ) or flagged: it is done, and the
+    input's done items of its type in other queues take the label (``settled``)."""
     with db.session() as s:
         item = _item(s, item_id, lock=True)
         if item.status not in ("review", "flagged"):
@@ -265,7 +271,8 @@ def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any
                            created_at=utcnow()))
         _release(item, "done")
         item.label, item.labeled_at, item.annotator = label, utcnow(), admin[:100]
-        return {"item_id": item.id, "status": item.status, "label": label}
+        settled = settle(s, item, label, admin[:100])
+        return {"item_id": item.id, "status": item.status, "label": label, "settled": settled}
 
 
 def listing(db: Database, status: str, queue: str | None = None,

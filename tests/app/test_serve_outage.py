@@ -43,17 +43,23 @@ def _until(check: object, log: Path, seconds: float, what: str) -> None:
         time.sleep(0.3)
 
 
+def _serve(tmp_path: Path, *args: str, **env_extra: str) -> tuple[subprocess.Popen, int, Path]:
+    """`abvoc serve ARGS` on a free port in its own process: (the process, its port, its log)."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
+    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), ABVOC_LOG_LEVEL="INFO",
+               PYTHONPATH=str(REPO), **env_extra)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+                                 "--threads", "2", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    return proc, port, log
+
+
 def test_a_worker_restarted_during_a_store_outage_waits_and_the_api_comes_back(
         own_postgres: PostgresServer, tmp_path: Path) -> None:
     url = own_postgres.create_database(migrated=True)
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
-    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), ABVOC_DATABASE_URL=url,
-               ABVOC_LOG_LEVEL="INFO", PYTHONPATH=str(REPO))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
-                                 "--workers", "2", "--threads", "2"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc, port, log = _serve(tmp_path, "--workers", "2", ABVOC_DATABASE_URL=url)
     try:
         _until(lambda: exchange(port, READY)[0] == 200, log, 120, "never ready")
         _until(lambda: len(_workers(proc.pid)) == 2, log, 30, "not 2 workers")
@@ -79,14 +85,7 @@ def test_a_worker_restarted_during_a_store_outage_waits_and_the_api_comes_back(
 def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path) -> None:
     """It never calls the bus (events wait in the outbox): a restart during a broker's
     maintenance must not keep it down. /readyz still says the bus is down."""
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
-    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO),
-               ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
-                                 "--threads", "2"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc, port, log = _serve(tmp_path, ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
     try:
         _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
         status, body, _ = exchange(port, READY)
@@ -111,13 +110,7 @@ def _running(pid: int) -> bool:
 def test_workers_stop_when_their_server_process_is_killed(tmp_path: Path) -> None:
     """They kept serving as orphans on the port, and every new `abvoc serve` failed with
     "Address already in use" until someone found and killed them."""
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
-    env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
-                                 "--workers", "2", "--threads", "2"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc, port, log = _serve(tmp_path, "--workers", "2")
     workers: list[int] = []
     try:
         _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
