@@ -48,6 +48,11 @@ def expected_parts() -> tuple[str, ...]:
     return current_app.extensions["abvoc"].settings.expect_parts
 
 
+def topic_prefix() -> str:
+    """This deployment's topic prefix: a part reading another one is judged as /readyz does."""
+    return current_app.extensions["abvoc"].settings.topic_prefix
+
+
 @dataclass(frozen=True)
 class Window:
     """A time window of whole hours; ``None`` on a side means open."""

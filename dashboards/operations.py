@@ -247,9 +247,11 @@ def _since(allocation: dict[str, Any] | None) -> datetime | None:
         return None
 
 
-def pipeline_health(db: Database, expected: Sequence[str] = ()) -> dict[str, Any]:
+def pipeline_health(db: Database, expected: Sequence[str] = (),
+                    prefix: str | None = None) -> dict[str, Any]:
     """The outbox backlog and its oldest event's age, and each running loop's heartbeats and
-    verdict (`expected`: the parts the deployment runs, judged as /readyz judges them). Rows
+    verdict (`expected`: the parts the deployment runs, `prefix` its topic prefix, judged as
+    /readyz judges them). Rows
     of instances that stopped cleanly are left out: their old beat would read as a dead loop
     (the verdict says when a part the deployment runs has stopped)."""
     with db.reading() as s:
@@ -263,7 +265,8 @@ def pipeline_health(db: Database, expected: Sequence[str] = ()) -> dict[str, Any
                  "failing": b.failing, "restarts": b.restarts, "last_error": b.last_error}
                 for b in beats]
     return {"outbox_pending": pending_count(db), "outbox_lag_s": outbox_lag_s(db),
-            "checks": component_checks(db, expected=expected), "heartbeats": rows}
+            "checks": component_checks(db, expected=expected, prefix=prefix),
+            "heartbeats": rows}
 
 
 def _utc(moment: datetime) -> datetime:

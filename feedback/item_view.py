@@ -92,6 +92,9 @@ def served_output(p: Prediction, output_type: str | None) -> Any:
     return None if failed(p) else typed_value(p.output, output_type)
 
 
+MAX_CORRECTIONS = 20  # an item shows its first correction and at most this many later ones
+
+
 def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
     """The item with its answers typed as `kind` says (the store keeps them as text)."""
 
@@ -108,9 +111,10 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         shadows = [{"candidate": t.candidate, "prediction_id": t.prediction_id,
                     "output": served_output(t, kind.type), "failed": failed(t),
                     "confidence": t.confidence} for t in twins]
-    correction = s.scalars(select(Correction).where(
+    corrections = list(s.scalars(select(Correction).where(
         Correction.prediction_id == item.prediction_id)
-        .order_by(Correction.created_at, Correction.correction_id).limit(1)).first()
+        .order_by(Correction.created_at, Correction.correction_id).limit(MAX_CORRECTIONS + 1)))
+    correction = corrections[0] if corrections else None
     labels_done = s.scalar(select(func.count()).select_from(RelabelLabel).where(
         RelabelLabel.item_id == item.id, RelabelLabel.action == "label"))
     return {
@@ -131,6 +135,11 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "correction": None if correction is None else {
             "corrected_output": typed(correction.corrected_output), "rating": correction.rating,
             "comment": correction.comment},
+        # The first correction is the prediction's truth until a label says otherwise; later
+        # ones (another customer disagreeing) are what the annotator is deciding between.
+        "later_corrections": [{"corrected_output": typed(c.corrected_output),
+                               "rating": c.rating, "comment": c.comment}
+                              for c in corrections[1:]],
         "label": typed(item.label), "note": item.note,
         "stage_samples": stage_samples_view(s, item) if item.queue.startswith("stage:") else [],
     }

@@ -51,12 +51,20 @@ SCHEMAS["RelabelItemView"] = {
                   "the input was not kept"},
         "served": {"type": ["object", "null"], "properties": ANSWER},
         "shadows": {"type": "array", "items": {"type": "object", "properties": ANSWER}},
-        "correction": {"type": ["object", "null"], "properties": {"corrected_output": TYPED}},
+        "correction": {"type": ["object", "null"], "properties": {"corrected_output": TYPED},
+                       "description": "the first correction: the prediction's truth until a "
+                                      "label says otherwise"},
+        "later_corrections": {"type": "array", "items": {
+            "type": "object", "properties": {"corrected_output": TYPED}},
+            "description": "corrections sent after the first (at most 20), oldest first"},
         "label": TYPED, "note": STR_OR_NULL}}
 VIEW = {"$ref": "#/components/schemas/RelabelItemView"}
 ACT = {"type": "object", "required": ["item_id", "status"],
        "properties": {"item_id": {"type": "integer"}, "status": {"enum": list(STATUSES)},
-                      "label": STR, "verdict": {"enum": ["accept", "reject", None]}}}
+                      "label": STR, "verdict": {"enum": ["accept", "reject", None]},
+                      "settled": {"type": "array", "items": {"type": "integer"},
+                                  "description": "resolve: the input's done items in other "
+                                                 "queues given the resolved label"}}}
 SCHEMAS["RelabelRules"] = {
     "type": "object", "additionalProperties": False,
     "properties": {

@@ -108,6 +108,9 @@ def view(item: dict[str, Any] | None) -> Component:
             extra.append(f"comment: {correction['comment']}")
         parts += [_output(correction["corrected_output"], "ann-correction", kind),
                   html.P("; ".join(extra), id="ann-correction-note")]
+    for i, later in enumerate(item.get("later_corrections") or []):
+        parts += [html.H4(f"A later correction ({i + 2})"),
+                  _output(later["corrected_output"], f"ann-correction-{i + 2}", kind)]
     return html.Div(parts)
 
 

@@ -71,9 +71,9 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
     ])
 
 
-def health(db: Any, expected: tuple[str, ...] = ()) -> Component:
+def health(db: Any, expected: tuple[str, ...] = (), prefix: str | None = None) -> Component:
     events = ops.guardrail_events(db)
-    state = ops.pipeline_health(db, expected)
+    state = ops.pipeline_health(db, expected, prefix)
     checks = state["checks"]
     return html.Div([
         html.H3("Guardrail events"),
@@ -120,7 +120,7 @@ def register(app: Dash) -> None:
     @app.callback(Output("ops-health", "children"), Input("ops-span", "id"))
     @require_role(ROLES)
     def _health(_: Any) -> Component:
-        return health(data.store(), data.expected_parts())
+        return health(data.store(), data.expected_parts(), data.topic_prefix())
 
 
 PAGE = Page(path="operations", title="Operations", roles=ROLES, layout=layout,

@@ -92,7 +92,8 @@ def test_refusals(app: Flask, client: FlaskClient, admin: dict[str, str],
     assert flagged.get_json()["status"] == "flagged"
     resolved = client.post(f"/v1/relabel/items/{item['id']}/resolve", headers=admin,
                            json={"label": "y"})
-    assert resolved.get_json() == {"item_id": item["id"], "status": "done", "label": "y"}
+    assert resolved.get_json() == {"item_id": item["id"], "status": "done", "label": "y",
+                                   "settled": []}  # no other queue held the input
 
 
 def test_kept_inputs_are_pruned_unless_an_item_holds_them(app: Flask) -> None:

@@ -156,3 +156,17 @@ def test_a_failed_answer_is_null_and_says_it_failed(v2app: Flask) -> None:
     answered_ids = answered(v2app, "writer", "text", "")
     _, shown = corrected_and_claimed(v2app, client, answered_ids, "hi")
     assert shown["served"]["output"] == "" and shown["served"]["failed"] is False
+
+
+def test_an_item_shows_a_later_disagreeing_correction(v2app: Flask) -> None:
+    """The first correction is the truth until a label says otherwise; a second customer who
+    disagreed was invisible to the annotator deciding between them."""
+    client = v2app.test_client()
+    ids = answered(v2app, "distance", "number", 16.0)
+    first = client.post("/v1/corrections", headers=bearer(v2app, "correct"),
+                        json={**ids, "corrected_output": 17.5, "comment": "it was 17.5"})
+    assert first.status_code == 202, first.get_json()
+    annotator, item = corrected_and_claimed(v2app, client, ids, 12.25)
+    assert item["correction"]["corrected_output"] == 17.5
+    assert item["later_corrections"] == [{"corrected_output": 12.25, "rating": None,
+                                          "comment": None}]

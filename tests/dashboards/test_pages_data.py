@@ -163,6 +163,11 @@ def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -
     assert checks["relay"].startswith("down: no instance has written a heartbeat yet")
     assert checks["worker"] == health["checks"]["worker"]
     assert "relay: down: no instance" in str(operations_page.health(db, ("relay",)))
+    # A worker reading another topic prefix than this deployment's: as /readyz says it.
+    Heartbeat(db, "worker", instance="typo", topic_prefix="abvocx",
+              consumer_group="evaluation").beat()
+    shown = str(operations_page.health(db, (), "abvoc"))
+    assert "worker: wrong topics: its live instances read topics prefixed" in shown
 
 
 def _call(client, outputs: list[str], inputs: list[tuple[str, object]],  # noqa: ANN001
