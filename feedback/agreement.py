@@ -64,4 +64,11 @@ def agreement(db: Database, queue: str | None = None) -> dict[str, Any]:
     out["kappa"] = float(result.kappa)
     se = float(result.std_kappa)
     out["kappa_se"] = None if math.isnan(se) else se
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    constant = [who for who, margin in (("first", rows), ("second", cols))
+                if (margin > 0).sum() == 1]
+    if constant:  # kappa is 0 with no spread: it says nothing of the other's agreement
+        out["note"] = (f"the {' and '.join(constant)} annotator gave one verdict on every "
+                       "pair, so kappa is 0 whatever the other did (its standard error "
+                       "says nothing there); read the exact agreement and the table")
     return out

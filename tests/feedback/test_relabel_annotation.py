@@ -137,6 +137,8 @@ def test_second_annotator_agreement_and_review(db: Database) -> None:
     # a accepted both, b one: observed agreement 0.5 is what chance gives, so kappa is 0
     assert report["verdict_table"]["counts"] == [[1, 1], [0, 0]]
     assert report["kappa"] == pytest.approx(0.0)
+    # "0 ± 0" read as certain disagreement: a's verdicts never varied, and the report says so.
+    assert report["note"].startswith("the first annotator gave one verdict on every pair")
 
 
 def test_kappa_matches_statsmodels(db: Database) -> None:
@@ -154,6 +156,7 @@ def test_kappa_matches_statsmodels(db: Database) -> None:
     assert report["verdict_table"]["counts"] == table.tolist()
     assert report["kappa"] == pytest.approx(cohens_kappa(table).kappa, abs=1e-12)
     assert report["kappa"] == pytest.approx(0.4, abs=1e-9)  # (0.7 - 0.5) / (1 - 0.5)
+    assert report["note"] is None
 
 
 def test_expired_leases_are_claimable_under_contention(db: Database) -> None:
