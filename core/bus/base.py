@@ -136,8 +136,8 @@ class Bus(ABC):
     def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer: ...
 
     @abstractmethod
-    def check(self) -> None:
-        """Raise BusUnavailable if the transport cannot be reached."""
+    def check(self, timeout_s: float = 5.0) -> None:
+        """Raise BusUnavailable if the transport cannot be reached within `timeout_s`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

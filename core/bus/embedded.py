@@ -329,7 +329,7 @@ class EmbeddedBus(Bus):
     def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer:
         return EmbeddedConsumer(self, group_id, topics)
 
-    def check(self) -> None:
+    def check(self, timeout_s: float = 5.0) -> None:  # the store's own timeouts apply
         try:
             with self.db.reading() as s:
                 s.scalar(select(func.count()).select_from(BusMember))

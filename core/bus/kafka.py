@@ -147,5 +147,5 @@ class KafkaBus(Bus):
     def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer:
         return KafkaBusConsumer(self.brokers, group_id, topics)
 
-    def check(self) -> None:
-        self._topics(self._admin(), 5)
+    def check(self, timeout_s: float = 5.0) -> None:
+        self._topics(self._admin(), timeout_s)

@@ -126,3 +126,18 @@ def test_workers_stop_when_their_server_process_is_killed(tmp_path: Path) -> Non
         proc.kill()
         for w in filter(_running, workers):
             os.kill(w, signal.SIGKILL)
+
+
+def test_readyz_answers_within_a_probe_s_timeout_while_the_broker_is_gone(
+        tmp_path: Path) -> None:
+    """It waited 5 s for the broker, longer than many monitors wait for the probe."""
+    proc, port, log = _serve(tmp_path, ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
+    try:
+        _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
+        started = time.monotonic()
+        status, body, _ = exchange(port, READY)
+        assert status == 503 and body["checks"]["bus"].startswith("unreachable"), body
+        assert time.monotonic() - started < 3.0
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -62,7 +62,7 @@ class FlakyBus(Bus):
     def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer:
         raise NotImplementedError
 
-    def check(self) -> None:
+    def check(self, timeout_s: float = 5.0) -> None:
         """Reachable: only deliveries fail."""
 
 
