@@ -3,19 +3,21 @@
 Each supervised loop (the outbox relay, an evaluation worker) writes one `component_heartbeats`
 row per instance: when it last beat, whether its last round failed and why, how often it has
 restarted, how far behind it is, which topics it reads (a worker: its topic prefix and consumer
-group), a note on work it does but cannot count (a worker parking most receipts), and, once it
-stopped cleanly, when. The readiness rule (:func:`component_checks`):
+group), and a note on work it does but cannot count (a worker parking most receipts). A clean
+stop deletes the instance's row, as abvoc always did (older nodes on the same store read a row
+whose beat went stale as a dead part), and records the stop in `component_stops`, which only
+this rule reads. The readiness rule (:func:`component_checks`):
 
 - a component with no rows at all is not judged: this deployment may not run it here or at all
   (an API-only process stays meaningful) — unless the deployment says it runs it
   (``expected``, from ``ABVOC_EXPECT_PARTS``; `abvoc up` sets it for the parts it supervises):
   then it is *down* until an instance of it beats, so a part that never got going, or whose
   heartbeats cannot be written, is not taken for one this deployment does not run;
-- rows of instances that stopped cleanly are kept, marked stopped, until a new instance starts:
-  a component whose rows are all stopped is not judged either (stopped on purpose is not down),
-  unless it is expected: then it is *down* as *stopped*, which tells an operator it ran, not
+- a component whose instances all stopped cleanly has no rows either, so it is not judged
+  (stopped on purpose is not down) unless it is expected: then it is *down* as *stopped* while
+  its stops are recorded (a new instance clears them), which tells an operator it ran, not
   that it never started;
-- a component is *not beating* when it has running rows but none beat within `stale_s`: its
+- a component is *not beating* when it has rows but none beat within `stale_s`: its
   process died, or it is stuck (e.g. waiting on a store lock): the store cannot tell which;
 - it is *failing* when a live instance's last round failed (it is restarting with backoff); a
   round on standby while another instance does the work (core.supervision) leaves that as it is;
@@ -42,10 +44,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select
 
 from core.store.db import Database, utcnow
 from core.store.models import ComponentHeartbeat, OutboxEvent
+from core.store.service_models import ComponentStop
 from core.store.upsert import upsert
 
 log = logging.getLogger(__name__)
@@ -126,19 +129,31 @@ class Heartbeat:
         return True
 
     def clear_stale(self, stale_s: float = HEARTBEAT_STALE_S) -> None:
-        """Forget dead and stopped instances of this component (called when a new one starts:
-        its own beats now say whether the component runs)."""
+        """Forget dead instances and the recorded stops of this component (called when a new
+        one starts: its own beats now say whether the component runs)."""
         cutoff = utcnow() - timedelta(seconds=stale_s)
         self._write(delete(ComponentHeartbeat).where(
-            ComponentHeartbeat.component == self.component,
-            or_(ComponentHeartbeat.beat_at < cutoff, ComponentHeartbeat.stopped_at.is_not(None))))
+            ComponentHeartbeat.component == self.component, ComponentHeartbeat.beat_at < cutoff))
+        self._write(delete(ComponentStop).where(ComponentStop.component == self.component))
 
     def forget(self) -> None:
-        """Mark this instance's row stopped on a clean stop: stopped on purpose is not down,
-        yet a part the deployment runs reads as stopped, not as one that never started."""
-        self._write(update(ComponentHeartbeat).where(
+        """On a clean stop, record the stop, then delete this instance's heartbeat row:
+        stopped on purpose is not down (to older nodes too, which read only heartbeats), yet
+        a part the deployment runs reads as stopped, not as one that never started. Two
+        writes, in this order: a reader between them sees the row still beating, and a stop
+        that cannot be recorded still deletes the row."""
+        self._write_stop()
+        self._write(delete(ComponentHeartbeat).where(
             ComponentHeartbeat.component == self.component,
-            ComponentHeartbeat.instance == self.instance).values(stopped_at=utcnow()))
+            ComponentHeartbeat.instance == self.instance))
+
+    def _write_stop(self) -> None:
+        row = {"component": self.component, "instance": self.instance, "stopped_at": utcnow()}
+        try:
+            with self.db.session() as s:
+                upsert(s, ComponentStop.__table__, row, keys=["component", "instance"])
+        except Exception as exc:  # noqa: BLE001 - best effort
+            log.debug("stop of %s (%s) not recorded: %s", self.component, self.instance, exc)
 
     def _write(self, statement: Any) -> None:
         try:
@@ -166,10 +181,16 @@ def _last_error(row: ComponentHeartbeat, now: datetime) -> str:
     return f"; last error{when}: {row.last_error}"
 
 
-def _stopped(beats: list[ComponentHeartbeat], now: datetime) -> str:
-    last = min(_age(now, b.stopped_at) for b in beats if b.stopped_at is not None)
-    return (f"down: stopped: no instance runs (the last stopped cleanly {last:.0f}s ago; "
-            f"{EXPECTED})")
+def _stopped(db: Database, components: list[str], now: datetime) -> dict[str, str]:
+    """The verdict of each of `components` (expected, without heartbeat rows): *stopped* when
+    an instance of it stopped cleanly since the last one started, else *never started*."""
+    with db.reading() as s:
+        last = dict(s.execute(select(ComponentStop.component, func.max(ComponentStop.stopped_at))
+                              .where(ComponentStop.component.in_(components))
+                              .group_by(ComponentStop.component)).all())
+    return {name: (f"down: stopped: no instance runs (the last stopped cleanly "
+                   f"{_age(now, last[name]):.0f}s ago; {EXPECTED})") if last.get(name) else
+            f"down: no instance has written a heartbeat yet ({EXPECTED})" for name in components}
 
 
 def _live_verdict(live: list[ComponentHeartbeat], now: datetime, max_lag_s: float,
@@ -205,19 +226,14 @@ def component_checks(db: Database, *, stale_s: float = HEARTBEAT_STALE_S,
     by_component: dict[str, list[ComponentHeartbeat]] = {}
     for row in rows:
         by_component.setdefault(row.component, []).append(row)
-    checks = {name: f"down: no instance has written a heartbeat yet ({EXPECTED})"
-              for name in expected if name not in by_component}
+    missing = [name for name in dict.fromkeys(expected) if name not in by_component]
+    checks = _stopped(db, missing, now) if missing else {}
     for component, beats in sorted(by_component.items()):
-        running = [b for b in beats if b.stopped_at is None]
-        if not running:
-            if component in expected:
-                checks[component] = _stopped(beats, now)
-            continue
-        live = [b for b in running if _age(now, b.beat_at) <= stale_s]
+        live = [b for b in beats if _age(now, b.beat_at) <= stale_s]
         if live:
             checks[component] = _live_verdict(live, now, max_lag_s, prefix)
             continue
-        last = min(running, key=lambda b: _age(now, b.beat_at))
+        last = min(beats, key=lambda b: _age(now, b.beat_at))
         checks[component] = (NOT_BEATING.format(age=_age(now, last.beat_at), limit=stale_s)
                              + _last_error(last, now))
     return checks

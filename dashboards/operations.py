@@ -249,16 +249,13 @@ def _since(allocation: dict[str, Any] | None) -> datetime | None:
 
 def pipeline_health(db: Database, expected: Sequence[str] = (),
                     prefix: str | None = None) -> dict[str, Any]:
-    """The outbox backlog and its oldest event's age, and each running loop's heartbeats and
-    verdict (`expected`: the parts the deployment runs, `prefix` its topic prefix, judged as
-    /readyz judges them). Rows
-    of instances that stopped cleanly are left out: their old beat would read as a dead loop
-    (the verdict says when a part the deployment runs has stopped)."""
+    """The outbox backlog and its oldest event's age, and each loop's heartbeats and verdict
+    (`expected`: the parts the deployment runs, `prefix` its topic prefix, judged as /readyz
+    judges them). An instance that stopped cleanly has no heartbeat row; the verdict says when
+    a part the deployment runs has stopped."""
     with db.reading() as s:
-        beats = s.scalars(select(ComponentHeartbeat)
-                          .where(ComponentHeartbeat.stopped_at.is_(None))
-                          .order_by(ComponentHeartbeat.component,
-                                    ComponentHeartbeat.instance)).all()
+        beats = s.scalars(select(ComponentHeartbeat).order_by(
+            ComponentHeartbeat.component, ComponentHeartbeat.instance)).all()
         now = datetime.now(UTC)
         rows = [{"component": b.component, "instance": b.instance,
                  "beat_age_s": (now - _utc(b.beat_at)).total_seconds(), "lag_s": b.lag_s,

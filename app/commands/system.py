@@ -181,12 +181,12 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
     if dev:
         _run(ctx, api=(host, port))
         return
+    _logging(ctx)  # first: a node that migrates the store says so in its log
     settings = _ready_settings(ctx, bus_required=False)
     if (workers or 1) > 1 and not os.environ.get(PROMETHEUS_DIR_VAR):
         use_prometheus_dir(settings.data_dir)  # before prometheus_client is imported
     from app.runner import serve_api
 
-    _logging(ctx)
     serve_api(settings, host, port, workers=workers or 1, threads=threads)
 
 

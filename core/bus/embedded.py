@@ -119,9 +119,9 @@ class EmbeddedConsumer(Consumer):
                     BusMember.group_id == self.group_id, BusMember.heartbeat_at < cutoff
                 )
             )
-            members = sorted(
-                s.scalars(select(BusMember.member_id).where(BusMember.group_id == self.group_id))
-            )
+            subscribed = dict(s.execute(select(BusMember.member_id, BusMember.topics)
+                                        .where(BusMember.group_id == self.group_id)).all())
+            members = sorted(subscribed)
             signature = hashlib.sha256(",".join(members).encode()).hexdigest()
             if group.members != signature:
                 group.generation += 1
@@ -130,9 +130,14 @@ class EmbeddedConsumer(Consumer):
             everything = [
                 TopicPartition(t, p) for t in self.topics for p in range(self.bus.partitions)
             ]
-            mine = {
-                tp for i, tp in enumerate(everything) if members[i % len(members)] == self.member_id
-            }
+            # A topic's partitions go round-robin among the members that read it: a member of
+            # the group reading other topics (a mistyped ABVOC_TOPIC_PREFIX) took a share of
+            # them it never read. With every member on the same topics this is the plain
+            # round-robin an older node computes, so a mixed group agrees on who holds what.
+            readers = {t: [m for m in members if t in (subscribed[m] or [])] or [self.member_id]
+                       for t in self.topics}
+            mine = {tp for i, tp in enumerate(everything)
+                    if readers[tp.topic][i % len(readers[tp.topic])] == self.member_id}
             if group.generation != self.generation:
                 # A new generation: read every held partition from its committed offset, since
                 # what this member read but did not commit may have been refused.

@@ -1,4 +1,5 @@
-"""The service's own tables: its API keys and the heartbeats of its supervised loops.
+"""The service's own tables: its API keys, and the heartbeats and clean stops of its supervised
+loops.
 
 Kept apart from :mod:`core.store.models` (which imports them, so one metadata holds every table).
 """
@@ -16,8 +17,9 @@ from core.store.models import Base, BigId
 
 class ComponentHeartbeat(Base):
     """A supervised loop (relay, worker) says it is alive, how far behind it is, how it last
-    failed, what it reads, and that it stopped; /readyz reads these rows, whichever process
-    wrote them."""
+    failed and what it reads; /readyz reads these rows, whichever process wrote them. A clean
+    stop deletes the instance's row: every abvoc, older ones too, reads a row whose beat went
+    stale as a dead part (a stop is kept in :class:`ComponentStop`)."""
 
     __tablename__ = "component_heartbeats"
 
@@ -35,8 +37,19 @@ class ComponentHeartbeat(Base):
     consumer_group: Mapped[str | None] = mapped_column(String(200))
     # Said while the loop runs well, e.g. a worker parking most receipts (0026).
     note: Mapped[str | None] = mapped_column(Text)
-    # A clean stop keeps the row, marked (0026): "stopped" is not "never started".
-    stopped_at: Mapped[datetime | None]
+
+
+class ComponentStop(Base):
+    """An instance of a supervised loop stopped cleanly (0026), so /readyz can tell a part the
+    deployment runs that stopped from one that never started. Its own table, not a mark on
+    the heartbeat row: older abvoc nodes read only heartbeats, and would take a kept row for a
+    dead part. A new instance of the component clears its component's rows."""
+
+    __tablename__ = "component_stops"
+
+    component: Mapped[str] = mapped_column(String(50), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200), primary_key=True)
+    stopped_at: Mapped[datetime]
 
 
 class ApiKey(Base):

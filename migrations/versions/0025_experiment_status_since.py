@@ -2,8 +2,9 @@
 
 A kill or an operator's pause kept no time, so the operations page listed them undated and
 nobody could say how long an experiment had served only its control. Rows from before this
-revision take the time the store kept where it is the same moment (a stop's `stopped_at`, an
-unpaused run's `started_at`, a draft's `created_at`); a paused or killed one stays null.
+revision take the time the store kept where it is the same moment (a stop's `stopped_at`, a
+draft's `created_at`); a running, paused or killed one stays null (a run may have been paused
+and resumed since its start, which nothing dated).
 
 Revision ID: 0025
 Revises: 0024
@@ -25,7 +26,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('status_since', sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE experiments SET status_since = CASE "
                "WHEN status = 'stopped' THEN stopped_at "
-               "WHEN status = 'running' AND status_reason = '' THEN started_at "
                "WHEN status = 'draft' THEN created_at END")
 
 

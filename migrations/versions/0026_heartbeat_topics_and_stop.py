@@ -1,10 +1,13 @@
-"""component_heartbeats: what a consumer reads, a note, and when an instance stopped cleanly
+"""component_heartbeats: what a consumer reads and a note; component_stops: clean stops
 
-A clean stop deleted the instance's row, so /readyz could not tell a part that stopped from one
-that never started; the row is now kept with `stopped_at`. A worker reading a mistyped topic
-prefix beat as healthy: `topic_prefix` and `consumer_group` let /readyz compare them with the
-API's. `note` carries what a loop that runs well still wants said (a worker parking most
-receipts: its secret key differs from the API's). All nullable: rows of older nodes stay valid.
+A clean stop deleted the instance's heartbeat row, so /readyz could not tell a part that stopped
+from one that never started; the stop is now recorded in its own table, `component_stops`. The
+heartbeat row is still deleted: older abvoc nodes on the same store (a rolling upgrade, or a
+rollback past this revision) read any row whose beat went stale as a dead part, and never read
+`component_stops`, so its downgrade just drops it. A worker reading a mistyped topic prefix beat
+as healthy: `topic_prefix` and `consumer_group` let /readyz compare them with the API's. `note`
+carries what a loop that runs well still wants said (a worker parking most receipts: its secret
+key differs from the API's). All nullable: rows of older nodes stay valid.
 
 Revision ID: 0026
 Revises: 0025
@@ -26,12 +29,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('topic_prefix', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('consumer_group', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('note', sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column('stopped_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        'component_stops',
+        sa.Column('component', sa.String(length=50), nullable=False),
+        sa.Column('instance', sa.String(length=200), nullable=False),
+        sa.Column('stopped_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('component', 'instance', name=op.f('pk_component_stops')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('component_stops')
     with op.batch_alter_table('component_heartbeats') as batch_op:
-        batch_op.drop_column('stopped_at')
         batch_op.drop_column('note')
         batch_op.drop_column('consumer_group')
         batch_op.drop_column('topic_prefix')

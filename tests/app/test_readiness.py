@@ -102,10 +102,49 @@ def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
         close_app(app)
 
 
+def older_node_checks(db: Database, stale_s: float = 15) -> dict[str, str]:
+    """What an abvoc released before 0026 (b0751b0's core.health) says of the heartbeat rows:
+    it knows no stop, and a part whose rows all beat longer ago than the limit is down."""
+    now = utcnow()
+    with db.reading() as s:
+        rows = s.execute(select(ComponentHeartbeat.component, ComponentHeartbeat.beat_at)).all()
+    newest: dict[str, float] = {}
+    for component, beat_at in rows:
+        age = (now - (beat_at if beat_at.tzinfo else beat_at.replace(tzinfo=now.tzinfo)))
+        newest[component] = min(newest.get(component, 1e9), age.total_seconds())
+    return {c: "ok" if age <= stale_s else "down" for c, age in newest.items()}
+
+
+def test_a_clean_stop_leaves_no_row_an_older_node_takes_for_a_dead_part(
+        settings: Settings) -> None:
+    """A clean stop kept the instance's heartbeat row, marked stopped: an older abvoc on the
+    same store (a rolling upgrade) knows no mark, read the row's stale beat as a dead worker
+    and answered 503. The row goes again; the stop is kept apart, so /readyz here still says
+    "stopped" of a part the deployment runs."""
+    app = create_app(settings.with_overrides(expect_parts=("relay", "worker")),
+                     test_config={"TESTING": True, "READY_STALE_S": 5})
+    try:
+        db, client = app.extensions["abvoc"].db, app.test_client()
+        relay, worker = Heartbeat(db, "relay"), Heartbeat(db, "worker")
+        relay.beat()
+        worker.beat()
+        worker.forget()
+        age_rows(db, 600)  # ten minutes on: the relay beats on, the worker stays stopped
+        relay.beat()
+        assert older_node_checks(db) == {"relay": "ok"}  # the old rule finds nothing dead
+        status, checks = ready(client)
+        assert status == 503 and checks["relay"] == "ok", checks
+        assert checks["worker"].startswith("down: stopped: no instance runs (the last stopped "
+                                           "cleanly"), checks
+    finally:
+        close_app(app)
+
+
 def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) -> None:
     """A clean stop deleted the instance's row, so /readyz said of a worker that had run for
     minutes that it "has not written a heartbeat yet", and the operator looked for a start-up
-    failure. The row stays, marked stopped; a new instance's beat overrides it."""
+    failure. The row still goes (older nodes read only rows), the stop is recorded apart; a
+    new instance clears the stops."""
     app = create_app(settings.with_overrides(expect_parts=("worker",)),
                      test_config={"TESTING": True, "READY_STALE_S": 5})
     try:
@@ -115,16 +154,17 @@ def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) 
         second.beat()
         first.forget()  # one of two stops: the other still runs
         assert ready(client)[1]["worker"] == "ok"
-        second.forget()
-        age_rows(db, 600)  # stopped long ago: not "not beating", not "never started"
+        second.forget()  # stopped: not "not beating", not "never started"
         status, checks = ready(client)
         assert status == 503
-        assert checks["worker"].startswith("down: stopped: no instance runs"), checks
+        assert checks["worker"].startswith("down: stopped: no instance runs (the last stopped "
+                                           "cleanly"), checks
         assert "ABVOC_EXPECT_PARTS" in checks["worker"]
         with db.reading() as s:
-            assert s.scalar(select(func.count()).select_from(ComponentHeartbeat)) == 2
+            assert s.scalar(select(func.count()).select_from(ComponentHeartbeat)) == 0
+            assert s.scalar(text("SELECT count(*) FROM component_stops")) == 2
         fresh = Heartbeat(db, "worker")
-        fresh.clear_stale()  # the stopped rows go as a new instance starts
+        fresh.clear_stale()  # the stops are forgotten as a new instance starts
         assert ready(client)[1]["worker"].startswith("down: no instance has written")
         fresh.beat()
         assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok",

@@ -87,6 +87,27 @@ def test_a_join_moves_the_generation_and_the_old_member_rejoins(db: Database) ->
     b.close()
 
 
+def test_a_member_reading_other_topics_takes_no_share_of_these(db: Database) -> None:
+    """A worker with a mistyped topic prefix joined the group and was handed partitions of the
+    real topics it never read: 52 accepted events waited unapplied while /readyz said ready."""
+    bus = EmbeddedBus(db, heartbeat_s=3600, session_timeout_s=3600)
+    produce(bus, {0: 4, 1: 4, 2: 4})
+    typo = bus.consumer("g", ["logx.t"])
+    typo.poll(timeout_ms=100)
+    real = bus.consumer("g", [TOPIC])
+    assert len(real.poll(timeout_ms=500, max_records=100)) == 12
+    assert real.assignment() == {TopicPartition(TOPIC, p) for p in range(3)}
+    assert {tp.topic for tp in typo.assignment()} <= {"logx.t"}
+    # Members on the same topics share them round-robin, as before (and as older nodes do).
+    twin = bus.consumer("g", [TOPIC])
+    twin.poll(timeout_ms=100)
+    real.poll(timeout_ms=100)
+    assert real.assignment() and twin.assignment()
+    assert real.assignment() | twin.assignment() == {TopicPartition(TOPIC, p) for p in range(3)}
+    for c in (typo, real, twin):
+        c.close()
+
+
 def test_committed_offsets_never_move_backwards(db: Database) -> None:
     bus = EmbeddedBus(db, heartbeat_s=3600)
     produce(bus, {1: 20})

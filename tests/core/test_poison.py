@@ -22,6 +22,7 @@ from core.bus.embedded import EmbeddedBus
 from core.health import component_checks
 from core.store.db import Database
 from core.store.models import ComponentHeartbeat, ParkedEvent, ProcessedEvent
+from core.store.service_models import ComponentStop
 from core.stream import PARKED_PAYLOAD_BYTES, apply_records
 from core.supervision import Supervisor
 from evaluation.worker import GROUP_ID, apply_events, make_worker
@@ -124,9 +125,11 @@ def test_a_failing_loop_is_restarted_counted_logged_and_recorded(
             if "probe failed" in r.getMessage()][-1].endswith("RuntimeError: boom 3")
     assert len(seen) == 1 and seen[0].restarts == 3 and seen[0].failing
     assert seen[0].last_error == "RuntimeError: boom 3"
-    with db.session() as s:  # a clean stop marks the row: stopped on purpose is not down,
-        rows = list(s.scalars(select(ComponentHeartbeat)))  # nor taken for never started
-    assert len(rows) == 1 and rows[0].stopped_at is not None
+    with db.session() as s:  # a clean stop deletes the row: stopped on purpose is not down
+        rows = list(s.scalars(select(ComponentHeartbeat)))  # (to older nodes either), and
+        stops = list(s.scalars(select(ComponentStop)))  # records the stop: not never started
+    assert rows == [] and [(r.component, r.instance) for r in stops] == [
+        ("probe", seen[0].instance)]
     assert component_checks(db) == {}
     assert component_checks(db, expected=["probe"])["probe"].startswith("down: stopped")
 

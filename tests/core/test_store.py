@@ -30,7 +30,8 @@ def test_downgrade_to_base_and_up_again(db: Database) -> None:
 
 def test_0025_dates_a_status_only_where_the_store_kept_its_time(db: Database) -> None:
     """Before 0025 a kill or a pause kept no time: those stay undated, not dated with the
-    experiment's start; a stop takes its `stopped_at`, an unpaused run its `started_at`."""
+    experiment's start, and so does a run (it may have been paused and resumed since); a stop
+    takes its `stopped_at`, a draft its `created_at`."""
     schema.downgrade(db, "0024")
     created, started, stopped = (datetime(2026, 11, day, 9, tzinfo=UTC) for day in (1, 2, 3))
     rows = {"draft": ("", None, None), "running": ("", started, None),
@@ -50,7 +51,7 @@ def test_0025_dates_a_status_only_where_the_store_kept_its_time(db: Database) ->
     with db.engine.connect() as conn:
         since = dict(conn.execute(text("SELECT name, status_since FROM experiments")).all())
     kept = {name: None if at is None else _utc(at) for name, at in since.items()}
-    assert kept == {"draft": created, "running": started, "stopped": stopped, "paused": None,
+    assert kept == {"draft": created, "running": None, "stopped": stopped, "paused": None,
                     "killed": None, "guarded": None}
 
 

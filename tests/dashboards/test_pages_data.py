@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 from dash import html
 from flask import Flask
-from sqlalchemy import delete
 
 from core.health import Heartbeat
 from core.store.db import utcnow
-from core.store.models import ComponentHeartbeat
 from core.store.relabel_models import PredictionInput
 from dashboards import feeds
 from dashboards import operations as ops
@@ -148,15 +146,14 @@ def test_operations_series_ledger_guardrails_and_health(pages_seeded: int, db) -
     assert health["outbox_pending"] == 0
     assert health["checks"]["worker"].startswith("not beating: no heartbeat for")
     assert health["heartbeats"][0]["last_error"] == "<b>boom</b>"
-    # An instance that stopped cleanly keeps its row for /readyz ("stopped", not "never
-    # started"); the page leaves it out of the table, where its old beat would read as dead.
+    # An instance that stopped cleanly leaves no heartbeat row, where its old beat would read
+    # as dead; its recorded stop lets the verdict say "stopped", not "never started".
     Heartbeat(db, "relay", instance="host-2").beat()
     Heartbeat(db, "relay", instance="host-2").forget()
     assert [b["instance"] for b in ops.pipeline_health(db)["heartbeats"]] == ["host-1"]
     assert "relay" not in ops.pipeline_health(db)["checks"]
     assert ops.pipeline_health(db, ("relay",))["checks"]["relay"].startswith("down: stopped")
-    with db.session() as s:
-        s.execute(delete(ComponentHeartbeat).where(ComponentHeartbeat.component == "relay"))
+    Heartbeat(db, "relay", instance="host-3").clear_stale()  # a new one starts: stop forgotten
     # A part the deployment runs (ABVOC_EXPECT_PARTS) but that never beat: down here too, as
     # /readyz says, not left off the page.
     checks = ops.pipeline_health(db, ("relay", "worker"))["checks"]

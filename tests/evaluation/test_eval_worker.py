@@ -16,6 +16,7 @@ from core import events, receipts
 from core.bus.base import Record
 from core.bus.embedded import EmbeddedBus
 from core.errors import AbvocError, Forbidden
+from core.health import Heartbeat, component_checks
 from core.store import schema
 from core.store.db import Database
 from core.store.models import (
@@ -187,20 +188,28 @@ def test_a_refused_receipt_says_what_it_would_have_let_count() -> None:
 
 
 def test_a_worker_says_what_it_reads_in_its_log_and_heartbeat(
-        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+        db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker with a mistyped ABVOC_TOPIC_PREFIX read its own empty topics, logged nothing of
     them, and beat as healthy; its heartbeat now names the prefix (and group) /readyz checks."""
     stop = threading.Event()
-    stop.set()  # starts, beats once, stops
+    stop.set()  # starts, beats once, stops (a clean stop deletes the row: read it before)
+    beats: list[tuple[str, str | None, str | None]] = []
+    forget = Heartbeat.forget
+
+    def read_then_forget(heartbeat: Heartbeat) -> None:
+        with db.reading() as s:
+            beats.extend(tuple(r) for r in s.execute(select(
+                ComponentHeartbeat.component, ComponentHeartbeat.topic_prefix,
+                ComponentHeartbeat.consumer_group)))
+        forget(heartbeat)
+
+    monkeypatch.setattr(Heartbeat, "forget", read_then_forget)
     with caplog.at_level(logging.INFO, logger="evaluation.worker"):
         run_worker(db, EmbeddedBus(db), "abvocx", stop, secret=SECRET)
     assert (f"consumer group '{GROUP_ID}' reads abvocx.predictions, abvocx.corrections, "
             "abvocx.outcomes (ABVOC_TOPIC_PREFIX='abvocx')") in caplog.text
-    with db.reading() as s:
-        row = s.scalars(select(ComponentHeartbeat)).one()
-    assert (row.component, row.topic_prefix, row.consumer_group) == ("worker", "abvocx",
-                                                                     GROUP_ID)
-    assert row.stopped_at is not None
+    assert beats == [("worker", "abvocx", GROUP_ID)]
+    assert component_checks(db, expected=["worker"])["worker"].startswith("down: stopped")
 
 
 def _records(batch: list[dict]) -> list[Record]:
