@@ -6,13 +6,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.bus import Bus, BusUnavailable, open_bus
 from core.errors import ConfigError
 from core.events import topics
 from core.settings import Settings, ensure_secret_key
 from core.store import schema
-from core.store.db import Database
+from core.store.db import Database, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
     parent checked the setup at start: exiting would read as a crash loop to the server).
     """
     settings = ensure_secret_key(settings)
+    _check_sqlite_folder(settings)
     db = Database(settings.database_url)
     if wait_for_store:
         _wait_for(db)
@@ -81,3 +83,18 @@ def _wait_for(db: Database, first_s: float = 0.5, most_s: float = 5.0) -> None:
                 said = time.monotonic()
         time.sleep(delay)
         delay = min(delay * 2, most_s)
+
+
+def _check_sqlite_folder(settings: Settings) -> None:
+    """A SQLite file outside the data folder must be in a folder that exists: making the
+    folders of a mistyped URL gave a process an empty store of its own, where it waited for
+    events that went to the real one."""
+    path = sqlite_file(settings.database_url)
+    if path is None:
+        return
+    folder, data_dir = Path(path).resolve().parent, settings.data_dir.resolve()
+    if folder.exists() or folder == data_dir or data_dir in folder.parents:
+        return
+    raise ConfigError(f"ABVOC_DATABASE_URL names a SQLite file in {folder}, a folder that "
+                      "does not exist: check the URL for a typo, or make the folder first "
+                      f"(abvoc makes folders only under ABVOC_DATA_DIR, {data_dir})")

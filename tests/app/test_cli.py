@@ -276,3 +276,22 @@ def test_serve_refuses_a_port_in_use_or_out_of_range(monkeypatch: pytest.MonkeyP
         assert wrong.exit_code == 2 and "70000" in wrong.output, wrong.output
     host = CliRunner().invoke(main, ["serve", "--host", "999.1.1.1", "--port", str(port)])
     assert host.exit_code != 0 and "choose another --host or --port" in host.output
+
+
+def test_a_sqlite_url_into_a_missing_folder_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path) -> None:  # noqa: ANN001
+    """A mistyped URL made its folders and an empty store of its own, where the worker waited
+    for events that went to the real one. Folders are made only under the data folder."""
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ABVOC_DATABASE_URL", f"sqlite:///{tmp_path / 'dtaa' / 'x' / 'abvoc.db'}")
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code == 2, result.output
+    assert "a folder that does not exist: check the URL for a typo" in result.output
+    assert not (tmp_path / "dtaa").exists()
+    from core.settings import load_settings
+    from core.startup import connect
+
+    inside = tmp_path / "data" / "db" / "a.db"  # under the data folder: made as before
+    connect(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path / "data"),
+                               "ABVOC_DATABASE_URL": f"sqlite:///{inside}"})).close()
+    assert inside.is_file()
