@@ -48,10 +48,12 @@ def serve_wsgi(factory: Callable[[Settings], Any], settings: Settings, host: str
     # benchmarks) would otherwise spawn them too.
     multiprocessing.set_start_method("fork", force=True)
 
+    server_pid = os.getpid()  # the workers are forked from this process
+
     def load_app() -> Any:
+        _stop_when_orphaned(server_pid)  # first: the server may die while the app loads
         app = factory(settings)
         multiprocessing.util.Finalize(app, _worker_exit, args=(app,), exitpriority=10)
-        _stop_when_orphaned(os.getppid())
         freeze_startup_heap()  # the app and its models are loaded: see its docstring
         return app
 
