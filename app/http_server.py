@@ -81,7 +81,11 @@ def _stop_when_orphaned(server_pid: int, every_s: float = 1.0) -> None:
         while os.getppid() == server_pid:
             time.sleep(every_s)
         log.warning("server process %d is gone; worker %d stops", server_pid, os.getpid())
-        os.kill(os.getpid(), signal.SIGTERM)
+        # Again until it takes: one that came while the app loaded met no stop handler yet.
+        for _ in range(GRACEFUL_S // 2):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(2)
+        os._exit(1)  # still here after a graceful stop's time: nobody else will end it
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
