@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -76,14 +77,23 @@ def test_parts_down_failing_or_lagging_make_the_service_not_ready(ready_app: Fla
     assert ready(client)[1]["worker"].startswith("lagging: 300s behind")
 
 
+@contextmanager
+def expecting(settings: Settings, *parts: str) -> Iterator[tuple[Database, FlaskClient]]:
+    """The app of a deployment that says it runs `parts` (ABVOC_EXPECT_PARTS): its store and
+    a client."""
+    app = create_app(settings.with_overrides(expect_parts=parts),
+                     test_config={"TESTING": True, "READY_STALE_S": 5})
+    try:
+        yield app.extensions["abvoc"].db, app.test_client()
+    finally:
+        close_app(app)
+
+
 def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
         settings: Settings) -> None:
     """Without the setting a relay and worker that never beat (crashing at start, or their
     heartbeats not written) looked like parts this deployment does not run: ready."""
-    app = create_app(settings.with_overrides(expect_parts=("relay", "worker")),
-                     test_config={"TESTING": True, "READY_STALE_S": 5})
-    try:
-        db, client = app.extensions["abvoc"].db, app.test_client()
+    with expecting(settings, "relay", "worker") as (db, client):
         status, checks = ready(client)
         assert status == 503
         for part in ("relay", "worker"):
@@ -98,8 +108,6 @@ def test_a_part_the_deployment_runs_is_down_until_its_first_heartbeat(
         worker.forget()  # stopped on purpose: still a part this deployment runs
         assert ready(client)[1]["worker"].startswith("down: stopped: no instance runs (the "
                                                      "last stopped cleanly 0s ago")
-    finally:
-        close_app(app)
 
 
 def older_node_checks(db: Database, stale_s: float = 15) -> dict[str, str]:
@@ -121,10 +129,7 @@ def test_a_clean_stop_leaves_no_row_an_older_node_takes_for_a_dead_part(
     same store (a rolling upgrade) knows no mark, read the row's stale beat as a dead worker
     and answered 503. The row goes again; the stop is kept apart, so /readyz here still says
     "stopped" of a part the deployment runs."""
-    app = create_app(settings.with_overrides(expect_parts=("relay", "worker")),
-                     test_config={"TESTING": True, "READY_STALE_S": 5})
-    try:
-        db, client = app.extensions["abvoc"].db, app.test_client()
+    with expecting(settings, "relay", "worker") as (db, client):
         relay, worker = Heartbeat(db, "relay"), Heartbeat(db, "worker")
         relay.beat()
         worker.beat()
@@ -136,8 +141,6 @@ def test_a_clean_stop_leaves_no_row_an_older_node_takes_for_a_dead_part(
         assert status == 503 and checks["relay"] == "ok", checks
         assert checks["worker"].startswith("down: stopped: no instance runs (the last stopped "
                                            "cleanly"), checks
-    finally:
-        close_app(app)
 
 
 def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) -> None:
@@ -145,10 +148,7 @@ def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) 
     minutes that it "has not written a heartbeat yet", and the operator looked for a start-up
     failure. The row still goes (older nodes read only rows), the stop is recorded apart; a
     new instance clears the stops."""
-    app = create_app(settings.with_overrides(expect_parts=("worker",)),
-                     test_config={"TESTING": True, "READY_STALE_S": 5})
-    try:
-        db, client = app.extensions["abvoc"].db, app.test_client()
+    with expecting(settings, "worker") as (db, client):
         first, second = Heartbeat(db, "worker"), Heartbeat(db, "worker")
         first.beat()
         second.beat()
@@ -169,8 +169,6 @@ def test_a_stopped_part_is_told_from_one_that_never_started(settings: Settings) 
         fresh.beat()
         assert ready(client) == (200, {"database": "ok", "bus": "ok", "outbox": "ok",
                                        "worker": "ok"})
-    finally:
-        close_app(app)
 
 
 def test_a_silent_part_is_not_beating_and_an_old_error_is_dated_not_blamed(
