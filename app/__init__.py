@@ -11,8 +11,8 @@ from werkzeug.exceptions import HTTPException
 
 from app import inputs
 from app.compressed import InflateBodies, compress_answers
-from app.quiet_log import warn_now_and_then
 from core.errors import AbvocError
+from core.quiet_log import warn_now_and_then
 from core.settings import Settings, load_settings
 from core.startup import Services, connect
 from core.store.db import store_unreachable

@@ -50,6 +50,7 @@ from core.store.db import Database, utcnow
 from core.store.models import ComponentHeartbeat, OutboxEvent
 from core.store.service_models import ComponentStop
 from core.store.upsert import upsert
+from core.times import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +164,8 @@ class Heartbeat:
             log.debug("heartbeat rows of %s not written: %s", self.component, exc)
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite gives timestamps back without their zone; they are stored in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=utcnow().tzinfo)
-
-
 def _age(now: datetime, value: datetime) -> float:
-    return (now - _aware(value)).total_seconds()
+    return (now - as_utc(value)).total_seconds()
 
 
 def _last_error(row: ComponentHeartbeat, now: datetime) -> str:
@@ -244,4 +240,4 @@ def outbox_lag_s(db: Database) -> float:
     with db.reading() as s:
         oldest = s.scalar(select(func.min(OutboxEvent.created_at))
                           .where(OutboxEvent.sent_at.is_(None)))
-    return max(0.0, (utcnow() - _aware(oldest)).total_seconds()) if oldest else 0.0
+    return max(0.0, (utcnow() - as_utc(oldest)).total_seconds()) if oldest else 0.0

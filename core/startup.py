@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from core.bus import Bus, BusUnavailable, open_bus
 from core.errors import ConfigError
 from core.events import topics
+from core.quiet_log import warn_now_and_then
 from core.settings import Settings, ensure_secret_key
 from core.store import schema
 from core.store.db import Database, sqlite_file
@@ -70,7 +70,7 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
 def _wait_for(db: Database, first_s: float = 0.5, most_s: float = 5.0) -> None:
     """Check the store until it answers, backing off; a log line when the wait begins and
     about every minute after, not one a try."""
-    delay, said = first_s, -math.inf
+    delay = first_s
     while True:
         try:
             db.check()
@@ -78,9 +78,7 @@ def _wait_for(db: Database, first_s: float = 0.5, most_s: float = 5.0) -> None:
         except ConfigError as exc:
             if "unreachable" not in exc.message:  # not a store at all: waiting will not help
                 raise
-            if time.monotonic() - said >= 60:
-                log.warning("%s; this process waits for it", exc.message)
-                said = time.monotonic()
+            warn_now_and_then(log, f"{exc.message}; this process waits for it", every_s=60)
         time.sleep(delay)
         delay = min(delay * 2, most_s)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import overload
 
 from core.errors import AbvocError
 
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+# The offset's hours 00-23 and minutes 00-59 (RFC 3339's time-numoffset): Python reads
+# "+05:99" as +06:39.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"
+                     r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$")
 EXAMPLE = "2026-11-30T08:00:00Z"
 
 
@@ -24,9 +28,21 @@ def parse_rfc3339(text: str, name: str) -> datetime:
             from exc
 
 
-def utc_iso(moment: datetime | None) -> str | None:
-    """ISO 8601 with its UTC offset: SQLite hands stored times back naive (they are UTC), so a
-    reread row would otherwise lose the '+00:00' a fresh one has."""
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time in UTC: SQLite hands times back naive (they are UTC), and a driver may
+    hand them back in its session's zone (a PostgreSQL whose TimeZone is not UTC, had the
+    connection not pinned it), where UTC wall-clock figures and hour arithmetic are meant."""
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    """ISO 8601 with the UTC offset, '+00:00', however the store handed the time back."""
+    return None if moment is None else as_utc(moment).isoformat()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from core.builtin_metrics import NUMBER_METRICS
 from core.store.db import Database
 from core.store.models import Experiment, OnlineAggregate
+from core.times import as_utc
 from evaluation import aggregation as agg
 from evaluation.online import (
     ALL,
@@ -80,7 +81,7 @@ def hour_range(db: Database, experiment_id: int) -> tuple[datetime, datetime] | 
                                 .where(t.experiment_id == experiment_id)).one()
     if first is None or last is None:
         return None
-    return _utc(first), _utc(last)
+    return as_utc(first), as_utc(last)
 
 
 def slices(db: Database, experiment_id: int) -> SliceChoice:
@@ -210,7 +211,3 @@ def sequential_series(db: Database, experiment_id: int, metric: str, slice_: str
                                 "p_value": r["sequential_p_value"]})
     return out
 
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

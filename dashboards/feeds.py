@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, literal, null, or_, select, union_all
@@ -24,6 +23,7 @@ from core.store.models import (
     ServedPrediction,
 )
 from core.store.relabel_models import PredictionInput
+from core.times import as_utc
 from evaluation.divergence import divergence_report
 from evaluation.stage_blame import blame
 
@@ -51,7 +51,7 @@ def slice_predictions(db: Database, experiment_id: int, slice_: str,
         query = query.where(p.slice == slice_)
     with db.reading() as s:
         rows = s.execute(query.order_by(p.created_at.desc()).limit(limit)).all()
-    return [dict(r._mapping) | {"created_at": _utc(r.created_at)} for r in rows]
+    return [dict(r._mapping) | {"created_at": as_utc(r.created_at)} for r in rows]
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int
         page = min(max(page, 1), pages)
         rows = s.execute(select(both).order_by(both.c.at.desc(), both.c.id)
                          .offset((page - 1) * size).limit(size)).all()
-    return FeedPage([dict(r._mapping) | {"at": _utc(r.at)} for r in rows], total, page, pages)
+    return FeedPage([dict(r._mapping) | {"at": as_utc(r.at)} for r in rows], total, page, pages)
 
 
 def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
@@ -152,7 +152,7 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
         out: dict[str, Any] = {
             "prediction_id": prediction_id, "recorded": p is not None,
             "corrections": [{"correction": c.corrected_output, "comment": c.comment,
-                             "rating": c.rating, "at": _utc(c.created_at)} for c in corrections],
+                             "rating": c.rating, "at": as_utc(c.created_at)} for c in corrections],
             "truth": truth.truth if truth else None,
             "labels": [dict(r._mapping) for r in labels],
         }
@@ -160,12 +160,12 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
             assert served is not None
             return out | {"candidate": served.candidate, "experiment_id": served.experiment_id,
                           "arm": served.arm, "latency_ms": served.latency_ms,
-                          "error": served.error, "created_at": _utc(served.created_at),
+                          "error": served.error, "created_at": as_utc(served.created_at),
                           "output": None, "stages": {}, "blamed": None}
         out |= {k: getattr(p, k) for k in ("candidate", "experiment_id", "arm", "shadow",
                                            "slice", "output", "output_type", "confidence",
                                            "latency_ms", "stages", "input_hash")}
-        out["created_at"] = _utc(p.created_at)
+        out["created_at"] = as_utc(p.created_at)
         out["input"] = _kept_input(s, prediction_id, p.input_hash)
         if p.experiment_id is None and served is not None and served.experiment_id:
             # Served within an experiment but kept out of its split (a forced-arm QA request,
@@ -187,8 +187,3 @@ def _kept_input(s: Any, prediction_id: str, input_hash: str | None) -> dict[str,
                          .limit(1)).scalar()
     return {"kind": kept.kind, "data": kept.data} if kept is not None else None
 
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -35,6 +35,7 @@ from core.store.models import (
     Prediction,
     ServedPrediction,
 )
+from core.times import as_utc
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.candidate_facts import shown_names, variant_version
@@ -142,14 +143,14 @@ def hourly(db: Database, hours: int | None = 24,
     for e, arm, c, sh, hour, metric, n, total in counts:
         if (cand := shown(e, arm, c, sh)) is None:
             continue
-        row = rows[(cand, _utc(hour))]
+        row = rows[(cand, as_utc(hour))]
         key = "predictions" if metric == agg.PREDICTIONS else "errors"
         row[key] = row.get(key, 0) + (int(n) if key == "predictions" else float(total or 0))
     merged: dict[tuple[str, datetime], LatencyHistogram] = {}
     for e, arm, c, sh, hour, data in sketches:
         if (cand := shown(e, arm, c, sh)) is None:
             continue
-        key = (cand, _utc(hour))
+        key = (cand, as_utc(hour))
         one = sketch.decode(data)
         merged[key] = merged[key] + one if key in merged else one
     out = []
@@ -167,8 +168,8 @@ def hourly(db: Database, hours: int | None = 24,
 
 def _served_s(hour: datetime, first: datetime | None, newest: datetime | None) -> float:
     """Seconds of the hour from the first to the newest stored prediction."""
-    start = max(hour, _utc(first)) if first is not None else hour
-    end = min(hour + HOUR, _utc(newest)) if newest is not None else hour + HOUR
+    start = max(hour, as_utc(first)) if first is not None else hour
+    end = min(hour + HOUR, as_utc(newest)) if newest is not None else hour + HOUR
     return (end - start).total_seconds()
 
 
@@ -211,7 +212,7 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
                     "requests_per_s": _rate(len(items), (last - began).total_seconds()),
                     "error_rate": sum(checked) / len(checked) if checked else None,
                     "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2],
-                    "until": _utc(last)})
+                    "until": as_utc(last)})
     return out
 
 
@@ -227,8 +228,8 @@ def guardrail_events(db: Database) -> list[dict[str, Any]]:
         paused = [arm for arm in e.arms or [] if arm.get("paused")]
         split_at = _since(e.allocation)
         if e.status_reason:
-            at = (_utc(e.status_since) if e.status_since
-                  else _utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
+            at = (as_utc(e.status_since) if e.status_since
+                  else as_utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
                   else split_at if e.status == "running" and paused else None)
             out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
                         "arm": None, "reason": e.status_reason, "at": at})
@@ -242,7 +243,7 @@ def _since(allocation: dict[str, Any] | None) -> datetime | None:
     """When the experiment's current split began (set by every arm pause or resume)."""
     since = (allocation or {}).get("since")
     try:
-        return _utc(datetime.fromisoformat(since)) if isinstance(since, str) else None
+        return as_utc(datetime.fromisoformat(since)) if isinstance(since, str) else None
     except ValueError:
         return None
 
@@ -258,13 +259,10 @@ def pipeline_health(db: Database, expected: Sequence[str] = (),
             ComponentHeartbeat.component, ComponentHeartbeat.instance)).all()
         now = datetime.now(UTC)
         rows = [{"component": b.component, "instance": b.instance,
-                 "beat_age_s": (now - _utc(b.beat_at)).total_seconds(), "lag_s": b.lag_s,
+                 "beat_age_s": (now - as_utc(b.beat_at)).total_seconds(), "lag_s": b.lag_s,
                  "failing": b.failing, "restarts": b.restarts, "last_error": b.last_error}
                 for b in beats]
     return {"outbox_pending": pending_count(db), "outbox_lag_s": outbox_lag_s(db),
             "checks": component_checks(db, expected=expected, prefix=prefix),
             "heartbeats": rows}
 
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.store.db import Database, utcnow
 from core.store.relabel_models import RelabelLabel
+from core.times import as_utc
 from evaluation.candidate_facts import shown_names
 from feedback.agreement import agreement
 from feedback.annotation import queue_figures
@@ -27,7 +28,7 @@ def throughput(db: Database, days: int = DAYS) -> list[tuple[str, int, int]]:
     with db.reading() as s:
         for at, action in s.execute(select(RelabelLabel.created_at, RelabelLabel.action)
                                     .where(RelabelLabel.created_at >= start)):
-            day = at.strftime("%Y-%m-%d")
+            day = as_utc(at).strftime("%Y-%m-%d")
             (labels if action in ("label", "resolve") else other)[day] += 1
     out = []
     for i in range(days):

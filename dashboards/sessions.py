@@ -11,10 +11,11 @@ cached value at once; other workers within ``CACHE_S``).
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
+from core.times import as_utc
 
 CACHE_S = 5.0
 
@@ -23,7 +24,7 @@ def _epoch(at: datetime | None) -> float | None:
     """Seconds since the epoch (SQLite hands back naive datetimes: they are UTC)."""
     if at is None:
         return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return as_utc(at).timestamp()
 
 
 class SessionEnds:

@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from core.times import as_utc
 from evaluation.token_metrics import edit_distance, same_output
 
 PREDICTIONS = "predictions"
@@ -95,8 +96,7 @@ class Group(NamedTuple):
 
 def hour_of(moment: datetime) -> datetime:
     """The UTC hour a moment falls in (naive moments are taken as UTC)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
+    moment = as_utc(moment)
     # Built, not replace()d: once per event in the worker, and replace's keywords cost more.
     return datetime(moment.year, moment.month, moment.day, moment.hour, tzinfo=UTC)
 

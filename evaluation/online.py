@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +41,7 @@ from core.store.models import (
     PredictionTruth,
     ServedPrediction,
 )
+from core.times import as_utc
 from core.verified_labels import joins, typed_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
@@ -106,7 +107,7 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
     end = None
     if until is not None:
         end = agg.hour_of(until)
-        if end < (until if until.tzinfo else until.replace(tzinfo=UTC)):
+        if end < as_utc(until):
             try:
                 end += timedelta(hours=1)
             except OverflowError:  # until in year 9999's last hour: no hour starts after it

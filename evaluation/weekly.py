@@ -26,6 +26,7 @@ from core.store.models import (
     RelabelItem,
     RelabelLabel,
 )
+from core.times import as_utc, utc_iso
 from evaluation.divergence import divergence_report
 from evaluation.online import ALL
 from evaluation.results import experiment_results
@@ -89,7 +90,7 @@ def last_full_week(now: datetime) -> str:
 
 def _day(moment: datetime) -> date:
     """The UTC day of a stored time (SQLite gives it back without a zone, in UTC)."""
-    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+    return as_utc(moment).date()
 
 
 def _with_traffic(session: Session, since: datetime, until: datetime) -> set[int]:
@@ -203,7 +204,7 @@ def voc_week(session: Session, since: datetime, until: datetime) -> dict[str, An
             "by_slice": dict(by_slice.most_common()),
             "examples": [{"candidate": r.candidate, "slice": r.slice, "output": r.output,
                           "corrected_output": r.corrected_output, "comment": r.comment,
-                          "rating": r.rating, "at": r.created_at.isoformat()} for r in picked]}
+                          "rating": r.rating, "at": utc_iso(r.created_at)} for r in picked]}
 
 
 def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from core.output_types import OutputKind, check_output
 from core.relabel import check_queue
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
+from core.times import as_utc
 from feedback.cross_queue import disagreeing, disagreement_note, settle
 from feedback.item_view import item_view
 
@@ -146,9 +147,7 @@ def _held(s: Session, item_id: int, annotator: str) -> RelabelItem:
 def lease_live(item: RelabelItem) -> bool:
     """Whether someone holds the item now (leased, lease not run out)."""
     now = utcnow()
-    until = item.lease_until
-    if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=now.tzinfo)
+    until = as_utc(item.lease_until)
     return item.status == "leased" and until is not None and until >= now
 
 

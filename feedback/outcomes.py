@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +27,7 @@ from core.outcome_metrics import check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
-from core.times import parse_rfc3339
+from core.times import as_utc, parse_rfc3339
 from feedback.corrections import scoped_key
 
 FIELDS = {"prediction_id", "receipt", "unit_id", "experiment_id", "metric", "value",
@@ -119,8 +119,7 @@ def _after_creation(s: Session, experiment_id: int, when: datetime) -> None:
     created = None if experiment is None else experiment.created_at
     if created is None:
         return
-    if created.tzinfo is None:  # SQLite hands back naive UTC
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(created)
     if when < created:
         raise AbvocError(f"'observed_at' {when.isoformat()} is before experiment "
                          f"{experiment_id} was created ({created.isoformat()}); send when the "

@@ -112,10 +112,14 @@ class CandidateInfo:
     def retired(self) -> bool:
         return self.retired_at is not None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, shares: bool = True) -> dict[str, Any]:
         """The candidate as the API and the CLI show it: times with their UTC offset (SQLite
-        hands them back naive), a remote's URL without its user or password."""
+        hands them back naive), a remote's URL without its user or password. Without `shares`
+        (lists), the offline results leave out their per-class share maps, which one candidate
+        of many classes made megabytes long in every list."""
         out = asdict(self)
+        if not shares:
+            out["offline_results"] = _without_shares(out["offline_results"])
         out["created_at"] = utc_iso(self.created_at)
         out["updated_at"] = utc_iso(self.updated_at)
         out["retired_at"] = utc_iso(self.retired_at)
@@ -123,6 +127,20 @@ class CandidateInfo:
         if isinstance(remote, dict) and isinstance(remote.get("url"), str):
             out["pipeline"]["remote"] = {**remote, "url": hide_userinfo(remote["url"])}
         return out
+
+
+def _without_shares(results: dict[str, Any]) -> dict[str, Any]:
+    """Offline results without their `*_shares` maps, at the top, in the overall row and in
+    each slice's row."""
+    def strip(row: Any) -> Any:
+        return ({k: v for k, v in row.items() if not k.endswith("_shares")}
+                if isinstance(row, dict) else row)
+    out = strip(results)
+    if isinstance(out.get("overall"), dict):
+        out["overall"] = strip(out["overall"])
+    if isinstance(out.get("slices"), dict):
+        out["slices"] = {name: strip(row) for name, row in out["slices"].items()}
+    return out
 
 
 class Registry:

@@ -82,7 +82,7 @@ def _registry():  # noqa: ANN202
 @require("admin")
 def list_candidates():  # noqa: ANN201
     everything = _flag("all")  # as `abvoc candidates list --all`
-    return jsonify({"candidates": [c.to_dict()
+    return jsonify({"candidates": [c.to_dict(shares=False)
                                    for c in _registry().list(include_retired=everything)]})
 
 

@@ -21,11 +21,11 @@ import logging
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.quiet_log import warn_now_and_then
 from core import health
 from core.bus import BusUnavailable
 from core.errors import ConfigError
 from core.outbox import pending_count
+from core.quiet_log import warn_now_and_then
 from core.store import schema
 
 log = logging.getLogger(__name__)

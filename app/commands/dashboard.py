@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from app.cli import Context, check_out_folder, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    Context,
+    check_out_folder,
+    configure_logging,
+    emit,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 
 
 @click.command()
@@ -21,7 +29,6 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
     """Serve the dashboard alone; log in at /dashboard/login with an admin API key.
 
     The service (`abvoc serve`, `abvoc up`) serves the same pages at /dashboard/."""
-    import logging
 
     from app.runner import serve_dashboard
     from app.supervisor import check_port_free
@@ -31,8 +38,7 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
     settings = ensure_secret_key(ctx.settings)
     connect(settings).close()  # fail here, naming the variable, if the store is unreachable
     check_port_free(host, port)
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     click.echo(f"abvoc dashboard: http://{host}:{port}/dashboard/ (log in with an admin key: "
                "`abvoc keys create --scopes admin`)")
     serve_dashboard(settings, host, port, workers=workers, threads=threads, dev=dev)

@@ -269,7 +269,7 @@ def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
                      ("(retired) " if c.retired else "") + c.description])
     header = ["name", "version", "backend", "offline", "p99 ms", "description"]
     human = columns(header, rows, right={4}) if rows else "no candidates registered"
-    emit([c.to_dict() for c in items], as_json, human)
+    emit([c.to_dict(shares=False) for c in items], as_json, human)
 
 
 @candidates_group.command("show")

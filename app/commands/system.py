@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import timedelta
 
 import click
 
-from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    EXPERIMENT_ID,
+    Context,
+    Finite,
+    configure_logging,
+    emit,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
 from core.bus import BusUnavailable
 from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
@@ -24,9 +32,7 @@ WEEK_S = 7 * 86400
 
 
 def _logging(ctx: Context) -> None:
-    logging.basicConfig(
-        level=ctx.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(ctx.settings.log_level)
 
 
 @click.command()

@@ -32,7 +32,9 @@ def candidate_paths() -> dict[str, Any]:
     """List, register (multipart upload of a .tar.gz bundle), show and retire candidates."""
     return {
         "/v1/candidates": {
-            "get": {"summary": "Registered candidates (retired ones left out)",
+            "get": {"summary": "Registered candidates (retired ones left out); their offline "
+                               "results without the per-class share maps, which "
+                               "GET /v1/candidates/{name} shows",
                     "security": ADMIN,
                     "responses": {"200": json_response({"type": "object",
                                                         "required": ["candidates"],

@@ -37,6 +37,7 @@ from core.bus.base import (
 from core.store.db import Database, utcnow
 from core.store.models import BusGroup, BusMember, BusRecord, ConsumerOffset
 from core.store.upsert import dialect_insert, insert_ignore, insert_many, upsert
+from core.times import as_utc
 
 # Producers on PostgreSQL take this advisory lock so log ids become visible in id order; otherwise
 # a reader could pass over an id whose transaction had not committed yet and never see it.
@@ -304,9 +305,7 @@ class EmbeddedConsumer(Consumer):
 def _epoch(value: object) -> float | None:
     if value is None or not hasattr(value, "timestamp"):
         return None
-    if value.tzinfo is None:  # type: ignore[attr-defined] - SQLite drops the zone; it is UTC
-        value = value.replace(tzinfo=utcnow().tzinfo)  # type: ignore[attr-defined]
-    return value.timestamp()  # type: ignore[attr-defined]
+    return as_utc(value).timestamp()  # type: ignore[arg-type]
 
 
 class EmbeddedBus(Bus):

@@ -181,8 +181,12 @@ def make_engine(url: str, *, create: bool = True, **kwargs) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
+    # The session's time zone pinned to UTC: a server whose TimeZone is not UTC handed every
+    # stored time back in its own zone, which pages labelled UTC and stepped through by the
+    # hour (across its daylight-saving changes).
+    connect_args = {"options": "-c TimeZone=UTC", **kwargs.pop("connect_args", {})}
     return create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps,
-                           **kwargs)
+                         connect_args=connect_args, **kwargs)
 
 
 class Database:

@@ -40,6 +40,7 @@ from core.store.models import (
     ParkedEvent,
     ProcessedEvent,
 )
+from core.times import as_utc
 
 DEFAULT_RETENTION = timedelta(days=7)
 BATCH = 5000
@@ -56,11 +57,6 @@ class Pruned:
         return {"outbox": self.outbox, "bus_log": self.bus_log,
                 "processed_events": self.processed_events,
                 "deliverable_since": self.deliverable_since.isoformat()}
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they are stored in UTC.
-    return value if value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
 
 
 def _floors(s: Session) -> dict[tuple[str, int], int]:
@@ -89,7 +85,7 @@ def deliverable_since(s: Session, now: datetime, retention: timedelta) -> dateti
         appended = s.scalar(select(func.min(BusRecord.created_at)).where(
             BusRecord.topic == topic, BusRecord.partition == partition, BusRecord.id >= floor))
         if appended is not None:
-            oldest = min(oldest, _aware(appended))
+            oldest = min(oldest, as_utc(appended))
     return oldest
 
 

@@ -266,3 +266,23 @@ def test_oversized_upload_is_413_before_the_body_is_read(app: Flask, client: Fla
     response = upload(client, admin, targz(example_files()))
     assert response.status_code == 413 and "1000 bytes" in response.get_json()["error"]
     assert stored(app) == before
+
+
+def test_the_list_leaves_out_share_maps_that_show_keeps(app: Flask, client: FlaskClient,
+                                                        admin: dict) -> None:
+    """A candidate of many classes made every list megabytes long: the list carries each
+    candidate's offline figures without their per-class shares, which show keeps."""
+    assert upload(client, admin, targz(example_files())).status_code == 201
+    shares = {"setosa": 0.2, "versicolor": 0.3, "virginica": 0.5}
+    row = {"n": 10, "exact_match": 0.9, "label_shares": shares, "output_shares": shares}
+    app.extensions["abvoc_serving"].registry.set_offline_results("iris-onnx", "1", {
+        "output_type": "label", "overall": row, "slices": {"field": row},
+        "label_shares": shares})
+    listed, = [c for c in client.get("/v1/candidates", headers=admin).get_json()["candidates"]
+               if c["name"] == "iris-onnx"]
+    brief = {"n": 10, "exact_match": 0.9}
+    assert listed["offline_results"] == {"output_type": "label", "overall": brief,
+                                         "slices": {"field": brief}}
+    shown = client.get("/v1/candidates/iris-onnx", headers=admin).get_json()
+    assert shown["offline_results"]["label_shares"] == shares
+    assert shown["offline_results"]["slices"]["field"]["output_shares"] == shares
