@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
@@ -80,9 +80,13 @@ def revoke_key(db: Database, key: str) -> dict[str, Any]:
             # The prefix is listed by `keys list`: what is wrong is the pasted secret.
             raise NotFound(f"the key given whole is not key {shown!r}'s (its secret differs); "
                            f"give the prefix {shown!r} alone to revoke that key")
-        already = row.revoked_at is not None
-        if not already:
-            row.revoked_at = utcnow()
+        # A conditional UPDATE: of concurrent revokes exactly one sets the time, and the
+        # others are told, as a later call would be, when it was revoked.
+        already = row.revoked_at is not None or s.execute(
+            update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow()),
+            execution_options={"synchronize_session": False}).rowcount == 0
+        s.refresh(row)
         return {"prefix": row.prefix, "already": already,
                 "revoked_at": utc_iso(row.revoked_at)}
 

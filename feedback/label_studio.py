@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
@@ -55,6 +56,7 @@ from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
 MAX_IMAGE_BYTES = 2 << 20
+_NEW_ITEM_TRIES = 3  # reads of a new item that a concurrent import may have inserted first
 
 
 def _result(kind: OutputKind, value: str) -> dict[str, Any]:
@@ -374,21 +376,35 @@ def _belongs(data: dict[str, Any], where: str, whose: str, queue: str, candidate
 def _new_item(s: Session, image: bytes | None, queue: str, candidate: str | None,
               share: float) -> tuple[RelabelItem, bool]:
     """The item of an imported image in `queue` (the one there already, if any), and whether it
-    is new; it needs a second label by the rules' ``second_annotator_share``, as at enqueue."""
+    is new; it needs a second label by the rules' ``second_annotator_share``, as at enqueue.
+
+    Another import of the same data at the same time may insert the item (or its input) first:
+    its rows then win the unique keys, our insert is rolled back to a savepoint, and the item
+    is read again, now that the other import committed it: the same image is the same item."""
     assert image is not None
     digest = hashlib.sha256(image).hexdigest()[:32]
-    existing = s.scalars(select(RelabelItem).where(RelabelItem.queue == queue,
-                                                   RelabelItem.input_hash == digest)).first()
-    if existing is not None:
-        return existing, False
     pid = f"import:{digest}"
-    if s.get(PredictionInput, pid) is None:
-        s.add(PredictionInput(prediction_id=pid, input_hash=digest, kind="image", data=image,
-                              created_at=utcnow()))
-    second = share_of("second", digest) < share  # evaluation/relabel_enqueue.py _store's rule
-    item = RelabelItem(queue=queue, prediction_id=pid, input_hash=digest, candidate=candidate,
-                       reasons=["imported"], reason="imported", priority=0.0, status="open",
-                       labels_needed=2 if second else 1, created_at=utcnow())
-    s.add(item)
-    s.flush()
-    return item, True
+    for _ in range(_NEW_ITEM_TRIES):
+        existing = s.scalars(select(RelabelItem).where(RelabelItem.queue == queue,
+                                                       RelabelItem.input_hash == digest)
+                             .with_for_update()).first()
+        if existing is not None:
+            return existing, False
+        # The second-label rule of evaluation/relabel_enqueue.py's _store.
+        second = share_of("second", digest) < share
+        try:
+            with s.begin_nested():
+                if s.get(PredictionInput, pid) is None:
+                    s.add(PredictionInput(prediction_id=pid, input_hash=digest, kind="image",
+                                          data=image, created_at=utcnow()))
+                item = RelabelItem(queue=queue, prediction_id=pid, input_hash=digest,
+                                   candidate=candidate, reasons=["imported"], reason="imported",
+                                   priority=0.0, status="open",
+                                   labels_needed=2 if second else 1, created_at=utcnow())
+                s.add(item)
+                s.flush()
+            return item, True
+        except IntegrityError:
+            continue  # a concurrent import's row: read again (its item, or its input only)
+    raise AbvocError("another import stored the same new data at the same time; nothing of "
+                     "this import was stored: run it again")

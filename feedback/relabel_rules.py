@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from core.errors import NotFound
-from core.relabel import RelabelRules, parse_rules, scope_key
+from core.relabel import parse_rules, scope_key
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, RelabelRule
+from core.store.upsert import insert_ignore
 
 
 def _check_scope(db: Database, experiment_id: int | None, candidate: str | None) -> str:
@@ -43,17 +44,23 @@ def effective(db: Database, experiment_id: int | None = None,
 
 def put(db: Database, body: Any, experiment_id: int | None = None,
         candidate: str | None = None) -> dict[str, Any]:
-    """Set (part of) a scope's rules; fields left out keep their current values."""
+    """Set (part of) a scope's rules; fields left out keep their current values.
+
+    Read, merge and write are one transaction holding the scope's row: two admins setting
+    different fields at once each apply on top of the other. A scope without rules gets an
+    empty row first (rules ``{}`` read as the default's), which a concurrent first PUT's row
+    leaves as it is (ON CONFLICT DO NOTHING), so neither fails on the primary key."""
     key = _check_scope(db, experiment_id, candidate)
-    stored = _stored(db)
-    default = parse_rules(stored.get("default", {}))
-    base = parse_rules(stored[key], default) if key in stored else (
-        default if key != "default" else RelabelRules())
-    rules = parse_rules(body, base)
     with db.session() as s:
-        row = s.get(RelabelRule, key)
-        if row is None:
-            s.add(RelabelRule(scope=key, rules=rules.as_dict(), updated_at=utcnow()))
+        insert_ignore(s, RelabelRule.__table__,
+                      [{"scope": key, "rules": {}, "updated_at": utcnow()}], ["scope"])
+        row = s.scalars(select(RelabelRule).where(RelabelRule.scope == key)
+                        .with_for_update()).one()
+        if key == "default":
+            base = parse_rules(row.rules)
         else:
-            row.rules, row.updated_at = rules.as_dict(), utcnow()
+            default = s.get(RelabelRule, "default")
+            base = parse_rules(row.rules, parse_rules(default.rules if default else {}))
+        rules = parse_rules(body, base)
+        row.rules, row.updated_at = rules.as_dict(), utcnow()
     return {"scope": key, "from": key, "rules": rules.as_dict()}

@@ -174,7 +174,12 @@ class Experiments:
                              status_since=now)
             exp.allocation = {"table": allocate(effective_weights(exp)).to_json()}
             s.add(exp)
-            s.flush()
+            try:
+                # The unique name decides a race between two creates the check above could
+                # not see (on PostgreSQL, the loser waits for the winner's commit, then fails).
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"an experiment named {name!r} exists already") from None
             return _view(exp)
 
     def _get(self, s: Session, experiment_id: int, lock: bool = False) -> Experiment:

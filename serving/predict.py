@@ -328,7 +328,9 @@ class PredictService:
             "latency_ms": event["latency_ms"],
             "candidate": route.candidate,
             "arm": route.arm,
-            "experiment_id": route.experiment_id,
+            # As stored: a forced or held request counts in no experiment, and says why.
+            "experiment_id": event["experiment_id"],
+            "excluded": event.get("excluded"),
             "tensors": run.answer.tensors,
         }
 

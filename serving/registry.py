@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
@@ -204,22 +204,27 @@ class Registry:
             return [CandidateInfo.of(r) for r in s.scalars(query).all()]
 
     def retire(self, name: str, version: str | None = None) -> list[CandidateInfo]:
-        """Retire one version, or every active version of `name`; rows are kept."""
+        """Retire one version, or every active version of `name`; rows are kept. Returns the
+        versions this call retired: a conditional UPDATE, so of concurrent callers exactly
+        one retires each version (the others get it as a later call would, already retired)
+        and its `retired_at` stays the first one."""
         with self._session() as s:
-            query = select(Candidate).where(Candidate.name == name)
+            query = select(Candidate.id).where(Candidate.name == name)
             if version is not None:
                 query = query.where(Candidate.version == version)
-            rows = s.scalars(query.order_by(Candidate.id)).all()
-            if not rows:
+            ids = list(s.scalars(query))
+            if not ids:
                 what = f"{name!r}" + (f" version {version!r}" if version else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             now = utcnow()
-            changed = [r for r in rows if r.retired_at is None]
-            for row in changed:
-                row.retired_at = now
-                row.updated_at = now
-            s.flush()
-            return [CandidateInfo.of(r) for r in changed]
+            changed = list(s.scalars(
+                update(Candidate)
+                .where(Candidate.id.in_(ids), Candidate.retired_at.is_(None))
+                .values(retired_at=now, updated_at=now).returning(Candidate.id),
+                execution_options={"synchronize_session": False}))
+            rows = s.scalars(select(Candidate).where(Candidate.id.in_(changed))
+                             .order_by(Candidate.id)) if changed else []
+            return [CandidateInfo.of(r) for r in rows]
 
     def set_offline_results(self, name: str, version: str,
                             results: dict[str, Any]) -> CandidateInfo:

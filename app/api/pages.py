@@ -75,6 +75,8 @@ def read_page():  # noqa: ANN201
     if admin:
         body["page"].update(candidate=page["candidate"], arm=page["arm"],
                             experiment_id=page["experiment_id"])
+        if page["excluded"]:
+            body["page"]["excluded"] = page["excluded"]
     return jsonify(body)
 
 

@@ -85,4 +85,6 @@ def predict():  # noqa: ANN201
     if admin:
         body.update({k: answer[k] for k in ("candidate", "arm", "experiment_id", "slice",
                                             "latency_ms")})
+        if answer["excluded"]:
+            body["excluded"] = answer["excluded"]
     return jsonify(body)

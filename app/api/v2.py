@@ -262,6 +262,10 @@ def infer(scope: str):  # noqa: ANN201
     if admin:
         parameters.update({k: answer[k] for k in ("candidate", "arm", "experiment_id",
                                                   "latency_ms")})
+        if answer["excluded"]:  # V2 parameters are flat: the reason and the experiment in words
+            kept_out = answer["excluded"]
+            parameters["excluded"] = (f"{kept_out['reason']}: kept out of experiment "
+                                      f"{kept_out['experiment_id']}'s results")
     out: dict[str, Any] = {"model_name": scope, "parameters": parameters}
     if request_id is not None:
         out["id"] = request_id

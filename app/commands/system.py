@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from datetime import timedelta
@@ -217,20 +218,34 @@ def relay(ctx: Context) -> None:
 
 
 def ensure_candidates(ctx: Context) -> None:
-    """On a fresh store, train and offline-test the reference candidates (about a minute)."""
+    """On a fresh store, train and offline-test the reference candidates (about a minute), in
+    a child process: torch and onnxruntime, once imported, stayed in the process that then
+    supervises the service for its whole life (0.8-1.3 GB where it needs a quarter of one)."""
     from serving.registry import Registry
-    from workloads.ocr.candidates import candidate_names
-    from workloads.ocr.workflow import offline_test_and_store, train_and_register
 
     with Database(ctx.settings.database_url) as database:
         schema.upgrade(database)
         if Registry(database).list():
             return
+    child = multiprocessing.get_context("spawn").Process(
+        target=train_reference_candidates, args=(ctx.settings,), name="abvoc-train")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise click.ClickException(f"training the reference candidates failed (exit code "
+                                   f"{child.exitcode}); the lines above say why")
+
+
+def train_reference_candidates(settings: Settings) -> None:
+    """Train, register and offline-test the reference OCR candidates (a child process's work)."""
+    from workloads.ocr.candidates import candidate_names
+    from workloads.ocr.workflow import offline_test_and_store, train_and_register
+
     names = candidate_names()
     click.echo(f"no candidates registered: training {', '.join(names)} (once, about a minute)")
-    train_and_register(ctx.settings, names, progress=click.echo)
+    train_and_register(settings, names, progress=click.echo)
     for name in names:
-        offline_test_and_store(ctx.settings, name, progress=click.echo)
+        offline_test_and_store(settings, name, progress=click.echo)
 
 
 @click.command()

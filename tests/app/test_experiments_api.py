@@ -80,6 +80,10 @@ def test_sticky_routing_forced_arm_and_kill_switch(client: FlaskClient, admin: d
     forced = client.post("/v1/predict", headers={**admin, "X-Abvoc-Force-Arm": "large"},
                          json=_body())
     assert forced.get_json()["arm"] == "large"
+    # A QA request counts in no experiment, and its answer says so as its event does.
+    assert forced.get_json()["experiment_id"] is None
+    assert forced.get_json()["excluded"] == {"experiment_id": exp["id"], "arm": "large",
+                                             "reason": "forced"}
     refused = client.post("/v1/predict", headers={**predictor, "X-Abvoc-Force-Arm": "large"},
                           json=_body())
     assert refused.status_code == 403

@@ -160,15 +160,18 @@ def test_forced_and_held_requests_stay_out_of_the_experiments_figures(v2app: Fla
     upload(client, admin, EXAMPLE)
     exp = experiment(client, admin, "qa", "iris-onnx", "iris-onnx")
 
-    def send(headers: dict[str, str]) -> None:
+    def send(headers: dict[str, str]) -> dict:
         answer = client.post("/v2/models/qa/infer", headers=headers,
                              json=infer_body(flowers(1)[:1], "u1"))
         assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["parameters"]
 
-    send({**admin, "X-Abvoc-Force-Arm": "treatment"})
-    send(admin)
+    said = send({**admin, "X-Abvoc-Force-Arm": "treatment"})
+    assert said["experiment_id"] is None and said["arm"] == "treatment"
+    assert said["excluded"] == f"forced: kept out of experiment {exp['id']}'s results"
+    assert "excluded" not in send(admin)
     assert client.post(f"/v1/experiments/{exp['id']}/pause", headers=admin).status_code == 200
-    send(admin)
+    assert send(admin)["excluded"].startswith("paused: kept out")
     with v2app.extensions["abvoc"].db.session() as s:
         forced, routed, held = (json.loads(p) for p in s.scalars(
             select(OutboxEvent.payload).order_by(OutboxEvent.id)))
