@@ -127,7 +127,9 @@ class Settings:
         out["database_url"] = mask_url(self.database_url)
         out["bus"] = str(self.bus)
         out["secret_key"] = self.secret_key.masked() if self.secret_key else self._key_source()
-        out["metrics_token"] = self.metrics_token.masked() if self.metrics_token else "(unset)"
+        # Unset is null (as default_candidate's), not a string a script could take for a token.
+        out["metrics_token"] = self.metrics_token.masked() if self.metrics_token else None
+        out["expect_parts"] = list(self.expect_parts)  # a list, as a config file gives it
         return {_file_key(_VARIABLE[key]): value for key, value in out.items()}
 
 

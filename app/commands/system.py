@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -42,9 +43,16 @@ def _logging(ctx: Context) -> None:
 def config(ctx: Context, as_json: bool) -> None:
     """Print the effective configuration (secrets masked)."""
     described = ctx.settings.describe()
-    human = "\n".join(f"{k} = {'(unset)' if v is None else v}"  # not Python's "None"
-                      for k, v in sorted(described.items()))
+    human = "\n".join(f"{k} = {_shown_setting(v)}" for k, v in sorted(described.items()))
     emit(described, as_json, human)
+
+
+def _shown_setting(value: object) -> str:
+    """A setting as `abvoc config` prints it: unset as (unset), not Python's None; a list as
+    a config file writes it, not a Python tuple."""
+    if value is None:
+        return "(unset)"
+    return json.dumps(value) if isinstance(value, list) else str(value)
 
 
 @click.group()
