@@ -308,7 +308,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
             "slice_choice": choice.as_dict(), "slices": slices, "traffic_mix": mixes,
             "prediction_shift": shifts,
-            "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha)}
+            "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha,
+                                                                 tolerance)}
 
 
 def divergence_with_stages(session: Session, experiment_id: int,

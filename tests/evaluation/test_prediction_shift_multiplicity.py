@@ -161,3 +161,40 @@ def test_a_table_shift_without_a_significant_class_names_no_class() -> None:
     assert finding["severity"] == pytest.approx(68 / 141 - 1 / 3)
     assert "no single class's share differs significantly" in finding["explanation"]
     assert not any(f"'{c}'" in finding["explanation"] for c in shares)
+
+
+def test_an_excess_within_the_tolerance_is_no_finding_however_significant() -> None:
+    """On many predictions a class answered 98.4% of the time against 98.0% by the
+    corrections was 'significant' (McNemar p 2e-4) and ranked as a finding that said to
+    retrain; the report forgives gaps up to its tolerance, and so shifts as small."""
+    n = 20_000
+    outputs = {"idle": 19_680, "move": 320}  # 98.4 %
+    wrong = {"idle": 100, "move": 20}        # corrected away from each answer
+    truths = {"idle": 20, "move": 100}       # 98.0 % idle by the corrections
+    cell = _cell(outputs, wrong, truths)
+    rows, mix, shift = candidate_divergence("clf", {}, {ALL: cell}, ALPHA, 0.02)
+    assert shift is not None
+    idle = next(r for r in shift["online_labels"] if r["label"] == "idle")
+    assert idle["p_value_holm"] < ALPHA and 0 < idle["excess"] < 0.02
+    assert sum(outputs.values()) == n
+    at_zero = _online_shift(rank_findings(rows, [mix] if mix else [], [shift], ALPHA))
+    assert [f["label"] for f in at_zero] == ["idle"]  # no tolerance: flagged, as before
+    assert _online_shift(rank_findings(rows, [mix] if mix else [], [shift], ALPHA, 0.02)) == []
+    assert _online_shift(rank_findings(rows, [mix] if mix else [], [shift], ALPHA, 0.003)) \
+        == at_zero  # an excess beyond the tolerance still is one
+
+
+def test_a_shift_from_the_offline_labels_within_the_tolerance_is_no_finding() -> None:
+    from evaluation.findings import _offline_shift_findings
+
+    def classes(small: float) -> dict:
+        return {"shifted": True, "p_value": 1e-9, "psi": 0.01, "classes": [
+            {"label": "a", "difference": small, "shifted": True, "p_value": 1e-6,
+             "p_value_holm": 2e-6, "online_share": 0.5 + small, "offline_share": 0.5},
+            {"label": "b", "difference": -small, "shifted": True, "p_value": 1e-6,
+             "p_value_holm": 2e-6, "online_share": 0.5 - small, "offline_share": 0.5}]}
+
+    assert [f["label"] for f in _offline_shift_findings(("c", "1"), "c", classes(0.01))] == ["a"]
+    assert _offline_shift_findings(("c", "1"), "c", classes(0.01), 0.02) == []
+    assert [f["label"] for f in _offline_shift_findings(("c", "1"), "c", classes(0.05), 0.02)] \
+        == ["a"]
