@@ -23,6 +23,8 @@ from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, isolate, table
 from evaluation.candidate_facts import shown_names
 
+TRUTH_METRICS = ("exact_match", "expected_calibration_error")
+
 ROLES = frozenset({"admin"})
 ALL = "all"
 LEFT_OUT = "\u0000left-out"  # the disabled option's value: no slice is named so
@@ -119,7 +121,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     parts += [html.H3("Arms and split"), _arms(res, slice_, view),
               html.H3(f"Metrics per arm ({slice_})"),
               dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
-              *_outcomes_note(res, slice_),
+              *_truth_note(per_arm), *_outcomes_note(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
               *_analysis_unit(res),
               html.H3("Always-valid interval over time")]
@@ -162,6 +164,19 @@ def _summary(res: dict[str, Any]) -> Component:
                    html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}; the always-valid "
                    f"test is tuned for {exp['sequential_tuned_for']:,.0f} per arm."],
                   id="exp-summary")
+
+
+def _truth_note(per_arm: list[dict[str, Any]]) -> list[Component]:
+    """Exact match and calibration are taken over the predictions whose truth is known, mostly
+    corrections of wrong answers: an arm plotted at exact match 0 is not an arm that is never
+    right, and a reader must be told so beside the plot (the results carry it as a note)."""
+    shown = sorted({r["metric"] for r in per_arm} & set(TRUTH_METRICS))
+    if not shown:
+        return []
+    return [html.P(f"{', '.join(shown)}: over predictions with a known truth only, mostly "
+                   "customer corrections of wrong answers (0 by construction where every truth "
+                   "is a correction); not the arms' accuracy, which the Relabeling page's "
+                   "audited accuracy gives.", id="exp-truth-note")]
 
 
 def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:

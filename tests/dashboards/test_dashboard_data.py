@@ -130,6 +130,8 @@ def test_outcome_metrics_show_per_arm_and_why_not_in_a_slice(dash_app: Flask,
                                        panels, strict=False) if name == "converted")
     assert list(points.y) == [pytest.approx(0.25), pytest.approx(0.5)]
     assert "units first seen in it" in find_component(whole, "exp-outcomes-note").children
+    assert "exact_match" in panels  # read beside its sample: mostly corrections of wrong answers
+    assert "not the arms' accuracy" in find_component(whole, "exp-truth-note").children
     panels = [a.text for a in find_component(sliced, "exp-metrics-graph").figure.layout.annotations]
     assert "converted" not in panels
     assert "cannot be split by slice" in find_component(sliced, "exp-outcomes-note").children
