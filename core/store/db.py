@@ -142,9 +142,13 @@ def _sqlite_folder(db_path: str, create: bool) -> None:
     path = Path(db_path)
     if not create:
         if not path.is_file():
+            # A relative data folder is the usual cause (a command run from another folder
+            # than the service's): making a store there would split the data in two.
             raise ConfigError(f"there is no store at {path} yet (not migrated; "
-                              "ABVOC_DATABASE_URL, default <ABVOC_DATA_DIR>/abvoc.db): run "
-                              "`abvoc db upgrade` to make one")
+                              "ABVOC_DATABASE_URL, default <ABVOC_DATA_DIR>/abvoc.db, and "
+                              "ABVOC_DATA_DIR defaults to ./data in the current folder): point "
+                              "them at the service's store, or run `abvoc db upgrade` to make "
+                              "a new one here")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner-only, as made here

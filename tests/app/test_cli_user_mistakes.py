@@ -170,7 +170,8 @@ def test_read_only_commands_make_no_store(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "new" / "data"))
     runner = CliRunner()
     assert runner.invoke(main, ["config"]).exit_code == 0
-    refused(runner.invoke(main, ["db", "current"]), "no store at", "abvoc db upgrade")
+    refused(runner.invoke(main, ["db", "current"]), "no store at", "abvoc db upgrade",
+            "the current folder", "the service's store")
     refused(runner.invoke(main, ["keys", "list"]), "no store at")
     assert not (tmp_path / "new").exists()
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
