@@ -15,7 +15,8 @@ rather than a manifest line; one without samples stays a manifest line that says
 Items are read in pages by id and written line by line, so memory stays flat however large the
 queue (only the input hashes already written are kept, to write each input once). A version is
 written in a hidden folder and renamed into place when complete: a reader never sees half a
-version.
+version. Two exports of one dataset at once take two numbers, or make one version when their
+content is the same (the second finds the first's, as a later run would).
 
 One candidate's examples (``candidate``) make a dataset that candidate's ``abvoc offline-test``
 reads whole; an export of several candidates whose inputs differ still works, and its result
@@ -25,11 +26,13 @@ says so (``warning``), since no one candidate can read every line of it.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -135,6 +138,18 @@ def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:
     return versions[-1] + 1, json.loads(newest.read_text()) if newest.is_file() else None
 
 
+def _placed(tmp: Path, target: Path) -> bool:
+    """Rename a finished version into place; False when another export took the name first
+    (a version folder is never empty, so the rename cannot replace it)."""
+    try:
+        tmp.rename(target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    return True
+
+
 def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None = None,
                     candidate: str | None = None) -> dict[str, Any]:
     """Write the next version of dataset `name` under `out` (of `candidate`'s items only, when
@@ -146,8 +161,8 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     version, previous = _next_version(folder)
-    tmp = folder / f".v{version}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A name of its own: another export of the dataset may be writing this number at once.
+    tmp = folder / f".v{version}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial"
     (tmp / "files").mkdir(parents=True)
     digest = hashlib.sha256()
     seen: set[str] = set()
@@ -223,17 +238,22 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                 + "; no dataset version was made")
         content_hash = digest.hexdigest()
         warning = {"warning": w} if (w := mixed_inputs_warning(signatures)) else {}
-        if previous is not None and previous.get("content_hash") == content_hash:
-            shutil.rmtree(tmp)
-            return {**previous, "unchanged": True, **warning,
-                    "path": str(folder / f"v{previous.get('version', version - 1)}")}
         meta = {"name": name, "version": version, "content_hash": content_hash,
                 "created_at": datetime.now(UTC).isoformat(), "queues": queues or "all",
                 "candidate": candidate or "all", "candidates": sorted(signatures),
                 **counts, "manifest": "manifest.jsonl", "unchanged": False}
-        (tmp / "version.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        tmp.rename(folder / f"v{version}")
-        return {**meta, **warning, "path": str(folder / f"v{version}")}
+        while True:
+            if previous is not None and previous.get("content_hash") == content_hash:
+                shutil.rmtree(tmp)
+                return {**previous, "unchanged": True, **warning,
+                        "path": str(folder / f"v{previous.get('version', version - 1)}")}
+            meta["version"] = version
+            (tmp / "version.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if _placed(tmp, folder / f"v{version}"):
+                return {**meta, **warning, "path": str(folder / f"v{version}")}
+            # Another export placed this number while this one was written: the next is ours,
+            # unless that export (or a later one) holds this very content.
+            version, previous = _next_version(folder)
     except BaseException:
         stage.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,12 +51,11 @@ from core.store.models import (
 from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
-from feedback.item_view import PNG_MAGIC, failed, kept_input
+from feedback.item_view import PNG_MAGIC, failed, kept_input, request_shadows
 from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
 MAX_IMAGE_BYTES = 2 << 20
-_NEW_ITEM_TRIES = 3  # reads of a new item that a concurrent import may have inserted first
 
 
 def _result(kind: OutputKind, value: str) -> dict[str, Any]:
@@ -128,13 +127,9 @@ def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
     predictions: list[dict[str, Any]] = []
     served = s.get(Prediction, item.prediction_id)
     if served is not None:
-        twins = list(s.scalars(select(Prediction).where(
-            Prediction.input_hash == served.input_hash, Prediction.shadow.is_(True),
-            Prediction.experiment_id == served.experiment_id,
-            Prediction.unit_id == served.unit_id)))
         predictions = [{"model_version": _model_version(s, p), "score": p.confidence,
                         "result": [_result(kind, p.output)]}
-                       for p in [served, *twins] if not failed(p)]
+                       for p in [served, *request_shadows(s, served)] if not failed(p)]
     annotations = [{"completed_by": a.annotator, "result": [_result(kind, a.label or "")],
                     "was_cancelled": False}
                    for a in s.scalars(select(RelabelLabel).where(
@@ -377,23 +372,18 @@ def _new_item(s: Session, image: bytes | None, queue: str, candidate: str | None
               share: float) -> tuple[RelabelItem, bool]:
     """The item of an imported image in `queue` (the one there already, if any), and whether it
     is new; it needs a second label by the rules' ``second_annotator_share``, as at enqueue.
-
-    Another import of the same data at the same time may insert the item (or its input) first:
-    its rows then win the unique keys, our insert is rolled back to a savepoint, and the item
-    is read again, now that the other import committed it: the same image is the same item."""
+    An import of the same data at the same time may insert it first: it is then read again."""
     assert image is not None
     digest = hashlib.sha256(image).hexdigest()[:32]
     pid = f"import:{digest}"
-    for _ in range(_NEW_ITEM_TRIES):
-        existing = s.scalars(select(RelabelItem).where(RelabelItem.queue == queue,
-                                                       RelabelItem.input_hash == digest)
-                             .with_for_update()).first()
+    for _ in range(3):
+        existing = s.scalars(select(RelabelItem).where(
+            RelabelItem.queue == queue, RelabelItem.input_hash == digest).with_for_update()).first()
         if existing is not None:
             return existing, False
-        # The second-label rule of evaluation/relabel_enqueue.py's _store.
-        second = share_of("second", digest) < share
+        second = share_of("second", digest) < share  # evaluation/relabel_enqueue.py _store's rule
         try:
-            with s.begin_nested():
+            with s.begin_nested():  # the other import's rows win the unique keys: ours go
                 if s.get(PredictionInput, pid) is None:
                     s.add(PredictionInput(prediction_id=pid, input_hash=digest, kind="image",
                                           data=image, created_at=utcnow()))
@@ -405,6 +395,6 @@ def _new_item(s: Session, image: bytes | None, queue: str, candidate: str | None
                 s.flush()
             return item, True
         except IntegrityError:
-            continue  # a concurrent import's row: read again (its item, or its input only)
+            continue  # committed by the other import now: its item, or its input only
     raise AbvocError("another import stored the same new data at the same time; nothing of "
                      "this import was stored: run it again")

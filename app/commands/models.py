@@ -107,20 +107,23 @@ def offline_test_cmd(ctx, candidate, dataset, version, no_store, n_test, seed,  
 
 def emit_with_checks(ctx, candidate: str, version: str | None, results: dict,  # noqa: ANN001
                      as_json: bool) -> None:
-    """The offline results, then each requirement the test holds (size limit, accuracy floor)
-    with its limit, the measured figure and pass or fail; exit status 1 when one fails."""
+    """The version tested and its offline results, then each requirement the test holds (size
+    limit, accuracy floor) with its limit, the measured figure and pass or fail; exit status 1
+    when one fails. The requirements are the tested version's (the results name it), not
+    those of a version registered while the test ran."""
     from serving.registry import Registry, offline_checks
 
     with open_db(ctx) as db:
-        info = Registry(db).get(candidate, version)
+        info = Registry(db).get(candidate, results.get("version", version))
     checks = offline_checks(info.requirements, results)
-    lines = [format_offline(results)]
+    lines = [f"offline test of {info.name} v{info.version}", format_offline(results)]
     for c in checks:
         shown = "not measured" if c["measured"] is None else f"{c['measured']:g}"
         bound = "<=" if c["requirement"] == "model_size_mb" else ">="
         verdict = {True: "PASS", False: "FAIL", None: "NOT CHECKED"}[c["passed"]]
         lines.append(f"requirement {c['requirement']} {bound} {c['limit']:g}: {shown} {verdict}")
-    emit({**results, "requirement_checks": checks}, as_json, "\n".join(lines))
+    emit({**results, "version": info.version, "requirement_checks": checks}, as_json,
+         "\n".join(lines))
     if any(c["passed"] is False for c in checks):
         # Printed in full first; the status is what a release script checks.
         click.get_current_context().exit(1)

@@ -192,7 +192,8 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
     """Test the candidate (latest active version, or `version`) on the team's dataset and store
     the results with it (unless not `store`: a look at another set, such as the hard cases a
     relabel export holds, must not replace the figures the divergence holds online against);
-    nothing is stored when a line fails to read or the run stops."""
+    nothing is stored when a line fails to read or the run stops. The results name the version
+    tested (``version``)."""
     info = registry.get(name, version)
     manifest = candidate_manifest(info)
     dataset = Path(dataset)
@@ -206,6 +207,9 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
     results["environment"] = {"runner": "remote" if manifest.is_remote else "bundle",
                               "backend": manifest.backend, "cpu_count": os.cpu_count(),
                               "machine": platform.machine()}
+    # The version tested, for the requirements checked after it: the newest may be another by
+    # then (one registered meanwhile).
+    results["version"] = info.version
     if store:
         registry.set_offline_results(info.name, info.version, results)
     return results

@@ -1,7 +1,8 @@
 """Real third-party Open Inference Protocol servers for the remote-candidate tests: Seldon
 MLServer 1.7.1 and KServe 0.21, each run from its own virtual environment (made by
 scripts/install-inference-servers.sh) on free 127.0.0.1 ports, serving an ONNX model through
-the small runtimes in tests/support/inference_runtimes/; and Triton's Python HTTP client, run
+a small runtime each (MLServer's in examples/mlserver/, which the README's remote candidate
+uses too; KServe's in tests/support/inference_runtimes/); and Triton's Python HTTP client, run
 from its own environment against abvoc.
 
 A missing virtual environment is an error that says what to run, never a skip.
@@ -20,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from examples.mlserver.model_folder import write_model_folder
 from tests.support.ports import free_port
 
 RUNTIMES = Path(__file__).resolve().parent / "inference_runtimes"
@@ -103,27 +105,16 @@ def clean_env(extra_path: Path) -> dict[str, str]:
 
 def mlserver(model_path: Path, model: str = "iris", version: str = "1",
              inputs: list[dict] | None = None) -> InferenceServer:
-    """MLServer serving `model_path` (ONNX) as `model`; not yet started. `inputs` (V2 tensor
-    metadata) are declared in its model settings, so its metadata route names them."""
+    """MLServer serving `model_path` (ONNX) as `model`, from the folder the README's example
+    serves (examples/mlserver); not yet started. `inputs` (V2 tensor metadata) are declared
+    in its model settings, so its metadata route names them."""
     python = venv_python(MLSERVER_VENV)
     workdir = Path(tempfile.mkdtemp(prefix="abvoc-mlserver-"))
     folder = workdir / "models"
-    model_dir = folder / model
-    model_dir.mkdir(parents=True)
-    shutil.copy(model_path, model_dir / "model.onnx")
-    shutil.copy(RUNTIMES / "mlserver_onnx.py", model_dir / "mlserver_onnx.py")
     port = free_port()
-    (folder / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
-        "metrics_endpoint": None, "metrics_port": free_port(),
-        # MLServer 1.7.1's parallel inference workers crash at start with uvloop >= 0.22.
-        "parallel_workers": 0,
-    }))
-    (model_dir / "model-settings.json").write_text(json.dumps({
-        "name": model, "implementation": "mlserver_onnx.OnnxModel",
-        "parameters": {"uri": "./model.onnx", "version": version},
-        **({"inputs": inputs} if inputs else {}),
-    }))
+    model_dir = write_model_folder(folder, model_path, model=model, version=version,
+                                   http_port=port, grpc_port=free_port(),
+                                   metrics_port=free_port(), inputs=inputs)
     cmd = [str(python.parent / "mlserver"), "start", str(folder)]
     return InferenceServer("MLServer", cmd, workdir, port, model, clean_env(model_dir))
 

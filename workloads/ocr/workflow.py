@@ -94,7 +94,8 @@ def offline_test_and_store(settings: Settings, name: str, n: int = DEFAULT_TEST_
                              f"with `abvoc offline-test {name} --dataset FILE` (a JSONL "
                              "manifest, one {inputs, label, slice} a line)")
         raise NotFound(f"no trained artifacts for {name!r} in {folder}: run `abvoc train {name}`")
-    results = offline_test(folder, n=n, seed=seed, mix=mix, progress=progress)
+    results = {**offline_test(folder, n=n, seed=seed, mix=mix, progress=progress),
+               "version": info.version}  # the version tested, for its requirements' checks
     with Database(settings.database_url) as db:  # not held open through the test's minutes
         Registry(db).set_offline_results(info.name, info.version, results)
     return results

@@ -1,4 +1,4 @@
-"""A small MLServer custom runtime: an ONNX model served through onnxruntime. It runs inside the
+"""An MLServer custom runtime: an ONNX model served through onnxruntime. It runs inside the
 MLServer 1.7.1 virtual environment (scripts/install-inference-servers.sh), never in abvoc's."""
 
 import onnxruntime as ort
