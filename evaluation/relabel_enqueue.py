@@ -40,6 +40,7 @@ from core import relabel as rules_mod
 from core.errors import AbvocError
 from core.output_types import RIGHT
 from core.relabel import RelabelRules
+from core.shadow_twins import own_request
 from core.store.db import utcnow
 from core.store.models import (
     Correction,
@@ -142,7 +143,7 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
     found: list[tuple[str, str]] = []
     served = p
     if p.shadow:
-        twin = next((t for t in twins if not t.shadow), None)
+        twin = next(iter(own_request(p, twins).values()), None)
         if twin is not None and rules.shadow_disagreements and twin.output != p.output:
             found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
         return (twin or p), found
@@ -155,7 +156,8 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
     if rules.low_confidence_below is not None and p.confidence is not None \
             and p.confidence < rules.low_confidence_below:
         found.append((rules_mod.TRAINING, rules_mod.LOW_CONFIDENCE))
-    if rules.shadow_disagreements and any(t.shadow and t.output != p.output for t in twins):
+    if rules.shadow_disagreements and any(
+            t.output != p.output for t in own_request(p, twins).values()):
         found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
     if (p.candidate, p.slice) in flagged \
             and rules_mod.share_of("divergent", pid) < rules.divergent_slice_rate:

@@ -18,19 +18,26 @@ units per transaction under the unit sums' write lock (SQLite: the write transac
 PostgreSQL: ``LOCK TABLE ... SHARE ROW EXCLUSIVE``, which a worker's upsert waits on), writes
 each unit row as rebuilt + (the row now - the row in the snapshot): unit sums only ever grow by
 what a worker adds, so whatever it added since the snapshot is added on top, exactly once.
+
+Rebuilds of one store take turns (:func:`_one_rebuild_at_a_time`): a second rebuild whose
+snapshot predated the first's writes would add its rebuilt sums on top of the first's, doubling
+them. It waits for the first to finish, then rebuilds from a snapshot that holds its writes.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from core.store.db import Database
+from core.store.db import Database, sqlite_file
 from core.store.models import (
     Experiment,
     OnlineAggregate,
@@ -44,6 +51,9 @@ from evaluation.unit_recount import recount
 
 UNITS_PER_WRITE = 5000
 """Units whose rows one write transaction replaces."""
+REBUILD_LOCK = 0x61627675
+"""The first half of the two-key advisory lock one experiment's rebuilds take turns on
+(PostgreSQL; "abvu" in ASCII)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,44 @@ def rebuild(db: Database, experiment_id: int,
             progress: Callable[[int], None] | None = None) -> Rebuilt:
     """Rebuild one experiment's unit sums; `progress` is told the predictions read so far.
     Raises NotFound for an unknown experiment."""
+    with _one_rebuild_at_a_time(db, experiment_id):
+        return _rebuild(db, experiment_id, progress)
+
+
+@contextmanager
+def _one_rebuild_at_a_time(db: Database, experiment_id: int) -> Iterator[None]:
+    """Hold the experiment's rebuild lock from before the snapshot until the last write has
+    committed. PostgreSQL: a session-level advisory lock on a connection of its own (outside
+    a transaction, so a server's idle-in-transaction timeout cannot end it during a long
+    recount; the server drops it with the connection if the process dies). SQLite: the
+    snapshot is read outside the write lock, so two rebuilds could both read before either
+    writes; they take turns on an exclusive ``flock`` of a file beside the store (one host),
+    every experiment's rebuilds on one lock (there is one writer at a time anyway)."""
+    if db.dialect == "postgresql":
+        key = (REBUILD_LOCK, (experiment_id + 2**31) % 2**32 - 2**31)  # two int4 halves
+        with db.engine.connect() as conn:
+            conn.execute(select(func.pg_advisory_lock(*key)))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(*key)))
+                conn.commit()
+        return
+    path = sqlite_file(db.url)
+    if path is None:  # an in-memory store: no other process shares it
+        yield
+        return
+    fd = os.open(f"{path}.unit-backfill-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+    finally:
+        os.close(fd)
+
+
+def _rebuild(db: Database, experiment_id: int,
+             progress: Callable[[int], None] | None) -> Rebuilt:
     with db.reading() as s:
         if s.get_bind().dialect.name == "postgresql":  # one snapshot for both reads
             s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))

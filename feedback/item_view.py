@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.events import typed_value
 from core.output_types import OutputKind
+from core.shadow_twins import own_request
 from core.store.models import (
     Correction,
     Prediction,
@@ -93,28 +94,14 @@ def served_output(p: Prediction, output_type: str | None) -> Any:
 
 
 def request_shadows(s: Session, served: Prediction) -> list[Prediction]:
-    """The shadows' answers to `served`'s own request, one per shadow candidate, by candidate.
-
-    No stored field links a shadow to its request (the event's request id is the caller's,
-    optional and not kept), and a unit that sends the same input again in the experiment makes
-    more shadow answers to it. So of each shadow candidate's answers to this input by this unit
-    in this experiment, the nearest in time to the served answer is taken (ties: the later): a
-    shadow answers right after its request is served, a retry comes later."""
-    twins = (Prediction.input_hash == served.input_hash, Prediction.shadow.is_(True),
-             Prediction.experiment_id == served.experiment_id,
-             Prediction.unit_id == served.unit_id)
-    at = served.created_at
-    out = []
-    for name in s.scalars(select(Prediction.candidate).where(*twins).distinct()
-                          .order_by(Prediction.candidate)):
-        same = select(Prediction).where(*twins, Prediction.candidate == name).limit(1)
-        after = s.scalars(same.where(Prediction.created_at >= at).order_by(
-            Prediction.created_at, Prediction.prediction_id)).first()
-        before = s.scalars(same.where(Prediction.created_at < at).order_by(
-            Prediction.created_at.desc(), Prediction.prediction_id.desc())).first()
-        out.append(min((p for p in (after, before) if p is not None),
-                       key=lambda p: abs(p.created_at - at)))
-    return out
+    """The shadows' answers to `served`'s own request, one per shadow candidate, by candidate
+    (a unit that sends the same input again makes more of them: core.shadow_twins picks)."""
+    twins = s.scalars(select(Prediction).where(
+        Prediction.input_hash == served.input_hash,
+        Prediction.experiment_id == served.experiment_id,
+        Prediction.unit_id == served.unit_id))
+    own = own_request(served, twins)
+    return [own[name] for name in sorted(own)]
 
 
 MAX_CORRECTIONS = 20  # an item shows its first correction and at most this many later ones

@@ -4,6 +4,7 @@ divergent-slice sampling, the audit decided by the prediction id alone, and stag
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from core.store.db import Database
 from core.store.models import RelabelItem
 from evaluation.relabel_enqueue import enqueue, route_label
 from feedback import annotation, relabel_rules
-from tests.evaluation.helpers import add_experiment, apply, correction, prediction
+from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
 
 NOTHING = {"audit_rate": 0.0, "low_confidence_below": None, "divergent_slice_rate": 0.0,
            "second_annotator_share": 0.0}
@@ -85,6 +86,36 @@ def test_shadow_disagreement_in_either_order(db: Database) -> None:
     got = items(db)
     assert set(got) == {("training", "s1"), ("training", "s2")}
     assert all(i.reasons == ["shadow_disagreement"] for i in got.values())
+
+
+def test_a_shadow_is_held_against_its_own_requests_answer(db: Database) -> None:
+    """A unit sent one input twice, a minute apart, and each request's shadow agreed with its
+    served answer (the answers changed between the two). Each is compared with its own
+    request's, the nearest in time: compared across requests they made two false
+    disagreements."""
+    exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
+    rules(db)
+    later = T0 + timedelta(minutes=1)
+    batch = [prediction("r1", experiment_id=exp, output="x", unit_id="u"),
+             prediction("r1-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                        shadow=True, output="x", unit_id="u", at=T0 + timedelta(seconds=0.1)),
+             prediction("r2", experiment_id=exp, output="y", unit_id="u", at=later),
+             prediction("r2-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                        shadow=True, output="y", unit_id="u",
+                        at=later + timedelta(seconds=0.1))]
+    for event in batch:
+        event["input_hash"] = "same-input"
+        apply(db, [event])
+    assert set(items(db)) == set()
+    disagree = prediction("r3-shadow", experiment_id=exp, arm=None, candidate="cand-s",
+                          shadow=True, output="x", unit_id="u",
+                          at=later + timedelta(minutes=1, seconds=0.1))
+    served = prediction("r3", experiment_id=exp, output="y", unit_id="u",
+                        at=later + timedelta(minutes=1))
+    for event in (disagree, served):
+        event["input_hash"] = "same-input"
+    apply(db, [disagree, served])
+    assert set(items(db)) == {("training", "r3")}
 
 
 def test_the_audit_depends_on_the_prediction_id_alone(db: Database) -> None:
