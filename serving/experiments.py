@@ -208,6 +208,16 @@ class Experiments:
             query = select(Experiment).where(Experiment.status.in_(ACTIVE))
             return [_view(e) for e in s.scalars(query)]
 
+    def serving(self, name: str, version: str) -> list[dict[str, Any]]:
+        """The experiments that own their scope now and route to candidate `name` at
+        `version` (an arm or a shadow): they keep serving it whatever the registry says, until
+        they stop, so retiring it must say so."""
+        return [{"experiment_id": e["id"], "name": e["name"], "status": e["status"],
+                 "as": ref.get("name") or "shadow"}
+                for e in self.active()
+                for ref in [*e["arms"], *(e["shadows"] or [])]
+                if ref["candidate"] == name and ref.get("version") == version]
+
     def _transition(self, experiment_id: int, allowed: tuple[str, ...], status: str,
                     reason: str = "") -> dict[str, Any]:
         with self.db.session() as s:

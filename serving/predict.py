@@ -179,6 +179,10 @@ class PredictService:
                                "its operator to correct the setting or register it")
             return self.settings.default_candidate
         if scope != DEFAULT_SCOPE:
+            if any(c.name == scope for c in self.pool.registry.list(include_retired=True)):
+                raise NotFound(f"no experiment runs in scope {scope!r}, and candidate {scope!r} "
+                               "is retired (every version of it): register a new version of "
+                               "it, or start an experiment on that scope")
             raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
                            f"{scope!r}: start an experiment on that scope, register a "
                            "candidate of that name, or set ABVOC_DEFAULT_CANDIDATE")

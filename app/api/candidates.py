@@ -26,7 +26,7 @@ from werkzeug.utils import secure_filename
 
 from app.auth import require
 from core.errors import AbvocError
-from serving.bundles import Limits, register_bundle, retire_candidate
+from serving.bundles import Limits, register_bundle, retire_candidate, still_served
 from serving.bundles.archive import ARCHIVE_SUFFIXES
 
 bp = Blueprint("candidates", __name__)
@@ -137,7 +137,8 @@ def show(name: str):  # noqa: ANN201
 @require("admin")
 def retire(name: str):  # noqa: ANN201
     retired = retire_candidate(_registry(), name, _version())
-    return jsonify({"retired": [c.to_dict() for c in retired]})
+    return jsonify({"retired": [c.to_dict() for c in retired],
+                    "still_served": still_served(_registry(), retired)})
 
 
 def _flag(name: str) -> bool:

@@ -239,13 +239,17 @@ def register_cmd(ctx, path, check_remote, as_json) -> None:  # noqa: ANN001
 @pass_ctx
 def retire_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
     """Retire candidate NAME: it takes no new experiments; its rows and files are kept."""
-    from serving.bundles import retire_candidate
+    from serving.bundles import retire_candidate, still_served
     from serving.registry import Registry
 
     with open_db(ctx) as db:
         retired = retire_candidate(Registry(db), name, version)
+        served = still_served(Registry(db), retired)
     human = "\n".join(f"retired {c.name} v{c.version}" for c in retired) or \
         f"{name} has no active version{' ' + version if version else ''} to retire"
+    human += "".join(f"\nnote: {u['candidate']} v{u['version']} is still served as "
+                     f"{u['as']} of experiment {u['experiment_id']} ({u['name']}, "
+                     f"{u['status']}) until it stops" for u in served)
     emit([c.to_dict() for c in retired], as_json, human)
 
 

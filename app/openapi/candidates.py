@@ -17,6 +17,11 @@ SCHEMAS["Candidate"] = {
                    "created_at": {"type": "string"}, "updated_at": {"type": "string"},
                    "retired_at": {"type": ["string", "null"]}}}
 CANDIDATE = {"$ref": "#/components/schemas/Candidate"}
+# Where a version just retired is still served: an experiment running now keeps it until it stops.
+STILL_SERVED = {"type": "array", "items": {"type": "object", "properties": {
+    "candidate": {"type": "string"}, "version": {"type": "string"},
+    "experiment_id": {"type": "integer"}, "name": {"type": "string"},
+    "status": {"type": "string"}, "as": {"type": "string"}}}}
 CANDIDATE_NAME = {"name": "name", "in": "path", "required": True,
                   "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 VERSION = {"name": "version", "in": "query", "required": False,
@@ -63,6 +68,7 @@ def candidate_paths() -> dict[str, Any]:
             "security": ADMIN, "parameters": [CANDIDATE_NAME, VERSION],
             "responses": {"200": json_response({"type": "object", "required": ["retired"],
                                         "properties": {"retired": {"type": "array",
-                                                                   "items": CANDIDATE}}}),
+                                                                   "items": CANDIDATE},
+                                                       "still_served": STILL_SERVED}}),
                           **error_responses(400, 401, 403, 404)}}},
     }

@@ -13,7 +13,12 @@ can be stored).
 
 from serving.bundles.archive import Limits
 from serving.bundles.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
-from serving.bundles.register import bundle_dir, register_bundle, retire_candidate
+from serving.bundles.register import (
+    bundle_dir,
+    register_bundle,
+    retire_candidate,
+    still_served,
+)
 from serving.bundles.runner import BundleRunner
 from serving.bundles.validate import validate_bundle
 
@@ -27,5 +32,6 @@ __all__ = [
     "load_manifest",
     "register_bundle",
     "retire_candidate",
+    "still_served",
     "validate_bundle",
 ]

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +24,7 @@ from serving.bundles.archive import Limits, bundle_root, check_folder, is_archiv
 from serving.bundles.manifest import Manifest, ManifestError
 from serving.bundles.remote_check import check_served
 from serving.bundles.validate import validate_bundle
+from serving.experiments import Experiments
 from serving.registry import CandidateInfo, Registry
 
 
@@ -55,7 +57,7 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
             check_folder(root, limits)
         manifest, _ = validate_bundle(root, limits.load_seconds)
         if registry.exists(manifest.name, manifest.version):
-            raise _conflict(manifest)
+            raise _conflict(manifest, registry)
         if check_remote:
             check_served(manifest)
         # A folder of its own per registration: a racing registration of the same version
@@ -89,9 +91,16 @@ def _register_row(registry: Registry, manifest: Manifest, dest: Path) -> Candida
                              create_only=True)
 
 
-def _conflict(manifest: Manifest) -> Conflict:
+def _conflict(manifest: Manifest, registry: Registry | None = None) -> Conflict:
+    """A version is registered once, retired or not (its rows stay for the experiments that
+    ran it), so a retired one says so: 'already registered' alone read as a lie beside a
+    list that no longer shows it."""
+    retired = ""
+    if registry is not None:
+        held = registry.get(manifest.name, manifest.version)
+        retired = " (and retired)" if held.retired else ""
     return Conflict(f"candidate {manifest.name!r} version {manifest.version!r} is already "
-                    "registered; give the changed bundle a new version")
+                    f"registered{retired}; give the changed bundle a new version")
 
 
 def retire_candidate(registry: Registry, name: str,
@@ -99,3 +108,11 @@ def retire_candidate(registry: Registry, name: str,
     """Retire a version (or every active version) of a candidate; its files and rows stay, so
     experiments that ran it can still be reported."""
     return registry.retire(name, version)
+
+
+def still_served(registry: Registry, retired: list[CandidateInfo]) -> list[dict[str, Any]]:
+    """Where the versions just retired are still served: retiring takes a version out of new
+    experiments only, and one an experiment runs now serves on until that experiment stops."""
+    experiments = Experiments(registry.db)
+    return [{"candidate": c.name, "version": c.version, **use}
+            for c in retired for use in experiments.serving(c.name, c.version)]
