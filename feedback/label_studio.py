@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -74,7 +74,7 @@ def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) ->
     folder = Path(folder)
     (folder / "files").mkdir(parents=True, exist_ok=True)
     target = folder / "tasks.json"
-    tmp = folder / f".tasks.json.{os.getpid()}.part"
+    tmp = folder / f".tasks.json.{uuid.uuid4().hex[:12]}.part"  # two exports at once: two files
     try:
         written = _write_tasks(db, tmp, folder, queues)
         tmp.replace(target)
