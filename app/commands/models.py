@@ -203,9 +203,12 @@ def _shares_line(shares: dict[str, float], most: int = 20) -> str:
     """The largest shares (a label list may hold thousands of classes, most at 0)."""
     shown = sorted(((-v, k) for k, v in shares.items() if v > 0))
     line = ", ".join(f"{k} {-v:.3f}" for v, k in shown[:most])
-    rest = len(shares) - min(len(shown), most)
-    return line + (f" (and {rest} more classes, {len(shares) - len(shown)} of them at 0)"
-                   if rest else "")
+    zero = len(shares) - len(shown)
+    more = max(len(shown) - most, 0)
+    tail = [f"{more} more class{'es' if more != 1 else ''}"] if more else []
+    if zero:
+        tail.append(f"{zero} class{'es' if zero != 1 else ''} at 0")
+    return line + (f" (and {', '.join(tail)})" if tail else "")
 
 
 @click.group("candidates")
