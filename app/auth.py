@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
@@ -35,20 +36,32 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+PREFIX_TRIES = 5
+
+
 def create_key(db: Database, scopes: Iterable[str], name: str = "") -> dict[str, Any]:
     """A new key; the returned `key` is the only time its secret is shown."""
     scopes = sorted(set(scopes))
     unknown = set(scopes) - set(SCOPES)
     if not scopes or unknown:
         raise AbvocError(f"scopes must be some of {list(SCOPES)}, got {scopes}")
-    prefix = secrets.token_hex(4)
-    key = f"abv_{prefix}_{secrets.token_urlsafe(24)}"
-    with db.session() as s:
-        row = ApiKey(name=name, prefix=prefix, key_hash=_hash(key), scopes=scopes,
-                     created_at=utcnow())
-        s.add(row)
-        s.flush()
-        return {"id": row.id, "name": name, "prefix": prefix, "scopes": scopes, "key": key}
+    for attempt in range(PREFIX_TRIES):
+        # The prefix is 32 random bits and unique: among tens of thousands of keys two may
+        # draw the same one, which is drawn again rather than failing the request.
+        prefix = secrets.token_hex(4)
+        key = f"abv_{prefix}_{secrets.token_urlsafe(24)}"
+        try:
+            with db.session() as s:
+                row = ApiKey(name=name, prefix=prefix, key_hash=_hash(key), scopes=scopes,
+                             created_at=utcnow())
+                s.add(row)
+                s.flush()
+                return {"id": row.id, "name": name, "prefix": prefix, "scopes": scopes,
+                        "key": key}
+        except IntegrityError:
+            if attempt == PREFIX_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def list_keys(db: Database) -> list[dict[str, Any]]:
