@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +10,7 @@ from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import Experiment
 from serving.experiments import Experiments
+from tests.support.race import race
 
 ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
         {"name": "treatment", "candidate": "b", "weight": 1}]
@@ -19,22 +18,8 @@ ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
 
 def _race(experiments: Experiments, ids: list[int]) -> list[object]:
     """Start every id at the same moment from its own thread; each result or error."""
-    barrier = threading.Barrier(len(ids))
-    results: list[object] = [None] * len(ids)
-
-    def start(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = experiments.start(ids[i])["status"]
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each got
-            results[i] = exc
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(len(ids))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return race([experiments.db] * len(ids),
+                [lambda _db, i=i: experiments.start(i)["status"] for i in ids])
 
 
 def test_concurrent_starts_on_one_scope_exactly_one_wins(experiments: Experiments) -> None:
