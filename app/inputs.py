@@ -30,13 +30,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
+from core.output_types import MAX_NUMBER
 from core.text import text_problem
 from serving.bundles.binary import HEADER as BINARY_HEADER
 
 # A 2 MiB image is 2.7 MiB as base64 in JSON; multipart carries it as it is.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
-MAX_NUMBER = 2**53
 MAX_HEADER_CHARS = 1000
 # The headers the app reads; others are the server's business, never stored.
 READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm",

@@ -25,6 +25,9 @@ from core.text import shown
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
 MAX_OUTPUT_CHARS = 10_000
+MAX_NUMBER = 2**53
+"""The largest magnitude of a number answer or label, as of any number the API reads: the
+evaluation squares errors and sums their squares, and an answer of 1e78 overflowed them."""
 """The longest answer a candidate may give (a string, or a JSON value as JSON text); a
 correction or a label of it has the same limit, or a long answer could never be put right."""
 MAX_JSON_CHARS = MAX_OUTPUT_CHARS  # the name serving reads its answers' limit by
@@ -62,9 +65,12 @@ def check_output(kind: OutputKind, value: Any) -> Any:
         return _string(kind, value)
     if kind.type == "number":
         if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+                or (isinstance(value, float) and not math.isfinite(value)):
             raise AbvocError(f"'corrected_output' must be a finite JSON number: the candidate "
                              f"answers numbers; got {_show(value)}")
+        if abs(value) > MAX_NUMBER:  # an int past float range too (math.isfinite raises)
+            raise AbvocError(f"'corrected_output' {shown(str(value), 24)} is out of range: a "
+                             f"number label is at most 2^53 ({MAX_NUMBER}) in magnitude")
         return float(value)
     return _json(kind, value)
 

@@ -241,14 +241,19 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
     done so far and their number (each recounts the week's units: seconds for a large one)."""
     since, until = week_bounds(week)
     experiments = _active_experiments(session, since - timedelta(days=7), until)
-    weeks = []
-    for e in experiments:
-        weeks.append(experiment_week(session, e, week))
+    weeks, failed = [], []
+    for done, e in enumerate(experiments, 1):
+        try:
+            weeks.append(experiment_week(session, e, week))
+        except (ValueError, ArithmeticError, AbvocError) as exc:
+            # One experiment whose figures cannot be computed must not take the others' report
+            # down with it (a stored sum past float range did, every Monday): it is named.
+            failed.append({"id": e.id, "name": e.name, "reason": str(exc)[:200]})
         if progress is not None:
-            progress(len(weeks), len(experiments))
+            progress(done, len(experiments))
     return {"week": week, "previous_week": previous_week(week), "since": since.isoformat(),
             "until": until.isoformat(),
             "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-            "experiments": weeks,
+            "experiments": weeks, "failed": failed,
             "no_traffic": _running_without_traffic(session, since, until),
             "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}

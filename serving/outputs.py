@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.output_types import MAX_JSON_CHARS, OutputKind, schema_error
+from core.output_types import MAX_JSON_CHARS, MAX_NUMBER, OutputKind, schema_error
 from core.text import text_problem
 
 
@@ -153,6 +153,9 @@ def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float
                                    f"float holds up to about {sys.float_info.max:.1e})") from None
     if not math.isfinite(value):
         raise CandidateOutputError(f"the candidate answered {value}, not a finite number")
+    if abs(value) > MAX_NUMBER:  # the bound corrections and labels are held to
+        raise CandidateOutputError(f"the candidate answered {value:.6g}, out of the range a "
+                                   f"number answer may take (at most 2^53 in magnitude)")
     return value, None
 
 

@@ -36,6 +36,9 @@ traffic this week</li>{% endif %}
 {% if d.no_traffic %}<p id="no-traffic"><span class="flag">Running, no traffic this week:</span>
 {% for x in d.no_traffic %}{{ x.name }} <span class="muted">(#{{ x.id }})</span>{{ ", " if not
 loop.last }}{% endfor %}.</p>{% endif %}
+{% if d.failed %}<p id="failed"><span class="flag">Results that could not be computed:</span>
+{% for x in d.failed %}{{ x.name }} <span class="muted">(#{{ x.id }}: {{ x.reason }})</span>{{ ", "
+if not loop.last }}{% endfor %}.</p>{% endif %}
 {% for e in d.experiments %}
 <h3>{{ e.name }} <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
 <p>Decision: <b>{{ e.decision.action }}</b>

@@ -26,6 +26,15 @@ def test_numbers_must_be_finite_json_numbers(value: object) -> None:
     assert check_output(OutputKind("number"), 2) == 2.0
 
 
+@pytest.mark.parametrize("value", [2.0**53 + 2, -1e20, 1e300, 10**400])
+def test_a_number_label_past_2_53_is_refused(value: object) -> None:
+    """An answer or label of 1e300 (a Label Studio import took it) overflowed the error
+    sums' squares and broke the experiment's results for good: the API's own bound holds."""
+    with pytest.raises(AbvocError, match="at most 2\\^53"):
+        check_output(OutputKind("number"), value)
+    assert check_output(OutputKind("number"), -(2**53)) == -(2.0**53)
+
+
 def test_json_without_a_schema_only_has_a_size_limit() -> None:
     assert check_output(OutputKind("json"), {"a": [1]}) == {"a": [1]}
     with pytest.raises(AbvocError, match="longer than"):

@@ -82,3 +82,30 @@ def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Databas
     assert first["treatment"]["current"] == pytest.approx(12.0)
     assert first["treatment"]["previous"] is None  # no units the week before
     assert "<b>basket_value</b>" in render_html(data)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_experiment_whose_figures_fail_leaves_the_others_report(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored sum past float range made one experiment's results raise, and with it the
+    whole week's report, every Monday: it is named, the others are reported."""
+    from evaluation import weekly
+
+    busy = _own_scope(db, _with_outcomes(db))
+    broken = _own_scope(db, add_experiment(db, name="overflowed"))
+    apply(db, [prediction(f"b{i}", experiment_id=broken, arm=("control", "treatment")[i % 2],
+                          unit_id=f"b-unit-{i}") for i in range(4)])
+    real = weekly.experiment_week
+
+    def week_of(session, experiment, week):  # noqa: ANN001, ANN202
+        if experiment.id == broken:
+            raise ValueError("mean metric sum must be finite")
+        return real(session, experiment, week)
+
+    monkeypatch.setattr(weekly, "experiment_week", week_of)
+    with db.reading() as s:
+        data = weekly_data(s, WEEK)
+    assert [e["id"] for e in data["experiments"]] == [busy]
+    assert data["failed"] == [{"id": broken, "name": "overflowed",
+                               "reason": "mean metric sum must be finite"}]
+    assert "Results that could not be computed:" in render_html(data)

@@ -42,6 +42,7 @@ def test_each_output_type_is_read(kind: OutputKind, outputs: dict, answer: objec
     (OutputKind("text"), {"ids": np.array([1, 2])}, "one string"),
     (OutputKind("number"), {"v": np.array([1.0, 2.0])}, "one numeric value"),
     (OutputKind("number"), {"v": np.array([np.nan])}, "finite"),
+    (OutputKind("number"), {"v": np.array([6.4e78])}, "at most 2\\^53"),
     (OutputKind("json"), {"out": _obj("{nope")}, "does not parse"),
     (OutputKind("json", schema={"type": "object", "required": ["k"]}), {"out": _obj("{}")},
      "does not match its schema"),
