@@ -203,8 +203,11 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                 pred = s.get(Prediction, item.prediction_id)
                 inputs, written = _inputs(row, tmp / "files")
                 kind = kinds[item.candidate].type
+                # Input names and the answer's type: a number candidate's and a JSON one's
+                # examples with one input name mixed without a word, and no candidate could
+                # read both kinds of label.
                 signatures.setdefault(item.candidate or "(none)", set()).add(
-                    tuple(sorted(inputs)))
+                    (*sorted(inputs), f"answers {kind}"))
                 line = {"id": str(item.id), "inputs": inputs,
                         "label": typed_value(item.label or "", kind),
                         "source": {"queue": item.queue, "reasons": list(item.reasons or [])},

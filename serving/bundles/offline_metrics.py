@@ -289,7 +289,11 @@ def combine(output: OutputSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
                 out[key] = {c: round(sum(r[key][c] * r["n"] for r in rows) / n, 6)
                             for c in output.classes}
         elif key == "rmse":
-            out[key] = _round(math.sqrt(sum(r["rmse"] ** 2 * r["n"] for r in rows) / n))
+            try:
+                out[key] = _round(math.sqrt(sum(r["rmse"] ** 2 * r["n"] for r in rows) / n))
+            except OverflowError:  # an imported RMSE of 1e201 squares past float range
+                raise OfflineError("'rmse' is too large to combine across slices (its square "
+                                   "passes float range)") from None
         elif (value := mean(key)) is not None:
             out[key] = _round(value)
     return out

@@ -21,7 +21,8 @@ T0 = utcnow()
 SCHEMA = {"anyOf": [{"type": "object"}, {"type": "string"}]}
 PIPELINES = {"tagger": {"output": {"type": "json", "schema": SCHEMA}},
              "writer": {"output": {"type": "text"}},
-             "price": {"output": {"type": "number"}}}
+             "price": {"output": {"type": "number"}},
+             "extract": {"output": {"type": "json", "schema": SCHEMA}}}
 
 
 def tensors(i: int) -> bytes:
@@ -140,3 +141,14 @@ def test_a_failed_served_answer_is_null_and_says_it_failed(db: Database,
     assert (lines[failed]["served_output"], lines[failed]["served_failed"]) == (None, True)
     # Written only where it failed, so an export of unchanged data keeps its content hash.
     assert lines[answered]["served_output"] == "" and "served_failed" not in lines[answered]
+
+
+def test_same_input_names_but_another_answer_type_are_mixed_too(db: Database,
+                                                                tmp_path: Path) -> None:
+    """A number candidate's and a JSON one's examples, one input name between them, were
+    exported together without a word, and no candidate can read both kinds of label."""
+    item(db, "price", 0, label="1.5", output="1.0", image=False)
+    item(db, "extract", 0, label='{"name": "x"}', output='{"name": "y"}', image=False)
+    mixed = export_snapshot(db, tmp_path, "both")
+    assert "price: features, answers number" in mixed["warning"]
+    assert "extract: features, answers json" in mixed["warning"]
