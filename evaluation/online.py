@@ -32,6 +32,7 @@ from scipy import stats
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.store.models import (
     Correction,
     ExperimentUnit,
@@ -337,10 +338,14 @@ _UNOBSERVED_FOR_SHADOWS: dict[str, Any] = {
 }
 
 
-def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[str, Any]:
+def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False,
+            output_type: str | None = None) -> dict[str, Any]:
     """The online figures of one variant x slice, JSON-ready (None where there is no data).
 
-    A shadow's answers reach no customer, so nothing about corrections is observed for it."""
+    A shadow's answers reach no customer, so nothing about corrections is observed for it.
+    A matching metric its answers are not judged by (`output_type`: token edit distance of a
+    number or a JSON answer, exact match of a number) is None, not a figure that reads as one
+    (a number arm showed a token edit distance of 1.0)."""
     n = float(cell.get(agg.PREDICTIONS)[0])
     corrected = float(cell.get(agg.CORRECTED)[1])
     truth_n, exact, _ = cell.get(agg.EXACT_MATCH)
@@ -375,7 +380,8 @@ def metrics(cell: Cell, alpha: float = 0.05, *, shadow: bool = False) -> dict[st
         "latency_p99_ms": None if q[2] is None else float(q[2]),
         "throughput_per_hour": n / hours if hours else None,
         "output_shares": output_shares(cell),
-    } | (_UNOBSERVED_FOR_SHADOWS if shadow else {})
+    } | (_UNOBSERVED_FOR_SHADOWS if shadow else {}) | {
+        m: None for m in MATCH_METRICS - match_metrics_judging(output_type)}
 
 
 def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:

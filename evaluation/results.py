@@ -258,7 +258,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                       "paused": paused.get(v.name) if not v.shadow else None,
                       "output_type": facts[v].output_type}
                      for i, v in enumerate(variants)],
-        "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow),
+        "metrics": {v.name: {s: {**metrics(cells[(v, s)], config.alpha, shadow=v.shadow,
+                                           output_type=facts[v].output_type),
                                  **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
         "label_metrics": _label_metrics(cells, variants, slices, facts, versions,

@@ -66,6 +66,24 @@ def test_number_truths_give_mae_and_rmse_with_intervals(db: Database) -> None:
     assert "mae" not in results["metrics"]["treatment"]["all"]
 
 
+def test_matching_metrics_show_only_for_the_types_they_judge() -> None:
+    """A number arm showed a token edit distance of 1.0 and an exact match; a JSON arm a
+    token edit distance: figures no comparison uses, which read as the arm's."""
+    from evaluation import aggregation as agg
+    from evaluation.online import Cell, metrics
+
+    cell = Cell()
+    cell.add(agg.PREDICTIONS, "", (4, 4, 4))
+    cell.add(agg.EXACT_MATCH, "", (4, 2, 2))
+    cell.add(agg.TOKEN_EDIT_DISTANCE, "", (4, 4, 6))
+    shown = {kind: metrics(cell, output_type=kind) for kind in (None, "text", "json", "number")}
+    for kind in (None, "text"):
+        assert (shown[kind]["exact_match"], shown[kind]["token_edit_distance"]) == (0.5, 1.0)
+    assert (shown["json"]["exact_match"], shown["json"]["token_edit_distance"]) == (0.5, None)
+    assert (shown["number"]["exact_match"], shown["number"]["token_edit_distance"]) == \
+        (None, None)
+
+
 def number_bundle(root: Path) -> Path:
     """A team's `number` bundle: an ONNX model that answers the sum of its four features."""
     folder = root / "sum-onnx"
