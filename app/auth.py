@@ -45,23 +45,25 @@ def create_key(db: Database, scopes: Iterable[str], name: str = "") -> dict[str,
     unknown = set(scopes) - set(SCOPES)
     if not scopes or unknown:
         raise AbvocError(f"scopes must be some of {list(SCOPES)}, got {scopes}")
-    for attempt in range(PREFIX_TRIES):
-        # The prefix is 32 random bits and unique: among tens of thousands of keys two may
-        # draw the same one, which is drawn again rather than failing the request.
-        prefix = secrets.token_hex(4)
-        key = f"abv_{prefix}_{secrets.token_urlsafe(24)}"
+    # The prefix is 32 random bits and unique: among tens of thousands of keys two may draw
+    # the same one, which is drawn again rather than failing the request.
+    for _ in range(PREFIX_TRIES - 1):
         try:
-            with db.session() as s:
-                row = ApiKey(name=name, prefix=prefix, key_hash=_hash(key), scopes=scopes,
-                             created_at=utcnow())
-                s.add(row)
-                s.flush()
-                return {"id": row.id, "name": name, "prefix": prefix, "scopes": scopes,
-                        "key": key}
+            return _new_key(db, scopes, name)
         except IntegrityError:
-            if attempt == PREFIX_TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _new_key(db, scopes, name)
+
+
+def _new_key(db: Database, scopes: list[str], name: str) -> dict[str, Any]:
+    prefix = secrets.token_hex(4)
+    key = f"abv_{prefix}_{secrets.token_urlsafe(24)}"
+    with db.session() as s:
+        row = ApiKey(name=name, prefix=prefix, key_hash=_hash(key), scopes=scopes,
+                     created_at=utcnow())
+        s.add(row)
+        s.flush()
+        return {"id": row.id, "name": name, "prefix": prefix, "scopes": scopes, "key": key}
 
 
 def list_keys(db: Database) -> list[dict[str, Any]]:

@@ -27,16 +27,16 @@ def own_request(p: Answer, twins: Iterable[Answer]) -> dict[str, Answer]:
     """Of `p`'s twins (same experiment, unit and input), the answers on the other side of
     `p`'s own request, by candidate: its shadows' answers for a served `p` (the first of each
     shadow candidate), the served answer for a shadow's."""
-    twins = [t for t in twins if t.prediction_id != p.prediction_id]
-    served = sorted((t for t in twins if not t.shadow), key=lambda t: as_utc(t.created_at))
     at = as_utc(p.created_at)
+    dated = sorted(((as_utc(t.created_at), t) for t in twins
+                    if t.prediction_id != p.prediction_id), key=lambda pair: pair[0])
+    served = [(when, t) for when, t in dated if not t.shadow]
     if p.shadow:
-        before = [t for t in served if as_utc(t.created_at) <= at]
+        before = [t for when, t in served if when <= at]
         return {before[-1].candidate: before[-1]} if before else {}
-    until = next((as_utc(t.created_at) for t in served if as_utc(t.created_at) > at), None)
+    until = next((when for when, _ in served if when > at), None)
     own: dict[str, Answer] = {}
-    for t in sorted((t for t in twins if t.shadow), key=lambda t: as_utc(t.created_at)):
-        when = as_utc(t.created_at)
-        if when >= at and (until is None or when < until):
+    for when, t in dated:
+        if t.shadow and when >= at and (until is None or when < until):
             own.setdefault(t.candidate, t)
     return own
