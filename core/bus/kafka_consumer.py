@@ -12,6 +12,7 @@ running member whose topic changed id stops (TopicRecreated) so that a new membe
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 
@@ -52,6 +53,8 @@ TOPIC_CHECK_S = 5.0
 """Seconds between a running member's checks that its topics are still the ones it joined."""
 _ID = "topic-id:"
 """Prefix of the committed offsets' metadata: the id of the topic incarnation they belong to."""
+CLOSE_WAIT_S = 15.0
+"""How long a stop waits for librdkafka to leave the group (see KafkaBusConsumer.close)."""
 
 
 class KafkaBusConsumer(Consumer):
@@ -84,6 +87,7 @@ class KafkaBusConsumer(Consumer):
         self._gone: str | None = None  # why this member cannot go on (TopicRecreated)
         self._failed: str | None = None  # why an assignment could not be checked
         self._next_check = time.monotonic() + topic_check_s
+        self._closing = False
         self._consumer.subscribe(sorted(set(topics)), on_assign=self._on_assign)
         self._committed: dict[TopicPartition, int] = {}
         self._held: set[TopicPartition] = set()
@@ -170,8 +174,12 @@ class KafkaBusConsumer(Consumer):
 
     def _on_assign(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
         """Start each partition assigned at its committed offset, checked first: one committed
-        for an earlier incarnation of the topic is not used (see _checked)."""
+        for an earlier incarnation of the topic is not used (see _checked). While closing, no
+        checks: nothing more is read, and the broker need not be asked anything."""
         self._failed = None
+        if self._closing:
+            consumer.assign(partitions)
+            return
         try:
             for topic, now in self._topic_ids(p.topic for p in partitions).items():
                 if now is None:
@@ -286,7 +294,36 @@ class KafkaBusConsumer(Consumer):
         return out
 
     def close(self) -> None:
+        """Leave the group, committing nothing (auto-commit is off; what was read and not
+        committed is read again by whoever holds the partitions next).
+
+        Unsubscribed first, with polls until the revocation has been served here: a rebalance
+        that reaches librdkafka's close itself can block it for good (its assign call never
+        returns, with the interpreter lock held, so the whole process froze; seen when two
+        members of a group stopped together). Then closed on a helper thread, waited for at
+        most CLOSE_WAIT_S: a member left behind is dropped by the broker after its session
+        timeout, and a stop never hangs on it."""
+        self._closing = True
+        deadline = time.monotonic() + CLOSE_WAIT_S
         try:
-            self._consumer.close()  # leaves the group; commits nothing (auto-commit is off)
-        except KafkaException as exc:
-            log.warning("Kafka consumer did not close cleanly: %s", exc.args[0].str())
+            self._consumer.unsubscribe()
+            while self._consumer.assignment() and time.monotonic() < deadline:
+                self._consumer.poll(0.1)  # serves the revocation; a record read is dropped
+        except (KafkaException, RuntimeError) as exc:  # RuntimeError: closed already
+            log.info("Kafka consumer of group %s: leaving the group: %s", self.group_id,
+                     _why(exc))
+        closed = threading.Event()
+
+        def leave() -> None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("Kafka consumer did not close cleanly: %s", _why(exc))
+            finally:
+                closed.set()
+
+        threading.Thread(target=leave, name=f"kafka-close-{self.group_id}", daemon=True).start()
+        if not closed.wait(max(1.0, deadline - time.monotonic())):
+            log.warning("Kafka consumer of group %s did not leave the group within %.0fs; the "
+                        "broker drops it after its session timeout", self.group_id,
+                        CLOSE_WAIT_S)

@@ -21,7 +21,7 @@ from core.outbox import PG_RELAY_LOCK, OutboxRelay, pending_count
 from core.store.db import Database
 from core.store.models import BusRecord, ConsumerOffset, OutboxEvent
 from core.stream import next_offsets
-from tests.support.flow import write_outbox
+from tests.support.flow import joined, write_outbox
 
 TOPIC = "log.t"
 
@@ -168,13 +168,13 @@ def running(relay: OutboxRelay, *, idle_s: float, linger_s: float) -> Iterator[N
     """The relay's supervised loop in a thread for the length of the with-block."""
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,),
-                              kwargs={"idle_s": idle_s, "linger_s": linger_s})
+                              kwargs={"idle_s": idle_s, "linger_s": linger_s}, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
+        joined([thread])
 
 
 def _event_ids(db: Database) -> list[str]:

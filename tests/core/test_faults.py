@@ -37,6 +37,7 @@ from evaluation.worker import GROUP_ID, make_worker
 from tests.support.flow import (
     SECRET,
     corrected,
+    joined,
     outbox_batches,
     wait_until,
     write_batches,
@@ -114,16 +115,17 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     prefix = "outage"
     bus.ensure_topics(events.topics(prefix))
     stop = threading.Event()
-    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
+    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,),
+                             name="relay", daemon=True)
     worker = make_worker(db, bus, prefix, secret=SECRET)
-    consumer = threading.Thread(target=worker.run, args=(stop,))
+    consumer = threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True)
     # The writer holds back its last two thirds until the broker is down, so the outage always
     # lands mid-stream however fast the first third travels.
     broker_down = threading.Event()
     batches = list(outbox_batches(PREDICTIONS, "r", **WRITE))
     writer = threading.Thread(
         target=write_batches, args=(db, held_back(batches, len(batches) // 3, broker_down), prefix),
-        kwargs={"pause_s": 0.04},
+        kwargs={"pause_s": 0.04}, name="writer", daemon=True,
     )
     relay.start()
     consumer.start()
@@ -141,9 +143,7 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
     finally:
         stop.set()
         broker_down.set()
-        writer.join()
-        relay.join()
-        consumer.join()
+        joined([writer, relay, consumer])
     assert_exactly_once(db)
     db.dispose()
 
@@ -186,14 +186,15 @@ def test_consumer_killed_mid_stream(
     log = tmp_path / "worker.log"
 
     stop = threading.Event()
-    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,))
+    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=200).run, args=(stop,),
+                             name="relay", daemon=True)
     # The writer holds back its last half until the worker is killed, so the kill lands
     # mid-stream even when the worker starts after the first half is all written.
     killed = threading.Event()
     batches = list(outbox_batches(PREDICTIONS, "r", **WRITE))
     writer = threading.Thread(
         target=write_batches, args=(db, held_back(batches, len(batches) // 2, killed), prefix),
-        kwargs={"pause_s": 0.03},
+        kwargs={"pause_s": 0.03}, name="writer", daemon=True,
     )
     relay.start()
     writer.start()
@@ -210,8 +211,7 @@ def test_consumer_killed_mid_stream(
     finally:
         stop.set()
         killed.set()
-        writer.join()
-        relay.join()
+        joined([writer, relay])
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)

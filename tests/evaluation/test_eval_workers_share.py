@@ -15,7 +15,7 @@ from core.store import schema
 from core.store.db import Database
 from evaluation.worker import make_worker
 from tests.core.test_faults import PREDICTIONS, WRITE, N, assert_exactly_once
-from tests.support.flow import SECRET, wait_until, write_outbox
+from tests.support.flow import SECRET, joined, wait_until, write_outbox
 
 
 @pytest.mark.parametrize("transport", ["kafka", "embedded"])
@@ -33,10 +33,12 @@ def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureReq
     write_outbox(db, PREDICTIONS, prefix, **WRITE)  # predictions and their corrections
     stop = threading.Event()
     workers = [make_worker(db, bus, prefix, secret=SECRET, max_records=200) for _ in range(2)]
-    threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
+    threads = [threading.Thread(target=w.run, args=(stop,), name=f"worker-{i}", daemon=True)
+               for i, w in enumerate(workers)]
     for t in threads:
         t.start()
-    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=250).run, args=(stop,))
+    relay = threading.Thread(target=OutboxRelay(db, bus, batch_size=250).run, args=(stop,),
+                             name="relay", daemon=True)
     threads.append(relay)
     try:
         # Publish only once the group has shared its partitions between the two members.
@@ -47,9 +49,7 @@ def test_two_workers_share_the_stream(transport: str, request: pytest.FixtureReq
         wait_until(lambda: sum(w.applied for w in workers) >= N, 180, f"all {N} events")
     finally:
         stop.set()
-        for t in threads:
-            if t.is_alive():
-                t.join()
+        joined(threads)
     assert all(w.applied > 0 for w in workers), [w.applied for w in workers]
     assert sum(w.applied for w in workers) == N
     assert_exactly_once(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -124,6 +125,19 @@ def wait_until(
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def joined(threads: Iterable[threading.Thread], timeout_s: float = 60) -> None:
+    """Join the threads of a loop that was told to stop, failing instead of hanging when one
+    has not ended within `timeout_s` (a stop that never returned once held a CI run until its
+    limit). Start them as daemons, so that one left running cannot hold the process either."""
+    threads = list(threads)
+    deadline = time.monotonic() + timeout_s
+    for t in threads:
+        if t.ident is not None:
+            t.join(max(0.0, deadline - time.monotonic()))
+    alive = [t.name for t in threads if t.is_alive()]
+    assert not alive, f"still running {timeout_s:.0f}s after the stop: {alive}"
 
 
 def swap_loaded(pool, name: str, wrap: Callable) -> None:  # noqa: ANN001 - a CandidatePool
