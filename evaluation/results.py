@@ -267,7 +267,8 @@ def experiment_results(session: Session, experiment_id: int, *,
         "outcomes": outcomes.figures,
     }
     units_with_predictions(units, out["metrics"], variants)
-    out["analysis_unit"], out["analysis_unit_note"] = describe(units, out["metrics"])
+    out["analysis_unit"], out["analysis_unit_note"] = describe(
+        units, out["metrics"], [m.name for m in compared])
     per_unit_intervals(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,

@@ -297,19 +297,23 @@ def units_with_predictions(analysis: UnitAnalysis, metrics_by_variant: dict[str,
 
 
 def describe(analysis: UnitAnalysis, metrics_by_variant: Mapping[str, Any],
-             ) -> tuple[dict[str, Any], str | None]:
+             compared: Iterable[str] | None = None) -> tuple[dict[str, Any], str | None]:
     """What the results say of it: the metrics tested per unit and those per prediction (with
     why), and a note where units send several requests each yet a metric counts predictions
-    (its intervals and p-values are then too optimistic)."""
-    said = {"per_unit": sorted(analysis.per_unit), "per_prediction": dict(analysis.fallback)}
+    (its intervals and p-values are then too optimistic). Given `compared`, only those
+    metrics are named (a number experiment listed token edit distance, which no arm has)."""
+    shown = set(compared) if compared is not None else None
+    fallback = {m: why for m, why in analysis.fallback.items() if shown is None or m in shown}
+    said = {"per_unit": sorted(m for m in analysis.per_unit if shown is None or m in shown),
+            "per_prediction": fallback}
     ratios = [m["all"]["predictions"] / m["all"]["units"] for m in metrics_by_variant.values()
               if "all" in m and m["all"].get("units")]
-    if not analysis.fallback or not ratios or max(ratios) < NOTE_AT:
+    if not fallback or not ratios or max(ratios) < NOTE_AT:
         return said, None
-    reasons = sorted(set(analysis.fallback.values()))
+    reasons = sorted(set(fallback.values()))
     return said, (f"units sent {max(ratios):.1f} predictions each on average (in the arm "
                   "where they sent the most), but "
-                  f"{', '.join(sorted(analysis.fallback))} count predictions as independent "
+                  f"{', '.join(sorted(fallback))} count predictions as independent "
                   f"({'; '.join(reasons)}), so their intervals and p-values are too optimistic; "
                   "outcome metrics are per unit (define one as primary to decide per unit)")
 

@@ -20,9 +20,10 @@ from evaluation.token_metrics import edit_distance, same_output
 from tests.evaluation.helpers import SECRET, T0, add_experiment, aggregate_totals, apply, prediction
 
 
-def typed_prediction(pid: str, value: Any, kind: str, arm: str = "control") -> dict[str, Any]:
+def typed_prediction(pid: str, value: Any, kind: str, arm: str = "control",
+                     unit_id: str | None = None) -> dict[str, Any]:
     event = prediction(pid, arm=arm, candidate="cand-a" if arm == "control" else "cand-b",
-                       confidence=None)
+                       confidence=None, unit_id=unit_id)
     event.update(output=value, output_type=kind)
     return events.validate_event(event)
 
@@ -59,8 +60,10 @@ def test_text_corrections_feed_word_metrics(db: Database) -> None:
 
 
 def load_numbers(db: Database, primary: str = "correction_rate",
-             offline: dict[str, Any] | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-    """Control answers within N(0, 1) of the truth, treatment within N(0, 3): 80 each."""
+                 offline: dict[str, Any] | None = None,
+                 per_unit: int = 1) -> tuple[int, np.ndarray, np.ndarray]:
+    """Control answers within N(0, 1) of the truth, treatment within N(0, 3): 80 each, from
+    units of `per_unit` predictions."""
     rng = np.random.default_rng(3)
     with db.session() as s:
         for name in ("cand-a", "cand-b"):
@@ -71,7 +74,7 @@ def load_numbers(db: Database, primary: str = "correction_rate",
     truths = np.round(rng.uniform(0, 100, 160), 3)
     answers = truths + np.concatenate([rng.normal(0, 1, 80), rng.normal(0, 3, 80)])
     arms = ["control"] * 80 + ["treatment"] * 80
-    apply(db, [typed_prediction(f"p{i}", float(a), "number", arm)
+    apply(db, [typed_prediction(f"p{i}", float(a), "number", arm, unit_id=f"u{i // per_unit}")
                for i, (a, arm) in enumerate(zip(answers, arms, strict=True))])
     apply(db, [typed_correction(f"p{i}", float(t), "number") for i, t in enumerate(truths)])
     errors = np.abs(answers - truths)
@@ -183,3 +186,15 @@ def test_the_family_holds_only_the_matching_metrics_the_answers_are_judged_by(
         with db.session() as s:
             compared = {r["metric"] for r in experiment_results(s, exp)["comparisons"]}
         assert "token_edit_distance" in compared, "the primary metric is always compared"
+
+
+def test_a_number_experiment_names_no_matching_metric_in_its_analysis_unit(
+        db: Database) -> None:
+    """Its answers are judged by their errors: the analysis unit listed token edit distance
+    and exact match, which no arm has (their figures are null)."""
+    exp, _, _ = load_numbers(db, per_unit=4)
+    with db.session() as s:
+        said = experiment_results(s, exp)["analysis_unit"]
+    named = set(said["per_unit"]) | set(said["per_prediction"])
+    assert "absolute_error" in named and "correction_rate" in named
+    assert not named & {"exact_match", "token_edit_distance"}, said
