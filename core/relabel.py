@@ -46,6 +46,9 @@ class RelabelRules:
     corrections: bool = True
     low_confidence_below: float | None = 0.5
     shadow_disagreements: bool = True
+    # Number answers that differ by no more than this share of the larger one (or by this much
+    # near zero) agree: a regression's shadow differs from its twin in the last digits.
+    shadow_number_tolerance: float = 0.0
     divergent_slice_rate: float = 0.1
     audit_rate: float = 0.01
     second_annotator_share: float = 0.1
@@ -95,7 +98,8 @@ def parse_rules(body: Any, base: RelabelRules | None = None) -> RelabelRules:
             if not isinstance(body[key], bool):
                 raise AbvocError(f"'{key}' must be true or false")
             values[key] = body[key]
-    for key in ("divergent_slice_rate", "audit_rate", "second_annotator_share"):
+    for key in ("divergent_slice_rate", "audit_rate", "second_annotator_share",
+                "shadow_number_tolerance"):
         if key in body:
             values[key] = _rate(body, key)
     if "low_confidence_below" in body:

@@ -53,6 +53,7 @@ from core.store.models import (
 from core.store.upsert import dialect_insert, in_values, insert_rows
 from evaluation.stage_blame import blame, stage_answers
 from evaluation.stage_samples import store_samples
+from evaluation.token_metrics import answers_differ
 
 FlaggedSlices = Callable[[Session, int], set[tuple[str, str]]]
 OPEN = ("open", "leased")
@@ -144,7 +145,7 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
     served = p
     if p.shadow:
         twin = next(iter(own_request(p, twins).values()), None)
-        if twin is not None and rules.shadow_disagreements and twin.output != p.output:
+        if twin is not None and rules.shadow_disagreements and _differ(twin, p, rules):
             found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
         return (twin or p), found
     pid = p.prediction_id
@@ -157,7 +158,7 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
             and p.confidence < rules.low_confidence_below:
         found.append((rules_mod.TRAINING, rules_mod.LOW_CONFIDENCE))
     if rules.shadow_disagreements and any(
-            t.output != p.output for t in own_request(p, twins).values()):
+            _differ(p, t, rules) for t in own_request(p, twins).values()):
         found.append((rules_mod.TRAINING, rules_mod.SHADOW_DISAGREEMENT))
     if (p.candidate, p.slice) in flagged \
             and rules_mod.share_of("divergent", pid) < rules.divergent_slice_rate:
@@ -165,6 +166,16 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
     if rules_mod.audited(pid, rules.audit_rate):
         found.append((rules_mod.OFFLINE_TEST, rules_mod.AUDIT))
     return served, found
+
+
+def _differ(served: StoredPrediction, shadow: StoredPrediction, rules: RelabelRules) -> bool:
+    """A shadow disagreement: the answers differ as the served candidate's type judges them
+    (spacing never counts in text and LaTeX; numbers within the rules' tolerance agree)."""
+    if served.output == shadow.output:
+        return False
+    return answers_differ(served.output or "", shadow.output or "",
+                          served.output_type or shadow.output_type,
+                          rules.shadow_number_tolerance)
 
 
 # Whole predictions as rows of their columns, not ORM objects: the rules only read them, and

@@ -13,6 +13,8 @@ the words a long-running worker sees.
 
 from __future__ import annotations
 
+import math
+
 from rapidfuzz.distance import Levenshtein
 
 from core.latex import token_edit_distance, tokenize
@@ -33,6 +35,20 @@ def tokens(value: str, output_type: str | None) -> list[str]:
 def same_output(output: str, truth: str, output_type: str | None = None) -> bool:
     """Exact match: the same tokens of the type (spacing never counts for text and LaTeX)."""
     return output == truth or tokens(output, output_type) == tokens(truth, output_type)
+
+
+def answers_differ(one: str, other: str, output_type: str | None = None,
+                   number_tolerance: float = 0.0) -> bool:
+    """Whether two answers to one request disagree: not the same tokens of the type, and for
+    numbers apart by more than `number_tolerance` of the larger one (or of 1, near zero), so
+    that a regression's shadow is not told apart from its twin by its last digits."""
+    if output_type == "number" and one != other:
+        try:
+            a, b = float(one), float(other)
+        except ValueError:  # a failed answer has no number
+            return True
+        return not math.isclose(a, b, rel_tol=number_tolerance, abs_tol=number_tolerance)
+    return not same_output(one, other, output_type)
 
 
 def edit_distance(output: str, truth: str, output_type: str | None = None) -> float:

@@ -71,6 +71,7 @@ SCHEMAS["RelabelRules"] = {
         "corrections": {"type": "boolean"}, "shadow_disagreements": {"type": "boolean"},
         "low_confidence_below": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "divergent_slice_rate": RATE, "audit_rate": RATE, "second_annotator_share": RATE,
+        "shadow_number_tolerance": RATE,
         "stage_datasets": {"type": "array", "maxItems": 20,
                            "items": {"type": "string", "minLength": 1, "maxLength": 50}},
         "quotas": {"type": "object", "additionalProperties": False,
