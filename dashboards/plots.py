@@ -128,8 +128,10 @@ def _mae_text(r: dict[str, Any]) -> str:
     interval = f" [{low:.4g}, {high:.4g}]" if low is not None and high is not None else ""
     p = "" if gap["p_value"] is None else f"<br>p (Welch) = {gap['p_value']:.3g}"
     flag = "<br>flagged" if gap["flagged"] else ""
+    units = f", {gap['online_units']} units" if gap.get("online_units") else ""
     return (f"offline MAE {gap['offline_mae']:.4g} (n = {gap['offline_n']})<br>online MAE "
-            f"{gap['online_mae']:.4g}{interval} (n = {gap['online_n']} corrected){p}{flag}")
+            f"{gap['online_mae']:.4g}{interval} (n = {gap['online_n']} corrected{units})"
+            f"{p}{flag}")
 
 
 def shares(shift: dict[str, Any], name: str | None = None) -> go.Figure:

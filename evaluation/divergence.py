@@ -151,7 +151,7 @@ def _per_unit(moments: Moments | None, predictions: float,
 
 
 def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
-                tolerance: float, units: dict[str, Moments] | None = None
+                tolerance: float, units: dict[str, dict[str, Moments]] | None = None
                 ) -> list[dict[str, Any]]:
     rows = []
     for slice_ in sorted(cells, key=lambda s: (s != ALL, s)):
@@ -162,7 +162,13 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
         n_on = m["predictions"]
         # The bound's count: answers known wrong and failed predictions miss.
         hits = n_on - m["known_wrong"] - m["errors"]
-        per_unit = _per_unit((units or {}).get(slice_), n_on, alpha)
+        by_metric = (units or {}).get(slice_, {})
+        per_unit = _per_unit(by_metric.get(ACCURACY_BOUND), n_on, alpha)
+        mae_gap = mae_against_offline(cells[slice_], off, alpha, tolerance,
+                                      by_metric.get(agg.ABSOLUTE_ERROR))
+        if mae_gap is not None and mae_gap["analysis_unit"] == "unit":
+            bounds = t_interval(by_metric[agg.ABSOLUTE_ERROR], alpha, 0.0, math.inf)
+            number["mae_interval"] = list(bounds) if bounds else number["mae_interval"]
         low, high = wilson_interval(hits, n_on, alpha) if per_unit is None \
             else per_unit[1] or (None, None)
         rate, n_off = off.get("exact_match"), off.get("n") or 0
@@ -182,7 +188,7 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                        "latency_p50_ms": m["latency_p50_ms"],
                        "latency_p99_ms": m["latency_p99_ms"],
                        **{k: number.get(k) for k in ("mae", "mae_interval", "rmse")}},
-            "mae_gap": mae_against_offline(cells[slice_], off, alpha, tolerance),
+            "mae_gap": mae_gap,
             "gap": None if rate is None or not n_on else m["accuracy_bound"] - rate,
             "z": None if math.isnan(z) else z, "p_value": None if math.isnan(p) else p,
             "flagged": bool(p < alpha) if not math.isnan(p) else False,
@@ -238,14 +244,15 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
 def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Cell],
                          alpha: float, tolerance: float, version: str | None = None,
                          shown: Collection[str] | None = None,
-                         units: dict[str, Moments] | None = None,
+                         units: dict[str, dict[str, Moments]] | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
     results and its online cells per slice (``all`` included); pure, so the findings' rules
     are tested on cells built in memory. Rows cover the `shown` slices only (all by default);
-    the traffic mix always weighs every slice. ``units`` holds the accuracy bound's per-unit
-    moments by slice: where units send several requests, its interval and test are per unit."""
+    the traffic mix always weighs every slice. ``units`` holds per-unit moments by slice and
+    metric (the accuracy bound's, a number candidate's absolute error): where units send
+    several requests, those intervals and tests are per unit."""
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
                                       if shown is None or s in shown}, alpha, tolerance, units)
@@ -272,14 +279,15 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     units = unit_analysis(session, experiment_id, all_cells, relabelled, since=since,
                           until=until, recounts=recounts)
     by_ref: dict[Ref, dict[str, Cell]] = defaultdict(lambda: defaultdict(Cell))
-    bound: dict[Ref, dict[str, Moments]] = defaultdict(dict)
+    bound: dict[Ref, dict[str, dict[str, Moments]]] = defaultdict(lambda: defaultdict(dict))
     for (variant, slice_), cell in all_cells.items():
         if not variant.shadow:  # accuracy online is read from corrections: served answers only
             version = variant_version(experiment, variant.arm, variant.candidate, False)
             by_ref[(variant.candidate, version)][slice_].merge(cell)
-            pooled = bound[(variant.candidate, version)]  # arms of one version: their units
-            pooled[slice_] = pooled.get(slice_, NO_UNITS) + units.stats(variant, slice_,
-                                                                        ACCURACY_BOUND)
+            pooled = bound[(variant.candidate, version)][slice_]  # arms of one version
+            for metric in (ACCURACY_BOUND, agg.ABSOLUTE_ERROR):
+                pooled[metric] = pooled.get(metric, NO_UNITS) + units.stats(variant, slice_,
+                                                                            metric)
     refs: list[Ref] = list(dict.fromkeys(
         (v.candidate, variant_version(experiment, v.arm, v.candidate, v.shadow))
         for v in variants_of(experiment)[0]))

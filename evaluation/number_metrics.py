@@ -9,7 +9,9 @@ absolute error is a mean metric of the results' comparisons (Welch's t, lower is
 variance of its absolute errors: ``(rmse^2 - mae^2) * n / (n - 1)``. The online MAE is tested
 against ``(1 + tolerance) x`` the offline MAE with Welch's one-sided t test (scipy
 ``ttest_ind_from_stats(equal_var=False, alternative="greater")``): flagged when the online error
-is significantly larger than the offline test promised, beyond the relative tolerance.
+is significantly larger than the offline test promised, beyond the relative tolerance. Where
+some unit sent several requests, the online side is its units' linearised values (the delta
+method's, :class:`evaluation.unit_sums.Moments`), as the results' intervals are.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scipy import stats
 
 from evaluation import aggregation as agg
 from evaluation.online import Cell
+from evaluation.unit_sums import Moments
 
 
 def _mean_variance(n: float, total: float, squares: float) -> tuple[float, float]:
@@ -59,23 +62,33 @@ def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
 
 
 def mae_against_offline(cell: Cell, offline: Mapping[str, Any], alpha: float,
-                        tolerance: float) -> dict[str, Any] | None:
+                        tolerance: float, units: Moments | None = None) -> dict[str, Any] | None:
     """Online against offline MAE of one slice (see the module docstring); None when either
-    side has no MAE."""
+    side has no MAE. Given the absolute error's per-unit `units` (some unit sent several
+    requests, and they hold every error), the online side is its units' linearised values:
+    errors of one unit's requests move together, so counting each as independent made the
+    test too sure."""
     n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
     off_mae, off_rmse, off_n = offline.get("mae"), offline.get("rmse"), offline.get("n") or 0
     if n < 1 or off_mae is None:
         return None
+    predictions = n
+    per_unit = units is not None and units.clustered and abs(units.sx - n) <= 0.5
+    if per_unit:
+        n, total, squares = units.plain()
     mae, variance = _mean_variance(n, total, squares)
     out: dict[str, Any] = {
-        "online_mae": mae, "offline_mae": float(off_mae), "online_n": int(n),
+        "online_mae": mae, "offline_mae": float(off_mae), "online_n": int(predictions),
         "offline_n": int(off_n), "difference": mae - float(off_mae),
         "relative": (mae - off_mae) / off_mae if off_mae > 0 else None,
+        "analysis_unit": "unit" if per_unit else "prediction",
+        "online_units": int(n) if per_unit else None,
         "tolerance": tolerance, "t": None, "df": None, "p_value": None, "flagged": False,
         "error": None,
     }
     if off_rmse is None or off_n < 2 or n < 2:
-        out["error"] = "a Welch test needs at least two errors on each side and the offline rmse"
+        out["error"] = ("a Welch test needs at least two errors (units, where they sent several "
+                        "requests) on each side and the offline rmse")
         return out
     off_var = max(float(off_rmse) ** 2 - float(off_mae) ** 2, 0.0) * off_n / (off_n - 1)
     if variance <= 0 and off_var <= 0:

@@ -132,9 +132,10 @@ MAE_GAP = _object({
     "online_mae": NUM, "offline_mae": NUM, "online_n": INT, "offline_n": INT,
     "difference": NUM, "relative": NUM_OR_NULL, "tolerance": NUM, "t": NUM_OR_NULL,
     "df": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},
-    "error": STR_OR_NULL,
+    "error": STR_OR_NULL, "analysis_unit": {"enum": ["prediction", "unit"]},
+    "online_units": {"type": ["integer", "null"]},
 }, description="a number candidate's online MAE against (1 + tolerance) x its offline MAE: "
-               "Welch's one-sided t test")
+               "Welch's one-sided t test, over units where units sent several requests")
 
 FINDING = _object({
     "kind": {"enum": ["prediction_shift", "traffic_mix", "accuracy_gap", "error_gap"]},

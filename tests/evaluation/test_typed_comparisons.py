@@ -198,3 +198,29 @@ def test_a_number_experiment_names_no_matching_metric_in_its_analysis_unit(
     named = set(said["per_unit"]) | set(said["per_prediction"])
     assert "absolute_error" in named and "correction_rate" in named
     assert not named & {"exact_match", "token_edit_distance"}, said
+
+
+def test_online_mae_is_held_against_offline_per_unit_where_units_send_several(
+        db: Database) -> None:
+    """Four requests per unit: the online side of the MAE test is the units' mean errors (the
+    linearised values, with equal units exactly those means), as scipy's Welch test of them
+    against the offline errors; counting each request as independent made it too sure."""
+    offline_errors = np.abs(np.random.default_rng(9).normal(0, 0.5, 50))
+    row = {"n": 50, "mae": float(offline_errors.mean()),
+           "rmse": float(np.sqrt(np.mean(offline_errors ** 2)))}
+    offline = {"output_type": "number", "overall": row, "slices": {}}
+    exp, control, _ = load_numbers(db, offline=offline, per_unit=4)
+    with db.session() as s:
+        report = divergence_report(s, exp, tolerance=0.0)
+    overall = next(r for r in report["slices"] if r["candidate"] == "cand-a"
+                   and r["slice"] == "all")
+    gap, unit_means = overall["mae_gap"], control.reshape(20, 4).mean(axis=1)
+    want = stats.ttest_ind(unit_means, offline_errors, equal_var=False, alternative="greater")
+    assert gap["analysis_unit"] == "unit" and gap["online_units"] == 20
+    assert gap["online_n"] == 80 and gap["online_mae"] == pytest.approx(control.mean())
+    assert gap["t"] == pytest.approx(want.statistic, rel=1e-9)
+    assert gap["df"] == pytest.approx(want.df, rel=1e-9)
+    assert gap["p_value"] == pytest.approx(want.pvalue, rel=1e-6)
+    half = stats.t.ppf(0.975, 19) * unit_means.std(ddof=1) / np.sqrt(20)
+    assert overall["online"]["mae_interval"] == pytest.approx(
+        [control.mean() - half, control.mean() + half], rel=1e-9)
