@@ -191,10 +191,23 @@ class BoundedJSONProvider(DefaultJSONProvider):
                 return orjson.dumps(obj, default=self.default, option=_ORJSON).decode()
             except (orjson.JSONEncodeError, TypeError):
                 pass  # Flask's encoder says it the same way, or raises as it always did
-        return super().dumps(obj, **kwargs)
+        # Flask's encoder would write NaN and Infinity, which no JSON parser need accept.
+        return super().dumps(_finite(obj), **kwargs)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return parse_json(s)
+
+
+def _finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (numpy's too) as None, in lists, tuples and
+    dictionaries at any depth; the rest as it is."""
+    if isinstance(obj, float | np.floating):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 _COMPACT = (",", ":")
