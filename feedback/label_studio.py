@@ -52,6 +52,7 @@ from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
 from feedback.item_view import PNG_MAGIC, failed, kept_input, request_shadows
+from feedback.label_studio_tasks import confined, label_text, who_labeled
 from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
@@ -147,45 +148,6 @@ def _model_version(s: Session, p: Prediction) -> str:
     return name + (" (shadow)" if p.shadow else "")
 
 
-def confined(folder: Path, name: Any, where: str) -> Path:
-    """A path named by an import, only if it lies inside the import folder."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise AbvocError(f"{where}: a file path must be a non-empty string")
-    if "://" in name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise AbvocError(f"{where}: {name!r} must be a path relative to the import folder "
-                         "(no URLs, no absolute paths)")
-    root = folder.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise AbvocError(f"{where}: {name!r} leads out of the import folder")
-    if not path.is_file():
-        raise AbvocError(f"{where}: {name!r} does not exist in the import folder")
-    return path
-
-
-def _label_text(result: Any, where: str) -> str:
-    if not isinstance(result, list):
-        raise AbvocError(f"{where}: 'result' must be a list")
-    for r in result:
-        value = r.get("value") if isinstance(r, dict) else None
-        if isinstance(value, dict):
-            for key in ("choices", "text"):
-                got = value.get(key)
-                if isinstance(got, list) and got and isinstance(got[0], str):
-                    return got[0]
-    raise AbvocError(f"{where}: no 'choices' or 'text' value in the result")
-
-
-def _who(annotation: dict[str, Any]) -> tuple[str, str]:
-    """The annotator as abvoc records a Label Studio label, and as the task names them (a
-    label abvoc exported comes back under its own annotator and is not imported again)."""
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    raw = str(who if who is not None else "unknown")[:100]
-    return (raw if raw.startswith("labelstudio:") else f"labelstudio:{raw}"[:100]), raw
-
-
 SKIPPED = {"already_labeled": "already labeled by that annotator",
            "dropped": "on dropped items", "cancelled": "cancelled"}
 """Why an annotation was not applied, as the summary says it."""
@@ -221,8 +183,8 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
     disputed: set[int] = set()
     applied = new_items = 0
     with db.session() as s:
-        planned = [_plan(s, folder, t, n, queue, candidate, takes)
-                   for n, t in enumerate(tasks, 1)]
+        planned = sorted((_plan(s, folder, t, n, queue, candidate, takes)
+                          for n, t in enumerate(tasks, 1)), key=_lock_order)
         for plan in planned:
             skipped["cancelled"] += plan.cancelled
             if plan.item_id is None:
@@ -257,6 +219,14 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
             "skipped": {why: skipped[why] for why in SKIPPED}, "new_items": new_items,
             "labeled_items": {st: statuses[st] for st in SHOWN_STATUSES},
             "disputed": len(disputed)}
+
+
+def _lock_order(plan: _Plan) -> tuple[int, int, str]:
+    """Every import takes its items' locks in one order, existing items by id, new data by its
+    hash: two imports of the same tasks listed in other orders deadlocked on PostgreSQL."""
+    if plan.item_id is not None:
+        return 0, plan.item_id, ""
+    return 1, 0, hashlib.sha256(plan.image or b"").hexdigest()
 
 
 def summary(out: dict[str, Any]) -> str:
@@ -342,12 +312,12 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
         if a.get("was_cancelled"):
             cancelled += 1
             continue
-        text = _label_text(a.get("result"), at)
+        text = label_text(a.get("result"), at)
         try:
             label = checked_label(kind, typed_value(text, kind.type))
         except AbvocError as exc:
             raise AbvocError(f"{at}: {exc.message}", details=exc.details) from None
-        found.append((_who(a), label))
+        found.append((who_labeled(a), label))
     return _Plan(item_id, image, found, cancelled)
 
 

@@ -5,6 +5,7 @@ taking the next one or finding the first's equal version unchanged."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,29 @@ def test_two_imports_of_the_same_new_data_make_its_items_once(pg_url: str,
         per_item = s.execute(select(RelabelLabel.item_id, func.count())
                              .group_by(RelabelLabel.item_id)).all()
         assert len(per_item) == 80 and {c for _, c in per_item} == {1}
+
+
+def test_two_imports_listing_the_same_data_in_other_orders_both_land(pg_url: str,
+                                                                    tmp_path: Path) -> None:
+    """Two annotators' exports of the same new images, one listed backwards: each import took
+    its items' locks in its file's order, and PostgreSQL broke the deadlock by failing one."""
+    with Database(pg_url) as db:
+        other_item(db, "pets", PETS)
+    for n in range(4):
+        folders = [tmp_path / f"r{n}-{who}" for who in (7, 8)]
+        for folder, who in zip(folders, (7, 8), strict=True):
+            folder.mkdir()
+            for i in range(20):
+                (folder / f"{i}.png").write_bytes(png(5000 + 100 * n + i))
+            order = range(20) if who == 7 else reversed(range(20))
+            write(folder, [{"data": {"image": f"{i}.png"}, "annotations": [annotated("owl", who)]}
+                           for i in order])
+        turns = itertools.count()  # the first thread imports the first folder
+        got = at_once(pg_url, lambda db, t=turns, f=folders: import_tasks(
+            db, f[next(t)], candidate="pets"))
+        errors = [g for g in got if isinstance(g, BaseException)]
+        assert not errors, f"round {n}: {errors[0]!r}"
+        assert sum(g["new_items"] for g in got) == 20 and [g["labels"] for g in got] == [20, 20]
 
 
 def test_two_exports_at_once_make_one_version_of_one_content(
