@@ -62,7 +62,7 @@ def test_abvoc_dashboard_serves_the_dashboard_alone(settings: Settings, server: 
         try:
             output = proc.communicate(timeout=20)[0]
         except subprocess.TimeoutExpired:
-            proc.kill()  # and close its pipes, so the failure is this test's alone
-            proc.communicate()
+            proc.kill()  # and close its pipes, so the failure is this test's alone (a
+            proc.communicate(timeout=60)  # server worker it left stops by itself: orphan watch)
             raise
     assert f"http://127.0.0.1:{port}/dashboard/" in output
