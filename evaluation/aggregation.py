@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from core.output_types import MAX_NUMBER
 from core.times import as_utc
 from evaluation.token_metrics import edit_distance, same_output
 
@@ -302,7 +303,10 @@ def _number(text: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    # Beyond 2^53 is not a number answer (core.output_types); a store written before that
+    # bound may hold one, whose error's square overflowed the sums (and an int past float
+    # range raised here).
+    return float(value) if abs(value) <= MAX_NUMBER else None
 
 
 def _group_sort(g: Group) -> tuple:

@@ -23,7 +23,7 @@ from typing import Any
 from scipy import stats
 
 from evaluation import aggregation as agg
-from evaluation.online import Cell
+from evaluation.online import Cell, finite_sums
 from evaluation.unit_sums import Moments
 
 
@@ -36,10 +36,10 @@ def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
     """MAE and RMSE of a `number` candidate's corrected predictions, each with a normal
     (1 - alpha) interval (RMSE's: the square roots of the mean squared error's bounds); empty
     for other output types."""
-    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
+    n, total, squares = finite_sums(cell.get(agg.ABSOLUTE_ERROR))
     if n < 1:
         return {}
-    _, sq_total, sq_squares = (float(x) for x in cell.get(agg.SQUARED_ERROR))
+    _, sq_total, sq_squares = finite_sums(cell.get(agg.SQUARED_ERROR))
     z = float(stats.norm.ppf(1 - alpha / 2))
 
     def interval(s: float, ss: float) -> tuple[float, float, float]:
@@ -68,7 +68,7 @@ def mae_against_offline(cell: Cell, offline: Mapping[str, Any], alpha: float,
     requests, and they hold every error), the online side is its units' linearised values:
     errors of one unit's requests move together, so counting each as independent made the
     test too sure."""
-    n, total, squares = (float(x) for x in cell.get(agg.ABSOLUTE_ERROR))
+    n, total, squares = finite_sums(cell.get(agg.ABSOLUTE_ERROR))
     off_mae, off_rmse, off_n = offline.get("mae"), offline.get("rmse"), offline.get("n") or 0
     if n < 1 or off_mae is None:
         return None

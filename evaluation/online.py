@@ -402,5 +402,12 @@ def metric_stats(cell: Cell, metric: str) -> tuple[float, float, float]:
     source = {"exact_match": agg.EXACT_MATCH, "token_edit_distance": agg.TOKEN_EDIT_DISTANCE,
               "latency_ms": agg.LATENCY, "confidence": agg.CONFIDENCE,
               "absolute_error": agg.ABSOLUTE_ERROR, "squared_error": agg.SQUARED_ERROR}[metric]
-    n, s, ss = cell.get(source)
-    return float(n), float(s), float(ss)
+    return finite_sums(cell.get(source))
+
+
+def finite_sums(sums: Iterable[float]) -> tuple[float, float, float]:
+    """``(n, sum, sum_squares)`` as floats, or no data when a sum is not finite: a store
+    written before numbers were bounded may hold an error whose square overflowed, and every
+    figure of the metric would be NaN (the tests refused it, and the page with them)."""
+    n, s, ss = (float(x) for x in sums)
+    return (n, s, ss) if math.isfinite(s) and math.isfinite(ss) else (0.0, 0.0, 0.0)

@@ -159,7 +159,9 @@ def _rebuild(db: Database, experiment_id: int,
 
 def _plus(rebuilt: list[float] | None, now: list[float] | None,
           then: list[float] | None) -> list[float]:
-    """rebuilt + now - then, column by column (a missing row is zeros)."""
+    """rebuilt + (now - then), column by column (a missing row is zeros); a column unchanged
+    since the snapshot is the rebuilt one, also where an older release left it infinite (an
+    overflowing error: infinity less infinity would store NaN)."""
     zero = (0,) * len(agg.UNIT_COLUMNS)
-    return [a + b - c for a, b, c in zip(rebuilt or zero, now or zero, then or zero,
-                                         strict=True)]
+    return [a + (b - c if b != c else 0) for a, b, c in zip(rebuilt or zero, now or zero,
+                                                           then or zero, strict=True)]

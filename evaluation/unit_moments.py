@@ -37,6 +37,7 @@ from typing import Any
 
 from scipy.stats import t as t_dist
 from sqlalchemy import case, exists, func, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from core.store.models import OnlineAggregate, Prediction
@@ -165,7 +166,15 @@ def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
     if last is not None and last[0] == mark:
         return dict(last[1])
     present = tuple(c for c, total in zip(_COUNTS, mark[1:-1], strict=True) if total)
-    out = _group_moments(session, experiment_id, present)
+    try:
+        with session.begin_nested():  # a failed statement must not end the reader's work
+            out = _group_moments(session, experiment_id, present)
+    except DataError as exc:  # PostgreSQL: products past float range
+        log.warning("experiment %s: its per-unit sums overflow (%s; a number answer beyond 2^53 "
+                    "stored by an older release?): it is tested per prediction until `abvoc db "
+                    "backfill-unit-sums --experiment %s` rebuilds them", experiment_id,
+                    type(exc.orig).__name__, experiment_id)
+        out = {}
     with _READ_LOCK:
         _READ.setdefault(engine, {})[experiment_id] = (mark, out)
     return dict(out)
