@@ -27,10 +27,10 @@ from evaluation.online import (
     Variant,
     load_cells,
     metric_stats,
-    wilson_interval,
 )
 from evaluation.results import CUSTOMER_METRICS, METRICS, experiment_results, variants_of
 from evaluation.slices import DEFAULT_MAX_SLICES, SliceChoice, choose_slices
+from evaluation.stats.small_samples import wilson_interval
 from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
 from evaluation.unit_recount import recount_affordable
 from serving.experiments import Experiments

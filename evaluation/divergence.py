@@ -82,13 +82,13 @@ from evaluation.online import (
     estimated_label_counts,
     load_cells,
     metrics,
-    wilson_interval,
 )
 from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
 from evaluation.stage_blame import stage_attribution
 from evaluation.stats import holm
+from evaluation.stats.small_samples import wilson_interval
 from evaluation.traffic_mix import traffic_mix
 from evaluation.unit_moments import Recounts, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +46,7 @@ from core.verified_labels import joins, typed_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.stats import LatencyHistogram
+from evaluation.stats.small_samples import wilson_interval
 
 ALL = "all"
 
@@ -284,21 +284,6 @@ def _add_rows(cells: Cells, acc: agg.Accumulator, sign: float) -> None:
         key = (row["metric"], row["label"])
         if sign < 0 and abs(cell.sums[key][0]) < 0.5:
             del cell.sums[key]
-
-
-def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
-    """Wilson score interval (statsmodels ``proportion_confint(method="wilson")``), within
-    [0, 1]: with no successes its lower end is exactly 0 (the formula's rounding leaves ~1e-17,
-    an interval that would exclude its own estimate), with all successes its upper end is 1."""
-    if n <= 0:
-        return math.nan, math.nan
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    low = 0.0 if successes <= 0 else max(centre - half, 0.0)
-    high = 1.0 if successes >= n else min(centre + half, 1.0)
-    return low, high
 
 
 def expected_calibration_error(cell: Cell) -> float | None:

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
-from evaluation.online import wilson_interval
 from evaluation.stats import ExperimentAggregates, MeanStats, ratio_stats
+from evaluation.stats.small_samples import wilson_interval
 
 
 @dataclass(frozen=True)

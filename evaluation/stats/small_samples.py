@@ -8,6 +8,8 @@ p-value) where the normal approximation does not hold.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 
@@ -34,6 +36,19 @@ def wilson_arrays(
         centre = (p + z * z / (2.0 * n)) / denom
         half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
     return centre - half, centre + half
+
+
+def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of one rate (statsmodels ``proportion_confint(method="wilson")``),
+    within [0, 1]: with no successes its lower end is exactly 0 (the formula's rounding leaves
+    ~1e-17, an interval that would exclude its own estimate), with all successes its upper end
+    is 1."""
+    if n <= 0:
+        return math.nan, math.nan
+    low, high = wilson_arrays(np.float64(successes), np.float64(n),
+                              float(stats.norm.ppf(1 - alpha / 2)))
+    return (0.0 if successes <= 0 else max(float(low), 0.0),
+            1.0 if successes >= n else min(float(high), 1.0))
 
 
 def newcombe_interval(

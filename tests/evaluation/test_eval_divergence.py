@@ -11,7 +11,7 @@ from statsmodels.stats.proportion import test_proportions_2indep as sm_two_propo
 
 from core.store.db import Database
 from evaluation.divergence import divergence_report, homogeneity, mcnemar, non_inferiority, psi
-from evaluation.online import wilson_interval
+from evaluation.stats.small_samples import wilson_interval
 from tests.evaluation.helpers import add_candidate, add_experiment, apply, correction, prediction
 
 
