@@ -23,6 +23,7 @@ from feedback.label_studio import import_tasks
 from tests.feedback.test_label_studio_import import annotated, other_item, write
 from tests.feedback.test_relabel_export import png
 from tests.feedback.test_typed_export import item
+from tests.support.flow import joined
 from tests.support.postgres import PostgresServer
 
 PETS = {"output": {"type": "label", "classes": ["cat", "dog", "owl"]}}
@@ -49,11 +50,10 @@ def at_once(url: str, job: Callable[[Database], Any], n: int = 2) -> list[Any]:
             except BaseException as exc:  # noqa: BLE001 - the test reports what each got
                 out[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout=60)
+    joined(threads, 60)
     return out
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from core.store.db import Database
+from tests.support.flow import joined
 
 
 @contextmanager
@@ -38,9 +39,9 @@ def race(dbs: Sequence[Database], calls: Sequence[Callable[[Database], Any]]) ->
         except Exception as exc:  # noqa: BLE001 - the test inspects what each got
             results[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    # Daemons: a call stuck past the join's bound fails its test, never the process's exit.
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    joined(threads, 60)
     return results
