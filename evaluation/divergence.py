@@ -168,7 +168,8 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                                       by_metric.get(agg.ABSOLUTE_ERROR))
         if mae_gap is not None and mae_gap["analysis_unit"] == "unit":
             bounds = t_interval(by_metric[agg.ABSOLUTE_ERROR], alpha, 0.0, math.inf)
-            number["mae_interval"] = list(bounds) if bounds else number["mae_interval"]
+            if bounds is not None:
+                number["mae_interval"] = list(bounds)
         low, high = wilson_interval(hits, n_on, alpha) if per_unit is None \
             else per_unit[1] or (None, None)
         rate, n_off = off.get("exact_match"), off.get("n") or 0

@@ -171,8 +171,6 @@ def _reasons(p: StoredPrediction, rules: RelabelRules, truth: str | None,
 def _differ(served: StoredPrediction, shadow: StoredPrediction, rules: RelabelRules) -> bool:
     """A shadow disagreement: the answers differ as the served candidate's type judges them
     (spacing never counts in text and LaTeX; numbers within the rules' tolerance agree)."""
-    if served.output == shadow.output:
-        return False
     return answers_differ(served.output or "", shadow.output or "",
                           served.output_type or shadow.output_type,
                           rules.shadow_number_tolerance)

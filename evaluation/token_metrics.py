@@ -40,8 +40,9 @@ def same_output(output: str, truth: str, output_type: str | None = None) -> bool
 def answers_differ(one: str, other: str, output_type: str | None = None,
                    number_tolerance: float = 0.0) -> bool:
     """Whether two answers to one request disagree: not the same tokens of the type, and for
-    numbers apart by more than `number_tolerance` of the larger one (or of 1, near zero), so
-    that a regression's shadow is not told apart from its twin by its last digits."""
+    numbers apart by more than `number_tolerance` times the larger one (and, near zero, by
+    more than `number_tolerance` itself), so that a regression's shadow is not told apart from
+    its twin by its last digits."""
     if output_type == "number" and one != other:
         try:
             a, b = float(one), float(other)
