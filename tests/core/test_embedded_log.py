@@ -147,7 +147,7 @@ def test_reads_on_sqlite_take_no_write_lock(db: Database) -> None:
             holding.set()
             release.wait(30)
 
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, name="writer", daemon=True)
     thread.start()
     try:
         assert holding.wait(10)
@@ -159,7 +159,7 @@ def test_reads_on_sqlite_take_no_write_lock(db: Database) -> None:
         assert time.monotonic() - start < 2.0  # busy_timeout is 30 s: no read waited for it
     finally:
         release.set()
-        thread.join()
+        joined([thread])
         consumer.close()
 
 
@@ -194,11 +194,10 @@ def test_several_relays_never_publish_a_row_twice(db: Database) -> None:
         while idle < 3:
             idle = 0 if relay.relay_once() else idle + 1
 
-    threads = [threading.Thread(target=drain, args=(r,)) for r in relays]
+    threads = [threading.Thread(target=drain, args=(r,), daemon=True) for r in relays]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    joined(threads, 120)
     for h in handles:
         h.dispose()
     ids = _event_ids(db)

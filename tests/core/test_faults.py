@@ -137,7 +137,7 @@ def test_broker_outage_while_producing(postgres, own_broker: KafkaBroker) -> Non
         # The writer goes on accepting: those events wait in the outbox for the broker.
         wait_until(lambda: pending_count(db) >= 300, 60, "events to queue during the outage")
         own_broker.start()
-        writer.join()
+        joined([writer], 240)
         wait_until(lambda: applied(db) >= N, 240, f"all {N} events to arrive")
         wait_until(lambda: pending_count(db) == 0, 60, "the outbox to drain")
     finally:
@@ -206,7 +206,7 @@ def test_consumer_killed_mid_stream(
         killed_at = applied(db)
         killed.set()
         proc = _worker_process(env, log)
-        writer.join()
+        joined([writer], 240)
         wait_until(lambda: applied(db) >= N, 240, f"all {N} events to arrive")
     finally:
         stop.set()

@@ -12,6 +12,7 @@ from core.store import schema
 from core.store.db import BUSY_TIMEOUT_MS, Database, store_unreachable, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, ServedPrediction
+from tests.support.flow import joined
 from tests.support.postgres import PostgresServer
 
 
@@ -33,11 +34,10 @@ def test_concurrent_units_commit_and_a_bad_one_fails_alone(db: Database) -> None
         except Exception as exc:  # noqa: BLE001 - the error is the result under test
             results[i] = exc
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(40)]
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(40)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    joined(threads)
     committer.close()
     failed = [i for i, r in results.items() if isinstance(r, Exception)]
     assert len(failed) == 1 and failed[0] in (3, 7)

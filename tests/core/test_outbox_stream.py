@@ -15,7 +15,7 @@ from core.store.db import Database
 from core.store.models import OutboxEvent, ParkedEvent, ProcessedEvent
 from core.stream import StreamConsumer, apply_records, next_offsets
 from evaluation.worker import apply_events, make_worker
-from tests.support.flow import count_predictions, prediction_event, wait_until, write_outbox
+from tests.support.flow import count_predictions, joined, prediction_event, wait_until, write_outbox
 from tests.support.ports import free_port
 
 PREFIX = "t"
@@ -101,11 +101,12 @@ def test_broker_down_keeps_events_in_outbox_until_it_returns(db: Database, kafka
     with db.session() as s:
         s.execute(OutboxEvent.__table__.update().values(topic=prefix + ".predictions"))
     stop = threading.Event()
-    thread = threading.Thread(target=OutboxRelay(db, live).run, args=(stop,))
+    thread = threading.Thread(target=OutboxRelay(db, live).run, args=(stop,), name="relay",
+                              daemon=True)
     thread.start()
     wait_until(lambda: pending_count(db) == 0, 60, "outbox to drain")
     stop.set()
-    thread.join()
+    joined([thread])
     worker = make_worker(db, live, prefix)
     wait_until(lambda: worker.step() >= 0 and count_predictions(db)[0] == 50, 90, "50 rows")
     worker.close()

@@ -29,6 +29,7 @@ from tests.evaluation.helpers import (
     prediction,
 )
 from tests.evaluation.test_unit_analysis import clustered
+from tests.support.flow import joined
 
 
 def _forget_unit_sums(db: Database, experiment_id: int) -> None:
@@ -109,10 +110,10 @@ def test_a_worker_applying_events_meanwhile_adds_on_top(db: Database) -> None:
         for i in range(0, len(rest), 7):
             apply(db, rest[i:i + 7])
 
-    thread = threading.Thread(target=worker)
+    thread = threading.Thread(target=worker, name="applier", daemon=True)
     thread.start()
     rebuild(db, late)
-    thread.join()
+    joined([thread], 120)
     with db.session() as s:
         _same_moments(load_moments(s, late), load_moments(s, whole))
         assert stale_experiments(s) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.store.db import Database
+from serving.bundles import register_bundle
 from serving.experiments import Experiments
 from serving.registry import Registry
 from tests.support.bundles import copy_example, sqlite_registry
@@ -26,6 +27,13 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def models(tmp_path: Path) -> Path:
     return tmp_path / "models"
+
+
+@pytest.fixture
+def iris(registry: Registry, models: Path, tmp_path: Path) -> str:
+    register_bundle(registry, models, copy_example(tmp_path))
+    """The example ONNX iris classifier, registered."""
+    return "iris-onnx"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A team's own offline test: its JSONL dataset run through a local bundle (and a remote one on
-the real MLServer), stored by slice in the shape the divergence report reads; results computed
-elsewhere imported after the same checks. Every refusal names the line or key and stores
-nothing."""
+the real MLServer), stored by slice in the shape the divergence report reads. Every refusal names the line and
+stores nothing. Imported results: test_offline_import.py (number results here, beside the number
+bundle they need)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,17 @@ from evaluation import aggregation as agg
 from evaluation.divergence import candidate_divergence
 from evaluation.online import ALL, Cell
 from serving.bundles import register_bundle
-from serving.bundles.offline import import_results, offline_test
+from serving.bundles.offline import offline_test
 from serving.bundles.offline_metrics import OfflineError
 from serving.registry import Registry
+from tests.serving.test_offline_import import imported
 from tests.support import inference_servers
-from tests.support.bundles import EXAMPLE, copy_example
+from tests.support.bundles import EXAMPLE
 
 DATASET = EXAMPLE / "offline.jsonl"
 CLASSES = ("setosa", "versicolor", "virginica")
 
 
-
-
-@pytest.fixture
-def iris(registry: Registry, models: Path, tmp_path: Path) -> str:
-    register_bundle(registry, models, copy_example(tmp_path))
-    return "iris-onnx"
 
 
 def expected_by_slice() -> dict[str, tuple[int, float]]:
@@ -306,98 +301,15 @@ def test_remote_candidate_on_mlserver_scores_like_the_local_bundle(
     shutil.rmtree(folder)
 
 
-# --- importing results computed elsewhere -------------------------------------------------------
-
-IMPORTED = {"slices": {
-    "lab": {"n": 300, "accuracy": 0.96, "label_shares": {"setosa": 0.5, "versicolor": 0.25,
-                                                         "virginica": 0.25}},
-    "field": {"n": 100, "accuracy": 0.8, "label_shares": {"setosa": 0.1, "versicolor": 0.1,
-                                                          "virginica": 0.8}}}}
-
-
-def _import(registry: Registry, name: str, tmp_path: Path, data: object) -> dict:
-    path = tmp_path / "results.json"
-    path.write_text(data if isinstance(data, str) else json.dumps(data))
-    return import_results(registry, name, path)
-
-
-def test_import_stores_the_same_shape(registry: Registry, iris: str, tmp_path: Path) -> None:
-    results = _import(registry, iris, tmp_path, IMPORTED)
-    overall = results["overall"]
-    assert overall["n"] == 400 and overall["accuracy"] == overall["exact_match"] == 0.92
-    assert results["label_shares"] == {"setosa": 0.4, "versicolor": 0.2125, "virginica": 0.3875}
-    assert results["slices"]["field"] == {"n": 100, "accuracy": 0.8, "exact_match": 0.8,
-                                          "label_shares": IMPORTED["slices"]["field"][
-                                              "label_shares"]}
-    assert results["test_set"]["source"] == "import"
-    assert registry.get(iris).offline_results == results
-
-
-def _with(path: tuple[str, ...], value: object) -> dict:
-    data = json.loads(json.dumps(IMPORTED))
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return data
-
-
-IMPORT_REFUSALS = [
-    ("{", r"results.json is not JSON"),
-    ([], r"must hold a JSON object"),
-    ({"slices": {}}, r"'slices' must be an object"),
-    (_with(("extra",), 1), r"unknown key\(s\) \['extra'\]"),
-    (_with(("slices", "lab", "accuracy"), KeyError), r"slices\['lab'\].accuracy is missing"),
-    (_with(("slices", "lab", "accuracy"), 1.5), r"slices\['lab'\].accuracy is a share between"),
-    (_with(("slices", "lab", "n"), 0), r"slices\['lab'\].n must be a positive whole number"),
-    (_with(("slices", "lab", "mae"), 0.1), r"unknown key\(s\) \['mae'\] for a 'label' output"),
-    (_with(("slices", "lab", "label_shares", "rose"), 0.1), r"names \['rose'\], which are not"),
-    (_with(("slices", "lab", "label_shares", "setosa"), 0.9), r"must add up to 1, got 1.4000"),
-    (_with(("slices", "all"), {"n": 1, "accuracy": 1}), r"slice name 'all' must be"),
-    (_with(("mix_slices",), ["moon"]), r"'mix_slices' must list some of the slices"),
-    (_with(("slices", "lab", "accuracy"), float("nan")), r"is not JSON|must be a finite number"),
-    (_with(("slices", "\ud800"), {"n": 10, "accuracy": 0.9}),
-     r"^slice name '\\ud800' must be valid Unicode text"),
-    (_with(("slices", "a\x00"), {"n": 10, "accuracy": 0.9}), r"^slice name 'a\\x00' must not"),
-    (_with(("slices", "a\x07b"), {"n": 10, "accuracy": 0.9}), r"^slice name 'a\\x07b' must"),
-    (_with(("notes",), "fine \ud800"), r"^'notes' must be valid Unicode text"),
-    (_with(("notes",), "a\x00b"), r"^'notes' must not contain NUL"),
-    (_with(("mix_slices",), [["lab"]]), r"'mix_slices' must list some of the slices"),
-    (_with(("mix_slices",), [{"a": 1}]), r"'mix_slices' must list some of the slices"),
-    ('{"slices": ' + "[" * 3000 + "]" * 3000 + "}", r"^results.json is nested too deeply$"),
-    (_with(("overall",), {"n": 3, "accuracy": 0.9}),
-     r"^the slices' n add up to 400, more than the overall n of 3: each example belongs"),
-    (_with(("overall",), {"n": 400, "accuracy": 0.2}),
-     r"^overall.accuracy is 0.2, but its slices make 0.9200 of the overall n of 400; give"),
-    (_with(("overall",), {"n": 1000, "accuracy": 0.2}),
-     r"^overall.accuracy is 0.2, but its slices make 0.3680 to 0.9680 of the overall n of"),
-    (_with(("slices", "lab", "n"), 10**29), r"^results.json: slices\['lab'\]\['n'\] must be a"
-                                            r" finite number of at most 2\^53 .*\(30 digits\)$"),
-]
-
-
-@pytest.mark.parametrize(("data", "fragment"), IMPORT_REFUSALS,
-                         ids=[c[1][:32] for c in IMPORT_REFUSALS])
-def test_import_refusals_name_the_key_and_keep_what_was_stored(
-        registry: Registry, iris: str, tmp_path: Path, data: object, fragment: str) -> None:
-    before = _import(registry, iris, tmp_path, IMPORTED)
-    with pytest.raises(OfflineError, match=fragment):
-        _import(registry, iris, tmp_path, data)
-    assert registry.get(iris).offline_results == before
-
-
 def test_import_number_results_check_rmse_against_mae(registry: Registry, models: Path,
                                                       tmp_path: Path) -> None:
     register_bundle(registry, models, _python_bundle(tmp_path, "number"))
     good = {"slices": {"a": {"n": 10, "mae": 1.0, "rmse": 2.0},
                        "b": {"n": 30, "mae": 3.0, "rmse": 4.0}}}
-    overall = _import(registry, "words-number", tmp_path, good)["overall"]
+    overall = imported(registry, "words-number", tmp_path, good)["overall"]
     assert overall == {"n": 40, "mae": 2.5, "rmse": round(math.sqrt((10 * 4 + 30 * 16) / 40), 4)}
     bad = {"slices": {"a": {"n": 10, "mae": 2.0, "rmse": 1.0}}}
     with pytest.raises(OfflineError, match=r"rmse 1.0 is below mae 2.0"):
-        _import(registry, "words-number", tmp_path, bad)
+        imported(registry, "words-number", tmp_path, bad)
     with pytest.raises(OfflineError, match=r"'label_shares' is only for label outputs"):
-        _import(registry, "words-number", tmp_path, {**good, "label_shares": {"a": 1}})
+        imported(registry, "words-number", tmp_path, {**good, "label_shares": {"a": 1}})

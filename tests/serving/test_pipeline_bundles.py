@@ -16,6 +16,7 @@ from serving.bundles import ManifestError, register_bundle, validate_bundle
 from serving.pipelines import ImageCandidate
 from serving.registry import Registry
 from tests.support.bundles import refused
+from tests.support.flow import joined
 
 # A tiny image pipeline: the mean ink of a fixed 8x8 thumbnail, through a linear network.
 ENTRY = '''
@@ -88,11 +89,10 @@ def test_served_on_the_manifests_backend_and_batched(tmp_path: Path, backend: st
     def ask(i: int) -> None:
         answers[i] = candidate.predict(images[i]).output
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(images))]
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(images))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    joined(threads, 60)
     candidate.close()
     assert [round(answers[i], 3) for i in range(4)] == [0.0, 64.0, 128.0, 255.0]
 

@@ -21,6 +21,7 @@ from serving.backends import (
 )
 from serving.backends.onnx_backend import OnnxBackend, weights_digest
 from serving.backends.torch_backend import TorchBackend
+from tests.support.flow import joined
 
 CPU = ("torch", "onnxruntime")
 
@@ -161,11 +162,10 @@ def test_backend_with_batching_serves_concurrent_callers(name, random_net, crops
     def call(i: int) -> None:
         results[i] = backend.run("net", images[i : i + 1])
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(48)]
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(48)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    joined(threads, 120)
     batcher = backend._batchers["net"]
     backend.unload()
     for i in range(48):
