@@ -171,7 +171,8 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
             # Served within an experiment but kept out of its split (a forced-arm QA request,
             # or one served while the experiment was killed or paused): the worker's record has
             # no experiment, the ledger says where it went.
-            out["excluded"] = {"experiment_id": served.experiment_id, "arm": served.arm}
+            out["excluded"] = {"experiment_id": served.experiment_id, "arm": served.arm,
+                               "reason": served.excluded}
     known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
     out["blamed"] = blame(out["output"], out["stages"], known, out.get("output_type")) \
         if known else None

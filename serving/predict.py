@@ -125,7 +125,8 @@ def answer_rows(event: dict[str, Any], settings: Settings, watched: bool = False
             "candidate": event["candidate"], "version": event["candidate_version"],
             "created_at": utcnow(),
             "latency_ms": event["latency_ms"] if watched else None,
-            "error": (event["error"] is not None) if watched else None},
+            "error": (event["error"] is not None) if watched else None,
+            "excluded": (event.get("excluded") or {}).get("reason")},
     }
     if req is not None and req.raw_input is not None and settings.input_retention_hours \
             and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:

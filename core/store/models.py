@@ -294,6 +294,10 @@ class ServedPrediction(Base):
     error: Mapped[bool | None] = mapped_column(Boolean)
     # The candidate version that answered (null in rows from before versions were recorded).
     version: Mapped[str | None] = mapped_column(String(50))
+    # Why a request served within an experiment is kept out of its results: "forced" (an
+    # admin's QA request) or the experiment's status then ("paused", "killed"); null for one
+    # counted (and in rows from before the reason was recorded).
+    excluded: Mapped[str | None] = mapped_column(String(20))
 
     @classmethod
     def routed(cls) -> ColumnElement[bool]:

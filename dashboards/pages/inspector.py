@@ -57,9 +57,8 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
         ex = found["excluded"]
         parts.append(html.P(
             f"Served within experiment #{ex['experiment_id']}, arm {ex['arm'] or '–'}, but "
-            "outside its split: an admin's forced-arm (QA) request, or a request served while "
-            "the experiment was killed or paused (all to its control). It is not counted in "
-            "the experiment's results.", id="insp-excluded"))
+            f"outside its split: {_WHY_EXCLUDED.get(ex.get('reason'), _WHY_UNKNOWN)}. It is "
+            "not counted in the experiment's results.", id="insp-excluded"))
     if not found["recorded"]:
         parts.append(html.P("The API served it, but the evaluation worker has not recorded it "
                             "yet: only the ledger's entry is known.", id="insp-ledger"))
@@ -78,6 +77,16 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
     parts += [html.H3("Corrections"), _corrections(found), html.H3("Truth and blame"),
               _blame(found)]
     return html.Div(parts)
+
+
+# Why a request served within an experiment was kept out of it (the ledger's `excluded`).
+_WHY_EXCLUDED = {
+    "forced": "an admin's forced-arm (QA) request",
+    "paused": "served while the experiment was paused (every unit to its control)",
+    "killed": "served after the experiment was killed (every unit to its control)",
+}
+_WHY_UNKNOWN = ("an admin's forced-arm (QA) request, or a request served while the experiment "
+                "was killed or paused (all to its control); served before abvoc recorded which")
 
 
 def _summary(f: dict[str, Any]) -> Component:

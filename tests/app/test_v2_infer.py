@@ -153,8 +153,8 @@ def test_forced_and_held_requests_stay_out_of_the_experiments_figures(v2app: Fla
     """An admin's X-Abvoc-Force-Arm is QA traffic, and a paused experiment sends every unit to
     its control: neither is in the split the results compare. Their events have no experiment
     or arm (so no result, unit count or sample-ratio check sees them) but say where they went
-    and why; their ledger rows are not the arm's routed requests (guardrails, canary steps)
-    when forced."""
+    and why, as their ledger rows do; those rows are not the arm's routed requests (guardrails,
+    canary steps) when forced."""
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
@@ -188,6 +188,9 @@ def test_forced_and_held_requests_stay_out_of_the_experiments_figures(v2app: Fla
                                                                      None, "1")
     assert ledger[routed["prediction_id"]].latency_ms is not None
     assert ledger[held["prediction_id"]].arm == "control"
+    # The ledger keeps why too, for the inspector (the worker's record has no experiment).
+    assert [ledger[e["prediction_id"]].excluded for e in (forced, routed, held)] == [
+        "forced", None, "paused"]
 
 
 def test_a_predict_key_is_not_told_which_candidate_serves_it(v2app: Flask) -> None:

@@ -106,6 +106,16 @@ def test_the_inspector_names_the_experiment_of_a_request_kept_out(db: Database) 
     assert [c.children for c in row[2:4]] == [f"{exp} (not counted)", "treatment"]
     said = find_component(page, "insp-excluded")
     assert said is not None and "not counted in the experiment's results" in said.children
+    # A row from before the reason was recorded: the inspector lists what it may have been.
+    assert "or a request served while the experiment was killed or paused" in said.children
+    for reason, why in (("forced", "outside its split: an admin's forced-arm (QA) request."),
+                        ("paused", "outside its split: served while the experiment was paused"),
+                        ("killed", "outside its split: served after the experiment was killed")):
+        with db.session() as s:
+            s.get(ServedPrediction, "qa-1").excluded = reason
+        said = find_component(inspector.body(feeds.prediction(db, "qa-1"), "qa-1"),
+                              "insp-excluded").children
+        assert why in said and "served before abvoc recorded" not in said, said
 
 
 def test_operations_says_what_each_rate_divides_by(db: Database) -> None:

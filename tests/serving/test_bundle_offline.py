@@ -1,7 +1,7 @@
 """A team's own offline test: its JSONL dataset run through a local bundle (and a remote one on
-the real MLServer), stored by slice in the shape the divergence report reads. Every refusal names the line and
-stores nothing. Imported results: test_offline_import.py (number results here, beside the number
-bundle they need)."""
+the real MLServer), stored by slice in the shape the divergence report reads. Every refusal
+names the line and stores nothing. Imported results: test_offline_import.py (number results
+here, beside the number bundle they need)."""
 
 from __future__ import annotations
 
