@@ -1,14 +1,16 @@
-"""GET /v1/experiments/{id}/results and /divergence: the evaluation engine's reports."""
+"""GET /v1/experiments/{id}/results (and results.csv, its comparisons as a table) and
+/divergence: the evaluation engine's reports."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.orm import Session
 
 from app.api.experiments import EXP
 from app.auth import require
+from app.csv_export import comparisons_csv
 from app.inputs import known_query
 from core.errors import AbvocError
 from core.times import parse_rfc3339
@@ -67,6 +69,18 @@ def results(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
         return jsonify(experiment_results(s, experiment_id, **_options(s, experiment_id, scope)))
+
+
+@bp.get(f"/v1/experiments/{EXP}/results.csv")
+@require("admin")
+def results_csv(experiment_id: int):  # noqa: ANN201
+    """The comparisons of /results, one row each, with the same query parameters."""
+    scope = _scope()
+    with current_app.extensions["abvoc"].db.reading() as s:
+        report = experiment_results(s, experiment_id, **_options(s, experiment_id, scope))
+    name = f"experiment-{experiment_id}-results.csv"
+    return Response(comparisons_csv(report), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.get(f"/v1/experiments/{EXP}/divergence")

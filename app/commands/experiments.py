@@ -12,6 +12,7 @@ from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
 from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
+from app.csv_export import comparisons_csv
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
 from evaluation.divergence import divergence_with_stages
@@ -219,11 +220,19 @@ _max_slices = click.option(
 @click.argument("experiment_id", type=EXPERIMENT_ID)
 @_max_slices
 @json_option
+@click.option("--csv", "as_csv", is_flag=True,
+              help="The comparisons as CSV, one row each (GET /v1/experiments/ID/results.csv).")
 @pass_ctx
-def results(ctx: Context, experiment_id: int, max_slices: int, as_json: bool) -> None:
+def results(ctx: Context, experiment_id: int, max_slices: int, as_json: bool,
+            as_csv: bool) -> None:
     """The decision, the arms and the tests (GET /v1/experiments/ID/results)."""
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     with open_db(ctx) as db, db.reading() as s:
         report = experiment_results(s, experiment_id, max_slices=max_slices)
+    if as_csv:
+        click.echo(comparisons_csv(report), nl=False)
+        return
     emit(report, as_json, results_text(report))
 
 

@@ -15,6 +15,7 @@ from app.openapi.parts import (
     SCHEMAS,
     action,
     arm_action,
+    csv_report,
     error_responses,
     json_response,
     report,
@@ -115,6 +116,8 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/arms/{arm}/resume": arm_action("Resume one arm"),
         "/v1/experiments/{experiment_id}/results": report("Online results and statistics",
                                                            "ResultsReport"),
+        "/v1/experiments/{experiment_id}/results.csv": csv_report(
+            "Online results' comparisons as CSV"),
         "/v1/experiments/{experiment_id}/divergence": report("Offline-vs-online divergence",
                                                               "DivergenceReport",
                                                               "alpha", "tolerance"),

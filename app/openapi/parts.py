@@ -177,6 +177,17 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def csv_report(summary: str) -> dict[str, Any]:
+    """The results' comparisons as CSV: the same query as /results, a table for an answer."""
+    op = report(summary, "ResultsReport")
+    op["get"]["responses"]["200"] = {
+        "description": "one row per treatment, metric and slice (the JSON report's "
+                       "`comparisons`), led by the experiment's id and name; a text cell that "
+                       "would start a spreadsheet formula is prefixed with '",
+        "content": {"text/csv": {"schema": {"type": "string"}}}}
+    return op
+
+
 def action(summary: str, reason: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary, "security": ADMIN, "parameters": [EXPERIMENT_ID],

@@ -1,0 +1,114 @@
+"""GET /v1/experiments/{id}/results.csv: the JSON report's comparisons as a table, the same
+figures to the last digit, a formula-looking text cell defused, the same query and refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import close_app, create_app
+from app.auth import create_key
+from app.cli import main
+from app.csv_export import cell, table
+from core.settings import Settings
+from tests.evaluation.test_label_metrics import load_label_experiment
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    flask_app = create_app(settings, test_config={"TESTING": True})
+    yield flask_app
+    close_app(flask_app)
+
+
+def _key(app: Flask, scope: str) -> dict[str, str]:
+    key = create_key(app.extensions["abvoc"].db, [scope])["key"]
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _rows(client: FlaskClient, admin: dict[str, str], path: str) -> list[dict[str, str]]:
+    answer = client.get(path, headers=admin)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.headers["Content-Type"] == "text/csv; charset=utf-8"
+    return list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+
+
+def _read(text: str, like: Any) -> Any:
+    """A CSV cell back as the JSON value it was written from."""
+    if like is None:
+        assert text == ""
+        return None
+    if isinstance(like, bool):
+        return {"true": True, "false": False}[text]
+    if isinstance(like, int | float):
+        return type(like)(text)
+    return text
+
+
+def test_each_comparison_is_a_row_with_the_json_figures(app: Flask) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    report = client.get(f"/v1/experiments/{exp}/results", headers=admin).get_json()
+    rows = _rows(client, admin, f"/v1/experiments/{exp}/results.csv")
+    comparisons = report["comparisons"]
+    assert len(comparisons) >= 2 and len(rows) == len(comparisons)
+    assert list(rows[0])[:4] == ["experiment_id", "experiment", "control", "sequential_alpha"]
+    for row, record in zip(rows, comparisons, strict=True):
+        assert (row["experiment_id"], row["experiment"]) == (str(exp), report["experiment"]["name"])
+        assert set(row) - {"experiment_id", "experiment"} == set(record)
+        # Every figure reads back exactly: floats are written in their shortest exact form.
+        assert {k: _read(row[k], v) for k, v in record.items()} == record
+    answer = client.get(f"/v1/experiments/{exp}/results.csv", headers=admin)
+    assert answer.headers["Content-Disposition"] == \
+        f'attachment; filename="experiment-{exp}-results.csv"'
+
+
+def test_the_query_is_the_json_reports(app: Flask) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    every = _rows(client, admin, f"/v1/experiments/{exp}/results.csv")
+    assert {r["slice"] for r in every} > {"all"}
+    only_all = _rows(client, admin, f"/v1/experiments/{exp}/results.csv?max_slices=0")
+    assert {r["slice"] for r in only_all} == {"all"}
+    for path, status, said in (
+            (f"/v1/experiments/{exp}/results.csv?format=json", 400, "unknown query parameter"),
+            (f"/v1/experiments/{exp}/results.csv?since=yesterday", 400, "since"),
+            ("/v1/experiments/999999/results.csv", 404, "does not exist")):
+        answer = client.get(path, headers=admin)
+        assert answer.status_code == status and said in answer.get_json()["error"], path
+    assert client.get(f"/v1/experiments/{exp}/results.csv",
+                      headers=_key(app, "predict")).status_code == 403
+
+
+def test_the_cli_writes_the_same_table(app: Flask, settings: Settings) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    api = app.test_client().get(f"/v1/experiments/{exp}/results.csv?max_slices=1",
+                                headers=_key(app, "admin")).get_data(as_text=True)
+    env = {"ABVOC_DATABASE_URL": settings.database_url, "ABVOC_DATA_DIR": str(settings.data_dir)}
+    shown = CliRunner().invoke(main, ["experiment", "results", str(exp), "--csv",
+                                      "--max-slices", "1"], env=env)
+    assert shown.exit_code == 0, shown.output
+    rows = list(csv.reader(io.StringIO(shown.stdout)))
+    assert rows == list(csv.reader(io.StringIO(api))) and len(rows) > 2
+    both = CliRunner().invoke(main, ["experiment", "results", str(exp), "--csv", "--json"],
+                              env=env)
+    assert both.exit_code == 2 and "give --json or --csv, not both" in both.output
+
+
+def test_text_that_would_run_as_a_formula_is_defused() -> None:
+    assert [cell(v) for v in ("=HYPERLINK(\"http://x\")", "+1", "-x", "@SUM(A1)", "\tx",
+                              "a=b", "all")] == [
+        "'=HYPERLINK(\"http://x\")", "'+1", "'-x", "'@SUM(A1)", "'\tx", "a=b", "all"]
+    assert [cell(v) for v in (None, True, False, -0.25, 3, 0.1 + 0.2)] == [
+        "", "true", "false", "-0.25", "3", "0.30000000000000004"]
+    written = table([{"slice": "=cmd|' /C calc'!A0", "difference": -0.5}],
+                    {"experiment_id": 7})
+    assert list(csv.reader(io.StringIO(written))) == [
+        ["experiment_id", "slice", "difference"], ["7", "'=cmd|' /C calc'!A0", "-0.5"]]
