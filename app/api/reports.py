@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from app.api.experiments import EXP
 from app.auth import require
-from app.csv_export import comparisons_csv
 from app.inputs import known_query
 from core.errors import AbvocError
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
+from evaluation.results_csv import comparisons_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.unit_recount import recount_affordable
 

@@ -12,11 +12,11 @@ from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
 from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
 from app.commands.report_text import divergence_text, results_text
-from app.csv_export import comparisons_csv
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
 from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
+from evaluation.results_csv import comparisons_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from serving.experiments import Experiments
 

@@ -16,7 +16,7 @@ from dash.development.base_component import Component
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.errors import AbvocError
-from dashboards import data, figures
+from dashboards import data, figures, results_download
 from dashboards.access import require_role, whole_number
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
@@ -123,6 +123,8 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
               dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
               *_truth_note(per_arm), *_outcomes_note(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
+              html.A("Every comparison of these hours, all slices (CSV)", id="exp-csv",
+                     href=results_download.href(experiment_id, window)),
               *_analysis_unit(res),
               html.H3("Always-valid interval over time")]
     series = data.sequential_series(db, experiment_id, primary, slice_, window)
@@ -359,6 +361,8 @@ def _hour(moment: datetime) -> str:
 
 
 def register(app: Dash) -> None:
+    results_download.register(app)
+
     @app.callback(Output("exp-slice", "options"), Output("exp-slice", "value"),
                   Output("exp-time", "max"), Output("exp-time", "value"),
                   Output("exp-time", "marks"), Input("exp-select", "value"))

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from app import close_app, create_app
 from app.auth import create_key
 from app.cli import main
-from app.csv_export import cell, table
 from core.settings import Settings
+from evaluation.results_csv import cell, table
 from tests.evaluation.test_label_metrics import load_label_experiment
 
 

@@ -1,0 +1,64 @@
+"""The Experiments page's CSV link: a logged-in admin downloads the same table as
+GET /v1/experiments/{id}/results.csv, for the hours the page shows; others cannot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.auth import create_key
+from dashboards import data
+from dashboards.pages import experiments
+from evaluation.online import ALL
+from tests.dashboards.test_dashboard_auth import login
+from tests.support.dash_tree import find_component
+
+
+def _table(answer) -> list[list[str]]:  # noqa: ANN001 - a test response
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.headers["Content-Type"] == "text/csv; charset=utf-8"
+    return list(csv.reader(io.StringIO(answer.get_data(as_text=True))))
+
+
+def _api(client: FlaskClient, app: Flask, path: str) -> list[list[str]]:
+    key = create_key(app.extensions["abvoc"].db, ["admin"])["key"]
+    return _table(client.get(path, headers={"Authorization": f"Bearer {key}"}))
+
+
+def test_the_page_links_the_csv_of_its_hours(dash_app: Flask, seeded: int,
+                                             admin_key: str) -> None:
+    db = dash_app.extensions["abvoc"].db
+    client = dash_app.test_client()
+    link = f"/dashboard/experiment-results/{seeded}.csv"
+    assert client.get(link).status_code == 302  # to the login
+    assert login(client, admin_key).status_code == 303
+    whole = find_component(experiments.body(db, seeded, ALL, data.Window()), "exp-csv")
+    assert whole.href == link
+    rows = _table(client.get(link))
+    assert len(rows) > 2 and rows == _api(client, dash_app, f"/v1/experiments/{seeded}/results.csv")
+    # The page's window: its hours go with the link, and the table is the window's.
+    window = experiments.window_of(db, seeded, [0, 1])
+    assert window != data.Window()
+    href = find_component(experiments.body(db, seeded, ALL, window), "exp-csv").href
+    query = parse_qs(urlsplit(href).query)
+    assert set(query) == {"since", "until"}
+    windowed = _table(client.get(href))
+    assert windowed == _api(client, dash_app, f"/v1/experiments/{seeded}/results.csv?"
+                            f"{urlsplit(href).query}")
+    assert windowed != rows
+    for bad, said in (("?since=yesterday", "since"), ("?max_slices=3", "unknown query")):
+        refused = client.get(link + bad)
+        assert refused.status_code == 400 and said in refused.get_json()["error"], bad
+    assert client.get("/dashboard/experiment-results/999999.csv").status_code == 404
+
+
+def test_only_an_admin_session_downloads_it(dash_app: Flask, seeded: int) -> None:
+    key = create_key(dash_app.extensions["abvoc"].db, ["annotate"])["key"]  # an annotator
+    client = dash_app.test_client()
+    assert login(client, key).status_code == 303
+    refused = client.get(f"/dashboard/experiment-results/{seeded}.csv")
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
