@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from core.errors import AbvocError
+from core.ids import MAX_ROW_ID
 from core.relabel import queue_problem
 from core.settings import Settings, load_settings
 from core.store.db import Database
@@ -33,7 +34,7 @@ def configure_logging(level: str | int) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-MAX_INT64 = 2**63 - 1
+MAX_INT64 = MAX_ROW_ID
 EXPERIMENT_ID = click.IntRange(1, MAX_INT64)
 """Every experiment id argument: the store keeps ids as signed 64-bit integers."""
 SEED = click.IntRange(0, MAX_INT64)

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import time
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest integer key a row can have (a signed 64-bit BIGINT, SQLite's INTEGER): an id
+in a URL or a command past it is a 404 or a usage error, never the store's overflow."""
+
 _VERSION = 0x7 << 76
 _VARIANT = 0x2 << 62
 _RANDOM = ((1 << 80) - 1) & ~(0xF << 76) & ~(0x3 << 62)  # the 74 bits left to chance

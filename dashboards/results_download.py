@@ -11,6 +11,7 @@ from dash import Dash
 from flask import Response, request
 
 from core.errors import AbvocError, Forbidden
+from core.ids import MAX_ROW_ID
 from core.times import parse_rfc3339
 from dashboards import data
 from dashboards.access import allowed
@@ -47,5 +48,5 @@ def download(experiment_id: int) -> Response:
 
 
 def register(app: Dash) -> None:
-    app.server.add_url_rule(f"{PATH}/<int(min=1):experiment_id>.csv",
+    app.server.add_url_rule(f"{PATH}/<int(min=1, max={MAX_ROW_ID}):experiment_id>.csv",
                             "dashboard_experiment_results_csv", download)

@@ -8,10 +8,11 @@ from flask import Blueprint, current_app, jsonify, request
 from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
+from core.ids import MAX_ROW_ID
 
 bp = Blueprint("experiments", __name__)
 # Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
-EXP = "<int(min=1, max=9223372036854775807):experiment_id>"
+EXP = f"<int(min=1, max={MAX_ROW_ID}):experiment_id>"
 STATUSES = ("draft", "running", "paused", "killed", "stopped")
 
 

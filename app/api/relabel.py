@@ -11,12 +11,13 @@ from flask import Blueprint, current_app, jsonify, request
 from app.auth import current_identity, require
 from app.inputs import known_query, optional_json
 from core.errors import AbvocError
+from core.ids import MAX_ROW_ID
 from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, relabel_rules
 
 bp = Blueprint("relabel", __name__)
-ITEM = "<int(min=1, max=9223372036854775807):item_id>"
-MAX_ID = 2**63 - 1
+ITEM = f"<int(min=1, max={MAX_ROW_ID}):item_id>"
+MAX_ID = MAX_ROW_ID
 
 
 def _db():  # noqa: ANN202

@@ -54,6 +54,9 @@ def test_the_page_links_the_csv_of_its_hours(dash_app: Flask, seeded: int,
         refused = client.get(link + bad)
         assert refused.status_code == 400 and said in refused.get_json()["error"], bad
     assert client.get("/dashboard/experiment-results/999999.csv").status_code == 404
+    # Past the store's 64-bit keys: a 404, not the driver's overflow (a 500 before).
+    for huge in (2**63, 10**22):
+        assert client.get(f"/dashboard/experiment-results/{huge}.csv").status_code == 404
 
 
 def test_only_an_admin_session_downloads_it(dash_app: Flask, seeded: int) -> None:
