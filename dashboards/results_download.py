@@ -15,7 +15,7 @@ from core.ids import MAX_ROW_ID
 from core.times import parse_rfc3339
 from dashboards import data
 from dashboards.access import allowed
-from evaluation.results_csv import comparisons_csv
+from evaluation.results_csv import comparisons_csv, download_name
 
 ROLES = frozenset({"admin"})
 PATH = "/dashboard/experiment-results"
@@ -42,7 +42,7 @@ def download(experiment_id: int) -> Response:
         raise AbvocError(f"unknown query parameter(s) {unknown}; this takes since and until")
     window = data.Window(_hour("since"), _hour("until"))
     report = data.results(data.store(), experiment_id, window)
-    name = f"experiment-{experiment_id}-results.csv"
+    name = download_name(experiment_id)
     return Response(comparisons_csv(report), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

@@ -51,3 +51,8 @@ def comparisons_csv(report: Mapping[str, Any]) -> str:
     experiment = report["experiment"]
     return table(report["comparisons"], {"experiment_id": experiment["id"],
                                          "experiment": experiment["name"]})
+
+
+def download_name(experiment_id: int) -> str:
+    """The file name the API and the dashboard give the table."""
+    return f"experiment-{experiment_id}-results.csv"

@@ -15,7 +15,7 @@ from core.errors import AbvocError
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_with_stages
 from evaluation.results import experiment_results
-from evaluation.results_csv import comparisons_csv
+from evaluation.results_csv import comparisons_csv, download_name
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.unit_recount import recount_affordable
 
@@ -78,7 +78,7 @@ def results_csv(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
         report = experiment_results(s, experiment_id, **_options(s, experiment_id, scope))
-    name = f"experiment-{experiment_id}-results.csv"
+    name = download_name(experiment_id)
     return Response(comparisons_csv(report), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
