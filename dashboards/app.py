@@ -10,7 +10,7 @@ from dash.exceptions import DependencyException
 from flask import Flask, jsonify, request
 
 from core.errors import AbvocError
-from dashboards import session_end
+from dashboards import csv_downloads, session_end
 from dashboards.access import allowed
 from dashboards.auth import CSRF_COOKIE, CSRF_HEADER, PREFIX
 from dashboards.callback_body import body_problem
@@ -66,6 +66,7 @@ def create_dash(server: Flask) -> Dash:
 
     for page in PAGES:
         page.register(app)
+    csv_downloads.register(app)  # the pages' tables as CSV, for the session's admin
     # Dash sets its server up on the first request, and marks it done before it registers the
     # scripts it serves: a script another thread asks for meanwhile got a 404 and left the
     # page blank. Set it up now, once, before any request (its later call does nothing).

@@ -1,5 +1,7 @@
-"""The results' comparisons as CSV, for a spreadsheet or a notebook: one row per treatment,
-metric and slice, the same figures as the JSON report's `comparisons`.
+"""The reports' tables as CSV, for a spreadsheet or a notebook: the results' comparisons (one
+row per treatment, metric and slice, the same figures as the JSON report's `comparisons`) and
+the divergence report's slice rows (one per candidate version and slice, offline beside online)
+or its ranked findings.
 
 A text cell that a spreadsheet would run as a formula (one starting with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return: an arm or slice name is the customer's text) is written with a
@@ -11,20 +13,30 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_INTERVALS = ("_ci", "_interval")
+DIVERGENCE_TABLES = ("slices", "findings")
+"""The divergence report's tables a CSV can hold: its slice rows, its findings."""
 
 
 def cell(value: Any) -> str:
-    """One value as CSV text: empty for None, true/false, repr of a float, guarded text."""
+    """One value as CSV text: empty for None, true/false, a number in its shortest exact form
+    (numpy's as Python's: ``np.float64(0.5)`` is a float whose repr says so), guarded text."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
     text = str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
@@ -53,6 +65,40 @@ def comparisons_csv(report: Mapping[str, Any]) -> str:
                                          "experiment": experiment["name"]})
 
 
-def download_name(experiment_id: int) -> str:
-    """The file name the API and the dashboard give the table."""
-    return f"experiment-{experiment_id}-results.csv"
+def flat(row: Mapping[str, Any], objects: frozenset[str] = frozenset(),
+         prefix: str = "") -> dict[str, Any]:
+    """A report row as one level of columns: a nested object's keys joined to its name with
+    ``_`` (``online_n``); an interval ``[low, high]`` (a key ending in ``_ci`` or ``_interval``)
+    as ``_low`` and ``_high``, both empty where it is null; any other list as JSON text. A key
+    named in `objects` (an object in other rows) that is null here leaves no column: its
+    columns come from the rows that have it."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        name = prefix + key
+        if key.endswith(_INTERVALS) and (value is None or isinstance(value, list | tuple)):
+            low, high = value if value is not None and len(value) == 2 else (None, None)
+            out[f"{name}_low"], out[f"{name}_high"] = low, high
+        elif isinstance(value, Mapping):
+            out.update(flat(value, prefix=f"{name}_"))
+        elif isinstance(value, list | tuple):
+            out[name] = json.dumps(value, default=str)
+        elif value is not None or name not in objects:
+            out[name] = value
+    return out
+
+
+def divergence_csv(report: Mapping[str, Any], which: str = "slices") -> str:
+    """The divergence report's slice rows or findings (`which`, of DIVERGENCE_TABLES), each
+    row led by the experiment's id; findings by rank."""
+    if which not in DIVERGENCE_TABLES:
+        raise ValueError(f"no divergence table {which!r}")
+    rows = report[which]
+    if which == "findings":
+        rows = [{"rank": f["rank"], **f} for f in rows]
+    objects = frozenset(k for r in rows for k, v in r.items() if isinstance(v, Mapping))
+    return table((flat(r, objects) for r in rows), {"experiment_id": report["experiment_id"]})
+
+
+def download_name(experiment_id: int, table_name: str = "results") -> str:
+    """The file name the API and the dashboard give a table of the experiment's."""
+    return f"experiment-{experiment_id}-{table_name}.csv"

@@ -1,5 +1,6 @@
 """GET /v1/experiments/{id}/results (and results.csv, its comparisons as a table) and
-/divergence: the evaluation engine's reports."""
+/divergence (and divergence.csv, its slice rows or findings): the evaluation engine's
+reports."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from app.auth import require
 from app.inputs import known_query
 from core.errors import AbvocError
 from core.times import parse_rfc3339
-from evaluation.divergence import divergence_with_stages
+from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
-from evaluation.results_csv import comparisons_csv, download_name
+from evaluation.results_csv import (
+    DIVERGENCE_TABLES,
+    comparisons_csv,
+    divergence_csv,
+    download_name,
+)
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.unit_recount import recount_affordable
 
@@ -35,10 +41,10 @@ def _share(name: str, default: float) -> float:
     return value
 
 
-def _scope(*shares: str) -> dict[str, Any]:
+def _scope(*extra: str) -> dict[str, Any]:
     """The report's window and slice limit from the query (a 400 naming any unknown or bad
     parameter: a typo must not silently give the whole experiment)."""
-    known_query("since", "until", "max_slices", "recount_units", *shares)
+    known_query("since", "until", "max_slices", "recount_units", *extra)
     since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
                     for k in ("since", "until"))
     if since is not None and until is not None and until <= since:
@@ -78,8 +84,11 @@ def results_csv(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
         report = experiment_results(s, experiment_id, **_options(s, experiment_id, scope))
-    name = download_name(experiment_id)
-    return Response(comparisons_csv(report), mimetype="text/csv",
+    return _csv(comparisons_csv(report), download_name(experiment_id))
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(text, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -91,3 +100,20 @@ def divergence(experiment_id: int):  # noqa: ANN201
     with current_app.extensions["abvoc"].db.reading() as s:
         return jsonify(divergence_with_stages(s, experiment_id, alpha=alpha, tolerance=tolerance,
                                               **_options(s, experiment_id, scope)))
+
+
+@bp.get(f"/v1/experiments/{EXP}/divergence.csv")
+@require("admin")
+def divergence_table(experiment_id: int):  # noqa: ANN201
+    """The slice rows (default) or the findings of /divergence, one row each, with the same
+    query parameters and `table`."""
+    scope = _scope("alpha", "tolerance", "table")
+    alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
+    which = request.args.get("table", DIVERGENCE_TABLES[0])
+    if which not in DIVERGENCE_TABLES:
+        raise AbvocError(f"'table' must be one of {', '.join(DIVERGENCE_TABLES)}")
+    with current_app.extensions["abvoc"].db.reading() as s:
+        report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance,
+                                   **_options(s, experiment_id, scope))
+    return _csv(divergence_csv(report, which),
+                download_name(experiment_id, f"divergence-{which}"))

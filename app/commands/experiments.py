@@ -14,9 +14,9 @@ from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, 
 from app.commands.report_text import divergence_text, results_text
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
-from evaluation.divergence import divergence_with_stages
+from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
-from evaluation.results_csv import comparisons_csv
+from evaluation.results_csv import DIVERGENCE_TABLES, comparisons_csv, divergence_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from serving.experiments import Experiments
 
@@ -243,14 +243,26 @@ def results(ctx: Context, experiment_id: int, max_slices: int, as_json: bool,
               help="How much worse than offline online may be before it is flagged.")
 @_max_slices
 @json_option
+@click.option("--csv", "as_csv", is_flag=True,
+              help="One table as CSV (GET /v1/experiments/ID/divergence.csv).")
+@click.option("--table", type=click.Choice(DIVERGENCE_TABLES), default=None,
+              help="With --csv: the slice rows, offline beside online (the default), or the "
+                   "ranked findings.")
 @pass_ctx
 def divergence(ctx: Context, experiment_id: int, alpha: float, tolerance: float,
-               max_slices: int, as_json: bool) -> None:
+               max_slices: int, as_json: bool, as_csv: bool, table: str | None) -> None:
     """Online against offline, with the ranked findings and the stage attribution
     (GET /v1/experiments/ID/divergence)."""
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    if table and not as_csv:
+        raise click.UsageError("--table chooses the table of --csv; give --csv too")
     with open_db(ctx) as db, db.reading() as s:
-        report = divergence_with_stages(s, experiment_id, alpha=alpha, tolerance=tolerance,
-                                        max_slices=max_slices)
+        report = (divergence_report if as_csv else divergence_with_stages)(
+            s, experiment_id, alpha=alpha, tolerance=tolerance, max_slices=max_slices)
+    if as_csv:
+        click.echo(divergence_csv(report, table or DIVERGENCE_TABLES[0]), nl=False)
+        return
     emit(report, as_json, divergence_text(report))
 
 

@@ -16,6 +16,7 @@ from app.openapi.parts import (
     action,
     arm_action,
     csv_report,
+    divergence_csv_report,
     error_responses,
     json_response,
     report,
@@ -121,6 +122,8 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/divergence": report("Offline-vs-online divergence",
                                                               "DivergenceReport",
                                                               "alpha", "tolerance"),
+        "/v1/experiments/{experiment_id}/divergence.csv": divergence_csv_report(
+            "Offline-vs-online slice rows or findings as CSV"),
     }
     paths.update(candidate_paths())
     paths.update(outcome_paths())

@@ -179,11 +179,27 @@ SCHEMAS: dict[str, Any] = {
 
 def csv_report(summary: str) -> dict[str, Any]:
     """The results' comparisons as CSV: the same query as /results, a table for an answer."""
-    op = report(summary, "ResultsReport")
+    return _as_csv(report(summary, "ResultsReport"),
+                   "one row per treatment, metric and slice (the JSON report's `comparisons`), "
+                   "led by the experiment's id and name")
+
+
+def divergence_csv_report(summary: str) -> dict[str, Any]:
+    """The divergence report's slice rows or findings as CSV: /divergence's query and `table`."""
+    op = report(summary, "DivergenceReport", "alpha", "tolerance")
+    op["get"]["parameters"].append({
+        "name": "table", "in": "query", "required": False,
+        "description": "slices: one row per candidate version and slice, offline beside online "
+                       "(nested figures as offline_n, online_accuracy_ci_low, ...); findings: "
+                       "the ranked findings",
+        "schema": {"type": "string", "enum": ["slices", "findings"], "default": "slices"}})
+    return _as_csv(op, "the table asked for, each row led by the experiment's id")
+
+
+def _as_csv(op: dict[str, Any], rows: str) -> dict[str, Any]:
     op["get"]["responses"]["200"] = {
-        "description": "one row per treatment, metric and slice (the JSON report's "
-                       "`comparisons`), led by the experiment's id and name; a text cell that "
-                       "would start a spreadsheet formula is prefixed with '",
+        "description": f"{rows}; a text cell that would start a spreadsheet formula is "
+                       "prefixed with '",
         "content": {"text/csv": {"schema": {"type": "string"}}}}
     return op
 

@@ -17,7 +17,7 @@ from dash import Dash, Input, Output, dcc, html, no_update
 from dash.development.base_component import Component
 
 from core.errors import AbvocError
-from dashboards import data, feeds, plots
+from dashboards import csv_downloads, data, feeds, plots
 from dashboards.access import require_role, whole_number
 from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
@@ -50,6 +50,7 @@ def body(report: dict[str, Any]) -> Component:
     names = _names(report)
     parts: list[Component] = [
         dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
+        _downloads(report["experiment_id"]),
         html.H3("Findings, most severe first"), _findings(report["findings"], names),
         html.H3("Prediction-distribution shift")]
     shifts = report["prediction_shift"]
@@ -69,6 +70,15 @@ def body(report: dict[str, Any]) -> Component:
                for i, m in enumerate(report["traffic_mix"])]
               or [html.P("No offline slice counts to compare with.")])
     return html.Div(parts)
+
+
+def _downloads(experiment_id: int) -> Component:
+    """Links to the report's tables as CSV (the logged-in admin's session downloads them)."""
+    return html.P(className="downloads", children=[
+        html.A("Every candidate and slice, offline beside online (CSV)", id="div-csv-slices",
+               href=csv_downloads.divergence_href(experiment_id, "slices")), " · ",
+        html.A("The findings (CSV)", id="div-csv-findings",
+               href=csv_downloads.divergence_href(experiment_id, "findings"))])
 
 
 def _ref(row: dict[str, Any]) -> tuple[str, str | None]:

@@ -16,7 +16,7 @@ from dash.development.base_component import Component
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.errors import AbvocError
-from dashboards import data, figures, results_download
+from dashboards import csv_downloads, data, figures
 from dashboards.access import require_role, whole_number
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
@@ -124,7 +124,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
               *_truth_note(per_arm), *_outcomes_note(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
               html.A("Every comparison of these hours, all slices (CSV)", id="exp-csv",
-                     href=results_download.href(experiment_id, window)),
+                     href=csv_downloads.href(experiment_id, window)),
               *_analysis_unit(res),
               html.H3("Always-valid interval over time")]
     series = data.sequential_series(db, experiment_id, primary, slice_, window)
@@ -361,8 +361,6 @@ def _hour(moment: datetime) -> str:
 
 
 def register(app: Dash) -> None:
-    results_download.register(app)
-
     @app.callback(Output("exp-slice", "options"), Output("exp-slice", "value"),
                   Output("exp-time", "max"), Output("exp-time", "value"),
                   Output("exp-time", "marks"), Input("exp-select", "value"))

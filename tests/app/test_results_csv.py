@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -77,14 +78,20 @@ def test_the_query_is_the_json_reports(app: Flask) -> None:
     assert {r["slice"] for r in every} > {"all"}
     only_all = _rows(client, admin, f"/v1/experiments/{exp}/results.csv?max_slices=0")
     assert {r["slice"] for r in only_all} == {"all"}
-    for path, status, said in (
-            (f"/v1/experiments/{exp}/results.csv?format=json", 400, "unknown query parameter"),
-            (f"/v1/experiments/{exp}/results.csv?since=yesterday", 400, "since"),
-            ("/v1/experiments/999999/results.csv", 404, "does not exist")):
-        answer = client.get(path, headers=admin)
-        assert answer.status_code == status and said in answer.get_json()["error"], path
-    assert client.get(f"/v1/experiments/{exp}/results.csv",
-                      headers=_key(app, "predict")).status_code == 403
+    refused(app, exp, "results.csv", (
+        ("?format=json", 400, "unknown query parameter"), ("?since=yesterday", 400, "since")))
+
+
+def refused(app: Flask, exp: int, table: str, cases: tuple[tuple[str, int, str], ...]) -> None:
+    """Each query of `cases` on the experiment's `table` is refused with its status and words
+    (a 404's on an experiment that does not exist), and a key without admin gets a 403."""
+    client, admin = app.test_client(), _key(app, "admin")
+    path = f"/v1/experiments/{exp}/{table}"
+    for query, status, said in (*cases, ("", 404, "does not exist")):
+        asked = f"/v1/experiments/999999/{table}" if status == 404 else path
+        answer = client.get(asked + query, headers=admin)
+        assert answer.status_code == status and said in answer.get_json()["error"], query
+    assert client.get(path, headers=_key(app, "predict")).status_code == 403
 
 
 def test_the_cli_writes_the_same_table(app: Flask, settings: Settings) -> None:
@@ -108,6 +115,9 @@ def test_text_that_would_run_as_a_formula_is_defused() -> None:
         "'=HYPERLINK(\"http://x\")", "'+1", "'-x", "'@SUM(A1)", "'\tx", "a=b", "all"]
     assert [cell(v) for v in (None, True, False, -0.25, 3, 0.1 + 0.2)] == [
         "", "true", "false", "-0.25", "3", "0.30000000000000004"]
+    # numpy's scalars as Python's (np.float64 is a float whose repr names numpy).
+    assert [cell(v) for v in (np.float64(-0.2), np.int64(7), np.bool_(True), np.float32(0.5))] \
+        == ["-0.2", "7", "true", "0.5"]
     written = table([{"slice": "=cmd|' /C calc'!A0", "difference": -0.5}],
                     {"experiment_id": 7})
     assert list(csv.reader(io.StringIO(written))) == [

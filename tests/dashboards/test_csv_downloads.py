@@ -1,5 +1,6 @@
-"""The Experiments page's CSV link: a logged-in admin downloads the same table as
-GET /v1/experiments/{id}/results.csv, for the hours the page shows; others cannot."""
+"""The pages' CSV links: a logged-in admin downloads the same tables as
+GET /v1/experiments/{id}/results.csv (for the hours the Experiments page shows) and
+/divergence.csv (the Offline-vs-online page's slice rows and findings); others cannot."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.auth import create_key
-from dashboards import data
-from dashboards.pages import experiments
+from dashboards import data, feeds
+from dashboards.pages import divergence, experiments
 from evaluation.online import ALL
 from tests.dashboards.test_dashboard_auth import login
 from tests.support.dash_tree import find_component
@@ -64,4 +65,30 @@ def test_only_an_admin_session_downloads_it(dash_app: Flask, seeded: int) -> Non
     client = dash_app.test_client()
     assert login(client, key).status_code == 303
     refused = client.get(f"/dashboard/experiment-results/{seeded}.csv")
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
+
+
+def test_the_divergence_page_links_its_tables(dash_app: Flask, seeded: int,
+                                              admin_key: str) -> None:
+    client = dash_app.test_client()
+    assert login(client, admin_key).status_code == 303
+    page = divergence.body(feeds.divergence(dash_app.extensions["abvoc"].db, seeded))
+    for table in ("slices", "findings"):
+        link = find_component(page, f"div-csv-{table}").href
+        assert link == f"/dashboard/experiment-divergence/{seeded}.csv?table={table}"
+        rows = _table(client.get(link))
+        assert len(rows) > 1 and rows == _api(
+            client, dash_app, f"/v1/experiments/{seeded}/divergence.csv?table={table}")
+    assert _table(client.get(f"/dashboard/experiment-divergence/{seeded}.csv")) == _table(
+        client.get(f"/dashboard/experiment-divergence/{seeded}.csv?table=slices"))
+    for bad, said in (("?table=stages", "'table' must be one of"),
+                      ("?alpha=0.1", "unknown query")):
+        refused = client.get(f"/dashboard/experiment-divergence/{seeded}.csv{bad}")
+        assert refused.status_code == 400 and said in refused.get_json()["error"], bad
+    for missing in (999999, 2**63):
+        assert client.get(f"/dashboard/experiment-divergence/{missing}.csv").status_code == 404
+    annotator = dash_app.test_client()
+    key = create_key(dash_app.extensions["abvoc"].db, ["annotate"])["key"]
+    assert login(annotator, key).status_code == 303
+    refused = annotator.get(f"/dashboard/experiment-divergence/{seeded}.csv")
     assert refused.status_code == 403 and "admin" in refused.get_json()["error"]

@@ -1,0 +1,87 @@
+"""The pages' CSV downloads, served under the dashboard's prefix so the login's session (not an
+API key) lets an admin download them: the Experiments page's comparisons for the hours it shows
+(the table of ``GET /v1/experiments/{id}/results.csv``) and the Offline-vs-online page's slice
+rows or findings (``GET /v1/experiments/{id}/divergence.csv``, its default alpha and
+tolerance, as the page shows them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from urllib.parse import urlencode
+
+from dash import Dash
+from flask import Response, request
+
+from core.errors import AbvocError, Forbidden
+from core.ids import MAX_ROW_ID
+from core.times import parse_rfc3339
+from dashboards import data, feeds
+from dashboards.access import allowed
+from evaluation.results_csv import (
+    DIVERGENCE_TABLES,
+    comparisons_csv,
+    divergence_csv,
+    download_name,
+)
+
+ROLES = frozenset({"admin"})
+RESULTS = "/dashboard/experiment-results"
+DIVERGENCE = "/dashboard/experiment-divergence"
+
+
+def href(experiment_id: int, window: data.Window) -> str:
+    """The comparisons' address for the experiment and the page's hours."""
+    hours = {k: v.isoformat() for k, v in (("since", window.since), ("until", window.until))
+             if v is not None}
+    return f"{RESULTS}/{experiment_id}.csv" + (f"?{urlencode(hours)}" if hours else "")
+
+
+def divergence_href(experiment_id: int, table: str) -> str:
+    """The address of one of the divergence report's tables (DIVERGENCE_TABLES)."""
+    return f"{DIVERGENCE}/{experiment_id}.csv?{urlencode({'table': table})}"
+
+
+def _hour(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    return None if raw is None else parse_rfc3339(raw, name)
+
+
+def _checked(*known: str) -> None:
+    """The login's guard has checked the session; the role and the query are checked here."""
+    if not allowed(ROLES):
+        raise Forbidden("the experiments' reports need the role admin")
+    if unknown := sorted(set(request.args) - set(known)):
+        raise AbvocError(f"unknown query parameter(s) {unknown}; this takes "
+                         f"{' and '.join(known)}")
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def results(experiment_id: int) -> Response:
+    """The comparisons; `since`/`until` as the Experiments page's window gives them."""
+    _checked("since", "until")
+    window = data.Window(_hour("since"), _hour("until"))
+    report = data.results(data.store(), experiment_id, window)
+    return _csv(comparisons_csv(report), download_name(experiment_id))
+
+
+def divergence(experiment_id: int) -> Response:
+    """The slice rows (`table=slices`, the default) or the findings (`table=findings`)."""
+    _checked("table")
+    table = request.args.get("table", DIVERGENCE_TABLES[0])
+    if table not in DIVERGENCE_TABLES:
+        raise AbvocError(f"'table' must be one of {', '.join(DIVERGENCE_TABLES)}")
+    report = feeds.divergence(data.store(), experiment_id)
+    return _csv(divergence_csv(report, table),
+                download_name(experiment_id, f"divergence-{table}"))
+
+
+def register(app: Dash) -> None:
+    views: dict[str, Callable[[int], Response]] = {RESULTS: results, DIVERGENCE: divergence}
+    for path, view in views.items():
+        app.server.add_url_rule(f"{path}/<int(min=1, max={MAX_ROW_ID}):experiment_id>.csv",
+                                f"dashboard_{view.__name__}_csv", view)

@@ -1,0 +1,134 @@
+"""GET /v1/experiments/{id}/divergence.csv: the divergence report's slice rows (offline beside
+online, nested figures as columns) or its findings as a table, the same figures as the JSON
+report to the last digit, with /divergence's query and refusals; and the CLI's --csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from app.cli import main
+from core.settings import Settings
+from evaluation.results_csv import divergence_csv
+from tests.app.test_results_csv import _key, _read, _rows, refused
+from tests.evaluation.test_label_metrics import load_label_experiment
+
+
+@pytest.fixture
+def app(v2app: Flask) -> Flask:
+    """The app with no candidate registered: the experiment's rows are stored directly."""
+    return v2app
+
+
+def _columns(record: dict[str, Any], objects: set[str]) -> dict[str, Any]:
+    """The columns a slice row is written as, by the rule the API documents (a null where
+    other rows have an object, in `objects`, leaves no column)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update({f"{key}_{k}": v for k, v in value.items()
+                        if not k.endswith(("_ci", "_interval"))})
+            for k, v in value.items():
+                if k.endswith(("_ci", "_interval")):
+                    out[f"{key}_{k}_low"], out[f"{key}_{k}_high"] = v or (None, None)
+        elif value is not None or key not in objects:
+            out[key] = value
+    return out
+
+
+def test_each_slice_row_has_the_json_figures(app: Flask) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    report = client.get(f"/v1/experiments/{exp}/divergence", headers=admin).get_json()
+    rows = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv")
+    assert len(rows) == len(report["slices"]) >= 4  # two candidates, 'all' and a slice each
+    assert list(rows[0])[:4] == ["experiment_id", "candidate", "version", "slice"]
+    assert {"offline_exact_match", "online_n", "online_accuracy_ci_low",
+            "online_accuracy_ci_high", "gap", "p_value", "flagged"} <= set(rows[0])
+    objects = {k for r in report["slices"] for k, v in r.items() if isinstance(v, dict)}
+    for row, record in zip(rows, report["slices"], strict=True):
+        assert row["experiment_id"] == str(exp)
+        expected = _columns(record, objects)
+        assert set(row) - {"experiment_id"} == set(expected)
+        assert {k: _read(row[k], v) for k, v in expected.items()} == expected
+    # Online accuracy bounds 0.7 and 0.9 against the offline 0.9 of both.
+    assert {r["candidate"]: float(r["gap"]) for r in rows if r["slice"] == "all"} == {
+        "cand-a": pytest.approx(-0.2), "cand-b": 0.0}
+    answer = client.get(f"/v1/experiments/{exp}/divergence.csv", headers=admin)
+    assert answer.headers["Content-Disposition"] == \
+        f'attachment; filename="experiment-{exp}-divergence-slices.csv"'
+
+
+def test_the_findings_table_is_ranked(app: Flask) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    findings = client.get(f"/v1/experiments/{exp}/divergence",
+                          headers=admin).get_json()["findings"]
+    rows = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv?table=findings")
+    assert findings and len(rows) == len(findings)
+    assert list(rows[0])[:3] == ["experiment_id", "rank", "kind"]
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    for row, finding in zip(rows, findings, strict=True):
+        assert {k: _read(row[k], v) for k, v in finding.items()} == finding
+        # A column another kind of finding has is empty in this one's row.
+        assert all(row[k] == "" for k in set(row) - set(finding) - {"experiment_id"})
+    answer = client.get(f"/v1/experiments/{exp}/divergence.csv?table=findings", headers=admin)
+    assert 'filename="experiment-' in answer.headers["Content-Disposition"]
+    assert answer.headers["Content-Disposition"].endswith('-divergence-findings.csv"')
+
+
+def test_the_query_is_the_json_reports(app: Flask) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    strict = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv?alpha=0.001")
+    lax = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv")
+    # A smaller alpha: wider intervals.
+    assert all(float(s["online_accuracy_ci_low"]) < float(x["online_accuracy_ci_low"])
+               for s, x in zip(strict, lax, strict=True))
+    only_all = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv?max_slices=0")
+    assert {r["slice"] for r in only_all} == {"all"}
+    refused(app, exp, "divergence.csv", (
+        ("?table=stages", 400, "'table' must be one of"),
+        ("?format=json", 400, "unknown query parameter"), ("?alpha=2", 400, "alpha"),
+        ("?table=findings", 404, "does not exist")))
+
+
+def test_the_cli_writes_the_same_tables(app: Flask, settings: Settings) -> None:
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    env = {"ABVOC_DATABASE_URL": settings.database_url, "ABVOC_DATA_DIR": str(settings.data_dir)}
+    for table, args in (("slices", []), ("findings", ["--table", "findings"])):
+        api = app.test_client().get(f"/v1/experiments/{exp}/divergence.csv?table={table}",
+                                    headers=_key(app, "admin")).get_data(as_text=True)
+        shown = CliRunner().invoke(main, ["experiment", "divergence", str(exp), "--csv", *args],
+                                   env=env)
+        assert shown.exit_code == 0, shown.output
+        rows = list(csv.reader(io.StringIO(shown.stdout)))
+        assert rows == list(csv.reader(io.StringIO(api))) and len(rows) > 1, table
+    for args, said in ((["--csv", "--json"], "give --json or --csv, not both"),
+                       (["--table", "findings"], "give --csv too"),
+                       (["--csv", "--table", "stages"], "'stages' is not one of")):
+        refused = CliRunner().invoke(main, ["experiment", "divergence", str(exp), *args],
+                                     env=env)
+        assert refused.exit_code == 2 and said in refused.output, args
+
+
+def test_nested_figures_and_customer_text_as_cells() -> None:
+    report = {"experiment_id": 3, "slices": [
+        {"candidate": "=HYPERLINK(\"http://x\")", "version": "1", "slice": "all",
+         "online": {"n": 4, "accuracy_ci": None}, "mae_gap": None, "flagged": False},
+        {"candidate": "b", "version": None, "slice": "@night",
+         "online": {"n": 2, "accuracy_ci": [0.25, 0.5]},
+         "mae_gap": {"difference": 0.1}, "flagged": True}], "findings": []}
+    rows = list(csv.reader(io.StringIO(divergence_csv(report, "slices"))))
+    assert rows == [
+        ["experiment_id", "candidate", "version", "slice", "online_n", "online_accuracy_ci_low",
+         "online_accuracy_ci_high", "flagged", "mae_gap_difference"],
+        ["3", "'=HYPERLINK(\"http://x\")", "1", "all", "4", "", "", "false", ""],
+        ["3", "b", "", "'@night", "2", "0.25", "0.5", "true", "0.1"]]
+    # No finding: the header alone.
+    assert divergence_csv(report, "findings") == "experiment_id\r\n"
