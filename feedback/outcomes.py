@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound
-from core.ids import time_ordered_id
+from core.ids import MAX_ROW_ID, time_ordered_id
 from core.outbox import add_event
 from core.outcome_metrics import check_value
 from core.settings import Settings
@@ -36,7 +36,6 @@ LIMITS = {"prediction_id": 64, "receipt": 128, "unit_id": 200, "metric": 50, "ev
           "observed_at": 64}
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # RFC 3339 date-time (what the OpenAPI document's "date-time" format means), offset required.
-MAX_ID = 2**63 - 1
 # An outcome is stored once per identity (key, event_id, body); the rows after the first carry
 # its id with this mark and a number, as outcome ids are unique (uuid hex: no mark in them).
 ALIAS = "/"
@@ -82,7 +81,7 @@ def _check(body: Any) -> dict[str, Any]:
                          "came with the prediction")
     if by_unit:
         exp = body.get("experiment_id")
-        if isinstance(exp, bool) or not isinstance(exp, int) or not 1 <= exp <= MAX_ID:
+        if isinstance(exp, bool) or not isinstance(exp, int) or not 1 <= exp <= MAX_ROW_ID:
             raise AbvocError("'experiment_id' must be the integer id of an experiment")
         if not body.get("unit_id"):
             raise AbvocError("'unit_id' is required with 'experiment_id': the id the unit's "

@@ -17,7 +17,6 @@ from feedback import agreement, annotation, relabel_rules
 
 bp = Blueprint("relabel", __name__)
 ITEM = f"<int(min=1, max={MAX_ROW_ID}):item_id>"
-MAX_ID = MAX_ROW_ID
 
 
 def _db():  # noqa: ANN202
@@ -140,7 +139,7 @@ def agreement_report():  # noqa: ANN201
 
 def _scope() -> tuple[int | None, str | None]:
     known_query("experiment_id", "candidate")
-    return (_query_int("experiment_id", 1, MAX_ID),
+    return (_query_int("experiment_id", 1, MAX_ROW_ID),
             _text(request.args.get("candidate"), "candidate"))
 
 

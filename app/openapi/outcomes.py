@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.parts import ADMIN, EXPERIMENT_ID, SCHEMAS, error_responses, json_response
+from core.ids import MAX_ROW_ID
 from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, NAME_PATTERN
 
 _NAME = {"type": "string", "pattern": NAME_PATTERN}
@@ -19,7 +20,7 @@ SCHEMAS["OutcomeRequest"] = {
         "prediction_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
         "receipt": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
         "unit_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-        "experiment_id": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**63 - 1},
+        "experiment_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ROW_ID},
         "metric": {**_NAME, "description": "a metric defined on the experiment"},
         "value": {"type": ["number", "boolean"],
                   "description": "0/1 or true/false for a proportion metric; a number else"},

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.builtin_metrics import PRIMARY_METRICS
+from core.ids import MAX_ROW_ID
 from serving.experiment_spec import (
     EXPECTED_SAMPLE,
     GUARDRAILS,
@@ -47,7 +48,7 @@ def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, 
 
 
 EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}}
 ARM = {"name": "arm", "in": "path", "required": True,
        "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 ADMIN = [{"apiKey": []}, {"bearer": []}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.parts import ADMIN, SCHEMAS, error_responses, json_response
+from core.ids import MAX_ROW_ID
 from core.relabel import MAX_QUOTA, MAX_STAGE_NAME, PURPOSES, REASONS, STAGE_PREFIX
 from feedback.annotation import MAX_LEASE_S, STATUSES
 
@@ -16,11 +17,11 @@ QUEUE = {"type": "string", "minLength": 1, "maxLength": 100,
                         f"(a stage dataset's name of 1 to {MAX_STAGE_NAME} characters); any "
                         "other name is a 400 that lists these"}
 ITEM_ID = {"name": "item_id", "in": "path", "required": True,
-           "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}}
 QUEUE_PARAM = {"name": "queue", "in": "query", "required": False, "schema": QUEUE}
 SCOPE_PARAMS = [
     {"name": "experiment_id", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}},
     {"name": "candidate", "in": "query", "required": False,
      "schema": {"type": "string", "minLength": 1, "maxLength": 100}}]
 RATE = {"type": "number", "minimum": 0, "maximum": 1}
