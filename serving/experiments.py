@@ -23,6 +23,11 @@ from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_spec import ACTIVE, check_spec, fail
 
+OPERATOR_PAUSE = "paused by an operator"
+"""The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
+MAX_REASON = 500
+"""The longest reason an operator may give for a pause or a kill (characters)."""
+
 
 def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
     """Give each arm and shadow the version it runs for the experiment's life: the one named,
@@ -259,7 +264,7 @@ class Experiments:
     def start(self, experiment_id: int) -> dict[str, Any]:
         return self._transition(experiment_id, ("draft",), "running")
 
-    def pause(self, experiment_id: int, reason: str = "paused by an operator") -> dict[str, Any]:
+    def pause(self, experiment_id: int, reason: str = OPERATOR_PAUSE) -> dict[str, Any]:
         return self._transition(experiment_id, ("running",), "paused", reason)
 
     def resume(self, experiment_id: int) -> dict[str, Any]:
@@ -298,7 +303,8 @@ class Experiments:
             raise Conflict(f"experiment {exp.id} is {exp.status}; {what} only while it is "
                            f"{', '.join(ACTIVE[:-1])} or {ACTIVE[-1]}")
 
-    def pause_arm(self, experiment_id: int, arm_name: str, reason: str) -> dict[str, Any]:
+    def pause_arm(self, experiment_id: int, arm_name: str,
+                  reason: str = OPERATOR_PAUSE) -> dict[str, Any]:
         """Send a treatment's traffic to control (a guardrail breach), recording why."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)

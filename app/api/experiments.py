@@ -9,6 +9,7 @@ from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
+from serving.experiments import MAX_REASON, OPERATOR_PAUSE
 
 bp = Blueprint("experiments", __name__)
 # Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
@@ -51,7 +52,7 @@ def show_experiment(experiment_id: int):  # noqa: ANN201
 
 ACTIONS = {
     "start": lambda e, i, body: e.start(i),
-    "pause": lambda e, i, body: e.pause(i, body.get("reason") or "paused by an operator"),
+    "pause": lambda e, i, body: e.pause(i, body.get("reason") or OPERATOR_PAUSE),
     "resume": lambda e, i, body: e.resume(i),
     "kill": lambda e, i, body: e.kill(i, body.get("reason") or "kill switch"),
     "stop": lambda e, i, body: e.stop(i),
@@ -65,8 +66,8 @@ def _body() -> dict:
         raise AbvocError("the body, if any, must be a JSON object (Content-Type: "
                          "application/json)")
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise AbvocError("'reason' must be a string of at most 500 characters")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise AbvocError(f"'reason' must be a string of at most {MAX_REASON} characters")
     return body
 
 
@@ -84,6 +85,6 @@ def act(experiment_id: int, action: str):  # noqa: ANN201
 def act_on_arm(experiment_id: int, arm: str, action: str):  # noqa: ANN201
     experiments = _experiments()
     if action == "pause":
-        reason = _body().get("reason") or "paused by an operator"
+        reason = _body().get("reason") or OPERATOR_PAUSE
         return _changed(experiments.pause_arm(experiment_id, arm, reason))
     return _changed(experiments.resume_arm(experiment_id, arm))

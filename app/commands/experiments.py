@@ -18,7 +18,7 @@ from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.results_csv import DIVERGENCE_TABLES, comparisons_csv, divergence_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
-from serving.experiments import Experiments
+from serving.experiments import MAX_REASON, OPERATOR_PAUSE, Experiments
 
 
 def _arm(text: str, control: bool) -> dict[str, Any]:
@@ -158,6 +158,17 @@ WITH_REASON = ("pause", "kill")
 """The actions that record a reason in the experiment (the others take none)."""
 
 
+def _reason(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_REASON:
+        raise click.BadParameter(f"at most {MAX_REASON} characters (this one has {len(value)})")
+    return value
+
+
+_reason_option = click.option("--reason", default=None, callback=_reason,
+                              help=f"Why, kept in the experiment (at most {MAX_REASON} "
+                                   "characters).")
+
+
 def _action(verb: str, doc: str) -> click.Command:
     @click.command(name=verb, help=doc)
     @click.argument("experiment_id", type=EXPERIMENT_ID)
@@ -171,8 +182,7 @@ def _action(verb: str, doc: str) -> click.Command:
         emit(exp, as_json, _summary(exp))
 
     if verb in WITH_REASON:
-        command = click.option("--reason", default=None,
-                               help="Why, kept in the experiment.")(command)
+        command = _reason_option(command)
     return command
 
 
@@ -183,6 +193,33 @@ for _verb, _doc in (("start", "Start: the experiment takes its traffic scope."),
                     ("stop", "Stop for good."),
                     ("advance", "Advance the canary ramp one step.")):
     experiment.add_command(_action(_verb, _doc))
+
+
+@experiment.command(name="pause-arm")
+@click.argument("experiment_id", type=EXPERIMENT_ID)
+@click.argument("arm")
+@_reason_option
+@json_option
+@pass_ctx
+def pause_arm(ctx: Context, experiment_id: int, arm: str, reason: str | None,
+              as_json: bool) -> None:
+    """Pause one treatment arm: its traffic goes to control until resumed
+    (POST /v1/experiments/ID/arms/ARM/pause)."""
+    with open_db(ctx) as db:
+        exp = Experiments(db).pause_arm(experiment_id, arm, reason or OPERATOR_PAUSE)
+    emit(exp, as_json, _summary(exp))
+
+
+@experiment.command(name="resume-arm")
+@click.argument("experiment_id", type=EXPERIMENT_ID)
+@click.argument("arm")
+@json_option
+@pass_ctx
+def resume_arm(ctx: Context, experiment_id: int, arm: str, as_json: bool) -> None:
+    """Give a paused arm its traffic back (POST /v1/experiments/ID/arms/ARM/resume)."""
+    with open_db(ctx) as db:
+        exp = Experiments(db).resume_arm(experiment_id, arm)
+    emit(exp, as_json, _summary(exp))
 
 
 @experiment.command(name="list")

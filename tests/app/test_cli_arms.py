@@ -1,0 +1,58 @@
+"""`abvoc experiment pause-arm` and `resume-arm`: one arm's traffic to control and back from the
+command line, as POST /v1/experiments/{id}/arms/{arm}/pause|resume does."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from app.cli import main
+from core.settings import Settings
+from core.store.db import Database
+from serving.registry import Registry
+
+
+def _running(cli: CliRunner, settings: Settings) -> int:
+    with Database(settings.database_url) as db:
+        Registry(db).register("iris", "1")
+    created = cli.invoke(main, ["experiment", "create", "--name", "arms", "--scope", "flowers",
+                                "--arm", "c=iris:0.5", "--arm", "t=iris:0.5", "--json"])
+    assert created.exit_code == 0, created.output
+    exp = json.loads(created.output)["id"]
+    assert cli.invoke(main, ["experiment", "start", str(exp)]).exit_code == 0
+    return exp
+
+
+def test_an_arm_is_paused_and_resumed(cli: CliRunner, settings: Settings) -> None:
+    exp = _running(cli, settings)
+    paused = cli.invoke(main, ["experiment", "pause-arm", str(exp), "t", "--reason",
+                               "latency spike", "--json"])
+    assert paused.exit_code == 0, paused.output
+    view = json.loads(paused.output)
+    assert view["weights"] == [1.0, 0.0] and view["arms"][1]["paused"] == "latency spike"
+    assert view["status"] == "running" and "latency spike" in view["status_reason"]
+    shown = cli.invoke(main, ["experiment", "show", str(exp)]).output
+    assert "t=iris v1 0.0% [paused: latency spike]" in shown, shown
+    # Without a reason, an operator's pause says so.
+    cli.invoke(main, ["experiment", "resume-arm", str(exp), "t"])
+    again = json.loads(cli.invoke(main, ["experiment", "pause-arm", str(exp), "t",
+                                         "--json"]).output)
+    assert again["arms"][1]["paused"] == "paused by an operator"
+    resumed = cli.invoke(main, ["experiment", "resume-arm", str(exp), "t", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    view = json.loads(resumed.output)
+    assert view["weights"] == [0.5, 0.5] and view["arms"][1]["paused"] is None
+
+
+def test_mistakes_are_refused(cli: CliRunner, settings: Settings) -> None:
+    exp = _running(cli, settings)
+    for args, code, said in (
+            (["pause-arm", str(exp), "nope"], 2, "has no arm 'nope'"),
+            (["resume-arm", "99", "t"], 2, "does not exist"),
+            (["pause-arm", str(exp), "t", "--reason", "x" * 501], 2, "at most 500 characters"),
+            (["kill", str(exp), "--reason", "x" * 501], 2, "at most 500 characters")):
+        refused = cli.invoke(main, ["experiment", *args])
+        assert refused.exit_code == code and said in refused.output, (args, refused.output)
+    shown = json.loads(cli.invoke(main, ["experiment", "show", str(exp), "--json"]).output)
+    assert shown["weights"] == [0.5, 0.5] and shown["status"] == "running"
