@@ -15,7 +15,7 @@ from flask import Flask
 from app.cli import main
 from core.settings import Settings
 from evaluation.results_csv import divergence_csv
-from tests.app.test_results_csv import _key, _read, _rows, refused
+from tests.app.test_results_csv import _key, _read, _rows, refused, report_and_table
 from tests.evaluation.test_label_metrics import load_label_experiment
 
 
@@ -42,10 +42,8 @@ def _columns(record: dict[str, Any], objects: set[str]) -> dict[str, Any]:
 
 
 def test_each_slice_row_has_the_json_figures(app: Flask) -> None:
-    exp = load_label_experiment(app.extensions["abvoc"].db)
+    exp, report, rows = report_and_table(app, "divergence", "divergence.csv")
     client, admin = app.test_client(), _key(app, "admin")
-    report = client.get(f"/v1/experiments/{exp}/divergence", headers=admin).get_json()
-    rows = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv")
     assert len(rows) == len(report["slices"]) >= 4  # two candidates, 'all' and a slice each
     assert list(rows[0])[:4] == ["experiment_id", "candidate", "version", "slice"]
     assert {"offline_exact_match", "online_n", "online_accuracy_ci_low",
@@ -65,11 +63,9 @@ def test_each_slice_row_has_the_json_figures(app: Flask) -> None:
 
 
 def test_the_findings_table_is_ranked(app: Flask) -> None:
-    exp = load_label_experiment(app.extensions["abvoc"].db)
+    exp, report, rows = report_and_table(app, "divergence", "divergence.csv?table=findings")
     client, admin = app.test_client(), _key(app, "admin")
-    findings = client.get(f"/v1/experiments/{exp}/divergence",
-                          headers=admin).get_json()["findings"]
-    rows = _rows(client, admin, f"/v1/experiments/{exp}/divergence.csv?table=findings")
+    findings = report["findings"]
     assert findings and len(rows) == len(findings)
     assert list(rows[0])[:3] == ["experiment_id", "rank", "kind"]
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))

@@ -53,11 +53,18 @@ def _read(text: str, like: Any) -> Any:
     return text
 
 
-def test_each_comparison_is_a_row_with_the_json_figures(app: Flask) -> None:
+def report_and_table(app: Flask, report: str, table: str
+                     ) -> tuple[int, dict[str, Any], list[dict[str, str]]]:
+    """The label experiment's id, its JSON `report` and its CSV `table`, as an admin gets them."""
     exp = load_label_experiment(app.extensions["abvoc"].db)
     client, admin = app.test_client(), _key(app, "admin")
-    report = client.get(f"/v1/experiments/{exp}/results", headers=admin).get_json()
-    rows = _rows(client, admin, f"/v1/experiments/{exp}/results.csv")
+    return (exp, client.get(f"/v1/experiments/{exp}/{report}", headers=admin).get_json(),
+            _rows(client, admin, f"/v1/experiments/{exp}/{table}"))
+
+
+def test_each_comparison_is_a_row_with_the_json_figures(app: Flask) -> None:
+    exp, report, rows = report_and_table(app, "results", "results.csv")
+    client, admin = app.test_client(), _key(app, "admin")
     comparisons = report["comparisons"]
     assert len(comparisons) >= 2 and len(rows) == len(comparisons)
     assert list(rows[0])[:4] == ["experiment_id", "experiment", "control", "sequential_alpha"]
