@@ -31,6 +31,7 @@ from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
+from core.query import check_query
 from core.text import text_problem
 from serving.bundles.binary import HEADER as BINARY_HEADER
 
@@ -253,15 +254,9 @@ def refuse_hostile_input() -> None:
 
 
 def known_query(*known: str) -> None:
-    """A 400 for a query parameter the route does not read, or one given twice: a typo must not
-    silently give another answer (a whole experiment, another queue's items)."""
-    if unknown := sorted(set(request.args) - set(known)):
-        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
-        raise AbvocError(f"unknown query parameter(s) {shown}; this route takes "
-                         f"{', '.join(known) or 'none'}")
-    if repeated := sorted(k for k in known if len(request.args.getlist(k)) > 1):
-        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
-                         "(which one was meant cannot be told)")
+    """A 400 for a query parameter the route does not read, or one given twice
+    (core.query.check_query on this request's)."""
+    check_query(request.args, *known)
 
 
 def optional_json() -> Any:

@@ -15,6 +15,7 @@ from flask import Response, request
 
 from core.errors import AbvocError, Forbidden
 from core.ids import MAX_ROW_ID
+from core.query import check_query
 from core.times import parse_rfc3339
 from dashboards import data, feeds
 from dashboards.access import allowed
@@ -51,9 +52,7 @@ def _checked(*known: str) -> None:
     """The login's guard has checked the session; the role and the query are checked here."""
     if not allowed(ROLES):
         raise Forbidden("the experiments' reports need the role admin")
-    if unknown := sorted(set(request.args) - set(known)):
-        raise AbvocError(f"unknown query parameter(s) {unknown}; this takes "
-                         f"{' and '.join(known)}")
+    check_query(request.args, *known)
 
 
 def _csv(text: str, name: str) -> Response:

@@ -82,7 +82,8 @@ def test_the_divergence_page_links_its_tables(dash_app: Flask, seeded: int,
     assert _table(client.get(f"/dashboard/experiment-divergence/{seeded}.csv")) == _table(
         client.get(f"/dashboard/experiment-divergence/{seeded}.csv?table=slices"))
     for bad, said in (("?table=stages", "'table' must be one of"),
-                      ("?alpha=0.1", "unknown query")):
+                      ("?alpha=0.1", "unknown query"),
+                      ("?table=slices&table=findings", "given more than once")):
         refused = client.get(f"/dashboard/experiment-divergence/{seeded}.csv{bad}")
         assert refused.status_code == 400 and said in refused.get_json()["error"], bad
     for missing in (999999, 2**63):

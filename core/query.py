@@ -1,0 +1,21 @@
+"""A route's query parameters checked against the ones it reads, for the API and the
+dashboard's downloads alike: a typo or a repeated parameter must not silently give another
+answer (a whole experiment, another queue's items, the first of two tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import AbvocError
+
+
+def check_query(args: Any, *known: str) -> None:
+    """A 400 (AbvocError) for a parameter of `args` (a werkzeug MultiDict: the request's) that
+    is not `known`, or a known one given more than once."""
+    if unknown := sorted(set(args) - set(known)):
+        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
+        raise AbvocError(f"unknown query parameter(s) {shown}; this route takes "
+                         f"{', '.join(known) or 'none'}")
+    if repeated := sorted(k for k in known if len(args.getlist(k)) > 1):
+        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
+                         "(which one was meant cannot be told)")
