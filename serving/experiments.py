@@ -19,6 +19,7 @@ from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
+from core.text import shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_spec import ACTIVE, check_spec, fail
@@ -288,7 +289,7 @@ class Experiments:
         """The treatment arm called `name`: 404 when there is none, 400 for the control."""
         arm = next((a for a in arms if a["name"] == name), None)
         if arm is None:
-            raise NotFound(f"experiment {exp.id} has no arm {name!r}; its arms are "
+            raise NotFound(f"experiment {exp.id} has no arm {shown(name)}; its arms are "
                            f"{[a['name'] for a in arms]}")
         if arm["control"]:
             raise fail(f"{name!r} is the control arm of experiment {exp.id}; only treatment "

@@ -54,5 +54,8 @@ def test_mistakes_are_refused(cli: CliRunner, settings: Settings) -> None:
             (["kill", str(exp), "--reason", "x" * 501], 2, "at most 500 characters")):
         refused = cli.invoke(main, ["experiment", *args])
         assert refused.exit_code == code and said in refused.output, (args, refused.output)
+    # A huge arm name is named by its size, not echoed whole.
+    huge = cli.invoke(main, ["experiment", "pause-arm", str(exp), "a" * 5000])
+    assert huge.exit_code == 2 and "5000 characters" in huge.output and len(huge.output) < 400
     shown = json.loads(cli.invoke(main, ["experiment", "show", str(exp), "--json"]).output)
     assert shown["weights"] == [0.5, 0.5] and shown["status"] == "running"
