@@ -34,10 +34,9 @@ def configure_logging(level: str | int) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-MAX_INT64 = MAX_ROW_ID
-EXPERIMENT_ID = click.IntRange(1, MAX_INT64)
+EXPERIMENT_ID = click.IntRange(1, MAX_ROW_ID)
 """Every experiment id argument: the store keeps ids as signed 64-bit integers."""
-SEED = click.IntRange(0, MAX_INT64)
+SEED = click.IntRange(0, MAX_ROW_ID)
 """Every --seed: the generators (torch, numpy) take a non-negative 64-bit seed."""
 
 

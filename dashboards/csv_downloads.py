@@ -13,18 +13,13 @@ from urllib.parse import urlencode
 from dash import Dash
 from flask import Response, request
 
-from core.errors import AbvocError, Forbidden
+from core.errors import Forbidden
 from core.ids import MAX_ROW_ID
 from core.query import check_query
 from core.times import parse_rfc3339
 from dashboards import data, feeds
 from dashboards.access import allowed
-from evaluation.results_csv import (
-    DIVERGENCE_TABLES,
-    comparisons_csv,
-    divergence_csv,
-    download_name,
-)
+from evaluation.results_csv import asked_table, attachment, comparisons_csv, divergence_csv
 
 ROLES = frozenset({"admin"})
 RESULTS = "/dashboard/experiment-results"
@@ -55,28 +50,22 @@ def _checked(*known: str) -> None:
     check_query(request.args, *known)
 
 
-def _csv(text: str, name: str) -> Response:
-    return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
 def results(experiment_id: int) -> Response:
     """The comparisons; `since`/`until` as the Experiments page's window gives them."""
     _checked("since", "until")
     window = data.Window(_hour("since"), _hour("until"))
     report = data.results(data.store(), experiment_id, window)
-    return _csv(comparisons_csv(report), download_name(experiment_id))
+    return Response(comparisons_csv(report), mimetype="text/csv",
+                    headers=attachment(experiment_id))
 
 
 def divergence(experiment_id: int) -> Response:
     """The slice rows (`table=slices`, the default) or the findings (`table=findings`)."""
     _checked("table")
-    table = request.args.get("table", DIVERGENCE_TABLES[0])
-    if table not in DIVERGENCE_TABLES:
-        raise AbvocError(f"'table' must be one of {', '.join(DIVERGENCE_TABLES)}")
+    table = asked_table(request.args.get("table"))
     report = feeds.divergence(data.store(), experiment_id)
-    return _csv(divergence_csv(report, table),
-                download_name(experiment_id, f"divergence-{table}"))
+    return Response(divergence_csv(report, table), mimetype="text/csv",
+                    headers=attachment(experiment_id, f"divergence-{table}"))
 
 
 def register(app: Dash) -> None:

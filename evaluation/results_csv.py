@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import AbvocError
+
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _INTERVALS = ("_ci", "_interval")
 DIVERGENCE_TABLES = ("slices", "findings")
@@ -87,18 +89,27 @@ def flat(row: Mapping[str, Any], objects: frozenset[str] = frozenset(),
     return out
 
 
+def asked_table(asked: str | None) -> str:
+    """The divergence table a request asks for (`table`; the slice rows when not given), or a
+    400 that lists them."""
+    which = DIVERGENCE_TABLES[0] if asked is None else asked
+    if which not in DIVERGENCE_TABLES:
+        raise AbvocError(f"'table' must be one of {', '.join(DIVERGENCE_TABLES)}")
+    return which
+
+
 def divergence_csv(report: Mapping[str, Any], which: str = "slices") -> str:
     """The divergence report's slice rows or findings (`which`, of DIVERGENCE_TABLES), each
     row led by the experiment's id; findings by rank."""
-    if which not in DIVERGENCE_TABLES:
-        raise ValueError(f"no divergence table {which!r}")
-    rows = report[which]
+    rows = report[asked_table(which)]
     if which == "findings":
         rows = [{"rank": f["rank"], **f} for f in rows]
     objects = frozenset(k for r in rows for k, v in r.items() if isinstance(v, Mapping))
     return table((flat(r, objects) for r in rows), {"experiment_id": report["experiment_id"]})
 
 
-def download_name(experiment_id: int, table_name: str = "results") -> str:
-    """The file name the API and the dashboard give a table of the experiment's."""
-    return f"experiment-{experiment_id}-{table_name}.csv"
+def attachment(experiment_id: int, table_name: str = "results") -> dict[str, str]:
+    """The headers with which the API and the dashboard give a table of the experiment's as a
+    download named ``experiment-{id}-{table_name}.csv``."""
+    name = f"experiment-{experiment_id}-{table_name}.csv"
+    return {"Content-Disposition": f'attachment; filename="{name}"'}

@@ -16,12 +16,7 @@ from core.errors import AbvocError
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
-from evaluation.results_csv import (
-    DIVERGENCE_TABLES,
-    comparisons_csv,
-    divergence_csv,
-    download_name,
-)
+from evaluation.results_csv import asked_table, attachment, comparisons_csv, divergence_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
 from evaluation.unit_recount import recount_affordable
 
@@ -84,12 +79,8 @@ def results_csv(experiment_id: int):  # noqa: ANN201
     scope = _scope()
     with current_app.extensions["abvoc"].db.reading() as s:
         report = experiment_results(s, experiment_id, **_options(s, experiment_id, scope))
-    return _csv(comparisons_csv(report), download_name(experiment_id))
-
-
-def _csv(text: str, name: str) -> Response:
-    return Response(text, mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(comparisons_csv(report), mimetype="text/csv",
+                    headers=attachment(experiment_id))
 
 
 @bp.get(f"/v1/experiments/{EXP}/divergence")
@@ -109,11 +100,9 @@ def divergence_table(experiment_id: int):  # noqa: ANN201
     query parameters and `table`."""
     scope = _scope("alpha", "tolerance", "table")
     alpha, tolerance = _share("alpha", 0.05), _share("tolerance", 0.02)
-    which = request.args.get("table", DIVERGENCE_TABLES[0])
-    if which not in DIVERGENCE_TABLES:
-        raise AbvocError(f"'table' must be one of {', '.join(DIVERGENCE_TABLES)}")
+    which = asked_table(request.args.get("table"))
     with current_app.extensions["abvoc"].db.reading() as s:
         report = divergence_report(s, experiment_id, alpha=alpha, tolerance=tolerance,
                                    **_options(s, experiment_id, scope))
-    return _csv(divergence_csv(report, which),
-                download_name(experiment_id, f"divergence-{which}"))
+    return Response(divergence_csv(report, which), mimetype="text/csv",
+                    headers=attachment(experiment_id, f"divergence-{which}"))
