@@ -26,6 +26,8 @@ from serving.experiment_spec import ACTIVE, check_spec, fail
 
 OPERATOR_PAUSE = "paused by an operator"
 """The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
+KILL_SWITCH = "kill switch"
+"""The reason a kill keeps when the operator gives none."""
 MAX_REASON = 500
 """The longest reason an operator may give for a pause or a kill (characters)."""
 
@@ -271,7 +273,7 @@ class Experiments:
     def resume(self, experiment_id: int) -> dict[str, Any]:
         return self._transition(experiment_id, ("paused", "killed"), "running")
 
-    def kill(self, experiment_id: int, reason: str = "kill switch") -> dict[str, Any]:
+    def kill(self, experiment_id: int, reason: str = KILL_SWITCH) -> dict[str, Any]:
         return self._transition(experiment_id, ("running", "paused"), "killed", reason)
 
     def stop(self, experiment_id: int) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
-from serving.experiments import MAX_REASON, OPERATOR_PAUSE
+from serving.experiments import KILL_SWITCH, MAX_REASON, OPERATOR_PAUSE
 
 bp = Blueprint("experiments", __name__)
 # Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
@@ -54,7 +54,7 @@ ACTIONS = {
     "start": lambda e, i, body: e.start(i),
     "pause": lambda e, i, body: e.pause(i, body.get("reason") or OPERATOR_PAUSE),
     "resume": lambda e, i, body: e.resume(i),
-    "kill": lambda e, i, body: e.kill(i, body.get("reason") or "kill switch"),
+    "kill": lambda e, i, body: e.kill(i, body.get("reason") or KILL_SWITCH),
     "stop": lambda e, i, body: e.stop(i),
     "advance": lambda e, i, body: e.advance(i),
 }

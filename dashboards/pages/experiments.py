@@ -22,6 +22,7 @@ from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, isolate, table
 from evaluation.candidate_facts import shown_names
+from serving.experiments import KILL_SWITCH
 
 TRUTH_METRICS = ("exact_match", "expected_calibration_error")
 
@@ -218,7 +219,7 @@ def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:
         # that serves nothing but its control would tell the reader to wait for data that
         # will never come.
         kind, head = "stop", "Killed: the experiment serves only its control"
-        why = view.get("status_reason") or "kill switch"
+        why = view.get("status_reason") or KILL_SWITCH
         reasons = [f"the experiment is killed ({why}): every unit goes to its control, so its "
                    "treatments gather no more data; resume it to gather more, or stop it",
                    f"the evidence so far says: {action}"
