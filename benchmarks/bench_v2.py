@@ -1,6 +1,7 @@
 """/v2/models/{scope}/infer against onnxruntime bare, and the latency added by a remote candidate.
 
-(a) abvoc's API runs under granian, as `abvoc up` serves it (one worker process, 8 threads;
+(a) abvoc's API runs under granian, as `abvoc serve` serves it (one worker process, 8 threads;
+`--workers 2` as `abvoc up` runs it on two cores, the bare wrapper below getting as many;
 `--server werkzeug` for the threaded development server instead), with the example ONNX bundle
 and a copy of it registered through POST /v1/candidates and split 50/50 by a running experiment
 on scope `flowers`: auth, router, bundle (ONNX + the Python label stage, dynamic batching),
@@ -8,7 +9,9 @@ PredictionMade event and served-ledger row committed to the outbox in SQLite. A 
 (no Flask) around one onnxruntime InferenceSession runs under the same server in its own process.
 The anchor is that InferenceSession called bare in the client process, HTTP-free, on the same
 rows with the same C threads. A second pair of copies with batching off (max_batch_size 1, scope
-`flowers-unbatched`) shows what the batching window costs. The HTTP sides are driven by the
+`flowers-unbatched`) shows what the batching window costs. Where (b)'s servers run, MLServer
+and KServe serving the same model to the same requests say what a well-known V2 server alone
+does with them (no routing, record or event). The HTTP sides are driven by the
 same libcurl client threads (benchmarks/http_load.py), so the server, not the client, sets their
 rates. Rounds alternate the order (ABCD, DCBA, ...); figures are medians of the rounds.
 
@@ -166,7 +169,7 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
 
 
 def serve(data_dir: str, port: int, key: str, profile: int, server: str,
-          breakdown: bool = False) -> None:
+          breakdown: bool = False, workers: int = 1) -> None:
     """The app over the prepared store: under granian (the server `abvoc up` runs; its worker
     builds the app) or werkzeug's threaded development server."""
     from app import create_app
@@ -180,7 +183,7 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str,
             time_stages(app)
         return app
 
-    run_server(factory, _settings(data_dir), port, server)
+    run_server(factory, _settings(data_dir), port, server, workers)
 
 
 def _started(ports: mp.Queue, server: mp.Process) -> tuple:
@@ -230,7 +233,12 @@ def main() -> None:
                         help="the HTTP server of abvoc and of the bare wrapper alike")
     parser.add_argument("--breakdown", action="store_true",
                         help="where a request routed to MLServer spends its time")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes, abvoc's and the bare wrapper's alike")
     args = parser.parse_args()
+    if args.workers < 1 or (args.workers > 1 and (args.breakdown or args.server != "granian")):
+        parser.error("--workers takes 1 or more, and more than 1 only under granian without "
+                     "--breakdown (each worker times its own requests)")
 
     import onnxruntime as ort
     import requests
@@ -257,10 +265,10 @@ def main() -> None:
         port, bare_port = free_port(), free_port()
         server = ctx.Process(target=serve, daemon=False,
                              args=(data_dir, port, key, args.profile, args.server,
-                                   args.breakdown))
+                                   args.breakdown, args.workers))
         upstream = f"{mlserver.url}/v2/models/iris/infer" if mlserver else None
-        bare = ctx.Process(target=serve_bare, args=(MODEL, bare_port, args.server, upstream),
-                           daemon=False)
+        bare = ctx.Process(target=serve_bare, daemon=False,
+                           args=(MODEL, bare_port, args.server, upstream, args.workers))
         children += [server, bare]
         server.start()
         bare.start()
@@ -284,6 +292,12 @@ def main() -> None:
             "abvoc /v2, batch size 1": lambda: load(
                 f"{base}/v2/models/flowers-unbatched/infer", headers, bodies, args.concurrency),
         }
+        plain = [{"inputs": x["inputs"]} for x in bodies]
+        for server, started in (("MLServer", mlserver), ("KServe", kserve)):
+            if started:  # a well-known V2 server on the same model, the same requests
+                runs[f"{server}, same model"] = (
+                    lambda url=f"{started.url}/v2/models/iris/infer": load(
+                        url, {}, plain, args.concurrency))
         for run in runs.values():  # the same warm-up for each: sessions, the batcher, the writer
             run()
         a = rounds(runs, args.rounds, "(a)")
@@ -345,13 +359,17 @@ def main() -> None:
 
     med = medians(a)
     print(f"\n(a) medians of {args.rounds} rounds, {args.requests} requests of 1 row, "
-          f"{args.concurrency} concurrent:")
+          f"{args.concurrency} concurrent, {args.workers} server worker process(es):")
     for name, (rate, p50, p99) in med.items():
         print(f"  {name:24s} {rate:8.1f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
     r_ort = ratio(a, "abvoc /v2 (router+ev)", "onnxruntime bare")
     r_wsgi = ratio(a, "abvoc /v2 (router+ev)", "bare WSGI + ort")
     print(f"  throughput abvoc/onnxruntime bare {r_ort:.4f}: {1 - r_ort:.1%} below (goal < 5%)")
     print(f"  throughput abvoc/bare WSGI wrapper {r_wsgi:.3f}: {1 - r_wsgi:.1%} below")
+    for server in ("MLServer", "KServe"):
+        if f"{server}, same model" in a:
+            r_srv = ratio(a, "abvoc /v2 (router+ev)", f"{server}, same model")
+            print(f"  throughput abvoc/{server} serving the same model {r_srv:.3f}")
     r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
     print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     for pace_ms, figures in b.items():

@@ -15,13 +15,14 @@ import numpy as np
 
 
 def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
-               server: str) -> None:
-    """Serve `factory(settings)` until SIGTERM: under granian as `abvoc up` does (one worker
-    process with 8 threads; the worker builds the app) or werkzeug's threaded server."""
+               server: str, workers: int = 1) -> None:
+    """Serve `factory(settings)` until SIGTERM: under granian as `abvoc serve` does (one worker
+    process by default, as its `--workers` says; 8 threads; each worker builds the app) or
+    werkzeug's threaded server."""
     if server == "granian":
         from app.http_server import serve_wsgi
 
-        serve_wsgi(factory, settings, "127.0.0.1", port, workers=1, threads=8)
+        serve_wsgi(factory, settings, "127.0.0.1", port, workers=workers, threads=8)
     else:
         from werkzeug.serving import make_server
 
@@ -88,7 +89,8 @@ def bare_wsgi(session: Any, upstream: str | None) -> Callable:
     return app
 
 
-def serve_bare(model: Path, port: int, server: str, upstream: str | None) -> None:
+def serve_bare(model: Path, port: int, server: str, upstream: str | None,
+               workers: int = 1) -> None:
     """The bare WSGI wrapper around one onnxruntime session of `model` (and the bare proxy to
     `upstream`), under the same server as abvoc."""
     from core.settings import load_settings
@@ -99,4 +101,4 @@ def serve_bare(model: Path, port: int, server: str, upstream: str | None) -> Non
         return bare_wsgi(ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]),
                          upstream)
 
-    run_server(factory, load_settings(env={}), port, server)
+    run_server(factory, load_settings(env={}), port, server, workers)
