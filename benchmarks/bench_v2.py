@@ -293,9 +293,9 @@ def main() -> None:
                 f"{base}/v2/models/flowers-unbatched/infer", headers, bodies, args.concurrency),
         }
         plain = [{"inputs": x["inputs"]} for x in bodies]
-        for server, started in (("MLServer", mlserver), ("KServe", kserve)):
+        for known, started in (("MLServer", mlserver), ("KServe", kserve)):
             if started:  # a well-known V2 server on the same model, the same requests
-                runs[f"{server}, same model"] = (
+                runs[f"{known}, same model"] = (
                     lambda url=f"{started.url}/v2/models/iris/infer": load(
                         url, {}, plain, args.concurrency))
         for run in runs.values():  # the same warm-up for each: sessions, the batcher, the writer
@@ -366,10 +366,10 @@ def main() -> None:
     r_wsgi = ratio(a, "abvoc /v2 (router+ev)", "bare WSGI + ort")
     print(f"  throughput abvoc/onnxruntime bare {r_ort:.4f}: {1 - r_ort:.1%} below (goal < 5%)")
     print(f"  throughput abvoc/bare WSGI wrapper {r_wsgi:.3f}: {1 - r_wsgi:.1%} below")
-    for server in ("MLServer", "KServe"):
-        if f"{server}, same model" in a:
-            r_srv = ratio(a, "abvoc /v2 (router+ev)", f"{server}, same model")
-            print(f"  throughput abvoc/{server} serving the same model {r_srv:.3f}")
+    for known in ("MLServer", "KServe"):
+        if f"{known}, same model" in a:
+            r_srv = ratio(a, "abvoc /v2 (router+ev)", f"{known}, same model")
+            print(f"  throughput abvoc/{known} serving the same model {r_srv:.3f}")
     r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
     print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     for pace_ms, figures in b.items():
