@@ -11,7 +11,9 @@ The anchor is that InferenceSession called bare in the client process, HTTP-free
 rows with the same C threads. A second pair of copies with batching off (max_batch_size 1, scope
 `flowers-unbatched`) shows what the batching window costs. Where (b)'s servers run, MLServer
 and KServe serving the same model to the same requests say what a well-known V2 server alone
-does with them (no routing, record or event). The HTTP sides are driven by the
+does with them (no routing, record or event); each runs one process (MLServer 1.7.1's parallel
+workers crash with current uvloop), so only with one worker is abvoc's ratio to them like with
+like. The HTTP sides are driven by the
 same libcurl client threads (benchmarks/http_load.py), so the server, not the client, sets their
 rates. Rounds alternate the order (ABCD, DCBA, ...); figures are medians of the rounds.
 
@@ -369,7 +371,9 @@ def main() -> None:
     for known in ("MLServer", "KServe"):
         if f"{known}, same model" in a:
             r_srv = ratio(a, "abvoc /v2 (router+ev)", f"{known}, same model")
-            print(f"  throughput abvoc/{known} serving the same model {r_srv:.3f}")
+            print(f"  throughput abvoc/{known} serving the same model {r_srv:.3f} (abvoc "
+                  f"{args.workers} worker process(es), {known} one: MLServer 1.7.1's parallel "
+                  "workers crash with current uvloop)")
     r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
     print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     for pace_ms, figures in b.items():
