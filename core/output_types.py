@@ -76,8 +76,11 @@ def check_output(kind: OutputKind, value: Any) -> Any:
 
 
 def _string(kind: OutputKind, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise AbvocError(f"'corrected_output' must be a non-empty string: the candidate answers "
+    # Text may be empty: "this input holds no text" is a truth (a blank crop, a caption of
+    # nothing). A label must be a class, and an empty formula is not one (validate_latex).
+    if not isinstance(value, str) or (not value and kind.type != "text"):
+        string = "a string" if kind.type == "text" else "a non-empty string"
+        raise AbvocError(f"'corrected_output' must be {string}: the candidate answers "
                          f"{kind.type}; got {_show(value)}")
     if len(value) > MAX_OUTPUT_CHARS:
         raise AbvocError(f"'corrected_output' is {len(value)} characters; the limit is "

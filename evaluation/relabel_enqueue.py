@@ -393,5 +393,6 @@ def route_label(session: Session, item_id: int) -> str | None:
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash)).one()
     # The stage's samples follow its item's verified label (the one just routed, or the label
     # an annotator gave the stage item itself before).
-    store_samples(session, routed.id, queue, p, routed.label or item.label)
+    store_samples(session, routed.id, queue, p,
+                  item.label if routed.label is None else routed.label)
     return queue

@@ -29,6 +29,9 @@ from feedback import annotation
 ROLES = frozenset({"annotator", "admin"})
 ANY = "any"
 LABEL = "ann-label"
+NO_TEXT = "ann-no-text"
+"""A text item's tick for "the input holds no text": the label is then the empty string, which
+an empty editor is not taken for (an empty field is more often a label not yet typed)."""
 
 
 def layout() -> Component:
@@ -74,7 +77,11 @@ def as_text(value: Any, kind: str | None) -> str:
 
 
 def _output(value: Any, id_: str, kind: str | None) -> Component:
-    return html.Pre("–" if value is None else as_text(value, kind), id=id_, className="output")
+    """An answer or a correction; "–" where there is none (a failed answer), and the empty text
+    said in words, not shown as an empty box."""
+    shown = "–" if value is None else "(no text)" if value == "" and kind != "json" \
+        else as_text(value, kind)
+    return html.Pre(shown, id=id_, className="output")
 
 
 def view(item: dict[str, Any] | None) -> Component:
@@ -181,6 +188,11 @@ def editor(item: dict[str, Any] | None) -> Component:
         field = dcc.Input(id=id_, type="text", value=start if isinstance(start, str) else "",
                           debounce=False,
                           style={"width": "100%", "fontFamily": "monospace"})
+    if kind == "text":
+        blank = dcc.Checklist(id={"type": NO_TEXT, "kind": kind},
+                              options=[{"label": " the input holds no text", "value": "yes"}],
+                              value=["yes"] if start == "" else [])
+        return html.Div([html.H4(f"Your label ({kind})"), field, blank])
     return html.Div([html.H4(f"Your label ({kind})"), field])
 
 
@@ -195,10 +207,18 @@ def preview(kind: str | None, value: Any) -> Component:
                     style={"background": "#fff", "padding": "8px", "margin": "6px 0"})
 
 
-def label_value(kind: str, raw: Any) -> Any:
-    """The editor's value as the API's ``label`` field (JSON typed from its text)."""
+def label_value(kind: str, raw: Any, no_text: bool = False) -> Any:
+    """The editor's value as the API's ``label`` field (JSON typed from its text); with
+    `no_text` (a text item's tick), the empty text."""
+    if no_text:
+        if kind != "text":
+            raise AbvocError("only a text item can be labeled as holding no text")
+        if raw not in (None, ""):
+            raise AbvocError("the label has text but is ticked as holding none: clear one")
+        return ""
     if raw is None or raw == "":
-        raise AbvocError("enter a label first (or skip the item)")
+        hint = ", tick 'the input holds no text'" if kind == "text" else ""
+        raise AbvocError(f"enter a label first (or skip the item{hint})")
     if kind == "json":
         try:
             return json.loads(raw)
@@ -221,13 +241,14 @@ def held_item(item: Any) -> dict[str, Any] | None:
 
 
 def act(db: Any, who: str, action: str, item: dict[str, Any] | None, value: Any,
-        reason: str | None) -> str:
+        reason: str | None, no_text: bool = False) -> str:
     """Do ``action`` (submit, skip, flag) to the held item; what it did, for the message."""
     if item is None:
         raise AbvocError("claim an item first")
     item_id = int(item["id"])
     if action == "submit":
-        result = annotation.submit(db, item_id, who, label_value(item["output_type"], value))
+        result = annotation.submit(db, item_id, who,
+                                   label_value(item["output_type"], value, no_text))
         if result["status"] == "done":
             with db.session() as s:
                 route_label(s, item_id)
@@ -240,7 +261,8 @@ def act(db: Any, who: str, action: str, item: dict[str, Any] | None, value: Any,
 
 
 def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any] | None,
-         value: Any, reason: str | None) -> tuple[dict[str, Any] | None, str, bool]:
+         value: Any, reason: str | None,
+         no_text: bool = False) -> tuple[dict[str, Any] | None, str, bool]:
     """One button press: the item now held, the message, and whether the item changed.
 
     A refused action (400, 409, 404) keeps the item and says why; a done one claims the next.
@@ -248,7 +270,7 @@ def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any
     done = ""
     if trigger != "claim":
         try:
-            done = act(db, who, trigger, item, value, reason)
+            done = act(db, who, trigger, item, value, reason, no_text)
         except AbvocError as exc:
             # The API's 409 names its claim endpoint; here the claim is a button.
             said = exc.message.replace("with POST /v1/relabel/claim", "with Claim next")
@@ -277,10 +299,11 @@ def register(app: Dash) -> None:
                   Input("ann-skip", "n_clicks"), Input("ann-flag", "n_clicks"),
                   State("ann-queue", "value"), State("ann-item", "data"),
                   State({"type": LABEL, "kind": ALL}, "value"), State("ann-reason", "value"),
+                  State({"type": NO_TEXT, "kind": ALL}, "value"),
                   prevent_initial_call=True)
     @require_role(ROLES)
     def _step(_c: Any, _s: Any, _k: Any, _f: Any, queue: Any, item: Any, values: Any,
-              reason: Any) -> tuple[Any, ...]:
+              reason: Any, ticks: Any) -> tuple[Any, ...]:
         trigger = str(ctx.triggered_id or "").removeprefix("ann-")
         if trigger not in ("claim", "submit", "skip", "flag"):
             raise AbvocError("unknown action")
@@ -288,8 +311,9 @@ def register(app: Dash) -> None:
                 reason is not None and not isinstance(reason, str):
             raise AbvocError("'queue' and 'reason' must be text")
         value = values[0] if isinstance(values, list) and values else None
+        no_text = isinstance(ticks, list) and bool(ticks) and ticks[0] == ["yes"]
         held, message, changed = step(data.store(), current_identity(), trigger, queue,
-                                      held_item(item), value, reason)
+                                      held_item(item), value, reason, no_text)
         if not changed:
             return no_update, no_update, no_update, message, no_update
         return held, view(held), editor(held), message, ""

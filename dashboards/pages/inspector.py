@@ -145,13 +145,15 @@ def _corrections(f: dict[str, Any]) -> Component:
 
 
 def _blame(f: dict[str, Any]) -> Component:
-    labels = ", ".join(f"{lb['label']} ({lb['annotator'] or 'annotator'})" for lb in f["labels"])
+    labels = ", ".join(f"{lb['label'] or '(no text)'} ({lb['annotator'] or 'annotator'})"
+                       for lb in f["labels"])
     blamed = f["blamed"]
-    verdict = ("no truth known yet" if not (f["truth"] or labels) else
+    verdict = ("no truth known yet" if f["truth"] is None and not labels else
                "no stages to blame" if blamed is None else
                "the output is right" if blamed == "correct" else f"stage blamed: {blamed}")
+    truth = "–" if f["truth"] is None else f["truth"] or "(no text)"
     return html.Ul(id="insp-blame", children=[
-        html.Li(f"Truth (from corrections): {f['truth'] or '–'}"),
+        html.Li(f"Truth (from corrections): {truth}"),
         html.Li(f"Relabels: {labels or '–'}"), html.Li(html.B(verdict))])
 
 

@@ -1,9 +1,10 @@
 """The truth of an offline example and the candidate's answer, in one form each: a label as the
 output type holds it (a class, a string, a finite number, a JSON value as the store's text of
 it), checked as corrections are (a class of the candidate's, text without lone surrogates or
-NUL, LaTeX that parses, a number that is finite, JSON valid against the output schema), and an
-answer in the same form, so the two compare as the online metrics compare them: a JSON value
-through :func:`core.events.value_text`, the one rule for both, in which 2 and 2.0 are equal."""
+NUL (empty text included: an input with no text in it), LaTeX that parses, a number that is
+finite, JSON valid against the output schema), and an answer in the same form, so the two
+compare as the online metrics compare them: a JSON value through
+:func:`core.events.value_text`, the one rule for both, in which 2 and 2.0 are equal."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from serving.bundles.offline_metrics import OfflineError
 def truth(output: OutputSpec, label: Any, where: str) -> Any:
     """The label as the output type holds it; an error naming the line otherwise."""
     kind = output.type
-    if (label is None and kind != "json") or (kind in ("text", "latex")
-                                               and isinstance(label, str) and not label.strip()):
+    # null is "not labeled yet"; a blank formula too, but blank text is a truth: the input
+    # holds no text (a blank crop), which a text candidate is right to answer with nothing.
+    if (label is None and kind != "json") or (kind == "latex" and isinstance(label, str)
+                                               and not label.strip()):
         raise OfflineError(f"{where}: the example is not labeled ({json.dumps(label)}): label it "
                            f"first with the true {kind} (`abvoc dataset split-pages` leaves "
                            "every label null for annotators to fill in)")

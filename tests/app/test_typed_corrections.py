@@ -102,6 +102,32 @@ def test_the_candidate_output_type_decides_what_a_correction_may_carry(
     assert empty.status_code == 400 and "1 to 128" in empty.get_json()["error"]
 
 
+def test_the_empty_text_is_a_text_truth_and_no_other_types(v2app: Flask) -> None:
+    """A customer can say an input holds no text ("" for a text candidate); an empty label is
+    no class and an empty formula no formula, so those stay 400s that store nothing."""
+    client = v2app.test_client()
+    corrector = bearer(v2app, "correct")
+    refused = [("flower", {"kind": "bundle", "output": {"type": "label", "classes": CLASSES}},
+                "non-empty"),
+               ("ocr-like", {"detector": {}}, "non-empty")]
+    for candidate, pipeline, words in refused:
+        ids = served(v2app, candidate, pipeline)
+        before = stored(v2app)
+        answer = client.post("/v1/corrections", headers=corrector,
+                             json={**ids, "corrected_output": ""})
+        assert answer.status_code == 400 and words in answer.get_json()["error"], candidate
+        assert stored(v2app) == before
+    ids = served(v2app, "caption", {"kind": "remote", "output": {"type": "text"}})
+    ok = client.post("/v1/corrections", headers=corrector, json={**ids, "corrected_output": ""})
+    assert ok.status_code == 202, ok.get_json()
+    event = last_event(v2app)
+    assert event["corrected_output"] == "" and event["output_type"] == "text"
+    not_text = client.post("/v1/corrections", headers=corrector,
+                           json={**ids, "corrected_output": None})
+    assert not_text.status_code == 400
+    assert "must be a string: the candidate answers text" in not_text.get_json()["error"]
+
+
 def test_receipt_is_checked_before_the_prediction_is_looked_up(v2app: Flask) -> None:
     client = v2app.test_client()
     corrector = bearer(v2app, "correct")

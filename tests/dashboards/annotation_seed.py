@@ -81,3 +81,18 @@ def seed_queue(db: Database) -> list[str]:
         _item(s, "p-class", "h-class", "classes", priority=1.0, queue="training",
               reasons=("low_confidence",))
     return pids
+
+
+def seed_text_item(db: Database) -> str:
+    """One ``text`` item in :data:`QUEUE` whose candidate read words into a blank image; its
+    prediction id."""
+    data = png(0)
+    digest = hashlib.sha256(data).hexdigest()
+    with db.session() as s:
+        s.add(Candidate(name="reader", version="1", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "text"}}))
+        s.add(PredictionInput(prediction_id="p-text", input_hash=digest, kind="image",
+                              data=data, created_at=T0))
+        _prediction(s, "p-text", "reader", "STOP", digest, output_type="text")
+        _item(s, "p-text", digest, "reader", priority=1.0)
+    return "p-text"

@@ -2,7 +2,8 @@
 image, the served and the shadow's output and the customer's correction (user text as text),
 types a label with a live preview, is told (not crashed) when it is invalid, submits, skips,
 flags, and labels a class with the picker; the store holds the labels under the annotator's
-identity. A screenshot is saved (and copied to $ABVOC_SCREENSHOTS when set)."""
+identity. A text item is labeled as holding no text with the tick (an empty field is
+refused). A screenshot is saved (and copied to $ABVOC_SCREENSHOTS when set)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from app.auth import create_key
 from core.store.models import RelabelItem, RelabelLabel
-from tests.dashboards.annotation_seed import EVIL, seed_queue
+from tests.dashboards.annotation_seed import EVIL, seed_queue, seed_text_item
 from tests.dashboards.test_dashboard_browser import WAIT_S, _log_in, _text, _wait
 from tests.support.browser import chromium, console_errors, screenshot
 from tests.support.live import serve
@@ -112,3 +113,26 @@ def test_an_annotator_claims_labels_skips_and_flags(dash_app: Flask, tmp_path: P
     assert acts == [(first.id, who, "label", "\\frac{1}{2}+x^{2}", "reject"),
                     (second.id, who, "skip", None, None), (third.id, who, "flag", None, None),
                     (picked.id, who, "label", "cat", None)]
+
+
+def test_a_text_item_is_labeled_as_holding_no_text(dash_app: Flask) -> None:
+    db = dash_app.extensions["abvoc"].db
+    pid = seed_text_item(db)
+    made = create_key(db, ["annotate"], name="bob")
+    with serve(dash_app) as base, chromium() as driver:
+        driver.get(f"{base}/dashboard/")
+        _wait(driver, "#login-form")
+        _log_in(driver, made["key"])
+        _wait(driver, "#ann-claim").click()
+        _until_text(driver, "#ann-summary", "output type text")
+        assert _text(driver, "#ann-served") == "STOP"
+        _type(driver, "#ann-editor input[type=text]", "")
+        driver.find_element(By.ID, "ann-submit").click()
+        _until_text(driver, "#ann-message", "tick 'the input holds no text'")
+        _wait(driver, "#ann-editor input[type=checkbox]").click()
+        driver.find_element(By.ID, "ann-submit").click()
+        _until_text(driver, "#ann-message", "labeled (done). Nothing left")
+        assert console_errors(driver) == []
+    with db.reading() as s:
+        item = s.scalars(select(RelabelItem).where(RelabelItem.prediction_id == pid)).one()
+    assert (item.status, item.label) == ("done", "")

@@ -71,6 +71,31 @@ def test_editors_fit_the_output_type() -> None:
             raise AssertionError(f"{kind} {raw!r} was accepted")
 
 
+def test_a_text_item_can_be_labeled_as_holding_no_text() -> None:
+    """An empty text field is a label not typed yet; the empty text is said with a tick."""
+    item = {"id": 1, "classes": [], "served": {"output": ""}, "correction": None,
+            "output_type": "text"}
+    tick = find_component(annotate.editor(item), {"type": annotate.NO_TEXT, "kind": "text"})
+    assert isinstance(tick, dcc.Checklist) and tick.value == ["yes"]  # it answered nothing
+    assert find_component(annotate.editor({**item, "output_type": "latex"}),
+                          {"type": annotate.NO_TEXT, "kind": "latex"}) is None
+    assert annotate.label_value("text", "", no_text=True) == ""
+    assert annotate.label_value("text", None, no_text=True) == ""
+    for kind, raw, ticked, words in (("text", "", False, "tick 'the input holds no text'"),
+                                     ("text", "a cat", True, "clear one"),
+                                     ("latex", "", True, "only a text item")):
+        try:
+            annotate.label_value(kind, raw, no_text=ticked)
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            assert words in str(exc), (kind, raw, str(exc))
+        else:
+            raise AssertionError(f"{kind} {raw!r} was accepted")
+    shown = find_component(annotate.view({**item, "queue": "verification", "reasons": [],
+                                          "priority": 1.0, "candidate": "c", "slice": "all",
+                                          "input": None}), "ann-served")
+    assert shown.children == "(no text)"
+
+
 def test_the_latex_preview_renders_or_says_why_not() -> None:
     good = annotate.preview("latex", "\\frac{1}{2}+x^{2}")
     assert isinstance(good, html.Img) and good.src.startswith("data:image/png;base64,iVBOR")
@@ -151,7 +176,7 @@ def _press(client: Any, button: str, item: Any) -> Any:
                         else None} for b in buttons],
             "state": [{"id": "ann-queue", "property": "value", "value": QUEUE},
                       {"id": "ann-item", "property": "data", "value": item},
-                      [], {"id": "ann-reason", "property": "value", "value": "unclear"}],
+                      [], {"id": "ann-reason", "property": "value", "value": "unclear"}, []],
             "changedPropIds": [f"ann-{button}.n_clicks"]}
     return client.post("/dashboard/_dash-update-component", json=body,
                        headers={**ORIGIN, "X-CSRFToken": _token(client)})

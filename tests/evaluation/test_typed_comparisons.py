@@ -59,6 +59,23 @@ def test_text_corrections_feed_word_metrics(db: Database) -> None:
     assert figures["exact_match"] == 0.5 and figures["token_edit_distance"] == pytest.approx(0.25)
 
 
+def test_an_empty_text_truth_is_matched_by_an_empty_answer_only(db: Database) -> None:
+    """"" is the truth of an input with no text: the candidate that answered nothing is right,
+    one that read words into it is wholly wrong, and one that failed is an error, not a match
+    (its missing answer is stored as "" too)."""
+    exp = add_experiment(db)
+    failed = prediction("p2", confidence=None, error="timeout", output="")
+    failed.update(output_type="text")
+    apply(db, [typed_prediction("p0", "", "text"), typed_prediction("p1", "STOP", "text"),
+               events.validate_event(failed)])
+    apply(db, [typed_correction(pid, "", "text") for pid in ("p0", "p1", "p2")])
+    totals = aggregate_totals(db, exp)
+    assert totals["corrected.sum"] == 3 and totals["errors.sum"] == 1
+    assert totals["exact_match"] == 2 and totals["exact_match.sum"] == 1
+    assert totals["token_edit_distance.sum"] == pytest.approx(1.0)
+    assert same_output("", "  ", "text") and edit_distance("", "", "text") == 0.0
+
+
 def load_numbers(db: Database, primary: str = "correction_rate",
                  offline: dict[str, Any] | None = None,
                  per_unit: int = 1) -> tuple[int, np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
-"""The offline test's manifest check refuses examples that are not labeled (null, empty or
-blank) and LaTeX labels abvoc's own validator rejects, naming the line, before the model runs."""
+"""The offline test's manifest check refuses examples that are not labeled (null; for LaTeX
+also empty or blank, since no formula is empty) and LaTeX labels abvoc's own validator rejects,
+naming the line, before the model runs. Empty text is a text label: the input holds no text."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from serving.bundles.manifest import Manifest, parse_manifest
 from serving.bundles.offline import read_dataset
-from serving.bundles.offline_metrics import OfflineError
+from serving.bundles.offline_metrics import OfflineError, summarize
 
 
 def _manifest(output: dict[str, object]) -> Manifest:
@@ -27,13 +28,26 @@ def _dataset(tmp_path: Path, *labels: object) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["latex", "text"])
-@pytest.mark.parametrize("label", [None, "", "   ", "\t\n"])
+@pytest.mark.parametrize(("kind", "label"), [
+    ("latex", None), ("latex", ""), ("latex", "   "), ("latex", "\t\n"), ("text", None)])
 def test_unlabeled_examples_are_refused(tmp_path: Path, kind: str, label: object) -> None:
     path = _dataset(tmp_path, "x^{2}", label)
     with pytest.raises(OfflineError, match=r"d\.jsonl line 2: the example is not labeled .*"
                                            "label it first"):
         read_dataset(path, _manifest({"type": kind}))
+
+
+@pytest.mark.parametrize("label", ["", "   ", "\t\n"])
+def test_empty_text_is_a_text_label(tmp_path: Path, label: str) -> None:
+    """An input with no text in it (a blank crop) has the empty text as its truth; a candidate
+    that answers nothing there is right, one that reads words into it is wrong."""
+    path = _dataset(tmp_path, "the cat", label)
+    examples = read_dataset(path, _manifest({"type": "text"}))
+    assert [e.label for e in examples] == ["the cat", label]
+    output = _manifest({"type": "text"}).output
+    row = summarize(output, ["the cat", label, label], ["the cat", "", "a cat"])
+    assert row["exact_match"] == pytest.approx(2 / 3, abs=1e-4)  # rounded to 4 places
+    assert row["token_edit_distance"] == pytest.approx(1 / 3, abs=1e-4)  # 0, 0 and 1
 
 
 @pytest.mark.parametrize("label", ["x^{", "x_", "x}", "\\nosuchcommand{x}"])
