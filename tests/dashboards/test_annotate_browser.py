@@ -39,6 +39,14 @@ def _type(driver: WebDriver, css: str, text: str) -> None:
     field.send_keys(text)
 
 
+def _claim_first(driver: WebDriver, base: str, key: str) -> None:
+    """Log in to the dashboard with `key` and press Claim next."""
+    driver.get(f"{base}/dashboard/")
+    _wait(driver, "#login-form")
+    _log_in(driver, key)
+    _wait(driver, "#ann-claim").click()
+
+
 def test_an_annotator_claims_labels_skips_and_flags(dash_app: Flask, tmp_path: Path,
                                                     database_url: str) -> None:
     db = dash_app.extensions["abvoc"].db
@@ -47,10 +55,7 @@ def test_an_annotator_claims_labels_skips_and_flags(dash_app: Flask, tmp_path: P
     who = f"alice:{made['prefix']}"
     db_kind = database_url.split(":")[0].split("+")[0]
     with serve(dash_app) as base, chromium() as driver:
-        driver.get(f"{base}/dashboard/")
-        _wait(driver, "#login-form")
-        _log_in(driver, made["key"])
-        _wait(driver, "#ann-claim").click()
+        _claim_first(driver, base, made["key"])
 
         _until_text(driver, "#ann-summary", "Item #1 in verification")
         image = _wait(driver, "img#ann-input")
@@ -120,10 +125,7 @@ def test_a_text_item_is_labeled_as_holding_no_text(dash_app: Flask) -> None:
     pid = seed_text_item(db)
     made = create_key(db, ["annotate"], name="bob")
     with serve(dash_app) as base, chromium() as driver:
-        driver.get(f"{base}/dashboard/")
-        _wait(driver, "#login-form")
-        _log_in(driver, made["key"])
-        _wait(driver, "#ann-claim").click()
+        _claim_first(driver, base, made["key"])
         _until_text(driver, "#ann-summary", "output type text")
         assert _text(driver, "#ann-served") == "STOP"
         _type(driver, "#ann-editor input[type=text]", "")
