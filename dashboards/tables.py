@@ -23,6 +23,17 @@ def fmt(value: Any, percent: bool = False) -> str:
     return str(value)
 
 
+NO_TEXT = "(no text)"
+
+
+def answer_text(value: str | None) -> str:
+    """A stored answer, correction or label as a page shows it: '–' for none, and the empty text
+    (a truth that the input holds no text) in words rather than as an empty cell."""
+    if value is None:
+        return "–"
+    return value or NO_TEXT
+
+
 def isolate(name: Any) -> str:
     """A user-chosen name between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL
     ISOLATE, for plain-text places (dropdown labels, sentences): a U+202E in the name then

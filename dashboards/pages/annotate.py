@@ -23,6 +23,7 @@ from dashboards.auth import current_identity
 from dashboards.kept_input import kept_input
 from dashboards.latex_preview import render
 from dashboards.pages._page import Page
+from dashboards.tables import answer_text
 from evaluation.relabel_enqueue import route_label
 from feedback import annotation
 
@@ -79,7 +80,7 @@ def as_text(value: Any, kind: str | None) -> str:
 def _output(value: Any, id_: str, kind: str | None) -> Component:
     """An answer or a correction; "–" where there is none (a failed answer), and the empty text
     said in words, not shown as an empty box."""
-    shown = "–" if value is None else "(no text)" if value == "" and kind != "json" \
+    shown = answer_text(value) if value is None or value == "" and kind != "json" \
         else as_text(value, kind)
     return html.Pre(shown, id=id_, className="output")
 

@@ -21,7 +21,7 @@ from dashboards import data, feeds, plots
 from dashboards.access import require_role
 from dashboards.kept_input import kept_input
 from dashboards.pages._page import Page
-from dashboards.tables import fmt, table
+from dashboards.tables import answer_text, fmt, table
 from feedback.item_view import describe_input
 from serving.images import decode_image, encode_png
 
@@ -140,20 +140,20 @@ def _corrections(f: dict[str, Any]) -> Component:
     if not f["corrections"]:
         return html.P("No correction.", id="insp-corrections")
     return table(["at (UTC)", "correction", "comment", "rating"],
-                 [[c["at"].strftime("%Y-%m-%d %H:%M:%S"), c["correction"], c["comment"] or "",
+                 [[c["at"].strftime("%Y-%m-%d %H:%M:%S"), answer_text(c["correction"]),
+                   c["comment"] or "",
                    c["rating"]] for c in f["corrections"]], "insp-corrections")
 
 
 def _blame(f: dict[str, Any]) -> Component:
-    labels = ", ".join(f"{lb['label'] or '(no text)'} ({lb['annotator'] or 'annotator'})"
+    labels = ", ".join(f"{answer_text(lb['label'])} ({lb['annotator'] or 'annotator'})"
                        for lb in f["labels"])
     blamed = f["blamed"]
     verdict = ("no truth known yet" if f["truth"] is None and not labels else
                "no stages to blame" if blamed is None else
                "the output is right" if blamed == "correct" else f"stage blamed: {blamed}")
-    truth = "–" if f["truth"] is None else f["truth"] or "(no text)"
     return html.Ul(id="insp-blame", children=[
-        html.Li(f"Truth (from corrections): {truth}"),
+        html.Li(f"Truth (from corrections): {answer_text(f['truth'])}"),
         html.Li(f"Relabels: {labels or '–'}"), html.Li(html.B(verdict))])
 
 

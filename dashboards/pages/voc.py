@@ -14,7 +14,7 @@ from dashboards import data, feeds
 from dashboards.access import require_role, whole_number
 from dashboards.auth import PREFIX
 from dashboards.pages._page import Page
-from dashboards.tables import fmt, isolate
+from dashboards.tables import answer_text, fmt, isolate
 
 ROLES = frozenset({"admin"})
 KIND_OPTIONS = [{"label": "corrections", "value": "correction"},
@@ -75,7 +75,9 @@ def _where(r: dict[str, Any]) -> str:
 
 
 def _report(r: dict[str, Any]) -> str:
-    return r["report"] if r["kind"] == "correction" else f"{r['report']} = {fmt(r['value'])}"
+    if r["kind"] == "correction":
+        return answer_text(r["report"])
+    return f"{r['report']} = {fmt(r['value'])}"
 
 
 def _kinds(value: Any) -> tuple[str, ...]:

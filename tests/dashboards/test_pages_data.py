@@ -18,14 +18,15 @@ from core.store.db import utcnow
 from core.store.relabel_models import PredictionInput
 from dashboards import feeds
 from dashboards import operations as ops
-from dashboards.pages import divergence, inspector
+from dashboards.pages import divergence, inspector, voc
 from dashboards.pages import operations as operations_page
+from dashboards.tables import answer_text
 from serving.images import encode_png
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES
 from tests.dashboards.pages_seed import HOSTILE, OCR_ID, OUTCOME_METRIC, seed_pages
 from tests.dashboards.test_dashboard_auth import ORIGIN, _token, login
 from tests.evaluation.helpers import T0
-from tests.support.dash_tree import find_component
+from tests.support.dash_tree import component_text, find_component
 
 
 @pytest.fixture
@@ -214,3 +215,14 @@ def test_page_callbacks_answer_and_refuse_bad_input(dash_app: Flask, pages_seede
     drill = _call(client, ["div-drill.children"], [("div-slice.value", 3),
                                                    ("div-select.value", pages_seeded)])
     assert drill.status_code == 400 and "'slice' must be text" in drill.get_json()["error"]
+
+
+def test_the_empty_text_is_shown_in_words() -> None:
+    """A truth that the input holds no text reads as such, not as an empty cell or as none."""
+    assert (answer_text(None), answer_text(""), answer_text("a cat")) == \
+        ("–", "(no text)", "a cat")
+    shown = component_text(inspector._blame({  # noqa: SLF001 - the part under test
+        "truth": "", "labels": [{"label": "", "annotator": "ann:1"}], "blamed": None}))
+    assert "Truth (from corrections): (no text)" in shown and "(no text) (ann:1)" in shown
+    assert "no stages to blame" in shown  # a truth is known
+    assert voc._report({"kind": "correction", "report": ""}) == "(no text)"  # noqa: SLF001
