@@ -80,7 +80,7 @@ def as_text(value: Any, kind: str | None) -> str:
 def _output(value: Any, id_: str, kind: str | None) -> Component:
     """An answer or a correction; "–" where there is none (a failed answer), and the empty text
     said in words, not shown as an empty box."""
-    shown = answer_text(value) if value is None or value == "" and kind != "json" \
+    shown = answer_text(value) if value is None or (value == "" and kind != "json") \
         else as_text(value, kind)
     return html.Pre(shown, id=id_, className="output")
 

@@ -17,6 +17,7 @@ from core.errors import AbvocError
 from dashboards.report import plots
 from dashboards.report.labels import TOP, top_with_rest
 from dashboards.report.template import TEMPLATE
+from dashboards.tables import answer_text
 
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -122,7 +123,7 @@ def build_plots(data: dict[str, Any]) -> dict[str, Any]:
 def render_html(data: dict[str, Any]) -> str:
     """The report's HTML for :func:`evaluation.weekly.weekly_data`'s output."""
     return _ENV.from_string(TEMPLATE).render(d=data, plots=build_plots(data), num=_num,
-                                             pct=_pct)
+                                             pct=_pct, answer=answer_text)
 
 
 def find_chromium() -> str:

@@ -80,7 +80,7 @@ if not loop.last }}{% endfor %}.</p>{% endif %}
 <th>correction</th><th>rating</th><th>comment</th></tr>
 {% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
 <td>{{ x.candidate }} / {{ x.slice }}</td>
-<td><code>{{ x.output }}</code></td><td><code>{{ x.corrected_output or "(no text)" }}</code></td>
+<td><code>{{ x.output }}</code></td><td><code>{{ answer(x.corrected_output) }}</code></td>
 <td>{{ x.rating if x.rating is not none else "" }}</td><td>{{ x.comment or "" }}</td></tr>
 {% endfor %}</table>{% endif %}
 </section>
