@@ -97,6 +97,17 @@ def prepare(out: mp.Queue, data_dir: str, models_dir: str | None) -> None:
     out.put((str(models), key))
 
 
+def prepared(data_dir: str, models_dir: str | None) -> tuple[str, str]:
+    """(the model store, a predict key) from :func:`prepare`, run in a spawned process."""
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    setup = ctx.Process(target=prepare, args=(out, data_dir, models_dir))
+    setup.start()
+    models, key = out.get(timeout=900)
+    setup.join()
+    return models, key
+
+
 def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = False,
           keep_hours: float = 72) -> None:
     """The app over the prepared store, with the bare route and the CPU counters, under
@@ -228,12 +239,8 @@ def main() -> None:
     from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
     ctx = mp.get_context("spawn")
-    out: mp.Queue = ctx.Queue()
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-api-")
-    setup = ctx.Process(target=prepare, args=(out, data_dir, args.models))
-    setup.start()
-    models, key = out.get(timeout=900)
-    setup.join()
+    models, key = prepared(data_dir, args.models)
     port = free_port()
     server = ctx.Process(target=serve, args=(data_dir, models, port, args.server,
                                              args.breakdown, args.input_retention_hours))

@@ -24,7 +24,6 @@ Cases alternate by round; figures are medians of the rounds.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import queue
 import statistics
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_api import CANDIDATE, _settings, prepare  # noqa: E402
+from benchmarks.bench_api import CANDIDATE, _settings, prepared  # noqa: E402
 from benchmarks.bench_commit import unit  # noqa: E402
 
 UNITS = 4  # answers per batch, as the batcher merges them at 8 concurrent requests
@@ -55,11 +54,7 @@ class Bench:
 
         torch.set_num_threads(1)  # as bench_api's server runs it
         self.data_dir = tempfile.mkdtemp(prefix="abvoc-bench-placement-")
-        out: mp.Queue = mp.get_context("spawn").Queue()
-        setup = mp.get_context("spawn").Process(target=prepare, args=(out, self.data_dir, models))
-        setup.start()
-        models, _key = out.get()
-        setup.join()
+        models, _key = prepared(self.data_dir, models)
         self.settings = _settings(self.data_dir, models)
         self.app = create_app(self.settings)
         self.pipeline = self.app.extensions["abvoc_serving"].pool.get(CANDIDATE).pipeline
@@ -98,7 +93,7 @@ def same_thread(bench: Bench, batches: int, model: bool) -> tuple[float, float]:
         if model:
             bench.infer(k)
         spent.append(bench.record_and_commit())
-    return tuple(sum(s[i] for s in spent) * 1000 / (batches * UNITS) for i in (0, 1))
+    return _per_answer(spent, batches)
 
 
 def writer_thread(bench: Bench, batches: int, wait: bool) -> tuple[float, float]:
@@ -123,6 +118,11 @@ def writer_thread(bench: Bench, batches: int, wait: bool) -> tuple[float, float]
             done.wait()
     jobs.put(None)
     thread.join()
+    return _per_answer(spent, batches)
+
+
+def _per_answer(spent: list[tuple[float, float]], batches: int) -> tuple[float, float]:
+    """Batches' (records, commit) CPU seconds as ms per answer."""
     return tuple(sum(s[i] for s in spent) * 1000 / (batches * UNITS) for i in (0, 1))
 
 
