@@ -53,6 +53,7 @@ def create_app(
         v2,
         weekly_reports,
     )
+    from app.api.v2_lane import V2Lane
     from app.auth import KeyCache
     from app.rate_limit import KeyRateLimit
     from app.serving import Serving
@@ -69,7 +70,9 @@ def create_app(
         app.register_blueprint(module.bp)
     _mount_dashboard(app, services)
     # Inference bodies are the largest a route takes; each route checks its own limit after.
-    app.wsgi_app = InflateBodies(app.wsgi_app, v2.MAX_BODY_BYTES)  # type: ignore[method-assign]
+    # Well-formed inference requests take the V2 lane around Flask (app/api/v2_lane.py).
+    app.wsgi_app = InflateBodies(V2Lane(app, app.wsgi_app),  # type: ignore[method-assign]
+                                 v2.MAX_BODY_BYTES)
     return app
 
 

@@ -13,7 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, request
 from sqlalchemy import select, update
@@ -23,6 +23,9 @@ from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
 from core.times import utc_iso
+
+if TYPE_CHECKING:
+    from app.rate_limit import KeyRateLimit
 
 SCOPES = ("predict", "correct", "outcome", "annotate", "admin")
 CACHE_S = 5.0
@@ -171,9 +174,13 @@ class KeyCache:
 
 def presented_key() -> str | None:
     """The key the request carries; two different keys in the two headers are refused."""
-    header = request.headers.get("Authorization", "")
-    bearer = header[7:].strip() if header.startswith("Bearer ") else None
-    api_key = request.headers.get("X-API-Key") or None
+    return key_in(request.headers.get("Authorization", ""), request.headers.get("X-API-Key"))
+
+
+def key_in(authorization: str, api_key: str | None) -> str | None:
+    """The key in these two headers' values (`Authorization: Bearer <key>`, `X-API-Key`)."""
+    bearer = authorization[7:].strip() if authorization.startswith("Bearer ") else None
+    api_key = api_key or None
     if bearer and api_key and bearer != api_key:
         raise Unauthorized("two different API keys were sent; send one, in one header")
     return bearer or api_key
@@ -182,16 +189,27 @@ def presented_key() -> str | None:
 def current_scopes() -> frozenset[str]:
     """The scopes of the request's key (empty without a valid key); admin includes all."""
     if "scopes" not in g:
-        key = presented_key()
-        scopes = current_app.extensions["abvoc_keys"].scopes(key) if key else frozenset()
-        g.scopes = frozenset(SCOPES) if "admin" in scopes else scopes
+        g.scopes = key_scopes(current_app.extensions["abvoc_keys"], presented_key())
     return g.scopes
+
+
+def key_scopes(keys: KeyCache, key: str | None) -> frozenset[str]:
+    """The scopes of `key` (empty without a valid key); admin includes all."""
+    scopes = keys.scopes(key) if key else frozenset()
+    return frozenset(SCOPES) if "admin" in scopes else scopes
 
 
 def current_identity() -> str:
     """The request's key as ``name:prefix`` (empty without a valid key)."""
     key = presented_key()
     return current_app.extensions["abvoc_keys"].identity(key) if key else ""
+
+
+def within_rate(limit: KeyRateLimit | None, keys: KeyCache, key: str | None) -> None:
+    """A 429 when `key` is past the service's request rate (none is set by default)."""
+    if limit is not None and key:
+        who = keys.identity(key)
+        limit.check(who, who.rpartition(":")[2])
 
 
 def require(scope: str) -> Callable:
@@ -207,9 +225,8 @@ def require(scope: str) -> Callable:
                 raise Unauthorized("the API key is unknown or revoked")
             if scope not in scopes:
                 raise Forbidden(f"this API key lacks the {scope!r} scope")
-            if (limit := current_app.extensions.get("abvoc_rate")) is not None:
-                who = current_identity()
-                limit.check(who, who.rpartition(":")[2])
+            within_rate(current_app.extensions.get("abvoc_rate"),
+                        current_app.extensions["abvoc_keys"], presented_key())
             return view(*args, **kwargs)
 
         wrapped.required_scope = scope  # type: ignore[attr-defined]

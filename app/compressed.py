@@ -34,6 +34,7 @@ except ImportError:
 import brotli
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_accept_header
 from werkzeug.wsgi import get_input_stream
 
 # zlib's window bits: a gzip wrapper, or the zlib wrapper that HTTP's "deflate" means.
@@ -87,10 +88,10 @@ def _compressed(response: Response) -> Response:
         return response
     response.vary.add("Accept-Encoding")  # whether or not this one is: caches must key on it
     if response.is_streamed or not 200 <= response.status_code < 300 \
-            or "Content-Encoding" in response.headers \
-            or (response.content_length or 0) < MIN_COMPRESSED_BYTES:
+            or "Content-Encoding" in response.headers:
         return response
-    encoding = request.accept_encodings.best_match(ENCODERS)
+    encoding = chosen_encoding(response.content_length or 0,
+                               request.headers.get("Accept-Encoding"))
     if encoding is None:
         return response
     response.headers["Content-Encoding"] = encoding
@@ -103,6 +104,14 @@ def _compressed(response: Response) -> Response:
                 return response
     response.set_data(ENCODERS[encoding](response.get_data()))
     return response
+
+
+def chosen_encoding(length: int, accept_encoding: str | None) -> str | None:
+    """The encoding a successful answer of `length` bytes (of a type in COMPRESSED_TYPES) goes
+    in for a client that sent this Accept-Encoding; None: as it is."""
+    if length < MIN_COMPRESSED_BYTES or not accept_encoding:
+        return None
+    return parse_accept_header(accept_encoding).best_match(ENCODERS)
 
 
 class InflateBodies:

@@ -44,13 +44,13 @@ READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-
                 "X-Abvoc-Unit-Id", "Inference-Header-Content-Length")
 
 
-def _environ_key(header: str) -> str:
+def environ_key(header: str) -> str:
     """Where a WSGI server puts a request header in the environ."""
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-_READ_HEADER_KEYS = tuple((name, _environ_key(name)) for name in READ_HEADERS)
-_BINARY_KEY = _environ_key(BINARY_HEADER)
+_READ_HEADER_KEYS = tuple((name, environ_key(name)) for name in READ_HEADERS)
+_BINARY_KEY = environ_key(BINARY_HEADER)
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -144,7 +144,7 @@ def _walk(value: Any, path: str, bound: float) -> None:
                            f"numbers must be finite and at most {limit} in size")
 
 
-def parse_json(data: str | bytes) -> Any:
+def parse_json(data: str | bytes, bound: float | None = None) -> Any:
     """JSON with bounded depth and numbers and storable text; InputRefused says what is wrong.
     Malformed JSON raises ValueError, as `json.loads` does.
 
@@ -153,7 +153,8 @@ def parse_json(data: str | bytes) -> Any:
     times its parse). orjson parses first, a few times quicker than the standard library on a
     tensor; what it refuses (a lone surrogate, NaN) or the checks refuse is parsed again by the
     standard library, whose reading the messages quote (an integer past 64 bits exactly, not
-    as orjson's float)."""
+    as orjson's float). `bound`: the largest number allowed, this request's by default
+    (:func:`number_bound`)."""
     text = data if isinstance(data, str) else data.decode(json.detect_encoding(data),
                                                           "surrogatepass")
     # Brackets counted, strings and all, bound the depth from above: most bodies need no more.
@@ -161,7 +162,7 @@ def parse_json(data: str | bytes) -> Any:
     depth = 0 if few else json_depth(text)
     if depth > MAX_DEPTH:
         raise InputRefused(f"the JSON body nests {depth} levels deep; the limit is {MAX_DEPTH}")
-    bound = number_bound()
+    bound = number_bound() if bound is None else bound
     try:
         value = orjson.loads(text)
         _walk(value, "", bound)
@@ -230,12 +231,7 @@ def refuse_hostile_input() -> None:
             check_text(name, "a query parameter name")
             check_text(value, f"query parameter '{name}'")
     environ = req.environ
-    for name, key in _READ_HEADER_KEYS:
-        value = environ.get(key)
-        if value is not None:
-            check_text(value, f"header '{name}'")
-            if len(value) > MAX_HEADER_CHARS:
-                raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
+    check_read_headers(environ)
     if req.is_json and _BINARY_KEY not in environ:  # binary: the view splits it
         data = req.get_data(cache=True)
         _refuse_cut_off_body()
@@ -251,6 +247,16 @@ def refuse_hostile_input() -> None:
                 continue
             check_text(name, "a form field name")
             check_text(value, f"form field '{name}'")
+
+
+def check_read_headers(environ: dict[str, Any]) -> None:
+    """The headers the app reads hold storable text of a bounded length."""
+    for name, key in _READ_HEADER_KEYS:
+        value = environ.get(key)
+        if value is not None:
+            check_text(value, f"header '{name}'")
+            if len(value) > MAX_HEADER_CHARS:
+                raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
 
 
 def known_query(*known: str) -> None:

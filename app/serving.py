@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
@@ -15,6 +15,9 @@ from serving.pool import CandidatePool
 from serving.predict import CandidateFailed, PredictRequest, PredictService
 from serving.registry import Registry
 from serving.router import Router
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
 
 
 @dataclass
@@ -48,13 +51,20 @@ class Serving:
 def serve(req: PredictRequest) -> dict[str, Any]:
     """Serve one request through the app's serving path and count it in the Prometheus metrics
     (every endpoint, every candidate kind)."""
-    serving: Serving = current_app.extensions["abvoc_serving"]
-    metrics = current_app.extensions["abvoc_metrics"]
+    return serve_counted(current_app.extensions["abvoc_serving"],
+                         current_app.extensions["abvoc_metrics"], req,
+                         admin="admin" in current_scopes())
+
+
+def serve_counted(serving: Serving, metrics: Metrics, req: PredictRequest, *,
+                  admin: bool) -> dict[str, Any]:
+    """:func:`serve` outside a Flask request (the V2 lane, app.api.v2_lane): `admin` says
+    whether the caller may learn a failed candidate's internals."""
     try:
         answer = serving.predict.predict(req)
     except CandidateFailed as failed:
         metrics.count_prediction(failed.candidate, ok=False)
-        if "admin" in current_scopes():  # only admin keys learn the candidate's internals
+        if admin:  # only admin keys learn the candidate's internals
             failed.message = failed.detail or failed.message
         raise
     metrics.count_prediction(answer["candidate"], ok=True, seconds=answer["latency_ms"] / 1000)

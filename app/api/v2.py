@@ -31,6 +31,8 @@ import hashlib
 import importlib.metadata
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,8 +41,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.health import unreachable
 from app.api.predict import FORCE_HEADER
+from app.api.v2_outputs import Asked, flag, outputs, wanted_outputs
 from app.api.v2_outputs import answer as v2_answer
-from app.api.v2_outputs import flag, outputs, wanted_outputs
 from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
 from app.serving import serve
@@ -224,8 +226,29 @@ def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
 @bp.post("/v2/models/<scope>/infer")
 @require("predict")
 def infer(scope: str):  # noqa: ANN201
-    scope = _scope(scope)
+    """The Flask route of inference; well-formed JSON requests take the V2 lane
+    (app.api.v2_lane) around Flask, through the same functions."""
+    _scope(scope)
     body, chunks = _body()
+    call = read_infer(scope, body, chunks, request.headers.get, "admin" in current_scopes())
+    return v2_answer(*reply(call, serve(call.request)), call.wanted)
+
+
+@dataclass(frozen=True)
+class Infer:
+    """One inference request, read: what the router serves, and how the answer is written."""
+
+    request: PredictRequest
+    request_id: str | None
+    wanted: dict[str, Asked] | None
+    admin: bool
+
+
+def read_infer(scope: str, body: Any, chunks: Chunks | None,
+               header: Callable[[str], str | None], admin: bool) -> Infer:
+    """The request to serve from a parsed body (and its binary part), the request's headers
+    (`header(name)`) and whether its key is an admin's; an AbvocError says what is wrong."""
+    scope = _scope(scope)
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
                          f"tensors), and the unit in 'parameters.unit_id' or the {UNIT_HEADER} "
@@ -241,7 +264,7 @@ def infer(scope: str):  # noqa: ANN201
     # Other request parameters are the clients' own (MLServer's content_type, Triton's timeout
     # and priority): the protocol leaves them to each server, and abvoc reads only these.
     all_binary = flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
-    unit_id = params.get("unit_id") or request.headers.get(UNIT_HEADER)
+    unit_id = params.get("unit_id") or header(UNIT_HEADER)
     if unit_id is None:
         raise AbvocError(f"give the unit (user or session) this request is for: "
                          f"'parameters.unit_id' or the {UNIT_HEADER} header")
@@ -249,17 +272,22 @@ def infer(scope: str):  # noqa: ANN201
     slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
     inputs = _inputs(body.get("inputs"), chunks)
     wanted = wanted_outputs(body.get("outputs"), all_binary)
-    force = request.headers.get(FORCE_HEADER)
-    admin = "admin" in current_scopes()
+    force = header(FORCE_HEADER)
     if force and not admin:
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
-    answer = serve(PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
-                                  scope=scope, slice=slice_, force_arm=force or None,
-                                  kind=TENSORS, request_id=request_id,
-                                  raw_input=kept(inputs), raw_kind=KEPT))
+    predict = PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
+                             scope=scope, slice=slice_, force_arm=force or None, kind=TENSORS,
+                             request_id=request_id, raw_input=kept(inputs), raw_kind=KEPT)
+    return Infer(predict, request_id, wanted, admin)
+
+
+def reply(call: Infer, answer: dict[str, Any]
+          ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """The answer's JSON fields and the tensors it holds, for v2_outputs to write."""
+    scope = call.request.scope
     parameters: dict[str, Any] = {"prediction_id": answer["prediction_id"],
                                   "receipt": answer["receipt"]}
-    if admin:
+    if call.admin:
         parameters.update({k: answer[k] for k in ("candidate", "arm", "experiment_id",
                                                   "latency_ms")})
         if answer["excluded"]:  # V2 parameters are flat: the reason and the experiment in words
@@ -267,9 +295,9 @@ def infer(scope: str):  # noqa: ANN201
             parameters["excluded"] = (f"{kept_out['reason']}: kept out of experiment "
                                       f"{kept_out['experiment_id']}'s results")
     out: dict[str, Any] = {"model_name": scope, "parameters": parameters}
-    if request_id is not None:
-        out["id"] = request_id
-    return v2_answer(out, outputs(answer, wanted), wanted)
+    if call.request_id is not None:
+        out["id"] = call.request_id
+    return out, outputs(answer, call.wanted)
 
 
 def _same_model(scope: str, body: dict[str, Any]) -> None:

@@ -5,10 +5,11 @@ followed by the binary data of the outputs asked for so)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from flask import Response, current_app, jsonify
+from flask import Response, current_app
 
 from core.errors import AbvocError
 from core.v2_binary import BASE64, TEXT
@@ -83,8 +84,17 @@ def outputs(answer: dict[str, Any], wanted: dict[str, Asked] | None
 
 
 def answer(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
-            wanted: dict[str, Asked] | None) -> Response:
-    """The V2 answer: JSON, or a JSON header and the binary data of the outputs asked for so."""
+           wanted: dict[str, Asked] | None) -> Response:
+    """The V2 answer as a Flask response (:func:`encoded`)."""
+    data, mimetype, headers = encoded(out, tensors, wanted, current_app.json.dumps)
+    return Response(data, mimetype=mimetype, headers=headers)
+
+
+def encoded(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
+            wanted: dict[str, Asked] | None, dumps: Callable[[Any], str]
+            ) -> tuple[bytes, str, dict[str, str]]:
+    """The V2 answer's body, media type and extra headers: JSON (written by `dumps`, the app's
+    JSON provider), or a JSON header and the binary data of the outputs asked for so."""
     asked = {n: (wanted.get(n) or wanted.get("*") or Asked(False)) if wanted else Asked(False)
              for n, _ in tensors}
     out["outputs"], raws = [], []
@@ -96,7 +106,6 @@ def answer(out: dict[str, Any], tensors: list[tuple[str, np.ndarray]],
             tensor = to_v2(name, array, text=asked[name].text)
         out["outputs"].append(tensor)
     if not raws:
-        return jsonify(out)
-    head = current_app.json.dumps(out).encode()
-    return Response(b"".join([head, *raws]), mimetype="application/octet-stream",
-                    headers={BINARY_HEADER: str(len(head))})
+        return f"{dumps(out)}\n".encode(), "application/json", {}
+    head = dumps(out).encode()
+    return b"".join([head, *raws]), "application/octet-stream", {BINARY_HEADER: str(len(head))}
