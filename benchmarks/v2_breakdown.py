@@ -14,17 +14,19 @@ from benchmarks.stage_timer import StageTimer
 
 def time_stages(app) -> None:  # noqa: ANN001 - a Flask app
     """GET /bench/stages: the wall seconds spent so far in each stage of the serving path."""
-    from flask import Flask, jsonify
+    from flask import jsonify
 
+    from app.api.v2_lane import V2Lane
     from app.compressed import InflateBodies
     from serving.predict import PredictService
     from serving.remote import RemoteClient
 
     timer = StageTimer()
     for owner, method, name in (
-            # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware.
-            (InflateBodies, "__call__", "app"), (Flask, "preprocess_request", "checks"),
-            (Flask, "dispatch_request", "view"), (PredictService, "_call", "candidate"),
+            # The app's whole WSGI call: create_app wrapped its wsgi_app in this middleware,
+            # then the V2 lane's checks and its serving (the Flask route's steps).
+            (InflateBodies, "__call__", "app"), (V2Lane, "_take", "checks"),
+            (V2Lane, "_serve", "view"), (PredictService, "_call", "candidate"),
             (RemoteClient, "_attempt", "remote"), (PredictService, "_event", "event"),
             (PredictService, "_commit", "write")):
         timer.wrap(owner, method, name)
@@ -38,9 +40,9 @@ def print_breakdown(stages: list[dict[str, float]]) -> None:
     rows = [
         ("the whole request, at the client", m["whole"]),
         ("  outside the app (the client, the HTTP server, the wire)", m["whole"] - m["app"]),
-        ("  in the app (Flask, from the WSGI call to the answer)", m["app"]),
-        ("    before-request hooks (the input checks)", m["checks"]),
-        ("    the view", m["view"]),
+        ("  in the app (from the WSGI call to the answer)", m["app"]),
+        ("    the V2 lane's checks (the headers, the key, the JSON body)", m["checks"]),
+        ("    the route's steps (app.api.v2_lane's _serve)", m["view"]),
         ("      the candidate call, its answer recorded (batch_request.Finish)",
          m["candidate"]),
         ("        the HTTP call to MLServer", m["remote"]),
@@ -48,9 +50,9 @@ def print_breakdown(stages: list[dict[str, float]]) -> None:
         ("        the durable write (event, ledger row, kept input)", m["write"]),
         ("        abvoc's side of the call (V2 tensors in and out, the rows)",
          m["candidate"] - m["remote"] - m["event"] - m["write"]),
-        ("      the rest (auth, the request's fields, routing, receipt, answer)",
+        ("      the rest (rate, the request's fields, routing, receipt, answer)",
          m["view"] - m["candidate"]),
-        ("    Flask around them (request context, URL, response)",
+        ("    around them (reading the body, counting, compressing, the WSGI answer)",
          m["app"] - m["checks"] - m["view"]),
     ]
     print("  where a request routed to MLServer spends its time (server-side wall ms per "

@@ -61,14 +61,8 @@ class V2Lane:
         if taken is None:  # Flask reads the body again, as it came
             environ["wsgi.input"] = io.BytesIO(data)
             return self.inner(environ, start_response)
-        key, scopes, body = taken
         try:
-            within_rate(self.app.extensions.get("abvoc_rate"), self.keys, key)
-            call = read_infer(scope, body, None, lambda name: environ.get(environ_key(name)),
-                              "admin" in scopes)
-            answer = serve_counted(self.serving, self.metrics, call.request, admin=call.admin)
-            payload, mimetype, headers = encoded(*reply(call, answer), call.wanted,
-                                                 self.app.json.dumps)
+            payload, mimetype, headers = self._serve(environ, scope, *taken)
         except Exception as exc:  # noqa: BLE001 - every error goes to the app's handlers
             environ["wsgi.input"] = io.BytesIO(data)
             return self._error(environ, start_response, exc, started)
@@ -110,6 +104,15 @@ class V2Lane:
         except Exception:  # noqa: BLE001 - Flask checks it again and says what is wrong
             return None
         return key, scopes, body  # type: ignore[return-value] - a key has scopes
+
+    def _serve(self, environ: dict[str, Any], scope: str, key: str, scopes: frozenset[str],
+               body: Any) -> tuple[bytes, str, dict[str, str]]:
+        """The Flask route's steps after its checks: the answer's body, type and headers."""
+        within_rate(self.app.extensions.get("abvoc_rate"), self.keys, key)
+        call = read_infer(scope, body, None, lambda name: environ.get(environ_key(name)),
+                          "admin" in scopes)
+        answer = serve_counted(self.serving, self.metrics, call.request, admin=call.admin)
+        return encoded(*reply(call, answer), call.wanted, self.app.json.dumps)
 
     def _error(self, environ: dict[str, Any], start_response: Callable[..., Any],
                exc: Exception, started: float) -> Iterable[bytes]:
