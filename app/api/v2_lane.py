@@ -1,10 +1,10 @@
 """The V2 lane: `POST /v2/models/{scope}/infer` served around Flask, through the same functions.
 
 Flask's request handling (the request context, URL matching, the before- and after-request
-hooks, the response object) cost about half a millisecond of a request's ~1 ms of abvoc's own
-time, more than anything the route itself does; on the hot inference path that halved the
-requests/s a worker serves and added that much to every call routed to a remote candidate
-(bench_v2). This WSGI middleware serves the common case, a well-formed JSON inference request
+hooks, the response object) took a third of abvoc's own time on this route (0.37 of 1.13 ms a
+request in bench_v2 --breakdown), more than any one thing the route does; around it, one worker
+answers 1.6 times the requests/s and a call routed to a remote candidate is about 0.4 ms
+quicker. This WSGI middleware serves the common case, a well-formed JSON inference request
 with a predict key, with the route's own code (app.api.v2's `read_infer` and `reply`, the app's
 `serve_counted`, v2_outputs' `encoded`) and the checks Flask's hooks would make (the headers the
 app reads, the body's size, depth, numbers and text, the key and its scope, the rate limit), and
