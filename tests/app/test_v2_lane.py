@@ -137,7 +137,7 @@ def test_lane_errors_are_the_flask_routes(lane: tuple) -> None:
               json=_body(parameters=None)), 400),
         (dict(path=URL, headers=keys["correct"], json=_body()), 403),
         (dict(path=URL, json=_body()), 401),
-        (dict(path=URL, headers=keys["predict"], data=b"{" + b"[" * 40 + b"]" * 40 + b"}",
+        (dict(path=URL, headers=keys["predict"], data=b'{"inputs":' + b"[" * 40 + b"]" * 40 + b"}",
               content_type="application/json"), 400),
     ]
     for cases, flask_sees in ((refused, 1), (declined, 2)):
