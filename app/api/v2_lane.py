@@ -56,7 +56,10 @@ class V2Lane:
         if scope is None:
             return self.inner(environ, start_response)
         started = time.perf_counter()
-        data = environ["wsgi.input"].read(length)
+        try:
+            data = environ["wsgi.input"].read(length)
+        except Exception:  # noqa: BLE001 - a client gone mid-body: Flask's to answer
+            return self.inner(environ, start_response)
         taken = self._take(environ, scope, data) if len(data) == length else None
         if taken is None:  # Flask reads the body again, as it came
             environ["wsgi.input"] = io.BytesIO(data)
@@ -83,7 +86,7 @@ class V2Lane:
             return None, 0
         path = environ.get("PATH_INFO", "")
         match = _INFER.fullmatch(path) if path.isascii() else None
-        length = environ.get("CONTENT_LENGTH", "")
+        length = environ.get("CONTENT_LENGTH") or ""
         if match is None or not length.isdigit() or not 0 < int(length) <= MAX_BODY_BYTES \
                 or _BINARY_KEY in environ or "HTTP_TRANSFER_ENCODING" in environ:
             return None, 0
