@@ -218,7 +218,8 @@ def require(scope: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if presented_key() is None:
+            key = presented_key()
+            if key is None:
                 raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
             scopes = current_scopes()
             if not scopes:
@@ -226,7 +227,7 @@ def require(scope: str) -> Callable:
             if scope not in scopes:
                 raise Forbidden(f"this API key lacks the {scope!r} scope")
             within_rate(current_app.extensions.get("abvoc_rate"),
-                        current_app.extensions["abvoc_keys"], presented_key())
+                        current_app.extensions["abvoc_keys"], key)
             return view(*args, **kwargs)
 
         wrapped.required_scope = scope  # type: ignore[attr-defined]

@@ -50,7 +50,7 @@ def environ_key(header: str) -> str:
 
 
 _READ_HEADER_KEYS = tuple((name, environ_key(name)) for name in READ_HEADERS)
-_BINARY_KEY = environ_key(BINARY_HEADER)
+BINARY_KEY = environ_key(BINARY_HEADER)
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -232,7 +232,7 @@ def refuse_hostile_input() -> None:
             check_text(value, f"query parameter '{name}'")
     environ = req.environ
     check_read_headers(environ)
-    if req.is_json and _BINARY_KEY not in environ:  # binary: the view splits it
+    if req.is_json and BINARY_KEY not in environ:  # binary: the view splits it
         data = req.get_data(cache=True)
         _refuse_cut_off_body()
         # parse_json refuses what must not pass; a body that is not JSON at all is said so here,

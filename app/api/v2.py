@@ -57,6 +57,7 @@ from serving.servable import TENSORS
 
 bp = Blueprint("v2", __name__)
 UNIT_HEADER = "X-Abvoc-Unit-Id"
+INFER_RULE = "/v2/models/<scope>/infer"
 MAX_BODY_BYTES = 32 << 20
 # No request body of MAX_BODY_BYTES can hold more values than this.
 MAX_VALUES = MAX_BODY_BYTES // 2
@@ -223,7 +224,7 @@ def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
         request.json_number_bound = TENSOR_NUMBER_BOUND  # app.inputs reads it
 
 
-@bp.post("/v2/models/<scope>/infer")
+@bp.post(INFER_RULE)
 @require("predict")
 def infer(scope: str):  # noqa: ANN201
     """The Flask route of inference; well-formed JSON requests take the V2 lane

@@ -25,19 +25,16 @@ from typing import Any
 
 from flask import Flask, g
 
-from app.api.v2 import MAX_BODY_BYTES, TENSOR_NUMBER_BOUND, read_infer, reply
+from app.api.v2 import INFER_RULE, MAX_BODY_BYTES, TENSOR_NUMBER_BOUND, read_infer, reply
 from app.api.v2_outputs import encoded
 from app.auth import key_in, key_scopes, within_rate
 from app.compressed import ENCODERS, chosen_encoding
-from app.inputs import check_read_headers, check_text, environ_key, parse_json
+from app.inputs import BINARY_KEY, check_read_headers, check_text, environ_key, parse_json
 from app.serving import serve_counted
-from serving.bundles.binary import HEADER as BINARY_HEADER
 
-_INFER = re.compile(r"/v2/models/([^/]+)/infer")
-RULE = "/v2/models/<scope>/infer"  # the Flask route's, as the request metric names it
+_INFER = re.compile(re.escape(INFER_RULE).replace(re.escape("<scope>"), "([^/]+)"))
 CONFIG_KEY = "ABVOC_V2_LANE"  # False: every request goes through Flask (tests compare the two)
 
-_BINARY_KEY = environ_key(BINARY_HEADER)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -73,7 +70,7 @@ class V2Lane:
         if encoding is not None:
             payload = ENCODERS[encoding](payload)
             headers["Content-Encoding"] = encoding
-        self.metrics.count_request(RULE, "POST", 200, time.perf_counter() - started)
+        self.metrics.count_request(INFER_RULE, "POST", 200, time.perf_counter() - started)
         start_response("200 OK", [("Content-Type", mimetype),
                                   ("Content-Length", str(len(payload))),
                                   ("Vary", "Accept-Encoding"), *headers.items()])
@@ -88,7 +85,7 @@ class V2Lane:
         match = _INFER.fullmatch(path) if path.isascii() else None
         length = environ.get("CONTENT_LENGTH") or ""
         if match is None or not length.isdigit() or not 0 < int(length) <= MAX_BODY_BYTES \
-                or _BINARY_KEY in environ or "HTTP_TRANSFER_ENCODING" in environ:
+                or BINARY_KEY in environ or "HTTP_TRANSFER_ENCODING" in environ:
             return None, 0
         return match.group(1), int(length)
 

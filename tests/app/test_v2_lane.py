@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from app import compressed
-from app.api.v2_lane import CONFIG_KEY, RULE
+from app.api.v2 import INFER_RULE
+from app.api.v2_lane import CONFIG_KEY
 from app.rate_limit import KeyRateLimit
 from core.store.models import ServedPrediction
 from serving.bundles.binary import HEADER as BINARY_HEADER
@@ -166,14 +167,15 @@ def test_lane_counts_and_limits_as_flask_does(lane: tuple) -> None:
 
     def answered(status: str) -> float:
         value = metrics.registry.get_sample_value(
-            "abvoc_http_requests_total", {"endpoint": RULE, "method": "POST", "status": status})
+            "abvoc_http_requests_total",
+            {"endpoint": INFER_RULE, "method": "POST", "status": status})
         return value or 0.0
 
     for _ in range(3):
         assert client.post(URL, headers=keys["predict"], json=_body()).status_code == 200
     assert answered("200") == 3
     assert metrics.registry.get_sample_value(
-        "abvoc_http_request_duration_seconds_count", {"endpoint": RULE}) == 3
+        "abvoc_http_request_duration_seconds_count", {"endpoint": INFER_RULE}) == 3
     app.extensions["abvoc_rate"] = KeyRateLimit(0.001)  # one request, then none for a while
     limited = [client.post(URL, headers=keys["predict"], json=_body()) for _ in range(2)]
     assert [r.status_code for r in limited] == [200, 429]
