@@ -39,13 +39,16 @@ clock per request, means): in the app, and within it the input checks, the candi
 the HTTP call to MLServer in it), the event and the durable write; the rest of the whole request
 is the client's, the HTTP server's and the wire's (the client's share is in MLServer direct too).
 
+`--free-write` is a what-if, not a service abvoc ships: the server skips the answers' durable
+write (nothing is stored), which bounds what any cheaper request-path write could gain.
+
 Last, a cProfile of --profile requests through the app (test client, this thread only: time the
 request spends waiting on the batcher shows as a wait) says where abvoc's time goes.
 
     python benchmarks/bench_v2.py [--requests 400] [--concurrency 8] [--rounds 4]
                                   [--remote-requests 300] [--remote-concurrency 1]
                                   [--remote-pace-ms 2] [--profile 300]
-                                  [--server granian|werkzeug] [--breakdown]
+                                  [--server granian|werkzeug] [--breakdown] [--free-write]
 """
 
 from __future__ import annotations
@@ -60,9 +63,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,13 @@ from benchmarks.http_load import load  # noqa: E402
 from benchmarks.paired_rounds import medians, ratio, rounds  # noqa: E402
 from benchmarks.stage_timer import per_request  # noqa: E402
 from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
-from benchmarks.v2_servers import run_server, serve_bare, wait_ready  # noqa: E402
+from benchmarks.v2_servers import (  # noqa: E402
+    ort_load,
+    run_server,
+    serve_bare,
+    setup_keys,
+    wait_ready,
+)
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, remote_bundle, upload  # noqa: E402
 
@@ -171,12 +178,16 @@ def prepare(out: mp.Queue, data_dir: str, remote_url: str | None,
 
 
 def serve(data_dir: str, port: int, key: str, profile: int, server: str,
-          breakdown: bool = False, workers: int = 1) -> None:
+          breakdown: bool = False, workers: int = 1, free_write: bool = False) -> None:
     """The app over the prepared store: under granian (the server `abvoc up` runs; its worker
-    builds the app) or werkzeug's threaded development server."""
+    builds the app) or werkzeug's threaded development server. `free_write`: a what-if, the
+    answers' durable write skipped (nothing stored), to bound what a cheaper write could gain."""
     from app import create_app
+    from core.store.groupcommit import GroupCommitter
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if free_write:
+        GroupCommitter.insert_many = lambda _self, units: [None] * len(units)  # type: ignore
 
     def factory(settings):  # noqa: ANN001, ANN202
         app = create_app(settings)
@@ -186,32 +197,6 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str,
         return app
 
     run_server(factory, _settings(data_dir), port, server, workers)
-
-
-def _started(ports: mp.Queue, server: mp.Process) -> tuple:
-    """The keys the set-up process puts, or an error as soon as it dies while setting up."""
-    import queue
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            return ports.get(timeout=1)
-        except queue.Empty:
-            if not server.is_alive():
-                raise RuntimeError("the set-up process died") from None
-    raise TimeoutError("the set-up was not done after 300 s")
-
-
-def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
-    def one(row: np.ndarray) -> float:
-        start = time.perf_counter()
-        session.run(["probabilities"], {"features": row[None, :]})
-        return (time.perf_counter() - start) * 1000
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(one, rows))
-    return len(rows) / (time.perf_counter() - start), latencies
 
 
 def _added(b: dict[str, list], name: str, anchor: str = "MLServer direct") -> float:
@@ -237,6 +222,8 @@ def main() -> None:
                         help="where a request routed to MLServer spends its time")
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes, abvoc's and the bare wrapper's alike")
+    parser.add_argument("--free-write", action="store_true",
+                        help="what if the durable write cost nothing: skipped, nothing stored")
     args = parser.parse_args()
     if args.workers < 1 or (args.workers > 1 and (args.breakdown or args.server != "granian")):
         parser.error("--workers takes 1 or more, and more than 1 only under granian without "
@@ -262,12 +249,12 @@ def main() -> None:
                             args=(ports, data_dir, mlserver.url if mlserver else None,
                                   kserve.url if kserve else None))
         setup.start()
-        key, admin = _started(ports, setup)
+        key, admin = setup_keys(ports, setup)
         setup.join(60)
         port, bare_port = free_port(), free_port()
         server = ctx.Process(target=serve, daemon=False,
                              args=(data_dir, port, key, args.profile, args.server,
-                                   args.breakdown, args.workers))
+                                   args.breakdown, args.workers, args.free_write))
         upstream = f"{mlserver.url}/v2/models/iris/infer" if mlserver else None
         bare = ctx.Process(target=serve_bare, daemon=False,
                            args=(MODEL, bare_port, args.server, upstream, args.workers))
@@ -360,6 +347,8 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
     med = medians(a)
+    if args.free_write:
+        print("\n--free-write: a what-if, abvoc's durable write skipped (nothing was stored)")
     print(f"\n(a) medians of {args.rounds} rounds, {args.requests} requests of 1 row, "
           f"{args.concurrency} concurrent, {args.workers} server worker process(es):")
     for name, (rate, p50, p99) in med.items():

@@ -43,16 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_v2 import (  # noqa: E402
-    _started,
-    bundle_copy,
-    fresh_store,
-    ort_load,
-    serve,
-)
+from benchmarks.bench_v2 import bundle_copy, fresh_store, serve  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.paired_rounds import rounds  # noqa: E402
-from benchmarks.v2_servers import wait_ready  # noqa: E402
+from benchmarks.v2_servers import ort_load, setup_keys, wait_ready  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.v2 import experiment, infer_body, upload  # noqa: E402
 
@@ -198,7 +192,7 @@ def main() -> None:
         keys: mp.Queue = ctx.Queue()
         setup = ctx.Process(target=prepare, args=(keys, data_dir, models, batches), daemon=True)
         setup.start()
-        key = _started(keys, setup)
+        key = setup_keys(keys, setup)
         setup.join(60)
         port = free_port()
         server = ctx.Process(target=serve, args=(data_dir, port, key, 0, args.server))

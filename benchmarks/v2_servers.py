@@ -5,8 +5,10 @@ only the application differs."""
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,29 @@ def serve_bare(model: Path, port: int, server: str, upstream: str | None,
                          upstream)
 
     run_server(factory, load_settings(env={}), port, server, workers)
+
+
+def setup_keys(ports: mp.Queue, server: mp.Process) -> tuple:
+    """The keys the set-up process puts, or an error as soon as it dies while setting up."""
+    import queue
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            return ports.get(timeout=1)
+        except queue.Empty:
+            if not server.is_alive():
+                raise RuntimeError("the set-up process died") from None
+    raise TimeoutError("the set-up was not done after 300 s")
+
+
+def ort_load(session, rows: np.ndarray, concurrency: int) -> tuple[float, list[float]]:  # noqa: ANN001
+    def one(row: np.ndarray) -> float:
+        start = time.perf_counter()
+        session.run(["probabilities"], {"features": row[None, :]})
+        return (time.perf_counter() - start) * 1000
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, rows))
+    return len(rows) / (time.perf_counter() - start), latencies
