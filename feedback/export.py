@@ -45,7 +45,6 @@ from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.events import typed_value
-from core.output_types import OutputKind
 from core.relabel import check_queues
 from core.store.db import Database
 from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
@@ -169,7 +168,6 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
     counts = {"examples": 0, "without_input": 0, "duplicates": 0, "conflicts": 0,
               "stage_whole_inputs": 0}
     conflicted: set[str] = set()
-    kinds: dict[str | None, OutputKind] = {}
     signatures: dict[str, set[tuple[str, ...]]] = {}
     stage = StageWriter(tmp, digest)
     try:
@@ -180,10 +178,10 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
             disputed = conflicting_labels(s)
         with (tmp / "manifest.jsonl").open("w") as manifest:
             for s, item in labeled_items(db, queues, candidate):
-                if item.candidate not in kinds:
-                    kinds[item.candidate] = output_kind(s, item.candidate)
-                if (item.input_hash, labeled_type(s, item, kinds[item.candidate].type)) \
-                        in disputed:
+                # The type of the version that served the item's prediction: a newer version
+                # of another type does not retype its labels.
+                kind = output_kind(s, item.candidate, item.prediction_id).type
+                if (item.input_hash, labeled_type(s, item, kind)) in disputed:
                     conflicted.add(item.input_hash)
                     counts["conflicts"] = len(conflicted)
                     continue
@@ -202,7 +200,6 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                 seen.add(item.input_hash or "")
                 pred = s.get(Prediction, item.prediction_id)
                 inputs, written = _inputs(row, tmp / "files")
-                kind = kinds[item.candidate].type
                 # Input names and the answer's type: a number candidate's and a JSON one's
                 # examples with one input name mixed without a word, and no candidate could
                 # read both kinds of label.

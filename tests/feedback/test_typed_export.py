@@ -12,7 +12,13 @@ import pytest
 
 from core.errors import AbvocError
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Prediction, PredictionInput, RelabelItem
+from core.store.models import (
+    Candidate,
+    Prediction,
+    PredictionInput,
+    RelabelItem,
+    ServedPrediction,
+)
 from feedback import annotation
 from feedback.export import export_snapshot
 from tests.feedback.test_relabel_export import png
@@ -152,3 +158,20 @@ def test_same_input_names_but_another_answer_type_are_mixed_too(db: Database,
     mixed = export_snapshot(db, tmp_path, "both")
     assert "price: features, answers number" in mixed["warning"]
     assert "extract: features, answers json" in mixed["warning"]
+
+
+def test_labels_keep_the_type_of_the_version_that_served_them(db: Database,
+                                                               tmp_path: Path) -> None:
+    """A label candidate's items, then a version 2 of it answering numbers: the export read every
+    label in the newest version's type ("'setosa' is not a number", no version made)."""
+    with db.session() as s:
+        s.add(Candidate(name="iris", version="1", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "label", "classes": ["setosa", "other"]}}))
+    item(db, "iris", 0, label="setosa", output="other", image=False)
+    with db.session() as s:
+        s.add(ServedPrediction(prediction_id="iris-p0", candidate="iris", version="1",
+                               created_at=T0))
+        s.add(Candidate(name="iris", version="2", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "number"}}))
+    out = export_snapshot(db, tmp_path, "iris", candidate="iris")
+    assert out["examples"] == 1 and manifest(out)[0]["label"] == "setosa"
