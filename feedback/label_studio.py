@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.events import typed_value
+from core.ids import MAX_ROW_ID
 from core.output_types import OutputKind
 from core.relabel import OFFLINE_TEST, check_queue, check_queues, share_of
 from core.store.db import Database, utcnow
@@ -278,7 +279,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
         if not isinstance(item_id, int) or isinstance(item_id, bool):
             raise AbvocError(f"{where}: abvoc_item_id must be an integer item id, as "
                              f"`abvoc relabel ls-export` writes it; got {item_id!r}")
-        held = s.get(RelabelItem, item_id)
+        held = s.get(RelabelItem, item_id) if 1 <= item_id <= MAX_ROW_ID else None
         if held is None:
             raise AbvocError(f"{where}: abvoc_item_id {item_id!r} is not a relabel item here")
         where = f"task {n} (abvoc item {item_id})"

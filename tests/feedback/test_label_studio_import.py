@@ -272,3 +272,16 @@ def test_an_item_id_that_is_no_integer_says_so(db: Database, tmp_path: Path,
     assert exc.value.message.startswith("task 1: abvoc_item_id must be an integer item id")
     assert "is not a relabel item" not in exc.value.message
     assert label_rows(db) == 0
+
+
+@pytest.mark.parametrize("item_id", [2**63, 0, -1], ids=["past-int64", "zero", "negative"])
+def test_an_item_id_out_of_the_stores_range_is_no_item(db: Database, tmp_path: Path,
+                                                       item_id: int) -> None:
+    """2**63 reached the store and came back as an OverflowError traceback (SQLite)."""
+    add_items(db, 1)
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [
+            {"data": {"abvoc_item_id": item_id}, "annotations": [annotated("dog")]}]))
+    assert exc.value.status == 400
+    assert exc.value.message == f"task 1: abvoc_item_id {item_id!r} is not a relabel item here"
+    assert label_rows(db) == 0
