@@ -27,6 +27,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -156,11 +157,17 @@ SHOWN_STATUSES = ("done", "review", "open", "leased", "flagged")
 
 
 def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
-                 queue: str = "training", candidate: str | None = None) -> dict[str, Any]:
+                 queue: str = "training", candidate: str | None = None,
+                 on_done: Callable[[Session, int], str | None] | None = None) -> dict[str, Any]:
     """Apply a Label Studio export's annotations; counts of labels applied and skipped (by
     reason), of new items, and the statuses of the labeled items now (``disputed``: done items
     the import contradicted, now in review). New items go to `queue`, which must be a queue
-    abvoc fills and not the audit sample (else a 400 before anything is read)."""
+    abvoc fills and not the audit sample (else a 400 before anything is read).
+
+    `on_done(session, item_id)` runs, in the import's transaction, for each item the import
+    left done, as the API does for an annotator's label: the command passes
+    evaluation.relabel_enqueue.route_label, which sends a staged answer's label to the blamed
+    stage's queue and returns that queue (``stage_routed`` counts them)."""
     check_queue(queue)
     if queue == OFFLINE_TEST:
         raise AbvocError(f"queue {OFFLINE_TEST!r} holds the uniform audit sample of served "
@@ -216,10 +223,13 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
                 touched[item.id] = item
             applied += len(added)
         statuses = Counter(i.status for i in touched.values())
+        s.flush()
+        routed = 0 if on_done is None else sum(
+            on_done(s, i.id) is not None for i in touched.values() if i.status == "done")
     return {"tasks": len(tasks), "labels": applied,
             "skipped": {why: skipped[why] for why in SKIPPED}, "new_items": new_items,
             "labeled_items": {st: statuses[st] for st in SHOWN_STATUSES},
-            "disputed": len(disputed)}
+            "disputed": len(disputed), "stage_routed": routed}
 
 
 def _lock_order(plan: _Plan) -> tuple[int, int, str]:
@@ -242,6 +252,8 @@ def summary(out: dict[str, Any]) -> str:
     if out["disputed"]:
         line += (f"; {out['disputed']} done items contradicted by the import went to review "
                  "(GET /v1/relabel/items?status=review)")
+    if out.get("stage_routed"):
+        line += f"; {out['stage_routed']} labels also went to their blamed stage's queue"
     return line
 
 

@@ -140,10 +140,12 @@ def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json:
 def ls_import(ctx: Context, folder: Path, tasks_file: str, queue: str, candidate: str | None,
               as_json: bool) -> None:
     """Read Label Studio annotations from FOLDER as labels (paths confined to FOLDER)."""
+    from evaluation.relabel_enqueue import route_label
     from feedback.label_studio import import_tasks, summary
 
     with open_db(ctx) as db:
-        out = import_tasks(db, folder, tasks_file, queue=queue, candidate=candidate)
+        out = import_tasks(db, folder, tasks_file, queue=queue, candidate=candidate,
+                           on_done=route_label)
     emit(out, as_json, summary(out))
 
 

@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from app.cli import main
 from core.settings import Settings
 from core.store import Database
-from feedback import annotation
+from core.store.models import RelabelItem
+from feedback import annotation, relabel_rules
+from tests.evaluation.helpers import apply, prediction
 from tests.feedback.test_relabel_export import with_inputs
 
 
@@ -47,3 +50,30 @@ def test_rules_queues_and_label_studio(cli: CliRunner, settings: Settings,
     escape = cli.invoke(main, ["relabel", "ls-import", str(tmp_path / "ls"), "--tasks",
                                "../elsewhere.json"])
     assert escape.exit_code == 2 and "import folder" in escape.output
+
+
+def test_an_imported_label_goes_to_the_blamed_stages_queue(cli: CliRunner, settings: Settings,
+                                                           tmp_path: Path) -> None:
+    """A label through the API or the annotation page also sends a staged answer's label to the
+    blamed stage's dataset; one from `ls-import` finished the item and routed nothing."""
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    with Database(settings.database_url) as db:
+        relabel_rules.put(db, {"audit_rate": 1.0, "low_confidence_below": None,
+                               "divergent_slice_rate": 0.0, "second_annotator_share": 0.0})
+        apply(db, [prediction("o3", output="x^{2}", stages=stages)])
+        with db.reading() as s:
+            (item_id,) = s.scalars(select(RelabelItem.id)).all()
+    said = {"from_name": "label", "to_name": "input", "type": "textarea",
+            "value": {"text": ["y^{2}"]}}
+    tasks = [{"data": {"abvoc_item_id": item_id},
+              "annotations": [{"completed_by": "zed", "result": [said]}]}]
+    (tmp_path / "ls").mkdir()
+    (tmp_path / "ls" / "tasks.json").write_text(json.dumps(tasks))
+    imported = cli.invoke(main, ["relabel", "ls-import", str(tmp_path / "ls")])
+    assert imported.exit_code == 0, imported.output
+    assert "1 labels also went to their blamed stage's queue" in imported.output
+    with Database(settings.database_url) as db, db.reading() as s:
+        routed = s.scalars(select(RelabelItem).where(RelabelItem.queue == "stage:recognizer")).one()
+        assert (routed.status, routed.label, routed.annotator) == ("done", "y^{2}", "labelstudio:zed")
