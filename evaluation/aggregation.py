@@ -50,8 +50,9 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from core.output_types import MAX_NUMBER
+from core.same_answer import same_output
 from core.times import as_utc
-from evaluation.token_metrics import edit_distance, same_output
+from evaluation.token_metrics import edit_distance
 
 PREDICTIONS = "predictions"
 ERRORS = "errors"

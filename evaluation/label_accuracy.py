@@ -38,12 +38,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.relabel import AUDIT
+from core.same_answer import same_output
 from core.store.models import Prediction, RelabelItem
 from core.verified_labels import UNTYPED, input_key, item_type, typed_labels
 from evaluation.candidate_facts import Ref, shown_names
 from evaluation.online import ALL, Cells, Variant
 from evaluation.stats.small_samples import wilson_interval
-from evaluation.token_metrics import same_output
 
 AUDIT_SAMPLE = ("uniform audit sample: served predictions picked by a hash of their id at the "
                 "configured audit rate, independent of corrections; labels verified by annotators")

@@ -6,7 +6,7 @@ Two rules, by what a prediction recorded in its ``stages``:
   last (:data:`core.output_types.STAGE_ANSWERS`). Against the truth, the first stage whose
   answer is already wrong is blamed: every stage before it answered right, so the error entered
   there (or in a stage between that declares no answer, which is judged with it). Answers are
-  compared as the online metrics compare them (:func:`evaluation.token_metrics.same_output`:
+  compared as the online metrics compare them (:func:`core.same_answer.same_output`:
   the class, the words, the LaTeX tokens, canonical JSON). A ``number`` answer is not right or
   wrong but off by some amount, so the stage that added the most absolute error is blamed.
 * The reference OCR pipeline records its stages' intermediate results instead, and
@@ -25,11 +25,11 @@ from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.output_types import RIGHT, STAGE_ANSWERS
+from core.same_answer import same_output
 from core.store.models import Experiment, Prediction, PredictionTruth
 from core.verified_labels import joins, typed_labels_query
 from evaluation.attribution import STAGES, attribute
 from evaluation.candidate_facts import Ref, variant_version
-from evaluation.token_metrics import same_output
 
 OCR_KEYS = frozenset({"recognizer", "extraction"})
 """What the OCR pipeline (and the page extraction in front of it) records for its own rules."""

@@ -1,9 +1,8 @@
 """Exact match and token edit distance of an answer against its truth, by output type.
 
-The token is what a person would count as one edit: a word for ``text`` (split on whitespace,
-so spacing never counts), a LaTeX token for ``latex`` and for untyped (v1 and OCR) answers
-(:func:`core.latex.tokenize`), and the whole value for the other types, whose answers are
-compared as the store keeps them (numbers and JSON as canonical compact JSON).
+The tokens and exact match are core.same_answer's (annotators' agreement in feedback follows
+the same rule): a word for ``text``, a LaTeX token for ``latex`` and untyped answers, the whole
+value for the other types.
 
 The distance is Levenshtein over those tokens normalized by the longer sequence (0..1), the
 same figure the offline test reports (:mod:`serving.bundles.offline_metrics`). Words are
@@ -17,24 +16,8 @@ import math
 
 from rapidfuzz.distance import Levenshtein
 
-from core.latex import token_edit_distance, tokenize
-
-WORD_TYPES = frozenset({"text"})
-WHOLE_TYPES = frozenset({"label", "number", "json"})
-
-
-def tokens(value: str, output_type: str | None) -> list[str]:
-    """The tokens of an answer or a truth of this output type."""
-    if output_type in WORD_TYPES:
-        return value.split()
-    if output_type in WHOLE_TYPES:
-        return [value]
-    return tokenize(value)
-
-
-def same_output(output: str, truth: str, output_type: str | None = None) -> bool:
-    """Exact match: the same tokens of the type (spacing never counts for text and LaTeX)."""
-    return output == truth or tokens(output, output_type) == tokens(truth, output_type)
+from core.latex import token_edit_distance
+from core.same_answer import WHOLE_TYPES, WORD_TYPES, same_output, tokens
 
 
 def answers_differ(one: str, other: str, output_type: str | None = None,

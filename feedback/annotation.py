@@ -12,10 +12,11 @@ live lease at most: claiming again returns the item held, its lease not extended
 **Labels.** A label is checked against the output type of the item's candidate
 (:func:`core.output_types.check_output`) and stored in the store's text form. Where the item's
 prediction was corrected by the customer, the label also gives a verdict on the correction:
-``accept`` when they are equal, ``reject`` otherwise. An item needs one label, or two for the
-configured share of items; when its labels agree it is ``done`` and its ``label`` is ground
-truth, when they differ it goes to ``review`` and an admin resolves it. An annotator never gets
-an item they already labeled or skipped.
+``accept`` when they are the same answer, ``reject`` otherwise. An item needs one label, or two
+for the configured share of items; when its labels agree it is ``done`` and its ``label`` is
+ground truth, when they differ it goes to ``review`` and an admin resolves it. Labels agree, and
+a verdict accepts, by the rule exact match follows (:mod:`core.same_answer`: spacing never
+counts in text and LaTeX). An annotator never gets an item they already labeled or skipped.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ from core.errors import AbvocError, Conflict, NotFound
 from core.events import value_text
 from core.output_types import OutputKind, check_output
 from core.relabel import check_queue
+from core.same_answer import same_output
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
 from core.times import as_utc
-from feedback.cross_queue import disagreeing, disagreement_note, settle
+from feedback.cross_queue import (
+    disagreeing,
+    disagreement_note,
+    done_elsewhere,
+    item_output_type,
+    settle,
+)
 from feedback.item_view import item_view
 
 LEASE_S = 600
@@ -176,7 +184,7 @@ def submit(db: Database, item_id: int, annotator: str, value: Any) -> dict[str, 
     with db.session() as s:
         item = _held(s, item_id, annotator)
         label = checked_label(output_kind(s, item.candidate, item.prediction_id), value)
-        verdict = verdict_of(s, item.prediction_id, label)
+        verdict = verdict_of(s, item, label)
         s.add(RelabelLabel(item_id=item.id, annotator=annotator, action="label", label=label,
                            verdict=verdict, created_at=utcnow()))
         s.flush()
@@ -184,9 +192,13 @@ def submit(db: Database, item_id: int, annotator: str, value: Any) -> dict[str, 
         return {"item_id": item.id, "status": item.status, "label": label, "verdict": verdict}
 
 
-def verdict_of(s: Session, prediction_id: str, label: str) -> str | None:
-    corrected = _correction(s, prediction_id)
-    return None if corrected is None else ("accept" if corrected == label else "reject")
+def verdict_of(s: Session, item: RelabelItem, label: str) -> str | None:
+    """`accept` when the label is the customer's correction (spacing never counts in text and
+    LaTeX), `reject` when another answer, None when the prediction was not corrected."""
+    corrected = _correction(s, item.prediction_id)
+    if corrected is None:
+        return None
+    return "accept" if same_output(corrected, label, item_output_type(s, item)) else "reject"
 
 
 def conclude(s: Session, item: RelabelItem) -> None:
@@ -196,7 +208,7 @@ def conclude(s: Session, item: RelabelItem) -> None:
         .order_by(RelabelLabel.id)))
     if item.status == "done":
         return
-    if len(set(labels)) > 1:
+    if _differ(s, item, labels):
         _release(item, "review")
     elif labels and len(labels) >= item.labels_needed:
         _finish(s, item, labels[0])
@@ -214,7 +226,7 @@ def conclude_imported(s: Session, item: RelabelItem, added: list[str]) -> str:
     if not added:
         return item.status
     if item.status == "done":
-        if any(label != item.label for label in added):
+        if _differ(s, item, [item.label or "", *added]):
             _release(item, "review")
             item.label = item.labeled_at = item.annotator = None
     elif item.status not in ("flagged", "review", "dropped") and not lease_live(item):
@@ -222,11 +234,21 @@ def conclude_imported(s: Session, item: RelabelItem, added: list[str]) -> str:
     return item.status
 
 
+def _differ(s: Session, item: RelabelItem, labels: list[str]) -> bool:
+    """Whether the labels are other answers (spacing never counts in text and LaTeX)."""
+    if len(set(labels)) < 2:
+        return False
+    output_type = item_output_type(s, item)
+    return any(not same_output(labels[0], other, output_type) for other in labels[1:])
+
+
 def _finish(s: Session, item: RelabelItem, label: str) -> None:
     if others := disagreeing(s, item, label):  # another queue's truth for the input: settle it
         _release(item, "review")
         item.note = disagreement_note(label, others)
         return
+    if same := done_elsewhere(s, item):  # the input's truth as written: one string per input
+        label = same[0].label or label
     _release(item, "done")
     item.label, item.labeled_at = label, utcnow()
     annotators = s.scalars(select(RelabelLabel.annotator).where(

@@ -8,21 +8,34 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.same_answer import same_output
 from core.store.db import utcnow
 from core.store.models import RelabelItem, RelabelLabel
 from core.verified_labels import item_type
 
 
-def disagreeing(s: Session, item: RelabelItem, label: str) -> list[RelabelItem]:
-    """Done items of `item`'s input and output type in other queues labeled otherwise."""
+def item_output_type(s: Session, item: RelabelItem) -> str:
+    """The output type `item`'s labels have, as the exports' conflict rule reads it."""
+    return s.scalar(select(item_type(s)).where(RelabelItem.id == item.id))
+
+
+def done_elsewhere(s: Session, item: RelabelItem) -> list[RelabelItem]:
+    """Done items of `item`'s input and output type in other queues."""
     if not item.input_hash:
         return []
     r = RelabelItem
     typed = item_type(s)
-    own = s.scalar(select(typed).where(r.id == item.id))
     return list(s.scalars(select(r).where(
         r.input_hash == item.input_hash, r.id != item.id, r.status == "done",
-        r.label.is_not(None), r.label != label, typed == own).order_by(r.id)))
+        r.label.is_not(None), typed == item_output_type(s, item)).order_by(r.id)))
+
+
+def disagreeing(s: Session, item: RelabelItem, label: str) -> list[RelabelItem]:
+    """Done items of `item`'s input and output type in other queues whose label is another
+    answer (spacing never counts in text and LaTeX: core.same_answer)."""
+    output_type = item_output_type(s, item)
+    return [o for o in done_elsewhere(s, item)
+            if not same_output(o.label or "", label, output_type)]
 
 
 def disagreement_note(label: str, others: list[RelabelItem]) -> str:
@@ -33,9 +46,12 @@ def disagreement_note(label: str, others: list[RelabelItem]) -> str:
 
 
 def settle(s: Session, item: RelabelItem, label: str, admin: str) -> list[int]:
-    """Give the other queues' done items of this input and type the admin's label; their ids."""
+    """Give the other queues' done items of this input and type the admin's label as written
+    (one string per input and type, which the exports' conflict rule compares); their ids."""
     settled = []
-    for other in disagreeing(s, item, label):
+    for other in done_elsewhere(s, item):
+        if other.label == label:
+            continue
         s.add(RelabelLabel(item_id=other.id, annotator=admin, action="resolve", label=label,
                            created_at=utcnow()))
         other.label, other.labeled_at = label, utcnow()

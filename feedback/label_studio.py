@@ -212,7 +212,7 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
                     skipped["already_labeled"] += 1  # imported before, or abvoc's own label
                     continue
                 s.add(RelabelLabel(item_id=item.id, annotator=who, action="label", label=label,
-                                   verdict=verdict_of(s, item.prediction_id, label),
+                                   verdict=verdict_of(s, item, label),
                                    created_at=utcnow()))
                 added.append(label)
             s.flush()

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.latex import TokenVocabulary, tokenize
+from core.latex import TokenVocabulary
+from core.same_answer import tokens
 from core.text import text_problem
 from serving.bundles.manifest import OutputSpec
 
@@ -66,10 +67,6 @@ class OfflineError(AbvocError):
     status = 400
 
 
-def tokens(output: OutputSpec, value: str) -> list[str]:
-    return tokenize(value) if output.type == "latex" else value.split()
-
-
 def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
               latencies_ms: Sequence[float] = (),
               vocabulary: TokenVocabulary | None = None) -> dict[str, Any]:
@@ -86,7 +83,7 @@ def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
         row["output_shares"] = shares([a for a, _ in answered], output.classes)
     elif kind in ("text", "latex"):
         vocabulary = vocabulary or TokenVocabulary()
-        pairs = [(tokens(output, a), tokens(output, t)) for a, t in answered]
+        pairs = [(tokens(a, kind), tokens(t, kind)) for a, t in answered]
         row["exact_match"] = _round(sum(a == t for a, t in pairs) / n) if n else None
         row["token_edit_distance"] = _round(float(np.mean(
             [_distance(vocabulary, a, t) for a, t in pairs]))) if pairs else None

@@ -12,11 +12,12 @@ import pytest
 from scipy import stats
 
 from core import events, receipts
+from core.same_answer import same_output
 from core.store.db import Database
 from core.store.models import Candidate, Experiment
 from evaluation.divergence import divergence_report
 from evaluation.results import experiment_results
-from evaluation.token_metrics import edit_distance, same_output
+from evaluation.token_metrics import edit_distance
 from tests.evaluation.helpers import SECRET, T0, add_experiment, aggregate_totals, apply, prediction
 
 
