@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from core.errors import AbvocError
 from core.text import shown, text_problem
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import Manifest, TensorSpec
@@ -20,8 +21,10 @@ from serving.bundles.offline_labels import truth
 from serving.bundles.offline_metrics import ALL, OfflineError
 from serving.bundles.runner import as_datatype
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
+from serving.images import MAX_IMAGE_BYTES, decode_image
 
 MAX_LINE = 64 << 20
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 EXPORT_KEYS = ("id", "source", "provenance", "stage_sample")
 """Keys a line may carry beside the test's own, read past: what ``abvoc relabel export``
 records of an example."""
@@ -101,7 +104,8 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
         value = {"file": value}
     exact = not batched  # an image is checked as the pipeline checks it: its own datatype
     if isinstance(value, dict):
-        array = _declared_type(_from_file(value, spec, folder, where), spec, where, exact)
+        array = _declared_type(_from_file(value, spec, folder, where, image=not batched),
+                               spec, where, exact)
     elif spec.datatype == "BYTES":
         array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
                            dtype=object)
@@ -140,7 +144,10 @@ def _nested(value: Any, convert: Callable[[Any], Any]) -> Any:
     return [_nested(v, convert) for v in value] if isinstance(value, list) else convert(value)
 
 
-def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str,
+               image: bool = False) -> np.ndarray:
+    """A file input: a .npy array, a BYTES input's raw bytes, or an image pipeline's PNG or
+    JPEG (`image`), decoded as /v1/predict decodes an upload (a relabel export writes them)."""
     name = value.get("file")
     if set(value) != {"file"} or not isinstance(name, str) or not name:
         raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
@@ -154,9 +161,17 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.nd
         raise OfflineError(f"{where}: file {named} does not exist beside the manifest")
     if name.endswith(".npy"):
         return _npy(path, name, where)
+    if image and name.lower().endswith(IMAGE_SUFFIXES):
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise OfflineError(f"{where}: image {named} is larger than {MAX_IMAGE_BYTES} bytes")
+        try:
+            return decode_image(path.read_bytes())
+        except AbvocError as exc:
+            raise OfflineError(f"{where}: image {named}: {exc.message}") from None
     if spec.datatype != "BYTES":
+        files = "a .npy file, or a PNG or JPEG image" if image else "a .npy file"
         raise OfflineError(f"{where}: {named} is read as raw bytes, which only a BYTES input "
-                           f"takes; this input is {spec.datatype} (use a .npy file)")
+                           f"takes; this input is {spec.datatype} (use {files})")
     array = np.empty(1, dtype=object)
     array[0] = path.read_bytes()
     return array

@@ -218,3 +218,40 @@ def test_json_offline_test_counts_2_and_2_0_as_one(registry: Registry, models: P
     results = offline_test(registry, "js", path)
     assert results["overall"]["exact_match"] == round(2 / 3, 4)
     assert results["slices"]["lab"]["exact_match"] == 1.0
+
+
+# --- an image pipeline's images -----------------------------------------------------------------
+
+def _image_manifest() -> Manifest:
+    return parse_manifest({
+        "name": "reader", "version": "1", "backend": "torch",
+        "inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, -1]}],
+        "output": {"type": "latex"},
+        "stages": [{"name": "ocr", "kind": "pipeline", "callable": "entry:open_pipeline"}]})
+
+
+def test_an_image_pipelines_png_and_jpeg_files_are_read_as_served(tmp_path: Path) -> None:
+    """A relabel export writes an image candidate's inputs as PNG files, which the offline test
+    refused ("use a .npy file") for every line of the dataset abvoc had written itself."""
+    from PIL import Image
+
+    pixels = np.tile(np.arange(0, 240, 8, dtype=np.uint8), (20, 1))
+    (tmp_path / "files").mkdir()
+    Image.fromarray(pixels, mode="L").save(tmp_path / "files" / "a.png")
+    Image.fromarray(pixels, mode="L").convert("RGB").save(tmp_path / "files" / "b.JPG")
+    path = _lines(tmp_path, {"inputs": {"image": {"file": "files/a.png"}}, "label": "x"},
+                  {"inputs": {"image": {"file": "files/b.JPG"}}, "label": "y"})
+    png, jpeg = (ex.inputs["image"] for ex in read_dataset(path, _image_manifest()))
+    assert png.dtype == np.uint8 and np.array_equal(png, pixels)
+    assert jpeg.shape == pixels.shape and np.abs(jpeg.astype(int) - pixels).max() <= 8
+    (tmp_path / "files" / "bad.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n")
+    bad = _lines(tmp_path, {"inputs": {"image": {"file": "files/bad.png"}}, "label": "x"})
+    with pytest.raises(OfflineError, match=r"^d\.jsonl line 1: input 'image': image "
+                                           r"'files/bad\.png': the image is not a PNG or JPEG"):
+        read_dataset(bad, _image_manifest())
+    # A tensor candidate's UINT8 input still takes no image file: its datatype is the model's.
+    (tmp_path / "files" / "c.png").write_bytes((tmp_path / "files" / "a.png").read_bytes())
+    tensor = _lines(tmp_path, {"inputs": {"x": {"file": "files/c.png"}}, "label": 1})
+    with pytest.raises(OfflineError, match=r"only a BYTES input takes; this input is UINT8 "
+                                           r"\(use a \.npy file\)$"):
+        read_dataset(tensor, _manifest({"type": "number"}, datatype="UINT8"))
