@@ -19,14 +19,21 @@ from dashboards.pages import PAGES, Page
 HOME = PAGES[0]
 # Table cells wrap long unbroken text (a comment of one 2,000-letter word) so a table fits the
 # window; their minimum width keeps the other columns readable beside it.
+# On a phone-sized window the header wraps, controls take the width there is, and a table too
+# wide for the window scrolls in its own box, so the page itself never scrolls sideways.
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
-header{display:flex;gap:18px;align-items:center;background:#223;color:#fff;padding:10px 20px}
+header{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center;background:#223;color:#fff;
+padding:10px 20px}
 header a{color:#cde;text-decoration:none}header .brand{font-weight:600;color:#fff}
 header form{margin-left:auto}main{padding:16px 24px}
 .controls{display:flex;gap:24px;flex-wrap:wrap;margin-bottom:18px}
-.control{min-width:220px}.wide{min-width:420px}.time{padding:0 56px}
-table.grid{border-collapse:collapse;background:#fff;font-size:13px}
+.control{min-width:min(220px,100%);max-width:100%;box-sizing:border-box}
+.wide{min-width:min(420px,100%)}.time{padding:0 56px}
+table.grid{border-collapse:collapse;background:#fff;font-size:13px;display:block;
+max-width:100%;overflow-x:auto}
+@media (max-width:600px){main{padding:10px}.time{padding:0 48px}.controls{gap:12px}
+header{padding:8px 10px}}
 table.grid th,table.grid td{border:1px solid #ddd;padding:4px 8px;text-align:left;
 overflow-wrap:anywhere;min-width:5em}
 .decision{background:#fff;border-left:6px solid #888;padding:6px 14px;margin:10px 0}
@@ -44,7 +51,8 @@ def create_dash(server: Flask) -> Dash:
                use_pages=False, suppress_callback_exceptions=True, title="abvoc",
                update_title=None, serve_locally=True, csrf_token_name=CSRF_COOKIE,
                csrf_header_name=CSRF_HEADER, include_assets_files=False,
-               external_scripts=[session_end.URL])
+               external_scripts=[session_end.URL],
+               meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}])
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _STYLE + "</style>")
     app.layout = _shell
     # Dash raises this for a script path it does not serve (an unknown package or file, `..`):

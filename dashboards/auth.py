@@ -275,10 +275,11 @@ def _page(target: str | None, error: str | None, status: int) -> tuple[str, int]
 # Jinja escapes every value put into this page.
 _LOGIN = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>abvoc: log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="/dashboard/_favicon.ico">
 <style>
 body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0}
-form{max-width:360px;margin:12vh auto;background:#fff;padding:28px;border-radius:8px;
+form{max-width:360px;margin:12vh auto;box-sizing:border-box;background:#fff;padding:28px;border-radius:8px;
 box-shadow:0 1px 4px #0002}
 h1{font-size:20px;margin:0 0 16px}label{display:block;margin-bottom:6px;color:#444}
 input[type=password]{width:100%;box-sizing:border-box;padding:8px;font-size:14px}
