@@ -6,13 +6,13 @@ TEMPLATE = """<!doctype html>
 <title>abvoc weekly evaluation report {{ d.week }}</title>
 <style>
 body { font-family: "DejaVu Sans", Arial, "WenQuanYi Micro Hei", sans-serif; font-size: 11pt;
-  margin: 1.5em; color: #222; }
+  margin: 1.5em; color: #222; overflow-wrap: anywhere; }
 h1 { font-size: 18pt; margin-bottom: 0; } h2 { font-size: 14pt; border-bottom: 1px solid #999;
   margin-top: 1.4em; } h3 { font-size: 12pt; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 9pt; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
-/* Long unbroken text (a comment of one 2,000-letter word) wraps inside its cell instead of
-   running off the page, and every column keeps a readable width beside it. */
+/* Long unbroken text (a comment of one 2,000-letter word, a 100-letter experiment name in a
+   heading) wraps instead of running off the page, and every column keeps a readable width. */
 th, td { overflow-wrap: anywhere; min-width: 5em; }
 th { background: #f0f0f0; } td.num { text-align: right; }
 img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }

@@ -21,7 +21,7 @@ from PIL import Image
 from app.cli import main
 from app.runner import weekly_report_task
 from core.store.db import Database
-from core.store.models import RelabelItem, RelabelLabel
+from core.store.models import Experiment, RelabelItem, RelabelLabel
 from dashboards.report import (
     due_week,
     list_reports,
@@ -195,6 +195,18 @@ def test_long_user_text_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -
     past, text = _words_past_the_page(done.pdf)
     assert past == []
     assert "A" * 1900 in text  # all of it, on the page
+
+
+def test_a_long_experiment_name_wraps_inside_the_page(dash_app: Flask, tmp_path: Path) -> None:
+    """An experiment name of 100 letters without a blank (the API's longest) ran past the PDF
+    page's right edge in its heading: only 82 of its letters were printed."""
+    experiment_id = _seed_week(dash_app)
+    with dash_app.extensions["abvoc"].db.session() as s:
+        s.get(Experiment, experiment_id).name = "N" * 100
+    done = write_report(dash_app.extensions["abvoc"].db, tmp_path / "reports", WEEK)
+    past, text = _words_past_the_page(done.pdf)
+    assert past == []
+    assert text.count("N" * 100) >= 2  # the heading of each section that names it, whole
 
 
 def test_plots_take_an_interval_that_ends_a_rounding_error_inside_its_bar() -> None:
