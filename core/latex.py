@@ -10,10 +10,14 @@ RapidFuzz compares plain strings, which is what makes a million pairs a second p
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
+# Control and format characters (a bell, a right-to-left override, a zero-width joiner): a
+# formula holding one shows as another formula, or as nothing.
+_INVISIBLE = frozenset({"Cc", "Cf"})
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")
 # Commands abvoc's formulas may contain, with how many braced arguments each takes
 # (tests/workloads/ocr checks the workload's generator uses no other).
@@ -49,6 +53,9 @@ def validate_latex(latex: str) -> list[str]:
             if depth < 0:
                 problems.append(f"unbalanced braces: '}}' at token {i + 1} closes nothing")
                 depth = 0
+        elif len(tok) == 1 and unicodedata.category(tok) in _INVISIBLE:
+            problems.append(f"an invisible control or format character (U+{ord(tok):04X}) at "
+                            f"token {i + 1}: a formula is written with visible symbols")
         elif tok.startswith("\\") and tok not in COMMANDS:
             problems.append(f"unknown command {tok!r} at token {i + 1}")
         elif tok in ("^", "_"):

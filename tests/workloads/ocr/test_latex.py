@@ -21,6 +21,9 @@ def test_valid_latex_has_no_problems(latex: str) -> None:
     (r"x^", "nothing to attach"),
     (r"\frac 12", "braced argument"),
     ("   ", "empty"),
+    ("37+7\x07+8", "invisible control or format character (U+0007) at token 5"),
+    ("x\u202ey", "(U+202E) at token 2"),
+    ("a\u200db", "(U+200D)"),
 ])
 def test_malformed_latex_says_what_is_wrong(latex: str, fragment: str) -> None:
     problems = validate_latex(latex)
