@@ -193,10 +193,17 @@ def _text(values: Mapping[str, Any], key: str, *, empty: bool = True) -> str | N
     value = values.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or (not empty and not value.strip()):
+    if not isinstance(value, str):
+        # The value is not echoed: a secret (a token, a URL with its password) may be it.
         raise ConfigError(f"{_setting(key)} must be {'a' if empty else 'a non-empty'} string, "
-                          f"got {value!r}")
+                          f"got {_TOML_KINDS.get(type(value), 'another kind of value')}")
+    if not empty and not value.strip():
+        raise ConfigError(f"{_setting(key)} must be a non-empty string, got a blank one")
     return value
+
+
+_TOML_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+               dict: "a table"}
 
 
 def _number(values: Mapping[str, Any], key: str, default: float, low: float, high: float,

@@ -113,26 +113,32 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     and players' complaints to /v1/corrections."""
     from urllib.parse import urlsplit
 
+    from core.masking import hide_userinfo, mask_url
     from workloads.client import ServiceClient, ServiceError
     from workloads.gameplay.league import league_size_problem
 
     if matches < players:
         raise click.BadParameter(league_size_problem(matches, players), param_hint="--matches")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{url!r} is not an http(s) URL such as "
+    shown_url = hide_userinfo(mask_url(url))  # what messages name: no credentials, no token
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed host such as "[::1"
+        usable = False
+    if not usable:
+        raise click.BadParameter(f"{shown_url!r} is not an http(s) URL such as "
                                  "http://127.0.0.1:8080", param_hint="--url")
     client = ServiceClient(url, key, threads=threads)
     try:
         summary, seen, experiment = _league(client, matches, players, scope, seed, threads,
                                             wait_s)
     except ServiceError as exc:
-        raise AbvocError(f"the service at {url} refused: {exc}") from None
+        raise AbvocError(f"the service at {shown_url} refused: {exc}") from None
     except urllib3.exceptions.HTTPError as exc:
-        raise AbvocError(f"the service at {url} cannot be reached ({type(exc).__name__}): "
+        raise AbvocError(f"the service at {shown_url} cannot be reached ({type(exc).__name__}): "
                          "check --url and that abvoc is running") from None
     except ValueError as exc:  # an answer that is not JSON: not an abvoc service
-        raise AbvocError(f"the service at {url} did not answer as abvoc does: "
+        raise AbvocError(f"the service at {shown_url} did not answer as abvoc does: "
                          f"{str(exc)[:200]}") from None
     finally:
         client.close()

@@ -201,6 +201,21 @@ def test_simulate_against_no_service_is_one_line(cli: CliRunner, url: str) -> No
                               "--wait", "0"]), url)
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://bob:hunter2@127.0.0.1:1", "http://***@127.0.0.1:1"),
+    ("ftp://bob:hunter2@127.0.0.1:1", "ftp://***@127.0.0.1:1"),
+    ("http://127.0.0.1:1/?token=hunter2", "http://127.0.0.1:1/?token=***"),
+    ("http://bob:hunter2@[::1", "http://***@[::1"),
+])
+def test_simulate_never_prints_the_urls_credentials(cli: CliRunner, url: str,
+                                                    shown: str) -> None:
+    """Every error printed --url whole, password and token included; a malformed IPv6 host
+    was a traceback."""
+    result = cli.invoke(main, ["simulate", "gameplay", "--url", url, "--key", "k", "--wait", "0"])
+    refused(result, shown)
+    assert "hunter2" not in result.output
+
+
 def test_capacity_names_bundles_and_checks_options_first(cli: CliRunner, tmp_path: Path) -> None:
     assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
     result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB"])

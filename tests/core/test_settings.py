@@ -192,3 +192,19 @@ def test_a_topic_prefix_kafka_cannot_name_is_refused_naming_the_setting() -> Non
     for bad in ("bad prefix", "a/b", "é", "x" * 201):
         with pytest.raises(ConfigError, match="ABVOC_TOPIC_PREFIX .* must be 1 to 200 ASCII"):
             load_settings(env={"ABVOC_TOPIC_PREFIX": bad})
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("metrics_token = 987654321123", "a number"),
+    ('database_url = ["postgresql://bob:hunter2@127.0.0.1:5432/db"]', "a list"),
+    ('bus_url = {url = "kafka://hunter2@127.0.0.1:9092"}', "a table"),
+])
+def test_a_config_files_value_of_another_kind_is_never_echoed(tmp_path, text: str,  # noqa: ANN001
+                                                             kind: str) -> None:
+    """A token or a URL given as a TOML number or list was printed whole in the error."""
+    path = tmp_path / "abvoc.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(env={}, config_file=path)
+    assert exc.value.message.endswith(f"must be a string, got {kind}")
+    assert "987654321123" not in exc.value.message and "hunter2" not in exc.value.message
