@@ -279,8 +279,8 @@ _LOGIN = """<!doctype html>
 <link rel="icon" href="/dashboard/_favicon.ico">
 <style>
 body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0}
-form{max-width:360px;margin:12vh auto;box-sizing:border-box;background:#fff;padding:28px;border-radius:8px;
-box-shadow:0 1px 4px #0002}
+form{max-width:360px;margin:12vh auto;box-sizing:border-box;background:#fff;padding:28px;
+border-radius:8px;box-shadow:0 1px 4px #0002}
 h1{font-size:20px;margin:0 0 16px}label{display:block;margin-bottom:6px;color:#444}
 input[type=password]{width:100%;box-sizing:border-box;padding:8px;font-size:14px}
 button{margin-top:14px;padding:8px 18px;font-size:14px}.error{color:#b00020;margin:0 0 12px}

@@ -61,6 +61,9 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
     process finds the schema at head and has nothing to do. On SQLite the step's transaction
     is a write transaction from its BEGIN (BEGIN IMMEDIATE, see core.store.db), which holds
     the others back the same way."""
+    if not revision.strip():  # Alembic asserts on an empty revision: a traceback, not a word
+        raise AbvocError("give a revision: 'head', a revision id, or a relative step such as "
+                         "-1 (`abvoc db current` shows the store's and the head)")
     failed: CommandError | None = None
     with db.engine.connect() as conn:
         locked = conn.dialect.name == "postgresql"

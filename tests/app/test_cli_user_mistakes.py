@@ -216,6 +216,15 @@ def test_simulate_never_prints_the_urls_credentials(cli: CliRunner, url: str,
     assert "hunter2" not in result.output
 
 
+@pytest.mark.parametrize("step", ["upgrade", "downgrade"])
+@pytest.mark.parametrize("revision", ["", "  "])
+def test_an_empty_revision_is_one_line(cli: CliRunner, step: str, revision: str) -> None:
+    """Alembic asserted on it: a traceback, exit status 1."""
+    result = cli.invoke(main, ["db", step, revision])
+    refused(result, "give a revision: 'head', a revision id")
+    assert result.exit_code == 2
+
+
 def test_capacity_names_bundles_and_checks_options_first(cli: CliRunner, tmp_path: Path) -> None:
     assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
     result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB"])
