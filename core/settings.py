@@ -161,6 +161,13 @@ def _validate_database_url(url: str) -> str:
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(f"ABVOC_DATABASE_URL uses {backend!r}; abvoc supports sqlite and "
                           "postgresql")
+    if backend == "sqlite" and ((parsed.database or ":memory:") == ":memory:"
+                                or parsed.query.get("mode") == "memory"):
+        # Every connection would get a store of its own, gone when it closes: `db upgrade`
+        # said it migrated, and every later command asked for `db upgrade` again.
+        raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} names no SQLite file (an "
+                          "in-memory store keeps nothing); give a path such as "
+                          "'sqlite:///path/abvoc.db', or leave it unset for the data folder's")
     if backend == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url

@@ -32,6 +32,9 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     from workloads.ocr.workflow import train_and_register
 
     known = [*candidate_names(), *mobile_names(), *ONEGRAPH]
+    if train_all and candidates:  # --all with names trained everything, the names unread
+        raise click.UsageError(f"give candidate names or --all, not both (got --all and "
+                               f"{list(candidates)})")
     names = known if train_all else list(candidates)
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {known}")

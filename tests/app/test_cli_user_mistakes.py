@@ -225,6 +225,13 @@ def test_an_empty_revision_is_one_line(cli: CliRunner, step: str, revision: str)
     assert result.exit_code == 2
 
 
+def test_train_all_with_names_is_refused_before_any_training(cli: CliRunner) -> None:
+    """`train --all nosuch` ignored the name and trained every candidate (minutes of CPU)."""
+    result = cli.invoke(main, ["train", "--all", "nosuch"])
+    refused(result, "give candidate names or --all, not both", "nosuch")
+    assert result.exit_code == 2
+
+
 def test_capacity_names_bundles_and_checks_options_first(cli: CliRunner, tmp_path: Path) -> None:
     assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
     result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB"])

@@ -208,3 +208,13 @@ def test_a_config_files_value_of_another_kind_is_never_echoed(tmp_path, text: st
         load_settings(env={}, config_file=path)
     assert exc.value.message.endswith(f"must be a string, got {kind}")
     assert "987654321123" not in exc.value.message and "hunter2" not in exc.value.message
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:",
+                                 "sqlite:///file:x?mode=memory&uri=true"])
+def test_an_in_memory_sqlite_store_is_refused(url: str) -> None:
+    """`db upgrade` said it migrated a store that vanished with its connection; every later
+    command then asked for `db upgrade` again (an unset shell variable gives 'sqlite:///')."""
+    with pytest.raises(ConfigError, match=r"names no SQLite file \(an in-memory store keeps "
+                                          r"nothing\)"):
+        load_settings(env={"ABVOC_DATABASE_URL": url})
