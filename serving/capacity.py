@@ -343,6 +343,11 @@ def load_profiles(path: str | Path) -> list[CandidateProfile]:
     if isinstance(data, Mapping) and isinstance(data.get("candidates"), list):
         data = data["candidates"]
     if isinstance(data, Mapping):
+        odd = next((name for name, rec in data.items() if not isinstance(rec, Mapping)), None)
+        if odd is not None:
+            raise CapacityError(f"profiles file {str(path)!r}: the record of {str(odd)[:100]!r} "
+                                "must be an object (with latency_by_batch and footprint_bytes); "
+                                "as a list, each record names itself with \"name\"")
         return [profile_from_record(str(name), rec) for name, rec in data.items()]
     if isinstance(data, list) and all(isinstance(r, Mapping) and "name" in r for r in data):
         return [profile_from_record(str(r["name"]), r) for r in data]

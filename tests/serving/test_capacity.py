@@ -144,6 +144,10 @@ def test_profiles_from_registry_records_and_files(tmp_path):
         load_profiles(bad)
     with pytest.raises(CapacityError, match="cannot be read"):
         load_profiles(tmp_path / "missing.json")
+    named = tmp_path / "named.json"  # one record meant as a list's, written as an object
+    named.write_text(json.dumps({"name": "a", **record}))
+    with pytest.raises(CapacityError, match="the record of 'name' must be an object"):
+        load_profiles(named)  # was an AttributeError traceback
 
 
 def test_measured_latency_and_size_of_a_real_network():
