@@ -35,13 +35,7 @@ from core.same_answer import same_output
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
 from core.times import as_utc
-from feedback.cross_queue import (
-    disagreeing,
-    disagreement_note,
-    done_elsewhere,
-    item_output_type,
-    settle,
-)
+from feedback.cross_queue import against_elsewhere, disagreement_note, item_output_type, settle
 from feedback.item_view import item_view
 
 LEASE_S = 600
@@ -198,7 +192,8 @@ def verdict_of(s: Session, item: RelabelItem, label: str) -> str | None:
     corrected = _correction(s, item.prediction_id)
     if corrected is None:
         return None
-    return "accept" if same_output(corrected, label, item_output_type(s, item)) else "reject"
+    same = corrected == label or same_output(corrected, label, item_output_type(s, item))
+    return "accept" if same else "reject"
 
 
 def conclude(s: Session, item: RelabelItem) -> None:
@@ -243,12 +238,11 @@ def _differ(s: Session, item: RelabelItem, labels: list[str]) -> bool:
 
 
 def _finish(s: Session, item: RelabelItem, label: str) -> None:
-    if others := disagreeing(s, item, label):  # another queue's truth for the input: settle it
+    others, label = against_elsewhere(s, item, label)
+    if others:  # another queue's truth for the input: settle it
         _release(item, "review")
         item.note = disagreement_note(label, others)
         return
-    if same := done_elsewhere(s, item):  # the input's truth as written: one string per input
-        label = same[0].label or label
     _release(item, "done")
     item.label, item.labeled_at = label, utcnow()
     annotators = s.scalars(select(RelabelLabel.annotator).where(

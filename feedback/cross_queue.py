@@ -19,23 +19,28 @@ def item_output_type(s: Session, item: RelabelItem) -> str:
     return s.scalar(select(item_type(s)).where(RelabelItem.id == item.id))
 
 
-def done_elsewhere(s: Session, item: RelabelItem) -> list[RelabelItem]:
-    """Done items of `item`'s input and output type in other queues."""
+def done_elsewhere(s: Session, item: RelabelItem,
+                   output_type: str | None = None) -> list[RelabelItem]:
+    """Done items of `item`'s input and output type (`output_type`, when the caller has read
+    it) in other queues."""
     if not item.input_hash:
         return []
     r = RelabelItem
-    typed = item_type(s)
+    own = output_type if output_type is not None else item_output_type(s, item)
     return list(s.scalars(select(r).where(
         r.input_hash == item.input_hash, r.id != item.id, r.status == "done",
-        r.label.is_not(None), typed == item_output_type(s, item)).order_by(r.id)))
+        r.label.is_not(None), item_type(s) == own).order_by(r.id)))
 
 
-def disagreeing(s: Session, item: RelabelItem, label: str) -> list[RelabelItem]:
-    """Done items of `item`'s input and output type in other queues whose label is another
-    answer (spacing never counts in text and LaTeX: core.same_answer)."""
+def against_elsewhere(s: Session, item: RelabelItem, label: str) -> tuple[list[RelabelItem], str]:
+    """The done items of `item`'s input and output type in other queues whose label is another
+    answer (spacing never counts in text and LaTeX: core.same_answer), and `label` as the
+    others already write it (one string per input and type, as the exports compare them)."""
     output_type = item_output_type(s, item)
-    return [o for o in done_elsewhere(s, item)
-            if not same_output(o.label or "", label, output_type)]
+    elsewhere = done_elsewhere(s, item, output_type)
+    others = [o for o in elsewhere if not same_output(o.label or "", label, output_type)]
+    written = elsewhere[0].label if elsewhere and not others else None
+    return others, written or label
 
 
 def disagreement_note(label: str, others: list[RelabelItem]) -> str:
