@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from core.errors import AbvocError
+from core.folders import unwritable
 from core.ids import MAX_ROW_ID
 from core.relabel import queue_problem
 from core.settings import Settings, load_settings
@@ -118,8 +119,15 @@ class Finite(click.FloatRange):
 
     name = "finite float range"
 
+    def __init__(self, min: float | None = None, max: float | None = None,  # noqa: A002
+                 said: str | None = None, **kwargs: Any) -> None:
+        super().__init__(min, max, **kwargs)
+        self.said = said  # how help and errors say the range, where click's digits would not
+
     def _describe_range(self) -> str:
         # click writes an unbounded side as None ("x<=None"); say what is allowed instead.
+        if self.said:
+            return self.said
         if self.min is None and self.max is None:
             return "any finite number"
         return super()._describe_range()
@@ -147,23 +155,10 @@ class QueueName(click.ParamType):
 
 
 def check_out_folder(path: Any, option: str = "--out") -> None:
-    """Check that a command can write under `path` before it does any work: a folder is made
-    (and removed) in its nearest existing ancestor, so an unusable path fails with one line
-    naming the option instead of a traceback half way, and nothing is left behind."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    where = Path(path).expanduser().absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    try:
-        if not where.is_dir():
-            raise NotADirectoryError(20, f"{where} is not a folder")
-        shutil.rmtree(tempfile.mkdtemp(prefix=".abvoc-probe.", dir=where))
-    except OSError as exc:
-        raise AbvocError(f"{option} {str(path)!r} cannot be written: "
-                         f"{exc.strerror or exc} in {where}") from None
+    """Check that a command can write under `path` before it does any work, so an unusable
+    path fails with one line naming the option instead of a traceback half way."""
+    if problem := unwritable(path):
+        raise AbvocError(f"{option} {str(path)!r} cannot be written: {problem}") from None
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

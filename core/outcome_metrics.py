@@ -77,8 +77,8 @@ def check_definition(body: Any) -> dict[str, Any]:
                                   or not isinstance(guardrail, int | float)
                                   or not math.isfinite(guardrail)
                                   or abs(guardrail) > MAX_ABS_VALUE):
-        raise AbvocError("'guardrail' must be a finite number (the limit an arm's mean must "
-                         "not cross in the bad direction) or null")
+        raise AbvocError("'guardrail' must be a number from -2^53 to 2^53 (the limit an arm's "
+                         "mean must not cross in the bad direction) or null")
     if kind == PROPORTION and guardrail is not None and not 0 <= guardrail <= 1:
         raise AbvocError("a proportion metric's 'guardrail' is a share from 0 to 1")
     primary = body.get("primary", False)

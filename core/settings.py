@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
+from core.folders import folder_setting
 from core.masking import Secret, mask_url
 from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
 
@@ -260,15 +261,9 @@ def _parts(values: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _folder(values: Mapping[str, Any], key: str) -> Path | None:
-    """A folder setting: a path that, if it exists, is a folder (not a file)."""
+    """A folder setting (core.folders): None when unset."""
     text = _text(values, key)
-    if not text:
-        return None
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{_setting(key)} names {text!r}, which is not a folder: name a "
-                          "folder (it is made if missing)")
-    return path
+    return folder_setting(text, _setting(key)) if text else None
 
 
 def load_settings(

@@ -26,6 +26,7 @@ from werkzeug.utils import secure_filename
 
 from app.auth import require
 from core.errors import AbvocError
+from core.folders import check_writable
 from serving.bundles import Limits, register_bundle, retire_candidate, still_served
 from serving.bundles.archive import ARCHIVE_SUFFIXES
 
@@ -110,6 +111,7 @@ def register():  # noqa: ANN201
     if not name.endswith(suffix):
         name = "bundle" + suffix
     models = Path(current_app.extensions["abvoc"].settings.models_dir)
+    check_writable(models / "bundles")
     (models / "bundles").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=models / "bundles"))
     try:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
-from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS
+from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MAX_ABS_VALUE
 from evaluation.metric_definitions import define_metric, list_metrics
 
 
@@ -35,7 +35,8 @@ def metrics() -> None:
                    "means, sum for ratios).")
 @click.option("--numerator", default=None, help="Ratio metrics: the metric summed on top.")
 @click.option("--denominator", default=None, help="Ratio metrics: the metric summed below.")
-@click.option("--guardrail", type=Finite(), default=None,
+@click.option("--guardrail", default=None,
+              type=Finite(-MAX_ABS_VALUE, MAX_ABS_VALUE, said="-2^53<=x<=2^53"),
               help="An arm whose per-unit mean is significantly on the bad side of this fails.")
 @click.option("--primary", is_flag=True, help="Decide the experiment on this metric.")
 @json_option

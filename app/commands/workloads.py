@@ -9,9 +9,19 @@ from typing import Any
 import click
 import urllib3
 
-from app.cli import SEED, Finite, check_store, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    SEED,
+    Finite,
+    check_out_folder,
+    check_store,
+    emit,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 from app.commands.models import ProgressLine
 from core.errors import AbvocError
+from core.folders import check_writable
 
 
 @click.group("workloads")
@@ -48,6 +58,8 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
 
     if register:
         check_store(ctx)
+        check_writable(ctx.settings.models_dir)  # now, not after the training
+    check_out_folder(out)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
     say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     config = BuildConfig(train_matches, heldout_matches, eval_matches, epochs, seed)

@@ -286,3 +286,18 @@ def test_the_list_leaves_out_share_maps_that_show_keeps(app: Flask, client: Flas
     shown = client.get("/v1/candidates/iris-onnx", headers=admin).get_json()
     assert shown["offline_results"]["label_shares"] == shares
     assert shown["offline_results"]["slices"]["field"]["output_shares"] == shares
+
+
+def test_an_unwritable_model_store_is_a_503_naming_it(app: Flask, client: FlaskClient,
+                                                      admin: dict,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's set-up, not the upload, is at fault: said as such, nothing registered
+    (it was an OSError's bare 500). /proc/self is a folder no one can write in."""
+    state = app.extensions["abvoc"]
+    monkeypatch.setattr(state, "settings", state.settings.with_overrides(model_store="/proc/self"))
+    before = stored(app)[0]
+    response = upload(client, admin, targz(example_files()))
+    assert response.status_code == 503, response.get_json()
+    assert "the model store (ABVOC_MODEL_STORE" in response.get_json()["error"]
+    assert "cannot be written: /proc/self/bundles" in response.get_json()["error"]
+    assert stored(app)[0] == before

@@ -4,6 +4,7 @@ exit, no traceback, and nothing written (SQLite store in a fresh data folder).""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,37 @@ def test_unusable_folders_and_stores_are_named(cli: CliRunner, tmp_path: Path,
     monkeypatch.delenv("ABVOC_MODEL_STORE")
     monkeypatch.setenv("ABVOC_DATABASE_URL", f"sqlite:///{a_file}")
     refused(cli.invoke(main, ["db", "current"]), "ABVOC_DATABASE_URL", "not a database")
+
+
+def test_folders_that_can_never_be_made_or_written_are_named_before_any_work(
+        cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder under a file failed as "the secret key file cannot be read" (data folder) or a
+    traceback (model store); an unwritable store failed as a traceback, `train` only after
+    training. /proc/self is a folder no one can write in."""
+    (a_file := tmp_path / "a-file").write_text("x\n")
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(a_file / "data"))
+    refused(cli.invoke(main, ["config"]), "ABVOC_DATA_DIR", f"{a_file} is a file")
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ABVOC_MODEL_STORE", str(a_file / "models"))
+    refused(cli.invoke(main, ["candidates", "list"]), "ABVOC_MODEL_STORE", f"{a_file} is a file")
+    monkeypatch.setenv("ABVOC_MODEL_STORE", "/proc/self")
+    refused(cli.invoke(main, ["candidates", "register", str(BUNDLE)]),
+            "the model store (ABVOC_MODEL_STORE", "cannot be written: /proc/self/bundles:")
+    started = time.monotonic()
+    refused(cli.invoke(main, ["train", "ocr-small-printed", "--n-train", "200", "--epochs", "3"]),
+            "the model store (ABVOC_MODEL_STORE", "cannot be written: /proc/self")
+    assert time.monotonic() - started < 5  # refused before training, not after
+    refused(cli.invoke(main, ["workloads", "gameplay", "build", "--out", "/proc/self/x"]),
+            "--out '/proc/self/x' cannot be written")
+    monkeypatch.delenv("ABVOC_MODEL_STORE")
+    assert "no candidates" in cli.invoke(main, ["candidates", "list"]).output
+
+
+def test_a_guardrail_beyond_the_stored_range_says_the_range(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["metrics", "define", "1", "--name", "m", "--kind", "mean",
+                               "--direction", "higher", "--guardrail", "1e16"])
+    refused(result, "-2^53<=x<=2^53")
+    assert "-2^53<=x<=2^53" in cli.invoke(main, ["metrics", "define", "--help"]).output
 
 
 def test_read_only_commands_make_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AbvocError, NotFound
+from core.folders import check_writable
 from core.settings import Settings
 from core.store import Database
 from serving.bundles.manifest import MANIFEST_NAME
@@ -36,6 +37,7 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(known)}")
+    check_writable(Path(settings.models_dir))  # now, not after the training it would keep
     out = []
     with Database(settings.database_url) as db:  # closed however training ends
         registry = Registry(db)
