@@ -140,6 +140,24 @@ class Finite(click.FloatRange):
         return number
 
 
+class CandidateVersion(click.ParamType):
+    """A --version: a blank one was taken as no version at all, and the store then said the
+    whole candidate "is not registered"."""
+
+    name = "version"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip():
+            self.fail("is empty: name a version (`abvoc candidates list --all` shows them) or "
+                      "leave the option out for the latest", param, ctx)
+        return text
+
+
+VERSION = CandidateVersion()
+
+
 class QueueName(click.ParamType):
     """A relabeling queue: one of the purposes, or `stage:<name>` (a staged pipeline's)."""
 

@@ -192,7 +192,7 @@ class Registry:
                                f"`abvoc candidates list --all` (GET /v1/candidates?all=1) for "
                                "retired versions, and name one to show it")
             if row is None:
-                what = f"{name!r}" + (f" version {version!r}" if version else "")
+                what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             return CandidateInfo.of(row)
 
@@ -214,7 +214,7 @@ class Registry:
                 query = query.where(Candidate.version == version)
             ids = list(s.scalars(query))
             if not ids:
-                what = f"{name!r}" + (f" version {version!r}" if version else "")
+                what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             now = utcnow()
             changed = list(s.scalars(

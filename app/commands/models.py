@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, check_store, columns, emit, json_option, open_db, pass_ctx
+from app.cli import SEED, VERSION, check_store, columns, emit, json_option, open_db, pass_ctx
 
 
 @click.command("train")
@@ -67,7 +67,8 @@ def _figures(scores: dict) -> str:
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="A bundle candidate's own labeled test set: a JSONL manifest, "
                                  "one {inputs, label, slice} a line.")
-@click.option("--version", default=None, help="A version (default: the latest active one).")
+@click.option("--version", type=VERSION, default=None,
+              help="A version (default: the latest active one).")
 @click.option("--no-store", is_flag=True, help="With --dataset: print the results without "
               "storing them (the stored ones, which the divergence reads, stay).")
 @click.option("--n", "n_test", type=click.IntRange(min=4), default=None,
@@ -240,7 +241,8 @@ def register_cmd(ctx, path, check_remote, as_json) -> None:  # noqa: ANN001
 
 @candidates_group.command("retire")
 @click.argument("name")
-@click.option("--version", default=None, help="One version (default: every active version).")
+@click.option("--version", type=VERSION, default=None,
+              help="One version (default: every active version).")
 @json_option
 @pass_ctx
 def retire_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
@@ -287,7 +289,8 @@ def list_cmd(ctx, include_retired, as_json) -> None:  # noqa: ANN001
 
 @candidates_group.command("show")
 @click.argument("name")
-@click.option("--version", default=None, help="A version (default: the latest).")
+@click.option("--version", type=VERSION, default=None,
+              help="A version (default: the latest).")
 @json_option
 @pass_ctx
 def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
@@ -312,7 +315,8 @@ def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
 @candidates_group.command("offline-results")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--version", default=None, help="A version (default: the latest active one).")
+@click.option("--version", type=VERSION, default=None,
+              help="A version (default: the latest active one).")
 @json_option
 @pass_ctx
 def offline_results_cmd(ctx, name, file, version, as_json) -> None:  # noqa: ANN001

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, Finite, check_out_folder, check_store, emit, json_option, pass_ctx
+from app.cli import (
+    SEED,
+    VERSION,
+    Finite,
+    check_out_folder,
+    check_store,
+    emit,
+    json_option,
+    pass_ctx,
+)
 
 
 @click.group("pages")
@@ -74,7 +83,8 @@ def dataset_group() -> None:
               help="A new folder for the formula images and manifest.jsonl.")
 @click.option("--candidate", default="pages-xycut", show_default=True,
               help="The registered extraction candidate.")
-@click.option("--version", default=None, help="Its version (default: the latest active one).")
+@click.option("--version", type=VERSION, default=None,
+              help="Its version (default: the latest active one).")
 @click.option("--min-score", type=Finite(0, 1), default=0.0, show_default=True,
               help="Drop boxes scored below this.")
 @json_option

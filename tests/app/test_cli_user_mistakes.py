@@ -321,3 +321,15 @@ def test_periods_are_finite_and_bounded(cli: CliRunner, args: list[str], words: 
 def test_deeply_nested_rules_are_not_json(cli: CliRunner) -> None:
     refused(cli.invoke(main, ["relabel", "rules", "--set", "[" * 5000 + "]" * 5000]),
             "--set is not JSON")
+
+
+@pytest.mark.parametrize("args", [
+    ["candidates", "show", "iris-onnx"], ["candidates", "retire", "iris-onnx"],
+    ["candidates", "offline-results", "iris-onnx", str(BUNDLE / "candidate.toml")],
+    ["offline-test", "iris-onnx"], ["dataset", "split-pages", ".", "--out", "x"]])
+def test_an_empty_version_is_refused_as_such(cli: CliRunner, args: list[str]) -> None:
+    """It read as no version, and the store said the whole candidate "is not registered"."""
+    assert cli.invoke(main, ["candidates", "register", str(BUNDLE)]).exit_code == 0
+    for blank in ("", "  "):
+        refused(cli.invoke(main, [*args, "--version", blank]), "--version", "is empty")
+    assert "iris-onnx" in cli.invoke(main, ["candidates", "list"]).output  # nothing retired
