@@ -14,11 +14,11 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from core.errors import AbvocError
-from core.text import shown, text_problem
+from core.text import shown
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.offline_labels import truth
-from serving.bundles.offline_metrics import ALL, OfflineError
+from serving.bundles.offline_metrics import OfflineError, slice_problem
 from serving.bundles.runner import as_datatype
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
 from serving.images import MAX_IMAGE_BYTES, decode_image
@@ -84,11 +84,7 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     if "label" not in item:
         raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
     slice_ = item.get("slice")
-    if slice_ is not None and (not isinstance(slice_, str) or not slice_ or len(slice_) > 100
-                               or slice_ == ALL):
-        raise OfflineError(f"{where}: 'slice' must be a name of 1 to 100 characters other than "
-                           f"{ALL!r}, got {shown(slice_)}")
-    if slice_ is not None and (problem := text_problem(slice_, controls=True)) is not None:
+    if slice_ is not None and (problem := slice_problem(slice_)) is not None:
         raise OfflineError(f"{where}: 'slice' {problem}, got {shown(slice_)}")
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)

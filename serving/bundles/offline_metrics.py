@@ -192,11 +192,21 @@ def _check_overall(output: OutputSpec, overall: dict[str, Any],
                                "slices")
 
 
+WHOLE_NAMES = (ALL, "overall")
+"""What the whole is called online and in offline tables: a slice by either name was a second
+"overall" row beside the real one."""
+
+
+def slice_problem(name: Any) -> str | None:
+    """Why `name` cannot name a slice (the datasets' and the imported results' one rule)."""
+    if not isinstance(name, str) or not name or len(name) > 100 or name in WHOLE_NAMES:
+        return (f"must be a name of 1 to 100 characters other than {WHOLE_NAMES[0]!r} and "
+                f"{WHOLE_NAMES[1]!r} (the names of the whole)")
+    return text_problem(name, controls=True)
+
+
 def _slice_name(name: str) -> str:
-    if not name or len(name) > 100 or name == ALL:
-        raise OfflineError(f"slice name {name!r} must be 1 to 100 characters and not {ALL!r} "
-                           "(the online name of the whole)")
-    if (problem := text_problem(name, controls=True)) is not None:
+    if (problem := slice_problem(name)) is not None:
         raise OfflineError(f"slice name {name!r} {problem}")
     return name
 

@@ -125,6 +125,7 @@ DATASET_REFUSALS = [
     ({**GOOD, "label": "rose"}, r"line 2: label 'rose' is not one of the candidate's classes"),
     ({k: v for k, v in GOOD.items() if k != "label"}, r"line 2: 'label' is missing"),
     ({**GOOD, "slice": "all"}, r"line 2: 'slice' must be a name .* other than 'all'"),
+    ({**GOOD, "slice": "overall"}, r"line 2: 'slice' must be a name .* 'overall' \(the names"),
     ([1, 2], r"line 2 must be an object"),
     ({**GOOD, "slice": "\ud800"}, r"^set.jsonl line 2: 'slice' must be valid Unicode text .*"
                                   r"surrogate.*, got '\\ud800'$"),

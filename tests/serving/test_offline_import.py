@@ -62,6 +62,7 @@ IMPORT_REFUSALS = [
     (_with(("slices", "lab", "label_shares", "rose"), 0.1), r"names \['rose'\], which are not"),
     (_with(("slices", "lab", "label_shares", "setosa"), 0.9), r"must add up to 1, got 1.4000"),
     (_with(("slices", "all"), {"n": 1, "accuracy": 1}), r"slice name 'all' must be"),
+    (_with(("slices", "overall"), {"n": 1, "accuracy": 1}), r"slice name 'overall' must be"),
     (_with(("mix_slices",), ["moon"]), r"'mix_slices' must list some of the slices"),
     (_with(("slices", "lab", "accuracy"), float("nan")), r"is not JSON|must be a finite number"),
     (_with(("slices", "\ud800"), {"n": 10, "accuracy": 0.9}),
