@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import ConfigError
+from core.folders import unwritable
 from core.settings import mask_url
 from core.store import json_text
 from core.store.checkpoint import Checkpointer
@@ -239,6 +240,13 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
+            folder = Path(path).parent if (path := sqlite_file(self.url)) else None
+            if folder is not None and (problem := unwritable(folder)):
+                # SQLite writes beside its file (the WAL's -shm) even to read: "unable to open
+                # database file" read like a network fault.
+                raise ConfigError(f"{variable}={mask_url(self.url)!r} cannot be opened: SQLite "
+                                  f"needs to write in {folder}, even to read, and cannot "
+                                  f"({problem}); make that folder writable") from exc
             raise ConfigError(
                 f"{variable}={mask_url(self.url)!r} is unreachable: {exc.orig}"
             ) from exc
