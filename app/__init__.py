@@ -38,7 +38,7 @@ def create_app(
     _register_errors(app)
     compress_answers(app)
 
-    from app import metrics
+    from app import metrics, query_params
     from app.api import (
         candidates,
         corrections,
@@ -68,6 +68,7 @@ def create_app(
     for module in (health, meta, predict, pages, corrections, outcomes, experiments, reports,
                    candidates, v2, relabel, weekly_reports):
         app.register_blueprint(module.bp)
+    query_params.init_app(app)
     _mount_dashboard(app, services)
     # Inference bodies are the largest a route takes; each route checks its own limit after.
     # Well-formed inference requests take the V2 lane around Flask (app/api/v2_lane.py).

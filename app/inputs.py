@@ -31,7 +31,6 @@ from werkzeug.wsgi import LimitedStream
 
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
-from core.query import check_query
 from core.text import text_problem
 from serving.bundles.binary import HEADER as BINARY_HEADER
 
@@ -257,12 +256,6 @@ def check_read_headers(environ: dict[str, Any]) -> None:
             check_text(value, f"header '{name}'")
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")
-
-
-def known_query(*known: str) -> None:
-    """A 400 for a query parameter the route does not read, or one given twice
-    (core.query.check_query on this request's)."""
-    check_query(request.args, *known)
 
 
 def optional_json() -> Any:

@@ -144,12 +144,13 @@ def retire(name: str):  # noqa: ANN201
 
 
 def _flag(name: str) -> bool:
-    """A yes/no query parameter: absent is no; anything but 1/true/yes or 0/false/no is a 400,
-    so a misspelt value never silently lists less."""
+    """A yes/no query parameter: absent is no, bare (`?all`) yes; anything but 1/true/yes or
+    0/false/no (as the OpenAPI document's enum says) is a 400, so a misspelt value never silently
+    lists less."""
     raw = request.args.get(name)
-    if raw is None or raw.lower() in ("0", "false", "no"):
+    if raw is None or raw in ("0", "false", "no"):
         return False
-    if raw.lower() in ("", "1", "true", "yes"):
+    if raw in ("", "1", "true", "yes"):
         return True
     raise AbvocError(f"'{name}' must be 1 (or true, yes) or 0 (or false, no), got {raw[:20]!r}")
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import current_identity, require
-from app.inputs import known_query, optional_json
+from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
 from evaluation.relabel_enqueue import route_label
@@ -93,7 +93,6 @@ def show(item_id: int):  # noqa: ANN201
 @bp.get("/v1/relabel/items")
 @require("annotate")
 def listing():  # noqa: ANN201
-    known_query("status", "queue", "limit")
     status = request.args.get("status", "review")
     limit = _query_int("limit", 1, 500, 50)
     queue = _text(request.args.get("queue"), "queue")
@@ -133,12 +132,10 @@ def resolve(item_id: int):  # noqa: ANN201
 @bp.get("/v1/relabel/agreement")
 @require("annotate")
 def agreement_report():  # noqa: ANN201
-    known_query("queue")
     return jsonify(agreement.agreement(_db(), _text(request.args.get("queue"), "queue")))
 
 
 def _scope() -> tuple[int | None, str | None]:
-    known_query("experiment_id", "candidate")
     return (_query_int("experiment_id", 1, MAX_ROW_ID),
             _text(request.args.get("candidate"), "candidate"))
 

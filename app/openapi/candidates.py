@@ -27,6 +27,11 @@ CANDIDATE_NAME = {"name": "name", "in": "path", "required": True,
 VERSION = {"name": "version", "in": "query", "required": False,
            "schema": {"type": "string", "minLength": 1, "maxLength": 50}}
 
+ALL_VERSIONS = {"name": "all", "in": "query", "required": False,
+                "description": "1 (true, yes): retired versions too, as `abvoc candidates list "
+                               "--all`",
+                "schema": {"type": "string", "enum": ["", "1", "true", "yes", "0", "false", "no"]}}
+
 CHECK_REMOTE = {"name": "check_remote", "in": "query", "required": False,
                 "description": "false: register a [remote] candidate without asking its server "
                                "whether it serves the model ready (default true)",
@@ -40,7 +45,7 @@ def candidate_paths() -> dict[str, Any]:
             "get": {"summary": "Registered candidates (retired ones left out); their offline "
                                "results without the per-class share maps, which "
                                "GET /v1/candidates/{name} shows",
-                    "security": ADMIN,
+                    "security": ADMIN, "parameters": [ALL_VERSIONS],
                     "responses": {"200": json_response({"type": "object",
                                                         "required": ["candidates"],
                                                 "properties": {"candidates": {
