@@ -155,8 +155,9 @@ def check_queue(name: Any) -> str:
 
 
 def check_queues(names: Iterable[Any] | None) -> list[str] | None:
-    """Each of `names` checked (None or empty: every queue, as None)."""
-    return [check_queue(n) for n in names] if names else None
+    """Each of `names` checked, once each and sorted, so a dataset's version.json names a
+    selection one way however it was typed (None or empty: every queue, as None)."""
+    return sorted({check_queue(n) for n in names}) if names else None
 
 
 def scope_key(experiment_id: int | None = None, candidate: str | None = None) -> str:

@@ -33,7 +33,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import relabel as rules_mod
@@ -386,9 +386,15 @@ def route_label(session: Session, item_id: int) -> str | None:
         experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
         reasons=[rules_mod.STAGE_BLAME], reason=rules_mod.STAGE_BLAME, priority=0.0,
         labels_needed=1, created_at=utcnow(), **done).on_conflict_do_nothing())
+    # Only an item no one is at: an annotator's live lease is left to them (their label is
+    # checked against this one, and a disagreement goes to review), and an item in review or
+    # flagged is left to the admin.
+    now = utcnow()
     session.execute(update(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
-        RelabelItem.status != "done").values(lease_owner=None, lease_until=None, **done))
+        or_(RelabelItem.status == "open",
+            and_(RelabelItem.status == "leased", RelabelItem.lease_until < now)))
+        .values(lease_owner=None, lease_until=None, **done))
     routed = session.scalars(select(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash)).one()
     # The stage's samples follow its item's verified label (the one just routed, or the label

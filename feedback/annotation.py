@@ -33,7 +33,14 @@ from core.output_types import OutputKind, check_output
 from core.relabel import check_queue
 from core.same_answer import same_output
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Correction, RelabelItem, RelabelLabel, ServedPrediction
+from core.store.models import (
+    Candidate,
+    Correction,
+    PredictionInput,
+    RelabelItem,
+    RelabelLabel,
+    ServedPrediction,
+)
 from core.times import as_utc
 from feedback.cross_queue import against_elsewhere, disagreement_note, item_output_type, settle
 from feedback.item_view import item_view
@@ -64,8 +71,17 @@ def output_kind(s: Session, candidate: str | None,
 
 
 def _claimable(now: Any) -> Any:
+    """Open, or leased with the lease run out, and with its input kept: an item whose input
+    is gone (never kept, or pruned before the item was made) would be labeled blind, and its
+    label could never be exported; :func:`queue_figures` counts such items."""
     r = RelabelItem
-    return or_(r.status == "open", and_(r.status == "leased", r.lease_until < now))
+    return and_(or_(r.status == "open", and_(r.status == "leased", r.lease_until < now)),
+                _input_kept())
+
+
+def _input_kept() -> Any:
+    return select(PredictionInput.prediction_id).where(
+        PredictionInput.input_hash == RelabelItem.input_hash).exists()
 
 
 def _live_lease(s: Session, annotator: str, now: Any) -> RelabelItem | None:
@@ -140,6 +156,9 @@ def _item(s: Session, item_id: int, lock: bool = False) -> RelabelItem:
 def _held(s: Session, item_id: int, annotator: str) -> RelabelItem:
     """The item, locked, if `annotator` holds an unexpired lease on it; else a 409 saying so."""
     item = _item(s, item_id, lock=True)
+    if item.lease_owner == annotator and item.status == "leased" and not lease_live(item):
+        raise Conflict(f"your lease on relabel item {item_id} ran out, so it went back to the "
+                       "queue; claim an item again with POST /v1/relabel/claim")
     if not lease_live(item) or item.lease_owner != annotator:
         raise Conflict(f"relabel item {item_id} is not leased to you (status {item.status!r}); "
                        "claim an item first with POST /v1/relabel/claim")
@@ -317,7 +336,8 @@ def listing(db: Database, status: str, queue: str | None = None,
 
 
 def queue_figures(db: Database) -> dict[str, Any]:
-    """Items per queue and status; ``leases_expired`` of the leased ones are claimable again."""
+    """Items per queue and status; ``leases_expired`` of the leased ones are claimable again;
+    ``without_input`` of the open and leased ones are never offered (their input is gone)."""
     r = RelabelItem
     with db.reading() as s:
         rows = s.execute(select(r.queue, r.status, func.count()).group_by(r.queue, r.status))
@@ -326,6 +346,9 @@ def queue_figures(db: Database) -> dict[str, Any]:
             out.setdefault(queue, {st: 0 for st in STATUSES})[status] = int(n)
         expired = dict(s.execute(select(r.queue, func.count()).where(
             r.status == "leased", r.lease_until < utcnow()).group_by(r.queue)).all())
+        blind = dict(s.execute(select(r.queue, func.count()).where(
+            r.status.in_(("open", "leased")), ~_input_kept()).group_by(r.queue)).all())
     return {"queues": [{"queue": q, "items": sum(c.values()), **c,
-                        "leases_expired": int(expired.get(q, 0))}
+                        "leases_expired": int(expired.get(q, 0)),
+                        "without_input": int(blind.get(q, 0))}
                        for q, c in sorted(out.items())]}

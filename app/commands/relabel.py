@@ -37,6 +37,7 @@ def queues(ctx: Context, as_json: bool) -> None:
         out: dict[str, Any] = {**queue_figures(db), "agreement": agreement(db)}
     lines = [f"{q['queue']:<22} {q['items']:>7} items  open {q['open']}  leased {q['leased']}  "
              f"review {q['review']}  done {q['done']}  flagged {q['flagged']}"
+             + (f"  without input {n} (never offered)" if (n := q["without_input"]) else "")
              for q in out["queues"]]
     a = out["agreement"]
     lines.append(f"agreement: {a['items_with_two_labels']} items with two labels, exact "

@@ -61,12 +61,13 @@ def layout() -> Component:
 
 
 def queue_options(db: Any) -> list[dict[str, str]]:
-    """Any queue, then each queue with its open items (a stored name that is no queue abvoc
-    fills, e.g. from an old import, is not offered: claiming from it would be refused)."""
+    """Any queue, then each queue with the open items it can offer (not those whose input is
+    gone; a stored name that is no queue abvoc fills, e.g. from an old import, is not offered:
+    claiming from it would be refused)."""
     figures = annotation.queue_figures(db)["queues"]
     return [{"label": "any queue", "value": ANY}] + [
-        {"label": f"{q['queue']} ({q['open']} open)", "value": q["queue"]} for q in figures
-        if queue_problem(q["queue"]) is None]
+        {"label": f"{q['queue']} ({max(0, q['open'] - q['without_input'])} open)",
+         "value": q["queue"]} for q in figures if queue_problem(q["queue"]) is None]
 
 
 def as_text(value: Any, kind: str | None) -> str:

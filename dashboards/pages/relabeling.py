@@ -17,7 +17,8 @@ from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, table
 
 ROLES = frozenset({"admin"})
-QUEUE_COLUMNS = ("items", "open", "leased", "review", "done", "flagged", "leases_expired")
+QUEUE_COLUMNS = ("items", "open", "leased", "review", "done", "flagged", "leases_expired",
+                 "without_input")
 
 
 def layout() -> Component:

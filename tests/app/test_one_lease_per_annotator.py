@@ -9,14 +9,20 @@ from sqlalchemy import select
 
 from core.store.db import utcnow
 from core.store.models import RelabelItem
+from tests.support.kept_inputs import keep_input
 from tests.support.keys import bearer
 
 
 def add_items(app: Flask, n: int, queue: str = "training") -> list[int]:
+    """`n` open items of `queue`, each with its input kept (as the service keeps it)."""
     with app.extensions["abvoc"].db.session() as s:
-        items = [RelabelItem(queue=queue, prediction_id=f"{queue}-p{i}", candidate="cand-a",
-                             reasons=["audit"], priority=1.0, status="open", labels_needed=1,
-                             created_at=utcnow()) for i in range(n)]
+        items = []
+        for i in range(n):
+            pid = f"{queue}-p{i}"
+            keep_input(s, pid, f"h-{pid}")
+            items.append(RelabelItem(queue=queue, prediction_id=pid, input_hash=f"h-{pid}",
+                                     candidate="cand-a", reasons=["audit"], priority=1.0,
+                                     status="open", labels_needed=1, created_at=utcnow()))
         s.add_all(items)
         s.flush()
         return [int(i.id) for i in items]

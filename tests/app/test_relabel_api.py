@@ -17,6 +17,7 @@ from core.store.db import utcnow
 from core.store.models import PredictionInput, RelabelItem
 from core.store.retention import prune_inputs
 from tests.app.conftest import _key
+from tests.support.kept_inputs import keep_input
 from tests.support.v2 import drain
 
 
@@ -80,6 +81,7 @@ def test_refusals(app: Flask, client: FlaskClient, admin: dict[str, str],
         response = client.put(f"/v1/relabel/rules{query}", headers=admin, json=body)
         assert response.status_code == status, (query, body, response.get_json())
     with app.extensions["abvoc"].db.session() as s:
+        keep_input(s, "p", "h", kind="image")
         s.add(RelabelItem(queue="training", prediction_id="p", input_hash="h", reasons=[],
                           candidate="ocr-small-mixed", status="open", created_at=utcnow()))
     item = client.post("/v1/relabel/claim", headers=annotator).get_json()["item"]
@@ -120,6 +122,7 @@ def test_unknown_queue_names_are_a_400_that_lists_the_queues(app: Flask, client:
     refused with the valid names (it used to read as an empty queue), and nothing is leased."""
     annotator = _key(app, "annotate")
     with app.extensions["abvoc"].db.session() as s:
+        keep_input(s, "p", "h", kind="image")
         s.add(RelabelItem(queue="verification", prediction_id="p", input_hash="h", reasons=[],
                           candidate="ocr-small-mixed", status="open", created_at=utcnow()))
     for method, url, body in (

@@ -15,6 +15,7 @@ from core import events, receipts
 from core.outbox import add_event
 from core.store.db import utcnow
 from core.store.models import Correction, Prediction, RelabelItem, ServedPrediction
+from tests.support.kept_inputs import keep_input
 from tests.support.keys import bearer
 from tests.support.v2 import drain
 
@@ -27,7 +28,8 @@ WORD_OR_SCORE = {"anyOf": [
 def answered(app: Flask, candidate: str, output_type: str, output: Any,
              schema: dict[str, Any] | None = None) -> dict[str, str]:
     """A registered candidate of `output_type` and one of its answers, as serving records it
-    (the ledger row and a PredictionMade event); the prediction id and its receipt."""
+    (the ledger row, the kept input and a PredictionMade event); the prediction id and its
+    receipt."""
     described: dict[str, Any] = {"type": output_type}
     if schema is not None:
         described["schema"] = schema
@@ -38,6 +40,7 @@ def answered(app: Flask, candidate: str, output_type: str, output: Any,
     with services.db.session() as s:
         s.add(ServedPrediction(prediction_id=pid, candidate=candidate, version="1",
                                created_at=utcnow()))
+        keep_input(s, pid, f"h-{candidate}")
         add_event(s, events.make_event(
             events.PREDICTION_MADE, prediction_id=pid, candidate=candidate,
             candidate_version="1", input_hash=f"h-{candidate}", output=output,
@@ -144,6 +147,7 @@ def test_a_failed_answer_is_null_and_says_it_failed(v2app: Flask) -> None:
     with services.db.session() as s:
         s.add(ServedPrediction(prediction_id=pid, candidate="reader", version="1",
                                created_at=utcnow()))
+        keep_input(s, pid, "h-reader")
         add_event(s, events.make_event(
             events.PREDICTION_MADE, prediction_id=pid, candidate="reader",
             candidate_version="1", input_hash="h-reader", output="", output_type="text",

@@ -15,6 +15,7 @@ from core.store.models import RelabelItem
 from evaluation.relabel_enqueue import enqueue, route_label
 from feedback import annotation, relabel_rules
 from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
+from tests.support.kept_inputs import keep_input
 
 NOTHING = {"audit_rate": 0.0, "low_confidence_below": None, "divergent_slice_rate": 0.0,
            "second_annotator_share": 0.0}
@@ -201,7 +202,10 @@ def test_a_verified_label_goes_to_the_blamed_stages_dataset(db: Database) -> Non
     stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
               "recognizer": {"classes": ["x", "2"]},
               "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
-    apply(db, [prediction("o3", output="x^{2}", stages=stages)])
+    served = prediction("o3", output="x^{2}", stages=stages)
+    with db.session() as s:  # the service keeps the input with the prediction it serves
+        keep_input(s, "o3", served["input_hash"], kind="image")
+    apply(db, [served])
     (item,) = items(db).values()
     assert annotation.claim(db, "ann")["id"] == item.id
     annotation.submit(db, item.id, "ann", "y^{2}")
@@ -211,6 +215,28 @@ def test_a_verified_label_goes_to_the_blamed_stages_dataset(db: Database) -> Non
     routed = items(db)[("stage:recognizer", "o3")]
     assert routed.status == "done" and routed.label == "y^{2}" and routed.annotator == "ann"
     assert len(items(db)) == 2
+
+
+def test_a_verified_label_leaves_a_stage_item_an_annotator_holds_to_them(db: Database) -> None:
+    """It once settled the held item under its annotator, whose label was then refused (409);
+    now their label is theirs, checked against the verified one: a disagreement is a review."""
+    rules(db)
+    stages = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+              "recognizer": {"classes": ["x", "2"]},
+              "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+    served = prediction("o4", output="x^{2}", stages=stages)
+    with db.session() as s:
+        keep_input(s, "o4", served["input_hash"], kind="image")
+    apply(db, [served, correction("o4", "y^{2}")])
+    held = annotation.claim(db, "stager", queue="stage:recognizer")
+    checked = annotation.claim(db, "ann", queue="verification")
+    assert held is not None and checked is not None
+    annotation.submit(db, checked["id"], "ann", "y^{2}")
+    with db.session() as s:
+        assert route_label(s, checked["id"]) == "stage:recognizer"
+    still = items(db)[("stage:recognizer", "o4")]
+    assert (still.status, still.lease_owner, still.label) == ("leased", "stager", None)
+    assert annotation.submit(db, held["id"], "stager", "z^{2}")["status"] == "review"
 
 
 def test_the_batchs_own_rows_decide_as_the_stored_ones_would(db: Database) -> None:

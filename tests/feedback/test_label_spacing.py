@@ -13,6 +13,7 @@ from core.verified_labels import conflicting_labels
 from feedback import annotation
 from feedback.label_studio import import_tasks
 from tests.feedback.test_label_studio_import import write
+from tests.support.kept_inputs import keep_input
 
 T0 = utcnow()
 
@@ -29,6 +30,7 @@ def formula_item(db: Database, n: int, *, output_type: str = "latex", queue: str
         s.add(Prediction(prediction_id=pid, event_id=f"e-{pid}", candidate="reader",
                          input_hash=input_hash or f"h-{pid}", output="37+7+9",
                          output_type=output_type, created_at=T0, slice="all"))
+        keep_input(s, pid, input_hash or f"h-{pid}", kind="image")
         if corrected is not None:
             s.add(Correction(correction_id=f"c-{pid}", event_id=f"ce-{pid}", prediction_id=pid,
                              corrected_output=corrected, created_at=T0))

@@ -19,6 +19,7 @@ from feedback import annotation, relabel_rules
 from feedback.label_studio import import_tasks, summary
 from tests.feedback.test_relabel_annotation import add_items
 from tests.feedback.test_relabel_export import png
+from tests.support.kept_inputs import keep_input
 
 T0 = utcnow()
 
@@ -30,6 +31,8 @@ def other_item(db: Database, name: str, pipeline: dict[str, Any], *, cid: int = 
         if s.get(Candidate, cid) is None:
             s.add(Candidate(id=cid, name=name, version="1", created_at=T0, updated_at=T0,
                             pipeline=pipeline))
+        keep_input(s, f"{name}-p", f"h-{name}",
+                   kind="tensors" if pipeline.get("takes") == "tensors" else "image")
         item = RelabelItem(queue=queue, prediction_id=f"{name}-p", input_hash=f"h-{name}",
                            candidate=name, reasons=["correction"], priority=1.0, status="open",
                            labels_needed=1, created_at=T0)

@@ -43,6 +43,8 @@ def test_unknown_queues_are_refused_with_the_valid_names(name: object) -> None:
         check_queue(name)
     _refused(exc)
     assert check_queues(None) is None and check_queues([]) is None
+    # Once each, in one order: a dataset's version.json names a selection one way.
+    assert check_queues(["verification", "training", "training"]) == ["training", "verification"]
     with pytest.raises(AbvocError):
         check_queues(["training", name])
 

@@ -7,26 +7,31 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from statsmodels.stats.inter_rater import cohens_kappa
 
 from core.errors import AbvocError, Conflict
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Correction, Prediction, RelabelItem
+from core.store.models import Candidate, Correction, Prediction, PredictionInput, RelabelItem
 from feedback import annotation
 from feedback.agreement import agreement
+from tests.support.kept_inputs import keep_input
 
 CLASSES = ["cat", "dog", "owl"]
 T0 = utcnow()
 
 
 def add_items(db: Database, n: int, *, queue: str = "training", labels_needed: int = 1,
-              corrected: dict[int, str] | None = None, priority=lambda i: 1.0) -> list[int]:
-    """`n` items of a label candidate, prediction i answered 'cat'; `corrected` i -> truth."""
+              corrected: dict[int, str] | None = None, priority=lambda i: 1.0,
+              image: Callable[[int], bytes] | None = None) -> list[int]:
+    """`n` items of a label candidate, prediction i answered 'cat'; `corrected` i -> truth.
+    Each prediction's input is kept, as the service keeps it: the image `image(i)`, or a
+    small PNG."""
     ids = []
     with db.session() as s:
         if s.get(Candidate, 1) is None:
@@ -37,6 +42,8 @@ def add_items(db: Database, n: int, *, queue: str = "training", labels_needed: i
             s.add(Prediction(prediction_id=pid, event_id=f"e-{pid}", candidate="pets",
                              input_hash=f"h-{pid}", output="cat", output_type="label",
                              created_at=T0, slice="all", arm="control", experiment_id=1))
+            keep_input(s, pid, f"h-{pid}", kind="image",
+                       data=None if image is None else image(i))
             if corrected and i in corrected:
                 s.add(Correction(correction_id=f"c-{pid}", event_id=f"ce-{pid}",
                                  prediction_id=pid, corrected_output=corrected[i],
@@ -81,9 +88,19 @@ def test_an_expired_lease_returns_the_item(db: Database) -> None:
     time.sleep(1.2)
     again = annotation.claim(db, "bob")
     assert again is not None and again["id"] == item_id
-    with pytest.raises(Conflict):  # alice's lease is gone: her label is refused
+    with pytest.raises(Conflict, match="is not leased to you"):  # bob holds it now
         annotation.submit(db, item_id, "alice", "dog")
     assert annotation.submit(db, item_id, "bob", "dog")["status"] == "done"
+
+
+def test_a_label_after_ones_own_lease_ran_out_says_so(db: Database) -> None:
+    """It said "not leased to you (status 'leased')", which read as a contradiction."""
+    (item_id,) = add_items(db, 1)
+    assert annotation.claim(db, "alice", lease_s=1)["id"] == item_id
+    time.sleep(1.2)
+    with pytest.raises(Conflict, match=f"your lease on relabel item {item_id} ran out"):
+        annotation.submit(db, item_id, "alice", "dog")
+    assert annotation.claim(db, "alice")["id"] == item_id  # back in the queue, as said
 
 
 def test_claims_follow_priority_then_age(db: Database) -> None:
@@ -166,3 +183,19 @@ def test_expired_leases_are_claimable_under_contention(db: Database) -> None:
                                              lease_until=utcnow() - timedelta(hours=1)))
     got = [annotation.claim(db, f"a{i}")["id"] for i in range(4)]
     assert sorted(got) == ids and annotation.claim(db, "z") is None
+
+
+def test_an_item_whose_input_is_gone_is_never_offered(db: Database) -> None:
+    """An item whose input is not kept would be labeled blind, and its label never exported:
+    claims pass it by (even the more urgent one) and the queue's figures count it."""
+    kept, gone = add_items(db, 2, priority=lambda i: [1.0, 2.0][i])
+    with db.session() as s:  # the second keeps its input hash, but no input has that hash
+        s.execute(delete(PredictionInput).where(PredictionInput.prediction_id == "training-p1"))
+    (queue,) = annotation.queue_figures(db)["queues"]
+    assert queue["queue"] == "training" and queue["open"] == 2 and queue["without_input"] == 1
+    claimed = annotation.claim(db, "alice")
+    assert claimed is not None and claimed["id"] == kept and claimed["input"] is not None
+    assert annotation.claim(db, "bob") is None
+    assert annotation.show(db, gone)["status"] == "open"
+    (queue,) = annotation.queue_figures(db)["queues"]
+    assert (queue["open"], queue["leased"], queue["without_input"]) == (1, 1, 1)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.errors import AbvocError
 from core.store.db import Database, utcnow
-from core.store.models import Prediction, PredictionInput, RelabelItem, ServedPrediction
+from core.store.models import Prediction, RelabelItem, ServedPrediction
 from feedback import annotation
 from feedback.export import export_snapshot
 from feedback.label_studio import export_tasks as ls_export
@@ -31,13 +31,7 @@ def png(seed: int) -> bytes:
 
 
 def with_inputs(db: Database, n: int, queue: str = "training") -> list[int]:
-    ids = add_items(db, n, queue=queue)
-    with db.session() as s:
-        for i in range(n):
-            pid = f"{queue}-p{i}"
-            s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}", kind="image",
-                                  data=png(i), created_at=utcnow()))
-    return ids
+    return add_items(db, n, queue=queue, image=png)
 
 
 def label_all(db: Database, labels: list[str], who: str = "ann") -> None:
