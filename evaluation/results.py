@@ -73,6 +73,7 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
+from evaluation.stats.share_bounds import bound_share_intervals
 from evaluation.unit_moments import (
     PER_PREDICTION,
     Recounts,
@@ -292,6 +293,8 @@ def experiment_results(session: Session, experiment_id: int, *,
         r["analysis_unit"] = "prediction" if r["metric"] in METRIC_BY_NAME \
             and r["metric"] not in units.per_unit else "unit"
         r["lower_is_better"] = specs[r["metric"]].lower_is_better
+        if specs[r["metric"]].is_proportion:
+            bound_share_intervals(r)
         r["verdict"] = _verdict(r, specs[r["metric"]])
     per_unit = chosen is None and primary.name in units.per_unit
     control = outcomes.control_sums(primary.name) if chosen is not None \
