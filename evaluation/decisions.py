@@ -21,7 +21,8 @@ Read from a results dict of :func:`evaluation.results.experiment_results`, in th
    arm or one with weight 0 takes no traffic, so it is told that instead).
 
 A stopped or killed experiment that would keep running is inconclusive (neither gathers data
-for its results); a paused one says first that it gathers no data until it is resumed.
+for its results); a paused one says first that it gathers no data until it is resumed, a draft
+that it gathers none until it is started.
 
 The always-valid interval is used throughout because people look at results every hour; the
 fixed-horizon p-values would overstate certainty under that peeking. Each arm's mSPRT interval
@@ -97,6 +98,10 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
         decision = {**decision, "action": INCONCLUSIVE, "reasons": [
             f"the experiment {why}, so it gathers no more data: the evidence below was not "
             "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
+    elif decision["action"] == KEEP_RUNNING and status == "draft":
+        decision = {**decision, "reasons": [
+            "the experiment is a draft, so it gathers no data until it is started (`abvoc "
+            "experiment start ID`, POST /v1/experiments/{id}/start)", *decision["reasons"]]}
     elif decision["action"] == KEEP_RUNNING and status == "paused":
         decision = {**decision, "reasons": [
             "the experiment is paused, so it gathers no data until it is resumed: the evidence "

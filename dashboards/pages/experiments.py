@@ -224,6 +224,8 @@ def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:
                    "treatments gather no more data; resume it to gather more, or stop it",
                    f"the evidence so far says: {action}"
                    + (f" arm {decision['arm']}" if decision.get("arm") else ""), *reasons]
+    elif view.get("status") == "draft" and kind == "keep_running":
+        head = "Draft: not started, so there is nothing to decide yet"
     return html.Div(className=f"decision {kind}", id="exp-decision", children=[
         html.H3(head),
         html.P("For the whole experiment: all its data and every slice, whatever the slice "

@@ -188,3 +188,13 @@ def test_the_page_says_which_metrics_were_tested_per_unit(
     counted = data.results(db, exp, first_hour)
     assert counted["analysis_unit"]["per_unit"] == []
     assert "count predictions as independent" in counted["analysis_unit_note"]
+
+
+@pytest.mark.parametrize(("status", "head"), [
+    ("draft", "Draft: not started, so there is nothing to decide yet"),
+    ("running", "Decision: keep running"),
+    ("killed", "Killed: the experiment serves only its control")])
+def test_the_decisions_heading_says_what_the_experiment_is_doing(status: str, head: str) -> None:
+    decision = {"action": "keep_running", "arm": None, "reasons": ["no traffic yet"]}
+    shown = component_text(page._decision(decision, {"status": status}))
+    assert shown.startswith(head), shown

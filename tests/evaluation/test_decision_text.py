@@ -46,6 +46,17 @@ def test_a_paused_experiment_says_it_gathers_no_data_until_resumed(db: Database)
     assert len(decision["reasons"]) == 2  # then the arm's own reason, as when running
 
 
+def test_a_draft_says_it_gathers_no_data_until_started(db: Database) -> None:
+    """It read "keep running" with only "no traffic yet" beside it, for an experiment that
+    was never started."""
+    decision = _decision(db, {}, status="draft")
+    assert decision["action"] == decisions.KEEP_RUNNING  # the API's enum has no "draft"
+    assert decision["reasons"] == [
+        "the experiment is a draft, so it gathers no data until it is started (`abvoc "
+        "experiment start ID`, POST /v1/experiments/{id}/start)",
+        "no traffic yet: no arm has served a prediction, so there is nothing to compare"]
+
+
 def test_an_experiment_without_traffic_says_so(db: Database) -> None:
     # Old text: "no significant difference on correction_rate yet (no baseline yet on the
     # control arm)".
