@@ -51,7 +51,8 @@ def body(report: dict[str, Any]) -> Component:
     parts: list[Component] = [
         dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
         _downloads(report["experiment_id"]),
-        html.H3("Findings, most severe first"), _findings(report["findings"], names),
+        html.H3("Findings, most severe first"),
+        _findings(report["findings"], names, _nothing_to_compare(report["slices"])),
         html.H3("Prediction-distribution shift")]
     shifts = report["prediction_shift"]
     if shifts:
@@ -61,6 +62,9 @@ def body(report: dict[str, Any]) -> Component:
         parts += [html.P(f"{names[_ref(s)]}: {s['offline_labels']['note']}.",
                          className="div-shift-note") for s in shifts
                   if (s.get("offline_labels") or {}).get("note")]
+    elif not any(r["online"]["n"] for r in report["slices"]):
+        parts.append(html.P("No traffic yet: the predicted classes' shift shows once the "
+                            "candidates answer.", id="div-no-shift"))
     else:
         parts.append(html.P("No candidate answers classes (free-text outputs such as LaTeX "
                             "have no class distribution); see the traffic mix below.",
@@ -91,8 +95,21 @@ def _names(report: dict[str, Any]) -> dict[tuple[str, str | None], str]:
                         *report["label_metrics"], *report["findings"]])
 
 
-def _findings(findings: list[dict[str, Any]],
-              names: dict[tuple[str, str | None], str]) -> Component:
+def _nothing_to_compare(rows: list[dict[str, Any]]) -> str | None:
+    """Why no finding could be made yet (no traffic, no offline results), or None."""
+    if not any(r["online"]["n"] for r in rows):
+        return "no candidate has served traffic yet"
+    if not any(r["offline"].get("n") for r in rows):
+        return ("no candidate has offline results yet (`abvoc offline-test`, or `abvoc "
+                "candidates offline-results` to import them)")
+    return None
+
+
+def _findings(findings: list[dict[str, Any]], names: dict[tuple[str, str | None], str],
+              missing: str | None = None) -> Component:
+    if not findings and missing:
+        return html.P(f"No finding yet: {missing}, so there is nothing to compare.",
+                      id="div-findings")
     if not findings:
         return html.P("No finding: online results are within tolerance of the offline test.",
                       id="div-findings")

@@ -63,6 +63,25 @@ def test_divergence_heatmap_and_drill_down(dash_app: Flask, pages_seeded: int, d
         assert report["findings"] and report["findings"][0]["rank"] == 1
 
 
+def test_divergence_before_traffic_or_offline_results_says_what_is_missing(
+        dash_app: Flask, db) -> None:  # noqa: ANN001
+    """It said "No finding: online results are within tolerance of the offline test" and
+    "No candidate answers classes" with nothing served and nothing tested offline."""
+    from tests.evaluation.helpers import add_experiment, apply, prediction
+
+    idle = add_experiment(db, name="idle", scope="idle")
+    with dash_app.test_request_context("/dashboard/divergence"):
+        page = component_text(divergence.body(feeds.divergence(db, idle)))
+    assert "No finding yet: no candidate has served traffic yet" in page
+    assert "No traffic yet: the predicted classes' shift shows" in page
+    assert "within tolerance" not in page and "No candidate answers classes" not in page
+    served = add_experiment(db, name="served", scope="served")
+    apply(db, [prediction(f"s{i}", experiment_id=served) for i in range(3)])
+    with dash_app.test_request_context("/dashboard/divergence"):
+        page = component_text(divergence.body(feeds.divergence(db, served)))
+    assert "No finding yet: no candidate has offline results yet" in page
+
+
 def test_voc_feed_is_newest_first_searchable_and_paged(pages_seeded: int, db) -> None:  # noqa: ANN001
     everything = feeds.feed(db)
     corrections = sum(round(r[0] * PER_HOUR) + round(r[1] * PER_HOUR)
