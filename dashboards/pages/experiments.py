@@ -263,9 +263,12 @@ def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
         overall = srm.get("units", {}).get(v["name"]) if whole else None
         expected = srm.get("expected", {}).get(v["name"]) if whole else None
         share = None if v["shadow"] else now.get(v["name"])
+        # A draft or stopped experiment serves nobody: its weights are the set-up's split.
+        idle = view.get("status") in ("draft", "stopped") and not v["shadow"]
         rows.append([v["name"], names[(v["candidate"], v.get("version"))],
                      _role(v, v is res["variants"][0], canary),
-                     fmt(v["weight"]), "–" if share is None else f"{share:.0%}",
+                     fmt(v["weight"]), f"none ({view['status']})" if idle
+                     else "–" if share is None else f"{share:.0%}",
                      fmt(figures_.get("units") if overall is None else overall),
                      fmt(expected), fmt(figures_.get("predictions"))])
     arms_table = table(["arm", "candidate", "role", "configured weight", "traffic now",

@@ -59,3 +59,20 @@ def test_operations_rows_and_filter_keep_the_versions_apart(db: Database) -> Non
     assert [r["candidate"] for r in ops.recent(db, candidate="iris v1")] == ["iris v1"]
     shown = ops_page.traffic(db, "iris v2", None)
     assert _cells(find_component(shown, "ops-recent"), 0) == ["iris v2"]
+
+
+def test_traffic_now_of_an_experiment_that_serves_nobody_says_none(db: Database) -> None:
+    """A draft or stopped experiment showed its set-up's 50 % / 50 % as "traffic now"."""
+    from sqlalchemy import update
+
+    from core.store.models import Experiment
+
+    exp = add_experiment(db)
+    for status, shown in (("running", ["50%", "50%"]), ("draft", ["none (draft)"] * 2),
+                          ("stopped", ["none (stopped)"] * 2)):
+        with db.session() as s:
+            s.execute(update(Experiment).where(Experiment.id == exp).values(status=status))
+        res = data.results(db, exp)
+        arms = find_component(experiments._arms(res, "all", data.experiment(db, exp)),
+                              "exp-arms")
+        assert _cells(arms, 4) == shown, status
