@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from app.cli import main
+from app.cli import Finite, main
 from evaluation.findings import distinct_percents
 
 
@@ -16,7 +16,8 @@ def test_two_shares_are_shown_with_enough_decimals_to_differ() -> None:
     assert distinct_percents(0.5, 0.5) == ("50.000%", "50.000%")
 
 
-def test_an_unbounded_number_option_says_any_finite_number() -> None:
+def test_a_number_options_range_is_said_in_words_never_none() -> None:
     shown = CliRunner().invoke(main, ["metrics", "define", "--help"], terminal_width=200)
     assert shown.exit_code == 0, shown.output
-    assert "None" not in shown.output and "any finite number" in shown.output
+    assert "None" not in shown.output and "[-2^53<=x<=2^53]" in shown.output
+    assert Finite()._describe_range() == "any finite number"  # click would say x<=None
