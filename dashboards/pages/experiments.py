@@ -40,11 +40,15 @@ def layout() -> Component:
                                               clearable=False)], className="control"),
             html.Label(["Time (UTC hours with data)", dcc.RangeSlider(
                 id="exp-time", min=0, max=1, step=1, value=[0, 1], allow_direct_input=False,
-                updatemode="mouseup")], className="control wide time"),
+                updatemode="mouseup", marks=NO_HOURS)], className="control wide time"),
         ]),
         html.P(id="exp-window", className="window"),
         dcc.Loading(html.Div(id="exp-body")),
     ])
+
+
+# Without marks of its own the slider shows its bare ends, "0" and "1", as if hours.
+NO_HOURS = {0: "no traffic yet", 1: ""}
 
 
 def controls(db: Any, experiment_id: int | None) -> tuple[list[Any], str, int, list[int],
@@ -52,10 +56,10 @@ def controls(db: Any, experiment_id: int | None) -> tuple[list[Any], str, int, l
     """Slice options and the time slider (max, value, marks) for an experiment. The options are
     the slices the results test, then (disabled) how many quieter ones they left out."""
     if experiment_id is None:
-        return [ALL], ALL, 1, [0, 1], {}
+        return [ALL], ALL, 1, [0, 1], NO_HOURS
     span = data.hour_range(db, experiment_id)
     hours = 1 if span is None else int((span[1] - span[0]) / data.HOUR) + 1
-    marks = {} if span is None else {0: _hour(span[0]), hours: _hour(span[1] + data.HOUR)}
+    marks = NO_HOURS if span is None else {0: _hour(span[0]), hours: _hour(span[1] + data.HOUR)}
     choice = data.slices(db, experiment_id)
     options: list[Any] = list(choice.shown)
     if choice.left_out:

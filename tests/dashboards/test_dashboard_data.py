@@ -198,3 +198,12 @@ def test_the_decisions_heading_says_what_the_experiment_is_doing(status: str, he
     decision = {"action": "keep_running", "arm": None, "reasons": ["no traffic yet"]}
     shown = component_text(page._decision(decision, {"status": status}))
     assert shown.startswith(head), shown
+
+
+def test_the_time_slider_of_an_experiment_without_traffic_says_so(dash_app: Flask) -> None:
+    """Its bare ends read "0" and "1", as if they were hours."""
+    db = _db(dash_app)
+    idle = add_experiment(db, name="idle", scope="idle")
+    for experiment in (idle, None):
+        *_, hours, span, marks = page.controls(db, experiment)
+        assert (hours, span, marks) == (1, [0, 1], {0: "no traffic yet", 1: ""})
