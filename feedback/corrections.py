@@ -118,6 +118,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     correction_id = uuid.uuid4().hex
     try:
         with db.session() as s:
+            _take_turn(s, db.dialect, checked["prediction_id"])
             accepted = CorrectionRequest(idempotency_key=key, correction_id=correction_id,
                                          prediction_id=checked["prediction_id"],
                                          request_hash=digest, created_at=utcnow())
@@ -138,6 +139,23 @@ def submit_correction(db: Database, settings: Settings, body: Any,
         return existing
     return {"correction_id": correction_id, "prediction_id": checked["prediction_id"],
             "duplicate": False, "earlier_corrections": earlier}
+
+
+# The first half of the two-key advisory lock a prediction's corrections take turns on
+# (PostgreSQL; "abcr" in ASCII, apart from the annotators' claim lock).
+CORRECTION_LOCK = 0x61626372
+
+
+def _take_turn(s: Session, dialect: str, prediction_id: str) -> None:
+    """Accept a prediction's corrections one after another, each timed once it has its turn:
+    timed before it, two racing corrections each counted none before them (and the one the
+    stream took as the truth could say it had one). SQLite's writers take turns already
+    (BEGIN IMMEDIATE, opened here); PostgreSQL's take a lock on the prediction."""
+    if dialect == "postgresql":
+        s.execute(select(func.pg_advisory_xact_lock(CORRECTION_LOCK,
+                                                    func.hashtext(prediction_id))))
+    else:
+        s.connection()
 
 
 def _existing(db: Database, key: str, digest: str, prediction_id: str | None = None, *,

@@ -9,6 +9,7 @@ the prediction or the unit, whichever reaches it first, however late.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -159,6 +160,12 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             if served.experiment_id is None or not served.arm:
                 raise AbvocError(f"prediction {checked['prediction_id']!r} was not served in an "
                                  "experiment's arm, so no metric of it can count")
+            if served.excluded:
+                # The ledger keeps where an excluded request went; its results never count it,
+                # so an outcome of it would be accepted and then lost.
+                raise AbvocError(f"prediction {checked['prediction_id']!r} was kept out of "
+                                 f"experiment {served.experiment_id}'s results ("
+                                 f"{served.excluded}), so no metric of it can count")
             experiment_id = int(served.experiment_id)
         else:
             experiment_id = int(checked["experiment_id"])
@@ -183,6 +190,7 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                            scoped_key(caller, idempotency_key), checked["event_id"], digest)
         existing = _existing(s, keys, digest, legacy=idempotency_key)
     if existing is not None:
+        _remember(db, keys, digest, existing["outcome_id"], experiment_id, checked["metric"])
         return existing
     # Time-ordered, so outcomes observed at one instant combine as `first` in the order they
     # were accepted (the worker breaks such ties by outcome id).
@@ -215,6 +223,25 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             raise
         return existing
     return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
+
+
+def _remember(db: Database, keys: list[str], digest: str, outcome_id: str, experiment_id: int,
+              metric: str) -> None:
+    """A repeat found by one of its identities is known by its others from now on: a retry
+    that sends only its new Idempotency-Key is the same outcome, and that key reused for
+    another body a 409 (it was stored nowhere, so such a body was a new outcome)."""
+    with db.reading() as s:
+        have = set(s.scalars(select(OutcomeRequest.idempotency_key).where(
+            OutcomeRequest.idempotency_key.in_(keys))))
+    if not (new := [k for k in keys if k not in have]):
+        return
+    now = utcnow()
+    # A racing repeat may store them first: then they are there, as wanted.
+    with contextlib.suppress(IntegrityError), db.session() as s:
+        s.add_all([OutcomeRequest(
+            idempotency_key=key, request_hash=digest, created_at=now,
+            outcome_id=f"{outcome_id}{ALIAS}{hashlib.sha256(key.encode()).hexdigest()[:12]}",
+            experiment_id=experiment_id, metric=metric) for key in new])
 
 
 def _still_fits(s: Session, experiment_id: int, metric: str, kind: str, value: float) -> None:

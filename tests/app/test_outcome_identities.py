@@ -112,3 +112,18 @@ def test_two_racing_posts_of_one_outcome_under_two_keys_count_once(
     assert got == [False, True]
     assert len({a.get_json()["outcome_id"] for a in answers}) == 1
     assert _events(setup["app"]) == 1
+
+
+def test_a_key_first_sent_on_a_repeat_is_kept_for_the_outcome_it_repeated(
+        setup: dict[str, Any]) -> None:
+    """Matched by its event_id, the repeat's new key was stored nowhere: that key with another
+    body was then accepted as a new outcome, and a retry with only that key counted twice."""
+    body = {"unit_id": "u1", "experiment_id": setup["exp"], "metric": "clicks", "value": 7,
+            "event_id": "order-1"}
+    oid = _post(setup, body, "K1").get_json()["outcome_id"]
+    assert _post(setup, body, "K2").get_json() == {"outcome_id": oid, "duplicate": True}
+    assert _post(setup, {**body, "event_id": "order-2"}, "K2").status_code == 409
+    plain = {k: v for k, v in body.items() if k != "event_id"}
+    assert _post(setup, plain, "K2").status_code == 409  # K2 names the event's outcome
+    assert _post(setup, body, "K2").get_json() == {"outcome_id": oid, "duplicate": True}
+    assert _events(setup["app"]) == 1

@@ -20,11 +20,13 @@ from tests.evaluation.helpers import add_experiment
 from tests.support.keys import bearer
 
 
-def served(app: Flask, pid: str, experiment_id: int | None, arm: str | None = "control") -> dict:
+def served(app: Flask, pid: str, experiment_id: int | None, arm: str | None = "control",
+           excluded: str | None = None) -> dict:
     """A prediction in the API's ledger, as serving writes it, and its receipt."""
     with app.extensions["abvoc"].db.session() as s:
         s.add(ServedPrediction(prediction_id=pid, candidate="cand-a", arm=arm,
-                               experiment_id=experiment_id, created_at=utcnow()))
+                               experiment_id=experiment_id, created_at=utcnow(),
+                               excluded=excluded))
     return {"prediction_id": pid, "receipt": receipts.sign("test-secret", pid)}
 
 
@@ -112,6 +114,13 @@ def test_receipts_ids_and_scopes_are_checked(setup: dict[str, Any]) -> None:
     assert missing.status_code == 404 and "does not exist" in missing.get_json()["error"]
     outside = {**served(app, "p-out", None, None), "metric": "won", "value": 1}
     assert "not served in an experiment" in post(setup, outside).get_json()["error"]
+    # Served while the experiment was paused (or to a forced arm): the ledger keeps where it
+    # went, the results never count it, so its outcome was accepted and then lost.
+    kept_out = post(setup, {**served(app, "p-paused", setup["exp"], excluded="paused"),
+                            "metric": "won", "value": 1})
+    assert kept_out.status_code == 400
+    assert f"kept out of experiment {setup['exp']}'s results (paused)" in \
+        kept_out.get_json()["error"]
     denied = setup["client"].post("/v1/outcomes", headers=bearer(app, "predict"),
                                   json={**setup["pred"], "metric": "won", "value": 1})
     assert denied.status_code == 403
