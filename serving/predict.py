@@ -344,7 +344,9 @@ class PredictService:
         """The caller's error: what anyone may act on in `message` (no candidate internals: a
         predict key must not learn a remote's URL or body, or a stage's paths), the rest in
         `detail` and the log."""
-        retry = "; try again" if failure.status in RETRY_STATUSES else ""
+        # A failure that repeats on the same input (a remote's refusal) is not worth a retry.
+        retry = "; try again" if failure.status in RETRY_STATUSES \
+            and not getattr(failure, "repeats", False) else ""
         shown = (f"the candidate failed to answer; prediction {prediction_id} was recorded as "
                  f"its failure{retry}")
         if req.request_id is not None:

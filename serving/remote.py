@@ -19,8 +19,9 @@ or trickles its answer is cut off at the deadline.
 
 Errors are AbvocErrors: :class:`RemoteTimeout` (504) for a deadline passed, so a guardrail can
 count timeouts apart; :class:`RemoteUnavailable` (503) when nothing answers; :class:`RemoteError`
-(502) for a server error, carrying the server's status and message; :class:`RemoteBadInput`
-(400) when the server refused the input itself. Only connection failures and 502/503/504
+(502) for a server error, carrying the server's status and message, :class:`RemoteRefused`
+(502, not retried) when it refused an input that matched the manifest; :class:`RemoteBadInput`
+(400) for an input its encoding cannot carry. Only connection failures and 502/503/504
 answers are retried: a model error would only repeat.
 """
 
@@ -37,48 +38,23 @@ import numpy as np
 import orjson
 import pycurl
 
-from core.errors import AbvocError
 from core.masking import hide_userinfo
 from core.v2_binary import BINARY_OUTPUT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, read_tensor, split, to_binary
 from serving.bundles.manifest import RemoteSpec
-from serving.bundles.tensors import TensorError, to_v2, v2_json
+from serving.bundles.tensors import TensorError, finite_for_json, to_v2, v2_json
+from serving.remote_errors import (
+    RemoteBadInput,
+    RemoteError,
+    RemoteRefused,
+    RemoteTimeout,
+    RemoteUnavailable,
+)
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MAX_BODY = 64 << 20
 _MAX_BACKOFF_S = 0.1
-
-
-class RemoteError(AbvocError):
-    """The remote candidate failed; `remote_status` is the server's HTTP status when it sent one."""
-
-    status = 502
-    timed_out = False
-
-    def __init__(self, message: str, *, remote_status: int | None = None,
-                 status: int | None = None) -> None:
-        super().__init__(message, status=status)
-        self.remote_status = remote_status
-
-
-class RemoteTimeout(RemoteError):
-    """The call's deadline passed; counted as an error by the guardrails."""
-
-    status = 504
-    timed_out = True
-
-
-class RemoteUnavailable(RemoteError):
-    """The server could not be reached (refused, reset, name not resolved)."""
-
-    status = 503
-
-
-class RemoteBadInput(RemoteError):
-    """The server refused the request's input (its 400 or 422): the caller's to fix."""
-
-    status = 400
 
 
 # libcurl's errors that mean the answer broke off (a timeout is its own; anything else:
@@ -179,6 +155,7 @@ class RemoteClient:
                 tensors = [tensor for tensor, _ in packed]
             else:
                 tensors = [to_v2(n, np.asarray(a), arrays=True) for n, a in inputs.items()]
+                finite_for_json(tensors)
         except TensorError as exc:
             raise RemoteBadInput(exc.message) from exc
         body: dict[str, Any] = {"inputs": tensors}
@@ -328,10 +305,11 @@ class RemoteClient:
         payload = _loads(data) if data else {}
         if status >= 400:
             message = _message(payload, data)
-            cls = {400: RemoteBadInput, 422: RemoteBadInput, 503: RemoteUnavailable}.get(
+            cls = {400: RemoteRefused, 422: RemoteRefused, 503: RemoteUnavailable}.get(
                 status, RemoteError)
-            if cls is RemoteBadInput:  # goes to the caller as it is: no server address in it
-                raise cls(f"the candidate's server refused the input ({status}): {message}",
+            if cls is RemoteRefused:
+                raise cls(f"{self._what()} refused the input ({status}): {message}; its "
+                          "manifest's inputs and what the server takes differ",
                           remote_status=status)
             raise cls(f"{self._what()} answered {status}: {message}", remote_status=status)
         if not isinstance(payload, dict):

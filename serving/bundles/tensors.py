@@ -71,12 +71,24 @@ def v2_json(value: list[dict[str, Any]] | dict[str, Any]) -> bytes:
     """V2 tensors from ``to_v2(..., arrays=True)`` (a list of them, or a request body with its
     ``inputs``) as compact JSON. orjson writes the arrays straight from memory: a 150,528-value
     FP32 tensor took 60 ms through ``tolist`` and the standard library. orjson would write NaN
-    and infinities as null, so tensors holding one go to the standard library, which writes them
-    as the Python-based V2 servers read them (NaN, Infinity)."""
+    and infinities as null, so tensors holding one go to the standard library, which writes
+    them as NaN and Infinity tokens (JSON has none: some V2 servers read them, MLServer refuses
+    them, so the remote client sends no such tensor: serving.remote.RemoteClient.infer)."""
     tensors = value.get("inputs", []) if isinstance(value, dict) else value
     if all(_finite(t.get("data")) for t in tensors):
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     return json.dumps(value, default=_as_list, separators=(",", ":")).encode()
+
+
+def finite_for_json(tensors: list[dict[str, Any]]) -> None:
+    """A TensorError naming the first of ``to_v2(..., arrays=True)``'s tensors that holds NaN
+    or Infinity: JSON has no such numbers (binary data may carry them, and a local candidate
+    takes them); written as tokens, MLServer refused the body and KServe answered NaN."""
+    for tensor in tensors:
+        if not _finite(tensor.get("data")):
+            raise TensorError(f"input {tensor['name']!r} holds NaN or Infinity, which this "
+                              "candidate's server cannot be sent: it takes V2 JSON, which has "
+                              "no such numbers (a [remote] with binary_data = true can)")
 
 
 def _finite(data: Any) -> bool:
@@ -134,16 +146,36 @@ def json_values(values: Any, datatype: str, where: str, finite: bool = True) -> 
         if not np.all(np.trunc(array) == array):
             raise TensorError(f"{where}: {datatype} data must be integers")
         info = np.iinfo(V2_TO_NUMPY[datatype])
-        above = 2.0 ** (info.bits - (info.min < 0))  # the first value past it, exact as a float
-        if array.min() < info.min or array.max() >= above:
+        if np.abs(array).max() > 2**53:  # read as floats, no longer exact
+            return _exact_integers(values, array.shape, datatype, where)
+        if array.min() < info.min or array.max() > info.max:
             raise TensorError(f"{where}: its values must lie within {datatype}'s range "
                               f"[{info.min}, {info.max}]")
-        if np.abs(array).max() > 2**53:  # read as floats, no longer exact
-            raise TensorError(f"{where}: {datatype} values past 2^53 must be written as JSON "
-                              "integers (no decimal point), and not mixed with ones past "
-                              "INT64's range")
         array = array.astype(np.int64)
     return fit(array, datatype, where)
+
+
+def _exact_integers(values: Any, shape: tuple[int, ...], datatype: str,
+                    where: str) -> np.ndarray:
+    """Integers past 2^53 that numpy read as floats (one past INT64's range among others
+    turns the whole list to floats), taken again from the JSON values themselves: exact, and
+    in range when they are. The rare path, so a Python walk over the values is fine."""
+    flat: list[Any] = []
+    stack = [values]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    if not all(type(v) is int for v in flat):
+        raise TensorError(f"{where}: {datatype} values past 2^53 must be written as JSON "
+                          "integers (no decimal point)")
+    info = np.iinfo(V2_TO_NUMPY[datatype])
+    if min(flat) < info.min or max(flat) > info.max:
+        raise TensorError(f"{where}: its values must lie within {datatype}'s range "
+                          f"[{info.min}, {info.max}]")
+    return np.array(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
 
 
 def fit(array: np.ndarray, datatype: str, what: str) -> np.ndarray:

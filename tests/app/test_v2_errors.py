@@ -171,7 +171,7 @@ def _stuck_bundle(root: Path, release: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("failure", ["500", "hang", "stuck stage"])
+@pytest.mark.parametrize("failure", ["500", "422", "hang", "stuck stage"])
 def test_failing_arm_is_bounded_counted_and_paused(
         v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path,
         failure: str) -> None:
@@ -182,8 +182,10 @@ def test_failing_arm_is_bounded_counted_and_paused(
         release = tmp_path / "release"
         upload(client, admin, _stuck_bundle(tmp_path, release))
     else:
-        if failure == "500":
-            bad = stub_server(lambda h, body: reply(h, 500, {"error": "model crashed"}))
+        if failure in ("500", "422"):
+            # 422: the server refuses what the manifest declares (the control answers it).
+            code = int(failure)
+            bad = stub_server(lambda h, body: reply(h, code, {"error": "model crashed"}))
         else:
             bad = stub_server(lambda h, body: bad.release.wait(10))
         upload(client, admin, remote_bundle(tmp_path, "iris-broken", bad.url, timeout_ms=200),
@@ -201,9 +203,12 @@ def test_failing_arm_is_bounded_counted_and_paused(
         if response.status_code != 200:
             waits.append(took)
             error = response.get_json()["error"]
-            assert response.status_code == (502 if failure == "500" else 504), error
-            assert ("model crashed" if failure == "500" else "within 200 ms") in error
+            assert response.status_code == (504 if failure in ("hang", "stuck stage")
+                                             else 502), error
+            assert ("within 200 ms" if failure in ("hang", "stuck stage")
+                    else "model crashed") in error
             assert "recorded" in error
+            assert ("try again" in error) == (failure != "422")  # a refusal would repeat
     assert statuses[200] > 0 and sum(statuses.values()) - statuses[200] >= 20
     # The 200 ms timeout bounds what a caller waits: typically the deadline and a little more,
     # and never anything like the hanging server's 10 s. The bound on the slowest is loose: in
@@ -227,9 +232,11 @@ def test_failing_arm_is_bounded_counted_and_paused(
         release.touch()
 
 
+@pytest.mark.parametrize("code", [500, 422])
 def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
-        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path) -> None:
-    bad = stub_server(lambda h, body: reply(h, 500, {"error": "shadow crashed"}))
+        v2app: Flask, stub_server: Callable[..., StubServer], tmp_path: Path, code: int) -> None:
+    """A 422 (the server refusing what the manifest declares) was lost, not recorded."""
+    bad = stub_server(lambda h, body: reply(h, code, {"error": "shadow crashed"}))
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)

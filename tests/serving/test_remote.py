@@ -22,6 +22,7 @@ from serving.remote import (
     RemoteBadInput,
     RemoteClient,
     RemoteError,
+    RemoteRefused,
     RemoteTimeout,
     RemoteUnavailable,
 )
@@ -176,23 +177,35 @@ def test_unavailable_server_is_retried_then_reported(
     assert "overloaded" in error.message and busy.hits == 3
 
 
-def test_bad_input_answer_is_a_400(
+def test_a_refused_input_is_the_candidates_failure_not_retried(
         stub_server: Callable[..., StubServer]) -> None:
+    """The input matched the manifest, so a 400/422 says the manifest and the server differ:
+    the candidate's failure (502, recorded and counted), once: the same input fails again."""
     picky = stub_server(lambda h, body: reply(h, 422, {"error": "features must be [-1, 4]"}))
     with RemoteClient(picky.url, "iris", timeout_ms=2000, retries=2) as client, \
-            pytest.raises(RemoteBadInput, match=r"features must be \[-1, 4\]") as info:
+            pytest.raises(RemoteRefused, match=r"features must be \[-1, 4\]") as info:
         client.infer({"features": _flowers(1)})
-    assert info.value.status == 400 and picky.hits == 1
-    # It reaches the caller as it is: no server address, and FastAPI's list of problems (a 422
-    # body of MLServer's) as JSON, not a Python repr.
-    assert picky.url.split("//")[1] not in info.value.message
+    assert info.value.status == 502 and info.value.repeats and picky.hits == 1
+    assert "its manifest's inputs and what the server takes differ" in info.value.message
+    # FastAPI's list of problems (a 422 body of MLServer's) as JSON, not a Python repr.
     detail = [{"type": "json_invalid", "loc": ["body", 70], "msg": "JSON decode error"}]
     fastapi = stub_server(lambda h, body: reply(h, 422, {"detail": detail}))
     with RemoteClient(fastapi.url, "iris", timeout_ms=2000) as client, \
-            pytest.raises(RemoteBadInput) as info:
+            pytest.raises(RemoteRefused) as info:
         client.infer({"features": _flowers(1)})
-    assert info.value.message == ("the candidate's server refused the input (422): "
-                                  + json.dumps(detail))
+    assert f"refused the input (422): {json.dumps(detail)}" in info.value.message
+
+
+def test_nan_is_never_written_into_a_json_body(stub_server: Callable[..., StubServer]) -> None:
+    """JSON has no NaN: written as a token, MLServer refused the body (and KServe answered NaN
+    scores); the caller's input, refused before any call, and nothing to count."""
+    server = stub_server(lambda h, body: reply(h, 200, {"outputs": []}))
+    flowers = _flowers(1)
+    flowers[0, 1] = np.nan
+    with RemoteClient(server.url, "iris", timeout_ms=2000) as client, \
+            pytest.raises(RemoteBadInput, match="holds NaN or Infinity") as info:
+        client.infer({"features": flowers})
+    assert info.value.status == 400 and server.hits == 0
 
 
 def test_nothing_listening_is_unavailable_quickly() -> None:
