@@ -347,17 +347,16 @@ class PredictService:
         # A failure that repeats on the same input (a remote's refusal) is not worth a retry.
         retry = "; try again" if failure.status in RETRY_STATUSES \
             and not getattr(failure, "repeats", False) else ""
+        asked = "" if req.request_id is None else f" (request id {req.request_id[:200]!r})"
         shown = (f"the candidate failed to answer; prediction {prediction_id} was recorded as "
-                 f"its failure{retry}")
-        if req.request_id is not None:
-            shown += f" (request id {req.request_id[:200]!r})"
+                 f"its failure{retry}{asked}")
         # The receipt lets the caller still give the input's truth (a correction) or an outcome.
         receipt = receipts.sign(self.settings.secret_key, prediction_id)
         failed = CandidateFailed(shown, status=failure.status,
                                  details={"prediction_id": prediction_id, "receipt": receipt})
         failed.candidate = candidate
         failed.detail = (f"the candidate failed to answer: {failure.message} (prediction "
-                         f"{prediction_id} recorded as its failure){retry}")
+                         f"{prediction_id} recorded as its failure){retry}{asked}")
         log.warning("candidate %s failed on prediction %s: %s", candidate, prediction_id,
                     failure.message)
         return failed

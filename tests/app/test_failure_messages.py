@@ -68,6 +68,7 @@ def test_a_predict_key_gets_no_candidate_internals_but_an_admin_does(
     told = client.post("/v2/models/default/infer", headers=admin, json=body)
     detail = told.get_json()["error"]
     assert told.status_code == shown.status_code and "recorded" in detail
+    assert "req-7" in detail  # an admin's words name the request too
     assert ("hunter2" if remote else "DATABASE_URL") in detail
     logged = caplog.text
     assert ("hunter2" if remote else "/srv/team") in logged
