@@ -168,9 +168,10 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
 
 def _answer_or_failure(answer_to: Answer, ex: Example) -> tuple[Any, OfflineError | None]:
     """The candidate's answer to one example, or why it gave none, as serving records
-    a failed prediction: an answer /v2 would send as a 502 or a stage that raised. A refused
-    input (4xx), an unreachable server or a timeout is the run's problem, not the
-    candidate's answer: it stops the test, with nothing stored."""
+    a failed prediction: an answer /v2 would send as a 502 (a remote's refusal of an input that
+    matched the manifest included) or a stage that raised. An input the caller must fix (4xx),
+    an unreachable server or a timeout is the run's problem, not the candidate's answer: it
+    stops the test, with nothing stored."""
     try:
         return answer_to(ex.inputs), None
     except CandidateOutputError as exc:
