@@ -148,3 +148,25 @@ def test_a_remote_answer_nested_past_the_parser_is_malformed_not_a_crash(
                                            r"\(2\), so nothing was stored$") as info:
         offline_test(registry, "far", _dataset(tmp_path))
     assert info.value.status == 502
+
+
+def test_a_remote_refusing_some_inputs_fails_those_lines_as_online(
+        registry: Registry, models: Path, tmp_path: Path,
+        stub_server: Callable[..., StubServer]) -> None:
+    """The input matched the manifest, so the server's 422 is the candidate's failure on that
+    line (online: a recorded 502), not the run's problem that stopped it."""
+    calls = []
+
+    def half(handler, _body: bytes) -> None:  # noqa: ANN001
+        calls.append(1)
+        if len(calls) % 2:
+            reply(handler, 422, {"error": "expects INT64"})
+        else:
+            reply(handler, 200, {"outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["setosa"]}]})
+
+    picky = stub_server(half)
+    register_bundle(registry, models, _remote(tmp_path, picky.url), check_remote=False)
+    results = offline_test(registry, "far", _dataset(tmp_path))
+    assert results["overall"]["n"] == 2 and results["overall"]["failed"] == 1
+    assert "refused the input (422): expects INT64" in results["failures"][0]
