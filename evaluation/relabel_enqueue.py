@@ -363,10 +363,10 @@ def _admit(session: Session, queue: str, quota: int, contenders: list[tuple[floa
 
 
 def route_label(session: Session, item_id: int) -> str | None:
-    """A verified label of a staged (OCR) answer also becomes a labeled item of the blamed
-    stage's dataset (``stage:<stage>``, done), as a correction does at enqueue; the queue it
-    went to, or None. Called by the API once an item is done; a done stage item's own samples
-    are rebuilt from its label."""
+    """A verified label of a staged (OCR) answer also labels the blamed stage's item
+    (``stage:<stage>``, done, unless a live lease holds it, checked against this label then, or
+    it waits for the admin), as a correction does at enqueue; the queue, or None. Called once an
+    item is done; a done stage item's own samples are rebuilt from its label."""
     item = session.get(RelabelItem, item_id)
     if item is None or item.status != "done" or item.label is None:
         return None
@@ -386,19 +386,14 @@ def route_label(session: Session, item_id: int) -> str | None:
         experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
         reasons=[rules_mod.STAGE_BLAME], reason=rules_mod.STAGE_BLAME, priority=0.0,
         labels_needed=1, created_at=utcnow(), **done).on_conflict_do_nothing())
-    # Only an item no one is at: an annotator's live lease is left to them (their label is
-    # checked against this one, and a disagreement goes to review), and an item in review or
-    # flagged is left to the admin.
-    now = utcnow()
     session.execute(update(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
         or_(RelabelItem.status == "open",
-            and_(RelabelItem.status == "leased", RelabelItem.lease_until < now)))
+            and_(RelabelItem.status == "leased", RelabelItem.lease_until < utcnow())))
         .values(lease_owner=None, lease_until=None, **done))
     routed = session.scalars(select(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash)).one()
-    # The stage's samples follow its item's verified label (the one just routed, or the label
-    # an annotator gave the stage item itself before).
+    # The stage's samples follow its item's label (the one routed now, or one given before).
     store_samples(session, routed.id, queue, p,
                   item.label if routed.label is None else routed.label)
     return queue
