@@ -45,5 +45,19 @@ def check_writable(path: Path, named: str = MODEL_STORE) -> None:
     """ConfigError naming the folder when nothing can be written under it: 503 on the API,
     since the service's set-up, not the request, is at fault."""
     if problem := unwritable(path):
-        raise ConfigError(f"{named} cannot be written: {path}: {problem}; make it writable "
-                          "or choose a folder that is", status=503)
+        raise _cannot_write(named, path, problem)
+
+
+def scratch_folder(folder: Path, prefix: str, named: str = MODEL_STORE) -> Path:
+    """A new scratch folder inside `folder` (made if missing), or check_writable's ConfigError
+    when it cannot be made: the write itself is the check, no probe first."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    except OSError as exc:
+        raise _cannot_write(named, folder, str(exc.strerror or exc)) from None
+
+
+def _cannot_write(named: str, path: Path, problem: str) -> ConfigError:
+    return ConfigError(f"{named} cannot be written: {path}: {problem}; make it writable or "
+                       "choose a folder that is", status=503)

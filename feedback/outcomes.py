@@ -190,8 +190,10 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                            scoped_key(caller, idempotency_key), checked["event_id"], digest)
         existing = _existing(s, keys, digest, legacy=idempotency_key)
     if existing is not None:
-        _remember(db, keys, digest, existing["outcome_id"], experiment_id, checked["metric"])
-        return existing
+        answer, known_by = existing
+        _remember(db, [k for k in keys if k not in known_by], digest, answer["outcome_id"],
+                  experiment_id, checked["metric"])
+        return answer
     # Time-ordered, so outcomes observed at one instant combine as `first` in the order they
     # were accepted (the worker breaks such ties by outcome id).
     outcome_id = time_ordered_id()
@@ -221,19 +223,16 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             existing = _existing(s, keys, digest)
         if existing is None:
             raise
-        return existing
+        return existing[0]
     return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
 
 
-def _remember(db: Database, keys: list[str], digest: str, outcome_id: str, experiment_id: int,
+def _remember(db: Database, new: list[str], digest: str, outcome_id: str, experiment_id: int,
               metric: str) -> None:
-    """A repeat found by one of its identities is known by its others from now on: a retry
-    that sends only its new Idempotency-Key is the same outcome, and that key reused for
+    """A repeat found by one of its identities is known by its `new` ones from now on: a
+    retry that sends only its new Idempotency-Key is the same outcome, and that key reused for
     another body a 409 (it was stored nowhere, so such a body was a new outcome)."""
-    with db.reading() as s:
-        have = set(s.scalars(select(OutcomeRequest.idempotency_key).where(
-            OutcomeRequest.idempotency_key.in_(keys))))
-    if not (new := [k for k in keys if k not in have]):
+    if not new:
         return
     now = utcnow()
     # A racing repeat may store them first: then they are there, as wanted.
@@ -266,9 +265,10 @@ def _identities(idempotency_key: str | None, event_id: str | None, digest: str) 
 
 
 def _existing(s: Session, keys: list[str], digest: str, *,
-              legacy: str | None = None) -> dict[str, Any] | None:
-    """The earlier outcome this request repeats by any of its identities; a key or event_id
-    used before for another body is a conflict, whatever the other identities match.
+              legacy: str | None = None) -> tuple[dict[str, Any], set[str]] | None:
+    """The earlier outcome this request repeats by any of its identities (the answer, and the
+    identities already stored for it); a key or event_id used before for another body is a
+    conflict, whatever the other identities match.
     `legacy`: the raw Idempotency-Key, as stores kept it before keys were scoped; a row under
     it is this outcome only when its body is the same (never a conflict: it may be another
     caller's), so a retry across the upgrade counts once."""
@@ -283,4 +283,5 @@ def _existing(s: Session, keys: list[str], digest: str, *,
                        "use a new one for a new outcome")
     if not found:
         return None
-    return {"outcome_id": found[0].outcome_id.split(ALIAS)[0], "duplicate": True}
+    return ({"outcome_id": found[0].outcome_id.split(ALIAS)[0], "duplicate": True},
+            {row.idempotency_key for row in found})

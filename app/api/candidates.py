@@ -16,7 +16,6 @@ upload first.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from werkzeug.utils import secure_filename
 
 from app.auth import require
 from core.errors import AbvocError
-from core.folders import check_writable
+from core.folders import scratch_folder
 from serving.bundles import Limits, register_bundle, retire_candidate, still_served
 from serving.bundles.archive import ARCHIVE_SUFFIXES
 
@@ -111,9 +110,7 @@ def register():  # noqa: ANN201
     if not name.endswith(suffix):
         name = "bundle" + suffix
     models = Path(current_app.extensions["abvoc"].settings.models_dir)
-    check_writable(models / "bundles")
-    (models / "bundles").mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=models / "bundles"))
+    scratch = scratch_folder(models / "bundles", ".upload-")
     try:
         archive = scratch / name
         upload.save(archive)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import Conflict
-from core.folders import check_writable
+from core.folders import scratch_folder
 from serving.bundles.archive import Limits, bundle_root, check_folder, is_archive, unpack
 from serving.bundles.manifest import Manifest, ManifestError
 from serving.bundles.remote_check import check_served
@@ -47,9 +46,7 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
     if not (source.is_dir() or is_archive(source)):
         raise ManifestError(f"{source.name} is neither a folder nor a .tar.gz archive")
     models_dir = Path(models_dir)
-    check_writable(models_dir / "bundles")
-    (models_dir / "bundles").mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".incoming-", dir=models_dir / "bundles"))
+    scratch = scratch_folder(models_dir / "bundles", ".incoming-")
     try:
         if source.is_dir():
             check_folder(source, limits)

@@ -158,24 +158,17 @@ def json_values(values: Any, datatype: str, where: str, finite: bool = True) -> 
 def _exact_integers(values: Any, shape: tuple[int, ...], datatype: str,
                     where: str) -> np.ndarray:
     """Integers past 2^53 that numpy read as floats (one past INT64's range among others
-    turns the whole list to floats), taken again from the JSON values themselves: exact, and
-    in range when they are. The rare path, so a Python walk over the values is fine."""
-    flat: list[Any] = []
-    stack = [values]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
-            flat.append(item)
-    if not all(type(v) is int for v in flat):
+    turns the whole list to floats), taken again from the JSON values themselves (an object
+    array keeps Python's ints): exact, and in range when they are. The rare path."""
+    exact = np.array(values, dtype=object).reshape(shape)
+    if not all(type(v) is int for v in exact.flat):
         raise TensorError(f"{where}: {datatype} values past 2^53 must be written as JSON "
                           "integers (no decimal point)")
     info = np.iinfo(V2_TO_NUMPY[datatype])
-    if min(flat) < info.min or max(flat) > info.max:
+    if exact.min() < info.min or exact.max() > info.max:
         raise TensorError(f"{where}: its values must lie within {datatype}'s range "
                           f"[{info.min}, {info.max}]")
-    return np.array(flat, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+    return exact.astype(V2_TO_NUMPY[datatype])
 
 
 def fit(array: np.ndarray, datatype: str, what: str) -> np.ndarray:
