@@ -22,7 +22,9 @@ count timeouts apart; :class:`RemoteUnavailable` (503) when nothing answers; :cl
 (502) for a server error, carrying the server's status and message, :class:`RemoteRefused`
 (502, not retried) when it refused an input that matched the manifest; :class:`RemoteBadInput`
 (400) for an input its encoding cannot carry. Only connection failures and 502/503/504
-answers are retried: a model error would only repeat.
+answers are retried: a model error would only repeat. Each error says whether the same input
+would fail the same way again (`repeats`: a redirect, a malformed answer, a 4xx other than
+408/425/429), so the caller is told to try again only where that may help.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from serving.remote_errors import (
     RemoteRefused,
     RemoteTimeout,
     RemoteUnavailable,
+    passes,
 )
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -174,7 +177,7 @@ class RemoteClient:
         tensors = answer.get("outputs")
         if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors):
             raise RemoteError(f"{self._what()} answered without an 'outputs' list of tensors "
-                              f"(its answer has the keys {sorted(answer)[:10]})")
+                              f"(its answer has the keys {sorted(answer)[:10]})", repeats=True)
         try:
             chunks = None if rest is None else Chunks(rest)
             # The model's answer: NaN and infinities in it are its own, kept as they are.
@@ -184,9 +187,10 @@ class RemoteClient:
             return out
         except KeyError as exc:
             raise RemoteError(f"{self._what()} answered with malformed outputs: a tensor has no "
-                              f"{exc.args[0]!r}") from exc
+                              f"{exc.args[0]!r}", repeats=True) from exc
         except (TypeError, AttributeError, TensorError) as exc:
-            raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}") from exc
+            raise RemoteError(f"{self._what()} answered with malformed outputs: {exc}",
+                              repeats=True) from exc
 
     def metadata(self) -> dict[str, Any]:
         """The model's V2 metadata: its inputs, outputs, platform and versions."""
@@ -284,7 +288,8 @@ class RemoteClient:
         if code == pycurl.E_OPERATION_TIMEDOUT:
             return self._timeout()
         if received.too_large:
-            return RemoteError(f"the remote answer is larger than {received.limit} bytes")
+            return RemoteError(f"the remote answer is larger than {received.limit} bytes",
+                               repeats=True)
         if code in _BROKE_OFF:
             return RemoteUnavailable(f"{self._what()} broke off its answer: {reason}")
         return RemoteUnavailable(f"{self._what()} is unreachable: {reason}")
@@ -294,14 +299,14 @@ class RemoteClient:
         if 300 <= status < 400:  # libcurl follows no redirect: a success would be misread
             raise RemoteError(f"{self._what()} answered {status}: the server redirected the "
                               "call; give the URL it serves from in [remote].url",
-                              remote_status=status)
+                              remote_status=status, repeats=True)
         rest = None
         if header_length is not None and status < 400:
             try:
                 data, rest = split(data, header_length)
             except TensorError as exc:
                 raise RemoteError(f"{self._what()} answered {status}: {exc.message}",
-                                  remote_status=status) from None
+                                  remote_status=status, repeats=True) from None
         payload = _loads(data) if data else {}
         if status >= 400:
             message = _message(payload, data)
@@ -311,10 +316,11 @@ class RemoteClient:
                 raise cls(f"{self._what()} refused the input ({status}): {message}; its "
                           "manifest's inputs and what the server takes differ",
                           remote_status=status)
-            raise cls(f"{self._what()} answered {status}: {message}", remote_status=status)
+            raise cls(f"{self._what()} answered {status}: {message}", remote_status=status,
+                      repeats=not passes(status))
         if not isinstance(payload, dict):
             raise RemoteError(f"{self._what()} answered {status} with a body that is not a JSON "
-                              "object", remote_status=status)
+                              "object", remote_status=status, repeats=True)
         return payload, rest
 
     def _timeout(self) -> RemoteTimeout:

@@ -15,9 +15,24 @@ class RemoteError(AbvocError):
     repeats = False  # whether the same input fails the same way again (no "try again")
 
     def __init__(self, message: str, *, remote_status: int | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, repeats: bool | None = None) -> None:
         super().__init__(message, status=status)
         self.remote_status = remote_status
+        if repeats is not None:
+            self.repeats = repeats
+
+
+# A server's answers that may pass if sent again: its own trouble (5xx but "not implemented" and
+# "version not supported"), a request timeout, "too early", "too many requests". Any other 4xx
+# (no such model, a body too large, a method or type it does not take), a redirect or a
+# malformed answer comes back the same for the same input, until its operator changes something.
+PASSING_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def passes(remote_status: int) -> bool:
+    """Whether a server's error status may pass on a second try (see PASSING_STATUSES)."""
+    return remote_status in PASSING_STATUSES or (remote_status >= 500
+                                                 and remote_status not in (501, 505))
 
 
 class RemoteTimeout(RemoteError):

@@ -280,6 +280,21 @@ def test_odd_answers_are_502s_that_say_what_is_wrong(
             pytest.raises(RemoteError, match=fragment) as info:
         client.infer({"features": _flowers(1)})
     assert info.value.status == 502 and odd.hits == 1  # none of them is retried
+    assert info.value.repeats  # the same input gets the same answer: no "try again"
+
+
+@pytest.mark.parametrize(("status", "passes"), [
+    (404, False), (405, False), (413, False), (415, False), (501, False),
+    (408, True), (429, True), (500, True), (502, True), (503, True), (504, True)])
+def test_only_errors_that_may_pass_are_worth_another_try(
+        stub_server: Callable[..., StubServer], status: int, passes: bool) -> None:
+    """A 404 (no such model there), a 413 or an unsupported method comes back the same until
+    the server's operator changes something; a 5xx, a 408 or a 429 may pass."""
+    server = stub_server(lambda h, body: reply(h, status, {"error": "said so"}))
+    with RemoteClient(server.url, "iris", timeout_ms=2000) as client, \
+            pytest.raises(RemoteError, match=f"answered {status}: said so") as info:
+        client.infer({"features": _flowers(1)})
+    assert info.value.repeats is not passes
 
 
 def test_remote_manifest(registry: Registry, models: Path, tmp_path: Path) -> None:
