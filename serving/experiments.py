@@ -128,6 +128,14 @@ def _restart_step(exp: Experiment) -> None:
     exp.canary = {**exp.canary, "step_started_at": utcnow().isoformat()}
 
 
+def _ramp_held(exp: Experiment, treatment: str) -> str | None:
+    """Why the canary's treatment gets no traffic now (its ramp holds), or None."""
+    if exp.status != "running":
+        return f"is {exp.status}"
+    paused = any(a["name"] == treatment and a.get("paused") for a in exp.arms)
+    return f"has its arm {treatment!r} paused" if paused else None
+
+
 def _view(exp: Experiment) -> dict[str, Any]:
     return {
         "id": exp.id, "name": exp.name, "scope": exp.scope, "status": exp.status,
@@ -352,6 +360,10 @@ class Experiments:
             if exp.status not in ACTIVE and only_if_due:
                 return _view(exp)
             self._steering(exp, "the canary advances")
+            held = _ramp_held(exp, canary["treatment"])
+            if held and not only_if_due:
+                raise Conflict(f"experiment {exp.id} {held}: its canary holds its step while "
+                               "the treatment gets no traffic; resume it first")
             if canary["step"] + 1 >= len(canary["steps"]):
                 if only_if_due:
                     return _view(exp)
@@ -368,9 +380,7 @@ class Experiments:
     def _due(s: Session, exp: Experiment, canary: dict[str, Any], now: datetime) -> bool:
         """Whether the step has run its time or requests: only while the canary's arm gets
         traffic (a paused experiment or treatment arm holds the ramp where it is)."""
-        if exp.status != "running":
-            return False
-        if any(a["name"] == canary["treatment"] and a.get("paused") for a in exp.arms):
+        if _ramp_held(exp, canary["treatment"]):
             return False
         started = datetime.fromisoformat(canary.get("step_started_at") or now.isoformat())
         if canary.get("advance_after_s") and now - started >= timedelta(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from core.errors import Conflict
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ServedPrediction
 from serving.experiments import Experiments
@@ -66,3 +69,21 @@ def test_requests_before_a_pause_do_not_count_for_the_step_after_it(
                                latency_ms=5.0, error=False,
                                created_at=utcnow() + timedelta(seconds=1)))
     assert _step(experiments, exp, 2) == 0  # one request since the resume, not three
+
+
+def test_an_operator_cannot_step_up_a_ramp_whose_treatment_gets_no_traffic(
+        experiments: Experiments) -> None:
+    """A kill (a guardrail's breach), a pause or the treatment arm's pause holds the ramp: a
+    step taken by hand then would hand the treatment more traffic on resume, unseen."""
+    exp = _canary(experiments, "by-hand")
+    for hold, resume, said in (
+            (experiments.kill, experiments.resume, "is killed"),
+            (experiments.pause, experiments.resume, "is paused"),
+            (lambda e: experiments.pause_arm(e, "t", "guardrail"),
+             lambda e: experiments.resume_arm(e, "t"), "has its arm 't' paused")):
+        hold(exp)
+        with pytest.raises(Conflict, match=f"{said}: its canary holds its step.*resume it"):
+            experiments.advance(exp)
+        assert experiments.get(exp)["canary"]["step"] == 0
+        resume(exp)
+    assert experiments.advance(exp)["canary"]["step"] == 1
