@@ -23,6 +23,7 @@ from core.outcome_metrics import RATIO, check_definition
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, Outcome, OutcomeRequest
 from core.times import utc_iso
+from evaluation.outcomes import NONE_WAITING, waiting
 
 # The names the results already use for their built-in metrics (a second metric of one name
 # breaks the results' table), read from where those metrics are defined; and the guardrail that
@@ -49,7 +50,9 @@ def load(session: Session, experiment_id: int, *, lock: bool = False) -> list[Ex
 def list_metrics(db: Database, experiment_id: int) -> list[dict[str, Any]]:
     with db.reading() as s:
         _experiment(s, experiment_id)
-        return [view(r) for r in load(s, experiment_id)]
+        held = waiting(s, experiment_id)
+        return [{**view(r), "waiting": held.get(r.name, NONE_WAITING)}
+                for r in load(s, experiment_id)]
 
 
 def _experiment(session: Session, experiment_id: int) -> Experiment:

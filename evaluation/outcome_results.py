@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
+from evaluation.outcomes import NONE_WAITING, waiting
 from evaluation.stats import ExperimentAggregates, MeanStats, ratio_stats
 from evaluation.stats.small_samples import wilson_interval
 
@@ -140,6 +141,7 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
+    held = waiting(session, experiment_id) if definitions else {}
     for j, d in enumerate(definitions):
         arm_stats, errors, units = _arm_stat(session, experiment_id, d, arms, where)
         per_arm = {}
@@ -154,7 +156,8 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
                 variance = stat.variance
             per_arm[arm] = {"units": units[i], "mean": _num(stat.mean), "variance": _num(variance),
                             "interval": _interval(d.kind, stat, alpha), "error": errors[i]}
-        figures[d.name] = {**metric_definitions.view(d), "arms": per_arm}
+        figures[d.name] = {**metric_definitions.view(d), "arms": per_arm,
+                           "waiting": held.get(d.name, NONE_WAITING)}
     return OutcomeAggregates(definitions, n, sums, squares, shift, figures)
 
 

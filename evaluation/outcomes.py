@@ -25,17 +25,33 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
 from core.store.db import utcnow
 from core.store.models import ExperimentUnit, Outcome, OutcomeUnitValue, Prediction
 from core.store.upsert import dialect_insert, in_values, insert_rows
+from core.times import utc_iso
 
 # Waiting outcomes joined per batch at most; more wait for the next batch.
 JOIN_LIMIT = 10_000
 _UNIT_KEYS = ("experiment_id", "arm", "metric", "unit_id")
+
+
+def waiting(session: Session, experiment_id: int) -> dict[str, dict[str, Any]]:
+    """Per metric, the experiment's outcomes still waiting for their prediction or unit, and
+    when the oldest of them happened: a unit or prediction id the service never served (a
+    typo, another environment's ids) waits for good, and a sender learns it only from here."""
+    o = Outcome.__table__.c
+    rows = session.execute(
+        select(o.metric, func.count(), func.min(o.observed_at))
+        .where(o.counted_at.is_(None), o.experiment_id == experiment_id).group_by(o.metric))
+    return {metric: {"outcomes": n, "oldest_observed_at": utc_iso(oldest)}
+            for metric, n, oldest in rows}
+
+
+NONE_WAITING = {"outcomes": 0, "oldest_observed_at": None}
 
 
 def _outcome_row(e: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,12 @@ SCHEMAS["Metric"] = {
         "direction": {"type": "string"}, "combine": {"type": "string"},
         "numerator": {"type": ["string", "null"]}, "denominator": {"type": ["string", "null"]},
         "guardrail": {"type": ["number", "null"]}, "primary": {"type": "boolean"},
-        "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
+        "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+        "waiting": {"type": "object", "required": ["outcomes", "oldest_observed_at"],
+                    "description": "outcomes stored but not counted yet: their prediction or "
+                                   "unit is not known to the service (yet)",
+                    "properties": {"outcomes": {"type": "integer", "minimum": 0},
+                                   "oldest_observed_at": {"type": ["string", "null"]}}}}}
 METRIC = {"$ref": "#/components/schemas/Metric"}
 
 

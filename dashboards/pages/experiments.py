@@ -18,16 +18,15 @@ from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.errors import AbvocError
 from dashboards import csv_downloads, data, figures
 from dashboards.access import require_role, whole_number
+from dashboards.pages import experiment_notes as notes
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, isolate, table
 from evaluation.candidate_facts import shown_names
+from evaluation.online import ALL
 from serving.experiments import KILL_SWITCH
 
-TRUTH_METRICS = ("exact_match", "expected_calibration_error")
-
 ROLES = frozenset({"admin"})
-ALL = "all"
 LEFT_OUT = "\u0000left-out"  # the disabled option's value: no slice is named so
 
 
@@ -126,11 +125,11 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     parts += [html.H3("Arms and split"), _arms(res, slice_, view),
               html.H3(f"Metrics per arm ({slice_})"),
               dcc.Graph(id="exp-metrics-graph", figure=figures.metric_intervals(per_arm)),
-              *_truth_note(per_arm), *_outcomes_note(res, slice_),
+              *notes.truth(per_arm), *notes.outcomes(res, slice_),
               html.H3(f"Comparisons with control ({slice_})"), _comparisons(res, slice_),
               html.A("Every comparison of these hours, all slices (CSV)", id="exp-csv",
                      href=csv_downloads.href(experiment_id, window)),
-              *_analysis_unit(res),
+              *notes.analysis_unit(res),
               html.H3("Always-valid interval over time")]
     series = data.sequential_series(db, experiment_id, primary, slice_, window)
     if len({r["until"] for r in series}) < 2:
@@ -171,46 +170,6 @@ def _summary(res: dict[str, Any]) -> Component:
                    html.B(exp["primary_metric"]), f"; alpha {res['alpha']:g}; the always-valid "
                    f"test is tuned for {exp['sequential_tuned_for']:,.0f} per arm."],
                   id="exp-summary")
-
-
-def _truth_note(per_arm: list[dict[str, Any]]) -> list[Component]:
-    """Exact match and calibration are taken over the predictions whose truth is known, mostly
-    corrections of wrong answers: an arm plotted at exact match 0 is not an arm that is never
-    right, and a reader must be told so beside the plot (the results carry it as a note)."""
-    shown = sorted({r["metric"] for r in per_arm} & set(TRUTH_METRICS))
-    if not shown:
-        return []
-    return [html.P(f"{', '.join(shown)}: over predictions with a known truth only, mostly "
-                   "customer corrections of wrong answers (0 by construction where every truth "
-                   "is a correction); not the arms' accuracy, which the Relabeling page's "
-                   "audited accuracy gives.", id="exp-truth-note")]
-
-
-def _outcomes_note(res: dict[str, Any], slice_: str) -> list[Component]:
-    """Why outcome metrics show in slice ``all`` only, and which units a time window holds:
-    customers report them per unit, not per prediction, and a window keeps each unit's outcomes
-    in the hour the unit was first seen (as the results API does)."""
-    names = ", ".join(res.get("outcomes") or {})
-    if not names:
-        return []
-    if slice_ != ALL:
-        said = (f"Outcome metrics ({names}) are reported per unit and cannot be split by slice: "
-                "choose slice all to see them per arm and in the comparisons.")
-    else:
-        said = (f"Outcome metrics ({names}) are reported per unit: a time window counts the "
-                "outcomes of the units first seen in it, whenever the outcomes came.")
-    return [html.P(said, id="exp-outcomes-note")]
-
-
-def _analysis_unit(res: dict[str, Any]) -> list[Component]:
-    """Which built-in metrics were tested per unit (units sent several requests each), and the
-    results' warning where some could not be."""
-    per_unit = (res.get("analysis_unit") or {}).get("per_unit") or []
-    said = [f"Tested per unit, the unit of randomization (delta method over each unit's sums; "
-            f"n counts units): {', '.join(per_unit)}."] if per_unit else []
-    if res.get("analysis_unit_note"):
-        said.append(f"Note: {res['analysis_unit_note']}.")
-    return [html.P(" ".join(said), id="exp-analysis-unit")] if said else []
 
 
 def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:

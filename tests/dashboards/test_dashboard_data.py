@@ -135,6 +135,16 @@ def test_outcome_metrics_show_per_arm_and_why_not_in_a_slice(dash_app: Flask,
     panels = [a.text for a in find_component(sliced, "exp-metrics-graph").figure.layout.annotations]
     assert "converted" not in panels
     assert "cannot be split by slice" in find_component(sliced, "exp-outcomes-note").children
+    assert find_component(whole, "exp-outcomes-waiting") is None
+    services = dash_app.extensions["abvoc"]  # an outcome of a unit the service never served
+    typo = events.make_event(events.OUTCOME_RECORDED, outcome_id="o-typo", metric="converted",
+                             experiment_id=seeded, value=1.0, observed_at=T0.isoformat(),
+                             unit_id="u-never-served")
+    assert flow(services.db, services.bus, [typo], services.settings.topic_prefix) == 1
+    with dash_app.test_request_context("/dashboard/experiments"):
+        waiting = find_component(page.body(db, seeded, "all", data.Window()),
+                                 "exp-outcomes-waiting").children
+    assert "converted 1;" in waiting and T0.isoformat()[:16] in waiting, waiting
 
 
 def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
