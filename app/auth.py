@@ -212,20 +212,27 @@ def within_rate(limit: KeyRateLimit | None, keys: KeyCache, key: str | None) -> 
         limit.check(who, who.rpartition(":")[2])
 
 
+def check_key(scope: str) -> str:
+    """The request's key, once it is known and holds `scope`: 401 without a valid key, 403
+    without the scope (before anything else about the request is judged)."""
+    key = presented_key()
+    if key is None:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+    scopes = current_scopes()
+    if not scopes:
+        raise Unauthorized("the API key is unknown or revoked")
+    if scope not in scopes:
+        raise Forbidden(f"this API key lacks the {scope!r} scope")
+    return key
+
+
 def require(scope: str) -> Callable:
     """A view decorator: 401 without a valid key, 403 without `scope`."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            key = presented_key()
-            if key is None:
-                raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-            scopes = current_scopes()
-            if not scopes:
-                raise Unauthorized("the API key is unknown or revoked")
-            if scope not in scopes:
-                raise Forbidden(f"this API key lacks the {scope!r} scope")
+            key = check_key(scope)
             within_rate(current_app.extensions.get("abvoc_rate"),
                         current_app.extensions["abvoc_keys"], key)
             return view(*args, **kwargs)

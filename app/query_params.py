@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, request
 
+from app.auth import check_key
 from app.openapi import openapi_document
 from core.query import check_query
 
@@ -58,4 +59,8 @@ def init_app(app: Flask) -> None:
         allowed = by_rule.get((request.url_rule.rule, request.method))
         if allowed is None:
             return
+        # A caller without a valid key learns nothing of what a route takes: 401/403 first.
+        scope = getattr(app.view_functions.get(request.endpoint or ""), "required_scope", None)
+        if scope is not None:
+            check_key(scope)
         check_query(request.args, *allowed)

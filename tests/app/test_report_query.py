@@ -129,3 +129,18 @@ def test_every_documented_route_refuses_a_query_parameter_it_does_not_take(
     response = v2app.test_client().get(path, headers=bearer(v2app, "admin"))
     assert response.status_code == 400, response.get_json()
     assert said in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/v1/reports?x=1", "/v1/candidates?al=1",
+                                  "/v1/relabel/queues?queue=training"])
+def test_a_caller_without_a_valid_key_learns_nothing_of_the_query_a_route_takes(
+        v2app: Flask, path: str) -> None:
+    """The key is judged first (401, then 403 for a key without the route's scope), as on a
+    request without a query: the 400 named the parameters the route takes to anyone."""
+    client = v2app.test_client()
+    assert client.get(path).status_code == 401
+    wrong = client.get(path, headers={"Authorization": "Bearer not-a-key"})
+    assert wrong.status_code == 401 and "takes" not in wrong.get_json()["error"]
+    lacking = client.get(path, headers=bearer(v2app, "outcome"))
+    assert lacking.status_code == 403, lacking.get_json()
+    assert client.get(path, headers=bearer(v2app, "admin")).status_code == 400
