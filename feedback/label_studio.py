@@ -205,9 +205,10 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
                 skipped["dropped"] += len(plan.labels)
                 continue
             added = []
-            for (who, raw), label in plan.labels:
+            for (who, known_as), label in plan.labels:
                 if s.scalar(select(RelabelLabel.id).where(
-                        RelabelLabel.item_id == item.id, RelabelLabel.annotator.in_((who, raw)),
+                        RelabelLabel.item_id == item.id,
+                        RelabelLabel.annotator.in_((who, *known_as)),
                         RelabelLabel.action.in_(("label", "resolve"))).limit(1)) is not None:
                     skipped["already_labeled"] += 1  # imported before, or abvoc's own label
                     continue
@@ -275,7 +276,7 @@ class _Plan(NamedTuple):
 
     item_id: int | None
     image: bytes | None
-    labels: list[tuple[tuple[str, str], str]]
+    labels: list[tuple[tuple[str, tuple[str, ...]], str]]
     cancelled: int
 
 
@@ -330,7 +331,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
             label = checked_label(kind, typed_value(text, kind.type))
         except AbvocError as exc:
             raise AbvocError(f"{at}: {exc.message}", details=exc.details) from None
-        found.append((who_labeled(a), label))
+        found.append((who_labeled(a, at), label))
     return _Plan(item_id, image, found, cancelled)
 
 

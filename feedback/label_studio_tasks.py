@@ -3,10 +3,16 @@ inside the import folder), the label a result holds, and who gave it."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from core.errors import AbvocError
+from core.text import text_problem
+
+ANNOTATOR_PREFIX = "labelstudio:"
+MAX_ANNOTATOR = 100
+"""The store's width for an annotator's name."""
 
 
 def confined(folder: Path, name: Any, where: str) -> Path:
@@ -38,11 +44,28 @@ def label_text(result: Any, where: str) -> str:
     raise AbvocError(f"{where}: no 'choices' or 'text' value in the result")
 
 
-def who_labeled(annotation: dict[str, Any]) -> tuple[str, str]:
-    """The annotator as abvoc records a Label Studio label, and as the task names them (a
-    label abvoc exported comes back under its own annotator and is not imported again)."""
+def who_labeled(annotation: dict[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
+    """The annotator as abvoc records a Label Studio label, and every name a label of theirs
+    may be stored under: as the task names them (a label abvoc exported comes back under its
+    own annotator and is not imported again) and as an import before this rule cut it.
+
+    A name too long for the store keeps its start and a digest of the whole: cut short, two
+    annotators whose e-mails share their first 88 characters became one, and the second's
+    label was skipped as "already labeled by that annotator"."""
     who = annotation.get("completed_by")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
-    raw = str(who if who is not None else "unknown")[:100]
-    return (raw if raw.startswith("labelstudio:") else f"labelstudio:{raw}"[:100]), raw
+    if who is None or who == "":
+        who = "unknown"
+    if isinstance(who, bool) or not isinstance(who, str | int):
+        raise AbvocError(f"{where}: 'completed_by' must be a user id, an e-mail or an object "
+                         "with one of them")
+    raw = str(who)
+    problem = text_problem(raw, controls=True)
+    if problem:
+        raise AbvocError(f"{where}: 'completed_by' {problem}")
+    name = raw if raw.startswith(ANNOTATOR_PREFIX) else ANNOTATOR_PREFIX + raw
+    if len(name) <= MAX_ANNOTATOR:
+        return name, (name, raw)
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[:MAX_ANNOTATOR - len(digest) - 1]}~{digest}", (name[:MAX_ANNOTATOR], raw)

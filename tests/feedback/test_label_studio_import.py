@@ -288,3 +288,35 @@ def test_an_item_id_out_of_the_stores_range_is_no_item(db: Database, tmp_path: P
     assert exc.value.status == 400
     assert exc.value.message == f"task 1: abvoc_item_id {item_id!r} is not a relabel item here"
     assert label_rows(db) == 0
+
+
+@pytest.mark.parametrize("who, words", [
+    (["alice", "bob"], "'completed_by' must be a user id, an e-mail or an object"),
+    ({"email": "a\nb@x.org"}, "'completed_by' must not contain control characters"),
+    ("\ud800", "'completed_by' must be valid Unicode text")])
+def test_an_annotator_abvoc_cannot_name_is_refused(db: Database, tmp_path: Path, who: Any,
+                                                   words: str) -> None:
+    """A list was stored as its Python repr, and a lone surrogate broke the store's reads."""
+    item_id = add_items(db, 1)[0]
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [
+            {"data": {"abvoc_item_id": item_id}, "annotations": [annotated("dog", who)]}]))
+    assert exc.value.message.startswith(f"task 1 (abvoc item {item_id}), annotation 1: {words}")
+    assert label_rows(db) == 0
+
+
+def test_two_long_e_mails_alike_in_their_start_are_two_annotators(db: Database,
+                                                                   tmp_path: Path) -> None:
+    """Names cut to the store's 100 characters made them one: the second's label was skipped
+    as already given by that annotator."""
+    item_id = add_items(db, 1)[0]
+    start = "annotation.team." * 8
+    folder = write(tmp_path / "imp", [{"data": {"abvoc_item_id": item_id}, "annotations": [
+        annotated("dog", {"email": f"{start}alice@example.org"}),
+        annotated("dog", {"email": f"{start}bob@example.org"})]}])
+    assert import_tasks(db, folder)["labels"] == 2
+    with db.reading() as s:
+        names = set(s.scalars(select(RelabelLabel.annotator)))
+    assert len(names) == 2 and all(len(n) <= 100 and n.startswith("labelstudio:annotation.")
+                                   for n in names), names
+    assert import_tasks(db, folder)["skipped"]["already_labeled"] == 2  # and once only
