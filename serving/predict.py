@@ -180,6 +180,8 @@ class PredictService:
                                "its operator to correct the setting or register it")
             return self.settings.default_candidate
         if scope != DEFAULT_SCOPE:
+            if scope in self._names(fresh=True)[0]:  # registered since the last read
+                return scope
             if any(c.name == scope for c in self.pool.registry.list(include_retired=True)):
                 raise NotFound(f"no experiment runs in scope {scope!r}, and candidate {scope!r} "
                                "is retired (every version of it): register a new version of "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -122,7 +123,8 @@ def register():  # noqa: ANN201
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     response = jsonify(info.to_dict())
-    response.headers["Location"] = f"/v1/candidates/{info.name}?version={info.version}"
+    response.headers["Location"] = (f"/v1/candidates/{quote(info.name, safe='')}"
+                                    f"?version={quote(info.version, safe='')}")
     return response, 201
 
 

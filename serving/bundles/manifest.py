@@ -209,7 +209,13 @@ def load_manifest(folder: Path) -> Manifest:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
-    return parse_manifest(data)
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise ManifestError(f"{MANIFEST_NAME} is nested too deeply (arrays or tables inside "
+                            "each other thousands of levels down)") from None
+    try:
+        return parse_manifest(data)
+    except RecursionError:  # a shallow-enough TOML whose checks recurse further
+        raise ManifestError(f"{MANIFEST_NAME} is nested too deeply") from None
 
 
 def parse_manifest(data: dict[str, Any]) -> Manifest:

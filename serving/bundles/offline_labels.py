@@ -14,7 +14,7 @@ from typing import Any
 
 from core.events import value_text
 from core.latex import validate_latex
-from core.output_types import classes_shown, schema_error, schema_problem
+from core.output_types import MAX_NUMBER, classes_shown, schema_error, schema_problem
 from core.text import shown, text_problem
 from serving.bundles.manifest import OutputSpec
 from serving.bundles.offline_metrics import OfflineError
@@ -46,6 +46,9 @@ def truth(output: OutputSpec, label: Any, where: str) -> Any:
         if isinstance(label, bool) or not isinstance(label, int | float) \
                 or not math.isfinite(label):
             raise OfflineError(f"{where}: label must be a finite number, got {shown(label)}")
+        if abs(label) > MAX_NUMBER:  # its squared error's sums would overflow, as online
+            raise OfflineError(f"{where}: label {shown(label)} is out of range: a number label "
+                               f"is at most 2^53 ({MAX_NUMBER}) in magnitude")
         label = float(label)
     else:
         _check_json(output, label, where)

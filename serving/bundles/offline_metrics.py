@@ -48,6 +48,9 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     "number": ("mean_error",), "json": (),
 }
 TIMINGS = ("latency_p50_ms", "latency_p99_ms", "throughput_ips")
+# Figures over the answered examples only (an error needs an answer); the rest count all n.
+ANSWERED_ORDER = ("mae", "rmse", "mean_error", "token_edit_distance", "output_shares")
+ANSWERED = frozenset(ANSWERED_ORDER)
 MAX_N = 10**12  # more examples than any test set holds; past it n is a typo (or 10^29)
 
 
@@ -150,13 +153,19 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
         top = data.get("label_shares", overall.get("label_shares"))
         if top is not None:
             out["label_shares"] = _shares(output, top, "label_shares")
+            given = overall.get("label_shares") or {}
+            if any(abs(given[c] - out["label_shares"].get(c, 0.0)) > SHARE_TOLERANCE
+                   for c in given):
+                raise OfflineError("'label_shares' and the overall row's label_shares differ; "
+                                   "give the test set's true labels once")
     elif "label_shares" in data:
         raise OfflineError(f"'label_shares' is only for label outputs, not {output.type!r}")
     if "mix_slices" in data:
         mix = data["mix_slices"]
-        if not isinstance(mix, list) or not mix \
+        if not isinstance(mix, list) or not mix or len(set(map(str, mix))) < len(mix) \
                 or any(not isinstance(m, str) or m not in rows for m in mix):
-            raise OfflineError(f"'mix_slices' must list some of the slices {sorted(rows)}")
+            raise OfflineError(f"'mix_slices' must list some of the slices {sorted(rows)}, "
+                               "each once")
         out["mix_slices"] = list(mix)
     if "notes" in data:
         if not isinstance(data["notes"], str) or len(data["notes"]) > 2000:
@@ -190,6 +199,17 @@ def _check_overall(output: OutputSpec, overall: dict[str, Any],
                                f"{span} of the overall n of {overall['n']}; give figures of "
                                "one test, or leave 'overall' out to have it made from the "
                                "slices")
+    if rest:
+        return
+    made = combine(output, list(rows.values()))
+    for key in (k for k in (*ANSWERED_ORDER, "label_shares") if k in overall and k in made):
+        given, want = overall[key], made[key]
+        pairs = [(given[c], want[c]) for c in want] if isinstance(want, dict) \
+            else [(given, want)]
+        if any(abs(g - w) > OVERALL_TOLERANCE + 1e-3 * abs(w) for g, w in pairs):
+            raise OfflineError(f"overall.{key} is {given}, but the slices, which hold the whole "
+                               f"test set, make {want}; give figures of one test, or leave "
+                               "'overall' out to have it made from the slices")
 
 
 WHOLE_NAMES = (ALL, "overall")
@@ -248,10 +268,31 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
         for key in ("label_shares", "output_shares"):
             if key in row:
                 out[key] = _shares(output, row[key], f"{where}.{key}")
-    if kind == "number" and out["rmse"] + 1e-9 < out["mae"]:
-        raise OfflineError(f"{where}: rmse {out['rmse']} is below mae {out['mae']}, which no "
-                           "set of errors gives; check the two figures")
+    _consistent(out, where)
     return out
+
+
+def _consistent(row: dict[str, Any], where: str) -> None:
+    """Refuse figures that no set of answers gives together (the first found is named)."""
+    answered = row["n"] - row.get("failed", 0)
+    found = [f"{key} {row[key]:g} is more than the {answered} answered of {row['n']} examples "
+             "can be right (a failure counts wrong)" for key in ("accuracy", "exact_match")
+             if key in row and row[key] > answered / row["n"] + OVERALL_TOLERANCE]
+    if "mae" in row and "rmse" in row:
+        if row["rmse"] + 1e-9 < row["mae"]:
+            found.append(f"rmse {row['rmse']:g} is below mae {row['mae']:g}")
+        elif row["rmse"] > row["mae"] * math.sqrt(max(answered, 1)) * (1 + 1e-3) + 1e-3:
+            found.append(f"rmse {row['rmse']:g} is more than mae {row['mae']:g} times the "
+                         f"square root of the {answered} answered examples")
+    if "mean_error" in row and "mae" in row and abs(row["mean_error"]) > row["mae"] + 1e-3:
+        found.append(f"mean_error {row['mean_error']:g} is larger in size than mae "
+                     f"{row['mae']:g}")
+    if row.get("latency_p50_ms", 0) > row.get("latency_p99_ms", math.inf):
+        found.append(f"latency_p50_ms {row['latency_p50_ms']:g} is above latency_p99_ms "
+                     f"{row['latency_p99_ms']:g}")
+    if found:
+        raise OfflineError(f"{where}: {found[0]}, which no set of answers gives; check the "
+                           "figures")
 
 
 def _number(value: Any, where: str, *, unit: bool = False) -> float:
@@ -285,22 +326,24 @@ def combine(output: OutputSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if all("failed" in r for r in rows):
         out["failed"] = sum(r["failed"] for r in rows)
 
-    def mean(key: str) -> float | None:
-        if not all(key in r for r in rows):
-            return None
-        return sum(r[key] * r["n"] for r in rows) / n
+    def weight(r: dict[str, Any], key: str) -> int:
+        """A figure over the answered examples weighs by them; a share right, by n."""
+        return r["n"] - r.get("failed", 0) if key in ANSWERED else r["n"]
 
     for key in (*METRICS[output.type], *OPTIONAL[output.type]):
+        total = sum(weight(r, key) for r in rows)
+        if not total or not all(key in r for r in rows):
+            continue
         if key.endswith("_shares"):
-            if all(key in r for r in rows):
-                out[key] = {c: round(sum(r[key][c] * r["n"] for r in rows) / n, 6)
-                            for c in output.classes}
+            out[key] = {c: round(sum(r[key][c] * weight(r, key) for r in rows) / total, 6)
+                        for c in output.classes}
         elif key == "rmse":
             try:
-                out[key] = _round(math.sqrt(sum(r["rmse"] ** 2 * r["n"] for r in rows) / n))
+                out[key] = _round(math.sqrt(
+                    sum(r["rmse"] ** 2 * weight(r, key) for r in rows) / total))
             except OverflowError:  # an imported RMSE of 1e201 squares past float range
                 raise OfflineError("'rmse' is too large to combine across slices (its square "
                                    "passes float range)") from None
-        elif (value := mean(key)) is not None:
-            out[key] = _round(value)
+        else:
+            out[key] = _round(sum(r[key] * weight(r, key) for r in rows) / total)
     return out

@@ -137,7 +137,7 @@ def json_values(values: Any, datatype: str, where: str, finite: bool = True) -> 
         if kind != "b":
             raise TensorError(f"{where}: BOOL data must be true or false")
         return array
-    if kind not in "iuf":
+    if kind not in "iuf" or _holds_booleans(values, array):
         raise TensorError(f"{where}: {datatype} data must be JSON numbers within its range, "
                           "not strings, booleans or null")
     if finite and kind == "f" and not np.isfinite(array).all():  # a lenient parser's NaN
@@ -153,6 +153,22 @@ def json_values(values: Any, datatype: str, where: str, finite: bool = True) -> 
                               f"[{info.min}, {info.max}]")
         array = array.astype(np.int64)
     return fit(array, datatype, where)
+
+
+def _holds_booleans(values: Any, array: np.ndarray) -> bool:
+    """Whether JSON booleans hide among numbers (numpy reads true as 1 and false as 0 beside
+    them): looked for, item by item, only where the array holds a 0 or a 1."""
+    if not isinstance(values, list) or not ((array == 0) | (array == 1)).any():
+        return False
+    lists = [values]
+    while lists:
+        items = lists.pop()
+        types = set(map(type, items))
+        if bool in types:
+            return True
+        if list in types:
+            lists.extend(item for item in items if isinstance(item, list))
+    return False
 
 
 def _exact_integers(values: Any, shape: tuple[int, ...], datatype: str,

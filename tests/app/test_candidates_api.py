@@ -301,3 +301,31 @@ def test_an_unwritable_model_store_is_a_503_naming_it(app: Flask, client: FlaskC
     assert "the model store (ABVOC_MODEL_STORE" in response.get_json()["error"]
     assert "cannot be written: /proc/self/bundles" in response.get_json()["error"]
     assert stored(app)[0] == before
+
+
+def test_the_location_of_a_version_with_a_plus_leads_to_it(client: FlaskClient,
+                                                            admin: dict) -> None:
+    """Unquoted, `?version=1+build` read as version "1 build": a 404 for what was just made."""
+    made = upload(client, admin, targz(example_files(
+        candidate_toml=('version = "1"', 'version = "1+build"'))))
+    assert made.status_code == 201, made.get_json()
+    assert made.headers["Location"] == "/v1/candidates/iris-onnx?version=1%2Bbuild"
+    shown = client.get(made.headers["Location"], headers=admin)
+    assert shown.status_code == 200 and shown.get_json()["version"] == "1+build"
+
+
+def test_a_candidate_registered_a_moment_ago_is_served_by_its_name(
+        client: FlaskClient, admin: dict, predictor: dict) -> None:
+    """The names read up to 5 s before (the first request) did not hold it yet, and the 404
+    said it was retired, every version of it."""
+    from tests.support.v2 import flowers, infer_body
+
+    body = infer_body(flowers(1)[0][None], "unit-1")
+    assert upload(client, admin, targz(example_files())).status_code == 201
+    assert client.post("/v2/models/iris-onnx/infer", headers=predictor,
+                       json=body).status_code == 200
+    fresh = upload(client, admin, targz(example_files(
+        candidate_toml=('name = "iris-onnx"', 'name = "iris-fresh"'))))
+    assert fresh.status_code == 201, fresh.get_json()
+    answer = client.post("/v2/models/iris-fresh/infer", headers=predictor, json=body)
+    assert answer.status_code == 200, answer.get_json()

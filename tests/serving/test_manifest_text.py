@@ -40,6 +40,9 @@ TEXT_CASES = [
     ("shape = [-1, 4]", "shape = [-1, 0]", r"inputs\[0\].shape must be .* sizes from 1 to"),
     ("shape = [-1, 4]", f"shape = [{', '.join(['-1'] * 200)}]",
      r"inputs\[0\].shape has 200 dimensions; at most 32"),
+    # tomllib recurses per level: a RecursionError traceback (a 500 through the API).
+    ('version = "1"', 'version = "1"\nx = ' + "[" * 5000 + "]" * 5000,
+     r"^candidate.toml is nested too deeply"),
 ]
 
 

@@ -106,3 +106,52 @@ def test_an_rmse_too_large_to_combine_is_a_clear_refusal() -> None:
                                                               "rmse": 4.0}}})
     assert fine["overall"]["mae"] == 2.0 and fine["overall"]["rmse"] == pytest.approx(10 ** 0.5,
                                                                               abs=1e-4)
+
+
+def test_figures_over_the_answered_examples_combine_by_them() -> None:
+    """An error needs an answer: a slice of 10 with 9 failures weighs 1 in the overall MAE,
+    as the built-in test computes it (it weighed 10: MAE 50 where the answers make 9.09)."""
+    made = check_imported(OutputSpec("number"), {"slices": {
+        "a": {"n": 10, "failed": 9, "mae": 100, "rmse": 100, "mean_error": 100},
+        "b": {"n": 10, "failed": 0, "mae": 0, "rmse": 0, "mean_error": 0}}})["overall"]
+    assert made["failed"] == 9
+    assert made["mae"] == pytest.approx(100 / 11, abs=1e-4)
+    assert made["mean_error"] == pytest.approx(100 / 11, abs=1e-4)
+    assert made["rmse"] == pytest.approx((100 ** 2 / 11) ** 0.5, abs=1e-4)
+    label = OutputSpec("label", classes=("cat", "dog"))
+    shares = check_imported(label, {"slices": {
+        "a": {"n": 10, "failed": 8, "accuracy": 0.2, "output_shares": {"cat": 1, "dog": 0}},
+        "b": {"n": 10, "failed": 0, "accuracy": 0.5, "output_shares": {"cat": 0, "dog": 1}}}})
+    assert shares["overall"]["output_shares"] == {"cat": pytest.approx(2 / 12, abs=1e-6),
+                                                  "dog": pytest.approx(10 / 12, abs=1e-6)}
+    assert shares["overall"]["accuracy"] == pytest.approx(0.35)  # a share right counts all n
+
+
+NUMBER_ROWS = {"a": {"n": 10, "mae": 1, "rmse": 1}, "b": {"n": 10, "mae": 2, "rmse": 2}}
+
+
+@pytest.mark.parametrize(("output", "data", "fragment"), [
+    (OutputSpec("label", classes=("cat", "dog")),
+     {"slices": {"a": {"n": 10, "failed": 10, "accuracy": 1.0}}},
+     r"accuracy 1 is more than the 0 answered of 10 examples can be right"),
+    (OutputSpec("number"), {"slices": NUMBER_ROWS, "overall": {"n": 20, "mae": 1000,
+                                                                "rmse": 1000}},
+     r"overall.mae is 1000.*the slices, which hold the whole test set, make 1.5"),
+    (OutputSpec("number"), {"slices": {"a": {"n": 10, "mae": 1, "rmse": 1, "mean_error": 5}}},
+     r"mean_error 5 is larger in size than mae 1"),
+    (OutputSpec("number"), {"slices": {"a": {"n": 10, "mae": 1, "rmse": 100}}},
+     r"rmse 100 is more than mae 1 times the square root of the 10 answered examples"),
+    (OutputSpec("number"), {"slices": {"a": {"n": 10, "mae": 1, "rmse": 1,
+                                             "latency_p50_ms": 50, "latency_p99_ms": 1}}},
+     r"latency_p50_ms 50 is above latency_p99_ms"),
+    (OutputSpec("label", classes=("cat", "dog")),
+     {"slices": {"a": {"n": 2, "accuracy": 0.5, "label_shares": {"cat": 0.5, "dog": 0.5}}},
+      "label_shares": {"cat": 1.0, "dog": 0.0}},
+     r"'label_shares' and the overall row's label_shares differ"),
+    (OutputSpec("number"), {"slices": NUMBER_ROWS, "mix_slices": ["a", "a"]},
+     r"'mix_slices' must list some of the slices \['a', 'b'\], each once"),
+])
+def test_figures_no_set_of_answers_gives_together_are_refused(
+        output: OutputSpec, data: dict, fragment: str) -> None:
+    with pytest.raises(OfflineError, match=fragment):
+        check_imported(output, data)

@@ -121,3 +121,12 @@ def test_errors_show_a_shortened_value_and_its_size(tmp_path: Path, output: dict
     message = refused.value.message
     assert message.startswith("d.jsonl line 1: ") and words in message, message[:500]
     assert size in message and len(message) < 700, message[:500]
+
+
+@pytest.mark.parametrize("label", [1e300, -(2.0**54)])
+def test_a_number_label_past_two_to_the_53_is_refused_as_online(tmp_path: Path,
+                                                                label: float) -> None:
+    """Its squared error overflowed: RMSE stored as null, MAE 5e+299."""
+    with pytest.raises(OfflineError, match=r"d\.jsonl line 2: label .* is out of range: a "
+                                           r"number label is at most 2\^53"):
+        read_dataset(_dataset(tmp_path, 1.0, label), _manifest({"type": "number"}))

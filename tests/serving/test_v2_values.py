@@ -17,6 +17,9 @@ V2_VALUES_CHANGED_BY_A_CAST = [
     ("FP32", [None, 1], "FP32 data must be JSON numbers within its range, not strings"),
     ("FP32", ["5.1", 1], "FP32 data must be JSON numbers within its range, not strings"),
     ("FP32", [True, False], "FP32 data must be JSON numbers"),
+    # Beside numbers numpy reads them as 1 and 0: a client's mistake answered as if sent so.
+    ("FP32", [True, 3.5], "FP32 data must be JSON numbers within its range, not strings, bool"),
+    ("INT32", [[1, 2], [False, 7]], "INT32 data must be JSON numbers within its range"),
     ("FP16", [70000, 1], "its values must lie within FP16's range"),
     ("FP32", [1e300, 1], "its values must lie within FP32's range"),
     # Truncated, wrapped or read for their truth: another value than the one sent.
