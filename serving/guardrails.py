@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import CorrectionRequest, ServedPrediction
 from serving.experiments import Experiments
@@ -76,7 +77,10 @@ class GuardrailMonitor:
                         reason)
             return
         log.warning("pausing arm %r of experiment %s: %s", arm, experiment["id"], reason)
-        self.experiments.pause_arm(experiment["id"], arm, reason)
+        try:
+            self.experiments.pause_arm(experiment["id"], arm, reason)
+        except Conflict as exc:  # stopped meanwhile (this process's view was older): no traffic
+            log.info("arm %r of experiment %s not paused: %s", arm, experiment["id"], exc)
 
     def _check_window(self, experiment: dict[str, Any], arm: str,
                       samples: list[tuple[float, bool]], rails: dict[str, Any]) -> None:

@@ -318,8 +318,7 @@ class PredictService:
         watched = experiment is not None and not route.forced
         run, event = self._serve(req, route, watched)
         if watched:
-            self.monitor.observe(experiment, route.arm or "", run.latency_ms,
-                                 run.error is not None)
+            self._watch(experiment, route.arm or "", run)
         for shadow in () if route.forced else route.shadows:  # no shadows for QA requests
             self.shadows.submit(self._shadow, req, route, shadow)
         if run.failure is not None:
@@ -340,6 +339,14 @@ class PredictService:
             "excluded": event.get("excluded"),
             "tensors": run.answer.tensors,
         }
+
+    def _watch(self, experiment: dict[str, Any], arm: str, run: _Run) -> None:
+        """Feed the guardrails; a check that fails (the store, a race with a stop) is logged:
+        the answer is recorded already, and the caller gets it."""
+        try:
+            self.monitor.observe(experiment, arm, run.latency_ms, run.error is not None)
+        except Exception:
+            log.exception("the guardrail check of experiment %s failed", experiment["id"])
 
     def _failed(self, req: PredictRequest, candidate: str, prediction_id: str,
                 failure: AbvocError) -> CandidateFailed:
