@@ -32,7 +32,7 @@ MAX_ABS_VALUE = 2.0**53
 
 def _name(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not re.match(NAME_PATTERN, value):
+    if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
         raise AbvocError(f"'{key}' must be a metric name: a lower-case letter, then up to 49 "
                          "lower-case letters, digits or underscores")
     return value

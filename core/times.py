@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import overload
 
 from core.errors import AbvocError
+from core.text import shown
 
 # The offset's hours 00-23 and minutes 00-59 (RFC 3339's time-numoffset): Python reads
 # "+05:99" as +06:39.
@@ -19,8 +20,12 @@ EXAMPLE = "2026-11-30T08:00:00Z"
 def parse_rfc3339(text: str, name: str) -> datetime:
     """`text` as an aware UTC datetime; a 400 naming `name` when it is not RFC 3339 with an
     offset, or not a real time."""
-    if not RFC3339.match(text):
-        raise AbvocError(f"'{name}' must be an RFC 3339 time with its offset, e.g. {EXAMPLE}")
+    if not RFC3339.fullmatch(text):
+        # A '+' left unencoded in a query string arrives as a space.
+        plus = ("; a '+' in a URL's query string must be sent as %2B (or give the time in UTC, "
+                "with Z)" if RFC3339.fullmatch(text.replace(" ", "+")) else "")
+        raise AbvocError(f"'{name}' must be an RFC 3339 time with its offset, e.g. {EXAMPLE} "
+                         f"(got {shown(text, 40)}){plus}")
     try:
         return datetime.fromisoformat(text.upper()).astimezone(UTC)
     except (ValueError, OverflowError) as exc:

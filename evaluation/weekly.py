@@ -51,7 +51,7 @@ LABEL_ACTIONS = ("label", "resolve")  # the acts that give an item a label (not 
 
 def parse_week(week: str) -> date:
     """The Monday of an ISO week written ``YYYY-Www``; a 400 that says the form otherwise."""
-    if not isinstance(week, str) or not _WEEK.match(week):
+    if not isinstance(week, str) or not _WEEK.fullmatch(week):
         raise AbvocError(f"week {week!r} must look like 2026-W48 (ISO year, 'W', two digits)")
     year, number = int(week[:4]), int(week[6:])
     try:

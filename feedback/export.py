@@ -153,7 +153,7 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                     candidate: str | None = None) -> dict[str, Any]:
     """Write the next version of dataset `name` under `out` (of `candidate`'s items only, when
     given); its version.json as a dict, with a ``warning`` when candidates' inputs differ."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise AbvocError("the dataset name must be 1 to 100 letters, digits, '.', '_' or '-'")
     queues = check_queues(queues)  # an unknown queue: a 400, not an empty dataset version
     check_candidate(db, candidate)

@@ -92,7 +92,7 @@ def _check(body: Any) -> dict[str, Any]:
     if "value" not in body:
         raise AbvocError("'value' is required: a number (0/1 or true/false for a proportion)")
     event_id = body.get("event_id")
-    if event_id is not None and not EVENT_ID.match(event_id):
+    if event_id is not None and not EVENT_ID.fullmatch(event_id):
         raise AbvocError("'event_id' may hold letters, digits and . _ : - only")
     checked = {k: body.get(k) for k in FIELDS}
     checked["observed_at"] = _observed_at(body.get("observed_at"))

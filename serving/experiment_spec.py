@@ -56,9 +56,10 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
         name, candidate, weight = arm.get("name"), arm.get("candidate"), arm.get("weight")
         if not isinstance(name, str) or not name or len(name) > 100:
             raise fail(f"arms[{i}].name must be a non-empty string of at most 100 characters")
-        if "/" in name:
-            raise fail(f"arms[{i}].name must not contain '/': it is a path segment in "
-                       "/v1/experiments/{id}/arms/{arm}/pause")
+        if _SCOPE_BAD.search(name) or name in (".", "..") or name != name.strip():
+            raise fail(f"arms[{i}].name {name!r} must not contain '/', '\\', '?', '#', '%' or "
+                       "control characters, be '.' or '..', or begin or end with a space: it "
+                       "is a path segment in /v1/experiments/{id}/arms/{arm}/pause")
         if name in names:
             raise fail(f"arm name {name!r} is used twice")
         names.add(name)

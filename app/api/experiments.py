@@ -9,6 +9,7 @@ from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
+from core.text import shown
 from serving.experiments import KILL_SWITCH, MAX_REASON, OPERATOR_PAUSE
 
 bp = Blueprint("experiments", __name__)
@@ -60,14 +61,23 @@ ACTIONS = {
 }
 
 
-def _body() -> dict:
+def _body(takes_reason: bool) -> dict:
+    """The action's body: `reason` where the action records one, nothing else (a typo such as
+    'reson' stored the default reason, unsaid)."""
     body = optional_json()
     if not isinstance(body, dict):
         raise AbvocError("the body, if any, must be a JSON object (Content-Type: "
                          "application/json)")
+    taken = {"reason"} if takes_reason else set()
+    if unknown := sorted(set(body) - taken):
+        raise AbvocError(f"unknown field(s) {shown(unknown)}: this action takes "
+                         + ("'reason' (why, in words) or no body" if takes_reason
+                            else "no body"))
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
-        raise AbvocError(f"'reason' must be a string of at most {MAX_REASON} characters")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON
+                               or not reason.strip()):
+        raise AbvocError(f"'reason' must say why in at most {MAX_REASON} characters (not "
+                         "blank), or be left out for the default")
     return body
 
 
@@ -77,7 +87,8 @@ ACTION_RULE = f"/v1/experiments/{EXP}/<any(start, pause, resume, kill, stop, adv
 @bp.post(ACTION_RULE)
 @require("admin")
 def act(experiment_id: int, action: str):  # noqa: ANN201
-    return _changed(ACTIONS[action](_experiments(), experiment_id, _body()))
+    return _changed(ACTIONS[action](_experiments(), experiment_id,
+                                    _body(action in ("pause", "kill"))))
 
 
 @bp.post(f"/v1/experiments/{EXP}/arms/<arm>/<any(pause, resume):action>")
@@ -85,6 +96,7 @@ def act(experiment_id: int, action: str):  # noqa: ANN201
 def act_on_arm(experiment_id: int, arm: str, action: str):  # noqa: ANN201
     experiments = _experiments()
     if action == "pause":
-        reason = _body().get("reason") or OPERATOR_PAUSE
+        reason = _body(True).get("reason") or OPERATOR_PAUSE
         return _changed(experiments.pause_arm(experiment_id, arm, reason))
+    _body(False)
     return _changed(experiments.resume_arm(experiment_id, arm))

@@ -53,7 +53,8 @@ ARM = {"name": "arm", "in": "path", "required": True,
        "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 ADMIN = [{"apiKey": []}, {"bearer": []}]
 REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
+    "type": "object", "additionalProperties": False,
+    "properties": {"reason": {"type": ["string", "null"], "maxLength": 500, "pattern": "\\S"}}}}}}
 
 ARM_SCHEMA = {
     "type": "object", "required": ["name", "candidate", "weight"], "additionalProperties": False,

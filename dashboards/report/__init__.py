@@ -85,7 +85,7 @@ def list_reports(folder: Path) -> list[dict[str, object]]:
     weeks: dict[str, dict[str, object]] = {}
     if folder.is_dir():
         for path in folder.iterdir():
-            match = _FILE.match(path.name)
+            match = _FILE.fullmatch(path.name)
             if match and path.is_file():
                 entry = weeks.setdefault(match.group(1), {"week": match.group(1), "files": {}})
                 entry["files"][match.group(2)] = path.stat().st_size  # type: ignore[index]

@@ -222,11 +222,11 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
     """A Manifest from the TOML's data; pure, so it is tested without files."""
     no_unknown(data, _TOP_KEYS, "")
     name = string(data, "name", required=True)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ManifestError(f"name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
                             " (at most 100, starting with a letter or digit)")
     version = str(get_value(data, "version", (str, int), required=True))
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise ManifestError(f"version {version!r} must be letters, digits, '.', '_', '+' or '-'")
     remote = _remote(data["remote"]) if "remote" in data else None
     backend = string(data, "backend", required=remote is None) or REMOTE
@@ -336,7 +336,7 @@ def _stage(data: Any, i: int, backend: str) -> Stage:
         target = string(data, "callable", where, required=True)
         if "path" in data or "outputs" in data:
             raise ManifestError(f"{where}: a {kind} stage names a 'callable' only")
-        if not _CALLABLE.match(target):
+        if not _CALLABLE.fullmatch(target):
             raise ManifestError(f"{where}.callable {target!r} must be 'module:function'")
         return Stage(name, kind, callable=target, answer=answer)
     if "callable" in data:
