@@ -1,6 +1,7 @@
 """Agreement between annotators on the items that got two labels.
 
-Exact agreement is the share of items whose first two labels are equal. Where the item's
+Exact agreement is the share of items whose first two labels are equal, by the rule an item's
+labels agree by (core.same_answer: spacing never counts in text and LaTeX). Where the item's
 prediction was corrected by the customer, each label is also a verdict on that correction
 (accept when equal to it, reject otherwise); Cohen's kappa on those verdict pairs is computed by
 statsmodels (``statsmodels.stats.inter_rater.cohens_kappa`` on the 2 x 2 table), with its
@@ -18,8 +19,10 @@ from sqlalchemy import select
 from statsmodels.stats.inter_rater import cohens_kappa
 
 from core.relabel import check_queue
+from core.same_answer import same_output
 from core.store.db import Database
 from core.store.models import RelabelItem, RelabelLabel
+from core.verified_labels import item_type
 
 VERDICTS = ("accept", "reject")
 
@@ -28,16 +31,22 @@ def agreement(db: Database, queue: str | None = None) -> dict[str, Any]:
     lb, r = RelabelLabel, RelabelItem
     if queue is not None:
         check_queue(queue)  # a mistyped queue is a 400, not "no item has two labels"
-    query = (select(lb.item_id, lb.label, lb.verdict).join(r, r.id == lb.item_id)
-             .where(lb.action == "label").order_by(lb.item_id, lb.id))
-    if queue is not None:
-        query = query.where(r.queue == queue)
     by_item: dict[int, list[tuple[str | None, str | None]]] = {}
+    types: dict[int, str] = {}
     with db.reading() as s:
-        for item_id, label, verdict in s.execute(query):
+        query = (select(lb.item_id, lb.label, lb.verdict, item_type(s))
+                 .join(r, r.id == lb.item_id)
+                 .where(lb.action == "label").order_by(lb.item_id, lb.id))
+        if queue is not None:
+            query = query.where(r.queue == queue)
+        for item_id, label, verdict, output_type in s.execute(query):
             by_item.setdefault(item_id, []).append((label, verdict))
-    pairs = [v[:2] for v in by_item.values() if len(v) >= 2]
-    agreed = sum(1 for a, b in pairs if a[0] == b[0])
+            types[item_id] = output_type
+    first_two = {i: v[:2] for i, v in by_item.items() if len(v) >= 2}
+    # Equal by the rule the item's own labels agree by (spacing never counts in text, LaTeX).
+    agreed = sum(1 for i, (a, b) in first_two.items()
+                 if same_output(a[0] or "", b[0] or "", types[i]))
+    pairs = list(first_two.values())
     table = np.zeros((2, 2))
     for a, b in pairs:
         if a[1] in VERDICTS and b[1] in VERDICTS:

@@ -40,7 +40,7 @@ def against_elsewhere(s: Session, item: RelabelItem, label: str) -> tuple[list[R
     elsewhere = done_elsewhere(s, item, output_type)
     others = [o for o in elsewhere if not same_output(o.label or "", label, output_type)]
     written = elsewhere[0].label if elsewhere and not others else None
-    return others, written or label
+    return others, label if written is None else written  # "" is a text label too
 
 
 def disagreement_note(label: str, others: list[RelabelItem]) -> str:

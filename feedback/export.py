@@ -164,7 +164,7 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
     tmp = folder / f".v{version}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial"
     (tmp / "files").mkdir(parents=True)
     digest = hashlib.sha256()
-    seen: set[str] = set()
+    seen: set[tuple[str | None, str]] = set()
     counts = {"examples": 0, "without_input": 0, "duplicates": 0, "conflicts": 0,
               "stage_whole_inputs": 0}
     conflicted: set[str] = set()
@@ -181,7 +181,8 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                 # The type of the version that served the item's prediction: a newer version
                 # of another type does not retype its labels.
                 kind = output_kind(s, item.candidate, item.prediction_id).type
-                if (item.input_hash, labeled_type(s, item, kind)) in disputed:
+                truth_of = (item.input_hash, labeled_type(s, item, kind))
+                if truth_of in disputed:
                     conflicted.add(item.input_hash)
                     counts["conflicts"] = len(conflicted)
                     continue
@@ -190,14 +191,14 @@ def export_snapshot(db: Database, out: Path, name: str, queues: list[str] | None
                     continue  # a stage item written as its crops or relation sample
                 if why:
                     counts["stage_whole_inputs"] += 1
-                if item.input_hash in seen:
+                if truth_of in seen:  # another type's label of the input is another truth
                     counts["duplicates"] += 1
                     continue
                 row = kept_input(s, item.input_hash)
                 if row is None:
                     counts["without_input"] += 1
                     continue
-                seen.add(item.input_hash or "")
+                seen.add(truth_of)
                 pred = s.get(Prediction, item.prediction_id)
                 inputs, written = _inputs(row, tmp / "files")
                 # Input names and the answer's type: a number candidate's and a JSON one's

@@ -1,0 +1,69 @@
+"""One input's labels: one truth per output type. Two types' labels of an input are two
+examples of a dataset, not a duplicate; an empty text label is a label (the input holds no
+text), taken in the form the other queues write it; and two labels that agree by the spacing
+rule agree in the agreement report too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.store.db import Database, utcnow
+from core.store.models import Candidate, Prediction, RelabelItem
+from core.verified_labels import conflicting_labels
+from feedback import annotation
+from feedback.agreement import agreement
+from feedback.export import export_snapshot
+from tests.feedback.test_label_spacing import formula_item, label
+from tests.support.kept_inputs import keep_input
+
+T0 = utcnow()
+
+
+def test_two_types_labels_of_one_input_are_both_exported(db: Database, tmp_path: Path) -> None:
+    """Keyed by input alone, the number label was dropped as a duplicate of the class one."""
+    with db.session() as s:
+        s.add(Candidate(id=1, name="pets", version="1", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "label", "classes": ["cat", "dog"]}}))
+        s.add(Candidate(id=2, name="counter", version="1", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "number"}}))
+        for pid, candidate, out, kind, queue in (
+                ("pa", "pets", "cat", "label", "verification"),
+                ("pb", "counter", "3.0", "number", "offline-test")):
+            s.add(Prediction(prediction_id=pid, event_id=f"e-{pid}", candidate=candidate,
+                             input_hash="shared", output=out, output_type=kind, created_at=T0,
+                             slice="all"))
+            keep_input(s, pid, "shared", kind="image")
+            s.add(RelabelItem(queue=queue, prediction_id=pid, input_hash="shared",
+                              candidate=candidate, slice="all", reasons=["x"], priority=1.0,
+                              status="open", labels_needed=1, created_at=T0))
+    for _ in range(2):
+        item = annotation.claim(db, "alice")
+        assert item is not None
+        annotation.submit(db, item["id"], "alice", "dog" if item["output_type"] == "label" else 4)
+    out = export_snapshot(db, tmp_path / "ds", "both")
+    lines = (Path(out["path"]) / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and out["duplicates"] == 0, out
+    assert sorted(out["candidates"]) == ["counter", "pets"], out
+
+
+def test_an_empty_text_label_is_the_form_another_queue_takes(db: Database,
+                                                              tmp_path: Path) -> None:
+    """'' read as no label: the second queue kept '  ', and the input became a conflict that
+    no one was asked to resolve (both items done), left out of the export."""
+    first = formula_item(db, 0, output_type="text", input_hash="shared")
+    second = formula_item(db, 1, output_type="text", queue="offline-test", input_hash="shared")
+    assert label(db, first, "alice", "")["status"] == "done"
+    assert label(db, second, "bob", "  ")["status"] == "done"
+    assert annotation.show(db, second)["label"] == ""
+    with db.reading() as s:
+        assert not conflicting_labels(s)
+    assert export_snapshot(db, tmp_path / "ds", "t")["conflicts"] == 0
+
+
+def test_labels_that_agree_by_spacing_agree_in_the_report(db: Database) -> None:
+    item_id = formula_item(db, 0, labels_needed=2, corrected="37+7+8")
+    label(db, item_id, "alice", "37+7+8")
+    assert label(db, item_id, "bob", "37 + 7 + 8")["status"] == "done"
+    report = agreement(db)
+    assert (report["items_with_two_labels"], report["agreed"]) == (1, 1)
+    assert report["exact_agreement"] == 1.0
