@@ -108,6 +108,8 @@ def value_text(value: Any, output_type: str | None = None) -> str:
         return canonical_json(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and value == 0.0:  # -0.0 is 0: one text, one answer
+        value = 0.0
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 

@@ -97,7 +97,12 @@ def _string(kind: OutputKind, value: Any) -> str:
 
 
 def _json(kind: OutputKind, value: Any) -> Any:
-    if len(json.dumps(value)) > MAX_OUTPUT_CHARS:
+    try:  # a lenient parser's NaN (a Label Studio file): no JSON reader takes it back
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise AbvocError("'corrected_output' holds a number that is not finite (NaN or "
+                         "Infinity): JSON has none") from None
+    if len(text) > MAX_OUTPUT_CHARS:
         raise AbvocError(f"'corrected_output' is longer than {MAX_OUTPUT_CHARS} characters as "
                          "JSON")
     error = schema_error(kind.schema, value)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from core.errors import AbvocError
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Prediction, RelabelItem
+from core.store.models import Candidate, Correction, Prediction, RelabelItem
 from core.verified_labels import conflicting_labels
 from feedback import annotation
 from feedback.agreement import agreement
 from feedback.export import export_snapshot
+from feedback.label_studio import import_tasks
 from tests.feedback.test_label_spacing import formula_item, label
+from tests.feedback.test_label_studio_import import other_item, write
 from tests.support.kept_inputs import keep_input
 
 T0 = utcnow()
@@ -67,3 +72,37 @@ def test_labels_that_agree_by_spacing_agree_in_the_report(db: Database) -> None:
     report = agreement(db)
     assert (report["items_with_two_labels"], report["agreed"]) == (1, 1)
     assert report["exact_agreement"] == 1.0
+
+
+def test_minus_zero_is_zero(db: Database) -> None:
+    """Stored as '-0.0' beside '0.0', a label of -0.0 rejected a correction to 0."""
+    with db.session() as s:
+        s.add(Candidate(id=1, name="num", version="1", created_at=T0, updated_at=T0,
+                        pipeline={"output": {"type": "number"}}))
+        s.add(Prediction(prediction_id="p", event_id="e", candidate="num", input_hash="h",
+                         output="1.0", output_type="number", created_at=T0, slice="all"))
+        keep_input(s, "p", "h", kind="image")
+        s.add(Correction(correction_id="c", event_id="ce", prediction_id="p",
+                         corrected_output="0.0", created_at=T0))
+        s.add(RelabelItem(queue="verification", prediction_id="p", input_hash="h",
+                          candidate="num", slice="all", reasons=["correction"], priority=1.0,
+                          status="open", labels_needed=2, created_at=T0))
+    first = annotation.claim(db, "alice")
+    assert first is not None
+    assert annotation.submit(db, first["id"], "alice", -0.0)["verdict"] == "accept"
+    second = annotation.claim(db, "bob")
+    assert second is not None
+    assert annotation.submit(db, second["id"], "bob", 0)["status"] == "done"
+
+
+def test_a_json_label_holding_nan_is_refused(db: Database, tmp_path: Path) -> None:
+    """A Label Studio file's NaN was stored, exported as JSON no strict reader takes and shown
+    as null by the item view."""
+    item_id = other_item(db, "scorer", {"output": {"type": "json"}})
+    said = {"from_name": "label", "to_name": "input", "type": "textarea",
+            "value": {"text": ['{"score": NaN}']}}
+    with pytest.raises(AbvocError, match=r"annotation 1: .*not finite \(NaN or Infinity\)"):
+        import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": item_id},
+                                                   "annotations": [{"completed_by": "zed",
+                                                                    "result": [said]}]}]))
+    assert annotation.show(db, item_id)["status"] == "open"
