@@ -305,6 +305,8 @@ def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any
                            created_at=utcnow()))
         _release(item, "done")
         item.label, item.labeled_at, item.annotator = label, utcnow(), admin[:100]
+        # What sent it to review (or why it was flagged) is answered now: kept, it read open.
+        item.note = f"resolved by {admin[:100]}"
         settled = settle(s, item, label, admin[:100])
         return {"item_id": item.id, "status": item.status, "label": label, "settled": settled}
 

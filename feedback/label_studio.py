@@ -79,16 +79,19 @@ def export_tasks(db: Database, folder: Path, queues: list[str] | None = None) ->
     target = folder / "tasks.json"
     tmp = folder / f".tasks.json.{uuid.uuid4().hex[:12]}.part"  # two exports at once: two files
     try:
-        written = _write_tasks(db, tmp, folder, queues)
+        written, blind = _write_tasks(db, tmp, folder, queues)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"tasks": written, "path": str(target)}
+    return {"tasks": written, "without_input": blind, "path": str(target)}
 
 
-def _write_tasks(db: Database, path: Path, folder: Path, queues: list[str] | None) -> int:
-    """Stream the tasks as a JSON array into `path`; how many were written."""
-    written = 0
+def _write_tasks(db: Database, path: Path, folder: Path, queues: list[str] | None
+                 ) -> tuple[int, int]:
+    """Stream the tasks as a JSON array into `path`; how many were written, and how many items
+    still to label were left out because their input is no longer kept (labeled blind, their
+    label could not be exported: they are never offered)."""
+    written = blind = 0
     last = 0
     with path.open("w", encoding="utf-8") as out:
         out.write("[")
@@ -101,22 +104,26 @@ def _write_tasks(db: Database, path: Path, folder: Path, queues: list[str] | Non
                     query = query.where(RelabelItem.queue.in_(queues))
                 page = list(s.scalars(query))
                 for item in page:
-                    task = _task(s, item, folder / "files")
+                    row = kept_input(s, item.input_hash)
+                    if row is None and item.status in TO_LABEL:
+                        blind += 1
+                        continue
+                    task = _task(s, item, row, folder / "files")
                     out.write(("\n" if written == 0 else ",\n") + json.dumps(task, sort_keys=True))
                     written += 1
             if len(page) < PAGE:
                 break
             last = page[-1].id
         out.write("\n]\n")
-    return written
+    return written, blind
 
 
-def _task(s: Any, item: RelabelItem, files: Path) -> dict[str, Any]:
+def _task(s: Any, item: RelabelItem, row: PredictionInput | None,
+          files: Path) -> dict[str, Any]:
     kind = output_kind(s, item.candidate, item.prediction_id)
     data: dict[str, Any] = {"abvoc_item_id": item.id, "queue": item.queue,
                             "candidate": item.candidate, "slice": item.slice,
                             "output_type": kind.type, "classes": list(kind.classes)}
-    row = kept_input(s, item.input_hash)
     if row is not None:
         if row.kind == "image":
             inputs, _ = _inputs(row, files)
@@ -151,7 +158,9 @@ def _model_version(s: Session, p: Prediction) -> str:
 
 
 SKIPPED = {"already_labeled": "already labeled by that annotator",
-           "dropped": "on dropped items", "cancelled": "cancelled"}
+           "dropped": "on dropped items", "cancelled": "cancelled",
+           "without_input": "on items whose input is no longer kept"}
+TO_LABEL = ("open", "leased")
 """Why an annotation was not applied, as the summary says it."""
 SHOWN_STATUSES = ("done", "review", "open", "leased", "flagged")
 
@@ -204,6 +213,10 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
             if item.status == "dropped":
                 skipped["dropped"] += len(plan.labels)
                 continue
+            if item.status in TO_LABEL and kept_input(s, item.input_hash) is None:
+                skipped["without_input"] += len(plan.labels)  # never offered (no example)
+                continue
+
             added = []
             for (who, known_as), label in plan.labels:
                 if s.scalar(select(RelabelLabel.id).where(

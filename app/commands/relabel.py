@@ -126,7 +126,9 @@ def ls_export(ctx: Context, folder: Path, queue_names: tuple[str, ...], as_json:
     with open_db(ctx) as db:
         check_out_folder(folder, "FOLDER")
         out = export_tasks(db, folder, list(queue_names) or None)
-    emit(out, as_json, f"wrote {out['tasks']} tasks to {out['path']}")
+    blind = (f"; {out['without_input']} item(s) still to label left out: their input is no "
+             "longer kept" if out["without_input"] else "")
+    emit(out, as_json, f"wrote {out['tasks']} tasks to {out['path']}{blind}")
 
 
 @relabel.command("ls-import")

@@ -16,6 +16,7 @@ from core.store.models import RelabelItem
 from feedback import annotation, relabel_rules
 from tests.evaluation.helpers import apply, prediction
 from tests.feedback.test_relabel_export import with_inputs
+from tests.support.kept_inputs import keep_input
 
 
 def test_rules_queues_and_label_studio(cli: CliRunner, settings: Settings,
@@ -63,7 +64,8 @@ def test_an_imported_label_goes_to_the_blamed_stages_queue(cli: CliRunner, setti
         relabel_rules.put(db, {"audit_rate": 1.0, "low_confidence_below": None,
                                "divergent_slice_rate": 0.0, "second_annotator_share": 0.0})
         apply(db, [prediction("o3", output="x^{2}", stages=stages)])
-        with db.reading() as s:
+        with db.session() as s:  # served, so kept: an item without its input is never offered
+            keep_input(s, "o3", "o3"[:16], kind="image")
             (item_id,) = s.scalars(select(RelabelItem.id)).all()
     said = {"from_name": "label", "to_name": "input", "type": "textarea",
             "value": {"text": ["y^{2}"]}}

@@ -42,6 +42,8 @@ def test_a_label_that_disagrees_with_another_queue_goes_to_review(db: Database) 
     settled = annotation.resolve(db, second, "admin", "owl")
     assert settled["status"] == "done" and settled["settled"] == [first]
     assert annotation.show(db, first)["label"] == "owl"
+    # The note that sent it to review no longer says it is to be resolved.
+    assert annotation.show(db, second)["note"] == "resolved by admin"
     with db.reading() as s:
         assert conflicting_labels(s) == set()
 

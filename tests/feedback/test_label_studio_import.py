@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from core.errors import AbvocError
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, RelabelItem, RelabelLabel
+from core.store.models import Candidate, PredictionInput, RelabelItem, RelabelLabel
 from feedback import annotation, relabel_rules
-from feedback.label_studio import import_tasks, summary
+from feedback.label_studio import export_tasks, import_tasks, summary
 from tests.feedback.test_relabel_annotation import add_items
 from tests.feedback.test_relabel_export import png
 from tests.support.kept_inputs import keep_input
@@ -180,7 +180,8 @@ def test_the_counts_say_what_was_applied_and_what_skipped(db: Database,
         {"data": {"abvoc_item_id": dropped}, "annotations": [annotated("dog", 1)]}])
     out = import_tasks(db, folder)
     assert out["labels"] == 1
-    assert out["skipped"] == {"already_labeled": 0, "dropped": 1, "cancelled": 1}
+    assert out["skipped"] == {"already_labeled": 0, "dropped": 1, "cancelled": 1,
+                              "without_input": 0}
     again = import_tasks(db, folder)
     assert again["labels"] == 0 and again["skipped"]["already_labeled"] == 1
     assert summary(again) == ("2 tasks: 0 labels applied, 3 skipped (1 already labeled by that "
@@ -320,3 +321,23 @@ def test_two_long_e_mails_alike_in_their_start_are_two_annotators(db: Database,
     assert len(names) == 2 and all(len(n) <= 100 and n.startswith("labelstudio:annotation.")
                                    for n in names), names
     assert import_tasks(db, folder)["skipped"]["already_labeled"] == 2  # and once only
+
+
+def test_an_item_whose_input_is_gone_is_neither_offered_nor_labeled(db: Database,
+                                                                    tmp_path: Path) -> None:
+    """As on abvoc's own pages: exported without its image and labeled blind, it was left
+    done with a label no dataset export could write."""
+    kept, gone = add_items(db, 2)
+    with db.session() as s:
+        blind_id = s.get(RelabelItem, gone).prediction_id
+        s.execute(delete(PredictionInput).where(PredictionInput.prediction_id == blind_id))
+    out = export_tasks(db, tmp_path / "ls")
+    assert (out["tasks"], out["without_input"]) == (1, 1)
+    exported = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert [t["data"]["abvoc_item_id"] for t in exported] == [kept]
+    folder = write(tmp_path / "imp", [{"data": {"abvoc_item_id": gone},
+                                       "annotations": [annotated("dog", "zed")]}])
+    imported = import_tasks(db, folder)
+    assert imported["labels"] == 0 and imported["skipped"]["without_input"] == 1
+    assert "1 on items whose input is no longer kept" in summary(imported)
+    assert item(db, gone).status == "open" and label_rows(db) == 0
