@@ -226,14 +226,20 @@ def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
     return module
 
 
+class StagesDoNotChain(RuntimeError):
+    """A stage needs a tensor the stages before it did not give: the bundle's defect (the
+    request matched the manifest, which the first stage's signature matches), so the
+    candidate's failure, recorded and counted, never the caller's 400."""
+
+
 def needed(stage: Stage, names: list[str], tensors: Tensors) -> list[str]:
-    """`names` when every one is among the tensors; else a BadBatch naming those missing."""
+    """`names` when every one is among the tensors; else StagesDoNotChain naming those
+    missing."""
     missing = [n for n in names if n not in tensors]
     if missing:
-        from serving.backends import BadBatch
-
-        raise BadBatch(f"stage {stage.name!r} needs input(s) {missing}; it was given "
-                       f"{sorted(tensors)}")
+        raise StagesDoNotChain(f"stage {stage.name!r} needs input(s) {missing}, which the "
+                               f"stages before it did not give (it was given "
+                               f"{sorted(tensors)}): the bundle's stages do not chain")
     return names
 
 

@@ -108,3 +108,24 @@ def test_a_failed_prediction_s_receipt_lets_its_truth_be_given(
         "prediction_id": details["prediction_id"], "receipt": "0" * 64,
         "corrected_output": "setosa"})
     assert forged.status_code == 403, forged.get_json()
+
+
+def test_stages_that_do_not_chain_are_the_candidates_failure(v2app: Flask,
+                                                              tmp_path: Path) -> None:
+    """A second ONNX stage needs `features`, which the first does not give: every request was
+    a 400 telling the caller to fix an input that matched the manifest."""
+    folder = tmp_path / "iris-twice"
+    shutil.copytree(EXAMPLE, folder)
+    manifest = folder / "candidate.toml"
+    manifest.write_text(manifest.read_text().replace('name = "iris-onnx"', 'name = "iris-twice"')
+                        .replace('[[stages]]\nname = "to_label"', '[[stages]]\nname = "again"\n'
+                                 'kind = "onnx"\npath = "model.onnx"\n\n[[stages]]\n'
+                                 'name = "to_label"'))
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload(client, admin, folder)
+    told = client.post("/v2/models/iris-twice/infer", headers=admin,
+                       json=infer_body(flowers(1)[0][None], "unit-1"))
+    assert told.status_code == 500, told.get_json()
+    assert "failed to answer" in told.get_json()["error"]
+    assert "stages before it did not give" in told.get_json()["error"]
