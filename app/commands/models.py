@@ -194,9 +194,10 @@ def format_offline(results: dict) -> str:
         lines.append("label shares: " + _shares_line(results["label_shares"]))
     failed = results["overall"].get("failed")
     if failed:
+        first = results.get("failures", [])[:3]  # imported results carry none
         lines.append(f"failed: {failed} of {results['overall']['n']} examples got no answer "
-                     "(counted wrong in accuracy and exact match, as online); first: "
-                     + "; ".join(results.get("failures", [])[:3]))
+                     "(counted wrong in accuracy and exact match, as online)"
+                     + (f"; first: {'; '.join(first)}" if first else ""))
     source = results.get("test_set", {})
     if source:
         lines.append(f"test set ({source.get('source')}): {source.get('path')}")

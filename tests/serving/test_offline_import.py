@@ -155,3 +155,13 @@ def test_figures_no_set_of_answers_gives_together_are_refused(
         output: OutputSpec, data: dict, fragment: str) -> None:
     with pytest.raises(OfflineError, match=fragment):
         check_imported(output, data)
+
+
+def test_imported_failures_are_said_without_a_dangling_list() -> None:
+    """Imports carry no failure messages: the line ended in 'first: ' and nothing."""
+    from app.commands.models import format_offline
+
+    results = check_imported(OutputSpec("number"), {"slices": {
+        "a": {"n": 10, "failed": 9, "mae": 1, "rmse": 1}}})
+    line = next(x for x in format_offline(results).splitlines() if x.startswith("failed:"))
+    assert line.endswith("as online)") and "first" not in line
