@@ -96,8 +96,11 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        # onnxruntime names the file by its full path: the server's scratch folder, not the
+        # bundle's file the message names already.
+        said = _first_line(exc).replace(str(path), stage.path)
         raise ManifestError(f"stage {stage.name!r}: {stage.path!r} does not load as ONNX: "
-                            f"{_first_line(exc)}") from exc
+                            f"{said}") from exc
     inputs = tuple(InputInfo(i.name, ORT_TO_V2.get(i.type, i.type), fixed_dims(i.shape))
                    for i in session.get_inputs())
     names = [i.name for i in inputs]

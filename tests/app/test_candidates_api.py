@@ -138,6 +138,8 @@ def test_refusals_name_the_field_or_file_and_store_nothing(
     assert response.status_code == 400, response.get_json()
     assert re.search(fragment, response.get_json()["error"]), \
         response.get_json()
+    settings = app.extensions["abvoc"].settings  # no server path reaches the caller
+    assert str(settings.models_dir) not in response.get_json()["error"]
     assert stored(app) == before
 
 
