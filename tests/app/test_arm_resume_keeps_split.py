@@ -11,9 +11,8 @@ from sqlalchemy import select
 
 from core.store.models import Experiment
 from serving.assignment import Allocation, Assigner
-from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
-from tests.support.v2 import drain, experiment, flowers, infer_body, upload
+from tests.support.v2 import drain, experiment, flowers, infer_body, upload_two_iris
 
 
 def _allocation(app: Flask, exp_id: int) -> dict:
@@ -25,10 +24,7 @@ def test_resuming_an_arm_that_is_not_paused_keeps_the_srm_evidence(v2app: Flask,
                                                                    tmp_path: Path) -> None:
     client = v2app.test_client()
     admin, predictor = bearer(v2app, "admin"), bearer(v2app, "predict")
-    second = copy_example(tmp_path)
-    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
-    upload(client, admin, second)
-    upload(client, admin, EXAMPLE)
+    upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "skew", "iris-b", "iris-onnx", salt="resume-noop")
     # A broken pipeline: 60 units of control reach the store, only 20 of the treatment.
     assigner = Assigner(Allocation.from_json(exp["allocation_table"]), exp["salt"])

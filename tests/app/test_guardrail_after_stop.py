@@ -13,9 +13,8 @@ from flask import Flask
 from app import close_app, create_app
 from core.settings import Settings
 from serving.experiments import Experiments
-from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
-from tests.support.v2 import experiment, flowers, infer_body, upload
+from tests.support.v2 import experiment, flowers, infer_body, upload_two_iris
 
 
 @pytest.fixture
@@ -30,10 +29,7 @@ def test_a_breach_on_an_experiment_stopped_elsewhere_still_answers(
         stale_router: Flask, tmp_path: Path) -> None:
     client = stale_router.test_client()
     admin, predict = bearer(stale_router, "admin"), bearer(stale_router, "predict")
-    second = copy_example(tmp_path)
-    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
-    upload(client, admin, second)
-    upload(client, admin, EXAMPLE)
+    upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "rails", "iris-b", "iris-onnx",
                      guardrails={"p99_latency_ms": 0.0001, "min_samples": 1})
     Experiments(stale_router.extensions["abvoc"].db).stop(exp["id"])  # the CLI, elsewhere

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from flask import Flask
 
-from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
-from tests.support.v2 import upload
+from tests.support.v2 import upload_two_iris
 
 
 def _spec(primary: str) -> dict:
@@ -21,10 +20,7 @@ def _spec(primary: str) -> dict:
 
 def test_a_primary_metric_the_arms_cannot_give_is_refused(v2app: Flask, tmp_path: Path) -> None:
     client, admin = v2app.test_client(), bearer(v2app, "admin")
-    second = copy_example(tmp_path)
-    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
-    upload(client, admin, second)
-    upload(client, admin, EXAMPLE)
+    upload_two_iris(client, admin, tmp_path)
     for primary in ("absolute_error", "squared_error", "token_edit_distance"):
         refused = client.post("/v1/experiments", headers=admin, json=_spec(primary))
         assert refused.status_code == 400, refused.get_json()

@@ -12,9 +12,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from core.store.models import Prediction
-from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
-from tests.support.v2 import drain, experiment, flowers, infer_body, upload
+from tests.support.v2 import drain, experiment, flowers, infer_body, upload_two_iris
 
 REQUESTS = 400
 
@@ -24,10 +23,7 @@ def test_unit_request_splits_one_callers_requests(v2app: Flask, tmp_path: Path,
                                                   unit: str) -> None:
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
-    second = copy_example(tmp_path)
-    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
-    upload(client, admin, second)
-    upload(client, admin, EXAMPLE)
+    upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "units", "iris-onnx", "iris-b", unit=unit)
     arms: Counter[str] = Counter()
     for row in flowers(REQUESTS, seed=5):

@@ -19,12 +19,22 @@ from sqlalchemy.orm import Session
 from core.outbox import OutboxRelay
 from core.store.models import OutboxEvent, ParkedEvent, Prediction, ProcessedEvent
 from evaluation.worker import make_worker
+from tests.support.bundles import EXAMPLE, copy_example, edit
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 def flowers(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(5.0, 1.8, size=(n, 4)).astype(np.float32)
+
+
+def upload_two_iris(client: FlaskClient, admin: dict, root: Path) -> None:
+    """Register the example bundle and a copy of it named `iris-b` (an experiment's two
+    arms), the copy first: the example is then the newest, the default candidate."""
+    second = copy_example(root)
+    edit(second, 'name = "iris-onnx"', 'name = "iris-b"')
+    upload(client, admin, second)
+    upload(client, admin, EXAMPLE)
 
 
 def upload(client: FlaskClient, admin: dict, folder: Path, *,
