@@ -167,12 +167,15 @@ def check_canary(canary: Any, arms: list[dict[str, Any]]) -> dict[str, Any]:
     if steps[-1] + others_share > 1:
         raise fail("canary.steps leave no traffic for the control arm")
     out: dict[str, Any] = {"treatment": treatment, "steps": [float(x) for x in steps], "step": 0}
-    for key, limit in (("advance_after_s", 10 * 365 * 86400), ("advance_after_n", 10**12)):
+    for key, limit, what in (("advance_after_s", 10 * 365 * 86400, "number of seconds"),
+                             ("advance_after_n", 10**12, "whole number of requests")):
         value = canary.get(key)
+        whole = key == "advance_after_n"  # half a request never comes
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 < value <= limit):
-            raise fail(f"canary.{key} must be a positive number of at most {limit}")
-        out[key] = value
+                                  or not 0 < value <= limit
+                                  or (whole and value != int(value))):
+            raise fail(f"canary.{key} must be a positive {what} of at most {limit}")
+        out[key] = int(value) if whole and value is not None else value
     return out
 
 
