@@ -64,11 +64,14 @@ def test_the_refusal_shortens_a_long_integer(tmp_path: Path) -> None:
     assert refused.value.message.endswith("got the integer 10000000000000000000... (401 digits)")
 
 
-def test_numbers_up_to_2_53_and_floats_past_it_are_read_as_before(tmp_path: Path) -> None:
-    path = _lines(tmp_path, {**GOOD, "label": 2**53}, {**GOOD, "label": -(2**53)},
-                  '{"inputs": {"x": [1.0, 2.0]}, "label": 1e300}')
+def test_numbers_up_to_2_53_are_read_and_floats_past_it_refused(tmp_path: Path) -> None:
+    """As online: a label past 2^53, however written, overflowed its squared error's sums."""
+    path = _lines(tmp_path, {**GOOD, "label": 2**53}, {**GOOD, "label": -(2**53)})
     labels = [ex.label for ex in read_dataset(path, _manifest({"type": "number"}))]
-    assert labels == [2.0**53, -(2.0**53), 1e300]
+    assert labels == [2.0**53, -(2.0**53)]
+    past = _lines(tmp_path, '{"inputs": {"x": [1.0, 2.0]}, "label": 1e300}')
+    with pytest.raises(OfflineError, match=r"^d\.jsonl line 1: label 1e\+300 is out of range"):
+        read_dataset(past, _manifest({"type": "number"}))
     digits = _lines(tmp_path, {**GOOD, "label": "12345678901234567890", "slice": "s" + "9" * 20})
     assert read_dataset(digits, _manifest(JSON))[0].label == '"12345678901234567890"'
     inf = _lines(tmp_path, '{"inputs": {"x": [1.0, 2.0]}, "label": 1e400}')
