@@ -59,6 +59,7 @@ ACTIONS = {
     "stop": lambda e, i, body: e.stop(i),
     "advance": lambda e, i, body: e.advance(i),
 }
+REASONED = frozenset({"pause", "kill"})  # the actions above that record the body's reason
 
 
 def _body(takes_reason: bool) -> dict:
@@ -88,7 +89,7 @@ ACTION_RULE = f"/v1/experiments/{EXP}/<any(start, pause, resume, kill, stop, adv
 @require("admin")
 def act(experiment_id: int, action: str):  # noqa: ANN201
     return _changed(ACTIONS[action](_experiments(), experiment_id,
-                                    _body(action in ("pause", "kill"))))
+                                    _body(action in REASONED)))
 
 
 @bp.post(f"/v1/experiments/{EXP}/arms/<arm>/<any(pause, resume):action>")

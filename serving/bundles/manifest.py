@@ -206,16 +206,12 @@ def load_manifest(folder: Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"the bundle has no {MANIFEST_NAME} at its top level")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_manifest(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
-    except RecursionError:  # tomllib recurses once per level of nesting
+    except RecursionError:  # tomllib (and a check) recurse once per level of nesting
         raise ManifestError(f"{MANIFEST_NAME} is nested too deeply (arrays or tables inside "
                             "each other thousands of levels down)") from None
-    try:
-        return parse_manifest(data)
-    except RecursionError:  # a shallow-enough TOML whose checks recurse further
-        raise ManifestError(f"{MANIFEST_NAME} is nested too deeply") from None
 
 
 def parse_manifest(data: dict[str, Any]) -> Manifest:

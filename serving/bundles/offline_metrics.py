@@ -49,8 +49,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 TIMINGS = ("latency_p50_ms", "latency_p99_ms", "throughput_ips")
 # Figures over the answered examples only (an error needs an answer); the rest count all n.
-ANSWERED_ORDER = ("mae", "rmse", "mean_error", "token_edit_distance", "output_shares")
-ANSWERED = frozenset(ANSWERED_ORDER)
+ANSWERED = ("mae", "rmse", "mean_error", "token_edit_distance", "output_shares")
 MAX_N = 10**12  # more examples than any test set holds; past it n is a typo (or 10^29)
 
 
@@ -202,7 +201,7 @@ def _check_overall(output: OutputSpec, overall: dict[str, Any],
     if rest:
         return
     made = combine(output, list(rows.values()))
-    for key in (k for k in (*ANSWERED_ORDER, "label_shares") if k in overall and k in made):
+    for key in (k for k in (*ANSWERED, "label_shares") if k in overall and k in made):
         given, want = overall[key], made[key]
         pairs = [(given[c], want[c]) for c in want] if isinstance(want, dict) \
             else [(given, want)]
