@@ -9,7 +9,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 import click
@@ -82,6 +82,14 @@ def check_store(ctx: Context) -> None:
     training whose result it would otherwise refuse at the end."""
     with open_db(ctx):
         pass
+
+
+@contextmanager
+def bundle_code_prints_to_stderr() -> Iterator[None]:
+    """While a bundle's own code runs (its modules imported, its stages called), its prints go
+    to stderr: stdout carries the command's result alone, so `--json` stays parseable."""
+    with redirect_stdout(sys.stderr):
+        yield
 
 
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:

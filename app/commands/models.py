@@ -8,7 +8,17 @@ from pathlib import Path
 
 import click
 
-from app.cli import SEED, VERSION, check_store, columns, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    SEED,
+    VERSION,
+    bundle_code_prints_to_stderr,
+    check_store,
+    columns,
+    emit,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 
 
 @click.command("train")
@@ -90,7 +100,7 @@ def offline_test_cmd(ctx, candidate, dataset, version, no_store, n_test, seed,  
         from serving.bundles.offline import offline_test
         from serving.registry import Registry
 
-        with open_db(ctx) as db:
+        with open_db(ctx) as db, bundle_code_prints_to_stderr():
             results = offline_test(Registry(db), candidate, dataset, version,
                                    progress=ProgressLine(f"{candidate} on {dataset.name}"),
                                    store=not no_store)
@@ -233,7 +243,7 @@ def register_cmd(ctx, path, check_remote, as_json) -> None:  # noqa: ANN001
     from serving.bundles import register_bundle
     from serving.registry import Registry
 
-    with open_db(ctx) as db:
+    with open_db(ctx) as db, bundle_code_prints_to_stderr():
         info = register_bundle(Registry(db), ctx.settings.models_dir, path,
                                check_remote=check_remote)
     emit(info.to_dict(), as_json,

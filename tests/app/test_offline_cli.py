@@ -96,3 +96,21 @@ def test_candidates_list_aligns_any_version_and_names_each_type_s_headline(
     assert "(retired)" not in next(r for r in rows if "rc1" in r)
     listed = cli.invoke(main, ["candidates", "list"]).stdout
     assert "rc1+build.4711" in listed and "(retired)" not in listed
+
+
+def test_a_bundle_s_own_prints_leave_json_on_stdout_parseable(cli: CliRunner,
+                                                              tmp_path: Path) -> None:
+    """A stage that prints (at import or per call) writes to stderr: stdout is the result."""
+    bundle = copy_example(tmp_path)
+    post = bundle / "post.py"
+    post.write_text("print('post loaded')\n" + post.read_text().replace(
+        "    probabilities = tensors", "    print('to_label called')\n    probabilities = tensors"))
+    edit(bundle, 'version = "1"', 'version = "2"')
+    registered = cli.invoke(main, ["candidates", "register", str(bundle), "--json"])
+    assert registered.exit_code == 0, registered.output
+    assert json.loads(registered.stdout)["version"] == "2"
+    tested = cli.invoke(main, ["offline-test", "iris-onnx", "--dataset",
+                               str(EXAMPLE / "offline.jsonl"), "--json"])
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.stdout)["overall"]["n"] == 60
+    assert "post loaded" in tested.stderr and "to_label called" in tested.stderr
