@@ -39,6 +39,11 @@ class Written:
     skipped: bool
 
 
+def _unfinished(week: str, end: datetime, now: datetime) -> str:
+    return (f"week {week} ends on {end:%Y-%m-%d %H:%M} UTC; a report covers a finished week "
+            f"(the last one is {last_full_week(now)})")
+
+
 def reports_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "reports"
 
@@ -52,9 +57,7 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
     week = week or last_full_week(now)
     end = week_bounds(week)[1]
     if end > now:
-        raise AbvocError(f"week {week} ends on {end:%Y-%m-%d %H:%M} UTC; a report covers a "
-                         "finished week (the last one is "
-                         f"{last_full_week(now)})")
+        raise AbvocError(_unfinished(week, end, now))
     folder.mkdir(parents=True, exist_ok=True)
     html, pdf = folder / f"{week}.html", folder / f"{week}.pdf"
     if pdf.exists() and html.exists() and not force:
@@ -100,7 +103,10 @@ def report_file(folder: Path, week: str, fmt: str) -> Path:
         raise AbvocError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     path = folder / f"{week}.{fmt}"
     if not path.is_file():
-        raise NotFound(f"no {fmt} report for week {week}: run `abvoc report --week {week}`")
+        now = datetime.now(UTC)
+        end = week_bounds(week)[1]
+        raise NotFound(_unfinished(week, end, now) if end > now else
+                       f"no {fmt} report for week {week}: run `abvoc report --week {week}`")
     return path
 
 
