@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.output_types import RIGHT
-from serving.bundles.manifest import Manifest, ManifestError, load_manifest
+from serving.bundles.manifest import Manifest, ManifestError, Stage, load_manifest
 from serving.bundles.stages import InputInfo, LoadedStage, load_stage, torch_device
 
 
@@ -55,6 +55,8 @@ def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
               for stage in manifest.stages]
     if stages:
         check_signature(manifest, stages[0])
+    for i in range(1, len(stages)):
+        _check_chain(i, manifest.stages[i - 1], stages[i - 1], stages[i])
     for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):
         if spec.name == RIGHT:
             raise ManifestError(f"stages[{i}].name {RIGHT!r} is reserved: stage attribution "
@@ -64,6 +66,21 @@ def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
             raise ManifestError(f"stages[{i}].answer {spec.answer!r} is not an output of stage "
                                 f"{spec.name!r}; it gives {list(loaded.outputs)}")
     return manifest, stages
+
+
+def _check_chain(i: int, before_spec: Stage, before: LoadedStage, stage: LoadedStage) -> None:
+    """Refuse stage `i` when it takes a tensor the stage before it does not give, where both
+    artifacts name theirs (a Python stage's are known only when it runs): otherwise every
+    request would fail inside, as the candidate's error, after registration said yes."""
+    gives = before.outputs if before.outputs is not None else before_spec.outputs
+    if gives is None or stage.inputs is None:
+        return
+    missing = [t.name for t in stage.inputs if t.name not in gives]
+    if missing:
+        raise ManifestError(f"stages[{i}] {stage.name!r} takes {missing}, which stage "
+                            f"{before.name!r} before it does not give (it gives {list(gives)}); "
+                            "each stage is given only the outputs of the one before it: rename "
+                            "them, or map them in a Python stage between the two")
 
 
 def check_signature(manifest: Manifest, first: LoadedStage) -> None:

@@ -85,6 +85,8 @@ MANIFEST_CASES = [
     ('callable = "post:to_label"', 'callable = "post:to_label"\nanswer = "label"',
      r"stages\[1\].answer: the last stage's answer is the candidate's output"),
     ('name = "to_label"', 'name = "correct"', r"stages\[1\].name 'correct' is reserved"),
+    ('kind = "python"\ncallable = "post:to_label"', 'kind = "onnx"\npath = "model.onnx"',
+     r"stages\[1\] 'to_label' takes \['features'\], which stage 'classifier' before it does not"),
     # `device` is the torch backend's (test_bundle_device.py runs it)
     ('backend = "onnxruntime"', 'backend = "onnxruntime"\ndevice = "cuda"',
      r"device is the torch backend's setting; backend 'onnxruntime' picks its own"),
