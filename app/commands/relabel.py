@@ -73,12 +73,16 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
 def _rules_text(out: dict[str, Any]) -> str:
     """The rules for people: one `name: value` line each (--json gives the document)."""
     lines = [f"rules of {out.get('scope', '?')} (from {out.get('from', '?')}):"]
+    here = set(out.get("set_here") or ())
     for name, value in sorted((out.get("rules") or {}).items()):
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "none"
-        lines.append(f"  {name}: {value}")
+        lines.append(f"{'*' if name in here else ' '} {name}: {value}")
+    if here:
+        rest = "the built-in values" if out.get("scope") == "default" else "the default"
+        lines.append(f"(* set for this scope; the others follow {rest})")
     return "\n".join(lines)
 
 

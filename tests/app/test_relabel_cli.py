@@ -28,7 +28,8 @@ def test_rules_queues_and_label_studio(cli: CliRunner, settings: Settings,
     assert shown["from"] == "default" and shown["rules"]["audit_rate"] == 0.05
     # Without --json, the rules for people (--json switched nothing before).
     text = cli.invoke(main, ["relabel", "rules"]).stdout
-    assert text.startswith("rules of default (from default):") and "  audit_rate: 0.05" in text
+    assert text.startswith("rules of default (from default):") and "* audit_rate: 0.05" in text
+    assert "  second_annotator_share: " in text and "(* set for this scope" in text
     bad = cli.invoke(main, ["relabel", "rules", "--set", '{"audit_rate": 5}'])
     assert bad.exit_code == 2 and "'audit_rate' must be a number from 0 to 1" in bad.output
     with Database(settings.database_url) as db:
