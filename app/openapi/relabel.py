@@ -81,8 +81,11 @@ SCHEMAS["RelabelRules"] = {
         "weights": {"type": "object", "additionalProperties": False,
                     "properties": {r: {"type": "number", "minimum": 0, "maximum": 1000}
                                    for r in REASONS}}}}
-RULES_VIEW = {"type": "object", "required": ["scope", "from", "rules"],
+RULES_VIEW = {"type": "object", "required": ["scope", "from", "set_here", "rules"],
               "properties": {"scope": STR, "from": STR,
+                             "set_here": {"type": "array", "items": STR, "description":
+                                          "the fields this scope sets itself; the others "
+                                          "follow the default, then the built-in values"},
                              "rules": {"$ref": "#/components/schemas/RelabelRules"}}}
 
 
