@@ -33,6 +33,7 @@ from core.store.models import (
 )
 from core.times import utc_iso
 from core.v2_binary import kept_tensors
+from core.verified_labels import answer_type
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -107,6 +108,25 @@ def request_shadows(s: Session, served: Prediction) -> list[Prediction]:
 MAX_CORRECTIONS = 20  # an item shows its first correction and at most this many later ones
 
 
+def other_corrections(s: Session, item: RelabelItem, served: Prediction | None,
+                      output_type: str) -> list[dict[str, Any]]:
+    """Corrections of the same input sent on other predictions of its type (another customer,
+    or the same one asking again), oldest first, at most MAX_CORRECTIONS: the label the
+    annotator gives is their truth too (core.verified_labels), so they are part of the case."""
+    input_hash = item.input_hash or (served.input_hash if served is not None else None)
+    if input_hash is None:
+        return []
+    p = Prediction
+    query = (select(Correction).join(p, p.prediction_id == Correction.prediction_id)
+             .where(p.input_hash == input_hash, answer_type(p) == output_type)
+             .order_by(Correction.created_at, Correction.correction_id).limit(MAX_CORRECTIONS))
+    if item.prediction_id is not None:
+        query = query.where(p.prediction_id != item.prediction_id)
+    return [{"prediction_id": c.prediction_id,
+             "corrected_output": typed_value(c.corrected_output, output_type),
+             "rating": c.rating, "comment": c.comment} for c in s.scalars(query)]
+
+
 def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]:
     """The item with its answers typed as `kind` says (the store keeps them as text)."""
 
@@ -148,6 +168,7 @@ def item_view(s: Session, item: RelabelItem, kind: OutputKind) -> dict[str, Any]
         "later_corrections": [{"corrected_output": typed(c.corrected_output),
                                "rating": c.rating, "comment": c.comment}
                               for c in corrections[1:]],
+        "other_corrections": other_corrections(s, item, served, kind.type),
         "label": typed(item.label), "note": item.note,
         "stage_samples": stage_samples_view(s, item) if item.queue.startswith("stage:") else [],
     }

@@ -58,6 +58,10 @@ SCHEMAS["RelabelItemView"] = {
         "later_corrections": {"type": "array", "items": {
             "type": "object", "properties": {"corrected_output": TYPED}},
             "description": "corrections sent after the first (at most 20), oldest first"},
+        "other_corrections": {"type": "array", "items": {
+            "type": "object", "properties": {"prediction_id": STR, "corrected_output": TYPED}},
+            "description": "corrections of the same input on other predictions of its type "
+                           "(at most 20, oldest first): the label is their truth too"},
         "label": TYPED, "note": STR_OR_NULL}}
 VIEW = {"$ref": "#/components/schemas/RelabelItemView"}
 ACT = {"type": "object", "required": ["item_id", "status"],

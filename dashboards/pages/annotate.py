@@ -111,16 +111,26 @@ def view(item: dict[str, Any] | None) -> Component:
     if correction is None:
         parts.append(html.P("None.", id="ann-correction"))
     else:
-        extra = [f"rating {correction['rating']}"] if correction.get("rating") is not None \
-            else []
-        if correction.get("comment"):
-            extra.append(f"comment: {correction['comment']}")
         parts += [_output(correction["corrected_output"], "ann-correction", kind),
-                  html.P("; ".join(extra), id="ann-correction-note")]
+                  html.P(_said(correction), id="ann-correction-note")]
     for i, later in enumerate(item.get("later_corrections") or []):
         parts += [html.H4(f"A later correction ({i + 2})"),
-                  _output(later["corrected_output"], f"ann-correction-{i + 2}", kind)]
+                  _output(later["corrected_output"], f"ann-correction-{i + 2}", kind),
+                  html.P(_said(later), id=f"ann-correction-{i + 2}-note")]
+    for i, other in enumerate(item.get("other_corrections") or []):
+        parts += [html.H4(f"A correction of the same input on prediction "
+                          f"{other['prediction_id']}"),
+                  _output(other["corrected_output"], f"ann-other-correction-{i}", kind),
+                  html.P(_said(other), id=f"ann-other-correction-{i}-note")]
     return html.Div(parts)
+
+
+def _said(correction: dict[str, Any]) -> str:
+    """A correction's rating and comment, where the customer gave them."""
+    extra = [f"rating {correction['rating']}"] if correction.get("rating") is not None else []
+    if correction.get("comment"):
+        extra.append(f"comment: {correction['comment']}")
+    return "; ".join(extra)
 
 
 def stage_samples(samples: list[dict[str, Any]]) -> list[Component]:

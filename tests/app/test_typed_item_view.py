@@ -174,3 +174,29 @@ def test_an_item_shows_a_later_disagreeing_correction(v2app: Flask) -> None:
     assert item["correction"]["corrected_output"] == 17.5
     assert item["later_corrections"] == [{"corrected_output": 12.25, "rating": None,
                                           "comment": None}]
+
+
+def test_an_item_shows_another_customer_s_correction_of_the_same_input(v2app: Flask) -> None:
+    """Two customers corrected the same input on two predictions: the item (one per input and
+    queue) showed only its own prediction's corrections, though its label is the truth of both."""
+    client = v2app.test_client()
+    ids = answered(v2app, "distance", "number", 16.0)
+    services = v2app.extensions["abvoc"]
+    with services.db.session() as s:  # a second request with the same input, another unit
+        s.add(ServedPrediction(prediction_id="p-again", candidate="distance", version="1",
+                               created_at=utcnow()))
+        add_event(s, events.make_event(
+            events.PREDICTION_MADE, prediction_id="p-again", candidate="distance",
+            candidate_version="1", input_hash="h-distance", output=16.0,
+            output_type="number", unit_id="u2"), services.settings.topic_prefix)
+    annotator, item = corrected_and_claimed(v2app, client, ids, 17.5)
+    assert item["correction"]["corrected_output"] == 17.5 and item["other_corrections"] == []
+    other = client.post("/v1/corrections", headers=bearer(v2app, "correct"), json={
+        "prediction_id": "p-again", "receipt": receipts.sign("test-secret", "p-again"),
+        "corrected_output": 12.25, "rating": 1, "comment": "far off"})
+    assert other.status_code == 202, other.get_json()
+    drain(v2app, 1)
+    item = client.get(f"/v1/relabel/items/{item['id']}", headers=annotator).get_json()
+    assert item["correction"]["corrected_output"] == 17.5 and item["later_corrections"] == []
+    assert item["other_corrections"] == [{"prediction_id": "p-again", "corrected_output": 12.25,
+                                          "rating": 1, "comment": "far off"}]

@@ -147,6 +147,23 @@ def test_annotators_see_only_the_annotate_page(dash_app: Flask) -> None:
     assert answer.status_code == 403 and "admin" in answer.get_json()["error"]
 
 
+def test_every_correction_of_the_input_is_shown_with_what_its_customer_said() -> None:
+    item = {"id": 4, "queue": "verification", "reasons": ["correction"], "priority": 1.0,
+            "candidate": "distance", "slice": None, "output_type": "number", "lease": {},
+            "input": None, "served": {"output": 16.0}, "shadows": [],
+            "correction": {"corrected_output": 17.5, "rating": None, "comment": "17.5"},
+            "later_corrections": [{"corrected_output": 18.0, "rating": 2, "comment": None}],
+            "other_corrections": [{"prediction_id": "p-again", "corrected_output": 12.25,
+                                   "rating": 1, "comment": "far off"}]}
+    shown = annotate.view(item)
+    assert find_component(shown, "ann-correction-note").children == "comment: 17.5"
+    assert find_component(shown, "ann-correction-2-note").children == "rating 2"
+    other = find_component(shown, "ann-other-correction-0")
+    assert "12.25" in json.dumps(other.to_plotly_json(), default=str)
+    assert find_component(shown, "ann-other-correction-0-note").children == \
+        "rating 1; comment: far off"
+
+
 def test_a_stage_item_shows_its_crops_relations_or_why_not() -> None:
     crop = {"kind": "crop", "symbol": 2, "label": "6", "predicted": "8", "reason": None,
             "sample": {}, "image": {"media_type": "image/png", "data_base64": "iVBORw0K"}}
