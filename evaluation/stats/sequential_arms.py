@@ -8,9 +8,10 @@ Two things on top of the plain mSPRT of :mod:`~evaluation.stats.sequential`:
   over arms stays below ``alpha`` for any dependence between them (they share the control). The
   p-values are adjusted to match, ``min(1, K p)``, so ``p <= alpha`` exactly when 0 is excluded.
   Without it an A/A test with 10 arms shipped or stopped some arm in 14 % of simulations.
-* **Proportions at 0 % or 100 %.** Their variances use Agresti-Caffo rates
-  (:func:`~evaluation.stats.sequential.adjusted_proportion_variance`), never zero, and their
-  intervals are clipped to [-1, 1].
+* **Proportions.** Their variances use Agresti-Caffo rates, never zero at 0 % or 100 %, and
+  never below the pooled one (:func:`~evaluation.stats.sequential.proportion_variances`); their
+  intervals are clipped to [-1, 1]. Means' boundaries are those of a Student t
+  (:func:`~evaluation.stats.sequential.t_calibrated`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numpy as np
 
 from evaluation.stats.sequential import (
     SequentialConfig,
-    adjusted_proportion_variance,
     msprt_arrays,
     msprt_relative_arrays,
+    proportion_variances,
 )
 
 
@@ -52,11 +53,12 @@ def arm_sequential(
     pi = proportion_rows
     family = alpha / config.alpha
     var_c, var_t = out["control_variance"].copy(), out["treatment_variance"].copy()
-    var_c[pi] = adjusted_proportion_variance(sum_c[pi], n_c[pi])
-    var_t[pi] = adjusted_proportion_variance(sum_t[pi], n_t[pi])
-    seq = msprt_arrays(out["difference"], var_c, n_c, var_t, n_t, config)
+    var_c[pi], var_t[pi] = proportion_variances(sum_c[pi], n_c[pi], sum_t[pi], n_t[pi])
+    estimated = np.ones(n_c.shape, dtype=bool)  # a mean's variance is its sample's
+    estimated[pi] = False
+    seq = msprt_arrays(out["difference"], var_c, n_c, var_t, n_t, config, estimated)
     rel = msprt_relative_arrays(np.where(valid, out["control_mean"], 1.0), var_c, n_c,
-                                out["treatment_mean"], var_t, n_t, config)
+                                out["treatment_mean"], var_t, n_t, config, estimated)
     ci_low, ci_high = seq.ci_low.copy(), seq.ci_high.copy()
     ci_low[pi], ci_high[pi] = np.maximum(ci_low[pi], -1.0), np.minimum(ci_high[pi], 1.0)
     p_value = np.minimum(1.0, seq.p_value * family)

@@ -36,7 +36,8 @@ def test_likelihood_ratio_and_boundary_golden():
     # log Lambda = 0.5 log(1e-5 / 1.1e-4) + 1e-4 * 1e-4 / (2 * 1e-5 * 1.1e-4)
     #            = -1.1989476 + 4.5454545 = 3.3465069.
     config = SequentialConfig(alpha=0.05, mixture_variance=1e-4)
-    arrays = msprt_arrays([0.01], [0.05], [10_000], [0.05], [10_000], config)
+    # Known variances (a proportion's): the mixture exactly as the paper writes it.
+    arrays = msprt_arrays([0.01], [0.05], [10_000], [0.05], [10_000], config, estimated=False)
     v, tau2, d = 1e-5, 1e-4, 0.01
     log_lr = 0.5 * math.log(v / (v + tau2)) + tau2 * d * d / (2 * v * (v + tau2))
     assert arrays.log_likelihood_ratio[0] == pytest.approx(log_lr, rel=1e-12)
