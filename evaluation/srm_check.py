@@ -115,6 +115,7 @@ def srm_check(session: Session, experiment: Experiment, cells: Cells, arms: list
         "since_inferred": inferred,
         "statistic": None if math.isnan(overall.statistic) else overall.statistic,
         "p_value": None if math.isnan(overall.p_value) else overall.p_value,
+        "method": overall.method,
         "threshold": threshold,
         "mismatch": overall.mismatch,
         "slice_p_values": _by_slice(slice_names, slice_p),

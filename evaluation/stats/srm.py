@@ -8,7 +8,10 @@ alarm threshold is p < 0.001 (Fabijan et al., "Diagnosing Sample Ratio Mismatch 
 Controlled Experiments", KDD 2019), strict because the check runs on every experiment and look.
 The chi-square approximation needs enough units: the usual rule (Cochran 1954) is an expected
 count of at least 5 in every cell, so a slice is tested only when each arm with a non-zero weight
-expects :data:`MIN_EXPECTED` units or more (:func:`srm_testable`).
+expects :data:`MIN_EXPECTED` units or more (:func:`srm_testable`). The overall check has to say
+something from the first units on (a 1 % canary step expects fewer than 5 for its first 500), so
+below that count it is exact instead (:func:`exact_p_value`): with chi-square, 4 control units and
+1 canary unit at 99/1 read p = 2e-5, a mismatch, though 1 in 5 happens 4.9 % of the time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,27 @@ class SampleRatioResult:
     threshold: float
     mismatch: bool
     error: str | None = None
+    method: str = "chi-square"
+
+
+EXACT = "exact binomial"
+EXACT_PER_ARM = "exact binomial per arm, Bonferroni"
+
+
+def exact_p_value(observed: np.ndarray, share: np.ndarray) -> tuple[float, str]:
+    """An exact p-value of counts against shares, and its method's name: with two live arms
+    the binomial test's (two-sided, scipy's); with more, each arm's binomial test against the
+    rest, the smallest p times the number of arms (Bonferroni: never below the exact
+    multinomial test's level, at a cost in power only where units are few anyway)."""
+    from scipy import stats
+
+    live = np.flatnonzero(share > 0)
+    n = int(observed[live].sum())
+    p = [stats.binomtest(int(observed[i]), n, float(share[i] / share[live].sum())).pvalue
+         for i in live]
+    if live.size == 2:
+        return float(p[0]), EXACT
+    return min(1.0, live.size * min(p)), EXACT_PER_ARM
 
 
 def normalise_weights(weights: ArrayLike) -> np.ndarray:
@@ -98,7 +122,8 @@ def sample_ratio_mismatch(
     weights: Sequence[float] | ArrayLike,
     threshold: float = DEFAULT_SRM_THRESHOLD,
 ) -> SampleRatioResult:
-    """Check one experiment (or one slice): counts of units per arm against the weights."""
+    """Check one experiment (or one slice): counts of units per arm against the weights, by
+    chi-square, or exactly where a live arm expects fewer than :data:`MIN_EXPECTED` units."""
     if not 0 < threshold < 1:
         raise ValueError("threshold must be in (0, 1)")
     observed = np.asarray(counts, dtype=np.float64)
@@ -114,7 +139,9 @@ def sample_ratio_mismatch(
         error = "no units have been assigned yet"
     elif live < 2 and np.isfinite(statistic):
         error = "only one arm has a non-zero weight, so there is no ratio to check"
-    p = float(p_value)
+    p, method = float(p_value), "chi-square"
+    if error is None and np.isfinite(statistic) and not srm_testable(observed, share):
+        p, method = exact_p_value(observed, share)
     return SampleRatioResult(
         observed=tuple(int(x) for x in observed),
         expected=tuple(float(x) for x in total * share),
@@ -124,4 +151,5 @@ def sample_ratio_mismatch(
         threshold=threshold,
         mismatch=error is None and p < threshold,
         error=error,
+        method=method,
     )

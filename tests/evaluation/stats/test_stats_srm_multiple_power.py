@@ -68,6 +68,28 @@ def test_srm_units_in_an_arm_with_zero_weight():
     assert not healthy.mismatch and healthy.df == 1
 
 
+def test_srm_with_few_units_in_an_arm_is_exact() -> None:
+    """A 1 % canary's first units: chi-square read 4 and 1 at 99/1 as p = 2e-5, a mismatch that
+    stopped a healthy experiment; 1 in 5 happens 4.9 % of the time."""
+    few = sample_ratio_mismatch([4, 1], [0.99, 0.01])
+    assert few.method == "exact binomial" and not few.mismatch
+    assert few.p_value == pytest.approx(stats.binomtest(4, 5, 0.99).pvalue, rel=1e-12)
+    assert few.p_value == pytest.approx(0.049, abs=0.001)
+    # A correct 99/1 split of n units is flagged (p < 0.001) at most about as often as promised.
+    for n in (5, 10, 20, 50, 100):
+        k = np.arange(n + 1)
+        flagged = np.array([sample_ratio_mismatch([n - x, x], [0.99, 0.01]).mismatch for x in k])
+        assert stats.binom.pmf(k, n, 0.01)[flagged].sum() <= 0.0011, n
+    # Three arms, one expecting under 5: each arm against the rest, Bonferroni.
+    three = sample_ratio_mismatch([60, 38, 2], [0.6, 0.36, 0.04])
+    assert three.method == "exact binomial per arm, Bonferroni"
+    each = [stats.binomtest(x, 100, w).pvalue for x, w in ((60, 0.6), (38, 0.36), (2, 0.04))]
+    assert three.p_value == pytest.approx(min(1.0, 3 * min(each)), rel=1e-12)
+    broken = sample_ratio_mismatch([97, 0, 3], [0.06, 0.9, 0.04])
+    assert broken.mismatch and broken.method.startswith("exact")
+    assert sample_ratio_mismatch([5120, 4880], [0.5, 0.5]).method == "chi-square"
+
+
 def test_srm_single_live_arm():
     result = sample_ratio_mismatch([10, 0], [1.0, 0.0])
     assert result.error is not None and "one arm" in result.error
