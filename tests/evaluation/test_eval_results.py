@@ -165,10 +165,15 @@ def test_the_always_valid_test_is_tuned_for_the_expected_sample(db: Database) ->
                       .values(expected_sample_per_arm=expected))
         with db.session() as s:
             rec = _record(experiment_results(s, exp), "correction_rate")
-        # Per observation, p(1 - p) at the Agresti-Caffo rate (s + 1) / (n + 2) of each arm.
-        rates = [(mean * n + 1) / (n + 2) for mean, n in (
-            (rec["control_mean"], rec["n_control"]), (rec["treatment_mean"], rec["n_treatment"]))]
-        per_obs = sum(rate * (1 - rate) for rate in rates)
+        # Per observation, p(1 - p) at the Agresti-Caffo rate (s + 1) / (n + 2) of each arm,
+        # scaled up where the difference's variance would be below the pooled rate's.
+        arms = [(mean * n, n) for mean, n in ((rec["control_mean"], rec["n_control"]),
+                                              (rec["treatment_mean"], rec["n_treatment"]))]
+        pooled = (sum(s for s, _ in arms) + 1) / (sum(n for _, n in arms) + 2)
+        own = [(s + 1) / (n + 2) * (1 - (s + 1) / (n + 2)) for s, n in arms]
+        scale = max(1.0, pooled * (1 - pooled) * sum(1 / n for _, n in arms)
+                    / sum(v / n for v, (_, n) in zip(own, arms, strict=True)))
+        per_obs = sum(own) * scale
         r = optimal_mixture_ratio(rec["sequential_alpha"])
         assert rec["sequential_mixture_variance"] == pytest.approx(
             r * per_obs / (expected or 5000), rel=1e-6)

@@ -67,8 +67,8 @@ def test_all_ones_against_all_zeros_is_significant_and_stopped() -> None:
     low, high = confint_proportions_2indep(0, 52, 68, 68, method="newcomb", compare="diff")
     assert (rec["ci_low"], rec["ci_high"]) == pytest.approx((low, high), abs=1e-12)
     assert rec["ci_high"] - rec["ci_low"] > 0.05  # not the collapsed [-1, -1]
-    # The always-valid test takes each arm's variance no lower than the pooled one (the null's),
-    # which at 100 % against 0 % is large: p is far less extreme than Fisher's, yet < alpha.
+    # The always-valid test's variance is never below the pooled one (the null's), which at
+    # 100 % against 0 % is large: p is far less extreme than Fisher's, and still below alpha.
     assert rec["sequential_p_value"] < 0.01
     assert -1 <= rec["sequential_ci_low"] < rec["sequential_ci_high"] < 0
     assert rec["mde"] is not None and rec["mde"] < 0  # a rate at 100 % can only fall
