@@ -33,20 +33,22 @@ def _mean_variance(n: float, total: float, squares: float) -> tuple[float, float
 
 
 def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
-    """MAE and RMSE of a `number` candidate's corrected predictions, each with a normal
-    (1 - alpha) interval (RMSE's: the square roots of the mean squared error's bounds); empty
-    for other output types."""
+    """MAE and RMSE of a `number` candidate's corrected predictions, each with a Student t
+    (1 - alpha) interval on n - 1 degrees of freedom, as the per-unit path gives them (RMSE's:
+    the square roots of the mean squared error's bounds; squared errors are skewed, so it stays
+    the rougher of the two at a few corrections); empty for other output types. The normal
+    quantile once used covered MAE 67 % of the time at n = 2 and 85 % at n = 5."""
     n, total, squares = finite_sums(cell.get(agg.ABSOLUTE_ERROR))
     if n < 1:
         return {}
     _, sq_total, sq_squares = finite_sums(cell.get(agg.SQUARED_ERROR))
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    quantile = float(stats.t.ppf(1 - alpha / 2, n - 1)) if n > 1 else math.inf
 
     def interval(s: float, ss: float) -> tuple[float, float, float]:
         mean, variance = _mean_variance(n, s, ss)
         if n < 2:
             return mean, 0.0, math.inf
-        half = z * math.sqrt(variance / n)
+        half = quantile * math.sqrt(variance / n)
         return mean, max(mean - half, 0.0), mean + half
 
     mae, mae_low, mae_high = interval(total, squares)

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from scipy import stats
 
 from app import close_app, create_app
 from app.auth import create_key
@@ -60,9 +61,14 @@ def test_number_truths_give_mae_and_rmse_with_intervals(db: Database) -> None:
     assert control["rmse"] == pytest.approx(math.sqrt(5 / 4))
     sd = math.sqrt(((1 - .75) ** 2 + .75 ** 2 + 1.25 ** 2 + .75 ** 2) / 3)
     low, high = control["mae_interval"]
-    assert high == pytest.approx(0.75 + 1.959964 * sd / 2, rel=1e-5)
+    # Student's t on 3 degrees of freedom (3.182 in a printed table), as scipy's interval.
+    assert high == pytest.approx(0.75 + 3.182446 * sd / 2, rel=1e-5)
+    assert high == pytest.approx(stats.t.interval(0.95, 3, 0.75, sd / 2)[1], rel=1e-12)
     assert low == 0.0  # clipped: an error is never negative
-    assert control["rmse_interval"][0] <= control["rmse"] <= control["rmse_interval"][1]
+    squared = np.array([1.0, 0.0, 4.0, 0.0])
+    low2, high2 = stats.t.interval(0.95, 3, squared.mean(), stats.sem(squared))
+    assert control["rmse_interval"] == pytest.approx([math.sqrt(max(low2, 0)),
+                                                      math.sqrt(high2)], rel=1e-12)
     assert "mae" not in results["metrics"]["treatment"]["all"]
 
 
