@@ -24,12 +24,14 @@ from scipy import stats
 
 from evaluation import aggregation as agg
 from evaluation.online import Cell, finite_sums
+from evaluation.stats import checks
 from evaluation.unit_sums import Moments
 
 
 def _mean_variance(n: float, total: float, squares: float) -> tuple[float, float]:
     mean = total / n
-    return mean, (max(squares - n * mean * mean, 0.0) / (n - 1) if n > 1 else math.nan)
+    return mean, (float(checks.centred_squares(squares, total, n)) / (n - 1) if n > 1
+                  else math.nan)
 
 
 def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:

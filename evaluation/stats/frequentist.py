@@ -282,8 +282,8 @@ def welch_arrays(
         d_t = sum_t / n_t
         m_c = k_c + d_c
         m_t = k_t + d_t
-        var_c = np.maximum(ss_c - sum_c * d_c, 0.0) / (n_c - 1.0)
-        var_t = np.maximum(ss_t - sum_t * d_t, 0.0) / (n_t - 1.0)
+        var_c = checks.centred_squares(ss_c, sum_c, n_c) / (n_c - 1.0)
+        var_t = checks.centred_squares(ss_t, sum_t, n_t) / (n_t - 1.0)
         vm_c = var_c / n_c
         vm_t = var_t / n_t
         se2 = vm_c + vm_t

@@ -115,8 +115,7 @@ class MeanStats:
         """Sample variance (ddof=1); NaN with fewer than two observations."""
         if self.n < 2:
             return math.nan
-        centred = self.sum_squares - self.sum * self.sum / self.n
-        return max(centred, 0.0) / (self.n - 1)
+        return float(checks.centred_squares(self.sum_squares, self.sum, self.n)) / (self.n - 1)
 
     @property
     def std(self) -> float:

@@ -25,6 +25,7 @@ from evaluation.stats import (
 )
 from evaluation.stats.bayesian_means import gaussian_arrays
 from evaluation.stats.power import mde_mean_arrays, mde_proportion_arrays
+from evaluation.stats.reasons import Reason
 from evaluation.stats.srm import srm_arrays
 
 # -- relative lift over a negative control -------------------------------------------------
@@ -177,3 +178,18 @@ def test_values_near_1e8_with_a_spread_of_units_give_the_right_t():
     twice = stats.ttest_ind(np.tile(y - 1e8, 2), np.tile(x - 1e8, 2), equal_var=False)
     merged = aggregates + aggregates
     assert analyze(merged).statistic[0, 0, 0] == pytest.approx(twice.statistic, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [10.0, 0.9, 0.1, 1 / 3])
+def test_a_constant_that_binary_cannot_hold_is_still_zero_variance(value: float) -> None:
+    """Sums of 0.9s leave about 1e-16 where the variance is: the test was "valid" (p = 1, an
+    interval of +-1.7e-8; 0.9 against 0.8 read p = 1.5e-64) while 10.0s said zero variance."""
+    control = MeanStats.from_values(np.full(6, value))
+    assert control.variance == 0.0
+    for other in (value, value - 0.1):
+        n, total = [6.0], [6 * value]
+        result = welch_arrays(n, total, [6 * value * value], n, [6 * other], [6 * other * other])
+        assert int(result.reason[0]) == int(Reason.NO_VARIANCE), (value, other)
+    # A real spread, however small next to the mean, is kept.
+    spread = MeanStats.from_values(np.array([0.9, 0.9, 0.9 + 1e-6]))
+    assert spread.variance == pytest.approx(np.var([0.9, 0.9, 0.9 + 1e-6], ddof=1), rel=1e-3)
