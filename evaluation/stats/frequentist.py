@@ -238,6 +238,15 @@ def proportion_arrays(
     )
 
 
+def welch_df(var_c: np.ndarray, n_c: np.ndarray, var_t: np.ndarray, n_t: np.ndarray
+             ) -> np.ndarray:
+    """Welch-Satterthwaite degrees of freedom of ``var_c / n_c + var_t / n_t`` (NaN where an arm
+    has fewer than two observations)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = var_c / n_c, var_t / n_t
+        return (a + b) ** 2 / (a * a / (n_c - 1.0) + b * b / (n_t - 1.0))
+
+
 def welch_arrays(
     n_control: ArrayLike,
     sum_control: ArrayLike,

@@ -53,7 +53,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from evaluation.stats import checks
-from evaluation.stats.frequentist import check_alpha
+from evaluation.stats.frequentist import check_alpha, welch_df
+from evaluation.stats.proportion_variances import proportion_variances
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import MeanStats, ProportionStats
 
@@ -127,49 +128,6 @@ def optimal_mixture_ratio(alpha: float) -> float:
     return r
 
 
-def adjusted_proportion_variance(successes: ArrayLike, n: ArrayLike) -> np.ndarray:
-    """Per-observation variance ``p~(1 - p~)`` at the Agresti-Caffo rate ``(s + 1) / (n + 2)``.
-
-    The plain ``p(1 - p)`` is 0 for an arm at 0 % or 100 %, which would leave the mSPRT with no
-    variance at all (a 100 % vs 0 % split never rejected). Adding one success and one failure
-    (Agresti and Caffo, The American Statistician 54, 2000) keeps it positive and, being a little
-    never smaller than ``p(1 - p)`` (``p~`` lies between ``p`` and 1/2), errs on the safe side.
-    """
-    s, m = np.broadcast_arrays(np.asarray(successes, dtype=np.float64),
-                               np.asarray(n, dtype=np.float64))
-    rate = (s + 1.0) / (m + 2.0)
-    return np.where(m > 0, rate * (1.0 - rate), np.nan)
-
-
-def proportion_variances(s_c: ArrayLike, n_c: ArrayLike, s_t: ArrayLike, n_t: ArrayLike
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-observation variances of two proportions for the mSPRT: the arms' Agresti-Caffo
-    variances, both scaled up where needed so that the difference's variance is never below
-    the pooled one's (the variance it has under no difference).
-
-    A small arm's own rate is a poor guide to its variance: a canary arm at 0/54 beside a
-    control at 115/1953 has an Agresti-Caffo variance 2.6 times below what 5.9 % gives, and its
-    always-valid p (0.047) fell below the exact single-look Fisher p (0.071); an A/A test with a
-    2 % arm rejected 6.4 % of the time. The floor is the null's variance, as in the classic
-    two-proportion z-test; with arms of like sizes it is about the arms' own."""
-    s_c, n_c, s_t, n_t = (np.asarray(a, dtype=np.float64) for a in (s_c, n_c, s_t, n_t))
-    var_c = adjusted_proportion_variance(s_c, n_c)
-    var_t = adjusted_proportion_variance(s_t, n_t)
-    pooled = adjusted_proportion_variance(s_c + s_t, n_c + n_t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.fmax(1.0, pooled * (1.0 / n_c + 1.0 / n_t) / (var_c / n_c + var_t / n_t))
-    return var_c * scale, var_t * scale
-
-
-def welch_df(var_c: np.ndarray, n_c: np.ndarray, var_t: np.ndarray, n_t: np.ndarray
-             ) -> np.ndarray:
-    """Welch-Satterthwaite degrees of freedom of ``var_c / n_c + var_t / n_t`` (NaN where an arm
-    has fewer than two observations)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a, b = var_c / n_c, var_t / n_t
-        return (a + b) ** 2 / (a * a / (n_c - 1.0) + b * b / (n_t - 1.0))
-
-
 def t_calibrated(d: np.ndarray, v: np.ndarray, tau2: np.ndarray, df: np.ndarray,
                  config: SequentialConfig, reason: np.ndarray) -> SequentialArrays:
     """The mixture of :func:`_mixture` with ``V`` inflated where ``df`` is finite, by the
@@ -202,9 +160,8 @@ def msprt_arrays(
 
     ``unit_variance_*`` are per-observation variances (``p(1-p)`` for a proportion, the sample
     variance for a mean), so ``V = var_c / n_c + var_t / n_t``. Where ``estimated`` (a mean's
-    sample variance, not a proportion's function of its rate) the boundary is that of a Student
-    t statistic (:func:`t_calibrated`); ``z_boundary`` is then the boundary on
-    ``|d| / sqrt(V)``.
+    sample variance, not a proportion's function of its rate) ``V`` is inflated as a Student t
+    needs (:func:`t_calibrated`); ``z_boundary`` is then the boundary on ``|d| / sqrt(V)``.
     """
     config = config if config is not None else SequentialConfig()
     d, var_c, n_c, var_t, n_t = np.broadcast_arrays(

@@ -9,8 +9,8 @@ Two things on top of the plain mSPRT of :mod:`~evaluation.stats.sequential`:
   p-values are adjusted to match, ``min(1, K p)``, so ``p <= alpha`` exactly when 0 is excluded.
   Without it an A/A test with 10 arms shipped or stopped some arm in 14 % of simulations.
 * **Proportions.** Their variances use Agresti-Caffo rates, never zero at 0 % or 100 %, and
-  never below the pooled one (:func:`~evaluation.stats.sequential.proportion_variances`); their
-  intervals are clipped to [-1, 1]. Means' boundaries are those of a Student t
+  never below the pooled one (:mod:`~evaluation.stats.proportion_variances`); their intervals
+  are clipped to [-1, 1]. Means' variances are inflated as a Student t's
   (:func:`~evaluation.stats.sequential.t_calibrated`).
 """
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluation.stats.proportion_variances import proportion_variances
 from evaluation.stats.sequential import (
     SequentialConfig,
     msprt_arrays,
     msprt_relative_arrays,
-    proportion_variances,
 )
 
 
