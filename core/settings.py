@@ -14,59 +14,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core.bus_url import EMBEDDED_BUS, BusURL
 from core.errors import ConfigError
 from core.folders import folder_setting
 from core.masking import Secret, mask_url
 from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
 
-EMBEDDED_BUS = "embedded://"
 SECRET_KEY_FILE = "secret_key"
 PRODUCTION = "production"
 DEVELOPMENT = "development"
 ENVIRONMENTS = (DEVELOPMENT, PRODUCTION)  # any other ABVOC_ENV (`prod`) is refused: a typo
 # must not turn the production safeguards off
-
-
-@dataclass(frozen=True)
-class BusURL:
-    """Where events travel: the embedded log in the SQL store, or a list of Kafka brokers."""
-
-    kind: str  # "embedded" or "kafka"
-    brokers: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, raw: str, variable: str = "ABVOC_BUS_URL") -> BusURL:
-        text = raw.strip()
-        if text in ("", "embedded", EMBEDDED_BUS):
-            return cls("embedded")
-        parts = urlsplit(text)
-        if parts.scheme != "kafka" or not parts.netloc:
-            raise ConfigError(
-                f"{variable}={mask_url(raw)!r} is malformed: use 'embedded://' or "
-                "'kafka://host:port[,host:port]'"
-            )
-        if "@" in parts.netloc:
-            raise ConfigError(f"{variable}={mask_url(raw)!r} carries credentials: abvoc "
-                              "connects to Kafka brokers without them; give only "
-                              "'kafka://host:port[,host:port]'")
-        brokers = []
-        for hostport in parts.netloc.split(","):
-            host, sep, port = hostport.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(
-                    f"{variable}={mask_url(raw)!r} is malformed: broker "
-                    f"{mask_url(hostport)!r} must be host:port"
-                )
-            brokers.append(f"{host}:{int(port)}")
-        return cls("kafka", tuple(brokers))
-
-    def __str__(self) -> str:
-        return EMBEDDED_BUS if self.kind == "embedded" else "kafka://" + ",".join(self.brokers)
 
 
 @dataclass(frozen=True)
@@ -169,6 +131,9 @@ def _validate_database_url(url: str) -> str:
         raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} names no SQLite file (an "
                           "in-memory store keeps nothing); give a path such as "
                           "'sqlite:///path/abvoc.db', or leave it unset for the data folder's")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"ABVOC_DATABASE_URL uses the driver {parsed.drivername!r}; abvoc "
+                          "ships psycopg 3: write 'postgresql://' or 'postgresql+psycopg://'")
     if backend == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
@@ -318,6 +283,9 @@ def load_settings(
     if key and environment == PRODUCTION:
         check_key_strength(key)
     metrics_token = _text(values, "metrics_token")
+    if metrics_token and metrics_token != metrics_token.strip():  # a secret file's newline
+        raise ConfigError(f"{_setting('metrics_token')} starts or ends with blanks or a line "
+                          "break, which no scraper sends: remove them")
     return Settings(
         data_dir=data_dir,
         database_url=_validate_database_url(database_url),

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
+from core.bus_url import BusURL
 from core.errors import ConfigError
-from core.settings import BusURL, Secret, ensure_secret_key, load_settings, mask_url
+from core.settings import Secret, ensure_secret_key, load_settings, mask_url
 
 
 def test_embedded_defaults(tmp_path) -> None:  # noqa: ANN001
@@ -55,6 +56,27 @@ def test_secrets_never_print() -> None:
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings(env=env)
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    # Another PostgreSQL driver passed, then every command ended in a 55-line traceback.
+    ({"ABVOC_DATABASE_URL": "postgresql+psycopg2://u@h/db"},
+     r"ABVOC_DATABASE_URL uses the driver 'postgresql\+psycopg2'; abvoc ships psycopg 3"),
+    ({"ABVOC_DATABASE_URL": "postgresql+asyncpg://u@h/db"}, r"driver 'postgresql\+asyncpg'"),
+    # A query (TLS settings, say) was dropped without a word, and abvoc spoke plaintext.
+    ({"ABVOC_BUS_URL": "kafka://h:9093?security.protocol=SSL"},
+     r"ABVOC_BUS_URL=.* has a path, query or fragment, which abvoc would not use"),
+    ({"ABVOC_BUS_URL": "kafka://h:9093/cluster"}, r"has a path, query or fragment"),
+    # A token from a secret file kept its newline: every scrape was a 401.
+    ({"ABVOC_METRICS_TOKEN": "s3cr3t-token\n"},
+     r"ABVOC_METRICS_TOKEN .* starts or ends with blanks or a line break"),
+])
+def test_settings_abvoc_would_misread_are_refused_saying_why(env: dict[str, str],
+                                                             said: str) -> None:
+    with pytest.raises(ConfigError, match=said) as info:
+        load_settings(env=env)
+    assert "s3cr3t" not in str(info.value)
+    assert load_settings(env={"ABVOC_BUS_URL": "kafka://h:9093/"}).bus.brokers == ("h:9093",)
 
 
 def test_config_file_is_overlaid_by_environment(tmp_path) -> None:  # noqa: ANN001
