@@ -48,9 +48,14 @@ def use_prometheus_dir(data_dir: Path) -> str:
     prometheus_client reads the variable once, when it is first imported, so this must run
     before anything in the process imports it (app.runner does, through the loops)."""
     folder = Path(data_dir) / "prometheus"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only or immutable data folder: one line, not a traceback
+        raise ConfigError(f"cannot prepare {folder} for the processes' metrics "
+                          f"({exc.strerror or type(exc).__name__}): make ABVOC_DATA_DIR a "
+                          "folder abvoc can write") from None
     os.environ[PROMETHEUS_DIR_VAR] = str(folder)
     return str(folder)
 

@@ -188,3 +188,16 @@ def test_what_a_killed_part_started_goes_with_it(tmp_path, monkeypatch) -> None:
         runner.join(timeout=30)
     time.sleep(0.3)
     assert not _alive(second_kid), "stopping the supervisor left a part's child running"
+
+
+def test_a_data_folder_the_metrics_cannot_use_is_one_line_naming_the_setting(
+        tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """In production an unwritable data folder ended `abvoc up` in a 36-line traceback."""
+    from core.errors import ConfigError
+
+    monkeypatch.delenv(supervisor.PROMETHEUS_DIR_VAR, raising=False)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"cannot prepare .*prometheus for the processes' "
+                                          r"metrics \(Not a directory\): make ABVOC_DATA_DIR"):
+        supervisor.use_prometheus_dir(tmp_path / "file")
+    assert supervisor.PROMETHEUS_DIR_VAR not in os.environ
