@@ -17,6 +17,8 @@ consumer lag, default 120 s) in the app config.
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +34,43 @@ log = logging.getLogger(__name__)
 # A monitor's probe answers within its own timeout (often 1-5 s) even while the broker is gone;
 # 5 s, the start-up check's wait, made /readyz itself time out then.
 PROBE_BUS_TIMEOUT_S = 1.5
+PROBE_STORE_TIMEOUT_S = 1.5
 bp = Blueprint("health", __name__)
+
+
+class _StoreProbe(threading.Thread):
+    def __init__(self, db: Any) -> None:
+        super().__init__(name="store-probe", daemon=True)
+        self.db, self.state, self.error = db, None, None
+
+    def run(self) -> None:
+        try:
+            self.db.check()
+            self.state = schema.status(self.db)
+        except (ConfigError, SQLAlchemyError) as exc:
+            self.error = exc
+
+
+_probes: dict[int, _StoreProbe] = {}
+_probes_lock = threading.Lock()
+
+
+def store_state(db: Any) -> str:
+    """The store's schema state (schema.CURRENT, AHEAD or BEHIND), or a ConfigError when it
+    does not answer within PROBE_STORE_TIMEOUT_S. A store that hangs (a network partition, a
+    stopped server) held /readyz for the whole outage and then said ready. The check runs on a
+    thread of its own; while one is still stuck no other starts, so probes pile up nothing."""
+    with _probes_lock:
+        probe = _probes.get(id(db))
+        if probe is None or probe.db is not db or not probe.is_alive():
+            probe = _probes[id(db)] = _StoreProbe(db)
+            probe.start()
+    probe.join(PROBE_STORE_TIMEOUT_S)
+    if probe.is_alive():
+        raise ConfigError(f"the store did not answer within {PROBE_STORE_TIMEOUT_S:g} s")
+    if probe.error is not None:
+        raise probe.error
+    return probe.state
 
 
 @bp.get("/healthz")
@@ -48,14 +86,15 @@ def readyz():  # noqa: ANN201
     checks: dict[str, str] = {}
     body_note = None
     try:
-        services.db.check()
-        state = schema.status(services.db)
+        state = store_state(services.db)
         checks["database"] = "ok" if state != schema.BEHIND else \
             "schema not migrated: run `abvoc db upgrade`"
         if state == schema.AHEAD:  # ready (migrations since 0005 only add); said, to upgrade
             body_note = schema.ahead_note(services.db)
     except ConfigError as exc:
         checks["database"] = unreachable(exc.message)
+    except SQLAlchemyError as exc:
+        checks["database"] = unreachable(type(exc).__name__)
     try:
         services.bus.check(PROBE_BUS_TIMEOUT_S)
         checks["bus"] = "ok"

@@ -39,7 +39,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.health import unreachable
+from app.api.health import store_state, unreachable
 from app.api.predict import FORCE_HEADER
 from app.api.v2_outputs import Asked, flag, outputs, wanted_outputs
 from app.api.v2_outputs import answer as v2_answer
@@ -110,9 +110,8 @@ def live():  # noqa: ANN201
 def ready():  # noqa: ANN201
     """Ready to take inference requests: the store that records them answers, migrated."""
     try:
-        db = current_app.extensions["abvoc"].db
-        db.check()
-        if schema.status(db) == schema.BEHIND:  # ahead: a newer node migrated it; serving
+        # Ahead: a newer node migrated it; serving.
+        if store_state(current_app.extensions["abvoc"].db) == schema.BEHIND:
             raise NotReady("the database schema is not migrated; run `abvoc db upgrade`")
     except (ConfigError, SQLAlchemyError) as exc:
         raise NotReady(f"the store is {unreachable(str(getattr(exc, 'message', exc)))}") \

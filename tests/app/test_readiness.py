@@ -353,3 +353,36 @@ def test_a_heartbeat_row_that_does_not_parse_is_reported_not_a_server_error(
     assert status == 503
     assert checks["components"].startswith("unreadable: a heartbeat row does not parse"), checks
     assert checks["database"] == "ok"
+
+
+def test_a_store_that_hangs_is_not_ready_within_the_probe_s_time(ready_app: Flask,
+                                                                  monkeypatch) -> None:  # noqa: ANN001
+    """A PostgreSQL that stopped answering (a partition, a stopped server) held /readyz and
+    /v2/health/ready for the whole outage, then both said ready."""
+    import threading
+    import time
+
+    from app.api import health as health_api
+
+    db = ready_app.extensions["abvoc"].db
+    released, calls = threading.Event(), []
+    real_check = db.check
+
+    def hangs() -> None:
+        calls.append(1)
+        released.wait(30)
+        real_check()
+
+    monkeypatch.setattr(db, "check", hangs)
+    client = ready_app.test_client()
+    for _ in range(2):
+        started = time.monotonic()
+        status, checks = ready(client)
+        assert status == 503 and checks["database"].startswith("unreachable")
+        assert time.monotonic() - started < health_api.PROBE_STORE_TIMEOUT_S + 1.0
+    v2 = client.get("/v2/health/ready")
+    assert v2.status_code == 503 and "unreachable" in v2.get_json()["error"]
+    assert len(calls) == 1  # one stuck check at a time: probes pile nothing up
+    released.set()
+    time.sleep(0.2)
+    assert ready(client)[0] == 200 and client.get("/v2/health/ready").status_code == 200
