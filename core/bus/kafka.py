@@ -129,7 +129,9 @@ class KafkaBus(Bus):
     def ensure_topics(self, topics: Iterable[str]) -> None:
         admin = self._admin()
         existing = self._topics(admin, 10)
-        new = [NewTopic(t, num_partitions=self.partitions, replication_factor=1)
+        # -1: the cluster's default.replication.factor. A fixed 1 left every record on one
+        # broker whatever the cluster keeps: that broker down, its partitions took nothing.
+        new = [NewTopic(t, num_partitions=self.partitions, replication_factor=-1)
                for t in topics if t not in existing]
         if not new:
             return

@@ -21,7 +21,8 @@ KAFKA_HOME = Path(
 class KafkaBroker:
     """Start, kill and restart a real broker; the data folder and ports survive restarts."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, settings: dict[str, str] | None = None
+                 ) -> None:
         lib = KAFKA_HOME / "lib"
         if not any(lib.glob("kafka_2.13-*.jar")):
             raise RuntimeError(
@@ -34,7 +35,7 @@ class KafkaBroker:
         self.proc: subprocess.Popen | None = None
         self.config = self.workdir / "server.properties"
         self.log_file = self.workdir / "broker.log"
-        self._write_config()
+        self._write_config(settings or {})
         self._format()
 
     @property
@@ -45,7 +46,7 @@ class KafkaBroker:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
-    def _write_config(self) -> None:
+    def _write_config(self, overrides: dict[str, str]) -> None:
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -67,6 +68,7 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
+            **overrides,
         }
         self.config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
 
