@@ -282,7 +282,9 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
     _logging(ctx)
     if train:
         ensure_candidates(ctx)
-    settings = _ready_settings(ctx)
+    # As `serve`: the API starts while the broker is down (the relay and the worker wait for it,
+    # restarted with backoff), so a restart during a broker outage is no API outage.
+    settings = _ready_settings(ctx, bus_required=False)
     run_up(settings, host, port, workers=workers or default_workers(), threads=threads,
            config_file=ctx.config_file, prune_every_s=prune_every_s,
            report_every_s=report_every_s)

@@ -43,14 +43,16 @@ def _until(check: object, log: Path, seconds: float, what: str) -> None:
         time.sleep(0.3)
 
 
-def _serve(tmp_path: Path, *args: str, **env_extra: str) -> tuple[subprocess.Popen, int, Path]:
-    """`abvoc serve ARGS` on a free port in its own process: (the process, its port, its log)."""
+def _serve(tmp_path: Path, *args: str, command: str = "serve",
+           **env_extra: str) -> tuple[subprocess.Popen, int, Path]:
+    """`abvoc serve ARGS` (or `command`) on a free port in its own process: (the process, its
+    port, its log)."""
     port, log = free_port(), tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ABVOC_", "PROMETHEUS_"))}
     env.update(ABVOC_DATA_DIR=str(tmp_path / "data"), ABVOC_LOG_LEVEL="INFO",
                PYTHONPATH=str(REPO), **env_extra)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "app", command, "--port", str(port),
                                  "--threads", "2", *args], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=tmp_path)
     return proc, port, log
@@ -93,6 +95,23 @@ def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path) -> Non
         assert "is unreachable" in log.read_text() and "serving anyway" in log.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_starts_while_the_bus_is_down_and_its_parts_wait_for_it(tmp_path: Path) -> None:
+    """`abvoc up` refused to start without the broker while `serve` served: restarting it in
+    a broker outage (a deploy, a reboot) took the API down with the broker."""
+    proc, port, log = _serve(tmp_path, "--no-train", "--workers", "1", command="up",
+                             ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
+    try:
+        _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
+        status, body, _ = exchange(port, READY)
+        assert status == 503 and body["checks"]["bus"].startswith("unreachable"), body
+        assert "serving anyway" in log.read_text() and proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
