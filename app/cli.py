@@ -240,4 +240,7 @@ def _argument_name(args: list[str], i: int) -> str:
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
     """abvoc: online A/B evaluation and voice-of-customer feedback for ML model candidates."""
+    from app.orphans import watch_supervisor
+
+    watch_supervisor()
     ctx.obj = Context(config_file)

@@ -19,9 +19,6 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
-import signal
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +27,7 @@ from granian.constants import HTTPModes, Interfaces
 from granian.log import LogLevels
 
 from app import close_app
+from app.orphans import stop_when_orphaned
 from app.supervisor import forget_process_metrics
 from core.settings import Settings
 from core.supervision import freeze_startup_heap
@@ -51,7 +49,7 @@ def serve_wsgi(factory: Callable[[Settings], Any], settings: Settings, host: str
     server_pid = os.getpid()  # the workers are forked from this process
 
     def load_app() -> Any:
-        _stop_when_orphaned(server_pid)  # first: the server may die while the app loads
+        stop_when_orphaned(server_pid, GRACEFUL_S)  # first: the server may die while the app loads
         app = factory(settings)
         multiprocessing.util.Finalize(app, _worker_exit, args=(app,), exitpriority=10)
         freeze_startup_heap()  # the app and its models are loaded: see its docstring
@@ -71,23 +69,6 @@ def serve_wsgi(factory: Callable[[Settings], Any], settings: Settings, host: str
         workers_kill_timeout=GRACEFUL_S,
     )
     server.serve(target_loader=load_app, wrap_loader=False)
-
-
-def _stop_when_orphaned(server_pid: int, every_s: float = 1.0) -> None:
-    """Stop this worker (gracefully, as the server would) once its server process is gone: a
-    server killed with SIGKILL left its workers serving as orphans on the port, and every new
-    `abvoc serve` failed with "Address already in use"."""
-    def watch() -> None:
-        while os.getppid() == server_pid:
-            time.sleep(every_s)
-        log.warning("server process %d is gone; worker %d stops", server_pid, os.getpid())
-        # Again until it takes: one that came while the app loaded met no stop handler yet.
-        for _ in range(GRACEFUL_S // 2):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(2)
-        os._exit(1)  # still here after a graceful stop's time: nobody else will end it
-
-    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def _worker_exit(app: Any) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.orphans import SUPERVISOR_PID_VAR
 from core.errors import ConfigError
 
 log = logging.getLogger("abvoc.supervisor")
@@ -201,6 +202,7 @@ def child_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
     """The environment children get: this one, plus what `up` set up for them."""
     env = dict(base)
     env.update(extra)
+    env[SUPERVISOR_PID_VAR] = str(os.getpid())  # each child stops once this process is gone
     env.setdefault("PYTHONUNBUFFERED", "1")
     return {k: v for k, v in env.items() if v is not None}
 

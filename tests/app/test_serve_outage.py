@@ -117,6 +117,27 @@ def test_up_starts_while_the_bus_is_down_and_its_parts_wait_for_it(tmp_path: Pat
             proc.kill()
 
 
+def test_up_s_parts_stop_when_up_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of `abvoc up` left its API, relay and worker running with nothing to restart
+    them, /readyz still ready, and the next `abvoc up` failed on the port."""
+    proc, port, log = _serve(tmp_path, "--no-train", "--workers", "1", command="up")
+    family: list[int] = []
+    try:
+        _until(lambda: exchange(port, READY)[0] == 200, log, 180, "never ready")
+        children = _workers(proc.pid)
+        family = children + [g for c in children for g in _workers(c)]
+        assert len(children) == 3, children  # the API's server, the relay, the worker
+        proc.kill()
+        proc.wait(timeout=30)
+        _until(lambda: not any(_running(p) for p in family), log, 60,
+               "up's parts outlived it")
+        assert exchange(port, HEALTH)[0] == 0  # the port is free for the next `abvoc up`
+    finally:
+        proc.kill()
+        for p in filter(_running, family):
+            os.kill(p, signal.SIGKILL)
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
     try:
@@ -141,7 +162,7 @@ def test_workers_stop_when_their_server_process_is_killed(tmp_path: Path) -> Non
         _until(lambda: not any(_running(w) for w in workers), log, 30,
                "the workers outlived their server")
         assert exchange(port, HEALTH)[0] == 0  # nobody answers on the port any more
-        assert "is gone; worker" in log.read_text()
+        assert "is gone; process" in log.read_text()
     finally:
         proc.kill()
         for w in filter(_running, workers):
