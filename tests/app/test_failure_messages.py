@@ -17,7 +17,7 @@ from serving.remote import RemoteClient
 from tests.support.bundles import EXAMPLE
 from tests.support.keys import bearer
 from tests.support.stub_server import StubServer, reply
-from tests.support.v2 import flowers, infer_body, remote_bundle, upload
+from tests.support.v2 import flowers, infer_body, post_bundle, remote_bundle, upload
 
 INTERNALS = "INTERNAL db password=hunter2 at /srv/internal/config.yaml"
 
@@ -112,20 +112,33 @@ def test_a_failed_prediction_s_receipt_lets_its_truth_be_given(
 
 def test_stages_that_do_not_chain_are_the_candidates_failure(v2app: Flask,
                                                               tmp_path: Path) -> None:
-    """A second ONNX stage needs `features`, which the first does not give: every request was
-    a 400 telling the caller to fix an input that matched the manifest."""
+    """A second ONNX stage needs `features`, which the stage before it does not give: every
+    request was a 400 telling the caller to fix an input that matched the manifest. Where both
+    stages name their tensors, registration refuses it; behind a Python stage (whose outputs
+    are known only when it runs) it is the candidate's failure, a 500."""
     folder = tmp_path / "iris-twice"
     shutil.copytree(EXAMPLE, folder)
     manifest = folder / "candidate.toml"
-    manifest.write_text(manifest.read_text().replace('name = "iris-onnx"', 'name = "iris-twice"')
-                        .replace('[[stages]]\nname = "to_label"', '[[stages]]\nname = "again"\n'
-                                 'kind = "onnx"\npath = "model.onnx"\n\n[[stages]]\n'
-                                 'name = "to_label"'))
+    again = ('[[stages]]\nname = "again"\nkind = "onnx"\npath = "model.onnx"\n\n'
+             '[[stages]]\nname = "to_label"')
+    text = manifest.read_text().replace('name = "iris-onnx"', 'name = "iris-twice"')
+    manifest.write_text(text.replace('[[stages]]\nname = "to_label"', again))
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
+    refused = post_bundle(client, admin, folder)
+    assert refused.status_code == 400, refused.get_json()
+    assert "stages[1] 'again' takes ['features'], which stage 'classifier' before it does not " \
+        "give" in refused.get_json()["error"]
+    with open(folder / "post.py", "a") as post:
+        post.write("\n\ndef keep(tensors):\n    return {'probabilities': "
+                   "tensors['probabilities']}\n")
+    manifest.write_text(text.replace('[[stages]]\nname = "to_label"',
+                                     '[[stages]]\nname = "keep"\nkind = "python"\n'
+                                     'callable = "post:keep"\n\n' + again))
     upload(client, admin, folder)
     told = client.post("/v2/models/iris-twice/infer", headers=admin,
                        json=infer_body(flowers(1)[0][None], "unit-1"))
     assert told.status_code == 500, told.get_json()
     assert "failed to answer" in told.get_json()["error"]
     assert "stages before it did not give" in told.get_json()["error"]
+

@@ -41,15 +41,20 @@ def upload(client: FlaskClient, admin: dict, folder: Path, *,
            check_remote: bool = True) -> dict[str, Any]:
     """Register a bundle folder through POST /v1/candidates, as a team would (`check_remote`
     off: a [remote] one without asking its server, as for a server meant to fail)."""
+    query = "" if check_remote else "?check_remote=false"
+    response = post_bundle(client, admin, folder, query)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def post_bundle(client: FlaskClient, admin: dict, folder: Path, query: str = "") -> Any:
+    """POST /v1/candidates with the folder as a .tar.gz upload; the response, as it is."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname=folder.name)
-    query = "" if check_remote else "?check_remote=false"
-    response = client.post(f"/v1/candidates{query}", headers=admin,
-                           content_type="multipart/form-data",
-                           data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    return client.post(f"/v1/candidates{query}", headers=admin,
+                       content_type="multipart/form-data",
+                       data={"bundle": (io.BytesIO(buffer.getvalue()), "bundle.tar.gz")})
 
 
 def remote_bundle(root: Path, name: str, url: str, *, timeout_ms: int = 5000,
