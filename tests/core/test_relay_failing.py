@@ -149,18 +149,10 @@ def test_after_a_failure_the_relay_ensures_its_topics_and_names_them(db: Databas
     relay.close()
 
 
-class _NoAutoCreateBroker(KafkaBroker):
-    """A broker that creates no topic on a producer's request, as many production ones."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        self.config.write_text(self.config.read_text().replace(
-            "auto.create.topics.enable=true", "auto.create.topics.enable=false"))
-
-
 @pytest.fixture(scope="module")
 def strict_kafka() -> Iterator[KafkaBroker]:
-    broker = _NoAutoCreateBroker().start()
+    """A broker that creates no topic on a producer's request, as many production ones."""
+    broker = KafkaBroker(settings={"auto.create.topics.enable": "false"}).start()
     yield broker
     broker.kill()
 
