@@ -75,24 +75,23 @@ _U, _W = (_NODES + 1.0) / 2.0, _WEIGHTS / 2.0  # on (0, 1)
 
 def _partial(mu: np.ndarray, s: np.ndarray, df: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``P(D > 0)``, ``E[max(-D, 0)]`` and ``E[max(D, 0)]`` for ``D = mu + s T``, ``T``
-    Student's t on ``df`` degrees of freedom (the normal where ``df`` is infinite)."""
+    """``P(D > 0)``, ``E[max(-D, 0)]`` and ``E[max(D, 0)]`` for ``D = mu + s T``: ``T`` normal,
+    or Student's t on ``df`` degrees of freedom where ``df`` is finite (losses NaN where
+    ``df <= 1``: unbounded)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = mu / s
-        normal = ~np.isfinite(df)
-        safe = np.where(normal | ~(df > 0), 1.0, df)
-        density = np.where(normal, _INV_SQRT_2PI * np.exp(-0.5 * z * z), stats.t.pdf(z, safe))
-        chance = np.where(normal, special.ndtr(z), stats.t.cdf(z, safe))
-        below = np.where(normal, special.ndtr(-z), stats.t.cdf(-z, safe))
-        # E[max(-T - z, 0)] = (df + z^2) / (df - 1) f(z) - z F(-z) for the t; s f(z) - ... for
-        # the normal (df -> inf).
-        spread = np.where(normal, 1.0, (safe + z * z) / (safe - 1.0))
+        density = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+        chance, below = special.ndtr(z), special.ndtr(-z)
+        spread = np.ones_like(z)  # E[max(-T - z, 0)] = spread * f(z) - z F(-z)
+        t = np.isfinite(df)
+        if t.any():
+            nu = df[t]
+            density[t], chance[t], below[t] = (stats.t.pdf(z[t], nu), stats.t.cdf(z[t], nu),
+                                              stats.t.cdf(-z[t], nu))
+            spread[t] = np.where(nu > 1, (nu + z[t] * z[t]) / (nu - 1.0), np.nan)
         loss_ship = s * spread * density - mu * below
         loss_keep = s * spread * density + mu * chance
-        unbounded = ~normal & ~(df > 1)
-    loss_ship, loss_keep = (np.where(unbounded, np.nan, np.maximum(x, 0.0))
-                            for x in (loss_ship, loss_keep))
-    return chance, loss_ship, loss_keep
+    return chance, np.maximum(loss_ship, 0.0), np.maximum(loss_keep, 0.0)
 
 
 def exact_chance(m_c: np.ndarray, sd_c: np.ndarray, n_c: np.ndarray, m_t: np.ndarray,

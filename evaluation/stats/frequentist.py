@@ -299,7 +299,7 @@ def welch_arrays(
         se = np.sqrt(se2)
         diff = (k_t - k_c) + (d_t - d_c)
         stat = diff / se
-        df = se2**2 / (vm_c**2 / (n_c - 1.0) + vm_t**2 / (n_t - 1.0))
+        df = welch_df(var_c, n_c, var_t, n_t)
     reason = first_reason(
         [
             (n_c == 0, Reason.CONTROL_EMPTY),
