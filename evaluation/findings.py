@@ -40,6 +40,10 @@ from evaluation.candidate_facts import Ref, shown_names
 
 SEVERITY_DIGITS = 4
 EXPLAINS = 0.5  # a cause explains a gap when it accounts for at least this share of it
+FINDING_FIELDS = ("kind", "candidate", "version", "slice", "label", "severity", "p_value",
+                  "p_value_unadjusted", "classes_tested", "explained_by", "explains_gap",
+                  "explanation")
+"""Every field a finding may carry (each kind sets some), in the order a table shows them."""
 _KIND_ORDER = {"prediction_shift": 0, "traffic_mix": 1, "accuracy_gap": 2, "error_gap": 3}
 
 

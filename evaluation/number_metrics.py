@@ -65,6 +65,13 @@ def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
             "rmse_interval": [math.sqrt(mse_low), finite(math.sqrt(mse_high))]}
 
 
+MAE_GAP_FIELDS = ("online_mae", "offline_mae", "online_n", "offline_n", "difference", "relative",
+                  "analysis_unit", "online_units", "tolerance", "t", "df", "p_value",
+                  "flagged", "error")
+"""The fields of a slice's MAE comparison, in order: a table of slices has these columns
+whether or not a row has the comparison."""
+
+
 def mae_against_offline(cell: Cell, offline: Mapping[str, Any], alpha: float,
                         tolerance: float, units: Moments | None = None) -> dict[str, Any] | None:
     """Online against offline MAE of one slice (see the module docstring); None when either

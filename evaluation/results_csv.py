@@ -15,12 +15,14 @@ import csv
 import io
 import json
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from core.errors import AbvocError
+from evaluation.findings import FINDING_FIELDS
+from evaluation.number_metrics import MAE_GAP_FIELDS
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _INTERVALS = ("_ci", "_interval")
@@ -43,12 +45,14 @@ def cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def table(rows: Iterable[Mapping[str, Any]], leading: Mapping[str, Any] | None = None) -> str:
-    """The rows as CSV (RFC 4180 line ends), columns in the order they first appear, each row
-    led by the `leading` columns (the same for all)."""
+def table(rows: Iterable[Mapping[str, Any]], leading: Mapping[str, Any] | None = None,
+          fixed: Sequence[str] = ()) -> str:
+    """The rows as CSV (RFC 4180 line ends), each row led by the `leading` columns (the same
+    for all): the `fixed` columns whatever the rows hold, then any other in the order it first
+    appears."""
     rows = list(rows)
     lead = dict(leading or {})
-    columns = list(lead)
+    columns = list(lead) + [c for c in fixed if c not in lead]
     for row in rows:
         columns += [k for k in row if k not in columns]
     out = io.StringIO()
@@ -67,16 +71,22 @@ def comparisons_csv(report: Mapping[str, Any]) -> str:
                                          "experiment": experiment["name"]})
 
 
-def flat(row: Mapping[str, Any], objects: frozenset[str] = frozenset(),
+_SLICE_OBJECTS = {"mae_gap": MAE_GAP_FIELDS}
+"""The slice rows' objects that may be null, with their fields: a null one is as many empty
+columns, so the table's columns do not depend on which rows hold one."""
+
+
+def flat(row: Mapping[str, Any], objects: Mapping[str, Sequence[str]] | None = None,
          prefix: str = "") -> dict[str, Any]:
     """A report row as one level of columns: a nested object's keys joined to its name with
     ``_`` (``online_n``); an interval ``[low, high]`` (a key ending in ``_ci`` or ``_interval``)
     as ``_low`` and ``_high``, both empty where it is null; any other list as JSON text. A key
-    named in `objects` (an object in other rows) that is null here leaves no column: its
-    columns come from the rows that have it."""
+    of `objects` that is null here is its fields, each empty."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         name = prefix + key
+        if value is None and key in (objects or {}):
+            value = dict.fromkeys((objects or {})[key])
         if key.endswith(_INTERVALS) and (value is None or isinstance(value, list | tuple)):
             low, high = value if value is not None and len(value) == 2 else (None, None)
             out[f"{name}_low"], out[f"{name}_high"] = low, high
@@ -84,7 +94,7 @@ def flat(row: Mapping[str, Any], objects: frozenset[str] = frozenset(),
             out.update(flat(value, prefix=f"{name}_"))
         elif isinstance(value, list | tuple):
             out[name] = json.dumps(value, default=str)
-        elif value is not None or name not in objects:
+        else:
             out[name] = value
     return out
 
@@ -100,12 +110,12 @@ def asked_table(asked: str | None) -> str:
 
 def divergence_csv(report: Mapping[str, Any], which: str = "slices") -> str:
     """The divergence report's slice rows or findings (`which`, of DIVERGENCE_TABLES), each
-    row led by the experiment's id; findings by rank."""
-    rows = report[asked_table(which)]
-    if which == "findings":
-        rows = [{"rank": f["rank"], **f} for f in rows]
-    objects = frozenset(k for r in rows for k, v in r.items() if isinstance(v, Mapping))
-    return table((flat(r, objects) for r in rows), {"experiment_id": report["experiment_id"]})
+    row led by the experiment's id; findings by rank. The columns are the same whatever the
+    report holds: every field a finding may carry, every field of a slice row's objects."""
+    lead = {"experiment_id": report["experiment_id"]}
+    if asked_table(which) == "findings":
+        return table(report["findings"], lead, ("rank", *FINDING_FIELDS))
+    return table((flat(r, _SLICE_OBJECTS) for r in report["slices"]), lead)
 
 
 def attachment(experiment_id: int, table_name: str = "results") -> dict[str, str]:

@@ -141,8 +141,10 @@ FINDING = _object({
     "kind": {"enum": ["prediction_shift", "traffic_mix", "accuracy_gap", "error_gap"]},
     "candidate": STR, "version": VERSION, "slice": STR, "severity": NUM,
     "p_value": NUM_OR_NULL, "explanation": STR, "rank": INT,
-}, {"label": STR}, description="its explanation names the candidate as 'name vVERSION' where "
-                               "the report holds two versions of the name")
+}, {"label": STR, "p_value_unadjusted": NUM_OR_NULL, "classes_tested": INT,
+    "explained_by": {"enum": ["traffic_mix", None]}, "explains_gap": {"type": "boolean"}},
+    description="its explanation names the candidate as 'name vVERSION' where the report "
+                "holds two versions of the name")
 
 DIVERGENCE = _object({
     "experiment_id": INT, "alpha": NUM, "tolerance": NUM, "slice_choice": SLICE_CHOICE,

@@ -14,6 +14,8 @@ from flask import Flask
 
 from app.cli import main
 from core.settings import Settings
+from evaluation.findings import FINDING_FIELDS
+from evaluation.number_metrics import MAE_GAP_FIELDS
 from evaluation.results_csv import divergence_csv
 from tests.app.test_results_csv import _key, _read, _rows, refused, report_and_table
 from tests.evaluation.test_label_metrics import load_label_experiment
@@ -25,18 +27,20 @@ def app(v2app: Flask) -> Flask:
     return v2app
 
 
-def _columns(record: dict[str, Any], objects: set[str]) -> dict[str, Any]:
-    """The columns a slice row is written as, by the rule the API documents (a null where
-    other rows have an object, in `objects`, leaves no column)."""
+def _columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns a slice row is written as, by the rule the API documents (a null MAE
+    comparison is its fields, each empty)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
+        if key == "mae_gap" and value is None:
+            value = dict.fromkeys(MAE_GAP_FIELDS)
         if isinstance(value, dict):
             out.update({f"{key}_{k}": v for k, v in value.items()
                         if not k.endswith(("_ci", "_interval"))})
             for k, v in value.items():
                 if k.endswith(("_ci", "_interval")):
                     out[f"{key}_{k}_low"], out[f"{key}_{k}_high"] = v or (None, None)
-        elif value is not None or key not in objects:
+        else:
             out[key] = value
     return out
 
@@ -48,10 +52,13 @@ def test_each_slice_row_has_the_json_figures(app: Flask) -> None:
     assert list(rows[0])[:4] == ["experiment_id", "candidate", "version", "slice"]
     assert {"offline_exact_match", "online_n", "online_accuracy_ci_low",
             "online_accuracy_ci_high", "gap", "p_value", "flagged"} <= set(rows[0])
-    objects = {k for r in report["slices"] for k, v in r.items() if isinstance(v, dict)}
+    # Label candidates: no MAE comparison in any row, yet its columns are there (empty), as in
+    # a number candidate's table.
+    assert all(r["mae_gap"] is None for r in report["slices"])
+    assert {f"mae_gap_{k}" for k in MAE_GAP_FIELDS} <= set(rows[0])
     for row, record in zip(rows, report["slices"], strict=True):
         assert row["experiment_id"] == str(exp)
-        expected = _columns(record, objects)
+        expected = _columns(record)
         assert set(row) - {"experiment_id"} == set(expected)
         assert {k: _read(row[k], v) for k, v in expected.items()} == expected
     # Online accuracy bounds 0.7 and 0.9 against the offline 0.9 of both.
@@ -67,7 +74,8 @@ def test_the_findings_table_is_ranked(app: Flask) -> None:
     client, admin = app.test_client(), _key(app, "admin")
     findings = report["findings"]
     assert findings and len(rows) == len(findings)
-    assert list(rows[0])[:3] == ["experiment_id", "rank", "kind"]
+    # Every field any kind of finding carries has a column, whichever kinds this report holds.
+    assert list(rows[0]) == ["experiment_id", "rank", *FINDING_FIELDS]
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
     for row, finding in zip(rows, findings, strict=True):
         assert {k: _read(row[k], v) for k, v in finding.items()} == finding
@@ -121,10 +129,15 @@ def test_nested_figures_and_customer_text_as_cells() -> None:
          "online": {"n": 2, "accuracy_ci": [0.25, 0.5]},
          "mae_gap": {"difference": 0.1}, "flagged": True}], "findings": []}
     rows = list(csv.reader(io.StringIO(divergence_csv(report, "slices"))))
+    gap_columns = [f"mae_gap_{k}" for k in MAE_GAP_FIELDS]
+    at = MAE_GAP_FIELDS.index("difference")
     assert rows == [
         ["experiment_id", "candidate", "version", "slice", "online_n", "online_accuracy_ci_low",
-         "online_accuracy_ci_high", "flagged", "mae_gap_difference"],
-        ["3", "'=HYPERLINK(\"http://x\")", "1", "all", "4", "", "", "false", ""],
-        ["3", "b", "", "'@night", "2", "0.25", "0.5", "true", "0.1"]]
-    # No finding: the header alone.
-    assert divergence_csv(report, "findings") == "experiment_id\r\n"
+         "online_accuracy_ci_high", *gap_columns, "flagged"],
+        ["3", "'=HYPERLINK(\"http://x\")", "1", "all", "4", "", "", *[""] * len(gap_columns),
+         "false"],
+        ["3", "b", "", "'@night", "2", "0.25", "0.5", *[""] * at, "0.1",
+         *[""] * (len(gap_columns) - at - 1), "true"]]
+    # No finding: the header alone, the same columns as a table with findings.
+    assert divergence_csv(report, "findings") == \
+        ",".join(["experiment_id", "rank", *FINDING_FIELDS]) + "\r\n"

@@ -10,7 +10,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from evaluation import aggregation as agg
 from evaluation.divergence import candidate_divergence
-from evaluation.findings import rank_findings
+from evaluation.findings import FINDING_FIELDS, rank_findings
 from evaluation.online import ALL, Cell
 
 OFFLINE = {
@@ -37,7 +37,10 @@ def _cells(counts: dict[str, tuple[int, int]]) -> dict[str, Cell]:
 
 def _report(offline: dict, counts: dict[str, tuple[int, int]]) -> list[dict]:
     rows, mix, shift = candidate_divergence("ocr", offline, _cells(counts), 0.05, 0.02)
-    return rank_findings(rows, [mix] if mix else [], [shift] if shift else [], 0.05)
+    findings = rank_findings(rows, [mix] if mix else [], [shift] if shift else [], 0.05)
+    # Each field is one a table of findings has a column for.
+    assert all(set(f) <= {"rank", *FINDING_FIELDS} for f in findings), findings
+    return findings
 
 
 def test_a_pure_mix_shift_always_ranks_the_mix_first() -> None:

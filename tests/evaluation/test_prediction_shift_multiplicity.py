@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 
 from evaluation import aggregation as agg
 from evaluation.divergence import candidate_divergence
-from evaluation.findings import rank_findings
+from evaluation.findings import FINDING_FIELDS, rank_findings
 from evaluation.online import ALL, Cell
 
 ALPHA = 0.05
@@ -48,6 +48,8 @@ def _shift_and_findings(cell: Cell) -> tuple[dict, list[dict]]:
 
 
 def _online_shift(findings: list[dict]) -> list[dict]:
+    # Each field is one a table of findings has a column for.
+    assert all(set(f) <= {"rank", *FINDING_FIELDS} for f in findings), findings
     return [f for f in findings if f["kind"] == "prediction_shift"]
 
 

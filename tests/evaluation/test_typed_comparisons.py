@@ -16,6 +16,8 @@ from core.same_answer import same_output
 from core.store.db import Database
 from core.store.models import Candidate, Experiment
 from evaluation.divergence import divergence_report
+from evaluation.findings import FINDING_FIELDS
+from evaluation.number_metrics import MAE_GAP_FIELDS
 from evaluation.results import experiment_results
 from evaluation.token_metrics import edit_distance
 from tests.evaluation.helpers import SECRET, T0, add_experiment, aggregate_totals, apply, prediction
@@ -143,6 +145,7 @@ def test_online_mae_against_offline_mae(db: Database) -> None:
     overall = next(r for r in report["slices"] if r["candidate"] == "cand-a"
                    and r["slice"] == "all")
     gap = overall["mae_gap"]
+    assert tuple(gap) == MAE_GAP_FIELDS  # a table of slices has a column for each
     want = stats.ttest_ind(control, offline_errors, equal_var=False, alternative="greater")
     assert gap["online_mae"] == pytest.approx(control.mean(), rel=1e-9)
     assert gap["t"] == pytest.approx(want.statistic, rel=1e-9)
@@ -152,6 +155,7 @@ def test_online_mae_against_offline_mae(db: Database) -> None:
     assert overall["online"]["mae"] == pytest.approx(control.mean(), rel=1e-9)
     found = [f for f in report["findings"] if f["kind"] == "error_gap"]
     assert [(f["candidate"], f["slice"]) for f in found] == [("cand-a", "all")]
+    assert set(found[0]) <= {"rank", *FINDING_FIELDS}
     assert found[0]["severity"] == pytest.approx((control.mean() - mae) / control.mean())
     # Within a 200% tolerance the online MAE is no longer significantly worse.
     with db.session() as s:
