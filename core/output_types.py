@@ -25,6 +25,9 @@ from core.text import shown
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
 MAX_OUTPUT_CHARS = 10_000
+MAX_CLASS_CHARS = 100
+"""The longest name a label output's class may have: the evaluation keeps counts per class and
+per (answer, truth) pair of classes in columns of bounded width."""
 MAX_NUMBER = 2**53
 """The largest magnitude of a number answer or label, as of any number the API reads: the
 evaluation squares errors and sums their squares, and an answer of 1e78 overflowed them."""

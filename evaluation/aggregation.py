@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 
 from core.output_types import MAX_NUMBER
 from core.same_answer import same_output
+from core.store.models import AGGREGATE_LABEL_CHARS
 from core.times import as_utc
 from evaluation.token_metrics import edit_distance
 
@@ -170,12 +171,16 @@ class PredictionFacts(NamedTuple):
 
 
 def confusion_label(output: str, truth: str) -> str | None:
-    """The ``confusion`` row's label of an (answer, truth) pair; None when there was no answer
-    (a failed prediction) or the pair does not fit the column."""
+    """The ``confusion`` row's label of an (answer, truth) pair; where the pair does not fit
+    the column, ``[answer, null]`` (the answer has a truth the table cannot place: it is not
+    counted as uncorrected); None when there was no answer (a failed prediction)."""
     if not output:
         return None
-    label = json.dumps([output, truth], ensure_ascii=False, separators=(",", ":"))
-    return label if len(label) <= MAX_LABEL else None
+    for pair in ([output, truth], [output, None]):
+        label = json.dumps(pair, ensure_ascii=False, separators=(",", ":"))
+        if len(label) <= AGGREGATE_LABEL_CHARS:
+            return label
+    return None
 
 
 def calibration_bin(confidence: float) -> str:
@@ -225,7 +230,7 @@ class Accumulator:
             self.latencies.setdefault(g, []).append(float(p.latency_ms))
             unit[_LATENCY_N] += 1
             unit[_LATENCY] += float(p.latency_ms)
-        if p.classification and not p.error:
+        if p.classification and not p.error and len(p.output) <= AGGREGATE_LABEL_CHARS:
             self.add(g, OUTPUT, label=p.output)
 
     def add_unit(self, group: Group) -> None:
@@ -256,7 +261,8 @@ class Accumulator:
         pair = confusion_label(p.output, truth) if p.classification and not p.error else None
         if pair is not None:
             self.add(g, CONFUSION, label=pair)
-        if p.classification and not exact and len(truth) <= MAX_LABEL:
+        if p.classification and not exact \
+                and max(len(truth), len(p.output)) <= AGGREGATE_LABEL_CHARS:
             # Changed classes only: per class, corrected_output and truth are then McNemar's
             # discordant counts (answered L but truth is another / truth L but answered another).
             self.add(g, TRUTH, label=truth)

@@ -43,13 +43,18 @@ ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), 
 SHADOW_ASSUMPTION = "a shadow's answers reach nobody: only predictions with a truth are counted"
 
 
-def pairs(cell: Cell) -> dict[tuple[str, str], float]:
-    """(answer, truth) -> predictions, from the cell's ``confusion`` rows."""
+def pairs(cell: Cell) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """(answer, truth) -> predictions, from the cell's ``confusion`` rows; and answer ->
+    predictions whose truth the rows could not hold (a pair too long for the column)."""
     out: dict[tuple[str, str], float] = {}
+    unplaced: dict[str, float] = {}
     for label, v in cell.labels(agg.CONFUSION).items():
         answer, truth = json.loads(label)
-        out[(answer, truth)] = out.get((answer, truth), 0.0) + float(v[0])
-    return out
+        if truth is None:
+            unplaced[answer] = unplaced.get(answer, 0.0) + float(v[0])
+        else:
+            out[(answer, truth)] = out.get((answer, truth), 0.0) + float(v[0])
+    return out, unplaced
 
 
 def class_order(declared: Sequence[str], *seen: Any) -> list[str]:
@@ -61,14 +66,15 @@ def class_order(declared: Sequence[str], *seen: Any) -> list[str]:
 def confusion(cell: Cell, declared: Sequence[str] = (), *, shadow: bool = False
               ) -> dict[str, Any]:
     """The confusion counts of one variant x slice, JSON-ready (see the module docstring)."""
-    known = pairs(cell)
+    known, unplaced = pairs(cell)
     outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
     classes = class_order(declared, outputs, [a for a, _ in known], [t for _, t in known])
     index = {c: i for i, c in enumerate(classes)}
     corrected = np.zeros((len(classes), len(classes)))
     for (answer, truth), n in known.items():
         corrected[index[answer], index[truth]] += n
-    with_truth = corrected.sum(axis=1)
+    # An answer with a truth is not uncorrected, placed in the table or not.
+    with_truth = corrected.sum(axis=1) + np.array([unplaced.get(c, 0.0) for c in classes])
     answered = np.array([outputs.get(c, 0.0) for c in classes])
     uncorrected = np.zeros(len(classes)) if shadow else np.maximum(answered - with_truth, 0.0)
     table = corrected + np.diag(uncorrected)

@@ -164,6 +164,12 @@ class Correction(Base):
     created_at: Mapped[datetime]
 
 
+AGGREGATE_LABEL_CHARS = 250
+"""The longest label an online aggregate row holds: a confusion pair ``["answer","truth"]`` of
+two label classes of :data:`core.output_types.MAX_CLASS_CHARS` each, with room for JSON's
+escapes."""
+
+
 class OnlineAggregate(Base):
     """The evaluation worker's additive online statistics, one row per experiment × arm ×
     candidate × shadow × slice × hour × metric × label.
@@ -182,7 +188,7 @@ class OnlineAggregate(Base):
     slice: Mapped[str] = mapped_column(String(100), primary_key=True)
     hour: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
     metric: Mapped[str] = mapped_column(String(50), primary_key=True)
-    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    label: Mapped[str] = mapped_column(String(AGGREGATE_LABEL_CHARS), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
     sum: Mapped[float] = mapped_column(Float, default=0.0)
     sum_squares: Mapped[float] = mapped_column(Float, default=0.0)

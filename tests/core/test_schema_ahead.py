@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def test_a_store_behind_is_migrated_as_a_node_starts(settings: Settings,
 
 
 REMOVING = ("drop_table", "drop_column", "alter_column", "rename_table")
+# A text column made wider: older nodes' values still fit, and they read it as before.
+WIDENS = re.compile(r"alter_column\('\w+', existing_type=sa\.String\(length=(\d+)\),\s*"
+                    r"type_=sa\.String\(length=(\d+)\)")
 
 
 def test_migrations_since_0005_only_add() -> None:
@@ -85,6 +89,9 @@ def test_migrations_since_0005_only_add() -> None:
             continue
         text = path.read_text()
         upgrade = text[text.index("def upgrade"):text.index("def downgrade")]
+        for was, now in WIDENS.findall(upgrade):
+            assert int(now) > int(was), path.name
+        upgrade = WIDENS.sub("", upgrade)
         assert not [op for op in REMOVING if op in upgrade], path.name
         checked += 1
     assert checked >= 14  # 0005 to 0021 (some numbers were never used)

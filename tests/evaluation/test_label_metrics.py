@@ -5,6 +5,7 @@ PostgreSQL; the test statistics checked against scipy and statsmodels."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 from core import events, receipts
 from core.store.db import Database
-from core.store.models import Candidate, RelabelItem
+from core.store.models import Candidate, ParkedEvent, RelabelItem
 from evaluation import aggregation as agg
 from evaluation.divergence import divergence_report
 from evaluation.label_metrics import confusion, prediction_shift
@@ -214,7 +215,10 @@ def test_a_shadow_counts_only_predictions_with_a_truth() -> None:
 
 
 def test_classes_outside_the_declared_list_are_appended_and_overlong_pairs_counted() -> None:
-    assert agg.confusion_label("x" * 60, "y" * 60) is None
+    # Two classes of the longest name fit as a pair; a pair JSON's escapes make too long keeps
+    # its answer, with a truth the table cannot place.
+    assert json.loads(agg.confusion_label("x" * 100, "y" * 100)) == ["x" * 100, "y" * 100]
+    assert json.loads(agg.confusion_label('"' * 100, "\\" * 100)) == ['"' * 100, None]
     assert agg.confusion_label("", "a") is None  # a failed prediction answered nothing
     cell = _cell({"a": 2, "z": 1}, {("z", "a"): 1})
     cell.add(agg.CORRECTED, "", (1, 1, 1))  # a truth the table cannot place
@@ -222,6 +226,34 @@ def test_classes_outside_the_declared_list_are_appended_and_overlong_pairs_count
     assert table["classes"] == ["b", "a", "z"]
     assert table["counts"] == [[0, 0, 0], [0, 2, 0], [0, 1, 0]]
     assert table["truths_outside_table"] == 1
+
+
+def test_classes_of_the_longest_names_are_counted_on_both_stores(db: Database) -> None:
+    """A class name may be 100 characters (and hold quotes, which JSON escapes): the worker
+    keeps every answer and correction (PostgreSQL once parked them all, the label column being
+    too narrow), and an answer whose pair cannot be placed is not counted as uncorrected."""
+    a, b, q = "a" * 100, "b" * 100, '"' * 100
+    classes = [a, b, q]
+    add_label_candidate(db, "cand-a", classes)
+    add_label_candidate(db, "cand-b", classes)
+    exp = add_experiment(db)
+    answers = [a] * 6 + [q] * 4
+    apply(db, [label_prediction(f"c{i}", v, "control", "cand-a") for i, v in enumerate(answers)]
+          + [label_prediction("t0", a, "treatment", "cand-b")])
+    # a -> b twice, a -> a once (confirms); q -> b twice: a pair too long for the column.
+    truths = {0: b, 1: b, 2: a, 6: b, 7: b}
+    apply(db, [label_correction(f"c{i}", t) for i, t in truths.items()])
+    with db.session() as s:
+        assert s.query(ParkedEvent).count() == 0
+        res = experiment_results(s, exp)
+    table = res["label_metrics"]["control"]["slices"]["all"]["confusion"]
+    assert table["classes"] == classes
+    assert table["with_truth"] == [[1, 2, 0], [0, 0, 0], [0, 0, 0]]
+    assert table["uncorrected"] == {a: 3, b: 0, q: 2}
+    assert table["truths_outside_table"] == 2
+    # Right: the confirmed a, the 3 uncorrected a's, the 2 uncorrected q's, of the 8 placed.
+    assert table["accuracy"] == pytest.approx(6 / 8)
+    assert res["metrics"]["control"]["all"]["accuracy_bound"] == pytest.approx(6 / 10)
 
 
 def test_shift_without_offline_n_or_shares() -> None:

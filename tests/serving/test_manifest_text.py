@@ -32,7 +32,9 @@ TEXT_CASES = [
     ('name = "features"', f'name = "{"x" * 101}"',
      r"inputs\[0\].name is 101 characters; the limit is 100"),
     (CLASSES, f'classes = ["{"b" * 20_000}", "a"]',
-     r"output.classes 'bbbb.*' is 20000 characters; an answer is at most 10000"),
+     r"output.classes 'bbbb.*' is 20000 characters; a class name is at most 100"),
+    (CLASSES, f'classes = ["{"b" * 101}", "a"]',
+     r"output.classes 'bbbb.*' is 101 characters; a class name is at most 100"),
     (CLASSES, 'classes = ["a", " "]', r"output.classes ' ' is blank"),
     (CLASSES, 'classes = ["a", "\\u00a0\\t"]', r"output.classes '\\xa0\\t' is blank"),
     ("shape = [-1, 4]", "shape = [-1, 9223372036854775807]",
@@ -82,7 +84,7 @@ def test_the_limits_themselves_are_taken() -> None:
     manifest = parse_manifest(_manifest(
         description="line one\nline two" + "d" * 1_983,
         inputs=[{"name": "x" * 100, "datatype": "FP32", "shape": [-1] * 31 + [2**31]}],
-        output={"type": "label", "classes": ["b" * 10_000, "a b"]},
+        output={"type": "label", "classes": ["b" * 100, "a b"]},
         stages=[{"name": "s" * 50, "kind": "python", "callable": "pkg.mod:run"}]))
     assert len(manifest.description) == 2_000 and len(manifest.inputs[0].shape) == 32
     assert manifest.stages[0].name == "s" * 50 and manifest.output.classes[1] == "a b"
