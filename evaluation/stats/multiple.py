@@ -34,13 +34,16 @@ class AdjustedPValues:
     n_tests: int
 
 
-def _adjust_rows(p: np.ndarray, method: Method) -> np.ndarray:
-    """Adjust each row of a 2-D array as one family; NaN entries are not tests (sorted last)."""
+def _adjust_rows(p: np.ndarray, method: Method,
+                 alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adjust each row of a 2-D array as one family; NaN entries are not tests (sorted last).
+    The rejects come from the step rule's own comparisons (p_(i) against its threshold), not
+    from the adjusted p against alpha, whose product can round a p on a threshold above it."""
     order = np.argsort(p, axis=1, kind="stable")
     p_sorted = np.take_along_axis(p, order, axis=1)
     m = (~np.isnan(p)).sum(axis=1, keepdims=True)
     rank = np.arange(p.shape[1])
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         if method == "holm":
             # adjusted p_(i) = max_{j <= i} (m - j + 1) p_(j), capped at 1
             adjusted = np.fmax.accumulate((m - rank) * p_sorted, axis=1)
@@ -48,10 +51,18 @@ def _adjust_rows(p: np.ndarray, method: Method) -> np.ndarray:
             # adjusted p_(i) = min_{j >= i} m / j * p_(j), capped at 1
             scaled = p_sorted * m / (rank + 1)
             adjusted = np.fmin.accumulate(scaled[:, ::-1], axis=1)[:, ::-1]
+        if method == "holm":  # step down: reject up to the first p_(i) above alpha / (m - i + 1)
+            stop = ~(p_sorted <= alpha / (m - rank))
+            last = np.where(stop.any(axis=1), stop.argmax(axis=1), p.shape[1]) - 1
+        else:  # step up: reject up to the last p_(i) at or below i alpha / m
+            below = p_sorted <= alpha * (rank + 1) / m
+            last = np.where(below.any(axis=1), p.shape[1] - 1 - below[:, ::-1].argmax(axis=1), -1)
     adjusted = np.where(np.isnan(p_sorted), np.nan, np.minimum(adjusted, 1.0))
     out = np.empty_like(adjusted)
     np.put_along_axis(out, order, adjusted, axis=1)
-    return out
+    reject = np.zeros(p.shape, dtype=bool)
+    np.put_along_axis(reject, order, rank <= last[:, None], axis=1)
+    return out, reject
 
 
 def adjust_p_values(p_values: ArrayLike, method: Method, alpha: float = 0.05,
@@ -70,14 +81,13 @@ def adjust_p_values(p_values: ArrayLike, method: Method, alpha: float = 0.05,
     if ((p[finite] < 0) | (p[finite] > 1)).any():
         raise ValueError("p-values must be in [0, 1]")
     if family_axis is None:
-        adjusted = _adjust_rows(p.reshape(1, -1), method).reshape(p.shape)
+        adjusted, reject = (a.reshape(p.shape)
+                            for a in _adjust_rows(p.reshape(1, -1), method, alpha))
     else:
         moved = np.moveaxis(p, family_axis, 0)
         rows = _adjust_rows(moved.reshape(moved.shape[0], int(np.prod(moved.shape[1:]))),
-                            method)
-        adjusted = np.moveaxis(rows.reshape(moved.shape), 0, family_axis)
-    with np.errstate(invalid="ignore"):
-        reject = adjusted <= alpha
+                            method, alpha)
+        adjusted, reject = (np.moveaxis(a.reshape(moved.shape), 0, family_axis) for a in rows)
     return AdjustedPValues(
         method=method, alpha=alpha, p_adjusted=adjusted, reject=reject, n_tests=int(finite.sum())
     )

@@ -135,6 +135,25 @@ def test_adjustments_match_statsmodels_on_random_p_values(ours, theirs):
     assert result.p_adjusted.shape == (20, 20) and result.n_tests == 400
 
 
+@pytest.mark.parametrize(("ours", "theirs"), [("holm", "holm"), ("bh", "fdr_bh")])
+def test_rejects_on_a_threshold_match_statsmodels(ours, theirs):
+    # A p exactly on its step's threshold is rejected: 0.05 * 6 / 6 rounds above 0.05 as an
+    # adjusted p, so rejects are taken from the step rule itself. Rounded p-values (exact tests
+    # on small counts) land on thresholds often; with NaN among them, which never reject.
+    exact = adjust_p_values([0.02, 0.05, 0.001, 0.02, 0.02, 0.01], "bh")
+    assert exact.p_adjusted[1] > 0.05 and exact.reject.all()
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        p = np.round(rng.uniform(0, 0.2, int(rng.integers(1, 12))), int(rng.integers(2, 4)))
+        p[rng.random(p.size) < 0.1] = np.nan
+        tested = ~np.isnan(p)
+        result = adjust_p_values(p, ours, alpha=0.05)
+        assert not result.reject[~tested].any()
+        if tested.any():
+            want = multipletests(p[tested], alpha=0.05, method=theirs)[0]
+            assert result.reject[tested].tolist() == want.tolist(), p
+
+
 def test_adjustments_skip_nan_p_values():
     # Degenerate comparisons are not tests: the others are adjusted as if they were absent.
     p = np.array([0.01, np.nan, 0.02, 0.03])
