@@ -197,6 +197,12 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
     return rows
 
 
+def empty_slice_row() -> dict[str, Any]:
+    """A slice row of no traffic and no offline results: every field a slice row has, for a
+    table whose columns must not depend on the rows (evaluation.results_csv)."""
+    return _slice_rows(("", None), {}, {ALL: Cell()}, 0.05, 0.0)[0]
+
+
 def _holm_online(per_class: list[dict[str, Any]], alpha: float) -> int:
     """Holm-adjust the per-class McNemar p-values in place (``p_value_holm``) and return how
     many classes were tested: a finding names the class of largest excess, chosen after looking

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
+from evaluation.divergence import empty_slice_row
 from evaluation.findings import FINDING_FIELDS
 from evaluation.number_metrics import MAE_GAP_FIELDS
 
@@ -115,7 +116,8 @@ def divergence_csv(report: Mapping[str, Any], which: str = "slices") -> str:
     lead = {"experiment_id": report["experiment_id"]}
     if asked_table(which) == "findings":
         return table(report["findings"], lead, ("rank", *FINDING_FIELDS))
-    return table((flat(r, _SLICE_OBJECTS) for r in report["slices"]), lead)
+    return table((flat(r, _SLICE_OBJECTS) for r in report["slices"]), lead,
+                 list(flat(empty_slice_row(), _SLICE_OBJECTS)))
 
 
 def attachment(experiment_id: int, table_name: str = "results") -> dict[str, str]:

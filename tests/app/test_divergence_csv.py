@@ -128,16 +128,21 @@ def test_nested_figures_and_customer_text_as_cells() -> None:
         {"candidate": "b", "version": None, "slice": "@night",
          "online": {"n": 2, "accuracy_ci": [0.25, 0.5]},
          "mae_gap": {"difference": 0.1}, "flagged": True}], "findings": []}
-    rows = list(csv.reader(io.StringIO(divergence_csv(report, "slices"))))
-    gap_columns = [f"mae_gap_{k}" for k in MAE_GAP_FIELDS]
-    at = MAE_GAP_FIELDS.index("difference")
-    assert rows == [
-        ["experiment_id", "candidate", "version", "slice", "online_n", "online_accuracy_ci_low",
-         "online_accuracy_ci_high", *gap_columns, "flagged"],
-        ["3", "'=HYPERLINK(\"http://x\")", "1", "all", "4", "", "", *[""] * len(gap_columns),
-         "false"],
-        ["3", "b", "", "'@night", "2", "0.25", "0.5", *[""] * at, "0.1",
-         *[""] * (len(gap_columns) - at - 1), "true"]]
+    text = divergence_csv(report, "slices")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    shown = ("experiment_id", "candidate", "version", "slice", "online_n",
+             "online_accuracy_ci_low", "online_accuracy_ci_high", "mae_gap_difference", "flagged")
+    assert [[r[k] for k in shown] for r in rows] == [
+        ["3", "'=HYPERLINK(\"http://x\")", "1", "all", "4", "", "", "", "false"],
+        ["3", "b", "", "'@night", "2", "0.25", "0.5", "0.1", "true"]]
+    # Every other column (of a slice row's fields, or of the MAE comparison's) is empty here.
+    assert all(v == "" for r in rows for k, v in r.items() if k not in shown)
+    # A report of no slice rows yet (a draft experiment) has the same columns.
+    header = text.splitlines()[0]
+    assert divergence_csv({"experiment_id": 3, "slices": [], "findings": []}, "slices") == \
+        header + "\r\n"
+    assert {f"mae_gap_{k}" for k in MAE_GAP_FIELDS} | {"offline_exact_match", "online_n", "z",
+                                                      "gap", "p_value"} <= set(rows[0])
     # No finding: the header alone, the same columns as a table with findings.
     assert divergence_csv(report, "findings") == \
         ",".join(["experiment_id", "rank", *FINDING_FIELDS]) + "\r\n"
