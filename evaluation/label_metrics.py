@@ -166,8 +166,12 @@ def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] 
     of inputs with the model's own errors, this one moves only when the inputs changed."""
     outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
     offline = offline or {}
+    # The offline answers' shares are of the examples the candidate answered, not of all n.
+    answered = offline.get("n")
+    if answered is not None and offline.get("failed"):
+        answered = answered - offline["failed"]
     return {"confusion": confusion(cell, declared, shadow=shadow),
             "prediction_shift": prediction_shift(outputs, offline.get("label_shares") or {},
                                                  offline.get("n"), declared, alpha),
             "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},
-                                             offline.get("n"), declared, alpha)}
+                                             answered, declared, alpha)}

@@ -21,7 +21,7 @@ from core.store.db import Database
 from core.store.models import Candidate, ParkedEvent, RelabelItem
 from evaluation import aggregation as agg
 from evaluation.divergence import divergence_report
-from evaluation.label_metrics import confusion, prediction_shift
+from evaluation.label_metrics import confusion, label_block, prediction_shift
 from evaluation.online import Cell
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import SECRET, T0, add_experiment, apply, prediction
@@ -254,6 +254,19 @@ def test_classes_of_the_longest_names_are_counted_on_both_stores(db: Database) -
     # Right: the confirmed a, the 3 uncorrected a's, the 2 uncorrected q's, of the 8 placed.
     assert table["accuracy"] == pytest.approx(6 / 8)
     assert res["metrics"]["control"]["all"]["accuracy_bound"] == pytest.approx(6 / 10)
+
+
+def test_the_answer_shift_counts_only_the_examples_answered_offline() -> None:
+    """An offline test whose candidate failed on 80 of 100 examples kept the shares of its 20
+    answers: they weigh as 20 counts, not 100 (which made a shift of chance significant)."""
+    offline = {"n": 100, "failed": 80, "label_shares": {"a": 0.5, "b": 0.5},
+               "output_shares": {"a": 0.5, "b": 0.5}}
+    block = label_block(_cell({"a": 70, "b": 30}, {}), ["a", "b"], offline, 0.05)
+    answers, labels = block["answer_shift"], block["prediction_shift"]
+    assert answers["offline_n"] == 20 and labels["offline_n"] == 100
+    want = stats.chi2_contingency(np.array([[10, 10], [70, 30]]), correction=False)
+    assert answers["p_value"] == pytest.approx(want.pvalue, rel=1e-9)
+    assert answers["p_value"] > 0.05 > labels["p_value"]
 
 
 def test_shift_without_offline_n_or_shares() -> None:
