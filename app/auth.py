@@ -177,9 +177,16 @@ def presented_key() -> str | None:
     return key_in(request.headers.get("Authorization", ""), request.headers.get("X-API-Key"))
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header's value, or None; the scheme's
+    name is case-insensitive (RFC 9110, section 11.1), and clients send `bearer` too."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 def key_in(authorization: str, api_key: str | None) -> str | None:
     """The key in these two headers' values (`Authorization: Bearer <key>`, `X-API-Key`)."""
-    bearer = authorization[7:].strip() if authorization.startswith("Bearer ") else None
+    bearer = bearer_token(authorization)
     api_key = api_key or None
     if bearer and api_key and bearer != api_key:
         raise Unauthorized("two different API keys were sent; send one, in one header")

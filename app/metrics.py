@@ -24,7 +24,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.auth import Unauthorized, require
+from app.auth import Unauthorized, bearer_token, require
 from core.settings import Settings
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -122,8 +122,7 @@ def _guarded(settings: Settings, view: Callable[[], Response]) -> Callable[[], R
         expected = token.reveal().encode()
 
         def with_token() -> Response:
-            header = request.headers.get("Authorization", "")
-            given = header[7:].strip().encode() if header.startswith("Bearer ") else b""
+            given = (bearer_token(request.headers.get("Authorization", "")) or "").encode()
             if not hmac.compare_digest(given, expected):
                 raise Unauthorized("/metrics needs 'Authorization: Bearer <token>' with the "
                                    "token set in ABVOC_METRICS_TOKEN")

@@ -79,6 +79,10 @@ def test_keys_are_hashed_and_revocable(app: Flask, client: FlaskClient) -> None:
     assert created["key"] not in (stored.key_hash, stored.prefix)
     headers = {"X-API-Key": created["key"]}
     assert client.get("/v1/experiments", headers=headers).status_code == 200
+    # The scheme's name is case-insensitive (RFC 9110): `bearer` is a bearer header too.
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        sent = {"Authorization": f"{scheme} {created['key']}"}
+        assert client.get("/v1/experiments", headers=sent).status_code == 200, scheme
     revoke_key(db, created["prefix"])
     app.extensions["abvoc_keys"]._cache.clear()
     assert client.get("/v1/experiments", headers=headers).status_code == 401

@@ -42,6 +42,7 @@ def test_with_a_token_only_that_bearer_token_is_let_in(make_app) -> None:  # noq
     assert _get(app, bearer(app, "predict")) == 401
     answer = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 200 and b"abvoc_http_requests" in answer.data
+    assert _get(app, {"Authorization": f"bearer {TOKEN}"}) == 200  # the scheme's case is free
     refused = app.test_client().get("/metrics")
     assert "ABVOC_METRICS_TOKEN" in refused.get_json()["error"]
     for probe in ("/healthz", "/openapi.json"):
