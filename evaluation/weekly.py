@@ -140,6 +140,16 @@ def primary_figure(results: dict[str, Any], variant: dict[str, Any],
     return {"value": value, "low": low, "high": high}
 
 
+def primary_interval(results: dict[str, Any], metric: str) -> str:
+    """What the interval :func:`primary_figure` gives is, in words a chart's title can carry:
+    a built-in metric tested per unit has the delta method's interval over units, a correction
+    rate per prediction Wilson's."""
+    if metric not in (results.get("outcomes") or {}) \
+            and metric in results["analysis_unit"]["per_unit"]:
+        return "interval over units (delta method)"
+    return "Wilson interval" if metric == "correction_rate" else "confidence interval"
+
+
 def _trends(this: dict[str, Any], before: dict[str, Any]) -> list[dict[str, Any]]:
     """Per variant: the primary metric first (an outcome one included), then the operating
     figures its output type makes sense of."""
@@ -177,6 +187,7 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
     comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],
+            "primary_interval": primary_interval(this, this["experiment"]["primary_metric"]),
             "primary": {v["name"]: primary_figure(this, v, this["experiment"]["primary_metric"])
                         for v in this["variants"]},
             "trustworthy": this["trustworthy"], "decision": this["decision"],

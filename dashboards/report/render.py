@@ -72,9 +72,7 @@ def divergence_rows(slices: list[dict[str, Any]], per_candidate: int = SLICES_PE
 
 
 def _primary_title(e: dict[str, Any]) -> str:
-    metric = e["primary_metric"]
-    kind = "Wilson" if metric == "correction_rate" else "confidence"
-    return f"primary metric {metric} this week (95% {kind} interval)"
+    return f"primary metric {e['primary_metric']} this week (95% {e['primary_interval']})"
 
 
 def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:

@@ -34,27 +34,29 @@ traffic this week</li>{% endif %}
 
 <section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
 {% if d.no_traffic %}<p id="no-traffic"><span class="flag">Running, no traffic this week:</span>
-{% for x in d.no_traffic %}{{ x.name }} <span class="muted">(#{{ x.id }})</span>{{ ", " if not
-loop.last }}{% endfor %}.</p>{% endif %}
+{% for x in d.no_traffic %}<bdi>{{ x.name }}</bdi>
+<span class="muted">(#{{ x.id }})</span>{{ ", " if not loop.last }}{% endfor %}.</p>{% endif %}
 {% if d.failed %}<p id="failed"><span class="flag">Results that could not be computed:</span>
-{% for x in d.failed %}{{ x.name }} <span class="muted">(#{{ x.id }}: {{ x.reason }})</span>{{ ", "
-if not loop.last }}{% endfor %}.</p>{% endif %}
+{% for x in d.failed %}<bdi>{{ x.name }}</bdi>
+<span class="muted">(#{{ x.id }}: {{ x.reason }})</span>{{ ", " if not loop.last }}
+{%- endfor %}.</p>{% endif %}
 {% for e in d.experiments %}
-<h3>{{ e.name }} <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
+<h3><bdi>{{ e.name }}</bdi> <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
 <p>Decision: <b>{{ e.decision.action }}</b>
-{% if e.decision.arm %} &mdash; arm {{ e.decision.arm }}{% endif %}
+{% if e.decision.arm %} &mdash; arm <bdi>{{ e.decision.arm }}</bdi>{% endif %}
 {% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
 {% endif %}</p>
-<ul>{% for r in e.decision.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
+<ul>{% for r in e.decision.reasons %}<li><bdi>{{ r }}</bdi></li>{% endfor %}</ul>
 <img class="plot" alt="{{ e.primary_metric }} per variant" src="{{ plots.results[e.id] }}">
 <table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
 <th>latency p95 ms</th></tr>
-{% for v, f in e.figures.items() %}<tr><td>{{ v }}</td><td class="num">{{ f.predictions }}</td>
+{% for v, f in e.figures.items() %}<tr><td><bdi>{{ v }}</bdi></td>
+<td class="num">{{ f.predictions }}</td>
 <td class="num">{{ pct(f.correction_rate) }}</td><td class="num">{{ pct(f.error_rate) }}</td>
 <td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</table>
 <table><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th><th>p (Holm)</th>
 <th>verdict</th></tr>
-{% for c in e.comparisons %}<tr><td>{{ c.treatment }}</td><td>{{ c.metric }}</td>
+{% for c in e.comparisons %}<tr><td><bdi>{{ c.treatment }}</bdi></td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
 <td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
@@ -64,10 +66,11 @@ if not loop.last }}{% endfor %}.</p>{% endif %}
 
 <section id="offline-online"><h2>2. Offline vs online</h2>
 {% for e in d.experiments %}
-<h3>{{ e.name }}</h3>
+<h3><bdi>{{ e.name }}</bdi></h3>
 {% for src in plots.divergence[e.id] %}
 <img class="plot" alt="offline against online" src="{{ src }}">{% endfor %}
-{% if e.findings %}<ol>{% for f in e.findings %}<li>[{{ f.kind }}] {{ f.explanation }}</li>
+{% if e.findings %}<ol>{% for f in e.findings %}
+<li>[{{ f.kind }}] <bdi>{{ f.explanation }}</bdi></li>
 {% endfor %}</ol>{% else %}<p class="muted">No divergence found.</p>{% endif %}
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
 </section>
@@ -79,9 +82,10 @@ if not loop.last }}{% endfor %}.</p>{% endif %}
 {% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
 <th>correction</th><th>rating</th><th>comment</th></tr>
 {% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
-<td>{{ x.candidate }} / {{ x.slice }}</td>
+<td><bdi>{{ x.candidate }}</bdi> / <bdi>{{ x.slice }}</bdi></td>
 <td><code>{{ x.output }}</code></td><td><code>{{ answer(x.corrected_output) }}</code></td>
-<td>{{ x.rating if x.rating is not none else "" }}</td><td>{{ x.comment or "" }}</td></tr>
+<td>{{ x.rating if x.rating is not none else "" }}</td>
+<td><bdi>{{ x.comment or "" }}</bdi></td></tr>
 {% endfor %}</table>{% endif %}
 </section>
 
@@ -93,11 +97,12 @@ annotator(s); {{ d.relabel.open_at_end }} open at the week's end.</p>
 
 <section id="trends"><h2>5. Week over week</h2>
 {% for e in d.experiments %}
-<h3>{{ e.name }}</h3>
+<h3><bdi>{{ e.name }}</bdi></h3>
 <img class="plot" alt="this week against last week" src="{{ plots.trends[e.id] }}">
 <table><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th><th>{{ d.week }}</th>
 <th>change</th></tr>
-{% for t in e.trends %}<tr><td>{{ t.variant }}</td><td>{% if t.primary %}<b>{{ t.metric }}</b>
+{% for t in e.trends %}<tr><td><bdi>{{ t.variant }}</bdi></td>
+<td>{% if t.primary %}<b>{{ t.metric }}</b>
 (primary){% else %}{{ t.metric }}{% endif %}</td>
 <td class="num">{{ num(t.previous) }}</td><td class="num">{{ num(t.current) }}</td>
 <td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</table>

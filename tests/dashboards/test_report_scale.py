@@ -63,7 +63,7 @@ def _experiment(slices: int) -> dict[str, Any]:
         rows += [_slice_row(cand, f"région-{i:04d}-ñandú-ñandú-ñandú", 1 + i % 3)
                  for i in range(slices)]
     figure = {"value": 0.3, "low": 0.2, "high": 0.4}
-    return {"id": 2, "primary_metric": "correction_rate",
+    return {"id": 2, "primary_metric": "correction_rate", "primary_interval": "Wilson interval",
             "figures": {a: {"correction_rate": 0.3, "correction_rate_ci": [0.2, 0.4]}
                         for a in arms},
             "primary": {a: figure for a in arms}, "divergence_slices": rows,

@@ -15,7 +15,7 @@ from core.store.db import Database
 from core.store.models import Experiment
 from dashboards.report.render import render_html
 from evaluation.metric_definitions import define_metric
-from evaluation.weekly import weekly_data
+from evaluation.weekly import primary_interval, weekly_data
 from tests.evaluation.helpers import T0, add_experiment, prediction
 from tests.evaluation.test_ratio_one_unit import apply
 
@@ -82,6 +82,24 @@ def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Databas
     assert first["treatment"]["current"] == pytest.approx(12.0)
     assert first["treatment"]["previous"] is None  # no units the week before
     assert "<b>basket_value</b>" in render_html(data)
+    assert e["primary_interval"] == "confidence interval"
+    # A name that overrides the text's direction stays within its own isolate: the report's
+    # "(#id, status)" after it read backwards.
+    e["name"] = "baskets \u202eRTL"
+    assert f"<h3><bdi>baskets \u202eRTL</bdi> <span class=\"muted\">(#{exp}, " in render_html(data)
+
+
+def test_the_primary_chart_names_the_interval_it_draws() -> None:
+    """The correction rate's interval is Wilson's per prediction, but the delta method's over
+    units where units sent several requests (the report called both Wilson)."""
+    per_unit = {"analysis_unit": {"per_unit": ["correction_rate"]}, "outcomes": {}}
+    per_prediction = {"analysis_unit": {"per_unit": []}, "outcomes": {}}
+    assert primary_interval(per_unit, "correction_rate") == \
+        "interval over units (delta method)"
+    assert primary_interval(per_prediction, "correction_rate") == "Wilson interval"
+    assert primary_interval(per_prediction, "exact_match") == "confidence interval"
+    outcome = {"analysis_unit": {"per_unit": ["basket"]}, "outcomes": {"basket": {}}}
+    assert primary_interval(outcome, "basket") == "confidence interval"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
