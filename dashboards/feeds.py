@@ -160,11 +160,12 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
             assert served is not None
             return out | {"candidate": served.candidate, "experiment_id": served.experiment_id,
                           "arm": served.arm, "latency_ms": served.latency_ms,
-                          "error": served.error, "created_at": as_utc(served.created_at),
+                          "error": served.error, "failed": served.error,
+                          "created_at": as_utc(served.created_at),
                           "output": None, "stages": {}, "blamed": None}
         out |= {k: getattr(p, k) for k in ("candidate", "experiment_id", "arm", "shadow",
                                            "slice", "output", "output_type", "confidence",
-                                           "latency_ms", "stages", "input_hash")}
+                                           "latency_ms", "stages", "input_hash", "failed")}
         out["created_at"] = as_utc(p.created_at)
         out["input"] = _kept_input(s, prediction_id, p.input_hash)
         if p.experiment_id is None and served is not None and served.experiment_id:

@@ -59,6 +59,11 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
             f"Served within experiment #{ex['experiment_id']}, arm {ex['arm'] or '–'}, but "
             f"outside its split: {_WHY_EXCLUDED.get(ex.get('reason'), _WHY_UNKNOWN)}. It is "
             "not counted in the experiment's results.", id="insp-excluded"))
+    if found.get("failed"):
+        parts.append(html.P(
+            "The candidate failed to answer this request: it has no output, and the failure "
+            "counts in the candidate's error rate (the client got the error, with its status).",
+            id="insp-failed"))
     if not found["recorded"]:
         parts.append(html.P("The API served it, but the evaluation worker has not recorded it "
                             "yet: only the ledger's entry is known.", id="insp-ledger"))
@@ -71,7 +76,9 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
         parts += [html.H3("Input"),
                   kept_input(shown, "insp-input", "The input is not kept: its retention "
                              "passed, or the service keeps none (or none this large)."),
-                  html.H3("Output"), html.Pre(str(found["output"]), id="insp-output"),
+                  html.H3("Output"), html.Pre("(none: the candidate failed)"
+                                              if found.get("failed") else str(found["output"]),
+                                              id="insp-output"),
                   html.H3("Stages"), html.Pre(json.dumps(stages, indent=2, sort_keys=True),
                                               id="insp-stages")]
     parts += [html.H3("Corrections"), _corrections(found), html.H3("Truth and blame"),
@@ -93,10 +100,11 @@ def _summary(f: dict[str, Any]) -> Component:
     ex = f.get("excluded") or {}
     role = "shadow" if f.get("shadow") else (f.get("arm") or ex.get("arm") or "–")
     experiment = f["experiment_id"] if not ex else f"{ex['experiment_id']} (not counted)"
+    output = "failed: no answer" if f.get("failed") else f.get("output") or "–"
     return table(["prediction", "candidate", "experiment", "arm", "slice", "output",
                   "confidence", "latency ms", "at (UTC)"],
                  [[f["prediction_id"], f["candidate"], experiment, role,
-                   f.get("slice") or "–", f.get("output") or "–", fmt(f.get("confidence")),
+                   f.get("slice") or "–", output, fmt(f.get("confidence")),
                    fmt(f.get("latency_ms")), f["created_at"].strftime("%Y-%m-%d %H:%M:%S")]],
                  "insp-summary")
 

@@ -118,6 +118,21 @@ def test_the_inspector_names_the_experiment_of_a_request_kept_out(db: Database) 
         assert why in said and "served before abvoc recorded" not in said, said
 
 
+def test_the_inspector_says_a_prediction_failed(db: Database) -> None:
+    """A failed prediction's output is empty: the page says the candidate failed (a blank
+    output and '–' read as an empty answer, for a text candidate a real one)."""
+    apply(db, [prediction("bad-1", error="ValueError: no", output=""),
+               prediction("ok-1", output="")])
+    page = inspector.body(feeds.prediction(db, "bad-1"), "bad-1")
+    row = find_component(page, "insp-summary").children[1].children[0].children
+    assert row[5].children == "failed: no answer"
+    assert "failed to answer this request" in find_component(page, "insp-failed").children
+    assert find_component(page, "insp-output").children == "(none: the candidate failed)"
+    answered = inspector.body(feeds.prediction(db, "ok-1"), "ok-1")
+    assert find_component(answered, "insp-failed") is None
+    assert find_component(answered, "insp-output").children == ""
+
+
 def test_operations_says_what_each_rate_divides_by(db: Database) -> None:
     exp = add_experiment(db)
     apply(db, [prediction(f"p{i}", experiment_id=exp, at=T0 + timedelta(seconds=i))
