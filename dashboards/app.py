@@ -26,7 +26,7 @@ body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
 header{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center;background:#223;color:#fff;
 padding:10px 20px}
 header a{color:#cde;text-decoration:none}header .brand{font-weight:600;color:#fff}
-header form{margin-left:auto}main{padding:16px 24px}
+header form{margin-left:auto}main{padding:16px 24px;overflow-wrap:anywhere}
 .controls{display:flex;gap:24px;flex-wrap:wrap;margin-bottom:18px}
 .control{min-width:min(220px,100%);max-width:100%;box-sizing:border-box}
 .wide{min-width:min(420px,100%)}.time{padding:0 56px}
