@@ -14,7 +14,8 @@ reach nobody, so nothing is assumed for them: only its predictions with a truth 
 shares (``label_shares`` of the candidate's offline results, with the offline test's ``n``):
 Pearson's chi-square test of homogeneity of the 2 x K table of counts (scipy
 ``chi2_contingency(correction=False)``; offline counts are ``share x n``), the population
-stability index, and per class the difference of shares with its Wald interval (unpooled) and
+stability index, and per class the difference of shares with Newcombe's hybrid score interval
+(offline shares as counts of ``n``) and
 the cell's adjusted standardized residual (Haberman 1973) with its two-sided normal p-value,
 Holm-adjusted across the classes. A class is ``shifted`` when the whole table is (p < alpha and
 PSI >= 0.1, on enough online counts for the chi-square approximation:
@@ -36,6 +37,7 @@ from evaluation import aggregation as agg
 from evaluation.online import Cell
 from evaluation.share_tests import PSI_SHIFT, psi, too_few
 from evaluation.stats import holm
+from evaluation.stats.small_samples import newcombe_interval
 
 ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
               "accuracy_bound = 1 - (known_wrong + errors) / predictions; failed predictions "
@@ -144,9 +146,13 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
     adjusted = holm(p_each, alpha).p_adjusted
     note = too_few(total, int(keep.sum()))
     shifted = bool(res.pvalue < alpha and index >= PSI_SHIFT and note is None)
+    # Newcombe's score interval: a Wald one had no width for a class no online answer gave,
+    # and covered a 2 % class's true difference 8 times in 100 at 5 online answers.
+    lows, highs = newcombe_interval(off * float(offline_n), np.full(len(classes),
+                                                                    float(offline_n)),
+                                    on, np.full(len(classes), total), z)
     for i, row in enumerate(per_class):
-        half = z * math.sqrt(q[i] * (1 - q[i]) / total + off[i] * (1 - off[i]) / offline_n)
-        row["difference_ci"] = [row["difference"] - half, row["difference"] + half]
+        row["difference_ci"] = [float(lows[i]), float(highs[i])]
         if math.isfinite(residual[i]):
             row.update(residual=float(residual[i]), p_value=float(p_each[i]),
                        p_value_holm=float(adjusted[i]),

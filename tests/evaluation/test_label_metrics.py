@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.contingency_tables import Table
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from core import events, receipts
 from core.store.db import Database
@@ -136,8 +137,10 @@ def test_confusion_counts_and_shift_in_results(db: Database) -> None:
             assert rows[c]["difference"] == pytest.approx(want["shares"][i] - OFFLINE_SHARES[c])
             assert rows[c]["residual"] == pytest.approx(want["residuals"][i], rel=1e-9)
             assert rows[c]["p_value_holm"] == pytest.approx(want["holm"][i], rel=1e-9)
-            low, high = rows[c]["difference_ci"]
-            assert low < rows[c]["difference"] < high
+            want_ci = confint_proportions_2indep(
+                answers.count(c), len(answers), OFFLINE_SHARES[c] * OFFLINE_N, OFFLINE_N,
+                method="newcomb")
+            assert rows[c]["difference_ci"] == pytest.approx(list(want_ci), rel=1e-9)
     # Against the offline answers, by the same test.
     answers = res["label_metrics"]["treatment"]["slices"]["all"]["answer_shift"]
     table = np.vstack([np.array([OFFLINE_ANSWERS[c] for c in CLASSES]) * OFFLINE_N,
