@@ -90,7 +90,7 @@ from evaluation.stage_blame import stage_attribution
 from evaluation.stats import holm
 from evaluation.stats.small_samples import wilson_interval
 from evaluation.traffic_mix import traffic_mix
-from evaluation.unit_moments import Recounts, t_interval, unit_analysis
+from evaluation.unit_moments import Recounts, share_hull, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
 __all__ = ["PSI_SHIFT", "candidate_divergence", "divergence_report", "homogeneity", "mcnemar",
@@ -171,7 +171,8 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
             if bounds is not None:
                 number["mae_interval"] = list(bounds)
         low, high = wilson_interval(hits, n_on, alpha) if per_unit is None \
-            else per_unit[1] or (None, None)
+            else share_hull(per_unit[1], wilson_interval(hits, n_on, alpha)) \
+            if per_unit[1] else (None, None)
         rate, n_off = off.get("exact_match"), off.get("n") or 0
         z, p = (non_inferiority(hits, n_on, rate, n_off, tolerance,
                                 None if per_unit is None else per_unit[0])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from statsmodels.stats.proportion import proportion_confint
 
 from core.store.db import Database
 from evaluation.divergence import divergence_report
@@ -125,10 +126,29 @@ def test_the_divergence_interval_is_centred_on_the_bound_it_describes(
                     if slice_ == ALL or s == slice_]
             units, hits = np.array([u for u, _ in kept]), np.array([h for _, h in kept])
             mean, low, high = _bound_interval(units, hits)
+            # Never narrower than Wilson's interval over the predictions.
+            w_low, w_high = proportion_confint(hits.sum(), hits.size, method="wilson")
+            low, high = min(low, w_low), max(high, w_high)
             assert got["analysis_unit"] == "unit"
             assert got["accuracy_bound"] == pytest.approx(mean, rel=1e-12)
             assert got["accuracy_ci"] == pytest.approx([low, high], rel=1e-9)
             assert low <= got["accuracy_bound"] <= high
+
+
+def test_a_share_no_unit_moved_has_an_interval_of_some_width(db: Database) -> None:
+    """Five units of ten requests, no correction: no variance over units, so the delta
+    method's interval was [0, 0]; it is at least Wilson's over the 50 predictions."""
+    exp = add_experiment(db)
+    apply(db, [prediction(f"p{k}", experiment_id=exp, unit_id=f"u{k // 10}")
+               for k in range(50)] + [prediction(f"q{k}", experiment_id=exp, arm="treatment",
+                                                 candidate="cand-b", unit_id=f"v{k // 10}")
+                                      for k in range(50)])
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    assert "correction_rate" in res["analysis_unit"]["per_unit"]
+    want = proportion_confint(0, 50, method="wilson")
+    assert res["metrics"]["control"][ALL]["correction_rate_ci"] == pytest.approx(
+        [0.0, want[1]], abs=1e-12)
 
 
 def test_labels_move_the_units_of_slice_all_once(db: Database) -> None:
