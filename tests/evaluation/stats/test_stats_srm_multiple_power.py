@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import NormalIndPower, zt_ind_solve_power
+from statsmodels.stats.power import NormalIndPower, TTestIndPower, zt_ind_solve_power
 from statsmodels.stats.proportion import proportion_effectsize
 
 from evaluation.stats import (
@@ -17,6 +17,7 @@ from evaluation.stats import (
     holm,
     mde_mean,
     mde_proportion,
+    power_mean,
     sample_ratio_mismatch,
     sample_size_mean,
     sample_size_proportion,
@@ -239,6 +240,19 @@ def test_mde_for_means_matches_zt_ind_solve_power():
     assert NormalIndPower().power(ours.absolute / 3.0, 2000, 0.01, ratio=1.5) == pytest.approx(
         0.9, abs=1e-12
     )
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 30, 200])
+def test_mde_for_means_at_few_observations_is_the_t_test_s(n):
+    # The results run a t test: at 3 observations an arm the normal's MDE had 56 % power.
+    mde = mde_mean(n, n, std=1.0, alpha=0.05, power=0.8)
+    want = TTestIndPower().solve_power(effect_size=None, nobs1=n, alpha=0.05, power=0.8)
+    assert mde.absolute == pytest.approx(want, rel=1e-5)  # statsmodels' root finder's tolerance
+    assert power_mean(mde.absolute, 1.0, n, n).power == pytest.approx(0.8, abs=1e-9)
+    # Two standard deviations: Welch's degrees of freedom, as the test the results run.
+    welch = mde_mean(n, 2 * n, std=1.0, treatment_std=3.0).absolute
+    assert power_mean(welch, 1.0, n, 2 * n, treatment_std=3.0).power == pytest.approx(
+        0.8, abs=1e-9)
 
 
 def test_mde_for_proportions_inverts_the_sample_size():
