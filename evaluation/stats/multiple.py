@@ -55,7 +55,7 @@ def _adjust_rows(p: np.ndarray, method: Method,
             stop = ~(p_sorted <= alpha / (m - rank))
             last = np.where(stop.any(axis=1), stop.argmax(axis=1), p.shape[1]) - 1
         else:  # step up: reject up to the last p_(i) at or below i alpha / m
-            below = p_sorted <= alpha * (rank + 1) / m
+            below = p_sorted <= (rank + 1) / m * alpha  # in statsmodels' order of operations
             last = np.where(below.any(axis=1), p.shape[1] - 1 - below[:, ::-1].argmax(axis=1), -1)
     adjusted = np.where(np.isnan(p_sorted), np.nan, np.minimum(adjusted, 1.0))
     out = np.empty_like(adjusted)
