@@ -62,8 +62,9 @@ def _beside_a_writer(path: Path, lookups: dict[str, Callable[[], object]]) -> No
             answer = lookup()
             took = time.monotonic() - start
             # A unit of work that asked for the write lock would wait QUICK_WAIT_S (2 s), then
-            # up to the busy timeout (30 s), and fail.
-            assert took < 0.5, f"{what} waited {took:.2f} s behind the writer"
+            # up to the busy timeout (30 s), and fail. (A report's first computation on a
+            # loaded 2-core host took 0.84 s unblocked: the bound stays under the 2 s wait.)
+            assert took < 1.5, f"{what} waited {took:.2f} s behind the writer"
             assert answer is not None, what
     finally:
         writer.execute("ROLLBACK")
