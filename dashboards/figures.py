@@ -11,6 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.colors import COLORS
 from dashboards.report.labels import shorten
 
 COLUMNS = 3
@@ -19,7 +20,7 @@ UPRIGHT_AFTER = 4  # more arms than this: their ticks stand upright
 TICK_PX = 7  # about a tick character's width, in pixels
 ROW_PX = 240  # a row of panels, without its ticks
 TITLE_PX = 40  # room for the next row's panel titles
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
 
 
 def plain(text: Any) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.figures import COLORS, empty, plain
+from dashboards.colors import COLORS
+from dashboards.figures import empty, plain
 from dashboards.report.labels import shorten
 from dashboards.report.render import number_candidates
 from evaluation.candidate_facts import shown_names

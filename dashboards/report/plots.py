@@ -29,6 +29,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dashboards.colors import COLORS
 from dashboards.report.labels import shorten
 from evaluation.candidate_facts import shown_names
 
@@ -65,7 +66,6 @@ matplotlib.rcParams["svg.hashsalt"] = "abvoc"  # the same ids in every run: repo
 
 WIDTH, HEIGHT = 7.0, 2.8  # inches; the page scales the SVG to its width (at most 770 px)
 ROW_INCHES = 0.26  # a horizontal bar's share of a figure's height: labels never overlap
-COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 UPRIGHT = 6  # vertical bars up to this many short labels; more or longer ones lie down
 UPRIGHT_CHARS = 14
 
