@@ -5,7 +5,11 @@ built-in one in the results). Kept in core because serving (the experiment spec)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+_SHARE = (0.0, 1.0)
+_NON_NEGATIVE = (0.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -13,20 +17,22 @@ class MetricSpec:
     name: str
     is_proportion: bool
     lower_is_better: bool
+    # The values a mean of the metric can take: an interval of one is clipped to them.
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("correction_rate", True, True),
-    MetricSpec("error_rate", True, True),
-    MetricSpec("exact_match", True, False),
-    MetricSpec("token_edit_distance", False, True),
-    MetricSpec("latency_ms", False, True),
-    MetricSpec("confidence", False, False),
+    MetricSpec("correction_rate", True, True, _SHARE),
+    MetricSpec("error_rate", True, True, _SHARE),
+    MetricSpec("exact_match", True, False, _SHARE),
+    MetricSpec("token_edit_distance", False, True, _SHARE),
+    MetricSpec("latency_ms", False, True, _NON_NEGATIVE),
+    MetricSpec("confidence", False, False, _SHARE),
 )
 # Compared only where a variant answers numbers (or one of them is the primary metric).
 NUMBER_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("absolute_error", False, True),
-    MetricSpec("squared_error", False, True),
+    MetricSpec("absolute_error", False, True, _NON_NEGATIVE),
+    MetricSpec("squared_error", False, True, _NON_NEGATIVE),
 )
 ALL_METRICS: tuple[MetricSpec, ...] = (*METRICS, *NUMBER_METRICS)
 # Matching an answer token by token: what text answers are judged by, meaningless for numbers

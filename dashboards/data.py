@@ -31,7 +31,7 @@ from evaluation.online import (
 from evaluation.results import CUSTOMER_METRICS, METRICS, experiment_results, variants_of
 from evaluation.slices import DEFAULT_MAX_SLICES, SliceChoice, choose_slices
 from evaluation.stats.small_samples import wilson_interval
-from evaluation.unit_moments import UnitAnalysis, t_interval, unit_analysis
+from evaluation.unit_moments import UnitAnalysis, share_hull, t_interval, unit_analysis
 from evaluation.unit_recount import recount_affordable
 from serving.experiments import Experiments
 
@@ -141,18 +141,19 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
             n, total, squares = metric_stats(cell, spec.name)
             if n <= 0:
                 continue
-            mean = total / n
+            mean, n_all = total / n, n
             if spec.name in units.per_unit:
                 moments = units.stats(variant, slice_, spec.name)
                 n = moments.k
-                bounds = (0.0, 1.0) if spec.is_proportion else ()
-                low, high = t_interval(moments, alpha, *bounds) or (math.nan, math.nan)
+                low, high = t_interval(moments, alpha, *spec.bounds) or (math.nan, math.nan)
+                if spec.is_proportion and not math.isnan(low):  # as the results' intervals
+                    low, high = share_hull((low, high), wilson_interval(total, n_all, alpha))
             elif spec.is_proportion:
                 low, high = wilson_interval(total, n, alpha)
             elif n > 1:
                 variance = max(squares / n - mean * mean, 0.0) * n / (n - 1)
                 half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * math.sqrt(variance / n)
-                low, high = mean - half, mean + half
+                low, high = max(mean - half, spec.bounds[0]), min(mean + half, spec.bounds[1])
             else:
                 low = high = math.nan
             out.append({"variant": variant.name, "shadow": variant.shadow,

@@ -33,6 +33,24 @@ def test_the_dashboards_arm_intervals_are_the_results_per_unit_ones(db: Database
             assert row["n"] == len({r[0] for r in rows[arm] if slice_ == ALL or r[1] == slice_})
 
 
+def test_the_dashboards_intervals_stay_within_each_metric_s_values(db: Database) -> None:
+    """A confidence's interval ran past 1, a latency's below 0 ms: clipped to the metric's
+    values, on the per-prediction and the per-unit routes alike."""
+    from dashboards import data
+    exp = add_experiment(db)
+    confidences, latencies = (0.99, 1.0, 0.5), (0.1, 0.2, 90.0)
+    batch = [prediction(f"p{i}", experiment_id=exp, confidence=c, latency_ms=ms)
+             for i, (c, ms) in enumerate(zip(confidences, latencies, strict=True))]
+    batch += [prediction(f"q{i}", experiment_id=exp, arm="treatment", candidate="cand-b",
+                         unit_id=f"u{i % 3}", confidence=c, latency_ms=ms)
+              for i, (c, ms) in enumerate(zip(confidences * 2, latencies * 2, strict=True))]
+    apply(db, batch)
+    shown = {(r["variant"], r["metric"]): r for r in data.arm_intervals(db, exp, ALL)}
+    for arm in ("control", "treatment"):
+        assert shown[(arm, "confidence")]["high"] == 1.0
+        assert shown[(arm, "latency_ms")]["low"] == 0.0
+
+
 def test_the_divergence_holds_online_accuracy_per_unit_against_offline(db: Database) -> None:
     from evaluation.divergence import divergence_report
     from tests.evaluation.helpers import add_candidate
