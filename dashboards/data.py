@@ -141,13 +141,13 @@ def arm_intervals(db: Database, experiment_id: int, slice_: str, window: Window 
             n, total, squares = metric_stats(cell, spec.name)
             if n <= 0:
                 continue
-            mean, n_all = total / n, n
+            mean = total / n
             if spec.name in units.per_unit:
                 moments = units.stats(variant, slice_, spec.name)
-                n = moments.k
                 low, high = t_interval(moments, alpha, *spec.bounds) or (math.nan, math.nan)
                 if spec.is_proportion and not math.isnan(low):  # as the results' intervals
-                    low, high = share_hull((low, high), wilson_interval(total, n_all, alpha))
+                    low, high = share_hull((low, high), wilson_interval(total, n, alpha))
+                n = moments.k
             elif spec.is_proportion:
                 low, high = wilson_interval(total, n, alpha)
             elif n > 1:

@@ -22,7 +22,6 @@ ROW_PX = 240  # a row of panels, without its ticks
 TITLE_PX = 40  # room for the next row's panel titles
 
 
-
 def plain(text: Any) -> str:
     """Text for a plotly label, shown exactly as written (its tags escaped)."""
     return html.escape(str(text), quote=False)
