@@ -103,6 +103,12 @@ def test_prior_is_configurable():
     expected, _ = integrate.quad(lambda x: c.pdf(x) * t.sf(x), 0, 1, epsabs=1e-13)
     assert jeffreys.chance_to_win == pytest.approx(expected, abs=1e-8)
     assert jeffreys.control_posterior == (2.5, 8.5)
+    # No success: Beta(0.5, 10.5) is infinite at 0, which a polynomial rule cannot integrate
+    # (nodes spaced in x were 2.8e-4 off).
+    jeffreys = beta_binomial_test(ProportionStats(10, 0), treatment, prior=BetaPrior(0.5, 0.5))
+    c = stats.beta(0.5, 10.5)
+    expected, _ = integrate.quad(lambda x: c.pdf(x) * t.sf(x), 0, 1, epsabs=1e-13, limit=500)
+    assert jeffreys.chance_to_win == pytest.approx(expected, abs=5e-5)
     with pytest.raises(ValueError):
         BetaPrior(0.0, 1.0)
 
@@ -144,3 +150,56 @@ def test_bayesian_all_successes_is_still_defined():
     expected = evan_miller_probability(51, 1, 71, 1)
     assert result.error is None
     assert result.chance_to_win == pytest.approx(expected, abs=1e-9)
+
+
+def _difference_quantile(control: tuple[int, int], treatment: tuple[int, int], q: float,
+                         prior: BetaPrior) -> float:
+    """Quantile of T - C by adaptive quadrature of its CDF and a root finder (scipy)."""
+    c = stats.beta(prior.alpha + control[1], prior.beta + control[0] - control[1])
+    t = stats.beta(prior.alpha + treatment[1], prior.beta + treatment[0] - treatment[1])
+
+    def cdf(d: float) -> float:
+        return integrate.quad(lambda x: c.pdf(x) * t.cdf(x + d), 0, 1, epsabs=1e-13, limit=500,
+                              points=[c.mean()])[0]
+
+    from scipy.optimize import brentq
+    return brentq(lambda d: cdf(d) - q, -1, 1, xtol=1e-12)
+
+
+@pytest.mark.parametrize(("control", "treatment"), [
+    ((5, 0), (5, 5)), ((5, 1), (5, 4)), ((30, 0), (30, 2)), ((1, 0), (1, 1)), ((3, 3), (200, 1)),
+    ((1000, 1), (12, 6)), ((50_000, 25_000), (50_000, 25_300)), ((2000, 200), (2000, 240)),
+])
+def test_credible_interval_is_the_posterior_difference_quantiles(control, treatment):
+    # A normal approximation put 0/5 against 5/5 at [0.371, 1.057]; the quantiles are
+    # [0.301, 0.960].
+    from evaluation.stats.bayesian import beta_credible_interval
+
+    prior = BetaPrior()
+    low, high = beta_credible_interval(*(np.array([float(v)]) for v in (*control, *treatment)),
+                                       prior, 0.05)
+    assert low[0] == pytest.approx(_difference_quantile(control, treatment, 0.025, prior), abs=1e-6)
+    assert high[0] == pytest.approx(_difference_quantile(control, treatment, 0.975, prior),
+                                    abs=1e-6)
+    assert -1 <= low[0] < high[0] <= 1
+
+
+@pytest.mark.parametrize(("prior", "tolerance"), [
+    (BetaPrior(), 1e-6), (BetaPrior(2.0, 8.0), 1e-6),
+    # Under 1, a posterior with no success (or no failure) has an infinite density at 0 (or 1).
+    (BetaPrior(0.5, 0.5), 2e-3),
+])
+def test_credible_interval_under_other_priors_and_many_at_once(prior, tolerance):
+    from evaluation.stats.bayesian import beta_credible_interval
+
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 400, (2, 16))
+    s = np.floor(n * rng.random((2, 16)))
+    s[:, :3] = 0
+    s[0, 3:5] = n[0, 3:5]
+    low, high = beta_credible_interval(n[0].astype(float), s[0], n[1].astype(float), s[1], prior,
+                                       0.1)
+    for k in range(16):
+        pair = (int(n[0, k]), int(s[0, k])), (int(n[1, k]), int(s[1, k]))
+        assert low[k] == pytest.approx(_difference_quantile(*pair, 0.05, prior), abs=tolerance)
+        assert high[k] == pytest.approx(_difference_quantile(*pair, 0.95, prior), abs=tolerance)
