@@ -111,8 +111,10 @@ class LatencyHistogram:
     def quantile(self, q: float | ArrayLike) -> float | np.ndarray:
         """Estimate of the q-quantile, within ``relative_error`` of the exact sample quantile.
 
-        The rank convention is numpy's ``method="lower"``: the order statistic at index
-        ``floor(q * (n - 1))``. NaN for an empty histogram.
+        The convention is numpy's default (``method="linear"``), the one the offline tests and
+        the guardrails use: between the order statistics at ``floor(h)`` and ``ceil(h)``,
+        ``h = q * (n - 1)``, interpolated. Each is a bucket's representative, within the
+        relative error, so their weighted mean is too. NaN for an empty histogram.
         """
         qs = np.asarray(q, dtype=np.float64)
         if ((qs < 0) | (qs > 1) | np.isnan(qs)).any():
@@ -121,9 +123,11 @@ class LatencyHistogram:
         if total == 0:
             out = np.full(qs.shape, np.nan)
         else:
-            rank = np.floor(qs * (total - 1))
-            bucket = np.searchsorted(np.cumsum(self.counts), rank, side="right")
-            out = self.layout.representatives[bucket]
+            h = qs * (total - 1)
+            cumulative = np.cumsum(self.counts)
+            low, high = (self.layout.representatives[np.searchsorted(cumulative, rank, "right")]
+                         for rank in (np.floor(h), np.ceil(h)))
+            out = low + (h - np.floor(h)) * (high - low)
         return float(out) if out.ndim == 0 else out
 
     def __add__(self, other: object) -> LatencyHistogram:
