@@ -3,15 +3,14 @@
 Shared ground: serving writes LaTeX, the corrections endpoint validates it, and evaluation
 compares it with the truth, so the one definition of a token lives here.
 
-The edit distance maps every token to one character once (a growing vocabulary) so that
-RapidFuzz compares plain strings, which is what makes a million pairs a second possible.
+Text is put in Unicode's composed form (NFC) before it is split, so an accent typed as a
+letter plus a combining mark is the same token as the precomposed letter it shows as.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
@@ -35,7 +34,7 @@ COMMANDS: dict[str, int] = {
 
 def tokenize(latex: str) -> list[str]:
     """Commands, single characters and braces; whitespace only separates."""
-    return _TOKEN.findall(latex)
+    return _TOKEN.findall(unicodedata.normalize("NFC", latex))
 
 
 def validate_latex(latex: str) -> list[str]:
@@ -71,31 +70,10 @@ def validate_latex(latex: str) -> list[str]:
     return problems
 
 
-class TokenVocabulary:
-    """Maps each distinct LaTeX token to one private-use character, assigned once."""
+def token_edit_distance(predicted: str, truth: str) -> float:
+    """Levenshtein distance over LaTeX tokens, normalized by the longer token sequence (0..1).
 
-    def __init__(self, tokens: Iterable[str] = ()) -> None:
-        self._codes: dict[str, str] = {}
-        for tok in tokens:
-            self.code(tok)
-
-    def code(self, token: str) -> str:
-        ch = self._codes.get(token)
-        if ch is None:
-            ch = chr(0xE000 + len(self._codes))
-            self._codes[token] = ch
-        return ch
-
-    def encode(self, latex: str | Sequence[str]) -> str:
-        tokens = tokenize(latex) if isinstance(latex, str) else latex
-        return "".join(self.code(t) for t in tokens)
-
-
-DEFAULT_VOCABULARY = TokenVocabulary()
-
-
-def token_edit_distance(predicted: str, truth: str,
-                        vocabulary: TokenVocabulary = DEFAULT_VOCABULARY) -> float:
-    """Levenshtein distance over LaTeX tokens, normalized by the longer token sequence (0..1)."""
-    return float(Levenshtein.normalized_distance(vocabulary.encode(predicted),
-                                                 vocabulary.encode(truth)))
+    RapidFuzz compares the token lists themselves, so nothing grows with the tokens a
+    long-running worker meets (a vocabulary of one character per token ran out of characters
+    after about a million distinct ones)."""
+    return float(Levenshtein.normalized_distance(tokenize(predicted), tokenize(truth)))

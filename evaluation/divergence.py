@@ -186,7 +186,8 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                        "accuracy_ci": [low, high] if n_on else None,
                        "analysis_unit": "prediction" if per_unit is None else "unit",
                        "exact_match_with_truth": m["exact_match"],
-                       "token_edit_distance": m["token_edit_distance"],
+                       # over predictions with a truth, mostly corrected wrong answers
+                       "token_edit_distance_with_truth": m["token_edit_distance"],
                        "latency_p50_ms": m["latency_p50_ms"],
                        "latency_p99_ms": m["latency_p99_ms"],
                        **{k: number.get(k) for k in ("mae", "mae_interval", "rmse")}},

@@ -4,20 +4,19 @@ The tokens and exact match are core.same_answer's (annotators' agreement in feed
 the same rule): a word for ``text``, a LaTeX token for ``latex`` and untyped answers, the whole
 value for the other types.
 
-The distance is Levenshtein over those tokens normalized by the longer sequence (0..1), the
-same figure the offline test reports (:mod:`serving.bundles.offline_metrics`). Words are
-compared as sequences directly (RapidFuzz takes lists of strings), so no vocabulary grows with
-the words a long-running worker sees.
+The distance is core.same_answer's too, Levenshtein over those tokens normalized by the longer
+sequence (0..1): the offline test (:mod:`serving.bundles.offline_metrics`) reports the same
+figure. Tokens are compared as sequences directly (RapidFuzz takes lists of strings), so no
+vocabulary grows with the tokens a long-running worker sees.
 """
 
 from __future__ import annotations
 
 import math
 
-from rapidfuzz.distance import Levenshtein
+from core.same_answer import edit_distance, same_output
 
-from core.latex import token_edit_distance
-from core.same_answer import WHOLE_TYPES, WORD_TYPES, same_output, tokens
+__all__ = ["answers_differ", "edit_distance"]
 
 
 def answers_differ(one: str, other: str, output_type: str | None = None,
@@ -33,11 +32,3 @@ def answers_differ(one: str, other: str, output_type: str | None = None,
             return True
         return not math.isclose(a, b, rel_tol=number_tolerance, abs_tol=number_tolerance)
     return not same_output(one, other, output_type)
-
-
-def edit_distance(output: str, truth: str, output_type: str | None = None) -> float:
-    """Normalized token edit distance (0 the same, 1 nothing in common)."""
-    if output_type in WORD_TYPES or output_type in WHOLE_TYPES:
-        return float(Levenshtein.normalized_distance(tokens(output, output_type),
-                                                     tokens(truth, output_type)))
-    return token_edit_distance(output, truth)

@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.latex import TokenVocabulary
 from core.output_types import OutputKind
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import (
@@ -145,7 +144,6 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
         raise OfflineError(f"{failures[0].message}; the candidate failed on every example "
                            f"({len(failures)}), so nothing was stored", status=failures[0].status)
     seconds = time.perf_counter() - started
-    vocabulary = TokenVocabulary()
     by_slice: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         if ex.slice is not None:
@@ -153,7 +151,7 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
 
     def row(idx: list[int]) -> dict[str, Any]:
         return summarize(manifest.output, [examples[i].label for i in idx],
-                         [answers[i] for i in idx], [latencies[i] for i in idx], vocabulary)
+                         [answers[i] for i in idx], [latencies[i] for i in idx])
 
     overall = row(list(range(len(examples))))
     overall["throughput_ips"] = round(len(examples) / seconds, 1) if seconds > 0 else None

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import AbvocError
-from core.latex import TokenVocabulary
-from core.same_answer import tokens
+from core.same_answer import edit_distance, tokens
 from core.text import text_problem
 from serving.bundles.manifest import OutputSpec
 
@@ -70,8 +69,7 @@ class OfflineError(AbvocError):
 
 
 def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
-              latencies_ms: Sequence[float] = (),
-              vocabulary: TokenVocabulary | None = None) -> dict[str, Any]:
+              latencies_ms: Sequence[float] = ()) -> dict[str, Any]:
     """One row: n and the type's metric for these (truth, answer) pairs; an answer may be
     :data:`FAILED`."""
     n = len(truths)
@@ -84,11 +82,10 @@ def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
         row["label_shares"] = shares(truths, output.classes)
         row["output_shares"] = shares([a for a, _ in answered], output.classes)
     elif kind in ("text", "latex"):
-        vocabulary = vocabulary or TokenVocabulary()
-        pairs = [(tokens(a, kind), tokens(t, kind)) for a, t in answered]
-        row["exact_match"] = _round(sum(a == t for a, t in pairs) / n) if n else None
+        row["exact_match"] = _round(
+            sum(tokens(a, kind) == tokens(t, kind) for a, t in answered) / n) if n else None
         row["token_edit_distance"] = _round(float(np.mean(
-            [_distance(vocabulary, a, t) for a, t in pairs]))) if pairs else None
+            [edit_distance(a, t, kind) for a, t in answered]))) if answered else None
     elif kind == "number":
         errors = np.asarray([a for a, _ in answered], float) \
             - np.asarray([t for _, t in answered], float)
@@ -102,13 +99,6 @@ def summarize(output: OutputSpec, truths: Sequence[Any], answers: Sequence[Any],
         row["latency_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
         row["latency_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
     return row
-
-
-def _distance(vocabulary: TokenVocabulary, answer: list[str], truth: list[str]) -> float:
-    from rapidfuzz.distance import Levenshtein
-
-    return float(Levenshtein.normalized_distance(vocabulary.encode(answer),
-                                                 vocabulary.encode(truth)))
 
 
 def shares(values: Sequence[Any], classes: Sequence[str]) -> dict[str, float]:

@@ -65,6 +65,9 @@ def test_divergence_holds_each_version_against_its_own_offline_results(db: Datab
         row = rows[("iris", version)]
         assert row["online"]["n"] == N and row["offline"]["exact_match"] == exact
         assert row["online"]["accuracy_bound"] == pytest.approx(1 - wrong / N)
+        # over the corrected predictions only, so named apart from the offline figures
+        assert row["online"]["exact_match_with_truth"] == 0.0
+        assert "token_edit_distance_with_truth" in row["online"]
     assert not rows[("iris", "1")]["flagged"] and rows[("iris", "2")]["flagged"]
     # v2's classes are its own: four, not v1's three
     confusion = {m["version"]: m["confusion"]["all"] for m in report["label_metrics"]}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from core.latex import token_edit_distance
+from core.same_answer import same_output
 from workloads.ocr.candidates import artifact_bytes
 from workloads.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
 from workloads.ocr.detector import match
@@ -43,7 +44,7 @@ def score(sample: Sample, result: PredictionResult) -> dict[str, Any]:
         pp, pr = relations[p][0], relations[p][1]
         same_parent = (gp < 0 and pp < 0) or (gp >= 0 and m.get(gp) == pp)
         correct_rel += int(same_parent and gr == pr)
-    exact = result.latex == sample.latex
+    exact = same_output(result.latex, sample.latex, "latex")
     stage = None
     if not exact:
         if len(m) != n_true or len(boxes) != n_true:

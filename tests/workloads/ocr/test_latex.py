@@ -1,6 +1,6 @@
 import pytest
 
-from core.latex import TokenVocabulary, token_edit_distance, tokenize, validate_latex
+from core.latex import token_edit_distance, tokenize, validate_latex
 
 
 def test_tokenize_commands_braces_and_spaces() -> None:
@@ -37,11 +37,25 @@ def test_token_edit_distance_counts_tokens_not_characters() -> None:
     assert token_edit_distance("", "1+1") == 1.0
 
 
-def test_vocabulary_assigns_each_token_one_character_once() -> None:
-    vocab = TokenVocabulary()
-    a = vocab.encode(r"\frac{1}{1}")
-    assert len(a) == 7 and a[2] == a[5]
-    assert vocab.encode(["\\frac"]) == a[0]
+def test_edit_distance_keeps_no_state_however_many_distinct_tokens_it_meets() -> None:
+    # A shared vocabulary of one character per token ran out of characters (chr() raised) after
+    # about 1.06 million distinct commands in a long-running worker.
+    from itertools import islice, product
+    from string import ascii_lowercase
+
+    names = islice(product(ascii_lowercase, repeat=5), 1_100_000)
+    many = " ".join("\\" + "".join(name) for name in names)
+    assert token_edit_distance(many + " x", "x") == pytest.approx(1 - 1 / 1_100_001)
+    assert token_edit_distance(r"\frac{1}{x}", r"\frac{1}{y}") == pytest.approx(1 / 7)
+
+
+def test_composed_and_decomposed_accents_are_one_token() -> None:
+    from core.same_answer import edit_distance, same_output
+
+    assert tokenize("a\u0301") == tokenize("\u00e1") == ["\u00e1"]
+    assert token_edit_distance("x+a\u0301", "x+\u00e1") == 0.0
+    assert same_output("caf\u00e9 au lait", "cafe\u0301  au lait", "text")
+    assert edit_distance("cafe\u0301 noir", "caf\u00e9 au lait", "text") == pytest.approx(2 / 3)
 
 
 def test_core_knows_every_command_the_workload_writes() -> None:

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from core.latex import tokenize
 from core.store import Database, schema
 from serving.registry import Registry
 from workloads.ocr.dataset import OFFLINE_MIX, Mix, generate
-from workloads.ocr.offline import evaluate, offline_test
+from workloads.ocr.offline import evaluate, offline_test, score
 from workloads.ocr.pipeline import Pipeline, TorchRunner
 
 
@@ -62,6 +63,16 @@ def test_bad_input_is_refused(pipe: Pipeline) -> None:
     with pytest.raises(ValueError, match="grayscale uint8"):
         pipe.predict([np.zeros((32, 32, 3), dtype=np.uint8)])
     assert pipe.predict_one(np.full((32, 48), 255, dtype=np.uint8)).latex == ""
+
+
+def test_offline_exact_match_is_the_same_tokens_as_online(pipe: Pipeline) -> None:
+    # Online exact match ignores spacing (core.same_answer); the offline one compared strings,
+    # so a candidate spacing its LaTeX differently showed a gap that was only whitespace.
+    sample = generate(1, Mix.of({"printed/elementary": 1.0}), seed=11, split="offline-test")[0]
+    result = pipe.predict_one(sample.image)
+    respaced = type(result)(" ".join(tokenize(sample.latex)), result.confidence, result.stages)
+    figures = score(sample, respaced)
+    assert figures["exact"] and figures["ted"] == 0.0 and figures["error_stage"] is None
 
 
 def test_offline_evaluation_reports_every_slice(pipe: Pipeline, tiny_candidate: Path) -> None:
