@@ -19,7 +19,7 @@ from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
-from core.text import shown
+from core.text import quoted, shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_spec import ACTIVE, check_spec, fail
@@ -113,7 +113,7 @@ def _weights_now(exp: Experiment) -> list[float]:
 def _arms_reason(arms: list[dict[str, Any]]) -> str:
     """The status reason the arms leave: the first paused arm's, else none."""
     paused = next((a for a in arms if a.get("paused")), None)
-    return f"arm {paused['name']!r} paused: {paused['paused']}" if paused else ""
+    return f"arm {quoted(paused['name'])} paused: {paused['paused']}" if paused else ""
 
 
 def _set_reason(exp: Experiment, reason: str) -> None:
