@@ -46,6 +46,8 @@ INCONCLUSIVE = "inconclusive"
 MIN_GUARDRAIL_N = 100
 ERROR_METRIC = "absolute_error"  # compared only where the candidates answer numbers
 FAILURES = "error_rate"
+KILLED_REMEDY = "resume it to gather more, or stop it"
+"""What a killed experiment's reader can do (it serves only its control until resumed)."""
 
 
 def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any]) -> list[str]:
@@ -94,11 +96,14 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     decision = _decide(results)
     status = results["experiment"].get("status")
     if decision["action"] == KEEP_RUNNING and status in ("stopped", "killed"):
-        why = ("is stopped" if status == "stopped" else "was killed (all its traffic goes to "
-               "control, outside its results)")
+        # A killed experiment can be resumed; a stopped one cannot.
+        why, remedy = (("is stopped", "run a new experiment to gather more")
+                       if status == "stopped" else
+                       ("was killed (all its traffic goes to control, outside its results)",
+                        KILLED_REMEDY))
         decision = {**decision, "action": INCONCLUSIVE, "reasons": [
             f"the experiment {why}, so it gathers no more data: the evidence below was not "
-            "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
+            f"enough for a decision; {remedy}", *decision["reasons"]]}
     elif decision["action"] == KEEP_RUNNING and status == "draft":
         decision = {**decision, "reasons": [
             "the experiment is a draft, so it gathers no data until it is started (`abvoc "

@@ -23,6 +23,7 @@ from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
 from dashboards.tables import fmt, isolate, table
 from evaluation.candidate_facts import shown_names
+from evaluation.decisions import INCONCLUSIVE, KILLED_REMEDY
 from evaluation.online import ALL
 from serving.experiments import KILL_SWITCH
 
@@ -176,17 +177,19 @@ def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:
     action = decision["action"].replace("_", " ")
     head = f"Decision: {action}" + (f" arm {decision['arm']}" if decision.get("arm") else "")
     reasons = list(decision.get("reasons", []))
-    kind = decision["action"]
+    kind = kind_was = decision["action"]
     if view.get("status") == "killed":
-        # The results' decision reads the evidence only: "keep running" for an experiment
-        # that serves nothing but its control would tell the reader to wait for data that
-        # will never come.
+        # One line says the kill, its why and the one remedy. An inconclusive decision leads
+        # with its own line about the kill (without the why): it is not said twice.
         kind, head = "stop", "Killed: the experiment serves only its control"
         why = view.get("status_reason") or KILL_SWITCH
+        said = ("was not enough for a decision" if kind_was == INCONCLUSIVE
+                else f"says: {action}" + (f" arm {decision['arm']}" if decision.get("arm")
+                                          else ""))
         reasons = [f"the experiment is killed ({why}): every unit goes to its control, so its "
-                   "treatments gather no more data; resume it to gather more, or stop it",
-                   f"the evidence so far says: {action}"
-                   + (f" arm {decision['arm']}" if decision.get("arm") else ""), *reasons]
+                   f"treatments gather no more data; {KILLED_REMEDY}",
+                   f"the evidence so far {said}",
+                   *(reasons[1:] if kind_was == INCONCLUSIVE else reasons)]
     elif view.get("status") == "draft" and kind == "keep_running":
         head = "Draft: not started, so there is nothing to decide yet"
     return html.Div(className=f"decision {kind}", id="exp-decision", children=[

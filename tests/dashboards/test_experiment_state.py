@@ -76,6 +76,10 @@ def test_a_killed_experiments_decision_says_it_is_killed(db: Database) -> None:
     assert "Decision: keep running" not in decision
     assert "killed" in decision and "kill switch: error spike" in decision
     assert find_component(page, "exp-decision").className == "decision stop"
+    # One remedy, once: it also read "run a new experiment to gather more" below this one.
+    assert decision.count("resume it to gather more, or stop it") == 1, decision
+    assert "run a new experiment" not in decision and decision.count("killed") == 1, decision
+    assert "the evidence so far was not enough for a decision" in decision
     control, treatment = _rows(page)
     assert control.split(" | ")[4] == "100%" and treatment.split(" | ")[4] == "0%"
 

@@ -79,6 +79,8 @@ def test_a_killed_experiment_is_inconclusive_not_told_to_keep_running(db: Databa
     decision = _decision(db, {}, status="killed")
     assert decision["action"] == decisions.INCONCLUSIVE
     assert decision["reasons"][0].startswith("the experiment was killed")
+    # It can be resumed: not "run a new experiment", which the page's own advice contradicted.
+    assert decision["reasons"][0].endswith("resume it to gather more, or stop it")
     assert decision["reasons"][1].startswith("no traffic yet")
 
 
