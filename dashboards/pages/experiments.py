@@ -21,7 +21,7 @@ from dashboards.access import require_role, whole_number
 from dashboards.pages import experiment_notes as notes
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
-from dashboards.tables import fmt, isolate, table
+from dashboards.tables import fmt, isolate, table, verdict_text
 from evaluation.candidate_facts import shown_names
 from evaluation.decisions import INCONCLUSIVE, KILLED_REMEDY
 from evaluation.online import ALL
@@ -315,7 +315,7 @@ def _comparisons(res: dict[str, Any], slice_: str) -> Component:
                      fmt(r["relative_lift"], percent=True), fmt(r["p_value"]),
                      fmt(r["p_holm"]), fmt(r["p_bh"]),
                      _interval(None, r["sequential_ci_low"], r["sequential_ci_high"]),
-                     fmt(r["sequential_p_value"]), r.get("verdict") or r.get("error") or ""])
+                     fmt(r["sequential_p_value"]), verdict_text(r)])
     if not rows:
         return html.P("No comparison in this slice yet.", id="exp-comparisons")
     return table(["treatment", "metric", "control", "treatment mean", "difference [95% CI]",

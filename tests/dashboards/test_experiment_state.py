@@ -94,3 +94,31 @@ def test_guardrail_events_are_dated_by_the_event_not_the_start(db: Database) -> 
     assert events[(paused, "arm paused")] == PAUSED_AT
     assert events[(paused, "running")] == PAUSED_AT
     assert T0 not in events.values()
+
+
+def test_a_comparison_never_tested_says_why_not_inconclusive(db: Database) -> None:
+    """An arm at weight 0 has no traffic: its rows read "inconclusive" as if a test had run."""
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "cand-a", "weight": 1.0, "control": True},
+        {"name": "idle", "candidate": "cand-b", "weight": 0.0, "control": False}])
+    apply(db, [prediction(f"c{i}", experiment_id=exp, arm="control", candidate="cand-a")
+               for i in range(30)])
+    page = experiments.body(db, exp, "all", data.Window())
+    tbody = find_component(page, "exp-comparisons").children[1]
+    verdicts = {component_text(tr.children[1]): component_text(tr.children[-1])
+                for tr in tbody.children}
+    assert verdicts["latency_ms"] == "treatment has no observations", verdicts
+    assert verdicts["exact_match"] == "control has no observations", verdicts  # no truths
+    assert "inconclusive" not in verdicts.values()
+
+
+def test_a_comparison_tested_without_a_difference_stays_inconclusive(db: Database) -> None:
+    exp = add_experiment(db)
+    cand = {"control": "cand-a", "treatment": "cand-b"}
+    apply(db, [prediction(f"{arm}{i}", experiment_id=exp, arm=arm, candidate=cand[arm],
+                          latency_ms=10.0 + i % 7) for arm in cand for i in range(30)])
+    page = experiments.body(db, exp, "all", data.Window())
+    tbody = find_component(page, "exp-comparisons").children[1]
+    verdicts = {component_text(tr.children[1]): component_text(tr.children[-1])
+                for tr in tbody.children}
+    assert verdicts["latency_ms"] == "inconclusive", verdicts
