@@ -53,7 +53,7 @@ Variant = tuple[int, str, str, bool]  # the aggregates' experiment, arm, candida
 
 @dataclass(frozen=True)
 class Names:
-    """How the page names what served: each aggregate variant's and each ledger (candidate,
+    """How the pages name what served: each aggregate variant's and each ledger (candidate,
     version)'s shown name. A version the store cannot tell (traffic outside any experiment, a
     ledger row from before versions were kept) is the name's only known version if it has one."""
 
@@ -62,6 +62,19 @@ class Names:
 
     def of_ledger(self, candidate: str, version: str | None) -> str:
         return self.refs.get((candidate, version), candidate)
+
+    def of_prediction(self, p: dict[str, Any]) -> str:
+        """One prediction's candidate as shown (``candidate``, ``experiment_id``, ``arm``,
+        ``shadow``, and ``version`` where the ledger knows it): its variant's name, as the
+        aggregates key it. A prediction without a candidate (an outcome reported by unit) has
+        none."""
+        if p.get("candidate") is None:
+            return "–"
+        if p.get("version") is not None and (p["candidate"], p["version"]) in self.refs:
+            return self.refs[(p["candidate"], p["version"])]
+        key = (p.get("experiment_id") or 0, "" if p.get("shadow") else (p.get("arm") or ""),
+               p["candidate"], bool(p.get("shadow")))
+        return self.variants.get(key) or self.of_ledger(p["candidate"], p.get("version"))
 
     def base(self, shown: str) -> str | None:
         """The candidate name a shown name stands for (None: nothing served under it)."""

@@ -49,7 +49,7 @@ def body(report: dict[str, Any]) -> Component:
     """The heatmap, the findings and the shifts of one divergence report."""
     names = _names(report)
     parts: list[Component] = [
-        dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
+        dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"], names)),
         _downloads(report["experiment_id"]),
         html.H3("Findings, most severe first"),
         _findings(report["findings"], names, _nothing_to_compare(report["slices"])),
@@ -167,7 +167,8 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
             html.Tbody([html.Tr([
                 html.Td(dcc.Link(p["prediction_id"],
                                  href=f"{PREFIX}inspector?id={p['prediction_id']}")),
-                html.Td(p["candidate"]), html.Td("shadow" if p["shadow"] else p["arm"] or ""),
+                html.Td(names.get(_ref(p), p["candidate"])),
+                html.Td("shadow" if p["shadow"] else p["arm"] or ""),
                 html.Td(p["output"]), html.Td(fmt(p["confidence"])),
                 html.Td(p["created_at"].strftime("%Y-%m-%d %H:%M:%S"))]) for p in recent])]),
         *confusions,
