@@ -1,7 +1,7 @@
 """What the Operations page reads: traffic, latency and errors per candidate and hour from the
-online aggregates, the last minutes from the API's served-prediction ledger, the guardrails'
-events (experiments a guardrail or an operator stopped, paused arms), the outbox backlog and
-the loops' heartbeats.
+online aggregates, the last minutes from the API's served-prediction ledger, the pauses and
+kills in force and who made them (arms a guardrail or an admin paused, experiments an admin
+paused or killed), the outbox backlog and the loops' heartbeats.
 
 Windows end at the newest data, not at the clock: a store replayed or seeded later still shows
 its last hours. A rate is requests over the seconds of its window that the service was serving:
@@ -40,6 +40,7 @@ from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.candidate_facts import shown_names, variant_version
 from evaluation.stats import LatencyHistogram
+from serving.experiments import BY_ADMIN
 
 HOUR = timedelta(hours=1)
 MIN_SPAN_S = 1.0  # a rate over less than this is no rate
@@ -230,25 +231,27 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
 
 
 def guardrail_events(db: Database) -> list[dict[str, Any]]:
-    """Experiments with a status reason (a guardrail, a kill, an operator's pause) and every
-    paused arm, newest first, each dated when it happened where the store keeps that time: the
-    status's ``status_since``, an arm pause's new split (``allocation.since``). A kill or a
+    """Each pause or kill in force, newest experiment first, with who did it (``by``): an
+    experiment paused or killed (always an admin: guardrails pause arms only), and every paused
+    arm (a guardrail or an admin, as its ``paused_by`` says; None for a pause from before it
+    was kept). A running or stopped experiment's status reason only restates its paused arms,
+    listed once, as theirs. Each is dated when it happened where the store keeps that time:
+    the status's ``status_since``, an arm pause's new split (``allocation.since``); a kill or a
     pause from before revision 0025 kept no time: undated rather than dated with the start."""
     with db.reading() as s:
         found = s.scalars(select(Experiment).order_by(Experiment.id.desc())).all()
     out = []
     for e in found:
-        paused = [arm for arm in e.arms or [] if arm.get("paused")]
         split_at = _since(e.allocation)
-        if e.status_reason:
-            at = (as_utc(e.status_since) if e.status_since
-                  else as_utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
-                  else split_at if e.status == "running" and paused else None)
+        if e.status in ("paused", "killed") and e.status_reason:
             out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
-                        "arm": None, "reason": e.status_reason, "at": at})
-        for arm in paused:
-            out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
-                        "arm": arm.get("name"), "reason": arm["paused"], "at": split_at})
+                        "arm": None, "by": BY_ADMIN, "reason": e.status_reason,
+                        "at": as_utc(e.status_since) if e.status_since else None})
+        for arm in e.arms or []:
+            if arm.get("paused"):
+                out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
+                            "arm": arm.get("name"), "by": arm.get("paused_by"),
+                            "reason": arm["paused"], "at": split_at})
     return out
 
 

@@ -28,6 +28,9 @@ OPERATOR_PAUSE = "paused by an operator"
 """The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
 KILL_SWITCH = "kill switch"
 """The reason a kill keeps when the operator gives none."""
+BY_ADMIN, BY_GUARDRAIL = "admin", "guardrail"
+"""Who paused an arm (its ``paused_by``): an admin by hand, or a guardrail's breach; the
+Operations page tells the two apart."""
 MAX_REASON = 500
 """The longest reason an operator may give for a pause or a kill (characters)."""
 
@@ -314,9 +317,10 @@ class Experiments:
             raise Conflict(f"experiment {exp.id} is {exp.status}; {what} only while it is "
                            f"{', '.join(ACTIVE[:-1])} or {ACTIVE[-1]}")
 
-    def pause_arm(self, experiment_id: int, arm_name: str,
-                  reason: str = OPERATOR_PAUSE) -> dict[str, Any]:
-        """Send a treatment's traffic to control (a guardrail breach), recording why."""
+    def pause_arm(self, experiment_id: int, arm_name: str, reason: str = OPERATOR_PAUSE,
+                  by: str = BY_ADMIN) -> dict[str, Any]:
+        """Send a treatment's traffic to control (an admin's pause or a guardrail's breach),
+        recording why and by whom."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
@@ -324,7 +328,7 @@ class Experiments:
             self._steering(exp, "arms are paused")
             if arm.get("paused"):
                 return _view(exp)
-            arm["paused"] = reason
+            arm["paused"], arm["paused_by"] = reason, by
             exp.arms = arms
             if exp.status == "running":  # an operator's pause or a kill keeps its own reason
                 _set_reason(exp, _arms_reason(arms))
@@ -341,7 +345,8 @@ class Experiments:
             self._steering(exp, "arms are resumed")
             if not arm.get("paused"):
                 return _view(exp)
-            exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
+            exp.arms = [{**a, "paused": None, "paused_by": None} if a["name"] == arm_name else a
+                        for a in exp.arms]
             if exp.status == "running":
                 _set_reason(exp, _arms_reason(exp.arms))
             if exp.canary and exp.canary["treatment"] == arm_name:

@@ -1,8 +1,9 @@
 """The Operations page: requests per second, error rate and latency percentiles per candidate
 and hour (the online aggregates, remote candidates included: their predictions flow through the
-same worker), the last minutes from the served-prediction ledger, the guardrails' events, the
-outbox backlog and the worker's and relay's heartbeats and lag. Two versions of one candidate
-name are two rows, named ``name vX`` (:class:`dashboards.operations.Names`)."""
+same worker), the last minutes from the served-prediction ledger, the guardrails' events and
+the pauses and kills by hand, the outbox backlog and the worker's and relay's heartbeats and
+lag. Two versions of one candidate name are two rows, named ``name vX``
+(:class:`dashboards.operations.Names`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dashboards import operations as ops
 from dashboards.access import require_role
 from dashboards.pages._page import Page
 from dashboards.tables import fmt, table
+from serving.experiments import BY_ADMIN, BY_GUARDRAIL
 
 ROLES = frozenset({"admin"})
 ALL = "all candidates"
@@ -75,17 +77,23 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
     ])
 
 
+# Who paused or killed (an arm paused before abvoc kept who: "not recorded").
+_BY = {BY_ADMIN: "an admin (manual)", BY_GUARDRAIL: "guardrail"}
+
+
 def health(db: Any, expected: tuple[str, ...] = (), prefix: str | None = None) -> Component:
     events = ops.guardrail_events(db)
     state = ops.pipeline_health(db, expected, prefix)
     checks = state["checks"]
     return html.Div([
-        html.H3("Guardrail events"),
-        table(["experiment", "status", "arm", "reason", "since (UTC)"],
+        html.H3("Guardrail events and manual pauses"),
+        table(["experiment", "status", "arm", "by", "reason", "since (UTC)"],
               [[f"#{e['experiment_id']} {e['experiment']}", e["status"], e["arm"] or "–",
-                e["reason"], e["at"].strftime("%Y-%m-%d %H:%M") if e["at"] else "–"]
+                _BY.get(e["by"], "not recorded"), e["reason"],
+                e["at"].strftime("%Y-%m-%d %H:%M") if e["at"] else "–"]
                for e in events], "ops-guardrails") if events
-        else html.P("No guardrail has fired and no arm is paused.", id="ops-guardrails"),
+        else html.P("No guardrail has fired, and no experiment or arm is paused or killed.",
+                    id="ops-guardrails"),
         html.H3("Event pipeline"),
         html.P(f"Outbox backlog: {state['outbox_pending']:,} events waiting; the oldest for "
                f"{state['outbox_lag_s']:.0f} s.", id="ops-outbox"),
