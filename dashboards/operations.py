@@ -193,7 +193,8 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
     requests per second (over the seconds from the window's start, or from the candidate's first
     request when it has none before the window, to the ledger's newest row), error rate and
     latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
-    latency: arms' requests, not shadows' or forced ones). The window ends at the ledger's newest
+    latency: arms' requests, not shadows' or forced ones, ``watched`` counts them). The window
+    ends at the ledger's newest
     row whichever candidate is asked for, so a candidate's figures do not change with the filter."""
     t = ServedPrediction
     named = names(db)
@@ -222,7 +223,7 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
              else [None] * len(QUANTILES))
         began = start if cand in older else min(at for _, _, at in items)
         checked = [e for _, e, _ in items if e is not None]
-        out.append({"candidate": cand, "requests": len(items),
+        out.append({"candidate": cand, "requests": len(items), "watched": int(latencies.size),
                     "requests_per_s": _rate(len(items), (last - began).total_seconds()),
                     "error_rate": sum(checked) / len(checked) if checked else None,
                     "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2],

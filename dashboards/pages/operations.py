@@ -17,7 +17,7 @@ from dashboards import data, plots
 from dashboards import operations as ops
 from dashboards.access import require_role
 from dashboards.pages._page import Page
-from dashboards.tables import fmt, table
+from dashboards.tables import fmt, isolate, table
 from serving.experiments import BY_ADMIN, BY_GUARDRAIL
 
 ROLES = frozenset({"admin"})
@@ -73,8 +73,24 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
               [[r["candidate"], r["requests"], fmt(r["requests_per_s"]), fmt(r["error_rate"]),
                 fmt(r["latency_p50_ms"]), fmt(r["latency_p95_ms"]), fmt(r["latency_p99_ms"])]
                for r in recent], "ops-recent"),
+        *_unwatched(recent),
         html.P(RATES_NOTE, id="ops-rates-note"),
     ])
+
+
+def _unwatched(recent: list[dict[str, Any]]) -> list[Component]:
+    """Why a ledger row's error rate and latency are "–" or count fewer requests than the row:
+    a forced (QA) request's or a shadow copy's ledger row keeps neither (the guardrails watch
+    routed requests only); the graph above, from the worker's records, counts them."""
+    some = [r for r in recent if r["watched"] < r["requests"]]
+    if not some:
+        return []
+    said = "; ".join(f"{isolate(r['candidate'])}: {r['requests'] - r['watched']:,} of "
+                     f"{r['requests']:,}" for r in some)
+    return [html.P("Error rate and latency here count routed requests only, the ones the "
+                   "guardrails watch: a forced (QA) request or a shadow copy keeps neither in "
+                   f"the ledger (“–” where a candidate has no other). Not routed: {said}. "
+                   "The graph above counts them.", id="ops-unwatched")]
 
 
 # Who paused or killed (an arm paused before abvoc kept who: "not recorded").
