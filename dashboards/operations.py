@@ -40,7 +40,7 @@ from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.candidate_facts import shown_names, variant_version
 from evaluation.stats import LatencyHistogram
-from serving.experiments import BY_ADMIN
+from serving.experiment_spec import BY_ADMIN
 
 HOUR = timedelta(hours=1)
 MIN_SPAN_S = 1.0  # a rate over less than this is no rate

@@ -22,15 +22,12 @@ from core.store.models import Candidate, Experiment, ServedPrediction
 from core.text import quoted, shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
-from serving.experiment_spec import ACTIVE, check_spec, fail
+from serving.experiment_spec import ACTIVE, BY_ADMIN, UNPAUSED, check_spec, fail
 
 OPERATOR_PAUSE = "paused by an operator"
 """The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
 KILL_SWITCH = "kill switch"
 """The reason a kill keeps when the operator gives none."""
-BY_ADMIN, BY_GUARDRAIL = "admin", "guardrail"
-"""Who paused an arm (its ``paused_by``): an admin by hand, or a guardrail's breach; the
-Operations page tells the two apart."""
 MAX_REASON = 500
 """The longest reason an operator may give for a pause or a kill (characters)."""
 
@@ -319,8 +316,7 @@ class Experiments:
 
     def pause_arm(self, experiment_id: int, arm_name: str, reason: str = OPERATOR_PAUSE,
                   by: str = BY_ADMIN) -> dict[str, Any]:
-        """Send a treatment's traffic to control (an admin's pause or a guardrail's breach),
-        recording why and by whom."""
+        """Send a treatment's traffic to control, recording why and who (admin, guardrail)."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
@@ -345,8 +341,7 @@ class Experiments:
             self._steering(exp, "arms are resumed")
             if not arm.get("paused"):
                 return _view(exp)
-            exp.arms = [{**a, "paused": None, "paused_by": None} if a["name"] == arm_name else a
-                        for a in exp.arms]
+            exp.arms = [{**a, **UNPAUSED} if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
                 _set_reason(exp, _arms_reason(exp.arms))
             if exp.canary and exp.canary["treatment"] == arm_name:

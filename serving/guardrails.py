@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import CorrectionRequest, ServedPrediction
-from serving.experiments import BY_GUARDRAIL, Experiments
+from serving.experiment_spec import BY_GUARDRAIL
+from serving.experiments import Experiments
 
 log = logging.getLogger(__name__)
 

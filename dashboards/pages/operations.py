@@ -18,7 +18,7 @@ from dashboards import operations as ops
 from dashboards.access import require_role
 from dashboards.pages._page import Page
 from dashboards.tables import fmt, isolate, table
-from serving.experiments import BY_ADMIN, BY_GUARDRAIL
+from serving.experiment_spec import BY_ADMIN, BY_GUARDRAIL
 
 ROLES = frozenset({"admin"})
 ALL = "all candidates"
