@@ -44,3 +44,10 @@ def shown(value: Any, limit: int = SHOWN_CHARS, form: Callable[[Any], str] = rep
             else f"{len(text)} characters in all")
     tail = limit // 4
     return f"{text[:limit - tail]}…{text[len(text) - tail:]} ({size})"
+
+
+def quoted(name: Any) -> str:
+    """A user-chosen name (an arm, a slice, a class) in a sentence, between plain quotes and as
+    typed: repr would print an apostrophe in it as ``\\'`` and double a backslash, characters
+    its owner never typed and may search for."""
+    return f"'{name}'"

@@ -16,6 +16,7 @@ from sqlalchemy import func, literal, null, or_, select, union_all
 from core.store.db import Database
 from core.store.models import (
     Correction,
+    Experiment,
     Outcome,
     Prediction,
     PredictionTruth,
@@ -24,6 +25,8 @@ from core.store.models import (
 )
 from core.store.relabel_models import PredictionInput
 from core.times import as_utc
+from dashboards.operations import names
+from evaluation.candidate_facts import variant_version
 from evaluation.divergence import divergence_report
 from evaluation.stage_blame import blame
 
@@ -40,7 +43,8 @@ def divergence(db: Database, experiment_id: int) -> dict[str, Any]:
 
 def slice_predictions(db: Database, experiment_id: int, slice_: str,
                       limit: int = 10) -> list[dict[str, Any]]:
-    """The newest predictions of an experiment in a slice (``all``: any slice)."""
+    """The newest predictions of an experiment in a slice (``all``: any slice), each with the
+    version its variant ran (:func:`evaluation.candidate_facts.variant_version`)."""
     p = Prediction
     # `experiment_id + 0`: SQLite would otherwise pick the experiment's index and sort every
     # prediction of the experiment (0.2-0.5 s at 1M) where walking the time index back from the
@@ -51,7 +55,11 @@ def slice_predictions(db: Database, experiment_id: int, slice_: str,
         query = query.where(p.slice == slice_)
     with db.reading() as s:
         rows = s.execute(query.order_by(p.created_at.desc()).limit(limit)).all()
-    return [dict(r._mapping) | {"created_at": as_utc(r.created_at)} for r in rows]
+        experiment = s.get(Experiment, experiment_id)
+    return [dict(r._mapping) | {
+        "created_at": as_utc(r.created_at),
+        "version": variant_version(experiment, r.arm or "", r.candidate, bool(r.shadow))
+        if experiment is not None else None} for r in rows]
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,8 @@ def _like(fold: Callable[[Any], Any], column: Any, text: str) -> Any:
 def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
     c, p = Correction, Prediction
     query = (select(literal("correction").label("kind"), c.correction_id.label("id"),
-                    c.prediction_id, p.candidate, p.output, c.corrected_output.label("report"),
+                    c.prediction_id, p.candidate, p.arm, p.shadow, p.output,
+                    c.corrected_output.label("report"),
                     null().label("value"), c.comment, c.rating, c.created_at.label("at"),
                     p.experiment_id, null().label("unit_id"))
              .select_from(c).outerjoin(p, p.prediction_id == c.prediction_id))
@@ -103,7 +112,8 @@ def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
 def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
     o, p = Outcome, Prediction
     query = (select(literal("outcome").label("kind"), o.outcome_id.label("id"),
-                    o.prediction_id, p.candidate, p.output, o.metric.label("report"),
+                    o.prediction_id, p.candidate, p.arm, p.shadow, p.output,
+                    o.metric.label("report"),
                     o.value, null().label("comment"), null().label("rating"),
                     o.observed_at.label("at"), o.experiment_id, o.unit_id)
              .select_from(o).outerjoin(p, p.prediction_id == o.prediction_id))
@@ -118,7 +128,8 @@ def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int
     """Corrections and outcome reports, newest first, whose text contains ``text`` (any case):
     the correction, its comment, the prediction's output, ids (an outcome's unit id too), the
     candidate, the metric. Each row names its experiment and (an outcome's) unit, so a search
-    that matched a unit id shows where."""
+    that matched a unit id shows where, and its candidate as the pages name it
+    (``shown_candidate``: ``name vX`` where two versions of the name served)."""
     text = text.strip()[:MAX_QUERY]
     if not set(kinds) & set(KINDS):
         return FeedPage([], 0, 1, 1)
@@ -132,7 +143,10 @@ def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int
         page = min(max(page, 1), pages)
         rows = s.execute(select(both).order_by(both.c.at.desc(), both.c.id)
                          .offset((page - 1) * size).limit(size)).all()
-    return FeedPage([dict(r._mapping) | {"at": as_utc(r.at)} for r in rows], total, page, pages)
+    named = names(db)
+    return FeedPage([dict(r._mapping) | {"at": as_utc(r.at),
+                                         "shown_candidate": named.of_prediction(r._mapping)}
+                     for r in rows], total, page, pages)
 
 
 def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
@@ -158,22 +172,28 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
         }
         if p is None:
             assert served is not None
-            return out | {"candidate": served.candidate, "experiment_id": served.experiment_id,
-                          "arm": served.arm, "latency_ms": served.latency_ms,
-                          "error": served.error, "failed": served.error,
-                          "created_at": as_utc(served.created_at),
-                          "output": None, "stages": {}, "blamed": None}
-        out |= {k: getattr(p, k) for k in ("candidate", "experiment_id", "arm", "shadow",
-                                           "slice", "output", "output_type", "confidence",
-                                           "latency_ms", "stages", "input_hash", "failed")}
-        out["created_at"] = as_utc(p.created_at)
-        out["input"] = _kept_input(s, prediction_id, p.input_hash)
-        if p.experiment_id is None and served is not None and served.experiment_id:
-            # Served within an experiment but kept out of its split (a forced-arm QA request,
-            # or one served while the experiment was killed or paused): the worker's record has
-            # no experiment, the ledger says where it went.
-            out["excluded"] = {"experiment_id": served.experiment_id, "arm": served.arm,
-                               "reason": served.excluded}
+            out |= {"candidate": served.candidate, "experiment_id": served.experiment_id,
+                    "arm": served.arm, "latency_ms": served.latency_ms,
+                    "error": served.error, "failed": served.error,
+                    "created_at": as_utc(served.created_at), "version": served.version,
+                    "output": None, "stages": {}, "blamed": None}
+        else:
+            out |= {k: getattr(p, k) for k in ("candidate", "experiment_id", "arm", "shadow",
+                                               "slice", "output", "output_type", "confidence",
+                                               "latency_ms", "stages", "input_hash",
+                                               "failed")}
+            out["created_at"] = as_utc(p.created_at)
+            out["input"] = _kept_input(s, prediction_id, p.input_hash)
+            out["version"] = served.version if served is not None else None
+            if p.experiment_id is None and served is not None and served.experiment_id:
+                # Served within an experiment but kept out of its split (a forced-arm QA
+                # request, or one served while the experiment was killed or paused): the
+                # worker's record has no experiment, the ledger says where it went.
+                out["excluded"] = {"experiment_id": served.experiment_id, "arm": served.arm,
+                                   "reason": served.excluded}
+    out["shown_candidate"] = names(db).of_prediction(out)
+    if not out["recorded"]:
+        return out
     known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
     out["blamed"] = blame(out["output"], out["stages"], known, out.get("output_type")) \
         if known else None

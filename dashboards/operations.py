@@ -1,7 +1,7 @@
 """What the Operations page reads: traffic, latency and errors per candidate and hour from the
-online aggregates, the last minutes from the API's served-prediction ledger, the guardrails'
-events (experiments a guardrail or an operator stopped, paused arms), the outbox backlog and
-the loops' heartbeats.
+online aggregates, the last minutes from the API's served-prediction ledger, the pauses and
+kills in force and who made them (arms a guardrail or an admin paused, experiments an admin
+paused or killed), the outbox backlog and the loops' heartbeats.
 
 Windows end at the newest data, not at the clock: a store replayed or seeded later still shows
 its last hours. A rate is requests over the seconds of its window that the service was serving:
@@ -40,6 +40,7 @@ from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.candidate_facts import shown_names, variant_version
 from evaluation.stats import LatencyHistogram
+from serving.experiment_spec import BY_ADMIN
 
 HOUR = timedelta(hours=1)
 MIN_SPAN_S = 1.0  # a rate over less than this is no rate
@@ -53,7 +54,7 @@ Variant = tuple[int, str, str, bool]  # the aggregates' experiment, arm, candida
 
 @dataclass(frozen=True)
 class Names:
-    """How the page names what served: each aggregate variant's and each ledger (candidate,
+    """How the pages name what served: each aggregate variant's and each ledger (candidate,
     version)'s shown name. A version the store cannot tell (traffic outside any experiment, a
     ledger row from before versions were kept) is the name's only known version if it has one."""
 
@@ -62,6 +63,19 @@ class Names:
 
     def of_ledger(self, candidate: str, version: str | None) -> str:
         return self.refs.get((candidate, version), candidate)
+
+    def of_prediction(self, p: dict[str, Any]) -> str:
+        """One prediction's candidate as shown (``candidate``, ``experiment_id``, ``arm``,
+        ``shadow``, and ``version`` where the ledger knows it): its variant's name, as the
+        aggregates key it. A prediction without a candidate (an outcome reported by unit) has
+        none."""
+        if p.get("candidate") is None:
+            return "–"
+        if p.get("version") is not None and (p["candidate"], p["version"]) in self.refs:
+            return self.refs[(p["candidate"], p["version"])]
+        key = (p.get("experiment_id") or 0, "" if p.get("shadow") else (p.get("arm") or ""),
+               p["candidate"], bool(p.get("shadow")))
+        return self.variants.get(key) or self.of_ledger(p["candidate"], p.get("version"))
 
     def base(self, shown: str) -> str | None:
         """The candidate name a shown name stands for (None: nothing served under it)."""
@@ -179,7 +193,8 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
     requests per second (over the seconds from the window's start, or from the candidate's first
     request when it has none before the window, to the ledger's newest row), error rate and
     latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
-    latency: arms' requests, not shadows' or forced ones). The window ends at the ledger's newest
+    latency: arms' requests, not shadows' or forced ones, ``watched`` counts them). The window
+    ends at the ledger's newest
     row whichever candidate is asked for, so a candidate's figures do not change with the filter."""
     t = ServedPrediction
     named = names(db)
@@ -208,7 +223,7 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
              else [None] * len(QUANTILES))
         began = start if cand in older else min(at for _, _, at in items)
         checked = [e for _, e, _ in items if e is not None]
-        out.append({"candidate": cand, "requests": len(items),
+        out.append({"candidate": cand, "requests": len(items), "watched": int(latencies.size),
                     "requests_per_s": _rate(len(items), (last - began).total_seconds()),
                     "error_rate": sum(checked) / len(checked) if checked else None,
                     "latency_p50_ms": q[0], "latency_p95_ms": q[1], "latency_p99_ms": q[2],
@@ -217,25 +232,27 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
 
 
 def guardrail_events(db: Database) -> list[dict[str, Any]]:
-    """Experiments with a status reason (a guardrail, a kill, an operator's pause) and every
-    paused arm, newest first, each dated when it happened where the store keeps that time: the
-    status's ``status_since``, an arm pause's new split (``allocation.since``). A kill or a
+    """Each pause or kill in force, newest experiment first, with who did it (``by``): an
+    experiment paused or killed (always an admin: guardrails pause arms only), and every paused
+    arm (a guardrail or an admin, as its ``paused_by`` says; None for a pause from before it
+    was kept). A running or stopped experiment's status reason only restates its paused arms,
+    listed once, as theirs. Each is dated when it happened where the store keeps that time:
+    the status's ``status_since``, an arm pause's new split (``allocation.since``); a kill or a
     pause from before revision 0025 kept no time: undated rather than dated with the start."""
     with db.reading() as s:
         found = s.scalars(select(Experiment).order_by(Experiment.id.desc())).all()
     out = []
     for e in found:
-        paused = [arm for arm in e.arms or [] if arm.get("paused")]
         split_at = _since(e.allocation)
-        if e.status_reason:
-            at = (as_utc(e.status_since) if e.status_since
-                  else as_utc(e.stopped_at) if e.status == "stopped" and e.stopped_at
-                  else split_at if e.status == "running" and paused else None)
+        if e.status in ("paused", "killed") and e.status_reason:
             out.append({"experiment": e.name, "experiment_id": e.id, "status": e.status,
-                        "arm": None, "reason": e.status_reason, "at": at})
-        for arm in paused:
-            out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
-                        "arm": arm.get("name"), "reason": arm["paused"], "at": split_at})
+                        "arm": None, "by": BY_ADMIN, "reason": e.status_reason,
+                        "at": as_utc(e.status_since) if e.status_since else None})
+        for arm in e.arms or []:
+            if arm.get("paused"):
+                out.append({"experiment": e.name, "experiment_id": e.id, "status": "arm paused",
+                            "arm": arm.get("name"), "by": arm.get("paused_by"),
+                            "reason": arm["paused"], "at": split_at})
     return out
 
 

@@ -49,9 +49,12 @@ def _mae_relative(r: dict[str, Any]) -> float | None:
     return (r.get("mae_gap") or {}).get("relative")
 
 
-def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
+def gap_heatmap(slices: list[dict[str, Any]],
+                names: dict[tuple[str, Any], str] | None = None) -> go.Figure:
     """The gap per candidate version (rows: the name, or ``name vX`` where two versions of it
-    ran) and slice (columns): online accuracy bound minus offline exact match for label and
+    ran: `names`, the page's, else those of all `slices`, never of the cells a panel keeps,
+    where a version without offline results would leave its twin bare) and slice (columns):
+    online accuracy bound minus offline exact match for label and
     text candidates; for number candidates, whose answers are never an exact match, the online
     MAE against the offline MAE (relative; red: worse online). The hover shows both sides with
     the online interval. ``customdata`` carries the raw slice name, which a click hands to the
@@ -66,14 +69,15 @@ def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
                "RdBu_r")) if p.rows]
     if not panels:
         return empty("no candidate has both offline results and online traffic")
-    heights = [len(shown_names(p.rows)) for p in panels]
+    shown = names or shown_names(slices)
+    heights = [len({_ref(r) for r in p.rows}) for p in panels]
     figure = make_subplots(rows=len(panels), cols=1, row_heights=heights,
                            vertical_spacing=0.3 / len(panels) if len(panels) > 1 else 0,
                            subplot_titles=[p.title for p in panels] if len(panels) > 1 else None)
     top = 1.0
     for i, (panel, rows_n) in enumerate(zip(panels, heights, strict=True)):
         share = rows_n / sum(heights)
-        trace = _heatmap(panel, y=top - share / 2, length=share)
+        trace = _heatmap(panel, shown, y=top - share / 2, length=share)
         figure.add_trace(trace, row=i + 1, col=1)
         # Ticks are shortened names (a 100-letter one takes half the width otherwise); the
         # hover names the candidate and the slice in full.
@@ -89,9 +93,9 @@ def gap_heatmap(slices: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
-def _heatmap(panel: _Panel, y: float, length: float) -> go.Heatmap:
-    shown = shown_names(panel.rows)
-    cands = list(shown)
+def _heatmap(panel: _Panel, shown: dict[tuple[str, Any], str], y: float,
+             length: float) -> go.Heatmap:
+    cands = list(dict.fromkeys(_ref(r) for r in panel.rows))
     names = sorted({r["slice"] for r in panel.rows}, key=lambda s: (s != "all", s))
     cell = {(r["candidate"], r.get("version"), r["slice"]): r for r in panel.rows}
     z, text, custom = [], [], []

@@ -34,6 +34,18 @@ def answer_text(value: str | None) -> str:
     return value or NO_TEXT
 
 
+def verdict_text(row: dict[str, Any]) -> str:
+    """A comparison's verdict as a page or the report shows it. The results say
+    "inconclusive" also for a comparison never tested (an arm with no traffic, a metric with
+    no truths): without its always-valid interval, the row's error says why instead, else
+    "no data"; "inconclusive" is kept for a test that ran. A caveat follows the verdict (an
+    arm faster by failing fast, :func:`evaluation.compared_metrics.add_caveats`)."""
+    if row.get("sequential_ci_low") is None or row.get("sequential_ci_high") is None:
+        return row.get("error") or "no data"
+    verdict = row.get("verdict") or ""
+    return f"{verdict}: {row['caveat']}" if row.get("caveat") else verdict
+
+
 def isolate(name: Any) -> str:
     """A user-chosen name between U+2068 FIRST STRONG ISOLATE and U+2069 POP DIRECTIONAL
     ISOLATE, for plain-text places (dropdown labels, sentences): a U+202E in the name then

@@ -1,6 +1,7 @@
 """Which built-in metrics an experiment's results compare between its variants: the family
 Holm's and BH's adjustments run over, so a metric no variant's answers are judged by is left
-out rather than compared for nothing (each comparison in the family costs the others power)."""
+out rather than compared for nothing (each comparison in the family costs the others power);
+and what a comparison's figures cannot say alone (:func:`add_caveats`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.builtin_metrics import (
 )
 from evaluation import aggregation as agg
 from evaluation.candidate_facts import CandidateFacts
+from evaluation.decisions import FAILURES
 from evaluation.online import Cells
 
 
@@ -35,3 +37,21 @@ def metrics_compared(cells: Cells, primary: str,
         return specs
     unjudged = MATCH_METRICS - frozenset().union(*map(match_metrics_judging, types))
     return tuple(s for s in specs if s.name not in unjudged or s.name == primary)
+
+
+def add_caveats(records: list[dict[str, Any]]) -> None:
+    """Set each comparison's ``caveat`` (None for most): a treatment whose latency reads
+    lower than control's while it fails more often is told so. Latency counts every request,
+    failed ones too (Operations watches the service's latency, timeouts included), so an arm
+    that fails fast reads faster by failing; its error-rate row says how much more it fails."""
+    failing = {(r["treatment"], r["slice"]): r for r in records if r["metric"] == FAILURES
+               and r["treatment_mean"] is not None and r["control_mean"] is not None
+               and r["treatment_mean"] > r["control_mean"]}
+    for r in records:
+        errors = failing.get((r["treatment"], r["slice"]))
+        faster = r["metric"] == agg.LATENCY and r["difference"] is not None \
+            and r["difference"] < 0
+        r["caveat"] = (f"it fails more often than control (error rate "
+                       f"{errors['treatment_mean']:.1%} against {errors['control_mean']:.1%}) "
+                       "and its failed requests count in its latency: part of this speed may "
+                       "be failing fast") if faster and errors is not None else None

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.text import quoted
 from evaluation.online import ALL
 from evaluation.stats.confidence_sequence import beyond_limit, rate_beyond_limit
 
@@ -45,6 +46,8 @@ INCONCLUSIVE = "inconclusive"
 MIN_GUARDRAIL_N = 100
 ERROR_METRIC = "absolute_error"  # compared only where the candidates answer numbers
 FAILURES = "error_rate"
+KILLED_REMEDY = "resume it to gather more, or stop it"
+"""What a killed experiment's reader can do (it serves only its control until resumed)."""
 
 
 def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any]) -> list[str]:
@@ -53,13 +56,13 @@ def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any
     p99 = figures.get("latency_p99_ms")
     if p99_limit is not None and p99 is not None and figures["predictions"] >= MIN_GUARDRAIL_N \
             and p99 > p99_limit:
-        out.append(f"arm {arm!r}: p99 latency {p99:.1f} ms is above the guardrail "
+        out.append(f"arm {quoted(arm)}: p99 latency {p99:.1f} ms is above the guardrail "
                    f"{p99_limit:g} ms")
     for metric, limit_key in (("error_rate", "error_rate"), ("correction_rate", "correction_rate")):
         limit, rate = limits.get(limit_key), figures.get(metric)
         n = figures.get("predictions") or 0
         if limit is not None and rate is not None and n and rate_beyond_limit(rate, n, limit):
-            out.append(f"arm {arm!r}: {metric.replace('_', ' ')} {rate:.2%} is "
+            out.append(f"arm {quoted(arm)}: {metric.replace('_', ' ')} {rate:.2%} is "
                        f"significantly above the guardrail {limit:.2%} (always-valid)")
     return out
 
@@ -83,7 +86,7 @@ def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
             breach = variance is not None and n >= 2 and beyond_limit(mean, n, variance, limit,
                                                                       side)
         if breach:
-            out.append(f"arm {arm!r}: {name} {mean:.4g} per unit is significantly {side} "
+            out.append(f"arm {quoted(arm)}: {name} {mean:.4g} per unit is significantly {side} "
                        f"the guardrail {limit:g} (always-valid)")
     return out
 
@@ -93,11 +96,14 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     decision = _decide(results)
     status = results["experiment"].get("status")
     if decision["action"] == KEEP_RUNNING and status in ("stopped", "killed"):
-        why = ("is stopped" if status == "stopped" else "was killed (all its traffic goes to "
-               "control, outside its results)")
+        # A killed experiment can be resumed; a stopped one cannot.
+        why, remedy = (("is stopped", "run a new experiment to gather more")
+                       if status == "stopped" else
+                       ("was killed (all its traffic goes to control, outside its results)",
+                        KILLED_REMEDY))
         decision = {**decision, "action": INCONCLUSIVE, "reasons": [
             f"the experiment {why}, so it gathers no more data: the evidence below was not "
-            "enough for a decision; run a new experiment to gather more", *decision["reasons"]]}
+            f"enough for a decision; {remedy}", *decision["reasons"]]}
     elif decision["action"] == KEEP_RUNNING and status == "draft":
         decision = {**decision, "reasons": [
             "the experiment is a draft, so it gathers no data until it is started (`abvoc "
@@ -166,23 +172,23 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             # Whatever the primary metric says: a failed request reaches nobody to correct it,
             # so an arm that fails more can look better on corrections by failing.
             verdicts[arm] = STOP
-            reasons.append(f"arm {arm!r} fails significantly more often than control: error "
+            reasons.append(f"arm {quoted(arm)} fails significantly more often than control: error "
                            f"rate {_lift(failing)} (always-valid p = "
                            f"{failing['sequential_p_value']:.3g})")
         elif error is not None and error["verdict"] == "worse":
             verdicts[arm] = STOP
-            reasons.append(f"arm {arm!r} answers significantly further from the truth: mean "
+            reasons.append(f"arm {quoted(arm)} answers significantly further from the truth: mean "
                            f"absolute error {_lift(error)} (Welch; always-valid p = "
                            f"{error['sequential_p_value']:.3g})")
         elif rec is not None and rec["verdict"] == "worse":
             verdicts[arm] = STOP
-            reasons.append(f"arm {arm!r} is significantly worse on {primary} "
+            reasons.append(f"arm {quoted(arm)} is significantly worse on {primary} "
                            f"({_lift(rec)}; always-valid p = {rec['sequential_p_value']:.3g})")
         elif rec is not None and rec["verdict"] == "better":
             verdicts[arm] = SHIP
             gain = -rec["difference"] if rec["lower_is_better"] else rec["difference"]
             winners.append((gain, arm))
-            reasons.append(f"arm {arm!r} is significantly better on {primary} "
+            reasons.append(f"arm {quoted(arm)} is significantly better on {primary} "
                            f"({_lift(rec)}; always-valid p = {rec['sequential_p_value']:.3g}) "
                            "and its guardrails hold")
         else:
@@ -190,20 +196,20 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             power = results.get("power", {}).get(arm, {})
             need = power.get("still_needed")
             if arm in paused:
-                reasons.append(f"arm {arm!r} is paused ({paused[arm]}), so it takes no traffic "
-                               f"and gathers no more data: no significant difference on "
-                               f"{primary} so far; resume it to go on testing it")
+                reasons.append(f"arm {quoted(arm)} is paused ({paused[arm]}), so it takes no "
+                               f"traffic and gathers no more data: no significant difference "
+                               f"on {primary} so far; resume it to go on testing it")
             elif weights.get(arm) == 0:
-                reasons.append(f"arm {arm!r} has weight 0, so it takes no traffic and gathers no "
-                               f"more data: no significant difference on {primary} so far; give "
-                               "it a weight to test it")
+                reasons.append(f"arm {quoted(arm)} has weight 0, so it takes no traffic and "
+                               f"gathers no more data: no significant difference on {primary} "
+                               "so far; give it a weight to test it")
             elif need:
                 per = _counted(results, rec, primary)
-                reasons.append(f"arm {arm!r}: not enough data on {primary} yet; about {need} "
+                reasons.append(f"arm {quoted(arm)}: not enough data on {primary} yet; about {need} "
                                f"more {per} per arm for the always-valid test to detect a "
                                f"{power['target_relative_effect']:.0%} change")
             else:
-                reasons.append(f"arm {arm!r}: no significant difference on {primary} yet"
+                reasons.append(f"arm {quoted(arm)}: no significant difference on {primary} yet"
                                + (f" ({power['error']})" if power.get("error") else ""))
     if winners:
         best = max(winners)[1]

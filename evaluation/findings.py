@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.text import quoted
 from evaluation.candidate_facts import Ref, shown_names
 
 SEVERITY_DIGITS = 4
@@ -83,9 +84,9 @@ def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]]
         share = 1.0 if r["slice"] == "all" else r["online"]["n"] / max(totals[cand], 1)
         low, high = r["online"]["accuracy_ci"]
         if r["slice"] != "all":
-            where = f"on slice {r['slice']!r}"
+            where = f"on slice {quoted(r['slice'])}"
         elif cand in single:
-            where = f"overall (all its online traffic is slice {single[cand]!r})"
+            where = f"overall (all its online traffic is slice {quoted(single[cand])})"
         else:
             where = "overall"
         head = (f"{names[cand]} {where} is right at most "
@@ -133,7 +134,7 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
                     f"for {d['within_slices']:+.1%}")
         only = m.get("offline_only") or {}
         if only.get("slices"):
-            tail += (f"; offline slice(s) {', '.join(repr(s) for s in only['slices'])} "
+            tail += (f"; offline slice(s) {', '.join(quoted(s) for s in only['slices'])} "
                      f"({only['share']:.0%} of the offline mix) get no online traffic")
         gap = gaps.get(_ref(m))
         explains = _mix_explains(m, -gap if gap is not None else None)
@@ -146,9 +147,9 @@ def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],
             "severity": severity, "p_value": m["p_value"], "explains_gap": explains,
             "explanation": (
                 f"Online traffic for {names[_ref(m)]} is not its offline test's mix (PSI "
-                f"{m['psi']:.2f}): {top!r} is {m['online_shares'][top]:.0%} of online requests "
-                f"but {m['offline_shares'][top]:.0%} offline{tail}; reweight or extend the "
-                "offline test to the online mix."),
+                f"{m['psi']:.2f}): {quoted(top)} is {m['online_shares'][top]:.0%} of online "
+                f"requests but {m['offline_shares'][top]:.0%} offline{tail}; reweight or extend "
+                "the offline test to the online mix."),
         })
     return out
 
@@ -158,7 +159,7 @@ def _scope(d: dict[str, Any]) -> str:
     a sentence must not pass a few slices' accuracy off as the offline test's."""
     if d.get("offline_share", 1.0) >= 1 - 1e-12 and d.get("online_share", 1.0) >= 1 - 1e-12:
         return ""
-    names = ", ".join(repr(s) for s in d.get("slices", []))
+    names = ", ".join(quoted(s) for s in d.get("slices", []))
     return (f"over the slice(s) both sides have ({names}: {d['offline_share']:.0%} of the "
             f"offline mix, {d['online_share']:.0%} of online requests, offline accuracy "
             f"{d['offline']:.1%} there)")
@@ -187,6 +188,7 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
             explains = top["excess"] >= EXPLAINS * gap
             shown = distinct_percents(top["output_share"], top["label_share"])
             k = s["online_classes_tested"]
+            label = quoted(top["label"])
             out.append({
                 "kind": "prediction_shift", "candidate": cand[0], "version": cand[1],
                 "slice": "all",
@@ -194,11 +196,11 @@ def _shift_findings(shifts: list[dict[str, Any]], gaps: dict[Ref, float],
                 else top["excess"], "p_value": top["p_value_holm"],
                 "p_value_unadjusted": top["p_value"], "classes_tested": k,
                 "explanation": (
-                    f"{names[cand]} answers {top['label']!r} on {shown[0]} of "
-                    f"online requests, but corrections put the true share of {top['label']!r} "
-                    f"at about {shown[1]} (McNemar p = {top['p_value_holm']:.2g}, Holm-adjusted "
-                    f"over the {k} classes tested): it over-predicts {top['label']!r} on "
-                    f"online inputs, so relabel its {top['label']!r} answers and retrain on "
+                    f"{names[cand]} answers {label} on {shown[0]} of online requests, but "
+                    f"corrections put the true share of {label} at about {shown[1]} (McNemar "
+                    f"p = {top['p_value_holm']:.2g}, Holm-adjusted over the {k} classes "
+                    f"tested): it over-predicts {label} on online inputs, so relabel its "
+                    f"{label} answers and retrain on "
                     "online-like data."),
             })
         out += _offline_shift_findings(cand, names[cand], s.get("offline_labels"), tolerance)
@@ -236,14 +238,14 @@ def _offline_shift_findings(cand: Ref, name: str, off: dict[str, Any] | None,
                 "online inputs differ from the offline test as a whole; sample them for "
                 "relabeling and add them to the test set."),
         }]
-    also = "".join(f"; it answers {r['label']!r} less often, {_shares(r)}" for r in under)
+    also = "".join(f"; it answers {quoted(r['label'])} less often, {_shares(r)}" for r in under)
     return [{
         "kind": "prediction_shift", "candidate": cand[0], "version": cand[1], "slice": "all",
         "label": r["label"], "severity": abs(r["difference"]), "p_value": r["p_value_holm"],
         "p_value_unadjusted": r["p_value"], "classes_tested": k,
         "explanation": (
-            f"{name} answers {r['label']!r} on {_shares(r, k)}, PSI {off['psi']:.2f}: it "
-            f"{'over' if r['difference'] > 0 else 'under'}-predicts {r['label']!r} on online "
+            f"{name} answers {quoted(r['label'])} on {_shares(r, k)}, PSI {off['psi']:.2f}: it "
+            f"{'over' if r['difference'] > 0 else 'under'}-predicts {quoted(r['label'])} on online "
             f"inputs{also if over else ''}; online inputs differ from the offline test, so "
             "sample them for relabeling and add them to the test set."),
     } for r in over or under]
@@ -253,8 +255,8 @@ def _shares(r: dict[str, Any], k: int | None = None) -> str:
     """A class's online share against its offline-label share, with its own adjusted p."""
     shown = distinct_percents(r["online_share"], r["offline_share"])
     over = f" over the {k} classes" if k is not None else ""
-    return (f"{shown[0]} of online requests while {r['label']!r} is {shown[1]} of its offline "
-            f"labels (p = {r['p_value_holm']:.2g}, Holm-adjusted{over})")
+    return (f"{shown[0]} of online requests while {quoted(r['label'])} is {shown[1]} of its "
+            f"offline labels (p = {r['p_value_holm']:.2g}, Holm-adjusted{over})")
 
 
 def _error_findings(slices: list[dict[str, Any]],
@@ -269,7 +271,7 @@ def _error_findings(slices: list[dict[str, Any]],
         if not gap or not gap["flagged"] or (r["slice"] != "all" and cand in flagged
                                             and single.get(cand) == r["slice"]):
             continue
-        where = "overall" if r["slice"] == "all" else f"on slice {r['slice']!r}"
+        where = "overall" if r["slice"] == "all" else f"on slice {quoted(r['slice'])}"
         out.append({
             "kind": "error_gap", "candidate": cand[0], "version": cand[1], "slice": r["slice"],
             "severity": max(gap["difference"], 0.0) / gap["online_mae"],

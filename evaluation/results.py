@@ -48,7 +48,7 @@ from core.times import utc_iso
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
-from evaluation.compared_metrics import metrics_compared
+from evaluation.compared_metrics import add_caveats, metrics_compared
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.number_metrics import number_errors
@@ -296,6 +296,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         if specs[r["metric"]].is_proportion:
             bound_share_intervals(r)
         r["verdict"] = _verdict(r, specs[r["metric"]])
+    add_caveats(records)
     per_unit = chosen is None and primary.name in units.per_unit
     control = outcomes.control_sums(primary.name) if chosen is not None \
         else units.stats(variants[0], ALL, primary.name).plain() if per_unit \

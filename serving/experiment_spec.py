@@ -16,6 +16,10 @@ from serving.assignment import NUM_BUCKETS, allocate
 # assigns each request on its own, and each request is then a unit (serving/router.py).
 UNITS = ("user", "session", "request")
 ACTIVE = ("running", "paused", "killed")
+# Who paused an arm (its `paused_by`): an admin by hand, or a guardrail's breach; the
+# Operations page tells the two apart. A resumed arm has neither a reason nor who.
+BY_ADMIN, BY_GUARDRAIL = "admin", "guardrail"
+UNPAUSED = {"paused": None, "paused_by": None}
 # The primary metrics the results can test: exactly their built-in metrics (outcome metrics
 # are made primary by their definition, not here).
 METRICS = PRIMARY_METRICS

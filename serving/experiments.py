@@ -19,10 +19,10 @@ from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
-from core.text import shown
+from core.text import quoted, shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
-from serving.experiment_spec import ACTIVE, check_spec, fail
+from serving.experiment_spec import ACTIVE, BY_ADMIN, UNPAUSED, check_spec, fail
 
 OPERATOR_PAUSE = "paused by an operator"
 """The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
@@ -113,7 +113,7 @@ def _weights_now(exp: Experiment) -> list[float]:
 def _arms_reason(arms: list[dict[str, Any]]) -> str:
     """The status reason the arms leave: the first paused arm's, else none."""
     paused = next((a for a in arms if a.get("paused")), None)
-    return f"arm {paused['name']!r} paused: {paused['paused']}" if paused else ""
+    return f"arm {quoted(paused['name'])} paused: {paused['paused']}" if paused else ""
 
 
 def _set_reason(exp: Experiment, reason: str) -> None:
@@ -314,9 +314,9 @@ class Experiments:
             raise Conflict(f"experiment {exp.id} is {exp.status}; {what} only while it is "
                            f"{', '.join(ACTIVE[:-1])} or {ACTIVE[-1]}")
 
-    def pause_arm(self, experiment_id: int, arm_name: str,
-                  reason: str = OPERATOR_PAUSE) -> dict[str, Any]:
-        """Send a treatment's traffic to control (a guardrail breach), recording why."""
+    def pause_arm(self, experiment_id: int, arm_name: str, reason: str = OPERATOR_PAUSE,
+                  by: str = BY_ADMIN) -> dict[str, Any]:
+        """Send a treatment's traffic to control, recording why and who (admin, guardrail)."""
         with self.db.session() as s:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
@@ -324,7 +324,7 @@ class Experiments:
             self._steering(exp, "arms are paused")
             if arm.get("paused"):
                 return _view(exp)
-            arm["paused"] = reason
+            arm["paused"], arm["paused_by"] = reason, by
             exp.arms = arms
             if exp.status == "running":  # an operator's pause or a kill keeps its own reason
                 _set_reason(exp, _arms_reason(arms))
@@ -341,7 +341,7 @@ class Experiments:
             self._steering(exp, "arms are resumed")
             if not arm.get("paused"):
                 return _view(exp)
-            exp.arms = [{**a, "paused": None} if a["name"] == arm_name else a for a in exp.arms]
+            exp.arms = [{**a, **UNPAUSED} if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
                 _set_reason(exp, _arms_reason(exp.arms))
             if exp.canary and exp.canary["treatment"] == arm_name:

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import CorrectionRequest, ServedPrediction
+from serving.experiment_spec import BY_GUARDRAIL
 from serving.experiments import Experiments
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class GuardrailMonitor:
             return
         log.warning("pausing arm %r of experiment %s: %s", arm, experiment["id"], reason)
         try:
-            self.experiments.pause_arm(experiment["id"], arm, reason)
+            self.experiments.pause_arm(experiment["id"], arm, reason, by=BY_GUARDRAIL)
         except Conflict as exc:  # stopped meanwhile (this process's view was older): no traffic
             log.info("arm %r of experiment %s not paused: %s", arm, experiment["id"], exc)
 

@@ -78,7 +78,10 @@ COMPARISON = _object({
     "slice": STR, "difference": NUM_OR_NULL, "ci_low": NUM_OR_NULL, "ci_high": NUM_OR_NULL,
     "p_value": NUM_OR_NULL, "lower_is_better": {"type": "boolean"},
     "verdict": {"enum": ["better", "worse", "inconclusive"]},
-}, description="one treatment x metric x slice against the control; number candidates add "
+}, {"caveat": {"type": ["string", "null"], "description": "what the figures cannot say "
+               "alone: a latency lower than control's while the arm fails more often (failed "
+               "requests count in latency)"}},
+    description="one treatment x metric x slice against the control; number candidates add "
                "absolute_error and squared_error (Welch, lower is better)")
 
 VARIANT = _object({

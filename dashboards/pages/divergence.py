@@ -49,7 +49,7 @@ def body(report: dict[str, Any]) -> Component:
     """The heatmap, the findings and the shifts of one divergence report."""
     names = _names(report)
     parts: list[Component] = [
-        dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"])),
+        dcc.Graph(id="div-heatmap", figure=plots.gap_heatmap(report["slices"], names)),
         _downloads(report["experiment_id"]),
         html.H3("Findings, most severe first"),
         _findings(report["findings"], names, _nothing_to_compare(report["slices"])),
@@ -156,9 +156,12 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
                   for i, c in enumerate(report["label_metrics"]) if slice_ in c["confusion"]]
     return html.Div([
         html.P(f"Slice {slice_}.", id="div-drill-title"),
-        table(["candidate", "offline n", "offline exact match", "online n",
-               "online accuracy bound [95% CI]", "gap", "p (non-inferiority)", "flagged",
-               "latency p50 ms", "latency p99 ms"], rows, "div-drill-table"),
+        # Left out where the slice holds number candidates only, as the MAE table is where
+        # it holds none: shown empty, its headers read as missing figures.
+        *([table(["candidate", "offline n", "offline exact match", "online n",
+                  "online accuracy bound [95% CI]", "gap", "p (non-inferiority)", "flagged",
+                  "latency p50 ms", "latency p99 ms"], rows, "div-drill-table")]
+          if rows or not numbers else []),
         *([_mae_table(numbers, names)] if numbers else []),
         html.H4("Newest predictions in the slice"),
         html.Table(id="div-drill-predictions", className="grid", children=[
@@ -167,7 +170,8 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
             html.Tbody([html.Tr([
                 html.Td(dcc.Link(p["prediction_id"],
                                  href=f"{PREFIX}inspector?id={p['prediction_id']}")),
-                html.Td(p["candidate"]), html.Td("shadow" if p["shadow"] else p["arm"] or ""),
+                html.Td(names.get(_ref(p), p["candidate"])),
+                html.Td("shadow" if p["shadow"] else p["arm"] or ""),
                 html.Td(p["output"]), html.Td(fmt(p["confidence"])),
                 html.Td(p["created_at"].strftime("%Y-%m-%d %H:%M:%S"))]) for p in recent])]),
         *confusions,

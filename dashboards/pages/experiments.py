@@ -21,8 +21,9 @@ from dashboards.access import require_role, whole_number
 from dashboards.pages import experiment_notes as notes
 from dashboards.pages._page import Page
 from dashboards.picker import experiment_picker
-from dashboards.tables import fmt, isolate, table
+from dashboards.tables import fmt, isolate, table, verdict_text
 from evaluation.candidate_facts import shown_names
+from evaluation.decisions import INCONCLUSIVE, KILLED_REMEDY
 from evaluation.online import ALL
 from serving.experiments import KILL_SWITCH
 
@@ -176,17 +177,19 @@ def _decision(decision: dict[str, Any], view: dict[str, Any]) -> Component:
     action = decision["action"].replace("_", " ")
     head = f"Decision: {action}" + (f" arm {decision['arm']}" if decision.get("arm") else "")
     reasons = list(decision.get("reasons", []))
-    kind = decision["action"]
+    kind = kind_was = decision["action"]
     if view.get("status") == "killed":
-        # The results' decision reads the evidence only: "keep running" for an experiment
-        # that serves nothing but its control would tell the reader to wait for data that
-        # will never come.
+        # One line says the kill, its why and the one remedy. An inconclusive decision leads
+        # with its own line about the kill (without the why): it is not said twice.
         kind, head = "stop", "Killed: the experiment serves only its control"
         why = view.get("status_reason") or KILL_SWITCH
+        said = ("was not enough for a decision" if kind_was == INCONCLUSIVE
+                else f"says: {action}" + (f" arm {decision['arm']}" if decision.get("arm")
+                                          else ""))
         reasons = [f"the experiment is killed ({why}): every unit goes to its control, so its "
-                   "treatments gather no more data; resume it to gather more, or stop it",
-                   f"the evidence so far says: {action}"
-                   + (f" arm {decision['arm']}" if decision.get("arm") else ""), *reasons]
+                   f"treatments gather no more data; {KILLED_REMEDY}",
+                   f"the evidence so far {said}",
+                   *(reasons[1:] if kind_was == INCONCLUSIVE else reasons)]
     elif view.get("status") == "draft" and kind == "keep_running":
         head = "Draft: not started, so there is nothing to decide yet"
     return html.Div(className=f"decision {kind}", id="exp-decision", children=[
@@ -312,7 +315,7 @@ def _comparisons(res: dict[str, Any], slice_: str) -> Component:
                      fmt(r["relative_lift"], percent=True), fmt(r["p_value"]),
                      fmt(r["p_holm"]), fmt(r["p_bh"]),
                      _interval(None, r["sequential_ci_low"], r["sequential_ci_high"]),
-                     fmt(r["sequential_p_value"]), r.get("verdict") or r.get("error") or ""])
+                     fmt(r["sequential_p_value"]), verdict_text(r)])
     if not rows:
         return html.P("No comparison in this slice yet.", id="exp-comparisons")
     return table(["treatment", "metric", "control", "treatment mean", "difference [95% CI]",

@@ -103,7 +103,7 @@ def _summary(f: dict[str, Any]) -> Component:
     output = "failed: no answer" if f.get("failed") else f.get("output") or "–"
     return table(["prediction", "candidate", "experiment", "arm", "slice", "output",
                   "confidence", "latency ms", "at (UTC)"],
-                 [[f["prediction_id"], f["candidate"], experiment, role,
+                 [[f["prediction_id"], f["shown_candidate"], experiment, role,
                    f.get("slice") or "–", output, fmt(f.get("confidence")),
                    fmt(f.get("latency_ms")), f["created_at"].strftime("%Y-%m-%d %H:%M:%S")]],
                  "insp-summary")

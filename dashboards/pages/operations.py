@@ -1,8 +1,9 @@
 """The Operations page: requests per second, error rate and latency percentiles per candidate
 and hour (the online aggregates, remote candidates included: their predictions flow through the
-same worker), the last minutes from the served-prediction ledger, the guardrails' events, the
-outbox backlog and the worker's and relay's heartbeats and lag. Two versions of one candidate
-name are two rows, named ``name vX`` (:class:`dashboards.operations.Names`)."""
+same worker), the last minutes from the served-prediction ledger, the guardrails' events and
+the pauses and kills by hand, the outbox backlog and the worker's and relay's heartbeats and
+lag. Two versions of one candidate name are two rows, named ``name vX``
+(:class:`dashboards.operations.Names`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from dashboards import data, plots
 from dashboards import operations as ops
 from dashboards.access import require_role
 from dashboards.pages._page import Page
-from dashboards.tables import fmt, table
+from dashboards.tables import fmt, isolate, table
+from serving.experiment_spec import BY_ADMIN, BY_GUARDRAIL
 
 ROLES = frozenset({"admin"})
 ALL = "all candidates"
@@ -71,8 +73,28 @@ def traffic(db: Any, candidate: str | None, hours: int | None) -> Component:
               [[r["candidate"], r["requests"], fmt(r["requests_per_s"]), fmt(r["error_rate"]),
                 fmt(r["latency_p50_ms"]), fmt(r["latency_p95_ms"]), fmt(r["latency_p99_ms"])]
                for r in recent], "ops-recent"),
+        *_unwatched(recent),
         html.P(RATES_NOTE, id="ops-rates-note"),
     ])
+
+
+def _unwatched(recent: list[dict[str, Any]]) -> list[Component]:
+    """Why a ledger row's error rate and latency are "–" or count fewer requests than the row:
+    a forced (QA) request's or a shadow copy's ledger row keeps neither (the guardrails watch
+    routed requests only); the graph above, from the worker's records, counts them."""
+    some = [r for r in recent if r["watched"] < r["requests"]]
+    if not some:
+        return []
+    said = "; ".join(f"{isolate(r['candidate'])}: {r['requests'] - r['watched']:,} of "
+                     f"{r['requests']:,}" for r in some)
+    return [html.P("Error rate and latency here count routed requests only, the ones the "
+                   "guardrails watch: a forced (QA) request or a shadow copy keeps neither in "
+                   f"the ledger (“–” where a candidate has no other). Not routed: {said}. "
+                   "The graph above counts them.", id="ops-unwatched")]
+
+
+# Who paused or killed (an arm paused before abvoc kept who: "not recorded").
+_BY = {BY_ADMIN: "an admin (manual)", BY_GUARDRAIL: "guardrail"}
 
 
 def health(db: Any, expected: tuple[str, ...] = (), prefix: str | None = None) -> Component:
@@ -80,12 +102,14 @@ def health(db: Any, expected: tuple[str, ...] = (), prefix: str | None = None) -
     state = ops.pipeline_health(db, expected, prefix)
     checks = state["checks"]
     return html.Div([
-        html.H3("Guardrail events"),
-        table(["experiment", "status", "arm", "reason", "since (UTC)"],
+        html.H3("Guardrail events and manual pauses"),
+        table(["experiment", "status", "arm", "by", "reason", "since (UTC)"],
               [[f"#{e['experiment_id']} {e['experiment']}", e["status"], e["arm"] or "–",
-                e["reason"], e["at"].strftime("%Y-%m-%d %H:%M") if e["at"] else "–"]
+                _BY.get(e["by"], "not recorded"), e["reason"],
+                e["at"].strftime("%Y-%m-%d %H:%M") if e["at"] else "–"]
                for e in events], "ops-guardrails") if events
-        else html.P("No guardrail has fired and no arm is paused.", id="ops-guardrails"),
+        else html.P("No guardrail has fired, and no experiment or arm is paused or killed.",
+                    id="ops-guardrails"),
         html.H3("Event pipeline"),
         html.P(f"Outbox backlog: {state['outbox_pending']:,} events waiting; the oldest for "
                f"{state['outbox_lag_s']:.0f} s.", id="ops-outbox"),

@@ -53,7 +53,7 @@ def rows_table(page: feeds.FeedPage) -> Component:
             html.Td(r["at"].strftime("%Y-%m-%d %H:%M:%S")), html.Td(r["kind"]),
             html.Td(dcc.Link(pid, href=f"{PREFIX}inspector?id={pid}") if pid else "–"),
             html.Td(_where(r), className="voc-where"),
-            html.Td(r["candidate"] or "–"), html.Td(r["output"] or "–", className="voc-output"),
+            html.Td(r["shown_candidate"]), html.Td(r["output"] or "–", className="voc-output"),
             html.Td(_report(r), className="voc-report"),
             html.Td(r["comment"] or "", className="voc-comment"), html.Td(fmt(r["rating"])),
         ]))

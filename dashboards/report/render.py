@@ -17,7 +17,7 @@ from core.errors import AbvocError
 from dashboards.report import plots
 from dashboards.report.labels import TOP, top_with_rest
 from dashboards.report.template import TEMPLATE
-from dashboards.tables import answer_text
+from dashboards.tables import answer_text, verdict_text
 
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -31,6 +31,13 @@ def _num(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.4g}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """An interval's ends, or "no interval" where the comparison has none ("– to –")."""
+    if low is None or high is None:
+        return "no interval"
+    return f"{_num(low)} to {_num(high)}"
 
 
 def _pct(value: float | None) -> str:
@@ -121,7 +128,8 @@ def build_plots(data: dict[str, Any]) -> dict[str, Any]:
 def render_html(data: dict[str, Any]) -> str:
     """The report's HTML for :func:`evaluation.weekly.weekly_data`'s output."""
     return _ENV.from_string(TEMPLATE).render(d=data, plots=build_plots(data), num=_num,
-                                             pct=_pct, answer=answer_text)
+                                             pct=_pct, answer=answer_text, interval=_interval,
+                                             verdict=verdict_text)
 
 
 def find_chromium() -> str:

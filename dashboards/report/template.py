@@ -42,7 +42,7 @@ traffic this week</li>{% endif %}
 {%- endfor %}.</p>{% endif %}
 {% for e in d.experiments %}
 <h3><bdi>{{ e.name }}</bdi> <span class="muted">(#{{ e.id }}, {{ e.status }})</span></h3>
-<p>Decision: <b>{{ e.decision.action }}</b>
+<p>Decision: <b>{{ e.decision.action.replace("_", " ") }}</b>
 {% if e.decision.arm %} &mdash; arm <bdi>{{ e.decision.arm }}</bdi>{% endif %}
 {% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
 {% endif %}</p>
@@ -57,8 +57,8 @@ traffic this week</li>{% endif %}
 <table><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th><th>p (Holm)</th>
 <th>verdict</th></tr>
 {% for c in e.comparisons %}<tr><td><bdi>{{ c.treatment }}</bdi></td><td>{{ c.metric }}</td>
-<td class="num">{{ num(c.difference) }}</td><td>{{ num(c.ci_low) }} to {{ num(c.ci_high) }}</td>
-<td class="num">{{ num(c.p_holm) }}</td><td>{{ c.verdict }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(c.difference) }}</td><td>{{ interval(c.ci_low, c.ci_high) }}</td>
+<td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
 {% endfor %}

@@ -1,6 +1,7 @@
-"""Experiments, Relabeling and Operations name two versions of one candidate as Offline vs
-online does ("iris v1"/"iris v2", :func:`evaluation.candidate_facts.shown_names`), so two rows
-never read as one; a name with one version stays plain."""
+"""Experiments, Relabeling, Operations, VOC and the Inspector name two versions of one
+candidate as Offline vs online does ("iris v1"/"iris v2",
+:func:`evaluation.candidate_facts.shown_names`), so two rows never read as one; a name with one
+version stays plain."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from datetime import timedelta
 
 from core.store.db import Database
 from core.store.models import ServedPrediction
-from dashboards import data, relabeling
+from dashboards import data, feeds, relabeling
 from dashboards import operations as ops
-from dashboards.pages import experiments
+from dashboards.pages import experiments, inspector, voc
 from dashboards.pages import operations as ops_page
 from tests.evaluation.helpers import T0, add_experiment, apply, prediction
 from tests.evaluation.test_two_versions import N, seed
@@ -76,3 +77,13 @@ def test_traffic_now_of_an_experiment_that_serves_nobody_says_none(db: Database)
         arms = find_component(experiments._arms(res, "all", data.experiment(db, exp)),
                               "exp-arms")
         assert _cells(arms, 4) == shown, status
+
+
+def test_voc_and_the_inspector_name_each_version(db: Database) -> None:
+    """Both read "iris" for iris v1 and iris v2."""
+    seed(db)
+    rows = find_component(voc.rows_table(feeds.feed(db, size=200)), "voc-table")
+    assert sorted(set(_cells(rows, 4))) == ["iris v1", "iris v2"]
+    for pid, shown in (("control-000", "iris v1"), ("treatment-000", "iris v2")):
+        page = inspector.body(feeds.prediction(db, pid), pid)
+        assert _cells(find_component(page, "insp-summary"), 1) == [shown]

@@ -5,14 +5,16 @@ never read (or plot) as one row."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from core.store.db import Database
+from core.store.models import Candidate
 from dashboards.pages import divergence
 from dashboards.report import plots as report_plots
 from evaluation.divergence import divergence_report
 from evaluation.stage_blame import stage_attribution
 from tests.evaluation.test_two_versions import seed
-from tests.support.dash_tree import find_component
+from tests.support.dash_tree import component_text, find_component
 
 
 def test_the_page_shows_each_version_as_its_own_row(db: Database) -> None:
@@ -30,6 +32,23 @@ def test_the_page_shows_each_version_as_its_own_row(db: Database) -> None:
     table = str(find_component(drill, "div-drill-table"))
     assert "iris v1" in table and "iris v2" in table
     assert "iris v2: answers (rows)" in str(drill)  # its own confusion counts
+
+
+def test_a_version_alone_in_the_heatmap_and_the_newest_predictions_keep_their_version(
+        db: Database) -> None:
+    """Only iris v2 has offline results, so the heatmap has its row alone: it read "iris",
+    named from its own cells; the newest predictions read "iris" for both versions."""
+    exp = seed(db)
+    with db.session() as s:
+        s.execute(update(Candidate).where(Candidate.version == "1").values(offline_results=None))
+    with db.reading() as s:
+        report = divergence_report(s, exp)
+    heat = find_component(divergence.body(report), "div-heatmap").figure.data[0]
+    assert list(heat.y) == ["iris v2"]
+    recent = find_component(divergence.drill(db, exp, report, "all"), "div-drill-predictions")
+    shown = {(component_text(tr.children[2]), component_text(tr.children[1]))
+             for tr in recent.children[1].children}
+    assert shown and shown <= {("control", "iris v1"), ("treatment", "iris v2")}, shown
 
 
 def test_terminal_and_weekly_renderings_name_the_version(db: Database,

@@ -11,12 +11,16 @@ from typing import Any
 
 from sqlalchemy import update
 
-from core.store.db import Database
-from core.store.models import Experiment
+from core.store.db import Database, utcnow
+from core.store.models import Experiment, ServedPrediction
 from dashboards import data
 from dashboards import operations as ops
 from dashboards.pages import experiments
+from dashboards.pages import operations as operations_page
 from dashboards.tables import isolate
+from serving.experiments import Experiments
+from serving.guardrails import GuardrailMonitor
+from serving.registry import Registry
 from tests.evaluation.helpers import T0, add_experiment, apply, prediction
 from tests.support.dash_tree import component_text, find_component
 
@@ -76,6 +80,10 @@ def test_a_killed_experiments_decision_says_it_is_killed(db: Database) -> None:
     assert "Decision: keep running" not in decision
     assert "killed" in decision and "kill switch: error spike" in decision
     assert find_component(page, "exp-decision").className == "decision stop"
+    # One remedy, once: it also read "run a new experiment to gather more" below this one.
+    assert decision.count("resume it to gather more, or stop it") == 1, decision
+    assert "run a new experiment" not in decision and decision.count("killed") == 1, decision
+    assert "the evidence so far was not enough for a decision" in decision
     control, treatment = _rows(page)
     assert control.split(" | ")[4] == "100%" and treatment.split(" | ")[4] == "0%"
 
@@ -88,5 +96,67 @@ def test_guardrail_events_are_dated_by_the_event_not_the_start(db: Database) -> 
     events = {(e["experiment_id"], e["status"]): e["at"] for e in ops.guardrail_events(db)}
     assert events[(killed, "killed")] is None  # a kill keeps no time: "–", not T0
     assert events[(paused, "arm paused")] == PAUSED_AT
-    assert events[(paused, "running")] == PAUSED_AT
+    assert (paused, "running") not in events  # its reason restates the arm's pause
     assert T0 not in events.values()
+
+
+def test_a_comparison_never_tested_says_why_not_inconclusive(db: Database) -> None:
+    """An arm at weight 0 has no traffic: its rows read "inconclusive" as if a test had run."""
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "cand-a", "weight": 1.0, "control": True},
+        {"name": "idle", "candidate": "cand-b", "weight": 0.0, "control": False}])
+    apply(db, [prediction(f"c{i}", experiment_id=exp, arm="control", candidate="cand-a")
+               for i in range(30)])
+    page = experiments.body(db, exp, "all", data.Window())
+    tbody = find_component(page, "exp-comparisons").children[1]
+    verdicts = {component_text(tr.children[1]): component_text(tr.children[-1])
+                for tr in tbody.children}
+    assert verdicts["latency_ms"] == "treatment has no observations", verdicts
+    assert verdicts["exact_match"] == "control has no observations", verdicts  # no truths
+    assert "inconclusive" not in verdicts.values()
+
+
+def test_a_comparison_tested_without_a_difference_stays_inconclusive(db: Database) -> None:
+    exp = add_experiment(db)
+    cand = {"control": "cand-a", "treatment": "cand-b"}
+    apply(db, [prediction(f"{arm}{i}", experiment_id=exp, arm=arm, candidate=cand[arm],
+                          latency_ms=10.0 + i % 7) for arm in cand for i in range(30)])
+    page = experiments.body(db, exp, "all", data.Window())
+    tbody = find_component(page, "exp-comparisons").children[1]
+    verdicts = {component_text(tr.children[1]): component_text(tr.children[-1])
+                for tr in tbody.children}
+    assert verdicts["latency_ms"] == "inconclusive", verdicts
+
+
+def test_each_pause_is_listed_once_with_who_made_it(db: Database) -> None:
+    """A guardrail's arm pause was listed twice (the arm, and the running experiment's reason
+    restating it), and an admin's pause or kill by hand read as a guardrail event."""
+    registry = Registry(db)
+    for name in ("a", "b"):
+        registry.register(name, "1")
+    steer = Experiments(db)
+    arms = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
+            {"name": "slow", "candidate": "b", "weight": 1},
+            {"name": "other", "candidate": "b", "weight": 1}]
+    guarded = steer.start(steer.create({"name": "guarded", "scope": "g", "arms": arms,
+                                        "guardrails": {"p99_latency_ms": 50,
+                                                       "min_samples": 40}})["id"])
+    monitor = GuardrailMonitor(steer, db, check_every=40)
+    for i in range(40):
+        with db.session() as s:
+            s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=guarded["id"],
+                                   candidate="b", arm="slow", latency_ms=80.0, error=False,
+                                   created_at=utcnow()))
+        monitor.observe(guarded, "slow", 80.0, False)
+    steer.pause_arm(guarded["id"], "other")  # by hand
+    killed = steer.create({"name": "killed", "scope": "k", "arms": arms[:2]})["id"]
+    steer.start(killed)
+    steer.kill(killed)
+    events = [(e["experiment_id"], e["status"], e["arm"], e["by"])
+              for e in ops.guardrail_events(db)]
+    assert events == [(killed, "killed", None, "admin"),
+                      (guarded["id"], "arm paused", "slow", "guardrail"),
+                      (guarded["id"], "arm paused", "other", "admin")]
+    rows = find_component(operations_page.health(db), "ops-guardrails").children[1].children
+    assert [component_text(tr.children[3]) for tr in rows] == [
+        "an admin (manual)", "guardrail", "an admin (manual)"]

@@ -79,6 +79,8 @@ def test_a_killed_experiment_is_inconclusive_not_told_to_keep_running(db: Databa
     decision = _decision(db, {}, status="killed")
     assert decision["action"] == decisions.INCONCLUSIVE
     assert decision["reasons"][0].startswith("the experiment was killed")
+    # It can be resumed: not "run a new experiment", which the page's own advice contradicted.
+    assert decision["reasons"][0].endswith("resume it to gather more, or stop it")
     assert decision["reasons"][1].startswith("no traffic yet")
 
 
@@ -109,3 +111,16 @@ def test_the_sample_still_needed_names_units_where_the_test_counts_units(db: Dat
     (reason,) = res["decision"]["reasons"]
     assert f"about {power['still_needed']} more units per arm" in reason
     assert "predictions per arm" not in reason
+
+
+def test_an_arm_name_is_quoted_as_typed_not_as_python_repr(db: Database) -> None:
+    """The name ``it's C:\\b`` read ``arm 'it\\'s C:\\\\b'`` (repr's escapes) in the reasons."""
+    name = "it's C:\\b"
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "cand-a", "weight": 1.0, "control": True},
+        {"name": name, "candidate": "cand-b", "weight": 0.0, "control": False}])
+    apply(db, [prediction(f"c-{i}", experiment_id=exp, arm="control", candidate="cand-a")
+               for i in range(30)])
+    with db.session() as s:
+        (reason,) = experiment_results(s, exp)["decision"]["reasons"]
+    assert reason.startswith("arm 'it's C:\\b' has weight 0"), reason

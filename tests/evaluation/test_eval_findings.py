@@ -158,3 +158,14 @@ def test_another_grouping_of_the_offline_test_stays_out_and_says_why() -> None:
     # Without an overall n a part of the test cannot be told from a regrouping: left out.
     _, bare, _ = candidate_divergence("ocr", {"slices": offline["slices"]}, cells, 0.05, 0.02)
     assert "no overall n" in bare["left_out"]["noise/noisy"]
+
+
+def test_a_slice_name_is_quoted_as_typed_not_as_python_repr() -> None:
+    """A slice ``o'hand\\x`` read ``on slice "o'hand\\\\x"`` (repr's choice of quotes and its
+    doubled backslash)."""
+    slices = {"printed/middle": OFFLINE["slices"]["printed/middle"],
+              "o'hand\\x": OFFLINE["slices"]["handwritten/middle"]}
+    findings = _report({**OFFLINE, "slices": slices},
+                       {"printed/middle": (1600, 80), "o'hand\\x": (400, 240)})
+    text = " ".join(f["explanation"] for f in findings)
+    assert "on slice 'o'hand\\x'" in text, text

@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from core.store.db import Database
 from core.store.models import Experiment
+from dashboards.tables import verdict_text
 from evaluation import decisions
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
@@ -82,3 +83,30 @@ def test_a_window_says_its_hours_and_may_end_in_year_9999(db: Database) -> None:
     assert open_ended["metrics"]["control"]["all"]["predictions"] == 40
     with db.session() as s:
         assert experiment_results(s, exp)["window"] is None
+
+
+def test_an_arm_that_fails_fast_is_told_its_speed_may_be_failing(db: Database) -> None:
+    """Half's failures took 0.5 ms, its answers as long as control's: its latency read
+    "better" beside an error rate "worse", with nothing to say why."""
+    exp = add_experiment(db, arms=ARMS)
+    batch = []
+    for i in range(400):
+        ms = 10.0 + i % 7
+        batch.append(prediction(f"c{i}", experiment_id=exp, arm="control", candidate="cand-a",
+                                latency_ms=ms))
+        failed = i % 2 == 1
+        batch.append(prediction(f"h{i}", experiment_id=exp, arm="half", candidate="cand-b",
+                                output="" if failed else "x^{2}", latency_ms=0.5 if failed else ms,
+                                error="the stage raised" if failed else None))
+    apply(db, batch)
+    with db.session() as s:
+        results = experiment_results(s, exp)
+    rows = {r["metric"]: r for r in results["comparisons"]
+            if r["slice"] == "all" and r["treatment"] == "half"}
+    assert rows["latency_ms"]["verdict"] == "better"  # every request counts, as on Operations
+    assert rows["latency_ms"]["caveat"] == (
+        "it fails more often than control (error rate 50.0% against 0.0%) and its failed "
+        "requests count in its latency: part of this speed may be failing fast")
+    assert rows["error_rate"]["caveat"] is None and rows["confidence"]["caveat"] is None
+    shown = verdict_text(rows["latency_ms"])
+    assert shown.startswith("better: it fails more often than control"), shown

@@ -89,6 +89,23 @@ def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Databas
     assert f"<h3><bdi>baskets \u202eRTL</bdi> <span class=\"muted\">(#{exp}, " in render_html(data)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_decisions_intervals_and_verdicts_are_said_in_words(db: Database) -> None:
+    """The report printed `keep_running`, a missing interval as "– to –", and "inconclusive"
+    for a comparison never tested (no truths: exact match)."""
+    _with_outcomes(db)
+    with db.reading() as s:
+        data = weekly_data(s, WEEK)
+    data["experiments"][0]["decision"]["action"] = "keep_running"
+    html = render_html(data)
+    assert "Decision: <b>keep running</b>" in html and "keep_running" not in html
+    assert "– to –" not in html and "<td>no interval</td>" in html
+    untested = next(c for c in data["experiments"][0]["comparisons"]
+                    if c["metric"] == "exact_match")
+    assert untested["verdict"] == "inconclusive" and untested["error"]
+    assert f"<td>{untested['error']}</td>" in html
+
+
 def test_the_primary_chart_names_the_interval_it_draws() -> None:
     """The correction rate's interval is Wilson's per prediction, but the delta method's over
     units where units sent several requests (the report called both Wilson)."""
