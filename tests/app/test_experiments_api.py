@@ -29,7 +29,8 @@ def act(client: FlaskClient, admin: dict, exp_id: int, action: str, **body):  # 
 def test_life_cycle_and_scope_ownership(client: FlaskClient, admin: dict) -> None:
     exp = create(client, admin)
     assert exp["status"] == "draft" and exp["weights"] == [0.34, 0.33, 0.33]
-    assert exp["expected_sample_per_arm"] is None  # the always-valid test's default tuning
+    # The default tuning is written into the experiment, so a later default cannot re-tune it.
+    assert exp["expected_sample_per_arm"] == 5000
     assert act(client, admin, exp["id"], "start").get_json()["status"] == "running"
     other = create(client, admin, name="rival")
     clash = act(client, admin, other["id"], "start")
