@@ -156,8 +156,9 @@ def metadata(scope: str):  # noqa: ANN201
                                                      if output.get("classes") else {})}}],
     }
     if "admin" in current_scopes():
-        body["versions"] = [info.version]
-        body["parameters"] = {"candidate": info.name}
+        # Not the protocol's `versions`: those are versions a client may request, and a scope
+        # has none of its own (the router picks per unit), so the candidate's is a parameter.
+        body["parameters"] = {"candidate": info.name, "candidate_version": info.version}
     return jsonify(body)
 
 

@@ -23,6 +23,9 @@ V2_TENSOR = {
 SCOPE = {"name": "scope", "in": "path", "required": True,
          "description": "the experiment's traffic scope (the V2 model name)",
          "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+# No `versions` in the model metadata: a scope has none a client may request.
+METADATA_PARAMETERS = ("admin keys only: `candidate` and `candidate_version`, what the control "
+                       "arm (or the default) serves; the scope has no versions of its own")
 
 
 def v2_paths() -> dict[str, Any]:
@@ -124,7 +127,10 @@ def v2_paths() -> dict[str, Any]:
                                         "properties": {"name": {"type": "string"},
                                                        "platform": {"type": "string"},
                                                        "inputs": {"type": "array"},
-                                                       "outputs": {"type": "array"}}}),
+                                                       "outputs": {"type": "array"},
+                                                       "parameters": {
+                                                           "type": "object",
+                                                           "description": METADATA_PARAMETERS}}}),
                           **error_responses(400, 401, 403, 404, 503)}}},
         "/v2/models/{scope}/ready": {"get": {
             "summary": "The scope's candidate is loaded (a remote one: its server is ready)",
