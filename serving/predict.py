@@ -70,7 +70,8 @@ class PredictRequest:
 
     payload: Any
     input_hash: str
-    unit_id: str
+    # None: none sent, which only a `request`-unit experiment serves (serving/router.py).
+    unit_id: str | None
     scope: str = "default"
     slice: str | None = None
     force_arm: str | None = None
@@ -84,6 +85,8 @@ class PredictRequest:
     # (settings.input_retention_hours); `raw_kind` names its form when it is not `kind`.
     raw_input: bytes | None = None
     raw_kind: str | None = None
+    # Where the caller sends the unit id, for the refusal that asks for it.
+    unit_from: str = "'unit_id'"
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,8 @@ class PredictService:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
         failure (recorded first) raised with its status."""
         route = self.router.route(req.scope, req.unit_id,
-                                  partial(self.default_candidate, req.scope), req.force_arm)
+                                  partial(self.default_candidate, req.scope), req.force_arm,
+                                  req.unit_from)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
         run, event = self._serve(req, route, watched)

@@ -76,21 +76,26 @@ GUARDRAIL_SCHEMA = {
            for name, limit in GUARDRAILS.items()},
         "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**9}}}
 
+# A prediction's unit: optional only where the scope's experiment has unit `request`.
+UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
+           "description": "the user or session the request is for; required except where the "
+                          "scope's experiment has unit 'request' (each request its own unit)"}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "status"],
               "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
                              "details": {}}},
     "PredictJSON": {
-        "type": "object", "required": ["image_base64", "unit_id"], "additionalProperties": False,
+        "type": "object", "required": ["image_base64"], "additionalProperties": False,
         "properties": {
             "image_base64": {"type": "string", "description": "PNG or JPEG, base64"},
-            "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "unit_id": UNIT_ID,
             "scope": {"type": ["string", "null"], "maxLength": 100},
             "slice": {"type": ["string", "null"], "maxLength": 100}}},
     "PredictMultipart": {
-        "type": "object", "required": ["image", "unit_id"], "additionalProperties": False,
+        "type": "object", "required": ["image"], "additionalProperties": False,
         "properties": {"image": {"type": "string", "format": "binary"},
-                       "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "unit_id": UNIT_ID,
                        "scope": {"type": "string", "maxLength": 100},
                        "slice": {"type": "string", "maxLength": 100}}},
     "Prediction": {

@@ -80,7 +80,9 @@ def v2_paths() -> dict[str, Any]:
                                           "latency_ms": {"type": "number"}}}}}
     header = [{"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
                "schema": {"type": "string"},
-               "description": "the unit (user, session), when not in parameters.unit_id"},
+               "description": "the unit (user, session), when not in parameters.unit_id; "
+                              "required except where the scope's experiment has unit "
+                              "'request'"},
               {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
                "schema": {"type": "string"}, "description": "admin keys only: serve this arm"},
               {"name": "Inference-Header-Content-Length", "in": "header", "required": False,

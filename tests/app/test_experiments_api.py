@@ -117,3 +117,16 @@ def _body() -> dict:
 
     image = next(sample_requests(1, ONLINE_MIX, seed=1)).image
     return {"image_base64": base64.b64encode(encode_png(image)).decode(), "unit_id": "qa"}
+
+
+def test_predict_takes_no_unit_id_where_each_request_is_its_own_unit(
+        client: FlaskClient, admin: dict) -> None:
+    """/v1/predict as V2 does: the unit id is optional on a scope whose experiment has unit
+    `request`, and still asked for elsewhere, naming the field."""
+    exp = create(client, admin, scope="per-request", unit="request")
+    assert act(client, admin, exp["id"], "start").status_code == 200
+    served = predict(client, admin, unit=None, scope="per-request")
+    assert served.status_code == 200, served.get_json()
+    assert served.get_json()["experiment_id"] == exp["id"]
+    refused = predict(client, admin, unit=None)
+    assert refused.status_code == 400 and "'unit_id'" in refused.get_json()["error"]
