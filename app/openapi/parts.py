@@ -227,6 +227,10 @@ def arm_action(summary: str) -> dict[str, Any]:
     return op
 
 
+# The report shares that may be 0: a tolerance of 0 forgives no gap (an alpha of 0 flags none).
+SHARES_FROM_ZERO = frozenset({"tolerance"})
+
+
 def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
     window = [{"name": name, "in": "query", "required": False, "description": text,
                "schema": {"type": "string", "format": "date-time"}}
@@ -246,7 +250,8 @@ def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
                        "and counts a larger one's",
         "schema": {"type": "boolean"}}] + [
         {"name": name, "in": "query", "required": False,
-         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
+         "schema": {"type": "number", "exclusiveMaximum": 1,
+                    **({"minimum": 0} if name in SHARES_FROM_ZERO else {"exclusiveMinimum": 0})}}
         for name in shares]
     return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
                     "responses": {"200": json_response({"$ref": f"#/components/schemas/{schema}"}),
