@@ -78,7 +78,7 @@ class Router:
             if exp["canary"] and exp["status"] == "running":
                 exp = self.experiments.advance(exp["id"], only_if_due=True)
             control = next(i for i, a in enumerate(exp["arms"]) if a["control"])
-            table = Allocation.from_json(exp["allocation_table"])
+            table = Allocation.from_doc(exp["allocation_table"])
             by_scope[exp["scope"]] = _Active(exp, Assigner(table, exp["salt"], control), control)
         self._by_scope = by_scope
         self._loaded_at = time.monotonic()

@@ -175,7 +175,11 @@ SCHEMAS: dict[str, Any] = {
             "shadows": {"type": "array"}, "canary": {"type": "object"},
             "guardrails": {"type": "object"}, "primary_metric": {"type": "string"},
             "expected_sample_per_arm": {"type": ["integer", "null"]},
-            "allocation_table": {"type": ["string", "null"]},
+            "allocation_table": {
+                "type": ["object", "null"],
+                "description": "which arm each of the 10,000 assignment buckets serves: format "
+                               "`v`, the normalised `weights`, and `runs` of [arm index, "
+                               "buckets] in bucket order"},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]},
             "status_since": {"type": ["string", "null"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.app.test_predict_flow import predict
@@ -31,6 +32,10 @@ def test_life_cycle_and_scope_ownership(client: FlaskClient, admin: dict) -> Non
     assert exp["status"] == "draft" and exp["weights"] == [0.34, 0.33, 0.33]
     # The default tuning is written into the experiment, so a later default cannot re-tune it.
     assert exp["expected_sample_per_arm"] == 5000
+    # The bucket table as an object (it was a JSON string inside the JSON): every bucket once.
+    table = exp["allocation_table"]
+    assert table["weights"] == pytest.approx([0.34, 0.33, 0.33])
+    assert sum(buckets for _, buckets in table["runs"]) == 10_000
     assert act(client, admin, exp["id"], "start").get_json()["status"] == "running"
     other = create(client, admin, name="rival")
     clash = act(client, admin, other["id"], "start")
