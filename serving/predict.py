@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
 DEFAULT_SCOPE = "default"
+# What the 404 for a scope nothing serves suggests, unless its route knows better (pages).
+SCOPE_REMEDY = ("start an experiment on that scope, register a candidate of that name, or set "
+                "ABVOC_DEFAULT_CANDIDATE")
 """The scope a request names when it names none (/v1/predict's default)."""
 # Inputs kept for annotators: at most this large each (a larger one is served, not kept).
 MAX_KEPT_INPUT_BYTES = 4 << 20
@@ -165,12 +168,13 @@ class PredictService:
         self._writes = GroupCommitter(db)
         self._listed: tuple[float, frozenset[str], str | None] | None = None
 
-    def default_candidate(self, scope: str = DEFAULT_SCOPE) -> str:
+    def default_candidate(self, scope: str = DEFAULT_SCOPE, remedy: str = SCOPE_REMEDY) -> str:
         """The candidate serving a scope no experiment runs in: the one named as the scope (a
         V2 client's model name), else the configured default, else, for the `default` scope
-        alone, the newest registered one. Any other scope is a 404: a model name nobody serves
-        is not answered by whichever candidate was registered last. The names are looked up
-        at most every DEFAULT_REFRESH_S seconds, not on every request."""
+        alone, the newest registered one. Any other scope is a 404 that suggests `remedy`: a
+        model name nobody serves is not answered by whichever candidate was registered last.
+        The names are looked up at most every DEFAULT_REFRESH_S seconds, not on every
+        request."""
         names, newest = self._names()
         if scope in names:
             return scope
@@ -190,8 +194,7 @@ class PredictService:
                                "is retired (every version of it): register a new version of "
                                "it, or start an experiment on that scope")
             raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
-                           f"{scope!r}: start an experiment on that scope, register a "
-                           "candidate of that name, or set ABVOC_DEFAULT_CANDIDATE")
+                           f"{scope!r}: {remedy}")
         if newest is None:
             raise AbvocError("no candidate is registered; run `abvoc train --all`",
                              status=503)
