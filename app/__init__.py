@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -94,9 +94,12 @@ def create_dashboard_app(settings: Settings | None = None,
 def _mount_dashboard(app: Flask, services: Services) -> None:
     from app.auth import KeyCache
     from dashboards import init_app as init_dashboard
+    from dashboards.auth import PREFIX
 
     keys = app.extensions.setdefault("abvoc_keys", KeyCache(services.db))
     app.extensions["abvoc_dash"] = init_dashboard(app, keys, services.settings)
+    # The bare address is where a browser goes first: it answered a JSON 404 there.
+    app.add_url_rule("/", "root", lambda: redirect(PREFIX))
 
 
 def close_app(app: Flask) -> None:

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from workloads.ocr.candidates import artifact_bytes, train_candidate  # noqa: E402
+from serving.bundles.model_size import network_bytes  # noqa: E402
+from workloads.ocr.candidates import train_candidate  # noqa: E402
 from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
 from workloads.ocr.mobile import export_float, quantize_candidate  # noqa: E402
 from workloads.ocr.offline import evaluate  # noqa: E402
@@ -63,12 +64,12 @@ def contenders(base: Path, mobile: Path, scratch: Path) -> dict[str, tuple[Pipel
     mib = 2.0 ** 20
     return {
         "float/torch": (float_pipe.with_runner(TimedRunner(float_pipe.runner)),
-                        artifact_bytes(base) / mib),
+                        network_bytes(base) / mib),
         "float/ort": (float_pipe.with_runner(TimedRunner(OnnxFileRunner(onnx_files, 1))),
                       sum(p.stat().st_size for p in onnx_files.values()) / mib),
         "int8/ort": (Pipeline(int8_pipe.spec, int8_pipe.recognizer, int8_pipe.aligner,
                               TimedRunner(int8_pipe.runner)),
-                     artifact_bytes(mobile) / mib),
+                     network_bytes(mobile) / mib),
     }
 
 

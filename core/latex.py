@@ -56,11 +56,11 @@ def validate_latex(latex: str) -> list[str]:
             problems.append(f"an invisible control or format character (U+{ord(tok):04X}) at "
                             f"token {i + 1}: a formula is written with visible symbols")
         elif tok.startswith("\\") and tok not in COMMANDS:
-            problems.append(f"unknown command {tok!r} at token {i + 1}")
+            problems.append(f"unknown command {_as_typed(tok)} at token {i + 1}")
         elif tok in ("^", "_"):
             nxt = tokens[i + 1] if i + 1 < len(tokens) else None
             if nxt is None or nxt in ("}", "^", "_"):
-                problems.append(f"{tok!r} at token {i + 1} has nothing to attach")
+                problems.append(f"'{tok}' at token {i + 1} has nothing to attach")
         if tok in COMMANDS and COMMANDS[tok]:
             nargs = COMMANDS[tok]
             if tokens[i + 1: i + 2] != ["{"]:
@@ -68,6 +68,15 @@ def validate_latex(latex: str) -> list[str]:
     if depth > 0:
         problems.append(f"unbalanced braces: {depth} '{{' never closed")
     return problems
+
+
+def _as_typed(command: str) -> str:
+    r"""A command between plain quotes as its writer typed it: repr would show ``\\foo`` for
+    ``\foo``, a backslash they never typed; an invisible character after the backslash is
+    named by its code point, as it cannot be shown."""
+    if any(unicodedata.category(c) in _INVISIBLE for c in command):
+        return f"'\\' followed by U+{ord(command[-1]):04X}"
+    return f"'{command}'"
 
 
 def token_edit_distance(predicted: str, truth: str) -> float:

@@ -67,6 +67,11 @@ def check_definition(body: Any) -> dict[str, Any]:
                          "denominator; its combine is 'sum'")
     numerator = denominator = None
     if kind == RATIO:
+        missing = [k for k in ("numerator", "denominator") if body.get(k) is None]
+        if missing:  # before their spelling: a field left out is not a misspelt name
+            raise AbvocError(f"a ratio metric needs both 'numerator' and 'denominator' ("
+                             f"{' and '.join(repr(k) for k in missing)} not given): two other "
+                             "metrics of the experiment, summed per unit above and below")
         numerator, denominator = _name(body, "numerator"), _name(body, "denominator")
         if len({name, numerator, denominator}) < 3:
             raise AbvocError("a ratio's numerator and denominator must be two other metrics")

@@ -87,6 +87,9 @@ from evaluation.unit_moments import (
 METRIC_BY_NAME = {m.name: m for m in ALL_METRICS}
 # Metrics that exist only where a customer saw the answer: never observed for a shadow.
 CUSTOMER_METRICS = frozenset({"correction_rate"})
+# What experiments created before the expected sample was written at creation (the column
+# null) were tuned for: fixed here, apart from the creation default, so they keep it.
+UNRECORDED_EXPECTED_SAMPLE = 5000.0
 
 
 def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:
@@ -217,7 +220,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         raise NotFound(f"experiment {experiment_id} does not exist")
     if config is None:  # the always-valid test tuned for the experiment's expected sample
         config = AnalysisConfig(sequential_tuning_n=float(
-            experiment.expected_sample_per_arm or AnalysisConfig.sequential_tuning_n))
+            experiment.expected_sample_per_arm or UNRECORDED_EXPECTED_SAMPLE))
     variants, weights = variants_of(experiment)
     paused = {a["name"]: a.get("paused") or None for a in experiment.arms or []}
     arms = variants[: len(weights)]

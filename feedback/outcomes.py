@@ -190,10 +190,10 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
                            scoped_key(caller, idempotency_key), checked["event_id"], digest)
         existing = _existing(s, keys, digest, legacy=idempotency_key)
     if existing is not None:
-        answer, known_by = existing
-        _remember(db, [k for k in keys if k not in known_by], digest, answer["outcome_id"],
+        first_id, known_by = existing
+        _remember(db, [k for k in keys if k not in known_by], digest, first_id,
                   experiment_id, checked["metric"])
-        return answer
+        return _accepted(first_id, experiment_id, duplicate=True)
     # Time-ordered, so outcomes observed at one instant combine as `first` in the order they
     # were accepted (the worker breaks such ties by outcome id).
     outcome_id = time_ordered_id()
@@ -223,8 +223,14 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
             existing = _existing(s, keys, digest)
         if existing is None:
             raise
-        return existing[0]
-    return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": False}
+        return _accepted(existing[0], experiment_id, duplicate=True)
+    return _accepted(outcome_id, experiment_id, duplicate=False)
+
+
+def _accepted(outcome_id: str, experiment_id: int, *, duplicate: bool) -> dict[str, Any]:
+    """The answer, one shape for a first request and its repeats (a repeat is the same body,
+    so the same experiment): a client reads it without knowing which it got."""
+    return {"outcome_id": outcome_id, "experiment_id": experiment_id, "duplicate": duplicate}
 
 
 def _remember(db: Database, new: list[str], digest: str, outcome_id: str, experiment_id: int,
@@ -265,8 +271,8 @@ def _identities(idempotency_key: str | None, event_id: str | None, digest: str) 
 
 
 def _existing(s: Session, keys: list[str], digest: str, *,
-              legacy: str | None = None) -> tuple[dict[str, Any], set[str]] | None:
-    """The earlier outcome this request repeats by any of its identities (the answer, and the
+              legacy: str | None = None) -> tuple[str, set[str]] | None:
+    """The earlier outcome this request repeats by any of its identities (its id, and the
     identities already stored for it); a key or event_id used before for another body is a
     conflict, whatever the other identities match.
     `legacy`: the raw Idempotency-Key, as stores kept it before keys were scoped; a row under
@@ -283,5 +289,4 @@ def _existing(s: Session, keys: list[str], digest: str, *,
                        "use a new one for a new outcome")
     if not found:
         return None
-    return ({"outcome_id": found[0].outcome_id.split(ALIAS)[0], "duplicate": True},
-            {row.idempotency_key for row in found})
+    return found[0].outcome_id.split(ALIAS)[0], {row.idempotency_key for row in found}

@@ -24,6 +24,7 @@ import numbers
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "NUM_BUCKETS",
@@ -160,6 +161,15 @@ class Allocation:
         """Inverse of :meth:`to_json`; a malformed document raises ValueError."""
         try:
             doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not an allocation document: {exc}") from exc
+        return cls.from_doc(doc)
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Allocation:
+        """The allocation of :meth:`to_json`'s document parsed (as an experiment's API view
+        shows it); a malformed one raises ValueError."""
+        try:
             if doc["v"] != _FORMAT_VERSION:
                 raise ValueError(f"unsupported allocation format version {doc['v']!r}")
             table = bytearray()
@@ -169,7 +179,7 @@ class Allocation:
                     raise ValueError(f"bad run [{arm!r}, {length!r}]")
                 table += bytes([arm]) * length
             return cls(tuple(doc["weights"]), bytes(table))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"not an allocation document: {exc}") from exc
 
 

@@ -26,8 +26,11 @@ METRICS = PRIMARY_METRICS
 # Each guardrail's largest sensible limit: an hour of latency, rates as shares.
 GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
 MAX_WEIGHT = 1_000_000
-# The expected sample per arm the always-valid test may be tuned for.
+# The expected sample per arm the always-valid test may be tuned for, and what an experiment
+# that does not say gets. It is written into the experiment at creation, so a later change of
+# this default never re-tunes an experiment already running.
 EXPECTED_SAMPLE = (10, 10**9)
+DEFAULT_EXPECTED_SAMPLE = 5000
 MAX_ARMS = 20
 SHADOW_PREFIX = "shadow:"
 ARM_KEYS = ("name", "candidate", "version", "weight", "control")
@@ -295,12 +298,13 @@ def check_shadows(shadows: Any) -> list[dict[str, Any]]:
     return out
 
 
-def check_expected_sample(value: Any) -> int | None:
+def check_expected_sample(value: Any) -> int:
     """The sample per arm (units, or predictions where units send one each) the experiment
     expects by its end: its always-valid intervals are tightest there. Fixed at creation, as
-    the test's guarantee needs (tuning it on the data seen would void it); None: 5,000."""
+    the test's guarantee needs (tuning it on the data seen would void it); None: the default,
+    written into the experiment so that it stays fixed too."""
     if value is None:
-        return None
+        return DEFAULT_EXPECTED_SAMPLE
     low, high = EXPECTED_SAMPLE
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise fail(f"'expected_sample_per_arm' must be a whole number from {low} to {high:,} "

@@ -8,6 +8,7 @@ units that must move change arm.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -144,14 +145,13 @@ def _view(exp: Experiment) -> dict[str, Any]:
         "shadows": exp.shadows, "canary": exp.canary, "guardrails": exp.guardrails,
         "primary_metric": exp.primary_metric,
         "expected_sample_per_arm": exp.expected_sample_per_arm,
-        "allocation_table": exp.allocation.get("table"),
+        # Stored as JSON text; shown as an object, not a string a client parses again.
+        "allocation_table": json.loads(table) if (table := exp.allocation.get("table")) else None,
         "created_at": utc_iso(exp.created_at),
         "started_at": utc_iso(exp.started_at),
         "stopped_at": utc_iso(exp.stopped_at),
         "status_since": utc_iso(exp.status_since),
     }
-
-
 
 
 def _still_active(s: Session, exp: Experiment) -> None:

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_S = 5.0
 DEFAULT_SCOPE = "default"
+# What the 404 for a scope nothing serves suggests, unless its route knows better (pages).
+SCOPE_REMEDY = ("start an experiment on that scope, register a candidate of that name, or set "
+                "ABVOC_DEFAULT_CANDIDATE")
 """The scope a request names when it names none (/v1/predict's default)."""
 # Inputs kept for annotators: at most this large each (a larger one is served, not kept).
 MAX_KEPT_INPUT_BYTES = 4 << 20
@@ -70,7 +73,8 @@ class PredictRequest:
 
     payload: Any
     input_hash: str
-    unit_id: str
+    # None: none sent, which only a `request`-unit experiment serves (serving/router.py).
+    unit_id: str | None
     scope: str = "default"
     slice: str | None = None
     force_arm: str | None = None
@@ -84,6 +88,8 @@ class PredictRequest:
     # (settings.input_retention_hours); `raw_kind` names its form when it is not `kind`.
     raw_input: bytes | None = None
     raw_kind: str | None = None
+    # Where the caller sends the unit id, for the refusal that asks for it.
+    unit_from: str = "'unit_id'"
 
 
 @dataclass(frozen=True)
@@ -162,12 +168,13 @@ class PredictService:
         self._writes = GroupCommitter(db)
         self._listed: tuple[float, frozenset[str], str | None] | None = None
 
-    def default_candidate(self, scope: str = DEFAULT_SCOPE) -> str:
+    def default_candidate(self, scope: str = DEFAULT_SCOPE, remedy: str = SCOPE_REMEDY) -> str:
         """The candidate serving a scope no experiment runs in: the one named as the scope (a
         V2 client's model name), else the configured default, else, for the `default` scope
-        alone, the newest registered one. Any other scope is a 404: a model name nobody serves
-        is not answered by whichever candidate was registered last. The names are looked up
-        at most every DEFAULT_REFRESH_S seconds, not on every request."""
+        alone, the newest registered one. Any other scope is a 404 that suggests `remedy`: a
+        model name nobody serves is not answered by whichever candidate was registered last.
+        The names are looked up at most every DEFAULT_REFRESH_S seconds, not on every
+        request."""
         names, newest = self._names()
         if scope in names:
             return scope
@@ -187,8 +194,7 @@ class PredictService:
                                "is retired (every version of it): register a new version of "
                                "it, or start an experiment on that scope")
             raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
-                           f"{scope!r}: start an experiment on that scope, register a "
-                           "candidate of that name, or set ABVOC_DEFAULT_CANDIDATE")
+                           f"{scope!r}: {remedy}")
         if newest is None:
             raise AbvocError("no candidate is registered; run `abvoc train --all`",
                              status=503)
@@ -313,7 +319,8 @@ class PredictService:
         """Serve one request; the answer with its prediction id and receipt, or the candidate's
         failure (recorded first) raised with its status."""
         route = self.router.route(req.scope, req.unit_id,
-                                  partial(self.default_candidate, req.scope), req.force_arm)
+                                  partial(self.default_candidate, req.scope), req.force_arm,
+                                  req.unit_from)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
         watched = experiment is not None and not route.forced
         run, event = self._serve(req, route, watched)

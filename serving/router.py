@@ -78,7 +78,7 @@ class Router:
             if exp["canary"] and exp["status"] == "running":
                 exp = self.experiments.advance(exp["id"], only_if_due=True)
             control = next(i for i, a in enumerate(exp["arms"]) if a["control"])
-            table = Allocation.from_json(exp["allocation_table"])
+            table = Allocation.from_doc(exp["allocation_table"])
             by_scope[exp["scope"]] = _Active(exp, Assigner(table, exp["salt"], control), control)
         self._by_scope = by_scope
         self._loaded_at = time.monotonic()
@@ -106,9 +106,12 @@ class Router:
             self.refresh()
             return self._by_scope.get(scope)
 
-    def route(self, scope: str, unit_id: str, default_candidate: Callable[[], str],
-              force_arm: str | None = None) -> Route:
-        """The route for one unit; `default_candidate()` when no experiment owns the scope."""
+    def route(self, scope: str, unit_id: str | None, default_candidate: Callable[[], str],
+              force_arm: str | None = None, unit_from: str = "'unit_id'") -> Route:
+        """The route for one unit; `default_candidate()` when no experiment owns the scope. A
+        request without a unit id is served only where the scope's experiment has unit
+        `request` (its per-request key is the unit); elsewhere it is a 400 asking for the id in
+        `unit_from`, where the caller sends it."""
         # Before refusing for want of an experiment, look once more: one may have started since
         # the last load.
         active = self._current(scope)
@@ -118,12 +121,17 @@ class Router:
                 raise AbvocError(f"no experiment runs in scope {scope!r}; cannot force an arm")
         if active is None:
             try:
-                return Route(default_candidate())
+                route = Route(default_candidate())
             except AbvocError:
                 active = self._reload(scope)
                 if active is None:  # not started since the last load either
                     raise
+            else:
+                need_unit(unit_id, unit_from)
+                return route
         exp = active.experiment
+        if exp.get("unit") != "request":
+            need_unit(unit_id, unit_from)
         arms = exp["arms"]
         forced = None
         if force_arm is not None:
@@ -140,6 +148,16 @@ class Router:
         return Route(arm["candidate"], exp["id"], arm["name"], forced is not None, shadows,
                      arm.get("version"), None if exp["status"] == "running" else exp["status"],
                      per_request)
+
+
+def need_unit(unit_id: str | None, unit_from: str) -> None:
+    """400 for a request without a unit id where the route needs one: outside experiments
+    (the event records the caller's unit) and for units `user` and `session` (the id is what
+    keeps a unit's requests on one arm)."""
+    if unit_id is None:
+        raise AbvocError(f"give the unit (the user or session) this request is for in "
+                         f"{unit_from}: only a scope whose experiment assigns each request on "
+                         "its own (unit 'request') serves a request without one")
 
 
 def request_key() -> str:

@@ -22,11 +22,15 @@ from app.auth import current_scopes, require
 from app.serving import serve
 from core.errors import AbvocError
 from serving.images import decode_image, encode_png, input_hash
-from serving.predict import CandidateFailed, PredictRequest
+from serving.predict import SCOPE_REMEDY, CandidateFailed, PredictRequest
 
 bp = Blueprint("pages", __name__)
 PAGE_FIELDS = frozenset({*FIELDS, "page_scope", "formula_scope"}) - {"scope"}
 MAX_FORMULAS = 100
+# A page scope nothing serves: ABVOC_DEFAULT_CANDIDATE cannot help there (it names the OCR
+# candidate formulas default to, which answers no boxes).
+PAGE_REMEDY = ("train the extraction candidates (`abvoc pages train`) and start an experiment "
+               "on that scope, or send a 'page_scope' that names one (e.g. 'pages-xycut')")
 
 
 @bp.post("/v1/pages")
@@ -42,7 +46,8 @@ def read_page():  # noqa: ANN201
     admin = "admin" in current_scopes()
     image = decode_image(data)
     # A scope routed to the wrong kind of candidate is refused before anything is recorded.
-    _check_served(page_scope, unit_id, ("json",), "an extraction candidate (formula boxes)")
+    _check_served(page_scope, unit_id, ("json",), "an extraction candidate (formula boxes)",
+                  PAGE_REMEDY)
     _check_served(formula_scope, unit_id, ("latex", "text"), "an OCR candidate")
     page = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
                                 scope=page_scope, slice=slice_, raw_input=data))
@@ -80,11 +85,13 @@ def read_page():  # noqa: ANN201
     return jsonify(body)
 
 
-def _check_served(scope: str, unit_id: str, kinds: tuple[str, ...], wanted: str) -> None:
-    """409 unless the candidate this unit is routed to on `scope` answers one of `kinds`."""
+def _check_served(scope: str, unit_id: str, kinds: tuple[str, ...], wanted: str,
+                  remedy: str = SCOPE_REMEDY) -> None:
+    """409 unless the candidate this unit is routed to on `scope` answers one of `kinds`; a
+    404 suggesting `remedy` where nothing serves it."""
     serving = current_app.extensions["abvoc_serving"]
     route = serving.router.route(scope, unit_id,
-                                 partial(serving.predict.default_candidate, scope))
+                                 partial(serving.predict.default_candidate, scope, remedy))
     kind = serving.pool.get(route.candidate, route.version).output_type
     if kind not in kinds:
         raise AbvocError(f"scope {scope!r} is served by a candidate answering {kind!r}: "

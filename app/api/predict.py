@@ -70,7 +70,8 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
 @require("predict")
 def predict():  # noqa: ANN201
     data, fields = read_image_request()
-    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200, required=True)
+    # Optional here: the router asks for it unless the scope's experiment has unit `request`.
+    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
     scope = text_field(fields.get("scope"), "'scope'", 100) or "default"
     slice_ = text_field(fields.get("slice"), "'slice'", 100)
     force = text_field(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.api.experiments import EXP
 from app.auth import require
+from app.openapi.parts import SHARES_FROM_ZERO
 from core.errors import AbvocError
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_report, divergence_with_stages
@@ -23,15 +24,20 @@ bp = Blueprint("reports", __name__)
 
 
 def _share(name: str, default: float) -> float:
+    """A share from the query, below 1 and above 0, or from 0 where the document says so (a
+    tolerance of 0 forgives no gap, where an alpha of 0 would flag nothing)."""
+    zero = name in SHARES_FROM_ZERO
     raw = request.args.get(name)
     if raw is None:
         return default
+    said = f"'{name}' must be a number {'at least 0' if zero else 'above 0'} and below 1"
     try:
         value = float(raw)
     except ValueError as exc:
-        raise AbvocError(f"'{name}' must be a number between 0 and 1") from exc
-    if not 0 < value < 1:
-        raise AbvocError(f"'{name}' must be a number between 0 and 1")
+        raise AbvocError(said) from exc
+    above_low = value >= 0 if zero else value > 0  # nan is neither
+    if not (above_low and value < 1):
+        raise AbvocError(said)
     return value
 
 

@@ -17,9 +17,10 @@ JSON are plain UTF-8 strings marked `content_type: "str"` (as Triton's and MLSer
 them), base64 marked so for an output asked with `content_type: "base64"` or a value that is not
 UTF-8. Any Content-Type is read as V2; request parameters other than abvoc's own are the
 clients' (Triton's timeout, MLServer's content_type) and pass unread. A request names its unit
-(for sticky assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header; its `id` is
-echoed. The answer holds an `output` tensor (the prediction, of the candidate's output type) and
-the candidate's own output tensors; its `parameters` carry `prediction_id` and `receipt` (to
+(for sticky assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header, which only a
+scope whose experiment has unit `request` does without; its `id` is echoed. The answer holds
+an `output` tensor (the prediction, of the candidate's output type) and the candidate's own
+output tensors; its `parameters` carry `prediction_id` and `receipt` (to
 correct it through /v1/corrections), and for admin keys the candidate, arm and experiment. The
 health routes and the server metadata (`GET /v2`) are open, as probes are; the model routes need
 a `predict` key.
@@ -57,6 +58,7 @@ from serving.servable import TENSORS
 
 bp = Blueprint("v2", __name__)
 UNIT_HEADER = "X-Abvoc-Unit-Id"
+UNIT_FROM = f"'parameters.unit_id' or the {UNIT_HEADER} header"
 INFER_RULE = "/v2/models/<scope>/infer"
 MAX_BODY_BYTES = 32 << 20
 # No request body of MAX_BODY_BYTES can hold more values than this.
@@ -156,8 +158,9 @@ def metadata(scope: str):  # noqa: ANN201
                                                      if output.get("classes") else {})}}],
     }
     if "admin" in current_scopes():
-        body["versions"] = [info.version]
-        body["parameters"] = {"candidate": info.name}
+        # Not the protocol's `versions`: those are versions a client may request, and a scope
+        # has none of its own (the router picks per unit), so the candidate's is a parameter.
+        body["parameters"] = {"candidate": info.name, "candidate_version": info.version}
     return jsonify(body)
 
 
@@ -251,8 +254,7 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     scope = _scope(scope)
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
-                         f"tensors), and the unit in 'parameters.unit_id' or the {UNIT_HEADER} "
-                         "header")
+                         f"tensors), and the unit in {UNIT_FROM}")
     unknown = sorted(set(body) - _BODY_KEYS - _CLIENT_KEYS)
     if unknown:
         raise AbvocError(f"unknown field(s) {unknown}; a V2 request has {sorted(_BODY_KEYS)}")
@@ -264,11 +266,10 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     # Other request parameters are the clients' own (MLServer's content_type, Triton's timeout
     # and priority): the protocol leaves them to each server, and abvoc reads only these.
     all_binary = flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
+    # Optional here: the router asks for it unless the scope's experiment has unit `request`.
     unit_id = params.get("unit_id") or header(UNIT_HEADER)
-    if unit_id is None:
-        raise AbvocError(f"give the unit (user or session) this request is for: "
-                         f"'parameters.unit_id' or the {UNIT_HEADER} header")
-    unit_id = _text(unit_id, "the unit id", 200)
+    if unit_id is not None:
+        unit_id = _text(unit_id, "the unit id", 200)
     slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
     inputs = _inputs(body.get("inputs"), chunks)
     wanted = wanted_outputs(body.get("outputs"), all_binary)
@@ -277,7 +278,8 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
         raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
     predict = PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
                              scope=scope, slice=slice_, force_arm=force or None, kind=TENSORS,
-                             request_id=request_id, raw_input=kept(inputs), raw_kind=KEPT)
+                             request_id=request_id, raw_input=kept(inputs), raw_kind=KEPT,
+                             unit_from=UNIT_FROM)
     return Infer(predict, request_id, wanted, admin)
 
 

@@ -245,6 +245,8 @@ def show(ctx: Context, experiment_id: int, as_json: bool) -> None:
 
 
 _SHARE = Finite(0, 1, min_open=True, max_open=True)
+# A tolerance of 0 forgives no gap between offline and online.
+_TOLERANCE = Finite(0, 1, max_open=True)
 
 
 _max_slices = click.option(
@@ -276,8 +278,9 @@ def results(ctx: Context, experiment_id: int, max_slices: int, as_json: bool,
 @experiment.command()
 @click.argument("experiment_id", type=EXPERIMENT_ID)
 @click.option("--alpha", type=_SHARE, default=0.05, show_default=True)
-@click.option("--tolerance", type=_SHARE, default=0.02, show_default=True,
-              help="How much worse than offline online may be before it is flagged.")
+@click.option("--tolerance", type=_TOLERANCE, default=0.02, show_default=True,
+              help="How much worse than offline online may be before it is flagged "
+                   "(0: any gap).")
 @_max_slices
 @json_option
 @click.option("--csv", "as_csv", is_flag=True,

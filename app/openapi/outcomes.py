@@ -30,7 +30,7 @@ SCHEMAS["OutcomeRequest"] = {
                      "description": "the sender's id of the event: the same id is counted "
                                     "once"}}}
 SCHEMAS["OutcomeAccepted"] = {
-    "type": "object", "required": ["outcome_id", "duplicate"],
+    "type": "object", "required": ["outcome_id", "experiment_id", "duplicate"],
     "properties": {"outcome_id": {"type": "string"}, "experiment_id": {"type": "integer"},
                    "duplicate": {"type": "boolean"}}}
 SCHEMAS["MetricDefinition"] = {

@@ -76,21 +76,26 @@ GUARDRAIL_SCHEMA = {
            for name, limit in GUARDRAILS.items()},
         "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**9}}}
 
+# A prediction's unit: optional only where the scope's experiment has unit `request`.
+UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
+           "description": "the user or session the request is for; required except where the "
+                          "scope's experiment has unit 'request' (each request its own unit)"}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "status"],
               "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
                              "details": {}}},
     "PredictJSON": {
-        "type": "object", "required": ["image_base64", "unit_id"], "additionalProperties": False,
+        "type": "object", "required": ["image_base64"], "additionalProperties": False,
         "properties": {
             "image_base64": {"type": "string", "description": "PNG or JPEG, base64"},
-            "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "unit_id": UNIT_ID,
             "scope": {"type": ["string", "null"], "maxLength": 100},
             "slice": {"type": ["string", "null"], "maxLength": 100}}},
     "PredictMultipart": {
-        "type": "object", "required": ["image", "unit_id"], "additionalProperties": False,
+        "type": "object", "required": ["image"], "additionalProperties": False,
         "properties": {"image": {"type": "string", "format": "binary"},
-                       "unit_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "unit_id": UNIT_ID,
                        "scope": {"type": "string", "maxLength": 100},
                        "slice": {"type": "string", "maxLength": 100}}},
     "Prediction": {
@@ -170,7 +175,11 @@ SCHEMAS: dict[str, Any] = {
             "shadows": {"type": "array"}, "canary": {"type": "object"},
             "guardrails": {"type": "object"}, "primary_metric": {"type": "string"},
             "expected_sample_per_arm": {"type": ["integer", "null"]},
-            "allocation_table": {"type": ["string", "null"]},
+            "allocation_table": {
+                "type": ["object", "null"],
+                "description": "which arm each of the 10,000 assignment buckets serves: format "
+                               "`v`, the normalised `weights`, and `runs` of [arm index, "
+                               "buckets] in bucket order"},
             "created_at": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]},
             "status_since": {"type": ["string", "null"],
@@ -222,6 +231,10 @@ def arm_action(summary: str) -> dict[str, Any]:
     return op
 
 
+# The report shares that may be 0: a tolerance of 0 forgives no gap (an alpha of 0 flags none).
+SHARES_FROM_ZERO = frozenset({"tolerance"})
+
+
 def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
     window = [{"name": name, "in": "query", "required": False, "description": text,
                "schema": {"type": "string", "format": "date-time"}}
@@ -241,7 +254,8 @@ def report(summary: str, schema: str, *shares: str) -> dict[str, Any]:
                        "and counts a larger one's",
         "schema": {"type": "boolean"}}] + [
         {"name": name, "in": "query", "required": False,
-         "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}}
+         "schema": {"type": "number", "exclusiveMaximum": 1,
+                    **({"minimum": 0} if name in SHARES_FROM_ZERO else {"exclusiveMinimum": 0})}}
         for name in shares]
     return {"get": {"summary": summary, "security": ADMIN, "parameters": params,
                     "responses": {"200": json_response({"$ref": f"#/components/schemas/{schema}"}),

@@ -23,6 +23,9 @@ V2_TENSOR = {
 SCOPE = {"name": "scope", "in": "path", "required": True,
          "description": "the experiment's traffic scope (the V2 model name)",
          "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+# No `versions` in the model metadata: a scope has none a client may request.
+METADATA_PARAMETERS = ("admin keys only: `candidate` and `candidate_version`, what the control "
+                       "arm (or the default) serves; the scope has no versions of its own")
 
 
 def v2_paths() -> dict[str, Any]:
@@ -77,7 +80,9 @@ def v2_paths() -> dict[str, Any]:
                                           "latency_ms": {"type": "number"}}}}}
     header = [{"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
                "schema": {"type": "string"},
-               "description": "the unit (user, session), when not in parameters.unit_id"},
+               "description": "the unit (user, session), when not in parameters.unit_id; "
+                              "required except where the scope's experiment has unit "
+                              "'request'"},
               {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
                "schema": {"type": "string"}, "description": "admin keys only: serve this arm"},
               {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
@@ -124,7 +129,10 @@ def v2_paths() -> dict[str, Any]:
                                         "properties": {"name": {"type": "string"},
                                                        "platform": {"type": "string"},
                                                        "inputs": {"type": "array"},
-                                                       "outputs": {"type": "array"}}}),
+                                                       "outputs": {"type": "array"},
+                                                       "parameters": {
+                                                           "type": "object",
+                                                           "description": METADATA_PARAMETERS}}}),
                           **error_responses(400, 401, 403, 404, 503)}}},
         "/v2/models/{scope}/ready": {"get": {
             "summary": "The scope's candidate is loaded (a remote one: its server is ready)",

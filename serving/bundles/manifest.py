@@ -162,12 +162,6 @@ class Manifest:
         """An image pipeline bundle: served through /v1/predict, not V2 tensors."""
         return bool(self.stages) and self.stages[0].kind == "pipeline"
 
-    def model_bytes(self, folder: Path) -> int | None:
-        """The bytes of the model files the stages name (ONNX, TorchScript, engines) in the
-        bundle `folder`; None when they name none (Python or pipeline stages, a remote)."""
-        paths = [folder / stage.path for stage in self.stages if stage.path]
-        return sum(p.stat().st_size for p in paths if p.is_file()) if paths else None
-
     def describe(self) -> dict[str, Any]:
         """The manifest as plain data for the registry's `pipeline` column."""
         out: dict[str, Any] = {

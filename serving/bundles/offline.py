@@ -47,6 +47,7 @@ from serving.bundles.manifest import (
     Manifest,
     load_manifest,
 )
+from serving.bundles.model_size import model_bytes
 from serving.bundles.offline_dataset import Example, read_dataset
 from serving.bundles.offline_labels import stored_answer
 from serving.bundles.offline_metrics import (
@@ -198,7 +199,7 @@ def offline_test(registry: Registry, name: str, dataset: Path, version: str | No
     dataset = Path(dataset)
     examples = read_dataset(dataset, manifest)
     results = evaluate(manifest, Path(info.artifacts), examples, progress)
-    size = manifest.model_bytes(Path(info.artifacts))
+    size = model_bytes(manifest, Path(info.artifacts))
     if size is not None:
         results["model"] = {"size_bytes": size, "size_mb": round(size / 2**20, 3)}
     results["test_set"] = {"source": "dataset", "path": str(dataset.resolve()),

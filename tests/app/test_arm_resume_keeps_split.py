@@ -27,7 +27,7 @@ def test_resuming_an_arm_that_is_not_paused_keeps_the_srm_evidence(v2app: Flask,
     upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "skew", "iris-b", "iris-onnx", salt="resume-noop")
     # A broken pipeline: 60 units of control reach the store, only 20 of the treatment.
-    assigner = Assigner(Allocation.from_json(exp["allocation_table"]), exp["salt"])
+    assigner = Assigner(Allocation.from_doc(exp["allocation_table"]), exp["salt"])
     units: dict[int, list[str]] = {0: [], 1: []}
     for i in range(1000):
         unit = f"unit-{i}"

@@ -146,3 +146,27 @@ def test_nested_figures_and_customer_text_as_cells() -> None:
     # No finding: the header alone, the same columns as a table with findings.
     assert divergence_csv(report, "findings") == \
         ",".join(["experiment_id", "rank", *FINDING_FIELDS]) + "\r\n"
+
+
+def test_a_tolerance_of_0_forgives_no_gap(app: Flask, settings: Settings) -> None:
+    """`tolerance` 0 (flag any gap) is taken by the API and the CLI, and tests against the
+    offline figure itself: each online-below-offline p is then smaller than with the default
+    0.02 forgiven; `alpha` stays above 0."""
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    strict = client.get(f"/v1/experiments/{exp}/divergence?tolerance=0", headers=admin)
+    assert strict.status_code == 200, strict.get_json()
+    assert strict.get_json()["tolerance"] == 0
+    lax = client.get(f"/v1/experiments/{exp}/divergence", headers=admin).get_json()
+    pairs = [(s["p_value"], x["p_value"]) for s, x in zip(
+        strict.get_json()["slices"], lax["slices"], strict=True) if x["p_value"] is not None]
+    assert pairs and all(s < x for s, x in pairs), pairs
+    refused(app, exp, "divergence", (
+        ("?alpha=0", 400, "'alpha' must be a number above 0 and below 1"),
+        ("?tolerance=-0.1", 400, "'tolerance' must be a number at least 0 and below 1"),
+        ("?tolerance=1", 400, "'tolerance'")))
+    env = {"ABVOC_DATABASE_URL": settings.database_url, "ABVOC_DATA_DIR": str(settings.data_dir)}
+    shown = CliRunner().invoke(main, ["experiment", "divergence", str(exp), "--tolerance", "0",
+                                      "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert '"tolerance": 0' in shown.stdout

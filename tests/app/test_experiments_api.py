@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.app.test_predict_flow import predict
@@ -29,7 +30,12 @@ def act(client: FlaskClient, admin: dict, exp_id: int, action: str, **body):  # 
 def test_life_cycle_and_scope_ownership(client: FlaskClient, admin: dict) -> None:
     exp = create(client, admin)
     assert exp["status"] == "draft" and exp["weights"] == [0.34, 0.33, 0.33]
-    assert exp["expected_sample_per_arm"] is None  # the always-valid test's default tuning
+    # The default tuning is written into the experiment, so a later default cannot re-tune it.
+    assert exp["expected_sample_per_arm"] == 5000
+    # The bucket table as an object (it was a JSON string inside the JSON): every bucket once.
+    table = exp["allocation_table"]
+    assert table["weights"] == pytest.approx([0.34, 0.33, 0.33])
+    assert sum(buckets for _, buckets in table["runs"]) == 10_000
     assert act(client, admin, exp["id"], "start").get_json()["status"] == "running"
     other = create(client, admin, name="rival")
     clash = act(client, admin, other["id"], "start")
@@ -116,3 +122,16 @@ def _body() -> dict:
 
     image = next(sample_requests(1, ONLINE_MIX, seed=1)).image
     return {"image_base64": base64.b64encode(encode_png(image)).decode(), "unit_id": "qa"}
+
+
+def test_predict_takes_no_unit_id_where_each_request_is_its_own_unit(
+        client: FlaskClient, admin: dict) -> None:
+    """/v1/predict as V2 does: the unit id is optional on a scope whose experiment has unit
+    `request`, and still asked for elsewhere, naming the field."""
+    exp = create(client, admin, scope="per-request", unit="request")
+    assert act(client, admin, exp["id"], "start").status_code == 200
+    served = predict(client, admin, unit=None, scope="per-request")
+    assert served.status_code == 200, served.get_json()
+    assert served.get_json()["experiment_id"] == exp["id"]
+    refused = predict(client, admin, unit=None)
+    assert refused.status_code == 400 and "'unit_id'" in refused.get_json()["error"]

@@ -52,11 +52,10 @@ def test_an_event_id_or_a_body_seen_before_is_a_duplicate_whatever_the_key(
             "event_id": "purchase-777"}
     first = _post(setup, body, "K1")
     assert first.status_code == 202 and first.get_json()["duplicate"] is False
-    oid = first.get_json()["outcome_id"]
     for key in ("K2", None, "K1"):
         again = _post(setup, body, key)
         assert again.status_code == 202
-        assert again.get_json() == {"outcome_id": oid, "duplicate": True}, key
+        assert again.get_json() == {**first.get_json(), "duplicate": True}, key
     # The same key or event_id with another body is still a conflict.
     assert _post(setup, {**body, "value": 5}, "K1").status_code == 409
     assert _post(setup, {**body, "value": 5}).status_code == 409
@@ -66,15 +65,13 @@ def test_an_event_id_or_a_body_seen_before_is_a_duplicate_whatever_the_key(
     plain = {"unit_id": "u2", "experiment_id": setup["exp"], "metric": "clicks", "value": 3}
     one = _post(setup, plain, "K3").get_json()
     assert one["duplicate"] is False
-    assert _post(setup, plain, "K3").get_json() == {"outcome_id": one["outcome_id"],
-                                                    "duplicate": True}
+    assert _post(setup, plain, "K3").get_json() == {**one, "duplicate": True}
     two = _post(setup, plain, "K4").get_json()
     assert two["duplicate"] is False and two["outcome_id"] != one["outcome_id"]
     # With neither, the body is the outcome's identity: a keyless retry counts once.
     three = _post(setup, plain).get_json()
     assert three["duplicate"] is False
-    assert _post(setup, plain).get_json() == {"outcome_id": three["outcome_id"],
-                                              "duplicate": True}
+    assert _post(setup, plain).get_json() == {**three, "duplicate": True}
     # A new event_id is a new outcome.
     assert _post(setup, {**body, "event_id": "purchase-778"}).get_json()["duplicate"] is False
     assert _events(setup["app"]) == 5
@@ -111,6 +108,8 @@ def test_two_racing_posts_of_one_outcome_under_two_keys_count_once(
     got = sorted(a.get_json()["duplicate"] for a in answers)
     assert got == [False, True]
     assert len({a.get_json()["outcome_id"] for a in answers}) == 1
+    # The loser answers as the winner does, experiment included.
+    assert len({a.get_json()["experiment_id"] for a in answers}) == 1
     assert _events(setup["app"]) == 1
 
 
@@ -120,10 +119,10 @@ def test_a_key_first_sent_on_a_repeat_is_kept_for_the_outcome_it_repeated(
     body was then accepted as a new outcome, and a retry with only that key counted twice."""
     body = {"unit_id": "u1", "experiment_id": setup["exp"], "metric": "clicks", "value": 7,
             "event_id": "order-1"}
-    oid = _post(setup, body, "K1").get_json()["outcome_id"]
-    assert _post(setup, body, "K2").get_json() == {"outcome_id": oid, "duplicate": True}
+    first = _post(setup, body, "K1").get_json()
+    assert _post(setup, body, "K2").get_json() == {**first, "duplicate": True}
     assert _post(setup, {**body, "event_id": "order-2"}, "K2").status_code == 409
     plain = {k: v for k, v in body.items() if k != "event_id"}
     assert _post(setup, plain, "K2").status_code == 409  # K2 names the event's outcome
-    assert _post(setup, body, "K2").get_json() == {"outcome_id": oid, "duplicate": True}
+    assert _post(setup, body, "K2").get_json() == {**first, "duplicate": True}
     assert _events(setup["app"]) == 1

@@ -134,7 +134,8 @@ def test_the_same_outcome_is_accepted_once(setup: dict[str, Any]) -> None:
     first = post(setup, body)
     assert first.status_code == 202, first.get_json()
     again = post(setup, {**body, "value": 1})  # the same value, written another way
-    assert again.get_json() == {"outcome_id": first.get_json()["outcome_id"], "duplicate": True}
+    # The first answer's shape, experiment included.
+    assert again.get_json() == {**first.get_json(), "duplicate": True}
     keyed = post(setup, {**body, "value": 0}, **{"Idempotency-Key": "k1"})
     assert post(setup, {**body, "value": 0}, **{"Idempotency-Key": "k1"}).get_json()[
         "outcome_id"] == keyed.get_json()["outcome_id"]
@@ -168,6 +169,11 @@ def test_metric_definitions_api(setup: dict[str, Any]) -> None:
                                                    "direction": "higher", "primary": True})
     assert second.status_code == 409 and "already the primary" in second.get_json()["error"]
     assert client.post(url, headers=admin, json={"name": "x"}).status_code == 400
+    unparted = client.post(url, headers=admin, json={"name": "rpu", "kind": "ratio",
+                                                     "direction": "higher"})
+    assert unparted.status_code == 400 and unparted.get_json()["error"].startswith(
+        "a ratio metric needs both 'numerator' and 'denominator' ('numerator' and "
+        "'denominator' not given)")
     assert client.post(url, headers=admin, data="[]",
                        content_type="application/json").status_code == 400
     assert client.get("/v1/experiments/999/metrics", headers=admin).status_code == 404
@@ -198,4 +204,10 @@ def test_metrics_cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None
     bad = runner.invoke(main, ["metrics", "define", str(exp), "--name", "x", "--kind",
                                "proportion", "--direction", "higher", "--combine", "sum"])
     assert bad.exit_code != 0 and "first or max" in bad.output
+    # A ratio without its parts is told it needs both, not how a name is spelt.
+    unparted = runner.invoke(main, ["metrics", "define", str(exp), "--name", "rpu", "--kind",
+                                    "ratio", "--direction", "higher", "--numerator", "clicks"])
+    assert unparted.exit_code != 0
+    assert "needs both 'numerator' and 'denominator' ('denominator' not given)" in \
+        unparted.output, unparted.output
     assert runner.invoke(main, ["metrics", "list", "99"]).exit_code != 0

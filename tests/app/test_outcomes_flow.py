@@ -114,7 +114,7 @@ def _run(app: Flask, tmp_path: Path) -> None:
             body = {**tie, "metric": "won", "value": won}
             first = report(body, **{"Idempotency-Key": f"{unit}-result"})
             assert report(body, **{"Idempotency-Key": f"{unit}-result"}) == {
-                "outcome_id": first["outcome_id"], "duplicate": True}
+                **first, "duplicate": True}
     _drain(app, sent)
 
     results = client.get(f"/v1/experiments/{exp}/results", headers=admin).get_json()

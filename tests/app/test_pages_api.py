@@ -95,3 +95,18 @@ def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: 
     assert served() == before
     unknown = client.post("/v1/pages", headers=predictor, json=_page_body(scope="x"))
     assert unknown.status_code == 400 and "unknown field(s)" in unknown.get_json()["error"]
+
+
+def test_a_page_scope_nothing_serves_says_how_pages_are_served(client: FlaskClient,
+                                                                predictor: dict) -> None:
+    """No experiment on `pages` and no candidate of that name: the 404 points to the extraction
+    candidates, not ABVOC_DEFAULT_CANDIDATE (an OCR candidate, which a page scope refuses)."""
+    answer = client.post("/v1/pages", headers=predictor, json=_page_body())
+    assert answer.status_code == 404
+    error = answer.get_json()["error"]
+    assert "abvoc pages train" in error and "'page_scope'" in error
+    assert "ABVOC_DEFAULT_CANDIDATE" not in error
+    # Another scope nothing serves keeps the general advice.
+    formula = client.post("/v1/predict", headers=predictor, json={
+        "image_base64": _page_body()["image_base64"], "unit_id": "u", "scope": "nowhere"})
+    assert formula.status_code == 404 and "ABVOC_DEFAULT_CANDIDATE" in formula.get_json()["error"]

@@ -126,6 +126,11 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     malformed = client.post("/v1/corrections", headers=corrector,
                             json={**body, "corrected_output": "\\frac{x}{"})
     assert malformed.status_code == 400 and "braces" in malformed.get_json()["error"]
+    # The command quoted as sent, one backslash (repr showed two, which the client never sent).
+    unknown_command = client.post("/v1/corrections", headers=corrector,
+                                  json={**body, "corrected_output": "\\foo{1}"})
+    assert unknown_command.get_json()["error"] == \
+        "'corrected_output' is not valid LaTeX: unknown command '\\foo' at token 1"
     wrong_type = client.post("/v1/corrections", headers=corrector, json={**body, "rating": "5"})
     assert wrong_type.status_code == 400 and "rating" in wrong_type.get_json()["error"]
     huge = client.post("/v1/corrections", headers=corrector,

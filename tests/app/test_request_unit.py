@@ -49,3 +49,33 @@ def test_unit_request_splits_one_callers_requests(v2app: Flask, tmp_path: Path,
     refused = client.post("/v1/outcomes", headers=admin, json={
         "unit_id": "one-caller", "experiment_id": exp["id"], "metric": "won", "value": 1})
     assert refused.status_code == 400 and "prediction_id" in refused.get_json()["error"]
+
+
+@pytest.mark.parametrize("unit", ["request", "user"])
+def test_only_a_request_unit_experiment_serves_requests_without_a_unit_id(
+        v2app: Flask, tmp_path: Path, unit: str) -> None:
+    """Unit `request` replaces the caller's unit id by a key of each request's own, so a request
+    need not send one there; for `user` (and outside experiments) the id is what keeps a unit's
+    requests on one arm, or what the event records, and its absence is a 400 that says where to
+    send it and where it may be left out."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload_two_iris(client, admin, tmp_path)
+    exp = experiment(client, admin, "units", "iris-onnx", "iris-b", unit=unit)
+    answer = client.post("/v2/models/units/infer", headers=admin, json=infer_body(flowers(1)))
+    if unit == "user":
+        assert answer.status_code == 400
+        error = answer.get_json()["error"]
+        assert "'parameters.unit_id' or the X-Abvoc-Unit-Id header" in error
+        assert "unit 'request'" in error
+        return
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["parameters"]["experiment_id"] == exp["id"]
+    drain(v2app, 1)
+    with v2app.extensions["abvoc"].db.reading() as s:
+        (unit_id,) = s.scalars(select(Prediction.unit_id)).all()
+    assert unit_id.startswith("request:")
+    # Outside the experiment's scope the caller's unit is recorded, and needed.
+    outside = client.post("/v2/models/iris-onnx/infer", headers=admin,
+                          json=infer_body(flowers(1)))
+    assert outside.status_code == 400 and "unit_id" in outside.get_json()["error"]

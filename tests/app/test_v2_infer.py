@@ -135,7 +135,7 @@ def test_prediction_events_carry_the_label_output_type(v2app: Flask, tmp_path: P
     body = response.get_json()
     assert body["parameters"]["candidate"] == "iris-onnx"
     meta = client.get("/v2/models/default", headers=admin).get_json()
-    assert meta["parameters"] == {"candidate": "iris-onnx"} and meta["versions"] == ["1"]
+    assert meta["parameters"] == {"candidate": "iris-onnx", "candidate_version": "1"}
     with v2app.extensions["abvoc"].db.session() as s:
         (payload,) = s.scalars(select(OutboxEvent.payload)).all()
     event = json.loads(payload)

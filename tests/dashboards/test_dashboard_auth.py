@@ -67,6 +67,9 @@ def test_without_login_pages_redirect_and_dash_requests_get_401(dash_app: Flask)
     refused = _callback(client)
     assert refused.status_code == 401 and "log in" in refused.get_json()["error"]
     assert client.get("/healthz").status_code == 200  # the API is not behind the login
+    # The service's bare address opens the dashboard (it answered a JSON 404).
+    root = client.get("/")
+    assert root.status_code == 302 and root.headers["Location"] == "/dashboard/"
 
 
 def test_login_sets_a_signed_http_only_cookie_and_logout_clears_it(dash_app: Flask,

@@ -57,6 +57,7 @@ def test_abvoc_dashboard_serves_the_dashboard_alone(settings: Settings, server: 
         assert _status(f"{base}/dashboard/experiments") == \
             (302, "/dashboard/login?next=/dashboard/experiments")
         assert _status(f"{base}/v1/experiments")[0] == 404
+        assert _status(f"{base}/") == (302, "/dashboard/")  # a JSON 404 before
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -159,10 +159,4 @@ def _every(n: int, fn: Callable[[str], None]) -> Callable[[str], None]:
     return call
 
 
-def artifact_bytes(folder: str | Path) -> int:
-    """The networks' bytes: torch weights, or the ONNX files a quantized candidate ships."""
-    return sum(p.stat().st_size for pattern in ("*.pt", "*.onnx")
-               for p in Path(folder).glob(pattern))
-
-
-__all__ = ["CANDIDATES", "artifact_bytes", "candidate_names", "spec_for", "train_candidate"]
+__all__ = ["CANDIDATES", "candidate_names", "spec_for", "train_candidate"]

@@ -33,9 +33,10 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from serving.backends.onnx_backend import INPUT_NAME, export_onnx
+from serving.bundles.model_size import network_bytes
 from workloads.ocr.aligner import relation_examples
 from workloads.ocr.bundle import write_bundle
-from workloads.ocr.candidates import MIXES, artifact_bytes, validation_data
+from workloads.ocr.candidates import MIXES, validation_data
 from workloads.ocr.dataset import generate
 from workloads.ocr.pipeline import SPEC_FILE, Pipeline
 from workloads.ocr.recognizer import accuracy, crop_set
@@ -151,8 +152,8 @@ def quantize_candidate(name: str, base_folder: str | Path, models_dir: str | Pat
     version = write_bundle(folder, spec, backend="onnxruntime")
     return {"name": name, "version": version, "artifacts": str(folder),
             "derived_from": spec["derived_from"], "calibration": calibration.describe(),
-            "size_mb": round(artifact_bytes(folder) / 2**20, 4),
-            "float_size_mb": round(artifact_bytes(base_folder) / 2**20, 4),
+            "size_mb": round(network_bytes(folder) / 2**20, 4),
+            "float_size_mb": round(network_bytes(base_folder) / 2**20, 4),
             "validation": spec["validation"],
             "float_validation": base.spec.get("validation", {})}
 

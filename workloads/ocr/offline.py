@@ -21,7 +21,7 @@ import torch
 
 from core.latex import token_edit_distance
 from core.same_answer import same_output
-from workloads.ocr.candidates import artifact_bytes
+from serving.bundles.model_size import network_bytes
 from workloads.ocr.dataset import CATEGORIES, OFFLINE_MIX, Mix, Sample, generate
 from workloads.ocr.detector import match
 from workloads.ocr.pipeline import Pipeline, PredictionResult
@@ -145,7 +145,7 @@ def offline_test(candidate_dir: str | Path, n: int = DEFAULT_TEST_SIZE, seed: in
         pipe = pipe.with_runner(runner_factory(pipe.networks()))
     samples = generate(n, mix, seed, "offline-test")
     results = evaluate(pipe, samples, progress=progress)
-    size = artifact_bytes(candidate_dir)
+    size = network_bytes(candidate_dir)
     results["model"] = {"size_bytes": size, "size_mb": round(size / 2**20, 3),
                         "parameters": pipe.parameter_count()}
     results["overall"]["model_size_mb"] = results["model"]["size_mb"]

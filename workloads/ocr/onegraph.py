@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from serving.backends.onnx_backend import _EXPORT_NOTICES, _export_lock, export_onnx
+from serving.bundles.model_size import network_bytes
 from workloads.ocr.aligner import N_FEATURES
 from workloads.ocr.bundle import write_bundle
-from workloads.ocr.candidates import artifact_bytes
 from workloads.ocr.components import ONNX_DOMAIN
 from workloads.ocr.detector import INK_THRESHOLD, MIN_AREA
 from workloads.ocr.graph_aligner import append_aligner
@@ -346,5 +346,5 @@ def make_candidate(name: str, base_folder: str | Path, models_dir: str | Path) -
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True))
     version = write_bundle(folder, spec, backend="onnxruntime")
     return {"name": name, "version": version, "artifacts": str(folder),
-            "size_mb": round(artifact_bytes(folder) / 2**20, 4),
+            "size_mb": round(network_bytes(folder) / 2**20, 4),
             "validation": base.spec.get("validation", {})}

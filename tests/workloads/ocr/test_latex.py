@@ -30,6 +30,14 @@ def test_malformed_latex_says_what_is_wrong(latex: str, fragment: str) -> None:
     assert any(fragment in p for p in problems), problems
 
 
+def test_a_command_is_quoted_as_typed() -> None:
+    """One backslash, as written (repr doubled it); an invisible character by its code point."""
+    assert validate_latex(r"\foo{1}") == [r"unknown command '\foo' at token 1"]
+    assert validate_latex("x\\\x07") == [
+        r"unknown command '\' followed by U+0007 at token 2"]
+    assert validate_latex("x_") == ["'_' at token 2 has nothing to attach"]
+
+
 def test_token_edit_distance_counts_tokens_not_characters() -> None:
     assert token_edit_distance(r"\alpha+1", r"\alpha+1") == 0.0
     # one of four tokens substituted: \alpha -> \beta is one edit, not several characters

@@ -16,9 +16,10 @@ from onnx import TensorProto, numpy_helper
 from core.errors import AbvocError
 from core.settings import Settings
 from core.store import Database
+from serving.bundles.model_size import network_bytes
 from serving.registry import Registry, offline_checks, validate_requirements
 from tests.workloads.ocr.derived import DerivedCli, served_answers
-from workloads.ocr.candidates import MIXES, artifact_bytes, validation_data
+from workloads.ocr.candidates import MIXES, validation_data
 from workloads.ocr.dataset import OFFLINE_MIX, generate
 from workloads.ocr.mobile import ArrayReader, CalibrationSet, quantize_candidate
 from workloads.ocr.offline import evaluate
@@ -74,7 +75,7 @@ def _int8_weights(path: Path) -> tuple[int, int, int]:
 
 
 def test_int8_model_is_smaller_and_holds_int8_weights(mobile: Path, tiny_candidate: Path) -> None:
-    assert artifact_bytes(mobile) < artifact_bytes(tiny_candidate) / 2
+    assert network_bytes(mobile) < network_bytes(tiny_candidate) / 2
     spec = json.loads((mobile / "candidate.json").read_text())
     assert spec["quantization"]["format"] == "QDQ"
     assert not list(mobile.glob("*.pt"))  # the float weights are not shipped
