@@ -24,6 +24,20 @@ def fmt(value: Any, percent: bool = False) -> str:
 
 
 NO_TEXT = "(no text)"
+# Metrics taken over the predictions whose truth is known, mostly corrections of wrong answers.
+TRUTH_METRICS = ("exact_match", "expected_calibration_error")
+
+
+def truth_note(metrics: set[str]) -> str | None:
+    """What a reader must be told beside an arm plotted at exact match 0: it is not an arm that
+    is never right (the Experiments page and the weekly report say the same)."""
+    shown = sorted(metrics & set(TRUTH_METRICS))
+    if not shown:
+        return None
+    return (f"{', '.join(shown)}: over predictions with a known truth only, mostly customer "
+            "corrections of wrong answers (0 by construction where every truth is a "
+            "correction); not the arms' accuracy, which the Relabeling page's audited "
+            "accuracy gives.")
 
 
 def answer_text(value: str | None) -> str:

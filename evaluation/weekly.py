@@ -188,6 +188,7 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],
             "primary_interval": primary_interval(this, this["experiment"]["primary_metric"]),
+            "outcome_metrics": sorted(this.get("outcomes") or {}),
             "primary": {v["name"]: primary_figure(this, v, this["experiment"]["primary_metric"])
                         for v in this["variants"]},
             "trustworthy": this["trustworthy"], "decision": this["decision"],

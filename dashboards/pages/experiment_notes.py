@@ -9,22 +9,16 @@ from typing import Any
 from dash import html
 from dash.development.base_component import Component
 
+from dashboards.tables import truth_note
 from evaluation.online import ALL
-
-TRUTH_METRICS = ("exact_match", "expected_calibration_error")
 
 
 def truth(per_arm: list[dict[str, Any]]) -> list[Component]:
     """Exact match and calibration are taken over the predictions whose truth is known, mostly
     corrections of wrong answers: an arm plotted at exact match 0 is not an arm that is never
     right, and a reader must be told so beside the plot (the results carry it as a note)."""
-    shown = sorted({r["metric"] for r in per_arm} & set(TRUTH_METRICS))
-    if not shown:
-        return []
-    return [html.P(f"{', '.join(shown)}: over predictions with a known truth only, mostly "
-                   "customer corrections of wrong answers (0 by construction where every truth "
-                   "is a correction); not the arms' accuracy, which the Relabeling page's "
-                   "audited accuracy gives.", id="exp-truth-note")]
+    note = truth_note({r["metric"] for r in per_arm})
+    return [html.P(note, id="exp-truth-note")] if note else []
 
 
 def outcomes(res: dict[str, Any], slice_: str) -> list[Component]:

@@ -17,7 +17,7 @@ from core.errors import AbvocError
 from dashboards.report import plots
 from dashboards.report.labels import TOP, top_with_rest
 from dashboards.report.template import TEMPLATE
-from dashboards.tables import answer_text, verdict_text
+from dashboards.tables import answer_text, truth_note, verdict_text
 
 _ENV = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -82,6 +82,23 @@ def _primary_title(e: dict[str, Any]) -> str:
     return f"primary metric {e['primary_metric']} this week (95% {e['primary_interval']})"
 
 
+def primary_notes(e: dict[str, Any]) -> list[str]:
+    """What the primary chart cannot show by itself: the variants it has no bar for, and why,
+    and what a truth-based metric is taken over (an empty chart, or one bar, said nothing)."""
+    metric, notes = e["primary_metric"], []
+    absent = [v for v, f in e["primary"].items() if f["value"] is None]
+    idle = [v for v in absent if not (e["figures"].get(v) or {}).get("predictions")]
+    if idle:
+        notes.append(f"No bar for {', '.join(idle)}: no predictions this week.")
+    if rest := [v for v in absent if v not in idle]:
+        notes.append(f"No bar for {', '.join(rest)}: no {metric} this week (it needs "
+                     + ("outcomes reported for its units" if metric in e["outcome_metrics"]
+                        else "predictions with a known truth: a correction or a label") + ").")
+    if note := truth_note({metric}):
+        notes.append(note)
+    return notes
+
+
 def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:
     metric = e["primary_metric"]
     shown = {v: f for v, f in e["primary"].items() if f["value"] is not None}
@@ -106,8 +123,9 @@ def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:
 
 def build_plots(data: dict[str, Any]) -> dict[str, Any]:
     """Every plot of the report, keyed as the template reads them."""
-    out: dict[str, Any] = {"results": {}, "divergence": {}, "trends": {}}
+    out: dict[str, Any] = {"results": {}, "divergence": {}, "trends": {}, "notes": {}}
     for e in data["experiments"]:
+        out["notes"][e["id"]] = primary_notes(e)
         out["results"][e["id"]], out["divergence"][e["id"]], out["trends"][e["id"]] = \
             _experiment_plots(e)
     voc, relabel = data["voc"], data["relabel"]

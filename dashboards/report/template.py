@@ -48,6 +48,7 @@ traffic this week</li>{% endif %}
 {% endif %}</p>
 <ul>{% for r in e.decision.reasons %}<li><bdi>{{ r }}</bdi></li>{% endfor %}</ul>
 <img class="plot" alt="{{ e.primary_metric }} per variant" src="{{ plots.results[e.id] }}">
+{% for n in plots.notes[e.id] %}<p class="muted note"><bdi>{{ n }}</bdi></p>{% endfor %}
 <table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
 <th>latency p95 ms</th></tr>
 {% for v, f in e.figures.items() %}<tr><td><bdi>{{ v }}</bdi></td>

@@ -64,6 +64,7 @@ def _experiment(slices: int) -> dict[str, Any]:
                  for i in range(slices)]
     figure = {"value": 0.3, "low": 0.2, "high": 0.4}
     return {"id": 2, "primary_metric": "correction_rate", "primary_interval": "Wilson interval",
+            "outcome_metrics": [],
             "figures": {a: {"correction_rate": 0.3, "correction_rate_ci": [0.2, 0.4]}
                         for a in arms},
             "primary": {a: figure for a in arms}, "divergence_slices": rows,
@@ -116,3 +117,24 @@ def test_plots_of_counts_start_at_zero(charts: list[dict[str, Any]]) -> None:
     assert relabel["low"] == 0
     plots.bars(["control", "treatment"], [0.0, 0.0], "correction rate")
     assert charts[-1]["low"] == 0
+
+
+def test_the_primary_chart_says_which_variants_it_has_no_bar_for_and_why() -> None:
+    # The chart drew nothing for a variant without a figure, and an exact match of 0 (every
+    # truth a correction) with no word on what it is taken over.
+    e = _experiment(0)
+    e["primary_metric"] = "exact_match"
+    e["primary"] = {"control": {"value": 0.0, "low": 0.0, "high": 0.2},
+                    "β-treatment": {"value": None, "low": None, "high": None},
+                    "biased-c": {"value": None, "low": None, "high": None}}
+    e["figures"]["biased-c"] = {"predictions": 0}
+    e["figures"]["β-treatment"] = {"predictions": 12}
+    notes = render.primary_notes(e)
+    assert notes[0] == "No bar for biased-c: no predictions this week."
+    assert notes[1].startswith("No bar for β-treatment: no exact_match this week (it needs "
+                               "predictions with a known truth")
+    assert "0 by construction where every truth is a correction" in notes[2]
+    assert render.build_plots(_data([e], {}))["notes"][e["id"]] == notes
+    assert "{% for n in plots.notes[e.id] %}" in render.TEMPLATE
+    e["primary_metric"], e["outcome_metrics"] = "basket_value", ["basket_value"]
+    assert render.primary_notes(e)[1].endswith("(it needs outcomes reported for its units).")
