@@ -19,6 +19,9 @@ from dashboards.tables import fmt, table
 ROLES = frozenset({"admin"})
 QUEUE_COLUMNS = ("items", "open", "leased", "review", "done", "flagged", "leases_expired",
                  "without_input")
+# The columns as a reader names them (the API's keys are the QUEUE_COLUMNS).
+QUEUE_HEADERS = ("items", "open", "leased", "in review", "done", "flagged", "leases expired",
+                 "without an input")
 
 
 def layout() -> Component:
@@ -35,10 +38,13 @@ def _queues(queues: list[dict[str, Any]]) -> Component:
     if not queues:
         return html.P("No items are queued yet.", id="relabel-queues")
     rows = [[q["queue"], *[q.get(c, 0) for c in QUEUE_COLUMNS]] for q in queues]
-    return table(["queue", *QUEUE_COLUMNS], rows, "relabel-queues")
+    return table(["queue", *QUEUE_HEADERS], rows, "relabel-queues")
 
 
 def _throughput(days: list[tuple[str, int, int]]) -> go.Figure:
+    if not any(n or m for _, n, m in days):
+        return empty("No annotations in the last two weeks: labels, skips and flags show here "
+                     "per day.")
     fig = go.Figure([go.Bar(x=[d for d, _, _ in days], y=[n for _, n, _ in days],
                             name="labels"),
                      go.Bar(x=[d for d, _, _ in days], y=[n for _, _, n in days],

@@ -69,3 +69,17 @@ def test_the_page_in_a_browser(dash_app: Flask, admin_key: str, tmp_path: Path) 
         assert "exact agreement 1" in _text(driver, "#relabel-agreement")
         screenshot(driver, tmp_path / "screenshots", "relabeling")
         assert console_errors(driver) == []
+
+
+def test_no_annotations_say_so_and_the_queue_headers_are_words() -> None:
+    # The chart was an empty two-week plot on a -1..1 axis, the headers `leases_expired`,
+    # `without_input`.
+    from dashboards.pages import relabeling as page
+
+    quiet = page._throughput([(f"2026-11-{d:02d}", 0, 0) for d in range(1, 15)])
+    assert quiet.layout.annotations[0].text.startswith("No annotations in the last two weeks")
+    assert not quiet.data
+    busy = page._throughput([("2026-11-01", 2, 1)])
+    assert [bar.name for bar in busy.data] == ["labels", "skips and flags"]
+    headers = page._queues([{"queue": "verification", "items": 1}]).children[0].children
+    assert "leases expired" in str(headers) and "_" not in str(headers)
