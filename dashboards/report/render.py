@@ -40,6 +40,11 @@ def _interval(low: float | None, high: float | None) -> str:
     return f"{_num(low)} to {_num(high)}"
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 item``, ``18 items``: the report's counts read as sentences, not ``item(s)``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
@@ -146,8 +151,8 @@ def build_plots(data: dict[str, Any]) -> dict[str, Any]:
 def render_html(data: dict[str, Any]) -> str:
     """The report's HTML for :func:`evaluation.weekly.weekly_data`'s output."""
     return _ENV.from_string(TEMPLATE).render(d=data, plots=build_plots(data), num=_num,
-                                             pct=_pct, answer=answer_text, interval=_interval,
-                                             verdict=verdict_text)
+                                             pct=_pct, count=_count, answer=answer_text,
+                                             interval=_interval, verdict=verdict_text)
 
 
 def find_chromium() -> str:

@@ -24,11 +24,11 @@ code { white-space: pre-wrap; word-break: break-all; }
 <p class="muted">Week {{ d.week }} ({{ d.since[:10] }} to {{ d.until[:10] }}, UTC, end excluded);
 compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
-<li>{{ d.experiments|length }} experiment(s) with traffic</li>
-{% if d.no_traffic %}<li class="flag">{{ d.no_traffic|length }} experiment(s) running, no
+<li>{{ count(d.experiments|length, "experiment") }} with traffic</li>
+{% if d.no_traffic %}<li class="flag">{{ count(d.no_traffic|length, "experiment") }} running, no
 traffic this week</li>{% endif %}
-<li>{{ d.voc.total }} correction(s) from customers</li>
-<li>{{ d.relabel.labeled }} item(s) relabeled,
+<li>{{ count(d.voc.total, "correction") }} from customers</li>
+<li>{{ count(d.relabel.labeled, "item") }} relabeled,
 {{ d.relabel.open_at_end }} open at the week's end</li>
 </ul>
 
@@ -77,7 +77,7 @@ traffic this week</li>{% endif %}
 </section>
 
 <section id="voc"><h2>3. Voice of the customer</h2>
-<p>{{ d.voc.total }} correction(s) this week.</p>
+<p>{{ count(d.voc.total, "correction") }} this week.</p>
 <img class="plot" alt="corrections by candidate" src="{{ plots.voc_candidate }}">
 <img class="plot" alt="corrections by slice" src="{{ plots.voc_slice }}">
 {% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
@@ -91,8 +91,9 @@ traffic this week</li>{% endif %}
 </section>
 
 <section id="relabeling"><h2>4. Relabeling throughput</h2>
-<p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by {{ d.relabel.annotators }}
-annotator(s); {{ d.relabel.open_at_end }} open at the week's end.</p>
+<p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by
+{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} open at the week's
+end.</p>
 <img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">
 </section>
 

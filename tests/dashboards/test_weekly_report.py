@@ -220,7 +220,8 @@ def test_an_empty_week_shows_zeros(dash_app: Flask, tmp_path: Path) -> None:
     db = dash_app.extensions["abvoc"].db
     done = write_report(db, tmp_path, "2026-W10")
     html = done.html.read_text()
-    assert "0 correction(s)" in html and "0 queued, 0 labeled" in html
+    assert "0 corrections this week" in html and "0 queued, 0 labeled" in html
+    assert "(s)" not in html and "0 experiments with traffic" in html
     assert "No experiment had traffic" in html and done.pdf.stat().st_size > 0
 
 
