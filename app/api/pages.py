@@ -39,7 +39,8 @@ def read_page():  # noqa: ANN201
     from workloads.ocr.pages.reading import cut_formulas
 
     data, fields = read_image_request(PAGE_FIELDS)
-    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200, required=True)
+    # Optional here: the router asks for it unless the scope's experiment has unit `request`.
+    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
     page_scope = text_field(fields.get("page_scope"), "'page_scope'", 100) or "pages"
     formula_scope = text_field(fields.get("formula_scope"), "'formula_scope'", 100) or "default"
     slice_ = text_field(fields.get("slice"), "'slice'", 100)
@@ -85,7 +86,7 @@ def read_page():  # noqa: ANN201
     return jsonify(body)
 
 
-def _check_served(scope: str, unit_id: str, kinds: tuple[str, ...], wanted: str,
+def _check_served(scope: str, unit_id: str | None, kinds: tuple[str, ...], wanted: str,
                   remedy: str = SCOPE_REMEDY) -> None:
     """409 unless the candidate this unit is routed to on `scope` answers one of `kinds`; a
     404 suggesting `remedy` where nothing serves it."""

@@ -97,6 +97,37 @@ def test_a_page_read_formula_by_formula(app: Flask, client: FlaskClient, admin: 
     assert unknown.status_code == 400 and "unknown field(s)" in unknown.get_json()["error"]
 
 
+def test_pages_need_no_unit_id_where_both_scopes_assign_each_request(
+        app: Flask, client: FlaskClient, admin: dict, predictor: dict,
+        extractors: dict[str, Path]) -> None:
+    """As on /v1/predict: unit `request` makes each request its own unit, so a page need send
+    no unit id there; a scope whose experiment keeps a user's requests on one arm needs it, and
+    its absence is a 400 before anything is served."""
+    serving = app.extensions["abvoc_serving"]
+    register_bundle(serving.registry, Path(app.extensions["abvoc"].settings.models_dir),
+                    extractors["pages-xycut"])
+    for scope, candidates, unit in (("pages", ("pages-xycut",) * 2, "request"),
+                                    ("formulas", ("ocr-small-mixed", "ocr-large-mixed"), "request"),
+                                    ("sticky", ("ocr-small-mixed", "ocr-large-mixed"), "user")):
+        exp = client.post("/v1/experiments", headers=admin, json={
+            "name": scope, "scope": scope, "unit": unit, "arms": [
+                {"name": "control", "candidate": candidates[0], "weight": 1, "control": True},
+                {"name": "other", "candidate": candidates[1], "weight": 1}]}).get_json()
+        assert client.post(f"/v1/experiments/{exp['id']}/start", headers=admin).status_code == 200
+    body = _page_body(formula_scope="formulas")
+    del body["unit_id"]
+    answer = client.post("/v1/pages", headers=predictor, json=body)
+    assert answer.status_code == 200, answer.get_json()
+    assert len(answer.get_json()["formulas"]) >= 10
+
+    with app.extensions["abvoc"].db.session() as s:
+        before = s.scalar(select(func.count()).select_from(ServedPrediction))
+    refused = client.post("/v1/pages", headers=predictor, json=body | {"formula_scope": "sticky"})
+    assert refused.status_code == 400 and "'unit_id'" in refused.get_json()["error"]
+    with app.extensions["abvoc"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == before
+
+
 def test_a_page_scope_nothing_serves_says_how_pages_are_served(client: FlaskClient,
                                                                 predictor: dict) -> None:
     """No experiment on `pages` and no candidate of that name: the 404 points to the extraction
