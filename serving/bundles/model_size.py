@@ -1,5 +1,5 @@
 """What a bundle's model weighs, for its `model_size_mb` requirement: one count for the offline
-test on a dataset and the built-in OCR offline test, so one registered bundle gets one figure
+test on a dataset and a workload's built-in offline test, so one registered bundle gets one figure
 whichever test measured it (a pipeline's was "not measured" on a dataset)."""
 
 from __future__ import annotations

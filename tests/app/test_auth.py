@@ -30,11 +30,11 @@ def concrete(rule: str) -> list[str]:
 
 
 def routes(app: Flask) -> list[tuple[str, str, str | None]]:
-    """The API's routes; the dashboard's (/dashboard/...) sit behind its session login,
-    checked route by route in tests/dashboards/test_dashboard_auth.py."""
+    """The API's routes; the dashboard's (/dashboard/..., and / that sends a browser there) sit
+    behind its session login, checked route by route in tests/dashboards/test_dashboard_auth.py."""
     out = []
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/dashboard/"):
+        if rule.rule.startswith("/dashboard/") or rule.endpoint == "root":
             continue
         view = app.view_functions[rule.endpoint]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
