@@ -73,6 +73,7 @@ from evaluation.stats import (
     mann_whitney_histograms,
     mde_relative,
 )
+from evaluation.stats.full_results import RECORD_COLUMNS
 from evaluation.stats.share_bounds import bound_share_intervals
 from evaluation.unit_moments import (
     PER_PREDICTION,
@@ -90,6 +91,8 @@ CUSTOMER_METRICS = frozenset({"correction_rate"})
 # What experiments created before the expected sample was written at creation (the column
 # null) were tuned for: fixed here, apart from the creation default, so they keep it.
 UNRECORDED_EXPECTED_SAMPLE = 5000.0
+# A comparison's fields: the statistics', then what experiment_results adds to each.
+COMPARISON_COLUMNS = (*RECORD_COLUMNS, "analysis_unit", "lower_is_better", "verdict", "caveat")
 
 
 def variants_of(experiment: Experiment) -> tuple[list[Variant], list[float]]:

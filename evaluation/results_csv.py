@@ -24,6 +24,7 @@ from core.errors import AbvocError
 from evaluation.divergence import empty_slice_row
 from evaluation.findings import FINDING_FIELDS
 from evaluation.number_metrics import MAE_GAP_FIELDS
+from evaluation.results import COMPARISON_COLUMNS
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _INTERVALS = ("_ci", "_interval")
@@ -66,10 +67,11 @@ def table(rows: Iterable[Mapping[str, Any]], leading: Mapping[str, Any] | None =
 
 
 def comparisons_csv(report: Mapping[str, Any]) -> str:
-    """The report's comparisons, each row led by the experiment's id and name."""
+    """The report's comparisons, each row led by the experiment's id and name; the columns are
+    the same whatever the report holds (a draft's table was its two leading columns)."""
     experiment = report["experiment"]
     return table(report["comparisons"], {"experiment_id": experiment["id"],
-                                         "experiment": experiment["name"]})
+                                         "experiment": experiment["name"]}, COMPARISON_COLUMNS)
 
 
 _SLICE_OBJECTS = {"mae_gap": MAE_GAP_FIELDS}

@@ -91,40 +91,18 @@ class AnalysisConfig:
 
 # Array fields of FullResults that to_records() writes, in order; all have shape (K, M, S).
 _RECORD_FIELDS = (
-    "n_control",
-    "n_treatment",
-    "control_mean",
-    "treatment_mean",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "relative_lift",
-    "relative_ci_low",
-    "relative_ci_high",
-    "relative_p_value",
-    "statistic",
-    "p_value",
-    "p_holm",
-    "p_bh",
-    "reject_holm",
-    "reject_bh",
-    "chance_to_win",
-    "expected_loss",
-    "expected_loss_control",
-    "credible_ci_low",
-    "credible_ci_high",
-    "credible_relative_ci_low",
-    "credible_relative_ci_high",
-    "sequential_mixture_variance",
-    "sequential_p_value",
-    "sequential_ci_low",
-    "sequential_ci_high",
-    "sequential_relative_ci_low",
-    "sequential_relative_ci_high",
-    "mde",
-    "error",
-    "note",
+    "n_control", "n_treatment", "control_mean", "treatment_mean", "difference", "ci_low",
+    "ci_high", "relative_lift", "relative_ci_low", "relative_ci_high", "relative_p_value",
+    "statistic", "p_value", "p_holm", "p_bh", "reject_holm", "reject_bh", "chance_to_win",
+    "expected_loss", "expected_loss_control", "credible_ci_low", "credible_ci_high",
+    "credible_relative_ci_low", "credible_relative_ci_high", "sequential_mixture_variance",
+    "sequential_p_value", "sequential_ci_low", "sequential_ci_high",
+    "sequential_relative_ci_low", "sequential_relative_ci_high", "mde", "error", "note",
 )
+# The keys of to_records()' dicts in their order (the sample-ratio check's where it ran): a
+# table of comparisons has these columns even when it has no rows.
+RECORD_COLUMNS = ("control", "sequential_alpha", "treatment", "metric", "kind", "slice",
+                  *_RECORD_FIELDS, "srm_p_value", "srm_mismatch")
 
 
 @dataclass(frozen=True, eq=False)

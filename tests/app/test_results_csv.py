@@ -18,8 +18,9 @@ from app import close_app, create_app
 from app.auth import create_key
 from app.cli import main
 from core.settings import Settings
-from evaluation.results_csv import cell, table
-from tests.evaluation.test_label_metrics import load_label_experiment
+from evaluation.results import COMPARISON_COLUMNS
+from evaluation.results_csv import cell, comparisons_csv, table
+from tests.evaluation.test_label_metrics import add_label_candidate, load_label_experiment
 
 
 @pytest.fixture
@@ -70,12 +71,33 @@ def test_each_comparison_is_a_row_with_the_json_figures(app: Flask) -> None:
     assert list(rows[0])[:4] == ["experiment_id", "experiment", "control", "sequential_alpha"]
     for row, record in zip(rows, comparisons, strict=True):
         assert (row["experiment_id"], row["experiment"]) == (str(exp), report["experiment"]["name"])
-        assert set(row) - {"experiment_id", "experiment"} == set(record)
+        # Every field a comparison has is a column, of the fixed ones (the others empty here).
+        assert set(record) <= set(row) - {"experiment_id", "experiment"} \
+            == set(COMPARISON_COLUMNS)
+        assert all(row[k] == "" for k in set(COMPARISON_COLUMNS) - set(record))
         # Every figure reads back exactly: floats are written in their shortest exact form.
         assert {k: _read(row[k], v) for k, v in record.items()} == record
     answer = client.get(f"/v1/experiments/{exp}/results.csv", headers=admin)
     assert answer.headers["Content-Disposition"] == \
         f'attachment; filename="experiment-{exp}-results.csv"'
+
+
+def test_a_draft_experiments_table_has_every_column(app: Flask) -> None:
+    # The columns are fixed, in a fixed order: with no comparison the file was its two
+    # leading columns, and which ones followed depended on the rows.
+    client, admin = app.test_client(), _key(app, "admin")
+    for name in ("cand-a", "cand-b"):
+        add_label_candidate(app.extensions["abvoc"].db, name)
+    draft = client.post("/v1/experiments", headers=admin, json={
+        "name": "draft only", "scope": "draftscope", "arms": [
+            {"name": "control", "candidate": "cand-a", "weight": 1, "control": True},
+            {"name": "b", "candidate": "cand-b", "weight": 1}]})
+    assert draft.status_code == 201, draft.get_json()
+    answer = client.get(f"/v1/experiments/{draft.get_json()['id']}/results.csv", headers=admin)
+    header = answer.get_data(as_text=True).splitlines()[0]
+    assert header == ",".join(("experiment_id", "experiment", *COMPARISON_COLUMNS))
+    empty = comparisons_csv({"experiment": {"id": 1, "name": "x"}, "comparisons": []})
+    assert empty.splitlines() == [header]
 
 
 def test_the_query_is_the_json_reports(app: Flask) -> None:
