@@ -30,6 +30,13 @@ class CandidateFacts:
         return bool(self.offline.get("label_shares"))
 
     @property
+    def compared_as(self) -> str | None:
+        """The type the worker held this candidate's answers against their truths by
+        (:mod:`core.same_answer`): the declared one, else None, LaTeX tokens, as its untyped
+        events were counted; an undeclared label candidate's confusion table must follow it."""
+        return self.kind.type if self.described else None
+
+    @property
     def is_number(self) -> bool:
         return self.described and self.kind.type == "number"
 

@@ -315,7 +315,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
                                                 tolerance, ref[1], shown, bound.get(ref))
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
-                s: confusion(cells[s], f.kind.classes) for s in sorted(
+                s: confusion(cells[s], f.kind.classes, compared_as=f.compared_as)
+                for s in sorted(
                     (s for s in cells if s in shown), key=lambda s: (s != ALL, s))}})
         slices += rows
         if mix is not None:

@@ -5,7 +5,10 @@ classes against its offline test's labels.
 known truth (a correction, or a relabel no correction covered) counts at (answer, truth), from
 the ``confusion`` aggregate rows. A served prediction nobody corrected counts as right, on the
 diagonal: the assumption behind the results' ``accuracy_bound`` and the divergence report's
-estimated label counts (customers correct what is wrong). So ``accuracy`` here is
+estimated label counts (customers correct what is wrong). A truth the same as its answer by the
+rule exact match used (:mod:`core.same_answer`) is on the diagonal: whole values for a ``label``
+candidate, LaTeX tokens (spacing ignored) for an undeclared one the worker counted untyped, so
+its table and its ``exact_match`` agree. So ``accuracy`` here is
 ``trace / predictions`` under that assumption, the bound itself where every truth falls in the
 table (a correction that confirms the answer is on the diagonal in both). A shadow's answers
 reach nobody, so nothing is assumed for them: only its predictions with a truth are counted.
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from core.same_answer import same_output
 from evaluation import aggregation as agg
 from evaluation.online import Cell
 from evaluation.share_tests import PSI_SHIFT, psi, too_few
@@ -45,9 +49,11 @@ ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), 
 SHADOW_ASSUMPTION = "a shadow's answers reach nobody: only predictions with a truth are counted"
 
 
-def pairs(cell: Cell) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
-    """(answer, truth) -> predictions, from the cell's ``confusion`` rows; and answer ->
-    predictions whose truth the rows could not hold (a pair too long for the column)."""
+def pairs(cell: Cell, compared_as: str | None = "label"
+          ) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """(answer, truth) -> predictions, from the cell's ``confusion`` rows, a truth the same as
+    its answer by `compared_as`'s rule taken as the answer; and answer -> predictions whose
+    truth the rows could not hold (a pair too long for the column)."""
     out: dict[tuple[str, str], float] = {}
     unplaced: dict[str, float] = {}
     for label, v in cell.labels(agg.CONFUSION).items():
@@ -55,6 +61,8 @@ def pairs(cell: Cell) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
         if truth is None:
             unplaced[answer] = unplaced.get(answer, 0.0) + float(v[0])
         else:
+            if same_output(answer, truth, compared_as):
+                truth = answer
             out[(answer, truth)] = out.get((answer, truth), 0.0) + float(v[0])
     return out, unplaced
 
@@ -65,10 +73,12 @@ def class_order(declared: Sequence[str], *seen: Any) -> list[str]:
     return [*declared, *sorted(extra)]
 
 
-def confusion(cell: Cell, declared: Sequence[str] = (), *, shadow: bool = False
-              ) -> dict[str, Any]:
-    """The confusion counts of one variant x slice, JSON-ready (see the module docstring)."""
-    known, unplaced = pairs(cell)
+def confusion(cell: Cell, declared: Sequence[str] = (), *, shadow: bool = False,
+              compared_as: str | None = "label") -> dict[str, Any]:
+    """The confusion counts of one variant x slice, JSON-ready (see the module docstring);
+    `compared_as` is the type exact match compared the answers by
+    (:attr:`~evaluation.candidate_facts.CandidateFacts.compared_as`)."""
+    known, unplaced = pairs(cell, compared_as)
     outputs = {lb: float(v[0]) for lb, v in cell.labels(agg.OUTPUT).items()}
     classes = class_order(declared, outputs, [a for a, _ in known], [t for _, t in known])
     index = {c: i for i, c in enumerate(classes)}
@@ -163,7 +173,8 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
 
 
 def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] | None,
-                alpha: float, *, shadow: bool = False) -> dict[str, Any]:
+                alpha: float, *, shadow: bool = False, compared_as: str | None = "label"
+                ) -> dict[str, Any]:
     """Confusion counts and prediction shift of one variant x slice; ``offline`` is the offline
     row of that slice (``n``, ``label_shares``, ``output_shares``), or None.
 
@@ -176,7 +187,7 @@ def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] 
     answered = offline.get("n")
     if answered is not None and offline.get("failed"):
         answered = answered - offline["failed"]
-    return {"confusion": confusion(cell, declared, shadow=shadow),
+    return {"confusion": confusion(cell, declared, shadow=shadow, compared_as=compared_as),
             "prediction_shift": prediction_shift(outputs, offline.get("label_shares") or {},
                                                  offline.get("n"), declared, alpha),
             "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},

@@ -387,7 +387,7 @@ def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
             else:
                 offline = (f.offline.get("slices") or {}).get(s)
             per_slice[s] = label_block(cells[(v, s)], f.kind.classes, offline, alpha,
-                                       shadow=v.shadow)
+                                       shadow=v.shadow, compared_as=f.compared_as)
         out[v.name] = {"candidate": v.candidate, "version": versions[v],
                        "classes": list(f.kind.classes), "slices": per_slice}
     return out

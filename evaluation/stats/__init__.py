@@ -6,7 +6,8 @@ everything else reads them:
 * :mod:`.frequentist` - two-proportion z, chi-square and Welch t tests with absolute and relative
   (delta-method) intervals;
 * :mod:`.rank` - Mann-Whitney U on raw samples or approximately on two histograms;
-* :mod:`.bootstrap` - percentile bootstrap where no closed form fits;
+* :mod:`.bootstrap` - percentile bootstrap where no closed form fits (with a note below 30 per
+  arm, where it covers less than its level);
 * :mod:`.ratio` - ratio-of-sums metrics per unit by the delta method;
 * :mod:`.srm` - sample ratio mismatch;
 * :mod:`.sequential` - mSPRT, valid under continuous peeking;

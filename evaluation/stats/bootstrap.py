@@ -6,6 +6,14 @@ interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentile
 resampled differences (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13).
 Resamples are drawn in chunks so memory stays bounded whatever the sample size. A seeded
 ``numpy.random.Generator`` makes a result reproducible.
+
+Below :data:`MIN_PER_ARM` observations in an arm the interval is given with
+:data:`SMALL_SAMPLE_NOTE`: the resamples' spread understates the statistic's (the plug-in
+variance divides by n, and no t quantile widens it), so it covers less than its level. BCa
+(scipy's ``method="BCa"``) is no cure there: simulated at 95 %, 400 experiments each, it covered a
+difference of normal means 0.88 at 5 per arm, as the percentile did (0.87), and of lognormal
+means less (0.79 against 0.82 at 5, 0.85 against 0.89 at 30); so the percentile interval stays,
+flagged.
 """
 
 from __future__ import annotations
@@ -21,6 +29,11 @@ from evaluation.stats.reasons import Reason, message
 
 Statistic = Callable[..., np.ndarray]
 _CHUNK_ELEMENTS = 2_000_000
+MIN_PER_ARM = 30
+SMALL_SAMPLE_NOTE = (
+    f"fewer than {MIN_PER_ARM} observations in an arm: a percentile bootstrap interval covers "
+    "less than its level there (a 95 % one about 0.88 at 5 per arm, 0.92 at 10 for a "
+    "difference of normal means, less on skewed data)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class BootstrapResult:
     n_resamples: int
     kind: str
     error: str | None = None
+    note: str | None = None
 
 
 def _mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -120,4 +134,6 @@ def bootstrap_ci(
                else "the statistic is not finite in some resamples")
         return BootstrapResult(estimate, nan, nan, confidence, n_resamples, kind, why)
     low, high = np.quantile(finite, [tail, 1.0 - tail])
-    return BootstrapResult(float(estimate), float(low), float(high), confidence, n_resamples, kind)
+    note = SMALL_SAMPLE_NOTE if min(c.size, t.size) < MIN_PER_ARM else None
+    return BootstrapResult(float(estimate), float(low), float(high), confidence, n_resamples, kind,
+                           note=note)

@@ -18,14 +18,24 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from core import events, receipts
+from core.output_types import OutputKind
 from core.store.db import Database
 from core.store.models import Candidate, ParkedEvent, RelabelItem
 from evaluation import aggregation as agg
+from evaluation.candidate_facts import CandidateFacts
 from evaluation.divergence import divergence_report
 from evaluation.label_metrics import confusion, label_block, prediction_shift
-from evaluation.online import Cell
+from evaluation.online import Cell, metrics
 from evaluation.results import experiment_results
-from tests.evaluation.helpers import SECRET, T0, add_experiment, apply, prediction
+from tests.evaluation.helpers import (
+    SECRET,
+    T0,
+    add_candidate,
+    add_experiment,
+    apply,
+    correction,
+    prediction,
+)
 
 CLASSES = ["a", "b", "c"]
 SLICE = "printed/middle"
@@ -279,3 +289,57 @@ def test_shift_without_offline_n_or_shares() -> None:
     assert shift is not None and shift["chi_square"] is None
     assert "no n" in shift["error"]
     assert [r["difference"] for r in shift["classes"]] == [0.25, -0.25]
+
+
+def _untyped_cell(rows: list[tuple[str, str | None]]) -> Cell:
+    """A cell as the worker counts v1 (untyped) predictions and their truths."""
+    acc = agg.Accumulator()
+    for i, (answer, truth) in enumerate(rows):
+        p = agg.PredictionFacts.of(prediction_id=str(i), experiment_id=1, arm="a",
+                                   candidate="c", shadow=False, slice_="all", created_at=T0,
+                                   output=answer, unit_id=f"u{i}")
+        acc.add_prediction(p)
+        if truth is not None:
+            acc.add_truth(p, truth)
+    cell = Cell()
+    for r in acc.rows():
+        cell.add(r["metric"], r["label"], [r["n"], r["sum"], r["sum_squares"]])
+    return cell
+
+
+def test_an_undeclared_label_candidates_table_follows_its_exact_match() -> None:
+    """A v1 candidate with offline label shares gets a table; its answers were counted untyped
+    (LaTeX tokens, spacing ignored), so "New York" corrected to "NewYork" is right in its
+    exact match and must be on the table's diagonal too, not a confusion."""
+    cell = _untyped_cell([("New York", "NewYork"), ("a b", "ab"), ("x", "x"), ("x", "y"),
+                          ("x", None)])
+    facts = CandidateFacts(OutputKind("latex"), False, {"label_shares": {"x": 1.0}})
+    assert facts.is_label and facts.compared_as is None
+    table = confusion(cell, compared_as=facts.compared_as)
+    figures = metrics(cell, output_type=facts.output_type)
+    assert figures["exact_match"] == table["accuracy_with_truth"] == 0.75
+    assert figures["accuracy_bound"] == table["accuracy"] == 0.8
+    assert table["classes"] == ["New York", "a b", "x", "y"]
+    # A declared label candidate compares whole values, the table as before.
+    assert CandidateFacts(OutputKind("label", ("x",)), True).compared_as == "label"
+    assert confusion(cell)["accuracy_with_truth"] == 0.25
+
+
+def test_an_undeclared_label_candidates_table_agrees_in_results_and_divergence(
+        db: Database) -> None:
+    for name in ("cand-a", "cand-b"):  # registered by hand: no declared output type
+        add_candidate(db, name, {"overall": {"n": 100}, "label_shares": {"New York": 1.0}})
+    exp = add_experiment(db)
+    answers = {"p0": ("New York", "NewYork"), "p1": ("New York", "Boston"),
+               "p2": ("New York", None)}
+    apply(db, [prediction(pid, output=answer) for pid, (answer, _) in answers.items()]
+          + [correction(pid, truth) for pid, (_, truth) in answers.items() if truth])
+    with db.session() as s:
+        res = experiment_results(s, exp)
+        report = divergence_report(s, exp)
+    table = res["label_metrics"]["control"]["slices"]["all"]["confusion"]
+    figures = res["metrics"]["control"]["all"]
+    assert figures["exact_match"] == table["accuracy_with_truth"] == 0.5
+    assert figures["accuracy_bound"] == pytest.approx(table["accuracy"]) == pytest.approx(2 / 3)
+    assert report["label_metrics"][0]["confusion"]["all"]["counts"] == table["counts"]
+    assert table["classes"] == ["Boston", "New York"]
