@@ -18,6 +18,12 @@ th { background: #f0f0f0; } td.num { text-align: right; }
 img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }
 .muted { color: #666; } .flag { color: #b00; font-weight: bold; }
 section { page-break-before: always; } section.first { page-break-before: auto; }
+/* Printed: a table's header repeats on each page it runs onto and never stays behind at a
+   page's foot; a row, a chart or a list item is never cut in two; a heading stays with what
+   it heads. */
+thead { display: table-header-group; }
+tr, img.plot, li, p.note { break-inside: avoid; }
+h2, h3, thead { break-after: avoid; }
 code { white-space: pre-wrap; word-break: break-all; }
 </style></head><body>
 <h1>abvoc weekly evaluation report</h1>
@@ -49,17 +55,18 @@ traffic this week</li>{% endif %}
 <ul>{% for r in e.decision.reasons %}<li><bdi>{{ r }}</bdi></li>{% endfor %}</ul>
 <img class="plot" alt="{{ e.primary_metric }} per variant" src="{{ plots.results[e.id] }}">
 {% for n in plots.notes[e.id] %}<p class="muted note"><bdi>{{ n }}</bdi></p>{% endfor %}
-<table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
-<th>latency p95 ms</th></tr>
+<table><thead><tr><th>variant</th><th>predictions</th><th>correction rate</th>
+<th>error rate</th><th>latency p95 ms</th></tr></thead><tbody>
 {% for v, f in e.figures.items() %}<tr><td><bdi>{{ v }}</bdi></td>
 <td class="num">{{ f.predictions }}</td>
 <td class="num">{{ pct(f.correction_rate) }}</td><td class="num">{{ pct(f.error_rate) }}</td>
-<td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</table>
-<table><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th><th>p (Holm)</th>
-<th>verdict</th></tr>
+<td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</tbody></table>
+<table><thead><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th>
+<th>p (Holm)</th><th>verdict</th></tr></thead><tbody>
 {% for c in e.comparisons %}<tr><td><bdi>{{ c.treatment }}</bdi></td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ interval(c.ci_low, c.ci_high) }}</td>
-<td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</tbody>
+</table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
 {% endfor %}
@@ -80,14 +87,14 @@ traffic this week</li>{% endif %}
 <p>{{ count(d.voc.total, "correction") }} this week.</p>
 <img class="plot" alt="corrections by candidate" src="{{ plots.voc_candidate }}">
 <img class="plot" alt="corrections by slice" src="{{ plots.voc_slice }}">
-{% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
-<th>correction</th><th>rating</th><th>comment</th></tr>
+{% if d.voc.examples %}<table><thead><tr><th>when</th><th>candidate / slice</th><th>output</th>
+<th>correction</th><th>rating</th><th>comment</th></tr></thead><tbody>
 {% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
 <td><bdi>{{ x.candidate }}</bdi> / <bdi>{{ x.slice }}</bdi></td>
 <td><code>{{ x.output }}</code></td><td><code>{{ answer(x.corrected_output) }}</code></td>
 <td>{{ x.rating if x.rating is not none else "" }}</td>
 <td><bdi>{{ x.comment or "" }}</bdi></td></tr>
-{% endfor %}</table>{% endif %}
+{% endfor %}</tbody></table>{% endif %}
 </section>
 
 <section id="relabeling"><h2>4. Relabeling throughput</h2>
@@ -101,13 +108,13 @@ end.</p>
 {% for e in d.experiments %}
 <h3><bdi>{{ e.name }}</bdi></h3>
 <img class="plot" alt="this week against last week" src="{{ plots.trends[e.id] }}">
-<table><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th><th>{{ d.week }}</th>
-<th>change</th></tr>
+<table><thead><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th>
+<th>{{ d.week }}</th><th>change</th></tr></thead><tbody>
 {% for t in e.trends %}<tr><td><bdi>{{ t.variant }}</bdi></td>
 <td>{% if t.primary %}<b>{{ t.metric }}</b>
 (primary){% else %}{{ t.metric }}{% endif %}</td>
 <td class="num">{{ num(t.previous) }}</td><td class="num">{{ num(t.current) }}</td>
-<td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</tbody></table>
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
 </section>
 </body></html>
