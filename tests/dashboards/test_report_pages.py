@@ -1,6 +1,7 @@
-"""The printed weekly report keeps what belongs together on one page: a table's header with
-its rows (repeated on each page a table runs onto), a heading with what it heads. Checked on
-the PDF Chromium prints, page by page, with poppler's ``pdftotext -layout``."""
+"""How the printed weekly report uses its pages: what belongs together stays on one page (a
+table's header with its rows, repeated on each page a table runs onto; a heading with what it
+heads), and a section or chart with nothing to show is a sentence, not a page of empty axes.
+Checked on the PDF Chromium prints, page by page, with poppler's ``pdftotext -layout``."""
 
 from __future__ import annotations
 
@@ -56,3 +57,23 @@ def test_headers_and_headings_never_stay_behind_at_a_page_foot(
     assert [f for f in feet if f.startswith(HEADERS) or NAME in f] == []
     tops = [page[0] for page in pages]
     assert [t for t in tops if t.startswith(ROWS) and not t.startswith(HEADERS)] == []
+
+
+
+def test_a_week_without_traffic_says_so_instead_of_drawing_empty_charts(
+        dash_app: Flask, tmp_path: Path) -> None:
+    """The week after the seeded one: the experiment ran, served nobody. Its primary chart,
+    its offline-vs-online chart and the VOC and relabeling charts were empty axes saying "no
+    data this week" or "no online traffic", each section a page; only last week's figures,
+    the week-over-week chart, have something to draw."""
+    _seed_week(dash_app)
+    with dash_app.extensions["abvoc"].db.session() as s:
+        data = weekly_data(s, "2026-W48")
+    html = render_html(data)
+    assert html.count("<img") == 1 and 'alt="this week against last week"' in html
+    assert "No bar for control, treatment: no predictions this week." in html
+    assert "Nothing to compare: no online traffic this week" in html
+    assert "No divergence found" not in html and "<th>predictions</th>" not in html
+    pages = printed_pages(data, tmp_path)
+    assert len(pages) == 2, pages  # sections 1 to 4, then the chart of section 5
+    assert pages[1][0] == "5. Week over week"
