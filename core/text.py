@@ -9,7 +9,7 @@ field does not come back whole in a 400 body or an error line.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
 SHOWN_CHARS = 80
@@ -51,3 +51,9 @@ def quoted(name: Any) -> str:
     typed: repr would print an apostrophe in it as ``\\'`` and double a backslash, characters
     its owner never typed and may search for."""
     return f"'{name}'"
+
+
+def quoted_names(names: Iterable[Any]) -> str:
+    """Names a message lists (an experiment's arms), each :func:`quoted`, comma-separated: a
+    Python list's repr would print them with its brackets and escapes."""
+    return ", ".join(quoted(n) for n in names)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal, null, or_, select, union_all
+from sqlalchemy import and_, false, func, literal, null, or_, select, union_all
 
 from core.store.db import Database
 from core.store.models import (
@@ -25,7 +25,7 @@ from core.store.models import (
 )
 from core.store.relabel_models import PredictionInput
 from core.times import as_utc
-from dashboards.operations import names
+from dashboards.operations import Names, names
 from evaluation.candidate_facts import variant_version
 from evaluation.divergence import divergence_report
 from evaluation.stage_blame import blame
@@ -95,7 +95,18 @@ def _like(fold: Callable[[Any], Any], column: Any, text: str) -> Any:
     return fold(column).contains(text.lower(), autoescape=True)
 
 
-def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
+def _shown_as(named: Names, text: str, experiment: Any) -> Any:
+    """Rows whose candidate the pages show as a ``name vX`` containing ``text``: the version
+    is not a column of the prediction but its experiment's arm's (or shadow's) pin, so these are
+    the variants (experiment, arm, candidate, shadow) shown under such a name."""
+    p = Prediction
+    return or_(false(), *(and_(
+        experiment.is_(None) if e == 0 else experiment == e, p.candidate == c,
+        p.shadow.is_(True) if shadow else and_(p.shadow.is_(False), p.arm == arm))
+        for e, arm, c, shadow in named.versioned(text)))
+
+
+def _corrections(text: str, fold: Callable[[Any], Any], named: Names) -> Any:
     c, p = Correction, Prediction
     query = (select(literal("correction").label("kind"), c.correction_id.label("id"),
                     c.prediction_id, p.candidate, p.arm, p.shadow, p.output,
@@ -105,11 +116,12 @@ def _corrections(text: str, fold: Callable[[Any], Any]) -> Any:
              .select_from(c).outerjoin(p, p.prediction_id == c.prediction_id))
     if text:
         query = query.where(or_(*(_like(fold, col, text) for col in (
-            c.corrected_output, c.comment, c.prediction_id, p.output, p.candidate))))
+            c.corrected_output, c.comment, c.prediction_id, p.output, p.candidate)),
+                                 _shown_as(named, text, p.experiment_id)))
     return query
 
 
-def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
+def _outcomes(text: str, fold: Callable[[Any], Any], named: Names) -> Any:
     o, p = Outcome, Prediction
     query = (select(literal("outcome").label("kind"), o.outcome_id.label("id"),
                     o.prediction_id, p.candidate, p.arm, p.shadow, p.output,
@@ -119,7 +131,8 @@ def _outcomes(text: str, fold: Callable[[Any], Any]) -> Any:
              .select_from(o).outerjoin(p, p.prediction_id == o.prediction_id))
     if text:
         query = query.where(or_(*(_like(fold, col, text) for col in (
-            o.metric, o.prediction_id, o.unit_id, p.output, p.candidate))))
+            o.metric, o.prediction_id, o.unit_id, p.output, p.candidate)),
+                                 _shown_as(named, text, o.experiment_id)))
     return query
 
 
@@ -129,21 +142,22 @@ def feed(db: Database, text: str = "", kinds: tuple[str, ...] = KINDS, page: int
     the correction, its comment, the prediction's output, ids (an outcome's unit id too), the
     candidate, the metric. Each row names its experiment and (an outcome's) unit, so a search
     that matched a unit id shows where, and its candidate as the pages name it
-    (``shown_candidate``: ``name vX`` where two versions of the name served)."""
+    (``shown_candidate``: ``name vX`` where two versions of the name served), and a search for
+    that shown name finds that version's rows."""
     text = text.strip()[:MAX_QUERY]
     if not set(kinds) & set(KINDS):
         return FeedPage([], 0, 1, 1)
+    named = names(db)
     with db.reading() as s:
         fold = _fold(s, db.dialect)
-        parts = [q for kind, q in (("correction", _corrections(text, fold)),
-                                   ("outcome", _outcomes(text, fold))) if kind in kinds]
+        parts = [q for kind, q in (("correction", _corrections(text, fold, named)),
+                                   ("outcome", _outcomes(text, fold, named))) if kind in kinds]
         both = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         total = s.scalar(select(func.count()).select_from(both)) or 0
         pages = max(1, -(-total // size))
         page = min(max(page, 1), pages)
         rows = s.execute(select(both).order_by(both.c.at.desc(), both.c.id)
                          .offset((page - 1) * size).limit(size)).all()
-    named = names(db)
     return FeedPage([dict(r._mapping) | {"at": as_utc(r.at),
                                          "shown_candidate": named.of_prediction(r._mapping)}
                      for r in rows], total, page, pages)

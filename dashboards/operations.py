@@ -77,6 +77,13 @@ class Names:
                p["candidate"], bool(p.get("shadow")))
         return self.variants.get(key) or self.of_ledger(p["candidate"], p.get("version"))
 
+    def versioned(self, text: str) -> list[Variant]:
+        """The variants whose shown name carries a version (``name vX``) and contains ``text``
+        in any case: a search for what the pages show finds the rows the name alone cannot."""
+        folded = text.lower()
+        return [key for key, shown in self.variants.items()
+                if shown != key[2] and folded in shown.lower()]
+
     def base(self, shown: str) -> str | None:
         """The candidate name a shown name stands for (None: nothing served under it)."""
         return next((ref[0] for ref, name in self.refs.items() if name == shown), None)

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
+from core.text import quoted
 from serving.assignment import NUM_BUCKETS, allocate
 
 # What is randomized: `user` and `session` stick by the unit id a request carries; `request`
@@ -68,7 +69,7 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
                        "control characters, be '.' or '..', or begin or end with a space: it "
                        "is a path segment in /v1/experiments/{id}/arms/{arm}/pause")
         if name in names:
-            raise fail(f"arm name {name!r} is used twice")
+            raise fail(f"arm name {quoted(name)} is used twice")
         names.add(name)
         if not isinstance(candidate, str) or not candidate or len(candidate) > 200:
             raise fail(f"arms[{i}].candidate must name a registered candidate")

@@ -20,7 +20,7 @@ from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Experiment, ServedPrediction
-from core.text import quoted, shown
+from core.text import quoted, quoted_names, shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_spec import ACTIVE, BY_ADMIN, UNPAUSED, check_spec, fail
@@ -134,7 +134,7 @@ def _ramp_held(exp: Experiment, treatment: str) -> str | None:
     if exp.status != "running":
         return f"is {exp.status}"
     paused = any(a["name"] == treatment and a.get("paused") for a in exp.arms)
-    return f"has its arm {treatment!r} paused" if paused else None
+    return f"has its arm {quoted(treatment)} paused" if paused else None
 
 
 def _view(exp: Experiment) -> dict[str, Any]:
@@ -184,7 +184,7 @@ class Experiments:
             _pin_versions(s, [*arms, *shadows])
             _check_primary(checked["primary_metric"], _check_compatible(s, [*arms, *shadows]))
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
-                raise Conflict(f"an experiment named {name!r} exists already")
+                raise Conflict(f"an experiment named {quoted(name)} exists already")
             now = utcnow()
             exp = Experiment(**checked, status="draft", status_reason="", created_at=now,
                              status_since=now)
@@ -195,7 +195,7 @@ class Experiments:
                 # not see (on PostgreSQL, the loser waits for the winner's commit, then fails).
                 s.flush()
             except IntegrityError:
-                raise Conflict(f"an experiment named {name!r} exists already") from None
+                raise Conflict(f"an experiment named {quoted(name)} exists already") from None
             return _view(exp)
 
     def _get(self, s: Session, experiment_id: int, lock: bool = False) -> Experiment:
@@ -247,8 +247,8 @@ class Experiments:
                     Experiment.scope == exp.scope, Experiment.status.in_(ACTIVE),
                     Experiment.id != exp.id)).first()
                 if owner is not None:
-                    raise Conflict(f"scope {exp.scope!r} is owned by {owner.status} experiment "
-                                   f"{owner.name!r}; stop it first")
+                    raise Conflict(f"scope {quoted(exp.scope)} is owned by {owner.status} "
+                                   f"experiment {quoted(owner.name)}; stop it first")
                 _still_active(s, exp)
                 exp.started_at = now
                 if exp.canary:
@@ -268,7 +268,7 @@ class Experiments:
                 # the winner's commit, then fails here).
                 s.flush()
             except IntegrityError:
-                raise Conflict(f"scope {scope!r} was just taken by another experiment; "
+                raise Conflict(f"scope {quoted(scope)} was just taken by another experiment; "
                                "stop it first") from None
             return _view(exp)
 
@@ -300,9 +300,9 @@ class Experiments:
         arm = next((a for a in arms if a["name"] == name), None)
         if arm is None:
             raise NotFound(f"experiment {exp.id} has no arm {shown(name)}; its arms are "
-                           f"{[a['name'] for a in arms]}")
+                           f"{quoted_names(a['name'] for a in arms)}")
         if arm["control"]:
-            raise fail(f"{name!r} is the control arm of experiment {exp.id}; only treatment "
+            raise fail(f"{quoted(name)} is the control arm of experiment {exp.id}; only treatment "
                         "arms are paused and resumed")
         return arm
 

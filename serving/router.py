@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import AbvocError
+from core.text import quoted_names, shown
 from serving.assignment import Allocation, Assigner
 from serving.experiments import Experiments
 
@@ -137,8 +138,8 @@ class Router:
         if force_arm is not None:
             forced = next((i for i, a in enumerate(arms) if a["name"] == force_arm), None)
             if forced is None:
-                names = [a["name"] for a in arms]
-                raise AbvocError(f"arm {force_arm!r} is not in experiment {exp['id']}: {names}")
+                raise AbvocError(f"arm {shown(force_arm)} is not in experiment {exp['id']}; its "
+                                 f"arms are {quoted_names(a['name'] for a in arms)}")
         per_request = request_key() if exp.get("unit") == "request" else None
         index = active.assigner.assign(per_request or unit_id, force=forced,
                                        killed=exp["status"] != "running")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
 
 from core.errors import AbvocError
 from dashboards.report import plots
@@ -104,16 +105,19 @@ def primary_notes(e: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:
+def _experiment_plots(e: dict[str, Any]) -> tuple[str | None, list[str], str | None]:
+    """The experiment's charts: primary metric, offline vs online, week over week; None (an
+    empty list) where there is nothing to draw, which the template says in a sentence."""
     metric = e["primary_metric"]
     shown = {v: f for v, f in e["primary"].items() if f["value"] is not None}
     results = plots.bars(list(shown), [f["value"] for f in shown.values()], _primary_title(e),
                          low=[f["low"] for f in shown.values()],
-                         high=[f["high"] for f in shown.values()], ylabel=metric)
+                         high=[f["high"] for f in shown.values()], ylabel=metric) \
+        if shown else None
     accuracy, mae = divergence_rows(e["divergence_slices"])
     divergence = [plots.offline_online(accuracy, "offline vs online accuracy, each candidate's "
                                        "busiest slices (online: 95% Wilson)")] \
-        if accuracy or not mae else []
+        if accuracy else []
     if mae:
         divergence.append(plots.offline_online_mae(
             mae, "offline vs online MAE, each candidate's busiest slices (online: 95% interval)"))
@@ -122,12 +126,13 @@ def _experiment_plots(e: dict[str, Any]) -> tuple[str, list[str], str]:
     trends = plots.grouped([t["variant"] for t in trend],
                            {"previous week": [t["previous"] or 0.0 for t in trend],
                             "this week": [t["current"] or 0.0 for t in trend]},
-                           f"{metric}, week over week", ylabel=metric)
+                           f"{metric}, week over week", ylabel=metric) if trend else None
     return results, divergence, trends
 
 
 def build_plots(data: dict[str, Any]) -> dict[str, Any]:
-    """Every plot of the report, keyed as the template reads them."""
+    """Every plot of the report, keyed as the template reads them; None for a chart with
+    nothing to draw: a page of empty axes saying "no data" told less than one sentence."""
     out: dict[str, Any] = {"results": {}, "divergence": {}, "trends": {}, "notes": {}}
     for e in data["experiments"]:
         out["notes"][e["id"]] = primary_notes(e)
@@ -135,24 +140,32 @@ def build_plots(data: dict[str, Any]) -> dict[str, Any]:
             _experiment_plots(e)
     voc, relabel = data["voc"], data["relabel"]
     out["voc_candidate"] = plots.bars(*top_with_rest(voc["by_candidate"], what="candidates"),
-                                      "corrections by candidate", ylabel="corrections")
+                                      "corrections by candidate", ylabel="corrections") \
+        if voc["by_candidate"] else None
     out["voc_slice"] = plots.bars(*top_with_rest(voc["by_slice"], what="slices"),
                                   f"corrections by slice (the {TOP} with the most)"
                                   if len(voc["by_slice"]) > TOP else "corrections by slice",
-                                  ylabel="corrections")
+                                  ylabel="corrections") if voc["by_slice"] else None
     days = relabel["days"]
     out["relabel"] = plots.grouped([d["day"][5:] for d in days],
                                    {"queued": [d["queued"] for d in days],
                                     "labeled": [d["labeled"] for d in days]},
-                                   "relabel items per day", ylabel="items")
+                                   "relabel items per day", ylabel="items") \
+        if any(d["queued"] or d["labeled"] for d in days) else None
     return out
+
+
+def _brief(empty: bool) -> Markup:
+    """A section's class where it has nothing to show: it then starts no page of its own."""
+    return Markup(' class="brief"' if empty else "")
 
 
 def render_html(data: dict[str, Any]) -> str:
     """The report's HTML for :func:`evaluation.weekly.weekly_data`'s output."""
     return _ENV.from_string(TEMPLATE).render(d=data, plots=build_plots(data), num=_num,
                                              pct=_pct, count=_count, answer=answer_text,
-                                             interval=_interval, verdict=verdict_text)
+                                             interval=_interval, verdict=verdict_text,
+                                             brief=_brief)
 
 
 def find_chromium() -> str:

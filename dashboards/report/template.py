@@ -17,7 +17,15 @@ th, td { overflow-wrap: anywhere; min-width: 5em; }
 th { background: #f0f0f0; } td.num { text-align: right; }
 img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }
 .muted { color: #666; } .flag { color: #b00; font-weight: bold; }
-section { page-break-before: always; } section.first { page-break-before: auto; }
+section { page-break-before: always; }
+/* A section with nothing to show is one sentence: it does not take a page of its own. */
+section.first, section.brief { page-break-before: auto; }
+/* Printed: a table's header repeats on each page it runs onto and never stays behind at a
+   page's foot; a row, a chart or a list item is never cut in two; a heading stays with what
+   it heads. */
+thead { display: table-header-group; }
+tr, img.plot, li, p.note { break-inside: avoid; }
+h2, h3, thead { break-after: avoid; }
 code { white-space: pre-wrap; word-break: break-all; }
 </style></head><body>
 <h1>abvoc weekly evaluation report</h1>
@@ -47,67 +55,81 @@ traffic this week</li>{% endif %}
 {% if not e.trustworthy %}<span class="flag">untrustworthy (sample ratio mismatch)</span>
 {% endif %}</p>
 <ul>{% for r in e.decision.reasons %}<li><bdi>{{ r }}</bdi></li>{% endfor %}</ul>
+{% if plots.results[e.id] %}
 <img class="plot" alt="{{ e.primary_metric }} per variant" src="{{ plots.results[e.id] }}">
+{% endif %}
 {% for n in plots.notes[e.id] %}<p class="muted note"><bdi>{{ n }}</bdi></p>{% endfor %}
-<table><tr><th>variant</th><th>predictions</th><th>correction rate</th><th>error rate</th>
-<th>latency p95 ms</th></tr>
+{% if e.figures %}<table><thead><tr><th>variant</th><th>predictions</th><th>correction rate</th>
+<th>error rate</th><th>latency p95 ms</th></tr></thead><tbody>
 {% for v, f in e.figures.items() %}<tr><td><bdi>{{ v }}</bdi></td>
 <td class="num">{{ f.predictions }}</td>
 <td class="num">{{ pct(f.correction_rate) }}</td><td class="num">{{ pct(f.error_rate) }}</td>
-<td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</table>
-<table><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th><th>p (Holm)</th>
-<th>verdict</th></tr>
+<td class="num">{{ num(f.latency_p95_ms) }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+<table><thead><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th>
+<th>p (Holm)</th><th>verdict</th></tr></thead><tbody>
 {% for c in e.comparisons %}<tr><td><bdi>{{ c.treatment }}</bdi></td><td>{{ c.metric }}</td>
 <td class="num">{{ num(c.difference) }}</td><td>{{ interval(c.ci_low, c.ci_high) }}</td>
-<td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</tbody>
+</table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
 {% endfor %}
 </section>
 
-<section id="offline-online"><h2>2. Offline vs online</h2>
+<section id="offline-online"{{ brief(not plots.divergence.values()|select|list) }}>
+<h2>2. Offline vs online</h2>
 {% for e in d.experiments %}
 <h3><bdi>{{ e.name }}</bdi></h3>
 {% for src in plots.divergence[e.id] %}
-<img class="plot" alt="offline against online" src="{{ src }}">{% endfor %}
+<img class="plot" alt="offline against online" src="{{ src }}">
+{% else %}<p class="muted">Nothing to compare: no online traffic this week and no offline
+results.</p>{% endfor %}
 {% if e.findings %}<ol>{% for f in e.findings %}
 <li>[{{ f.kind }}] <bdi>{{ f.explanation }}</bdi></li>
-{% endfor %}</ol>{% else %}<p class="muted">No divergence found.</p>{% endif %}
+{% endfor %}</ol>{% elif plots.divergence[e.id] %}<p class="muted">No divergence found.</p>
+{% endif %}
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
 </section>
 
-<section id="voc"><h2>3. Voice of the customer</h2>
+<section id="voc"{{ brief(not plots.voc_candidate) }}><h2>3. Voice of the customer</h2>
 <p>{{ count(d.voc.total, "correction") }} this week.</p>
+{% if plots.voc_candidate %}
 <img class="plot" alt="corrections by candidate" src="{{ plots.voc_candidate }}">
+{% endif %}{% if plots.voc_slice %}
 <img class="plot" alt="corrections by slice" src="{{ plots.voc_slice }}">
-{% if d.voc.examples %}<table><tr><th>when</th><th>candidate / slice</th><th>output</th>
-<th>correction</th><th>rating</th><th>comment</th></tr>
+{% endif %}
+{% if d.voc.examples %}<table><thead><tr><th>when</th><th>candidate / slice</th><th>output</th>
+<th>correction</th><th>rating</th><th>comment</th></tr></thead><tbody>
 {% for x in d.voc.examples %}<tr><td>{{ x.at[:16].replace('T', ' ') }}</td>
 <td><bdi>{{ x.candidate }}</bdi> / <bdi>{{ x.slice }}</bdi></td>
 <td><code>{{ x.output }}</code></td><td><code>{{ answer(x.corrected_output) }}</code></td>
 <td>{{ x.rating if x.rating is not none else "" }}</td>
 <td><bdi>{{ x.comment or "" }}</bdi></td></tr>
-{% endfor %}</table>{% endif %}
+{% endfor %}</tbody></table>{% endif %}
 </section>
 
-<section id="relabeling"><h2>4. Relabeling throughput</h2>
+<section id="relabeling"{{ brief(not plots.relabel) }}><h2>4. Relabeling throughput</h2>
 <p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by
 {{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} open at the week's
 end.</p>
+{% if plots.relabel %}
 <img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">
+{% endif %}
 </section>
 
-<section id="trends"><h2>5. Week over week</h2>
+<section id="trends"{{ brief(not d.experiments) }}><h2>5. Week over week</h2>
 {% for e in d.experiments %}
 <h3><bdi>{{ e.name }}</bdi></h3>
+{% if plots.trends[e.id] %}
 <img class="plot" alt="this week against last week" src="{{ plots.trends[e.id] }}">
-<table><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th><th>{{ d.week }}</th>
-<th>change</th></tr>
+{% else %}<p class="muted">No {{ e.primary_metric }} in either week to compare.</p>{% endif %}
+<table><thead><tr><th>variant</th><th>metric</th><th>{{ d.previous_week }}</th>
+<th>{{ d.week }}</th><th>change</th></tr></thead><tbody>
 {% for t in e.trends %}<tr><td><bdi>{{ t.variant }}</bdi></td>
 <td>{% if t.primary %}<b>{{ t.metric }}</b>
 (primary){% else %}{{ t.metric }}{% endif %}</td>
 <td class="num">{{ num(t.previous) }}</td><td class="num">{{ num(t.current) }}</td>
-<td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</table>
+<td class="num">{{ num(t.change) }}</td></tr>{% endfor %}</tbody></table>
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
 </section>
 </body></html>

@@ -87,3 +87,15 @@ def test_voc_and_the_inspector_name_each_version(db: Database) -> None:
     for pid, shown in (("control-000", "iris v1"), ("treatment-000", "iris v2")):
         page = inspector.body(feeds.prediction(db, pid), pid)
         assert _cells(find_component(page, "insp-summary"), 1) == [shown]
+
+
+def test_voc_search_for_a_shown_name_finds_that_versions_rows(db: Database) -> None:
+    """Searching "iris v2", the name VOC shows, found nothing: the search read the name only."""
+    seed(db)
+    for query, wrong in (("iris v2", 80), ("IRIS V1", 10), ("iris", 90), ("iris v3", 0)):
+        found = feeds.feed(db, query, size=200)
+        assert found.total == wrong, query
+    assert {r["shown_candidate"] for r in feeds.feed(db, "iris v2", size=200).rows} == {
+        "iris v2"}
+    paged = feeds.feed(db, "iris v2", page=2, size=25)
+    assert (paged.page, paged.pages, len(paged.rows)) == (2, 4, 25)

@@ -112,7 +112,11 @@ def test_long_names_are_shortened_with_an_ellipsis(charts: list[dict[str, Any]])
 
 
 def test_plots_of_counts_start_at_zero(charts: list[dict[str, Any]]) -> None:
-    render.build_plots(_data([], {}))  # an empty week: every count is 0
+    week = _data([], {})
+    render.build_plots(week)  # no relabeling this week: every count is 0, no chart drawn
+    assert "relabel items per day" not in [c["title"] for c in charts]
+    week["relabel"]["days"][3]["labeled"] = 1
+    render.build_plots(week)
     relabel = next(c for c in charts if c["title"] == "relabel items per day")
     assert relabel["low"] == 0
     plots.bars(["control", "treatment"], [0.0, 0.0], "correction rate")
