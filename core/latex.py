@@ -14,6 +14,8 @@ import unicodedata
 
 from rapidfuzz.distance import Levenshtein
 
+from core.text import quoted
+
 # Control and format characters (a bell, a right-to-left override, a zero-width joiner): a
 # formula holding one shows as another formula, or as nothing.
 _INVISIBLE = frozenset({"Cc", "Cf"})
@@ -76,7 +78,7 @@ def _as_typed(command: str) -> str:
     named by its code point, as it cannot be shown."""
     if any(unicodedata.category(c) in _INVISIBLE for c in command):
         return f"'\\' followed by U+{ord(command[-1]):04X}"
-    return f"'{command}'"
+    return quoted(command)
 
 
 def token_edit_distance(predicted: str, truth: str) -> float:
