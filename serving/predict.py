@@ -122,8 +122,9 @@ def answer_rows(event: dict[str, Any], settings: Settings, watched: bool = False
     """The rows an answer commits before it is given: the event's outbox row, its ledger row
     and the kept input, if any (`benchmarks/bench_commit.py` times their commit).
 
-    A `watched` row (served within an experiment, not forced) carries its latency and
-    failure: the guardrails' window, shared by every serving process through the store."""
+    A `watched` row (a routed request: within an experiment or outside any, not forced, not a
+    shadow copy) carries its latency and failure: Operations' ledger and, within an experiment,
+    the guardrails' window, shared by every serving process through the store."""
     rows = {
         OutboxEvent.__table__: outbox_row(event, settings.topic_prefix, validated=True),
         ServedPrediction.__table__: {
@@ -322,9 +323,12 @@ class PredictService:
                                   partial(self.default_candidate, req.scope), req.force_arm,
                                   req.unit_from)
         experiment = self.router.experiment(req.scope) if route.experiment_id else None
-        watched = experiment is not None and not route.forced
+        # A request outside any experiment is the candidate's real traffic too: its ledger row
+        # keeps its latency and failure for Operations (no guardrail reads it: they read an
+        # experiment's arms). Only an admin's forced (QA) request keeps neither.
+        watched = not route.forced
         run, event = self._serve(req, route, watched)
-        if watched:
+        if watched and experiment is not None:
             self._watch(experiment, route.arm or "", run)
         for shadow in () if route.forced else route.shadows:  # no shadows for QA requests
             self.shadows.submit(self._shadow, req, route, shadow)

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from app.auth import require
+from app.inputs import optional_json
 from core.errors import AbvocError
 from core.folders import scratch_folder
 from serving.bundles import Limits, register_bundle, retire_candidate, still_served
@@ -137,9 +138,20 @@ def show(name: str):  # noqa: ANN201
 @bp.post("/v1/candidates/<name>/retire")
 @require("admin")
 def retire(name: str):  # noqa: ANN201
+    _no_body()
     retired = retire_candidate(_registry(), name, _version())
     return jsonify({"retired": [c.to_dict() for c in retired],
                     "still_served": still_served(_registry(), retired)})
+
+
+def _no_body() -> None:
+    """Retire reads no body (the version is the query's): a body naming one was ignored and
+    every active version retired, which cannot be undone. Nothing, or `{}`, is taken."""
+    body = optional_json()
+    if body != {}:
+        raise AbvocError("retire takes no body: name one version in the query "
+                         "(POST /v1/candidates/<name>/retire?version=V); without it every "
+                         "active version is retired")
 
 
 def _flag(name: str) -> bool:

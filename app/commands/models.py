@@ -310,9 +310,11 @@ def show_cmd(ctx, name, version, as_json) -> None:  # noqa: ANN001
 
     with open_db(ctx) as db:
         info = Registry(db).get(name, version)
-    lines = [f"{info.name} v{info.version} ({info.backend}): {info.description}",
+    lines = [f"{info.name} v{info.version} ({info.backend})"
+             + (f": {info.description}" if info.description else ""),
              f"artifacts: {info.artifacts}",
-             "requirements: " + ", ".join(f"{k}={v}" for k, v in info.requirements.items())]
+             "requirements: " + (", ".join(f"{k}={v}" for k, v in info.requirements.items())
+                                 or "none")]
     if info.retired:
         lines.append(f"retired at {info.retired_at.isoformat()}")
     if info.offline_results:

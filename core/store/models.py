@@ -307,8 +307,9 @@ class ServedPrediction(Base):
 
     @classmethod
     def routed(cls) -> ColumnElement[bool]:
-        """Rows of requests routed within an experiment as its split says (not an admin's
-        forced QA request, not a shadow copy): the ones that carry a latency."""
+        """Rows of routed requests (within an experiment as its split says, or outside any;
+        not an admin's forced QA request, not a shadow copy): the ones that carry a latency.
+        The guardrails and the canary read them per experiment and arm."""
         return cls.latency_ms.is_not(None)
 
 

@@ -87,8 +87,9 @@ def _unwatched(recent: list[dict[str, Any]]) -> list[Component]:
         return []
     said = "; ".join(f"{isolate(r['candidate'])}: {r['requests'] - r['watched']:,} of "
                      f"{r['requests']:,}" for r in some)
-    return [html.P("Error rate and latency here count routed requests only, the ones the "
-                   "guardrails watch: a forced (QA) request or a shadow copy keeps neither in "
+    return [html.P("Error rate and latency here count routed requests only (an experiment's "
+                   "arms, the ones the guardrails watch, and traffic outside experiments): a "
+                   "forced (QA) request or a shadow copy keeps neither in "
                    f"the ledger (“–” where a candidate has no other). Not routed: {said}. "
                    "The graph above counts them.", id="ops-unwatched")]
 

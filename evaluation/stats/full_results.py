@@ -270,6 +270,11 @@ def analyze(
     for name in ("ci_low", "ci_high", "relative_ci_low", "relative_ci_high"):
         out["credible_" + name][:] = getattr(gauss, name)
     out["credible_ci_low"][pi] = out["credible_ci_high"][pi] = np.nan  # Beta posteriors below
+    # A proportion's relative credible interval is the normal approximation's: where the counts
+    # are too few for it (the frequentist side gives no relative interval, and says so), none.
+    withheld = pi[np.isnan(out["relative_ci_low"][pi])]
+    out["credible_relative_ci_low"][withheld] = np.nan
+    out["credible_relative_ci_high"][withheld] = np.nan
 
     if pi.size:
         bayes = beta_binomial_arrays(

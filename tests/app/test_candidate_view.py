@@ -38,3 +38,17 @@ def test_a_remote_url_is_shown_without_its_credentials(v2app: Flask, settings: S
     # Serving still calls the server with its credentials.
     pipeline = v2app.extensions["abvoc_serving"].registry.get("iris-u1").pipeline
     assert pipeline["remote"]["url"] == URL
+
+
+def test_a_candidate_without_requirements_says_none(v2app: Flask, settings: Settings,
+                                                    tmp_path: Path) -> None:
+    """`candidates show` printed a bare "requirements: " for a bundle naming none (and a
+    bare ": " after its name where it has no description)."""
+    upload(v2app.test_client(), bearer(v2app, "admin"),
+           remote_bundle(tmp_path, "iris-bare", "http://127.0.0.1:9"), check_remote=False)
+    cli = CliRunner().invoke(main, ["candidates", "show", "iris-bare"],
+                             env={"ABVOC_DATA_DIR": str(settings.data_dir),
+                                  "ABVOC_DATABASE_URL": settings.database_url})
+    assert cli.exit_code == 0, cli.output
+    lines = cli.output.splitlines()
+    assert lines[0] == "iris-bare v1 (remote)" and "requirements: none" in lines, lines

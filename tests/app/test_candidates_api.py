@@ -331,3 +331,27 @@ def test_a_candidate_registered_a_moment_ago_is_served_by_its_name(
     assert fresh.status_code == 201, fresh.get_json()
     answer = client.post("/v2/models/iris-fresh/infer", headers=predictor, json=body)
     assert answer.status_code == 200, answer.get_json()
+
+
+def test_retire_refuses_a_body_rather_than_retire_every_version(
+        client: FlaskClient, admin: dict) -> None:
+    """The version goes in the query; a body naming one was ignored, and every active version
+    retired: for good, since a retired version cannot be registered again."""
+    for version in ("1", "2"):
+        made = upload(client, admin, targz(example_files(
+            v=('version = "1"', f'version = "{version}"'))))
+        assert made.status_code == 201, made.get_json()
+    for body in ({"version": "1"}, "version=1", ["1"]):
+        sent = (client.post("/v1/candidates/iris-onnx/retire", headers=admin, json=body)
+                if not isinstance(body, str) else
+                client.post("/v1/candidates/iris-onnx/retire", headers=admin, data=body,
+                            content_type="application/x-www-form-urlencoded"))
+        assert sent.status_code == 400, sent.get_json()
+        assert "?version=" in sent.get_json()["error"], sent.get_json()
+    listed = client.get("/v1/candidates", headers=admin).get_json()["candidates"]
+    assert sorted(c["version"] for c in listed if c["name"] == "iris-onnx") == ["1", "2"]
+    # No body, or an empty JSON object, is still a retire.
+    assert client.post("/v1/candidates/iris-onnx/retire?version=1", headers=admin,
+                       json={}).status_code == 200
+    retired = client.post("/v1/candidates/iris-onnx/retire", headers=admin).get_json()
+    assert [c["version"] for c in retired["retired"]] == ["2"]

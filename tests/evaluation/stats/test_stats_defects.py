@@ -220,3 +220,21 @@ def test_the_chance_to_win_of_a_few_means_is_their_t_posteriors(n: int) -> None:
     diff = treatment.mean() - control.mean()
     assert (got.ci_low[0], got.ci_high[0]) == pytest.approx((diff - half, diff + half))
     assert np.isnan(got.expected_loss[0]) == (df <= 1)
+
+
+def test_no_normal_credible_relative_interval_where_the_relative_interval_is_withheld():
+    """1 of 15 against 0 of 15: the Beta credible interval of the difference reached +0.12,
+    yet the relative one, from the normal approximation the frequentist side declines at such
+    counts ("no relative interval is given"), was [-100 %, -100 %]."""
+    n = np.full((2, 1, 1), 15.0)
+    sums = np.array([1.0, 0.0]).reshape(2, 1, 1)
+    record = analyze(ExperimentAggregates(n, sums, sums, [True])).to_records()[0]
+    assert record["relative_ci_low"] is None and record["credible_ci_high"] > 0.05
+    assert record["credible_relative_ci_low"] is None
+    assert record["credible_relative_ci_high"] is None
+    # Where the normal approximation holds, both relative intervals are given.
+    n = np.full((2, 1, 1), 2000.0)
+    sums = np.array([200.0, 260.0]).reshape(2, 1, 1)
+    record = analyze(ExperimentAggregates(n, sums, sums, [True])).to_records()[0]
+    assert record["relative_ci_low"] is not None
+    assert record["credible_relative_ci_low"] < 0.3 < record["credible_relative_ci_high"]
