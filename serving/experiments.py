@@ -3,7 +3,8 @@
 Life cycle: draft → running ⇄ paused → stopped; `kill` sends every unit to control at once and
 `resume` undoes it. Only one experiment owns a traffic scope while it is running, paused or
 killed. Weight changes (a canary step, a pause of one arm) go through `reallocate`, so only the
-units that must move change arm.
+units that must move change arm. The arms' candidates are pinned and checked against the
+registry in serving/experiment_candidates.py.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict, NotFound
 from core.store.db import Database, utcnow
-from core.store.models import Candidate, Experiment, ServedPrediction
+from core.store.models import Experiment, ServedPrediction
 from core.text import quoted, quoted_names, shown
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
+from serving.experiment_candidates import check_still_active, pin_candidates
 from serving.experiment_spec import ACTIVE, BY_ADMIN, UNPAUSED, check_spec, fail
 
 OPERATOR_PAUSE = "paused by an operator"
@@ -31,57 +32,6 @@ KILL_SWITCH = "kill switch"
 """The reason a kill keeps when the operator gives none."""
 MAX_REASON = 500
 """The longest reason an operator may give for a pause or a kill (characters)."""
-
-
-def _pin_versions(s: Any, refs: list[dict[str, Any]]) -> None:
-    """Give each arm and shadow the version it runs for the experiment's life: the one named,
-    else the newest active version now. Registering a newer version later changes nothing here."""
-    for ref in refs:
-        query = select(Candidate.version, Candidate.retired_at).where(
-            Candidate.name == ref["candidate"])
-        if ref.get("version") is not None:
-            row = s.execute(query.where(Candidate.version == ref["version"])).first()
-            if row is None or row.retired_at is not None:
-                state = "is retired" if row is not None else "is not registered"
-                raise fail(f"candidate {ref['candidate']!r} version {ref['version']!r} {state}; "
-                            "see `abvoc candidates list`")
-            continue
-        row = s.execute(query.where(Candidate.retired_at.is_(None))
-                        .order_by(Candidate.id.desc()).limit(1)).first()
-        if row is None:
-            raise fail(f"candidate {ref['candidate']!r} has no active version; register one")
-        ref["version"] = row.version
-
-
-def _check_compatible(s: Any, refs: list[dict[str, Any]]) -> str | None:
-    """Every arm and shadow must take the requests the scope gets and answer in one output
-    type: a unit routed to an arm whose candidate takes other inputs would fail on every
-    request (sticky assignment), unseen by the figures and the guardrails. Returns that output
-    type (None: candidates that do not say, LaTeX pipelines)."""
-    first: tuple[str, Any] | None = None
-    for ref in refs:
-        pipeline = s.scalar(select(Candidate.pipeline).where(
-            Candidate.name == ref["candidate"], Candidate.version == ref["version"])) or {}
-        contract = (pipeline.get("takes"), pipeline.get("inputs"),
-                    (pipeline.get("output") or {}).get("type"))
-        label = f"{ref.get('name') or 'shadow'} ({ref['candidate']} v{ref['version']})"
-        if first is None:
-            first = (label, contract)
-        elif contract != first[1]:
-            what = ("inputs" if contract[:2] != first[1][:2] else "output type")
-            raise fail(f"arm {label} and {first[0]} differ in their {what}: every arm and "
-                       "shadow of an experiment must take the same requests and answer in "
-                       "the same output type")
-    return None if first is None else first[1][2]
-
-
-def _check_primary(primary: str, output_type: str | None) -> None:
-    """A primary metric the arms' answers can never give would keep the decision waiting for
-    ever ("no baseline yet")."""
-    if not measures(primary, output_type):
-        fits = [m for m in PRIMARY_METRICS if measures(m, output_type)]
-        raise fail(f"'primary_metric' {primary!r} has nothing to measure in answers of type "
-                   f"{output_type or 'latex'!r}, which the arms give; choose one of {fits}")
 
 
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
@@ -154,17 +104,6 @@ def _view(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def _still_active(s: Session, exp: Experiment) -> None:
-    """Each pinned version must still be active when the experiment starts (409 otherwise)."""
-    for ref in [*exp.arms, *exp.shadows]:
-        retired = s.scalar(select(Candidate.retired_at).where(
-            Candidate.name == ref["candidate"], Candidate.version == ref["version"]))
-        if retired is not None:
-            raise Conflict(f"candidate {ref['candidate']!r} version {ref['version']!r}, pinned by "
-                           f"experiment {exp.id}, was retired since it was created; create the "
-                           "experiment again to pin an active version")
-
-
 class Experiments:
     """Create and steer experiments; every change is one transaction."""
 
@@ -176,13 +115,7 @@ class Experiments:
         arms, shadows = checked["arms"], checked["shadows"]
         name = checked["name"]
         with self.db.session() as s:
-            wanted = {a["candidate"] for a in arms} | {x["candidate"] for x in shadows}
-            known = set(s.scalars(select(Candidate.name).where(Candidate.name.in_(wanted))))
-            if wanted - known:
-                raise fail(f"candidates not registered: {sorted(wanted - known)}; "
-                            "see `abvoc candidates list`")
-            _pin_versions(s, [*arms, *shadows])
-            _check_primary(checked["primary_metric"], _check_compatible(s, [*arms, *shadows]))
+            pin_candidates(s, [*arms, *shadows], checked["primary_metric"])
             if s.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
                 raise Conflict(f"an experiment named {quoted(name)} exists already")
             now = utcnow()
@@ -249,7 +182,7 @@ class Experiments:
                 if owner is not None:
                     raise Conflict(f"scope {quoted(exp.scope)} is owned by {owner.status} "
                                    f"experiment {quoted(owner.name)}; stop it first")
-                _still_active(s, exp)
+                check_still_active(s, exp)
                 exp.started_at = now
                 if exp.canary:
                     exp.canary = {**exp.canary, "step_started_at": now.isoformat()}

@@ -20,7 +20,7 @@ Bayesian A/B Testing", 2015) for integer parameters is the reference in the test
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
@@ -76,22 +76,58 @@ def _legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return points, weights
 
 
-def _beta_moments(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    total = a + b
-    mean = a / total
-    sd = np.sqrt(a * b / (total * total * (total + 1.0)))
-    skew = 2.0 * (b - a) * np.sqrt(total + 1.0) / ((total + 2.0) * np.sqrt(a * b))
-    return mean, sd, skew
+@dataclass(frozen=True, eq=False)
+class _Posterior:
+    """Beta(a, b) posteriors, one per comparison, with the moments the window needs."""
+
+    a: np.ndarray
+    b: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    skew: np.ndarray
+
+    @classmethod
+    def of(cls, a: np.ndarray, b: np.ndarray) -> _Posterior:
+        total = a + b
+        sd = np.sqrt(a * b / (total * total * (total + 1.0)))
+        skew = 2.0 * (b - a) * np.sqrt(total + 1.0) / ((total + 2.0) * np.sqrt(a * b))
+        return cls(a, b, a / total, sd, skew)
+
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the mass lies: the mean plus/minus ``WINDOW_SDS`` standard deviations, widened
+        on the side of the skew and clipped to [0, 1]."""
+        lo = self.mean - WINDOW_SDS * self.sd * (1.0 + np.maximum(-self.skew, 0.0))
+        hi = self.mean + WINDOW_SDS * self.sd * (1.0 + np.maximum(self.skew, 0.0))
+        return np.maximum(lo, 0.0), np.minimum(hi, 1.0)
 
 
-def _window(
-    mean: np.ndarray, sd: np.ndarray, skew: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where a posterior's mass lies: its mean plus/minus ``WINDOW_SDS`` standard deviations,
-    widened on the side of its skew and clipped to [0, 1]."""
-    lo = np.maximum(mean - WINDOW_SDS * sd * (1.0 + np.maximum(-skew, 0.0)), 0.0)
-    hi = np.minimum(mean + WINDOW_SDS * sd * (1.0 + np.maximum(skew, 0.0)), 1.0)
-    return lo, hi
+@dataclass(frozen=True, eq=False)
+class _NarrowWide:
+    """The two posteriors ordered for quadrature: integrals run against the density of the
+    narrower one N, where the wider one W's CDF is smooth on the scale of the grid."""
+
+    treatment_narrow: np.ndarray
+    narrow: _Posterior
+    wide: _Posterior
+
+    @classmethod
+    def of(cls, control: _Posterior, treatment: _Posterior) -> _NarrowWide:
+        # On a tie the treatment is N. Either is as accurate (at a singular density their small
+        # errors mirror each other); one rule makes the chance to win and the interval agree.
+        t_narrow = treatment.sd <= control.sd
+
+        def pick(first: _Posterior, second: _Posterior) -> _Posterior:
+            return _Posterior(*(
+                np.where(t_narrow, getattr(first, f.name), getattr(second, f.name))
+                for f in fields(_Posterior)
+            ))
+
+        return cls(t_narrow, pick(treatment, control), pick(control, treatment))
+
+    @property
+    def sign(self) -> np.ndarray:
+        """``T - C`` is ``sign * (W - N)``: +1 where the control is narrow, -1 where not."""
+        return np.where(self.treatment_narrow, -1.0, 1.0)
 
 
 def _grid(
@@ -148,35 +184,26 @@ def beta_binomial_arrays(
     )
     checks.proportions("n_control", n_c, "successes_control", s_c)
     checks.proportions("n_treatment", n_t, "successes_treatment", s_t)
-    a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
-    a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
-    mu_c, sd_c, skew_c = _beta_moments(a_c, b_c)
-    mu_t, sd_t, skew_t = _beta_moments(a_t, b_t)
+    control = _Posterior.of(prior.alpha + s_c, prior.beta + n_c - s_c)
+    treatment = _Posterior.of(prior.alpha + s_t, prior.beta + n_t - s_t)
+    pair = _NarrowWide.of(control, treatment)
+    t_narrow, narrow, wide = pair.treatment_narrow, pair.narrow, pair.wide
 
-    # Integrate against the narrower posterior N; W is the wider one.
-    t_narrow = sd_t <= sd_c
-    a_n, b_n = np.where(t_narrow, a_t, a_c), np.where(t_narrow, b_t, b_c)
-    a_w, b_w = np.where(t_narrow, a_c, a_t), np.where(t_narrow, b_c, b_t)
-    mu_n, sd_n, skew_n = (
-        np.where(t_narrow, x, y) for x, y in ((mu_t, mu_c), (sd_t, sd_c), (skew_t, skew_c))
-    )
-    mu_w = np.where(t_narrow, mu_c, mu_t)
-
-    x, weighted = _grid(a_n, b_n, *_window(mu_n, sd_n, skew_n), nodes)
+    x, weighted = _grid(narrow.a, narrow.b, *narrow.window(), nodes)
     # Dividing by the quadrature's own mass makes small window truncation cancel out.
     weighted /= weighted.sum(axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        a_w_, b_w_ = a_w[..., None], b_w[..., None]
+        a_w_, b_w_ = wide.a[..., None], wide.b[..., None]
         log_x, log_1mx = np.log(x), np.log1p(-x)
         cdf_w = special.betainc(a_w_, b_w_, x)
         cdf_w_plus = cdf_w - np.exp(
             a_w_ * log_x + b_w_ * log_1mx - np.log(a_w_) - special.betaln(a_w_, b_w_)
         )
         p_w_below_n = (weighted * cdf_w).sum(axis=-1)
-        loss_n_over_w = (weighted * (x * cdf_w - mu_w[..., None] * cdf_w_plus)).sum(axis=-1)
+        loss_n_over_w = (weighted * (x * cdf_w - wide.mean[..., None] * cdf_w_plus)).sum(axis=-1)
     loss_n_over_w = np.maximum(loss_n_over_w, 0.0)
 
-    gain = mu_t - mu_c
+    gain = treatment.mean - control.mean
     chance = np.clip(np.where(t_narrow, p_w_below_n, 1.0 - p_w_below_n), 0.0, 1.0)
     # E[(T - C)+] - E[(C - T)+] = mu_t - mu_c.
     loss_keep = np.where(t_narrow, loss_n_over_w, loss_n_over_w + gain)
@@ -234,21 +261,16 @@ def beta_credible_interval(
     at the Cornish–Fisher quantile from the difference's four cumulants and is then solved by
     Newton steps on its CDF, ``P(T - C <= d)``, integrated against the narrower posterior as
     the chance to win is, kept inside a bisection bracket so a step can never run away."""
-    a_c, b_c = prior.alpha + s_c, prior.beta + n_c - s_c
-    a_t, b_t = prior.alpha + s_t, prior.beta + n_t - s_t
-    (mu_c, sd_c, skew_c), (mu_t, sd_t, skew_t) = _beta_moments(a_c, b_c), _beta_moments(a_t, b_t)
+    control = _Posterior.of(prior.alpha + s_c, prior.beta + n_c - s_c)
+    treatment = _Posterior.of(prior.alpha + s_t, prior.beta + n_t - s_t)
     # Integrate against the narrower posterior N: with C narrow, P(T <= c + d); with T narrow,
     # 1 - P(C < t - d). Either way the wider one W is read at y = x + sign * d, and where y
     # passes 1 its CDF is 1: that part is N's tail, exact, and the quadrature covers only the
     # x where y lies in [0, 1], so W's CDF has no kink between the nodes.
-    c_narrow = sd_c < sd_t
-    sign = np.where(c_narrow, 1.0, -1.0)
-
-    def pick(control: np.ndarray, treatment: np.ndarray) -> np.ndarray:
-        return np.where(c_narrow, control, treatment)
-
-    a_n, b_n, a_w, b_w = pick(a_c, a_t), pick(b_c, b_t), pick(a_t, a_c), pick(b_t, b_c)
-    lo, hi = _window(pick(mu_c, mu_t), pick(sd_c, sd_t), pick(skew_c, skew_t))
+    pair = _NarrowWide.of(control, treatment)
+    t_narrow, sign = pair.treatment_narrow, pair.sign
+    a_n, b_n, a_w, b_w = pair.narrow.a, pair.narrow.b, pair.wide.a, pair.wide.b
+    lo, hi = pair.narrow.window()
 
     def cdf_and_density(d: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shift = sign[rows] * d
@@ -258,12 +280,13 @@ def beta_credible_interval(
         w_a, w_b = a_w[rows, None], b_w[rows, None]
         above = 1.0 - special.betainc(a_n[rows], b_n[rows], np.clip(1.0 - shift, 0.0, 1.0))
         below = (weighted * special.betainc(w_a, w_b, np.clip(y, 0.0, 1.0))).sum(axis=-1) + above
-        cdf = np.where(c_narrow[rows], below, 1.0 - below)
+        cdf = np.where(t_narrow[rows], 1.0 - below, below)
         return cdf, (weighted * _beta_pdf(w_a, w_b, y)).sum(axis=-1)
 
-    mean, variance = mu_t - mu_c, sd_t**2 + sd_c**2
-    third = skew_t * sd_t**3 - skew_c * sd_c**3
-    fourth = _beta_excess_kurtosis(a_t, b_t) * sd_t**4 + _beta_excess_kurtosis(a_c, b_c) * sd_c**4
+    mean, variance = treatment.mean - control.mean, treatment.sd**2 + control.sd**2
+    third = treatment.skew * treatment.sd**3 - control.skew * control.sd**3
+    fourth = (_beta_excess_kurtosis(treatment.a, treatment.b) * treatment.sd**4
+              + _beta_excess_kurtosis(control.a, control.b) * control.sd**4)
     with np.errstate(divide="ignore", invalid="ignore"):
         g1, g2 = third / variance**1.5, fourth / variance**2
     ends = []

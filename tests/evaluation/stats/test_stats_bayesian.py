@@ -203,3 +203,21 @@ def test_credible_interval_under_other_priors_and_many_at_once(prior, tolerance)
         pair = (int(n[0, k]), int(s[0, k])), (int(n[1, k]), int(s[1, k]))
         assert low[k] == pytest.approx(_difference_quantile(*pair, 0.05, prior), abs=tolerance)
         assert high[k] == pytest.approx(_difference_quantile(*pair, 0.95, prior), abs=tolerance)
+
+
+@pytest.mark.parametrize(("control", "treatment"), [((30, 7), (30, 7)), ((30, 7), (30, 23))])
+def test_equal_posterior_widths_integrate_like_any_other(control, treatment):
+    # Identical or mirrored arms have equal sds: the chance to win and the interval both pick
+    # one narrow arm on such a tie, and still match the references.
+    from evaluation.stats.bayesian import beta_credible_interval
+
+    (n_c, s_c), (n_t, s_t) = control, treatment
+    result = beta_binomial_test(ProportionStats(*control), ProportionStats(*treatment))
+    expected = evan_miller_probability(1 + s_c, 1 + n_c - s_c, 1 + s_t, 1 + n_t - s_t)
+    assert result.chance_to_win == pytest.approx(expected, abs=1e-9)
+    low, high = beta_credible_interval(*(np.array([float(v)]) for v in (*control, *treatment)),
+                                       BetaPrior(), 0.05)
+    assert low[0] == pytest.approx(_difference_quantile(control, treatment, 0.025, BetaPrior()),
+                                   abs=1e-6)
+    assert high[0] == pytest.approx(_difference_quantile(control, treatment, 0.975, BetaPrior()),
+                                    abs=1e-6)
