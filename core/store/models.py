@@ -70,7 +70,7 @@ class Candidate(Base):
     retired_at: Mapped[datetime | None]
 
 
-# Statuses in which an experiment owns its traffic scope (serving/experiments.py ACTIVE).
+# Statuses in which an experiment owns its traffic scope (serving/experiment_spec.py ACTIVE).
 _OWNS_SCOPE = text("status IN ('running', 'paused', 'killed')")
 
 
