@@ -78,7 +78,8 @@ def register_bundle(registry: Registry, models_dir: Path, source: Path,
 def _install(root: Path, scratch: Path, dest: Path) -> None:
     staged = scratch / "staged"
     # Links were checked to stay inside; copying their targets leaves a bundle with no links.
-    shutil.copytree(root, staged, symlinks=False)
+    # Bytecode caches stay behind: a bundle's modules run from their source (stages.py).
+    shutil.copytree(root, staged, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, dest)
 

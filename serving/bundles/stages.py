@@ -9,6 +9,7 @@ loaded raises a ManifestError naming the stage and its file, so registration ref
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import sys
 import warnings
@@ -206,6 +207,17 @@ def _pipeline(stage: Stage, folder: Path) -> LoadedStage:
     return LoadedStage(stage.name, run, None, pipeline)
 
 
+class _SourceOnly(importlib.machinery.SourceFileLoader):
+    """Runs a bundle's module from its source alone, reading and writing no bytecode cache in
+    the bundle's folder: that folder is the team's own (registered from where it lies) or the
+    registry's copy, a `.pyc` planted beside the source would run in its place, and racing
+    registrations of one folder copied the cache file that another's import was writing."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return compile(self.get_data(path), path, "exec", dont_inherit=True)
+
+
 def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
     """Import `module_name` from the bundle's own files under a private name, so two bundles
     (or two versions of one) with a `post.py` each never see each other's."""
@@ -217,7 +229,8 @@ def _import_from(folder: Path, module_name: str, stage: Stage) -> ModuleType:
                             f"bundle (expected {rel}.py)")
     tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     private = f"_abvoc_bundle_{tag}_{module_name.replace('.', '_')}"
-    spec = importlib.util.spec_from_file_location(private, path)
+    spec = importlib.util.spec_from_file_location(private, path,
+                                                  loader=_SourceOnly(private, str(path)))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
