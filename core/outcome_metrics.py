@@ -6,7 +6,11 @@ per unit), ``mean`` (any number per unit) or ``ratio`` (the sum of a numerator m
 of a denominator metric, both taken per unit, tested by the delta method). ``combine`` says how
 one unit's outcomes of the metric become its value: the ``first`` one (by the time it happened),
 their ``sum``, their ``mean`` or their ``max``. A proportion combines by first or max (max reads
-"any"), so every unit's value stays 0 or 1.
+"any"), so every unit's value stays 0 or 1. ``missing`` says what a unit exposed to an arm that
+sent no outcome of the metric counts as: ``skip`` (the default) leaves it out, so the metric is
+the mean over the units that reported it; ``zero`` counts it 0 (for a ratio, 0 over 0: in both
+sums), so every exposed unit is in the sample, as a team that sends only positive events
+(``purchase`` = 1 when one happens, nothing otherwise) needs.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ KINDS = (PROPORTION, MEAN, RATIO)
 COMBINES = ("first", "sum", "mean", "max")
 DIRECTIONS = ("higher", "lower")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
+MISSING = ("skip", "zero")
 FIELDS = {"name", "kind", "direction", "combine", "guardrail", "primary", "numerator",
-          "denominator"}
+          "denominator", "missing"}
 DEFAULT_COMBINE = {PROPORTION: "first", MEAN: "mean", RATIO: "sum"}
 PROPORTION_COMBINES = ("first", "max")
 # Values past this size lose their units digit as floats; nothing real is that large.
@@ -89,9 +94,11 @@ def check_definition(body: Any) -> dict[str, Any]:
     primary = body.get("primary", False)
     if not isinstance(primary, bool):
         raise AbvocError("'primary' must be true or false")
+    absent = _choice(body, "missing", MISSING, MISSING[0])
     return {"name": name, "kind": kind, "direction": direction, "combine": combine,
             "numerator": numerator, "denominator": denominator,
-            "guardrail": None if guardrail is None else float(guardrail), "primary": primary}
+            "guardrail": None if guardrail is None else float(guardrail), "primary": primary,
+            "missing": absent}
 
 
 def check_value(name: str, kind: str, value: Any) -> float:

@@ -3,10 +3,10 @@
 
 A definition may be changed at any time: the worker keeps each unit's count, sum, max and first
 value of every metric (see :mod:`evaluation.outcomes`), so a new combine rule, direction,
-guardrail or primary flag reads the same stored outcomes again, and nothing is counted twice.
-Only the kind is fixed once outcomes of the metric were accepted (each was checked against
-it, and some may still be on their way to the worker), and a
-metric that a ratio divides cannot become a ratio itself.
+guardrail, primary flag or ``missing`` rule reads the same stored outcomes again, and nothing
+is counted twice. Only the kind is fixed once outcomes of the metric were accepted (each was
+checked against it, and some may still be on their way to the worker), and a metric that a
+ratio divides cannot become a ratio itself.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.builtin_metrics import ALL_METRICS
 from core.errors import AbvocError, Conflict, NotFound
-from core.outcome_metrics import RATIO, check_definition
+from core.outcome_metrics import MISSING, RATIO, check_definition
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, Outcome, OutcomeRequest
 from core.times import utc_iso
@@ -37,6 +37,7 @@ def view(row: ExperimentMetric) -> dict[str, Any]:
     return {"name": row.name, "kind": row.kind, "direction": row.direction,
             "combine": row.combine, "numerator": row.numerator, "denominator": row.denominator,
             "guardrail": row.guardrail, "primary": bool(row.is_primary),
+            "missing": row.missing or MISSING[0],
             "created_at": utc_iso(row.created_at), "updated_at": utc_iso(row.updated_at)}
 
 
@@ -120,6 +121,7 @@ def define_metric(db: Database, experiment_id: int, body: Any) -> tuple[dict[str
             row.kind, row.direction, row.combine = spec["kind"], spec["direction"], spec["combine"]
             row.numerator, row.denominator = spec["numerator"], spec["denominator"]
             row.guardrail, row.is_primary, row.updated_at = spec["guardrail"], spec["primary"], now
+            row.missing = spec["missing"]
             if old is None:
                 s.add(row)
             s.flush()

@@ -8,8 +8,15 @@ which join the built-in metrics' aggregates as extra metrics of slice ``all``, s
 of :func:`evaluation.stats.analyze` tests them (Welch or two-proportion z, mSPRT, Bayesian,
 MDE, and Holm / Benjamini-Hochberg within slice ``all``'s comparisons).
 
-Units with no outcome of a metric are not in its sample: a metric is the mean over the units
-that reported it.
+A metric's ``missing`` rule says what a unit without an outcome of it is. ``skip`` (the
+default): not in its sample, so the metric is the mean over the units that reported it (where
+every unit that did has one value in every arm, as when only positive events are sent, the
+metric's ``note`` says so). ``zero``: every unit exposed in the arm is in it, one that reported
+none at 0 (a ratio's at 0 over 0), so n per arm is the units the sample-ratio check counts
+there (:func:`evaluation.online.units_by_arm`: first seen in the experiment, in the window when
+one is given), or the units that reported it where more did (a prediction stored without a unit
+id is a unit that count does not hold). The zeros join the sums in aggregate: m zeros about a
+shift k add ``-m k`` to the shifted sum and ``m k^2`` to the squares.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,6 +36,7 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION, RATIO
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
+from evaluation.online import outcome_units_in_window, units_by_arm
 from evaluation.outcomes import NONE_WAITING, waiting
 from evaluation.stats import ExperimentAggregates, MeanStats, ratio_stats
 from evaluation.stats.small_samples import wilson_interval
@@ -105,19 +114,33 @@ def _interval(kind: str, stat: MeanStats, alpha: float) -> list[float | None]:
     return [stat.mean - half, stat.mean + half]
 
 
+def _zeros(reported: list[int], arms: list[str], exposed: dict[str, int] | None) -> list[int]:
+    """Per arm, the units added at 0: exposed there but without an outcome of the metric."""
+    if exposed is None:
+        return [0] * len(arms)
+    return [max(exposed.get(a, 0) - r, 0) for a, r in zip(arms, reported, strict=True)]
+
+
 def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric, arms: list[str],
-              only: Iterable[ColumnElement[bool]],
-              ) -> tuple[list[MeanStats], list[str | None], list[int]]:
-    """Per arm: the statistic the tests read, why it has no figures (if so), and the units that
-    reported the metric (a ratio whose denominator sums to zero tests none but has them)."""
+              only: Iterable[ColumnElement[bool]], exposed: dict[str, int] | None,
+              ) -> tuple[list[MeanStats], list[str | None], list[int], list[int]]:
+    """Per arm: the statistic the tests read, why it has no figures (if so), the units in its
+    sample (a ratio whose denominator sums to zero tests none but has them) and the units that
+    reported the metric; `exposed` (units per arm) for a metric whose missing units count 0."""
     if d.kind == RATIO:
         units = _ratio_units(session, experiment_id, d.numerator or "", d.denominator or "",
                              only)
-        ratios = [ratio_stats(*units[a]) if a in units else None for a in arms]
+        reported = [units[a][0].size if a in units else 0 for a in arms]
+        zeros = _zeros(reported, arms, exposed)
+        ratios = [ratio_stats(*units.get(a, (np.zeros(0), np.zeros(0))), zeros=z)
+                  if r + z else None for a, r, z in zip(arms, reported, zeros, strict=True)]
         return ([r.as_mean_stats() if r else MeanStats(0, 0.0, 0.0) for r in ratios],
-                [r.error if r else None for r in ratios], [r.n if r else 0 for r in ratios])
+                [r.error if r else None for r in ratios], [r.n if r else 0 for r in ratios],
+                reported)
     values = _values(session, experiment_id, d.name, d.combine, only)
     found = [values.get(a, np.zeros(0)) for a in arms]
+    reported = [v.size for v in found]
+    zeros = _zeros(reported, arms, exposed)
     errors: list[str | None] = [None] * len(arms)
     if d.kind == PROPORTION:
         # A store whose metric changed kind before revision 0024 guarded it may hold a mean's
@@ -127,23 +150,48 @@ def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric, arms: l
                 errors[i] = (f"{int((~np.isin(v, (0.0, 1.0))).sum())} unit value(s) are not 0 "
                              f"or 1 (outcomes accepted while {d.name!r} was of another kind); "
                              "define a new metric for this proportion")
-                found[i] = np.zeros(0)
-    stats = [MeanStats.from_values(v) for v in found]
-    return stats, errors, [values[a].size if a in values else 0 for a in arms]
+                found[i], zeros[i] = np.zeros(0), 0
+    # The zeros about the shift 0; adding re-expresses them about the values' own shift.
+    stats = [MeanStats.from_values(v) + MeanStats(z, 0.0, 0.0)
+             for v, z in zip(found, zeros, strict=True)]
+    return stats, errors, [s.n if e is None else r
+                           for s, e, r in zip(stats, errors, reported, strict=True)], reported
+
+
+def _one_value_note(d: ExperimentMetric, stats: list[MeanStats], reported: list[int]
+                    ) -> str | None:
+    """What a metric averaged over its reporting units says where every one of them, in every
+    arm, has the same value: nothing (as where only positive events are sent)."""
+    arms = [s for s, r in zip(stats, reported, strict=True) if r and s.n]
+    if d.kind == RATIO or d.missing == "zero" or len(arms) < 2 \
+            or any(s.n > 1 and s.variance > 0 for s in arms) \
+            or len({s.mean for s in arms}) > 1:
+        return None
+    return (f"every unit that reported {d.name!r}, in every arm, has the value "
+            f"{arms[0].mean:g}: only units that reported it are counted, so the arms cannot "
+            "differ on it; if outcomes are sent only when it happens (1 for a purchase, nothing "
+            "otherwise), define it with \"missing\": \"zero\" so that every exposed unit "
+            "counts, one without an outcome as 0")
 
 
 def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: float,
-                  only: ColumnElement[bool] | None = None) -> OutcomeAggregates:
+                  window: tuple[datetime | None, datetime | None] = (None, None),
+                  ) -> OutcomeAggregates:
     """Every outcome metric of the experiment, per arm (``arms`` in the results' order), over
-    the unit rows `only` selects (all of them when None: a window's filter narrows them)."""
+    the units first seen in the `window` (whole hours; every unit when both ends are open:
+    :func:`evaluation.online.outcome_units_in_window`)."""
+    only = outcome_units_in_window(experiment_id, *window)
     where = () if only is None else (only,)
     definitions = metric_definitions.load(session, experiment_id)
+    exposed = units_by_arm(session, experiment_id, *window) \
+        if any(d.missing == "zero" for d in definitions) else None
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
     held = waiting(session, experiment_id) if definitions else {}
     for j, d in enumerate(definitions):
-        arm_stats, errors, units = _arm_stat(session, experiment_id, d, arms, where)
+        arm_stats, errors, units, reported = _arm_stat(
+            session, experiment_id, d, arms, where, exposed if d.missing == "zero" else None)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift
@@ -154,10 +202,12 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
                 n[i, j], sums[i, j], squares[i, j], shift[i, j] = (
                     stat.n, stat.sum, stat.sum_squares, stat.shift)
                 variance = stat.variance
-            per_arm[arm] = {"units": units[i], "mean": _num(stat.mean), "variance": _num(variance),
+            per_arm[arm] = {"units": units[i], "reported": reported[i], "mean": _num(stat.mean),
+                            "variance": _num(variance),
                             "interval": _interval(d.kind, stat, alpha), "error": errors[i]}
         figures[d.name] = {**metric_definitions.view(d), "arms": per_arm,
-                           "waiting": held.get(d.name, NONE_WAITING)}
+                           "waiting": held.get(d.name, NONE_WAITING),
+                           "note": _one_value_note(d, arm_stats, reported)}
     return OutcomeAggregates(definitions, n, sums, squares, shift, figures)
 
 

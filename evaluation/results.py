@@ -61,7 +61,6 @@ from evaluation.online import (
     load_cells,
     metric_stats,
     metrics,
-    outcome_units_in_window,
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
@@ -237,7 +236,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     if units_out is not None:
         units_out.append(units)
     outcomes = load_outcomes(session, experiment_id, [a.arm for a in arms], config.alpha,
-                             outcome_units_in_window(experiment_id, *hour_window(since, until)))
+                             hour_window(since, until))
     specs = {**METRIC_BY_NAME, **_outcome_specs(outcomes)}
     chosen = outcomes.primary
     primary, primary_note = _primary(experiment, specs, chosen)

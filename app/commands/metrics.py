@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
-from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MAX_ABS_VALUE
+from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MAX_ABS_VALUE, MISSING
 from evaluation.metric_definitions import define_metric, list_metrics
 
 
@@ -16,6 +16,8 @@ def _line(m: dict[str, Any]) -> str:
     line = f"{m['name']}: {m['kind']} ({what}), {m['direction']} is better"
     if m["guardrail"] is not None:
         line += f", guardrail {m['guardrail']:g}"
+    if m["missing"] == "zero":
+        line += ", an exposed unit without one counts 0"
     return line + (" [primary]" if m["primary"] else "")
 
 
@@ -39,16 +41,20 @@ def metrics() -> None:
               type=Finite(-MAX_ABS_VALUE, MAX_ABS_VALUE, said="-2^53<=x<=2^53"),
               help="An arm whose per-unit mean is significantly on the bad side of this fails.")
 @click.option("--primary", is_flag=True, help="Decide the experiment on this metric.")
+@click.option("--missing", type=click.Choice(MISSING), default=None,
+              help="What an exposed unit that reported none counts as: skip (default: the "
+                   "mean is over the units that reported it) or zero.")
 @json_option
 @pass_ctx
 def define(ctx: Context, experiment_id: int, name: str, kind: str, direction: str,
            combine: str | None, numerator: str | None, denominator: str | None,
-           guardrail: float | None, primary: bool, as_json: bool) -> None:
+           guardrail: float | None, primary: bool, missing: str | None,
+           as_json: bool) -> None:
     """Define (or change) an outcome metric of an experiment."""
     body: dict[str, Any] = {"name": name, "kind": kind, "direction": direction,
                             "guardrail": guardrail, "primary": primary}
     for key, value in (("combine", combine), ("numerator", numerator),
-                       ("denominator", denominator)):
+                       ("denominator", denominator), ("missing", missing)):
         if value is not None:
             body[key] = value
     with open_db(ctx) as db:

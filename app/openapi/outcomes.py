@@ -7,7 +7,7 @@ from typing import Any
 
 from app.openapi.parts import ADMIN, EXPERIMENT_ID, SCHEMAS, error_responses, json_response
 from core.ids import MAX_ROW_ID
-from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, NAME_PATTERN
+from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MISSING, NAME_PATTERN
 
 _NAME = {"type": "string", "pattern": NAME_PATTERN}
 _OPTIONAL_NAME = {"type": ["string", "null"], "pattern": NAME_PATTERN}
@@ -44,15 +44,21 @@ SCHEMAS["MetricDefinition"] = {
                                    "or max, ratios sum"},
         "numerator": _OPTIONAL_NAME, "denominator": _OPTIONAL_NAME,
         "guardrail": {"type": ["number", "null"]},
-        "primary": {"type": "boolean"}}}
+        "primary": {"type": "boolean"},
+        "missing": {"type": ["string", "null"], "enum": [*MISSING, None],
+                    "description": "what a unit exposed in an arm that reported no outcome of "
+                                   "the metric counts as: skip (default; the mean over the "
+                                   "units that reported it) or zero (0; for a ratio, 0 in both "
+                                   "sums)"}}}
 SCHEMAS["Metric"] = {
     "type": "object",
-    "required": ["name", "kind", "direction", "combine", "guardrail", "primary"],
+    "required": ["name", "kind", "direction", "combine", "guardrail", "primary", "missing"],
     "properties": {
         "name": {"type": "string"}, "kind": {"type": "string", "enum": list(KINDS)},
         "direction": {"type": "string"}, "combine": {"type": "string"},
         "numerator": {"type": ["string", "null"]}, "denominator": {"type": ["string", "null"]},
         "guardrail": {"type": ["number", "null"]}, "primary": {"type": "boolean"},
+        "missing": {"type": "string", "enum": list(MISSING)},
         "created_at": {"type": "string"}, "updated_at": {"type": "string"},
         "waiting": {"type": "object", "required": ["outcomes", "oldest_observed_at"],
                     "description": "outcomes stored but not counted yet: their prediction or "

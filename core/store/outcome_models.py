@@ -36,6 +36,9 @@ class ExperimentMetric(Base):
     is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # What a unit that reported none of the metric counts as: "skip" or "zero" (null: a
+    # definition from before schema 0029, "skip").
+    missing: Mapped[str | None] = mapped_column(String(8))
 
 
 class Outcome(Base):

@@ -44,6 +44,9 @@ def outcomes(res: dict[str, Any], slice_: str) -> list[Component]:
             "prediction or unit has not reached the service. Ones that stay are for ids it "
             "never served: check the unit and prediction ids the product sends.",
             id="exp-outcomes-waiting"))
+    said_of = [f"{m}: {f['note']}." for m, f in res["outcomes"].items() if f.get("note")]
+    if said_of:  # a metric of one value in every arm, averaged over its reporting units
+        notes.append(html.P(" ".join(said_of), id="exp-outcomes-one-value"))
     return notes
 
 

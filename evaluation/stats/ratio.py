@@ -52,22 +52,29 @@ class RatioStats:
         return MeanStats(self.n, 0.0, squares, self.ratio)
 
 
-def ratio_stats(numerator: ArrayLike, denominator: ArrayLike) -> RatioStats:
-    """The ratio statistic of one arm from each unit's numerator and denominator sums."""
+def ratio_stats(numerator: ArrayLike, denominator: ArrayLike, zeros: int = 0) -> RatioStats:
+    """The ratio statistic of one arm from each unit's numerator and denominator sums, and
+    `zeros` more units at 0 over 0 (units that reported neither): they leave the ratio as it
+    is but count in ``n`` and ``mean(x)``, each a linearised value of 0."""
     y = np.asarray(numerator, dtype=np.float64).ravel()
     x = np.asarray(denominator, dtype=np.float64).ravel()
     if y.shape != x.shape:
         raise ValueError("numerator and denominator need one value per unit each")
     checks.finite("numerator", y)
     checks.finite("denominator", x)
-    n = int(y.size)
+    if zeros < 0:
+        raise ValueError("zeros counts units: it cannot be negative")
+    n = int(y.size) + int(zeros)
     if n == 0:
         return RatioStats(0, math.nan, math.nan, "no units")
-    mean_x = float(x.mean())
+    mean_x = float(x.sum()) / n
     if mean_x == 0:
         return RatioStats(n, math.nan, math.nan, "the denominator sums to zero")
     ratio = float(y.sum() / x.sum())
     if n == 1:
         return RatioStats(1, ratio, math.nan, ONE_UNIT)
     z = (y - ratio * x) / mean_x
-    return RatioStats(n, ratio, float(z.var(ddof=1)))
+    mean_z = float(z.sum()) / n
+    # As z.var(ddof=1) over the n values, the zeros' each adding (0 - mean)^2.
+    squares = float(((z - mean_z) ** 2).sum()) + zeros * mean_z * mean_z
+    return RatioStats(n, ratio, squares / (n - 1))

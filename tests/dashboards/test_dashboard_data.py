@@ -147,6 +147,25 @@ def test_outcome_metrics_show_per_arm_and_why_not_in_a_slice(dash_app: Flask,
     assert "converted 1;" in waiting and T0.isoformat()[:16] in waiting, waiting
 
 
+def test_a_metric_of_one_value_over_its_reporting_units_is_named(dash_app: Flask,
+                                                                 seeded: int) -> None:
+    """Only purchases sent, and counted over the units that sent them: 1.0 in every arm, which
+    the page says, with the definition that counts every exposed unit."""
+    services = dash_app.extensions["abvoc"]
+    define_metric(services.db, seeded, {"name": "bought", "kind": "proportion",
+                                        "direction": "higher"})
+    batch = [events.make_event(events.OUTCOME_RECORDED, outcome_id=f"b-{arm}-{i}",
+                               experiment_id=seeded, metric="bought", value=1.0,
+                               observed_at=T0.isoformat(), unit_id=f"u-{arm}pr0-{i:03d}")
+             for arm in ("c", "t") for i in range(3)]
+    assert flow(services.db, services.bus, batch, services.settings.topic_prefix) == len(batch)
+    with dash_app.test_request_context("/dashboard/experiments"):
+        said = find_component(page.body(_db(dash_app), seeded, "all", data.Window()),
+                              "exp-outcomes-one-value").children
+    assert said.startswith("bought: every unit that reported 'bought'") and \
+        '"missing": "zero"' in said, said
+
+
 def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
         dash_app: Flask, seeded: int) -> None:
     db = _db(dash_app)

@@ -77,3 +77,17 @@ def test_degenerate_ratios_say_why() -> None:
         ratio_stats([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         ratio_stats([1.0, math.nan], [1.0, 1.0])
+
+
+def test_zeros_are_units_at_zero_over_zero() -> None:
+    """`zeros` more units that reported neither part: the same as those units sent as 0 and 0
+    (the direct formula over the padded arrays), without the arrays."""
+    y, x = _clustered(300, seed=5)
+    padded = ratio_stats(np.r_[y, np.zeros(200)], np.r_[x, np.zeros(200)])
+    got = ratio_stats(y, x, zeros=200)
+    assert (got.n, got.error) == (500, None)
+    assert got.ratio == pytest.approx(padded.ratio, rel=1e-14)
+    assert got.unit_variance == pytest.approx(padded.unit_variance, rel=1e-12)
+    assert ratio_stats([], [], zeros=3).error == "the denominator sums to zero"
+    with pytest.raises(ValueError):
+        ratio_stats(y, x, zeros=-1)
