@@ -26,7 +26,8 @@ KINDS = (PROPORTION, MEAN, RATIO)
 COMBINES = ("first", "sum", "mean", "max")
 DIRECTIONS = ("higher", "lower")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,49}$"
-MISSING = ("skip", "zero")
+SKIP_MISSING, ZERO_MISSING = "skip", "zero"
+MISSING = (SKIP_MISSING, ZERO_MISSING)
 FIELDS = {"name", "kind", "direction", "combine", "guardrail", "primary", "numerator",
           "denominator", "missing"}
 DEFAULT_COMBINE = {PROPORTION: "first", MEAN: "mean", RATIO: "sum"}
@@ -94,7 +95,7 @@ def check_definition(body: Any) -> dict[str, Any]:
     primary = body.get("primary", False)
     if not isinstance(primary, bool):
         raise AbvocError("'primary' must be true or false")
-    absent = _choice(body, "missing", MISSING, MISSING[0])
+    absent = _choice(body, "missing", MISSING, SKIP_MISSING)
     return {"name": name, "kind": kind, "direction": direction, "combine": combine,
             "numerator": numerator, "denominator": denominator,
             "guardrail": None if guardrail is None else float(guardrail), "primary": primary,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.builtin_metrics import ALL_METRICS
 from core.errors import AbvocError, Conflict, NotFound
-from core.outcome_metrics import MISSING, RATIO, check_definition
+from core.outcome_metrics import RATIO, SKIP_MISSING, check_definition
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, Outcome, OutcomeRequest
 from core.times import utc_iso
@@ -37,7 +37,7 @@ def view(row: ExperimentMetric) -> dict[str, Any]:
     return {"name": row.name, "kind": row.kind, "direction": row.direction,
             "combine": row.combine, "numerator": row.numerator, "denominator": row.denominator,
             "guardrail": row.guardrail, "primary": bool(row.is_primary),
-            "missing": row.missing or MISSING[0],
+            "missing": row.missing or SKIP_MISSING,
             "created_at": utc_iso(row.created_at), "updated_at": utc_iso(row.updated_at)}
 
 

@@ -33,7 +33,7 @@ from scipy import stats as scipy_stats
 from sqlalchemy import ColumnElement, Float, cast, select
 from sqlalchemy.orm import Session
 
-from core.outcome_metrics import PROPORTION, RATIO
+from core.outcome_metrics import PROPORTION, RATIO, ZERO_MISSING
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
 from evaluation.online import outcome_units_in_window, units_by_arm
@@ -163,7 +163,7 @@ def _one_value_note(d: ExperimentMetric, stats: list[MeanStats], reported: list[
     """What a metric averaged over its reporting units says where every one of them, in every
     arm, has the same value: nothing (as where only positive events are sent)."""
     arms = [s for s, r in zip(stats, reported, strict=True) if r and s.n]
-    if d.kind == RATIO or d.missing == "zero" or len(arms) < 2 \
+    if d.kind == RATIO or d.missing == ZERO_MISSING or len(arms) < 2 \
             or any(s.n > 1 and s.variance > 0 for s in arms) \
             or len({s.mean for s in arms}) > 1:
         return None
@@ -184,14 +184,14 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
     where = () if only is None else (only,)
     definitions = metric_definitions.load(session, experiment_id)
     exposed = units_by_arm(session, experiment_id, *window) \
-        if any(d.missing == "zero" for d in definitions) else None
+        if any(d.missing == ZERO_MISSING for d in definitions) else None
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
     held = waiting(session, experiment_id) if definitions else {}
     for j, d in enumerate(definitions):
         arm_stats, errors, units, reported = _arm_stat(
-            session, experiment_id, d, arms, where, exposed if d.missing == "zero" else None)
+            session, experiment_id, d, arms, where, exposed if d.missing == ZERO_MISSING else None)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from app.cli import EXPERIMENT_ID, Context, Finite, emit, json_option, open_db, pass_ctx
-from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MAX_ABS_VALUE, MISSING
+from core.outcome_metrics import COMBINES, DIRECTIONS, KINDS, MAX_ABS_VALUE, MISSING, ZERO_MISSING
 from evaluation.metric_definitions import define_metric, list_metrics
 
 
@@ -16,7 +16,7 @@ def _line(m: dict[str, Any]) -> str:
     line = f"{m['name']}: {m['kind']} ({what}), {m['direction']} is better"
     if m["guardrail"] is not None:
         line += f", guardrail {m['guardrail']:g}"
-    if m["missing"] == "zero":
+    if m["missing"] == ZERO_MISSING:
         line += ", an exposed unit without one counts 0"
     return line + (" [primary]" if m["primary"] else "")
 
