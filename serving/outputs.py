@@ -121,14 +121,7 @@ def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
     n = len(kind.classes)
     scores = _pick(kind, arrays, lambda a: a.dtype.kind == "f" and a.size == n)
     if scores is not None:
-        flat = scores.reshape(-1).astype(np.float64)
-        # -inf is a log-probability's "impossible"; NaN (which argmax would pick) never fits.
-        if np.isnan(flat).any() or not np.isfinite(flat.max()):
-            raise CandidateOutputError(f"the candidate's class scores are not finite "
-                                       f"({np.array2string(flat, threshold=12)}): scores "
-                                       "must be numbers with a finite top score")
-        best = int(np.argmax(flat))
-        share = float(flat[best]) if abs(flat.sum() - 1.0) < 1e-3 else None
+        best, share = _top_score(scores.reshape(-1))
         return kind.classes[best], share
     index = _pick(kind, arrays, lambda a: a.dtype.kind in "iu" and a.size == 1)
     if index is not None:
@@ -139,6 +132,40 @@ def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
         return kind.classes[at], None
     raise CandidateOutputError(f"a 'label' candidate must answer with one class name, "
                                f"{n} class scores or a class index; got {_shapes(arrays)}")
+
+
+def _top_score(flat: np.ndarray) -> tuple[int, float | None]:
+    """The index of the top class score, and the score itself where the scores sum to 1 (a
+    probability). A few scores, as most classifiers have, are read as Python floats (numpy's
+    five reductions cost more than the rest of reading the answer); more go through numpy.
+    Both pick the first of equal top scores and sum left to right below eight values, as
+    numpy does."""
+    if flat.size <= _FEW_SCORES:
+        values = flat.tolist()
+        # -inf is a log-probability's "impossible"; NaN (which argmax would pick) never fits.
+        top = max(values)
+        if any(v != v for v in values) or not math.isfinite(top):
+            _not_finite(flat)
+        best = values.index(top)
+        total = sum(values)
+    else:
+        wide = flat.astype(np.float64)
+        if np.isnan(wide).any() or not np.isfinite(wide.max()):
+            _not_finite(flat)
+        best = int(np.argmax(wide))
+        top, total = float(wide[best]), float(wide.sum())
+    return best, (float(top) if abs(total - 1.0) < 1e-3 else None)
+
+
+_FEW_SCORES = 7
+"""Up to this many scores are read in Python: below eight values numpy sums one by one too, so
+the share (and whether the scores sum to 1) is the same to the bit."""
+
+
+def _not_finite(flat: np.ndarray) -> None:
+    raise CandidateOutputError(f"the candidate's class scores are not finite "
+                               f"({np.array2string(flat.astype(np.float64), threshold=12)}): "
+                               "scores must be numbers with a finite top score")
 
 
 def _number(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
