@@ -71,12 +71,13 @@ def _check_compatible(s: Session, refs: list[dict[str, Any]]) -> str | None:
             Candidate.name == ref["candidate"], Candidate.version == ref["version"])) or {}
         contract = (pipeline.get("takes"), pipeline.get("inputs"),
                     (pipeline.get("output") or {}).get("type"))
-        label = f"{ref.get('name') or 'shadow'} ({ref['candidate']} v{ref['version']})"
+        runs = f"{ref['candidate']} v{ref['version']}"
+        label = f"arm {ref['name']} ({runs})" if ref.get("name") else f"shadow {runs}"
         if first is None:
             first = (label, contract)
         elif contract != first[1]:
             what = ("inputs" if contract[:2] != first[1][:2] else "output type")
-            raise fail(f"arm {label} and {first[0]} differ in their {what}: every arm and "
+            raise fail(f"{label} and {first[0]} differ in their {what}: every arm and "
                        "shadow of an experiment must take the same requests and answer in "
                        "the same output type")
     return None if first is None else first[1][2]

@@ -43,5 +43,7 @@ def test_arms_that_take_other_requests_or_answer_otherwise_are_refused(db: Datab
         with pytest.raises(AbvocError, match=f"differ in their {what}") as refused:
             experiments.create(spec)
         assert refused.value.status == 400
-        assert "iris v1" in refused.value.message
+        assert "arm arm0 (iris v1)" in refused.value.message
+        if "shadows" in spec:  # a shadow is named as one, not as an arm
+            assert refused.value.message.startswith("shadow player v1 and arm arm0 (iris v1)")
     assert [e["name"] for e in experiments.list()] == ["iris-iris-copy"]  # nothing else stored
