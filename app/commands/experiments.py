@@ -149,6 +149,9 @@ def create(ctx: Context, spec: Any, name: str | None, scope: str, unit: str,
                 "expected_sample_per_arm": expected_sample, "primary_metric": primary_metric}
         if canary:
             body["canary"] = _canary(canary, advance_after_s)
+        if len(arms) < 2:  # the API's words ('arms' must be a list ...) name no option
+            raise click.UsageError(f"give --arm at least twice (got {len(arms)}): the first is "
+                                   "the control, e.g. --arm control=iris --arm new=iris-v2")
     with open_db(ctx) as db:
         exp = Experiments(db).create(body)
     emit(exp, as_json, _summary(exp))

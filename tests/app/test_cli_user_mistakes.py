@@ -63,6 +63,8 @@ def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
     refused(cli.invoke(main, [*base, "--guardrail", "foo"]), "NAME=LIMIT")
     refused(cli.invoke(main, [*base, "--arm", "b=iris-onnx", "--canary", "b:abc"]), "--canary")
     refused(cli.invoke(main, [*base, "--advance-after-s", "60"]), "--canary")
+    for one_or_none in (base, base[:4]):  # the option to repeat, not the API's 'arms'
+        refused(cli.invoke(main, one_or_none), "give --arm at least twice", "control=iris")
     spec = tmp_path / "spec.json"
     for content, words in ((b"", "empty"), (b"{nope", "not JSON"), (b"\xff\xfe{}", "UTF-8"),
                            (b"[" * 5000 + b"]" * 5000, "not JSON")):
