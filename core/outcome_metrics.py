@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from core.errors import AbvocError
+from core.text import quoted_names
 
 PROPORTION, MEAN, RATIO = "proportion", "mean", "ratio"
 KINDS = (PROPORTION, MEAN, RATIO)
@@ -49,7 +50,7 @@ def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...], default: s
     if value is None and default is not None:
         value = default
     if value not in allowed:
-        raise AbvocError(f"'{key}' must be one of {list(allowed)}")
+        raise AbvocError(f"'{key}' must be one of {quoted_names(allowed)}")
     return str(value)
 
 

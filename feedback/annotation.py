@@ -41,6 +41,7 @@ from core.store.models import (
     RelabelLabel,
     ServedPrediction,
 )
+from core.text import quoted_names
 from core.times import as_utc
 from feedback.cross_queue import against_elsewhere, disagreement_note, item_output_type, settle
 from feedback.item_view import item_view
@@ -315,7 +316,7 @@ def listing(db: Database, status: str, queue: str | None = None,
             limit: int = 50) -> list[dict[str, Any]]:
     """Items by status (e.g. ``review`` for the admin), most urgent first, with their labels."""
     if status not in STATUSES:
-        raise AbvocError(f"'status' must be one of {list(STATUSES)}")
+        raise AbvocError(f"'status' must be one of {quoted_names(STATUSES)}")
     if queue is not None:
         check_queue(queue)
     r = RelabelItem

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
-from core.text import quoted
+from core.text import quoted, quoted_names
 from serving.assignment import NUM_BUCKETS, allocate
 
 # What is randomized: `user` and `session` stick by the unit id a request carries; `request`
@@ -221,8 +221,8 @@ def check_spec(spec: Any) -> dict[str, Any]:
     scope = check_scope(spec.get("scope", "default"))
     unit = spec.get("unit", "user")
     if unit not in UNITS:
-        raise fail(f"'unit' must be one of {list(UNITS)}: 'user' or 'session' keep a unit id's "
-                   "requests on one arm, 'request' assigns each request on its own")
+        raise fail(f"'unit' must be one of {quoted_names(UNITS)}: 'user' or 'session' keep "
+                   "a unit id's requests on one arm, 'request' assigns each request on its own")
     salt = check_salt(spec.get("salt"))
     arms = check_arms(spec.get("arms"))
     shadows = check_shadows(spec.get("shadows"))
@@ -231,8 +231,8 @@ def check_spec(spec: Any) -> dict[str, Any]:
     guardrails = check_guardrails(spec.get("guardrails"))
     primary = spec.get("primary_metric", DEFAULT_PRIMARY)
     if primary not in METRICS:
-        raise fail(f"'primary_metric' must be one of {list(METRICS)} (the metrics the results "
-                   "test; outcome metrics become primary through their definition)")
+        raise fail(f"'primary_metric' must be one of {quoted_names(METRICS)} (the metrics "
+                   "the results test; outcome metrics become primary through their definition)")
     return {"name": name, "scope": scope, "unit": unit, "salt": salt, "arms": arms,
             "shadows": shadows, "canary": canary, "guardrails": guardrails,
             "primary_metric": primary,

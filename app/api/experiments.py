@@ -9,7 +9,7 @@ from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
-from core.text import shown
+from core.text import quoted_names, shown
 from serving.experiments import KILL_SWITCH, MAX_REASON, OPERATOR_PAUSE
 
 bp = Blueprint("experiments", __name__)
@@ -32,7 +32,7 @@ def _changed(view: dict):  # noqa: ANN202
 def list_experiments():  # noqa: ANN201
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
-        raise AbvocError(f"'status' must be one of {list(STATUSES)}")
+        raise AbvocError(f"'status' must be one of {quoted_names(STATUSES)}")
     return jsonify({"experiments": _experiments().list(status)})
 
 

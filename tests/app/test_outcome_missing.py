@@ -51,7 +51,7 @@ def test_missing_is_validated_stored_and_shown(v2app: Flask) -> None:
     for bad in ("zeros", "", 0, True, ["zero"]):
         refused = client.post(url, headers=admin, json={**body, "missing": bad})
         assert refused.status_code == 400, refused.get_json()
-        assert refused.get_json()["error"] == "'missing' must be one of ['skip', 'zero']"
+        assert refused.get_json()["error"] == "'missing' must be one of 'skip', 'zero'"
     made = client.post(url, headers=admin, json={**body, "missing": "zero"})
     assert made.status_code == 201 and made.get_json()["missing"] == "zero"
     listed = client.get(url, headers=admin).get_json()["metrics"]
