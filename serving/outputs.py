@@ -20,7 +20,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -162,7 +162,7 @@ _FEW_SCORES = 7
 the share (and whether the scores sum to 1) is the same to the bit."""
 
 
-def _not_finite(flat: np.ndarray) -> None:
+def _not_finite(flat: np.ndarray) -> NoReturn:
     raise CandidateOutputError(f"the candidate's class scores are not finite "
                                f"({np.array2string(flat.astype(np.float64), threshold=12)}): "
                                "scores must be numbers with a finite top score")
