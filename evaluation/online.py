@@ -160,15 +160,17 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
 
 
 def units_by_arm(session: Session, experiment_id: int, start: datetime | None = None,
-                 end: datetime | None = None) -> dict[str, int]:
+                 end: datetime | None = None, leaving_out: Any = None) -> dict[str, int]:
     """Distinct units per arm whose first prediction in the experiment (any slice) fell in
-    ``[start, end)`` (every unit when both are open).
+    ``[start, end)`` (every unit when both are open), less those `leaving_out` selects.
 
     The aggregates count a unit once per slice, so their sum over slices counts a unit whose
     requests carry several slices several times; the sample-ratio check needs each unit once."""
     u = ExperimentUnit
     first = (select(u.arm, u.unit_id, func.min(u.first_seen).label("first"))
              .where(u.experiment_id == experiment_id).group_by(u.arm, u.unit_id))
+    if leaving_out is not None:
+        first = first.where(u.unit_id.not_in(leaving_out))
     if start is not None or end is not None:
         first = first.having(and_(*in_window(func.min(u.first_seen), start, end)))
     seen = first.subquery()

@@ -38,6 +38,7 @@ from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
 from evaluation.online import outcome_units_in_window, units_by_arm
 from evaluation.outcomes import NONE_WAITING, waiting
+from evaluation.several_arms import several_arms_figures, units_in_several_arms
 from evaluation.stats import ExperimentAggregates, MeanStats, ratio_stats
 from evaluation.stats.small_samples import wilson_interval
 
@@ -53,6 +54,8 @@ class OutcomeAggregates:
     squares: np.ndarray
     shift: np.ndarray
     figures: dict[str, Any]
+    several_arms: dict[str, Any] | None
+    """The units seen in more than one arm, left out (None without outcome metrics)."""
 
     @property
     def names(self) -> list[str]:
@@ -75,26 +78,35 @@ def _unit_column(combine: str) -> Any:
             "max": t.maximum}[combine]
 
 
+_Only = tuple[Iterable[ColumnElement[bool]], frozenset[str]]
+"""Which unit values count: filters on ``outcome_unit_values`` (a time window's), and the units
+left out (seen in more than one arm)."""
+
+
 def _values(session: Session, experiment_id: int, metric: str, combine: str,
-            only: Iterable[ColumnElement[bool]]) -> dict[str, np.ndarray]:
+            only: _Only) -> dict[str, np.ndarray]:
     t = OutcomeUnitValue
+    where, left_out = only
     found: dict[str, list[float]] = defaultdict(list)
-    for arm, value in session.execute(
-            select(t.arm, _unit_column(combine))
-            .where(t.experiment_id == experiment_id, t.metric == metric, *only)):
-        found[arm].append(float(value))
+    for arm, unit, value in session.execute(
+            select(t.arm, t.unit_id, _unit_column(combine))
+            .where(t.experiment_id == experiment_id, t.metric == metric, *where)):
+        if unit not in left_out:
+            found[arm].append(float(value))
     return {arm: np.array(v) for arm, v in found.items()}
 
 
 def _ratio_units(session: Session, experiment_id: int, numerator: str, denominator: str,
-                 only: Iterable[ColumnElement[bool]]
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                 only: _Only) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t = OutcomeUnitValue
+    where, left_out = only
     units: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for arm, unit, metric, total in session.execute(
             select(t.arm, t.unit_id, t.metric, t.total)
             .where(t.experiment_id == experiment_id, t.metric.in_([numerator, denominator]),
-                   *only)):
+                   *where)):
+        if unit in left_out:
+            continue
         units[(arm, unit)][0 if metric == numerator else 1] += float(total)
     by_arm: dict[str, list[list[float]]] = defaultdict(list)
     for (arm, _), pair in sorted(units.items()):
@@ -122,7 +134,7 @@ def _zeros(reported: list[int], arms: list[str], exposed: dict[str, int] | None)
 
 
 def _arm_stat(session: Session, experiment_id: int, d: ExperimentMetric, arms: list[str],
-              only: Iterable[ColumnElement[bool]], exposed: dict[str, int] | None,
+              only: _Only, exposed: dict[str, int] | None,
               ) -> tuple[list[MeanStats], list[str | None], list[int], list[int]]:
     """Per arm: the statistic the tests read, why it has no figures (if so), the units in its
     sample (a ratio whose denominator sums to zero tests none but has them) and the units that
@@ -180,18 +192,24 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
     """Every outcome metric of the experiment, per arm (``arms`` in the results' order), over
     the units first seen in the `window` (whole hours; every unit when both ends are open:
     :func:`evaluation.online.outcome_units_in_window`)."""
+    definitions = metric_definitions.load(session, experiment_id)
+    if not definitions:  # the built-in metrics count each prediction in the arm that served it
+        return OutcomeAggregates([], *(np.zeros((len(arms), 0)) for _ in range(4)), {}, None)
     only = outcome_units_in_window(experiment_id, *window)
     where = () if only is None else (only,)
-    definitions = metric_definitions.load(session, experiment_id)
-    exposed = units_by_arm(session, experiment_id, *window) \
+    # A unit served in two arms is left out of both (evaluation.several_arms).
+    several = units_in_several_arms(experiment_id)
+    left_out = frozenset(session.scalars(several))
+    exposed = units_by_arm(session, experiment_id, *window, leaving_out=several) \
         if any(d.missing == ZERO_MISSING for d in definitions) else None
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
-    held = waiting(session, experiment_id) if definitions else {}
+    held = waiting(session, experiment_id)
     for j, d in enumerate(definitions):
         arm_stats, errors, units, reported = _arm_stat(
-            session, experiment_id, d, arms, where, exposed if d.missing == ZERO_MISSING else None)
+            session, experiment_id, d, arms, (where, left_out),
+            exposed if d.missing == ZERO_MISSING else None)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift
@@ -208,7 +226,8 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
         figures[d.name] = {**metric_definitions.view(d), "arms": per_arm,
                            "waiting": held.get(d.name, NONE_WAITING),
                            "note": _one_value_note(d, arm_stats, reported)}
-    return OutcomeAggregates(definitions, n, sums, squares, shift, figures)
+    return OutcomeAggregates(definitions, n, sums, squares, shift, figures,
+                             several_arms_figures(session, experiment_id, len(left_out)))
 
 
 def with_outcomes(base: ExperimentAggregates, outcomes: OutcomeAggregates,

@@ -271,6 +271,7 @@ def experiment_results(session: Session, experiment_id: int, *,
         "label_metrics": _label_metrics(cells, variants, slices, facts, versions,
                                         config.alpha),
         "outcomes": outcomes.figures,
+        "units_in_several_arms": outcomes.several_arms,  # left out of the outcome metrics
     }
     units_with_predictions(units, out["metrics"], variants)
     out["analysis_unit"], out["analysis_unit_note"] = describe(

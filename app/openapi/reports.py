@@ -130,6 +130,11 @@ RESULTS["properties"]["online_accuracy"] = _object(
     description="accuracy from verified labels per variant and slice: the unbiased audit "
                 "figure (Wilson interval), all labels (biased low), and the correction bound; "
                 "each names its sample and bias")
+RESULTS["properties"]["units_in_several_arms"] = {
+    "type": ["object", "null"], "required": ["units", "share", "note"],
+    "properties": {"units": {**INT, "minimum": 0}, "share": NUM, "note": STR_OR_NULL},
+    "description": "units served in more than one arm (moved by a canary step or new weights), "
+                   "left out of every arm's outcome metrics; null without outcome metrics"}
 
 MAE_GAP = _object({
     "online_mae": NUM, "offline_mae": NUM, "online_n": INT, "offline_n": INT,

@@ -47,6 +47,9 @@ def outcomes(res: dict[str, Any], slice_: str) -> list[Component]:
     said_of = [f"{m}: {f['note']}." for m, f in res["outcomes"].items() if f.get("note")]
     if said_of:  # a metric of one value in every arm, averaged over its reporting units
         notes.append(html.P(" ".join(said_of), id="exp-outcomes-one-value"))
+    moved = (res.get("units_in_several_arms") or {}).get("note")
+    if moved:
+        notes.append(html.P(f"Note: {moved}.", id="exp-outcomes-several-arms"))
     return notes
 
 

@@ -1,0 +1,60 @@
+"""Units seen in more than one arm of an experiment, which the outcome metrics leave out.
+
+A unit moves to another arm when the split changes under it: a canary step or new weights move
+the fewest units the change needs (serving/assignment.py), but those few do move. Such a unit
+was first served in one arm and then in another, so its outcomes mix both: counted in one arm
+(its first, where an outcome names only the unit) or in the other (where an outcome names a
+prediction the later arm served), and with ``missing: zero`` also as an exposed zero in its
+first arm. Counted as they come, they would credit each arm with some of the other's effect,
+so the outcome metrics leave such a unit out of every arm, exposure counts included, and the
+results say how many units that was and which share of the experiment's units (experiment
+platforms report these as multiple exposures).
+
+What the store shows of a move: the unit's first arm differs between slices
+(``experiment_units`` keeps the first arm per slice), or an outcome of it is counted in an arm
+other than its first (``outcome_unit_values``). A unit that moved but sent no outcome from its
+later arm shows neither, and counts in its first arm, where it was assigned first.
+
+The built-in metrics are per prediction and count each in the arm that served it: a move does
+not mix them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, select, union
+from sqlalchemy.orm import Session
+
+from core.store.models import ExperimentUnit, OutcomeUnitValue
+
+# Below this share of the experiment's units, leaving them out is a footnote; above it, a move
+# of this size (a canary step, a weight change) is worth a look at when it happened.
+NOTABLE_SHARE = 0.01
+
+
+def units_in_several_arms(experiment_id: int) -> Select:
+    """The ids of the experiment's units seen in more than one arm."""
+    u, t = ExperimentUnit, OutcomeUnitValue
+    pairs = union(select(u.unit_id, u.arm).where(u.experiment_id == experiment_id),
+                  select(t.unit_id, t.arm).where(t.experiment_id == experiment_id)).subquery()
+    return select(pairs.c.unit_id).group_by(pairs.c.unit_id).having(func.count() > 1)
+
+
+def several_arms_figures(session: Session, experiment_id: int, several: int
+                         ) -> dict[str, Any]:
+    """What the results say of the `several` units seen in more than one arm: how many, their
+    share of the experiment's units, and a note where there are any."""
+    if not several:
+        return {"units": 0, "share": 0.0, "note": None}
+    u = ExperimentUnit
+    units = session.scalar(select(func.count(u.unit_id.distinct()))
+                           .where(u.experiment_id == experiment_id)) or several
+    share = several / max(units, several)
+    note = (f"{several:,} unit(s) ({share:.1%} of the experiment's) were served in more than "
+            "one arm, as when a canary step or new weights move units: the outcome metrics "
+            "leave them out of every arm, so no arm counts another's outcomes")
+    if share >= NOTABLE_SHARE:
+        note += ("; that many suggests the split changed while units were still arriving, and "
+                 "a time window from the change (since=) compares the units that came after it")
+    return {"units": several, "share": share, "note": note}

@@ -1,0 +1,125 @@
+"""A unit served in two arms (moved by a canary step or new weights) is left out of every arm's
+outcome metrics, exposure counts of ``missing: zero`` included, and the results say how many;
+the tests then match scipy's on the units that stayed in one arm. A unit that moved but sent
+outcomes only by its unit id stays in its first arm, where it was assigned first."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from core import events, receipts
+from core.store.db import Database
+from dashboards.pages.experiment_notes import outcomes as outcome_notes
+from evaluation.metric_definitions import define_metric
+from evaluation.results import experiment_results
+from tests.evaluation.helpers import SECRET, T0, add_experiment, prediction
+from tests.evaluation.test_ratio_one_unit import apply
+
+LATER = T0 + timedelta(hours=2)
+ARMS = ("control", "treatment")
+
+
+def _outcome(exp: int, metric: str, value: float, *, unit: str | None = None,
+             pid: str | None = None) -> dict[str, Any]:
+    tied = {"prediction_id": pid, "receipt": receipts.sign(SECRET, pid)} if pid \
+        else {"unit_id": unit}
+    return events.make_event(events.OUTCOME_RECORDED, outcome_id=uuid.uuid4().hex,
+                             experiment_id=exp, metric=metric, value=value,
+                             observed_at=LATER.isoformat(), **tied)
+
+
+def _feed(db: Database) -> tuple[int, dict[str, dict[str, float]], set[str]]:
+    """40 units served in one arm, revenue from some; units moved from control to treatment
+    (outcomes tied to their later prediction, or by unit; first served in two arms in two
+    slices); one moved unit whose outcome names only the unit. Returns each arm's revenue
+    per unit that counts (0 where none) and the moved units that do not."""
+    exp = add_experiment(db)
+    define_metric(db, exp, {"name": "revenue", "kind": "mean", "combine": "sum",
+                            "missing": "zero", "direction": "higher"})
+    define_metric(db, exp, {"name": "bought", "kind": "proportion", "direction": "higher"})
+    batch, counted = [], {arm: {} for arm in ARMS}
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        unit, arm = f"stay-{i}", ARMS[i % 2]
+        batch.append(prediction(f"p-{unit}", experiment_id=exp, arm=arm, unit_id=unit))
+        value = float(rng.integers(1, 50)) if rng.random() < 0.6 else 0.0
+        if value:
+            batch += [_outcome(exp, "revenue", value, unit=unit),
+                      _outcome(exp, "bought", 1.0, unit=unit)]
+        counted[arm][unit] = value
+    moved = set()
+    for i in range(6):  # control first, then treatment after the split changed
+        unit = f"moved-{i}"
+        moved.add(unit)
+        batch += [prediction(f"p1-{unit}", experiment_id=exp, arm="control", unit_id=unit),
+                  prediction(f"p2-{unit}", experiment_id=exp, arm="treatment", unit_id=unit,
+                             at=LATER),
+                  _outcome(exp, "revenue", 100.0, pid=f"p2-{unit}"),
+                  _outcome(exp, "bought", 1.0, pid=f"p2-{unit}")]
+        if i % 2:
+            batch.append(_outcome(exp, "revenue", 7.0, unit=unit))
+    moved.add("sliced")  # first served in control in one slice, in treatment in another
+    batch += [prediction("p1-sliced", experiment_id=exp, arm="control", unit_id="sliced"),
+              prediction("p2-sliced", experiment_id=exp, arm="treatment", unit_id="sliced",
+                         slice_="handwritten/long", at=LATER)]
+    # Moved too, but its outcome names only the unit: counted where it was first served.
+    batch += [prediction("p1-quiet", experiment_id=exp, arm="control", unit_id="quiet"),
+              prediction("p2-quiet", experiment_id=exp, arm="treatment", unit_id="quiet",
+                         at=LATER),
+              _outcome(exp, "revenue", 30.0, unit="quiet")]
+    counted["control"]["quiet"] = 30.0
+    apply(db, batch)
+    return exp, counted, moved
+
+
+def test_units_served_in_two_arms_are_left_out_of_outcome_metrics(db: Database) -> None:
+    exp, counted, moved = _feed(db)
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    several = res["units_in_several_arms"]
+    units = 40 + len(moved) + 1
+    assert several["units"] == len(moved) == 7
+    assert several["share"] == pytest.approx(7 / units)
+    assert "7 unit(s) (14.6% of the experiment's) were served in more than one arm" \
+        in several["note"] and "since=" in several["note"]
+    shown = {p.id: p.children for p in outcome_notes(res, "all")}  # the Experiments page's
+    assert shown["exp-outcomes-several-arms"] == f"Note: {several['note']}."
+    revenue, bought = res["outcomes"]["revenue"]["arms"], res["outcomes"]["bought"]["arms"]
+    for arm in ARMS:
+        values = np.array(list(counted[arm].values()))
+        assert revenue[arm]["units"] == values.size  # exposed, less the moved units
+        assert revenue[arm]["reported"] == int((values > 0).sum())
+        assert revenue[arm]["mean"] == pytest.approx(values.mean())
+        assert revenue[arm]["variance"] == pytest.approx(values.var(ddof=1))
+        # skip: the units that reported it, none of them moved
+        assert bought[arm]["units"] == sum(1 for u, v in counted[arm].items()
+                                           if v and u != "quiet")
+    rec = next(r for r in res["comparisons"] if r["metric"] == "revenue")
+    c, t = (np.array(list(counted[a].values())) for a in ARMS)
+    welch = stats.ttest_ind(t, c, equal_var=False)
+    assert (rec["n_control"], rec["n_treatment"]) == (c.size, t.size)
+    assert rec["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+
+
+def test_no_outcome_metric_no_count_and_no_move_no_note(db: Database) -> None:
+    exp = add_experiment(db)
+    apply(db, [prediction("p1", experiment_id=exp, arm="control", unit_id="u"),
+               prediction("p2", experiment_id=exp, arm="treatment", unit_id="u",
+                          slice_="handwritten/long")])
+    with db.session() as s:
+        assert experiment_results(s, exp)["units_in_several_arms"] is None
+    define_metric(db, exp, {"name": "revenue", "kind": "mean", "direction": "higher"})
+    with db.session() as s:
+        assert experiment_results(s, exp)["units_in_several_arms"]["units"] == 1
+    other = add_experiment(db, name="other", scope="other")
+    define_metric(db, other, {"name": "revenue", "kind": "mean", "direction": "higher"})
+    apply(db, [prediction("q1", experiment_id=other, arm="control", unit_id="u")])
+    with db.session() as s:
+        assert experiment_results(s, other)["units_in_several_arms"] == {
+            "units": 0, "share": 0.0, "note": None}
