@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from core.text import quoted_names
 
 
 class AbvocError(Exception):
@@ -48,3 +51,14 @@ class EventSchemaError(AbvocError):
     """An event does not match its JSON Schema; producers refuse it, consumers park it."""
 
     status = 400
+
+
+def refuse_unknown(given: Iterable[str], allowed: Iterable[str], *, noun: str = "field(s)",
+                   known: str = "allowed") -> None:
+    """A 400 naming the keys of `given` outside `allowed` and those allowed (each list quoted
+    and bounded, core.text.quoted_names), where a request, a file or a spec has any."""
+    allowed = set(allowed)
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise AbvocError(f"unknown {noun} {quoted_names(unknown)}; {known}: "
+                         f"{quoted_names(sorted(allowed))}")

@@ -19,7 +19,7 @@ import math
 import re
 from typing import Any
 
-from core.errors import AbvocError
+from core.errors import AbvocError, refuse_unknown
 from core.text import quoted_names
 
 PROPORTION, MEAN, RATIO = "proportion", "mean", "ratio"
@@ -58,9 +58,7 @@ def check_definition(body: Any) -> dict[str, Any]:
     """A metric definition with its defaults filled in, or AbvocError (400) saying what to fix."""
     if not isinstance(body, dict):
         raise AbvocError("send the metric as a JSON object with name, kind and direction")
-    unknown = set(body) - FIELDS
-    if unknown:
-        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    refuse_unknown(body, FIELDS)
     name = _name(body, "name")
     kind = _choice(body, "kind", KINDS, None)
     direction = _choice(body, "direction", DIRECTIONS, None)

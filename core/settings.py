@@ -23,6 +23,7 @@ from core.errors import ConfigError
 from core.folders import folder_setting
 from core.masking import Secret, mask_url
 from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
+from core.text import quoted_names
 
 SECRET_KEY_FILE = "secret_key"
 PRODUCTION = "production"
@@ -315,8 +316,8 @@ def _file_settings(path: str | Path, file_values: Mapping[str, Any]) -> dict[str
     """A config file's values by setting; an unknown key, or a setting under both its names,
     is refused, naming the keys the file takes."""
     if unknown := set(file_values) - set(FILE_KEYS):
-        raise ConfigError(f"{_config(path)} has unknown keys: {sorted(unknown)}; the keys "
-                          f"are: {', '.join(_file_key(var) for var in ENV_KEYS)}")
+        raise ConfigError(f"{_config(path)} has unknown keys: {quoted_names(sorted(unknown))}; "
+                          f"the keys are: {', '.join(_file_key(var) for var in ENV_KEYS)}")
     if len(values := {FILE_KEYS[k]: v for k, v in file_values.items()}) < len(file_values):
         raise ConfigError(f"{_config(path)} gives a setting under both its names (e.g. "
                           "bus_url and bus): keep one")

@@ -53,7 +53,18 @@ def quoted(name: Any) -> str:
     return f"'{name}'"
 
 
-def quoted_names(names: Iterable[Any]) -> str:
-    """Names a message lists (an experiment's arms), each :func:`quoted`, comma-separated: a
-    Python list's repr would print them with its brackets and escapes."""
-    return ", ".join(quoted(n) for n in names)
+def quoted_names(names: Iterable[Any], limit: int = 4 * SHOWN_CHARS) -> str:
+    """Names a message lists (an experiment's arms, a request's unknown fields), each
+    :func:`quoted` and :func:`shown` (a Python list's repr would print them with its brackets
+    and escapes), comma-separated; past about `limit` characters the rest are counted, not
+    listed, so 10,000 unknown fields make a short 400 body."""
+    listed = [quoted(shown(n, form=str)) for n in names]
+    text = ", ".join(listed)
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    for name in listed:
+        if len(", ".join([*kept, name])) > limit:
+            break
+        kept.append(name)
+    return f"{', '.join(kept)} and {len(listed) - len(kept):,} more"

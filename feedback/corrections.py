@@ -13,13 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import events, receipts
-from core.errors import AbvocError, Conflict, Forbidden, NotFound
+from core.errors import AbvocError, Conflict, Forbidden, NotFound, refuse_unknown
 from core.outbox import add_event
 from core.output_types import OutputKind, check_output
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, CorrectionRequest, ServedPrediction
-from core.text import shown
 
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
@@ -32,9 +31,7 @@ def _check(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise AbvocError("the body must be a JSON object with prediction_id, receipt and "
                          "corrected_output")
-    unknown = set(body) - FIELDS
-    if unknown:
-        raise AbvocError(f"unknown fields {shown(sorted(unknown))}; allowed: {sorted(FIELDS)}")
+    refuse_unknown(body, FIELDS)
     for key in ("prediction_id", "receipt"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise AbvocError(f"'{key}' is required and must be a non-empty string")

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import events, receipts
-from core.errors import AbvocError, Conflict, Forbidden, NotFound
+from core.errors import AbvocError, Conflict, Forbidden, NotFound, refuse_unknown
 from core.ids import MAX_ROW_ID, time_ordered_id
 from core.outbox import add_event
 from core.outcome_metrics import check_value
@@ -68,9 +68,7 @@ def _check(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise AbvocError("the body must be a JSON object with metric, value and either "
                          "prediction_id and receipt, or unit_id and experiment_id")
-    unknown = set(body) - FIELDS
-    if unknown:
-        raise AbvocError(f"unknown fields {sorted(unknown)}; allowed: {sorted(FIELDS)}")
+    refuse_unknown(body, FIELDS)
     _strings(body)
     by_prediction = body.get("prediction_id") is not None or body.get("receipt") is not None
     by_unit = body.get("unit_id") is not None or body.get("experiment_id") is not None

@@ -101,7 +101,8 @@ def check_keys(given: dict[str, Any], known: tuple[str, ...], where: str) -> Non
     and leave the field at its default."""
     unknown = set(given) - set(known)
     if unknown:
-        raise fail(f"{where} has unknown keys {sorted(unknown)}; it takes {', '.join(known)}")
+        raise fail(f"{where} has unknown keys {quoted_names(sorted(unknown))}; it takes "
+                   f"{', '.join(known)}")
 
 
 def check_buckets(arms: list[dict[str, Any]], canary: dict[str, Any]) -> None:
@@ -193,7 +194,8 @@ def check_guardrails(guardrails: Any) -> dict[str, Any]:
         raise fail("'guardrails' must be an object (or null for none)")
     unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
     if unknown:
-        raise fail(f"unknown guardrails {sorted(unknown)}; use {list(GUARDRAILS)}, min_samples")
+        raise fail(f"unknown guardrails {quoted_names(sorted(unknown))}; use "
+                   f"{quoted_names([*GUARDRAILS, 'min_samples'])}")
     min_samples = guardrails.get("min_samples", 50)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
         1 <= min_samples <= 10**9
@@ -216,7 +218,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
     unknown = set(spec) - {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
                            "guardrails", "primary_metric", "expected_sample_per_arm"}
     if unknown:
-        raise fail(f"unknown fields {sorted(unknown)}")
+        raise fail(f"unknown fields {quoted_names(sorted(unknown))}")
     name = check_name(spec.get("name"))
     scope = check_scope(spec.get("scope", "default"))
     unit = spec.get("unit", "user")

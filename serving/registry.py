@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from core.errors import AbvocError, ConfigError, Conflict, NotFound
+from core.errors import AbvocError, ConfigError, Conflict, NotFound, refuse_unknown
 from core.masking import hide_userinfo
 from core.store import Database, utcnow
 from core.store.models import Candidate
@@ -42,11 +42,7 @@ CANDIDATE_BACKENDS = (*BACKENDS, "remote")
 
 def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
     """The requirements if every key is known and typed right; an error that says what to fix."""
-    unknown = set(requirements) - set(REQUIREMENT_KEYS)
-    if unknown:
-        raise AbvocError(
-            f"unknown requirement(s) {sorted(unknown)}; use {sorted(REQUIREMENT_KEYS)}"
-        )
+    refuse_unknown(requirements, REQUIREMENT_KEYS, noun="requirement(s)", known="use")
     for key, kind in REQUIREMENT_KEYS.items():
         value = requirements.get(key)
         if value is None:

@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify, request
 
 from app.auth import current_scopes, require
 from app.serving import serve
-from core.errors import AbvocError
+from core.errors import AbvocError, refuse_unknown
 from serving.images import decode_image, input_hash
 from serving.predict import PredictRequest
 
@@ -44,18 +44,14 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
             raise AbvocError("multipart requests need a file field named 'image'")
         # The same rule as for JSON: a misspelt `scpoe` would be served by scope `default`.
         form = allowed - {"image_base64"}
-        unknown = (set(request.form) - form) | (set(request.files) - {"image"})
-        if unknown:
-            raise AbvocError(f"unknown field(s) {sorted(unknown)}; a multipart request has the "
-                             f"file 'image' and the fields {sorted(form)}")
+        refuse_unknown([*request.form, *request.files], {*form, "image"},
+                       known="a multipart request has the file 'image' and the fields")
         return upload.read(), request.form.to_dict()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise AbvocError("send multipart/form-data with an 'image' file, or JSON with "
                          "'image_base64' and 'unit_id'")
-    unknown = set(body) - allowed
-    if unknown:
-        raise AbvocError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    refuse_unknown(body, allowed)
     encoded = body.get("image_base64")
     if not isinstance(encoded, str) or not encoded:
         raise AbvocError("'image_base64' must be a base64 string of a PNG or JPEG image")

@@ -10,8 +10,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import current_identity, require
 from app.inputs import optional_json
-from core.errors import AbvocError
+from core.errors import AbvocError, refuse_unknown
 from core.ids import MAX_ROW_ID
+from core.text import quoted_names
 from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, relabel_rules
 
@@ -26,14 +27,12 @@ def _db():  # noqa: ANN202
 def _body(allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
     body = optional_json()
     if not isinstance(body, dict):
-        raise AbvocError(f"send a JSON object with {sorted(allowed)} (Content-Type: "
-                         "application/json)")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise AbvocError(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+        raise AbvocError(f"send a JSON object with {quoted_names(sorted(allowed))} "
+                         "(Content-Type: application/json)")
+    refuse_unknown(body, allowed)
     missing = sorted(required - set(body))
     if missing:
-        raise AbvocError(f"missing field(s) {missing}")
+        raise AbvocError(f"missing field(s) {quoted_names(missing)}")
     return body
 
 

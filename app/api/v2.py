@@ -47,7 +47,7 @@ from app.api.v2_outputs import answer as v2_answer
 from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
 from app.serving import serve
-from core.errors import AbvocError, ConfigError, NotFound
+from core.errors import AbvocError, ConfigError, NotFound, refuse_unknown
 from core.store import schema
 from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
@@ -255,9 +255,8 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     if not isinstance(body, dict):
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
                          f"tensors), and the unit in {UNIT_FROM}")
-    unknown = sorted(set(body) - _BODY_KEYS - _CLIENT_KEYS)
-    if unknown:
-        raise AbvocError(f"unknown field(s) {unknown}; a V2 request has {sorted(_BODY_KEYS)}")
+    if not set(body) <= _BODY_KEYS | _CLIENT_KEYS:  # clients' own keys pass, unnamed
+        refuse_unknown(set(body) - _CLIENT_KEYS, _BODY_KEYS, known="a V2 request has")
     _same_model(scope, body)
     request_id = None if body.get("id") is None else _id(body["id"])
     params = body.get("parameters") or {}

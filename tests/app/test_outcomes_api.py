@@ -72,7 +72,7 @@ def hostile(setup: dict[str, Any]) -> list[tuple[Any, str]]:
         ({"prediction_id": "p1", "metric": "won", "value": 1}, "go together"),
         ({**unit, "metric": "won"}, "'value' is required"),
         ({**unit, "value": 1}, "'metric' is required"),
-        ({**unit, "metric": "won", "value": 1, "extra": 1}, "unknown fields"),
+        ({**unit, "metric": "won", "value": 1, "extra": 1}, "unknown field(s) 'extra'"),
         ({**unit, "metric": "won", "value": 1, "observed_at": "2026-11-30T08:00:00"},
          "RFC 3339"),
         ({**unit, "metric": "won", "value": 1, "observed_at": "2026-11-30"}, "RFC 3339"),

@@ -265,5 +265,5 @@ def test_a_long_refused_label_is_not_echoed_whole(v2app: Flask) -> None:
     assert len(error) < 500, error
     unknown = client.post("/v1/corrections", headers=bearer(v2app, "correct"),
                           json={"x" * LONG: 1})
-    assert unknown.status_code == 400 and "unknown fields" in unknown.get_json()["error"]
+    assert unknown.status_code == 400 and "unknown field(s)" in unknown.get_json()["error"]
     assert len(unknown.get_json()["error"]) < 500
