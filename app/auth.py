@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import AbvocError, Forbidden, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import ApiKey
+from core.text import quoted_names, shown
 from core.times import utc_iso
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def create_key(db: Database, scopes: Iterable[str], name: str = "") -> dict[str,
     scopes = sorted(set(scopes))
     unknown = set(scopes) - set(SCOPES)
     if not scopes or unknown:
-        raise AbvocError(f"scopes must be some of {list(SCOPES)}, got {scopes}")
+        raise AbvocError(f"scopes must be some of {quoted_names(SCOPES)}, got {shown(scopes)}")
     # The prefix is 32 random bits and unique: among tens of thousands of keys two may draw
     # the same one, which is drawn again rather than failing the request.
     for _ in range(PREFIX_TRIES - 1):

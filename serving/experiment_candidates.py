@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core.builtin_metrics import PRIMARY_METRICS, measures
 from core.errors import Conflict
 from core.store.models import Candidate, Experiment
+from core.text import quoted_names
 from serving.experiment_spec import fail
 
 
@@ -23,7 +24,7 @@ def pin_candidates(s: Session, refs: list[dict[str, Any]], primary_metric: str) 
     wanted = {ref["candidate"] for ref in refs}
     known = set(s.scalars(select(Candidate.name).where(Candidate.name.in_(wanted))))
     if wanted - known:
-        raise fail(f"candidates not registered: {sorted(wanted - known)}; "
+        raise fail(f"candidates not registered: {quoted_names(sorted(wanted - known))}; "
                    "see `abvoc candidates list`")
     _pin_versions(s, refs)
     _check_primary(primary_metric, _check_compatible(s, refs))

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.output_types import MAX_JSON_CHARS, MAX_NUMBER, OutputKind, schema_error
-from core.text import text_problem
+from core.text import quoted_names, text_problem
 
 
 class CandidateOutputError(AbvocError):
@@ -116,7 +116,7 @@ def _label(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float 
         label = _label_string(found)
         if label not in kind.classes:
             raise CandidateOutputError(f"the candidate answered label {label!r}, which is not "
-                                       f"one of its classes {list(kind.classes)}")
+                                       f"one of its classes {quoted_names(kind.classes)}")
         return label, None
     n = len(kind.classes)
     scores = _pick(kind, arrays, lambda a: a.dtype.kind == "f" and a.size == n)

@@ -19,6 +19,7 @@ from app.cli import (
     open_db,
     pass_ctx,
 )
+from core.text import quoted_names
 
 
 @click.command("train")
@@ -44,7 +45,7 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     known = [*candidate_names(), *mobile_names(), *ONEGRAPH]
     if train_all and candidates:  # --all with names trained everything, the names unread
         raise click.UsageError(f"give candidate names or --all, not both (got --all and "
-                               f"{list(candidates)})")
+                               f"{quoted_names(candidates)})")
     names = known if train_all else list(candidates)
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {known}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import AbvocError
-from core.text import text_problem
+from core.text import quoted_names, text_problem
 from serving.bundles.tensors import MAX_DIMENSIONS
 
 MAX_DIMENSION_SIZE = 2**31
@@ -22,7 +22,8 @@ class ManifestError(AbvocError):
 def no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
     if unknown := sorted(set(data) - known):
         prefix = f"{where}: " if where else ""
-        raise ManifestError(f"{prefix}unknown key(s) {unknown}; known keys are {sorted(known)}")
+        raise ManifestError(f"{prefix}unknown key(s) {quoted_names(unknown)}; known keys are "
+                            f"{quoted_names(sorted(known))}")
 
 
 def table(data: dict[str, Any], key: str) -> dict[str, Any]:

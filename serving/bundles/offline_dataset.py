@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from core.errors import AbvocError
-from core.text import shown
+from core.text import quoted_names, shown
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.offline_labels import truth
@@ -79,8 +79,8 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     declared = {t.name: t for t in manifest.inputs}
     if not isinstance(inputs, dict) or set(inputs) != set(declared):
         got = sorted(inputs) if isinstance(inputs, dict) else inputs
-        raise OfflineError(f"{where}: 'inputs' must name the inputs {sorted(declared)}, got "
-                           f"{shown(got)}")
+        raise OfflineError(f"{where}: 'inputs' must name the inputs "
+                           f"{quoted_names(sorted(declared))}, got {shown(got)}")
     if "label" not in item:
         raise OfflineError(f"{where}: 'label' is missing: give the true {manifest.output.type}")
     slice_ = item.get("slice")

@@ -30,7 +30,7 @@ import numpy as np
 
 from core.errors import AbvocError
 from core.same_answer import edit_distance, tokens
-from core.text import text_problem
+from core.text import quoted_names, text_problem
 from serving.bundles.manifest import OutputSpec
 
 ALL = "all"  # the online name of the whole; an offline slice may not take it
@@ -153,8 +153,8 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
         mix = data["mix_slices"]
         if not isinstance(mix, list) or not mix or len(set(map(str, mix))) < len(mix) \
                 or any(not isinstance(m, str) or m not in rows for m in mix):
-            raise OfflineError(f"'mix_slices' must list some of the slices {sorted(rows)}, "
-                               "each once")
+            raise OfflineError("'mix_slices' must list some of the slices "
+                               f"{quoted_names(sorted(rows))}, each once")
         out["mix_slices"] = list(mix)
     if "notes" in data:
         if not isinstance(data["notes"], str) or len(data["notes"]) > 2000:
@@ -224,12 +224,12 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
     """One imported row: n, the type's metrics in range, optional timings and shares."""
     kind = output.type
     if not isinstance(row, dict):
-        raise OfflineError(f"{where} must be an object with 'n' and {list(METRICS[kind])}")
+        raise OfflineError(f"{where} must be an object with 'n' and {quoted_names(METRICS[kind])}")
     known = {"n", "failed", *METRICS[kind], *OPTIONAL[kind], *TIMINGS}
     unknown = sorted(set(row) - known)
     if unknown:
         raise OfflineError(f"{where}: unknown key(s) {unknown} for a {kind!r} output; known: "
-                           f"{sorted(known)}")
+                           f"{quoted_names(sorted(known))}")
     n = row.get("n")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise OfflineError(f"{where}.n must be a positive whole number of examples (at most "
@@ -246,7 +246,7 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
     for key in METRICS[kind]:
         if key not in row:
             raise OfflineError(f"{where}.{key} is missing: a {kind!r} output's offline results "
-                               f"give {list(METRICS[kind])}")
+                               f"give {quoted_names(METRICS[kind])}")
     for key in [k for k in row if k not in ("n", "failed", "label_shares", "output_shares")]:
         out[key] = _number(row[key], f"{where}.{key}", unit=key in _UNIT)
     if kind == "label":
@@ -300,7 +300,7 @@ def _shares(output: OutputSpec, value: Any, where: str) -> dict[str, float]:
     unknown = sorted(set(value) - set(output.classes))
     if unknown:
         raise OfflineError(f"{where} names {unknown}, which are not among the candidate's "
-                           f"classes {list(output.classes)}")
+                           f"classes {quoted_names(output.classes)}")
     out = {c: _number(value.get(c, 0.0), f"{where}[{c!r}]", unit=True) for c in output.classes}
     if abs(sum(out.values()) - 1) > SHARE_TOLERANCE:
         raise OfflineError(f"{where} must add up to 1, got {sum(out.values()):.4f}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from core.text import quoted_names
 from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
@@ -150,7 +151,8 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) 
     signature), or a TensorError naming the tensor."""
     declared = {t.name: t for t in specs}
     if set(inputs) != set(declared):
-        raise TensorError(f"inputs must be {sorted(declared)}, got {sorted(inputs)}")
+        raise TensorError(f"inputs must be {quoted_names(sorted(declared))}, got "
+                              f"{quoted_names(sorted(inputs))}")
     out: Tensors = {}
     for name, spec in declared.items():
         array = as_datatype(np.asarray(inputs[name]), spec.datatype, f"input {name!r}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from core.text import quoted_names
 from serving.bundles.manifest import ManifestError, Stage
 
 Tensors = dict[str, np.ndarray]
@@ -152,7 +153,8 @@ def _torchscript(stage: Stage, path: Path, device: Any) -> LoadedStage:
             results = out if isinstance(out, tuple | list) else (out,)
             if len(results) != len(stage.outputs):
                 raise BackendError(f"stage {stage.name!r} returned {len(results)} results; its "
-                                   f"manifest names {len(stage.outputs)}: {list(stage.outputs)}")
+                                   f"manifest names {len(stage.outputs)}: "
+                                   f"{quoted_names(stage.outputs)}")
             return {n: _array(r) for n, r in zip(stage.outputs, results, strict=True)}
         return _as_tensors(stage, out)
 
@@ -253,9 +255,10 @@ def needed(stage: Stage, names: list[str], tensors: Tensors) -> list[str]:
     missing."""
     missing = [n for n in names if n not in tensors]
     if missing:
-        raise StagesDoNotChain(f"stage {stage.name!r} needs input(s) {missing}, which the "
-                               f"stages before it did not give (it was given "
-                               f"{sorted(tensors)}): the bundle's stages do not chain")
+        raise StagesDoNotChain(f"stage {stage.name!r} needs input(s) {quoted_names(missing)}, "
+                               "which the stages before it did not give (it was given "
+                               f"{quoted_names(sorted(tensors))}): the bundle's stages do not "
+                               "chain")
     return names
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from core.errors import AbvocError
+from core.text import quoted_names
 from core.v2_binary import BASE64, NUMPY_TO_V2, TEXT, V2_TO_NUMPY
 
 MAX_DIMENSIONS = 32
@@ -278,7 +279,7 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
     datatype, shape = tensor.get("datatype"), tensor.get("shape")
     if datatype not in V2_TO_NUMPY:
         raise TensorError(f"tensor {name!r}: datatype {datatype!r} is not one abvoc takes; use "
-                          f"one of {sorted(V2_TO_NUMPY)}")
+                          f"one of {quoted_names(sorted(V2_TO_NUMPY))}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
                                               and d >= 0 for d in shape):
         raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.output_types import RIGHT
+from core.text import quoted_names
 from serving.bundles.manifest import Manifest, ManifestError, Stage, load_manifest
 from serving.bundles.stages import InputInfo, LoadedStage, load_stage, torch_device
 
@@ -64,7 +65,7 @@ def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
         if spec.answer is not None and loaded.outputs is not None \
                 and spec.answer not in loaded.outputs:
             raise ManifestError(f"stages[{i}].answer {spec.answer!r} is not an output of stage "
-                                f"{spec.name!r}; it gives {list(loaded.outputs)}")
+                                f"{spec.name!r}; it gives {quoted_names(loaded.outputs)}")
     return manifest, stages
 
 
@@ -77,8 +78,9 @@ def _check_chain(i: int, before_spec: Stage, before: LoadedStage, stage: LoadedS
         return
     missing = [t.name for t in stage.inputs if t.name not in gives]
     if missing:
-        raise ManifestError(f"stages[{i}] {stage.name!r} takes {missing}, which stage "
-                            f"{before.name!r} before it does not give (it gives {list(gives)}); "
+        raise ManifestError(f"stages[{i}] {stage.name!r} takes {quoted_names(missing)}, which "
+                            f"stage {before.name!r} before it does not give (it gives "
+                            f"{quoted_names(gives)}); "
                             "each stage is given only the outputs of the one before it: rename "
                             "them, or map them in a Python stage between the two")
 
@@ -96,8 +98,8 @@ def match_signature(manifest: Manifest, taken: tuple[InputInfo, ...], taker: str
     declared = {t.name: t for t in manifest.inputs}
     by_name = {i.name: i for i in taken}
     if set(declared) != set(by_name):
-        raise ManifestError(f"inputs {sorted(declared)} do not match the inputs of the "
-                            f"{taker}: {sorted(by_name)}")
+        raise ManifestError(f"inputs {quoted_names(sorted(declared))} do not match the inputs "
+                            f"of the {taker}: {quoted_names(sorted(by_name))}")
     for name, spec in declared.items():
         _check_one(taker, name, spec.datatype, spec.shape, by_name[name])
 

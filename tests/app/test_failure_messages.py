@@ -127,7 +127,7 @@ def test_stages_that_do_not_chain_are_the_candidates_failure(v2app: Flask,
     admin = bearer(v2app, "admin")
     refused = post_bundle(client, admin, folder)
     assert refused.status_code == 400, refused.get_json()
-    assert "stages[1] 'again' takes ['features'], which stage 'classifier' before it does not " \
+    assert "stages[1] 'again' takes 'features', which stage 'classifier' before it does not " \
         "give" in refused.get_json()["error"]
     with open(folder / "post.py", "a") as post:
         post.write("\n\ndef keep(tensors):\n    return {'probabilities': "

@@ -91,7 +91,7 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:
         (predictor, {"inputs": [_tensor(data=["a"] * 4)], "parameters": unit}, 400,
          "FP32 data must be JSON numbers"),
         (predictor, {"inputs": [_tensor(name="petals")], "parameters": unit}, 400,
-         "inputs must be ['features']"),
+         "inputs must be 'features'"),
         (predictor, {"inputs": [_tensor(datatype="BYTES", data=["x"] * 4)],
                      "parameters": unit}, 400, "must be FP32"),
         (predictor, {"inputs": [_tensor(shape=[1, 3], data=ROW[:3].tolist())],

@@ -53,7 +53,7 @@ def test_tritons_client_switches_to_abvoc_by_its_base_url(v2app: Flask,
     assert "label" in answers[0]["outputs"]  # no outputs named: all of them
     assert got["gzip"] == got["deflate"] == answers[0]["label"]
     assert got["refusal"]["status"] == "400"
-    assert "inputs must be ['features']" in got["refusal"]["message"]
+    assert "inputs must be 'features'" in got["refusal"]["message"]
     assert got["versioned"]["status"] == "404"
     assert "leave the client's model version empty" in got["versioned"]["message"]
 

@@ -111,7 +111,7 @@ GOOD = {"inputs": {"features": [5.0, 3.4, 1.5, 0.2]}, "label": "setosa", "slice"
 DATASET_REFUSALS = [
     ("{not json", r"line 2 is not JSON"),
     ({**GOOD, "weight": 2}, r"line 2: unknown key\(s\) \['weight'\]"),
-    ({**GOOD, "inputs": {"x": [1, 2, 3, 4]}}, r"line 2: 'inputs' must name the inputs \['features"),
+    ({**GOOD, "inputs": {"x": [1, 2, 3, 4]}}, r"line 2: 'inputs' must name the inputs 'features'"),
     ({**GOOD, "inputs": {"features": [1, 2, 3, 4, 5]}}, r"line 2: input 'features' has shape \[1,"
                                                          r" 5\]; the candidate takes \[-1, 4\]"),
     ({**GOOD, "inputs": {"features": [[1, 2, 3, 4], [1, 2, 3, 4]]}}, r"holds 2 items along the"),

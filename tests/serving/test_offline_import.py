@@ -149,7 +149,7 @@ NUMBER_ROWS = {"a": {"n": 10, "mae": 1, "rmse": 1}, "b": {"n": 10, "mae": 2, "rm
       "label_shares": {"cat": 1.0, "dog": 0.0}},
      r"'label_shares' and the overall row's label_shares differ"),
     (OutputSpec("number"), {"slices": NUMBER_ROWS, "mix_slices": ["a", "a"]},
-     r"'mix_slices' must list some of the slices \['a', 'b'\], each once"),
+     r"'mix_slices' must list some of the slices 'a', 'b', each once"),
 ])
 def test_figures_no_set_of_answers_gives_together_are_refused(
         output: OutputSpec, data: dict, fragment: str) -> None:

@@ -107,7 +107,7 @@ LONG = 5_000
      f"({LONG} characters)"),
     ({"type": "text"}, {"label": "a", "inputs": {"x": [1.0, 2.0], **{f"k{i}": 0 for i in
                                                                       range(BIG)}}},
-     "'inputs' must name the inputs ['x'], got ['k0', 'k1', ", f"({BIG + 1} items)"),
+     "'inputs' must name the inputs 'x', got ['k0', 'k1', ", f"({BIG + 1} items)"),
 ], ids=["label-list", "many-classes", "number", "json", "slice", "inputs"])
 def test_errors_show_a_shortened_value_and_its_size(tmp_path: Path, output: dict[str, object],
                                                     line: dict[str, object], words: str,
