@@ -63,8 +63,10 @@ def quoted_names(names: Iterable[Any], limit: int = 4 * SHOWN_CHARS) -> str:
     if len(text) <= limit:
         return text
     kept: list[str] = []
+    size = 0
     for name in listed:
-        if len(", ".join([*kept, name])) > limit:
+        size += len(name) + (2 if kept else 0)  # and its ", "
+        if size > limit:
             break
         kept.append(name)
     return f"{', '.join(kept)} and {len(listed) - len(kept):,} more"

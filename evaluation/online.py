@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
@@ -160,12 +160,11 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
 
 
 def units_by_arm(session: Session, experiment_id: int, start: datetime | None = None,
-                 end: datetime | None = None, leaving_out: Any = None) -> dict[str, int]:
-    """Distinct units per arm whose first prediction in the experiment (any slice) fell in
-    ``[start, end)`` (every unit when both are open), less those `leaving_out` selects.
-
-    The aggregates count a unit once per slice, so their sum over slices counts a unit whose
-    requests carry several slices several times; the sample-ratio check needs each unit once."""
+                 end: datetime | None = None, leaving_out: Select | None = None
+                 ) -> dict[str, int]:
+    """Distinct units per arm, less those `leaving_out` selects, whose first prediction in the
+    experiment (any slice) fell in ``[start, end)`` (every unit when both are open): each unit
+    once, as the sample-ratio check needs (the aggregates count it once per slice)."""
     u = ExperimentUnit
     first = (select(u.arm, u.unit_id, func.min(u.first_seen).label("first"))
              .where(u.experiment_id == experiment_id).group_by(u.arm, u.unit_id))

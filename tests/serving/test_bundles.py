@@ -27,7 +27,8 @@ from tests.support.bundles import FLOWERS, edit, refused
 # --- the manifest and the files it names ---------------------------------------------------
 
 MANIFEST_CASES = [
-    ('name = "iris-onnx"', 'name = "iris-onnx"\ncolour = "red"', r"unknown key\(s\) 'colour'; known keys are 'backend'"),
+    ('name = "iris-onnx"', 'name = "iris-onnx"\ncolour = "red"',
+     r"unknown key\(s\) 'colour'; known keys are 'backend'"),
     ('path = "model.onnx"', 'path = "model.onnx"\nweights = "w.bin"',
      r"stages\[0\]: unknown key\(s\) 'weights'"),
     ("[batching]", "[batching]\nmax_batch = 3", r"batching: unknown key"),
