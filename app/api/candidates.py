@@ -28,6 +28,7 @@ from app.auth import require
 from app.inputs import optional_json
 from core.errors import AbvocError
 from core.folders import scratch_folder
+from core.text import quoted_names
 from serving.bundles import Limits, register_bundle, retire_candidate, still_served
 from serving.bundles.archive import ARCHIVE_SUFFIXES
 
@@ -96,7 +97,8 @@ def register():  # noqa: ANN201
                          f"field '{FIELD}'")
     unknown = sorted((set(request.form) | set(request.files)) - {FIELD})
     if unknown:
-        raise AbvocError(f"unknown form field(s) {unknown}; send only the file field '{FIELD}'")
+        raise AbvocError(f"unknown form field(s) {quoted_names(unknown)}; send only the file "
+                         f"field '{FIELD}'")
     uploads = request.files.getlist(FIELD)
     if len(uploads) != 1:
         raise AbvocError(f"send exactly one file in the field '{FIELD}' (a .tar.gz of the bundle "

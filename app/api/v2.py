@@ -49,6 +49,7 @@ from app.inputs import InputRefused, read_json
 from app.serving import serve
 from core.errors import AbvocError, ConfigError, NotFound, refuse_unknown
 from core.store import schema
+from core.text import quoted_names
 from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, kept, read_tensor, split
@@ -353,7 +354,7 @@ def _inputs(raw: Any, chunks: Chunks | None) -> dict[str, np.ndarray]:
             raise TensorError(f"input {name!r} is given twice")
         unknown = sorted(set(tensor) - {"name", "datatype", "shape", "data", "parameters"})
         if unknown:
-            raise TensorError(f"input {name!r}: unknown key(s) {unknown}")
+            raise TensorError(f"input {name!r}: unknown key(s) {quoted_names(unknown)}")
         if not isinstance(tensor.get("parameters", {}), dict):
             raise TensorError(f"input {name!r}: 'parameters' must be an object")
         shape = tensor.get("shape")

@@ -73,8 +73,8 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     # a relabel export records of each example: provenance, not part of the test.
     unknown = sorted(set(item) - {"inputs", "label", "slice", *EXPORT_KEYS})
     if unknown:
-        raise OfflineError(f"{where}: unknown key(s) {unknown}; use 'inputs', 'label', 'slice' "
-                           f"(and optionally {', '.join(repr(k) for k in EXPORT_KEYS)})")
+        raise OfflineError(f"{where}: unknown key(s) {quoted_names(unknown)}; use 'inputs', "
+                           f"'label', 'slice' (and optionally {quoted_names(EXPORT_KEYS)})")
     inputs = item.get("inputs")
     declared = {t.name: t for t in manifest.inputs}
     if not isinstance(inputs, dict) or set(inputs) != set(declared):

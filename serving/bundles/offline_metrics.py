@@ -125,8 +125,8 @@ def check_imported(output: OutputSpec, data: Any) -> dict[str, Any]:
         raise OfflineError("the results file must hold a JSON object with 'slices'")
     unknown = sorted(set(data) - {"overall", "slices", "label_shares", "mix_slices", "notes"})
     if unknown:
-        raise OfflineError(f"unknown key(s) {unknown}; use 'slices' (and optionally 'overall', "
-                           "'label_shares', 'mix_slices', 'notes')")
+        raise OfflineError(f"unknown key(s) {quoted_names(unknown)}; use 'slices' (and "
+                           "optionally 'overall', 'label_shares', 'mix_slices', 'notes')")
     slices = data.get("slices")
     if not isinstance(slices, dict) or not slices:
         raise OfflineError("'slices' must be an object of slice name -> {\"n\": ..., "
@@ -228,8 +228,8 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
     known = {"n", "failed", *METRICS[kind], *OPTIONAL[kind], *TIMINGS}
     unknown = sorted(set(row) - known)
     if unknown:
-        raise OfflineError(f"{where}: unknown key(s) {unknown} for a {kind!r} output; known: "
-                           f"{quoted_names(sorted(known))}")
+        raise OfflineError(f"{where}: unknown key(s) {quoted_names(unknown)} for a {kind!r} "
+                           f"output; known: {quoted_names(sorted(known))}")
     n = row.get("n")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise OfflineError(f"{where}.n must be a positive whole number of examples (at most "

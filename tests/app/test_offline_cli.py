@@ -69,7 +69,7 @@ def test_offline_results_import_and_refusal(cli: CliRunner, settings: Settings,
     bad.write_text(json.dumps({"slices": {"lab": {"n": 50, "exact": 0.9}}}))
     result = cli.invoke(main, ["candidates", "offline-results", "iris-onnx", str(bad)])
     assert result.exit_code == 2
-    assert "slices['lab']: unknown key(s) ['exact']" in result.stderr
+    assert "slices['lab']: unknown key(s) 'exact'" in result.stderr
     assert stored(settings)["overall"]["n"] == 100  # the earlier import stands
 
     missing = cli.invoke(main, ["offline-test", "nope", "--dataset", str(good)])

@@ -110,7 +110,7 @@ def test_npy_files_and_the_batch_axis(registry: Registry, iris: str, tmp_path: P
 GOOD = {"inputs": {"features": [5.0, 3.4, 1.5, 0.2]}, "label": "setosa", "slice": "lab"}
 DATASET_REFUSALS = [
     ("{not json", r"line 2 is not JSON"),
-    ({**GOOD, "weight": 2}, r"line 2: unknown key\(s\) \['weight'\]"),
+    ({**GOOD, "weight": 2}, r"line 2: unknown key\(s\) 'weight'"),
     ({**GOOD, "inputs": {"x": [1, 2, 3, 4]}}, r"line 2: 'inputs' must name the inputs 'features'"),
     ({**GOOD, "inputs": {"features": [1, 2, 3, 4, 5]}}, r"line 2: input 'features' has shape \[1,"
                                                          r" 5\]; the candidate takes \[-1, 4\]"),
