@@ -54,11 +54,13 @@ class EventSchemaError(AbvocError):
 
 
 def refuse_unknown(given: Iterable[str], allowed: Iterable[str], *, noun: str = "field(s)",
-                   known: str = "allowed") -> None:
-    """A 400 naming the keys of `given` outside `allowed` and those allowed (each list quoted
-    and bounded, core.text.quoted_names), where a request, a file or a spec has any."""
+                   known: str = "allowed:", where: str = "",
+                   error: type[AbvocError] = AbvocError) -> None:
+    """An `error` (a 400) naming the keys of `given` outside `allowed` and then, after `known`,
+    those allowed (each list quoted and bounded, core.text.quoted_names), where a request, a
+    file or a spec has any; `where` (a manifest's table) starts the message."""
     allowed = set(allowed)
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise AbvocError(f"unknown {noun} {quoted_names(unknown)}; {known}: "
-                         f"{quoted_names(sorted(allowed))}")
+        raise error(f"{where}: " * bool(where) + f"unknown {noun} {quoted_names(unknown)}; "
+                    f"{known} {quoted_names(sorted(allowed))}")

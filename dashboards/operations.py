@@ -201,9 +201,8 @@ def recent(db: Database, minutes: int = LEDGER_MINUTES,
     request when it has none before the window, to the ledger's newest row), error rate and
     latency percentiles, as the guardrails' rolling window sees them (the rows that carry a
     latency: arms' requests and those outside experiments, not shadows' or forced ones,
-    ``watched`` counts them). The window
-    ends at the ledger's newest
-    row whichever candidate is asked for, so a candidate's figures do not change with the filter."""
+    ``watched`` counts them). The window ends at the ledger's newest row whichever candidate is
+    asked for, so a candidate's figures do not change with the filter."""
     t = ServedPrediction
     named = names(db)
     where = [] if candidate is None else [t.candidate == named.base(candidate)]

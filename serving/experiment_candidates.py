@@ -90,4 +90,5 @@ def _check_primary(primary: str, output_type: str | None) -> None:
     if not measures(primary, output_type):
         fits = [m for m in PRIMARY_METRICS if measures(m, output_type)]
         raise fail(f"'primary_metric' {primary!r} has nothing to measure in answers of type "
-                   f"{output_type or 'latex'!r}, which the arms give; choose one of {fits}")
+                   f"{output_type or 'latex'!r}, which the arms give; choose one of "
+                   f"{quoted_names(fits)}")

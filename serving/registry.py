@@ -42,7 +42,7 @@ CANDIDATE_BACKENDS = (*BACKENDS, "remote")
 
 def validate_requirements(requirements: dict[str, Any]) -> dict[str, Any]:
     """The requirements if every key is known and typed right; an error that says what to fix."""
-    refuse_unknown(requirements, REQUIREMENT_KEYS, noun="requirement(s)", known="use")
+    refuse_unknown(requirements, REQUIREMENT_KEYS, noun="requirement(s)", known="use:")
     for key, kind in REQUIREMENT_KEYS.items():
         value = requirements.get(key)
         if value is None:

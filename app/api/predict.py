@@ -45,7 +45,7 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
         # The same rule as for JSON: a misspelt `scpoe` would be served by scope `default`.
         form = allowed - {"image_base64"}
         refuse_unknown([*request.form, *request.files], {*form, "image"},
-                       known="a multipart request has the file 'image' and the fields")
+                       known="a multipart request has the file 'image' and the fields:")
         return upload.read(), request.form.to_dict()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):

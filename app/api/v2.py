@@ -257,7 +257,7 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
         raise AbvocError("send a V2 inference request: a JSON object with 'inputs' (a list of "
                          f"tensors), and the unit in {UNIT_FROM}")
     if not set(body) <= _BODY_KEYS | _CLIENT_KEYS:  # clients' own keys pass, unnamed
-        refuse_unknown(set(body) - _CLIENT_KEYS, _BODY_KEYS, known="a V2 request has")
+        refuse_unknown(set(body) - _CLIENT_KEYS, _BODY_KEYS, known="a V2 request has:")
     _same_model(scope, body)
     request_id = None if body.get("id") is None else _id(body["id"])
     params = body.get("parameters") or {}

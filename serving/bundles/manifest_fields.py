@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import AbvocError
-from core.text import quoted_names, text_problem
+from core.errors import AbvocError, refuse_unknown
+from core.text import text_problem
 from serving.bundles.tensors import MAX_DIMENSIONS
 
 MAX_DIMENSION_SIZE = 2**31
@@ -20,10 +20,8 @@ class ManifestError(AbvocError):
 
 
 def no_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
-    if unknown := sorted(set(data) - known):
-        prefix = f"{where}: " if where else ""
-        raise ManifestError(f"{prefix}unknown key(s) {quoted_names(unknown)}; known keys are "
-                            f"{quoted_names(sorted(known))}")
+    refuse_unknown(data, known, noun="key(s)", known="known keys are", where=where,
+                   error=ManifestError)
 
 
 def table(data: dict[str, Any], key: str) -> dict[str, Any]:
