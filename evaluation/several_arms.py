@@ -10,10 +10,12 @@ so the outcome metrics leave such a unit out of every arm, exposure counts inclu
 results say how many units that was and which share of the experiment's units (experiment
 platforms report these as multiple exposures).
 
-What the store shows of a move: the unit's first arm differs between slices
-(``experiment_units`` keeps the first arm per slice), or an outcome of it is counted in an arm
-other than its first (``outcome_unit_values``). A unit that moved but sent no outcome from its
-later arm shows neither, and counts in its first arm, where it was assigned first.
+What the store shows of a move: each unit's sums per arm (``unit_sums``, one row for every
+arm that served it a prediction, whatever the slice), its first arm per slice
+(``experiment_units``, which alone holds the units of predictions applied before schema 0021
+whose sums were never rebuilt) and the arms its outcomes counted in (``outcome_unit_values``).
+So a unit counts as moved as soon as the worker applies its first prediction from a second
+arm, whether or not it sent an outcome from there.
 
 The built-in metrics are per prediction and count each in the arm that served it: a move does
 not mix them.
@@ -27,6 +29,7 @@ from sqlalchemy import Select, func, select, union
 from sqlalchemy.orm import Session
 
 from core.store.models import ExperimentUnit, OutcomeUnitValue
+from core.store.outcome_models import UnitSums
 
 # Below this share of the experiment's units, leaving them out is a footnote; above it, a move
 # of this size (a canary step, a weight change) is worth a look at when it happened.
@@ -35,8 +38,10 @@ NOTABLE_SHARE = 0.01
 
 def units_in_several_arms(experiment_id: int) -> Select:
     """The ids of the experiment's units seen in more than one arm."""
-    u, t = ExperimentUnit, OutcomeUnitValue
-    pairs = union(select(u.unit_id, u.arm).where(u.experiment_id == experiment_id),
+    u, t, s = ExperimentUnit, OutcomeUnitValue, UnitSums
+    pairs = union(select(s.unit_id, s.arm).where(s.experiment_id == experiment_id,
+                                                 s.shadow.is_(False)),
+                  select(u.unit_id, u.arm).where(u.experiment_id == experiment_id),
                   select(t.unit_id, t.arm).where(t.experiment_id == experiment_id)).subquery()
     return select(pairs.c.unit_id).group_by(pairs.c.unit_id).having(func.count() > 1)
 
