@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
-from core.errors import AbvocError
+from core.errors import AbvocError, refuse_unknown
 from core.text import quoted, quoted_names
 from serving.assignment import NUM_BUCKETS, allocate
 
@@ -99,10 +99,7 @@ def check_arms(arms: Any) -> list[dict[str, Any]]:
 def check_keys(given: dict[str, Any], known: tuple[str, ...], where: str) -> None:
     """Refuse keys the spec does not read: a typo ('versoin') would otherwise pass unnoticed
     and leave the field at its default."""
-    unknown = set(given) - set(known)
-    if unknown:
-        raise fail(f"{where} has unknown keys {quoted_names(sorted(unknown))}; it takes "
-                   f"{', '.join(known)}")
+    refuse_unknown(given, known, noun="keys", known="it takes", where=where)
 
 
 def check_buckets(arms: list[dict[str, Any]], canary: dict[str, Any]) -> None:
@@ -192,10 +189,7 @@ def check_guardrails(guardrails: Any) -> dict[str, Any]:
     guardrails = {} if guardrails is None else guardrails
     if not isinstance(guardrails, dict):
         raise fail("'guardrails' must be an object (or null for none)")
-    unknown = set(guardrails) - {*GUARDRAILS, "min_samples"}
-    if unknown:
-        raise fail(f"unknown guardrails {quoted_names(sorted(unknown))}; use "
-                   f"{quoted_names([*GUARDRAILS, 'min_samples'])}")
+    refuse_unknown(guardrails, {*GUARDRAILS, "min_samples"}, noun="guardrails", known="use")
     min_samples = guardrails.get("min_samples", 50)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
         1 <= min_samples <= 10**9
@@ -215,10 +209,8 @@ def check_spec(spec: Any) -> dict[str, Any]:
     """The experiment's fields, checked; a 400 naming the first field that is wrong."""
     if not isinstance(spec, dict):
         raise fail("the experiment must be a JSON object")
-    unknown = set(spec) - {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
-                           "guardrails", "primary_metric", "expected_sample_per_arm"}
-    if unknown:
-        raise fail(f"unknown fields {quoted_names(sorted(unknown))}")
+    refuse_unknown(spec, {"name", "scope", "unit", "salt", "arms", "shadows", "canary",
+                          "guardrails", "primary_metric", "expected_sample_per_arm"})
     name = check_name(spec.get("name"))
     scope = check_scope(spec.get("scope", "default"))
     unit = spec.get("unit", "user")
