@@ -195,6 +195,8 @@ def experiment_week(session: Session, experiment: Experiment, week: str) -> dict
             "variants": [v["name"] for v in this["variants"]],
             "figures": {v: m.get(ALL) for v, m in this["metrics"].items() if m.get(ALL)},
             "comparisons": comparisons, "analysis_unit_note": this["analysis_unit_note"],
+            # Units served in two arms, left out of the outcome metrics (evaluation.several_arms)
+            "several_arms_note": (this.get("units_in_several_arms") or {}).get("note"),
             "findings": divergence["findings"],
             "divergence_slices": divergence["slices"], "trends": _trends(this, before)}
 

@@ -72,6 +72,7 @@ traffic this week</li>{% endif %}
 <td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</tbody>
 </table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}
+{% if e.several_arms_note %}<p class="muted">Note: {{ e.several_arms_note }}.</p>{% endif %}
 {% else %}<p class="muted">No experiment had traffic this week or the week before.</p>
 {% endfor %}
 </section>

@@ -1,6 +1,7 @@
-"""The weekly report's data flags a running experiment that served nothing in the week, and
+"""The weekly report's data flags a running experiment that served nothing in the week,
 follows each experiment's primary metric (an outcome metric included) in its figures and its
-week-over-week rows."""
+week-over-week rows, and says when units served in two arms were left out of its outcome
+metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from core import events
 from core.store.db import Database
@@ -87,6 +89,24 @@ def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Databas
     # "(#id, status)" after it read backwards.
     e["name"] = "baskets \u202eRTL"
     assert f"<h3><bdi>baskets \u202eRTL</bdi> <span class=\"muted\">(#{exp}, " in render_html(data)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_units_served_in_two_arms_are_noted_where_the_outcomes_leave_them_out(
+        db: Database) -> None:
+    exp = _with_outcomes(db)
+    with db.reading() as s:
+        assert weekly_data(s, WEEK)["experiments"][0]["several_arms_note"] is None
+    # unit-0 was served in control; a canary step moves it to treatment within the week.
+    apply(db, [prediction("p0-moved", experiment_id=exp, arm="treatment", unit_id="unit-0",
+                          candidate="cand-b", at=T0 + timedelta(hours=1))])
+    with db.reading() as s:
+        data = weekly_data(s, WEEK)
+    (e,) = data["experiments"]
+    assert e["several_arms_note"].startswith("1 unit(s) (5.0% of the experiment's) were "
+                                             "served in more than one arm")
+    assert e["primary"]["control"]["value"] == pytest.approx(10.0)  # 9 units left, each 10
+    assert f"Note: {escape(e['several_arms_note'])}." in render_html(data)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
