@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
@@ -41,6 +41,7 @@ from core.store.models import (
     PredictionTruth,
     ServedPrediction,
 )
+from core.store.upsert import in_values
 from core.times import as_utc
 from core.verified_labels import joins, typed_labels_query
 from evaluation import aggregation as agg
@@ -160,16 +161,15 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
 
 
 def units_by_arm(session: Session, experiment_id: int, start: datetime | None = None,
-                 end: datetime | None = None, leaving_out: Select | None = None
+                 end: datetime | None = None, leaving_out: Collection[str] = ()
                  ) -> dict[str, int]:
-    """Distinct units per arm, less those `leaving_out` selects, whose first prediction in the
-    experiment (any slice) fell in ``[start, end)`` (every unit when both are open): each unit
-    once, as the sample-ratio check needs (the aggregates count it once per slice)."""
+    """Per arm, the distinct units (less `leaving_out`) first served, any slice, in ``[start,
+    end)`` (open ends: all); each once, as the SRM check needs (aggregates: once per slice)."""
     u = ExperimentUnit
     first = (select(u.arm, u.unit_id, func.min(u.first_seen).label("first"))
              .where(u.experiment_id == experiment_id).group_by(u.arm, u.unit_id))
-    if leaving_out is not None:
-        first = first.where(u.unit_id.not_in(leaving_out))
+    if leaving_out:
+        first = first.where(~in_values(session, u.unit_id, sorted(leaving_out)))
     if start is not None or end is not None:
         first = first.having(and_(*in_window(func.min(u.first_seen), start, end)))
     seen = first.subquery()

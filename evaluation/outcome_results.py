@@ -198,9 +198,8 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
     only = outcome_units_in_window(experiment_id, *window)
     where = () if only is None else (only,)
     # A unit served in two arms is left out of both (evaluation.several_arms).
-    several = units_in_several_arms(experiment_id)
-    left_out = frozenset(session.scalars(several))
-    exposed = units_by_arm(session, experiment_id, *window, leaving_out=several) \
+    left_out = frozenset(session.scalars(units_in_several_arms(experiment_id)))
+    exposed = units_by_arm(session, experiment_id, *window, leaving_out=left_out) \
         if any(d.missing == ZERO_MISSING for d in definitions) else None
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
