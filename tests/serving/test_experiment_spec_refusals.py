@@ -57,7 +57,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("arm with an unknown key", _spec(arms=_arms(b={"colour": "red"})),
      "arms[1]: unknown keys 'colour'"),
     ("arm with a misspelt version", _spec(arms=_arms(b={"versoin": "2"})),
-     "arms[1]: unknown keys 'versoin'; it takes 'candidate', 'name', 'version'"),
+     "arms[1]: unknown keys 'versoin'; it takes 'candidate', 'control', 'name', 'version', "
+     "'weight'"),
     ("shadow with an unknown key", _spec(shadows=[{"candidate": "a", "verison": "1"}]),
      "shadows[0]: unknown keys 'verison'"),
     ("canary stepping after half a request",
