@@ -97,15 +97,17 @@ def test_units_served_in_two_arms_are_noted_where_the_outcomes_leave_them_out(
     exp = _with_outcomes(db)
     with db.reading() as s:
         assert weekly_data(s, WEEK)["experiments"][0]["several_arms_note"] is None
-    # unit-0 was served in control; a canary step moves it to treatment within the week.
+    # unit-0 was served in control; a canary step moves it to treatment within the week, and
+    # it buys once more (by unit id: counted in control, its first arm, were it not left out).
     apply(db, [prediction("p0-moved", experiment_id=exp, arm="treatment", unit_id="unit-0",
-                          candidate="cand-b", at=T0 + timedelta(hours=1))])
+                          candidate="cand-b", at=T0 + timedelta(hours=1)),
+               _outcome(exp, "unit-0", 20.0)])
     with db.reading() as s:
         data = weekly_data(s, WEEK)
     (e,) = data["experiments"]
     assert e["several_arms_note"].startswith("1 unit(s) (5.0% of the experiment's) were "
                                              "served in more than one arm")
-    assert e["primary"]["control"]["value"] == pytest.approx(10.0)  # 9 units left, each 10
+    assert e["primary"]["control"]["value"] == pytest.approx(10.0)  # 12 with unit-0's 30
     assert f"Note: {escape(e['several_arms_note'])}." in render_html(data)
 
 
