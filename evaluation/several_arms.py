@@ -56,7 +56,7 @@ def several_arms_figures(session: Session, experiment_id: int, several: int
         return {"units": 0, "share": 0.0, "note": None}
     u = ExperimentUnit
     units = session.scalar(select(func.count(u.unit_id.distinct()))
-                           .where(u.experiment_id == experiment_id)) or several
+                           .where(u.experiment_id == experiment_id)) or 0
     share = several / max(units, several)
     note = (f"{several:,} unit(s) ({share:.1%} of the experiment's) were served in more than "
             "one arm, as when a canary step or new weights move units: the outcome metrics "

@@ -26,9 +26,8 @@ from werkzeug.utils import secure_filename
 
 from app.auth import require
 from app.inputs import optional_json
-from core.errors import AbvocError
+from core.errors import AbvocError, refuse_unknown
 from core.folders import scratch_folder
-from core.text import quoted_names
 from serving.bundles import Limits, register_bundle, retire_candidate, still_served
 from serving.bundles.archive import ARCHIVE_SUFFIXES
 
@@ -95,10 +94,8 @@ def register():  # noqa: ANN201
     if request.mimetype != "multipart/form-data":
         raise AbvocError(f"send multipart/form-data with the bundle as a .tar.gz file in the "
                          f"field '{FIELD}'")
-    unknown = sorted((set(request.form) | set(request.files)) - {FIELD})
-    if unknown:
-        raise AbvocError(f"unknown form field(s) {quoted_names(unknown)}; send only the file "
-                         f"field '{FIELD}'")
+    refuse_unknown([*request.form, *request.files], {FIELD}, noun="form field(s)",
+                   known="send only the file field")
     uploads = request.files.getlist(FIELD)
     if len(uploads) != 1:
         raise AbvocError(f"send exactly one file in the field '{FIELD}' (a .tar.gz of the bundle "
