@@ -28,11 +28,13 @@ from core.store.models import (
 )
 from core.times import as_utc, utc_iso
 from evaluation.divergence import divergence_report
-from evaluation.online import ALL
+from evaluation.online import ALL, hour_window
 from evaluation.results import experiment_results
 from evaluation.unit_moments import Recounts
 
 WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
+TO_DATE = "-to-date"
+"""What a report of a week so far adds to the week's name: ``2026-W49-to-date``."""
 _WEEK = re.compile(rf"^{WEEK_PATTERN}$")
 TREND_METRICS = ("correction_rate", "error_rate", "exact_match", "latency_mean_ms",
                  "mean_confidence")
@@ -86,6 +88,26 @@ def previous_week(week: str) -> str:
 def last_full_week(now: datetime) -> str:
     """The latest ISO week that ended before ``now`` (UTC)."""
     return week_name(now.astimezone(UTC).date() - timedelta(days=7))
+
+
+def current_week(now: datetime) -> str:
+    """The ISO week ``now`` falls in (UTC)."""
+    return week_name(now.astimezone(UTC).date())
+
+
+def so_far(week: str, now: datetime) -> datetime:
+    """Where a report of ``week`` so far ends: the end of the hour ``now`` falls in, the
+    aggregates' grain (so the current hour's traffic is in). A 400 for a week that is over
+    (its whole report is due) or has not begun."""
+    since, end = week_bounds(week)
+    if now >= end:
+        raise AbvocError(f"week {week} is over: its whole report is `abvoc report --week {week}` "
+                         "(leave out --to-date)")
+    if now < since:
+        raise AbvocError(f"week {week} begins on {since:%Y-%m-%d} UTC: a report of a week so "
+                         f"far is of the current one, {current_week(now)}")
+    until = hour_window(None, now)[1]
+    return end if until is None else min(until, end)
 
 
 def _day(moment: datetime) -> date:
@@ -173,10 +195,12 @@ def _trends(this: dict[str, Any], before: dict[str, Any]) -> list[dict[str, Any]
     return rows
 
 
-def experiment_week(session: Session, experiment: Experiment, week: str) -> dict[str, Any]:
-    """One experiment's results for the week and the week before, its decision, the
-    divergence findings and the week-over-week rows."""
-    since, until = week_bounds(week)
+def experiment_week(session: Session, experiment: Experiment, week: str,
+                    until: datetime | None = None) -> dict[str, Any]:
+    """One experiment's results for the week (up to `until`, for a week so far) and the whole
+    week before, its decision, the divergence findings and the week-over-week rows."""
+    since, end = week_bounds(week)
+    until = until or end
     recounts: Recounts = {}  # the week's units, recounted once for both analyses
     this = experiment_results(session, experiment.id, since=since, until=until,
                               recounts=recounts)
@@ -222,7 +246,8 @@ def voc_week(session: Session, since: datetime, until: datetime) -> dict[str, An
 
 
 def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str, Any]:
-    """Relabeling throughput: items queued and labeled per day of the week, open at its end."""
+    """Relabeling throughput: items queued and labeled per day of the week (its days begun by
+    `until`, for a week so far), open at its end."""
     t = RelabelItem
     lo, hi = since, until
     queued = session.scalars(select(t.created_at).where(t.created_at >= lo,
@@ -231,7 +256,8 @@ def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str
         t.labeled_at.is_not(None), t.labeled_at >= lo, t.labeled_at < hi)).all()
     still_open = session.scalar(select(func.count()).select_from(t).where(
         t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi))) or 0
-    days = [(since + timedelta(days=d)).date() for d in range(7)]
+    days = [(since + timedelta(days=d)).date() for d in range(7)
+            if since + timedelta(days=d) < until]
     per_day_q = Counter(_day(m) for m in queued)
     per_day_l = Counter(_day(m) for m in labeled)
     return {"queued": len(queued), "labeled": len(labeled), "open_at_end": int(still_open),
@@ -250,15 +276,18 @@ def _annotators(session: Session, since: datetime, until: datetime) -> int:
 
 
 def weekly_data(session: Session, week: str, *, now: datetime | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[int, int], None] | None = None,
+                until: datetime | None = None) -> dict[str, Any]:
     """Everything the report of ``week`` shows, JSON-ready; `progress` is told the experiments
-    done so far and their number (each recounts the week's units: seconds for a large one)."""
-    since, until = week_bounds(week)
+    done so far and their number (each recounts the week's units: seconds for a large one).
+    `until` (:func:`so_far`) ends a week not over yet: the report of the week so far."""
+    since, end = week_bounds(week)
+    until = min(until, end) if until else end
     experiments = _active_experiments(session, since - timedelta(days=7), until)
     weeks, failed = [], []
     for done, e in enumerate(experiments, 1):
         try:
-            weeks.append(experiment_week(session, e, week))
+            weeks.append(experiment_week(session, e, week, until))
         except (ValueError, ArithmeticError, AbvocError) as exc:
             # One experiment whose figures cannot be computed must not take the others' report
             # down with it (a stored sum past float range did, every Monday): it is named.
@@ -266,7 +295,7 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
         if progress is not None:
             progress(done, len(experiments))
     return {"week": week, "previous_week": previous_week(week), "since": since.isoformat(),
-            "until": until.isoformat(),
+            "until": until.isoformat(), "to_date": until < end,
             "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
             "experiments": weeks, "failed": failed,
             "no_traffic": _running_without_traffic(session, since, until),

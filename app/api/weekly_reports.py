@@ -1,5 +1,6 @@
-"""GET /v1/reports and /v1/reports/<week>.html|.pdf: the weekly evaluation reports written by
-`abvoc report` and by the schedule in `abvoc up`."""
+"""GET /v1/reports and /v1/reports/<name>.html|.pdf: the weekly evaluation reports written by
+`abvoc report` and by the schedule in `abvoc up`, by week (2026-W48) or week so far
+(2026-W49-to-date, `abvoc report --to-date`)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ def listing():  # noqa: ANN201
     return jsonify({"reports": list_reports(_folder())})
 
 
-@bp.get("/v1/reports/<week>.<any(html, pdf):fmt>")
+@bp.get("/v1/reports/<name>.<any(html, pdf):fmt>")
 @require("admin")
-def download(week: str, fmt: str):  # noqa: ANN201
-    path = report_file(_folder(), week, fmt)
+def download(name: str, fmt: str):  # noqa: ANN201
+    path = report_file(_folder(), name, fmt)
     response = send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
                          download_name=path.name, max_age=0)
     response.headers["Content-Security-Policy"] = CSP

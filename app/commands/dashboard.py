@@ -50,9 +50,12 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder to write to (default: <data_dir>/reports).")
 @click.option("--force", is_flag=True, help="Write the week again even if it is there.")
+@click.option("--to-date", is_flag=True,
+              help="The current week so far, up to the end of this hour (written again at each "
+                   "run; replaced by the whole week's report once it ends).")
 @json_option
 @pass_ctx
-def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
+def report(ctx: Context, week: str | None, out_dir: str | None, force: bool, to_date: bool,
            as_json: bool) -> None:
     """Write the weekly evaluation report: a self-contained HTML file and its PDF."""
     from pathlib import Path
@@ -63,12 +66,13 @@ def report(ctx: Context, week: str | None, out_dir: str | None, force: bool,
     folder = Path(out_dir) if out_dir else reports_dir(ctx.settings.data_dir)
     check_out_folder(folder, "--out" if out_dir else "ABVOC_DATA_DIR")
     with open_db(ctx) as db:
-        done = write_report(db, folder, week, force=force,
+        done = write_report(db, folder, week, force=force, to_date=to_date,
                             progress=ProgressLine("weekly report: experiments"))
     state = "already written (use --force to redo)" if done.skipped else "written"
-    emit({"week": done.week, "html": str(done.html), "pdf": str(done.pdf),
-          "skipped": done.skipped}, as_json,
-         f"report {done.week} {state}:\n  {done.html}\n  {done.pdf}")
+    emit({"week": done.week, "to_date": done.to_date, "html": str(done.html),
+          "pdf": str(done.pdf), "skipped": done.skipped}, as_json,
+         f"report {done.week}{' so far' if done.to_date else ''} {state}:\n  {done.html}\n"
+         f"  {done.pdf}")
 
 
 COMMANDS = [dashboard, report]

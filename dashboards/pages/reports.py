@@ -5,6 +5,7 @@ session (not an API key) lets an admin download them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dash import Dash, html
 from dash.development.base_component import Component
@@ -24,14 +25,23 @@ def _folder() -> Path:
     return reports_dir(current_app.extensions["abvoc"].settings.data_dir)
 
 
+def _label(report: dict[str, Any]) -> str:
+    """The week, and for a week so far when it was written: its figures still change."""
+    if not report["to_date"]:
+        return str(report["week"])
+    written = str(report["written_at"])[:16].replace("T", " ")
+    return f"{report['week']} so far (written {written} UTC)"
+
+
 def layout() -> Component:
     reports = list_reports(_folder())
     if not reports:
         return html.Div([html.H2("Reports"), html.P(
             "No weekly report yet: `abvoc up` writes last week's on Monday after 06:00 UTC, "
-            "or run `abvoc report`.", id="reports-empty")])
-    rows = [html.Tr([html.Td(r["week"]), html.Td([
-        html.A(fmt.upper(), href=f"{FILES}/{r['week']}.{fmt}", target="_blank",
+            "or run `abvoc report` (`abvoc report --to-date` for this week so far).",
+            id="reports-empty")])
+    rows = [html.Tr([html.Td(_label(r)), html.Td([
+        html.A(fmt.upper(), href=f"{FILES}/{r['name']}.{fmt}", target="_blank",
                style={"marginRight": "1em"})
         for fmt in FORMATS if fmt in r["files"]])]) for r in reports]
     return html.Div([html.H2("Reports"), html.Table(id="reports-list", className="grid", children=[

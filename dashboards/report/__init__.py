@@ -5,6 +5,10 @@
 A week is written once: the PDF is written last, so its presence means the week is done, and a
 second run skips it unless forced. Files are written under a temporary name and renamed, so a
 reader never sees half a report.
+
+The current week can be written so far (``abvoc report --to-date``): ``2026-W49-to-date.html``
+and ``.pdf``, rewritten at each run, up to the end of the current hour, and deleted once the
+week's whole report is written.
 """
 
 from __future__ import annotations
@@ -15,15 +19,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from core.errors import AbvocError, NotFound
 from core.store.db import Database
 from dashboards.report.render import html_to_pdf, render_html
-from evaluation.weekly import WEEK_PATTERN, last_full_week, parse_week, week_bounds, weekly_data
+from evaluation.weekly import (
+    TO_DATE,
+    WEEK_PATTERN,
+    current_week,
+    last_full_week,
+    parse_week,
+    so_far,
+    week_bounds,
+    weekly_data,
+)
 
 log = logging.getLogger("abvoc.report")
 FORMATS = ("html", "pdf")
-_FILE = re.compile(rf"^({WEEK_PATTERN})\.(html|pdf)$")
+_FILE = re.compile(rf"^({WEEK_PATTERN})({TO_DATE})?\.(html|pdf)$")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 """Sent with a served report's HTML: it runs no script and loads nothing from anywhere, even if
 escaping ever failed."""
@@ -37,11 +51,13 @@ class Written:
     html: Path
     pdf: Path
     skipped: bool
+    to_date: bool = False
 
 
 def _unfinished(week: str, end: datetime, now: datetime) -> str:
     return (f"week {week} ends on {end:%Y-%m-%d %H:%M} UTC; a report covers a finished week "
-            f"(the last one is {last_full_week(now)})")
+            f"(the last one is {last_full_week(now)}), or the current week so far "
+            "(`abvoc report --to-date`)")
 
 
 def reports_dir(data_dir: str | Path) -> Path:
@@ -50,26 +66,38 @@ def reports_dir(data_dir: str | Path) -> Path:
 
 def write_report(db: Database, folder: Path, week: str | None = None, *, force: bool = False,
                  now: datetime | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Written:
+                 progress: Callable[[int, int], None] | None = None,
+                 to_date: bool = False) -> Written:
     """Write the HTML and PDF of ``week`` (default: the last full week) unless already there;
-    `progress` is told the experiments gathered so far (see :func:`weekly_data`)."""
+    `progress` is told the experiments gathered so far (see :func:`weekly_data`). With
+    `to_date`, the current week (or ``week``, if it is the current one) so far, written again
+    at each call."""
     now = now or datetime.now(UTC)
-    week = week or last_full_week(now)
-    end = week_bounds(week)[1]
-    if end > now:
-        raise AbvocError(_unfinished(week, end, now))
+    if to_date:
+        week = week or current_week(now)
+        until: datetime | None = so_far(week, now)
+    else:
+        week = week or last_full_week(now)
+        end = week_bounds(week)[1]
+        if end > now:
+            raise AbvocError(_unfinished(week, end, now))
+        until = None
     folder.mkdir(parents=True, exist_ok=True)
-    html, pdf = folder / f"{week}.html", folder / f"{week}.pdf"
-    if pdf.exists() and html.exists() and not force:
+    stem = f"{week}{TO_DATE if to_date else ''}"
+    html, pdf = folder / f"{stem}.html", folder / f"{stem}.pdf"
+    if not to_date and pdf.exists() and html.exists() and not force:
         return Written(week, html, pdf, skipped=True)
     with db.session() as s:
-        data = weekly_data(s, week, now=now, progress=progress)
+        data = weekly_data(s, week, now=now, progress=progress, until=until)
     tmp = html.with_suffix(".html.part")
     tmp.write_text(render_html(data), encoding="utf-8")
     tmp.replace(html)
     html_to_pdf(html, pdf)
-    log.info("weekly report %s written to %s", week, folder)
-    return Written(week, html, pdf, skipped=False)
+    if not to_date:  # the whole week replaces what was written of it so far
+        for fmt in FORMATS:
+            (folder / f"{week}{TO_DATE}.{fmt}").unlink(missing_ok=True)
+    log.info("weekly report %s written to %s", stem, folder)
+    return Written(week, html, pdf, skipped=False, to_date=to_date)
 
 
 def due_week(now: datetime) -> str:
@@ -84,31 +112,46 @@ def write_due_report(db: Database, folder: Path, now: datetime | None = None) ->
 
 
 def list_reports(folder: Path) -> list[dict[str, object]]:
-    """The written weeks, newest first, with their formats and sizes."""
-    weeks: dict[str, dict[str, object]] = {}
+    """The written reports, newest week first (a week so far before the whole one), each with
+    its week, its `name` (the files' stem, as `report_file` takes it), whether it is of the week
+    so far, when it was last written (UTC) and its formats and sizes."""
+    reports: dict[str, dict[str, Any]] = {}
     if folder.is_dir():
         for path in folder.iterdir():
             match = _FILE.fullmatch(path.name)
             if match and path.is_file():
-                entry = weeks.setdefault(match.group(1), {"week": match.group(1), "files": {}})
-                entry["files"][match.group(2)] = path.stat().st_size  # type: ignore[index]
-    return [weeks[w] for w in sorted(weeks, reverse=True)]
+                stat = path.stat()
+                written = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
+                name = match.group(1) + (match.group(2) or "")
+                entry = reports.setdefault(name, {
+                    "week": match.group(1), "name": name, "to_date": bool(match.group(2)),
+                    "written_at": written, "files": {}})
+                entry["written_at"] = max(entry["written_at"], written)
+                entry["files"][match.group(3)] = stat.st_size
+    return [reports[n] for n in sorted(reports, reverse=True)]
 
 
-def report_file(folder: Path, week: str, fmt: str) -> Path:
-    """The file of a written week: a 400 for a bad week or format, a 404 when not written.
-    The name is rebuilt from the checked week, so nothing outside ``folder`` is reachable."""
+def report_file(folder: Path, name: str, fmt: str) -> Path:
+    """The file of a written report, by week (``2026-W48``) or week so far
+    (``2026-W49-to-date``): a 400 for a bad name or format, a 404 when not written. The name
+    is rebuilt from the checked week, so nothing outside ``folder`` is reachable."""
+    to_date = name.endswith(TO_DATE)
+    week = name.removesuffix(TO_DATE)
     parse_week(week)
     if fmt not in FORMATS:
         raise AbvocError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
-    path = folder / f"{week}.{fmt}"
+    path = folder / f"{week}{TO_DATE if to_date else ''}.{fmt}"
     if not path.is_file():
         now = datetime.now(UTC)
         end = week_bounds(week)[1]
+        if to_date:
+            raise NotFound(f"week {week} is over: its whole report is {week}.{fmt}" if end <= now
+                           else f"no {fmt} report of week {week} so far: run "
+                           "`abvoc report --to-date`")
         raise NotFound(_unfinished(week, end, now) if end > now else
                        f"no {fmt} report for week {week}: run `abvoc report --week {week}`")
     return path
 
 
-__all__ = ["CSP", "FORMATS", "Written", "due_week", "list_reports", "report_file", "reports_dir",
-           "write_due_report", "write_report"]
+__all__ = ["CSP", "FORMATS", "TO_DATE", "Written", "due_week", "list_reports", "report_file",
+           "reports_dir", "write_due_report", "write_report"]

@@ -3,7 +3,7 @@ an admin typed is shown as text). Kept as a string so the package ships it with 
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>abvoc weekly evaluation report {{ d.week }}</title>
+<title>abvoc weekly evaluation report {{ d.week }}{{ " so far" if d.to_date }}</title>
 <style>
 body { font-family: "DejaVu Sans", Arial, "WenQuanYi Micro Hei", sans-serif; font-size: 11pt;
   margin: 1.5em; color: #222; overflow-wrap: anywhere; }
@@ -29,7 +29,11 @@ h2, h3, thead { break-after: avoid; }
 code { white-space: pre-wrap; word-break: break-all; }
 </style></head><body>
 <h1>abvoc weekly evaluation report</h1>
-<p class="muted">Week {{ d.week }} ({{ d.since[:10] }} to {{ d.until[:10] }}, UTC, end excluded);
+{% if d.to_date %}<p class="flag" id="to-date">Week {{ d.week }} so far: not over yet, so
+its figures will still change (its whole report is written once it ends).</p>
+<p class="muted">{{ d.since[:10] }} to {{ d.until[:10] }} {{ d.until[11:16] }}, UTC, end excluded;
+{% else %}<p class="muted">Week {{ d.week }} ({{ d.since[:10] }} to {{ d.until[:10] }}, UTC, end
+excluded);{% endif %}
 compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
 <li>{{ count(d.experiments|length, "experiment") }} with traffic</li>
@@ -37,7 +41,7 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 traffic this week</li>{% endif %}
 <li>{{ count(d.voc.total, "correction") }} from customers</li>
 <li>{{ count(d.relabel.labeled, "item") }} relabeled,
-{{ d.relabel.open_at_end }} open at the week's end</li>
+{{ d.relabel.open_at_end }} open {{ "now" if d.to_date else "at the week's end" }}</li>
 </ul>
 
 <section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
@@ -111,8 +115,8 @@ results.</p>{% endfor %}
 
 <section id="relabeling"{{ brief(not plots.relabel) }}><h2>4. Relabeling throughput</h2>
 <p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by
-{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} open at the week's
-end.</p>
+{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} open
+{{ "now" if d.to_date else "at the week's end" }}.</p>
 {% if plots.relabel %}
 <img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">
 {% endif %}

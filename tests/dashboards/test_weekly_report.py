@@ -297,10 +297,11 @@ def test_api_lists_and_serves_reports_to_admins_only(dash_app: Flask, admin_key:
         assert pdf.headers["Content-Disposition"].startswith("attachment")
     missing = client.get("/v1/reports/2026-W01.pdf", headers=admin)
     assert missing.status_code == 404 and "abvoc report" in missing.get_json()["error"]
-    this_week = datetime.now(UTC).strftime("%G-W%V")  # not over: no command would write it
+    this_week = datetime.now(UTC).strftime("%G-W%V")  # not over: only its days so far are
     unfinished = client.get(f"/v1/reports/{this_week}.pdf", headers=admin)
-    assert unfinished.status_code == 404 and "abvoc report" not in unfinished.get_json()["error"]
+    assert unfinished.status_code == 404
     assert "a report covers a finished week" in unfinished.get_json()["error"]
+    assert "`abvoc report --to-date`" in unfinished.get_json()["error"]
     assert client.get("/v1/reports/2026-48.html", headers=admin).status_code == 400
     for sneaky in ("/v1/reports/..%2Fsecret.html", "/v1/reports/..%2F..%2Freports%2F2026-W47.html",
                    "/v1/reports/../secret.html", "/v1/reports/%2E%2E.html"):

@@ -154,10 +154,10 @@ def test_one_experiment_whose_figures_fail_leaves_the_others_report(
                           unit_id=f"b-unit-{i}") for i in range(4)])
     real = weekly.experiment_week
 
-    def week_of(session, experiment, week):  # noqa: ANN001, ANN202
+    def week_of(session, experiment, week, until):  # noqa: ANN001, ANN202
         if experiment.id == broken:
             raise ValueError("mean metric sum must be finite")
-        return real(session, experiment, week)
+        return real(session, experiment, week, until)
 
     monkeypatch.setattr(weekly, "experiment_week", week_of)
     with db.reading() as s:

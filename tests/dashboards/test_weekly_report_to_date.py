@@ -1,0 +1,103 @@
+"""The report of the current week so far (`abvoc report --to-date`): up to the end of the hour,
+marked as such, written again at each run, listed and served beside the whole weeks, and
+replaced by the whole week's report once that is written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from app.cli import main
+from core.errors import AbvocError
+from dashboards.report import list_reports, reports_dir, write_report
+from evaluation.weekly import current_week, so_far, weekly_data
+from tests.dashboards.conftest import PER_HOUR, SLICES
+from tests.dashboards.test_weekly_report import WEEK, _seed_week
+from tests.evaluation.helpers import T0
+
+NOW = T0 + timedelta(hours=1)  # Friday 11:15: the seed's hours 10:00 and 11:00 are in, 12:00 not
+SO_FAR = f"{WEEK}-to-date"
+
+
+def _listed(folder: Path) -> list[tuple[str, bool]]:
+    return [(str(r["name"]), bool(r["to_date"])) for r in list_reports(folder)]
+
+
+def test_the_week_so_far_ends_with_this_hour(dash_app: Flask) -> None:
+    _seed_week(dash_app)
+    with dash_app.extensions["abvoc"].db.session() as s:
+        data = weekly_data(s, WEEK, now=NOW, until=so_far(WEEK, NOW))
+        whole = weekly_data(s, WEEK)
+    assert data["to_date"] and not whole["to_date"]
+    assert data["until"] == "2026-11-20T12:00:00+00:00"
+    (exp,) = data["experiments"]
+    assert exp["figures"]["control"]["predictions"] == 2 * PER_HOUR * len(SLICES)
+    assert whole["experiments"][0]["figures"]["control"]["predictions"] == \
+        3 * PER_HOUR * len(SLICES)
+    # Monday to Friday; the items labeled on Saturday are still open
+    assert [d["day"] for d in data["relabel"]["days"]] == [
+        f"2026-11-{day}" for day in range(16, 21)]
+    assert (data["relabel"]["labeled"], data["relabel"]["open_at_end"]) == (0, 5)
+    assert so_far(WEEK, T0.replace(minute=0)) == T0.replace(minute=0)  # on the hour: up to it
+
+
+def test_only_the_current_week_has_a_report_so_far() -> None:
+    with pytest.raises(AbvocError, match=f"week {WEEK} is over: .*abvoc report --week {WEEK}"):
+        so_far(WEEK, datetime(2026, 11, 23, tzinfo=UTC))
+    with pytest.raises(AbvocError, match="begins on 2026-11-23 UTC: .* current one, 2026-W47"):
+        so_far("2026-W48", NOW)
+    assert current_week(NOW) == WEEK
+
+
+def test_written_again_listed_served_and_replaced_by_the_whole_week(
+        dash_app: Flask, admin_key: str) -> None:
+    _seed_week(dash_app)
+    db = dash_app.extensions["abvoc"].db
+    folder = reports_dir(dash_app.extensions["abvoc"].settings.data_dir)
+    done = write_report(db, folder, now=NOW, to_date=True)
+    assert (done.week, done.to_date, done.html.name, done.pdf.name) == (
+        WEEK, True, f"{SO_FAR}.html", f"{SO_FAR}.pdf")
+    html = done.html.read_text()
+    assert 'id="to-date"' in html and "Week 2026-W47 so far" in html
+    assert "2026-11-16 to 2026-11-20 12:00, UTC" in html and "open\nnow" in html
+    later = write_report(db, folder, WEEK, now=NOW + timedelta(hours=2), to_date=True)
+    assert not later.skipped and "2026-11-20 14:00, UTC" in later.html.read_text()
+    assert _listed(folder) == [(SO_FAR, True)]
+
+    client = dash_app.test_client()
+    admin = {"X-API-Key": admin_key}
+    (entry,) = client.get("/v1/reports", headers=admin).get_json()["reports"]
+    assert (entry["week"], entry["name"], entry["to_date"]) == (WEEK, SO_FAR, True)
+    assert set(entry["files"]) == {"html", "pdf"} and entry["written_at"].endswith("+00:00")
+    with client.get(f"/v1/reports/{SO_FAR}.html", headers=admin) as page:
+        assert page.status_code == 200 and b"so far" in page.data
+
+    write_report(db, folder, WEEK, now=NOW + timedelta(days=3))  # Monday: the whole week
+    assert _listed(folder) == [(WEEK, False)]
+    gone = client.get(f"/v1/reports/{SO_FAR}.pdf", headers=admin)
+    assert gone.status_code == 404
+    assert gone.get_json()["error"] == f"week {WEEK} is over: its whole report is {WEEK}.pdf"
+    assert client.get("/v1/reports/2026-W47-to-dat.pdf", headers=admin).status_code == 400
+
+
+def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dash_app.extensions["abvoc"].settings
+    monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    week = current_week(datetime.now(UTC))
+    made = runner.invoke(main, ["report", "--to-date", "--json"])
+    assert made.exit_code == 0, made.output
+    out = json.loads(made.stdout)
+    assert (out["week"], out["to_date"], out["skipped"]) == (week, True, False)
+    assert Path(out["pdf"]) == tmp_path / "data" / "reports" / f"{week}-to-date.pdf"
+    again = runner.invoke(main, ["report", "--to-date"])
+    assert again.exit_code == 0 and f"report {week} so far written" in again.output
+    over = runner.invoke(main, ["report", "--to-date", "--week", WEEK])
+    assert over.exit_code != 0 and f"week {WEEK} is over" in over.output
