@@ -101,3 +101,20 @@ def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: P
     assert again.exit_code == 0 and f"report {week} so far written" in again.output
     over = runner.invoke(main, ["report", "--to-date", "--week", WEEK])
     assert over.exit_code != 0 and f"week {WEEK} is over" in over.output
+
+
+def test_the_reports_page_lists_the_week_so_far_as_such(dash_app: Flask, admin_key: str) -> None:
+    from tests.dashboards.test_dashboard_auth import ORIGIN, ROUTE, _token, login
+
+    folder = reports_dir(dash_app.extensions["abvoc"].settings.data_dir)
+    done = write_report(dash_app.extensions["abvoc"].db, folder, to_date=True)
+    client = dash_app.test_client()
+    login(client, admin_key)
+    route = {**ROUTE, "inputs": [{**ROUTE["inputs"][0], "value": "/dashboard/reports"}]}
+    listed = client.post("/dashboard/_dash-update-component", json=route,
+                         headers={**ORIGIN, "X-CSRFToken": _token(client)})
+    text = json.dumps(listed.get_json())
+    assert f"{done.week} so far (written " in text and " UTC)" in text
+    assert f"/dashboard/report-files/{done.week}-to-date.pdf" in text
+    with client.get(f"/dashboard/report-files/{done.week}-to-date.html") as page:
+        assert page.status_code == 200 and b"so far" in page.data
