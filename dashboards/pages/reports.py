@@ -1,5 +1,6 @@
 """The Reports page: the weekly evaluation reports written so far, newest first, each with a
-link to its HTML and its PDF. The files are served under the dashboard's prefix, so the login's
+link to its HTML and its PDF, and a button that writes the current week so far (as `abvoc
+report --to-date` does). The files are served under the dashboard's prefix, so the login's
 session (not an API key) lets an admin download them."""
 
 from __future__ import annotations
@@ -7,14 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, html
+from dash import Dash, Input, Output, html
 from dash.development.base_component import Component
 from flask import Response, current_app, send_file
 
-from core.errors import Forbidden
-from dashboards.access import allowed
+from core.errors import AbvocError, Forbidden
+from dashboards import data
+from dashboards.access import allowed, require_role
 from dashboards.pages._page import Page
-from dashboards.report import CSP, FORMATS, list_reports, report_file, reports_dir
+from dashboards.report import CSP, FORMATS, list_reports, report_file, reports_dir, write_report
 
 ROLES = frozenset({"admin"})
 FILES = "/dashboard/report-files"
@@ -33,19 +35,28 @@ def _label(report: dict[str, Any]) -> str:
     return f"{report['week']} so far (written {written} UTC)"
 
 
-def layout() -> Component:
+def _listing() -> Component:
     reports = list_reports(_folder())
     if not reports:
-        return html.Div([html.H2("Reports"), html.P(
+        return html.P(
             "No weekly report yet: `abvoc up` writes last week's on Monday after 06:00 UTC, "
-            "or run `abvoc report` (`abvoc report --to-date` for this week so far).",
-            id="reports-empty")])
+            "or run `abvoc report`; *Write this week so far* writes the current week's.",
+            id="reports-empty")
     rows = [html.Tr([html.Td(_label(r)), html.Td([
         html.A(fmt.upper(), href=f"{FILES}/{r['name']}.{fmt}", target="_blank",
                style={"marginRight": "1em"})
         for fmt in FORMATS if fmt in r["files"]])]) for r in reports]
-    return html.Div([html.H2("Reports"), html.Table(id="reports-list", className="grid", children=[
-        html.Thead(html.Tr([html.Th("week"), html.Th("download")])), html.Tbody(rows)])])
+    return html.Table(id="reports-list", className="grid", children=[
+        html.Thead(html.Tr([html.Th("week"), html.Th("download")])), html.Tbody(rows)])
+
+
+def layout() -> Component:
+    return html.Div([
+        html.H2("Reports"),
+        html.Div(className="controls", children=[
+            html.Button("Write this week so far", id="reports-to-date", n_clicks=0)]),
+        html.Div(id="reports-message", className="message"),
+        html.Div(id="reports-body", children=_listing())])
 
 
 def download(week: str, fmt: str) -> Response:
@@ -62,6 +73,18 @@ def download(week: str, fmt: str) -> Response:
 def register(app: Dash) -> None:
     app.server.add_url_rule(f"{FILES}/<week>.<any(html, pdf):fmt>", "dashboard_report_file",
                             download)
+
+    @app.callback(Output("reports-body", "children"), Output("reports-message", "children"),
+                  Input("reports-to-date", "n_clicks"), prevent_initial_call=True)
+    @require_role(ROLES)
+    def _write_so_far(_: Any) -> tuple[Component, str]:
+        """The current week so far, as `abvoc report --to-date` writes it (Chromium prints
+        its PDF: seconds)."""
+        try:
+            done = write_report(data.store(), _folder(), to_date=True)
+        except AbvocError as exc:  # no Chromium, say: the listing stays as it was
+            return _listing(), f"Not written: {exc.message}"
+        return _listing(), f"Week {done.week} so far written."
 
 
 PAGE = Page(path="reports", title="Reports", roles=ROLES, layout=layout, register=register)

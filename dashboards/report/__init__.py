@@ -14,7 +14,9 @@ week's whole report is written.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,7 +91,9 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
         return Written(week, html, pdf, skipped=True)
     with db.session() as s:
         data = weekly_data(s, week, now=now, progress=progress, until=until)
-    tmp = html.with_suffix(".html.part")
+    # Its own temporary name: two writers of one week so far (two admins, two processes) each
+    # rename a whole file, and the last one's stays.
+    tmp = html.with_suffix(f".html.{os.getpid()}-{threading.get_ident()}.part")
     tmp.write_text(render_html(data), encoding="utf-8")
     tmp.replace(html)
     html_to_pdf(html, pdf)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ def find_chromium() -> str:
 def html_to_pdf(html_file: Path, pdf_file: Path) -> None:
     """Print ``html_file`` to ``pdf_file`` with headless Chromium (a throw-away profile)."""
     with tempfile.TemporaryDirectory(prefix="abvoc-chromium-") as profile:
-        tmp = pdf_file.with_suffix(".pdf.part")
+        tmp = pdf_file.with_suffix(f".pdf.{os.getpid()}-{threading.get_ident()}.part")
         command = [find_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                    "--disable-dev-shm-usage", f"--user-data-dir={profile}",
                    "--no-pdf-header-footer", f"--print-to-pdf={tmp}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -103,18 +104,67 @@ def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: P
     assert over.exit_code != 0 and f"week {WEEK} is over" in over.output
 
 
-def test_the_reports_page_lists_the_week_so_far_as_such(dash_app: Flask, admin_key: str) -> None:
-    from tests.dashboards.test_dashboard_auth import ORIGIN, ROUTE, _token, login
+def _press_write(client: Any) -> Any:
+    """The Reports page's button, as the renderer sends its callback."""
+    from tests.dashboards.test_dashboard_auth import ORIGIN, _token
 
+    outputs = [("reports-body", "children"), ("reports-message", "children")]
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": "reports-to-date", "property": "n_clicks", "value": 1}],
+            "state": [], "changedPropIds": ["reports-to-date.n_clicks"]}
+    return client.post("/dashboard/_dash-update-component", json=body,
+                       headers={**ORIGIN, "X-CSRFToken": _token(client)})
+
+
+def test_the_reports_page_writes_and_lists_the_week_so_far(dash_app: Flask,
+                                                         admin_key: str) -> None:
+    from app.auth import create_key
+    from tests.dashboards.test_dashboard_auth import login
+
+    week = current_week(datetime.now(UTC))
+    client = dash_app.test_client()
+    login(client, create_key(dash_app.extensions["abvoc"].db, ["annotate"], name="a")["key"],
+          next_="/dashboard/")
+    assert _press_write(client).status_code == 403  # admins only
     folder = reports_dir(dash_app.extensions["abvoc"].settings.data_dir)
-    done = write_report(dash_app.extensions["abvoc"].db, folder, to_date=True)
+    assert list_reports(folder) == []
     client = dash_app.test_client()
     login(client, admin_key)
-    route = {**ROUTE, "inputs": [{**ROUTE["inputs"][0], "value": "/dashboard/reports"}]}
-    listed = client.post("/dashboard/_dash-update-component", json=route,
-                         headers={**ORIGIN, "X-CSRFToken": _token(client)})
-    text = json.dumps(listed.get_json())
-    assert f"{done.week} so far (written " in text and " UTC)" in text
-    assert f"/dashboard/report-files/{done.week}-to-date.pdf" in text
-    with client.get(f"/dashboard/report-files/{done.week}-to-date.html") as page:
+    pressed = _press_write(client)
+    assert pressed.status_code == 200
+    text = json.dumps(pressed.get_json())  # the list, redrawn with it, and the message
+    assert f"Week {week} so far written." in text and "reports-list" in text
+    assert f"{week} so far (written " in text and " UTC)" in text
+    assert f"/dashboard/report-files/{week}-to-date.pdf" in text
+    assert _listed(folder) == [(f"{week}-to-date", True)]
+    with client.get(f"/dashboard/report-files/{week}-to-date.html") as page:
         assert page.status_code == 200 and b"so far" in page.data
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{week}-to-date.html", f"{week}-to-date.pdf"]  # no temporary file left behind
+
+
+def test_the_button_in_a_real_browser(dash_app: Flask, admin_key: str) -> None:
+    """Chromium: the Reports page's button writes the week so far and the list shows it, with
+    no console error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.dashboards.test_dashboard_browser import WAIT_S, _log_in, _text, _wait
+    from tests.support.browser import chromium, console_errors
+    from tests.support.live import serve
+
+    week = current_week(datetime.now(UTC))
+    with serve(dash_app) as base, chromium() as driver:
+        driver.get(f"{base}/dashboard/reports")
+        _wait(driver, "#login-form")
+        _log_in(driver, admin_key)
+        assert "No weekly report yet" in _wait(driver, "#reports-empty").text
+        driver.find_element(By.ID, "reports-to-date").click()
+        WebDriverWait(driver, WAIT_S).until(
+            ec.text_to_be_present_in_element((By.ID, "reports-message"), "so far written"))
+        assert f"{week} so far (written " in _text(driver, "#reports-list")
+        link = driver.find_element(By.CSS_SELECTOR, "#reports-list a")
+        assert link.get_attribute("href").endswith(f"/dashboard/report-files/{week}-to-date.html")
+        assert console_errors(driver) == []
