@@ -48,7 +48,7 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
                                f"{quoted_names(candidates)})")
     names = known if train_all else list(candidates)
     if not names:
-        raise click.UsageError(f"name a candidate or use --all; known: {known}")
+        raise click.UsageError(f"name a candidate or use --all; known: {quoted_names(known)}")
     check_store(ctx)
     say = None if as_json else click.echo
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)

@@ -42,6 +42,23 @@ def test_report_refuses_unfinished_and_unrepresentable_weeks(cli: CliRunner,
     assert not (tmp_path / "r").exists()
 
 
+def test_report_to_date_refuses_a_week_that_is_not_the_current_one(cli: CliRunner,
+                                                                  tmp_path: Path) -> None:
+    out = ["--out", str(tmp_path / "r")]
+    refused(cli.invoke(main, ["report", "--to-date", "--week", "2026-W01", *out]),
+            "week 2026-W01 is over", "abvoc report --week 2026-W01")
+    refused(cli.invoke(main, ["report", "--to-date", "--week", "2999-W01", *out]),
+            "week 2999-W01 begins on 2998-12-31 UTC", "of the current one")
+    refused(cli.invoke(main, ["report", "--to-date", "--week", "2026-W1", *out]), "2026-W48")
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_names_the_candidates_it_knows(cli: CliRunner, tmp_path: Path) -> None:
+    refused(cli.invoke(main, ["train", "ocr-nope"]),
+            "unknown candidate(s) 'ocr-nope'; known: 'ocr-large-mixed', ")
+    refused(cli.invoke(main, ["train"]), "name a candidate or use --all; known: 'ocr-small-")
+
+
 def test_due_report_schedule_still_writes_finished_weeks(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 

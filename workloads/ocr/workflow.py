@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import AbvocError, NotFound
+from core.errors import AbvocError, NotFound, refuse_unknown
 from core.folders import check_writable
 from core.settings import Settings
 from core.store import Database
+from core.text import quoted_names
 from serving.bundles.manifest import MANIFEST_NAME
 from serving.registry import Registry
 from workloads.ocr.bundle import register_trained, registered
@@ -34,9 +35,9 @@ def train_and_register(settings: Settings, names: Sequence[str], n_train: int = 
     graph: the base trained in the store is used, trained first (with these settings) when the
     store has none."""
     known = [*CANDIDATES, *MOBILE, *ONEGRAPH]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise AbvocError(f"unknown candidate(s) {unknown}; known: {', '.join(known)}")
+    if not names:
+        raise AbvocError(f"name a candidate to train; known: {quoted_names(known)}")
+    refuse_unknown(names, known, noun="candidate(s)", known="known:")
     check_writable(Path(settings.models_dir))  # now, not after the training it would keep
     out = []
     with Database(settings.database_url) as db:  # closed however training ends
