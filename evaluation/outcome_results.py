@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION, RATIO, ZERO_MISSING
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
+from evaluation.first_arm import first_arms, moved_values, sensitivity, sensitivity_sentence
 from evaluation.online import outcome_units_in_window, units_by_arm
 from evaluation.outcomes import NONE_WAITING, waiting
 from evaluation.several_arms import several_arms_figures, units_in_several_arms
@@ -78,35 +79,45 @@ def _unit_column(combine: str) -> Any:
             "max": t.maximum}[combine]
 
 
-_Only = tuple[Iterable[ColumnElement[bool]], frozenset[str]]
-"""Which unit values count: filters on ``outcome_unit_values`` (a time window's), and the units
-left out (seen in more than one arm)."""
+@dataclass(frozen=True)
+class _Only:
+    """Which unit values count: filters on ``outcome_unit_values`` (a time window's), the units
+    left out (seen in more than one arm) and, for the sensitivity figure, the arm each of those
+    is counted in instead (evaluation.first_arm)."""
+
+    where: Iterable[ColumnElement[bool]]
+    left_out: frozenset[str]
+    first_arm: Mapping[str, str] | None = None
 
 
 def _values(session: Session, experiment_id: int, metric: str, combine: str,
             only: _Only) -> dict[str, np.ndarray]:
     t = OutcomeUnitValue
-    where, left_out = only
     found: dict[str, list[float]] = defaultdict(list)
     for arm, unit, value in session.execute(
             select(t.arm, t.unit_id, _unit_column(combine))
-            .where(t.experiment_id == experiment_id, t.metric == metric, *where)):
-        if unit not in left_out:
+            .where(t.experiment_id == experiment_id, t.metric == metric, *only.where)):
+        if unit not in only.left_out:
             found[arm].append(float(value))
+    for arm, value in moved_values(session, experiment_id, metric, combine, only.where,
+                                   only.first_arm or {}):
+        found[arm].append(value)
     return {arm: np.array(v) for arm, v in found.items()}
 
 
 def _ratio_units(session: Session, experiment_id: int, numerator: str, denominator: str,
                  only: _Only) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     t = OutcomeUnitValue
-    where, left_out = only
+    first_arm = only.first_arm or {}
     units: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for arm, unit, metric, total in session.execute(
             select(t.arm, t.unit_id, t.metric, t.total)
             .where(t.experiment_id == experiment_id, t.metric.in_([numerator, denominator]),
-                   *where)):
-        if unit in left_out:
-            continue
+                   *only.where)):
+        if unit in only.left_out:
+            if unit not in first_arm:
+                continue
+            arm = first_arm[unit]  # its sums from every arm, in its first
         units[(arm, unit)][0 if metric == numerator else 1] += float(total)
     by_arm: dict[str, list[list[float]]] = defaultdict(list)
     for (arm, _), pair in sorted(units.items()):
@@ -195,20 +206,23 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
     definitions = metric_definitions.load(session, experiment_id)
     if not definitions:  # the built-in metrics count each prediction in the arm that served it
         return OutcomeAggregates([], *(np.zeros((len(arms), 0)) for _ in range(4)), {}, None)
-    only = outcome_units_in_window(experiment_id, *window)
-    where = () if only is None else (only,)
+    in_window = outcome_units_in_window(experiment_id, *window)
+    where = () if in_window is None else (in_window,)
     # A unit served in two arms is left out of both (evaluation.several_arms).
     left_out = frozenset(session.scalars(units_in_several_arms(experiment_id)))
+    only = _Only(where, left_out)
     exposed = units_by_arm(session, experiment_id, *window, leaving_out=left_out) \
         if any(d.missing == ZERO_MISSING for d in definitions) else None
     shape = (len(arms), len(definitions))
     n, sums, squares, shift = (np.zeros(shape) for _ in range(4))
     figures: dict[str, Any] = {}
     held = waiting(session, experiment_id)
+    left_out_stats: list[list[MeanStats]] = []
     for j, d in enumerate(definitions):
         arm_stats, errors, units, reported = _arm_stat(
-            session, experiment_id, d, arms, (where, left_out),
+            session, experiment_id, d, arms, only,
             exposed if d.missing == ZERO_MISSING else None)
+        left_out_stats.append(arm_stats)
         per_arm = {}
         for i, (arm, stat) in enumerate(zip(arms, arm_stats, strict=True)):
             if d.kind == PROPORTION:  # successes as sums: the proportion kernels take no shift
@@ -225,8 +239,39 @@ def load_outcomes(session: Session, experiment_id: int, arms: list[str], alpha: 
         figures[d.name] = {**metric_definitions.view(d), "arms": per_arm,
                            "waiting": held.get(d.name, NONE_WAITING),
                            "note": _one_value_note(d, arm_stats, reported)}
-    return OutcomeAggregates(definitions, n, sums, squares, shift, figures,
-                             several_arms_figures(session, experiment_id, len(left_out)))
+    several = several_arms_figures(session, experiment_id, len(left_out))
+    if left_out and len(arms) > 1:
+        _add_sensitivity(session, experiment_id, definitions, left_out_stats, arms, only,
+                         window, exposed, alpha, several)
+    return OutcomeAggregates(definitions, n, sums, squares, shift, figures, several)
+
+
+def _add_sensitivity(session: Session, experiment_id: int, definitions: list[ExperimentMetric],
+                     left_out_stats: list[list[MeanStats]], arms: list[str], only: _Only,
+                     window: tuple[datetime | None, datetime | None],
+                     exposed: dict[str, int] | None, alpha: float,
+                     several: dict[str, Any]) -> None:
+    """Each outcome metric with the moved units counted in their first arm beside the same
+    test with them left out (`left_out_stats`, the results' own; evaluation.first_arm), in
+    `several`; the primary outcome metric's (else the first tested one's) differences both ways
+    join its note."""
+    first_arm = first_arms(session, experiment_id, only.left_out, *window)
+    moved = _Only(only.where, only.left_out, first_arm)
+    exposed_first = None if exposed is None else {
+        a: exposed.get(a, 0) + sum(1 for f in first_arm.values() if f == a) for a in arms}
+    figures = []
+    for d, left in zip(definitions, left_out_stats, strict=True):
+        first = _arm_stat(session, experiment_id, d, arms, moved,
+                          exposed_first if d.missing == ZERO_MISSING else None)[0]
+        kind = PROPORTION if d.kind == PROPORTION else "mean"
+        figures.append({**sensitivity(d.name, arms, left, first, kind, alpha),
+                        "primary": d.is_primary})
+    several["first_arm"] = figures
+    ordered = sorted(figures, key=lambda f: not f["primary"])  # the primary first, if any
+    sentence = next((said for f in ordered if (said := sensitivity_sentence(f, arms[0]))), None)
+    if sentence and several.get("note"):
+        several["note"] += (f". Counted in their first arm instead (intention to treat), with "
+                            f"all their outcomes: {sentence}")
 
 
 def with_outcomes(base: ExperimentAggregates, outcomes: OutcomeAggregates,

@@ -130,9 +130,19 @@ RESULTS["properties"]["online_accuracy"] = _object(
     description="accuracy from verified labels per variant and slice: the unbiased audit "
                 "figure (Wilson interval), all labels (biased low), and the correction bound; "
                 "each names its sample and bias")
+_DIFFERENCE = _object({"difference": NUM_OR_NULL, "interval": {"type": "array"},
+                       "p": NUM_OR_NULL, "error": STR_OR_NULL})
 RESULTS["properties"]["units_in_several_arms"] = {
     "type": ["object", "null"], "required": ["units", "share", "note"],
-    "properties": {"units": {**INT, "minimum": 0}, "share": NUM, "note": STR_OR_NULL},
+    "properties": {"units": {**INT, "minimum": 0}, "share": NUM, "note": STR_OR_NULL,
+                   "first_arm": {"type": "array", "items": _object({
+                       "metric": STR, "primary": {"type": "boolean"},
+                       "arms": {"type": "object", "additionalProperties": OPEN},
+                       "comparisons": {"type": "array", "items": _object({
+                           "arm": STR, "left_out": _DIFFERENCE, "first_arm": _DIFFERENCE})}}),
+                       "description": "where units moved: each outcome metric with them "
+                                      "counted in their first arm (all their outcomes), beside "
+                                      "the same unadjusted test with them left out"}},
     "description": "units served in more than one arm (moved by a canary step or new weights), "
                    "left out of every arm's outcome metrics; null without outcome metrics"}
 

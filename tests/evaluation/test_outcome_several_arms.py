@@ -5,14 +5,17 @@ slice and sent outcomes only by its unit id is left out too: its served predicti
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import jsonschema_rs
 import numpy as np
 import pytest
 from scipy import stats
 
+from app.openapi import openapi_document
 from core import events, receipts
 from core.store.db import Database
 from dashboards.pages.experiment_notes import outcomes as outcome_notes
@@ -122,3 +125,51 @@ def test_no_outcome_metric_no_count_and_no_move_no_note(db: Database) -> None:
     with db.session() as s:
         assert experiment_results(s, other)["units_in_several_arms"] == {
             "units": 0, "share": 0.0, "note": None}
+
+
+def test_counted_in_their_first_arm_as_a_sensitivity_figure(db: Database) -> None:
+    """Beside the results (moved units left out), each outcome metric with the moved units
+    counted in their first arm (control here) with every outcome they sent, from either arm:
+    the same Welch test as scipy's on those values."""
+    exp, counted, _ = _feed(db)
+    with db.session() as s:
+        res = experiment_results(s, exp)
+    several = res["units_in_several_arms"]
+    figures = {f["metric"]: f for f in several["first_arm"]}
+    revenue = figures["revenue"]
+    # moved-i: 100 (tied to its treatment prediction) + 7 by unit for odd i; `sliced` sent
+    # nothing (a zero: exposed, missing zero); `quiet` 30 by unit
+    moved = [100.0 + 7.0 * (i % 2) for i in range(6)] + [0.0, 30.0]
+    c = np.array([*counted["control"].values(), *moved])
+    t = np.array(list(counted["treatment"].values()))
+    welch = stats.ttest_ind(t, c, equal_var=False)
+    arms = revenue["arms"]
+    assert (arms["control"]["units_first_arm"], arms["treatment"]["units_first_arm"]) == (
+        c.size, t.size)
+    assert arms["control"]["units_left_out"] == c.size - len(moved)
+    assert arms["control"]["mean_first_arm"] == pytest.approx(c.mean())
+    (cmp,) = revenue["comparisons"]
+    assert cmp["arm"] == "treatment"
+    assert cmp["first_arm"]["difference"] == pytest.approx(t.mean() - c.mean())
+    assert cmp["first_arm"]["p"] == pytest.approx(welch.pvalue, rel=1e-9)
+    left = next(r for r in res["comparisons"] if r["metric"] == "revenue")
+    assert cmp["left_out"]["p"] == pytest.approx(left["p_value"], rel=1e-9)
+    # skip: only the units that reported it; the six moved ones bought, in control now
+    bought = figures["bought"]["arms"]["control"]
+    assert bought["units_first_arm"] == bought["units_left_out"] + 6
+    assert "Counted in their first arm instead (intention to treat), with all their " \
+           "outcomes: 'revenue': treatment - control " in several["note"]
+    assert f"(p {welch.pvalue:.3g}) counted in their first arm" in several["note"]
+    document = openapi_document()  # as GET …/results serves it
+    validator = jsonschema_rs.validator_for({"$ref": "#/components/schemas/ResultsReport",
+                                             "components": document["components"]})
+    body = json.loads(json.dumps(res, default=str))
+    assert [e.message for e in validator.iter_errors(body)] == []
+
+
+def test_a_window_counts_only_the_moved_units_first_seen_in_it(db: Database) -> None:
+    exp, _, _ = _feed(db)
+    with db.session() as s:
+        res = experiment_results(s, exp, since=LATER)  # every unit was first seen at T0
+    arms = {f["metric"]: f for f in res["units_in_several_arms"]["first_arm"]}["revenue"]["arms"]
+    assert arms["control"]["units_first_arm"] == arms["control"]["units_left_out"] == 0
