@@ -26,6 +26,7 @@ from core.store.models import (
     RelabelItem,
     RelabelLabel,
 )
+from core.text import shown
 from core.times import as_utc, utc_iso
 from evaluation.divergence import divergence_report
 from evaluation.online import ALL, hour_window
@@ -54,7 +55,8 @@ LABEL_ACTIONS = ("label", "resolve")  # the acts that give an item a label (not 
 def parse_week(week: str) -> date:
     """The Monday of an ISO week written ``YYYY-Www``; a 400 that says the form otherwise."""
     if not isinstance(week, str) or not _WEEK.fullmatch(week):
-        raise AbvocError(f"week {week!r} must look like 2026-W48 (ISO year, 'W', two digits)")
+        raise AbvocError(f"week {shown(week)} must look like 2026-W48 (ISO year, 'W', two "
+                         "digits)")
     year, number = int(week[:4]), int(week[6:])
     try:
         monday = date.fromisocalendar(year, number, 1)

@@ -84,6 +84,9 @@ def test_written_again_listed_served_and_replaced_by_the_whole_week(
     assert gone.status_code == 404
     assert gone.get_json()["error"] == f"week {WEEK} is over: its whole report is {WEEK}.pdf"
     assert client.get("/v1/reports/2026-W47-to-dat.pdf", headers=admin).status_code == 400
+    long = client.get(f"/v1/reports/{'9' * 5000}-to-date.pdf", headers=admin)
+    assert long.status_code == 400 and len(long.data) < 600  # the name cut, its size said
+    assert "(5000 characters)" in long.get_json()["error"]
 
 
 def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: Path,
