@@ -40,7 +40,7 @@ def _listing() -> Component:
     if not reports:
         return html.P(
             "No weekly report yet: `abvoc up` writes last week's on Monday after 06:00 UTC, "
-            "or run `abvoc report`; *Write this week so far* writes the current week's.",
+            "or run `abvoc report`; the button above writes the current week so far.",
             id="reports-empty")
     rows = [html.Tr([html.Td(_label(r)), html.Td([
         html.A(fmt.upper(), href=f"{FILES}/{r['name']}.{fmt}", target="_blank",
@@ -59,11 +59,12 @@ def layout() -> Component:
         html.Div(id="reports-body", children=_listing())])
 
 
-def download(week: str, fmt: str) -> Response:
-    """A report file for a logged-in admin (the login's guard has checked the session)."""
+def download(name: str, fmt: str) -> Response:
+    """A report file, by the listing's name, for a logged-in admin (the login's guard has
+    checked the session)."""
     if not allowed(ROLES):
         raise Forbidden("the reports need the role admin")
-    path = report_file(_folder(), week, fmt)
+    path = report_file(_folder(), name, fmt)
     response = send_file(path, mimetype=MEDIA[fmt], as_attachment=fmt == "pdf",
                          download_name=path.name, max_age=0)
     response.headers["Content-Security-Policy"] = CSP
@@ -71,7 +72,7 @@ def download(week: str, fmt: str) -> Response:
 
 
 def register(app: Dash) -> None:
-    app.server.add_url_rule(f"{FILES}/<week>.<any(html, pdf):fmt>", "dashboard_report_file",
+    app.server.add_url_rule(f"{FILES}/<name>.<any(html, pdf):fmt>", "dashboard_report_file",
                             download)
 
     @app.callback(Output("reports-body", "children"), Output("reports-message", "children"),
