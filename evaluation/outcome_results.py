@@ -22,7 +22,7 @@ shift k add ``-m k`` to the shifted sum and ``m k^2`` to the squares.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,8 +257,9 @@ def _add_sensitivity(session: Session, experiment_id: int, definitions: list[Exp
     join its note."""
     first_arm = first_arms(session, experiment_id, only.left_out, *window)
     moved = _Only(only.where, only.left_out, first_arm)
+    arrived = Counter(first_arm.values())  # moved units exposed in their first arm
     exposed_first = None if exposed is None else {
-        a: exposed.get(a, 0) + sum(1 for f in first_arm.values() if f == a) for a in arms}
+        a: exposed.get(a, 0) + arrived[a] for a in arms}
     figures = []
     for d, left in zip(definitions, left_out_stats, strict=True):
         first = _arm_stat(session, experiment_id, d, arms, moved,

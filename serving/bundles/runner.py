@@ -152,7 +152,7 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) 
     declared = {t.name: t for t in specs}
     if set(inputs) != set(declared):
         raise TensorError(f"inputs must be {quoted_names(sorted(declared))}, got "
-                              f"{quoted_names(sorted(inputs))}")
+                          f"{quoted_names(sorted(inputs))}")
     out: Tensors = {}
     for name, spec in declared.items():
         array = as_datatype(np.asarray(inputs[name]), spec.datatype, f"input {name!r}")
