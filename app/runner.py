@@ -176,13 +176,17 @@ def serve_dashboard(settings: Settings, host: str, port: int, *, workers: int = 
     serve_wsgi(create_dashboard_app, settings, host, port, workers=workers, threads=threads)
 
 
-def weekly_report_task(db: Database, data_dir: Path) -> Callable[[], None]:
+def weekly_report_task(db: Database, settings: Settings) -> Callable[[], None]:
     """What `abvoc up` runs every hour: the weekly report of the due week (the last full ISO
-    week, from Monday 06:00 UTC) into `<data_dir>/reports`, once; later runs find it written."""
-    from dashboards.report import reports_dir, write_due_report
+    week, from Monday 06:00 UTC) into `<data_dir>/reports`, once (later runs find it written),
+    and the current week so far every ABVOC_REPORT_TO_DATE_HOURS."""
+    from dashboards.report import reports_dir, write_scheduled
 
-    def run() -> None:
-        write_due_report(db, reports_dir(data_dir))  # logs the week when it writes one
+    every = settings.report_to_date_hours
+    to_date_every = timedelta(hours=every) if every else None
+
+    def run() -> None:  # logs each report it writes
+        write_scheduled(db, reports_dir(settings.data_dir), to_date_every)
 
     return run
 
@@ -222,7 +226,7 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
         log.info("retention: pruned %d kept inputs",
                  prune_inputs(db, settings.input_retention_hours))
 
-    report_now = weekly_report_task(db, settings.data_dir)
+    report_now = weekly_report_task(db, settings)
 
     log.info("abvoc up: API on http://%s:%d (%d workers), relay and worker supervised; "
              "data in %s", host, port, workers, settings.data_dir)

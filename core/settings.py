@@ -50,6 +50,9 @@ class Settings:
     # Served inputs are kept this long for annotators (0: not kept); an input a relabel item
     # holds is kept until the item is gone.
     input_retention_hours: float = 72.0
+    # `abvoc up` rewrites the current week's report so far once it is this old (0: never; the
+    # command and the Reports page's button still write it on demand).
+    report_to_date_hours: float = 24.0
     # Bearer token a Prometheus scraper shows for /metrics; without it, production asks for an
     # admin API key there (per-candidate series name candidates predict keys must not learn).
     metrics_token: Secret | None = field(default=None, repr=False)
@@ -104,6 +107,7 @@ ENV_KEYS = {  # variable -> setting
     "ABVOC_LOG_LEVEL": "log_level", "ABVOC_DEFAULT_CANDIDATE": "default_candidate",
     "ABVOC_ENV": "environment", "ABVOC_RETENTION_DAYS": "retention_days",
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
+    "ABVOC_REPORT_TO_DATE_HOURS": "report_to_date_hours",
     "ABVOC_METRICS_TOKEN": "metrics_token", "ABVOC_RATE_LIMIT": "rate_limit",
     "ABVOC_EXPECT_PARTS": "expect_parts",
 }
@@ -147,6 +151,7 @@ def _file_key(variable: str) -> str:
 
 MAX_RETENTION_DAYS = 36500
 MAX_INPUT_RETENTION_HOURS = 876000
+MAX_REPORT_TO_DATE_HOURS = 168  # a week: a longer wait would never rewrite it
 MAX_RATE_LIMIT = 1_000_000
 MAX_BUS_PARTITIONS = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -261,6 +266,10 @@ def load_settings(
         values, "input_retention_hours", 72, 0, MAX_INPUT_RETENTION_HOURS,
         f"a number of hours from 0 to {MAX_INPUT_RETENTION_HOURS} "
         "(0: served inputs are not kept for annotators)"))
+    to_date_hours = float(_number(
+        values, "report_to_date_hours", 24, 0, MAX_REPORT_TO_DATE_HOURS,
+        f"a number of hours from 0 to {MAX_REPORT_TO_DATE_HOURS} (0: the week so far is "
+        "written only on demand)"))
     rate_limit = float(_number(values, "rate_limit", 0, 0, MAX_RATE_LIMIT,
                                f"requests a second per API key, from 0 (no limit) to "
                                f"{MAX_RATE_LIMIT}"))
@@ -301,6 +310,7 @@ def load_settings(
         environment=environment,
         retention_days=retention_days,
         input_retention_hours=input_hours,
+        report_to_date_hours=to_date_hours,
         metrics_token=Secret(metrics_token) if metrics_token else None,
         rate_limit=rate_limit,
         expect_parts=_parts(values),

@@ -267,7 +267,8 @@ def train_reference_candidates(settings: Settings) -> None:
               show_default=True, help="Seconds between retention prunes (see `db prune`).")
 @click.option("--report-every", "report_every_s", type=Finite(1, WEEK_S), default=3600,
               show_default=True,
-              help="Seconds between checks for a weekly report due (see `abvoc report`).")
+              help="Seconds between checks for a weekly report due, and for the current week's "
+                   "so far older than ABVOC_REPORT_TO_DATE_HOURS (see `abvoc report`).")
 @pass_ctx
 def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, train: bool,
        prune_every_s: float, report_every_s: float) -> None:

@@ -111,8 +111,23 @@ def due_week(now: datetime) -> str:
 
 
 def write_due_report(db: Database, folder: Path, now: datetime | None = None) -> Written:
-    """What the schedule runs (hourly): the due week's report, once."""
+    """The due week's report, once (later calls find it written)."""
     return write_report(db, folder, due_week(now or datetime.now(UTC)), now=now)
+
+
+def write_scheduled(db: Database, folder: Path, to_date_every: timedelta | None,
+                    now: datetime | None = None) -> list[Written]:
+    """What `abvoc up` runs every hour: the due week's report once, then the current week's so
+    far where it is missing or `to_date_every` old (None: only on demand), so the Reports page
+    shows this week's figures without anyone asking for them. Returns the reports written."""
+    now = now or datetime.now(UTC)
+    written = [done for done in [write_due_report(db, folder, now)] if not done.skipped]
+    if to_date_every is not None:
+        pdf = folder / f"{current_week(now)}{TO_DATE}.pdf"  # written last: its age is the run's
+        age = now - datetime.fromtimestamp(pdf.stat().st_mtime, UTC) if pdf.exists() else None
+        if age is None or age >= to_date_every:
+            written.append(write_report(db, folder, now=now, to_date=True))
+    return written
 
 
 def list_reports(folder: Path) -> list[dict[str, object]]:

@@ -30,7 +30,14 @@ from dashboards.report import (
     write_due_report,
     write_report,
 )
-from evaluation.weekly import last_full_week, parse_week, relabel_week, week_bounds, weekly_data
+from evaluation.weekly import (
+    current_week,
+    last_full_week,
+    parse_week,
+    relabel_week,
+    week_bounds,
+    weekly_data,
+)
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
 from tests.evaluation.helpers import T0, correction, flow, prediction
 from tests.support.browser import chromium
@@ -250,12 +257,15 @@ def test_schedule_writes_the_due_week_once(dash_app: Flask, tmp_path: Path) -> N
     assert again.skipped and first.pdf.stat().st_mtime_ns == stamp
     assert [r["week"] for r in list_reports(folder)] == [WEEK]
     assert write_report(db, folder, WEEK, force=True).skipped is False
-    # `abvoc up`'s task writes the current due week into <data_dir>/reports
+    # `abvoc up`'s task writes the current due week into <data_dir>/reports, and the current
+    # week so far (ABVOC_REPORT_TO_DATE_HOURS, 24 by default): each once in two runs
     data_dir = tmp_path / "data"
-    weekly_report_task(db, data_dir)()
-    weekly_report_task(db, data_dir)()
-    assert [r["week"] for r in list_reports(reports_dir(data_dir))] == [
-        due_week(datetime.now(UTC))]
+    settings = dash_app.extensions["abvoc"].settings.with_overrides(data_dir=data_dir)
+    weekly_report_task(db, settings)()
+    weekly_report_task(db, settings)()
+    now = datetime.now(UTC)
+    assert [(r["week"], r["to_date"]) for r in list_reports(reports_dir(data_dir))] == [
+        (current_week(now), True), (due_week(now), False)]
 
 
 def test_cli_writes_once_and_refuses_a_bad_week(dash_app: Flask, tmp_path: Path,

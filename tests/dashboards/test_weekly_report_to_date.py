@@ -5,6 +5,7 @@ replaced by the whole week's report once that is written."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from flask import Flask
 
 from app.cli import main
 from core.errors import AbvocError
-from dashboards.report import list_reports, reports_dir, write_report
+from dashboards.report import list_reports, reports_dir, write_report, write_scheduled
 from evaluation.weekly import current_week, so_far, weekly_data
 from tests.dashboards.conftest import PER_HOUR, SLICES
 from tests.dashboards.test_weekly_report import WEEK, _seed_week
@@ -105,6 +106,46 @@ def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: P
     assert again.exit_code == 0 and f"report {week} so far written" in again.output
     over = runner.invoke(main, ["report", "--to-date", "--week", WEEK])
     assert over.exit_code != 0 and f"week {WEEK} is over" in over.output
+
+
+def _age(path: Path, now: datetime, hours: float) -> None:
+    """Date the file's last write `hours` before `now`, as the schedule reads it."""
+    stamp = (now - timedelta(hours=hours)).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def test_the_schedule_rewrites_the_week_so_far_once_it_is_old(dash_app: Flask,
+                                                               tmp_path: Path) -> None:
+    _seed_week(dash_app)
+    db = dash_app.extensions["abvoc"].db
+    folder, day = tmp_path / "reports", timedelta(hours=24)
+    first = write_scheduled(db, folder, day, NOW)  # nothing yet: the due week and so far
+    assert [(w.week, w.to_date) for w in first] == [("2026-W46", False), (WEEK, True)]
+    pdf = folder / f"{SO_FAR}.pdf"
+    _age(pdf, NOW, 23)
+    assert write_scheduled(db, folder, day, NOW) == []  # the due week once; so far is fresh
+    assert pdf.stat().st_mtime == (NOW - timedelta(hours=23)).timestamp()
+    _age(pdf, NOW, 24)
+    (again,) = write_scheduled(db, folder, day, NOW)
+    assert (again.week, again.to_date, again.skipped) == (WEEK, True, False)
+    assert pdf.stat().st_mtime > NOW.timestamp()  # written now
+    assert "2026-11-20 12:00" in (folder / f"{SO_FAR}.html").read_text(encoding="utf-8")
+    # 0 (ABVOC_REPORT_TO_DATE_HOURS=0): only on demand, however old
+    _age(pdf, NOW, 100)
+    assert write_scheduled(db, folder, None, NOW) == []
+    assert _listed(folder) == [(SO_FAR, True), ("2026-W46", False)]
+
+
+@pytest.mark.parametrize("value", ["-1", "169", "nan", "daily"])
+def test_the_schedule_setting_is_checked(value: str) -> None:
+    from core.settings import ConfigError, load_settings
+
+    assert load_settings(env={}).report_to_date_hours == 24
+    assert load_settings(env={"ABVOC_REPORT_TO_DATE_HOURS": "0"}).report_to_date_hours == 0
+    with pytest.raises(ConfigError, match=r"ABVOC_REPORT_TO_DATE_HOURS \(report_to_date_hours "
+                                          r"in the config file\) must be a number of hours "
+                                          "from 0 to 168"):
+        load_settings(env={"ABVOC_REPORT_TO_DATE_HOURS": value})
 
 
 def _press_write(client: Any) -> Any:
