@@ -9,7 +9,9 @@ effect in its outcomes (which pulls the arms' difference towards zero). Neither 
 every move: where the two agree, the moves do not change the conclusion; where they differ,
 the moved units matter, and a time window from the change (``since=``) compares the units
 that came after it. Both differences come from the same test the results use for the metric's
-kind (Welch's t, the two-proportion z), unadjusted.
+kind (Welch's t, the two-proportion z); each side's p is also given Holm-adjusted
+(``p_holm``) over that side's comparisons, every outcome metric and treatment together, since
+a reader looking for any difference that changes looks at all of them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from core.store.upsert import in_values
 from evaluation.online import in_window
 from evaluation.stats import MeanStats
 from evaluation.stats.frequentist import ComparisonResult, two_proportion_ztest, welch_ttest
+from evaluation.stats.multiple import holm
 from evaluation.stats.sufficient import ProportionStats
 
 
@@ -108,9 +111,21 @@ def _successes(stat: MeanStats) -> ProportionStats:
 
 def _difference(result: ComparisonResult) -> dict[str, Any]:
     if result.error is not None or math.isnan(result.difference):
-        return {"difference": None, "interval": [None, None], "p": None, "error": result.error}
+        return {"difference": None, "interval": [None, None], "p": None, "p_holm": None,
+                "error": result.error}
     return {"difference": result.difference, "interval": [result.ci_low, result.ci_high],
-            "p": result.p_value, "error": None}
+            "p": result.p_value, "p_holm": None, "error": None}
+
+
+def adjust(figures: Sequence[dict[str, Any]]) -> None:
+    """Fill each difference's ``p_holm``: Holm over its side's (left out, first arm) tested
+    comparisons, every metric and treatment of `figures` together."""
+    for side in ("left_out", "first_arm"):
+        tested = [c[side] for f in figures for c in f["comparisons"] if c[side]["p"] is not None]
+        if tested:
+            adjusted = holm([d["p"] for d in tested]).p_adjusted
+            for d, p in zip(tested, adjusted, strict=True):
+                d["p_holm"] = float(p)
 
 
 def sensitivity(metric: str, arms: Sequence[str], left_out: Sequence[MeanStats],
@@ -146,4 +161,5 @@ def sensitivity_sentence(figure: dict[str, Any], control: str) -> str | None:
 
 def _shown(d: dict[str, Any]) -> str:
     low, high = d["interval"]
-    return f"{d['difference']:+.4g} [{low:+.4g}, {high:+.4g}] (p {d['p']:.3g})"
+    return (f"{d['difference']:+.4g} [{low:+.4g}, {high:+.4g}] (p {d['p']:.3g}, Holm "
+            f"{d['p_holm']:.3g})")

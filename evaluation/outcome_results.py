@@ -36,7 +36,13 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION, RATIO, ZERO_MISSING
 from core.store.models import ExperimentMetric, OutcomeUnitValue
 from evaluation import metric_definitions
-from evaluation.first_arm import first_arms, moved_values, sensitivity, sensitivity_sentence
+from evaluation.first_arm import (
+    adjust,
+    first_arms,
+    moved_values,
+    sensitivity,
+    sensitivity_sentence,
+)
 from evaluation.online import outcome_units_in_window, units_by_arm
 from evaluation.outcomes import NONE_WAITING, waiting
 from evaluation.several_arms import several_arms_figures, units_in_several_arms
@@ -267,6 +273,7 @@ def _add_sensitivity(session: Session, experiment_id: int, definitions: list[Exp
         kind = PROPORTION if d.kind == PROPORTION else "mean"
         figures.append({**sensitivity(d.name, arms, left, first, kind, alpha),
                         "primary": d.is_primary})
+    adjust(figures)
     several["first_arm"] = figures
     ordered = sorted(figures, key=lambda f: not f["primary"])  # the primary first, if any
     sentence = next((said for f in ordered if (said := sensitivity_sentence(f, arms[0]))), None)

@@ -131,7 +131,7 @@ RESULTS["properties"]["online_accuracy"] = _object(
                 "figure (Wilson interval), all labels (biased low), and the correction bound; "
                 "each names its sample and bias")
 _DIFFERENCE = _object({"difference": NUM_OR_NULL, "interval": {"type": "array"},
-                       "p": NUM_OR_NULL, "error": STR_OR_NULL})
+                       "p": NUM_OR_NULL, "p_holm": NUM_OR_NULL, "error": STR_OR_NULL})
 RESULTS["properties"]["units_in_several_arms"] = {
     "type": ["object", "null"], "required": ["units", "share", "note"],
     "properties": {"units": {**INT, "minimum": 0}, "share": NUM, "note": STR_OR_NULL,
@@ -142,7 +142,9 @@ RESULTS["properties"]["units_in_several_arms"] = {
                            "arm": STR, "left_out": _DIFFERENCE, "first_arm": _DIFFERENCE})}}),
                        "description": "where units moved: each outcome metric with them "
                                       "counted in their first arm (all their outcomes), beside "
-                                      "the same unadjusted test with them left out"}},
+                                      "the same test with them left out; `p` unadjusted, "
+                                      "`p_holm` Holm-adjusted over that side's comparisons "
+                                      "(every metric and treatment)"}},
     "description": "units served in more than one arm (moved by a canary step or new weights), "
                    "left out of every arm's outcome metrics; null without outcome metrics"}
 

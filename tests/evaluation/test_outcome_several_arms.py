@@ -14,11 +14,13 @@ import jsonschema_rs
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from app.openapi import openapi_document
 from core import events, receipts
 from core.store.db import Database
 from dashboards.pages.experiment_notes import outcomes as outcome_notes
+from evaluation.first_arm import adjust
 from evaluation.metric_definitions import define_metric
 from evaluation.results import experiment_results
 from tests.evaluation.helpers import SECRET, T0, add_experiment, prediction
@@ -159,7 +161,11 @@ def test_counted_in_their_first_arm_as_a_sensitivity_figure(db: Database) -> Non
     assert bought["units_first_arm"] == bought["units_left_out"] + 6
     assert "Counted in their first arm instead (intention to treat), with all their " \
            "outcomes: 'revenue': treatment - control " in several["note"]
-    assert f"(p {welch.pvalue:.3g}) counted in their first arm" in several["note"]
+    # 'bought' is 1 for every unit that reported it: untested, so Holm's family is one
+    assert figures["bought"]["comparisons"][0]["first_arm"]["p_holm"] is None
+    assert cmp["first_arm"]["p_holm"] == cmp["first_arm"]["p"]
+    assert f"(p {welch.pvalue:.3g}, Holm {welch.pvalue:.3g}) counted in their first arm" in \
+        several["note"]
     document = openapi_document()  # as GET …/results serves it
     validator = jsonschema_rs.validator_for({"$ref": "#/components/schemas/ResultsReport",
                                              "components": document["components"]})
@@ -173,3 +179,28 @@ def test_a_window_counts_only_the_moved_units_first_seen_in_it(db: Database) -> 
         res = experiment_results(s, exp, since=LATER)  # every unit was first seen at T0
     arms = {f["metric"]: f for f in res["units_in_several_arms"]["first_arm"]}["revenue"]["arms"]
     assert arms["control"]["units_first_arm"] == arms["control"]["units_left_out"] == 0
+
+
+def test_holm_over_every_metric_and_treatment_of_each_side() -> None:
+    """`p_holm` is statsmodels' Holm over one side's tested comparisons (metrics x
+    treatments), the untested ones (p None) left out of the family."""
+    p_first = [[0.01, 0.04], [0.03, None], [0.2, 0.001]]
+    p_left = [[0.02, 0.5], [None, None], [0.04, 0.03]]
+
+    def side(p: float | None) -> dict[str, Any]:
+        return {"difference": None if p is None else 1.0, "interval": [None, None], "p": p,
+                "p_holm": None, "error": None}
+
+    figures = [{"metric": f"m{i}", "comparisons": [
+        {"arm": arm, "first_arm": side(first), "left_out": side(left)}
+        for arm, first, left in zip(("b", "c"), firsts, lefts, strict=True)]}
+        for i, (firsts, lefts) in enumerate(zip(p_first, p_left, strict=True))]
+    adjust(figures)
+    for name, p in (("first_arm", p_first), ("left_out", p_left)):
+        flat = [x for row in p for x in row]
+        tested = [x for x in flat if x is not None]
+        expected = iter(multipletests(tested, method="holm")[1])
+        got = [c[name]["p_holm"] for f in figures for c in f["comparisons"]]
+        assert got == [None if x is None else pytest.approx(next(expected), rel=1e-12)
+                       for x in flat]
+
