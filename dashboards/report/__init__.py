@@ -119,14 +119,25 @@ def write_scheduled(db: Database, folder: Path, to_date_every: timedelta | None,
                     now: datetime | None = None) -> list[Written]:
     """What `abvoc up` runs every hour: the due week's report once, then the current week's so
     far where it is missing or `to_date_every` old (None: only on demand), so the Reports page
-    shows this week's figures without anyone asking for them. Returns the reports written."""
+    shows this week's figures without anyone asking for them. Returns the reports written; one
+    that fails (Chromium missing) does not stop the other, and its error is raised after."""
     now = now or datetime.now(UTC)
-    written = [done for done in [write_due_report(db, folder, now)] if not done.skipped]
+    written: list[Written] = []
+    failed: Exception | None = None
+    try:
+        written += [done for done in [write_due_report(db, folder, now)] if not done.skipped]
+    except Exception as exc:  # noqa: BLE001 - raised once the week so far had its turn
+        failed = exc
     if to_date_every is not None:
-        pdf = folder / f"{current_week(now)}{TO_DATE}.pdf"  # written last: its age is the run's
-        age = now - datetime.fromtimestamp(pdf.stat().st_mtime, UTC) if pdf.exists() else None
-        if age is None or age >= to_date_every:
+        # Written when either file is missing (a PDF Chromium failed to print is tried again
+        # each hour, as a whole week's is) or the HTML, written first, is that old.
+        stem = folder / f"{current_week(now)}{TO_DATE}"
+        html, pdf = stem.with_suffix(".html"), stem.with_suffix(".pdf")
+        if not (html.exists() and pdf.exists()) or \
+                now - datetime.fromtimestamp(html.stat().st_mtime, UTC) >= to_date_every:
             written.append(write_report(db, folder, now=now, to_date=True))
+    if failed is not None:
+        raise failed
     return written
 
 

@@ -121,18 +121,35 @@ def test_the_schedule_rewrites_the_week_so_far_once_it_is_old(dash_app: Flask,
     folder, day = tmp_path / "reports", timedelta(hours=24)
     first = write_scheduled(db, folder, day, NOW)  # nothing yet: the due week and so far
     assert [(w.week, w.to_date) for w in first] == [("2026-W46", False), (WEEK, True)]
-    pdf = folder / f"{SO_FAR}.pdf"
-    _age(pdf, NOW, 23)
+    html, pdf = folder / f"{SO_FAR}.html", folder / f"{SO_FAR}.pdf"
+    _age(html, NOW, 23)
     assert write_scheduled(db, folder, day, NOW) == []  # the due week once; so far is fresh
-    assert pdf.stat().st_mtime == (NOW - timedelta(hours=23)).timestamp()
+    assert html.stat().st_mtime == (NOW - timedelta(hours=23)).timestamp()
+    _age(html, NOW, 24)
     _age(pdf, NOW, 24)
     (again,) = write_scheduled(db, folder, day, NOW)
     assert (again.week, again.to_date, again.skipped) == (WEEK, True, False)
-    assert pdf.stat().st_mtime > NOW.timestamp()  # written now
-    assert "2026-11-20 12:00" in (folder / f"{SO_FAR}.html").read_text(encoding="utf-8")
+    assert min(html.stat().st_mtime, pdf.stat().st_mtime) > NOW.timestamp()  # written now
+    assert "2026-11-20 12:00" in html.read_text(encoding="utf-8")
     # 0 (ABVOC_REPORT_TO_DATE_HOURS=0): only on demand, however old
-    _age(pdf, NOW, 100)
+    _age(html, NOW, 100)
     assert write_scheduled(db, folder, None, NOW) == []
+    assert _listed(folder) == [(SO_FAR, True), ("2026-W46", False)]
+
+
+def test_a_report_chromium_cannot_print_does_not_stop_the_other(
+        dash_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed_week(dash_app)
+    db = dash_app.extensions["abvoc"].db
+    folder, day = tmp_path / "reports", timedelta(hours=24)
+    monkeypatch.setenv("ABVOC_CHROMIUM", str(tmp_path / "no-such-browser"))
+    with pytest.raises(AbvocError, match="no Chromium to print"):
+        write_scheduled(db, folder, day, NOW)
+    # both HTML files are there (the due week's did not stop the week so far), no PDF
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-W46.html", f"{SO_FAR}.html"]
+    monkeypatch.delenv("ABVOC_CHROMIUM")
+    done = write_scheduled(db, folder, day, NOW)  # the next hour: both PDFs printed
+    assert [(w.week, w.to_date) for w in done] == [("2026-W46", False), (WEEK, True)]
     assert _listed(folder) == [(SO_FAR, True), ("2026-W46", False)]
 
 
