@@ -123,21 +123,26 @@ def write_scheduled(db: Database, folder: Path, to_date_every: timedelta | None,
     that fails (Chromium missing) does not stop the other, and its error is raised after."""
     now = now or datetime.now(UTC)
     written: list[Written] = []
-    failed: Exception | None = None
+    failed: list[Exception] = []
     try:
         written += [done for done in [write_due_report(db, folder, now)] if not done.skipped]
     except Exception as exc:  # noqa: BLE001 - raised once the week so far had its turn
-        failed = exc
+        failed.append(exc)
     if to_date_every is not None:
         # Written when either file is missing (a PDF Chromium failed to print is tried again
         # each hour, as a whole week's is) or the HTML, written first, is that old.
         stem = folder / f"{current_week(now)}{TO_DATE}"
         html, pdf = stem.with_suffix(".html"), stem.with_suffix(".pdf")
-        if not (html.exists() and pdf.exists()) or \
-                now - datetime.fromtimestamp(html.stat().st_mtime, UTC) >= to_date_every:
-            written.append(write_report(db, folder, now=now, to_date=True))
-    if failed is not None:
-        raise failed
+        try:
+            if not (html.exists() and pdf.exists()) or \
+                    now - datetime.fromtimestamp(html.stat().st_mtime, UTC) >= to_date_every:
+                written.append(write_report(db, folder, now=now, to_date=True))
+        except Exception as exc:  # noqa: BLE001 - both failures are told
+            failed.append(exc)
+    if failed:
+        for also in failed[1:]:
+            log.error("the week so far's report failed too: %s", also)
+        raise failed[0]
     return written
 
 

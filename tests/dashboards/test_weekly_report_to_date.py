@@ -138,13 +138,16 @@ def test_the_schedule_rewrites_the_week_so_far_once_it_is_old(dash_app: Flask,
 
 
 def test_a_report_chromium_cannot_print_does_not_stop_the_other(
-        dash_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        dash_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     _seed_week(dash_app)
     db = dash_app.extensions["abvoc"].db
     folder, day = tmp_path / "reports", timedelta(hours=24)
     monkeypatch.setenv("ABVOC_CHROMIUM", str(tmp_path / "no-such-browser"))
-    with pytest.raises(AbvocError, match="no Chromium to print"):
+    with caplog.at_level("ERROR", logger="abvoc.report"), \
+            pytest.raises(AbvocError, match="no Chromium to print"):
         write_scheduled(db, folder, day, NOW)
+    assert "the week so far's report failed too: no Chromium to print" in caplog.text
     # both HTML files are there (the due week's did not stop the week so far), no PDF
     assert sorted(p.name for p in folder.iterdir()) == ["2026-W46.html", f"{SO_FAR}.html"]
     monkeypatch.delenv("ABVOC_CHROMIUM")
