@@ -66,6 +66,11 @@ def reports_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "reports"
 
 
+def _path(folder: Path, week: str, fmt: str, to_date: bool = False) -> Path:
+    """A report's file: ``2026-W48.pdf``, or ``2026-W49-to-date.pdf`` for a week so far."""
+    return folder / f"{week}{TO_DATE if to_date else ''}.{fmt}"
+
+
 def write_report(db: Database, folder: Path, week: str | None = None, *, force: bool = False,
                  now: datetime | None = None,
                  progress: Callable[[int, int], None] | None = None,
@@ -85,8 +90,7 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
             raise AbvocError(_unfinished(week, end, now))
         until = None
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{week}{TO_DATE if to_date else ''}"
-    html, pdf = folder / f"{stem}.html", folder / f"{stem}.pdf"
+    html, pdf = _path(folder, week, "html", to_date), _path(folder, week, "pdf", to_date)
     if not to_date and pdf.exists() and html.exists() and not force:
         return Written(week, html, pdf, skipped=True)
     with db.session() as s:
@@ -99,8 +103,8 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
     html_to_pdf(html, pdf)
     if not to_date:  # the whole week replaces what was written of it so far
         for fmt in FORMATS:
-            (folder / f"{week}{TO_DATE}.{fmt}").unlink(missing_ok=True)
-    log.info("weekly report %s written to %s", stem, folder)
+            _path(folder, week, fmt, to_date=True).unlink(missing_ok=True)
+    log.info("weekly report %s written to %s", html.stem, folder)
     return Written(week, html, pdf, skipped=False, to_date=to_date)
 
 
@@ -131,8 +135,8 @@ def write_scheduled(db: Database, folder: Path, to_date_every: timedelta | None,
     if to_date_every is not None:
         # Written when either file is missing (a PDF Chromium failed to print is tried again
         # each hour, as a whole week's is) or the HTML, written first, is that old.
-        stem = folder / f"{current_week(now)}{TO_DATE}"
-        html, pdf = stem.with_suffix(".html"), stem.with_suffix(".pdf")
+        week = current_week(now)
+        html, pdf = _path(folder, week, "html", True), _path(folder, week, "pdf", True)
         try:
             if not (html.exists() and pdf.exists()) or \
                     now - datetime.fromtimestamp(html.stat().st_mtime, UTC) >= to_date_every:
@@ -175,7 +179,7 @@ def report_file(folder: Path, name: str, fmt: str) -> Path:
     parse_week(week)
     if fmt not in FORMATS:
         raise AbvocError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
-    path = folder / f"{week}{TO_DATE if to_date else ''}.{fmt}"
+    path = _path(folder, week, fmt, to_date)
     if not path.is_file():
         now = datetime.now(UTC)
         end = week_bounds(week)[1]
@@ -189,4 +193,4 @@ def report_file(folder: Path, name: str, fmt: str) -> Path:
 
 
 __all__ = ["CSP", "FORMATS", "TO_DATE", "Written", "due_week", "list_reports", "report_file",
-           "reports_dir", "write_due_report", "write_report"]
+           "reports_dir", "write_due_report", "write_report", "write_scheduled"]
