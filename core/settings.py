@@ -61,6 +61,9 @@ class Settings:
     # Parts (heartbeat components: relay, worker) this deployment runs: /readyz is not ready
     # while one of them has no live instance, even before its first heartbeat.
     expect_parts: tuple[str, ...] = ()
+    # On SQLite, answers' rows are appended to a spool file and committed a few ms later
+    # (core.store.spool); off: each answer waits for its own commit.
+    request_spool: bool = True
 
     @property
     def production(self) -> bool:
@@ -109,7 +112,7 @@ ENV_KEYS = {  # variable -> setting
     "ABVOC_INPUT_RETENTION_HOURS": "input_retention_hours",
     "ABVOC_REPORT_TO_DATE_HOURS": "report_to_date_hours",
     "ABVOC_METRICS_TOKEN": "metrics_token", "ABVOC_RATE_LIMIT": "rate_limit",
-    "ABVOC_EXPECT_PARTS": "expect_parts",
+    "ABVOC_EXPECT_PARTS": "expect_parts", "ABVOC_REQUEST_SPOOL": "request_spool",
 }
 
 
@@ -231,6 +234,22 @@ def _parts(values: Mapping[str, Any]) -> tuple[str, ...]:
     return parts
 
 
+_SWITCH = {"1": True, "true": True, "on": True, "yes": True,
+           "0": False, "false": False, "off": False, "no": False}
+
+
+def _switch(values: Mapping[str, Any], key: str, default: bool) -> bool:
+    """An on/off setting: a TOML boolean, or on/off, true/false, yes/no, 1/0."""
+    raw = values.get(key)
+    if raw is None:
+        return default
+    value = raw if isinstance(raw, bool) else _SWITCH.get(str(raw).strip().lower())
+    if value is None:
+        raise ConfigError(f"{_setting(key)} must be on or off (or true/false, 1/0), "
+                          f"got {str(raw)[:60]!r}")
+    return value
+
+
 def _folder(values: Mapping[str, Any], key: str) -> Path | None:
     """A folder setting (core.folders): None when unset."""
     text = _text(values, key)
@@ -314,6 +333,7 @@ def load_settings(
         metrics_token=Secret(metrics_token) if metrics_token else None,
         rate_limit=rate_limit,
         expect_parts=_parts(values),
+        request_spool=_switch(values, "request_spool", True),
     )
 
 

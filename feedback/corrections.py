@@ -19,6 +19,7 @@ from core.output_types import OutputKind, check_output
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, CorrectionRequest, ServedPrediction
+from core.store.spool import await_row
 
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
@@ -97,6 +98,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     if not receipts.verify(settings.secret_key, checked["prediction_id"], checked["receipt"]):
         raise Forbidden("the receipt does not match the prediction; send the receipt that came "
                         "with it")
+    await_row(db, ServedPrediction, checked["prediction_id"])
     with db.reading() as s:
         served = s.get(ServedPrediction, checked["prediction_id"])
         if served is None:

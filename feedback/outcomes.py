@@ -28,6 +28,7 @@ from core.outcome_metrics import check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
+from core.store.spool import await_row
 from core.times import as_utc, parse_rfc3339
 from feedback.corrections import scoped_key
 
@@ -147,6 +148,8 @@ def submit_outcome(db: Database, settings: Settings, body: Any,
         # Checked before any lookup, so a caller without receipts learns nothing about ids.
         raise Forbidden("the receipt does not match the prediction; send the receipt that came "
                         "with it")
+    if checked["prediction_id"] is not None:
+        await_row(db, ServedPrediction, checked["prediction_id"])
     # One read-only unit for the checks and the idempotency lookup (on SQLite it takes no write
     # lock); only a new outcome opens a write.
     with db.reading() as s:

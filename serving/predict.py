@@ -31,8 +31,9 @@ from core.ids import time_ordered_id
 from core.outbox import outbox_row
 from core.settings import Settings
 from core.store.db import Database, utcnow
-from core.store.groupcommit import GroupCommitter, Unit
+from core.store.groupcommit import Unit
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
+from core.store.spool import Spool, request_writer
 from serving.batch_request import Finish, FinishingBacklog
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
@@ -166,7 +167,7 @@ class PredictService:
         self.pool = pool
         self.monitor = monitor
         self.shadows = ShadowQueue(shadow_workers, shadow_queue)
-        self._writes = GroupCommitter(db)
+        self._writes = request_writer(db, settings.request_spool)
         self._listed: tuple[float, frozenset[str], str | None] | None = None
 
     def default_candidate(self, scope: str = DEFAULT_SCOPE, remedy: str = SCOPE_REMEDY) -> str:
@@ -387,6 +388,12 @@ class PredictService:
             self._record(self._event(req, route, shadow.candidate, run, True))
         except Exception:
             log.exception("shadow candidate %s failed to record", shadow.candidate)
+
+    def unrecorded(self) -> tuple[int, float] | None:
+        """Answers given whose rows are not in the store yet (in the request spool), and how
+        long the oldest has waited (s); None where each answer waits for its commit."""
+        writes = self._writes
+        return writes.pending() if isinstance(writes, Spool) else None
 
     def close(self) -> None:
         self.shadows.close()

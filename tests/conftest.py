@@ -6,6 +6,7 @@ a missing server is an error, never a skip (scripts/install-system.sh installs b
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +24,18 @@ from tests.support.postgres import PostgresServer
 
 # Fixtures kept beside the helpers they serve.
 pytest_plugins = ["tests.support.stub_server", "tests.support.pages"]
+
+
+@pytest.fixture(autouse=True)
+def _own_prometheus_folder() -> Iterator[None]:
+    """A command run in-process (`abvoc up`, `serve`, `demo`) points this process's Prometheus
+    samples at its data folder; put it back, so a later test's /metrics reads its own app's."""
+    before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    yield
+    if before is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,14 @@ def readyz():  # noqa: ANN201
         except (ValueError, TypeError) as exc:  # a stored value its column's type refuses
             checks["components"] = (f"unreadable: a heartbeat row does not parse "
                                     f"({type(exc).__name__}: {str(exc)[:120]})")
+    serving = current_app.extensions.get("abvoc_serving")
+    held = serving.predict.unrecorded() if serving is not None else None
+    if held is not None:  # this process's answers still in its request spool
+        count, waited = held
+        checks["spool"] = "ok" if waited <= max_lag_s else (
+            f"lagging: {count} answers are not in the store yet, the oldest for {waited:.0f}s "
+            f"(limit {max_lag_s:.0f}s)")
+        body["spool_pending"] = count
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks, **body}
     return jsonify(body), 200 if ready else 503

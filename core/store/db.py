@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +137,41 @@ def sqlite_file(url: str) -> str | None:
     return None if memory else parsed.database
 
 
+_read_barriers: dict[str, list[Callable[[], object]]] = {}
+_depth = threading.local()
+
+
+def add_read_barrier(sqlite_path: str, barrier: Callable[[], object]) -> None:
+    """Call `barrier` before each outermost unit of work this process opens on the SQLite file:
+    the request spool (core.store.spool) commits what it holds, so the process reads its own
+    answers' rows, whichever Database object it reads them through."""
+    _read_barriers.setdefault(os.path.realpath(sqlite_path), []).append(barrier)
+
+
+def remove_read_barrier(sqlite_path: str, barrier: Callable[[], object]) -> None:
+    key = os.path.realpath(sqlite_path)
+    barriers = _read_barriers.get(key, [])
+    if barrier in barriers:
+        barriers.remove(barrier)
+    if not barriers:
+        _read_barriers.pop(key, None)
+
+
+@contextmanager
+def _outermost(key: str | None) -> Iterator[None]:
+    """Run the file's read barriers when no unit of work is open on this thread (a nested one
+    must not wait for a writer its outer one may hold up)."""
+    depth = getattr(_depth, "n", 0)
+    if not depth and _read_barriers and key:
+        for barrier in tuple(_read_barriers.get(key, ())):
+            barrier()
+    _depth.n = depth + 1
+    try:
+        yield
+    finally:
+        _depth.n = depth
+
+
 def _sqlite_folder(db_path: str, create: bool) -> None:
     """Make the SQLite file's folder (when `create`), or say why there is no store there: a
     one-line error naming the variable instead of the driver's traceback."""
@@ -207,6 +242,7 @@ class Database:
         )
         self.checkpointer: Checkpointer | None = None
         self._sqlite_path = sqlite_file(url)
+        self._barrier_key = os.path.realpath(self._sqlite_path) if self._sqlite_path else None
         self._checkpointer_lock = threading.Lock()
         if self._sqlite_path:
             event.listen(self.engine, "connect", self._start_checkpoints)
@@ -224,14 +260,14 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        with _outermost(self._barrier_key), self._sessions.begin() as session:
             yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A unit of work that only reads: on SQLite it takes no write lock, so polls, health
         checks and outbox scans never queue behind (or hold up) a writer."""
-        with self._readers.begin() as session:
+        with _outermost(self._barrier_key), self._readers.begin() as session:
             yield session
 
     def check(self, variable: str = "ABVOC_DATABASE_URL") -> None:

@@ -27,7 +27,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -141,13 +141,20 @@ class GroupCommitter:
                     self._commit_units([one])
 
     def _write(self, units: list[Unit]) -> None:
-        """One transaction on the held DBAPI connection; once more on a fresh connection when
-        the held one turns out to be gone (the server restarted since the last commit). Driver
-        errors are raised as SQLAlchemy's, as the rest of the service sees them."""
-        merged: dict[Table, list[Mapping[str, Any]]] = {}
+        """The units' rows in one transaction, one executemany per table and column set."""
+        groups: dict[DriverInsert, list] = {}
         for unit in units:
             for table, row in unit.items():
-                merged.setdefault(table, []).append(row)
+                statement = self.statement(table, tuple(row))
+                groups.setdefault(statement, []).append(statement.params(row))
+        self.write_params(groups)
+
+    def write_params(self, groups: Mapping[DriverInsert, Sequence[Any]],
+                     after: Callable[[Any], None] | None = None) -> None:
+        """Each statement's rows (driver parameters), then `after(cursor)`, in one transaction
+        on the held DBAPI connection, all or none; once more on a fresh connection when the held
+        one turns out to be gone (the server restarted since the last commit). Driver errors are
+        raised as SQLAlchemy's, as the rest of the service sees them."""
         dialect = self.db.engine.dialect
         for attempt in range(2):
             conn = cursor = None
@@ -156,9 +163,10 @@ class GroupCommitter:
                 cursor = conn.cursor()
                 if self._sqlite:
                     begin_write(cursor, held=True)
-                for table, rows in merged.items():
-                    for statement, params in self._params(table, rows).items():
-                        cursor.executemany(statement.sql, params)
+                for statement, params in groups.items():
+                    cursor.executemany(statement.sql, params)
+                if after is not None:
+                    after(cursor)
                 conn.commit()
                 return
             except dialect.loaded_dbapi.Error as exc:  # a connect that failed leaves conn None
@@ -202,19 +210,14 @@ class GroupCommitter:
             with contextlib.suppress(Exception):
                 conn.invalidate()
 
-    def _params(self, table: Table, rows: Sequence[Mapping[str, Any]]
-                ) -> dict[DriverInsert, list]:
-        """The rows as driver parameters, grouped by the statement of the columns they set."""
-        out: dict[DriverInsert, list] = {}
-        for row in rows:
-            columns = tuple(row)
-            key = (table, columns)
-            statement = self._statements.get(key)
-            if statement is None:
-                statement = self._statements[key] = DriverInsert.compile(
-                    table.insert(), table, self.db.engine.dialect, columns)
-            out.setdefault(statement, []).append(statement.params(row))
-        return out
+    def statement(self, table: Table, columns: tuple[str, ...]) -> DriverInsert:
+        """The INSERT of these columns of the table, compiled once."""
+        key = (table, columns)
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = DriverInsert.compile(
+                table.insert(), table, self.db.engine.dialect, columns)
+        return statement
 
     def close(self) -> None:
         """Refuse new rows, wait until the rows already queued are committed, and return the

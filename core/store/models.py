@@ -342,7 +342,7 @@ from core.store.relabel_models import (  # noqa: E402
     RelabelRule,
     RelabelSample,
 )
-from core.store.service_models import ApiKey, ComponentHeartbeat  # noqa: E402
+from core.store.service_models import ApiKey, ComponentHeartbeat, SpoolProgress  # noqa: E402
 
 __all__ = [
     "ApiKey",
@@ -369,6 +369,7 @@ __all__ = [
     "PredictionTruth",
     "ProcessedEvent",
     "ServedPrediction",
+    "SpoolProgress",
     "RelabelItem",
     "RelabelLabel",
     "RelabelSample",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.store.models import Base, BigId
@@ -66,3 +66,14 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
     # The last dashboard logout: sessions this key started before it are over.
     sessions_ended_at: Mapped[datetime | None]
+
+
+class SpoolProgress(Base):
+    """How far a request spool's segment is committed (core.store.spool): written in the same
+    transaction as the segment's rows, so a process that commits what a dead one left starts
+    exactly where it stopped."""
+
+    __tablename__ = "spool_progress"
+
+    segment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    applied: Mapped[int] = mapped_column(BigInteger)

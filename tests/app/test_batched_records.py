@@ -15,6 +15,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, func, select, text
 
+from app import close_app, create_app
+from core.settings import Settings
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from serving.predict import PredictService
 from tests.serving.test_batching import concurrently
@@ -89,12 +91,23 @@ def _writes_held(url: str) -> Iterator[None]:
         engine.dispose()
 
 
+@pytest.fixture
+def direct_app(settings: Settings) -> Iterator[Flask]:
+    """Each answer waiting for its own commit: PostgreSQL's way, SQLite's with
+    ABVOC_REQUEST_SPOOL=off."""
+    flask_app = create_app(settings.with_overrides(request_spool=False),
+                           test_config={"TESTING": True, "ROUTER_REFRESH_S": 0.0})
+    yield flask_app
+    close_app(flask_app)
+
+
 def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
-        v2app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        direct_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A commit that outlasts the candidate's deadline holds the requests queued behind it: past
     their deadline they get a 503 saying to retry (the store's delay), are not recorded as the
     candidate's failures (which the error-rate guardrail would count), and leave nothing stored;
     the answer whose commit waited is served once the store lets go."""
+    v2app = direct_app
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
     bundle = copy_example(tmp_path)
@@ -136,3 +149,41 @@ def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
     # No failure recorded for the refused ones: only the two answers.
     assert sorted(ledger) == sorted(r.get_json()["parameters"]["prediction_id"]
                                     for r in (warm, served))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_stalled_sqlite_store_holds_no_answer_and_loses_none(v2app: Flask,
+                                                                tmp_path: Path) -> None:
+    """With the request spool (SQLite's default) answers are in the spool's file when given:
+    while another client holds the store's write lock for a second, requests are still answered
+    at once, and once it lets go every answer's rows are in the store, once."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    bundle = copy_example(tmp_path)
+    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
+    upload(client, admin, bundle)
+    rows = flowers(8, seed=4)
+
+    def infer(i: int):  # noqa: ANN202 - the response
+        return v2app.test_client().post("/v2/models/default/infer", headers=admin,
+                                        json=infer_body(rows[i][None], f"user-{i}"))
+
+    assert infer(0).status_code == 200  # the lookups are cached from here
+    url = v2app.extensions["abvoc"].settings.database_url
+    with _writes_held(url):
+        start = time.perf_counter()
+        answers = [infer(i) for i in range(1, 8)]
+        took = time.perf_counter() - start
+        held, _ = v2app.extensions["abvoc_serving"].predict.unrecorded()
+        time.sleep(1.0)  # past the candidate's 300 ms deadline: nothing waits on the store
+    assert [r.status_code for r in answers] == [200] * 7, answers[0].get_json()
+    assert took < 3, took
+    assert held >= 1  # answered while their rows waited in the spool
+    ids = [r.get_json()["parameters"]["prediction_id"] for r in answers]
+    db = v2app.extensions["abvoc"].db
+    with db.reading() as s:  # this process's read waits for its spool
+        for table, column in ((OutboxEvent, OutboxEvent.key),
+                              (ServedPrediction, ServedPrediction.prediction_id),
+                              (PredictionInput, PredictionInput.prediction_id)):
+            stored = s.scalar(select(func.count()).select_from(table).where(column.in_(ids)))
+            assert stored == len(ids), table.__tablename__
