@@ -32,6 +32,10 @@ server's own work, other threads); and the context switches per request on each 
 busy VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
 costs a few µs per request: quote the headline from a run without it.
 
+The full path appends its answers to the request spool, as `abvoc serve` does on SQLite (a
+mover thread of the same process commits them, its CPU counted); ABVOC_REQUEST_SPOOL=off in the
+environment makes each batch wait for its own commit instead.
+
 `--input-retention-hours 0` serves with no inputs kept for annotators, as a deployment that sets
 ABVOC_INPUT_RETENTION_HOURS=0 does: the full path then writes no kept-input row (four of its
 durable write's ten B-trees, and the image's bytes), which says what keeping inputs costs.
@@ -48,6 +52,7 @@ import base64
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import sys
@@ -71,7 +76,9 @@ CANDIDATE = "ocr-small-mixed"
 def _settings(data_dir: str, models: str | None = None, keep_hours: float = 72):  # noqa: ANN202
     from core.settings import load_settings
 
+    spool = os.environ.get("ABVOC_REQUEST_SPOOL", "on")
     settings = load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING",
+                                  "ABVOC_REQUEST_SPOOL": spool,
                                   "ABVOC_INPUT_RETENTION_HOURS": str(keep_hours)})
     return settings.with_overrides(model_store=Path(models)) if models else settings
 

@@ -40,7 +40,9 @@ the HTTP call to MLServer in it), the event and the durable write; the rest of t
 is the client's, the HTTP server's and the wire's (the client's share is in MLServer direct too).
 
 `--free-write` is a what-if, not a service abvoc ships: the server skips the answers' durable
-write (nothing is stored), which bounds what any cheaper request-path write could gain.
+write (nothing is stored), which bounds what any cheaper request-path write could gain. The
+server appends answers to the request spool as `abvoc serve` does on SQLite (core/store/spool.py);
+with ABVOC_REQUEST_SPOOL=off in the environment each answer waits for its own commit instead.
 
 Last, a cProfile of --profile requests through the app (test client, this thread only: time the
 request spends waiting on the batcher shows as a wait) says where abvoc's time goes.
@@ -58,6 +60,7 @@ import contextlib
 import io
 import logging
 import multiprocessing as mp
+import os
 import re
 import shutil
 import statistics
@@ -133,7 +136,9 @@ def _profile_route(app, key: str, profile: int) -> None:  # noqa: ANN001 - a Fla
 def _settings(data_dir: str):  # noqa: ANN202
     from core.settings import load_settings
 
-    return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING"})
+    # ABVOC_REQUEST_SPOOL=off in the environment: each answer waits for its own commit.
+    return load_settings(env={"ABVOC_DATA_DIR": data_dir, "ABVOC_LOG_LEVEL": "WARNING",
+                              "ABVOC_REQUEST_SPOOL": os.environ.get("ABVOC_REQUEST_SPOOL", "on")})
 
 
 @contextlib.contextmanager
@@ -184,10 +189,12 @@ def serve(data_dir: str, port: int, key: str, profile: int, server: str,
     answers' durable write skipped (nothing stored), to bound what a cheaper write could gain."""
     from app import create_app
     from core.store.groupcommit import GroupCommitter
+    from core.store.spool import Spool
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if free_write:
-        GroupCommitter.insert_many = lambda _self, units: [None] * len(units)  # type: ignore
+        for writer in (GroupCommitter, Spool):
+            writer.insert_many = lambda _self, units: [None] * len(units)  # type: ignore
 
     def factory(settings):  # noqa: ANN001, ANN202
         app = create_app(settings)

@@ -152,8 +152,9 @@ class Experiments:
             return [_view(e) for e in s.scalars(query)]
 
     def active(self) -> list[dict[str, Any]]:
-        """Experiments that own their scope now (running, paused or killed)."""
-        with self.db.reading() as s:
+        """Experiments that own their scope now (running, paused or killed): the router's
+        poll, on the request path."""
+        with self.db.reading(own_answers=False) as s:
             query = select(Experiment).where(Experiment.status.in_(ACTIVE))
             return [_view(e) for e in s.scalars(query)]
 

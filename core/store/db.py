@@ -264,10 +264,13 @@ class Database:
             yield session
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
+    def reading(self, *, own_answers: bool = True) -> Iterator[Session]:
         """A unit of work that only reads: on SQLite it takes no write lock, so polls, health
-        checks and outbox scans never queue behind (or hold up) a writer."""
-        with _outermost(self._barrier_key), self._readers.begin() as session:
+        checks and outbox scans never queue behind (or hold up) a writer. `own_answers=False`:
+        a read on the request path that needs none of the answers' rows (the router's) does not
+        wait for the request spool."""
+        with _outermost(self._barrier_key if own_answers else None), \
+                self._readers.begin() as session:
             yield session
 
     def check(self, variable: str = "ABVOC_DATABASE_URL") -> None:

@@ -71,7 +71,8 @@ MAX_BATCH = 512
 MAX_PENDING_BYTES = 64 << 20
 SEGMENT_BYTES = 16 << 20
 RECOVER_EVERY_S = 5.0
-BARRIER_TIMEOUT_S = 5.0  # a read waits this long for the spool, then reads what is there
+BARRIER_TIMEOUT_S = 1.0  # a read waits this long for the spool (a commit takes ms), then
+# reads what is there: the store is held by another writer, and the rows follow
 ROOM_TIMEOUT_S = 30.0
 SETTLE_TIMEOUT_S = 2.0
 _PROGRESS = ("INSERT INTO spool_progress (segment, applied) VALUES (?, ?) "
