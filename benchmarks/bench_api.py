@@ -24,10 +24,12 @@ request does not. Throughput is the same figure where the server has the cores t
 time (`time.thread_time`) in the whole request on each path, and on the full path in the serving
 path outside the candidate call; the candidate's batcher threads' CPU on each path, and within
 the full path's the answers' records (`PredictService._recorded`: the event, the ledger row, the
-kept input) and their commit (`PredictService._commit`: one group commit per batch), both made
+kept input) and their durable write (`PredictService._commit`: the request spool's append, or
+with ABVOC_REQUEST_SPOOL=off one group commit per batch), both made
 there before the callers wake; the requests its batch calls merged (the same batcher runs both
 paths: a path whose requests reach it more spread out gets smaller batches, and the candidate
-costs more per request) and the requests per commit; the rest of the process (the HTTP
+costs more per request) and the requests per commit; the rest of the process (the spool's
+mover, which commits the appended answers, the HTTP
 server's own work, other threads); and the context switches per request on each path (on a
 busy VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
 costs a few µs per request: quote the headline from a run without it.
@@ -202,6 +204,16 @@ def _count_batches() -> dict[str, int]:
         write(self, batch)
 
     GroupCommitter._commit = committed
+
+    from core.store.spool import Spool
+    moved = Spool._commit
+
+    def spooled(self, batch: list, *, skip: bool = False) -> None:  # noqa: ANN001
+        counts["commits"] = counts.get("commits", 0) + 1
+        counts["writes"] = counts.get("writes", 0) + len(batch)
+        moved(self, batch, skip=skip)
+
+    Spool._commit = spooled
     return counts
 
 
@@ -324,7 +336,8 @@ def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]
          "receipt, guardrails)", full.get("service", 0.0) - full.get("candidate", 0.0)),
         ("on the batcher, each answer's event, ledger row and kept input",
          full.get("record", 0.0)),
-        ("on the batcher, their commit (the durable write)", full.get("durable write", 0.0)),
+        ("on the batcher, their durable write (the spool's append; with "
+         "ABVOC_REQUEST_SPOOL=off, the commit)", full.get("durable write", 0.0)),
     ]
     for label, v in parts:
         print(f"      {label}: {v:.3f} ({v / cpu['bare']:.1%})")

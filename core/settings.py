@@ -61,7 +61,7 @@ class Settings:
     # Parts (heartbeat components: relay, worker) this deployment runs: /readyz is not ready
     # while one of them has no live instance, even before its first heartbeat.
     expect_parts: tuple[str, ...] = ()
-    # On SQLite, answers' rows are appended to a spool file and committed a few ms later
+    # On SQLite, answers' rows are appended to a spool file and committed within 50 ms
     # (core.store.spool); off: each answer waits for its own commit.
     request_spool: bool = True
 

@@ -19,7 +19,7 @@ from core.output_types import OutputKind, check_output
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, CorrectionRequest, ServedPrediction
-from core.store.spool import await_row
+from core.store.spool_others import await_row
 
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}

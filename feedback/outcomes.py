@@ -28,7 +28,7 @@ from core.outcome_metrics import check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
-from core.store.spool import await_row
+from core.store.spool_others import await_row
 from core.times import as_utc, parse_rfc3339
 from feedback.corrections import scoped_key
 

@@ -1,6 +1,6 @@
 """The request path's write-behind spool on SQLite: an answer's rows (its event's outbox row,
 its ledger row, its kept input) are appended to a file before the caller is answered, and a
-mover thread commits them to the store a few milliseconds later, many answers per commit.
+mover thread commits them to the store within LINGER_S (50 ms), many answers per commit.
 
 Why: a SQLite commit writes every B-tree page it touched to the log. One answer's rows touch ten,
 so a lone request (a remote candidate's one-at-a-time caller) paid all ten pages and the commit
@@ -16,8 +16,8 @@ segment's committed offset is written in the same transaction as its rows (`spoo
 
 Reads see the spool: before any unit of work this process opens on the store, through any
 Database object, the spool commits what it holds (core.store.db's read barrier), and
-:func:`settle` waits for every process's spool (a correction of a prediction that another API
-worker answered a moment ago).
+core.store.spool_others.settle waits for every process's spool (a correction of a prediction
+that another API worker answered a moment ago).
 
 A commit that fails because the store is busy or gone is tried again with backoff, the rows safe
 in the file; appends wait while MAX_PENDING_BYTES are uncommitted, then fail with a 503. A unit
@@ -31,13 +31,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from contextlib import closing
-from dataclasses import dataclass
 from itertools import islice
 
 from core.errors import AbvocError
@@ -52,21 +49,21 @@ from core.store.driver import DriverInsert
 from core.store.groupcommit import GroupCommitter, Unit
 from core.store.models import Base
 from core.store.spool_file import (
+    Entry,
     Groups,
     OwnerLock,
     encode,
-    owners,
-    read_records,
     remove_files,
     segment_name,
     segments,
     spool_folder,
     write_all,
 )
+from core.store.spool_others import recover_dead
 
 log = logging.getLogger(__name__)
 
-LINGER_S = 0.005
+LINGER_S = 0.05  # at ~500 answers a second, about 25 answers a commit
 MAX_BATCH = 512
 MAX_PENDING_BYTES = 64 << 20
 SEGMENT_BYTES = 16 << 20
@@ -83,15 +80,6 @@ _FORGET = "DELETE FROM spool_progress WHERE segment = ?"
 class SpoolUnavailable(AbvocError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=503)
-
-
-@dataclass(slots=True)
-class _Entry:
-    segment: str
-    end: int  # the segment's offset just past this record
-    groups: Groups
-    size: int
-    at: float = 0.0  # when it was appended (time.monotonic)
 
 
 class Spool:
@@ -119,11 +107,12 @@ class Spool:
         self._lock = OwnerLock.create(self.folder, self.owner)
         self._append = threading.Lock()  # one appender at a time: the file's order is the queue's
         self._cond = threading.Condition()
-        self._pending: deque[_Entry] = deque()
+        self._pending: deque[Entry] = deque()
         self._pending_bytes = 0
         self._appended = 0
         self._applied = 0
         self._urgent = False
+        self._idle = False
         self._stopping = False
         self._accepting = True
         self._seq = 0
@@ -146,7 +135,7 @@ class Spool:
 
     def insert_many(self, units: Sequence[Unit]) -> list[Exception | None]:
         """Append the units (each all or none) and return once they are in the file."""
-        entries: list[_Entry] = []
+        entries: list[Entry] = []
         blobs: list[bytes] = []
         for unit in units:
             groups: Groups = []
@@ -156,7 +145,7 @@ class Spool:
                 groups.append((table.name, columns, statement.params(row)))
             blob = encode(groups)
             blobs.append(blob)
-            entries.append(_Entry("", 0, groups, len(blob)))
+            entries.append(Entry("", 0, groups, len(blob)))
         size = sum(len(b) for b in blobs)
         try:
             with self._append:
@@ -170,11 +159,12 @@ class Spool:
                     end += entry.size
                     entry.segment, entry.end, entry.at = segment, end, now
                 with self._cond:
-                    idle = not self._pending
                     self._pending.extend(entries)
                     self._pending_bytes += size
                     self._appended += len(entries)
-                    if idle or len(self._pending) >= MAX_BATCH:
+                    # A busy mover takes these at the end of its linger: waking it for each
+                    # append cost a thread switch each (tens of µs of CPU on a VM).
+                    if self._idle or len(self._pending) >= MAX_BATCH:
                         self._cond.notify_all()
         except (OSError, SpoolUnavailable) as exc:
             error = exc if isinstance(exc, SpoolUnavailable) else SpoolUnavailable(
@@ -244,12 +234,13 @@ class Spool:
         os.close(self._fd)
         if flushed and not self._pending:
             names = [p.name for p in segments(self.folder, self.owner)]
+            # The files first: a segment whose progress row went first would be read again.
+            remove_files([self.folder / n for n in names])
             try:
                 self._committer.write_params({}, lambda c: c.executemany(
                     _FORGET, [(n,) for n in names + self._forget]))
-            except Exception:  # rows without a file are dropped by whoever looks next
-                log.warning("the spool's progress rows stay until the next start", exc_info=True)
-            remove_files([self.folder / n for n in names])
+            except Exception:  # a few stale rows, naming files that are gone
+                log.warning("the spool's progress rows stay in the store", exc_info=True)
             self._lock.release(remove=True)
         else:
             log.warning("%d answers stay in the request spool %s; the next process on the "
@@ -261,6 +252,7 @@ class Spool:
 
     def _run(self) -> None:
         next_look = 0.0
+        failed = 0  # commits failed in a row: the backoff's
         while True:
             try:
                 if time.monotonic() >= next_look and not self._stopping:
@@ -268,7 +260,9 @@ class Spool:
                     self._recover_orphans()
                 with self._cond:
                     if not self._pending and not self._stopping:
+                        self._idle = True  # the next append wakes it; none after, while busy
                         self._cond.wait(timeout=max(next_look - time.monotonic(), 0.001))
+                        self._idle = False
                     if self._pending and not (self._urgent or self._stopping) \
                             and len(self._pending) < MAX_BATCH:
                         self._cond.wait(timeout=self.linger_s)  # others' rows join the commit
@@ -278,12 +272,15 @@ class Spool:
                 if batch and not self._apply(batch):
                     if self._stopping:
                         return
-                    time.sleep(min(0.05 * 2 ** min(self.retries, 5), 1.0))
+                    failed += 1
+                    time.sleep(min(0.01 * 2 ** min(failed, 7), 1.0))
+                elif batch:
+                    failed = 0
             except Exception:  # the mover must outlive any one failure
                 log.exception("the request spool's mover failed; going on")
                 time.sleep(0.1)
 
-    def _apply(self, batch: list[_Entry]) -> bool:
+    def _apply(self, batch: list[Entry]) -> bool:
         """Commit the batch (own or a dead owner's); False when the store is busy or gone."""
         try:
             self._commit(batch)
@@ -303,7 +300,7 @@ class Spool:
         self._applied_some(batch)
         return True
 
-    def _commit(self, batch: list[_Entry], *, skip: bool = False) -> None:
+    def _commit(self, batch: list[Entry], *, skip: bool = False) -> None:
         groups: dict[DriverInsert, list] = {}
         if not skip:
             for entry in batch:
@@ -324,7 +321,7 @@ class Spool:
             self._forget.extend(forget)
             raise
 
-    def _reject(self, entry: _Entry, exc: Exception) -> None:
+    def _reject(self, entry: Entry, exc: Exception) -> None:
         """Set a unit the store refuses aside, with the reason, and count it committed."""
         self.rejected += 1
         log.error("the store refused an answer's rows from the request spool; kept in %s: %s",
@@ -333,7 +330,7 @@ class Spool:
             f.write(encode([("error", (), str(exc)[:2000]), *entry.groups]))
         self._commit([entry], skip=True)
 
-    def _applied_some(self, batch: list[_Entry]) -> None:
+    def _applied_some(self, batch: list[Entry]) -> None:
         own = batch[0].segment.startswith(f"{self.owner}.")
         if not own:
             return
@@ -367,88 +364,14 @@ class Spool:
         self._size = 0
         self._fd = self._open_segment()
 
-    # --- what dead owners left ------------------------------------------------------------
-
     def _recover_orphans(self) -> None:
-        for owner in owners(self.folder):
-            if owner == self.owner:
-                continue
-            lock = OwnerLock.take(self.folder, owner)
-            if lock is None:
-                continue
-            done = False
-            try:
-                done = self._recover(owner)
-            except Exception:
-                log.exception("committing what spool owner %s left failed; trying again later",
-                              owner)
-            finally:
-                lock.release(remove=done)
+        recover_dead(self.folder, self.owner, self.path, self._apply, self._forget_now)
 
-    def _recover(self, owner: str) -> bool:
-        """Commit a dead owner's records from where its progress says; whether all were."""
-        applied = self._progress(owner)
-        files = segments(self.folder, owner)
-        moved = 0
-        for path in files:
-            entries = [_Entry(path.name, end, groups, 0)
-                       for end, groups in read_records(path, applied.get(path.name, 0))]
-            for start in range(0, len(entries), MAX_BATCH):
-                if not self._apply(entries[start:start + MAX_BATCH]):
-                    return False
-            moved += len(entries)
-        self._committer.write_params({}, lambda c: c.executemany(
-            _FORGET, [(n,) for n in {*applied, *(p.name for p in files)}]))
-        remove_files(files)
-        if moved:
-            log.warning("committed %d answers a stopped process had left in the request spool",
-                        moved)
-        return True
-
-    def _progress(self, owner: str) -> dict[str, int]:
-        with closing(sqlite3.connect(self.path, timeout=ROOM_TIMEOUT_S)) as conn:
-            return dict(conn.execute("SELECT segment, applied FROM spool_progress "
-                                     "WHERE segment LIKE ?", (f"{owner}.%",)).fetchall())
-
-
-def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
-    """Wait until every process's spooled rows on this store are committed (up to `timeout_s`);
-    whether there was anything to wait for, so a caller that found nothing looks again."""
-    path = sqlite_file(db.url)
-    folder = spool_folder(path) if path else None
-    if folder is None or not folder.is_dir():
-        return False
-    sizes = {}
-    for seg in segments(folder):
-        try:
-            sizes[seg.name] = seg.stat().st_size
-        except FileNotFoundError:
-            continue
-    deadline = time.monotonic() + timeout_s
-    waited = False
-    while sizes:
-        with closing(sqlite3.connect(path, timeout=timeout_s)) as conn:
-            applied = dict(conn.execute("SELECT segment, applied FROM spool_progress").fetchall())
-        sizes = {n: s for n, s in sizes.items()
-                 if applied.get(n, 0) < s and (folder / n).exists()}
-        if not sizes or time.monotonic() >= deadline:
-            break
-        waited = True
-        time.sleep(0.002)
-    return waited or bool(sizes)
-
+    def _forget_now(self, names: list[str]) -> None:
+        self._committer.write_params({}, lambda c: c.executemany(_FORGET, [(n,) for n in names]))
 
 
 def request_writer(db: Database, spool: bool = True) -> GroupCommitter | Spool:
     """The request path's writer: a spool on a SQLite file (`spool`: unless turned off), else
     a group committer, each answer waiting for its commit."""
     return Spool(db) if spool and sqlite_file(db.url) else GroupCommitter(db)
-
-
-def await_row(db: Database, model: type, key: object) -> None:
-    """When the row is not in the store yet, wait for every process's spool (:func:`settle`):
-    an answer's ledger row another API process gave a moment ago may still be in its spool."""
-    with db.reading() as s:
-        if s.get(model, key) is not None:
-            return
-    settle(db)

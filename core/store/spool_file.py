@@ -17,6 +17,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,18 @@ import msgpack
 HEADER = struct.Struct("<II")
 Groups = list[tuple[str, tuple[str, ...], Any]]
 """One unit's rows: (table name, its columns, the driver's parameters for them)."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """A unit of rows in a segment, in memory: its own until committed, or read back from a
+    dead owner's file."""
+
+    segment: str
+    end: int  # the segment's offset just past this record
+    groups: Groups
+    size: int = 0
+    at: float = 0.0  # when it was appended (time.monotonic)
 
 
 def spool_folder(sqlite_path: str) -> Path:

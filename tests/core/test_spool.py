@@ -19,8 +19,9 @@ from core.settings import load_settings
 from core.store.db import Database, utcnow
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction, SpoolProgress
-from core.store.spool import Spool, request_writer, settle
+from core.store.spool import Spool, request_writer
 from core.store.spool_file import read_records, segments, spool_folder
+from core.store.spool_others import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 
