@@ -341,14 +341,14 @@ class Spool:
             if not self._pending:
                 self._urgent = False
             self._cond.notify_all()
-        for entry in batch:
-            self._ends[entry.segment] = entry.end
-        for name, final in list(self._done.items()):
-            if self._ends.get(name, -1) >= final:
-                del self._ends[name]
-                del self._done[name]
-                remove_files([self.folder / name])
-                self._forget.append(name)
+            for entry in batch:
+                self._ends[entry.segment] = entry.end
+            # Rotated segments all committed (`_done` changes under this lock, in _rotate).
+            finished = [n for n, final in self._done.items() if self._ends.get(n, -1) >= final]
+            for name in finished:
+                del self._ends[name], self._done[name]
+        remove_files([self.folder / name for name in finished])
+        self._forget.extend(finished)
 
     def _open_segment(self) -> int:
         return os.open(self.folder / segment_name(self.owner, self._seq),
