@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 
-from core.errors import AbvocError
+from core.errors import AbvocError, ConfigError
 from core.store.db import (
     Database,
     add_read_barrier,
@@ -374,4 +374,12 @@ class Spool:
 def request_writer(db: Database, spool: bool = True) -> GroupCommitter | Spool:
     """The request path's writer: a spool on a SQLite file (`spool`: unless turned off), else
     a group committer, each answer waiting for its commit."""
-    return Spool(db) if spool and sqlite_file(db.url) else GroupCommitter(db)
+    path = sqlite_file(db.url)
+    if not spool or path is None:
+        return GroupCommitter(db)
+    try:
+        return Spool(db)
+    except OSError as exc:
+        raise ConfigError(f"the request spool {spool_folder(path)} cannot be made or locked "
+                          f"({exc.strerror or exc}): make the store's folder writable, or set "
+                          "ABVOC_REQUEST_SPOOL=off") from None

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -91,6 +92,23 @@ def _writes_held(url: str) -> Iterator[None]:
         engine.dispose()
 
 
+def _with_deadline(app: Flask, tmp_path: Path, count: int, *,
+                   seed: int) -> Callable[[int], Any]:
+    """The example bundle served with a 300 ms deadline; a call of /v2 infer on row i of
+    `count` flowers (each from a client of its own, so calls can run at once)."""
+    admin = bearer(app, "admin")
+    bundle = copy_example(tmp_path)
+    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
+    upload(app.test_client(), admin, bundle)
+    rows = flowers(count, seed=seed)
+
+    def infer(i: int) -> Any:  # the response
+        return app.test_client().post("/v2/models/default/infer", headers=admin,
+                                      json=infer_body(rows[i][None], f"user-{i}"))
+
+    return infer
+
+
 @pytest.fixture
 def direct_app(settings: Settings) -> Iterator[Flask]:
     """Each answer waiting for its own commit: PostgreSQL's way, SQLite's with
@@ -108,17 +126,7 @@ def test_requests_queued_behind_a_stalled_commit_are_the_stores_delay(
     candidate's failures (which the error-rate guardrail would count), and leave nothing stored;
     the answer whose commit waited is served once the store lets go."""
     v2app = direct_app
-    client = v2app.test_client()
-    admin = bearer(v2app, "admin")
-    bundle = copy_example(tmp_path)
-    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
-    upload(client, admin, bundle)
-    rows = flowers(4, seed=9)
-
-    def infer(i: int):  # noqa: ANN202 - the response
-        return v2app.test_client().post("/v2/models/default/infer", headers=admin,
-                                        json=infer_body(rows[i][None], f"user-{i}"))
-
+    infer = _with_deadline(v2app, tmp_path, 4, seed=9)
     warm = infer(0)  # the lookups are cached from here
     assert warm.status_code == 200, warm.get_json()
     committing = threading.Event()
@@ -157,17 +165,7 @@ def test_a_stalled_sqlite_store_holds_no_answer_and_loses_none(v2app: Flask,
     """With the request spool (SQLite's default) answers are in the spool's file when given:
     while another client holds the store's write lock for a second, requests are still answered
     at once, and once it lets go every answer's rows are in the store, once."""
-    client = v2app.test_client()
-    admin = bearer(v2app, "admin")
-    bundle = copy_example(tmp_path)
-    edit(bundle, "max_batch_time_ms = 2", "max_batch_time_ms = 2\ntimeout_ms = 300")
-    upload(client, admin, bundle)
-    rows = flowers(8, seed=4)
-
-    def infer(i: int):  # noqa: ANN202 - the response
-        return v2app.test_client().post("/v2/models/default/infer", headers=admin,
-                                        json=infer_body(rows[i][None], f"user-{i}"))
-
+    infer = _with_deadline(v2app, tmp_path, 8, seed=4)
     assert infer(0).status_code == 200  # the lookups are cached from here
     url = v2app.extensions["abvoc"].settings.database_url
     with _writes_held(url):

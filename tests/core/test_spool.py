@@ -228,3 +228,10 @@ def test_the_writer_follows_the_store_and_the_setting(sqlite_db: Database, tmp_p
         assert not load_settings(env={**env, "ABVOC_REQUEST_SPOOL": off}).request_spool
     with pytest.raises(ConfigError, match="ABVOC_REQUEST_SPOOL.*must be on or off"):
         load_settings(env={**env, "ABVOC_REQUEST_SPOOL": "sometimes"})
+
+
+def test_a_spool_folder_that_cannot_be_made_is_named(sqlite_db: Database) -> None:
+    spool_folder(str(_path(sqlite_db))).write_text("a file where the folder goes")
+    with pytest.raises(ConfigError, match=r"the request spool .*abvoc\.db-spool cannot be made "
+                                          r"or locked \(File exists\).*ABVOC_REQUEST_SPOOL=off"):
+        request_writer(sqlite_db)
