@@ -10,8 +10,8 @@ costs a few tens of µs.
 Durability is what SQLite gives at synchronous=NORMAL, as abvoc opens it: when the caller is
 answered, a commit there is in the operating system's page cache, not yet on disk, so it survives
 the process's crash but not the machine's; the spool's append is the same. After a crash,
-whichever process on the store looks first (a restarted API worker, any other process of the
-service: each looks every RECOVER_EVERY_S) commits what the dead one left, exactly once: each
+whichever serving process on the store looks first (a restarted API worker or another one:
+each looks at its start and every RECOVER_EVERY_S) commits what the dead one left, once: each
 segment's committed offset is written in the same transaction as its rows (`spool_progress`).
 
 Reads see the spool: before any unit of work this process opens on the store, through any
@@ -71,7 +71,6 @@ RECOVER_EVERY_S = 5.0
 BARRIER_TIMEOUT_S = 1.0  # a read waits this long for the spool (a commit takes ms), then
 # reads what is there: the store is held by another writer, and the rows follow
 ROOM_TIMEOUT_S = 30.0
-SETTLE_TIMEOUT_S = 2.0
 _PROGRESS = ("INSERT INTO spool_progress (segment, applied) VALUES (?, ?) "
              "ON CONFLICT (segment) DO UPDATE SET applied = excluded.applied")
 _FORGET = "DELETE FROM spool_progress WHERE segment = ?"
