@@ -112,6 +112,7 @@ class Spool:
         self._applied = 0
         self._urgent = False
         self._idle = False
+        self._trying_since: float | None = None  # when the mover began trying its batch
         self._stopping = False
         self._accepting = True
         self._seq = 0
@@ -123,7 +124,7 @@ class Spool:
         self._thread = threading.Thread(target=self._run, name=f"spool:{self.owner}",
                                         daemon=True)
         self._thread.start()
-        add_read_barrier(path, self.flush)
+        add_read_barrier(path, self._before_read)
 
     # --- the callers' side ------------------------------------------------------------
 
@@ -211,6 +212,15 @@ class Spool:
             self._cond.notify_all()
             return self._cond.wait_for(lambda: self._applied >= target, timeout=timeout)
 
+    def _before_read(self) -> None:
+        """The read barrier: wait for the spool, but not past BARRIER_TIMEOUT_S from when the
+        mover's current try began: while another writer holds the store, the process's reads
+        (a /readyz with four of them) go on at once after the first has waited."""
+        since = self._trying_since
+        waited = 0.0 if since is None else time.monotonic() - since
+        if waited < BARRIER_TIMEOUT_S:
+            self.flush(BARRIER_TIMEOUT_S - waited)
+
     def pending(self) -> tuple[int, float]:
         """Units appended and not yet committed, and how long the oldest has waited (s)."""
         with self._cond:
@@ -224,7 +234,7 @@ class Spool:
             if not self._accepting:
                 return  # closed already
             self._accepting = False
-        remove_read_barrier(self.path, self.flush)
+        remove_read_barrier(self.path, self._before_read)
         flushed = self.flush(ROOM_TIMEOUT_S)
         with self._cond:
             self._stopping = True
@@ -281,6 +291,8 @@ class Spool:
 
     def _apply(self, batch: list[Entry]) -> bool:
         """Commit the batch (own or a dead owner's); False when the store is busy or gone."""
+        if self._trying_since is None:
+            self._trying_since = time.monotonic()
         try:
             self._commit(batch)
         except Exception as exc:
@@ -296,6 +308,7 @@ class Spool:
                 self.retries += 1
                 log.warning("setting a refused unit aside failed; trying again", exc_info=True)
                 return False
+        self._trying_since = None
         self._applied_some(batch)
         return True
 

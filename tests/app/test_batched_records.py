@@ -4,6 +4,7 @@ of the batch gets its answer; every answer is recorded once, none is lost."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -185,3 +186,27 @@ def test_a_stalled_sqlite_store_holds_no_answer_and_loses_none(v2app: Flask,
                               (PredictionInput, PredictionInput.prediction_id)):
             stored = s.scalar(select(func.count()).select_from(table).where(column.in_(ids)))
             assert stored == len(ids), table.__tablename__
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_readyz_says_when_answers_wait_in_the_spool(v2app: Flask, tmp_path: Path) -> None:
+    """Answers held in the spool past the lag limit (the store locked by another writer) make
+    /readyz not ready, saying how many and how long; once the store lets go, the spool is ok."""
+    infer = _with_deadline(v2app, tmp_path, 3, seed=5)
+    assert infer(0).status_code == 200
+    v2app.config["READY_MAX_LAG_S"] = 0.2
+    client = v2app.test_client()
+    with _writes_held(v2app.extensions["abvoc"].settings.database_url):
+        assert infer(1).status_code == 200
+        time.sleep(0.3)
+        start = time.perf_counter()
+        response = client.get("/readyz")
+        took = time.perf_counter() - start
+        body = response.get_json()
+    assert took < 2, took  # only its first read waits (1 s) for the spool
+    assert response.status_code == 503, body
+    assert re.fullmatch(r"lagging: \d+ answers are not in the store yet, the oldest for "
+                        r"\d+s \(limit 0s\)", body["checks"]["spool"])
+    assert body["spool_pending"] >= 1
+    body = client.get("/readyz").get_json()  # the outbox lags past 0.2 s here: no relay runs
+    assert (body["checks"]["spool"], body["spool_pending"]) == ("ok", 0), body
