@@ -100,7 +100,6 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.rejected = 0  # units the store refused, set aside
-        self.retries = 0  # commits tried again after the store was busy or gone
         self._tables = Base.metadata.tables
         self._committer = GroupCommitter(db)
         self._lock = OwnerLock.create(self.folder, self.owner)
@@ -246,8 +245,7 @@ class Spool:
             # The files first: a segment whose progress row went first would be read again.
             remove_files([self.folder / n for n in names])
             try:
-                self._committer.write_params({}, lambda c: c.executemany(
-                    _FORGET, [(n,) for n in names + self._forget]))
+                self._forget_now(names + self._forget)
             except Exception:  # a few stale rows, naming files that are gone
                 log.warning("the spool's progress rows stay in the store", exc_info=True)
             self._lock.release(remove=True)
@@ -297,7 +295,6 @@ class Spool:
             self._commit(batch)
         except Exception as exc:
             if store_unreachable(exc):
-                self.retries += 1
                 log.warning("the request spool's commit failed (%s); trying again", exc)
                 return False
             if len(batch) > 1:  # find the unit the store refuses; commit the others
@@ -305,7 +302,6 @@ class Spool:
             try:
                 self._reject(batch[0], exc)
             except Exception:
-                self.retries += 1
                 log.warning("setting a refused unit aside failed; trying again", exc_info=True)
                 return False
         self._trying_since = None

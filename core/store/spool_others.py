@@ -34,15 +34,22 @@ SETTLE_TIMEOUT_S = 2.0
 BATCH = 512
 
 
-def progress(path: str, owner: str | None = None) -> dict[str, int]:
+def progress(conn: sqlite3.Connection, owner: str | None = None) -> dict[str, int]:
     """Each segment's committed offset (an owner's segments, or every one)."""
-    with closing(sqlite3.connect(path, timeout=30)) as conn:
-        if owner is None:
-            rows = conn.execute("SELECT segment, applied FROM spool_progress")
-        else:
-            rows = conn.execute("SELECT segment, applied FROM spool_progress "
-                                "WHERE segment LIKE ?", (f"{owner}.%",))
-        return dict(rows.fetchall())
+    if owner is None:
+        rows = conn.execute("SELECT segment, applied FROM spool_progress")
+    else:
+        rows = conn.execute("SELECT segment, applied FROM spool_progress WHERE segment LIKE ?",
+                            (f"{owner}.%",))
+    return dict(rows.fetchall())
+
+
+def _spooled(db: Database) -> tuple[str, Path] | None:
+    """The store's file and its spool folder, where a spool writes to it."""
+    path = sqlite_file(db.url)
+    if path is None or not (folder := spool_folder(path)).is_dir():
+        return None
+    return path, folder
 
 
 def recover_dead(folder: Path, own: str, path: str, apply: Callable[[list[Entry]], bool],
@@ -67,7 +74,8 @@ def recover_dead(folder: Path, own: str, path: str, apply: Callable[[list[Entry]
 
 def _recover(folder: Path, owner: str, path: str, apply: Callable[[list[Entry]], bool],
              forget: Callable[[list[str]], None]) -> bool:
-    applied = progress(path, owner)
+    with closing(sqlite3.connect(path, timeout=30)) as conn:
+        applied = progress(conn, owner)
     files = segments(folder, owner)
     moved = 0
     for seg in files:
@@ -88,10 +96,10 @@ def _recover(folder: Path, owner: str, path: str, apply: Callable[[list[Entry]],
 def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     """Wait until every process's spooled rows on this store are committed (up to `timeout_s`);
     whether there was anything to wait for, so a caller that found nothing looks again."""
-    path = sqlite_file(db.url)
-    folder = spool_folder(path) if path else None
-    if path is None or folder is None or not folder.is_dir():
+    spooled = _spooled(db)
+    if spooled is None:
         return False
+    path, folder = spooled
     sizes = {}
     for seg in segments(folder):
         try:
@@ -100,14 +108,15 @@ def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
             continue
     deadline = time.monotonic() + timeout_s
     waited = False
-    while sizes:
-        applied = progress(path)
-        sizes = {n: s for n, s in sizes.items()
-                 if applied.get(n, 0) < s and (folder / n).exists()}
-        if not sizes or time.monotonic() >= deadline:
-            break
-        waited = True
-        time.sleep(0.002)
+    with closing(sqlite3.connect(path, timeout=timeout_s)) as conn:  # one for every poll
+        while sizes:
+            applied = progress(conn)
+            sizes = {n: s for n, s in sizes.items()
+                     if applied.get(n, 0) < s and (folder / n).exists()}
+            if not sizes or time.monotonic() >= deadline:
+                break
+            waited = True
+            time.sleep(0.002)
     return waited or bool(sizes)
 
 
@@ -115,8 +124,7 @@ def await_row(db: Database, model: type, key: object) -> None:
     """When the row is not in the store yet, wait for every process's spool (:func:`settle`):
     an answer's ledger row another API process gave a moment ago may still be in its spool.
     A store no spool writes to (PostgreSQL, or the spool off) reads nothing here."""
-    path = sqlite_file(db.url)
-    if path is None or not spool_folder(path).is_dir():
+    if _spooled(db) is None:
         return
     with db.reading() as s:
         if s.get(model, key) is not None:
