@@ -84,7 +84,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                 "schema": {"$ref": "#/components/schemas/CorrectionRequest"}}}},
             "responses": {"202": json_response({"$ref": "#/components/schemas/CorrectionAccepted"},
                                        "Accepted"),
-                          **error_responses(400, 401, 403, 404, 409, 413)}}},
+                          **error_responses(400, 401, 403, 404, 409, 413, 503)}}},
         "/v1/experiments": {
             "get": {"summary": "List experiments", "security": ADMIN,
                     "parameters": [{"name": "status", "in": "query", "required": False,

@@ -80,7 +80,7 @@ def outcome_paths() -> dict[str, Any]:
                 "schema": {"$ref": "#/components/schemas/OutcomeRequest"}}}},
             "responses": {"202": json_response({"$ref": "#/components/schemas/OutcomeAccepted"},
                                                "Accepted"),
-                          **error_responses(400, 401, 403, 404, 409, 413)}}},
+                          **error_responses(400, 401, 403, 404, 409, 413, 503)}}},
         "/v1/experiments/{experiment_id}/metrics": {
             "get": {"summary": "The experiment's outcome metrics", "security": ADMIN,
                     "parameters": [EXPERIMENT_ID],

@@ -37,7 +37,8 @@ def error_responses(*codes: int) -> dict[str, Any]:
             500: "The candidate itself failed on this input (a stage raised); recorded as its "
                  "failure, details carry its prediction_id and receipt",
             502: "The candidate's server answered with an error",
-            503: "Not ready or the candidate failed",
+            503: "Not ready, the store busy (send it again after the Retry-After header's "
+                 "seconds), or the candidate failed",
             504: "The candidate's server did not answer in time"}
     return {str(c): {"description": text[c],
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}

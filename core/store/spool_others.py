@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
+from core.errors import AbvocError
 from core.store.db import Database, sqlite_file
 from core.store.spool_file import (
     Entry,
@@ -96,9 +97,15 @@ def _recover(folder: Path, owner: str, path: str, apply: Callable[[list[Entry]],
 def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     """Wait until every process's spooled rows on this store are committed (up to `timeout_s`);
     whether there was anything to wait for, so a caller that found nothing looks again."""
+    waited, left = _settled(db, timeout_s)
+    return waited or left
+
+
+def _settled(db: Database, timeout_s: float) -> tuple[bool, bool]:
+    """(whether it waited, whether spooled rows are still uncommitted at the end)."""
     spooled = _spooled(db)
     if spooled is None:
-        return False
+        return False, False
     path, folder = spooled
     sizes = {}
     for seg in segments(folder):
@@ -117,16 +124,34 @@ def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
                 break
             waited = True
             time.sleep(0.002)
-    return waited or bool(sizes)
+    return waited, bool(sizes)
 
 
-def await_row(db: Database, model: type, key: object) -> None:
+def await_row(db: Database, model: type, key: object,
+              timeout_s: float = SETTLE_TIMEOUT_S) -> None:
     """When the row is not in the store yet, wait for every process's spool (:func:`settle`):
     an answer's ledger row another API process gave a moment ago may still be in its spool.
-    A store no spool writes to (PostgreSQL, or the spool off) reads nothing here."""
+    Raises RecordPending (503, Retry-After) when it is still absent while spooled rows wait for
+    a store another writer holds: the caller's receipt says the prediction was answered, so a
+    404 ("unknown") would be wrong. A store no spool writes to (PostgreSQL, or the spool off)
+    reads nothing here."""
     if _spooled(db) is None:
         return
     with db.reading() as s:
         if s.get(model, key) is not None:
             return
-    settle(db)
+    _, left = _settled(db, timeout_s)
+    if not left:
+        return  # committed, or never spooled: the caller's lookup says which
+    with db.reading() as s:
+        if s.get(model, key) is None:
+            raise RecordPending(
+                f"the record of {key!r} may be among the answers still waiting to be written "
+                "to a busy store; send the request again in a moment")
+
+
+class RecordPending(AbvocError):
+    """The row a request names may still be in a spool while the store is held."""
+
+    status = 503
+    headers = (("Retry-After", "1"),)

@@ -19,7 +19,12 @@ from sqlalchemy import create_engine, func, select, text
 
 from app import close_app, create_app
 from core.settings import Settings
-from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
+from core.store.models import (
+    CorrectionRequest,
+    OutboxEvent,
+    PredictionInput,
+    ServedPrediction,
+)
 from serving.predict import PredictService
 from tests.serving.test_batching import concurrently
 from tests.support.bundles import EXAMPLE, copy_example, edit
@@ -215,3 +220,31 @@ def test_readyz_says_when_answers_wait_in_the_spool(v2app: Flask, tmp_path: Path
             break
         time.sleep(0.05)
     assert (body["checks"]["spool"], body["spool_pending"]) == ("ok", 0), body
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_correction_of_an_answer_still_in_the_spool_is_a_503_to_retry(
+        v2app: Flask, tmp_path: Path) -> None:
+    """While another writer holds the store, a correction of an answer whose ledger row is still
+    in the spool gets a 503 with Retry-After (its receipt proves it was answered: a 404 would
+    call it unknown) and stores nothing; sent again once the store lets go, it is accepted."""
+    infer = _with_deadline(v2app, tmp_path, 2, seed=6)
+    assert infer(0).status_code == 200
+    client = v2app.test_client()
+    corrector = bearer(v2app, "correct")
+    db = v2app.extensions["abvoc"].db
+    with _writes_held(v2app.extensions["abvoc"].settings.database_url):
+        answer = infer(1)
+        assert answer.status_code == 200
+        given = answer.get_json()["parameters"]
+        label = answer.get_json()["outputs"][0]["data"][0]
+        body = {"prediction_id": given["prediction_id"], "receipt": given["receipt"],
+                "corrected_output": label}
+        refused = client.post("/v1/corrections", headers=corrector, json=body)
+    assert refused.status_code == 503, refused.get_json()
+    assert refused.headers["Retry-After"] == "1"
+    assert "send the request again in a moment" in refused.get_json()["error"]
+    with db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(CorrectionRequest)) == 0
+    accepted = client.post("/v1/corrections", headers=corrector, json=body)
+    assert accepted.status_code == 202, accepted.get_json()

@@ -21,7 +21,7 @@ from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction, SpoolProgress
 from core.store.spool import Spool, request_writer
 from core.store.spool_file import read_records, segments, spool_folder
-from core.store.spool_others import settle
+from core.store.spool_others import RecordPending, await_row, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,6 +173,32 @@ def test_a_locked_store_holds_the_rows_until_it_frees(sqlite_db: Database) -> No
         blocker.execute("ROLLBACK")
         assert spool.flush(timeout=60)
         assert _counts(path) == (4, 4, 4)
+    finally:
+        blocker.close()
+        spool.close()
+
+
+def test_a_row_still_spooled_behind_a_held_store_is_pending_not_unknown(
+        sqlite_db: Database) -> None:
+    """A correction for an answer whose ledger row waits in the spool while another writer holds
+    the store gets a 503 to retry, not a 404 saying the prediction is unknown."""
+    path = _path(sqlite_db)
+    spool = Spool(sqlite_db, linger_s=0)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        await_row(sqlite_db, ServedPrediction, "p-none")  # nothing spooled: the caller's 404
+        blocker.execute("BEGIN IMMEDIATE")
+        assert spool.insert_many([_unit(1)]) == [None]
+        with pytest.raises(RecordPending) as raised:
+            await_row(sqlite_db, ServedPrediction, "p1", timeout_s=0.2)
+        assert raised.value.status == 503
+        assert ("Retry-After", "1") in raised.value.headers
+        assert "send the request again" in raised.value.message
+        blocker.execute("ROLLBACK")
+        await_row(sqlite_db, ServedPrediction, "p1", timeout_s=30)
+        with sqlite_db.reading() as s:
+            assert s.get(ServedPrediction, "p1") is not None
+        await_row(sqlite_db, ServedPrediction, "p-none")  # settled: unknown is unknown again
     finally:
         blocker.close()
         spool.close()
