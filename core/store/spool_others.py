@@ -127,6 +127,13 @@ def _settled(db: Database, timeout_s: float) -> tuple[bool, bool]:
     return waited, bool(sizes)
 
 
+class RecordPending(AbvocError):
+    """The row a request names may still be in a spool while the store is held."""
+
+    status = 503
+    headers = (("Retry-After", "1"),)
+
+
 def await_row(db: Database, model: type, key: object,
               timeout_s: float = SETTLE_TIMEOUT_S) -> None:
     """When the row is not in the store yet, wait for every process's spool (:func:`settle`):
@@ -148,10 +155,3 @@ def await_row(db: Database, model: type, key: object,
             raise RecordPending(
                 f"the record of {key!r} may be among the answers still waiting to be written "
                 "to a busy store; send the request again in a moment")
-
-
-class RecordPending(AbvocError):
-    """The row a request names may still be in a spool while the store is held."""
-
-    status = 503
-    headers = (("Retry-After", "1"),)
