@@ -96,16 +96,10 @@ def _recover(folder: Path, owner: str, path: str, apply: Callable[[list[Entry]],
 
 def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     """Wait until every process's spooled rows on this store are committed (up to `timeout_s`);
-    whether there was anything to wait for, so a caller that found nothing looks again."""
-    waited, left = _settled(db, timeout_s)
-    return waited or left
-
-
-def _settled(db: Database, timeout_s: float) -> tuple[bool, bool]:
-    """(whether it waited, whether spooled rows are still uncommitted at the end)."""
+    whether some are still uncommitted at the end (another writer holds the store)."""
     spooled = _spooled(db)
     if spooled is None:
-        return False, False
+        return False
     path, folder = spooled
     sizes = {}
     for seg in segments(folder):
@@ -114,7 +108,6 @@ def _settled(db: Database, timeout_s: float) -> tuple[bool, bool]:
         except FileNotFoundError:
             continue
     deadline = time.monotonic() + timeout_s
-    waited = False
     with closing(sqlite3.connect(path, timeout=timeout_s)) as conn:  # one for every poll
         while sizes:
             applied = progress(conn)
@@ -122,9 +115,8 @@ def _settled(db: Database, timeout_s: float) -> tuple[bool, bool]:
                      if applied.get(n, 0) < s and (folder / n).exists()}
             if not sizes or time.monotonic() >= deadline:
                 break
-            waited = True
             time.sleep(0.002)
-    return waited, bool(sizes)
+    return bool(sizes)
 
 
 class RecordPending(AbvocError):
@@ -147,8 +139,7 @@ def await_row(db: Database, model: type, key: object,
     with db.reading() as s:
         if s.get(model, key) is not None:
             return
-    _, left = _settled(db, timeout_s)
-    if not left:
+    if not settle(db, timeout_s):
         return  # committed, or never spooled: the caller's lookup says which
     with db.reading() as s:
         if s.get(model, key) is None:

@@ -225,10 +225,10 @@ def test_settle_waits_for_another_process_s_spool(sqlite_db: Database) -> None:
         assert other.stdout.readline().strip() == "appended"
         with sqlite_db.reading() as s:
             assert s.get(ServedPrediction, "p1") is None  # still in the other's spool
-        assert settle(sqlite_db, timeout_s=30)
+        assert not settle(sqlite_db, timeout_s=30)  # nothing left uncommitted
         with sqlite_db.reading() as s:
-            assert s.get(ServedPrediction, "p1") is not None
-        assert not settle(sqlite_db)  # nothing left to wait for
+            assert s.get(ServedPrediction, "p1") is not None  # it waited for the commit
+        assert not settle(sqlite_db)
     finally:
         other.kill()
         other.wait()
