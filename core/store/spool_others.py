@@ -98,9 +98,11 @@ def settle(db: Database, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
     """Wait until every process's spooled rows on this store are committed (up to `timeout_s`);
     whether some are still uncommitted at the end (another writer holds the store)."""
     spooled = _spooled(db)
-    if spooled is None:
-        return False
-    path, folder = spooled
+    return spooled is not None and _wait_for(*spooled, timeout_s)
+
+
+def _wait_for(path: str, folder: Path, timeout_s: float) -> bool:
+    """:func:`settle` on a store whose spool folder is known."""
     sizes = {}
     for seg in segments(folder):
         try:
@@ -134,12 +136,13 @@ def await_row(db: Database, model: type, key: object,
     a store another writer holds: the caller's receipt says the prediction was answered, so a
     404 ("unknown") would be wrong. A store no spool writes to (PostgreSQL, or the spool off)
     reads nothing here."""
-    if _spooled(db) is None:
+    spooled = _spooled(db)
+    if spooled is None:
         return
     with db.reading() as s:
         if s.get(model, key) is not None:
             return
-    if not settle(db, timeout_s):
+    if not _wait_for(*spooled, timeout_s):
         return  # committed, or never spooled: the caller's lookup says which
     with db.reading() as s:
         if s.get(model, key) is None:
