@@ -111,6 +111,28 @@ def hold_for_writes(dbapi_conn: Any, held: bool) -> None:
         cursor.close()
 
 
+def write_lock_free(engine: Engine) -> bool:
+    """Whether a SQLite store's write lock is free now (taken and let go at once, no wait): a
+    spool's reader asks when the spool's commit has waited long, to tell a store still held by
+    another writer (read what is there) from one let go a moment ago (wait for the rows)."""
+    dbapi_conn = engine.raw_connection()
+    try:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=0")
+            try:
+                cursor.execute(SQLITE_WRITE_BEGIN)
+            except sqlite3.Error:  # busy, or not writable at all: the rows wait either way
+                return False
+            cursor.execute("ROLLBACK")
+            return True
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.close()
+    finally:
+        dbapi_conn.close()
+
+
 def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a Connection
     # Write transactions start eagerly (BEGIN IMMEDIATE), so two writers never deadlock upgrading
     # a read lock. Read-only units of work begin deferred: under WAL they read a snapshot and

@@ -150,11 +150,13 @@ class GroupCommitter:
         self.write_params(groups)
 
     def write_params(self, groups: Mapping[DriverInsert, Sequence[Any]],
-                     after: Callable[[Any], None] | None = None) -> None:
+                     after: Callable[[Any], None] | None = None,
+                     began: Callable[[], None] | None = None) -> None:
         """Each statement's rows (driver parameters), then `after(cursor)`, in one transaction
         on the held DBAPI connection, all or none; once more on a fresh connection when the held
         one turns out to be gone (the server restarted since the last commit). Driver errors are
-        raised as SQLAlchemy's, as the rest of the service sees them."""
+        raised as SQLAlchemy's, as the rest of the service sees them. `began()` is called once
+        SQLite's write lock is taken."""
         dialect = self.db.engine.dialect
         for attempt in range(2):
             conn = cursor = None
@@ -163,6 +165,8 @@ class GroupCommitter:
                 cursor = conn.cursor()
                 if self._sqlite:
                     begin_write(cursor, held=True)
+                    if began is not None:
+                        began()
                 for statement, params in groups.items():
                     cursor.executemany(statement.sql, params)
                 if after is not None:

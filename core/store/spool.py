@@ -2,22 +2,18 @@
 its ledger row, its kept input) are appended to a file before the caller is answered, and a
 mover thread commits them to the store within LINGER_S (50 ms), many answers per commit.
 
-Why: a SQLite commit writes every B-tree page it touched to the log. One answer's rows touch ten,
-so a lone request (a remote candidate's one-at-a-time caller) paid all ten pages and the commit
-itself, 0.17-0.2 ms of its latency (`bench_v2 --free-write`); appending the same rows to a file
-costs a few tens of µs.
+Why: a SQLite commit writes every B-tree page it touched to the log; one answer's rows touch
+ten, 0.17-0.2 ms of a lone request's latency (`bench_v2 --free-write`); an append, tens of µs.
 
-Durability is what SQLite gives at synchronous=NORMAL, as abvoc opens it: when the caller is
-answered, a commit there is in the operating system's page cache, not yet on disk, so it survives
-the process's crash but not the machine's; the spool's append is the same. After a crash,
+Durability is SQLite's at synchronous=NORMAL, as abvoc opens it: an answered caller's commit is
+in the page cache, surviving the process's crash, not the machine's; so is an append. After a crash,
 whichever serving process on the store looks first (a restarted API worker or another one:
 each looks at its start and every RECOVER_EVERY_S) commits what the dead one left, once: each
 segment's committed offset is written in the same transaction as its rows (`spool_progress`).
 
-Reads see the spool: before any unit of work this process opens on the store, through any
-Database object, the spool commits what it holds (core.store.db's read barrier), and
-core.store.spool_others.settle waits for every process's spool (a correction of a prediction
-that another API worker answered a moment ago).
+Reads see the spool: before any unit of work this process opens on the store (any Database
+object) the spool commits what it holds (core.store.db's read barrier); spool_others.settle
+waits for every process's (a correction of an answer another API worker gave).
 
 A commit that fails because the store is busy or gone is tried again with backoff, the rows safe
 in the file; appends wait while MAX_PENDING_BYTES are uncommitted, then fail with a 503. A unit
@@ -44,6 +40,7 @@ from core.store.db import (
     remove_read_barrier,
     sqlite_file,
     store_unreachable,
+    write_lock_free,
 )
 from core.store.driver import DriverInsert
 from core.store.groupcommit import GroupCommitter, Unit
@@ -112,6 +109,7 @@ class Spool:
         self._urgent = False
         self._idle = False
         self._trying_since: float | None = None  # when the mover began trying its batch
+        self._locked = False  # the mover holds the store's write lock
         self._stopping = False
         self._accepting = True
         self._seq = 0
@@ -214,11 +212,18 @@ class Spool:
     def _before_read(self) -> None:
         """The read barrier: wait for the spool, but not past BARRIER_TIMEOUT_S from when the
         mover's current try began: while another writer holds the store, the process's reads
-        (a /readyz with four of them) go on at once after the first has waited."""
+        (a /readyz with four of them) go on at once after the first has waited. Once the lock
+        is free or the mover's, a read waits again (the rows are a commit away)."""
         since = self._trying_since
         waited = 0.0 if since is None else time.monotonic() - since
         if waited < BARRIER_TIMEOUT_S:
             self.flush(BARRIER_TIMEOUT_S - waited)
+        elif self._locked or write_lock_free(self.db.engine) or self._mover_locked():
+            self.flush(BARRIER_TIMEOUT_S)
+
+    def _mover_locked(self) -> bool:
+        time.sleep(0.001)  # a mover that took the lock just before the probe, let say so
+        return self._locked
 
     def pending(self) -> tuple[int, float]:
         """Units appended and not yet committed, and how long the oldest has waited (s)."""
@@ -294,6 +299,7 @@ class Spool:
         try:
             self._commit(batch)
         except Exception as exc:
+            self._locked = False
             if store_unreachable(exc):
                 log.warning("the request spool's commit failed (%s); trying again", exc)
                 return False
@@ -304,7 +310,7 @@ class Spool:
             except Exception:
                 log.warning("setting a refused unit aside failed; trying again", exc_info=True)
                 return False
-        self._trying_since = None
+        self._locked, self._trying_since = False, None
         self._applied_some(batch)
         return True
 
@@ -324,7 +330,8 @@ class Spool:
                 cursor.executemany(_FORGET, [(n,) for n in forget])  # type: ignore[attr-defined]
 
         try:
-            self._committer.write_params(groups, progress)
+            self._committer.write_params(groups, progress,
+                                         began=lambda: setattr(self, "_locked", True))
         except BaseException:
             self._forget.extend(forget)
             raise
