@@ -109,7 +109,7 @@ class Spool:
         self._urgent = False
         self._idle = False
         self._trying_since: float | None = None  # when the mover began trying its batch
-        self._locked = False  # the mover holds the store's write lock
+        self._locked, self._failed = False, 0  # the mover has the write lock; commits failed
         self._stopping = False
         self._accepting = True
         self._seq = 0
@@ -212,17 +212,18 @@ class Spool:
     def _before_read(self) -> None:
         """The read barrier: wait for the spool, but not past BARRIER_TIMEOUT_S from when the
         mover's current try began: while another writer holds the store, the process's reads
-        (a /readyz with four of them) go on at once after the first has waited. Once the lock
-        is free or the mover's, a read waits again (the rows are a commit away)."""
+        (a /readyz with four of them) go on at once after the first has waited; once the lock is
+        free or the mover's (and its commits not failing), they wait again."""
         since = self._trying_since
         waited = 0.0 if since is None else time.monotonic() - since
         if waited < BARRIER_TIMEOUT_S:
             self.flush(BARRIER_TIMEOUT_S - waited)
-        elif self._locked or write_lock_free(self.db.engine) or self._mover_locked():
+        elif not self._failed and (self._locked or write_lock_free(self.db.engine)
+                                   or self._mover_locked()):
             self.flush(BARRIER_TIMEOUT_S)
 
     def _mover_locked(self) -> bool:
-        time.sleep(0.001)  # a mover that took the lock just before the probe, let say so
+        time.sleep(0.001)  # a mover that took the lock just before the probe: let it say so
         return self._locked
 
     def pending(self) -> tuple[int, float]:
@@ -264,7 +265,6 @@ class Spool:
 
     def _run(self) -> None:
         next_look = 0.0
-        failed = 0  # commits failed in a row: the backoff's
         while True:
             try:
                 if time.monotonic() >= next_look and not self._stopping:
@@ -284,10 +284,10 @@ class Spool:
                 if batch and not self._apply(batch):
                     if self._stopping:
                         return
-                    failed += 1
-                    time.sleep(min(0.01 * 2 ** min(failed, 7), 1.0))
+                    self._failed += 1
+                    time.sleep(min(0.01 * 2 ** min(self._failed, 7), 1.0))
                 elif batch:
-                    failed = 0
+                    self._failed = 0
             except Exception:  # the mover must outlive any one failure
                 log.exception("the request spool's mover failed; going on")
                 time.sleep(0.1)

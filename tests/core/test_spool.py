@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from core.errors import ConfigError
 from core.settings import load_settings
@@ -206,6 +207,32 @@ def test_reads_skip_a_long_held_store_and_wait_again_once_it_is_let_go(
         assert spool.pending()[0] == 0
     finally:
         blocker.close()
+        spool.close()
+
+
+def test_reads_do_not_wait_again_while_the_spool_s_commits_fail(
+        sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that fails the mover's commits (a disk error) with its lock free: after the
+    first read's wait, reads go on at once, each not waiting its second for a commit that
+    keeps failing; the rows follow once the store takes them."""
+    spool = Spool(sqlite_db, linger_s=0)
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("COMMIT", None, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(spool._committer, "write_params", failing)
+    try:
+        spool.insert(_unit(1))
+        time.sleep(BARRIER_TIMEOUT_S + 0.3)
+        for _ in range(3):
+            start = time.perf_counter()
+            with sqlite_db.reading():
+                pass
+            assert time.perf_counter() - start < BARRIER_TIMEOUT_S / 2
+        monkeypatch.undo()
+        assert spool.flush(timeout=30)
+        assert _counts(_path(sqlite_db)) == (1, 1, 1)
+    finally:
         spool.close()
 
 
