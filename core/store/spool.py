@@ -210,10 +210,9 @@ class Spool:
             return self._cond.wait_for(lambda: self._applied >= target, timeout=timeout)
 
     def _before_read(self) -> None:
-        """The read barrier: wait for the spool, but not past BARRIER_TIMEOUT_S from when the
-        mover's current try began: while another writer holds the store, the process's reads
-        (a /readyz with four of them) go on at once after the first has waited; once the lock is
-        free or the mover's (and its commits not failing), they wait again."""
+        """The read barrier: wait for the spool up to BARRIER_TIMEOUT_S from when the mover's try
+        began; past that (another writer holds the store) reads go on at once, until the lock is
+        free or the mover's and its commits are not failing (a /readyz makes four reads)."""
         since = self._trying_since
         waited = 0.0 if since is None else time.monotonic() - since
         if waited < BARRIER_TIMEOUT_S:
@@ -299,7 +298,6 @@ class Spool:
         try:
             self._commit(batch)
         except Exception as exc:
-            self._locked = False
             if store_unreachable(exc):
                 log.warning("the request spool's commit failed (%s); trying again", exc)
                 return False
@@ -310,7 +308,7 @@ class Spool:
             except Exception:
                 log.warning("setting a refused unit aside failed; trying again", exc_info=True)
                 return False
-        self._locked, self._trying_since = False, None
+        self._trying_since = None
         self._applied_some(batch)
         return True
 
@@ -335,6 +333,8 @@ class Spool:
         except BaseException:
             self._forget.extend(forget)
             raise
+        finally:
+            self._locked = False
 
     def _reject(self, entry: Entry, exc: Exception) -> None:
         """Set a unit the store refuses aside, with the reason, and count it committed."""
