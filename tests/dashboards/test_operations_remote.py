@@ -125,8 +125,11 @@ def test_operations_page_shows_the_remote_candidate(
     for q, key in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")):
         if row["predictions"] == len(remote):
             _is_quantile(row[key], stored, q)
-    assert row["latency_p50_ms"] <= np.quantile(took_ms, 0.5) * 1.02
-    assert TIMEOUT_MS * 0.98 <= row["latency_p99_ms"] <= took_ms.max() * 1.02
+    if row["predictions"] == len(remote):
+        assert row["latency_p50_ms"] <= np.quantile(took_ms, 0.5) * 1.02
+    # A run across the top of an hour splits its requests in two rows: the timeouts are in one.
+    assert max(r["latency_p99_ms"] for r in hourly) >= TIMEOUT_MS * 0.98
+    assert all(r["latency_p99_ms"] <= took_ms.max() * 1.02 for r in hourly)
     if len(hourly) == 1:  # (a run across the top of an hour splits its rate in two)
         # The rate over the seconds the service has served, not over the whole hour.
         assert row["requests_per_s"] == pytest.approx(len(remote) / (last - first), rel=0.15)
