@@ -189,9 +189,11 @@ def test_up_serves_supervises_and_stops(tmp_path: Path, trained_models: Path) ->
         # Retention runs on its schedule (every 5 s here, hourly by default).
         _wait(lambda: "retention: pruned" in log.read_text(), 60, "a prune", proc, log)
         # So does the weekly report: the due week's, written once into <data_dir>/reports.
+        # Its log line follows the file (the browser's profile is cleaned up between them).
         due = due_week(datetime.now(UTC))
-        _wait(lambda: (data / "reports" / f"{due}.pdf").exists(), 120, "the weekly report",
-              proc, log)
+        _wait(lambda: f"weekly report {due} written" in log.read_text(), 120,
+              "the weekly report", proc, log)
+        assert (data / "reports" / f"{due}.pdf").exists()
         assert log.read_text().count(f"weekly report {due} written") == 1
 
         family = _family(proc.pid)

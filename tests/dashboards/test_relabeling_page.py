@@ -3,7 +3,7 @@ rendered in a real headless Chromium behind the login (a screenshot is saved).""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -14,12 +14,14 @@ from core.store.relabel_models import RelabelLabel
 from dashboards import relabeling
 from tests.dashboards.test_dashboard_browser import _log_in, _text, _wait
 from tests.support.browser import chromium, console_errors, screenshot
+from tests.support.clock import wall_clock
 from tests.support.live import serve
 
 
-def _seed(app: Flask) -> None:
+def _seed(app: Flask) -> datetime:
     """Five verification items (two done, each labeled twice, agreeing; one open; two leased)
-    and three audit items (one done)."""
+    and three audit items (one done); returns the time of the labels (one of them a day
+    earlier)."""
     now = utcnow()
     db = app.extensions["abvoc"].db
     with db.session() as s:
@@ -40,18 +42,28 @@ def _seed(app: Flask) -> None:
                            created_at=now - timedelta(days=1)))
         s.add(RelabelLabel(item_id=items[6].id, annotator="ann-a", action="skip",
                            created_at=now))
+    return now
+
+
+def _day(moment: datetime) -> str:
+    """The day (UTC) the throughput chart files a moment under."""
+    return moment.strftime("%Y-%m-%d")
 
 
 def test_figures_from_the_store(dash_app: Flask) -> None:
-    _seed(dash_app)
-    figures = relabeling.overview(dash_app.extensions["abvoc"].db)
+    labeled = _seed(dash_app)
+    with wall_clock() as span:  # the chart ends on the day its own clock reads
+        figures = relabeling.overview(dash_app.extensions["abvoc"].db)
     queues = {q["queue"]: q for q in figures["queues"]}
     assert (queues["verification"]["items"], queues["verification"]["done"],
             queues["verification"]["leased"], queues["verification"]["open"]) == (5, 2, 2, 1)
     assert (queues["offline-test"]["items"], queues["offline-test"]["done"]) == (3, 1)
     days = figures["throughput"]
-    assert len(days) == relabeling.DAYS
-    assert days[-1][1:] == (4, 1) and days[-2][1] == 1
+    assert len(days) == relabeling.DAYS and days[-1][0] in span.of(_day)
+    # By the labels' own days: the chart read after midnight UTC has them a day further back.
+    by_day = {day: counts for day, *counts in days}
+    assert by_day[_day(labeled)] == [4, 1] and by_day[_day(labeled - timedelta(days=1))][0] == 1
+    assert sum(labels + other for _, labels, other in days) == 6
     assert figures["agreement"]["items_with_two_labels"] == 2
     assert figures["agreement"]["exact_agreement"] == 1.0
 

@@ -5,6 +5,7 @@ to admins only by week name."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -41,6 +42,7 @@ from evaluation.weekly import (
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
 from tests.evaluation.helpers import T0, correction, flow, prediction
 from tests.support.browser import chromium
+from tests.support.clock import Span, in_one, wall_clock
 
 WEEK = "2026-W47"  # T0, the seeded traffic, is Friday 2026-11-20
 COMMENT = "<script>alert('voc')</script> wrong exponent"
@@ -261,11 +263,27 @@ def test_schedule_writes_the_due_week_once(dash_app: Flask, tmp_path: Path) -> N
     # week so far (ABVOC_REPORT_TO_DATE_HOURS, 24 by default): each once in two runs
     data_dir = tmp_path / "data"
     settings = dash_app.extensions["abvoc"].settings.with_overrides(data_dir=data_dir)
-    weekly_report_task(db, settings)()
-    weekly_report_task(db, settings)()
-    now = datetime.now(UTC)
-    assert [(r["week"], r["to_date"]) for r in list_reports(reports_dir(data_dir))] == [
-        (current_week(now), True), (due_week(now), False)]
+    runs = []
+    for _ in range(2):
+        with wall_clock() as span:
+            weekly_report_task(db, settings)()
+        runs.append(span)
+    listed = [(r["week"], r["to_date"]) for r in list_reports(reports_dir(data_dir))]
+    assert listed in _scheduled(runs), runs
+
+
+def _scheduled(runs: list[Span]) -> list[list[tuple[str, bool]]]:
+    """The listings the runs may leave, each by its own clock (its span's start or end): the due
+    week, whole (replacing its week so far), and the current week so far. One listing unless a
+    run crossed Monday 00:00 (a new current week) or 06:00 (a new due week)."""
+    listings = []
+    for moments in itertools.product(*[(run.before, run.after) for run in runs]):
+        listed: set[tuple[str, bool]] = set()
+        for now in moments:
+            listed -= {(due_week(now), True)}
+            listed |= {(due_week(now), False), (current_week(now), True)}
+        listings.append(sorted(listed, reverse=True))  # as list_reports: newest week first
+    return listings
 
 
 def test_cli_writes_once_and_refuses_a_bad_week(dash_app: Flask, tmp_path: Path,
@@ -307,8 +325,9 @@ def test_api_lists_and_serves_reports_to_admins_only(dash_app: Flask, admin_key:
         assert pdf.headers["Content-Disposition"].startswith("attachment")
     missing = client.get("/v1/reports/2026-W01.pdf", headers=admin)
     assert missing.status_code == 404 and "abvoc report" in missing.get_json()["error"]
-    this_week = datetime.now(UTC).strftime("%G-W%V")  # not over: only its days so far are
-    unfinished = client.get(f"/v1/reports/{this_week}.pdf", headers=admin)
+    # Not over: only its days so far are (asked again if answered across Monday 00:00).
+    this_week, unfinished = in_one(current_week, lambda before: (
+        week := before.strftime("%G-W%V"), client.get(f"/v1/reports/{week}.pdf", headers=admin)))
     assert unfinished.status_code == 404
     assert "a report covers a finished week" in unfinished.get_json()["error"]
     assert "`abvoc report --to-date`" in unfinished.get_json()["error"]

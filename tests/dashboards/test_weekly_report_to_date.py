@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from evaluation.weekly import current_week, so_far, weekly_data
 from tests.dashboards.conftest import PER_HOUR, SLICES
 from tests.dashboards.test_weekly_report import WEEK, _seed_week
 from tests.evaluation.helpers import T0
+from tests.support.clock import wall_clock
 
 NOW = T0 + timedelta(hours=1)  # Friday 11:15: the seed's hours 10:00 and 11:00 are in, 12:00 not
 SO_FAR = f"{WEEK}-to-date"
@@ -96,14 +98,17 @@ def test_the_command_writes_the_current_week_so_far(dash_app: Flask, tmp_path: P
     monkeypatch.setenv("ABVOC_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
-    week = current_week(datetime.now(UTC))
-    made = runner.invoke(main, ["report", "--to-date", "--json"])
+    with wall_clock() as span:  # the command reads the clock: the week of a moment in the span
+        made = runner.invoke(main, ["report", "--to-date", "--json"])
     assert made.exit_code == 0, made.output
     out = json.loads(made.stdout)
-    assert (out["week"], out["to_date"], out["skipped"]) == (week, True, False)
+    week = out["week"]
+    assert week in span.of(current_week) and (out["to_date"], out["skipped"]) == (True, False)
     assert Path(out["pdf"]) == tmp_path / "data" / "reports" / f"{week}-to-date.pdf"
-    again = runner.invoke(main, ["report", "--to-date"])
-    assert again.exit_code == 0 and f"report {week} so far written" in again.output
+    with wall_clock() as span:
+        again = runner.invoke(main, ["report", "--to-date"])
+    assert again.exit_code == 0, again.output
+    assert re.search(r"report (\S+) so far written", again.output)[1] in span.of(current_week)
     over = runner.invoke(main, ["report", "--to-date", "--week", WEEK])
     assert over.exit_code != 0 and f"week {WEEK} is over" in over.output
 
@@ -186,7 +191,6 @@ def test_the_reports_page_writes_and_lists_the_week_so_far(dash_app: Flask,
     from app.auth import create_key
     from tests.dashboards.test_dashboard_auth import login
 
-    week = current_week(datetime.now(UTC))
     client = dash_app.test_client()
     login(client, create_key(dash_app.extensions["abvoc"].db, ["annotate"], name="a")["key"],
           next_="/dashboard/")
@@ -195,10 +199,12 @@ def test_the_reports_page_writes_and_lists_the_week_so_far(dash_app: Flask,
     assert list_reports(folder) == []
     client = dash_app.test_client()
     login(client, admin_key)
-    pressed = _press_write(client)
+    with wall_clock() as span:  # the page writes the week its clock reads: one in the span
+        pressed = _press_write(client)
     assert pressed.status_code == 200
     text = json.dumps(pressed.get_json())  # the list, redrawn with it, and the message
-    assert f"Week {week} so far written." in text and "reports-list" in text
+    week = re.search(r"Week (\S+) so far written\.", text)[1]
+    assert week in span.of(current_week) and "reports-list" in text
     assert f"{week} so far (written " in text and " UTC)" in text
     assert f"/dashboard/report-files/{week}-to-date.pdf" in text
     assert _listed(folder) == [(f"{week}-to-date", True)]
@@ -219,15 +225,17 @@ def test_the_button_in_a_real_browser(dash_app: Flask, admin_key: str) -> None:
     from tests.support.browser import chromium, console_errors
     from tests.support.live import serve
 
-    week = current_week(datetime.now(UTC))
     with serve(dash_app) as base, chromium() as driver:
         driver.get(f"{base}/dashboard/reports")
         _wait(driver, "#login-form")
         _log_in(driver, admin_key)
         assert "No weekly report yet" in _wait(driver, "#reports-empty").text
-        driver.find_element(By.ID, "reports-to-date").click()
-        WebDriverWait(driver, WAIT_S).until(
-            ec.text_to_be_present_in_element((By.ID, "reports-message"), "so far written"))
+        with wall_clock() as span:  # the week the service's clock read is one in the span
+            driver.find_element(By.ID, "reports-to-date").click()
+            WebDriverWait(driver, WAIT_S).until(
+                ec.text_to_be_present_in_element((By.ID, "reports-message"), "so far written"))
+        week = re.search(r"Week (\S+) so far written", _text(driver, "#reports-message"))[1]
+        assert week in span.of(current_week)
         assert f"{week} so far (written " in _text(driver, "#reports-list")
         link = driver.find_element(By.CSS_SELECTOR, "#reports-list a")
         assert link.get_attribute("href").endswith(f"/dashboard/report-files/{week}-to-date.html")
