@@ -42,9 +42,14 @@ environment makes each batch wait for its own commit instead.
 ABVOC_INPUT_RETENTION_HOURS=0 does: the full path then writes no kept-input row (four of its
 durable write's ten B-trees, and the image's bytes), which says what keeping inputs costs.
 
+`--candidate` picks the OCR candidate both paths call (ocr-small-mixed, the issue's figure, by
+default; ocr-large-mixed, the newest a fresh `scripts/serve` registers, answers its /v1/predict
+outside experiments): the full path's extra work is the same per request, so its share falls as
+the candidate's own cost grows.
+
     python benchmarks/bench_api.py [--requests 400] [--concurrency 8] [--rounds 6]
                                    [--server granian|werkzeug] [--breakdown]
-                                   [--input-retention-hours 72]
+                                   [--input-retention-hours 72] [--candidate ocr-small-mixed]
 """
 
 from __future__ import annotations
@@ -72,7 +77,9 @@ from benchmarks.stage_timer import StageTimer, per_request  # noqa: E402
 from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
-CANDIDATE = "ocr-small-mixed"
+CANDIDATE = "ocr-small-mixed"  # the issue's figure; --candidate another OCR candidate
+OCR_CANDIDATES = ("ocr-small-printed", "ocr-small-mixed", "ocr-large-mixed")  # not imported:
+# workloads.ocr.candidates would load torch into this, the client's, process
 
 
 def _settings(data_dir: str, models: str | None = None, keep_hours: float = 72):  # noqa: ANN202
@@ -85,7 +92,8 @@ def _settings(data_dir: str, models: str | None = None, keep_hours: float = 72):
     return settings.with_overrides(model_store=Path(models)) if models else settings
 
 
-def prepare(out: mp.Queue, data_dir: str, models_dir: str | None) -> None:
+def prepare(out: mp.Queue, data_dir: str, models_dir: str | None,
+            candidate: str = CANDIDATE) -> None:
     """Trains the candidate if the model store lacks it, registers it in a fresh store and puts
     (the model store, a predict key) in `out`; a process of its own, so the server's parent
     holds no torch threads when it forks its worker."""
@@ -96,21 +104,22 @@ def prepare(out: mp.Queue, data_dir: str, models_dir: str | None) -> None:
 
     settings = _settings(data_dir)
     models = Path(models_dir) if models_dir else settings.models_dir
-    if not (models / CANDIDATE / "candidate.toml").exists():
-        print(f"training {CANDIDATE} (small, for timing only) ...", flush=True)
-        train_candidate(CANDIDATE, models, n_train=300, epochs=3, seed=0)
+    if not (models / candidate / "candidate.toml").exists():
+        print(f"training {candidate} (on a small set, for timing only) ...", flush=True)
+        train_candidate(candidate, models, n_train=300, epochs=3, seed=0)
     app = create_app(settings.with_overrides(model_store=models))
-    register_trained(app.extensions["abvoc_serving"].registry, models, models / CANDIDATE)
+    register_trained(app.extensions["abvoc_serving"].registry, models, models / candidate)
     key = create_key(app.extensions["abvoc"].db, ["predict"])["key"]
     close_app(app)
     out.put((str(models), key))
 
 
-def prepared(data_dir: str, models_dir: str | None) -> tuple[str, str]:
+def prepared(data_dir: str, models_dir: str | None,
+             candidate: str = CANDIDATE) -> tuple[str, str]:
     """(the model store, a predict key) from :func:`prepare`, run in a spawned process."""
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
-    setup = ctx.Process(target=prepare, args=(out, data_dir, models_dir))
+    setup = ctx.Process(target=prepare, args=(out, data_dir, models_dir, candidate))
     setup.start()
     models, key = out.get(timeout=900)
     setup.join()
@@ -118,7 +127,7 @@ def prepared(data_dir: str, models_dir: str | None) -> tuple[str, str]:
 
 
 def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = False,
-          keep_hours: float = 72) -> None:
+          keep_hours: float = 72, candidate: str = CANDIDATE) -> None:
     """The app over the prepared store, with the bare route and the CPU counters, under
     `server` (granian as `abvoc up` runs it: its worker builds the app; or werkzeug's)."""
     def factory(settings):  # noqa: ANN001, ANN202
@@ -150,7 +159,7 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
         def bare():  # noqa: ANN202
             body = request.get_json(silent=True)  # parsed and checked once, as for /v1/predict
             image = decode_image(base64.b64decode(body["image_base64"], validate=True))
-            answer = serving.pool.get(CANDIDATE).predict(image)
+            answer = serving.pool.get(candidate).predict(image)
             return jsonify({"output": answer.output, "confidence": answer.confidence})
 
         @app.get("/bench/cpu")
@@ -163,7 +172,7 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
                                    "switches": _switches() / 1000},
                             "batches": dict(batches)})
 
-        serving.pool.get(CANDIDATE)  # loaded before the clock
+        serving.pool.get(candidate)  # loaded before the clock
         return app
 
     run_server(factory, _settings(data_dir, models, keep_hours), port, server)
@@ -252,6 +261,10 @@ def main() -> None:
     parser.add_argument("--input-retention-hours", type=float, default=72,
                         help="as ABVOC_INPUT_RETENTION_HOURS (72, as served by default): 0 keeps "
                              "no served inputs, so the full path writes no kept-input row")
+    parser.add_argument("--candidate", choices=OCR_CANDIDATES, default=CANDIDATE,
+                        help="the candidate both paths call: the same work per request costs a "
+                             "smaller share of a dearer candidate (ocr-large-mixed serves "
+                             "/v1/predict on a fresh scripts/serve)")
     args = parser.parse_args()
 
     from serving.images import encode_png
@@ -259,10 +272,11 @@ def main() -> None:
 
     ctx = mp.get_context("spawn")
     data_dir = tempfile.mkdtemp(prefix="abvoc-bench-api-")
-    models, key = prepared(data_dir, args.models)
+    models, key = prepared(data_dir, args.models, args.candidate)
     port = free_port()
     server = ctx.Process(target=serve, args=(data_dir, models, port, args.server,
-                                             args.breakdown, args.input_retention_hours))
+                                             args.breakdown, args.input_retention_hours,
+                                             args.candidate))
     server.start()
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", server)
@@ -287,7 +301,7 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in figures.items()}
     print(f"\nmedians of {args.rounds} rounds, {args.requests} requests, "
-          f"{args.concurrency} concurrent, candidate {CANDIDATE}, served inputs kept "
+          f"{args.concurrency} concurrent, candidate {args.candidate}, served inputs kept "
           f"{args.input_retention_hours:g} h:")
     for name, label in (("bare", "candidate called bare"),
                         ("full", "/v1/predict, router + events on")):
