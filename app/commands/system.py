@@ -140,11 +140,11 @@ def backfill_unit_sums(ctx: Context, experiment_id: int | None, as_json: bool) -
     emit(done, as_json, human or "every experiment's unit sums hold its predictions")
 
 
-def _run(ctx: Context, **parts: object) -> None:
+def _run(ctx: Context, *, check_bus: bool = True, **parts: object) -> None:
     from app.runner import run_processes, stop_on_signals
 
     _logging(ctx)
-    services = connect(ctx.settings)
+    services = connect(ctx.settings, check_bus=check_bus)
     status = run_processes(services, stop_on_signals(), **parts)  # type: ignore[arg-type]
     if status:
         sys.exit(status)
@@ -193,8 +193,9 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
           dev: bool) -> None:
     """Serve the HTTP API under granian (add --workers for several processes)."""
     check_port_free(host, port)  # granian reuses ports: another abvoc would share this one
-    if dev:
-        _run(ctx, api=(host, port))
+    if dev:  # the API alone too: it starts while the bus is down (see _ready_settings)
+        _ready_settings(ctx, bus_required=False)
+        _run(ctx, check_bus=False, api=(host, port))
         return
     _logging(ctx)  # first: a node that migrates the store says so in its log
     settings = _ready_settings(ctx, bus_required=False)

@@ -84,10 +84,12 @@ def test_a_worker_restarted_during_a_store_outage_waits_and_the_api_comes_back(
             proc.kill()
 
 
-def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dev", [[], ["--dev"]], ids=["granian", "dev"])
+def test_the_api_starts_while_the_bus_is_down_and_says_so(tmp_path: Path, dev: list[str]) -> None:
     """It never calls the bus (events wait in the outbox): a restart during a broker's
-    maintenance must not keep it down. /readyz still says the bus is down."""
-    proc, port, log = _serve(tmp_path, ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
+    maintenance must not keep it down. /readyz still says the bus is down. (`--dev`, Werkzeug's
+    server in one process, refused to start.)"""
+    proc, port, log = _serve(tmp_path, *dev, ABVOC_BUS_URL=f"kafka://127.0.0.1:{free_port()}")
     try:
         _until(lambda: exchange(port, HEALTH)[0] == 200, log, 120, "never served")
         status, body, _ = exchange(port, READY)

@@ -6,4 +6,4 @@ from workloads.ocr.candidates import CANDIDATES
 
 
 def test_bench_api_offers_every_ocr_candidate() -> None:
-    assert OCR_CANDIDATES == tuple(CANDIDATES) and CANDIDATE in OCR_CANDIDATES
+    assert tuple(CANDIDATES) == OCR_CANDIDATES and CANDIDATE in OCR_CANDIDATES
