@@ -49,6 +49,7 @@ from core.store.spool_file import (
     Entry,
     Groups,
     OwnerLock,
+    append_private,
     encode,
     remove_files,
     segment_name,
@@ -339,10 +340,9 @@ class Spool:
     def _reject(self, entry: Entry, exc: Exception) -> None:
         """Set a unit the store refuses aside, with the reason, and count it committed."""
         self.rejected += 1
-        log.error("the store refused an answer's rows from the request spool; kept in %s: %s",
-                  self.folder / f"{self.owner}.rejected", exc)
-        with open(self.folder / f"{self.owner}.rejected", "ab") as f:
-            f.write(encode([("error", (), str(exc)[:2000]), *entry.groups]))
+        kept = self.folder / f"{self.owner}.rejected"
+        log.error("the store refused an answer's rows from the spool; kept in %s: %s", kept, exc)
+        append_private(kept, encode([("error", (), str(exc)[:2000]), *entry.groups]))
         self._commit([entry], skip=True)
 
     def _applied_some(self, batch: list[Entry]) -> None:

@@ -85,6 +85,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def append_private(path: Path, data: bytes) -> None:
+    """Append to a file only its owner may read (created 0600, as the segments): it holds
+    answers' rows, kept inputs included."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
 class OwnerLock:
     """An owner's `.lock` file, flock-held while it lives (or while another process commits what
     it left)."""

@@ -153,7 +153,9 @@ def test_a_unit_the_store_refuses_is_set_aside_and_the_rest_go_on(sqlite_db: Dat
         assert spool.flush()
         assert spool.rejected == 1
         assert _counts(_path(sqlite_db)) == (6, 6, 6)
-        [(_, kept)] = list(read_records(spool.folder / f"{spool.owner}.rejected", 0))
+        rejected = spool.folder / f"{spool.owner}.rejected"
+        assert rejected.stat().st_mode & 0o777 == 0o600  # its rows, kept input included
+        [(_, kept)] = list(read_records(rejected, 0))
         assert kept[0][0] == "error" and "UNIQUE constraint failed" in kept[0][2]
         assert [g[0] for g in kept[1:]] == ["outbox", "served_predictions", "prediction_inputs"]
     finally:
