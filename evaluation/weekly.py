@@ -285,6 +285,7 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
     `until` (:func:`so_far`) ends a week not over yet: the report of the week so far."""
     since, end = week_bounds(week)
     until = min(until, end) if until else end
+    now = now or datetime.now(UTC)
     experiments = _active_experiments(session, since - timedelta(days=7), until)
     weeks, failed = [], []
     for done, e in enumerate(experiments, 1):
@@ -297,8 +298,9 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
         if progress is not None:
             progress(done, len(experiments))
     return {"week": week, "previous_week": previous_week(week), "since": since.isoformat(),
-            "until": until.isoformat(), "to_date": until < end,
-            "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+            # In the week's last hour a week so far ends where the week does: not over yet.
+            "until": until.isoformat(), "to_date": until < end or now < end,
+            "generated_at": now.isoformat(timespec="seconds"),
             "experiments": weeks, "failed": failed,
             "no_traffic": _running_without_traffic(session, since, until),
             "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}

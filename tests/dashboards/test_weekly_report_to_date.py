@@ -18,7 +18,8 @@ from flask import Flask
 from app.cli import main
 from core.errors import AbvocError
 from dashboards.report import list_reports, reports_dir, write_report, write_scheduled
-from evaluation.weekly import current_week, so_far, weekly_data
+from dashboards.report.render import render_html
+from evaluation.weekly import current_week, so_far, week_bounds, weekly_data
 from tests.dashboards.conftest import PER_HOUR, SLICES
 from tests.dashboards.test_weekly_report import WEEK, _seed_week
 from tests.evaluation.helpers import T0
@@ -48,6 +49,19 @@ def test_the_week_so_far_ends_with_this_hour(dash_app: Flask) -> None:
         f"2026-11-{day}" for day in range(16, 21)]
     assert (data["relabel"]["labeled"], data["relabel"]["open_at_end"]) == (0, 5)
     assert so_far(WEEK, T0.replace(minute=0)) == T0.replace(minute=0)  # on the hour: up to it
+
+
+def test_the_week_s_last_hour_is_still_the_week_so_far(dash_app: Flask) -> None:
+    """Sunday 23:00-24:00 UTC the week so far ends where the week does; its report said it was
+    the whole week's (no "so far" in it, "at the week's end"), found by a CI run at 23:31."""
+    _seed_week(dash_app)
+    end = week_bounds(WEEK)[1]
+    for now in (end - timedelta(minutes=30), end - timedelta(microseconds=1)):
+        assert so_far(WEEK, now) == end
+        with dash_app.extensions["abvoc"].db.session() as s:
+            data = weekly_data(s, WEEK, now=now, until=so_far(WEEK, now))
+        page = render_html(data)
+        assert data["to_date"] and f"{WEEK} so far</title>" in page and 'id="to-date"' in page
 
 
 def test_only_the_current_week_has_a_report_so_far() -> None:
