@@ -1,15 +1,17 @@
-"""The request path's durable write alone: the group commit of a batch of answers' rows on SQLite.
+"""The group commit of a batch of answers' rows on SQLite, alone.
 
-`/v1/predict` answers only once its rows are committed: per answer the PredictionMade event's
-outbox row, its served-ledger row and, where served inputs are kept for annotators, the kept
-input, all made by `serving.predict.answer_rows` (here too). A candidate's batcher commits its
-batch's rows in one transaction through `core.store.groupcommit.GroupCommitter`. This times that
-commit on one thread, with a 1.3 KB image (the median of the OCR benchmark's), batches of
+Per answer `/v1/predict` writes the PredictionMade event's outbox row, its served-ledger row
+and, where served inputs are kept for annotators, the kept input, all made by
+`serving.predict.answer_rows` (here too). With ABVOC_REQUEST_SPOOL=off a candidate's batcher
+commits its batch's rows in one transaction through `core.store.groupcommit.GroupCommitter`
+before the callers wake; by default the batcher appends them to the request spool and the
+spool's mover commits them this way, many answers at a time. This times that commit on one
+thread, with a 1.3 KB image (the median of the OCR benchmark's), batches of
 `--units` answers as the batcher merges them (about 4 at 8 concurrent requests in
 `bench_api.py`), on a fresh store migrated as the service migrates it; and the same with no kept
 input, and with another page size, in the same run, alternating. It prints the CPU per commit
 and per answer (medians of the rounds), which `bench_api.py --breakdown` shows inside the whole
-service as "their commit (the durable write)".
+service as the durable write when run with ABVOC_REQUEST_SPOOL=off.
 
     python benchmarks/bench_commit.py [--commits 1000] [--units 4] [--rounds 3]
                                       [--page-sizes 4096,8192]

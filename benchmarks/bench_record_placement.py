@@ -10,7 +10,9 @@ of `serving.predict.answer_rows` (via bench_commit's unit) and of their commit t
 
 * run alone on one thread, nothing else running (bench_commit's case);
 * run on the thread that has just run the candidate's batch, as the candidate's batcher runs
-  them today (the model's weights and activations have just passed through the core's caches);
+  them with ABVOC_REQUEST_SPOOL=off (the model's weights and activations have just passed
+  through the core's caches; by default the batcher makes the records and appends them to the
+  request spool, whose mover commits them);
 * are handed to a writer thread of their own, the batch's callers waiting for it as they must
   (an answer is given only once its rows are durable): one more thread hand-off per batch;
 * are handed to a writer thread and the next batch's inference starts at once (pipelined), so

@@ -4,7 +4,8 @@
    frequentist, Bayesian and sequential figures with Holm and BH, in one pass, *and* turned into
    JSON-ready records, since gbstats returns its results as dicts too. Target < 20 ms and
    >= 50x gbstats ``process_experiment_results`` on the same summary statistics (gbstats is a
-   benchmark-only extra: ``pip install -e .[bench]``; without it the anchor is reported missing).
+   benchmark-only anchor: ``pip install --no-deps gbstats==0.8.0`` (its own pins would downgrade
+   numpy and pandas); without it the anchor is reported missing).
 2. The same from 10 million raw rows (arm, metric, slice, value): our ``np.bincount``
    aggregation plus the full pass, against numpy grouping plus scipy/statsmodels per test.
    Target < 1 s.
@@ -138,7 +139,8 @@ def bench_aggregates(repeats: int) -> None:
     try:
         from gbstats.gbstats import process_experiment_results
     except ImportError:
-        say("anchor missing: gbstats is not importable (pip install -e .[bench]); no ratio")
+        say("anchor missing: gbstats is not importable (pip install --no-deps gbstats==0.8.0); "
+            "no ratio")
         return
     payloads = gbstats_payloads(aggregates)
     anchor_repeats = max(1, min(3, repeats))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from serving.backends.ort_options import cpu_session_options
 from workloads.ocr.detector import MAX_MARKS, check_marks, count_marks
 
 
@@ -22,9 +23,9 @@ class OnnxFileRunner:
 
     def __init__(self, files: Mapping[str, Path], threads: int | None = None,
                  options: ort.SessionOptions | None = None) -> None:
-        options = options or ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        # Served beside the HTTP server's threads: intra-op threads sleep between calls, as every
+        # ONNX session of a serving process does (serving.backends.ort_options).
+        options = options or cpu_session_options()
         if threads:
             # The same intra-op thread count as torch gets, so the two compare like for like.
             options.intra_op_num_threads = threads
@@ -88,7 +89,7 @@ class OneGraphRunner(OnnxFileRunner):
     def __init__(self, files: Mapping[str, Path], threads: int | None = None) -> None:
         from workloads.ocr import ort_ops
 
-        super().__init__(files, threads, ort_ops.session_options())
+        super().__init__(files, threads, ort_ops.session_options(cpu_session_options()))
 
     def read(self, images: Sequence[np.ndarray]) -> list[GraphReading]:
         """Each image's reading, from graph runs of a few images (`graph_runs`; each run's

@@ -73,6 +73,8 @@ def test_the_whole_offline_test_reads_as_the_staged_pipeline_does(
         onegraph: Path, tiny_candidate: Path, offline_test: list) -> None:
     staged, one = Pipeline.load(tiny_candidate), Pipeline.load(onegraph)
     assert isinstance(one.runner, OneGraphRunner)
+    assert one.runner.sessions["onegraph"].get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"  # as every serving session (it spun)
     images = [s.image for s in offline_test]
     diffs = {"boxes": 0, "classes": 0, "relations": 0, "latex": 0, "scores": 0,
              "confidence": 0, "crop_pixels": 0}
