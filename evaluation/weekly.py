@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
@@ -136,8 +136,12 @@ def _running_without_traffic(session: Session, since: datetime,
     """Experiments running now, started before the week ended, that served nothing in it: a
     stalled rollout or a broken route is what a lead reads the report to catch."""
     busy = _with_traffic(session, since, until)
+    # Started, not created, before the end: a draft of the week started after it ended (the
+    # report is due at Monday 06:00) served nothing in it because it was not running.
     running = session.scalars(select(Experiment).where(
-        Experiment.status == "running", Experiment.created_at < until).order_by(Experiment.id))
+        Experiment.status == "running", Experiment.created_at < until,
+        or_(Experiment.started_at.is_(None), Experiment.started_at < until))
+        .order_by(Experiment.id))
     return [{"id": e.id, "name": e.name, "status": e.status} for e in running
             if e.id not in busy]
 

@@ -264,10 +264,13 @@ def _finish(s: Session, item: RelabelItem, label: str) -> None:
         item.note = disagreement_note(label, others)
         return
     _release(item, "done")
-    item.label, item.labeled_at = label, utcnow()
-    annotators = s.scalars(select(RelabelLabel.annotator).where(
+    given = s.execute(select(RelabelLabel.annotator, RelabelLabel.created_at).where(
         RelabelLabel.item_id == item.id, RelabelLabel.action == "label")).all()
-    item.annotator = ",".join(sorted(set(annotators)))[:100]
+    # Labeled when its concluding label was given, not at a second reading of the clock: the
+    # two fell on either side of a week's (a day's) end, and the weekly report counted the
+    # item in one week and its annotator in the other.
+    item.label, item.labeled_at = label, max(g.created_at for g in given)
+    item.annotator = ",".join(sorted({g.annotator for g in given}))[:100]
 
 
 def skip(db: Database, item_id: int, annotator: str) -> dict[str, Any]:
@@ -302,13 +305,14 @@ def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any
             raise Conflict(f"relabel item {item_id} is {item.status!r}; only items in review "
                            "or flagged are resolved")
         label = checked_label(output_kind(s, item.candidate, item.prediction_id), value)
+        now = utcnow()  # one time for the resolution and what it settles (see _finish)
         s.add(RelabelLabel(item_id=item.id, annotator=admin, action="resolve", label=label,
-                           created_at=utcnow()))
+                           created_at=now))
         _release(item, "done")
-        item.label, item.labeled_at, item.annotator = label, utcnow(), admin[:100]
+        item.label, item.labeled_at, item.annotator = label, now, admin[:100]
         # What sent it to review (or why it was flagged) is answered now: kept, it read open.
         item.note = f"resolved by {admin[:100]}"
-        settled = settle(s, item, label, admin[:100])
+        settled = settle(s, item, label, admin[:100], now)
         return {"item_id": item.id, "status": item.status, "label": label, "settled": settled}
 
 

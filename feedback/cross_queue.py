@@ -5,6 +5,8 @@ an admin's resolution settles the input in every queue."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -50,16 +52,19 @@ def disagreement_note(label: str, others: list[RelabelItem]) -> str:
             "resolving it settles the input in every queue")[:2000]
 
 
-def settle(s: Session, item: RelabelItem, label: str, admin: str) -> list[int]:
+def settle(s: Session, item: RelabelItem, label: str, admin: str,
+           at: datetime | None = None) -> list[int]:
     """Give the other queues' done items of this input and type the admin's label as written
-    (one string per input and type, which the exports' conflict rule compares); their ids."""
+    (one string per input and type, which the exports' conflict rule compares); their ids.
+    `at`: the resolution's time (default: now), each label's and each item's `labeled_at`."""
     settled = []
+    now = at or utcnow()
     for other in done_elsewhere(s, item):
         if other.label == label:
             continue
         s.add(RelabelLabel(item_id=other.id, annotator=admin, action="resolve", label=label,
-                           created_at=utcnow()))
-        other.label, other.labeled_at = label, utcnow()
+                           created_at=now))
+        other.label, other.labeled_at = label, now
         other.note = f"settled by the resolution of item {item.id}"
         settled.append(other.id)
     return settled
