@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from serving.backends.ort_options import cpu_session_options, threads_sharing
-
-
-def _identity_model() -> bytes:
-    node = helper.make_node("Identity", ["x"], ["y"])
-    graph = helper.make_graph([node], "identity",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
+from tests.support.onnx_identity import identity_model
 
 
 def test_intra_op_threads_sleep_between_calls_instead_of_spinning() -> None:
@@ -29,7 +19,7 @@ def test_intra_op_threads_sleep_between_calls_instead_of_spinning() -> None:
 def test_a_thread_count_is_kept_and_the_options_load_a_session() -> None:
     options = cpu_session_options(intra_op_threads=1)
     assert options.intra_op_num_threads == 1
-    session = ort.InferenceSession(_identity_model(), options,
+    session = ort.InferenceSession(identity_model(), options,
                                    providers=["CPUExecutionProvider"])
     x = np.array([[1.0, 2.0]], np.float32)
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], x)
