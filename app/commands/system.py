@@ -194,6 +194,7 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
     """Serve the HTTP API under granian (add --workers for several processes)."""
     check_port_free(host, port)  # granian reuses ports: another abvoc would share this one
     if dev:  # the API alone too: it starts while the bus is down (see _ready_settings)
+        _logging(ctx)  # first, as below: a store it migrates is said in its log
         _ready_settings(ctx, bus_required=False)
         _run(ctx, check_bus=False, api=(host, port))
         return
