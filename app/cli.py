@@ -180,6 +180,14 @@ class QueueName(click.ParamType):
         return text
 
 
+def json_error(exc: Exception) -> str:
+    """Why json.loads refused an option's text, in a user's words: past 4,300 digits Python
+    advises calling sys.set_int_max_str_digits, which no user of the command line can."""
+    if "integer string conversion" in str(exc):
+        return "it holds a number of thousands of digits, which is out of range"
+    return str(exc)[:200]
+
+
 def check_out_folder(path: Any, option: str = "--out") -> None:
     """Check that a command can write under `path` before it does any work, so an unusable
     path fails with one line naming the option instead of a traceback half way."""

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 from core.masking import mask_url
+from core.text import text_problem
 
 EMBEDDED_BUS = "embedded://"
 
@@ -36,6 +37,9 @@ class BusURL:
         if "@" in parts.netloc:
             raise ConfigError(f"{variable}={mask_url(raw)!r} carries credentials: abvoc "
                               "connects to Kafka brokers without them; give only "
+                              "'kafka://host:port[,host:port]'")
+        if problem := text_problem(text, controls=True):  # the Kafka client fails on it later
+            raise ConfigError(f"{variable}={mask_url(raw)!r} {problem}: give only "
                               "'kafka://host:port[,host:port]'")
         brokers = []
         for hostport in parts.netloc.split(","):

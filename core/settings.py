@@ -23,7 +23,7 @@ from core.errors import ConfigError
 from core.folders import folder_setting
 from core.masking import Secret, mask_url
 from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
-from core.text import quoted_names
+from core.text import quoted_names, text_problem
 
 SECRET_KEY_FILE = "secret_key"
 PRODUCTION = "production"
@@ -309,6 +309,9 @@ def load_settings(
     key = values.get("secret_key")
     if key is not None and not isinstance(key, str):
         raise ConfigError("ABVOC_SECRET_KEY must be a string")
+    if key and text_problem(key) is not None:  # not echoed: it is the secret
+        raise ConfigError("ABVOC_SECRET_KEY must be UTF-8 text without NUL characters (make one "
+                          f"with `{MAKE_A_KEY}`)")
     if key and environment == PRODUCTION:
         check_key_strength(key)
     metrics_token = _text(values, "metrics_token")

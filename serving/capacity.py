@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import AbvocError
+from core.text import shown
 
 if TYPE_CHECKING:  # torch loads only when a module is measured, so `abvoc --help` stays light
     import torch
@@ -65,6 +66,10 @@ _UNITS = {
 }
 SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
+MAX_PROFILE_NUMBER = 2**53
+"""The largest size (bytes), footprint and batch size abvoc plans with: beyond, QPS overflows to
+Infinity, which a JSON answer cannot carry."""
+
 
 class CapacityError(AbvocError):
     """A size, profile or target that cannot be planned with; the message says what to fix."""
@@ -77,8 +82,9 @@ def parse_size(text: str | int | float) -> int:
     if isinstance(text, bool):
         raise CapacityError(f"size {text!r} is not a size")
     if isinstance(text, int | float):
-        if text < 0 or not math.isfinite(text):
-            raise CapacityError(f"size {text!r} must be a finite number of bytes >= 0")
+        if not 0 <= text <= MAX_PROFILE_NUMBER:  # before isfinite: a 400-digit int overflows it
+            raise CapacityError(f"size {shown(text)} must be a finite number of bytes from 0 "
+                                "to 2^53")
         return int(text)
     match = SIZE.match(str(text))
     unit = match.group(2).upper() if match else None
@@ -87,7 +93,10 @@ def parse_size(text: str | int | float) -> int:
             f"size {text!r} is not understood; write a number with a unit such as "
             "10GB, 512MiB, 1.5GiB or 800MB"
         )
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(size):  # the caller bounds it (a GPU's memory, a footprint)
+        raise CapacityError(f"size {shown(text)} is out of range: give a size such as 10GB")
+    return int(size)
 
 
 def format_size(n: int) -> str:
@@ -96,6 +105,10 @@ def format_size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n} B"
+
+
+MIN_LATENCY_MS = 1e-6
+"""The shortest batch latency a profile holds (below, QPS overflows as well)."""
 
 
 @dataclass(frozen=True)
@@ -110,18 +123,21 @@ class CandidateProfile:
     model_size_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.footprint_bytes <= 0:
-            raise CapacityError(f"candidate {self.name!r}: footprint must be positive")
+        if not 0 < self.footprint_bytes <= MAX_PROFILE_NUMBER:
+            got = shown(str(self.footprint_bytes), form=str)
+            raise CapacityError(f"candidate {self.name!r}: footprint must be positive and at "
+                                f"most 2^53 bytes, got {got}")
         if not self.latency_ms_by_batch:
             raise CapacityError(f"candidate {self.name!r} has no latency by batch size")
         for batch, ms in self.latency_ms_by_batch.items():
-            if int(batch) < 1:
-                raise CapacityError(f"candidate {self.name!r}: batch size {batch} must be a "
-                                    "whole number of at least 1")
-            if not ms > 0 or not math.isfinite(ms):
+            if not 1 <= int(batch) <= MAX_PROFILE_NUMBER:
+                raise CapacityError(f"candidate {self.name!r}: batch size "
+                                    f"{shown(str(batch), form=str)} must be a whole number "
+                                    "of at least 1 and at most 2^53")
+            if not ms >= MIN_LATENCY_MS or not math.isfinite(ms):
                 raise CapacityError(
-                    f"candidate {self.name!r}: latency at batch {batch} must be a positive "
-                    f"number of ms, got {ms!r}"
+                    f"candidate {self.name!r}: latency at batch {batch} must be a finite "
+                    f"number of ms of at least {MIN_LATENCY_MS} (a nanosecond), got {ms!r}"
                 )
 
 
@@ -181,6 +197,11 @@ def check_plan(gpu_mem_bytes: int, reserve_bytes: int = 0, p99_target_ms: float 
         raise CapacityError(f"p99 target must be a positive number of ms, got {p99_target_ms}")
     if instance_overhead_bytes < 0:
         raise CapacityError("the per-instance overhead must be zero or positive")
+    if instance_overhead_bytes >= gpu_mem_bytes - reserve_bytes:  # no instance could ever fit
+        raise CapacityError(
+            f"the per-instance overhead {format_size(instance_overhead_bytes)} (--per-instance) "
+            f"must be less than the GPU memory left after the reserve, "
+            f"{format_size(gpu_mem_bytes - reserve_bytes)}")
 
 
 def plan_capacity(
@@ -317,19 +338,25 @@ def profile_from_record(name: str, record: Mapping[str, Any]) -> CandidateProfil
         )
     try:
         by_batch = {int(b): float(ms) for b, ms in latency.items()}
-    except (TypeError, ValueError) as exc:
-        raise CapacityError(f"candidate {name!r}: latency_by_batch is malformed ({exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a 400-digit latency
+        raise CapacityError(f"candidate {name!r}: latency_by_batch is malformed ({exc}); give "
+                            "{batch size: ms}") from None
     size = record.get("model_size_bytes")
     if size is None and isinstance(record.get("model"), Mapping):  # `abvoc offline-test` output
         size = record["model"].get("size_bytes")
     footprint = record.get("footprint_bytes", record.get("memory_footprint_bytes", size))
     if footprint is None:
         raise CapacityError(f"candidate {name!r} has neither footprint_bytes nor model_size_bytes")
+    try:
+        footprint_bytes = parse_size(footprint)
+        size_bytes = None if size is None else parse_size(size)
+    except CapacityError as exc:  # which record's size, in a file of many
+        raise CapacityError(f"candidate {name!r}: {exc.message}") from None
     return CandidateProfile(
         name=name,
-        footprint_bytes=parse_size(footprint),
+        footprint_bytes=footprint_bytes,
         latency_ms_by_batch=by_batch,
-        model_size_bytes=None if size is None else parse_size(size),
+        model_size_bytes=size_bytes,
     )
 
 

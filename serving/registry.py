@@ -23,6 +23,7 @@ from core.errors import AbvocError, ConfigError, Conflict, NotFound, refuse_unkn
 from core.masking import hide_userinfo
 from core.store import Database, utcnow
 from core.store.models import Candidate
+from core.text import shown
 from core.times import utc_iso
 
 REQUIREMENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -188,7 +189,7 @@ class Registry:
                                f"`abvoc candidates list --all` (GET /v1/candidates?all=1) for "
                                "retired versions, and name one to show it")
             if row is None:
-                what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+                what = shown(name) + (f" version {shown(version)}" if version is not None else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             return CandidateInfo.of(row)
 
@@ -210,7 +211,7 @@ class Registry:
                 query = query.where(Candidate.version == version)
             ids = list(s.scalars(query))
             if not ids:
-                what = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+                what = shown(name) + (f" version {shown(version)}" if version is not None else "")
                 raise NotFound(f"candidate {what} is not registered; see `abvoc candidates list`")
             now = utcnow()
             changed = list(s.scalars(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -59,6 +60,16 @@ def parse_reserve(text: str, gpu_mem_bytes: int) -> int:
             raise CapacityError(f"reserve {text!r} must be at least 0% and below 100%")
         return int(gpu_mem_bytes * share / 100)
     return parse_size(stripped)
+
+
+def _named(option: str, parse: Callable[[], int]) -> int:
+    """`parse()`, its refusal naming `option` (parse_size's own words name only the size)."""
+    try:
+        return parse()
+    except CapacityError as exc:
+        if exc.message.startswith(option):
+            raise
+        raise CapacityError(f"{option}: {exc.message}") from None
 
 
 def registry_profiles(
@@ -186,9 +197,9 @@ def capacity(
     as_json: bool,
 ) -> None:
     """Instances that fit on one GPU and the QPS they serve, per candidate."""
-    gpu_bytes = parse_gpu_mem(gpu_mem)
-    reserve_bytes = parse_reserve(reserve, gpu_bytes)
-    overhead = parse_size(per_instance)
+    gpu_bytes = _named("--gpu-mem", lambda: parse_gpu_mem(gpu_mem))
+    reserve_bytes = _named("--reserve", lambda: parse_reserve(reserve, gpu_bytes))
+    overhead = _named("--per-instance", lambda: parse_size(per_instance))
     check_plan(gpu_bytes, reserve_bytes, p99_ms, overhead)  # before the slow measurements
     skipped: dict[str, str] = {}
     on_cpu: set[str] = set()

@@ -44,10 +44,19 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
     serve_dashboard(settings, host, port, workers=workers, threads=threads, dev=dev)
 
 
+def _not_empty(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty --week or --out is a mistake, not the default (the last week, the data folder)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty: give a value or leave the option out for the "
+                                 "default", param=param)
+    return value
+
+
 @click.command()
-@click.option("--week", default=None, metavar="YYYY-Www",
+@click.option("--week", default=None, metavar="YYYY-Www", callback=_not_empty,
               help="ISO week, e.g. 2026-W48 (default: the last full week, UTC).")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              callback=_not_empty,
               help="Folder to write to (default: <data_dir>/reports).")
 @click.option("--force", is_flag=True, help="Write the week again even if it is there.")
 @click.option("--to-date", is_flag=True,

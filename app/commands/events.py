@@ -11,6 +11,7 @@ import click
 
 from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.errors import AbvocError
+from core.ids import MAX_ROW_ID
 from core.times import utc_iso
 
 
@@ -47,7 +48,7 @@ def parked(ctx: Context, limit: int, as_json: bool) -> None:
 @click.option("--topic", default=None, help="Only events parked from this topic.")
 @click.option("--reason-contains", default=None, metavar="TEXT",
               help="Only events whose reason contains TEXT (e.g. receipt).")
-@click.option("--id", "parked_id", type=click.IntRange(1), default=None,
+@click.option("--id", "parked_id", type=click.IntRange(1, MAX_ROW_ID), default=None,
               help="Only the parked event with this id (see `abvoc events parked`).")
 @json_option
 @pass_ctx

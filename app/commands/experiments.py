@@ -10,10 +10,21 @@ import click
 
 from app.api.experiments import STATUSES
 from app.auth import SCOPES, create_key, list_keys, revoke_key
-from app.cli import EXPERIMENT_ID, Context, Finite, columns, emit, json_option, open_db, pass_ctx
+from app.cli import (
+    EXPERIMENT_ID,
+    Context,
+    Finite,
+    columns,
+    emit,
+    json_error,
+    json_option,
+    open_db,
+    pass_ctx,
+)
 from app.commands.report_text import divergence_text, results_text
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
+from core.text import text_problem
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.results_csv import DIVERGENCE_TABLES, comparisons_csv, divergence_csv
@@ -74,7 +85,7 @@ def _spec(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise AbvocError(f"--spec is not UTF-8 text (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:
-        raise AbvocError(f"--spec is not JSON: {str(exc)[:200]}") from None
+        raise AbvocError(f"--spec is not JSON: {json_error(exc)}") from None
 
 
 def _pinned(ref: dict[str, Any]) -> str:
@@ -314,9 +325,22 @@ def keys() -> None:
     """API keys with scopes."""
 
 
+MAX_KEY_NAME = 100
+"""What the api_keys.name column holds."""
+
+
+def _key_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if len(value) > MAX_KEY_NAME:
+        raise click.BadParameter(f"at most {MAX_KEY_NAME} characters (this one has {len(value)})")
+    if problem := text_problem(value, controls=True):
+        raise click.BadParameter(problem)
+    return value
+
+
 @keys.command(name="create")
 @click.option("--scopes", required=True, help=f"Comma-separated, of {', '.join(SCOPES)}.")
-@click.option("--name", default="")
+@click.option("--name", default="", callback=_key_name,
+              help=f"A label for `keys list` (at most {MAX_KEY_NAME} characters).")
 @json_option
 @pass_ctx
 def create_key_command(ctx: Context, scopes: str, name: str, as_json: bool) -> None:

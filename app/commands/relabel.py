@@ -14,6 +14,7 @@ from app.cli import (
     QueueName,
     check_out_folder,
     emit,
+    json_error,
     json_option,
     open_db,
     pass_ctx,
@@ -65,7 +66,7 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
             try:
                 parsed = json.loads(body)
             except (ValueError, RecursionError) as exc:
-                raise AbvocError(f"--set is not JSON: {str(exc)[:200]}") from None
+                raise AbvocError(f"--set is not JSON: {json_error(exc)}") from None
             out = relabel_rules.put(db, parsed, experiment_id, candidate)
     emit(out, as_json, _rules_text(out))
 

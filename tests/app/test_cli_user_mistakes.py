@@ -145,6 +145,8 @@ def test_offline_test_bundle_advice_and_seed_with_dataset(cli: CliRunner) -> Non
 @pytest.mark.parametrize(("env", "toml", "words"), [
     ({"ABVOC_LOG_LEVEL": "bogus"}, None, "ABVOC_LOG_LEVEL"),
     ({"ABVOC_BUS_PARTITIONS": "99999999999999999999"}, None, "ABVOC_BUS_PARTITIONS"),
+    ({"ABVOC_BUS_URL": "kafka://h\udcff:1"}, None, "ABVOC_BUS_URL"),  # `worker`: a traceback
+    ({"ABVOC_SECRET_KEY": "k\udcff" + "k" * 40}, None, "ABVOC_SECRET_KEY"),  # ditto, anywhere
     ({}, b"data_dir = 5\n", "ABVOC_DATA_DIR"),
     ({}, b"model_store = 7\n", "ABVOC_MODEL_STORE"),
     ({}, b"bus_partitions = [1]\n", "ABVOC_BUS_PARTITIONS"),
@@ -352,3 +354,38 @@ def test_an_empty_version_is_refused_as_such(cli: CliRunner, args: list[str]) ->
     for blank in ("", "  "):
         refused(cli.invoke(main, [*args, "--version", blank]), "--version", "is empty")
     assert "iris-onnx" in cli.invoke(main, ["candidates", "list"]).output  # nothing retired
+
+
+def test_a_parked_event_id_beyond_64_bits_is_refused(cli: CliRunner) -> None:
+    """`events replay --id 10**30` reached SQLite and failed as an OverflowError traceback."""
+    refused(cli.invoke(main, ["events", "replay", "--id", str(10**30)]), "--id",
+            "9223372036854775807")
+
+
+def test_a_key_name_that_the_store_cannot_hold_is_refused(cli: CliRunner) -> None:
+    """The column holds 100 characters: SQLite kept a longer name (PostgreSQL would refuse it
+    with a traceback), and a line break in it split `keys list`'s table."""
+    for name in ("k" * 101, "a\nb"):
+        refused(cli.invoke(main, ["keys", "create", "--scopes", "predict", "--name", name]),
+                "--name")
+    assert "no keys" in cli.invoke(main, ["keys", "list"]).output
+    assert cli.invoke(main, ["keys", "create", "--scopes", "predict", "--name", "k" * 100]
+                      ).exit_code == 0
+
+
+@pytest.mark.parametrize("option", ["--week", "--out"])
+def test_an_empty_report_week_or_folder_is_refused(cli: CliRunner, option: str) -> None:
+    """An empty --week or --out read as none: a report of another week, or in another folder."""
+    result = cli.invoke(main, ["report", option, "", "--json"])
+    refused(result, option, "is empty")
+    assert "html" not in result.output
+
+
+def test_a_number_of_thousands_of_digits_is_out_of_range(cli: CliRunner, tmp_path: Path) -> None:
+    """Python's own advice came through: "use sys.set_int_max_str_digits() to increase"."""
+    (spec := tmp_path / "spec.json").write_text('{"expected_sample_per_arm": ' + "9" * 5000 + "}")
+    for args in (["experiment", "create", "--spec", str(spec)],
+                 ["relabel", "rules", "--set", '{"audit_rate": ' + "9" * 5000 + "}"]):
+        result = cli.invoke(main, args)
+        refused(result, args[2], "out of range")
+        assert "sys.set_int_max_str_digits" not in result.output
