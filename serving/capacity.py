@@ -48,27 +48,13 @@ __all__ = [
     "profile_from_record",
 ]
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 10**3,
-    "KB": 10**3,
-    "M": 10**6,
-    "MB": 10**6,
-    "G": 10**9,
-    "GB": 10**9,
-    "T": 10**12,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9,
+          "GB": 10**9, "T": 10**12, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+          "TIB": 2**40}
 SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
-MAX_PROFILE_NUMBER = 2**53
-"""The largest size (bytes), footprint and batch size abvoc plans with: beyond, QPS overflows to
-Infinity, which a JSON answer cannot carry."""
+MAX_PROFILE_NUMBER = 2**53  # the largest size (bytes), footprint and batch size planned with:
+# beyond, QPS overflows to Infinity, which a JSON answer cannot carry
 
 
 class CapacityError(AbvocError):
@@ -89,10 +75,8 @@ def parse_size(text: str | int | float) -> int:
     match = SIZE.match(str(text))
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
-        raise CapacityError(
-            f"size {text!r} is not understood; write a number with a unit such as "
-            "10GB, 512MiB, 1.5GiB or 800MB"
-        )
+        raise CapacityError(f"size {text!r} is not understood; write a number with a unit such "
+                            "as 10GB, 512MiB, 1.5GiB or 800MB")
     size = float(match.group(1)) * _UNITS[unit]
     if not math.isfinite(size):  # the caller bounds it (a GPU's memory, a footprint)
         raise CapacityError(f"size {shown(text)} is out of range: give a size such as 10GB")
@@ -107,8 +91,7 @@ def format_size(n: int) -> str:
     return f"{n} B"
 
 
-MIN_LATENCY_MS = 1e-6
-"""The shortest batch latency a profile holds (below, QPS overflows as well)."""
+MIN_LATENCY_MS = 1e-6  # the shortest batch latency a profile holds (below, QPS overflows too)
 
 
 @dataclass(frozen=True)
@@ -198,10 +181,9 @@ def check_plan(gpu_mem_bytes: int, reserve_bytes: int = 0, p99_target_ms: float 
     if instance_overhead_bytes < 0:
         raise CapacityError("the per-instance overhead must be zero or positive")
     if instance_overhead_bytes >= gpu_mem_bytes - reserve_bytes:  # no instance could ever fit
-        raise CapacityError(
-            f"the per-instance overhead {format_size(instance_overhead_bytes)} (--per-instance) "
-            f"must be less than the GPU memory left after the reserve, "
-            f"{format_size(gpu_mem_bytes - reserve_bytes)}")
+        raise CapacityError(f"the per-instance overhead {format_size(instance_overhead_bytes)} "
+                            "(--per-instance) must be less than the GPU memory left after the "
+                            f"reserve, {format_size(gpu_mem_bytes - reserve_bytes)}")
 
 
 def plan_capacity(
