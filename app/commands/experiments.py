@@ -24,6 +24,7 @@ from app.cli import (
 from app.commands.report_text import divergence_text, results_text
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
+from core.store.service_models import ApiKey
 from core.text import text_problem
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
@@ -325,7 +326,7 @@ def keys() -> None:
     """API keys with scopes."""
 
 
-MAX_KEY_NAME = 100
+MAX_KEY_NAME: int = ApiKey.__table__.c.name.type.length
 """What the api_keys.name column holds."""
 
 
