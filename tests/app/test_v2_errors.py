@@ -240,7 +240,7 @@ def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
     client = v2app.test_client()
     admin = bearer(v2app, "admin")
     upload(client, admin, EXAMPLE)
-    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=500),
+    upload(client, admin, remote_bundle(tmp_path, "iris-shadow", bad.url, timeout_ms=5000),
            check_remote=False)
     experiment(client, admin, "flowers", "iris-onnx", "iris-onnx",
                shadows=[{"candidate": "iris-shadow"}])
