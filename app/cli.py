@@ -182,9 +182,12 @@ class QueueName(click.ParamType):
 
 def json_error(exc: Exception) -> str:
     """Why json.loads refused an option's text, in a user's words: past 4,300 digits Python
-    advises calling sys.set_int_max_str_digits, which no user of the command line can."""
+    advises calling sys.set_int_max_str_digits, which no user of the command line can, and
+    nesting past its recursion limit reads as an internal failure."""
     if "integer string conversion" in str(exc):
         return "it holds a number of thousands of digits, which is out of range"
+    if isinstance(exc, RecursionError):  # Python's own words: "maximum recursion depth"
+        return "it is nested thousands of levels deep, deeper than abvoc reads"
     return str(exc)[:200]
 
 

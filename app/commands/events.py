@@ -12,6 +12,7 @@ import click
 from app.cli import Context, emit, json_option, open_db, pass_ctx
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
+from core.text import shown
 from core.times import utc_iso
 
 
@@ -67,7 +68,7 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
     with open_db(ctx) as db:
         topics = sorted({c["topic"] for c in parked_counts(db)})
         if topic is not None and topic not in topics:  # a typo would otherwise "replay 0"
-            raise AbvocError(f"no parked event is from topic {topic!r}; "
+            raise AbvocError(f"no parked event is from topic {shown(topic)}; "
                              + (f"parked events are from {', '.join(topics)}" if topics
                                 else "nothing is parked") + " (see `abvoc events parked`)")
         consumer = make_worker(db, open_bus(settings, db), settings.topic_prefix,
@@ -78,8 +79,8 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
         raise AbvocError(f"no parked event has id {parked_id}; `abvoc events parked` lists them")
     if reason_contains is not None and not out["replayed"] and not out["truncated"]:
         # A mistyped filter must not read as a replay that found nothing to do.
-        raise AbvocError(f"no parked event's reason contains {reason_contains[:100]!r}"
-                         + (f" (topic {topic!r})" if topic else "")
+        raise AbvocError(f"no parked event's reason contains {shown(reason_contains)}"
+                         + (f" (topic {shown(topic)})" if topic else "")
                          + "; `abvoc events parked` lists the reasons")
     emit(out, as_json, f"replayed {out['replayed']}: applied {out['applied']}, already "
                        f"applied {out['already_applied']}, still parked {out['still_parked']}"

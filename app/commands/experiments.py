@@ -86,7 +86,7 @@ def _spec(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise AbvocError(f"--spec is not UTF-8 text (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:
-        raise AbvocError(f"--spec is not JSON: {json_error(exc)}") from None
+        raise AbvocError(f"--spec cannot be read as JSON: {json_error(exc)}") from None
 
 
 def _pinned(ref: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ def rules(ctx: Context, experiment_id: int | None, candidate: str | None, body: 
             try:
                 parsed = json.loads(body)
             except (ValueError, RecursionError) as exc:
-                raise AbvocError(f"--set is not JSON: {json_error(exc)}") from None
+                raise AbvocError(f"--set cannot be read as JSON: {json_error(exc)}") from None
             out = relabel_rules.put(db, parsed, experiment_id, candidate)
     emit(out, as_json, _rules_text(out))
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from core.errors import AbvocError
 from core.store.db import Database
+from core.text import shown
 
 MIGRATION_LOCK = 0x61627663_6D696772
 """The advisory lock key migrations take on PostgreSQL ("abvc" "migr" in ASCII)."""
@@ -88,7 +89,8 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
         said = ahead_note(db) if status(db) == AHEAD else (
             "the store is at base (no tables): nothing to downgrade"
             if current(db) is None and step is command.downgrade else str(failed))
-        raise AbvocError(f"cannot migrate to {revision!r}: {said}")
+        # Alembic's words quote the revision whole: a pasted file's worth would flood the terminal.
+        raise AbvocError(f"cannot migrate to {shown(revision)}: {shown(said, 200, str)}")
 
 
 def current(db: Database) -> str | None:
