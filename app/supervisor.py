@@ -18,6 +18,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ def forget_process_metrics(pid: int) -> None:
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0
+PIDS_KEPT = 20
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Child:
     restarts: int = 0
     backoff_s: float = FIRST_BACKOFF_S
     restart_at: float | None = None
-    history: list[int] = field(default_factory=list)  # every pid it has had
+    # its last pids (the newest last): a part in a crash loop for months added one each 30 s
+    history: deque[int] = field(default_factory=lambda: deque(maxlen=PIDS_KEPT))
 
 
 class Supervisor:

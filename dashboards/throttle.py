@@ -48,7 +48,7 @@ class Throttle:
         """Count a failed login; block the address once it has too many in the window."""
         now = time.monotonic()
         with self._lock:
-            if len(self._failed) >= _MAX_ADDRESSES:
+            if len(self._failed) >= _MAX_ADDRESSES or len(self._blocked) >= _MAX_ADDRESSES:
                 self._forget_stale(now)
             times = self._failed.setdefault(address, deque())
             times.append(now)
@@ -64,10 +64,16 @@ class Throttle:
             self._failed.pop(address, None)
 
     def _forget_stale(self, now: float) -> None:
-        """Bound the memory a flood of addresses can take."""
+        """Bound the memory a flood of addresses can take: expired blocks went only when their
+        own address came back, so addresses enough (an IPv6 /64 holds plenty) grew it for
+        good."""
         for address in [a for a, t in self._failed.items() if now - t[-1] > self.window_s]:
             del self._failed[address]
         for address in [a for a, until in self._blocked.items() if until <= now]:
             del self._blocked[address]
         if len(self._failed) >= _MAX_ADDRESSES:
             self._failed.clear()
+        if len(self._blocked) >= _MAX_ADDRESSES:  # many addresses blocked within BLOCK_S:
+            # keep the later half, dropping the blocks nearest their end
+            by_end = sorted(self._blocked.items(), key=lambda item: item[1])
+            self._blocked = dict(by_end[len(by_end) // 2:])

@@ -74,7 +74,11 @@ def cached_flagged_slices(session: Session, experiment_id: int) -> set[tuple[str
                    if r.get("flagged") and r["slice"] != "all"}
     except AbvocError:
         flagged = set()
-    _flagged_cache[experiment_id] = (time.monotonic(), flagged)
+    now = time.monotonic()
+    # Entries expire only when read: a stopped experiment's was never read again.
+    for stale in [e for e, (at, _) in _flagged_cache.items() if now - at >= FLAGGED_TTL_S]:
+        _flagged_cache.pop(stale, None)
+    _flagged_cache[experiment_id] = (now, flagged)
     return flagged
 
 

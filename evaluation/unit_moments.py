@@ -30,6 +30,7 @@ import math
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,10 +144,14 @@ def _read(rows: Iterable[Any], slice_of: Any, counts: tuple[str, ...],
 
 
 # The moments last read per engine and experiment, with the unit rows' mark they were read at:
-# a page whose callbacks each read the results groups the rows once while nothing changed.
-_READ: weakref.WeakKeyDictionary[Any, dict[int, tuple[tuple[Any, ...], dict[Key, Moments]]]] \
-    = weakref.WeakKeyDictionary()
+# a page whose callbacks each read the results groups the rows once while nothing changed. The
+# READ_KEPT experiments read last, per engine: each holds a few KB per slice, and a process
+# that serves results for months reads every experiment there ever was.
+_READ: weakref.WeakKeyDictionary[
+    Any, OrderedDict[int, tuple[tuple[Any, ...], dict[Key, Moments]]]] = \
+    weakref.WeakKeyDictionary()
 _READ_LOCK = threading.Lock()
+READ_KEPT = 32
 
 
 def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
@@ -162,7 +167,10 @@ def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
         .where(t.c.experiment_id == experiment_id)).one())
     engine = session.get_bind()
     with _READ_LOCK:
-        last = _READ.get(engine, {}).get(experiment_id)
+        read = _READ.get(engine)
+        last = read.get(experiment_id) if read is not None else None
+        if last is not None:
+            read.move_to_end(experiment_id)
     if last is not None and last[0] == mark:
         return dict(last[1])
     present = tuple(c for c, total in zip(_COUNTS, mark[1:-1], strict=True) if total)
@@ -176,7 +184,11 @@ def load_moments(session: Session, experiment_id: int) -> dict[Key, Moments]:
                     type(exc.orig).__name__, experiment_id)
         out = {}
     with _READ_LOCK:
-        _READ.setdefault(engine, {})[experiment_id] = (mark, out)
+        read = _READ.setdefault(engine, OrderedDict())
+        read[experiment_id] = (mark, out)
+        read.move_to_end(experiment_id)
+        while len(read) > READ_KEPT:
+            read.popitem(last=False)
     return dict(out)
 
 

@@ -27,6 +27,8 @@ from serving.experiments import Experiments
 
 log = logging.getLogger(__name__)
 
+FORGET_AT = 64  # arms counted before the counts of ended experiments are dropped
+
 
 class GuardrailMonitor:
     def __init__(self, experiments: Experiments, db: Database, *, window: int = 500,
@@ -39,6 +41,7 @@ class GuardrailMonitor:
         self._seen: dict[tuple[int, str], int] = {}
         self._last_correction_check: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._forget_at = FORGET_AT  # the count of arms that sends it to forget ended ones
 
     def observe(self, experiment: dict[str, Any], arm: str, latency_ms: float,
                 error: bool) -> None:
@@ -49,6 +52,8 @@ class GuardrailMonitor:
             return
         key = (experiment["id"], arm)
         with self._lock:
+            if key not in self._seen and len(self._seen) >= self._forget_at:
+                self._forget_ended()
             self._seen[key] = self._seen.get(key, 0) + 1
             due = self._seen[key] % self.check_every == 0
         if due and (rails.get("p99_latency_ms") or rails.get("error_rate")):
@@ -59,6 +64,16 @@ class GuardrailMonitor:
         ) > self.correction_check_s:
             self._last_correction_check[experiment["id"]] = now
             self.check_corrections(experiment)
+
+    def _forget_ended(self) -> None:
+        """Drop the counts of experiments that own no scope any more (stopped ones never
+        observe again): a long-lived process saw every experiment it ever served otherwise.
+        Read at most each time the count doubles, not per request."""
+        active = {exp["id"] for exp in self.experiments.active()}
+        self._seen = {k: n for k, n in self._seen.items() if k[0] in active}
+        self._last_correction_check = {
+            k: t for k, t in self._last_correction_check.items() if k in active}
+        self._forget_at = max(FORGET_AT, 2 * len(self._seen))
 
     def window_of(self, experiment_id: int, arm: str) -> list[tuple[float, bool]]:
         """The arm's last `window` watched requests, from every serving process."""

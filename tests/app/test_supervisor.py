@@ -20,6 +20,7 @@ def test_a_dying_part_is_restarted_with_growing_backoff(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(supervisor, "FIRST_BACKOFF_S", 0.2)
+    monkeypatch.setattr(supervisor, "PIDS_KEPT", 2)
     crashing = Child("crashing", [sys.executable, "-c", "raise SystemExit(3)"])
     steady = Child("steady", [sys.executable, "-c", "import time; time.sleep(600)"])
     restarted: list[str] = []
@@ -40,6 +41,8 @@ def test_a_dying_part_is_restarted_with_growing_backoff(
     assert crashing.backoff_s >= 1.6
     assert "crashing (pid" in caplog.text and "exited with code 3; restarting" in caplog.text
     assert steady.restarts == 0 and len(steady.history) == 1
+    # Its last pids only: a part in a crash loop for months kept one per restart.
+    assert len(crashing.history) == 2 and crashing.history[-1] == crashing.process.pid
     assert steady.process.poll() is not None  # stopped with the supervisor
     assert ticks  # the periodic task (retention prune in `abvoc up`) ran
 
