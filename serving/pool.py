@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+from time import monotonic  # one name: a test moves the pool's clock alone
 from typing import Any
 
 from core.errors import AbvocError
@@ -24,6 +24,12 @@ from serving.servable import BundleCandidate, RemoteCandidate, Servable
 
 DEFAULT_SHADOW_QUEUE = 64
 DEFAULT_REFRESH_S = 5.0
+# A version no request has asked for this long is unloaded, unless it is its candidate's newest
+# active one (what a request naming no version gets, kept warm however quiet the night). Looked
+# for at most every SWEEP_EVERY_S, and closed one look later: a request that took the
+# servable just before it was let go has long finished with it by then.
+IDLE_UNLOAD_S = 600.0
+SWEEP_EVERY_S = 60.0
 # Registry `pipeline.kind` of candidates registered from a bundle manifest.
 BUNDLE_KINDS = ("bundle", "remote")
 
@@ -31,11 +37,15 @@ log = logging.getLogger(__name__)
 
 
 class CandidatePool:
-    """Loads each candidate version once, on first use, and keeps it; thread-safe.
+    """Loads each candidate version once, on first use, and keeps it while it is used;
+    thread-safe.
 
     `get(name, version)` serves that version (an experiment's pinned one); `get(name)` the
     newest active version, looked up again at most every `refresh_s` seconds, so a newly
-    registered version is served without a restart while versions in use stay loaded.
+    registered version is served without a restart while versions in use stay loaded. A
+    version superseded or retired and asked for by nobody for IDLE_UNLOAD_S is unloaded (its
+    sessions, batcher threads and connections): a service that saw a hundred versions go by
+    held them all otherwise.
     """
 
     def __init__(self, registry: Registry, models_dir: Path, *, remote_pool_size: int = 16,
@@ -48,6 +58,9 @@ class CandidatePool:
         self._newest: dict[str, tuple[float, str]] = {}
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._used: dict[tuple[str, str], float] = {}  # when each version was last asked for
+        self._swept = monotonic()
+        self._letting_go: list[Servable] = []  # unloaded at the last look, closed at the next
 
     def get(self, name: str, version: str | None = None) -> Servable:
         return self.versioned(name, version)[1]
@@ -55,6 +68,9 @@ class CandidatePool:
     def versioned(self, name: str, version: str | None = None) -> tuple[str, Servable]:
         """The version served (the one asked for, else the newest active) and its servable."""
         key = (name, version or self._newest_version(name))
+        now = monotonic()
+        if now - self._swept > SWEEP_EVERY_S:
+            self._sweep(now)
         loaded = self._loaded.get(key)
         if loaded is None:
             # One lock per version: a slow load (a TensorRT engine build, a large model) holds
@@ -65,10 +81,49 @@ class CandidatePool:
                 loaded = self._loaded.get(key) or self._load(*key)
                 with self._lock:
                     self._loaded[key] = loaded
+        # Marked once taken (a load may have taken minutes): a sweep may come between; see _sweep.
+        self._used[key] = monotonic()
         return key[1], loaded
 
+    def _sweep(self, now: float) -> None:
+        """Close what the last look let go; let go the idle versions no request naming no
+        version would get (one registry read, at most every SWEEP_EVERY_S).
+
+        A request takes a servable from `_loaded` and then marks it used, so a sweep between
+        the two may let go the one it holds: it is closed only at the next look, after the
+        request is long done with it (a later request loads the version again)."""
+        with self._lock:
+            if now - self._swept <= SWEEP_EVERY_S:
+                return  # another thread looks
+            self._swept = now
+            closing, self._letting_go = self._letting_go, []
+            used = dict(self._used)  # one copy: requests mark theirs without the lock
+            idle = [k for k in self._loaded if now - used.get(k, now) > IDLE_UNLOAD_S]
+            for key in used.keys() - self._loaded.keys():
+                self._used.pop(key, None)  # let go, then marked by a request in flight
+        for servable in closing:
+            servable.close()
+        if not idle:
+            return
+        try:
+            newest = {c.name: c.version for c in self.registry.list()}  # by id: newest last
+        except Exception:  # the store busy or gone: keep them all until the next look
+            log.warning("the candidate pool could not read the registry; nothing unloaded",
+                        exc_info=True)
+            return
+        with self._lock:
+            for key in idle:
+                if newest.get(key[0]) == key[1] or now - self._used.get(key, now) \
+                        <= IDLE_UNLOAD_S or key not in self._loaded:
+                    continue
+                self._letting_go.append(self._loaded.pop(key))
+                self._loading.pop(key, None)
+                self._used.pop(key, None)
+                log.info("candidate %s version %s unloaded: superseded or retired, and asked "
+                         "for by no request in %.0f s", key[0], key[1], IDLE_UNLOAD_S)
+
     def _newest_version(self, name: str) -> str:
-        now = time.monotonic()
+        now = monotonic()
         known = self._newest.get(name)
         if known is None or now - known[0] > self.refresh_s:
             known = (now, self.registry.get(name).version)
@@ -104,9 +159,10 @@ class CandidatePool:
 
     def close(self) -> None:
         with self._lock:
-            for candidate in self._loaded.values():
+            for candidate in [*self._letting_go, *self._loaded.values()]:
                 candidate.close()
             self._loaded.clear()
+            self._letting_go.clear()
 
 
 class ShadowQueue:

@@ -46,3 +46,47 @@ def test_a_slow_load_holds_up_only_its_own_version(registry: Registry, models: P
         assert pool.get("slow") is pool.get("slow")  # loaded once, kept
     finally:
         pool.close()
+
+
+def _version(root: Path, version: int) -> Path:
+    folder = root / f"v{version}" / "iris-onnx"
+    shutil.copytree(EXAMPLE, folder)
+    edit(folder, 'version = "1"', f'version = "{version}"')
+    return folder
+
+
+def test_versions_nobody_asks_for_are_unloaded_but_the_newest(
+        registry: Registry, models: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Every version a process ever served stayed loaded (its session, its batcher thread):
+    retiring one or registering a newer one let nothing go."""
+    import serving.pool as pool_module
+
+    now = [1000.0]
+    monkeypatch.setattr(pool_module, "monotonic", lambda: now[0])
+    pool = CandidatePool(registry, models, refresh_s=0.0)
+    threads = threading.active_count()
+    try:
+        for v in range(1, 6):
+            register_bundle(registry, models, _version(tmp_path, v))
+            pinned = pool.get("iris-onnx", "1")  # an experiment's pinned arm, still in use
+            assert pool.get("iris-onnx").predict({"features": FLOWERS[:1]}).output
+            if v > 2:
+                registry.retire("iris-onnx", str(v - 1))
+            now[0] += 400  # each version idle past IDLE_UNLOAD_S after the next one came
+        now[0] += pool_module.SWEEP_EVERY_S + 1
+        pool.get("iris-onnx")  # a look: let go the idle ones
+        now[0] += pool_module.SWEEP_EVERY_S + 1
+        newest = pool.get("iris-onnx")  # the next look closes them
+        assert sorted(v for _, v in pool._loaded) == ["1", "5"]
+        assert newest is pool.get("iris-onnx", "5") and pinned is pool.get("iris-onnx", "1")
+        assert threading.active_count() <= threads + 2  # the two versions' batchers at most
+        # A version let go is loaded again when asked for.
+        assert pool.get("iris-onnx", "3").predict({"features": FLOWERS[:1]}).output
+        # The newest stays loaded however long nobody asks.
+        now[0] += 10 * pool_module.IDLE_UNLOAD_S
+        pool.get("iris-onnx", "3")
+        now[0] += pool_module.SWEEP_EVERY_S + 1
+        pool.get("iris-onnx", "3")
+        assert sorted(v for _, v in pool._loaded) == ["3", "5"]
+    finally:
+        pool.close()
