@@ -80,3 +80,50 @@ def test_no_checkpointer_for_an_in_memory_store() -> None:
         assert db.checkpointer is None
     finally:
         db.dispose()
+
+
+def test_a_log_that_readers_never_let_start_over_is_cut_back(tmp_path: Path) -> None:
+    """Steady writes with a reader always open (overlapping short reads) kept every page ever
+    written in the log: PASSIVE checkpoints copied them back, but the log never started over."""
+    import sqlite3
+    import threading
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    wal = tmp_path / "c.db-wal"
+    stop = threading.Event()
+
+    def overlapping_readers() -> None:  # two readers taking turns, one always in a read
+        conns = [sqlite3.connect(tmp_path / "c.db", isolation_level=None) for _ in range(2)]
+        turn = 0
+        conns[0].execute("BEGIN")
+        conns[0].execute("SELECT count(*) FROM blobs").fetchone()
+        while not stop.is_set():
+            nxt = conns[1 - turn]
+            nxt.execute("BEGIN")
+            nxt.execute("SELECT count(*) FROM blobs").fetchone()
+            conns[turn].execute("COMMIT")
+            turn = 1 - turn
+            time.sleep(0.01)
+        conns[turn].execute("COMMIT")
+        for conn in conns:
+            conn.close()
+
+    try:
+        _write_pages(db, 10)
+        db.checkpointer.wal_limit_bytes = 2 << 20  # 2 MiB, ~500 pages
+        reader = threading.Thread(target=overlapping_readers)
+        reader.start()
+        try:
+            for _ in range(40):  # 4,000 pages, 16 MiB written
+                _write_pages(db, 100)
+                time.sleep(0.05)
+            assert _wait_for(lambda: db.checkpointer.truncated > 0), "never cut back"
+            _write_pages(db, 100)
+            assert wal.stat().st_size < 8 << 20, wal.stat().st_size
+        finally:
+            stop.set()
+            reader.join(10)
+        with db.reading() as s:
+            assert s.execute(text("SELECT count(*) FROM blobs")).scalar() == 4110
+    finally:
+        db.dispose()
