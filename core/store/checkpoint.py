@@ -25,11 +25,13 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 1.0
 WAL_LIMIT_BYTES = 64 << 20
+CUT_RETRY_S = 30.0
 
 
 class Checkpointer:
@@ -42,6 +44,7 @@ class Checkpointer:
         self.wal_limit_bytes = wal_limit_bytes
         self.backfilled = 0  # log pages copied into the database file so far
         self.truncated = 0  # times the log was cut back to nothing
+        self._cut_after = 0.0  # a cut that found a reader holding on is tried again after this
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"checkpoint:{path}",
                                         daemon=True)
@@ -56,11 +59,18 @@ class Checkpointer:
             self._thread.join(timeout=10)
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        mode = "TRUNCATE" if self._wal_bytes() > self.wal_limit_bytes else "PASSIVE"
+        cut = self._wal_bytes() > self.wal_limit_bytes and time.monotonic() >= self._cut_after
+        mode = "TRUNCATE" if cut else "PASSIVE"
         busy, _log_pages, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         self.backfilled += max(copied, 0)
-        if mode == "TRUNCATE" and not busy:
+        if cut and not busy:
             self.truncated += 1
+        elif cut:  # a reader held the log past the busy timeout: writers are not held again
+            # every second for it, only every CUT_RETRY_S
+            self._cut_after = time.monotonic() + CUT_RETRY_S
+            log.warning("the SQLite log of %s is %d MiB and a reader has held it for over a "
+                        "second; cutting it back again in %.0f s", self.path,
+                        self._wal_bytes() >> 20, CUT_RETRY_S)
 
     def _wal_bytes(self) -> int:
         try:

@@ -127,3 +127,32 @@ def test_a_log_that_readers_never_let_start_over_is_cut_back(tmp_path: Path) -> 
             assert s.execute(text("SELECT count(*) FROM blobs")).scalar() == 4110
     finally:
         db.dispose()
+
+
+def test_a_reader_that_never_finishes_holds_writers_back_only_now_and_then(
+        tmp_path: Path) -> None:
+    """A cut waits for the log's readers with the write lock held: one that never finished
+    would have held every writer a second in each."""
+    import sqlite3
+
+    from core.store import checkpoint
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        _write_pages(db, 10)
+        db.checkpointer.wal_limit_bytes = 1 << 20
+        stuck = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+        stuck.execute("BEGIN")
+        stuck.execute("SELECT count(*) FROM blobs").fetchone()
+        _write_pages(db, 400)  # past the limit, with the stuck reader on the log
+        time.sleep(3.5)  # three turns of the checkpointer: one cut tried, then PASSIVE
+        started = time.monotonic()
+        for _ in range(5):
+            _write_pages(db, 1)
+        assert time.monotonic() - started < 1.0  # no writer waited for a cut
+        assert db.checkpointer.truncated == 0 and db.checkpointer._cut_after > time.monotonic()
+        assert db.checkpointer._cut_after - time.monotonic() <= checkpoint.CUT_RETRY_S
+        stuck.execute("COMMIT")
+        stuck.close()
+    finally:
+        db.dispose()
