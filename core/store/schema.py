@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 
 from core.errors import AbvocError
 from core.store.db import Database
@@ -20,6 +20,7 @@ from core.text import shown
 
 MIGRATION_LOCK = 0x61627663_6D696772
 """The advisory lock key migrations take on PostgreSQL ("abvc" "migr" in ASCII)."""
+_VERSION_TABLE = "alembic_version"  # Alembic's default, which abvoc's env.py keeps
 
 
 def script_location() -> str:
@@ -94,8 +95,17 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
 
 
 def current(db: Database) -> str | None:
+    """The store's revision (None: not migrated), read from Alembic's table as a plain query:
+    every /readyz asks, and Alembic's own reader logged two lines and built a table each time
+    (17,000 lines a day per API process under a 10 s probe)."""
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return None
+        rows = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:  # branches abvoc never makes: Alembic's own words
+        with db.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    return rows[0] if rows else None
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
     for one_or_none in (base, base[:4]):  # the option to repeat, not the API's 'arms'
         refused(cli.invoke(main, one_or_none), "give --arm at least twice", "control=iris")
     spec = tmp_path / "spec.json"
-    for content, words in ((b"", "empty"), (b"{nope", "not JSON"), (b"\xff\xfe{}", "UTF-8"),
-                           (b"[" * 5000 + b"]" * 5000, "not JSON")):
+    for content, words in ((b"", "empty"), (b"{nope", "cannot be read as JSON"),
+                           (b"\xff\xfe{}", "UTF-8"),
+                           (b"[" * 5000 + b"]" * 5000, "nested thousands of levels deep")):
         spec.write_bytes(content)
         refused(cli.invoke(main, ["experiment", "create", "--spec", str(spec)]), "--spec", *[words])
     refused(cli.invoke(main, ["experiment", "create", "--spec", "-"], input=""), "empty")

@@ -24,3 +24,28 @@ def test_an_upgrade_below_the_store_or_a_downgrade_of_nothing_is_refused(db: Dat
         schema.downgrade(db)
     schema.upgrade(db)
     assert schema.status(db) == schema.CURRENT
+
+
+def test_reading_the_revision_is_quiet_and_agrees_with_alembic(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Every /readyz read it through Alembic, which logged two lines each time."""
+    import logging
+
+    from alembic.runtime.migration import MigrationContext
+
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            assert schema.status(db) == schema.CURRENT
+    assert not [r for r in caplog.records if r.name.startswith("alembic")], caplog.text
+    with db.engine.connect() as conn:
+        assert schema.current(db) == MigrationContext.configure(conn).get_current_revision()
+    schema.downgrade(db, "-1")
+    assert schema.status(db) == schema.BEHIND
+
+
+def test_a_store_never_migrated_has_no_revision(tmp_path) -> None:  # noqa: ANN001
+    fresh = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        assert schema.current(fresh) is None and schema.status(fresh) == schema.BEHIND
+    finally:
+        fresh.dispose()
