@@ -20,10 +20,9 @@ predictions, and predictions of new corrections, whichever arrived first) the ru
   relation sample, or the reason there are none, the item then being the whole input:
   :mod:`evaluation.stage_samples`), rebuilt when a verified label arrives.
 
-Items are one per queue and input hash: a second reason for the same input joins the item's
-reasons and raises its priority. A queue at its quota takes a new item only in place of a less
-urgent open one (which is marked ``dropped``); audit items are never displaced by priority, so
-the audit stays uniform over what it admitted.
+Items are one per queue and input hash: a second reason for an input joins the item's reasons
+and raises its priority. A queue at its quota takes a new item only in place of a less urgent
+open one (marked ``dropped``); audit items are never displaced, so the audit stays uniform.
 """
 
 from __future__ import annotations
@@ -74,10 +73,9 @@ def cached_flagged_slices(session: Session, experiment_id: int) -> set[tuple[str
                    if r.get("flagged") and r["slice"] != "all"}
     except AbvocError:
         flagged = set()
-    now = time.monotonic()
-    # Entries expire only when read: a stopped experiment's was never read again.
-    for stale in [e for e, (at, _) in _flagged_cache.items() if now - at >= FLAGGED_TTL_S]:
-        _flagged_cache.pop(stale, None)
+    now = time.monotonic()  # an entry expired only when read: a stopped experiment's stayed
+    for stale in [e for e, hit in _flagged_cache.items() if now - hit[0] >= FLAGGED_TTL_S]:
+        del _flagged_cache[stale]
     _flagged_cache[experiment_id] = (now, flagged)
     return flagged
 
@@ -89,8 +87,7 @@ _SHADOWS = select(Experiment.__table__.c.id, Experiment.__table__.c.shadows).whe
 
 
 _parsed: dict[str, tuple[dict[str, Any], RelabelRules, dict[str, RelabelRules]]] = {}
-"""The last stored rules read and their parsed forms (the rules are frozen): a batch whose read
-finds the same rules parses nothing."""
+"""The last rules read and their parsed forms: a batch that finds them unchanged parses none."""
 
 
 def load_rules(session: Session) -> Callable[[int | None, str], RelabelRules]:
