@@ -25,7 +25,7 @@ from core.store.upsert import in_values
 from evaluation import aggregation as agg
 from evaluation.online import ALL, Variant
 from evaluation.unit_recount import UnitRows
-from evaluation.unit_sums import NO_UNITS, RATIOS, Moments, ratio_y
+from evaluation.unit_sums import NO_UNITS, Moments, contributions_of_rows
 
 Key = tuple[Variant, str, str]  # variant, slice, metric
 UnitKey = tuple[Any, ...]
@@ -71,24 +71,12 @@ def apply_relabels(session: Session, experiment_id: int, moments: dict[Key, Mome
               np.array([a for _, a in pairs]))
 
 
-def _unit_moments(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Each ratio's per-unit contribution (:meth:`Moments.of`) for rows of unit sums, as a
-    6 x units array: one unit at a time in Python took a second per 10,000 labelled units on
-    every results read."""
-    columns = {name: rows[:, i] for i, name in enumerate(agg.UNIT_COLUMNS)}
-    out = {}
-    for metric, (x_name, terms) in RATIOS.items():
-        x, y = columns[x_name], ratio_y(terms, columns)
-        seen = x > 0  # a unit with no observation contributes nothing
-        out[metric] = np.where(seen, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y]), 0.0)
-    return out
-
-
 def _move(moments: dict[Key, Moments], variant: Variant, slice_: str, before: np.ndarray,
           after: np.ndarray) -> None:
     """Move units (rows) from their `before` sums to their `after` ones in `slice_`'s moments:
     for each metric, the units whose contribution changed."""
-    old, new = _unit_moments(before), _unit_moments(after)
+    old = contributions_of_rows(before, agg.UNIT_COLUMNS)
+    new = contributions_of_rows(after, agg.UNIT_COLUMNS)
     for metric, contribution in new.items():
         differs = (contribution != old[metric]).any(axis=0)
         if differs.any():

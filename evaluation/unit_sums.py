@@ -12,8 +12,10 @@ them into moments when the results are read.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
 
 # Each built-in metric's per-unit count (x) and sum (y) columns.
 METRIC_COLUMNS: dict[str, tuple[str, str]] = {
@@ -109,3 +111,16 @@ def contributions(values: Mapping[str, float]) -> dict[str, Moments]:
     """One unit's contribution to each ratio's moments, from its sums by column name."""
     return {metric: Moments.of(float(values[x]), float(ratio_y(terms, values)))
             for metric, (x, terms) in RATIOS.items()}
+
+
+def contributions_of_rows(rows: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """:func:`contributions` of many units at once: for rows of unit sums (columns `names`),
+    each ratio's per-unit moments as a 6 x units array (one unit at a time in Python took a
+    second per 10,000 labelled units on every results read)."""
+    columns = {name: rows[:, i] for i, name in enumerate(names)}
+    out = {}
+    for metric, (x_name, terms) in RATIOS.items():
+        x, y = columns[x_name], ratio_y(terms, columns)
+        seen = x > 0  # a unit with no observation contributes nothing
+        out[metric] = np.where(seen, np.stack([np.ones_like(x), x, y, x * x, y * y, x * y]), 0.0)
+    return out
