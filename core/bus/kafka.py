@@ -13,6 +13,7 @@ store.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -115,6 +116,8 @@ class KafkaBus(Bus):
         self.brokers = list(brokers)
         self.partitions = partitions
         self.delivery_timeout_s = delivery_timeout_s
+        self._prober: AdminClient | None = None
+        self._prober_lock = threading.Lock()
 
     def _admin(self) -> AdminClient:
         return AdminClient(_config(self.brokers, _LastError()))
@@ -150,4 +153,11 @@ class KafkaBus(Bus):
         return KafkaBusConsumer(self.brokers, group_id, topics)
 
     def check(self, timeout_s: float = 5.0) -> None:
-        self._topics(self._admin(), timeout_s)
+        """Whether the brokers answer, on one admin client kept for the probes: a client per
+        probe opened and closed its connections and librdkafka's threads on every /readyz (a
+        load balancer's probe every few seconds), and left a closed socket behind each time."""
+        with self._prober_lock:
+            if self._prober is None:
+                self._prober = self._admin()
+            prober = self._prober
+        self._topics(prober, timeout_s)
