@@ -28,10 +28,10 @@ kept input) and their durable write (`PredictService._commit`: the request spool
 with ABVOC_REQUEST_SPOOL=off one group commit per batch), both made
 there before the callers wake; the requests its batch calls merged (the same batcher runs both
 paths: a path whose requests reach it more spread out gets smaller batches, and the candidate
-costs more per request) and the requests per commit; the rest of the process (the spool's
-mover, which commits the appended answers, the HTTP
-server's own work, other threads); and the context switches per request on each path (on a
-busy VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
+costs more per request) and the requests per commit; the spool's mover thread, which commits
+the appended answers; the rest of the process (the HTTP server's own work, other threads); and
+the context switches per request on each path, the batcher's and the mover's apart (on a busy
+VM each time a thread blocks and is woken again costs tens of µs of CPU). The timing itself
 costs a few µs per request: quote the headline from a run without it.
 
 The full path appends its answers to the request spool, as `abvoc serve` does on SQLite (a
@@ -164,12 +164,13 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
 
         @app.get("/bench/cpu")
         def cpu():  # noqa: ANN202 - the server's CPU seconds so far, all threads
-            batchers = [time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-                        for t in threading.enumerate()
-                        if t.name.startswith("batcher-") and t.ident]
+            switches = _switches()
             return jsonify({"cpu_s": time.process_time(),
-                            "in": {**cpu_in.totals(), "batchers": sum(batchers),
-                                   "switches": _switches() / 1000},
+                            "in": {**cpu_in.totals(), "batchers": _thread_cpu("batcher-"),
+                                   "mover": _thread_cpu("spool:"),
+                                   "switches": sum(switches.values()) / 1000,
+                                   "batcher switches": switches["batcher"] / 1000,
+                                   "mover switches": switches["spool"] / 1000},
                             "batches": dict(batches)})
 
         serving.pool.get(candidate)  # loaded before the clock
@@ -178,16 +179,31 @@ def serve(data_dir: str, models: str, port: int, server: str, breakdown: bool = 
     run_server(factory, _settings(data_dir, models, keep_hours), port, server)
 
 
-def _switches() -> int:
-    """Context switches so far, all the process's threads: each time a thread blocks (a lock,
-    the GIL, a sleep, I/O) and is woken again costs the server CPU of its own."""
-    total = 0
+def _thread_cpu(prefix: str) -> float:
+    """CPU seconds so far of this process's threads whose names start with `prefix`."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name.startswith(prefix) and t.ident:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+    return total
+
+
+def _switches() -> dict[str, int]:
+    """Context switches so far, all the process's threads, by kind (the candidate's batchers,
+    the spool's mover, the rest): each time a thread blocks (a lock, the GIL, a sleep, I/O) and
+    is woken again costs the server CPU of its own."""
+    kinds = {t.native_id: ("batcher" if t.name.startswith("batcher-") else
+                           "spool" if t.name.startswith("spool:") else "rest")
+             for t in threading.enumerate()}
+    totals = {"batcher": 0, "spool": 0, "rest": 0}
     for status in Path("/proc/self/task").glob("*/status"):
+        kind = kinds.get(int(status.parent.name), "rest")
         with contextlib.suppress(OSError):
             for line in status.read_text().splitlines():
                 if line.split(":")[0].endswith("ctxt_switches"):  # voluntary and not
-                    total += int(line.split()[1])
-    return total
+                    totals[kind] += int(line.split()[1])
+    return totals
 
 
 def _count_batches() -> dict[str, int]:
@@ -338,9 +354,11 @@ def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]
         ("the app (the WSGI call, request threads): full / bare", full["request"],
          bare["request"]),
         ("the candidate's batcher threads: full / bare", full["batchers"], bare["batchers"]),
+        ("the spool's mover (commits the answers): full / bare", full["mover"],
+         bare["mover"]),
         ("the HTTP server and the rest: full / bare",
-         cpu["full"] - full["request"] - full["batchers"],
-         cpu["bare"] - bare["request"] - bare["batchers"]),
+         cpu["full"] - full["request"] - full["batchers"] - full["mover"],
+         cpu["bare"] - bare["request"] - bare["batchers"] - bare["mover"]),
     ]
     for label, f, b in rows:
         print(f"    {label:54s} {f:6.3f} / {b:6.3f}  ({f - b:+.3f}, "
@@ -357,8 +375,10 @@ def print_breakdown(figures: dict[str, list[tuple]], med: dict[str, list[float]]
         print(f"      {label}: {v:.3f} ({v / cpu['bare']:.1%})")
     print(f"      requests merged per batch call: full {full.get('requests per batch', 0):.2f}"
           f" / bare {bare.get('requests per batch', 0):.2f}; requests per commit "
-          f"{full.get('writes per commit', 0):.2f}; context switches per request "
-          f"{full['switches']:.1f} / {bare['switches']:.1f}")
+          f"{full.get('writes per commit', 0):.2f}")
+    print(f"      context switches per request: all threads {full['switches']:.2f} / "
+          f"{bare['switches']:.2f}, of which the batcher's {full['batcher switches']:.2f} / "
+          f"{bare['batcher switches']:.2f} and the spool mover's {full['mover switches']:.2f}")
 
 
 if __name__ == "__main__":
