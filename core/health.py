@@ -130,8 +130,9 @@ class Heartbeat:
         return True
 
     def clear_stale(self, stale_s: float = HEARTBEAT_STALE_S) -> None:
-        """Forget dead instances and the recorded stops of this component (called when a new
-        one starts: its own beats now say whether the component runs)."""
+        """Forget dead instances and the recorded stops of this component (called when an
+        instance starts, and now and then while it runs: its own beats say whether the
+        component runs)."""
         cutoff = utcnow() - timedelta(seconds=stale_s)
         self._write(delete(ComponentHeartbeat).where(
             ComponentHeartbeat.component == self.component, ComponentHeartbeat.beat_at < cutoff))

@@ -64,25 +64,40 @@ STANDBY = Round.STANDBY
 Step = Callable[[], float | Round | None]
 """One round of a loop; returns the loop's current lag in seconds, if it knows it, or STANDBY."""
 
+CLEAR_STALE_EVERY_S = 60.0
+"""How often a running instance forgets its component's dead instances. At its start it can
+forget only rows already stale then: an instance killed (`kill -9`) and restarted a second later
+left its row behind for good, and once the new one stopped cleanly /readyz read the part as
+dead ('not beating') instead of stopped."""
+
+CLEAR_STALE_EVERY_S = 60.0
+"""How often a running instance forgets its component's dead instances. At its start it can
+forget only rows already stale then: an instance killed (`kill -9`) and restarted a second later
+left its row behind for good, and once the new one stopped cleanly /readyz read the part as
+dead ('not beating') instead of stopped."""
+
 
 class Supervisor:
     """Runs a step function until stopped, restarting it with backoff on any error."""
 
     def __init__(self, component: str, db: Database | None = None, *,
                  min_backoff_s: float = 0.2, max_backoff_s: float = 5.0,
-                 beat_interval_s: float = 1.0) -> None:
+                 beat_interval_s: float = 1.0,
+                 clear_stale_every_s: float = CLEAR_STALE_EVERY_S) -> None:
         self.component = component
         self.heartbeat = Heartbeat(db, component) if db is not None else None
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.beat_interval_s = beat_interval_s
+        self.clear_stale_every_s = clear_stale_every_s
+        self._cleared = 0.0
         self.restarts = 0
         self._last_beat = 0.0
         self._failing = False
 
     def run(self, stop: threading.Event, step: Step, reset: Callable[[], None]) -> None:
         if self.heartbeat is not None:
-            self.heartbeat.clear_stale()
+            self._clear_stale()
             self._beat(None, force=True)
         backoff = self.min_backoff_s
         try:
@@ -129,6 +144,15 @@ class Supervisor:
             self._written(self.heartbeat.beat(failing=self._failing, restarts=self.restarts,
                                               lag_s=lag_s))
             self._last_beat = time.monotonic()
+            if self._last_beat - self._cleared >= self.clear_stale_every_s:
+                self._clear_stale()
+
+    def _clear_stale(self) -> None:
+        """Forget the component's dead instances (CLEAR_STALE_EVERY_S: at the start, and again
+        while this one runs): its own beats say whether the component runs."""
+        if self.heartbeat is not None:
+            self.heartbeat.clear_stale()
+        self._cleared = time.monotonic()
 
     def _written(self, ok: bool) -> None:
         if not ok:  # logged by the heartbeat; counted here, for alerts
