@@ -152,6 +152,12 @@ class KafkaBus(Bus):
     def consumer(self, group_id: str, topics: Iterable[str]) -> Consumer:
         return KafkaBusConsumer(self.brokers, group_id, topics)
 
+    def close(self) -> None:
+        """Let the probes' client go: `abvoc serve` checks the bus and closes it before its
+        server forks the workers, and librdkafka's threads do not survive a fork."""
+        with self._prober_lock:
+            self._prober = None
+
     def check(self, timeout_s: float = 5.0) -> None:
         """Whether the brokers answer, on one admin client kept for the probes: a client per
         probe opened and closed its connections and librdkafka's threads on every /readyz (a

@@ -42,6 +42,16 @@ def test_probes_share_one_admin_client(kafka: KafkaBroker) -> None:
     assert closed_sockets_to(kafka.port) - before < 5
 
 
+def test_a_closed_bus_lets_its_probe_client_go(kafka: KafkaBroker) -> None:
+    """Closed before a fork (`abvoc serve` checks the bus, then its server forks the workers):
+    no librdkafka handle may be handed on; a probe after the close opens a client again."""
+    bus = KafkaBus([kafka.bootstrap])
+    bus.check()
+    bus.close()
+    assert bus._prober is None  # noqa: SLF001 - nothing of librdkafka's left to fork
+    bus.check()
+
+
 @pytest.mark.slow
 def test_the_kept_client_sees_a_broker_go_and_come_back() -> None:
     broker = KafkaBroker().start()
