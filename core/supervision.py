@@ -70,12 +70,6 @@ forget only rows already stale then: an instance killed (`kill -9`) and restarte
 left its row behind for good, and once the new one stopped cleanly /readyz read the part as
 dead ('not beating') instead of stopped."""
 
-CLEAR_STALE_EVERY_S = 60.0
-"""How often a running instance forgets its component's dead instances. At its start it can
-forget only rows already stale then: an instance killed (`kill -9`) and restarted a second later
-left its row behind for good, and once the new one stopped cleanly /readyz read the part as
-dead ('not beating') instead of stopped."""
-
 
 class Supervisor:
     """Runs a step function until stopped, restarting it with backoff on any error."""
