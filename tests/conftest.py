@@ -53,6 +53,15 @@ def kafka() -> Iterator[KafkaBroker]:
     shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
+@pytest.fixture
+def own_broker() -> Iterator[KafkaBroker]:
+    """A broker of the test's own, for a test that kills it."""
+    broker = KafkaBroker().start()
+    yield broker
+    broker.kill()
+    shutil.rmtree(broker.workdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def sqlite_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite store migrated to the schema's head once per session, for tests to copy."""

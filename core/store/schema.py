@@ -102,8 +102,7 @@ def current(db: Database) -> str | None:
         if not inspect(conn).has_table(_VERSION_TABLE):
             return None
         rows = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
-    if len(rows) > 1:  # branches abvoc never makes: Alembic's own words
-        with db.engine.connect() as conn:
+        if len(rows) > 1:  # branches abvoc never makes: Alembic's own words
             return MigrationContext.configure(conn).get_current_revision()
     return rows[0] if rows else None
 

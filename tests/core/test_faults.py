@@ -7,7 +7,6 @@ event ids equal to the set of accepted ones, and every prediction and truth coun
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,15 +49,6 @@ CORRECTED = corrected(PREDICTIONS, CORRECT_EVERY)
 N = PREDICTIONS + len(CORRECTED)  # 5,000 events: 4,012 predictions and 988 corrections
 WRITE = {"batch": 50, "correct_every": CORRECT_EVERY}
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaBroker]:
-    """A broker of this test's own, since the test kills it."""
-    broker = KafkaBroker().start()
-    yield broker
-    broker.kill()
-    shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
 def applied(db: Database) -> int:
