@@ -319,7 +319,7 @@ def main() -> None:
                     for line in statements:
                         print(f"      {line}", flush=True)
     finally:
-        broker.kill()
+        broker.discard()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     # The machine's load moves both sides of a run alike; the ratio within a run is the figure.

@@ -286,8 +286,7 @@ class Campaign:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         self.db.dispose()
-        self.broker.kill()
-        shutil.rmtree(self.broker.workdir, ignore_errors=True)
+        self.broker.discard()
         self.pg.stop()
 
 

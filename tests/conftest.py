@@ -7,7 +7,6 @@ a missing server is an error, never a skip (scripts/install-system.sh installs b
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -49,8 +48,7 @@ def postgres() -> Iterator[PostgresServer]:
 def kafka() -> Iterator[KafkaBroker]:
     broker = KafkaBroker().start()
     yield broker
-    broker.kill()
-    shutil.rmtree(broker.workdir, ignore_errors=True)
+    broker.discard()
 
 
 @pytest.fixture
@@ -58,8 +56,7 @@ def own_broker() -> Iterator[KafkaBroker]:
     """A broker of the test's own, for a test that kills it."""
     broker = KafkaBroker().start()
     yield broker
-    broker.kill()
-    shutil.rmtree(broker.workdir, ignore_errors=True)
+    broker.discard()
 
 
 @pytest.fixture(scope="session")

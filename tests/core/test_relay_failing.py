@@ -154,7 +154,7 @@ def strict_kafka() -> Iterator[KafkaBroker]:
     """A broker that creates no topic on a producer's request, as many production ones."""
     broker = KafkaBroker(settings={"auto.create.topics.enable": "false"}).start()
     yield broker
-    broker.kill()
+    broker.discard()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

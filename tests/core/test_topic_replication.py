@@ -20,7 +20,7 @@ from tests.support.kafka import KafkaBroker
 def two_copies() -> Iterator[KafkaBroker]:
     broker = KafkaBroker(settings={"default.replication.factor": "2"}).start()
     yield broker
-    broker.stop()
+    broker.discard()
 
 
 def test_topics_follow_the_cluster_s_replication(kafka, two_copies: KafkaBroker) -> None:  # noqa: ANN001

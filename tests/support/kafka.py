@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -130,6 +131,11 @@ class KafkaBroker:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.proc = None
+
+    def discard(self) -> None:
+        """Kill the broker and remove its folder, so test runs leave nothing in the temp dir."""
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart(self, down_s: float = 0.0) -> None:
         self.kill()
