@@ -16,8 +16,11 @@ environment, ``~/.cache/abvoc/venv-evidently`` (made on first use; if that fails
 reported missing). The anchor reads raw arrays while ours reads the store, so the ratio says how
 long each takes to answer from what it keeps, not the same computation.
 
-Run: ``python benchmarks/bench_divergence.py [--rows N] [--repeats R] [--no-anchor]``; the default
-1M rows per side takes a few minutes on 2 cores, mostly the worker.
+Run: ``python benchmarks/bench_divergence.py [--rows N] [--repeats R] [--no-anchor] [--stages]
+[--postgres]``; the default 1M rows per side takes a few minutes on 2 cores, mostly the worker.
+``--stages``: every prediction records a bundle's stage answers, so the report's stage
+attribution has a verdict for each corrected one; ``--postgres``: the store on a PostgreSQL
+server of its own (scripts/install-system.sh installs it) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,8 +129,13 @@ def offline_results(ref: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def online_records(on: dict[str, np.ndarray], experiment_id: int) -> list[Any]:
+def online_records(on: dict[str, np.ndarray], experiment_id: int, stages: bool = False
+                   ) -> list[Any]:
     """The online predictions (and a correction per known wrong answer) as bus records.
+
+    ``stages``: each prediction records a two-stage bundle's answers (an encoder's, then the
+    head's, the output), so the stage attribution blames every corrected one: the encoder's
+    answer is the truth in a third of them (the head is blamed where those are wrong).
 
     One event of each type is made (and validated) by ``make_event``; the rest copy it with
     their own fields, which keeps encoding a million events to seconds. The worker validates
@@ -133,6 +143,7 @@ def online_records(on: dict[str, np.ndarray], experiment_id: int) -> list[Any]:
     """
     from core import events
     from core.bus.base import Record
+    from core.output_types import STAGE_ANSWERS
 
     pred = events.make_event(
         events.PREDICTION_MADE, prediction_id="p", experiment_id=experiment_id, arm="control",
@@ -153,6 +164,10 @@ def online_records(on: dict[str, np.ndarray], experiment_id: int) -> list[Any]:
              "slice": SLICES[slices[i]], "input_hash": f"{i:016x}", "output": LABELS[outputs[i]],
              "confidence": confidence[i], "latency_ms": latency[i],
              "occurred_at": moment.isoformat()}
+        if stages:
+            first = LABELS[truths[i]] if i % 3 == 0 else LABELS[outputs[i]]
+            e["stages"] = {STAGE_ANSWERS: [{"stage": "encoder", "answer": first},
+                                           {"stage": "head", "answer": LABELS[outputs[i]]}]}
         out.append(Record("bench", 0, len(out), pid, events.encode(e)))
         if correct[i] == 0:
             c = {**corr, "event_id": f"{2 * i + 1:032x}", "correction_id": f"c{i}",
@@ -162,8 +177,10 @@ def online_records(on: dict[str, np.ndarray], experiment_id: int) -> list[Any]:
     return out
 
 
-def build_store(tmp: Path, data: dict[str, dict[str, np.ndarray]]) -> tuple[Any, int, float, int]:
-    """A SQLite store with the candidate, the experiment and the applied online events.
+def build_store(tmp: Path, data: dict[str, dict[str, np.ndarray]], stages: bool = False,
+                database_url: str | None = None) -> tuple[Any, int, float, int]:
+    """A store (SQLite, or the PostgreSQL database at ``database_url``) with the candidate,
+    the experiment and the applied online events.
 
     Returns the settings, the experiment id, the worker's seconds and the events applied.
     """
@@ -176,7 +193,8 @@ def build_store(tmp: Path, data: dict[str, dict[str, np.ndarray]]) -> tuple[Any,
     from evaluation.worker import GROUP_ID, apply_events
 
     settings = load_settings(env={"ABVOC_DATA_DIR": str(tmp / "data"),
-                                  "ABVOC_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                                  "ABVOC_DATABASE_URL": database_url
+                                  or f"sqlite:///{tmp}/bench.db",
                                   "ABVOC_SECRET_KEY": "bench-secret"})
     db = Database(settings.database_url)
     schema.upgrade(db)
@@ -193,7 +211,7 @@ def build_store(tmp: Path, data: dict[str, dict[str, np.ndarray]]) -> tuple[Any,
         s.flush()
         experiment_id = int(exp.id)
     say("  encoding the online events ...")
-    records = online_records(data["online"], experiment_id)
+    records = online_records(data["online"], experiment_id, stages)
     say(f"  the worker applies {len(records):,} events in batches of {BATCH:,} ...")
     start = time.perf_counter()
     for lo in range(0, len(records), BATCH):
@@ -294,11 +312,32 @@ def run_anchor(folder: Path, repeats: int) -> dict[str, Any] | str:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@contextmanager
+def _postgres(wanted: bool) -> Iterator[str | None]:
+    """A PostgreSQL server of the benchmark's own (the tests' helper) and its URL, or None."""
+    if not wanted:
+        yield None
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="predictions per side")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-anchor", action="store_true")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store on a PostgreSQL server of its own (default SQLite)")
+    parser.add_argument("--stages", action="store_true",
+                        help="predictions record a two-stage bundle's answers, so the stage "
+                             "attribution blames every corrected one")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,9 +348,12 @@ def main() -> None:
     say(f"generating {args.rows:,} reference + {args.rows:,} online predictions "
         f"({len(SLICES)} slices, {len(LABELS)} labels) ...")
     data = generate(args.rows)
-    with tempfile.TemporaryDirectory(prefix="abvoc-bench-div-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="abvoc-bench-div-") as tmp, \
+            _postgres(args.postgres) as database_url:
         folder = Path(tmp)
-        settings, experiment_id, worker_s, applied = build_store(folder, data)
+        say(f"  store: {'PostgreSQL' if database_url else 'SQLite'}")
+        settings, experiment_id, worker_s, applied = build_store(folder, data, args.stages,
+                                                                 database_url)
         say(f"  worker: {worker_s:.1f} s for {applied:,} events ({applied / worker_s:,.0f}/s)")
         say(f"GET /v1/experiments/{experiment_id}/divergence (median of {args.repeats}) ...")
         ours = time_endpoint(settings, experiment_id, args.repeats)

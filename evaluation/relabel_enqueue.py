@@ -50,7 +50,7 @@ from core.store.models import (
     StoredPrediction,
 )
 from core.store.upsert import dialect_insert, in_values, insert_rows
-from evaluation.stage_blame import blame, stage_answers
+from evaluation.stage_blame import NOBODY, stage_answers, verdict
 from evaluation.stage_samples import store_samples
 from evaluation.token_metrics import answers_differ
 
@@ -208,11 +208,8 @@ def _blame(p: StoredPrediction, truth: str) -> str | None:
     if stage_answers(p.stages) is None and not (
             p.stages and "recognizer" in p.stages and p.output_type in (None, "latex")):
         return None
-    try:
-        stage = blame(p.output, p.stages, truth, p.output_type)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None  # stages that do not parse blame nobody
-    return None if stage == RIGHT else stage
+    stage, _ = verdict(p.output, p.stages, truth, p.output_type)  # stages that do not parse
+    return None if stage in (RIGHT, NOBODY) else stage  # blame nobody
 
 
 def enqueue(session: Session, prediction_ids: set[str], *,

@@ -12,16 +12,23 @@ Two rules, by what a prediction recorded in its ``stages``:
 * The reference OCR pipeline records its stages' intermediate results instead, and
   :func:`evaluation.attribution.attribute` reads them (detector, recognizer, aligner, converter;
   extraction for pages).
+
+A correction's truth and its prediction never change once joined, so the worker judges each
+truth as it joins them (:func:`verdict`, stored in ``prediction_truths``) and the report counts
+the stored verdicts in SQL. Only a truth a verified label overrides, a relabeled prediction
+without a correction, and a truth stored before the verdicts were (schema 0032) are judged as
+the report reads them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.output_types import RIGHT, STAGE_ANSWERS
@@ -36,6 +43,8 @@ OCR_KEYS = frozenset({"recognizer", "extraction"})
 # Rows are read in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
 # predictions have a truth, since only the counts are kept.
 CHUNK = 100
+NOBODY = ""
+"""The stored verdict of a truth whose prediction's stages blame nobody (null: not judged)."""
 
 
 def stage_answers(stages: Any) -> list[tuple[str, str]] | None:
@@ -71,6 +80,25 @@ def _blame(answers: list[tuple[str, str]] | None, output: Any, stages: Any, trut
                  if not same_output(answer, truth, output_type)), answers[-1][0])
 
 
+def verdict(output: Any, stages: Any, truth: Any, output_type: str | None
+            ) -> tuple[str, str | None]:
+    """What a truth's row stores: the stage blamed (or ``correct``) and the JSON list of the
+    stages it was judged among, in pipeline order; :data:`NOBODY` and None where the stages say
+    nothing this module reads, or nothing it can judge. Never raises: the worker calls it on
+    every truth it joins, and stages no rule can parse must not stop the stream."""
+    answers = stage_answers(stages)
+    if answers is None and not (isinstance(stages, dict) and OCR_KEYS & set(stages)):
+        return NOBODY, None
+    try:
+        stage = _blame(answers, output, stages, truth, output_type)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        stage = None
+    if stage is None:
+        return NOBODY, None
+    names = list(dict.fromkeys(s for s, _ in answers)) if answers else list(STAGES)
+    return stage, json.dumps(names)
+
+
 def _most_error_added(answers: list[tuple[str, str]], truth: str) -> str | None:
     """The stage whose answer moved furthest from the truth (the first stage: its own error)."""
     try:
@@ -99,47 +127,57 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     that declare answers. Two arms may run two versions of one name, with other stages: each
     row carries the ``version`` its experiment's arm pinned (None outside experiments).
 
-    Blame needs each prediction's stages in Python, so rows stream through in chunks and only
-    the counts per candidate, slice and stage are kept."""
+    Stored verdicts are counted in SQL; the rest (see the module's note) stream through in
+    chunks, and only the counts per candidate, slice and stage are kept."""
     p, tr = Prediction, PredictionTruth
-    where = [_may_record_stages(p.stages)]
+    where = []
     if experiment_id is not None:
         # `+ 0` keeps SQLite's planner off the experiment index: from the (fewer) truths, each
         # prediction is one primary-key lookup, instead of a scan of the experiment's rows.
         where.append(p.experiment_id + 0 == experiment_id)
-    columns = (p.candidate, p.slice, p.output, p.output_type, p.stages, p.experiment_id, p.arm,
-               p.shadow)
     version_of = _versions(session, experiment_id)
+    counts: dict[tuple[Ref, str], Counter] = defaultdict(Counter)
+    order: dict[Ref, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
+
+    def count(name: str, slice_: str, exp: int | None, arm: str | None, shadow: bool,
+              stage: str, names: list[str], n: int = 1) -> None:
+        cand = (name, version_of(exp, arm, name, shadow))
+        order[cand].update(dict.fromkeys(names))
+        counts[(cand, "all")][stage] += n
+        if slice_ != "all":  # a prediction without a slice is in "all" only
+            counts[(cand, slice_)][stage] += n
+
     # The truth of an answer: its input's verified label in its output type where there is one
     # (it overrides the customer's correction, core.verified_labels), else the correction.
     labels = typed_labels_query(session).subquery()
-    corrected = (select(*columns, func.coalesce(labels.c.label, tr.truth))
-                 .join(tr, tr.prediction_id == p.prediction_id)
-                 .outerjoin(labels, joins(labels, p)).where(*where))
+    keys = (p.candidate, p.slice, p.experiment_id, p.arm, p.shadow)
+    stored = (select(*keys, tr.blame, tr.blame_stages, func.count())
+              .select_from(tr).join(p, tr.prediction_id == p.prediction_id)
+              .outerjoin(labels, joins(labels, p))
+              .where(labels.c.label.is_(None), tr.blame.is_not(None), tr.blame != NOBODY,
+                     *where)
+              .group_by(*keys, tr.blame, tr.blame_stages))
+    for *key, stage, names, n in session.execute(stored):
+        count(*key, stage, json.loads(names), n)
+    where.append(_may_record_stages(p.stages))
+    columns = (*keys, p.output, p.output_type, p.stages)
+    judged_here = (select(*columns, func.coalesce(labels.c.label, tr.truth))
+                   .join(tr, tr.prediction_id == p.prediction_id)
+                   .outerjoin(labels, joins(labels, p))
+                   .where(or_(tr.blame.is_(None), labels.c.label.is_not(None)), *where))
     relabeled = (select(*columns, labels.c.label)
                  .join(labels, joins(labels, p))
                  .outerjoin(tr, tr.prediction_id == p.prediction_id)
                  .where(tr.prediction_id.is_(None), labels.c.label.is_not(None),
                         p.shadow.is_(False), *where))
-    counts: dict[tuple[Ref, str], Counter] = defaultdict(Counter)
-    order: dict[Ref, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order
-    for query in (corrected, relabeled):
+    for query in (judged_here, relabeled):
         # Core rows through the session's connection: the ORM would buffer the whole result.
         rows = session.connection().execute(
             query.execution_options(stream_results=True, max_row_buffer=CHUNK))
-        for name, slice_, output, output_type, stages, exp, arm, shadow, truth in rows:
-            answers = stage_answers(stages)
-            if answers is None and not (isinstance(stages, dict) and OCR_KEYS & set(stages)):
-                continue  # a candidate whose stages say nothing: not counted, right or wrong
-            stage = _blame(answers, output, stages, truth, output_type)
-            if stage is None:
-                continue
-            cand = (name, version_of(exp, arm, name, shadow))
-            order[cand].update(dict.fromkeys(s for s, _ in answers) if answers
-                               else dict.fromkeys(STAGES))
-            counts[(cand, "all")][stage] += 1
-            if slice_ != "all":  # a prediction without a slice is in "all" only
-                counts[(cand, slice_)][stage] += 1
+        for *key, output, output_type, stages, truth in rows:
+            stage, names = verdict(output, stages, truth, output_type)
+            if names is not None:
+                count(*key, stage, json.loads(names))
     rows = []
     for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (
             kv[0][0][0], kv[0][0][1] or "", kv[0][1] != "all", kv[0][1])):
@@ -155,6 +193,24 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     # Every stage the rows name, in the order they first appear (not the OCR stages alone).
     named = dict.fromkeys(s for row in rows for s in row["stages"])
     return {"experiment_id": experiment_id, "stages": list(named), "rows": rows}
+
+
+def judge_stored(session: Session, limit: int = 1000) -> int:
+    """Store the verdicts of up to ``limit`` truths that have none (counted before schema
+    0032); returns how many were judged (0: none is left). The verdict is the correction's,
+    as the worker stores it; a verified label is applied when the report reads it."""
+    p, tr = Prediction, PredictionTruth
+    rows = session.execute(
+        select(tr.prediction_id, p.output, p.stages, tr.truth, p.output_type)
+        .join(p, p.prediction_id == tr.prediction_id, isouter=True)
+        .where(tr.blame.is_(None)).order_by(tr.prediction_id).limit(limit)).all()
+    verdicts = []
+    for pid, output, stages, truth, output_type in rows:
+        stage, names = verdict(output, stages, truth, output_type)
+        verdicts.append({"prediction_id": pid, "blame": stage, "blame_stages": names})
+    if verdicts:
+        session.execute(update(tr), verdicts)  # one UPDATE by primary key, many rows
+    return len(rows)
 
 
 def _versions(session: Session, experiment_id: int | None

@@ -81,6 +81,7 @@ from evaluation.aggregation import (
 )
 from evaluation.outcomes import apply_outcomes
 from evaluation.relabel_enqueue import enqueue
+from evaluation.stage_blame import verdict
 
 log = logging.getLogger(__name__)
 GROUP_ID = "evaluation"
@@ -156,12 +157,15 @@ def _count_units(session: Session, facts: list[PredictionFacts], acc: Accumulato
         acc.add_unit(groups[tuple(key)])
 
 
-def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]:
+def _stored_facts(session: Session, ids: set[str], stages: dict[str, Any]
+                  ) -> dict[str, PredictionFacts]:
+    """The facts of stored predictions; their stages go into `stages`, by prediction id."""
     if not ids:
         return {}
     rows = session.execute(
         select(Prediction).where(in_values(session, Prediction.prediction_id, sorted(ids)))
-    ).scalars()
+    ).scalars().all()
+    stages.update((p.prediction_id, p.stages) for p in rows)
     return {
         p.prediction_id: PredictionFacts.of(
             prediction_id=p.prediction_id, experiment_id=p.experiment_id, arm=p.arm,
@@ -174,10 +178,12 @@ def _stored_facts(session: Session, ids: set[str]) -> dict[str, PredictionFacts]
 
 
 def _join_truths(session: Session, touched: set[str], new_facts: dict[str, PredictionFacts],
-                 acc: Accumulator) -> dict[str, str]:
-    """Count the first correction of each touched prediction without a truth as its truth;
-    returns those corrections' outputs by prediction id (every correction of a prediction this
-    batch stored is among them: it had no truth before)."""
+                 acc: Accumulator, stages: dict[str, Any]) -> dict[str, str]:
+    """Count the first correction of each touched prediction without a truth as its truth,
+    with the stage it blames (:func:`evaluation.stage_blame.verdict`); `stages` holds the
+    stages of the predictions this batch stored. Returns those corrections' outputs by
+    prediction id (every correction of a prediction this batch stored is among them: it had
+    no truth before)."""
     if not touched:
         return {}
     corrections = session.execute(_untruthed(session.get_bind().dialect.name),
@@ -186,13 +192,17 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     if not first:
         return {}
     facts = {pid: new_facts[pid] for pid in first if pid in new_facts}
-    facts.update(_stored_facts(session, set(first) - set(facts)))
+    stages = dict(stages)
+    facts.update(_stored_facts(session, set(first) - set(facts), stages))
     now = utcnow()
-    truths = [
-        {"prediction_id": pid, "correction_id": first[pid].correction_id,
-         "truth": first[pid].corrected_output, "counted_at": now}
-        for pid in sorted(facts)
-    ]
+    truths = []
+    for pid in sorted(facts):
+        truth = first[pid].corrected_output
+        blame, names = verdict(facts[pid].output, stages.get(pid), truth,
+                               facts[pid].output_type)
+        truths.append({"prediction_id": pid, "correction_id": first[pid].correction_id,
+                       "truth": truth, "counted_at": now, "blame": blame,
+                       "blame_stages": names})
     joined = _insert_new(session, PredictionTruth.__table__, truths, ["prediction_id"],
                          "prediction_id")
     for pid in sorted(joined):
@@ -311,7 +321,8 @@ def apply_events(session: Session, batch: list[dict[str, Any]],
     corrections = prepared.corrections
     _count_units(session, list(facts.values()), acc)
     touched = set(facts) | {c["prediction_id"] for c in corrections if c["correction_id"] in new_c}
-    truths = _join_truths(session, touched, facts, acc)
+    truths = _join_truths(session, touched, facts, acc, {
+        r["prediction_id"]: r["stages"] for r in prepared.predictions if r.get("stages")})
     _add_sums(session, acc.rows())
     _add_latencies(session, acc.latency_groups())
     _add_unit_sums(session, acc.unit_rows())

@@ -140,6 +140,37 @@ def backfill_unit_sums(ctx: Context, experiment_id: int | None, as_json: bool) -
     emit(done, as_json, human or "every experiment's unit sums hold its predictions")
 
 
+@db.command("backfill-blame")
+@json_option
+@pass_ctx
+def backfill_blame(ctx: Context, as_json: bool) -> None:
+    """Store the stage each truth counted before schema 0032 blames, so the divergence report
+    counts them in SQL instead of judging each in Python at every read.
+
+    Safe while the worker runs (it stores the same verdict of the truths it joins); short
+    transactions of a thousand truths; run it again after an interruption."""
+    from sqlalchemy import func, select
+
+    from app.commands.models import ProgressLine
+    from core.store.models import PredictionTruth
+    from evaluation.stage_blame import judge_stored
+
+    with open_db(ctx) as database:
+        with database.reading() as s:
+            total = s.scalar(select(func.count()).select_from(PredictionTruth)
+                             .where(PredictionTruth.blame.is_(None))) or 0
+        line, done = ProgressLine("truths judged"), 0
+        while True:
+            with database.session() as s:
+                n = judge_stored(s)
+            if not n:
+                break
+            done += n
+            line(min(done, total), max(total, done))
+    emit({"judged": done}, as_json, f"{done} truths judged" if done
+         else "every truth's verdict is stored")
+
+
 def _run(ctx: Context, *, check_bus: bool = True, **parts: object) -> None:
     from app.runner import run_processes, stop_on_signals
 

@@ -220,6 +220,10 @@ class PredictionTruth(Base):
     correction_id: Mapped[str] = mapped_column(String(64))
     truth: Mapped[str] = mapped_column(Text)
     counted_at: Mapped[datetime]
+    # The stage the truth blames (``correct`` when right, '' when the stages blame nobody) and
+    # the JSON list of stages it was judged among; null: not judged yet (stored before 0032).
+    blame: Mapped[str | None] = mapped_column(Text, nullable=True)
+    blame_stages: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RelabelItem(Base):

@@ -1,0 +1,150 @@
+"""Stage verdicts judged once: the worker stores the stage each truth blames as it joins it,
+the divergence report counts the stored verdicts in SQL and gives what judging every truth at
+each read gave, a verified label still overrides the correction, and truths stored before the
+verdicts are judged as read until `abvoc db backfill-blame` stores theirs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from app.cli import main
+from core.store.db import Database
+from core.store.models import PredictionTruth
+from evaluation.attribution import STAGES
+from evaluation.stage_blame import NOBODY, judge_stored, stage_attribution
+from tests.evaluation.helpers import apply, correction, prediction
+from tests.evaluation.test_truth_rules import _label
+
+
+def _answers(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {"answers": [{"stage": s, "answer": a} for s, a in pairs]}
+
+
+def _ocr(classes: list[str]) -> dict[str, Any]:
+    """The OCR pipeline's stages for a row of symbols read left to right."""
+    return {"detector": {"boxes": [[10 * i, 0, 10 * i + 8, 8] for i in range(len(classes))]},
+            "recognizer": {"classes": classes},
+            "aligner": {"relations": [[-1, "start", 1.0]]
+                        + [[i, "right", 1.0] for i in range(len(classes) - 1)]},
+            "converter": {"latex": "".join(classes)}}
+
+
+def _mixed_events() -> list[dict[str, Any]]:
+    """Predictions of a bundle (the encoder's or the head's error, or right), of the OCR
+    pipeline (a symbol missed, a wrong symbol), with stages no rule reads, with none, and
+    with stages no rule can parse; a correction for each."""
+    bundle = {"b-enc": ("cat", "dog"), "b-head": ("cat", "dog"), "b-right": ("dog", "dog")}
+    events, truths = [], {"b-enc": "bird", "b-head": "dog", "b-right": "dog"}
+    for pid, (output, encoded) in bundle.items():
+        events.append(prediction(pid, candidate="bundle", output=output, slice_="tabby",
+                                 stages=_answers(("encoder", encoded), ("head", output))))
+    ocr = {"o-missed": (["1", "+"], "1+2"), "o-wrong": (["1", "+", "3"], "1+2"),
+           "o-right": (["1", "+", "2"], "1+2")}
+    for pid, (classes, _) in ocr.items():
+        events.append(prediction(pid, candidate="ocr", output="".join(classes),
+                                 stages=_ocr(classes)))
+        truths[pid] = ocr[pid][1]
+    events += [prediction("plain", candidate="ocr", output="7"),
+               prediction("noted", candidate="ocr", output="7", stages={"note": "answers"}),
+               prediction("broken", candidate="ocr", output="7",
+                          stages={"recognizer": "not a dict", "detector": 5})]
+    truths.update(plain="8", noted="8", broken="8")
+    return events + [correction(pid, truth) for pid, truth in truths.items()]
+
+
+def _stored(db: Database) -> dict[str, tuple[str | None, list[str] | None]]:
+    with db.reading() as s:
+        rows = s.execute(select(PredictionTruth.prediction_id, PredictionTruth.blame,
+                                PredictionTruth.blame_stages))
+        return {pid: (blame, json.loads(names) if names else None) for pid, blame, names in rows}
+
+
+def _report(db: Database) -> dict[str, Any]:
+    with db.reading() as s:
+        return stage_attribution(s, 1)
+
+
+def _forget_verdicts(db: Database) -> None:
+    """The truths as a store before schema 0032 holds them."""
+    with db.session() as s:
+        s.execute(update(PredictionTruth).values(blame=None, blame_stages=None))
+
+
+def test_the_worker_stores_each_truth_s_verdict(db: Database) -> None:
+    apply(db, _mixed_events())
+    stored = _stored(db)
+    both = ["encoder", "head"]
+    assert stored["b-enc"] == ("encoder", both) and stored["b-head"] == ("head", both)
+    assert stored["b-right"] == ("correct", both)
+    assert stored["o-missed"] == ("detector", list(STAGES))
+    assert stored["o-wrong"] == ("recognizer", list(STAGES))
+    assert stored["o-right"] == ("correct", list(STAGES))
+    # Nothing to judge, or nothing a rule can parse: judged, blaming nobody, and the stream
+    # went on (every truth of the batch is stored).
+    assert stored["plain"] == stored["noted"] == stored["broken"] == (NOBODY, None)
+    assert len(stored) == 9
+
+
+def test_a_correction_before_its_prediction_is_judged_when_they_meet(db: Database) -> None:
+    events = _mixed_events()
+    corrections = [e for e in events if e["event_type"] == "correction.submitted"]
+    apply(db, corrections)  # held: no prediction yet
+    assert _stored(db) == {}
+    apply(db, [e for e in events if e not in corrections])
+    assert _stored(db)["b-enc"] == ("encoder", ["encoder", "head"])
+    assert _stored(db)["o-missed"] == ("detector", list(STAGES))
+
+
+def test_the_report_counts_stored_verdicts_as_judging_each_read_did(db: Database) -> None:
+    apply(db, _mixed_events())
+    counted = _report(db)
+    rows = {(r["candidate"], r["slice"]): r for r in counted["rows"]}
+    assert rows[("bundle", "all")]["counts"] == {"encoder": 1, "head": 1}
+    assert rows[("bundle", "all")]["with_truth"] == 3
+    assert rows[("bundle", "tabby")]["errors"] == 2
+    assert rows[("ocr", "all")]["counts"]["detector"] == 1
+    assert rows[("ocr", "all")]["counts"]["recognizer"] == 1
+    assert rows[("ocr", "all")]["with_truth"] == 3  # the unjudgeable three are not counted
+    # A store from before the verdicts: each truth judged as the report reads it, the same.
+    _forget_verdicts(db)
+    assert _report(db) == counted
+    # The backfill stores the verdicts the worker would have, once.
+    with db.session() as s:
+        assert judge_stored(s, limit=5) == 5
+    assert _report(db) == counted  # half stored, half judged as read: still the same
+    with db.session() as s:
+        assert judge_stored(s) == 4
+        assert judge_stored(s) == 0
+    assert _report(db) == counted
+    assert _stored(db)["b-enc"] == ("encoder", ["encoder", "head"])
+
+
+def test_a_verified_label_overrides_the_stored_verdict(db: Database) -> None:
+    apply(db, _mixed_events())
+    # The customer said "dog" (the head's error); annotators verified "bird" for its input:
+    # the encoder's error, as the report reads it, though the stored verdict says the head.
+    _label(db, "b-head", "bird")
+    assert _stored(db)["b-head"] == ("head", ["encoder", "head"])
+    rows = {(r["candidate"], r["slice"]): r for r in _report(db)["rows"]}
+    assert rows[("bundle", "all")]["counts"] == {"encoder": 2, "head": 0}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_command_stores_the_verdicts_of_older_truths(db: Database, database_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    apply(db, _mixed_events())
+    _forget_verdicts(db)
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    runner = CliRunner()
+    done = runner.invoke(main, ["db", "backfill-blame", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"judged": 9}
+    assert "truths judged: 9/9 (100%)" in done.stderr  # progress, off a terminal
+    assert _stored(db)["o-wrong"] == ("recognizer", list(STAGES))
+    again = runner.invoke(main, ["db", "backfill-blame"])
+    assert again.exit_code == 0 and "every truth's verdict is stored" in again.stdout
