@@ -195,22 +195,25 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     return {"experiment_id": experiment_id, "stages": list(named), "rows": rows}
 
 
-def judge_stored(session: Session, limit: int = 1000) -> int:
+def judge_stored(session: Session, after: str = "", limit: int = 1000) -> tuple[int, str]:
     """Store the verdicts of up to ``limit`` truths that have none (counted before schema
-    0032); returns how many were judged (0: none is left). The verdict is the correction's,
+    0032), in prediction id order from past ``after``; returns how many were judged (0: none
+    is left) and the last one's id, the next call's ``after`` (each call walks on along the
+    primary key, so judging them all reads the table once). The verdict is the correction's,
     as the worker stores it; a verified label is applied when the report reads it."""
     p, tr = Prediction, PredictionTruth
     rows = session.execute(
         select(tr.prediction_id, p.output, p.stages, tr.truth, p.output_type)
         .join(p, p.prediction_id == tr.prediction_id, isouter=True)
-        .where(tr.blame.is_(None)).order_by(tr.prediction_id).limit(limit)).all()
+        .where(tr.prediction_id > after, tr.blame.is_(None))
+        .order_by(tr.prediction_id).limit(limit)).all()
     verdicts = []
     for pid, output, stages, truth, output_type in rows:
         stage, names = verdict(output, stages, truth, output_type)
         verdicts.append({"prediction_id": pid, "blame": stage, "blame_stages": names})
     if verdicts:
         session.execute(update(tr), verdicts)  # one UPDATE by primary key, many rows
-    return len(rows)
+    return len(rows), rows[-1][0] if rows else after
 
 
 def _versions(session: Session, experiment_id: int | None

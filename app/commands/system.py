@@ -159,10 +159,10 @@ def backfill_blame(ctx: Context, as_json: bool) -> None:
         with database.reading() as s:
             total = s.scalar(select(func.count()).select_from(PredictionTruth)
                              .where(PredictionTruth.blame.is_(None))) or 0
-        line, done = ProgressLine("truths judged"), 0
+        line, done, after = ProgressLine("truths judged"), 0, ""
         while True:
             with database.session() as s:
-                n = judge_stored(s)
+                n, after = judge_stored(s, after)
             if not n:
                 break
             done += n

@@ -115,11 +115,12 @@ def test_the_report_counts_stored_verdicts_as_judging_each_read_did(db: Database
     assert _report(db) == counted
     # The backfill stores the verdicts the worker would have, once.
     with db.session() as s:
-        assert judge_stored(s, limit=5) == 5
+        assert judge_stored(s, limit=5) == (5, "noted")  # in prediction id order
     assert _report(db) == counted  # half stored, half judged as read: still the same
     with db.session() as s:
-        assert judge_stored(s) == 4
-        assert judge_stored(s) == 0
+        assert judge_stored(s, "noted") == (4, "plain")
+        assert judge_stored(s, "plain") == (0, "plain")
+        assert judge_stored(s) == (0, "")  # from the start: every verdict is stored
     assert _report(db) == counted
     assert _stored(db)["b-enc"] == ("encoder", ["encoder", "head"])
 
