@@ -147,40 +147,47 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         if slice_ != "all":  # a prediction without a slice is in "all" only
             counts[(cand, slice_)][stage] += n
 
-    # The truth of an answer: its input's verified label in its output type where there is one
-    # (it overrides the customer's correction, core.verified_labels), else the correction.
-    labels = typed_labels_query(session).subquery()
     keys = (p.candidate, p.slice, p.experiment_id, p.arm, p.shadow)
+    # `|| ''` hides the truths' key from SQLite's planner, so it reads the (fewer) truths
+    # first and looks each prediction up by its key, instead of scanning every prediction.
+    from_truths = tr.prediction_id.concat("") == p.prediction_id
     stored = (select(*keys, tr.blame, tr.blame_stages, func.count())
-              .select_from(tr).join(p, tr.prediction_id == p.prediction_id)
-              .outerjoin(labels, joins(labels, p))
-              .where(labels.c.label.is_(None), tr.blame.is_not(None), tr.blame != NOBODY,
-                     *where)
+              .select_from(tr).join(p, from_truths)
+              .where(tr.blame.is_not(None), tr.blame != NOBODY, *where)
               .group_by(*keys, tr.blame, tr.blame_stages))
     for *key, stage, names, n in session.execute(stored):
         count(*key, stage, json.loads(names), n)
+    # The truth of an answer: its input's verified label in its output type where there is one
+    # (it overrides the customer's correction, core.verified_labels), else the correction. A
+    # labeled prediction's stored verdict (the correction's) is taken back, and the label
+    # judged; a labeled one without a correction is counted unless it is a shadow's.
+    labels = typed_labels_query(session).subquery()
     where.append(_may_record_stages(p.stages))
     columns = (*keys, p.output, p.output_type, p.stages)
-    judged_here = (select(*columns, func.coalesce(labels.c.label, tr.truth))
-                   .join(tr, tr.prediction_id == p.prediction_id)
-                   .outerjoin(labels, joins(labels, p))
-                   .where(or_(tr.blame.is_(None), labels.c.label.is_not(None)), *where))
-    relabeled = (select(*columns, labels.c.label)
-                 .join(labels, joins(labels, p))
-                 .outerjoin(tr, tr.prediction_id == p.prediction_id)
-                 .where(tr.prediction_id.is_(None), labels.c.label.is_not(None),
-                        p.shadow.is_(False), *where))
-    for query in (judged_here, relabeled):
+    labeled = (select(*columns, labels.c.label, tr.prediction_id, tr.blame)
+               .select_from(labels).join(p, joins(labels, p))
+               .outerjoin(tr, tr.prediction_id == p.prediction_id)
+               .where(labels.c.label.is_not(None),
+                      or_(tr.prediction_id.is_not(None), p.shadow.is_(False)), *where))
+    unjudged = (select(*columns, tr.truth, tr.prediction_id, tr.blame)
+                .select_from(tr).join(p, from_truths)
+                .outerjoin(labels, joins(labels, p))
+                .where(tr.blame.is_(None), labels.c.label.is_(None), *where))
+    for query in (labeled, unjudged):
         # Core rows through the session's connection: the ORM would buffer the whole result.
         rows = session.connection().execute(
             query.execution_options(stream_results=True, max_row_buffer=CHUNK))
-        for *key, output, output_type, stages, truth in rows:
+        for *key, output, output_type, stages, truth, _, was in rows:
+            if was is not None and was != NOBODY:
+                count(*key, was, [], -1)
             stage, names = verdict(output, stages, truth, output_type)
             if names is not None:
                 count(*key, stage, json.loads(names))
     rows = []
     for (cand, slice_), c in sorted(counts.items(), key=lambda kv: (
             kv[0][0][0], kv[0][0][1] or "", kv[0][1] != "all", kv[0][1])):
+        if not any(c.values()):
+            continue  # every verdict it had was a correction's a label overrode elsewhere
         names = list(order[cand])
         errors = sum(c[s] for s in names)
         rows.append({

@@ -131,8 +131,24 @@ def test_a_verified_label_overrides_the_stored_verdict(db: Database) -> None:
     # the encoder's error, as the report reads it, though the stored verdict says the head.
     _label(db, "b-head", "bird")
     assert _stored(db)["b-head"] == ("head", ["encoder", "head"])
-    rows = {(r["candidate"], r["slice"]): r for r in _report(db)["rows"]}
+    report = _report(db)
+    rows = {(r["candidate"], r["slice"]): r for r in report["rows"]}
     assert rows[("bundle", "all")]["counts"] == {"encoder": 2, "head": 0}
+    assert rows[("bundle", "all")]["with_truth"] == 3  # taken back once, counted once
+    _forget_verdicts(db)  # a truth from before the verdicts, labeled: the label's, once
+    assert _report(db) == report
+    # A labeled prediction without a correction counts (a shadow's does not); a label that
+    # agrees with the stored verdict changes nothing.
+    apply(db, [prediction("b-new", candidate="bundle", output="cat", slice_="tabby",
+                          stages=_answers(("encoder", "cat"), ("head", "cat"))),
+               prediction("b-shadow", candidate="bundle", output="cat", shadow=True,
+                          arm=None, stages=_answers(("encoder", "cat"), ("head", "cat")))])
+    _label(db, "b-new", "dog")
+    _label(db, "b-shadow", "dog")
+    _label(db, "b-enc", "bird")
+    rows = {(r["candidate"], r["slice"]): r for r in _report(db)["rows"]}
+    assert rows[("bundle", "all")]["counts"] == {"encoder": 3, "head": 0}
+    assert rows[("bundle", "all")]["with_truth"] == 4
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
