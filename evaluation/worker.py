@@ -192,7 +192,6 @@ def _join_truths(session: Session, touched: set[str], new_facts: dict[str, Predi
     if not first:
         return {}
     facts = {pid: new_facts[pid] for pid in first if pid in new_facts}
-    stages = dict(stages)
     facts.update(_stored_facts(session, set(first) - set(facts), stages))
     now = utcnow()
     truths = []
