@@ -28,7 +28,7 @@ from core.times import as_utc
 from dashboards.operations import Names, names
 from evaluation.candidate_facts import variant_version
 from evaluation.divergence import divergence_report
-from evaluation.stage_blame import blame
+from evaluation.stage_blame import NOBODY, verdict
 
 PAGE_SIZE = 25
 KINDS = ("correction", "outcome")
@@ -208,9 +208,13 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
     out["shown_candidate"] = names(db).of_prediction(out)
     if not out["recorded"]:
         return out
-    known = out["truth"] or next((lb["label"] for lb in out["labels"]), None)
-    out["blamed"] = blame(out["output"], out["stages"], known, out.get("output_type")) \
-        if known else None
+    # As the divergence report judges it: the annotators' label where they agree (it overrides
+    # the customer's correction, core.verified_labels), else the correction.
+    agreed = {lb["label"] for lb in out["labels"]}
+    known = next(iter(agreed)) if len(agreed) == 1 else out["truth"]
+    stage = verdict(out["output"], out["stages"], known, out.get("output_type"))[0] \
+        if known is not None else NOBODY
+    out["blamed"] = None if stage == NOBODY else stage  # stages no rule reads blame nobody
     return out
 
 

@@ -162,7 +162,8 @@ def _blame(f: dict[str, Any]) -> Component:
                "the output is right" if blamed == "correct" else f"stage blamed: {blamed}")
     return html.Ul(id="insp-blame", children=[
         html.Li(f"Truth (from corrections): {answer_text(f['truth'])}"),
-        html.Li(f"Relabels: {labels or '–'}"), html.Li(html.B(verdict))])
+        html.Li(f"Relabels: {labels or '–'} (where they agree, the truth judged)"),
+        html.Li(html.B(verdict))])
 
 
 def _id(value: Any) -> str:

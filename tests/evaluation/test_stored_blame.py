@@ -1,7 +1,8 @@
 """Stage verdicts judged once: the worker stores the stage each truth blames as it joins it,
 the divergence report counts the stored verdicts in SQL and gives what judging every truth at
 each read gave, a verified label still overrides the correction, and truths stored before the
-verdicts are judged as read until `abvoc db backfill-blame` stores theirs."""
+verdicts are judged as read until `abvoc db backfill-blame` stores theirs; the Inspector
+judges one prediction as the report does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from app.cli import main
 from core.store.db import Database
 from core.store.models import PredictionTruth
+from dashboards import feeds
 from evaluation.attribution import STAGES
 from evaluation.stage_blame import NOBODY, judge_stored, stage_attribution
 from tests.evaluation.helpers import apply, correction, prediction
@@ -165,3 +167,12 @@ def test_the_command_stores_the_verdicts_of_older_truths(db: Database, database_
     assert _stored(db)["o-wrong"] == ("recognizer", list(STAGES))
     again = runner.invoke(main, ["db", "backfill-blame"])
     assert again.exit_code == 0 and "every truth's verdict is stored" in again.stdout
+
+
+def test_the_inspector_judges_as_the_report_does(db: Database) -> None:
+    apply(db, _mixed_events())
+    assert feeds.prediction(db, "b-head")["blamed"] == "head"
+    _label(db, "b-head", "bird")  # the annotators' label overrides the correction
+    assert feeds.prediction(db, "b-head")["blamed"] == "encoder"
+    assert feeds.prediction(db, "b-right")["blamed"] == "correct"
+    assert feeds.prediction(db, "broken")["blamed"] is None  # no rule parses its stages
