@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from app.cli import main
+from core.store import schema
 from core.store.db import Database
 from core.store.models import PredictionTruth
 from dashboards import feeds
@@ -176,3 +177,18 @@ def test_the_inspector_judges_as_the_report_does(db: Database) -> None:
     assert feeds.prediction(db, "b-head")["blamed"] == "encoder"
     assert feeds.prediction(db, "b-right")["blamed"] == "correct"
     assert feeds.prediction(db, "broken")["blamed"] is None  # no rule parses its stages
+
+
+def test_truths_from_before_the_migration_are_judged_as_read(db: Database) -> None:
+    """Through the real migration: down to 0031 drops the verdicts, up to head brings the
+    columns back empty; the report is unchanged and the backfill stores them again."""
+    apply(db, _mixed_events())
+    counted = _report(db)
+    schema.downgrade(db, "0031")
+    schema.upgrade(db)
+    assert set(_stored(db).values()) == {(None, None)}
+    assert _report(db) == counted
+    with db.session() as s:
+        assert judge_stored(s) == (9, "plain")
+    assert _stored(db)["b-enc"] == ("encoder", ["encoder", "head"])
+    assert _report(db) == counted
