@@ -4,7 +4,8 @@ The store is filled the way the evaluation worker leaves it, in bulk rather than
 event (the worker's own speed is bench_worker's business): N rows in ``predictions`` and in the
 API's ``served_predictions`` ledger over a week (two arms and a shadow, four slices; one in a
 thousand an OCR prediction with stages), 4 % of them corrected (``corrections`` and
-``prediction_truths``; a few comments carry a ``<script>``), outcome reports for 1 %, the
+``prediction_truths``, each with the stage verdict the worker stores; a few comments carry
+a ``<script>``), outcome reports for 1 %, the
 ``online_aggregates`` rows those predictions add up to (per group and hour: predictions, errors,
 latency with its sketch, corrected, exact match) and their 50,000 units' ``unit_sums`` (a unit
 keeps its variant, as the router keeps it in its arm; the results test per unit from these),
@@ -59,6 +60,7 @@ from core.store.models import (  # noqa: E402
 from core.store.outcome_models import UnitSums  # noqa: E402
 from evaluation import aggregation as agg  # noqa: E402
 from evaluation import sketch  # noqa: E402
+from evaluation.stage_blame import verdict  # noqa: E402
 
 T0 = datetime(2026, 11, 16, tzinfo=UTC)
 HOURS = 168
@@ -138,8 +140,9 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
         fixes.append({"correction_id": f"c{pid}", "event_id": f"ec{pid}", "prediction_id": pid,
                       "idempotency_key": None, "corrected_output": "x^{3}", "output_type": None,
                       "rating": 2, "comment": comment, "created_at": at})
+        blame, names = verdict("x^{2}", STAGES if i % 1000 == 0 else {}, "x^{3}", None)
         truths.append({"prediction_id": pid, "correction_id": f"c{pid}", "truth": "x^{3}",
-                       "counted_at": at})
+                       "counted_at": at, "blame": blame, "blame_stages": names})
     for i in np.flatnonzero(rng.random(n) < OUTCOMES):
         pid = f"p{i:09d}"
         outcomes.append({"outcome_id": f"o{pid}", "event_id": f"eo{pid}",
