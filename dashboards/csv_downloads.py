@@ -63,7 +63,7 @@ def divergence(experiment_id: int) -> Response:
     """The slice rows (`table=slices`, the default) or the findings (`table=findings`)."""
     _checked("table")
     table = asked_table(request.args.get("table"))
-    report = feeds.divergence(data.store(), experiment_id)
+    report = feeds.divergence(data.store(), experiment_id, stages=False)
     return Response(divergence_csv(report, table), mimetype="text/csv",
                     headers=attachment(experiment_id, f"divergence-{table}"))
 

@@ -27,7 +27,7 @@ from core.store.relabel_models import PredictionInput
 from core.times import as_utc
 from dashboards.operations import Names, names
 from evaluation.candidate_facts import variant_version
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.stage_blame import NOBODY, verdict
 
 PAGE_SIZE = 25
@@ -35,10 +35,11 @@ KINDS = ("correction", "outcome")
 MAX_QUERY = 200
 
 
-def divergence(db: Database, experiment_id: int) -> dict[str, Any]:
-    """``GET /v1/experiments/{id}/divergence`` with its default alpha and tolerance."""
+def divergence(db: Database, experiment_id: int, stages: bool = True) -> dict[str, Any]:
+    """``GET /v1/experiments/{id}/divergence`` with its default alpha and tolerance and, as the
+    API gives it, its stage attribution (not with ``stages`` False: the CSV tables)."""
     with db.reading() as s:
-        return divergence_report(s, experiment_id)
+        return (divergence_with_stages if stages else divergence_report)(s, experiment_id)
 
 
 def slice_predictions(db: Database, experiment_id: int, slice_: str,

@@ -175,6 +175,30 @@ def mix(m: dict[str, Any], name: str | None = None) -> go.Figure:
     return figure
 
 
+def stage_errors(rows: list[dict[str, Any]], names: dict[tuple[str, Any], str]) -> go.Figure:
+    """Each candidate version's wrong answers by the stage blamed, as shares stacked to 100 %
+    (its ``all`` row of the stage attribution; the counts in the hover)."""
+    rows = [r for r in rows if r["slice"] == "all" and r["errors"]]
+    if not rows:
+        return empty("no wrong answer with a truth has a stage to blame yet")
+    stages = list(dict.fromkeys(s for r in rows for s in r["stages"]))
+    ticks = [_short(plain(names.get(_ref(r)) or r["candidate"])) for r in rows]
+    figure = go.Figure([
+        go.Bar(name=plain(stage), orientation="h", y=ticks,
+               x=[r["shares"].get(stage) or 0 for r in rows],
+               customdata=[[r["counts"].get(stage, 0), r["errors"]] for r in rows],
+               # The stage's name reaches the hover as data, never as template text.
+               hovertemplate="%{y}: %{fullData.name} %{x:.0%} "
+                             "(%{customdata[0]} of %{customdata[1]})<extra></extra>",
+               marker_color=COLORS[i % len(COLORS)])
+        for i, stage in enumerate(stages)])
+    figure.update_layout(barmode="stack", height=140 + 40 * len(rows), xaxis_tickformat=".0%",
+                         title="wrong answers by the stage blamed",
+                         legend_traceorder="normal",  # the pipeline's order, top to bottom
+                         margin={"t": 40, "l": 160, "r": 20, "b": 40})
+    return figure
+
+
 # The rate's title says what it divides by: the ledger table's rate divides by other seconds.
 OPS_PANELS = (("requests_per_s", "requests / s (over the hour's served seconds)"),
               ("error_rate", "error rate"),

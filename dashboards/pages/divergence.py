@@ -53,6 +53,7 @@ def body(report: dict[str, Any]) -> Component:
         _downloads(report["experiment_id"]),
         html.H3("Findings, most severe first"),
         _findings(report["findings"], names, _nothing_to_compare(report["slices"])),
+        html.H3("Wrong answers by stage"), _stages(report, names),
         html.H3("Prediction-distribution shift")]
     shifts = report["prediction_shift"]
     if shifts:
@@ -119,6 +120,38 @@ def _findings(findings: list[dict[str, Any]], names: dict[tuple[str, str | None]
         for f in findings])
 
 
+def _stages(report: dict[str, Any], names: dict[tuple[str, str | None], str]) -> Component:
+    """Where the candidates' wrong answers went wrong, for those that record their stages."""
+    rows = report["stage_attribution"]["rows"]
+    if not rows:
+        return html.P("No candidate of this experiment records its stages (the OCR pipeline "
+                      "does, and a bundle whose stages declare an answer), or none has a "
+                      "truth yet.", id="div-stages")
+    return dcc.Graph(id="div-stages", figure=plots.stage_errors(rows, names))
+
+
+def _stage_table(report: dict[str, Any], slice_: str,
+                 names: dict[tuple[str, str | None], str]) -> list[Component]:
+    """The slice's wrong answers by the stage blamed, per candidate version (none: nothing)."""
+    rows = [r for r in report["stage_attribution"]["rows"] if r["slice"] == slice_]
+    stages = list(dict.fromkeys(s for r in rows for s in r["stages"]))
+    if not rows:
+        return []
+    return [html.H4("Wrong answers by the stage blamed"), table(
+        ["candidate", "with a truth", "wrong", *stages],
+        [[names.get(_ref(r)) or r["candidate"], r["with_truth"], r["errors"],
+          *(_count_share(r, s) for s in stages)] for r in rows], "div-drill-stages")]
+
+
+def _count_share(row: dict[str, Any], stage: str) -> str:
+    """A stage's count with its share of the row's wrong answers ('' where it has no such
+    stage; the count alone where nothing was wrong)."""
+    if stage not in row["counts"]:
+        return ""
+    share = row["shares"][stage]
+    return f"{row['counts'][stage]:,}" + ("" if share is None else f" ({share:.0%})")
+
+
 def _shift_table(shifts: list[dict[str, Any]],
                  names: dict[tuple[str, str | None], str]) -> Component:
     rows = []
@@ -163,6 +196,7 @@ def drill(db: Any, experiment_id: int, report: dict[str, Any], slice_: str) -> C
                   "latency p50 ms", "latency p99 ms"], rows, "div-drill-table")]
           if rows or not numbers else []),
         *([_mae_table(numbers, names)] if numbers else []),
+        *_stage_table(report, slice_, names),
         html.H4("Newest predictions in the slice"),
         html.Table(id="div-drill-predictions", className="grid", children=[
             html.Thead(html.Tr([html.Th(h) for h in ("prediction", "candidate", "arm",

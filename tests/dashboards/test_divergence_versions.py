@@ -11,7 +11,7 @@ from core.store.db import Database
 from core.store.models import Candidate
 from dashboards.pages import divergence
 from dashboards.report import plots as report_plots
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_with_stages
 from evaluation.stage_blame import stage_attribution
 from tests.evaluation.test_two_versions import seed
 from tests.support.dash_tree import component_text, find_component
@@ -20,7 +20,7 @@ from tests.support.dash_tree import component_text, find_component
 def test_the_page_shows_each_version_as_its_own_row(db: Database) -> None:
     exp = seed(db)
     with db.reading() as s:
-        report = divergence_report(s, exp)
+        report = divergence_with_stages(s, exp)
     heat = divergence.plots.gap_heatmap(report["slices"]).data[0]
     assert list(heat.y) == ["iris v1", "iris v2"] and list(heat.x) == ["all"]
     assert [round(row[0], 3) for row in heat.z] == [0.0, -0.3]  # each against its own offline
@@ -42,7 +42,7 @@ def test_a_version_alone_in_the_heatmap_and_the_newest_predictions_keep_their_ve
     with db.session() as s:
         s.execute(update(Candidate).where(Candidate.version == "1").values(offline_results=None))
     with db.reading() as s:
-        report = divergence_report(s, exp)
+        report = divergence_with_stages(s, exp)
     heat = find_component(divergence.body(report), "div-heatmap").figure.data[0]
     assert list(heat.y) == ["iris v2"]
     recent = find_component(divergence.drill(db, exp, report, "all"), "div-drill-predictions")
@@ -57,7 +57,7 @@ def test_terminal_and_weekly_renderings_name_the_version(db: Database,
 
     exp = seed(db)
     with db.reading() as s:
-        report = divergence_report(s, exp)
+        report = divergence_with_stages(s, exp)
         report["stage_attribution"] = stage_attribution(s, exp)
     text = divergence_text(report)
     assert "iris v1 " in text and "iris v2 " in text

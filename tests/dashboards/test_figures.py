@@ -46,3 +46,20 @@ def test_twenty_arms_upright_ticks_have_room_above_the_next_row() -> None:
     gap_px = (layout.yaxis.domain[0] - layout.yaxis4.domain[1]) * plot_px
     assert gap_px >= 7 * 16 + 30  # the longest tick (16 characters) and the next row's title
     assert layout.margin.b >= 7 * 16  # the last row's ticks too
+
+
+def test_stage_names_reach_the_stage_plot_escaped_and_never_as_hover_template() -> None:
+    from dashboards.plots import stage_errors
+
+    hostile = "<img src=x onerror=alert(1)>%{x}"
+    rows = [{"candidate": "c", "version": "1", "slice": "all", "stages": [hostile, "head"],
+             "with_truth": 4, "errors": 3, "counts": {hostile: 2, "head": 1},
+             "shares": {hostile: 2 / 3, "head": 1 / 3}},
+            {"candidate": "right", "version": None, "slice": "all", "stages": ["head"],
+             "with_truth": 2, "errors": 0, "counts": {"head": 0}, "shares": {"head": None}}]
+    figure = stage_errors(rows, {("c", "1"): "c v1"})
+    assert [b.name for b in figure.data] == ["&lt;img src=x onerror=alert(1)&gt;%{x}", "head"]
+    assert all("img" not in b.hovertemplate for b in figure.data)
+    assert list(figure.data[0].y) == ["c v1"]  # a version with nothing wrong: no bar
+    assert list(figure.data[0].customdata[0]) == [2, 3]
+    assert stage_errors(rows[1:], {}).layout.annotations  # nothing wrong: said in words

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from core.store.db import Database
 from dashboards.pages import divergence
 from dashboards.report import plots, render
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_with_stages
 from evaluation.weekly import weekly_data
 from tests.evaluation.test_typed_comparisons import load_numbers
 from tests.support.dash_tree import find_component
@@ -33,7 +33,7 @@ def _numbers(db: Database) -> tuple[int, float, np.ndarray]:
 def test_the_page_shows_the_mae_gap_of_a_number_candidate(db: Database) -> None:
     exp, offline_mae, control = _numbers(db)
     with db.reading() as s:
-        report = divergence_report(s, exp)
+        report = divergence_with_stages(s, exp)
     figure = divergence.plots.gap_heatmap(report["slices"])
     assert figure.data, "the heatmap says no candidate has offline results and traffic"
     (heat,) = figure.data

@@ -54,6 +54,9 @@ def test_the_new_pages_in_a_browser(dash_app: Flask, pages_seeded: int, admin_ke
         _wait(driver, "#div-heatmap .main-svg")
         _wait(driver, "#div-findings")
         assert "accuracy gap" in _text(driver, "#div-findings")
+        # The OCR answer's wrong symbol, blamed on its recognizer.
+        _wait(driver, "#div-stages .main-svg")
+        assert "wrong answers by the stage blamed" in _text(driver, "#div-stages")
         WebDriverWait(driver, WAIT_S).until(lambda d: "Slice all." in _text(d, "#div-drill"))
         whole = _text(driver, "#div-drill-table")
         screenshot(driver, shots, f"divergence-{db_kind}")
@@ -63,6 +66,7 @@ def test_the_new_pages_in_a_browser(dash_app: Flask, pages_seeded: int, admin_ke
             lambda d: "Slice handwritten/high." in _text(d, "#div-drill"))
         assert _text(driver, "#div-drill-table") != whole
         assert OCR_ID in _text(driver, "#div-drill-predictions")
+        assert "recognizer" in _text(driver, "#div-drill-stages")
         screenshot(driver, shots, f"divergence-handwritten-{db_kind}")
         _clean(driver)
         # A click on the heatmap's "all" column drills back to it.

@@ -56,10 +56,20 @@ def test_divergence_heatmap_and_drill_down(dash_app: Flask, pages_seeded: int, d
         hand_text = str(divergence.drill(db, pages_seeded, report, "handwritten/high"))
         assert whole != hand_text and "Slice handwritten/high." in hand_text
         assert OCR_ID in hand_text  # the newest prediction in the slice, linked
+        # its wrong symbol (3 for 2) blamed on the recognizer, in the slice and overall
+        stages = component_text(find_component(divergence.drill(
+            db, pages_seeded, report, "handwritten/high"), "div-drill-stages"))
+        assert "recognizer" in stages and "1 (100%)" in stages
+        assert "recognizer" in component_text(find_component(divergence.drill(
+            db, pages_seeded, report, "all"), "div-drill-stages"))
         assert "div-confusion-0" in hand_text  # label candidates: their confusion counts
         assert "printed/middle" not in hand_text.split("div-drill-predictions")[1]
         page = str(divergence.body(report))
         assert "accuracy gap" in page  # cand-a's handwriting is flagged
+        bars = find_component(divergence.body(report), "div-stages").figure.data
+        assert [b.name for b in bars] == ["extraction", "detector", "recognizer", "aligner",
+                                          "converter"]
+        assert list(next(b for b in bars if b.name == "recognizer").x) == [1.0]
         assert report["findings"] and report["findings"][0]["rank"] == 1
 
 
@@ -75,6 +85,7 @@ def test_divergence_before_traffic_or_offline_results_says_what_is_missing(
     assert "No finding yet: no candidate has served traffic yet" in page
     assert "No traffic yet: the predicted classes' shift shows" in page
     assert "within tolerance" not in page and "No candidate answers classes" not in page
+    assert "No candidate of this experiment records its stages" in page
     served = add_experiment(db, name="served", scope="served")
     apply(db, [prediction(f"s{i}", experiment_id=served) for i in range(3)])
     with dash_app.test_request_context("/dashboard/divergence"):

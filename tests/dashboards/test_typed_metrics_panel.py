@@ -36,7 +36,7 @@ def test_the_offline_vs_online_page_says_why_a_small_shift_is_not_judged(db: Dat
     and the page says why under the table."""
     from core.store.models import Candidate
     from dashboards.pages import divergence
-    from evaluation.divergence import divergence_report
+    from evaluation.divergence import divergence_with_stages
 
     exp = load_typed(db, ("label", "label"), per_arm=4)
     with db.session() as s:
@@ -44,7 +44,7 @@ def test_the_offline_vs_online_page_says_why_a_small_shift_is_not_judged(db: Dat
             row.offline_results = {"overall": {"n": 600, "exact_match": 0.9},
                                    "label_shares": {"yes": 0.02, "no": 0.98}}
     with db.reading() as s:
-        report = divergence_report(s, exp)
+        report = divergence_with_stages(s, exp)
     shift = report["prediction_shift"][0]["offline_labels"]
     assert not shift["shifted"] and shift["note"].startswith("too few online counts")
     page = divergence.body(report)
