@@ -102,6 +102,14 @@ def joins(labels: Any, p: Any = Prediction) -> ColumnElement[bool]:
     return (labels.c.input_hash == p.input_hash) & (labels.c.output_type == answer_type(p))
 
 
+def verified_label(session: Session, prediction_id: str) -> str | None:
+    """The truth annotators gave a stored prediction: its input's agreed label in its output
+    type (None: no label, or labels that disagree, and the correction stands)."""
+    labels = typed_labels_query(session).subquery()
+    return session.scalar(select(labels.c.label).join(Prediction, joins(labels))
+                          .where(Prediction.prediction_id == prediction_id))
+
+
 def typed_labels(session: Session) -> dict[tuple[str, str], str | None]:
     """The truth of every labeled (input, output type): its label, or None for a conflict."""
     return {(h, kind): label for h, kind, label in session.execute(typed_labels_query(session))}

@@ -25,6 +25,7 @@ from core.store.models import (
 )
 from core.store.relabel_models import PredictionInput
 from core.times import as_utc
+from core.verified_labels import verified_label
 from dashboards.operations import Names, names
 from evaluation.candidate_facts import variant_version
 from evaluation.divergence import divergence_report, divergence_with_stages
@@ -198,6 +199,7 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
                                                "latency_ms", "stages", "input_hash",
                                                "failed")}
             out["created_at"] = as_utc(p.created_at)
+            out["verified"] = verified_label(s, prediction_id)
             out["input"] = _kept_input(s, prediction_id, p.input_hash)
             out["version"] = served.version if served is not None else None
             if p.experiment_id is None and served is not None and served.experiment_id:
@@ -209,10 +211,9 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
     out["shown_candidate"] = names(db).of_prediction(out)
     if not out["recorded"]:
         return out
-    # As the divergence report judges it: the annotators' label where they agree (it overrides
-    # the customer's correction, core.verified_labels), else the correction.
-    agreed = {lb["label"] for lb in out["labels"]}
-    known = next(iter(agreed)) if len(agreed) == 1 else out["truth"]
+    # As the divergence report judges it: the annotators' agreed label of its input (it
+    # overrides the customer's correction, core.verified_labels), else the correction.
+    known = out["verified"] if out.get("verified") is not None else out["truth"]
     stage = verdict(out["output"], out["stages"], known, out.get("output_type"))[0] \
         if known is not None else NOBODY
     out["blamed"] = None if stage == NOBODY else stage  # stages no rule reads blame nobody

@@ -157,12 +157,14 @@ def _blame(f: dict[str, Any]) -> Component:
     labels = ", ".join(f"{answer_text(lb['label'])} ({lb['annotator'] or 'annotator'})"
                        for lb in f["labels"])
     blamed = f["blamed"]
-    verdict = ("no truth known yet" if f["truth"] is None and not labels else
+    verdict = ("no truth known yet" if f["truth"] is None and f.get("verified") is None else
                "no stages to blame" if blamed is None else
                "the output is right" if blamed == "correct" else f"stage blamed: {blamed}")
     return html.Ul(id="insp-blame", children=[
         html.Li(f"Truth (from corrections): {answer_text(f['truth'])}"),
-        html.Li(f"Relabels: {labels or '–'} (where they agree, the truth judged)"),
+        html.Li(f"Relabels: {labels or '–'}"),
+        *([html.Li(f"Verified label of its input (the truth judged): "
+                   f"{answer_text(f['verified'])}")] if f.get("verified") is not None else []),
         html.Li(html.B(verdict))])
 
 

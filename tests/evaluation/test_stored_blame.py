@@ -16,12 +16,14 @@ from sqlalchemy import select, update
 from app.cli import main
 from core.store import schema
 from core.store.db import Database
-from core.store.models import PredictionTruth
+from core.store.models import Prediction, PredictionTruth
 from dashboards import feeds
+from dashboards.pages import inspector
 from evaluation.attribution import STAGES
 from evaluation.stage_blame import NOBODY, judge_stored, stage_attribution
 from tests.evaluation.helpers import apply, correction, prediction
 from tests.evaluation.test_truth_rules import _label
+from tests.support.dash_tree import component_text
 
 
 def _answers(*pairs: tuple[str, str]) -> dict[str, Any]:
@@ -177,6 +179,23 @@ def test_the_inspector_judges_as_the_report_does(db: Database) -> None:
     assert feeds.prediction(db, "b-head")["blamed"] == "encoder"
     assert feeds.prediction(db, "b-right")["blamed"] == "correct"
     assert feeds.prediction(db, "broken")["blamed"] is None  # no rule parses its stages
+    # The label is its input's: a twin prediction of the same input, labeled through its own
+    # item, is the truth of this one too; labels that disagree leave the correction standing.
+    apply(db, [prediction("b-head-twin", candidate="bundle", output="cat",
+                          stages=_answers(("encoder", "dog"), ("head", "cat")))])
+    with db.session() as s:
+        s.execute(update(Prediction).where(Prediction.prediction_id == "b-head-twin")
+                  .values(input_hash="b-enc"))
+    _label(db, "b-enc", "dog")  # the customer said bird for b-enc; annotators say dog
+    twin = feeds.prediction(db, "b-head-twin")
+    assert twin["verified"] == "dog" and twin["truth"] is None and twin["blamed"] == "head"
+    shown = component_text(inspector._blame(twin))
+    assert "Verified label of its input (the truth judged): dog" in shown
+    assert "stage blamed: head" in shown and "no truth known yet" not in shown
+    assert feeds.prediction(db, "b-enc")["blamed"] == "head"  # dog: the head's error
+    _label(db, "b-enc", "cat", queue="training")  # a second label that disagrees
+    assert feeds.prediction(db, "b-enc")["verified"] is None
+    assert feeds.prediction(db, "b-enc")["blamed"] == "encoder"  # the correction stands
 
 
 def test_truths_from_before_the_migration_are_judged_as_read(db: Database) -> None:
