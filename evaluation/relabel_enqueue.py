@@ -15,7 +15,7 @@ predictions, and predictions of new corrections, whichever arrived first) the ru
 * ``audit`` -> ``offline-test``: a uniform share of served predictions, by a hash of the
   prediction id alone, so it is independent of what the customer did: the unbiased sample;
 * ``stage_blame`` -> ``stage:<stage>``: a corrected answer whose error
-  :func:`evaluation.stage_blame.blame` puts on a stage the rules name (a bundle's stage that
+  :func:`evaluation.stage_blame.verdict` puts on a stage the rules name (a bundle's stage that
   declares its answer, or an OCR stage); the new item gets that stage's samples (symbol crops, a
   relation sample, or the reason there are none, the item then being the whole input:
   :mod:`evaluation.stage_samples`), rebuilt when a verified label arrives.

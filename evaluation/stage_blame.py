@@ -60,12 +60,6 @@ def stage_answers(stages: Any) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def blame(output: Any, stages: Any, truth: Any, output_type: str | None) -> str | None:
-    """The stage to blame, ``"correct"`` when the output is right, None when nothing can be
-    blamed (no stages recorded, or none that can be read)."""
-    return _blame(stage_answers(stages), output, stages, truth, output_type)
-
-
 def _blame(answers: list[tuple[str, str]] | None, output: Any, stages: Any, truth: Any,
            output_type: str | None) -> str | None:
     if answers is None:
@@ -164,12 +158,12 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
     labels = typed_labels_query(session).subquery()
     where.append(_may_record_stages(p.stages))
     columns = (*keys, p.output, p.output_type, p.stages)
-    labeled = (select(*columns, labels.c.label, tr.prediction_id, tr.blame)
+    labeled = (select(*columns, labels.c.label, tr.blame)
                .select_from(labels).join(p, joins(labels, p))
                .outerjoin(tr, tr.prediction_id == p.prediction_id)
                .where(labels.c.label.is_not(None),
                       or_(tr.prediction_id.is_not(None), p.shadow.is_(False)), *where))
-    unjudged = (select(*columns, tr.truth, tr.prediction_id, tr.blame)
+    unjudged = (select(*columns, tr.truth, tr.blame)
                 .select_from(tr).join(p, from_truths)
                 .outerjoin(labels, joins(labels, p))
                 .where(tr.blame.is_(None), labels.c.label.is_(None), *where))
@@ -177,7 +171,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         # Core rows through the session's connection: the ORM would buffer the whole result.
         rows = session.connection().execute(
             query.execution_options(stream_results=True, max_row_buffer=CHUNK))
-        for *key, output, output_type, stages, truth, _, was in rows:
+        for *key, output, output_type, stages, truth, was in rows:
             if was is not None and was != NOBODY:
                 count(*key, was, [], -1)
             stage, names = verdict(output, stages, truth, output_type)

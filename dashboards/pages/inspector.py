@@ -2,7 +2,7 @@
 prediction, its stages: the detector's boxes (drawn on the input image while serving still keeps
 it, `ABVOC_INPUT_RETENTION_HOURS`; on an empty canvas of their extent after), the recognizer's
 classes and scores, the aligner's relations and the converter's string; then its corrections,
-its truth or label and the stage blamed (:func:`evaluation.stage_blame.blame`). For other
+its truth or label and the stage blamed (:func:`evaluation.stage_blame.verdict`). For other
 candidates, the input while it is kept (an image, or the tensors as sent), the output and the
 stages as JSON (a bundle's stage answers among them), and the stage blamed where its stages
 declare answers."""
