@@ -335,7 +335,8 @@ def divergence_with_stages(session: Session, experiment_id: int,
     """The divergence report with its stage attribution (for the slices the report shows), as
     the API and the CLI give it; `options` are :func:`divergence_report`'s."""
     report = divergence_report(session, experiment_id, **options)
-    blame = stage_attribution(session, experiment_id)
+    blame = stage_attribution(session, experiment_id, since=options.get("since"),
+                              until=options.get("until"))
     shown = {ALL, *(r["slice"] for r in report["slices"])}
     blame["rows"] = [r for r in blame["rows"] if r["slice"] in shown]
     report["stage_attribution"] = blame

@@ -26,6 +26,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, func, or_, select, update
@@ -37,6 +38,7 @@ from core.store.models import Experiment, Prediction, PredictionTruth
 from core.verified_labels import joins, typed_labels_query
 from evaluation.attribution import STAGES, attribute
 from evaluation.candidate_facts import Ref, variant_version
+from evaluation.online import hour_window, in_window
 
 OCR_KEYS = frozenset({"recognizer", "extraction"})
 """What the OCR pipeline (and the page extraction in front of it) records for its own rules."""
@@ -114,12 +116,16 @@ def _may_record_stages(stages: Any) -> Any:
     return or_(*(text.like(f'%"{key}"%') for key in (STAGE_ANSWERS, *sorted(OCR_KEYS))))
 
 
-def stage_attribution(session: Session, experiment_id: int | None = None) -> dict[str, Any]:
+def stage_attribution(session: Session, experiment_id: int | None = None, *,
+                      since: datetime | None = None, until: datetime | None = None
+                      ) -> dict[str, Any]:
     """Error counts and shares by stage, per candidate version and slice (and per candidate
-    version overall), over every prediction with a truth; ``experiment_id`` None covers all
-    predictions. Each row names its stages in pipeline order: the OCR pipeline's, or a bundle's
-    that declare answers. Two arms may run two versions of one name, with other stages: each
-    row carries the ``version`` its experiment's arm pinned (None outside experiments).
+    version overall), over every prediction with a truth (made in the window's whole hours
+    where ``since``/``until`` are given, as the divergence report keeps them:
+    :func:`evaluation.online.hour_window`); ``experiment_id`` None covers all predictions.
+    Each row names its stages in pipeline order: the OCR pipeline's, or a bundle's that
+    declare answers. Two arms may run two versions of one name, with other stages: each row
+    carries the ``version`` its experiment's arm pinned (None outside experiments).
 
     Stored verdicts are counted in SQL; the rest (see the module's note) stream through in
     chunks, and only the counts per candidate, slice and stage are kept."""
@@ -129,6 +135,7 @@ def stage_attribution(session: Session, experiment_id: int | None = None) -> dic
         # `+ 0` keeps SQLite's planner off the experiment index: from the (fewer) truths, each
         # prediction is one primary-key lookup, instead of a scan of the experiment's rows.
         where.append(p.experiment_id + 0 == experiment_id)
+    where += in_window(p.created_at, *hour_window(since, until))
     version_of = _versions(session, experiment_id)
     counts: dict[tuple[Ref, str], Counter] = defaultdict(Counter)
     order: dict[Ref, dict[str, None]] = defaultdict(dict)  # a candidate's stages, in order

@@ -31,6 +31,7 @@ from core.times import as_utc, utc_iso
 from evaluation.divergence import divergence_report
 from evaluation.online import ALL, hour_window
 from evaluation.results import experiment_results
+from evaluation.stage_blame import stage_attribution
 from evaluation.unit_moments import Recounts
 
 WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
@@ -228,6 +229,10 @@ def experiment_week(session: Session, experiment: Experiment, week: str,
             # Units served in two arms, left out of the outcome metrics (evaluation.several_arms)
             "several_arms_note": (this.get("units_in_several_arms") or {}).get("note"),
             "findings": divergence["findings"],
+            # Each candidate version's wrong answers of the week by the stage blamed.
+            "stages": [r for r in stage_attribution(session, experiment.id, since=since,
+                                                    until=until)["rows"]
+                       if r["slice"] == ALL and r["errors"]],
             "divergence_slices": divergence["slices"], "trends": _trends(this, before)}
 
 

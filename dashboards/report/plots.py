@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 from matplotlib import font_manager
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from dashboards.colors import COLORS
 from dashboards.report.labels import shorten
@@ -242,3 +242,30 @@ def offline_online_mae(rows: Sequence[dict[str, Any]], title: str) -> str:
                         [r["offline"].get("mae") for r in rows],
                         ("online MAE (corrected answers)", "offline MAE"),
                         "mean absolute error (lower is better)", "no corrected numbers"))
+
+
+def stage_shares(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """Each candidate version's wrong answers by the stage blamed: one bar per version, its
+    stages' shares stacked to 100 % in pipeline order (the stage attribution's ``all`` rows)."""
+    names = shown_names(rows)
+    stages = list(dict.fromkeys(s for r in rows for s in r["stages"]))
+    fig = Figure(figsize=(WIDTH, _height(len(rows))))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for i, stage in enumerate(stages):
+        share = np.array([r["shares"].get(stage) or 0.0 for r in rows])
+        ax.barh(y, share, left=left, label=shorten(stage), color=COLORS[i % len(COLORS)])
+        left += share
+    ax.set_yticks(y, [f"{shorten(names[(r['candidate'], r.get('version'))], 20)} "
+                      f"({r['errors']} wrong)" for r in rows], fontsize="small",
+                  parse_math=False)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(title, parse_math=False)
+    # Below the axes, in as many rows as the stages need: a pipeline's five stages took two
+    # rows above, over the title.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=min(len(stages), 5), frameon=False)
+    return _uri(fig)

@@ -134,9 +134,13 @@ def _experiment_plots(e: dict[str, Any]) -> tuple[str | None, list[str], str | N
 def build_plots(data: dict[str, Any]) -> dict[str, Any]:
     """Every plot of the report, keyed as the template reads them; None for a chart with
     nothing to draw: a page of empty axes saying "no data" told less than one sentence."""
-    out: dict[str, Any] = {"results": {}, "divergence": {}, "trends": {}, "notes": {}}
+    out: dict[str, Any] = {"results": {}, "divergence": {}, "trends": {}, "notes": {},
+                           "stages": {}}
     for e in data["experiments"]:
         out["notes"][e["id"]] = primary_notes(e)
+        out["stages"][e["id"]] = plots.stage_shares(
+            e["stages"], "wrong answers this week by the stage blamed") \
+            if e.get("stages") else None
         out["results"][e["id"]], out["divergence"][e["id"]], out["trends"][e["id"]] = \
             _experiment_plots(e)
     voc, relabel = data["voc"], data["relabel"]

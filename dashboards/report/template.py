@@ -93,6 +93,9 @@ results.</p>{% endfor %}
 <li>[{{ f.kind }}] <bdi>{{ f.explanation }}</bdi></li>
 {% endfor %}</ol>{% elif plots.divergence[e.id] %}<p class="muted">No divergence found.</p>
 {% endif %}
+{% if plots.stages[e.id] %}
+<img class="plot" alt="wrong answers by the stage blamed" src="{{ plots.stages[e.id] }}">
+{% endif %}
 {% else %}<p class="muted">No experiment to compare.</p>{% endfor %}
 </section>
 

@@ -7,6 +7,7 @@ judges one prediction as the report does."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from core.store.models import Prediction, PredictionTruth
 from dashboards import feeds
 from dashboards.pages import inspector
 from evaluation.attribution import STAGES
+from evaluation.divergence import divergence_with_stages
 from evaluation.stage_blame import NOBODY, judge_stored, stage_attribution
-from tests.evaluation.helpers import apply, correction, prediction
+from tests.evaluation.helpers import T0, add_experiment, apply, correction, prediction
 from tests.evaluation.test_truth_rules import _label
 from tests.support.dash_tree import component_text
 
@@ -211,3 +213,20 @@ def test_truths_from_before_the_migration_are_judged_as_read(db: Database) -> No
         assert judge_stored(s) == (9, "plain")
     assert _stored(db)["b-enc"] == ("encoder", ["encoder", "head"])
     assert _report(db) == counted
+
+
+def test_a_window_keeps_the_predictions_of_its_hours(db: Database) -> None:
+    """As the rest of the divergence report keeps them (whole hours), the API's `since` and
+    `until` included; the weekly report reads its week so."""
+    exp = add_experiment(db)
+    apply(db, [{**e, "experiment_id": exp} if e["event_type"] == "prediction.made" else e
+               for e in _mixed_events()])  # all made at T0 (10:15)
+    with db.reading() as s:
+        whole = stage_attribution(s, exp)["rows"]
+        assert whole and stage_attribution(s, exp, since=T0 - timedelta(hours=1))["rows"] == whole
+        assert stage_attribution(s, exp, since=T0, until=T0)["rows"] == whole  # 10:00-11:00
+        assert stage_attribution(s, exp, since=T0 + timedelta(hours=1))["rows"] == []
+        assert stage_attribution(s, exp, until=T0 - timedelta(hours=1))["rows"] == []
+        later = divergence_with_stages(s, exp, since=T0 + timedelta(hours=1))
+        assert later["stage_attribution"]["rows"] == []
+        assert divergence_with_stages(s, exp)["stage_attribution"]["rows"]
