@@ -3,7 +3,7 @@
 The report renders this (``dashboards/report``); keeping the gathering here, as functions of a
 session, lets tests check the figures without a browser and keeps the store queries beside the
 evaluation code they reuse: :func:`evaluation.results.experiment_results` for the week and the
-one before it, and :func:`evaluation.divergence.divergence_report` for the week.
+one before it, and :func:`evaluation.divergence.divergence_with_stages` for the week.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from core.store.models import (
 )
 from core.text import shown
 from core.times import as_utc, utc_iso
-from evaluation.divergence import divergence_report
+from evaluation.divergence import divergence_with_stages
 from evaluation.online import ALL, hour_window
 from evaluation.results import experiment_results
-from evaluation.stage_blame import stage_attribution
 from evaluation.unit_moments import Recounts
 
 WEEK_PATTERN = r"[0-9]{4}-W[0-9]{2}"
@@ -213,8 +212,8 @@ def experiment_week(session: Session, experiment: Experiment, week: str,
                               recounts=recounts)
     before = experiment_results(session, experiment.id, since=since - timedelta(days=7),
                                 until=since)
-    divergence = divergence_report(session, experiment.id, since=since, until=until,
-                                   recounts=recounts)
+    divergence = divergence_with_stages(session, experiment.id, since=since, until=until,
+                                        recounts=recounts)
     comparisons = [c for c in this["comparisons"] if c["slice"] == ALL]
     return {"id": experiment.id, "name": experiment.name, "status": experiment.status,
             "primary_metric": this["experiment"]["primary_metric"],
@@ -230,8 +229,7 @@ def experiment_week(session: Session, experiment: Experiment, week: str,
             "several_arms_note": (this.get("units_in_several_arms") or {}).get("note"),
             "findings": divergence["findings"],
             # Each candidate version's wrong answers of the week by the stage blamed.
-            "stages": [r for r in stage_attribution(session, experiment.id, since=since,
-                                                    until=until)["rows"]
+            "stages": [r for r in divergence["stage_attribution"]["rows"]
                        if r["slice"] == ALL and r["errors"]],
             "divergence_slices": divergence["slices"], "trends": _trends(this, before)}
 
