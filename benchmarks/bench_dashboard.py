@@ -4,9 +4,9 @@ The store is filled the way the evaluation worker leaves it, in bulk rather than
 event (the worker's own speed is bench_worker's business): N rows in ``predictions`` and in the
 API's ``served_predictions`` ledger over a week (two arms and a shadow, four slices; one in a
 thousand an OCR prediction with stages), 4 % of them corrected (``corrections`` and
-``prediction_truths``, each with the stage verdict the worker stores; a few comments carry
-a ``<script>``), outcome reports for 1 %, the
-``online_aggregates`` rows those predictions add up to (per group and hour: predictions, errors,
+``prediction_truths``, each with the stage verdict the worker stores; a few comments carry a
+``<script>``; half labeled by annotators too, done ``relabel_items``), outcome reports for 1 %,
+the ``online_aggregates`` rows those predictions add up to (per group and hour: predictions, errors,
 latency with its sketch, corrected, exact match) and their 50,000 units' ``unit_sums`` (a unit
 keeps its variant, as the router keeps it in its arm; the results test per unit from these),
 plus a heartbeat and an outbox backlog.
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from core.store.models import (  # noqa: E402
     Outcome,
     Prediction,
     PredictionTruth,
+    RelabelItem,
     ServedPrediction,
 )
 from core.store.outcome_models import UnitSums  # noqa: E402
@@ -77,10 +79,7 @@ STAGES = {"detector": {"boxes": [[10, 20, 30, 50], [34, 8, 44, 24]]},
                          "runner_up": [["X", 0.02], ["2", 0.3]]},
           "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.88]]},
           "converter": {"latex": "x^{3}"}}
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
+say = partial(print, flush=True)  # progress shows as it is made
 
 
 def _insert(db: Database, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -133,7 +132,7 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
             _insert(db, ServedPrediction.__table__, ledger)
             preds, ledger = [], []
     say(f"    {time.perf_counter() - start:.0f} s")
-    fixes, truths, outcomes = [], [], []
+    fixes, truths, outcomes, labels = [], [], [], []
     for i in np.flatnonzero(corrected & ~np.array([VARIANTS[v][2] for v in variant])):
         pid, at = f"p{i:09d}", T0 + timedelta(seconds=int(second[i]) + 60)
         comment = "<script>alert(1)</script> wrong exponent" if i % 97 == 0 else None
@@ -143,6 +142,9 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
         blame, names = verdict("x^{2}", STAGES if i % 1000 == 0 else {}, "x^{3}", None)
         truths.append({"prediction_id": pid, "correction_id": f"c{pid}", "truth": "x^{3}",
                        "counted_at": at, "blame": blame, "blame_stages": names})
+        if i % 2:  # labeled by annotators too
+            labels.append({"queue": "verification", "prediction_id": pid, "input_hash": pid,
+                           "status": "done", "label": "x^{3}", "reasons": [], "created_at": at})
     for i in np.flatnonzero(rng.random(n) < OUTCOMES):
         pid = f"p{i:09d}"
         outcomes.append({"outcome_id": f"o{pid}", "event_id": f"eo{pid}",
@@ -150,10 +152,11 @@ def seed(db: Database, n: int, rng: np.random.Generator) -> int:
                          "value": float(i % 2), "prediction_id": pid, "unit_id": f"u{i}",
                          "arm": VARIANTS[variant[i]][0] or None, "counted_at": None,
                          "observed_at": T0 + timedelta(seconds=int(second[i]) + 120)})
-    say(f"  {len(fixes):,} corrections, {len(outcomes):,} outcomes ...")
+    say(f"  {len(fixes):,} corrections, {len(labels):,} labels, {len(outcomes):,} outcomes")
     _insert(db, Correction.__table__, fixes)
     _insert(db, PredictionTruth.__table__, truths)
     _insert(db, Outcome.__table__, outcomes)
+    _insert(db, RelabelItem.__table__, labels)
     in_shadow = np.array([VARIANTS[v][2] for v in variant])
     _insert(db, OnlineAggregate.__table__, aggregates(
         experiment_id, variant, slice_, second // 3600, latency, errors,
@@ -235,16 +238,15 @@ class Client:
         page = self.client.get("/dashboard/login").get_data(as_text=True)
         csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
         self.origin = {"Origin": "http://localhost"}
-        answer = self.client.post("/dashboard/login", data={"key": key, "csrf": csrf,
-                                                            "next": "/dashboard/"},
-                                  headers=self.origin)
+        form = {"key": key, "csrf": csrf, "next": "/dashboard/"}
+        answer = self.client.post("/dashboard/login", data=form, headers=self.origin)
         assert answer.status_code == 303, answer.status_code
         self.token = self.client.get_cookie("abvoc_csrf", path="/dashboard/").value
 
     def call(self, outputs: list[str], inputs: list[tuple[str, Any]],
              state: tuple[tuple[str, Any], ...] = ()) -> None:
         def props(pairs: Any) -> list[dict[str, Any]]:
-            return [{"id": k.split(".")[0], "property": k.split(".")[1], "value": v}
+            return [dict(zip(("id", "property"), k.split("."), strict=True)) | {"value": v}
                     for k, v in pairs]
 
         outs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in outputs]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from core.output_types import OutputKind
@@ -104,10 +104,26 @@ def joins(labels: Any, p: Any = Prediction) -> ColumnElement[bool]:
 
 def verified_label(session: Session, prediction_id: str) -> str | None:
     """The truth annotators gave a stored prediction: its input's agreed label in its output
-    type (None: no label, or labels that disagree, and the correction stands)."""
-    labels = typed_labels_query(session).subquery()
-    return session.scalar(select(labels.c.label).join(Prediction, joins(labels))
-                          .where(Prediction.prediction_id == prediction_id))
+    type (None: no label, or labels that disagree, and the correction stands).
+
+    :func:`typed_labels_query`'s rule for the one input, read from its own items (by their
+    input hash, or for items without one, their predictions of that input): grouping every
+    done item to keep one took 0.2 s at 50k labels, at each open of the Inspector."""
+    found = session.execute(select(Prediction.input_hash, answer_type())
+                            .where(Prediction.prediction_id == prediction_id)).first()
+    if found is None:
+        return None
+    input_hash, kind = found
+    r = RelabelItem
+    of_input = select(Prediction.prediction_id).where(Prediction.input_hash == input_hash)
+    done = (select(r.label, item_type(session).label("output_type"))
+            .where(r.status == DONE, r.label.is_not(None),
+                   or_(r.input_hash == input_hash,
+                       r.input_hash.is_(None) & r.prediction_id.in_(of_input)))
+            .subquery())
+    labels = set(session.scalars(select(done.c.label).distinct()
+                                 .where(done.c.output_type == kind)))
+    return labels.pop() if len(labels) == 1 else None
 
 
 def typed_labels(session: Session) -> dict[tuple[str, str], str | None]:

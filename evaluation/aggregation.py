@@ -97,6 +97,12 @@ class Group(NamedTuple):
     hour: datetime
 
 
+def in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
+    """SQL conditions keeping ``column`` in ``[start, end)``; none for an open side."""
+    return ([column >= start] if start is not None else []) + \
+        ([column < end] if end is not None else [])
+
+
 def hour_of(moment: datetime) -> datetime:
     """The UTC hour a moment falls in (naive moments are taken as UTC)."""
     moment = as_utc(moment)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -42,6 +43,7 @@ from core.same_answer import same_output
 from core.store.models import Prediction, RelabelItem
 from core.verified_labels import UNTYPED, input_key, item_type, typed_labels
 from evaluation.candidate_facts import Ref, shown_names
+from evaluation.label_truths import LabelTruths
 from evaluation.online import ALL, Cells, Variant
 from evaluation.stats.small_samples import wilson_interval
 
@@ -127,15 +129,25 @@ def _counts(session: Session, experiment_id: int) -> tuple[Counts, int]:
     return counts, len(conflicts)
 
 
+def labels_once(session: Session, experiment_id: int, start: datetime | None,
+                end: datetime | None) -> LabelTruths:
+    """An experiment's verified labels as every results read takes them (the truths they swap
+    in the hours ``[start, end)`` and the online accuracy's counts), read once for the reads of
+    a page (:class:`evaluation.label_truths.LabelTruths`)."""
+    return LabelTruths.read(session, experiment_id, start, end, _counts(session, experiment_id))
+
+
 def online_accuracy(session: Session, experiment_id: int, variants: list[Variant],
                     cells: Cells, metrics: dict[str, dict[str, dict[str, Any]]],
                     alpha: float = 0.05,
-                    version_of: Callable[[Variant], str | None] = lambda v: None
-                    ) -> dict[str, Any]:
+                    version_of: Callable[[Variant], str | None] = lambda v: None,
+                    labels: LabelTruths | None = None) -> dict[str, Any]:
     """Per variant and slice: the audit accuracy, the accuracy over all labels, and the
     correction bound, each naming its sample and bias; `version_of` tells which candidate
-    version a variant ran, so two versions of one name are summed apart."""
-    counts, conflicts = _counts(session, experiment_id)
+    version a variant ran, so two versions of one name are summed apart; `labels`, the counts
+    read once (:func:`labels_once`)."""
+    counts, conflicts = labels.accuracy if labels is not None else _counts(session,
+                                                                           experiment_id)
     out: dict[str, Any] = {}
     for v in variants:
         slices = sorted({s for (var, s) in cells if var == v}

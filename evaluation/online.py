@@ -33,19 +33,17 @@ from sqlalchemy.orm import Session
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.store.models import (
-    Correction,
     ExperimentUnit,
     OnlineAggregate,
     OutcomeUnitValue,
     Prediction,
-    PredictionTruth,
-    ServedPrediction,
 )
 from core.store.upsert import in_values
 from core.times import as_utc
-from core.verified_labels import joins, typed_labels_query
 from evaluation import aggregation as agg
 from evaluation import sketch
+from evaluation.aggregation import in_window
+from evaluation.label_truths import LabelTruths, Rows
 from evaluation.stats import LatencyHistogram
 from evaluation.stats.small_samples import wilson_interval
 
@@ -120,13 +118,14 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
 def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True,
                since: datetime | None = None, until: datetime | None = None,
                relabelled: list[agg.Accumulator] | None = None,
-               latency_sketches: bool = True) -> Cells:
+               latency_sketches: bool = True, labels: LabelTruths | None = None) -> Cells:
     """Every variant x slice of an experiment (0: predictions outside any experiment), plus a
     slice ``all`` per variant; with ``since``/``until``, only the hours of that window (see
     :func:`hour_window`). ``relabelled``, when given, receives the verified labels' truths
     added and taken out (two accumulators), whose per-unit sums the unit analysis needs.
     ``latency_sketches`` False leaves the latency histograms empty (their decoding is most of
-    a read, and a caller that reads no percentile or rank test needs none)."""
+    a read, and a caller that reads no percentile or rank test needs none). ``labels``: the
+    verified labels, read once for many reads (:class:`evaluation.label_truths.LabelTruths`)."""
     t = OnlineAggregate
     start, end = hour_window(since, until)
     cells: Cells = defaultdict(Cell)
@@ -150,9 +149,11 @@ def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = Tr
         cell = cells[(Variant(arm, cand, bool(shadow)), slice_)]
         cell.latency = cell.latency + sketch.decode(data)
     if with_relabels:
-        changes = _add_relabels(session, experiment_id, cells, start, end)
-        if relabelled is not None:
-            relabelled.extend(changes)
+        if labels is None:
+            labels = LabelTruths.read(session, experiment_id, start, end)
+        added, taken = labels.within(start, end, relabelled)
+        _add_rows(cells, added, 1.0)
+        _add_rows(cells, taken, -1.0)
     for (variant, slice_), cell in list(cells.items()):
         if slice_ != ALL:
             cells[(variant, ALL)].merge(cell)
@@ -221,62 +222,10 @@ def _count_units_once(session: Session, experiment_id: int, cells: Cells,
             arm_cells[0].sums[(agg.UNITS, "")] = np.array([n, n, n])
 
 
-def in_window(column: Any, start: datetime | None, end: datetime | None) -> list[Any]:
-    """SQL conditions keeping ``column`` in ``[start, end)``; none for an open side."""
-    return ([column >= start] if start is not None else []) + \
-        ([column < end] if end is not None else [])
-
-
-def _add_relabels(session: Session, experiment_id: int, cells: Cells,
-                  start: datetime | None = None, end: datetime | None = None,
-                  ) -> tuple[agg.Accumulator, agg.Accumulator]:
-    """Verified labels as the truth of the served answers to their input.
-
-    A label is the truth (:mod:`core.verified_labels`) of the answers of the output type it
-    was given in (:mod:`core.verified_labels`: a class name is no truth of a number): where a
-    customer's correction was counted, its truth is taken back out of the sums and the label's
-    put in (the correction's count stays: the correction rate is what customers did), so a
-    correction an annotator rejected no longer makes a right answer wrong, nor one that
-    repeated a wrong answer keeps it right. An input whose labels disagree has no truth: its
-    correction stands. A failed prediction's truth counts nowhere but in the corrections, as
-    the worker counts it, so a label changes nothing there."""
-    p, tr, c, sp = Prediction, PredictionTruth, Correction, ServedPrediction
-    labels = typed_labels_query(session).subquery()
-    # Core rows, streamed (a server-side cursor on PostgreSQL): the ORM would buffer them all.
-    rows = session.connection().execute(
-        select(p.prediction_id, p.arm, p.candidate, p.shadow, p.slice, p.created_at, p.output,
-               p.confidence, p.stages, p.output_type, p.unit_id,
-               func.coalesce(p.failed, sp.error), labels.c.label, tr.truth, c.output_type)
-        .join(labels, joins(labels, p))
-        .outerjoin(sp, sp.prediction_id == p.prediction_id)
-        .outerjoin(tr, tr.prediction_id == p.prediction_id)
-        .outerjoin(c, c.correction_id == tr.correction_id)
-        .where(and_(func.coalesce(p.experiment_id, 0) == experiment_id, p.shadow.is_(False),
-                    labels.c.label.is_not(None), *in_window(p.created_at, start, end)))
-        .execution_options(stream_results=True, max_row_buffer=100)
-    )
-    added, taken = agg.Accumulator(), agg.Accumulator()
-    for (pid, arm, cand, shadow, slice_, created, output, conf, stages, kind, unit, failed,
-         label, corrected, corrected_type) in rows:
-        facts = agg.PredictionFacts.of(
-            prediction_id=pid, experiment_id=experiment_id, arm=arm, candidate=cand,
-            shadow=shadow, slice_=slice_, created_at=created, output=output, confidence=conf,
-            stages=stages, output_type=kind, unit_id=unit, error=failed)
-        label_type = "number" if kind == "number" else None  # a label is checked as its type
-        if corrected is not None:
-            if corrected == label and corrected_type == label_type:
-                continue  # the correction said what the label says: already counted
-            taken.add_truth(facts, corrected, corrected_type)
-        added.add_truth(facts, label, label_type)
-    _add_rows(cells, added, 1.0)
-    _add_rows(cells, taken, -1.0)
-    return added, taken
-
-
-def _add_rows(cells: Cells, acc: agg.Accumulator, sign: float) -> None:
+def _add_rows(cells: Cells, rows: Rows, sign: float) -> None:
     """Add (or with ``sign`` -1 take out) an accumulator's truth rows, the customers'
     ``corrected`` count left alone; a row taken down to no predictions is dropped."""
-    for row in acc.rows():
+    for row in rows:
         if row["metric"] == agg.CORRECTED:
             continue  # a label is a truth, not a customer's correction: the rate stays theirs
         cell = cells[(Variant(row["arm"], row["candidate"], row["shadow"]), row["slice"])]

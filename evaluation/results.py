@@ -51,6 +51,7 @@ from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version
 from evaluation.compared_metrics import add_caveats, metrics_compared
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
+from evaluation.label_truths import LabelTruths
 from evaluation.number_metrics import number_errors
 from evaluation.online import (
     ALL,
@@ -198,10 +199,9 @@ def experiment_results(session: Session, experiment_id: int, *,
                        config: AnalysisConfig | None = None,
                        target_relative_effect: float = 0.1, since: datetime | None = None,
                        until: datetime | None = None, max_slices: int = DEFAULT_MAX_SLICES,
-                       per_unit: bool = True,
-                       units_out: list[UnitAnalysis] | None = None,
-                       recounts: Recounts | None = None,
-                       latency_sketches: bool = True) -> dict[str, Any]:
+                       per_unit: bool = True, units_out: list[UnitAnalysis] | None = None,
+                       recounts: Recounts | None = None, latency_sketches: bool = True,
+                       labels: LabelTruths | None = None) -> dict[str, Any]:
     """Everything the results endpoint returns, JSON-ready. Raises NotFound for an unknown id.
 
     ``since``/``until`` restrict it to a time window (whole hours, see
@@ -215,7 +215,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     ``units_out`` receives the unit analysis (the dashboard's arms show more of it). A window
     is tested per prediction, or per unit given ``recounts`` (see
     :func:`evaluation.unit_moments.unit_analysis`). ``latency_sketches`` False skips the latency
-    histograms (no percentiles, no rank test: the always-valid series reads neither).
+    histograms (no percentiles, no rank test: the always-valid series reads neither), and
+    ``labels`` gives the verified labels read once for many reads (a page's).
     """
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:
@@ -228,7 +229,8 @@ def experiment_results(session: Session, experiment_id: int, *,
     arms = variants[: len(weights)]
     relabelled: list[agg.Accumulator] = []
     chosen_slices = choose_slices(load_cells(session, experiment_id, since=since, until=until,
-                                             relabelled=relabelled,
+                                             relabelled=relabelled if per_unit else None,
+                                             labels=labels,
                                              latency_sketches=latency_sketches), max_slices)
     cells, slices = chosen_slices.cells, chosen_slices.shown
     units = unit_analysis(session, experiment_id, cells, relabelled, since=since,
@@ -279,7 +281,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     per_unit_intervals(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,
-        lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow))
+        lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow), labels)
     if len(arms) < 1 or len(variants) < 2:
         out.update(trustworthy=False, srm=None, comparisons=[], latency=[], power={},
                    error="an experiment needs a control and at least one other arm or shadow")

@@ -241,7 +241,8 @@ class RelabelItem(Base):
     __tablename__ = "relabel_items"
     __table_args__ = (UniqueConstraint("queue", "prediction_id"),
                       UniqueConstraint("queue", "input_hash"),
-                      Index(None, "queue", "status", "priority"))
+                      Index(None, "queue", "status", "priority"),
+                      Index(None, "input_hash"))  # one input's items in every queue
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     queue: Mapped[str] = mapped_column(String(100), default="default")

@@ -96,7 +96,8 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     if experiment_id is None:
         return html.P("No experiment yet: create one with `abvoc experiment create`.")
     units: list[Any] = []
-    res = data.results(db, experiment_id, window, units_out=units)
+    labels = data.labels(db, experiment_id, window)  # once for the page's three reads
+    res = data.results(db, experiment_id, window, units_out=units, labels=labels)
     view = data.experiment(db, experiment_id)
     windowed = window != data.Window()
     # The decision is the whole experiment's, never one of a few hours' (nor of a slice).
@@ -118,7 +119,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
     # right or wrong, never "two tokens off"; a number is judged by its error).
     judged = {v["name"]: match_metrics_judging(v.get("output_type")) for v in res["variants"]}
     per_arm = [r for r in data.arm_intervals(db, experiment_id, slice_, window, res["alpha"],
-                                             units[0])
+                                             units[0], labels)
                if r["metric"] not in MATCH_METRICS
                or r["metric"] in judged.get(r["variant"], MATCH_METRICS)]
     if slice_ == ALL:
@@ -132,7 +133,7 @@ def body(db: Any, experiment_id: int | None, slice_: str, window: data.Window) -
                      href=csv_downloads.href(experiment_id, window)),
               *notes.analysis_unit(res),
               html.H3("Always-valid interval over time")]
-    series = data.sequential_series(db, experiment_id, primary, slice_, window)
+    series = data.sequential_series(db, experiment_id, primary, slice_, window, labels=labels)
     if len({r["until"] for r in series}) < 2:
         parts.append(html.P("It appears once the data spans two hours or more.",
                             id="exp-sequential-note"))
