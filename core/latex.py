@@ -34,6 +34,11 @@ COMMANDS: dict[str, int] = {
 }
 
 
+MAX_NESTING = 64
+"""Braces nested deeper than this are refused: a written formula nests a handful, and the
+structure comparisons (evaluation.attribution) recurse once per level."""
+
+
 def tokenize(latex: str) -> list[str]:
     """Commands, single characters and braces; whitespace only separates."""
     return _TOKEN.findall(unicodedata.normalize("NFC", latex))
@@ -49,6 +54,8 @@ def validate_latex(latex: str) -> list[str]:
     for i, tok in enumerate(tokens):
         if tok == "{":
             depth += 1
+            if depth == MAX_NESTING + 1:
+                problems.append(f"braces nested more than {MAX_NESTING} deep at token {i + 1}")
         elif tok == "}":
             depth -= 1
             if depth < 0:

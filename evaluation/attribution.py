@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from core.latex import tokenize
+from core.latex import MAX_NESTING, tokenize
 
 STAGES = ("extraction", "detector", "recognizer", "aligner", "converter")
 _MARKUP = {"{", "}", "^", "_"}
@@ -37,38 +37,41 @@ _GROUPED = _TWO_GROUPS | _ONE_GROUP
 
 
 def canonical(latex: str) -> list[str]:
-    """The tokens of a formula with every script, fraction and root argument braced."""
+    """The tokens of a formula with every script, fraction and root argument braced; a
+    ValueError for one nested past MAX_NESTING (a candidate's answer is never validated)."""
     tokens = tokenize(latex)
-    out, _ = _row(tokens, 0)
+    out, _ = _row(tokens, 0, 0)
     return out
 
 
-def _group(tokens: list[str], i: int) -> tuple[list[str], int]:
+def _group(tokens: list[str], i: int, depth: int) -> tuple[list[str], int]:
     if i < len(tokens) and tokens[i] == "{":
-        inner, i = _row(tokens, i + 1)
+        inner, i = _row(tokens, i + 1, depth + 1)
         return inner, i + 1  # skip the closing brace (or the end)
     if i < len(tokens):
         return [tokens[i]], i + 1
     return [], i
 
 
-def _row(tokens: list[str], i: int) -> tuple[list[str], int]:
+def _row(tokens: list[str], i: int, depth: int) -> tuple[list[str], int]:
+    if depth > MAX_NESTING:
+        raise ValueError(f"a formula nested more than {MAX_NESTING} deep")
     out: list[str] = []
     while i < len(tokens) and tokens[i] != "}":
         tok = tokens[i]
         if tok in ("^", "_"):
-            arg, i = _group(tokens, i + 1)
+            arg, i = _group(tokens, i + 1, depth)
             out += [tok, "{", *arg, "}"]
             continue
         if tok in _TWO_GROUPS:
-            num, i = _group(tokens, i + 1)
-            den, i = _group(tokens, i)
+            num, i = _group(tokens, i + 1, depth)
+            den, i = _group(tokens, i, depth)
             out += [tok, "{", *num, "}", "{", *den, "}"]
         elif tok in _ONE_GROUP:
-            body, i = _group(tokens, i + 1)
+            body, i = _group(tokens, i + 1, depth)
             out += [tok, "{", *body, "}"]
         elif tok == "{":
-            inner, i = _row(tokens, i + 1)
+            inner, i = _row(tokens, i + 1, depth + 1)
             out += inner
             i += 1
         else:
@@ -97,16 +100,18 @@ def render(classes: Sequence[str], relations: Sequence[Sequence[Any]],
     seen: set[int] = set()
     out: list[str] = []
     for root in roots:
-        out += _render_row(root, classes, children, seen, order)
+        out += _render_row(root, classes, children, seen, order, 0)
     return out
 
 
 def _render_row(node: int | None, classes: Sequence[str], children: dict[int, dict[str, int]],
-                seen: set[int], order: list[int] | None = None) -> list[str]:
+                seen: set[int], order: list[int] | None, depth: int) -> list[str]:
+    if depth > MAX_NESTING:  # relations a candidate recorded: a ValueError, as canonical's
+        raise ValueError(f"relations nested more than {MAX_NESTING} deep")
     out: list[str] = []
 
     def row(child: int | None) -> list[str]:
-        return _render_row(child, classes, children, seen, order)
+        return _render_row(child, classes, children, seen, order, depth + 1)
 
     while node is not None and node not in seen:
         seen.add(node)

@@ -87,7 +87,7 @@ def verdict(output: Any, stages: Any, truth: Any, output_type: str | None
         return NOBODY, None
     try:
         stage = _blame(answers, output, stages, truth, output_type)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         stage = None
     if stage is None:
         return NOBODY, None

@@ -136,6 +136,9 @@ def test_correction_flow(client: FlaskClient, predictor: dict, corrector: dict,
     huge = client.post("/v1/corrections", headers=corrector,
                        json={**body, "corrected_output": "x" * 10_001})  # an answer's limit
     assert huge.status_code == 400 and "'corrected_output'" in huge.get_json()["error"]
+    deep = client.post("/v1/corrections", headers=corrector,
+                       json={**body, "corrected_output": "x^{" * 600 + "y" + "}" * 600})
+    assert deep.status_code == 400 and "nested more than 64 deep" in deep.get_json()["error"]
     assert pending_count(app.extensions["abvoc"].db) == 4  # nothing partial stored
 
 

@@ -48,6 +48,11 @@ def test_the_customers_image_reaches_the_annotator(app: Flask, client: FlaskClie
     bad = client.post(f"/v1/relabel/items/{item['id']}/label", headers=annotator,
                       json={"label": "\\frac{x"})
     assert bad.status_code == 400 and "'label' is not valid LaTeX" in bad.get_json()["error"]
+    deep = client.post(f"/v1/relabel/items/{item['id']}/label", headers=annotator,
+                       json={"label": "{" * 1000 + "x" + "}" * 1000})  # once a 500, yet stored
+    assert deep.status_code == 400 and "nested more than 64" in deep.get_json()["error"]
+    assert client.get(f"/v1/relabel/items/{item['id']}", headers=annotator).get_json()[
+        "status"] != "done"
     good = client.post(f"/v1/relabel/items/{item['id']}/label", headers=annotator,
                        json={"label": "x^{2}"})
     assert good.status_code == 200 and good.get_json()["status"] == "done"
