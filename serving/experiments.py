@@ -275,7 +275,10 @@ class Experiments:
             self._steering(exp, "arms are resumed")
             if not arm.get("paused"):
                 return _view(exp)
-            exp.arms = [{**a, **UNPAUSED} if a["name"] == arm_name else a for a in exp.arms]
+            # The guardrails' windows start again here: the requests that paused the arm
+            # would pause it again at the next check, before it served enough to say otherwise.
+            exp.arms = [{**a, **UNPAUSED, "resumed_at": utcnow().isoformat()}
+                        if a["name"] == arm_name else a for a in exp.arms]
             if exp.status == "running":
                 _set_reason(exp, _arms_reason(exp.arms))
             if exp.canary and exp.canary["treatment"] == arm_name:

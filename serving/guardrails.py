@@ -4,7 +4,9 @@ the experiment's limits, and record why.
 Every serving process writes each watched request's latency and failure to the store's ledger
 (`served_predictions`, with the prediction event), and the window is read back from there: the
 last `window` requests of the arm across all processes, so four API worker processes see one window,
-not four partial ones. Each process checks it every `check_every` of its own requests of the arm.
+not four partial ones, and only those since the arm was last resumed (the requests that paused it
+would pause it again at once). Each process checks it every `check_every` of its own requests of
+the arm.
 Correction rates are the share of the same window's requests with an accepted correction,
 checked every `correction_check_s`. A breach pauses the arm for every process through the store.
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from core.errors import Conflict
 from core.store.db import Database
@@ -57,7 +60,8 @@ class GuardrailMonitor:
             self._seen[key] = self._seen.get(key, 0) + 1
             due = self._seen[key] % self.check_every == 0
         if due and (rails.get("p99_latency_ms") or rails.get("error_rate")):
-            self._check_window(experiment, arm, self.window_of(experiment["id"], arm), rails)
+            self._check_window(experiment, arm, self.window_of(
+                experiment["id"], arm, resumed_at(experiment, arm)), rails)
         now = time.monotonic()
         if rails.get("correction_rate") and now - self._last_correction_check.get(
             experiment["id"], 0.0
@@ -75,14 +79,16 @@ class GuardrailMonitor:
             k: t for k, t in self._last_correction_check.items() if k in active}
         self._forget_at = max(FORGET_AT, 2 * len(self._seen))
 
-    def window_of(self, experiment_id: int, arm: str) -> list[tuple[float, bool]]:
-        """The arm's last `window` watched requests, from every serving process."""
+    def window_of(self, experiment_id: int, arm: str, since: datetime | None = None
+                  ) -> list[tuple[float, bool]]:
+        """The arm's last `window` watched requests (from `since`), from every serving
+        process."""
         sp = ServedPrediction
         with self.db.reading() as s:
             rows = s.execute(
                 select(sp.latency_ms, sp.error)
                 .where(sp.experiment_id == experiment_id, sp.arm == arm,
-                       sp.routed())
+                       sp.routed(), *_from(since))
                 .order_by(sp.created_at.desc()).limit(self.window)).all()
         return [(float(latency), bool(error)) for latency, error in rows]
 
@@ -124,19 +130,22 @@ class GuardrailMonitor:
         for arm in experiment["arms"]:
             if arm.get("paused"):
                 continue
-            n, corrected = self.corrections_of(experiment["id"], arm["name"])
+            n, corrected = self.corrections_of(experiment["id"], arm["name"],
+                                               resumed_at(experiment, arm["name"]))
             if n >= rails.get("min_samples", 50):
                 rate = corrected / n
                 if rate > limit:
                     self._breach(experiment, arm["name"], f"correction rate {rate:.1%} over the "
                                  f"last {n} requests exceeds the limit of {limit:.1%}")
 
-    def corrections_of(self, experiment_id: int, arm: str) -> tuple[int, int]:
-        """The arm's last `window` routed requests, from every serving process, and how many
-        of them were corrected."""
+    def corrections_of(self, experiment_id: int, arm: str, since: datetime | None = None
+                       ) -> tuple[int, int]:
+        """The arm's last `window` routed requests (from `since`), from every serving process,
+        and how many of them were corrected."""
         sp = ServedPrediction
         last = (select(sp.prediction_id)
-                .where(sp.experiment_id == experiment_id, sp.arm == arm, sp.routed())
+                .where(sp.experiment_id == experiment_id, sp.arm == arm, sp.routed(),
+                       *_from(since))
                 .order_by(sp.created_at.desc()).limit(self.window).subquery())
         with self.db.reading() as s:
             n = s.scalar(select(func.count()).select_from(last)) or 0
@@ -145,3 +154,13 @@ class GuardrailMonitor:
                 .select_from(CorrectionRequest)
                 .join(last, CorrectionRequest.prediction_id == last.c.prediction_id)) or 0
         return int(n), int(corrected)
+
+
+def resumed_at(experiment: dict[str, Any], arm: str) -> datetime | None:
+    """When `arm` was last resumed (None: never paused and resumed)."""
+    at = next((a.get("resumed_at") for a in experiment["arms"] if a["name"] == arm), None)
+    return datetime.fromisoformat(at) if at else None
+
+
+def _from(since: datetime | None) -> list[ColumnElement[bool]]:
+    return [ServedPrediction.created_at >= since] if since is not None else []

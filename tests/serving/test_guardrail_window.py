@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.store.db import Database, utcnow
 from core.store.models import ServedPrediction
 from serving.experiments import Experiments
-from serving.guardrails import GuardrailMonitor
+from serving.guardrails import GuardrailMonitor, resumed_at
 from serving.registry import Registry
 
 ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
@@ -41,3 +41,35 @@ def test_two_processes_fill_one_window(db: Database) -> None:
     paused = experiments.get(exp["id"])["arms"][1]["paused"]
     assert paused and "p99 latency 80.0 ms over the last 40 requests" in paused
     assert len(first.window_of(exp["id"], "slow")) == 40
+
+
+def test_a_resumed_arm_is_judged_on_what_it_serves_after(db: Database) -> None:
+    """The window held the failures that paused the arm, so the check right after a resume
+    paused it again, and a fixed arm could never come back."""
+    registry = Registry(db)
+    registry.register("a", "1")
+    registry.register("b", "1")
+    experiments = Experiments(db)
+    exp = experiments.create({"name": "e", "arms": ARMS,
+                              "guardrails": {"error_rate": 0.05, "min_samples": 40}})
+    exp = experiments.start(exp["id"])
+    monitor = GuardrailMonitor(experiments, db, check_every=20)
+
+    def serve(n: int, error: bool, start: int) -> None:
+        view = experiments.get(exp["id"])
+        for i in range(start, start + n):
+            with db.session() as s:
+                s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=exp["id"],
+                                       candidate="b", arm="slow", latency_ms=5.0, error=error,
+                                       created_at=utcnow()))
+            monitor.observe(view, "slow", 5.0, error)
+
+    serve(40, True, 0)
+    assert "error rate 100.0% over the last 40" in experiments.get(exp["id"])["arms"][1]["paused"]
+    resumed = experiments.resume_arm(exp["id"], "slow")
+    assert resumed["arms"][1]["resumed_at"] and not resumed["arms"][1]["paused"]
+    serve(60, False, 40)
+    assert not experiments.get(exp["id"])["arms"][1]["paused"]
+    assert monitor.corrections_of(exp["id"], "slow", resumed_at(resumed, "slow"))[0] == 60
+    serve(20, True, 100)  # failing again since the resume: paused again, on those alone
+    assert "error rate 25.0% over the last 80 " in experiments.get(exp["id"])["arms"][1]["paused"]
