@@ -30,9 +30,11 @@ from core.text import quoted_names, text_problem
 
 
 class CandidateOutputError(AbvocError):
-    """The candidate answered, but not with an output of its declared type."""
+    """The candidate answered, but not with an output of its declared type: the same input
+    gets the same answer again, so the caller is not told to try again."""
 
     status = 502
+    repeats = True
 
 
 def read_answer(kind: OutputKind, outputs: Mapping[str, np.ndarray]) -> tuple[Any, float | None]:

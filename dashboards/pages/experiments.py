@@ -353,6 +353,8 @@ def register(app: Dash) -> None:
         if time_value is not None and (not isinstance(time_value, list) or len(time_value) != 2):
             raise AbvocError("'time' must be a pair of hours")
         hours = [whole_number(v, "time") for v in time_value or []]
+        if None in hours:  # a handle without a value: whole_number lets None through
+            raise AbvocError("'time' must be a pair of hours")
         window = window_of(db, experiment_id, hours) if experiment_id else data.Window()
         return body(db, experiment_id, slice_ or ALL, window), describe(window)
 

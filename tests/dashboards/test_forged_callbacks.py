@@ -96,3 +96,19 @@ def test_the_inspector_refuses_a_search_that_is_not_text(client: FlaskClient,
     body["inputs"][0]["value"] = "?id=abc"
     fine = _post(client, body)
     assert fine.status_code == 200 and fine.get_json()["response"]["insp-id"]["value"] == "abc"
+
+
+@pytest.mark.parametrize("hours", [[None, None], [0, None], [None, 3], [0], "0-3", [0, "x"]])
+def test_the_experiments_page_refuses_hours_that_are_not_a_pair(client: FlaskClient,
+                                                                 hours: Any) -> None:
+    """A handle without a value reached the window's arithmetic: a 500."""
+    body = {"output": "..exp-body.children...exp-window.children..",
+            "outputs": [{"id": "exp-body", "property": "children"},
+                        {"id": "exp-window", "property": "children"}],
+            "inputs": [{"id": "exp-select", "property": "value", "value": 1},
+                       {"id": "exp-slice", "property": "value", "value": "all"},
+                       {"id": "exp-time", "property": "value", "value": hours}],
+            "changedPropIds": ["exp-time.value"]}
+    answer = _post(client, body)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert "'time'" in answer.get_json()["error"]

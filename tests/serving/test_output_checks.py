@@ -31,6 +31,7 @@ def _refused(kind: OutputKind, outputs: dict, words: str) -> CandidateOutputErro
     with pytest.raises(CandidateOutputError, match=words) as info:
         read_answer(kind, outputs)
     assert info.value.status == 502
+    assert info.value.repeats  # the same input fails again: the caller is not told to retry
     return info.value
 
 
