@@ -183,6 +183,7 @@ def _slice_rows(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                                                 "mae", "rmse", "latency_p50_ms",
                                                 "latency_p99_ms")},
             "online": {"n": n_on, "accuracy_bound": m["accuracy_bound"],
+                       "failed": int(m["errors"]),  # no answer: counted wrong in the bound
                        "accuracy_ci": [low, high] if n_on else None,
                        "analysis_unit": "prediction" if per_unit is None else "unit",
                        "exact_match_with_truth": m["exact_match"],

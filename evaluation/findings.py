@@ -103,16 +103,32 @@ def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]]
                       f"{r['gap']:+.1%} and the slices themselves change by "
                       f"{d['within_slices']:+.1%}, so the model holds up slice by slice; "
                       "reweight the offline test to the online mix before relabeling anything.")
+        elif failures := _failures_explain(r):
+            advice = failures
         else:
             advice = (": relabel this slice's corrected predictions and add them to the "
                       "training and offline-test data.")
         out.append({
             "kind": "accuracy_gap", "candidate": cand[0], "version": cand[1], "slice": r["slice"],
             "severity": -r["gap"] * share, "p_value": r["p_value"],
-            "explained_by": "traffic_mix" if explained else None,
+            "explained_by": "traffic_mix" if explained else "failures" if failures else None,
             "explanation": head + advice,
         })
     return out
+
+
+def _failures_explain(row: dict[str, Any]) -> str:
+    """The advice where failed predictions (no answer: counted wrong) make at least half of
+    the gap: an outage or a broken candidate, which relabeling would not mend ('' if not)."""
+    n, failed = row["online"]["n"], row["online"].get("failed") or 0
+    if not n or not failed or failed / n < -row["gap"] / 2:
+        return ""
+    answered = n - failed
+    right = row["online"]["accuracy_bound"] * n / answered if answered else 0.0
+    return (f": {failed:,} of its {n:,} predictions failed (no answer, counted wrong), "
+            f"{failed / n:.1%} of this {row['gap']:+.1%}; on the answers it gave it is right at "
+            f"most {right:.1%}. Find why it failed (its server, timeouts, its logs) before "
+            "relabeling anything.")
 
 
 def _mix_findings(mixes: list[dict[str, Any]], gaps: dict[Ref, float],

@@ -162,7 +162,8 @@ FINDING = _object({
     "candidate": STR, "version": VERSION, "slice": STR, "severity": NUM,
     "p_value": NUM_OR_NULL, "explanation": STR, "rank": INT,
 }, {"label": STR, "p_value_unadjusted": NUM_OR_NULL, "classes_tested": INT,
-    "explained_by": {"enum": ["traffic_mix", None]}, "explains_gap": {"type": "boolean"}},
+    "explained_by": {"enum": ["traffic_mix", "failures", None]},
+    "explains_gap": {"type": "boolean"}},
     description="its explanation names the candidate as 'name vVERSION' where the report "
                 "holds two versions of the name")
 

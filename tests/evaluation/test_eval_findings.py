@@ -169,3 +169,25 @@ def test_a_slice_name_is_quoted_as_typed_not_as_python_repr() -> None:
                        {"printed/middle": (1600, 80), "o'hand\\x": (400, 240)})
     text = " ".join(f["explanation"] for f in findings)
     assert "on slice 'o'hand\\x'" in text, text
+
+
+def test_a_gap_made_by_failed_predictions_says_so_instead_of_advising_relabeling() -> None:
+    """An outage of a remote candidate read as an accuracy problem: 'relabel this slice'."""
+    offline = {"overall": {"n": 1000, "exact_match": 0.9},
+               "slices": {"printed/middle": {"n": 1000, "exact_match": 0.9}}}
+    cells = _cells({"printed/middle": (1000, 80)})
+    for cell in cells.values():
+        cell.add(agg.ERRORS, "", (1000, 250, 250))  # 250 of the 1,000 failed
+    rows, mix, shift = candidate_divergence("remote", offline, cells, 0.05, 0.02)
+    assert rows[0]["online"]["failed"] == 250
+    gap = next(f for f in rank_findings(rows, [mix] if mix else [], [shift] if shift else [],
+                                        0.05) if f["kind"] == "accuracy_gap")
+    assert gap["explained_by"] == "failures" and "relabel this slice" not in gap["explanation"]
+    assert "250 of its 1,000 predictions failed" in gap["explanation"]
+    assert "right at most 89.3%" in gap["explanation"]  # (1000 - 80 - 250) / 750
+    few = _cells({"printed/middle": (1000, 200)})
+    for cell in few.values():
+        cell.add(agg.ERRORS, "", (1000, 10, 10))  # a real drop, with a few failures beside it
+    rows, _, _ = candidate_divergence("remote", offline, few, 0.05, 0.02)
+    gap = next(f for f in rank_findings(rows, [], [], 0.05) if f["kind"] == "accuracy_gap")
+    assert gap["explained_by"] is None and "relabel this slice" in gap["explanation"]
