@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -279,7 +280,15 @@ def refuse_hostile_input() -> None:
             if name is None:  # a part without a name: no view reads it
                 continue
             check_text(name, "a form field name")
+            if "\ufffd" in value:  # what the form parser puts for bytes that are not UTF-8
+                raise InputRefused(f"form field '{name}' is not valid UTF-8 (it holds U+FFFD, "
+                                   "which stands in for bytes that are not): send it as UTF-8")
             check_text(value, f"form field '{name}'")
+        # A field given twice: the view reads one, and which one was meant cannot be told (as
+        # for a repeated query parameter).
+        names = Counter(n for part in (form, req.files) for n, _ in part.items(multi=True) if n)
+        if repeated := sorted(n for n, times in names.items() if times > 1):
+            raise InputRefused(f"form field(s) {repeated} given more than once; give each once")
 
 
 def check_read_headers(environ: dict[str, Any]) -> None:

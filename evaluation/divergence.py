@@ -82,6 +82,7 @@ from evaluation.online import (
     estimated_label_counts,
     load_cells,
     metrics,
+    window_read,
 )
 from evaluation.results import variants_of
 from evaluation.share_tests import PSI_SHIFT, homogeneity, psi
@@ -325,8 +326,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         if shift is not None:
             shifts.append(shift)
     return {"experiment_id": experiment_id, "alpha": alpha, "tolerance": tolerance,
-            "slice_choice": choice.as_dict(), "slices": slices, "traffic_mix": mixes,
-            "prediction_shift": shifts,
+            "window": window_read(since, until), "slice_choice": choice.as_dict(),
+            "slices": slices, "traffic_mix": mixes, "prediction_shift": shifts,
             "label_metrics": labels, "findings": rank_findings(slices, mixes, shifts, alpha,
                                                                  tolerance)}
 

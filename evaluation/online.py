@@ -39,7 +39,7 @@ from core.store.models import (
     Prediction,
 )
 from core.store.upsert import in_values
-from core.times import as_utc
+from core.times import as_utc, utc_iso
 from evaluation import aggregation as agg
 from evaluation import sketch
 from evaluation.aggregation import in_window
@@ -113,6 +113,14 @@ def hour_window(since: datetime | None, until: datetime | None) -> tuple[datetim
             except OverflowError:  # until in year 9999's last hour: no hour starts after it
                 end = None
     return start, end
+
+
+def window_read(since: datetime | None, until: datetime | None) -> dict[str, str | None] | None:
+    """The hours a report's figures cover (the aggregates' grain widens a window to whole
+    hours), as the reports say them; None without a window."""
+    if since is None and until is None:
+        return None
+    return dict(zip(("since", "until"), map(utc_iso, hour_window(since, until)), strict=True))
 
 
 def load_cells(session: Session, experiment_id: int, *, with_relabels: bool = True,

@@ -62,6 +62,7 @@ from evaluation.online import (
     load_cells,
     metric_stats,
     metrics,
+    window_read,
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
@@ -255,9 +256,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                        "guardrails": experiment.guardrails or {},
                        "sequential_tuned_for": config.sequential_tuning_n},
         "alpha": config.alpha,
-        # The hours the window's figures cover: the aggregates' grain widens it to whole hours.
-        "window": None if since is None and until is None else dict(zip(
-            ("since", "until"), map(utc_iso, hour_window(since, until)), strict=True)),
+        "window": window_read(since, until),
         "slice_choice": chosen_slices.as_dict(),
         "variants": [{"name": v.name, "arm": v.arm or None, "candidate": v.candidate,
                       "version": versions[v], "shadow": v.shadow,

@@ -4,6 +4,7 @@ reports."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -13,6 +14,7 @@ from app.api.experiments import EXP
 from app.auth import require
 from app.openapi.parts import SHARES_FROM_ZERO
 from core.errors import AbvocError
+from core.text import quoted
 from core.times import parse_rfc3339
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
@@ -23,6 +25,9 @@ from evaluation.unit_recount import recount_affordable
 bp = Blueprint("reports", __name__)
 
 
+_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
 def _share(name: str, default: float) -> float:
     """A share from the query, below 1 and above 0, or from 0 where the document says so (a
     tolerance of 0 forgives no gap, where an alpha of 0 would flag nothing)."""
@@ -31,10 +36,10 @@ def _share(name: str, default: float) -> float:
     if raw is None:
         return default
     said = f"'{name}' must be a number {'at least 0' if zero else 'above 0'} and below 1"
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise AbvocError(said) from exc
+    # Plain decimals only: float() also reads '1_0e-2' as 0.1 and digits of other scripts.
+    if not _DECIMAL.fullmatch(raw):
+        raise AbvocError(said + f", written in plain digits (e.g. 0.05); got {quoted(raw[:40])}")
+    value = float(raw)
     above_low = value >= 0 if zero else value > 0  # nan is neither
     if not (above_low and value < 1):
         raise AbvocError(said)

@@ -95,8 +95,11 @@ SLICE_CHOICE = _object({
     "shown": INT, "left_out": INT, "left_out_predictions": INT, "max_slices": INT},
     description="per-slice figures cover slice 'all' and the max_slices slices with the most "
                 "predictions; the slices and predictions left out still count in 'all'")
+WINDOW = {"type": ["object", "null"], "properties": {"since": STR_OR_NULL, "until": STR_OR_NULL},
+          "description": "the whole UTC hours the figures cover (since/until widened to the "
+                         "aggregates' grain); null without since or until"}
 RESULTS = _object({
-    "experiment": OPEN, "alpha": NUM, "slice_choice": SLICE_CHOICE,
+    "experiment": OPEN, "alpha": NUM, "slice_choice": SLICE_CHOICE, "window": WINDOW,
     "analysis_unit": _object({
         "per_unit": {"type": "array", "items": STR},
         "per_prediction": {"type": "object", "additionalProperties": STR}},
@@ -168,7 +171,8 @@ FINDING = _object({
                 "holds two versions of the name")
 
 DIVERGENCE = _object({
-    "experiment_id": INT, "alpha": NUM, "tolerance": NUM, "slice_choice": SLICE_CHOICE,
+    "experiment_id": INT, "alpha": NUM, "tolerance": NUM, "window": WINDOW,
+    "slice_choice": SLICE_CHOICE,
     "slices": {"type": "array", "items": _object({
         "candidate": STR, "version": VERSION, "slice": STR, "offline": OPEN, "online": OPEN,
         "gap": NUM_OR_NULL, "p_value": NUM_OR_NULL, "flagged": {"type": "boolean"},

@@ -105,6 +105,16 @@ def test_three_arms_and_a_shadow_end_to_end(app: Flask, client: FlaskClient, adm
     assert divergence.status_code == 200 and "findings" in divergence.get_json()
     refused = client.get(f"/v1/experiments/{exp['id']}/divergence?alpha=2", headers=admin)
     assert refused.status_code == 400
+    # Plain digits only: float() read '1_0e-2' as 0.1 and other scripts' digits as ours.
+    for odd in ("1_0e-2", "\uff10.5", "0x1p-4", "nan", "1.", ""):
+        said = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin,
+                          query_string={"alpha": odd})
+        assert said.status_code == 400 and "plain digits" in said.get_json()["error"], odd
+    assert divergence.get_json()["window"] is None  # the hours read, as /results says them
+    windowed = client.get(f"/v1/experiments/{exp['id']}/divergence", headers=admin,
+                          query_string={"since": "2026-01-01T10:30:00Z", "alpha": ".01"})
+    assert windowed.get_json()["window"] == {"since": "2026-01-01T10:00:00+00:00",
+                                             "until": None}
 
 
 def test_metrics_count_requests_per_candidate(client: FlaskClient, predictor: dict) -> None:

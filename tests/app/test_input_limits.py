@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,8 +17,9 @@ from core import receipts
 from core.errors import AbvocError
 from core.store.models import CorrectionRequest, Experiment, OutboxEvent, ServedPrediction
 from serving.experiments import Experiments
+from serving.images import encode_png
 from tests.app.test_experiments_api import ARMS, create
-from tests.app.test_predict_flow import predict
+from tests.app.test_predict_flow import _image, predict
 
 TABLES = (OutboxEvent, ServedPrediction, CorrectionRequest, Experiment)
 
@@ -242,3 +244,31 @@ def test_error_bodies_keep_headers_and_carry_no_addresses(client: FlaskClient) -
 
     echoed = "cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e50>"
     assert _without_addresses(echoed) == "cannot identify image file <object>"
+
+
+def test_multipart_fields_given_twice_or_not_utf8_are_refused(app: Flask, client: FlaskClient,
+                                                              predictor: dict) -> None:
+    """The first of two `unit_id`s (which decides the arm) or of two images was served, and
+    bytes that are not UTF-8 were stored as U+FFFD."""
+    png = encode_png(_image().image)
+    before = stored(app)
+
+    def send(fields: list[tuple[str, Any]]) -> Any:
+        body = b"".join(
+            b"--x\r\nContent-Disposition: form-data; name=\"" + name.encode() + b"\""
+            + (b"; filename=\"a.png\"\r\nContent-Type: image/png" if name == "image" else b"")
+            + b"\r\n\r\n" + value + b"\r\n" for name, value in fields) + b"--x--\r\n"
+        return client.post("/v1/predict", data=body, headers=predictor,
+                           content_type="multipart/form-data; boundary=x")
+
+    twice = send([("image", png), ("unit_id", b"u1"), ("unit_id", b"u2")])
+    assert twice.status_code == 400 and "['unit_id'] given more than once" in \
+        twice.get_json()["error"]
+    two_images = send([("image", png), ("image", png), ("unit_id", b"u1")])
+    assert two_images.status_code == 400 and "['image']" in two_images.get_json()["error"]
+    latin = send([("image", png), ("unit_id", b"\xff\xfe")])
+    assert latin.status_code == 400 and "'unit_id' is not valid UTF-8" in \
+        latin.get_json()["error"]
+    assert stored(app) == before
+    assert send([("image", png), ("unit_id", "ü".encode())]).status_code == 200
+
