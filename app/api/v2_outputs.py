@@ -79,7 +79,10 @@ def outputs(answer: dict[str, Any], wanted: dict[str, Asked] | None
         raise AbvocError(f"output(s) {missing} are not among the tensors the candidate serving "
                          f"this unit answers ({[n for n, _ in tensors]}); ask for 'output', "
                          "which every candidate answers, or for tensors every candidate of "
-                         f"the scope has (prediction {answer['prediction_id']} was recorded)")
+                         f"the scope has (prediction {answer['prediction_id']} was recorded)",
+                         # its receipt, so the caller can still correct it or report an outcome
+                         details={"prediction_id": answer["prediction_id"],
+                                  "receipt": answer["receipt"]})
     return [t for t in tensors if t[0] in wanted]
 
 
