@@ -1,6 +1,9 @@
-"""Guardrail windows are shared by every serving process: they are read from the store."""
+"""Guardrail windows are shared by every serving process: they are read from the store; a
+resumed arm's start again at its resume."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from core.store.db import Database, utcnow
 from core.store.models import ServedPrediction
@@ -12,25 +15,28 @@ ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
         {"name": "slow", "candidate": "b", "weight": 1}]
 
 
-def _serve(db: Database, monitor: GuardrailMonitor, exp: dict, n: int, latency: float,
-           start: int) -> None:
-    """What PredictService does per request: the ledger row, then observe."""
-    for i in range(start, start + n):
-        with db.session() as s:
-            s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=exp["id"], candidate="b",
-                                   arm="slow", latency_ms=latency, error=False,
-                                   created_at=utcnow()))
-        monitor.observe(exp, "slow", latency, False)
-
-
-def test_two_processes_fill_one_window(db: Database) -> None:
+def _started(db: Database, guardrails: dict[str, Any]) -> tuple[Experiments, dict]:
     registry = Registry(db)
     registry.register("a", "1")
     registry.register("b", "1")
     experiments = Experiments(db)
-    exp = experiments.create({"name": "e", "arms": ARMS,
-                              "guardrails": {"p99_latency_ms": 50, "min_samples": 40}})
-    exp = experiments.start(exp["id"])
+    exp = experiments.create({"name": "e", "arms": ARMS, "guardrails": guardrails})
+    return experiments, experiments.start(exp["id"])
+
+
+def _serve(db: Database, monitor: GuardrailMonitor, exp: dict, n: int, latency: float,
+           start: int, error: bool = False) -> None:
+    """What PredictService does per request: the ledger row, then observe."""
+    for i in range(start, start + n):
+        with db.session() as s:
+            s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=exp["id"], candidate="b",
+                                   arm="slow", latency_ms=latency, error=error,
+                                   created_at=utcnow()))
+        monitor.observe(exp, "slow", latency, error)
+
+
+def test_two_processes_fill_one_window(db: Database) -> None:
+    experiments, exp = _started(db, {"p99_latency_ms": 50, "min_samples": 40})
     # Two serving processes, each with its own monitor; each sees only 20 slow requests, under
     # min_samples alone, but the window they share holds 40.
     first = GuardrailMonitor(experiments, db, check_every=20)
@@ -46,30 +52,14 @@ def test_two_processes_fill_one_window(db: Database) -> None:
 def test_a_resumed_arm_is_judged_on_what_it_serves_after(db: Database) -> None:
     """The window held the failures that paused the arm, so the check right after a resume
     paused it again, and a fixed arm could never come back."""
-    registry = Registry(db)
-    registry.register("a", "1")
-    registry.register("b", "1")
-    experiments = Experiments(db)
-    exp = experiments.create({"name": "e", "arms": ARMS,
-                              "guardrails": {"error_rate": 0.05, "min_samples": 40}})
-    exp = experiments.start(exp["id"])
+    experiments, exp = _started(db, {"error_rate": 0.05, "min_samples": 40})
     monitor = GuardrailMonitor(experiments, db, check_every=20)
-
-    def serve(n: int, error: bool, start: int) -> None:
-        view = experiments.get(exp["id"])
-        for i in range(start, start + n):
-            with db.session() as s:
-                s.add(ServedPrediction(prediction_id=f"p{i}", experiment_id=exp["id"],
-                                       candidate="b", arm="slow", latency_ms=5.0, error=error,
-                                       created_at=utcnow()))
-            monitor.observe(view, "slow", 5.0, error)
-
-    serve(40, True, 0)
+    _serve(db, monitor, exp, 40, 5.0, 0, error=True)
     assert "error rate 100.0% over the last 40" in experiments.get(exp["id"])["arms"][1]["paused"]
     resumed = experiments.resume_arm(exp["id"], "slow")
     assert resumed["arms"][1]["resumed_at"] and not resumed["arms"][1]["paused"]
-    serve(60, False, 40)
+    _serve(db, monitor, resumed, 60, 5.0, 40)  # as the router sees it after the resume
     assert not experiments.get(exp["id"])["arms"][1]["paused"]
     assert monitor.corrections_of(exp["id"], "slow", resumed_at(resumed, "slow"))[0] == 60
-    serve(20, True, 100)  # failing again since the resume: paused again, on those alone
+    _serve(db, monitor, resumed, 20, 5.0, 100, error=True)  # failing again: paused on these
     assert "error rate 25.0% over the last 80 " in experiments.get(exp["id"])["arms"][1]["paused"]
