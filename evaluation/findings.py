@@ -95,6 +95,7 @@ def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]]
                 f"{r['offline']['exact_match']:.1%} offline")
         mix = mixes.get(cand)
         explained = r["slice"] == "all" and _mix_explains(mix, r["gap"])
+        failures = "" if explained else _failures_explain(r)
         if explained and mix is not None:
             d = mix["decomposition"]
             scope = _scope(d)
@@ -103,7 +104,7 @@ def _gap_findings(slices: list[dict[str, Any]], mixes: dict[Ref, dict[str, Any]]
                       f"{r['gap']:+.1%} and the slices themselves change by "
                       f"{d['within_slices']:+.1%}, so the model holds up slice by slice; "
                       "reweight the offline test to the online mix before relabeling anything.")
-        elif failures := _failures_explain(r):
+        elif failures:
             advice = failures
         else:
             advice = (": relabel this slice's corrected predictions and add them to the "

@@ -146,8 +146,8 @@ def online_accuracy(session: Session, experiment_id: int, variants: list[Variant
     correction bound, each naming its sample and bias; `version_of` tells which candidate
     version a variant ran, so two versions of one name are summed apart; `labels`, the counts
     read once (:func:`labels_once`)."""
-    counts, conflicts = labels.accuracy if labels is not None else _counts(session,
-                                                                           experiment_id)
+    read_once = labels.accuracy if labels is not None else None
+    counts, conflicts = read_once or _counts(session, experiment_id)
     out: dict[str, Any] = {}
     for v in variants:
         slices = sorted({s for (var, s) in cells if var == v}
