@@ -25,14 +25,17 @@ from core.text import shown
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
 MAX_OUTPUT_CHARS = 10_000
+"""The longest answer a candidate may give (a string, or a JSON value as JSON text); a
+correction or a label of it has the same limit, or a long answer could never be put right."""
 MAX_CLASS_CHARS = 100
 """The longest name a label output's class may have: the evaluation keeps counts per class and
 per (answer, truth) pair of classes in columns of bounded width."""
 MAX_NUMBER = 2**53
 """The largest magnitude of a number answer or label, as of any number the API reads: the
 evaluation squares errors and sums their squares, and an answer of 1e78 overflowed them."""
-"""The longest answer a candidate may give (a string, or a JSON value as JSON text); a
-correction or a label of it has the same limit, or a long answer could never be put right."""
+MAX_JSON_DEPTH = 30
+"""The deepest a JSON value may nest: the API's bodies nest at most 32 levels, the value inside
+them less; a label typed on the Annotate page is held to the same (its text is no body)."""
 MAX_JSON_CHARS = MAX_OUTPUT_CHARS  # the name serving reads its answers' limit by
 STAGE_ANSWERS = "answers"
 """The key of a prediction's ``stages`` that lists, in pipeline order, what each bundle stage
@@ -99,7 +102,26 @@ def _string(kind: OutputKind, value: Any) -> str:
     return value
 
 
+def json_bounds(value: Any) -> str | None:
+    """What puts a JSON value past the bounds any JSON the API reads keeps (nesting, numbers
+    of at most 2^53), else None; walked without recursion, so any depth is safe to look at."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nests more than {MAX_JSON_DEPTH} levels deep"
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                   else item))
+        elif isinstance(item, int | float) and not isinstance(item, bool) and (
+                isinstance(item, int) or math.isfinite(item)) and abs(item) > MAX_NUMBER:
+            return f"holds a number past 2^53 ({MAX_NUMBER}) in magnitude, out of range"
+    return None
+
+
 def _json(kind: OutputKind, value: Any) -> Any:
+    if (problem := json_bounds(value)) is not None:
+        raise AbvocError(f"'corrected_output' {problem}")
     try:  # a lenient parser's NaN (a Label Studio file): no JSON reader takes it back
         text = json.dumps(value, allow_nan=False)
     except ValueError:

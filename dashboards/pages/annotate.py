@@ -236,6 +236,9 @@ def label_value(kind: str, raw: Any, no_text: bool = False) -> Any:
             return json.loads(raw)
         except (TypeError, ValueError) as exc:
             raise AbvocError(f"the label is not valid JSON: {exc}") from None
+        except RecursionError:  # the parser recurses once per level: checked_label says more
+            raise AbvocError("the label is not valid JSON: it nests thousands of levels "
+                             "deep") from None
     return raw
 
 

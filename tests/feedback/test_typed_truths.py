@@ -13,6 +13,7 @@ from core.errors import AbvocError
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, Prediction, RelabelItem
 from core.verified_labels import conflicting_labels
+from dashboards.pages import annotate
 from feedback import annotation
 from feedback.agreement import agreement
 from feedback.export import export_snapshot
@@ -106,3 +107,23 @@ def test_a_json_label_holding_nan_is_refused(db: Database, tmp_path: Path) -> No
                                                    "annotations": [{"completed_by": "zed",
                                                                     "result": [said]}]}]))
     assert annotation.show(db, item_id)["status"] == "open"
+
+
+@pytest.mark.parametrize(("typed", "words"), [
+    ('{"k": 1e300}', r"past 2\^53"), ('{"big": 123456789012345678901234567890}', r"past 2\^53"),
+    ("[" * 40 + "]" * 40, "nests more than 30 levels"),
+    ("[" * 900 + "]" * 900, "nests more than 30 levels"),
+    ("[" * 3000, "nests thousands of levels")])
+def test_a_json_label_typed_on_the_page_keeps_the_apis_bounds(db: Database, typed: str,
+                                                              words: str) -> None:
+    """The Annotate page parsed its text with plain json.loads: past 2^53 and 100 levels deep
+    were stored (the export then wrote ground truth its offline test refuses), and thousands
+    of levels deep a RecursionError made the callback a 500."""
+    item_id = other_item(db, "scorer", {"output": {"type": "json"}})
+    assert annotation.claim(db, "zed")["id"] == item_id
+    with pytest.raises(AbvocError, match=words):
+        annotation.submit(db, item_id, "zed", annotate.label_value("json", typed))
+    assert annotation.show(db, item_id)["status"] == "leased"  # nothing stored
+    assert annotation.submit(db, item_id, "zed", annotate.label_value(
+        "json", '{"k": 9007199254740992, "deep": ' + "[" * 28 + "]" * 28 + "}"))[
+        "status"] == "done"
