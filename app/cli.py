@@ -8,8 +8,9 @@ import math
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import click
@@ -92,6 +93,12 @@ def bundle_code_prints_to_stderr() -> Iterator[None]:
         yield
 
 
+def progress_to(as_json: bool) -> Callable[[str], None]:
+    """Where a command's progress lines go: stdout, or stderr beside `--json` (its stdout is
+    the JSON alone; long work still shows it is moving)."""
+    return (lambda line: click.echo(line, err=True)) if as_json else click.echo
+
+
 def emit(data: Any, as_json: bool, human: str | None = None) -> None:
     """Print `data` as JSON for machines, or `human` (default: pretty JSON) for people."""
     if as_json or human is None:
@@ -164,6 +171,21 @@ class CandidateVersion(click.ParamType):
 
 
 VERSION = CandidateVersion()
+
+
+class Folder(click.Path):
+    """A folder to write to, never empty: click reads '' as the current folder, where an
+    export then wrote its files without a word."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: give a folder (or leave the option out for its default)",
+                      param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class QueueName(click.ParamType):

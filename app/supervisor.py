@@ -10,6 +10,7 @@ then kills what is left. Retention pruning runs here too, on a schedule.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -25,12 +26,20 @@ from pathlib import Path
 
 from app.orphans import SUPERVISOR_PID_VAR
 from core.errors import ConfigError
+from core.text import quoted
 
 log = logging.getLogger("abvoc.supervisor")
 
 def check_port_free(host: str, port: int) -> None:
-    """Fail now, not in a restart loop of the API child, when the port is taken."""
-    with socket.socket() as probe:
+    """Fail now, not in a restart loop of the API child, when the port is taken or the host is
+    no IP address (the HTTP server takes addresses only: `localhost` made it raise at start,
+    and `abvoc up` restart its API child forever)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"--host must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), "
+                          f"got {quoted(host[:100])}") from None
+    with socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))

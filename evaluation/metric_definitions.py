@@ -90,8 +90,9 @@ def _check_against(session: Session, experiment_id: int, spec: dict[str, Any],
                        f"kind cannot become {spec['kind']} (define a new metric instead)")
     primary = next((o.name for o in others.values() if o.is_primary), None)
     if spec["primary"] and primary is not None:
-        raise Conflict(f"{primary!r} is already the primary metric; define it again with "
-                       "\"primary\": false first")
+        raise Conflict(f"{primary!r} is already the primary metric; define it again without "
+                       "primary first (\"primary\": false; `abvoc metrics define` without "
+                       "--primary)")
 
 
 def _has_outcomes(session: Session, experiment_id: int, name: str) -> bool:

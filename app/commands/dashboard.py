@@ -35,9 +35,13 @@ def dashboard(ctx: Context, host: str, port: int, workers: int, threads: int,
     from core.settings import ensure_secret_key
     from core.startup import connect
 
+    check_port_free(host, port)
+    # A store that is not there is a mistyped data folder or URL: a new empty one (and a new
+    # secret key) would serve a dashboard none of the operator's keys can log in to.
+    with open_db(ctx, migrated=False):
+        pass
     settings = ensure_secret_key(ctx.settings)
     connect(settings).close()  # fail here, naming the variable, if the store is unreachable
-    check_port_free(host, port)
     configure_logging(settings.log_level)
     click.echo(f"abvoc dashboard: http://{host}:{port}/dashboard/ (log in with an admin key: "
                "`abvoc keys create --scopes admin`)")

@@ -50,7 +50,9 @@ def define(ctx: Context, experiment_id: int, name: str, kind: str, direction: st
            combine: str | None, numerator: str | None, denominator: str | None,
            guardrail: float | None, primary: bool, missing: str | None,
            as_json: bool) -> None:
-    """Define (or change) an outcome metric of an experiment."""
+    """Define an outcome metric of an experiment, or define it again: the new definition
+    replaces the old one whole, so options left out take their defaults (give --guardrail and
+    --primary again to keep them)."""
     body: dict[str, Any] = {"name": name, "kind": kind, "direction": direction,
                             "guardrail": guardrail, "primary": primary}
     for key, value in (("combine", combine), ("numerator", numerator),

@@ -18,6 +18,7 @@ from app.cli import (
     json_option,
     open_db,
     pass_ctx,
+    progress_to,
 )
 from core.text import quoted_names
 
@@ -50,7 +51,7 @@ def train_cmd(ctx, candidates, train_all, n_train, epochs, seed, as_json) -> Non
     if not names:
         raise click.UsageError(f"name a candidate or use --all; known: {quoted_names(known)}")
     check_store(ctx)
-    say = None if as_json else click.echo
+    say = progress_to(as_json)
     out = train_and_register(ctx.settings, names, n_train or DEFAULT_TRAIN, epochs, seed, say)
     emit(out, as_json, "\n".join(_trained_line(o) for o in out))
 
@@ -114,7 +115,7 @@ def offline_test_cmd(ctx, candidate, dataset, version, no_store, n_test, seed,  
         from workloads.ocr.offline import DEFAULT_TEST_SIZE
         from workloads.ocr.workflow import offline_test_and_store
 
-        say = None if as_json else click.echo
+        say = progress_to(as_json)
         results = offline_test_and_store(ctx.settings, candidate, n_test or DEFAULT_TEST_SIZE,
                                          seed, progress=say)
     emit_with_checks(ctx, candidate, version, results, as_json)

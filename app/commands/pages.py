@@ -11,11 +11,13 @@ from app.cli import (
     SEED,
     VERSION,
     Finite,
+    Folder,
     check_out_folder,
     check_store,
     emit,
     json_option,
     pass_ctx,
+    progress_to,
 )
 
 
@@ -43,7 +45,7 @@ def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noq
     check_store(ctx)
     out = train_and_register_extractors(
         ctx.settings, n_train or DEFAULTS["n_train"], n_validation or DEFAULTS["n_validation"],
-        epochs or DEFAULTS["epochs"], seed, None if as_json else click.echo)
+        epochs or DEFAULTS["epochs"], seed, progress_to(as_json))
     emit(out, as_json, "\n".join(
         registration_note(o["name"], o["version"], o["registration"])
         or f"registered {o['name']} v{o['version']} -> {o['artifacts']}" for o in out))
@@ -68,7 +70,7 @@ def offline_test_cmd(ctx, candidate, n_pages, seed, ocr, backend,  # noqa: ANN00
 
     results = offline_test_pages_and_store(ctx.settings, candidate, n_pages or DEFAULT_PAGES,
                                            seed, ocr, backend,
-                                           None if as_json else click.echo)
+                                           progress_to(as_json))
     emit(results, as_json, format_pages_table(results))
 
 
@@ -79,7 +81,7 @@ def dataset_group() -> None:
 
 @dataset_group.command("split-pages")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=Folder(), required=True,
               help="A new folder for the formula images and manifest.jsonl.")
 @click.option("--candidate", default="pages-xycut", show_default=True,
               help="The registered extraction candidate.")

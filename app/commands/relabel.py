@@ -11,6 +11,7 @@ import click
 from app.cli import (
     EXPERIMENT_ID,
     Context,
+    Folder,
     QueueName,
     check_out_folder,
     emit,
@@ -89,8 +90,8 @@ def _rules_text(out: dict[str, Any]) -> str:
 
 @relabel.command()
 @click.argument("name")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Folder of datasets (default: <data dir>/datasets).")
+@click.option("--out", "out_dir", type=Folder(), default=None,
+              help="Folder of datasets (default: <data dir>/datasets).")
 @click.option("--queue", "queue_names", type=QueueName(), multiple=True,
               help="Only these queues (default: every queue).")
 @click.option("--candidate", default=None, metavar="NAME",
@@ -119,7 +120,7 @@ def export(ctx: Context, name: str, out_dir: Path | None, queue_names: tuple[str
 
 
 @relabel.command("ls-export")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=Folder())
 @click.option("--queue", "queue_names", type=QueueName(), multiple=True,
               help="Only these queues (default: every queue).")
 @json_option

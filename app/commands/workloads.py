@@ -12,12 +12,14 @@ import urllib3
 from app.cli import (
     SEED,
     Finite,
+    Folder,
     check_out_folder,
     check_store,
     emit,
     json_option,
     open_db,
     pass_ctx,
+    progress_to,
 )
 from app.commands.models import ProgressLine
 from core.errors import AbvocError
@@ -35,7 +37,7 @@ def gameplay_group() -> None:
 
 
 @gameplay_group.command("build")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", type=Folder(), required=True,
               help="Folder for the bundles, the held-out JSONL log and summary.json.")
 @click.option("--train-matches", type=click.IntRange(min=10), default=400, show_default=True,
               help="Logged matches to train each candidate on.")
@@ -61,7 +63,7 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
         check_writable(ctx.settings.models_dir)  # now, not after the training
     check_out_folder(out)
     torch.set_num_threads(min(torch.get_num_threads(), 4))
-    say = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    say = progress_to(as_json)
     config = BuildConfig(train_matches, heldout_matches, eval_matches, epochs, seed)
     summary = build(out, config, say, epoch_progress=ProgressLine)
     if register:
@@ -209,15 +211,19 @@ def verdict_lines(seen: dict) -> list[str]:  # noqa: ANN001
     for arm, row in ((seen.get("outcomes") or {}).get("won") or {}).get("arms", {}).items():
         low, high = row.get("interval") or (None, None)
         shown = f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-        lines.append(f"  {arm:<10} players {row['units']:>4}  win rate {row['mean']:.3f} {shown}")
+        rate = "-" if row.get("mean") is None else f"{row['mean']:.3f}"
+        lines.append(f"  {arm:<10} players {row['units']:>4}  win rate {rate} {shown}")
     for arm, idle in (seen.get("answers") or {}).items():
         if idle:
             lines.append(f"  {arm:<10} answers idle {idle['online_share']:.3f} online against "
                          f"{idle['offline_share']:.3f} of its offline labels")
     won = seen.get("won")
-    if won:
+    if won and won.get("difference") is not None and won.get("sequential_p_value") is not None:
         lines.append(f"  won: treatment - control {won['difference']:+.3f}, always-valid p "
                      f"{won['sequential_p_value']:.3g}, verdict {won['verdict']}")
+    elif won:  # untestable (every player of both arms won, or none did): the reason instead
+        lines.append(f"  won: not tested ({won.get('error') or 'no difference to test'}), "
+                     f"verdict {won.get('verdict')}")
     first = seen.get("first_finding")
     if first:
         lines.append(f"  first finding: {first['explanation']}")

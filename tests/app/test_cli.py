@@ -274,8 +274,24 @@ def test_serve_refuses_a_port_in_use_or_out_of_range(monkeypatch: pytest.MonkeyP
     for command in ("serve", "up"):
         wrong = CliRunner().invoke(main, [command, "--port", "70000"])
         assert wrong.exit_code == 2 and "70000" in wrong.output, wrong.output
-    host = CliRunner().invoke(main, ["serve", "--host", "999.1.1.1", "--port", str(port)])
-    assert host.exit_code != 0 and "choose another --host or --port" in host.output
+    # The HTTP server takes IP addresses only: a name made it raise (and `up` restart its API
+    # child forever).
+    for command in ("serve", "up", "dashboard"):
+        for name in ("999.1.1.1", "localhost", ""):
+            host = CliRunner().invoke(main, [command, "--host", name, "--port", str(port)])
+            assert host.exit_code != 0 and "--host must be an IP address" in host.output, \
+                (command, name, host.output)
+
+
+def test_the_dashboard_alone_serves_no_store_it_would_make(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path) -> None:  # noqa: ANN001
+    """A mistyped data folder got a new empty store and secret key: a dashboard none of the
+    operator's keys could log in to."""
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "typo"))
+    result = CliRunner().invoke(main, ["dashboard", "--port", "18999"])
+    assert result.exit_code != 0 and "no store at" in result.output, result.output
+    assert not (tmp_path / "typo" / "abvoc.db").exists()
+    assert not (tmp_path / "typo" / "secret_key").exists()
 
 
 def test_a_sqlite_url_into_a_missing_folder_is_refused(monkeypatch: pytest.MonkeyPatch,
@@ -295,3 +311,13 @@ def test_a_sqlite_url_into_a_missing_folder_is_refused(monkeypatch: pytest.Monke
     connect(load_settings(env={"ABVOC_DATA_DIR": str(tmp_path / "data"),
                                "ABVOC_DATABASE_URL": f"sqlite:///{inside}"})).close()
     assert inside.is_file()
+
+
+def test_an_empty_folder_argument_is_refused_not_the_current_folder(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """`relabel export NAME --out ""` and `relabel ls-export ""` wrote into the current folder."""
+    monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
+    for args in (["relabel", "export", "ds", "--out", ""], ["relabel", "ls-export", " "],
+                 ["workloads", "gameplay", "build", "--out", ""]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "is empty: give a folder" in result.output, args

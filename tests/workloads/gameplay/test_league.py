@@ -108,3 +108,18 @@ def test_the_idle_bot_is_caught_online(service: tuple[str, str, ServiceClient]) 
     assert second["run"] == f"0.{PLAYERS}" and second["overall"]["matches"] == 4
     arms = second["verdict"]["outcomes"]["won"]["arms"]
     assert sum(arm["units"] for arm in arms.values()) == PLAYERS + 2
+
+
+def test_an_untested_win_rate_is_said_not_a_crash() -> None:
+    """Every player of both arms lost: the comparison has no difference or p-value, and the
+    verdict's lines raised a TypeError (with --json too, as the lines were built first)."""
+    seen = {"outcomes": {"won": {"arms": {"control": {"units": 5, "mean": 0.0,
+                                                      "interval": [None, None]},
+                                          "treatment": {"units": 5, "mean": None}}}},
+            "answers": {}, "won": {"difference": None, "sequential_p_value": None,
+                                   "verdict": "inconclusive",
+                                   "error": "both arms have zero variance"},
+            "first_finding": None, "decision": {"action": "continue", "reasons": ["more data"]}}
+    lines = verdict_lines(seen)
+    assert "  won: not tested (both arms have zero variance), verdict inconclusive" in lines
+    assert any("win rate -" in line for line in lines)

@@ -163,7 +163,7 @@ def test_train_quantizes_and_offline_test_holds_size_and_floor(derived_cli: Deri
                                         "accuracy_floor": 1.0})
     res = derived_cli("offline-test", NAME, "--n", "8", "--json")
     assert res.exit_code == 1, res.output  # a failed requirement fails the command
-    checks = {c["requirement"]: c for c in json.loads(res.output)["requirement_checks"]}
+    checks = {c["requirement"]: c for c in json.loads(res.stdout)["requirement_checks"]}
     assert not checks["model_size_mb"]["passed"] and not checks["accuracy_floor"]["passed"]
     assert checks["model_size_mb"]["measured"] > 0.001
     res = derived_cli("offline-test", NAME, "--n", "8")

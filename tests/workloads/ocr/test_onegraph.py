@@ -155,7 +155,8 @@ def test_train_makes_and_registers_it_and_offline_test_runs_it(derived_cli: Deri
     assert info.backend == "onnxruntime"
     res = derived_cli("offline-test", NAME, "--n", "8", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["environment"]["runner"] == "OneGraphRunner"
+    assert json.loads(res.stdout)["environment"]["runner"] == "OneGraphRunner"
+    assert "images in" in res.stderr  # with --json its progress still shows, on stderr
 
 
 def test_chains_of_strokes_merge_in_the_staged_greedy_order(onegraph: Path,

@@ -70,11 +70,11 @@ def test_pages_train_registers_both_and_is_repeatable(settings: Settings,
     args = ["pages", "train", "--n-train", "4", "--n-validation", "2", "--epochs", "1", "--json"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    built = json.loads(first.output[first.output.index("["):])
+    built = json.loads(first.stdout)  # the JSON alone; the progress is on stderr
     assert [b["name"] for b in built] == ["pages-xycut", "pages-fcn"]
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0, second.output
-    rebuilt = json.loads(second.output[second.output.index("["):])
+    rebuilt = json.loads(second.stdout)
     # Same seed, same pages, same weights: the same versions, found already registered.
     assert [b["version"] for b in rebuilt] == [b["version"] for b in built]
     with Database(settings.database_url) as db:

@@ -114,7 +114,7 @@ def test_the_command(scans: Path, extractors: dict[str, Path], settings: Setting
     result = CliRunner().invoke(main, ["dataset", "split-pages", str(scans), "--out", str(out),
                                        "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.stdout)
     assert summary["pages"] == 2 and summary["skipped"][0]["file"] == "c-broken.png"
     line = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
     with Database(settings.database_url) as db:
