@@ -64,8 +64,8 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
     from core.settings import ensure_secret_key
     from evaluation.worker import make_worker
 
-    settings = ensure_secret_key(ctx.settings)
-    with open_db(ctx) as db:
+    with open_db(ctx) as db:  # before the key: a data folder with no store gets none either
+        settings = ensure_secret_key(ctx.settings)
         topics = sorted({c["topic"] for c in parked_counts(db)})
         if topic is not None and topic not in topics:  # a typo would otherwise "replay 0"
             raise AbvocError(f"no parked event is from topic {shown(topic)}; "
