@@ -296,7 +296,7 @@ class Experiments:
                 raise fail(f"experiment {experiment_id} has no canary ramp")
             if exp.status not in ACTIVE and only_if_due:
                 return _view(exp)
-            self._steering(exp, "the canary advances")
+            self._steering(exp, "its canary is stepped (a paused or killed one holds its step)")
             held = _ramp_held(exp, canary["treatment"])
             if held and not only_if_due:
                 raise Conflict(f"experiment {exp.id} {held}: its canary holds its step while "

@@ -87,8 +87,8 @@ def replay(ctx: Context, topic: str | None, reason_contains: str | None,
                        + (f", {out['truncated']} left (payload cut)" if out["truncated"] else ""))
     left = out["still_parked"] + out["truncated"]
     if left:  # a script must see that the cause is not fixed yet
-        raise AbvocError(f"{left} event{'s' if left != 1 else ''} stay parked: `abvoc events "
-                         "parked` shows why; fix the cause, then replay again")
+        raise AbvocError(f"{left} {'events stay' if left != 1 else 'event stays'} parked: "
+                         "`abvoc events parked` shows why; fix the cause, then replay again")
 
 
 COMMANDS = [events]
