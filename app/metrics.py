@@ -1,5 +1,5 @@
 """Prometheus metrics: request counts and latency histograms, per endpoint and per candidate,
-and shadow runs dropped because the shadow queue was full.
+and shadow runs dropped because the shadow queue was full or lost unrecorded.
 
 Each app has its own registry (tests build many apps). With PROMETHEUS_MULTIPROC_DIR set before
 the process starts (`abvoc up` sets it to `<data_dir>/prometheus` for every process it runs),
@@ -46,6 +46,9 @@ class Metrics:
         self.shadow_dropped = Counter(
             "abvoc_shadow_dropped", "Shadow runs dropped because the shadow queue was full",
             registry=self.registry)
+        self.shadow_unrecorded = Counter(
+            "abvoc_shadow_unrecorded", "Shadow runs whose answer could not be recorded (the "
+            "store unavailable, say): lost from the shadow's figures", registry=self.registry)
         # Each label set's counter and histogram children, looked up once (prometheus_client
         # checks the labels and takes a lock on every `labels` call: a few µs a request).
         self._by_request: dict[tuple[str, ...], tuple[Any, Any]] = {}
@@ -91,6 +94,7 @@ def init_app(app: Flask) -> Metrics:
     serving = app.extensions.get("abvoc_serving")
     if serving is not None:
         serving.predict.shadows.on_drop = metrics.shadow_dropped.inc
+        serving.predict.on_shadow_lost = metrics.shadow_unrecorded.inc
 
     @app.before_request
     def _start() -> None:

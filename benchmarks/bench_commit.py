@@ -2,7 +2,7 @@
 
 Per answer `/v1/predict` writes the PredictionMade event's outbox row, its served-ledger row
 and, where served inputs are kept for annotators, the kept input, all made by
-`serving.predict.answer_rows` (here too). With ABVOC_REQUEST_SPOOL=off a candidate's batcher
+`serving.answer_rows.answer_rows` (here too). With ABVOC_REQUEST_SPOOL=off a candidate's batcher
 commits its batch's rows in one transaction through `core.store.groupcommit.GroupCommitter`
 before the callers wake; by default the batcher appends them to the request spool and the
 spool's mover commits them this way, many answers at a time. This times that commit on one
@@ -38,7 +38,8 @@ from core.settings import Settings, load_settings  # noqa: E402
 from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
 from core.store.groupcommit import GroupCommitter  # noqa: E402
-from serving.predict import PredictRequest, answer_rows  # noqa: E402
+from serving.answer_rows import answer_rows  # noqa: E402
+from serving.predict import PredictRequest  # noqa: E402
 
 IMAGE = os.urandom(1300)
 

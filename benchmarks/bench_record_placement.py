@@ -5,7 +5,7 @@ or on a writer thread of their own.
 group commit two to four times dearer inside the serving process than `bench_commit.py` finds
 the commit alone. This says why, and whether moving them would help: with the real candidate
 of `bench_api.py` (the same small OCR model, trained once into `--models`), per answer, the CPU
-of `serving.predict.answer_rows` (via bench_commit's unit) and of their commit through
+of `serving.answer_rows.answer_rows` (via bench_commit's unit) and of their commit through
 `core.store.groupcommit.GroupCommitter` in batches of 4, when they
 
 * run alone on one thread, nothing else running (bench_commit's case);

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,12 +29,11 @@ from typing import Any
 from core import events, receipts
 from core.errors import AbvocError, NotFound
 from core.ids import time_ordered_id
-from core.outbox import outbox_row
 from core.settings import Settings
-from core.store.db import Database, utcnow
+from core.store.db import Database, store_unreachable
 from core.store.groupcommit import Unit
-from core.store.models import OutboxEvent, PredictionInput, ServedPrediction
 from core.store.spool import Spool, request_writer
+from serving.answer_rows import answer_rows
 from serving.batch_request import Finish, FinishingBacklog
 from serving.guardrails import GuardrailMonitor
 from serving.pool import DEFAULT_SHADOW_QUEUE, CandidatePool, ShadowQueue
@@ -49,8 +49,6 @@ DEFAULT_SCOPE = "default"
 SCOPE_REMEDY = ("start an experiment on that scope, register a candidate of that name, or set "
                 "ABVOC_DEFAULT_CANDIDATE")
 """The scope a request names when it names none (/v1/predict's default)."""
-# Inputs kept for annotators: at most this large each (a larger one is served, not kept).
-MAX_KEPT_INPUT_BYTES = 4 << 20
 _STRING_TYPES = ("label", "text", "latex")
 _TAKES = {IMAGE: "an image: send it to POST /v1/predict",
           "tensors": "V2 tensors: send them to POST /v2/models/{scope}/infer"}
@@ -118,40 +116,6 @@ def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def answer_rows(event: dict[str, Any], settings: Settings, watched: bool = False,
-                req: PredictRequest | None = None) -> Unit:
-    """The rows an answer commits before it is given: the event's outbox row, its ledger row
-    and the kept input, if any (`benchmarks/bench_commit.py` times their commit).
-
-    A `watched` row (a routed request: within an experiment or outside any, not forced, not a
-    shadow copy) carries its latency and failure: Operations' ledger and, within an experiment,
-    the guardrails' window, shared by every serving process through the store."""
-    rows = {
-        OutboxEvent.__table__: outbox_row(event, settings.topic_prefix, validated=True),
-        ServedPrediction.__table__: {
-            "prediction_id": event["prediction_id"], **_where(event),
-            "candidate": event["candidate"], "version": event["candidate_version"],
-            "created_at": utcnow(),
-            "latency_ms": event["latency_ms"] if watched else None,
-            "error": (event["error"] is not None) if watched else None,
-            "excluded": (event.get("excluded") or {}).get("reason")},
-    }
-    if req is not None and req.raw_input is not None and settings.input_retention_hours \
-            and len(req.raw_input) <= MAX_KEPT_INPUT_BYTES:
-        # Served predictions only: a shadow answers the same input (same input hash).
-        rows[PredictionInput.__table__] = {
-            "prediction_id": event["prediction_id"], "input_hash": req.input_hash,
-            "kind": req.raw_kind or req.kind, "data": req.raw_input, "created_at": utcnow()}
-    return rows
-
-
-def _where(event: dict[str, Any]) -> dict[str, Any]:
-    """The ledger's experiment and arm: where an excluded request was sent, too."""
-    excluded = event.get("excluded") or {}
-    return {"experiment_id": excluded.get("experiment_id", event["experiment_id"]),
-            "arm": excluded.get("arm", event["arm"])}
-
-
 def _failed_run(model: Servable, version: str, start: float, failure: AbvocError) -> _Run:
     return _Run(model.output_type, None, _ms_since(start), version, failure.message[:2000],
                 failure)
@@ -167,6 +131,7 @@ class PredictService:
         self.pool = pool
         self.monitor = monitor
         self.shadows = ShadowQueue(shadow_workers, shadow_queue)
+        self.on_shadow_lost: Callable[[], None] | None = None  # a shadow run not recorded
         self._writes = request_writer(db, settings.request_spool)
         self._listed: tuple[float, frozenset[str], str | None] | None = None
 
@@ -383,11 +348,20 @@ class PredictService:
         return failed
 
     def _shadow(self, req: PredictRequest, route: Route, shadow: Shadow) -> None:
+        """Run and record one shadow copy; one that cannot be recorded is lost, and counted
+        (`on_shadow_lost`, a Prometheus counter): its arm's figures fall short otherwise
+        unexplained (a store restarting took one)."""
         try:
             run = self._run(shadow.candidate, req, shadow.version)
             self._record(self._event(req, route, shadow.candidate, run, True))
-        except Exception:
-            log.exception("shadow candidate %s failed to record", shadow.candidate)
+        except Exception as exc:
+            if self.on_shadow_lost is not None:
+                self.on_shadow_lost()
+            if store_unreachable(exc):
+                log.warning("shadow candidate %s: its answer was not recorded, the store is "
+                            "unavailable (%s)", shadow.candidate, type(exc).__name__)
+            else:
+                log.exception("shadow candidate %s failed to record", shadow.candidate)
 
     def unrecorded(self) -> tuple[int, float] | None:
         """Answers given whose rows are not in the store yet (in the request spool), and how

@@ -63,3 +63,29 @@ def test_a_stuck_shadow_drops_runs_and_never_slows_the_answer(
     release.set()
     serving.predict.shadows.close()  # the queued four run and are recorded
     assert serving.predict.shadows.depth() == 0
+
+
+def test_a_shadow_answer_the_store_cannot_take_is_counted_lost(
+        app: Flask, client: FlaskClient, admin: dict, monkeypatch, caplog) -> None:  # noqa: ANN001
+    """A PostgreSQL restart took one shadow row: the shadow's figures fell one short, with a
+    traceback in the log and nothing in /metrics to say why."""
+    from sqlalchemy.exc import OperationalError
+
+    serving = app.extensions["abvoc_serving"]
+    record = serving.predict._record  # noqa: SLF001 - the fault goes where the store is met
+
+    def store_restarting(event, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if event["shadow"]:
+            raise OperationalError("INSERT", {}, Exception("the database system is shutting "
+                                                           "down"))
+        return record(event, *args, **kwargs)
+
+    monkeypatch.setattr(serving.predict, "_record", store_restarting)
+    exp = create(client, admin, shadows=[{"candidate": "ocr-large-mixed"}], arms=ARMS[:2])
+    act(client, admin, exp["id"], "start")
+    assert predict(client, admin, unit="lost-1").status_code == 200
+    serving.predict.shadows.close()  # its run is done
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r"^abvoc_shadow_unrecorded_total 1\.0$", text, re.M), text[-2000:]
+    said = [r for r in caplog.records if "not recorded" in r.getMessage()]
+    assert said and said[0].exc_info is None and "OperationalError" in said[0].getMessage()

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _unit(i: int, *, image: bytes = b"\x89PNG...") -> dict:
-    """One answer's rows, as serving.predict.answer_rows makes them: a row in three tables."""
+    """One answer's rows, as serving.answer_rows.answer_rows makes them: a row in three tables."""
     now = utcnow()
     return {
         OutboxEvent.__table__: {"event_id": f"e{i}", "topic": "t", "key": f"p{i}",
