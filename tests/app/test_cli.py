@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from app.cli import main
 from core.settings import ENV_KEYS
 from tests.support.heavy_imports import heavy_modules_after
+from tests.support.ports import free_port
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -151,7 +152,6 @@ def test_commands_on_a_store_not_migrated_say_so(empty_database_url: str,
 
 
 def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
-    from tests.support.ports import free_port
 
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ABVOC_BUS_URL", f"kafka://127.0.0.1:{free_port()}")
@@ -288,7 +288,7 @@ def test_the_dashboard_alone_serves_no_store_it_would_make(monkeypatch: pytest.M
     """A mistyped data folder got a new empty store and secret key: a dashboard none of the
     operator's keys could log in to."""
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path / "typo"))
-    result = CliRunner().invoke(main, ["dashboard", "--port", "18999"])
+    result = CliRunner().invoke(main, ["dashboard", "--port", str(free_port())])
     assert result.exit_code != 0 and "no store at" in result.output, result.output
     assert not (tmp_path / "typo" / "abvoc.db").exists()
     assert not (tmp_path / "typo" / "secret_key").exists()
