@@ -152,7 +152,6 @@ def test_commands_on_a_store_not_migrated_say_so(empty_database_url: str,
 
 
 def test_unreachable_kafka_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
-
     monkeypatch.setenv("ABVOC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ABVOC_BUS_URL", f"kafka://127.0.0.1:{free_port()}")
     result = CliRunner().invoke(main, ["worker"])
