@@ -259,7 +259,7 @@ def relay(ctx: Context) -> None:
 
 
 def ensure_candidates(ctx: Context) -> None:
-    """On a fresh store, train and offline-test the reference candidates (a few minutes), in
+    """On a fresh store, train and offline-test the reference candidates (about a minute), in
     a child process: torch and onnxruntime, once imported, stayed in the process that then
     supervises the service for its whole life (0.8-1.3 GB where it needs a quarter of one)."""
     from serving.registry import Registry
@@ -283,8 +283,8 @@ def train_reference_candidates(settings: Settings) -> None:
     from workloads.ocr.workflow import offline_test_and_store, train_and_register
 
     names = candidate_names()
-    click.echo(f"no candidates registered: training {', '.join(names)} (once, a few minutes "
-               "on two cores)")
+    click.echo(f"no candidates registered: training {', '.join(names)} (once: about a minute "
+               "on two idle cores, longer on a busy host)")
     train_and_register(settings, names, progress=click.echo)
     for name in names:
         offline_test_and_store(settings, name,
