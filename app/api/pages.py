@@ -57,8 +57,13 @@ def read_page():  # noqa: ANN201
         raise AbvocError(f"the extraction candidate on scope {page_scope!r} answered "
                          f"{type(boxes).__name__}, not a list of formula boxes", status=502)
     if len(boxes) > MAX_FORMULAS:
+        # The extraction answered and its prediction is recorded: its receipt goes back, so
+        # the caller can still correct its boxes (as a failed prediction's does).
         raise AbvocError(f"the page holds {len(boxes)} formulas; at most {MAX_FORMULAS} are "
-                         "read per request", status=413)
+                         f"read per request: split the page (its prediction "
+                         f"{page['prediction_id']}, the boxes found, was recorded)", status=413,
+                         details={"prediction_id": page["prediction_id"],
+                                  "receipt": page["receipt"]})
     formulas = []
     for box, score, cut in cut_formulas(image, boxes):
         where = {"extraction": {"page_prediction_id": page["prediction_id"], "box": list(box),

@@ -141,3 +141,25 @@ def test_a_page_scope_nothing_serves_says_how_pages_are_served(client: FlaskClie
     formula = client.post("/v1/predict", headers=predictor, json={
         "image_base64": _page_body()["image_base64"], "unit_id": "u", "scope": "nowhere"})
     assert formula.status_code == 404 and "ABVOC_DEFAULT_CANDIDATE" in formula.get_json()["error"]
+
+
+def test_a_page_of_too_many_formulas_is_refused_with_its_recorded_prediction(
+        client: FlaskClient, admin: dict, predictor: dict, corrector: dict,
+        extractors: dict[str, Path], app: Flask, monkeypatch) -> None:  # noqa: ANN001
+    """The page's prediction (the boxes found) was recorded before the count was checked, and
+    the 413 gave no receipt: a prediction counted that nobody could correct."""
+    from app.api import pages
+
+    serving = app.extensions["abvoc_serving"]
+    register_bundle(serving.registry, Path(app.extensions["abvoc"].settings.models_dir),
+                    extractors["pages-xycut"])
+    monkeypatch.setattr(pages, "MAX_FORMULAS", 3)  # the page holds twelve
+    answer = client.post("/v1/pages", headers=predictor,
+                         json=_page_body(page_scope="pages-xycut", formula_scope="ocr-small-mixed"))
+    assert answer.status_code == 413 and "at most 3 are read" in answer.get_json()["error"]
+    recorded = answer.get_json()["details"]
+    fixed = client.post("/v1/corrections", headers=corrector, json={
+        **recorded, "corrected_output": [{"box": [1, 1, 9, 9], "score": 1.0}]})
+    assert fixed.status_code == 202, fixed.get_json()
+    with app.extensions["abvoc"].db.session() as s:  # the page alone: no formula was read
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 1
