@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.errors import AbvocError
 from core.events import typed_value
 from core.output_types import OutputKind
 from core.shadow_twins import own_request
@@ -42,10 +43,24 @@ def as_png(data: bytes) -> bytes:
     """The image as PNG bytes (kept inputs are the PNG or JPEG the customer sent)."""
     if data.startswith(PNG_MAGIC):
         return data
-    with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        return out.getvalue()
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
+            out = io.BytesIO()
+            image.save(out, format="PNG")
+            return out.getvalue()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise AbvocError("a kept input image does not decode as a PNG or JPEG") from exc
+
+
+def readable_image(data: bytes) -> bool:
+    """Whether `data` decodes whole as a PNG or JPEG (its magic bytes alone do not say: an
+    import of such a file broke every later export of its queue)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+    return True
 
 
 def kept_input(s: Session, input_hash: str | None) -> PredictionInput | None:

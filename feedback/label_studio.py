@@ -53,7 +53,7 @@ from core.store.models import (
 from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
-from feedback.item_view import PNG_MAGIC, failed, kept_input, request_shadows
+from feedback.item_view import failed, kept_input, readable_image, request_shadows
 from feedback.label_studio_tasks import confined, label_text, who_labeled
 from feedback.relabel_rules import effective
 
@@ -322,10 +322,9 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
                              "import new data for a candidate that takes images, or label "
                              "its items exported from abvoc (they carry abvoc_item_id)")
         image = confined(folder, data.get("image"), f"{where}: data.image").read_bytes()
-        if len(image) > MAX_IMAGE_BYTES or not (image.startswith(PNG_MAGIC)
-                                                or image.startswith(b"\xff\xd8")):
-            raise AbvocError(f"{where}: data.image must be a PNG or JPEG of at most "
-                             f"{MAX_IMAGE_BYTES} bytes")
+        if len(image) > MAX_IMAGE_BYTES or not readable_image(image):
+            raise AbvocError(f"{where}: data.image must be a PNG or JPEG that decodes, of at "
+                             f"most {MAX_IMAGE_BYTES} bytes")
         kind = output_kind(s, candidate)
         _belongs(data, where, "the import's queue and candidate", queue, candidate, kind)
     annotations = task.get("annotations") or []

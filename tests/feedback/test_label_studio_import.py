@@ -214,6 +214,20 @@ def test_images_are_refused_for_a_candidate_that_takes_tensors(db: Database,
     assert _item_count(db) == 1
 
 
+@pytest.mark.parametrize("fake", [b"\x89PNG\r\n\x1a\n" + b"garbage" * 50,
+                                  b"\xff\xd8" + b"junk" * 20])
+def test_new_data_that_only_starts_like_an_image_is_refused(db: Database, tmp_path: Path,
+                                                             fake: bytes) -> None:
+    """The magic bytes passed: the item was stored, and every later export of its queue broke
+    on it (PIL.UnidentifiedImageError)."""
+    add_items(db, 1)
+    folder = _new_data(tmp_path, ["owl"])
+    (folder / "a.png").write_bytes(fake)
+    with pytest.raises(AbvocError, match="task 1: data.image must be a PNG or JPEG that decodes"):
+        import_tasks(db, folder, candidate="pets")
+    assert _item_count(db) == 1
+
+
 def test_new_data_never_goes_to_the_audit_queue(db: Database, tmp_path: Path) -> None:
     add_items(db, 1)
     with pytest.raises(AbvocError, match="'offline-test' holds the uniform audit sample") as exc:

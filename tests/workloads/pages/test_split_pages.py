@@ -123,3 +123,23 @@ def test_the_command(scans: Path, extractors: dict[str, Path], settings: Setting
     missing = CliRunner().invoke(main, ["dataset", "split-pages", str(scans), "--out",
                                         str(tmp_path / "other"), "--candidate", "nope"])
     assert missing.exit_code != 0 and "not registered" in missing.output
+
+
+def test_two_pages_of_one_stem_keep_their_own_formulas(extractors: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """p.png and p.jpg wrote their formulas to the same p-000… files: both pages' lines
+    pointed at one page's crops."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    pages = generate_pages(2, seed=9, split="offline-test")
+    Image.fromarray(pages[0].image).save(folder / "p.png")
+    Image.fromarray(pages[1].image).convert("RGB").save(folder / "p.jpg", quality=92)
+    summary = split.split_pages(folder, tmp_path / "cut", extractors["pages-xycut"],
+                                "pages-xycut", "1+x")
+    lines = [json.loads(x) for x in (tmp_path / "cut" / "manifest.jsonl").read_text()
+             .splitlines()]
+    files = {line["inputs"]["image"] for line in lines}
+    assert len(files) == len(lines) == summary.formulas  # one file per formula
+    assert {line["source"]["page"] for line in lines} == {"p.png", "p.jpg"}
+    assert all(line["inputs"]["image"].startswith("arrays/p-" + line["source"]["page"][2:])
+               for line in lines)

@@ -16,6 +16,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,19 @@ def _check_out(out: Path) -> None:
         raise AbvocError(f"{out.parent} does not exist; create it or give another --out")
 
 
+def _file_bases(files: list[Path]) -> dict[Path, str]:
+    """Each page's file names' base: its stem, unless two pages share one (p.png and p.jpg,
+    whose formulas overwrote each other's files, both pages' lines pointing at one's crops)."""
+    stems, used, out = Counter(p.stem for p in files), set(), {}
+    for path in files:
+        base = path.stem if stems[path.stem] == 1 else path.name.replace(".", "-")
+        while base in used:
+            base += "_"
+        used.add(base)
+        out[path] = base
+    return out
+
+
 def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: str,
                 min_score: float = 0.0, progress: Progress | None = None) -> SplitSummary:
     """Cut every page in `folder` with the extraction bundle at `extractor` into `out`."""
@@ -89,6 +103,7 @@ def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: st
     files = page_files(folder)
     _check_out(out)
     summary = SplitSummary(out=str(out))
+    bases = _file_bases(files)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (work / "images").mkdir()
@@ -106,7 +121,7 @@ def split_pages(folder: Path, out: Path, extractor: Path, name: str, version: st
                 answer = pipe.predict([page])[0]
                 clean = _clean(page)
                 for k, item in enumerate(b for b in answer.output if b["score"] >= min_score):
-                    stem = f"{path.stem}-{k:03d}"
+                    stem = f"{bases[path]}-{k:03d}"
                     image = crop(clean, tuple(item["box"]))
                     Image.fromarray(image).save(work / "images" / f"{stem}.png")
                     np.save(work / "arrays" / f"{stem}.npy", image)
