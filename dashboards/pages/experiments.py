@@ -226,7 +226,9 @@ def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
     rows = []
     for v in res["variants"]:
         figures_ = res["metrics"].get(v["name"], {}).get(slice_, {})
-        whole = not v["shadow"] and slice_ == ALL and not since
+        # In a time window the arm's units are those it served in the window, as the API
+        # counts them (the check's are those first seen in it: another figure).
+        whole = not v["shadow"] and slice_ == ALL and not since and res.get("window") is None
         overall = srm.get("units", {}).get(v["name"]) if whole else None
         expected = srm.get("expected", {}).get(v["name"]) if whole else None
         share = None if v["shadow"] else now.get(v["name"])

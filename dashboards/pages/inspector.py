@@ -51,7 +51,8 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
         return html.P("Type a prediction id, or follow one from the VOC or Offline-vs-online "
                       "pages.", id="insp-empty")
     if found is None:
-        return html.P(f"No prediction {prediction_id} in the store.", id="insp-missing")
+        return html.P(["No prediction ", html.Bdi(prediction_id), " in the store."],
+                      id="insp-missing")
     parts: list[Component] = [_summary(found)]
     if found.get("excluded"):
         ex = found["excluded"]
