@@ -176,7 +176,8 @@ def prediction(db: Database, prediction_id: str) -> dict[str, Any] | None:
         corrections = s.execute(select(Correction).where(
             Correction.prediction_id == prediction_id).order_by(Correction.created_at)).scalars()
         truth = s.get(PredictionTruth, prediction_id)
-        labels = s.execute(select(RelabelItem.label, RelabelItem.annotator, RelabelItem.status)
+        labels = s.execute(select(RelabelItem.label, RelabelItem.annotator, RelabelItem.status,
+                                  RelabelItem.queue)
                            .where(RelabelItem.prediction_id == prediction_id,
                                   RelabelItem.label.is_not(None))).all()
         out: dict[str, Any] = {

@@ -155,8 +155,9 @@ def _corrections(f: dict[str, Any]) -> Component:
 
 
 def _blame(f: dict[str, Any]) -> Component:
-    labels = ", ".join(f"{answer_text(lb['label'])} ({lb['annotator'] or 'annotator'})"
-                       for lb in f["labels"])
+    # Each queue's item (one label may stand in a verification and a stage queue both).
+    labels = ", ".join(f"{answer_text(lb['label'])} ({lb['annotator'] or 'annotator'}, "
+                       f"{lb.get('queue') or 'a queue'})" for lb in f["labels"])
     blamed = f["blamed"]
     verdict = ("no truth known yet" if f["truth"] is None and f.get("verified") is None else
                "no stages to blame" if blamed is None else

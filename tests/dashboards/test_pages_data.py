@@ -252,7 +252,9 @@ def test_the_empty_text_is_shown_in_words() -> None:
     assert (answer_text(None), answer_text(""), answer_text("a cat")) == \
         ("–", "(no text)", "a cat")
     shown = component_text(inspector._blame({  # noqa: SLF001 - the part under test
-        "truth": "", "labels": [{"label": "", "annotator": "ann:1"}], "blamed": None}))
-    assert "Truth (from corrections): (no text)" in shown and "(no text) (ann:1)" in shown
+        "truth": "", "labels": [{"label": "", "annotator": "ann:1", "queue": "verification"}],
+        "blamed": None}))
+    assert "Truth (from corrections): (no text)" in shown
+    assert "(no text) (ann:1, verification)" in shown  # the label and the queue it stands in
     assert "no stages to blame" in shown  # a truth is known
     assert voc._report({"kind": "correction", "report": ""}) == "(no text)"  # noqa: SLF001
