@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from core.outcome_metrics import PROPORTION
 from core.store.models import ExperimentUnit, OutcomeUnitValue
 from core.store.upsert import in_values
-from evaluation.online import in_window
+from evaluation.aggregation import in_window
 from evaluation.stats import MeanStats
 from evaluation.stats.frequentist import ComparisonResult, two_proportion_ztest, welch_ttest
 from evaluation.stats.multiple import holm

@@ -36,9 +36,10 @@ from core.output_types import RIGHT, STAGE_ANSWERS
 from core.same_answer import same_output
 from core.store.models import Experiment, Prediction, PredictionTruth
 from core.verified_labels import joins, typed_labels_query
+from evaluation.aggregation import in_window
 from evaluation.attribution import STAGES, attribute
 from evaluation.candidate_facts import Ref, variant_version
-from evaluation.online import hour_window, in_window
+from evaluation.online import hour_window
 
 OCR_KEYS = frozenset({"recognizer", "extraction"})
 """What the OCR pipeline (and the page extraction in front of it) records for its own rules."""

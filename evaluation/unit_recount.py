@@ -32,7 +32,8 @@ from core.store.models import (
     ServedPrediction,
 )
 from evaluation import aggregation as agg
-from evaluation.online import ALL, Variant, hour_window, in_window
+from evaluation.aggregation import in_window
+from evaluation.online import ALL, Variant, hour_window
 from evaluation.unit_sums import RATIOS, Moments
 
 CHUNK = 5000
