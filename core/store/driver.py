@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert
 
 Convert = Callable[[Any], Any] | None
-MAX_CHUNK = 1024  # rows in one RETURNING statement (fewer where the parameter limit says)
+MAX_CHUNK = 1024  # rows in one multi-row statement (fewer where the parameter limit says)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per statement
@@ -122,10 +122,8 @@ def sqlite_write_rows(session: Session, stmt: Insert, table: Table,
     conn = session.connection().connection
     cursor = conn.cursor()
     try:
-        if insert.returned is None:
-            cursor.executemany(insert.sql, params)
-            return []
-        return insert.rows(_returning_chunks(conn, cursor, insert, params))
+        fetched = values_chunks(cursor, insert, params, variable_limit(conn))
+        return [] if insert.returned is None else insert.rows(fetched)
     except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(insert.sql, None, exc, dialect.loaded_dbapi.Error,
                                   dialect=dialect) from exc
@@ -133,23 +131,47 @@ def sqlite_write_rows(session: Session, stmt: Insert, table: Table,
         cursor.close()
 
 
-def _returning_chunks(conn: Any, cursor: Any, insert: DriverInsert,
-                      params: list[list]) -> list[Sequence[Any]]:
-    """One multi-row VALUES statement per chunk; chunks are powers of two (largest first), so
-    a handful of statement texts serve every batch size and SQLite's statement cache keeps
-    them prepared: a fresh 400-row statement costs as much to prepare as to run."""
+def variable_limit(conn: Any) -> int:
+    """How many parameters one statement may take on this pooled SQLite connection."""
+    return conn.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+def values_chunks(cursor: Any, insert: DriverInsert, params: Sequence[Sequence[Any]],
+                  limit: int) -> list[Sequence[Any]]:
+    """Run `insert` for every row of `params` on a SQLite cursor as one multi-row VALUES
+    statement per chunk; the rows any RETURNING gave back.
+
+    Why not executemany: it releases the GIL around each row's step, and where other threads
+    want it (a serving process's request threads) each release can cost a thread switch and up
+    to the interpreter's switch interval before the writer runs again; 50 rows of 3 tables took
+    141 µs of CPU a row against 48 in one statement a chunk, with two busy threads beside them
+    (and executemany drops RETURNING rows). Chunks are powers of two, largest first, so a
+    handful of statement texts serve every batch size and SQLite's statement cache keeps them
+    prepared: a fresh 400-row statement costs as much to prepare as to run. Named-parameter
+    statements (no positional order) go through executemany, which cannot return rows."""
+    if not params:
+        return []
     width = len(params[0])
     single = "(" + ", ".join("?" * width) + ")"
     if insert.order is None or f"VALUES {single}" not in insert.sql:
-        raise ValueError(f"not a single-row positional INSERT: {insert.sql}")
-    limit = conn.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        if insert.returned is not None:
+            raise ValueError(f"not a single-row positional INSERT: {insert.sql}")
+        cursor.executemany(insert.sql, params)
+        return []
     largest = 1 << (min(MAX_CHUNK, max(1, limit // width)).bit_length() - 1)
     fetched: list[Sequence[Any]] = []
     lo = 0
     while lo < len(params):
         size = min(largest, 1 << ((len(params) - lo).bit_length() - 1))
         chunk = params[lo: lo + size]
-        sql = insert.sql.replace(f"VALUES {single}", "VALUES " + ", ".join([single] * size), 1)
-        fetched += cursor.execute(sql, [v for p in chunk for v in p]).fetchall()
+        sql = insert.sql if size == 1 else _chunk_sql(insert.sql, single, size)
+        cursor.execute(sql, [v for p in chunk for v in p])
+        if insert.returned is not None:
+            fetched += cursor.fetchall()
         lo += size
     return fetched
+
+
+@lru_cache(maxsize=512)
+def _chunk_sql(sql: str, single: str, size: int) -> str:
+    return sql.replace(f"VALUES {single}", "VALUES " + ", ".join([single] * size), 1)

@@ -3,15 +3,15 @@
 A thread hands its rows (table → its row) to `insert`, or a candidate's batcher the rows of its
 batch's answers to `insert_many`, and blocks until they are committed, so the caller still
 answers only after its writes are durable. The threads take turns as the leader
-(leader/follower, as in database group commit): a thread that finds no commit in progress
-writes everything queued so far, its own rows included, with one executemany per table and one
-commit; the threads that queued rows meanwhile wait, each on a lock of its own, and the
-leader wakes the ones it committed and hands the lead to the first still waiting, which writes
-the next batch. A lone request writes on its own thread with no hand-off to another, and
-concurrent ones share commits; one writer at a time also means no lock contention between the
-process's threads (SQLite has one writer at a time). If a batch fails, its units are written
-again one by one, so only the failing unit's caller gets the error and its batch-mates are
-still committed.
+(leader/follower, as in database group commit): a thread that finds no commit in progress writes
+everything queued so far, its own rows included, with one INSERT per table (on SQLite, one
+multi-row statement per chunk: driver.values_chunks) and one commit; the threads that queued
+rows meanwhile wait, each on a lock of its own, and the leader wakes the ones it committed and
+hands the lead to the first still waiting, which writes the next batch. A lone request writes on
+its own thread with no hand-off to another, and concurrent ones share commits; one writer at a
+time also means no lock contention between the process's threads (SQLite has one writer at a
+time). If a batch fails, its units are written again one by one, so only the failing unit's
+caller gets the error and its batch-mates are still committed.
 
 The leaders share one held DBAPI connection and one prebuilt INSERT per table, and write through
 the driver's cursor: on this hot path the pool check-out, its reset on return, building the
@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from core.store.db import Database, begin_write, hold_for_writes
-from core.store.driver import DriverInsert
+from core.store.driver import DriverInsert, values_chunks, variable_limit
 
 Unit = Mapping[Table, Mapping[str, Any]]
 """One caller's rows, stored all or none: at most one row per table."""
@@ -141,7 +141,7 @@ class GroupCommitter:
                     self._commit_units([one])
 
     def _write(self, units: list[Unit]) -> None:
-        """The units' rows in one transaction, one executemany per table and column set."""
+        """The units' rows in one transaction, one INSERT per table and column set."""
         groups: dict[DriverInsert, list] = {}
         for unit in units:
             for table, row in unit.items():
@@ -168,7 +168,10 @@ class GroupCommitter:
                     if began is not None:
                         began()
                 for statement, params in groups.items():
-                    cursor.executemany(statement.sql, params)
+                    if self._sqlite:
+                        values_chunks(cursor, statement, params, variable_limit(conn))
+                    else:
+                        cursor.executemany(statement.sql, params)
                 if after is not None:
                     after(cursor)
                 conn.commit()

@@ -136,6 +136,24 @@ def test_one_caller_writes_several_units_each_with_its_own_outcome(db: Database)
         assert s.scalars(select(OutboxEvent.event_id)).all() == ["e5"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_goes_to_sqlite_in_a_few_multi_row_statements(db: Database) -> None:
+    """50 units in one commit: one INSERT per power-of-two chunk (32 + 16 + 2 rows), not one
+    step per row, each of which lets the GIL go to whichever thread wants it."""
+    committer = GroupCommitter(db)
+    texts: list[str] = []
+    committer._connection().dbapi_connection.set_trace_callback(texts.append)
+    errors = committer.insert_many([_unit(i) for i in range(50)])
+    committer._connection().dbapi_connection.set_trace_callback(None)
+    committer.close()
+    assert errors == [None] * 50
+    inserts = [t for t in texts if t.startswith("INSERT")]
+    assert sorted(t.count("), (") + 1 for t in inserts) == [2, 16, 32]
+    with db.session() as s:
+        assert sorted(s.scalars(select(ServedPrediction.prediction_id))) == sorted(
+            f"p{i}" for i in range(50))
+
+
 def test_a_lone_insert_commits_on_the_callers_thread(db: Database) -> None:
     """No writer thread to hand rows to and wait for: the caller leads its own commit."""
     with db.session() as s:  # the store's own threads (SQLite's checkpoints) start with its use
