@@ -354,7 +354,8 @@ def _admit(session: Session, queue: str, quota: int, contenders: list[tuple[floa
         if beaten:
             dropped = session.execute(
                 update(r).where(in_values(session, r.id, beaten), r.status == "open")
-                .values(status="dropped"), execution_options={"synchronize_session": False})
+                .values(status="dropped", dropped_at=utcnow()),
+                execution_options={"synchronize_session": False})
             counts[queue] -= dropped.rowcount or 0
     counts[queue] += len(taken)  # another worker's racing insert of the same key is skipped
     return [key for _, key in taken]

@@ -263,8 +263,11 @@ def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str
                                                          t.created_at < hi)).all()
     labeled = session.scalars(select(t.labeled_at).where(
         t.labeled_at.is_not(None), t.labeled_at >= lo, t.labeled_at < hi)).all()
+    # Unlabeled at the week's end, and not displaced from its queue by then (an item dropped
+    # before dropped_at was kept counts as dropped at an unknown time).
     still_open = session.scalar(select(func.count()).select_from(t).where(
-        t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi))) or 0
+        t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi),
+        (t.status != "dropped") | (t.dropped_at >= hi))) or 0
     days = [(since + timedelta(days=d)).date() for d in range(7)
             if since + timedelta(days=d) < until]
     per_day_q = Counter(_day(m) for m in queued)

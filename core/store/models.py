@@ -263,6 +263,7 @@ class RelabelItem(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
+    dropped_at: Mapped[datetime | None]  # displaced from its full queue (status `dropped`)
 
 
 class OutboxEvent(Base):

@@ -41,7 +41,7 @@ compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 traffic this week</li>{% endif %}
 <li>{{ count(d.voc.total, "correction") }} from customers</li>
 <li>{{ count(d.relabel.labeled, "item") }} relabeled,
-{{ d.relabel.open_at_end }} open {{ "now" if d.to_date else "at the week's end" }}</li>
+{{ d.relabel.open_at_end }} still unlabeled {{ "now" if d.to_date else "at the week's end" }}</li>
 </ul>
 
 <section class="first" id="experiments"><h2>1. Experiment results and decisions</h2>
@@ -118,8 +118,8 @@ results.</p>{% endfor %}
 
 <section id="relabeling"{{ brief(not plots.relabel) }}><h2>4. Relabeling throughput</h2>
 <p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by
-{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} open
-{{ "now" if d.to_date else "at the week's end" }}.</p>
+{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} still unlabeled
+{{ "now" if d.to_date else "at the week's end" }} (open, leased, in review or flagged).</p>
 {% if plots.relabel %}
 <img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">
 {% endif %}

@@ -140,7 +140,10 @@ def test_quota_keeps_the_most_urgent(db: Database) -> None:
     apply(db, [prediction("c4", confidence=0.85)])  # less urgent than both: not taken
     with db.session() as s:
         status = {i.prediction_id: i.status for i in s.scalars(select(RelabelItem))}
+        dropped = {i.prediction_id: i.dropped_at for i in s.scalars(select(RelabelItem))}
     assert status == {"c1": "dropped", "c2": "open", "c3": "open"}
+    # when: the weekly report counts an item open only until it was dropped
+    assert dropped["c1"] is not None and dropped["c2"] is None and dropped["c3"] is None
 
 
 def test_a_batch_at_quota_replaces_the_weakest_with_its_most_urgent(db: Database) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.store.db import Database
-from core.store.models import Experiment
-from evaluation.weekly import week_bounds, weekly_data
+from core.store.models import Experiment, RelabelItem
+from evaluation.weekly import relabel_week, week_bounds, weekly_data
 from tests.evaluation.helpers import add_experiment
 
 WEEK = "2026-W47"  # Monday 2026-11-16 .. Monday 2026-11-23 00:00 UTC
@@ -49,3 +49,22 @@ def test_a_running_experiment_that_never_recorded_its_start_is_read_by_its_creat
     with db.reading() as s:
         data = weekly_data(s, WEEK, now=end + timedelta(hours=6))
     assert [e["id"] for e in data["no_traffic"]] == [before]
+
+
+def test_an_item_dropped_from_its_queue_is_open_only_until_it_was_dropped(
+        db: Database) -> None:
+    """A full queue drops its weakest open items for stronger ones; a dropped item gets no
+    label, and the report counted it as open at the end of every week after."""
+    since, end = week_bounds(WEEK)
+    monday = since + timedelta(hours=9)
+    with db.session() as s:
+        for i, (status, dropped) in enumerate([
+                ("open", None),                                # open at the end
+                ("leased", None),                              # held, still unlabeled
+                ("dropped", monday + timedelta(days=2)),       # dropped within the week
+                ("dropped", end + timedelta(hours=3)),         # open at the end, dropped later
+                ("dropped", None)]):                           # dropped before dropped_at
+            s.add(RelabelItem(queue="default", prediction_id=f"p{i}", status=status,
+                              created_at=monday, dropped_at=dropped))
+    with db.reading() as s:
+        assert relabel_week(s, since, end)["open_at_end"] == 3
