@@ -36,7 +36,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
-from core.events import typed_value
 from core.ids import MAX_ROW_ID
 from core.output_types import OutputKind
 from core.relabel import OFFLINE_TEST, check_queue, check_queues, share_of
@@ -54,7 +53,7 @@ from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
 from feedback.item_view import failed, kept_input, readable_image, request_shadows
-from feedback.label_studio_tasks import confined, label_text, who_labeled
+from feedback.label_studio_tasks import confined, label_text, typed_label, who_labeled
 from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
@@ -340,7 +339,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
             continue
         text = label_text(a.get("result"), at)
         try:
-            label = checked_label(kind, typed_value(text, kind.type))
+            label = checked_label(kind, typed_label(text, kind.type))
         except AbvocError as exc:
             raise AbvocError(f"{at}: {exc.message}", details=exc.details) from None
         found.append((who_labeled(a, at), label))

@@ -4,10 +4,12 @@ inside the import folder), the label a result holds, and who gave it."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from core.errors import AbvocError
+from core.events import typed_value
 from core.text import text_problem
 
 ANNOTATOR_PREFIX = "labelstudio:"
@@ -42,6 +44,18 @@ def label_text(result: Any, where: str) -> str:
                 if isinstance(got, list) and got and isinstance(got[0], str):
                     return got[0]
     raise AbvocError(f"{where}: no 'choices' or 'text' value in the result")
+
+
+def typed_label(text: str, output_type: str) -> Any:
+    """An annotator's text as a label of `output_type`; a json output's label is JSON text (a
+    string label quoted), so text that does not parse is the annotator's slip, said as such."""
+    if output_type != "json":
+        return typed_value(text, output_type)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise AbvocError(f"the label {text[:60]!r} is not JSON: a json output's label is "
+                         'written as JSON (a string in quotes: "big")') from None
 
 
 def who_labeled(annotation: dict[str, Any], where: str) -> tuple[str, tuple[str, ...]]:

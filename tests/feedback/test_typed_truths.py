@@ -109,6 +109,21 @@ def test_a_json_label_holding_nan_is_refused(db: Database, tmp_path: Path) -> No
     assert annotation.show(db, item_id)["status"] == "open"
 
 
+@pytest.mark.parametrize("text", ["hello world", '{"score": 1', "[" * 3000])
+def test_a_json_label_that_is_not_json_is_refused_as_such(db: Database, tmp_path: Path,
+                                                           text: str) -> None:
+    """Text that does not parse was taken as a JSON string and refused for breaking the
+    output's schema ("not of type array"), which told the annotator nothing of the slip."""
+    item_id = other_item(db, "scorer", {"output": {"type": "json"}})
+    said = {"from_name": "label", "to_name": "input", "type": "textarea",
+            "value": {"text": [text]}}
+    with pytest.raises(AbvocError, match=r"annotation 1: the label .* is not JSON"):
+        import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": item_id},
+                                                   "annotations": [{"completed_by": "zed",
+                                                                    "result": [said]}]}]))
+    assert annotation.show(db, item_id)["status"] == "open"
+
+
 @pytest.mark.parametrize(("typed", "words"), [
     ('{"k": 1e300}', r"past 2\^53"), ('{"big": 123456789012345678901234567890}', r"past 2\^53"),
     ("[" * 40 + "]" * 40, "nests more than 30 levels"),
