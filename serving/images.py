@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -18,16 +19,30 @@ MIN_SIDE = 8
 FORMATS = ("PNG", "JPEG")
 
 
+@dataclass(frozen=True)
+class ImageLimits:
+    """How large a request's image may be, in bytes, pixels and pixels per side."""
+
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+
+
+FORMULA = ImageLimits(MAX_IMAGE_BYTES, MAX_PIXELS, MAX_SIDE)
+# A whole page (/v1/pages): a 300 dpi scan of A4 (2480x3508), US Letter or Legal (2550x4200).
+PAGE = ImageLimits(12 << 20, 11_000_000, 6000)
+
+
 def input_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, limits: ImageLimits = FORMULA) -> np.ndarray:
     """A grayscale uint8 array, or a 400/413 error saying what to fix."""
     if not data:
         raise AbvocError("the image is empty; send a PNG or JPEG formula image")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise AbvocError(f"the image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}",
+    if len(data) > limits.max_bytes:
+        raise AbvocError(f"the image is {len(data)} bytes; the limit is {limits.max_bytes}",
                          status=413)
     try:
         with warnings.catch_warnings():
@@ -36,9 +51,10 @@ def decode_image(data: bytes) -> np.ndarray:
             # EPS upload to Ghostscript, or try any of its other formats.
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
-            if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+            if width * height > limits.max_pixels or max(width, height) > limits.max_side:
                 raise AbvocError(f"the image is {width}x{height} pixels; the limit is "
-                                 f"{MAX_PIXELS} pixels and {MAX_SIDE} per side", status=413)
+                                 f"{limits.max_pixels} pixels and {limits.max_side} per side",
+                                 status=413)
             if min(width, height) < MIN_SIDE:
                 raise AbvocError(f"the image is {width}x{height} pixels; each side must be at "
                                  f"least {MIN_SIDE}")
@@ -46,7 +62,7 @@ def decode_image(data: bytes) -> np.ndarray:
     except UnidentifiedImageError as exc:
         raise AbvocError("the image is not a PNG or JPEG file; send a PNG or JPEG") from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise AbvocError(f"the image declares more than {MAX_PIXELS} pixels; send a smaller "
+        raise AbvocError(f"the image declares more than {limits.max_pixels} pixels; send a smaller "
                          "PNG or JPEG", status=413) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         # Pillow's messages can carry object reprs; the caller needs only what to do.

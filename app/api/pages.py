@@ -14,14 +14,15 @@ stage attribution lays at the extraction's door.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from app.api.predict import FIELDS, read_image_request, text_field
 from app.auth import current_scopes, require
 from app.serving import serve
 from core.errors import AbvocError
-from serving.images import decode_image, encode_png, input_hash
+from serving.images import PAGE, decode_image, encode_png, input_hash
 from serving.predict import SCOPE_REMEDY, CandidateFailed, PredictRequest
 
 bp = Blueprint("pages", __name__)
@@ -31,6 +32,18 @@ MAX_FORMULAS = 100
 # candidate formulas default to, which answers no boxes).
 PAGE_REMEDY = ("train the extraction candidates (`abvoc pages train`) and start an experiment "
                "on that scope, or send a 'page_scope' that names one (e.g. 'pages-xycut')")
+
+
+# A page's image (serving.images.PAGE, up to 12 MiB) as base64 in JSON, with its fields.
+PAGE_BODY_BYTES = 17 << 20
+
+
+@bp.url_value_preprocessor
+def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """A page may be larger than a formula (Flask runs this before the size check every
+    request gets)."""
+    if endpoint == "pages.read_page":
+        request.max_content_length = PAGE_BODY_BYTES
 
 
 @bp.post("/v1/pages")
@@ -45,7 +58,7 @@ def read_page():  # noqa: ANN201
     formula_scope = text_field(fields.get("formula_scope"), "'formula_scope'", 100) or "default"
     slice_ = text_field(fields.get("slice"), "'slice'", 100)
     admin = "admin" in current_scopes()
-    image = decode_image(data)
+    image = decode_image(data, PAGE)
     # A scope routed to the wrong kind of candidate is refused before anything is recorded.
     _check_served(page_scope, unit_id, ("json",), "an extraction candidate (formula boxes)",
                   PAGE_REMEDY)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import numpy as np
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -163,3 +164,27 @@ def test_a_page_of_too_many_formulas_is_refused_with_its_recorded_prediction(
     assert fixed.status_code == 202, fixed.get_json()
     with app.extensions["abvoc"].db.session() as s:  # the page alone: no formula was read
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 1
+
+
+def test_a_page_scanned_at_300_dpi_is_read(app: Flask, client: FlaskClient, predictor: dict,
+                                           extractors: dict[str, Path]) -> None:
+    """An A4 page at 300 dpi is 8.7 Mpixel: /v1/pages refused it (413) with the formula
+    limit of 4 Mpixel, while `abvoc dataset split-pages` took the same scan."""
+    from PIL import Image
+
+    serving = app.extensions["abvoc_serving"]
+    register_bundle(serving.registry, Path(app.extensions["abvoc"].settings.models_dir),
+                    extractors["pages-xycut"])
+    page = generate_pages(8, OFFLINE_PAGE_MIX, seed=5, split="offline-test")[5].image
+    scale = 3508 / page.shape[0]
+    scan = Image.fromarray(page).resize((round(page.shape[1] * scale), 3508), Image.BILINEAR)
+    assert scan.size[0] * scan.size[1] > 8_000_000
+    data = encode_png(np.asarray(scan))
+    answer = client.post("/v1/pages", headers=predictor, json={
+        "image_base64": base64.b64encode(data).decode(), "unit_id": "pupil-2",
+        "page_scope": "pages-xycut", "formula_scope": "ocr-small-mixed"})
+    assert answer.status_code == 200, answer.get_json()
+    assert len(answer.get_json()["formulas"]) >= 10
+    formula = client.post("/v1/predict", headers=predictor, json={
+        "image_base64": base64.b64encode(data).decode(), "unit_id": "u"})
+    assert formula.status_code == 413 and "4000000 pixels" in formula.get_json()["error"]
