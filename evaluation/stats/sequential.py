@@ -54,7 +54,7 @@ from numpy.typing import ArrayLike
 
 from evaluation.stats import checks
 from evaluation.stats.frequentist import check_alpha, welch_df
-from evaluation.stats.proportion_variances import proportion_variances
+from evaluation.stats.proportion_variances import null_floor, proportion_variances
 from evaluation.stats.reasons import Reason, first_reason, message
 from evaluation.stats.sufficient import MeanStats, ProportionStats
 
@@ -362,6 +362,10 @@ def _msprt(
         # Both arms all 0 or all 1 show no variance at all (as the z-test says): left as it is.
         var_c, var_t = (float(v[0]) for v in proportion_variances(
             [control.successes], [control.n], [treatment.successes], [treatment.n]))
+    elif not proportions:
+        var_c, var_t = (float(v[0]) for v in null_floor(
+            np.array([control.n], float), np.array([var_c], float),
+            np.array([treatment.n], float), np.array([var_t], float)))
     arrays = msprt_arrays(
         [treatment.mean - control.mean], [var_c], [control.n], [var_t], [treatment.n], config,
         estimated=not proportions,

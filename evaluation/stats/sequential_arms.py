@@ -1,6 +1,6 @@
 """The always-valid figures of every treatment arm, as the decision uses them.
 
-Two things on top of the plain mSPRT of :mod:`~evaluation.stats.sequential`:
+Three things on top of the plain mSPRT of :mod:`~evaluation.stats.sequential`:
 
 * **Family-wise error over the arms.** The decision ships or stops any of K treatment arms at
   any look, so each arm's always-valid interval is at ``alpha / K`` (Bonferroni). Each arm's
@@ -10,8 +10,11 @@ Two things on top of the plain mSPRT of :mod:`~evaluation.stats.sequential`:
   Without it an A/A test with 10 arms shipped or stopped some arm in 14 % of simulations.
 * **Proportions.** Their variances use Agresti-Caffo rates, never zero at 0 % or 100 %, and
   never below the pooled one (:mod:`~evaluation.stats.proportion_variances`); their intervals
-  are clipped to [-1, 1]. Means' variances are inflated as a Student t's
-  (:func:`~evaluation.stats.sequential.t_calibrated`).
+  are clipped to [-1, 1].
+* **Means.** The difference's variance is never below the pooled (equal-variance) t-test's
+  (:func:`~evaluation.stats.proportion_variances.null_floor`): a small arm's own sample
+  variance, often 0 or far too low, would otherwise carry it; then it is inflated as a Student
+  t's (:func:`~evaluation.stats.sequential.t_calibrated`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.stats.proportion_variances import proportion_variances
+from evaluation.stats.proportion_variances import null_floor, proportion_variances
 from evaluation.stats.sequential import (
     SequentialConfig,
     msprt_arrays,
@@ -56,6 +59,8 @@ def arm_sequential(
     var_c[pi], var_t[pi] = proportion_variances(sum_c[pi], n_c[pi], sum_t[pi], n_t[pi])
     estimated = np.ones(n_c.shape, dtype=bool)  # a mean's variance is its sample's
     estimated[pi] = False
+    mi = estimated
+    var_c[mi], var_t[mi] = null_floor(n_c[mi], var_c[mi], n_t[mi], var_t[mi])
     seq = msprt_arrays(out["difference"], var_c, n_c, var_t, n_t, config, estimated)
     rel = msprt_relative_arrays(np.where(valid, out["control_mean"], 1.0), var_c, n_c,
                                 out["treatment_mean"], var_t, n_t, config, estimated)
