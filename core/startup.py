@@ -14,6 +14,7 @@ from core.quiet_log import warn_now_and_then
 from core.settings import Settings, ensure_secret_key
 from core.store import schema
 from core.store.db import Database, sqlite_file
+from core.store.request_writer import wait_for_spool
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,15 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
     The secret key is settled first (see `ensure_secret_key`): a service without one in
     production refuses to start before it touches anything. With `wait_for_store`, an
     unreachable store is waited for (a server's worker process restarted during an outage, whose
-    parent checked the setup at start: exiting would read as a crash loop to the server).
+    parent checked the setup at start: exiting would read as a crash loop to the server), and
+    so is a request spool folder that cannot take a file.
     """
     settings = ensure_secret_key(settings)
     _check_sqlite_folder(settings)
     db = Database(settings.database_url)
     if wait_for_store:
         _wait_for(db)
+        wait_for_spool(settings.database_url, settings.request_spool)
     else:
         db.check()
     if migrate:

@@ -32,7 +32,8 @@ from core.ids import time_ordered_id
 from core.settings import Settings
 from core.store.db import Database, store_unreachable
 from core.store.groupcommit import Unit
-from core.store.spool import Spool, request_writer
+from core.store.request_writer import request_writer
+from core.store.spool import Spool
 from serving.answer_rows import answer_rows
 from serving.batch_request import Finish, FinishingBacklog
 from serving.guardrails import GuardrailMonitor

@@ -24,6 +24,7 @@ stronger than a local file, and a service on several machines has no one folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -33,7 +34,6 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 
-from core.errors import AbvocError, ConfigError
 from core.store.db import (
     Database,
     add_read_barrier,
@@ -49,8 +49,10 @@ from core.store.spool_file import (
     Entry,
     Groups,
     OwnerLock,
+    SpoolUnavailable,
     append_private,
     encode,
+    open_segment,
     remove_files,
     segment_name,
     segments,
@@ -72,11 +74,6 @@ ROOM_TIMEOUT_S = 30.0
 _PROGRESS = ("INSERT INTO spool_progress (segment, applied) VALUES (?, ?) "
              "ON CONFLICT (segment) DO UPDATE SET applied = excluded.applied")
 _FORGET = "DELETE FROM spool_progress WHERE segment = ?"
-
-
-class SpoolUnavailable(AbvocError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=503)
 
 
 class Spool:
@@ -118,7 +115,8 @@ class Spool:
         self._done: dict[str, int] = {}  # own rotated segments: their final size
         self._ends: dict[str, int] = {}  # own segments: the offset committed up to
         self._forget: list[str] = []  # own segments removed: their progress rows to delete
-        self._fd = self._open_segment()
+        self._torn = False  # a failed append left bytes past _size the file could not lose
+        self._fd = open_segment(self.folder, self.owner, self._seq)
         self._thread = threading.Thread(target=self._run, name=f"spool:{self.owner}",
                                         daemon=True)
         self._thread.start()
@@ -187,6 +185,8 @@ class Spool:
                     "answers for some time (is it locked or its disk full?); try again later")
 
     def _write(self, data: bytes) -> None:
+        if self._torn:
+            self._rotate()  # raises, changing nothing, while no new segment can be made
         try:
             write_all(self._fd, data)
         except OSError:
@@ -194,7 +194,7 @@ class Spool:
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
-                self._rotate()
+                self._torn = True  # its end is unknown now: the next append starts a new one
             raise
         self._size += len(data)
 
@@ -245,7 +245,8 @@ class Spool:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout=ROOM_TIMEOUT_S)
-        os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         if flushed and not self._pending:
             names = [p.name for p in segments(self.folder, self.owner)]
             # The files first: a segment whose progress row went first would be read again.
@@ -365,19 +366,21 @@ class Spool:
         remove_files([self.folder / name for name in finished])
         self._forget.extend(finished)
 
-    def _open_segment(self) -> int:
-        return os.open(self.folder / segment_name(self.owner, self._seq),
-                       os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-
     def _rotate(self) -> None:
-        """Go on in a new segment; the old one is removed once its last record is committed."""
+        """Go on in a new segment; the old one is removed once its last record is committed.
+        The new one is opened first: where it cannot be, nothing changes (the OSError is the
+        caller's 503); closing the old one first left a closed number that later appends
+        wrote through once the process reused it (into an HTTP answer, over the store's file)."""
+        fd = open_segment(self.folder, self.owner, self._seq + 1)
         with self._cond:
             if self._size:
                 self._done[segment_name(self.owner, self._seq)] = self._size
-        os.close(self._fd)
+        old, self._fd = self._fd, fd
         self._seq += 1
         self._size = 0
-        self._fd = self._open_segment()
+        self._torn = False
+        with contextlib.suppress(OSError):
+            os.close(old)
 
     def _recover_orphans(self) -> None:
         recover_dead(self.folder, self.owner, self.path, self._apply, self._forget_now)
@@ -385,16 +388,3 @@ class Spool:
     def _forget_now(self, names: list[str]) -> None:
         self._committer.write_params({}, lambda c: c.executemany(_FORGET, [(n,) for n in names]))
 
-
-def request_writer(db: Database, spool: bool = True) -> GroupCommitter | Spool:
-    """The request path's writer: a spool on a SQLite file (`spool`: unless turned off), else
-    a group committer, each answer waiting for its commit."""
-    path = sqlite_file(db.url)
-    if not spool or path is None:
-        return GroupCommitter(db)
-    try:
-        return Spool(db)
-    except OSError as exc:
-        raise ConfigError(f"the request spool {spool_folder(path)} cannot be made or locked "
-                          f"({exc.strerror or exc}): make the store's folder writable, or set "
-                          "ABVOC_REQUEST_SPOOL=off") from None

@@ -23,6 +23,8 @@ from typing import Any
 
 import msgpack
 
+from core.errors import AbvocError
+
 HEADER = struct.Struct("<II")
 Groups = list[tuple[str, tuple[str, ...], Any]]
 """One unit's rows: (table name, its columns, the driver's parameters for them)."""
@@ -68,6 +70,21 @@ def read_records(path: Path, start: int) -> Iterator[tuple[int, Groups]]:
 
 def segment_name(owner: str, seq: int) -> str:
     return f"{owner}.{seq:06d}.seg"
+
+
+def open_segment(folder: Path, owner: str, seq: int) -> int:
+    """An owner's segment opened for appending (created 0600: it holds answers' rows)."""
+    return os.open(folder / segment_name(owner, seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                   0o600)
+
+
+class SpoolUnavailable(AbvocError):
+    """The spool cannot take an answer now (its disk, its folder, a store that stays held)."""
+
+    headers = (("Retry-After", "2"),)
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503)
 
 
 def segments(folder: Path, owner: str | None = None) -> list[Path]:

@@ -20,7 +20,8 @@ from core.settings import load_settings
 from core.store.db import Database, utcnow, write_lock_free
 from core.store.groupcommit import GroupCommitter
 from core.store.models import OutboxEvent, PredictionInput, ServedPrediction, SpoolProgress
-from core.store.spool import BARRIER_TIMEOUT_S, Spool, request_writer
+from core.store.request_writer import request_writer
+from core.store.spool import BARRIER_TIMEOUT_S, Spool
 from core.store.spool_file import read_records, segments, spool_folder
 from core.store.spool_others import RecordPending, await_row, settle
 
