@@ -31,7 +31,7 @@ from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
-from serving.bundles.tensors import TensorError, fit, v2_name
+from serving.bundles.tensors import TensorError, as_text, fit, v2_name
 from serving.bundles.validate import validate_bundle
 
 _ANSWER = "\0answer\0"
@@ -50,6 +50,7 @@ class BundleRunner:
                                 "runs it as serving does")
         self.manifest = manifest
         self.stages = list(stages)
+        self._texts = [i.name for i in stages[0].inputs or () if i.datatype == "BYTES"]
         run = self._run_many if manifest.batching.max_batch_size > 1 else self._run_one
         self._batcher = stage_batcher(run, manifest.batching, manifest.name)
 
@@ -72,8 +73,18 @@ class BundleRunner:
         return self._batcher.submit(checked, finish.after(_split_answers))
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
-        """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor."""
-        return check_inputs(self.manifest.inputs, inputs)
+        """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor;
+        BYTES the first stage takes as text (ONNX's tensor(string)) as str, so a value that is
+        not UTF-8 is the caller's 400 here, never a failure of the candidate's model."""
+        checked = check_inputs(self.manifest.inputs, inputs)
+        for name in self._texts:
+            if name in checked:
+                try:
+                    checked[name] = as_text(checked[name], f"input {name!r}")
+                except TensorError as exc:
+                    raise TensorError(f"{exc.message}; this candidate's model takes text, so "
+                                      "send UTF-8 (plain strings in V2 JSON)") from None
+        return checked
 
     def run_stages(self, tensors: Tensors) -> Tensors:
         return _split_answers(self._trace(tensors))[0]

@@ -23,6 +23,7 @@ import numpy as np
 
 from core.text import quoted_names
 from serving.bundles.manifest import ManifestError, Stage
+from serving.bundles.tensors import TensorError, as_text
 
 Tensors = dict[str, np.ndarray]
 StageFn = Callable[[Tensors], Tensors]
@@ -106,13 +107,30 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     inputs = tuple(InputInfo(i.name, ORT_TO_V2.get(i.type, i.type), fixed_dims(i.shape))
                    for i in session.get_inputs())
     names = [i.name for i in inputs]
+    texts = [i.name for i in inputs if i.datatype == "BYTES"]
     outputs = [o.name for o in session.get_outputs()]
 
     def run(tensors: Tensors) -> Tensors:
         feed = {n: tensors[n] for n in needed(stage, names, tensors)}
+        for n in texts:
+            feed[n] = _ort_text(stage, n, feed[n])
         return dict(zip(outputs, session.run(outputs, feed), strict=True))
 
     return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs))
+
+
+class StageGaveNoText(RuntimeError):
+    """An ONNX stage's string input holds bytes that are not UTF-8 though the request's were
+    checked (BundleRunner.check_inputs): the stage before it gave them, the bundle's defect."""
+
+
+def _ort_text(stage: Stage, name: str, array: np.ndarray) -> np.ndarray:
+    """A tensor(string) input as str objects (onnxruntime would write bytes as "b'...'")."""
+    try:
+        return as_text(array, f"stage {stage.name!r}: input {name!r}")
+    except TensorError as exc:
+        raise StageGaveNoText(f"{exc.message}: the stage before it gave bytes, and this ONNX "
+                              "stage takes text (tensor(string))") from None
 
 
 def torch_device(device: str) -> Any:

@@ -1,0 +1,58 @@
+"""BYTES inputs reach a candidate's model as the caller's text: a local ONNX bundle's string
+input (onnxruntime wrote bytes as "b'hello'") through /v2, and a remote candidate on real KServe
+0.21 and MLServer 1.7.1 (V2 JSON, each serving an echo model). Bytes that are not UTF-8 sent to
+a model that takes text are the caller's 400, never recorded against the candidate."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from core.store.models import ServedPrediction
+from tests.support.keys import bearer
+from tests.support.text_bundles import onnx_echo_bundle
+from tests.support.v2 import upload
+
+
+def _text_body(value: str, *, base64_marked: bool = False) -> dict:
+    tensor = {"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": [value]}
+    if base64_marked:
+        tensor["parameters"] = {"content_type": "base64"}
+    return {"inputs": [tensor], "parameters": {"unit_id": "u1"}}
+
+
+def _answer(app: Flask, scope: str, body: dict) -> tuple[int, dict]:
+    response = app.test_client().post(f"/v2/models/{scope}/infer", json=body,
+                                      headers=bearer(app, "predict"))
+    return response.status_code, response.get_json()
+
+
+def _output(answer: dict) -> str:
+    tensor = next(t for t in answer["outputs"] if t["name"] == "output")
+    assert tensor["parameters"]["content_type"] == "str", tensor
+    return tensor["data"][0]
+
+
+def _served(app: Flask) -> int:
+    with app.extensions["abvoc"].db.session() as s:
+        return s.scalar(select(func.count()).select_from(ServedPrediction)) or 0
+
+
+def test_a_local_onnx_string_input_gets_the_text(v2app: Flask, tmp_path: Path) -> None:
+    upload(v2app.test_client(), bearer(v2app, "admin"), onnx_echo_bundle(tmp_path))
+    status, answer = _answer(v2app, "echo", _text_body("h\u00e9llo"))
+    assert status == 200, answer
+    assert _output(answer) == "h\u00e9llo"
+    encoded = base64.b64encode(b"hello").decode()
+    status, answer = _answer(v2app, "echo", _text_body(encoded, base64_marked=True))
+    assert status == 200, answer
+    assert _output(answer) == "hello"
+    served = _served(v2app)
+    status, refused = _answer(v2app, "echo", _text_body(base64.b64encode(b"\xff").decode(),
+                                                        base64_marked=True))
+    assert status == 400, refused
+    assert refused["error"].startswith("input 'text' holds a value that is not UTF-8 text")
+    assert _served(v2app) == served, "the caller's bad input was recorded"
