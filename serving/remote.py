@@ -7,7 +7,9 @@
 
 It speaks V2 JSON, or with ``binary_data`` the binary tensor data extension both ways (Triton and
 KServe read it, MLServer does not: a large tensor then skips JSON's text on both sides), through
-libcurl (pycurl): each call takes an
+libcurl (pycurl). In V2 JSON, BYTES inputs go as plain UTF-8 strings (only a value that is not
+UTF-8 as base64 marked ``content_type = "base64"``, which MLServer reads and KServe does not).
+Each call takes an
 easy handle from a pool, and each handle keeps its connection alive for the next call, so calls
 from many threads run at once with never more than ``pool_size`` connections kept; a burst
 beyond that opens extra ones rather than waiting for a free one. libcurl does the HTTP work in C
@@ -157,7 +159,10 @@ class RemoteClient:
                 packed = [to_binary(n, a) for n, a in inputs.items()]
                 tensors = [tensor for tensor, _ in packed]
             else:
-                tensors = [to_v2(n, np.asarray(a), arrays=True) for n, a in inputs.items()]
+                # BYTES as plain UTF-8 strings, as Triton's and MLServer's clients send them:
+                # KServe ignores content_type "base64" and gave its model the base64 text.
+                tensors = [to_v2(n, np.asarray(a), arrays=True, text=True)
+                           for n, a in inputs.items()]
                 finite_for_json(tensors)
         except TensorError as exc:
             raise RemoteBadInput(exc.message) from exc

@@ -6,14 +6,17 @@ a model that takes text are the caller's 400, never recorded against the candida
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from core.store.models import ServedPrediction
+from tests.support import inference_servers
 from tests.support.keys import bearer
-from tests.support.text_bundles import onnx_echo_bundle
+from tests.support.text_bundles import onnx_echo_bundle, remote_text_bundle
 from tests.support.v2 import upload
 
 
@@ -56,3 +59,28 @@ def test_a_local_onnx_string_input_gets_the_text(v2app: Flask, tmp_path: Path) -
     assert status == 400, refused
     assert refused["error"].startswith("input 'text' holds a value that is not UTF-8 text")
     assert _served(v2app) == served, "the caller's bad input was recorded"
+
+
+@pytest.fixture(scope="module", params=["mlserver_echo", "kserve_echo"])
+def echo(request: pytest.FixtureRequest) -> Iterator[inference_servers.InferenceServer]:
+    running = getattr(inference_servers, request.param)().start()
+    yield running
+    running.stop()
+
+
+def test_a_remote_model_receives_the_text_not_base64(
+        v2app: Flask, echo: inference_servers.InferenceServer, tmp_path: Path) -> None:
+    """KServe ignores content_type "base64" (its model got "aMOpbGxv" for "h\u00e9llo"): text
+    goes as plain UTF-8 strings, as Triton's and MLServer's clients send it."""
+    name = f"echo-{echo.kind.lower()}"
+    upload(v2app.test_client(), bearer(v2app, "admin"),
+           remote_text_bundle(tmp_path, name, echo.url))
+    for text in ("h\u00e9llo", "plain words", ""):
+        status, answer = _answer(v2app, name, _text_body(text))
+        assert status == 200, answer
+        assert _output(answer) == text
+    if echo.kind == "MLServer":  # bytes that are not text still go as base64, marked so
+        status, answer = _answer(v2app, name, _text_body(base64.b64encode(b"ab\xff").decode(),
+                                                         base64_marked=True))
+        assert status == 200, answer
+        assert _output(answer) == "ab\ufffd"

@@ -229,11 +229,15 @@ def test_bytes_and_versions_travel_as_v2_json(
     words = np.array([b"\x00\x01binary", "naïve".encode()], dtype=object)
     spec = RemoteSpec(echoing.url, "echo", version="7", timeout_ms=2000)
     with RemoteClient.from_spec(spec) as client:
-        out = client.infer({"words": words, "n": np.array([[1, 2]], np.int64)},
-                           outputs=["words"])
+        out = client.infer({"words": words, "n": np.array([[1, 2]], np.int64),
+                            "blob": np.array([b"\xff\xfe"], dtype=object)}, outputs=["words"])
     path, request = seen[0]
     assert path == "/v2/models/echo/versions/7/infer"
-    assert request["inputs"][0]["parameters"] == {"content_type": "base64"}
+    # Text as plain strings (KServe ignores the base64 mark); bytes that are not UTF-8 as base64.
+    assert request["inputs"][0]["parameters"] == {"content_type": "str"}
+    assert request["inputs"][0]["data"] == ["\x00\x01binary", "naïve"]
+    assert request["inputs"][2]["parameters"] == {"content_type": "base64"}
+    assert out["blob"].tolist() == [b"\xff\xfe"]
     assert request["outputs"] == [{"name": "words"}]
     assert out["words"].tolist() == words.tolist()
     assert out["n"].dtype == np.int64 and out["n"].tolist() == [[1, 2]]

@@ -133,6 +133,37 @@ def kserve(model_path: Path, model: str = "iris") -> InferenceServer:
     return InferenceServer("KServe", cmd, workdir, port, model, clean_env(workdir))
 
 
+def kserve_echo(model: str = "echo") -> InferenceServer:
+    """KServe serving an echo model (inference_runtimes/kserve_echo.py): its answer is the text
+    its model received for each BYTES input; not yet started."""
+    python = venv_python(KSERVE_VENV)
+    workdir = Path(tempfile.mkdtemp(prefix="abvoc-kserve-"))
+    shutil.copy(RUNTIMES / "kserve_echo.py", workdir / "kserve_echo.py")
+    port = free_port()
+    cmd = [str(python), "kserve_echo.py", "--model_name", model, "--http_port", str(port),
+           "--grpc_port", str(free_port()), "--enable_grpc", "false", "--workers", "1",
+           "--configure_logging", "false"]
+    return InferenceServer("KServe", cmd, workdir, port, model, clean_env(workdir))
+
+
+def mlserver_echo(model: str = "echo") -> InferenceServer:
+    """MLServer serving an echo model (inference_runtimes/mlserver_echo.py), its BYTES input
+    decoded by MLServer's codecs; not yet started."""
+    python = venv_python(MLSERVER_VENV)
+    workdir = Path(tempfile.mkdtemp(prefix="abvoc-mlserver-"))
+    folder, port = workdir / "models", free_port()
+    model_dir = folder / model
+    model_dir.mkdir(parents=True)
+    shutil.copy(RUNTIMES / "mlserver_echo.py", model_dir / "mlserver_echo.py")
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
+        "metrics_endpoint": None, "metrics_port": free_port(), "parallel_workers": 0}))
+    (model_dir / "model-settings.json").write_text(json.dumps({
+        "name": model, "implementation": "mlserver_echo.EchoModel"}))
+    cmd = [str(python.parent / "mlserver"), "start", str(folder)]
+    return InferenceServer("MLServer", cmd, workdir, port, model, clean_env(model_dir))
+
+
 def triton_client(spec: dict) -> dict:
     """Runs Triton's Python HTTP client against `spec["url"]` (inference_runtimes/
     triton_http_client.py in its own environment); what its calls gave back."""
