@@ -37,6 +37,11 @@ class CandidateOutputError(AbvocError):
     repeats = True
 
 
+class AnswerTooLong(CandidateOutputError):
+    """The answer is longer than MAX_JSON_CHARS: the candidate's failure for one item, the
+    caller's request size for many (serving.servable makes that a 413)."""
+
+
 def read_answer(kind: OutputKind, outputs: Mapping[str, np.ndarray]) -> tuple[Any, float | None]:
     """(the answer, its confidence or None) from one item's output tensors."""
     arrays = {name: np.asarray(a) for name, a in outputs.items()}
@@ -100,8 +105,8 @@ def _label_string(a: np.ndarray) -> str:
 
 def _check_length(text: str) -> None:
     if len(text) > MAX_JSON_CHARS:
-        raise CandidateOutputError(f"the candidate's output is longer than {MAX_JSON_CHARS} "
-                                   "characters")
+        raise AnswerTooLong(f"the candidate's output is longer than {MAX_JSON_CHARS} "
+                            "characters")
 
 
 def _text(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float | None]:
@@ -221,8 +226,8 @@ def _json(kind: OutputKind, arrays: dict[str, np.ndarray]) -> tuple[Any, float |
     if problem is not None:
         raise CandidateOutputError(problem)
     if len(json.dumps(value)) > MAX_JSON_CHARS:
-        raise CandidateOutputError(f"the candidate's JSON output is longer than "
-                                   f"{MAX_JSON_CHARS} characters")
+        raise AnswerTooLong(f"the candidate's JSON output is longer than {MAX_JSON_CHARS} "
+                            "characters")
     first = schema_error(kind.schema, value)
     if first is not None:
         raise CandidateOutputError(f"the candidate's JSON output does not match its schema:"

@@ -17,14 +17,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import AbvocError
 from core.events import value_text
-from core.output_types import STAGE_ANSWERS, OutputKind
+from core.output_types import MAX_JSON_CHARS, STAGE_ANSWERS, OutputKind
 from serving.batch_request import Finish
 from serving.bundles.manifest import Manifest, TensorSpec
 from serving.bundles.runner import BundleRunner, check_inputs
 from serving.bundles.stages import Tensors
 from serving.bundles.tensors import TensorError
-from serving.outputs import CandidateOutputError, read_answer
+from serving.outputs import AnswerTooLong, CandidateOutputError, read_answer
 from serving.remote import RemoteClient
 
 TENSORS = "tensors"
@@ -67,6 +68,19 @@ def one_item(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray],
                               f"{kind.type!r} candidate is one prediction")
 
 
+class BatchTooLarge(AbvocError):
+    """A JSON answer to a request of many items is past MAX_JSON_CHARS: the caller's batch is
+    too large, never the candidate's failure (a caller could otherwise pause an arm)."""
+
+    status = 413
+
+
+def items(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> int:
+    """How many items the request holds along its batch axis (1 where no input has one)."""
+    return max((len(inputs[s.name]) for s in specs if s.shape and s.shape[0] == -1
+                and s.name in inputs and np.ndim(inputs[s.name]) > 0), default=1)
+
+
 class _TensorCandidate:
     accepts = TENSORS
 
@@ -81,8 +95,16 @@ class _TensorCandidate:
         one_item(self.manifest.inputs, tensors, self.kind)
         return tensors
 
-    def _answer(self, outputs: Mapping[str, np.ndarray]) -> Answer:
-        output, confidence = read_answer(self.kind, outputs)
+    def _answer(self, outputs: Mapping[str, np.ndarray], count: int = 1) -> Answer:
+        """The answer read as the output type; one too long for `count` > 1 items is a 413."""
+        try:
+            output, confidence = read_answer(self.kind, outputs)
+        except AnswerTooLong:
+            if count <= 1:
+                raise
+            raise BatchTooLarge(f"the answer to these {count} items is longer than "
+                                f"{MAX_JSON_CHARS} characters, the most an answer may hold: "
+                                "send fewer items per request") from None
         return Answer(output, self.kind.type, confidence, tensors=dict(outputs))
 
 
@@ -96,13 +118,15 @@ class BundleCandidate(_TensorCandidate):
 
     def predict(self, payload: Any, finish: Finish | None = None) -> Any:
         checked = self._checked(payload)
+        count = items(self.manifest.inputs, checked)
         if finish is None:
-            return self._traced_answer(self.runner.predict_traced(checked))
-        return self.runner.predict_traced(checked, finish.after(self._traced_answer))
+            return self._traced_answer(self.runner.predict_traced(checked), count)
+        return self.runner.predict_traced(
+            checked, finish.after(lambda traced: self._traced_answer(traced, count)))
 
-    def _traced_answer(self, traced: tuple[Tensors, Tensors]) -> Answer:
+    def _traced_answer(self, traced: tuple[Tensors, Tensors], count: int = 1) -> Answer:
         outputs, answers = traced
-        answer = self._answer(outputs)
+        answer = self._answer(outputs, count)
         if not answers:
             return answer
         return replace(answer, stages={STAGE_ANSWERS: self._stage_answers(answers,
@@ -136,7 +160,8 @@ class RemoteCandidate(_TensorCandidate):
         self.client = client
 
     def predict(self, payload: Any, finish: Finish | None = None) -> Any:
-        answer = self._answer(self.client.infer(self._checked(payload)))
+        checked = self._checked(payload)
+        answer = self._answer(self.client.infer(checked), items(self.manifest.inputs, checked))
         return answer if finish is None else finish.alone(answer)
 
     def close(self) -> None:
