@@ -188,3 +188,20 @@ def test_inference_bodies_may_be_larger_than_other_bodies(v2app: Flask) -> None:
         "inputs": [{"name": "features", "datatype": "BYTES", "shape": [1],
                     "data": [base64.b64encode(b"x").decode()]}], "parameters": {"unit_id": "u"}})
     assert bytes_input.status_code == 400  # still the bundle's signature check
+
+
+def test_any_content_type_is_read_as_v2_multipart_too(v2app: Flask) -> None:
+    """A multipart Content-Type was parsed as a form before the view read the body, which then
+    was 0 bytes; the body is V2 whatever the Content-Type says."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    multipart = "multipart/form-data; boundary=zz"
+    data, headers = binary_body({"inputs": [features()], "parameters": {"unit_id": "u1"}},
+                                ROW.astype("<f4").tobytes())
+    binary = client.post(URL, headers={**admin, **headers}, data=data, content_type=multipart)
+    assert binary.status_code == 200, binary.data[:300]
+    as_json = client.post(URL, headers=admin, data=json.dumps(infer_body(ROW, "u1")),
+                          content_type=multipart)
+    assert as_json.status_code == 200, as_json.data[:300]
+    assert output_of(binary.get_json()) == output_of(as_json.get_json())
