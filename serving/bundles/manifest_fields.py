@@ -3,6 +3,7 @@ that names the key to fix, so a typo or a wrong type never silently drops a sett
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from core.errors import AbvocError, refuse_unknown
@@ -75,7 +76,7 @@ def dimensions(data: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
     if not value or not all(isinstance(d, int) and not isinstance(d, bool)
                             and (d == -1 or 1 <= d <= MAX_DIMENSION_SIZE) for d in value):
         raise ManifestError(f"{_at(where, key)} must be a non-empty list of sizes from 1 to "
-                            f"{MAX_DIMENSION_SIZE} or -1 (any size), got {value!r}")
+                            f"{MAX_DIMENSION_SIZE} or -1 (any size), got {shown(value)}")
     return tuple(value)
 
 
@@ -88,8 +89,31 @@ def get_value(data: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
     value = data[key]
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ManifestError(f"{_at(where, key)} must be a {names}, got {value!r}")
+        raise ManifestError(f"{_at(where, key)} must be a {names}, got {shown(value)}")
     return value
+
+
+_TOML_KINDS = ((dt.datetime, "date-time"), (dt.date, "date"), (dt.time, "time"))
+
+
+def shown(value: Any) -> str:
+    """A manifest value as its TOML reads (`a TOML date 1979-05-27`), never a Python repr such
+    as datetime.date(1979, 5, 27), which a team writing TOML would not recognise."""
+    for kind, noun in _TOML_KINDS:
+        if isinstance(value, kind):
+            return f"a TOML {noun} {_toml(value)}"
+    return _toml(value)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value[:20]) + (", ...]" if len(value) > 20
+                                                                else "]")
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in list(value.items())[:20]) + "}"
+    return repr(value)
 
 
 def _at(where: str, key: str) -> str:

@@ -42,6 +42,15 @@ TEXT_CASES = [
     ("shape = [-1, 4]", "shape = [-1, 0]", r"inputs\[0\].shape must be .* sizes from 1 to"),
     ("shape = [-1, 4]", f"shape = [{', '.join(['-1'] * 200)}]",
      r"inputs\[0\].shape has 200 dimensions; at most 32"),
+    # TOML dates and times as TOML writes them, not as Python's reprs (datetime.date(...)).
+    ('version = "1"', "version = 1979-05-27",
+     r"^version must be a str or int, got a TOML date 1979-05-27$"),
+    ('version = "1"', "version = 1979-05-27T07:32:00",
+     r"^version must be a str or int, got a TOML date-time 1979-05-27T07:32:00$"),
+    ("max_batch_size = 32", "max_batch_size = 07:32:00",
+     r"^batching.max_batch_size must be a int, got a TOML time 07:32:00$"),
+    ("shape = [-1, 4]", "shape = [-1, 1979-05-27]",
+     r"^inputs\[0\].shape must be .* or -1 \(any size\), got \[-1, 1979-05-27\]$"),
     # tomllib recurses per level: a RecursionError traceback (a 500 through the API).
     ('version = "1"', 'version = "1"\nx = ' + "[" * 5000 + "]" * 5000,
      r"^candidate.toml is nested too deeply"),
