@@ -382,6 +382,9 @@ def _remote(data: Any) -> RemoteSpec:
         raise ManifestError(f"remote.url {url!r} must be an http:// or https:// URL with a host")
     model = string(data, "model", "remote", required=True)
     version = get_value(data, "version", (str, int), "remote")
+    if version == "":  # it would call .../versions//infer
+        raise ManifestError("remote.version must not be empty: name the server's model version, "
+                            "or leave the key out for the model's default")
     timeout = get_value(data, "timeout_ms", (int, float), "remote")
     retries = get_value(data, "retries", int, "remote")
     if timeout is not None and not 1 <= timeout <= 120_000:

@@ -116,3 +116,14 @@ def test_the_command_line_exits_2_naming_the_key(bundle: Path, tmp_path: Path,
     assert "stages[1].name 'to\\nlabel' must not contain control characters" in result.output
     listed = runner.invoke(main, ["candidates", "list", "--all", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.output) == []
+
+
+def test_an_empty_remote_version_is_refused() -> None:
+    """`version = ""` would call .../versions//infer on the team's server."""
+    data = _manifest(remote={"url": "http://127.0.0.1:9", "model": "m", "version": ""})
+    for key in ("backend", "stages"):
+        data.pop(key)
+    with pytest.raises(ManifestError, match=r"^remote.version must not be empty"):
+        parse_manifest(data)
+    data["remote"]["version"] = "2"
+    assert parse_manifest(data).remote.version == "2"
