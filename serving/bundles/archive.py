@@ -47,10 +47,33 @@ def unpack(archive: Path, dest: Path, limits: Limits) -> Path:
         with tarfile.open(archive, "r:gz") as tar:
             members = _checked_members(tar, limits)
             dest.mkdir(parents=True, exist_ok=True)
-            tar.extractall(dest, members=members, filter="data")
+            for member in members:
+                _extract(tar, member, dest)
+    except ManifestError:
+        raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ManifestError(f"{archive.name} is not a readable .tar.gz: {exc}") from exc
     return bundle_root(dest)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """One member through tarfile's "data" filter; a refusal names the member by its name in
+    the archive and says why, never the server's scratch path (the filter's and the OS's own
+    words carry it)."""
+    try:
+        tar.extract(member, dest, filter="data")
+    except tarfile.FilterError as exc:
+        why = "links outside the bundle (through the links before it)" \
+            if isinstance(exc, tarfile.LinkOutsideDestinationError | tarfile.AbsoluteLinkError) \
+            else "would be written outside the bundle" \
+            if isinstance(exc, tarfile.OutsideDestinationError | tarfile.AbsolutePathError) \
+            else "is not a plain file, folder or link inside the bundle"
+        raise ManifestError(f"archive member {member.name!r} {why}") from None
+    except OSError as exc:
+        clash = " (a file of the archive has the name of a folder on its path)" \
+            if isinstance(exc, NotADirectoryError | FileExistsError | IsADirectoryError) else ""
+        raise ManifestError(f"archive member {member.name!r} cannot be unpacked: "
+                            f"{exc.strerror or type(exc).__name__}{clash}") from None
 
 
 def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:
