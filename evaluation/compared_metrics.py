@@ -1,7 +1,8 @@
 """Which built-in metrics an experiment's results compare between its variants: the family
 Holm's and BH's adjustments run over, so a metric no variant's answers are judged by is left
 out rather than compared for nothing (each comparison in the family costs the others power);
-and what a comparison's figures cannot say alone (:func:`add_caveats`)."""
+what a comparison's figures cannot say alone (:func:`add_caveats`); and its Bayesian figures
+read in the metric's direction (:func:`facing`)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,18 @@ def add_caveats(records: list[dict[str, Any]]) -> None:
                        f"{errors['treatment_mean']:.1%} against {errors['control_mean']:.1%}) "
                        "and its failed requests count in its latency: part of this speed may "
                        "be failing fast") if faster and errors is not None else None
+
+
+def facing(record: dict[str, Any], spec: MetricSpec) -> None:
+    """Mark the record's direction and read its Bayesian figures in it: the statistics give the
+    chance that the treatment's value is higher and the losses of a higher-is-better choice, so
+    for a lower-is-better metric (a correction rate, latency) the chance to win is the chance
+    it is lower and the two expected losses trade places. A treatment the verdict called better
+    on correction_rate read as a 0.09 % chance to win with a large expected loss."""
+    record["lower_is_better"] = spec.lower_is_better
+    if not spec.lower_is_better:
+        return
+    if record.get("chance_to_win") is not None:
+        record["chance_to_win"] = 1.0 - record["chance_to_win"]
+    record["expected_loss"], record["expected_loss_control"] = (
+        record.get("expected_loss_control"), record.get("expected_loss"))

@@ -48,7 +48,7 @@ from core.times import utc_iso
 from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
-from evaluation.compared_metrics import add_caveats, metrics_compared
+from evaluation.compared_metrics import add_caveats, facing, metrics_compared
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.label_truths import LabelTruths
@@ -299,7 +299,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     for r in records:
         r["analysis_unit"] = "prediction" if r["metric"] in METRIC_BY_NAME \
             and r["metric"] not in units.per_unit else "unit"
-        r["lower_is_better"] = specs[r["metric"]].lower_is_better
+        facing(r, specs[r["metric"]])
         if specs[r["metric"]].is_proportion:
             bound_share_intervals(r)
         r["verdict"] = _verdict(r, specs[r["metric"]])

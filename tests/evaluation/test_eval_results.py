@@ -93,7 +93,12 @@ def test_clear_win_ships(db: Database) -> None:
         res = experiment_results(s, exp)
     assert res["decision"]["action"] == "ship"
     assert res["decision"]["arm"] == "treatment"
-    assert _record(res, "correction_rate")["verdict"] == "better"
+    rate = _record(res, "correction_rate")
+    assert rate["verdict"] == "better"
+    # Read in the metric's direction (lower is better): the chance the treatment's rate is the
+    # lower one, and its loss if chosen small; they read 0.0 and 0.2 before.
+    assert rate["lower_is_better"] and rate["chance_to_win"] > 0.999
+    assert rate["expected_loss"] < 1e-6 < rate["expected_loss_control"]
 
 
 def test_guardrail_breach_stops(db: Database) -> None:
