@@ -49,6 +49,8 @@ def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...], default: s
     value = body.get(key, default)
     if value is None and default is not None:
         value = default
+    if value is None:
+        raise AbvocError(f"'{key}' is required: one of {quoted_names(allowed)}")
     if value not in allowed:
         raise AbvocError(f"'{key}' must be one of {quoted_names(allowed)}")
     return str(value)

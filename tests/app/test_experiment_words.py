@@ -20,6 +20,13 @@ def test_a_metric_name_with_a_trailing_line_break_is_refused(name: str) -> None:
         check_definition({"name": name, "kind": "mean", "direction": "higher"})
 
 
+def test_a_metric_without_a_direction_is_told_it_is_required() -> None:
+    """It was told "'direction' must be one of 'higher', 'lower'", as if it had sent a wrong
+    one."""
+    with pytest.raises(AbvocError, match="'direction' is required: one of 'higher', 'lower'"):
+        check_definition({"name": "revenue", "kind": "mean"})
+
+
 def test_a_week_with_a_trailing_line_break_is_refused() -> None:
     with pytest.raises(AbvocError):
         parse_week("2026-W10\n")
