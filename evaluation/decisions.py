@@ -195,14 +195,17 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
             verdicts[arm] = KEEP_RUNNING
             power = results.get("power", {}).get(arm, {})
             need = power.get("still_needed")
+            # An arm with nothing observed has no difference to speak of, significant or not.
+            so_far = (f"no significant difference on {primary} so far"
+                      if rec is not None and rec.get("n_treatment") else
+                      f"nothing on {primary} to compare yet")
             if arm in paused:
                 reasons.append(f"arm {quoted(arm)} is paused ({paused[arm]}), so it takes no "
-                               f"traffic and gathers no more data: no significant difference "
-                               f"on {primary} so far; resume it to go on testing it")
+                               f"traffic and gathers no more data: {so_far}; resume it to go "
+                               "on testing it")
             elif weights.get(arm) == 0:
                 reasons.append(f"arm {quoted(arm)} has weight 0, so it takes no traffic and "
-                               f"gathers no more data: no significant difference on {primary} "
-                               "so far; give it a weight to test it")
+                               f"gathers no more data: {so_far}; give it a weight to test it")
             elif need:
                 per = _counted(results, rec, primary)
                 reasons.append(f"arm {quoted(arm)}: not enough data on {primary} yet; about {need} "

@@ -36,6 +36,9 @@ def test_an_arm_at_weight_zero_is_told_it_takes_no_traffic(db: Database) -> None
     (reason,) = decision["reasons"]
     assert reason.startswith("arm 'treatment' has weight 0, so it takes no traffic")
     assert "more predictions per arm" not in reason
+    # It never served: "no significant difference so far" spoke of a comparison never made.
+    assert "nothing on correction_rate to compare yet" in reason
+    assert "significant" not in reason
 
 
 def test_a_paused_experiment_says_it_gathers_no_data_until_resumed(db: Database) -> None:
