@@ -211,10 +211,16 @@ def _exact_integers(values: Any, shape: tuple[int, ...], datatype: str,
     turns the whole list to floats), taken again from the JSON values themselves (an object
     array keeps Python's ints): exact, and in range when they are. The rare path."""
     exact = np.array(values, dtype=object).reshape(shape)
+    info = np.iinfo(V2_TO_NUMPY[datatype])
     if not all(type(v) is int for v in exact.flat):
+        # An integer past 64 bits reaches here as a float (the JSON reader's): out of range,
+        # however it was written (one just past INT64's least rounds to it: taken as past).
+        low = info.min + (info.min < 0)  # -2^63 as a float may be an integer past it
+        if any(isinstance(v, float) and not low <= v <= info.max for v in exact.flat):
+            raise TensorError(f"{where}: its values must lie within {datatype}'s range "
+                              f"[{info.min}, {info.max}]")
         raise TensorError(f"{where}: {datatype} values past 2^53 must be written as JSON "
                           "integers (no decimal point)")
-    info = np.iinfo(V2_TO_NUMPY[datatype])
     if exact.min() < info.min or exact.max() > info.max:
         raise TensorError(f"{where}: its values must lie within {datatype}'s range "
                           f"[{info.min}, {info.max}]")

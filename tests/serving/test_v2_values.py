@@ -28,6 +28,10 @@ V2_VALUES_CHANGED_BY_A_CAST = [
     ("UINT8", [-1, 1], r"its values must lie within UINT8's range \[0, 255\]"),
     ("INT64", [2**63, 1], "its values must lie within INT64's range"),
     ("UINT64", [2.0**60, 1], "UINT64 values past 2\\^53 must be written as JSON integers"),
+    # Past 64 bits the JSON reader gives a float, however it was written: out of range, not
+    # "to be written as integers" (it was).
+    ("INT64", [-9223372036854775809.0, 1], r"its values must lie within INT64's range"),
+    ("UINT64", [2.0**64, 1], r"its values must lie within UINT64's range"),
     ("BOOL", ["false", "true"], "BOOL data must be true or false"),
     ("BOOL", [2, 0], "BOOL data must be true or false"),
 ]
