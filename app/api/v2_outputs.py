@@ -12,6 +12,7 @@ import numpy as np
 from flask import Response, current_app
 
 from core.errors import AbvocError
+from core.text import quoted_names
 from core.v2_binary import BASE64, TEXT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import to_binary
@@ -44,7 +45,11 @@ def wanted_outputs(raw: Any, all_binary: bool) -> dict[str, Asked] | None:
     wanted = {}
     for o in raw:
         where = f"output {o['name']!r}"
-        params = o.get("parameters") or {}
+        unknown = sorted(set(o) - {"name", "parameters"})
+        if unknown:  # as for inputs: a misspelt key would be a request silently changed
+            raise AbvocError(f"{where}: unknown key(s) {quoted_names(unknown)}; an output "
+                             "asked for has 'name' and 'parameters'")
+        params = o.get("parameters", {})
         if not isinstance(params, dict) or set(params) - {"binary_data", "content_type"}:
             raise AbvocError(f"{where}: the parameters abvoc reads are 'binary_data' (true or "
                              "false) and 'content_type' ('str' or 'base64', for BYTES in JSON); "

@@ -148,6 +148,13 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
         (binary_body({"inputs": [features()], "parameters": unit,
                       "outputs": [{"name": "output", "parameters": {"binary_data": "yes"}}]},
                      raw), "'parameters.binary_data' must be true or false"),
+        # As for inputs: an unknown key or parameters that are no object were passed over.
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output", "binary": True}]},
+                     raw), "output 'output': unknown key(s) 'binary'"),
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output", "parameters": []}]},
+                     raw), "output 'output': the parameters abvoc reads are"),
         ((b'{"inputs": [' + b"[" * 40 + b"]" * 40 + b"]}" + raw, {HEADER: "86"}),
          "nests 42 levels deep"),
         ((b'{"inputs": "\\ud800"}' + raw, {HEADER: "20"}), "lone UTF-16 surrogate"),
