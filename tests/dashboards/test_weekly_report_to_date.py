@@ -82,7 +82,7 @@ def test_written_again_listed_served_and_replaced_by_the_whole_week(
         WEEK, True, f"{SO_FAR}.html", f"{SO_FAR}.pdf")
     html = done.html.read_text()
     assert 'id="to-date"' in html and "Week 2026-W47 so far" in html
-    assert "2026-11-16 to 2026-11-20 12:00, UTC" in html and "open\nnow" in html
+    assert "2026-11-16 to 2026-11-20 12:00, UTC" in html and "still unlabeled\nnow" in html
     later = write_report(db, folder, WEEK, now=NOW + timedelta(hours=2), to_date=True)
     assert not later.skipped and "2026-11-20 14:00, UTC" in later.html.read_text()
     assert _listed(folder) == [(SO_FAR, True)]
