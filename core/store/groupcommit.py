@@ -167,9 +167,10 @@ class GroupCommitter:
                     begin_write(cursor, held=True)
                     if began is not None:
                         began()
+                limit = variable_limit(conn) if self._sqlite else 0
                 for statement, params in groups.items():
                     if self._sqlite:
-                        values_chunks(cursor, statement, params, variable_limit(conn))
+                        values_chunks(cursor, statement, params, limit)
                     else:
                         cursor.executemany(statement.sql, params)
                 if after is not None:

@@ -59,8 +59,8 @@ def arm_sequential(
     var_c[pi], var_t[pi] = proportion_variances(sum_c[pi], n_c[pi], sum_t[pi], n_t[pi])
     estimated = np.ones(n_c.shape, dtype=bool)  # a mean's variance is its sample's
     estimated[pi] = False
-    mi = estimated
-    var_c[mi], var_t[mi] = null_floor(n_c[mi], var_c[mi], n_t[mi], var_t[mi])
+    var_c[estimated], var_t[estimated] = null_floor(n_c[estimated], var_c[estimated],
+                                                    n_t[estimated], var_t[estimated])
     seq = msprt_arrays(out["difference"], var_c, n_c, var_t, n_t, config, estimated)
     rel = msprt_relative_arrays(np.where(valid, out["control_mean"], 1.0), var_c, n_c,
                                 out["treatment_mean"], var_t, n_t, config, estimated)

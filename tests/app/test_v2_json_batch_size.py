@@ -8,25 +8,21 @@ from pathlib import Path
 
 import numpy as np
 from flask import Flask
-from onnx import TensorProto, helper
+from onnx import TensorProto
 from sqlalchemy import func, select
 
 from core.store.models import ServedPrediction
 from tests.support.keys import bearer
+from tests.support.onnx_identity import identity_model
 from tests.support.v2 import upload
 
 
 def _int_echo_bundle(root: Path) -> Path:
     """An ONNX Identity on INT64 [-1, 1] whose answer is JSON: every row, echoed."""
-    node = helper.make_node("Identity", ["ids"], ["output"])
-    graph = helper.make_graph(
-        [node], "ids", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, 1])],
-        [helper.make_tensor_value_info("output", TensorProto.INT64, [None, 1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     folder = root / "ids"
     folder.mkdir()
-    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    (folder / "model.onnx").write_bytes(
+        identity_model(TensorProto.INT64, 1, ("ids", "output")))
     (folder / "candidate.toml").write_text(
         'name = "ids"\nversion = "1"\nbackend = "onnxruntime"\n[[inputs]]\nname = "ids"\n'
         'datatype = "INT64"\nshape = [-1, 1]\n[output]\ntype = "json"\nschema = {type = "object"}\n'
