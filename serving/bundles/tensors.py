@@ -288,12 +288,26 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
                           f"one of {quoted_names(sorted(V2_TO_NUMPY))}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
                                               and d >= 0 for d in shape):
+        huge = _past_64_bits(shape)
+        if huge is not None:
+            raise TensorError(f"tensor {name!r}: shape dimension {huge} is too large (an integer "
+                              "past 2^64 in size); send the tensor's own shape")
         raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
     if len(shape) > MAX_DIMENSIONS:
         raise TensorError(f"tensor {name!r}: its shape has {len(shape)} dimensions; at most "
                           f"{MAX_DIMENSIONS} are taken")
     # math.prod is exact (numpy's int64 product wraps), and 20× quicker for a short list.
     return name, datatype, shape, math.prod(shape)
+
+
+def _past_64_bits(shape: Any) -> int | None:
+    """The index of a dimension that is an integer past 64 bits, None where none is. orjson
+    reads such an integer as a float, whose repr (1.1805916207174113e+21 for 2^70) is not what
+    the caller sent, so the message says it is too large instead of quoting it."""
+    if not isinstance(shape, list):
+        return None
+    return next((i for i, d in enumerate(shape) if isinstance(d, float) and d.is_integer()
+                 and abs(d) >= 2.0 ** 64), None)
 
 
 def bytes_array(values: list[bytes], shape: list[int]) -> np.ndarray:

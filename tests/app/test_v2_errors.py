@@ -82,9 +82,11 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:
         (predictor, {"inputs": [_tensor(shape=[True, 4])], "parameters": unit}, 400, "shape"),
         (predictor, {"inputs": [_tensor(shape=[2**32, 2**32], data=[], datatype="BYTES")],
                      "parameters": unit}, 400, "holds more than"),
-        # Tensor data may hold any FP64; a size past 2^64 is read as one, not a size.
+        # Tensor data may hold any FP64; a size past 2^64 is read as one, and said too large.
         (predictor, {"inputs": [_tensor(shape=[2**70], data=[])], "parameters": unit}, 400,
-         "shape must be a list of sizes"),
+         "shape dimension 0 is too large (an integer past 2^64 in size)"),
+        (predictor, {"inputs": [_tensor(shape=[1.5, 4])], "parameters": unit}, 400,
+         "shape must be a list of sizes, got [1.5, 4]"),
         (predictor, {"inputs": [_tensor(datatype="FP128")], "parameters": unit}, 400,
          "datatype 'FP128' is not one abvoc takes"),
         (predictor, {"inputs": [_tensor(shape=[2, 4])], "parameters": unit}, 400, "holds 8"),
@@ -150,6 +152,34 @@ def test_every_refusal_is_a_4xx_that_says_what_to_fix(v2app: Flask) -> None:
     assert [t["name"] for t in ok.get_json()["outputs"]] == ["output"]
     assert client.get("/v2/health/live").get_json() == {"live": True}
     assert client.get("/v2/health/ready").get_json() == {"ready": True}
+
+
+def test_a_dimension_past_64_bits_is_said_too_large_not_quoted_as_a_float(v2app: Flask) -> None:
+    """orjson reads an integer past 64 bits as a float: 2^70 was echoed as 1.18e+21, a number
+    the caller never sent. Through the lane and through Flask, JSON and binary headers alike."""
+    client = v2app.test_client()
+    admin, predictor = bearer(v2app, "admin"), bearer(v2app, "predict")
+    upload(client, admin, EXAMPLE)
+    url, unit = "/v2/models/default/infer", {"unit_id": "u"}
+    json_body = {"inputs": [_tensor(shape=[1, 2**70], data=[])], "parameters": unit}
+    header = json.dumps({"inputs": [{"name": "features", "datatype": "FP32",
+                                     "shape": [1, 2**70], "parameters": {"binary_data_size": 0}}],
+                         "parameters": unit}).encode()
+    binary = {"data": header, "headers": {**predictor,
+                                          "Inference-Header-Content-Length": str(len(header))}}
+    try:
+        for lane in (True, False):
+            v2app.config["ABVOC_V2_LANE"] = lane
+            for kwargs in ({"json": json_body, "headers": predictor}, binary):
+                answer = client.post(url, **kwargs)
+                error = answer.get_json()["error"]
+                assert answer.status_code == 400, error
+                assert error == ("tensor 'features': shape dimension 1 is too large (an integer "
+                                 "past 2^64 in size); send the tensor's own shape"), error
+                assert "e+" not in error
+    finally:
+        v2app.config["ABVOC_V2_LANE"] = True
+    assert _count(v2app, ServedPrediction) == 0
 
 
 def _stuck_bundle(root: Path, release: Path) -> Path:
