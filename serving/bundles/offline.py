@@ -35,12 +35,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from core.errors import AbvocError
 from core.output_types import OutputKind
+from core.text import shown
 from serving.bundles.json_input import not_too_deep, parse_json
 from serving.bundles.manifest import (
     MANIFEST_NAME,
@@ -56,6 +57,7 @@ from serving.bundles.offline_metrics import (
     check_imported,
     summarize,
 )
+from serving.bundles.tensors import TensorError, as_text
 from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 
@@ -76,8 +78,15 @@ def candidate_manifest(info: CandidateInfo) -> Manifest:
 
 # --- running and storing ------------------------------------------------------------------------
 
+class Candidate(NamedTuple):
+    """How to answer one example, and the inputs the candidate's model takes as text."""
+
+    answer: Answer
+    text_inputs: tuple[str, ...] = ()
+
+
 @contextmanager
-def answerer(manifest: Manifest, folder: Path) -> Iterator[Answer]:
+def answerer(manifest: Manifest, folder: Path) -> Iterator[Candidate]:
     """Call the candidate one example at a time (a local bundle's stages, or the remote client)
     and read its answer as serving does, so an answer every request would get a 502 for is
     an error here too, never a figure."""
@@ -86,20 +95,36 @@ def answerer(manifest: Manifest, folder: Path) -> Iterator[Answer]:
         from serving.remote import RemoteClient
 
         with RemoteClient.from_spec(manifest.remote, pool_size=1) as client:
-            yield lambda inputs: read_answer(kind, client.infer(inputs))[0]
+            yield Candidate(lambda inputs: read_answer(kind, client.infer(inputs))[0])
         return
     if manifest.takes_images:
         with _image_pipeline(manifest, folder) as predict:
-            yield predict
+            yield Candidate(predict)
         return
     from serving.bundles.runner import BundleRunner
 
     runner = BundleRunner.open(folder)
     try:
-        yield lambda inputs: read_answer(
-            kind, runner.run_stages(runner.check_inputs(inputs)))[0]
+        yield Candidate(lambda inputs: read_answer(
+            kind, runner.run_stages(runner.check_inputs(inputs)))[0], runner.text_inputs)
     finally:
         runner.close()
+
+
+def _check_texts(examples: list[Example], text_inputs: tuple[str, ...]) -> None:
+    """Every line's text inputs as UTF-8, before the model runs once: bytes that are not are
+    the dataset's to fix (serving refuses them with a 400), not a failure of the candidate, so
+    the error names the line and the file."""
+    for ex in examples:
+        for name in text_inputs:
+            file = ex.files.get(name)
+            given = f"{ex.where}: input {name!r}" + (f" (file {shown(file)})" if file else "")
+            try:
+                as_text(ex.inputs[name], given)
+            except TensorError as exc:
+                fix = "save the file as UTF-8 text" if file else "give UTF-8 text"
+                raise OfflineError(f"{exc.message}; this candidate's model takes text: "
+                                   f"{fix}") from None
 
 
 @contextmanager
@@ -129,10 +154,11 @@ def evaluate(manifest: Manifest, folder: Path, examples: list[Example],
     latencies: list[float] = []
     failures: list[OfflineError] = []
     started = time.perf_counter()
-    with answerer(manifest, folder) as answer_to:
+    with answerer(manifest, folder) as candidate:
+        _check_texts(examples, candidate.text_inputs)
         for done, ex in enumerate(examples, 1):
             start = time.perf_counter()
-            answer, failure = _answer_or_failure(answer_to, ex)
+            answer, failure = _answer_or_failure(candidate.answer, ex)
             latencies.append((time.perf_counter() - start) * 1000.0)
             if failure is not None:
                 failures.append(failure)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,6 +36,10 @@ class Example:
     inputs: dict[str, np.ndarray]
     label: Any
     slice: str | None
+    where: str = ""
+    """The dataset's name and the line, for a message about the line."""
+    files: dict[str, str] = field(default_factory=dict)
+    """The file each input given as ``{"file": ...}`` was read from, for messages."""
 
 
 def read_dataset(path: Path, manifest: Manifest) -> list[Example]:
@@ -89,7 +93,10 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)
               for name, spec in declared.items()}
-    return Example(number, arrays, truth(manifest.output, item["label"], where), slice_)
+    files = {name: value["file"] for name, value in inputs.items()
+             if isinstance(value, dict) and isinstance(value.get("file"), str)}
+    return Example(number, arrays, truth(manifest.output, item["label"], where), slice_, where,
+                   files)
 
 
 def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,

@@ -50,7 +50,8 @@ class BundleRunner:
                                 "runs it as serving does")
         self.manifest = manifest
         self.stages = list(stages)
-        self._texts = [i.name for i in stages[0].inputs or () if i.datatype == "BYTES"]
+        # The inputs its model takes as text (ONNX's tensor(string)): UTF-8 is the caller's to send.
+        self.text_inputs = tuple(i.name for i in stages[0].inputs or () if i.datatype == "BYTES")
         run = self._run_many if manifest.batching.max_batch_size > 1 else self._run_one
         self._batcher = stage_batcher(run, manifest.batching, manifest.name)
 
@@ -77,7 +78,7 @@ class BundleRunner:
         BYTES the first stage takes as text (ONNX's tensor(string)) as str, so a value that is
         not UTF-8 is the caller's 400 here, never a failure of the candidate's model."""
         checked = check_inputs(self.manifest.inputs, inputs)
-        for name in self._texts:
+        for name in self.text_inputs:
             if name in checked:
                 try:
                     checked[name] = as_text(checked[name], f"input {name!r}")

@@ -15,6 +15,7 @@ from core.settings import Settings
 from core.store import Database
 from serving.registry import Registry
 from tests.support.bundles import EXAMPLE, copy_example, edit
+from tests.support.text_bundles import onnx_echo_bundle
 
 
 @pytest.fixture
@@ -114,3 +115,20 @@ def test_a_bundle_s_own_prints_leave_json_on_stdout_parseable(cli: CliRunner,
     assert tested.exit_code == 0, tested.output
     assert json.loads(tested.stdout)["overall"]["n"] == 60
     assert "post loaded" in tested.stderr and "to_label called" in tested.stderr
+
+
+def test_a_text_file_that_is_not_utf8_is_the_datasets_to_fix(cli: CliRunner,
+                                                             tmp_path: Path) -> None:
+    """Not "the candidate failed": the file and line, and what to do."""
+    bundle = onnx_echo_bundle(tmp_path / "bundles")
+    assert cli.invoke(main, ["candidates", "register", str(bundle)]).exit_code == 0
+    (tmp_path / "note.txt").write_bytes(b"\xffhello")
+    dataset = tmp_path / "texts.jsonl"
+    dataset.write_text(json.dumps({"inputs": {"text": {"file": "note.txt"}},
+                                   "label": "hello"}) + "\n")
+    result = cli.invoke(main, ["offline-test", "echo", "--dataset", str(dataset)])
+    assert result.exit_code != 0
+    assert "candidate failed" not in result.output
+    assert ("texts.jsonl line 1: input 'text' (file 'note.txt') holds a value that is not UTF-8 "
+            "text (item 0, byte 0); this candidate's model takes text: save the file as UTF-8 "
+            "text") in result.output, result.output
