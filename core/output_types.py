@@ -20,6 +20,7 @@ import jsonschema_rs
 
 from core.errors import AbvocError
 from core.latex import validate_latex
+from core.page_boxes import BOXES_SCHEMA, boxes_problem
 from core.text import shown
 
 STRING_TYPES = ("label", "text", "latex")
@@ -134,6 +135,8 @@ def _json(kind: OutputKind, value: Any) -> Any:
     if error is not None:
         raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema "
                          f"{schema_problem(error)}")
+    if kind.schema == BOXES_SCHEMA and (problem := boxes_problem(value)) is not None:
+        raise AbvocError(f"'corrected_output' {problem}")
     return value
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from core.errors import AbvocError
+from core.page_boxes import BOXES_SCHEMA
 from core.store import Database
 from serving.backends import get_backend
 from serving.bundles import register_bundle, validate_bundle
@@ -19,7 +20,6 @@ from serving.pipelines import ImageCandidate
 from serving.registry import Registry, validate_requirements
 from workloads.ocr.pages.generator import generate_pages
 from workloads.ocr.pages.metrics import evaluate_boxes
-from workloads.ocr.pages.served import BOXES_SCHEMA
 
 NAMES = ("pages-xycut", "pages-fcn")
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import jsonschema_rs
 import pytest
 
+from core.page_boxes import BOXES_SCHEMA
 from serving.backends import get_backend
 from serving.bundles import validate_bundle
 from serving.pipelines import ImageCandidate
 from workloads.ocr.pages.generator import generate_pages
 from workloads.ocr.pages.metrics import evaluate_boxes
 from workloads.ocr.pages.reading import formula_stages, read_page, reported_boxes
-from workloads.ocr.pages.served import BOXES_SCHEMA
 
 
 def _candidate(folder: Path) -> ImageCandidate:

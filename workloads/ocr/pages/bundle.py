@@ -20,13 +20,13 @@ import numpy as np
 import tomli_w
 import torch
 
+from core.page_boxes import BOXES_SCHEMA
 from serving.bundles import MANIFEST_NAME
 from workloads.ocr.pages.algorithmic import tune
 from workloads.ocr.pages.clean import binarize, darkness
 from workloads.ocr.pages.detector import decode, net_input, target, train_detector
 from workloads.ocr.pages.generator import TRAIN_PAGE_MIX, generate_pages
 from workloads.ocr.pages.metrics import evaluate_boxes
-from workloads.ocr.pages.served import BOXES_SCHEMA
 
 Say = Callable[[str], None]
 SPEC_VERSION = "1"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.page_boxes import BOX_RULE, box_problem
 from serving.servable import Answer
 from workloads.ocr.pages.clean import binarize, clean_image, crop
 
@@ -78,8 +79,8 @@ def reported_boxes(predicted: Sequence[dict[str, Any]], kind: str,
     current = [{"box": [int(v) for v in b["box"]], "score": float(b["score"])}
                for b in predicted]
     wanted = [[int(v) for v in box] for box in boxes]
-    if any(len(b) != 4 or b[0] >= b[2] or b[1] >= b[3] or min(b) < 0 for b in wanted):
-        raise ValueError("each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0")
+    if any(box_problem(b) is not None for b in wanted):
+        raise ValueError(BOX_RULE)
     if kind == "missed":
         if len(wanted) != 1:
             raise ValueError("a missed formula is reported with its one box")

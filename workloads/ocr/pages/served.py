@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,23 +25,6 @@ from workloads.ocr.pages.detector import FormulaMapNet, decode, net_input
 from workloads.ocr.pages.generator import PAGE_H, PAGE_W
 
 Found = list[tuple[tuple[int, int, int, int], float]]
-# What an extraction candidate answers; the bundles' manifests carry it as output.schema.
-BOXES_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "maxItems": 500,
-    "items": {
-        "type": "object",
-        "required": ["box", "score"],
-        "additionalProperties": False,
-        "properties": {
-            "box": {"type": "array", "minItems": 4, "maxItems": 4,
-                    "items": {"type": "integer", "minimum": 0}},
-            "score": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-    },
-}
-
-
 class InkThreshold(nn.Module):
     """(N, 1, H, W) darkness -> 1.0 where a pixel is ink."""
 

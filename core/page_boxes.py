@@ -1,0 +1,56 @@
+"""The formula boxes a page extraction candidate answers (``POST /v1/pages`` cuts formulas out
+of the page by them), and what makes one a box: ``[x0, y0, x1, y1]`` in the page's pixels, left,
+top, right, bottom, with some area.
+
+Here in core, not with the extraction workload, because a correction of a page's boxes (and an
+annotator's label of them) is checked at the door by :func:`core.output_types.check_output`:
+JSON Schema can hold a box to four integers, but not its right edge to be past its left, so a
+box drawn backwards or of no area passed it and became the page's truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BOXES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "maxItems": 500,
+    "items": {
+        "type": "object",
+        "required": ["box", "score"],
+        "additionalProperties": False,
+        "properties": {
+            "box": {"type": "array", "minItems": 4, "maxItems": 4,
+                    "items": {"type": "integer", "minimum": 0}},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    },
+}
+"""The JSON Schema of an extraction candidate's answer, which its manifest carries as
+``output.schema``: a candidate with this schema answers page boxes."""
+
+BOX_RULE = "each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0"
+
+
+def box_problem(box: Any) -> str | None:
+    """Why `box` is no formula box (inverted, of no area, not four integers from 0), or None."""
+    if not isinstance(box, list | tuple) or len(box) != 4 \
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+        return "is not four integers [x0, y0, x1, y1]"
+    x0, y0, x1, y1 = box
+    if min(box) < 0:
+        return "has a negative coordinate; pixels count from 0"
+    if x1 <= x0 or y1 <= y0:
+        side = f"x1 ({x1}) is not past x0 ({x0})" if x1 <= x0 else \
+            f"y1 ({y1}) is not past y0 ({y0})"
+        return (f"is inverted or of no area: {side}; give [left, top, right, bottom], the right "
+                "and bottom edges past the left and top")
+    return None
+
+
+def boxes_problem(boxes: list[dict[str, Any]]) -> str | None:
+    """The first box of an answer BOXES_SCHEMA passed that is no box, said with where it is
+    (``at /2/box``) and what to fix, or None."""
+    for i, item in enumerate(boxes):
+        if (problem := box_problem(item["box"])) is not None:
+            return f"at /{i}/box: box {item['box']} {problem}"
+    return None
