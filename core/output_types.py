@@ -64,6 +64,12 @@ class OutputKind:
         return cls(str(described["type"]), tuple(described.get("classes") or ()),
                    schema if isinstance(schema, dict) else None)
 
+    @property
+    def page_boxes(self) -> bool:
+        """Whether the answer is a page's formula boxes (:mod:`core.page_boxes`): a page
+        extraction candidate's, which serves the page scope of /v1/pages, not formulas."""
+        return self.type == "json" and self.schema == BOXES_SCHEMA
+
 
 def check_output(kind: OutputKind, value: Any) -> Any:
     """The corrected output as the event carries it (a string, a float or a JSON value), or an
@@ -135,7 +141,7 @@ def _json(kind: OutputKind, value: Any) -> Any:
     if error is not None:
         raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema "
                          f"{schema_problem(error)}")
-    if kind.schema == BOXES_SCHEMA and (problem := boxes_problem(value)) is not None:
+    if kind.page_boxes and (problem := boxes_problem(value)) is not None:
         raise AbvocError(f"'corrected_output' {problem}")
     return value
 

@@ -29,6 +29,7 @@ from typing import Any
 from core import events, receipts
 from core.errors import AbvocError, NotFound
 from core.ids import time_ordered_id
+from core.output_types import OutputKind
 from core.settings import Settings
 from core.store.db import Database, store_unreachable
 from core.store.groupcommit import Unit
@@ -139,10 +140,11 @@ class PredictService:
     def default_candidate(self, scope: str = DEFAULT_SCOPE, remedy: str = SCOPE_REMEDY) -> str:
         """The candidate serving a scope no experiment runs in: the one named as the scope (a
         V2 client's model name), else the configured default, else, for the `default` scope
-        alone, the newest registered one. Any other scope is a 404 that suggests `remedy`: a
-        model name nobody serves is not answered by whichever candidate was registered last.
-        The names are looked up at most every DEFAULT_REFRESH_S seconds, not on every
-        request."""
+        alone, the newest registered one that is no page extraction candidate (which serves
+        /v1/pages' page scope, not formulas or tensors). Any other scope is a 404 that suggests
+        `remedy`: a model name nobody serves is not answered by whichever candidate was
+        registered last. The names are looked up at most every DEFAULT_REFRESH_S seconds, not
+        on every request."""
         names, newest = self._names()
         if scope in names:
             return scope
@@ -164,17 +166,21 @@ class PredictService:
             raise NotFound(f"no experiment runs in scope {scope!r} and no candidate is named "
                            f"{scope!r}: {remedy}")
         if newest is None:
-            raise AbvocError("no candidate is registered; run `abvoc train --all`",
-                             status=503)
+            raise AbvocError("no candidate that reads formulas or tensors is registered (a page "
+                             "extraction candidate serves only /v1/pages' page scope); run "
+                             "`abvoc train --all`", status=503)
         return newest
 
     def _names(self, *, fresh: bool = False) -> tuple[frozenset[str], str | None]:
-        """The registered names and the newest, read at most every DEFAULT_REFRESH_S seconds
-        (`fresh`: now)."""
+        """The registered names and the newest that may serve `default`, read at most every
+        DEFAULT_REFRESH_S seconds (`fresh`: now)."""
         now = time.monotonic()
         if fresh or self._listed is None or now - self._listed[0] > DEFAULT_REFRESH_S:
             listed = self.pool.registry.list()
-            newest = max(listed, key=lambda c: c.created_at).name if listed else None
+            # A page extraction candidate serves pages (/v1/pages' page scope): as the newest,
+            # it would have answered the formula images sent to `default` with page boxes.
+            eligible = [c for c in listed if not OutputKind.of_pipeline(c.pipeline).page_boxes]
+            newest = max(eligible, key=lambda c: c.created_at).name if eligible else None
             self._listed = (now, frozenset(c.name for c in listed), newest)
         return self._listed[1], self._listed[2]
 

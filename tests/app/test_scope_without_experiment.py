@@ -1,18 +1,23 @@
 """A scope no experiment runs in: served by the candidate named as the scope (a V2 client's model
 name), else the configured default, else, for the `default` scope alone, the newest registered
-candidate. Any other name is a 404 on every model route, so a mistyped model name is not
-answered by whichever candidate a team registered last."""
+candidate that is no page extractor. Any other name is a 404 on every model route, so a mistyped
+model name is not answered by whichever candidate a team registered last."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from flask import Flask
 
 from serving import predict
+from serving.bundles import register_bundle
+from serving.images import encode_png
 from tests.support.bundles import EXAMPLE, copy_example, edit
 from tests.support.keys import bearer
 from tests.support.v2 import experiment, flowers, infer_body, upload
+from workloads.ocr.dataset import ONLINE_MIX, sample_requests
+from workloads.ocr.pages.generator import OFFLINE_PAGE_MIX, generate_pages
 
 ROW = flowers(1)[0]
 
@@ -59,3 +64,42 @@ def test_a_scope_is_served_by_its_namesake_or_the_default_never_by_the_newest(
     serving.predict.settings = serving.predict.settings.with_overrides(
         default_candidate="iris-onnx")
     assert _served_by(client, admin, "iris-typo") == (200, "iris-onnx")
+
+
+def _image(image) -> dict:  # noqa: ANN001
+    return {"image_base64": base64.b64encode(encode_png(image)).decode(), "unit_id": "u1"}
+
+
+def test_a_page_extractor_registered_last_is_not_the_default(
+        app: Flask, extractors: dict[str, Path], monkeypatch) -> None:  # noqa: ANN001
+    """`abvoc pages train` registers the extractors last: as the newest they became the
+    `default` scope's candidate, so /v1/predict answered formula images with page boxes and
+    /v1/pages' default formula scope was a 409. The default is the newest of the others."""
+    monkeypatch.setattr(predict, "DEFAULT_REFRESH_S", 0.0)
+    client, admin = app.test_client(), bearer(app, "admin")
+    formula = _image(next(sample_requests(1, ONLINE_MIX, seed=0)).image)
+    before = client.post("/v1/predict", headers=admin, json=formula).get_json()["candidate"]
+    register_bundle(app.extensions["abvoc_serving"].registry,
+                    Path(app.extensions["abvoc"].settings.models_dir), extractors["pages-xycut"])
+    after = client.post("/v1/predict", headers=admin, json=formula)
+    assert after.status_code == 200, after.get_json()
+    assert after.get_json()["candidate"] == before != "pages-xycut"
+    assert isinstance(after.get_json()["output"], str)
+    page = generate_pages(1, OFFLINE_PAGE_MIX, seed=0, split="offline-test")[0]
+    read = client.post("/v1/pages", headers=admin,
+                       json={**_image(page.image), "page_scope": "pages-xycut"})
+    assert read.status_code == 200, read.get_json()
+    assert {f["candidate"] for f in read.get_json()["formulas"]} == {before}
+
+
+def test_page_extractors_alone_leave_the_default_scope_unserved(
+        v2app: Flask, extractors: dict[str, Path]) -> None:
+    register_bundle(v2app.extensions["abvoc_serving"].registry,
+                    Path(v2app.extensions["abvoc"].settings.models_dir), extractors["pages-fcn"])
+    formula = _image(next(sample_requests(1, ONLINE_MIX, seed=0)).image)
+    answer = v2app.test_client().post("/v1/predict", headers=bearer(v2app, "predict"),
+                                      json=formula)
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.get_json()["error"] == (
+        "no candidate that reads formulas or tensors is registered (a page extraction candidate "
+        "serves only /v1/pages' page scope); run `abvoc train --all`")
