@@ -27,8 +27,8 @@ def _db():  # noqa: ANN202
 def _body(allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
     body = optional_json()
     if not isinstance(body, dict):
-        raise AbvocError(f"send a JSON object with {quoted_names(sorted(allowed))} "
-                         "(Content-Type: application/json)")
+        fields = f"with {quoted_names(sorted(allowed))} " if allowed else "(or no body) "
+        raise AbvocError(f"send a JSON object {fields}(Content-Type: application/json)")
     refuse_unknown(body, allowed)
     missing = sorted(required - set(body))
     if missing:

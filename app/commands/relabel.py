@@ -43,8 +43,13 @@ def queues(ctx: Context, as_json: bool) -> None:
              for q in out["queues"]]
     a = out["agreement"]
     lines.append(f"agreement: {a['items_with_two_labels']} items with two labels, exact "
-                 f"{a['exact_agreement']}, kappa {a['kappa']}")
+                 f"{_share(a['exact_agreement'])}, kappa {_share(a['kappa'])}")
     emit(out, as_json, "\n".join(lines))
+
+
+def _share(value: float | None) -> str:
+    """A share or a kappa as people read it (0.705, not 0.7049180327868853); none yet: n/a."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 @relabel.command()

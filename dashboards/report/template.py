@@ -14,6 +14,9 @@ th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-al
 /* Long unbroken text (a comment of one 2,000-letter word, a 100-letter experiment name in a
    heading) wraps instead of running off the page, and every column keeps a readable width. */
 th, td { overflow-wrap: anywhere; min-width: 5em; }
+/* ...but a heading breaks only between its words, and a number or an interval never inside
+   one (a squeezed column printed 0.000182 and its 9 on the next line). */
+th, td.ci { overflow-wrap: normal; } td.num { white-space: nowrap; overflow-wrap: normal; }
 th { background: #f0f0f0; } td.num { text-align: right; }
 img.plot { width: 100%; max-width: 770px; display: block; margin: 0.4em 0; }
 .muted { color: #666; } .flag { color: #b00; font-weight: bold; }
@@ -33,7 +36,7 @@ code { white-space: pre-wrap; word-break: break-all; }
 its figures will still change (its whole report is written once it ends).</p>
 <p class="muted">{{ d.since[:10] }} to {{ d.until[:10] }} {{ d.until[11:16] }}, UTC, end excluded;
 {% else %}<p class="muted">Week {{ d.week }} ({{ d.since[:10] }} to {{ d.until[:10] }}, UTC, end
-excluded);{% endif %}
+excluded); {% endif %}
 compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
 <li>{{ count(d.experiments|length, "experiment") }} with traffic</li>
@@ -72,7 +75,7 @@ traffic this week</li>{% endif %}
 <table><thead><tr><th>treatment</th><th>metric</th><th>difference</th><th>95% CI</th>
 <th>p (Holm)</th><th>verdict</th></tr></thead><tbody>
 {% for c in e.comparisons %}<tr><td><bdi>{{ c.treatment }}</bdi></td><td>{{ c.metric }}</td>
-<td class="num">{{ num(c.difference) }}</td><td>{{ interval(c.ci_low, c.ci_high) }}</td>
+<td class="num">{{ num(c.difference) }}</td><td class="ci">{{ interval(c.ci_low, c.ci_high) }}</td>
 <td class="num">{{ num(c.p_holm) }}</td><td>{{ verdict(c) }}</td></tr>{% endfor %}</tbody>
 </table>
 {% if e.analysis_unit_note %}<p class="muted">Note: {{ e.analysis_unit_note }}.</p>{% endif %}

@@ -77,3 +77,25 @@ def test_a_week_without_traffic_says_so_instead_of_drawing_empty_charts(
     pages = printed_pages(data, tmp_path)
     assert len(pages) == 2, pages  # sections 1 to 4, then the chart of section 5
     assert pages[1][0] == "5. Week over week"
+
+
+def test_numbers_and_headings_are_never_cut_inside_a_word(
+        dash_app: Flask, tmp_path: Path) -> None:
+    """A long verdict squeezes the comparisons' table to the page: its narrow columns broke
+    inside a word ("differenc" / "e") and inside a number (a p of 0.000182 with its 9 on the
+    next line, which reads as another number). Headings break between words only, numbers and
+    intervals' ends never."""
+    _seed_week(dash_app)
+    with dash_app.extensions["abvoc"].db.session() as s:
+        data = weekly_data(s, WEEK)
+    (e,) = data["experiments"]
+    for c in e["comparisons"]:
+        c["p_holm"], c["difference"] = 0.0001829, -0.01234567
+        c["ci_low"], c["ci_high"] = -0.0234567, 0.0012345
+    e["decision"]["reasons"] = ["a long reason " * 30]
+    lines = [line for page in printed_pages(data, tmp_path) for line in page]
+    words = " ".join(lines).split()
+    assert "UTC, end excluded); compared with" in " ".join(lines)
+    for whole in ("difference", "0.0001829", "-0.01235", "-0.02346", "0.001234",
+                  "predictions", "candidate"):
+        assert whole in words, (whole, lines)
