@@ -389,7 +389,7 @@ def route_label(session: Session, item_id: int) -> str | None:
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
         or_(RelabelItem.status == "open",
             and_(RelabelItem.status == "leased", RelabelItem.lease_until < utcnow())))
-        .values(lease_owner=None, lease_until=None, **done))
+        .values(lease_owner=None, lease_until=None, note=None, **done))
     routed = session.scalars(select(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash)).one()
     # The stage's samples follow its item's label (the one routed now, or one given before).

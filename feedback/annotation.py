@@ -43,7 +43,13 @@ from core.store.models import (
 )
 from core.text import quoted_names
 from core.times import as_utc
-from feedback.cross_queue import against_elsewhere, disagreement_note, item_output_type, settle
+from feedback.cross_queue import (
+    against_elsewhere,
+    disagreement_note,
+    item_output_type,
+    settle,
+    withdraw_copies,
+)
 from feedback.item_view import item_view
 
 LEASE_S = 600
@@ -237,11 +243,13 @@ def conclude_imported(s: Session, item: RelabelItem, added: list[str]) -> str:
     from nobody: a live lease stays with its annotator (whose label concludes the item), a
     flagged item or one in review stays for the admin; a done item stays done when the labels
     agree with its label, and goes to review when they contradict it (its label is no longer
-    ground truth, so it is cleared until the admin resolves it)."""
+    ground truth, so it is cleared until the admin resolves it, and so are its copies in
+    other queues: :func:`feedback.cross_queue.withdraw_copies`)."""
     if not added:
         return item.status
     if item.status == "done":
         if _differ(s, item, [item.label or "", *added]):
+            withdraw_copies(s, item, item.label or "")
             _release(item, "review")
             item.label = item.labeled_at = item.annotator = None
     elif item.status not in ("flagged", "review", "dropped") and not lease_live(item):

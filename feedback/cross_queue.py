@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.same_answer import same_output
 from core.store.db import utcnow
-from core.store.models import RelabelItem, RelabelLabel
+from core.store.models import RelabelItem, RelabelLabel, RelabelSample
 from core.verified_labels import item_type
 
 
@@ -68,3 +68,27 @@ def settle(s: Session, item: RelabelItem, label: str, admin: str,
         other.note = f"settled by the resolution of item {item.id}"
         settled.append(other.id)
     return settled
+
+
+def withdraw_copies(s: Session, item: RelabelItem, label: str) -> list[int]:
+    """When `item`'s `label` stops being ground truth (it went to review), take back the done
+    items of its input and type that only copied it: no annotator labeled them (a stage
+    queue's item that evaluation.relabel_enqueue.route_label made done, or one a resolution
+    settled). Left done, a copy stayed the input's truth (results, divergence, the Inspector,
+    the stage export) while its source waited for the admin. Each goes back to ``open``,
+    unlabeled, its samples (cut from that label) deleted; the admin's resolution of `item`
+    routes its label again. Their ids."""
+    output_type = item_output_type(s, item)
+    withdrawn = []
+    for other in done_elsewhere(s, item, output_type):
+        labeled = s.scalar(select(RelabelLabel.id).where(
+            RelabelLabel.item_id == other.id, RelabelLabel.action == "label").limit(1))
+        if labeled is not None or not same_output(other.label or "", label, output_type):
+            continue
+        other.status, other.lease_owner, other.lease_until = "open", None, None
+        other.label = other.labeled_at = other.annotator = None
+        other.note = (f"withdrawn: its label {label!r} was copied from item {item.id}, which "
+                      "went to review; the resolution routes the label again")[:2000]
+        s.execute(delete(RelabelSample).where(RelabelSample.item_id == other.id))
+        withdrawn.append(other.id)
+    return withdrawn
