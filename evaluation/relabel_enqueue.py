@@ -364,8 +364,8 @@ def _admit(session: Session, queue: str, quota: int, contenders: list[tuple[floa
 def route_label(session: Session, item_id: int) -> str | None:
     """A verified label of a staged (OCR) answer also labels the blamed stage's item
     (``stage:<stage>``, done, unless a live lease holds it, checked against this label then, or
-    it waits for the admin), as a correction does at enqueue; the queue, or None. Called once an
-    item is done; a done stage item's own samples are rebuilt from its label."""
+    it waits for the admin; one it makes names `item_id` as ``routed_from``: a copy); the queue,
+    or None. Called once an item is done; a done stage item's samples are rebuilt from its label."""
     item = session.get(RelabelItem, item_id)
     if item is None or item.status != "done" or item.label is None:
         return None
@@ -384,7 +384,8 @@ def route_label(session: Session, item_id: int) -> str | None:
         queue=queue, prediction_id=p.prediction_id, input_hash=p.input_hash,
         experiment_id=p.experiment_id, candidate=p.candidate, slice=p.slice,
         reasons=[rules_mod.STAGE_BLAME], reason=rules_mod.STAGE_BLAME, priority=0.0,
-        labels_needed=1, created_at=utcnow(), **done).on_conflict_do_nothing())
+        labels_needed=1, created_at=utcnow(), routed_from=item.id, **done)
+        .on_conflict_do_nothing())
     session.execute(update(RelabelItem).where(
         RelabelItem.queue == queue, RelabelItem.input_hash == p.input_hash,
         or_(RelabelItem.status == "open",

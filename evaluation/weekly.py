@@ -256,13 +256,21 @@ def voc_week(session: Session, since: datetime, until: datetime) -> dict[str, An
 
 def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str, Any]:
     """Relabeling throughput: items queued and labeled per day of the week (its days begun by
-    `until`, for a week so far), open at its end."""
-    t = RelabelItem
+    `until`, for a week so far), open at its end.
+
+    Queued: items the rules queued from traffic in the week; labeled: items an annotator
+    labeled in the week, on the day of their last label in it (their label rows: an item's
+    ``labeled_at`` moves when a resolution elsewhere settles it). Copies that
+    :func:`evaluation.relabel_enqueue.route_label` made from another item's label are
+    neither: nobody queued or labeled them; ``copied`` counts those made in the week."""
+    t, lb = RelabelItem, RelabelLabel
     lo, hi = since, until
-    queued = session.scalars(select(t.created_at).where(t.created_at >= lo,
-                                                         t.created_at < hi)).all()
-    labeled = session.scalars(select(t.labeled_at).where(
-        t.labeled_at.is_not(None), t.labeled_at >= lo, t.labeled_at < hi)).all()
+    made = session.execute(select(t.created_at, t.routed_from.is_not(None)).where(
+        t.created_at >= lo, t.created_at < hi)).all()
+    queued = [at for at, copy in made if not copy]
+    labeled = session.scalars(select(func.max(lb.created_at)).where(
+        lb.action == "label", lb.created_at >= lo, lb.created_at < hi)
+        .group_by(lb.item_id)).all()
     # Unlabeled at the week's end, and not displaced from its queue by then (an item dropped
     # before dropped_at was kept counts as dropped at an unknown time).
     still_open = session.scalar(select(func.count()).select_from(t).where(
@@ -272,7 +280,8 @@ def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str
             if since + timedelta(days=d) < until]
     per_day_q = Counter(_day(m) for m in queued)
     per_day_l = Counter(_day(m) for m in labeled)
-    return {"queued": len(queued), "labeled": len(labeled), "open_at_end": int(still_open),
+    return {"queued": len(queued), "labeled": len(labeled), "copied": len(made) - len(queued),
+            "open_at_end": int(still_open),
             "annotators": _annotators(session, since, until),
             "days": [{"day": d.isoformat(), "queued": per_day_q[d], "labeled": per_day_l[d]}
                      for d in days]}

@@ -264,6 +264,7 @@ class RelabelItem(Base):
     lease_until: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
     dropped_at: Mapped[datetime | None]  # displaced from its full queue (status `dropped`)
+    routed_from: Mapped[int | None] = mapped_column(BigInteger)  # a copy: route_label's source
 
 
 class OutboxEvent(Base):

@@ -121,7 +121,9 @@ results.</p>{% endfor %}
 
 <section id="relabeling"{{ brief(not plots.relabel) }}><h2>4. Relabeling throughput</h2>
 <p>{{ d.relabel.queued }} queued, {{ d.relabel.labeled }} labeled by
-{{ count(d.relabel.annotators, "annotator") }}; {{ d.relabel.open_at_end }} still unlabeled
+{{ count(d.relabel.annotators, "annotator") }}{% if d.relabel.copied %} (and
+{{ d.relabel.copied }} copied to stage queues from verified labels){% endif %};
+{{ d.relabel.open_at_end }} still unlabeled
 {{ "now" if d.to_date else "at the week's end" }} (open, leased, in review or flagged).</p>
 {% if plots.relabel %}
 <img class="plot" alt="relabeling per day" src="{{ plots.relabel }}">

@@ -69,10 +69,15 @@ def _seed_week(app: Flask) -> int:
     assert flow(services.db, services.bus, batch, services.settings.topic_prefix) == len(batch)
     with services.db.session() as s:
         for i in range(5):
-            s.add(RelabelItem(queue="default", prediction_id=f"cpr0-{i:03d}", reason="corrected",
-                              created_at=T0, status="labeled" if i < 3 else "open",
-                              labeled_at=T0 + timedelta(days=1) if i < 3 else None,
-                              annotator="ann" if i < 3 else None, label="y" if i < 3 else None))
+            item = RelabelItem(queue="default", prediction_id=f"cpr0-{i:03d}", reason="corrected",
+                               created_at=T0, status="done" if i < 3 else "open",
+                               labeled_at=T0 + timedelta(days=1) if i < 3 else None,
+                               annotator="ann" if i < 3 else None, label="y" if i < 3 else None)
+            s.add(item)
+            s.flush()
+            if i < 3:  # an annotator's label: the week counts labeled items by their labels
+                s.add(RelabelLabel(item_id=item.id, annotator="ann", action="label", label="y",
+                                   created_at=item.labeled_at))
     return experiment_id
 
 

@@ -1,0 +1,68 @@
+"""The weekly relabeling throughput counts annotators' work: an item is queued when the rules
+queued it from traffic and labeled when an annotator labeled it. The stage item that
+route_label made from another item's verified label was counted as queued and as labeled
+(nobody did either), and a resolution that settled an item labeled in an earlier week moved
+it into the resolution's week."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.store.db import Database, utcnow
+from evaluation.relabel_enqueue import route_label
+from evaluation.weekly import relabel_week
+from feedback import annotation
+from tests.evaluation.helpers import apply, correction, prediction
+from tests.evaluation.test_relabel_enqueue import rules
+from tests.feedback.test_cross_queue import _label, _one_input_in_two_queues
+from tests.feedback.test_label_time_boundaries import END, SINCE, Ticking, clock  # noqa: F401
+from tests.support.kept_inputs import keep_input
+
+STAGES = {"detector": {"boxes": [[0, 0, 4, 4], [5, 0, 7, 2]]},
+          "recognizer": {"classes": ["x", "2"]},
+          "aligner": {"relations": [[-1, "root", 1.0], [0, "sup", 0.9]]}}
+
+
+def _labeled_and_routed(db: Database, queue: str) -> None:
+    item = annotation.claim(db, "ann", queue=queue)
+    assert item is not None
+    assert annotation.submit(db, item["id"], "ann", "y^{2}")["status"] == "done"
+    with db.session() as s:
+        assert route_label(s, item["id"]) == "stage:recognizer"
+
+
+def test_stage_copies_are_neither_queued_nor_labeled(db: Database) -> None:
+    rules(db, audit_rate=1.0)
+    audited = prediction("o1", output="x^{2}", stages=STAGES)  # audited, labeled, copied
+    corrected = prediction("o2", output="x^{2}", stages=STAGES)  # corrected: a stage item too
+    with db.session() as s:
+        for p in (audited, corrected):
+            keep_input(s, p["prediction_id"], p["input_hash"], kind="image")
+    apply(db, [audited])
+    _labeled_and_routed(db, "offline-test")  # makes o1's stage item: a copy
+    apply(db, [corrected, correction("o2", "y^{2}")])
+    _labeled_and_routed(db, "verification")  # labels o2's queued stage item by routing
+    now = utcnow()
+    with db.reading() as s:
+        week = relabel_week(s, now - timedelta(hours=1), now + timedelta(hours=1))
+    # Queued: o1's audit item, o2's audit, verification and stage items; labeled: the two an
+    # annotator labeled; o1's stage item was made done from its label.
+    assert (week["queued"], week["labeled"]) == (4, 2), week
+    assert week["copied"] == 1
+    assert week["annotators"] == 1 and week["open_at_end"] == 1  # o2's audit item
+    assert sum(d["queued"] for d in week["days"]) == 4
+    assert sum(d["labeled"] for d in week["days"]) == 2
+
+
+def test_a_settled_item_stays_labeled_in_the_week_its_annotator_labeled_it(
+        db: Database, clock: Ticking) -> None:  # noqa: F811
+    first, second = _one_input_in_two_queues(db)
+    assert _label(db, first, "dog")["status"] == "done"
+    assert _label(db, second, "owl")["status"] == "review"
+    clock.at = END + timedelta(days=1)  # the admin resolves it in the next week
+    assert annotation.resolve(db, second, "admin", "owl")["settled"] == [first]
+    with db.reading() as s:
+        this = relabel_week(s, SINCE, END)
+        following = relabel_week(s, END, END + timedelta(days=7))
+    assert this["labeled"] == 2  # both items, labeled by their annotator in this week
+    assert following["labeled"] == 0 and following["annotators"] == 1  # the admin
