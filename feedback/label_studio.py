@@ -337,7 +337,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
         if a.get("was_cancelled"):
             cancelled += 1
             continue
-        text = label_text(a.get("result"), at)
+        text = label_text(a.get("result"), at, kind.type)
         try:
             label = checked_label(kind, typed_label(text, kind.type))
         except AbvocError as exc:
@@ -354,10 +354,10 @@ def _belongs(data: dict[str, Any], where: str, whose: str, queue: str, candidate
     wanted: dict[str, Any] = {"candidate": candidate, "output_type": kind.type, "queue": queue}
     wrong = [f"{key} {data[key]!r} (the {whose} has {want!r})"
              for key, want in wanted.items() if key in data and data[key] != want]
-    classes = data.get("classes")
-    if "classes" in data and not (isinstance(classes, list) and all(
-            isinstance(c, str) for c in classes) and set(classes) == set(kind.classes)):
-        wrong.append(f"classes {classes!r} (the {whose} has {list(kind.classes)!r})")
+    classes = data.get("classes")  # in any order (labels are class names), each named once
+    if "classes" in data and not (isinstance(classes, list) and all(isinstance(c, str) for c in
+            classes) and sorted(classes) == sorted(set(kind.classes))):
+        wrong.append(f"classes {classes!r} (the {whose} has {list(kind.classes)!r}, each once)")
     if wrong:
         raise AbvocError(f"{where} does not belong here: its {'; '.join(wrong)}. Was it "
                          "exported from another project or abvoc? Nothing was imported")

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.errors import AbvocError
 from core.events import typed_value
-from core.text import text_problem
+from core.text import shown, text_problem
 
 ANNOTATOR_PREFIX = "labelstudio:"
 MAX_ANNOTATOR = 100
@@ -33,16 +33,29 @@ def confined(folder: Path, name: Any, where: str) -> Path:
     return path
 
 
-def label_text(result: Any, where: str) -> str:
+def label_text(result: Any, where: str, output_type: str) -> str:
+    """The one answer an annotation's result gives, as text: the class of a ``choices``
+    result, which only a ``label`` item's labels are, or the ``text`` of a textarea. A result
+    with several answers (two classes ticked, two texts) is refused, not read as its first:
+    an item has one label, and which one the annotator meant cannot be told."""
     if not isinstance(result, list):
         raise AbvocError(f"{where}: 'result' must be a list")
     for r in result:
         value = r.get("value") if isinstance(r, dict) else None
-        if isinstance(value, dict):
-            for key in ("choices", "text"):
-                got = value.get(key)
-                if isinstance(got, list) and got and isinstance(got[0], str):
-                    return got[0]
+        if not isinstance(value, dict):
+            continue
+        for key in ("choices", "text"):
+            got = value.get(key)
+            if not (isinstance(got, list) and got and isinstance(got[0], str)):
+                continue
+            if key == "choices" and output_type != "label":
+                raise AbvocError(f"{where}: a 'choices' result picks a class of a label "
+                                 f"candidate, but this item's labels are {output_type}: give "
+                                 "the label as text (a textarea's 'text')")
+            if len(got) > 1:
+                raise AbvocError(f"{where}: the result gives {len(got)} answers "
+                                 f"({shown(got, 120)}) for one label: keep the one meant")
+            return got[0]
     raise AbvocError(f"{where}: no 'choices' or 'text' value in the result")
 
 

@@ -1,6 +1,7 @@
 """`abvoc relabel ls-import` refuses what an import must not do as one line (exit status 2) and
 stores nothing: new data into the audit queue, images for a tensor candidate, a task of another
-project, a label it cannot take (naming the task and annotation)."""
+project, a label it cannot take, two answers for one label or a class as a text item's label
+(naming the task and annotation)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
                         "annotations": [annotated("dog")]}],
         "rose.json": [{"data": {"abvoc_item_id": pets},
                        "annotations": [annotated("dog"), annotated("rose", 7)]}],
+        "two.json": [{"data": {"abvoc_item_id": pets}, "annotations": [
+            {"completed_by": 7, "result": [{"value": {"choices": ["dog", "owl"]}}]}]}],
+        "class.json": [{"data": {"abvoc_item_id": text}, "annotations": [annotated("dog")]}],
     }
     for name, tasks in files.items():
         (folder / name).write_text(json.dumps(tasks))
@@ -54,7 +58,12 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
              "but candidate 'iris-onnx' takes tensors"),
             (["other.json"], f"task 1 (abvoc item {text}) does not belong here: its candidate "
                              "'other-project-ocr'"),
-            (["rose.json"], f"task 1 (abvoc item {pets}), annotation 2: 'label' 'rose'")):
+            (["rose.json"], f"task 1 (abvoc item {pets}), annotation 2: 'label' 'rose'"),
+            (["two.json"], f"task 1 (abvoc item {pets}), annotation 1: the result gives 2 "
+                           "answers (['dog', 'owl']) for one label"),
+            (["class.json"], f"task 1 (abvoc item {text}), annotation 1: a 'choices' result "
+                             "picks a class of a label candidate, but this item's labels are "
+                             "text")):
         result = cli.invoke(main, ["relabel", "ls-import", str(folder), "--tasks", *args])
         assert result.exit_code == 2 and words in result.output, result.output
         assert "Traceback" not in result.output
