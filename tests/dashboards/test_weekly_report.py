@@ -21,7 +21,6 @@ from PIL import Image
 
 from app.cli import main
 from app.runner import weekly_report_task
-from core.store.db import Database
 from core.store.models import Experiment, RelabelItem, RelabelLabel
 from dashboards.report import (
     due_week,
@@ -35,8 +34,6 @@ from evaluation.weekly import (
     current_week,
     last_full_week,
     parse_week,
-    relabel_week,
-    week_bounds,
     weekly_data,
 )
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
@@ -375,30 +372,3 @@ def test_dashboard_lists_reports_and_serves_them_to_a_logged_in_admin(
     for sneaky in ("..%2Fsecret.html", "../secret.html", "%2E%2E%2Fsecret.html"):
         with client.get(f"/dashboard/report-files/{sneaky}") as answer:
             assert b"top-secret" not in answer.data, sneaky
-
-
-def test_annotators_are_people_not_combinations_of_them(db: Database) -> None:
-    """Items done by two annotators name both ("alice,bob"); the week counts people, from the
-    label rows of the week (labels and resolutions; a skip labels nothing)."""
-    since, until = week_bounds(WEEK)
-    acts = [("alice,bob", [("alice", "label"), ("bob", "label")]),
-            ("alice", [("alice", "label")]),
-            ("bob", [("bob", "label"), ("dave", "skip")]),
-            ("admin", [("carol", "label"), ("erin", "label"), ("admin", "resolve")])]
-    with db.session() as s:
-        for i, (names, rows) in enumerate(acts):
-            item = RelabelItem(queue="verification", prediction_id=f"w{i}", status="done",
-                               label="x", annotator=names, created_at=T0, labeled_at=T0)
-            s.add(item)
-            s.flush()
-            for who, action in rows:
-                s.add(RelabelLabel(item_id=item.id, annotator=who, action=action,
-                                   label=None if action == "skip" else "x", created_at=T0))
-        # a label from the week before is not this week's
-        s.add(RelabelLabel(item_id=item.id, annotator="frank", action="label", label="x",
-                           created_at=T0 - timedelta(days=7)))
-    with db.reading() as s:
-        week = relabel_week(s, since, until)
-    assert week["labeled"] == 4
-    assert week["annotators"] == 5  # alice, bob, carol, erin, admin
-

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.store.db import Database, utcnow
+from core.store.models import RelabelItem, RelabelLabel
 from evaluation.relabel_enqueue import route_label
-from evaluation.weekly import relabel_week
+from evaluation.weekly import relabel_week, week_bounds
 from feedback import annotation
-from tests.evaluation.helpers import apply, correction, prediction
+from tests.evaluation.helpers import T0, apply, correction, prediction
 from tests.evaluation.test_relabel_enqueue import rules
 from tests.feedback.test_cross_queue import _label, _one_input_in_two_queues
 from tests.feedback.test_label_time_boundaries import END, SINCE, Ticking, clock  # noqa: F401
@@ -66,3 +67,30 @@ def test_a_settled_item_stays_labeled_in_the_week_its_annotator_labeled_it(
         following = relabel_week(s, END, END + timedelta(days=7))
     assert this["labeled"] == 2  # both items, labeled by their annotator in this week
     assert following["labeled"] == 0 and following["annotators"] == 1  # the admin
+
+
+def test_annotators_are_people_not_combinations_of_them(db: Database) -> None:
+    """Items done by two annotators name both ("alice,bob"); the week counts people, from the
+    label rows of the week (labels and resolutions; a skip labels nothing)."""
+    since, until = week_bounds("2026-W47")  # T0 is Friday 2026-11-20
+    acts = [("alice,bob", [("alice", "label"), ("bob", "label")]),
+            ("alice", [("alice", "label")]),
+            ("bob", [("bob", "label"), ("dave", "skip")]),
+            ("admin", [("carol", "label"), ("erin", "label"), ("admin", "resolve")])]
+    with db.session() as s:
+        for i, (names, rows) in enumerate(acts):
+            item = RelabelItem(queue="verification", prediction_id=f"w{i}", status="done",
+                               label="x", annotator=names, created_at=T0, labeled_at=T0)
+            s.add(item)
+            s.flush()
+            for who, action in rows:
+                s.add(RelabelLabel(item_id=item.id, annotator=who, action=action,
+                                   label=None if action == "skip" else "x", created_at=T0))
+        # a label from the week before is not this week's
+        s.add(RelabelLabel(item_id=item.id, annotator="frank", action="label", label="x",
+                           created_at=T0 - timedelta(days=7)))
+    with db.reading() as s:
+        week = relabel_week(s, since, until)
+    assert week["labeled"] == 4
+    assert week["annotators"] == 5  # alice, bob, carol, erin, admin
+
