@@ -46,6 +46,7 @@ class Serving:
         self.predict.shadows.close()
         self.pool.close()
         self.predict.close()
+        self.router.close()
 
 
 def serve(req: PredictRequest) -> dict[str, Any]:

@@ -10,8 +10,10 @@ registry in serving/experiment_candidates.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +27,10 @@ from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_candidates import check_still_active, pin_candidates
 from serving.experiment_spec import ACTIVE, BY_ADMIN, UNPAUSED, check_spec, fail
+from serving.route_changes import announce, changed_in, mark_changed
+
+if TYPE_CHECKING:
+    from serving.router import Router
 
 OPERATOR_PAUSE = "paused by an operator"
 """The reason a pause (of an experiment or an arm) keeps when the operator gives none."""
@@ -109,6 +115,22 @@ class Experiments:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # This process's routers on these experiments (serving.router.Router adds itself).
+        self.routers: list[Router] = []
+
+    @contextmanager
+    def _changing(self) -> Iterator[Session]:
+        """A unit of work that may change how traffic routes (it says so with
+        `mark_changed`): every serving process on the store follows right after its commit,
+        this one's routers at once (serving/route_changes.py)."""
+        committed = [router.changing() for router in self.routers]
+        with self.db.session() as s:
+            yield s
+            changed = changed_in(s)
+        if changed:
+            announce(self.db)
+            for done in committed:
+                done()
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
         checked = check_spec(spec)
@@ -170,7 +192,7 @@ class Experiments:
 
     def _transition(self, experiment_id: int, allowed: tuple[str, ...], status: str,
                     reason: str = "") -> dict[str, Any]:
-        with self.db.session() as s:
+        with self._changing() as s:
             exp = self._get(s, experiment_id, lock=True)
             if exp.status not in allowed:
                 raise Conflict(f"experiment {experiment_id} is {exp.status}; "
@@ -204,6 +226,7 @@ class Experiments:
             except IntegrityError:
                 raise Conflict(f"scope {quoted(scope)} was just taken by another experiment; "
                                "stop it first") from None
+            mark_changed(s)
             return _view(exp)
 
     def start(self, experiment_id: int) -> dict[str, Any]:
@@ -251,7 +274,7 @@ class Experiments:
     def pause_arm(self, experiment_id: int, arm_name: str, reason: str = OPERATOR_PAUSE,
                   by: str = BY_ADMIN) -> dict[str, Any]:
         """Send a treatment's traffic to control, recording why and who (admin, guardrail)."""
-        with self.db.session() as s:
+        with self._changing() as s:
             exp = self._get(s, experiment_id, lock=True)
             arms = [dict(a) for a in exp.arms]
             arm = self._treatment(exp, arms, arm_name)
@@ -260,6 +283,7 @@ class Experiments:
                 return _view(exp)
             arm["paused"], arm["paused_by"] = reason, by
             exp.arms = arms
+            mark_changed(s)
             if exp.status == "running":  # an operator's pause or a kill keeps its own reason
                 _set_reason(exp, _arms_reason(arms))
             self._set_weights(exp)
@@ -269,7 +293,7 @@ class Experiments:
         """Give a paused treatment its traffic back. An arm that is not paused is left as it
         is (as `pause_arm` leaves a paused one): a new `allocation.since` would restart the
         sample-ratio check and hide a mismatch already seen, with the split unchanged."""
-        with self.db.session() as s:
+        with self._changing() as s:
             exp = self._get(s, experiment_id, lock=True)
             arm = self._treatment(exp, exp.arms, arm_name)
             self._steering(exp, "arms are resumed")
@@ -284,12 +308,13 @@ class Experiments:
             if exp.canary and exp.canary["treatment"] == arm_name:
                 _restart_step(exp)
             self._set_weights(exp)
+            mark_changed(s)
             return _view(exp)
 
     def advance(self, experiment_id: int, *, only_if_due: bool = False,
                 now: datetime | None = None) -> dict[str, Any]:
         """Move the canary to its next step (when due, with `only_if_due`)."""
-        with self.db.session() as s:
+        with self._changing() as s:
             exp = self._get(s, experiment_id, lock=True)
             canary = dict(exp.canary or {})
             if not canary:
@@ -311,6 +336,7 @@ class Experiments:
             canary["step_started_at"] = (now or utcnow()).isoformat()
             exp.canary = canary
             self._set_weights(exp)
+            mark_changed(s)
             return _view(exp)
 
     @staticmethod

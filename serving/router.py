@@ -6,9 +6,10 @@ each request is its own unit, assigned by a fresh random key that the route hand
 id its event records, so the unit counts, the per-unit analysis and the sample-ratio check all
 count requests.
 
-It keeps the active experiments in memory and reloads them from the store every `refresh_s`
-seconds, so every process (API worker processes included) converges on the same state; the decision
-itself is a hash and a table look-up, with no I/O.
+It keeps the active experiments in memory and reloads them when a routing change is committed
+(a kill, a pause, a canary step ...: serving/route_changes.py tells every process on the store
+within milliseconds, with no query per request) and every `refresh_s` seconds besides; the
+decision itself is a hash and a table look-up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.errors import AbvocError
 from core.text import quoted_names, shown
 from serving.assignment import Allocation, Assigner
 from serving.experiments import Experiments
+from serving.route_changes import watch
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,35 @@ class Router:
         self._by_scope: dict[str, _Active] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        # Changes asked for (`invalidate`) and the last one a load began after: a change
+        # committed while a load reads is loaded again.
+        self._wanted = self._loaded = 0
+        self._watch = watch(experiments.db)
+        experiments.routers.append(self)
+
+    def invalidate(self) -> None:
+        """Reload at the next route call: the experiments changed."""
+        self._wanted += 1
+
+    def changing(self) -> Callable[[], None]:
+        """Called before a routing change of this process commits; the function it returns,
+        after: this router reloads at once, and on PostgreSQL the change waits (briefly) for
+        its own notice, so the other processes have theirs when its caller is answered."""
+        seen = self._watch.received() if self._watch else 0
+
+        def committed() -> None:
+            self.invalidate()
+            if self._watch:
+                self._watch.await_notice(seen)
+        return committed
+
+    def close(self) -> None:
+        if self._watch:
+            self._watch.close()
 
     def refresh(self) -> None:
         """Reload active experiments now (also advances canaries that are due)."""
+        wanted = self._wanted
         by_scope: dict[str, _Active] = {}
         for exp in self.experiments.active():
             if exp["canary"] and exp["status"] == "running":
@@ -83,11 +111,17 @@ class Router:
             by_scope[exp["scope"]] = _Active(exp, Assigner(table, exp["salt"], control), control)
         self._by_scope = by_scope
         self._loaded_at = time.monotonic()
+        self._loaded = wanted
+
+    def _due(self) -> bool:
+        return self._loaded != self._wanted or time.monotonic() - self._loaded_at > self.refresh_s
 
     def _current(self, scope: str) -> _Active | None:
-        if time.monotonic() - self._loaded_at > self.refresh_s:
+        if self._watch is not None and self._watch.changed():
+            self.invalidate()
+        if self._due():
             with self._lock:
-                if time.monotonic() - self._loaded_at > self.refresh_s:
+                if self._due():
                     self.refresh()
         return self._by_scope.get(scope)
 

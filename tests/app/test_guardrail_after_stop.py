@@ -1,6 +1,7 @@
 """A guardrail that fires on an experiment another process stopped a moment ago (this worker's
-router had not reloaded it yet) must not fail the request it was checked on: the answer was
-recorded already, and the caller got a 409 about pausing arms instead of its prediction."""
+router had not reloaded it yet: the stop's notice, serving/route_changes.py, still on its way)
+must not fail the request it was checked on: the answer was recorded already, and the caller got
+a 409 about pausing arms instead of its prediction."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import update
 
 from app import close_app, create_app
 from core.settings import Settings
+from core.store.models import Experiment
 from serving.experiments import Experiments
 from tests.support.keys import bearer
 from tests.support.v2 import experiment, flowers, infer_body, upload_two_iris
@@ -32,7 +35,9 @@ def test_a_breach_on_an_experiment_stopped_elsewhere_still_answers(
     upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "rails", "iris-b", "iris-onnx",
                      guardrails={"p99_latency_ms": 0.0001, "min_samples": 1})
-    Experiments(stale_router.extensions["abvoc"].db).stop(exp["id"])  # the CLI, elsewhere
+    assert stale_router.extensions["abvoc_serving"].router.experiment("rails")  # loaded
+    with stale_router.extensions["abvoc"].db.session() as s:  # stopped elsewhere, unannounced
+        s.execute(update(Experiment).where(Experiment.id == exp["id"]).values(status="stopped"))
     rows = flowers(60, seed=4)
     statuses = [client.post("/v2/models/rails/infer", headers=predict,
                             json=infer_body(rows[i][None], f"u{i}")).status_code
