@@ -4,7 +4,6 @@ once, as a CorrectionSubmitted event through the outbox."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from typing import Any
 
@@ -71,7 +70,7 @@ def _output_kind(s: Session, served: ServedPrediction) -> OutputKind:
 
 def _request_hash(body: dict[str, Any]) -> str:
     fields = {k: body[k] for k in ("prediction_id", "corrected_output", "rating", "comment")}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return events.body_hash(fields)
 
 
 def scoped_key(caller: int | None, idempotency_key: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,7 +128,7 @@ def _request_hash(checked: dict[str, Any]) -> str:
     fields = {k: checked[k] for k in ("prediction_id", "unit_id", "experiment_id", "metric",
                                       "value", "event_id")}
     fields["observed_at"] = checked["observed_at"].isoformat() if checked["given_time"] else None
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return events.body_hash(fields)
 
 
 def submit_outcome(db: Database, settings: Settings, body: Any,

@@ -154,6 +154,17 @@ def test_the_same_outcome_is_accepted_once(setup: dict[str, Any]) -> None:
     assert {e["event_type"] for e in events} == {"OutcomeRecorded"}
 
 
+def test_minus_zero_is_the_same_outcome_as_zero(setup: dict[str, Any]) -> None:
+    """A keyless body is found again by its value as a number: 0, 0.0, false and -0.0 alike."""
+    body = {"unit_id": "u1", "experiment_id": setup["exp"], "metric": "won"}
+    first = post(setup, {**body, "value": 0})
+    assert first.status_code == 202, first.get_json()
+    for value in (0.0, False, -0.0):
+        again = post(setup, {**body, "value": value})
+        assert again.get_json() == {**first.get_json(), "duplicate": True}, value
+    assert stored(setup["client"].application) == (1, 1)
+
+
 def test_metric_definitions_api(setup: dict[str, Any]) -> None:
     client, admin, exp = setup["client"], setup["admin"], setup["exp"]
     url = f"/v1/experiments/{exp}/metrics"

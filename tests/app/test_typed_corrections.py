@@ -267,3 +267,22 @@ def test_a_long_refused_label_is_not_echoed_whole(v2app: Flask) -> None:
                           json={"x" * LONG: 1})
     assert unknown.status_code == 400 and "unknown field(s)" in unknown.get_json()["error"]
     assert len(unknown.get_json()["error"]) < 500
+
+
+def test_minus_zero_is_the_same_number_correction_as_zero(v2app: Flask) -> None:
+    """-0.0 is 0 (the store writes both as 0): a keyless correction repeating an accepted 0 or a
+    point at (0, 0) with -0.0 inside is that correction again, not a second one."""
+    client = v2app.test_client()
+    corrector = bearer(v2app, "correct")
+    for candidate, pipeline, zero, minus_zero in (
+            ("price", CASES[0][1], 0, -0.0),
+            ("point", CASES[1][1], {"x": 0.0, "y": 1.5}, {"x": -0.0, "y": 1.5})):
+        ids = served(v2app, candidate, pipeline)
+        first = client.post("/v1/corrections", headers=corrector,
+                            json={**ids, "corrected_output": zero})
+        assert first.status_code == 202, first.get_json()
+        again = client.post("/v1/corrections", headers=corrector,
+                            json={**ids, "corrected_output": minus_zero})
+        assert again.get_json()["duplicate"] is True, candidate
+        assert again.get_json()["correction_id"] == first.get_json()["correction_id"]
+    assert stored(v2app)[0] == 2
