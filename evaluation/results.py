@@ -66,7 +66,7 @@ from evaluation.online import (
 )
 from evaluation.outcome_results import OutcomeAggregates, load_outcomes, with_outcomes
 from evaluation.slices import DEFAULT_MAX_SLICES, choose_slices
-from evaluation.srm_check import srm_check
+from evaluation.srm_check import srm_check, srm_columns
 from evaluation.stats import (
     AnalysisConfig,
     ExperimentAggregates,
@@ -297,6 +297,7 @@ def experiment_results(session: Session, experiment_id: int, *,
                    dataclasses.replace(config, sequential_family=family))
     records = _outcome_records_kept(full.to_records(), outcomes, {a.name for a in arms})
     for r in records:
+        r.update(srm_columns(srm, r["slice"]))
         r["analysis_unit"] = "prediction" if r["metric"] in METRIC_BY_NAME \
             and r["metric"] not in units.per_unit else "unit"
         facing(r, specs[r["metric"]])

@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 from core.store.models import Experiment, ExperimentUnit
 from core.times import utc_iso
 from evaluation import aggregation as agg
-from evaluation.online import Cell, Cells, Variant, first_seen_units, hour_window, units_by_arm
+from evaluation.online import (
+    ALL,
+    Cell,
+    Cells,
+    Variant,
+    first_seen_units,
+    hour_window,
+    units_by_arm,
+)
 from evaluation.stats import sample_ratio_mismatch
 from evaluation.stats.multiple import holm
 from evaluation.stats.srm import MIN_EXPECTED, srm_arrays, srm_testable
@@ -167,6 +175,22 @@ def _slice_checks(per_slice: np.ndarray, weights: list[float],
     p = np.where(tested, srm_arrays(per_slice, weights)[1], np.nan)
     tested &= ~np.isnan(p)
     return p, holm(p, threshold).p_adjusted, tested
+
+
+def srm_columns(srm: dict[str, Any] | None, slice_name: str) -> dict[str, Any]:
+    """A comparison row's `srm_p_value` and `srm_mismatch`, from the report's own check
+    (:func:`srm_check`): the experiment's for slice `all`, else its slice's, a slice's mismatch
+    judged on its Holm-adjusted p-value (`mismatched_slices`). Empty where there is no figure:
+    no check (one arm), a slice too small to test, a check that could not run."""
+    if srm is None:
+        return {"srm_p_value": None, "srm_mismatch": None}
+    if slice_name == ALL:
+        p_value = srm["p_value"]
+        mismatch = srm["mismatch"]
+    else:
+        p_value = srm["slice_p_values"].get(slice_name)
+        mismatch = slice_name in srm["mismatched_slices"]
+    return {"srm_p_value": p_value, "srm_mismatch": None if p_value is None else bool(mismatch)}
 
 
 def _by_slice(slices: list[str], values: np.ndarray) -> dict[str, float | None]:

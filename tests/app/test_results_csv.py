@@ -20,6 +20,7 @@ from app.cli import main
 from core.settings import Settings
 from evaluation.results import COMPARISON_COLUMNS
 from evaluation.results_csv import cell, comparisons_csv, table
+from tests.evaluation.helpers import add_experiment, apply, prediction
 from tests.evaluation.test_label_metrics import add_label_candidate, load_label_experiment
 
 
@@ -151,3 +152,26 @@ def test_text_that_would_run_as_a_formula_is_defused() -> None:
                     {"experiment_id": 7})
     assert list(csv.reader(io.StringIO(written))) == [
         ["experiment_id", "slice", "difference"], ["7", "'=cmd|' /C calc'!A0", "-0.5"]]
+
+
+def test_each_row_carries_its_slices_sample_ratio_check(app: Flask) -> None:
+    """srm_p_value and srm_mismatch were always empty: each row now has the check of its slice
+    from /results (the experiment's for `all`), a slice too small to test left empty."""
+    db = app.extensions["abvoc"].db
+    arms = [{"name": "ctl", "candidate": "cand-ctl", "weight": 0.5, "control": True},
+            {"name": "t", "candidate": "cand-t", "weight": 0.5, "control": False}]
+    per_slice = {"a": {"ctl": 150, "t": 50}, "c": {"ctl": 104, "t": 96}, "d": {"ctl": 3, "t": 1}}
+    exp = add_experiment(db, arms=arms)
+    apply(db, [prediction(f"{s}-{arm}-{i}", experiment_id=exp, arm=arm, candidate=f"cand-{arm}",
+                          slice_=s, unit_id=f"{s}-{arm}-u{i}")
+               for s, counts in per_slice.items() for arm, n in counts.items() for i in range(n)])
+    client, admin = app.test_client(), _key(app, "admin")
+    srm = client.get(f"/v1/experiments/{exp}/results", headers=admin).get_json()["srm"]
+    rows = _rows(client, admin, f"/v1/experiments/{exp}/results.csv")
+    by_slice = {r["slice"]: (r["srm_p_value"], r["srm_mismatch"]) for r in rows}
+    assert set(by_slice) == {"all", "a", "c", "d"}
+    assert by_slice["all"] == (cell(srm["p_value"]), "true") and srm["mismatch"] is True
+    assert by_slice["a"] == (cell(srm["slice_p_values"]["a"]), "true")
+    assert by_slice["c"] == (cell(srm["slice_p_values"]["c"]), "false")
+    assert by_slice["d"] == ("", "")  # too small to test
+    assert srm["mismatched_slices"] == ["a"] and srm["slice_p_values"]["d"] is None
