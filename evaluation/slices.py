@@ -1,7 +1,8 @@
 """Which slices a report shows. A slice is any string a caller sends with a prediction, so an
 experiment may hold thousands; reports test and print slice ``all`` and at most `max_slices`
-others (those with the most predictions, ties by name; slices the offline results name first
-where a report compares against them), and say how many slices and predictions they left out.
+others (those with the most predictions served, ties by name; slices the offline results name
+first where a report compares against them), and say how many slices and served predictions
+they left out.
 Everything left out still counts in ``all``.
 """
 
@@ -37,12 +38,14 @@ class SliceChoice:
 
 def choose_slices(cells: Cells, max_slices: int = DEFAULT_MAX_SLICES,
                   first: Collection[str] = ()) -> SliceChoice:
-    """Keep ``all`` and the `max_slices` slices with the most predictions (over every variant),
-    those in `first` ahead of the rest."""
+    """Keep ``all`` and the `max_slices` slices with the most predictions served (over every
+    arm), those in `first` ahead of the rest. A shadow's copies are no predictions of their own
+    (the results count served ones everywhere): counted, one shadow doubled the number left
+    out."""
     predictions: Counter[str] = Counter()
-    for (_, slice_), cell in cells.items():
+    for (variant, slice_), cell in cells.items():
         if slice_ != ALL:
-            predictions[slice_] += int(cell.get(agg.PREDICTIONS)[0])
+            predictions[slice_] += 0 if variant.shadow else int(cell.get(agg.PREDICTIONS)[0])
     ranked = sorted(predictions, key=lambda s: (s not in first, -predictions[s], s))
     kept = set(ranked[:max_slices])
     left = ranked[max_slices:]

@@ -75,3 +75,22 @@ def test_divergence_puts_the_slices_offline_results_name_first(db: Database) -> 
     assert report["slice_choice"]["left_out"] == 6
     # The traffic mix still weighs every slice.
     assert report["traffic_mix"] == whole["traffic_mix"]
+
+
+def test_what_is_left_out_counts_served_predictions_not_shadow_copies(db: Database) -> None:
+    """One shadow beside two arms: 96 served requests left out were reported as 192."""
+    exp = add_experiment(db, shadows=[{"candidate": "cand-s"}])
+    batch = []
+    for arm, cand in (("control", "cand-a"), ("treatment", "cand-b")):
+        for slice_, n in COUNTS.items():
+            for k in range(n):
+                pid = f"{arm}-{slice_}-{k}"
+                batch.append(prediction(pid, experiment_id=exp, arm=arm, candidate=cand,
+                                        slice_=slice_))
+                batch.append(prediction(f"shadow-{pid}", experiment_id=exp, arm=None,
+                                        candidate="cand-s", shadow=True, slice_=slice_))
+    apply(db, batch)
+    with db.session() as s:
+        choice = experiment_results(s, exp, max_slices=3)["slice_choice"]
+    served = 2 * sum(n for s_, n in COUNTS.items() if s_ not in ("s0", "s1", "s2"))
+    assert choice == {"shown": 3, "left_out": 5, "left_out_predictions": served, "max_slices": 3}
