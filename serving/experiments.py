@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, NotFound
+from core.errors import AbvocError, Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ServedPrediction
 from core.text import quoted, quoted_names, shown
@@ -38,6 +38,15 @@ KILL_SWITCH = "kill switch"
 """The reason a kill keeps when the operator gives none."""
 MAX_REASON = 500
 """The longest reason an operator may give for a pause or a kill (characters)."""
+
+
+def check_reason(reason: object) -> None:
+    """An operator's reason for a pause or a kill, as the API and the CLI take it: words (a
+    blank one recorded nothing said), at most MAX_REASON characters; None is the default's."""
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON
+                               or not reason.strip()):
+        raise AbvocError(f"'reason' must say why in at most {MAX_REASON} characters (not "
+                         "blank), or be left out for the default")
 
 
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:

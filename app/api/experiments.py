@@ -10,7 +10,7 @@ from app.inputs import optional_json
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
 from core.text import quoted_names, shown
-from serving.experiments import KILL_SWITCH, MAX_REASON, OPERATOR_PAUSE
+from serving.experiments import KILL_SWITCH, OPERATOR_PAUSE, check_reason
 
 bp = Blueprint("experiments", __name__)
 # Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
@@ -74,11 +74,7 @@ def _body(takes_reason: bool) -> dict:
         raise AbvocError(f"unknown field(s) {shown(unknown)}: this action takes "
                          + ("'reason' (why, in words) or no body" if takes_reason
                             else "no body"))
-    reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON
-                               or not reason.strip()):
-        raise AbvocError(f"'reason' must say why in at most {MAX_REASON} characters (not "
-                         "blank), or be left out for the default")
+    check_reason(body.get("reason"))
     return body
 
 

@@ -30,7 +30,7 @@ from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.results_csv import DIVERGENCE_TABLES, comparisons_csv, divergence_csv
 from evaluation.slices import DEFAULT_MAX_SLICES, MAX_SLICES_LIMIT
-from serving.experiments import MAX_REASON, OPERATOR_PAUSE, Experiments
+from serving.experiments import MAX_REASON, OPERATOR_PAUSE, Experiments, check_reason
 
 
 def _arm(text: str, control: bool) -> dict[str, Any]:
@@ -174,8 +174,12 @@ WITH_REASON = ("pause", "kill")
 
 
 def _reason(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and len(value) > MAX_REASON:
-        raise click.BadParameter(f"at most {MAX_REASON} characters (this one has {len(value)})")
+    """The API's check (a blank reason was stored, where the API refuses it)."""
+    try:
+        check_reason(value)
+    except AbvocError as exc:
+        raise click.BadParameter(f"{exc.message} (this one has {len(value or '')} characters)"
+                                 ) from None
     return value
 
 

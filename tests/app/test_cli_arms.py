@@ -59,3 +59,18 @@ def test_mistakes_are_refused(cli: CliRunner, settings: Settings) -> None:
     assert huge.exit_code == 2 and "5000 characters" in huge.output and len(huge.output) < 400
     shown = json.loads(cli.invoke(main, ["experiment", "show", str(exp), "--json"]).output)
     assert shown["weights"] == [0.5, 0.5] and shown["status"] == "running"
+
+
+def test_a_blank_reason_is_refused_as_the_api_refuses_it(cli: CliRunner,
+                                                         settings: Settings) -> None:
+    """`--reason "   "` was stored as the reason (the API answers 400 for it): the same check."""
+    exp = _running(cli, settings)
+    for args in (["pause-arm", str(exp), "t", "--reason", "   "],
+                 ["pause", str(exp), "--reason", "   "],
+                 ["kill", str(exp), "--reason", "\t"]):
+        refused = cli.invoke(main, ["experiment", *args])
+        assert refused.exit_code == 2, (args, refused.output)
+        assert "must say why in at most 500 characters (not blank)" in refused.output, args
+    shown = json.loads(cli.invoke(main, ["experiment", "show", str(exp), "--json"]).output)
+    assert shown["status"] == "running" and shown["status_reason"] == ""
+    assert shown["arms"][1]["paused"] is None
