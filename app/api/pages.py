@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.api.predict import FIELDS, read_image_request, text_field
+from app.api.predict import FIELDS, read_image_request, slice_field, text_field
 from app.auth import current_scopes, require
 from app.serving import serve
 from core.errors import AbvocError
@@ -56,7 +56,7 @@ def read_page():  # noqa: ANN201
     unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
     page_scope = text_field(fields.get("page_scope"), "'page_scope'", 100) or "pages"
     formula_scope = text_field(fields.get("formula_scope"), "'formula_scope'", 100) or "default"
-    slice_ = text_field(fields.get("slice"), "'slice'", 100)
+    slice_ = slice_field(fields.get("slice"))
     admin = "admin" in current_scopes()
     image = decode_image(data, PAGE)
     # A scope routed to the wrong kind of candidate is refused before anything is recorded.

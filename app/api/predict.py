@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify, request
 from app.auth import current_scopes, require
 from app.serving import serve
 from core.errors import AbvocError, refuse_unknown
+from serving.bundles.offline_metrics import slice_problem
 from serving.images import decode_image, input_hash
 from serving.predict import PredictRequest
 
@@ -30,6 +31,15 @@ def text_field(value: object, name: str, limit: int, required: bool = False) -> 
     if not isinstance(value, str) or len(value) > limit:
         raise AbvocError(f"{name} must be a string of at most {limit} characters")
     return value
+
+
+def slice_field(value: object) -> str | None:
+    """A request's `slice` (None: none given), held to the slice names' one rule: `all` was
+    folded into the whole's row, and control or bidi characters broke the reports' tables."""
+    slice_ = text_field(value, "'slice'", 100)
+    if slice_ is not None and (problem := slice_problem(slice_)) is not None:
+        raise AbvocError(f"'slice' {problem}")
+    return slice_
 
 
 FIELDS = frozenset({"image_base64", "unit_id", "scope", "slice"})
@@ -69,7 +79,7 @@ def predict():  # noqa: ANN201
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
     unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
     scope = text_field(fields.get("scope"), "'scope'", 100) or "default"
-    slice_ = text_field(fields.get("slice"), "'slice'", 100)
+    slice_ = slice_field(fields.get("slice"))
     force = text_field(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)
     admin = "admin" in current_scopes()
     if force and not admin:

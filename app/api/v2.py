@@ -41,7 +41,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.health import store_state, unreachable
-from app.api.predict import FORCE_HEADER
+from app.api.predict import FORCE_HEADER, slice_field
 from app.api.v2_outputs import Asked, flag, outputs, wanted_outputs
 from app.api.v2_outputs import answer as v2_answer
 from app.auth import current_scopes, require
@@ -270,7 +270,8 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     unit_id = params.get("unit_id") or header(UNIT_HEADER)
     if unit_id is not None:
         unit_id = _text(unit_id, "the unit id", 200)
-    slice_ = None if params.get("slice") is None else _text(params["slice"], "'slice'", 100)
+    slice_ = None if params.get("slice") is None \
+        else slice_field(_text(params["slice"], "'slice'", 100))
     inputs = _inputs(body.get("inputs"), chunks)
     wanted = wanted_outputs(body.get("outputs"), all_binary)
     force = header(FORCE_HEADER)

@@ -206,11 +206,21 @@ WHOLE_NAMES = (ALL, "overall")
 "overall" row beside the real one."""
 
 
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
+"""Unicode's Bidi_Control characters: invisible, they reorder the text after them."""
+
+
 def slice_problem(name: Any) -> str | None:
-    """Why `name` cannot name a slice (the datasets' and the imported results' one rule)."""
+    """Why `name` cannot name a slice (one rule for the datasets, the imported results and the
+    requests' `slice`): a slice named as the whole folded into it, and control or bidi
+    characters broke the reports' text tables."""
     if not isinstance(name, str) or not name or len(name) > 100 or name in WHOLE_NAMES:
         return (f"must be a name of 1 to 100 characters other than {WHOLE_NAMES[0]!r} and "
                 f"{WHOLE_NAMES[1]!r} (the names of the whole)")
+    if not _BIDI_CONTROLS.isdisjoint(name):
+        return ("must not contain bidirectional controls (such as U+202E), which reorder the "
+                "text shown after them")
     return text_problem(name, controls=True)
 
 
