@@ -316,11 +316,13 @@ def up(ctx: Context, host: str, port: int, workers: int | None, threads: int, tr
     from app.runner import run_up
 
     _logging(ctx)
+    # As `serve`: the API starts while the broker is down (the relay and the worker wait for it,
+    # restarted with backoff), so a restart during a broker outage is no API outage. Checked
+    # before training: an unreachable store is one line naming the variable, and a mistyped
+    # SQLite path a refusal, not a new empty store minutes of training go into.
+    settings = _ready_settings(ctx, bus_required=False)
     if train:
         ensure_candidates(ctx)
-    # As `serve`: the API starts while the broker is down (the relay and the worker wait for it,
-    # restarted with backoff), so a restart during a broker outage is no API outage.
-    settings = _ready_settings(ctx, bus_required=False)
     run_up(settings, host, port, workers=workers or default_workers(), threads=threads,
            config_file=ctx.config_file, prune_every_s=prune_every_s,
            report_every_s=report_every_s)

@@ -121,7 +121,7 @@ def test_decisions_intervals_and_verdicts_are_said_in_words(db: Database) -> Non
     data["experiments"][0]["decision"]["action"] = "keep_running"
     html = render_html(data)
     assert "Decision: <b>keep running</b>" in html and "keep_running" not in html
-    assert "– to –" not in html and "<td>no interval</td>" in html
+    assert "– to –" not in html and "<td class=\"ci\">no interval</td>" in html
     untested = next(c for c in data["experiments"][0]["comparisons"]
                     if c["metric"] == "exact_match")
     assert untested["verdict"] == "inconclusive" and untested["error"]
