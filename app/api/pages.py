@@ -49,7 +49,7 @@ def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
 @bp.post("/v1/pages")
 @require("predict")
 def read_page():  # noqa: ANN201
-    from workloads.ocr.pages.reading import cut_formulas
+    from workloads.ocr.pages.reading import cut_formulas, formula_marks, unreadable
 
     data, fields = read_image_request(PAGE_FIELDS)
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
@@ -77,11 +77,16 @@ def read_page():  # noqa: ANN201
                          f"{page['prediction_id']}, the boxes found, was recorded)", status=413,
                          details={"prediction_id": page["prediction_id"],
                                   "receipt": page["receipt"]})
+    cuts = cut_formulas(image, boxes)
+    marks = formula_marks(cuts)  # every crop checked before any formula is served
     formulas = []
-    for box, score, cut in cut_formulas(image, boxes):
+    for (box, score, cut), count in zip(cuts, marks, strict=True):
+        entry = {"box": list(box), "score": score}
+        if (refused := unreadable(count)) is not None:  # not served: nothing recorded for it
+            formulas.append({**entry, "error": refused, "status": 400})
+            continue
         where = {"extraction": {"page_prediction_id": page["prediction_id"], "box": list(box),
                                 "score": score, "candidate": page["candidate"]}}
-        entry = {"box": list(box), "score": score}
         png = encode_png(cut)  # kept for annotators, as a formula image sent alone would be
         try:
             read = serve(PredictRequest(payload=cut, input_hash=input_hash(png), unit_id=unit_id,

@@ -19,6 +19,7 @@ import numpy as np
 
 from core.page_boxes import BOX_RULE, box_problem
 from serving.servable import Answer
+from workloads.ocr.detector import MAX_MARKS, count_marks
 from workloads.ocr.pages.clean import binarize, clean_image, crop
 
 Box = tuple[int, int, int, int]
@@ -50,6 +51,21 @@ def cut_formulas(image: np.ndarray, boxes: Sequence[dict[str, Any]],
             box = tuple(int(v) for v in item["box"])
             out.append((box, float(item["score"]), crop(clean, box)))
     return out
+
+
+def formula_marks(cuts: Sequence[tuple[Box, float, np.ndarray]]) -> list[int]:
+    """Each cut-out formula's separate ink marks, as the OCR counts them before reading: counted
+    for the whole page before any formula is served, so one the OCR would refuse (a picture of
+    more marks than a formula holds) is answered as such, not left half-recorded."""
+    return [count_marks(cut) for _, _, cut in cuts]
+
+
+def unreadable(marks: int) -> str | None:
+    """Why the OCR refuses a box of `marks` marks as a formula (a picture, not one), or None."""
+    if marks <= MAX_MARKS:
+        return None
+    return (f"not read: the box holds {marks} separate ink marks, more than the {MAX_MARKS} the "
+            "OCR candidates read in one formula (a picture, not a formula)")
 
 
 def read_page(image: np.ndarray, extract: Callable[[np.ndarray], Answer],
