@@ -49,11 +49,13 @@ RIGHT = "correct"
 @dataclass(frozen=True)
 class OutputKind:
     """What a candidate answers: its type, a label's classes, a JSON answer's schema (read by
-    serving to make answers and by feedback to check corrections)."""
+    serving to make answers and by feedback to check corrections), and for a page's boxes the
+    page's (width, height) where feedback knows it, so a box past its edges is refused."""
 
     type: str
     classes: tuple[str, ...] = ()
     schema: dict[str, Any] | None = None
+    page: tuple[int, int] | None = None
 
     @classmethod
     def of_pipeline(cls, pipeline: Mapping[str, Any] | None) -> OutputKind:
@@ -141,7 +143,7 @@ def _json(kind: OutputKind, value: Any) -> Any:
     if error is not None:
         raise AbvocError(f"'corrected_output' does not match the candidate's JSON Schema "
                          f"{schema_problem(error)}")
-    if kind.page_boxes and (problem := boxes_problem(value)) is not None:
+    if kind.page_boxes and (problem := boxes_problem(value, kind.page)) is not None:
         raise AbvocError(f"'corrected_output' {problem}")
     return value
 

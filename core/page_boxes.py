@@ -5,7 +5,9 @@ top, right, bottom, with some area.
 Here in core, not with the extraction workload, because a correction of a page's boxes (and an
 annotator's label of them) is checked at the door by :func:`core.output_types.check_output`:
 JSON Schema can hold a box to four integers, but not its right edge to be past its left, so a
-box drawn backwards or of no area passed it and became the page's truth."""
+box drawn backwards or of no area passed it and became the page's truth; so did a box past the
+page's edges, which the check refuses where the page's size is known
+(:func:`feedback.page_size.page_size`)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ BOXES_SCHEMA: dict[str, Any] = {
 BOX_RULE = "each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0"
 
 
-def box_problem(box: Any) -> str | None:
-    """Why `box` is no formula box (inverted, of no area, not four integers from 0), or None."""
+def box_problem(box: Any, page: tuple[int, int] | None = None) -> str | None:
+    """Why `box` is no formula box (inverted, of no area, not four integers from 0, or past the
+    edges of its page, `page` (width, height), where that is known), or None."""
     if not isinstance(box, list | tuple) or len(box) != 4 \
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
         return "is not four integers [x0, y0, x1, y1]"
@@ -44,13 +47,19 @@ def box_problem(box: Any) -> str | None:
             f"y1 ({y1}) is not past y0 ({y0})"
         return (f"is inverted or of no area: {side}; give [left, top, right, bottom], the right "
                 "and bottom edges past the left and top")
+    if page is not None and (x1 > page[0] or y1 > page[1]):
+        width, height = page
+        side = f"x1 ({x1}) is past its width" if x1 > width else f"y1 ({y1}) is past its height"
+        return (f"reaches past the page, {width} wide and {height} high: {side}; give a box "
+                "inside the page, in its pixels")
     return None
 
 
-def boxes_problem(boxes: list[dict[str, Any]]) -> str | None:
-    """The first box of an answer BOXES_SCHEMA passed that is no box, said with where it is
-    (``at /2/box``) and what to fix, or None."""
+def boxes_problem(boxes: list[dict[str, Any]],
+                  page: tuple[int, int] | None = None) -> str | None:
+    """The first box of an answer BOXES_SCHEMA passed that is no box (on `page`, its width and
+    height, where known), said with where it is (``at /2/box``) and what to fix, or None."""
     for i, item in enumerate(boxes):
-        if (problem := box_problem(item["box"])) is not None:
+        if (problem := box_problem(item["box"], page)) is not None:
             return f"at /{i}/box: box {item['box']} {problem}"
     return None

@@ -51,6 +51,7 @@ from feedback.cross_queue import (
     withdraw_copies,
 )
 from feedback.item_view import item_view
+from feedback.page_size import with_page
 
 LEASE_S = 600
 MAX_LEASE_S = 3600
@@ -64,7 +65,8 @@ CLAIM_LOCK = 0x61627663
 def output_kind(s: Session, candidate: str | None,
                 prediction_id: str | None = None) -> OutputKind:
     """The output type of the candidate version that served the item's prediction (the API's
-    ledger names it), else of the newest registered version of its candidate."""
+    ledger names it), else of the newest registered version of its candidate; a page's boxes
+    with the page's size, where known, so a label past its edges is refused."""
     if candidate is None:
         return OutputKind.of_pipeline(None)
     same_name = select(Candidate.pipeline).where(Candidate.name == candidate)
@@ -74,7 +76,7 @@ def output_kind(s: Session, candidate: str | None,
         same_name.where(Candidate.version == version)).first()
     if pipeline is None:
         pipeline = s.scalars(same_name.order_by(Candidate.id.desc()).limit(1)).first()
-    return OutputKind.of_pipeline(pipeline)
+    return with_page(s, OutputKind.of_pipeline(pipeline), prediction_id)
 
 
 def _claimable(now: Any) -> Any:

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, CorrectionRequest, ServedPrediction
 from core.store.spool_others import await_row
+from feedback.page_size import with_page
 
 MAX_COMMENT_CHARS = 2000
 FIELDS = {"prediction_id", "receipt", "corrected_output", "rating", "comment"}
@@ -103,7 +104,7 @@ def submit_correction(db: Database, settings: Settings, body: Any,
         if served is None:
             raise NotFound(f"prediction {checked['prediction_id']!r} is unknown; correct a "
                            "prediction_id that /v1/predict or /v2 infer returned")
-        kind = _output_kind(s, served)
+        kind = with_page(s, _output_kind(s, served), served.prediction_id)
     checked["corrected_output"] = check_output(kind, checked["corrected_output"])
     # The body as checked: 2 and 2.0 are one number, so one correction.
     digest = _request_hash(checked)

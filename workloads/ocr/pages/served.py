@@ -68,7 +68,9 @@ class _Extractor:
             confidence = float(np.mean([b["score"] for b in boxes])) if boxes else None
             answers.append(Answer(boxes, "json", confidence,
                                   {"extraction": {"formulas": len(boxes),
-                                                  "sheet_scale": round(sheet.scale, 4)}}))
+                                                  "sheet_scale": round(sheet.scale, 4),
+                                                  # so a correction's boxes are held to it
+                                                  "page_size": list(sheet.page_shape[::-1])}}))
         return answers
 
 
