@@ -49,7 +49,12 @@ def _bound_body(endpoint: str | None, values: dict[str, Any] | None) -> None:
 @bp.post("/v1/pages")
 @require("predict")
 def read_page():  # noqa: ANN201
-    from workloads.ocr.pages.reading import cut_formulas, formula_marks, unreadable
+    from workloads.ocr.pages.reading import (
+        cut_formulas,
+        formula_marks,
+        page_marks_problem,
+        unreadable,
+    )
 
     data, fields = read_image_request(PAGE_FIELDS)
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
@@ -79,6 +84,10 @@ def read_page():  # noqa: ANN201
                                   "receipt": page["receipt"]})
     cuts = cut_formulas(image, boxes)
     marks = formula_marks(cuts)  # every crop checked before any formula is served
+    if (too_much := page_marks_problem(marks)) is not None:  # bounds the page's whole work
+        raise AbvocError(f"{too_much} (its prediction {page['prediction_id']}, the boxes found, "
+                         "was recorded)", status=413, details={
+                             "prediction_id": page["prediction_id"], "receipt": page["receipt"]})
     formulas = []
     for (box, score, cut), count in zip(cuts, marks, strict=True):
         entry = {"box": list(box), "score": score}

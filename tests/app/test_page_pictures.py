@@ -17,6 +17,7 @@ from core.store.models import ServedPrediction
 from serving.bundles import register_bundle
 from serving.images import encode_png
 from workloads.ocr.pages.generator import OFFLINE_PAGE_MIX, generate_pages
+from workloads.ocr.pages.reading import PAGE_MARKS, cut_formulas, formula_marks
 
 
 def halftone(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> int:
@@ -59,3 +60,37 @@ def test_a_picture_on_a_page_is_answered_as_no_formula_and_the_rest_read(
     assert all(f["prediction_id"] and isinstance(f["output"], str) for f in read)
     with app.extensions["abvoc"].db.session() as s:  # the page and its five formulas, no more
         assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 6
+
+
+def test_a_page_of_too_many_marks_is_refused_before_any_formula_is_read(
+        app: Flask, client: FlaskClient, predictor: dict, corrector: dict,
+        extractors: dict[str, Path]) -> None:
+    """Six pictures of 1,024 marks each, each just within one formula's limit: read one by one
+    they held the OCR candidate for seconds each (twenty, half a minute). The page's marks are
+    bounded as a whole, before any formula is served; its own prediction keeps its receipt."""
+    register_bundle(app.extensions["abvoc_serving"].registry,
+                    Path(app.extensions["abvoc"].settings.models_dir), extractors["pages-xycut"])
+    image = np.full((1000, 720), 255, np.uint8)
+    for x in (60, 400):
+        for y in (60, 380, 700):
+            assert halftone(image, x, y, x + 192, y + 192) == 1024
+    answer = client.post("/v1/pages", headers=predictor, json={
+        "image_base64": base64.b64encode(encode_png(image)).decode(), "unit_id": "u",
+        "page_scope": "pages-xycut", "formula_scope": "ocr-small-mixed"})
+    assert answer.status_code == 413, answer.get_json()
+    error = answer.get_json()["error"]
+    assert error.startswith("the page's formulas hold 6144 separate ink marks; at most 4096 are "
+                            "read per request") and "send the page in parts" in error
+    with app.extensions["abvoc"].db.session() as s:  # the page alone: no formula was read
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 1
+    fixed = client.post("/v1/corrections", headers=corrector, json={
+        **answer.get_json()["details"], "corrected_output": []})
+    assert fixed.status_code == 202, fixed.get_json()
+
+
+def test_the_example_pages_hold_far_fewer_marks_than_a_page_may() -> None:
+    """The budget's margin: the densest of these pages holds a tenth of it or less."""
+    pages = generate_pages(24, OFFLINE_PAGE_MIX, seed=3, split="offline-test")
+    densest = max(sum(formula_marks(cut_formulas(
+        p.image, [{"box": list(f.box), "score": 1.0} for f in p.formulas]))) for p in pages)
+    assert 0 < densest <= PAGE_MARKS / 10

@@ -68,6 +68,24 @@ def unreadable(marks: int) -> str | None:
             "OCR candidates read in one formula (a picture, not a formula)")
 
 
+PAGE_MARKS = 4 * MAX_MARKS
+"""The most separate ink marks a page's formulas may hold together (the OCR's work grows with
+them: a formula of MAX_MARKS marks took about 1.5 s): 12 times the densest of 300 example pages
+(332 marks in 29 formulas; a formula 7 on average, at most 39), so 100 formulas of 40 marks fit;
+a page of twenty 1,024-mark pictures held the OCR candidate for half a minute."""
+
+
+def page_marks_problem(marks: Sequence[int]) -> str | None:
+    """Why a page whose formulas hold `marks` is too much to read in one request, or None. The
+    boxes refused as pictures (`unreadable`) are not read, so they do not count."""
+    total = sum(m for m in marks if unreadable(m) is None)
+    if total <= PAGE_MARKS:
+        return None
+    return (f"the page's formulas hold {total} separate ink marks; at most {PAGE_MARKS} are read "
+            "per request (a worksheet page holds a few hundred): send the page in parts, or a "
+            "cleaner scan")
+
+
 def read_page(image: np.ndarray, extract: Callable[[np.ndarray], Answer],
               read: Callable[[np.ndarray], Answer], min_score: float = 0.0) -> PageReading:
     """Extract the formulas' boxes, cut each out of the cleaned page and read it."""
