@@ -20,7 +20,8 @@ HOME = PAGES[0]
 # Table cells wrap long unbroken text (a comment of one 2,000-letter word) so a table fits the
 # window; their minimum width keeps the other columns readable beside it.
 # On a phone-sized window the header wraps, controls take the width there is, and a table too
-# wide for the window scrolls in its own box, so the page itself never scrolls sideways.
+# wide for the window scrolls in its own box, so the page itself never scrolls sideways; for
+# the same reason preformatted text (an answer, a prediction's stages) wraps at the page's edge.
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f5f7;color:#222}
 header{display:flex;flex-wrap:wrap;gap:8px 18px;align-items:center;background:#223;color:#fff;
@@ -40,6 +41,7 @@ overflow-wrap:anywhere;min-width:5em}
 .decision.ship{border-color:#2a7}.decision.stop{border-color:#c33}
 .decision.keep_running{border-color:#e90}.alert{background:#fdd;padding:8px;border:1px solid #c33}
 pre.output{background:#fff;border:1px solid #ddd;padding:6px 10px;margin:4px 0}
+main pre{white-space:pre-wrap}
 .message{margin:8px 0;font-weight:600}#ann-actions{align-items:center}
 #ann-actions button,button.claim{padding:6px 16px;align-self:flex-end}
 """

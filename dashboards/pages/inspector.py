@@ -17,6 +17,7 @@ from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
 from core.errors import AbvocError
+from core.events import typed_value
 from dashboards import data, feeds, plots
 from dashboards.access import require_role
 from dashboards.kept_input import kept_input
@@ -77,14 +78,24 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
         parts += [html.H3("Input"),
                   kept_input(shown, "insp-input", "The input is not kept: its retention "
                              "passed, or the service keeps none (or none this large)."),
-                  html.H3("Output"), html.Pre("(none: the candidate failed)"
-                                              if found.get("failed") else str(found["output"]),
-                                              id="insp-output"),
+                  html.H3("Output"), html.Pre(output_text(found), id="insp-output"),
                   html.H3("Stages"), html.Pre(json.dumps(stages, indent=2, sort_keys=True),
                                               id="insp-stages")]
     parts += [html.H3("Corrections"), _corrections(found), html.H3("Truth and blame"),
               _blame(found)]
     return html.Div(parts)
+
+
+def output_text(found: dict[str, Any]) -> str:
+    """The output as the page shows it: a JSON answer indented, since the store keeps it on one
+    line (a page's boxes ran past the page's right edge and scrolled it sideways)."""
+    if found.get("failed"):
+        return "(none: the candidate failed)"
+    if found.get("output_type") == "json":
+        value = typed_value(found["output"], "json")
+        if not isinstance(value, str):  # a JSON string (or legacy plain text) shown as it is
+            return json.dumps(value, indent=2, ensure_ascii=False)
+    return str(found["output"])
 
 
 # Why a request served within an experiment was kept out of it (the ledger's `excluded`).

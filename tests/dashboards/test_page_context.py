@@ -5,13 +5,16 @@ of a request kept out of the split, and Operations says what each rate divides b
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from flask import Flask
 
 from app.auth import create_key
+from core.events import canonical_json
 from core.store.db import Database
-from core.store.models import Outcome, ServedPrediction
+from core.store.models import Outcome, Prediction, ServedPrediction
+from dashboards import app as dashboard_app
 from dashboards import data, feeds, plots
 from dashboards.pages import annotate, experiments, inspector, voc
 from dashboards.pages import operations as ops_page
@@ -131,6 +134,24 @@ def test_the_inspector_says_a_prediction_failed(db: Database) -> None:
     answered = inspector.body(feeds.prediction(db, "ok-1"), "ok-1")
     assert find_component(answered, "insp-failed") is None
     assert find_component(answered, "insp-output").children == ""
+
+
+def test_the_inspector_indents_a_json_output(db: Database) -> None:
+    """A page's boxes are stored as one line of JSON, which ran past the page's right edge and
+    scrolled it sideways: the Inspector indents a JSON output, and its text wraps in the page."""
+    boxes = [{"box": [36 + 10 * i, 48 + 60 * i, 400, 90 + 60 * i], "score": 0.9}
+             for i in range(12)]
+    page = prediction("page-1", stages={"extraction": {"formulas": 12, "sheet_scale": 1.0}})
+    apply(db, [page | {"output": boxes, "output_type": "json"},
+               prediction("plain-1", output="x^{2}")])
+    with db.session() as s:  # as the store keeps it: one line
+        assert s.get(Prediction, "page-1").output == canonical_json(boxes)
+    shown = find_component(inspector.body(feeds.prediction(db, "page-1"), "page-1"),
+                           "insp-output").children
+    assert shown == json.dumps(boxes, indent=2) and max(map(len, shown.splitlines())) < 40
+    assert find_component(inspector.body(feeds.prediction(db, "plain-1"), "plain-1"),
+                          "insp-output").children == "x^{2}"
+    assert "main pre{white-space:pre-wrap}" in dashboard_app._STYLE  # noqa: SLF001
 
 
 def test_operations_says_what_each_rate_divides_by(db: Database) -> None:
