@@ -31,6 +31,7 @@ from PIL import Image
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.grayscale import gray_pixels
 from core.relabel import STAGE_PREFIX
 from core.store.db import utcnow
 from core.store.models import PredictionInput, RelabelSample, StoredPrediction
@@ -56,7 +57,7 @@ def kept_image(s: Session, input_hash: str | None) -> np.ndarray | None:
         return None
     if row.kind == "image":
         with Image.open(io.BytesIO(row.data), formats=("PNG", "JPEG")) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+            return gray_pixels(image)  # as decode_image read it when it was served
     for tensor in kept_tensors(row.kind, row.data):
         if tensor.get("datatype") == "UINT8" and len(tensor.get("shape", [])) == 2:
             return np.asarray(tensor["data"], dtype=np.uint8).reshape(tensor["shape"])

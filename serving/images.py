@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import AbvocError
+from core.grayscale import gray_pixels
 
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_PIXELS = 4_000_000
@@ -58,7 +59,7 @@ def decode_image(data: bytes, limits: ImageLimits = FORMULA) -> np.ndarray:
             if min(width, height) < MIN_SIDE:
                 raise AbvocError(f"the image is {width}x{height} pixels; each side must be at "
                                  f"least {MIN_SIDE}")
-            gray = image.convert("L")
+            gray = gray_pixels(image)  # 16-bit scaled, transparency laid on white paper
     except UnidentifiedImageError as exc:
         raise AbvocError("the image is not a PNG or JPEG file; send a PNG or JPEG") from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -68,7 +69,7 @@ def decode_image(data: bytes, limits: ImageLimits = FORMULA) -> np.ndarray:
         # Pillow's messages can carry object reprs; the caller needs only what to do.
         raise AbvocError("the image data is damaged or truncated and could not be decoded; "
                          "send a whole PNG or JPEG") from exc
-    return np.asarray(gray, dtype=np.uint8)
+    return gray
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -209,9 +209,14 @@ def test_the_kept_input_reads_back_from_an_image_or_a_uint8_tensor(db: Database)
     with db.session() as sess:
         sess.add(PredictionInput(prediction_id="a", input_hash="ha", kind="image",
                                  data=png(image), created_at=utcnow()))
+        deep = io.BytesIO()  # 16-bit gray: read as decode_image served it, not clipped white
+        Image.fromarray(image.astype(np.uint16) * 257).save(deep, format="PNG")
+        sess.add(PredictionInput(prediction_id="c", input_hash="hc", kind="image",
+                                 data=deep.getvalue(), created_at=utcnow()))
         sess.add(PredictionInput(prediction_id="b", input_hash="hb", kind="tensors",
                                  data=json.dumps(tensors).encode(), created_at=utcnow()))
     with db.session() as sess:
         np.testing.assert_array_equal(kept_image(sess, "ha"), image)
         np.testing.assert_array_equal(kept_image(sess, "hb"), image)
+        np.testing.assert_array_equal(kept_image(sess, "hc"), image)
         assert kept_image(sess, "gone") is None and kept_image(sess, None) is None

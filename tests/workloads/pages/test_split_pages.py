@@ -143,3 +143,14 @@ def test_two_pages_of_one_stem_keep_their_own_formulas(extractors: dict[str, Pat
     assert {line["source"]["page"] for line in lines} == {"p.png", "p.jpg"}
     assert all(line["inputs"]["image"].startswith("arrays/p-" + line["source"]["page"][2:])
                for line in lines)
+
+
+def test_a_16_bit_or_transparent_page_reads_as_the_8_bit_page(tmp_path: Path) -> None:
+    """split-pages reads pages as /v1/pages does: 16-bit gray was clipped to a white page and
+    black ink on clear paper read as a black page (Pillow's convert("L"))."""
+    page = generate_pages(1, seed=9, split="offline-test")[0].image
+    Image.fromarray(page.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    clear = np.zeros_like(page)
+    Image.fromarray(np.stack([clear, 255 - page], axis=-1), mode="LA").save(tmp_path / "la.png")
+    for name in ("deep.png", "la.png"):
+        assert np.array_equal(split.read_page(tmp_path / name), page), name

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import AbvocError
+from core.grayscale import gray_pixels
 from workloads.ocr.pages.clean import binarize, clean_image, crop
 from workloads.ocr.pages.offline import loaded
 
@@ -57,7 +58,7 @@ def read_page(path: Path) -> np.ndarray:
                 w, h = image.size
                 if w * h > MAX_PIXELS:
                     raise AbvocError(f"{w}x{h} pixels is over the {MAX_PIXELS} pixel limit")
-                return np.asarray(image.convert("L"), dtype=np.uint8)
+                return gray_pixels(image)
     except UnidentifiedImageError as exc:
         raise AbvocError("not a PNG or JPEG image") from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
