@@ -21,7 +21,13 @@ from core.builtin_metrics import ALL_METRICS
 from core.errors import AbvocError, Conflict, NotFound
 from core.outcome_metrics import RATIO, SKIP_MISSING, check_definition
 from core.store.db import Database, utcnow
-from core.store.models import Experiment, ExperimentMetric, Outcome, OutcomeRequest
+from core.store.models import (
+    Experiment,
+    ExperimentMetric,
+    Outcome,
+    OutcomeRequest,
+    OutcomeUnitValue,
+)
 from core.times import utc_iso
 from evaluation.outcomes import NONE_WAITING, waiting
 
@@ -30,6 +36,7 @@ from evaluation.outcomes import NONE_WAITING, waiting
 # shares the results' vocabulary.
 BUILT_IN = frozenset({m.name for m in ALL_METRICS} | {"latency_p99_ms"})
 MAX_METRICS = 50
+UNIT_ID_LIMIT = 200  # as an outcome's unit_id (feedback.outcomes.LIMITS)
 
 
 def view(row: ExperimentMetric) -> dict[str, Any]:
@@ -54,6 +61,27 @@ def list_metrics(db: Database, experiment_id: int) -> list[dict[str, Any]]:
         held = waiting(s, experiment_id)
         return [{**view(r), "waiting": held.get(r.name, NONE_WAITING)}
                 for r in load(s, experiment_id)]
+
+
+def unit_outcomes(db: Database, experiment_id: int, unit_id: str) -> dict[str, Any]:
+    """What the worker has counted of one unit's outcomes, per metric: how many and in which
+    arm; so a sender (the game league) can wait for its own units rather than for a total
+    that other senders' units reach as well. Empty until the first one is counted."""
+    if not unit_id or len(unit_id) > UNIT_ID_LIMIT:
+        raise AbvocError(f"give 'unit_id': the unit's id, 1 to {UNIT_ID_LIMIT} characters")
+    with db.reading() as s:
+        _experiment(s, experiment_id)
+        rows = s.execute(select(OutcomeUnitValue.metric, OutcomeUnitValue.arm,
+                                OutcomeUnitValue.n)
+                         .where(OutcomeUnitValue.experiment_id == experiment_id,
+                                OutcomeUnitValue.unit_id == unit_id)
+                         .order_by(OutcomeUnitValue.metric, OutcomeUnitValue.arm))
+        counted: dict[str, dict[str, int]] = {}
+        for metric, arm, n in rows:
+            counted.setdefault(metric, {})[arm] = int(n)
+    return {"experiment_id": experiment_id, "unit_id": unit_id,
+            "outcomes": {m: {"arms": arms, "n": sum(arms.values())}
+                         for m, arms in counted.items()}}
 
 
 def _experiment(session: Session, experiment_id: int) -> Experiment:

@@ -9,7 +9,7 @@ from app.api.corrections import caller_id
 from app.api.experiments import EXP
 from app.auth import current_scopes, require
 from core.errors import AbvocError
-from evaluation.metric_definitions import define_metric, list_metrics
+from evaluation.metric_definitions import define_metric, list_metrics, unit_outcomes
 from feedback.outcomes import submit_outcome
 
 bp = Blueprint("outcomes", __name__)
@@ -43,3 +43,11 @@ def experiment_metrics(experiment_id: int):  # noqa: ANN201
         raise AbvocError("send the metric as a JSON object with name, kind and direction")
     defined, created = define_metric(db, experiment_id, body)
     return jsonify(defined), 201 if created else 200
+
+
+@bp.get(f"/v1/experiments/{EXP}/unit-outcomes")
+@require("admin")
+def counted_unit_outcomes(experiment_id: int):  # noqa: ANN201
+    """One unit's outcomes as the worker has counted them (see unit_outcomes)."""
+    db = current_app.extensions["abvoc"].db
+    return jsonify(unit_outcomes(db, experiment_id, request.args.get("unit_id", "")))

@@ -83,9 +83,8 @@ def simulate(base: str, key: str, requests: int, matches: int, players: int) -> 
                    f"{sent['corrections']} corrected")
         game = league.ensure_experiment(client)
         click.echo(f"demo: game league on experiment {game['id']} ({matches} matches)")
-        counted = league.counted_units(client, game["id"])
         played = league.run_league(client, game["id"], league.LeagueConfig(
-            players, matches=matches, run=league.run_name(0, counted)))
+            players, matches=matches, run=league.run_name(0)))
         overall = played["overall"]
         click.echo(f"demo: {overall['matches']} matches played; open the dashboard at "
                    f"{base}/dashboard/ (log in with the key {key}) to see the arms, the "

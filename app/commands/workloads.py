@@ -178,8 +178,8 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
 
     from workloads.gameplay.league import (
         LeagueConfig,
-        counted_units,
         ensure_experiment,
+        player_ids,
         run_league,
         run_name,
         verdict,
@@ -187,9 +187,8 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
     )
 
     experiment = ensure_experiment(client, scope)
-    before = counted_units(client, experiment["id"])
     config = LeagueConfig(players, seed=seed, threads=threads, scope=scope, matches=matches,
-                          run=run_name(seed, before))
+                          run=run_name(seed))
     total, done, lock = config.total, [0], threading.Lock()
     bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
 
@@ -200,7 +199,7 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
 
     summary = {**run_league(client, experiment["id"], config, one_more), "run": config.run}
     seen = None
-    if wait_s and wait_counted(client, experiment["id"], before + players, wait_s):
+    if wait_s and wait_counted(client, experiment["id"], player_ids(config), wait_s):
         seen = verdict(client, experiment["id"])
     return summary, seen, experiment
 

@@ -66,10 +66,21 @@ SCHEMAS["Metric"] = {
                     "properties": {"outcomes": {"type": "integer", "minimum": 0},
                                    "oldest_observed_at": {"type": ["string", "null"]}}}}}
 METRIC = {"$ref": "#/components/schemas/Metric"}
+UNIT_OUTCOMES = {
+    "type": "object", "required": ["experiment_id", "unit_id", "outcomes"],
+    "properties": {
+        "experiment_id": {"type": "integer"}, "unit_id": {"type": "string"},
+        "outcomes": {"type": "object", "description": "per metric: the outcomes counted ("
+                     "n) and how many in each arm; a metric with none counted is absent",
+                     "additionalProperties": {
+                         "type": "object", "required": ["arms", "n"],
+                         "properties": {"n": {"type": "integer", "minimum": 1},
+                                        "arms": {"type": "object", "additionalProperties": {
+                                            "type": "integer", "minimum": 1}}}}}}}
 
 
 def outcome_paths() -> dict[str, Any]:
-    """POST /v1/outcomes and GET/POST /v1/experiments/{id}/metrics."""
+    """POST /v1/outcomes, GET/POST /v1/experiments/{id}/metrics and GET …/unit-outcomes."""
     return {
         "/v1/outcomes": {"post": {
             "summary": "Report an outcome (a game won, a session kept) of a prediction or a unit",
@@ -95,4 +106,12 @@ def outcome_paths() -> dict[str, Any]:
                      "responses": {"200": json_response(METRIC, "Changed"),
                                    "201": json_response(METRIC, "Defined"),
                                    **error_responses(400, 401, 403, 404, 409)}}},
+        "/v1/experiments/{experiment_id}/unit-outcomes": {"get": {
+            "summary": "One unit's outcomes as the worker has counted them, per metric",
+            "security": ADMIN,
+            "parameters": [EXPERIMENT_ID, {
+                "name": "unit_id", "in": "query", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "responses": {"200": json_response(UNIT_OUTCOMES),
+                          **error_responses(400, 401, 403, 404)}}},
     }

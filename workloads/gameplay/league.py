@@ -10,10 +10,12 @@ abvoc's store; it uses the public API only, as a team's game server would.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -46,11 +48,11 @@ class LeagueConfig:
     matches: int = 0
     """Matches in all, spread over the players (0: players x matches_per_player)."""
     run: str = ""
-    """This league's identity in its player ids (``player-{run or seed}-{p}``): a league played
-    after others on one experiment names new players (the callers pass the players counted so
-    far), so its outcomes are new ones instead of replays of old ids. The outcome event ids
-    carry the experiment too, so another experiment never meets them. Deterministic, so a
-    league on a fresh experiment splits its players the same way every time."""
+    """This league's identity in its player ids (``player-{run or seed}-{p}``): the commands
+    pass a new one each run (`run_name`), so a league played beside or after others on one
+    experiment names new players and its outcomes are new ones instead of replays of old ids,
+    however far behind the worker is. The outcome event ids carry the experiment too, so
+    another experiment never meets them. Empty: the plain seed, the same players every time."""
 
     def __post_init__(self) -> None:
         if self.total < self.players:
@@ -121,38 +123,44 @@ def run_league(client: ServiceClient, experiment_id: int, config: LeagueConfig,
     spans = [config.player_matches(p) for p in range(config.players)]
     with ThreadPoolExecutor(config.threads) as pool:
         futures = [pool.submit(_player, client, experiment_id, config,
-                               f"player-{config.run or config.seed}-{p}",
-                               games[first:first + count],
-                               bool(reporters[p]), done)
-                   for p, (first, count) in enumerate(spans)]
+                               player, games[first:first + count], bool(reporters[p]), done)
+                   for p, (player, (first, count)) in enumerate(zip(player_ids(config), spans,
+                                                                    strict=True))]
         for future in as_completed(futures):
             outcomes += future.result()
     return summarize(outcomes)
 
 
-def counted_units(client: ServiceClient, experiment_id: int) -> int:
-    """Players whose `won` outcomes the evaluation worker has counted in the experiment."""
-    results = client.call("GET", f"/v1/experiments/{experiment_id}/results")
-    arms = ((results.get("outcomes") or {}).get("won") or {}).get("arms") or {}
-    return sum(arm.get("units") or 0 for arm in arms.values())
+def run_name(seed: int) -> str:
+    """A new league run's name: the seed (which schedules the matches and picks who complains)
+    and 64 random bits, so no two runs share players, whether they play at once or the worker
+    has not counted the earlier one yet (a name from the counted players repeated then)."""
+    return f"{seed}.{secrets.token_hex(8)}"
 
 
-def run_name(seed: int, counted: int) -> str:
-    """A league's run name after `counted` players of the experiment were counted: the plain
-    seed on a fresh experiment, so its first league is the reproducible one."""
-    return f"{seed}.{counted}" if counted else str(seed)
+def player_ids(config: LeagueConfig) -> dict[str, int]:
+    """The league's players, each with the matches it plays (so the `won` outcomes it sends)."""
+    return {f"player-{config.run or config.seed}-{p}": config.player_matches(p)[1]
+            for p in range(config.players)}
 
 
-def wait_counted(client: ServiceClient, experiment_id: int, units: int,
+def wait_counted(client: ServiceClient, experiment_id: int, players: dict[str, int],
                  timeout_s: float) -> bool:
-    """Wait until the evaluation worker has counted the `won` outcomes of `units` players in
-    all: the count before this league plus its players, so an earlier league's count alone
-    never passes for this one's."""
+    """Wait until the evaluation worker has counted every `won` outcome of these players (id:
+    matches), asking for each player itself: a total of units also grows with other leagues'
+    players, counted before this one's."""
     import time
 
     deadline = time.monotonic() + timeout_s
+    waiting = dict(players)
     while True:
-        if counted_units(client, experiment_id) >= units:
+        for player, matches in list(waiting.items()):
+            counted = client.call("GET", f"/v1/experiments/{experiment_id}/unit-outcomes?"
+                                  + urlencode({"unit_id": player}))
+            if (counted["outcomes"].get("won") or {}).get("n", 0) < matches:
+                break  # not yet: ask again in a second, not for every other player now
+            del waiting[player]
+        if not waiting:
             return True
         if time.monotonic() > deadline:
             return False
@@ -184,5 +192,5 @@ def _idle_answers(block: dict[str, Any]) -> dict[str, Any] | None:
             "p_value_holm": idle["p_value_holm"]}
 
 
-__all__ = ["ACTIONS", "CANDIDATES", "LeagueConfig", "counted_units", "ensure_experiment",
-           "league_size_problem", "run_league", "run_name", "verdict", "wait_counted"]
+__all__ = ["ACTIONS", "CANDIDATES", "LeagueConfig", "ensure_experiment", "league_size_problem",
+           "player_ids", "run_league", "run_name", "verdict", "wait_counted"]

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -18,13 +21,16 @@ from workloads.gameplay.league import LeagueConfig, run_league
 
 
 class FakeService:
-    """Answers every move with `attack`; counts a player once its `won` outcome arrives
-    (unless `counting` is off, as when no worker runs), on top of `prior` players."""
+    """Answers every move with `attack`; accepts each outcome event id once, as the service
+    does, and counts a `won` outcome for its player once the worker gets to it: at once, or,
+    with `counting` off (a worker behind, or none), when `catch_up` is called."""
 
-    def __init__(self, prior: int = 0, counting: bool = True) -> None:
+    def __init__(self, counting: bool = True) -> None:
         self.event_ids: list[str] = []
-        self.players: set[str] = set()
-        self.prior, self.counting, self.lock = prior, counting, threading.Lock()
+        self.won: dict[str, int] = {}  # player -> `won` outcomes counted
+        self.behind: list[str] = []  # players of `won` outcomes accepted, not counted yet
+        self.counting, self.lock = counting, threading.Lock()
+        self.on_outcome: Callable[[], None] | None = None
 
     def infer(self, scope: str, name: str, row: np.ndarray, unit_id: str,
               slice_: str | None = None) -> SimpleNamespace:
@@ -36,19 +42,39 @@ class FakeService:
     def outcome(self, experiment_id: int, unit_id: str, metric: str, value: float,
                 event_id: str) -> dict[str, Any]:
         with self.lock:
+            duplicate = event_id in self.event_ids
             self.event_ids.append(event_id)
-            if metric == "won" and self.counting:
-                self.players.add(unit_id)
-        return {}
+            if self.on_outcome is not None:  # the worker catches up on earlier outcomes
+                self.on_outcome()
+                self.on_outcome = None
+            if metric == "won" and not duplicate:
+                self.behind.append(unit_id)
+                if self.counting:
+                    self.catch_up()
+        return {"duplicate": duplicate}
+
+    def catch_up(self, players: Any = None) -> None:
+        """The worker counts the waiting `won` outcomes (of `players` only, if given)."""
+        kept = []
+        for player in self.behind:
+            if players is None or player in players:
+                self.won[player] = self.won.get(player, 0) + 1
+            else:
+                kept.append(player)
+        self.behind = kept
 
     def running_experiment(self, spec: dict[str, Any], metrics: Any = ()) -> dict[str, Any]:
         return {"id": 7}
 
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        units = self.prior + len(self.players)
-        return {"outcomes": {"won": {"arms": {"control": {"units": units}}}},
-                "comparisons": [], "decision": {"action": "continue", "reasons": []},
-                "findings": []}
+        url = urlsplit(path)
+        if url.path == "/v1/experiments/7/unit-outcomes":
+            unit = parse_qs(url.query)["unit_id"][0]
+            n = self.won.get(unit, 0)
+            return {"outcomes": {"won": {"arms": {"control": n}, "n": n}} if n else {}}
+        arms = {"control": {"units": len(self.won)}}
+        return {"outcomes": {"won": {"arms": arms}}, "comparisons": [],
+                "decision": {"action": "continue", "reasons": []}, "findings": []}
 
 
 def test_outcome_ids_are_new_across_runs_and_experiments() -> None:
@@ -70,11 +96,34 @@ def test_matches_is_the_number_played(matches: int, players: int) -> None:
 
 
 def test_the_verdict_waits_for_this_runs_players() -> None:
-    stalled = FakeService(prior=50, counting=False)  # earlier leagues counted, this one not
-    _, seen, _ = _league(stalled, 4, 2, "gameplay", 0, 2, 1)
-    assert seen is None
-    _, seen, _ = _league(FakeService(prior=50), 4, 2, "gameplay", 0, 2, 5)
+    """A league after another that the worker has not counted yet: counting the earlier
+    league's players (as many as this one's) is not this league's verdict."""
+    service = FakeService(counting=False)
+    _league(service, 4, 2, "gameplay", 0, 2, 0)
+    service.on_outcome = lambda: service.catch_up(set(service.behind[:4]))  # the earlier's
+    _, seen, _ = _league(service, 4, 2, "gameplay", 0, 2, 1)
+    assert len(service.won) == 2 and seen is None  # only the earlier league is counted
+    service.counting = True
+    _, seen, _ = _league(service, 4, 2, "gameplay", 0, 2, 5)
     assert seen is not None
+
+
+def test_two_leagues_at_once_or_behind_the_worker_both_count() -> None:
+    """Two runs with one seed on one experiment, the worker behind, then two at once: every
+    run names its own players, so all their outcomes count (a run name from the counted
+    players was the same for both: their ids and outcome ids repeated and were merged)."""
+    service = FakeService(counting=False)
+    runs = [_league(service, 6, 3, "gameplay", 0, 1, 0)[0]["run"] for _ in range(2)]
+    service.counting = True
+    service.catch_up()
+    with ThreadPoolExecutor(2) as pool:
+        both = [pool.submit(_league, service, 6, 3, "gameplay", 0, 2, 30) for _ in range(2)]
+        played = [future.result() for future in both]
+    runs += [summary["run"] for summary, _, _ in played]
+    assert len(set(runs)) == 4 and all(run.startswith("0.") for run in runs)
+    assert all(seen is not None for _, seen, _ in played)
+    assert len(service.won) == 4 * 3 and sum(service.won.values()) == 4 * 6
+    assert len(set(service.event_ids)) == len(service.event_ids) == 4 * 6 * 3
 
 
 def test_fewer_matches_than_players_is_refused(tmp_path: Path,
