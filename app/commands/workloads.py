@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +116,16 @@ def simulate_group() -> None:
 @click.option("--scope", default="gameplay", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1, max=64), default=8, show_default=True)
+@click.option("--run", "run", default=None, callback=lambda _c, _p, v: _run_option(v),
+              help="The league's run name in its player ids (default: the seed and 64 random "
+                   "bits, new players every run). Name one to replay a league's players "
+                   "exactly: on an experiment that counted them already, its outcomes repeat.")
 @click.option("--wait", "wait_s", type=Finite(0, 86400), default=120, show_default=True,
               help="Seconds to wait for the worker to count the outcomes before printing "
                    "abvoc's verdict (0: do not wait, print the players' view only).")
 @json_option
 def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # noqa: ANN001
-                          wait_s, as_json) -> None:
+                          run, wait_s, as_json) -> None:
     """Play a league: every bot move is one /v2 infer call on SCOPE's experiment
     (gameplay-play-logs vs gameplay-idle-logs, created and started when none runs; register
     them first with `abvoc workloads gameplay build --register`); outcomes go to /v1/outcomes
@@ -145,7 +150,7 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
     client = ServiceClient(url, key, threads=threads)
     try:
         summary, seen, experiment = _league(client, matches, players, scope, seed, threads,
-                                            wait_s)
+                                            wait_s, run)
     except ServiceError as exc:
         raise AbvocError(f"the service at {shown_url} refused: {exc}") from None
     except urllib3.exceptions.HTTPError as exc:
@@ -171,8 +176,16 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
          "\n".join(lines))
 
 
+def _run_option(value: str | None) -> str | None:
+    """--run: a name that fits in a player id (letters, digits, '.', '_', '-'; 1 to 40)."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", value):
+        raise click.BadParameter("give 1 to 40 letters, digits, '.', '_' or '-'",
+                                 param_hint="--run")
+    return value
+
+
 def _league(client: Any, matches: int, players: int, scope: str, seed: int, threads: int,
-            wait_s: float) -> tuple[dict, dict | None, dict]:
+            wait_s: float, run: str | None = None) -> tuple[dict, dict | None, dict]:
     """Set up the experiment, play the league and (unless `wait_s` is 0) read the verdict."""
     import threading
 
@@ -188,7 +201,7 @@ def _league(client: Any, matches: int, players: int, scope: str, seed: int, thre
 
     experiment = ensure_experiment(client, scope)
     config = LeagueConfig(players, seed=seed, threads=threads, scope=scope, matches=matches,
-                          run=run_name(seed))
+                          run=run or run_name(seed))
     total, done, lock = config.total, [0], threading.Lock()
     bar = ProgressLine(f"league on {scope} (experiment {experiment['id']})")
 

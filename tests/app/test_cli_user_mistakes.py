@@ -253,6 +253,9 @@ def test_arguments_that_are_not_utf8_are_refused_once(cli: CliRunner) -> None:
 def test_simulate_against_no_service_is_one_line(cli: CliRunner, url: str) -> None:
     refused(cli.invoke(main, ["simulate", "gameplay", "--url", url, "--key", "k",
                               "--wait", "0"]), url)
+    for run in ("", "a b", "x" * 41, "p/1"):  # a name that fits in no player id
+        refused(cli.invoke(main, ["simulate", "gameplay", "--url", url, "--key", "k",
+                                  "--run", run]), "--run")
 
 
 @pytest.mark.parametrize(("url", "shown"), [
