@@ -8,9 +8,9 @@ from pathlib import Path
 from flask import Flask
 
 from app import close_app
-from app.auth import create_key
 from tests.app.test_outcome_missing import _app
 from tests.app.test_outcomes_flow import _drain
+from tests.support.keys import bearer
 from tests.support.v2 import experiment, flowers, infer_body, upload_two_iris
 
 
@@ -24,9 +24,7 @@ def test_a_units_counted_outcomes_per_metric(tmp_path: Path) -> None:
 
 def _run(app: Flask, tmp_path: Path) -> None:
     client = app.test_client()
-    db = app.extensions["abvoc"].db
-    admin = {"Authorization": f"Bearer {create_key(db, ['admin'])['key']}"}
-    product = {"Authorization": f"Bearer {create_key(db, ['outcome'])['key']}"}
+    admin, product = bearer(app, "admin"), bearer(app, "outcome")
     upload_two_iris(client, admin, tmp_path)
     exp = experiment(client, admin, "game", "iris-onnx", "iris-b", salt="unit-outcomes")["id"]
     made = client.post(f"/v1/experiments/{exp}/metrics", headers=admin, json={
