@@ -130,6 +130,7 @@ class NoticeWatch:
         self._conn: psycopg.Connection | None = None
         self._flag = False
         self._received = 0
+        self._outage = False  # the connection is down and that was said
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="abvoc-route-notices",
                                         daemon=True)
@@ -144,13 +145,20 @@ class NoticeWatch:
                                            keepalives=1, keepalives_idle=30)
                     conn.execute(f"LISTEN {CHANNEL}")
                 except psycopg.Error as exc:
-                    log.warning("routing notices: cannot listen on the store (%s); trying "
-                                "again in %.1f s", exc, backoff)
+                    # Said once an outage: each retry of a long one would say it again.
+                    (log.debug if self._outage else log.warning)(
+                        "routing notices: cannot listen on the store (%s); trying again "
+                        "with backoff up to %.0f s (changes are read by the periodic reload "
+                        "meanwhile)", exc, BACKOFF_S[1])
+                    self._outage = True
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_S[1])
                     continue
                 with self._lock:
                     self._conn, self._flag = conn, True  # notices sent meanwhile were lost
+                if self._outage:
+                    log.warning("routing notices: listening on the store again")
+                    self._outage = False
                 backoff = BACKOFF_S[0]
             with self._lock:
                 self._drain()
@@ -167,9 +175,10 @@ class NoticeWatch:
                 self._flag = True
                 self._received += 1
         except psycopg.Error:
-            log.warning("routing notices: the LISTEN connection was lost; reconnecting")
+            log.warning("routing notices: the LISTEN connection was lost; reconnecting "
+                        "(changes are read by the periodic reload meanwhile)")
             conn.close()
-            self._conn, self._flag = None, True
+            self._conn, self._flag, self._outage = None, True, True
 
     def changed(self) -> bool:
         # The lock is held only while reading what has arrived (µs), never across a wait: a

@@ -1,11 +1,13 @@
 """With the store down, the open probes (/readyz, /v2/health/ready) say it is unreachable
 without the user, host and port its error names (anyone may call them), and the log says why
 once a while, not once a request: a PostgreSQL restart wrote hundreds of identical, causeless
-lines (both found by a PostgreSQL + Kafka deployment pass)."""
+lines (both found by a PostgreSQL + Kafka deployment pass). The routing notices' LISTEN
+connection says an outage once and its end once, not at each retry."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from app import close_app, create_app
 from core.settings import load_settings
+from serving.route_changes import NoticeWatch
 from tests.support.keys import bearer
 from tests.support.postgres import PostgresServer
 
@@ -54,3 +57,30 @@ def test_open_probes_hide_the_store_s_address_and_the_log_says_why_once(
     finally:
         own_postgres.start()
         close_app(app)
+
+
+def test_routing_notices_say_an_outage_once_and_its_end_once(
+        own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture) -> None:
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "serving.route_changes" and r.levelno >= logging.WARNING]
+
+    own_postgres.halt()  # an API process that starts while its store is down
+    with caplog.at_level(logging.DEBUG, logger="serving.route_changes"):
+        watch = NoticeWatch(own_postgres.url())
+        try:
+            time.sleep(2.6)  # tries at once, after 0.5 s, after 1 s more
+            own_postgres.start()
+            deadline = time.monotonic() + 20
+            while not any("listening on the store again" in m for m in said()):
+                assert time.monotonic() < deadline, said()
+                time.sleep(0.1)
+            assert watch.changed()  # what was sent meanwhile is lost: the router reloads
+        finally:
+            watch.close()
+    retries = [r for r in caplog.records if r.levelno == logging.DEBUG
+               and "cannot listen" in r.getMessage()]
+    assert len(retries) >= 2, caplog.records
+    warned = said()
+    assert len(warned) == 2, warned
+    assert "cannot listen" in warned[0] and "listening on the store again" in warned[1], warned
