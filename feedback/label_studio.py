@@ -54,6 +54,7 @@ from feedback.annotation import checked_label, conclude_imported, output_kind, v
 from feedback.export import PAGE, _inputs
 from feedback.item_view import failed, kept_input, readable_image, request_shadows
 from feedback.label_studio_tasks import confined, label_text, typed_label, who_labeled
+from feedback.page_size import with_image
 from feedback.relabel_rules import effective
 
 MAX_TASKS_BYTES = 256 << 20
@@ -324,7 +325,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
         if len(image) > MAX_IMAGE_BYTES or not readable_image(image):
             raise AbvocError(f"{where}: data.image must be a PNG or JPEG that decodes, of at "
                              f"most {MAX_IMAGE_BYTES} bytes")
-        kind = output_kind(s, candidate)
+        kind = with_image(output_kind(s, candidate), image)
         _belongs(data, where, "the import's queue and candidate", queue, candidate, kind)
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):

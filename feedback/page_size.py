@@ -32,6 +32,14 @@ def with_page(s: Session, kind: OutputKind, prediction_id: str | None) -> Output
     return dataclasses.replace(kind, page=page_size(s, prediction_id))
 
 
+def with_image(kind: OutputKind, image: bytes) -> OutputKind:
+    """`kind` with the size of `image`, a page that comes with its labels (new data in a Label
+    Studio import), when it answers page boxes."""
+    if not kind.page_boxes:
+        return kind
+    return dataclasses.replace(kind, page=_image_size(image))
+
+
 def page_size(s: Session, prediction_id: str) -> tuple[int, int] | None:
     """The (width, height) of the page `prediction_id` answered on, or None where not kept."""
     stages = s.scalar(select(Prediction.stages).where(Prediction.prediction_id == prediction_id))

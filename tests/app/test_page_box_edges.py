@@ -2,19 +2,24 @@
 an annotator's label of it, naming the box, with nothing stored: only order and area were
 checked, so ``[700, 900, 5000, 5000]`` on a 720x1000 page was taken and became its truth. The
 page's size is read from its kept input (a correction sent at once) or from its prediction's
-record (the extraction stage names it; inputs need not be kept)."""
+record (the extraction stage names it; inputs need not be kept), or, for a new page a Label
+Studio import brings with its labels, from the page's image."""
 
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select
 
-from core.store.models import CorrectionRequest, PredictionInput, RelabelLabel
+from core.errors import AbvocError
+from core.store.models import CorrectionRequest, PredictionInput, RelabelItem, RelabelLabel
+from feedback.label_studio import import_tasks
 from serving.bundles import register_bundle
 from serving.images import encode_png
 from tests.app.conftest import _key
@@ -89,3 +94,27 @@ def test_a_label_past_the_page_is_refused(app: Flask, client: FlaskClient, admin
              "width; give a box inside the page, in its pixels")
     assert _count(app, RelabelLabel) == 0
     assert label([600, 900, 720, 1000])[0] == 200
+
+
+def test_a_new_page_s_label_past_its_edges_is_refused_in_an_import(
+        app: Flask, extractors: dict[str, Path], tmp_path: Path) -> None:
+    """New data in a Label Studio import: the page comes with its labels, so its image gives
+    the edges (it has no prediction whose record or kept input could)."""
+    register_bundle(app.extensions["abvoc_serving"].registry,
+                    Path(app.extensions["abvoc"].settings.models_dir), extractors["pages-xycut"])
+    (tmp_path / "page.png").write_bytes(encode_png(np.full((1000, 720), 255, np.uint8)))
+
+    def imported(box: list[int]) -> dict:
+        result = [{"from_name": "label", "to_name": "input", "type": "textarea",
+                   "value": {"text": [json.dumps([{"box": box, "score": 1.0}])]}}]
+        (tmp_path / "tasks.json").write_text(json.dumps([{
+            "data": {"image": "page.png"},
+            "annotations": [{"completed_by": 7, "result": result}]}]))
+        return import_tasks(app.extensions["abvoc"].db, tmp_path, candidate="pages-xycut")
+
+    with pytest.raises(AbvocError) as refused:
+        imported([700, 900, 5000, 5000])
+    assert refused.value.status == 400, refused.value.message
+    assert f"{OUTSIDE}: x1 (5000) is past its width" in refused.value.message
+    assert _count(app, RelabelItem) == _count(app, RelabelLabel) == 0
+    assert imported([600, 900, 720, 1000])["new_items"] == 1  # to the edge is inside
