@@ -75,8 +75,9 @@ class Chunks:
 def read_tensor(tensor: Mapping[str, Any], chunks: Chunks | None,
                 finite: bool = True) -> np.ndarray:
     """A V2 tensor from its JSON `data`, or from the binary part when it names its size;
-    `finite` as :func:`from_v2` has it for JSON (binary data may carry NaN: a model's inputs may
-    mean missing values by it)."""
+    `finite` as :func:`from_v2` has it, for binary data too: a request's NaN or Infinity is the
+    caller's 400 however it came (let through, a remote's NaN scores were counted against the
+    candidate, and a local bundle served a label picked from NaN probabilities)."""
     size = (tensor.get("parameters") or {}).get(SIZE)
     if size is None:
         return from_v2(tensor, finite=finite)
@@ -84,7 +85,10 @@ def read_tensor(tensor: Mapping[str, Any], chunks: Chunks | None,
     if chunks is None:
         raise TensorError(f"tensor {name!r} gives its {SIZE} but the body has no {HEADER} "
                           "header to say where the binary data starts")
-    return from_binary(tensor, chunks.take(name, size))
+    array = from_binary(tensor, chunks.take(name, size))
+    if finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise TensorError(f"tensor {name!r} holds a number that is not finite (NaN or Infinity)")
+    return array
 
 
 def from_binary(tensor: Mapping[str, Any], chunk: memoryview) -> np.ndarray:

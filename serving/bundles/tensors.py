@@ -83,8 +83,9 @@ def v2_json(value: list[dict[str, Any]] | dict[str, Any]) -> bytes:
 
 def finite_for_json(tensors: list[dict[str, Any]]) -> None:
     """A TensorError naming the first of ``to_v2(..., arrays=True)``'s tensors that holds NaN
-    or Infinity: JSON has no such numbers (binary data may carry them, and a local candidate
-    takes them); written as tokens, MLServer refused the body and KServe answered NaN."""
+    or Infinity: JSON has no such numbers; written as tokens, MLServer refused the body and
+    KServe answered NaN. A request's inputs never hold them (`serving.bundles.binary.read_tensor`
+    refuses them at the door); this guards the client's other callers."""
     for tensor in tensors:
         if not _finite(tensor.get("data")):
             raise TensorError(f"input {tensor['name']!r} holds NaN or Infinity, which this "

@@ -158,6 +158,12 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
         ((b'{"inputs": [' + b"[" * 40 + b"]" * 40 + b"]}" + raw, {HEADER: "86"}),
          "nests 42 levels deep"),
         ((b'{"inputs": "\\ud800"}' + raw, {HEADER: "20"}), "lone UTF-16 surrogate"),
+        # As in JSON: a caller's NaN or Infinity never reaches a candidate (a remote's NaN
+        # scores were counted against it; a local bundle served a label picked from them).
+        *((binary_body({"inputs": [features()], "parameters": unit},
+                       np.array([[5.1, bad, 4.7, 1.2]], "<f4").tobytes()),
+           "tensor 'features' holds a number that is not finite (NaN or Infinity)")
+          for bad in (np.nan, np.inf, -np.inf)),
     ]
     for (data, headers), words in cases:
         response = client.post(URL, headers={**admin, **headers}, data=data,
