@@ -11,7 +11,8 @@ named `confidence`, else the top score of a label's probabilities. A candidate w
 fit none of this has failed (a CandidateOutputError, 502): its own fault, not the caller's.
 So has one whose answer is no valid value of its type (NaN class scores, a text answer that is
 not a string or holds NUL, a JSON answer holding NaN or a Python object, a number past float
-range): served, it would be a wrong answer that no correction could ever equal.
+range): served, it would be a wrong answer that no correction could ever equal; and one with a
+float tensor holding NaN or +Infinity, whichever tensor the answer is read from.
 """
 
 from __future__ import annotations
@@ -49,12 +50,26 @@ def read_answer(kind: OutputKind, outputs: Mapping[str, np.ndarray]) -> tuple[An
         raise CandidateOutputError("the candidate answered with no output tensors")
     reader = {"label": _label, "number": _number, "json": _json}.get(kind.type, _text)
     value, confidence = reader(kind, arrays)
+    _no_nan(arrays)  # after the reader, whose words say more where the answer itself is NaN
     named = arrays.get("confidence")
     if named is not None and named.size == 1 and named.dtype.kind == "f":
         confidence = float(named.reshape(-1)[0])
     if confidence is not None and not (math.isfinite(confidence) and 0 <= confidence <= 1):
         confidence = None
     return value, confidence
+
+
+def _no_nan(arrays: dict[str, np.ndarray]) -> None:
+    """Refuse an answer whose float tensor holds NaN or +Infinity, whichever tensor the answer
+    is read from: a local bundle's stage that picked its label from NaN probabilities was
+    served (200, the probabilities as null) where the same model on a remote server, answering
+    the probabilities alone, failed. -Infinity passes: a log-probability's "impossible"."""
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and array.size and not array.max() < math.inf:
+            raise CandidateOutputError(
+                f"the candidate's output tensor {name[:100]!r} holds NaN or +Infinity "
+                f"({np.array2string(array.astype(np.float64).reshape(-1), threshold=12)}): "
+                "no answer may be read from it or served with it")
 
 
 def _pick(kind: OutputKind, arrays: dict[str, np.ndarray], fits: Any) -> np.ndarray | None:

@@ -289,3 +289,21 @@ def test_failing_remote_shadow_is_recorded_and_never_reaches_the_caller(
                    if e["shadow"]]
     assert len(shadows) == 10 and all("shadow crashed" in e["error"] for e in shadows)
     assert all(e["output"] == "" and e["output_type"] == "label" for e in shadows)
+
+
+def test_a_label_picked_from_nan_scores_is_the_candidates_recorded_failure(
+        v2app: Flask) -> None:
+    """Finite features past what the example's model adds up give NaN probabilities; its post
+    stage still picked a label from them, served 200 with the probabilities as null (the same
+    model on a remote server, answering the probabilities alone, was a recorded 502)."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    huge = np.array([[3e38, 3e38, -3e38, 3e38]], np.float32)
+    response = client.post("/v2/models/default/infer", headers=admin,
+                           json=infer_body(huge, "u-huge"))
+    assert response.status_code == 502, response.get_json()
+    error = response.get_json()["error"]
+    assert "holds NaN or +Infinity ([nan" in error and "recorded as its failure" in error, error
+    with v2app.extensions["abvoc"].db.session() as s:
+        assert s.scalars(select(ServedPrediction.error)).all() == [True]

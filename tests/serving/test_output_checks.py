@@ -158,3 +158,16 @@ def test_a_bundle_that_answers_so_is_a_502(tmp_path: Path, output: str, answer: 
             pytest.raises(CandidateOutputError, match=words) as info:
         BundleCandidate(runner).predict({"x": np.array([[1, 2]], np.float32)})
     assert info.value.status == 502
+
+
+@pytest.mark.parametrize("scores", [[np.nan, 0.5, 0.5], [np.inf, 0.0, 0.0]])
+def test_a_label_beside_scores_that_are_not_finite_is_refused(scores: list[float]) -> None:
+    """A stage that picks its label from NaN scores answers a label all the same: refused as
+    the scores alone are, not served with the scores written as null."""
+    _refused(LABEL, {"label": _obj("a"), "probabilities": np.array([scores], np.float32)},
+             "output tensor 'probabilities' holds NaN or \\+Infinity")
+
+
+def test_a_label_beside_log_probabilities_is_served() -> None:
+    logits = np.array([[0.0, -np.inf, -np.inf]], np.float32)
+    assert read_answer(LABEL, {"label": _obj("a"), "logits": logits}) == ("a", None)
