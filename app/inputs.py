@@ -32,6 +32,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
+from app.read_headers import READ_HEADERS, header_problem
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
 from core.text import text_problem
@@ -41,9 +42,6 @@ from serving.bundles.binary import HEADER as BINARY_HEADER
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_HEADER_CHARS = 1000
-# The headers the app reads; others are the server's business, never stored.
-READ_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "X-Abvoc-Force-Arm",
-                "X-Abvoc-Unit-Id", "Inference-Header-Content-Length")
 
 
 def environ_key(header: str) -> str:
@@ -271,7 +269,7 @@ def refuse_hostile_input() -> None:
             check_text(name, "a query parameter name")
             check_text(value, f"query parameter '{name}'")
     environ = req.environ
-    check_read_headers(environ)
+    check_read_headers(environ, routed=req.routing_exception is None)
     if req.is_json and BINARY_KEY not in environ:  # binary: the view splits it
         data = req.get_data(cache=True)
         _refuse_cut_off_body()
@@ -316,11 +314,15 @@ def _refuse_path_not_utf8(environ: dict[str, Any], view_args: dict[str, Any] | N
                            "such as %ff): send it as UTF-8") from None
 
 
-def check_read_headers(environ: dict[str, Any]) -> None:
-    """The headers the app reads hold storable text of a bounded length."""
+def check_read_headers(environ: dict[str, Any], routed: bool = True) -> None:
+    """The headers the app reads (`READ_HEADERS`; others are the server's business, never
+    stored) hold storable text of a bounded length, and non-empty ASCII where a view reads
+    them (`routed`: an unknown path or method is its 404 or 405 whatever the headers)."""
     for name, key in _READ_HEADER_KEYS:
         value = environ.get(key)
         if value is not None:
+            if routed and (problem := header_problem(name, value)) is not None:
+                raise InputRefused(problem)
             check_text(value, f"header '{name}'")
             if len(value) > MAX_HEADER_CHARS:
                 raise InputRefused(f"header '{name}' is longer than {MAX_HEADER_CHARS} characters")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import unquote
 
 from flask import Blueprint, jsonify, request
 
 from app.auth import current_scopes, require
+from app.inputs import check_text
+from app.read_headers import FORCE_HEADER
 from app.serving import serve
 from core.errors import AbvocError, refuse_unknown
 from serving.bundles.offline_metrics import slice_problem
@@ -19,7 +22,6 @@ from serving.images import decode_image, input_hash
 from serving.predict import PredictRequest
 
 bp = Blueprint("predict", __name__)
-FORCE_HEADER = "X-Abvoc-Force-Arm"
 PUBLIC_FIELDS = ("prediction_id", "output", "confidence", "receipt")
 
 
@@ -31,6 +33,25 @@ def text_field(value: object, name: str, limit: int, required: bool = False) -> 
     if not isinstance(value, str) or len(value) > limit:
         raise AbvocError(f"{name} must be a string of at most {limit} characters")
     return value
+
+
+def forced_arm(value: str | None, admin: bool) -> str | None:
+    """The arm an admin key forces with the FORCE_HEADER (None: not sent), percent-encoded UTF-8
+    decoded: a header value that is not ASCII never reaches the app intact (app.read_headers),
+    so the arm 'trésor' is sent as tr%C3%A9sor; arm names hold no '%', so an ASCII name reads
+    as itself."""
+    if value is None:
+        return None
+    if not admin:
+        raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
+    try:
+        name = unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise AbvocError(f"the {FORCE_HEADER} header's %-escapes are not UTF-8: send an arm name "
+                         "that is not ASCII percent-encoded as UTF-8 (trésor: tr%C3%A9sor)") \
+            from None
+    check_text(name, f"the {FORCE_HEADER} header")
+    return text_field(name, f"the {FORCE_HEADER} header", 100)
 
 
 def slice_field(value: object) -> str | None:
@@ -80,13 +101,11 @@ def predict():  # noqa: ANN201
     unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
     scope = text_field(fields.get("scope"), "'scope'", 100) or "default"
     slice_ = slice_field(fields.get("slice"))
-    force = text_field(request.headers.get(FORCE_HEADER), f"the {FORCE_HEADER} header", 100)
     admin = "admin" in current_scopes()
-    if force and not admin:
-        raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
+    force = forced_arm(request.headers.get(FORCE_HEADER), admin)
     image = decode_image(data)
     answer = serve(PredictRequest(payload=image, input_hash=input_hash(data), unit_id=unit_id,
-                                  scope=scope, slice=slice_, force_arm=force or None,
+                                  scope=scope, slice=slice_, force_arm=force,
                                   raw_input=data))
     body = {k: answer[k] for k in PUBLIC_FIELDS}
     if admin:

@@ -41,11 +41,12 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.health import store_state, unreachable
-from app.api.predict import FORCE_HEADER, slice_field
+from app.api.predict import forced_arm, slice_field
 from app.api.v2_outputs import Asked, flag, outputs, wanted_outputs
 from app.api.v2_outputs import answer as v2_answer
 from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
+from app.read_headers import FORCE_HEADER, UNIT_HEADER
 from app.serving import serve
 from core.errors import AbvocError, ConfigError, NotFound, refuse_unknown
 from core.store import schema
@@ -58,7 +59,6 @@ from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
 bp = Blueprint("v2", __name__)
-UNIT_HEADER = "X-Abvoc-Unit-Id"
 UNIT_FROM = f"'parameters.unit_id' or the {UNIT_HEADER} header"
 INFER_RULE = "/v2/models/<scope>/infer"
 MAX_BODY_BYTES = 32 << 20
@@ -274,11 +274,9 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
         else slice_field(_text(params["slice"], "'slice'", 100))
     inputs = _inputs(body.get("inputs"), chunks)
     wanted = wanted_outputs(body.get("outputs"), all_binary)
-    force = header(FORCE_HEADER)
-    if force and not admin:
-        raise AbvocError(f"the {FORCE_HEADER} header needs an admin key", status=403)
+    force = forced_arm(header(FORCE_HEADER), admin)
     predict = PredictRequest(payload=inputs, input_hash=_hash(inputs), unit_id=unit_id,
-                             scope=scope, slice=slice_, force_arm=force or None, kind=TENSORS,
+                             scope=scope, slice=slice_, force_arm=force, kind=TENSORS,
                              request_id=request_id, raw_input=kept(inputs), raw_kind=KEPT,
                              unit_from=UNIT_FROM)
     return Infer(predict, request_id, wanted, admin)

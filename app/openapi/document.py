@@ -52,8 +52,9 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
             "summary": "Predict the LaTeX of a formula image",
             "security": [{"apiKey": []}, {"bearer": []}],
             "parameters": [{"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
-                            "schema": {"type": "string"},
-                            "description": "admin keys only: serve this arm"}],
+                            "schema": {"type": "string", "minLength": 1},
+                            "description": "admin keys only: serve this arm (its name "
+                                           "percent-encoded as UTF-8 where not ASCII)"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/PredictJSON"},
                                      "example": {"image_base64": SAMPLE_IMAGE,
@@ -79,7 +80,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
             "summary": "Correct a prediction (voice of the customer)",
             "security": [{"apiKey": []}, {"bearer": []}],
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string", "maxLength": 128}}],
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/CorrectionRequest"}}}},
             "responses": {"202": json_response({"$ref": "#/components/schemas/CorrectionAccepted"},

@@ -79,12 +79,14 @@ def v2_paths() -> dict[str, Any]:
                                           "experiment_id": {"type": ["integer", "null"]},
                                           "latency_ms": {"type": "number"}}}}}
     header = [{"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
-               "schema": {"type": "string"},
+               "schema": {"type": "string", "minLength": 1, "maxLength": 200},
                "description": "the unit (user, session), when not in parameters.unit_id; "
                               "required except where the scope's experiment has unit "
-                              "'request'"},
+                              "'request'; ASCII only (else in parameters.unit_id)"},
               {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
-               "schema": {"type": "string"}, "description": "admin keys only: serve this arm"},
+               "schema": {"type": "string", "minLength": 1},
+               "description": "admin keys only: serve this arm (its name percent-encoded as "
+                              "UTF-8 where not ASCII)"},
               {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
                "schema": {"type": "integer", "minimum": 1},
                "description": "binary tensor data extension: the body's first N bytes are the "

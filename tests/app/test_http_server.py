@@ -150,3 +150,26 @@ def test_compressed_bodies_are_inflated_under_the_production_server(served: tupl
     status, answer, _ = exchange(port, f"{head}Content-Length: {len(bomb)}\r\n\r\n".encode(),
                                  iter([bomb]))
     assert status == 413 and "inflates past the limit" in answer["error"], answer
+
+
+@pytest.mark.parametrize(("header", "value", "words"), [
+    ("X-Abvoc-Force-Arm", "trésor".encode(), "tr%C3%A9sor"),
+    ("X-Abvoc-Unit-Id", "élève".encode(), "'parameters.unit_id'"),
+    ("Idempotency-Key", b"", "1 to 128 ASCII characters"),
+])
+def test_a_header_value_that_is_not_ascii_is_a_400_saying_what_to_send(
+        served: tuple, header: str, value: bytes, words: str) -> None:
+    """granian hands the app a header value that is not ASCII as '': a forced arm was read as
+    none (the QA request counted in the experiment), a unit id refused without saying why."""
+    port, key, _ = served
+    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                                   "data": [5.1, 3.5, 1.4, 0.2]}],
+                       "parameters": {"unit_id": "u1"}}).encode()
+    head = (f"POST /v2/models/default/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            ).encode() + header.encode() + b": " + value + b"\r\n\r\n"
+    status, answer, _ = exchange(port, head, iter([body]))
+    assert status == 400, answer
+    assert answer["error"].startswith(f"header '{header}' is empty: header values must be "
+                                      "non-empty ASCII text"), answer
+    assert words in answer["error"], answer

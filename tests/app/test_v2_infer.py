@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.store.models import OutboxEvent, ServedPrediction
 from serving.images import encode_png
@@ -204,3 +204,39 @@ def test_a_predict_key_is_not_told_which_candidate_serves_it(v2app: Flask) -> No
     assert refused.status_code == 400, refused.get_json()
     error = refused.get_json()["error"]
     assert "/v2/models/default/infer" in error and "iris-onnx" not in error
+
+
+def test_an_arm_named_in_other_letters_is_forced_percent_encoded(v2app: Flask) -> None:
+    """A header value that is not ASCII reaches the app empty under granian: 'trésor' was read
+    as no header, and the forced QA request routed and counted. An empty value is now a 400
+    saying how to send it, percent-encoded as UTF-8, which names the arm."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload(client, admin, EXAMPLE)
+    created = client.post("/v1/experiments", headers=admin, json={
+        "name": "accents", "scope": "qa", "arms": [
+            {"name": "contrôle", "candidate": "iris-onnx", "weight": 0.5, "control": True},
+            {"name": "trésor", "candidate": "iris-onnx", "weight": 0.5}]})
+    assert created.status_code == 201, created.get_json()
+    exp = created.get_json()["id"]
+    assert client.post(f"/v1/experiments/{exp}/start", headers=admin).status_code == 200
+
+    def send(headers: dict[str, str]):  # noqa: ANN202 - a test response
+        return client.post("/v2/models/qa/infer", headers={**admin, **headers},
+                           json=infer_body(flowers(1)[:1], "u1"))
+
+    for header, words in (("X-Abvoc-Force-Arm", "percent-encoded as UTF-8"),
+                          ("X-Abvoc-Unit-Id", "'parameters.unit_id'")):
+        refused = send({header: ""})  # what granian hands the app for 'trésor'
+        assert refused.status_code == 400, refused.get_json()
+        error = refused.get_json()["error"]
+        assert error.startswith(f"header '{header}' is empty: header values must be "
+                                "non-empty ASCII text") and words in error, error
+    with v2app.extensions["abvoc"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ServedPrediction)) == 0
+    forced = send({"X-Abvoc-Force-Arm": "tr%C3%A9sor"})
+    assert forced.status_code == 200, forced.get_json()
+    said = forced.get_json()["parameters"]
+    assert said["arm"] == "trésor" and said["excluded"].startswith("forced: kept out")
+    bad = send({"X-Abvoc-Force-Arm": "tr%E9sor"})
+    assert bad.status_code == 400 and "%-escapes are not UTF-8" in bad.get_json()["error"]
