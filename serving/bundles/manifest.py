@@ -35,7 +35,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from core.errors import AbvocError
 from core.relabel import MAX_STAGE_NAME
@@ -50,6 +49,7 @@ from serving.bundles.manifest_fields import (
     table,
     tables,
 )
+from serving.bundles.manifest_remote import RemoteSpec, remote_spec
 from serving.bundles.text import classes_problem
 from serving.registry import BACKENDS, validate_requirements
 
@@ -125,18 +125,6 @@ class Batching:
         """The threads that call the stages side by side: one forms and runs the batches;
         without batching, a few run single requests."""
         return 1 if self.max_batch_size > 1 else UNBATCHED_WORKERS
-
-
-@dataclass(frozen=True)
-class RemoteSpec:
-    """An Open Inference Protocol V2 REST endpoint that serves the candidate."""
-
-    url: str
-    model: str
-    version: str | None = None
-    timeout_ms: float = 1000.0
-    retries: int = 0
-    binary_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,7 +206,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
     version = str(get_value(data, "version", (str, int), required=True))
     if not _VERSION.fullmatch(version):
         raise ManifestError(f"version {version!r} must be letters, digits, '.', '_', '+' or '-'")
-    remote = _remote(data["remote"]) if "remote" in data else None
+    remote = remote_spec(data["remote"]) if "remote" in data else None
     backend = string(data, "backend", required=remote is None) or REMOTE
     allowed = (REMOTE,) if remote is not None else BACKENDS
     if backend not in allowed:
@@ -370,27 +358,3 @@ def _batching(data: dict[str, Any]) -> Batching:
                             f"batching.max_batch_time_ms ({wait})")
     return Batching(size or 1, float(wait or 0.0),
                     DEFAULT_TIMEOUT_MS if timeout is None else float(timeout))
-
-
-def _remote(data: Any) -> RemoteSpec:
-    if not isinstance(data, dict):
-        raise ManifestError("[remote] must be a table")
-    no_unknown(data, {"url", "model", "version", "timeout_ms", "retries", "binary_data"}, "remote")
-    url = string(data, "url", "remote", required=True)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ManifestError(f"remote.url {url!r} must be an http:// or https:// URL with a host")
-    model = string(data, "model", "remote", required=True)
-    version = get_value(data, "version", (str, int), "remote")
-    if version == "":  # it would call .../versions//infer
-        raise ManifestError("remote.version must not be empty: name the server's model version, "
-                            "or leave the key out for the model's default")
-    timeout = get_value(data, "timeout_ms", (int, float), "remote")
-    retries = get_value(data, "retries", int, "remote")
-    if timeout is not None and not 1 <= timeout <= 120_000:
-        raise ManifestError(f"remote.timeout_ms must be between 1 and 120000, got {timeout}")
-    if retries is not None and not 0 <= retries <= 10:
-        raise ManifestError(f"remote.retries must be between 0 and 10, got {retries}")
-    return RemoteSpec(url.rstrip("/"), model, None if version is None else str(version),
-                      float(timeout or 1000.0), retries or 0,
-                      bool(get_value(data, "binary_data", bool, "remote")))

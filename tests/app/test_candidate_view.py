@@ -13,7 +13,7 @@ from flask import Flask
 from app.cli import main
 from core.settings import Settings
 from tests.support.keys import bearer
-from tests.support.v2 import remote_bundle, upload
+from tests.support.v2 import post_bundle, remote_bundle, upload
 
 URL = "http://alice:s3cret-pw@127.0.0.1:9"
 
@@ -52,3 +52,28 @@ def test_a_candidate_without_requirements_says_none(v2app: Flask, settings: Sett
     assert cli.exit_code == 0, cli.output
     lines = cli.output.splitlines()
     assert lines[0] == "iris-bare v1 (remote)" and "requirements: none" in lines, lines
+
+
+def _refusals(v2app: Flask, settings: Settings, folder: Path) -> tuple[str, str]:
+    """The API's 400 and the CLI's one line for registering `folder`."""
+    answer = post_bundle(v2app.test_client(), bearer(v2app, "admin"), folder)
+    assert answer.status_code == 400, answer.get_json()
+    cli = CliRunner().invoke(main, ["candidates", "register", str(folder)],
+                             env={"ABVOC_DATA_DIR": str(settings.data_dir),
+                                  "ABVOC_DATABASE_URL": settings.database_url})
+    # Refused in words (click's exit), not an exception the runner caught.
+    assert cli.exit_code != 0 and isinstance(cli.exception, SystemExit), (cli.exception,
+                                                                         cli.output)
+    assert len(cli.output.strip().splitlines()) == 1, cli.output
+    return answer.get_json()["error"], cli.output
+
+
+def test_a_remote_url_urllib_cannot_read_is_a_400_naming_it(v2app: Flask, settings: Settings,
+                                                             tmp_path: Path) -> None:
+    """urlsplit raises ValueError on these: a 500 from the API, a traceback from the CLI."""
+    for i, url in enumerate(["http://[::1", "http://alice:s3cret-pw@[x]:80",
+                             "http://127.0.0.1:99999"]):
+        api, cli = _refusals(v2app, settings, remote_bundle(tmp_path, f"iris-bad{i}", url))
+        for said in (api, cli):
+            assert "remote.url" in said and "is not a URL that can be read" in said, said
+            assert "s3cret" not in said and "alice" not in said, said
