@@ -111,7 +111,7 @@ def from_v2(tensor: Mapping[str, Any], *, finite: bool = True) -> np.ndarray:
     name, datatype, shape, size = signature(tensor)
     data = tensor.get("data")
     if datatype == "BYTES":
-        flat = _flatten(data)
+        flat = _flatten(data, name)
         check_size(name, shape, size, len(flat))
         encoded = (tensor.get("parameters") or {}).get("content_type") == BASE64
         return bytes_array([_bytes_value(name, v, encoded) for v in flat], shape)
@@ -325,12 +325,28 @@ def check_size(name: str, shape: list[int], size: int, values: int) -> None:
                           f"{values}")
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, name: str) -> list[Any]:
+    """The values of BYTES data, flat or in nested row-major lists (V2 allows both), walked
+    without recursion: a remote's answer 900 lists deep was a RecursionError, a 500. A tensor
+    has at most MAX_DIMENSIONS dimensions, so data nested deeper is malformed."""
     if not isinstance(data, list):
         return [data] if data is not None else []
-    if any(isinstance(v, list) for v in data):  # V2 allows nested row-major lists too
-        return [x for v in data for x in _flatten(v)]
-    return data
+    if not any(isinstance(v, list) for v in data):
+        return data
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                if len(stack) >= MAX_DIMENSIONS:
+                    raise TensorError(f"tensor {name!r}: its data nests more than "
+                                      f"{MAX_DIMENSIONS} lists deep")
+                stack.append(iter(value))
+                break
+            flat.append(value)
+        else:
+            stack.pop()
+    return flat
 
 
 def _bytes_value(name: str, value: Any, encoded: bool) -> bytes:

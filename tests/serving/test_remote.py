@@ -271,6 +271,10 @@ ODD_ANSWERS = [  # (status, body, what the RemoteError says)
      r"malformed outputs: a tensor has no 'name'$"),
     (307, b"", r"answered 307: the server redirected the call; give the URL it serves from"),
     (200, b"[" * 100_000 + b"]" * 100_000, r"answered 200 with a body that is not a JSON object"),
+    # 900 lists deep (orjson reads it): flattened by recursion, a RecursionError, a 500.
+    (200, b'{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [1], "data": '
+          + b"[" * 900 + b'"versicolor"' + b"]" * 900 + b"}]}",
+     r"malformed outputs: tensor 'label': its data nests more than 32 lists deep"),
 ]
 
 
