@@ -185,8 +185,18 @@ class RemoteClient:
                               f"(its answer has the keys {sorted(answer)[:10]})", repeats=True)
         try:
             chunks = None if rest is None else Chunks(rest)
-            # The model's answer: NaN and infinities in it are its own, kept as they are.
-            out = {t["name"]: read_tensor(t, chunks, finite=False) for t in tensors}
+            out: dict[str, np.ndarray] = {}
+            for tensor in tensors:
+                name = tensor["name"]
+                # Passed on, a name that is no string was a V2 output clients cannot read, and
+                # a name given twice kept its last tensor silently.
+                if not isinstance(name, str) or not name:
+                    raise TensorError(f"a tensor's 'name' must be a non-empty string, got "
+                                      f"{repr(name)[:60]}")
+                if name in out:
+                    raise TensorError(f"output {name[:100]!r} is given twice")
+                # The model's answer: NaN and infinities in it are its own, kept as they are.
+                out[name] = read_tensor(tensor, chunks, finite=False)
             if chunks is not None:
                 chunks.finish()
             return out

@@ -275,6 +275,14 @@ ODD_ANSWERS = [  # (status, body, what the RemoteError says)
     (200, b'{"outputs": [{"name": "label", "datatype": "BYTES", "shape": [1], "data": '
           + b"[" * 900 + b'"versicolor"' + b"]" * 900 + b"}]}",
      r"malformed outputs: tensor 'label': its data nests more than 32 lists deep"),
+    # Passed on to the caller as V2 outputs with no string name, or the last of two kept.
+    (200, b'{"outputs": [{"name": null, "datatype": "FP32", "shape": [1], "data": [1]}]}',
+     r"malformed outputs: a tensor's 'name' must be a non-empty string, got None$"),
+    (200, b'{"outputs": [{"name": 5, "datatype": "FP32", "shape": [1], "data": [1]}]}',
+     r"malformed outputs: a tensor's 'name' must be a non-empty string, got 5$"),
+    (200, b'{"outputs": [{"name": "p", "datatype": "FP32", "shape": [1], "data": [1]}, '
+          b'{"name": "p", "datatype": "FP32", "shape": [1], "data": [2]}]}',
+     r"malformed outputs: output 'p' is given twice$"),
 ]
 
 
