@@ -29,15 +29,18 @@ def remote_spec(data: Any) -> RemoteSpec:
     if not isinstance(data, dict):
         raise ManifestError("[remote] must be a table")
     no_unknown(data, {"url", "model", "version", "timeout_ms", "retries", "binary_data"}, "remote")
+    if "url" in data and not isinstance(data["url"], str):  # get_value would quote it
+        raise ManifestError("remote.url must be a string, an http:// or https:// URL")
     url = string(data, "url", "remote", required=True)
     try:  # urllib raises on a host it cannot read ("http://[::1") and on a port past 65535
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for its check
     except ValueError as exc:
-        raise ManifestError(f"remote.url {hide_userinfo(url)!r} is not a URL that can be read "
+        raise ManifestError(f"remote.url {_shown(url)!r} is not a URL that can be read "
                             f"({exc}): write it as http://host:port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ManifestError(f"remote.url {url!r} must be an http:// or https:// URL with a host")
+        raise ManifestError(f"remote.url {_shown(url)!r} must be an http:// or https:// URL "
+                            "with a host")
     model = string(data, "model", "remote", required=True)
     version = get_value(data, "version", (str, int), "remote")
     if version == "":  # it would call .../versions//infer
@@ -52,3 +55,12 @@ def remote_spec(data: Any) -> RemoteSpec:
     return RemoteSpec(url.rstrip("/"), model, None if version is None else str(version),
                       float(timeout or 1000.0), retries or 0,
                       bool(get_value(data, "binary_data", bool, "remote")))
+
+
+def _shown(url: str) -> str:
+    """The URL as a refusal quotes it: without its user part (hide_userinfo), and where it has
+    no '://' for hide_userinfo to find the user part by ('alice:pw@host', 'http:/a:pw@host'),
+    without anything before its last '@'."""
+    if "://" not in url and "@" in url:
+        return "***@" + url.rpartition("@")[2]
+    return hide_userinfo(url)

@@ -77,3 +77,21 @@ def test_a_remote_url_urllib_cannot_read_is_a_400_naming_it(v2app: Flask, settin
         for said in (api, cli):
             assert "remote.url" in said and "is not a URL that can be read" in said, said
             assert "s3cret" not in said and "alice" not in said, said
+
+
+def test_a_refused_remote_url_is_quoted_without_its_credentials(
+        v2app: Flask, settings: Settings, tmp_path: Path) -> None:
+    """The scheme refusal echoed the URL whole, password included."""
+    cases = [("htp://alice:s3cret-pw@127.0.0.1:9", "'htp://***@127.0.0.1:9' must be an http://"),
+             ("alice:s3cret-pw@127.0.0.1:9", "'***@127.0.0.1:9' must be an http://"),
+             ("http:/alice:s3cret-pw@127.0.0.1:9", "'***@127.0.0.1:9' must be an http://")]
+    for i, (url, words) in enumerate(cases):
+        api, cli = _refusals(v2app, settings, remote_bundle(tmp_path, f"iris-scheme{i}", url))
+        for said in (api, cli):
+            assert words in said and "s3cret" not in said and "alice" not in said, said
+    listed = remote_bundle(tmp_path, "iris-listed", "x")
+    toml = listed / "candidate.toml"
+    toml.write_text(toml.read_text().replace('url = "x"', f'url = ["{URL}"]'))
+    api, cli = _refusals(v2app, settings, listed)
+    for said in (api, cli):
+        assert "remote.url must be a string" in said and "s3cret" not in said, said
