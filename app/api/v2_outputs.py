@@ -45,6 +45,8 @@ def wanted_outputs(raw: Any, all_binary: bool) -> dict[str, Asked] | None:
     wanted = {}
     for o in raw:
         where = f"output {o['name']!r}"
+        if o["name"] in wanted:  # as for inputs: which of its two ways was meant is not known
+            raise AbvocError(f"{where} is asked for twice; name each output once")
         unknown = sorted(set(o) - {"name", "parameters"})
         if unknown:  # as for inputs: a misspelt key would be a request silently changed
             raise AbvocError(f"{where}: unknown key(s) {quoted_names(unknown)}; an output "

@@ -155,6 +155,11 @@ def test_malformed_binary_requests_are_400s_that_store_nothing(v2app: Flask) -> 
         (binary_body({"inputs": [features()], "parameters": unit,
                       "outputs": [{"name": "output", "parameters": []}]},
                      raw), "output 'output': the parameters abvoc reads are"),
+        # As a duplicated input name is: which of the two ways was meant cannot be told.
+        (binary_body({"inputs": [features()], "parameters": unit,
+                      "outputs": [{"name": "output"},
+                                  {"name": "output", "parameters": {"binary_data": True}}]},
+                     raw), "output 'output' is asked for twice; name each output once"),
         ((b'{"inputs": [' + b"[" * 40 + b"]" * 40 + b"]}" + raw, {HEADER: "86"}),
          "nests 42 levels deep"),
         ((b'{"inputs": "\\ud800"}' + raw, {HEADER: "20"}), "lone UTF-16 surrogate"),
