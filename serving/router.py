@@ -24,6 +24,7 @@ from typing import Any
 from core.errors import AbvocError
 from core.text import quoted_names, shown
 from serving.assignment import Allocation, Assigner
+from serving.canary_steps import CanarySteps
 from serving.experiments import Experiments
 from serving.route_changes import watch
 
@@ -77,6 +78,7 @@ class Router:
         # committed while a load reads is loaded again.
         self._wanted = self._loaded = 0
         self._watch = watch(experiments.db)
+        self._steps = CanarySteps(experiments)
         experiments.routers.append(self)
 
     def invalidate(self) -> None:
@@ -96,22 +98,27 @@ class Router:
         return committed
 
     def close(self) -> None:
+        self._steps.close()
         if self._watch:
             self._watch.close()
 
     def refresh(self) -> None:
-        """Reload active experiments now (also advances canaries that are due)."""
+        """Reload active experiments now, a read only: running canaries are stepped, when due,
+        on another thread (serving/canary_steps.py), never on the request waiting for this."""
         wanted = self._wanted
         by_scope: dict[str, _Active] = {}
+        canaries = []
         for exp in self.experiments.active():
             if exp["canary"] and exp["status"] == "running":
-                exp = self.experiments.advance(exp["id"], only_if_due=True)
+                canaries.append(exp["id"])
             control = next(i for i, a in enumerate(exp["arms"]) if a["control"])
             table = Allocation.from_doc(exp["allocation_table"])
             by_scope[exp["scope"]] = _Active(exp, Assigner(table, exp["salt"], control), control)
         self._by_scope = by_scope
         self._loaded_at = time.monotonic()
         self._loaded = wanted
+        if canaries:
+            self._steps.ask(canaries)
 
     def _due(self) -> bool:
         return self._loaded != self._wanted or time.monotonic() - self._loaded_at > self.refresh_s
