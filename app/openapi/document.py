@@ -114,7 +114,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/experiments/{experiment_id}/kill": action("Kill switch: all to control", True),
         "/v1/experiments/{experiment_id}/stop": action("Stop for good"),
         "/v1/experiments/{experiment_id}/advance": action("Advance the canary one step"),
-        "/v1/experiments/{experiment_id}/arms/{arm}/pause": arm_action("Pause one arm"),
+        "/v1/experiments/{experiment_id}/arms/{arm}/pause": arm_action("Pause one arm", True),
         "/v1/experiments/{experiment_id}/arms/{arm}/resume": arm_action("Resume one arm"),
         "/v1/experiments/{experiment_id}/results": report("Online results and statistics",
                                                            "ResultsReport"),

@@ -55,7 +55,9 @@ ARM = {"name": "arm", "in": "path", "required": True,
 ADMIN = [{"apiKey": []}, {"bearer": []}]
 REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "additionalProperties": False,
-    "properties": {"reason": {"type": ["string", "null"], "maxLength": 500, "pattern": "\\S"}}}}}}
+    # Words, not blank, no NUL (refused in any text, app/inputs.py).
+    "properties": {"reason": {"type": ["string", "null"], "maxLength": 500,
+                              "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}}}}}}
 
 ARM_SCHEMA = {
     "type": "object", "required": ["name", "candidate", "weight"], "additionalProperties": False,
@@ -226,8 +228,9 @@ def action(summary: str, reason: bool = False) -> dict[str, Any]:
     return {"post": op}
 
 
-def arm_action(summary: str) -> dict[str, Any]:
-    op = action(summary, reason=True)
+def arm_action(summary: str, reason: bool = False) -> dict[str, Any]:
+    """An arm's pause (`reason`: it records why) or resume (no body: the route refuses one)."""
+    op = action(summary, reason)
     op["post"]["parameters"] = [EXPERIMENT_ID, ARM]
     return op
 
