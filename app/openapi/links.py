@@ -62,14 +62,17 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
 
 
 def finish(paths: dict[str, Any]) -> dict[str, Any]:
-    """Operation ids and links; 400 (text that cannot be stored, JSON too deep) and 413 (body
-    over the limit) can answer any request, so every operation documents them, and 429 (a key
-    over ABVOC_RATE_LIMIT) any that takes a key."""
+    """Operation ids and links; 400 (text that cannot be stored, JSON too deep), 413 (body over
+    the limit) and 415 (a Content-Encoding other than gzip or deflate, refused before any route,
+    app/compressed.py) can answer any request, so every operation documents them, and 429 (a
+    key over ABVOC_RATE_LIMIT) and 503 (the store unavailable or locked past its busy timeout:
+    the key is looked up there, and every such route reads it) any that takes a key."""
     for path, item in paths.items():
         for method, op in item.items():
             if (method, path) in OPERATION_IDS:
                 op["operationId"] = OPERATION_IDS[method, path]
-            for code in ("400", "413", *(("429",) if "401" in op["responses"] else ())):
+            keyed = ("429", "503") if "401" in op["responses"] else ()
+            for code in ("400", "413", "415", *keyed):
                 op["responses"].setdefault(code, error_responses(int(code))[code])
             for status, response in op["responses"].items():
                 links = LINKS.get((method, path, status))

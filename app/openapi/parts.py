@@ -32,13 +32,14 @@ def error_responses(*codes: int) -> dict[str, Any]:
             404: "Not found", 405: "Method not allowed",
             409: "Conflicts with the current state",
             413: "Too large",
+            415: "A Content-Encoding abvoc does not read (it reads gzip and deflate)",
             429: "The key sent more than ABVOC_RATE_LIMIT requests a second; retry after the "
                  "Retry-After header's seconds",
             500: "The candidate itself failed on this input (a stage raised); recorded as its "
                  "failure, details carry its prediction_id and receipt",
             502: "The candidate's server answered with an error",
-            503: "Not ready, the store busy (send it again after the Retry-After header's "
-                 "seconds), or the candidate failed",
+            503: "Not ready, the store unavailable or busy (send it again after the "
+                 "Retry-After header's seconds), or the candidate failed",
             504: "The candidate's server did not answer in time"}
     return {str(c): {"description": text[c],
                      "content": {"application/json": {"schema": ERROR}}} for c in codes}

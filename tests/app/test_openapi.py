@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import schemathesis
 from flask import Flask
+from flask.testing import FlaskClient
 from schemathesis import engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
@@ -72,6 +73,36 @@ def test_document_lists_every_route(app: Flask) -> None:
             assert path in documented, f"{path} is served but not documented"
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 assert method.lower() in documented[path], f"{method} {path} undocumented"
+
+
+# A value for each path parameter: any route then answers what it would for a real request.
+PATH_VALUES = {"experiment_id": "1", "arm": "a", "name": "x", "scope": "default",
+               "version": "1", "item_id": "1"}
+
+
+def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(method, a path to send it to, the operation) for every documented operation."""
+    for path, item in openapi_document()["paths"].items():
+        concrete = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+        for method, op in item.items():
+            yield method.upper(), concrete, op
+
+
+def test_every_operation_documents_what_any_request_may_get() -> None:
+    """400, 413 and 415 can answer any request (refused before any route); 429 and 503 (the
+    store unavailable) any that takes a key, which is looked up in the store."""
+    for method, path, op in operations():
+        keyed = ("429", "503") if "401" in op["responses"] else ()
+        missing = {"400", "413", "415", *keyed} - set(op["responses"])
+        assert not missing, f"{method} {path} does not document {sorted(missing)}"
+
+
+def test_an_encoding_abvoc_does_not_read_is_a_documented_415(client: FlaskClient) -> None:
+    for method, path, op in operations():
+        answer = client.open(path, method=method, data=b"x",
+                             headers={"Content-Encoding": "br"})
+        assert answer.status_code == 415, (method, path, answer.status_code)
+        assert "415" in op["responses"], f"{method} {path}"
 
 
 @pytest.fixture
