@@ -17,13 +17,11 @@ live with the fields (the views and the services that own them).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
 from collections import Counter
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import orjson
@@ -32,6 +30,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
+from app.not_utf8 import not_utf8
 from app.read_headers import READ_HEADERS, header_problem
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
@@ -260,7 +259,8 @@ def refuse_hostile_input() -> None:
     length, (limit, note) = req.content_length, _limit()
     if length is not None and length > limit:
         raise BodyTooLarge(f"the request body is {length} bytes; the limit is {limit}{note}")
-    _refuse_path_not_utf8(req.environ, req.view_args)
+    if problem := not_utf8(req.environ, req.view_args):  # path and query, from their bytes
+        raise InputRefused(problem)
     for name, value in (req.view_args or {}).items():
         if isinstance(value, str):
             check_text(value, f"path parameter '{name}'")
@@ -293,25 +293,6 @@ def refuse_hostile_input() -> None:
         names = Counter(n for part in (form, req.files) for n, _ in part.items(multi=True) if n)
         if repeated := sorted(n for n, times in names.items() if times > 1):
             raise InputRefused(f"form field(s) {repeated} given more than once; give each once")
-
-
-def _refuse_path_not_utf8(environ: dict[str, Any], view_args: dict[str, Any] | None) -> None:
-    """A path whose bytes are not UTF-8 (%ff, %C3%28): werkzeug reads each bad byte as U+FFFD,
-    so a view met an arm named '\ufffd' (a 404 naming it). The bytes are PATH_INFO's, as latin-1
-    text (PEP 3333; granian gives only that), and where the server keeps the request line
-    (RAW_URI or REQUEST_URI: werkzeug's server and test client, whose PATH_INFO holds U+FFFD
-    already) its path's percent-encoded bytes. A real U+FFFD, sent as its UTF-8 bytes, passes."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    try:
-        with contextlib.suppress(UnicodeEncodeError):  # not latin-1: a server decoded it
-            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
-        if raw:
-            unquote_to_bytes(raw.partition("?")[0]).decode("utf-8")
-    except UnicodeDecodeError:
-        names = [n for n, v in (view_args or {}).items() if isinstance(v, str) and "\ufffd" in v]
-        where = f"path parameter '{names[0]}'" if names else "the URL path"
-        raise InputRefused(f"{where} is not valid UTF-8 (percent-encoded bytes that are not, "
-                           "such as %ff): send it as UTF-8") from None
 
 
 def check_read_headers(environ: dict[str, Any], routed: bool = True) -> None:
