@@ -4,6 +4,7 @@ accident (a time without one is refused, naming the field)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import overload
 
@@ -31,6 +32,16 @@ def parse_rfc3339(text: str, name: str) -> datetime:
     except (ValueError, OverflowError) as exc:
         raise AbvocError(f"'{name}' {text[:64]!r} is not a real time; send e.g. {EXAMPLE}") \
             from exc
+
+
+def query_window(args: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    """A report's `since` and `until` from a query, either left out; a 400 when one is not a
+    time or `until` is not later than `since`. The API's reports and the dashboard's CSV
+    download read it here alike (the download gave a reversed window's empty figures)."""
+    since, until = (parse_rfc3339(args[k], k) if k in args else None for k in ("since", "until"))
+    if since is not None and until is not None and until <= since:
+        raise AbvocError("'until' must be later than 'since'")
+    return since, until
 
 
 @overload

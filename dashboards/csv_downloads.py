@@ -7,7 +7,6 @@ tolerance, as the page shows them)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from urllib.parse import urlencode
 
 from dash import Dash
@@ -16,7 +15,7 @@ from flask import Response, request
 from core.errors import Forbidden
 from core.ids import MAX_ROW_ID
 from core.query import check_query
-from core.times import parse_rfc3339
+from core.times import query_window
 from dashboards import data, feeds
 from dashboards.access import allowed
 from evaluation.results_csv import asked_table, attachment, comparisons_csv, divergence_csv
@@ -38,11 +37,6 @@ def divergence_href(experiment_id: int, table: str) -> str:
     return f"{DIVERGENCE}/{experiment_id}.csv?{urlencode({'table': table})}"
 
 
-def _hour(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    return None if raw is None else parse_rfc3339(raw, name)
-
-
 def _checked(*known: str) -> None:
     """The login's guard has checked the session; the role and the query are checked here."""
     if not allowed(ROLES):
@@ -53,7 +47,7 @@ def _checked(*known: str) -> None:
 def results(experiment_id: int) -> Response:
     """The comparisons; `since`/`until` as the Experiments page's window gives them."""
     _checked("since", "until")
-    window = data.Window(_hour("since"), _hour("until"))
+    window = data.Window(*query_window(request.args))
     report = data.results(data.store(), experiment_id, window)
     return Response(comparisons_csv(report), mimetype="text/csv",
                     headers=attachment(experiment_id))

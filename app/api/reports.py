@@ -15,7 +15,7 @@ from app.auth import require
 from app.openapi.parts import SHARES_FROM_ZERO
 from core.errors import AbvocError
 from core.text import quoted
-from core.times import parse_rfc3339
+from core.times import query_window
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.results_csv import asked_table, attachment, comparisons_csv, divergence_csv
@@ -49,10 +49,7 @@ def _share(name: str, default: float) -> float:
 def _scope() -> dict[str, Any]:
     """The report's window and slice limit from the query (a 400 naming any unknown or bad
     parameter: a typo must not silently give the whole experiment)."""
-    since, until = (parse_rfc3339(request.args[k], k) if k in request.args else None
-                    for k in ("since", "until"))
-    if since is not None and until is not None and until <= since:
-        raise AbvocError("'until' must be later than 'since'")
+    since, until = query_window(request.args)
     raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > MAX_SLICES_LIMIT:
         raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")

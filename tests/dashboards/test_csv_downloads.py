@@ -51,7 +51,10 @@ def test_the_page_links_the_csv_of_its_hours(dash_app: Flask, seeded: int,
     assert windowed == _api(client, dash_app, f"/v1/experiments/{seeded}/results.csv?"
                             f"{urlsplit(href).query}")
     assert windowed != rows
-    for bad, said in (("?since=yesterday", "since"), ("?max_slices=3", "unknown query")):
+    # A reversed window is refused as the API refuses it (it was a 200 with n=0 everywhere).
+    reversed_window = "?since=2026-12-07T19:00:00Z&until=2026-12-07T18:00:00Z"
+    for bad, said in (("?since=yesterday", "since"), ("?max_slices=3", "unknown query"),
+                      (reversed_window, "'until' must be later than 'since'")):
         refused = client.get(link + bad)
         assert refused.status_code == 400 and said in refused.get_json()["error"], bad
     assert client.get("/dashboard/experiment-results/999999.csv").status_code == 404
