@@ -9,7 +9,7 @@ from flask import Flask, jsonify, redirect, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from app import inputs
+from app import inputs, path_ints
 from app.compressed import InflateBodies, compress_answers
 from core.errors import AbvocError
 from core.quiet_log import warn_now_and_then
@@ -30,6 +30,7 @@ def create_app(
 ) -> Flask:
     """Build the app; tests pass their own settings or ready-made services."""
     app = Flask(__name__)
+    path_ints.init_app(app)
     if test_config:
         app.config.update(test_config)
     if services is None:

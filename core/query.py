@@ -19,3 +19,13 @@ def check_query(args: Any, *known: str) -> None:
     if repeated := sorted(k for k in known if len(args.getlist(k)) > 1):
         raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
                          "(which one was meant cannot be told)")
+
+
+def whole_number(raw: str, low: int, high: int) -> int | None:
+    """`raw` as a whole number from `low` to `high` written in ASCII digits alone, else None:
+    int() also reads '1_0', ' 1', '+1' and other scripts' digits ('١', '２'), which no caller
+    means as a number here."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:  # 20: any int64, unpadded
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None

@@ -13,8 +13,10 @@ from core.text import shown
 
 # The offset's hours 00-23 and minutes 00-59 (RFC 3339's time-numoffset): Python reads
 # "+05:99" as +06:39.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?"
-                     r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$")
+# ASCII digits: `\d` took any script's ('２026-...'), which fromisoformat then refused as "not
+# a real time".
+RFC3339 = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+                     r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
 EXAMPLE = "2026-11-30T08:00:00Z"
 
 

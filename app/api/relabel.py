@@ -12,6 +12,7 @@ from app.auth import current_identity, require
 from app.inputs import optional_json
 from core.errors import AbvocError, refuse_unknown
 from core.ids import MAX_ROW_ID
+from core.query import whole_number
 from core.text import quoted_names
 from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, relabel_rules
@@ -48,12 +49,9 @@ def _query_int(name: str, low: int, high: int, default: int | None = None) -> in
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise AbvocError(f"'{name}' must be an integer from {low} to {high}") from None
-    if not low <= value <= high:
-        raise AbvocError(f"'{name}' must be an integer from {low} to {high}")
+    value = whole_number(raw, low, high)
+    if value is None:
+        raise AbvocError(f"'{name}' must be an integer from {low} to {high}, in ASCII digits")
     return value
 
 

@@ -14,6 +14,7 @@ from app.api.experiments import EXP
 from app.auth import require
 from app.openapi.parts import SHARES_FROM_ZERO
 from core.errors import AbvocError
+from core.query import whole_number
 from core.text import quoted
 from core.times import query_window
 from evaluation.divergence import divergence_report, divergence_with_stages
@@ -51,12 +52,13 @@ def _scope() -> dict[str, Any]:
     parameter: a typo must not silently give the whole experiment)."""
     since, until = query_window(request.args)
     raw = request.args.get("max_slices", str(DEFAULT_MAX_SLICES))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > MAX_SLICES_LIMIT:
+    max_slices = whole_number(raw, 0, MAX_SLICES_LIMIT)
+    if max_slices is None:
         raise AbvocError(f"'max_slices' must be a whole number from 0 to {MAX_SLICES_LIMIT}")
     recount = request.args.get("recount_units")
     if recount not in (None, "true", "false"):
         raise AbvocError("'recount_units' must be true or false")
-    return {"since": since, "until": until, "max_slices": int(raw), "recount_units": recount}
+    return {"since": since, "until": until, "max_slices": max_slices, "recount_units": recount}
 
 
 def _options(session: Session, experiment_id: int, scope: dict[str, Any]) -> dict[str, Any]:
