@@ -38,3 +38,7 @@ def test_a_route_without_fields_names_no_empty_list(v2app: Flask) -> None:
     message = refused.get_json()["error"]
     assert message == ("send a JSON object (or no body) (Content-Type: application/json)"), \
         message
+    # A field sent to it: the action takes no body (it said "allowed: " and nothing after).
+    unknown = client.post(f"/v1/relabel/items/{item}/skip", headers=annotator, json={"x": 1})
+    assert unknown.status_code == 400
+    assert unknown.get_json()["error"] == "unknown field(s) 'x': this action takes no body"
