@@ -190,7 +190,10 @@ def _guard() -> Response | None:
     if not roles:
         session.pop("key_id", None)
         session.pop("started", None)
-        if "/_dash-" in path or path.endswith("_reload-hash") or request.method != "GET":
+        # HEAD is GET without the body: a browser's (or a monitor's) HEAD of a page gets the
+        # same redirect to the login, not the 401 an API call gets.
+        if "/_dash-" in path or path.endswith("_reload-hash") \
+                or request.method not in ("GET", "HEAD"):
             return _refuse(401, f"log in first at {PREFIX}login")
         return redirect(f"{PREFIX}login?next={quote(path)}", code=302)
     if request.method in _UNSAFE and path != f"{PREFIX}logout":
