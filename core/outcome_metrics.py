@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from core.errors import AbvocError, refuse_unknown
 from core.text import quoted_names
+from core.times import parse_rfc3339
 
 PROPORTION, MEAN, RATIO = "proportion", "mean", "ratio"
 KINDS = (PROPORTION, MEAN, RATIO)
@@ -35,6 +37,8 @@ DEFAULT_COMBINE = {PROPORTION: "first", MEAN: "mean", RATIO: "sum"}
 PROPORTION_COMBINES = ("first", "max")
 # Values past this size lose their units digit as floats; nothing real is that large.
 MAX_ABS_VALUE = 2.0**53
+# A clock a little ahead is forgiven; an outcome from the future is a bug in the sender.
+FUTURE_SLACK = timedelta(hours=1)
 
 
 def _name(body: dict[str, Any], key: str) -> str:
@@ -119,3 +123,24 @@ def check_value(name: str, kind: str, value: Any) -> float:
         raise AbvocError(f"metric {name!r} takes a finite number as 'value' (at most 2^53 in "
                          "size)")
     return float(value)
+
+
+def check_observed_at(text: str, now: datetime) -> datetime:
+    """When an outcome happened, as an aware UTC time, or AbvocError: RFC 3339 with its offset,
+    a time UTC can hold, at most FUTURE_SLACK past `now`. The API checks a request's time with
+    it and the worker an event's from the bus, so the store never holds a time the API would
+    refuse (one before year 1 in UTC broke PostgreSQL's reads of every waiting outcome)."""
+    when = parse_rfc3339(text, "observed_at")
+    if when > now + FUTURE_SLACK:
+        raise AbvocError("'observed_at' lies in the future; send when the outcome happened")
+    return when
+
+
+def check_after_creation(experiment_id: int, created: datetime | None, when: datetime) -> None:
+    """Refuse an outcome dated before its experiment existed (`created`, aware UTC; None: not
+    known): no unit or prediction of it can have had an outcome then, and such a date is a
+    sender's bug (or made up)."""
+    if created is not None and when < created:
+        raise AbvocError(f"'observed_at' {when.isoformat()} is before experiment "
+                         f"{experiment_id} was created ({created.isoformat()}); send when the "
+                         "outcome happened")

@@ -21,7 +21,6 @@ reads from the same row, and a changed definition never needs a recount.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -29,10 +28,20 @@ from sqlalchemy import Select, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import events
+from core.errors import AbvocError
+from core.outcome_metrics import check_after_creation, check_value
 from core.store.db import utcnow
-from core.store.models import ExperimentUnit, Outcome, OutcomeUnitValue, Prediction
+from core.store.models import (
+    Experiment,
+    ExperimentMetric,
+    ExperimentUnit,
+    Outcome,
+    OutcomeUnitValue,
+    Prediction,
+)
 from core.store.upsert import dialect_insert, in_values, insert_rows
-from core.times import utc_iso
+from core.times import as_utc, utc_iso
+from evaluation.event_times import event_time
 
 # Waiting outcomes joined per batch at most; more wait for the next batch.
 JOIN_LIMIT = 10_000
@@ -61,7 +70,7 @@ def _outcome_row(e: dict[str, Any]) -> dict[str, Any]:
         "experiment_id": e["experiment_id"],
         "metric": e["metric"],
         "value": float(e["value"]),
-        "observed_at": datetime.fromisoformat(e["observed_at"]),
+        "observed_at": event_time(e, "observed_at"),
         "prediction_id": e.get("prediction_id"),
         "unit_id": e.get("unit_id"),
         "arm": None,
@@ -164,11 +173,39 @@ def _add_unit_values(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(stmt, rows)
 
 
+def check_outcomes(session: Session, outcomes: list[dict[str, Any]]) -> None:
+    """Refuse (AbvocError, so the stream parks the event alone) an outcome the API would have
+    refused: dated before its experiment was created, or a value its metric's kind does not
+    take (the kind is fixed once outcomes of it exist, see evaluation.metric_definitions).
+    Anyone who can write to the outcomes topic reaches here without the API's checks."""
+    if not outcomes:
+        return
+    ids = sorted({e["experiment_id"] for e in outcomes})
+    m, x = ExperimentMetric.__table__.c, Experiment.__table__.c
+    # Read shared (PostgreSQL), as the API's intake does: a kind change waits for this batch.
+    kinds = {(exp, name): kind for exp, name, kind in session.execute(
+        select(m.experiment_id, m.name, m.kind)
+        .where(in_values(session, m.experiment_id, ids)).with_for_update(read=True))}
+    created = {exp: as_utc(at) for exp, at in session.execute(
+        select(x.id, x.created_at).where(in_values(session, x.id, ids)))}
+    for e in outcomes:
+        try:
+            check_after_creation(e["experiment_id"], created.get(e["experiment_id"]),
+                                 event_time(e, "observed_at"))
+            kind = kinds.get((e["experiment_id"], e["metric"]))
+            if kind is not None:
+                check_value(e["metric"], kind, e["value"])
+        except AbvocError as exc:
+            raise AbvocError(f"{e['event_type']} {e['event_id']!r}: {exc.message}") from None
+
+
 def apply_outcomes(session: Session, batch: list[dict[str, Any]]) -> None:
-    """Store the batch's outcomes and count every waiting outcome that can now be joined, in
-    the caller's transaction (after the batch's predictions and units were stored)."""
-    rows = {e["outcome_id"]: _outcome_row(e) for e in batch
-            if e["event_type"] == events.OUTCOME_RECORDED}
+    """Store the batch's outcomes, once checked (:func:`check_outcomes`), and count every
+    waiting outcome that can now be joined, in the caller's transaction (after the batch's
+    predictions and units were stored)."""
+    outcomes = [e for e in batch if e["event_type"] == events.OUTCOME_RECORDED]
+    check_outcomes(session, outcomes)
+    rows = {e["outcome_id"]: _outcome_row(e) for e in outcomes}
     if rows:
         insert_rows(session, Outcome.__table__, [rows[k] for k in sorted(rows)],
                     ["outcome_id"])

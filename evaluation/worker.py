@@ -46,7 +46,6 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -79,6 +78,7 @@ from evaluation.aggregation import (
     first_by,
     hour_of,
 )
+from evaluation.event_times import event_time, with_times
 from evaluation.outcomes import apply_outcomes
 from evaluation.relabel_enqueue import enqueue
 from evaluation.stage_blame import verdict
@@ -114,7 +114,7 @@ def _prediction_row(e: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": e.get("latency_ms"),
         "failed": e.get("error") is not None,
         "stages": e.get("stages") or {},
-        "created_at": datetime.fromisoformat(e["occurred_at"]),
+        "created_at": event_time(e, "occurred_at"),
     }
 
 
@@ -127,7 +127,7 @@ def _correction_row(e: dict[str, Any]) -> dict[str, Any]:
         "output_type": e.get("output_type"),
         "rating": e.get("rating"),
         "comment": e.get("comment"),
-        "created_at": datetime.fromisoformat(e["occurred_at"]),
+        "created_at": event_time(e, "occurred_at"),
     }
 
 
@@ -360,11 +360,12 @@ def receipt_check(secret: Secret | str | None) -> Check:
 
 def make_worker(db: Database, bus: Bus, prefix: str, *, secret: Secret | str | None = None,
                 **kwargs: Any) -> StreamConsumer:
-    """A group member that applies events; `secret` verifies correction receipts. Its heartbeat
+    """A group member that applies events; `secret` verifies correction receipts (and every
+    event's times are checked, :mod:`evaluation.event_times`). Its heartbeat
     names the topic prefix and group it reads (/readyz compares the prefix with the API's) and
     carries the receipt alarm's note (a wrong key parks what it reads while the loop runs)."""
     worker = StreamConsumer(db, bus, GROUP_ID, events.topics(prefix), apply_events,
-                            check=receipt_check(secret), prepare=prepare_events,
+                            check=with_times(receipt_check(secret)), prepare=prepare_events,
                             component="worker", **kwargs)
     heartbeat = worker.supervisor.heartbeat
     if heartbeat is not None:

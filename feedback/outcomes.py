@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,12 +23,12 @@ from core import events, receipts
 from core.errors import AbvocError, Conflict, Forbidden, NotFound, refuse_unknown
 from core.ids import MAX_ROW_ID, time_ordered_id
 from core.outbox import add_event
-from core.outcome_metrics import check_value
+from core.outcome_metrics import check_after_creation, check_observed_at, check_value
 from core.settings import Settings
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ExperimentMetric, OutcomeRequest, ServedPrediction
 from core.store.spool_others import await_row
-from core.times import as_utc, parse_rfc3339
+from core.times import as_utc
 from feedback.corrections import scoped_key
 
 FIELDS = {"prediction_id", "receipt", "unit_id", "experiment_id", "metric", "value",
@@ -40,8 +40,6 @@ EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # An outcome is stored once per identity (key, event_id, body); the rows after the first carry
 # its id with this mark and a number, as outcome ids are unique (uuid hex: no mark in them).
 ALIAS = "/"
-# A clock a little ahead is forgiven; an outcome from the future is a bug in the sender.
-FUTURE_SLACK = timedelta(hours=1)
 
 
 def _strings(body: dict[str, Any]) -> None:
@@ -58,10 +56,7 @@ def _strings(body: dict[str, Any]) -> None:
 def _observed_at(text: str | None) -> datetime:
     if text is None:
         return utcnow()
-    when = parse_rfc3339(text, "observed_at")
-    if when > utcnow() + FUTURE_SLACK:
-        raise AbvocError("'observed_at' lies in the future; send when the outcome happened")
-    return when
+    return check_observed_at(text, utcnow())
 
 
 def _check(body: Any) -> dict[str, Any]:
@@ -111,17 +106,10 @@ def _undefined(s: Session, experiment_id: int, name: str, admin: bool) -> str:
 
 
 def _after_creation(s: Session, experiment_id: int, when: datetime) -> None:
-    """Refuse an outcome dated before its experiment existed: no unit or prediction of it can
-    have had an outcome then, and such a date is a sender's bug (or made up)."""
+    """Refuse an outcome dated before its experiment existed (the worker checks the same)."""
     experiment = s.get(Experiment, experiment_id)
-    created = None if experiment is None else experiment.created_at
-    if created is None:
-        return
-    created = as_utc(created)
-    if when < created:
-        raise AbvocError(f"'observed_at' {when.isoformat()} is before experiment "
-                         f"{experiment_id} was created ({created.isoformat()}); send when the "
-                         "outcome happened")
+    check_after_creation(experiment_id, None if experiment is None
+                         else as_utc(experiment.created_at), when)
 
 
 def _request_hash(checked: dict[str, Any]) -> str:
