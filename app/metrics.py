@@ -2,8 +2,9 @@
 and shadow runs dropped because the shadow queue was full or lost unrecorded.
 
 Each app has its own registry (tests build many apps). With PROMETHEUS_MULTIPROC_DIR set before
-the process starts (`abvoc up` sets it to `<data_dir>/prometheus` for every process it runs),
-each process writes its samples there and /metrics sums every process's counts.
+the process starts (`abvoc up` sets it to a folder in shared memory for every process it runs,
+see app.supervisor.metrics_folder), each process writes its samples there and /metrics sums
+every process's counts.
 """
 
 from __future__ import annotations

@@ -196,7 +196,8 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
            report_every_s: float = 3600.0) -> None:
     """Run the API (granian), the relay and the worker as supervised child processes, and
     prune and write the weekly report on a schedule, until SIGTERM/SIGINT. Prometheus samples
-    of every process go to `<data_dir>/prometheus`, so /metrics counts across all of them."""
+    of every process go to one folder in shared memory (app.supervisor.metrics_folder), so
+    /metrics counts across all of them."""
     check_port_free(host, port)
     metrics_dir = os.environ.get(PROMETHEUS_DIR_VAR) or use_prometheus_dir(settings.data_dir)
     root = str(Path(app_package.__file__).resolve().parent.parent)

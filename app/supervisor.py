@@ -9,7 +9,9 @@ then kills what is left. Retention pruning runs here too, on a schedule.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
@@ -17,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -52,23 +55,67 @@ def check_port_free(host: str, port: int) -> None:
 PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+SHARED_MEMORY = Path("/dev/shm")
+"""Where the metrics folders go where the machine has it (Linux); otherwise the temp folder."""
+
+
+def metrics_folder(data_dir: Path) -> Path:
+    """The Prometheus folder of the instance serving `data_dir`: in shared memory, off the data
+    disk. prometheus_client maps its files sparse and grows them by truncating, so its first
+    write to a new page on a full filesystem is a SIGBUS, not an OSError: a full data disk
+    killed the relay, the worker and `abvoc up` itself. One folder per user and data folder (a
+    hash of its path): instances on other data folders keep apart, and a restart finds its own
+    folder to empty."""
+    base = SHARED_MEMORY if os.access(SHARED_MEMORY, os.W_OK | os.X_OK) \
+        else Path(tempfile.gettempdir())
+    digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return base / f"abvoc-{os.getuid()}-{digest}-prometheus"
+
+
 def use_prometheus_dir(data_dir: Path) -> str:
-    """Send this process's (and its children's) Prometheus samples to `<data_dir>/prometheus`,
-    emptied first as prometheus_client requires of a new set of processes.
+    """Send this process's (and its children's) Prometheus samples to
+    :func:`metrics_folder`, emptied first as prometheus_client requires of a new set of
+    processes, and made by this user alone (mode 0700: a shared folder's name can be taken).
 
     prometheus_client reads the variable once, when it is first imported, so this must run
     before anything in the process imports it (app.runner does, through the loops)."""
-    folder = Path(data_dir) / "prometheus"
+    folder = metrics_folder(data_dir)
+    _sweep_orphans(folder.parent)
     try:
-        if folder.exists():
+        if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a read-only or immutable data folder: one line, not a traceback
+        folder.mkdir(mode=0o700)  # fails on a name another user took (or a link left there)
+        (folder / OWNER_FILE).write_text(str(os.getpid()))  # not *.db: Prometheus skips it
+    except OSError as exc:  # a full or read-only shared memory: one line, not a traceback
         raise ConfigError(f"cannot prepare {folder} for the processes' metrics "
-                          f"({exc.strerror or type(exc).__name__}): make ABVOC_DATA_DIR a "
-                          "folder abvoc can write") from None
+                          f"({exc.strerror or type(exc).__name__}): set {PROMETHEUS_DIR_VAR} "
+                          "to an empty folder abvoc can write, off the data disk") from None
     os.environ[PROMETHEUS_DIR_VAR] = str(folder)
+    atexit.register(_remove_at_exit, folder, os.getpid())
     return str(folder)
+
+
+OWNER_FILE = "owner.pid"
+
+
+def _sweep_orphans(base: Path) -> None:
+    """Remove this user's metrics folders whose maker is gone without its exit hook (killed),
+    so memory is not held for instances on data folders that are never started again."""
+    for folder in base.glob(f"abvoc-{os.getuid()}-*-prometheus"):
+        try:
+            os.kill(int((folder / OWNER_FILE).read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):  # no owner written (yet), or another user's process
+            continue
+
+
+def _remove_at_exit(folder: Path, owner: int) -> None:
+    """Give the folder's memory back when the process that made it exits (a process forked
+    from it inherits this hook, and must leave the folder to the others)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def forget_process_metrics(pid: int) -> None:
     """Drop a process's live gauges (consumer lag, in-flight counts) from the shared Prometheus

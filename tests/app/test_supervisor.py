@@ -4,9 +4,12 @@ a process whose loop dies exits non-zero so that it is restarted."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -193,14 +196,44 @@ def test_what_a_killed_part_started_goes_with_it(tmp_path, monkeypatch) -> None:
     assert not _alive(second_kid), "stopping the supervisor left a part's child running"
 
 
-def test_a_data_folder_the_metrics_cannot_use_is_one_line_naming_the_setting(
+def test_the_metrics_folder_is_off_the_data_disk_and_apart_per_data_folder(
         tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    """In production an unwritable data folder ended `abvoc up` in a 36-line traceback."""
+    """prometheus_client's files are sparse maps: kept in <data_dir>/prometheus, a full data
+    disk made their next write a SIGBUS, which killed the relay, the worker and `abvoc up`."""
+    monkeypatch.delenv(supervisor.PROMETHEUS_DIR_VAR, raising=False)
+    data, other = tmp_path / "data", tmp_path / "other"
+    data.mkdir()
+    other.mkdir()
+    folder = Path(supervisor.use_prometheus_dir(data))
+    assert os.environ[supervisor.PROMETHEUS_DIR_VAR] == str(folder)
+    assert not folder.resolve().is_relative_to(data.resolve())
+    if os.access("/dev/shm", os.W_OK):  # Linux: memory, not a disk
+        assert folder.parent == Path("/dev/shm")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    (folder / "counter_1.db").write_bytes(b"old")
+    assert supervisor.use_prometheus_dir(data) == str(folder)  # the same instance: emptied
+    assert [p.name for p in folder.iterdir()] == [supervisor.OWNER_FILE]
+    elsewhere = supervisor.use_prometheus_dir(other)  # another instance: apart
+    assert elsewhere != str(folder) and folder.is_dir()
+    # A folder whose maker was killed (no exit hook ran) goes at the next start of any.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (folder / supervisor.OWNER_FILE).write_text(gone)
+    supervisor.use_prometheus_dir(other)
+    assert not folder.exists()
+    shutil.rmtree(elsewhere)
+
+
+def test_a_metrics_folder_that_cannot_be_made_is_one_line_naming_the_setting(
+        tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """In production an unwritable folder ended `abvoc up` in a 36-line traceback."""
     from core.errors import ConfigError
 
     monkeypatch.delenv(supervisor.PROMETHEUS_DIR_VAR, raising=False)
-    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setattr(supervisor, "SHARED_MEMORY", tmp_path)
+    supervisor.metrics_folder(tmp_path / "data").write_text("a file took its name")
     with pytest.raises(ConfigError, match=r"cannot prepare .*prometheus for the processes' "
-                                          r"metrics \(Not a directory\): make ABVOC_DATA_DIR"):
-        supervisor.use_prometheus_dir(tmp_path / "file")
+                                          r"metrics \(File exists\): set "
+                                          r"PROMETHEUS_MULTIPROC_DIR to an empty folder"):
+        supervisor.use_prometheus_dir(tmp_path / "data")
     assert supervisor.PROMETHEUS_DIR_VAR not in os.environ
