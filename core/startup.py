@@ -7,13 +7,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.bus import Bus, BusUnavailable, open_bus
 from core.errors import ConfigError
 from core.events import topics
 from core.quiet_log import warn_now_and_then
 from core.settings import Settings, ensure_secret_key
 from core.store import schema
-from core.store.db import Database, sqlite_file
+from core.store.db import Database, sqlite_file, store_unreachable
 from core.store.request_writer import wait_for_spool
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,15 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
         wait_for_spool(settings.database_url, settings.request_spool)
     else:
         db.check()
-    if migrate:
-        if schema.status(db) == schema.AHEAD:  # a newer node migrated the shared store
-            log.warning("%s; this node serves on it meanwhile", schema.ahead_note(db))
-        else:
-            schema.upgrade(db)
-    bus = open_bus(settings, db)
+    try:
+        if migrate:
+            _migrate(db)
+        bus = open_bus(settings, db)
+    except SQLAlchemyError as exc:  # the store lost after its check (a server shutting down)
+        if not store_unreachable(exc):
+            raise
+        db.dispose()
+        raise db.unreachable(exc) from exc
     if check_bus:
         try:
             bus.check()
@@ -68,6 +73,14 @@ def connect(settings: Settings, *, migrate: bool = True, check_bus: bool = True,
             db.dispose()
             raise ConfigError(f"ABVOC_BUS_URL={settings.bus} is unreachable: {exc}") from exc
     return Services(settings, db, bus)
+
+
+def _migrate(db: Database) -> None:
+    """Bring the store to this node's head, unless a newer node migrated it further."""
+    if schema.status(db) == schema.AHEAD:  # a newer node migrated the shared store
+        log.warning("%s; this node serves on it meanwhile", schema.ahead_note(db))
+    else:
+        schema.upgrade(db)
 
 
 def _wait_for(db: Database, first_s: float = 0.5, most_s: float = 5.0) -> None:

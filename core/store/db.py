@@ -308,13 +308,18 @@ class Database:
                 raise ConfigError(f"{variable}={mask_url(self.url)!r} cannot be opened: SQLite "
                                   f"needs to write in {folder}, even to read, and cannot "
                                   f"({problem}); make that folder writable") from exc
-            raise ConfigError(
-                f"{variable}={mask_url(self.url)!r} is unreachable: {exc.orig}"
-            ) from exc
+            raise self.unreachable(exc, variable) from exc
         except sa_exc.DatabaseError as exc:  # e.g. SQLite: "file is not a database"
             raise ConfigError(
                 f"{variable}={mask_url(self.url)!r} cannot be used as the store: {exc.orig}"
             ) from exc
+
+    def unreachable(self, exc: sa_exc.SQLAlchemyError,
+                    variable: str = "ABVOC_DATABASE_URL") -> ConfigError:
+        """The one line a start stops with when the store cannot be reached, or was lost on
+        the way (`exc`: an error :func:`store_unreachable` says so of), naming the variable."""
+        return ConfigError(f"{variable}={mask_url(self.url)!r} is unreachable: "
+                           f"{getattr(exc, 'orig', None) or exc}")
 
     def dispose(self) -> None:
         with self._checkpointer_lock:
