@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select, text
 
 from core.store.db import Database
@@ -111,6 +110,9 @@ def read_ledger(folder: Path) -> tuple[set[str], set[str]]:
 
 def bus_records(bootstrap: str, topics: list[str]) -> int:
     """Records the bus holds on `topics` (fresh topics, so the end offsets sum them)."""
+    # Imported here: kafka-python warns as it loads, and the audit's store reads need none of it.
+    from kafka import KafkaConsumer, TopicPartition
+
     consumer = KafkaConsumer(bootstrap_servers=[bootstrap])
     try:
         parts = [TopicPartition(t, p) for t in topics
