@@ -37,7 +37,7 @@ from typing import Any
 
 from core.text import quoted
 from evaluation.online import ALL
-from evaluation.stats.confidence_sequence import beyond_limit, rate_beyond_limit
+from evaluation.stats.confidence_sequence import mean_beyond_limit, rate_beyond_limit
 
 SHIP, KEEP_RUNNING, STOP = "ship", "keep_running", "stop"
 # A stopped experiment gathers no more data: where a running one would keep running, its
@@ -70,7 +70,9 @@ def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any
 def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
     """Outcome guardrails: the arm's always-valid confidence sequence of the metric's per-unit
     mean lies wholly below the limit of a higher-is-better metric, or above that of a
-    lower-is-better one. A fixed interval re-checked hourly would declare false breaches."""
+    lower-is-better one. A fixed interval re-checked hourly would declare false breaches; a
+    mean's sequence is as wide as its units' spread about the limit, so a few units that all
+    read 0 are not a breach."""
     out = []
     for name, metric in outcomes.items():
         limit = metric.get("guardrail")
@@ -83,8 +85,7 @@ def _outcome_breaches(arm: str, outcomes: dict[str, Any]) -> list[str]:
             breach = rate_beyond_limit(mean, n, limit, side)
         else:
             variance = figures.get("variance")
-            breach = variance is not None and n >= 2 and beyond_limit(mean, n, variance, limit,
-                                                                      side)
+            breach = variance is not None and mean_beyond_limit(mean, n, variance, limit, side)
         if breach:
             out.append(f"arm {quoted(arm)}: {name} {mean:.4g} per unit is significantly {side} "
                        f"the guardrail {limit:g} (always-valid)")
