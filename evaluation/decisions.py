@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.text import quoted
+from evaluation.guardrail_counts import FIGURE
 from evaluation.online import ALL
 from evaluation.stats.confidence_sequence import mean_beyond_limit, rate_beyond_limit
 
@@ -60,7 +61,8 @@ def _guardrail_breaches(arm: str, figures: dict[str, Any], limits: dict[str, Any
                    f"{p99_limit:g} ms")
     for metric, limit_key in (("error_rate", "error_rate"), ("correction_rate", "correction_rate")):
         limit, rate = limits.get(limit_key), figures.get(metric)
-        n = figures.get("predictions") or 0
+        # Units that send several requests: the predictions counted as independent ones.
+        n = (figures.get(FIGURE) or {}).get(metric) or figures.get("predictions") or 0
         if limit is not None and rate is not None and n and rate_beyond_limit(rate, n, limit):
             out.append(f"arm {quoted(arm)}: {metric.replace('_', ' ')} {rate:.2%} is "
                        f"significantly above the guardrail {limit:.2%} (always-valid)")

@@ -49,6 +49,7 @@ from evaluation import aggregation as agg
 from evaluation import decisions
 from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
 from evaluation.compared_metrics import add_caveats, facing, metrics_compared
+from evaluation.guardrail_counts import unit_figures
 from evaluation.label_accuracy import online_accuracy
 from evaluation.label_metrics import label_block
 from evaluation.label_truths import LabelTruths
@@ -81,7 +82,6 @@ from evaluation.unit_moments import (
     Recounts,
     UnitAnalysis,
     describe,
-    per_unit_intervals,
     unit_analysis,
     units_with_predictions,
 )
@@ -277,7 +277,7 @@ def experiment_results(session: Session, experiment_id: int, *,
     units_with_predictions(units, out["metrics"], variants)
     out["analysis_unit"], out["analysis_unit_note"] = describe(
         units, out["metrics"], [m.name for m in compared])
-    per_unit_intervals(units, out["metrics"], variants, config.alpha)
+    unit_figures(units, out["metrics"], variants, config.alpha)
     out["online_accuracy"] = online_accuracy(
         session, experiment_id, variants, cells, out["metrics"], config.alpha,
         lambda v: variant_version(experiment, v.arm, v.candidate, v.shadow), labels)
