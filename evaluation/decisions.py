@@ -215,7 +215,10 @@ def _decide(results: dict[str, Any]) -> dict[str, Any]:
                                f"more {per} per arm for the always-valid test to detect a "
                                f"{power['target_relative_effect']:.0%} change")
             else:
-                reasons.append(f"arm {quoted(arm)}: no significant difference on {primary} yet"
+                said = (f"no significant difference on {primary} yet"
+                        if rec is not None and rec.get("n_treatment") else
+                        f"nothing on {primary} to compare yet")
+                reasons.append(f"arm {quoted(arm)}: {said}"
                                + (f" ({power['error']})" if power.get("error") else ""))
     if winners:
         best = max(winners)[1]

@@ -41,6 +41,16 @@ def test_an_arm_at_weight_zero_is_told_it_takes_no_traffic(db: Database) -> None
     assert "significant" not in reason
 
 
+def test_a_running_arm_that_served_nothing_yet_is_not_said_to_show_no_difference(
+        db: Database) -> None:
+    # Old text: "no significant difference on correction_rate yet", of an arm that had not
+    # served one prediction (a canary's first minutes), as if a comparison had been made.
+    decision = _decision(db, {"control": 3})
+    (reason,) = decision["reasons"]
+    assert reason.startswith("arm 'treatment': nothing on correction_rate to compare yet")
+    assert "significant" not in reason
+
+
 def test_a_paused_experiment_says_it_gathers_no_data_until_resumed(db: Database) -> None:
     decision = _decision(db, {"control": 150, "treatment": 150}, status="paused")
     assert decision["action"] == decisions.KEEP_RUNNING  # the API's enum has no "paused"
