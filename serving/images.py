@@ -52,13 +52,8 @@ def decode_image(data: bytes, limits: ImageLimits = FORMULA) -> np.ndarray:
             # EPS upload to Ghostscript, or try any of its other formats.
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = image.size
-            if width * height > limits.max_pixels or max(width, height) > limits.max_side:
-                raise AbvocError(f"the image is {width}x{height} pixels; the limit is "
-                                 f"{limits.max_pixels} pixels and {limits.max_side} per side",
-                                 status=413)
-            if min(width, height) < MIN_SIDE:
-                raise AbvocError(f"the image is {width}x{height} pixels; each side must be at "
-                                 f"least {MIN_SIDE}")
+            if (refused := size_error(width, height, limits)) is not None:
+                raise refused
             gray = gray_pixels(image)  # 16-bit scaled, transparency laid on white paper
     except UnidentifiedImageError as exc:
         raise AbvocError("the image is not a PNG or JPEG file; send a PNG or JPEG") from exc
@@ -70,6 +65,18 @@ def decode_image(data: bytes, limits: ImageLimits = FORMULA) -> np.ndarray:
         raise AbvocError("the image data is damaged or truncated and could not be decoded; "
                          "send a whole PNG or JPEG") from exc
     return gray
+
+
+def size_error(width: int, height: int, limits: ImageLimits = FORMULA) -> AbvocError | None:
+    """Why an image of this size is refused (413 over the limits, 400 under `MIN_SIDE`: an image
+    with no pixels broke the detector), or None; one rule for uploads and dataset arrays."""
+    if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+        return AbvocError(f"the image is {width}x{height} pixels; the limit is "
+                          f"{limits.max_pixels} pixels and {limits.max_side} per side", status=413)
+    if min(width, height) < MIN_SIDE:
+        return AbvocError(f"the image is {width}x{height} pixels; each side must be at least "
+                          f"{MIN_SIDE}")
+    return None
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -21,7 +21,7 @@ from serving.bundles.offline_labels import truth
 from serving.bundles.offline_metrics import OfflineError, slice_problem
 from serving.bundles.runner import as_datatype
 from serving.bundles.tensors import V2_TO_NUMPY, TensorError, json_values
-from serving.images import MAX_IMAGE_BYTES, decode_image
+from serving.images import MAX_IMAGE_BYTES, decode_image, size_error
 
 MAX_LINE = 64 << 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -130,6 +130,10 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
     if batched and array.shape[0] != 1:
         raise OfflineError(f"{where} holds {array.shape[0]} items along the batch axis; give one "
                            "example per line")
+    if exact and array.ndim >= 2:  # an image array is held to an upload's size rule, as served
+        height, width = array.shape[:2]
+        if (refused := size_error(width, height)) is not None:
+            raise OfflineError(f"{where}: {refused.message}")
     return array
 
 
