@@ -22,11 +22,15 @@ from app.cli import (
 )
 from core.text import quoted_names
 
+MAX_FORMULAS = 100_000
+"""The most formulas `--n-train` and `--n` generate: each is held in memory, about a
+millisecond and 4 KB, so a mistyped 10^10 ran on for hours towards running out of memory."""
+
 
 @click.command("train")
 @click.argument("candidates", nargs=-1)
 @click.option("--all", "train_all", is_flag=True, help="Train every known candidate.")
-@click.option("--n-train", type=click.IntRange(min=10), default=None,
+@click.option("--n-train", type=click.IntRange(min=10, max=MAX_FORMULAS), default=None,
               help="Training formulas per candidate (default 1500).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Recognizer epochs (default: the candidate's own).")
@@ -83,7 +87,7 @@ def _figures(scores: dict) -> str:
               help="A version (default: the latest active one).")
 @click.option("--no-store", is_flag=True, help="With --dataset: print the results without "
               "storing them (the stored ones, which the divergence reads, stay).")
-@click.option("--n", "n_test", type=click.IntRange(min=4), default=None,
+@click.option("--n", "n_test", type=click.IntRange(min=4, max=MAX_FORMULAS), default=None,
               help="Built-in candidates: offline test formulas (default 600).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Built-in candidates: test-set seed.")

@@ -26,6 +26,10 @@ from app.commands.models import ProgressLine
 from core.errors import AbvocError
 from core.folders import check_writable
 
+MAX_MATCHES = 100_000
+"""The most matches a build logs or plays: their logs are held in memory, so a mistyped 10^10
+ran on towards running out of memory instead of being refused."""
+
 
 @click.group("workloads")
 def workloads_group() -> None:
@@ -40,11 +44,14 @@ def gameplay_group() -> None:
 @gameplay_group.command("build")
 @click.option("--out", type=Folder(), required=True,
               help="Folder for the bundles, the held-out JSONL log and summary.json.")
-@click.option("--train-matches", type=click.IntRange(min=10), default=400, show_default=True,
+@click.option("--train-matches", type=click.IntRange(min=10, max=MAX_MATCHES),
+              default=400, show_default=True,
               help="Logged matches to train each candidate on.")
-@click.option("--heldout-matches", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--heldout-matches", type=click.IntRange(min=1, max=MAX_MATCHES),
+              default=100, show_default=True,
               help="Matches in each held-out offline-test log (idle-heavy, and play).")
-@click.option("--eval-matches", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--eval-matches", type=click.IntRange(min=0, max=MAX_MATCHES),
+              default=200, show_default=True,
               help="Matches each bundle plays against the scripted opponents (0: none).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -78,7 +85,8 @@ def build_cmd(ctx, out, train_matches, heldout_matches, eval_matches, epochs, se
 
 @gameplay_group.command("play")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--matches", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--matches", type=click.IntRange(min=1, max=MAX_MATCHES), default=200,
+              show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @json_option
 def play_cmd(bundle, matches, seed, as_json) -> None:  # noqa: ANN001
