@@ -277,6 +277,14 @@ def _consistent(row: dict[str, Any], where: str) -> None:
     found = [f"{key} {row[key]:g} is more than the {answered} answered of {row['n']} examples "
              "can be right (a failure counts wrong)" for key in ("accuracy", "exact_match")
              if key in row and row[key] > answered / row["n"] + OVERALL_TOLERANCE]
+    if "exact_match" in row and "token_edit_distance" in row and answered:
+        # An exact answer is 0 apart, any other at most 1: the mean over the answered is at most
+        # the inexact ones' share of them (exact 1.0 with a distance of 0.5 was stored).
+        inexact = max(answered - row["exact_match"] * row["n"], 0.0)
+        if row["token_edit_distance"] > inexact / answered + OVERALL_TOLERANCE:
+            found.append(f"token_edit_distance {row['token_edit_distance']:g} is more than the "
+                         f"{inexact:g} inexact of the {answered} answered examples can make "
+                         "(an exact answer is 0 apart, any other at most 1)")
     if "mae" in row and "rmse" in row:
         if row["rmse"] + 1e-9 < row["mae"]:
             found.append(f"rmse {row['rmse']:g} is below mae {row['mae']:g}")

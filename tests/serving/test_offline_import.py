@@ -148,6 +148,12 @@ NUMBER_ROWS = {"a": {"n": 10, "mae": 1, "rmse": 1}, "b": {"n": 10, "mae": 2, "rm
      {"slices": {"a": {"n": 2, "accuracy": 0.5, "label_shares": {"cat": 0.5, "dog": 0.5}}},
       "label_shares": {"cat": 1.0, "dog": 0.0}},
      r"'label_shares' and the overall row's label_shares differ"),
+    (OutputSpec("latex"), {"slices": {"a": {"n": 10, "exact_match": 1.0,
+                                            "token_edit_distance": 0.5}}},
+     r"token_edit_distance 0.5 is more than the 0 inexact of the 10 answered examples"),
+    (OutputSpec("text"), {"slices": {"a": {"n": 10, "failed": 2, "exact_match": 0.6,
+                                           "token_edit_distance": 0.3}}},
+     r"token_edit_distance 0.3 is more than the 2 inexact of the 8 answered examples"),
     (OutputSpec("number"), {"slices": NUMBER_ROWS, "mix_slices": ["a", "a"]},
      r"'mix_slices' must list some of the slices 'a', 'b', each once"),
 ])
