@@ -81,6 +81,12 @@ def use_prometheus_dir(data_dir: Path) -> str:
     before anything in the process imports it (app.runner does, through the loops)."""
     folder = metrics_folder(data_dir)
     _sweep_orphans(folder.parent)
+    if (owner := _live_owner(folder)) is not None:
+        # Emptying it deleted a running instance's samples, and its exit removed the folder
+        # under that instance: its /metrics answered 500 until restarted.
+        raise ConfigError(f"another abvoc (pid {owner}) is running on data folder {data_dir} "
+                          f"and keeps its metrics in {folder}: stop it first, or run this one "
+                          "on another data folder")
     try:
         if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder)
@@ -96,6 +102,23 @@ def use_prometheus_dir(data_dir: Path) -> str:
 
 
 OWNER_FILE = "owner.pid"
+
+
+def _live_owner(folder: Path) -> int | None:
+    """The pid of another running process that made `folder`, if one does (None: no owner
+    written, this process, or one gone without its exit hook)."""
+    try:
+        owner = int((folder / OWNER_FILE).read_text())
+        if owner == os.getpid():
+            return None
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's: its folder would not be this user's name
+        return owner
+    except (OSError, ValueError):
+        return None
+    return owner
 
 
 def _sweep_orphans(base: Path) -> None:

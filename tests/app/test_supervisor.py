@@ -237,3 +237,35 @@ def test_a_metrics_folder_that_cannot_be_made_is_one_line_naming_the_setting(
                                           r"PROMETHEUS_MULTIPROC_DIR to an empty folder"):
         supervisor.use_prometheus_dir(tmp_path / "data")
     assert supervisor.PROMETHEUS_DIR_VAR not in os.environ
+
+
+def test_a_second_instance_on_a_running_data_folder_is_refused_and_leaves_its_metrics(
+        tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A second `abvoc up` (or `serve --workers 2`) on the data folder of a running one
+    emptied that one's metrics folder as it started and removed it as it exited: the running
+    instance's /metrics then answered 500 (PROMETHEUS_MULTIPROC_DIR not a directory)."""
+    from core.errors import ConfigError
+
+    monkeypatch.delenv(supervisor.PROMETHEUS_DIR_VAR, raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    code = ("import sys, time; from pathlib import Path; from app import supervisor; "
+            "supervisor.use_prometheus_dir(Path(sys.argv[1])); print('ready', flush=True); "
+            "time.sleep(600)")
+    first = subprocess.Popen([sys.executable, "-c", code, str(data)], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "ready"
+        folder = supervisor.metrics_folder(data)
+        (folder / "counter_1.db").write_bytes(b"running")
+        with pytest.raises(ConfigError, match=rf"another abvoc \(pid {first.pid}\) is running "
+                                              r"on data folder .*: stop it first"):
+            supervisor.use_prometheus_dir(data)
+        assert (folder / "counter_1.db").read_bytes() == b"running"
+        assert supervisor.PROMETHEUS_DIR_VAR not in os.environ
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()
+    assert supervisor.use_prometheus_dir(data) == str(folder)  # its owner gone: taken over
+    shutil.rmtree(folder)
