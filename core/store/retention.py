@@ -146,11 +146,10 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
 def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> int:
     """Delete served inputs older than `hours`, except those a relabel item holds (by input
     hash): the bound on the inputs kept for annotators is traffic x input retention, plus the
-    queued items' inputs."""
+    queued items' inputs. At 0 hours (keep none) every input not held goes: those kept
+    before the setting changed too."""
     from core.store.models import PredictionInput, RelabelItem
 
-    if hours <= 0:
-        return 0
     cutoff = (now or utcnow()) - timedelta(hours=hours)
     held = exists().where(RelabelItem.input_hash == PredictionInput.input_hash)
     ids = (select(PredictionInput.prediction_id)

@@ -119,6 +119,25 @@ def test_db_prune_command(database_url: str, monkeypatch: pytest.MonkeyPatch) ->
     assert refused.exit_code != 0 and "retention" in refused.output
 
 
+def test_input_retention_0_prunes_every_kept_input(database_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`0` keeps none: inputs kept before the setting changed stayed for ever, since a prune
+    with 0 hours deleted nothing (and reported 0 pruned)."""
+    monkeypatch.setenv("ABVOC_DATABASE_URL", database_url)
+    monkeypatch.setenv("ABVOC_INPUT_RETENTION_HOURS", "0")
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    with Database(database_url) as db, db.session() as s:
+        for pid, hours in (("old", 80), ("new", 0.01)):
+            s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}", kind="image",
+                                  data=b"png", created_at=NOW - timedelta(hours=hours)))
+    result = runner.invoke(main, ["db", "prune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["kept_inputs"] == 2
+    with Database(database_url) as db, db.session() as s:
+        assert s.scalar(select(sa.func.count()).select_from(PredictionInput)) == 0
+
+
 def test_a_parked_copy_keeps_its_event_id_until_it_is_no_longer_parked(db: Database) -> None:
     """A copy parked by one worker (say, with the wrong key) and a copy applied by another: once
     the applied id is old, pruning it would let `abvoc events replay` apply the event again."""
