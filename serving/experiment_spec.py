@@ -10,7 +10,7 @@ from typing import Any
 
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError, refuse_unknown
-from core.text import quoted, quoted_names
+from core.text import quoted, quoted_names, text_problem
 from serving.assignment import NUM_BUCKETS, allocate
 
 # What is randomized: `user` and `session` stick by the unit id a request carries; `request`
@@ -241,6 +241,8 @@ def check_name(name: Any) -> str:
     if name != name.strip():
         raise fail(f"'name' {name!r} must not begin or end with whitespace; "
                    f"use {name.strip()!r}")
+    if problem := text_problem(name, controls=True):  # shown on one line, terminals included
+        raise fail(f"'name' {problem}")
     return name
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.errors import AbvocError, Conflict, NotFound
 from core.store.db import Database, utcnow
 from core.store.models import Experiment, ServedPrediction
-from core.text import quoted, quoted_names, shown
+from core.text import quoted, quoted_names, shown, text_problem
 from core.times import utc_iso
 from serving.assignment import Allocation, allocate, reallocate
 from serving.experiment_candidates import check_still_active, pin_candidates
@@ -47,6 +47,10 @@ def check_reason(reason: object) -> None:
                                or not reason.strip()):
         raise AbvocError(f"'reason' must say why in at most {MAX_REASON} characters (not "
                          "blank), or be left out for the default")
+    # Shown on one line by `abvoc experiment list`, the pages and the report: a line break
+    # split that line, and an escape sequence reached the operator's terminal as one.
+    if reason is not None and (problem := text_problem(reason, controls=True)):
+        raise AbvocError(f"'reason' {problem}")
 
 
 def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:

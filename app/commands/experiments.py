@@ -178,8 +178,9 @@ def _reason(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     try:
         check_reason(value)
     except AbvocError as exc:
-        raise click.BadParameter(f"{exc.message} (this one has {len(value or '')} characters)"
-                                 ) from None
+        size = (f" (this one has {len(value or '')} characters)"
+                if len(value or "") > MAX_REASON or not (value or "").strip() else "")
+        raise click.BadParameter(exc.message + size) from None
     return value
 
 

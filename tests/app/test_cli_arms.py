@@ -74,3 +74,25 @@ def test_a_blank_reason_is_refused_as_the_api_refuses_it(cli: CliRunner,
     shown = json.loads(cli.invoke(main, ["experiment", "show", str(exp), "--json"]).output)
     assert shown["status"] == "running" and shown["status_reason"] == ""
     assert shown["arms"][1]["paused"] is None
+
+
+def test_control_characters_in_a_reason_or_a_name_are_refused(cli: CliRunner,
+                                                              settings: Settings) -> None:
+    """A reason or a name is shown on one line (`experiment list`, the pages): an escape
+    sequence in one was stored and reached the operator's terminal as one, a line break split
+    the summary. The API takes the same check (serving.experiments.check_reason)."""
+    exp = _running(cli, settings)
+    for args in (["pause-arm", str(exp), "t", "--reason", "x\x1b[2Jcleared"],
+                 ["pause", str(exp), "--reason", "two\nlines"],
+                 ["kill", str(exp), "--reason", "bell\x07"]):
+        refused = cli.invoke(main, ["experiment", *args])
+        assert refused.exit_code == 2, (args, refused.output)
+        assert "must not contain control characters" in refused.output, args
+        assert "characters)" not in refused.output, refused.output  # no size said: not it
+    named = cli.invoke(main, ["experiment", "create", "--name", "a\x1b[31mred", "--scope", "s",
+                              "--arm", "c=iris", "--arm", "t=iris"])
+    assert named.exit_code == 2 and "'name' must not contain control characters" in \
+        named.output, named.output
+    shown = json.loads(cli.invoke(main, ["experiment", "list", "--json"]).output)
+    assert [(e["status"], e["status_reason"], e["arms"][1]["paused"]) for e in shown] == [
+        ("running", "", None)]
