@@ -64,12 +64,16 @@ def _canary(text: str, advance_after_s: float | None) -> dict[str, Any]:
 
 def _guardrails(items: tuple[str, ...]) -> dict[str, int | float]:
     """The limits as the JSON spec would hold them: a whole number stays an int, since
-    min_samples takes only whole numbers."""
+    min_samples takes only whole numbers. A limit given twice is refused: the last one won
+    silently, whichever the operator meant."""
     rails: dict[str, int | float] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise AbvocError(f"--guardrail {item!r}: write NAME=LIMIT, e.g. p99_latency_ms=200")
+        if key in rails:
+            raise AbvocError(f"--guardrail {key} is given twice ({rails[key]:g} and "
+                             f"{value!r}): give each limit once")
         try:
             rails[key] = int(value)
         except ValueError:
