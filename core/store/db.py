@@ -318,8 +318,9 @@ class Database:
                     variable: str = "ABVOC_DATABASE_URL") -> ConfigError:
         """The one line a start stops with when the store cannot be reached, or was lost on
         the way (`exc`: an error :func:`store_unreachable` says so of), naming the variable."""
-        return ConfigError(f"{variable}={mask_url(self.url)!r} is unreachable: "
-                           f"{getattr(exc, 'orig', None) or exc}")
+        # psycopg's reason runs on to a tab-indented hint line: joined, so it stays one line.
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        return ConfigError(f"{variable}={mask_url(self.url)!r} is unreachable: {reason}")
 
     def dispose(self) -> None:
         with self._checkpointer_lock:

@@ -69,3 +69,19 @@ def test_a_store_lost_during_the_start_up_migration_is_one_line(
     finally:
         db.dispose()
         postgres.drop_database(url)
+
+
+def test_an_unreachable_postgresql_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg's refusal has a second, tab-indented line ("Is the server running on that
+    host ..."): the error printed it as is, two lines where one is promised."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ABVOC_DATABASE_URL", f"postgresql://u:secret@127.0.0.1:{port}/db")
+    result = CliRunner().invoke(main, ["keys", "list"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and "\t" not in result.output, result.output
+    assert result.output.startswith("abvoc: error: ABVOC_DATABASE_URL=") and \
+        "is unreachable: connection failed" in result.output and "secret" not in result.output
