@@ -152,7 +152,7 @@ class Finite(click.FloatRange):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
+        return number + 0.0  # -0 is 0 (else printed as "-0%")
 
 
 class CandidateVersion(click.ParamType):

@@ -170,3 +170,6 @@ def test_a_tolerance_of_0_forgives_no_gap(app: Flask, settings: Settings) -> Non
                                       "--json"], env=env)
     assert shown.exit_code == 0, shown.output
     assert '"tolerance": 0' in shown.stdout
+    shown = CliRunner().invoke(main, ["experiment", "divergence", str(exp), "--tolerance", "-0"],
+                               env=env)  # -0 is 0, not a "-0%" in the text
+    assert shown.exit_code == 0 and "tolerance 0%" in shown.stdout, shown.output
