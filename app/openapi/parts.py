@@ -54,11 +54,13 @@ EXPERIMENT_ID = {"name": "experiment_id", "in": "path", "required": True,
 ARM = {"name": "arm", "in": "path", "required": True,
        "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 ADMIN = [{"apiKey": []}, {"bearer": []}]
+# Control characters (Unicode's Cc), refused in names and reasons (core.text.text_problem).
+_CC = "\\u0000-\\u001f\\u007f-\\u009f"
 REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "additionalProperties": False,
-    # Words, not blank, no NUL (refused in any text, app/inputs.py).
+    # Words, not blank, no control characters (shown on one line: serving.experiments).
     "properties": {"reason": {"type": ["string", "null"], "maxLength": 500,
-                              "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}}}}}}
+                              "pattern": f"^[^{_CC}]*[^\\s{_CC}][^{_CC}]*$"}}}}}}
 
 ARM_SCHEMA = {
     "type": "object", "required": ["name", "candidate", "weight"], "additionalProperties": False,
@@ -136,8 +138,9 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["name", "arms"], "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 100,
-                     "pattern": r"^\S(?:[\s\S]*\S)?$",
-                     "description": "unique; no whitespace at either end"},
+                     "pattern": f"^[^\\s{_CC}](?:[^{_CC}]*[^\\s{_CC}])?$",
+                     "description": "unique; no whitespace at either end, no control "
+                                    "characters"},
             "scope": {"type": "string", "minLength": 1, "maxLength": 100,
                       "pattern": SCOPE_PATTERN,
                       "description": "the model name in /v2/models/{scope}/infer, one URL "
