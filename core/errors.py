@@ -54,13 +54,14 @@ class EventSchemaError(AbvocError):
 
 
 def refuse_unknown(given: Iterable[str], allowed: Iterable[str], *, noun: str = "field(s)",
-                   known: str = "allowed:", where: str = "",
+                   known: str = "allowed:", where: str = "", none: str = "none is taken",
                    error: type[AbvocError] = AbvocError) -> None:
     """An `error` (a 400) naming the keys of `given` outside `allowed` and then, after `known`,
-    those allowed (each list quoted and bounded, core.text.quoted_names), where a request, a
-    file or a spec has any; `where` (a manifest's table) starts the message."""
+    those allowed (each list quoted and bounded, core.text.quoted_names), or `none` where none
+    is (not "allowed: " and nothing after), where a request, a file or a spec has any; `where`
+    (a manifest's table) starts the message."""
     allowed = set(allowed)
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise error(f"{where}: " * bool(where) + f"unknown {noun} {quoted_names(unknown)}; "
-                    f"{known} {quoted_names(sorted(allowed))}")
+        taken = f"; {known} {quoted_names(sorted(allowed))}" if allowed else f": {none}"
+        raise error(f"{where}: " * bool(where) + f"unknown {noun} {quoted_names(unknown)}{taken}")
