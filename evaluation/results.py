@@ -137,9 +137,9 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
     and the power the current arms have against it, for the always-valid test the decision uses
     (at the record's per-arm level and mixture, :mod:`evaluation.stats.sequential_power`); the
     fixed-horizon one would promise a decision at half the n the mSPRT needs. The relative MDE
-    (delta method) is the fixed-horizon one. `control` is the control arm's plain
-    ``(n, sum, sum_squares)`` of the metric (``per_unit``: of its linearised per-unit values,
-    a mean whatever the metric's kind)."""
+    (delta method) is the fixed-horizon one, the size of a change the way the metric improves.
+    `control`: the control arm's ``(n, sum, sum_squares)`` of the metric (``per_unit``: of its
+    linearised per-unit values, a mean whatever the metric's kind)."""
     from evaluation.stats.sequential import optimal_mixture_ratio
     from evaluation.stats.sequential_power import always_valid_power, always_valid_sample_size
 
@@ -177,10 +177,10 @@ def _sample_needed(record: dict[str, Any], spec: MetricSpec,
         return {**blank, "error": "no sample size detects this effect"}
     now = always_valid_power(delta, var_c, n_c, var_t, n_t, tau2, seq_alpha)
     relative = mde_relative(baseline, variance, n_c, None, n_t, alpha, power,
-                            is_proportion=proportion)
+                            is_proportion=proportion, downward=spec.lower_is_better)
     have = min(record["n_control"], record["n_treatment"])
     return {**blank, "per_arm": int(size), "still_needed": max(int(size) - int(have), 0),
-            "power_at_target": _num(now), "mde_relative": _num(relative.relative),
+            "power_at_target": _num(now), "mde_relative": _num(abs(relative.relative)),
             "error": None}
 
 

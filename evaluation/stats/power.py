@@ -302,15 +302,20 @@ def mde_relative(
     alpha: float = 0.05,
     power: float = 0.8,
     is_proportion: bool = False,
+    downward: bool = False,
 ) -> MinimumDetectableEffect:
-    """Smallest detectable relative lift ``r`` (upwards), by the delta method.
+    """Smallest detectable relative lift ``r`` (upwards; ``downward``: the smallest fall, ``r < 0``,
+    for a metric whose lower values are better), by the delta method.
 
     The relative lift ``(T - C) / |C|`` has variance ``a + (1 + r)^2 b`` with
     ``a = v_t / (n_t C^2)`` and ``b = v_c / (n_c C^2)``, so ``r = x sqrt(a + (1 + r)^2 b)``
     (``x`` from :func:`detectable_z`) is the quadratic
-    ``(1 - x^2 b) r^2 - 2 x^2 b r - x^2 (a + b) = 0``, whose positive root is the MDE. For a
-    proportion the treatment's variance is ``p(1+r)(1 - p(1+r))`` at the root, found by fixed-point
-    iteration. No root (``x^2 b >= 1``) means no lift is detectable.
+    ``(1 - x^2 b) r^2 - 2 x^2 b r - x^2 (a + b) = 0``, whose positive root is the MDE upwards and
+    whose root in ``(-1, 0)`` the MDE downwards (a fall shrinks the treatment's mean, and with it
+    the control's share of the noise, so it is detected sooner than a rise of the same size). For
+    a proportion the treatment's variance is ``p(1+r)(1 - p(1+r))`` at the root, found by
+    fixed-point iteration. No root (``x^2 b >= 1`` upwards, ``x^2 a >= 1`` downwards) means no
+    such change is detectable.
     """
     x = detectable_z(alpha, power)
     for name, value in (("baseline_mean", baseline_mean), ("variance_control", variance_control),
@@ -333,12 +338,13 @@ def mde_relative(
                 p_t = min(baseline_mean * (1 + r), 1.0)
                 v_t = p_t * (1 - p_t)
             a = v_t / (n_treatment * c2)
-            lead = 1.0 - x * x * b
-            if lead <= 0:
-                error = "no relative effect is detectable: the control's own noise is too large"
+            nxt = _relative_root(a, b, x, downward)
+            if nxt is None:
+                error = ("no relative effect is detectable: the control's own noise is too large"
+                         if not downward else "no fall of the metric is detectable at these "
+                         "sample sizes: the treatment's own noise is too large")
                 r = math.nan
                 break
-            nxt = (x * x * b + math.sqrt((x * x * b) ** 2 + lead * x * x * (a + b))) / lead
             if abs(nxt - r) < 1e-14:
                 r = nxt
                 break
@@ -348,3 +354,18 @@ def mde_relative(
             r = math.nan
     absolute = r * abs(baseline_mean) if error is None else math.nan
     return MinimumDetectableEffect(absolute, r, math.nan, alpha, power, error)
+
+
+def _relative_root(a: float, b: float, x: float, downward: bool) -> float | None:
+    """The root of ``r^2 = x^2 (a + (1 + r)^2 b)`` above 0, or with ``downward`` in ``(-1, 0)``;
+    None where there is none (the noise is too large for any such change to be detected)."""
+    lead = 1.0 - x * x * b
+    if not downward:
+        if lead <= 0:
+            return None
+        return (x * x * b + math.sqrt((x * x * b) ** 2 + lead * x * x * (a + b))) / lead
+    if 1.0 - x * x * a <= 0:  # even a fall to 0 is within the noise
+        return None
+    if lead == 0:
+        return -(a + b) / (2 * b)
+    return (x * x * b - math.sqrt((x * x * b) ** 2 + lead * x * x * (a + b))) / lead

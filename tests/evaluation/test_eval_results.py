@@ -17,6 +17,7 @@ from core.store.db import Database
 from core.store.models import Experiment
 from evaluation import sketch
 from evaluation.results import experiment_results
+from evaluation.stats.power import mde_relative
 from evaluation.stats.sequential import optimal_mixture_ratio
 from tests.evaluation.helpers import add_experiment, apply, correction, prediction
 
@@ -134,6 +135,10 @@ def test_little_data_keeps_running_with_sample_still_needed(db: Database) -> Non
     assert power["power_at_target"] < NormalIndPower().power(
         abs(h), nobs1=rec["n_treatment"], ratio=rec["n_control"] / rec["n_treatment"], alpha=0.05)
     assert power["mde_relative"] > power["target_relative_effect"]  # hence still_needed > 0
+    # The metric is lower-is-better: its MDE is the fall it can detect, given as a size.
+    fall = mde_relative(base, base * (1 - base), rec["n_control"], None, rec["n_treatment"],
+                        is_proportion=True, downward=True)
+    assert power["mde_relative"] == pytest.approx(-fall.relative, rel=1e-12)
     assert "more predictions per arm" in res["decision"]["reasons"][0]
     # Stopped, it gathers no more: not "keep running" but not enough evidence.
     with db.session() as s:

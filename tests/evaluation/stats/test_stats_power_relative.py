@@ -71,6 +71,33 @@ def test_relative_mde_solves_the_delta_method_equation():
     assert mde_relative(0.0, 1.0, 10, 1.0, 10).error is not None
 
 
+def test_relative_mde_downwards_is_the_root_below_zero():
+    """For a metric whose lower values are better the MDE is the smallest detectable fall: the
+    root of the same equation in (-1, 0), smaller in size than the rise (the treatment's mean,
+    and so the control's share of the lift's noise, shrinks with it)."""
+    x = detectable_z(0.05, 0.8)
+    up = mde_relative(50.0, 100.0, 1000, 120.0, 900)
+    down = mde_relative(50.0, 100.0, 1000, 120.0, 900, downward=True)
+
+    def gap(r: float) -> float:
+        return -r - x * math.sqrt(120 / (900 * 2500) + (1 + r) ** 2 * 100 / (1000 * 2500))
+
+    assert down.error is None
+    assert down.relative == pytest.approx(optimize.brentq(gap, -0.999, -1e-9), abs=1e-12)
+    assert -up.relative < down.relative < 0
+    assert down.absolute == pytest.approx(down.relative * 50.0)
+    prop = mde_relative(0.1, 0.09, 5000, None, 5000, is_proportion=True, downward=True)
+
+    def gap_p(r: float) -> float:
+        p_t = 0.1 * (1 + r)
+        return -r - x * math.sqrt(p_t * (1 - p_t) / (5000 * 0.01) + (1 + r) ** 2 * 0.09 / 50)
+
+    assert prop.relative == pytest.approx(optimize.brentq(gap_p, -0.999, -1e-9), abs=1e-10)
+    # Where even a fall to 0 is within the treatment's noise, none is detectable.
+    noisy = mde_relative(1.0, 1.0, 10, 400.0, 10, downward=True)
+    assert noisy.error is not None and "fall" in noisy.error and math.isnan(noisy.relative)
+
+
 def test_relative_interval_uses_welchs_t_and_agrees_with_its_p_value():
     control = MeanStats.from_values([10.2, 9.1, 11.5, 10.9, 9.7, 10.4])
     treatment = MeanStats.from_values([11.9, 12.6, 10.8, 12.2, 11.1, 13.0])
