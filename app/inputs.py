@@ -119,10 +119,11 @@ def _numbers_in_range(values: list, bound: float) -> bool:
         return False
 
 
-def _numbers_within(value: Any, bound: float) -> bool:
-    """Whether every number in a parsed value is within the bounds, strings not looked at: the
-    common body's check, a few times quicker than `_walk`, which says where a problem is."""
-    stack = [[value]]  # the value itself may be a number
+def _numbers_within(value: Any, bound: float) -> int:
+    """The number of keys in a parsed value's objects where every number in it is within the
+    bounds, strings not looked at; -1 where one is not. The common body's check, a few times
+    quicker than `_walk`, which says where a problem is."""
+    stack, keys = [[value]], 0  # the value itself may be a number
     while stack:
         node = stack.pop()
         kind = type(node)
@@ -132,18 +133,41 @@ def _numbers_within(value: Any, bound: float) -> bool:
             items: Any = node
         elif kind is dict:
             items = node.values()
+            keys += len(node)
         else:
             continue
         for item in items:
             kind = type(item)
             if kind in _NUMBERS:
                 if not abs(item) <= bound:  # NaN too
-                    return False
+                    return -1
             elif kind is list or kind is dict:
                 stack.append(item)
             elif kind not in _PASSING:
-                return False  # a type only `_walk` knows what to say about
-    return True
+                return -1  # a type only `_walk` knows what to say about
+    return keys
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members as a dict, refused where a name is given twice: a parser keeps
+    one of them (the last, here), and which one the sender meant cannot be told (as for a
+    repeated query parameter or form field)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise InputRefused(f"the JSON body gives the field '{twice[:40]}' more than once in one "
+                           "object; give each field once")
+    return value
+
+
+def _refuse_repeated_keys(text: str, keys: int) -> None:
+    """Every key is followed by a colon, so a body whose objects hold as many keys as it has
+    colons repeats none; one with more colons (a repeated key, or colons in its strings) is
+    parsed again, keeping every member, to tell."""
+    if keys >= 0 and text.count(":") == keys:
+        return
+    json.loads(text, parse_constant=_OutOfRange, object_pairs_hook=_unique_keys)
 
 
 _NUMBERS = frozenset({int, float})
@@ -200,13 +224,15 @@ def parse_json(data: str | bytes, bound: float | None = None) -> Any:
         value = orjson.loads(text)
         # orjson refuses lone surrogates, and a NUL in a string is written \u0000: without one,
         # every string passes and only the numbers are left to check.
-        if "\\u0000" in text or not _numbers_within(value, bound):
+        keys = -1 if "\\u0000" in text else _numbers_within(value, bound)
+        if keys < 0:
             _walk(value, "", bound)
+        _refuse_repeated_keys(text, keys)
         return value
     except (orjson.JSONDecodeError, InputRefused):
         pass  # said again, and precisely, below
     try:
-        value = json.loads(text, parse_constant=_OutOfRange)
+        value = json.loads(text, parse_constant=_OutOfRange, object_pairs_hook=_unique_keys)
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # past Python's 4,300 digits
             raise InputRefused("the JSON body holds a number of thousands of digits, which is "
