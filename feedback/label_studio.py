@@ -23,7 +23,6 @@ task and annotation (counted from 1).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections import Counter
@@ -32,13 +31,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
 from core.output_types import OutputKind
-from core.relabel import OFFLINE_TEST, check_queue, check_queues, share_of
+from core.relabel import OFFLINE_TEST, check_queue, check_queues
 from core.store.db import Database, utcnow
 from core.store.models import (
     Candidate,
@@ -53,6 +51,7 @@ from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
 from feedback.item_view import failed, kept_input, readable_image, request_shadows
+from feedback.label_studio_new import check_same_answers, image_digest, new_item
 from feedback.label_studio_tasks import confined, label_text, typed_label, who_labeled
 from feedback.page_size import with_image
 from feedback.relabel_rules import effective
@@ -205,7 +204,7 @@ def import_tasks(db: Database, folder: Path, tasks_file: str = "tasks.json", *,
         for plan in planned:
             skipped["cancelled"] += plan.cancelled
             if plan.item_id is None:
-                item, created = _new_item(s, plan.image, queue, candidate, share)
+                item, created = new_item(s, plan.image, queue, candidate, share)
                 new_items += created
             else:
                 item = s.scalars(select(RelabelItem).where(RelabelItem.id == plan.item_id)
@@ -251,7 +250,7 @@ def _lock_order(plan: _Plan) -> tuple[int, int, str]:
     hash: two imports of the same tasks listed in other orders deadlocked on PostgreSQL."""
     if plan.item_id is not None:
         return 0, plan.item_id, ""
-    return 1, 0, hashlib.sha256(plan.image or b"").hexdigest()
+    return 1, 0, image_digest(plan.image or b"")
 
 
 def summary(out: dict[str, Any]) -> str:
@@ -327,6 +326,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
                              f"most {MAX_IMAGE_BYTES} bytes")
         kind = with_image(output_kind(s, candidate), image)
         _belongs(data, where, "the import's queue and candidate", queue, candidate, kind)
+        check_same_answers(s, where, image, queue, candidate, kind)
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
         raise AbvocError(f"{where}: 'annotations' must be a list")
@@ -362,35 +362,3 @@ def _belongs(data: dict[str, Any], where: str, whose: str, queue: str, candidate
     if wrong:
         raise AbvocError(f"{where} does not belong here: its {'; '.join(wrong)}. Was it "
                          "exported from another project or abvoc? Nothing was imported")
-
-
-def _new_item(s: Session, image: bytes | None, queue: str, candidate: str | None,
-              share: float) -> tuple[RelabelItem, bool]:
-    """The item of an imported image in `queue` (the one there already, if any), and whether it
-    is new; it needs a second label by the rules' ``second_annotator_share``, as at enqueue.
-    An import of the same data at the same time may insert it first: it is then read again."""
-    assert image is not None
-    digest = hashlib.sha256(image).hexdigest()[:32]
-    pid = f"import:{digest}"
-    for _ in range(3):
-        existing = s.scalars(select(RelabelItem).where(
-            RelabelItem.queue == queue, RelabelItem.input_hash == digest).with_for_update()).first()
-        if existing is not None:
-            return existing, False
-        second = share_of("second", digest) < share  # evaluation/relabel_enqueue.py _store's rule
-        try:
-            with s.begin_nested():  # the other import's rows win the unique keys: ours go
-                if s.get(PredictionInput, pid) is None:
-                    s.add(PredictionInput(prediction_id=pid, input_hash=digest, kind="image",
-                                          data=image, created_at=utcnow()))
-                item = RelabelItem(queue=queue, prediction_id=pid, input_hash=digest,
-                                   candidate=candidate, reasons=["imported"], reason="imported",
-                                   priority=0.0, status="open",
-                                   labels_needed=2 if second else 1, created_at=utcnow())
-                s.add(item)
-                s.flush()
-            return item, True
-        except IntegrityError:
-            continue  # committed by the other import now: its item, or its input only
-    raise AbvocError("another import stored the same new data at the same time; nothing of "
-                     "this import was stored: run it again")

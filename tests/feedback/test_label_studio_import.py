@@ -255,6 +255,29 @@ def test_new_items_need_a_second_label_by_the_rules(db: Database, tmp_path: Path
     assert again["new_items"] == 0  # the same image is the same item
 
 
+def test_an_image_queued_for_another_output_type_is_refused(db: Database,
+                                                             tmp_path: Path) -> None:
+    """The image was the training item of a label candidate: a text candidate's import of it
+    stored 'hello' as a label of that item and sent the done item to review."""
+    add_items(db, 1)
+    other_item(db, "ocr-text", {"output": {"type": "text"}})
+    assert import_tasks(db, _new_data(tmp_path, ["owl"]), candidate="pets")["labels"] == 1
+    folder = write(tmp_path / "imp", [{"data": {"image": "a.png"},
+                                       "annotations": [written("hello", 7)]}])
+    rows = label_rows(db)
+    with pytest.raises(AbvocError, match=r"task 1: this image is already item \d+ of queue "
+                                         r"'training', whose labels are candidate 'pets'") as exc:
+        import_tasks(db, folder, candidate="ocr-text")
+    assert exc.value.status == 400
+    with db.reading() as s:
+        new = s.scalars(select(RelabelItem).where(
+            RelabelItem.prediction_id.like("import:%"))).one()
+        assert (new.status, new.label) == ("done", "owl")
+    assert label_rows(db) == rows
+    again = import_tasks(db, folder, queue="verification", candidate="ocr-text")
+    assert again["new_items"] == 1 and again["labels"] == 1  # another queue: an item of its own
+
+
 # 4. A refused label names its task and annotation.
 
 def test_a_bad_label_names_its_task_and_annotation(db: Database, tmp_path: Path) -> None:
