@@ -41,7 +41,7 @@ from core.store.models import (
     RelabelLabel,
     ServedPrediction,
 )
-from core.text import quoted_names
+from core.text import quoted_names, text_problem
 from core.times import as_utc
 from feedback.cross_queue import (
     against_elsewhere,
@@ -182,12 +182,18 @@ def lease_live(item: RelabelItem) -> bool:
 
 
 def checked_label(kind: OutputKind, value: Any) -> str:
-    """The label in the store's text form, or a 400 naming what a label of this type is."""
+    """The label in the store's text form, or a 400 naming what a label of this type is. Text
+    the store cannot hold is refused here: a Label Studio file (and the Annotate page's
+    callback) is not read by the API's body checks, and a NUL or a lone surrogate in a text
+    label failed the insert with a traceback."""
     try:
-        return value_text(check_output(kind, value), kind.type)
+        label = value_text(check_output(kind, value), kind.type)
     except AbvocError as exc:
         raise AbvocError(exc.message.replace("'corrected_output'", "'label'"),
                          details=exc.details) from None
+    if (problem := text_problem(label)) is not None:
+        raise AbvocError(f"'label' {problem}")
+    return label
 
 
 def _correction(s: Session, prediction_id: str) -> str | None:

@@ -19,8 +19,10 @@ MAX_ANNOTATOR = 100
 
 def confined(folder: Path, name: Any, where: str) -> Path:
     """A path named by an import, only if it lies inside the import folder."""
-    if not isinstance(name, str) or not name or "\x00" in name:
+    if not isinstance(name, str) or not name:
         raise AbvocError(f"{where}: a file path must be a non-empty string")
+    if (problem := text_problem(name)) is not None:  # a lone surrogate failed the path's lookup
+        raise AbvocError(f"{where}: a file path {problem}")
     if "://" in name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise AbvocError(f"{where}: {name!r} must be a path relative to the import folder "
                          "(no URLs, no absolute paths)")
