@@ -34,7 +34,10 @@ accuracy being read from corrections of served answers):
   label shares, ``offline_results["label_shares"] = {label: share}`` with the offline test's
   ``overall.n``, tested with the chi-square test of homogeneity and PSI, and per class by its
   difference of shares and Holm-adjusted residual
-  (:func:`evaluation.label_metrics.prediction_shift`).
+  (:func:`evaluation.label_metrics.prediction_shift`); where units sent several answers, (b)
+  is tested over units (:mod:`evaluation.clustered_shares`, their class counts from
+  :mod:`evaluation.unit_class_counts`), while (a) and the traffic mix still take each answer as
+  independent.
 * **Label candidates** (declared ``label``, or undeclared with offline label shares) also get
   their confusion counts per slice under ``label_metrics``
   (:func:`evaluation.label_metrics.confusion`).
@@ -91,6 +94,7 @@ from evaluation.stage_blame import stage_attribution
 from evaluation.stats import holm
 from evaluation.stats.small_samples import wilson_interval
 from evaluation.traffic_mix import traffic_mix
+from evaluation.unit_class_counts import UnitClassCounts, too_many, unit_class_counts
 from evaluation.unit_moments import Recounts, share_hull, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
@@ -222,8 +226,8 @@ def _holm_online(per_class: list[dict[str, Any]], alpha: float) -> int:
     return len(tested)
 
 
-def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
-                      alpha: float) -> dict[str, Any] | None:
+def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell, alpha: float,
+                      units: UnitClassCounts | None = None) -> dict[str, Any] | None:
     outputs = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
     total = sum(outputs.values())
     if not total:
@@ -243,7 +247,7 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell,
     out["online_classes_tested"] = _holm_online(per_class, alpha)
     out["online_labels"] = sorted(per_class, key=lambda r: -r["excess"])
     shift = prediction_shift(outputs, offline.get("label_shares") or {},
-                             (offline.get("overall") or {}).get("n"), (), alpha)
+                             (offline.get("overall") or {}).get("n"), (), alpha, units)
     if shift is not None:
         top = max(shift["classes"], key=lambda r: (r["difference"], r["label"]))
         out["offline_labels"] = {
@@ -256,6 +260,7 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
                          alpha: float, tolerance: float, version: str | None = None,
                          shown: Collection[str] | None = None,
                          units: dict[str, dict[str, Moments]] | None = None,
+                         unit_classes: UnitClassCounts | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
@@ -263,12 +268,13 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
     are tested on cells built in memory. Rows cover the `shown` slices only (all by default);
     the traffic mix always weighs every slice. ``units`` holds per-unit moments by slice and
     metric (the accuracy bound's, a number candidate's absolute error): where units send
-    several requests, those intervals and tests are per unit."""
+    several requests, those intervals and tests are per unit, as the prediction shift's is
+    given ``unit_classes``."""
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
                                       if shown is None or s in shown}, alpha, tolerance, units)
     return (rows, traffic_mix(ref, offline, cells, alpha, rows),
-            _prediction_shift(ref, offline, cells[ALL], alpha))
+            _prediction_shift(ref, offline, cells[ALL], alpha, unit_classes))
 
 
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
@@ -307,6 +313,10 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     choice = choose_slices(all_cells, max_slices, first={
         s for f in facts.values() for s in (f.offline.get("slices") or {})})
     shown = set(choice.shown)
+    answers = {ref: {lb: v[0] for lb, v in cells[ALL].labels(agg.OUTPUT).items()}
+               for ref, cells in by_ref.items()
+               if ALL in cells and facts.get(ref, UNKNOWN).offline.get("label_shares")}
+    unit_classes = unit_class_counts(session, experiment, answers, since, until)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
         cells = by_ref.get(ref)
@@ -314,7 +324,12 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
             continue
         f = facts.get(ref, UNKNOWN)
         rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
-                                                tolerance, ref[1], shown, bound.get(ref))
+                                                tolerance, ref[1], shown, bound.get(ref),
+                                                unit_classes.get(ref))
+        note = too_many(sum(answers.get(ref, {}).values()))
+        if note and shift and shift.get("offline_labels") \
+                and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered:
+            shift["offline_labels"]["unit_note"] = note
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
                 s: confusion(cells[s], f.kind.classes, compared_as=f.compared_as)

@@ -23,7 +23,8 @@ the cell's adjusted standardized residual (Haberman 1973) with its two-sided nor
 Holm-adjusted across the classes. A class is ``shifted`` when the whole table is (p < alpha and
 PSI >= 0.1, on enough online counts for the chi-square approximation:
 :func:`evaluation.share_tests.too_few`, else ``note`` says why not) and its own adjusted p-value
-is below alpha.
+is below alpha. Where units sent several answers and their class counts are given, the test
+is over units instead (:mod:`evaluation.clustered_shares`).
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from scipy import stats
 
 from core.same_answer import same_output
 from evaluation import aggregation as agg
+from evaluation.clustered_shares import TEST, clustered_shift
 from evaluation.online import Cell
 from evaluation.share_tests import PSI_SHIFT, psi, too_few
 from evaluation.stats import holm
 from evaluation.stats.small_samples import newcombe_interval
+from evaluation.unit_class_counts import UnitClassCounts
 
 ASSUMPTION = ("uncorrected served predictions count as right (on the diagonal), as in "
               "accuracy_bound = 1 - (known_wrong + errors) / predictions; failed predictions "
@@ -111,9 +114,12 @@ def confusion(cell: Cell, declared: Sequence[str] = (), *, shadow: bool = False,
 
 def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, float],
                      offline_n: float | None, declared: Sequence[str] = (),
-                     alpha: float = 0.05) -> dict[str, Any] | None:
+                     alpha: float = 0.05, units: UnitClassCounts | None = None,
+                     ) -> dict[str, Any] | None:
     """Online predicted-class counts against offline label shares (see the module docstring);
-    None without offline shares or online predictions."""
+    None without offline shares or online predictions. `units`: each unit's counts of the same
+    answers, where some unit gave several; the test is then over units
+    (:mod:`evaluation.clustered_shares`)."""
     total = float(sum(online.values()))
     off_sum = float(sum(offline_shares.values()))
     if not offline_shares or total <= 0 or off_sum <= 0:
@@ -127,7 +133,7 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
         "test": "pearson chi-square of homogeneity (offline counts = share x n)",
         "online_n": int(total), "offline_n": int(offline_n) if offline_n else None,
         "chi_square": None, "dof": None, "p_value": None, "psi": index, "shifted": False,
-        "error": None, "note": None,
+        "error": None, "note": None, "analysis_unit": "prediction", "online_units": None,
     }
     per_class = [{"label": c, "online_count": int(on[i]), "online_share": float(q[i]),
                   "offline_share": float(off[i]), "difference": float(q[i] - off[i]),
@@ -142,6 +148,8 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
     if keep.sum() < 2:
         out["error"] = "fewer than two classes were seen offline or online"
         return out
+    if units is not None:
+        return _shift_over_units(out, off, float(offline_n), units.matrix(classes), alpha)
     res = stats.chi2_contingency(table[:, keep], correction=False)
     expected = np.zeros_like(table)
     expected[:, keep] = res.expected_freq
@@ -192,3 +200,38 @@ def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] 
                                                  offline.get("n"), declared, alpha),
             "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},
                                              answered, declared, alpha)}
+
+
+def _shift_over_units(out: dict[str, Any], off: np.ndarray, offline_n: float,
+                      units: np.ndarray, alpha: float) -> dict[str, Any]:
+    """`out` filled by the Wald test over units; the rule for a shift as Pearson's, with the
+    sparse-table rule applied to the units (a handful of units is no shift, however many
+    answers each gave)."""
+    k = units.shape[0]
+    out.update(test=TEST, analysis_unit="unit", online_units=k)
+    res = clustered_shift(off, offline_n, units)
+    if res is None:
+        out["error"] = "fewer than two units answered, so nothing can be tested over units"
+        return out
+    if math.isnan(res.p_value):
+        out["error"] = (f"{k} units answered over {res.dof + 1} classes: a test over units needs "
+                        "more units than classes")
+        return out
+    tested = np.isfinite(res.z)
+    adjusted = holm(res.p_each, alpha).p_adjusted
+    note = None
+    if too_few(k, int(tested.sum())) is not None:
+        note = (f"too few units for the chi-square test over units: {k} over "
+                f"{int(tested.sum())} categories (Koehler and Larntz's rule, on units: at least "
+                "10, and units^2/K at least 10), so no shift is judged")
+    shifted = bool(res.p_value < alpha and out["psi"] >= PSI_SHIFT and note is None)
+    lows, highs = res.interval(alpha)
+    for i, row in enumerate(out["classes"]):
+        row["difference_ci"] = [float(lows[i]), float(highs[i])]
+        if tested[i]:
+            row.update(residual=float(res.z[i]), p_value=float(res.p_each[i]),
+                       p_value_holm=float(adjusted[i]),
+                       shifted=bool(shifted and adjusted[i] < alpha))
+    out.update(chi_square=res.statistic, dof=res.dof, p_value=res.p_value, shifted=shifted,
+               note=note)
+    return out

@@ -58,8 +58,14 @@ PREDICTION_SHIFT = _object({
     "chi_square": NUM_OR_NULL, "dof": {"type": ["integer", "null"]}, "p_value": NUM_OR_NULL,
     "psi": NUM, "shifted": {"type": "boolean"}, "error": STR_OR_NULL,
     "classes": {"type": "array", "items": _ref("ShiftClass")},
-}, description="online predicted-class shares against the offline label shares: chi-square "
-               "test of homogeneity, PSI, per-class differences with Holm-adjusted residuals")
+}, {"analysis_unit": {"enum": ["unit", "prediction"], "description": "what the test takes as "
+                      "one independent observation: 'unit' (a Wald test over the units' class "
+                      "counts, where some unit gave several answers) or each answer"},
+    "online_units": {"type": ["integer", "null"]},
+    "unit_note": {"type": ["string", "null"], "description": "why a test that units' several "
+                  "answers call for stayed per answer"}},
+    description="online predicted-class shares against the offline label shares: chi-square "
+                "test of homogeneity, PSI, per-class differences with Holm-adjusted residuals")
 
 LABEL_VARIANT = _object({
     "candidate": STR, "version": VERSION, "classes": {"type": "array", "items": STR},

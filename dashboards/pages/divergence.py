@@ -60,9 +60,9 @@ def body(report: dict[str, Any]) -> Component:
         parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s, names[_ref(s)]))
                   for i, s in enumerate(shifts)]
         parts.append(_shift_table(shifts, names))
-        parts += [html.P(f"{names[_ref(s)]}: {s['offline_labels']['note']}.",
+        parts += [html.P(f"{names[_ref(s)]}: {s['offline_labels'][key]}.",
                          className="div-shift-note") for s in shifts
-                  if (s.get("offline_labels") or {}).get("note")]
+                  for key in ("note", "unit_note") if (s.get("offline_labels") or {}).get(key)]
     elif not any(r["online"]["n"] for r in report["slices"]):
         parts.append(html.P("No traffic yet: the predicted classes' shift shows once the "
                             "candidates answer.", id="div-no-shift"))

@@ -1,0 +1,140 @@
+"""Where units send several answers, the prediction shift against the offline labels is tested
+over units: Pearson's test took each answer as independent, and an A/A comparison of units
+whose class leanings vary flagged a shift in most runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.stats.multivariate import test_mvmean as hotelling_test
+
+from core.store.db import Database
+from evaluation import unit_class_counts
+from evaluation.clustered_shares import clustered_shift, online_covariance
+from evaluation.divergence import divergence_report
+from evaluation.label_metrics import prediction_shift
+from tests.evaluation.helpers import T0, add_candidate, add_experiment, apply, prediction
+
+CLASSES = ("attack", "defend", "idle", "move")
+OFFLINE = np.array([0.2, 0.2, 0.3, 0.3])
+
+
+def _units(rng: np.random.Generator, k: int, answers: int, leaning: float) -> np.ndarray:
+    """K units' class counts; each unit's own shares drawn around OFFLINE (Dirichlet with
+    concentration `leaning`: the smaller, the more a unit keeps to its own classes)."""
+    return np.array([rng.multinomial(answers, rng.dirichlet(OFFLINE * leaning))
+                     for _ in range(k)], dtype=np.float64)
+
+
+def test_each_shares_variance_is_the_cluster_robust_one_statsmodels_gives() -> None:
+    rng = np.random.default_rng(3)
+    units = _units(rng, 25, 30, 2.0)
+    cov = online_covariance(units)
+    groups = np.repeat(np.arange(len(units)), units.sum(axis=1).astype(int))
+    labels = np.concatenate([np.repeat(np.arange(len(CLASSES)), row.astype(int))
+                             for row in units])
+    for j in range(len(CLASSES)):
+        fit = sm.OLS((labels == j).astype(float), np.ones(len(labels))).fit(
+            cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False})
+        # statsmodels' uncorrected sandwich, with the K / (K - 1) the module docstring gives.
+        assert cov[j, j] == pytest.approx(fit.bse[0] ** 2 * 25 / 24, rel=1e-10)
+        assert fit.params[0] == pytest.approx(units[:, j].sum() / units.sum(), rel=1e-12)
+
+
+def test_with_a_known_offline_side_it_is_hotellings_test_as_statsmodels_gives() -> None:
+    """Units of as many answers each, offline shares known exactly: the test is Hotelling's
+    one-sample T^2 of the units' shares against them."""
+    rng = np.random.default_rng(8)
+    units = _units(rng, 15, 20, 4.0)
+    res = clustered_shift(OFFLINE, 1e15, units)
+    assert res is not None
+    reference = hotelling_test(units[:, :-1] / 20, OFFLINE[:-1])
+    assert res.p_value == pytest.approx(reference.pvalue, rel=1e-6)
+
+
+@pytest.mark.parametrize(("k", "most"), [(12, 0.09), (40, 0.08)])
+def test_an_aa_comparison_over_units_holds_its_level_where_pearsons_does_not(
+        k: int, most: float) -> None:
+    rng = np.random.default_rng(11)
+    offline_n, runs = 2000, 400
+    over_units = pearson = 0
+    for _ in range(runs):
+        units = _units(rng, k, 50, 3.0)  # no shift: each unit's shares average OFFLINE
+        offline = rng.multinomial(offline_n, OFFLINE) / offline_n
+        res = clustered_shift(offline, offline_n, units)
+        assert res is not None and res.dof == 3
+        over_units += res.p_value < 0.05
+        table = np.vstack([offline * offline_n, units.sum(axis=0)])
+        pearson += stats.chi2_contingency(table, correction=False).pvalue < 0.05
+    assert 0.02 < over_units / runs < most  # the nominal 5 %, give or take the runs' noise
+    assert pearson / runs > 0.5
+
+
+def test_a_real_shift_over_units_is_found() -> None:
+    rng = np.random.default_rng(5)
+    units = np.array([rng.multinomial(40, [0.1, 0.1, 0.6, 0.2]) for _ in range(40)], float)
+    shift = prediction_shift(dict(zip(CLASSES, units.sum(axis=0), strict=True)),
+                             dict(zip(CLASSES, OFFLINE, strict=True)), 2000,
+                             units=unit_class_counts.UnitClassCounts(CLASSES, units))
+    assert shift is not None and shift["analysis_unit"] == "unit" and shift["online_units"] == 40
+    assert shift["shifted"] and shift["p_value"] < 1e-6
+    idle = next(r for r in shift["classes"] if r["label"] == "idle")
+    assert idle["shifted"] and idle["difference"] > 0.25
+
+
+def test_the_report_tests_over_units_from_the_stored_answers(db: Database) -> None:
+    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
+                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    rng = np.random.default_rng(7)
+    units = _units(rng, 12, 15, 1.0)
+    batch = []
+    for u, row in enumerate(units):
+        answers = [c for c, n in zip(CLASSES, row.astype(int), strict=True) for _ in range(n)]
+        for i, output in enumerate(answers):
+            batch.append(prediction(f"p{u}-{i}", experiment_id=exp, candidate="bot",
+                                    output=output, unit_id=f"player-{u}",
+                                    at=T0 + timedelta(minutes=i)))
+    # A failed answer is no answer: counted neither in the aggregates nor per unit.
+    batch.append(prediction("failed", experiment_id=exp, candidate="bot", output="idle",
+                            unit_id="player-0", error="timeout"))
+    apply(db, batch)
+    with db.session() as s:
+        shift = divergence_report(s, exp)["prediction_shift"][0]["offline_labels"]
+    expected = clustered_shift(OFFLINE, 2000, units)
+    assert expected is not None
+    assert shift["analysis_unit"] == "unit" and shift["online_units"] == 12
+    assert shift["chi_square"] == pytest.approx(expected.statistic, rel=1e-9)
+    assert shift["p_value"] == pytest.approx(expected.p_value, rel=1e-9)
+    assert shift["dof"] == 3 and "unit_note" not in shift
+    # Past the live read's limit the test stays per answer, and says why.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(unit_class_counts, "UNIT_CLASS_LIMIT", 100)
+        with db.session() as s:
+            per_answer = divergence_report(s, exp)["prediction_shift"][0]["offline_labels"]
+    assert per_answer["analysis_unit"] == "prediction"
+    assert "tested per answer" in per_answer["unit_note"]
+    table = np.vstack([OFFLINE * 2000, units.sum(axis=0)])
+    assert per_answer["p_value"] == pytest.approx(
+        stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9)
+
+
+def test_one_answer_per_unit_stays_pearsons_test(db: Database) -> None:
+    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
+                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    counts = (30, 25, 60, 35)
+    apply(db, [prediction(f"{c}-{i}", experiment_id=exp, candidate="bot", output=c)
+               for c, n in zip(CLASSES, counts, strict=True) for i in range(n)])
+    with db.session() as s:
+        shift = divergence_report(s, exp)["prediction_shift"][0]["offline_labels"]
+    assert shift["analysis_unit"] == "prediction" and shift["online_units"] is None
+    table = np.vstack([OFFLINE * 2000, counts])
+    assert shift["p_value"] == pytest.approx(
+        stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9)
