@@ -131,11 +131,11 @@ def _active_experiments(session: Session, since: datetime, until: datetime) -> l
                                 .order_by(Experiment.id)))
 
 
-def _running_without_traffic(session: Session, since: datetime,
+def _running_without_traffic(session: Session, busy: set[int],
                              until: datetime) -> list[dict[str, Any]]:
-    """Experiments running now, started before the week ended, that served nothing in it: a
-    stalled rollout or a broken route is what a lead reads the report to catch."""
-    busy = _with_traffic(session, since, until)
+    """Experiments running now, started before the week ended, that served nothing in it
+    (`busy`: those that did): a stalled rollout or a broken route is what a lead reads the
+    report to catch."""
     # Started, not created, before the end: a draft of the week started after it ended (the
     # report is due at Monday 06:00) served nothing in it because it was not running.
     running = session.scalars(select(Experiment).where(
@@ -306,6 +306,9 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
     until = min(until, end) if until else end
     now = now or datetime.now(UTC)
     experiments = _active_experiments(session, since - timedelta(days=7), until)
+    # The week's own: the report also shows those that served only the week before (their
+    # week over week), which the summary must not count as having traffic this week.
+    busy = _with_traffic(session, since, until)
     weeks, failed = [], []
     for done, e in enumerate(experiments, 1):
         try:
@@ -320,6 +323,6 @@ def weekly_data(session: Session, week: str, *, now: datetime | None = None,
             # In the week's last hour a week so far ends where the week does: not over yet.
             "until": until.isoformat(), "to_date": until < end or now < end,
             "generated_at": now.isoformat(timespec="seconds"),
-            "experiments": weeks, "failed": failed,
-            "no_traffic": _running_without_traffic(session, since, until),
+            "experiments": weeks, "failed": failed, "with_traffic": len(busy),
+            "no_traffic": _running_without_traffic(session, busy, until),
             "voc": voc_week(session, since, until), "relabel": relabel_week(session, since, until)}

@@ -39,7 +39,7 @@ its figures will still change (its whole report is written once it ends).</p>
 excluded); {% endif %}
 compared with {{ d.previous_week }}. Generated {{ d.generated_at }}.</p>
 <ul>
-<li>{{ count(d.experiments|length, "experiment") }} with traffic</li>
+<li>{{ count(d.with_traffic, "experiment") }} with traffic this week</li>
 {% if d.no_traffic %}<li class="flag">{{ count(d.no_traffic|length, "experiment") }} running, no
 traffic this week</li>{% endif %}
 <li>{{ count(d.voc.total, "correction") }} from customers</li>

@@ -71,6 +71,23 @@ def test_a_running_experiment_with_no_traffic_is_flagged(db: Database) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_that_served_only_the_week_before_is_not_counted_as_having_traffic(
+        db: Database) -> None:
+    """The week after the traffic shows the experiment for its week over week, but its
+    summary said "1 experiment with traffic" beside "1 experiment running, no traffic this
+    week"."""
+    exp = _own_scope(db, _with_outcomes(db))
+    with db.reading() as s:
+        data = weekly_data(s, "2026-W48")
+    assert [e["id"] for e in data["experiments"]] == [exp]
+    assert data["with_traffic"] == 0 and [x["id"] for x in data["no_traffic"]] == [exp]
+    html = render_html(data)
+    assert "0 experiments with traffic this week" in html
+    with db.reading() as s:
+        assert weekly_data(s, WEEK)["with_traffic"] == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_primary_outcome_metric_leads_the_figures_and_the_trends(db: Database) -> None:
     exp = _with_outcomes(db)
     with db.reading() as s:
