@@ -3,9 +3,11 @@ Chromium prints from it, so the two always show the same thing."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -184,6 +186,31 @@ def find_chromium() -> str:
                      "set ABVOC_CHROMIUM to a Chromium or Chrome binary", status=503)
 
 
+def _run_chromium(command: list[str], tmp: Path) -> tuple[int, str]:
+    """Chromium's exit status and its stderr. It runs in a process group of its own: one that
+    hangs is killed after PDF_TIMEOUT_S with the renderers it started (killing the browser
+    alone left them running), and a hang or a binary that cannot run is an AbvocError, not a
+    traceback (the CLI printed one; the Reports page's button answered 500)."""
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, errors="replace", start_new_session=True)
+    except OSError as exc:
+        raise AbvocError(f"Chromium {command[0]} cannot run ({exc.strerror or exc}): run "
+                         "scripts/install-browser.sh or set ABVOC_CHROMIUM to a Chromium or "
+                         "Chrome binary", status=503) from None
+    with proc:
+        try:
+            _, stderr = proc.communicate(timeout=PDF_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # the group ended meanwhile
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()  # not communicate: a child outside the group may hold the pipe open
+            tmp.unlink(missing_ok=True)
+            raise AbvocError(f"Chromium did not print the report within {PDF_TIMEOUT_S} s and "
+                             "was stopped", status=500) from None
+    return proc.returncode, stderr or ""
+
+
 def html_to_pdf(html_file: Path, pdf_file: Path) -> None:
     """Print ``html_file`` to ``pdf_file`` with headless Chromium (a throw-away profile)."""
     with tempfile.TemporaryDirectory(prefix="abvoc-chromium-") as profile:
@@ -192,10 +219,9 @@ def html_to_pdf(html_file: Path, pdf_file: Path) -> None:
                    "--disable-dev-shm-usage", f"--user-data-dir={profile}",
                    "--no-pdf-header-footer", f"--print-to-pdf={tmp}",
                    html_file.resolve().as_uri()]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PDF_TIMEOUT_S,
-                              check=False)
-        if done.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
+        code, stderr = _run_chromium(command, tmp)
+        if code != 0 or not tmp.exists() or tmp.stat().st_size == 0:
             tmp.unlink(missing_ok=True)
-            raise AbvocError(f"Chromium could not print the report (exit {done.returncode}): "
-                             f"{done.stderr.strip()[-300:]}", status=500)
+            raise AbvocError(f"Chromium could not print the report (exit {code}): "
+                             f"{' '.join(stderr.split())[-300:]}", status=500)
         tmp.replace(pdf_file)
