@@ -100,7 +100,13 @@ def write_report(db: Database, folder: Path, week: str | None = None, *, force: 
     tmp = html.with_suffix(f".html.{os.getpid()}-{threading.get_ident()}.part")
     tmp.write_text(render_html(data), encoding="utf-8")
     tmp.replace(html)
-    html_to_pdf(html, pdf)
+    try:
+        html_to_pdf(html, pdf)
+    except AbvocError:
+        # A PDF printed before no longer shows what the HTML does, and its presence says the
+        # week is written: a later run must print it again.
+        pdf.unlink(missing_ok=True)
+        raise
     if not to_date:  # the whole week replaces what was written of it so far
         for fmt in FORMATS:
             _path(folder, week, fmt, to_date=True).unlink(missing_ok=True)

@@ -59,3 +59,19 @@ def test_a_browser_that_cannot_run_is_one_line(dash_app: Flask, tmp_path: Path,
     error = done.stderr.splitlines()[-1]
     assert error.startswith("abvoc: error: Chromium ") and "cannot run" in error
     assert "ABVOC_CHROMIUM" in error and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_rewrite_whose_pdf_fails_leaves_no_older_pdf(dash_app: Flask, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--force` rewrote the HTML and kept the last PDF beside it: two reports of different
+    figures, and the PDF, which says the week is written, kept later runs from redoing it."""
+    db, folder = dash_app.extensions["abvoc"].db, tmp_path / "reports"
+    first = write_report(db, folder, WEEK)
+    assert first.pdf.is_file()
+    monkeypatch.setenv("ABVOC_CHROMIUM", str(tmp_path / "no-such-browser"))
+    with pytest.raises(AbvocError, match="no Chromium"):
+        write_report(db, folder, WEEK, force=True)
+    assert first.html.is_file() and not first.pdf.exists()
+    monkeypatch.delenv("ABVOC_CHROMIUM")
+    assert not write_report(db, folder, WEEK).skipped and first.pdf.is_file()
