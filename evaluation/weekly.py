@@ -72,9 +72,10 @@ def parse_week(week: str) -> date:
 
 
 def week_name(day: date) -> str:
-    """``YYYY-Www`` of the ISO week holding ``day``."""
+    """``YYYY-Www`` of the ISO week holding ``day``: four digits even before the year 1000, as
+    :func:`parse_week` takes it (the report of 1000-W01 was compared with "999-W52")."""
     year, number, _ = day.isocalendar()
-    return f"{year}-W{number:02d}"
+    return f"{year:04d}-W{number:02d}"
 
 
 def week_bounds(week: str) -> tuple[datetime, datetime]:

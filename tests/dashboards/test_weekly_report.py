@@ -34,6 +34,7 @@ from evaluation.weekly import (
     current_week,
     last_full_week,
     parse_week,
+    previous_week,
     weekly_data,
 )
 from tests.dashboards.conftest import HOURS, PER_HOUR, SLICES, seed
@@ -110,6 +111,7 @@ def test_week_names_and_the_due_week() -> None:
     assert due_week(monday_7am) == "2026-W48"
     assert due_week(monday_7am - timedelta(hours=2)) == "2026-W47"  # before Monday 06:00
     assert last_full_week(datetime(2027, 1, 4, tzinfo=UTC)) == "2026-W53"
+    assert previous_week("1000-W01") == "0999-W52" and parse_week(previous_week("0010-W01"))
 
 
 def test_report_has_every_section_with_plots_and_escapes_user_text(
