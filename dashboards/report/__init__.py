@@ -193,6 +193,10 @@ def report_file(folder: Path, name: str, fmt: str) -> Path:
             raise NotFound(f"week {week} is over: its whole report is {week}.{fmt}" if end <= now
                            else f"no {fmt} report of week {week} so far: run "
                            "`abvoc report --to-date`")
+        if end <= now and fmt == "pdf" and _path(folder, week, "html", to_date).is_file():
+            raise NotFound(f"no pdf report for week {week}: its HTML was written where no "
+                           "Chromium could print it; install one (scripts/install-browser.sh) "
+                           f"or set ABVOC_CHROMIUM, then run `abvoc report --week {week}`")
         raise NotFound(_unfinished(week, end, now) if end > now else
                        f"no {fmt} report for week {week}: run `abvoc report --week {week}`")
     return path

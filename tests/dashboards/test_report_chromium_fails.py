@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from flask import Flask
 
 from app.cli import main
-from core.errors import AbvocError
-from dashboards.report import render, write_report
+from core.errors import AbvocError, NotFound
+from dashboards.report import render, report_file, write_report
 
 WEEK = "2026-W10"  # an empty week: the HTML is quick, only the PDF is in question
 
@@ -73,5 +73,9 @@ def test_a_rewrite_whose_pdf_fails_leaves_no_older_pdf(dash_app: Flask, tmp_path
     with pytest.raises(AbvocError, match="no Chromium"):
         write_report(db, folder, WEEK, force=True)
     assert first.html.is_file() and not first.pdf.exists()
+    # Asked for, the missing PDF says what to do first: running the command again alone fails.
+    with pytest.raises(NotFound, match="no Chromium could print it; install one"):
+        report_file(folder, WEEK, "pdf")
+    assert report_file(folder, WEEK, "html") == first.html
     monkeypatch.delenv("ABVOC_CHROMIUM")
     assert not write_report(db, folder, WEEK).skipped and first.pdf.is_file()
