@@ -315,7 +315,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
     shown = set(choice.shown)
     answers = {ref: {lb: v[0] for lb, v in cells[ALL].labels(agg.OUTPUT).items()}
                for ref, cells in by_ref.items()
-               if ALL in cells and facts.get(ref, UNKNOWN).offline.get("label_shares")}
+               if ALL in cells and facts.get(ref, UNKNOWN).offline.get("label_shares")
+               and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}
     unit_classes = unit_class_counts(session, experiment, answers, since, until)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
@@ -327,8 +328,7 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
                                                 tolerance, ref[1], shown, bound.get(ref),
                                                 unit_classes.get(ref))
         note = too_many(sum(answers.get(ref, {}).values()))
-        if note and shift and shift.get("offline_labels") \
-                and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered:
+        if note and shift and shift.get("offline_labels"):
             shift["offline_labels"]["unit_note"] = note
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {

@@ -3,17 +3,17 @@ for the prediction-shift test over units (:mod:`evaluation.clustered_shares`).
 
 The worker keeps no per-unit class counts (a row per unit and class would cost every event a
 second upsert), so they are counted here with one grouped read of the candidate's predictions:
-0.25 s for 100,000 on SQLite, 2.3 s for a million. A live report does it for a candidate
-version with at most :data:`UNIT_CLASS_LIMIT` online answers; past it the test stays per answer
-and says so.
+84 ms for 40,000 answers of 2,000 units on SQLite (the report's other work: 65 ms), about 2 s
+a million. A live report does it for a candidate version with at most
+:data:`UNIT_CLASS_LIMIT` online answers; past it the test stays per answer and says so.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 import numpy as np
 from sqlalchemy import false, func, select
@@ -61,9 +61,10 @@ def unit_class_counts(session: Session, experiment: Experiment,
                       since: datetime | None = None, until: datetime | None = None,
                       ) -> dict[Ref, UnitClassCounts]:
     """Per candidate version in `answers` (its online answers by class, as the aggregates count
-    them), each unit's counts of those answers, where some unit gave several and the stored
-    predictions account for every answer counted (a version whose do not is left out, and
-    tested per answer). Served answers only, failed ones left out, as the aggregates do."""
+    them, given only where some unit sent several requests), each unit's counts of those
+    answers, where some unit gave several and the stored predictions account for every answer
+    counted (a version whose do not is left out, and tested per answer). Served answers only,
+    failed ones left out, as the aggregates do."""
     wanted = {ref: counts for ref, counts in answers.items()
               if sum(counts.values()) > 0 and too_many(sum(counts.values())) is None}
     if not wanted:
@@ -78,23 +79,28 @@ def unit_class_counts(session: Session, experiment: Experiment,
                     func.coalesce(p.failed, sp.error, false()) == false(),
                     *in_window(p.created_at, *hour_window(since, until)))
              .group_by(p.arm, p.candidate, p.unit_id, p.output))
-    rows: dict[Ref, dict[object, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    version = cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
+                                                                        candidate, False)))
+    orders = {ref: {label: j for j, label in enumerate(sorted(counts))}
+              for ref, counts in wanted.items()}
+    cells: dict[Ref, tuple[dict[object, int], list[int], list[int], list[int]]] = {}
     for arm, candidate, unit, output, count in session.execute(query):
-        ref = (candidate, variant_version(experiment, arm, candidate, False))
-        if ref in wanted:
-            if unit is None:  # no unit: each answer is its own
-                for i in range(count):
-                    rows[ref][(arm, output, i)] = {output: 1}
-            else:
-                row = rows[ref][unit]
-                row[output] = row.get(output, 0) + count
+        ref = version(arm, candidate)
+        if ref not in wanted or output not in orders[ref]:
+            continue
+        units, rows, columns, counts = cells.setdefault(ref, ({}, [], [], []))
+        column = orders[ref][output]
+        for key, times in ((unit, count),) if unit is not None else \
+                (((arm, output, i), 1) for i in range(count)):  # no unit: each answer its own
+            rows.append(units.setdefault(key, len(units)))
+            columns.append(column)
+            counts.append(times)
     out = {}
-    for ref, units in rows.items():
+    for ref, (units, rows, columns, counts) in cells.items():
         order = tuple(sorted(wanted[ref]))
-        counts = np.array([[row.get(label, 0) for label in order] for row in units.values()],
-                          dtype=np.float64)
-        whole = counts.sum(axis=0)
-        if (np.abs(whole - [wanted[ref][label] for label in order]) < 0.5).all() \
-                and (counts.sum(axis=1) > 1).any():
-            out[ref] = UnitClassCounts(order, counts)
+        matrix = np.zeros((len(units), len(order)))
+        np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(counts, dtype=float))
+        if (np.abs(matrix.sum(axis=0) - [wanted[ref][label] for label in order]) < 0.5).all() \
+                and (matrix.sum(axis=1) > 1).any():
+            out[ref] = UnitClassCounts(order, matrix)
     return out
