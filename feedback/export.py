@@ -4,13 +4,15 @@ Each version holds ``manifest.jsonl`` (one example a line, in the format ``abvoc
 --dataset`` reads: ``inputs``, ``label``, ``slice``, plus ``id``, ``source`` — the queues and
 reasons that picked it — and ``provenance`` — prediction, candidate, experiment, annotators, time,
 the served answer: ``served_output``, null with ``served_failed: true`` only where the candidate
-failed to answer), ``files/`` (images as PNG, byte tensors as raw files) and ``version.json``
-with the content hash: SHA-256 over the manifest and every file, in manifest order. An export
-whose content equals the newest version's makes no new version. An input whose verified labels
-disagree (:mod:`core.verified_labels`) is left out and counted under ``conflicts``; one labeled
-alike in several queues is written once (``duplicates``). A ``stage:<stage>`` item is
-written as its stage's samples (symbol crops, relation samples: :mod:`feedback.stage_export`)
-rather than a manifest line; one without samples stays a manifest line that says why.
+failed to answer), ``files/`` (images as PNG; a BYTES input's value as a raw file, ``{"file":
+...}``, or several values one file each, in row-major order, as ``{"files": [...], "shape":
+[...]}``) and ``version.json`` with the content hash: SHA-256 over the manifest and every file, in
+manifest order. An export whose content equals the newest version's makes no new version. An input
+whose verified labels disagree (:mod:`core.verified_labels`) is left out and counted under
+``conflicts``; one labeled alike in several queues is written once (``duplicates``). A
+``stage:<stage>`` item is written as its stage's samples (symbol crops, relation samples:
+:mod:`feedback.stage_export`) rather than a manifest line; one without samples stays a manifest
+line that says why.
 
 Items are read in pages by id and written line by line, so memory stays flat however large the
 queue (only the input hashes already written are kept, to write each input once). A version is
@@ -115,18 +117,40 @@ def _inputs(row: PredictionInput, files: Path) -> tuple[dict[str, Any], list[Pat
         path.write_bytes(as_png(row.data))
         return {IMAGE_INPUT: {"file": f"files/{path.name}"}}, [path]
     out: dict[str, Any] = {}
-    written = []
+    written: list[Path] = []
     for tensor in kept_tensors(row.kind, row.data):
         name, shape, data = tensor["name"], tensor["shape"], tensor["data"]
-        if tensor["datatype"] == "BYTES":
-            safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:50]
-            path = files / f"{file_stem(row.input_hash)}-{safe}.bin"
-            path.write_bytes(base64.b64decode(data[0]))
-            out[name] = {"file": f"files/{path.name}"}
-            written.append(path)
-        else:
+        if tensor["datatype"] != "BYTES":
             out[name] = np.asarray(data).reshape(shape).tolist()
+            continue
+        paths = _bytes_files(files, row.input_hash, name, len(data), written)
+        for path, value in zip(paths, data, strict=True):
+            path.write_bytes(base64.b64decode(value))
+        written.extend(paths)
+        if len(data) == 1:  # one value: one file, as the offline test's {"file": ...} reads
+            out[name] = {"file": f"files/{paths[0].name}"}
+        else:  # keeping the first of a [1, 2] input's values dropped the rest
+            out[name] = {"files": [f"files/{p.name}" for p in paths], "shape": list(shape)}
     return out, written
+
+
+def _bytes_files(files: Path, input_hash: str, name: str, values: int,
+                 taken: list[Path]) -> list[Path]:
+    """The files for a BYTES input's `values`: ``<input>-<name>.bin`` for one value, else one
+    per value numbered in row-major order (``-0.bin``, ``-1.bin``, zero-padded so they sort in
+    it). Names the input's other tensors `taken` (two names made alike by the character cut,
+    or ``x-0`` beside ``x``'s first value) get the name's digest, so no file is overwritten."""
+    stem = f"{file_stem(input_hash)}-{re.sub(r'[^A-Za-z0-9._-]', '_', name)[:50]}"
+    width = len(str(max(values - 1, 0)))
+
+    def named(base: str) -> list[Path]:
+        return [files / f"{base}.bin"] if values == 1 else \
+            [files / f"{base}-{k:0{width}d}.bin" for k in range(values)]
+
+    paths = named(stem)
+    if set(paths) & set(taken):
+        paths = named(f"{stem}~{hashlib.sha256(name.encode()).hexdigest()[:8]}")
+    return paths
 
 
 def _next_version(folder: Path) -> tuple[int, dict[str, Any] | None]:

@@ -10,7 +10,8 @@ The dataset is a JSONL manifest, one example a line::
 
 Inputs are V2-style named tensors, one example each: a nested list (or a number or string) in
 the declared datatype, with or without the batch axis; a ``.npy`` file beside the manifest; or
-``{"file": ...}`` whose raw bytes are one item of a BYTES input. ``label`` is the truth in the
+``{"file": ...}`` whose raw bytes are one item of a BYTES input, or ``{"files": [...], "shape":
+[...]}`` for several, one file per item in row-major order. ``label`` is the truth in the
 output type (a class, a string, a number, a JSON value); ``slice`` is optional (an example
 without one counts in the overall row only); ``id`` and ``source`` (where the example came
 from, e.g. the page and box `abvoc dataset split-pages` cut it from), ``provenance`` and

@@ -93,8 +93,8 @@ def _checked_example(item: Any, number: int, where: str, path: Path,
     arrays = {name: _tensor(inputs[name], spec, path.parent, f"{where}: input {name!r}",
                             batched=not manifest.takes_images)
               for name, spec in declared.items()}
-    files = {name: value["file"] for name, value in inputs.items()
-             if isinstance(value, dict) and isinstance(value.get("file"), str)}
+    files = {name: value["file"] if "file" in value else ", ".join(value["files"])
+             for name, value in inputs.items() if isinstance(value, dict)}
     return Example(number, arrays, truth(manifest.output, item["label"], where), slice_, where,
                    files)
 
@@ -155,19 +155,15 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str,
                image: bool = False) -> np.ndarray:
     """A file input: a .npy array, a BYTES input's raw bytes, or an image pipeline's PNG or
     JPEG (`image`), decoded as /v1/predict decodes an upload (a relabel export writes them)."""
+    if "files" in value:
+        return _from_files(value, spec, folder, where)
     name = value.get("file")
     if set(value) != {"file"} or not isinstance(name, str) or not name:
         raise OfflineError(f"{where}: a file input is {{\"file\": \"relative/path\"}}")
-    rel, named = PurePosixPath(name), shown(name)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
-    path = folder / rel
-    if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
-        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
-    if not path.is_file():
-        raise OfflineError(f"{where}: file {named} does not exist beside the manifest")
+    path = _beside(name, folder, where)
     if name.endswith(".npy"):
         return _npy(path, name, where)
+    named = shown(name)
     if image and name.lower().endswith(IMAGE_SUFFIXES):
         if path.stat().st_size > MAX_IMAGE_BYTES:
             raise OfflineError(f"{where}: image {named} is larger than {MAX_IMAGE_BYTES} bytes")
@@ -182,6 +178,41 @@ def _from_file(value: dict, spec: TensorSpec, folder: Path, where: str,
     array = np.empty(1, dtype=object)
     array[0] = path.read_bytes()
     return array
+
+
+def _beside(name: str, folder: Path, where: str) -> Path:
+    """The file `name` names, only if it lies beside the manifest (in `folder` or below)."""
+    rel, named = PurePosixPath(name), shown(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
+    path = folder / rel
+    if not path.resolve().is_relative_to(folder.resolve()):  # a link leading out of the folder
+        raise OfflineError(f"{where}: file {named} must be a relative path beside the manifest")
+    if not path.is_file():
+        raise OfflineError(f"{where}: file {named} does not exist beside the manifest")
+    return path
+
+
+def _from_files(value: dict, spec: TensorSpec, folder: Path, where: str) -> np.ndarray:
+    """A BYTES input of several values, ``{"files": [...], "shape": [...]}``: each file's raw
+    bytes one value, in row-major order (a relabel export writes them so)."""
+    names, shape = value.get("files"), value.get("shape")
+    said = (f"{where}: a BYTES input of several values is {{\"files\": [\"relative/path\", ...], "
+            "\"shape\": [...]}, one file per value in row-major order")
+    if set(value) != {"files", "shape"} or not isinstance(names, list) \
+            or not all(isinstance(n, str) and n for n in names) or not isinstance(shape, list) \
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise OfflineError(said)
+    if math.prod(shape) != len(names):
+        raise OfflineError(f"{said}; shape {shown(shape)} holds {math.prod(shape)} values, "
+                           f"{len(names)} files are given")
+    if spec.datatype != "BYTES":
+        raise OfflineError(f"{where}: files are read as raw bytes, which only a BYTES input "
+                           f"takes; this input is {spec.datatype} (use a .npy file)")
+    array = np.empty(len(names), dtype=object)
+    for k, name in enumerate(names):
+        array[k] = _beside(name, folder, where).read_bytes()
+    return array.reshape(shape)
 
 
 def _npy(path: Path, name: str, where: str) -> np.ndarray:
