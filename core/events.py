@@ -158,7 +158,8 @@ def typed_value(text: str, output_type: str | None) -> Any:
     """The store's text form back as a value of its type (the reverse of :func:`value_text`):
     a number as a float (``null``, a failed answer, as None), a json value parsed, strings as
     they are. A json row stored before json strings were quoted (``big``) does not parse and is
-    that string itself. A number that does not read is a 400 (Label Studio text comes here)."""
+    that string itself. A number that does not read is a 400 (an annotator's text is first
+    held to plain ASCII decimal: feedback.label_studio_tasks.typed_label)."""
     if output_type == "number":
         if text == "null":
             return None

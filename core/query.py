@@ -1,9 +1,11 @@
 """A route's query parameters checked against the ones it reads, for the API and the
 dashboard's downloads alike: a typo or a repeated parameter must not silently give another
-answer (a whole experiment, another queue's items, the first of two tables)."""
+answer (a whole experiment, another queue's items, the first of two tables); and numbers
+written as text (queries, Label Studio labels) read only when written in plain ASCII digits."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.errors import AbvocError
@@ -29,3 +31,18 @@ def whole_number(raw: str, low: int, high: int) -> int | None:
         return None
     value = int(raw)
     return value if low <= value <= high else None
+
+
+# One way to match each text (no backtracking over long digit runs): 12, 1.5, .5, 2.5e3.
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+PLAIN_DECIMAL = "plain ASCII digits, like 1000 or 2.5e3"
+"""How a number written as text must look, for messages."""
+
+
+def plain_decimal(raw: str, *, signed: bool = False) -> float | None:
+    """`raw` as a number written in plain ASCII decimal (a leading '-' where `signed`), else
+    None: float() also reads '1_000', ' 3 ', 'nan' and other scripts' digits ('０', '١')."""
+    body = raw[1:] if signed and raw.startswith("-") else raw
+    if not _DECIMAL.fullmatch(body):
+        return None
+    return float(raw)

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.errors import AbvocError
 from core.events import typed_value
+from core.query import PLAIN_DECIMAL, plain_decimal
 from core.text import shown, text_problem
 
 ANNOTATOR_PREFIX = "labelstudio:"
@@ -63,7 +64,14 @@ def label_text(result: Any, where: str, output_type: str) -> str:
 
 def typed_label(text: str, output_type: str) -> Any:
     """An annotator's text as a label of `output_type`; a json output's label is JSON text (a
-    string label quoted), so text that does not parse is the annotator's slip, said as such."""
+    string label quoted), so text that does not parse is the annotator's slip, said as such.
+    A number is plain ASCII decimal, as the API reads numbers: float() took '1_000' as 1000,
+    ' 3 ' as 3 and a full-width '０' as 0, labels the annotator may not have meant."""
+    if output_type == "number":
+        if (number := plain_decimal(text, signed=True)) is None:
+            raise AbvocError(f"{shown(text, 60)} is not a number: write a number label in "
+                             f"{PLAIN_DECIMAL} (no spaces, '_', '+' or other scripts' digits)")
+        return number
     if output_type != "json":
         return typed_value(text, output_type)
     try:

@@ -4,7 +4,6 @@ reports."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -14,7 +13,7 @@ from app.api.experiments import EXP
 from app.auth import require
 from app.openapi.parts import SHARES_FROM_ZERO
 from core.errors import AbvocError
-from core.query import whole_number
+from core.query import plain_decimal, whole_number
 from core.text import quoted
 from core.times import query_window
 from evaluation.divergence import divergence_report, divergence_with_stages
@@ -26,9 +25,6 @@ from evaluation.unit_recount import recount_affordable
 bp = Blueprint("reports", __name__)
 
 
-_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
-
-
 def _share(name: str, default: float) -> float:
     """A share from the query, below 1 and above 0, or from 0 where the document says so (a
     tolerance of 0 forgives no gap, where an alpha of 0 would flag nothing)."""
@@ -38,9 +34,9 @@ def _share(name: str, default: float) -> float:
         return default
     said = f"'{name}' must be a number {'at least 0' if zero else 'above 0'} and below 1"
     # Plain decimals only: float() also reads '1_0e-2' as 0.1 and digits of other scripts.
-    if not _DECIMAL.fullmatch(raw):
+    value = plain_decimal(raw)
+    if value is None:
         raise AbvocError(said + f", written in plain digits (e.g. 0.05); got {quoted(raw[:40])}")
-    value = float(raw)
     above_low = value >= 0 if zero else value > 0  # nan is neither
     if not (above_low and value < 1):
         raise AbvocError(said)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from core.query import whole_number
+from core.query import plain_decimal, whole_number
 from tests.evaluation.helpers import add_experiment
 from tests.support.keys import bearer
 
@@ -46,3 +46,15 @@ def test_whole_number() -> None:
     assert [whole_number(raw, 0, 10) for raw in ("1_0", " 1", "+1", "-0", "\u0661", "")] \
         == [None] * 6
     assert whole_number("0" * 5000 + "1", 0, 10) is None  # not read at all: too long
+
+
+def test_plain_decimal() -> None:
+    """The rule the reports' shares and Label Studio's number labels are read by."""
+    assert [plain_decimal(raw) for raw in ("0.05", ".5", "1000", "2.5e3", "1E-2")] \
+        == [0.05, 0.5, 1000.0, 2500.0, 0.01]
+    assert [plain_decimal(raw, signed=True) for raw in ("-0.5", "-2.5e3")] == [-0.5, -2500.0]
+    refused = ("1_000", " 3 ", "3 ", "\uff10", "\u0661", "+3", "-3", "nan", "inf", "1e", "5.",
+               "", "1.2.3")
+    assert [plain_decimal(raw) for raw in refused] == [None] * len(refused)
+    assert plain_decimal("--3", signed=True) is None and plain_decimal("+3", signed=True) is None
+    assert plain_decimal("1" * 100_000 + "x") is None  # refused at once: no backtracking

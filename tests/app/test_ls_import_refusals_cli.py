@@ -1,7 +1,7 @@
 """`abvoc relabel ls-import` refuses what an import must not do as one line (exit status 2) and
 stores nothing: new data into the audit queue, images for a tensor candidate, a task of another
-project, a label it cannot take, two answers for one label or a class as a text item's label
-(naming the task and annotation)."""
+project, a label it cannot take, two answers for one label, a class as a text item's label or a
+number label not in plain ASCII digits (naming the task and annotation)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.cli import main
 from core.settings import Settings
 from core.store import Database
 from core.store.models import RelabelItem, RelabelLabel
-from tests.feedback.test_label_studio_import import annotated, other_item
+from tests.feedback.test_label_studio_import import annotated, other_item, written
 from tests.feedback.test_relabel_annotation import add_items
 from tests.feedback.test_relabel_export import png
 
@@ -32,6 +32,7 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
         text = other_item(db, "ocr-text", {"output": {"type": "text"}})
         other_item(db, "iris-onnx", {"takes": "tensors", "output": {
             "type": "label", "classes": ["setosa", "virginica"]}}, cid=11)
+        price = other_item(db, "price", {"output": {"type": "number"}}, cid=12)
     folder = tmp_path / "imp"
     folder.mkdir()
     (folder / "a.png").write_bytes(png(3))
@@ -46,6 +47,7 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
         "two.json": [{"data": {"abvoc_item_id": pets}, "annotations": [
             {"completed_by": 7, "result": [{"value": {"choices": ["dog", "owl"]}}]}]}],
         "class.json": [{"data": {"abvoc_item_id": text}, "annotations": [annotated("dog")]}],
+        "number.json": [{"data": {"abvoc_item_id": price}, "annotations": [written("1_000")]}],
     }
     for name, tasks in files.items():
         (folder / name).write_text(json.dumps(tasks))
@@ -63,7 +65,10 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
                            "answers (['dog', 'owl']) for one label"),
             (["class.json"], f"task 1 (abvoc item {text}), annotation 1: a 'choices' result "
                              "picks a class of a label candidate, but this item's labels are "
-                             "text")):
+                             "text"),
+            (["number.json"], f"task 1 (abvoc item {price}), annotation 1: '1_000' is not a "
+                              "number: write a number label in plain ASCII digits, like 1000 "
+                              "or 2.5e3")):
         result = cli.invoke(main, ["relabel", "ls-import", str(folder), "--tasks", *args])
         assert result.exit_code == 2 and words in result.output, result.output
         assert "Traceback" not in result.output
