@@ -52,7 +52,13 @@ from feedback.annotation import checked_label, conclude_imported, output_kind, v
 from feedback.export import PAGE, _inputs
 from feedback.item_view import failed, kept_input, readable_image, request_shadows
 from feedback.label_studio_new import check_same_answers, image_digest, new_item
-from feedback.label_studio_tasks import confined, label_text, typed_label, who_labeled
+from feedback.label_studio_tasks import (
+    confined,
+    label_text,
+    typed_label,
+    was_cancelled,
+    who_labeled,
+)
 from feedback.page_size import with_image
 from feedback.relabel_rules import effective
 
@@ -335,7 +341,7 @@ def _plan(s: Session, folder: Path, task: Any, n: int, queue: str, candidate: st
         at = f"{where}, annotation {j}"
         if not isinstance(a, dict):
             raise AbvocError(f"{at}: an annotation is an object with 'result'")
-        if a.get("was_cancelled"):
+        if was_cancelled(a, at):
             cancelled += 1
             continue
         text = label_text(a.get("result"), at, kind.type)

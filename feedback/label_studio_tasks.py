@@ -81,6 +81,17 @@ def typed_label(text: str, output_type: str) -> Any:
                          'written as JSON (a string in quotes: "big")') from None
 
 
+def was_cancelled(annotation: dict[str, Any], where: str) -> bool:
+    """Whether the annotator skipped the task: Label Studio writes ``was_cancelled`` as a JSON
+    boolean (absent or null: not cancelled). Anything else is refused, not read by its truth:
+    ``"no"`` counted the annotation as cancelled and its label was dropped."""
+    flag = annotation.get("was_cancelled")
+    if flag is None or isinstance(flag, bool):
+        return bool(flag)
+    raise AbvocError(f"{where}: 'was_cancelled' must be true or false (a JSON boolean, as Label "
+                     f"Studio writes it), got {shown(flag, 60)}")
+
+
 def who_labeled(annotation: dict[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
     """The annotator as abvoc records a Label Studio label, and every name a label of theirs
     may be stored under: as the task names them (a label abvoc exported comes back under its

@@ -1,7 +1,8 @@
 """`abvoc relabel ls-import` refuses what an import must not do as one line (exit status 2) and
 stores nothing: new data into the audit queue, images for a tensor candidate, a task of another
 project, a label it cannot take, two answers for one label, a class as a text item's label or a
-number label not in plain ASCII digits (naming the task and annotation)."""
+number label not in plain ASCII digits, or a `was_cancelled` that is no JSON boolean (naming the
+task and annotation)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
             {"completed_by": 7, "result": [{"value": {"choices": ["dog", "owl"]}}]}]}],
         "class.json": [{"data": {"abvoc_item_id": text}, "annotations": [annotated("dog")]}],
         "number.json": [{"data": {"abvoc_item_id": price}, "annotations": [written("1_000")]}],
+        "cancel.json": [{"data": {"abvoc_item_id": pets},
+                         "annotations": [{**annotated("dog"), "was_cancelled": "no"}]}],
     }
     for name, tasks in files.items():
         (folder / name).write_text(json.dumps(tasks))
@@ -68,7 +71,10 @@ def test_ls_import_refusals(cli: CliRunner, settings: Settings, tmp_path: Path) 
                              "text"),
             (["number.json"], f"task 1 (abvoc item {price}), annotation 1: '1_000' is not a "
                               "number: write a number label in plain ASCII digits, like 1000 "
-                              "or 2.5e3")):
+                              "or 2.5e3"),
+            (["cancel.json"], f"task 1 (abvoc item {pets}), annotation 1: 'was_cancelled' must "
+                              "be true or false (a JSON boolean, as Label Studio writes it), "
+                              "got 'no'")):
         result = cli.invoke(main, ["relabel", "ls-import", str(folder), "--tasks", *args])
         assert result.exit_code == 2 and words in result.output, result.output
         assert "Traceback" not in result.output

@@ -1,6 +1,6 @@
 """What an imported annotation says is read as written, or refused naming the task and the
 annotation: a number label in plain ASCII decimal only (float() took '1_000', ' 3 ' and a
-full-width '０')."""
+full-width '０'); ``was_cancelled`` a JSON boolean only ("no" was read as cancelled)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import pytest
 from core.errors import AbvocError
 from core.store.db import Database
 from feedback.label_studio import import_tasks
-from tests.feedback.test_label_studio_import import item, label_rows, other_item, write, written
+from tests.feedback.test_label_studio_import import (
+    annotated,
+    item,
+    label_rows,
+    other_item,
+    write,
+    written,
+)
+from tests.feedback.test_relabel_annotation import add_items
 
 NUMBER = {"output": {"type": "number"}}
 
@@ -41,3 +49,30 @@ def test_a_plain_number_label_is_taken(db: Database, tmp_path: Path, text: str,
         {"data": {"abvoc_item_id": item_id}, "annotations": [written(text)]}]))
     assert out["labels"] == 1
     assert float(item(db, item_id).label or "") == value
+
+
+@pytest.mark.parametrize("flag", ["no", "false", "true", 0, 1, [], {}],
+                         ids=["no", "false-text", "true-text", "zero", "one", "list", "object"])
+def test_was_cancelled_must_be_a_json_boolean(db: Database, tmp_path: Path, flag: object) -> None:
+    (pets,) = add_items(db, 1)
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets},
+                                                   "annotations": [annotated("dog", 1), {
+                                                       **annotated("owl", 2),
+                                                       "was_cancelled": flag}]}]))
+    assert exc.value.status == 400
+    assert exc.value.message == (
+        f"task 1 (abvoc item {pets}), annotation 2: 'was_cancelled' must be true or false (a "
+        f"JSON boolean, as Label Studio writes it), got {flag!r}")
+    assert label_rows(db) == 0
+
+
+def test_was_cancelled_true_skips_and_false_or_null_labels(db: Database, tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1, labels_needed=3)
+    given = [{**annotated("dog", 1), "was_cancelled": False},
+             {**annotated("dog", 2), "was_cancelled": None},
+             {**annotated("dog", 3), "was_cancelled": True}, annotated("dog", 4)]
+    out = import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets},
+                                                     "annotations": given}]))
+    assert out["labels"] == 3 and out["skipped"]["cancelled"] == 1
+    assert item(db, pets).status == "done"
