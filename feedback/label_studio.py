@@ -10,8 +10,9 @@ accept); ``annotations`` hold the labels given so far. Results use a ``choices``
 ``label`` candidates and a ``textarea`` otherwise, both named ``label`` over the object ``input``.
 
 **Import** reads such a file from an import folder and turns each annotation that was not
-cancelled into a label of its item, as ``labelstudio:<completed_by>``, checked against the
-item's output type. A task must belong to its item (the queue, candidate, output type and
+cancelled into a label of its item, as ``labelstudio:<completed_by>`` (one naming no annotator as
+``labelstudio:annotation-<id>``: :func:`feedback.label_studio_tasks.who_labeled`), checked against
+the item's output type. A task must belong to its item (the queue, candidate, output type and
 classes it carries match). Imported labels join the item's like an annotator's, but an import
 holds no lease: a leased item stays with its annotator, a flagged one with the admin, and a done
 item goes to review when they contradict its label. A task without ``abvoc_item_id`` is new

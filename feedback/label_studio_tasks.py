@@ -99,21 +99,37 @@ def who_labeled(annotation: dict[str, Any], where: str) -> tuple[str, tuple[str,
 
     A name too long for the store keeps its start and a digest of the whole: cut short, two
     annotators whose e-mails share their first 88 characters became one, and the second's
-    label was skipped as "already labeled by that annotator"."""
-    who = annotation.get("completed_by")
+    label was skipped as "already labeled by that annotator".
+
+    An annotation that names no annotator (``completed_by`` absent, null, empty, or an object
+    without an e-mail or id) is named by its own ``id``, ``labelstudio:annotation-<id>``: all
+    were ``labelstudio:unknown``, so a second such annotator's label was skipped as the first's.
+    Two anonymous annotations may be one person's, but no id says so; a label stored as
+    ``labelstudio:unknown`` before still counts as theirs, so an old import is not applied twice.
+    Without an id either the annotation is refused: whose label it is cannot be told."""
+    who, field = annotation.get("completed_by"), "completed_by"
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
-    if who is None or who == "":
-        who = "unknown"
+    if anonymous := who is None or who == "":
+        who, field = annotation.get("id"), "id"
+        if who is None or who == "":
+            raise AbvocError(f"{where}: no annotator is named: give 'completed_by' (a user id "
+                             "or an e-mail) or the annotation's 'id', as Label Studio writes "
+                             "them, so that two people's labels are not taken for one's")
     if isinstance(who, bool) or not isinstance(who, str | int):
+        if anonymous:
+            raise AbvocError(f"{where}: the annotation's 'id' must be an integer or a string")
         raise AbvocError(f"{where}: 'completed_by' must be a user id, an e-mail or an object "
                          "with one of them")
     raw = str(who)
     problem = text_problem(raw, controls=True)
     if problem:
-        raise AbvocError(f"{where}: 'completed_by' {problem}")
+        raise AbvocError(f"{where}: '{field}' {problem}")
+    old: tuple[str, ...] = ()
+    if anonymous:
+        raw, old = f"annotation-{raw}", (f"{ANNOTATOR_PREFIX}unknown",)
     name = raw if raw.startswith(ANNOTATOR_PREFIX) else ANNOTATOR_PREFIX + raw
     if len(name) <= MAX_ANNOTATOR:
-        return name, (name, raw)
+        return name, (name, raw, *old)
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-    return f"{name[:MAX_ANNOTATOR - len(digest) - 1]}~{digest}", (name[:MAX_ANNOTATOR], raw)
+    return f"{name[:MAX_ANNOTATOR - len(digest) - 1]}~{digest}", (name[:MAX_ANNOTATOR], raw, *old)

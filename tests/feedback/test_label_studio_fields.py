@@ -1,15 +1,18 @@
 """What an imported annotation says is read as written, or refused naming the task and the
 annotation: a number label in plain ASCII decimal only (float() took '1_000', ' 3 ' and a
-full-width '０'); ``was_cancelled`` a JSON boolean only ("no" was read as cancelled)."""
+full-width '０'); ``was_cancelled`` a JSON boolean only ("no" was read as cancelled); an
+annotation naming no annotator is named by its own id (all were one 'labelstudio:unknown')."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core.errors import AbvocError
-from core.store.db import Database
+from core.store.db import Database, utcnow
+from core.store.models import RelabelLabel
 from feedback.label_studio import import_tasks
 from tests.feedback.test_label_studio_import import (
     annotated,
@@ -76,3 +79,49 @@ def test_was_cancelled_true_skips_and_false_or_null_labels(db: Database, tmp_pat
                                                      "annotations": given}]))
     assert out["labels"] == 3 and out["skipped"]["cancelled"] == 1
     assert item(db, pets).status == "done"
+
+
+def _anonymous(value: str, annotation_id: object, who: object = None) -> dict[str, object]:
+    """An annotation whose annotator Label Studio does not name (``completed_by`` null, empty
+    or an object without an e-mail or id), with the annotation's own ``id``."""
+    return {**annotated(value, who), "id": annotation_id}
+
+
+def test_two_anonymous_annotations_are_two_annotators(db: Database, tmp_path: Path) -> None:
+    """Both were 'labelstudio:unknown': the second's label was skipped as already labeled by
+    that annotator. Each is named by its annotation's id, so a second import skips both."""
+    (pets,) = add_items(db, 1, labels_needed=2)
+    given = [_anonymous("dog", 101), _anonymous("dog", 102, ""),
+             _anonymous("dog", 103, {"email": ""})]
+    folder = write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets}, "annotations": given}])
+    out = import_tasks(db, folder)
+    assert out["labels"] == 3 and out["skipped"]["already_labeled"] == 0
+    with db.reading() as s:
+        names = sorted(s.scalars(select(RelabelLabel.annotator)))
+    assert names == [f"labelstudio:annotation-{n}" for n in (101, 102, 103)]
+    assert item(db, pets).status == "done" and item(db, pets).label == "dog"
+    assert import_tasks(db, folder)["skipped"]["already_labeled"] == 3
+
+
+def test_an_annotation_naming_no_annotator_and_no_id_is_refused(db: Database,
+                                                                tmp_path: Path) -> None:
+    (pets,) = add_items(db, 1)
+    with pytest.raises(AbvocError) as exc:
+        import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets},
+                                                   "annotations": [annotated("dog", None)]}]))
+    assert exc.value.message.startswith(
+        f"task 1 (abvoc item {pets}), annotation 1: no annotator is named: give 'completed_by'")
+    assert label_rows(db) == 0
+
+
+def test_a_label_an_older_import_stored_as_unknown_is_not_applied_again(db: Database,
+                                                                      tmp_path: Path) -> None:
+    """Before annotations were named by their id, an anonymous one was stored as
+    'labelstudio:unknown': importing that file again must not count it a second time."""
+    (pets,) = add_items(db, 1, labels_needed=2)
+    with db.session() as s:
+        s.add(RelabelLabel(item_id=pets, annotator="labelstudio:unknown", action="label",
+                           label="dog", created_at=utcnow()))
+    out = import_tasks(db, write(tmp_path / "imp", [{"data": {"abvoc_item_id": pets},
+                                                     "annotations": [_anonymous("dog", 101)]}]))
+    assert out["labels"] == 0 and out["skipped"]["already_labeled"] == 1
