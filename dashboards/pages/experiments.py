@@ -25,6 +25,7 @@ from dashboards.tables import fmt, isolate, table, verdict_text
 from evaluation.candidate_facts import shown_names
 from evaluation.decisions import INCONCLUSIVE, KILLED_REMEDY
 from evaluation.online import ALL
+from evaluation.stats.srm import CHI_SQUARE
 from serving.experiments import KILL_SWITCH
 
 ROLES = frozenset({"admin"})
@@ -270,9 +271,9 @@ def _srm_line(srm: dict[str, Any], slice_: str) -> str:
             why = none_since or srm.get("error") or "no units yet"
             return f"{restart}Sample-ratio check: not computed ({why})."
         verdict = "MISMATCH" if srm["mismatch"] else "ok"
-        line = (f"{restart}Sample-ratio check (chi-square, all units): statistic "
-                f"{srm['statistic']:.3g}, p = {p:.3g} against threshold {srm['threshold']:g}: "
-                f"{verdict}.")
+        method, statistic = _srm_test(srm)
+        line = (f"{restart}Sample-ratio check ({method}, all units): {statistic}p = {p:.3g} "
+                f"against threshold {srm['threshold']:g}: {verdict}.")
         if srm.get("slices_tested") or srm.get("slices_too_small"):
             line += (f" Slices: {srm.get('slices_tested', 0)} tested, Holm-adjusted across "
                      f"them; {srm.get('slices_too_small', 0)} too small ({minimum}).")
@@ -290,6 +291,17 @@ def _srm_line(srm: dict[str, Any], slice_: str) -> str:
     holm_p = f", Holm-adjusted p = {adjusted:.3g}" if adjusted is not None else ""
     return (f"Sample-ratio check in slice {slice_}: p = {p:.3g}{holm_p} against threshold "
             f"{srm['threshold']:g}: {verdict}.")
+
+
+def _srm_test(srm: dict[str, Any]) -> tuple[str, str]:
+    """The test that gave the overall p (``srm.method``), and the chi-square's statistic: an
+    arm expecting fewer than 5 units is tested exactly, and the chi-square statistic, still
+    computed then, is not what its p comes from (one unit read "chi-square ... statistic 1,
+    p = 1", the exact binomial's p beside the chi-square's statistic)."""
+    method = srm.get("method") or CHI_SQUARE
+    if method != CHI_SQUARE or srm.get("statistic") is None:
+        return method, ""
+    return method, f"statistic {srm['statistic']:.3g}, "
 
 
 def _restart(srm: dict[str, Any]) -> tuple[str, str]:

@@ -29,6 +29,9 @@ DEFAULT_SRM_THRESHOLD = 0.001
 MIN_EXPECTED = 5.0
 
 
+CHI_SQUARE = "chi-square"
+
+
 @dataclass(frozen=True)
 class SampleRatioResult:
     """Chi-square goodness of fit of arm counts to configured weights."""
@@ -41,7 +44,7 @@ class SampleRatioResult:
     threshold: float
     mismatch: bool
     error: str | None = None
-    method: str = "chi-square"
+    method: str = CHI_SQUARE
 
 
 EXACT = "exact binomial"
@@ -139,7 +142,7 @@ def sample_ratio_mismatch(
         error = "no units have been assigned yet"
     elif live < 2 and np.isfinite(statistic):
         error = "only one arm has a non-zero weight, so there is no ratio to check"
-    p, method = float(p_value), "chi-square"
+    p, method = float(p_value), CHI_SQUARE
     if error is None and np.isfinite(statistic) and not srm_testable(observed, share):
         p, method = exact_p_value(observed, share)
     return SampleRatioResult(

@@ -44,3 +44,15 @@ def test_slice_mismatch_is_a_warning_that_agrees_with_the_srm_line(db: Database)
     assert "Holm-adjusted p =" in in_a and "MISMATCH within this slice" in in_a
     tiny = _text(find_component(experiments.body(db, exp, "tiny", data.Window()), "exp-srm"))
     assert "not tested (too few units" in tiny
+
+
+def test_the_srm_line_names_the_exact_test_it_reports(db: Database) -> None:
+    """Under 5 units expected per arm the check is the exact binomial test: the line named
+    chi-square and showed its statistic (3) beside the binomial's p (0.25; chi-square's is
+    0.083). scipy: binomtest(3, 3, 0.5).pvalue == 0.25."""
+    exp = add_experiment(db)
+    apply(db, [prediction(f"few-{i}", experiment_id=exp, unit_id=f"few-u{i}")
+               for i in range(3)])
+    line = _text(find_component(experiments.body(db, exp, "all", data.Window()), "exp-srm"))
+    assert "Sample-ratio check (exact binomial, all units): p = 0.25 against" in line
+    assert "chi-square" not in line and "statistic" not in line
