@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -220,9 +220,18 @@ def _safe_next(target: str | None) -> str:
     """Only a path inside the dashboard: never an open redirect, and no control character
     (a line break in a Location header is a 500, or a header injected)."""
     if not target or not target.startswith(PREFIX) or "//" in target or "\\" in target \
-            or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target):
+            or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target) \
+            or _climbs(target):
         return PREFIX
     return target
+
+
+def _climbs(target: str) -> bool:
+    """Whether the path has a dot segment, plain or percent-encoded: the browser resolves
+    `/dashboard/../healthz` (and `/dashboard/%2e%2e/healthz`) to `/healthz`, off the
+    dashboard, though the text starts with its prefix."""
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    return any(part in (".", "..") for part in unquote(path).split("/"))
 
 
 @bp.get(f"{PREFIX}login")

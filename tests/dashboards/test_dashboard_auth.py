@@ -155,8 +155,10 @@ def test_cross_origin_and_tokenless_posts_are_refused(dash_app: Flask, admin_key
 
 
 def test_login_never_redirects_off_the_dashboard(dash_app: Flask, admin_key: str) -> None:
+    # A dot segment climbs out too: the browser resolves /dashboard/../healthz to /healthz.
     for target in ("//evil.example/", "https://evil.example/", "/v1/experiments",
-                   "/dashboard//evil.example"):
+                   "/dashboard//evil.example", "/dashboard/../healthz",
+                   "/dashboard/%2e%2e/v1/experiments", "/dashboard/voc/.%2E?x=1"):
         answer = login(dash_app.test_client(), admin_key, next_=target)
         assert answer.headers["Location"] == "/dashboard/", target
 
