@@ -76,10 +76,12 @@ def window_of(db: Any, experiment_id: int, time_value: list[Any] | None) -> data
     if span is None or not time_value or len(time_value) != 2:
         return data.Window()
     hours = int((span[1] - span[0]) / data.HOUR) + 1
-    lo, hi = sorted(int(v) for v in time_value)
-    if lo <= 0 and hi >= hours:
+    # Each handle is held to the slider's range: a forged [-5, -3] read "Data from 10:00 to
+    # 07:00", a window ending before it began.
+    lo, hi = sorted(min(max(int(v), 0), hours) for v in time_value)
+    if lo == 0 and hi == hours:
         return data.Window()
-    return data.Window(span[0] + data.HOUR * max(lo, 0), span[0] + data.HOUR * min(hi, hours))
+    return data.Window(span[0] + data.HOUR * lo, span[0] + data.HOUR * hi)
 
 
 def describe(window: data.Window) -> str:

@@ -173,6 +173,11 @@ def test_an_empty_window_says_so_and_the_decision_is_the_whole_experiments(
         window = page.window_of(db, seeded, [1, 1])  # both handles on one hour
         assert window.since == window.until
         assert "An empty window" in page.describe(window)
+        # Handles past either end (only a forged request sends them) are held to the range.
+        for hours in ([-5, -3], [HOURS + 5, HOURS + 9]):
+            outside = page.window_of(db, seeded, hours)
+            assert outside.since == outside.until, hours
+            assert "An empty window" in page.describe(outside)
         empty = page.body(db, seeded, "all", window)
         one_hour = page.body(db, seeded, "all", page.window_of(db, seeded, [1, 2]))
         whole = page.body(db, seeded, "all", data.Window())
