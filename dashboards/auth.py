@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from flask import (
     Blueprint,
@@ -218,12 +218,20 @@ def _csrf_cookie(response: Response) -> Response:
 
 def _safe_next(target: str | None) -> str:
     """Only a path inside the dashboard: never an open redirect, and no control character
-    (a line break in a Location header is a 500, or a header injected)."""
+    (a line break in a Location header is a 500, or a header injected), nor one percent-encoded
+    or bytes that are not UTF-8 (`?x=%FF`: the page it led to was a 400)."""
     if not target or not target.startswith(PREFIX) or "//" in target or "\\" in target \
-            or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target) \
-            or _climbs(target):
+            or any(_control(c) for c in target) or _climbs(target):
         return PREFIX
-    return target
+    try:
+        decoded = unquote_to_bytes(target).decode("utf-8")
+    except UnicodeDecodeError:
+        return PREFIX
+    return PREFIX if any(_control(c) for c in decoded) else target
+
+
+def _control(c: str) -> bool:
+    return ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
 
 
 def _climbs(target: str) -> bool:

@@ -158,9 +158,16 @@ def test_login_never_redirects_off_the_dashboard(dash_app: Flask, admin_key: str
     # A dot segment climbs out too: the browser resolves /dashboard/../healthz to /healthz.
     for target in ("//evil.example/", "https://evil.example/", "/v1/experiments",
                    "/dashboard//evil.example", "/dashboard/../healthz",
-                   "/dashboard/%2e%2e/v1/experiments", "/dashboard/voc/.%2E?x=1"):
+                   "/dashboard/%2e%2e/v1/experiments", "/dashboard/voc/.%2E?x=1",
+                   "/dashboard/voc?x=%FF", "/dashboard/voc?x=%00", "/dashboard/%C3%28"):
         answer = login(dash_app.test_client(), admin_key, next_=target)
         assert answer.headers["Location"] == "/dashboard/", target
+    # A page the login may lead to is one that answers, not the 400 such a query gets.
+    client = dash_app.test_client()
+    assert client.get("/dashboard/voc?x=%FF").status_code in (302, 400)
+    kept = login(client, admin_key, next_="/dashboard/voc?q=caf%C3%A9")
+    assert kept.headers["Location"] == "/dashboard/voc?q=caf%C3%A9"
+    assert client.get(kept.headers["Location"]).status_code == 200
 
 
 def test_text_in_the_login_page_is_escaped(dash_app: Flask) -> None:
