@@ -36,8 +36,8 @@ accuracy being read from corrections of served answers):
   difference of shares and Holm-adjusted residual
   (:func:`evaluation.label_metrics.prediction_shift`); where units sent several answers, (b)
   is tested over units (:mod:`evaluation.clustered_shares`, their class counts from
-  :mod:`evaluation.unit_class_counts`), while (a) and the traffic mix still take each answer as
-  independent.
+  :mod:`evaluation.unit_class_counts`), as is the traffic mix, while (a) still takes each
+  answer as independent.
 * **Label candidates** (declared ``label``, or undeclared with offline label shares) also get
   their confusion counts per slice under ``label_metrics``
   (:func:`evaluation.label_metrics.confusion`).
@@ -94,7 +94,12 @@ from evaluation.stage_blame import stage_attribution
 from evaluation.stats import holm
 from evaluation.stats.small_samples import wilson_interval
 from evaluation.traffic_mix import traffic_mix
-from evaluation.unit_class_counts import UnitClassCounts, too_many, unit_class_counts
+from evaluation.unit_class_counts import (
+    UnitClassCounts,
+    too_many,
+    unit_class_counts,
+    unit_slice_counts,
+)
 from evaluation.unit_moments import Recounts, share_hull, t_interval, unit_analysis
 from evaluation.unit_sums import ACCURACY_BOUND, NO_UNITS, Moments
 
@@ -261,6 +266,7 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
                          shown: Collection[str] | None = None,
                          units: dict[str, dict[str, Moments]] | None = None,
                          unit_classes: UnitClassCounts | None = None,
+                         unit_slices: UnitClassCounts | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
@@ -268,12 +274,12 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
     are tested on cells built in memory. Rows cover the `shown` slices only (all by default);
     the traffic mix always weighs every slice. ``units`` holds per-unit moments by slice and
     metric (the accuracy bound's, a number candidate's absolute error): where units send
-    several requests, those intervals and tests are per unit, as the prediction shift's is
-    given ``unit_classes``."""
+    several requests, those intervals and tests are per unit, as the prediction shift's and
+    the traffic mix's are given ``unit_classes`` and ``unit_slices``."""
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
                                       if shown is None or s in shown}, alpha, tolerance, units)
-    return (rows, traffic_mix(ref, offline, cells, alpha, rows),
+    return (rows, traffic_mix(ref, offline, cells, alpha, rows, unit_slices),
             _prediction_shift(ref, offline, cells[ALL], alpha, unit_classes))
 
 
@@ -318,6 +324,10 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
                if ALL in cells and facts.get(ref, UNKNOWN).offline.get("label_shares")
                and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}
     unit_classes = unit_class_counts(session, experiment, answers, since, until)
+    unit_slices = unit_slice_counts(session, experiment, {
+        ref: {s: c.get(agg.PREDICTIONS)[0] for s, c in cells.items() if s != ALL}
+        for ref, cells in by_ref.items()
+        if bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
         cells = by_ref.get(ref)
@@ -326,10 +336,13 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         f = facts.get(ref, UNKNOWN)
         rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
                                                 tolerance, ref[1], shown, bound.get(ref),
-                                                unit_classes.get(ref))
+                                                unit_classes.get(ref), unit_slices.get(ref))
         note = too_many(sum(answers.get(ref, {}).values()))
         if note and shift and shift.get("offline_labels"):
             shift["offline_labels"]["unit_note"] = note
+        note = too_many(cells[ALL].get(agg.PREDICTIONS)[0]) if ALL in cells else None
+        if note and mix and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered:
+            mix["unit_note"] = note
         if f.is_label:
             labels.append({"candidate": ref[0], "version": ref[1], "confusion": {
                 s: confusion(cells[s], f.kind.classes, compared_as=f.compared_as)

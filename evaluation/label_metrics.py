@@ -41,7 +41,7 @@ from core.same_answer import same_output
 from evaluation import aggregation as agg
 from evaluation.clustered_shares import TEST, clustered_shift
 from evaluation.online import Cell
-from evaluation.share_tests import PSI_SHIFT, psi, too_few
+from evaluation.share_tests import PSI_SHIFT, psi, too_few, too_few_units
 from evaluation.stats import holm
 from evaluation.stats.small_samples import newcombe_interval
 from evaluation.unit_class_counts import UnitClassCounts
@@ -219,11 +219,7 @@ def _shift_over_units(out: dict[str, Any], off: np.ndarray, offline_n: float,
         return out
     tested = np.isfinite(res.z)
     adjusted = holm(res.p_each, alpha).p_adjusted
-    note = None
-    if too_few(k, int(tested.sum())) is not None:
-        note = (f"too few units for the chi-square test over units: {k} over "
-                f"{int(tested.sum())} categories (Koehler and Larntz's rule, on units: at least "
-                "10, and units^2/K at least 10), so no shift is judged")
+    note = too_few_units(k, int(tested.sum()))
     shifted = bool(res.p_value < alpha and out["psi"] >= PSI_SHIFT and note is None)
     lows, highs = res.interval(alpha)
     for i, row in enumerate(out["classes"]):

@@ -44,3 +44,13 @@ def too_few(online: float, categories: int) -> str | None:
                 "categories (Koehler and Larntz's rule: at least 10, and n^2/K at least 10), "
                 "so no shift is judged")
     return None
+
+
+def too_few_units(units: int, categories: int) -> str | None:
+    """:func:`too_few` applied to the units of a test over units: a handful of units is no
+    shift, however many requests each sent."""
+    if too_few(units, categories) is None:
+        return None
+    return (f"too few units for the test over units: {units} over {categories} categories "
+            "(Koehler and Larntz's rule, on units: at least 10, and units^2/K at least 10), "
+            "so no shift is judged")

@@ -32,8 +32,10 @@ import numpy as np
 
 from evaluation import aggregation as agg
 from evaluation.candidate_facts import Ref
+from evaluation.clustered_shares import clustered_shift
 from evaluation.online import ALL, Cell
-from evaluation.share_tests import PSI_EPSILON, PSI_SHIFT, homogeneity, psi
+from evaluation.share_tests import PSI_EPSILON, PSI_SHIFT, homogeneity, psi, too_few_units
+from evaluation.unit_class_counts import UnitClassCounts
 
 COMPARED = ("chi-square test of homogeneity and PSI between the offline mix (each slice's n over "
             "the offline_n examples of the mix's slices, those with no online traffic included) "
@@ -109,9 +111,13 @@ def _one_side(names: list[str], mine: np.ndarray, other: np.ndarray) -> dict[str
 
 
 def traffic_mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha: float,
-                rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+                rows: list[dict[str, Any]], units: UnitClassCounts | None = None,
+                ) -> dict[str, Any] | None:
     """One candidate version's offline mix against its online traffic, with the chi-square test,
-    PSI and the decomposition; None where either side has no counts to compare."""
+    PSI and the decomposition; None where either side has no counts to compare. `units`: each
+    unit's predictions per slice where some unit sent several; the test is then over units
+    (:mod:`evaluation.clustered_shares`), as a user who sends one kind of input sends it
+    again."""
     online = [s for s in cells if s != ALL]
     mix, left_out = offline_mix(offline, online)
     names = sorted(set(mix) | set(online))
@@ -122,9 +128,10 @@ def traffic_mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
                      for s in names])
     if off_n.sum() == 0 or on_n.sum() == 0:
         return None
-    chi2, p, note = homogeneity(off_n, on_n)
-    index = psi(off_n, on_n)
     w_off, w_on = off_n / off_n.sum(), on_n / on_n.sum()
+    chi2, p, note = homogeneity(off_n, on_n) if units is None else \
+        _over_units(w_off, float(off_n.sum()), units.matrix(names))
+    index = psi(off_n, on_n)
     by_slice = {r["slice"]: r for r in rows}
     a_off = np.array([off_slices.get(s, {}).get("exact_match") for s in names], dtype=float)
     a_on = np.array([by_slice[s]["online"]["accuracy_bound"] if s in by_slice else np.nan
@@ -136,8 +143,22 @@ def traffic_mix(ref: Ref, offline: dict[str, Any], cells: dict[str, Cell], alpha
             "offline_only": _one_side(names, off_n, on_n),
             "online_only": _one_side(names, on_n, off_n),
             "left_out": left_out, "compared": COMPARED,
+            "analysis_unit": "prediction" if units is None else "unit",
+            "online_units": None if units is None else int(units.counts.shape[0]),
             "chi_square": None if math.isnan(chi2) else chi2,
             "p_value": None if math.isnan(p) else p, "psi": index,
             "decomposition": _decomposition(names, w_off, w_on, a_off, a_on), "note": note,
             "shifted": bool(not math.isnan(p) and p < alpha and note is None
                             and index >= PSI_SHIFT)}
+
+
+def _over_units(offline: np.ndarray, offline_n: float,
+                units: np.ndarray) -> tuple[float, float, str | None]:
+    """The Wald test over units in place of Pearson's: statistic, p and why it must not be
+    read as a shift, as :func:`evaluation.share_tests.homogeneity` gives them."""
+    res = clustered_shift(offline, offline_n, units)
+    seen = int(((offline > 0) | (units.sum(axis=0) > 0)).sum())
+    if res is None or math.isnan(res.p_value):
+        return math.nan, math.nan, (f"{units.shape[0]} units sent requests of {seen} slices: a "
+                                    "test over units needs more units than slices")
+    return res.statistic, res.p_value, too_few_units(units.shape[0], seen)

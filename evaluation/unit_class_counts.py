@@ -10,13 +10,14 @@ a million. A live report does it for a candidate version with at most
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 import numpy as np
-from sqlalchemy import false, func, select
+from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import Experiment, Prediction, ServedPrediction
@@ -65,35 +66,54 @@ def unit_class_counts(session: Session, experiment: Experiment,
     answers, where some unit gave several and the stored predictions account for every answer
     counted (a version whose do not is left out, and tested per answer). Served answers only,
     failed ones left out, as the aggregates do."""
-    wanted = {ref: counts for ref, counts in answers.items()
+    p, sp = Prediction, ServedPrediction
+    labels = sorted({label for counts in answers.values() for label in counts})
+    return _per_unit(session, experiment, answers, p.output, since, until, lambda query: (
+        query.outerjoin(sp, sp.prediction_id == p.prediction_id)
+        .where(p.output.in_(labels), func.coalesce(p.failed, sp.error, false()) == false())))
+
+
+def unit_slice_counts(session: Session, experiment: Experiment,
+                      predictions: Mapping[Ref, Mapping[str, float]],
+                      since: datetime | None = None, until: datetime | None = None,
+                      ) -> dict[Ref, UnitClassCounts]:
+    """As :func:`unit_class_counts`, each unit's served predictions per slice (failed ones
+    too, as the traffic mix counts them), from `predictions` per version and slice."""
+    return _per_unit(session, experiment, predictions, Prediction.slice, since, until,
+                     lambda query: query)
+
+
+def _per_unit(session: Session, experiment: Experiment,
+              totals: Mapping[Ref, Mapping[str, float]], column: Any,
+              since: datetime | None, until: datetime | None,
+              narrow: Callable[[Select[Any]], Select[Any]]) -> dict[Ref, UnitClassCounts]:
+    """Each unit's predictions per value of `column` for the versions in `totals` (their counts
+    per value as the aggregates hold them), in one grouped read `narrow` may join and filter."""
+    wanted = {ref: counts for ref, counts in totals.items()
               if sum(counts.values()) > 0 and too_many(sum(counts.values())) is None}
     if not wanted:
         return {}
-    p, sp = Prediction, ServedPrediction
-    labels = sorted({label for counts in wanted.values() for label in counts})
-    query = (select(p.arm, p.candidate, p.unit_id, p.output, func.count())
-             .outerjoin(sp, sp.prediction_id == p.prediction_id)
-             .where(p.experiment_id == experiment.id, p.shadow == false(),
-                    p.candidate.in_(sorted({ref[0] for ref in wanted})),
-                    p.output.in_(labels),
-                    func.coalesce(p.failed, sp.error, false()) == false(),
-                    *in_window(p.created_at, *hour_window(since, until)))
-             .group_by(p.arm, p.candidate, p.unit_id, p.output))
+    p = Prediction
+    query = narrow(select(p.arm, p.candidate, p.unit_id, column, func.count())
+                   .where(p.experiment_id == experiment.id, p.shadow == false(),
+                          p.candidate.in_(sorted({ref[0] for ref in wanted})),
+                          *in_window(p.created_at, *hour_window(since, until)))
+                   ).group_by(p.arm, p.candidate, p.unit_id, column)
     version = cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
                                                                         candidate, False)))
     orders = {ref: {label: j for j, label in enumerate(sorted(counts))}
               for ref, counts in wanted.items()}
     cells: dict[Ref, tuple[dict[object, int], list[int], list[int], list[int]]] = {}
-    for arm, candidate, unit, output, count in session.execute(query):
+    for arm, candidate, unit, value, count in session.execute(query):
         ref = version(arm, candidate)
-        if ref not in wanted or output not in orders[ref]:
+        if ref not in wanted or value not in orders[ref]:
             continue
         units, rows, columns, counts = cells.setdefault(ref, ({}, [], [], []))
-        column = orders[ref][output]
+        where = orders[ref][value]
         for key, times in ((unit, count),) if unit is not None else \
-                (((arm, output, i), 1) for i in range(count)):  # no unit: each answer its own
+                (((arm, value, i), 1) for i in range(count)):  # no unit: each its own
             rows.append(units.setdefault(key, len(units)))
-            columns.append(column)
+            columns.append(where)
             counts.append(times)
     out = {}
     for ref, (units, rows, columns, counts) in cells.items():
