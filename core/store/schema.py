@@ -13,10 +13,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
-from core.errors import AbvocError
-from core.store.db import Database
-from core.text import shown
+from core.errors import AbvocError, ConfigError
+from core.store.db import Database, store_unreachable
+from core.store.models import Base
+from core.text import quoted_names, shown
 
 MIGRATION_LOCK = 0x61627663_6D696772
 """The advisory lock key migrations take on PostgreSQL ("abvc" "migr" in ASCII)."""
@@ -39,6 +41,8 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """Upgrade to `revision`; one below the store's is a mistake said so (Alembic would do
     nothing and say nothing: a downgrade was meant)."""
     now = current(db)
+    if now is None:
+        _refuse_foreign_tables(db)
     if now is not None and revision not in ("head", now) and status(db) != AHEAD:
         script = ScriptDirectory.from_config(alembic_config(db))
         below = {r.revision for r in script.iterate_revisions(now, "base")} - {now}
@@ -46,6 +50,19 @@ def upgrade(db: Database, revision: str = "head") -> None:
             raise AbvocError(f"the store is at revision {now}, past {revision}: to go back, "
                              f"`abvoc db downgrade {revision}`")
     _migrate(db, command.upgrade, revision)
+
+
+def _refuse_foreign_tables(db: Database) -> None:
+    """A database abvoc never migrated that holds tables of abvoc's names (another
+    application's database, or a store whose `alembic_version` was lost): the first migration
+    would fail on them halfway with a driver traceback, so say what is wrong before it starts."""
+    with db.engine.connect() as conn:
+        clash = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
+    if clash:
+        raise ConfigError(
+            f"the database ABVOC_DATABASE_URL names holds tables named as abvoc's "
+            f"({quoted_names(clash)}) but no abvoc schema (no {_VERSION_TABLE} revision): point "
+            "ABVOC_DATABASE_URL at abvoc's store or at an empty database")
 
 
 def downgrade(db: Database, revision: str = "-1") -> None:
@@ -67,6 +84,7 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
         raise AbvocError("give a revision: 'head', a revision id, or a relative step such as "
                          "-1 (`abvoc db current` shows the store's and the head)")
     failed: CommandError | None = None
+    refused: DBAPIError | None = None
     with db.engine.connect() as conn:
         locked = conn.dialect.name == "postgresql"
         if locked:
@@ -80,10 +98,21 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
                     step(cfg, revision)
                 except CommandError as exc:
                     failed = exc
+        except DBAPIError as exc:  # rolled back; a store lost on the way is the caller's to wait on
+            if store_unreachable(exc):
+                raise
+            refused = exc
         finally:
             if locked:
                 conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
                 conn.commit()
+    if refused is not None:
+        # The driver's words run on to a hint line (psycopg): one line, as every error is.
+        reason = " ".join(str(refused.orig or refused).split())
+        raise ConfigError(f"cannot migrate to {shown(revision)}: the store refused it "
+                          f"({shown(reason, 200, str)}); nothing was changed: give "
+                          "ABVOC_DATABASE_URL a user that may create and alter tables there, "
+                          "on abvoc's own store")
     if failed is not None:
         # A store a newer abvoc migrated: Alembic's "Can't locate revision" read like a
         # corrupt store; say what it is, as every other command does.
