@@ -55,12 +55,18 @@ def reason_kind(reason: str) -> str:
 def parked_event_id(payload: bytes) -> str | None:
     """The event id a payload names, if it is a JSON object with a string id of a stored id's
     length; None otherwise (a payload that is not JSON, or cut short)."""
+    return payload_id(payload, "event_id")
+
+
+def payload_id(payload: bytes, field: str) -> str | None:
+    """The id (`event_id`, `prediction_id`) a payload names in `field`, if it is a JSON object
+    with a string there of a stored id's length; None otherwise."""
     try:
         value = json.loads(payload)
     except (ValueError, RecursionError):
         return None
-    event_id = value.get("event_id") if isinstance(value, dict) else None
-    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 64 else None
+    found = value.get(field) if isinstance(value, dict) else None
+    return found if isinstance(found, str) and 0 < len(found) <= 64 else None
 
 
 def park(session: Session, group_id: str, record: Record, reason: str) -> None:

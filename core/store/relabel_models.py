@@ -45,7 +45,7 @@ class RelabelRule(Base):
 class PredictionInput(Base):
     """The input of a served prediction (an image's bytes, or its V2 tensors as JSON), kept so
     annotators can see what the model saw. Written with the prediction, pruned after the input
-    retention unless a relabel item holds its input hash."""
+    retention unless a relabel item holds its input hash or a parked event names it."""
 
     __tablename__ = "prediction_inputs"
     __table_args__ = (Index(None, "input_hash"), Index(None, "created_at"))

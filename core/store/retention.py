@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from core.parking import payload_id
 from core.store.db import Database, utcnow
 from core.store.models import (
     BusMember,
@@ -40,6 +41,7 @@ from core.store.models import (
     ParkedEvent,
     ProcessedEvent,
 )
+from core.store.upsert import in_values
 from core.times import as_utc
 
 DEFAULT_RETENTION = timedelta(days=7)
@@ -145,14 +147,38 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
 
 def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> int:
     """Delete served inputs older than `hours`, except those a relabel item holds (by input
-    hash): the bound on the inputs kept for annotators is traffic x input retention, plus the
-    queued items' inputs. At 0 hours (keep none) every input not held goes: those kept
-    before the setting changed too."""
+    hash) and those of predictions a parked event names: the bound on the inputs kept for
+    annotators is traffic x input retention, plus the queued items' inputs. At 0 hours (keep
+    none) every input not held goes: those kept before the setting changed too.
+
+    A parked correction (say, refused for a worker's wrong ABVOC_SECRET_KEY) is applied by
+    `abvoc events replay` whenever the cause is fixed, often past the input retention: its
+    verification item then needs the input, and an item without one is never offered."""
     from core.store.models import PredictionInput, RelabelItem
 
+    i = PredictionInput
     cutoff = (now or utcnow()) - timedelta(hours=hours)
-    held = exists().where(RelabelItem.input_hash == PredictionInput.input_hash)
-    ids = (select(PredictionInput.prediction_id)
-           .where(PredictionInput.created_at < cutoff, ~held).limit(BATCH))
-    return _batched(db, lambda _s: delete(PredictionInput).where(
-        PredictionInput.prediction_id.in_(ids.scalar_subquery())))
+    held = exists().where(RelabelItem.input_hash == i.input_hash)
+    parked = _parked_predictions(db)
+    pruned, after = 0, ""
+    while True:  # along the primary key, so inputs a parked event holds are passed once
+        with db.session() as s:
+            ids = s.scalars(select(i.prediction_id)
+                            .where(i.created_at < cutoff, ~held, i.prediction_id > after)
+                            .order_by(i.prediction_id).limit(BATCH)).all()
+            gone = [p for p in ids if p not in parked]
+            if gone:
+                pruned += s.execute(delete(i).where(
+                    in_values(s, i.prediction_id, gone))).rowcount or 0
+        if len(ids) < BATCH:
+            return pruned
+        after = ids[-1]
+
+
+def _parked_predictions(db: Database) -> frozenset[str]:
+    """The predictions parked events name (a correction's, a prediction's own): replayed, each
+    enqueues relabel items that need the prediction's input."""
+    with db.reading() as s:
+        payloads = s.scalars(select(ParkedEvent.payload)
+                             .execution_options(yield_per=1000))
+        return frozenset(filter(None, (payload_id(p, "prediction_id") for p in payloads)))
