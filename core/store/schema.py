@@ -116,11 +116,14 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
     if failed is not None:
         # A store a newer abvoc migrated: Alembic's "Can't locate revision" read like a
         # corrupt store; say what it is, as every other command does.
+        # Our own words whole (cut, the note lost "with the newer version", its fix); Alembic's
+        # quote the revision whole, so they are cut (a pasted file's worth would flood the
+        # terminal) and kept on one line (a revision holding a newline split it).
         said = ahead_note(db) if status(db) == AHEAD else (
             "the store is at base (no tables): nothing to downgrade"
-            if current(db) is None and step is command.downgrade else str(failed))
-        # Alembic's words quote the revision whole: a pasted file's worth would flood the terminal.
-        raise AbvocError(f"cannot migrate to {shown(revision)}: {shown(said, 200, str)}")
+            if current(db) is None and step is command.downgrade
+            else shown(" ".join(str(failed).split()), 200, str))
+        raise AbvocError(f"cannot migrate to {shown(revision)}: {said}")
 
 
 def current(db: Database) -> str | None:

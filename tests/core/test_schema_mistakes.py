@@ -5,6 +5,7 @@ revision below the store's (Alembic did nothing and exited 0), a downgrade of an
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from core.errors import AbvocError
 from core.store import schema
@@ -49,3 +50,23 @@ def test_a_store_never_migrated_has_no_revision(tmp_path) -> None:  # noqa: ANN0
         assert schema.current(fresh) is None and schema.status(fresh) == schema.BEHIND
     finally:
         fresh.dispose()
+
+
+def test_a_refused_step_on_a_newer_store_is_said_whole_on_one_line(db: Database) -> None:
+    """`abvoc db downgrade` run by the older version on a store a newer one migrated: the note
+    was cut to 200 characters in its middle, losing "with the newer version", the one thing to
+    do differently, so it read as "run the command you just ran"; and a revision holding a
+    newline split Alembic's words over two lines."""
+    head = schema.head(db)
+    with db.session() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = '9999_newer'"))
+    with pytest.raises(AbvocError) as refused:
+        schema.downgrade(db, head)
+    assert "…" not in refused.value.message
+    assert f"move the schema back with the newer version (`abvoc db downgrade {head}`)" in \
+        refused.value.message
+    with db.session() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    with pytest.raises(AbvocError) as refused:
+        schema.upgrade(db, "no\nsuch")
+    assert "\n" not in refused.value.message, refused.value.message
