@@ -60,7 +60,12 @@ def db() -> None:
     """Migrate the SQL store (Alembic), prune it, rebuild derived sums."""
 
 
-@db.command()
+# A relative step (-1, -2) is a revision, not an unknown option (click refused `-1`, the
+# step `abvoc db downgrade` takes by default and its messages suggest).
+STEPS = {"ignore_unknown_options": True}
+
+
+@db.command(context_settings=STEPS)
 @click.argument("revision", default="head")
 @pass_ctx
 def upgrade(ctx: Context, revision: str) -> None:
@@ -70,7 +75,7 @@ def upgrade(ctx: Context, revision: str) -> None:
         click.echo(f"database at revision {schema.current(database)}")
 
 
-@db.command()
+@db.command(context_settings=STEPS)
 @click.argument("revision", default="-1")
 @pass_ctx
 def downgrade(ctx: Context, revision: str) -> None:

@@ -174,6 +174,22 @@ def test_db_upgrade_current_downgrade(empty_database_url: str,
     assert current["current"] is None
 
 
+
+def test_db_steps_are_given_as_relative_revisions(empty_database_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`abvoc db downgrade -2` (and `-1`, the default its help and messages name) was refused
+    by click as an unknown option: a step back of more than one could not be given at all."""
+    monkeypatch.setenv("ABVOC_DATABASE_URL", empty_database_url)
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade", "0030"]).exit_code == 0
+    for step, revision in ((["downgrade", "-1"], "0029"), (["downgrade", "-2"], "0027"),
+                           (["upgrade", "+3"], "0030")):
+        result = runner.invoke(main, ["db", *step])
+        assert result.exit_code == 0 and f"at revision {revision}" in result.output, \
+            result.output
+    mistyped = runner.invoke(main, ["db", "downgrade", "--bogus"])
+    assert mistyped.exit_code == 2 and "'--bogus'" in mistyped.output
+
 def test_keys_and_experiment_commands(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.store import schema
     from core.store.db import Database
