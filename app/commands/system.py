@@ -72,7 +72,7 @@ def upgrade(ctx: Context, revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
     with open_db(ctx, migrated=False, create=True) as database:
         schema.upgrade(database, revision)
-        click.echo(f"database at revision {schema.current(database)}")
+        click.echo(f"database at revision {schema.current(database) or 'base'}")
 
 
 @db.command(context_settings=STEPS)

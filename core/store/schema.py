@@ -45,7 +45,9 @@ def upgrade(db: Database, revision: str = "head") -> None:
         _refuse_foreign_tables(db)
     if now is not None and revision not in ("head", now) and status(db) != AHEAD:
         script = ScriptDirectory.from_config(alembic_config(db))
-        below = {r.revision for r in script.iterate_revisions(now, "base")} - {now}
+        # `base` too (every table removed): Alembic did nothing there either, and said the store
+        # was at its head.
+        below = {r.revision for r in script.iterate_revisions(now, "base")} - {now} | {"base"}
         if revision in below:
             raise AbvocError(f"the store is at revision {now}, past {revision}: to go back, "
                              f"`abvoc db downgrade {revision}`")

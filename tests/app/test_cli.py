@@ -181,6 +181,8 @@ def test_db_steps_are_given_as_relative_revisions(empty_database_url: str,
     by click as an unknown option: a step back of more than one could not be given at all."""
     monkeypatch.setenv("ABVOC_DATABASE_URL", empty_database_url)
     runner = CliRunner()
+    nothing = runner.invoke(main, ["db", "upgrade", "base"])  # it printed "at revision None"
+    assert nothing.exit_code == 0 and nothing.output == "database at revision base\n"
     assert runner.invoke(main, ["db", "upgrade", "0030"]).exit_code == 0
     for step, revision in ((["downgrade", "-1"], "0029"), (["downgrade", "-2"], "0027"),
                            (["upgrade", "+3"], "0030")):

@@ -18,6 +18,9 @@ def test_an_upgrade_below_the_store_or_a_downgrade_of_nothing_is_refused(db: Dat
                                          r"back, `abvoc db downgrade 0005`"):
         schema.upgrade(db, "0005")
     assert schema.current(db) == "0010"
+    with pytest.raises(AbvocError, match=r"the store is at revision 0010, past base: to go "
+                                         r"back, `abvoc db downgrade base`"):
+        schema.upgrade(db, "base")  # Alembic did nothing, and the command said "at 0010"
     schema.upgrade(db, "0010")  # where it is: nothing to do, no error
     schema.downgrade(db, "base")
     with pytest.raises(AbvocError, match="the store is at base \\(no tables\\): nothing to "
