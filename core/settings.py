@@ -139,6 +139,12 @@ def _validate_database_url(url: str) -> str:
         raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} names no SQLite file (an "
                           "in-memory store keeps nothing); give a path such as "
                           "'sqlite:///path/abvoc.db', or leave it unset for the data folder's")
+    if backend == "sqlite" and parsed.query:
+        # The driver ignores them with a two-line warning: `?mode=ro` left `db upgrade` and
+        # every process writing to a store its operator meant to open read-only.
+        raise ConfigError(f"ABVOC_DATABASE_URL={mask_url(url)!r} has query arguments "
+                          f"({', '.join(sorted(parsed.query))}) that abvoc's SQLite store "
+                          "does not take: remove them ('sqlite:///path/abvoc.db')")
     if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"):
         raise ConfigError(f"ABVOC_DATABASE_URL uses the driver {parsed.drivername!r}; abvoc "
                           "ships psycopg 3: write 'postgresql://' or 'postgresql+psycopg://'")

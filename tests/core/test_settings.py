@@ -240,3 +240,13 @@ def test_an_in_memory_sqlite_store_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match=r"names no SQLite file \(an in-memory store keeps "
                                           r"nothing\)"):
         load_settings(env={"ABVOC_DATABASE_URL": url})
+
+
+@pytest.mark.parametrize("url", ["sqlite:////tmp/abvoc.db?mode=ro",
+                                 "sqlite:///data/abvoc.db?timeout=5&foo=bar"])
+def test_query_arguments_on_a_sqlite_url_are_refused(url: str) -> None:
+    """The driver ignored them, warning on two lines: `?mode=ro` left `db upgrade` writing to
+    the store its operator meant to open read-only."""
+    with pytest.raises(ConfigError, match=r"has query arguments \((mode|foo, timeout)\) that "
+                                          r"abvoc's SQLite store does not take: remove them"):
+        load_settings(env={"ABVOC_DATABASE_URL": url})
