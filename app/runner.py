@@ -225,7 +225,8 @@ def run_up(settings: Settings, host: str, port: int, *, workers: int, threads: i
     def prune_now() -> None:
         log.info("retention: pruned %s", prune(db, retention, embedded=embedded).as_dict())
         log.info("retention: pruned %d kept inputs",
-                 prune_inputs(db, settings.input_retention_hours))
+                 prune_inputs(db, settings.input_retention_hours,
+                              embedded=embedded))
 
     report_now = weekly_report_task(db, settings)
 

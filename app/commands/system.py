@@ -108,10 +108,10 @@ def prune(ctx: Context, retention_days: float | None, as_json: bool) -> None:
     schedules it. See core/store/retention.py for what is kept and why."""
     days = retention_days or ctx.settings.retention_days
     hours = ctx.settings.input_retention_hours
+    embedded = ctx.settings.bus.kind == "embedded"
     with open_db(ctx) as database:
-        pruned = prune_store(database, timedelta(days=days),
-                             embedded=ctx.settings.bus.kind == "embedded").as_dict()
-        pruned["kept_inputs"] = prune_inputs(database, hours)
+        pruned = prune_store(database, timedelta(days=days), embedded=embedded).as_dict()
+        pruned["kept_inputs"] = prune_inputs(database, hours, embedded=embedded)
     emit(pruned, as_json, f"pruned {pruned['outbox']} outbox rows, {pruned['bus_log']} bus-log "
          f"records, {pruned['processed_events']} processed event ids (kept {days:g} days), "
          f"{pruned['kept_inputs']} served inputs (kept {hours:g} hours)")

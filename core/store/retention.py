@@ -145,7 +145,8 @@ def prune(db: Database, retention: timedelta = DEFAULT_RETENTION, *, embedded: b
     return Pruned(outbox_deleted, bus_deleted, processed_deleted, since)
 
 
-def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> int:
+def prune_inputs(db: Database, hours: float, *, embedded: bool = True,
+                 now: datetime | None = None) -> int:
     """Delete served inputs older than `hours`, except those a relabel item holds (by input
     hash) and those of predictions a parked event names: the bound on the inputs kept for
     annotators is traffic x input retention, plus the queued items' inputs. At 0 hours (keep
@@ -153,11 +154,13 @@ def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> 
 
     A parked correction (say, refused for a worker's wrong ABVOC_SECRET_KEY) is applied by
     `abvoc events replay` whenever the cause is fixed, often past the input retention: its
-    verification item then needs the input, and an item without one is never offered."""
+    verification item then needs the input, and an item without one is never offered. So
+    do the corrections not yet applied (a bus down, a worker stopped): see _not_applied_since."""
     from core.store.models import PredictionInput, RelabelItem
 
     i = PredictionInput
-    cutoff = (now or utcnow()) - timedelta(hours=hours)
+    now = now or utcnow()
+    cutoff = _not_applied_since(db, now, embedded) - timedelta(hours=hours)
     held = exists().where(RelabelItem.input_hash == i.input_hash)
     parked = _parked_predictions(db)
     pruned, after = 0, ""
@@ -173,6 +176,21 @@ def prune_inputs(db: Database, hours: float, *, now: datetime | None = None) -> 
         if len(ids) < BATCH:
             return pruned
         after = ids[-1]
+
+
+def _not_applied_since(db: Database, now: datetime, embedded: bool) -> datetime:
+    """When the oldest event that no worker has applied yet was accepted: an outbox row unsent,
+    or (embedded log) sent at or after T_u, when the oldest record a group may still read was
+    appended. A correction it carries came within the input retention of its prediction, so
+    the inputs served since then, less the retention, are kept until the worker catches up.
+    Records a Kafka broker holds unread are not seen from the store."""
+    with db.reading() as s:
+        since = deliverable_since(s, now, DEFAULT_RETENTION) if embedded else None
+        waiting = OutboxEvent.sent_at.is_(None)
+        if since is not None:
+            waiting = or_(waiting, OutboxEvent.sent_at >= since)
+        oldest = s.scalar(select(func.min(OutboxEvent.created_at)).where(waiting))
+    return now if oldest is None else min(now, as_utc(oldest))
 
 
 def _parked_predictions(db: Database) -> frozenset[str]:

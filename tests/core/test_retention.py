@@ -104,8 +104,11 @@ def test_db_prune_command(database_url: str, monkeypatch: pytest.MonkeyPatch) ->
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     with Database(database_url) as db:
         _fill(db)
-        with db.session() as s:  # served inputs: one past the input retention, one within it
-            for pid, hours in (("old", 80), ("new", 1)):
+        # Served inputs: one past the input retention before the oldest event not yet applied
+        # (the "never-sent" row, 10.5 days old: its correction may name a prediction up to 72
+        # hours older), one within it.
+        with db.session() as s:
+            for pid, hours in (("old", 10.5 * 24 + 80), ("new", 10.5 * 24 + 1)):
                 s.add(PredictionInput(prediction_id=pid, input_hash=f"h-{pid}", kind="image",
                                       data=b"png", created_at=NOW - timedelta(hours=hours)))
     result = runner.invoke(main, ["db", "prune", "--retention-days", "7", "--json"])
