@@ -93,3 +93,16 @@ def clustered_shift(offline: np.ndarray, offline_n: float,
         stats.f.sf((k - rank) / (rank * (k - 1)) * statistic, rank, k - rank))
     p_each = np.where(np.isfinite(z), 2 * stats.t.sf(np.abs(z), k - 1), np.nan)
     return ClusteredShift(statistic, rank, p_value, difference, se, z, p_each, k)
+
+
+def clustered_mcnemar(answered: np.ndarray, true: np.ndarray) -> float:
+    """McNemar's test of one class over units (Durkalski, Palesch, Lipsitz and Rust, Stat Med
+    2003): unit i's answers of the class a truth changed (``b_i``) and its answers changed to
+    the class (``c_i``) give ``X^2 = (sum d_i)^2 / sum d_i^2`` with ``d_i = b_i - c_i``, on one
+    degree of freedom; with one pair per unit it is McNemar's statistic without the continuity
+    correction. The p-value; 1 where no unit has a difference."""
+    d = np.asarray(answered, dtype=np.float64) - np.asarray(true, dtype=np.float64)
+    spread = float(np.sum(d * d))
+    if spread <= 0:
+        return 1.0
+    return float(stats.chi2.sf(float(d.sum()) ** 2 / spread, 1))

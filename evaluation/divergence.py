@@ -36,8 +36,8 @@ accuracy being read from corrections of served answers):
   difference of shares and Holm-adjusted residual
   (:func:`evaluation.label_metrics.prediction_shift`); where units sent several answers, (b)
   is tested over units (:mod:`evaluation.clustered_shares`, their class counts from
-  :mod:`evaluation.unit_class_counts`), as is the traffic mix, while (a) still takes each
-  answer as independent.
+  :mod:`evaluation.unit_class_counts`), as are the traffic mix and (a), by Durkalski's
+  McNemar test over units (:func:`evaluation.clustered_shares.clustered_mcnemar`).
 * **Label candidates** (declared ``label``, or undeclared with offline label shares) also get
   their confusion counts per slice under ``label_metrics``
   (:func:`evaluation.label_metrics.confusion`).
@@ -76,6 +76,7 @@ from core.errors import NotFound
 from core.store.models import Experiment
 from evaluation import aggregation as agg
 from evaluation.candidate_facts import UNKNOWN, Ref, facts_by_version, variant_version
+from evaluation.clustered_shares import clustered_mcnemar
 from evaluation.findings import rank_findings
 from evaluation.label_metrics import confusion, prediction_shift
 from evaluation.number_metrics import mae_against_offline, number_errors
@@ -95,9 +96,11 @@ from evaluation.stats import holm
 from evaluation.stats.small_samples import wilson_interval
 from evaluation.traffic_mix import traffic_mix
 from evaluation.unit_class_counts import (
+    Discordant,
     UnitClassCounts,
     too_many,
     unit_class_counts,
+    unit_discordant_counts,
     unit_slice_counts,
 )
 from evaluation.unit_moments import Recounts, share_hull, t_interval, unit_analysis
@@ -232,7 +235,8 @@ def _holm_online(per_class: list[dict[str, Any]], alpha: float) -> int:
 
 
 def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell, alpha: float,
-                      units: UnitClassCounts | None = None) -> dict[str, Any] | None:
+                      units: UnitClassCounts | None = None,
+                      discordant: Discordant | None = None) -> dict[str, Any] | None:
     outputs = {lb: v[0] for lb, v in cell.labels(agg.OUTPUT).items()}
     total = sum(outputs.values())
     if not total:
@@ -245,11 +249,14 @@ def _prediction_shift(ref: Ref, offline: dict[str, Any], cell: Cell, alpha: floa
     for lb in classes:
         b = cell.get(agg.CORRECTED_OUTPUT, lb)[0]
         c = cell.get(agg.TRUTH, lb)[0]
+        p = mcnemar(b, c) if discordant is None else clustered_mcnemar(
+            *(side.matrix([lb])[:, 0] for side in discordant))
         per_class.append({"label": lb, "output_share": outputs.get(lb, 0) / total,
                           "label_share": labels.get(lb, 0) / total,
                           "excess": (outputs.get(lb, 0) - labels.get(lb, 0)) / total,
-                          "p_value": mcnemar(b, c), "discordant": b + c})
+                          "p_value": p, "discordant": b + c})
     out["online_classes_tested"] = _holm_online(per_class, alpha)
+    out["online_analysis_unit"] = "prediction" if discordant is None else "unit"
     out["online_labels"] = sorted(per_class, key=lambda r: -r["excess"])
     shift = prediction_shift(outputs, offline.get("label_shares") or {},
                              (offline.get("overall") or {}).get("n"), (), alpha, units)
@@ -267,6 +274,7 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
                          units: dict[str, dict[str, Moments]] | None = None,
                          unit_classes: UnitClassCounts | None = None,
                          unit_slices: UnitClassCounts | None = None,
+                         discordant: Discordant | None = None,
                          ) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
                                     dict[str, Any] | None]:
     """One candidate version's slice rows, traffic mix and prediction shift from its offline
@@ -275,12 +283,13 @@ def candidate_divergence(cand: str, offline: dict[str, Any], cells: dict[str, Ce
     the traffic mix always weighs every slice. ``units`` holds per-unit moments by slice and
     metric (the accuracy bound's, a number candidate's absolute error): where units send
     several requests, those intervals and tests are per unit, as the prediction shift's and
-    the traffic mix's are given ``unit_classes`` and ``unit_slices``."""
+    the traffic mix's are given ``unit_classes`` and ``unit_slices``, and the online McNemar
+    tests given ``discordant``."""
     ref = (cand, version)
     rows = _slice_rows(ref, offline, {s: c for s, c in cells.items()
                                       if shown is None or s in shown}, alpha, tolerance, units)
     return (rows, traffic_mix(ref, offline, cells, alpha, rows, unit_slices),
-            _prediction_shift(ref, offline, cells[ALL], alpha, unit_classes))
+            _prediction_shift(ref, offline, cells[ALL], alpha, unit_classes, discordant))
 
 
 def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.05,
@@ -328,6 +337,11 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         ref: {s: c.get(agg.PREDICTIONS)[0] for s, c in cells.items() if s != ALL}
         for ref, cells in by_ref.items()
         if bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
+    discordant = unit_discordant_counts(session, experiment, {
+        ref: tuple({lb: v[0] for lb, v in cells[ALL].labels(metric).items()}
+                   for metric in (agg.CORRECTED_OUTPUT, agg.TRUTH))
+        for ref, cells in by_ref.items()
+        if ALL in cells and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
         cells = by_ref.get(ref)
@@ -336,7 +350,8 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         f = facts.get(ref, UNKNOWN)
         rows, mix, shift = candidate_divergence(ref[0], dict(f.offline), cells, alpha,
                                                 tolerance, ref[1], shown, bound.get(ref),
-                                                unit_classes.get(ref), unit_slices.get(ref))
+                                                unit_classes.get(ref), unit_slices.get(ref),
+                                                discordant.get(ref))
         note = too_many(sum(answers.get(ref, {}).values()))
         if note and shift and shift.get("offline_labels"):
             shift["offline_labels"]["unit_note"] = note

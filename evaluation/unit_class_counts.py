@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
-from core.store.models import Experiment, Prediction, ServedPrediction
+from core.store.models import Experiment, Prediction, PredictionTruth, ServedPrediction
 from evaluation.aggregation import in_window
 from evaluation.candidate_facts import Ref, variant_version
 from evaluation.online import hour_window
@@ -55,6 +55,10 @@ class UnitClassCounts:
             if label in index:
                 out[:, j] = self.counts[:, index[label]]
         return out
+
+
+Discordant = tuple[UnitClassCounts, UnitClassCounts]
+"""Each unit's answers a truth changed, by the class answered and by the true class."""
 
 
 def unit_class_counts(session: Session, experiment: Experiment,
@@ -123,4 +127,51 @@ def _per_unit(session: Session, experiment: Experiment,
         if (np.abs(matrix.sum(axis=0) - [wanted[ref][label] for label in order]) < 0.5).all() \
                 and (matrix.sum(axis=1) > 1).any():
             out[ref] = UnitClassCounts(order, matrix)
+    return out
+
+
+def unit_discordant_counts(session: Session, experiment: Experiment,
+                           changed: Mapping[Ref, tuple[Mapping[str, float], Mapping[str, float]]],
+                           since: datetime | None = None, until: datetime | None = None,
+                           ) -> dict[Ref, Discordant]:
+    """Per candidate version in `changed` (its answers a truth changed, by answered class and
+    by true class, as the aggregates count them: McNemar's discordant counts), each unit's
+    counts of both, where the stored truths account for every one of them (verified labels
+    that replaced a truth do not show here: such a version is left out, tested per answer)."""
+    wanted = {ref: pair for ref, pair in changed.items()
+              if sum(pair[0].values()) > 0 and too_many(sum(pair[0].values())) is None}
+    if not wanted:
+        return {}
+    p, sp, t = Prediction, ServedPrediction, PredictionTruth
+    query = (select(p.arm, p.candidate, p.unit_id, p.output, t.truth, func.count())
+             .join(t, t.prediction_id == p.prediction_id)
+             .outerjoin(sp, sp.prediction_id == p.prediction_id)
+             .where(p.experiment_id == experiment.id, p.shadow == false(),
+                    p.candidate.in_(sorted({ref[0] for ref in wanted})),
+                    p.output != t.truth,
+                    func.coalesce(p.failed, sp.error, false()) == false(),
+                    *in_window(p.created_at, *hour_window(since, until)))
+             .group_by(p.arm, p.candidate, p.unit_id, p.output, t.truth))
+    version = cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
+                                                                        candidate, False)))
+    found: dict[Ref, dict[object, tuple[dict[str, int], dict[str, int]]]] = {}
+    for arm, candidate, unit, output, truth, count in session.execute(query):
+        ref = version(arm, candidate)
+        if ref not in wanted:
+            continue
+        units = found.setdefault(ref, {})
+        for key, times in ((unit, count),) if unit is not None else \
+                (((arm, output, truth, i), 1) for i in range(count)):  # no unit: each its own
+            answered, true = units.setdefault(key, ({}, {}))
+            answered[output] = answered.get(output, 0) + times
+            true[truth] = true.get(truth, 0) + times
+    out = {}
+    for ref, units in found.items():
+        order = tuple(sorted(set(wanted[ref][0]) | set(wanted[ref][1])))
+        sides = tuple(np.array([[side.get(label, 0) for label in order]
+                                for side in (pair[k] for pair in units.values())], dtype=float)
+                      for k in (0, 1))
+        if all((np.abs(m.sum(axis=0) - [wanted[ref][k].get(label, 0) for label in order])
+                < 0.5).all() for k, m in enumerate(sides)):
+            out[ref] = (UnitClassCounts(order, sides[0]), UnitClassCounts(order, sides[1]))
     return out

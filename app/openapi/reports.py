@@ -188,7 +188,10 @@ DIVERGENCE = _object({
         {"candidate": STR, "version": VERSION, "output_shares": OPEN,
          "online_labels": {"type": "array", "items": OPEN}},
         {"offline_labels": {"allOf": [_ref("PredictionShift"), _object({
-            "label_shares": OPEN, "top_label": STR, "excess": NUM})]}})},
+            "label_shares": OPEN, "top_label": STR, "excess": NUM})]},
+         "online_analysis_unit": {"enum": ["unit", "prediction"], "description": "the online "
+                                  "McNemar tests' observation: 'unit' (Durkalski's test over "
+                                  "units) where units sent several answers, else each answer"}})},
     "label_metrics": {"type": "array", "items": _object({
         "candidate": STR, "version": VERSION,
         "confusion": {"type": "object", "additionalProperties": _ref("Confusion")}})},

@@ -10,14 +10,22 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multivariate import test_mvmean as hotelling_test
 
 from core.store.db import Database
 from evaluation import unit_class_counts
-from evaluation.clustered_shares import clustered_shift, online_covariance
-from evaluation.divergence import divergence_report
+from evaluation.clustered_shares import clustered_mcnemar, clustered_shift, online_covariance
+from evaluation.divergence import divergence_report, mcnemar
 from evaluation.label_metrics import prediction_shift
-from tests.evaluation.helpers import T0, add_candidate, add_experiment, apply, prediction
+from tests.evaluation.helpers import (
+    T0,
+    add_candidate,
+    add_experiment,
+    apply,
+    correction,
+    prediction,
+)
 
 CLASSES = ("attack", "defend", "idle", "move")
 OFFLINE = np.array([0.2, 0.2, 0.3, 0.3])
@@ -138,3 +146,57 @@ def test_one_answer_per_unit_stays_pearsons_test(db: Database) -> None:
     table = np.vstack([OFFLINE * 2000, counts])
     assert shift["p_value"] == pytest.approx(
         stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9)
+
+
+def test_mcnemar_over_units_is_mcnemars_with_one_pair_per_unit() -> None:
+    answered = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1])  # b_i: this unit's answer was changed
+    true = 1 - answered  # c_i: this unit's answer was changed to the class
+    table = [[0, int(answered.sum())], [int(true.sum()), 0]]
+    assert clustered_mcnemar(answered, true) == pytest.approx(
+        sm_mcnemar(table, exact=False, correction=False).pvalue, rel=1e-12)
+    assert clustered_mcnemar(np.zeros(3), np.zeros(3)) == 1.0
+
+
+def test_mcnemar_over_units_holds_its_level_where_the_per_answer_one_does_not() -> None:
+    """Each unit changes answers mostly one way (answered 'idle', truly 'attack') or mostly
+    the other, as a player who complains about one thing complains about it again; both ways
+    equally likely overall, so no class is over-predicted."""
+    rng = np.random.default_rng(2)
+    runs, over_units, per_answer = 400, 0, 0
+    for _ in range(runs):
+        lean = rng.random(30) < 0.5
+        changed = rng.poisson(6, 30)
+        b = rng.binomial(changed, np.where(lean, 0.9, 0.1))
+        c = changed - b
+        over_units += clustered_mcnemar(b, c) < 0.05
+        per_answer += mcnemar(float(b.sum()), float(c.sum())) < 0.05
+    assert 0.02 < over_units / runs < 0.08
+    assert per_answer / runs > 0.25
+
+
+def test_the_report_tests_the_online_shift_over_units(db: Database) -> None:
+    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
+                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    rng = np.random.default_rng(9)
+    batch, b, c = [], np.zeros(15), np.zeros(15)
+    for u in range(15):
+        for i in range(12):
+            pid = f"p{u}-{i}"
+            answer = str(rng.choice(CLASSES, p=OFFLINE))
+            batch.append(prediction(pid, experiment_id=exp, candidate="bot", output=answer,
+                                    unit_id=f"player-{u}", at=T0 + timedelta(minutes=i)))
+            if rng.random() < 0.3 and answer != "idle":
+                batch.append(correction(pid, "idle"))  # the truth was idle
+                c[u] += 1
+            elif rng.random() < 0.2 and answer == "idle":
+                batch.append(correction(pid, "move"))
+                b[u] += 1
+    apply(db, batch)
+    with db.session() as s:
+        shift = divergence_report(s, exp)["prediction_shift"][0]
+    idle = next(r for r in shift["online_labels"] if r["label"] == "idle")
+    assert shift["online_analysis_unit"] == "unit"
+    assert idle["p_value"] == pytest.approx(clustered_mcnemar(b, c), rel=1e-12)
+    assert idle["discordant"] == b.sum() + c.sum()
