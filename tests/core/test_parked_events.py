@@ -25,9 +25,8 @@ from core.parking import park
 from core.replay import replay_parked
 from core.store.db import Database
 from core.store.models import Correction, ParkedEvent
-from core.stream import StreamConsumer
 from evaluation.worker import GROUP_ID, make_worker
-from tests.support.flow import SECRET, correction_event, prediction_event
+from tests.support.flow import SECRET, correction_event, drain_worker, prediction_event
 
 N = 6
 
@@ -51,16 +50,8 @@ def _park_with_wrong_key(db: Database, key: str = "not-the-api-key",
     stream += [events.encode(correction_event(i)) for i in range(N)]
     bus.producer().send_many(("t.predictions" if i < N else "t.corrections", "k", v)
                              for i, v in enumerate(stream))
-    _drain(make_worker(db, bus, "t", secret=key))
+    drain_worker(make_worker(db, bus, "t", secret=key))
     return bus, stream
-
-
-def _drain(worker: StreamConsumer) -> None:
-    try:
-        while worker.step(timeout_ms=100):
-            pass
-    finally:
-        worker.close()
 
 
 def test_a_worker_parking_most_receipts_says_so_in_its_heartbeat(db: Database) -> None:
@@ -74,7 +65,7 @@ def test_a_worker_parking_most_receipts_says_so_in_its_heartbeat(db: Database) -
     for i in range(N):  # one correction a batch: too few to judge alone, judged together
         bus.producer().send_many([("t.predictions", "k", events.encode(prediction_event(i))),
                                   ("t.corrections", "k", events.encode(correction_event(i)))])
-        _drain(wrong)
+        drain_worker(wrong)
         assert (heartbeat.note is None) == (i < 4), (i, heartbeat.note)
     assert heartbeat.note.startswith("parks most of what it reads for lack of a valid receipt "
                                      "(5 of 5 records lately, from t.corrections)")

@@ -16,21 +16,12 @@ from core.replay import replay_parked
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent, PredictionInput
 from core.store.retention import prune_inputs
-from core.stream import StreamConsumer
 from evaluation.worker import make_worker
 from feedback.annotation import queue_figures
-from tests.support.flow import SECRET, correction_event, prediction_event
+from tests.support.flow import SECRET, correction_event, drain_worker, prediction_event
 from tests.support.kept_inputs import keep_input
 
 N = 3
-
-
-def _drain(worker: StreamConsumer) -> None:
-    try:
-        while worker.step(timeout_ms=100):
-            pass
-    finally:
-        worker.close()
 
 
 def test_a_parked_correction_keeps_its_predictions_input(db: Database) -> None:
@@ -42,7 +33,7 @@ def test_a_parked_correction_keeps_its_predictions_input(db: Database) -> None:
     sent = [("t.predictions", "k", events.encode(prediction_event(i))) for i in range(N + 1)]
     sent += [("t.corrections", "k", events.encode(correction_event(i))) for i in range(N)]
     bus.producer().send_many(sent)
-    _drain(make_worker(db, bus, "t", secret="not-the-api-key"))  # parks every correction
+    drain_worker(make_worker(db, bus, "t", secret="not-the-api-key"))  # parks every correction
     with db.reading() as s:
         assert s.scalar(select(func.count()).select_from(ParkedEvent)) == N
 

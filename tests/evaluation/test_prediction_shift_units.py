@@ -38,6 +38,14 @@ def _units(rng: np.random.Generator, k: int, answers: int, leaning: float) -> np
                      for _ in range(k)], dtype=np.float64)
 
 
+def _bot_experiment(db: Database) -> int:
+    """A label candidate with OFFLINE as its offline label shares, alone in an experiment."""
+    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
+                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
+    return add_experiment(db, arms=[
+        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+
+
 def test_each_shares_variance_is_the_cluster_robust_one_statsmodels_gives() -> None:
     rng = np.random.default_rng(3)
     units = _units(rng, 25, 30, 2.0)
@@ -95,10 +103,7 @@ def test_a_real_shift_over_units_is_found() -> None:
 
 
 def test_the_report_tests_over_units_from_the_stored_answers(db: Database) -> None:
-    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
-                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
-    exp = add_experiment(db, arms=[
-        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    exp = _bot_experiment(db)
     rng = np.random.default_rng(7)
     units = _units(rng, 12, 15, 1.0)
     batch = []
@@ -133,10 +138,7 @@ def test_the_report_tests_over_units_from_the_stored_answers(db: Database) -> No
 
 
 def test_one_answer_per_unit_stays_pearsons_test(db: Database) -> None:
-    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
-                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
-    exp = add_experiment(db, arms=[
-        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    exp = _bot_experiment(db)
     counts = (30, 25, 60, 35)
     apply(db, [prediction(f"{c}-{i}", experiment_id=exp, candidate="bot", output=c)
                for c, n in zip(CLASSES, counts, strict=True) for i in range(n)])
@@ -175,10 +177,7 @@ def test_mcnemar_over_units_holds_its_level_where_the_per_answer_one_does_not() 
 
 
 def test_the_report_tests_the_online_shift_over_units(db: Database) -> None:
-    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
-                              "label_shares": dict(zip(CLASSES, OFFLINE.tolist(), strict=True))})
-    exp = add_experiment(db, arms=[
-        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    exp = _bot_experiment(db)
     rng = np.random.default_rng(9)
     batch, b, c = [], np.zeros(15), np.zeros(15)
     for u in range(15):

@@ -12,6 +12,7 @@ from core import events, receipts
 from core.outbox import add_events
 from core.store.db import Database
 from core.store.models import Prediction
+from core.stream import StreamConsumer
 
 
 def prediction_event(i: int, run: str = "r") -> dict:
@@ -146,3 +147,12 @@ def swap_loaded(pool, name: str, wrap: Callable) -> None:  # noqa: ANN001 - a Ca
     candidate = pool.get(name)
     key = next(k for k, v in pool._loaded.items() if v is candidate)
     pool._loaded[key] = wrap(candidate)
+
+
+def drain_worker(worker: StreamConsumer) -> None:
+    """Step a worker until a poll brings nothing more, then close it."""
+    try:
+        while worker.step(timeout_ms=100):
+            pass
+    finally:
+        worker.close()
