@@ -118,6 +118,10 @@ def submit_correction(db: Database, settings: Settings, body: Any,
     try:
         with db.session() as s:
             _take_turn(s, db.dialect, checked["prediction_id"])
+            # Looked up again with the turn held: a keyed request of this body that raced the
+            # check above is committed by now, and this keyless one is that correction.
+            if keyless and (repeat := _repeat(s, key, digest, checked["prediction_id"])):
+                return repeat
             accepted = CorrectionRequest(idempotency_key=key, correction_id=correction_id,
                                          prediction_id=checked["prediction_id"],
                                          request_hash=digest, created_at=utcnow())
@@ -165,24 +169,30 @@ def _existing(db: Database, key: str, digest: str, prediction_id: str | None = N
     under it is this request only when its body is the same, so a retry across the upgrade
     counts once and nobody learns of another's keys."""
     with db.reading() as s:
+        return _repeat(s, key, digest, prediction_id, legacy=legacy)
+
+
+def _repeat(s: Session, key: str, digest: str, prediction_id: str | None = None, *,
+            legacy: str | None = None) -> dict[str, Any] | None:
+    """:func:`_existing`'s look-up in a unit of work the caller holds."""
+    row = s.scalars(select(CorrectionRequest).where(
+        CorrectionRequest.idempotency_key == key)).first()
+    if row is None and legacy is not None:
         row = s.scalars(select(CorrectionRequest).where(
-            CorrectionRequest.idempotency_key == key)).first()
-        if row is None and legacy is not None:
-            row = s.scalars(select(CorrectionRequest).where(
-                CorrectionRequest.idempotency_key == legacy,
-                CorrectionRequest.request_hash == digest)).first()
-        if row is None and prediction_id is not None:
-            row = s.scalars(select(CorrectionRequest).where(
-                CorrectionRequest.prediction_id == prediction_id,
-                CorrectionRequest.request_hash == digest)
-                .order_by(CorrectionRequest.created_at).limit(1)).first()
-        if row is None:
-            return None
-        if row.request_hash != digest:
-            raise Conflict("this Idempotency-Key was used for a different correction; use a "
-                           "new key for a new correction")
-        return {"correction_id": row.correction_id, "prediction_id": row.prediction_id,
-                "duplicate": True, "earlier_corrections": _earlier(s, row)}
+            CorrectionRequest.idempotency_key == legacy,
+            CorrectionRequest.request_hash == digest)).first()
+    if row is None and prediction_id is not None:
+        row = s.scalars(select(CorrectionRequest).where(
+            CorrectionRequest.prediction_id == prediction_id,
+            CorrectionRequest.request_hash == digest)
+            .order_by(CorrectionRequest.created_at).limit(1)).first()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise Conflict("this Idempotency-Key was used for a different correction; use a "
+                       "new key for a new correction")
+    return {"correction_id": row.correction_id, "prediction_id": row.prediction_id,
+            "duplicate": True, "earlier_corrections": _earlier(s, row)}
 
 
 def _earlier(s: Session, row: CorrectionRequest) -> int:
