@@ -173,3 +173,20 @@ def test_a_header_value_that_is_not_ascii_is_a_400_saying_what_to_send(
     assert answer["error"].startswith(f"header '{header}' is empty: header values must be "
                                       "non-empty ASCII text"), answer
     assert words in answer["error"], answer
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Abvoc-Unit-Id", "X-Abvoc-Force-Arm"])
+def test_a_header_sent_twice_is_a_400_not_its_values_joined(served: tuple, header: str) -> None:
+    """The server joins a repeated header's values with a comma: two Idempotency-Keys were one
+    key 'aa1,bb2' (a retry with either alone stored again), two unit ids one unit."""
+    port, key, _ = served
+    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                                   "data": [5.1, 3.5, 1.4, 0.2]}],
+                       "parameters": {"unit_id": "u1"}}).encode()
+    head = (f"POST /v2/models/default/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{header}: aa1\r\n{header}: bb2\r\n\r\n").encode()
+    status, answer, _ = exchange(port, head, iter([body]))
+    assert status == 400, answer
+    assert answer["error"].startswith(f"header '{header}' holds a comma: a header sent twice"), \
+        answer
