@@ -120,7 +120,21 @@ RESULTS = _object({
     "label_metrics": {"type": "object", "additionalProperties": _ref("LabelVariantMetrics")},
     "trustworthy": {"type": "boolean"}, "srm": {"type": ["object", "null"]},
     "comparisons": {"type": "array", "items": _ref("Comparison")},
-    "latency": {"type": "array"}, "power": OPEN, "error": STR_OR_NULL,
+    "latency": {"type": "array"}, "power": {
+        "type": "object", "additionalProperties": _object({
+            "mde": {**NUM_OR_NULL, "description": "the smallest absolute difference of the "
+                    "primary metric the arms detect now, fixed-horizon (negative: only a fall "
+                    "is detectable)"},
+            "target_relative_effect": NUM, "per_arm": {"type": ["integer", "null"]},
+            "still_needed": {"type": ["integer", "null"]}, "power_at_target": NUM_OR_NULL,
+            "mde_relative": {**NUM_OR_NULL, "description": "the size of the smallest relative "
+                             "change the current arms detect, the way the primary metric "
+                             "improves (a fall for a lower-is-better one), fixed-horizon"},
+            "test": STR, "error": STR_OR_NULL},
+            description="per treatment arm: the sample per arm the always-valid test needs "
+                        "for the target relative effect on the primary metric, what is left, "
+                        "and the power the arms have now")},
+    "error": STR_OR_NULL,
     "decision": _object({"action": {"enum": ["ship", "keep_running", "stop", "inconclusive"]},
                          "arm": STR_OR_NULL, "reasons": {"type": "array", "items": STR},
                          "arms": {"type": "object", "additionalProperties": STR}}),
