@@ -193,35 +193,71 @@ def allocate(weights: Sequence[float], num_buckets: int = NUM_BUCKETS) -> Alloca
     return Allocation(normalised, table)
 
 
-def reallocate(allocation: Allocation, new_weights: Sequence[float]) -> Allocation:
+def reallocate(
+    allocation: Allocation, new_weights: Sequence[float], home: Allocation | None = None
+) -> Allocation:
     """The allocation for ``new_weights`` that moves the fewest buckets from ``allocation``.
 
     ``new_weights`` has one weight per existing arm, followed by any new arms (adding an arm is
     weight 0 -> w). Shrinking arms give up their highest-numbered buckets; growing arms take the
     freed buckets lowest-numbered first, in arm order, which keeps runs long and the JSON small.
     No bucket moves between two shrinking or two growing arms.
+
+    ``home`` (the experiment's first allocation) says whose each bucket was: a shrinking arm
+    gives back first the buckets whose home arm is growing, then its own, and keeps other
+    arms' until they grow; a growing arm takes its own home buckets back first. Without it, two
+    arms paused and resumed in reverse order swapped every unit between them (control gave
+    back its highest-numbered buckets, which were the other arm's).
     """
     if len(new_weights) < allocation.num_arms:
         raise ValueError(
             f"expected at least {allocation.num_arms} weights, one per existing arm, "
             f"got {len(new_weights)}; set an arm's weight to 0 or use remove_arm to drop it"
         )
+    if home is not None and home.num_buckets != allocation.num_buckets:
+        raise ValueError(f"bucket counts differ: {home.num_buckets} vs {allocation.num_buckets}")
     weights = _normalised(new_weights)
     held = allocation.counts() + [0] * (len(weights) - allocation.num_arms)
     target = _target_counts(weights, allocation.num_buckets, held)
     table = bytearray(allocation.table)
-    give = [max(0, h - t) for h, t in zip(held, target, strict=True)]
-    freed: list[int] = []
-    for bucket in range(len(table) - 1, -1, -1):
-        arm = table[bucket]
-        if give[arm]:
-            give[arm] -= 1
-            freed.append(bucket)
-    taken = iter(reversed(freed))
-    for arm, (h, t) in enumerate(zip(held, target, strict=True)):
-        for _ in range(t - h):
+    need = [max(0, t - h) for h, t in zip(held, target, strict=True)]
+    freed = _freed(table, [max(0, h - t) for h, t in zip(held, target, strict=True)],
+                   need, home.table if home is not None else None)
+    left = []
+    for bucket in freed:  # a growing arm takes its own home buckets back first
+        owner = home.table[bucket] if home is not None else None
+        if owner is not None and owner < len(need) and need[owner]:
+            table[bucket] = owner
+            need[owner] -= 1
+        else:
+            left.append(bucket)
+    taken = iter(left)
+    for arm, count in enumerate(need):
+        for _ in range(count):
             table[next(taken)] = arm
     return Allocation(weights, bytes(table))
+
+
+def _freed(table: bytearray, give: list[int], need: list[int],
+           home: bytes | None) -> list[int]:
+    """The buckets the shrinking arms give up (`give` each), lowest-numbered first: another
+    arm's home bucket that arm wants back, then the arm's own, then other arms' (kept for
+    their home arm, as a paused arm's are while control holds them); highest-numbered first
+    within each."""
+    def rank(bucket: int) -> tuple[int, int]:
+        if home is None:
+            return 0, -bucket
+        arm, owner = table[bucket], home[bucket]
+        if owner != arm and owner < len(need) and need[owner]:
+            return 0, -bucket
+        return (1 if owner == arm else 2), -bucket
+
+    freed: list[int] = []
+    for arm, count in enumerate(give):
+        if count:
+            mine = sorted((b for b in range(len(table)) if table[b] == arm), key=rank)
+            freed += mine[:count]
+    return sorted(freed)
 
 
 def remove_arm(

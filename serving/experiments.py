@@ -72,6 +72,15 @@ def effective_weights(exp: Experiment | dict[str, Any]) -> list[float]:
     return weights
 
 
+def _home(exp: Experiment) -> Allocation:
+    """The allocation the experiment was created with (no arm paused, the canary at its first
+    step), which `create` stored first: it says whose each bucket is, so a resumed arm gets
+    its own units back (serving/assignment.reallocate)."""
+    canary = {**exp.canary, "step": 0} if exp.canary else {}
+    return allocate(effective_weights({"arms": [{**a, **UNPAUSED} for a in exp.arms],
+                                       "canary": canary}))
+
+
 def _weights_now(exp: Experiment) -> list[float]:
     """The weights traffic follows now: a paused or killed experiment sends every unit to its
     control; a draft or a stopped one shows the split it was set up with."""
@@ -261,8 +270,8 @@ class Experiments:
         old = Allocation.from_json(exp.allocation["table"])
         # `since`: when this split began, so the sample-ratio check compares each unit with the
         # split in force when it came (evaluation/srm_check.py).
-        exp.allocation = {"table": reallocate(old, effective_weights(exp)).to_json(),
-                          "since": utcnow().isoformat()}
+        table = reallocate(old, effective_weights(exp), home=_home(exp))
+        exp.allocation = {"table": table.to_json(), "since": utcnow().isoformat()}
 
     @staticmethod
     def _treatment(exp: Experiment, arms: list[dict[str, Any]], name: str) -> dict[str, Any]:
