@@ -26,6 +26,9 @@ UNPAUSED = {"paused": None, "paused_by": None}
 METRICS = PRIMARY_METRICS
 # Each guardrail's largest sensible limit: an hour of latency, rates as shares.
 GUARDRAILS = {"p99_latency_ms": 3_600_000, "error_rate": 1, "correction_rate": 1}
+# The requests a guardrail judges: the arm's last GUARDRAIL_WINDOW (serving/guardrails.py), so a
+# `min_samples` above it can never be reached and the guardrail would never act.
+GUARDRAIL_WINDOW = 500
 MAX_WEIGHT = 1_000_000
 # The expected sample per arm the always-valid test may be tuned for, and what an experiment
 # that does not say gets. It is written into the experiment at creation, so a later change of
@@ -192,9 +195,11 @@ def check_guardrails(guardrails: Any) -> dict[str, Any]:
     refuse_unknown(guardrails, {*GUARDRAILS, "min_samples"}, noun="guardrails", known="use")
     min_samples = guardrails.get("min_samples", 50)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not (
-        1 <= min_samples <= 10**9
+        1 <= min_samples <= GUARDRAIL_WINDOW
     ):
-        raise fail("guardrails.min_samples must be a whole number from 1 to 10^9")
+        raise fail(f"guardrails.min_samples must be a whole number from 1 to {GUARDRAIL_WINDOW}: "
+                   f"the guardrails judge an arm's last {GUARDRAIL_WINDOW} requests, so a larger "
+                   "one is never reached")
     out: dict[str, Any] = {"min_samples": min_samples}
     for key, limit in GUARDRAILS.items():
         value = guardrails.get(key)

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, func, select
 from core.errors import Conflict
 from core.store.db import Database
 from core.store.models import CorrectionRequest, ServedPrediction
-from serving.experiment_spec import BY_GUARDRAIL
+from serving.experiment_spec import BY_GUARDRAIL, GUARDRAIL_WINDOW
 from serving.experiments import Experiments
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ FORGET_AT = 64  # arms counted before the counts of ended experiments are droppe
 
 
 class GuardrailMonitor:
-    def __init__(self, experiments: Experiments, db: Database, *, window: int = 500,
+    def __init__(self, experiments: Experiments, db: Database, *,
+                 window: int = GUARDRAIL_WINDOW,
                  check_every: int = 20, correction_check_s: float = 10.0) -> None:
         self.experiments = experiments
         self.db = db

@@ -11,6 +11,7 @@ from core.builtin_metrics import PRIMARY_METRICS
 from core.ids import MAX_ROW_ID
 from serving.experiment_spec import (
     EXPECTED_SAMPLE,
+    GUARDRAIL_WINDOW,
     GUARDRAILS,
     MAX_ARMS,
     MAX_WEIGHT,
@@ -80,7 +81,7 @@ GUARDRAIL_SCHEMA = {
     "properties": {
         **{name: {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": limit}
            for name, limit in GUARDRAILS.items()},
-        "min_samples": {"type": "integer", "minimum": 1, "maximum": 10**9}}}
+        "min_samples": {"type": "integer", "minimum": 1, "maximum": GUARDRAIL_WINDOW}}}
 
 # A prediction's unit: optional only where the scope's experiment has unit `request`.
 UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 200,

@@ -12,7 +12,7 @@ from serving.registry import Registry
 
 ARMS = [{"name": "control", "candidate": "a", "weight": 1, "control": True},
         {"name": "treat", "candidate": "b", "weight": 1}]
-RAILS = {"p99_latency_ms": 50, "correction_rate": 0.5, "min_samples": 1000}
+RAILS = {"p99_latency_ms": 50, "correction_rate": 0.5, "min_samples": 500}
 
 
 def test_counts_of_stopped_experiments_are_dropped(db: Database,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from core.errors import AbvocError
 from core.store.db import Database, utcnow
 from core.store.models import ServedPrediction
 from serving.experiments import Experiments
@@ -63,3 +66,15 @@ def test_a_resumed_arm_is_judged_on_what_it_serves_after(db: Database) -> None:
     assert monitor.corrections_of(exp["id"], "slow", resumed_at(resumed, "slow"))[0] == 60
     _serve(db, monitor, resumed, 20, 5.0, 100, error=True)  # failing again: paused on these
     assert "error rate 25.0% over the last 80 " in experiments.get(exp["id"])["arms"][1]["paused"]
+
+
+def test_min_samples_past_the_window_is_refused(db: Database) -> None:
+    """The window holds the arm's last 500 requests: with `min_samples` 501 accepted, 1,000
+    failed requests in a row never paused the arm (the guardrail could never act)."""
+    experiments, exp = _started(db, {"error_rate": 0.05, "min_samples": 500})
+    monitor = GuardrailMonitor(experiments, db, check_every=20)
+    _serve(db, monitor, exp, 500, 5.0, 0, error=True)
+    assert experiments.get(exp["id"])["arms"][1]["paused"]
+    with pytest.raises(AbvocError, match="min_samples must be a whole number from 1 to 500"):
+        experiments.create({"name": "past", "arms": ARMS,
+                            "guardrails": {"error_rate": 0.05, "min_samples": 501}})
