@@ -232,10 +232,31 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if primary not in METRICS:
         raise fail(f"'primary_metric' must be one of {quoted_names(METRICS)} (the metrics "
                    "the results test; outcome metrics become primary through their definition)")
+    check_texts(spec)  # what the checks above let through (a salt, a candidate's name)
     return {"name": name, "scope": scope, "unit": unit, "salt": salt, "arms": arms,
             "shadows": shadows, "canary": canary, "guardrails": guardrails,
             "primary_metric": primary,
             "expected_sample_per_arm": check_expected_sample(spec.get("expected_sample_per_arm"))}
+
+
+def check_texts(spec: dict[str, Any]) -> None:
+    """Every string of the spec, field names included, storable as text. The API's request
+    check refuses the others before they come here, but `abvoc experiment create --spec` reads
+    its file with Python's JSON parser, which takes a lone surrogate escape (`\\ud800`) or NUL:
+    stored, one broke `abvoc experiment list` at every run, and PostgreSQL refused the NUL."""
+    stack: list[tuple[str, Any]] = [("", spec)]
+    while stack:
+        path, value = stack.pop()
+        where = f"'{path}'" if path else "the experiment"
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise fail(f"{where} {problem}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and (problem := text_problem(key)):
+                    raise fail(f"a field name in {where} {problem}")
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
 
 
 def check_name(name: Any) -> str:
