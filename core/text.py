@@ -70,3 +70,11 @@ def quoted_names(names: Iterable[Any], limit: int = 4 * SHOWN_CHARS) -> str:
             break
         kept.append(name)
     return f"{', '.join(kept)} and {len(listed) - len(kept):,} more"
+
+
+def percent(share: float, decimals: int = 0) -> str:
+    """`share` as a percentage with `decimals`, or as many more as it takes for a share that
+    is not 0 to read as one: a 0.1 % canary step read '0%' traffic now, as a paused arm does."""
+    while 0 < abs(share) < 1 and decimals < 6 and round(share * 100, decimals) == 0:
+        decimals += 1
+    return f"{share:.{decimals}%}"

@@ -25,7 +25,7 @@ from app.commands.report_text import divergence_text, results_text
 from core.builtin_metrics import DEFAULT_PRIMARY, PRIMARY_METRICS
 from core.errors import AbvocError
 from core.store.service_models import ApiKey
-from core.text import text_problem
+from core.text import percent, text_problem
 from evaluation.divergence import divergence_report, divergence_with_stages
 from evaluation.results import experiment_results
 from evaluation.results_csv import DIVERGENCE_TABLES, comparisons_csv, divergence_csv
@@ -102,7 +102,7 @@ def _pinned(ref: dict[str, Any]) -> str:
 
 def _summary(exp: dict[str, Any]) -> str:
     arms = ", ".join(
-        f"{a['name']}={_pinned(a)} {w:.1%}" + (" (control)" if a["control"] else "")
+        f"{a['name']}={_pinned(a)} {percent(w, 1)}" + (" (control)" if a["control"] else "")
         + (f" [paused: {a['paused']}]" if a.get("paused") else "")
         for a, w in zip(exp["arms"], exp["weights"], strict=True)
     )

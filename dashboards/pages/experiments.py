@@ -16,6 +16,7 @@ from dash.development.base_component import Component
 
 from core.builtin_metrics import MATCH_METRICS, match_metrics_judging
 from core.errors import AbvocError
+from core.text import percent
 from dashboards import csv_downloads, data, figures
 from dashboards.access import require_role, whole_number
 from dashboards.pages import experiment_notes as notes
@@ -240,7 +241,7 @@ def _arms(res: dict[str, Any], slice_: str, view: dict[str, Any]) -> Component:
         rows.append([v["name"], names[(v["candidate"], v.get("version"))],
                      _role(v, v is res["variants"][0], canary),
                      fmt(v["weight"]), f"none ({view['status']})" if idle
-                     else "–" if share is None else f"{share:.0%}",
+                     else "–" if share is None else percent(share),
                      fmt(figures_.get("units") if overall is None else overall),
                      fmt(expected), fmt(figures_.get("predictions"))])
     arms_table = table(["arm", "candidate", "role", "configured weight", "traffic now",
