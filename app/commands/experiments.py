@@ -57,9 +57,12 @@ def _canary(text: str, advance_after_s: float | None) -> dict[str, Any]:
     arm, sep, steps = text.partition(":")
     if not sep or not arm or not steps:
         raise AbvocError(f"--canary {text!r}: write ARM:STEP,STEP,... e.g. big:0.01,0.05,0.5")
+    parts = steps.split(",")
+    if "" in parts:  # '0.1,,0.2' or a trailing comma: a step left out, which one unknown
+        raise AbvocError(f"--canary {text!r}: a step is empty; write each step between commas, "
+                         "e.g. big:0.01,0.05,0.5")
     return {"treatment": arm, "advance_after_s": advance_after_s,
-            "steps": [_number(x, f"--canary {text!r}: each step") for x in steps.split(",")
-                      if x]}
+            "steps": [_number(x, f"--canary {text!r}: each step") for x in parts]}
 
 
 def _guardrails(items: tuple[str, ...]) -> dict[str, int | float]:

@@ -78,7 +78,8 @@ def test_experiment_create_mistakes(cli: CliRunner, tmp_path: Path) -> None:
     base = ["experiment", "create", "--name", "x", "--arm", "a=iris-onnx"]
     refused(cli.invoke(main, [*base, "--guardrail", "p99_latency_ms=abc"]), "--guardrail")
     refused(cli.invoke(main, [*base, "--guardrail", "foo"]), "NAME=LIMIT")
-    refused(cli.invoke(main, [*base, "--arm", "b=iris-onnx", "--canary", "b:abc"]), "--canary")
+    for steps in ("b:abc", "b:0.1,,0.2", "b:0.1,"):  # an empty step was skipped silently
+        refused(cli.invoke(main, [*base, "--arm", "b=iris-onnx", "--canary", steps]), "--canary")
     refused(cli.invoke(main, [*base, "--advance-after-s", "60"]), "--canary")
     for one_or_none in (base, base[:4]):  # the option to repeat, not the API's 'arms'
         refused(cli.invoke(main, one_or_none), "give --arm at least twice", "control=iris")
