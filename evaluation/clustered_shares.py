@@ -12,14 +12,18 @@ and their covariance is the delta method's over the K units (the linearisation
     V_on = K / (K - 1) * sum_i (M_i - m_i q)(M_i - m_i q)^T / n^2
 
 The offline shares ``p`` come from an offline test of ``n_off`` independent examples, ``V_off =
-(diag(p) - p p^T) / n_off``. Over the classes seen on either side, less one (the shares sum to
-1, so the last adds nothing), ``T = d^T (V_on + V_off)^-1 d`` with ``d = q - p`` is Wald's
-statistic on ``r`` degrees of freedom (the covariance's rank). A covariance estimated from K
-units is itself noisy, and chi-square(r) made a 12-unit A/A comparison "shifted" 19 times in 100
-at 5 %; as Hotelling's T^2, ``F = (K - r) / (r (K - 1)) T`` is referred to F(r, K - r) (6.75 in
-100; 5.0 at 40 units, where chi-square gave 8.5), and per class ``t = d_j / sqrt(V_on_jj +
-V_off_jj)`` to Student's t on K - 1, two-sided. With one answer per unit ``V_on`` is the
-multinomial covariance (times K / (K - 1)), and T is the Wald form of the homogeneity test.
+(diag(s) - s s^T) / n_off`` at the shares both sides pool, ``s = (n_off p + n q) / (n_off + n)``
+(their common value under the null, as Pearson's expected counts take it): at ``p`` itself a
+class no offline example has would have no variance on either side where every unit gives one
+class, and a candidate answering such a class to every unit had ``T = 0``, p 1. Over the
+classes seen on either side, less one (the shares sum to 1, so the last adds nothing),
+``T = d^T (V_on + V_off)^-1 d`` with ``d = q - p`` is Wald's statistic on ``r`` degrees of freedom
+(the covariance's rank). A covariance estimated from K units is itself noisy, and chi-square(r)
+made a 12-unit A/A comparison "shifted" 19 times in 100 at 5 %; as Hotelling's T^2, ``F = (K - r)
+/ (r (K - 1)) T`` is referred to F(r, K - r) (6.75 in 100; 5.0 at 40 units, where chi-square gave
+8.5), and per class ``t = d_j / sqrt(V_on_jj + V_off_jj)`` to Student's t on K - 1, two-sided.
+With one answer per unit ``V_on`` is the multinomial covariance (times K / (K - 1)), and T is the
+Wald form of the homogeneity test.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import numpy as np
 from scipy import stats
 
 TEST = ("Wald test over units, as Hotelling's T^2 (F): the online shares' covariance taken over "
-        "the units' class counts, the offline shares' as a multinomial of the offline n")
+        "the units' class counts, the offline shares' as a multinomial of the offline n at the "
+        "pooled shares")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,8 @@ def clustered_shift(offline: np.ndarray, offline_n: float,
     seen = np.flatnonzero((offline > 0) | (online > 0))
     if len(seen) < 2:
         return None
-    cov = online_covariance(units) + (np.diag(offline) - np.outer(offline, offline)) / offline_n
+    pooled = (offline_n * offline + total * online) / (offline_n + total)  # the null's shares
+    cov = online_covariance(units) + (np.diag(pooled) - np.outer(pooled, pooled)) / offline_n
     difference = online - offline
     kept = seen[:-1]
     block = cov[np.ix_(kept, kept)]

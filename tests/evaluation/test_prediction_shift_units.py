@@ -199,3 +199,26 @@ def test_the_report_tests_the_online_shift_over_units(db: Database) -> None:
     assert shift["online_analysis_unit"] == "unit"
     assert idle["p_value"] == pytest.approx(clustered_mcnemar(b, c), rel=1e-12)
     assert idle["discordant"] == b.sum() + c.sum()
+
+
+def test_a_candidate_giving_every_unit_a_class_never_seen_offline_is_shifted(
+        db: Database) -> None:
+    """Every unit answers 'stuck' (no offline label has it) from a slice the offline test lacks:
+    the units' counts then vary in no direction, and with the offline covariance taken at the
+    offline shares, where 'stuck' has none, the report said p 1 and found nothing."""
+    add_candidate(db, "bot", {"overall": {"n": 2000, "exact_match": 0.9},
+                              "label_shares": dict.fromkeys(CLASSES, 0.25),
+                              "slices": {"printed/a": {"n": 1000, "exact_match": 0.9},
+                                         "printed/b": {"n": 1000, "exact_match": 0.9}}})
+    exp = add_experiment(db, arms=[
+        {"name": "control", "candidate": "bot", "weight": 1.0, "control": True}])
+    apply(db, [prediction(f"p{u}-{i}", experiment_id=exp, candidate="bot", output="stuck",
+                          unit_id=f"player-{u}", slice_="printed/c",
+                          at=T0 + timedelta(minutes=i)) for u in range(12) for i in range(8)])
+    with db.session() as s:
+        report = divergence_report(s, exp)
+    shift, mix = report["prediction_shift"][0]["offline_labels"], report["traffic_mix"][0]
+    assert shift["analysis_unit"] == mix["analysis_unit"] == "unit"
+    assert shift["shifted"] and shift["p_value"] < 1e-6
+    assert mix["shifted"] and mix["p_value"] < 1e-6
+    assert {f["kind"] for f in report["findings"]} == {"prediction_shift", "traffic_mix"}
