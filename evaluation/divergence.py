@@ -98,6 +98,7 @@ from evaluation.traffic_mix import traffic_mix
 from evaluation.unit_class_counts import (
     Discordant,
     UnitClassCounts,
+    relabelled_versions,
     too_many,
     unit_class_counts,
     unit_discordant_counts,
@@ -337,11 +338,12 @@ def divergence_report(session: Session, experiment_id: int, *, alpha: float = 0.
         ref: {s: c.get(agg.PREDICTIONS)[0] for s, c in cells.items() if s != ALL}
         for ref, cells in by_ref.items()
         if bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
+    relabels = relabelled_versions(experiment, relabelled)  # their stored truths replaced
     discordant = unit_discordant_counts(session, experiment, {
         ref: tuple({lb: v[0] for lb, v in cells[ALL].labels(metric).items()}
                    for metric in (agg.CORRECTED_OUTPUT, agg.TRUTH))
-        for ref, cells in by_ref.items()
-        if ALL in cells and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
+        for ref, cells in by_ref.items() if ALL in cells and ref not in relabels
+        and bound[ref][ALL].get(ACCURACY_BOUND, NO_UNITS).clustered}, since, until)
     slices, mixes, shifts, labels = [], [], [], []
     for ref in refs:
         cells = by_ref.get(ref)

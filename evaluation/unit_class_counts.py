@@ -21,6 +21,7 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import Experiment, Prediction, PredictionTruth, ServedPrediction
+from evaluation import aggregation as agg
 from evaluation.aggregation import in_window
 from evaluation.candidate_facts import Ref, variant_version
 from evaluation.online import hour_window
@@ -130,6 +131,16 @@ def _per_unit(session: Session, experiment: Experiment,
     return out
 
 
+def relabelled_versions(experiment: Experiment,
+                        relabelled: Sequence[agg.Accumulator]) -> set[Ref]:
+    """The served candidate versions a verified label changed some truth of (the truths added
+    and taken out, as :func:`evaluation.online.load_cells` gives them): their stored truths
+    are not the ones counted, and labels that swap truths between units keep every class's
+    total, so only leaving them out keeps their McNemar tests from reading the wrong units."""
+    return {(g.candidate, variant_version(experiment, g.arm, g.candidate, False))
+            for acc in relabelled for g, _, _ in acc.sums if not g.shadow}
+
+
 def unit_discordant_counts(session: Session, experiment: Experiment,
                            changed: Mapping[Ref, tuple[Mapping[str, float], Mapping[str, float]]],
                            since: datetime | None = None, until: datetime | None = None,
@@ -137,7 +148,8 @@ def unit_discordant_counts(session: Session, experiment: Experiment,
     """Per candidate version in `changed` (its answers a truth changed, by answered class and
     by true class, as the aggregates count them: McNemar's discordant counts), each unit's
     counts of both, where the stored truths account for every one of them (verified labels
-    that replaced a truth do not show here: such a version is left out, tested per answer)."""
+    that replaced a truth do not show here: the caller leaves such a version out, see
+    :func:`relabelled_versions`, and it is tested per answer)."""
     wanted = {ref: pair for ref, pair in changed.items()
               if sum(pair[0].values()) > 0 and too_many(sum(pair[0].values())) is None}
     if not wanted:

@@ -26,6 +26,7 @@ from tests.evaluation.helpers import (
     correction,
     prediction,
 )
+from tests.evaluation.test_truth_rules import _label
 
 CLASSES = ("attack", "defend", "idle", "move")
 OFFLINE = np.array([0.2, 0.2, 0.3, 0.3])
@@ -222,3 +223,27 @@ def test_a_candidate_giving_every_unit_a_class_never_seen_offline_is_shifted(
     assert shift["shifted"] and shift["p_value"] < 1e-6
     assert mix["shifted"] and mix["p_value"] < 1e-6
     assert {f["kind"] for f in report["findings"]} == {"prediction_shift", "traffic_mix"}
+
+
+def test_verified_labels_that_swap_truths_between_units_leave_mcnemar_per_answer(
+        db: Database) -> None:
+    """Two verified labels swap 'idle' and 'move' between players 0 and 1: every class keeps
+    its total, so the stored (replaced) truths passed the check against the aggregates and
+    Durkalski's test read player 1's 'idle' truth where the label put it at player 0."""
+    exp = _bot_experiment(db)
+    batch = []
+    for u in range(12):
+        for i in range(4):
+            pid = f"p{u:02d}{i}-prediction"
+            batch.append(prediction(pid, experiment_id=exp, candidate="bot", output="attack",
+                                    unit_id=f"player-{u}", at=T0 + timedelta(minutes=i)))
+            if u < 6 and i < 3:
+                batch.append(correction(pid, "idle" if u % 2 else "move"))
+    apply(db, batch)
+    _label(db, "p010-prediction", "move")
+    _label(db, "p000-prediction", "idle")
+    with db.session() as s:
+        shift = divergence_report(s, exp)["prediction_shift"][0]
+    idle = next(r for r in shift["online_labels"] if r["label"] == "idle")
+    assert shift["online_analysis_unit"] == "prediction" and idle["discordant"] == 9
+    assert idle["p_value"] == pytest.approx(mcnemar(0.0, 9.0), rel=1e-12)
