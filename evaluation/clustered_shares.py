@@ -22,8 +22,13 @@ classes seen on either side, less one (the shares sum to 1, so the last adds not
 made a 12-unit A/A comparison "shifted" 19 times in 100 at 5 %; as Hotelling's T^2, ``F = (K - r)
 / (r (K - 1)) T`` is referred to F(r, K - r) (6.75 in 100; 5.0 at 40 units, where chi-square gave
 8.5), and per class ``t = d_j / sqrt(V_on_jj + V_off_jj)`` to Student's t on K - 1, two-sided.
-With one answer per unit ``V_on`` is the multinomial covariance (times K / (K - 1)), and T is the
-Wald form of the homogeneity test.
+Where units send very different numbers of answers, a few large ones make most of the shares,
+so K there is the units' effective number, ``n^2 / sum m_i^2`` (K itself for equal units):
+12 units of geometric sizes (mean 30) with their own leanings were "shifted" in 22.5 A/A runs of
+100 on F(r, K - r), 6 on the effective number. The estimator's own skew is left: 11 at 30 such
+units, 9 at 100, 5 at 300 (:mod:`tests.evaluation.test_prediction_shift_units`). With one answer
+per unit ``V_on`` is the multinomial covariance (times K / (K - 1)), and T is the Wald form of
+the homogeneity test.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ class ClusteredShift:
     """The whole table's Wald statistic, its degrees of freedom and p-value (NaN with no more
     units than degrees of freedom); per class the difference ``q - p``, its standard error, t
     and two-sided p (NaN for a class seen on neither side), on ``units - 1`` degrees of
-    freedom."""
+    freedom, `units` the effective number ``n^2 / sum m_i^2`` (K where every unit sent as
+    many answers)."""
 
     statistic: float
     dof: int
@@ -53,11 +59,11 @@ class ClusteredShift:
     se: np.ndarray
     z: np.ndarray
     p_each: np.ndarray
-    units: int
+    units: float
 
     def interval(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Each class's difference interval, Student's t on ``units - 1``."""
-        half = stats.t.ppf(1 - alpha / 2, self.units - 1) * self.se
+        half = stats.t.ppf(1 - alpha / 2, max(self.units - 1, 1.0)) * self.se
         return self.difference - half, self.difference + half
 
 
@@ -94,10 +100,11 @@ def clustered_shift(offline: np.ndarray, offline_n: float,
     z = np.full(len(offline), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         z[seen] = np.where(se[seen] > 0, difference[seen] / se[seen], np.nan)
-    k = units.shape[0]
+    answers = units.sum(axis=1)
+    k = total * total / float(np.sum(answers * answers))  # the units' effective number
     p_value = 1.0 if not rank else math.nan if k <= rank else float(
         stats.f.sf((k - rank) / (rank * (k - 1)) * statistic, rank, k - rank))
-    p_each = np.where(np.isfinite(z), 2 * stats.t.sf(np.abs(z), k - 1), np.nan)
+    p_each = np.where(np.isfinite(z), 2 * stats.t.sf(np.abs(z), max(k - 1, 1.0)), np.nan)
     return ClusteredShift(statistic, rank, p_value, difference, se, z, p_each, k)
 
 
