@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.events import typed_value
+from core.grayscale import upright
 from core.output_types import OutputKind
 from core.shadow_twins import own_request
 from core.store.models import (
@@ -40,13 +41,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def as_png(data: bytes) -> bytes:
-    """The image as PNG bytes (kept inputs are the PNG or JPEG the customer sent)."""
+    """The image as PNG bytes (kept inputs are the PNG or JPEG the customer sent), a JPEG upright
+    as it was read: the PNG written keeps no EXIF orientation, so a phone photo was shown on its
+    side while its boxes were drawn on the turned page."""
     if data.startswith(PNG_MAGIC):
         return data
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
             out = io.BytesIO()
-            image.save(out, format="PNG")
+            upright(image).save(out, format="PNG")
             return out.getvalue()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise AbvocError("a kept input image does not decode as a PNG or JPEG") from exc

@@ -17,6 +17,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.grayscale import oriented_size
 from core.output_types import OutputKind
 from core.store.models import Prediction, PredictionInput
 
@@ -61,9 +62,10 @@ def _recorded(stages: Any) -> tuple[int, int] | None:
 
 
 def _image_size(head: bytes) -> tuple[int, int] | None:
-    """The size a PNG or JPEG's header gives (PIL reads no pixels to open it), or None."""
+    """The size a PNG or JPEG's header gives, turned as its EXIF orientation says, as the page
+    was read (PIL reads no pixels to open it), or None."""
     try:
         with Image.open(io.BytesIO(head), formats=("PNG", "JPEG")) as image:
-            return image.size
+            return oriented_size(image)
     except Exception:  # noqa: BLE001 - a header cut short or unreadable: the size is unknown
         return None
