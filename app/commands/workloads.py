@@ -146,6 +146,9 @@ def simulate_gameplay_cmd(url, key, matches, players, scope, seed, threads,  # n
 
     if matches < players:
         raise click.BadParameter(league_size_problem(matches, players), param_hint="--matches")
+    if not scope.strip():  # else refused by the service as the name made of it
+        raise click.BadParameter("give the traffic scope the league plays on, such as "
+                                 "'gameplay'", param_hint="--scope")
     shown_url = hide_userinfo(mask_url(url))  # what messages name: no credentials, no token
     try:
         parts = urlsplit(url)

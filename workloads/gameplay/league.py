@@ -76,12 +76,25 @@ def league_size_problem(matches: int, players: int) -> str:
             f"least one match; raise --matches to {players} or more, or lower --players")
 
 
+NAME_CHARS = 91
+"""The longest name the league gives its experiment: names hold 100 characters, and a name a
+finished experiment holds is retried with 9 more (`ServiceClient.running_experiment`)."""
+
+
+def league_name(scope: str) -> str:
+    """The league's experiment name on `scope`, cut to fit: a scope of up to 100 characters is
+    valid, but "gameplay league on " and a long one were over the names' limit, and the league
+    was refused with a message about a 'name' its user never gave."""
+    name = f"gameplay league on {scope}"
+    return name if len(name) <= NAME_CHARS else name[:NAME_CHARS - 1].rstrip() + "…"
+
+
 def ensure_experiment(client: ServiceClient, scope: str = SCOPE, control: str = CONTROL,
                       treatment: str = TREATMENT) -> dict[str, Any]:
     """The experiment running on `scope`, or a new one (control vs treatment, 50/50, per
     player) with the league's outcome metrics, started."""
     return client.running_experiment({
-        "name": f"gameplay league on {scope}", "scope": scope, "unit": "user",
+        "name": league_name(scope), "scope": scope, "unit": "user",
         "salt": "gameplay-league",  # fixed: the same players land in the same arms every run
         "arms": [{"name": "control", "candidate": control, "weight": 1, "control": True},
                  {"name": "treatment", "candidate": treatment, "weight": 1}]}, METRICS)
