@@ -23,7 +23,7 @@ from core.store.models import Prediction, PredictionInput
 
 HEAD_BYTES = 64 << 10
 """The kept input's first bytes read: a PNG's size is in its first 33, a JPEG's in its frame
-header, after any metadata segments (which this leaves room for)."""
+header, after any metadata segments (which this leaves room for; longer ones: the whole)."""
 
 
 def with_page(s: Session, kind: OutputKind, prediction_id: str | None) -> OutputKind:
@@ -46,10 +46,16 @@ def page_size(s: Session, prediction_id: str) -> tuple[int, int] | None:
     stages = s.scalar(select(Prediction.stages).where(Prediction.prediction_id == prediction_id))
     if (size := _recorded(stages)) is not None:
         return size
-    head = s.scalar(select(func.substr(PredictionInput.data, 1, HEAD_BYTES))
-                    .where(PredictionInput.prediction_id == prediction_id,
-                           PredictionInput.kind == "image"))
-    return None if head is None else _image_size(bytes(head))
+    kept = (PredictionInput.prediction_id == prediction_id, PredictionInput.kind == "image")
+    head = s.scalar(select(func.substr(PredictionInput.data, 1, HEAD_BYTES)).where(*kept))
+    if head is None:
+        return None
+    if (size := _image_size(bytes(head))) is None and len(head) == HEAD_BYTES:
+        # A JPEG whose metadata (an ICC profile, EXIF with a thumbnail) runs past the head:
+        # its size was unknown, and a box past its edges was taken. Rare: the whole is read.
+        whole = s.scalar(select(PredictionInput.data).where(*kept))
+        size = None if whole is None else _image_size(bytes(whole))
+    return size
 
 
 def _recorded(stages: Any) -> tuple[int, int] | None:

@@ -8,6 +8,7 @@ Studio import brings with its labels, from the page's image."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 from sqlalchemy import delete, func, select
 
 from core.errors import AbvocError
@@ -118,3 +120,30 @@ def test_a_new_page_s_label_past_its_edges_is_refused_in_an_import(
     assert f"{OUTSIDE}: x1 (5000) is past its width" in refused.value.message
     assert _count(app, RelabelItem) == _count(app, RelabelLabel) == 0
     assert imported([600, 900, 720, 1000])["new_items"] == 1  # to the edge is inside
+
+
+def test_a_jpeg_page_with_long_metadata_still_has_edges(
+        app: Flask, client: FlaskClient, predictor: dict, corrector: dict,
+        extractors: dict[str, Path]) -> None:
+    """A JPEG's size is in its frame header, after its metadata: with more than the 64 KiB read
+    of it (an ICC profile, an EXIF thumbnail) the size was unknown, and a box past the page's
+    edges, sent at once, was taken."""
+    register_bundle(app.extensions["abvoc_serving"].registry,
+                    Path(app.extensions["abvoc"].settings.models_dir), extractors["pages-xycut"])
+    out = io.BytesIO()
+    Image.fromarray(np.full((1000, 720), 255, np.uint8)).save(out, format="JPEG",
+                                                              icc_profile=bytes(70_000))
+    page = client.post("/v1/pages", headers=predictor, json={
+        "image_base64": base64.b64encode(out.getvalue()).decode(), "unit_id": "u",
+        "page_scope": "pages-xycut", "formula_scope": "ocr-small-mixed"}).get_json()["page"]
+
+    def correct(box: list[int]) -> tuple[int, str]:
+        sent = client.post("/v1/corrections", headers=corrector, json={
+            "prediction_id": page["prediction_id"], "receipt": page["receipt"],
+            "corrected_output": [{"box": box, "score": 1.0}]})
+        return sent.status_code, sent.get_json().get("error", "")
+
+    status, error = correct([700, 900, 5000, 5000])
+    assert status == 400 and f"{OUTSIDE}: x1 (5000) is past its width" in error, error
+    assert _count(app, CorrectionRequest) == 0
+    assert correct([600, 900, 720, 1000])[0] == 202
