@@ -26,10 +26,15 @@ def pages_group() -> None:
     """Formula extraction: worksheet pages cut into single formulas."""
 
 
+MAX_PAGES = 2_000
+"""The most pages a command generates: each (720x1000 pixels and up) is held in memory, so a
+mistyped 10^9 ran on in silence towards running out of memory instead of being refused."""
+
+
 @pages_group.command("train")
-@click.option("--n-train", type=click.IntRange(min=4), default=None,
+@click.option("--n-train", type=click.IntRange(min=4, max=MAX_PAGES), default=None,
               help="Training pages (default 96).")
-@click.option("--n-validation", type=click.IntRange(min=2), default=None,
+@click.option("--n-validation", type=click.IntRange(min=2, max=MAX_PAGES), default=None,
               help="Validation pages for tuning (default 24).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Map network epochs (default 20).")
@@ -53,7 +58,7 @@ def train_cmd(ctx, n_train, n_validation, epochs, seed, as_json) -> None:  # noq
 
 @pages_group.command("offline-test")
 @click.argument("candidate")
-@click.option("--n", "n_pages", type=click.IntRange(min=2), default=None,
+@click.option("--n", "n_pages", type=click.IntRange(min=2, max=MAX_PAGES), default=None,
               help="Offline-test pages (default 48).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Test-set seed.")
 @click.option("--ocr", default=None, help="An OCR candidate for the end-to-end figure "
