@@ -40,6 +40,8 @@ EXPERIMENT_ID = click.IntRange(1, MAX_ROW_ID)
 """Every experiment id argument: the store keeps ids as signed 64-bit integers."""
 SEED = click.IntRange(0, MAX_ROW_ID)
 """Every --seed: the generators (torch, numpy) take a non-negative 64-bit seed."""
+EPOCHS = click.IntRange(1, 1000)
+"""Every --epochs: the defaults are 20-30; a mistyped 10^20 trained on without end."""
 
 
 class Context:

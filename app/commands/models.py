@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli import (
+    EPOCHS,
     SEED,
     VERSION,
     bundle_code_prints_to_stderr,
@@ -32,7 +33,7 @@ millisecond and 4 KB, so a mistyped 10^10 ran on for hours towards running out o
 @click.option("--all", "train_all", is_flag=True, help="Train every known candidate.")
 @click.option("--n-train", type=click.IntRange(min=10, max=MAX_FORMULAS), default=None,
               help="Training formulas per candidate (default 1500).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
+@click.option("--epochs", type=EPOCHS, default=None,
               help="Recognizer epochs (default: the candidate's own).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Dataset and training seed.")
 @json_option

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from app.cli import (
+    EPOCHS,
     SEED,
     VERSION,
     Finite,
@@ -36,7 +37,7 @@ mistyped 10^9 ran on in silence towards running out of memory instead of being r
               help="Training pages (default 96).")
 @click.option("--n-validation", type=click.IntRange(min=2, max=MAX_PAGES), default=None,
               help="Validation pages for tuning (default 24).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
+@click.option("--epochs", type=EPOCHS, default=None,
               help="Map network epochs (default 20).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Dataset and training seed.")
 @json_option

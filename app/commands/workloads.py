@@ -11,6 +11,7 @@ import click
 import urllib3
 
 from app.cli import (
+    EPOCHS,
     SEED,
     Finite,
     Folder,
@@ -53,7 +54,7 @@ def gameplay_group() -> None:
 @click.option("--eval-matches", type=click.IntRange(min=0, max=MAX_MATCHES),
               default=200, show_default=True,
               help="Matches each bundle plays against the scripted opponents (0: none).")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=30, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--register", is_flag=True,
               help="Register both bundles and store their offline tests on the held-out log.")

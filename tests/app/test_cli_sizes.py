@@ -46,3 +46,19 @@ def test_a_typo_sized_page_run_is_refused_before_any_work(fresh_cli: CliRunner,
     assert result.exit_code == 2, result.output
     assert f"{TYPO} is not in the range" in result.output and "2000" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "ocr-small-printed", "--epochs", TYPO],
+    ["pages", "train", "--epochs", TYPO],
+    ["workloads", "gameplay", "build", "--out", "{out}", "--epochs", TYPO],
+])
+def test_a_typo_sized_epoch_count_is_refused_before_any_work(fresh_cli: CliRunner,
+                                                             tmp_path: Path,
+                                                             args: list[str]) -> None:
+    """`abvoc workloads gameplay build --epochs 99999999999999999999` trained without end."""
+    out = tmp_path / "out"
+    result = fresh_cli.invoke(main, [a.format(out=out) for a in args])
+    assert result.exit_code == 2, result.output
+    assert f"{TYPO} is not in the range" in result.output and "1000" in result.output
+    assert "Traceback" not in result.output and not out.exists()
