@@ -20,6 +20,7 @@ from app.cli import (
     open_db,
     pass_ctx,
 )
+from app.orphans import stop_when_orphaned
 from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
 from core.bus import BusUnavailable
 from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
@@ -274,16 +275,27 @@ def ensure_candidates(ctx: Context) -> None:
         if Registry(database).list():
             return
     child = multiprocessing.get_context("spawn").Process(
-        target=train_reference_candidates, args=(ctx.settings,), name="abvoc-train")
+        target=train_reference_candidates, args=(ctx.settings, os.getpid()), name="abvoc-train")
     child.start()
-    child.join()
+    try:
+        child.join()
+    finally:  # interrupted (SIGINT): the training must not go on alone
+        if child.is_alive():
+            child.terminate()
+            child.join()
     if child.exitcode != 0:
         raise click.ClickException(f"training the reference candidates failed (exit code "
                                    f"{child.exitcode}); the lines above say why")
 
 
-def train_reference_candidates(settings: Settings) -> None:
-    """Train, register and offline-test the reference OCR candidates (a child process's work)."""
+def train_reference_candidates(settings: Settings, parent_pid: int | None = None) -> None:
+    """Train, register and offline-test the reference OCR candidates (a child process's work).
+
+    It stops once `parent_pid` (the `abvoc up` that waits for it) is gone: an `up` stopped with
+    SIGTERM or killed while training left it training on alone for minutes, and the next `up`,
+    finding no candidate registered yet, started a second training beside it."""
+    if parent_pid is not None:
+        stop_when_orphaned(parent_pid, grace_s=2)
     from workloads.ocr.candidates import candidate_names
     from workloads.ocr.workflow import offline_test_and_store, train_and_register
 
