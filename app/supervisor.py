@@ -55,6 +55,17 @@ def check_port_free(host: str, port: int) -> None:
 PROMETHEUS_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def check_prometheus_dir() -> None:
+    """Refuse at start a PROMETHEUS_MULTIPROC_DIR that is no folder this process can write:
+    prometheus_client only finds out at its first sample, so a mistyped one made `abvoc serve`'s
+    workers crash with a traceback on start and `abvoc worker` restart its loop for ever."""
+    folder = os.environ.get(PROMETHEUS_DIR_VAR)
+    if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{PROMETHEUS_DIR_VAR}={quoted(folder[:200])} is not a folder this "
+                          "process can write: make it (empty, before the first process that "
+                          "shares it starts), or unset it")
+
+
 SHARED_MEMORY = Path("/dev/shm")
 """Where the metrics folders go where the machine has it (Linux); otherwise the temp folder."""
 

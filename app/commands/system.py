@@ -21,7 +21,12 @@ from app.cli import (
     pass_ctx,
 )
 from app.orphans import stop_when_orphaned
-from app.supervisor import PROMETHEUS_DIR_VAR, check_port_free, use_prometheus_dir
+from app.supervisor import (
+    PROMETHEUS_DIR_VAR,
+    check_port_free,
+    check_prometheus_dir,
+    use_prometheus_dir,
+)
 from core.bus import BusUnavailable
 from core.settings import MAX_RETENTION_DAYS, Settings, ensure_secret_key
 from core.startup import connect
@@ -180,6 +185,7 @@ def backfill_blame(ctx: Context, as_json: bool) -> None:
 def _run(ctx: Context, *, check_bus: bool = True, **parts: object) -> None:
     from app.runner import run_processes, stop_on_signals
 
+    check_prometheus_dir()
     _logging(ctx)
     services = connect(ctx.settings, check_bus=check_bus)
     status = run_processes(services, stop_on_signals(), **parts)  # type: ignore[arg-type]
@@ -230,6 +236,7 @@ def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int,
           dev: bool) -> None:
     """Serve the HTTP API under granian (add --workers for several processes)."""
     check_port_free(host, port)  # granian reuses ports: another abvoc would share this one
+    check_prometheus_dir()
     if dev:  # the API alone too: it starts while the bus is down (see _ready_settings)
         _logging(ctx)  # first, as below: a store it migrates is said in its log
         _ready_settings(ctx, bus_required=False)
