@@ -22,6 +22,7 @@ from core.bus_url import EMBEDDED_BUS, BusURL
 from core.errors import ConfigError
 from core.folders import folder_setting
 from core.masking import Secret, mask_url
+from core.query import plain_decimal, whole_number
 from core.secret_key_file import MAKE_A_KEY, check_key_strength, read_key_file
 from core.text import quoted_names, text_problem
 
@@ -199,11 +200,9 @@ def _number(values: Mapping[str, Any], key: str, default: float, low: float, hig
     """A number setting within [low, high]: booleans, fractions where a whole number is due,
     and text that is not a number are refused with the setting's name and range."""
     value = values.get(key, default)
-    if isinstance(value, str):
-        try:
-            value = int(value.strip()) if whole else float(value)
-        except ValueError:
-            value = None
+    if isinstance(value, str):  # ASCII digits only: int()/float() read '1_0' and '٣' too
+        text = value.strip()
+        value = whole_number(text, low, high) if whole else plain_decimal(text)
     ok = isinstance(value, int | float) and not isinstance(value, bool) \
         and (isinstance(value, int) or not whole) and low <= value <= high
     if not ok:

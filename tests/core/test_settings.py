@@ -250,3 +250,14 @@ def test_query_arguments_on_a_sqlite_url_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match=r"has query arguments \((mode|foo, timeout)\) that "
                                           r"abvoc's SQLite store does not take: remove them"):
         load_settings(env={"ABVOC_DATABASE_URL": url})
+
+
+@pytest.mark.parametrize("variable", ["ABVOC_RETENTION_DAYS", "ABVOC_BUS_PARTITIONS",
+                                      "ABVOC_REPORT_TO_DATE_HOURS", "ABVOC_RATE_LIMIT"])
+@pytest.mark.parametrize("raw", ["\u0663", "\uff13", "1_0"])  # Arabic-Indic 3, fullwidth 3
+def test_numbers_are_plain_ascii_digits(variable: str, raw: str) -> None:
+    """int() and float() read other scripts' digits and '1_0': ABVOC_RETENTION_DAYS=١٠ pruned
+    after ten days where every other abvoc number written so is refused."""
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({variable: raw})
+    assert load_settings({variable: " 3 "}) is not None  # a value's blanks stay forgiven
