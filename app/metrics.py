@@ -112,7 +112,7 @@ def init_app(app: Flask) -> Metrics:
 
     settings: Settings = app.extensions["abvoc"].settings
     exposition = _guarded(settings, lambda: Response(metrics.exposition(),
-                                                     mimetype=CONTENT_TYPE_LATEST))
+                                                     content_type=CONTENT_TYPE_LATEST))
     app.add_url_rule("/metrics", "prometheus_metrics", exposition, methods=["GET"])
 
     return metrics

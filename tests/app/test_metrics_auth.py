@@ -70,3 +70,16 @@ def test_the_token_is_a_setting_masked_like_the_secret_key(tmp_path) -> None:  #
     from_file = load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)}, config_file=config)
     assert from_file.metrics_token == Secret(TOKEN)
     assert load_settings(env={"ABVOC_DATA_DIR": str(tmp_path)}).metrics_token is None
+
+
+def test_the_content_type_names_each_parameter_once(make_app) -> None:  # noqa: ANN001
+    """Given as a mimetype, Flask added its own charset to prometheus_client's ('...;
+    charset=utf-8; charset=utf-8'): a media type naming a parameter twice is invalid, and Go's
+    mime.ParseMediaType, which Prometheus reads the header with, refuses it."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    answer = make_app().test_client().get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    names = [p.split("=")[0].strip() for p in answer.headers["Content-Type"].split(";")[1:]]
+    assert len(names) == len(set(names)), answer.headers["Content-Type"]
