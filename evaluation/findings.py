@@ -250,7 +250,8 @@ def _offline_shift_findings(cand: Ref, name: str, off: dict[str, Any] | None,
             "p_value": off["p_value"], "classes_tested": k,
             "explanation": (
                 f"{name}'s answers online are not distributed as its offline labels are "
-                f"(chi-square p = {off['p_value']:.2g}, PSI {off['psi']:.2f}), though no single "
+                f"({_table_test(off)} p = {off['p_value']:.2g}, PSI {off['psi']:.2f}), though "
+                "no single "
                 f"class's share differs significantly (Holm-adjusted over the {k} classes): "
                 "online inputs differ from the offline test as a whole; sample them for "
                 "relabeling and add them to the test set."),
@@ -266,6 +267,11 @@ def _offline_shift_findings(cand: Ref, name: str, off: dict[str, Any] | None,
             f"inputs{also if over else ''}; online inputs differ from the offline test, so "
             "sample them for relabeling and add them to the test set."),
     } for r in over or under]
+
+
+def _table_test(off: dict[str, Any]) -> str:
+    """The whole table's test by name: Pearson's, or the Wald test over units."""
+    return "test over units" if off.get("analysis_unit") == "unit" else "chi-square"
 
 
 def _shares(r: dict[str, Any], k: int | None = None) -> str:

@@ -263,3 +263,15 @@ def test_units_of_unequal_sizes_are_counted_by_their_effective_number() -> None:
         assert res.units == pytest.approx(m.sum() ** 2 / (m * m).sum())
         flagged += res.p_value < 0.05
     assert flagged / runs < 0.1
+
+
+def test_a_table_finding_names_the_test_it_took() -> None:
+    from evaluation.findings import _offline_shift_findings
+
+    off = {"shifted": True, "p_value": 0.001, "psi": 0.3, "analysis_unit": "unit",
+           "classes": [{"label": c, "p_value_holm": 0.2, "shifted": False, "difference": d}
+                       for c, d in zip(CLASSES, (0.1, -0.1, 0.05, -0.05), strict=True)]}
+    said = _offline_shift_findings(("bot", "1"), "bot", off)[0]["explanation"]
+    assert "(test over units p = 0.001" in said
+    said = _offline_shift_findings(("bot", "1"), "bot", {**off, "analysis_unit": "prediction"})
+    assert "(chi-square p = 0.001" in said[0]["explanation"]
