@@ -11,6 +11,7 @@ A candidate is named as ``name vX`` wherever the experiment runs two versions of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dash import Dash, Input, Output, dcc, html, no_update
@@ -60,9 +61,8 @@ def body(report: dict[str, Any]) -> Component:
         parts += [dcc.Graph(id=f"div-shift-{i}", figure=plots.shares(s, names[_ref(s)]))
                   for i, s in enumerate(shifts)]
         parts.append(_shift_table(shifts, names))
-        parts += [html.P(f"{names[_ref(s)]}: {s['offline_labels'][key]}.",
-                         className="div-shift-note") for s in shifts
-                  for key in ("note", "unit_note") if (s.get("offline_labels") or {}).get(key)]
+        parts += _notes(shifts, names, "div-shift-note",
+                        lambda s: s.get("offline_labels") or {})
     elif not any(r["online"]["n"] for r in report["slices"]):
         parts.append(html.P("No traffic yet: the predicted classes' shift shows once the "
                             "candidates answer.", id="div-no-shift"))
@@ -74,7 +74,23 @@ def body(report: dict[str, Any]) -> Component:
     parts += ([dcc.Graph(id=f"div-mix-{i}", figure=plots.mix(m, names[_ref(m)]))
                for i, m in enumerate(report["traffic_mix"])]
               or [html.P("No offline slice counts to compare with.")])
+    parts += _notes(report["traffic_mix"], names, "div-mix-note", lambda m: m)
     return html.Div(parts)
+
+
+def _notes(rows: list[dict[str, Any]], names: dict[tuple[str, str | None], str],
+           css: str, block: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Component]:
+    """Why a shift or mix test was not judged, or was judged per answer though units sent
+    several ('note', 'error', 'unit_note'), and what its tests took as one observation."""
+    out = []
+    for row in rows:
+        said = block(row)
+        out += [html.P(f"{names[_ref(row)]}: {said[key]}.", className=css)
+                for key in ("error", "note", "unit_note") if said.get(key)]
+        if said.get("analysis_unit") == "unit" or row.get("online_analysis_unit") == "unit":
+            out.append(html.P(f"{names[_ref(row)]}: tested over units (some unit sent several "
+                              "requests), not over each answer.", className=css))
+    return out
 
 
 def _downloads(experiment_id: int) -> Component:

@@ -67,3 +67,16 @@ def test_one_request_per_unit_keeps_pearsons_test(db: Database) -> None:
     assert mix["p_value"] == pytest.approx(
         stats.chi2_contingency(np.vstack([offline, counts]), correction=False).pvalue,
         rel=1e-9)
+
+
+def test_the_divergence_page_says_the_mix_was_tested_over_units(db: Database) -> None:
+    from dashboards.pages import divergence as page
+    from evaluation.divergence import divergence_with_stages
+
+    rng = np.random.default_rng(4)
+    offline = np.array([OFFLINE_N[s] for s in SLICES], dtype=float) / 1000
+    exp = _store(db, np.array([rng.multinomial(12, rng.dirichlet(offline * 0.8))
+                               for _ in range(20)], dtype=float))
+    with db.session() as s:
+        shown = str(page.body(divergence_with_stages(s, exp)))
+    assert "tested over units (some unit sent several requests)" in shown
