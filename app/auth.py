@@ -89,6 +89,9 @@ def revoke_key(db: Database, key: str) -> dict[str, Any]:
     """Revoke the key with this prefix (or this whole key, pasted): its prefix, when it was
     revoked and whether it already was. An error names the prefix only, never a secret."""
     prefix = key_prefix(key)
+    if not prefix:
+        raise AbvocError("give the key's prefix (as `abvoc keys list` shows it) or the whole "
+                         "key: an empty one names no key")
     with db.session() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
         whole = prefix != key.strip()

@@ -319,6 +319,7 @@ def test_revoke_takes_a_whole_key_and_never_echoes_it(cli: CliRunner) -> None:
     refused(cli.invoke(main, ["keys", "revoke", wrong]), made["prefix"], "its secret differs",
             f"give the prefix '{made['prefix']}' alone")
     assert "notthesecret" not in cli.invoke(main, ["keys", "revoke", wrong]).output
+    refused(cli.invoke(main, ["keys", "revoke", " "]), "give the key's prefix")
     listed = json.loads(cli.invoke(main, ["keys", "list", "--json"]).output)
     assert listed[0]["created_at"].endswith("+00:00"), listed  # a time with its offset
     first = cli.invoke(main, ["keys", "revoke", made["key"]])
