@@ -93,6 +93,24 @@ def _input_kept() -> Any:
         PredictionInput.input_hash == RelabelItem.input_hash).exists()
 
 
+def _seen_by(annotator: str) -> Any:
+    """The items `annotator` labeled or skipped: never offered to them again."""
+    lb = RelabelLabel
+    return select(lb.item_id).where(lb.annotator == annotator, lb.action.in_(("label", "skip")))
+
+
+def claimable_counts(db: Database, annotator: str) -> dict[str, int]:
+    """Per queue, how many items a claim by `annotator` could lease now: those :func:`claim`
+    picks from (open or with the lease run out, input kept, not labeled or skipped by them),
+    which the items' statuses alone do not tell."""
+    r = RelabelItem
+    with db.reading() as s:
+        rows = s.execute(select(r.queue, func.count())
+                         .where(_claimable(utcnow()), r.id.not_in(_seen_by(annotator)))
+                         .group_by(r.queue))
+        return {queue: int(n) for queue, n in rows}
+
+
 def _live_lease(s: Session, annotator: str, now: Any) -> RelabelItem | None:
     """The item `annotator` holds now, if any (at most one: see :func:`claim`)."""
     r = RelabelItem
@@ -107,7 +125,7 @@ def claim(db: Database, annotator: str, queue: str | None = None,
     An annotator holds at most one live lease: claiming again returns the item already held,
     whatever `queue` asks for, with its lease as it was (not extended), so one key cannot lease
     a whole queue and lock the other annotators out. Label, skip or flag it to get the next."""
-    r, lb = RelabelItem, RelabelLabel
+    r = RelabelItem
     if not 1 <= lease_s <= MAX_LEASE_S:
         raise AbvocError(f"'lease_s' must be from 1 to {MAX_LEASE_S} seconds")
     if queue is not None:
@@ -123,9 +141,7 @@ def claim(db: Database, annotator: str, queue: str | None = None,
             held = _live_lease(s, annotator, now)
             if held is not None:
                 return item_view(s, held, output_kind(s, held.candidate, held.prediction_id))
-            seen = select(lb.item_id).where(lb.annotator == annotator,
-                                            lb.action.in_(("label", "skip")))
-            query = (select(r.id).where(_claimable(now), r.id.not_in(seen))
+            query = (select(r.id).where(_claimable(now), r.id.not_in(_seen_by(annotator)))
                      .order_by(r.priority.desc(), r.id).limit(_CANDIDATES))
             if queue is not None:
                 query = query.where(r.queue == queue)

@@ -39,7 +39,9 @@ def layout() -> Component:
     return html.Div([
         html.H2("Annotate"),
         html.Div(className="controls", children=[
-            html.Label(["Queue", dcc.Dropdown(id="ann-queue", options=queue_options(data.store()),
+            html.Label(["Queue", dcc.Dropdown(id="ann-queue",
+                                              options=queue_options(data.store(),
+                                                                    current_identity()),
                                               value=ANY, clearable=False)],
                        className="control wide"),
             html.Button("Claim next", id="ann-claim", n_clicks=0, className="claim"),
@@ -60,14 +62,17 @@ def layout() -> Component:
     ])
 
 
-def queue_options(db: Any) -> list[dict[str, str]]:
-    """Any queue, then each queue with the open items it can offer (not those whose input is
-    gone; a stored name that is no queue abvoc fills, e.g. from an old import, is not offered:
-    claiming from it would be refused)."""
+def queue_options(db: Any, who: str) -> list[dict[str, str]]:
+    """Any queue, then each queue with the items a claim by `who` could get now
+    (:func:`feedback.annotation.claimable_counts`: leases run out count, items whose input is
+    gone or that `who` labeled or skipped do not; the statuses' open count said "0 open" of a
+    queue with items to claim); a stored name that is no queue abvoc fills, e.g. from an old
+    import, is not offered: claiming from it would be refused."""
     figures = annotation.queue_figures(db)["queues"]
+    counts = annotation.claimable_counts(db, who)
     return [{"label": "any queue", "value": ANY}] + [
-        {"label": f"{q['queue']} ({max(0, q['open'] - q['without_input'])} open)",
-         "value": q["queue"]} for q in figures if queue_problem(q["queue"]) is None]
+        {"label": f"{q['queue']} ({counts.get(q['queue'], 0)} open)", "value": q["queue"]}
+        for q in figures if queue_problem(q["queue"]) is None]
 
 
 def as_text(value: Any, kind: str | None) -> str:
@@ -339,7 +344,7 @@ def register(app: Dash) -> None:
     def _queues(_: Any) -> list[dict[str, str]]:
         # Every action writes a message: the "(N open)" counts follow the annotator's work
         # instead of staying as the page loaded them.
-        return queue_options(data.store())
+        return queue_options(data.store(), current_identity())
 
     @app.callback(Output("ann-preview", "children"),
                   Input({"type": LABEL, "kind": ALL}, "value"),
