@@ -9,11 +9,12 @@ import json
 from datetime import timedelta
 
 from flask import Flask
+from sqlalchemy import update
 
 from app.auth import create_key
 from core.events import canonical_json
-from core.store.db import Database
-from core.store.models import Outcome, Prediction, ServedPrediction
+from core.store.db import Database, utcnow
+from core.store.models import Outcome, Prediction, RelabelItem, ServedPrediction
 from dashboards import app as dashboard_app
 from dashboards import data, feeds, plots
 from dashboards.pages import annotate, experiments, inspector, voc
@@ -69,6 +70,27 @@ def test_claim_next_says_the_lease_still_held(dash_app: Flask) -> None:
     assert message == (f"You still hold item #{held['id']} (verification): label, skip or "
                        "flag it first.")
     _, message, _ = annotate.step(db, who, "claim", annotate.ANY, held, None, None)
+    assert message.startswith(f"You still hold item #{held['id']}")
+
+
+def test_a_claim_after_the_lease_ran_out_is_a_fresh_claim(dash_app: Flask) -> None:
+    """The page was told the lease ran out; Claim next leases the item again, and says so
+    rather than "You still hold item #N" (which read as the lost work being kept)."""
+    db = dash_app.extensions["abvoc"].db
+    seed_queue(db)
+    who = "tester:abcd1234"
+    held, _, _ = annotate.step(db, who, "claim", "verification", None, None, None)
+    assert held is not None
+    with db.session() as s:
+        s.execute(update(RelabelItem).where(RelabelItem.id == held["id"]).values(
+            lease_until=utcnow() - timedelta(seconds=1)))
+    kept, message, _ = annotate.step(db, who, "submit", "verification", held, "x^{2}", None)
+    assert kept == held and "ran out" in message
+    again, message, _ = annotate.step(db, who, "claim", "verification", held, None, None)
+    assert again is not None and again["id"] == held["id"]
+    assert again["lease"]["until"] != held["lease"]["until"]
+    assert message == f"Claimed item #{held['id']}."
+    _, message, _ = annotate.step(db, who, "claim", "verification", again, None, None)
     assert message.startswith(f"You still hold item #{held['id']}")
 
 
