@@ -22,7 +22,7 @@ from dashboards import data, feeds, plots
 from dashboards.access import require_role
 from dashboards.kept_input import kept_input
 from dashboards.pages._page import Page
-from dashboards.tables import answer_text, fmt, table
+from dashboards.tables import answer_text, fmt, isolate, table
 from feedback.item_view import describe_input
 from serving.images import decode_image, encode_png
 
@@ -167,8 +167,11 @@ def _corrections(f: dict[str, Any]) -> Component:
 
 def _blame(f: dict[str, Any]) -> Component:
     # Each queue's item (one label may stand in a verification and a stage queue both).
-    labels = ", ".join(f"{answer_text(lb['label'])} ({lb['annotator'] or 'annotator'}, "
-                       f"{lb.get('queue') or 'a queue'})" for lb in f["labels"])
+    # Each label and who gave it isolated: a U+202E in a text label reversed the rest of the
+    # line, the annotators' names, the queues and the other labels with it.
+    labels = ", ".join(f"{isolate(answer_text(lb['label']))} "
+                       f"({isolate(lb['annotator'] or 'annotator')}, "
+                       f"{isolate(lb.get('queue') or 'a queue')})" for lb in f["labels"])
     blamed = f["blamed"]
     verdict = ("no truth known yet" if f["truth"] is None and f.get("verified") is None else
                "no stages to blame" if blamed is None else
