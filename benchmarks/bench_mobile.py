@@ -97,7 +97,7 @@ def latencies(pipes: dict[str, Pipeline], images: list[np.ndarray],
             for n in pipes}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300, help="offline test formulas")
     parser.add_argument("--latency-images", type=int, default=100)
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--models", type=Path, default=None,
                         help="a folder to keep (or reuse) the trained and quantized candidates")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="abvoc-bench-mobile-") as tmp:
@@ -126,9 +126,10 @@ def main() -> None:
                     for n, (p, _) in runs.items()}
         lat = latencies({n: p for n, (p, _) in runs.items()},
                         [s.image for s in samples[: args.latency_images]], args.repeats)
-    print(f"offline test: {args.images} formulas; latency: {args.latency_images} images x "
-          f"{args.repeats}, batch 1, 1 thread (torch and ONNX Runtime)")
-    print(f"{'model':<13}{'size MB':>9}{'exact':>8}{'sym.acc':>9}{'p50 ms':>9}{'nets ms':>9}")
+    print(f"offline test: {len(samples)} formulas; latency: "
+          f"{len(samples[: args.latency_images])} images x {args.repeats}, batch 1, 1 thread "
+          "(torch and ONNX Runtime)")
+    print(f"{'model':<13}{'size MiB':>9}{'exact':>8}{'sym.acc':>9}{'p50 ms':>9}{'nets ms':>9}")
     for name, (_, size) in runs.items():
         a, (whole, nets) = accuracy[name], lat[name]
         print(f"{name:<13}{size:>9.3f}{a['exact_match']:>8.3f}{a['symbol_accuracy']:>9.3f}"
