@@ -29,7 +29,12 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.backends import BackendSettings, get_backend, unavailable_reason  # noqa: E402
+from serving.backends import (  # noqa: E402
+    BackendSettings,
+    UnknownBackend,
+    get_backend,
+    unavailable_reason,
+)
 from serving.bundles import validate_bundle  # noqa: E402
 from workloads.ocr.pages.generator import OFFLINE_PAGE_MIX, generate_pages  # noqa: E402
 
@@ -73,15 +78,39 @@ def bench(models_dir: Path, n_pages: int, rounds: int, backends: list[str]) -> d
     return out
 
 
-def main() -> None:
+def usable_backends(names: str) -> list[str]:
+    """The comma-separated backends that run here; each one that does not is named, with why,
+    so a missing backend (TensorRT without a GPU) is never a silently shorter table. An unknown
+    name raises UnknownBackend."""
+    usable = []
+    for name in names.split(","):
+        reason = unavailable_reason(name)
+        if reason is None:
+            usable.append(name)
+        else:
+            print(f"[skip] {name}: {reason}", flush=True)
+    return usable
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--pages", type=int, default=32)
+    parser.add_argument("--pages", type=int, default=32,
+                        help=f"at least {max(BATCH_SIZES)}, the largest batch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="torch,onnxruntime")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    backends = [b for b in args.backends.split(",") if unavailable_reason(b) is None]
+    args = parser.parse_args(argv)
+    # Fewer pages than a batch time no call at all, and printed 0.0 pages/s.
+    if args.pages < max(BATCH_SIZES):
+        parser.error(f"--pages takes at least {max(BATCH_SIZES)} (one batch of the largest "
+                     f"size, {BATCH_SIZES}); got {args.pages}")
+    if args.rounds < 1:
+        parser.error(f"--rounds takes 1 or more; got {args.rounds}")
+    try:
+        backends = usable_backends(args.backends)
+    except UnknownBackend as error:
+        parser.error(str(error))
     models = args.models_dir
     if models is None:
         from core.settings import load_settings
