@@ -41,11 +41,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.torch_threads import TorchThreads  # noqa: E402
 from serving.backends import (  # noqa: E402
     BACKEND_NAMES,
     Backend,
     BackendSettings,
     Networks,
+    UnknownBackend,
     get_backend,
     unavailable_reason,
 )
@@ -241,29 +243,6 @@ def concurrent_rate(run: Callable[[Any], int], one: Any, seconds: float) -> floa
     return done / elapsed
 
 
-class TorchThreads:
-    """Sets torch's intra-op threads per configuration, as ONNX Runtime sets them per session.
-
-    torch keeps one intra-op pool per process, so the setting is switched before each
-    measurement and restored afterwards; on other backends this does nothing.
-    """
-
-    def __init__(self, backend_name: str) -> None:
-        self.torch: Any = None
-        if backend_name == "torch":
-            import torch
-
-            self.torch = torch
-            self.default = torch.get_num_threads()
-
-    def use(self, threads: int | None) -> None:
-        if self.torch is not None:
-            self.torch.set_num_threads(threads or self.default)
-
-    def restore(self) -> None:
-        self.use(None)
-
-
 def batching_gain(
     work: Workload, backend_name: str, cache: Path, rounds: int, seconds: float
 ) -> dict[str, Any]:
@@ -360,6 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ocr", action="store_true")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
+    # Checked before any candidate is trained: a bad value used to end minutes later in a
+    # traceback (UnknownBackend, or no median of zero rounds).
+    try:
+        for name in args.backends.split(","):
+            unavailable_reason(name)
+    except UnknownBackend as error:
+        parser.error(str(error))
+    if args.rounds < 1 or not args.seconds > 0:
+        parser.error(f"--rounds takes 1 or more and --seconds more than 0; got {args.rounds} "
+                     f"and {args.seconds:g}")
 
     models_dir = args.models_dir
     if models_dir is None:
