@@ -81,6 +81,7 @@ from benchmarks.v2_breakdown import print_breakdown, time_stages  # noqa: E402
 from benchmarks.v2_servers import (  # noqa: E402
     ort_load,
     run_server,
+    same_model_line,
     serve_bare,
     setup_keys,
     wait_ready,
@@ -367,9 +368,7 @@ def main() -> None:
     for known in ("MLServer", "KServe"):
         if f"{known}, same model" in a:
             r_srv = ratio(a, "abvoc /v2 (router+ev)", f"{known}, same model")
-            print(f"  throughput abvoc/{known} serving the same model {r_srv:.3f} (abvoc "
-                  f"{args.workers} worker process(es), {known} one: MLServer 1.7.1's parallel "
-                  "workers crash with current uvloop)")
+            print(same_model_line(known, r_srv, args.workers))
     r_unb = ratio(a, "abvoc /v2, batch size 1", "bare WSGI + ort")
     print(f"  throughput abvoc batch size 1/bare WSGI wrapper {r_unb:.3f}: {1 - r_unb:.1%} below")
     for pace_ms, figures in b.items():

@@ -31,6 +31,18 @@ def run_server(factory: Callable[[Any], Callable], settings: Any, port: int,
         make_server("127.0.0.1", port, factory(settings), threaded=True).serve_forever()
 
 
+# Why each well-known V2 server runs one process (tests/support/inference_servers.py starts both).
+ONE_PROCESS = {"MLServer": "MLServer 1.7.1's parallel workers crash with current uvloop",
+               "KServe": "started with --workers 1, as MLServer must be"}
+
+
+def same_model_line(known: str, ratio: float, workers: int) -> str:
+    """The throughput ratio to `known` serving the same model, with why it is like with like
+    only at one abvoc worker: each server's own reason, not MLServer's for both."""
+    return (f"  throughput abvoc/{known} serving the same model {ratio:.3f} (abvoc {workers} "
+            f"worker process(es), {known} one: {ONE_PROCESS[known]})")
+
+
 def wait_ready(url: str, process: Any) -> None:
     """Until `url` answers (the server binds before its worker has built the app); raises if
     `process` (the server's) dies first."""
