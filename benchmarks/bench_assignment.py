@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.counts import positive_int  # noqa: E402
 from serving.assignment import Assigner, allocate, assign, bucket_of, reallocate  # noqa: E402
 
 try:
@@ -101,8 +102,9 @@ def contiguous_moved_share(ids: Sequence[str]) -> float:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", type=int, default=200_000, help="decisions per run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs; the median is reported")
+    parser.add_argument("--units", type=positive_int, default=200_000, help="decisions per run")
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="runs; the median is reported")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     steps = 6 if growthbook is not None else 3

@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_stats import median_time  # noqa: E402  (one timing rule)
+from benchmarks.counts import positive_int  # noqa: E402
 from workloads.ocr import components, detector, ort_ops  # noqa: E402
 from workloads.ocr.components import label_native, label_scipy  # noqa: E402
 from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
@@ -150,8 +151,8 @@ def bench_pipeline(images: list[np.ndarray], repeats: int, models: Path | None) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=DEFAULT_TEST_SIZE)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--images", type=positive_int, default=DEFAULT_TEST_SIZE)
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--cuda", action="store_true",
                         help="time the torch op on the CPU against its CUDA kernel instead")
     parser.add_argument("--pipeline", action="store_true",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.counts import positive_int  # noqa: E402
 from core import events  # noqa: E402
 from core.ids import time_ordered_id  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -88,9 +89,9 @@ def run(page_size: int, keep: bool, commits: int, units: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--commits", type=int, default=1000)
-    parser.add_argument("--units", type=int, default=4, help="answers per commit")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--commits", type=positive_int, default=1000)
+    parser.add_argument("--units", type=positive_int, default=4, help="answers per commit")
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--page-sizes", default="4096,8192",
                         help="comma-separated; the first is SQLite's default")
     args = parser.parse_args()

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from benchmarks.counts import positive_int  # noqa: E402
 from serving.bundles.model_size import network_bytes  # noqa: E402
 from workloads.ocr.candidates import train_candidate  # noqa: E402
 from workloads.ocr.dataset import OFFLINE_MIX, generate  # noqa: E402
@@ -99,11 +100,11 @@ def latencies(pipes: dict[str, Pipeline], images: list[np.ndarray],
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=300, help="offline test formulas")
-    parser.add_argument("--latency-images", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--n-train", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--images", type=positive_int, default=300, help="offline test formulas")
+    parser.add_argument("--latency-images", type=positive_int, default=100)
+    parser.add_argument("--repeats", type=positive_int, default=6)
+    parser.add_argument("--n-train", type=positive_int, default=600)
+    parser.add_argument("--epochs", type=positive_int, default=6)
     parser.add_argument("--models", type=Path, default=None,
                         help="a folder to keep (or reuse) the trained and quantized candidates")
     args = parser.parse_args(argv)

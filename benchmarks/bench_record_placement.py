@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_api import CANDIDATE, _settings, prepared  # noqa: E402
 from benchmarks.bench_commit import unit  # noqa: E402
+from benchmarks.counts import positive_int  # noqa: E402
 
 UNITS = 4  # answers per batch, as the batcher merges them at 8 concurrent requests
 
@@ -130,8 +131,8 @@ def _per_answer(spent: list[tuple[float, float]], batches: int) -> tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=positive_int, default=300)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--models", default=None,
                         help="a model store holding the trained candidate (trained if missing)")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.counts import positive_int  # noqa: E402
 from evaluation.stats import AnalysisConfig, ExperimentAggregates, analyze  # noqa: E402
 from evaluation.stats.small_samples import SMALL_SAMPLE_NOTE  # noqa: E402
 
@@ -256,8 +257,9 @@ def bench_raw(rows: int, repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs for the fast path")
+    parser.add_argument("--rows", type=positive_int, default=10_000_000)
+    parser.add_argument("--repeats", type=positive_int, default=15,
+                        help="timed runs for the fast path")
     parser.add_argument("--skip-raw", action="store_true", help="skip the raw-rows benchmark")
     args = parser.parse_args(argv)
     bench_aggregates(args.repeats)

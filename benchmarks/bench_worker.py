@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy.orm import Session  # noqa: E402
 
+from benchmarks.counts import positive_int  # noqa: E402
 from core import events  # noqa: E402
 from core.bus.base import Record  # noqa: E402
 from core.store import schema  # noqa: E402
@@ -87,8 +88,8 @@ def run(url: str, handler, records: list[Record]) -> tuple[float, float]:  # noq
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--events", type=positive_int, default=20000)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
     pg = PostgresServer().start()
     results: dict[str, list[tuple[float, float]]] = {}
