@@ -322,18 +322,27 @@ def main() -> None:
         broker.discard()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    # The machine's load moves both sides of a run alike; the ratio within a run is the figure.
-    print(f"\nmedians of {args.repeats} runs ({n} events each):")
-    anchor_cpu = statistics.median(cpus[ANCHOR])
+    print("\n".join(summary(args.repeats, n, rates, ratios, cpus)))
+
+
+def summary(repeats: int, n: int, rates: dict[str, list[float]],
+            ratios: dict[str, list[float]], cpus: dict[str, list[float]]) -> list[str]:
+    """The summary's lines: per side the medians over runs, and its ratios to the anchor as the
+    median of each run's own ratio (the machine's load moves both sides of a run alike, so the
+    ratio within a run is the figure); `cpus` holds each run's µs per event, runs in order."""
+    lines = [f"\nmedians of {repeats} runs ({n} events each):"]
     for name, values in rates.items():
         cpu_us = statistics.median(cpus[name])
         line = (f"  {name:58s} {statistics.median(values):10,.0f} events/s, "
                 f"CPU {cpu_us:4.0f} µs/event")
         if name in ratios:
+            cpu_ratio = statistics.median(
+                a / c for a, c in zip(cpus[ANCHOR], cpus[name], strict=True))
             line += (f"\n    ratio to raw kafka-python: events/s "
                      f"{statistics.median(ratios[name]):.2f}, CPU per event (the anchor's over "
-                     f"abvoc's) {anchor_cpu / cpu_us:.2f}")
-        print(line)
+                     f"abvoc's) {cpu_ratio:.2f}")
+        lines.append(line)
+    return lines
 
 
 if __name__ == "__main__":
