@@ -11,7 +11,6 @@ PROMETHEUS_MULTIPROC_DIR set (`abvoc up`) the API's /metrics sums what every wor
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.bus.base import Record
 from core.health import Heartbeat, safe_text
+from core.payload_ids import payload_id
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent
 from core.store.upsert import insert_ignore
@@ -56,17 +56,6 @@ def parked_event_id(payload: bytes) -> str | None:
     """The event id a payload names, if it is a JSON object with a string id of a stored id's
     length; None otherwise (a payload that is not JSON, or cut short)."""
     return payload_id(payload, "event_id")
-
-
-def payload_id(payload: bytes, field: str) -> str | None:
-    """The id (`event_id`, `prediction_id`) a payload names in `field`, if it is a JSON object
-    with a string there of a stored id's length; None otherwise."""
-    try:
-        value = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    found = value.get(field) if isinstance(value, dict) else None
-    return found if isinstance(found, str) and 0 < len(found) <= 64 else None
 
 
 def park(session: Session, group_id: str, record: Record, reason: str) -> None:

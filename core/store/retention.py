@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from core.parking import payload_id
+from core.payload_ids import payload_id
 from core.store.db import Database, utcnow
 from core.store.models import (
     BusMember,

@@ -31,3 +31,13 @@ def test_a_metrics_folder_that_is_not_there_is_refused_in_one_line(
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert f"PROMETHEUS_MULTIPROC_DIR='{missing}' is not a folder" in done.stderr
+
+
+def test_the_command_line_imports_no_prometheus_client_before_up_sets_its_folder() -> None:
+    """prometheus_client reads PROMETHEUS_MULTIPROC_DIR once, as it is imported: a module the
+    CLI imports at start that imports it (retention through core.parking did) kept `abvoc up`'s
+    own counters, a part's restarts, out of /metrics."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "app", "up", "--help"],
+                          capture_output=True, text=True, timeout=120, check=True, cwd=REPO)
+    assert "Run everything on one machine" in done.stdout  # `up`'s module is loaded
+    assert "prometheus_client" not in done.stderr
