@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from datetime import timedelta
 
@@ -284,6 +285,9 @@ def ensure_candidates(ctx: Context) -> None:
     child = multiprocessing.get_context("spawn").Process(
         target=train_reference_candidates, args=(ctx.settings, os.getpid()), name="abvoc-train")
     child.start()
+    # Ctrl-C (SIGINT) stops the training with `up`, as it stops `up`'s parts later
+    # (runner.stop_on_signals), though `up` was started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         child.join()
     finally:  # interrupted (SIGINT): the training must not go on alone
