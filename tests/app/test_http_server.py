@@ -152,6 +152,19 @@ def test_compressed_bodies_are_inflated_under_the_production_server(served: tupl
     assert status == 413 and "inflates past the limit" in answer["error"], answer
 
 
+def _infer_with(served: tuple, headers: bytes) -> tuple[int, dict]:
+    """A V2 infer request through the served granian with these raw header lines added."""
+    port, key, _ = served
+    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
+                                   "data": [5.1, 3.5, 1.4, 0.2]}],
+                       "parameters": {"unit_id": "u1"}}).encode()
+    head = (f"POST /v2/models/default/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            ).encode() + headers + b"\r\n"
+    status, answer, _ = exchange(port, head, iter([body]))
+    return status, answer
+
+
 @pytest.mark.parametrize(("header", "value", "words"), [
     ("X-Abvoc-Force-Arm", "trésor".encode(), "tr%C3%A9sor"),
     ("X-Abvoc-Unit-Id", "élève".encode(), "'parameters.unit_id'"),
@@ -161,14 +174,7 @@ def test_a_header_value_that_is_not_ascii_is_a_400_saying_what_to_send(
         served: tuple, header: str, value: bytes, words: str) -> None:
     """granian hands the app a header value that is not ASCII as '': a forced arm was read as
     none (the QA request counted in the experiment), a unit id refused without saying why."""
-    port, key, _ = served
-    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
-                                   "data": [5.1, 3.5, 1.4, 0.2]}],
-                       "parameters": {"unit_id": "u1"}}).encode()
-    head = (f"POST /v2/models/default/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}"
-            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            ).encode() + header.encode() + b": " + value + b"\r\n\r\n"
-    status, answer, _ = exchange(port, head, iter([body]))
+    status, answer = _infer_with(served, header.encode() + b": " + value + b"\r\n")
     assert status == 400, answer
     assert answer["error"].startswith(f"header '{header}' is empty: header values must be "
                                       "non-empty ASCII text"), answer
@@ -179,14 +185,7 @@ def test_a_header_value_that_is_not_ascii_is_a_400_saying_what_to_send(
 def test_a_header_sent_twice_is_a_400_not_its_values_joined(served: tuple, header: str) -> None:
     """The server joins a repeated header's values with a comma: two Idempotency-Keys were one
     key 'aa1,bb2' (a retry with either alone stored again), two unit ids one unit."""
-    port, key, _ = served
-    body = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4],
-                                   "data": [5.1, 3.5, 1.4, 0.2]}],
-                       "parameters": {"unit_id": "u1"}}).encode()
-    head = (f"POST /v2/models/default/infer HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}"
-            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{header}: aa1\r\n{header}: bb2\r\n\r\n").encode()
-    status, answer, _ = exchange(port, head, iter([body]))
+    status, answer = _infer_with(served, f"{header}: aa1\r\n{header}: bb2\r\n".encode())
     assert status == 400, answer
     assert answer["error"].startswith(f"header '{header}' holds a comma: a header sent twice"), \
         answer
