@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import AbvocError, ConfigError
@@ -41,8 +41,6 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """Upgrade to `revision`; one below the store's is a mistake said so (Alembic would do
     nothing and say nothing: a downgrade was meant)."""
     now = current(db)
-    if now is None:
-        _refuse_foreign_tables(db)
     if now is not None and revision not in ("head", now) and status(db) != AHEAD:
         script = ScriptDirectory.from_config(alembic_config(db))
         # `base` too (every table removed): Alembic did nothing there either, and said the store
@@ -54,12 +52,17 @@ def upgrade(db: Database, revision: str = "head") -> None:
     _migrate(db, command.upgrade, revision)
 
 
-def _refuse_foreign_tables(db: Database) -> None:
+def _refuse_foreign_tables(conn: Connection) -> None:
     """A database abvoc never migrated that holds tables of abvoc's names (another
     application's database, or a store whose `alembic_version` was lost): the first migration
-    would fail on them halfway with a driver traceback, so say what is wrong before it starts."""
-    with db.engine.connect() as conn:
-        clash = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
+    would fail on them halfway with a driver traceback, so say what is wrong before it starts.
+    Read within the migration's lock: another process migrating the same fresh store at once
+    has made some tables and no revision yet, which is no foreign schema."""
+    names = set(inspect(conn).get_table_names())
+    if _VERSION_TABLE in names and conn.execute(
+            text(f"SELECT count(*) FROM {_VERSION_TABLE}")).scalar():
+        return
+    clash = sorted(names & set(Base.metadata.tables))
     if clash:
         raise ConfigError(
             f"the database ABVOC_DATABASE_URL names holds tables named as abvoc's "
@@ -94,6 +97,8 @@ def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -
             conn.commit()
         try:
             with conn.begin():
+                if step is command.upgrade:
+                    _refuse_foreign_tables(conn)
                 cfg = alembic_config(db)
                 cfg.attributes["connection"] = conn
                 try:
