@@ -32,7 +32,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from kafka.admin import NewTopic  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from benchmarks import pg_statements  # noqa: E402
+from benchmarks.bus_summary import ANCHOR, summary  # noqa: E402
 from core import events  # noqa: E402
 from core.bus.embedded import EmbeddedBus  # noqa: E402
 from core.bus.kafka import KafkaBus  # noqa: E402
@@ -63,8 +63,6 @@ from tests.support.flow import (  # noqa: E402
 )
 from tests.support.kafka import KafkaBroker  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
-
-ANCHOR = "raw kafka-python, producing and consuming at once"
 
 
 def _cpu_s(pid: int, tree: bool) -> float:
@@ -323,26 +321,6 @@ def main() -> None:
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(summary(args.repeats, n, rates, ratios, cpus)))
-
-
-def summary(repeats: int, n: int, rates: dict[str, list[float]],
-            ratios: dict[str, list[float]], cpus: dict[str, list[float]]) -> list[str]:
-    """The summary's lines: per side the medians over runs, and its ratios to the anchor as the
-    median of each run's own ratio (the machine's load moves both sides of a run alike, so the
-    ratio within a run is the figure); `cpus` holds each run's µs per event, runs in order."""
-    lines = [f"\nmedians of {repeats} runs ({n} events each):"]
-    for name, values in rates.items():
-        cpu_us = statistics.median(cpus[name])
-        line = (f"  {name:58s} {statistics.median(values):10,.0f} events/s, "
-                f"CPU {cpu_us:4.0f} µs/event")
-        if name in ratios:
-            cpu_ratio = statistics.median(
-                a / c for a, c in zip(cpus[ANCHOR], cpus[name], strict=True))
-            line += (f"\n    ratio to raw kafka-python: events/s "
-                     f"{statistics.median(ratios[name]):.2f}, CPU per event (the anchor's over "
-                     f"abvoc's) {cpu_ratio:.2f}")
-        lines.append(line)
-    return lines
 
 
 if __name__ == "__main__":

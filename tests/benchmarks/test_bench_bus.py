@@ -6,11 +6,7 @@ median, pairing figures from different runs: with the anchor at 100, 200 and 300
 
 from __future__ import annotations
 
-import warnings
-
-with warnings.catch_warnings():  # kafka-python (the anchor) reads files by deprecated calls
-    warnings.filterwarnings("ignore", "(read|open)_text is deprecated", DeprecationWarning)
-    from benchmarks.bench_bus import ANCHOR, summary
+from benchmarks.bus_summary import ANCHOR, summary
 
 SIDE = "abvoc kafka bus + sqlite store, outbox→bus→store"
 
