@@ -255,6 +255,7 @@ def test_the_empty_text_is_shown_in_words() -> None:
         "truth": "", "labels": [{"label": "", "annotator": "ann:1", "queue": "verification"}],
         "blamed": None}))
     assert "Truth (from corrections): (no text)" in shown
-    assert "(no text) (ann:1, verification)" in shown  # the label and the queue it stands in
+    # The label and the queue it stands in, each isolated from the text around it (bidi).
+    assert "\u2068(no text)\u2069 (\u2068ann:1\u2069, \u2068verification\u2069)" in shown
     assert "no stages to blame" in shown  # a truth is known
     assert voc._report({"kind": "correction", "report": ""}) == "(no text)"  # noqa: SLF001
