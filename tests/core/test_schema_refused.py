@@ -38,9 +38,8 @@ def test_a_database_holding_a_table_of_abvocs_name_is_refused_before_migrating(
             assert set(inspect(conn).get_table_names()) == {"predictions"}
 
 
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)  # SQLite: no users
 def test_a_user_that_may_not_create_tables_is_told_so(empty_database_url: str) -> None:
-    if not empty_database_url.startswith("postgresql"):
-        pytest.skip("SQLite has no users")
     role = f"weak_{uuid.uuid4().hex[:8]}"
     with Database(empty_database_url) as db:
         with db.engine.begin() as conn:
