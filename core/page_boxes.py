@@ -58,8 +58,14 @@ def box_problem(box: Any, page: tuple[int, int] | None = None) -> str | None:
 def boxes_problem(boxes: list[dict[str, Any]],
                   page: tuple[int, int] | None = None) -> str | None:
     """The first box of an answer BOXES_SCHEMA passed that is no box (on `page`, its width and
-    height, where known), said with where it is (``at /2/box``) and what to fix, or None."""
+    height, where known) or is an earlier one again (a page's truth would count that formula
+    twice, one of them a miss of every candidate), said with where it is (``at /2/box``) and
+    what to fix, or None."""
+    seen: dict[tuple[int, ...], int] = {}
     for i, item in enumerate(boxes):
         if (problem := box_problem(item["box"], page)) is not None:
             return f"at /{i}/box: box {item['box']} {problem}"
+        if (first := seen.setdefault(tuple(item["box"]), i)) != i:
+            return (f"at /{i}/box: box {item['box']} is the box at /{first}/box again; give "
+                    "each formula's box once")
     return None

@@ -65,6 +65,10 @@ def test_a_correction_past_the_page_is_refused(app: Flask, client: FlaskClient, 
              "past its width; give a box inside the page, in its pixels")
     status, error = correct([600, 900, 720, 1001])
     assert status == 400 and f"{OUTSIDE}: y1 (1001) is past its height" in error
+    # The same box twice would count its formula twice in the page's truth.
+    assert correct([5, 5, 60, 40]) == (
+        400, "'corrected_output' at /1/box: box [5, 5, 60, 40] is the box at /0/box again; "
+             "give each formula's box once")
     assert _count(app, CorrectionRequest) == 0
     # Its record applied and its input not kept: the extraction stage gives the size.
     drain(app, 1)
