@@ -10,7 +10,7 @@ a million. A live report does it for a candidate version with at most
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -62,6 +62,27 @@ Discordant = tuple[UnitClassCounts, UnitClassCounts]
 """Each unit's answers a truth changed, by the class answered and by the true class."""
 
 
+def _countable(totals: Mapping[Ref, Any], counts: Callable[[Any], Mapping[str, float]],
+               ) -> dict[Ref, Any]:
+    """The versions of `totals` with counts to read, within a live read's limit."""
+    return {ref: value for ref, value in totals.items()
+            if (n := sum(counts(value).values())) > 0 and too_many(n) is None}
+
+
+def _versions(experiment: Experiment) -> Callable[[str | None, str], Ref]:
+    """A served arm's candidate version, looked up once per arm and candidate."""
+    return cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
+                                                                     candidate, False)))
+
+
+def _units(unit: str | None, count: int, *where: object) -> Iterator[tuple[object, int]]:
+    """A grouped row's unit and count; rows with no unit are each a unit of their own."""
+    if unit is not None:
+        yield unit, count
+    else:
+        yield from (((*where, i), 1) for i in range(count))
+
+
 def unit_class_counts(session: Session, experiment: Experiment,
                       answers: Mapping[Ref, Mapping[str, float]],
                       since: datetime | None = None, until: datetime | None = None,
@@ -94,8 +115,7 @@ def _per_unit(session: Session, experiment: Experiment,
               narrow: Callable[[Select[Any]], Select[Any]]) -> dict[Ref, UnitClassCounts]:
     """Each unit's predictions per value of `column` for the versions in `totals` (their counts
     per value as the aggregates hold them), in one grouped read `narrow` may join and filter."""
-    wanted = {ref: counts for ref, counts in totals.items()
-              if sum(counts.values()) > 0 and too_many(sum(counts.values())) is None}
+    wanted = _countable(totals, lambda counts: counts)
     if not wanted:
         return {}
     p = Prediction
@@ -104,8 +124,7 @@ def _per_unit(session: Session, experiment: Experiment,
                           p.candidate.in_(sorted({ref[0] for ref in wanted})),
                           *in_window(p.created_at, *hour_window(since, until)))
                    ).group_by(p.arm, p.candidate, p.unit_id, column)
-    version = cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
-                                                                        candidate, False)))
+    version = _versions(experiment)
     orders = {ref: {label: j for j, label in enumerate(sorted(counts))}
               for ref, counts in wanted.items()}
     cells: dict[Ref, tuple[dict[object, int], list[int], list[int], list[int]]] = {}
@@ -115,8 +134,7 @@ def _per_unit(session: Session, experiment: Experiment,
             continue
         units, rows, columns, counts = cells.setdefault(ref, ({}, [], [], []))
         where = orders[ref][value]
-        for key, times in ((unit, count),) if unit is not None else \
-                (((arm, value, i), 1) for i in range(count)):  # no unit: each its own
+        for key, times in _units(unit, count, arm, value):
             rows.append(units.setdefault(key, len(units)))
             columns.append(where)
             counts.append(times)
@@ -150,8 +168,7 @@ def unit_discordant_counts(session: Session, experiment: Experiment,
     counts of both, where the stored truths account for every one of them (verified labels
     that replaced a truth do not show here: the caller leaves such a version out, see
     :func:`relabelled_versions`, and it is tested per answer)."""
-    wanted = {ref: pair for ref, pair in changed.items()
-              if sum(pair[0].values()) > 0 and too_many(sum(pair[0].values())) is None}
+    wanted = _countable(changed, lambda pair: pair[0])
     if not wanted:
         return {}
     p, sp, t = Prediction, ServedPrediction, PredictionTruth
@@ -164,16 +181,14 @@ def unit_discordant_counts(session: Session, experiment: Experiment,
                     func.coalesce(p.failed, sp.error, false()) == false(),
                     *in_window(p.created_at, *hour_window(since, until)))
              .group_by(p.arm, p.candidate, p.unit_id, p.output, t.truth))
-    version = cache(lambda arm, candidate: (candidate, variant_version(experiment, arm,
-                                                                        candidate, False)))
+    version = _versions(experiment)
     found: dict[Ref, dict[object, tuple[dict[str, int], dict[str, int]]]] = {}
     for arm, candidate, unit, output, truth, count in session.execute(query):
         ref = version(arm, candidate)
         if ref not in wanted:
             continue
         units = found.setdefault(ref, {})
-        for key, times in ((unit, count),) if unit is not None else \
-                (((arm, output, truth, i), 1) for i in range(count)):  # no unit: each its own
+        for key, times in _units(unit, count, arm, output, truth):
             answered, true = units.setdefault(key, ({}, {}))
             answered[output] = answered.get(output, 0) + times
             true[truth] = true.get(truth, 0) + times
