@@ -277,8 +277,10 @@ def relabel_week(session: Session, since: datetime, until: datetime) -> dict[str
     still_open = session.scalar(select(func.count()).select_from(t).where(
         t.created_at < hi, (t.labeled_at.is_(None)) | (t.labeled_at >= hi),
         (t.status != "dropped") | (t.dropped_at >= hi))) or 0
-    days = [(since + timedelta(days=d)).date() for d in range(7)
-            if since + timedelta(days=d) < until]
+    # Every UTC day the window touches: one that does not begin at midnight (a window of the
+    # last hours) has a day its first day's time of day would step past.
+    first, last = _day(since), _day(until - timedelta(microseconds=1))
+    days = [first + timedelta(days=d) for d in range((last - first).days + 1)]
     per_day_q = Counter(_day(m) for m in queued)
     per_day_l = Counter(_day(m) for m in labeled)
     return {"queued": len(queued), "labeled": len(labeled), "copied": len(made) - len(queued),

@@ -94,3 +94,17 @@ def test_annotators_are_people_not_combinations_of_them(db: Database) -> None:
     assert week["labeled"] == 4
     assert week["annotators"] == 5  # alice, bob, carol, erin, admin
 
+
+
+def test_a_window_across_midnight_has_both_days(db: Database, clock: Ticking) -> None:  # noqa: F811
+    """A window of the last hours that does not begin at midnight: its days began at its first
+    day's time of day, and the day after midnight was left out with its work."""
+    clock.at = SINCE + timedelta(days=2, minutes=30)  # 00:30
+    first, _ = _one_input_in_two_queues(db)
+    assert _label(db, first, "dog")["status"] == "done"
+    with db.reading() as s:
+        week = relabel_week(s, clock.at - timedelta(hours=1), clock.at + timedelta(hours=1))
+    assert week["labeled"] == 1
+    assert [d["day"] for d in week["days"]] == [
+        (SINCE + timedelta(days=d)).date().isoformat() for d in (1, 2)]
+    assert [d["labeled"] for d in week["days"]] == [0, 1]
