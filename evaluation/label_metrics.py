@@ -181,10 +181,11 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
 
 
 def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] | None,
-                alpha: float, *, shadow: bool = False, compared_as: str | None = "label"
-                ) -> dict[str, Any]:
+                alpha: float, *, shadow: bool = False, compared_as: str | None = "label",
+                units: UnitClassCounts | None = None) -> dict[str, Any]:
     """Confusion counts and prediction shift of one variant x slice; ``offline`` is the offline
-    row of that slice (``n``, ``label_shares``, ``output_shares``), or None.
+    row of that slice (``n``, ``label_shares``, ``output_shares``), or None; `units`: each
+    unit's counts of the answers, where some unit gave several (both shifts then over units).
 
     ``answer_shift`` holds the online answers against the offline *answers* (``output_shares``,
     when the offline test kept them) by the same test: where ``prediction_shift`` mixes a change
@@ -197,9 +198,9 @@ def label_block(cell: Cell, declared: Sequence[str], offline: Mapping[str, Any] 
         answered = answered - offline["failed"]
     return {"confusion": confusion(cell, declared, shadow=shadow, compared_as=compared_as),
             "prediction_shift": prediction_shift(outputs, offline.get("label_shares") or {},
-                                                 offline.get("n"), declared, alpha),
+                                                 offline.get("n"), declared, alpha, units),
             "answer_shift": prediction_shift(outputs, offline.get("output_shares") or {},
-                                             answered, declared, alpha)}
+                                             answered, declared, alpha, units)}
 
 
 def _shift_over_units(out: dict[str, Any], off: np.ndarray, offline_n: float,

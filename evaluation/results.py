@@ -19,9 +19,10 @@ metrics (:data:`NUMBER_METRICS`, Welch's t, lower is better) whenever a variant 
 or the primary metric is one of them (and where every variant declares its type, the matching
 metrics none of them is judged by are left out: :mod:`evaluation.compared_metrics`); a
 ``label`` candidate's confusion counts and prediction
-shift against its offline label shares, per slice, under ``label_metrics``
-(:mod:`evaluation.label_metrics`). ``online_accuracy`` holds the accuracy from verified labels:
-the unbiased audit figure beside the correction bound (:mod:`evaluation.label_accuracy`).
+shift against its offline label shares, per slice, under ``label_metrics``, tested over units
+where its units sent several answers (:mod:`evaluation.label_results`). ``online_accuracy``
+holds the accuracy from verified labels: the unbiased audit figure beside the correction
+bound (:mod:`evaluation.label_accuracy`).
 
 Where units sent several requests each, the built-in metrics are tested per unit (n counts them).
 
@@ -47,11 +48,11 @@ from core.store.models import Experiment
 from core.times import utc_iso
 from evaluation import aggregation as agg
 from evaluation import decisions
-from evaluation.candidate_facts import UNKNOWN, CandidateFacts, facts_by_version, variant_version
+from evaluation.candidate_facts import UNKNOWN, facts_by_version, variant_version
 from evaluation.compared_metrics import add_caveats, facing, metrics_compared
 from evaluation.guardrail_counts import unit_figures
 from evaluation.label_accuracy import online_accuracy
-from evaluation.label_metrics import label_block
+from evaluation.label_results import label_metrics
 from evaluation.label_truths import LabelTruths
 from evaluation.number_metrics import number_errors
 from evaluation.online import (
@@ -269,8 +270,8 @@ def experiment_results(session: Session, experiment_id: int, *,
                                            output_type=facts[v].output_type),
                                  **number_errors(cells[(v, s)], config.alpha)}
                              for s in slices if (v, s) in cells} for v in variants},
-        "label_metrics": _label_metrics(cells, variants, slices, facts, versions,
-                                        config.alpha),
+        "label_metrics": label_metrics(session, experiment, cells, variants, slices, facts,
+                                       versions, config.alpha, units, since, until),
         "outcomes": outcomes.figures,
         "units_in_several_arms": outcomes.several_arms,  # left out of the outcome metrics
     }
@@ -365,34 +366,6 @@ def _outcome_records_kept(records: list[dict[str, Any]], outcomes: OutcomeAggreg
         elif r["slice"] == ALL and r["treatment"] in arm_names:
             kept.append({**r, "kind": "ratio"} if r["metric"] in ratios else r)
     return kept
-
-
-def _label_metrics(cells: Cells, variants: list[Variant], slices: list[str],
-                   facts: dict[Variant, CandidateFacts], versions: dict[Variant, str | None],
-                   alpha: float) -> dict[str, Any]:
-    """Per label variant: its classes and, per slice, confusion counts and prediction shift
-    against the offline label shares of the same slice (``all``: the whole offline test), all
-    of the version the variant runs."""
-    out: dict[str, Any] = {}
-    for v in variants:
-        f = facts.get(v, UNKNOWN)
-        if not f.is_label:
-            continue
-        per_slice = {}
-        for s in slices:
-            if (v, s) not in cells:
-                continue
-            if s == ALL:
-                overall = f.offline.get("overall") or {}
-                offline = {**overall, "label_shares": f.offline.get("label_shares")
-                           or overall.get("label_shares")}
-            else:
-                offline = (f.offline.get("slices") or {}).get(s)
-            per_slice[s] = label_block(cells[(v, s)], f.kind.classes, offline, alpha,
-                                       shadow=v.shadow, compared_as=f.compared_as)
-        out[v.name] = {"candidate": v.candidate, "version": versions[v],
-                       "classes": list(f.kind.classes), "slices": per_slice}
-    return out
 
 
 def _num(value: float) -> float | None:

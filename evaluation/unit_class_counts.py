@@ -10,6 +10,7 @@ a million. A live report does it for a candidate version with at most
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from core.store.models import Experiment, Prediction, PredictionTruth, ServedPre
 from evaluation import aggregation as agg
 from evaluation.aggregation import in_window
 from evaluation.candidate_facts import Ref, variant_version
-from evaluation.online import hour_window
+from evaluation.online import ALL, Variant, hour_window
 
 UNIT_CLASS_LIMIT = 50_000
 """The most online answers of one candidate version counted per unit on a live read."""
@@ -92,11 +93,66 @@ def unit_class_counts(session: Session, experiment: Experiment,
     answers, where some unit gave several and the stored predictions account for every answer
     counted (a version whose do not is left out, and tested per answer). Served answers only,
     failed ones left out, as the aggregates do."""
+    return _per_unit(session, experiment, answers, Prediction.output, since, until,
+                     lambda query: _answered(query, {lb for c in answers.values() for lb in c}))
+
+
+def variant_class_counts(session: Session, experiment: Experiment,
+                         answers: Mapping[Variant, Mapping[str, Mapping[str, float]]],
+                         since: datetime | None = None, until: datetime | None = None,
+                         ) -> dict[Variant, dict[str, UnitClassCounts]]:
+    """As :func:`unit_class_counts`, per arm or shadow and slice (`answers`: each one's answers
+    by slice, ``all`` among them, and class, as the results count them), in one grouped read:
+    the results test each arm on its own units, where two arms running one version are two
+    samples. A slice is left out (tested per answer) where the stored answers do not account
+    for its counts or no unit gave several."""
+    wanted = _countable(answers, lambda slices: slices.get(ALL, {}))
+    if not wanted:
+        return {}
+    p = Prediction
+    query = _answered(
+        select(p.arm, p.candidate, p.shadow, p.unit_id, p.slice, p.output, func.count())
+        .where(p.experiment_id == experiment.id,
+               p.candidate.in_(sorted({v.candidate for v in wanted})),
+               *in_window(p.created_at, *hour_window(since, until))),
+        {lb for slices in wanted.values() for c in slices.values() for lb in c},
+    ).group_by(p.arm, p.candidate, p.shadow, p.unit_id, p.slice, p.output)
+    found: dict[Variant, dict[str, dict[object, Counter[str]]]] = {}
+    for arm, candidate, shadow, unit, slice_, output, count in session.execute(query):
+        variant = Variant("" if shadow else arm or "", candidate, bool(shadow))
+        if variant not in wanted:
+            continue
+        for key, times in _units(unit, count, arm, slice_, output):
+            for s in (ALL, slice_) if slice_ in wanted[variant] else (ALL,):
+                found.setdefault(variant, {}).setdefault(s, {}).setdefault(
+                    key, Counter())[output] += times
+    out: dict[Variant, dict[str, UnitClassCounts]] = {}
+    for variant, slices in found.items():
+        for s, units in slices.items():
+            order = tuple(sorted(wanted[variant][s]))
+            counts = _clustered(order, np.array(
+                [[unit[label] for label in order] for unit in units.values()], dtype=float),
+                wanted[variant][s])
+            if counts is not None:
+                out.setdefault(variant, {})[s] = counts
+    return out
+
+
+def _answered(query: Select[Any], labels: set[str]) -> Select[Any]:
+    """`query` narrowed to answers of `labels`, failed ones left out (as the aggregates)."""
     p, sp = Prediction, ServedPrediction
-    labels = sorted({label for counts in answers.values() for label in counts})
-    return _per_unit(session, experiment, answers, p.output, since, until, lambda query: (
-        query.outerjoin(sp, sp.prediction_id == p.prediction_id)
-        .where(p.output.in_(labels), func.coalesce(p.failed, sp.error, false()) == false())))
+    return query.outerjoin(sp, sp.prediction_id == p.prediction_id).where(
+        p.output.in_(sorted(labels)), func.coalesce(p.failed, sp.error, false()) == false())
+
+
+def _clustered(order: tuple[str, ...], matrix: np.ndarray, totals: Mapping[str, float],
+               ) -> UnitClassCounts | None:
+    """The units' counts, where they add up to the aggregates' `totals` and some unit gave
+    several; else None (tested per answer)."""
+    if (np.abs(matrix.sum(axis=0) - [totals.get(label, 0) for label in order]) < 0.5).all() \
+            and (matrix.sum(axis=1) > 1).any():
+        return UnitClassCounts(order, matrix)
+    return None
 
 
 def unit_slice_counts(session: Session, experiment: Experiment,
@@ -143,9 +199,8 @@ def _per_unit(session: Session, experiment: Experiment,
         order = tuple(sorted(wanted[ref]))
         matrix = np.zeros((len(units), len(order)))
         np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(counts, dtype=float))
-        if (np.abs(matrix.sum(axis=0) - [wanted[ref][label] for label in order]) < 0.5).all() \
-                and (matrix.sum(axis=1) > 1).any():
-            out[ref] = UnitClassCounts(order, matrix)
+        if (found := _clustered(order, matrix, wanted[ref])) is not None:
+            out[ref] = found
     return out
 
 
