@@ -58,7 +58,7 @@ from serving.bundles.offline_metrics import (
     check_imported,
     summarize,
 )
-from serving.bundles.tensors import TensorError, as_text
+from serving.bundles.tensors import TensorError, as_text, refuse_nul
 from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 
@@ -113,19 +113,23 @@ def answerer(manifest: Manifest, folder: Path) -> Iterator[Candidate]:
 
 
 def _check_texts(examples: list[Example], text_inputs: tuple[str, ...]) -> None:
-    """Every line's text inputs as UTF-8, before the model runs once: bytes that are not are
-    the dataset's to fix (serving refuses them with a 400), not a failure of the candidate, so
-    the error names the line and the file."""
+    """Every line's text inputs as UTF-8 without NUL, before the model runs once: text that is
+    not is the dataset's to fix (serving refuses it with a 400), not a failure of the candidate,
+    so the error names the line and the file."""
     for ex in examples:
         for name in text_inputs:
             file = ex.files.get(name)
             given = f"{ex.where}: input {name!r}" + (f" (file {shown(file)})" if file else "")
             try:
-                as_text(ex.inputs[name], given)
+                texts = as_text(ex.inputs[name], given)
             except TensorError as exc:
                 fix = "save the file as UTF-8 text" if file else "give UTF-8 text"
                 raise OfflineError(f"{exc.message}; this candidate's model takes text: "
                                    f"{fix}") from None
+            try:
+                refuse_nul(texts, given)  # as serving refuses it (a 400), not a failure
+            except TensorError as exc:
+                raise OfflineError(exc.message) from None
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
-from serving.bundles.tensors import TensorError, as_text, fit, v2_name
+from serving.bundles.tensors import TensorError, as_text, fit, refuse_nul, v2_name
 from serving.bundles.validate import validate_bundle
 
 _ANSWER = "\0answer\0"
@@ -76,7 +76,8 @@ class BundleRunner:
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         """The inputs as arrays of the declared datatypes, or a TensorError naming the tensor;
         BYTES the first stage takes as text (ONNX's tensor(string)) as str, so a value that is
-        not UTF-8 is the caller's 400 here, never a failure of the candidate's model."""
+        not UTF-8, or holds a NUL, is the caller's 400 here, never a failure of the candidate's
+        model."""
         checked = check_inputs(self.manifest.inputs, inputs)
         for name in self.text_inputs:
             if name in checked:
@@ -85,6 +86,7 @@ class BundleRunner:
                 except TensorError as exc:
                     raise TensorError(f"{exc.message}; this candidate's model takes text, so "
                                       "send UTF-8 (plain strings in V2 JSON)") from None
+                refuse_nul(checked[name], f"input {name!r}")
         return checked
 
     def run_stages(self, tensors: Tensors) -> Tensors:

@@ -377,6 +377,17 @@ def as_text(array: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def refuse_nul(texts: np.ndarray, what: str) -> None:
+    """A TensorError naming `what` and the item where text (:func:`as_text`) holds a NUL, as
+    the same text in a JSON string is refused: sent as base64 or binary data it reached the
+    model, whose echo of it no store keeps, so the caller's bad text was the candidate's
+    failure, counted by its error-rate guardrail."""
+    for i, value in enumerate(texts.reshape(-1)):
+        if "\0" in value:
+            raise TensorError(f"{what} holds a NUL (\\u0000) character (item {i}), which no "
+                              "text abvoc keeps holds: send the text without it")
+
+
 def as_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value

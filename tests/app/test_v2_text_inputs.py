@@ -6,6 +6,8 @@ a model that takes text are the caller's 400, never recorded against the candida
 from __future__ import annotations
 
 import base64
+import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from sqlalchemy import func, select
 from core.store.models import ServedPrediction
 from tests.support import inference_servers
 from tests.support.keys import bearer
-from tests.support.text_bundles import onnx_echo_bundle, remote_text_bundle
+from tests.support.text_bundles import TEXT, onnx_echo_bundle, remote_text_bundle
 from tests.support.v2 import upload
 
 
@@ -84,3 +86,27 @@ def test_a_remote_model_receives_the_text_not_base64(
                                                          base64_marked=True))
         assert status == 200, answer
         assert _output(answer) == "ab\ufffd"
+
+
+def test_a_nul_in_text_sent_as_base64_or_binary_is_the_callers_400(
+        v2app: Flask, tmp_path: Path) -> None:
+    """A NUL in a JSON string is refused before any route sees it; the same text sent as base64
+    or as binary tensor data reached the model, whose echo of it (no answer abvoc keeps holds a
+    NUL) was recorded as the candidate's failure, a 502 counted by its error-rate guardrail."""
+    upload(v2app.test_client(), bearer(v2app, "admin"), onnx_echo_bundle(tmp_path, output=TEXT))
+    served = _served(v2app)
+    status, refused = _answer(v2app, "echo", _text_body(base64.b64encode(b"a\0b").decode(),
+                                                        base64_marked=True))
+    assert status == 400, refused
+    assert refused["error"].startswith("input 'text' holds a NUL (\\u0000) character (item 0)")
+    value = b"a\0b"
+    header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1],
+                                     "parameters": {"binary_data_size": 4 + len(value)}}],
+                         "parameters": {"unit_id": "u1"}}).encode()
+    response = v2app.test_client().post(
+        "/v2/models/echo/infer", data=header + struct.pack("<I", len(value)) + value,
+        headers={**bearer(v2app, "predict"), "Inference-Header-Content-Length": str(len(header)),
+                 "Content-Type": "application/octet-stream"})
+    assert response.status_code == 400, response.get_json()
+    assert "NUL" in response.get_json()["error"]
+    assert _served(v2app) == served, "the caller's bad input was recorded against the candidate"

@@ -74,3 +74,26 @@ def test_the_offline_test_refuses_a_line_that_is_not_utf8(
         "(item 0, byte 1); this candidate's model takes text: save the file as UTF-8 text")
     assert info.value.status == 400
     assert registry.get("echo").offline_results == {}
+
+
+def test_the_offline_test_refuses_a_line_whose_text_holds_a_nul(
+        registry: Registry, models: Path, tmp_path: Path) -> None:
+    """Serving refuses such text with a 400 (a NUL echoed by the model was the candidate's
+    failure): the offline test names the dataset's line as for bytes that are not UTF-8."""
+    register_bundle(registry, models, onnx_echo_bundle(tmp_path, output=TEXT))
+    dataset = tmp_path / "set.jsonl"
+    dataset.write_text("".join(json.dumps({"inputs": {"text": [value]}, "label": "hello"}) + "\n"
+                               for value in ("hello", "a\0b")))
+    with pytest.raises(OfflineError) as info:
+        offline_test(registry, "echo", dataset)
+    assert info.value.message == ("set.jsonl line 2: input 'text' holds a NUL (\\u0000) "
+                                  "character (item 0), which no text abvoc keeps holds: send "
+                                  "the text without it")
+    assert registry.get("echo").offline_results == {}
+
+
+def test_a_text_input_holding_a_nul_is_the_callers_400(tmp_path: Path) -> None:
+    with BundleRunner.open(onnx_echo_bundle(tmp_path, output=TEXT)) as runner, \
+            pytest.raises(TensorError, match=r"^input 'text' holds a NUL") as info:
+        runner.predict({"text": _texts(b"a\0b")})
+    assert info.value.status == 400
