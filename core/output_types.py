@@ -180,9 +180,16 @@ def _no_external_references(uri: str) -> Any:
                      "it names under $defs and refer to it as #/$defs/...")
 
 
+_JSON_KINDS = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+               dict: "object"}
+
+
 def _show(value: Any) -> str:
-    """What an HTTP client sent, as JSON, shortened (:func:`core.text.shown`)."""
-    return f"{type(value).__name__} {shown(value, form=json.dumps)}"
+    """What an HTTP client sent, its JSON kind and itself as JSON, shortened
+    (:func:`core.text.shown`): Python's type names ("got NoneType null") are no client's words."""
+    if value is None:
+        return "null"
+    return f"{_JSON_KINDS.get(type(value), 'value')} {shown(value, form=json.dumps)}"
 
 
 def classes_shown(classes: tuple[str, ...] | list[str]) -> str:

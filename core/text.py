@@ -8,6 +8,7 @@ field does not come back whole in a 400 body or an error line.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Callable, Iterable, Sized
 from typing import Any
@@ -44,6 +45,15 @@ def shown(value: Any, limit: int = SHOWN_CHARS, form: Callable[[Any], str] = rep
             else f"{len(text)} characters in all")
     tail = limit // 4
     return f"{text[:limit - tail]}…{text[len(text) - tail:]} ({size})"
+
+
+def sent(value: Any) -> str:
+    """A value an HTTP client sent, as a message echoes it: a string :func:`quoted`, anything
+    else as the JSON it came as (null, true, [1.5, 4]), both :func:`shown`; repr printed None,
+    True and a list's quotes, Python's words for what no client wrote."""
+    if isinstance(value, str):
+        return quoted(shown(value, form=str))
+    return shown(value, form=lambda v: json.dumps(v, ensure_ascii=False, default=str))
 
 
 def quoted(name: Any) -> str:

@@ -83,8 +83,9 @@ def outputs(answer: dict[str, Any], wanted: dict[str, Asked] | None
     missing = sorted(set(wanted) - {n for n, _ in tensors})
     if missing:
         # Candidates of one scope may answer different tensors; 'output' is every one's.
-        raise AbvocError(f"output(s) {missing} are not among the tensors the candidate serving "
-                         f"this unit answers ({[n for n, _ in tensors]}); ask for 'output', "
+        raise AbvocError(f"output(s) {quoted_names(missing)} are not among the tensors the "
+                         "candidate serving this unit answers "
+                         f"({quoted_names(n for n, _ in tensors)}); ask for 'output', "
                          "which every candidate answers, or for tensors every candidate of "
                          f"the scope has (prediction {answer['prediction_id']} was recorded)",
                          # its receipt, so the caller can still correct it or report an outcome

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from core.errors import AbvocError
-from core.text import quoted_names
+from core.text import quoted_names, sent
 from core.v2_binary import BASE64, NUMPY_TO_V2, TEXT, V2_TO_NUMPY
 
 MAX_DIMENSIONS = 32
@@ -285,7 +285,7 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
     name = tensor.get("name", "?")
     datatype, shape = tensor.get("datatype"), tensor.get("shape")
     if datatype not in V2_TO_NUMPY:
-        raise TensorError(f"tensor {name!r}: datatype {datatype!r} is not one abvoc takes; use "
+        raise TensorError(f"tensor {name!r}: datatype {sent(datatype)} is not one abvoc takes; use "
                           f"one of {quoted_names(sorted(V2_TO_NUMPY))}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
                                               and d >= 0 for d in shape):
@@ -293,7 +293,7 @@ def signature(tensor: Mapping[str, Any]) -> tuple[str, str, list[int], int]:
         if huge is not None:
             raise TensorError(f"tensor {name!r}: shape dimension {huge} is too large (an integer "
                               "past 2^64 in size); send the tensor's own shape")
-        raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {shape!r}")
+        raise TensorError(f"tensor {name!r}: shape must be a list of sizes, got {sent(shape)}")
     if len(shape) > MAX_DIMENSIONS:
         raise TensorError(f"tensor {name!r}: its shape has {len(shape)} dimensions; at most "
                           f"{MAX_DIMENSIONS} are taken")

@@ -99,8 +99,8 @@ def test_an_output_the_candidate_does_not_answer_is_a_400_naming_those_it_does(
         **_body(), "outputs": [{"name": "output"}, {"name": "nosuch"}]})
     assert answer.status_code == 400
     said = answer.get_json()["error"]
-    assert "output(s) ['nosuch'] are not among the tensors" in said
-    assert "answers (['output', 'label', 'confidence', 'probabilities'])" in said
+    assert "output(s) 'nosuch' are not among the tensors" in said
+    assert "answers ('output', 'label', 'confidence', 'probabilities')" in said
     assert "ask for 'output', which every candidate answers" in said
     recorded = answer.get_json()["details"]  # recorded: its receipt, to correct it still
     fixed = client.post("/v1/corrections", headers=bearer(v2app, "correct"), json={
