@@ -260,7 +260,9 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
         refuse_unknown(set(body) - _CLIENT_KEYS, _BODY_KEYS, known="a V2 request has:")
     _same_model(scope, body)
     request_id = None if body.get("id") is None else _id(body["id"])
-    params = body.get("parameters") or {}
+    # null is no parameters (a client's optional field); [] or false is no object, as for a
+    # tensor's 'parameters', where `or {}` had taken them as none
+    params = {} if body.get("parameters") is None else body["parameters"]
     if not isinstance(params, dict):
         raise AbvocError("'parameters' must be an object")
     # Other request parameters are the clients' own (MLServer's content_type, Triton's timeout

@@ -1,7 +1,8 @@
 """A 400 echoes what the client sent in the client's words, JSON's: a tensor's datatype or
 shape left out read "datatype None" and "got None", an output name "['nope']", and a label that
 was null "got NoneType null" (the README: error bodies never carry Python object
-representations)."""
+representations). And a V2 request's 'parameters' is refused as a tensor's is when it is no
+object."""
 
 from __future__ import annotations
 
@@ -63,3 +64,16 @@ def test_a_null_label_is_said_to_be_null(v2app: Flask) -> None:
             "corrected_output": value})
         assert answer.status_code == 400
         assert answer.get_json()["error"].endswith(shown), answer.get_json()
+
+
+@pytest.mark.parametrize("parameters", [[], False, 0, ""])
+def test_request_parameters_that_are_no_object_are_refused(v2app: Flask,
+                                                           parameters: object) -> None:
+    """As a tensor's 'parameters' of [] is: the request's were read with `or {}`, so [], false,
+    0 and "" passed as no parameters (null still does: a client's optional field)."""
+    client = v2app.test_client()
+    upload(client, bearer(v2app, "admin"), EXAMPLE)
+    answer = client.post(URL, headers={**bearer(v2app, "predict"), "X-Abvoc-Unit-Id": "u"},
+                         json={"inputs": [_tensor()], "parameters": parameters})
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["error"] == "'parameters' must be an object"
