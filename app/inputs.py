@@ -34,7 +34,7 @@ from app.not_utf8 import not_utf8
 from app.read_headers import READ_HEADERS, header_problem
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
-from core.text import text_problem
+from core.text import quoted_names, text_problem
 from serving.bundles.binary import HEADER as BINARY_HEADER
 
 # A 2 MiB image is 2.7 MiB as base64 in JSON; multipart carries it as it is.
@@ -318,7 +318,8 @@ def refuse_hostile_input() -> None:
         # for a repeated query parameter).
         names = Counter(n for part in (form, req.files) for n, _ in part.items(multi=True) if n)
         if repeated := sorted(n for n, times in names.items() if times > 1):
-            raise InputRefused(f"form field(s) {repeated} given more than once; give each once")
+            raise InputRefused(f"form field(s) {quoted_names(repeated)} given more than once; "
+                               "give each once")
 
 
 def check_read_headers(environ: dict[str, Any], routed: bool = True) -> None:

@@ -9,18 +9,19 @@ import re
 from typing import Any
 
 from core.errors import AbvocError
+from core.text import quoted_names
 
 
 def check_query(args: Any, *known: str) -> None:
     """A 400 (AbvocError) for a parameter of `args` (a werkzeug MultiDict: the request's) that
     is not `known`, or a known one given more than once."""
     if unknown := sorted(set(args) - set(known)):
-        shown = [name[:40] for name in unknown[:5]] + (["..."] if len(unknown) > 5 else [])
-        raise AbvocError(f"unknown query parameter(s) {shown}; this route takes "
-                         f"{', '.join(known) or 'none'}")
+        # quoted as typed, not as a Python list's repr (brackets, and \\ for a backslash)
+        raise AbvocError(f"unknown query parameter(s) {quoted_names(unknown, 60)}; this route "
+                         f"takes {', '.join(known) or 'none'}")
     if repeated := sorted(k for k in known if len(args.getlist(k)) > 1):
-        raise AbvocError(f"query parameter(s) {repeated} given more than once; give each once "
-                         "(which one was meant cannot be told)")
+        raise AbvocError(f"query parameter(s) {quoted_names(repeated)} given more than once; "
+                         "give each once (which one was meant cannot be told)")
 
 
 def whole_number(raw: str, low: int, high: int) -> int | None:

@@ -77,3 +77,12 @@ def test_request_parameters_that_are_no_object_are_refused(v2app: Flask,
                          json={"inputs": [_tensor()], "parameters": parameters})
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["error"] == "'parameters' must be an object"
+
+
+def test_unknown_query_parameters_are_named_as_typed(v2app: Flask) -> None:
+    """Not as a Python list ("['x']", and a backslash doubled, a quote escaped)."""
+    answer = v2app.test_client().get("/v2/models/iris-onnx/ready?x=1&it's\\=2",
+                                     headers=bearer(v2app, "predict"))
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == ("unknown query parameter(s) 'it's\\', 'x'; this "
+                                          "route takes none")
