@@ -35,11 +35,12 @@ BOX_RULE = "each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0"
 
 def box_problem(box: Any, page: tuple[int, int] | None = None) -> str | None:
     """Why `box` is no formula box (inverted, of no area, not four integers from 0, or past the
-    edges of its page, `page` (width, height), where that is known), or None."""
-    if not isinstance(box, list | tuple) or len(box) != 4 \
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box):
+    edges of its page, `page` (width, height), where that is known), or None. A coordinate
+    written ``5.0`` is the integer 5, as JSON Schema's ``integer`` (which BOXES_SCHEMA holds it
+    to) reads it and the store writes it (:func:`core.events.canonical_json`)."""
+    if not isinstance(box, list | tuple) or len(box) != 4 or not all(map(_whole, box)):
         return "is not four integers [x0, y0, x1, y1]"
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = box = [int(v) for v in box]
     if min(box) < 0:
         return "has a negative coordinate; pixels count from 0"
     if x1 <= x0 or y1 <= y0:
@@ -53,6 +54,12 @@ def box_problem(box: Any, page: tuple[int, int] | None = None) -> str | None:
         return (f"reaches past the page, {width} wide and {height} high: {side}; give a box "
                 "inside the page, in its pixels")
     return None
+
+
+def _whole(value: Any) -> bool:
+    """Whether `value` is a whole number: an int, or a float of integral value (not a bool)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
 
 
 def boxes_problem(boxes: list[dict[str, Any]],
