@@ -11,6 +11,7 @@ page's edges, which the check refuses where the page's size is known
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 BOXES_SCHEMA: dict[str, Any] = {
@@ -31,6 +32,11 @@ BOXES_SCHEMA: dict[str, Any] = {
 ``output.schema``: a candidate with this schema answers page boxes."""
 
 BOX_RULE = "each box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1, all >= 0"
+MATCH_IOU = 0.5
+"""The IoU at which the pages workload matches an extraction box with a true formula's, one to
+one (``workloads/ocr/pages/metrics.py``, pycocotools' at 0.50): two true boxes overlapping this
+much are one formula to it, so one box would match either and the other be a miss of every
+candidate (whose extraction merges boxes that share ink into one)."""
 
 
 def box_problem(box: Any, page: tuple[int, int] | None = None) -> str | None:
@@ -66,8 +72,8 @@ def boxes_problem(boxes: list[dict[str, Any]],
                   page: tuple[int, int] | None = None) -> str | None:
     """The first box of an answer BOXES_SCHEMA passed that is no box (on `page`, its width and
     height, where known) or is an earlier one again (a page's truth would count that formula
-    twice, one of them a miss of every candidate), said with where it is (``at /2/box``) and
-    what to fix, or None."""
+    twice, one of them a miss of every candidate), or two that overlap as one formula
+    (MATCH_IOU), said with where it is (``at /2/box``) and what to fix, or None."""
     seen: dict[tuple[int, ...], int] = {}
     for i, item in enumerate(boxes):
         if (problem := box_problem(item["box"], page)) is not None:
@@ -75,4 +81,33 @@ def boxes_problem(boxes: list[dict[str, Any]],
         if (first := seen.setdefault(tuple(item["box"]), i)) != i:
             return (f"at /{i}/box: box {item['box']} is the box at /{first}/box again; give "
                     "each formula's box once")
+    if (pair := _overlapping([item["box"] for item in boxes])) is not None:
+        first, later, overlap = pair
+        return (f"at /{later}/box: box {boxes[later]['box']} overlaps the box at /{first}/box, "
+                f"{boxes[first]['box']}, at IoU {overlap:.2f}; {MATCH_IOU:g} or more is one "
+                "formula to the page's matching of extraction boxes; give each formula's box "
+                "once, around its own ink")
     return None
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes [x0, y0, x1, y1] (0 where either has no area)."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _overlapping(boxes: list[Sequence[float]]) -> tuple[int, int, float] | None:
+    """The first two boxes (by the later one's place) at IoU MATCH_IOU or more, as (earlier,
+    later, IoU), or None. Swept left to right, so each box meets only those whose right edge
+    is past its left: a 500-box page is not 125,000 pairs."""
+    found: list[tuple[int, int, float]] = []
+    active: list[int] = []
+    for i in sorted(range(len(boxes)), key=lambda k: boxes[k][0]):
+        active = [j for j in active if boxes[j][2] > boxes[i][0]]
+        found += [(min(i, j), max(i, j), v) for j in active
+                  if (v := iou(boxes[i], boxes[j])) >= MATCH_IOU]
+        active.append(i)
+    return min(found, key=lambda f: (f[1], f[0]), default=None)

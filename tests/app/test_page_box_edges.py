@@ -28,6 +28,8 @@ from tests.app.conftest import _key
 from tests.support.v2 import drain
 
 OUTSIDE = "reaches past the page, 720 wide and 1000 high"
+OVERLAP = ("0.5 or more is one formula to the page's matching of extraction boxes; give each "
+           "formula's box once, around its own ink")
 
 
 def _page(app: Flask, client: FlaskClient, predictor: dict, extractors: dict[str, Path]) -> dict:
@@ -69,6 +71,13 @@ def test_a_correction_past_the_page_is_refused(app: Flask, client: FlaskClient, 
     assert correct([5, 5, 60, 40]) == (
         400, "'corrected_output' at /1/box: box [5, 5, 60, 40] is the box at /0/box again; "
              "give each formula's box once")
+    # Nor may two boxes overlap as much as the page's matching pairs a box with a formula
+    # (IoU 0.5): one extraction box would match either, and the other be a miss of every one.
+    assert correct([6, 6, 60, 40]) == (
+        400, "'corrected_output' at /1/box: box [6, 6, 60, 40] overlaps the box at /0/box, "
+             f"[5, 5, 60, 40], at IoU 0.95; {OVERLAP}")
+    status, error = correct([5, 5, 60, 75])  # the threshold itself: 55 * 35 / (55 * 70)
+    assert status == 400 and f"at IoU 0.50; {OVERLAP}" in error, error
     assert _count(app, CorrectionRequest) == 0
     # Its record applied and its input not kept: the extraction stage gives the size.
     drain(app, 1)
@@ -78,6 +87,8 @@ def test_a_correction_past_the_page_is_refused(app: Flask, client: FlaskClient, 
     assert status == 400 and f"{OUTSIDE}: x1 (730) is past its width" in error
     assert _count(app, CorrectionRequest) == 0
     assert correct([600, 900, 720, 1000])[0] == 202  # to the edge is inside
+    assert correct([5, 5, 60, 76])[0] == 202  # just below it: 55 * 35 / (55 * 71), 0.49
+    assert correct([40, 5, 120, 40])[0] == 202  # a loose box over the next one's edge: 0.17
 
 
 def test_a_label_past_the_page_is_refused(app: Flask, client: FlaskClient, admin: dict,

@@ -12,12 +12,12 @@ serving thread for minutes or exhaust memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import AbvocError
+from core.page_boxes import iou
 from workloads.ocr.components import label_components
 
 INK_THRESHOLD = 0.4
@@ -215,14 +215,6 @@ def detect(image: np.ndarray, paper: float | None = None) -> Detection:
         patches.append(np.where(window == c.labels[0], ink[c.y0:c.y1, c.x0:c.x1], zero))
         boxes.append((c.x0, c.y0, c.x1, c.y1))
     return Detection(boxes, patches)
-
-
-def iou(a: Sequence[int], b: Sequence[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(predicted: list, truth: list, threshold: float = 0.5) -> dict[int, int]:
