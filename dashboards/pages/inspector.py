@@ -51,6 +51,10 @@ def body(found: dict[str, Any] | None, prediction_id: str) -> Component:
     if not prediction_id:
         return html.P("Type a prediction id, or follow one from the VOC or Offline-vs-online "
                       "pages.", id="insp-empty")
+    if len(prediction_id) > MAX_ID:  # a link's (the field takes no more): no lookup
+        return html.P(f"The id is {len(prediction_id)} characters long, and a prediction id is "
+                      f"at most {MAX_ID}: no prediction has it. Was the link cut or changed on "
+                      "its way?", id="insp-too-long")
     if found is None:
         return html.P(["No prediction ", html.Bdi(prediction_id), " in the store."],
                       id="insp-missing")
@@ -185,12 +189,11 @@ def _blame(f: dict[str, Any]) -> Component:
 
 
 def _id(value: Any) -> str:
+    """The id typed or linked, whole: one past MAX_ID is shown as too long, not cut (a cut id
+    was looked up and reported missing, naming an id nobody sent)."""
     if value is not None and not isinstance(value, str):
         raise AbvocError("'prediction id' must be text")
-    text = (value or "").strip()
-    if len(text) > MAX_ID:
-        raise AbvocError(f"'prediction id' must be at most {MAX_ID} characters")
-    return text
+    return (value or "").strip()
 
 
 def register(app: Dash) -> None:
@@ -200,14 +203,15 @@ def register(app: Dash) -> None:
         if search is not None and not isinstance(search, str):
             raise AbvocError("'url.search' must be text")
         found = parse_qs((search or "").lstrip("?")).get("id", [""])
-        return _id(found[0][:MAX_ID])
+        return _id(found[0])
 
     @app.callback(Output("insp-body", "children"), Input("insp-id", "value"),
                   Input("insp-go", "n_clicks"))
     @require_role(ROLES)
     def _body(value: Any, _clicks: Any) -> Component:
         prediction_id = _id(value)
-        found = feeds.prediction(data.store(), prediction_id) if prediction_id else None
+        found = feeds.prediction(data.store(), prediction_id) \
+            if prediction_id and len(prediction_id) <= MAX_ID else None
         return body(found, prediction_id)
 
 
