@@ -72,6 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.counts import positive_int  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.stage_timer import StageTimer, per_request  # noqa: E402
 from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
@@ -266,9 +267,9 @@ def measured(base: str, path: str, headers: dict, bodies: list[dict],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=positive_int, default=400)
+    parser.add_argument("--concurrency", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=6)
     parser.add_argument("--models", default=None, help="a model store with trained candidates")
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian",
                         help="the HTTP server (both paths run under it)")

@@ -27,7 +27,6 @@ Run: ``python benchmarks/bench_dashboard.py [--predictions N] [--repeats R] [--d
 from __future__ import annotations
 
 import argparse
-import itertools
 import re
 import statistics
 import sys
@@ -43,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.counts import positive_int  # noqa: E402
+from benchmarks.dashboard_live import live_write  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from core.store import schema  # noqa: E402
 from core.store.db import Database  # noqa: E402
@@ -320,8 +321,8 @@ def scenarios(experiment_id: int) -> dict[str, list[tuple[list[str], list[tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--predictions", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--predictions", type=positive_int, default=1_000_000)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--db", type=Path, help="SQLite file to reuse (seeded when new)")
     parser.add_argument("--database-url", help="a PostgreSQL URL instead (must be empty)")
     parser.add_argument("--live", action="store_true",
@@ -329,27 +330,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="abvoc-bench-dashboard-") as tmp:
         run(args, Path(tmp))
-
-
-_LIVE = itertools.count()
-
-
-def live_write(db: Database, experiment_id: int) -> None:
-    """One new prediction of a seeded unit, applied by the worker's own handler (a real event,
-    decoded, checked and deduplicated as on the bus)."""
-    from core import events
-    from core.bus.base import Record
-    from core.stream import apply_records
-    from evaluation.worker import apply_events
-
-    i = next(_LIVE)
-    event = events.make_event(
-        events.PREDICTION_MADE, prediction_id=f"live-{time.time_ns()}-{i}",
-        experiment_id=experiment_id, arm="control", candidate="ocr-small", unit_id=f"live-{i}",
-        slice=SLICES[i % len(SLICES)], input_hash=f"{i:064x}", output="x^{2}",
-        confidence=0.9, latency_ms=12.5)
-    apply_records(db, "evaluation", [Record("bench", 0, i, event["prediction_id"],
-                                            events.encode(event))], apply_events)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
@@ -383,7 +363,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             times = []
             for i in range(args.repeats + 1):
                 if args.live:
-                    live_write(db, experiment_id)
+                    live_write(db, experiment_id, SLICES)
                 start = time.perf_counter()
                 for outputs, inputs, state in calls:
                     client.call(outputs, inputs, state)

@@ -329,9 +329,12 @@ def _postgres(wanted: bool) -> Iterator[str | None]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.counts import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="predictions per side")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=positive_int, default=1_000_000, help="predictions per side")
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--no-anchor", action="store_true")
     parser.add_argument("--postgres", action="store_true",
                         help="the store on a PostgreSQL server of its own (default SQLite)")

@@ -74,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.counts import positive_int  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.paired_rounds import medians, ratio, rounds  # noqa: E402
 from benchmarks.stage_timer import per_request  # noqa: E402
@@ -214,11 +215,11 @@ def _added(b: dict[str, list], name: str, anchor: str = "MLServer direct") -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--remote-requests", type=int, default=300)
-    parser.add_argument("--remote-concurrency", type=int, default=1)
+    parser.add_argument("--requests", type=positive_int, default=400)
+    parser.add_argument("--concurrency", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=4)
+    parser.add_argument("--remote-requests", type=positive_int, default=300)
+    parser.add_argument("--remote-concurrency", type=positive_int, default=1)
     parser.add_argument("--remote-pace-ms", type=float, default=2.0,
                         help="(b) once more with one request sent every this many ms (0: not)")
     parser.add_argument("--no-remote", action="store_true",

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_v2 import bundle_copy, fresh_store, serve  # noqa: E402
+from benchmarks.counts import positive_int  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.paired_rounds import rounds  # noqa: E402
 from benchmarks.v2_servers import ort_load, setup_keys, wait_ready  # noqa: E402
@@ -172,9 +173,9 @@ def main() -> None:
                         help="comma-separated layer counts, one model each")
     parser.add_argument("--batch", default="1,32",
                         help="comma-separated max_batch_size values, one mode each (1: off)")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=positive_int, default=300)
+    parser.add_argument("--concurrency", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian")
     parser.add_argument("--plot", type=Path, help="write the overhead plot here (PNG)")
     args = parser.parse_args()

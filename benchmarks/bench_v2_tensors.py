@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_v2 import EXAMPLE  # noqa: E402
+from benchmarks.counts import positive_int  # noqa: E402
 from benchmarks.http_load import load  # noqa: E402
 from benchmarks.paired_rounds import medians, rounds  # noqa: E402
 from benchmarks.v2_servers import run_server, wait_ready  # noqa: E402
@@ -142,8 +143,8 @@ def serve(data_dir: str, port: int, server: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=positive_int, default=40)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--server", choices=("granian", "werkzeug"), default="granian")
     args = parser.parse_args()
 
