@@ -41,7 +41,7 @@ from core.store.models import (
     RelabelLabel,
     ServedPrediction,
 )
-from core.text import quoted_names, text_problem
+from core.text import text_problem
 from core.times import as_utc
 from feedback.cross_queue import (
     against_elsewhere,
@@ -125,6 +125,13 @@ def claim(db: Database, annotator: str, queue: str | None = None,
     An annotator holds at most one live lease: claiming again returns the item already held,
     whatever `queue` asks for, with its lease as it was (not extended), so one key cannot lease
     a whole queue and lock the other annotators out. Label, skip or flag it to get the next."""
+    return claim_or_held(db, annotator, queue, lease_s)[0]
+
+
+def claim_or_held(db: Database, annotator: str, queue: str | None = None,
+                  lease_s: int = LEASE_S) -> tuple[dict[str, Any] | None, bool]:
+    """:func:`claim`, and whether it gave back the lease the annotator held, told in the claim's
+    own transaction (a page reloaded has forgotten its item and cannot tell by comparing)."""
     r = RelabelItem
     if not 1 <= lease_s <= MAX_LEASE_S:
         raise AbvocError(f"'lease_s' must be from 1 to {MAX_LEASE_S} seconds")
@@ -140,7 +147,7 @@ def claim(db: Database, annotator: str, queue: str | None = None,
                     CLAIM_LOCK, func.hashtext(annotator))))
             held = _live_lease(s, annotator, now)
             if held is not None:
-                return item_view(s, held, output_kind(s, held.candidate, held.prediction_id))
+                return item_view(s, held, output_kind(s, held.candidate, held.prediction_id)), True
             query = (select(r.id).where(_claimable(now), r.id.not_in(_seen_by(annotator)))
                      .order_by(r.priority.desc(), r.id).limit(_CANDIDATES))
             if queue is not None:
@@ -149,7 +156,7 @@ def claim(db: Database, annotator: str, queue: str | None = None,
                 query = query.with_for_update(skip_locked=True)
             ids = list(s.scalars(query))
             if not ids:
-                return None
+                return None, False
             for item_id in ids:
                 won = s.execute(update(r).where(r.id == item_id, _claimable(now)).values(
                     status="leased", lease_owner=annotator,
@@ -158,8 +165,9 @@ def claim(db: Database, annotator: str, queue: str | None = None,
                     item = s.get(r, item_id)
                     assert item is not None
                     s.refresh(item)
-                    return item_view(s, item, output_kind(s, item.candidate, item.prediction_id))
-    return None
+                    view = item_view(s, item, output_kind(s, item.candidate, item.prediction_id))
+                    return view, False
+    return None, False
 
 
 def show(db: Database, item_id: int) -> dict[str, Any]:
@@ -346,32 +354,6 @@ def resolve(db: Database, item_id: int, admin: str, value: Any) -> dict[str, Any
         item.note = f"resolved by {admin[:100]}"
         settled = settle(s, item, label, admin[:100], now)
         return {"item_id": item.id, "status": item.status, "label": label, "settled": settled}
-
-
-def listing(db: Database, status: str, queue: str | None = None,
-            limit: int = 50) -> list[dict[str, Any]]:
-    """Items by status (e.g. ``review`` for the admin), most urgent first, with their labels."""
-    if status not in STATUSES:
-        raise AbvocError(f"'status' must be one of {quoted_names(STATUSES)}")
-    if queue is not None:
-        check_queue(queue)
-    r = RelabelItem
-    with db.reading() as s:
-        query = select(r).where(r.status == status).order_by(r.priority.desc(), r.id).limit(limit)
-        if queue is not None:
-            query = query.where(r.queue == queue)
-        items = list(s.scalars(query))
-        acts: dict[int, list[dict[str, Any]]] = {}
-        if items:
-            for a in s.scalars(select(RelabelLabel).where(
-                    RelabelLabel.item_id.in_([i.id for i in items])).order_by(RelabelLabel.id)):
-                acts.setdefault(a.item_id, []).append(
-                    {"annotator": a.annotator, "action": a.action, "label": a.label,
-                     "verdict": a.verdict})
-        return [{"id": i.id, "queue": i.queue, "status": i.status, "priority": i.priority,
-                 "reasons": list(i.reasons or []), "candidate": i.candidate, "slice": i.slice,
-                 "prediction_id": i.prediction_id, "note": i.note, "label": i.label,
-                 "acts": acts.get(i.id, [])} for i in items]
 
 
 def queue_figures(db: Database) -> dict[str, Any]:

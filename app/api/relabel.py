@@ -15,7 +15,7 @@ from core.ids import MAX_ROW_ID
 from core.query import whole_number
 from core.text import quoted_names
 from evaluation.relabel_enqueue import route_label
-from feedback import agreement, annotation, relabel_rules
+from feedback import agreement, annotation, queue_listing, relabel_rules
 
 bp = Blueprint("relabel", __name__)
 ITEM = f"<int(min=1, max={MAX_ROW_ID}):item_id>"
@@ -93,7 +93,7 @@ def listing():  # noqa: ANN201
     status = request.args.get("status", "review")
     limit = _query_int("limit", 1, 500, 50)
     queue = _text(request.args.get("queue"), "queue")
-    return jsonify({"items": annotation.listing(_db(), status, queue, limit or 50)})
+    return jsonify({"items": queue_listing.listing(_db(), status, queue, limit or 50)})
 
 
 @bp.post(f"/v1/relabel/items/{ITEM}/label")

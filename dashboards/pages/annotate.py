@@ -296,27 +296,18 @@ def step(db: Any, who: str, trigger: str, queue: str | None, item: dict[str, Any
             said = exc.message.replace("with POST /v1/relabel/claim", "with Claim next")
             return item, f"Not saved: {said}", False
     try:
-        nxt = annotation.claim(db, who, None if queue in (None, ANY) else queue)
+        nxt, held = annotation.claim_or_held(db, who, None if queue in (None, ANY) else queue)
     except AbvocError as exc:
         return None, f"{done} Could not claim: {exc.message}".strip(), True
     if nxt is None:
         return None, f"{done} Nothing left to claim in this queue.".strip(), True
-    asked = None if queue in (None, ANY) else queue
-    if trigger == "claim" and (asked not in (None, nxt["queue"]) or _same_lease(item, nxt)):
-        # A claim returns the lease the annotator still holds, whatever queue it asks for
-        # (feedback.annotation.claim): "Claimed" would present it as a fresh item of that queue.
-        return nxt, (f"You still hold item #{nxt['id']} ({nxt['queue']}): label, skip or flag "
-                     "it first."), True
+    if held:
+        # A claim returns the lease the annotator still holds, whatever queue it asks for,
+        # the page holding it or not (a reload forgets it): "Claimed" would present it as a
+        # fresh item. A lease run out and taken afresh is a claim (the work was not kept).
+        return nxt, (f"{done} You still hold item #{nxt['id']} ({nxt['queue']}): label, skip "
+                     "or flag it first.").strip(), True
     return nxt, f"{done} Claimed item #{nxt['id']}.".strip(), True
-
-
-def _same_lease(item: dict[str, Any] | None, nxt: dict[str, Any]) -> bool:
-    """Whether a claim gave back the lease the page held: the same item with the same lease
-    end. After the lease ran out, a claim may lease that item afresh, and "You still hold it"
-    would then say the annotator's work was kept when the page had just said it was not."""
-    if item is None or item.get("id") != nxt["id"]:
-        return False
-    return (item.get("lease") or {}).get("until") == (nxt.get("lease") or {}).get("until")
 
 
 def register(app: Dash) -> None:

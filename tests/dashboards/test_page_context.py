@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import update
 
@@ -197,3 +198,18 @@ def test_operations_says_what_each_rate_divides_by(db: Database) -> None:
           "error_rate": 0.0, "latency_p50_ms": 1.0, "latency_p95_ms": 1.0,
           "latency_p99_ms": 1.0}]).layout.annotations]
     assert "requests / s (over the hour's served seconds)" in titles
+
+
+@pytest.mark.parametrize("queue", ["verification", annotate.ANY])
+def test_a_claim_after_a_reload_says_the_lease_still_held(dash_app: Flask, queue: str) -> None:
+    """A reload forgets the held item; Claim next in its queue (or any) gives it back, with its
+    lease as it was, and said "Claimed item #N", as if it were a fresh claim."""
+    db = dash_app.extensions["abvoc"].db
+    seed_queue(db)
+    who = "tester:abcd1234"
+    held, _, _ = annotate.step(db, who, "claim", "verification", None, None, None)
+    assert held is not None
+    again, message, changed = annotate.step(db, who, "claim", queue, None, None, None)
+    assert again == held and changed  # the page shows it again
+    assert message == (f"You still hold item #{held['id']} (verification): label, skip or "
+                       "flag it first.")

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from core.store.db import Database
 from core.store.models import RelabelItem
 from core.verified_labels import conflicting_labels
-from feedback import annotation
+from feedback import annotation, queue_listing
 from tests.feedback.test_relabel_annotation import add_items
 
 
@@ -33,7 +33,7 @@ def test_a_label_that_disagrees_with_another_queue_goes_to_review(db: Database) 
     first, second = _one_input_in_two_queues(db)
     assert _label(db, first, "dog")["status"] == "done"
     assert _label(db, second, "owl")["status"] == "review"
-    (waiting,) = annotation.listing(db, "review")
+    (waiting,) = queue_listing.listing(db, "review")
     assert waiting["id"] == second
     assert f"item {first} in verification says 'dog'" in waiting["note"]
     with db.reading() as s:
@@ -52,4 +52,4 @@ def test_an_agreeing_label_in_another_queue_is_done(db: Database) -> None:
     first, second = _one_input_in_two_queues(db)
     _label(db, first, "dog")
     assert _label(db, second, "dog")["status"] == "done"
-    assert annotation.listing(db, "review") == []
+    assert queue_listing.listing(db, "review") == []

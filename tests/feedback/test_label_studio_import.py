@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from core.errors import AbvocError
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, PredictionInput, RelabelItem, RelabelLabel
-from feedback import annotation, relabel_rules
+from feedback import annotation, queue_listing, relabel_rules
 from feedback.label_studio import export_tasks, import_tasks, summary
 from tests.feedback.test_relabel_annotation import add_items
 from tests.feedback.test_relabel_export import png
@@ -159,7 +159,7 @@ def test_a_done_item_contradicted_by_the_import_goes_to_review(db: Database,
     out = import_tasks(db, folder)
     disputed = item(db, pets)
     assert disputed.status == "review" and disputed.label is None  # no longer ground truth
-    assert [i["id"] for i in annotation.listing(db, "review")] == [pets]
+    assert [i["id"] for i in queue_listing.listing(db, "review")] == [pets]
     assert out["labels"] == 2 and out["disputed"] == 1 and out["labeled_items"]["review"] == 1
     assert "went to review" in summary(out)
     assert annotation.resolve(db, pets, "admin", "dog")["status"] == "done"

@@ -14,7 +14,7 @@ from core.errors import AbvocError
 from core.relabel import PURPOSES, check_queue, check_queues, queue_problem
 from core.store.db import Database
 from core.store.models import RelabelItem
-from feedback import annotation
+from feedback import annotation, queue_listing
 from feedback.agreement import agreement
 from feedback.export import export_snapshot
 from feedback.label_studio import export_tasks, import_tasks
@@ -80,7 +80,7 @@ def test_import_refuses_an_unknown_queue_and_stores_nothing(db: Database, tmp_pa
 def test_listing_claim_agreement_and_exports_refuse_unknown_queues(db: Database,
                                                                   tmp_path: Path) -> None:
     add_items(db, 2, queue="verification")
-    for call in (lambda: annotation.listing(db, "open", "verfication"),
+    for call in (lambda: queue_listing.listing(db, "open", "verfication"),
                  lambda: annotation.claim(db, "ann", "verfication"),
                  lambda: agreement(db, "verfication"),
                  lambda: export_tasks(db, tmp_path / "ls", ["verfication"]),
@@ -89,7 +89,7 @@ def test_listing_claim_agreement_and_exports_refuse_unknown_queues(db: Database,
             call()
         _refused(exc)
     assert not (tmp_path / "ls").exists() and not (tmp_path / "ds").exists()
-    assert annotation.listing(db, "open", "training") == []  # known, empty: no error
-    assert len(annotation.listing(db, "open", "verification")) == 2
+    assert queue_listing.listing(db, "open", "training") == []  # known, empty: no error
+    assert len(queue_listing.listing(db, "open", "verification")) == 2
     assert annotation.claim(db, "ann", "verification") is not None
     assert agreement(db, "verification")["items_with_two_labels"] == 0

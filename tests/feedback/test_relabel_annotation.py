@@ -18,7 +18,7 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from core.errors import AbvocError, Conflict
 from core.store.db import Database, utcnow
 from core.store.models import Candidate, Correction, Prediction, PredictionInput, RelabelItem
-from feedback import annotation
+from feedback import annotation, queue_listing
 from feedback.agreement import agreement
 from tests.support.kept_inputs import keep_input
 
@@ -131,7 +131,7 @@ def test_skip_and_flag(db: Database) -> None:
     with pytest.raises(AbvocError, match="reason"):
         annotation.flag(db, first, "b", "")
     assert annotation.flag(db, first, "b", "blurry image")["status"] == "flagged"
-    assert annotation.listing(db, "flagged")[0]["note"] == "blurry image"
+    assert queue_listing.listing(db, "flagged")[0]["note"] == "blurry image"
     assert annotation.resolve(db, first, "admin", "owl")["status"] == "done"
 
 
@@ -144,7 +144,7 @@ def test_second_annotator_agreement_and_review(db: Database) -> None:
     assert annotation.claim(db, "a") is None  # both labeled by a and b
     assert annotation.show(db, ids[0])["status"] == "done"
     assert annotation.show(db, ids[1])["status"] == "review"
-    review = annotation.listing(db, "review")
+    review = queue_listing.listing(db, "review")
     assert [r["id"] for r in review] == [ids[1]] and len(review[0]["acts"]) == 2
     with pytest.raises(Conflict):
         annotation.resolve(db, ids[0], "admin", "dog")  # done: nothing to resolve
