@@ -10,7 +10,6 @@ a million. A live report does it for a candidate version with at most
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,25 +116,52 @@ def variant_class_counts(session: Session, experiment: Experiment,
                *in_window(p.created_at, *hour_window(since, until))),
         {lb for slices in wanted.values() for c in slices.values() for lb in c},
     ).group_by(p.arm, p.candidate, p.shadow, p.unit_id, p.slice, p.output)
-    found: dict[Variant, dict[str, dict[object, Counter[str]]]] = {}
+    tally = _Tally({(v, s): counts for v, slices in wanted.items()
+                    for s, counts in slices.items()})
+    variant_of = cache(lambda arm, candidate, shadow: Variant(
+        "" if shadow else arm or "", candidate, bool(shadow)))
     for arm, candidate, shadow, unit, slice_, output, count in session.execute(query):
-        variant = Variant("" if shadow else arm or "", candidate, bool(shadow))
-        if variant not in wanted:
-            continue
-        for key, times in _units(unit, count, arm, slice_, output):
-            for s in (ALL, slice_) if slice_ in wanted[variant] else (ALL,):
-                found.setdefault(variant, {}).setdefault(s, {}).setdefault(
-                    key, Counter())[output] += times
+        variant = variant_of(arm, candidate, shadow)
+        for cell in ((variant, ALL), (variant, slice_)):
+            tally.add(cell, unit, count, output, arm, slice_)
     out: dict[Variant, dict[str, UnitClassCounts]] = {}
-    for variant, slices in found.items():
-        for s, units in slices.items():
-            order = tuple(sorted(wanted[variant][s]))
-            counts = _clustered(order, np.array(
-                [[unit[label] for label in order] for unit in units.values()], dtype=float),
-                wanted[variant][s])
-            if counts is not None:
-                out.setdefault(variant, {})[s] = counts
+    for (variant, s), counts in tally.counts().items():
+        out.setdefault(variant, {})[s] = counts
     return out
+
+
+class _Tally:
+    """Each unit's counts per value, for cells whose totals per value the aggregates hold:
+    index lists filled row by row, summed into one matrix per cell at the end."""
+
+    def __init__(self, totals: Mapping[Any, Mapping[str, float]]) -> None:
+        self.totals = totals
+        self.orders = {cell: {label: j for j, label in enumerate(sorted(counts))}
+                       for cell, counts in totals.items()}
+        self.cells: dict[Any, tuple[dict[object, int], list[int], list[int], list[int]]] = {}
+
+    def add(self, cell: Any, unit: str | None, count: int, value: str, *where: object) -> None:
+        """A grouped row: `count` of `value` by `unit` (no unit: each its own, told apart by
+        `where`); rows of cells or values not wanted are left out."""
+        where_in = self.orders.get(cell, {}).get(value)
+        if where_in is None:
+            return
+        units, rows, columns, counts = self.cells.setdefault(cell, ({}, [], [], []))
+        for key, times in _units(unit, count, *where, value):
+            rows.append(units.setdefault(key, len(units)))
+            columns.append(where_in)
+            counts.append(times)
+
+    def counts(self) -> dict[Any, UnitClassCounts]:
+        """The cells whose units account for their totals and where some unit gave several."""
+        out = {}
+        for cell, (units, rows, columns, counts) in self.cells.items():
+            order = tuple(sorted(self.totals[cell]))
+            matrix = np.zeros((len(units), len(order)))
+            np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(counts, dtype=float))
+            if (found := _clustered(order, matrix, self.totals[cell])) is not None:
+                out[cell] = found
+        return out
 
 
 def _answered(query: Select[Any], labels: set[str]) -> Select[Any]:
@@ -181,27 +207,10 @@ def _per_unit(session: Session, experiment: Experiment,
                           *in_window(p.created_at, *hour_window(since, until)))
                    ).group_by(p.arm, p.candidate, p.unit_id, column)
     version = _versions(experiment)
-    orders = {ref: {label: j for j, label in enumerate(sorted(counts))}
-              for ref, counts in wanted.items()}
-    cells: dict[Ref, tuple[dict[object, int], list[int], list[int], list[int]]] = {}
+    tally = _Tally(wanted)
     for arm, candidate, unit, value, count in session.execute(query):
-        ref = version(arm, candidate)
-        if ref not in wanted or value not in orders[ref]:
-            continue
-        units, rows, columns, counts = cells.setdefault(ref, ({}, [], [], []))
-        where = orders[ref][value]
-        for key, times in _units(unit, count, arm, value):
-            rows.append(units.setdefault(key, len(units)))
-            columns.append(where)
-            counts.append(times)
-    out = {}
-    for ref, (units, rows, columns, counts) in cells.items():
-        order = tuple(sorted(wanted[ref]))
-        matrix = np.zeros((len(units), len(order)))
-        np.add.at(matrix, (np.array(rows), np.array(columns)), np.array(counts, dtype=float))
-        if (found := _clustered(order, matrix, wanted[ref])) is not None:
-            out[ref] = found
-    return out
+        tally.add(version(arm, candidate), unit, count, value, arm)
+    return tally.counts()
 
 
 def relabelled_versions(experiment: Experiment,
