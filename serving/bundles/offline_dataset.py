@@ -109,6 +109,11 @@ def _tensor(value: Any, spec: TensorSpec, folder: Path, where: str,
     if isinstance(value, dict):
         array = _declared_type(_from_file(value, spec, folder, where, image=not batched),
                                spec, where, exact)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            # The rule JSON data and /v2's binary tensors are held to: the caller's input to
+            # fix, never an example the candidate failed on (counted wrong in its figures).
+            raise OfflineError(f"{where}: {shown(value.get('file'))} holds a number that is not "
+                               "finite (NaN or Infinity)")
     elif spec.datatype == "BYTES":
         array = np.asarray(_nested(value, lambda v: v.encode() if isinstance(v, str) else v),
                            dtype=object)

@@ -170,6 +170,18 @@ def test_a_true_npy_file_is_read(tmp_path: Path) -> None:
     assert arrays == [[[1.5, 2.5]], [[3.0, 4.0]]]
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_npy_file_holding_nan_is_the_lines_error_as_in_json(tmp_path: Path, bad: float) -> None:
+    """A .npy input holding NaN or Infinity is refused with its line, as the same value in the
+    line's JSON is (and /v2 refuses it in binary data): it was run, and counted as an example
+    the candidate failed on, lowering its stored accuracy for the dataset's own defect."""
+    np.save(tmp_path / "nan.npy", np.array([bad, 2.5], np.float32))
+    path = _lines(tmp_path, GOOD, {**GOOD, "inputs": {"x": "nan.npy"}})
+    with pytest.raises(OfflineError, match=r"^d\.jsonl line 2: input 'x': 'nan\.npy' holds a "
+                                           r"number that is not finite \(NaN or Infinity\)$"):
+        read_dataset(path, _manifest({"type": "number"}))
+
+
 # --- slice names --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["a\x07b", "tab\there", "line\n", "\x1b[31mred"])
