@@ -54,16 +54,14 @@ from core.text import quoted_names
 from core.v2_binary import BINARY_OUTPUT, KEPT
 from serving.bundles.binary import HEADER as BINARY_HEADER
 from serving.bundles.binary import Chunks, kept, read_tensor, split
-from serving.bundles.tensors import TensorError
+from serving.bundles.tensors import MAX_V2_BODY_BYTES, MAX_VALUES, TensorError
 from serving.predict import PredictRequest
 from serving.servable import TENSORS
 
 bp = Blueprint("v2", __name__)
 UNIT_FROM = f"'parameters.unit_id' or the {UNIT_HEADER} header"
 INFER_RULE = "/v2/models/<scope>/infer"
-MAX_BODY_BYTES = 32 << 20
-# No request body of MAX_BODY_BYTES can hold more values than this.
-MAX_VALUES = MAX_BODY_BYTES // 2
+MAX_BODY_BYTES = MAX_V2_BODY_BYTES
 _BODY_KEYS = {"id", "parameters", "inputs", "outputs"}
 # What clients add to a body: KServe's client names the model (and its version) in it.
 _CLIENT_KEYS = {"model_name", "model_version"}

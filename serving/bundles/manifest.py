@@ -30,6 +30,7 @@ setting.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from serving.bundles.manifest_fields import (
     tables,
 )
 from serving.bundles.manifest_remote import RemoteSpec, remote_spec
+from serving.bundles.tensors import MAX_VALUES
 from serving.bundles.text import classes_problem
 from serving.registry import BACKENDS, validate_requirements
 
@@ -267,7 +269,13 @@ def _tensor(data: dict[str, Any], i: int) -> TensorSpec:
     if datatype not in DATATYPES:
         raise ManifestError(f"{where}.datatype {datatype!r} is not a V2 datatype; "
                             f"use one of {DATATYPES}")
-    return TensorSpec(name, datatype, dimensions(data, "shape", where))
+    shape = dimensions(data, "shape", where)
+    if (least := math.prod(max(d, 1) for d in shape)) > MAX_VALUES:
+        raise ManifestError(f"{where}.shape {list(shape)} needs at least {least} values a "
+                            f"request, more than the {MAX_VALUES} a request's tensor may hold "
+                            "(a /v2 body is at most 32 MiB), so no request could be served: "
+                            "declare smaller sizes, or -1 for a dimension of any size")
+    return TensorSpec(name, datatype, shape)
 
 
 def _output(data: dict[str, Any]) -> OutputSpec:

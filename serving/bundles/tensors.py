@@ -25,6 +25,12 @@ from core.v2_binary import BASE64, NUMPY_TO_V2, TEXT, V2_TO_NUMPY
 MAX_DIMENSIONS = 32
 """The most dimensions a tensor's shape may have (numpy's own limit is 64; no model input has
 nearly as many)."""
+MAX_V2_BODY_BYTES = 32 << 20
+"""The largest /v2 request body (app.api.v2 holds requests to it)."""
+MAX_VALUES = MAX_V2_BODY_BYTES // 2
+"""The most values a request's tensor may hold: no body of MAX_V2_BODY_BYTES holds more (in
+JSON each value takes two characters at least), so /v2 refuses more and a manifest may not
+declare an input that needs more."""
 
 
 class TensorError(AbvocError):

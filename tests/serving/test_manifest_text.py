@@ -40,6 +40,12 @@ TEXT_CASES = [
     ("shape = [-1, 4]", "shape = [-1, 9223372036854775807]",
      r"inputs\[0\].shape must be a non-empty list of sizes from 1 to 2147483648 or -1"),
     ("shape = [-1, 4]", "shape = [-1, 0]", r"inputs\[0\].shape must be .* sizes from 1 to"),
+    # Sizes no request can hold (a /v2 body is at most 32 MiB): every request would fail.
+    ("shape = [-1, 4]", "shape = [2147483648, 4]",
+     r"^inputs\[0\].shape \[2147483648, 4\] needs at least 8589934592 values a request, more "
+     r"than the 16777216 a request's tensor may hold"),
+    ("shape = [-1, 4]", "shape = [-1, 4096, 4097]",
+     r"^inputs\[0\].shape \[-1, 4096, 4097\] needs at least 16781312 values"),
     ("shape = [-1, 4]", f"shape = [{', '.join(['-1'] * 200)}]",
      r"inputs\[0\].shape has 200 dimensions; at most 32"),
     # TOML dates and times as TOML writes them, not as Python's reprs (datetime.date(...)).
@@ -92,7 +98,7 @@ def test_text_no_toml_file_can_hold_is_refused_too(changes: dict[str, Any],
 def test_the_limits_themselves_are_taken() -> None:
     manifest = parse_manifest(_manifest(
         description="line one\nline two" + "d" * 1_983,
-        inputs=[{"name": "x" * 100, "datatype": "FP32", "shape": [-1] * 31 + [2**31]}],
+        inputs=[{"name": "x" * 100, "datatype": "FP32", "shape": [-1] * 30 + [4096, 4096]}],
         output={"type": "label", "classes": ["b" * 100, "a b"]},
         stages=[{"name": "s" * 50, "kind": "python", "callable": "pkg.mod:run"}]))
     assert len(manifest.description) == 2_000 and len(manifest.inputs[0].shape) == 32
