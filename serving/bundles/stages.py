@@ -66,6 +66,7 @@ class LoadedStage:
     inputs: tuple[InputInfo, ...] | None  # None: takes whatever it is given (Python stages)
     pipeline: Any = None  # a "pipeline" stage's image pipeline (serving.pipelines)
     outputs: tuple[str, ...] | None = None  # where the artifact names them (ONNX, engines)
+    gives: tuple[InputInfo, ...] | None = None  # its outputs' datatypes and shapes (ONNX)
 
 
 def load_stage(stage: Stage, folder: Path, side_by_side: int = 1,
@@ -109,6 +110,8 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
     names = [i.name for i in inputs]
     texts = [i.name for i in inputs if i.datatype == "BYTES"]
     outputs = [o.name for o in session.get_outputs()]
+    gives = tuple(InputInfo(o.name, ORT_TO_V2.get(o.type, o.type), fixed_dims(o.shape))
+                  for o in session.get_outputs())
 
     def run(tensors: Tensors) -> Tensors:
         feed = {n: tensors[n] for n in needed(stage, names, tensors)}
@@ -116,7 +119,7 @@ def _onnx(stage: Stage, path: Path, side_by_side: int) -> LoadedStage:
             feed[n] = _ort_text(stage, n, feed[n])
         return dict(zip(outputs, session.run(outputs, feed), strict=True))
 
-    return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs))
+    return LoadedStage(stage.name, run, inputs, outputs=tuple(outputs), gives=gives)
 
 
 class StageGaveNoText(RuntimeError):

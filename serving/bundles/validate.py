@@ -16,6 +16,7 @@ from typing import Any
 from core.output_types import RIGHT
 from core.text import quoted_names
 from serving.bundles.manifest import Manifest, ManifestError, Stage, load_manifest
+from serving.bundles.output_check import check_answer_readable
 from serving.bundles.stages import InputInfo, LoadedStage, load_stage, torch_device
 
 
@@ -58,6 +59,8 @@ def _validate(folder: Path) -> tuple[Manifest, list[LoadedStage]]:
         check_signature(manifest, stages[0])
     for i in range(1, len(stages)):
         _check_chain(i, manifest.stages[i - 1], stages[i - 1], stages[i])
+    if stages:
+        check_answer_readable(manifest, stages[-1])
     for i, (spec, loaded) in enumerate(zip(manifest.stages, stages, strict=True)):
         if spec.name == RIGHT:
             raise ManifestError(f"stages[{i}].name {RIGHT!r} is reserved: stage attribution "
