@@ -207,7 +207,11 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
                             " (at most 100, starting with a letter or digit)")
     version = str(get_value(data, "version", (str, int), required=True))
     if not _VERSION.fullmatch(version):
-        raise ManifestError(f"version {version!r} must be letters, digits, '.', '_', '+' or '-'")
+        # Say every rule: a 60-digit or a "-1" version was told it "must be letters, digits".
+        shown_version = version if len(version) <= 60 else f"{version[:60]}…"
+        raise ManifestError(f"version {shown_version!r} ({len(version)} characters) must be 1 to "
+                            "50 letters, digits, '.', '_', '+' or '-', starting with a letter or "
+                            "digit")
     remote = remote_spec(data["remote"]) if "remote" in data else None
     backend = string(data, "backend", required=remote is None) or REMOTE
     allowed = (REMOTE,) if remote is not None else BACKENDS

@@ -48,6 +48,12 @@ TEXT_CASES = [
      r"^inputs\[0\].shape \[-1, 4096, 4097\] needs at least 16781312 values"),
     ("shape = [-1, 4]", f"shape = [{', '.join(['-1'] * 200)}]",
      r"inputs\[0\].shape has 200 dimensions; at most 32"),
+    # The version's every rule is said: these were told they "must be letters, digits".
+    ('version = "1"', f'version = "{"1" * 300}"',
+     r"^version '1{60}…' \(300 characters\) must be 1 to 50 letters, digits, .* starting with "
+     r"a letter or digit$"),
+    ('version = "1"', 'version = "-1"', r"^version '-1' \(2 characters\) must be 1 to 50 .* "
+                                         r"starting with a letter or digit$"),
     # TOML dates and times as TOML writes them, not as Python's reprs (datetime.date(...)).
     ('version = "1"', "version = 1979-05-27",
      r"^version must be a str or int, got a TOML date 1979-05-27$"),
