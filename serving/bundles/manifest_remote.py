@@ -41,6 +41,10 @@ def remote_spec(data: Any) -> RemoteSpec:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ManifestError(f"remote.url {_shown(url)!r} must be an http:// or https:// URL "
                             "with a host")
+    if "?" in url or "#" in url:  # <url>/v2/models/... would land in the query or be cut off
+        raise ManifestError(f"remote.url {_shown(url)!r} must have no query or fragment ('?', "
+                            "'#'): abvoc calls <url>/v2/models/<model>/infer, so give the "
+                            "server's base URL alone")
     model = string(data, "model", "remote", required=True)
     version = get_value(data, "version", (str, int), "remote")
     if version == "":  # it would call .../versions//infer

@@ -139,3 +139,17 @@ def test_an_empty_remote_version_is_refused() -> None:
         parse_manifest(data)
     data["remote"]["version"] = "2"
     assert parse_manifest(data).remote.version == "2"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/base?x=1", "http://127.0.0.1:9/base#top",
+                                 "http://127.0.0.1:9?"])
+def test_a_remote_url_with_a_query_or_fragment_is_refused(url: str) -> None:
+    """abvoc appends /v2/models/<model>/infer to the URL: after a query it was part of the
+    query (the server saw /base), after a fragment it was cut off, and every call missed."""
+    data = _manifest(remote={"url": url, "model": "m"})
+    for key in ("backend", "stages"):
+        data.pop(key)
+    with pytest.raises(ManifestError, match=r"^remote.url .* must have no query or fragment"):
+        parse_manifest(data)
+    data["remote"]["url"] = "http://127.0.0.1:9/base/"
+    assert parse_manifest(data).remote.url == "http://127.0.0.1:9/base"
