@@ -253,8 +253,10 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
         out["failed"] = failed
     if kind == "label" and "accuracy" not in row and "exact_match" in row:
         row = {**row, "accuracy": row["exact_match"]}  # either name is the share right
+    if out.get("failed") == n:  # no answer: the figures over the answered have nothing to read
+        row = _none_answered(kind, row, where, n, out)
     for key in METRICS[kind]:
-        if key not in row:
+        if key not in row and key not in out:
             raise OfflineError(f"{where}.{key} is missing: a {kind!r} output's offline results "
                                f"give {quoted_names(METRICS[kind])}")
     for key in [k for k in row if k not in ("n", "failed", "label_shares", "output_shares")]:
@@ -271,6 +273,19 @@ def check_row(output: OutputSpec, row: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def _none_answered(kind: str, row: dict[str, Any], where: str, n: int,
+                   out: dict[str, Any]) -> dict[str, Any]:
+    """A row whose every example failed: its figures over the answered examples are null, as
+    the offline test writes them (an MAE of no answers was stored and held against online)."""
+    given = [k for k in ANSWERED if row.get(k) is not None]
+    if given:
+        raise OfflineError(f"{where}.{given[0]} is {row[given[0]]!r}, but every example failed "
+                           f"(failed = n = {n}): a figure over the answered examples has none "
+                           "to be taken over; give null or leave it out")
+    out.update({k: None for k in ANSWERED if k in row or k in METRICS[kind]})
+    return {k: v for k, v in row.items() if k not in ANSWERED}
+
+
 def _consistent(row: dict[str, Any], where: str) -> None:
     """Refuse figures that no set of answers gives together (the first found is named)."""
     answered = row["n"] - row.get("failed", 0)
@@ -285,13 +300,14 @@ def _consistent(row: dict[str, Any], where: str) -> None:
             found.append(f"token_edit_distance {row['token_edit_distance']:g} is more than the "
                          f"{inexact:g} inexact of the {answered} answered examples can make "
                          "(an exact answer is 0 apart, any other at most 1)")
-    if "mae" in row and "rmse" in row:
+    if row.get("mae") is not None and row.get("rmse") is not None:
         if row["rmse"] + 1e-9 < row["mae"]:
             found.append(f"rmse {row['rmse']:g} is below mae {row['mae']:g}")
         elif row["rmse"] > row["mae"] * math.sqrt(max(answered, 1)) * (1 + 1e-3) + 1e-3:
             found.append(f"rmse {row['rmse']:g} is more than mae {row['mae']:g} times the "
                          f"square root of the {answered} answered examples")
-    if "mean_error" in row and "mae" in row and abs(row["mean_error"]) > row["mae"] + 1e-3:
+    if row.get("mean_error") is not None and row.get("mae") is not None \
+            and abs(row["mean_error"]) > row["mae"] + 1e-3:
         found.append(f"mean_error {row['mean_error']:g} is larger in size than mae "
                      f"{row['mae']:g}")
     if row.get("latency_p50_ms", 0) > row.get("latency_p99_ms", math.inf):
@@ -341,16 +357,18 @@ def combine(output: OutputSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
         total = sum(weight(r, key) for r in rows)
         if not total or not all(key in r for r in rows):
             continue
+        # A slice with no answer holds null for a figure over the answered: it weighs nothing.
+        live = [r for r in rows if weight(r, key)]
         if key.endswith("_shares"):
-            out[key] = {c: round(sum(r[key][c] * weight(r, key) for r in rows) / total, 6)
+            out[key] = {c: round(sum(r[key][c] * weight(r, key) for r in live) / total, 6)
                         for c in output.classes}
         elif key == "rmse":
             try:
                 out[key] = _round(math.sqrt(
-                    sum(r["rmse"] ** 2 * weight(r, key) for r in rows) / total))
+                    sum(r["rmse"] ** 2 * weight(r, key) for r in live) / total))
             except OverflowError:  # an imported RMSE of 1e201 squares past float range
                 raise OfflineError("'rmse' is too large to combine across slices (its square "
                                    "passes float range)") from None
         else:
-            out[key] = _round(sum(r[key] * weight(r, key) for r in rows) / total)
+            out[key] = _round(sum(r[key] * weight(r, key) for r in live) / total)
     return out

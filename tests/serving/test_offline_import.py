@@ -171,3 +171,28 @@ def test_imported_failures_are_said_without_a_dangling_list() -> None:
         "a": {"n": 10, "failed": 9, "mae": 1, "rmse": 1}}})
     line = next(x for x in format_offline(results).splitlines() if x.startswith("failed:"))
     assert line.endswith("as online)") and "first" not in line
+
+
+@pytest.mark.parametrize(("output", "row", "key"), [
+    (OutputSpec("number"), {"mae": 1, "rmse": 1}, "mae"),
+    (OutputSpec("number"), {"mae": None, "rmse": None, "mean_error": 0.5}, "mean_error"),
+    (OutputSpec("text"), {"exact_match": 0, "token_edit_distance": 0.5}, "token_edit_distance"),
+])
+def test_a_figure_over_no_answer_is_refused(output: OutputSpec, row: dict, key: str) -> None:
+    """Every example failed: an MAE (or edit distance) of no answers was stored, and the
+    divergence report held the online MAE against it."""
+    with pytest.raises(OfflineError, match=rf"^slices\['a'\].{key} is .*, but every example "
+                                           r"failed \(failed = n = 10\)"):
+        check_imported(output, {"slices": {"a": {"n": 10, "failed": 10, **row}}})
+
+
+def test_a_slice_with_no_answer_holds_null_and_weighs_nothing() -> None:
+    """As the built-in test writes such a slice: its MAE and RMSE null, and the overall's
+    from the answered slices alone (the nulls stopped the import with a TypeError)."""
+    for given in ({"mae": None, "rmse": None}, {}):
+        results = check_imported(OutputSpec("number"), {"slices": {
+            "a": {"n": 10, "failed": 10, **given},
+            "b": {"n": 10, "failed": 0, "mae": 2, "rmse": 3}}})
+        assert results["slices"]["a"] == {"n": 10, "failed": 10, "mae": None, "rmse": None}
+        overall = results["overall"]
+        assert [overall[k] for k in ("n", "failed", "mae", "rmse")] == [20, 10, 2, 3]
