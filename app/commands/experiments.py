@@ -347,6 +347,8 @@ def _key_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
         raise click.BadParameter(f"at most {MAX_KEY_NAME} characters (this one has {len(value)})")
     if problem := text_problem(value, controls=True):
         raise click.BadParameter(problem)
+    if value and not value.strip():  # its labels read "   :<prefix>", a blank annotator
+        raise click.BadParameter("is blank: give the key a name, or leave the option out")
     return value
 
 
