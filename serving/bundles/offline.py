@@ -58,7 +58,8 @@ from serving.bundles.offline_metrics import (
     check_imported,
     summarize,
 )
-from serving.bundles.tensors import TensorError, as_text, refuse_nul
+from serving.bundles.tensors import TensorError
+from serving.bundles.text_tensors import as_text, refuse_nul
 from serving.outputs import CandidateOutputError, read_answer
 from serving.registry import CandidateInfo, Registry
 

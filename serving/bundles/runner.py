@@ -31,7 +31,8 @@ from serving.batch_request import Finish
 from serving.batching import ItemBatcher, R, T
 from serving.bundles.manifest import Batching, Manifest, ManifestError, TensorSpec
 from serving.bundles.stages import LoadedStage, Tensors
-from serving.bundles.tensors import TensorError, as_text, fit, refuse_nul, v2_name
+from serving.bundles.tensors import TensorError, fit, v2_name
+from serving.bundles.text_tensors import as_text, refuse_nul
 from serving.bundles.validate import validate_bundle
 
 _ANSWER = "\0answer\0"

@@ -23,7 +23,8 @@ import numpy as np
 
 from core.text import quoted_names
 from serving.bundles.manifest import ManifestError, Stage
-from serving.bundles.tensors import TensorError, as_text
+from serving.bundles.tensors import TensorError
+from serving.bundles.text_tensors import as_text
 
 Tensors = dict[str, np.ndarray]
 StageFn = Callable[[Tensors], Tensors]
