@@ -11,6 +11,7 @@ The check refuses only what no item could be read from: a size the file leaves o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from serving.bundles.manifest import Manifest, ManifestError
 from serving.bundles.stages import InputInfo, LoadedStage
@@ -41,7 +42,7 @@ def check_answer_readable(manifest: Manifest, last: LoadedStage) -> None:
                         "answer")
 
 
-def _sizes(info: InputInfo):  # noqa: ANN202 - a predicate on an item's value count
+def _sizes(info: InputInfo) -> Callable[[int], bool]:
     """Whether an item of this output may hold `count` values: the first axis is the batch's
     (or, where the stage gives no batch axis, part of the item), and an open size may be any."""
     if info.shape is None or None in info.shape[1:]:
