@@ -315,7 +315,9 @@ def mde_relative(
     the control's share of the noise, so it is detected sooner than a rise of the same size). For
     a proportion the treatment's variance is ``p(1+r)(1 - p(1+r))`` at the root, found by
     fixed-point iteration. No root (``x^2 b >= 1`` upwards, ``x^2 a >= 1`` downwards) means no
-    such change is detectable.
+    such change is detectable. Below a negative baseline ``T / C = 1 - r``, so the equation is
+    the same in ``-r``: a rise shrinks the treatment's magnitude there and is the root that a fall
+    is above zero (a mean of -2 read a rise's MDE as 94 % where the delta method gives 57 %).
     """
     x = detectable_z(alpha, power)
     for name, value in (("baseline_mean", baseline_mean), ("variance_control", variance_control),
@@ -332,19 +334,22 @@ def mde_relative(
         c2 = baseline_mean * baseline_mean
         b = variance_control / (n_control * c2)
         v_t = variance_control if variance_treatment is None else variance_treatment
+        # The root of the magnitude the treatment's mean moves to: it shrinks where a fall
+        # meets a positive baseline or a rise a negative one.
+        shrinking, change = downward != (baseline_mean < 0), "fall" if downward else "rise"
         r = 0.0
         for _ in range(100 if is_proportion else 1):
             if is_proportion:
                 p_t = min(baseline_mean * (1 + r), 1.0)
                 v_t = p_t * (1 - p_t)
             a = v_t / (n_treatment * c2)
-            nxt = _relative_root(a, b, x, downward)
-            if nxt is None:
-                error = ("no relative effect is detectable: the control's own noise is too large"
-                         if not downward else "no fall of the metric is detectable at these "
-                         "sample sizes: the treatment's own noise is too large")
+            root = _relative_root(a, b, x, shrinking)
+            if root is None:
+                error = (f"no {change} of the metric is detectable at these sample sizes: the "
+                         f"{'treatment' if shrinking else 'control'}'s own noise is too large")
                 r = math.nan
                 break
+            nxt = -root if baseline_mean < 0 else root
             if abs(nxt - r) < 1e-14:
                 r = nxt
                 break

@@ -168,3 +168,24 @@ def test_full_results_give_bayesian_figures_for_means_and_credible_intervals_for
     assert results.credible_ci_low[0, 0, 0] == pytest.approx(low, abs=1.5e-3)
     assert results.credible_ci_high[0, 0, 0] == pytest.approx(high, abs=1.5e-3)
     assert results.sequential_relative_ci_low[0, 0, 0] < results.relative_lift[0, 0, 0]
+
+
+@pytest.mark.parametrize("downward", [False, True])
+def test_relative_mde_below_a_negative_baseline(downward: bool) -> None:
+    """Below a negative control mean the treatment's is ``C (1 - r)``, so a rise shrinks its
+    magnitude (and its share of the lift's noise): each MDE solves the delta method's equation
+    with ``(1 - r)^2``, checked by scipy's root finder on the normal power itself."""
+    z = stats.norm.ppf(0.975)
+    c, v_c, n_c, v_t, n_t = -2.0, 4.0, 50, 9.0, 60
+
+    def power_gap(r: float) -> float:
+        t = c + r * abs(c)
+        x = r / math.sqrt(v_t / (n_t * c * c) + t * t * v_c / (n_c * c**4))
+        return float(stats.norm.cdf(x - z) + stats.norm.cdf(-x - z)) - 0.8
+
+    bracket = (-50.0, -1e-9) if downward else (1e-9, 0.999)
+    expected = optimize.brentq(power_gap, *bracket)
+    result = mde_relative(c, v_c, n_c, v_t, n_t, downward=downward)
+    assert result.error is None
+    assert result.relative == pytest.approx(expected, abs=1e-9)
+    assert result.absolute == pytest.approx(expected * 2.0)
