@@ -108,6 +108,18 @@ def clustered_shift(offline: np.ndarray, offline_n: float,
     return ClusteredShift(statistic, rank, p_value, difference, se, z, p_each, k)
 
 
+def untestable(units: int, effective: float, categories: int, what: str, sent: str) -> str:
+    """Why the test over units gave no p-value: its F needs more units than degrees of freedom,
+    counted by their effective number, so where one unit sent nearly every answer ten units are
+    about one, and saying only "10 units over 4 classes" contradicted itself."""
+    said = f"{units} units {sent} {categories} {what}: a test over units needs more units than " \
+        f"{what}"
+    if effective >= units - 0.05:
+        return said
+    return (f"{said}, counted by their effective number (n²/Σmᵢ², {effective:.1f} here), as a "
+            "few units sent most of the answers; gather more units' answers (a longer window)")
+
+
 def clustered_mcnemar(answered: np.ndarray, true: np.ndarray) -> float:
     """McNemar's test of one class over units (Durkalski, Palesch, Lipsitz and Rust, Stat Med
     2003): unit i's answers of the class a truth changed (``b_i``) and its answers changed to

@@ -39,7 +39,7 @@ from scipy import stats
 
 from core.same_answer import same_output
 from evaluation import aggregation as agg
-from evaluation.clustered_shares import TEST, clustered_shift
+from evaluation.clustered_shares import TEST, clustered_shift, untestable
 from evaluation.online import Cell
 from evaluation.share_tests import PSI_SHIFT, psi, too_few, too_few_units
 from evaluation.stats import holm
@@ -215,8 +215,7 @@ def _shift_over_units(out: dict[str, Any], off: np.ndarray, offline_n: float,
         out["error"] = "fewer than two units answered, so nothing can be tested over units"
         return out
     if math.isnan(res.p_value):
-        out["error"] = (f"{k} units answered over {res.dof + 1} classes: a test over units needs "
-                        "more units than classes")
+        out["error"] = untestable(k, res.units, res.dof + 1, "classes", "answered over")
         return out
     tested = np.isfinite(res.z)
     adjusted = holm(res.p_each, alpha).p_adjusted

@@ -32,7 +32,7 @@ import numpy as np
 
 from evaluation import aggregation as agg
 from evaluation.candidate_facts import Ref
-from evaluation.clustered_shares import clustered_shift
+from evaluation.clustered_shares import clustered_shift, untestable
 from evaluation.online import ALL, Cell
 from evaluation.share_tests import PSI_EPSILON, PSI_SHIFT, homogeneity, psi, too_few_units
 from evaluation.unit_class_counts import UnitClassCounts
@@ -159,6 +159,6 @@ def _over_units(offline: np.ndarray, offline_n: float,
     res = clustered_shift(offline, offline_n, units)
     seen = int(((offline > 0) | (units.sum(axis=0) > 0)).sum())
     if res is None or math.isnan(res.p_value):
-        return math.nan, math.nan, (f"{units.shape[0]} units sent requests of {seen} slices: a "
-                                    "test over units needs more units than slices")
+        return math.nan, math.nan, untestable(units.shape[0], math.inf if res is None
+                                              else res.units, seen, "slices", "sent requests of")
     return res.statistic, res.p_value, too_few_units(units.shape[0], seen)

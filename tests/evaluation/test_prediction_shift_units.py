@@ -275,3 +275,27 @@ def test_a_table_finding_names_the_test_it_took() -> None:
     assert "(test over units p = 0.001" in said
     said = _offline_shift_findings(("bot", "1"), "bot", {**off, "analysis_unit": "prediction"})
     assert "(chi-square p = 0.001" in said[0]["explanation"]
+
+
+def test_too_few_units_says_their_effective_number_where_one_sent_most() -> None:
+    """Ten units, one of which sent 1,000 of 1,018 answers, are about one unit to the F test,
+    which then gives no p: the reason gives that number, where "10 units ... needs more units
+    than classes" (4) contradicted itself; the traffic mix's test over units says it alike."""
+    from evaluation.traffic_mix import _over_units
+    from evaluation.unit_class_counts import UnitClassCounts
+
+    rng = np.random.default_rng(0)
+    units = np.array([rng.multinomial(1000, OFFLINE)]
+                     + [rng.multinomial(2, OFFLINE) for _ in range(9)], dtype=float)
+    shift = prediction_shift(dict(zip(CLASSES, units.sum(axis=0), strict=True)),
+                             dict(zip(CLASSES, OFFLINE, strict=True)), 2000, CLASSES, 0.05,
+                             UnitClassCounts(CLASSES, units))
+    assert shift is not None and shift["p_value"] is None and shift["online_units"] == 10
+    assert "effective number" in shift["error"] and "1.0 here" in shift["error"]
+    _, p, note = _over_units(OFFLINE, 2000.0, units)
+    assert np.isnan(p) and note is not None and "1.0 here" in note
+    # Units of like sizes keep the plain reason: their count is their effective number.
+    even = np.array([rng.multinomial(5, OFFLINE) for _ in range(3)], dtype=float)
+    _, p, note = _over_units(OFFLINE, 2000.0, even)
+    assert np.isnan(p) and note == ("3 units sent requests of 4 slices: a test over units "
+                                    "needs more units than slices")
