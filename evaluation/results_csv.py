@@ -34,8 +34,10 @@ DIVERGENCE_TABLES = ("slices", "findings")
 
 def cell(value: Any) -> str:
     """One value as CSV text: empty for None, true/false, a number in its shortest exact form
-    (numpy's as Python's: ``np.float64(0.5)`` is a float whose repr says so), guarded text."""
-    if value is None:
+    (numpy's as Python's: ``np.float64(0.5)`` is a float whose repr says so), guarded text.
+    NaN and infinities are empty too, as the JSON reports write them null (an interval at an
+    alpha of 1e-300, whose quantile is infinite, read 'nan' here)."""
+    if value is None or isinstance(value, float | np.floating) and not np.isfinite(value):
         return ""
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"

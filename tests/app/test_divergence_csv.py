@@ -173,3 +173,18 @@ def test_a_tolerance_of_0_forgives_no_gap(app: Flask, settings: Settings) -> Non
     shown = CliRunner().invoke(main, ["experiment", "divergence", str(exp), "--tolerance", "-0"],
                                env=env)  # -0 is 0, not a "-0%" in the text
     assert shown.exit_code == 0 and "tolerance 0%" in shown.stdout, shown.output
+
+
+def test_a_figure_json_writes_as_null_is_an_empty_cell(app: Flask) -> None:
+    """At an alpha so small its quantile is infinite (1e-300, which /divergence takes) an
+    interval has no finite ends; /divergence writes them null, and the CSV, written "as
+    results.csv" (empty for null), wrote them 'nan'."""
+    exp = load_label_experiment(app.extensions["abvoc"].db)
+    client, admin = app.test_client(), _key(app, "admin")
+    query = f"/v1/experiments/{exp}/divergence{{}}?alpha=1e-300"
+    report = client.get(query.format(""), headers=admin).get_json()
+    rows = _rows(client, admin, query.format(".csv"))
+    assert any(r["online"]["accuracy_ci"] == [None, None] for r in report["slices"])
+    for row, record in zip(rows, report["slices"], strict=True):
+        expected = _columns(record)
+        assert {k: _read(row[k], v) for k, v in expected.items()} == expected
