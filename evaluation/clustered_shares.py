@@ -63,7 +63,7 @@ class ClusteredShift:
 
     def interval(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Each class's difference interval, Student's t on ``units - 1``."""
-        half = stats.t.ppf(1 - alpha / 2, max(self.units - 1, 1.0)) * self.se
+        half = stats.t.isf(alpha / 2, max(self.units - 1, 1.0)) * self.se
         return self.difference - half, self.difference + half
 
 

@@ -155,7 +155,7 @@ def prediction_shift(online: Mapping[str, float], offline_shares: Mapping[str, f
     expected[:, keep] = res.expected_freq
     grand = table.sum()
     rows, cols = table.sum(axis=1), table.sum(axis=0)
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(stats.norm.isf(alpha / 2))
     residual = np.full(len(classes), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.sqrt(expected[1] * (1 - rows[1] / grand) * (1 - cols / grand))

@@ -52,7 +52,7 @@ def rmse_interval(n: float, total: float, squares: float, alpha: float
     if mse <= 0:
         return 0.0, 0.0
     df = min(n, 2 * n * mse * mse / variance) if variance > 0 else n
-    low = df * mse / float(stats.chi2.ppf(1 - alpha / 2, df))
+    low = df * mse / float(stats.chi2.isf(alpha / 2, df))
     high = df * mse / float(stats.chi2.ppf(alpha / 2, df))
     return math.sqrt(low), math.sqrt(high)
 
@@ -66,7 +66,7 @@ def number_errors(cell: Cell, alpha: float = 0.05) -> dict[str, Any]:
     if n < 1:
         return {}
     _, sq_total, sq_squares = finite_sums(cell.get(agg.SQUARED_ERROR))
-    quantile = float(stats.t.ppf(1 - alpha / 2, n - 1)) if n > 1 else math.inf
+    quantile = float(stats.t.isf(alpha / 2, n - 1)) if n > 1 else math.inf
 
     def interval(s: float, ss: float) -> tuple[float, float, float]:
         mean, variance = _mean_variance(n, s, ss)

@@ -139,7 +139,7 @@ def _interval(kind: str, stat: MeanStats, alpha: float) -> list[float | None]:
         return [low, high]
     if stat.n < 2:
         return [None, None]
-    half = float(scipy_stats.t.ppf(1 - alpha / 2, stat.n - 1)) * math.sqrt(stat.variance / stat.n)
+    half = float(scipy_stats.t.isf(alpha / 2, stat.n - 1)) * math.sqrt(stat.variance / stat.n)
     return [stat.mean - half, stat.mean + half]
 
 

@@ -347,7 +347,7 @@ def t_interval(moments: Moments, alpha: float, low: float = -math.inf,
     n, mean, _, squares = moments.stats()
     if n < 2:
         return None
-    half = float(t_dist.ppf(1 - alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
+    half = float(t_dist.isf(alpha / 2, n - 1)) * math.sqrt(squares / (n - 1) / n)
     return max(mean - half, low), min(mean + half, high)
 
 

@@ -123,7 +123,7 @@ def check_alpha(alpha: float) -> float:
 
 def normal_critical(alpha: float) -> float:
     """Two-sided standard-normal critical value ``z_{1 - alpha/2}``."""
-    return float(special.ndtri(1 - check_alpha(alpha) / 2))
+    return -float(special.ndtri(check_alpha(alpha) / 2))
 
 
 def relative_lift(

@@ -75,7 +75,7 @@ def detectable_z(alpha: float = 0.05, power: float = 0.8) -> float:
     """``x = e sqrt(n_eff)`` at which the two-sided z-test has the given power."""
     alpha = check_alpha(alpha)
     _check_power(power, alpha)
-    z = float(special.ndtri(1 - alpha / 2))
+    z = -float(special.ndtri(alpha / 2))
     x = z + float(special.ndtri(power))
     for _ in range(50):
         f = special.ndtr(x - z) + special.ndtr(-x - z) - power

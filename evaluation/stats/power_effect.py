@@ -40,9 +40,9 @@ def _check_alternative(alternative: str) -> None:
 def _normal_power(x: float, alpha: float, alternative: str) -> float:
     """Power of a z-test whose statistic is ``N(x, 1)`` under the alternative."""
     if alternative == "two-sided":
-        z = float(special.ndtri(1 - alpha / 2))
+        z = -float(special.ndtri(alpha / 2))
         return float(special.ndtr(x - z) + special.ndtr(-x - z))
-    z = float(special.ndtri(1 - alpha))
+    z = -float(special.ndtri(alpha))
     return float(special.ndtr(x - z) if alternative == "larger" else special.ndtr(-x - z))
 
 

@@ -46,7 +46,7 @@ def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[fl
     if n <= 0:
         return math.nan, math.nan
     low, high = wilson_arrays(np.float64(successes), np.float64(n),
-                              float(stats.norm.ppf(1 - alpha / 2)))
+                              float(stats.norm.isf(alpha / 2)))
     return (0.0 if successes <= 0 else max(float(low), 0.0),
             1.0 if successes >= n else min(float(high), 1.0))
 

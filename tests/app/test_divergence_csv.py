@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -16,7 +18,7 @@ from app.cli import main
 from core.settings import Settings
 from evaluation.findings import FINDING_FIELDS
 from evaluation.number_metrics import MAE_GAP_FIELDS
-from evaluation.results_csv import divergence_csv
+from evaluation.results_csv import cell, divergence_csv
 from tests.app.test_results_csv import _key, _read, _rows, refused, report_and_table
 from tests.evaluation.test_label_metrics import load_label_experiment
 
@@ -175,16 +177,23 @@ def test_a_tolerance_of_0_forgives_no_gap(app: Flask, settings: Settings) -> Non
     assert shown.exit_code == 0 and "tolerance 0%" in shown.stdout, shown.output
 
 
-def test_a_figure_json_writes_as_null_is_an_empty_cell(app: Flask) -> None:
-    """At an alpha so small its quantile is infinite (1e-300, which /divergence takes) an
-    interval has no finite ends; /divergence writes them null, and the CSV, written "as
-    results.csv" (empty for null), wrote them 'nan'."""
+def test_a_figure_json_writes_as_null_is_an_empty_cell() -> None:
+    """A NaN or an infinity, which the JSON reports write null, is an empty cell, as null is:
+    the CSV, written "as results.csv" (empty for null), wrote them 'nan'."""
+    assert [cell(v) for v in (math.nan, np.float64("inf"), -math.inf, None)] == [""] * 4
+
+
+def test_an_alpha_as_small_as_1e_300_still_gives_intervals(app: Flask) -> None:
+    """/divergence takes any alpha above 0: at 1e-300 the normal quantile read as ppf(1 -
+    alpha / 2) was infinite (1 - 5e-301 is 1.0 in floating point) and every interval null;
+    read from the upper tail it is 37.5, and the intervals are wide but there."""
     exp = load_label_experiment(app.extensions["abvoc"].db)
     client, admin = app.test_client(), _key(app, "admin")
     query = f"/v1/experiments/{exp}/divergence{{}}?alpha=1e-300"
     report = client.get(query.format(""), headers=admin).get_json()
     rows = _rows(client, admin, query.format(".csv"))
-    assert any(r["online"]["accuracy_ci"] == [None, None] for r in report["slices"])
+    intervals = [r["online"]["accuracy_ci"] for r in report["slices"]]
+    assert intervals and all(0 <= low <= high <= 1 for low, high in intervals), intervals
     for row, record in zip(rows, report["slices"], strict=True):
         expected = _columns(record)
         assert {k: _read(row[k], v) for k, v in expected.items()} == expected
