@@ -27,8 +27,7 @@ the error-rate guardrail counts it), and serves again by itself once the batch e
 Finishing on the worker: a caller may pass a :class:`~serving.batch_request.Finish`, run on its
 result by the worker before the caller wakes (see that module).
 
-Shutdown: :meth:`close` refuses new requests, runs everything already queued without waiting for
-the delay, then stops the worker.
+Shutdown: :meth:`close` refuses new requests, runs what is queued at once, then stops the worker.
 
 :class:`ItemBatcher` does the same for whole requests of any Python objects (``fn(list) ->
 list``), e.g. one image pipeline call for the images of many concurrent requests: batching only a
@@ -230,19 +229,20 @@ class _Batcher:
                 self._finishing.stop(index, time.monotonic())
 
     def _next_batch(self) -> list[BatchRequest] | None:
-        """Wait for a full batch or the head request's deadline; None once closed and drained."""
+        """Wait for a full batch or the head request's deadline; None once closed and drained.
+        A queue its callers left meanwhile (their deadline came first) is waited on anew."""
         with self._cond:
-            while not self._queue and not self._closed:
-                self._cond.wait()
-            if not self._queue:
-                return None
-            deadline = self._queue[0].arrived + self.max_batch_time
-            while self._queued_items < self.max_batch_size and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return self._take()
+            while True:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return None
+                deadline = self._queue[0].arrived + self.max_batch_time
+                while self._queued_items < self.max_batch_size and not self._closed and (
+                        remaining := deadline - time.monotonic()) > 0:
+                    self._cond.wait(remaining)
+                if self._queue:
+                    return self._take()
 
     def _take(self) -> list[BatchRequest]:
         """The head request plus later ones of the same signature, up to the size limit."""

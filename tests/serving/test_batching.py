@@ -284,6 +284,21 @@ def test_a_deadline_bounds_each_caller_and_a_stuck_batch_fails_new_requests_at_o
         batcher.close()
 
 
+def test_a_caller_gone_before_its_batch_formed_leaves_the_worker_serving():
+    """Its deadline came before the batch's wait ended, so it left the queue empty: the worker
+    then took from the empty queue and died, and every later caller timed out, a full batch
+    too. Now the worker waits for the next request."""
+    batcher = ItemBatcher(lambda batch: [10 * item for item in batch], max_batch_size=2,
+                          max_batch_time_ms=400, timeout_ms=100, name="candidate 'y'")
+    try:
+        with pytest.raises(BatchTimeout, match="waiting for its batch"):
+            batcher.submit(1)  # alone: its batch waits 400 ms to fill, its caller 100 ms
+        time.sleep(0.5)  # the batch's wait is over
+        assert batcher.submit_many([2, 3]) == [20, 30]  # a full batch: runs at once
+    finally:
+        batcher.close()
+
+
 def test_a_stuck_worker_leaves_the_others_serving_and_shutdown_does_not_wait_for_it():
     release = threading.Event()
 
