@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,7 +131,14 @@ def measure_candidate(
             f"OCR pipeline abvoc can time ({folder}): {PROFILES}"
         )
     click.echo(f"measuring {name} on {backend_name} ...", err=True)
-    pipe = Pipeline.load(folder)
+    try:
+        pipe = Pipeline.load(folder)
+    except (OSError, ValueError, LookupError, RuntimeError, pickle.UnpicklingError) as exc:
+        # A weights file gone or cut short, a spec edited by hand: this candidate is skipped
+        # with why, the others planned (a traceback stopped the whole plan).
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise CapacityError(f"{name!r}: its trained pipeline in {folder} cannot be loaded "
+                            f"({why}); train it again, or {PROFILES}") from None
     if pipe.ships_onnx:
         raise CapacityError(
             f"{name!r} runs its own ONNX Runtime sessions (a quantized or one-graph candidate), "

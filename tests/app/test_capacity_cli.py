@@ -56,6 +56,28 @@ def test_an_untimeable_candidate_is_skipped_and_the_others_planned(
     assert "skipped ocr-mobile-int8" in result.output
 
 
+@pytest.mark.parametrize(("spec", "words"), [("{", "Expecting property name"),
+                                             ("{}", "'recognizer'")])
+def test_a_candidate_whose_trained_files_are_damaged_is_skipped_and_the_others_planned(
+        cli: CliRunner, tmp_path: Path, spec: str, words: str) -> None:
+    """A spec cut short or edited by hand (as a weights file gone or cut short) was a
+    traceback from Pipeline.load (exit 1) that planned no candidate at all."""
+    registry = _registry(tmp_path)
+    registry.register("ocr-fast", "1")
+    registry.set_offline_results("ocr-fast", "1", {"model": {"size_bytes": 10**9},
+                                                   "latency_by_batch": {"1": 5, "8": 20}})
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    (folder / "candidate.json").write_text(spec)
+    registry.register("ocr-damaged", "1", artifacts=str(folder))
+    result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [row["candidate"] for row in data["rows"]] == ["ocr-fast"]
+    skipped = data["skipped"]["ocr-damaged"]
+    assert "cannot be loaded" in skipped and words in skipped and "\n" not in skipped
+
+
 @pytest.mark.parametrize(("size", "words"), [
     ("10", "has no unit"), ("8000", "has no unit"),
     ("99999999999999999999TB", "not the memory of one GPU"), ("10KB", "not the memory of one GPU"),
