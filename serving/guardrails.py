@@ -6,7 +6,7 @@ Every serving process writes each watched request's latency and failure to the s
 last `window` requests of the arm across all processes, so four API worker processes see one window,
 not four partial ones, and only those since the arm was last resumed (the requests that paused it
 would pause it again at once). Each process checks it every `check_every` of its own requests of
-the arm.
+the arm, or every `min_samples` where that is fewer.
 Correction rates are the share of the same window's requests with an accepted correction,
 checked every `correction_check_s`. A breach pauses the arm for every process through the store.
 """
@@ -59,7 +59,10 @@ class GuardrailMonitor:
             if key not in self._seen and len(self._seen) >= self._forget_at:
                 self._forget_ended()
             self._seen[key] = self._seen.get(key, 0) + 1
-            due = self._seen[key] % self.check_every == 0
+            # At least every `min_samples` requests: a limit judged on 5 was first checked at
+            # the 20th request (check_every), so 20 failures got through where 5 were enough.
+            every = min(self.check_every, rails.get("min_samples", 50))
+            due = self._seen[key] % every == 0
         if due and (rails.get("p99_latency_ms") or rails.get("error_rate")):
             self._check_window(experiment, arm, self.window_of(
                 experiment["id"], arm, resumed_at(experiment, arm)), rails)

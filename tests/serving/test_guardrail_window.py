@@ -78,3 +78,16 @@ def test_min_samples_past_the_window_is_refused(db: Database) -> None:
     with pytest.raises(AbvocError, match="min_samples must be a whole number from 1 to 500"):
         experiments.create({"name": "past", "arms": ARMS,
                             "guardrails": {"error_rate": 0.05, "min_samples": 501}})
+
+
+def test_a_limit_on_fewer_samples_than_the_check_interval_is_judged_when_they_are_in(
+        db: Database) -> None:
+    """`min_samples` 5 was judged only at each process's 20th request of the arm (the check
+    interval): 20 failures got through where the operator had asked for a verdict after 5."""
+    experiments, exp = _started(db, {"error_rate": 0.5, "min_samples": 5})
+    monitor = GuardrailMonitor(experiments, db)  # the service's check interval, 20
+    _serve(db, monitor, exp, 4, 5.0, 0, error=True)
+    assert not experiments.get(exp["id"])["arms"][1]["paused"]
+    _serve(db, monitor, exp, 1, 5.0, 4, error=True)
+    paused = experiments.get(exp["id"])["arms"][1]["paused"]
+    assert paused and "error rate 100.0% over the last 5 requests" in paused
