@@ -25,6 +25,7 @@ from serving.capacity import (
     plan_capacity,
     profile_from_record,
 )
+from serving.registry import BACKENDS
 
 GPU_MEM_MIN = 10**8
 """100 MB: below it no serving instance fits, so a smaller --gpu-mem is a typo."""
@@ -189,6 +190,7 @@ def measure_candidate(
 @click.option(
     "--backend",
     "backend_name",
+    type=click.Choice(BACKENDS),  # a typo was each candidate skipped, then "pass --profiles"
     default=None,
     help="Backend to measure unmeasured candidates on (default: each candidate's own).",
 )

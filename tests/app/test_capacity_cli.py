@@ -88,6 +88,21 @@ def test_gpu_mem_needs_a_unit_and_a_plausible_size(cli: CliRunner, size: str, wo
     assert words in result.output and "Traceback" not in result.output
 
 
+def test_an_unknown_backend_is_refused_before_any_candidate_is_loaded(
+        cli: CliRunner, tmp_path: Path) -> None:
+    """--backend foo was tried on each candidate, each skipped, then "no registered candidate
+    could be profiled: pass --profiles FILE", which did not name the typo."""
+    registry = _registry(tmp_path)
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    (folder / "candidate.json").write_text("{}")
+    registry.register("ocr-slow", "1", artifacts=str(folder))
+    result = cli.invoke(main, ["capacity", "--gpu-mem", "10GB", "--backend", "fo"])
+    assert result.exit_code == 2, result.output
+    assert "'--backend': 'fo' is not one of 'torch', 'onnxruntime', 'tensorrt'" in result.output
+    assert "measuring" not in result.output
+
+
 def test_cpu_timings_are_marked_in_the_table(cli: CliRunner, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from app.commands import capacity
