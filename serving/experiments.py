@@ -363,15 +363,16 @@ class Experiments:
 
     @staticmethod
     def _due(s: Session, exp: Experiment, canary: dict[str, Any], now: datetime) -> bool:
-        """Whether the step has run its time or requests: only while the canary's arm gets
-        traffic (a paused experiment or treatment arm holds the ramp where it is)."""
+        """Whether the step has run its time and served its requests (each where given): only
+        while the canary's arm gets traffic (a paused experiment or treatment arm holds the ramp
+        where it is). Given both, time alone stepped a canary that had served nobody."""
         if _ramp_held(exp, canary["treatment"]):
             return False
         started = datetime.fromisoformat(canary.get("step_started_at") or now.isoformat())
-        if canary.get("advance_after_s") and now - started >= timedelta(
+        if canary.get("advance_after_s") and now - started < timedelta(
             seconds=canary["advance_after_s"]
         ):
-            return True
+            return False
         if canary.get("advance_after_n"):
             # The treatment arm's requests as routed (the guardrails' rows: a forced QA request,
             # a shadow copy or another arm on the same candidate is none of them).
@@ -381,4 +382,4 @@ class Experiments:
                 ServedPrediction.routed(),
                 ServedPrediction.created_at >= started))
             return (served or 0) >= canary["advance_after_n"]
-        return False
+        return bool(canary.get("advance_after_s"))

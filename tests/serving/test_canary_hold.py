@@ -71,6 +71,21 @@ def test_requests_before_a_pause_do_not_count_for_the_step_after_it(
     assert _step(experiments, exp, 2) == 0  # one request since the resume, not three
 
 
+def test_a_step_given_a_time_and_a_request_count_waits_for_both(
+        db: Database, experiments: Experiments) -> None:
+    """With both, its time alone stepped the ramp: a canary that had served nobody went from 5 %
+    to 50 % of the traffic in two steps' time."""
+    exp = _canary(experiments, "both", advance_after_s=4, advance_after_n=3)
+    assert _step(experiments, exp, 60) == 0  # its time, and no request
+
+    with db.session() as s:
+        s.add_all([ServedPrediction(prediction_id=f"p{i}", experiment_id=exp, candidate="b",
+                                    arm="t", latency_ms=5.0, error=False,
+                                    created_at=utcnow()) for i in range(3)])
+    assert _step(experiments, exp, 2) == 0  # its requests, not its time
+    assert _step(experiments, exp, 5) == 1
+
+
 def test_an_operator_cannot_step_up_a_ramp_whose_treatment_gets_no_traffic(
         experiments: Experiments) -> None:
     """A kill (a guardrail's breach), a pause or the treatment arm's pause holds the ramp: a
