@@ -267,7 +267,10 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     # and priority): the protocol leaves them to each server, and abvoc reads only these.
     all_binary = flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
-    unit_id = params.get("unit_id") or header(UNIT_HEADER)
+    unit_id, told = params.get("unit_id"), header(UNIT_HEADER)
+    if unit_id is not None and told is not None and unit_id != told:  # one was used, unsaid
+        raise AbvocError(f"the unit id is given twice, differently, in {UNIT_FROM}: send one")
+    unit_id = unit_id or told
     if unit_id is not None:
         unit_id = _text(unit_id, "the unit id", 200)
     slice_ = None if params.get("slice") is None \

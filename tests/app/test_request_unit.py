@@ -79,3 +79,20 @@ def test_only_a_request_unit_experiment_serves_requests_without_a_unit_id(
     outside = client.post("/v2/models/iris-onnx/infer", headers=admin,
                           json=infer_body(flowers(1)))
     assert outside.status_code == 400 and "unit_id" in outside.get_json()["error"]
+
+
+def test_a_unit_id_given_twice_differently_is_refused(v2app: Flask, tmp_path: Path) -> None:
+    """`parameters.unit_id` and the X-Abvoc-Unit-Id header disagreeing: the body's was used,
+    unsaid, so a caller whose proxy sets the header had its users split by another id."""
+    client = v2app.test_client()
+    admin = bearer(v2app, "admin")
+    upload_two_iris(client, admin, tmp_path)
+    experiment(client, admin, "twice", "iris-onnx", "iris-b")
+    body = infer_body(flowers(1, seed=2), "user-1")
+    refused = client.post("/v2/models/twice/infer", json=body,
+                          headers={**admin, "X-Abvoc-Unit-Id": "user-2"})
+    assert refused.status_code == 400, refused.get_json()
+    assert "unit id is given twice, differently" in refused.get_json()["error"]
+    same = client.post("/v2/models/twice/infer", json=body,
+                       headers={**admin, "X-Abvoc-Unit-Id": "user-1"})
+    assert same.status_code == 200, same.get_json()
