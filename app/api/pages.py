@@ -20,7 +20,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.api.predict import FIELDS, read_image_request, slice_field, text_field
 from app.auth import current_scopes, require
+from app.read_headers import UNIT_HEADER
 from app.serving import serve
+from app.unit_ids import request_unit
 from core.errors import AbvocError
 from serving.images import PAGE, decode_image, encode_png, input_hash
 from serving.predict import SCOPE_REMEDY, CandidateFailed, PredictRequest
@@ -58,7 +60,8 @@ def read_page():  # noqa: ANN201
 
     data, fields = read_image_request(PAGE_FIELDS)
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
-    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
+    unit_id = request_unit(fields.get("unit_id"), "'unit_id'",
+                           request.headers.get(UNIT_HEADER))
     page_scope = text_field(fields.get("page_scope"), "'page_scope'", 100) or "pages"
     formula_scope = text_field(fields.get("formula_scope"), "'formula_scope'", 100) or "default"
     slice_ = slice_field(fields.get("slice"))

@@ -1,4 +1,5 @@
-"""POST /v1/predict: an image and a unit id in, a LaTeX answer, a prediction id and a receipt out.
+"""POST /v1/predict: an image and a unit id (`unit_id`, or the X-Abvoc-Unit-Id header) in, a
+LaTeX answer, a prediction id and a receipt out.
 
 Which candidate served (and the arm and experiment) is shown only to admin keys. Admin keys may
 also force an arm with the `X-Abvoc-Force-Arm` header, for QA.
@@ -14,8 +15,9 @@ from flask import Blueprint, jsonify, request
 
 from app.auth import current_scopes, require
 from app.inputs import check_text
-from app.read_headers import FORCE_HEADER
+from app.read_headers import FORCE_HEADER, UNIT_HEADER
 from app.serving import serve
+from app.unit_ids import request_unit
 from core.errors import AbvocError, refuse_unknown
 from serving.bundles.offline_metrics import slice_problem
 from serving.images import decode_image, input_hash
@@ -98,7 +100,8 @@ def read_image_request(allowed: frozenset[str] = FIELDS) -> tuple[bytes, dict]:
 def predict():  # noqa: ANN201
     data, fields = read_image_request()
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
-    unit_id = text_field(fields.get("unit_id"), "'unit_id'", 200)
+    unit_id = request_unit(fields.get("unit_id"), "'unit_id'",
+                           request.headers.get(UNIT_HEADER))
     scope = text_field(fields.get("scope"), "'scope'", 100) or "default"
     slice_ = slice_field(fields.get("slice"))
     admin = "admin" in current_scopes()

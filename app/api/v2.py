@@ -17,8 +17,9 @@ JSON are plain UTF-8 strings marked `content_type: "str"` (as Triton's and MLSer
 them), base64 marked so for an output asked with `content_type: "base64"` or a value that is not
 UTF-8. Any Content-Type is read as V2; request parameters other than abvoc's own are the
 clients' (Triton's timeout, MLServer's content_type) and pass unread. A request names its unit
-(for sticky assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header, which only a
-scope whose experiment has unit `request` does without; its `id` is echoed. The answer holds
+(for sticky assignment) in `parameters.unit_id` or the `X-Abvoc-Unit-Id` header (two different
+ids, one in each, are a 400), which only a scope whose experiment has unit `request` does
+without; its `id` is echoed. The answer holds
 an `output` tensor (the prediction, of the candidate's output type) and the candidate's own
 output tensors; its `parameters` carry `prediction_id` and `receipt` (to
 correct it through /v1/corrections), and for admin keys the candidate, arm and experiment. The
@@ -48,6 +49,7 @@ from app.auth import current_scopes, require
 from app.inputs import InputRefused, read_json
 from app.read_headers import FORCE_HEADER, UNIT_HEADER
 from app.serving import serve
+from app.unit_ids import request_unit
 from core.errors import AbvocError, ConfigError, NotFound, refuse_unknown
 from core.store import schema
 from core.text import quoted_names
@@ -267,12 +269,7 @@ def read_infer(scope: str, body: Any, chunks: Chunks | None,
     # and priority): the protocol leaves them to each server, and abvoc reads only these.
     all_binary = flag(params.get(BINARY_OUTPUT), f"'parameters.{BINARY_OUTPUT}'")
     # Optional here: the router asks for it unless the scope's experiment has unit `request`.
-    unit_id, told = params.get("unit_id"), header(UNIT_HEADER)
-    if unit_id is not None and told is not None and unit_id != told:  # one was used, unsaid
-        raise AbvocError(f"the unit id is given twice, differently, in {UNIT_FROM}: send one")
-    unit_id = unit_id or told
-    if unit_id is not None:
-        unit_id = _text(unit_id, "the unit id", 200)
+    unit_id = request_unit(params.get("unit_id"), "'parameters.unit_id'", header(UNIT_HEADER))
     slice_ = None if params.get("slice") is None \
         else slice_field(_text(params["slice"], "'slice'", 100))
     inputs = _inputs(body.get("inputs"), chunks)

@@ -13,6 +13,7 @@ from app.openapi.parts import (
     EXPERIMENT_ID,
     SAMPLE_IMAGE,
     SCHEMAS,
+    UNIT_HEADER_PARAM,
     action,
     arm_action,
     csv_report,
@@ -51,7 +52,8 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
         "/v1/predict": {"post": {
             "summary": "Predict the LaTeX of a formula image",
             "security": [{"apiKey": []}, {"bearer": []}],
-            "parameters": [{"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
+            "parameters": [UNIT_HEADER_PARAM,
+                           {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,
                             "schema": {"type": "string", "minLength": 1},
                             "description": "admin keys only: serve this arm (its name "
                                            "percent-encoded as UTF-8 where not ASCII)"}],
@@ -71,6 +73,7 @@ def openapi_document(paths_wanted: set[str] | None = None) -> dict[str, Any]:
                            "formula as a correction of the page's prediction (its boxes as "
                            "they should be).",
             "security": [{"apiKey": []}, {"bearer": []}],
+            "parameters": [UNIT_HEADER_PARAM],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": PAGES_JSON},
                 "multipart/form-data": {"schema": PAGES_MULTIPART}}},

@@ -85,8 +85,14 @@ GUARDRAIL_SCHEMA = {
 
 # A prediction's unit: optional only where the scope's experiment has unit `request`.
 UNIT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
-           "description": "the user or session the request is for; required except where the "
-                          "scope's experiment has unit 'request' (each request its own unit)"}
+           "description": "the user or session the request is for (or in the X-Abvoc-Unit-Id "
+                          "header; two different ids, one in each, are a 400); required except "
+                          "where the scope's experiment has unit 'request' (each request its "
+                          "own unit)"}
+UNIT_HEADER_PARAM = {"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                     "description": "the unit, in place of the body's unit_id or the same id "
+                                    "(two different ids are a 400); ASCII only, no comma"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "status"],

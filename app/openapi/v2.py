@@ -80,7 +80,8 @@ def v2_paths() -> dict[str, Any]:
                                           "latency_ms": {"type": "number"}}}}}
     header = [{"name": "X-Abvoc-Unit-Id", "in": "header", "required": False,
                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-               "description": "the unit (user, session), when not in parameters.unit_id; "
+               "description": "the unit (user, session), in place of parameters.unit_id "
+                              "or the same id (two different ids are a 400); "
                               "required except where the scope's experiment has unit "
                               "'request'; ASCII only (else in parameters.unit_id)"},
               {"name": "X-Abvoc-Force-Arm", "in": "header", "required": False,

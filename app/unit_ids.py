@@ -1,0 +1,36 @@
+"""A prediction request's unit id, from the two places a client may send it: the body (`unit_id`,
+V2's `parameters.unit_id`) and the X-Abvoc-Unit-Id header.
+
+The body's id was read and the header's dropped unsaid (on /v1/predict and /v1/pages the header
+was never read), so a client whose two ids disagreed had its requests assigned, sticky and
+counted, as a unit it did not mean; two different ids are refused, as two API keys are.
+"""
+
+from __future__ import annotations
+
+from app.read_headers import UNIT_HEADER
+from core.errors import AbvocError
+from core.text import sent
+
+UNIT_ID_CHARS = 200
+
+
+def request_unit(given: object, where: str, header: str | None) -> str | None:
+    """The unit id of a request that gives `given` in its body at `where` (None or '': left
+    out) and `header` as UNIT_HEADER (None: not sent); None when neither names one.
+    AbvocError (400) for an id that is no string of at most UNIT_ID_CHARS characters, or two
+    different ids (the same one in both places is that unit)."""
+    body = None if given is None or given == "" else _checked(given, where)
+    sent_header = None if header is None else _checked(header, f"the {UNIT_HEADER} header")
+    if body is not None and sent_header is not None and body != sent_header:
+        raise AbvocError(f"two different unit ids: {sent(body)} in {where} and "
+                         f"{sent(sent_header)} in the {UNIT_HEADER} header; send the unit's "
+                         "id in one of them (or the same id in both)")
+    return body if body is not None else sent_header
+
+
+def _checked(value: object, where: str) -> str:
+    if not isinstance(value, str) or len(value) > UNIT_ID_CHARS:
+        raise AbvocError(f"the unit id in {where} must be a string of at most {UNIT_ID_CHARS} "
+                         "characters")
+    return value
