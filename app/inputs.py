@@ -30,7 +30,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
-from app.not_utf8 import not_utf8
+from app.not_utf8 import body_not_utf8, not_utf8
 from app.read_headers import READ_HEADERS, header_problem
 from core.errors import AbvocError
 from core.output_types import MAX_NUMBER
@@ -212,6 +212,8 @@ def parse_json(data: str | bytes, bound: float | None = None) -> Any:
     standard library, whose reading the messages quote (an integer past 64 bits exactly, not
     as orjson's float). `bound`: the largest number allowed, this request's by default
     (:func:`number_bound`)."""
+    if not isinstance(data, str) and (problem := body_not_utf8(data)) is not None:
+        raise InputRefused(problem)
     text = data if isinstance(data, str) else data.decode(json.detect_encoding(data),
                                                           "surrogatepass")
     # Brackets counted, strings and all, bound the depth from above: most bodies need no more.

@@ -1,14 +1,18 @@
-"""Percent-encoded bytes that are not UTF-8, in a request's path or query string.
+"""Percent-encoded bytes that are not UTF-8, in a request's path or query string; and a JSON
+body in UTF-16 or UTF-32.
 
 Werkzeug reads each bad byte of a path as U+FFFD (so `POST .../arms/%ff/pause` met an arm named
 '\ufffd', a 404 naming it) and gives a query value's bad bytes back as `%XX` text (so
 `unit_id=%ff` was the unit '%FF', the same as `unit_id=%25FF`). Both are read here from the
-request's own bytes, so the refusal names the parameter instead.
+request's own bytes, so the refusal names the parameter instead. A JSON body is read as UTF-8
+only: Flask's reader (json.detect_encoding) took UTF-16 and UTF-32 too, where abvoc's rule, and
+its message for a byte that is not UTF-8, say UTF-8.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -18,6 +22,16 @@ _HINT = "is not valid UTF-8 (percent-encoded bytes that are not, such as %ff): s
 def not_utf8(environ: dict[str, Any], view_args: dict[str, Any] | None) -> str | None:
     """What in the request is not UTF-8, said for the caller; None when all of it is."""
     return _path(environ, view_args) or _query(environ)
+
+
+def body_not_utf8(data: bytes) -> str | None:
+    """Why a JSON body, told by its first bytes, is no UTF-8 text (UTF-16 or UTF-32, with or
+    without a byte order mark); None for UTF-8 (a UTF-8 byte order mark passes: RFC 8259 lets
+    a parser ignore it). A byte that is not UTF-8 further on is the decoder's to name."""
+    encoding = json.detect_encoding(data)
+    if encoding.startswith("utf-8"):
+        return None
+    return f"the request body is {encoding.upper()} text, not UTF-8; send JSON in UTF-8"
 
 
 def _path(environ: dict[str, Any], view_args: dict[str, Any] | None) -> str | None:

@@ -79,6 +79,13 @@ def test_bodies_that_are_not_json_are_400s_that_say_where(app: Flask, client: Fl
         assert latin.status_code == 400
         assert latin.get_json()["error"] == ("the request body is not valid UTF-8 text (byte "
                                              "0xe9 at offset 13); send JSON in UTF-8")
+        # UTF-16 and UTF-32 are JSON's other encodings, which Flask's reader took: not UTF-8.
+        for encoding in ("utf-16", "utf-16-le", "utf-32-be"):  # utf-16: with its BOM
+            wide = client.post(path, data='{"name": "café"}'.encode(encoding), headers=admin,
+                               content_type="application/json")
+            assert wide.status_code == 400, (path, encoding)
+            assert wide.get_json()["error"] == (f"the request body is {encoding.upper()} text, "
+                                                "not UTF-8; send JSON in UTF-8"), wide.get_json()
     # An empty body is still each view's to judge (starting an experiment needs none).
     assert client.post("/v1/experiments", data=b"", headers=admin,
                        content_type="application/json").status_code == 400
