@@ -67,8 +67,9 @@ def unit_outcomes(db: Database, experiment_id: int, unit_id: str) -> dict[str, A
     """What the worker has counted of one unit's outcomes, per metric: how many and in which
     arm; so a sender (the game league) can wait for its own units rather than for a total
     that other senders' units reach as well. Empty until the first one is counted."""
-    if not unit_id or len(unit_id) > UNIT_ID_LIMIT:
-        raise AbvocError(f"give 'unit_id': the unit's id, 1 to {UNIT_ID_LIMIT} characters")
+    if not unit_id.strip() or len(unit_id) > UNIT_ID_LIMIT:  # blank: no unit's id
+        raise AbvocError(f"give 'unit_id': the unit's id, 1 to {UNIT_ID_LIMIT} characters, "
+                         "not blank")
     with db.reading() as s:
         _experiment(s, experiment_id)
         rows = s.execute(select(OutcomeUnitValue.metric, OutcomeUnitValue.arm,

@@ -77,9 +77,9 @@ def _check(body: Any) -> dict[str, Any]:
         exp = body.get("experiment_id")
         if isinstance(exp, bool) or not isinstance(exp, int) or not 1 <= exp <= MAX_ROW_ID:
             raise AbvocError("'experiment_id' must be the integer id of an experiment")
-        if not body.get("unit_id"):
-            raise AbvocError("'unit_id' is required with 'experiment_id': the id the unit's "
-                             "predictions were routed by")
+        if not (body.get("unit_id") or "").strip():  # blank: no unit a prediction names
+            raise AbvocError("'unit_id' is required with 'experiment_id' (not blank): the id "
+                             "the unit's predictions were routed by")
     if not isinstance(body.get("metric"), str):
         raise AbvocError("'metric' is required: the name of a metric defined on the experiment")
     if "value" not in body:

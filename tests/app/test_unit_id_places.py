@@ -15,7 +15,7 @@ from core.store.models import OutboxEvent
 from serving.images import encode_png
 from tests.support.bundles import EXAMPLE
 from tests.support.keys import bearer
-from tests.support.v2 import flowers, infer_body, upload
+from tests.support.v2 import experiment, flowers, infer_body, upload
 from workloads.ocr.dataset import ONLINE_MIX, sample_requests
 
 HEADER = "X-Abvoc-Unit-Id"
@@ -63,3 +63,41 @@ def test_v2_refuses_two_different_unit_ids(v2app: Flask) -> None:
     same = client.post(url, headers={**predictor, HEADER: "p"},
                        json=infer_body(flowers(1)[:1], "p"))
     assert same.status_code == 200, same.get_json()
+
+
+def test_a_blank_unit_id_is_refused_saying_what_to_send(app: Flask, client: FlaskClient,
+                                                        admin: dict) -> None:
+    """'' or spaces name no user or session, yet were served (every blank request one unit, ''
+    as none): in the body, V2's parameters and the header alike, and for outcomes too."""
+    image = _image()
+    before = _events(app)
+    sends = [dict(json={"image_base64": image, "unit_id": blank}) for blank in ("", " ", "\t")]
+    sends += [dict(json={"image_base64": image}, headers={HEADER: "  "}),
+              dict(data={"image": (io.BytesIO(base64.b64decode(image)), "f.png"),
+                         "unit_id": ""})]
+    for send in sends:
+        answer = client.post("/v1/predict", **{**send, "headers": {**admin,
+                                                                   **send.get("headers", {})}})
+        assert answer.status_code == 400, (send.get("headers"), answer.get_json())
+        error = answer.get_json()["error"]
+        assert "is blank" in error and "leave it out on a scope whose experiment has unit " \
+            "'request'" in error, error
+    assert _events(app) == before
+    exp = experiment(client, admin, "blank", "ocr-small-printed", "ocr-small-mixed")["id"]
+    outcome = client.post("/v1/outcomes", headers=admin, json={
+        "unit_id": " ", "experiment_id": exp, "metric": "won", "value": 1})
+    assert outcome.status_code == 400 and "not blank" in outcome.get_json()["error"]
+    counted = client.get(f"/v1/experiments/{exp}/unit-outcomes?unit_id=%20", headers=admin)
+    assert counted.status_code == 400 and "not blank" in counted.get_json()["error"]
+
+
+def test_v2_refuses_a_blank_unit_id(v2app: Flask) -> None:
+    client = v2app.test_client()
+    upload(client, bearer(v2app, "admin"), EXAMPLE)
+    predictor = bearer(v2app, "predict")
+    for blank in ("", "  "):
+        answer = client.post("/v2/models/default/infer", headers=predictor,
+                             json=infer_body(flowers(1)[:1], blank))
+        assert answer.status_code == 400, answer.get_json()
+        assert "the unit id in 'parameters.unit_id' is blank" in answer.get_json()["error"]
+    assert _events(v2app) == 0
