@@ -21,7 +21,7 @@ import jsonschema_rs
 from core.errors import AbvocError
 from core.latex import validate_latex
 from core.page_boxes import BOXES_SCHEMA, boxes_problem
-from core.text import shown
+from core.text import quoted_names, shown
 
 STRING_TYPES = ("label", "text", "latex")
 OUTPUT_TYPES = (*STRING_TYPES, "number", "json")
@@ -193,6 +193,7 @@ def _show(value: Any) -> str:
 
 
 def classes_shown(classes: tuple[str, ...] | list[str]) -> str:
-    """A label candidate's classes as a message lists them: whole for the usual few, the first
+    """A label candidate's classes as a message lists them (:func:`quoted_names`, as typed: a
+    list's repr printed brackets and escapes no one typed): whole for the usual few, the first
     ones and the count for a candidate with thousands."""
-    return shown(list(classes), 200)
+    return quoted_names(classes, 200)

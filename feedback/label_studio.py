@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import AbvocError
 from core.ids import MAX_ROW_ID
-from core.output_types import OutputKind
+from core.output_types import OutputKind, classes_shown
 from core.relabel import OFFLINE_TEST, check_queue, check_queues
 from core.store.db import Database, utcnow
 from core.store.models import (
@@ -48,6 +48,7 @@ from core.store.models import (
     RelabelLabel,
     ServedPrediction,
 )
+from core.text import sent
 from core.v2_binary import kept_tensors
 from feedback.annotation import checked_label, conclude_imported, output_kind, verdict_of
 from feedback.export import PAGE, _inputs
@@ -365,7 +366,8 @@ def _belongs(data: dict[str, Any], where: str, whose: str, queue: str, candidate
     classes = data.get("classes")  # in any order (labels are class names), each named once
     if "classes" in data and not (isinstance(classes, list) and all(isinstance(c, str) for c in
             classes) and sorted(classes) == sorted(set(kind.classes))):
-        wrong.append(f"classes {classes!r} (the {whose} has {list(kind.classes)!r}, each once)")
+        wrong.append(f"classes {sent(classes)} (the {whose} has {classes_shown(kind.classes)}, "
+                     "each once)")
     if wrong:
         raise AbvocError(f"{where} does not belong here: its {'; '.join(wrong)}. Was it "
                          "exported from another project or abvoc? Nothing was imported")

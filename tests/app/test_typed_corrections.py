@@ -228,7 +228,7 @@ LONG = 5_000
 
 @pytest.mark.parametrize(("candidate", "pipeline", "value", "words"), [
     ("flower", {"kind": "bundle", "output": {"type": "label", "classes": CLASSES}}, "r" * LONG,
-     "is not one of the candidate's classes ['setosa', 'versicolor', 'virginica']"),
+     "is not one of the candidate's classes 'setosa', 'versicolor', 'virginica'"),
     ("price", {"kind": "bundle", "output": {"type": "number"}}, "9" * LONG,
      "'corrected_output' must be a finite JSON number"),
     ("point", {"kind": "bundle", "output": {"type": "json", "schema": POINT}},

@@ -35,6 +35,17 @@ def test_a_number_label_past_2_53_is_refused(value: object) -> None:
     assert check_output(OutputKind("number"), -(2**53)) == -(2.0**53)
 
 
+def test_a_label_outside_the_classes_names_them_as_typed() -> None:
+    """The classes were printed as a Python list, brackets and all, and repr wrote a class
+    with an apostrophe in double quotes and a backslash doubled: as typed, quoted, comma-
+    separated, as query names and unknown fields are."""
+    kind = OutputKind("label", ("hello", "héllo", "it's", "a\\b"))
+    with pytest.raises(AbvocError) as refused:
+        check_output(kind, "nope")
+    assert refused.value.message.endswith(
+        "is not one of the candidate's classes 'hello', 'héllo', 'it's', 'a\\b'")
+
+
 def test_json_without_a_schema_only_has_a_size_limit() -> None:
     assert check_output(OutputKind("json"), {"a": [1]}) == {"a": [1]}
     with pytest.raises(AbvocError, match="longer than"):

@@ -70,7 +70,8 @@ def test_classes_are_each_named_once_in_any_order(db: Database, tmp_path: Path) 
         "abvoc_item_id": pets, "classes": [*classes, classes[0]]},
         "annotations": [annotated("dog")]}])
     with pytest.raises(AbvocError, match=rf"task 1 \(abvoc item {pets}\) does not belong here: "
-                                         r"its classes .* each once"):
+                                         r'its classes \["cat", "dog", "owl", "cat"\] \(the '
+                                         rf"item {pets} has 'cat', 'dog', 'owl', each once\)"):
         import_tasks(db, twice)
     assert label_rows(db) == 0
     out = import_tasks(db, write(tmp_path / "reordered", [{"data": {

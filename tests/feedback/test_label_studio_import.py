@@ -100,7 +100,7 @@ def test_classes_that_differ_from_the_items_are_refused(db: Database, tmp_path: 
     folder = write(tmp_path / "imp", [{"data": {
         "abvoc_item_id": pets, "candidate": "pets", "output_type": "label",
         "classes": ["cat", "dog"]}, "annotations": [annotated("dog")]}])
-    with pytest.raises(AbvocError, match=r"task 1 \(abvoc item \d+\).*classes \['cat', 'dog'\]"):
+    with pytest.raises(AbvocError, match=r'task 1 \(abvoc item \d+\).*classes \["cat", "dog"\]'):
         import_tasks(db, folder)
     assert label_rows(db) == 0
 

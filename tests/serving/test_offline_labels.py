@@ -95,9 +95,9 @@ LONG = 5_000
 
 @pytest.mark.parametrize(("output", "line", "words", "size"), [
     ({"type": "label", "classes": ["a", "b"]}, {"label": ["a"] * BIG},
-     "is not one of the candidate's classes ['a', 'b']", f"({BIG} items)"),
+     "is not one of the candidate's classes 'a', 'b'", f"({BIG} items)"),
     ({"type": "label", "classes": [f"c{i}" for i in range(BIG)]}, {"label": "z" * LONG},
-     "is not one of the candidate's classes ['c0', 'c1', ", f"({LONG} characters)"),
+     "is not one of the candidate's classes 'c0', 'c1', ", f"({LONG} characters)"),
     ({"type": "number"}, {"label": "9" * LONG}, "label must be a finite number, got '999",
      f"({LONG} characters)"),
     ({"type": "json", "schema": {"type": "object", "properties": {"y": {"type": "number"}}}},
