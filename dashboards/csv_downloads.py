@@ -13,7 +13,6 @@ from dash import Dash
 from flask import Response, request
 
 from core.errors import Forbidden
-from core.ids import MAX_ROW_ID
 from core.query import check_query
 from core.times import query_window
 from dashboards import data, feeds
@@ -65,5 +64,6 @@ def divergence(experiment_id: int) -> Response:
 def register(app: Dash) -> None:
     views: dict[str, Callable[[int], Response]] = {RESULTS: results, DIVERGENCE: divergence}
     for path, view in views.items():
-        app.server.add_url_rule(f"{path}/<int(min=1, max={MAX_ROW_ID}):experiment_id>.csv",
+        # row_id: app.path_ints' converter (an id no experiment can have is its own 404)
+        app.server.add_url_rule(f'{path}/<row_id("experiment"):experiment_id>.csv',
                                 f"dashboard_{view.__name__}_csv", view)

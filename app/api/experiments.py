@@ -7,14 +7,14 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import require
 from app.inputs import optional_json
+from app.path_ints import row_id
 from core.errors import AbvocError
-from core.ids import MAX_ROW_ID
 from core.text import quoted_names, shown
 from serving.experiments import KILL_SWITCH, OPERATOR_PAUSE, check_reason
 
 bp = Blueprint("experiments", __name__)
-# Ids beyond a 64-bit integer cannot exist; the router answers 404 for them.
-EXP = f"<int(min=1, max={MAX_ROW_ID}):experiment_id>"
+# 0 and ids beyond a 64-bit integer cannot exist: the router answers their 404.
+EXP = row_id("experiment", "experiment_id")
 STATUSES = ("draft", "running", "paused", "killed", "stopped")
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.auth import current_identity, require
 from app.inputs import optional_json
+from app.path_ints import row_id
 from core.errors import AbvocError, refuse_unknown
 from core.ids import MAX_ROW_ID
 from core.query import whole_number
@@ -18,7 +19,7 @@ from evaluation.relabel_enqueue import route_label
 from feedback import agreement, annotation, queue_listing, relabel_rules
 
 bp = Blueprint("relabel", __name__)
-ITEM = f"<int(min=1, max={MAX_ROW_ID}):item_id>"
+ITEM = row_id("relabel item", "item_id")
 
 
 def _db():  # noqa: ANN202
