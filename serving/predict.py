@@ -59,7 +59,9 @@ _TAKES = {IMAGE: "an image: send it to POST /v1/predict",
 class CandidateFailed(AbvocError):
     """The candidate failed to answer; recorded, counted by the guardrails. Its status is the
     failure's: 502 for a remote server's error, 503 when none answers, 504 for a timeout, 500 for
-    a local stage that raised (its own defect: the same input fails again, so no retry)."""
+    a local stage that raised (its own defect: the same input fails again, so no retry), 502
+    for an answer, local or remote, that is no valid value of its output type (no retry
+    either: serving.outputs.CandidateOutputError)."""
 
     status = 500
     candidate = ""
