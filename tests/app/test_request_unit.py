@@ -92,7 +92,8 @@ def test_a_unit_id_given_twice_differently_is_refused(v2app: Flask, tmp_path: Pa
     refused = client.post("/v2/models/twice/infer", json=body,
                           headers={**admin, "X-Abvoc-Unit-Id": "user-2"})
     assert refused.status_code == 400, refused.get_json()
-    assert "unit id is given twice, differently" in refused.get_json()["error"]
+    assert "two different unit ids: 'user-1' in 'parameters.unit_id' and 'user-2'" \
+        in refused.get_json()["error"]
     same = client.post("/v2/models/twice/infer", json=body,
                        headers={**admin, "X-Abvoc-Unit-Id": "user-1"})
     assert same.status_code == 200, same.get_json()
