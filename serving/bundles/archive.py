@@ -1,11 +1,12 @@
 """Bundles arrive as a folder or a `.tar.gz` of one; both are checked before anything is read.
 
 An archive is untrusted: every member is checked while the stream is read, before extraction —
-no absolute paths, no `..`, no links (symbolic or hard) that leave the bundle, no devices — and
-the member count and the unpacked size are capped so a small archive cannot unpack into a huge
-one (a decompression bomb stops at the limit, not at the end of the stream). Extraction then
-runs with tarfile's own "data" filter as a second line. A folder gets the same link and size
-checks, so a bundle never reaches outside itself either way.
+no absolute paths, no `..`, no links (symbolic or hard) that leave the bundle, nothing under a
+link and no link through another (archive_links), no devices — and the member count and the
+unpacked size are capped so a small archive cannot unpack into a huge one (a decompression bomb
+stops at the limit, not at the end of the stream). Extraction then runs with tarfile's own
+"data" filter as a second line. A folder gets the same link and size checks, so a bundle never
+reaches outside itself either way.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from serving.bundles.archive_links import check_links
 from serving.bundles.manifest import MANIFEST_NAME, ManifestError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -102,6 +104,7 @@ def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarIn
         members.append(member)
     if not members:
         raise ManifestError("the archive is empty")
+    check_links(members)
     return members
 
 
@@ -134,7 +137,11 @@ def check_folder(folder: Path, limits: Limits) -> None:
             if count > limits.max_members:
                 raise ManifestError(f"the bundle has more than {limits.max_members} files")
             if path.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve()
+                except (RuntimeError, OSError):  # 3.11 raises RuntimeError for a loop
+                    raise ManifestError(f"bundle file {str(rel)!r} is a link that leads round "
+                                        "in a loop") from None
                 if not target.is_relative_to(root):
                     raise ManifestError(f"bundle file {str(rel)!r} links to {os.readlink(path)!r}"
                                         ", outside the bundle")
