@@ -2,25 +2,32 @@
 
 An archive is untrusted: every member is checked while the stream is read, before extraction —
 no absolute paths, no `..`, no links (symbolic or hard) that leave the bundle, nothing under a
-link and no link through another (archive_links), no devices — and the member count and the
-unpacked size are capped so a small archive cannot unpack into a huge one (a decompression bomb
-stops at the limit, not at the end of the stream). Extraction then runs with tarfile's own
-"data" filter as a second line. A folder gets the same link and size checks, so a bundle never
-reaches outside itself either way.
+link and no link through another (archive_links), no devices — and the member count, the
+unpacked size and each header's size are capped so a small archive cannot unpack into a huge one
+or hold gigabytes of one long name in memory (a decompression bomb stops at the limit, not at
+the end of the stream). Extraction then runs with tarfile's own "data" filter as a second line.
+A folder gets the same link and size checks, so a bundle never reaches outside itself either
+way.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
+from core.text import shown
 from serving.bundles.archive_links import check_links
 from serving.bundles.manifest import MANIFEST_NAME, ManifestError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+# tarfile reads a member's data in 16 KiB pieces, but a long name's or a pax header's whole in
+# one read of its declared size: no bundle needs more than this of either.
+MAX_HEADER_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,8 @@ def unpack(archive: Path, dest: Path, limits: Limits) -> Path:
         raise ManifestError(f"{archive.name} is {size} bytes; bundles are limited to "
                             f"{limits.max_archive_bytes} bytes")
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with gzip.open(archive, "rb") as stream, \
+                tarfile.open(fileobj=_HeaderCap(stream), mode="r:") as tar:
             members = _checked_members(tar, limits)
             dest.mkdir(parents=True, exist_ok=True)
             for member in members:
@@ -56,6 +64,24 @@ def unpack(archive: Path, dest: Path, limits: Limits) -> Path:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ManifestError(f"{archive.name} is not a readable .tar.gz: {exc}") from exc
     return bundle_root(dest)
+
+
+class _HeaderCap:
+    """The unpacked stream, refusing a read past MAX_HEADER_BYTES: a few megabytes of gzip
+    declaring a gigabyte-long name made tarfile hold all of it in memory (8 GiB of it for a
+    5 MB upload), before any member's check could run."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or not 0 <= size <= MAX_HEADER_BYTES:
+            raise ManifestError(f"the archive declares a header (a long name or pax header) of "
+                                f"{size} bytes; at most {MAX_HEADER_BYTES} bytes are read")
+        return self._stream.read(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
@@ -70,11 +96,11 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
             else "would be written outside the bundle" \
             if isinstance(exc, tarfile.OutsideDestinationError | tarfile.AbsolutePathError) \
             else "is not a plain file, folder or link inside the bundle"
-        raise ManifestError(f"archive member {member.name!r} {why}") from None
+        raise ManifestError(f"archive member {shown(member.name)} {why}") from None
     except OSError as exc:
         clash = " (a file of the archive has the name of a folder on its path)" \
             if isinstance(exc, NotADirectoryError | FileExistsError | IsADirectoryError) else ""
-        raise ManifestError(f"archive member {member.name!r} cannot be unpacked: "
+        raise ManifestError(f"archive member {shown(member.name)} cannot be unpacked: "
                             f"{exc.strerror or type(exc).__name__}{clash}") from None
 
 
@@ -89,12 +115,15 @@ def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarIn
         if member.issym():
             _check_symlink(member.name, member.linkname)
         elif member.islnk():
-            target = _member_path(member.linkname, f"hard link {member.name!r}: its target")
+            target = _member_path(member.linkname,
+                                  f"hard link {shown(member.name)}: its target")
             if str(target) not in files:
-                raise ManifestError(f"archive member {member.name!r} is a hard link to "
-                                    f"{member.linkname!r}, which is not a file of the bundle")
+                raise ManifestError(f"archive member {shown(member.name)} is a hard link to "
+                                    f"{shown(member.linkname)}, which is not a file of the "
+                                    "bundle")
         elif not (member.isfile() or member.isdir()):
-            raise ManifestError(f"archive member {member.name!r} is not a file or folder")
+            raise ManifestError(f"archive member {shown(member.name)} is not a file or "
+                                "folder")
         total += max(member.size, 0)
         if total > limits.max_unpacked_bytes:
             raise ManifestError(f"the archive unpacks to more than {limits.max_unpacked_bytes} "
@@ -111,18 +140,20 @@ def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarIn
 def _member_path(name: str, what: str = "archive member") -> PurePosixPath:
     path = PurePosixPath(name)
     if path.is_absolute() or name.startswith("\\") or (path.parts and path.parts[0].endswith(":")):
-        raise ManifestError(f"{what} {name!r} is an absolute path")
+        raise ManifestError(f"{what} {shown(name)} is an absolute path")
     if ".." in path.parts:
-        raise ManifestError(f"{what} {name!r} contains '..'")
+        raise ManifestError(f"{what} {shown(name)} contains '..'")
     return PurePosixPath(*[p for p in path.parts if p != "."])
 
 
 def _check_symlink(name: str, target: str) -> None:
     if PurePosixPath(target).is_absolute():
-        raise ManifestError(f"archive member {name!r} links to the absolute path {target!r}")
+        raise ManifestError(f"archive member {shown(name)} links to the absolute path "
+                            f"{shown(target)}")
     joined = os.path.normpath(os.path.join(os.path.dirname(name), target))
     if joined == ".." or joined.startswith("../") or os.path.isabs(joined):
-        raise ManifestError(f"archive member {name!r} links to {target!r}, outside the bundle")
+        raise ManifestError(f"archive member {shown(name)} links to {shown(target)}, "
+                            "outside the bundle")
 
 
 def check_folder(folder: Path, limits: Limits) -> None:

@@ -4,10 +4,12 @@ loading never ends is refused in bounded time."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import shutil
 import tarfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,28 @@ def test_archive_limits_stop_bombs(registry: Registry, models: Path, bundle: Pat
     refused(registry, models, bomb, r"more than 3 members", Limits(max_members=3))
     refused(registry, models, bomb, r"bundles are limited to 1000 bytes",
              Limits(max_archive_bytes=1000))
+
+
+def test_a_long_name_header_is_refused_before_it_is_read(registry: Registry, models: Path,
+                                                          tmp_path: Path) -> None:
+    """A GNU long-name header declaring 64 MiB of name (64 KiB of gzip) was read whole into
+    memory (8 GiB for a 5 MB upload declaring 1 GiB), and the refusal quoted all of it."""
+    archive = tmp_path / "long-name.tar.gz"
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 64 << 20
+    with gzip.open(archive, "wb", compresslevel=1) as out:
+        out.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        for _ in range(64):
+            out.write(b"a" * (1 << 20))
+        out.write(_file("x", b"")[0].tobuf(format=tarfile.GNU_FORMAT) + bytes(1024))
+    tracemalloc.start()
+    try:
+        error = refused(registry, models, archive, r"^the archive declares a header \(a long "
+                        r"name or pax header\) of 67108864 bytes; at most 65536 bytes are read$")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20 and len(error.message) < 200
 
 
 def test_archive_with_internal_links_registers(registry: Registry, models: Path, bundle: Path,
