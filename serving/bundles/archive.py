@@ -63,6 +63,11 @@ def unpack(archive: Path, dest: Path, limits: Limits) -> Path:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ManifestError(f"{archive.name} is not a readable .tar.gz: {exc}") from exc
+    except RecursionError:
+        # tarfile reads each long-name or pax header by calling itself for what follows it: a
+        # few hundred in a row (20 KB of gzip) ran out of stack, a 500.
+        raise ManifestError(f"{archive.name} chains hundreds of long-name or pax headers before "
+                            "a member; a tar writer puts one or two before each") from None
     return bundle_root(dest)
 
 

@@ -109,6 +109,21 @@ def test_a_long_name_header_is_refused_before_it_is_read(registry: Registry, mod
     assert peak < 16 << 20 and len(error.message) < 200
 
 
+def test_a_chain_of_long_name_headers_is_refused(registry: Registry, models: Path,
+                                                  tmp_path: Path) -> None:
+    """tarfile reads each such header by calling itself for the next: 2,000 in a row (20 KB
+    of gzip) ran out of stack, a RecursionError and a 500."""
+    archive = tmp_path / "chain.tar.gz"
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 2
+    with gzip.open(archive, "wb") as out:
+        out.write((header.tobuf(format=tarfile.GNU_FORMAT) + b"a" + bytes(511)) * 2000)
+        out.write(_file("x", b"")[0].tobuf(format=tarfile.GNU_FORMAT) + bytes(1024))
+    refused(registry, models, archive, r"^chain.tar.gz chains hundreds of long-name or pax "
+                                       r"headers before a member; a tar writer puts one or two "
+                                       r"before each$")
+
+
 def test_archive_with_internal_links_registers(registry: Registry, models: Path, bundle: Path,
                                                tmp_path: Path) -> None:
     members = [m for m in _bundle_members(bundle) if m[0].name != "iris/model.onnx"]
