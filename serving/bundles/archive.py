@@ -107,6 +107,11 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
             if isinstance(exc, NotADirectoryError | FileExistsError | IsADirectoryError) else ""
         raise ManifestError(f"archive member {shown(member.name)} cannot be unpacked: "
                             f"{exc.strerror or type(exc).__name__}{clash}") from None
+    except (ValueError, OverflowError) as exc:
+        # A pax header's time past what the system holds (inf, nan, 1e300), a NUL in a name:
+        # the OS refuses the value, which was a 500.
+        raise ManifestError(f"archive member {shown(member.name)} cannot be unpacked: its "
+                            f"header holds a value the system refuses ({exc})") from None
 
 
 def _checked_members(tar: tarfile.TarFile, limits: Limits) -> list[tarfile.TarInfo]:

@@ -124,6 +124,25 @@ def test_a_chain_of_long_name_headers_is_refused(registry: Registry, models: Pat
                                        r"before each$")
 
 
+@pytest.mark.parametrize(("pax", "said"), [
+    ({"mtime": "inf"}, "timestamp out of range for platform time_t"),
+    ({"mtime": "nan"}, "Invalid value NaN"),
+    ({"path": "iris/a\x00b"}, "embedded null byte"),
+])
+def test_header_values_the_system_refuses_are_refused(registry: Registry, models: Path,
+                                                      bundle: Path, tmp_path: Path,
+                                                      pax: dict[str, str], said: str) -> None:
+    """os.utime's OverflowError and ValueError, and open's ValueError, were 500s."""
+    archive = tmp_path / "odd.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in [_file("iris/notes.txt", b"abc"), *_bundle_members(bundle)]:
+            info.pax_headers = pax if info.name == "iris/notes.txt" else {}
+            tar.addfile(info, io.BytesIO(data))
+    refused(registry, models, archive, r"^archive member 'iris/(notes.txt|a\\x00b)' cannot be "
+                                       rf"unpacked: its header holds a value the system refuses "
+                                       rf"\({said}")
+
+
 def test_archive_with_internal_links_registers(registry: Registry, models: Path, bundle: Path,
                                                tmp_path: Path) -> None:
     members = [m for m in _bundle_members(bundle) if m[0].name != "iris/model.onnx"]
