@@ -19,6 +19,7 @@ import orjson
 from core.errors import AbvocError, EventSchemaError
 from core.ids import time_ordered_id
 from core.store.db import utcnow
+from core.text import text_problem
 
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
@@ -188,13 +189,28 @@ def encode(event: dict[str, Any]) -> bytes:
         return _FALLBACK.encode(event).encode()
 
 
+ID_FIELDS = ("event_id", "prediction_id", "correction_id", "outcome_id", "unit_id")
+"""An event's ids: the store looks them up and compares them, so each must be text it holds."""
+
+
 def decode(raw: bytes) -> dict[str, Any]:
-    """Parse and validate bytes from the bus; raises EventSchemaError for anything unusable."""
+    """Parse and validate bytes from the bus; raises EventSchemaError for anything unusable.
+
+    An id holding a NUL is refused here, so that the event is parked like any invalid one: the
+    schemas cannot say it, PostgreSQL refused the id in the batch's own transaction (the round
+    failed again and again, the stream stopped), and SQLite's JSON functions cut it at the NUL
+    (the event read as applied before, dropped unparked)."""
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventSchemaError(f"not JSON: {exc}") from exc
-    return validate_event(event)
+    validate_event(event)
+    for field in ID_FIELDS:
+        value = event.get(field)
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise EventSchemaError(f"{event['event_type']} invalid at {field}: {problem}")
+    return event
 
 
 @dataclass(frozen=True)
