@@ -25,7 +25,7 @@ from core.health import Heartbeat, safe_text
 from core.payload_ids import payload_id
 from core.store.db import Database, utcnow
 from core.store.models import ParkedEvent
-from core.store.upsert import insert_ignore
+from core.store.upsert import dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +58,30 @@ def parked_event_id(payload: bytes) -> str | None:
     return payload_id(payload, "event_id")
 
 
-def park(session: Session, group_id: str, record: Record, reason: str) -> None:
-    """Keep `record` with its reason; a record parked before keeps its first row."""
+def park(session: Session, group_id: str, record: Record, reason: str) -> bool:
+    """Keep `record` with its reason; a record parked before keeps its first row. True when
+    this parked it: a batch read again (a worker that stopped before committing its offsets, a
+    rebalance) parks its records again, and only a first parking counts."""
     log.warning("parked %s[%d]@%d for group %s: %s", record.topic, record.partition,
                 record.offset, group_id, safe_text(reason, 500))
-    insert_ignore(session, ParkedEvent.__table__, [{
-        "group_id": group_id,
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "payload": record.value[:PARKED_PAYLOAD_BYTES],
-        "payload_size": len(record.value),
-        "reason": safe_text(reason, 2000),
-        "created_at": utcnow(),
-        "event_id": parked_event_id(record.value),
-    }], keys=["group_id", "topic", "partition", "offset"])
+    table = ParkedEvent.__table__
+    return session.execute(dialect_insert(session, table).values(
+        group_id=group_id,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        payload=record.value[:PARKED_PAYLOAD_BYTES],
+        payload_size=len(record.value),
+        reason=safe_text(reason, 2000),
+        created_at=utcnow(),
+        event_id=parked_event_id(record.value),
+    ).on_conflict_do_nothing(index_elements=["group_id", "topic", "partition", "offset"])
+        .returning(table.c.id)).first() is not None
 
 
 def count_parked(parked: Iterable[tuple[Record, str]]) -> None:
-    """Count events whose parking was committed (a rolled-back attempt counts nothing)."""
+    """Count events whose first parking was committed (a rolled-back attempt counts nothing,
+    nor a record parked before: see :func:`park`)."""
     for record, reason in parked:
         PARKED.labels(record.topic, reason_kind(reason)).inc()
 

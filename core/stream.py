@@ -166,8 +166,9 @@ def apply_batch(db: Database, group_id: str, batch: Batch, handler: Handler) -> 
 def apply_parking(db: Database, group_id: str, batch: Batch, handler: Handler, *,
                   count: bool = True) -> tuple[int, list[tuple[Record, str]]]:
     """Apply a read batch exactly once in effect; return how many events were newly applied
-    and the records parked, with their reasons (counted once their transaction committed,
-    unless `count` is False: a replay of parked events parks nothing new).
+    and the records parked, with their reasons (those parked for the first time counted once
+    their transaction committed, unless `count` is False: a replay of parked events parks
+    nothing new).
 
     The whole batch goes in one transaction without a savepoint (two round trips fewer). When
     the handler fails on an event, that transaction is rolled back and the batch is applied
@@ -177,15 +178,15 @@ def apply_parking(db: Database, group_id: str, batch: Batch, handler: Handler, *
     decoded, bad, prepared = batch.decoded, batch.bad, batch.prepared
     try:
         with db.session() as s:
-            for record, reason in bad:
-                park(s, group_id, record, reason)
+            first = [(record, reason) for record, reason in bad
+                     if park(s, group_id, record, reason)]
             fresh = _claim(s, group_id, decoded) if decoded else []
             if fresh and prepared is not None and len(fresh) == len(decoded):
                 handler(s, [e for _, e in fresh], prepared)
             elif fresh:
                 handler(s, [e for _, e in fresh])
         if count:
-            count_parked(bad)
+            count_parked(first)
         return len(fresh), list(bad)
     except Exception as exc:
         if store_unreachable(exc):
@@ -194,8 +195,8 @@ def apply_parking(db: Database, group_id: str, batch: Batch, handler: Handler, *
                  type(exc).__name__)
     parked = list(bad)
     with db.session() as s:
-        for record, reason in bad:
-            park(s, group_id, record, reason)
+        first = [(record, reason) for record, reason in bad
+                 if park(s, group_id, record, reason)]
         applied = 0
         for record, event in decoded:
             try:
@@ -207,10 +208,11 @@ def apply_parking(db: Database, group_id: str, batch: Batch, handler: Handler, *
             except Exception as exc:
                 if store_unreachable(exc):
                     raise
-                park(s, group_id, record, _reason(exc))
                 parked.append((record, _reason(exc)))
+                if park(s, group_id, record, _reason(exc)):
+                    first.append(parked[-1])
     if count:
-        count_parked(parked)
+        count_parked(first)
     return applied, parked
 
 
