@@ -19,7 +19,7 @@ import orjson
 from core.errors import AbvocError, EventSchemaError
 from core.ids import time_ordered_id
 from core.store.db import utcnow
-from core.text import text_problem
+from core.text import shown, text_problem
 
 PREDICTION_MADE = "PredictionMade"
 CORRECTION_SUBMITTED = "CorrectionSubmitted"
@@ -37,6 +37,8 @@ TOPIC_OF = {PREDICTION_MADE: "predictions", CORRECTION_SUBMITTED: "corrections",
             OUTCOME_RECORDED: "outcomes"}
 KEY_FIELD = {PREDICTION_MADE: ("prediction_id",), CORRECTION_SUBMITTED: ("prediction_id",),
              OUTCOME_RECORDED: ("prediction_id", "unit_id")}
+REASON_CHARS = 400
+"""How much of a schema failure's message is kept (its start and its end)."""
 
 
 @cache
@@ -59,16 +61,19 @@ def validate_event(event: Any) -> dict[str, Any]:
     event_type = event.get("event_type")
     if event_type not in CURRENT_VERSION:
         raise EventSchemaError(
-            f"unknown event_type {event_type!r}; expected one of {list(EVENT_TYPES)}"
+            f"unknown event_type {shown(event_type)}; expected one of {list(EVENT_TYPES)}"
         )
     version = event.get("schema_version")
     if not isinstance(version, int) or version < 1 or version > CURRENT_VERSION[event_type]:
-        raise EventSchemaError(f"unsupported schema_version {version!r} for {event_type}")
+        raise EventSchemaError(f"unsupported schema_version {shown(version)} for {event_type}")
     validator = _validator(event_type, version)
     if not validator.is_valid(event):
         first = next(iter(validator.iter_errors(event)))
         where = "/".join(str(p) for p in first.instance_path) or "(root)"
-        raise EventSchemaError(f"{event_type} invalid at {where}: {first.message}")
+        # The validator quotes the value whole (a 3 MB output): cut in the middle, the message
+        # keeps what is wrong, which comes last and was lost where a parked reason is cut.
+        raise EventSchemaError(shown(f"{event_type} invalid at {where}: {first.message}",
+                                     REASON_CHARS, form=str))
     return event
 
 
