@@ -175,9 +175,11 @@ def _add_unit_values(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def check_outcomes(session: Session, outcomes: list[dict[str, Any]]) -> None:
     """Refuse (AbvocError, so the stream parks the event alone) an outcome the API would have
-    refused: dated before its experiment was created, or a value its metric's kind does not
-    take (the kind is fixed once outcomes of it exist, see evaluation.metric_definitions).
-    Anyone who can write to the outcomes topic reaches here without the API's checks."""
+    refused: of a metric its experiment does not define (or of no experiment), dated before
+    its experiment was created, or a value its metric's kind does not take (the kind is fixed
+    once outcomes of it exist, see evaluation.metric_definitions). Anyone who can write to the
+    outcomes topic reaches here without the API's checks; an undefined metric's value went
+    unchecked, and once the metric was defined a value of 1e300 failed its results (a 500)."""
     if not outcomes:
         return
     ids = sorted({e["experiment_id"] for e in outcomes})
@@ -193,8 +195,11 @@ def check_outcomes(session: Session, outcomes: list[dict[str, Any]]) -> None:
             check_after_creation(e["experiment_id"], created.get(e["experiment_id"]),
                                  event_time(e, "observed_at"))
             kind = kinds.get((e["experiment_id"], e["metric"]))
-            if kind is not None:
-                check_value(e["metric"], kind, e["value"])
+            if kind is None:
+                raise AbvocError(f"metric {e['metric']!r} is not defined on experiment "
+                                 f"{e['experiment_id']}" if e["experiment_id"] in created
+                                 else f"experiment {e['experiment_id']} does not exist")
+            check_value(e["metric"], kind, e["value"])
         except AbvocError as exc:
             raise AbvocError(f"{e['event_type']} {e['event_id']!r}: {exc.message}") from None
 
