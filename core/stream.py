@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, true
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from core import events
@@ -62,9 +63,13 @@ Check = Callable[[dict[str, Any]], None]
 """Raises AbvocError for a decoded event this consumer must not apply (e.g. a bad receipt)."""
 
 def _reason(exc: Exception) -> str:
+    """Why an event was parked, on one line: a store's refusal by the driver's own words
+    (SQLAlchemy's text adds the statement and its parameters over several lines, so the
+    listing of parked events, one line each, ran over a dozen lines of SQL)."""
     if isinstance(exc, AbvocError):
         return exc.message
-    return f"cannot apply: {type(exc).__name__}: {exc}"
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    return f"cannot apply: {type(cause).__name__}: {' '.join(str(cause).split())}"
 
 
 def _claim(session: Session, group_id: str, batch: list[tuple[Record, dict]]) -> list:
