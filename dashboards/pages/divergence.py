@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from dash import Dash, Input, Output, dcc, html, no_update
 from dash.development.base_component import Component
 
@@ -28,6 +29,8 @@ from dashboards.tables import fmt, table
 from evaluation.candidate_facts import shown_names
 
 ROLES = frozenset({"admin"})
+CONFUSION_CLASSES = 12
+"""The most classes a confusion table on the page shows (those with the most wrong answers)."""
 ALL = "all"
 
 
@@ -250,12 +253,27 @@ def _mae_table(rows: list[dict[str, Any]],
 
 
 def _confusion(i: int, candidate: str, c: dict[str, Any]) -> Component:
-    """A label candidate's confusion counts in the slice (answer rows, truth columns)."""
+    """A label candidate's confusion counts in the slice (answer rows, truth columns): the
+    :data:`CONFUSION_CLASSES` classes with the most wrong answers, answered or true, where it
+    has more (a 50-class table is 2,500 cells a candidate, and two of them held Chromium for
+    over a minute); the whole table is in the report's ``label_metrics``."""
+    classes, counts = c["classes"], np.asarray(c["counts"], dtype=float).reshape(
+        len(c["classes"]), len(c["classes"]))
+    shown = list(range(len(classes)))
+    note = []
+    if len(classes) > CONFUSION_CLASSES:
+        wrong = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+        shown = sorted(sorted(shown, key=lambda k: (-wrong[k], classes[k]))[:CONFUSION_CLASSES])
+        note = [html.P(f"The {CONFUSION_CLASSES} classes with the most wrong answers of "
+                       f"{len(classes)}; the other {len(classes) - CONFUSION_CLASSES} are in "
+                       "the divergence report's label_metrics (/divergence).",
+                       className="note")]
     return html.Div([
         html.H4(f"{candidate}: answers (rows) against truths (columns); uncorrected answers "
                 "counted as right"),
-        table(["answer \\ truth", *c["classes"]],
-              [[a, *row] for a, row in zip(c["classes"], c["counts"], strict=True)],
+        *note,
+        table(["answer \\ truth", *(classes[k] for k in shown)],
+              [[classes[a], *(c["counts"][a][k] for k in shown)] for a in shown],
               f"div-confusion-{i}")])
 
 
