@@ -83,6 +83,7 @@ def create_dashboard_app(settings: Settings | None = None,
     """The dashboard alone (`abvoc dashboard`): the login and the Dash pages over the store,
     without the prediction API and without loading any candidate."""
     app = Flask(__name__)
+    path_ints.init_app(app)  # the CSV downloads' paths take the row ids the API's do
     if services is None:
         services = connect(settings or load_settings())
     app.extensions["abvoc"] = services
