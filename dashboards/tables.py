@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dash import html
@@ -19,6 +20,8 @@ def fmt(value: Any, percent: bool = False) -> str:
     if isinstance(value, float):
         if percent:
             return f"{value:+.1%}"
+        if math.isfinite(value) and abs(value) >= 10_000:
+            return f"{value:,.0f}"  # 1,521,000 s ago: 4 significant figures wrote 1.521e+06
         return f"{value:.4g}"
     return str(value)
 
