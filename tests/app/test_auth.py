@@ -26,7 +26,7 @@ def concrete(rule: str) -> list[str]:
     if match:
         choices = [c.strip() for c in match.group(1).split(",")]
         return [u for c in choices for u in concrete(rule.replace(match.group(0), c))]
-    return [re.sub(r"<int[^>]*:\w+>", "1", re.sub(r"<(?:string:)?\w+>", "x", rule))]
+    return [re.sub(r"<(?:int|row_id)[^>]*:\w+>", "1", re.sub(r"<(?:string:)?\w+>", "x", rule))]
 
 
 def routes(app: Flask) -> list[tuple[str, str, str | None]]:
