@@ -15,7 +15,7 @@ from typing import Any
 
 from core import events
 from core.errors import AbvocError
-from core.outcome_metrics import check_observed_at
+from core.outcome_metrics import FUTURE_SLACK, check_observed_at
 from core.store.db import utcnow
 from core.stream import Check
 from core.times import parse_rfc3339
@@ -31,10 +31,15 @@ def event_time(event: dict[str, Any], field: str) -> datetime:
 
 
 def check_times(event: dict[str, Any]) -> None:
-    """Refuse an event whose times the store cannot hold in UTC, or an outcome whose
-    `observed_at` the API would refuse (:func:`core.outcome_metrics.check_observed_at`)."""
+    """Refuse an event whose times the store cannot hold in UTC, one dated more than
+    FUTURE_SLACK ahead of the worker's clock (give or take CLOCK_SKEW: no API process makes an
+    event so far ahead of its own, and a unit first seen in year 9999 broke the sample-ratio
+    check's next hour), or an outcome whose `observed_at` the API would refuse
+    (:func:`core.outcome_metrics.check_observed_at`)."""
     try:
-        event_time(event, "occurred_at")
+        if event_time(event, "occurred_at") > utcnow() + CLOCK_SKEW + FUTURE_SLACK:
+            raise AbvocError("'occurred_at' lies in the future, past this worker's clock: an API "
+                             "process's clock is wrong, or the event was written by hand")
         if event["event_type"] == events.OUTCOME_RECORDED:
             check_observed_at(event["observed_at"], utcnow() + CLOCK_SKEW)
     except AbvocError as exc:

@@ -90,3 +90,25 @@ def test_bad_bus_events_are_parked_and_results_go_on(db: Database) -> None:
     assert unit_rows(db) == {("control", "won", "u1"): (1, 1.0)}
     assert list_metrics(db, exp)[0]["waiting"]["outcomes"] == 0
     assert len(_parked(db)) == 6
+
+
+def test_events_dated_far_ahead_are_parked_and_a_little_ahead_applied(db: Database) -> None:
+    """Only outcomes were held to an hour ahead: a prediction of year 9999 was stored, its unit
+    first seen then, and the sample-ratio check's next hour after it past what a date holds."""
+    bus = EmbeddedBus(db, partitions=1)
+    exp = add_experiment(db)
+    now = datetime.now(UTC)
+    far = prediction("p-far", experiment_id=exp, arm="control", unit_id="u1",
+                     at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    ahead = prediction("p-ahead", experiment_id=exp, arm="control", unit_id="u2",
+                       at=now + timedelta(hours=2))
+    soon = prediction("p-soon", experiment_id=exp, arm="control", unit_id="u3",
+                      at=now + timedelta(minutes=30))  # another node's clock a little ahead
+    late_correction = correction("p-soon", "x", at=now + timedelta(days=1))
+    _send(db, bus, [far, ahead, soon, late_correction])
+    reasons = _parked(db)
+    assert set(reasons) == {e["event_id"] for e in (far, ahead, late_correction)}
+    assert all("'occurred_at' lies in the future" in r for r in reasons.values())
+    with db.session() as s:
+        assert s.scalars(select(Prediction.prediction_id)).all() == ["p-soon"]
+        assert experiment_results(s, exp)["experiment"]["id"] == exp
