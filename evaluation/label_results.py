@@ -42,6 +42,7 @@ def label_metrics(session: Session, experiment: Experiment, cells: Cells,
     out: dict[str, Any] = {}
     for v in labelled:
         f = facts[v]
+        note = too_many(sum(answers[v][ALL].values())) if v in answers else None
         per_slice = {}
         for s in slices:
             if (v, s) not in cells:
@@ -55,7 +56,6 @@ def label_metrics(session: Session, experiment: Experiment, cells: Cells,
             per_slice[s] = block = label_block(
                 cells[(v, s)], f.kind.classes, offline, alpha, shadow=v.shadow,
                 compared_as=f.compared_as, units=per_unit.get(v, {}).get(s))
-            note = too_many(sum(answers[v][ALL].values())) if v in answers else None
             for shift in (block["prediction_shift"], block["answer_shift"]):
                 if note and shift:
                     shift["unit_note"] = note

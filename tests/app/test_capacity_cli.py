@@ -26,6 +26,15 @@ def _registry(tmp_path: Path) -> Registry:
     return Registry(Database(settings.database_url))
 
 
+def _with_a_timed_candidate(tmp_path: Path) -> Registry:
+    """A registry holding ocr-fast, whose offline results give its size and batch latencies."""
+    registry = _registry(tmp_path)
+    registry.register("ocr-fast", "1")
+    registry.set_offline_results("ocr-fast", "1", {"model": {"size_bytes": 10**9},
+                                                   "latency_by_batch": {"1": 5, "8": 20}})
+    return registry
+
+
 class _OnnxPipeline:
     """What Pipeline.load gives for ocr-mobile-int8 / ocr-onegraph: no networks to load."""
 
@@ -39,10 +48,7 @@ def test_an_untimeable_candidate_is_skipped_and_the_others_planned(
         cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from workloads.ocr.pipeline import Pipeline
 
-    registry = _registry(tmp_path)
-    registry.register("ocr-fast", "1")
-    registry.set_offline_results("ocr-fast", "1", {"model": {"size_bytes": 10**9},
-                                                   "latency_by_batch": {"1": 5, "8": 20}})
+    registry = _with_a_timed_candidate(tmp_path)
     folder = tmp_path / "int8"
     folder.mkdir()
     (folder / "candidate.json").write_text("{}")
@@ -62,10 +68,7 @@ def test_a_candidate_whose_trained_files_are_damaged_is_skipped_and_the_others_p
         cli: CliRunner, tmp_path: Path, spec: str, words: str) -> None:
     """A spec cut short or edited by hand (as a weights file gone or cut short) was a
     traceback from Pipeline.load (exit 1) that planned no candidate at all."""
-    registry = _registry(tmp_path)
-    registry.register("ocr-fast", "1")
-    registry.set_offline_results("ocr-fast", "1", {"model": {"size_bytes": 10**9},
-                                                   "latency_by_batch": {"1": 5, "8": 20}})
+    registry = _with_a_timed_candidate(tmp_path)
     folder = tmp_path / "damaged"
     folder.mkdir()
     (folder / "candidate.json").write_text(spec)

@@ -87,6 +87,14 @@ def _manifest(**changes: Any) -> dict[str, Any]:
     return {**data, **changes}
 
 
+def _remote(**remote: str) -> dict[str, Any]:
+    """A remote candidate's manifest: `remote` as its [remote] table, no backend or stages."""
+    data = _manifest(remote=remote)
+    for key in ("backend", "stages"):
+        data.pop(key)
+    return data
+
+
 @pytest.mark.parametrize(("changes", "fragment"), [
     ({"description": "a\ud800"}, r"^description must be valid Unicode"),
     ({"inputs": [{"name": "x\ud800", "datatype": "FP32", "shape": [-1]}]},
@@ -132,9 +140,7 @@ def test_the_command_line_exits_2_naming_the_key(bundle: Path, tmp_path: Path,
 
 def test_an_empty_remote_version_is_refused() -> None:
     """`version = ""` would call .../versions//infer on the team's server."""
-    data = _manifest(remote={"url": "http://127.0.0.1:9", "model": "m", "version": ""})
-    for key in ("backend", "stages"):
-        data.pop(key)
+    data = _remote(url="http://127.0.0.1:9", model="m", version="")
     with pytest.raises(ManifestError, match=r"^remote.version must not be empty"):
         parse_manifest(data)
     data["remote"]["version"] = "2"
@@ -146,9 +152,7 @@ def test_an_empty_remote_version_is_refused() -> None:
 def test_a_remote_url_with_a_query_or_fragment_is_refused(url: str) -> None:
     """abvoc appends /v2/models/<model>/infer to the URL: after a query it was part of the
     query (the server saw /base), after a fragment it was cut off, and every call missed."""
-    data = _manifest(remote={"url": url, "model": "m"})
-    for key in ("backend", "stages"):
-        data.pop(key)
+    data = _remote(url=url, model="m")
     with pytest.raises(ManifestError, match=r"^remote.url .* must have no query or fragment"):
         parse_manifest(data)
     data["remote"]["url"] = "http://127.0.0.1:9/base/"
